@@ -1,0 +1,200 @@
+//! Attribute values as the text format sees them, and the hashable float
+//! wrapper ops use for float attributes.
+
+use std::fmt;
+
+use crate::IrError;
+
+/// An `f32` attribute that is `Eq + Hash + Ord` by bit pattern, so ops can be
+/// e-graph nodes. `-0.0 != 0.0` and NaNs compare by bits: attributes are
+/// identities, not numbers.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct F32(u32);
+
+impl F32 {
+    pub fn new(v: f32) -> F32 {
+        F32(v.to_bits())
+    }
+    pub fn get(self) -> f32 {
+        f32::from_bits(self.0)
+    }
+}
+
+impl From<f32> for F32 {
+    fn from(v: f32) -> F32 {
+        F32::new(v)
+    }
+}
+
+impl fmt::Debug for F32 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.get())
+    }
+}
+
+/// A generic attribute value: what the printer writes and the parser reads.
+/// Ops convert to and from lists of `(name, Attr)` in a fixed order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Attr {
+    Int(i64),
+    Float(f32),
+    Bool(bool),
+    Ints(Vec<i64>),
+    Floats(Vec<f32>),
+    Str(String),
+    /// A bare identifier such as an enum variant (`nearest`, `f32`).
+    Ident(String),
+}
+
+impl fmt::Display for Attr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Attr::Int(v) => write!(f, "{v}"),
+            Attr::Float(v) => write!(f, "{}", fmt_f32(*v)),
+            Attr::Bool(v) => write!(f, "{v}"),
+            Attr::Ints(v) => {
+                f.write_str("[")?;
+                for (i, x) in v.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{x}")?;
+                }
+                f.write_str("]")
+            }
+            Attr::Floats(v) => {
+                f.write_str("[")?;
+                for (i, x) in v.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    f.write_str(&fmt_f32(*x))?;
+                }
+                f.write_str("]")
+            }
+            Attr::Str(s) => write!(f, "{s:?}"),
+            Attr::Ident(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Formats an f32 so that it parses back to the same bits and is always
+/// recognisable as a float (`1.0`, not `1`).
+pub fn fmt_f32(v: f32) -> String {
+    if v.is_nan() {
+        "nan".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
+    } else {
+        format!("{v:?}")
+    }
+}
+
+/// Named attributes handed to an op constructor by the parser. Each getter
+/// removes the attribute; `finish` rejects leftovers, so a typo is an error.
+#[derive(Debug)]
+pub struct AttrMap {
+    op: String,
+    items: Vec<(String, Attr)>,
+}
+
+impl AttrMap {
+    pub fn new(op: &str, items: Vec<(String, Attr)>) -> AttrMap {
+        AttrMap { op: op.to_string(), items }
+    }
+
+    fn take(&mut self, name: &str) -> Result<Attr, IrError> {
+        let pos = self
+            .items
+            .iter()
+            .position(|(n, _)| n == name)
+            .ok_or_else(|| IrError::Attr { op: self.op.clone(), msg: format!("missing attribute '{name}'") })?;
+        Ok(self.items.remove(pos).1)
+    }
+
+    fn bad(&self, name: &str, want: &str, got: &Attr) -> IrError {
+        IrError::Attr { op: self.op.clone(), msg: format!("attribute '{name}' must be {want}, got {got}") }
+    }
+
+    pub fn int(&mut self, name: &str) -> Result<i64, IrError> {
+        match self.take(name)? {
+            Attr::Int(v) => Ok(v),
+            other => Err(self.bad(name, "an integer", &other)),
+        }
+    }
+
+    pub fn usize(&mut self, name: &str) -> Result<usize, IrError> {
+        let v = self.int(name)?;
+        usize::try_from(v).map_err(|_| IrError::Attr {
+            op: self.op.clone(),
+            msg: format!("attribute '{name}' must be non-negative, got {v}"),
+        })
+    }
+
+    pub fn float(&mut self, name: &str) -> Result<F32, IrError> {
+        match self.take(name)? {
+            Attr::Float(v) => Ok(F32::new(v)),
+            Attr::Int(v) => Ok(F32::new(v as f32)),
+            other => Err(self.bad(name, "a float", &other)),
+        }
+    }
+
+    pub fn bool(&mut self, name: &str) -> Result<bool, IrError> {
+        match self.take(name)? {
+            Attr::Bool(v) => Ok(v),
+            other => Err(self.bad(name, "true or false", &other)),
+        }
+    }
+
+    pub fn ints(&mut self, name: &str) -> Result<Vec<i64>, IrError> {
+        match self.take(name)? {
+            Attr::Ints(v) => Ok(v),
+            other => Err(self.bad(name, "a list of integers", &other)),
+        }
+    }
+
+    pub fn usizes(&mut self, name: &str) -> Result<Vec<usize>, IrError> {
+        let v = self.ints(name)?;
+        v.iter().map(|&x| usize::try_from(x)).collect::<Result<Vec<_>, _>>().map_err(|_| IrError::Attr {
+            op: self.op.clone(),
+            msg: format!("attribute '{name}' must hold non-negative integers"),
+        })
+    }
+
+    pub fn floats(&mut self, name: &str) -> Result<Vec<F32>, IrError> {
+        match self.take(name)? {
+            Attr::Floats(v) => Ok(v.into_iter().map(F32::new).collect()),
+            Attr::Ints(v) if v.is_empty() => Ok(vec![]),
+            other => Err(self.bad(name, "a list of floats", &other)),
+        }
+    }
+
+    pub fn string(&mut self, name: &str) -> Result<String, IrError> {
+        match self.take(name)? {
+            Attr::Str(v) => Ok(v),
+            other => Err(self.bad(name, "a string", &other)),
+        }
+    }
+
+    pub fn ident(&mut self, name: &str) -> Result<String, IrError> {
+        match self.take(name)? {
+            Attr::Ident(v) => Ok(v),
+            other => Err(self.bad(name, "an identifier", &other)),
+        }
+    }
+
+    pub fn error(&self, msg: impl Into<String>) -> IrError {
+        IrError::Attr { op: self.op.clone(), msg: msg.into() }
+    }
+
+    pub fn finish(self) -> Result<(), IrError> {
+        match self.items.first() {
+            None => Ok(()),
+            Some((n, _)) => Err(IrError::Attr { op: self.op, msg: format!("unknown attribute '{n}'") }),
+        }
+    }
+}

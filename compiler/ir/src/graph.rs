@@ -1,0 +1,332 @@
+//! The plain dataflow graph: SSA values with static types, nodes in
+//! topological order, constants by id in a weight table.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::weights::{Quant, WeightId, WeightTable};
+use crate::{infer, DType, IrError, Op, Origin, Tensor};
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ValueId(pub u32);
+
+impl fmt::Debug for ValueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "%{}", self.0)
+    }
+}
+
+/// Static type of a value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TensorType {
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    /// Present on quantised (int8/uint8) values.
+    pub quant: Option<Quant>,
+}
+
+impl TensorType {
+    pub fn new(dtype: DType, shape: Vec<usize>) -> TensorType {
+        TensorType { dtype, shape, quant: None }
+    }
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn bytes(&self) -> usize {
+        self.numel() * self.dtype.size()
+    }
+}
+
+impl fmt::Display for TensorType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[", self.dtype)?;
+        for (i, d) in self.shape.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{d}")?;
+        }
+        f.write_str("]")
+    }
+}
+
+/// What defines a value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueDef {
+    /// The i-th graph input.
+    Input(usize),
+    Const(WeightId),
+    /// Output `output` of node `node`.
+    Node {
+        node: usize,
+        output: usize,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct Value {
+    pub ty: TensorType,
+    pub def: ValueDef,
+    /// Source name (ONNX tensor name), kept for diagnostics and I/O names.
+    pub name: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub name: String,
+    pub op: Op,
+    pub inputs: Vec<ValueId>,
+    pub outputs: Vec<ValueId>,
+}
+
+#[derive(Clone, Debug)]
+pub struct GraphOutput {
+    pub name: String,
+    pub value: ValueId,
+}
+
+/// A model: inputs, nodes in topological order, named outputs, weights.
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    pub name: String,
+    pub values: Vec<Value>,
+    pub nodes: Vec<Node>,
+    pub inputs: Vec<ValueId>,
+    pub outputs: Vec<GraphOutput>,
+    pub weights: WeightTable,
+}
+
+impl Graph {
+    pub fn new(name: impl Into<String>) -> Graph {
+        Graph { name: name.into(), ..Graph::default() }
+    }
+
+    pub fn value(&self, v: ValueId) -> &Value {
+        &self.values[v.0 as usize]
+    }
+
+    pub fn ty(&self, v: ValueId) -> &TensorType {
+        &self.value(v).ty
+    }
+
+    fn push_value(&mut self, ty: TensorType, def: ValueDef, name: String) -> ValueId {
+        let id = ValueId(self.values.len() as u32);
+        self.values.push(Value { ty, def, name });
+        id
+    }
+
+    pub fn add_input(&mut self, name: impl Into<String>, ty: TensorType) -> ValueId {
+        let idx = self.inputs.len();
+        let v = self.push_value(ty, ValueDef::Input(idx), name.into());
+        self.inputs.push(v);
+        v
+    }
+
+    /// Adds a constant value backed by a new weight.
+    pub fn add_const(&mut self, name: impl Into<String>, tensor: Tensor, origin: Origin) -> ValueId {
+        let name = name.into();
+        let ty = TensorType::new(tensor.dtype(), tensor.shape().to_vec());
+        let w = self.weights.add(name.clone(), tensor, origin);
+        self.push_value(ty, ValueDef::Const(w), name)
+    }
+
+    /// Adds a value for an existing weight.
+    pub fn add_const_ref(&mut self, w: WeightId) -> ValueId {
+        let wt = self.weights.get(w);
+        let ty = TensorType::new(wt.tensor.dtype(), wt.tensor.shape().to_vec());
+        let name = wt.name.clone();
+        self.push_value(ty, ValueDef::Const(w), name)
+    }
+
+    /// Appends a node after inferring its output types. Errors name the node.
+    pub fn add_node(&mut self, name: impl Into<String>, op: Op, inputs: Vec<ValueId>) -> Result<Vec<ValueId>, IrError> {
+        let name = name.into();
+        let tys: Vec<&TensorType> = inputs.iter().map(|&v| self.ty(v)).collect();
+        let out_tys = infer::infer(&op, &tys).map_err(|msg| IrError::Node {
+            node: name.clone(),
+            op: op.name().to_string(),
+            msg,
+        })?;
+        let node = self.nodes.len();
+        let outputs: Vec<ValueId> = out_tys
+            .into_iter()
+            .enumerate()
+            .map(|(i, ty)| {
+                let vname = if i == 0 { name.clone() } else { format!("{name}:{i}") };
+                self.push_value(ty, ValueDef::Node { node, output: i }, vname)
+            })
+            .collect();
+        self.nodes.push(Node { name, op, inputs, outputs: outputs.clone() });
+        Ok(outputs)
+    }
+
+    /// Like [`Graph::add_node`] for single-output ops.
+    pub fn add_node1(&mut self, name: impl Into<String>, op: Op, inputs: Vec<ValueId>) -> Result<ValueId, IrError> {
+        let outs = self.add_node(name, op, inputs)?;
+        outs.first().copied().ok_or_else(|| IrError::Invalid("op produced no output".into()))
+    }
+
+    pub fn add_output(&mut self, name: impl Into<String>, value: ValueId) {
+        self.outputs.push(GraphOutput { name: name.into(), value });
+    }
+
+    /// The constant behind a value, if it is one.
+    pub fn const_of(&self, v: ValueId) -> Option<&Tensor> {
+        match self.value(v).def {
+            ValueDef::Const(w) => Some(self.weights.tensor(w)),
+            _ => None,
+        }
+    }
+
+    /// Checks structural invariants: values defined before use, node outputs
+    /// point back at their node, and every node's recorded output types are
+    /// what inference says.
+    pub fn validate(&self) -> Result<(), IrError> {
+        let mut defined = vec![false; self.values.len()];
+        for (i, v) in self.values.iter().enumerate() {
+            match v.def {
+                ValueDef::Input(k) => {
+                    if self.inputs.get(k) != Some(&ValueId(i as u32)) {
+                        return Err(IrError::Invalid(format!("value %{i} claims to be input {k}")));
+                    }
+                    defined[i] = true;
+                }
+                ValueDef::Const(w) => {
+                    if w.0 as usize >= self.weights.len() {
+                        return Err(IrError::Invalid(format!("value %{i} uses missing weight {}", w.0)));
+                    }
+                    defined[i] = true;
+                }
+                ValueDef::Node { .. } => {}
+            }
+        }
+        for (ni, n) in self.nodes.iter().enumerate() {
+            for &inp in &n.inputs {
+                if !defined.get(inp.0 as usize).copied().unwrap_or(false) {
+                    return Err(IrError::Node {
+                        node: n.name.clone(),
+                        op: n.op.name().into(),
+                        msg: format!("reads {inp:?} before it is defined"),
+                    });
+                }
+            }
+            let tys: Vec<&TensorType> = n.inputs.iter().map(|&v| self.ty(v)).collect();
+            let want = infer::infer(&n.op, &tys).map_err(|msg| IrError::Node {
+                node: n.name.clone(),
+                op: n.op.name().into(),
+                msg,
+            })?;
+            if want.len() != n.outputs.len() {
+                return Err(IrError::Invalid(format!("node '{}' has the wrong number of outputs", n.name)));
+            }
+            for (k, (&o, t)) in n.outputs.iter().zip(&want).enumerate() {
+                let v = self.value(o);
+                if v.def != (ValueDef::Node { node: ni, output: k }) || v.ty.dtype != t.dtype || v.ty.shape != t.shape {
+                    return Err(IrError::Invalid(format!(
+                        "node '{}' output {k}: recorded {} but inference gives {}",
+                        n.name, v.ty, t
+                    )));
+                }
+                defined[o.0 as usize] = true;
+            }
+        }
+        for o in &self.outputs {
+            if !defined.get(o.value.0 as usize).copied().unwrap_or(false) {
+                return Err(IrError::Invalid(format!("output '{}' is never defined", o.name)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of uses of each value (by nodes and graph outputs).
+    pub fn use_counts(&self) -> Vec<usize> {
+        let mut uses = vec![0; self.values.len()];
+        for n in &self.nodes {
+            for &i in &n.inputs {
+                uses[i.0 as usize] += 1;
+            }
+        }
+        for o in &self.outputs {
+            uses[o.value.0 as usize] += 1;
+        }
+        uses
+    }
+
+    /// Removes nodes whose outputs are unused, then values and weights nothing
+    /// refers to, renumbering everything in definition order. Inputs are kept
+    /// (they are the ABI) even when unused.
+    pub fn compact(&self) -> Graph {
+        let mut live_nodes = vec![false; self.nodes.len()];
+        let mut live_vals = vec![false; self.values.len()];
+        for o in &self.outputs {
+            live_vals[o.value.0 as usize] = true;
+        }
+        for (ni, n) in self.nodes.iter().enumerate().rev() {
+            if n.outputs.iter().any(|o| live_vals[o.0 as usize]) {
+                live_nodes[ni] = true;
+                for &i in &n.inputs {
+                    live_vals[i.0 as usize] = true;
+                }
+            }
+        }
+        let mut g = Graph::new(self.name.clone());
+        let mut vmap: HashMap<ValueId, ValueId> = HashMap::new();
+        let mut wmap: HashMap<WeightId, WeightId> = HashMap::new();
+        for &i in &self.inputs {
+            let v = self.value(i);
+            vmap.insert(i, g.add_input(v.name.clone(), v.ty.clone()));
+        }
+        // Constants first, in order of first use, so numbering is stable.
+        let mut order: Vec<ValueId> = Vec::new();
+        for (ni, n) in self.nodes.iter().enumerate() {
+            if live_nodes[ni] {
+                order.extend(n.inputs.iter().copied());
+            }
+        }
+        order.extend(self.outputs.iter().map(|o| o.value));
+        for v in order {
+            if let ValueDef::Const(w) = self.value(v).def {
+                if vmap.contains_key(&v) {
+                    continue;
+                }
+                let nw = *wmap.entry(w).or_insert_with(|| {
+                    let wt = self.weights.get(w).clone();
+                    let id = g.weights.add(wt.name.clone(), wt.tensor.clone(), wt.origin);
+                    let slot = g.weights.get_mut(id);
+                    slot.sparsity = wt.sparsity;
+                    slot.is_param = wt.is_param;
+                    id
+                });
+                let nv = g.add_const_ref(nw);
+                g.values[nv.0 as usize].name = self.value(v).name.clone();
+                vmap.insert(v, nv);
+            }
+        }
+        for (ni, n) in self.nodes.iter().enumerate() {
+            if !live_nodes[ni] {
+                continue;
+            }
+            let node = g.nodes.len();
+            let inputs = n.inputs.iter().map(|i| vmap[i]).collect();
+            let outputs: Vec<ValueId> = n
+                .outputs
+                .iter()
+                .enumerate()
+                .map(|(k, &o)| {
+                    let v = self.value(o);
+                    let nv = g.push_value(v.ty.clone(), ValueDef::Node { node, output: k }, v.name.clone());
+                    vmap.insert(o, nv);
+                    nv
+                })
+                .collect();
+            g.nodes.push(Node { name: n.name.clone(), op: n.op.clone(), inputs, outputs });
+        }
+        for o in &self.outputs {
+            g.add_output(o.name.clone(), vmap[&o.value]);
+        }
+        g
+    }
+}

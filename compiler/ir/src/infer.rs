@@ -1,0 +1,618 @@
+//! Shape and dtype inference. Every op's output types are a function of its
+//! attributes and input types; errors say what was expected.
+
+use crate::op::*;
+use crate::{DType, TensorType};
+
+type R = Result<Vec<TensorType>, String>;
+
+fn one(dtype: DType, shape: Vec<usize>) -> R {
+    Ok(vec![TensorType::new(dtype, shape)])
+}
+
+fn arity(ins: &[&TensorType], lo: usize, hi: usize) -> Result<(), String> {
+    if ins.len() < lo || ins.len() > hi {
+        if lo == hi {
+            return Err(format!("expected {lo} inputs, got {}", ins.len()));
+        }
+        return Err(format!("expected {lo} to {hi} inputs, got {}", ins.len()));
+    }
+    Ok(())
+}
+
+fn same_dtype(ins: &[&TensorType]) -> Result<DType, String> {
+    let d = ins[0].dtype;
+    for (i, t) in ins.iter().enumerate().skip(1) {
+        if t.dtype != d {
+            return Err(format!("input {i} has dtype {} but input 0 has {}", t.dtype, d));
+        }
+    }
+    Ok(d)
+}
+
+fn float_input(t: &TensorType, what: &str) -> Result<(), String> {
+    if t.dtype.is_float() {
+        Ok(())
+    } else {
+        Err(format!("{what} must be a float tensor, got {t}"))
+    }
+}
+
+/// Numpy-style broadcast of shapes.
+pub fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
+    let r = a.len().max(b.len());
+    let mut out = vec![0; r];
+    for i in 0..r {
+        let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
+        let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+        out[i] = if da == db {
+            da
+        } else if da == 1 {
+            db
+        } else if db == 1 {
+            da
+        } else {
+            return Err(format!("shapes {a:?} and {b:?} do not broadcast"));
+        };
+    }
+    Ok(out)
+}
+
+/// Output length of one windowed axis (conv/pool), or an error if the window
+/// does not fit.
+pub fn window_out(
+    input: usize,
+    k: usize,
+    stride: usize,
+    dil: usize,
+    pb: usize,
+    pe: usize,
+    ceil: bool,
+) -> Result<usize, String> {
+    let eff = dil * (k - 1) + 1;
+    let padded = input + pb + pe;
+    if padded < eff {
+        return Err(format!("window of extent {eff} does not fit padded input of {padded}"));
+    }
+    let span = padded - eff;
+    let mut out = if ceil { span.div_ceil(stride) + 1 } else { span / stride + 1 };
+    // ONNX/PyTorch rule: the last window must start inside the input or left padding.
+    if ceil && (out - 1) * stride >= input + pb {
+        out -= 1;
+    }
+    Ok(out)
+}
+
+fn spatial(x: &TensorType, w: &Window, ceil: bool) -> Result<Vec<usize>, String> {
+    let r = w.rank();
+    if x.rank() != r + 2 {
+        return Err(format!("input {x} must have rank {} for a {r}-D window", r + 2));
+    }
+    (0..r)
+        .map(|i| {
+            window_out(x.shape[2 + i], w.kernel[i], w.strides[i], w.dilations[i], w.pad_begin(i), w.pad_end(i), ceil)
+        })
+        .collect()
+}
+
+pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
+    match op {
+        Op::Unary(u) => {
+            arity(ins, 1, 1)?;
+            let t = ins[0];
+            match u {
+                UnaryOp::Not => {
+                    if t.dtype != DType::Bool {
+                        return Err(format!("Not needs bool input, got {t}"));
+                    }
+                }
+                u if u.accepts_int() => {
+                    if t.dtype == DType::Bool {
+                        return Err(format!("input must be numeric, got {t}"));
+                    }
+                }
+                _ => float_input(t, "input")?,
+            }
+            one(t.dtype, t.shape.clone())
+        }
+        Op::Binary(b) => {
+            arity(ins, 2, 2)?;
+            let shape = broadcast(&ins[0].shape, &ins[1].shape)?;
+            if *b == BinaryOp::Pow {
+                // Pow allows a different exponent type; the result has the base's type.
+                return one(ins[0].dtype, shape);
+            }
+            let d = same_dtype(ins)?;
+            match b {
+                BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => {
+                    if d != DType::Bool {
+                        return Err(format!("{} needs bool inputs, got {d}", b.name()));
+                    }
+                    one(DType::Bool, shape)
+                }
+                b if b.yields_bool() => one(DType::Bool, shape),
+                _ => one(d, shape),
+            }
+        }
+        Op::Where => {
+            arity(ins, 3, 3)?;
+            if ins[0].dtype != DType::Bool {
+                return Err(format!("condition must be bool, got {}", ins[0]));
+            }
+            if ins[1].dtype != ins[2].dtype {
+                return Err(format!("branches differ in dtype: {} vs {}", ins[1], ins[2]));
+            }
+            let s = broadcast(&broadcast(&ins[0].shape, &ins[1].shape)?, &ins[2].shape)?;
+            one(ins[1].dtype, s)
+        }
+        Op::Cast(to) => {
+            arity(ins, 1, 1)?;
+            one(*to, ins[0].shape.clone())
+        }
+        Op::Identity | Op::Dropout => {
+            arity(ins, 1, 1)?;
+            Ok(vec![ins[0].clone()])
+        }
+        Op::Conv(c) => {
+            arity(ins, 2, 3)?;
+            let (x, w) = (ins[0], ins[1]);
+            float_input(x, "input")?;
+            same_dtype(ins)?;
+            let r = c.window.rank();
+            if w.rank() != r + 2 {
+                return Err(format!("weight {w} must have rank {}", r + 2));
+            }
+            if c.group == 0 || x.rank() < 2 || x.shape[1] != w.shape[1] * c.group || w.shape[0] % c.group != 0 {
+                return Err(format!(
+                    "input channels {} do not match weight {} with group {}",
+                    x.shape.get(1).copied().unwrap_or(0),
+                    w,
+                    c.group
+                ));
+            }
+            if w.shape[2..] != c.window.kernel[..] {
+                return Err(format!("weight {w} does not match kernel {:?}", c.window.kernel));
+            }
+            if let Some(b) = ins.get(2) {
+                if b.shape != [w.shape[0]] {
+                    return Err(format!("bias {b} must be [{}]", w.shape[0]));
+                }
+            }
+            let mut s = vec![x.shape[0], w.shape[0]];
+            s.extend(spatial(x, &c.window, false)?);
+            one(x.dtype, s)
+        }
+        Op::ConvTranspose(c) => {
+            arity(ins, 2, 3)?;
+            let (x, w) = (ins[0], ins[1]);
+            float_input(x, "input")?;
+            same_dtype(ins)?;
+            let r = c.window.rank();
+            if x.rank() != r + 2 || w.rank() != r + 2 || c.output_padding.len() != r {
+                return Err(format!("input {x} / weight {w} do not match a {r}-D transposed conv"));
+            }
+            if x.shape[1] != w.shape[0] || c.group == 0 || w.shape[0] % c.group != 0 {
+                return Err(format!("input channels {} do not match weight {w}", x.shape[1]));
+            }
+            let co = w.shape[1] * c.group;
+            if let Some(b) = ins.get(2) {
+                if b.shape != [co] {
+                    return Err(format!("bias {b} must be [{co}]"));
+                }
+            }
+            let mut s = vec![x.shape[0], co];
+            for i in 0..r {
+                let wd = &c.window;
+                let full = wd.strides[i] * (x.shape[2 + i] - 1)
+                    + c.output_padding[i]
+                    + (wd.kernel[i] - 1) * wd.dilations[i]
+                    + 1;
+                let pads = wd.pad_begin(i) + wd.pad_end(i);
+                if full <= pads {
+                    return Err(format!("pads {pads} consume the whole output on axis {i}"));
+                }
+                s.push(full - pads);
+            }
+            one(x.dtype, s)
+        }
+        Op::Gemm(g) => {
+            arity(ins, 2, 3)?;
+            same_dtype(ins)?;
+            let (a, b) = (ins[0], ins[1]);
+            if a.rank() != 2 || b.rank() != 2 {
+                return Err(format!("Gemm needs 2-D inputs, got {a} and {b}"));
+            }
+            let (m, ka) = if g.trans_a { (a.shape[1], a.shape[0]) } else { (a.shape[0], a.shape[1]) };
+            let (kb, n) = if g.trans_b { (b.shape[1], b.shape[0]) } else { (b.shape[0], b.shape[1]) };
+            if ka != kb {
+                return Err(format!(
+                    "inner dimensions differ: A {a} (trans={}) and B {b} (trans={})",
+                    g.trans_a, g.trans_b
+                ));
+            }
+            if let Some(c) = ins.get(2) {
+                let s = broadcast(&c.shape, &[m, n])?;
+                if s != [m, n] {
+                    return Err(format!("C {c} does not broadcast to [{m},{n}]"));
+                }
+            }
+            one(a.dtype, vec![m, n])
+        }
+        Op::MatMul(_) => {
+            arity(ins, 2, 2)?;
+            let d = same_dtype(ins)?;
+            let (a, b) = (&ins[0].shape, &ins[1].shape);
+            if a.is_empty() || b.is_empty() {
+                return Err("MatMul inputs must have rank >= 1".into());
+            }
+            let a2: Vec<usize> = if a.len() == 1 { vec![1, a[0]] } else { a.clone() };
+            let b2: Vec<usize> = if b.len() == 1 { vec![b[0], 1] } else { b.clone() };
+            let (m, k1) = (a2[a2.len() - 2], a2[a2.len() - 1]);
+            let (k2, n) = (b2[b2.len() - 2], b2[b2.len() - 1]);
+            if k1 != k2 {
+                return Err(format!("inner dimensions differ: {a:?} x {b:?}"));
+            }
+            let mut s = broadcast(&a2[..a2.len() - 2], &b2[..b2.len() - 2])?;
+            if a.len() > 1 {
+                s.push(m);
+            }
+            if b.len() > 1 {
+                s.push(n);
+            }
+            one(d, s)
+        }
+        Op::BatchNorm { .. } => {
+            arity(ins, 5, 5)?;
+            let x = ins[0];
+            float_input(x, "input")?;
+            if x.rank() < 2 {
+                return Err(format!("input {x} needs a channel axis"));
+            }
+            for (i, p) in ins.iter().enumerate().skip(1) {
+                if p.shape != [x.shape[1]] {
+                    return Err(format!("parameter {i} has shape {p}, expected [{}]", x.shape[1]));
+                }
+            }
+            one(x.dtype, x.shape.clone())
+        }
+        Op::InstanceNorm { .. } => {
+            arity(ins, 3, 3)?;
+            let x = ins[0];
+            float_input(x, "input")?;
+            if x.rank() < 3 {
+                return Err(format!("input {x} needs rank >= 3"));
+            }
+            for p in &ins[1..] {
+                if p.shape != [x.shape[1]] {
+                    return Err(format!("scale/bias {p} must be [{}]", x.shape[1]));
+                }
+            }
+            one(x.dtype, x.shape.clone())
+        }
+        Op::LayerNorm { axis, .. } => {
+            arity(ins, 2, 3)?;
+            let x = ins[0];
+            float_input(x, "input")?;
+            if *axis >= x.rank() {
+                return Err(format!("axis {axis} out of range for {x}"));
+            }
+            for p in &ins[1..] {
+                let s = broadcast(&p.shape, &x.shape[*axis..])?;
+                if s != x.shape[*axis..] {
+                    return Err(format!("scale/bias {p} do not broadcast to {:?}", &x.shape[*axis..]));
+                }
+            }
+            one(x.dtype, x.shape.clone())
+        }
+        Op::Softmax { axis } | Op::LogSoftmax { axis } => {
+            arity(ins, 1, 1)?;
+            float_input(ins[0], "input")?;
+            if *axis >= ins[0].rank() {
+                return Err(format!("axis {axis} out of range for {}", ins[0]));
+            }
+            one(ins[0].dtype, ins[0].shape.clone())
+        }
+        Op::MaxPool(p) | Op::AveragePool(p) => {
+            arity(ins, 1, 1)?;
+            let x = ins[0];
+            let mut s = vec![x.shape.first().copied().unwrap_or(0), x.shape.get(1).copied().unwrap_or(0)];
+            s.extend(spatial(x, &p.window, p.ceil_mode)?);
+            one(x.dtype, s)
+        }
+        Op::GlobalAveragePool | Op::GlobalMaxPool => {
+            arity(ins, 1, 1)?;
+            let x = ins[0];
+            if x.rank() < 3 {
+                return Err(format!("input {x} needs rank >= 3"));
+            }
+            let mut s = x.shape.clone();
+            for d in s.iter_mut().skip(2) {
+                *d = 1;
+            }
+            one(x.dtype, s)
+        }
+        Op::Reduce { axes, keepdims, kind } => {
+            arity(ins, 1, 1)?;
+            let x = ins[0];
+            if x.dtype == DType::Bool {
+                return Err(format!("{} needs a numeric input", kind.name()));
+            }
+            for &a in axes {
+                if a >= x.rank().max(1) {
+                    return Err(format!("axis {a} out of range for {x}"));
+                }
+            }
+            let mut s = Vec::new();
+            for (i, &d) in x.shape.iter().enumerate() {
+                if axes.contains(&i) {
+                    if *keepdims {
+                        s.push(1);
+                    }
+                } else {
+                    s.push(d);
+                }
+            }
+            one(x.dtype, s)
+        }
+        Op::ArgMax { axis, keepdims, .. } | Op::ArgMin { axis, keepdims, .. } => {
+            arity(ins, 1, 1)?;
+            let x = ins[0];
+            if *axis >= x.rank() {
+                return Err(format!("axis {axis} out of range for {x}"));
+            }
+            let mut s = x.shape.clone();
+            if *keepdims {
+                s[*axis] = 1;
+            } else {
+                s.remove(*axis);
+            }
+            one(DType::I64, s)
+        }
+        Op::Reshape { shape } => {
+            arity(ins, 1, 1)?;
+            let n: usize = shape.iter().product();
+            if n != ins[0].numel() {
+                return Err(format!("cannot reshape {} ({} elements) to {shape:?}", ins[0], ins[0].numel()));
+            }
+            one(ins[0].dtype, shape.clone())
+        }
+        Op::Transpose { perm } => {
+            arity(ins, 1, 1)?;
+            let x = ins[0];
+            let mut seen = vec![false; x.rank()];
+            if perm.len() != x.rank() {
+                return Err(format!("perm {perm:?} does not match rank of {x}"));
+            }
+            for &p in perm {
+                if p >= x.rank() || seen[p] {
+                    return Err(format!("perm {perm:?} is not a permutation"));
+                }
+                seen[p] = true;
+            }
+            one(x.dtype, perm.iter().map(|&p| x.shape[p]).collect())
+        }
+        Op::Concat { axis } => {
+            if ins.is_empty() {
+                return Err("Concat needs at least one input".into());
+            }
+            let d = same_dtype(ins)?;
+            let first = ins[0];
+            if *axis >= first.rank() {
+                return Err(format!("axis {axis} out of range for {first}"));
+            }
+            let mut s = first.shape.clone();
+            s[*axis] = 0;
+            for t in ins {
+                if t.rank() != first.rank()
+                    || t.shape.iter().enumerate().any(|(i, &d)| i != *axis && d != first.shape[i])
+                {
+                    return Err(format!("inputs {first} and {t} differ outside axis {axis}"));
+                }
+                s[*axis] += t.shape[*axis];
+            }
+            one(d, s)
+        }
+        Op::Split { axis, sizes } => {
+            arity(ins, 1, 1)?;
+            let x = ins[0];
+            if *axis >= x.rank() {
+                return Err(format!("axis {axis} out of range for {x}"));
+            }
+            if sizes.iter().sum::<usize>() != x.shape[*axis] {
+                return Err(format!("split sizes {sizes:?} do not sum to {}", x.shape[*axis]));
+            }
+            Ok(sizes
+                .iter()
+                .map(|&n| {
+                    let mut s = x.shape.clone();
+                    s[*axis] = n;
+                    TensorType::new(x.dtype, s)
+                })
+                .collect())
+        }
+        Op::Slice { starts, ends, steps } => {
+            arity(ins, 1, 1)?;
+            let x = ins[0];
+            if starts.len() != x.rank() || ends.len() != x.rank() || steps.len() != x.rank() {
+                return Err(format!("slice must give start/end/step for each axis of {x}"));
+            }
+            let mut s = Vec::new();
+            for i in 0..x.rank() {
+                s.push(slice_len(starts[i], ends[i], steps[i], x.shape[i])?);
+            }
+            one(x.dtype, s)
+        }
+        Op::Gather { axis } => {
+            arity(ins, 2, 2)?;
+            let (x, idx) = (ins[0], ins[1]);
+            if !matches!(idx.dtype, DType::I32 | DType::I64) {
+                return Err(format!("indices must be int32 or int64, got {idx}"));
+            }
+            if *axis >= x.rank() {
+                return Err(format!("axis {axis} out of range for {x}"));
+            }
+            let mut s = x.shape[..*axis].to_vec();
+            s.extend(&idx.shape);
+            s.extend(&x.shape[axis + 1..]);
+            one(x.dtype, s)
+        }
+        Op::Expand { shape } => {
+            arity(ins, 1, 1)?;
+            let s = broadcast(&ins[0].shape, shape)?;
+            if &s != shape {
+                return Err(format!("{} does not expand to {shape:?}", ins[0]));
+            }
+            one(ins[0].dtype, s)
+        }
+        Op::Tile { repeats } => {
+            arity(ins, 1, 1)?;
+            if repeats.len() != ins[0].rank() {
+                return Err(format!("repeats {repeats:?} do not match rank of {}", ins[0]));
+            }
+            one(ins[0].dtype, ins[0].shape.iter().zip(repeats).map(|(a, b)| a * b).collect())
+        }
+        Op::Pad { pads, mode, .. } => {
+            arity(ins, 1, 1)?;
+            let x = ins[0];
+            if pads.len() != 2 * x.rank() {
+                return Err(format!("pads {pads:?} must hold 2 values per axis of {x}"));
+            }
+            let r = x.rank();
+            for i in 0..r {
+                if *mode == PadMode::Reflect
+                    && (pads[i] >= x.shape[i] || pads[r + i] >= x.shape[i])
+                    && (pads[i] + pads[r + i] > 0)
+                {
+                    return Err(format!(
+                        "reflect padding {} on axis {i} of size {} is too large",
+                        pads[i].max(pads[r + i]),
+                        x.shape[i]
+                    ));
+                }
+                if *mode != PadMode::Constant && x.shape[i] == 0 && pads[i] + pads[r + i] > 0 {
+                    return Err(format!("cannot {} pad an empty axis {i}", pad_mode_name(*mode)));
+                }
+            }
+            one(x.dtype, (0..r).map(|i| x.shape[i] + pads[i] + pads[r + i]).collect())
+        }
+        Op::Resize(rz) => {
+            arity(ins, 1, 1)?;
+            let x = ins[0];
+            if rz.sizes.len() != x.rank() || rz.scales.len() != x.rank() {
+                return Err(format!("resize sizes/scales must match rank of {x}"));
+            }
+            one(x.dtype, rz.sizes.clone())
+        }
+        Op::Lstm(r) | Op::Gru(r) => {
+            let is_lstm = matches!(op, Op::Lstm(_));
+            let (n_in, gates) = if is_lstm { (7, 4) } else { (5, 3) };
+            arity(ins, n_in, n_in)?;
+            let x = ins[0];
+            float_input(x, "X")?;
+            same_dtype(ins)?;
+            if x.rank() != 3 {
+                return Err(format!("X must be [seq, batch, input], got {x}"));
+            }
+            let (seq, batch, input) = (x.shape[0], x.shape[1], x.shape[2]);
+            let (d, h) = (r.direction.num_directions(), r.hidden);
+            let expect = |i: usize, s: Vec<usize>| -> Result<(), String> {
+                if ins[i].shape != s {
+                    return Err(format!("input {i} has shape {}, expected {s:?}", ins[i]));
+                }
+                Ok(())
+            };
+            expect(1, vec![d, gates * h, input])?;
+            expect(2, vec![d, gates * h, h])?;
+            expect(3, vec![d, 2 * gates * h])?;
+            expect(4, vec![d, batch, h])?;
+            if is_lstm {
+                expect(5, vec![d, batch, h])?;
+                expect(6, vec![d, 3 * h])?;
+            }
+            let nact = if is_lstm { 3 } else { 2 } * d;
+            if r.activations.len() != nact {
+                return Err(format!("expected {nact} activations, got {}", r.activations.len()));
+            }
+            let mut outs =
+                vec![TensorType::new(x.dtype, vec![seq, d, batch, h]), TensorType::new(x.dtype, vec![d, batch, h])];
+            if is_lstm {
+                outs.push(TensorType::new(x.dtype, vec![d, batch, h]));
+            }
+            Ok(outs)
+        }
+    }
+}
+
+/// Length of a normalised slice.
+pub fn slice_len(start: i64, end: i64, step: i64, dim: usize) -> Result<usize, String> {
+    if step == 0 {
+        return Err("slice step must not be 0".into());
+    }
+    let d = dim as i64;
+    if step > 0 {
+        if start < 0 || end > d || start > d {
+            return Err(format!("slice [{start}:{end}:{step}] is not normalised for axis of {dim}"));
+        }
+        Ok(if end > start { ((end - start + step - 1) / step) as usize } else { 0 })
+    } else {
+        if start >= d.max(0) && d > 0 || end < -1 || start < -1 {
+            return Err(format!("slice [{start}:{end}:{step}] is not normalised for axis of {dim}"));
+        }
+        Ok(if start > end { ((start - end - step - 1) / (-step)) as usize } else { 0 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Layer;
+
+    fn t(shape: &[usize]) -> TensorType {
+        TensorType::new(DType::F32, shape.to_vec())
+    }
+
+    #[test]
+    fn broadcasting() {
+        assert_eq!(broadcast(&[2, 1, 4], &[3, 1]).unwrap(), vec![2, 3, 4]);
+        assert!(broadcast(&[2, 3], &[4]).is_err());
+        assert_eq!(broadcast(&[], &[5]).unwrap(), vec![5]);
+    }
+
+    #[test]
+    fn conv_shapes() {
+        let op = Op::Conv(Conv {
+            window: Window { kernel: vec![3, 3], strides: vec![2, 2], dilations: vec![1, 1], pads: vec![1, 1, 1, 1] },
+            group: 1,
+            layer: Layer("c".into()),
+        });
+        let out = infer(&op, &[&t(&[1, 3, 224, 224]), &t(&[32, 3, 3, 3])]).unwrap();
+        assert_eq!(out[0].shape, vec![1, 32, 112, 112]);
+        let err = infer(&op, &[&t(&[1, 4, 224, 224]), &t(&[32, 3, 3, 3])]).unwrap_err();
+        assert!(err.contains("input channels 4"), "{err}");
+    }
+
+    #[test]
+    fn pool_ceil_mode() {
+        // PyTorch: 112 -> MaxPool k3 s2 p1 -> 56; ceil on 13 k3 s2 -> 6 (squeezenet)
+        assert_eq!(window_out(112, 3, 2, 1, 1, 1, false).unwrap(), 56);
+        assert_eq!(window_out(13, 3, 2, 1, 0, 0, true).unwrap(), 6);
+        assert_eq!(window_out(111, 3, 2, 1, 0, 0, true).unwrap(), 55);
+    }
+
+    #[test]
+    fn matmul_batch_broadcast() {
+        let op = Op::MatMul(Layer("m".into()));
+        let out = infer(&op, &[&t(&[2, 1, 64, 32]), &t(&[4, 32, 16])]).unwrap();
+        assert_eq!(out[0].shape, vec![2, 4, 64, 16]);
+        let out = infer(&op, &[&t(&[32]), &t(&[32, 16])]).unwrap();
+        assert_eq!(out[0].shape, vec![16]);
+    }
+
+    #[test]
+    fn slices() {
+        assert_eq!(slice_len(0, 10, 3, 10).unwrap(), 4);
+        assert_eq!(slice_len(9, -1, -1, 10).unwrap(), 10);
+        assert_eq!(slice_len(5, 5, 1, 10).unwrap(), 0);
+        assert!(slice_len(0, 11, 1, 10).is_err());
+    }
+}

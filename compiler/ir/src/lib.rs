@@ -1,0 +1,30 @@
+//! kerf's intermediate representation.
+//!
+//! A [`Graph`] is an SSA dataflow graph: values with static [`TensorType`]s,
+//! [`Node`]s in topological order applying an [`Op`] with resolved
+//! attributes, and a [`WeightTable`] holding every constant once. It is what
+//! the ONNX frontend produces, what the e-graph passes take apart and extract
+//! back to, and what code generation consumes.
+//!
+//! The crate has no heavy dependencies: parsing ONNX lives in `kerf-onnx`,
+//! the e-graph in `kerf-passes`, code generation in `kerf-targets`.
+
+pub mod attr;
+mod dtype;
+mod error;
+pub mod eval;
+mod graph;
+pub mod infer;
+pub mod op;
+pub mod stats;
+mod tensor;
+pub mod text;
+mod weights;
+
+pub use attr::{Attr, F32};
+pub use dtype::DType;
+pub use error::IrError;
+pub use graph::{Graph, GraphOutput, Node, TensorType, Value, ValueDef, ValueId};
+pub use op::{BinaryOp, Layer, Op, UnaryOp};
+pub use tensor::{numel, Tensor, MAX_CONST_ELEMENTS};
+pub use weights::{Origin, Quant, Sparsity, Weight, WeightId, WeightTable};

@@ -1,0 +1,576 @@
+//! The IR text format: deterministic printing and parsing.
+//!
+//! ```text
+//! graph "tiny"
+//!   input %0 "x": f32[1,4]
+//!   const %1 "w": f32[3,4] = #5d41402abc4b2a76
+//!   const %2 "b": f32[3] = [0.5,0.25,-1.0]
+//!   %3 = Gemm{alpha=1.0, beta=1.0, trans_a=false, trans_b=true, layer="fc"}(%0, %1, %2): f32[1,3] @"fc"
+//!   output "y" = %3
+//! ```
+//!
+//! Values are renumbered on print (inputs, then constants in order of first
+//! use, then node outputs), attributes print in each op's fixed order, and
+//! weights of more than [`INLINE_LIMIT`] elements print as shape + content
+//! hash. The parser accepts inline data, `fill(v)` and `iota(start,step)`
+//! generators, and hashes that a [`WeightTable`] resolves, and re-checks every
+//! declared type against inference.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use crate::attr::{fmt_f32, Attr};
+use crate::{DType, Graph, IrError, Op, Origin, Tensor, TensorType, ValueDef, ValueId, WeightTable};
+
+/// Weights with at most this many elements print their values.
+pub const INLINE_LIMIT: usize = 8;
+
+/// Prints a graph in the text format.
+pub fn print(g: &Graph) -> String {
+    let mut num: HashMap<ValueId, usize> = HashMap::new();
+    let mut next = 0;
+    let mut out = String::new();
+    let _ = writeln!(out, "graph {:?}", g.name);
+    for &i in &g.inputs {
+        num.insert(i, next);
+        let v = g.value(i);
+        let _ = writeln!(out, "  input %{next} {:?}: {}", v.name, v.ty);
+        next += 1;
+    }
+    let uses = g.nodes.iter().flat_map(|n| n.inputs.iter().copied()).chain(g.outputs.iter().map(|o| o.value));
+    for v in uses {
+        if num.contains_key(&v) {
+            continue;
+        }
+        if let ValueDef::Const(w) = g.value(v).def {
+            num.insert(v, next);
+            let wt = g.weights.get(w);
+            let _ =
+                writeln!(out, "  const %{next} {:?}: {} = {}", g.value(v).name, g.value(v).ty, const_text(&wt.tensor));
+            next += 1;
+        }
+    }
+    for n in &g.nodes {
+        let mut outs = Vec::new();
+        for &o in &n.outputs {
+            num.insert(o, next);
+            outs.push(format!("%{next}"));
+            next += 1;
+        }
+        let attrs: Vec<String> = n.op.attrs().into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let attrs = if attrs.is_empty() { String::new() } else { format!("{{{}}}", attrs.join(", ")) };
+        let ins: Vec<String> =
+            n.inputs.iter().map(|i| format!("%{}", num.get(i).copied().unwrap_or(usize::MAX))).collect();
+        let tys: Vec<String> = n.outputs.iter().map(|&o| g.ty(o).to_string()).collect();
+        let _ = writeln!(
+            out,
+            "  {} = {}{}({}): {} @{:?}",
+            outs.join(", "),
+            n.op.name(),
+            attrs,
+            ins.join(", "),
+            tys.join(", "),
+            n.name
+        );
+    }
+    for o in &g.outputs {
+        let _ = writeln!(out, "  output {:?} = %{}", o.name, num.get(&o.value).copied().unwrap_or(usize::MAX));
+    }
+    out
+}
+
+fn const_text(t: &Tensor) -> String {
+    if t.numel() > INLINE_LIMIT {
+        return format!("#{}", t.content_hash());
+    }
+    let items: Vec<String> = (0..t.numel())
+        .map(|i| match t.dtype() {
+            DType::F32 | DType::F16 | DType::BF16 => fmt_f32(t.get_f64(i) as f32),
+            DType::F64 => format!("{:?}", t.get_f64(i)),
+            _ => t.get_i64(i).to_string(),
+        })
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Tok {
+    Val(usize),
+    Ident(String),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Hash(String),
+    P(char),
+}
+
+fn lex(line: &str, ln: usize) -> Result<Vec<Tok>, IrError> {
+    let perr = |msg: String| IrError::Parse { line: ln, msg };
+    let cs: Vec<char> = line.chars().collect();
+    let mut i = 0;
+    let mut toks = Vec::new();
+    while i < cs.len() {
+        let c = cs[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == ';' {
+            break; // comment
+        } else if c == '%' {
+            let s = i + 1;
+            i += 1;
+            while i < cs.len() && cs[i].is_ascii_digit() {
+                i += 1;
+            }
+            let t: String = cs[s..i].iter().collect();
+            toks.push(Tok::Val(t.parse().map_err(|_| perr(format!("bad value name '%{t}'")))?));
+        } else if c == '#' {
+            let s = i + 1;
+            i += 1;
+            while i < cs.len() && cs[i].is_ascii_alphanumeric() {
+                i += 1;
+            }
+            toks.push(Tok::Hash(cs[s..i].iter().collect()));
+        } else if c == '"' {
+            i += 1;
+            let mut s = String::new();
+            loop {
+                match cs.get(i) {
+                    None => return Err(perr("unterminated string".into())),
+                    Some('"') => {
+                        i += 1;
+                        break;
+                    }
+                    Some('\\') => {
+                        let e = cs.get(i + 1).copied().unwrap_or(' ');
+                        i += 2;
+                        match e {
+                            'n' => s.push('\n'),
+                            't' => s.push('\t'),
+                            'r' => s.push('\r'),
+                            '0' => s.push('\0'),
+                            '\\' | '"' | '\'' => s.push(e),
+                            'u' => {
+                                // \u{XXXX}
+                                let close = (i..cs.len())
+                                    .find(|&k| cs[k] == '}')
+                                    .ok_or_else(|| perr("bad \\u escape".into()))?;
+                                let hex: String = cs[i + 1..close].iter().collect();
+                                let ch = u32::from_str_radix(&hex, 16)
+                                    .ok()
+                                    .and_then(char::from_u32)
+                                    .ok_or_else(|| perr(format!("bad \\u escape '{hex}'")))?;
+                                s.push(ch);
+                                i = close + 1;
+                            }
+                            _ => return Err(perr(format!("unknown escape '\\{e}'"))),
+                        }
+                    }
+                    Some(&ch) => {
+                        s.push(ch);
+                        i += 1;
+                    }
+                }
+            }
+            toks.push(Tok::Str(s));
+        } else if c.is_ascii_digit() || (c == '-' && cs.get(i + 1).is_some_and(|d| d.is_ascii_digit() || *d == 'i')) {
+            let s = i;
+            i += 1;
+            while i < cs.len()
+                && (cs[i].is_ascii_alphanumeric()
+                    || cs[i] == '.'
+                    || ((cs[i] == '-' || cs[i] == '+') && matches!(cs[i - 1], 'e' | 'E')))
+            {
+                i += 1;
+            }
+            let t: String = cs[s..i].iter().collect();
+            if let Ok(v) = t.parse::<i64>() {
+                toks.push(Tok::Int(v));
+            } else if let Ok(v) = t.parse::<f64>() {
+                toks.push(Tok::Float(v));
+            } else {
+                return Err(perr(format!("bad number '{t}'")));
+            }
+        } else if c.is_alphabetic() || c == '_' {
+            let s = i;
+            while i < cs.len() && (cs[i].is_alphanumeric() || cs[i] == '_' || cs[i] == '.') {
+                i += 1;
+            }
+            let t: String = cs[s..i].iter().collect();
+            match t.as_str() {
+                "inf" => toks.push(Tok::Float(f64::INFINITY)),
+                "nan" => toks.push(Tok::Float(f64::NAN)),
+                _ => toks.push(Tok::Ident(t)),
+            }
+        } else if "=,()[]{}:@".contains(c) {
+            toks.push(Tok::P(c));
+            i += 1;
+        } else {
+            return Err(perr(format!("unexpected character '{c}'")));
+        }
+    }
+    Ok(toks)
+}
+
+struct Cursor {
+    toks: Vec<Tok>,
+    pos: usize,
+    line: usize,
+}
+
+impl Cursor {
+    fn err(&self, msg: impl Into<String>) -> IrError {
+        IrError::Parse { line: self.line, msg: msg.into() }
+    }
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos)
+    }
+    fn next(&mut self) -> Option<Tok> {
+        let t = self.toks.get(self.pos).cloned();
+        self.pos += 1;
+        t
+    }
+    fn punct(&mut self, c: char) -> Result<(), IrError> {
+        match self.next() {
+            Some(Tok::P(p)) if p == c => Ok(()),
+            other => Err(self.err(format!("expected '{c}', found {other:?}"))),
+        }
+    }
+    fn eat(&mut self, c: char) -> bool {
+        if self.peek() == Some(&Tok::P(c)) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+    fn string(&mut self) -> Result<String, IrError> {
+        match self.next() {
+            Some(Tok::Str(s)) => Ok(s),
+            other => Err(self.err(format!("expected a string, found {other:?}"))),
+        }
+    }
+    fn val(&mut self) -> Result<usize, IrError> {
+        match self.next() {
+            Some(Tok::Val(v)) => Ok(v),
+            other => Err(self.err(format!("expected a value like %3, found {other:?}"))),
+        }
+    }
+    fn ident(&mut self) -> Result<String, IrError> {
+        match self.next() {
+            Some(Tok::Ident(s)) => Ok(s),
+            other => Err(self.err(format!("expected a name, found {other:?}"))),
+        }
+    }
+    fn number(&mut self) -> Result<f64, IrError> {
+        match self.next() {
+            Some(Tok::Int(v)) => Ok(v as f64),
+            Some(Tok::Float(v)) => Ok(v),
+            other => Err(self.err(format!("expected a number, found {other:?}"))),
+        }
+    }
+    fn ty(&mut self) -> Result<TensorType, IrError> {
+        let d = self.ident()?;
+        let dtype = DType::from_name(&d).ok_or_else(|| self.err(format!("unknown dtype '{d}'")))?;
+        self.punct('[')?;
+        let mut shape = Vec::new();
+        while !self.eat(']') {
+            match self.next() {
+                Some(Tok::Int(v)) if v >= 0 => shape.push(v as usize),
+                other => return Err(self.err(format!("expected a dimension, found {other:?}"))),
+            }
+            self.eat(',');
+        }
+        Ok(TensorType::new(dtype, shape))
+    }
+    fn attr(&mut self) -> Result<Attr, IrError> {
+        match self.next() {
+            Some(Tok::Int(v)) => Ok(Attr::Int(v)),
+            Some(Tok::Float(v)) => Ok(Attr::Float(v as f32)),
+            Some(Tok::Str(s)) => Ok(Attr::Str(s)),
+            Some(Tok::Ident(s)) if s == "true" => Ok(Attr::Bool(true)),
+            Some(Tok::Ident(s)) if s == "false" => Ok(Attr::Bool(false)),
+            Some(Tok::Ident(s)) => Ok(Attr::Ident(s)),
+            Some(Tok::P('[')) => {
+                let mut ints = Vec::new();
+                let mut floats = Vec::new();
+                let mut any_float = false;
+                while !self.eat(']') {
+                    match self.next() {
+                        Some(Tok::Int(v)) => {
+                            ints.push(v);
+                            floats.push(v as f32);
+                        }
+                        Some(Tok::Float(v)) => {
+                            any_float = true;
+                            floats.push(v as f32);
+                        }
+                        other => return Err(self.err(format!("expected a number in list, found {other:?}"))),
+                    }
+                    self.eat(',');
+                }
+                Ok(if any_float { Attr::Floats(floats) } else { Attr::Ints(ints) })
+            }
+            other => Err(self.err(format!("expected an attribute value, found {other:?}"))),
+        }
+    }
+}
+
+/// Parses a graph whose weights are all inline or generated.
+pub fn parse(text: &str) -> Result<Graph, IrError> {
+    parse_with_weights(text, None)
+}
+
+/// Parses a graph; `#hash` weights are looked up in `table`.
+pub fn parse_with_weights(text: &str, table: Option<&WeightTable>) -> Result<Graph, IrError> {
+    let by_hash: HashMap<String, Tensor> =
+        table.map(|t| t.iter().map(|(_, w)| (w.tensor.content_hash(), w.tensor.clone())).collect()).unwrap_or_default();
+    let mut g: Option<Graph> = None;
+    let mut vals: HashMap<usize, ValueId> = HashMap::new();
+    for (li, raw) in text.lines().enumerate() {
+        let ln = li + 1;
+        let toks = lex(raw, ln)?;
+        if toks.is_empty() {
+            continue;
+        }
+        let mut c = Cursor { toks, pos: 0, line: ln };
+        let head = c.peek().cloned();
+        if head == Some(Tok::Ident("graph".into())) {
+            c.next();
+            if g.is_some() {
+                return Err(c.err("a second 'graph' header"));
+            }
+            g = Some(Graph::new(c.string()?));
+            continue;
+        }
+        let graph = g.as_mut().ok_or_else(|| c.err("expected 'graph \"name\"' first"))?;
+        let define = |vals: &mut HashMap<usize, ValueId>, c: &Cursor, n: usize, v: ValueId| {
+            if vals.insert(n, v).is_some() {
+                return Err(c.err(format!("%{n} is defined twice")));
+            }
+            Ok(())
+        };
+        match head {
+            Some(Tok::Ident(k)) if k == "input" => {
+                c.next();
+                let n = c.val()?;
+                let name = c.string()?;
+                c.punct(':')?;
+                let ty = c.ty()?;
+                let v = graph.add_input(name, ty);
+                define(&mut vals, &c, n, v)?;
+            }
+            Some(Tok::Ident(k)) if k == "const" => {
+                c.next();
+                let n = c.val()?;
+                let name = c.string()?;
+                c.punct(':')?;
+                let ty = c.ty()?;
+                c.punct('=')?;
+                let t = parse_const(&mut c, &ty, &by_hash)?;
+                let v = graph.add_const(name, t, Origin::Initializer);
+                define(&mut vals, &c, n, v)?;
+            }
+            Some(Tok::Ident(k)) if k == "output" => {
+                c.next();
+                let name = c.string()?;
+                c.punct('=')?;
+                let n = c.val()?;
+                let v = *vals.get(&n).ok_or_else(|| c.err(format!("%{n} is not defined")))?;
+                graph.add_output(name, v);
+            }
+            Some(Tok::Val(_)) => {
+                let mut outs = vec![c.val()?];
+                while c.eat(',') {
+                    outs.push(c.val()?);
+                }
+                c.punct('=')?;
+                let opname = c.ident()?;
+                let mut attrs = Vec::new();
+                if c.eat('{') {
+                    while !c.eat('}') {
+                        let k = c.ident()?;
+                        c.punct('=')?;
+                        attrs.push((k, c.attr()?));
+                        c.eat(',');
+                    }
+                }
+                let op = Op::from_parts(&opname, attrs).map_err(|e| c.err(e.to_string()))?;
+                c.punct('(')?;
+                let mut ins = Vec::new();
+                while !c.eat(')') {
+                    let n = c.val()?;
+                    ins.push(*vals.get(&n).ok_or_else(|| c.err(format!("%{n} is not defined")))?);
+                    c.eat(',');
+                }
+                let mut declared = Vec::new();
+                if c.eat(':') {
+                    declared.push(c.ty()?);
+                    while c.eat(',') {
+                        declared.push(c.ty()?);
+                    }
+                }
+                let name = if c.eat('@') { c.string()? } else { format!("n{}", graph.nodes.len()) };
+                let results = graph.add_node(name, op, ins).map_err(|e| c.err(e.to_string()))?;
+                if results.len() != outs.len() {
+                    return Err(c.err(format!("{opname} produces {} values, {} named", results.len(), outs.len())));
+                }
+                for (k, d) in declared.iter().enumerate() {
+                    let got = graph.ty(results[k]);
+                    if d.dtype != got.dtype || d.shape != got.shape {
+                        return Err(c.err(format!("declared type {d} but inference gives {got}")));
+                    }
+                }
+                for (n, v) in outs.into_iter().zip(results) {
+                    define(&mut vals, &c, n, v)?;
+                }
+            }
+            other => return Err(c.err(format!("unexpected {other:?} at start of line"))),
+        }
+        if c.pos < c.toks.len() {
+            return Err(c.err(format!("trailing {:?}", c.toks[c.pos])));
+        }
+    }
+    let g = g.ok_or(IrError::Parse { line: 1, msg: "empty input".into() })?;
+    g.validate()?;
+    Ok(g)
+}
+
+fn parse_const(c: &mut Cursor, ty: &TensorType, by_hash: &HashMap<String, Tensor>) -> Result<Tensor, IrError> {
+    let n = ty.numel();
+    match c.next() {
+        Some(Tok::Hash(h)) => {
+            let t = by_hash.get(&h).ok_or_else(|| c.err(format!("no weight with hash #{h} is available")))?;
+            if t.dtype() != ty.dtype || t.shape() != ty.shape.as_slice() {
+                return Err(c.err(format!("weight #{h} is {}{:?}, declared {ty}", t.dtype(), t.shape())));
+            }
+            Ok(t.clone())
+        }
+        Some(Tok::P('[')) => {
+            let mut v = Vec::new();
+            while !c.eat(']') {
+                v.push(c.number()?);
+                c.eat(',');
+            }
+            if v.len() != n {
+                return Err(c.err(format!("{} values for {ty}", v.len())));
+            }
+            Tensor::from_f64_values(ty.dtype, ty.shape.clone(), &v)
+        }
+        Some(Tok::Ident(f)) if f == "fill" => {
+            c.punct('(')?;
+            let x = c.number()?;
+            c.punct(')')?;
+            Tensor::splat(ty.dtype, ty.shape.clone(), x)
+        }
+        Some(Tok::Ident(f)) if f == "iota" => {
+            c.punct('(')?;
+            let start = c.number()?;
+            c.punct(',')?;
+            let step = c.number()?;
+            c.punct(')')?;
+            if n > 1 << 24 {
+                return Err(c.err("iota constant too large"));
+            }
+            let v: Vec<f64> = (0..n).map(|i| start + step * i as f64).collect();
+            Tensor::from_f64_values(ty.dtype, ty.shape.clone(), &v)
+        }
+        other => Err(c.err(format!("expected constant data, found {other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRC: &str = r#"
+graph "t"
+  input %0 "x": f32[1,4]
+  const %1 "w": f32[3,4] = iota(0.0, 0.5)
+  const %2 "b": f32[3] = [0.5,0.25,-1.0]
+  %3 = Gemm{alpha=1.0, beta=1.0, trans_a=false, trans_b=true, layer="fc"}(%0, %1, %2): f32[1,3] @"fc"
+  %4, %5 = Split{axis=1, sizes=[1,2]}(%3): f32[1,1], f32[1,2] @"split"
+  %6 = Relu(%5): f32[1,2] @"relu"
+  output "y" = %6
+  output "z" = %4
+"#;
+
+    #[test]
+    fn round_trip_is_stable() {
+        let g = parse(SRC).unwrap();
+        let once = print(&g);
+        let g2 = parse_with_weights(&once, Some(&g.weights)).unwrap();
+        assert_eq!(print(&g2), once);
+        assert!(once.contains("const %1 \"w\": f32[3,4] = #"), "{once}");
+        assert!(once.contains("const %2 \"b\": f32[3] = [0.5,0.25,-1.0]"), "{once}");
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let bad = SRC.replace("f32[1,3] @\"fc\"", "f32[1,4] @\"fc\"");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("line 6") && e.contains("inference gives f32[1,3]"), "{e}");
+        let e = parse("graph \"g\"\n  %1 = Relu(%0)\n").unwrap_err().to_string();
+        assert!(e.contains("%0 is not defined"), "{e}");
+        let e = parse("graph \"g\"\n input %0 \"x\": f32[2]\n %1 = Relu{alpha=1.0}(%0)\n").unwrap_err().to_string();
+        assert!(e.contains("unknown attribute 'alpha'"), "{e}");
+        let e = parse("graph \"g\"\n input %0 \"x\": f32[2]\n const %1 \"w\": f32[9] = #00\n").unwrap_err().to_string();
+        assert!(e.contains("no weight with hash #00"), "{e}");
+    }
+
+    #[test]
+    fn every_op_round_trips_through_text() {
+        use crate::op::*;
+        use crate::F32;
+        let w = Window { kernel: vec![3], strides: vec![1], dilations: vec![1], pads: vec![1, 1] };
+        let ops = vec![
+            Op::Unary(UnaryOp::Clip { min: F32::new(0.0), max: F32::new(6.0) }),
+            Op::Unary(UnaryOp::Gelu { tanh: true }),
+            Op::Unary(UnaryOp::HardSigmoid { alpha: F32::new(0.2), beta: F32::new(0.5) }),
+            Op::Cast(DType::I64),
+            Op::Conv(Conv { window: w.clone(), group: 2, layer: crate::Layer("c \"q\"".into()) }),
+            Op::AveragePool(Pool { window: w.clone(), ceil_mode: true, count_include_pad: true }),
+            Op::Reduce { kind: ReduceKind::L2, axes: vec![0, 2], keepdims: true },
+            Op::Slice { starts: vec![3, 0], ends: vec![-1, 4], steps: vec![-1, 2] },
+            Op::Pad { pads: vec![1, 2], mode: PadMode::Reflect, value: F32::new(0.0) },
+            Op::Resize(Resize {
+                mode: ResizeMode::Nearest(NearestMode::Floor),
+                coord: CoordMode::Asymmetric,
+                cubic_coeff: F32::new(-0.75),
+                exclude_outside: false,
+                scales: vec![F32::new(1.0), F32::new(2.0)],
+                sizes: vec![1, 8],
+            }),
+            Op::Lstm(Rnn {
+                hidden: 8,
+                direction: Direction::Bidirectional,
+                activations: vec![
+                    Activation::Sigmoid,
+                    Activation::HardSigmoid(F32::new(0.2), F32::new(0.5)),
+                    Activation::Tanh,
+                ],
+                clip: Some(F32::new(3.0)),
+                linear_before_reset: false,
+                input_forget: true,
+                layer: crate::Layer("l".into()),
+            }),
+        ];
+        for op in ops {
+            let attrs: Vec<(String, Attr)> = op.attrs().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            let text: Vec<String> = attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            // through the lexer, as the parser sees it
+            let line = format!("%1 = {}{{{}}}(%0)", op.name(), text.join(", "));
+            let toks = lex(&line, 1).unwrap();
+            let mut c = Cursor { toks, pos: 3, line: 1 };
+            let mut parsed = Vec::new();
+            if c.eat('{') {
+                while !c.eat('}') {
+                    let k = c.ident().unwrap();
+                    c.punct('=').unwrap();
+                    parsed.push((k, c.attr().unwrap()));
+                    c.eat(',');
+                }
+            }
+            assert_eq!(Op::from_parts(op.name(), parsed).unwrap(), op, "{line}");
+        }
+    }
+}

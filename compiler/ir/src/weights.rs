@@ -1,0 +1,154 @@
+//! The weight table: every constant tensor of a graph, addressed by id.
+//!
+//! Ops and e-graph nodes only hold a [`WeightId`]; the tensor bytes live here
+//! once. A weight also records where it came from and how it is stored, so
+//! compression passes can attach pattern-pruned layouts without a new IR.
+
+use crate::{IrError, Tensor};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WeightId(pub u32);
+
+/// Where a constant came from. `params` in reports counts only float
+/// initializers and float `Constant` nodes of more than one element, the
+/// way model zoos count parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// An ONNX initializer.
+    Initializer,
+    /// An ONNX `Constant` node.
+    ConstantNode,
+    /// Computed by the compiler (folding, materialised defaults, rewrites).
+    Derived,
+}
+
+/// How a weight's non-zeros are laid out. Dense is the only form the
+/// frontend produces; the pruning passes produce the others. The tensor bytes
+/// always hold the full dense values (zeros included), so every consumer can
+/// ignore the layout and stay correct; kernels that know the layout skip work.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sparsity {
+    Dense,
+    /// PatDNN pattern pruning of a `[O, I, kh, kw]` conv weight: each kernel
+    /// either keeps exactly the positions of one of `patterns` (a bitmask over
+    /// `kh*kw` positions, row-major) or is removed (connectivity pruning).
+    Pattern {
+        kernel: [usize; 2],
+        patterns: Vec<u32>,
+        /// One entry per `(o, i)` kernel: index into `patterns`, or `None`
+        /// for a removed kernel.
+        assignment: Vec<Option<u8>>,
+    },
+    /// Unstructured sparsity: only the count is recorded; the zeros are in the
+    /// data.
+    Unstructured {
+        nonzeros: usize,
+    },
+}
+
+impl Sparsity {
+    /// Checks that the recorded layout is consistent with the tensor: the
+    /// pattern assignment covers every kernel and the data is zero outside the
+    /// kept positions.
+    pub fn validate(&self, t: &Tensor) -> Result<(), IrError> {
+        let bad = |msg: String| Err(IrError::Invalid(format!("weight layout: {msg}")));
+        match self {
+            Sparsity::Dense => Ok(()),
+            Sparsity::Unstructured { nonzeros } => {
+                let nz = (0..t.numel()).filter(|&i| t.get_f64(i) != 0.0).count();
+                if nz > *nonzeros {
+                    return bad(format!("{nz} non-zeros, layout claims at most {nonzeros}"));
+                }
+                Ok(())
+            }
+            Sparsity::Pattern { kernel, patterns, assignment } => {
+                let s = t.shape();
+                if s.len() != 4 || s[2] != kernel[0] || s[3] != kernel[1] {
+                    return bad(format!("pattern layout for {kernel:?} kernels on shape {s:?}"));
+                }
+                if assignment.len() != s[0] * s[1] {
+                    return bad(format!("{} assignments for {} kernels", assignment.len(), s[0] * s[1]));
+                }
+                let area = kernel[0] * kernel[1];
+                for (k, a) in assignment.iter().enumerate() {
+                    let mask = match a {
+                        None => 0u32,
+                        Some(p) => match patterns.get(*p as usize) {
+                            Some(m) => *m,
+                            None => return bad(format!("kernel {k} uses pattern {p} of {}", patterns.len())),
+                        },
+                    };
+                    for pos in 0..area {
+                        if mask & (1 << pos) == 0 && t.get_f64(k * area + pos) != 0.0 {
+                            return bad(format!("kernel {k} is non-zero at pruned position {pos}"));
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Quantisation parameters of an int8/uint8 value: `real = scale * (q - zero_point)`.
+/// Scales and zero points are weights (one element per tensor, or one per
+/// channel along `axis`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Quant {
+    pub axis: Option<usize>,
+    pub scale: WeightId,
+    pub zero_point: WeightId,
+}
+
+#[derive(Clone, Debug)]
+pub struct Weight {
+    pub name: String,
+    pub tensor: Tensor,
+    pub origin: Origin,
+    pub sparsity: Sparsity,
+    /// Counted in `params`: float, more than one element, and an initializer,
+    /// a `Constant` node, or derived by a pass from such weights.
+    pub is_param: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct WeightTable {
+    weights: Vec<Weight>,
+}
+
+impl WeightTable {
+    pub fn new() -> WeightTable {
+        WeightTable::default()
+    }
+
+    pub fn add(&mut self, name: impl Into<String>, tensor: Tensor, origin: Origin) -> WeightId {
+        let id = WeightId(self.weights.len() as u32);
+        let is_param = origin != Origin::Derived && tensor.dtype().is_float() && tensor.numel() > 1;
+        self.weights.push(Weight { name: name.into(), tensor, origin, sparsity: Sparsity::Dense, is_param });
+        id
+    }
+
+    pub fn get(&self, id: WeightId) -> &Weight {
+        &self.weights[id.0 as usize]
+    }
+
+    pub fn get_mut(&mut self, id: WeightId) -> &mut Weight {
+        &mut self.weights[id.0 as usize]
+    }
+
+    pub fn tensor(&self, id: WeightId) -> &Tensor {
+        &self.get(id).tensor
+    }
+
+    pub fn len(&self) -> usize {
+        self.weights.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.weights.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (WeightId, &Weight)> {
+        self.weights.iter().enumerate().map(|(i, w)| (WeightId(i as u32), w))
+    }
+}

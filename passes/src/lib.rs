@@ -1,0 +1,1 @@
+//! e-graph passes (in progress).

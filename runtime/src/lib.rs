@@ -1,0 +1,1 @@
+//! kerf runtime (in progress).

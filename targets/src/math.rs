@@ -1,0 +1,1 @@
+//! Vectorised math routines (in progress).
