@@ -1,1 +1,39 @@
-fn main() {}
+//! `kerf`: the command-line driver.
+//!
+//! Errors are printed like rustc's (`error: node 'conv_3' (Conv): ...`) with
+//! exit code 1; a user mistake never produces a panic or a backtrace.
+
+mod inspect;
+mod options;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// kerf: an ahead-of-time compiler from ONNX models to native code.
+#[derive(Parser, Debug)]
+#[command(name = "kerf", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show a model's nodes, shapes, parameters and MACs.
+    Inspect(inspect::InspectArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(args) => inspect::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
