@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The project's test command (see README.md): prepares the Python venv and the
+# generated models, then runs every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install -q -r testsuite/requirements.txt
+.venv/bin/python testsuite/scripts/make_models.py testsuite/generated
+export KERF_GENERATED="$PWD/testsuite/generated"
+cargo test --workspace --all-targets
