@@ -1,0 +1,114 @@
+//! The `kerf` binary as a user runs it: outputs, exit codes, error messages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testsuite/fixtures")
+}
+
+fn kerf(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kerf")).args(args).output().expect("kerf runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A user error: exit code 1, a rustc-style message, no panic or backtrace.
+fn assert_user_error(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "expected '{n}' in: {err}");
+    }
+}
+
+#[test]
+fn inspect_totals_match_model_metadata() {
+    let models = fixtures().join("models");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&models).unwrap() {
+        let dir = entry.unwrap().path();
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+        let out = kerf(&["inspect", "--json", dir.join("model.onnx").to_str().unwrap()]);
+        assert!(out.status.success(), "{}: {}", dir.display(), stderr(&out));
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let totals = &j["totals"];
+        for key in ["params", "weight_bytes", "macs", "peak_activation_bytes"] {
+            assert!(totals[key].is_u64(), "{}: totals.{key} missing", dir.display());
+        }
+        assert_eq!(totals["params"], meta["params"], "{}", dir.display());
+        assert_eq!(totals["macs"], meta["macs"], "{}", dir.display());
+        assert!(totals["peak_activation_bytes"].as_u64().unwrap() > 0);
+        checked += 1;
+    }
+    assert!(checked >= 6, "only {checked} fixture models");
+}
+
+#[test]
+fn inspect_table_names_nodes_and_totals() {
+    let m = fixtures().join("models/digits_cnn/model.onnx");
+    let out = kerf(&["inspect", m.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("Conv") && text.contains("Gemm"), "{text}");
+    assert!(text.contains("params 9930"), "{text}");
+    assert!(text.contains("MACs 309248"), "{text}");
+}
+
+#[test]
+fn dump_ir_is_deterministic_and_parses() {
+    let m = fixtures().join("models/digits_mlp/model.onnx");
+    for stage in ["import", "optimized"] {
+        let a = kerf(&["inspect", "--dump-ir", stage, m.to_str().unwrap()]);
+        let b = kerf(&["inspect", "--dump-ir", stage, m.to_str().unwrap()]);
+        assert!(a.status.success(), "{}", stderr(&a));
+        assert_eq!(a.stdout, b.stdout);
+        let text = String::from_utf8(a.stdout).unwrap();
+        assert!(text.starts_with("graph \"model\"") || text.starts_with("graph "), "{text}");
+        assert!(text.contains("Gemm{"), "{text}");
+    }
+}
+
+#[test]
+fn unsupported_ops_are_listed_at_once() {
+    let m = fixtures().join("bad/unsupported_ops.onnx");
+    let out = kerf(&["inspect", m.to_str().unwrap()]);
+    assert_user_error(&out, &["StringNormalizer", "'norm1'", "'norm2'", "TfIdfVectorizer", "'tfidf'"]);
+}
+
+#[test]
+fn dynamic_dims_need_input_shape() {
+    let m = fixtures().join("bad/dynamic_batch.onnx");
+    let out = kerf(&["inspect", m.to_str().unwrap()]);
+    assert_user_error(&out, &["'x'", "batch", "--input-shape"]);
+    let ok = kerf(&["inspect", "--json", "--input-shape", "x=3,4", m.to_str().unwrap()]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let j: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(j["outputs"][0]["shape"], serde_json::json!([3, 4]));
+    let bad = kerf(&["inspect", "--input-shape", "x=3,-4", m.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(2), "clap rejects a malformed --input-shape");
+}
+
+#[test]
+fn shape_mismatch_names_the_node() {
+    let m = fixtures().join("bad/shape_mismatch.onnx");
+    assert_user_error(&kerf(&["inspect", m.to_str().unwrap()]), &["node 'add_0' (Add)", "[1, 4]", "[1, 3]"]);
+}
+
+#[test]
+fn unknown_domain_names_node_and_domain() {
+    let m = fixtures().join("bad/unknown_domain.onnx");
+    assert_user_error(&kerf(&["inspect", m.to_str().unwrap()]), &["foo_node", "com.example"]);
+}
+
+#[test]
+fn garbage_and_missing_files_are_errors() {
+    let m = fixtures().join("bad/not_a_model.onnx");
+    assert_user_error(&kerf(&["inspect", m.to_str().unwrap()]), &["not_a_model.onnx"]);
+    assert_user_error(&kerf(&["inspect", "/nonexistent/model.onnx"]), &["/nonexistent/model.onnx"]);
+}
