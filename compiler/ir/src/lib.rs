@@ -13,6 +13,7 @@ pub mod attr;
 mod dtype;
 mod error;
 pub mod eval;
+mod eval_nn;
 mod graph;
 pub mod infer;
 pub mod op;

@@ -1,0 +1,161 @@
+//! Reference Conv and BatchNormalization for the evaluator.
+//!
+//! Plain loops with f64 accumulation, rounded once to the output dtype. They
+//! exist so passes can check rewrites of these ops numerically (BatchNorm
+//! folding) and fold small constant convolutions; they are not fast.
+
+use crate::eval::strides;
+use crate::op::Conv;
+use crate::{IrError, Op, Tensor, TensorType};
+
+fn err(op: &Op, msg: impl Into<String>) -> IrError {
+    IrError::Eval { op: op.name().to_string(), msg: msg.into() }
+}
+
+/// N-D grouped convolution `y = conv(x, w) + b` with the window's pads,
+/// strides and dilations. Shapes were checked by inference (`out`).
+pub(crate) fn conv(op: &Op, c: &Conv, inputs: &[&Tensor], out: &TensorType) -> Result<Tensor, IrError> {
+    let (x, w) = (inputs[0], inputs[1]);
+    if !x.dtype().is_float() {
+        return Err(err(op, "only float convolutions can be evaluated"));
+    }
+    let (xs, ws, os) = (x.shape(), w.shape(), &out.shape);
+    let r = c.window.rank();
+    let (n, ci, co) = (xs[0], xs[1], ws[0]);
+    let g = c.group;
+    let (ci_g, co_g) = (ci / g, co / g);
+    let (xv, wv) = (x.to_f64_vec(), w.to_f64_vec());
+    let bv = inputs.get(2).map(|b| b.to_f64_vec());
+    let (xst, wst, ost) = (strides(xs), strides(ws), strides(os));
+    let out_sp: Vec<usize> = os[2..].to_vec();
+    let k_sp: Vec<usize> = ws[2..].to_vec();
+    let n_out_sp: usize = out_sp.iter().product();
+    let n_k: usize = k_sp.iter().product();
+    let mut res = vec![0.0f64; out.numel()];
+    let mut opos = vec![0usize; r];
+    let mut kpos = vec![0usize; r];
+    for b in 0..n {
+        for o in 0..co {
+            let grp = o / co_g;
+            for osi in 0..n_out_sp {
+                unravel(osi, &out_sp, &mut opos);
+                let mut acc = bv.as_ref().map_or(0.0, |bv| bv[o]);
+                for icg in 0..ci_g {
+                    let ic = grp * ci_g + icg;
+                    for ki in 0..n_k {
+                        unravel(ki, &k_sp, &mut kpos);
+                        // input coordinate along each spatial axis, skipping padding
+                        let mut xoff = b * xst[0] + ic * xst[1];
+                        let mut inside = true;
+                        for a in 0..r {
+                            let p = (opos[a] * c.window.strides[a] + kpos[a] * c.window.dilations[a]) as isize
+                                - c.window.pad_begin(a) as isize;
+                            if p < 0 || p as usize >= xs[2 + a] {
+                                inside = false;
+                                break;
+                            }
+                            xoff += p as usize * xst[2 + a];
+                        }
+                        if !inside {
+                            continue;
+                        }
+                        let mut woff = o * wst[0] + icg * wst[1];
+                        for a in 0..r {
+                            woff += kpos[a] * wst[2 + a];
+                        }
+                        acc += xv[xoff] * wv[woff];
+                    }
+                }
+                let mut ooff = b * ost[0] + o * ost[1];
+                for a in 0..r {
+                    ooff += opos[a] * ost[2 + a];
+                }
+                res[ooff] = acc;
+            }
+        }
+    }
+    Tensor::from_f64_values(out.dtype, os.clone(), &res)
+}
+
+/// Inference BatchNormalization over axis 1:
+/// `(x - mean) / sqrt(var + eps) * scale + bias`.
+pub(crate) fn batch_norm(op: &Op, epsilon: f32, inputs: &[&Tensor], out: &TensorType) -> Result<Tensor, IrError> {
+    let x = inputs[0];
+    if !x.dtype().is_float() {
+        return Err(err(op, "only float inputs can be normalised"));
+    }
+    let [scale, bias, mean, var] = [1, 2, 3, 4].map(|i| inputs[i].to_f64_vec());
+    let xs = x.shape();
+    let c = xs[1];
+    let inner: usize = xs[2..].iter().product();
+    let xv = x.to_f64_vec();
+    let eps = epsilon as f64;
+    let res: Vec<f64> = xv
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let ch = (i / inner) % c;
+            (v - mean[ch]) / (var[ch] + eps).sqrt() * scale[ch] + bias[ch]
+        })
+        .collect();
+    Tensor::from_f64_values(out.dtype, out.shape.clone(), &res)
+}
+
+/// Row-major multi-index of flat index `i` in `shape`.
+fn unravel(mut i: usize, shape: &[usize], idx: &mut [usize]) {
+    for a in (0..shape.len()).rev() {
+        idx[a] = i % shape[a];
+        i /= shape[a];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::eval::eval;
+    use crate::op::{Conv, Window};
+    use crate::{Layer, Op, Tensor, F32};
+
+    fn f(shape: &[usize], v: &[f32]) -> Tensor {
+        Tensor::from_f32(shape.to_vec(), v).unwrap()
+    }
+
+    #[test]
+    fn conv_with_pads_strides_groups() {
+        // 1x2x3x3 input, two groups, 1x1x2x2 kernels, pad 1 at the start, stride 2
+        let x = f(&[1, 2, 3, 3], &(0..18).map(|v| v as f32).collect::<Vec<_>>());
+        let w = f(&[2, 1, 2, 2], &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
+        let b = f(&[2], &[0.5, -1.0]);
+        let op = Op::Conv(Conv {
+            window: Window { kernel: vec![2, 2], strides: vec![2, 2], dilations: vec![1, 1], pads: vec![1, 1, 0, 0] },
+            group: 2,
+            layer: Layer("c".into()),
+        });
+        let y = eval(&op, &[&x, &w, &b]).unwrap();
+        assert_eq!(y[0].shape(), &[1, 2, 2, 2]);
+        // channel 0 (diagonal kernel): out(0,0) = x[-1,-1]*1 + x[0,0]*1 = 0; (0,1) = x[0,1] = 1 ...
+        // channel 1 (all ones) on input channel 1 (values 9..17)
+        assert_eq!(y[0].to_f32_vec(), vec![0.5, 2.5, 6.5, 12.5, 8.0, 20.0, 26.0, 59.0]);
+    }
+
+    #[test]
+    fn conv_dilation() {
+        let x = f(&[1, 1, 5], &[1.0, 2.0, 3.0, 4.0, 5.0]);
+        let w = f(&[1, 1, 2], &[1.0, 10.0]);
+        let op = Op::Conv(Conv {
+            window: Window { kernel: vec![2], strides: vec![1], dilations: vec![2], pads: vec![0, 0] },
+            group: 1,
+            layer: Layer("c".into()),
+        });
+        let y = eval(&op, &[&x, &w]).unwrap();
+        assert_eq!(y[0].to_f32_vec(), vec![31.0, 42.0, 53.0]);
+    }
+
+    #[test]
+    fn batch_norm_per_channel() {
+        let x = f(&[1, 2, 2], &[1.0, 2.0, 3.0, 4.0]);
+        let p = |v: [f32; 2]| f(&[2], &v);
+        let (s, b, m, v) = (p([2.0, 1.0]), p([0.0, 1.0]), p([1.0, 3.0]), p([4.0, 1.0]));
+        let y = eval(&Op::BatchNorm { epsilon: F32::new(0.0) }, &[&x, &s, &b, &m, &v]).unwrap();
+        assert_eq!(y[0].to_f32_vec(), vec![0.0, 1.0, 1.0, 2.0]);
+    }
+}
