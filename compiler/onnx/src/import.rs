@@ -1,0 +1,490 @@
+//! The graph walk: opset checks, the unsupported-op pre-pass, the value map
+//! from ONNX names to IR values, and constant folding.
+//!
+//! Folding contract: every node a converter emits whose inputs are all
+//! constants is evaluated with [`kerf_ir::eval::eval`] and replaced by
+//! constants (`Origin::Derived`); when the evaluator has no reference for the
+//! op the node is kept. Since graph inputs have static shapes, `Shape`/`Size`
+//! always fold, which collapses the shape subgraphs exporters emit.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+use kerf_ir::{DType, Graph, Layer, Op, Origin, Tensor, TensorType, ValueDef, ValueId};
+
+use crate::attrs::Attrs;
+use crate::proto::{Dim, ModelDef, NodeDef};
+use crate::{ops, tensor, ImportError, ImportOptions};
+
+/// Newest `ai.onnx` opset this frontend knows.
+pub const MAX_OPSET: i64 = 23;
+
+/// Per-node conversion context handed to the op converters.
+pub struct Cx<'a> {
+    pub g: &'a mut Graph,
+    pub node: &'a NodeDef,
+    /// Resolved inputs; `None` for absent optional inputs (`""`).
+    pub ins: Vec<Option<ValueId>>,
+    pub opset: i64,
+    /// Display name: the node name, or `<op_lowercase>_<index>` when empty.
+    pub name: String,
+    base_dir: Option<&'a Path>,
+    layer_names: &'a mut HashSet<String>,
+    emitted: usize,
+}
+
+impl<'a> Cx<'a> {
+    /// Attribute access. Errors carry the file's node name; for unnamed
+    /// nodes [`Cx::relabel`] substitutes the display name.
+    pub fn attrs(&self) -> Attrs<'a> {
+        Attrs::new(&self.node.name, &self.node.op_type, &self.node.attrs)
+    }
+
+    pub fn err(&self, msg: impl Into<String>) -> ImportError {
+        ImportError::Node { node: self.name.clone(), op: self.node.op_type.clone(), msg: msg.into() }
+    }
+
+    /// Re-labels an attribute error with the display name (nodes without a
+    /// name in the file).
+    pub fn relabel(&self, e: ImportError) -> ImportError {
+        match e {
+            ImportError::Node { node, op, msg } if node.is_empty() => {
+                ImportError::Node { node: self.name.clone(), op, msg }
+            }
+            other => other,
+        }
+    }
+
+    pub fn op(&self) -> &str {
+        &self.node.op_type
+    }
+
+    pub fn input(&self, i: usize) -> Result<ValueId, ImportError> {
+        self.opt_input(i).ok_or_else(|| self.err(format!("missing required input {i}")))
+    }
+
+    pub fn opt_input(&self, i: usize) -> Option<ValueId> {
+        self.ins.get(i).copied().flatten()
+    }
+
+    pub fn ty(&self, v: ValueId) -> &TensorType {
+        self.g.ty(v)
+    }
+
+    pub fn shape(&self, v: ValueId) -> Vec<usize> {
+        self.g.ty(v).shape.clone()
+    }
+
+    /// An optional input that shapes the result and so must be a constant.
+    pub fn konst(&self, i: usize, what: &str) -> Result<Option<Tensor>, ImportError> {
+        match self.opt_input(i) {
+            None => Ok(None),
+            Some(v) => match self.g.const_of(v) {
+                Some(t) => Ok(Some(t.clone())),
+                None => Err(self.err(format!("input '{what}' must be a constant (dynamic shapes are not supported)"))),
+            },
+        }
+    }
+
+    pub fn konst_req(&self, i: usize, what: &str) -> Result<Tensor, ImportError> {
+        self.konst(i, what)?.ok_or_else(|| self.err(format!("missing required input '{what}'")))
+    }
+
+    /// A constant integer-list input.
+    pub fn const_ints(&self, i: usize, what: &str) -> Result<Option<Vec<i64>>, ImportError> {
+        match self.konst(i, what)? {
+            None => Ok(None),
+            Some(t) if t.dtype().is_int() => Ok(Some(t.to_i64_vec())),
+            Some(t) => Err(self.err(format!("input '{what}' must be an integer tensor, got {}", t.dtype()))),
+        }
+    }
+
+    /// Emits one IR node (folding it when all inputs are constants).
+    pub fn add(&mut self, op: Op, inputs: Vec<ValueId>) -> Result<Vec<ValueId>, ImportError> {
+        let name = if self.emitted == 0 { self.name.clone() } else { format!("{}/{}", self.name, self.emitted) };
+        self.emitted += 1;
+        let consts: Option<Vec<Tensor>> = inputs.iter().map(|&v| self.g.const_of(v).cloned()).collect();
+        if let Some(consts) = consts {
+            let refs: Vec<&Tensor> = consts.iter().collect();
+            // Any evaluation failure (no reference, or a shape error that
+            // add_node will report properly) keeps the node.
+            if let Ok(outs) = kerf_ir::eval::eval(&op, &refs) {
+                let n = outs.len();
+                // A fold that returns its single input unchanged (Expand or
+                // Reshape to the same shape, Identity) reuses that constant,
+                // so one weight stays one weight.
+                if let ([v], [out]) = (inputs.as_slice(), outs.as_slice()) {
+                    if consts.first() == Some(out) {
+                        return Ok(vec![*v]);
+                    }
+                }
+                let origin = self.folded_origin(&op, &inputs, &outs);
+                return Ok(outs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, t)| {
+                        let vname = if n == 1 { name.clone() } else { format!("{name}:{k}") };
+                        self.g.add_const(vname, t, origin)
+                    })
+                    .collect());
+            }
+        }
+        Ok(self.g.add_node(name, op, inputs)?)
+    }
+
+    /// Origin of a folded result. A pure relabelling of one weight (same
+    /// elements, new shape/layout/type) is still that weight, so it keeps
+    /// the input's origin and parameter counts do not depend on how an
+    /// exporter wrapped its weights; anything else computed is `Derived`.
+    fn folded_origin(&self, op: &Op, inputs: &[ValueId], outs: &[Tensor]) -> Origin {
+        let relabel = matches!(
+            op,
+            Op::Identity | Op::Dropout | Op::Reshape { .. } | Op::Transpose { .. } | Op::Expand { .. } | Op::Cast(_)
+        );
+        match (inputs, outs) {
+            ([v], [out]) if relabel => match self.g.value(*v).def {
+                ValueDef::Const(w) if self.g.weights.tensor(w).numel() == out.numel() => self.g.weights.get(w).origin,
+                _ => Origin::Derived,
+            },
+            _ => Origin::Derived,
+        }
+    }
+
+    pub fn add1(&mut self, op: Op, inputs: Vec<ValueId>) -> Result<ValueId, ImportError> {
+        let outs = self.add(op, inputs)?;
+        outs.first().copied().ok_or_else(|| self.err("op produced no output"))
+    }
+
+    /// A compiler-made constant (materialised defaults and the like).
+    pub fn derived(&mut self, what: &str, t: Tensor) -> ValueId {
+        let name = format!("{}/{what}", self.name);
+        self.g.add_const(name, t, Origin::Derived)
+    }
+
+    /// The layer identity: the node name or `<op_lowercase>_<index>`, made
+    /// unique.
+    pub fn layer(&mut self) -> Layer {
+        let base = self.name.clone();
+        let mut cand = base.clone();
+        let mut k = 1;
+        while self.layer_names.contains(&cand) {
+            cand = format!("{base}_{k}");
+            k += 1;
+        }
+        self.layer_names.insert(cand.clone());
+        Layer(cand)
+    }
+
+    /// Whether output `k` is requested (named) by the node.
+    pub fn output_used(&self, k: usize) -> bool {
+        self.node.outputs.get(k).is_some_and(|s| !s.is_empty())
+    }
+
+    pub fn tensor(&self, t: &crate::proto::TensorDef) -> Result<Tensor, ImportError> {
+        tensor::convert(t, self.base_dir)
+    }
+
+    /// Normalises a possibly negative axis against `rank`.
+    pub fn axis(&self, axis: i64, rank: usize) -> Result<usize, ImportError> {
+        let r = rank as i64;
+        let a = if axis < 0 { axis + r } else { axis };
+        if a < 0 || a >= r.max(1) && !(r == 0 && a == 0) {
+            return Err(self.err(format!("axis {axis} is out of range for rank {rank}")));
+        }
+        Ok(a as usize)
+    }
+
+    /// Normalises a list of axes: in range, no repeats, order kept (for
+    /// per-axis values given alongside).
+    pub fn axes_in_order(&self, axes: &[i64], rank: usize) -> Result<Vec<usize>, ImportError> {
+        let mut out = Vec::with_capacity(axes.len());
+        for &a in axes {
+            let n = self.axis(a, rank)?;
+            if out.contains(&n) {
+                return Err(self.err(format!("axis {a} is repeated in {axes:?}")));
+            }
+            out.push(n);
+        }
+        Ok(out)
+    }
+
+    /// Normalises a set of axes: in range, no repeats, sorted.
+    pub fn axes(&self, axes: &[i64], rank: usize) -> Result<Vec<usize>, ImportError> {
+        let mut out = self.axes_in_order(axes, rank)?;
+        out.sort_unstable();
+        Ok(out)
+    }
+}
+
+fn display_name(n: &NodeDef, index: usize) -> String {
+    if n.name.is_empty() {
+        format!("{}_{index}", n.op_type.to_lowercase())
+    } else {
+        n.name.clone()
+    }
+}
+
+fn is_default_domain(d: &str) -> bool {
+    d.is_empty() || d == "ai.onnx"
+}
+
+/// Imports a parsed model.
+pub fn import(
+    model: &ModelDef,
+    base_dir: Option<&Path>,
+    opts: &ImportOptions,
+    name: String,
+) -> Result<Graph, ImportError> {
+    if model.ir_version == 0 {
+        return Err(ImportError::model("model has ir_version 0 (missing or not an ONNX model)"));
+    }
+    let opset = model
+        .opsets
+        .iter()
+        .filter(|(d, _)| is_default_domain(d))
+        .map(|(_, v)| *v)
+        .max()
+        .ok_or_else(|| ImportError::model("model does not import the ai.onnx opset"))?;
+    if opset > MAX_OPSET {
+        return Err(ImportError::model(format!(
+            "model uses ai.onnx opset {opset}, newer than the newest supported opset {MAX_OPSET}"
+        )));
+    }
+    let gd = model.graph.as_ref().ok_or_else(|| ImportError::model("model has no graph"))?;
+
+    // Pre-passes: domains, then every unsupported op at once.
+    for (i, n) in gd.nodes.iter().enumerate() {
+        if !is_default_domain(&n.domain) {
+            return Err(ImportError::model(format!(
+                "node '{}' ({}) is in unknown domain '{}'",
+                display_name(n, i),
+                n.op_type,
+                n.domain
+            )));
+        }
+    }
+    let mut unsupported: Vec<(&str, Vec<String>)> = Vec::new();
+    for (i, n) in gd.nodes.iter().enumerate() {
+        if ops::lookup(&n.op_type).is_none() {
+            let dn = display_name(n, i);
+            match unsupported.iter_mut().find(|(op, _)| *op == n.op_type) {
+                Some((_, names)) => names.push(dn),
+                None => unsupported.push((&n.op_type, vec![dn])),
+            }
+        }
+    }
+    if !unsupported.is_empty() {
+        let parts: Vec<String> = unsupported
+            .iter()
+            .map(|(op, names)| {
+                let list: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+                let word = if names.len() == 1 { "node" } else { "nodes" };
+                format!("{op} ({word} {})", list.join(", "))
+            })
+            .collect();
+        return Err(ImportError::Unsupported(parts.join(", ")));
+    }
+
+    // Who defines each name: detect duplicates and remember producers for
+    // the topological-order message.
+    let init_names: HashSet<&str> = gd.initializers.iter().map(|t| t.name.as_str()).collect();
+    let mut producer: HashMap<&str, String> = HashMap::new();
+    for t in &gd.initializers {
+        if producer.insert(&t.name, "an initializer".to_string()).is_some() {
+            return Err(ImportError::model(format!("value '{}' is defined by two initializers", t.name)));
+        }
+    }
+    for inp in &gd.inputs {
+        if init_names.contains(inp.name.as_str()) {
+            continue;
+        }
+        if producer.insert(&inp.name, "a graph input".to_string()).is_some() {
+            return Err(ImportError::model(format!("value '{}' is defined twice (graph input)", inp.name)));
+        }
+    }
+    let mut node_of: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in gd.nodes.iter().enumerate() {
+        for o in n.outputs.iter().filter(|o| !o.is_empty()) {
+            let me = format!("node '{}'", display_name(n, i));
+            if let Some(prev) = producer.insert(o, me.clone()) {
+                return Err(ImportError::model(format!("value '{o}' is produced twice: by {prev} and by {me}")));
+            }
+            node_of.insert(o, i);
+        }
+    }
+
+    let mut g = Graph::new(name);
+    let mut values: HashMap<String, ValueId> = HashMap::new();
+
+    // Graph inputs.
+    let real_inputs: Vec<&crate::proto::ValueInfo> =
+        gd.inputs.iter().filter(|i| !init_names.contains(i.name.as_str())).collect();
+    for key in opts.input_shapes.keys() {
+        if !real_inputs.iter().any(|i| &i.name == key) {
+            let names: Vec<&str> = real_inputs.iter().map(|i| i.name.as_str()).collect();
+            return Err(ImportError::model(format!(
+                "input shape given for '{key}', which is not a model input (inputs: {})",
+                names.join(", ")
+            )));
+        }
+    }
+    for inp in real_inputs {
+        let ty = input_type(inp, &opts.input_shapes)?;
+        let v = g.add_input(inp.name.clone(), ty);
+        values.insert(inp.name.clone(), v);
+    }
+    for t in &gd.initializers {
+        let tensor = tensor::convert(t, base_dir)?;
+        let v = g.add_const(t.name.clone(), tensor, Origin::Initializer);
+        values.insert(t.name.clone(), v);
+    }
+
+    // Outputs that a converter could not provide (e.g. MaxPool indices).
+    let mut unavailable: HashMap<String, String> = HashMap::new();
+    let mut layer_names: HashSet<String> = HashSet::new();
+    for (i, n) in gd.nodes.iter().enumerate() {
+        let name = display_name(n, i);
+        let mut ins = Vec::with_capacity(n.inputs.len());
+        for s in &n.inputs {
+            if s.is_empty() {
+                ins.push(None);
+                continue;
+            }
+            match values.get(s) {
+                Some(&v) => ins.push(Some(v)),
+                None => {
+                    let msg = if let Some(why) = unavailable.get(s) {
+                        format!("reads '{s}', which {why}")
+                    } else if let Some(&p) = node_of.get(s.as_str()) {
+                        format!(
+                            "reads '{s}' before node '{}' produces it: nodes are not in topological order (or form a cycle)",
+                            gd.nodes.get(p).map_or_else(String::new, |pn| display_name(pn, p))
+                        )
+                    } else {
+                        format!("reads undefined value '{s}'")
+                    };
+                    return Err(ImportError::Node { node: name, op: n.op_type.clone(), msg });
+                }
+            }
+        }
+        let conv = ops::lookup(&n.op_type).ok_or_else(|| ImportError::Unsupported(n.op_type.clone()))?;
+        let mut cx = Cx {
+            g: &mut g,
+            node: n,
+            ins,
+            opset,
+            name: name.clone(),
+            base_dir,
+            layer_names: &mut layer_names,
+            emitted: 0,
+        };
+        let outs = conv(&mut cx).map_err(|e| cx.relabel(e))?;
+        for (k, o) in n.outputs.iter().enumerate() {
+            if o.is_empty() {
+                continue;
+            }
+            match outs.get(k) {
+                Some(&v) => {
+                    if let Some(val) = g.values.get_mut(v.0 as usize) {
+                        if !matches!(val.def, ValueDef::Input(_)) {
+                            val.name = o.clone();
+                        }
+                    }
+                    values.insert(o.clone(), v);
+                }
+                None => {
+                    unavailable.insert(
+                        o.clone(),
+                        format!("is output {k} of node '{name}' ({}), which is not supported", n.op_type),
+                    );
+                }
+            }
+        }
+    }
+
+    for o in &gd.outputs {
+        match values.get(&o.name) {
+            Some(&v) => g.add_output(o.name.clone(), v),
+            None => {
+                let msg = match unavailable.get(&o.name) {
+                    Some(why) => format!("graph output '{}' {why}", o.name),
+                    None => format!("graph output '{}' is not produced by any node", o.name),
+                };
+                return Err(ImportError::model(msg));
+            }
+        }
+    }
+    if g.outputs.is_empty() {
+        return Err(ImportError::model("model has no outputs"));
+    }
+    let g = g.compact();
+    g.validate()?;
+    Ok(g)
+}
+
+fn input_type(inp: &crate::proto::ValueInfo, given: &BTreeMap<String, Vec<usize>>) -> Result<TensorType, ImportError> {
+    let name = &inp.name;
+    if let Some(k) = inp.non_tensor {
+        return Err(ImportError::model(format!("input '{name}' is {k}; only tensor inputs are supported")));
+    }
+    let code = inp.elem_type.ok_or_else(|| ImportError::model(format!("input '{name}' has no type")))?;
+    let dtype: DType = tensor::dtype_of(code, name)
+        .map_err(|_| ImportError::model(format!("input '{name}' has element type {code}, which is not supported")))?;
+    let shape = match (&inp.dims, given.get(name)) {
+        (None, Some(s)) => s.clone(),
+        (None, None) => {
+            return Err(ImportError::model(format!(
+                "input '{name}' has no declared shape; pass --input-shape {name}=..."
+            )));
+        }
+        (Some(dims), Some(s)) => {
+            if s.len() != dims.len() {
+                return Err(ImportError::model(format!(
+                    "input shape for '{name}' has rank {}, but the model declares rank {}",
+                    s.len(),
+                    dims.len()
+                )));
+            }
+            for (i, (d, &v)) in dims.iter().zip(s).enumerate() {
+                if let Dim::Value(x) = d {
+                    if *x >= 0 && *x as usize != v {
+                        return Err(ImportError::model(format!(
+                            "input shape for '{name}' gives {v} for dimension {i}, but the model fixes it to {x}"
+                        )));
+                    }
+                }
+            }
+            s.clone()
+        }
+        (Some(dims), None) => {
+            let mut s = Vec::with_capacity(dims.len());
+            for (i, d) in dims.iter().enumerate() {
+                match d {
+                    Dim::Value(x) if *x >= 0 => s.push(*x as usize),
+                    other => {
+                        let what = match other {
+                            Dim::Param(p) if !p.is_empty() => format!(" ('{p}')"),
+                            _ => String::new(),
+                        };
+                        let example: Vec<String> = dims
+                            .iter()
+                            .map(|d| match d {
+                                Dim::Value(x) if *x >= 0 => x.to_string(),
+                                _ => "1".to_string(),
+                            })
+                            .collect();
+                        return Err(ImportError::model(format!(
+                            "input '{name}' has dynamic dimension {i}{what}; pass --input-shape {name}={}",
+                            example.join(",")
+                        )));
+                    }
+                }
+            }
+            s
+        }
+    };
+    if kerf_ir::numel(&shape).is_none() {
+        return Err(ImportError::model(format!("input '{name}' shape {shape:?} is too large")));
+    }
+    Ok(TensorType::new(dtype, shape))
+}

@@ -1,0 +1,198 @@
+//! Convolutions and pools. `auto_pad` (SAME_UPPER, SAME_LOWER, VALID) is
+//! resolved to explicit pads here, so the IR only sees explicit windows.
+
+use kerf_ir::op::{Conv, ConvTranspose, Pool, Window};
+use kerf_ir::{Op, ValueId};
+
+use super::Converter;
+use crate::import::Cx;
+use crate::ImportError;
+
+pub fn register(r: &mut Vec<(&'static str, Converter)>) {
+    r.push(("Conv", conv));
+    r.push(("ConvTranspose", conv_transpose));
+    r.push(("MaxPool", pool));
+    r.push(("AveragePool", pool));
+    r.push(("GlobalAveragePool", global_pool));
+    r.push(("GlobalMaxPool", global_pool));
+}
+
+/// Reads kernel/strides/dilations/pads/auto_pad for a window of `rank`
+/// spatial axes over the input spatial dims `spatial`. SAME pads follow the
+/// ONNX formula `total = (ceil(in/stride) - 1) * stride + eff_kernel - in`.
+fn window(cx: &Cx, kernel: Vec<usize>, spatial: &[usize]) -> Result<Window, ImportError> {
+    let a = cx.attrs();
+    let r = kernel.len();
+    let strides = a.usizes_opt("strides")?.unwrap_or_else(|| vec![1; r]);
+    let dilations = a.usizes_opt("dilations")?.unwrap_or_else(|| vec![1; r]);
+    if strides.len() != r || dilations.len() != r {
+        return Err(cx.err(format!("strides {strides:?} / dilations {dilations:?} do not match kernel {kernel:?}")));
+    }
+    if strides.contains(&0) || dilations.contains(&0) || kernel.contains(&0) {
+        return Err(cx.err("kernel, strides and dilations must be positive"));
+    }
+    let auto_pad = a.string("auto_pad", "NOTSET")?;
+    let pads = match auto_pad.as_str() {
+        "NOTSET" => {
+            let p = a.usizes_opt("pads")?.unwrap_or_else(|| vec![0; 2 * r]);
+            if p.len() != 2 * r {
+                return Err(cx.err(format!("pads {p:?} must hold 2 values per spatial axis ({r})")));
+            }
+            p
+        }
+        "VALID" => vec![0; 2 * r],
+        "SAME_UPPER" | "SAME_LOWER" => {
+            let mut p = vec![0; 2 * r];
+            for i in 0..r {
+                let input = spatial.get(i).copied().unwrap_or(0);
+                let out = input.div_ceil(strides[i]);
+                let eff = (kernel[i] - 1) * dilations[i] + 1;
+                let total = ((out.max(1) - 1) * strides[i] + eff).saturating_sub(input);
+                let small = total / 2;
+                let (b, e) = if auto_pad == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
+                p[i] = b;
+                p[r + i] = e;
+            }
+            p
+        }
+        other => return Err(cx.err(format!("unknown auto_pad '{other}'"))),
+    };
+    Ok(Window { kernel, strides, dilations, pads })
+}
+
+fn kernel_from(cx: &Cx, w_shape: &[usize]) -> Result<Vec<usize>, ImportError> {
+    let inferred = w_shape.get(2..).map(<[usize]>::to_vec).unwrap_or_default();
+    match cx.attrs().usizes_opt("kernel_shape")? {
+        Some(k) => {
+            if k != inferred {
+                return Err(cx.err(format!("kernel_shape {k:?} does not match weight shape {w_shape:?}")));
+            }
+            Ok(k)
+        }
+        None => Ok(inferred),
+    }
+}
+
+fn conv(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let w = cx.input(1)?;
+    let xs = cx.shape(x);
+    let ws = cx.shape(w);
+    if ws.len() < 3 {
+        return Err(cx.err(format!("weight must have rank >= 3, got {}", cx.ty(w))));
+    }
+    let kernel = kernel_from(cx, &ws)?;
+    let win = window(cx, kernel, xs.get(2..).unwrap_or(&[]))?;
+    let group = usize::try_from(cx.attrs().int("group", 1)?).map_err(|_| cx.err("group must be positive"))?;
+    let mut ins = vec![x, w];
+    ins.extend(cx.opt_input(2));
+    let layer = cx.layer();
+    Ok(vec![cx.add1(Op::Conv(Conv { window: win, group, layer }), ins)?])
+}
+
+fn conv_transpose(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let w = cx.input(1)?;
+    let xs = cx.shape(x);
+    let ws = cx.shape(w);
+    if ws.len() < 3 {
+        return Err(cx.err(format!("weight must have rank >= 3, got {}", cx.ty(w))));
+    }
+    let a = cx.attrs();
+    let kernel = kernel_from(cx, &ws)?;
+    let r = kernel.len();
+    let strides = a.usizes_opt("strides")?.unwrap_or_else(|| vec![1; r]);
+    let dilations = a.usizes_opt("dilations")?.unwrap_or_else(|| vec![1; r]);
+    let output_padding = a.usizes_opt("output_padding")?.unwrap_or_else(|| vec![0; r]);
+    if strides.len() != r || dilations.len() != r || output_padding.len() != r || xs.len() != r + 2 {
+        return Err(cx.err(format!("strides/dilations/output_padding must have {r} values for input {}", cx.ty(x))));
+    }
+    if strides.contains(&0) || dilations.contains(&0) {
+        return Err(cx.err("strides and dilations must be positive"));
+    }
+    let auto_pad = a.string("auto_pad", "NOTSET")?;
+    let output_shape = a.usizes_opt("output_shape")?;
+    let full = |i: usize| strides[i] * (xs[2 + i].max(1) - 1) + output_padding[i] + (kernel[i] - 1) * dilations[i] + 1;
+    let split = |total: usize, lower: bool| {
+        let small = total / 2;
+        if lower {
+            (total - small, small)
+        } else {
+            (small, total - small)
+        }
+    };
+    let pads = if let Some(os) = output_shape {
+        // output_shape may include N and C; only the trailing spatial dims count.
+        let os = os.get(os.len().saturating_sub(r)..).unwrap_or(&[]).to_vec();
+        if os.len() != r {
+            return Err(cx.err(format!("output_shape must give {r} spatial dims")));
+        }
+        let mut p = vec![0; 2 * r];
+        for i in 0..r {
+            let total = full(i)
+                .checked_sub(os[i])
+                .ok_or_else(|| cx.err(format!("output_shape {os:?} is larger than the full output on axis {i}")))?;
+            let (b, e) = split(total, auto_pad == "SAME_LOWER");
+            p[i] = b;
+            p[r + i] = e;
+        }
+        p
+    } else {
+        match auto_pad.as_str() {
+            "NOTSET" => {
+                let p = a.usizes_opt("pads")?.unwrap_or_else(|| vec![0; 2 * r]);
+                if p.len() != 2 * r {
+                    return Err(cx.err(format!("pads {p:?} must hold 2 values per spatial axis ({r})")));
+                }
+                p
+            }
+            "VALID" => vec![0; 2 * r],
+            "SAME_UPPER" | "SAME_LOWER" => {
+                let mut p = vec![0; 2 * r];
+                for i in 0..r {
+                    let total = full(i).saturating_sub(xs[2 + i] * strides[i]);
+                    let (b, e) = split(total, auto_pad == "SAME_LOWER");
+                    p[i] = b;
+                    p[r + i] = e;
+                }
+                p
+            }
+            other => return Err(cx.err(format!("unknown auto_pad '{other}'"))),
+        }
+    };
+    let group = usize::try_from(a.int("group", 1)?).map_err(|_| cx.err("group must be positive"))?;
+    let mut ins = vec![x, w];
+    ins.extend(cx.opt_input(2));
+    let layer = cx.layer();
+    let op = ConvTranspose { window: Window { kernel, strides, dilations, pads }, group, output_padding, layer };
+    Ok(vec![cx.add1(Op::ConvTranspose(op), ins)?])
+}
+
+fn pool(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let xs = cx.shape(x);
+    let a = cx.attrs();
+    let kernel = a.usizes_opt("kernel_shape")?.ok_or_else(|| cx.err("missing required attribute 'kernel_shape'"))?;
+    if xs.len() != kernel.len() + 2 {
+        return Err(cx.err(format!("kernel_shape {kernel:?} does not match input {}", cx.ty(x))));
+    }
+    let ceil_mode = a.bool("ceil_mode", false)?;
+    let win = window(cx, kernel, xs.get(2..).unwrap_or(&[]))?;
+    if cx.op() == "MaxPool" {
+        if a.int("storage_order", 0)? != 0 && cx.output_used(1) {
+            return Err(cx.err("storage_order=1 is not supported"));
+        }
+        let p = Pool { window: win, ceil_mode, count_include_pad: false };
+        // Output 1 (indices) is left unavailable.
+        Ok(vec![cx.add1(Op::MaxPool(p), vec![x])?])
+    } else {
+        let p = Pool { window: win, ceil_mode, count_include_pad: a.bool("count_include_pad", false)? };
+        Ok(vec![cx.add1(Op::AveragePool(p), vec![x])?])
+    }
+}
+
+fn global_pool(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let op = if cx.op() == "GlobalMaxPool" { Op::GlobalMaxPool } else { Op::GlobalAveragePool };
+    Ok(vec![cx.add1(op, vec![x])?])
+}

@@ -1,0 +1,213 @@
+//! Elementwise ops: unary activations, binary arithmetic/comparison/logic,
+//! variadic Max/Min/Sum/Mean (chains of binary ops), Where, Clip, PRelu.
+
+use kerf_ir::{BinaryOp, Op, Tensor, UnaryOp, ValueId, F32};
+
+use super::Converter;
+use crate::import::Cx;
+use crate::ImportError;
+
+pub fn register(r: &mut Vec<(&'static str, Converter)>) {
+    for name in [
+        "Neg",
+        "Abs",
+        "Sqrt",
+        "Reciprocal",
+        "Exp",
+        "Log",
+        "Erf",
+        "Tanh",
+        "Sigmoid",
+        "Relu",
+        "Floor",
+        "Ceil",
+        "Round",
+        "Sign",
+        "Not",
+        "Sin",
+        "Cos",
+        "Softplus",
+        "Softsign",
+        "HardSwish",
+    ] {
+        r.push((name, unary));
+    }
+    for name in ["LeakyRelu", "HardSigmoid", "Elu", "Selu", "Gelu", "Celu"] {
+        r.push((name, unary_param));
+    }
+    for name in [
+        "Add",
+        "Sub",
+        "Mul",
+        "Div",
+        "Pow",
+        "Mod",
+        "Equal",
+        "Greater",
+        "GreaterOrEqual",
+        "Less",
+        "LessOrEqual",
+        "And",
+        "Or",
+        "Xor",
+        "PRelu",
+    ] {
+        r.push((name, binary));
+    }
+    for name in ["Max", "Min", "Sum", "Mean"] {
+        r.push((name, variadic));
+    }
+    r.push(("Where", where_));
+    r.push(("Clip", clip));
+}
+
+fn simple(name: &str) -> Option<UnaryOp> {
+    use UnaryOp::*;
+    Some(match name {
+        "Neg" => Neg,
+        "Abs" => Abs,
+        "Sqrt" => Sqrt,
+        "Reciprocal" => Reciprocal,
+        "Exp" => Exp,
+        "Log" => Log,
+        "Erf" => Erf,
+        "Tanh" => Tanh,
+        "Sigmoid" => Sigmoid,
+        "Relu" => Relu,
+        "Floor" => Floor,
+        "Ceil" => Ceil,
+        "Round" => Round,
+        "Sign" => Sign,
+        "Not" => Not,
+        "Sin" => Sin,
+        "Cos" => Cos,
+        "Softplus" => Softplus,
+        "Softsign" => Softsign,
+        "HardSwish" => HardSwish,
+        _ => return None,
+    })
+}
+
+fn unary(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let u = simple(cx.op()).ok_or_else(|| cx.err("not a unary op"))?;
+    let x = cx.input(0)?;
+    Ok(vec![cx.add1(Op::Unary(u), vec![x])?])
+}
+
+fn unary_param(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let a = cx.attrs();
+    let x = cx.input(0)?;
+    let u = match cx.op() {
+        "LeakyRelu" => UnaryOp::LeakyRelu { alpha: F32::new(a.float("alpha", 0.01)?) },
+        "HardSigmoid" => {
+            UnaryOp::HardSigmoid { alpha: F32::new(a.float("alpha", 0.2)?), beta: F32::new(a.float("beta", 0.5)?) }
+        }
+        "Elu" => UnaryOp::Elu { alpha: F32::new(a.float("alpha", 1.0)?) },
+        "Selu" => UnaryOp::Selu {
+            alpha: F32::new(a.float("alpha", 1.673_263_2)?),
+            gamma: F32::new(a.float("gamma", 1.050_701)?),
+        },
+        "Gelu" => match a.string("approximate", "none")?.as_str() {
+            "none" => UnaryOp::Gelu { tanh: false },
+            "tanh" => UnaryOp::Gelu { tanh: true },
+            other => return Err(cx.err(format!("unknown approximate '{other}' (expected none or tanh)"))),
+        },
+        "Celu" => {
+            // celu(x, a) = max(0,x) + min(0, a*(exp(x/a)-1)) = a * elu(x / a, 1)
+            let alpha = a.float("alpha", 1.0)?;
+            if alpha == 1.0 {
+                UnaryOp::Elu { alpha: F32::new(1.0) }
+            } else {
+                return Err(cx.err("Celu with alpha != 1 is not supported"));
+            }
+        }
+        _ => return Err(cx.err("not a parametric unary op")),
+    };
+    Ok(vec![cx.add1(Op::Unary(u), vec![x])?])
+}
+
+fn binary_op(cx: &Cx) -> Result<BinaryOp, ImportError> {
+    use BinaryOp::*;
+    Ok(match cx.op() {
+        "Add" | "Sum" => Add,
+        "Sub" => Sub,
+        "Mul" => Mul,
+        "Div" => Div,
+        "Pow" => Pow,
+        "Mod" => {
+            if cx.attrs().int("fmod", 0)? != 0 {
+                Fmod
+            } else {
+                Mod
+            }
+        }
+        "Max" => Max,
+        "Min" => Min,
+        "Equal" => Equal,
+        "Greater" => Greater,
+        "GreaterOrEqual" => GreaterOrEqual,
+        "Less" => Less,
+        "LessOrEqual" => LessOrEqual,
+        "And" => And,
+        "Or" => Or,
+        "Xor" => Xor,
+        "PRelu" => PRelu,
+        _ => return Err(cx.err("not a binary op")),
+    })
+}
+
+fn binary(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let b = binary_op(cx)?;
+    let a = cx.attrs();
+    if cx.opset < 7 && a.int("broadcast", 0)? != 0 && a.has("axis") {
+        return Err(cx.err("legacy broadcasting with 'axis' (opset < 7) is not supported"));
+    }
+    let (x, y) = (cx.input(0)?, cx.input(1)?);
+    Ok(vec![cx.add1(Op::Binary(b), vec![x, y])?])
+}
+
+/// Variadic Max/Min/Sum/Mean: a left-to-right chain of binary ops (Mean
+/// divides the sum by the input count).
+fn variadic(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let ins: Vec<ValueId> = cx.ins.iter().flatten().copied().collect();
+    let first = *ins.first().ok_or_else(|| cx.err("needs at least one input"))?;
+    let b = binary_op(cx).or_else(|_| if cx.op() == "Mean" { Ok(BinaryOp::Add) } else { Err(cx.err("bad op")) })?;
+    let mut acc = first;
+    for &v in &ins[1..] {
+        acc = cx.add1(Op::Binary(b), vec![acc, v])?;
+    }
+    if cx.op() == "Mean" && ins.len() > 1 {
+        let dt = cx.ty(first).dtype;
+        let n = Tensor::from_f64_values(dt, vec![], &[ins.len() as f64])?;
+        let c = cx.derived("count", n);
+        acc = cx.add1(Op::Binary(BinaryOp::Div), vec![acc, c])?;
+    }
+    if ins.len() == 1 {
+        acc = cx.add1(Op::Identity, vec![acc])?;
+    }
+    Ok(vec![acc])
+}
+
+fn where_(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let (c, x, y) = (cx.input(0)?, cx.input(1)?, cx.input(2)?);
+    Ok(vec![cx.add1(Op::Where, vec![c, x, y])?])
+}
+
+/// Clip: attributes before opset 11, constant `min`/`max` inputs after.
+fn clip(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let (min, max) = if cx.opset < 11 {
+        let a = cx.attrs();
+        (a.float("min", f32::NEG_INFINITY)?, a.float("max", f32::INFINITY)?)
+    } else {
+        let scalar = |t: Option<Tensor>, what: &str, default: f32| -> Result<f32, ImportError> {
+            match t {
+                None => Ok(default),
+                Some(t) if t.numel() == 1 => Ok(t.get_f64(0) as f32),
+                Some(t) => Err(cx.err(format!("input '{what}' must be a scalar, got shape {:?}", t.shape()))),
+            }
+        };
+        (scalar(cx.konst(1, "min")?, "min", f32::NEG_INFINITY)?, scalar(cx.konst(2, "max")?, "max", f32::INFINITY)?)
+    };
+    Ok(vec![cx.add1(Op::Unary(UnaryOp::Clip { min: F32::new(min), max: F32::new(max) }), vec![x])?])
+}

@@ -1,0 +1,60 @@
+//! The op registry: ONNX op type → converter. One file per op family.
+//!
+//! A converter reads its node through [`Cx`], emits IR nodes with
+//! [`Cx::add`] (which folds constant nodes) and returns one value per ONNX
+//! output it provides, in order. Outputs it leaves off are unavailable; a
+//! later reader of one gets an error naming it.
+
+use std::sync::OnceLock;
+
+use kerf_ir::ValueId;
+
+use crate::import::Cx;
+use crate::ImportError;
+
+mod conv;
+mod data;
+mod elementwise;
+mod linalg;
+mod norm;
+mod reduce;
+mod resize;
+mod rnn;
+mod shape;
+
+pub type Converter = fn(&mut Cx) -> Result<Vec<ValueId>, ImportError>;
+
+fn registry() -> &'static [(&'static str, Converter)] {
+    static REG: OnceLock<Vec<(&'static str, Converter)>> = OnceLock::new();
+    REG.get_or_init(|| {
+        let mut r: Vec<(&'static str, Converter)> = Vec::new();
+        elementwise::register(&mut r);
+        conv::register(&mut r);
+        linalg::register(&mut r);
+        norm::register(&mut r);
+        shape::register(&mut r);
+        reduce::register(&mut r);
+        resize::register(&mut r);
+        rnn::register(&mut r);
+        r.sort_by_key(|(n, _)| *n);
+        r
+    })
+}
+
+pub fn lookup(op: &str) -> Option<Converter> {
+    let r = registry();
+    r.binary_search_by_key(&op, |(n, _)| *n).ok().and_then(|i| r.get(i)).map(|(_, f)| *f)
+}
+
+pub fn names() -> &'static [&'static str] {
+    static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
+    NAMES.get_or_init(|| registry().iter().map(|(n, _)| *n).collect())
+}
+
+/// Checks a shaping integer is non-negative.
+pub(crate) fn non_neg(cx: &Cx, what: &str, v: &[i64]) -> Result<Vec<usize>, ImportError> {
+    v.iter()
+        .map(|&x| usize::try_from(x))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| cx.err(format!("{what} must not be negative, got {v:?}")))
+}

@@ -1,0 +1,76 @@
+//! Normalisations and softmax.
+//!
+//! Softmax/LogSoftmax before opset 13 coerce the input to 2-D at `axis`
+//! (`[prod(dims < axis), prod(dims >= axis)]`) and normalise the whole second
+//! dimension; that is emitted as Reshape → Softmax(last axis) → Reshape
+//! unless `axis` already is the last axis, where both readings agree.
+
+use kerf_ir::{Op, ValueId, F32};
+
+use super::Converter;
+use crate::import::Cx;
+use crate::ImportError;
+
+pub fn register(r: &mut Vec<(&'static str, Converter)>) {
+    r.push(("BatchNormalization", batch_norm));
+    r.push(("LayerNormalization", layer_norm));
+    r.push(("InstanceNormalization", instance_norm));
+    r.push(("Softmax", softmax));
+    r.push(("LogSoftmax", softmax));
+}
+
+fn batch_norm(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let a = cx.attrs();
+    if a.int("training_mode", 0)? != 0 {
+        return Err(cx.err("training_mode=1 is not supported (inference only)"));
+    }
+    if cx.opset < 9 && a.int("spatial", 1)? != 1 {
+        return Err(cx.err("spatial=0 is not supported"));
+    }
+    let eps = a.float("epsilon", 1e-5)?;
+    let ins = (0..5).map(|i| cx.input(i)).collect::<Result<Vec<_>, _>>()?;
+    // Outputs 1.. (running mean/var, saved stats) exist only in training.
+    Ok(vec![cx.add1(Op::BatchNorm { epsilon: F32::new(eps) }, ins)?])
+}
+
+fn layer_norm(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let a = cx.attrs();
+    let x = cx.input(0)?;
+    let rank = cx.ty(x).rank();
+    let axis = cx.axis(a.int("axis", -1)?, rank)?;
+    if a.int("stash_type", 1)? != 1 {
+        return Err(cx.err("stash_type other than float is not supported"));
+    }
+    let eps = a.float("epsilon", 1e-5)?;
+    let mut ins = vec![x, cx.input(1)?];
+    ins.extend(cx.opt_input(2));
+    // Outputs 1 and 2 (mean, inverse std) are left unavailable.
+    Ok(vec![cx.add1(Op::LayerNorm { axis, epsilon: F32::new(eps) }, ins)?])
+}
+
+fn instance_norm(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let eps = cx.attrs().float("epsilon", 1e-5)?;
+    let ins = (0..3).map(|i| cx.input(i)).collect::<Result<Vec<_>, _>>()?;
+    Ok(vec![cx.add1(Op::InstanceNorm { epsilon: F32::new(eps) }, ins)?])
+}
+
+fn softmax(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let shape = cx.shape(x);
+    let rank = shape.len();
+    let log = cx.op() == "LogSoftmax";
+    let mk = |axis: usize| if log { Op::LogSoftmax { axis } } else { Op::Softmax { axis } };
+    if cx.opset >= 13 {
+        let axis = cx.axis(cx.attrs().int("axis", -1)?, rank)?;
+        return Ok(vec![cx.add1(mk(axis), vec![x])?]);
+    }
+    let axis = cx.axis(cx.attrs().int("axis", 1)?, rank)?;
+    if axis + 1 == rank {
+        return Ok(vec![cx.add1(mk(axis), vec![x])?]);
+    }
+    let outer: usize = shape[..axis].iter().product();
+    let inner: usize = shape[axis..].iter().product();
+    let flat = cx.add1(Op::Reshape { shape: vec![outer, inner] }, vec![x])?;
+    let s = cx.add1(mk(1), vec![flat])?;
+    Ok(vec![cx.add1(Op::Reshape { shape }, vec![s])?])
+}

@@ -1,0 +1,174 @@
+//! Resize (nearest, linear, cubic) and the older Upsample. Scales or sizes
+//! must be constants; the IR op gets both the resolved output shape and the
+//! per-axis scale used for coordinate mapping (given scales, or `out/in`
+//! when sizes were given). Opset 10 Resize and Upsample use asymmetric
+//! coordinates with floor rounding for nearest.
+
+use kerf_ir::op::{CoordMode, NearestMode, Resize, ResizeMode};
+use kerf_ir::{Op, Tensor, ValueId, F32};
+
+use super::Converter;
+use crate::import::Cx;
+use crate::ImportError;
+
+pub fn register(r: &mut Vec<(&'static str, Converter)>) {
+    r.push(("Resize", resize));
+    r.push(("Upsample", upsample));
+}
+
+fn mode_of(cx: &Cx, mode: &str, nearest: NearestMode) -> Result<ResizeMode, ImportError> {
+    Ok(match mode {
+        "nearest" => ResizeMode::Nearest(nearest),
+        "linear" | "bilinear" => ResizeMode::Linear,
+        "cubic" => ResizeMode::Cubic,
+        other => return Err(cx.err(format!("unknown mode '{other}'"))),
+    })
+}
+
+fn floats(t: &Tensor) -> Vec<f32> {
+    t.to_f64_vec().into_iter().map(|v| v as f32).collect()
+}
+
+/// Output sizes and scales from either per-axis scales or sizes.
+fn resolve(
+    cx: &Cx,
+    xs: &[usize],
+    scales: Option<Vec<f32>>,
+    sizes: Option<Vec<i64>>,
+) -> Result<(Vec<F32>, Vec<usize>), ImportError> {
+    let r = xs.len();
+    match (scales, sizes) {
+        (Some(sc), _) => {
+            if sc.len() != r {
+                return Err(cx.err(format!("scales {sc:?} must have one value per axis of {xs:?}")));
+            }
+            let mut sizes = Vec::with_capacity(r);
+            for (i, &s) in sc.iter().enumerate() {
+                if !(s > 0.0 && s.is_finite()) {
+                    return Err(cx.err(format!("scale {s} on axis {i} must be positive")));
+                }
+                sizes.push((xs[i] as f64 * s as f64).floor() as usize);
+            }
+            Ok((sc.into_iter().map(F32::new).collect(), sizes))
+        }
+        (None, Some(sz)) => {
+            if sz.len() != r {
+                return Err(cx.err(format!("sizes {sz:?} must have one value per axis of {xs:?}")));
+            }
+            let sizes = super::non_neg(cx, "sizes", &sz)?;
+            let scales =
+                sizes.iter().zip(xs).map(|(&o, &i)| F32::new(if i == 0 { 1.0 } else { o as f32 / i as f32 })).collect();
+            Ok((scales, sizes))
+        }
+        (None, None) => Err(cx.err("needs either constant 'scales' or 'sizes'")),
+    }
+}
+
+/// Expands values given for `axes` to all axes (others keep `fill`).
+fn on_axes<T: Copy>(
+    cx: &Cx,
+    vals: Vec<T>,
+    axes: &Option<Vec<usize>>,
+    rank: usize,
+    fill: &[T],
+) -> Result<Vec<T>, ImportError> {
+    match axes {
+        None => Ok(vals),
+        Some(ax) => {
+            if vals.len() != ax.len() {
+                return Err(cx.err(format!("{} values for {} axes", vals.len(), ax.len())));
+            }
+            let mut out: Vec<T> = fill.get(..rank).unwrap_or(&[]).to_vec();
+            for (v, &a) in vals.into_iter().zip(ax) {
+                if let Some(slot) = out.get_mut(a) {
+                    *slot = v;
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn resize(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let xs = cx.shape(x);
+    let a = cx.attrs();
+    let mode = a.string("mode", "nearest")?;
+    if cx.opset < 11 {
+        let scales = cx.konst(1, "scales")?.map(|t| floats(&t));
+        let (scales, sizes) = resolve(cx, &xs, scales, None)?;
+        let rz = Resize {
+            mode: mode_of(cx, &mode, NearestMode::Floor)?,
+            coord: CoordMode::Asymmetric,
+            cubic_coeff: F32::new(-0.75),
+            exclude_outside: false,
+            scales,
+            sizes,
+        };
+        return Ok(vec![cx.add1(Op::Resize(rz), vec![x])?]);
+    }
+    let nearest = match a.string("nearest_mode", "round_prefer_floor")?.as_str() {
+        "round_prefer_floor" => NearestMode::RoundPreferFloor,
+        "round_prefer_ceil" => NearestMode::RoundPreferCeil,
+        "floor" => NearestMode::Floor,
+        "ceil" => NearestMode::Ceil,
+        other => return Err(cx.err(format!("unknown nearest_mode '{other}'"))),
+    };
+    let ctm = a.string("coordinate_transformation_mode", "half_pixel")?;
+    let coord = kerf_ir::op::parse_coord_mode(&ctm)
+        .ok_or_else(|| cx.err(format!("unknown coordinate_transformation_mode '{ctm}'")))?;
+    if coord == CoordMode::TfCropAndResize {
+        return Err(cx.err("coordinate_transformation_mode tf_crop_and_resize is not supported"));
+    }
+    if a.int("antialias", 0)? != 0 {
+        return Err(cx.err("antialias=1 is not supported"));
+    }
+    let policy = a.string("keep_aspect_ratio_policy", "stretch")?;
+    if policy != "stretch" {
+        return Err(cx.err(format!("keep_aspect_ratio_policy '{policy}' is not supported")));
+    }
+    let rank = xs.len();
+    let axes = match a.ints_opt("axes")? {
+        Some(ax) => Some(cx.axes_in_order(&ax, rank)?),
+        None => None,
+    };
+    // An empty scales tensor means "not given" (exporters pass one with sizes).
+    let scales = cx.konst(2, "scales")?.filter(|t| t.numel() > 0).map(|t| floats(&t));
+    let sizes = cx.konst(3, "sizes")?.filter(|t| t.numel() > 0).map(|t| t.to_i64_vec());
+    let ones = vec![1.0f32; rank];
+    let dims: Vec<i64> = xs.iter().map(|&d| d as i64).collect();
+    let scales = scales.map(|s| on_axes(cx, s, &axes, rank, &ones)).transpose()?;
+    let sizes = sizes.map(|s| on_axes(cx, s, &axes, rank, &dims)).transpose()?;
+    let (scales, sizes) = resolve(cx, &xs, scales, sizes)?;
+    let rz = Resize {
+        mode: mode_of(cx, &mode, nearest)?,
+        coord,
+        cubic_coeff: F32::new(a.float("cubic_coeff_a", -0.75)?),
+        exclude_outside: a.bool("exclude_outside", false)?,
+        scales,
+        sizes,
+    };
+    Ok(vec![cx.add1(Op::Resize(rz), vec![x])?])
+}
+
+fn upsample(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let xs = cx.shape(x);
+    let a = cx.attrs();
+    let mode = a.string("mode", "nearest")?;
+    let scales = if cx.opset < 9 {
+        Some(a.floats_opt("scales")?.ok_or_else(|| cx.err("missing required attribute 'scales'"))?)
+    } else {
+        cx.konst(1, "scales")?.map(|t| floats(&t))
+    };
+    let (scales, sizes) = resolve(cx, &xs, scales, None)?;
+    let rz = Resize {
+        mode: mode_of(cx, &mode, NearestMode::Floor)?,
+        coord: CoordMode::Asymmetric,
+        cubic_coeff: F32::new(-0.75),
+        exclude_outside: false,
+        scales,
+        sizes,
+    };
+    Ok(vec![cx.add1(Op::Resize(rz), vec![x])?])
+}

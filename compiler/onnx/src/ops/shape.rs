@@ -1,0 +1,333 @@
+//! Shape and data-movement ops. Everything that shapes a result (Reshape's
+//! shape, Slice's starts/ends/axes/steps, Pad's pads, Expand's shape, ...)
+//! must be a constant after folding and is resolved into the IR op's
+//! attributes here: Flatten/Squeeze/Unsqueeze all become `Reshape{shape}`,
+//! Slice becomes the IR's full-rank normalised form.
+
+use kerf_ir::op::PadMode;
+use kerf_ir::{Op, ValueId, F32};
+
+use super::{non_neg, Converter};
+use crate::import::Cx;
+use crate::ImportError;
+
+pub fn register(r: &mut Vec<(&'static str, Converter)>) {
+    r.push(("Reshape", reshape));
+    r.push(("Flatten", flatten));
+    r.push(("Squeeze", squeeze));
+    r.push(("Unsqueeze", unsqueeze));
+    r.push(("Transpose", transpose));
+    r.push(("Concat", concat));
+    r.push(("Split", split));
+    r.push(("Slice", slice));
+    r.push(("Gather", gather));
+    r.push(("Expand", expand));
+    r.push(("Tile", tile));
+    r.push(("Pad", pad));
+    super::data::register(r);
+}
+
+fn reshape_to(cx: &mut Cx, x: ValueId, shape: Vec<usize>) -> Result<Vec<ValueId>, ImportError> {
+    Ok(vec![cx.add1(Op::Reshape { shape }, vec![x])?])
+}
+
+/// Resolves an ONNX Reshape target: `0` copies the input dim (unless
+/// `allowzero`), `-1` is inferred from the element count.
+pub(crate) fn resolve_reshape(
+    cx: &Cx,
+    xs: &[usize],
+    target: &[i64],
+    allowzero: bool,
+) -> Result<Vec<usize>, ImportError> {
+    let total: usize = xs.iter().product();
+    let mut out = Vec::with_capacity(target.len());
+    let mut infer_at = None;
+    for (i, &d) in target.iter().enumerate() {
+        match d {
+            -1 => {
+                if infer_at.replace(i).is_some() {
+                    return Err(cx.err(format!("shape {target:?} has more than one -1")));
+                }
+                out.push(1);
+            }
+            0 if !allowzero => {
+                out.push(*xs.get(i).ok_or_else(|| {
+                    cx.err(format!("shape {target:?} copies dim {i} (0), input has rank {}", xs.len()))
+                })?)
+            }
+            d if d < 0 => return Err(cx.err(format!("shape {target:?} has invalid dimension {d}"))),
+            d => out.push(d as usize),
+        }
+    }
+    if let Some(i) = infer_at {
+        if allowzero && target.contains(&0) {
+            return Err(cx.err(format!("shape {target:?} has both 0 and -1 with allowzero=1")));
+        }
+        let known: usize = out.iter().enumerate().filter(|&(k, _)| k != i).map(|(_, &d)| d).product();
+        if known == 0 || total % known != 0 {
+            return Err(cx.err(format!("cannot reshape {xs:?} to {target:?}")));
+        }
+        out[i] = total / known;
+    }
+    if out.iter().product::<usize>() != total {
+        return Err(cx.err(format!("cannot reshape {xs:?} ({total} elements) to {target:?}")));
+    }
+    Ok(out)
+}
+
+fn reshape(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let a = cx.attrs();
+    let target = if cx.opset < 5 {
+        a.ints_req("shape")?
+    } else {
+        cx.const_ints(1, "shape")?.ok_or_else(|| cx.err("missing required input 'shape'"))?
+    };
+    let allowzero = a.bool("allowzero", false)?;
+    let xs = cx.shape(x);
+    let shape = resolve_reshape(cx, &xs, &target, allowzero)?;
+    reshape_to(cx, x, shape)
+}
+
+fn flatten(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let xs = cx.shape(x);
+    let r = xs.len() as i64;
+    let axis = cx.attrs().int("axis", 1)?;
+    let axis = if axis < 0 { axis + r } else { axis };
+    if axis < 0 || axis > r {
+        return Err(cx.err(format!("axis {axis} is out of range for rank {r}")));
+    }
+    let axis = axis as usize;
+    let outer: usize = xs[..axis].iter().product();
+    let inner: usize = xs[axis..].iter().product();
+    reshape_to(cx, x, vec![outer, inner])
+}
+
+/// Axes from the attribute (before `input_opset`) or from input 1.
+fn axes_arg(cx: &Cx, input_opset: i64) -> Result<Option<Vec<i64>>, ImportError> {
+    if cx.opset < input_opset {
+        cx.attrs().ints_opt("axes")
+    } else {
+        cx.const_ints(1, "axes")
+    }
+}
+
+fn squeeze(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let xs = cx.shape(x);
+    let shape = match axes_arg(cx, 13)? {
+        None => xs.iter().copied().filter(|&d| d != 1).collect(),
+        Some(axes) => {
+            let axes = cx.axes(&axes, xs.len())?;
+            for &a in &axes {
+                if xs[a] != 1 {
+                    return Err(cx.err(format!("cannot squeeze axis {a} of size {} in {xs:?}", xs[a])));
+                }
+            }
+            xs.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect()
+        }
+    };
+    reshape_to(cx, x, shape)
+}
+
+fn unsqueeze(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let xs = cx.shape(x);
+    let axes = axes_arg(cx, 13)?.ok_or_else(|| cx.err("missing axes"))?;
+    let out_rank = xs.len() + axes.len();
+    let axes = cx.axes(&axes, out_rank)?;
+    let mut it = xs.iter();
+    let shape = (0..out_rank).map(|i| if axes.contains(&i) { 1 } else { it.next().copied().unwrap_or(1) }).collect();
+    reshape_to(cx, x, shape)
+}
+
+fn transpose(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let r = cx.ty(x).rank();
+    let perm = match cx.attrs().ints_opt("perm")? {
+        Some(p) => non_neg(cx, "perm", &p)?,
+        None => (0..r).rev().collect(),
+    };
+    Ok(vec![cx.add1(Op::Transpose { perm }, vec![x])?])
+}
+
+fn concat(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let ins: Vec<ValueId> = cx.ins.iter().flatten().copied().collect();
+    let first = *ins.first().ok_or_else(|| cx.err("needs at least one input"))?;
+    let axis = cx.axis(cx.attrs().int_req("axis")?, cx.ty(first).rank())?;
+    Ok(vec![cx.add1(Op::Concat { axis }, ins)?])
+}
+
+fn split(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let xs = cx.shape(x);
+    let a = cx.attrs();
+    let axis = cx.axis(a.int("axis", 0)?, xs.len())?;
+    let d = xs[axis];
+    let given = if cx.opset < 13 { a.ints_opt("split")? } else { cx.const_ints(1, "split")? };
+    let n_out = cx.node.outputs.len();
+    let sizes = match given {
+        Some(s) => non_neg(cx, "split", &s)?,
+        None => {
+            let n = match a.int_opt("num_outputs")? {
+                Some(n) => {
+                    usize::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| cx.err("num_outputs must be positive"))?
+                }
+                None => n_out,
+            };
+            if n == 0 {
+                return Err(cx.err("split has no outputs"));
+            }
+            if a.has("num_outputs") || cx.opset >= 18 {
+                // Uneven: every chunk ceil(d/n), the last one smaller.
+                let chunk = d.div_ceil(n);
+                let rest = d
+                    .checked_sub(chunk * (n - 1))
+                    .ok_or_else(|| cx.err(format!("cannot split {d} into {n} chunks of {chunk}")))?;
+                let mut s = vec![chunk; n - 1];
+                s.push(rest);
+                s
+            } else {
+                if d % n != 0 {
+                    return Err(cx.err(format!("axis {axis} of size {d} does not split into {n} equal parts")));
+                }
+                vec![d / n; n]
+            }
+        }
+    };
+    if sizes.len() != n_out {
+        return Err(cx.err(format!("split gives {} parts but the node has {n_out} outputs", sizes.len())));
+    }
+    cx.add(Op::Split { axis, sizes }, vec![x])
+}
+
+/// Normalises one ONNX slice (start, end, step) on an axis of `d` to the
+/// IR form: positive steps clamp to `[0, d]`, negative steps clamp start to
+/// `[0, d-1]` and end to `[-1, d-1]` (`-1` = before index 0).
+pub fn normalise_slice(start: i64, end: i64, step: i64, d: usize) -> (i64, i64) {
+    let d = d as i128;
+    let (mut s, mut e) = (start as i128, end as i128);
+    if s < 0 {
+        s += d;
+    }
+    if e < 0 {
+        e += d;
+    }
+    if step > 0 {
+        (s.clamp(0, d) as i64, e.clamp(0, d) as i64)
+    } else {
+        let s = if d == 0 { -1 } else { s.clamp(0, d - 1) };
+        (s as i64, e.clamp(-1, (d - 1).max(-1)) as i64)
+    }
+}
+
+fn slice(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let xs = cx.shape(x);
+    let a = cx.attrs();
+    let (starts, ends, axes, steps) = if cx.opset < 10 {
+        (a.ints_req("starts")?, a.ints_req("ends")?, a.ints_opt("axes")?, None)
+    } else {
+        (
+            cx.const_ints(1, "starts")?.ok_or_else(|| cx.err("missing required input 'starts'"))?,
+            cx.const_ints(2, "ends")?.ok_or_else(|| cx.err("missing required input 'ends'"))?,
+            cx.const_ints(3, "axes")?,
+            cx.const_ints(4, "steps")?,
+        )
+    };
+    let n = starts.len();
+    let axes = axes.unwrap_or_else(|| (0..n as i64).collect());
+    let steps = steps.unwrap_or_else(|| vec![1; n]);
+    if ends.len() != n || axes.len() != n || steps.len() != n {
+        return Err(cx.err(format!(
+            "starts ({n}), ends ({}), axes ({}) and steps ({}) must have the same length",
+            ends.len(),
+            axes.len(),
+            steps.len()
+        )));
+    }
+    let mut st: Vec<i64> = vec![0; xs.len()];
+    let mut en: Vec<i64> = xs.iter().map(|&d| d as i64).collect();
+    let mut sp: Vec<i64> = vec![1; xs.len()];
+    let mut seen = vec![false; xs.len()];
+    for k in 0..n {
+        let ax = cx.axis(axes[k], xs.len())?;
+        if std::mem::replace(&mut seen[ax], true) {
+            return Err(cx.err(format!("axis {} is repeated in {axes:?}", axes[k])));
+        }
+        if steps[k] == 0 {
+            return Err(cx.err("slice step must not be 0"));
+        }
+        let (s, e) = normalise_slice(starts[k], ends[k], steps[k], xs[ax]);
+        st[ax] = s;
+        en[ax] = e;
+        sp[ax] = steps[k];
+    }
+    Ok(vec![cx.add1(Op::Slice { starts: st, ends: en, steps: sp }, vec![x])?])
+}
+
+fn gather(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let (x, idx) = (cx.input(0)?, cx.input(1)?);
+    let axis = cx.axis(cx.attrs().int("axis", 0)?, cx.ty(x).rank())?;
+    Ok(vec![cx.add1(Op::Gather { axis }, vec![x, idx])?])
+}
+
+fn expand(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let target = cx.const_ints(1, "shape")?.ok_or_else(|| cx.err("missing required input 'shape'"))?;
+    let target = non_neg(cx, "shape", &target)?;
+    let shape = kerf_ir::infer::broadcast(&cx.shape(x), &target).map_err(|m| cx.err(m))?;
+    Ok(vec![cx.add1(Op::Expand { shape }, vec![x])?])
+}
+
+fn tile(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let reps = cx.const_ints(1, "repeats")?.ok_or_else(|| cx.err("missing required input 'repeats'"))?;
+    let repeats = non_neg(cx, "repeats", &reps)?;
+    Ok(vec![cx.add1(Op::Tile { repeats }, vec![x])?])
+}
+
+fn pad(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let rank = cx.ty(x).rank();
+    let a = cx.attrs();
+    let mode = match a.string("mode", "constant")?.as_str() {
+        "constant" => PadMode::Constant,
+        "reflect" => PadMode::Reflect,
+        "edge" => PadMode::Edge,
+        "wrap" => PadMode::Wrap,
+        other => return Err(cx.err(format!("unknown pad mode '{other}'"))),
+    };
+    let (raw, value, axes) = if cx.opset < 11 {
+        let p = if cx.opset < 2 { a.ints_opt("paddings")? } else { a.ints_opt("pads")? };
+        (p.ok_or_else(|| cx.err("missing required attribute 'pads'"))?, a.float("value", 0.0)?, None)
+    } else {
+        let p = cx.const_ints(1, "pads")?.ok_or_else(|| cx.err("missing required input 'pads'"))?;
+        let v = match cx.konst(2, "constant_value")? {
+            Some(t) if t.numel() == 1 => t.get_f64(0) as f32,
+            Some(t) if t.numel() == 0 => 0.0,
+            Some(t) => return Err(cx.err(format!("constant_value must be a scalar, got shape {:?}", t.shape()))),
+            None => 0.0,
+        };
+        (p, v, cx.const_ints(3, "axes")?)
+    };
+    if raw.iter().any(|&p| p < 0) {
+        return Err(cx.err(format!("negative pads {raw:?} are not supported")));
+    }
+    // Pads follow the order of `axes` as given, so they are not sorted.
+    let axes = match axes {
+        Some(ax) => cx.axes_in_order(&ax, rank)?,
+        None => (0..rank).collect(),
+    };
+    if raw.len() != 2 * axes.len() {
+        return Err(cx.err(format!("pads {raw:?} must hold 2 values for each of {} axes", axes.len())));
+    }
+    let mut pads = vec![0usize; 2 * rank];
+    let k = axes.len();
+    for (j, &ax) in axes.iter().enumerate() {
+        pads[ax] = raw[j] as usize;
+        pads[rank + ax] = raw[k + j] as usize;
+    }
+    Ok(vec![cx.add1(Op::Pad { pads, mode, value: F32::new(value) }, vec![x])?])
+}

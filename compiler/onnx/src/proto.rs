@@ -1,0 +1,230 @@
+//! The only module that touches `onnx_protobuf`/`protobuf` types. It decodes
+//! the bytes with `protobuf::Message::parse_from_bytes` and copies what the
+//! importer needs into plain structs, so a later switch of protobuf library
+//! stays local. It never calls onnx-protobuf's `as_value()` helper, which
+//! panics on malformed attributes: attribute kinds are decided here from the
+//! declared type (or, for old files that leave it unset, from which field is
+//! populated).
+
+use onnx_protobuf::attribute_proto::AttributeType;
+use onnx_protobuf::tensor_proto::DataLocation;
+use onnx_protobuf::tensor_shape_proto::dimension;
+use onnx_protobuf::type_proto;
+use onnx_protobuf::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
+use protobuf::Message;
+
+use crate::ImportError;
+
+#[derive(Clone, Debug, Default)]
+pub struct ModelDef {
+    pub ir_version: i64,
+    /// `(domain, version)`; the default domain is spelled `""`.
+    pub opsets: Vec<(String, i64)>,
+    pub graph: Option<GraphDef>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct GraphDef {
+    pub nodes: Vec<NodeDef>,
+    pub initializers: Vec<TensorDef>,
+    pub inputs: Vec<ValueInfo>,
+    pub outputs: Vec<ValueInfo>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct NodeDef {
+    pub name: String,
+    pub op_type: String,
+    pub domain: String,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub attrs: Vec<AttrDef>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AttrDef {
+    pub name: String,
+    pub value: AttrValue,
+}
+
+#[derive(Clone, Debug)]
+pub enum AttrValue {
+    Float(f32),
+    Int(i64),
+    Str(Vec<u8>),
+    Tensor(Box<TensorDef>),
+    Floats(Vec<f32>),
+    Ints(Vec<i64>),
+    Strings(Vec<Vec<u8>>),
+    /// A kind the importer never needs (graphs, sparse tensors, type protos).
+    Other(&'static str),
+}
+
+impl AttrValue {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AttrValue::Float(_) => "a float",
+            AttrValue::Int(_) => "an int",
+            AttrValue::Str(_) => "a string",
+            AttrValue::Tensor(_) => "a tensor",
+            AttrValue::Floats(_) => "a list of floats",
+            AttrValue::Ints(_) => "a list of ints",
+            AttrValue::Strings(_) => "a list of strings",
+            AttrValue::Other(k) => k,
+        }
+    }
+}
+
+/// A tensor as stored in the file, before its data is checked.
+#[derive(Clone, Debug, Default)]
+pub struct TensorDef {
+    pub name: String,
+    pub dims: Vec<i64>,
+    pub data_type: i32,
+    pub raw_data: Vec<u8>,
+    pub float_data: Vec<f32>,
+    pub int32_data: Vec<i32>,
+    pub int64_data: Vec<i64>,
+    pub double_data: Vec<f64>,
+    pub uint64_data: Vec<u64>,
+    /// `Some(key/value pairs)` when `data_location` is EXTERNAL.
+    pub external: Option<Vec<(String, String)>>,
+    /// Whether the proto used a segment (unsupported).
+    pub segmented: bool,
+}
+
+#[derive(Clone, Debug)]
+pub enum Dim {
+    Value(i64),
+    Param(String),
+    Unknown,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ValueInfo {
+    pub name: String,
+    /// Element type code, when the value is declared as a tensor.
+    pub elem_type: Option<i32>,
+    /// The declared shape; `None` when absent.
+    pub dims: Option<Vec<Dim>>,
+    /// Set for non-tensor types (sequence, map, optional, sparse).
+    pub non_tensor: Option<&'static str>,
+}
+
+pub fn parse_model(bytes: &[u8]) -> Result<ModelDef, ImportError> {
+    let m = ModelProto::parse_from_bytes(bytes).map_err(|e| ImportError::Protobuf(e.to_string()))?;
+    Ok(ModelDef {
+        ir_version: m.ir_version,
+        opsets: m.opset_import.iter().map(|o| (o.domain.clone(), o.version)).collect(),
+        graph: m.graph.as_ref().map(graph),
+    })
+}
+
+pub fn parse_tensor(bytes: &[u8]) -> Result<TensorDef, ImportError> {
+    let t = TensorProto::parse_from_bytes(bytes).map_err(|e| ImportError::Protobuf(e.to_string()))?;
+    Ok(tensor(&t))
+}
+
+fn graph(g: &GraphProto) -> GraphDef {
+    GraphDef {
+        nodes: g.node.iter().map(node).collect(),
+        initializers: g.initializer.iter().map(tensor).collect(),
+        inputs: g.input.iter().map(value_info).collect(),
+        outputs: g.output.iter().map(value_info).collect(),
+    }
+}
+
+fn node(n: &NodeProto) -> NodeDef {
+    NodeDef {
+        name: n.name.clone(),
+        op_type: n.op_type.clone(),
+        domain: n.domain.clone(),
+        inputs: n.input.clone(),
+        outputs: n.output.clone(),
+        attrs: n.attribute.iter().map(attr).collect(),
+    }
+}
+
+fn attr(a: &AttributeProto) -> AttrDef {
+    let value = match a.type_.enum_value() {
+        Ok(AttributeType::FLOAT) => AttrValue::Float(a.f),
+        Ok(AttributeType::INT) => AttrValue::Int(a.i),
+        Ok(AttributeType::STRING) => AttrValue::Str(a.s.clone()),
+        Ok(AttributeType::TENSOR) => match a.t.as_ref() {
+            Some(t) => AttrValue::Tensor(Box::new(tensor(t))),
+            None => AttrValue::Other("an empty tensor"),
+        },
+        Ok(AttributeType::FLOATS) => AttrValue::Floats(a.floats.clone()),
+        Ok(AttributeType::INTS) => AttrValue::Ints(a.ints.clone()),
+        Ok(AttributeType::STRINGS) => AttrValue::Strings(a.strings.clone()),
+        Ok(AttributeType::GRAPH) | Ok(AttributeType::GRAPHS) => AttrValue::Other("a graph"),
+        Ok(AttributeType::SPARSE_TENSOR) | Ok(AttributeType::SPARSE_TENSORS) => AttrValue::Other("a sparse tensor"),
+        Ok(AttributeType::TYPE_PROTO) | Ok(AttributeType::TYPE_PROTOS) => AttrValue::Other("a type"),
+        Ok(AttributeType::TENSORS) => AttrValue::Other("a list of tensors"),
+        // Files from before the type field existed: guess from the payload.
+        Ok(AttributeType::UNDEFINED) | Err(_) => {
+            if !a.floats.is_empty() {
+                AttrValue::Floats(a.floats.clone())
+            } else if !a.ints.is_empty() {
+                AttrValue::Ints(a.ints.clone())
+            } else if !a.strings.is_empty() {
+                AttrValue::Strings(a.strings.clone())
+            } else if let Some(t) = a.t.as_ref() {
+                AttrValue::Tensor(Box::new(tensor(t)))
+            } else if !a.s.is_empty() {
+                AttrValue::Str(a.s.clone())
+            } else if a.f != 0.0 {
+                AttrValue::Float(a.f)
+            } else {
+                AttrValue::Int(a.i)
+            }
+        }
+    };
+    AttrDef { name: a.name.clone(), value }
+}
+
+fn tensor(t: &TensorProto) -> TensorDef {
+    let external = match t.data_location.enum_value() {
+        Ok(DataLocation::EXTERNAL) => Some(t.external_data.iter().map(|e| (e.key.clone(), e.value.clone())).collect()),
+        _ => None,
+    };
+    TensorDef {
+        name: t.name.clone(),
+        dims: t.dims.clone(),
+        data_type: t.data_type,
+        raw_data: t.raw_data.clone(),
+        float_data: t.float_data.clone(),
+        int32_data: t.int32_data.clone(),
+        int64_data: t.int64_data.clone(),
+        double_data: t.double_data.clone(),
+        uint64_data: t.uint64_data.clone(),
+        external,
+        segmented: t.segment.is_some(),
+    }
+}
+
+fn value_info(v: &ValueInfoProto) -> ValueInfo {
+    let mut out = ValueInfo { name: v.name.clone(), ..ValueInfo::default() };
+    match v.type_.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(type_proto::Value::TensorType(tt)) => {
+            out.elem_type = Some(tt.elem_type);
+            out.dims = tt.shape.as_ref().map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| match &d.value {
+                        Some(dimension::Value::DimValue(v)) => Dim::Value(*v),
+                        Some(dimension::Value::DimParam(p)) => Dim::Param(p.clone()),
+                        _ => Dim::Unknown,
+                    })
+                    .collect()
+            });
+        }
+        Some(type_proto::Value::SequenceType(_)) => out.non_tensor = Some("a sequence"),
+        Some(type_proto::Value::MapType(_)) => out.non_tensor = Some("a map"),
+        Some(type_proto::Value::OptionalType(_)) => out.non_tensor = Some("an optional"),
+        Some(type_proto::Value::SparseTensorType(_)) => out.non_tensor = Some("a sparse tensor"),
+        Some(_) => out.non_tensor = Some("an unknown type"),
+        None => {}
+    }
+    out
+}

@@ -1,0 +1,206 @@
+//! `TensorProto` → [`Tensor`].
+//!
+//! Contract: the dims are checked (non-negative, product fits and stays under
+//! [`MAX_CONST_ELEMENTS`]) and the stored data length is checked against them
+//! before any buffer for the result is allocated. Data comes from `raw_data`,
+//! from the typed fields (`float_data`, `int32_data` — which also carries
+//! f16/bf16 bit patterns, bool and the small integer types —, `int64_data`,
+//! `double_data`, `uint64_data`), or from an external file named by
+//! `location` relative to the model's folder. External paths must be
+//! relative, may not contain `..`, and must still lie inside the folder after
+//! resolving symlinks.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Component, Path};
+
+use kerf_ir::{DType, Tensor, MAX_CONST_ELEMENTS};
+
+use crate::proto::TensorDef;
+use crate::ImportError;
+
+/// Name of an ONNX data type code the IR cannot hold, for error messages.
+fn unsupported_type_name(code: i32) -> Option<&'static str> {
+    Some(match code {
+        0 => "undefined",
+        8 => "string",
+        14 => "complex64",
+        15 => "complex128",
+        17..=20 => "float8",
+        21 => "uint4",
+        22 => "int4",
+        23 => "float4",
+        24 => "float8e8m0",
+        25 => "uint2",
+        26 => "int2",
+        _ => return None,
+    })
+}
+
+/// The IR dtype of an ONNX element type code, or an error naming `what`.
+pub fn dtype_of(code: i32, what: &str) -> Result<DType, ImportError> {
+    DType::from_onnx_code(code).ok_or_else(|| {
+        let kind = unsupported_type_name(code).map_or_else(|| format!("unknown type {code}"), str::to_string);
+        ImportError::tensor(what, format!("element type {kind} is not supported"))
+    })
+}
+
+/// Checks dims and returns the shape and element count.
+pub fn checked_shape(name: &str, dims: &[i64]) -> Result<(Vec<usize>, usize), ImportError> {
+    let mut shape = Vec::with_capacity(dims.len());
+    let mut n: usize = 1;
+    for &d in dims {
+        let d = usize::try_from(d).map_err(|_| ImportError::tensor(name, format!("negative dimension in {dims:?}")))?;
+        n = n.checked_mul(d).ok_or_else(|| ImportError::tensor(name, format!("dims {dims:?} overflow")))?;
+        shape.push(d);
+    }
+    if n > MAX_CONST_ELEMENTS {
+        return Err(ImportError::tensor(
+            name,
+            format!("dims {dims:?} hold {n} elements, more than the limit of {MAX_CONST_ELEMENTS}"),
+        ));
+    }
+    Ok((shape, n))
+}
+
+/// Converts a stored tensor. `base_dir` is the model's folder (needed only
+/// for external data).
+pub fn convert(t: &TensorDef, base_dir: Option<&Path>) -> Result<Tensor, ImportError> {
+    let name = t.name.as_str();
+    let dtype = dtype_of(t.data_type, name)?;
+    let (shape, n) = checked_shape(name, &t.dims)?;
+    let expected = n * dtype.size();
+    if t.segmented {
+        return Err(ImportError::tensor(name, "segmented tensors are not supported"));
+    }
+    if let Some(ext) = &t.external {
+        let bytes = read_external(name, ext, expected, base_dir)?;
+        return Ok(Tensor::from_bytes(dtype, shape, bytes)?);
+    }
+    if !t.raw_data.is_empty() {
+        if t.raw_data.len() != expected {
+            return Err(ImportError::tensor(
+                name,
+                format!("raw_data has {} bytes, {dtype}{shape:?} needs {expected}", t.raw_data.len()),
+            ));
+        }
+        return Ok(Tensor::from_bytes(dtype, shape, t.raw_data.clone())?);
+    }
+    let count_check = |field: &str, len: usize| -> Result<(), ImportError> {
+        if len != n {
+            return Err(ImportError::tensor(name, format!("{field} has {len} values, {dtype}{shape:?} needs {n}")));
+        }
+        Ok(())
+    };
+    let mut out = Vec::new();
+    match dtype {
+        DType::F32 => {
+            count_check("float_data", t.float_data.len())?;
+            out.reserve(expected);
+            t.float_data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        }
+        DType::F64 => {
+            count_check("double_data", t.double_data.len())?;
+            out.reserve(expected);
+            t.double_data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        }
+        DType::I64 => {
+            count_check("int64_data", t.int64_data.len())?;
+            out.reserve(expected);
+            t.int64_data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        }
+        DType::U32 | DType::U64 => {
+            count_check("uint64_data", t.uint64_data.len())?;
+            out.reserve(expected);
+            for v in &t.uint64_data {
+                if dtype == DType::U32 {
+                    out.extend_from_slice(&(*v as u32).to_le_bytes());
+                } else {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+        DType::I32 | DType::I16 | DType::U16 | DType::I8 | DType::U8 | DType::Bool | DType::F16 | DType::BF16 => {
+            count_check("int32_data", t.int32_data.len())?;
+            out.reserve(expected);
+            for &v in &t.int32_data {
+                match dtype.size() {
+                    1 => out.push(v as u8),
+                    2 => out.extend_from_slice(&(v as u16).to_le_bytes()),
+                    _ => out.extend_from_slice(&v.to_le_bytes()),
+                }
+            }
+        }
+    }
+    Ok(Tensor::from_bytes(dtype, shape, out)?)
+}
+
+fn read_external(
+    name: &str,
+    entries: &[(String, String)],
+    expected: usize,
+    base_dir: Option<&Path>,
+) -> Result<Vec<u8>, ImportError> {
+    let mut location = None;
+    let mut offset: u64 = 0;
+    let mut length: Option<u64> = None;
+    for (k, v) in entries {
+        let num = |v: &str| {
+            v.parse::<u64>().map_err(|_| ImportError::tensor(name, format!("external data {k} '{v}' is not a number")))
+        };
+        match k.as_str() {
+            "location" => location = Some(v.as_str()),
+            "offset" => offset = num(v)?,
+            "length" => length = Some(num(v)?),
+            _ => {}
+        }
+    }
+    let location = location.ok_or_else(|| ImportError::tensor(name, "external data has no location"))?;
+    let base = base_dir.ok_or_else(|| {
+        ImportError::tensor(name, "external data needs the model's folder (load the model from a file)")
+    })?;
+    let rel = Path::new(location);
+    if rel.is_absolute() || location.starts_with('/') || location.starts_with('\\') {
+        return Err(ImportError::tensor(name, format!("external data location '{location}' must be a relative path")));
+    }
+    if rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+        return Err(ImportError::tensor(
+            name,
+            format!("external data location '{location}' may not contain '..' or leave the model's folder"),
+        ));
+    }
+    let full = base.join(rel);
+    let io = |e: std::io::Error| ImportError::Io { path: full.clone(), source: e };
+    let canon_base = base.canonicalize().map_err(|e| ImportError::Io { path: base.to_path_buf(), source: e })?;
+    let canon = full.canonicalize().map_err(io)?;
+    if !canon.starts_with(&canon_base) {
+        return Err(ImportError::tensor(
+            name,
+            format!("external data location '{location}' resolves outside the model's folder"),
+        ));
+    }
+    let mut file = File::open(&canon).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(ImportError::tensor(name, format!("external data location '{location}' is not a file")));
+    }
+    if let Some(l) = length {
+        if l != expected as u64 {
+            return Err(ImportError::tensor(
+                name,
+                format!("external data length {l} does not match the {expected} bytes its dims need"),
+            ));
+        }
+    }
+    let end = offset.checked_add(expected as u64);
+    if end.is_none_or(|e| e > meta.len()) {
+        return Err(ImportError::tensor(
+            name,
+            format!("external data [{offset}, +{expected}) runs past the end of '{location}' ({} bytes)", meta.len()),
+        ));
+    }
+    file.seek(SeekFrom::Start(offset)).map_err(io)?;
+    let mut buf = vec![0u8; expected];
+    file.read_exact(&mut buf).map_err(io)?;
+    Ok(buf)
+}
