@@ -1,0 +1,236 @@
+//! Every import error comes back as an `ImportError` with a message naming
+//! what is wrong (never a panic).
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use kerf_onnx::{load_model_bytes, ImportOptions};
+use onnx_protobuf::{ModelProto, OperatorSetIdProto, TensorProto};
+use protobuf::Message;
+
+fn err_of(bytes: &[u8], opts: &ImportOptions) -> String {
+    match load_model_bytes(bytes, None, opts) {
+        Ok(_) => panic!("import unexpectedly succeeded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn malformed_protobuf() {
+    let e = err_of(&[0xff, 0xff, 0xff, 0xff], &ImportOptions::default());
+    assert!(e.starts_with("malformed ONNX protobuf"), "{e}");
+    assert!(matches!(kerf_onnx::read_tensor_proto(&[0x0a, 0xff]), Err(kerf_onnx::ImportError::Protobuf(_))));
+}
+
+#[test]
+fn missing_graph_ir_version_and_opset() {
+    let mut m = ModelProto::new();
+    m.ir_version = 8;
+    let mut o = OperatorSetIdProto::new();
+    o.version = 17;
+    m.opset_import.push(o);
+    let e = err_of(&m.write_to_bytes().unwrap(), &ImportOptions::default());
+    assert_eq!(e, "model has no graph");
+
+    let mut mm = M::new(17).input("x", &[1]).op("Relu", &["x"], "y", vec![]).output("y");
+    mm.model.ir_version = 0;
+    assert_contains(&mm.err(), &["ir_version 0"]);
+
+    let e = M::new(24).input("x", &[1]).op("Relu", &["x"], "y", vec![]).output("y").err();
+    assert_contains(&e, &["opset 24", "23"]);
+}
+
+#[test]
+fn unknown_domain() {
+    let mut m = M::new(17).input("x", &[1]).op("FusedThing", &["x"], "y", vec![]).output("y");
+    m.model.graph.as_mut().unwrap().node[0].domain = "com.microsoft".into();
+    assert_eq!(m.err(), "node 'y' (FusedThing) is in unknown domain 'com.microsoft'");
+}
+
+#[test]
+fn all_unsupported_ops_at_once() {
+    let e = M::new(17)
+        .input("x", &[1])
+        .node("Foo", "a", &["x"], &["a"], vec![])
+        .node("Relu", "r", &["a"], &["r"], vec![])
+        .node("Bar", "c", &["r"], &["c"], vec![])
+        .node("Foo", "b", &["c"], &["b"], vec![])
+        .output("b")
+        .err();
+    assert_eq!(e, "unsupported operators: Foo (nodes 'a', 'b'), Bar (node 'c')");
+}
+
+#[test]
+fn dynamic_input_dims_need_a_shape() {
+    let m = M::new(17)
+        .input_vi(value_info("x", F32, Some(vec![D::P("batch"), D::V(3), D::V(224), D::V(224)])))
+        .op("Relu", &["x"], "y", vec![])
+        .output("y");
+    assert_eq!(m.err(), "input 'x' has dynamic dimension 0 ('batch'); pass --input-shape x=1,3,224,224");
+
+    let shapes = |name: &str, s: Vec<usize>| ImportOptions {
+        input_shapes: BTreeMap::from([(name.to_string(), s)]),
+        ..Default::default()
+    };
+    let g = load_model_bytes(&m.bytes(), None, &shapes("x", vec![2, 3, 224, 224])).unwrap();
+    assert_eq!(out_shape(&g, "y"), vec![2, 3, 224, 224]);
+
+    let e = err_of(&m.bytes(), &shapes("nope", vec![1]));
+    assert_contains(&e, &["'nope'", "not a model input", "x"]);
+    let e = err_of(&m.bytes(), &shapes("x", vec![1, 3, 224]));
+    assert_contains(&e, &["'x'", "rank 3", "rank 4"]);
+    let e = err_of(&m.bytes(), &shapes("x", vec![1, 4, 224, 224]));
+    assert_contains(&e, &["'x'", "dimension 1", "fixes it to 3"]);
+
+    let e = M::new(17).input_vi(value_info("x", F32, None)).op("Relu", &["x"], "y", vec![]).output("y").err();
+    assert_contains(&e, &["input 'x' has no declared shape", "--input-shape"]);
+}
+
+#[test]
+fn duplicate_undefined_and_missing_values() {
+    let e = M::new(17)
+        .input("x", &[1])
+        .op("Relu", &["x"], "y", vec![])
+        .node("Neg", "n", &["x"], &["y"], vec![])
+        .output("y")
+        .err();
+    assert_eq!(e, "value 'y' is produced twice: by node 'y' and by node 'n'");
+
+    let e = M::new(17).input("x", &[1]).op("Relu", &["ghost"], "y", vec![]).output("y").err();
+    assert_eq!(e, "node 'y' (Relu): reads undefined value 'ghost'");
+
+    let e = M::new(17).input("x", &[1]).op("Relu", &["x"], "y", vec![]).output("z").err();
+    assert_eq!(e, "graph output 'z' is not produced by any node");
+
+    let e =
+        M::new(17).input("x", &[1]).op("Relu", &["a"], "b", vec![]).op("Neg", &["x"], "a", vec![]).output("b").err();
+    assert_contains(&e, &["node 'b' (Relu)", "reads 'a' before node 'a' produces it", "topological order"]);
+
+    // A cycle is reported the same way.
+    let e = M::new(17)
+        .input("x", &[1])
+        .op("Add", &["x", "b"], "a", vec![])
+        .op("Neg", &["a"], "b", vec![])
+        .output("b")
+        .err();
+    assert_contains(&e, &["node 'a' (Add)", "topological order"]);
+
+    // MaxPool indices are not supported; reading them is an error naming them.
+    let e = M::new(17)
+        .input("x", &[1, 1, 4, 4])
+        .node("MaxPool", "mp", &["x"], &["y", "idx"], vec![ais("kernel_shape", &[2, 2])])
+        .op("Cast", &["idx"], "c", vec![ai("to", 1)])
+        .output("c")
+        .err();
+    assert_contains(&e, &["node 'c' (Cast)", "'idx'", "output 1 of node 'mp' (MaxPool)", "not supported"]);
+}
+
+#[test]
+fn inference_errors_name_the_node() {
+    let e = M::new(17).input("x", &[2, 3]).input("y", &[4]).op("Add", &["x", "y"], "sum", vec![]).output("sum").err();
+    assert!(e.starts_with("node 'sum' (Add): "), "{e}");
+
+    let e = M::new(17)
+        .input("x", &[1, 3, 8, 8])
+        .weight("w", &[4, 2, 3, 3])
+        .node("Conv", "", &["x", "w"], &["y"], vec![])
+        .output("y")
+        .err();
+    assert_contains(&e, &["node 'conv_0' (Conv)", "input channels 3"]);
+}
+
+#[test]
+fn attribute_errors_name_the_node() {
+    let e = M::new(17)
+        .input("x", &[2, 3])
+        .weight("w", &[3, 4])
+        .node("Gemm", "g", &["x", "w"], &["y"], vec![astr("alpha", "big")])
+        .output("y")
+        .err();
+    assert_eq!(e, "node 'g' (Gemm): attribute 'alpha' must be a float, got a string");
+
+    let e = M::new(17).input("x", &[2]).node("Concat", "", &["x", "x"], &["y"], vec![]).output("y").err();
+    assert_eq!(e, "node 'concat_0' (Concat): missing required attribute 'axis'");
+}
+
+#[test]
+fn shaping_inputs_must_be_constant() {
+    let e = M::new(17)
+        .input("x", &[2, 3])
+        .input_vi(value_info("s", I64, Some(vec![D::V(2)])))
+        .op("Reshape", &["x", "s"], "r", vec![])
+        .output("r")
+        .err();
+    assert_eq!(e, "node 'r' (Reshape): input 'shape' must be a constant (dynamic shapes are not supported)");
+
+    let e = M::new(17)
+        .input("x", &[2, 3])
+        .init_i64("p", &[4], &[0, -1, 0, 0])
+        .op("Pad", &["x", "p"], "y", vec![])
+        .output("y")
+        .err();
+    assert_contains(&e, &["node 'y' (Pad)", "negative pads"]);
+
+    let e = M::new(17)
+        .input("x", &[2, 3])
+        .init_i64("s", &[2], &[-1, -1])
+        .op("Reshape", &["x", "s"], "r", vec![])
+        .output("r")
+        .err();
+    assert_contains(&e, &["node 'r' (Reshape)", "more than one -1"]);
+}
+
+#[test]
+fn bad_initializers_name_the_tensor() {
+    let mut s = TensorProto::new();
+    s.name = "words".into();
+    s.data_type = 8;
+    s.dims = vec![1];
+    s.string_data = vec![b"hi".to_vec()];
+    let e = M::new(17).input("x", &[1]).init(s).op("Relu", &["x"], "y", vec![]).output("y").err();
+    assert_eq!(e, "tensor 'words': element type string is not supported");
+
+    for (code, kind) in [(14, "complex64"), (17, "float8"), (22, "int4")] {
+        let mut t = TensorProto::new();
+        t.name = "t".into();
+        t.data_type = code;
+        t.dims = vec![1];
+        let e = M::new(17).input("x", &[1]).init(t).op("Relu", &["x"], "y", vec![]).output("y").err();
+        assert_eq!(e, format!("tensor 't': element type {kind} is not supported"));
+    }
+
+    let mut t = tensor_f32("neg", &[2], &[1.0, 2.0]);
+    t.dims = vec![-2];
+    let e = M::new(17).input("x", &[1]).init(t).op("Relu", &["x"], "y", vec![]).output("y").err();
+    assert_contains(&e, &["tensor 'neg'", "negative dimension"]);
+
+    let mut t = tensor_f32("huge", &[1], &[1.0]);
+    t.dims = vec![i64::MAX, i64::MAX];
+    let e = M::new(17).input("x", &[1]).init(t).op("Relu", &["x"], "y", vec![]).output("y").err();
+    assert_contains(&e, &["tensor 'huge'", "overflow"]);
+
+    let mut t = tensor_f32("big", &[1], &[1.0]);
+    t.dims = vec![1 << 20, 1 << 20];
+    let e = M::new(17).input("x", &[1]).init(t).op("Relu", &["x"], "y", vec![]).output("y").err();
+    assert_contains(&e, &["tensor 'big'", "limit"]);
+
+    let mut t = tensor_f32("short", &[3], &[1.0, 2.0]);
+    t.dims = vec![3];
+    let e = M::new(17).input("x", &[1]).init(t).op("Relu", &["x"], "y", vec![]).output("y").err();
+    assert_eq!(e, "tensor 'short': raw_data has 8 bytes, f32[3] needs 12");
+}
+
+#[test]
+fn deep_chain_does_not_recurse() {
+    let mut m = M::new(17).input("x", &[4]);
+    let mut prev = "x".to_string();
+    for i in 0..10_000 {
+        let out = format!("v{i}");
+        m = m.node("Relu", &out, &[&prev], &[&out], vec![]);
+        prev = out;
+    }
+    let g = m.output(&prev).ok();
+    assert_eq!(g.nodes.len(), 10_000);
+}
