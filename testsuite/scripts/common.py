@@ -56,7 +56,8 @@ def save_model(model: onnx.ModelProto, path: str) -> int:
 
 
 def save_npy(path: str, arr: np.ndarray) -> None:
-    np.save(path, np.ascontiguousarray(arr), allow_pickle=False)
+    # not np.ascontiguousarray: it turns 0-d arrays into shape (1,)
+    np.save(path, np.array(arr, order="C", copy=True), allow_pickle=False)
 
 
 def write_json(path: str, obj, indent: int | None = 1) -> None:
