@@ -350,6 +350,10 @@ def build_bn_convnet(seed: int) -> Builder:
 # ------------------------------------------------------------------------------------------
 # driver
 # ------------------------------------------------------------------------------------------
+NAMES = ["mobilenet_v2", "mobilenet_v2_bn", "resnet18", "resnet18_bn", "squeezenet1_1", "tiny_transformer",
+         "tiny_transformer_affine", "lstm_kws", "gru_kws", "lstm_bidir_kws", "bn_convnet"]
+
+
 def _io(shape_in, shape_out):
     return [("input", shape_in, F)], [("output", shape_out, F)]
 
@@ -454,6 +458,10 @@ def main(argv: list[str]) -> int:
         return 2
     out_dir = argv[1]
     only = set(argv[2:]) or None
+    unknown = sorted((only or set()) - set(NAMES))
+    if unknown:
+        print(f"unknown model(s) {unknown}; known: {', '.join(NAMES)}", file=sys.stderr)
+        return 2
     t0 = time.time()
     for name, desc, seed, model, x in make_all(only):
         t = time.time()
