@@ -112,3 +112,32 @@ fn garbage_and_missing_files_are_errors() {
     assert_user_error(&kerf(&["inspect", m.to_str().unwrap()]), &["not_a_model.onnx"]);
     assert_user_error(&kerf(&["inspect", "/nonexistent/model.onnx"]), &["/nonexistent/model.onnx"]);
 }
+
+/// The large architectures (MobileNetV2, ResNet-18, SqueezeNet, tiny
+/// transformer, ...) are rebuilt with seeded weights by
+/// `testsuite/scripts/make_models.py` (run by `testsuite/run-all.sh`).
+#[test]
+fn inspect_generated_models_match_their_metadata() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testsuite/generated");
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
+        panic!("{}: {e}; run `bash testsuite/run-all.sh` (or testsuite/scripts/make_models.py) first", dir.display())
+    });
+    let mut checked = Vec::new();
+    for entry in entries {
+        let d = entry.unwrap().path();
+        if !d.join("meta.json").exists() {
+            continue;
+        }
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("meta.json")).unwrap()).unwrap();
+        let out = kerf(&["inspect", "--json", d.join("model.onnx").to_str().unwrap()]);
+        assert!(out.status.success(), "{}: {}", d.display(), stderr(&out));
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(j["totals"]["params"], meta["params"], "{}", d.display());
+        assert_eq!(j["totals"]["macs"], meta["macs"], "{}", d.display());
+        checked.push(d.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    for want in ["mobilenet_v2", "resnet18", "squeezenet1_1", "tiny_transformer"] {
+        assert!(checked.iter().any(|c| c == want), "{want} not generated; have {checked:?}");
+    }
+}
