@@ -1,0 +1,136 @@
+//! The extraction cost model.
+//!
+//! Cost of one e-node = [`OP_OVERHEAD`] + arithmetic work + bytes moved,
+//! computed from the analysis types of its class and children:
+//!
+//! * work: 2 FLOPs per multiply-accumulate for Conv, ConvTranspose, Gemm,
+//!   MatMul, LSTM and GRU (plus one per output for a bias); one per output
+//!   element for cheap elementwise ops, [`TRANSCENDENTAL`] per element for
+//!   exp/tanh/erf-like ops and the normalisations; one per input element for
+//!   reductions and pools (times the window);
+//! * bytes: every input read (weights included: a kernel streams them) plus
+//!   every output written. Reshape is a view and moves nothing.
+//!
+//! Leaves are free: `Input` is given, `Const` is a weight baked into the
+//! binary (weights are free at run time; reading them is charged to the op
+//! that reads them), and `Proj` only names an output of its tuple. Every op
+//! node costs at least [`OP_OVERHEAD`], so `Identity`/`Dropout` (and any
+//! redundant Reshape/Transpose) are never cheaper than their input.
+//!
+//! The units are deliberately crude (a FLOP and a byte weigh the same); the
+//! model only has to rank alternatives of the same value.
+
+use kerf_ir::{Op, TensorType, UnaryOp};
+
+use crate::lang::NodeOp;
+
+/// Fixed cost of running any op (a call, a loop nest).
+pub const OP_OVERHEAD: f64 = 16.0;
+/// Work per element of a transcendental elementwise op or normalisation.
+pub const TRANSCENDENTAL: f64 = 8.0;
+
+fn numel(t: &TensorType) -> f64 {
+    t.numel() as f64
+}
+
+fn bytes(t: &TensorType) -> f64 {
+    t.bytes() as f64
+}
+
+/// Cost of an e-node whose children have types `ins` (one slice per child)
+/// and whose class has types `outs`.
+pub fn node_cost(op: &NodeOp, ins: &[&[TensorType]], outs: &[TensorType]) -> f64 {
+    let op = match op {
+        NodeOp::Input(_) | NodeOp::Const(_) | NodeOp::Proj(_) => return 0.0,
+        NodeOp::Op(op) => op,
+    };
+    let inp = |i: usize| ins.get(i).and_then(|t| t.first());
+    let out_n: f64 = outs.iter().map(numel).sum();
+    let in_bytes: f64 = ins.iter().flat_map(|t| t.iter()).map(bytes).sum();
+    let out_bytes: f64 = outs.iter().map(bytes).sum();
+    let in0_n = inp(0).map_or(0.0, numel);
+    let has_bias = ins.len() > 2;
+    let work = match op {
+        Op::Reshape { .. } => return OP_OVERHEAD,
+        Op::Conv(_) => {
+            // each output reads (Cin/group) * kernel weights: the weight's inner size
+            let per_out: f64 = inp(1).map_or(0.0, |w| w.shape.iter().skip(1).product::<usize>() as f64);
+            2.0 * out_n * per_out + if has_bias { out_n } else { 0.0 }
+        }
+        Op::ConvTranspose(_) => {
+            let per_in: f64 = inp(1).map_or(0.0, |w| w.shape.iter().skip(1).product::<usize>() as f64);
+            2.0 * in0_n * per_in + if has_bias { out_n } else { 0.0 }
+        }
+        Op::Gemm(g) => {
+            let k = inp(0).map_or(0.0, |a| *a.shape.get(if g.trans_a { 0 } else { 1 }).unwrap_or(&0) as f64);
+            2.0 * out_n * k + if has_bias { out_n } else { 0.0 }
+        }
+        Op::MatMul(_) => {
+            let k = inp(0).and_then(|a| a.shape.last()).map_or(0.0, |&k| k as f64);
+            2.0 * out_n * k
+        }
+        Op::Lstm(r) | Op::Gru(r) => {
+            let gates = if matches!(op, Op::Lstm(_)) { 4.0 } else { 3.0 };
+            let (seq, batch, input) = inp(0).map_or((0.0, 0.0, 0.0), |x| {
+                let d = |i: usize| *x.shape.get(i).unwrap_or(&0) as f64;
+                (d(0), d(1), d(2))
+            });
+            let h = r.hidden as f64;
+            let dirs = r.direction.num_directions() as f64;
+            2.0 * seq * batch * dirs * gates * h * (input + h) + TRANSCENDENTAL * seq * batch * dirs * gates * h
+        }
+        Op::Unary(u) => match u {
+            UnaryOp::Neg
+            | UnaryOp::Abs
+            | UnaryOp::Relu
+            | UnaryOp::Floor
+            | UnaryOp::Ceil
+            | UnaryOp::Round
+            | UnaryOp::Sign
+            | UnaryOp::Not
+            | UnaryOp::LeakyRelu { .. }
+            | UnaryOp::Clip { .. }
+            | UnaryOp::HardSigmoid { .. }
+            | UnaryOp::HardSwish => out_n,
+            _ => TRANSCENDENTAL * out_n,
+        },
+        Op::Binary(_) | Op::Where | Op::Cast(_) => out_n,
+        Op::BatchNorm { .. } => 2.0 * out_n,
+        Op::LayerNorm { .. } | Op::InstanceNorm { .. } | Op::Softmax { .. } | Op::LogSoftmax { .. } => {
+            TRANSCENDENTAL * out_n
+        }
+        Op::MaxPool(p) | Op::AveragePool(p) => out_n * p.window.kernel.iter().product::<usize>() as f64,
+        Op::GlobalAveragePool | Op::GlobalMaxPool | Op::Reduce { .. } | Op::ArgMax { .. } | Op::ArgMin { .. } => {
+            in0_n
+        }
+        Op::Resize(_) => 4.0 * out_n,
+        // Pure data movement: only the bytes count.
+        Op::Identity
+        | Op::Dropout
+        | Op::Transpose { .. }
+        | Op::Concat { .. }
+        | Op::Split { .. }
+        | Op::Slice { .. }
+        | Op::Gather { .. }
+        | Op::Expand { .. }
+        | Op::Tile { .. }
+        | Op::Pad { .. } => 0.0,
+    };
+    OP_OVERHEAD + work + in_bytes + out_bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kerf_ir::DType;
+
+    #[test]
+    fn leaves_are_free_and_identity_is_not() {
+        let t = vec![TensorType::new(DType::F32, vec![4])];
+        assert_eq!(node_cost(&NodeOp::Input(0), &[], &t), 0.0);
+        assert_eq!(node_cost(&NodeOp::Const(kerf_ir::WeightId(0)), &[], &t), 0.0);
+        let c = node_cost(&NodeOp::Op(Op::Identity), &[&t], &t);
+        assert_eq!(c, OP_OVERHEAD + 32.0);
+        assert!(node_cost(&NodeOp::Op(Op::Dropout), &[&t], &t) > 0.0);
+    }
+}

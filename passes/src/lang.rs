@@ -1,0 +1,121 @@
+//! The e-graph language: one node type carrying a fully typed kerf op.
+//!
+//! `define_language!` cannot express ops with typed attributes, so
+//! [`Language`] is implemented by hand. A node is an operator plus child
+//! e-class ids. Tensor data never appears in a node: constants are
+//! [`WeightId`]s into the analysis' weight table, because egg hashes node
+//! payloads on every lookup.
+//!
+//! Multi-output ops (Split, LSTM, GRU) live in a *tuple* e-class whose
+//! analysis records one type per output; [`NodeOp::Proj`]`(i)` selects
+//! output `i` and is the only node that may take a tuple class as a child.
+
+use std::fmt;
+
+use egg::{Id, Language};
+use kerf_ir::{Op, WeightId};
+
+/// The operator of an e-node.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NodeOp {
+    /// The i-th graph input (a leaf).
+    Input(u32),
+    /// A constant from the weight table (a leaf).
+    Const(WeightId),
+    /// A kerf op applied to its children (one child per op input).
+    Op(Op),
+    /// Output `i` of the multi-output op in the child tuple class.
+    Proj(u32),
+}
+
+/// An e-node: operator and child e-classes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KNode {
+    pub op: NodeOp,
+    pub children: Vec<Id>,
+}
+
+impl KNode {
+    pub fn new(op: NodeOp, children: Vec<Id>) -> KNode {
+        KNode { op, children }
+    }
+
+    pub fn op(op: Op, children: Vec<Id>) -> KNode {
+        KNode { op: NodeOp::Op(op), children }
+    }
+
+    pub fn leaf(op: NodeOp) -> KNode {
+        KNode { op, children: vec![] }
+    }
+
+    /// The kerf op, if this is an op node.
+    pub fn kerf_op(&self) -> Option<&Op> {
+        match &self.op {
+            NodeOp::Op(op) => Some(op),
+            _ => None,
+        }
+    }
+}
+
+/// A cheap key for egg's per-operator indexes: the variant and op name.
+/// Two nodes with the same key may still differ in attributes; `matches`
+/// compares the full operator.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Discriminant {
+    Input(u32),
+    Const(WeightId),
+    Op(&'static str),
+    Proj(u32),
+}
+
+impl Language for KNode {
+    type Discriminant = Discriminant;
+
+    fn discriminant(&self) -> Discriminant {
+        match &self.op {
+            NodeOp::Input(i) => Discriminant::Input(*i),
+            NodeOp::Const(w) => Discriminant::Const(*w),
+            NodeOp::Op(op) => Discriminant::Op(op.name()),
+            NodeOp::Proj(i) => Discriminant::Proj(*i),
+        }
+    }
+
+    fn matches(&self, other: &Self) -> bool {
+        self.op == other.op && self.children.len() == other.children.len()
+    }
+
+    fn children(&self) -> &[Id] {
+        &self.children
+    }
+
+    fn children_mut(&mut self) -> &mut [Id] {
+        &mut self.children
+    }
+}
+
+impl fmt::Display for KNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.op {
+            NodeOp::Input(i) => write!(f, "Input({i})"),
+            NodeOp::Const(w) => write!(f, "Const({})", w.0),
+            NodeOp::Op(op) => f.write_str(op.name()),
+            NodeOp::Proj(i) => write!(f, "Proj({i})"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matching_compares_attributes() {
+        let a = KNode::op(Op::Reshape { shape: vec![2, 3] }, vec![Id::from(0)]);
+        let b = KNode::op(Op::Reshape { shape: vec![3, 2] }, vec![Id::from(0)]);
+        assert_eq!(a.discriminant(), b.discriminant());
+        assert!(!a.matches(&b));
+        assert!(a.matches(&a.clone()));
+        assert_eq!(a.to_string(), "Reshape");
+        assert_eq!(KNode::leaf(NodeOp::Proj(1)).to_string(), "Proj(1)");
+    }
+}

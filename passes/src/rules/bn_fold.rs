@@ -1,0 +1,264 @@
+//! Group `bn-fold`: fold inference BatchNormalization into the preceding
+//! Conv or Gemm.
+//!
+//! With `s = scale / sqrt(var + eps)` per channel, `BN(y) = y * s + (bias -
+//! mean * s)`. When `y = conv(x, W) + b`, scaling output channel `o` of `W`
+//! by `s[o]` scales `y[:, o]`, so `BN(conv(x, W, b)) = conv(x, W', b')` with
+//! `W'[o] = W[o] * s[o]` and `b' = (b - mean) * s + bias`. The same holds
+//! for `Gemm` on a 2-D `[N, C]` output with the columns of `B`. Values are
+//! computed in f64 and rounded once to the weight dtype.
+//!
+//! The fold only *adds* the folded op to the BatchNorm's class; when the
+//! un-normalised output has another consumer both stay available and
+//! extraction keeps whichever program is cheaper.
+
+use egg::Id;
+use kerf_ir::op::Gemm;
+use kerf_ir::{infer, Op, Origin, Tensor, WeightId, F32};
+
+use super::{add_union, rewrite, KRewrite, Rule};
+use crate::analysis::{KEGraph, MemoKey};
+use crate::lang::KNode;
+
+/// `bn-fold-conv`: matches `BatchNormalization{eps}(y, scale, bias, mean,
+/// var)` with constant parameters where `y`'s class contains `Conv(x, W[,
+/// b])` with constant `W` (and `b`); adds `Conv(x, W', b')` with the same
+/// attributes (and layer identity) to the BatchNorm's class. Sound by the
+/// identity in the module docs.
+pub struct BnFoldConv;
+
+/// `bn-fold-gemm`: matches `BatchNormalization{eps}(y, ...)` with constant
+/// parameters where `y` is 2-D `[N, C]` and its class contains `Gemm(A, B[,
+/// C])` with constant `B` (and `C`); adds `Gemm{beta=1}(A, B', C')` with `B'`
+/// = `B` with column/row `c` scaled by `s[c]` (as `trans_b` says) and `C' =
+/// (beta * C - mean) * s + bias`. Sound: `alpha * A (B s) = s * (alpha * A
+/// B)`, and the constant term is normalised like any other.
+pub struct BnFoldGemm;
+
+pub struct BnMatch {
+    /// The Conv or Gemm op (attributes and layer kept).
+    op: Op,
+    epsilon: F32,
+    /// The non-constant input (Conv `x`, Gemm `A`).
+    x: Id,
+    w: WeightId,
+    b: Option<WeightId>,
+    /// scale, bias, mean, var
+    bn: [WeightId; 4],
+}
+
+/// BatchNorm nodes in `class` with constant parameters: `(eps, y, params)`.
+fn bn_nodes(eg: &KEGraph, class: Id) -> Vec<(F32, Id, [WeightId; 4])> {
+    let mut out = Vec::new();
+    for n in &eg[class].nodes {
+        let Some(Op::BatchNorm { epsilon }) = n.kerf_op() else { continue };
+        let [y, s, b, m, v] = n.children.as_slice() else { continue };
+        let consts = [*s, *b, *m, *v].map(|c| eg[c].data.constant);
+        if let [Some(s), Some(b), Some(m), Some(v)] = consts {
+            out.push((*epsilon, *y, [s, b, m, v]));
+        }
+    }
+    out
+}
+
+/// The producers `op(x, W[, b])` in class `y` with constant `W` (and `b`).
+fn producers(eg: &KEGraph, y: Id, want: fn(&Op) -> bool) -> Vec<(Op, Id, WeightId, Option<WeightId>)> {
+    let mut out = Vec::new();
+    for n in &eg[y].nodes {
+        let Some(op) = n.kerf_op().filter(|op| want(op)) else { continue };
+        let (x, w, b) = match n.children.as_slice() {
+            [x, w] => (*x, *w, None),
+            [x, w, b] => (*x, *w, Some(*b)),
+            _ => continue,
+        };
+        let Some(w) = eg[w].data.constant else { continue };
+        let b = match b {
+            None => None,
+            Some(b) => match eg[b].data.constant {
+                Some(b) => Some(b),
+                None => continue,
+            },
+        };
+        out.push((op.clone(), x, w, b));
+    }
+    out
+}
+
+fn find(eg: &KEGraph, class: Id, out: &mut Vec<BnMatch>, want: fn(&Op) -> bool) {
+    for (epsilon, y, bn) in bn_nodes(eg, class) {
+        // both folds need float weights
+        if !eg[class].data.ty().is_some_and(|t| t.dtype.is_float()) {
+            continue;
+        }
+        for (op, x, w, b) in producers(eg, y, want) {
+            out.push(BnMatch { op, epsilon, x, w, b, bn });
+        }
+    }
+}
+
+/// Per-channel `s = scale / sqrt(var + eps)` and `shift = bias - mean * s`.
+fn scale_shift(eg: &KEGraph, m: &BnMatch) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let t = |w: WeightId| eg.analysis.weights.tensor(w).to_f64_vec();
+    let [scale, bias, mean, var] = m.bn.map(t);
+    let eps = m.epsilon.get() as f64;
+    let s: Vec<f64> = scale.iter().zip(&var).map(|(sc, v)| sc / (v + eps).sqrt()).collect();
+    (s, mean, bias)
+}
+
+fn memo_key(rule: &'static str, m: &BnMatch) -> MemoKey {
+    let mut inputs = vec![m.w];
+    inputs.extend(m.b);
+    inputs.extend(m.bn);
+    let mut ops = vec![Op::BatchNorm { epsilon: m.epsilon }];
+    if let Op::Gemm(g) = &m.op {
+        ops.push(Op::Gemm(g.clone()));
+    }
+    MemoKey { rule, ops, inputs }
+}
+
+/// Adds a derived weight; it is a parameter when any source is.
+fn add_weight(eg: &mut KEGraph, name: String, t: Tensor, sources: &[WeightId]) -> WeightId {
+    let param = sources.iter().any(|&w| eg.analysis.weights.get(w).is_param) && t.numel() > 1;
+    let id = eg.analysis.weights.add(name, t, Origin::Derived);
+    eg.analysis.weights.get_mut(id).is_param = param;
+    id
+}
+
+fn sources(m: &BnMatch) -> Vec<WeightId> {
+    let mut v = vec![m.w];
+    v.extend(m.b);
+    v.extend(m.bn);
+    v
+}
+
+/// Computes (or recalls) the folded weights.
+fn folded(eg: &mut KEGraph, rule: &'static str, m: &BnMatch) -> Option<Vec<WeightId>> {
+    let key = memo_key(rule, m);
+    if let Some(r) = eg.analysis.memo.get(&key) {
+        return r.clone();
+    }
+    let r = compute(eg, m);
+    eg.analysis.memo.insert(key, r.clone());
+    r
+}
+
+fn compute(eg: &mut KEGraph, m: &BnMatch) -> Option<Vec<WeightId>> {
+    let (s, mean, bias) = scale_shift(eg, m);
+    let c = s.len();
+    let wt = eg.analysis.weights.tensor(m.w).clone();
+    let wname = eg.analysis.weights.get(m.w).name.clone();
+    let wv = wt.to_f64_vec();
+    let bv = m.b.map(|b| eg.analysis.weights.tensor(b));
+    let (w2, b2) = match &m.op {
+        Op::Conv(_) => {
+            // W is [O, I/g, k...]: output channel o is the outer axis.
+            if wt.shape().first() != Some(&c) {
+                return None;
+            }
+            let inner = wt.numel() / c.max(1);
+            let w2: Vec<f64> = wv.iter().enumerate().map(|(i, &x)| x * s[i / inner.max(1)]).collect();
+            let b0 = bv.map(|b| b.to_f64_vec()).unwrap_or_else(|| vec![0.0; c]);
+            if b0.len() != c {
+                return None;
+            }
+            let b2: Vec<f64> = (0..c).map(|o| (b0[o] - mean[o]) * s[o] + bias[o]).collect();
+            let b2 = Tensor::from_f64_values(wt.dtype(), vec![c], &b2).ok()?;
+            (w2, b2)
+        }
+        Op::Gemm(g) => {
+            let sh = wt.shape();
+            let (rows, cols) = (*sh.first()?, *sh.get(1)?);
+            // the output column n is B's row (trans_b) or column
+            let w2: Vec<f64> = wv
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| x * if g.trans_b { s[i / cols] } else { s[i % cols] })
+                .collect();
+            if (if g.trans_b { rows } else { cols }) != c {
+                return None;
+            }
+            let beta = g.beta.get() as f64;
+            let b2 = match bv {
+                None => {
+                    let v: Vec<f64> = (0..c).map(|n| bias[n] - mean[n] * s[n]).collect();
+                    Tensor::from_f64_values(wt.dtype(), vec![c], &v).ok()?
+                }
+                Some(ct) => {
+                    let shape = infer::broadcast(ct.shape(), &[c]).ok()?;
+                    let cv = ct.to_f64_vec();
+                    let cs = ct.shape().to_vec();
+                    let n_out: usize = shape.iter().product();
+                    let v: Vec<f64> = (0..n_out)
+                        .map(|i| {
+                            let n = i % c;
+                            let row = i / c;
+                            // broadcast index into C (rank <= 2)
+                            let ci = match cs.as_slice() {
+                                [] => 0,
+                                [d] => usize::from(*d != 1) * n,
+                                [r, d] => usize::from(*r != 1) * row * d + usize::from(*d != 1) * n,
+                                _ => 0,
+                            };
+                            (beta * cv.get(ci).copied().unwrap_or(0.0) - mean[n]) * s[n] + bias[n]
+                        })
+                        .collect();
+                    Tensor::from_f64_values(wt.dtype(), shape, &v).ok()?
+                }
+            };
+            (w2, b2)
+        }
+        _ => return None,
+    };
+    let w2 = Tensor::from_f64_values(wt.dtype(), wt.shape().to_vec(), &w2).ok()?;
+    let src = sources(m);
+    let w_id = add_weight(eg, format!("{wname}.bn"), w2, &src);
+    let b_id = add_weight(eg, format!("{wname}.bn_bias"), b2, &src);
+    Some(vec![w_id, b_id])
+}
+
+fn apply(eg: &mut KEGraph, rule: &'static str, class: Id, m: &BnMatch) -> Vec<Id> {
+    let Some(ws) = folded(eg, rule, m) else { return vec![] };
+    let [w, b] = ws.as_slice() else { return vec![] };
+    let (w, b) = (eg.add(KNode::leaf(crate::lang::NodeOp::Const(*w))), eg.add(KNode::leaf(crate::lang::NodeOp::Const(*b))));
+    let op = match &m.op {
+        Op::Gemm(g) => Op::Gemm(Gemm { beta: F32::new(1.0), ..g.clone() }),
+        other => other.clone(),
+    };
+    add_union(eg, class, KNode::op(op, vec![m.x, w, b]))
+}
+
+impl Rule for BnFoldConv {
+    type Match = BnMatch;
+    fn name(&self) -> &'static str {
+        "bn-fold-conv"
+    }
+    fn find(&self, eg: &KEGraph, class: Id, out: &mut Vec<BnMatch>) {
+        find(eg, class, out, |op| matches!(op, Op::Conv(_)))
+    }
+    fn apply(&self, eg: &mut KEGraph, class: Id, m: &BnMatch) -> Vec<Id> {
+        apply(eg, self.name(), class, m)
+    }
+}
+
+impl Rule for BnFoldGemm {
+    type Match = BnMatch;
+    fn name(&self) -> &'static str {
+        "bn-fold-gemm"
+    }
+    fn find(&self, eg: &KEGraph, class: Id, out: &mut Vec<BnMatch>) {
+        if eg[class].data.ty().is_some_and(|t| t.rank() == 2) {
+            find(eg, class, out, |op| matches!(op, Op::Gemm(_)))
+        }
+    }
+    fn apply(&self, eg: &mut KEGraph, class: Id, m: &BnMatch) -> Vec<Id> {
+        apply(eg, self.name(), class, m)
+    }
+}
+
+pub fn rules() -> Vec<KRewrite> {
+    vec![rewrite(BnFoldConv), rewrite(BnFoldGemm)]
+}
+
+#[cfg(test)]
+#[path = "bn_fold_tests.rs"]
+mod tests;

@@ -1,0 +1,165 @@
+//! Rewrite rules, one file per group.
+//!
+//! Rules match typed ops, which egg's pattern language cannot express, so a
+//! rule is Rust code implementing [`Rule`]: `find` looks at one e-class of a
+//! clean e-graph and returns matches; `apply` adds nodes and unions them with
+//! the class. [`Adapter`] turns a [`Rule`] into an egg [`Rewrite`] so egg's
+//! `Runner` drives it: the searcher stores the matches in a side table and
+//! binds one variable to the match's index; the applier reads it back.
+//!
+//! Rule conventions (after Cranelift's mid-end rules): every rule is named,
+//! directional (it adds a cheaper or simpler form; it never adds the inverse
+//! rewrite), has no blanket commutativity/associativity, states in its doc
+//! comment what it matches, what it produces and why that is sound, and has
+//! its own test. Appliers that create weights memoize by source in
+//! [`crate::analysis::KerfAnalysis::memo`].
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use egg::{Applier, Id, PatternAst, Rewrite, SearchMatches, Searcher, Subst, Symbol, Var};
+
+use crate::analysis::{KEGraph, KerfAnalysis};
+use crate::lang::KNode;
+
+pub mod bn_fold;
+pub mod cleanup;
+pub mod const_fold;
+pub mod reshape;
+
+pub type KRewrite = Rewrite<KNode, KerfAnalysis>;
+
+/// A typed rewrite rule.
+pub trait Rule: Send + Sync + 'static {
+    type Match: Send + 'static;
+    /// The rule's name, as reported in [`crate::GroupReport::rules_fired`].
+    fn name(&self) -> &'static str;
+    /// Appends the matches rooted at `class` (the e-graph is clean).
+    fn find(&self, eg: &KEGraph, class: Id, out: &mut Vec<Self::Match>);
+    /// Applies one match to `class`; returns the classes a union changed.
+    fn apply(&self, eg: &mut KEGraph, class: Id, m: &Self::Match) -> Vec<Id>;
+}
+
+/// Unions `a` and `b`; returns the merged class if anything changed.
+pub fn union(eg: &mut KEGraph, a: Id, b: Id) -> Vec<Id> {
+    if eg.union(a, b) {
+        vec![eg.find(a)]
+    } else {
+        vec![]
+    }
+}
+
+/// Adds `node` and unions it with `class`.
+pub fn add_union(eg: &mut KEGraph, class: Id, node: KNode) -> Vec<Id> {
+    let id = eg.add(node);
+    union(eg, class, id)
+}
+
+/// Wraps a [`Rule`] as both egg searcher and applier.
+pub struct Adapter<R: Rule> {
+    rule: Arc<R>,
+    table: Arc<Mutex<Vec<R::Match>>>,
+}
+
+impl<R: Rule> Clone for Adapter<R> {
+    fn clone(&self) -> Self {
+        Adapter { rule: self.rule.clone(), table: self.table.clone() }
+    }
+}
+
+fn match_var() -> Var {
+    Var::from(0u32)
+}
+
+/// Builds the egg rewrite for a rule.
+pub fn rewrite<R: Rule>(rule: R) -> KRewrite {
+    let name = rule.name();
+    let a = Adapter { rule: Arc::new(rule), table: Arc::new(Mutex::new(Vec::new())) };
+    // Rewrite::new only fails when the applier needs variables the searcher
+    // does not bind; both sides are this adapter, so it cannot.
+    match Rewrite::new(name, a.clone(), a) {
+        Ok(r) => r,
+        Err(e) => unreachable!("adapter rewrite '{name}': {e}"),
+    }
+}
+
+impl<R: Rule> Searcher<KNode, KerfAnalysis> for Adapter<R> {
+    fn search_eclass_with_limit(&self, eg: &KEGraph, eclass: Id, limit: usize) -> Option<SearchMatches<'_, KNode>> {
+        let mut found = Vec::new();
+        self.rule.find(eg, eclass, &mut found);
+        found.truncate(limit);
+        if found.is_empty() {
+            return None;
+        }
+        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        let substs = found
+            .into_iter()
+            .map(|m| {
+                let mut s = Subst::with_capacity(1);
+                s.insert(match_var(), Id::from(table.len()));
+                table.push(m);
+                s
+            })
+            .collect();
+        Some(SearchMatches { eclass, substs, ast: None })
+    }
+
+    /// One call per iteration: starts a fresh match table and visits classes
+    /// in id order.
+    fn search_with_limit(&self, eg: &KEGraph, mut limit: usize) -> Vec<SearchMatches<'_, KNode>> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        let mut ids: Vec<Id> = eg.classes().map(|c| c.id).collect();
+        ids.sort();
+        let mut out = Vec::new();
+        for id in ids {
+            if limit == 0 {
+                break;
+            }
+            if let Some(m) = self.search_eclass_with_limit(eg, id, limit) {
+                limit = limit.saturating_sub(m.substs.len());
+                out.push(m);
+            }
+        }
+        out
+    }
+
+    fn vars(&self) -> Vec<Var> {
+        vec![match_var()]
+    }
+}
+
+impl<R: Rule> Applier<KNode, KerfAnalysis> for Adapter<R> {
+    fn apply_one(
+        &self,
+        eg: &mut KEGraph,
+        eclass: Id,
+        subst: &Subst,
+        _ast: Option<&PatternAst<KNode>>,
+        _rule: Symbol,
+    ) -> Vec<Id> {
+        let Some(i) = subst.get(match_var()) else { return vec![] };
+        let table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(m) = table.get(usize::from(*i)) else { return vec![] };
+        eg.analysis.current_rule = Some(self.rule.name());
+        let changed = self.rule.apply(eg, eclass, m);
+        eg.analysis.current_rule = None;
+        changed
+    }
+
+    fn vars(&self) -> Vec<Var> {
+        vec![match_var()]
+    }
+}
+
+/// The rule groups in pipeline order.
+pub const GROUPS: &[&str] = &["cleanup", "reshape", "bn-fold", "const-fold"];
+
+/// The rules of a group, or `None` for an unknown group name.
+pub fn group(name: &str) -> Option<Vec<KRewrite>> {
+    Some(match name {
+        "cleanup" => cleanup::rules(),
+        "reshape" => reshape::rules(),
+        "bn-fold" => bn_fold::rules(),
+        "const-fold" => const_fold::rules(),
+        _ => return None,
+    })
+}
