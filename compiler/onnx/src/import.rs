@@ -378,6 +378,7 @@ pub fn import(
             layer_names: &mut layer_names,
             emitted: 0,
         };
+        let first_new = cx.g.values.len();
         let outs = conv(&mut cx).map_err(|e| cx.relabel(e))?;
         for (k, o) in n.outputs.iter().enumerate() {
             if o.is_empty() {
@@ -385,8 +386,11 @@ pub fn import(
             }
             match outs.get(k) {
                 Some(&v) => {
-                    if let Some(val) = g.values.get_mut(v.0 as usize) {
-                        if !matches!(val.def, ValueDef::Input(_)) {
+                    // Values this node created carry its ONNX output names;
+                    // a value it passed through (an aliased constant) keeps
+                    // its own.
+                    if v.0 as usize >= first_new {
+                        if let Some(val) = g.values.get_mut(v.0 as usize) {
                             val.name = o.clone();
                         }
                     }

@@ -204,3 +204,32 @@ fn read_external(
     file.read_exact(&mut buf).map_err(io)?;
     Ok(buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dims_are_checked_before_allocation() {
+        assert_eq!(checked_shape("t", &[2, 3]).unwrap(), (vec![2, 3], 6));
+        assert_eq!(checked_shape("t", &[]).unwrap(), (vec![], 1));
+        assert_eq!(checked_shape("t", &[0, 5]).unwrap(), (vec![0, 5], 0));
+        assert!(checked_shape("t", &[-1]).unwrap_err().to_string().contains("negative dimension"));
+        assert!(checked_shape("t", &[i64::MAX, 4]).unwrap_err().to_string().contains("overflow"));
+        let e = checked_shape("t", &[1 << 16, 1 << 16]).unwrap_err().to_string();
+        assert!(e.contains("more than the limit"), "{e}");
+    }
+
+    #[test]
+    fn external_without_folder_is_refused() {
+        let t = TensorDef {
+            name: "w".into(),
+            dims: vec![1],
+            data_type: 1,
+            external: Some(vec![("location".into(), "w.bin".into())]),
+            ..TensorDef::default()
+        };
+        let e = convert(&t, None).unwrap_err().to_string();
+        assert!(e.starts_with("tensor 'w': external data needs the model's folder"), "{e}");
+    }
+}

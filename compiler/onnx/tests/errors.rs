@@ -1,5 +1,6 @@
 //! Every import error comes back as an `ImportError` with a message naming
 //! what is wrong (never a panic).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Every fixture model imports and its parameter and MAC counts match the
 //! `params` and `macs` recorded in its `meta.json`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
 
 use std::path::Path;
 

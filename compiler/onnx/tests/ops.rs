@@ -1,5 +1,6 @@
 //! Conversion of each op family: the IR ops produced, their resolved
 //! attributes and the inferred shapes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
 
 mod common;
 
@@ -77,7 +78,23 @@ fn conv_transpose_output_shape_and_padding() {
     let g = m(vec![ais("strides", &[2, 2]), ais("output_shape", &[8, 8])]).ok();
     assert_eq!(out_shape(&g, "y"), vec![1, 3, 8, 8]);
     match &g.nodes[0].op {
-        Op::ConvTranspose(c) => assert_eq!(c.window.pads, vec![0, 0, 1, 1]),
+        Op::ConvTranspose(c) => assert_eq!(c.window.pads, vec![1, 1, 0, 0]),
+        other => panic!("{other:?}"),
+    }
+    // An output_shape beyond the full output becomes output padding (ONNX
+    // test case convtranspose_output_shape: zeros in the extra cells).
+    let g = M::new(17)
+        .input("x", &[1, 1, 3, 3])
+        .weight("w", &[1, 2, 3, 3])
+        .op("ConvTranspose", &["x", "w"], "y", vec![ais("strides", &[3, 2]), ais("output_shape", &[10, 8])])
+        .output("y")
+        .ok();
+    assert_eq!(out_shape(&g, "y"), vec![1, 2, 10, 8]);
+    match &g.nodes[0].op {
+        Op::ConvTranspose(c) => {
+            assert_eq!(c.output_padding, vec![1, 1]);
+            assert_eq!(c.window.pads, vec![0, 0, 0, 0]);
+        }
         other => panic!("{other:?}"),
     }
 }

@@ -1,4 +1,5 @@
 //! Stored tensors: typed fields, f16/bf16, external data and its path checks.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
 
 mod common;
 

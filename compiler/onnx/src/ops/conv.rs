@@ -103,7 +103,7 @@ fn conv_transpose(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let r = kernel.len();
     let strides = a.usizes_opt("strides")?.unwrap_or_else(|| vec![1; r]);
     let dilations = a.usizes_opt("dilations")?.unwrap_or_else(|| vec![1; r]);
-    let output_padding = a.usizes_opt("output_padding")?.unwrap_or_else(|| vec![0; r]);
+    let mut output_padding = a.usizes_opt("output_padding")?.unwrap_or_else(|| vec![0; r]);
     if strides.len() != r || dilations.len() != r || output_padding.len() != r || xs.len() != r + 2 {
         return Err(cx.err(format!("strides/dilations/output_padding must have {r} values for input {}", cx.ty(x))));
     }
@@ -112,7 +112,8 @@ fn conv_transpose(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     }
     let auto_pad = a.string("auto_pad", "NOTSET")?;
     let output_shape = a.usizes_opt("output_shape")?;
-    let full = |i: usize| strides[i] * (xs[2 + i].max(1) - 1) + output_padding[i] + (kernel[i] - 1) * dilations[i] + 1;
+    let full =
+        |i: usize, op: &[usize]| strides[i] * (xs[2 + i].max(1) - 1) + op[i] + (kernel[i] - 1) * dilations[i] + 1;
     let split = |total: usize, lower: bool| {
         let small = total / 2;
         if lower {
@@ -129,10 +130,15 @@ fn conv_transpose(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         }
         let mut p = vec![0; 2 * r];
         for i in 0..r {
-            let total = full(i)
-                .checked_sub(os[i])
-                .ok_or_else(|| cx.err(format!("output_shape {os:?} is larger than the full output on axis {i}")))?;
-            let (b, e) = split(total, auto_pad == "SAME_LOWER");
+            let f = full(i, &output_padding);
+            if f < os[i] {
+                // Larger than the full output: the extra cells at the end
+                // get no contributions, which is what output padding means.
+                output_padding[i] += os[i] - f;
+                continue;
+            }
+            // As the ONNX spec: only SAME_UPPER puts the odd cell at the end.
+            let (b, e) = split(f - os[i], auto_pad != "SAME_UPPER");
             p[i] = b;
             p[r + i] = e;
         }
@@ -150,7 +156,7 @@ fn conv_transpose(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
             "SAME_UPPER" | "SAME_LOWER" => {
                 let mut p = vec![0; 2 * r];
                 for i in 0..r {
-                    let total = full(i).saturating_sub(xs[2 + i] * strides[i]);
+                    let total = full(i, &output_padding).saturating_sub(xs[2 + i] * strides[i]);
                     let (b, e) = split(total, auto_pad == "SAME_LOWER");
                     p[i] = b;
                     p[r + i] = e;

@@ -75,7 +75,7 @@ fn rnn(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     }
     let (mut x, w, r) = (cx.input(0)?, cx.input(1)?, cx.input(2)?);
     let ws = cx.shape(w);
-    if ws.len() != 3 || ws[1] % gates != 0 {
+    if ws.len() != 3 || !ws[1].is_multiple_of(gates) {
         return Err(cx.err(format!("W must be [directions, {gates}*hidden, input], got {}", cx.ty(w))));
     }
     let hidden = match a.int_opt("hidden_size")? {

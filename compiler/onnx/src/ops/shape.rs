@@ -64,7 +64,7 @@ pub(crate) fn resolve_reshape(
             return Err(cx.err(format!("shape {target:?} has both 0 and -1 with allowzero=1")));
         }
         let known: usize = out.iter().enumerate().filter(|&(k, _)| k != i).map(|(_, &d)| d).product();
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(cx.err(format!("cannot reshape {xs:?} to {target:?}")));
         }
         out[i] = total / known;
@@ -189,7 +189,7 @@ fn split(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
                 s.push(rest);
                 s
             } else {
-                if d % n != 0 {
+                if !d.is_multiple_of(n) {
                     return Err(cx.err(format!("axis {axis} of size {d} does not split into {n} equal parts")));
                 }
                 vec![d / n; n]
@@ -330,4 +330,55 @@ fn pad(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         pads[rank + ax] = raw[k + j] as usize;
     }
     Ok(vec![cx.add1(Op::Pad { pads, mode, value: F32::new(value) }, vec![x])?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise_slice;
+
+    /// ONNX Slice semantics enumerated directly. Same as numpy except that a
+    /// start before the beginning with a negative step clamps to 0 (the
+    /// spec and ONNX Runtime) where numpy would select nothing.
+    fn reference(start: i64, end: i64, step: i64, d: i64) -> Vec<i64> {
+        let norm = |v: i64, lo: i64, hi: i64| {
+            let v = if v < 0 { v.saturating_add(d) } else { v };
+            v.clamp(lo, hi)
+        };
+        let mut out = Vec::new();
+        if step > 0 {
+            let (s, e) = (norm(start, 0, d), norm(end, 0, d));
+            let mut i = s;
+            while i < e {
+                out.push(i);
+                i += step;
+            }
+        } else if d > 0 {
+            let (s, e) = (norm(start, 0, d - 1), norm(end, -1, d - 1));
+            let mut i = s;
+            while i > e {
+                out.push(i);
+                i += step;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn normalised_slices_select_the_numpy_elements() {
+        let edges = [i64::MIN, i64::MIN + 1, -9, -7, -5, -3, -2, -1, 0, 1, 2, 3, 4, 5, 7, 9, i64::MAX];
+        for d in 0..6usize {
+            for &s in &edges {
+                for &e in &edges {
+                    for step in [-3i64, -2, -1, 1, 2, 3] {
+                        let want = reference(s, e, step, d as i64);
+                        let (ns, ne) = normalise_slice(s, e, step, d);
+                        let len = kerf_ir::infer::slice_len(ns, ne, step, d)
+                            .unwrap_or_else(|m| panic!("[{s}:{e}:{step}] on {d} -> [{ns}:{ne}]: {m}"));
+                        let got: Vec<i64> = (0..len as i64).map(|i| ns + i * step).collect();
+                        assert_eq!(got, want, "[{s}:{e}:{step}] on axis of {d} normalised to [{ns}:{ne}]");
+                    }
+                }
+            }
+        }
+    }
 }
