@@ -8,5 +8,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q -r testsuite/requirements.txt
 .venv/bin/python testsuite/scripts/make_models.py testsuite/generated
+.venv/bin/python testsuite/scripts/make_onnx_node_tests.py testsuite/generated/onnx
 .venv/bin/python testsuite/scripts/verify_fixtures.py testsuite/fixtures/models testsuite/fixtures/ops testsuite/generated
 cargo test --workspace --all-targets
