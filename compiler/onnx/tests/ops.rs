@@ -618,3 +618,102 @@ fn graph_metadata() {
     assert!(kerf_onnx::supported_ops().contains(&"Conv"));
     let _ = BinaryOp::Add;
 }
+
+/// Runs a single-input model on a constant by making the input an
+/// initializer: everything folds, and the folded output is the result.
+fn fold_with(m: M, input: onnx_protobuf::TensorProto, out: &str) -> kerf_ir::Tensor {
+    let g = m.init(input).ok();
+    let o = g.outputs.iter().find(|o| o.name == out).unwrap();
+    g.const_of(o.value).unwrap_or_else(|| panic!("output {out} did not fold: {}", kerf_ir::text::print(&g))).clone()
+}
+
+#[test]
+fn depth_to_space_and_back() {
+    let vals: Vec<f32> = (0..48).map(|v| v as f32).collect();
+    let x = || tensor_f32("x", &[1, 8, 2, 3], &vals);
+    for mode in ["DCR", "CRD"] {
+        let y = fold_with(
+            M::new(13)
+                .op("DepthToSpace", &["x"], "y", vec![ai("blocksize", 2), astr("mode", mode)])
+                .op("SpaceToDepth", &["y"], "z", vec![ai("blocksize", 2), astr("mode", mode)])
+                .output("y")
+                .output("z"),
+            x(),
+            "y",
+        );
+        assert_eq!(y.shape(), &[1, 2, 4, 6]);
+        let y = y.to_f32_vec();
+        let (b, cp, h, w) = (2, 2, 2, 3);
+        for c in 0..cp {
+            for hh in 0..h * b {
+                for ww in 0..w * b {
+                    let (i, j, h0, w0) = (hh % b, ww % b, hh / b, ww / b);
+                    let src_c = if mode == "DCR" { (i * b + j) * cp + c } else { c * b * b + i * b + j };
+                    let want = vals[(src_c * h + h0) * w + w0];
+                    assert_eq!(y[(c * h * b + hh) * w * b + ww], want, "{mode} c={c} h={hh} w={ww}");
+                }
+            }
+        }
+    }
+    for mode in ["DCR", "CRD"] {
+        let z = fold_with(
+            M::new(13)
+                .op("DepthToSpace", &["x"], "y", vec![ai("blocksize", 2), astr("mode", mode)])
+                .op("SpaceToDepth", &["y"], "z", vec![ai("blocksize", 2), astr("mode", mode)])
+                .output("z"),
+            x(),
+            "z",
+        );
+        assert_eq!(z.to_f32_vec(), vals, "SpaceToDepth inverts DepthToSpace in {mode}");
+    }
+}
+
+#[test]
+fn folded_slice_and_activation_values() {
+    let x = tensor_f32("x", &[6], &[-2.0, -1.0, -0.5, 0.5, 1.0, 2.0]);
+    let y = fold_with(
+        M::new(13)
+            .init_i64("st", &[1], &[-2])
+            .init_i64("en", &[1], &[i64::MIN])
+            .init_i64("sp", &[1], &[-2])
+            .op("Slice", &["x", "st", "en", "", "sp"], "y", vec![])
+            .output("y"),
+        x.clone(),
+        "y",
+    );
+    assert_eq!(y.to_f32_vec(), vec![1.0, -0.5, -2.0]);
+    let m = M::new(13)
+        .op("ThresholdedRelu", &["x"], "t", vec![af("alpha", 0.75)])
+        .op("Celu", &["x"], "c", vec![af("alpha", 2.0)])
+        .output("t")
+        .output("c");
+    let t = fold_with(m, x.clone(), "t");
+    assert_eq!(t.to_f32_vec(), vec![0.0, 0.0, 0.0, 0.0, 1.0, 2.0]);
+    let m = M::new(13).op("Celu", &["x"], "c", vec![af("alpha", 2.0)]).output("c");
+    let c = fold_with(m, x, "c").to_f32_vec();
+    for (v, &xi) in c.iter().zip(&[-2.0f32, -1.0, -0.5, 0.5, 1.0, 2.0]) {
+        let want = xi.max(0.0) + (2.0 * ((xi / 2.0).exp() - 1.0)).min(0.0);
+        assert!((v - want).abs() < 1e-6, "celu({xi}) = {v}, want {want}");
+    }
+}
+
+#[test]
+fn layer_norm_statistics_outputs() {
+    let g = M::new(17)
+        .input("x", &[2, 3, 4])
+        .weight("s", &[3, 4])
+        .node("LayerNormalization", "ln", &["x", "s"], &["y", "mean", "inv"], vec![ai("axis", 1)])
+        .op("Mish", &["y"], "m", vec![])
+        .output("m")
+        .output("mean")
+        .output("inv")
+        .ok();
+    assert_eq!(out_shape(&g, "m"), vec![2, 3, 4]);
+    assert_eq!(out_shape(&g, "mean"), vec![2, 1, 1]);
+    assert_eq!(out_shape(&g, "inv"), vec![2, 1, 1]);
+    assert_eq!(
+        g.nodes[1].op,
+        Op::Reduce { kind: ReduceKind::Mean, axes: vec![1, 2], keepdims: true },
+        "mean over the normalised axes"
+    );
+}

@@ -32,9 +32,12 @@ pub fn register(r: &mut Vec<(&'static str, Converter)>) {
     ] {
         r.push((name, unary));
     }
-    for name in ["LeakyRelu", "HardSigmoid", "Elu", "Selu", "Gelu", "Celu"] {
+    for name in ["LeakyRelu", "HardSigmoid", "Elu", "Selu", "Gelu"] {
         r.push((name, unary_param));
     }
+    r.push(("Celu", celu));
+    r.push(("Mish", mish));
+    r.push(("ThresholdedRelu", thresholded_relu));
     for name in [
         "Add",
         "Sub",
@@ -112,15 +115,6 @@ fn unary_param(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
             "tanh" => UnaryOp::Gelu { tanh: true },
             other => return Err(cx.err(format!("unknown approximate '{other}' (expected none or tanh)"))),
         },
-        "Celu" => {
-            // celu(x, a) = max(0,x) + min(0, a*(exp(x/a)-1)) = a * elu(x / a, 1)
-            let alpha = a.float("alpha", 1.0)?;
-            if alpha == 1.0 {
-                UnaryOp::Elu { alpha: F32::new(1.0) }
-            } else {
-                return Err(cx.err("Celu with alpha != 1 is not supported"));
-            }
-        }
         _ => return Err(cx.err("not a parametric unary op")),
     };
     Ok(vec![cx.add1(Op::Unary(u), vec![x])?])
@@ -210,4 +204,43 @@ fn clip(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         (scalar(cx.konst(1, "min")?, "min", f32::NEG_INFINITY)?, scalar(cx.konst(2, "max")?, "max", f32::INFINITY)?)
     };
     Ok(vec![cx.add1(Op::Unary(UnaryOp::Clip { min: F32::new(min), max: F32::new(max) }), vec![x])?])
+}
+
+/// A scalar constant of `x`'s dtype.
+fn scalar_like(cx: &mut Cx, x: ValueId, what: &str, v: f64) -> Result<ValueId, ImportError> {
+    let dt = cx.ty(x).dtype;
+    let t = Tensor::from_f64_values(dt, vec![], &[v])?;
+    Ok(cx.derived(what, t))
+}
+
+/// `celu(x, a) = max(0, x) + min(0, a * (exp(x / a) - 1)) = a * elu(x / a)`.
+fn celu(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let alpha = cx.attrs().float("alpha", 1.0)?;
+    let elu = Op::Unary(UnaryOp::Elu { alpha: F32::new(1.0) });
+    if alpha == 1.0 {
+        return Ok(vec![cx.add1(elu, vec![x])?]);
+    }
+    let a = scalar_like(cx, x, "alpha", alpha as f64)?;
+    let scaled = cx.add1(Op::Binary(BinaryOp::Div), vec![x, a])?;
+    let e = cx.add1(elu, vec![scaled])?;
+    Ok(vec![cx.add1(Op::Binary(BinaryOp::Mul), vec![e, a])?])
+}
+
+/// `mish(x) = x * tanh(softplus(x))`.
+fn mish(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let sp = cx.add1(Op::Unary(UnaryOp::Softplus), vec![x])?;
+    let t = cx.add1(Op::Unary(UnaryOp::Tanh), vec![sp])?;
+    Ok(vec![cx.add1(Op::Binary(BinaryOp::Mul), vec![x, t])?])
+}
+
+/// `x > alpha ? x : 0`.
+fn thresholded_relu(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let alpha = cx.attrs().float("alpha", 1.0)?;
+    let a = scalar_like(cx, x, "alpha", alpha as f64)?;
+    let zero = scalar_like(cx, x, "zero", 0.0)?;
+    let gt = cx.add1(Op::Binary(BinaryOp::Greater), vec![x, a])?;
+    Ok(vec![cx.add1(Op::Where, vec![gt, x, zero])?])
 }

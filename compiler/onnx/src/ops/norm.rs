@@ -5,7 +5,8 @@
 //! dimension; that is emitted as Reshape → Softmax(last axis) → Reshape
 //! unless `axis` already is the last axis, where both readings agree.
 
-use kerf_ir::{Op, ValueId, F32};
+use kerf_ir::op::ReduceKind;
+use kerf_ir::{BinaryOp, Op, Tensor, UnaryOp, ValueId, F32};
 
 use super::Converter;
 use crate::import::Cx;
@@ -44,8 +45,24 @@ fn layer_norm(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let eps = a.float("epsilon", 1e-5)?;
     let mut ins = vec![x, cx.input(1)?];
     ins.extend(cx.opt_input(2));
-    // Outputs 1 and 2 (mean, inverse std) are left unavailable.
-    Ok(vec![cx.add1(Op::LayerNorm { axis, epsilon: F32::new(eps) }, ins)?])
+    let y = cx.add1(Op::LayerNorm { axis, epsilon: F32::new(eps) }, ins)?;
+    if !cx.output_used(1) && !cx.output_used(2) {
+        return Ok(vec![y]);
+    }
+    // The optional statistics outputs, spelled out with reductions:
+    // mean and 1 / sqrt(var + eps) over axes `axis..`, kept as size-1 dims.
+    let axes: Vec<usize> = (axis..rank).collect();
+    let mean_op = Op::Reduce { kind: ReduceKind::Mean, axes, keepdims: true };
+    let mean = cx.add1(mean_op.clone(), vec![x])?;
+    let diff = cx.add1(Op::Binary(BinaryOp::Sub), vec![x, mean])?;
+    let sq = cx.add1(Op::Binary(BinaryOp::Mul), vec![diff, diff])?;
+    let var = cx.add1(mean_op, vec![sq])?;
+    let e = Tensor::from_f64_values(cx.ty(x).dtype, vec![], &[eps as f64])?;
+    let e = cx.derived("epsilon", e);
+    let ve = cx.add1(Op::Binary(BinaryOp::Add), vec![var, e])?;
+    let sd = cx.add1(Op::Unary(UnaryOp::Sqrt), vec![ve])?;
+    let inv = cx.add1(Op::Unary(UnaryOp::Reciprocal), vec![sd])?;
+    Ok(vec![y, mean, inv])
 }
 
 fn instance_norm(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {

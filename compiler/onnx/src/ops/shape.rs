@@ -24,6 +24,8 @@ pub fn register(r: &mut Vec<(&'static str, Converter)>) {
     r.push(("Expand", expand));
     r.push(("Tile", tile));
     r.push(("Pad", pad));
+    r.push(("DepthToSpace", depth_space));
+    r.push(("SpaceToDepth", depth_space));
     super::data::register(r);
 }
 
@@ -330,6 +332,46 @@ fn pad(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         pads[rank + ax] = raw[k + j] as usize;
     }
     Ok(vec![cx.add1(Op::Pad { pads, mode, value: F32::new(value) }, vec![x])?])
+}
+
+/// DepthToSpace (DCR or CRD) and SpaceToDepth as Reshape → Transpose →
+/// Reshape over 4-D NCHW.
+fn depth_space(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let xs = cx.shape(x);
+    let a = cx.attrs();
+    let b = usize::try_from(a.int_req("blocksize")?)
+        .ok()
+        .filter(|&b| b > 0)
+        .ok_or_else(|| cx.err("blocksize must be positive"))?;
+    let [n, c, h, w] = xs[..] else {
+        return Err(cx.err(format!("input must be 4-D NCHW, got {}", cx.ty(x))));
+    };
+    let (mid, perm, out) = if cx.op() == "DepthToSpace" {
+        if !c.is_multiple_of(b * b) {
+            return Err(cx.err(format!("channels {c} are not divisible by blocksize² {}", b * b)));
+        }
+        let out = vec![n, c / (b * b), h * b, w * b];
+        match a.string("mode", "DCR")?.as_str() {
+            "DCR" => (vec![n, b, b, c / (b * b), h, w], vec![0, 3, 4, 1, 5, 2], out),
+            "CRD" => (vec![n, c / (b * b), b, b, h, w], vec![0, 1, 4, 2, 5, 3], out),
+            other => return Err(cx.err(format!("unknown mode '{other}'"))),
+        }
+    } else {
+        if !h.is_multiple_of(b) || !w.is_multiple_of(b) {
+            return Err(cx.err(format!("spatial dims {h}x{w} are not divisible by blocksize {b}")));
+        }
+        // The inverse of DepthToSpace in the same mode.
+        let perm = match a.string("mode", "DCR")?.as_str() {
+            "DCR" => vec![0, 3, 5, 1, 2, 4],
+            "CRD" => vec![0, 1, 3, 5, 2, 4],
+            other => return Err(cx.err(format!("unknown mode '{other}'"))),
+        };
+        (vec![n, c, h / b, b, w / b, b], perm, vec![n, c * b * b, h / b, w / b])
+    };
+    let r = cx.add1(Op::Reshape { shape: mid }, vec![x])?;
+    let t = cx.add1(Op::Transpose { perm }, vec![r])?;
+    reshape_to(cx, t, out)
 }
 
 #[cfg(test)]
