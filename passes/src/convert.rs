@@ -37,9 +37,21 @@ impl Meta {
     /// A readable name for a class, for error messages.
     pub fn describe(&self, eg: &KEGraph, class: Id) -> String {
         let c = eg.find(class);
-        match self.nodes.iter().find(|(_, _, id)| eg.find(*id) == c) {
-            Some((name, n, _)) => format!("class {c} (node '{name}', {n})"),
-            None => format!("class {c}"),
+        let mut what: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, _, id)| eg.find(*id) == c)
+            .map(|(name, n, _)| format!("node '{name}' ({n})"))
+            .collect();
+        for (i, (name, _)) in self.inputs.iter().enumerate() {
+            if eg.lookup(KNode::leaf(NodeOp::Input(i as u32))) == Some(c) {
+                what.push(format!("input '{name}'"));
+            }
+        }
+        if what.is_empty() {
+            format!("class {c}")
+        } else {
+            format!("class {c}: {}", what.join(", "))
         }
     }
 }
@@ -88,12 +100,8 @@ pub fn to_egraph(g: &Graph, strict: bool) -> Result<(KEGraph, Meta), PassError> 
         }
     }
     eg.rebuild();
-    let value_classes = g
-        .values
-        .iter()
-        .enumerate()
-        .filter_map(|(i, v)| class_of[i].map(|c| (c, v.name.clone())))
-        .collect();
+    let value_classes =
+        g.values.iter().enumerate().filter_map(|(i, v)| class_of[i].map(|c| (c, v.name.clone()))).collect();
     let outputs = g
         .outputs
         .iter()

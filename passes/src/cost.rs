@@ -100,9 +100,7 @@ pub fn node_cost(op: &NodeOp, ins: &[&[TensorType]], outs: &[TensorType]) -> f64
             TRANSCENDENTAL * out_n
         }
         Op::MaxPool(p) | Op::AveragePool(p) => out_n * p.window.kernel.iter().product::<usize>() as f64,
-        Op::GlobalAveragePool | Op::GlobalMaxPool | Op::Reduce { .. } | Op::ArgMax { .. } | Op::ArgMin { .. } => {
-            in0_n
-        }
+        Op::GlobalAveragePool | Op::GlobalMaxPool | Op::Reduce { .. } | Op::ArgMax { .. } | Op::ArgMin { .. } => in0_n,
         Op::Resize(_) => 4.0 * out_n,
         // Pure data movement: only the bytes count.
         Op::Identity

@@ -58,7 +58,10 @@ pub fn extract(eg: &KEGraph, roots: &[Id]) -> Result<Extraction, String> {
 }
 
 /// Extracts with a custom per-node cost. `eg` must be clean (rebuilt).
-pub fn extract_with(eg: &KEGraph, roots: &[Id], cost: impl Fn(&KEGraph, Id, &KNode) -> f64,
+pub fn extract_with(
+    eg: &KEGraph,
+    roots: &[Id],
+    cost: impl Fn(&KEGraph, Id, &KNode) -> f64,
 ) -> Result<Extraction, String> {
     let mut ids: Vec<Id> = eg.classes().map(|c| c.id).collect();
     ids.sort();

@@ -31,9 +31,9 @@ pub mod rules;
 pub mod runner;
 
 #[cfg(test)]
-mod testutil;
-#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod testutil;
 
 /// Limits for each rule group's runner.
 #[derive(Clone, Debug)]
@@ -111,7 +111,26 @@ pub fn run_groups(g: &Graph, groups: &[&str], opts: &PassOptions) -> Result<(Gra
     Ok((cur, reports))
 }
 
-/// Runs every group in pipeline order.
+/// Most rounds of the whole pipeline [`optimize`] runs.
+pub const MAX_ROUNDS: usize = 3;
+
+/// Runs every group in pipeline order, one phase each, and repeats the
+/// pipeline while a round still changes the graph (one group can enable
+/// another: const-fold makes a Gemm bias constant, which bn-fold needs), at
+/// most [`MAX_ROUNDS`] times. Reports list every phase in order.
 pub fn optimize(g: &Graph, opts: &PassOptions) -> Result<(Graph, Vec<GroupReport>), PassError> {
-    run_groups(g, rule_groups(), opts)
+    let mut cur = g.clone();
+    let mut reports = Vec::new();
+    let mut before = kerf_ir::text::print(&cur);
+    for _ in 0..MAX_ROUNDS {
+        let (next, mut rs) = run_groups(&cur, rule_groups(), opts)?;
+        reports.append(&mut rs);
+        let after = kerf_ir::text::print(&next);
+        cur = next;
+        if after == before {
+            break;
+        }
+        before = after;
+    }
+    Ok((cur, reports))
 }

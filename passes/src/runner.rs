@@ -85,7 +85,7 @@ fn check_contradiction(eg: &crate::analysis::KEGraph, meta: &Meta, group: &'stat
         None => Ok(()),
         Some(msg) => {
             let classes = match eg.analysis.contradiction_classes {
-                Some((a, b)) if a == b => meta.describe(eg, a),
+                Some((a, b)) if eg.find(a) == eg.find(b) => meta.describe(eg, a),
                 Some((a, b)) => format!("{} and {}", meta.describe(eg, a), meta.describe(eg, b)),
                 None => "unknown classes".into(),
             };

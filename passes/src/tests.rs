@@ -1,0 +1,212 @@
+//! Crate-level tests: the whole pipeline on a small model, determinism,
+//! contradictions, limits.
+
+use egg::Id;
+use kerf_ir::{text, Op, Tensor};
+
+use crate::analysis::KEGraph;
+use crate::lang::{KNode, NodeOp};
+use crate::rules::{rewrite, union, Rule};
+use crate::testutil::{interpret, random};
+use crate::{optimize, run_groups, runner, PassError, PassOptions, Stop};
+
+const MINI: &str = r#"
+graph "mini"
+  input %0 "x": f32[1,3,8,8]
+  const %1 "w1": f32[4,3,3,3] = iota(-0.5, 0.01)
+  const %2 "b1": f32[4] = [0.1,0.2,0.3,0.4]
+  const %3 "s1": f32[4] = [1.0,0.5,2.0,1.5]
+  const %4 "o1": f32[4] = [0.0,0.1,-0.1,0.2]
+  const %5 "m1": f32[4] = [0.05,-0.05,0.1,0.0]
+  const %6 "v1": f32[4] = [1.0,0.5,2.0,0.25]
+  %7 = Conv{kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[1,1,1,1], group=1, layer="conv1"}(%0, %1, %2): f32[1,4,8,8] @"conv1"
+  %8 = BatchNormalization{epsilon=1e-05}(%7, %3, %4, %5, %6): f32[1,4,8,8] @"bn1"
+  %9 = Relu(%8): f32[1,4,8,8] @"relu1"
+  %10 = Identity(%9): f32[1,4,8,8] @"id1"
+  %11 = Slice{starts=[0,0,0,0], ends=[1,4,8,8], steps=[1,1,2,2]}(%10): f32[1,4,4,4] @"pool1"
+  %12 = Transpose{perm=[0,2,3,1]}(%11): f32[1,4,4,4] @"t1"
+  %13 = Transpose{perm=[0,3,1,2]}(%12): f32[1,4,4,4] @"t2"
+  %14 = Reshape{shape=[1,4,16]}(%13): f32[1,4,16] @"flat1"
+  %15 = Reshape{shape=[1,64]}(%14): f32[1,64] @"flat2"
+  %16 = Dropout(%15): f32[1,64] @"drop"
+  const %17 "fcw": f32[10,64] = iota(0.1, -0.0003)
+  const %18 "fcb1": f32[10] = fill(0.5)
+  const %19 "fcb2": f32[10] = iota(-1.0, 0.25)
+  %20 = Mul(%18, %19): f32[10] @"biasmul"
+  %21 = Gemm{alpha=1.0, beta=1.0, trans_a=false, trans_b=true, layer="fc"}(%16, %17, %20): f32[1,10] @"fc"
+  const %22 "s2": f32[10] = fill(1.5)
+  const %23 "o2": f32[10] = fill(0.1)
+  const %24 "m2": f32[10] = iota(0.2, 0.01)
+  const %25 "v2": f32[10] = fill(0.5)
+  %26 = BatchNormalization{epsilon=0.001}(%21, %22, %23, %24, %25): f32[1,10] @"bn2"
+  %27 = Sigmoid(%26): f32[1,10] @"softmax"
+  output "probs" = %27
+"#;
+
+#[test]
+fn optimizes_a_small_model() {
+    let g = text::parse(MINI).unwrap();
+    let (out, reports) = optimize(&g, &PassOptions::default()).unwrap();
+    assert!(reports.iter().all(|r| r.stop == Stop::Saturated), "{reports:?}");
+    let t = text::print(&out);
+    let ops: Vec<&str> = out.nodes.iter().map(|n| n.op.name()).collect();
+    assert_eq!(ops, ["Conv", "Relu", "Slice", "Reshape", "Gemm", "Sigmoid"], "{t}");
+    let names: Vec<&str> = out.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["bn1.Conv", "relu1", "pool1", "flat2.Reshape", "bn2.Gemm", "softmax"], "{t}");
+    let layers: Vec<String> = out.nodes.iter().filter_map(|n| n.op.layer().map(|l| l.0.clone())).collect();
+    assert_eq!(layers, ["conv1", "fc"]);
+    assert!(t.contains("Reshape{shape=[1,64]}(%"), "{t}");
+    for seed in [1, 2] {
+        let x = Tensor::from_f32(vec![1, 3, 8, 8], &random(seed, 192, -1.0, 1.0)).unwrap();
+        let (a, b) = (interpret(&g, std::slice::from_ref(&x)), interpret(&out, &[x]));
+        for (p, q) in a[0].to_f32_vec().iter().zip(b[0].to_f32_vec()) {
+            assert!((p - q).abs() <= 1e-5 * p.abs().max(1e-3), "{p} vs {q}");
+        }
+    }
+    let group_order: Vec<&str> = reports.iter().map(|r| r.group).collect();
+    assert_eq!(&group_order[..4], crate::rule_groups());
+}
+
+#[test]
+fn output_is_deterministic() {
+    let g = text::parse(MINI).unwrap();
+    let first = text::print(&optimize(&g, &PassOptions::default()).unwrap().0);
+    for _ in 0..3 {
+        let g = text::parse(MINI).unwrap();
+        assert_eq!(text::print(&optimize(&g, &PassOptions::default()).unwrap().0), first);
+    }
+}
+
+#[test]
+fn unknown_group_is_an_error() {
+    let g = text::parse(MINI).unwrap();
+    let e = run_groups(&g, &["cleanup", "fusion"], &PassOptions::default()).unwrap_err();
+    assert!(matches!(&e, PassError::UnknownGroup(n) if n == "fusion"), "{e}");
+}
+
+/// A deliberately wrong rule: claims `Reshape(x)` equals `x` whatever the shape.
+struct WrongReshape;
+
+impl Rule for WrongReshape {
+    type Match = Id;
+    fn name(&self) -> &'static str {
+        "wrong-reshape"
+    }
+    fn find(&self, eg: &KEGraph, class: Id, out: &mut Vec<Id>) {
+        for n in &eg[class].nodes {
+            if matches!(n.kerf_op(), Some(Op::Reshape { .. })) {
+                out.extend(n.children.first().copied());
+            }
+        }
+    }
+    fn apply(&self, eg: &mut KEGraph, class: Id, x: &Id) -> Vec<Id> {
+        union(eg, class, *x)
+    }
+}
+
+/// Another wrong rule: claims every Neg of a constant is the constant.
+struct WrongConst;
+
+impl Rule for WrongConst {
+    type Match = Id;
+    fn name(&self) -> &'static str {
+        "wrong-const"
+    }
+    fn find(&self, eg: &KEGraph, class: Id, out: &mut Vec<Id>) {
+        for n in &eg[class].nodes {
+            if matches!(n.kerf_op(), Some(Op::Unary(kerf_ir::UnaryOp::Neg))) {
+                out.extend(n.children.first().copied());
+            }
+        }
+    }
+    fn apply(&self, eg: &mut KEGraph, class: Id, x: &Id) -> Vec<Id> {
+        // first make the Neg class constant (correctly), then equate it with x (wrong)
+        let w =
+            eg.analysis.weights.add("neg", Tensor::from_f32(vec![2], &[-1.0, -2.0]).unwrap(), kerf_ir::Origin::Derived);
+        let c = eg.add(KNode::leaf(NodeOp::Const(w)));
+        let mut changed = union(eg, class, c);
+        changed.extend(union(eg, class, *x));
+        changed
+    }
+}
+
+const RESHAPE_SRC: &str = r#"
+graph "g"
+  input %0 "x": f32[2,3]
+  %1 = Reshape{shape=[6]}(%0): f32[6] @"flat"
+  output "y" = %1
+"#;
+
+#[test]
+fn a_wrong_rule_is_a_contradiction() {
+    let g = text::parse(RESHAPE_SRC).unwrap();
+    let rules = vec![rewrite(WrongReshape)];
+    let e = runner::run_phase(&g, "test", &rules, &PassOptions::default(), false).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, PassError::Contradiction { group: "test", .. }), "{msg}");
+    assert!(msg.contains("rule 'wrong-reshape'"), "{msg}");
+    assert!(msg.contains("merged classes of different types"), "{msg}");
+    assert!(msg.contains("(f32[6])") && msg.contains("(f32[2,3])"), "{msg}");
+    assert!(msg.contains("node 'flat' (Reshape), input 'x'"), "{msg}");
+}
+
+#[test]
+fn merging_different_constants_is_a_contradiction() {
+    let src = r#"
+graph "g"
+  input %0 "x": f32[2]
+  const %1 "a": f32[2] = [1.0,2.0]
+  %2 = Neg(%1): f32[2] @"neg"
+  %3 = Add(%0, %2): f32[2] @"add"
+  output "y" = %3
+"#;
+    let g = text::parse(src).unwrap();
+    let e = runner::run_phase(&g, "test", &[rewrite(WrongConst)], &PassOptions::default(), false).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("rule 'wrong-const': merged different constants"), "{msg}");
+}
+
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "e-graph contradiction: rule 'wrong-reshape'")]
+fn contradictions_panic_in_debug_builds() {
+    let g = text::parse(RESHAPE_SRC).unwrap();
+    let _ = runner::run_phase(&g, "test", &[rewrite(WrongReshape)], &PassOptions::default(), true);
+}
+
+/// A chain of transposes; consecutive pairs compose to new permutations,
+/// so the e-graph grows while the rules run. Perms cycle through three
+/// swaps whose product over 6 steps is the identity.
+fn transpose_chain(n: usize) -> String {
+    let mut s = String::from("graph \"chain\"\n  input %0 \"x\": f32[2,2,2]\n");
+    let perms = ["[1,0,2]", "[0,2,1]", "[2,1,0]"];
+    for i in 0..n {
+        s += &format!("  %{} = Transpose{{perm={}}}(%{i}): f32[2,2,2] @\"t{i}\"\n", i + 1, perms[i % 3]);
+    }
+    s += &format!("  output \"y\" = %{n}\n");
+    s
+}
+
+#[test]
+fn node_limit_is_reported() {
+    let g = text::parse(&transpose_chain(42)).unwrap();
+    let opts = PassOptions { node_limit: 50, ..PassOptions::default() };
+    let (out, reports) = run_groups(&g, &["reshape"], &opts).unwrap();
+    assert_eq!(reports[0].stop, Stop::NodeLimit, "{reports:?}");
+    out.validate().unwrap();
+    // with room to run, the chain disappears entirely
+    let (out, reports) = run_groups(&g, &["reshape"], &PassOptions::default()).unwrap();
+    assert_eq!(reports[0].stop, Stop::Saturated);
+    assert!(out.nodes.is_empty(), "{}", text::print(&out));
+    assert!(reports[0].rules_fired["transpose-pair"] > 0);
+}
+
+#[test]
+fn iteration_limit_is_reported() {
+    let g = text::parse(&transpose_chain(8)).unwrap();
+    let opts = PassOptions { iter_limit: 1, ..PassOptions::default() };
+    let (out, reports) = run_groups(&g, &["reshape"], &opts).unwrap();
+    assert_eq!(reports[0].stop, Stop::IterationLimit, "{reports:?}");
+    assert_eq!(reports[0].iterations, 1);
+    out.validate().unwrap();
+}

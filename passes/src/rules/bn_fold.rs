@@ -169,11 +169,8 @@ fn compute(eg: &mut KEGraph, m: &BnMatch) -> Option<Vec<WeightId>> {
             let sh = wt.shape();
             let (rows, cols) = (*sh.first()?, *sh.get(1)?);
             // the output column n is B's row (trans_b) or column
-            let w2: Vec<f64> = wv
-                .iter()
-                .enumerate()
-                .map(|(i, &x)| x * if g.trans_b { s[i / cols] } else { s[i % cols] })
-                .collect();
+            let w2: Vec<f64> =
+                wv.iter().enumerate().map(|(i, &x)| x * if g.trans_b { s[i / cols] } else { s[i % cols] }).collect();
             if (if g.trans_b { rows } else { cols }) != c {
                 return None;
             }
@@ -219,7 +216,8 @@ fn compute(eg: &mut KEGraph, m: &BnMatch) -> Option<Vec<WeightId>> {
 fn apply(eg: &mut KEGraph, rule: &'static str, class: Id, m: &BnMatch) -> Vec<Id> {
     let Some(ws) = folded(eg, rule, m) else { return vec![] };
     let [w, b] = ws.as_slice() else { return vec![] };
-    let (w, b) = (eg.add(KNode::leaf(crate::lang::NodeOp::Const(*w))), eg.add(KNode::leaf(crate::lang::NodeOp::Const(*b))));
+    let (w, b) =
+        (eg.add(KNode::leaf(crate::lang::NodeOp::Const(*w))), eg.add(KNode::leaf(crate::lang::NodeOp::Const(*b))));
     let op = match &m.op {
         Op::Gemm(g) => Op::Gemm(Gemm { beta: F32::new(1.0), ..g.clone() }),
         other => other.clone(),

@@ -91,11 +91,7 @@ fn fold(eg: &mut KEGraph, m: &FoldMatch) -> Option<Vec<kerf_ir::WeightId>> {
     let base = m.inputs.first().map(|&w| table.get(w).name.clone()).unwrap_or_default();
     let mut ids = Vec::with_capacity(results.len());
     for (i, t) in results.into_iter().enumerate() {
-        let name = if i == 0 {
-            format!("{base}.{}", m.op.name())
-        } else {
-            format!("{base}.{}:{i}", m.op.name())
-        };
+        let name = if i == 0 { format!("{base}.{}", m.op.name()) } else { format!("{base}.{}:{i}", m.op.name()) };
         let param = is_param && t.dtype().is_float() && t.numel() > 1;
         let w = eg.analysis.weights.add(name, t, Origin::Derived);
         eg.analysis.weights.get_mut(w).is_param = param;
