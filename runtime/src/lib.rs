@@ -1,1 +1,515 @@
-//! kerf runtime (in progress).
+//! What generated code and its host share: the C ABI types (`#[repr(C)]`
+//! mirrors of `kerf_runtime` and the model descriptor), the ABI version, the
+//! dtype and status codes, and a safe wrapper that checks counts, sizes and
+//! alignment before calling a compiled model's entry point.
+//!
+//! This crate depends on no compiler crate: an application that links a
+//! kerf-generated object (or JIT-compiles one) only needs this.
+//!
+//! The ABI is described in `docs/abi.md`; the C header `include/kerf_runtime.h`
+//! declares the same types for C hosts.
+
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+use std::ffi::{c_char, c_void, CStr};
+use std::fmt;
+
+/// Version of the generated-code ABI. Bumped on any incompatible change of
+/// the entry-point signature, `kerf_runtime` or the descriptor layout.
+pub const ABI_VERSION: u32 = 1;
+
+/// Arena alignment every generated model requires (bytes).
+pub const ARENA_ALIGN: usize = 64;
+
+/// Status codes returned by `<name>_run`.
+pub mod status {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// A required pointer (inputs, outputs, one of their entries, or the
+    /// arena when the model needs one) was NULL.
+    pub const NULL_POINTER: i32 = 1;
+    /// The arena pointer is not aligned to `arena_align` (64) bytes.
+    pub const MISALIGNED_ARENA: i32 = 2;
+    /// `rt` is not NULL and its `abi_version` differs from [`super::ABI_VERSION`].
+    pub const ABI_MISMATCH: i32 = 3;
+}
+
+/// ONNX `TensorProto.DataType` codes used in descriptors.
+pub mod dtype {
+    pub const FLOAT: i32 = 1;
+    pub const UINT8: i32 = 2;
+    pub const INT8: i32 = 3;
+    pub const UINT16: i32 = 4;
+    pub const INT16: i32 = 5;
+    pub const INT32: i32 = 6;
+    pub const INT64: i32 = 7;
+    pub const BOOL: i32 = 9;
+    pub const FLOAT16: i32 = 10;
+    pub const DOUBLE: i32 = 11;
+    pub const UINT32: i32 = 12;
+    pub const UINT64: i32 = 13;
+    pub const BFLOAT16: i32 = 16;
+
+    /// Element size in bytes of a dtype code, or `None` if unknown.
+    pub fn size(code: i32) -> Option<usize> {
+        Some(match code {
+            UINT8 | INT8 | BOOL => 1,
+            UINT16 | INT16 | FLOAT16 | BFLOAT16 => 2,
+            FLOAT | INT32 | UINT32 => 4,
+            INT64 | DOUBLE | UINT64 => 8,
+            _ => return None,
+        })
+    }
+}
+
+/// A task callback for [`KerfRuntime::parallel_for`].
+pub type TaskFn = unsafe extern "C" fn(arg: *mut c_void, i: u32);
+
+/// `parallel_for(ctx, n_tasks, task, arg)` must call `task(arg, i)` once for
+/// every `i < n_tasks` (in any order, on any threads) and return when all
+/// calls have returned.
+pub type ParallelForFn = unsafe extern "C" fn(ctx: *mut c_void, n_tasks: u32, task: TaskFn, arg: *mut c_void);
+
+/// Mirror of the C `kerf_runtime` struct. Generated code of ABI version 1
+/// accepts it (or NULL) but does not call `parallel_for` yet.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct KerfRuntime {
+    pub abi_version: u32,
+    pub num_threads: u32,
+    pub parallel_for: Option<ParallelForFn>,
+    pub ctx: *mut c_void,
+}
+
+unsafe extern "C" fn serial_parallel_for(_ctx: *mut c_void, n_tasks: u32, task: TaskFn, arg: *mut c_void) {
+    for i in 0..n_tasks {
+        // SAFETY: the caller (generated code) passes a task and argument that
+        // are valid to call for every index below n_tasks.
+        unsafe { task(arg, i) };
+    }
+}
+
+impl KerfRuntime {
+    /// A single-threaded runtime whose `parallel_for` runs tasks in order.
+    pub fn serial() -> KerfRuntime {
+        KerfRuntime {
+            abi_version: ABI_VERSION,
+            num_threads: 1,
+            parallel_for: Some(serial_parallel_for),
+            ctx: std::ptr::null_mut(),
+        }
+    }
+}
+
+/// Mirror of the C `kerf_tensor_desc`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct TensorDescRaw {
+    pub name: *const c_char,
+    pub dtype: i32,
+    pub rank: u32,
+    pub dims: *const i64,
+    pub bytes: u64,
+}
+
+/// Mirror of the C `kerf_model_desc`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct ModelDescRaw {
+    pub abi_version: u32,
+    pub num_inputs: u32,
+    pub num_outputs: u32,
+    pub arena_align: u32,
+    pub arena_bytes: u64,
+    pub inputs: *const TensorDescRaw,
+    pub outputs: *const TensorDescRaw,
+    pub name: *const c_char,
+}
+
+/// The entry point `<name>_run`.
+pub type RunFn = unsafe extern "C" fn(
+    inputs: *const *const c_void,
+    outputs: *const *mut c_void,
+    arena: *mut c_void,
+    rt: *const KerfRuntime,
+) -> i32;
+
+/// The descriptor function `<name>_describe`.
+pub type DescribeFn = unsafe extern "C" fn() -> *const ModelDescRaw;
+
+/// An owned copy of one input/output description.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorInfo {
+    pub name: String,
+    /// ONNX dtype code (see [`dtype`]).
+    pub dtype: i32,
+    pub dims: Vec<usize>,
+    pub bytes: usize,
+}
+
+/// An owned copy of a model descriptor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelInfo {
+    pub name: String,
+    pub abi_version: u32,
+    pub arena_bytes: usize,
+    pub arena_align: usize,
+    pub inputs: Vec<TensorInfo>,
+    pub outputs: Vec<TensorInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeError {
+    /// The descriptor is malformed or of another ABI version.
+    BadDescriptor(String),
+    /// Wrong number of input or output buffers.
+    Count { what: &'static str, expected: usize, actual: usize },
+    /// A buffer has the wrong byte size.
+    Size { what: &'static str, index: usize, name: String, expected: usize, actual: usize },
+    /// The arena is too small or misaligned.
+    Arena(String),
+    /// The generated code returned a nonzero status.
+    Status(i32),
+}
+
+impl fmt::Display for RuntimeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuntimeError::BadDescriptor(m) => write!(f, "bad model descriptor: {m}"),
+            RuntimeError::Count { what, expected, actual } => {
+                write!(f, "expected {expected} {what} buffers, got {actual}")
+            }
+            RuntimeError::Size { what, index, name, expected, actual } => {
+                write!(f, "{what} {index} ('{name}') must be {expected} bytes, got {actual}")
+            }
+            RuntimeError::Arena(m) => write!(f, "arena: {m}"),
+            RuntimeError::Status(s) => write!(f, "generated code returned status {s}"),
+        }
+    }
+}
+
+impl std::error::Error for RuntimeError {}
+
+/// Reads a NUL-terminated string from the descriptor.
+///
+/// # Safety
+/// `p` must be NULL or point to a NUL-terminated string valid for `'static`.
+unsafe fn read_str(p: *const c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: guaranteed by the caller.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+/// # Safety
+/// `t` must point to `n` valid descriptors whose pointers are valid.
+unsafe fn read_tensors(t: *const TensorDescRaw, n: u32) -> Result<Vec<TensorInfo>, RuntimeError> {
+    if n > 0 && t.is_null() {
+        return Err(RuntimeError::BadDescriptor("NULL tensor list".into()));
+    }
+    let mut out = Vec::new();
+    for i in 0..n as usize {
+        // SAFETY: the caller guarantees `n` readable entries.
+        let d = unsafe { &*t.add(i) };
+        if d.rank > 0 && d.dims.is_null() {
+            return Err(RuntimeError::BadDescriptor(format!("tensor {i} has NULL dims")));
+        }
+        let dims = (0..d.rank as usize)
+            // SAFETY: `rank` entries are readable per the descriptor contract.
+            .map(|k| unsafe { *d.dims.add(k) })
+            .map(|x| usize::try_from(x).map_err(|_| RuntimeError::BadDescriptor(format!("negative dim {x}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        // SAFETY: names are static NUL-terminated strings.
+        let name = unsafe { read_str(d.name) };
+        let bytes = usize::try_from(d.bytes).map_err(|_| RuntimeError::BadDescriptor("size overflow".into()))?;
+        out.push(TensorInfo { name, dtype: d.dtype, dims, bytes });
+    }
+    Ok(out)
+}
+
+impl ModelInfo {
+    /// Copies a raw descriptor.
+    ///
+    /// # Safety
+    /// `d` must point to a descriptor produced by kerf (or laid out the same
+    /// way) whose pointers stay valid while this call runs.
+    pub unsafe fn from_raw(d: *const ModelDescRaw) -> Result<ModelInfo, RuntimeError> {
+        if d.is_null() {
+            return Err(RuntimeError::BadDescriptor("NULL descriptor".into()));
+        }
+        // SAFETY: non-NULL and valid per the caller's guarantee.
+        let d = unsafe { &*d };
+        if d.abi_version != ABI_VERSION {
+            return Err(RuntimeError::BadDescriptor(format!(
+                "ABI version {} (this runtime speaks {ABI_VERSION})",
+                d.abi_version
+            )));
+        }
+        Ok(ModelInfo {
+            // SAFETY: see above.
+            name: unsafe { read_str(d.name) },
+            abi_version: d.abi_version,
+            arena_bytes: usize::try_from(d.arena_bytes).map_err(|_| RuntimeError::BadDescriptor("arena".into()))?,
+            arena_align: d.arena_align as usize,
+            // SAFETY: counts and pointers come from the same descriptor.
+            inputs: unsafe { read_tensors(d.inputs, d.num_inputs) }?,
+            // SAFETY: as above.
+            outputs: unsafe { read_tensors(d.outputs, d.num_outputs) }?,
+        })
+    }
+}
+
+/// A 64-byte aligned scratch buffer for a model's activations.
+pub struct Arena {
+    buf: Vec<u8>,
+    offset: usize,
+    len: usize,
+}
+
+impl fmt::Debug for Arena {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Arena({} bytes)", self.len)
+    }
+}
+
+impl Arena {
+    /// An owned, zeroed arena of `bytes` bytes aligned to [`ARENA_ALIGN`].
+    pub fn new(bytes: usize) -> Arena {
+        let buf = vec![0u8; bytes + ARENA_ALIGN];
+        let addr = buf.as_ptr() as usize;
+        let offset = addr.next_multiple_of(ARENA_ALIGN) - addr;
+        Arena { buf, offset, len: bytes }
+    }
+
+    /// An arena sized for `info`.
+    pub fn for_model(info: &ModelInfo) -> Arena {
+        Arena::new(info.arena_bytes)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.buf[self.offset..].as_mut_ptr()
+    }
+}
+
+/// A compiled model behind its raw entry point, with checked calls.
+#[derive(Debug)]
+pub struct Model {
+    run: RunFn,
+    info: ModelInfo,
+}
+
+/// Whether a byte slice is aligned for elements of `size` bytes.
+fn aligned(p: *const u8, size: usize) -> bool {
+    size <= 1 || (p as usize).is_multiple_of(size)
+}
+
+impl Model {
+    /// Wraps a raw entry point.
+    ///
+    /// # Safety
+    /// `run` must be the `<name>_run` function that matches `desc` (the
+    /// `<name>_describe()` result of the same model), and the code behind
+    /// both must stay valid as long as the returned `Model` lives.
+    pub unsafe fn from_raw(run: RunFn, desc: *const ModelDescRaw) -> Result<Model, RuntimeError> {
+        // SAFETY: forwarded from the caller's guarantee.
+        let info = unsafe { ModelInfo::from_raw(desc) }?;
+        Ok(Model { run, info })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// A fresh arena of the right size.
+    pub fn new_arena(&self) -> Arena {
+        Arena::for_model(&self.info)
+    }
+
+    /// Runs the model single-threaded. Inputs and outputs are raw
+    /// little-endian bytes of each tensor; counts, sizes and element
+    /// alignment are checked first.
+    pub fn run(&self, inputs: &[&[u8]], outputs: &mut [&mut [u8]], arena: &mut Arena) -> Result<(), RuntimeError> {
+        self.run_with(inputs, outputs, arena, None)
+    }
+
+    /// Like [`Model::run`] with an explicit runtime (threading hook).
+    pub fn run_with(
+        &self,
+        inputs: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        arena: &mut Arena,
+        rt: Option<&KerfRuntime>,
+    ) -> Result<(), RuntimeError> {
+        let info = &self.info;
+        if inputs.len() != info.inputs.len() {
+            return Err(RuntimeError::Count { what: "input", expected: info.inputs.len(), actual: inputs.len() });
+        }
+        if outputs.len() != info.outputs.len() {
+            return Err(RuntimeError::Count { what: "output", expected: info.outputs.len(), actual: outputs.len() });
+        }
+        for (i, (buf, t)) in inputs.iter().zip(&info.inputs).enumerate() {
+            if buf.len() != t.bytes {
+                return Err(RuntimeError::Size {
+                    what: "input",
+                    index: i,
+                    name: t.name.clone(),
+                    expected: t.bytes,
+                    actual: buf.len(),
+                });
+            }
+            if !aligned(buf.as_ptr(), dtype::size(t.dtype).unwrap_or(1)) {
+                return Err(RuntimeError::Arena(format!("input {i} is not aligned to its element size")));
+            }
+        }
+        for (i, (buf, t)) in outputs.iter().zip(&info.outputs).enumerate() {
+            if buf.len() != t.bytes {
+                return Err(RuntimeError::Size {
+                    what: "output",
+                    index: i,
+                    name: t.name.clone(),
+                    expected: t.bytes,
+                    actual: buf.len(),
+                });
+            }
+            if !aligned(buf.as_ptr(), dtype::size(t.dtype).unwrap_or(1)) {
+                return Err(RuntimeError::Arena(format!("output {i} is not aligned to its element size")));
+            }
+        }
+        if arena.len() < info.arena_bytes {
+            return Err(RuntimeError::Arena(format!(
+                "model needs {} bytes, arena has {}",
+                info.arena_bytes,
+                arena.len()
+            )));
+        }
+        // Generated code reads input pointers; distinct non-NULL pointers
+        // for empty tensors keep the NULL check meaningful.
+        let dangling = ARENA_ALIGN as *const u8;
+        let in_ptrs: Vec<*const c_void> =
+            inputs.iter().map(|b| if b.is_empty() { dangling } else { b.as_ptr() } as *const c_void).collect();
+        let out_ptrs: Vec<*mut c_void> = outputs
+            .iter_mut()
+            .map(|b| if b.is_empty() { dangling as *mut u8 } else { b.as_mut_ptr() } as *mut c_void)
+            .collect();
+        let arena_ptr = arena.as_mut_ptr() as *mut c_void;
+        let rt_ptr = rt.map_or(std::ptr::null(), |r| r as *const KerfRuntime);
+        // SAFETY: `from_raw`'s contract makes `run` the entry point matching
+        // `info`; every buffer was checked to have the size the descriptor
+        // states and element alignment, the arena is 64-byte aligned and
+        // large enough, and all buffers outlive the call.
+        let status = unsafe { (self.run)(in_ptrs.as_ptr(), out_ptrs.as_ptr(), arena_ptr, rt_ptr) };
+        if status != status::OK {
+            return Err(RuntimeError::Status(status));
+        }
+        Ok(())
+    }
+
+    /// Runs a model whose inputs and outputs are all f32.
+    pub fn run_f32(&self, inputs: &[&[f32]], arena: &mut Arena) -> Result<Vec<Vec<f32>>, RuntimeError> {
+        let in_views: Vec<&[u8]> = inputs.iter().map(|v| f32_as_bytes(v)).collect();
+        let mut out_store: Vec<Vec<f32>> = self.info.outputs.iter().map(|t| vec![0f32; t.bytes.div_ceil(4)]).collect();
+        {
+            let mut out_views: Vec<&mut [u8]> = out_store
+                .iter_mut()
+                .zip(&self.info.outputs)
+                .map(|(v, t)| &mut f32_as_bytes_mut(v)[..t.bytes])
+                .collect();
+            self.run(&in_views, &mut out_views, arena)?;
+        }
+        Ok(out_store)
+    }
+}
+
+/// Decodes little-endian f32 bytes (trailing partial element ignored).
+pub fn f32_from_bytes(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+/// Views f32s as bytes (native = little-endian on every supported target).
+pub fn f32_as_bytes(v: &[f32]) -> &[u8] {
+    // SAFETY: f32 has no padding and every bit pattern is a valid u8; the
+    // length in bytes is exactly 4 * len and the lifetime is tied to `v`.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+}
+
+/// Mutable byte view of f32s.
+pub fn f32_as_bytes_mut(v: &mut [f32]) -> &mut [u8] {
+    // SAFETY: as in `f32_as_bytes`; any byte pattern written is a valid f32.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arena_is_aligned() {
+        for n in [0, 1, 63, 64, 1000] {
+            let mut a = Arena::new(n);
+            assert_eq!(a.as_mut_ptr() as usize % ARENA_ALIGN, 0);
+            assert_eq!(a.len(), n);
+        }
+    }
+
+    #[test]
+    fn dtype_sizes() {
+        assert_eq!(dtype::size(dtype::FLOAT), Some(4));
+        assert_eq!(dtype::size(dtype::INT64), Some(8));
+        assert_eq!(dtype::size(8), None);
+    }
+
+    static NAME: &[u8] = b"x\0";
+    static DIMS: [i64; 2] = [1, 3];
+
+    unsafe extern "C" fn double_it(
+        inputs: *const *const c_void,
+        outputs: *const *mut c_void,
+        _arena: *mut c_void,
+        _rt: *const KerfRuntime,
+    ) -> i32 {
+        // SAFETY: called only by Model::run with one 3-float input and output.
+        unsafe {
+            let x = *inputs as *const f32;
+            let y = *outputs as *mut f32;
+            for i in 0..3 {
+                *y.add(i) = 2.0 * *x.add(i);
+            }
+        }
+        0
+    }
+
+    #[test]
+    fn wrapper_checks_and_runs() {
+        let t = TensorDescRaw { name: NAME.as_ptr() as *const c_char, dtype: dtype::FLOAT, rank: 2, dims: DIMS.as_ptr(), bytes: 12 };
+        let t2 = TensorDescRaw { name: NAME.as_ptr() as *const c_char, dtype: dtype::FLOAT, rank: 2, dims: DIMS.as_ptr(), bytes: 12 };
+        let d = ModelDescRaw {
+            abi_version: ABI_VERSION,
+            num_inputs: 1,
+            num_outputs: 1,
+            arena_align: 64,
+            arena_bytes: 0,
+            inputs: &t,
+            outputs: &t2,
+            name: NAME.as_ptr() as *const c_char,
+        };
+        // SAFETY: double_it matches the descriptor.
+        let m = unsafe { Model::from_raw(double_it, &d) }.unwrap();
+        assert_eq!(m.info().inputs[0].dims, vec![1, 3]);
+        let mut arena = m.new_arena();
+        let out = m.run_f32(&[&[1.0, 2.0, 3.0]], &mut arena).unwrap();
+        assert_eq!(out, vec![vec![2.0, 4.0, 6.0]]);
+        let err = m.run_f32(&[&[1.0, 2.0]], &mut arena).unwrap_err();
+        assert_eq!(err, RuntimeError::Size { what: "input", index: 0, name: "x".into(), expected: 12, actual: 8 });
+        let err = m.run_f32(&[], &mut arena).unwrap_err();
+        assert_eq!(err, RuntimeError::Count { what: "input", expected: 1, actual: 0 });
+    }
+}

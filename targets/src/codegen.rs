@@ -1,0 +1,477 @@
+//! Builds a whole model into any `cranelift_module::Module`: one kernel per
+//! node (see [`crate::lower`]), read-only data for weights and packed blobs,
+//! the descriptor, and the exported `<name>_run` / `<name>_describe`.
+//!
+//! Entry point (`docs/abi.md`):
+//! `int32_t <name>_run(const void *const *inputs, void *const *outputs,
+//! void *arena, const kerf_runtime *rt)`. It checks its pointers (status 1:
+//! NULL, 2: misaligned arena, 3: `rt->abi_version` mismatch), then calls the
+//! kernels in node order, then copies graph outputs that are not produced in
+//! place (outputs that are inputs, constants or repeated).
+
+use std::collections::HashMap;
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, AbiParam, Function, InstBuilder, MemFlagsData, Signature, UserFuncName, Value};
+use cranelift_codegen::Context;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
+use kerf_ir::{Graph, ValueDef, ValueId};
+
+use crate::arena::{self, GraphPlan, Loc};
+use crate::isa::Caps;
+use crate::lower::{self, Kernel, Param, PTR};
+use crate::{TargetError, UnsupportedNode};
+
+/// What was built.
+#[derive(Clone, Debug)]
+pub struct Built {
+    pub run: FuncId,
+    pub describe: FuncId,
+    pub plan: GraphPlan,
+    /// Names of the kernel functions, in call order.
+    pub kernels: Vec<String>,
+    /// Bytes of read-only data (weights, blobs, descriptor).
+    pub rodata_bytes: usize,
+}
+
+/// Checks a model name is a C identifier.
+pub fn check_name(name: &str) -> Result<(), TargetError> {
+    let mut cs = name.chars();
+    let ok = cs.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && cs.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(TargetError::BadName(name.to_string()))
+    }
+}
+
+fn cg_err(func: &str, e: impl std::fmt::Display) -> TargetError {
+    TargetError::Codegen { func: func.to_string(), msg: e.to_string() }
+}
+
+struct KernelInfo {
+    node: usize,
+    func: FuncId,
+    params: Vec<Param>,
+}
+
+/// Builds every function and data object of `g` into `module`.
+pub fn build<M: Module>(module: &mut M, g: &Graph, name: &str, caps: Caps) -> Result<Built, TargetError> {
+    check_name(name)?;
+    g.validate().map_err(|e| TargetError::Graph(e.to_string()))?;
+    let aliases = arena::decide_aliases(g);
+    let call_conv = module.isa().default_call_conv();
+    let tcfg = module.target_config();
+    let mut fctx = FunctionBuilderContext::new();
+    let mut unsupported = Vec::new();
+    let mut kernels: Vec<KernelInfo> = Vec::new();
+    let mut scratch = vec![0usize; g.nodes.len()];
+    for (i, node) in g.nodes.iter().enumerate() {
+        if aliases.free[i] {
+            continue;
+        }
+        let fname = format!("{name}_k{i}");
+        let mut func = Function::with_name_signature(UserFuncName::user(0, i as u32), Signature::new(call_conv));
+        let params;
+        {
+            let mut b = FunctionBuilder::new(&mut func, &mut fctx);
+            // The entry block only receives parameters (added on demand while
+            // lowering) and jumps to the body, which starts in `start`.
+            let entry = b.create_block();
+            let start = b.create_block();
+            // `entry` must come first in the layout.
+            b.func.layout.append_block(entry);
+            b.switch_to_block(start);
+            let mut k = Kernel { b, caps, g, node, params: Vec::new(), entry };
+            let res = lower::lower_node(&mut k);
+            if let Err(reason) = res {
+                drop(k);
+                fctx = FunctionBuilderContext::new();
+                unsupported.push(UnsupportedNode { node: node.name.clone(), op: node.op.name().to_string(), reason });
+                continue;
+            }
+            k.b.ins().return_(&[]);
+            k.b.switch_to_block(entry);
+            k.b.ins().jump(start, &[]);
+            k.b.seal_all_blocks();
+            params = k.params;
+            k.b.finalize(tcfg);
+        }
+        scratch[i] = params.iter().map(|p| if let Param::Scratch(s) = p { s.div_ceil(64) * 64 } else { 0 }).sum();
+        let fid = module
+            .declare_function(&fname, Linkage::Local, &func.signature)
+            .map_err(|e| cg_err(&fname, e))?;
+        let mut ctx = Context::for_function(func);
+        module.define_function(fid, &mut ctx).map_err(|e| cg_err(&fname, format!("{e:?}")))?;
+        kernels.push(KernelInfo { node: i, func: fid, params });
+    }
+    if !unsupported.is_empty() {
+        return Err(TargetError::Unsupported(unsupported));
+    }
+    let plan = arena::plan_graph(g, &scratch);
+
+    // Read-only data: weights by weight id, blobs by content.
+    let mut rodata_bytes = 0usize;
+    let mut weight_data: HashMap<u32, DataId> = HashMap::new();
+    let mut blob_data: HashMap<Vec<u8>, DataId> = HashMap::new();
+    let mut n_data = 0usize;
+    let define_ro = |module: &mut M, bytes: &[u8], n_data: &mut usize| -> Result<DataId, TargetError> {
+        let dname = format!("{name}_d{}", *n_data);
+        *n_data += 1;
+        let id = module.declare_data(&dname, Linkage::Local, false, false).map_err(|e| cg_err(&dname, e))?;
+        let mut d = DataDescription::new();
+        // never an empty object: zero-size tensors still get a valid address
+        let mut v = bytes.to_vec();
+        if v.is_empty() {
+            v.push(0);
+        }
+        d.define(v.into_boxed_slice());
+        d.set_align(64);
+        module.define_data(id, &d).map_err(|e| cg_err(&dname, e))?;
+        Ok(id)
+    };
+    for kinfo in &kernels {
+        for p in &kinfo.params {
+            match p {
+                Param::Value(v) => {
+                    if let ValueDef::Const(w) = g.value(*v).def {
+                        if let std::collections::hash_map::Entry::Vacant(e) = weight_data.entry(w.0) {
+                            let t = g.weights.tensor(w);
+                            rodata_bytes += t.bytes().len();
+                            e.insert(define_ro(module, t.bytes(), &mut n_data)?);
+                        }
+                    }
+                }
+                Param::Blob(bytes) => {
+                    if !blob_data.contains_key(bytes) {
+                        rodata_bytes += bytes.len();
+                        let id = define_ro(module, bytes, &mut n_data)?;
+                        blob_data.insert(bytes.clone(), id);
+                    }
+                }
+                Param::Scratch(_) => {}
+            }
+        }
+    }
+    // Graph outputs that need a copy in the entry.
+    let slots = arena::output_slots(g);
+    let mut out_copies: Vec<(usize, ValueId)> = Vec::new();
+    for (k, o) in g.outputs.iter().enumerate() {
+        if slots[o.value.0 as usize] != Some(k) {
+            out_copies.push((k, o.value));
+            if let ValueDef::Const(w) = g.value(o.value).def {
+                if let std::collections::hash_map::Entry::Vacant(e) = weight_data.entry(w.0) {
+                    let t = g.weights.tensor(w);
+                    rodata_bytes += t.bytes().len();
+                    e.insert(define_ro(module, t.bytes(), &mut n_data)?);
+                }
+            }
+        }
+    }
+    let copy_fn = if out_copies.is_empty() { None } else { Some(build_copy(module, name, call_conv)?) };
+
+    // The entry point.
+    let run_name = format!("{name}_run");
+    let mut sig = Signature::new(call_conv);
+    for _ in 0..4 {
+        sig.params.push(AbiParam::new(PTR));
+    }
+    sig.returns.push(AbiParam::new(types::I32));
+    let run = module.declare_function(&run_name, Linkage::Export, &sig).map_err(|e| cg_err(&run_name, e))?;
+    let mut func = Function::with_name_signature(UserFuncName::user(1, 0), sig);
+    {
+        let mut b = FunctionBuilder::new(&mut func, &mut fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let ps = b.block_params(entry).to_vec();
+        let (inputs, outputs, arena_p, rt) = (ps[0], ps[1], ps[2], ps[3]);
+        let fail = |b: &mut FunctionBuilder, cond: Value, code: i64| {
+            let bad = b.create_block();
+            let ok = b.create_block();
+            b.ins().brif(cond, bad, &[], ok, &[]);
+            b.switch_to_block(bad);
+            b.seal_block(bad);
+            let c = b.ins().iconst(types::I32, code);
+            b.ins().return_(&[c]);
+            b.switch_to_block(ok);
+            b.seal_block(ok);
+        };
+        let flags = MemFlagsData::new().with_notrap();
+        let c = b.ins().icmp_imm_s(IntCC::Equal, inputs, 0);
+        let c2 = b.ins().icmp_imm_s(IntCC::Equal, outputs, 0);
+        let c = b.ins().bor(c, c2);
+        let c = if g.inputs.is_empty() && g.outputs.is_empty() { b.ins().iconst(types::I8, 0) } else { c };
+        fail(&mut b, c, 1);
+        if plan.arena_bytes > 0 {
+            let c = b.ins().icmp_imm_s(IntCC::Equal, arena_p, 0);
+            fail(&mut b, c, 1);
+            let m = b.ins().band_imm_s(arena_p, (arena::ALIGN - 1) as i64);
+            let c = b.ins().icmp_imm_s(IntCC::NotEqual, m, 0);
+            fail(&mut b, c, 2);
+        }
+        // rt: NULL or the right ABI version
+        {
+            let has_rt = b.create_block();
+            let go = b.create_block();
+            let c = b.ins().icmp_imm_s(IntCC::NotEqual, rt, 0);
+            b.ins().brif(c, has_rt, &[], go, &[]);
+            b.switch_to_block(has_rt);
+            b.seal_block(has_rt);
+            let v = b.ins().load(types::I32, flags, rt, 0);
+            let c = b.ins().icmp_imm_s(IntCC::NotEqual, v, kerf_runtime::ABI_VERSION as i64);
+            let bad = b.create_block();
+            b.ins().brif(c, bad, &[], go, &[]);
+            b.switch_to_block(bad);
+            b.seal_block(bad);
+            let code = b.ins().iconst(types::I32, kerf_runtime::status::ABI_MISMATCH as i64);
+            b.ins().return_(&[code]);
+            b.switch_to_block(go);
+            b.seal_block(go);
+        }
+        let mut in_ptrs = Vec::new();
+        for k in 0..g.inputs.len() {
+            let p = b.ins().load(PTR, flags, inputs, (8 * k) as i32);
+            let c = b.ins().icmp_imm_s(IntCC::Equal, p, 0);
+            fail(&mut b, c, 1);
+            in_ptrs.push(p);
+        }
+        let mut out_ptrs = Vec::new();
+        for k in 0..g.outputs.len() {
+            let p = b.ins().load(PTR, flags, outputs, (8 * k) as i32);
+            let c = b.ins().icmp_imm_s(IntCC::Equal, p, 0);
+            fail(&mut b, c, 1);
+            out_ptrs.push(p);
+        }
+        let mut gv_cache: HashMap<DataId, Value> = HashMap::new();
+        let mut data_ptr = |b: &mut FunctionBuilder, module: &mut M, id: DataId| -> Value {
+            if let Some(&v) = gv_cache.get(&id) {
+                return v;
+            }
+            let gv = module.declare_data_in_func(id, b.func);
+            let v = b.ins().symbol_value(PTR, gv);
+            gv_cache.insert(id, v);
+            v
+        };
+        let value_ptr = |b: &mut FunctionBuilder,
+                         module: &mut M,
+                         data_ptr: &mut dyn FnMut(&mut FunctionBuilder, &mut M, DataId) -> Value,
+                         v: ValueId|
+         -> Value {
+            match plan.loc[v.0 as usize] {
+                Loc::Input(k) => in_ptrs[k],
+                Loc::Output(k) => out_ptrs[k],
+                Loc::Arena(off) => b.ins().iadd_imm_s(arena_p, off as i64),
+                Loc::Const => match g.value(v).def {
+                    ValueDef::Const(w) => data_ptr(b, module, weight_data[&w.0]),
+                    _ => arena_p,
+                },
+            }
+        };
+        for kinfo in &kernels {
+            let fref = module.declare_func_in_func(kinfo.func, b.func);
+            let mut args = Vec::new();
+            let mut soff = plan.scratch[kinfo.node].unwrap_or(0);
+            for p in &kinfo.params {
+                let a = match p {
+                    Param::Value(v) => value_ptr(&mut b, module, &mut data_ptr, *v),
+                    Param::Blob(bytes) => data_ptr(&mut b, module, blob_data[bytes]),
+                    Param::Scratch(s) => {
+                        let a = b.ins().iadd_imm_s(arena_p, soff as i64);
+                        soff += s.div_ceil(64) * 64;
+                        a
+                    }
+                };
+                args.push(a);
+            }
+            b.ins().call(fref, &args);
+        }
+        if let Some(cf) = copy_fn {
+            let fref = module.declare_func_in_func(cf, b.func);
+            for &(k, v) in &out_copies {
+                let src = value_ptr(&mut b, module, &mut data_ptr, v);
+                let n = b.ins().iconst(PTR, g.ty(v).bytes() as i64);
+                b.ins().call(fref, &[out_ptrs[k], src, n]);
+            }
+        }
+        let z = b.ins().iconst(types::I32, 0);
+        b.ins().return_(&[z]);
+        b.seal_all_blocks();
+        b.finalize(module.target_config());
+    }
+    let mut ctx = Context::for_function(func);
+    module.define_function(run, &mut ctx).map_err(|e| cg_err(&run_name, format!("{e:?}")))?;
+
+    let (describe, desc_bytes) = build_descriptor(module, g, name, &plan, call_conv)?;
+    rodata_bytes += desc_bytes;
+    let kernel_names = kernels.iter().map(|k| format!("{name}_k{}", k.node)).collect();
+    Ok(Built { run, describe, plan, kernels: kernel_names, rodata_bytes })
+}
+
+/// `<name>_copy(dst, src, n)`: byte copy in 8-byte words plus a tail (no
+/// memcpy: the object must not have undefined symbols).
+fn build_copy<M: Module>(
+    module: &mut M,
+    name: &str,
+    cc: cranelift_codegen::isa::CallConv,
+) -> Result<FuncId, TargetError> {
+    let fname = format!("{name}_copy");
+    let mut sig = Signature::new(cc);
+    for _ in 0..3 {
+        sig.params.push(AbiParam::new(PTR));
+    }
+    let id = module.declare_function(&fname, Linkage::Local, &sig).map_err(|e| cg_err(&fname, e))?;
+    let mut func = Function::with_name_signature(UserFuncName::user(1, 1), sig);
+    let mut fctx = FunctionBuilderContext::new();
+    {
+        let mut b = FunctionBuilder::new(&mut func, &mut fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let ps = b.block_params(entry).to_vec();
+        let (dst, src, n) = (ps[0], ps[1], ps[2]);
+        let flags = MemFlagsData::new().with_notrap();
+        // words
+        let words = b.ins().band_imm_s(n, !7i64);
+        let emit = |b: &mut FunctionBuilder, lo: Value, hi: Value, step: i64, ty: types::Type| {
+            let header = b.create_block();
+            let body = b.create_block();
+            let exit = b.create_block();
+            let i = b.append_block_param(header, PTR);
+            b.ins().jump(header, &[lo.into()]);
+            b.switch_to_block(header);
+            let c = b.ins().icmp(IntCC::UnsignedLessThan, i, hi);
+            b.ins().brif(c, body, &[], exit, &[]);
+            b.switch_to_block(body);
+            let s = b.ins().iadd(src, i);
+            let v = b.ins().load(ty, flags, s, 0);
+            let d = b.ins().iadd(dst, i);
+            b.ins().store(flags, v, d, 0);
+            let i2 = b.ins().iadd_imm_s(i, step);
+            b.ins().jump(header, &[i2.into()]);
+            b.switch_to_block(exit);
+        };
+        let zero = b.ins().iconst(PTR, 0);
+        emit(&mut b, zero, words, 8, types::I64);
+        emit(&mut b, words, n, 1, types::I8);
+        b.ins().return_(&[]);
+        b.seal_all_blocks();
+        b.finalize(module.target_config());
+    }
+    let mut ctx = Context::for_function(func);
+    module.define_function(id, &mut ctx).map_err(|e| cg_err(&fname, format!("{e:?}")))?;
+    Ok(id)
+}
+
+/// Size of `kerf_tensor_desc` and `kerf_model_desc` (64-bit targets).
+const TENSOR_DESC: usize = 32;
+const MODEL_DESC: usize = 48;
+
+fn build_descriptor<M: Module>(
+    module: &mut M,
+    g: &Graph,
+    name: &str,
+    plan: &GraphPlan,
+    cc: cranelift_codegen::isa::CallConv,
+) -> Result<(FuncId, usize), TargetError> {
+    let mut total = 0;
+    let declare = |module: &mut M, suffix: &str| {
+        let n = format!("{name}_{suffix}");
+        module.declare_data(&n, Linkage::Local, false, false).map_err(|e| cg_err(&n, e))
+    };
+    // strings: model name, then tensor names, NUL-terminated
+    let tensors: Vec<(String, &kerf_ir::TensorType)> = g
+        .inputs
+        .iter()
+        .map(|&v| (g.value(v).name.clone(), g.ty(v)))
+        .chain(g.outputs.iter().map(|o| (o.name.clone(), g.ty(o.value))))
+        .collect();
+    let mut strs: Vec<u8> = Vec::new();
+    let mut str_off = Vec::new();
+    let clean = |s: &str| s.bytes().filter(|&c| c != 0).collect::<Vec<u8>>();
+    strs.extend(clean(name));
+    strs.push(0);
+    for (n, _) in &tensors {
+        str_off.push(strs.len());
+        strs.extend(clean(n));
+        strs.push(0);
+    }
+    let mut dims: Vec<u8> = Vec::new();
+    let mut dim_off = Vec::new();
+    for (_, t) in &tensors {
+        dim_off.push(dims.len());
+        for &d in &t.shape {
+            dims.extend((d as i64).to_le_bytes());
+        }
+    }
+    dims.extend(0i64.to_le_bytes());
+    let strs_id = declare(module, "strs")?;
+    let dims_id = declare(module, "dims")?;
+    let tens_id = declare(module, "tensors")?;
+    let desc_id = declare(module, "desc")?;
+    let mut d = DataDescription::new();
+    total += strs.len();
+    d.define(strs.into_boxed_slice());
+    module.define_data(strs_id, &d).map_err(|e| cg_err("strs", e))?;
+    let mut d = DataDescription::new();
+    total += dims.len();
+    d.define(dims.into_boxed_slice());
+    d.set_align(8);
+    module.define_data(dims_id, &d).map_err(|e| cg_err("dims", e))?;
+    // tensor descriptors
+    let mut bytes = vec![0u8; TENSOR_DESC * tensors.len().max(1)];
+    let mut d = DataDescription::new();
+    let sgv = module.declare_data_in_data(strs_id, &mut d);
+    let dgv = module.declare_data_in_data(dims_id, &mut d);
+    for (i, (_, t)) in tensors.iter().enumerate() {
+        let o = i * TENSOR_DESC;
+        bytes[o + 8..o + 12].copy_from_slice(&t.dtype.onnx_code().to_le_bytes());
+        bytes[o + 12..o + 16].copy_from_slice(&(t.rank() as u32).to_le_bytes());
+        bytes[o + 24..o + 32].copy_from_slice(&(t.bytes() as u64).to_le_bytes());
+        d.write_data_addr(o as u32, sgv, str_off[i] as i64);
+        d.write_data_addr((o + 16) as u32, dgv, dim_off[i] as i64);
+    }
+    total += bytes.len();
+    d.define(bytes.into_boxed_slice());
+    d.set_align(8);
+    module.define_data(tens_id, &d).map_err(|e| cg_err("tensors", e))?;
+    // model descriptor
+    let mut bytes = vec![0u8; MODEL_DESC];
+    bytes[0..4].copy_from_slice(&kerf_runtime::ABI_VERSION.to_le_bytes());
+    bytes[4..8].copy_from_slice(&(g.inputs.len() as u32).to_le_bytes());
+    bytes[8..12].copy_from_slice(&(g.outputs.len() as u32).to_le_bytes());
+    bytes[12..16].copy_from_slice(&(arena::ALIGN as u32).to_le_bytes());
+    bytes[16..24].copy_from_slice(&(plan.arena_bytes as u64).to_le_bytes());
+    let mut d = DataDescription::new();
+    let tgv = module.declare_data_in_data(tens_id, &mut d);
+    let sgv = module.declare_data_in_data(strs_id, &mut d);
+    d.write_data_addr(24, tgv, 0);
+    d.write_data_addr(32, tgv, (TENSOR_DESC * g.inputs.len()) as i64);
+    d.write_data_addr(40, sgv, 0);
+    total += bytes.len();
+    d.define(bytes.into_boxed_slice());
+    d.set_align(8);
+    module.define_data(desc_id, &d).map_err(|e| cg_err("desc", e))?;
+
+    let fname = format!("{name}_describe");
+    let mut sig = Signature::new(cc);
+    sig.returns.push(AbiParam::new(PTR));
+    let fid = module.declare_function(&fname, Linkage::Export, &sig).map_err(|e| cg_err(&fname, e))?;
+    let mut func = Function::with_name_signature(UserFuncName::user(1, 2), sig);
+    let mut fctx = FunctionBuilderContext::new();
+    {
+        let mut b = FunctionBuilder::new(&mut func, &mut fctx);
+        let entry = b.create_block();
+        b.switch_to_block(entry);
+        let gv = module.declare_data_in_func(desc_id, b.func);
+        let v = b.ins().symbol_value(PTR, gv);
+        b.ins().return_(&[v]);
+        b.seal_all_blocks();
+        b.finalize(module.target_config());
+    }
+    let mut ctx = Context::for_function(func);
+    module.define_function(fid, &mut ctx).map_err(|e| cg_err(&fname, format!("{e:?}")))?;
+    Ok((fid, total))
+}

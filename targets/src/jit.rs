@@ -1,0 +1,88 @@
+//! The same code generation through `cranelift-jit`, for the host: used by
+//! tests, `kerf run` and measurements. The returned [`JitModel`] owns the
+//! executable memory; run it through `kerf_runtime::Model`.
+
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::default_libcall_names;
+use kerf_ir::Graph;
+use kerf_runtime::{DescribeFn, Model, ModelDescRaw, RunFn};
+
+use crate::codegen;
+use crate::isa::{self, Caps};
+use crate::object::{CompileOptions, Report};
+use crate::TargetError;
+
+/// JIT-compiled code plus the safe wrapper around its entry point.
+pub struct JitModel {
+    /// Declared before `module`: dropped first, so it never outlives the code.
+    model: Model,
+    report: Report,
+    // Keeps the executable memory alive (freed on drop).
+    _module: JitMemory,
+}
+
+/// Owns the JIT module; frees its memory on drop.
+struct JitMemory(Option<JITModule>);
+
+impl Drop for JitMemory {
+    fn drop(&mut self) {
+        if let Some(m) = self.0.take() {
+            // SAFETY: the only pointers into this memory are held by the
+            // `Model` of the same `JitModel`, which is dropped before this
+            // field (fields drop in declaration order).
+            unsafe { m.free_memory() };
+        }
+    }
+}
+
+impl std::fmt::Debug for JitModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JitModel").field("report", &self.report).finish()
+    }
+}
+
+impl JitModel {
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+    pub fn report(&self) -> &Report {
+        &self.report
+    }
+}
+
+/// JIT-compiles `g` for the host. `opts.triple` must be `host` (or the host
+/// triple); `opts.cpu` any host preset (`native` recommended).
+pub fn jit_compile(g: &Graph, opts: &CompileOptions) -> Result<JitModel, TargetError> {
+    let triple = isa::canonical_triple(&opts.triple)?;
+    if triple != isa::host_triple() {
+        return Err(TargetError::Jit(format!("{triple} is not the host ({})", isa::host_triple())));
+    }
+    let isa = isa::lookup_with_pic(triple, &opts.cpu, false)?;
+    let caps = Caps::of(isa.as_ref());
+    let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
+    let built = codegen::build(&mut module, g, &opts.name, caps)?;
+    module.finalize_definitions().map_err(|e| TargetError::Jit(e.to_string()))?;
+    let run_ptr = module.get_finalized_function(built.run);
+    let desc_ptr = module.get_finalized_function(built.describe);
+    // SAFETY: both pointers are finalized functions of `module` with the
+    // signatures `codegen::build` declared (`RunFn`, `DescribeFn`), and the
+    // module's memory lives as long as the returned JitModel.
+    let (run, describe): (RunFn, DescribeFn) =
+        unsafe { (std::mem::transmute::<*const u8, RunFn>(run_ptr), std::mem::transmute::<*const u8, DescribeFn>(desc_ptr)) };
+    // SAFETY: `describe` takes no arguments and returns the static descriptor.
+    let desc: *const ModelDescRaw = unsafe { describe() };
+    // SAFETY: `run` and `desc` belong to the same compiled model.
+    let model = unsafe { Model::from_raw(run, desc) }.map_err(|e| TargetError::Jit(e.to_string()))?;
+    let report = Report {
+        triple: triple.to_string(),
+        cpu: opts.cpu.clone(),
+        name: opts.name.clone(),
+        text_bytes: 0,
+        rodata_bytes: built.rodata_bytes,
+        arena_bytes: built.plan.arena_bytes,
+        arena_lower_bound: built.plan.lower_bound,
+        kernels: built.kernels,
+        caps,
+    };
+    Ok(JitModel { model, report, _module: JitMemory(Some(module)) })
+}

@@ -1,0 +1,305 @@
+//! Convolution (1-D and 2-D, groups, depthwise, dilation, padding) and
+//! transposed convolution.
+//!
+//! Conv: 1-D is run as 2-D with a height of 1. Weights are packed at compile
+//! time as `[group][oc_block][kh][kw][ic][L]` with `L` output channels per
+//! block (4 with SIMD when a group has at least 4 output channels, else 1),
+//! zero past the group's channel count, and biases as `[group][oc_block][L]`.
+//! For each output pixel the valid kernel window is computed once
+//! (`kh_lo..kh_hi`, `kw_lo..kw_hi`), so no bounds checks run in the inner
+//! loop, which broadcasts one input element and multiply-adds it into `L`
+//! output channels at once.
+//!
+//! ConvTranspose is a scalar scatter: every input element adds
+//! `x * w` into each output it reaches (bounds-checked), after the output is
+//! initialised with the bias.
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+use kerf_ir::Op;
+
+use super::{Kernel, LResult};
+
+/// Geometry of a 2-D conv (1-D has `h = kh = 1`).
+#[derive(Clone, Copy, Debug)]
+struct Geo {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    oc: usize,
+    oh: usize,
+    ow: usize,
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    dh: usize,
+    dw: usize,
+    ph: usize,
+    pw: usize,
+    group: usize,
+}
+
+fn geometry(k: &Kernel, window: &kerf_ir::op::Window, group: usize) -> LResult<Geo> {
+    let x = k.in_shape(0);
+    let o = k.out_shape(0);
+    let r = window.rank();
+    match r {
+        1 => Ok(Geo {
+            n: x[0],
+            c: x[1],
+            h: 1,
+            w: x[2],
+            oc: o[1],
+            oh: 1,
+            ow: o[2],
+            kh: 1,
+            kw: window.kernel[0],
+            sh: 1,
+            sw: window.strides[0],
+            dh: 1,
+            dw: window.dilations[0],
+            ph: 0,
+            pw: window.pad_begin(0),
+            group,
+        }),
+        2 => Ok(Geo {
+            n: x[0],
+            c: x[1],
+            h: x[2],
+            w: x[3],
+            oc: o[1],
+            oh: o[2],
+            ow: o[3],
+            kh: window.kernel[0],
+            kw: window.kernel[1],
+            sh: window.strides[0],
+            sw: window.strides[1],
+            dh: window.dilations[0],
+            dw: window.dilations[1],
+            ph: window.pad_begin(0),
+            pw: window.pad_begin(1),
+            group,
+        }),
+        _ => Err(format!("{r}-D windows are not supported (1-D and 2-D are)")),
+    }
+}
+
+pub fn imax(k: &mut Kernel, a: Value, b: Value) -> Value {
+    let c = k.b.ins().icmp(IntCC::SignedGreaterThan, a, b);
+    k.b.ins().select(c, a, b)
+}
+pub fn imin(k: &mut Kernel, a: Value, b: Value) -> Value {
+    let c = k.b.ins().icmp(IntCC::SignedLessThan, a, b);
+    k.b.ins().select(c, a, b)
+}
+
+/// Valid kernel taps `lo..hi` along one axis for output position `o`:
+/// taps `t` with `0 <= o*s - p + t*d < size`.
+pub fn tap_range(k: &mut Kernel, o: Value, s: usize, p: usize, d: usize, size: usize, taps: usize) -> (Value, Value) {
+    // t0 = p - o*s: first tap index times d that lands on 0
+    let os = k.b.ins().imul_imm_s(o, s as i64);
+    let pv = k.ic(p as i64);
+    let t = k.b.ins().isub(pv, os);
+    let zero = k.ic(0);
+    let tp = imax(k, t, zero);
+    let lo = if d == 1 {
+        tp
+    } else {
+        let x = k.b.ins().iadd_imm_s(tp, (d - 1) as i64);
+        k.b.ins().udiv_imm_s(x, d as i64)
+    };
+    let u = k.b.ins().iadd_imm_s(t, size as i64);
+    let up = imax(k, u, zero);
+    let hi = if d == 1 {
+        up
+    } else {
+        let x = k.b.ins().iadd_imm_s(up, (d - 1) as i64);
+        k.b.ins().udiv_imm_s(x, d as i64)
+    };
+    let kt = k.ic(taps as i64);
+    let hi = imin(k, hi, kt);
+    (lo, hi)
+}
+
+pub fn conv(k: &mut Kernel) -> LResult {
+    k.require_f32()?;
+    let Op::Conv(c) = k.node.op.clone() else { return Err("not a Conv".into()) };
+    let gm = geometry(k, &c.window, c.group)?;
+    let Some(wv) = k.const_f32(1) else { return Err("the weight must be a constant".into()) };
+    let bias = match k.node.inputs.len() {
+        3 => Some(k.const_f32(2).ok_or("the bias must be a constant")?),
+        _ => None,
+    };
+    let icg = gm.c / gm.group;
+    let ocg = gm.oc / gm.group;
+    let l = if k.caps.simd && ocg >= 4 { 4 } else { 1 };
+    let ty = if l == 4 { types::F32X4 } else { types::F32 };
+    let nob = ocg.div_ceil(l);
+    // pack weights [g][ob][kh][kw][ic][l]
+    let mut wp = vec![0f32; gm.group * nob * gm.kh * gm.kw * icg * l];
+    let mut bp = vec![0f32; gm.group * nob * l];
+    for g in 0..gm.group {
+        for o in 0..ocg {
+            let (ob, j) = (o / l, o % l);
+            let oc = g * ocg + o;
+            bp[(g * nob + ob) * l + j] = bias.as_ref().map_or(0.0, |b| b[oc]);
+            for i in 0..icg {
+                for y in 0..gm.kh {
+                    for x in 0..gm.kw {
+                        let src = ((oc * icg + i) * gm.kh + y) * gm.kw + x;
+                        let dst = (((((g * nob + ob) * gm.kh + y) * gm.kw + x) * icg + i) * l) + j;
+                        wp[dst] = wv[src];
+                    }
+                }
+            }
+        }
+    }
+    let xp = k.input(0);
+    let wptr = k.blob_f32(&wp);
+    let bptr = k.blob_f32(&bp);
+    let out = k.output(0);
+    let full = ocg / l;
+    let tail = ocg % l;
+    let block = |k: &mut Kernel, n: Value, g: Value, ob: Value, width: usize| {
+        let gob = k.b.ins().imul_imm_s(g, nob as i64);
+        let gob = k.b.ins().iadd(gob, ob);
+        let bias_v = k.ld_at(ty, bptr, gob, (l * 4) as i64, 0);
+        let wblk = k.b.ins().imul_imm_s(gob, (gm.kh * gm.kw * icg * l * 4) as i64);
+        let wblk = k.b.ins().iadd(wptr, wblk);
+        // input plane base for (n, g*icg)
+        let ng = k.b.ins().imul_imm_s(n, gm.c as i64);
+        let gi = k.b.ins().imul_imm_s(g, icg as i64);
+        let nc = k.b.ins().iadd(ng, gi);
+        let xplane = k.b.ins().imul_imm_s(nc, (gm.h * gm.w) as i64);
+        let xbase = k.addr(xp, xplane, 4);
+        // output channel base
+        let no = k.b.ins().imul_imm_s(n, gm.oc as i64);
+        let go = k.b.ins().imul_imm_s(g, ocg as i64);
+        let oo = k.b.ins().imul_imm_s(ob, l as i64);
+        let oc0 = k.b.ins().iadd(no, go);
+        let oc0 = k.b.ins().iadd(oc0, oo);
+        let oplane = k.b.ins().imul_imm_s(oc0, (gm.oh * gm.ow) as i64);
+        let obase = k.addr(out, oplane, 4);
+        k.for_n(0, gm.oh as i64, 1, |k, oy| {
+            let (ylo, yhi) = tap_range(k, oy, gm.sh, gm.ph, gm.dh, gm.h, gm.kh);
+            let iy0 = k.b.ins().imul_imm_s(oy, gm.sh as i64);
+            let iy0 = k.b.ins().iadd_imm_s(iy0, -(gm.ph as i64));
+            k.for_n(0, gm.ow as i64, 1, |k, ox| {
+                let (xlo, xhi) = tap_range(k, ox, gm.sw, gm.pw, gm.dw, gm.w, gm.kw);
+                let ix0 = k.b.ins().imul_imm_s(ox, gm.sw as i64);
+                let ix0 = k.b.ins().iadd_imm_s(ix0, -(gm.pw as i64));
+                let acc = k.for_acc(ylo, yhi, 1, &[bias_v], |k, ty_, a| {
+                    let iy = k.b.ins().imul_imm_s(ty_, gm.dh as i64);
+                    let iy = k.b.ins().iadd(iy, iy0);
+                    let xrow = k.b.ins().imul_imm_s(iy, gm.w as i64);
+                    let xrow = k.b.ins().iadd(xrow, ix0);
+                    let wrow = k.b.ins().imul_imm_s(ty_, (gm.kw * icg * l * 4) as i64);
+                    let wrow = k.b.ins().iadd(wblk, wrow);
+                    k.for_acc(xlo, xhi, 1, a, |k, tx, a| {
+                        let ix = k.b.ins().imul_imm_s(tx, gm.dw as i64);
+                        let xe = k.b.ins().iadd(xrow, ix);
+                        let xpp = k.addr(xbase, xe, 4);
+                        let wpp = k.b.ins().imul_imm_s(tx, (icg * l * 4) as i64);
+                        let wpp = k.b.ins().iadd(wrow, wpp);
+                        k.for_acc_n(0, icg as i64, 1, a, |k, ic, a| {
+                            let xo = k.b.ins().imul_imm_s(ic, (gm.h * gm.w * 4) as i64);
+                            let xa = k.b.ins().iadd(xpp, xo);
+                            let xv = k.ld(types::F32, xa, 0);
+                            let xv = k.widen(ty, xv);
+                            let wv = k.ld_at(ty, wpp, ic, (l * 4) as i64, 0);
+                            vec![k.fmadd(xv, wv, a[0])]
+                        })
+                    })
+                });
+                let pix = k.b.ins().imul_imm_s(oy, gm.ow as i64);
+                let pix = k.b.ins().iadd(pix, ox);
+                let op = k.addr(obase, pix, 4);
+                if l == 1 {
+                    k.st(acc[0], op, 0);
+                } else {
+                    for j in 0..width {
+                        let v = k.b.ins().extractlane(acc[0], j as u8);
+                        k.st(v, op, (j * gm.oh * gm.ow * 4) as i32);
+                    }
+                }
+            });
+        });
+    };
+    k.for_n(0, gm.n as i64, 1, |k, n| {
+        k.for_n(0, gm.group as i64, 1, |k, g| {
+            k.for_n(0, full as i64, 1, |k, ob| block(k, n, g, ob, l));
+            if tail > 0 {
+                let ob = k.ic(full as i64);
+                block(k, n, g, ob, tail);
+            }
+        });
+    });
+    Ok(())
+}
+
+pub fn conv_transpose(k: &mut Kernel) -> LResult {
+    k.require_f32()?;
+    let Op::ConvTranspose(c) = k.node.op.clone() else { return Err("not a ConvTranspose".into()) };
+    if c.window.rank() > 2 {
+        return Err(format!("{}-D ConvTranspose is not supported", c.window.rank()));
+    }
+    let x = k.in_shape(0).to_vec();
+    let o = k.out_shape(0).to_vec();
+    let w = &c.window;
+    let two = w.rank() == 2;
+    let (h, wd, oh, ow) = if two { (x[2], x[3], o[2], o[3]) } else { (1, x[2], 1, o[2]) };
+    let (kh, kw) = if two { (w.kernel[0], w.kernel[1]) } else { (1, w.kernel[0]) };
+    let (sh, sw) = if two { (w.strides[0], w.strides[1]) } else { (1, w.strides[0]) };
+    let (dh, dw) = if two { (w.dilations[0], w.dilations[1]) } else { (1, w.dilations[0]) };
+    let (ph, pw) = if two { (w.pad_begin(0), w.pad_begin(1)) } else { (0, w.pad_begin(0)) };
+    let (n, ci, co) = (x[0], x[1], o[1]);
+    let g = c.group;
+    let (icg, ocg) = (ci / g, co / g);
+    let Some(wv) = k.const_f32(1) else { return Err("the weight must be a constant".into()) };
+    let bias = if k.node.inputs.len() == 3 { k.const_f32(2).ok_or("the bias must be a constant")? } else { vec![0.0; co] };
+    let xp = k.input(0);
+    let wptr = k.blob_f32(&wv);
+    let bptr = k.blob_f32(&bias);
+    let out = k.output(0);
+    // init with bias
+    k.for_n(0, (n * co) as i64, 1, |k, nc| {
+        let c_ = k.b.ins().urem_imm_s(nc, co as i64);
+        let bv = k.ld_at(types::F32, bptr, c_, 4, 0);
+        let base = k.b.ins().imul_imm_s(nc, (oh * ow) as i64);
+        k.for_n(0, (oh * ow) as i64, 1, |k, p| {
+            let e = k.b.ins().iadd(base, p);
+            k.st_at(bv, out, e, 4, 0);
+        });
+    });
+    k.nest(&[n, g, icg, h, wd], &mut |k, idx| {
+        let (nn, gg, ic, iy, ix) = (idx[0], idx[1], idx[2], idx[3], idx[4]);
+        let cin = k.b.ins().imul_imm_s(gg, icg as i64);
+        let cin = k.b.ins().iadd(cin, ic);
+        let e = k.linear(&[nn, cin, iy, ix], &[ci * h * wd, h * wd, wd, 1]);
+        let xv = k.ld_at(types::F32, xp, e, 4, 0);
+        k.nest(&[ocg, kh, kw], &mut |k, j| {
+            let (oc, ty_, tx) = (j[0], j[1], j[2]);
+            let y = k.linear(&[iy, ty_], &[sh, dh]);
+            let y = k.b.ins().iadd_imm_s(y, -(ph as i64));
+            let xx = k.linear(&[ix, tx], &[sw, dw]);
+            let xx = k.b.ins().iadd_imm_s(xx, -(pw as i64));
+            let okx = k.in_range(xx, ow as i64);
+            let oky = k.in_range(y, oh as i64);
+            let ok = k.b.ins().band(okx, oky);
+            k.if_then(ok, |k| {
+                let co_ = k.b.ins().imul_imm_s(gg, ocg as i64);
+                let co_ = k.b.ins().iadd(co_, oc);
+                let we = k.linear(&[cin, oc, ty_, tx], &[ocg * kh * kw, kh * kw, kw, 1]);
+                let wv = k.ld_at(types::F32, wptr, we, 4, 0);
+                let oe = k.linear(&[nn, co_, y, xx], &[co * oh * ow, oh * ow, ow, 1]);
+                let p = k.addr(out, oe, 4);
+                let cur = k.ld(types::F32, p, 0);
+                let r = k.fmadd(xv, wv, cur);
+                k.st(r, p, 0);
+            });
+        });
+    });
+    Ok(())
+}

@@ -1,0 +1,552 @@
+//! Elementwise kernels: unary and binary ops with numpy broadcasting,
+//! `Where` and `Cast`.
+//!
+//! Shape handling: every operand gets per-axis element strides into the
+//! output shape (0 on broadcast axes); adjacent axes that are contiguous for
+//! all operands are merged. The innermost axis runs `f32x4` steps with a
+//! scalar tail when every operand and the result are f32; operands
+//! broadcast along it are loaded once and splatted outside the inner loop.
+//! Other dtypes (ints, bool) run the same nest with scalars.
+
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
+use kerf_ir::{BinaryOp, DType, Op, UnaryOp};
+
+use super::{Kernel, LResult};
+use crate::math;
+
+/// Cranelift scalar type of a dtype (bool is a byte).
+pub fn cl_type(d: DType) -> Option<Type> {
+    Some(match d {
+        DType::F32 => types::F32,
+        DType::F64 => types::F64,
+        DType::I8 | DType::U8 | DType::Bool => types::I8,
+        DType::I16 | DType::U16 => types::I16,
+        DType::I32 | DType::U32 => types::I32,
+        DType::I64 | DType::U64 => types::I64,
+        DType::F16 | DType::BF16 => return None,
+    })
+}
+
+/// Strides (elements) of `shape` broadcast into an output of rank `r`.
+pub fn bcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+    let r = out.len();
+    let off = r - shape.len();
+    let own = kerf_ir::eval::strides(shape);
+    (0..r).map(|a| if a < off || shape[a - off] == 1 && out[a] != 1 { 0 } else { own[a - off] }).collect()
+}
+
+/// Merges adjacent axes that are contiguous in every stride list.
+pub fn collapse(shape: &[usize], strides: &[Vec<usize>]) -> (Vec<usize>, Vec<Vec<usize>>) {
+    let mut s: Vec<usize> = Vec::new();
+    let mut st: Vec<Vec<usize>> = vec![Vec::new(); strides.len()];
+    for a in 0..shape.len() {
+        if shape[a] == 1 {
+            continue;
+        }
+        let mergeable = !s.is_empty()
+            && strides.iter().enumerate().all(|(k, v)| st[k].last().copied() == Some(v[a] * shape[a]));
+        if mergeable {
+            let last = s.len() - 1;
+            s[last] *= shape[a];
+            for (k, v) in strides.iter().enumerate() {
+                let l = st[k].len() - 1;
+                st[k][l] = v[a];
+            }
+        } else {
+            s.push(shape[a]);
+            for (k, v) in strides.iter().enumerate() {
+                st[k].push(v[a]);
+            }
+        }
+    }
+    if s.is_empty() {
+        s.push(1);
+        for v in &mut st {
+            v.push(1);
+        }
+    }
+    (s, st)
+}
+
+/// `cmp(x, y) ? a : b` for f32 scalars or f32x4 vectors.
+pub fn fsel(k: &mut Kernel, cc: FloatCC, x: Value, y: Value, a: Value, b: Value) -> Value {
+    let ty = k.b.func.dfg.value_type(a);
+    let c = k.b.ins().fcmp(cc, x, y);
+    if ty.is_vector() {
+        let m = k.b.ins().bitcast(ty, MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little), c);
+        k.b.ins().bitselect(m, a, b)
+    } else {
+        k.b.ins().select(c, a, b)
+    }
+}
+
+fn clamp01(k: &mut Kernel, ty: Type, x: Value) -> Value {
+    let z = k.fsplat(ty, 0.0);
+    let o = k.fsplat(ty, 1.0);
+    let t = k.b.ins().fmax(x, z);
+    k.b.ins().fmin(t, o)
+}
+
+/// Round half to even without SSE4.1: `(x + 1.5*2^23) - 1.5*2^23` is exact
+/// for |x| < 2^22; larger values are already integers.
+fn round_even(k: &mut Kernel, ty: Type, x: Value) -> Value {
+    if k.caps.round {
+        return k.b.ins().nearest(x);
+    }
+    let c = k.fsplat(ty, 12582912.0);
+    let t = k.b.ins().fadd(x, c);
+    let r = k.b.ins().fsub(t, c);
+    let ax = k.b.ins().fabs(x);
+    let lim = k.fsplat(ty, 4194304.0);
+    fsel(k, FloatCC::LessThan, ax, lim, r, x)
+}
+
+/// A float unary op on `F32` or `F32X4`.
+pub fn unary_f(k: &mut Kernel, u: UnaryOp, ty: Type, x: Value) -> LResult<Value> {
+    use UnaryOp::*;
+    let z = || 0.0f32;
+    Ok(match u {
+        Neg => k.b.ins().fneg(x),
+        Abs => k.b.ins().fabs(x),
+        Sqrt => k.b.ins().sqrt(x),
+        Reciprocal => {
+            let o = k.fsplat(ty, 1.0);
+            k.b.ins().fdiv(o, x)
+        }
+        Exp => math::exp(&mut k.b, x),
+        Log => math::log(&mut k.b, x),
+        Erf => math::erf(&mut k.b, x),
+        Tanh => math::tanh(&mut k.b, x),
+        Sigmoid => math::sigmoid(&mut k.b, x),
+        Relu => {
+            let zero = k.fsplat(ty, z());
+            fsel(k, FloatCC::LessThan, x, zero, zero, x)
+        }
+        Floor => math::floor(&mut k.b, x, k.caps.round),
+        Ceil => {
+            let n = k.b.ins().fneg(x);
+            let f = math::floor(&mut k.b, n, k.caps.round);
+            k.b.ins().fneg(f)
+        }
+        Round => round_even(k, ty, x),
+        Sign => {
+            let zero = k.fsplat(ty, 0.0);
+            let one = k.fsplat(ty, 1.0);
+            let m1 = k.fsplat(ty, -1.0);
+            let neg = fsel(k, FloatCC::LessThan, x, zero, m1, x);
+            fsel(k, FloatCC::GreaterThan, x, zero, one, neg)
+        }
+        Softplus => {
+            // max(x, 0) + log(1 + exp(-|x|)) never overflows.
+            let zero = k.fsplat(ty, 0.0);
+            let one = k.fsplat(ty, 1.0);
+            let a = k.b.ins().fabs(x);
+            let na = k.b.ins().fneg(a);
+            let e = math::exp(&mut k.b, na);
+            let s = k.b.ins().fadd(one, e);
+            let l = math::log(&mut k.b, s);
+            let p = fsel(k, FloatCC::LessThan, x, zero, zero, x);
+            k.b.ins().fadd(p, l)
+        }
+        Softsign => {
+            let one = k.fsplat(ty, 1.0);
+            let a = k.b.ins().fabs(x);
+            let d = k.b.ins().fadd(one, a);
+            k.b.ins().fdiv(x, d)
+        }
+        HardSwish => {
+            let s = k.fsplat(ty, 1.0 / 6.0);
+            let h = k.fsplat(ty, 0.5);
+            let t = k.b.ins().fmul(x, s);
+            let t = k.b.ins().fadd(t, h);
+            let c = clamp01(k, ty, t);
+            k.b.ins().fmul(x, c)
+        }
+        LeakyRelu { alpha } => {
+            let zero = k.fsplat(ty, 0.0);
+            let a = k.fsplat(ty, alpha.get());
+            let m = k.b.ins().fmul(x, a);
+            fsel(k, FloatCC::LessThan, x, zero, m, x)
+        }
+        HardSigmoid { alpha, beta } => {
+            let a = k.fsplat(ty, alpha.get());
+            let bb = k.fsplat(ty, beta.get());
+            let t = k.b.ins().fmul(x, a);
+            let t = k.b.ins().fadd(t, bb);
+            clamp01(k, ty, t)
+        }
+        Clip { min, max } => {
+            let lo = k.fsplat(ty, min.get());
+            let hi = k.fsplat(ty, max.get());
+            let t = k.b.ins().fmax(x, lo);
+            k.b.ins().fmin(t, hi)
+        }
+        Gelu { tanh: false } => math::gelu(&mut k.b, x),
+        Gelu { tanh: true } => {
+            let c = k.fsplat(ty, (2.0f32 / std::f32::consts::PI).sqrt());
+            let c3 = k.fsplat(ty, 0.044715);
+            let h = k.fsplat(ty, 0.5);
+            let one = k.fsplat(ty, 1.0);
+            let x2 = k.b.ins().fmul(x, x);
+            let x3 = k.b.ins().fmul(x2, x);
+            let t = k.b.ins().fmul(x3, c3);
+            let t = k.b.ins().fadd(t, x);
+            let t = k.b.ins().fmul(t, c);
+            let t = math::tanh(&mut k.b, t);
+            let t = k.b.ins().fadd(t, one);
+            let hx = k.b.ins().fmul(x, h);
+            k.b.ins().fmul(hx, t)
+        }
+        Elu { alpha } | Selu { alpha, .. } => {
+            let zero = k.fsplat(ty, 0.0);
+            let one = k.fsplat(ty, 1.0);
+            let a = k.fsplat(ty, alpha.get());
+            let e = math::exp(&mut k.b, x);
+            let e = k.b.ins().fsub(e, one);
+            let e = k.b.ins().fmul(e, a);
+            let cc = if matches!(u, Selu { .. }) { FloatCC::LessThanOrEqual } else { FloatCC::LessThan };
+            let r = fsel(k, cc, x, zero, e, x);
+            if let Selu { gamma, .. } = u {
+                let g = k.fsplat(ty, gamma.get());
+                k.b.ins().fmul(r, g)
+            } else {
+                r
+            }
+        }
+        Not | Sin | Cos => return Err(format!("{} is not implemented for f32", u.name())),
+    })
+}
+
+/// Small-integer power by repeated multiplication, or the general
+/// `exp(y * log(x))` (defined for x > 0).
+fn pow_f(k: &mut Kernel, ty: Type, x: Value, y: Value, const_exp: Option<f32>) -> Value {
+    match const_exp {
+        Some(e) if e == 1.0 => x,
+        Some(e) if e == 2.0 => k.b.ins().fmul(x, x),
+        Some(e) if e == 3.0 => {
+            let t = k.b.ins().fmul(x, x);
+            k.b.ins().fmul(t, x)
+        }
+        Some(e) if e == 0.5 => k.b.ins().sqrt(x),
+        Some(e) if e == -1.0 => {
+            let o = k.fsplat(ty, 1.0);
+            k.b.ins().fdiv(o, x)
+        }
+        Some(e) if e == 0.0 => k.fsplat(ty, 1.0),
+        _ => {
+            let l = math::log(&mut k.b, x);
+            let t = k.b.ins().fmul(l, y);
+            math::exp(&mut k.b, t)
+        }
+    }
+}
+
+/// A float binary op with a float result.
+fn binary_f(k: &mut Kernel, op: BinaryOp, ty: Type, a: Value, b: Value, const_exp: Option<f32>) -> LResult<Value> {
+    use BinaryOp::*;
+    Ok(match op {
+        Add => k.b.ins().fadd(a, b),
+        Sub => k.b.ins().fsub(a, b),
+        Mul => k.b.ins().fmul(a, b),
+        Div => k.b.ins().fdiv(a, b),
+        Max => k.b.ins().fmax(a, b),
+        Min => k.b.ins().fmin(a, b),
+        Pow => pow_f(k, ty, a, b, const_exp),
+        PRelu => {
+            let zero = k.fsplat(ty, 0.0);
+            let m = k.b.ins().fmul(a, b);
+            fsel(k, FloatCC::LessThan, a, zero, m, a)
+        }
+        _ => return Err(format!("{} is not implemented for f32 results", op.name())),
+    })
+}
+
+fn bool_of(k: &mut Kernel, c: Value) -> Value {
+    // icmp/fcmp give an i8 0/1 already
+    let _ = k;
+    c
+}
+
+/// A scalar binary op for any dtype (`a`, `b` of the input type).
+fn binary_scalar(k: &mut Kernel, op: BinaryOp, d: DType, a: Value, b: Value, const_exp: Option<f32>) -> LResult<Value> {
+    use BinaryOp::*;
+    if d == DType::F32 {
+        let cc = match op {
+            Equal => Some(FloatCC::Equal),
+            Greater => Some(FloatCC::GreaterThan),
+            GreaterOrEqual => Some(FloatCC::GreaterThanOrEqual),
+            Less => Some(FloatCC::LessThan),
+            LessOrEqual => Some(FloatCC::LessThanOrEqual),
+            _ => None,
+        };
+        if let Some(cc) = cc {
+            let c = k.b.ins().fcmp(cc, a, b);
+            return Ok(bool_of(k, c));
+        }
+        return binary_f(k, op, types::F32, a, b, const_exp);
+    }
+    if !d.is_int() && d != DType::Bool {
+        return Err(format!("{} on {d} is not supported", op.name()));
+    }
+    let signed = d.is_signed_int();
+    let cmp = |cs: IntCC, cu: IntCC| if signed { cs } else { cu };
+    let ins = k.b.ins();
+    Ok(match op {
+        Add => ins.iadd(a, b),
+        Sub => ins.isub(a, b),
+        Mul => ins.imul(a, b),
+        Max => {
+            if signed {
+                ins.smax(a, b)
+            } else {
+                ins.umax(a, b)
+            }
+        }
+        Min => {
+            if signed {
+                ins.smin(a, b)
+            } else {
+                ins.umin(a, b)
+            }
+        }
+        Equal => ins.icmp(IntCC::Equal, a, b),
+        Greater => ins.icmp(cmp(IntCC::SignedGreaterThan, IntCC::UnsignedGreaterThan), a, b),
+        GreaterOrEqual => ins.icmp(cmp(IntCC::SignedGreaterThanOrEqual, IntCC::UnsignedGreaterThanOrEqual), a, b),
+        Less => ins.icmp(cmp(IntCC::SignedLessThan, IntCC::UnsignedLessThan), a, b),
+        LessOrEqual => ins.icmp(cmp(IntCC::SignedLessThanOrEqual, IntCC::UnsignedLessThanOrEqual), a, b),
+        And => ins.band(a, b),
+        Or => ins.bor(a, b),
+        Xor => ins.bxor(a, b),
+        _ => return Err(format!("{} on {d} is not supported", op.name())),
+    })
+}
+
+fn unary_scalar(k: &mut Kernel, u: UnaryOp, d: DType, x: Value) -> LResult<Value> {
+    if d == DType::F32 {
+        return unary_f(k, u, types::F32, x);
+    }
+    if d == DType::Bool && u == UnaryOp::Not {
+        return Ok(k.b.ins().bxor_imm_s(x, 1));
+    }
+    if d.is_signed_int() {
+        let ins = k.b.ins();
+        return Ok(match u {
+            UnaryOp::Neg => ins.ineg(x),
+            UnaryOp::Abs => ins.iabs(x),
+            UnaryOp::Relu => {
+                let ty = k.b.func.dfg.value_type(x);
+                let z = k.b.ins().iconst(ty, 0);
+                k.b.ins().smax(x, z)
+            }
+            _ => return Err(format!("{} on {d} is not supported", u.name())),
+        });
+    }
+    Err(format!("{} on {d} is not supported", u.name()))
+}
+
+/// Converts a scalar of dtype `from` to dtype `to` (ONNX Cast).
+fn cast_scalar(k: &mut Kernel, from: DType, to: DType, x: Value) -> LResult<Value> {
+    let (Some(ft), Some(tt)) = (cl_type(from), cl_type(to)) else {
+        return Err(format!("Cast {from} -> {to} is not supported"));
+    };
+    if from == to || (ft == tt && from != DType::Bool && to != DType::Bool) {
+        return Ok(x);
+    }
+    let ins = k.b.ins();
+    Ok(match (from.is_float(), to.is_float()) {
+        (true, true) => {
+            if ft.bits() < tt.bits() {
+                ins.fpromote(tt, x)
+            } else {
+                ins.fdemote(tt, x)
+            }
+        }
+        (true, false) => {
+            if to == DType::Bool {
+                let z = if ft == types::F32 { k.b.ins().f32const(0.0) } else { k.b.ins().f64const(0.0) };
+                k.b.ins().fcmp(FloatCC::NotEqual, x, z)
+            } else if to.is_signed_int() {
+                let w = k.b.ins().fcvt_to_sint_sat(types::I64, x);
+                if tt == types::I64 {
+                    w
+                } else {
+                    k.b.ins().ireduce(tt, w)
+                }
+            } else {
+                let w = k.b.ins().fcvt_to_uint_sat(types::I64, x);
+                if tt == types::I64 {
+                    w
+                } else {
+                    k.b.ins().ireduce(tt, w)
+                }
+            }
+        }
+        (false, true) => {
+            let w = if ft == types::I64 {
+                x
+            } else if from.is_signed_int() {
+                ins.sextend(types::I64, x)
+            } else {
+                ins.uextend(types::I64, x)
+            };
+            if from.is_signed_int() {
+                k.b.ins().fcvt_from_sint(tt, w)
+            } else {
+                k.b.ins().fcvt_from_uint(tt, w)
+            }
+        }
+        (false, false) => {
+            if to == DType::Bool {
+                k.b.ins().icmp_imm_s(IntCC::NotEqual, x, 0)
+            } else if ft.bits() > tt.bits() {
+                ins.ireduce(tt, x)
+            } else if ft.bits() == tt.bits() {
+                x
+            } else if from.is_signed_int() {
+                ins.sextend(tt, x)
+            } else {
+                ins.uextend(tt, x)
+            }
+        }
+    })
+}
+
+/// The constant exponent of a Pow when every element is the same.
+fn const_exponent(k: &Kernel) -> Option<f32> {
+    let v = k.const_f32(1)?;
+    let first = *v.first()?;
+    v.iter().all(|&x| x == first).then_some(first)
+}
+
+pub fn lower(k: &mut Kernel) -> LResult {
+    let op = k.node.op.clone();
+    let n_in = k.node.inputs.len();
+    let out_shape = k.out_shape(0).to_vec();
+    let od = k.out_dtype(0);
+    let in_d: Vec<DType> = (0..n_in).map(|i| k.in_dtype(i)).collect();
+    for d in in_d.iter().chain([&od]) {
+        if cl_type(*d).is_none() {
+            return Err(format!("dtype {d} is not supported"));
+        }
+    }
+    let pow_exp = if op == Op::Binary(BinaryOp::Pow) { const_exponent(k) } else { None };
+    if op == Op::Binary(BinaryOp::Pow) && (in_d[0] != DType::F32 || in_d[1] != DType::F32) {
+        return Err("Pow is supported on f32 only".into());
+    }
+    // Vector path: every operand and the result are f32 and the op is float -> float.
+    let all_f32 = in_d.iter().all(|&d| d == DType::F32) && od == DType::F32;
+    let vec_ok = k.caps.simd && all_f32 && !matches!(op, Op::Cast(_));
+    // Validate the op once on a scalar type by dry-run checks.
+    check(&op, &in_d, od)?;
+
+    let mut strides: Vec<Vec<usize>> = (0..n_in).map(|i| bcast_strides(k.in_shape(i), &out_shape)).collect();
+    strides.push(kerf_ir::eval::strides(&out_shape));
+    let (shape, st) = collapse(&out_shape, &strides);
+    let ptrs: Vec<Value> = (0..n_in).map(|i| k.input(i)).collect();
+    let out = k.output(0);
+    let sizes: Vec<i64> = in_d.iter().map(|d| d.size() as i64).collect();
+    let osize = od.size() as i64;
+    let r = shape.len();
+    let inner = shape[r - 1];
+    k.nest(&shape[..r - 1].to_vec(), &mut |k, idx| {
+        let offs: Vec<Value> = st.iter().map(|s| k.linear(idx, &s[..r - 1])).collect();
+        // Operands broadcast along the inner axis: load once here.
+        let mut hoisted: Vec<Option<Value>> = vec![None; n_in];
+        for i in 0..n_in {
+            if st[i][r - 1] == 0 {
+                let p = k.addr(ptrs[i], offs[i], sizes[i]);
+                let t = cl_type(in_d[i]).unwrap_or(types::I8);
+                hoisted[i] = Some(k.ld(t, p, 0));
+            }
+        }
+        let mut body = |k: &mut Kernel, ty: Type, j: Value| {
+            let mut args = Vec::with_capacity(n_in);
+            for i in 0..n_in {
+                let v = match hoisted[i] {
+                    Some(s) => k.widen(if ty.is_vector() { ty } else { types::F32 }, s),
+                    None => {
+                        let e = k.b.ins().iadd(offs[i], j);
+                        let lt = if ty.is_vector() { ty } else { cl_type(in_d[i]).unwrap_or(types::I8) };
+                        k.ld_at(lt, ptrs[i], e, sizes[i], 0)
+                    }
+                };
+                let v = if !ty.is_vector() && hoisted[i].is_some() { hoisted[i].unwrap_or(v) } else { v };
+                args.push(v);
+            }
+            let res = if ty.is_vector() { apply_vec(k, &op, ty, &args, pow_exp) } else { apply_scalar(k, &op, &in_d, od, &args, pow_exp) };
+            if let Ok(v) = res {
+                let e = k.b.ins().iadd(offs[n_in], j);
+                k.st_at(v, out, e, osize, 0);
+            }
+        };
+        if vec_ok {
+            k.for_vec(inner, &mut body);
+        } else {
+            k.for_n(0, inner as i64, 1, |k, j| body(k, types::F32, j));
+        }
+    });
+    Ok(())
+}
+
+/// Checks support up front so that the emitters never fail halfway.
+fn check(op: &Op, in_d: &[DType], od: DType) -> LResult {
+    use BinaryOp::*;
+    match op {
+        Op::Unary(u) => {
+            let d = in_d[0];
+            let ok = match d {
+                DType::F32 => !matches!(u, UnaryOp::Not | UnaryOp::Sin | UnaryOp::Cos),
+                DType::Bool => *u == UnaryOp::Not,
+                d if d.is_signed_int() => matches!(u, UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu),
+                _ => false,
+            };
+            if !ok {
+                return Err(format!("{} on {d} is not supported", u.name()));
+            }
+        }
+        Op::Binary(b) => {
+            let d = in_d[0];
+            let ok = match d {
+                DType::F32 => !matches!(b, Mod | Fmod | And | Or | Xor),
+                DType::Bool => matches!(b, And | Or | Xor | Equal),
+                d if d.is_int() => matches!(b, Add | Sub | Mul | Max | Min | Equal | Greater | GreaterOrEqual | Less | LessOrEqual),
+                _ => false,
+            };
+            if !ok {
+                return Err(format!("{} on {d} is not supported", b.name()));
+            }
+        }
+        Op::Where => {
+            if cl_type(in_d[1]).is_none() {
+                return Err(format!("Where on {} is not supported", in_d[1]));
+            }
+        }
+        Op::Cast(to) => {
+            if cl_type(in_d[0]).is_none() || cl_type(*to).is_none() || matches!(in_d[0], DType::F64) && !to.is_float() {
+                return Err(format!("Cast {} -> {to} is not supported", in_d[0]));
+            }
+        }
+        _ => return Err("not an elementwise op".into()),
+    }
+    let _ = od;
+    Ok(())
+}
+
+fn apply_vec(k: &mut Kernel, op: &Op, ty: Type, args: &[Value], pow_exp: Option<f32>) -> LResult<Value> {
+    match op {
+        Op::Unary(u) => unary_f(k, *u, ty, args[0]),
+        Op::Binary(b) => binary_f(k, *b, ty, args[0], args[1], pow_exp),
+        _ => Err("no vector form".into()),
+    }
+}
+
+fn apply_scalar(k: &mut Kernel, op: &Op, in_d: &[DType], od: DType, args: &[Value], pow_exp: Option<f32>) -> LResult<Value> {
+    match op {
+        Op::Unary(u) => unary_scalar(k, *u, in_d[0], args[0]),
+        Op::Binary(b) => binary_scalar(k, *b, in_d[0], args[0], args[1], pow_exp),
+        Op::Where => Ok(k.b.ins().select(args[0], args[1], args[2])),
+        Op::Cast(to) => cast_scalar(k, in_d[0], *to, args[0]),
+        _ => Err(format!("{} is not elementwise (result {od})", op.name())),
+    }
+}

@@ -1,0 +1,268 @@
+//! Loop and memory helpers for kernels.
+//!
+//! Loop shape (DESIGN-NOTES §8 rule 1): a header block whose parameters are
+//! the induction variable and carried values tests the bound; the body jumps
+//! back with the next values; the exit block reads the *header's*
+//! parameters, never the body's results (a do-while shape stops Cranelift
+//! from folding loads into their users).
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
+
+use super::{Kernel, PTR};
+
+/// Flags for loads/stores of activations: never trap, alignment unknown.
+pub fn mem() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}
+
+/// Flags for loads from packed read-only constants (rule 2).
+pub fn ro() -> MemFlagsData {
+    MemFlagsData::new().with_notrap().with_readonly().with_can_move()
+}
+
+impl Kernel<'_, '_> {
+    pub fn ic(&mut self, v: i64) -> Value {
+        self.b.ins().iconst(types::I64, v)
+    }
+    pub fn fc(&mut self, v: f32) -> Value {
+        self.b.ins().f32const(v)
+    }
+    /// A constant of type `ty` (`F32` or `F32X4`).
+    pub fn fsplat(&mut self, ty: Type, v: f32) -> Value {
+        let s = self.fc(v);
+        self.widen(ty, s)
+    }
+    /// Splats a scalar to `ty` when `ty` is a vector.
+    pub fn widen(&mut self, ty: Type, s: Value) -> Value {
+        if ty.is_vector() {
+            self.b.ins().splat(ty, s)
+        } else {
+            s
+        }
+    }
+    /// `base + idx * scale` (idx an I64 value).
+    pub fn addr(&mut self, base: Value, idx: Value, scale: i64) -> Value {
+        let off = if scale == 1 { idx } else { self.b.ins().imul_imm_s(idx, scale) };
+        self.b.ins().iadd(base, off)
+    }
+    /// `base + c`.
+    pub fn add_c(&mut self, base: Value, c: i64) -> Value {
+        if c == 0 {
+            base
+        } else {
+            self.b.ins().iadd_imm_s(base, c)
+        }
+    }
+    pub fn ld(&mut self, ty: Type, p: Value, off: i32) -> Value {
+        self.b.ins().load(ty, mem(), p, off)
+    }
+    pub fn ld_ro(&mut self, ty: Type, p: Value, off: i32) -> Value {
+        self.b.ins().load(ty, ro(), p, off)
+    }
+    pub fn st(&mut self, v: Value, p: Value, off: i32) {
+        self.b.ins().store(mem(), v, p, off);
+    }
+    /// Loads `ty` from `base + idx*scale + off`.
+    pub fn ld_at(&mut self, ty: Type, base: Value, idx: Value, scale: i64, off: i32) -> Value {
+        let p = self.addr(base, idx, scale);
+        self.ld(ty, p, off)
+    }
+    pub fn st_at(&mut self, v: Value, base: Value, idx: Value, scale: i64, off: i32) {
+        let p = self.addr(base, idx, scale);
+        self.st(v, p, off)
+    }
+
+    /// `for i in (lo..hi).step_by(step)` with constant bounds.
+    pub fn for_n(&mut self, lo: i64, hi: i64, step: i64, mut body: impl FnMut(&mut Self, Value)) {
+        if lo >= hi {
+            return;
+        }
+        if hi - lo <= step {
+            let i = self.ic(lo);
+            body(self, i);
+            return;
+        }
+        let (l, h) = (self.ic(lo), self.ic(hi));
+        self.for_acc(l, h, step, &[], |k, i, _| {
+            body(k, i);
+            vec![]
+        });
+    }
+
+    /// `for i in (lo..hi).step_by(step)` with run-time bounds.
+    pub fn for_dyn(&mut self, lo: Value, hi: Value, step: i64, mut body: impl FnMut(&mut Self, Value)) {
+        self.for_acc(lo, hi, step, &[], |k, i, _| {
+            body(k, i);
+            vec![]
+        });
+    }
+
+    /// A counted loop carrying values (accumulators). Returns the carried
+    /// values after the loop (read from the header's parameters).
+    pub fn for_acc(
+        &mut self,
+        lo: Value,
+        hi: Value,
+        step: i64,
+        init: &[Value],
+        mut body: impl FnMut(&mut Self, Value, &[Value]) -> Vec<Value>,
+    ) -> Vec<Value> {
+        let header = self.b.create_block();
+        let body_blk = self.b.create_block();
+        let exit = self.b.create_block();
+        let tys: Vec<Type> = init.iter().map(|&v| self.b.func.dfg.value_type(v)).collect();
+        let i = self.b.append_block_param(header, PTR);
+        let accs: Vec<Value> = tys.iter().map(|&t| self.b.append_block_param(header, t)).collect();
+        let outs: Vec<Value> = tys.iter().map(|&t| self.b.append_block_param(exit, t)).collect();
+        let mut args = vec![lo.into()];
+        args.extend(init.iter().map(|&v| cranelift_codegen::ir::BlockArg::from(v)));
+        self.b.ins().jump(header, &args);
+        self.b.switch_to_block(header);
+        let c = self.b.ins().icmp(IntCC::SignedLessThan, i, hi);
+        let exit_args: Vec<cranelift_codegen::ir::BlockArg> = accs.iter().map(|&v| v.into()).collect();
+        self.b.ins().brif(c, body_blk, &[], exit, &exit_args);
+        self.b.switch_to_block(body_blk);
+        self.b.seal_block(body_blk);
+        let next = body(self, i, &accs);
+        let i2 = self.b.ins().iadd_imm_s(i, step);
+        let mut back = vec![i2.into()];
+        back.extend(next.iter().map(|&v| cranelift_codegen::ir::BlockArg::from(v)));
+        self.b.ins().jump(header, &back);
+        self.b.seal_block(header);
+        self.b.switch_to_block(exit);
+        self.b.seal_block(exit);
+        outs
+    }
+
+    /// Constant-bound loop with carried values.
+    pub fn for_acc_n(
+        &mut self,
+        lo: i64,
+        hi: i64,
+        step: i64,
+        init: &[Value],
+        body: impl FnMut(&mut Self, Value, &[Value]) -> Vec<Value>,
+    ) -> Vec<Value> {
+        if lo >= hi {
+            return init.to_vec();
+        }
+        let (l, h) = (self.ic(lo), self.ic(hi));
+        self.for_acc(l, h, step, init, body)
+    }
+
+    /// Runs `then` when `cond` (an i8 truth value) is nonzero.
+    pub fn if_then(&mut self, cond: Value, then: impl FnOnce(&mut Self)) {
+        let t = self.b.create_block();
+        let done = self.b.create_block();
+        self.b.ins().brif(cond, t, &[], done, &[]);
+        self.b.switch_to_block(t);
+        self.b.seal_block(t);
+        then(self);
+        self.b.ins().jump(done, &[]);
+        self.b.switch_to_block(done);
+        self.b.seal_block(done);
+    }
+
+    /// `0 <= v < n` for a signed I64 `v` (one unsigned compare).
+    pub fn in_range(&mut self, v: Value, n: i64) -> Value {
+        self.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, v, n)
+    }
+
+    /// Nested loops over `dims` (outermost first); `body` gets the indices.
+    pub fn nest(&mut self, dims: &[usize], body: &mut dyn FnMut(&mut Self, &[Value])) {
+        fn rec<'a, 'g>(
+            k: &mut Kernel<'a, 'g>,
+            dims: &[usize],
+            idx: &mut Vec<Value>,
+            body: &mut dyn FnMut(&mut Kernel<'a, 'g>, &[Value]),
+        ) {
+            match dims.split_first() {
+                None => body(k, idx),
+                Some((&d, rest)) => k.for_n(0, d as i64, 1, |k, i| {
+                    idx.push(i);
+                    rec(k, rest, idx, body);
+                    idx.pop();
+                }),
+            }
+        }
+        let mut idx = Vec::new();
+        rec(self, dims, &mut idx, body);
+    }
+
+    /// `sum(idx[i] * strides[i])` as an I64 value (element units).
+    pub fn linear(&mut self, idx: &[Value], strides: &[usize]) -> Value {
+        let mut acc: Option<Value> = None;
+        for (&i, &s) in idx.iter().zip(strides) {
+            if s == 0 {
+                continue;
+            }
+            let t = if s == 1 { i } else { self.b.ins().imul_imm_s(i, s as i64) };
+            acc = Some(match acc {
+                None => t,
+                Some(a) => self.b.ins().iadd(a, t),
+            });
+        }
+        match acc {
+            Some(a) => a,
+            None => self.ic(0),
+        }
+    }
+
+    /// Multiply-add `a * b + c`, fused where the target has FMA.
+    pub fn fmadd(&mut self, a: Value, b: Value, c: Value) -> Value {
+        if self.caps.fma {
+            self.b.ins().fma(a, b, c)
+        } else {
+            let m = self.b.ins().fmul(a, b);
+            self.b.ins().fadd(m, c)
+        }
+    }
+
+    /// Horizontal sum of an `f32x4`.
+    pub fn hsum(&mut self, v: Value) -> Value {
+        let mut s = self.b.ins().extractlane(v, 0);
+        for l in 1..4u8 {
+            let x = self.b.ins().extractlane(v, l);
+            s = self.b.ins().fadd(s, x);
+        }
+        s
+    }
+    /// Horizontal max of an `f32x4`.
+    pub fn hmax(&mut self, v: Value) -> Value {
+        let mut s = self.b.ins().extractlane(v, 0);
+        for l in 1..4u8 {
+            let x = self.b.ins().extractlane(v, l);
+            s = self.b.ins().fmax(s, x);
+        }
+        s
+    }
+
+    /// Vector width to use for f32 data: 4 with SIMD, else 1.
+    pub fn lanes(&self) -> usize {
+        if self.caps.simd {
+            4
+        } else {
+            1
+        }
+    }
+    pub fn vty(&self) -> Type {
+        if self.caps.simd {
+            types::F32X4
+        } else {
+            types::F32
+        }
+    }
+
+    /// Runs `body(k, ty, i)` over `0..n` elements: vector steps of 4 with
+    /// `ty = F32X4` (when SIMD is available), then a scalar tail with `F32`.
+    pub fn for_vec(&mut self, n: usize, body: &mut dyn FnMut(&mut Self, Type, Value)) {
+        let l = self.lanes();
+        let main = n / l * l;
+        let vty = self.vty();
+        self.for_n(0, main as i64, l as i64, |k, i| body(k, vty, i));
+        if l > 1 {
+            self.for_n(main as i64, n as i64, 1, |k, i| body(k, types::F32, i));
+        }
+    }
+}

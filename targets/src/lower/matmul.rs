@@ -1,0 +1,288 @@
+//! Gemm and MatMul (batched, broadcast).
+//!
+//! Both become `C[b] = A[b] · B[b]` on row-major tiles. B is always read from
+//! *panels* of `L` columns (`L` = 4 with SIMD, else 1): `panel[nb][k][l] =
+//! B[k][nb*L + l]`, zero past `N`. Constant B (weights) is packed at compile
+//! time with Gemm's `alpha` folded in; B computed at run time is packed into
+//! scratch memory first (O(K·N) per batch against O(M·K·N) of compute).
+//!
+//! The micro-kernel computes `RM` rows × `L` columns with `RM` vector
+//! accumulators, broadcasting one A element per row and loading one B panel
+//! vector per k. Gemm's C (times beta) is added in a second pass.
+
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+use kerf_ir::{DType, Op};
+
+use super::elementwise::bcast_strides;
+use super::{Kernel, LResult};
+
+/// Rows per micro-tile.
+const RM: usize = 4;
+
+/// Where the A operand lives and how to step through it (elements).
+#[derive(Clone, Copy)]
+pub struct AView {
+    pub ptr: Value,
+    pub sm: usize,
+    pub sk: usize,
+}
+
+/// Packs a constant B (`b[k*sk + n*sn]`) into panels of `l` columns.
+pub fn pack_b(b: &[f32], kk: usize, n: usize, sk: usize, sn: usize, l: usize, scale: f32) -> Vec<f32> {
+    let nb = n.div_ceil(l);
+    let mut out = vec![0f32; nb * kk * l];
+    for p in 0..nb {
+        for k in 0..kk {
+            for j in 0..l {
+                let col = p * l + j;
+                if col < n {
+                    out[(p * kk + k) * l + j] = scale * b[k * sk + col * sn];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Emits `out[m*N + n] = sum_k A[m,k] * panel(k, n)` for all m < M, n < N.
+/// `a_off`/`o_off` are element offsets (I64 values) of this batch.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_core(k: &mut Kernel, mm: usize, n: usize, kk: usize, a: AView, a_off: Value, panel: Value, out: Value, o_off: Value) {
+    let l = k.lanes();
+    let vty = k.vty();
+    let full_nb = n / l;
+    let tail = n % l;
+    let emit_tile = |k: &mut Kernel, m0: Value, rows: usize, nb: Value, width: usize| {
+        let zero = k.fsplat(vty, 0.0);
+        let init = vec![zero; rows];
+        // panel base for this nb
+        let pb = k.b.ins().imul_imm_s(nb, (kk * l * 4) as i64);
+        let pbase = k.b.ins().iadd(panel, pb);
+        // A row bases
+        let mut arows = Vec::with_capacity(rows);
+        for r in 0..rows {
+            let m = k.b.ins().iadd_imm_s(m0, r as i64);
+            let mo = k.b.ins().imul_imm_s(m, a.sm as i64);
+            let off = k.b.ins().iadd(mo, a_off);
+            arows.push(k.addr(a.ptr, off, 4));
+        }
+        let accs = k.for_acc_n(0, kk as i64, 1, &init, |k, kv, accs| {
+            let bp = k.addr(pbase, kv, (l * 4) as i64);
+            let bv = k.ld_ro(vty, bp, 0);
+            let ka = k.b.ins().imul_imm_s(kv, (a.sk * 4) as i64);
+            let mut next = Vec::with_capacity(rows);
+            for r in 0..rows {
+                let ap = k.b.ins().iadd(arows[r], ka);
+                let av = k.ld(types::F32, ap, 0);
+                let av = k.widen(vty, av);
+                next.push(k.fmadd(av, bv, accs[r]));
+            }
+            next
+        });
+        for (r, &acc) in accs.iter().enumerate() {
+            let m = k.b.ins().iadd_imm_s(m0, r as i64);
+            let row = k.b.ins().imul_imm_s(m, n as i64);
+            let col = k.b.ins().imul_imm_s(nb, l as i64);
+            let e = k.b.ins().iadd(row, col);
+            let e = k.b.ins().iadd(e, o_off);
+            let p = k.addr(out, e, 4);
+            if width == l {
+                k.st(acc, p, 0);
+            } else {
+                for j in 0..width {
+                    let x = k.b.ins().extractlane(acc, j as u8);
+                    k.st(x, p, (4 * j) as i32);
+                }
+            }
+        }
+    };
+    let row_blocks = |k: &mut Kernel, rows: usize, m_lo: usize, m_hi: usize| {
+        k.for_n(m_lo as i64, m_hi as i64, rows as i64, |k, m0| {
+            k.for_n(0, full_nb as i64, 1, |k, nb| emit_tile(k, m0, rows, nb, l));
+            if tail > 0 {
+                let nb = k.ic(full_nb as i64);
+                emit_tile(k, m0, rows, nb, tail);
+            }
+        });
+    };
+    let main = mm / RM * RM;
+    row_blocks(k, RM, 0, main);
+    if mm % RM > 0 {
+        row_blocks(k, mm % RM, main, mm);
+    }
+}
+
+/// Packs a run-time B (`b[off + k*sk + n*sn]`) into panels in scratch.
+#[allow(clippy::too_many_arguments)]
+fn pack_runtime(k: &mut Kernel, b: Value, b_off: Value, kk: usize, n: usize, sk: usize, sn: usize, dst: Value) {
+    let l = k.lanes();
+    let full = n / l;
+    let tail = n % l;
+    let one_panel = |k: &mut Kernel, nb: Value, width: usize| {
+        k.for_n(0, kk as i64, 1, |k, kv| {
+            let pi = k.b.ins().imul_imm_s(nb, kk as i64);
+            let pi = k.b.ins().iadd(pi, kv);
+            let dp = k.addr(dst, pi, (l * 4) as i64);
+            let ko = k.b.ins().imul_imm_s(kv, sk as i64);
+            let ko = k.b.ins().iadd(ko, b_off);
+            let no = k.b.ins().imul_imm_s(nb, (l * sn) as i64);
+            let e = k.b.ins().iadd(ko, no);
+            let sp = k.addr(b, e, 4);
+            for j in 0..l {
+                let v = if j < width { k.ld(types::F32, sp, (j * sn * 4) as i32) } else { k.fc(0.0) };
+                k.st(v, dp, (j * 4) as i32);
+            }
+        });
+    };
+    k.for_n(0, full as i64, 1, |k, nb| one_panel(k, nb, l));
+    if tail > 0 {
+        let nb = k.ic(full as i64);
+        one_panel(k, nb, tail);
+    }
+}
+
+pub fn lower(k: &mut Kernel) -> LResult {
+    for i in 0..k.node.inputs.len() {
+        if k.in_dtype(i) != DType::F32 {
+            return Err(format!("only f32 is supported, got {} for input {i}", k.in_dtype(i)));
+        }
+    }
+    let l = k.lanes();
+    match k.node.op.clone() {
+        Op::Gemm(gm) => {
+            let (ash, bsh) = (k.in_shape(0).to_vec(), k.in_shape(1).to_vec());
+            let (mm, kk) = if gm.trans_a { (ash[1], ash[0]) } else { (ash[0], ash[1]) };
+            let n = if gm.trans_b { bsh[0] } else { bsh[1] };
+            let a = k.input(0);
+            let av = AView { ptr: a, sm: if gm.trans_a { 1 } else { kk }, sk: if gm.trans_a { mm } else { 1 } };
+            let (sk, sn) = if gm.trans_b { (1, kk) } else { (n, 1) };
+            let alpha = gm.alpha.get();
+            let panel = match k.const_f32(1) {
+                Some(bv) => {
+                    let p = pack_b(&bv, kk, n, sk, sn, l, alpha);
+                    k.blob_f32(&p)
+                }
+                None => {
+                    let s = k.scratch(n.div_ceil(l) * l * kk * 4);
+                    let bp = k.input(1);
+                    let z = k.ic(0);
+                    pack_runtime(k, bp, z, kk, n, sk, sn, s);
+                    s
+                }
+            };
+            let out = k.output(0);
+            let z = k.ic(0);
+            gemm_core(k, mm, n, kk, av, z, panel, out, z);
+            if k.const_f32(1).is_none() && alpha != 1.0 {
+                scale_out(k, out, mm * n, alpha);
+            }
+            if k.node.inputs.len() > 2 && gm.beta.get() != 0.0 {
+                add_bias(k, out, mm, n, gm.beta.get())?;
+            }
+            Ok(())
+        }
+        Op::MatMul(_) => {
+            let (a0, b0) = (k.in_shape(0).to_vec(), k.in_shape(1).to_vec());
+            let ash = if a0.len() == 1 { vec![1, a0[0]] } else { a0.clone() };
+            let bsh = if b0.len() == 1 { vec![b0[0], 1] } else { b0.clone() };
+            let (mm, kk, n) = (ash[ash.len() - 2], ash[ash.len() - 1], bsh[bsh.len() - 1]);
+            let batch = kerf_ir::infer::broadcast(&ash[..ash.len() - 2], &bsh[..bsh.len() - 2])?;
+            let nb_total: usize = batch.iter().product();
+            let a_bs: Vec<usize> = bcast_strides(&ash[..ash.len() - 2], &batch).iter().map(|s| s * mm * kk).collect();
+            let b_bs: Vec<usize> = bcast_strides(&bsh[..bsh.len() - 2], &batch).iter().map(|s| s * kk * n).collect();
+            let a = k.input(0);
+            let av = AView { ptr: a, sm: kk, sk: 1 };
+            let out = k.output(0);
+            let panel_elems = n.div_ceil(l) * l * kk;
+            match k.const_f32(1) {
+                Some(bv) => {
+                    // One packed panel set per distinct B batch.
+                    let nbb: usize = bsh[..bsh.len() - 2].iter().product();
+                    let mut all = Vec::with_capacity(nbb * panel_elems);
+                    for bi in 0..nbb {
+                        all.extend(pack_b(&bv[bi * kk * n..], kk, n, n, 1, l, 1.0));
+                    }
+                    let panels = k.blob_f32(&all);
+                    let b_ps: Vec<usize> = b_bs.iter().map(|s| s / (kk * n).max(1) * panel_elems).collect();
+                    k.nest(&batch, &mut |k, idx| {
+                        let ao = k.linear(idx, &a_bs);
+                        let po = k.linear(idx, &b_ps);
+                        let pp = k.addr(panels, po, 4);
+                        let bi = k.linear(idx, &kerf_ir::eval::strides(&batch));
+                        let oo = k.b.ins().imul_imm_s(bi, (mm * n) as i64);
+                        gemm_core(k, mm, n, kk, av, ao, pp, out, oo);
+                    });
+                }
+                None => {
+                    let bp = k.input(1);
+                    let s = k.scratch(panel_elems * 4);
+                    k.nest(&batch, &mut |k, idx| {
+                        let ao = k.linear(idx, &a_bs);
+                        let bo = k.linear(idx, &b_bs);
+                        pack_runtime(k, bp, bo, kk, n, n, 1, s);
+                        let bi = k.linear(idx, &kerf_ir::eval::strides(&batch));
+                        let oo = k.b.ins().imul_imm_s(bi, (mm * n) as i64);
+                        gemm_core(k, mm, n, kk, av, ao, s, out, oo);
+                    });
+                }
+            }
+            let _ = nb_total;
+            Ok(())
+        }
+        _ => Err("not a matrix product".into()),
+    }
+}
+
+fn scale_out(k: &mut Kernel, out: Value, len: usize, s: f32) {
+    k.for_vec(len, &mut |k, ty, i| {
+        let p = k.addr(out, i, 4);
+        let v = k.ld(ty, p, 0);
+        let c = k.fsplat(ty, s);
+        let r = k.b.ins().fmul(v, c);
+        k.st(r, p, 0);
+    });
+}
+
+/// `out[m,n] += beta * C[m,n]` with C broadcast to `[M,N]`.
+fn add_bias(k: &mut Kernel, out: Value, mm: usize, n: usize, beta: f32) -> LResult {
+    let csh = k.in_shape(2).to_vec();
+    let cs = bcast_strides(&csh, &[mm, n]);
+    let (cptr, scale) = match k.const_f32(2) {
+        Some(c) => {
+            let v: Vec<f32> = c.iter().map(|x| x * beta).collect();
+            (k.blob_f32(&v), 1.0)
+        }
+        None => (k.input(2), beta),
+    };
+    k.for_n(0, mm as i64, 1, |k, m| {
+        let row = k.b.ins().imul_imm_s(m, n as i64);
+        let crow = k.b.ins().imul_imm_s(m, cs[0] as i64);
+        let mut body = |k: &mut Kernel, ty: cranelift_codegen::ir::Type, j: Value| {
+            let e = k.b.ins().iadd(row, j);
+            let p = k.addr(out, e, 4);
+            let o = k.ld(ty, p, 0);
+            let c = if cs[1] == 0 {
+                let c = k.ld(types::F32, cptr, 0);
+                let cp = k.addr(cptr, crow, 4);
+                let _ = c;
+                let c = k.ld(types::F32, cp, 0);
+                k.widen(ty, c)
+            } else {
+                let ce = k.b.ins().iadd(crow, j);
+                k.ld_at(ty, cptr, ce, 4, 0)
+            };
+            let c = if scale != 1.0 {
+                let s = k.fsplat(ty, scale);
+                k.b.ins().fmul(c, s)
+            } else {
+                c
+            };
+            let r = k.b.ins().fadd(o, c);
+            k.st(r, p, 0);
+        };
+        if cs[1] <= 1 {
+            k.for_vec(n, &mut body);
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,376 @@
+//! Data movement: copies, Transpose, Concat, Split, Slice, Gather, Expand,
+//! Tile, Pad and Resize (nearest).
+//!
+//! Most are one *strided copy*: a loop nest over the destination shape with
+//! per-axis element strides (possibly negative or zero) into the source and
+//! destination; contiguous innermost runs of 4-byte elements move as
+//! 16-byte vectors. Dtype-agnostic: elements are moved as integers of their
+//! size.
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+use kerf_ir::op::{CoordMode, NearestMode, PadMode, ResizeMode};
+use kerf_ir::{DType, Op};
+
+use super::{Kernel, LResult};
+
+fn int_ty(size: usize) -> Type {
+    match size {
+        1 => types::I8,
+        2 => types::I16,
+        4 => types::I32,
+        _ => types::I64,
+    }
+}
+
+fn strides_i(shape: &[usize]) -> Vec<i64> {
+    kerf_ir::eval::strides(shape).iter().map(|&s| s as i64).collect()
+}
+
+/// Copies `shape` elements of `esize` bytes: element `idx` goes from
+/// `src[soff + Σ idx·ss]` to `dst[doff + Σ idx·ds]`.
+#[allow(clippy::too_many_arguments)]
+pub fn strided_copy(
+    k: &mut Kernel,
+    esize: usize,
+    shape: &[usize],
+    src: Value,
+    soff: i64,
+    ss: &[i64],
+    dst: Value,
+    doff: i64,
+    ds: &[i64],
+) {
+    if shape.contains(&0) {
+        return;
+    }
+    // merge contiguous axes, drop size-1 axes
+    let mut sh: Vec<usize> = Vec::new();
+    let (mut s2, mut d2): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
+    for a in 0..shape.len() {
+        if shape[a] == 1 {
+            continue;
+        }
+        if let (Some(&ls), Some(&ld)) = (s2.last(), d2.last()) {
+            if ls == ss[a] * shape[a] as i64 && ld == ds[a] * shape[a] as i64 {
+                let last = sh.len() - 1;
+                sh[last] *= shape[a];
+                let (i, j) = (s2.len() - 1, d2.len() - 1);
+                s2[i] = ss[a];
+                d2[j] = ds[a];
+                continue;
+            }
+        }
+        sh.push(shape[a]);
+        s2.push(ss[a]);
+        d2.push(ds[a]);
+    }
+    if sh.is_empty() {
+        sh.push(1);
+        s2.push(1);
+        d2.push(1);
+    }
+    let r = sh.len();
+    let inner = sh[r - 1];
+    let (si, di) = (s2[r - 1], d2[r - 1]);
+    let ity = int_ty(esize);
+    let e = esize as i64;
+    k.nest(&sh[..r - 1].to_vec(), &mut |k, idx| {
+        let so = lin_i(k, idx, &s2[..r - 1], soff);
+        let dof = lin_i(k, idx, &d2[..r - 1], doff);
+        let sb = k.addr(src, so, e);
+        let db = k.addr(dst, dof, e);
+        if si == 1 && di == 1 && esize == 4 && k.caps.simd {
+            k.for_vec(inner, &mut |k, ty, j| {
+                let t = if ty.is_vector() { types::I32X4 } else { types::I32 };
+                let v = k.ld_at(t, sb, j, 4, 0);
+                k.st_at(v, db, j, 4, 0);
+            });
+        } else {
+            k.for_n(0, inner as i64, 1, |k, j| {
+                let v = k.ld_at(ity, sb, j, si * e, 0);
+                k.st_at(v, db, j, di * e, 0);
+            });
+        }
+    });
+}
+
+/// `off + Σ idx·strides` with signed strides.
+fn lin_i(k: &mut Kernel, idx: &[Value], strides: &[i64], off: i64) -> Value {
+    let mut acc = k.ic(off);
+    for (&i, &s) in idx.iter().zip(strides) {
+        if s != 0 {
+            let t = k.b.ins().imul_imm_s(i, s);
+            acc = k.b.ins().iadd(acc, t);
+        }
+    }
+    acc
+}
+
+/// Identity-like nodes that could not alias: a plain copy.
+pub fn copy(k: &mut Kernel) -> LResult {
+    let n = k.g.ty(k.node.inputs[0]).numel();
+    let es = k.in_dtype(0).size();
+    let src = k.input(0);
+    let dst = k.output(0);
+    strided_copy(k, es, &[n], src, 0, &[1], dst, 0, &[1]);
+    Ok(())
+}
+
+fn fill(k: &mut Kernel, dst: Value, n: usize, d: DType, v: f32) -> LResult {
+    let val = match d {
+        DType::F32 => k.fc(v),
+        d if d.is_int() || d == DType::Bool => {
+            let t = int_ty(d.size());
+            k.b.ins().iconst(t, v as i64)
+        }
+        _ => return Err(format!("padding {d} is not supported")),
+    };
+    let es = d.size() as i64;
+    k.for_n(0, n as i64, 1, |k, i| k.st_at(val, dst, i, es, 0));
+    Ok(())
+}
+
+pub fn lower(k: &mut Kernel) -> LResult {
+    let d = k.in_dtype(0);
+    if matches!(d, DType::F16 | DType::BF16) && !matches!(k.node.op, Op::Transpose { .. }) {
+        // moved as 2-byte integers: fine for pure movement
+    }
+    let es = d.size();
+    let xs = k.in_shape(0).to_vec();
+    let xst = strides_i(&xs);
+    match k.node.op.clone() {
+        Op::Transpose { perm } => {
+            let os = k.out_shape(0).to_vec();
+            let ss: Vec<i64> = perm.iter().map(|&p| xst[p]).collect();
+            let (src, dst) = (k.input(0), k.output(0));
+            strided_copy(k, es, &os, src, 0, &ss, dst, 0, &strides_i(&os));
+        }
+        Op::Concat { axis } => {
+            let os = k.out_shape(0).to_vec();
+            let ost = strides_i(&os);
+            let dst = k.output(0);
+            let mut at = 0;
+            for i in 0..k.node.inputs.len() {
+                let s = k.in_shape(i).to_vec();
+                let src = k.input(i);
+                strided_copy(k, es, &s, src, 0, &strides_i(&s), dst, at * ost[axis], &ost);
+                at += s[axis] as i64;
+            }
+        }
+        Op::Split { axis, .. } => {
+            let src = k.input(0);
+            let mut at = 0;
+            for i in 0..k.node.outputs.len() {
+                let s = k.out_shape(i).to_vec();
+                let dst = k.output(i);
+                strided_copy(k, es, &s, src, at * xst[axis], &xst, dst, 0, &strides_i(&s));
+                at += s[axis] as i64;
+            }
+        }
+        Op::Slice { starts, steps, .. } => {
+            let os = k.out_shape(0).to_vec();
+            let off: i64 = starts.iter().zip(&xst).map(|(s, t)| s * t).sum();
+            let ss: Vec<i64> = steps.iter().zip(&xst).map(|(s, t)| s * t).collect();
+            let (src, dst) = (k.input(0), k.output(0));
+            strided_copy(k, es, &os, src, off, &ss, dst, 0, &strides_i(&os));
+        }
+        Op::Expand { shape } => {
+            let ss: Vec<i64> = super::elementwise::bcast_strides(&xs, &shape).iter().map(|&s| s as i64).collect();
+            let (src, dst) = (k.input(0), k.output(0));
+            strided_copy(k, es, &shape, src, 0, &ss, dst, 0, &strides_i(&shape));
+        }
+        Op::Tile { repeats } => {
+            let os = k.out_shape(0).to_vec();
+            let ost = strides_i(&os);
+            let (mut sh, mut ss, mut ds) = (Vec::new(), Vec::new(), Vec::new());
+            for a in 0..xs.len() {
+                sh.extend([repeats[a], xs[a]]);
+                ss.extend([0, xst[a]]);
+                ds.extend([xs[a] as i64 * ost[a], ost[a]]);
+            }
+            let (src, dst) = (k.input(0), k.output(0));
+            strided_copy(k, es, &sh, src, 0, &ss, dst, 0, &ds);
+        }
+        Op::Pad { pads, mode, value } => pad(k, &xs, &pads, mode, value.get())?,
+        Op::Gather { axis } => gather(k, axis)?,
+        Op::Resize(r) => resize(k, &r)?,
+        _ => return Err("not a movement op".into()),
+    }
+    Ok(())
+}
+
+fn pad(k: &mut Kernel, xs: &[usize], pads: &[usize], mode: PadMode, value: f32) -> LResult {
+    let d = k.in_dtype(0);
+    let es = d.size();
+    let os = k.out_shape(0).to_vec();
+    let ost = strides_i(&os);
+    let xst = strides_i(xs);
+    let r = xs.len();
+    let (src, dst) = (k.input(0), k.output(0));
+    if mode == PadMode::Constant {
+        fill(k, dst, os.iter().product(), d, value)?;
+        let off: i64 = (0..r).map(|a| pads[a] as i64 * ost[a]).sum();
+        strided_copy(k, es, xs, src, 0, &xst, dst, off, &ost);
+        return Ok(());
+    }
+    // Edge / reflect / wrap: per output element, map each axis index.
+    let ity = int_ty(es);
+    k.nest(&os, &mut |k, idx| {
+        let mut soff = k.ic(0);
+        for a in 0..r {
+            let n = xs[a] as i64;
+            let i = k.b.ins().iadd_imm_s(idx[a], -(pads[a] as i64));
+            let zero = k.ic(0);
+            let last = k.ic(n - 1);
+            let m = match mode {
+                PadMode::Edge => {
+                    let t = super::conv::imax(k, i, zero);
+                    super::conv::imin(k, t, last)
+                }
+                PadMode::Reflect => {
+                    // |i|, then mirror at n-1
+                    let ni = k.b.ins().ineg(i);
+                    let t = super::conv::imax(k, i, ni);
+                    let two = k.ic(2 * (n - 1));
+                    let mirrored = k.b.ins().isub(two, t);
+                    let c = k.b.ins().icmp(IntCC::SignedGreaterThan, t, last);
+                    k.b.ins().select(c, mirrored, t)
+                }
+                _ => {
+                    let nn = k.ic(n);
+                    let t = k.b.ins().srem(i, nn);
+                    let t2 = k.b.ins().iadd(t, nn);
+                    let neg = k.b.ins().icmp_imm_s(IntCC::SignedLessThan, t, 0);
+                    k.b.ins().select(neg, t2, t)
+                }
+            };
+            let t = k.b.ins().imul_imm_s(m, xst[a]);
+            soff = k.b.ins().iadd(soff, t);
+        }
+        let v = k.ld_at(ity, src, soff, es as i64, 0);
+        let o = k.linear(idx, &kerf_ir::eval::strides(&os));
+        k.st_at(v, dst, o, es as i64, 0);
+    });
+    let _ = ost;
+    Ok(())
+}
+
+fn gather(k: &mut Kernel, axis: usize) -> LResult {
+    let xs = k.in_shape(0).to_vec();
+    let es = k.in_dtype(0).size();
+    let id = k.in_dtype(1);
+    let nidx: usize = k.in_shape(1).iter().product();
+    let outer: usize = xs[..axis].iter().product();
+    let inner: usize = xs[axis + 1..].iter().product();
+    let dim = xs[axis] as i64;
+    let (src, idxp, dst) = (k.input(0), k.input(1), k.output(0));
+    let ity = if id == DType::I32 { types::I32 } else { types::I64 };
+    k.nest(&[outer, nidx], &mut |k, ij| {
+        let raw = k.ld_at(ity, idxp, ij[1], id.size() as i64, 0);
+        let i = if ity == types::I32 { k.b.ins().sextend(types::I64, raw) } else { raw };
+        let neg = k.b.ins().icmp_imm_s(IntCC::SignedLessThan, i, 0);
+        let wrapped = k.b.ins().iadd_imm_s(i, dim);
+        let i = k.b.ins().select(neg, wrapped, i);
+        // clamp so that a bad index cannot read out of bounds
+        let zero = k.ic(0);
+        let hi = k.ic(dim - 1);
+        let i = super::conv::imax(k, i, zero);
+        let i = super::conv::imin(k, i, hi);
+        let so = k.b.ins().imul_imm_s(ij[0], dim);
+        let so = k.b.ins().iadd(so, i);
+        let so = k.b.ins().imul_imm_s(so, inner as i64);
+        let dof = k.linear(ij, &[nidx * inner, inner]);
+        let sb = k.addr(src, so, es as i64);
+        let db = k.addr(dst, dof, es as i64);
+        let zero = k.ic(0);
+        strided_copy_ptr(k, es, inner, sb, db, zero);
+    });
+    Ok(())
+}
+
+/// Contiguous copy of `n` elements between two run-time pointers.
+fn strided_copy_ptr(k: &mut Kernel, es: usize, n: usize, src: Value, dst: Value, _z: Value) {
+    strided_copy(k, es, &[n], src, 0, &[1], dst, 0, &[1]);
+}
+
+/// Source index of output coordinate `o` on one axis (nearest mode).
+fn nearest_src(o: usize, in_len: usize, out_len: usize, scale: f32, coord: CoordMode, nm: NearestMode) -> usize {
+    let (o, il, ol, s) = (o as f64, in_len as f64, out_len as f64, scale as f64);
+    let x = match coord {
+        CoordMode::HalfPixel => (o + 0.5) / s - 0.5,
+        CoordMode::PytorchHalfPixel => {
+            if ol > 1.0 {
+                (o + 0.5) / s - 0.5
+            } else {
+                0.0
+            }
+        }
+        CoordMode::AlignCorners => {
+            if ol > 1.0 {
+                o * (il - 1.0) / (ol - 1.0)
+            } else {
+                0.0
+            }
+        }
+        CoordMode::Asymmetric => o / s,
+        CoordMode::HalfPixelSymmetric => {
+            let adj = ol / (s * il);
+            let c = il / 2.0 * (1.0 - adj);
+            (o + 0.5) / s - 0.5 + c
+        }
+        CoordMode::TfCropAndResize => o / s,
+    };
+    let r = match nm {
+        NearestMode::RoundPreferFloor => {
+            if x.fract() == 0.5 {
+                x.floor()
+            } else {
+                x.round()
+            }
+        }
+        NearestMode::RoundPreferCeil => x.round(),
+        NearestMode::Floor => x.floor(),
+        NearestMode::Ceil => x.ceil(),
+    };
+    r.clamp(0.0, il - 1.0) as usize
+}
+
+fn resize(k: &mut Kernel, r: &kerf_ir::op::Resize) -> LResult {
+    let ResizeMode::Nearest(nm) = r.mode else {
+        return Err("only nearest Resize is supported".into());
+    };
+    if r.coord == CoordMode::TfCropAndResize {
+        return Err("tf_crop_and_resize is not supported".into());
+    }
+    let xs = k.in_shape(0).to_vec();
+    let os = r.sizes.clone();
+    let es = k.in_dtype(0).size();
+    let xst = kerf_ir::eval::strides(&xs);
+    // Per-axis tables of source offsets (elements), concatenated.
+    let mut table: Vec<u8> = Vec::new();
+    let mut starts = Vec::new();
+    for a in 0..xs.len() {
+        starts.push(table.len() / 8);
+        for o in 0..os[a] {
+            let s = nearest_src(o, xs[a], os[a], r.scales[a].get(), r.coord, nm);
+            table.extend(((s * xst[a]) as i64).to_le_bytes());
+        }
+    }
+    let (src, dst) = (k.input(0), k.output(0));
+    let tp = k.blob(table);
+    let ity = int_ty(es);
+    let ost = kerf_ir::eval::strides(&os);
+    k.nest(&os, &mut |k, idx| {
+        let mut so = k.ic(0);
+        for a in 0..idx.len() {
+            let t = k.b.ins().iadd_imm_s(idx[a], starts[a] as i64);
+            let v = k.ld_at(types::I64, tp, t, 8, 0);
+            so = k.b.ins().iadd(so, v);
+        }
+        let v = k.ld_at(ity, src, so, es as i64, 0);
+        let o = k.linear(idx, &ost);
+        k.st_at(v, dst, o, es as i64, 0);
+    });
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! Softmax, LogSoftmax, LayerNormalization, BatchNormalization (inference)
+//! and InstanceNormalization.
+//!
+//! Each reduces along one contiguous or strided axis: the tensor is seen as
+//! `[outer, len, inner]`; when `inner == 1` rows are contiguous and run with
+//! `f32x4` steps, otherwise scalars with stride `inner`.
+
+use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+use kerf_ir::Op;
+
+use super::pool::reduce_row;
+use super::{Kernel, LResult};
+use crate::math;
+
+/// `for j in 0..len` over a row at `p` (elements `j*stride`), vector steps
+/// when the row is contiguous.
+fn row_loop(k: &mut Kernel, len: usize, stride: usize, body: &mut dyn FnMut(&mut Kernel, Type, Value)) {
+    if stride == 1 {
+        k.for_vec(len, body);
+    } else {
+        k.for_n(0, len as i64, 1, |k, j| body(k, types::F32, j));
+    }
+}
+
+pub fn softmax(k: &mut Kernel) -> LResult {
+    k.require_f32()?;
+    let (axis, log) = match k.node.op {
+        Op::Softmax { axis } => (axis, false),
+        Op::LogSoftmax { axis } => (axis, true),
+        _ => return Err("not a softmax".into()),
+    };
+    let sh = k.in_shape(0).to_vec();
+    let outer: usize = sh[..axis].iter().product();
+    let len = sh[axis];
+    let inner: usize = sh[axis + 1..].iter().product();
+    let xp = k.input(0);
+    let out = k.output(0);
+    k.nest(&[outer, inner], &mut |k, idx| {
+        let base = k.linear(idx, &[len * inner, 1]);
+        let xb = k.addr(xp, base, 4);
+        let ob = k.addr(out, base, 4);
+        let mx = if inner == 1 {
+            reduce_row(k, xb, len, true)
+        } else {
+            let init = k.fc(f32::NEG_INFINITY);
+            k.for_acc_n(0, len as i64, 1, &[init], |k, j, a| {
+                let v = k.ld_at(types::F32, xb, j, (inner * 4) as i64, 0);
+                vec![k.b.ins().fmax(a[0], v)]
+            })[0]
+        };
+        // exp(x - max) into out, accumulating the sum in a carried scalar
+        let zero = k.fc(0.0);
+        let sum = k.for_acc_n(0, len as i64, 1, &[zero], |k, j, a| {
+            let v = k.ld_at(types::F32, xb, j, (inner * 4) as i64, 0);
+            let d = k.b.ins().fsub(v, mx);
+            let e = math::exp(&mut k.b, d);
+            if !log {
+                k.st_at(e, ob, j, (inner * 4) as i64, 0);
+            }
+            vec![k.b.ins().fadd(a[0], e)]
+        })[0];
+        if log {
+            let ls = math::log(&mut k.b, sum);
+            let sub = k.b.ins().fadd(mx, ls);
+            row_loop(k, len, inner, &mut |k, ty, j| {
+                let v = k.ld_at(ty, xb, j, (inner * 4) as i64, 0);
+                let s = k.widen(ty, sub);
+                let r = k.b.ins().fsub(v, s);
+                k.st_at(r, ob, j, (inner * 4) as i64, 0);
+            });
+        } else {
+            let one = k.fc(1.0);
+            let inv = k.b.ins().fdiv(one, sum);
+            row_loop(k, len, inner, &mut |k, ty, j| {
+                let v = k.ld_at(ty, ob, j, (inner * 4) as i64, 0);
+                let s = k.widen(ty, inv);
+                let r = k.b.ins().fmul(v, s);
+                k.st_at(r, ob, j, (inner * 4) as i64, 0);
+            });
+        }
+    });
+    Ok(())
+}
+
+/// Mean and 1/sqrt(var + eps) of `len` contiguous values at `p`.
+fn moments(k: &mut Kernel, p: Value, len: usize, eps: f32) -> (Value, Value) {
+    let s = reduce_row(k, p, len, false);
+    let n = k.fc(len as f32);
+    let mean = k.b.ins().fdiv(s, n);
+    let l = k.lanes();
+    let vty = k.vty();
+    let main = len / l * l;
+    let z = k.fsplat(vty, 0.0);
+    let mv = k.widen(vty, mean);
+    let acc = k.for_acc_n(0, main as i64, l as i64, &[z], |k, i, a| {
+        let v = k.ld_at(vty, p, i, 4, 0);
+        let d = k.b.ins().fsub(v, mv);
+        vec![k.fmadd(d, d, a[0])]
+    });
+    let mut q = if l > 1 { k.hsum(acc[0]) } else { acc[0] };
+    if l > 1 && main < len {
+        q = k.for_acc_n(main as i64, len as i64, 1, &[q], |k, i, a| {
+            let v = k.ld_at(types::F32, p, i, 4, 0);
+            let d = k.b.ins().fsub(v, mean);
+            vec![k.fmadd(d, d, a[0])]
+        })[0];
+    }
+    let var = k.b.ins().fdiv(q, n);
+    let e = k.fc(eps);
+    let ve = k.b.ins().fadd(var, e);
+    let sd = k.b.ins().sqrt(ve);
+    let one = k.fc(1.0);
+    (mean, k.b.ins().fdiv(one, sd))
+}
+
+/// A constant parameter broadcast to `shape` (row-major, full length).
+fn const_broadcast(k: &Kernel, i: usize, shape: &[usize]) -> LResult<Vec<f32>> {
+    let v = k.const_f32(i).ok_or_else(|| format!("input {i} must be a constant"))?;
+    let ps = k.in_shape(i);
+    let st = super::elementwise::bcast_strides(ps, shape);
+    let n: usize = shape.iter().product();
+    let sts = kerf_ir::eval::strides(shape);
+    Ok((0..n)
+        .map(|f| {
+            let src: usize = (0..shape.len()).map(|a| (f / sts[a]) % shape[a] * st[a]).sum();
+            v[src]
+        })
+        .collect())
+}
+
+pub fn layer_norm(k: &mut Kernel) -> LResult {
+    k.require_f32()?;
+    let Op::LayerNorm { axis, epsilon } = k.node.op else { return Err("not a LayerNorm".into()) };
+    let sh = k.in_shape(0).to_vec();
+    let outer: usize = sh[..axis].iter().product();
+    let len: usize = sh[axis..].iter().product();
+    let scale = const_broadcast(k, 1, &sh[axis..])?;
+    let bias = if k.node.inputs.len() > 2 { const_broadcast(k, 2, &sh[axis..])? } else { vec![0.0; len] };
+    let xp = k.input(0);
+    let sp = k.blob_f32(&scale);
+    let bp = k.blob_f32(&bias);
+    let out = k.output(0);
+    k.for_n(0, outer as i64, 1, |k, r| {
+        let base = k.b.ins().imul_imm_s(r, len as i64);
+        let xb = k.addr(xp, base, 4);
+        let ob = k.addr(out, base, 4);
+        let (mean, rstd) = moments(k, xb, len, epsilon.get());
+        k.for_vec(len, &mut |k, ty, j| {
+            let v = k.ld_at(ty, xb, j, 4, 0);
+            let m = k.widen(ty, mean);
+            let s = k.widen(ty, rstd);
+            let d = k.b.ins().fsub(v, m);
+            let d = k.b.ins().fmul(d, s);
+            let g = k.ld_at(ty, sp, j, 4, 0);
+            let bb = k.ld_at(ty, bp, j, 4, 0);
+            let r = k.fmadd(d, g, bb);
+            k.st_at(r, ob, j, 4, 0);
+        });
+    });
+    Ok(())
+}
+
+/// `y = x * s[c] + t[c]` over `[n, c, plane]`.
+fn channel_affine(k: &mut Kernel, s: &[f32], t: &[f32]) {
+    let sh = k.in_shape(0).to_vec();
+    let (n, c) = (sh[0], sh[1]);
+    let plane: usize = sh[2..].iter().product();
+    let xp = k.input(0);
+    let sp = k.blob_f32(s);
+    let tp = k.blob_f32(t);
+    let out = k.output(0);
+    k.for_n(0, (n * c) as i64, 1, |k, nc| {
+        let ch = k.b.ins().urem_imm_s(nc, c as i64);
+        let sv = k.ld_at(types::F32, sp, ch, 4, 0);
+        let tv = k.ld_at(types::F32, tp, ch, 4, 0);
+        let base = k.b.ins().imul_imm_s(nc, plane as i64);
+        k.for_vec(plane, &mut |k, ty, j| {
+            let e = k.b.ins().iadd(base, j);
+            let v = k.ld_at(ty, xp, e, 4, 0);
+            let a = k.widen(ty, sv);
+            let b = k.widen(ty, tv);
+            let r = k.fmadd(v, a, b);
+            k.st_at(r, out, e, 4, 0);
+        });
+    });
+}
+
+pub fn batch_norm(k: &mut Kernel) -> LResult {
+    k.require_f32()?;
+    let Op::BatchNorm { epsilon } = k.node.op else { return Err("not a BatchNorm".into()) };
+    let get = |i: usize| k.const_f32(i).ok_or_else(|| format!("parameter {i} must be a constant"));
+    let (scale, bias, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
+    let s: Vec<f32> = scale.iter().zip(&var).map(|(g, v)| g / (v + epsilon.get()).sqrt()).collect();
+    let t: Vec<f32> = bias.iter().zip(&mean).zip(&s).map(|((b, m), s)| b - m * s).collect();
+    channel_affine(k, &s, &t);
+    Ok(())
+}
+
+pub fn instance_norm(k: &mut Kernel) -> LResult {
+    k.require_f32()?;
+    let Op::InstanceNorm { epsilon } = k.node.op else { return Err("not an InstanceNorm".into()) };
+    let scale = k.const_f32(1).ok_or("scale must be a constant")?;
+    let bias = k.const_f32(2).ok_or("bias must be a constant")?;
+    let sh = k.in_shape(0).to_vec();
+    let (n, c) = (sh[0], sh[1]);
+    let plane: usize = sh[2..].iter().product();
+    let xp = k.input(0);
+    let sp = k.blob_f32(&scale);
+    let bp = k.blob_f32(&bias);
+    let out = k.output(0);
+    k.for_n(0, (n * c) as i64, 1, |k, nc| {
+        let ch = k.b.ins().urem_imm_s(nc, c as i64);
+        let base = k.b.ins().imul_imm_s(nc, plane as i64);
+        let xb = k.addr(xp, base, 4);
+        let ob = k.addr(out, base, 4);
+        let (mean, rstd) = moments(k, xb, plane, epsilon.get());
+        let g = k.ld_at(types::F32, sp, ch, 4, 0);
+        let bb = k.ld_at(types::F32, bp, ch, 4, 0);
+        let a = k.b.ins().fmul(rstd, g);
+        k.for_vec(plane, &mut |k, ty, j| {
+            let v = k.ld_at(ty, xb, j, 4, 0);
+            let m = k.widen(ty, mean);
+            let av = k.widen(ty, a);
+            let bv = k.widen(ty, bb);
+            let d = k.b.ins().fsub(v, m);
+            let r = k.fmadd(d, av, bv);
+            k.st_at(r, ob, j, 4, 0);
+        });
+    });
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! Ahead-of-time compilation to a relocatable object (ELF for the Linux
+//! triples), plus a compile report. Deterministic: the same graph and
+//! options give byte-identical output.
+
+use cranelift_module::default_libcall_names;
+use cranelift_object::{ObjectBuilder, ObjectModule};
+use kerf_ir::Graph;
+
+use crate::codegen;
+use crate::isa::{self, Caps};
+use crate::TargetError;
+
+/// What to compile for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// One of [`isa::TRIPLES`] or `host`.
+    pub triple: String,
+    /// A CPU preset of the triple (see the `isa` modules).
+    pub cpu: String,
+    /// Prefix of every exported symbol (`<name>_run`, `<name>_describe`).
+    pub name: String,
+}
+
+impl CompileOptions {
+    pub fn new(triple: &str, cpu: &str, name: &str) -> CompileOptions {
+        CompileOptions { triple: triple.into(), cpu: cpu.into(), name: name.into() }
+    }
+    /// The host with `native` CPU flags.
+    pub fn host(name: &str) -> CompileOptions {
+        CompileOptions::new("host", "native", name)
+    }
+}
+
+/// Facts about a compiled model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub triple: String,
+    pub cpu: String,
+    pub name: String,
+    /// Bytes of machine code (sum of `.text` sections).
+    pub text_bytes: usize,
+    /// Bytes of read-only data: weights, packed blobs, descriptor.
+    pub rodata_bytes: usize,
+    /// Arena the caller must provide (64-byte aligned).
+    pub arena_bytes: usize,
+    /// Largest sum of live activation bytes at any step (lower bound).
+    pub arena_lower_bound: usize,
+    /// Kernel function names in call order.
+    pub kernels: Vec<String>,
+    pub caps: Caps,
+}
+
+/// An object file and its report.
+#[derive(Clone, Debug)]
+pub struct Artifact {
+    pub object: Vec<u8>,
+    pub report: Report,
+    /// The header matching the object (see [`crate::header`]).
+    pub header: String,
+}
+
+/// Compiles `g` to an object for `opts`.
+pub fn compile_object(g: &Graph, opts: &CompileOptions) -> Result<Artifact, TargetError> {
+    let isa = isa::lookup(&opts.triple, &opts.cpu)?;
+    let caps = Caps::of(isa.as_ref());
+    let triple = isa::canonical_triple(&opts.triple)?.to_string();
+    let mut ob = ObjectBuilder::new(isa, opts.name.as_bytes().to_vec(), default_libcall_names())
+        .map_err(|e| TargetError::Object(e.to_string()))?;
+    ob.per_function_section(true);
+    let mut module = ObjectModule::new(ob);
+    let built = codegen::build(&mut module, g, &opts.name, caps)?;
+    let product = module.finish();
+    let object = product.emit().map_err(|e| TargetError::Object(e.to_string()))?;
+    let text_bytes = text_size(&object);
+    let header = crate::header::generate(g, &opts.name, built.plan.arena_bytes);
+    Ok(Artifact {
+        object,
+        header,
+        report: Report {
+            triple,
+            cpu: opts.cpu.clone(),
+            name: opts.name.clone(),
+            text_bytes,
+            rodata_bytes: built.rodata_bytes,
+            arena_bytes: built.plan.arena_bytes,
+            arena_lower_bound: built.plan.lower_bound,
+            kernels: built.kernels,
+            caps,
+        },
+    })
+}
+
+fn text_size(obj: &[u8]) -> usize {
+    use object::{Object, ObjectSection, SectionKind};
+    match object::File::parse(obj) {
+        Ok(f) => f.sections().filter(|s| s.kind() == SectionKind::Text).map(|s| s.size() as usize).sum(),
+        Err(_) => 0,
+    }
+}
