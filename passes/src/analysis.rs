@@ -93,8 +93,10 @@ impl KerfAnalysis {
     /// Records a contradiction (keeping the first) and, if strict, panics in
     /// debug builds.
     pub fn contradict(&mut self, what: String) {
-        let rule = self.current_rule.unwrap_or("congruence (rebuild)");
-        let msg = format!("rule '{rule}': {what}");
+        let msg = match self.current_rule {
+            Some(rule) => format!("rule '{rule}': {what}"),
+            None => format!("outside any rule (construction or congruence in rebuild): {what}"),
+        };
         debug_assert!(!self.strict, "e-graph contradiction: {msg}");
         if self.contradiction.is_none() {
             self.contradiction = Some(msg);
@@ -211,5 +213,50 @@ impl Analysis<KNode> for KerfAnalysis {
             _ => {}
         }
         DidMerge(a_changed, b_changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kerf_ir::{Origin, Tensor};
+
+    fn graph_with(a: &[f32], b: &[f32]) -> (KEGraph, Id, Id) {
+        let mut w = WeightTable::new();
+        let wa = w.add("a", Tensor::from_f32(vec![2], a).unwrap(), Origin::Initializer);
+        let wb = w.add("b", Tensor::from_f32(vec![2], b).unwrap(), Origin::Initializer);
+        let mut eg = KEGraph::new(KerfAnalysis::new(w, vec![]));
+        eg.analysis.strict = false;
+        let ca = eg.add(KNode::leaf(NodeOp::Const(wa)));
+        let cb = eg.add(KNode::leaf(NodeOp::Const(wb)));
+        (eg, ca, cb)
+    }
+
+    #[test]
+    fn equal_constants_merge_quietly() {
+        let (mut eg, ca, cb) = graph_with(&[1.0, 2.0], &[1.0, 2.0]);
+        eg.union(cb, ca);
+        eg.rebuild();
+        assert_eq!(eg.analysis.contradiction, None);
+        assert_eq!(eg[ca].data.constant, Some(WeightId(0)), "the older weight is kept");
+    }
+
+    #[test]
+    fn different_constants_contradict() {
+        let (mut eg, ca, cb) = graph_with(&[1.0, 2.0], &[1.0, 3.0]);
+        eg.union(ca, cb);
+        let msg = eg.analysis.contradiction.clone().unwrap();
+        assert!(msg.contains("merged different constants 'a' (#0) and 'b' (#1)"), "{msg}");
+    }
+
+    #[test]
+    fn ill_typed_nodes_contradict() {
+        let (mut eg, ca, _) = graph_with(&[1.0, 2.0], &[1.0, 3.0]);
+        eg.add(KNode::op(Op::Reshape { shape: vec![3] }, vec![ca]));
+        let msg = eg.analysis.contradiction.clone().unwrap();
+        assert!(
+            msg.starts_with("outside any rule (construction or congruence in rebuild): built an ill-typed Reshape"),
+            "{msg}"
+        );
     }
 }

@@ -17,7 +17,7 @@ use kerf_ir::{Graph, TensorType, ValueDef, ValueId};
 
 use crate::analysis::{KEGraph, KerfAnalysis};
 use crate::extract::Extraction;
-use crate::lang::{KNode, NodeOp};
+use crate::lang::{is_tuple, KNode, NodeOp};
 use crate::PassError;
 
 /// What the source graph knew beyond the e-graph.
@@ -83,8 +83,10 @@ pub fn to_egraph(g: &Graph, strict: bool) -> Result<(KEGraph, Meta), PassError> 
         let knode = KNode::op(n.op.clone(), children);
         let id = eg.add(knode.clone());
         nodes.push((n.name.clone(), knode, id));
-        if n.outputs.len() == 1 && n.op.num_outputs() == 1 {
-            class_of[n.outputs[0].0 as usize] = Some(id);
+        if !is_tuple(&n.op) {
+            if let Some(o) = n.outputs.first() {
+                class_of[o.0 as usize] = Some(id);
+            }
         } else {
             for (k, o) in n.outputs.iter().enumerate() {
                 class_of[o.0 as usize] = Some(eg.add(KNode::new(NodeOp::Proj(k as u32), vec![id])));
@@ -318,15 +320,11 @@ pub fn to_graph(eg: &KEGraph, meta: &Meta, ex: &Extraction) -> Result<Graph, Pas
         // Value names and quantisation facts of the class(es) computed.
         let types = &eg[u].data.types;
         for (k, &o) in outs.iter().enumerate() {
-            let cls = if outs.len() == 1 && op.num_outputs() == 1 {
-                Some(u)
-            } else {
-                eg.lookup(KNode::new(NodeOp::Proj(k as u32), vec![u]))
-            };
+            let cls = if !is_tuple(op) { Some(u) } else { eg.lookup(KNode::new(NodeOp::Proj(k as u32), vec![u])) };
             if let Some(vn) = cls.and_then(|c| value_name.get(&eg.find(c))) {
                 g.values[o.0 as usize].name = (*vn).to_string();
             }
-            let q = if outs.len() == 1 {
+            let q = if !is_tuple(op) {
                 types.first().and_then(|t| t.quant.clone())
             } else {
                 cls.and_then(|c| eg[c].data.ty().and_then(|t| t.quant.clone()))

@@ -34,6 +34,10 @@ use crate::lang::KNode;
 const MAX_REFINE_ROUNDS: usize = 8;
 /// Sweeps of step 1 at most.
 const MAX_SWEEPS: usize = 64;
+/// Above this many classes step 1 uses tree cost instead of needed sets
+/// (sets are O(classes) each, so O(classes²) memory); step 2 still works on
+/// the DAG cost.
+const MAX_SET_CLASSES: usize = 20_000;
 
 /// The chosen node (with canonical children) of every class the roots need.
 #[derive(Debug, Clone)]
@@ -63,6 +67,15 @@ pub fn extract_with(
     roots: &[Id],
     cost: impl Fn(&KEGraph, Id, &KNode) -> f64,
 ) -> Result<Extraction, String> {
+    extract_impl(eg, roots, cost, MAX_SET_CLASSES)
+}
+
+fn extract_impl(
+    eg: &KEGraph,
+    roots: &[Id],
+    cost: impl Fn(&KEGraph, Id, &KNode) -> f64,
+    max_set_classes: usize,
+) -> Result<Extraction, String> {
     let mut ids: Vec<Id> = eg.classes().map(|c| c.id).collect();
     ids.sort();
     let index: HashMap<Id, usize> = ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
@@ -87,11 +100,24 @@ pub fn extract_with(
     let mut choice: Vec<Option<usize>> = vec![None; n];
     let mut sets: Vec<Vec<u32>> = vec![Vec::new(); n];
     let mut totals: Vec<f64> = vec![f64::INFINITY; n];
+    let use_sets = n <= max_set_classes;
     for _ in 0..MAX_SWEEPS {
         let mut changed = false;
         for c in 0..n {
             for (k, cand) in cands[c].iter().enumerate() {
                 if cand.children.iter().any(|&ch| choice[ch].is_none()) {
+                    continue;
+                }
+                if !use_sets {
+                    // tree cost; cycles are impossible because a class only
+                    // takes a candidate whose children were chosen earlier
+                    // and strictly cheaper
+                    let total = cand.cost + cand.children.iter().map(|&ch| totals[ch]).sum::<f64>();
+                    if total < totals[c] && cand.children.iter().all(|&ch| totals[ch] < total) {
+                        choice[c] = Some(k);
+                        totals[c] = total;
+                        changed = true;
+                    }
                     continue;
                 }
                 let mut set: Vec<u32> = Vec::new();
@@ -285,6 +311,24 @@ mod tests {
         assert_eq!(ours.cost, 110.0);
         assert_eq!(ours.choice[&root].to_string(), "Add");
         assert_eq!(ours.choice.len(), 3, "{:?}", ours.choice);
+    }
+
+    #[test]
+    fn refinement_fixes_a_tree_cost_start() {
+        // Same e-graph as above, but step 1 uses tree cost (as it does on
+        // huge graphs): it starts from Abs and step 2 must move to Add.
+        let t = kerf_ir::TensorType::new(DType::F32, vec![4]);
+        let mut eg = KEGraph::new(KerfAnalysis::new(WeightTable::new(), vec![t]));
+        let x = eg.add(KNode::leaf(NodeOp::Input(0)));
+        let s = eg.add(KNode::op(Op::Unary(UnaryOp::Exp), vec![x]));
+        let a = eg.add(KNode::op(Op::Binary(BinaryOp::Add), vec![s, s]));
+        let b = eg.add(KNode::op(Op::Unary(UnaryOp::Abs), vec![x]));
+        eg.union(a, b);
+        eg.rebuild();
+        let root = eg.find(a);
+        let ex = extract_impl(&eg, &[root], |_, _, n| test_cost(&n.op), 0).unwrap();
+        assert_eq!(ex.cost, 110.0);
+        assert_eq!(ex.choice[&root].to_string(), "Add");
     }
 
     #[test]

@@ -57,6 +57,13 @@ impl KNode {
     }
 }
 
+/// Whether `op` produces a tuple class (outputs reached through `Proj`):
+/// exactly the ops with more than one output. Everything else, including a
+/// one-way Split, is a plain value class.
+pub fn is_tuple(op: &Op) -> bool {
+    op.num_outputs() != 1
+}
+
 /// A cheap key for egg's per-operator indexes: the variant and op name.
 /// Two nodes with the same key may still differ in attributes; `matches`
 /// compares the full operator.

@@ -145,6 +145,10 @@ fn folded(eg: &mut KEGraph, rule: &'static str, m: &BnMatch) -> Option<Vec<Weigh
 fn compute(eg: &mut KEGraph, m: &BnMatch) -> Option<Vec<WeightId>> {
     let (s, mean, bias) = scale_shift(eg, m);
     let c = s.len();
+    // Inference guarantees these; checking keeps every index below in range.
+    if mean.len() != c || bias.len() != c || c == 0 {
+        return None;
+    }
     let wt = eg.analysis.weights.tensor(m.w).clone();
     let wname = eg.analysis.weights.get(m.w).name.clone();
     let wv = wt.to_f64_vec();
@@ -155,8 +159,11 @@ fn compute(eg: &mut KEGraph, m: &BnMatch) -> Option<Vec<WeightId>> {
             if wt.shape().first() != Some(&c) {
                 return None;
             }
-            let inner = wt.numel() / c.max(1);
-            let w2: Vec<f64> = wv.iter().enumerate().map(|(i, &x)| x * s[i / inner.max(1)]).collect();
+            let inner = wt.numel() / c;
+            if inner == 0 {
+                return None;
+            }
+            let w2: Vec<f64> = wv.iter().enumerate().map(|(i, &x)| x * s[i / inner]).collect();
             let b0 = bv.map(|b| b.to_f64_vec()).unwrap_or_else(|| vec![0.0; c]);
             if b0.len() != c {
                 return None;
@@ -168,12 +175,12 @@ fn compute(eg: &mut KEGraph, m: &BnMatch) -> Option<Vec<WeightId>> {
         Op::Gemm(g) => {
             let sh = wt.shape();
             let (rows, cols) = (*sh.first()?, *sh.get(1)?);
+            if (if g.trans_b { rows } else { cols }) != c || sh.len() != 2 {
+                return None;
+            }
             // the output column n is B's row (trans_b) or column
             let w2: Vec<f64> =
                 wv.iter().enumerate().map(|(i, &x)| x * if g.trans_b { s[i / cols] } else { s[i % cols] }).collect();
-            if (if g.trans_b { rows } else { cols }) != c {
-                return None;
-            }
             let beta = g.beta.get() as f64;
             let b2 = match bv {
                 None => {

@@ -37,6 +37,37 @@ graph "g"
     );
 }
 
+#[test]
+fn folds_into_a_gemm_exactly() {
+    let out = run_text(
+        "bn-fold",
+        r#"
+graph "g"
+  input %0 "a": f32[1,2]
+  const %1 "B": f32[2,2] = [1.0,2.0,3.0,4.0]
+  const %2 "C": f32[2] = [1.0,1.0]
+  const %3 "scale": f32[2] = [2.0,3.0]
+  const %4 "bias": f32[2] = [0.5,0.5]
+  const %5 "mean": f32[2] = [1.0,1.0]
+  const %6 "var": f32[2] = [3.0,0.0]
+  %7 = Gemm{alpha=1.0, beta=2.0, trans_a=false, trans_b=true, layer="fc"}(%0, %1, %2): f32[1,2] @"fc"
+  %8 = BatchNormalization{epsilon=1.0}(%7, %3, %4, %5, %6): f32[1,2] @"bn"
+  output "y" = %8
+"#,
+    );
+    // s = [1, 3]: rows of B scaled; C' = (2 * C - mean) * s + bias
+    assert_eq!(
+        out,
+        r#"graph "g"
+  input %0 "a": f32[1,2]
+  const %1 "B.bn": f32[2,2] = [1.0,2.0,9.0,12.0]
+  const %2 "B.bn_bias": f32[2] = [1.5,3.5]
+  %3 = Gemm{alpha=1.0, beta=1.0, trans_a=false, trans_b=true, layer="fc"}(%0, %1, %2): f32[1,2] @"bn.Gemm"
+  output "y" = %3
+"#
+    );
+}
+
 fn rand_tensor(seed: u64, shape: &[usize], lo: f32, hi: f32) -> Tensor {
     let n = shape.iter().product();
     Tensor::from_f32(shape.to_vec(), &random(seed, n, lo, hi)).unwrap()

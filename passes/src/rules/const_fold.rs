@@ -5,7 +5,7 @@ use kerf_ir::{eval, Op, Origin, Tensor};
 
 use super::{add_union, rewrite, KRewrite, Rule};
 use crate::analysis::{KEGraph, MemoKey};
-use crate::lang::{KNode, NodeOp};
+use crate::lang::{is_tuple, KNode, NodeOp};
 
 /// Results up to this many elements are always folded; larger ones only when
 /// they are no larger than the inputs (so `Expand`/`Tile` of a constant into a
@@ -68,7 +68,7 @@ impl Rule for ConstFold {
         };
         let Some(ws) = ws else { return vec![] };
         let mut changed = Vec::new();
-        if ws.len() == 1 && !matches!(m.op, Op::Split { .. }) {
+        if !is_tuple(&m.op) {
             if let Some(&w) = ws.first() {
                 changed.extend(add_union(eg, class, KNode::leaf(NodeOp::Const(w))));
             }
