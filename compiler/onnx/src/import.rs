@@ -187,8 +187,8 @@ impl<'a> Cx<'a> {
     /// Normalises a possibly negative axis against `rank`.
     pub fn axis(&self, axis: i64, rank: usize) -> Result<usize, ImportError> {
         let r = rank as i64;
-        let a = if axis < 0 { axis + r } else { axis };
-        if a < 0 || a >= r.max(1) && !(r == 0 && a == 0) {
+        let a = if axis < 0 { axis.saturating_add(r) } else { axis };
+        if a < 0 || a >= r {
             return Err(self.err(format!("axis {axis} is out of range for rank {rank}")));
         }
         Ok(a as usize)

@@ -45,9 +45,11 @@ fn window(cx: &Cx, kernel: Vec<usize>, spatial: &[usize]) -> Result<Window, Impo
             let mut p = vec![0; 2 * r];
             for i in 0..r {
                 let input = spatial.get(i).copied().unwrap_or(0);
+                // Saturating: absurd attributes must end in an error from
+                // inference, not an overflow here.
                 let out = input.div_ceil(strides[i]);
-                let eff = (kernel[i] - 1) * dilations[i] + 1;
-                let total = ((out.max(1) - 1) * strides[i] + eff).saturating_sub(input);
+                let eff = (kernel[i] - 1).saturating_mul(dilations[i]).saturating_add(1);
+                let total = (out.max(1) - 1).saturating_mul(strides[i]).saturating_add(eff).saturating_sub(input);
                 let small = total / 2;
                 let (b, e) = if auto_pad == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
                 p[i] = b;
@@ -112,8 +114,13 @@ fn conv_transpose(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     }
     let auto_pad = a.string("auto_pad", "NOTSET")?;
     let output_shape = a.usizes_opt("output_shape")?;
-    let full =
-        |i: usize, op: &[usize]| strides[i] * (xs[2 + i].max(1) - 1) + op[i] + (kernel[i] - 1) * dilations[i] + 1;
+    let full = |i: usize, op: &[usize]| {
+        strides[i]
+            .saturating_mul(xs[2 + i].max(1) - 1)
+            .saturating_add(op[i])
+            .saturating_add((kernel[i] - 1).saturating_mul(dilations[i]))
+            .saturating_add(1)
+    };
     let split = |total: usize, lower: bool| {
         let small = total / 2;
         if lower {
@@ -134,7 +141,7 @@ fn conv_transpose(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
             if f < os[i] {
                 // Larger than the full output: the extra cells at the end
                 // get no contributions, which is what output padding means.
-                output_padding[i] += os[i] - f;
+                output_padding[i] = output_padding[i].saturating_add(os[i] - f);
                 continue;
             }
             // As the ONNX spec: only SAME_UPPER puts the odd cell at the end.
@@ -156,7 +163,7 @@ fn conv_transpose(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
             "SAME_UPPER" | "SAME_LOWER" => {
                 let mut p = vec![0; 2 * r];
                 for i in 0..r {
-                    let total = full(i, &output_padding).saturating_sub(xs[2 + i] * strides[i]);
+                    let total = full(i, &output_padding).saturating_sub(xs[2 + i].saturating_mul(strides[i]));
                     let (b, e) = split(total, auto_pad == "SAME_LOWER");
                     p[i] = b;
                     p[r + i] = e;

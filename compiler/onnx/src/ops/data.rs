@@ -26,7 +26,7 @@ fn shape(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let xs = cx.shape(x);
     let r = xs.len() as i64;
     let a = cx.attrs();
-    let norm = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+    let norm = |v: i64| (if v < 0 { v.saturating_add(r) } else { v }).clamp(0, r) as usize;
     let start = norm(a.int("start", 0)?);
     let end = norm(a.int("end", r)?);
     let dims: Vec<i64> = xs.get(start..end.max(start)).unwrap_or(&[]).iter().map(|&d| d as i64).collect();

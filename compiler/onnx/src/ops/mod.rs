@@ -58,3 +58,12 @@ pub(crate) fn non_neg(cx: &Cx, what: &str, v: &[i64]) -> Result<Vec<usize>, Impo
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| cx.err(format!("{what} must not be negative, got {v:?}")))
 }
+
+/// Checks that a result shape's element and byte counts fit in memory
+/// arithmetic, so absurd attributes are an error rather than an overflow.
+pub(crate) fn fits(cx: &Cx, shape: &[usize]) -> Result<(), ImportError> {
+    match kerf_ir::numel(shape).and_then(|n| n.checked_mul(8)) {
+        Some(_) => Ok(()),
+        None => Err(cx.err(format!("result shape {shape:?} is too large"))),
+    }
+}

@@ -49,6 +49,7 @@ fn resolve(
                 }
                 sizes.push((xs[i] as f64 * s as f64).floor() as usize);
             }
+            super::fits(cx, &sizes)?;
             Ok((sc.into_iter().map(F32::new).collect(), sizes))
         }
         (None, Some(sz)) => {
@@ -56,6 +57,7 @@ fn resolve(
                 return Err(cx.err(format!("sizes {sz:?} must have one value per axis of {xs:?}")));
             }
             let sizes = super::non_neg(cx, "sizes", &sz)?;
+            super::fits(cx, &sizes)?;
             let scales =
                 sizes.iter().zip(xs).map(|(&o, &i)| F32::new(if i == 0 { 1.0 } else { o as f32 / i as f32 })).collect();
             Ok((scales, sizes))

@@ -7,7 +7,7 @@
 use kerf_ir::op::PadMode;
 use kerf_ir::{Op, ValueId, F32};
 
-use super::{non_neg, Converter};
+use super::{fits, non_neg, Converter};
 use crate::import::Cx;
 use crate::ImportError;
 
@@ -61,6 +61,7 @@ pub(crate) fn resolve_reshape(
             d => out.push(d as usize),
         }
     }
+    fits(cx, &out)?;
     if let Some(i) = infer_at {
         if allowzero && target.contains(&0) {
             return Err(cx.err(format!("shape {target:?} has both 0 and -1 with allowzero=1")));
@@ -96,7 +97,7 @@ fn flatten(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let xs = cx.shape(x);
     let r = xs.len() as i64;
     let axis = cx.attrs().int("axis", 1)?;
-    let axis = if axis < 0 { axis + r } else { axis };
+    let axis = if axis < 0 { axis.saturating_add(r) } else { axis };
     if axis < 0 || axis > r {
         return Err(cx.err(format!("axis {axis} is out of range for rank {r}")));
     }
@@ -279,6 +280,7 @@ fn expand(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let x = cx.input(0)?;
     let target = cx.const_ints(1, "shape")?.ok_or_else(|| cx.err("missing required input 'shape'"))?;
     let target = non_neg(cx, "shape", &target)?;
+    fits(cx, &target)?;
     let shape = kerf_ir::infer::broadcast(&cx.shape(x), &target).map_err(|m| cx.err(m))?;
     Ok(vec![cx.add1(Op::Expand { shape }, vec![x])?])
 }
@@ -287,6 +289,9 @@ fn tile(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let x = cx.input(0)?;
     let reps = cx.const_ints(1, "repeats")?.ok_or_else(|| cx.err("missing required input 'repeats'"))?;
     let repeats = non_neg(cx, "repeats", &reps)?;
+    let xs = cx.shape(x);
+    let out: Option<Vec<usize>> = xs.iter().zip(&repeats).map(|(&d, &r)| d.checked_mul(r)).collect();
+    fits(cx, &out.ok_or_else(|| cx.err(format!("repeats {repeats:?} are too large")))?)?;
     Ok(vec![cx.add1(Op::Tile { repeats }, vec![x])?])
 }
 
@@ -331,6 +336,10 @@ fn pad(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         pads[ax] = raw[j] as usize;
         pads[rank + ax] = raw[k + j] as usize;
     }
+    let xs = cx.shape(x);
+    let out: Option<Vec<usize>> =
+        (0..rank).map(|i| xs[i].checked_add(pads[i]).and_then(|v| v.checked_add(pads[rank + i]))).collect();
+    fits(cx, &out.ok_or_else(|| cx.err(format!("pads {raw:?} are too large")))?)?;
     Ok(vec![cx.add1(Op::Pad { pads, mode, value: F32::new(value) }, vec![x])?])
 }
 
@@ -347,6 +356,14 @@ fn depth_space(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let [n, c, h, w] = xs[..] else {
         return Err(cx.err(format!("input must be 4-D NCHW, got {}", cx.ty(x))));
     };
+    // Every product below must fit (a huge blocksize on an empty tensor
+    // passes the divisibility checks).
+    let fits = b.checked_mul(b).and_then(|bb| c.checked_mul(bb)).is_some()
+        && h.checked_mul(b).is_some()
+        && w.checked_mul(b).is_some();
+    if !fits {
+        return Err(cx.err(format!("blocksize {b} is too large for input {}", cx.ty(x))));
+    }
     let (mid, perm, out) = if cx.op() == "DepthToSpace" {
         if !c.is_multiple_of(b * b) {
             return Err(cx.err(format!("channels {c} are not divisible by blocksize² {}", b * b)));
