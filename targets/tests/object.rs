@@ -1,0 +1,242 @@
+//! Object, archive and header artifacts: no undefined symbols on every
+//! triple/CPU, no `fmaf` on haswell, byte-identical output when compiled
+//! twice, and cross-compiled objects linked into `c/harness.c`, run natively
+//! or under qemu, matching the JIT within |d| <= 1e-5 + 1e-4 * max|ref|.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kerf_targets::archive::write_archive;
+use kerf_targets::{compile_object, jit_compile, CompileOptions};
+use object::{Object, ObjectSymbol};
+
+/// A small CNN touching most kernel families, with odd sizes.
+const MODEL: &str = r#"graph "small"
+  input %0 "x": f32[1,3,7,9]
+  const %1 "w1": f32[6,3,3,3] = iota(-0.4, 0.005)
+  const %2 "b1": f32[6] = [0.1,-0.2,0.3,0.0,0.05,-0.1]
+  %3 = Conv{kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[1,1,1,1], group=1, layer="c1"}(%0, %1, %2): f32[1,6,7,9] @"c1"
+  %4 = Relu(%3): f32[1,6,7,9] @"r1"
+  const %5 "w2": f32[6,1,3,3] = iota(0.3, -0.01)
+  %6 = Conv{kernel=[3,3], strides=[2,2], dilations=[1,1], pads=[1,1,1,1], group=6, layer="dw"}(%4, %5): f32[1,6,4,5] @"dw"
+  %7 = MaxPool{kernel=[2,2], strides=[2,2], dilations=[1,1], pads=[0,0,0,0], ceil_mode=true}(%6): f32[1,6,2,3] @"mp"
+  %8 = Reshape{shape=[1,36]}(%7): f32[1,36] @"flat"
+  const %9 "w3": f32[5,36] = iota(-0.2, 0.003)
+  const %10 "b3": f32[5] = [0.0,0.1,0.2,0.3,0.4]
+  %11 = Gemm{alpha=1.0, beta=1.0, trans_a=false, trans_b=true, layer="fc"}(%8, %9, %10): f32[1,5] @"fc"
+  %12 = Sigmoid(%11): f32[1,5] @"sig"
+  %13 = Softmax{axis=1}(%12): f32[1,5] @"sm"
+  output "y" = %13
+  output "z" = %11
+"#;
+
+fn graph() -> kerf_ir::Graph {
+    kerf_ir::text::parse(MODEL).unwrap()
+}
+
+const TARGETS: [(&str, &[&str]); 3] = [
+    ("x86_64-unknown-linux-gnu", &["baseline", "haswell", "sapphirerapids"]),
+    ("aarch64-unknown-linux-gnu", &["baseline", "dotprod"]),
+    ("riscv64gc-unknown-linux-gnu", &["rv64gc"]),
+];
+
+fn undefined(obj: &[u8]) -> Vec<String> {
+    let f = object::File::parse(obj).unwrap();
+    f.symbols().filter(|s| s.is_undefined() && !s.name().unwrap_or("").is_empty()).map(|s| s.name().unwrap().to_string()).collect()
+}
+
+fn exported(obj: &[u8]) -> Vec<String> {
+    let f = object::File::parse(obj).unwrap();
+    let mut v: Vec<String> =
+        f.symbols().filter(|s| s.is_global() && s.is_definition()).map(|s| s.name().unwrap().to_string()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn no_undefined_symbols_anywhere() {
+    let g = graph();
+    for (triple, cpus) in TARGETS {
+        for cpu in cpus {
+            let a = compile_object(&g, &CompileOptions::new(triple, cpu, "small")).unwrap();
+            let u = undefined(&a.object);
+            assert!(u.is_empty(), "{triple}/{cpu}: undefined symbols {u:?}");
+            assert_eq!(exported(&a.object), vec!["small_describe".to_string(), "small_run".to_string()]);
+            assert!(a.report.text_bytes > 0);
+        }
+    }
+    let a = compile_object(&g, &CompileOptions::new(TARGETS[0].0, "haswell", "small")).unwrap();
+    assert!(a.report.caps.fma, "haswell must use native FMA");
+    let f = object::File::parse(&*a.object).unwrap();
+    assert!(f.symbols().all(|s| !s.name().unwrap_or("").contains("fma")), "no fmaf reference on haswell");
+}
+
+#[test]
+fn unknown_targets_are_errors() {
+    let g = graph();
+    let e = compile_object(&g, &CompileOptions::new("mips-unknown-linux-gnu", "baseline", "m")).unwrap_err();
+    assert!(e.to_string().contains("unknown target triple 'mips-unknown-linux-gnu'"), "{e}");
+    let e = compile_object(&g, &CompileOptions::new(TARGETS[1].0, "haswell", "m")).unwrap_err();
+    assert!(e.to_string().contains("unknown CPU 'haswell'"), "{e}");
+    let e = compile_object(&g, &CompileOptions::new(TARGETS[0].0, "baseline", "1bad")).unwrap_err();
+    assert!(e.to_string().contains("invalid model name '1bad'"), "{e}");
+}
+
+#[test]
+fn unsupported_nodes_are_all_listed() {
+    let g = kerf_ir::text::parse(
+        r#"graph "u"
+  input %0 "x": f32[4]
+  %1 = Sin(%0): f32[4] @"s1"
+  %2 = Relu(%1): f32[4] @"ok"
+  %3 = Cos(%2): f32[4] @"c1"
+  output "y" = %3
+"#,
+    )
+    .unwrap();
+    let e = compile_object(&g, &CompileOptions::new(TARGETS[0].0, "baseline", "u")).unwrap_err();
+    match e {
+        kerf_targets::TargetError::Unsupported(v) => {
+            let names: Vec<&str> = v.iter().map(|n| n.node.as_str()).collect();
+            assert_eq!(names, vec!["s1", "c1"]);
+            assert_eq!(v[0].op, "Sin");
+        }
+        other => panic!("expected Unsupported, got {other}"),
+    }
+}
+
+#[test]
+fn artifacts_are_deterministic() {
+    let g = graph();
+    for (triple, cpus) in TARGETS {
+        let o = CompileOptions::new(triple, cpus[0], "small");
+        let a = compile_object(&g, &o).unwrap();
+        let b = compile_object(&graph(), &o).unwrap();
+        assert!(a.object == b.object, "{triple}: object differs between two compilations");
+        assert_eq!(a.header, b.header);
+        let ar1 = write_archive(&[("small.o".into(), a.object.clone())]).unwrap();
+        let ar2 = write_archive(&[("small.o".into(), b.object.clone())]).unwrap();
+        assert!(ar1 == ar2, "{triple}: archive differs");
+        assert!(ar1.starts_with(b"!<arch>\n"));
+    }
+}
+
+#[test]
+fn header_has_the_macros() {
+    let a = compile_object(&graph(), &CompileOptions::new(TARGETS[0].0, "baseline", "small")).unwrap();
+    let h = &a.header;
+    for want in [
+        "#ifndef KERF_MODEL_SMALL_H",
+        "#define KERF_ABI_VERSION 1",
+        &format!("#define SMALL_ARENA_BYTES {}u", a.report.arena_bytes),
+        "#define SMALL_ARENA_ALIGN 64u",
+        "#define SMALL_INPUT_0_NAME \"x\"",
+        "#define SMALL_INPUT_0_DTYPE 1",
+        "#define SMALL_INPUT_0_RANK 4",
+        "#define SMALL_INPUT_0_SHAPE {1, 3, 7, 9}",
+        "#define SMALL_INPUT_0_BYTES 756u",
+        "#define SMALL_OUTPUT_1_SHAPE {1, 5}",
+        "int32_t small_run(const void *const *inputs, void *const *outputs, void *arena, const kerf_runtime *rt);",
+        "const kerf_model_desc *small_describe(void);",
+    ] {
+        assert!(h.contains(want), "header lacks {want:?}:\n{h}");
+    }
+}
+
+fn input_bytes() -> (Vec<f32>, Vec<u8>) {
+    let x: Vec<f32> = (0..189).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+    let b = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    (x, b)
+}
+
+fn jit_reference() -> Vec<f32> {
+    let jm = jit_compile(&graph(), &CompileOptions::host("small")).unwrap();
+    let (x, _) = input_bytes();
+    let mut arena = jm.model().new_arena();
+    let out = jm.model().run_f32(&[&x], &mut arena).unwrap();
+    out.concat()
+}
+
+fn close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    let m = want.iter().fold(0f32, |a, b| a.max(b.abs()));
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        assert!((a - b).abs() <= 1e-5 + 1e-4 * m, "{what}: element {i}: {a} vs {b}");
+    }
+}
+
+fn tool(name: &str) -> bool {
+    Command::new(name).arg("--version").output().is_ok()
+}
+
+/// Compiles, links and runs the harness; returns the outputs as f32.
+fn cross_run(triple: &str, cpu: &str, cc: &str, runner: &[&str], archive: bool) -> Vec<f32> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cross-{triple}-{cpu}-{archive}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let a = compile_object(&graph(), &CompileOptions::new(triple, cpu, "small")).unwrap();
+    std::fs::write(dir.join("small.h"), &a.header).unwrap();
+    let obj = if archive {
+        let ar = write_archive(&[("small.o".into(), a.object.clone())]).unwrap();
+        std::fs::write(dir.join("libsmall.a"), ar).unwrap();
+        dir.join("libsmall.a")
+    } else {
+        std::fs::write(dir.join("small.o"), &a.object).unwrap();
+        dir.join("small.o")
+    };
+    let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/harness.c");
+    let exe = dir.join("prog");
+    let st = Command::new(cc)
+        .args(["-O1", "-static", "-DMODEL_HEADER=\"small.h\"", "-DMODEL_NAME=small", "-I"])
+        .arg(&dir)
+        .arg(&harness)
+        .arg(&obj)
+        .arg("-o")
+        .arg(&exe)
+        .status()
+        .unwrap();
+    assert!(st.success(), "{cc} failed to link the harness for {triple}");
+    let (_, bytes) = input_bytes();
+    std::fs::write(dir.join("in.bin"), bytes).unwrap();
+    let mut cmd = if runner.is_empty() {
+        Command::new(&exe)
+    } else {
+        let mut c = Command::new(runner[0]);
+        c.args(&runner[1..]).arg(&exe);
+        c
+    };
+    let out = cmd.arg(dir.join("in.bin")).arg(dir.join("out.bin")).output().unwrap();
+    assert!(out.status.success(), "{triple}: harness failed: {:?} {}", out.status, String::from_utf8_lossy(&out.stderr));
+    let b = std::fs::read(dir.join("out.bin")).unwrap();
+    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+#[test]
+fn cross_x86_64_native() {
+    let want = jit_reference();
+    for cpu in ["baseline", "haswell"] {
+        close(&cross_run(TARGETS[0].0, cpu, "cc", &[], false), &want, cpu);
+    }
+    close(&cross_run(TARGETS[0].0, "baseline", "cc", &[], true), &want, "archive");
+}
+
+#[test]
+fn cross_aarch64_qemu() {
+    if !tool("aarch64-linux-gnu-gcc") || !tool("qemu-aarch64") {
+        eprintln!("!!! SKIPPED: aarch64-linux-gnu-gcc or qemu-aarch64 not installed");
+        return;
+    }
+    let want = jit_reference();
+    let got = cross_run(TARGETS[1].0, "baseline", "aarch64-linux-gnu-gcc", &["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"], false);
+    close(&got, &want, "aarch64");
+}
+
+#[test]
+fn cross_riscv64_qemu() {
+    if !tool("riscv64-linux-gnu-gcc") || !tool("qemu-riscv64") {
+        eprintln!("!!! SKIPPED: riscv64-linux-gnu-gcc or qemu-riscv64 not installed");
+        return;
+    }
+    let want = jit_reference();
+    let got = cross_run(TARGETS[2].0, "rv64gc", "riscv64-linux-gnu-gcc", &["qemu-riscv64", "-L", "/usr/riscv64-linux-gnu"], false);
+    close(&got, &want, "riscv64");
+}
