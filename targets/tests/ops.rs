@@ -1,0 +1,228 @@
+//! Kernel families against the f64 reference evaluator of kerf-ir (or
+//! hand-computed values where it has no implementation), JIT-compiled for
+//! the host and, for the vector/scalar split, for the SSE2 baseline as well.
+//! Tolerance: |got - ref| <= 1e-5 + 1e-4 * max|ref| elementwise.
+
+use kerf_ir::{Graph, Tensor, ValueDef};
+use kerf_targets::{jit_compile, CompileOptions};
+
+/// Evaluates the graph node by node with `kerf_ir::eval::eval`.
+fn reference(g: &Graph, inputs: &[Tensor]) -> Vec<Tensor> {
+    let mut vals: Vec<Option<Tensor>> = vec![None; g.values.len()];
+    for (i, v) in g.values.iter().enumerate() {
+        match v.def {
+            ValueDef::Input(k) => vals[i] = Some(inputs[k].clone()),
+            ValueDef::Const(w) => vals[i] = Some(g.weights.tensor(w).clone()),
+            ValueDef::Node { .. } => {}
+        }
+    }
+    for n in &g.nodes {
+        let ins: Vec<&Tensor> = n.inputs.iter().map(|v| vals[v.0 as usize].as_ref().unwrap()).collect();
+        let outs = kerf_ir::eval::eval(&n.op, &ins).unwrap_or_else(|e| panic!("reference for {}: {e}", n.name));
+        for (o, t) in n.outputs.iter().zip(outs) {
+            vals[o.0 as usize] = Some(t);
+        }
+    }
+    g.outputs.iter().map(|o| vals[o.value.0 as usize].clone().unwrap()).collect()
+}
+
+/// Deterministic test input for a value.
+fn input_for(g: &Graph, k: usize) -> Tensor {
+    let t = g.ty(g.inputs[k]);
+    let n = t.numel();
+    let v: Vec<f64> = (0..n).map(|i| (((i * 7919 + 13 * k) % 97) as f64 / 24.0) - 2.0).collect();
+    Tensor::from_f64_values(t.dtype, t.shape.clone(), &v).unwrap()
+}
+
+fn run_jit(g: &Graph, inputs: &[Tensor], cpu: &str) -> Vec<Vec<u8>> {
+    let jm = jit_compile(g, &CompileOptions::new("host", cpu, "t")).unwrap_or_else(|e| panic!("{e}"));
+    let m = jm.model();
+    // copy into 8-byte aligned storage
+    let stores: Vec<Vec<u64>> = inputs
+        .iter()
+        .map(|t| {
+            let mut s = vec![0u64; t.bytes().len().div_ceil(8)];
+            kerf_runtime_bytes(&mut s)[..t.bytes().len()].copy_from_slice(t.bytes());
+            s
+        })
+        .collect();
+    let views: Vec<&[u8]> = stores.iter().zip(inputs).map(|(s, t)| &as_bytes(s)[..t.bytes().len()]).collect();
+    let mut outs: Vec<Vec<u64>> = m.info().outputs.iter().map(|o| vec![0u64; o.bytes.div_ceil(8)]).collect();
+    let sizes: Vec<usize> = m.info().outputs.iter().map(|o| o.bytes).collect();
+    {
+        let mut ov: Vec<&mut [u8]> =
+            outs.iter_mut().zip(&sizes).map(|(o, &n)| &mut kerf_runtime_bytes(o)[..n]).collect();
+        let mut arena = m.new_arena();
+        m.run(&views, &mut ov, &mut arena).unwrap();
+    }
+    outs.iter().zip(&sizes).map(|(o, &n)| as_bytes(o)[..n].to_vec()).collect()
+}
+
+fn as_bytes(v: &[u64]) -> &[u8] {
+    // SAFETY: u64 has no padding; the view covers exactly the vector.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, v.len() * 8) }
+}
+fn kerf_runtime_bytes(v: &mut [u64]) -> &mut [u8] {
+    // SAFETY: as above; any byte pattern is a valid u64.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, v.len() * 8) }
+}
+
+fn compare(name: &str, got: &[u8], want: &Tensor) {
+    let dt = want.dtype();
+    let g = Tensor::from_bytes(dt, want.shape().to_vec(), got.to_vec()).unwrap();
+    let (a, b) = (g.to_f64_vec(), want.to_f64_vec());
+    let m = b.iter().fold(0f64, |x, y| x.max(y.abs()));
+    let tol = if dt.is_float() { 1e-5 + 1e-4 * m } else { 0.0 };
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!((x - y).abs() <= tol, "{name}: element {i}: got {x}, want {y} (tol {tol})");
+    }
+}
+
+/// Checks a graph against the reference on the host and on baseline x86-64.
+fn check(text: &str) {
+    let g = kerf_ir::text::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let inputs: Vec<Tensor> = (0..g.inputs.len()).map(|k| input_for(&g, k)).collect();
+    let want = reference(&g, &inputs);
+    for cpu in ["native", "baseline"] {
+        let got = run_jit(&g, &inputs, cpu);
+        for (k, w) in want.iter().enumerate() {
+            compare(&format!("{} ({cpu}) output {k}", g.name), &got[k], w);
+        }
+    }
+}
+
+/// Checks against given expected values.
+fn check_values(text: &str, want: &[&[f32]]) {
+    let g = kerf_ir::text::parse(text).unwrap();
+    let inputs: Vec<Tensor> = (0..g.inputs.len()).map(|k| input_for(&g, k)).collect();
+    for cpu in ["native", "baseline"] {
+        let got = run_jit(&g, &inputs, cpu);
+        for (k, w) in want.iter().enumerate() {
+            let t = Tensor::from_f32(vec![w.len()], w).unwrap();
+            compare(&format!("{} ({cpu})", g.name), &got[k], &t);
+        }
+    }
+}
+
+#[test]
+fn unary_ops_with_tails() {
+    for op in ["Relu", "Neg", "Abs", "Exp", "Tanh", "Sigmoid", "Erf", "Floor", "Ceil", "Round", "Sign", "Softsign", "HardSwish", "Softplus"] {
+        check(&format!(
+            "graph \"{op}\"\n  input %0 \"x\": f32[3,7]\n  %1 = {op}(%0): f32[3,7] @\"u\"\n  output \"y\" = %1\n"
+        ));
+    }
+    check("graph \"clip\"\n  input %0 \"x\": f32[11]\n  %1 = Clip{min=-0.5, max=1.25}(%0): f32[11] @\"c\"\n  output \"y\" = %1\n");
+    check("graph \"lrelu\"\n  input %0 \"x\": f32[5]\n  %1 = LeakyRelu{alpha=0.1}(%0): f32[5] @\"c\"\n  output \"y\" = %1\n");
+    check("graph \"gelu\"\n  input %0 \"x\": f32[9]\n  %1 = Gelu{tanh=true}(%0): f32[9] @\"c\"\n  output \"y\" = %1\n");
+    check("graph \"log\"\n  input %0 \"x\": f32[9]\n  %1 = Abs(%0): f32[9] @\"a\"\n  %2 = Log(%1): f32[9] @\"l\"\n  %3 = Sqrt(%1): f32[9] @\"s\"\n  output \"y\" = %2\n  output \"z\" = %3\n");
+}
+
+#[test]
+fn binary_broadcasting() {
+    for op in ["Add", "Sub", "Mul", "Div", "Max", "Min", "PRelu"] {
+        check(&format!(
+            "graph \"{op}\"\n  input %0 \"a\": f32[2,3,5]\n  input %1 \"b\": f32[3,1]\n  %2 = {op}(%0, %1): f32[2,3,5] @\"b\"\n  %3 = {op}(%1, %0): f32[2,3,5] @\"c\"\n  output \"y\" = %2\n  output \"z\" = %3\n"
+        ));
+    }
+    check("graph \"pow\"\n  input %0 \"a\": f32[7]\n  const %1 \"e\": f32[] = [2.0]\n  %2 = Pow(%0, %1): f32[7] @\"p\"\n  output \"y\" = %2\n");
+    check("graph \"cmp\"\n  input %0 \"a\": f32[6]\n  input %1 \"b\": f32[1]\n  %2 = Greater(%0, %1): bool[6] @\"g\"\n  %3 = Where(%2, %0, %1): f32[6] @\"w\"\n  output \"y\" = %3\n  output \"m\" = %2\n");
+    check("graph \"cast\"\n  input %0 \"a\": f32[6]\n  %1 = Cast{to=i64}(%0): i64[6] @\"c\"\n  %2 = Cast{to=f32}(%1): f32[6] @\"d\"\n  output \"y\" = %2\n  output \"i\" = %1\n");
+}
+
+#[test]
+fn matmul_and_gemm() {
+    check("graph \"mm\"\n  input %0 \"a\": f32[2,5,7]\n  input %1 \"b\": f32[7,6]\n  %2 = MatMul{layer=\"m\"}(%0, %1): f32[2,5,6] @\"m\"\n  output \"y\" = %2\n");
+    check("graph \"mmc\"\n  input %0 \"a\": f32[3,9]\n  const %1 \"b\": f32[2,9,5] = iota(-1.0, 0.02)\n  %2 = MatMul{layer=\"m\"}(%0, %1): f32[2,3,5] @\"m\"\n  output \"y\" = %2\n");
+    check("graph \"gemm\"\n  input %0 \"a\": f32[7,5]\n  const %1 \"b\": f32[6,7] = iota(0.5, -0.03)\n  const %2 \"c\": f32[1,6] = iota(0.1, 0.1)\n  %3 = Gemm{alpha=0.5, beta=2.0, trans_a=true, trans_b=true, layer=\"g\"}(%0, %1, %2): f32[5,6] @\"g\"\n  output \"y\" = %3\n");
+    check("graph \"gemmr\"\n  input %0 \"a\": f32[3,4]\n  input %1 \"b\": f32[4,9]\n  input %2 \"c\": f32[3,9]\n  %3 = Gemm{alpha=1.5, beta=0.5, trans_a=false, trans_b=false, layer=\"g\"}(%0, %1, %2): f32[3,9] @\"g\"\n  output \"y\" = %3\n");
+}
+
+#[test]
+fn movement_ops() {
+    check("graph \"tr\"\n  input %0 \"x\": f32[2,3,5]\n  %1 = Transpose{perm=[2,0,1]}(%0): f32[5,2,3] @\"t\"\n  output \"y\" = %1\n");
+    check("graph \"cat\"\n  input %0 \"x\": f32[2,3]\n  input %1 \"z\": f32[2,5]\n  %2 = Concat{axis=1}(%0, %1): f32[2,8] @\"c\"\n  output \"y\" = %2\n");
+    check("graph \"split\"\n  input %0 \"x\": f32[3,7]\n  %1, %2 = Split{axis=1, sizes=[3,4]}(%0): f32[3,3], f32[3,4] @\"s\"\n  output \"a\" = %1\n  output \"b\" = %2\n");
+    check("graph \"slice\"\n  input %0 \"x\": f32[6,7]\n  %1 = Slice{starts=[5,1], ends=[-1,7], steps=[-2,3]}(%0): f32[3,2] @\"s\"\n  output \"y\" = %1\n");
+    check("graph \"expand\"\n  input %0 \"x\": f32[3,1]\n  %1 = Expand{shape=[2,3,5]}(%0): f32[2,3,5] @\"e\"\n  output \"y\" = %1\n");
+    check("graph \"tile\"\n  input %0 \"x\": f32[2,3]\n  %1 = Tile{repeats=[2,3]}(%0): f32[4,9] @\"t\"\n  output \"y\" = %1\n");
+    check("graph \"gather\"\n  input %0 \"x\": f32[4,5]\n  const %1 \"i\": i64[3] = [3,-1,0]\n  %2 = Gather{axis=1}(%0, %1): f32[4,3] @\"g\"\n  output \"y\" = %2\n");
+    check("graph \"reshape_out\"\n  input %0 \"x\": f32[2,6]\n  %1 = Reshape{shape=[3,4]}(%0): f32[3,4] @\"r\"\n  output \"y\" = %1\n  output \"x\" = %0\n");
+}
+
+#[test]
+fn reductions() {
+    for k in ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceL2", "ReduceSumSquare"] {
+        check(&format!(
+            "graph \"{k}\"\n  input %0 \"x\": f32[3,4,5]\n  %1 = {k}{{axes=[0,2], keepdims=true}}(%0): f32[1,4,1] @\"r\"\n  output \"y\" = %1\n"
+        ));
+    }
+}
+
+#[test]
+fn conv_pool_norm_against_hand_values() {
+    // 1-D conv, padding 1, stride 2: x = [-2, -2+7/24*..] computed here in f64
+    let g = "graph \"c1\"\n  input %0 \"x\": f32[1,1,5]\n  const %1 \"w\": f32[1,1,3] = [1.0,2.0,3.0]\n  const %2 \"b\": f32[1] = [0.5]\n  %3 = Conv{kernel=[3], strides=[2], dilations=[1], pads=[1,1], group=1, layer=\"c\"}(%0, %1, %2): f32[1,1,3] @\"c\"\n  output \"y\" = %3\n";
+    let x: Vec<f64> = (0..5).map(|i| (((i * 7919) % 97) as f64 / 24.0) - 2.0).collect();
+    let conv = |o: usize| {
+        let mut s = 0.5;
+        for t in 0..3 {
+            let i = (o * 2 + t) as i64 - 1;
+            if (0..5).contains(&i) {
+                s += x[i as usize] * [1.0, 2.0, 3.0][t];
+            }
+        }
+        s as f32
+    };
+    check_values(g, &[&[conv(0), conv(1), conv(2)]]);
+    // average pool with and without padded cells in the divisor
+    let x4: Vec<f64> = (0..4).map(|i| (((i * 7919) % 97) as f64 / 24.0) - 2.0).collect();
+    let g = "graph \"ap\"\n  input %0 \"x\": f32[1,1,4]\n  %1 = AveragePool{kernel=[3], strides=[2], dilations=[1], pads=[1,1], ceil_mode=false, count_include_pad=false}(%0): f32[1,1,2] @\"a\"\n  %2 = AveragePool{kernel=[3], strides=[2], dilations=[1], pads=[1,1], ceil_mode=false, count_include_pad=true}(%0): f32[1,1,2] @\"b\"\n  output \"y\" = %1\n  output \"z\" = %2\n";
+    let a0 = (x4[0] + x4[1]) / 2.0;
+    let a1 = (x4[1] + x4[2] + x4[3]) / 3.0;
+    check_values(g, &[&[a0 as f32, a1 as f32], &[((x4[0] + x4[1]) / 3.0) as f32, a1 as f32]]);
+    // softmax / layer norm over 6 values
+    let x6: Vec<f64> = (0..6).map(|i| (((i * 7919) % 97) as f64 / 24.0) - 2.0).collect();
+    let mx = x6.iter().cloned().fold(f64::MIN, f64::max);
+    let s: f64 = x6.iter().map(|v| (v - mx).exp()).sum();
+    let sm: Vec<f32> = x6.iter().map(|v| ((v - mx).exp() / s) as f32).collect();
+    let lsm: Vec<f32> = x6.iter().map(|v| (v - mx - s.ln()) as f32).collect();
+    let mean = x6.iter().sum::<f64>() / 6.0;
+    let var = x6.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / 6.0;
+    let ln: Vec<f32> = x6.iter().map(|v| ((v - mean) / (var + 1e-5).sqrt() * 2.0 + 0.5) as f32).collect();
+    let g = "graph \"sm\"\n  input %0 \"x\": f32[1,6]\n  const %1 \"s\": f32[6] = fill(2.0)\n  const %2 \"b\": f32[6] = fill(0.5)\n  %3 = Softmax{axis=1}(%0): f32[1,6] @\"s\"\n  %4 = LogSoftmax{axis=1}(%0): f32[1,6] @\"l\"\n  %5 = LayerNormalization{axis=1, epsilon=1e-5}(%0, %1, %2): f32[1,6] @\"n\"\n  output \"a\" = %3\n  output \"b\" = %4\n  output \"c\" = %5\n";
+    check_values(g, &[&sm, &lsm, &ln]);
+}
+
+#[test]
+fn grouped_conv_matches_direct_sum() {
+    // group=2, dilation 2, stride 1, odd channel count per group (5 > 4 -> vector + tail)
+    let (c, h, w, oc, g) = (4usize, 6usize, 7usize, 10usize, 2usize);
+    let text = format!(
+        "graph \"gc\"\n  input %0 \"x\": f32[1,{c},{h},{w}]\n  const %1 \"w\": f32[{oc},2,3,3] = iota(-0.5, 0.01)\n  const %2 \"b\": f32[{oc}] = iota(0.0, 0.1)\n  %3 = Conv{{kernel=[3,3], strides=[1,1], dilations=[2,2], pads=[2,1,2,1], group={g}, layer=\"c\"}}(%0, %1, %2): f32[1,{oc},6,5] @\"c\"\n  output \"y\" = %3\n"
+    );
+    let x: Vec<f64> = (0..c * h * w).map(|i| (((i * 7919) % 97) as f64 / 24.0) - 2.0).collect();
+    let wt: Vec<f64> = (0..oc * 2 * 9).map(|i| -0.5 + 0.01 * i as f64).map(|v| v as f32 as f64).collect();
+    let mut want = Vec::new();
+    for o in 0..oc {
+        let gi = o / (oc / g);
+        for oy in 0..6 {
+            for ox in 0..5 {
+                let mut s = (0.1 * o as f64) as f32 as f64;
+                for ic in 0..2 {
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            let iy = (oy + 2 * ky) as i64 - 2;
+                            let ix = (ox + 2 * kx) as i64 - 1;
+                            if (0..h as i64).contains(&iy) && (0..w as i64).contains(&ix) {
+                                let ch = gi * 2 + ic;
+                                s += x[(ch * h + iy as usize) * w + ix as usize] * wt[((o * 2 + ic) * 3 + ky) * 3 + kx];
+                            }
+                        }
+                    }
+                }
+                want.push(s as f32);
+            }
+        }
+    }
+    check_values(&text, &[&want]);
+}
