@@ -124,7 +124,8 @@ def macs_of_node(node: onnx.NodeProto, shapes: dict[str, list[int]]) -> int:
 
 def stats(model: onnx.ModelProto) -> dict:
     """op_types, node count, params, MACs and approximate FLOPs, defined as for the public models:
-    params = elements of float initializers plus float Constant nodes with more than one element;
+    params = elements of float initializers and float Constant nodes with more than one element
+    (a scalar such as a Dropout ratio is a hyperparameter, not a parameter);
     MACs = multiply-accumulates of Conv/ConvTranspose/MatMul/Gemm/LSTM/GRU;
     flops_approx = 2*MACs + one per output element of elementwise/normalisation/pool/reduce ops.
     """
@@ -136,7 +137,8 @@ def stats(model: onnx.ModelProto) -> dict:
     for init in g.initializer:
         n = int(np.prod(init.dims)) if len(init.dims) else 1
         if init.data_type in float_types:
-            params += n
+            if n > 1:
+                params += n
         else:
             non_float += n
     for node in g.node:
