@@ -5,6 +5,13 @@
 //! still returns its (valid, possibly less optimised) graph, and the caller
 //! sees [`Stop`] in the report. A contradiction in the analysis aborts the
 //! phase with [`PassError::Contradiction`].
+//!
+//! The scheduler is egg's `SimpleScheduler` (every rule every iteration):
+//! rules here are guarded and directional, so growth is bounded without
+//! backoff banning, and "saturated" simply means an iteration changed
+//! nothing. egg checks limits between rule applications, so a node limit can
+//! be overshot by one rule's worth of additions. A `TimeLimit` stop makes the
+//! result depend on machine speed; the other stops are deterministic.
 
 use std::collections::BTreeMap;
 
