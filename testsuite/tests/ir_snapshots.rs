@@ -22,7 +22,7 @@ fn fixture_models() {
             let (next, reports) = run_groups(&cur, &[group], &PassOptions::default()).unwrap();
             next.validate().unwrap();
             for r in &reports {
-                assert!(r.stop.is_saturated(), "{name}: group {group} stopped early: {:?}", r.stop);
+                assert_eq!(r.stop, kerf_passes::Stop::Saturated, "{name}: group {group} stopped early: {:?}", r.stop);
             }
             insta::assert_snapshot!(format!("after-{group}"), kerf_ir::text::print(&next));
             cur = next;
