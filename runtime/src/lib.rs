@@ -489,8 +489,20 @@ mod tests {
 
     #[test]
     fn wrapper_checks_and_runs() {
-        let t = TensorDescRaw { name: NAME.as_ptr() as *const c_char, dtype: dtype::FLOAT, rank: 2, dims: DIMS.as_ptr(), bytes: 12 };
-        let t2 = TensorDescRaw { name: NAME.as_ptr() as *const c_char, dtype: dtype::FLOAT, rank: 2, dims: DIMS.as_ptr(), bytes: 12 };
+        let t = TensorDescRaw {
+            name: NAME.as_ptr() as *const c_char,
+            dtype: dtype::FLOAT,
+            rank: 2,
+            dims: DIMS.as_ptr(),
+            bytes: 12,
+        };
+        let t2 = TensorDescRaw {
+            name: NAME.as_ptr() as *const c_char,
+            dtype: dtype::FLOAT,
+            rank: 2,
+            dims: DIMS.as_ptr(),
+            bytes: 12,
+        };
         let d = ModelDescRaw {
             abi_version: ABI_VERSION,
             num_inputs: 1,

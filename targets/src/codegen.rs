@@ -100,9 +100,7 @@ pub fn build<M: Module>(module: &mut M, g: &Graph, name: &str, caps: Caps) -> Re
             k.b.finalize(tcfg);
         }
         scratch[i] = params.iter().map(|p| if let Param::Scratch(s) = p { s.div_ceil(64) * 64 } else { 0 }).sum();
-        let fid = module
-            .declare_function(&fname, Linkage::Local, &func.signature)
-            .map_err(|e| cg_err(&fname, e))?;
+        let fid = module.declare_function(&fname, Linkage::Local, &func.signature).map_err(|e| cg_err(&fname, e))?;
         let mut ctx = Context::for_function(func);
         module.define_function(fid, &mut ctx).map_err(|e| cg_err(&fname, format!("{e:?}")))?;
         kernels.push(KernelInfo { node: i, func: fid, params });

@@ -67,8 +67,9 @@ pub fn jit_compile(g: &Graph, opts: &CompileOptions) -> Result<JitModel, TargetE
     // SAFETY: both pointers are finalized functions of `module` with the
     // signatures `codegen::build` declared (`RunFn`, `DescribeFn`), and the
     // module's memory lives as long as the returned JitModel.
-    let (run, describe): (RunFn, DescribeFn) =
-        unsafe { (std::mem::transmute::<*const u8, RunFn>(run_ptr), std::mem::transmute::<*const u8, DescribeFn>(desc_ptr)) };
+    let (run, describe): (RunFn, DescribeFn) = unsafe {
+        (std::mem::transmute::<*const u8, RunFn>(run_ptr), std::mem::transmute::<*const u8, DescribeFn>(desc_ptr))
+    };
     // SAFETY: `describe` takes no arguments and returns the static descriptor.
     let desc: *const ModelDescRaw = unsafe { describe() };
     // SAFETY: `run` and `desc` belong to the same compiled model.

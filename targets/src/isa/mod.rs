@@ -110,7 +110,12 @@ pub(crate) fn enable(b: &mut cranelift_codegen::isa::Builder, names: &[&str]) ->
 }
 
 /// The host builder with flags detected from the running CPU.
-pub(crate) fn native_builder(triple: &str, cpu: &str, on_host: bool, presets: &[&str]) -> Result<cranelift_codegen::isa::Builder, TargetError> {
+pub(crate) fn native_builder(
+    triple: &str,
+    cpu: &str,
+    on_host: bool,
+    presets: &[&str],
+) -> Result<cranelift_codegen::isa::Builder, TargetError> {
     if !on_host {
         return Err(TargetError::UnknownCpu {
             triple: triple.into(),

@@ -258,7 +258,8 @@ pub fn conv_transpose(k: &mut Kernel) -> LResult {
     let g = c.group;
     let (icg, ocg) = (ci / g, co / g);
     let Some(wv) = k.const_f32(1) else { return Err("the weight must be a constant".into()) };
-    let bias = if k.node.inputs.len() == 3 { k.const_f32(2).ok_or("the bias must be a constant")? } else { vec![0.0; co] };
+    let bias =
+        if k.node.inputs.len() == 3 { k.const_f32(2).ok_or("the bias must be a constant")? } else { vec![0.0; co] };
     let xp = k.input(0);
     let wptr = k.blob_f32(&wv);
     let bptr = k.blob_f32(&bias);

@@ -44,8 +44,8 @@ pub fn collapse(shape: &[usize], strides: &[Vec<usize>]) -> (Vec<usize>, Vec<Vec
         if shape[a] == 1 {
             continue;
         }
-        let mergeable = !s.is_empty()
-            && strides.iter().enumerate().all(|(k, v)| st[k].last().copied() == Some(v[a] * shape[a]));
+        let mergeable =
+            !s.is_empty() && strides.iter().enumerate().all(|(k, v)| st[k].last().copied() == Some(v[a] * shape[a]));
         if mergeable {
             let last = s.len() - 1;
             s[last] *= shape[a];
@@ -74,7 +74,8 @@ pub fn fsel(k: &mut Kernel, cc: FloatCC, x: Value, y: Value, a: Value, b: Value)
     let ty = k.b.func.dfg.value_type(a);
     let c = k.b.ins().fcmp(cc, x, y);
     if ty.is_vector() {
-        let m = k.b.ins().bitcast(ty, MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little), c);
+        let m =
+            k.b.ins().bitcast(ty, MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little), c);
         k.b.ins().bitselect(m, a, b)
     } else {
         k.b.ins().select(c, a, b)
@@ -222,18 +223,18 @@ pub fn unary_f(k: &mut Kernel, u: UnaryOp, ty: Type, x: Value) -> LResult<Value>
 /// `exp(y * log(x))` (defined for x > 0).
 fn pow_f(k: &mut Kernel, ty: Type, x: Value, y: Value, const_exp: Option<f32>) -> Value {
     match const_exp {
-        Some(e) if e == 1.0 => x,
-        Some(e) if e == 2.0 => k.b.ins().fmul(x, x),
-        Some(e) if e == 3.0 => {
+        Some(1.0) => x,
+        Some(2.0) => k.b.ins().fmul(x, x),
+        Some(3.0) => {
             let t = k.b.ins().fmul(x, x);
             k.b.ins().fmul(t, x)
         }
-        Some(e) if e == 0.5 => k.b.ins().sqrt(x),
-        Some(e) if e == -1.0 => {
+        Some(0.5) => k.b.ins().sqrt(x),
+        Some(-1.0) => {
             let o = k.fsplat(ty, 1.0);
             k.b.ins().fdiv(o, x)
         }
-        Some(e) if e == 0.0 => k.fsplat(ty, 1.0),
+        Some(0.0) => k.fsplat(ty, 1.0),
         _ => {
             let l = math::log(&mut k.b, x);
             let t = k.b.ins().fmul(l, y);
@@ -449,7 +450,7 @@ pub fn lower(k: &mut Kernel) -> LResult {
     let osize = od.size() as i64;
     let r = shape.len();
     let inner = shape[r - 1];
-    k.nest(&shape[..r - 1].to_vec(), &mut |k, idx| {
+    k.nest(&shape[..r - 1], &mut |k, idx| {
         let offs: Vec<Value> = st.iter().map(|s| k.linear(idx, &s[..r - 1])).collect();
         // Operands broadcast along the inner axis: load once here.
         let mut hoisted: Vec<Option<Value>> = vec![None; n_in];
@@ -474,7 +475,11 @@ pub fn lower(k: &mut Kernel) -> LResult {
                 let v = if !ty.is_vector() && hoisted[i].is_some() { hoisted[i].unwrap_or(v) } else { v };
                 args.push(v);
             }
-            let res = if ty.is_vector() { apply_vec(k, &op, ty, &args, pow_exp) } else { apply_scalar(k, &op, &in_d, od, &args, pow_exp) };
+            let res = if ty.is_vector() {
+                apply_vec(k, &op, ty, &args, pow_exp)
+            } else {
+                apply_scalar(k, &op, &in_d, od, &args, pow_exp)
+            };
             if let Ok(v) = res {
                 let e = k.b.ins().iadd(offs[n_in], j);
                 k.st_at(v, out, e, osize, 0);
@@ -510,7 +515,9 @@ fn check(op: &Op, in_d: &[DType], od: DType) -> LResult {
             let ok = match d {
                 DType::F32 => !matches!(b, Mod | Fmod | And | Or | Xor),
                 DType::Bool => matches!(b, And | Or | Xor | Equal),
-                d if d.is_int() => matches!(b, Add | Sub | Mul | Max | Min | Equal | Greater | GreaterOrEqual | Less | LessOrEqual),
+                d if d.is_int() => {
+                    matches!(b, Add | Sub | Mul | Max | Min | Equal | Greater | GreaterOrEqual | Less | LessOrEqual)
+                }
                 _ => false,
             };
             if !ok {
@@ -541,7 +548,14 @@ fn apply_vec(k: &mut Kernel, op: &Op, ty: Type, args: &[Value], pow_exp: Option<
     }
 }
 
-fn apply_scalar(k: &mut Kernel, op: &Op, in_d: &[DType], od: DType, args: &[Value], pow_exp: Option<f32>) -> LResult<Value> {
+fn apply_scalar(
+    k: &mut Kernel,
+    op: &Op,
+    in_d: &[DType],
+    od: DType,
+    args: &[Value],
+    pow_exp: Option<f32>,
+) -> LResult<Value> {
     match op {
         Op::Unary(u) => unary_scalar(k, *u, in_d[0], args[0]),
         Op::Binary(b) => binary_scalar(k, *b, in_d[0], args[0], args[1], pow_exp),

@@ -47,7 +47,17 @@ pub fn pack_b(b: &[f32], kk: usize, n: usize, sk: usize, sn: usize, l: usize, sc
 /// Emits `out[m*N + n] = sum_k A[m,k] * panel(k, n)` for all m < M, n < N.
 /// `a_off`/`o_off` are element offsets (I64 values) of this batch.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_core(k: &mut Kernel, mm: usize, n: usize, kk: usize, a: AView, a_off: Value, panel: Value, out: Value, o_off: Value) {
+pub fn gemm_core(
+    k: &mut Kernel,
+    mm: usize,
+    n: usize,
+    kk: usize,
+    a: AView,
+    a_off: Value,
+    panel: Value,
+    out: Value,
+    o_off: Value,
+) {
     let l = k.lanes();
     let vty = k.vty();
     let full_nb = n / l;
@@ -107,7 +117,7 @@ pub fn gemm_core(k: &mut Kernel, mm: usize, n: usize, kk: usize, a: AView, a_off
     };
     let main = mm / RM * RM;
     row_blocks(k, RM, 0, main);
-    if mm % RM > 0 {
+    if !mm.is_multiple_of(RM) {
         row_blocks(k, mm % RM, main, mm);
     }
 }

@@ -75,7 +75,7 @@ pub fn strided_copy(
     let (si, di) = (s2[r - 1], d2[r - 1]);
     let ity = int_ty(esize);
     let e = esize as i64;
-    k.nest(&sh[..r - 1].to_vec(), &mut |k, idx| {
+    k.nest(&sh[..r - 1], &mut |k, idx| {
         let so = lin_i(k, idx, &s2[..r - 1], soff);
         let dof = lin_i(k, idx, &d2[..r - 1], doff);
         let sb = k.addr(src, so, e);
