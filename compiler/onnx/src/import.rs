@@ -230,7 +230,7 @@ fn is_default_domain(d: &str) -> bool {
 
 /// Imports a parsed model.
 pub fn import(
-    model: &ModelDef,
+    model: ModelDef,
     base_dir: Option<&Path>,
     opts: &ImportOptions,
     name: String,
@@ -250,7 +250,10 @@ pub fn import(
             "model uses ai.onnx opset {opset}, newer than the newest supported opset {MAX_OPSET}"
         )));
     }
-    let gd = model.graph.as_ref().ok_or_else(|| ImportError::model("model has no graph"))?;
+    let mut gd = model.graph.ok_or_else(|| ImportError::model("model has no graph"))?;
+    // Owned separately so their payloads can be moved into the weight table.
+    let initializers = std::mem::take(&mut gd.initializers);
+    let gd = &gd;
 
     // Pre-passes: domains, then every unsupported op at once.
     for (i, n) in gd.nodes.iter().enumerate() {
@@ -287,9 +290,9 @@ pub fn import(
 
     // Who defines each name: detect duplicates and remember producers for
     // the topological-order message.
-    let init_names: HashSet<&str> = gd.initializers.iter().map(|t| t.name.as_str()).collect();
+    let init_names: HashSet<&str> = initializers.iter().map(|t| t.name.as_str()).collect();
     let mut producer: HashMap<&str, String> = HashMap::new();
-    for t in &gd.initializers {
+    for t in &initializers {
         if producer.insert(&t.name, "an initializer".to_string()).is_some() {
             return Err(ImportError::model(format!("value '{}' is defined by two initializers", t.name)));
         }
@@ -333,10 +336,11 @@ pub fn import(
         let v = g.add_input(inp.name.clone(), ty);
         values.insert(inp.name.clone(), v);
     }
-    for t in &gd.initializers {
-        let tensor = tensor::convert(t, base_dir)?;
-        let v = g.add_const(t.name.clone(), tensor, Origin::Initializer);
-        values.insert(t.name.clone(), v);
+    for t in initializers {
+        let name = t.name.clone();
+        let tensor = tensor::convert_owned(t, base_dir)?;
+        let v = g.add_const(name.clone(), tensor, Origin::Initializer);
+        values.insert(name, v);
     }
 
     // Outputs that a converter could not provide (e.g. MaxPool indices).

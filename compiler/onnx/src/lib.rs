@@ -48,7 +48,7 @@ pub fn load_model(path: &Path, opts: &ImportOptions) -> Result<Graph, ImportErro
         .or_else(|| path.file_stem().and_then(|s| s.to_str()).map(str::to_string))
         .unwrap_or_else(|| "model".to_string());
     let model = proto::parse_model(&bytes)?;
-    import::import(&model, Some(base), opts, name)
+    import::import(model, Some(base), opts, name)
 }
 
 /// Imports a model from memory. `base_dir` is where external data lives
@@ -56,14 +56,15 @@ pub fn load_model(path: &Path, opts: &ImportOptions) -> Result<Graph, ImportErro
 pub fn load_model_bytes(bytes: &[u8], base_dir: Option<&Path>, opts: &ImportOptions) -> Result<Graph, ImportError> {
     let name = opts.name.clone().unwrap_or_else(|| "model".to_string());
     let model = proto::parse_model(bytes)?;
-    import::import(&model, base_dir, opts, name)
+    import::import(model, base_dir, opts, name)
 }
 
 /// Decodes a serialized `TensorProto` (the `.pb` files of ONNX test data).
 pub fn read_tensor_proto(bytes: &[u8]) -> Result<(String, Tensor), ImportError> {
     let t = proto::parse_tensor(bytes)?;
-    let tensor = tensor::convert(&t, None)?;
-    Ok((t.name, tensor))
+    let name = t.name.clone();
+    let tensor = tensor::convert_owned(t, None)?;
+    Ok((name, tensor))
 }
 
 /// The ONNX op types this frontend converts.

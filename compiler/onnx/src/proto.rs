@@ -112,23 +112,25 @@ pub struct ValueInfo {
 }
 
 pub fn parse_model(bytes: &[u8]) -> Result<ModelDef, ImportError> {
-    let m = ModelProto::parse_from_bytes(bytes).map_err(|e| ImportError::Protobuf(e.to_string()))?;
+    let mut m = ModelProto::parse_from_bytes(bytes).map_err(|e| ImportError::Protobuf(e.to_string()))?;
     Ok(ModelDef {
         ir_version: m.ir_version,
         opsets: m.opset_import.iter().map(|o| (o.domain.clone(), o.version)).collect(),
-        graph: m.graph.as_ref().map(graph),
+        graph: m.graph.as_mut().map(graph),
     })
 }
 
 pub fn parse_tensor(bytes: &[u8]) -> Result<TensorDef, ImportError> {
-    let t = TensorProto::parse_from_bytes(bytes).map_err(|e| ImportError::Protobuf(e.to_string()))?;
-    Ok(tensor(&t))
+    let mut t = TensorProto::parse_from_bytes(bytes).map_err(|e| ImportError::Protobuf(e.to_string()))?;
+    Ok(tensor(&mut t))
 }
 
-fn graph(g: &GraphProto) -> GraphDef {
+/// Initializer payloads are moved out of the proto, not copied: they are
+/// most of a model's bytes.
+fn graph(g: &mut GraphProto) -> GraphDef {
     GraphDef {
         nodes: g.node.iter().map(node).collect(),
-        initializers: g.initializer.iter().map(tensor).collect(),
+        initializers: g.initializer.iter_mut().map(tensor).collect(),
         inputs: g.input.iter().map(value_info).collect(),
         outputs: g.output.iter().map(value_info).collect(),
     }
@@ -151,7 +153,7 @@ fn attr(a: &AttributeProto) -> AttrDef {
         Ok(AttributeType::INT) => AttrValue::Int(a.i),
         Ok(AttributeType::STRING) => AttrValue::Str(a.s.clone()),
         Ok(AttributeType::TENSOR) => match a.t.as_ref() {
-            Some(t) => AttrValue::Tensor(Box::new(tensor(t))),
+            Some(t) => AttrValue::Tensor(Box::new(tensor(&mut t.clone()))),
             None => AttrValue::Other("an empty tensor"),
         },
         Ok(AttributeType::FLOATS) => AttrValue::Floats(a.floats.clone()),
@@ -170,7 +172,7 @@ fn attr(a: &AttributeProto) -> AttrDef {
             } else if !a.strings.is_empty() {
                 AttrValue::Strings(a.strings.clone())
             } else if let Some(t) = a.t.as_ref() {
-                AttrValue::Tensor(Box::new(tensor(t)))
+                AttrValue::Tensor(Box::new(tensor(&mut t.clone())))
             } else if !a.s.is_empty() {
                 AttrValue::Str(a.s.clone())
             } else if a.f != 0.0 {
@@ -183,7 +185,7 @@ fn attr(a: &AttributeProto) -> AttrDef {
     AttrDef { name: a.name.clone(), value }
 }
 
-fn tensor(t: &TensorProto) -> TensorDef {
+fn tensor(t: &mut TensorProto) -> TensorDef {
     let external = match t.data_location.enum_value() {
         Ok(DataLocation::EXTERNAL) => Some(t.external_data.iter().map(|e| (e.key.clone(), e.value.clone())).collect()),
         _ => None,
@@ -192,12 +194,12 @@ fn tensor(t: &TensorProto) -> TensorDef {
         name: t.name.clone(),
         dims: t.dims.clone(),
         data_type: t.data_type,
-        raw_data: t.raw_data.clone(),
-        float_data: t.float_data.clone(),
-        int32_data: t.int32_data.clone(),
-        int64_data: t.int64_data.clone(),
-        double_data: t.double_data.clone(),
-        uint64_data: t.uint64_data.clone(),
+        raw_data: std::mem::take(&mut t.raw_data),
+        float_data: std::mem::take(&mut t.float_data),
+        int32_data: std::mem::take(&mut t.int32_data),
+        int64_data: std::mem::take(&mut t.int64_data),
+        double_data: std::mem::take(&mut t.double_data),
+        uint64_data: std::mem::take(&mut t.uint64_data),
         external,
         segmented: t.segment.is_some(),
     }

@@ -66,6 +66,11 @@ pub fn checked_shape(name: &str, dims: &[i64]) -> Result<(Vec<usize>, usize), Im
 /// Converts a stored tensor. `base_dir` is the model's folder (needed only
 /// for external data).
 pub fn convert(t: &TensorDef, base_dir: Option<&Path>) -> Result<Tensor, ImportError> {
+    convert_owned(t.clone(), base_dir)
+}
+
+/// Like [`convert`], moving `raw_data` into the result instead of copying.
+pub fn convert_owned(mut t: TensorDef, base_dir: Option<&Path>) -> Result<Tensor, ImportError> {
     let name = t.name.as_str();
     let dtype = dtype_of(t.data_type, name)?;
     let (shape, n) = checked_shape(name, &t.dims)?;
@@ -84,7 +89,7 @@ pub fn convert(t: &TensorDef, base_dir: Option<&Path>) -> Result<Tensor, ImportE
                 format!("raw_data has {} bytes, {dtype}{shape:?} needs {expected}", t.raw_data.len()),
             ));
         }
-        return Ok(Tensor::from_bytes(dtype, shape, t.raw_data.clone())?);
+        return Ok(Tensor::from_bytes(dtype, shape, std::mem::take(&mut t.raw_data))?);
     }
     let count_check = |field: &str, len: usize| -> Result<(), ImportError> {
         if len != n {
