@@ -42,7 +42,10 @@ const TARGETS: [(&str, &[&str]); 3] = [
 
 fn undefined(obj: &[u8]) -> Vec<String> {
     let f = object::File::parse(obj).unwrap();
-    f.symbols().filter(|s| s.is_undefined() && !s.name().unwrap_or("").is_empty()).map(|s| s.name().unwrap().to_string()).collect()
+    f.symbols()
+        .filter(|s| s.is_undefined() && !s.name().unwrap_or("").is_empty())
+        .map(|s| s.name().unwrap().to_string())
+        .collect()
 }
 
 fn exported(obj: &[u8]) -> Vec<String> {
@@ -205,7 +208,12 @@ fn cross_run(triple: &str, cpu: &str, cc: &str, runner: &[&str], archive: bool) 
         c
     };
     let out = cmd.arg(dir.join("in.bin")).arg(dir.join("out.bin")).output().unwrap();
-    assert!(out.status.success(), "{triple}: harness failed: {:?} {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{triple}: harness failed: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     let b = std::fs::read(dir.join("out.bin")).unwrap();
     b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
@@ -226,7 +234,13 @@ fn cross_aarch64_qemu() {
         return;
     }
     let want = jit_reference();
-    let got = cross_run(TARGETS[1].0, "baseline", "aarch64-linux-gnu-gcc", &["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"], false);
+    let got = cross_run(
+        TARGETS[1].0,
+        "baseline",
+        "aarch64-linux-gnu-gcc",
+        &["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"],
+        false,
+    );
     close(&got, &want, "aarch64");
 }
 
@@ -237,6 +251,12 @@ fn cross_riscv64_qemu() {
         return;
     }
     let want = jit_reference();
-    let got = cross_run(TARGETS[2].0, "rv64gc", "riscv64-linux-gnu-gcc", &["qemu-riscv64", "-L", "/usr/riscv64-linux-gnu"], false);
+    let got = cross_run(
+        TARGETS[2].0,
+        "rv64gc",
+        "riscv64-linux-gnu-gcc",
+        &["qemu-riscv64", "-L", "/usr/riscv64-linux-gnu"],
+        false,
+    );
     close(&got, &want, "riscv64");
 }

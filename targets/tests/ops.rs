@@ -106,7 +106,22 @@ fn check_values(text: &str, want: &[&[f32]]) {
 
 #[test]
 fn unary_ops_with_tails() {
-    for op in ["Relu", "Neg", "Abs", "Exp", "Tanh", "Sigmoid", "Erf", "Floor", "Ceil", "Round", "Sign", "Softsign", "HardSwish", "Softplus"] {
+    for op in [
+        "Relu",
+        "Neg",
+        "Abs",
+        "Exp",
+        "Tanh",
+        "Sigmoid",
+        "Erf",
+        "Floor",
+        "Ceil",
+        "Round",
+        "Sign",
+        "Softsign",
+        "HardSwish",
+        "Softplus",
+    ] {
         check(&format!(
             "graph \"{op}\"\n  input %0 \"x\": f32[3,7]\n  %1 = {op}(%0): f32[3,7] @\"u\"\n  output \"y\" = %1\n"
         ));
