@@ -24,7 +24,8 @@ are removed because each suite folder is rebuilt from scratch.
 
 `OUT_DIR/index.json` lists every case with what the runner cannot learn when kerf rejects a
 model: `op` (the op a node case tests, or the only op type of a model), `ops` (all op types,
-prefixed with their domain unless it is ai.onnx), `opset`, `expanded` (node cases whose op is
+prefixed with their domain unless it is ai.onnx), `opset`, `io` (the element types of the graph
+inputs and outputs, or `sequence`/`map`/`optional`/`sparse`), `expanded` (node cases whose op is
 inlined as its function body), and for `light` the `rtol`/`atol` onnx's runner uses.
 """
 
@@ -92,7 +93,18 @@ def model_entry(model) -> dict:
     """Facts about a case the runner cannot get when kerf rejects the model."""
     ops = sorted({qualified(n.domain, n.op_type) for n in model.graph.node})
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
-    return {"ops": ops, "opset": opset, "op": ops[0] if len(ops) == 1 else None}
+    io = sorted({type_name(v.type) for v in [*model.graph.input, *model.graph.output]})
+    return {"ops": ops, "opset": opset, "op": ops[0] if len(ops) == 1 else None, "io": io}
+
+
+def type_name(tp) -> str:
+    """`FLOAT`, `STRING`, ... for tensors; `sequence`, `map`, `optional`, `sparse` otherwise."""
+    from onnx import TensorProto
+
+    kind = tp.WhichOneof("value")
+    if kind == "tensor_type":
+        return TensorProto.DataType.Name(tp.tensor_type.elem_type)
+    return {"sequence_type": "sequence", "map_type": "map", "optional_type": "optional"}.get(kind, "sparse")
 
 
 def copy_shipped(data_dir: str, out_dir: str) -> dict:

@@ -131,7 +131,7 @@ fn run(root: &Path, cfg: Config, filter: Option<&str>) -> bool {
     let full_run = filter.is_none();
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let manifest_path = crate_dir.join("conformance/manifest.txt");
-    let doc_path = crate_dir.join("../docs/onnx-coverage.md");
+    let doc_path = crate_dir.parent().unwrap_or(crate_dir).join("docs/onnx-coverage.md");
     let manifest = match std::fs::read_to_string(&manifest_path) {
         Ok(text) => match Manifest::parse(&text) {
             Ok(m) => m,
@@ -170,7 +170,7 @@ fn run(root: &Path, cfg: Config, filter: Option<&str>) -> bool {
     let n = cases.len();
     let progress = |_: &Case, _: &Outcome| {
         let d = done.fetch_add(1, Ordering::SeqCst) + 1;
-        if d % 250 == 0 || d == n {
+        if d.is_multiple_of(250) || d == n {
             eprintln!("  {d}/{n} cases ({:.0} s)", t0.elapsed().as_secs_f64());
         }
     };
@@ -180,7 +180,9 @@ fn run(root: &Path, cfg: Config, filter: Option<&str>) -> bool {
     // Failures, grouped by verdict kind, abnormal ones first.
     let verbose = env_flag("KERF_VERBOSE");
     let mut problems: Vec<&(String, Verdict, Outcome)> = report.problems.iter().collect();
-    problems.sort_by_key(|(id, v, o)| (!o.status.is_abnormal(), std::mem::discriminant(v) != std::mem::discriminant(&Verdict::Regressed), id.clone()));
+    problems.sort_by_key(|(id, v, o)| {
+        (!o.status.is_abnormal(), std::mem::discriminant(v) != std::mem::discriminant(&Verdict::Regressed), id.clone())
+    });
     for (id, v, o) in &problems {
         let detail = if verbose { o.detail.clone() } else { shorten(&o.detail, 400) };
         let sep = if detail.is_empty() { "" } else { ": " };

@@ -1,0 +1,236 @@
+//! Reason tags for failing cases.
+//!
+//! A failing case gets the most fundamental reason that applies, so the
+//! coverage report says what would have to change for it to pass:
+//! 1. facts about the case itself, from `index.json` ([`structural_tag`]):
+//!    `training` (ai.onnx.preview.training ops), `domain:<d>` (other
+//!    non-default domains), `type:<sequence|map|optional|sparse>` (non-tensor
+//!    graph I/O), `dtype:<string|float8|int4|...>` (element types kerf's IR
+//!    does not have), `op:<Loop|If|Scan|...>` (control flow and sequence ops,
+//!    out of scope for a static-graph compiler);
+//! 2. the first stage that failed: `unsupported-op:<Op>` (frontend has no
+//!    converter), `dynamic-shape` (a shape depends on runtime data),
+//!    `const-input:<Op>` (a non-shape input the frontend needs constant),
+//!    `import:<Op>` (frontend rejects this variant), `opset`, `io-mismatch`,
+//!    `passes`, `codegen:<Op>` (backend cannot compile the node), `exec`,
+//!    `mismatch` (ran, wrong numbers/shape/dtype).
+
+use kerf_onnx::ImportError;
+
+use super::exec::ExecError;
+use crate::cases::CaseInfo;
+
+/// Ops a static-shape AOT compiler does not take on: control flow with
+/// subgraphs and the sequence/optional family.
+const OUT_OF_SCOPE_OPS: &[&str] = &[
+    "Loop",
+    "If",
+    "Scan",
+    "SequenceMap",
+    "SequenceAt",
+    "SequenceConstruct",
+    "SequenceEmpty",
+    "SequenceErase",
+    "SequenceInsert",
+    "SequenceLength",
+    "SplitToSequence",
+    "ConcatFromSequence",
+    "Optional",
+    "OptionalGetElement",
+    "OptionalHasElement",
+];
+
+/// The tag for an ONNX element type name kerf's IR cannot hold, if any.
+pub fn dtype_tag(onnx_type: &str) -> Option<&'static str> {
+    let t = onnx_type.to_ascii_uppercase();
+    Some(match t.as_str() {
+        "STRING" => "dtype:string",
+        "COMPLEX64" | "COMPLEX128" => "dtype:complex",
+        "INT4" | "UINT4" => "dtype:int4",
+        "INT2" | "UINT2" => "dtype:int2",
+        "FLOAT4E2M1" => "dtype:float4",
+        "UNDEFINED" => "dtype:undefined",
+        _ if t.starts_with("FLOAT8") => "dtype:float8",
+        _ => return None,
+    })
+}
+
+fn domain_of(op: &str) -> Option<&str> {
+    op.rsplit_once('.').map(|(d, _)| d)
+}
+
+/// A reason that follows from the case itself, whatever kerf does.
+pub fn structural_tag(info: &CaseInfo) -> Option<String> {
+    let all_ops = info.op.iter().chain(&info.ops);
+    let domains: Vec<&str> = all_ops.clone().filter_map(|o| domain_of(o)).collect();
+    if domains.iter().any(|d| d.starts_with("ai.onnx.preview.training")) {
+        return Some("training".into());
+    }
+    if let Some(d) = domains.first() {
+        return Some(format!("domain:{d}"));
+    }
+    for kind in ["sequence", "map", "optional", "sparse"] {
+        if info.io.iter().any(|t| t == kind) {
+            return Some(format!("type:{kind}"));
+        }
+    }
+    if let Some(tag) = info.io.iter().find_map(|t| dtype_tag(t)) {
+        return Some(tag.to_string());
+    }
+    let scope_op = all_ops.clone().find(|o| OUT_OF_SCOPE_OPS.contains(&o.as_str()));
+    scope_op.map(|o| format!("op:{o}"))
+}
+
+/// `dtype:<kind>` when a message says an element type is not supported.
+fn dtype_in_message(msg: &str) -> Option<String> {
+    let rest = msg.split("element type ").nth(1)?;
+    let kind = rest.split_whitespace().next()?.trim_end_matches(',');
+    if !msg.contains("not supported") {
+        return None;
+    }
+    // Either a name ("float8") or an ONNX code ("17").
+    let name = match kind.parse::<i32>() {
+        Ok(8) => "STRING",
+        Ok(14 | 15) => "COMPLEX64",
+        Ok(17..=20 | 24) => "FLOAT8",
+        Ok(21 | 22) => "INT4",
+        Ok(23) => "FLOAT4E2M1",
+        Ok(25 | 26) => "INT2",
+        _ => kind,
+    };
+    Some(dtype_tag(name).map_or_else(|| format!("dtype:{kind}"), str::to_string))
+}
+
+/// The tag for a failure to read a test-data tensor.
+pub fn data_tag(e: &ImportError) -> String {
+    dtype_in_message(&e.to_string()).unwrap_or_else(|| "data".into())
+}
+
+/// The tag for an import failure.
+pub fn import_tag(e: &ImportError) -> String {
+    let msg = e.to_string();
+    if let Some(t) = dtype_in_message(&msg) {
+        return t;
+    }
+    match e {
+        ImportError::Unsupported(list) => {
+            // "Op (node 'a'), Op2 (nodes 'b', 'c')": tag the first op.
+            let op = list.split(" (").next().unwrap_or(list).trim();
+            format!("unsupported-op:{op}")
+        }
+        ImportError::Node { op, msg, .. } => match const_input(msg) {
+            Some(name) if !NOT_SHAPES.contains(&name) => "dynamic-shape".into(),
+            Some(_) => format!("const-input:{op}"),
+            None => format!("import:{op}"),
+        },
+        ImportError::Ir(kerf_ir::IrError::Node { op, .. }) => format!("import:{op}"),
+        ImportError::Model(m) => {
+            if let Some(op) = unsupported_output_of(m) {
+                format!("import:{op}")
+            } else if m.contains("dynamic dimension") || m.contains("no declared shape") {
+                "dynamic-shape".into()
+            } else if m.contains("opset") && m.contains("newer") {
+                "opset".into()
+            } else if let Some(kind) = ["a sequence", "a map", "an optional", "a sparse tensor"]
+                .iter()
+                .find(|k| m.contains(&format!("is {k}")))
+            {
+                format!("type:{}", kind.rsplit(' ').next().unwrap_or("other"))
+            } else {
+                "import".into()
+            }
+        }
+        ImportError::Protobuf(_) => "protobuf".into(),
+        _ => "import".into(),
+    }
+}
+
+/// Inputs the frontend needs constant that do not shape anything: a runtime
+/// value there is a missing feature (`const-input:<Op>`), not a dynamic shape.
+const NOT_SHAPES: &[&str] =
+    &["min", "max", "ratio", "training_mode", "sequence_lens", "alpha", "beta", "bias", "scale"];
+
+/// The input name in "input 'NAME' must be a constant ...".
+fn const_input(msg: &str) -> Option<&str> {
+    let rest = msg.strip_prefix("input '")?;
+    let (name, tail) = rest.split_once('\'')?;
+    tail.contains("must be a constant").then_some(name)
+}
+
+/// The op in "graph output 'z' is output 1 of node 'n' (Op), which is not supported".
+fn unsupported_output_of(msg: &str) -> Option<&str> {
+    let head = msg.strip_suffix("), which is not supported")?;
+    head.rsplit_once(" (").map(|(_, op)| op)
+}
+
+/// The tag for an execution-stage failure.
+pub fn exec_tag(e: &ExecError) -> String {
+    match e {
+        ExecError::Unsupported { op, .. } => format!("codegen:{op}"),
+        ExecError::Failed { op, .. } if !op.is_empty() => format!("exec:{op}"),
+        _ => "exec".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(op: &str, ops: &[&str], io: &[&str]) -> CaseInfo {
+        CaseInfo {
+            op: Some(op.into()),
+            ops: ops.iter().map(|s| s.to_string()).collect(),
+            io: io.iter().map(|s| s.to_string()).collect(),
+            ..CaseInfo::default()
+        }
+    }
+
+    #[test]
+    fn structural_tags_in_priority_order() {
+        assert_eq!(structural_tag(&info("Add", &["Add"], &["FLOAT"])), None);
+        assert_eq!(
+            structural_tag(&info("ai.onnx.preview.training.Adam", &["ai.onnx.preview.training.Adam"], &["FLOAT"])),
+            Some("training".into())
+        );
+        assert_eq!(
+            structural_tag(&info("ai.onnx.ml.LabelEncoder", &["ai.onnx.ml.LabelEncoder"], &["STRING"])),
+            Some("domain:ai.onnx.ml".into())
+        );
+        assert_eq!(
+            structural_tag(&info("SequenceAt", &["SequenceAt"], &["INT64", "sequence"])),
+            Some("type:sequence".into())
+        );
+        assert_eq!(structural_tag(&info("Cast", &["Cast"], &["FLOAT", "FLOAT8E4M3FN"])), Some("dtype:float8".into()));
+        assert_eq!(structural_tag(&info("Loop", &["Loop"], &["FLOAT", "INT64"])), Some("op:Loop".into()));
+    }
+
+    #[test]
+    fn import_errors_map_to_tags() {
+        let e = ImportError::Unsupported("NonZero (node 'n'), Foo (nodes 'a', 'b')".into());
+        assert_eq!(import_tag(&e), "unsupported-op:NonZero");
+        let e = ImportError::Node {
+            node: "r".into(),
+            op: "Reshape".into(),
+            msg: "input 'shape' must be a constant (dynamic shapes are not supported)".into(),
+        };
+        assert_eq!(import_tag(&e), "dynamic-shape");
+        let e = ImportError::Node {
+            node: "c".into(),
+            op: "Clip".into(),
+            msg: "input 'min' must be a constant (dynamic shapes are not supported)".into(),
+        };
+        assert_eq!(import_tag(&e), "const-input:Clip");
+        let e = ImportError::Model(
+            "graph output 'z' is output 1 of node 'maxpool_0' (MaxPool), which is not supported".into(),
+        );
+        assert_eq!(import_tag(&e), "import:MaxPool");
+        let e = ImportError::Node { node: "c".into(), op: "Conv".into(), msg: "bad pads".into() };
+        assert_eq!(import_tag(&e), "import:Conv");
+        let e = ImportError::Tensor { name: "x".into(), msg: "element type float8 is not supported".into() };
+        assert_eq!(import_tag(&e), "dtype:float8");
+        let e = ImportError::Model("input 'x' has element type 17, which is not supported".into());
+        assert_eq!(import_tag(&e), "dtype:float8");
+        let e = ImportError::Model("input 'x' is a sequence; only tensor inputs are supported".into());
+        assert_eq!(import_tag(&e), "type:sequence");
+    }
+}

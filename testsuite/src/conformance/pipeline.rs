@@ -1,0 +1,220 @@
+//! One case through kerf: read the test data, import, optimise, execute,
+//! compare. Panics anywhere in kerf are caught and reported as
+//! [`Status::Panic`] with their message and location.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::Once;
+use std::time::Instant;
+
+use kerf_ir::{Graph, Tensor};
+use kerf_onnx::ImportOptions;
+use serde::{Deserialize, Serialize};
+
+use super::classify;
+use super::exec::{execute, Backend};
+use crate::cases::Case;
+use crate::compare::{compare, FloatTolerance};
+
+/// How cases are run.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    pub backend: Backend,
+    /// Run `kerf_passes::optimize` between import and execution.
+    pub passes: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config { backend: Backend::Jit, passes: true }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    Pass,
+    Fail,
+    /// kerf panicked (caught).
+    Panic,
+    /// The worker process died (e.g. generated code crashed).
+    Crash,
+    /// The case did not finish in time.
+    Timeout,
+}
+
+impl Status {
+    /// Panics, crashes and timeouts are bugs whatever the manifest says.
+    pub fn is_abnormal(self) -> bool {
+        matches!(self, Status::Panic | Status::Crash | Status::Timeout)
+    }
+}
+
+/// The result of one case.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Outcome {
+    pub status: Status,
+    /// Reason tag; empty on pass. `panic`, `crash`, `timeout` for those.
+    pub tag: String,
+    pub detail: String,
+    pub millis: u64,
+}
+
+impl Outcome {
+    pub fn abnormal(status: Status, detail: String, millis: u64) -> Outcome {
+        let tag = match status {
+            Status::Crash => "crash",
+            Status::Timeout => "timeout",
+            _ => "panic",
+        };
+        Outcome { status, tag: tag.into(), detail, millis }
+    }
+}
+
+struct Failure {
+    tag: String,
+    detail: String,
+}
+
+/// Cases whose reference outputs the ONNX case definition types in by hand,
+/// rounded to 4 significant digits: they get ONNX's own rtol of 1e-3.
+const ROUNDED_REFERENCES: &[&str] = &["node/test_averagepool_2d_ceil_last_window_starts_on_pad"];
+
+fn fail(tag: impl Into<String>, detail: impl Into<String>) -> Failure {
+    Failure { tag: tag.into(), detail: detail.into() }
+}
+
+thread_local! {
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Replaces the panic hook (once per process) with one that records the
+/// message and location for [`run_case`] instead of printing it.
+pub fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let msg = if let Some(s) = info.payload().downcast_ref::<&str>() {
+                (*s).to_string()
+            } else if let Some(s) = info.payload().downcast_ref::<String>() {
+                s.clone()
+            } else {
+                "non-string panic payload".to_string()
+            };
+            let loc = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+            LAST_PANIC.with(|p| *p.borrow_mut() = Some(format!("{msg}{loc}")));
+        }));
+    });
+}
+
+/// Runs one case; never panics.
+pub fn run_case(case: &Case, cfg: &Config) -> Outcome {
+    install_panic_hook();
+    let t0 = Instant::now();
+    let r = catch_unwind(AssertUnwindSafe(|| run_stages(case, cfg)));
+    let millis = t0.elapsed().as_millis() as u64;
+    match r {
+        Ok(Ok(())) => Outcome { status: Status::Pass, tag: String::new(), detail: String::new(), millis },
+        Ok(Err(f)) => {
+            // The case's own nature outranks the stage that happened to fail.
+            let tag = classify::structural_tag(&case.info).unwrap_or(f.tag);
+            Outcome { status: Status::Fail, tag, detail: f.detail, millis }
+        }
+        Err(_) => {
+            let detail = LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| "panic".into());
+            Outcome::abnormal(Status::Panic, detail, millis)
+        }
+    }
+}
+
+/// `<dir>/<prefix>_0.pb`, `_1.pb`, ... while they exist.
+fn numbered(dir: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    (0..).map(|i| dir.join(format!("{prefix}_{i}.pb"))).take_while(|p| p.is_file()).collect()
+}
+
+fn read_tensors(dir: &Path, prefix: &str) -> Result<Vec<(String, Tensor)>, Failure> {
+    numbered(dir, prefix)
+        .iter()
+        .map(|p| {
+            let bytes = std::fs::read(p).map_err(|e| fail("data", format!("{}: {e}", p.display())))?;
+            kerf_onnx::read_tensor_proto(&bytes)
+                .map_err(|e| fail(classify::data_tag(&e), format!("{}: {e}", p.display())))
+        })
+        .collect()
+}
+
+fn run_stages(case: &Case, cfg: &Config) -> Result<(), Failure> {
+    let data = case.data_set();
+    let inputs = read_tensors(&data, "input")?;
+    let expected = read_tensors(&data, "output")?;
+
+    // Shapes from the data make symbolic input dims concrete, as a user
+    // compiling for a fixed shape would (`--input-shape`).
+    let mut opts = ImportOptions::default();
+    for (name, t) in &inputs {
+        if !name.is_empty() {
+            opts.input_shapes.insert(name.clone(), t.shape().to_vec());
+        }
+    }
+    let imported = kerf_onnx::load_model(&case.model(), &opts)
+        .map_err(|e| fail(classify::import_tag(&e), format!("import: {e}")))?;
+    check_inputs(&imported, &inputs)?;
+
+    let graph = if cfg.passes {
+        kerf_passes::optimize(&imported, &kerf_passes::PassOptions::default())
+            .map_err(|e| fail("passes", format!("optimize: {e}")))?
+            .0
+    } else {
+        imported
+    };
+
+    let input_tensors: Vec<Tensor> = inputs.into_iter().map(|(_, t)| t).collect();
+    let actual = execute(cfg.backend, &graph, &input_tensors)
+        .map_err(|e| fail(classify::exec_tag(&e), format!("{}: {e}", cfg.backend.name())))?;
+
+    if actual.len() != expected.len() {
+        return Err(fail(
+            "io-mismatch",
+            format!("graph has {} outputs, the test data {}", actual.len(), expected.len()),
+        ));
+    }
+    let mut problems = Vec::new();
+    let rounded = ROUNDED_REFERENCES.contains(&case.id.as_str());
+    for (i, ((name, want), got)) in expected.iter().zip(&actual).enumerate() {
+        let mut tol = FloatTolerance::default_for(want.dtype()).loosened(case.info.rtol, case.info.atol);
+        if rounded {
+            tol = tol.loosened(Some(1e-3), None);
+        }
+        if let Err(m) = compare(want, got, tol) {
+            problems.push(format!("output {i} '{name}': {m}"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(fail("mismatch", problems.join("; ")))
+    }
+}
+
+fn check_inputs(g: &Graph, inputs: &[(String, Tensor)]) -> Result<(), Failure> {
+    if g.inputs.len() != inputs.len() {
+        let names: Vec<&str> = g.inputs.iter().map(|&v| g.value(v).name.as_str()).collect();
+        return Err(fail(
+            "io-mismatch",
+            format!("graph has {} inputs ({}), the test data {}", g.inputs.len(), names.join(", "), inputs.len()),
+        ));
+    }
+    let mut bad = BTreeMap::new();
+    for (i, (&v, (name, t))) in g.inputs.iter().zip(inputs).enumerate() {
+        let ty = g.ty(v);
+        if ty.dtype != t.dtype() || ty.shape != t.shape() {
+            bad.insert(i, format!("input {i} '{name}' is {}{:?}, the graph expects {ty}", t.dtype(), t.shape()));
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(fail("io-mismatch", bad.into_values().collect::<Vec<_>>().join("; ")))
+    }
+}
