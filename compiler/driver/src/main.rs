@@ -3,8 +3,11 @@
 //! Errors are printed like rustc's (`error: node 'conv_3' (Conv): ...`) with
 //! exit code 1; a user mistake never produces a panic or a backtrace.
 
+mod compile;
 mod inspect;
+mod npy;
 mod options;
+mod run;
 
 use std::process::ExitCode;
 
@@ -22,12 +25,18 @@ struct Cli {
 enum Command {
     /// Show a model's nodes, shapes, parameters and MACs.
     Inspect(inspect::InspectArgs),
+    /// Compile a model to a native object (.o) or static library (.a) and a C header.
+    Compile(compile::CompileArgs),
+    /// Compile in-process for the host and run on .npy inputs.
+    Run(run::RunArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(&args),
+        Command::Compile(args) => compile::run(&args),
+        Command::Run(args) => run::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

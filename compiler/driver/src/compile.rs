@@ -1,0 +1,75 @@
+//! `kerf compile`: an ONNX model to a native object or static library plus C header.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use kerf_build::Build;
+
+use crate::options::parse_input_shape;
+
+#[derive(Args, Debug)]
+pub struct CompileArgs {
+    /// The ONNX model.
+    model: PathBuf,
+    /// Target triple: x86_64-unknown-linux-gnu, aarch64-unknown-linux-gnu, riscv64gc-unknown-linux-gnu, or host.
+    #[arg(long, default_value = "host")]
+    target: String,
+    /// CPU feature preset (x86-64: baseline, haswell, sapphirerapids, native; aarch64: baseline, dotprod;
+    /// riscv64: rv64gc, v).
+    #[arg(long, default_value = "baseline")]
+    cpu: String,
+    /// Output: `NAME.o` for an object, `libNAME.a` for a static library.
+    #[arg(short = 'o', long = "output")]
+    output: PathBuf,
+    /// Also write the C header here.
+    #[arg(long)]
+    header: Option<PathBuf>,
+    /// Prefix of the exported symbols (default: from the file name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Fix a dynamic input shape: NAME=D0,D1,... (repeatable).
+    #[arg(long = "input-shape", value_parser = parse_input_shape)]
+    input_shape: Vec<(String, Vec<usize>)>,
+    /// Skip the lossless rewrites.
+    #[arg(long)]
+    no_optimize: bool,
+}
+
+pub fn run(args: &CompileArgs) -> Result<()> {
+    let mut b = Build::new(&args.model).target(&args.target).cpu(&args.cpu).optimize(!args.no_optimize);
+    if let Some(n) = &args.name {
+        if kerf_build::c_identifier(n) != *n {
+            bail!("--name '{n}' is not a C identifier");
+        }
+        b = b.name(n);
+    }
+    for (input, dims) in &args.input_shape {
+        b = b.input_shape(input, dims);
+    }
+    let art = b.compile().with_context(|| format!("cannot compile '{}'", args.model.display()))?;
+    let name = b.symbol_name();
+    let ext = args.output.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let bytes = match ext {
+        "o" | "obj" => art.object.clone(),
+        "a" | "lib" => kerf_targets::archive::write_archive(&[(format!("{name}.o"), art.object.clone())])?,
+        _ => bail!("output '{}' must end in .o or .a", args.output.display()),
+    };
+    std::fs::write(&args.output, bytes).with_context(|| format!("cannot write '{}'", args.output.display()))?;
+    if let Some(h) = &args.header {
+        std::fs::write(h, &art.header).with_context(|| format!("cannot write '{}'", h.display()))?;
+    }
+    let r = &art.report;
+    eprintln!(
+        "compiled '{}' for {} ({}): text {} B, rodata {} B, arena {} B (lower bound {} B), {} kernels",
+        name,
+        r.triple,
+        r.cpu,
+        r.text_bytes,
+        r.rodata_bytes,
+        r.arena_bytes,
+        r.arena_lower_bound,
+        r.kernels.len()
+    );
+    Ok(())
+}
