@@ -29,12 +29,89 @@ fn run(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, String> {
     for n in &g.nodes {
         let ins: Vec<Tensor> = n.inputs.iter().map(|&v| get(&vals, v)).collect::<Result<_, _>>()?;
         let refs: Vec<&Tensor> = ins.iter().collect();
-        let outs = kerf_ir::eval::eval(&n.op, &refs).map_err(|e| format!("eval: {e}"))?;
+        let outs = match kerf_ir::eval::eval(&n.op, &refs) {
+            Ok(o) => o,
+            Err(e) => extra_eval(&n.op, &refs).ok_or_else(|| format!("eval: {e}"))?,
+        };
         for (&o, t) in n.outputs.iter().zip(outs) {
             vals.insert(o, t);
         }
     }
     g.outputs.iter().map(|o| get(&vals, o.value)).collect()
+}
+
+/// Local references for a few ops the IR evaluator lacks (f32 only), so
+/// lowerings that use them can be checked numerically too.
+fn extra_eval(op: &kerf_ir::Op, ins: &[&Tensor]) -> Option<Vec<Tensor>> {
+    use kerf_ir::Op;
+    let x = ins.first()?;
+    let s = x.shape().to_vec();
+    let v = x.to_f64_vec();
+    let out = match op {
+        Op::InstanceNorm { epsilon } if s.len() >= 3 => {
+            let (n, c) = (s[0], s[1]);
+            let rest: usize = s[2..].iter().product();
+            let (sc, b) = (ins.get(1)?.to_f64_vec(), ins.get(2)?.to_f64_vec());
+            let mut o = vec![0.0; v.len()];
+            for i in 0..n * c {
+                let seg = &v[i * rest..(i + 1) * rest];
+                let m = seg.iter().sum::<f64>() / rest as f64;
+                let var = seg.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / rest as f64;
+                for k in 0..rest {
+                    o[i * rest + k] = (seg[k] - m) / (var + epsilon.get() as f64).sqrt() * sc[i % c] + b[i % c];
+                }
+            }
+            Tensor::from_f64_values(x.dtype(), s.clone(), &o).ok()?
+        }
+        Op::ArgMax { axis, keepdims: true, select_last: false } => {
+            let a = *axis;
+            let outer: usize = s[..a].iter().product();
+            let d = s[a];
+            let inner: usize = s[a + 1..].iter().product();
+            let mut o = Vec::new();
+            for i in 0..outer {
+                for k in 0..inner {
+                    let mut best = 0;
+                    for j in 0..d {
+                        if v[(i * d + j) * inner + k] > v[(i * d + best) * inner + k] {
+                            best = j;
+                        }
+                    }
+                    o.push(best as i64);
+                }
+            }
+            let mut os = s.clone();
+            os[a] = 1;
+            Tensor::from_i64(os, &o).ok()?
+        }
+        Op::AveragePool(p) if p.count_include_pad && s.len() == 4 && !p.ceil_mode => {
+            let w = &p.window;
+            let (n, c, h, wd) = (s[0], s[1], s[2], s[3]);
+            let oh = (h + w.pads[0] + w.pads[2] - w.kernel[0]) / w.strides[0] + 1;
+            let ow = (wd + w.pads[1] + w.pads[3] - w.kernel[1]) / w.strides[1] + 1;
+            let mut o = Vec::new();
+            for b in 0..n * c {
+                for y in 0..oh {
+                    for xx in 0..ow {
+                        let mut acc = 0.0;
+                        for ky in 0..w.kernel[0] {
+                            for kx in 0..w.kernel[1] {
+                                let iy = (y * w.strides[0] + ky) as i64 - w.pads[0] as i64;
+                                let ix = (xx * w.strides[1] + kx) as i64 - w.pads[1] as i64;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
+                                    acc += v[(b * h + iy as usize) * wd + ix as usize];
+                                }
+                            }
+                        }
+                        o.push(acc / (w.kernel[0] * w.kernel[1]) as f64);
+                    }
+                }
+            }
+            Tensor::from_f64_values(x.dtype(), vec![n, c, oh, ow], &o).ok()?
+        }
+        _ => return None,
+    };
+    Some(vec![out])
 }
 
 fn close(a: &Tensor, b: &Tensor) -> bool {

@@ -717,3 +717,88 @@ fn layer_norm_statistics_outputs() {
         "mean over the normalised axes"
     );
 }
+
+#[test]
+fn lowered_elementwise_extras_fold_to_reference_values() {
+    let x = || tensor_f32("x", &[5], &[f32::NAN, f32::NEG_INFINITY, -1.0, 0.25, f32::INFINITY]);
+    let m = M::new(20)
+        .op("IsNaN", &["x"], "nan", vec![])
+        .op("IsInf", &["x"], "inf", vec![])
+        .op("IsInf", &["x"], "pinf", vec![ai("detect_negative", 0)])
+        .output("nan")
+        .output("inf")
+        .output("pinf");
+    let g = m.init(x()).ok();
+    let get = |n: &str| {
+        let o = g.outputs.iter().find(|o| o.name == n).unwrap();
+        g.const_of(o.value).unwrap().to_i64_vec()
+    };
+    assert_eq!(get("nan"), vec![1, 0, 0, 0, 0]);
+    assert_eq!(get("inf"), vec![0, 1, 0, 0, 1]);
+    assert_eq!(get("pinf"), vec![0, 0, 0, 0, 1]);
+
+    let s = fold_with(
+        M::new(13).op("Shrink", &["x"], "s", vec![af("lambd", 0.5), af("bias", 0.25)]).output("s"),
+        tensor_f32("x", &[4], &[-2.0, -0.5, 0.4, 3.0]),
+        "s",
+    );
+    assert_eq!(s.to_f32_vec(), vec![-1.75, 0.0, 0.0, 2.75]);
+}
+
+#[test]
+fn trilu_and_eye_like() {
+    let vals: Vec<f32> = (1..=12).map(|v| v as f32).collect();
+    let t = fold_with(
+        M::new(14).init_i64("k", &[], &[1]).op("Trilu", &["x", "k"], "t", vec![ai("upper", 0)]).output("t"),
+        tensor_f32("x", &[3, 4], &vals),
+        "t",
+    );
+    assert_eq!(t.to_f32_vec(), vec![1.0, 2.0, 0.0, 0.0, 5.0, 6.0, 7.0, 0.0, 9.0, 10.0, 11.0, 12.0]);
+    let e = fold_with(
+        M::new(14).op("EyeLike", &["x"], "e", vec![ai("k", -1), ai("dtype", 7)]).output("e"),
+        tensor_f32("x", &[3, 3], &[0.0; 9]),
+        "e",
+    );
+    assert_eq!(e.dtype(), DType::I64);
+    assert_eq!(e.to_i64_vec(), vec![0, 0, 0, 1, 0, 0, 0, 1, 0]);
+}
+
+#[test]
+fn lowered_normalisations() {
+    let x = || tensor_f32("x", &[2, 2], &[3.0, 4.0, -6.0, 8.0]);
+    let l2 = fold_with(M::new(13).op("LpNormalization", &["x"], "y", vec![]).output("y"), x(), "y");
+    assert_eq!(l2.to_f32_vec(), vec![0.6, 0.8, -0.6, 0.8]);
+    let rms = fold_with(
+        M::new(23)
+            .init_f32("s", &[2], &[1.0, 2.0])
+            .op("RMSNormalization", &["x", "s"], "y", vec![af("epsilon", 0.0)])
+            .output("y"),
+        x(),
+        "y",
+    );
+    let r0 = (12.5f32).sqrt();
+    let r1 = (50.0f32).sqrt();
+    for (got, want) in rms.to_f32_vec().iter().zip([3.0 / r0, 8.0 / r0, -6.0 / r1, 16.0 / r1]) {
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
+    // GroupNormalization and LRN lower to InstanceNorm / AveragePool chains.
+    let g = M::new(21)
+        .input("x", &[1, 4, 3, 3])
+        .weight("s", &[4])
+        .weight("b", &[4])
+        .op("GroupNormalization", &["x", "s", "b"], "gn", vec![ai("num_groups", 2)])
+        .op("LRN", &["gn"], "lrn", vec![ai("size", 3)])
+        .op("Hardmax", &["lrn"], "hm", vec![ai("axis", 1)])
+        .output("hm")
+        .ok();
+    assert_eq!(out_shape(&g, "hm"), vec![1, 4, 3, 3]);
+    assert!(g.nodes.iter().any(|n| matches!(n.op, Op::InstanceNorm { .. })));
+    let pool = g.nodes.iter().find_map(|n| match &n.op {
+        Op::AveragePool(p) => Some(p.clone()),
+        _ => None,
+    });
+    let pool = pool.expect("LRN uses an average pool");
+    assert!(pool.count_include_pad);
+    assert_eq!(pool.window.kernel, vec![3, 1]);
+    assert_eq!(pool.window.pads, vec![1, 0, 1, 0]);
+}

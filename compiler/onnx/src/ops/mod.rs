@@ -15,6 +15,7 @@ use crate::ImportError;
 mod conv;
 mod data;
 mod elementwise;
+mod extra;
 mod linalg;
 mod norm;
 mod reduce;
@@ -36,6 +37,7 @@ fn registry() -> &'static [(&'static str, Converter)] {
         reduce::register(&mut r);
         resize::register(&mut r);
         rnn::register(&mut r);
+        extra::register(&mut r);
         r.sort_by_key(|(n, _)| *n);
         r
     })
