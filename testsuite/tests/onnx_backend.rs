@@ -18,7 +18,7 @@
 //! Environment: `KERF_BACKEND=jit|interp` (default jit), `KERF_PASSES=0` (skip
 //! the e-graph passes), `KERF_WORKERS` (default 2), `KERF_IN_PROCESS=1` (threads
 //! instead of worker processes), `KERF_CASE_TIMEOUT` seconds (default 120),
-//! `KERF_VERBOSE=1` (worker stderr, every failure in full).
+//! `KERF_VERBOSE=1` (worker stderr, every failure in full, expected failures too).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -187,6 +187,13 @@ fn run(root: &Path, cfg: Config, filter: Option<&str>) -> bool {
         let detail = if verbose { o.detail.clone() } else { shorten(&o.detail, 400) };
         let sep = if detail.is_empty() { "" } else { ": " };
         println!("FAIL {id}: {}{sep}{detail}", describe(v, o));
+    }
+    if verbose {
+        for (c, o) in cases.iter().zip(&outcomes) {
+            if !o.tag.is_empty() && !report.problems.iter().any(|(id, _, _)| *id == c.id) {
+                println!("xfail {}: {}: {}", c.id, o.tag, o.detail);
+            }
+        }
     }
     for id in &report.stale {
         println!("FAIL {id}: in the manifest but there is no such case");

@@ -166,13 +166,34 @@ fn run_stages(case: &Case, cfg: &Config) -> Result<(), Failure> {
             .map_err(|e| fail("passes", format!("optimize: {e}")))?
             .0
     } else {
-        imported
+        imported.clone()
     };
 
     let input_tensors: Vec<Tensor> = inputs.into_iter().map(|(_, t)| t).collect();
     let actual = execute(cfg.backend, &graph, &input_tensors)
         .map_err(|e| fail(classify::exec_tag(&e), format!("{}: {e}", cfg.backend.name())))?;
+    let problems = check_outputs(case, &expected, &actual)?;
+    if problems.is_empty() {
+        return Ok(());
+    }
+    // Triage hint (detail only, the tag stays `mismatch`): does the graph
+    // as imported, without the e-graph passes, give the right answer?
+    let mut detail = problems.join("; ");
+    if cfg.passes {
+        let hint = match execute(cfg.backend, &imported, &input_tensors) {
+            Ok(raw) => match check_outputs(case, &expected, &raw) {
+                Ok(p) if p.is_empty() => "without the passes it matches: suspect kerf-passes",
+                _ => "without the passes it mismatches too",
+            },
+            Err(_) => "without the passes it does not run",
+        };
+        detail = format!("{detail} [{hint}]");
+    }
+    Err(fail("mismatch", detail))
+}
 
+/// Compares every output; returns one message per mismatching output.
+fn check_outputs(case: &Case, expected: &[(String, Tensor)], actual: &[Tensor]) -> Result<Vec<String>, Failure> {
     if actual.len() != expected.len() {
         return Err(fail(
             "io-mismatch",
@@ -181,7 +202,7 @@ fn run_stages(case: &Case, cfg: &Config) -> Result<(), Failure> {
     }
     let mut problems = Vec::new();
     let rounded = ROUNDED_REFERENCES.contains(&case.id.as_str());
-    for (i, ((name, want), got)) in expected.iter().zip(&actual).enumerate() {
+    for (i, ((name, want), got)) in expected.iter().zip(actual).enumerate() {
         let mut tol = FloatTolerance::default_for(want.dtype()).loosened(case.info.rtol, case.info.atol);
         if rounded {
             tol = tol.loosened(Some(1e-3), None);
@@ -190,11 +211,7 @@ fn run_stages(case: &Case, cfg: &Config) -> Result<(), Failure> {
             problems.push(format!("output {i} '{name}': {m}"));
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(fail("mismatch", problems.join("; ")))
-    }
+    Ok(problems)
 }
 
 fn check_inputs(g: &Graph, inputs: &[(String, Tensor)]) -> Result<(), Failure> {

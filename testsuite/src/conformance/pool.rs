@@ -212,6 +212,10 @@ fn worker_loop(cases: &[Case], cfg: &Config) -> std::io::Result<()> {
     for line in stdin.lock().lines() {
         let line = line?;
         let id = line.trim();
+        // Test hook: simulate generated code crashing the process.
+        if std::env::var("KERF_CONFORMANCE_ABORT_ON").is_ok_and(|v| v == id) {
+            std::process::abort();
+        }
         let outcome = match by_id.get(id) {
             Some(case) => run_case(case, cfg),
             None => Outcome::abnormal(Status::Crash, format!("worker does not know case '{id}'"), 0),
