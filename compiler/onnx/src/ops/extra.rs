@@ -172,7 +172,11 @@ fn lp_norm(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         p => return Err(cx.err(format!("p must be 1 or 2, got {p}"))),
     };
     let norm = cx.add1(Op::Reduce { kind, axes: vec![axis], keepdims: true }, vec![x])?;
-    Ok(vec![bin(cx, BinaryOp::Div, x, norm)?])
+    let q = bin(cx, BinaryOp::Div, x, norm)?;
+    // A zero norm gives 0, not NaN (as the ONNX reference).
+    let zero = scalar(cx, cx.ty(x).dtype, "zero", 0.0)?;
+    let is_zero = bin(cx, BinaryOp::Equal, norm, zero)?;
+    Ok(vec![cx.add1(Op::Where, vec![is_zero, zero, q])?])
 }
 
 /// `x / sqrt(mean(x^2 over axis..) + eps) * scale`.
