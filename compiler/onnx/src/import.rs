@@ -5,7 +5,16 @@
 //! constants is evaluated with [`kerf_ir::eval::eval`] and replaced by
 //! constants (`Origin::Derived`); when the evaluator has no reference for the
 //! op the node is kept. Since graph inputs have static shapes, `Shape`/`Size`
-//! always fold, which collapses the shape subgraphs exporters emit.
+//! always fold, which collapses the shape subgraphs exporters emit. Two
+//! refinements keep parameter counts equal to the file's weights: a fold that
+//! returns its single input unchanged (Identity, Expand/Reshape to the same
+//! shape) reuses that constant, and a pure relabelling of one weight
+//! (Reshape, Transpose, Expand, Cast, Identity, Dropout with the same element
+//! count) keeps the weight's origin.
+//!
+//! Node order must be topological; a node reading a value produced later
+//! (out of order or a cycle) is an error naming both nodes. The walk is a
+//! single loop, so deep graphs do not recurse.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
