@@ -802,3 +802,19 @@ fn lowered_normalisations() {
     assert_eq!(pool.window.kernel, vec![3, 1]);
     assert_eq!(pool.window.pads, vec![1, 0, 1, 0]);
 }
+
+#[test]
+fn legacy_broadcast_and_prelu_before_opset_7() {
+    let g = M::new(6)
+        .input("x", &[2, 3, 4, 5])
+        .weight("b", &[3, 4])
+        .weight("slope", &[3])
+        .op("Add", &["x", "b"], "y", vec![ai("broadcast", 1), ai("axis", 1)])
+        .op("PRelu", &["y", "slope"], "z", vec![])
+        .output("z")
+        .ok();
+    assert_eq!(out_shape(&g, "z"), vec![2, 3, 4, 5]);
+    // B [3,4] aligned at axis 1 becomes [3,4,1]; the slope [3] becomes [3,1,1].
+    let shapes: Vec<Vec<usize>> = g.nodes.iter().map(|n| g.ty(n.inputs[1]).shape.clone()).collect();
+    assert_eq!(shapes, vec![vec![3, 4, 1], vec![3, 1, 1]]);
+}

@@ -153,10 +153,27 @@ fn binary_op(cx: &Cx) -> Result<BinaryOp, ImportError> {
 fn binary(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let b = binary_op(cx)?;
     let a = cx.attrs();
-    if cx.opset < 7 && a.int("broadcast", 0)? != 0 && a.has("axis") {
-        return Err(cx.err("legacy broadcasting with 'axis' (opset < 7) is not supported"));
+    let (x, mut y) = (cx.input(0)?, cx.input(1)?);
+    let (xs, ys) = (cx.shape(x), cx.shape(y));
+    if cx.opset < 7 && a.int("broadcast", 0)? != 0 {
+        if let Some(axis) = a.int_opt("axis")? {
+            // Legacy broadcasting: B's dims line up with A's from `axis`;
+            // spelled as a reshape of B to A's rank with trailing ones.
+            let axis = cx.axis(axis, xs.len())?;
+            if axis + ys.len() > xs.len() {
+                return Err(cx.err(format!("B {ys:?} does not fit A {xs:?} at axis {axis}")));
+            }
+            let mut shape = vec![1; xs.len() - axis];
+            shape[..ys.len()].copy_from_slice(&ys);
+            y = cx.add1(Op::Reshape { shape }, vec![y])?;
+        }
     }
-    let (x, y) = (cx.input(0)?, cx.input(1)?);
+    if b == BinaryOp::PRelu && cx.opset < 7 && ys.len() == 1 && xs.len() > 2 && xs.get(1) == ys.first() {
+        // Old PRelu: a 1-D slope of length C is per channel.
+        let mut shape = vec![1; xs.len() - 1];
+        shape[0] = ys[0];
+        y = cx.add1(Op::Reshape { shape }, vec![y])?;
+    }
     Ok(vec![cx.add1(Op::Binary(b), vec![x, y])?])
 }
 
