@@ -119,7 +119,7 @@ pub fn import_tag(e: &ImportError) -> String {
             format!("unsupported-op:{op}")
         }
         ImportError::Node { op, msg, .. } => match const_input(msg) {
-            Some(name) if !NOT_SHAPES.contains(&name) => "dynamic-shape".into(),
+            Some(name) if shapes_result(op, name) => "dynamic-shape".into(),
             Some(_) => format!("const-input:{op}"),
             None => format!("import:{op}"),
         },
@@ -145,10 +145,24 @@ pub fn import_tag(e: &ImportError) -> String {
     }
 }
 
-/// Inputs the frontend needs constant that do not shape anything: a runtime
-/// value there is a missing feature (`const-input:<Op>`), not a dynamic shape.
-const NOT_SHAPES: &[&str] =
-    &["min", "max", "ratio", "training_mode", "sequence_lens", "alpha", "beta", "bias", "scale"];
+/// Whether a runtime value in input `name` of `op` would make a result's shape
+/// data-dependent. Inputs the frontend needs constant that do not shape
+/// anything (Clip's bounds, Trilu's diagonal, ...) are a missing feature
+/// (`const-input:<Op>`), not a dynamic shape.
+fn shapes_result(op: &str, name: &str) -> bool {
+    const VALUE_INPUTS: &[(&str, &str)] = &[
+        ("Clip", "min"),
+        ("Clip", "max"),
+        ("Dropout", "ratio"),
+        ("Dropout", "training_mode"),
+        ("LSTM", "sequence_lens"),
+        ("GRU", "sequence_lens"),
+        ("RNN", "sequence_lens"),
+        ("Trilu", "k"),
+    ];
+    const VALUE_NAMES: &[&str] = &["alpha", "beta", "bias", "scale"];
+    !(VALUE_INPUTS.contains(&(op, name)) || VALUE_NAMES.contains(&name))
+}
 
 /// The input name in "input 'NAME' must be a constant ...".
 fn const_input(msg: &str) -> Option<&str> {
@@ -220,6 +234,13 @@ mod tests {
             msg: "input 'min' must be a constant (dynamic shapes are not supported)".into(),
         };
         assert_eq!(import_tag(&e), "const-input:Clip");
+        let trilu = |op: &str| ImportError::Node {
+            node: "t".into(),
+            op: op.into(),
+            msg: "input 'k' must be a constant (dynamic shapes are not supported)".into(),
+        };
+        assert_eq!(import_tag(&trilu("Trilu")), "const-input:Trilu");
+        assert_eq!(import_tag(&trilu("TopK")), "dynamic-shape");
         let e = ImportError::Model(
             "graph output 'z' is output 1 of node 'maxpool_0' (MaxPool), which is not supported".into(),
         );
