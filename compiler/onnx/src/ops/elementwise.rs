@@ -123,7 +123,8 @@ fn unary_param(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
 fn binary_op(cx: &Cx) -> Result<BinaryOp, ImportError> {
     use BinaryOp::*;
     Ok(match cx.op() {
-        "Add" | "Sum" => Add,
+        // Mean is a Sum followed by a division (see `variadic`).
+        "Add" | "Sum" | "Mean" => Add,
         "Sub" => Sub,
         "Mul" => Mul,
         "Div" => Div,
@@ -182,7 +183,7 @@ fn binary(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
 fn variadic(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let ins: Vec<ValueId> = cx.ins.iter().flatten().copied().collect();
     let first = *ins.first().ok_or_else(|| cx.err("needs at least one input"))?;
-    let b = binary_op(cx).or_else(|_| if cx.op() == "Mean" { Ok(BinaryOp::Add) } else { Err(cx.err("bad op")) })?;
+    let b = binary_op(cx)?;
     let mut acc = first;
     for &v in &ins[1..] {
         acc = cx.add1(Op::Binary(b), vec![acc, v])?;
