@@ -109,7 +109,6 @@ fn main() -> ExitCode {
     if ok {
         ExitCode::SUCCESS
     } else {
-        eprintln!("onnx_backend: FAILED");
         ExitCode::FAILURE
     }
 }

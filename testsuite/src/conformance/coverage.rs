@@ -152,3 +152,43 @@ pub fn render(manifest: &Manifest, cases: &[Case]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cases::CaseInfo;
+
+    fn case(id: &str, op: &str) -> Case {
+        let (suite, _) = id.split_once('/').unwrap();
+        Case {
+            id: id.into(),
+            suite: suite.into(),
+            dir: id.into(),
+            info: CaseInfo { op: Some(op.into()), ops: vec![op.into()], ..CaseInfo::default() },
+        }
+    }
+
+    #[test]
+    fn tallies_per_suite_reason_and_op() {
+        let cases = [
+            case("node/test_a", "Add"),
+            case("node/test_a_bcast", "Add"),
+            case("node/test_t", "Trilu"),
+            case("node/test_t2", "Trilu"),
+            case("simple/test_m", "Relu"),
+        ];
+        let m = Manifest::parse(
+            "node/test_a pass\nnode/test_a_bcast xfail codegen:Add\nnode/test_t xfail unsupported-op:Trilu\n\
+             node/test_t2 xfail unsupported-op:Trilu\nsimple/test_m pass\n",
+        )
+        .unwrap();
+        let doc = render(&m, &cases);
+        assert!(doc.contains("| node | 4 | 1 | 3 | 25.0% |"), "{doc}");
+        assert!(doc.contains("| **total** | 5 | 2 | 3 | 40.0% |"), "{doc}");
+        assert!(doc.contains("| `unsupported-op:*` | 2 |\n| `codegen:*` | 1 |"), "{doc}");
+        assert!(doc.contains("| Trilu | frontend | 2 |\n| Add | backend | 1 |"), "{doc}");
+        assert!(doc.contains("| Add | 2 | 1 | `codegen:Add` ×1 |"), "{doc}");
+        assert!(doc.contains("| simple/test_m | pass | Relu |"), "{doc}");
+        assert_eq!(doc, render(&m, &cases), "rendering is deterministic");
+    }
+}
