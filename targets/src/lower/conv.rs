@@ -134,6 +134,9 @@ pub fn conv(k: &mut Kernel) -> LResult {
     };
     let icg = gm.c / gm.group;
     let ocg = gm.oc / gm.group;
+    if ocg >= 4 {
+        return conv_gemm(k, &gm, &wv, bias.as_deref());
+    }
     let l = if k.caps.simd && ocg >= 4 { 4 } else { 1 };
     let ty = if l == 4 { types::F32X4 } else { types::F32 };
     let nob = ocg.div_ceil(l);
@@ -234,6 +237,117 @@ pub fn conv(k: &mut Kernel) -> LResult {
                 let ob = k.ic(full as i64);
                 block(k, n, g, ob, tail);
             }
+        });
+    });
+    Ok(())
+}
+
+/// Conv as GEMM per group and output row: `out[oc, oy, ox] = bias[oc] +
+/// Σ_k W[oc, k] · col[k, ox]` with `k = (ic, kh, kw)` (W's own row-major
+/// layout). The group's input planes are first copied into a zero-padded
+/// scratch image (so im2col needs no bounds checks), then each output row's
+/// columns are packed into B panels of 4 pixels (one vector load per panel
+/// and k when the stride is 1) and the shared GEMM micro-kernel writes the
+/// NCHW output row.
+fn conv_gemm(k: &mut Kernel, gm: &Geo, wv: &[f32], bias: Option<&[f32]>) -> LResult {
+    let icg = gm.c / gm.group;
+    let ocg = gm.oc / gm.group;
+    let kk = icg * gm.kh * gm.kw;
+    let l = k.lanes();
+    let ohw = gm.oh * gm.ow;
+    let npan = gm.ow.div_ceil(l);
+    // padded image extent, with slack for the last panel's unused lanes
+    let hp = (gm.h + gm.ph).max((gm.oh - 1) * gm.sh + (gm.kh - 1) * gm.dh + 1);
+    let wpd = (gm.w + gm.pw).max((npan * l - 1) * gm.sw + (gm.kw - 1) * gm.dw + 1);
+    let img = icg * hp * wpd;
+    let xp = k.input(0);
+    let wp = k.blob_f32(wv);
+    let bvals: Vec<f32> = bias.map_or_else(|| vec![0.0; gm.oc], |b| b.to_vec());
+    let bp = k.blob_f32(&bvals);
+    let out = k.output(0);
+    let pad_img = k.scratch(img * 4);
+    let panels = k.scratch(npan * kk * l * 4);
+    let g2 = *gm;
+    let vty = k.vty();
+    k.for_n(0, gm.n as i64, 1, |k, n| {
+        k.for_n(0, g2.group as i64, 1, |k, g| {
+            // zero-padded copy of this group's input planes
+            k.for_vec(img, &mut |k, ty, i| {
+                let z = k.fsplat(ty, 0.0);
+                k.st_at(z, pad_img, i, 4, 0);
+            });
+            let nc = k.b.ins().imul_imm_s(n, g2.c as i64);
+            let gi = k.b.ins().imul_imm_s(g, icg as i64);
+            let nc = k.b.ins().iadd(nc, gi);
+            let plane = k.b.ins().imul_imm_s(nc, (g2.h * g2.w) as i64);
+            let xbase = k.addr(xp, plane, 4);
+            k.for_n(0, (icg * g2.h) as i64, 1, |k, row| {
+                // row = ic * H + y
+                let src = k.b.ins().imul_imm_s(row, g2.w as i64);
+                let sb = k.addr(xbase, src, 4);
+                let ic = k.b.ins().udiv_imm_s(row, g2.h as i64);
+                let y = k.b.ins().urem_imm_s(row, g2.h as i64);
+                let drow = k.b.ins().imul_imm_s(ic, hp as i64);
+                let drow = k.b.ins().iadd(drow, y);
+                let drow = k.b.ins().iadd_imm_s(drow, g2.ph as i64);
+                let d = k.b.ins().imul_imm_s(drow, wpd as i64);
+                let d = k.b.ins().iadd_imm_s(d, g2.pw as i64);
+                let db = k.addr(pad_img, d, 4);
+                k.for_vec(g2.w, &mut |k, ty, j| {
+                    let v = k.ld_at(ty, sb, j, 4, 0);
+                    k.st_at(v, db, j, 4, 0);
+                });
+            });
+            let a_off = k.b.ins().imul_imm_s(g, (ocg * kk) as i64);
+            let boff = k.b.ins().imul_imm_s(g, (ocg * 4) as i64);
+            let bias_p = k.b.ins().iadd(bp, boff);
+            let no = k.b.ins().imul_imm_s(n, g2.oc as i64);
+            let go = k.b.ins().imul_imm_s(g, ocg as i64);
+            let o = k.b.ins().iadd(no, go);
+            let obase = k.b.ins().imul_imm_s(o, ohw as i64);
+            k.for_n(0, g2.oh as i64, 1, |k, oy| {
+                // pack: panel[pn][k][q] = pad[ic][oy*sh + kh*dh][(pn*l + q)*sw + kw*dw]
+                k.for_n(0, icg as i64, 1, |k, ic| {
+                    k.for_n(0, g2.kh as i64, 1, |k, ky| {
+                        let iy = k.b.ins().imul_imm_s(oy, g2.sh as i64);
+                        let t = k.b.ins().imul_imm_s(ky, g2.dh as i64);
+                        let iy = k.b.ins().iadd(iy, t);
+                        let r = k.b.ins().imul_imm_s(ic, hp as i64);
+                        let r = k.b.ins().iadd(r, iy);
+                        let r = k.b.ins().imul_imm_s(r, wpd as i64);
+                        let rowp = k.addr(pad_img, r, 4);
+                        let kbase = k.b.ins().imul_imm_s(ic, (g2.kh * g2.kw) as i64);
+                        let t = k.b.ins().imul_imm_s(ky, g2.kw as i64);
+                        let kbase = k.b.ins().iadd(kbase, t);
+                        k.for_n(0, g2.kw as i64, 1, |k, kx| {
+                            let kidx = k.b.ins().iadd(kbase, kx);
+                            let xo = k.b.ins().imul_imm_s(kx, (g2.dw * 4) as i64);
+                            let src0 = k.b.ins().iadd(rowp, xo);
+                            let dst0 = k.addr(panels, kidx, (l * 4) as i64);
+                            k.for_n(0, npan as i64, 1, |k, pn| {
+                                let src = k.b.ins().imul_imm_s(pn, (l * g2.sw * 4) as i64);
+                                let src = k.b.ins().iadd(src0, src);
+                                let dst = k.b.ins().imul_imm_s(pn, (kk * l * 4) as i64);
+                                let dst = k.b.ins().iadd(dst0, dst);
+                                if g2.sw == 1 || l == 1 {
+                                    let v = k.ld(vty, src, 0);
+                                    k.st(v, dst, 0);
+                                } else {
+                                    for q in 0..l {
+                                        let v = k.ld(types::F32, src, (q * g2.sw * 4) as i32);
+                                        k.st(v, dst, (q * 4) as i32);
+                                    }
+                                }
+                            });
+                        });
+                    });
+                });
+                let po = k.b.ins().imul_imm_s(oy, g2.ow as i64);
+                let o_off = k.b.ins().iadd(obase, po);
+                let av = super::matmul::AView { ptr: wp, sm: kk, sk: 1, ro: true };
+                let ov = super::matmul::OutView { ptr: out, ldo: ohw, bias: Some(bias_p) };
+                super::matmul::gemm_core(k, ocg, g2.ow, kk, av, a_off, (panels, false), ov, o_off);
+            });
         });
     });
     Ok(())

@@ -6,9 +6,10 @@
 //! time with Gemm's `alpha` folded in; B computed at run time is packed into
 //! scratch memory first (O(K·N) per batch against O(M·K·N) of compute).
 //!
-//! The micro-kernel computes `RM` rows × `L` columns with `RM` vector
-//! accumulators, broadcasting one A element per row and loading one B panel
-//! vector per k. Gemm's C (times beta) is added in a second pass.
+//! The micro-kernel computes `rows` × `panels·L` outputs with up to 12
+//! vector accumulators (12×1 panels for tall products, 4×3, or 1×8 for
+//! matrix-vector shapes), broadcasting one A element per row and loading one
+//! B vector per panel per k. Gemm's C (times beta) is added in a second pass.
 
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use kerf_ir::{DType, Op};
@@ -16,8 +17,9 @@ use kerf_ir::{DType, Op};
 use super::elementwise::bcast_strides;
 use super::{Kernel, LResult};
 
-/// Rows per micro-tile.
-const RM: usize = 4;
+/// At most this many vector accumulators per micro-tile (16 xmm registers:
+/// accumulators + one B vector per panel + a broadcast; DESIGN-NOTES §8).
+const MAX_ACC: usize = 12;
 
 /// Where the A operand lives and how to step through it (elements).
 #[derive(Clone, Copy)]
@@ -25,6 +27,19 @@ pub struct AView {
     pub ptr: Value,
     pub sm: usize,
     pub sk: usize,
+    /// A is read-only constant data (loads may be hoisted/folded).
+    pub ro: bool,
+}
+
+/// Micro-tile shape (rows, panels) for an `mm`-row product.
+fn tile_shape(mm: usize, n_panels: usize) -> (usize, usize) {
+    if mm >= MAX_ACC || n_panels == 1 {
+        (mm.clamp(1, MAX_ACC), 1)
+    } else if mm >= 4 {
+        (4, 3.min(n_panels))
+    } else {
+        (mm, (MAX_ACC / mm).min(n_panels).min(8))
+    }
 }
 
 /// Packs a constant B (`b[k*sk + n*sn]`) into panels of `l` columns.
@@ -44,8 +59,19 @@ pub fn pack_b(b: &[f32], kk: usize, n: usize, sk: usize, sn: usize, l: usize, sc
     out
 }
 
-/// Emits `out[m*N + n] = sum_k A[m,k] * panel(k, n)` for all m < M, n < N.
-/// `a_off`/`o_off` are element offsets (I64 values) of this batch.
+/// Output of a product: `out[m * ldo + n]`, plus an optional per-row bias
+/// (read-only, one f32 per row) added at the start.
+#[derive(Clone, Copy)]
+pub struct OutView {
+    pub ptr: Value,
+    pub ldo: usize,
+    pub bias: Option<Value>,
+}
+
+/// Emits `out[m*ldo + n] (+)= sum_k A[m,k] * panel(k, n)` for all m < M,
+/// n < N. `a_off`/`o_off` are element offsets (I64 values) of this batch.
+/// Tiles of `rows x panels` accumulators; loads of A are broadcasts, one B
+/// vector per panel per k.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_core(
     k: &mut Kernel,
@@ -54,71 +80,99 @@ pub fn gemm_core(
     kk: usize,
     a: AView,
     a_off: Value,
-    panel: Value,
-    out: Value,
+    panel: (Value, bool),
+    out: OutView,
     o_off: Value,
 ) {
+    // (pointer, read-only): panels packed at run time in this very kernel
+    // must not be marked read-only, or their loads could move above the
+    // stores that pack them.
+    let (panel, panel_ro) = panel;
+    let b_flags = if panel_ro { super::loops::ro() } else { super::loops::mem() };
     let l = k.lanes();
     let vty = k.vty();
     let full_nb = n / l;
     let tail = n % l;
-    let emit_tile = |k: &mut Kernel, m0: Value, rows: usize, nb: Value, width: usize| {
-        let zero = k.fsplat(vty, 0.0);
-        let init = vec![zero; rows];
-        // panel base for this nb
-        let pb = k.b.ins().imul_imm_s(nb, (kk * l * 4) as i64);
-        let pbase = k.b.ins().iadd(panel, pb);
-        // A row bases
-        let mut arows = Vec::with_capacity(rows);
+    let a_flags = if a.ro { super::loops::ro() } else { super::loops::mem() };
+    // One tile: rows m0.., panels nb0..nb0+np, the last of width `width`.
+    let emit_tile = |k: &mut Kernel, m0: Value, rows: usize, nb0: Value, np: usize, width: usize| {
+        let mut init = Vec::with_capacity(rows * np);
         for r in 0..rows {
-            let m = k.b.ins().iadd_imm_s(m0, r as i64);
-            let mo = k.b.ins().imul_imm_s(m, a.sm as i64);
-            let off = k.b.ins().iadd(mo, a_off);
-            arows.push(k.addr(a.ptr, off, 4));
+            let v = match out.bias {
+                Some(bp) => {
+                    let m = k.b.ins().iadd_imm_s(m0, r as i64);
+                    let p = k.addr(bp, m, 4);
+                    let x = k.ld_ro(types::F32, p, 0);
+                    k.widen(vty, x)
+                }
+                None => k.fsplat(vty, 0.0),
+            };
+            init.extend(std::iter::repeat_n(v, np));
         }
+        let pb = k.b.ins().imul_imm_s(nb0, (kk * l * 4) as i64);
+        let pbase = k.b.ins().iadd(panel, pb);
+        // One A base pointer per tile; rows are constant offsets folded
+        // into the loads (no per-row address arithmetic in the k loop).
+        let mo = k.b.ins().imul_imm_s(m0, a.sm as i64);
+        let off = k.b.ins().iadd(mo, a_off);
+        let abase = k.addr(a.ptr, off, 4);
         let accs = k.for_acc_n(0, kk as i64, 1, &init, |k, kv, accs| {
             let bp = k.addr(pbase, kv, (l * 4) as i64);
-            let bv = k.ld_ro(vty, bp, 0);
-            let ka = k.b.ins().imul_imm_s(kv, (a.sk * 4) as i64);
-            let mut next = Vec::with_capacity(rows);
+            let bvs: Vec<Value> = (0..np).map(|j| k.b.ins().load(vty, b_flags, bp, (j * kk * l * 4) as i32)).collect();
+            let ap = k.addr(abase, kv, (a.sk * 4) as i64);
+            let mut next = Vec::with_capacity(rows * np);
             for r in 0..rows {
-                let ap = k.b.ins().iadd(arows[r], ka);
-                let av = k.ld(types::F32, ap, 0);
+                let av = k.b.ins().load(types::F32, a_flags, ap, (r * a.sm * 4) as i32);
                 let av = k.widen(vty, av);
-                next.push(k.fmadd(av, bv, accs[r]));
+                for j in 0..np {
+                    next.push(k.fmadd(av, bvs[j], accs[r * np + j]));
+                }
             }
             next
         });
-        for (r, &acc) in accs.iter().enumerate() {
+        for r in 0..rows {
             let m = k.b.ins().iadd_imm_s(m0, r as i64);
-            let row = k.b.ins().imul_imm_s(m, n as i64);
-            let col = k.b.ins().imul_imm_s(nb, l as i64);
+            let row = k.b.ins().imul_imm_s(m, out.ldo as i64);
+            let col = k.b.ins().imul_imm_s(nb0, l as i64);
             let e = k.b.ins().iadd(row, col);
             let e = k.b.ins().iadd(e, o_off);
-            let p = k.addr(out, e, 4);
-            if width == l {
-                k.st(acc, p, 0);
-            } else {
-                for j in 0..width {
-                    let x = k.b.ins().extractlane(acc, j as u8);
-                    k.st(x, p, (4 * j) as i32);
+            let p = k.addr(out.ptr, e, 4);
+            for j in 0..np {
+                let acc = accs[r * np + j];
+                let w = if j + 1 == np { width } else { l };
+                if w == l {
+                    k.st(acc, p, (j * l * 4) as i32);
+                } else {
+                    for q in 0..w {
+                        let x = k.b.ins().extractlane(acc, q as u8);
+                        k.st(x, p, ((j * l + q) * 4) as i32);
+                    }
                 }
             }
         }
     };
+    let (rm, np) = tile_shape(mm, n.div_ceil(l));
     let row_blocks = |k: &mut Kernel, rows: usize, m_lo: usize, m_hi: usize| {
         k.for_n(m_lo as i64, m_hi as i64, rows as i64, |k, m0| {
-            k.for_n(0, full_nb as i64, 1, |k, nb| emit_tile(k, m0, rows, nb, l));
+            // full groups of np full panels, then the remaining full panels
+            // one group, then the partial panel
+            let groups = full_nb / np;
+            k.for_n(0, (groups * np) as i64, np as i64, |k, nb| emit_tile(k, m0, rows, nb, np, l));
+            let rest = full_nb - groups * np;
+            if rest > 0 {
+                let nb = k.ic((groups * np) as i64);
+                emit_tile(k, m0, rows, nb, rest, l);
+            }
             if tail > 0 {
                 let nb = k.ic(full_nb as i64);
-                emit_tile(k, m0, rows, nb, tail);
+                emit_tile(k, m0, rows, nb, 1, tail);
             }
         });
     };
-    let main = mm / RM * RM;
-    row_blocks(k, RM, 0, main);
-    if !mm.is_multiple_of(RM) {
-        row_blocks(k, mm % RM, main, mm);
+    let main = mm / rm * rm;
+    row_blocks(k, rm, 0, main);
+    if main < mm {
+        row_blocks(k, mm - main, main, mm);
     }
 }
 
@@ -164,7 +218,7 @@ pub fn lower(k: &mut Kernel) -> LResult {
             let (mm, kk) = if gm.trans_a { (ash[1], ash[0]) } else { (ash[0], ash[1]) };
             let n = if gm.trans_b { bsh[0] } else { bsh[1] };
             let a = k.input(0);
-            let av = AView { ptr: a, sm: if gm.trans_a { 1 } else { kk }, sk: if gm.trans_a { mm } else { 1 } };
+            let av = AView { ptr: a, sm: if gm.trans_a { 1 } else { kk }, sk: if gm.trans_a { mm } else { 1 }, ro: false };
             let (sk, sn) = if gm.trans_b { (1, kk) } else { (n, 1) };
             let alpha = gm.alpha.get();
             let panel = match k.const_f32(1) {
@@ -182,7 +236,7 @@ pub fn lower(k: &mut Kernel) -> LResult {
             };
             let out = k.output(0);
             let z = k.ic(0);
-            gemm_core(k, mm, n, kk, av, z, panel, out, z);
+            gemm_core(k, mm, n, kk, av, z, (panel, k.is_const(1)), OutView { ptr: out, ldo: n, bias: None }, z);
             if k.const_f32(1).is_none() && alpha != 1.0 {
                 scale_out(k, out, mm * n, alpha);
             }
@@ -201,7 +255,7 @@ pub fn lower(k: &mut Kernel) -> LResult {
             let a_bs: Vec<usize> = bcast_strides(&ash[..ash.len() - 2], &batch).iter().map(|s| s * mm * kk).collect();
             let b_bs: Vec<usize> = bcast_strides(&bsh[..bsh.len() - 2], &batch).iter().map(|s| s * kk * n).collect();
             let a = k.input(0);
-            let av = AView { ptr: a, sm: kk, sk: 1 };
+            let av = AView { ptr: a, sm: kk, sk: 1, ro: false };
             let out = k.output(0);
             let panel_elems = n.div_ceil(l) * l * kk;
             match k.const_f32(1) {
@@ -220,7 +274,7 @@ pub fn lower(k: &mut Kernel) -> LResult {
                         let pp = k.addr(panels, po, 4);
                         let bi = k.linear(idx, &kerf_ir::eval::strides(&batch));
                         let oo = k.b.ins().imul_imm_s(bi, (mm * n) as i64);
-                        gemm_core(k, mm, n, kk, av, ao, pp, out, oo);
+                        gemm_core(k, mm, n, kk, av, ao, (pp, true), OutView { ptr: out, ldo: n, bias: None }, oo);
                     });
                 }
                 None => {
@@ -232,7 +286,7 @@ pub fn lower(k: &mut Kernel) -> LResult {
                         pack_runtime(k, bp, bo, kk, n, n, 1, s);
                         let bi = k.linear(idx, &kerf_ir::eval::strides(&batch));
                         let oo = k.b.ins().imul_imm_s(bi, (mm * n) as i64);
-                        gemm_core(k, mm, n, kk, av, ao, s, out, oo);
+                        gemm_core(k, mm, n, kk, av, ao, (s, false), OutView { ptr: out, ldo: n, bias: None }, oo);
                     });
                 }
             }
