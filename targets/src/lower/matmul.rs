@@ -116,20 +116,34 @@ pub fn gemm_core(
         let mo = k.b.ins().imul_imm_s(m0, a.sm as i64);
         let off = k.b.ins().iadd(mo, a_off);
         let abase = k.addr(a.ptr, off, 4);
-        let accs = k.for_acc_n(0, kk as i64, 1, &init, |k, kv, accs| {
+        // One k step: B vectors for each panel, a broadcast per row.
+        let step = |k: &mut Kernel, kv: Value, koff: usize, accs: &[Value]| -> Vec<Value> {
             let bp = k.addr(pbase, kv, (l * 4) as i64);
-            let bvs: Vec<Value> = (0..np).map(|j| k.b.ins().load(vty, b_flags, bp, (j * kk * l * 4) as i32)).collect();
+            let bvs: Vec<Value> = (0..np)
+                .map(|j| k.b.ins().load(vty, b_flags, bp, ((j * kk + koff) * l * 4) as i32))
+                .collect();
             let ap = k.addr(abase, kv, (a.sk * 4) as i64);
             let mut next = Vec::with_capacity(rows * np);
             for r in 0..rows {
-                let av = k.b.ins().load(types::F32, a_flags, ap, (r * a.sm * 4) as i32);
+                let av = k.b.ins().load(types::F32, a_flags, ap, ((r * a.sm + koff * a.sk) * 4) as i32);
                 let av = k.widen(vty, av);
                 for j in 0..np {
                     next.push(k.fmadd(av, bvs[j], accs[r * np + j]));
                 }
             }
             next
+        };
+        // Unrolled by 2: halves the loop overhead and the accumulator moves
+        // the register allocator inserts at the back edge.
+        let even = kk / 2 * 2;
+        let mut accs = k.for_acc_n(0, even as i64, 2, &init, |k, kv, accs| {
+            let a1 = step(k, kv, 0, accs);
+            step(k, kv, 1, &a1)
         });
+        if even < kk {
+            let kv = k.ic(even as i64);
+            accs = step(k, kv, 0, &accs);
+        }
         for r in 0..rows {
             let m = k.b.ins().iadd_imm_s(m0, r as i64);
             let row = k.b.ins().imul_imm_s(m, out.ldo as i64);
