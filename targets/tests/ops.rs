@@ -208,36 +208,54 @@ fn conv_pool_norm_against_hand_values() {
     check_values(g, &[&sm, &lsm, &ln]);
 }
 
-#[test]
-fn grouped_conv_matches_direct_sum() {
-    // group=2, dilation 2, stride 1, odd channel count per group (5 > 4 -> vector + tail)
-    let (c, h, w, oc, g) = (4usize, 6usize, 7usize, 10usize, 2usize);
+/// Direct-sum reference for a 2-D conv with weights iota(-0.5, 0.01) and
+/// bias iota(0, 0.1); checks the JIT (GEMM path for >= 4 output channels
+/// per group, the pixel-vector path below that).
+#[allow(clippy::too_many_arguments)]
+fn conv_case(c: usize, h: usize, w: usize, oc: usize, g: usize, k: usize, s: usize, d: usize, p: [usize; 4]) {
+    let icg = c / g;
+    let oh = (h + p[0] + p[2] - d * (k - 1) - 1) / s + 1;
+    let ow = (w + p[1] + p[3] - d * (k - 1) - 1) / s + 1;
     let text = format!(
-        "graph \"gc\"\n  input %0 \"x\": f32[1,{c},{h},{w}]\n  const %1 \"w\": f32[{oc},2,3,3] = iota(-0.5, 0.01)\n  const %2 \"b\": f32[{oc}] = iota(0.0, 0.1)\n  %3 = Conv{{kernel=[3,3], strides=[1,1], dilations=[2,2], pads=[2,1,2,1], group={g}, layer=\"c\"}}(%0, %1, %2): f32[1,{oc},6,5] @\"c\"\n  output \"y\" = %3\n"
+        "graph \"gc\"\n  input %0 \"x\": f32[1,{c},{h},{w}]\n  const %1 \"w\": f32[{oc},{icg},{k},{k}] = iota(-0.5, 0.01)\n  const %2 \"b\": f32[{oc}] = iota(0.0, 0.1)\n  %3 = Conv{{kernel=[{k},{k}], strides=[{s},{s}], dilations=[{d},{d}], pads=[{},{},{},{}], group={g}, layer=\"c\"}}(%0, %1, %2): f32[1,{oc},{oh},{ow}] @\"c\"\n  output \"y\" = %3\n",
+        p[0], p[1], p[2], p[3]
     );
     let x: Vec<f64> = (0..c * h * w).map(|i| (((i * 7919) % 97) as f64 / 24.0) - 2.0).collect();
-    let wt: Vec<f64> = (0..oc * 2 * 9).map(|i| -0.5 + 0.01 * i as f64).map(|v| v as f32 as f64).collect();
+    let wt: Vec<f64> = (0..oc * icg * k * k).map(|i| -0.5 + 0.01 * i as f64).map(|v| v as f32 as f64).collect();
     let mut want = Vec::new();
     for o in 0..oc {
         let gi = o / (oc / g);
-        for oy in 0..6 {
-            for ox in 0..5 {
-                let mut s = (0.1 * o as f64) as f32 as f64;
-                for ic in 0..2 {
-                    for ky in 0..3 {
-                        for kx in 0..3 {
-                            let iy = (oy + 2 * ky) as i64 - 2;
-                            let ix = (ox + 2 * kx) as i64 - 1;
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut acc = (0.1 * o as f64) as f32 as f64;
+                for ic in 0..icg {
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let iy = (oy * s + d * ky) as i64 - p[0] as i64;
+                            let ix = (ox * s + d * kx) as i64 - p[1] as i64;
                             if (0..h as i64).contains(&iy) && (0..w as i64).contains(&ix) {
-                                let ch = gi * 2 + ic;
-                                s += x[(ch * h + iy as usize) * w + ix as usize] * wt[((o * 2 + ic) * 3 + ky) * 3 + kx];
+                                let ch = gi * icg + ic;
+                                acc += x[(ch * h + iy as usize) * w + ix as usize] * wt[((o * icg + ic) * k + ky) * k + kx];
                             }
                         }
                     }
                 }
-                want.push(s as f32);
+                want.push(acc as f32);
             }
         }
     }
     check_values(&text, &[&want]);
+}
+
+#[test]
+fn grouped_conv_matches_direct_sum() {
+    // GEMM path: 5 output channels per group, dilation 2, asymmetric pads
+    conv_case(4, 6, 7, 10, 2, 3, 1, 2, [2, 1, 2, 1]);
+    // GEMM path with stride 2 (strided panel packing), odd width
+    conv_case(3, 9, 11, 8, 1, 3, 2, 1, [1, 1, 1, 1]);
+    // depthwise (pixel-vector path), stride 1 and stride 2, tails
+    conv_case(5, 7, 9, 5, 5, 3, 1, 1, [1, 1, 1, 1]);
+    conv_case(4, 8, 11, 4, 4, 3, 2, 1, [1, 1, 1, 1]);
+    // 2 output channels per group, dilation 2
+    conv_case(4, 9, 10, 4, 2, 3, 1, 2, [2, 2, 2, 2]);
 }

@@ -137,6 +137,9 @@ pub fn conv(k: &mut Kernel) -> LResult {
     if ocg >= 4 {
         return conv_gemm(k, &gm, &wv, bias.as_deref());
     }
+    if k.caps.simd {
+        return conv_narrow(k, &gm, &wv, bias.as_deref());
+    }
     let l = if k.caps.simd && ocg >= 4 { 4 } else { 1 };
     let ty = if l == 4 { types::F32X4 } else { types::F32 };
     let nob = ocg.div_ceil(l);
@@ -347,6 +350,118 @@ fn conv_gemm(k: &mut Kernel, gm: &Geo, wv: &[f32], bias: Option<&[f32]>) -> LRes
                 let av = super::matmul::AView { ptr: wp, sm: kk, sk: 1, ro: true };
                 let ov = super::matmul::OutView { ptr: out, ldo: ohw, bias: Some(bias_p) };
                 super::matmul::gemm_core(k, ocg, g2.ow, kk, av, a_off, (panels, false), ov, o_off);
+            });
+        });
+    });
+    Ok(())
+}
+
+/// Convs with fewer than 4 output channels per group (depthwise and
+/// friends): vectorised over 4 adjacent output pixels of a row. The input is
+/// first copied into a zero-padded scratch image; each output vector then
+/// accumulates `w[oc, ic, kh, kw]` (a broadcast constant) times 4 input
+/// pixels (one vector load at stride 1, four scalar loads otherwise).
+fn conv_narrow(k: &mut Kernel, gm: &Geo, wv: &[f32], bias: Option<&[f32]>) -> LResult {
+    let icg = gm.c / gm.group;
+    let ocg = gm.oc / gm.group;
+    let l = 4usize;
+    let nvec = gm.ow / l;
+    let tail = gm.ow % l;
+    let hp = (gm.h + gm.ph).max((gm.oh - 1) * gm.sh + (gm.kh - 1) * gm.dh + 1);
+    let wpd = (gm.w + gm.pw).max((gm.ow.div_ceil(l) * l - 1) * gm.sw + (gm.kw - 1) * gm.dw + 1);
+    let img = gm.c * hp * wpd;
+    let xp = k.input(0);
+    let wp = k.blob_f32(wv);
+    let bvals: Vec<f32> = bias.map_or_else(|| vec![0.0; gm.oc], |b| b.to_vec());
+    let bp = k.blob_f32(&bvals);
+    let out = k.output(0);
+    let pad_img = k.scratch(img * 4);
+    let g2 = *gm;
+    let vty = types::F32X4;
+    let taps = icg * gm.kh * gm.kw;
+    k.for_n(0, gm.n as i64, 1, |k, n| {
+        k.for_vec(img, &mut |k, ty, i| {
+            let z = k.fsplat(ty, 0.0);
+            k.st_at(z, pad_img, i, 4, 0);
+        });
+        let plane = k.b.ins().imul_imm_s(n, (g2.c * g2.h * g2.w) as i64);
+        let xbase = k.addr(xp, plane, 4);
+        k.for_n(0, (g2.c * g2.h) as i64, 1, |k, row| {
+            let src = k.b.ins().imul_imm_s(row, g2.w as i64);
+            let sb = k.addr(xbase, src, 4);
+            let c = k.b.ins().udiv_imm_s(row, g2.h as i64);
+            let y = k.b.ins().urem_imm_s(row, g2.h as i64);
+            let drow = k.b.ins().imul_imm_s(c, hp as i64);
+            let drow = k.b.ins().iadd(drow, y);
+            let drow = k.b.ins().iadd_imm_s(drow, g2.ph as i64);
+            let d = k.b.ins().imul_imm_s(drow, wpd as i64);
+            let d = k.b.ins().iadd_imm_s(d, g2.pw as i64);
+            let db = k.addr(pad_img, d, 4);
+            k.for_vec(g2.w, &mut |k, ty, j| {
+                let v = k.ld_at(ty, sb, j, 4, 0);
+                k.st_at(v, db, j, 4, 0);
+            });
+        });
+        k.for_n(0, g2.oc as i64, 1, |k, oc| {
+            let g = k.b.ins().udiv_imm_s(oc, ocg as i64);
+            let bv = k.ld_at(types::F32, bp, oc, 4, 0);
+            let bv = k.widen(vty, bv);
+            let wrow = k.b.ins().imul_imm_s(oc, (taps * 4) as i64);
+            let wrow = k.b.ins().iadd(wp, wrow);
+            let ic0 = k.b.ins().imul_imm_s(g, icg as i64);
+            let chan = k.b.ins().imul_imm_s(ic0, (hp * wpd * 4) as i64);
+            let chan = k.b.ins().iadd(pad_img, chan);
+            let no = k.b.ins().imul_imm_s(n, g2.oc as i64);
+            let o = k.b.ins().iadd(no, oc);
+            let o = k.b.ins().imul_imm_s(o, (g2.oh * g2.ow) as i64);
+            let obase = k.addr(out, o, 4);
+            k.for_n(0, g2.oh as i64, 1, |k, oy| {
+                let iy = k.b.ins().imul_imm_s(oy, (g2.sh * wpd * 4) as i64);
+                let rowp = k.b.ins().iadd(chan, iy);
+                let orow = k.b.ins().imul_imm_s(oy, (g2.ow * 4) as i64);
+                let orow = k.b.ins().iadd(obase, orow);
+                let one = |k: &mut Kernel, ox0: Value, width: usize| {
+                    let xo = k.b.ins().imul_imm_s(ox0, (g2.sw * 4) as i64);
+                    let base = k.b.ins().iadd(rowp, xo);
+                    let mut acc = bv;
+                    // taps fully unrolled: kernels are small (icg*kh*kw <= 3*7*7 here)
+                    for ic in 0..icg {
+                        for ky in 0..g2.kh {
+                            for kx in 0..g2.kw {
+                                let t = (ic * g2.kh + ky) * g2.kw + kx;
+                                let w = k.ld_ro(types::F32, wrow, (t * 4) as i32);
+                                let w = k.widen(vty, w);
+                                let off = (((ic * hp + ky * g2.dh) * wpd) + kx * g2.dw) * 4;
+                                let x = if g2.sw == 1 {
+                                    k.ld(vty, base, off as i32)
+                                } else {
+                                    let x0 = k.ld(types::F32, base, off as i32);
+                                    let mut v = k.widen(vty, x0);
+                                    for q in 1..4 {
+                                        let xq = k.ld(types::F32, base, (off + q * g2.sw * 4) as i32);
+                                        v = k.b.ins().insertlane(v, xq, q as u8);
+                                    }
+                                    v
+                                };
+                                acc = k.fmadd(w, x, acc);
+                            }
+                        }
+                    }
+                    let op = k.addr(orow, ox0, 4);
+                    if width == 4 {
+                        k.st(acc, op, 0);
+                    } else {
+                        for q in 0..width {
+                            let v = k.b.ins().extractlane(acc, q as u8);
+                            k.st(v, op, (q * 4) as i32);
+                        }
+                    }
+                };
+                k.for_n(0, (nvec * l) as i64, l as i64, |k, ox0| one(k, ox0, l));
+                if tail > 0 {
+                    let ox0 = k.ic((nvec * l) as i64);
+                    one(k, ox0, tail);
+                }
             });
         });
     });
