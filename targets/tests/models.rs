@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Real models: import the fixture ONNX files with kerf-onnx, JIT them for
 //! the host and compare with the ONNX Runtime reference output.
 //! Tolerance: |got - ref| <= 1e-5 + 1e-4 * max|ref| elementwise.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Object, archive and header artifacts: no undefined symbols on every
 //! triple/CPU, no `fmaf` on haswell, byte-identical output when compiled
 //! twice, and cross-compiled objects linked into `c/harness.c`, run natively

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Kernel families against the f64 reference evaluator of kerf-ir (or
 //! hand-computed values where it has no implementation), JIT-compiled for
 //! the host and, for the vector/scalar split, for the SSE2 baseline as well.
@@ -235,7 +236,8 @@ fn conv_case(c: usize, h: usize, w: usize, oc: usize, g: usize, k: usize, s: usi
                             let ix = (ox * s + d * kx) as i64 - p[1] as i64;
                             if (0..h as i64).contains(&iy) && (0..w as i64).contains(&ix) {
                                 let ch = gi * icg + ic;
-                                acc += x[(ch * h + iy as usize) * w + ix as usize] * wt[((o * icg + ic) * k + ky) * k + kx];
+                                acc += x[(ch * h + iy as usize) * w + ix as usize]
+                                    * wt[((o * icg + ic) * k + ky) * k + kx];
                             }
                         }
                     }

@@ -119,9 +119,8 @@ pub fn gemm_core(
         // One k step: B vectors for each panel, a broadcast per row.
         let step = |k: &mut Kernel, kv: Value, koff: usize, accs: &[Value]| -> Vec<Value> {
             let bp = k.addr(pbase, kv, (l * 4) as i64);
-            let bvs: Vec<Value> = (0..np)
-                .map(|j| k.b.ins().load(vty, b_flags, bp, ((j * kk + koff) * l * 4) as i32))
-                .collect();
+            let bvs: Vec<Value> =
+                (0..np).map(|j| k.b.ins().load(vty, b_flags, bp, ((j * kk + koff) * l * 4) as i32)).collect();
             let ap = k.addr(abase, kv, (a.sk * 4) as i64);
             let mut next = Vec::with_capacity(rows * np);
             for r in 0..rows {
@@ -232,7 +231,8 @@ pub fn lower(k: &mut Kernel) -> LResult {
             let (mm, kk) = if gm.trans_a { (ash[1], ash[0]) } else { (ash[0], ash[1]) };
             let n = if gm.trans_b { bsh[0] } else { bsh[1] };
             let a = k.input(0);
-            let av = AView { ptr: a, sm: if gm.trans_a { 1 } else { kk }, sk: if gm.trans_a { mm } else { 1 }, ro: false };
+            let av =
+                AView { ptr: a, sm: if gm.trans_a { 1 } else { kk }, sk: if gm.trans_a { mm } else { 1 }, ro: false };
             let (sk, sn) = if gm.trans_b { (1, kk) } else { (n, 1) };
             let alpha = gm.alpha.get();
             let panel = match k.const_f32(1) {
