@@ -261,3 +261,26 @@ fn cross_riscv64_qemu() {
     );
     close(&got, &want, "riscv64");
 }
+
+#[test]
+fn two_models_link_into_one_program() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("two-models");
+    std::fs::create_dir_all(&dir).unwrap();
+    let g = graph();
+    let mut objs = Vec::new();
+    for name in ["alpha", "beta"] {
+        let a = compile_object(&g, &CompileOptions::new(TARGETS[0].0, "baseline", name)).unwrap();
+        std::fs::write(dir.join(format!("{name}.h")), &a.header).unwrap();
+        let p = dir.join(format!("{name}.o"));
+        std::fs::write(&p, &a.object).unwrap();
+        objs.push(p);
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/two_models.c");
+    let exe = dir.join("two");
+    let st =
+        Command::new("cc").arg("-O1").arg("-I").arg(&dir).arg(&src).args(&objs).arg("-o").arg(&exe).status().unwrap();
+    assert!(st.success(), "linking two models failed");
+    let out = Command::new(&exe).output().unwrap();
+    assert!(out.status.success(), "two-model program failed: {:?}", out.status);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
