@@ -1,0 +1,211 @@
+//! The single-op battery: every case in `testsuite/fixtures/ops/<case>/`
+//! (`model.onnx`, `input_<i>.npy`, `output_<i>.npy` from ONNX Runtime,
+//! `case.json`) goes through import → lossless rewrites and then
+//! - `host`: JIT on the host;
+//! - `aarch64`, `riscv64`: an object per case, all linked into one program
+//!   with `testsuite/c/harness.c` (cross GCC, `-static`) and run in one
+//!   qemu-user process (a crash restarts it after the crashing case).
+//!
+//! Comparison (see `e2e/mod.rs`): same dtype and shape; ints and bools
+//! exact; floats within `1e-5 + 1e-4 * max|ref|`, NaN/inf at the same places.
+//!
+//! `testsuite/fixtures/ops/EXPECTED_FAILURES.txt` lists the cases kerf does
+//! not support yet, one per line: `<case>[@<platform>] <reason>` (no
+//! platform: all of them; `#` starts a comment). Each platform's test fails
+//! when a case fails that is not listed for it, and when a listed case
+//! passes, so the list stays exactly true.
+
+mod e2e;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use e2e::Target;
+use kerf_ir::{Graph, Tensor};
+
+fn ops_dir() -> PathBuf {
+    e2e::testsuite_dir().join("fixtures/ops")
+}
+
+/// One loaded case: its graph (or why import failed), inputs and references.
+struct Case {
+    name: String,
+    graph: Result<Graph, String>,
+    inputs: Vec<Tensor>,
+    want: Vec<Tensor>,
+}
+
+/// The C symbol prefix of a case (never clashes with the harness).
+fn symbol(case: &str) -> String {
+    format!("op_{}", kerf_build::c_identifier(case))
+}
+
+fn load_cases() -> Vec<Case> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(ops_dir())
+        .unwrap_or_else(|e| panic!("{}: {e}", ops_dir().display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("model.onnx").is_file())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 250, "{}: only {} cases", ops_dir().display(), dirs.len());
+    dirs.into_iter()
+        .map(|dir| {
+            let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let inputs = e2e::read_numbered(&dir, "input").unwrap_or_else(|e| panic!("{name}: {e}"));
+            let want = e2e::read_numbered(&dir, "output").unwrap_or_else(|e| panic!("{name}: {e}"));
+            let graph = e2e::load_graph(&dir.join("model.onnx"), &symbol(&name))
+                .and_then(|g| e2e::check_inputs(&g, &inputs).map(|()| g));
+            Case { name, graph, inputs, want }
+        })
+        .collect()
+}
+
+/// The expectation list: case → (platform or None for all, reason).
+fn expected_failures() -> BTreeMap<(String, Option<String>), String> {
+    let path = ops_dir().join("EXPECTED_FAILURES.txt");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut out = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (key, reason) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        assert!(!reason.trim().is_empty(), "{}:{}: '{key}' has no reason", path.display(), i + 1);
+        let (case, platform) = match key.split_once('@') {
+            Some((c, p)) => (c.to_string(), Some(p.to_string())),
+            None => (key.to_string(), None),
+        };
+        assert!(ops_dir().join(&case).is_dir(), "{}:{}: no case '{case}'", path.display(), i + 1);
+        let prev = out.insert((case, platform), reason.trim().to_string());
+        assert!(prev.is_none(), "{}:{}: '{key}' listed twice", path.display(), i + 1);
+    }
+    out
+}
+
+/// Checks a platform's outcomes against the list; panics with every
+/// unexpected failure and every unexpected pass.
+fn check_expectations(platform: &str, outcomes: &BTreeMap<String, Result<e2e::Errors, String>>) {
+    let list = expected_failures();
+    let listed = |case: &str| {
+        list.get(&(case.to_string(), Some(platform.to_string()))).or_else(|| list.get(&(case.to_string(), None)))
+    };
+    let mut unexpected_fail = Vec::new();
+    let mut unexpected_pass = Vec::new();
+    let mut worst = e2e::Errors::default();
+    let mut expected = 0;
+    for (case, r) in outcomes {
+        match (r, listed(case)) {
+            (Ok(e), None) => worst = worst.merge(*e),
+            (Ok(_), Some(reason)) => unexpected_pass.push(format!("{case} (listed: {reason})")),
+            (Err(m), None) => unexpected_fail.push(format!("{case}: {m}")),
+            (Err(_), Some(_)) => expected += 1,
+        }
+    }
+    eprintln!(
+        "{platform}: {} cases, {} pass, {expected} expected failures; worst passing error: abs {:.3e}, rel {:.3e}",
+        outcomes.len(),
+        outcomes.values().filter(|r| r.is_ok()).count(),
+        worst.max_abs,
+        worst.max_rel
+    );
+    let mut msg = String::new();
+    if !unexpected_fail.is_empty() {
+        msg += &format!(
+            "{platform}: {} cases failed that are not in EXPECTED_FAILURES.txt:\n  {}\n",
+            unexpected_fail.len(),
+            unexpected_fail.join("\n  ")
+        );
+    }
+    if !unexpected_pass.is_empty() {
+        msg += &format!(
+            "{platform}: {} cases in EXPECTED_FAILURES.txt now pass; remove them from the list:\n  {}\n",
+            unexpected_pass.len(),
+            unexpected_pass.join("\n  ")
+        );
+    }
+    assert!(msg.is_empty(), "{msg}");
+}
+
+#[test]
+fn host_jit() {
+    let t = Instant::now();
+    let cases = load_cases();
+    let outcomes: BTreeMap<String, Result<e2e::Errors, String>> = cases
+        .iter()
+        .map(|c| {
+            let r = c.graph.as_ref().map_err(Clone::clone).and_then(|g| {
+                let got = e2e::jit_run(g, &symbol(&c.name), &c.inputs)?;
+                e2e::compare_all(&c.want, &got)
+            });
+            (c.name.clone(), r)
+        })
+        .collect();
+    eprintln!("host: {:.1} s", t.elapsed().as_secs_f64());
+    check_expectations("host", &outcomes);
+}
+
+/// Compiles every case for `t`, links them into one harness program, runs
+/// it under qemu and compares.
+fn cross(t: &Target) {
+    e2e::require_tools(t);
+    let start = Instant::now();
+    let cases = load_cases();
+    let scratch = e2e::scratch_dir(&format!("op_battery-{}", t.label));
+    let mut outcomes: BTreeMap<String, Result<e2e::Errors, String>> = BTreeMap::new();
+    let mut objects = Vec::new();
+    let mut runnable = Vec::new();
+    for c in &cases {
+        let compiled = c.graph.as_ref().map_err(Clone::clone).and_then(|g| {
+            let opts = kerf_targets::CompileOptions::new(t.triple, t.cpu, &symbol(&c.name));
+            kerf_targets::compile_object(g, &opts).map_err(|e| format!("compile: {e}"))
+        });
+        match compiled {
+            Ok(art) => {
+                let dir = scratch.join(&c.name);
+                e2e::write_inputs(&dir, &c.inputs).unwrap_or_else(|e| panic!("{e}"));
+                objects.push((symbol(&c.name), art.object));
+                runnable.push((symbol(&c.name), dir));
+            }
+            Err(m) => {
+                outcomes.insert(c.name.clone(), Err(m));
+            }
+        }
+    }
+    let compiled_at = start.elapsed().as_secs_f64();
+    let exe = e2e::link_harness(t, &scratch, &objects).unwrap_or_else(|e| panic!("{e}"));
+    let linked_at = start.elapsed().as_secs_f64();
+    let results: BTreeMap<String, Result<(), String>> = e2e::run_harness(t, &exe, &runnable).into_iter().collect();
+    for c in &cases {
+        if outcomes.contains_key(&c.name) {
+            continue;
+        }
+        let r = match (results.get(&symbol(&c.name)), &c.graph) {
+            (Some(Ok(())), Ok(g)) => {
+                e2e::read_outputs(g, &scratch.join(&c.name)).and_then(|got| e2e::compare_all(&c.want, &got))
+            }
+            (Some(Err(m)), _) => Err(m.clone()),
+            (None, _) => Err("the harness reported nothing".into()),
+            (_, Err(m)) => Err(m.clone()),
+        };
+        outcomes.insert(c.name.clone(), r);
+    }
+    eprintln!(
+        "{}: compile {compiled_at:.1} s, link {:.1} s, run+compare {:.1} s",
+        t.label,
+        linked_at - compiled_at,
+        start.elapsed().as_secs_f64() - linked_at
+    );
+    check_expectations(t.label, &outcomes);
+}
+
+#[test]
+fn aarch64_qemu() {
+    cross(&e2e::AARCH64);
+}
+
+#[test]
+fn riscv64_qemu() {
+    cross(&e2e::RISCV64);
+}
