@@ -1,0 +1,112 @@
+//! Real models compiled ahead of time for each ISA, linked with the generic
+//! C harness (`testsuite/c/harness.c`) and run: x86-64 natively (`cc`),
+//! aarch64 and riscv64 under qemu-user (`aarch64-linux-gnu-gcc -static`,
+//! `riscv64-linux-gnu-gcc -static`), riscv64 also with the `v` CPU preset
+//! under `qemu-riscv64 -cpu rv64,v=true,vlen=128`.
+//!
+//! Models: the fixture models digits_mlp, digits_cnn, ds_cnn_kws,
+//! lstm_kws, gru_kws, tiny_transformer and the generated mobilenet_v2
+//! (`testsuite/run-all.sh` makes it). All models of one ISA are linked into
+//! one program and run in one process; the four ISAs run as parallel tests.
+//!
+//! Tolerance per output tensor, against the ONNX Runtime reference: every
+//! element within `1e-4 * max|ref| + 1e-5` (see `e2e/mod.rs`).
+//!
+//! A missing cross compiler or qemu fails the test with the Debian package
+//! to install.
+
+mod e2e;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use e2e::Target;
+
+const FIXTURES: [&str; 6] = ["digits_mlp", "digits_cnn", "ds_cnn_kws", "lstm_kws", "gru_kws", "tiny_transformer"];
+const GENERATED: [&str; 1] = ["mobilenet_v2"];
+
+fn model_dirs() -> Vec<(String, PathBuf)> {
+    let ts = e2e::testsuite_dir();
+    let mut v: Vec<(String, PathBuf)> =
+        FIXTURES.iter().map(|m| (m.to_string(), ts.join("fixtures/models").join(m))).collect();
+    for m in GENERATED {
+        let d = ts.join("generated").join(m);
+        assert!(
+            d.join("model.onnx").is_file(),
+            "{} is missing: run testsuite/run-all.sh (or `python testsuite/scripts/make_models.py testsuite/generated`)",
+            d.display()
+        );
+        v.push((m.to_string(), d));
+    }
+    v
+}
+
+fn run_target(t: &Target) {
+    e2e::require_tools(t);
+    let start = Instant::now();
+    let scratch = e2e::scratch_dir(&format!("cross_isa-{}", t.label));
+    let mut objects = Vec::new();
+    let mut cases = Vec::new();
+    let mut graphs = Vec::new();
+    for (name, dir) in model_dirs() {
+        let b = kerf_build::Build::new(dir.join("model.onnx")).name(&name).target(t.triple).cpu(t.cpu);
+        let g = b.graph().unwrap_or_else(|e| panic!("{}: {name}: {e}", t.label));
+        let art = kerf_targets::compile_object(&g, &b.compile_options())
+            .unwrap_or_else(|e| panic!("{}: {name}: compile: {e}", t.label));
+        let inputs = e2e::read_numbered(&dir, "input").unwrap_or_else(|e| panic!("{name}: {e}"));
+        let want = e2e::read_numbered(&dir, "output").unwrap_or_else(|e| panic!("{name}: {e}"));
+        e2e::check_inputs(&g, &inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let case_dir = scratch.join(&name);
+        e2e::write_inputs(&case_dir, &inputs).unwrap_or_else(|e| panic!("{e}"));
+        objects.push((name.clone(), art.object));
+        cases.push((name.clone(), case_dir.clone()));
+        graphs.push((name, g, want, case_dir));
+    }
+    let compiled = start.elapsed().as_secs_f64();
+    let exe = e2e::link_harness(t, &scratch, &objects).unwrap_or_else(|e| panic!("{e}"));
+    let linked = start.elapsed().as_secs_f64();
+    let ran: std::collections::BTreeMap<String, Result<(), String>> =
+        e2e::run_harness(t, &exe, &cases).into_iter().collect();
+    let run_secs = start.elapsed().as_secs_f64() - linked;
+    let mut failures = Vec::new();
+    for (name, g, want, dir) in &graphs {
+        let r = match ran.get(name) {
+            Some(Ok(())) => e2e::read_outputs(g, dir).and_then(|got| e2e::compare_all(want, &got)),
+            Some(Err(m)) => Err(m.clone()),
+            None => Err("the harness reported nothing".into()),
+        };
+        match r {
+            Ok(e) => eprintln!("{} {name}: ok, max abs err {:.3e}, max rel err {:.3e}", t.label, e.max_abs, e.max_rel),
+            Err(m) => {
+                eprintln!("{} {name}: FAILED: {m}", t.label);
+                failures.push(format!("{name}: {m}"));
+            }
+        }
+    }
+    eprintln!(
+        "{}: compile {compiled:.1} s, link {:.1} s, run {run_secs:.1} s",
+        t.label,
+        linked - compiled
+    );
+    assert!(failures.is_empty(), "{}: {} models failed:\n{}", t.label, failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn x86_64_native() {
+    run_target(&e2e::X86_64);
+}
+
+#[test]
+fn aarch64_qemu() {
+    run_target(&e2e::AARCH64);
+}
+
+#[test]
+fn riscv64_qemu() {
+    run_target(&e2e::RISCV64);
+}
+
+#[test]
+fn riscv64_v_qemu() {
+    run_target(&e2e::RISCV64_V);
+}
