@@ -54,6 +54,18 @@ fn run_model(name: &str) {
 #[test]
 fn digits_mlp() {
     run_model("digits_mlp");
+    // the descriptor the generated code exports
+    let g = kerf_onnx::load_model(&fixture("digits_mlp").join("model.onnx"), &Default::default()).unwrap();
+    let jm = jit_compile(&g, &CompileOptions::host("mlp")).unwrap();
+    let info = jm.model().info();
+    assert_eq!(info.abi_version, kerf_runtime::ABI_VERSION);
+    assert_eq!(info.inputs.len(), 1);
+    assert_eq!(info.inputs[0].dims, vec![1, 64]);
+    assert_eq!(info.inputs[0].dtype, kerf_runtime::dtype::FLOAT);
+    assert_eq!(info.inputs[0].bytes, 256);
+    assert_eq!(info.outputs[0].dims, vec![1, 10]);
+    assert_eq!(info.arena_bytes, jm.report().arena_bytes);
+    assert_eq!(info.arena_align, 64);
 }
 
 #[test]

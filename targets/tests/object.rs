@@ -284,3 +284,34 @@ fn two_models_link_into_one_program() {
     assert!(out.status.success(), "two-model program failed: {:?}", out.status);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
 }
+
+/// Rounding and transcendental ops must not become libm calls on any target
+/// (baseline x86-64 has no SSE4.1, riscv64gc no Zfa).
+#[test]
+fn math_ops_need_no_libm() {
+    let g = kerf_ir::text::parse(
+        r#"graph "m"
+  input %0 "x": f32[2,9]
+  %1 = Floor(%0): f32[2,9] @"f"
+  %2 = Ceil(%1): f32[2,9] @"c"
+  %3 = Round(%2): f32[2,9] @"r"
+  %4 = Exp(%3): f32[2,9] @"e"
+  %5 = Erf(%4): f32[2,9] @"erf"
+  %6 = Tanh(%5): f32[2,9] @"t"
+  %7 = Log(%6): f32[2,9] @"l"
+  const %8 "p": f32[] = [1.7]
+  %9 = Pow(%7, %8): f32[2,9] @"pow"
+  %10 = Softmax{axis=1}(%9): f32[2,9] @"sm"
+  %11 = Gelu{tanh=false}(%10): f32[2,9] @"g"
+  output "y" = %11
+"#,
+    )
+    .unwrap();
+    for (triple, cpus) in TARGETS {
+        for cpu in cpus {
+            let a = compile_object(&g, &CompileOptions::new(triple, cpu, "m")).unwrap();
+            let u = undefined(&a.object);
+            assert!(u.is_empty(), "{triple}/{cpu}: undefined symbols {u:?}");
+        }
+    }
+}
