@@ -163,7 +163,8 @@ mod tests {
         assert_eq!(c_identifier("18layers"), "m_18layers");
         assert_eq!(c_identifier(""), "model");
         assert_eq!(default_name(Path::new("/nonexistent/resnet18.onnx")), "resnet18");
-        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testsuite/fixtures/models/digits_cnn/model.onnx");
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testsuite/fixtures/models/digits_cnn/model.onnx");
         assert_eq!(default_name(&fixture), "digits_cnn");
     }
 }

@@ -127,7 +127,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
         for (n, t) in &results {
             let v = t.to_f64_vec();
             let head: Vec<String> = v.iter().take(8).map(|x| format!("{x:.6}")).collect();
-            println!("{n}: {}{:?} [{}{}]", t.dtype(), t.shape(), head.join(", "), if v.len() > 8 { ", ..." } else { "" });
+            println!(
+                "{n}: {}{:?} [{}{}]",
+                t.dtype(),
+                t.shape(),
+                head.join(", "),
+                if v.len() > 8 { ", ..." } else { "" }
+            );
         }
     }
 
@@ -145,7 +151,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
             let ref_max = b.iter().fold(0.0f64, |m, x| m.max(x.abs()));
             let max_abs = a.iter().zip(&b).fold(0.0f64, |m, (x, y)| {
                 let d = if x.is_nan() && y.is_nan() { 0.0 } else { (x - y).abs() };
-                if d.is_nan() { f64::INFINITY } else { m.max(d) }
+                if d.is_nan() {
+                    f64::INFINITY
+                } else {
+                    m.max(d)
+                }
             });
             let rel = if ref_max > 0.0 { max_abs / ref_max } else { max_abs };
             let tol = args.atol + args.rtol * ref_max;

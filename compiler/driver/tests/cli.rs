@@ -1,4 +1,5 @@
 //! The `kerf` binary as a user runs it: outputs, exit codes, error messages.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
