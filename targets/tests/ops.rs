@@ -261,3 +261,236 @@ fn grouped_conv_matches_direct_sum() {
     // 2 output channels per group, dilation 2
     conv_case(4, 9, 10, 4, 2, 3, 1, 2, [2, 2, 2, 2]);
 }
+
+/// The test input of `input_for` as f64 (what the graph's input holds).
+fn xs(n: usize) -> Vec<f64> {
+    (0..n).map(|i| (((i * 7919) % 97) as f64 / 24.0) - 2.0).collect()
+}
+
+#[test]
+fn pad_modes() {
+    let x = xs(6); // [2,3]
+    let at = |r: usize, c: usize| x[r * 3 + c] as f32;
+    let g = |mode: &str| {
+        format!("graph \"p\"\n  input %0 \"x\": f32[2,3]\n  %1 = Pad{{pads=[1,2,0,1], mode={mode}, value=0.5}}(%0): f32[3,6] @\"p\"\n  output \"y\" = %1\n")
+    };
+    // rows: pad 1 before, 0 after; cols: 2 before, 1 after
+    let build = |f: &dyn Fn(i64, i64) -> f32| -> Vec<f32> {
+        let mut v = Vec::new();
+        for r in 0..3i64 {
+            for c in 0..6i64 {
+                v.push(f(r - 1, c - 2));
+            }
+        }
+        v
+    };
+    let constant =
+        build(&|r, c| if (0..2).contains(&r) && (0..3).contains(&c) { at(r as usize, c as usize) } else { 0.5 });
+    let edge = build(&|r, c| at(r.clamp(0, 1) as usize, c.clamp(0, 2) as usize));
+    let refl = |i: i64, n: i64| {
+        if i < 0 {
+            -i
+        } else if i >= n {
+            2 * (n - 1) - i
+        } else {
+            i
+        }
+    };
+    let reflect = build(&|r, c| at(refl(r, 2) as usize, refl(c, 3) as usize));
+    let wrap = build(&|r, c| at(r.rem_euclid(2) as usize, c.rem_euclid(3) as usize));
+    check_values(&g("constant"), &[&constant]);
+    check_values(&g("edge"), &[&edge]);
+    check_values(&g("reflect"), &[&reflect]);
+    check_values(&g("wrap"), &[&wrap]);
+}
+
+#[test]
+fn batch_norm_and_argmax() {
+    let x = xs(2 * 3 * 5);
+    let (sc, bi, mu, va) = ([1.0, 2.0, 0.5], [0.0, 0.1, -0.2], [0.3, -0.1, 0.0], [1.0, 0.25, 4.0]);
+    let mut bn = Vec::new();
+    for n in 0..2 {
+        for c in 0..3 {
+            for p in 0..5 {
+                let v = x[(n * 3 + c) * 5 + p];
+                bn.push(((v - mu[c]) / (va[c] + 1e-5f64).sqrt() * sc[c] + bi[c]) as f32);
+            }
+        }
+    }
+    let g = "graph \"bn\"\n  input %0 \"x\": f32[2,3,5]\n  const %1 \"s\": f32[3] = [1.0,2.0,0.5]\n  const %2 \"b\": f32[3] = [0.0,0.1,-0.2]\n  const %3 \"m\": f32[3] = [0.3,-0.1,0.0]\n  const %4 \"v\": f32[3] = [1.0,0.25,4.0]\n  %5 = BatchNormalization{epsilon=1e-5}(%0, %1, %2, %3, %4): f32[2,3,5] @\"bn\"\n  output \"y\" = %5\n";
+    check_values(g, &[&bn]);
+    // ArgMax over the last axis of [6,5] (i64 result), compared as values
+    let x = xs(30);
+    let am: Vec<f32> = (0..6)
+        .map(|r| {
+            let row = &x[r * 5..r * 5 + 5];
+            let mut best = 0;
+            for (i, v) in row.iter().enumerate() {
+                if *v > row[best] {
+                    best = i;
+                }
+            }
+            best as f32
+        })
+        .collect();
+    let g = "graph \"am\"\n  input %0 \"x\": f32[6,5]\n  %1 = ArgMax{axis=1, keepdims=false, select_last=false}(%0): i64[6] @\"a\"\n  %2 = Cast{to=f32}(%1): f32[6] @\"c\"\n  output \"y\" = %2\n";
+    check_values(g, &[&am]);
+}
+
+#[test]
+fn conv_transpose_matches_scatter() {
+    // x [1,2,3,4], w [2,3,3,3] (C_in=2, C_out=3), stride 2, pads 1, output_padding 1
+    let x = xs(24);
+    let w: Vec<f64> = (0..54).map(|i| (-0.3 + 0.02 * i as f64) as f32 as f64).collect();
+    let (oh, ow) = (2 * (3 - 1) + 1 + 2 + 1 - 2, 2 * (4 - 1) + 1 + 2 + 1 - 2);
+    let mut y = vec![0.25f64; 3 * oh * ow];
+    for ci in 0..2 {
+        for iy in 0..3 {
+            for ix in 0..4 {
+                for co in 0..3 {
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            let oy = (iy * 2 + ky) as i64 - 1;
+                            let ox = (ix * 2 + kx) as i64 - 1;
+                            if (0..oh as i64).contains(&oy) && (0..ow as i64).contains(&ox) {
+                                y[(co * oh + oy as usize) * ow + ox as usize] +=
+                                    x[(ci * 3 + iy) * 4 + ix] * w[((ci * 3 + co) * 3 + ky) * 3 + kx];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let want: Vec<f32> = y.iter().map(|&v| v as f32).collect();
+    let g = format!("graph \"ct\"\n  input %0 \"x\": f32[1,2,3,4]\n  const %1 \"w\": f32[2,3,3,3] = iota(-0.3, 0.02)\n  const %2 \"b\": f32[3] = fill(0.25)\n  %3 = ConvTranspose{{kernel=[3,3], strides=[2,2], dilations=[1,1], pads=[1,1,1,1], group=1, output_padding=[1,1], layer=\"ct\"}}(%0, %1, %2): f32[1,3,{oh},{ow}] @\"ct\"\n  output \"y\" = %3\n");
+    check_values(&g, &[&want]);
+}
+
+fn sigm(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// f64 reference of ONNX LSTM (lstm=true, gates i,o,f,c, peepholes) or GRU
+/// (gates z,r,h), both directions, default activations.
+#[allow(clippy::too_many_arguments)]
+fn rnn_ref(
+    lstm: bool,
+    lbr: bool,
+    x: &[f64],
+    (seq, batch, input, h, dn): (usize, usize, usize, usize, usize),
+    w: &[f64],
+    r: &[f64],
+    b: &[f64],
+    h0: f64,
+    c0: f64,
+    p: &[f64],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let ng = if lstm { 4 } else { 3 };
+    let mut y = vec![0.0; seq * dn * batch * h];
+    let mut yh = vec![h0; dn * batch * h];
+    let mut yc = vec![c0; dn * batch * h];
+    for d in 0..dn {
+        for s in 0..seq {
+            let t = if d == 1 { seq - 1 - s } else { s };
+            for bi in 0..batch {
+                let hp: Vec<f64> = (0..h).map(|u| yh[(d * batch + bi) * h + u]).collect();
+                let cp: Vec<f64> = (0..h).map(|u| yc[(d * batch + bi) * h + u]).collect();
+                let xw = |j: usize| -> f64 {
+                    (0..input).map(|i| w[(d * ng * h + j) * input + i] * x[(t * batch + bi) * input + i]).sum::<f64>()
+                        + b[d * 2 * ng * h + j]
+                };
+                let rh =
+                    |j: usize, v: &[f64]| -> f64 { (0..h).map(|i| r[(d * ng * h + j) * h + i] * v[i]).sum::<f64>() };
+                let rb = |j: usize| b[d * 2 * ng * h + ng * h + j];
+                let mut hn = vec![0.0; h];
+                if lstm {
+                    for u in 0..h {
+                        let pi = p[d * 3 * h + u];
+                        let po = p[d * 3 * h + h + u];
+                        let pf = p[d * 3 * h + 2 * h + u];
+                        let i = sigm(xw(u) + rh(u, &hp) + rb(u) + pi * cp[u]);
+                        let f = sigm(xw(2 * h + u) + rh(2 * h + u, &hp) + rb(2 * h + u) + pf * cp[u]);
+                        let c = (xw(3 * h + u) + rh(3 * h + u, &hp) + rb(3 * h + u)).tanh();
+                        let cn = f * cp[u] + i * c;
+                        let o = sigm(xw(h + u) + rh(h + u, &hp) + rb(h + u) + po * cn);
+                        hn[u] = o * cn.tanh();
+                        yc[(d * batch + bi) * h + u] = cn;
+                    }
+                } else {
+                    let z: Vec<f64> = (0..h).map(|u| sigm(xw(u) + rh(u, &hp) + rb(u))).collect();
+                    let rr: Vec<f64> = (0..h).map(|u| sigm(xw(h + u) + rh(h + u, &hp) + rb(h + u))).collect();
+                    let rhp: Vec<f64> = (0..h).map(|u| rr[u] * hp[u]).collect();
+                    for u in 0..h {
+                        let j = 2 * h + u;
+                        let hh = if lbr {
+                            (xw(j) + rr[u] * (rh(j, &hp) + rb(j))).tanh()
+                        } else {
+                            (xw(j) + rh(j, &rhp) + rb(j)).tanh()
+                        };
+                        hn[u] = (1.0 - z[u]) * hh + z[u] * hp[u];
+                    }
+                }
+                for u in 0..h {
+                    yh[(d * batch + bi) * h + u] = hn[u];
+                    y[((t * dn + d) * batch + bi) * h + u] = hn[u];
+                }
+            }
+        }
+    }
+    (y, yh, yc)
+}
+
+fn iota(n: usize, a: f64, s: f64) -> Vec<f64> {
+    (0..n).map(|i| (a + s * i as f64) as f32 as f64).collect()
+}
+
+fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+#[test]
+fn bidirectional_lstm_with_peepholes() {
+    let (seq, batch, input, h) = (3, 2, 3, 5);
+    let x = xs(seq * batch * input);
+    let (w, r, b, p) =
+        (iota(2 * 20 * 3, -0.5, 0.01), iota(2 * 20 * 5, 0.3, -0.005), iota(80, -0.1, 0.003), iota(30, 0.05, 0.01));
+    let (y, yh, yc) = rnn_ref(true, false, &x, (seq, batch, input, h, 2), &w, &r, &b, 0.1, -0.2, &p);
+    let g = r#"graph "lstm"
+  input %0 "x": f32[3,2,3]
+  const %1 "w": f32[2,20,3] = iota(-0.5, 0.01)
+  const %2 "r": f32[2,20,5] = iota(0.3, -0.005)
+  const %3 "b": f32[2,40] = iota(-0.1, 0.003)
+  const %4 "h0": f32[2,2,5] = fill(0.1)
+  const %5 "c0": f32[2,2,5] = fill(-0.2)
+  const %6 "p": f32[2,15] = iota(0.05, 0.01)
+  %7, %8, %9 = LSTM{hidden=5, direction=bidirectional, activations="Sigmoid,Tanh,Tanh,Sigmoid,Tanh,Tanh", clip=0.0, input_forget=false, layer="l"}(%0, %1, %2, %3, %4, %5, %6): f32[3,2,2,5], f32[2,2,5], f32[2,2,5] @"l"
+  output "y" = %7
+  output "yh" = %8
+  output "yc" = %9
+"#;
+    check_values(g, &[&f32s(&y), &f32s(&yh), &f32s(&yc)]);
+}
+
+#[test]
+fn gru_both_reset_modes() {
+    let (seq, batch, input, h) = (4, 1, 3, 6);
+    let x = xs(seq * batch * input);
+    let (w, r, b) = (iota(18 * 3, -0.4, 0.013), iota(18 * 6, 0.2, -0.007), iota(36, -0.1, 0.005));
+    for lbr in [false, true] {
+        let (y, yh, _) = rnn_ref(false, lbr, &x, (seq, batch, input, h, 1), &w, &r, &b, 0.0, 0.0, &[]);
+        let g = format!(
+            r#"graph "gru"
+  input %0 "x": f32[4,1,3]
+  const %1 "w": f32[1,18,3] = iota(-0.4, 0.013)
+  const %2 "r": f32[1,18,6] = iota(0.2, -0.007)
+  const %3 "b": f32[1,36] = iota(-0.1, 0.005)
+  const %4 "h0": f32[1,1,6] = fill(0.0)
+  %5, %6 = GRU{{hidden=6, direction=forward, activations="Sigmoid,Tanh", clip=0.0, linear_before_reset={lbr}, layer="g"}}(%0, %1, %2, %3, %4): f32[4,1,1,6], f32[1,1,6] @"g"
+  output "y" = %5
+  output "yh" = %6
+"#
+        );
+        check_values(&g, &[&f32s(&y), &f32s(&yh)]);
+    }
+}
