@@ -163,7 +163,7 @@ impl Jit {
     fn run(&self, op: Op, vector: bool, xs: &[f32]) -> Vec<f32> {
         let f = self.fns.iter().find(|(o, v, _)| *o == op && *v == vector).unwrap().2;
         let mut src = xs.to_vec();
-        while vector && src.len() % 4 != 0 {
+        while vector && !src.len().is_multiple_of(4) {
             src.push(0.0);
         }
         let mut dst = vec![0.0f32; src.len()];
@@ -437,6 +437,51 @@ fn tanh_sigmoid_erf_gelu_within_documented_abs_error() {
     let g = jit.run(Op::Gelu, false, &xs);
     assert_eq!(g[..4], [f32::INFINITY, 0.0, 0.0, 20.0]);
     assert!(g[4].abs() < 1e-30);
+}
+
+/// Every f32 bit pattern through the vector form (about 20 minutes for all six in release
+/// mode): `cargo test -p kerf-targets --release --lib exhaustive -- --ignored --nocapture`.
+#[test]
+#[ignore = "exhaustive: minutes of CPU"]
+fn exhaustive_all_floats() {
+    let ops = [Op::Exp, Op::Log, Op::Tanh, Op::Sigmoid, Op::Erf, Op::Gelu];
+    let jit = Jit::new(host_isa(), &ops);
+    let limits = [
+        f64::from(MAX_ULP_EXP),
+        f64::from(MAX_ULP_LOG),
+        f64::from(MAX_ABS_ERR_TANH),
+        f64::from(MAX_ABS_ERR_SIGMOID),
+        f64::from(MAX_ABS_ERR_ERF),
+        f64::from(MAX_ABS_ERR_GELU),
+    ];
+    for (op, limit) in ops.into_iter().zip(limits) {
+        let metric = |r: f32, w: f64| match op {
+            Op::Exp | Op::Log => ulp_err(r, w),
+            _ => abs_err(r, w, op == Op::Gelu),
+        };
+        let mut worst_all = Worst { err: -1.0, x: 0.0, got: 0.0, want: 0.0 };
+        const CHUNK: u64 = 1 << 22;
+        let mut start = 0u64;
+        while start < 1u64 << 32 {
+            let xs: Vec<f32> = (start..start + CHUNK).map(|b| f32::from_bits(b as u32)).collect();
+            let ys = jit.run(op, true, &xs);
+            let w = worst(op, &xs, &ys, metric);
+            if w.err > worst_all.err {
+                worst_all = w;
+            }
+            start += CHUNK;
+        }
+        let w = worst_all;
+        eprintln!(
+            "{} exhaustive: max error {:e} at x = {:e} (got {:e}, want {:e})",
+            op.name(),
+            w.err,
+            w.x,
+            w.got,
+            w.want
+        );
+        assert!(w.err <= limit, "{}: {:e} > {limit:e}", op.name(), w.err);
+    }
 }
 
 #[test]
