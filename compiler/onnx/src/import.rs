@@ -22,11 +22,21 @@ use std::path::Path;
 use kerf_ir::{DType, Graph, Layer, Op, Origin, Tensor, TensorType, ValueDef, ValueId};
 
 use crate::attrs::Attrs;
+use crate::error::{TypeSite, UnsupportedOp};
 use crate::proto::{Dim, ModelDef, NodeDef};
 use crate::{ops, tensor, ImportError, ImportOptions};
 
 /// Newest `ai.onnx` opset this frontend knows.
-pub const MAX_OPSET: i64 = 23;
+///
+/// Opsets 24–28 changed, for the ops converted here, only element-type
+/// lists (float8e8m0, int2/uint2, float6, bfloat16 for TopK/Range) and
+/// attributes that matter only for types the IR lacks (Cast/CastLike
+/// `round_mode` for float8e8m0, Range `stash_type` for float16); the two
+/// semantic additions are handled: SpaceToDepth's `mode` (opset 28, read for
+/// every opset since the default DCR is the old behaviour) and Mod with
+/// `fmod=0` on floats (opset 28 defines it as `a - floor(a/b)*b`, which is
+/// what the IR's `Mod` computes).
+pub const MAX_OPSET: i64 = 28;
 
 /// Per-node conversion context handed to the op converters.
 pub struct Cx<'a> {
@@ -90,7 +100,12 @@ impl<'a> Cx<'a> {
             None => Ok(None),
             Some(v) => match self.g.const_of(v) {
                 Some(t) => Ok(Some(t.clone())),
-                None => Err(self.err(format!("input '{what}' must be a constant (dynamic shapes are not supported)"))),
+                None => Err(ImportError::NonConstantInput {
+                    node: self.name.clone(),
+                    op: self.node.op_type.clone(),
+                    input: what.to_string(),
+                    value: self.node.inputs.get(i).cloned().unwrap_or_default(),
+                }),
             },
         }
     }
@@ -255,9 +270,7 @@ pub fn import(
         .max()
         .ok_or_else(|| ImportError::model("model does not import the ai.onnx opset"))?;
     if opset > MAX_OPSET {
-        return Err(ImportError::model(format!(
-            "model uses ai.onnx opset {opset}, newer than the newest supported opset {MAX_OPSET}"
-        )));
+        return Err(ImportError::OpsetTooNew { domain: "ai.onnx".into(), opset, max: MAX_OPSET });
     }
     let mut gd = model.graph.ok_or_else(|| ImportError::model("model has no graph"))?;
     // Owned separately so their payloads can be moved into the weight table.
@@ -275,26 +288,18 @@ pub fn import(
             )));
         }
     }
-    let mut unsupported: Vec<(&str, Vec<String>)> = Vec::new();
+    let mut unsupported: Vec<UnsupportedOp> = Vec::new();
     for (i, n) in gd.nodes.iter().enumerate() {
         if ops::lookup(&n.op_type).is_none() {
             let dn = display_name(n, i);
-            match unsupported.iter_mut().find(|(op, _)| *op == n.op_type) {
-                Some((_, names)) => names.push(dn),
-                None => unsupported.push((&n.op_type, vec![dn])),
+            match unsupported.iter_mut().find(|u| u.op == n.op_type) {
+                Some(u) => u.nodes.push(dn),
+                None => unsupported.push(UnsupportedOp { op: n.op_type.clone(), nodes: vec![dn] }),
             }
         }
     }
     if !unsupported.is_empty() {
-        let parts: Vec<String> = unsupported
-            .iter()
-            .map(|(op, names)| {
-                let list: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
-                let word = if names.len() == 1 { "node" } else { "nodes" };
-                format!("{op} ({word} {})", list.join(", "))
-            })
-            .collect();
-        return Err(ImportError::Unsupported(parts.join(", ")));
+        return Err(ImportError::Unsupported(unsupported));
     }
 
     // Who defines each name: detect duplicates and remember producers for
@@ -331,18 +336,37 @@ pub fn import(
     // Graph inputs.
     let real_inputs: Vec<&crate::proto::ValueInfo> =
         gd.inputs.iter().filter(|i| !init_names.contains(i.name.as_str())).collect();
-    for key in opts.input_shapes.keys() {
+    for key in opts.input_shapes.keys().chain(opts.constant_inputs.keys()) {
         if !real_inputs.iter().any(|i| &i.name == key) {
             let names: Vec<&str> = real_inputs.iter().map(|i| i.name.as_str()).collect();
             return Err(ImportError::model(format!(
-                "input shape given for '{key}', which is not a model input (inputs: {})",
+                "input shape or constant given for '{key}', which is not a model input (inputs: {})",
                 names.join(", ")
             )));
         }
     }
+    // A bound constant gives its input's shape unless one is given.
+    let mut shapes = opts.input_shapes.clone();
+    for (k, t) in &opts.constant_inputs {
+        shapes.entry(k.clone()).or_insert_with(|| t.shape().to_vec());
+    }
     for inp in real_inputs {
-        let ty = input_type(inp, &opts.input_shapes)?;
-        let v = g.add_input(inp.name.clone(), ty);
+        let ty = input_type(inp, &shapes)?;
+        let v = match opts.constant_inputs.get(&inp.name) {
+            Some(t) => {
+                // A bound input must be what the model declares, so the
+                // specialised graph computes what the general one would.
+                if t.dtype() != ty.dtype || t.shape() != ty.shape.as_slice() {
+                    let given = TensorType::new(t.dtype(), t.shape().to_vec());
+                    return Err(ImportError::model(format!(
+                        "constant for input '{}' is {given}, but the input is {ty}",
+                        inp.name
+                    )));
+                }
+                g.add_const(inp.name.clone(), t.clone(), Origin::Derived)
+            }
+            None => g.add_input(inp.name.clone(), ty),
+        };
         values.insert(inp.name.clone(), v);
     }
     for t in initializers {
@@ -380,7 +404,9 @@ pub fn import(
                 }
             }
         }
-        let conv = ops::lookup(&n.op_type).ok_or_else(|| ImportError::Unsupported(n.op_type.clone()))?;
+        let conv = ops::lookup(&n.op_type).ok_or_else(|| {
+            ImportError::Unsupported(vec![UnsupportedOp { op: n.op_type.clone(), nodes: vec![name.clone()] }])
+        })?;
         let mut cx = Cx {
             g: &mut g,
             node: n,
@@ -445,8 +471,7 @@ fn input_type(inp: &crate::proto::ValueInfo, given: &BTreeMap<String, Vec<usize>
         return Err(ImportError::model(format!("input '{name}' is {k}; only tensor inputs are supported")));
     }
     let code = inp.elem_type.ok_or_else(|| ImportError::model(format!("input '{name}' has no type")))?;
-    let dtype: DType = tensor::dtype_of(code, name)
-        .map_err(|_| ImportError::model(format!("input '{name}' has element type {code}, which is not supported")))?;
+    let dtype: DType = tensor::dtype_at(code, name, TypeSite::Input)?;
     let shape = match (&inp.dims, given.get(name)) {
         (None, Some(s)) => s.clone(),
         (None, None) => {

@@ -21,7 +21,7 @@ use std::path::Path;
 
 use kerf_ir::{Graph, Tensor};
 
-pub use error::ImportError;
+pub use error::{ImportError, TypeSite, UnsupportedOp};
 pub use import::MAX_OPSET;
 
 /// Options for an import.
@@ -30,6 +30,13 @@ pub struct ImportOptions {
     /// Static shapes for inputs whose declared shape has symbolic or unknown
     /// dimensions (or no shape at all).
     pub input_shapes: BTreeMap<String, Vec<usize>>,
+    /// Graph inputs bound to constant values: each becomes a constant
+    /// (`Origin::Derived`) instead of an input, which specialises the graph
+    /// to that value the way `input_shapes` specialises it to a shape. Meant
+    /// for inputs that shape a result (Reshape's shape, Slice's starts,
+    /// Resize's scales, ...; see [`ImportError::NonConstantInput`]); the
+    /// tensor must match the input's declared element type and shape.
+    pub constant_inputs: BTreeMap<String, Tensor>,
     /// Graph name; defaults to the file stem, else "model".
     pub name: Option<String>,
 }

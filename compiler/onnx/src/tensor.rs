@@ -16,6 +16,7 @@ use std::path::{Component, Path};
 
 use kerf_ir::{DType, Tensor, MAX_CONST_ELEMENTS};
 
+use crate::error::TypeSite;
 use crate::proto::TensorDef;
 use crate::ImportError;
 
@@ -39,9 +40,14 @@ fn unsupported_type_name(code: i32) -> Option<&'static str> {
 
 /// The IR dtype of an ONNX element type code, or an error naming `what`.
 pub fn dtype_of(code: i32, what: &str) -> Result<DType, ImportError> {
+    dtype_at(code, what, TypeSite::Tensor)
+}
+
+/// [`dtype_of`] for a value at `site`.
+pub fn dtype_at(code: i32, what: &str, site: TypeSite) -> Result<DType, ImportError> {
     DType::from_onnx_code(code).ok_or_else(|| {
         let kind = unsupported_type_name(code).map_or_else(|| format!("unknown type {code}"), str::to_string);
-        ImportError::tensor(what, format!("element type {kind} is not supported"))
+        ImportError::UnsupportedElementType { site, name: what.to_string(), code, kind }
     })
 }
 

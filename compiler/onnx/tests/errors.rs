@@ -39,8 +39,8 @@ fn missing_graph_ir_version_and_opset() {
     mm.model.ir_version = 0;
     assert_contains(&mm.err(), &["ir_version 0"]);
 
-    let e = M::new(24).input("x", &[1]).op("Relu", &["x"], "y", vec![]).output("y").err();
-    assert_contains(&e, &["opset 24", "23"]);
+    let e = M::new(29).input("x", &[1]).op("Relu", &["x"], "y", vec![]).output("y").err();
+    assert_eq!(e, "model uses ai.onnx opset 29, newer than the newest supported opset 28");
 }
 
 #[test]
@@ -181,6 +181,62 @@ fn shaping_inputs_must_be_constant() {
         .output("r")
         .err();
     assert_contains(&e, &["node 'r' (Reshape)", "more than one -1"]);
+}
+
+/// Tools act on these errors through their fields, not their messages.
+#[test]
+fn structured_errors_and_constant_inputs() {
+    use kerf_onnx::{ImportError, TypeSite, UnsupportedOp};
+    let dynamic = M::new(17)
+        .input("x", &[2, 3])
+        .input_vi(value_info("s", I64, Some(vec![D::V(2)])))
+        .op("Reshape", &["x", "s"], "r", vec![])
+        .output("r");
+    match dynamic.import() {
+        Err(ImportError::NonConstantInput { node, op, input, value }) => {
+            assert_eq!((node.as_str(), op.as_str(), input.as_str(), value.as_str()), ("r", "Reshape", "shape", "s"));
+        }
+        other => panic!("expected NonConstantInput, got {other:?}"),
+    }
+    // Binding the shape input specialises the graph: one input, Reshape to [3, 2].
+    let mut opts = ImportOptions::default();
+    opts.constant_inputs.insert("s".into(), kerf_ir::Tensor::from_i64(vec![2], &[3, 2]).unwrap());
+    let g = load_model_bytes(&dynamic.bytes(), None, &opts).unwrap();
+    assert_eq!(g.inputs.len(), 1);
+    assert_eq!(out_shape(&g, "r"), vec![3, 2]);
+    // A constant of the wrong type or shape is rejected.
+    let mut bad = ImportOptions::default();
+    bad.constant_inputs.insert("s".into(), kerf_ir::Tensor::from_f32(vec![2], &[3.0, 2.0]).unwrap());
+    assert_eq!(err_of(&dynamic.bytes(), &bad), "constant for input 's' is f32[2], but the input is i64[2]");
+    bad.constant_inputs.insert("s".into(), kerf_ir::Tensor::from_i64(vec![3], &[3, 2, 1]).unwrap());
+    assert_contains(&err_of(&dynamic.bytes(), &bad), &["'s' gives 3 for dimension 0", "fixes it to 2"]);
+    let mut unknown = ImportOptions::default();
+    unknown.constant_inputs.insert("nope".into(), kerf_ir::Tensor::from_i64(vec![1], &[1]).unwrap());
+    assert_contains(&err_of(&dynamic.bytes(), &unknown), &["'nope', which is not a model input"]);
+
+    let m = M::new(17).input("x", &[1]).op("Foo", &["x"], "a", vec![]).op("Foo", &["a"], "b", vec![]);
+    match m.op("Bar", &["b"], "c", vec![]).output("c").import() {
+        Err(ImportError::Unsupported(list)) => assert_eq!(
+            list,
+            vec![
+                UnsupportedOp { op: "Foo".into(), nodes: vec!["a".into(), "b".into()] },
+                UnsupportedOp { op: "Bar".into(), nodes: vec!["c".into()] }
+            ]
+        ),
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+    match M::new(29).input("x", &[1]).op("Relu", &["x"], "y", vec![]).output("y").import() {
+        Err(ImportError::OpsetTooNew { domain, opset: 29, max: 28 }) => assert_eq!(domain, "ai.onnx"),
+        other => panic!("expected OpsetTooNew, got {other:?}"),
+    }
+    let e = M::new(17).input_vi(value_info("x", 17, Some(vec![D::V(1)]))).op("Relu", &["x"], "y", vec![]).output("y");
+    match e.import() {
+        Err(ImportError::UnsupportedElementType { site: TypeSite::Input, name, code: 17, kind }) => {
+            assert_eq!((name.as_str(), kind.as_str()), ("x", "float8"));
+        }
+        other => panic!("expected UnsupportedElementType, got {other:?}"),
+    }
+    assert_eq!(e.err(), "input 'x': element type float8 is not supported");
 }
 
 #[test]
