@@ -3,9 +3,10 @@
 //!
 //! W, R, B (and P) must be constants. The running state lives in the `Y_h`
 //! (and `Y_c`) outputs: initialised from `H0`/`C0`, updated in place each
-//! step, so they hold the final state at the end. Per step and batch row,
-//! every gate pre-activation is a bias plus two dot products (`f32x4` with a
-//! horizontal sum) written to scratch; the element-wise state update runs
+//! step, so they hold the final state at the end. Per direction the input
+//! projection `W·x` of every step is one GEMM (shared micro-kernel) before
+//! the recurrence; per step, `R·h` for all batch rows is another (B panels
+//! of `R^T` packed at compile time). The element-wise state update runs
 //! after all gates are known, so reading `h_prev` and writing `h` never
 //! interleave.
 //!
@@ -17,6 +18,7 @@ use kerf_ir::op::{Activation, Direction};
 use kerf_ir::{Op, UnaryOp};
 
 use super::elementwise::{fsel, unary_f};
+use super::matmul::{gemm_core, AView, OutView};
 use super::{Kernel, LResult};
 use crate::math;
 
@@ -52,28 +54,6 @@ fn act(k: &mut Kernel, a: Activation, x: Value) -> Value {
             k.b.ins().fmul(t, a)
         }
     }
-}
-
-/// `Σ a[i]·b[i]` over `len` contiguous f32 (`a` read-only weights).
-fn dot(k: &mut Kernel, a: Value, b: Value, len: usize) -> Value {
-    let l = k.lanes();
-    let vty = k.vty();
-    let main = len / l * l;
-    let z = k.fsplat(vty, 0.0);
-    let acc = k.for_acc_n(0, main as i64, l as i64, &[z], |k, i, acc| {
-        let x = k.ld_at(vty, a, i, 4, 0);
-        let y = k.ld_at(vty, b, i, 4, 0);
-        vec![k.fmadd(x, y, acc[0])]
-    });
-    let mut s = if l > 1 { k.hsum(acc[0]) } else { acc[0] };
-    if l > 1 && main < len {
-        s = k.for_acc_n(main as i64, len as i64, 1, &[s], |k, i, acc| {
-            let x = k.ld_at(types::F32, a, i, 4, 0);
-            let y = k.ld_at(types::F32, b, i, 4, 0);
-            vec![k.fmadd(x, y, acc[0])]
-        })[0];
-    }
-    s
 }
 
 fn clip(k: &mut Kernel, c: Option<f32>, x: Value) -> Value {
@@ -125,19 +105,35 @@ pub fn lower(k: &mut Kernel) -> LResult {
             }
         }
     }
+    let l = k.lanes();
     let xp = k.input(0);
     let h0 = k.input(4);
     let c0 = if lstm { Some(k.input(5)) } else { None };
-    let wp = k.blob_f32(&w);
-    let rp = k.blob_f32(&rr);
+    // B panels of W^T and R^T per direction (the GEMM reads panels of 4
+    // gate rows); GRU without linear_before_reset multiplies its h-gate
+    // rows of R by r*h separately.
+    let n_rec = if lstm || lbr { ng * h } else { 2 * h };
+    let mut wpk = Vec::new();
+    let mut rpk = Vec::new();
+    let mut rhpk = Vec::new();
+    for d in 0..dn {
+        wpk.push(super::matmul::pack_b(&w[d * ng * h * input..], input, ng * h, 1, input, l, 1.0));
+        rpk.push(super::matmul::pack_b(&rr[d * ng * h * h..], h, n_rec, 1, h, l, 1.0));
+        if !lstm && !lbr {
+            rhpk.push(super::matmul::pack_b(&rr[(d * ng * h + 2 * h) * h..], h, h, 1, h, l, 1.0));
+        }
+    }
     let bp = k.blob_f32(&bias);
     let rbp = k.blob_f32(&rbh);
     let pp = peep.map(|p| k.blob_f32(&p));
     let y = k.output(0);
     let yh = k.output(1);
     let yc = if lstm { Some(k.output(2)) } else { None };
-    let gates = k.scratch(ng * h * 4);
-    let rh = k.scratch(h * 4);
+    let gh = ng * h;
+    let xw = k.scratch(seq * batch * gh * 4);
+    let gates = k.scratch(batch * gh * 4);
+    let rh = k.scratch(batch * h * 4);
+    let g2 = k.scratch(batch * h * 4);
     // state init
     let state = dn * batch * h;
     k.for_n(0, state as i64, 1, |k, i| {
@@ -149,14 +145,22 @@ pub fn lower(k: &mut Kernel) -> LResult {
         }
     });
     let na = if lstm { 3 } else { 2 };
+    let zero = k.ic(0);
     for d in 0..dn {
         let reverse = r.direction == Direction::Reverse || d == 1;
         let acts: Vec<Activation> = r.activations[d * na..(d + 1) * na].to_vec();
-        let wd = k.add_c(wp, (d * ng * h * input * 4) as i64);
-        let rd = k.add_c(rp, (d * ng * h * h * 4) as i64);
-        let bd = k.add_c(bp, (d * ng * h * 4) as i64);
+        let wpd = k.blob_f32(&wpk[d]);
+        let rpd = k.blob_f32(&rpk[d]);
+        let rhpd = if rhpk.is_empty() { None } else { Some(k.blob_f32(&rhpk[d])) };
+        let bd = k.add_c(bp, (d * gh * 4) as i64);
         let rbd = k.add_c(rbp, (d * h * 4) as i64);
         let pd = pp.map(|p| k.add_c(p, (d * 3 * h * 4) as i64));
+        let hstate = k.add_c(yh, (d * batch * h * 4) as i64);
+        let cstate = yc.map(|yc| k.add_c(yc, (d * batch * h * 4) as i64));
+        // input projection for every step at once: xw[t*batch + b][j] = W[j]·x[t, b]
+        let ax = AView { ptr: xp, sm: input, sk: 1, ro: false };
+        let ox = OutView { ptr: xw, ldo: gh, bias: None };
+        gemm_core(k, seq * batch, gh, input, ax, zero, (wpd, true), ox, zero);
         k.for_n(0, seq as i64, 1, |k, s| {
             let t = if reverse {
                 let last = k.ic(seq as i64 - 1);
@@ -164,47 +168,40 @@ pub fn lower(k: &mut Kernel) -> LResult {
             } else {
                 s
             };
+            // recurrent product for all rows: gates[b][j] = R[j]·h[b]
+            let ah = AView { ptr: hstate, sm: h, sk: 1, ro: false };
+            let og = OutView { ptr: gates, ldo: gh, bias: None };
+            gemm_core(k, batch, n_rec, h, ah, zero, (rpd, true), og, zero);
             k.for_n(0, batch as i64, 1, |k, b| {
-                let xi = k.b.ins().imul_imm_s(t, batch as i64);
-                let xi = k.b.ins().iadd(xi, b);
-                let xi = k.b.ins().imul_imm_s(xi, input as i64);
-                let xrow = k.addr(xp, xi, 4);
-                let si = k.b.ins().iadd_imm_s(b, (d * batch) as i64);
-                let si = k.b.ins().imul_imm_s(si, h as i64);
-                let hrow = k.addr(yh, si, 4);
-                let crow = yc.map(|yc| k.addr(yc, si, 4));
+                let tb = k.b.ins().imul_imm_s(t, batch as i64);
+                let tb = k.b.ins().iadd(tb, b);
+                let xo = k.b.ins().imul_imm_s(tb, (gh * 4) as i64);
+                let xwrow = k.b.ins().iadd(xw, xo);
+                let go = k.b.ins().imul_imm_s(b, (gh * 4) as i64);
+                let grow = k.b.ins().iadd(gates, go);
+                let so = k.b.ins().imul_imm_s(b, (h * 4) as i64);
+                let hrow = k.b.ins().iadd(hstate, so);
+                let crow = cstate.map(|c| k.b.ins().iadd(c, so));
                 let yi = k.b.ins().imul_imm_s(t, dn as i64);
                 let yi = k.b.ins().iadd_imm_s(yi, d as i64);
                 let yi = k.b.ins().imul_imm_s(yi, batch as i64);
                 let yi = k.b.ins().iadd(yi, b);
                 let yi = k.b.ins().imul_imm_s(yi, h as i64);
                 let yrow = k.addr(y, yi, 4);
-                // gate pre-activations (all of LSTM's; GRU's z and r)
-                let n_direct = if lstm { ng * h } else { 2 * h };
-                k.for_n(0, n_direct as i64, 1, |k, j| {
-                    let wr = k.b.ins().imul_imm_s(j, (input * 4) as i64);
-                    let wr = k.b.ins().iadd(wd, wr);
-                    let rr_ = k.b.ins().imul_imm_s(j, (h * 4) as i64);
-                    let rr_ = k.b.ins().iadd(rd, rr_);
-                    let a = dot(k, wr, xrow, input);
-                    let c = dot(k, rr_, hrow, h);
+                // pre-activation of gate element j: R·h + W·x + bias
+                let pre = |k: &mut Kernel, j: Value| {
+                    let a = k.ld_at(types::F32, grow, j, 4, 0);
+                    let x = k.ld_at(types::F32, xwrow, j, 4, 0);
                     let bv = k.ld_at(types::F32, bd, j, 4, 0);
-                    let s = k.b.ins().fadd(a, c);
-                    let s = k.b.ins().fadd(s, bv);
-                    let s = if lstm {
-                        s
-                    } else {
-                        let s = clip(k, clip_v, s);
-                        act(k, acts[0], s)
-                    };
-                    k.st_at(s, gates, j, 4, 0);
-                });
+                    let s = k.b.ins().fadd(a, x);
+                    k.b.ins().fadd(s, bv)
+                };
                 if lstm {
                     let (Some(crow), Some(pd)) = (crow, pd) else { return };
                     k.for_n(0, h as i64, 1, |k, u| {
                         let g = |k: &mut Kernel, gi: usize| {
                             let e = k.b.ins().iadd_imm_s(u, (gi * h) as i64);
-                            k.ld_at(types::F32, gates, e, 4, 0)
+                            pre(k, e)
                         };
                         let p = |k: &mut Kernel, pi: usize| {
                             let e = k.b.ins().iadd_imm_s(u, (pi * h) as i64);
@@ -233,44 +230,74 @@ pub fn lower(k: &mut Kernel) -> LResult {
                         k.st_at(hv, yrow, u, 4, 0);
                     });
                 } else {
+                    // z and r, activated in place
+                    k.for_n(0, (2 * h) as i64, 1, |k, j| {
+                        let s = pre(k, j);
+                        let s = clip(k, clip_v, s);
+                        let s = act(k, acts[0], s);
+                        k.st_at(s, grow, j, 4, 0);
+                    });
                     if !lbr {
+                        let rrow = k.b.ins().iadd(rh, so);
                         k.for_n(0, h as i64, 1, |k, u| {
                             let e = k.b.ins().iadd_imm_s(u, h as i64);
-                            let rv = k.ld_at(types::F32, gates, e, 4, 0);
+                            let rv = k.ld_at(types::F32, grow, e, 4, 0);
                             let hv = k.ld_at(types::F32, hrow, u, 4, 0);
                             let m = k.b.ins().fmul(rv, hv);
-                            k.st_at(m, rh, u, 4, 0);
+                            k.st_at(m, rrow, u, 4, 0);
                         });
                     }
-                    // candidate h
+                }
+            });
+            if !lstm {
+                if let Some(rhpd) = rhpd {
+                    // g2[b][u] = R_h[u]·(r*h)[b]
+                    let ar = AView { ptr: rh, sm: h, sk: 1, ro: false };
+                    let o2 = OutView { ptr: g2, ldo: h, bias: None };
+                    gemm_core(k, batch, h, h, ar, zero, (rhpd, true), o2, zero);
+                }
+                k.for_n(0, batch as i64, 1, |k, b| {
+                    let tb = k.b.ins().imul_imm_s(t, batch as i64);
+                    let tb = k.b.ins().iadd(tb, b);
+                    let xo = k.b.ins().imul_imm_s(tb, (gh * 4) as i64);
+                    let xwrow = k.b.ins().iadd(xw, xo);
+                    let go = k.b.ins().imul_imm_s(b, (gh * 4) as i64);
+                    let grow = k.b.ins().iadd(gates, go);
+                    let so = k.b.ins().imul_imm_s(b, (h * 4) as i64);
+                    let hrow = k.b.ins().iadd(hstate, so);
+                    let g2row = k.b.ins().iadd(g2, so);
+                    let yi = k.b.ins().imul_imm_s(t, dn as i64);
+                    let yi = k.b.ins().iadd_imm_s(yi, d as i64);
+                    let yi = k.b.ins().imul_imm_s(yi, batch as i64);
+                    let yi = k.b.ins().iadd(yi, b);
+                    let yi = k.b.ins().imul_imm_s(yi, h as i64);
+                    let yrow = k.addr(y, yi, 4);
+                    // candidate h, written over the h-gate slot of xw (only
+                    // this step reads that row)
                     k.for_n(0, h as i64, 1, |k, u| {
                         let j = k.b.ins().iadd_imm_s(u, (2 * h) as i64);
-                        let wr = k.b.ins().imul_imm_s(j, (input * 4) as i64);
-                        let wr = k.b.ins().iadd(wd, wr);
-                        let rr_ = k.b.ins().imul_imm_s(j, (h * 4) as i64);
-                        let rr_ = k.b.ins().iadd(rd, rr_);
-                        let a = dot(k, wr, xrow, input);
+                        let x = k.ld_at(types::F32, xwrow, j, 4, 0);
                         let bv = k.ld_at(types::F32, bd, j, 4, 0);
-                        let a = k.b.ins().fadd(a, bv);
+                        let a = k.b.ins().fadd(x, bv);
                         let s = if lbr {
-                            let c = dot(k, rr_, hrow, h);
+                            let c = k.ld_at(types::F32, grow, j, 4, 0);
                             let rb = k.ld_at(types::F32, rbd, u, 4, 0);
                             let c = k.b.ins().fadd(c, rb);
                             let re = k.b.ins().iadd_imm_s(u, h as i64);
-                            let rv = k.ld_at(types::F32, gates, re, 4, 0);
+                            let rv = k.ld_at(types::F32, grow, re, 4, 0);
                             k.fmadd(rv, c, a)
                         } else {
-                            let c = dot(k, rr_, rh, h);
+                            let c = k.ld_at(types::F32, g2row, u, 4, 0);
                             k.b.ins().fadd(a, c)
                         };
                         let s = clip(k, clip_v, s);
                         let s = act(k, acts[1], s);
-                        k.st_at(s, gates, j, 4, 0);
+                        k.st_at(s, xwrow, j, 4, 0);
                     });
                     k.for_n(0, h as i64, 1, |k, u| {
-                        let z = k.ld_at(types::F32, gates, u, 4, 0);
+                        let z = k.ld_at(types::F32, grow, u, 4, 0);
                         let e = k.b.ins().iadd_imm_s(u, (2 * h) as i64);
-                        let hh = k.ld_at(types::F32, gates, e, 4, 0);
+                        let hh = k.ld_at(types::F32, xwrow, e, 4, 0);
                         let hp = k.ld_at(types::F32, hrow, u, 4, 0);
                         // (1 - z) * hh + z * hp = hh + z * (hp - hh)
                         let d_ = k.b.ins().fsub(hp, hh);
@@ -278,8 +305,8 @@ pub fn lower(k: &mut Kernel) -> LResult {
                         k.st_at(hn, hrow, u, 4, 0);
                         k.st_at(hn, yrow, u, 4, 0);
                     });
-                }
-            });
+                });
+            }
         });
     }
     Ok(())
