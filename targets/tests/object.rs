@@ -38,7 +38,7 @@ fn graph() -> kerf_ir::Graph {
 const TARGETS: [(&str, &[&str]); 3] = [
     ("x86_64-unknown-linux-gnu", &["baseline", "haswell", "sapphirerapids"]),
     ("aarch64-unknown-linux-gnu", &["baseline", "dotprod"]),
-    ("riscv64gc-unknown-linux-gnu", &["rv64gc"]),
+    ("riscv64gc-unknown-linux-gnu", &["rv64gc", "v"]),
 ];
 
 fn undefined(obj: &[u8]) -> Vec<String> {
