@@ -484,6 +484,29 @@ fn exhaustive_all_floats() {
     }
 }
 
+/// Throughput of each routine on the host (informational, no assertion on speed):
+/// `cargo test -p kerf-targets --release --lib math_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark"]
+fn math_throughput() {
+    let jit = Jit::new(host_isa(), &ALL_OPS);
+    let xs = linspace(-10.0, 10.0, 1 << 16);
+    for op in ALL_OPS {
+        for vector in [false, true] {
+            let f = jit.fns.iter().find(|(o, v, _)| *o == op && *v == vector).unwrap().2;
+            let mut dst = vec![0.0f32; xs.len()];
+            let reps = 200;
+            let t0 = std::time::Instant::now();
+            for _ in 0..reps {
+                // SAFETY: both buffers hold xs.len() floats, a multiple of 4.
+                unsafe { f(xs.as_ptr(), dst.as_mut_ptr(), xs.len() as i64) };
+            }
+            let ns = t0.elapsed().as_secs_f64() * 1e9 / (reps * xs.len()) as f64;
+            eprintln!("{:>12} {:>5}: {ns:.3} ns/element", op.name(), if vector { "f32x4" } else { "f32" });
+        }
+    }
+}
+
 #[test]
 fn reference_erf_matches_known_values() {
     for (x, want) in [
