@@ -112,7 +112,11 @@ impl Build {
 
     /// Imports the model and runs the lossless rewrite groups.
     pub fn graph(&self) -> Result<Graph, BuildError> {
-        let opts = kerf_onnx::ImportOptions { input_shapes: self.input_shapes.clone(), name: Some(self.symbol_name()) };
+        let opts = kerf_onnx::ImportOptions {
+            input_shapes: self.input_shapes.clone(),
+            name: Some(self.symbol_name()),
+            ..Default::default()
+        };
         let g = kerf_onnx::load_model(&self.model, &opts)?;
         if !self.optimize {
             return Ok(g);

@@ -28,7 +28,7 @@ pub fn load(path: &Path, shapes: &[(String, Vec<usize>)], name: Option<&str>) ->
             bail!("--input-shape given twice for '{n}'");
         }
     }
-    let opts = ImportOptions { input_shapes, name: name.map(str::to_string) };
+    let opts = ImportOptions { input_shapes, name: name.map(str::to_string), ..Default::default() };
     kerf_onnx::load_model(path, &opts).with_context(|| format!("cannot import '{}'", path.display()))
 }
 
