@@ -48,9 +48,25 @@ pub fn softmax(k: &mut Kernel) -> LResult {
                 vec![k.b.ins().fmax(a[0], v)]
             })[0]
         };
-        // exp(x - max) into out, accumulating the sum in a carried scalar
-        let zero = k.fc(0.0);
-        let sum = k.for_acc_n(0, len as i64, 1, &[zero], |k, j, a| {
+        // exp(x - max) into out (unless log), accumulating the sum: f32x4
+        // steps with vector accumulators when the row is contiguous, then a
+        // scalar tail.
+        let l = if inner == 1 { k.lanes() } else { 1 };
+        let vty = if l > 1 { k.vty() } else { types::F32 };
+        let main = len / l * l;
+        let z = k.fsplat(vty, 0.0);
+        let mxv = k.widen(vty, mx);
+        let acc = k.for_acc_n(0, main as i64, l as i64, &[z], |k, j, a| {
+            let v = k.ld_at(vty, xb, j, (inner * 4) as i64, 0);
+            let d = k.b.ins().fsub(v, mxv);
+            let e = math::exp(&mut k.b, d);
+            if !log {
+                k.st_at(e, ob, j, (inner * 4) as i64, 0);
+            }
+            vec![k.b.ins().fadd(a[0], e)]
+        });
+        let head = if l > 1 { k.hsum(acc[0]) } else { acc[0] };
+        let sum = k.for_acc_n(main as i64, len as i64, 1, &[head], |k, j, a| {
             let v = k.ld_at(types::F32, xb, j, (inner * 4) as i64, 0);
             let d = k.b.ins().fsub(v, mx);
             let e = math::exp(&mut k.b, d);
