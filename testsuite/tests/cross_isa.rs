@@ -83,11 +83,7 @@ fn run_target(t: &Target) {
             }
         }
     }
-    eprintln!(
-        "{}: compile {compiled:.1} s, link {:.1} s, run {run_secs:.1} s",
-        t.label,
-        linked - compiled
-    );
+    eprintln!("{}: compile {compiled:.1} s, link {:.1} s, run {run_secs:.1} s", t.label, linked - compiled);
     assert!(failures.is_empty(), "{}: {} models failed:\n{}", t.label, failures.len(), failures.join("\n"));
 }
 

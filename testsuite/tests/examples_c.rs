@@ -43,7 +43,10 @@ fn run_example(t: &Target, make_target: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
     // "model digits: 440/450 correct, accuracy 0.977778"
-    let line = stdout.lines().find(|l| l.contains(" correct, accuracy ")).unwrap_or_else(|| panic!("no accuracy line in:\n{stdout}"));
+    let line = stdout
+        .lines()
+        .find(|l| l.contains(" correct, accuracy "))
+        .unwrap_or_else(|| panic!("no accuracy line in:\n{stdout}"));
     let frac = line.split_whitespace().find(|w| w.contains('/')).unwrap_or_else(|| panic!("bad line '{line}'"));
     let (c, n) = frac.split_once('/').unwrap_or_else(|| panic!("bad line '{line}'"));
     let (correct, n): (usize, usize) = (c.parse().unwrap(), n.parse().unwrap());

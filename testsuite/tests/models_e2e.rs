@@ -38,7 +38,12 @@ fn run_model(dir: &Path) -> Result<e2e::Errors, String> {
 /// Runs every model folder under `root`; fails listing each bad model.
 fn run_all(root: &Path, min_models: usize) {
     let dirs = model_dirs(root);
-    assert!(dirs.len() >= min_models, "{}: found {} models, expected at least {min_models}", root.display(), dirs.len());
+    assert!(
+        dirs.len() >= min_models,
+        "{}: found {} models, expected at least {min_models}",
+        root.display(),
+        dirs.len()
+    );
     let mut failures = Vec::new();
     for d in &dirs {
         let name = d.file_name().unwrap_or_default().to_string_lossy().into_owned();

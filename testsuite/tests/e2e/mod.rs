@@ -119,7 +119,9 @@ pub fn compare(want: &Tensor, got: &Tensor) -> Result<Errors, String> {
         let bad: Vec<usize> = (0..n).filter(|&i| w[i] != g[i]).collect();
         return match bad.first() {
             None => Ok(Errors::default()),
-            Some(&i) => Err(format!("{} of {n} elements differ; first at {i}: got {}, expected {}", bad.len(), g[i], w[i])),
+            Some(&i) => {
+                Err(format!("{} of {n} elements differ; first at {i}: got {}, expected {}", bad.len(), g[i], w[i]))
+            }
         };
     }
     let (w, g) = (want.to_f64_vec(), got.to_f64_vec());
@@ -306,9 +308,7 @@ pub const RISCV64_V: Target = Target {
 };
 
 fn on_path(prog: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
-        .unwrap_or(false)
+    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file())).unwrap_or(false)
 }
 
 /// Panics (failing the test) when the target's compiler or emulator is
