@@ -494,3 +494,11 @@ fn gru_both_reset_modes() {
         check_values(&g, &[&f32s(&y), &f32s(&yh)]);
     }
 }
+
+#[test]
+fn pointwise_conv_blocks_and_tails() {
+    // 1x1 convs: plane of 17x19 = 323 pixels (one 256 block + a 67-pixel
+    // tail ending in a partial panel), groups 1 and 2
+    conv_case(6, 17, 19, 8, 1, 1, 1, 1, [0, 0, 0, 0]);
+    conv_case(6, 3, 5, 12, 2, 1, 1, 1, [0, 0, 0, 0]);
+}

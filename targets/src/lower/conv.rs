@@ -135,6 +135,10 @@ pub fn conv(k: &mut Kernel) -> LResult {
     let icg = gm.c / gm.group;
     let ocg = gm.oc / gm.group;
     if ocg >= 4 {
+        let pointwise = gm.kh == 1 && gm.kw == 1 && gm.sh == 1 && gm.sw == 1 && gm.ph == 0 && gm.pw == 0;
+        if pointwise && gm.oh == gm.h && gm.ow == gm.w {
+            return conv_pointwise(k, &gm, &wv, bias.as_deref());
+        }
         return conv_gemm(k, &gm, &wv, bias.as_deref());
     }
     if k.caps.simd {
@@ -351,6 +355,82 @@ fn conv_gemm(k: &mut Kernel, gm: &Geo, wv: &[f32], bias: Option<&[f32]>) -> LRes
                 let ov = super::matmul::OutView { ptr: out, ldo: ohw, bias: Some(bias_p) };
                 super::matmul::gemm_core(k, ocg, g2.ow, kk, av, a_off, (panels, false), ov, o_off);
             });
+        });
+    });
+    Ok(())
+}
+
+/// Pixels per block of a pointwise conv.
+const POINTWISE_BLOCK: usize = 256;
+
+/// 1x1 stride-1 unpadded conv: per group, `out[oc, p] = bias[oc] +
+/// Σ_ic W[oc, ic] · x[ic, p]` is one GEMM over the flattened plane; blocks
+/// of pixels are packed into B panels straight from the input (vector loads;
+/// the last partial panel with scalar loads so nothing past the input is
+/// read).
+fn conv_pointwise(k: &mut Kernel, gm: &Geo, wv: &[f32], bias: Option<&[f32]>) -> LResult {
+    let icg = gm.c / gm.group;
+    let ocg = gm.oc / gm.group;
+    let hw = gm.h * gm.w;
+    let l = k.lanes();
+    let vty = k.vty();
+    let nb = POINTWISE_BLOCK.min(hw).div_ceil(l) * l;
+    let xp = k.input(0);
+    let wp = k.blob_f32(wv);
+    let bvals: Vec<f32> = bias.map_or_else(|| vec![0.0; gm.oc], |b| b.to_vec());
+    let bp = k.blob_f32(&bvals);
+    let out = k.output(0);
+    let panels = k.scratch(icg * nb * 4);
+    let g2 = *gm;
+    let block = |k: &mut Kernel, n: Value, g: Value, p0: Value, width: usize| {
+        let nc = k.b.ins().imul_imm_s(n, g2.c as i64);
+        let gi = k.b.ins().imul_imm_s(g, icg as i64);
+        let nc = k.b.ins().iadd(nc, gi);
+        let plane = k.b.ins().imul_imm_s(nc, hw as i64);
+        let plane = k.b.ins().iadd(plane, p0);
+        let xbase = k.addr(xp, plane, 4);
+        let full = width / l;
+        let tail = width % l;
+        k.for_n(0, icg as i64, 1, |k, ic| {
+            let xo = k.b.ins().imul_imm_s(ic, (hw * 4) as i64);
+            let xrow = k.b.ins().iadd(xbase, xo);
+            let dst0 = k.addr(panels, ic, (l * 4) as i64);
+            k.for_n(0, full as i64, 1, |k, pn| {
+                let v = k.ld_at(vty, xrow, pn, (l * 4) as i64, 0);
+                let d = k.b.ins().imul_imm_s(pn, (icg * l * 4) as i64);
+                let d = k.b.ins().iadd(dst0, d);
+                k.st(v, d, 0);
+            });
+            if tail > 0 {
+                let src = k.add_c(xrow, (full * l * 4) as i64);
+                let d = k.add_c(dst0, (full * icg * l * 4) as i64);
+                for q in 0..l {
+                    let v = if q < tail { k.ld(types::F32, src, (q * 4) as i32) } else { k.fc(0.0) };
+                    k.st(v, d, (q * 4) as i32);
+                }
+            }
+        });
+        let a_off = k.b.ins().imul_imm_s(g, (ocg * icg) as i64);
+        let boff = k.b.ins().imul_imm_s(g, (ocg * 4) as i64);
+        let bias_p = k.b.ins().iadd(bp, boff);
+        let no = k.b.ins().imul_imm_s(n, g2.oc as i64);
+        let go = k.b.ins().imul_imm_s(g, ocg as i64);
+        let o = k.b.ins().iadd(no, go);
+        let o = k.b.ins().imul_imm_s(o, hw as i64);
+        let o_off = k.b.ins().iadd(o, p0);
+        let av = super::matmul::AView { ptr: wp, sm: icg, sk: 1, ro: true };
+        let ov = super::matmul::OutView { ptr: out, ldo: hw, bias: Some(bias_p) };
+        super::matmul::gemm_core(k, ocg, width, icg, av, a_off, (panels, false), ov, o_off);
+    };
+    let full = hw / nb;
+    let rest = hw % nb;
+    k.for_n(0, gm.n as i64, 1, |k, n| {
+        k.for_n(0, g2.group as i64, 1, |k, g| {
+            k.for_n(0, (full * nb) as i64, nb as i64, |k, p0| block(k, n, g, p0, nb));
+            if rest > 0 {
+                let p0 = k.ic((full * nb) as i64);
+                block(k, n, g, p0, rest);
+            }
         });
     });
     Ok(())
