@@ -10,9 +10,28 @@
 
 mod e2e;
 
+use std::path::Path;
 use std::process::Command;
 
 use e2e::Target;
+
+/// "... 440/450 correct ..." → (440, 450).
+fn parse_counts(line: &str) -> Option<(usize, usize)> {
+    let (c, n) = line.split_whitespace().find(|w| w.contains('/'))?.split_once('/')?;
+    Some((c.parse().ok()?, n.parse().ok()?))
+}
+
+/// `test_set.ort_accuracy` and `test_set.n` of a fixture's meta.json.
+fn ort_accuracy(meta: &Path) -> (f64, usize) {
+    let text = std::fs::read_to_string(meta).unwrap_or_else(|e| panic!("{}: {e}", meta.display()));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", meta.display()));
+    let acc = v["test_set"]["ort_accuracy"].as_f64();
+    let n = v["test_set"]["n"].as_u64();
+    match (acc, n) {
+        (Some(a), Some(n)) => (a, n as usize),
+        _ => panic!("{}: no test_set.ort_accuracy / test_set.n", meta.display()),
+    }
+}
 
 fn run_example(t: &Target, make_target: &str) {
     e2e::require_tools(t);
@@ -47,14 +66,8 @@ fn run_example(t: &Target, make_target: &str) {
         .lines()
         .find(|l| l.contains(" correct, accuracy "))
         .unwrap_or_else(|| panic!("no accuracy line in:\n{stdout}"));
-    let frac = line.split_whitespace().find(|w| w.contains('/')).unwrap_or_else(|| panic!("bad line '{line}'"));
-    let (c, n) = frac.split_once('/').unwrap_or_else(|| panic!("bad line '{line}'"));
-    let (correct, n): (usize, usize) = (c.parse().unwrap(), n.parse().unwrap());
-
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(model_dir.join("meta.json")).unwrap()).unwrap();
-    let ort = meta["test_set"]["ort_accuracy"].as_f64().unwrap();
-    let n_ref = meta["test_set"]["n"].as_u64().unwrap() as usize;
+    let (correct, n) = parse_counts(line).unwrap_or_else(|| panic!("bad accuracy line '{line}'"));
+    let (ort, n_ref) = ort_accuracy(&model_dir.join("meta.json"));
     assert_eq!(n, n_ref, "{}: classified {n} images, the test set has {n_ref}", t.label);
     let ort_correct = (ort * n as f64).round() as usize;
     assert_eq!(correct, ort_correct, "{}: {correct}/{n} correct, ONNX Runtime gets {ort_correct}/{n} ({ort})", t.label);
