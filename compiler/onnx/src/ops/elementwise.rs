@@ -37,6 +37,7 @@ pub fn register(r: &mut Vec<(&'static str, Converter)>) {
     }
     r.push(("Celu", celu));
     r.push(("Mish", mish));
+    r.push(("Swish", swish));
     r.push(("ThresholdedRelu", thresholded_relu));
     for name in [
         "Add",
@@ -251,6 +252,20 @@ fn mish(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let sp = cx.add1(Op::Unary(UnaryOp::Softplus), vec![x])?;
     let t = cx.add1(Op::Unary(UnaryOp::Tanh), vec![sp])?;
     Ok(vec![cx.add1(Op::Binary(BinaryOp::Mul), vec![x, t])?])
+}
+
+/// `swish(x) = x * sigmoid(alpha * x)` (opset 24).
+fn swish(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let alpha = cx.attrs().float("alpha", 1.0)?;
+    let scaled = if alpha == 1.0 {
+        x
+    } else {
+        let a = scalar_like(cx, x, "alpha", alpha as f64)?;
+        cx.add1(Op::Binary(BinaryOp::Mul), vec![x, a])?
+    };
+    let s = cx.add1(Op::Unary(UnaryOp::Sigmoid), vec![scaled])?;
+    Ok(vec![cx.add1(Op::Binary(BinaryOp::Mul), vec![x, s])?])
 }
 
 /// `x > alpha ? x : 0`.

@@ -16,7 +16,9 @@ mod conv;
 mod data;
 mod elementwise;
 mod extra;
+mod gather;
 mod linalg;
+mod loss;
 mod norm;
 mod reduce;
 mod resize;
@@ -32,12 +34,14 @@ fn registry() -> &'static [(&'static str, Converter)] {
         elementwise::register(&mut r);
         conv::register(&mut r);
         linalg::register(&mut r);
+        loss::register(&mut r);
         norm::register(&mut r);
         shape::register(&mut r);
         reduce::register(&mut r);
         resize::register(&mut r);
         rnn::register(&mut r);
         extra::register(&mut r);
+        gather::register(&mut r);
         r.sort_by_key(|(n, _)| *n);
         r
     })

@@ -1,0 +1,89 @@
+//! GatherElements as a composition of existing IR ops (no kernel of its own).
+//!
+//! With static shapes the gather along `axis` is a one-hot selection: in a
+//! rank r+1 space where the data axis sits right after the indices axis,
+//! `out = ReduceSum(Where(Equal(indices[.., K, 1, ..], iota[1.., 1, D, 1..]),
+//! data[.., 1, D, ..], 0), axis + 1)`. Exactly one term of each sum is
+//! selected, so the result is exact for integers and floats (Where, not a
+//! multiply, keeps Inf/NaN elsewhere out of it). On the other axes the
+//! indices may be shorter than the data; the data is sliced to them first.
+//! Negative indices count from the end; out-of-range indices (undefined in
+//! the spec) select nothing and give 0.
+
+use kerf_ir::op::{BinaryOp, ReduceKind};
+use kerf_ir::{Op, Tensor, ValueId};
+
+use super::Converter;
+use crate::import::Cx;
+use crate::ImportError;
+
+pub fn register(r: &mut Vec<(&'static str, Converter)>) {
+    r.push(("GatherElements", gather_elements));
+}
+
+fn gather_elements(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let data = cx.input(0)?;
+    let indices = cx.input(1)?;
+    let dt = cx.ty(data).clone();
+    let it = cx.ty(indices).clone();
+    let rank = dt.rank();
+    let axis = cx.axis(cx.attrs().int("axis", 0)?, rank)?;
+    if !it.dtype.is_int() {
+        return Err(cx.err(format!("indices must be an integer tensor, got {it}")));
+    }
+    if !(dt.dtype.is_int() || dt.dtype.is_float()) {
+        return Err(cx.err(format!("data of type {} is not supported (numeric types only)", dt.dtype)));
+    }
+    if it.rank() != rank {
+        return Err(cx.err(format!("indices {it} must have the rank of data {dt}")));
+    }
+    for (k, (&i, &d)) in it.shape.iter().zip(&dt.shape).enumerate() {
+        if k != axis && i > d {
+            return Err(cx.err(format!("indices {it} are larger than data {dt} on axis {k}")));
+        }
+    }
+    let d_axis = dt.shape[axis];
+
+    // Data restricted to the indices' extent on the other axes.
+    let mut data = data;
+    if it.shape.iter().zip(&dt.shape).enumerate().any(|(k, (&i, &d))| k != axis && i != d) {
+        let ends: Vec<i64> = it
+            .shape
+            .iter()
+            .zip(&dt.shape)
+            .enumerate()
+            .map(|(k, (&i, &d))| if k == axis { d } else { i } as i64)
+            .collect();
+        let op = Op::Slice { starts: vec![0; rank], ends, steps: vec![1; rank] };
+        data = cx.add1(op, vec![data])?;
+    }
+
+    // Negative indices count from the end.
+    let scalar = |cx: &mut Cx, what: &str, v: i64| -> Result<ValueId, ImportError> {
+        let t = Tensor::from_i64_values(it.dtype, vec![], &[v]).map_err(|e| cx.err(e.to_string()))?;
+        Ok(cx.derived(what, t))
+    };
+    let zero_i = scalar(cx, "zero_index", 0)?;
+    let dim = scalar(cx, "axis_size", d_axis as i64)?;
+    let neg = cx.add1(Op::Binary(BinaryOp::Less), vec![indices, zero_i])?;
+    let wrapped = cx.add1(Op::Binary(BinaryOp::Add), vec![indices, dim])?;
+    let idx = cx.add1(Op::Where, vec![neg, wrapped, indices])?;
+
+    let mut idx_shape = it.shape.clone();
+    idx_shape.insert(axis + 1, 1);
+    let idx = cx.add1(Op::Reshape { shape: idx_shape }, vec![idx])?;
+    let mut data_shape: Vec<usize> = it.shape.clone();
+    data_shape[axis] = d_axis;
+    data_shape.insert(axis, 1);
+    let data = cx.add1(Op::Reshape { shape: data_shape }, vec![data])?;
+    let mut iota_shape = vec![1; rank + 1];
+    iota_shape[axis + 1] = d_axis;
+    let positions: Vec<i64> = (0..d_axis as i64).collect();
+    let iota = Tensor::from_i64_values(it.dtype, iota_shape, &positions).map_err(|e| cx.err(e.to_string()))?;
+    let iota = cx.derived("positions", iota);
+    let hit = cx.add1(Op::Binary(BinaryOp::Equal), vec![idx, iota])?;
+    let zero = Tensor::from_f64_values(dt.dtype, vec![], &[0.0]).map_err(|e| cx.err(e.to_string()))?;
+    let zero = cx.derived("zero", zero);
+    let picked = cx.add1(Op::Where, vec![hit, data, zero])?;
+    Ok(vec![cx.add1(Op::Reduce { kind: ReduceKind::Sum, axes: vec![axis + 1], keepdims: false }, vec![picked])?])
+}
