@@ -112,6 +112,10 @@ pub struct ValueInfo {
 }
 
 pub fn parse_model(bytes: &[u8]) -> Result<ModelDef, ImportError> {
+    // Zero bytes decode as a default ModelProto; say what is really wrong.
+    if bytes.is_empty() {
+        return Err(ImportError::model("the file is empty: not an ONNX model"));
+    }
     let mut m = ModelProto::parse_from_bytes(bytes).map_err(|e| ImportError::Protobuf(e.to_string()))?;
     Ok(ModelDef {
         ir_version: m.ir_version,

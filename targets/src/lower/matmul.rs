@@ -33,7 +33,9 @@ pub struct AView {
 
 /// Micro-tile shape (rows, panels) for an `mm`-row product.
 fn tile_shape(mm: usize, n_panels: usize) -> (usize, usize) {
-    if mm >= MAX_ACC || n_panels == 1 {
+    // mm == 0 (an empty batch or sequence axis): any tile works, and the
+    // last branch would divide by zero.
+    if mm >= MAX_ACC || n_panels == 1 || mm == 0 {
         (mm.clamp(1, MAX_ACC), 1)
     } else if mm >= 4 {
         (4, 3.min(n_panels))

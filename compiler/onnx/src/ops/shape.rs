@@ -273,6 +273,11 @@ fn slice(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
 fn gather(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let (x, idx) = (cx.input(0)?, cx.input(1)?);
     let axis = cx.axis(cx.attrs().int("axis", 0)?, cx.ty(x).rank())?;
+    // No index is valid on an empty axis (the kernel's clamp would give -1).
+    let n_idx: usize = cx.shape(idx).iter().product();
+    if n_idx > 0 && cx.shape(x).get(axis) == Some(&0) {
+        return Err(cx.err(format!("gathers {n_idx} indices from axis {axis}, which has size 0")));
+    }
     Ok(vec![cx.add1(Op::Gather { axis }, vec![x, idx])?])
 }
 

@@ -1,0 +1,87 @@
+//! Regression tests for what the fuzzers (`fuzz/`, see docs/fuzzing.md)
+//! found. Each input under `fixtures/malformed/fuzz-<target>-<n>.onnx` is
+//! the file libFuzzer saved; it goes through the same steps as its fuzz
+//! target and must end in a clean error (or a clean success), never a panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
+
+use std::path::{Path, PathBuf};
+
+use kerf_onnx::{ImportError, ImportOptions};
+
+fn malformed() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/malformed")
+}
+
+/// Why a pipeline run stopped.
+#[derive(Debug)]
+enum Outcome {
+    Import(ImportError),
+    Passes(kerf_passes::PassError),
+    Target(kerf_targets::TargetError),
+    Compiled(kerf_targets::Artifact),
+}
+
+/// The `pipeline` fuzz target's steps: import, optimize with the fuzzer's
+/// limits, compile for the triple the input's hash picks. Panics propagate
+/// (they are the bug).
+fn pipeline(bytes: &[u8]) -> Outcome {
+    let g = match kerf_onnx::load_model_bytes(bytes, None, &ImportOptions::default()) {
+        Ok(g) => g,
+        Err(e) => return Outcome::Import(e),
+    };
+    let popts =
+        kerf_passes::PassOptions { iter_limit: 30, node_limit: 50_000, time_limit: std::time::Duration::from_secs(2) };
+    let g = match kerf_passes::optimize(&g, &popts) {
+        Ok((g, _)) => g,
+        Err(e) => return Outcome::Passes(e),
+    };
+    let h = bytes.iter().fold(0u32, |h, &b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    let (triple, cpu) = match h % 8 {
+        0 => ("aarch64-unknown-linux-gnu", "baseline"),
+        1 => ("riscv64gc-unknown-linux-gnu", "rv64gc"),
+        2 => ("x86_64-unknown-linux-gnu", "haswell"),
+        _ => ("x86_64-unknown-linux-gnu", "baseline"),
+    };
+    match kerf_targets::compile_object(&g, &kerf_targets::CompileOptions::new(triple, cpu, "fuzz")) {
+        Ok(a) => Outcome::Compiled(a),
+        Err(e) => Outcome::Target(e),
+    }
+}
+
+fn read(name: &str) -> Vec<u8> {
+    std::fs::read(malformed().join(name)).unwrap()
+}
+
+/// fuzz-pipeline-1: a GRU keyword model whose input got sequence length 0.
+/// The GRU's input projection became a GEMM with zero rows, and picking its
+/// micro-tile divided by zero (`targets/src/lower/matmul.rs`); the model
+/// then gathers element -1 of the empty sequence axis, which has no
+/// element to read (the kernel's clamp turned it into index -1, out of
+/// bounds). Now the importer rejects the Gather.
+#[test]
+fn fuzz_pipeline_1_gather_from_empty_axis() {
+    match pipeline(&read("fuzz-pipeline-1.onnx")) {
+        Outcome::Import(ImportError::Node { node, op, msg }) => {
+            assert_eq!((node.as_str(), op.as_str()), ("/Gather", "Gather"));
+            assert_eq!(msg, "gathers 1 indices from axis 1, which has size 0");
+        }
+        other => panic!("expected a Gather error, got {other:?}"),
+    }
+}
+
+/// The zero-row product of fuzz-pipeline-1, minimized: `[0,4] x [4,8]`
+/// compiles (to a kernel that does nothing) for every triple.
+#[test]
+fn fuzz_pipeline_1_zero_row_matmul_compiles() {
+    let g = kerf_onnx::load_model(&malformed().join("zero_rows_matmul.onnx"), &ImportOptions::default()).unwrap();
+    for triple in ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu", "riscv64gc-unknown-linux-gnu"] {
+        for cpu in ["baseline", "haswell", "v"] {
+            let opts = kerf_targets::CompileOptions::new(triple, cpu, "zero");
+            match kerf_targets::compile_object(&g, &opts) {
+                Ok(a) => assert_eq!(a.report.arena_bytes % 64, 0),
+                // A preset of another triple: the error names it.
+                Err(e) => assert!(e.to_string().contains(cpu), "{triple}/{cpu}: {e}"),
+            }
+        }
+    }
+}
