@@ -502,3 +502,11 @@ fn pointwise_conv_blocks_and_tails() {
     conv_case(6, 17, 19, 8, 1, 1, 1, 1, [0, 0, 0, 0]);
     conv_case(6, 3, 5, 12, 2, 1, 1, 1, [0, 0, 0, 0]);
 }
+
+#[test]
+fn constant_and_repeated_outputs_are_copied() {
+    let g = "graph \"co\"\n  input %0 \"x\": f32[3]\n  const %1 \"c\": f32[2] = [1.5,-2.0]\n  %2 = Neg(%0): f32[3] @\"n\"\n  output \"a\" = %2\n  output \"c\" = %1\n  output \"b\" = %2\n";
+    let x = xs(3);
+    let neg: Vec<f32> = x.iter().map(|v| -*v as f32).collect();
+    check_values(g, &[&neg, &[1.5, -2.0], &neg]);
+}
