@@ -209,3 +209,57 @@ fn aarch64_qemu() {
 fn riscv64_qemu() {
     cross(&e2e::RISCV64);
 }
+
+/// The batch protocol itself: a model that crashes the harness process is
+/// reported as failed and the cases after it still run; a wrong output is
+/// caught by the comparison.
+#[test]
+fn harness_survives_a_crashing_case() {
+    let t = &e2e::X86_64;
+    e2e::require_tools(t);
+    let scratch = e2e::scratch_dir("op_battery-harness-selftest");
+    let crash_c = scratch.join("crash.c");
+    std::fs::write(
+        &crash_c,
+        "#include <stdlib.h>\n#include \"kerf_runtime.h\"\n\
+         static const kerf_model_desc d = {KERF_ABI_VERSION, 0, 0, 64, 0, 0, 0, \"crash\"};\n\
+         const kerf_model_desc *crash_describe(void) { return &d; }\n\
+         int32_t crash_run(const void *const *i, void *const *o, void *a, const kerf_runtime *rt) {\n\
+         (void)i; (void)o; (void)a; (void)rt; abort(); }\n",
+    )
+    .unwrap();
+    let cases: Vec<Case> = load_cases().into_iter().filter(|c| c.name == "Abs_n3x7" || c.name == "Add_same").collect();
+    assert_eq!(cases.len(), 2);
+    let objects: Vec<(String, Vec<u8>)> = cases
+        .iter()
+        .map(|c| {
+            let opts = kerf_targets::CompileOptions::new(t.triple, t.cpu, &symbol(&c.name));
+            (symbol(&c.name), kerf_targets::compile_object(c.graph.as_ref().unwrap(), &opts).unwrap().object)
+        })
+        .collect();
+    let exe = e2e::link_harness_with(t, &scratch, &objects, &[("crash".into(), crash_c)]).unwrap();
+    for c in &cases {
+        e2e::write_inputs(&scratch.join(&c.name), &c.inputs).unwrap();
+    }
+    let order = vec![
+        (symbol(&cases[0].name), scratch.join(&cases[0].name)),
+        ("crash".to_string(), scratch.clone()),
+        (symbol(&cases[1].name), scratch.join(&cases[1].name)),
+    ];
+    let r = e2e::run_harness(t, &exe, &order);
+    let names: Vec<&str> = r.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, vec!["op_Abs_n3x7", "crash", "op_Add_same"]);
+    assert!(r[0].1.is_ok() && r[2].1.is_ok(), "{r:?}");
+    let err = r[1].1.as_ref().unwrap_err();
+    assert!(err.contains("harness process died"), "{err}");
+    for c in &cases {
+        let g = c.graph.as_ref().unwrap();
+        let got = e2e::read_outputs(g, &scratch.join(&c.name)).unwrap();
+        e2e::compare_all(&c.want, &got).unwrap();
+        // A perturbed output must not pass.
+        let mut bytes = got[0].bytes().to_vec();
+        bytes[3] ^= 0x40; // an exponent bit of the first f32
+        let bad = kerf_ir::Tensor::from_bytes(got[0].dtype(), got[0].shape().to_vec(), bytes).unwrap();
+        assert!(e2e::compare(&c.want[0], &bad).is_err(), "{}: perturbed output passed", c.name);
+    }
+}

@@ -334,19 +334,35 @@ pub fn harness_c() -> PathBuf {
 /// Links `objects` (model names and object bytes) with the harness into
 /// `dir/harness` for target `t`. The table of entry points is generated C.
 pub fn link_harness(t: &Target, dir: &Path, objects: &[(String, Vec<u8>)]) -> Result<PathBuf, String> {
+    link_harness_with(t, dir, objects, &[])
+}
+
+/// Like [`link_harness`], plus models written in C (name, source file).
+pub fn link_harness_with(
+    t: &Target,
+    dir: &Path,
+    objects: &[(String, Vec<u8>)],
+    c_models: &[(String, PathBuf)],
+) -> Result<PathBuf, String> {
     let mut table = String::from("#include \"kerf_runtime.h\"\n#include \"harness.h\"\n");
     let mut files = Vec::new();
     for (name, obj) in objects {
         let p = dir.join(format!("{name}.o"));
         std::fs::write(&p, obj).map_err(|e| format!("{}: {e}", p.display()))?;
         files.push(p);
+    }
+    for (_, src) in c_models {
+        files.push(src.clone());
+    }
+    let names: Vec<&String> = objects.iter().map(|(n, _)| n).chain(c_models.iter().map(|(n, _)| n)).collect();
+    for name in &names {
         let _ = writeln!(
             table,
             "int32_t {name}_run(const void *const *, void *const *, void *, const kerf_runtime *);\nconst kerf_model_desc *{name}_describe(void);"
         );
     }
     table.push_str("const harness_model harness_models[] = {\n");
-    for (name, _) in objects {
+    for name in &names {
         let _ = writeln!(table, "    {{\"{name}\", {name}_run, {name}_describe}},");
     }
     let _ = writeln!(table, "    {{0, 0, 0}}\n}};");
