@@ -23,6 +23,7 @@ mod norm;
 mod reduce;
 mod resize;
 mod rnn;
+mod scan_like;
 mod shape;
 
 pub type Converter = fn(&mut Cx) -> Result<Vec<ValueId>, ImportError>;
@@ -40,6 +41,7 @@ fn registry() -> &'static [(&'static str, Converter)] {
         reduce::register(&mut r);
         resize::register(&mut r);
         rnn::register(&mut r);
+        scan_like::register(&mut r);
         extra::register(&mut r);
         gather::register(&mut r);
         r.sort_by_key(|(n, _)| *n);

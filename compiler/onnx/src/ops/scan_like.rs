@@ -1,0 +1,125 @@
+//! CumSum and OneHot as compositions of existing IR ops (no kernels).
+//!
+//! CumSum along an axis of length D is a masked sum: with the axis moved
+//! last, `out[.., i] = ReduceSum_j(Where(M[i, j], x[.., 1, j], 0))` where
+//! the constant D×D mask `M` says which j feed position i (j <= i; j < i
+//! when `exclusive`; mirrored when `reverse`). Exact for integers; O(D²),
+//! fine for the static sizes this compiler sees. OneHot compares the
+//! (wrapped) index with a constant iota and selects `values[1]`/`values[0]`.
+//! The axis and the depth shape the result and must be constant.
+
+use kerf_ir::op::{BinaryOp, ReduceKind};
+use kerf_ir::{DType, Op, Tensor, ValueId};
+
+use super::Converter;
+use crate::import::Cx;
+use crate::ImportError;
+
+pub fn register(r: &mut Vec<(&'static str, Converter)>) {
+    r.push(("CumSum", cumsum));
+    r.push(("OneHot", one_hot));
+}
+
+fn tensor_err(cx: &Cx, e: kerf_ir::IrError) -> ImportError {
+    cx.err(e.to_string())
+}
+
+fn cumsum(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let xt = cx.ty(x).clone();
+    let rank = xt.rank();
+    let axis_v = cx.const_ints(1, "axis")?.ok_or_else(|| cx.err("missing required input 'axis'"))?;
+    let axis = match axis_v.as_slice() {
+        [a] => cx.axis(*a, rank)?,
+        _ => return Err(cx.err(format!("axis must hold one value, got {axis_v:?}"))),
+    };
+    let a = cx.attrs();
+    let exclusive = a.bool("exclusive", false)?;
+    let reverse = a.bool("reverse", false)?;
+    if !(xt.dtype.is_int() || xt.dtype.is_float()) {
+        return Err(cx.err(format!("input of type {} is not supported", xt.dtype)));
+    }
+    let d = xt.shape[axis];
+    // Axis last.
+    let mut perm: Vec<usize> = (0..rank).filter(|&k| k != axis).collect();
+    perm.push(axis);
+    let moved = if axis + 1 == rank { x } else { cx.add1(Op::Transpose { perm: perm.clone() }, vec![x])? };
+    let mut shape: Vec<usize> = perm.iter().map(|&k| xt.shape[k]).collect();
+    // [.., 1, D]: j on the last axis, i broadcast.
+    shape.insert(rank - 1, 1);
+    let xe = cx.add1(Op::Reshape { shape }, vec![moved])?;
+    let mut mask = Vec::with_capacity(d * d);
+    for i in 0..d {
+        for j in 0..d {
+            let feeds = match (reverse, exclusive) {
+                (false, false) => j <= i,
+                (false, true) => j < i,
+                (true, false) => j >= i,
+                (true, true) => j > i,
+            };
+            mask.push(i64::from(feeds));
+        }
+    }
+    let m = Tensor::from_i64_values(DType::Bool, vec![d, d], &mask).map_err(|e| tensor_err(cx, e))?;
+    let m = cx.derived("mask", m);
+    let zero = Tensor::from_f64_values(xt.dtype, vec![], &[0.0]).map_err(|e| tensor_err(cx, e))?;
+    let zero = cx.derived("zero", zero);
+    let picked = cx.add1(Op::Where, vec![m, xe, zero])?;
+    let summed = cx.add1(Op::Reduce { kind: ReduceKind::Sum, axes: vec![rank], keepdims: false }, vec![picked])?;
+    if axis + 1 == rank {
+        return Ok(vec![summed]);
+    }
+    let mut back = vec![0; rank];
+    for (k, &p) in perm.iter().enumerate() {
+        back[p] = k;
+    }
+    Ok(vec![cx.add1(Op::Transpose { perm: back }, vec![summed])?])
+}
+
+fn one_hot(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let indices = cx.input(0)?;
+    let values = cx.input(2)?;
+    let depth = cx.konst_req(1, "depth")?;
+    let depth = match depth.to_f64_vec().as_slice() {
+        [v] if v.is_finite() && *v >= 1.0 && *v <= (1u64 << 31) as f64 => *v as i64,
+        other => return Err(cx.err(format!("depth must be one positive value, got {other:?}"))),
+    };
+    let it = cx.ty(indices).clone();
+    let vt = cx.ty(values).clone();
+    if vt.numel() != 2 {
+        return Err(cx.err(format!("values must hold [off, on], got {vt}")));
+    }
+    let r = it.rank() as i64;
+    let axis = cx.attrs().int("axis", -1)?;
+    let axis = if axis < 0 { axis.saturating_add(r + 1) } else { axis };
+    if axis < 0 || axis > r {
+        return Err(cx.err(format!("axis out of range for output rank {}", r + 1)));
+    }
+    let axis = axis as usize;
+    // Indices as i64 (float indices are truncated), negative ones wrapped.
+    let idx = if it.dtype == DType::I64 { indices } else { cx.add1(Op::Cast(DType::I64), vec![indices])? };
+    let scalar = |cx: &mut Cx, what: &str, v: i64| -> Result<ValueId, ImportError> {
+        let t = Tensor::from_i64_values(DType::I64, vec![], &[v]).map_err(|e| tensor_err(cx, e))?;
+        Ok(cx.derived(what, t))
+    };
+    let zero_i = scalar(cx, "zero_index", 0)?;
+    let dep = scalar(cx, "depth", depth)?;
+    let neg = cx.add1(Op::Binary(BinaryOp::Less), vec![idx, zero_i])?;
+    let wrapped = cx.add1(Op::Binary(BinaryOp::Add), vec![idx, dep])?;
+    let idx = cx.add1(Op::Where, vec![neg, wrapped, idx])?;
+    let mut ishape = it.shape.clone();
+    ishape.insert(axis, 1);
+    let idx = cx.add1(Op::Reshape { shape: ishape.clone() }, vec![idx])?;
+    let mut iota_shape = vec![1; ishape.len()];
+    iota_shape[axis] = depth as usize;
+    let positions: Vec<i64> = (0..depth).collect();
+    let iota = Tensor::from_i64_values(DType::I64, iota_shape, &positions).map_err(|e| tensor_err(cx, e))?;
+    let iota = cx.derived("positions", iota);
+    let hit = cx.add1(Op::Binary(BinaryOp::Equal), vec![idx, iota])?;
+    let flat = cx.add1(Op::Reshape { shape: vec![2] }, vec![values])?;
+    let off = cx.add1(Op::Slice { starts: vec![0], ends: vec![1], steps: vec![1] }, vec![flat])?;
+    let on = cx.add1(Op::Slice { starts: vec![1], ends: vec![2], steps: vec![1] }, vec![flat])?;
+    let off = cx.add1(Op::Reshape { shape: vec![] }, vec![off])?;
+    let on = cx.add1(Op::Reshape { shape: vec![] }, vec![on])?;
+    Ok(vec![cx.add1(Op::Where, vec![hit, on, off])?])
+}
