@@ -338,6 +338,20 @@ fn external_data_symlink_leaving_the_folder() {
     std::fs::remove_dir_all(&root).unwrap();
 }
 
+#[test]
+fn external_data_missing_file_names_the_cause_once() {
+    // ext_symlink.onnx reads link.bin, which does not exist next to it in
+    // the fixture folder. The CLI once printed the OS error twice (the
+    // message includes its source, and the error chain repeated it).
+    let dir = malformed();
+    let e = import_err(&dir, "ext_symlink.onnx");
+    assert!(matches!(e, ImportError::Io { .. }), "{e:?}");
+    let r = kerf_limited(&["inspect", "ext_symlink.onnx"], &dir);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("link.bin"), "{}", r.stderr);
+    assert_eq!(r.stderr.matches("No such file or directory").count(), 1, "{}", r.stderr);
+}
+
 // ---- size and depth ----
 
 /// Runs `f` on a thread with the default 2 MiB stack (what a user's

@@ -41,7 +41,19 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Like `{e:#}`, but a cause whose text the message already
+            // includes (errors that print their source) is not repeated.
+            let mut msg = String::new();
+            for cause in e.chain() {
+                let s = cause.to_string();
+                if !msg.contains(&s) {
+                    if !msg.is_empty() {
+                        msg.push_str(": ");
+                    }
+                    msg.push_str(&s);
+                }
+            }
+            eprintln!("error: {msg}");
             ExitCode::from(1)
         }
     }
