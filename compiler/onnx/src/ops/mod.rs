@@ -12,6 +12,7 @@ use kerf_ir::ValueId;
 use crate::import::Cx;
 use crate::ImportError;
 
+mod attention;
 mod conv;
 mod data;
 mod elementwise;
@@ -33,6 +34,7 @@ fn registry() -> &'static [(&'static str, Converter)] {
     REG.get_or_init(|| {
         let mut r: Vec<(&'static str, Converter)> = Vec::new();
         elementwise::register(&mut r);
+        attention::register(&mut r);
         conv::register(&mut r);
         linalg::register(&mut r);
         loss::register(&mut r);
