@@ -2,9 +2,11 @@
 //! (`model.onnx`, `input_<i>.npy`, `output_<i>.npy` from ONNX Runtime,
 //! `case.json`) goes through import → lossless rewrites and then
 //! - `host`: JIT on the host;
-//! - `aarch64`, `riscv64`: an object per case, all linked into one program
-//!   with `testsuite/c/harness.c` (cross GCC, `-static`) and run in one
-//!   qemu-user process (a crash restarts it after the crashing case).
+//! - `x86_64` (object, baseline CPU, run natively), `aarch64`, `riscv64`,
+//!   `riscv64-v` (V preset): an object per case, all linked into one
+//!   program with `testsuite/c/harness.c` (cc or cross GCC `-static`) and
+//!   run in one process, under qemu-user for the foreign ISAs (a crash
+//!   restarts it after the crashing case).
 //!
 //! Comparison (see `e2e/mod.rs`): same dtype and shape; ints and bools
 //! exact; floats within `1e-5 + 1e-4 * max|ref|`, NaN/inf at the same places.
@@ -200,6 +202,12 @@ fn cross(t: &Target) {
     check_expectations(t.label, &outcomes);
 }
 
+/// The object path on the host (PIC code, baseline x86-64, linked by cc).
+#[test]
+fn x86_64_object() {
+    cross(&e2e::X86_64);
+}
+
 #[test]
 fn aarch64_qemu() {
     cross(&e2e::AARCH64);
@@ -208,6 +216,12 @@ fn aarch64_qemu() {
 #[test]
 fn riscv64_qemu() {
     cross(&e2e::RISCV64);
+}
+
+/// riscv64 with the V extension (`-cpu rv64,v=true,vlen=128`).
+#[test]
+fn riscv64_v_qemu() {
+    cross(&e2e::RISCV64_V);
 }
 
 /// The batch protocol itself: a model that crashes the harness process is
