@@ -68,6 +68,9 @@ fn describe(v: &Verdict, o: &Outcome) -> String {
         Verdict::Regressed => format!("REGRESSED (now {})", o.tag),
         Verdict::UnexpectedPass => "PASSES now (update the manifest)".to_string(),
         Verdict::ReasonChanged { was } => format!("reason changed: {was} -> {}", o.tag),
+        Verdict::BindingChanged { was } => {
+            format!("bound inputs changed: [{}] -> [{}] (update the manifest)", was.join(","), o.bound.join(","))
+        }
         Verdict::NotInManifest => {
             if o.tag.is_empty() {
                 "not in manifest (passes)".to_string()
@@ -183,7 +186,10 @@ fn run(root: &Path, cfg: Config, filter: Option<&str>) -> bool {
         (!o.status.is_abnormal(), std::mem::discriminant(v) != std::mem::discriminant(&Verdict::Regressed), id.clone())
     });
     for (id, v, o) in &problems {
-        let detail = if verbose { o.detail.clone() } else { shorten(&o.detail, 400) };
+        let mut detail = if verbose { o.detail.clone() } else { shorten(&o.detail, 400) };
+        if !o.bound.is_empty() {
+            detail = format!("[bound {}] {detail}", o.bound.join(","));
+        }
         let sep = if detail.is_empty() { "" } else { ": " };
         println!("FAIL {id}: {}{sep}{detail}", describe(v, o));
     }
@@ -191,6 +197,9 @@ fn run(root: &Path, cfg: Config, filter: Option<&str>) -> bool {
         for (c, o) in cases.iter().zip(&outcomes) {
             if !o.tag.is_empty() && !report.problems.iter().any(|(id, _, _)| *id == c.id) {
                 println!("xfail {}: {}: {}", c.id, o.tag, o.detail);
+            }
+            if !o.bound.is_empty() {
+                println!("bound {}: {} ({})", c.id, o.bound.join(","), if o.tag.is_empty() { "pass" } else { &o.tag });
             }
         }
     }
@@ -222,6 +231,13 @@ fn run(root: &Path, cfg: Config, filter: Option<&str>) -> bool {
             c.timeout
         );
     }
+    // Specialisation is reported, not hidden: how many cases needed inputs
+    // bound to their test-data values.
+    let bound_pass = outcomes.iter().filter(|o| !o.bound.is_empty() && o.tag.is_empty()).count();
+    let bound_all = outcomes.iter().filter(|o| !o.bound.is_empty()).count();
+    println!(
+        "inputs bound to test-data constants in {bound_all} cases ({bound_pass} of them pass; `bound=` in the manifest)"
+    );
     let abnormal = report.total.panic + report.total.crash + report.total.timeout;
     println!(
         "panics: {}, crashes: {}, timeouts: {} (must all be 0); {:.0} s",

@@ -81,56 +81,50 @@ pub fn structural_tag(info: &CaseInfo) -> Option<String> {
     scope_op.map(|o| format!("op:{o}"))
 }
 
-/// `dtype:<kind>` when a message says an element type is not supported.
-fn dtype_in_message(msg: &str) -> Option<String> {
-    let rest = msg.split("element type ").nth(1)?;
-    let kind = rest.split_whitespace().next()?.trim_end_matches(',');
-    if !msg.contains("not supported") {
-        return None;
-    }
-    // Either a name ("float8") or an ONNX code ("17").
-    let name = match kind.parse::<i32>() {
-        Ok(8) => "STRING",
-        Ok(14 | 15) => "COMPLEX64",
-        Ok(17..=20 | 24) => "FLOAT8",
-        Ok(21 | 22) => "INT4",
-        Ok(23) => "FLOAT4E2M1",
-        Ok(25 | 26) => "INT2",
-        _ => kind,
+/// The `dtype:` tag for an element type kerf's IR has no dtype for, from
+/// the frontend's structured error (`kind` is its name: `float8`, `int4`, ...).
+fn dtype_kind_tag(kind: &str) -> String {
+    let upper = kind.to_ascii_uppercase();
+    let name = match upper.as_str() {
+        "FLOAT4" => "FLOAT4E2M1",
+        "COMPLEX128" | "COMPLEX64" => "COMPLEX64",
+        u if u.starts_with("FLOAT8") => "FLOAT8",
+        u => u,
     };
-    Some(dtype_tag(name).map_or_else(|| format!("dtype:{kind}"), str::to_string))
+    match dtype_tag(name) {
+        Some(t) => t.to_string(),
+        // Tags are one word ("unknown type 42" is not).
+        None if kind.contains(char::is_whitespace) => "dtype:unknown".into(),
+        None => format!("dtype:{kind}"),
+    }
 }
 
 /// The tag for a failure to read a test-data tensor.
 pub fn data_tag(e: &ImportError) -> String {
-    dtype_in_message(&e.to_string()).unwrap_or_else(|| "data".into())
+    match e {
+        ImportError::UnsupportedElementType { kind, .. } => dtype_kind_tag(kind),
+        _ => "data".into(),
+    }
 }
 
 /// The tag for an import failure.
 pub fn import_tag(e: &ImportError) -> String {
-    let msg = e.to_string();
-    if let Some(t) = dtype_in_message(&msg) {
-        return t;
-    }
     match e {
+        ImportError::UnsupportedElementType { kind, .. } => dtype_kind_tag(kind),
+        // The first op the model uses that has no converter.
         ImportError::Unsupported(list) => {
-            // "Op (node 'a'), Op2 (nodes 'b', 'c')": tag the first op.
-            let op = list.split(" (").next().unwrap_or(list).trim();
-            format!("unsupported-op:{op}")
+            list.first().map_or_else(|| "unsupported-op".into(), |u| format!("unsupported-op:{}", u.op))
         }
-        ImportError::Node { op, msg, .. } => match const_input(msg) {
-            Some(name) if shapes_result(op, name) => "dynamic-shape".into(),
-            Some(_) => format!("const-input:{op}"),
-            None => format!("import:{op}"),
-        },
+        ImportError::NonConstantInput { op, input, .. } if shapes_result(op, input) => "dynamic-shape".into(),
+        ImportError::NonConstantInput { op, .. } => format!("const-input:{op}"),
+        ImportError::OpsetTooNew { .. } => "opset".into(),
+        ImportError::Node { op, .. } => format!("import:{op}"),
         ImportError::Ir(kerf_ir::IrError::Node { op, .. }) => format!("import:{op}"),
         ImportError::Model(m) => {
             if let Some(op) = unsupported_output_of(m) {
                 format!("import:{op}")
             } else if m.contains("dynamic dimension") || m.contains("no declared shape") {
                 "dynamic-shape".into()
-            } else if m.contains("opset") && m.contains("newer") {
-                "opset".into()
             } else if let Some(kind) = ["a sequence", "a map", "an optional", "a sparse tensor"]
                 .iter()
                 .find(|k| m.contains(&format!("is {k}")))
@@ -162,13 +156,6 @@ fn shapes_result(op: &str, name: &str) -> bool {
     ];
     const VALUE_NAMES: &[&str] = &["alpha", "beta", "bias", "scale"];
     !(VALUE_INPUTS.contains(&(op, name)) || VALUE_NAMES.contains(&name))
-}
-
-/// The input name in "input 'NAME' must be a constant ...".
-fn const_input(msg: &str) -> Option<&str> {
-    let rest = msg.strip_prefix("input '")?;
-    let (name, tail) = rest.split_once('\'')?;
-    tail.contains("must be a constant").then_some(name)
 }
 
 /// The op in "graph output 'z' is output 1 of node 'n' (Op), which is not supported".
@@ -220,37 +207,40 @@ mod tests {
 
     #[test]
     fn import_errors_map_to_tags() {
-        let e = ImportError::Unsupported("NonZero (node 'n'), Foo (nodes 'a', 'b')".into());
+        use kerf_onnx::{TypeSite, UnsupportedOp};
+        let u = |op: &str| UnsupportedOp { op: op.into(), nodes: vec!["n".into()] };
+        let e = ImportError::Unsupported(vec![u("NonZero"), u("Foo")]);
         assert_eq!(import_tag(&e), "unsupported-op:NonZero");
-        let e = ImportError::Node {
-            node: "r".into(),
-            op: "Reshape".into(),
-            msg: "input 'shape' must be a constant (dynamic shapes are not supported)".into(),
-        };
-        assert_eq!(import_tag(&e), "dynamic-shape");
-        let e = ImportError::Node {
-            node: "c".into(),
-            op: "Clip".into(),
-            msg: "input 'min' must be a constant (dynamic shapes are not supported)".into(),
-        };
-        assert_eq!(import_tag(&e), "const-input:Clip");
-        let trilu = |op: &str| ImportError::Node {
-            node: "t".into(),
+        let nc = |op: &str, input: &str| ImportError::NonConstantInput {
+            node: "n".into(),
             op: op.into(),
-            msg: "input 'k' must be a constant (dynamic shapes are not supported)".into(),
+            input: input.into(),
+            value: "v".into(),
         };
-        assert_eq!(import_tag(&trilu("Trilu")), "const-input:Trilu");
-        assert_eq!(import_tag(&trilu("TopK")), "dynamic-shape");
+        assert_eq!(import_tag(&nc("Reshape", "shape")), "dynamic-shape");
+        assert_eq!(import_tag(&nc("Clip", "min")), "const-input:Clip");
+        assert_eq!(import_tag(&nc("Trilu", "k")), "const-input:Trilu");
+        assert_eq!(import_tag(&nc("TopK", "k")), "dynamic-shape");
+        let e = ImportError::OpsetTooNew { domain: "ai.onnx".into(), opset: 29, max: 28 };
+        assert_eq!(import_tag(&e), "opset");
         let e = ImportError::Model(
             "graph output 'z' is output 1 of node 'maxpool_0' (MaxPool), which is not supported".into(),
         );
         assert_eq!(import_tag(&e), "import:MaxPool");
         let e = ImportError::Node { node: "c".into(), op: "Conv".into(), msg: "bad pads".into() };
         assert_eq!(import_tag(&e), "import:Conv");
-        let e = ImportError::Tensor { name: "x".into(), msg: "element type float8 is not supported".into() };
-        assert_eq!(import_tag(&e), "dtype:float8");
-        let e = ImportError::Model("input 'x' has element type 17, which is not supported".into());
-        assert_eq!(import_tag(&e), "dtype:float8");
+        let ty = |kind: &str, code: i32| ImportError::UnsupportedElementType {
+            site: TypeSite::Tensor,
+            name: "x".into(),
+            code,
+            kind: kind.into(),
+        };
+        assert_eq!(import_tag(&ty("float8", 17)), "dtype:float8");
+        assert_eq!(import_tag(&ty("float8e8m0", 24)), "dtype:float8");
+        assert_eq!(import_tag(&ty("string", 8)), "dtype:string");
+        assert_eq!(import_tag(&ty("uint4", 21)), "dtype:int4");
+        assert_eq!(data_tag(&ty("float4", 23)), "dtype:float4");
+        assert_eq!(data_tag(&ty("complex128", 15)), "dtype:complex");
         let e = ImportError::Model("input 'x' is a sequence; only tensor inputs are supported".into());
         assert_eq!(import_tag(&e), "type:sequence");
     }

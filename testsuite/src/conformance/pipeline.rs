@@ -10,7 +10,7 @@ use std::sync::Once;
 use std::time::Instant;
 
 use kerf_ir::{Graph, Tensor};
-use kerf_onnx::ImportOptions;
+use kerf_onnx::{ImportError, ImportOptions};
 use serde::{Deserialize, Serialize};
 
 use super::classify;
@@ -59,6 +59,10 @@ pub struct Outcome {
     pub tag: String,
     pub detail: String,
     pub millis: u64,
+    /// Graph inputs bound to their test-data values at compile time
+    /// (`ImportOptions::constant_inputs`), in binding order.
+    #[serde(default)]
+    pub bound: Vec<String>,
 }
 
 impl Outcome {
@@ -68,7 +72,7 @@ impl Outcome {
             Status::Timeout => "timeout",
             _ => "panic",
         };
-        Outcome { status, tag: tag.into(), detail, millis }
+        Outcome { status, tag: tag.into(), detail, millis, bound: Vec::new() }
     }
 }
 
@@ -112,14 +116,15 @@ pub fn install_panic_hook() {
 pub fn run_case(case: &Case, cfg: &Config) -> Outcome {
     install_panic_hook();
     let t0 = Instant::now();
-    let r = catch_unwind(AssertUnwindSafe(|| run_stages(case, cfg)));
+    let mut bound = Vec::new();
+    let r = catch_unwind(AssertUnwindSafe(|| run_stages(case, cfg, &mut bound)));
     let millis = t0.elapsed().as_millis() as u64;
     match r {
-        Ok(Ok(())) => Outcome { status: Status::Pass, tag: String::new(), detail: String::new(), millis },
+        Ok(Ok(())) => Outcome { status: Status::Pass, tag: String::new(), detail: String::new(), millis, bound },
         Ok(Err(f)) => {
             // The case's own nature outranks the stage that happened to fail.
             let tag = classify::structural_tag(&case.info).unwrap_or(f.tag);
-            Outcome { status: Status::Fail, tag, detail: f.detail, millis }
+            Outcome { status: Status::Fail, tag, detail: f.detail, millis, bound }
         }
         Err(_) => {
             let detail = LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| "panic".into());
@@ -144,21 +149,53 @@ fn read_tensors(dir: &Path, prefix: &str) -> Result<Vec<(String, Tensor)>, Failu
         .collect()
 }
 
-fn run_stages(case: &Case, cfg: &Config) -> Result<(), Failure> {
-    let data = case.data_set();
-    let inputs = read_tensors(&data, "input")?;
-    let expected = read_tensors(&data, "output")?;
+/// At most this many inputs are bound per case (each binding is one import).
+const MAX_BINDINGS: usize = 8;
 
+/// Imports the case, binding graph inputs to their test-data values while
+/// the frontend reports one it needs constant
+/// ([`ImportError::NonConstantInput`] naming a graph input). This is the
+/// static-shape specialisation onnx2c-style compilers apply (and what
+/// `--input-shape` does for shapes): only inputs the frontend asks for are
+/// bound, never the data inputs of an op, and every binding is recorded in
+/// the outcome (and so in the manifest line). Bound inputs are removed from
+/// `inputs`.
+fn import_binding(case: &Case, inputs: &mut Vec<(String, Tensor)>, bound: &mut Vec<String>) -> Result<Graph, Failure> {
     // Shapes from the data make symbolic input dims concrete, as a user
     // compiling for a fixed shape would (`--input-shape`).
     let mut opts = ImportOptions::default();
-    for (name, t) in &inputs {
+    for (name, t) in inputs.iter() {
         if !name.is_empty() {
             opts.input_shapes.insert(name.clone(), t.shape().to_vec());
         }
     }
-    let imported = kerf_onnx::load_model(&case.model(), &opts)
-        .map_err(|e| fail(classify::import_tag(&e), format!("import: {e}")))?;
+    loop {
+        match kerf_onnx::load_model(&case.model(), &opts) {
+            Ok(g) => {
+                inputs.retain(|(name, _)| !bound.contains(name));
+                return Ok(g);
+            }
+            Err(ImportError::NonConstantInput { value, .. })
+                if bound.len() < MAX_BINDINGS
+                    && !bound.contains(&value)
+                    && inputs.iter().any(|(name, _)| !name.is_empty() && *name == value) =>
+            {
+                if let Some((_, t)) = inputs.iter().find(|(name, _)| *name == value) {
+                    opts.constant_inputs.insert(value.clone(), t.clone());
+                }
+                bound.push(value);
+            }
+            Err(e) => return Err(fail(classify::import_tag(&e), format!("import: {e}"))),
+        }
+    }
+}
+
+fn run_stages(case: &Case, cfg: &Config, bound: &mut Vec<String>) -> Result<(), Failure> {
+    let data = case.data_set();
+    let mut inputs = read_tensors(&data, "input")?;
+    let expected = read_tensors(&data, "output")?;
+
+    let imported = import_binding(case, &mut inputs, bound)?;
     check_inputs(&imported, &inputs)?;
 
     let graph = if cfg.passes {

@@ -17,7 +17,13 @@ pub enum Verdict {
     AsExpected,
     Regressed,
     UnexpectedPass,
-    ReasonChanged { was: String },
+    ReasonChanged {
+        was: String,
+    },
+    /// Same status, but a different set of inputs bound to constants.
+    BindingChanged {
+        was: Vec<String>,
+    },
     NotInManifest,
     Abnormal,
 }
@@ -28,10 +34,20 @@ impl Verdict {
     }
 }
 
-pub fn verdict(expect: Option<&Expect>, o: &Outcome) -> Verdict {
+/// The verdict for an outcome against its manifest line (`bound`: the
+/// inputs the line says are bound).
+pub fn verdict(expect: Option<&Expect>, bound: &[String], o: &Outcome) -> Verdict {
     if o.status.is_abnormal() {
         return Verdict::Abnormal;
     }
+    let v = status_verdict(expect, o);
+    if v.ok() && o.bound != bound {
+        return Verdict::BindingChanged { was: bound.to_vec() };
+    }
+    v
+}
+
+fn status_verdict(expect: Option<&Expect>, o: &Outcome) -> Verdict {
     match (expect, o.status) {
         (None, _) => Verdict::NotInManifest,
         (Some(Expect::Pass), Status::Pass) => Verdict::AsExpected,
@@ -73,7 +89,7 @@ impl SuiteCounts {
             Verdict::AsExpected => self.xfail += 1,
             Verdict::Regressed => self.regressed += 1,
             Verdict::UnexpectedPass => self.unexpected_pass += 1,
-            Verdict::ReasonChanged { .. } => self.reason_changed += 1,
+            Verdict::ReasonChanged { .. } | Verdict::BindingChanged { .. } => self.reason_changed += 1,
             Verdict::NotInManifest => self.not_in_manifest += 1,
             Verdict::Abnormal => match o.status {
                 Status::Crash => self.crash += 1,
@@ -111,7 +127,8 @@ impl Report {
     pub fn build(cases: &[Case], outcomes: &[Outcome], manifest: &Manifest, full_run: bool) -> Report {
         let mut r = Report::default();
         for (c, o) in cases.iter().zip(outcomes) {
-            let v = verdict(manifest.cases.get(&c.id), o);
+            let bound = manifest.bound.get(&c.id).map_or(&[][..], Vec::as_slice);
+            let v = verdict(manifest.cases.get(&c.id), bound, o);
             r.suites.entry(c.suite.clone()).or_default().add(&v, o);
             if !v.ok() {
                 r.problems.push((c.id.clone(), v, o.clone()));
@@ -144,6 +161,11 @@ pub fn blessed(old: &Manifest, cases: &[Case], outcomes: &[Outcome], full_run: b
     for (c, o) in cases.iter().zip(outcomes) {
         let e = if o.status == Status::Pass { Expect::Pass } else { Expect::Xfail(o.tag.clone()) };
         m.cases.insert(c.id.clone(), e);
+        if o.bound.is_empty() {
+            m.bound.remove(&c.id);
+        } else {
+            m.bound.insert(c.id.clone(), o.bound.clone());
+        }
     }
     m
 }
@@ -153,24 +175,41 @@ mod tests {
     use super::*;
 
     fn out(status: Status, tag: &str) -> Outcome {
-        Outcome { status, tag: tag.into(), detail: String::new(), millis: 0 }
+        Outcome { status, tag: tag.into(), detail: String::new(), millis: 0, bound: Vec::new() }
+    }
+
+    fn verdict_of(e: Option<&Expect>, o: &Outcome) -> Verdict {
+        verdict(e, &[], o)
+    }
+
+    #[test]
+    fn bindings_are_part_of_the_expectation() {
+        let mut o = out(Status::Pass, "");
+        o.bound = vec!["axes".into()];
+        assert_eq!(verdict(Some(&Expect::Pass), &["axes".to_string()], &o), Verdict::AsExpected);
+        assert_eq!(verdict(Some(&Expect::Pass), &[], &o), Verdict::BindingChanged { was: vec![] });
+        o.bound.clear();
+        assert_eq!(
+            verdict(Some(&Expect::Pass), &["axes".to_string()], &o),
+            Verdict::BindingChanged { was: vec!["axes".into()] }
+        );
     }
 
     #[test]
     fn verdicts() {
         let pass = Expect::Pass;
         let xf = Expect::Xfail("mismatch".into());
-        assert_eq!(verdict(Some(&pass), &out(Status::Pass, "")), Verdict::AsExpected);
-        assert_eq!(verdict(Some(&pass), &out(Status::Fail, "mismatch")), Verdict::Regressed);
-        assert_eq!(verdict(Some(&xf), &out(Status::Fail, "mismatch")), Verdict::AsExpected);
-        assert_eq!(verdict(Some(&xf), &out(Status::Pass, "")), Verdict::UnexpectedPass);
+        assert_eq!(verdict_of(Some(&pass), &out(Status::Pass, "")), Verdict::AsExpected);
+        assert_eq!(verdict_of(Some(&pass), &out(Status::Fail, "mismatch")), Verdict::Regressed);
+        assert_eq!(verdict_of(Some(&xf), &out(Status::Fail, "mismatch")), Verdict::AsExpected);
+        assert_eq!(verdict_of(Some(&xf), &out(Status::Pass, "")), Verdict::UnexpectedPass);
         assert_eq!(
-            verdict(Some(&xf), &out(Status::Fail, "codegen:Conv")),
+            verdict_of(Some(&xf), &out(Status::Fail, "codegen:Conv")),
             Verdict::ReasonChanged { was: "mismatch".into() }
         );
-        assert_eq!(verdict(None, &out(Status::Pass, "")), Verdict::NotInManifest);
+        assert_eq!(verdict_of(None, &out(Status::Pass, "")), Verdict::NotInManifest);
         // A blessed panic is still a failure.
         let p = Expect::Xfail("panic".into());
-        assert_eq!(verdict(Some(&p), &out(Status::Panic, "panic")), Verdict::Abnormal);
+        assert_eq!(verdict_of(Some(&p), &out(Status::Panic, "panic")), Verdict::Abnormal);
     }
 }
