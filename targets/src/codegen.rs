@@ -12,7 +12,9 @@
 use std::collections::HashMap;
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, AbiParam, Function, InstBuilder, MemFlagsData, Signature, UserFuncName, Value};
+use cranelift_codegen::ir::{
+    types, AbiParam, Function, GlobalValueData, InstBuilder, MemFlagsData, Signature, UserFuncName, Value,
+};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
@@ -33,6 +35,69 @@ pub struct Built {
     pub kernels: Vec<String>,
     /// Bytes of read-only data (weights, blobs, descriptor).
     pub rodata_bytes: usize,
+}
+
+/// How generated code reaches its own data objects and functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Addressing {
+    /// PC-relative (`is_pic` objects): one instruction, but every data
+    /// object must lie within the ISA's PC-relative reach of the code, so the
+    /// total read-only data is capped by [`PCREL_DATA_LIMIT`].
+    PcRelative,
+    /// Absolute 64-bit addresses (`colocated: false` in a non-PIC module):
+    /// for the JIT, whose code and data allocations may land anywhere in the
+    /// address space (weights of hundreds of MB are routinely > 2 GiB away
+    /// from the code). No reach limit.
+    Absolute,
+}
+
+/// Largest total read-only data (weights, packed blobs, descriptor) an
+/// object built with [`Addressing::PcRelative`] may hold. The shortest
+/// PC-relative reach of the supported ISAs is ±2 GiB (x86-64 `rel32`,
+/// riscv64 `auipc`; aarch64 `adrp` reaches ±4 GiB); 256 MiB of it are kept
+/// for the code and the alignment padding between sections.
+pub const PCREL_DATA_LIMIT: u64 = (2 << 30) - (256 << 20);
+
+/// Checks that `data_bytes` of read-only data can be addressed under
+/// `addressing` (the decision `build` makes before emitting anything that
+/// could overflow a relocation).
+pub fn check_data_reach(data_bytes: u64, addressing: Addressing) -> Result<(), TargetError> {
+    match addressing {
+        Addressing::PcRelative if data_bytes > PCREL_DATA_LIMIT => {
+            Err(TargetError::TooLarge { bytes: data_bytes, limit: PCREL_DATA_LIMIT })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Declares data object `id` in `func`, reached as `addressing` says.
+fn data_in_func<M: Module>(
+    module: &M,
+    id: DataId,
+    func: &mut Function,
+    addressing: Addressing,
+) -> cranelift_codegen::ir::GlobalValue {
+    let gv = module.declare_data_in_func(id, func);
+    if addressing == Addressing::Absolute {
+        if let GlobalValueData::Symbol { colocated, .. } = &mut func.global_values[gv] {
+            *colocated = false;
+        }
+    }
+    gv
+}
+
+/// Declares function `id` in `func`, called as `addressing` says.
+fn func_in_func<M: Module>(
+    module: &mut M,
+    id: FuncId,
+    func: &mut Function,
+    addressing: Addressing,
+) -> cranelift_codegen::ir::FuncRef {
+    let fref = module.declare_func_in_func(id, func);
+    if addressing == Addressing::Absolute {
+        func.dfg.ext_funcs[fref].colocated = false;
+    }
+    fref
 }
 
 /// Checks a model name is a C identifier.
@@ -57,10 +122,27 @@ struct KernelInfo {
     params: Vec<Param>,
 }
 
-/// Builds every function and data object of `g` into `module`.
-pub fn build<M: Module>(module: &mut M, g: &Graph, name: &str, caps: Caps) -> Result<Built, TargetError> {
+/// Builds every function and data object of `g` into `module`; references
+/// between them use `addressing` (the object path uses
+/// [`Addressing::PcRelative`], the non-PIC JIT [`Addressing::Absolute`]).
+pub fn build<M: Module>(
+    module: &mut M,
+    g: &Graph,
+    name: &str,
+    caps: Caps,
+    addressing: Addressing,
+) -> Result<Built, TargetError> {
     check_name(name)?;
     g.validate().map_err(|e| TargetError::Graph(e.to_string()))?;
+    // Fail before compiling anything if the weights alone cannot be reached.
+    let mut seen = std::collections::HashSet::new();
+    let weight_bytes: u64 = g
+        .values
+        .iter()
+        .filter_map(|v| if let ValueDef::Const(w) = v.def { seen.insert(w.0).then_some(w) } else { None })
+        .map(|w| g.weights.tensor(w).bytes().len() as u64)
+        .sum();
+    check_data_reach(weight_bytes, addressing)?;
     let aliases = arena::decide_aliases(g);
     let call_conv = module.isa().default_call_conv();
     let tcfg = module.target_config();
@@ -115,7 +197,11 @@ pub fn build<M: Module>(module: &mut M, g: &Graph, name: &str, caps: Caps) -> Re
     let mut weight_data: HashMap<u32, DataId> = HashMap::new();
     let mut blob_data: HashMap<Vec<u8>, DataId> = HashMap::new();
     let mut n_data = 0usize;
+    let rodata_total = std::cell::Cell::new(0u64);
     let define_ro = |module: &mut M, bytes: &[u8], n_data: &mut usize| -> Result<DataId, TargetError> {
+        // weights plus packed blobs (the blobs can exceed the weights)
+        check_data_reach(rodata_total.get() + bytes.len() as u64, addressing)?;
+        rodata_total.set(rodata_total.get() + bytes.len() as u64);
         let dname = format!("{name}_d{}", *n_data);
         *n_data += 1;
         let id = module.declare_data(&dname, Linkage::Local, false, false).map_err(|e| cg_err(&dname, e))?;
@@ -248,7 +334,7 @@ pub fn build<M: Module>(module: &mut M, g: &Graph, name: &str, caps: Caps) -> Re
             if let Some(&v) = gv_cache.get(&id) {
                 return v;
             }
-            let gv = module.declare_data_in_func(id, b.func);
+            let gv = data_in_func(module, id, b.func, addressing);
             let v = b.ins().symbol_value(PTR, gv);
             gv_cache.insert(id, v);
             v
@@ -269,7 +355,7 @@ pub fn build<M: Module>(module: &mut M, g: &Graph, name: &str, caps: Caps) -> Re
             }
         };
         for kinfo in &kernels {
-            let fref = module.declare_func_in_func(kinfo.func, b.func);
+            let fref = func_in_func(module, kinfo.func, b.func, addressing);
             let mut args = Vec::new();
             let mut soff = plan.scratch[kinfo.node].unwrap_or(0);
             for p in &kinfo.params {
@@ -287,7 +373,7 @@ pub fn build<M: Module>(module: &mut M, g: &Graph, name: &str, caps: Caps) -> Re
             b.ins().call(fref, &args);
         }
         if let Some(cf) = copy_fn {
-            let fref = module.declare_func_in_func(cf, b.func);
+            let fref = func_in_func(module, cf, b.func, addressing);
             for &(k, v) in &out_copies {
                 let src = value_ptr(&mut b, module, &mut data_ptr, v);
                 let n = b.ins().iconst(PTR, g.ty(v).bytes() as i64);
@@ -302,7 +388,7 @@ pub fn build<M: Module>(module: &mut M, g: &Graph, name: &str, caps: Caps) -> Re
     let mut ctx = Context::for_function(func);
     module.define_function(run, &mut ctx).map_err(|e| cg_err(&run_name, format!("{e:?}")))?;
 
-    let (describe, desc_bytes) = build_descriptor(module, g, name, &plan, call_conv)?;
+    let (describe, desc_bytes) = build_descriptor(module, g, name, &plan, call_conv, addressing)?;
     rodata_bytes += desc_bytes;
     let kernel_names = kernels.iter().map(|k| format!("{name}_k{}", k.node)).collect();
     Ok(Built { run, describe, plan, kernels: kernel_names, rodata_bytes })
@@ -373,6 +459,7 @@ fn build_descriptor<M: Module>(
     name: &str,
     plan: &GraphPlan,
     cc: cranelift_codegen::isa::CallConv,
+    addressing: Addressing,
 ) -> Result<(FuncId, usize), TargetError> {
     let mut total = 0;
     let declare = |module: &mut M, suffix: &str| {
@@ -463,7 +550,7 @@ fn build_descriptor<M: Module>(
         let mut b = FunctionBuilder::new(&mut func, &mut fctx);
         let entry = b.create_block();
         b.switch_to_block(entry);
-        let gv = module.declare_data_in_func(desc_id, b.func);
+        let gv = data_in_func(module, desc_id, b.func, addressing);
         let v = b.ins().symbol_value(PTR, gv);
         b.ins().return_(&[v]);
         b.seal_all_blocks();
@@ -472,4 +559,27 @@ fn build_descriptor<M: Module>(
     let mut ctx = Context::for_function(func);
     module.define_function(fid, &mut ctx).map_err(|e| cg_err(&fname, format!("{e:?}")))?;
     Ok((fid, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pc_relative_data_is_capped_absolute_is_not() {
+        assert!(check_data_reach(0, Addressing::PcRelative).is_ok());
+        assert!(check_data_reach(PCREL_DATA_LIMIT, Addressing::PcRelative).is_ok());
+        // the limit stays inside the ±2 GiB reach of x86-64 rel32 / riscv auipc
+        assert!(PCREL_DATA_LIMIT < (2 << 30) - (128 << 20));
+        match check_data_reach(PCREL_DATA_LIMIT + 1, Addressing::PcRelative) {
+            Err(e @ TargetError::TooLarge { bytes, limit }) => {
+                assert_eq!((bytes, limit), (PCREL_DATA_LIMIT + 1, PCREL_DATA_LIMIT));
+                assert!(e.to_string().starts_with("model too large: 1879048193 bytes"), "{e}");
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        // VGG-19 (~550 MB) and far beyond are fine for the JIT's absolute addresses
+        assert!(check_data_reach(550 << 20, Addressing::Absolute).is_ok());
+        assert!(check_data_reach(u64::MAX, Addressing::Absolute).is_ok());
+    }
 }

@@ -41,6 +41,9 @@ pub enum TargetError {
     Object(String),
     #[error("archive writing failed: {0}")]
     Archive(String),
+    /// More read-only data than the target's relocation model can address.
+    #[error("model too large: {bytes} bytes of weights and packed data exceed the {limit}-byte limit of PC-relative addressing in an object file")]
+    TooLarge { bytes: u64, limit: u64 },
     #[error("JIT compilation is only available for the host; {0}")]
     Jit(String),
 }

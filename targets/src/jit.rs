@@ -60,7 +60,7 @@ pub fn jit_compile(g: &Graph, opts: &CompileOptions) -> Result<JitModel, TargetE
     let isa = isa::lookup_with_pic(triple, &opts.cpu, false)?;
     let caps = Caps::of(isa.as_ref());
     let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
-    let built = codegen::build(&mut module, g, &opts.name, caps)?;
+    let built = codegen::build(&mut module, g, &opts.name, caps, codegen::Addressing::Absolute)?;
     module.finalize_definitions().map_err(|e| TargetError::Jit(e.to_string()))?;
     let run_ptr = module.get_finalized_function(built.run);
     let desc_ptr = module.get_finalized_function(built.describe);

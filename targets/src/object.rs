@@ -68,7 +68,7 @@ pub fn compile_object(g: &Graph, opts: &CompileOptions) -> Result<Artifact, Targ
         .map_err(|e| TargetError::Object(e.to_string()))?;
     ob.per_function_section(true);
     let mut module = ObjectModule::new(ob);
-    let built = codegen::build(&mut module, g, &opts.name, caps)?;
+    let built = codegen::build(&mut module, g, &opts.name, caps, codegen::Addressing::PcRelative)?;
     let product = module.finish();
     let object = product.emit().map_err(|e| TargetError::Object(e.to_string()))?;
     let text_bytes = text_size(&object);

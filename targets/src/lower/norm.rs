@@ -76,12 +76,15 @@ pub fn softmax(k: &mut Kernel) -> LResult {
             vec![k.b.ins().fadd(a[0], e)]
         })[0];
         if log {
+            // (x - max) - log(sum): `x - (max + lse)` would round `max + lse`
+            // at the magnitude of `max` (an ulp of 1e4 is 1e-3 in f32).
             let ls = math::log(&mut k.b, sum);
-            let sub = k.b.ins().fadd(mx, ls);
             row_loop(k, len, inner, &mut |k, ty, j| {
                 let v = k.ld_at(ty, xb, j, (inner * 4) as i64, 0);
-                let s = k.widen(ty, sub);
-                let r = k.b.ins().fsub(v, s);
+                let m = k.widen(ty, mx);
+                let s = k.widen(ty, ls);
+                let d = k.b.ins().fsub(v, m);
+                let r = k.b.ins().fsub(d, s);
                 k.st_at(r, ob, j, (inner * 4) as i64, 0);
             });
         } else {
@@ -129,19 +132,29 @@ fn moments(k: &mut Kernel, p: Value, len: usize, eps: f32) -> (Value, Value) {
     (mean, k.b.ins().fdiv(one, sd))
 }
 
-/// A constant parameter broadcast to `shape` (row-major, full length).
-fn const_broadcast(k: &Kernel, i: usize, shape: &[usize]) -> LResult<Vec<f32>> {
-    let v = k.const_f32(i).ok_or_else(|| format!("input {i} must be a constant"))?;
+/// Pointer to parameter `i` broadcast to `shape` (row-major, full length):
+/// a packed blob when it is a constant, the tensor itself when it is a
+/// run-time value that already has `shape`'s element count (the only
+/// run-time broadcast that needs no copy).
+fn param_broadcast(k: &mut Kernel, i: usize, shape: &[usize]) -> LResult<Value> {
+    let n: usize = shape.iter().product();
+    let Some(v) = k.const_f32(i) else {
+        let ps = k.in_shape(i);
+        if ps.iter().product::<usize>() != n {
+            return Err(format!("run-time input {i} of shape {ps:?} must have the normalized shape {shape:?}"));
+        }
+        return Ok(k.input(i));
+    };
     let ps = k.in_shape(i);
     let st = super::elementwise::bcast_strides(ps, shape);
-    let n: usize = shape.iter().product();
     let sts = kerf_ir::eval::strides(shape);
-    Ok((0..n)
+    let full: Vec<f32> = (0..n)
         .map(|f| {
             let src: usize = (0..shape.len()).map(|a| (f / sts[a]) % shape[a] * st[a]).sum();
             v[src]
         })
-        .collect())
+        .collect();
+    Ok(k.blob_f32(&full))
 }
 
 pub fn layer_norm(k: &mut Kernel) -> LResult {
@@ -150,11 +163,9 @@ pub fn layer_norm(k: &mut Kernel) -> LResult {
     let sh = k.in_shape(0).to_vec();
     let outer: usize = sh[..axis].iter().product();
     let len: usize = sh[axis..].iter().product();
-    let scale = const_broadcast(k, 1, &sh[axis..])?;
-    let bias = if k.node.inputs.len() > 2 { const_broadcast(k, 2, &sh[axis..])? } else { vec![0.0; len] };
+    let sp = param_broadcast(k, 1, &sh[axis..])?;
+    let bp = if k.node.inputs.len() > 2 { param_broadcast(k, 2, &sh[axis..])? } else { k.blob_f32(&vec![0.0; len]) };
     let xp = k.input(0);
-    let sp = k.blob_f32(&scale);
-    let bp = k.blob_f32(&bias);
     let out = k.output(0);
     k.for_n(0, outer as i64, 1, |k, r| {
         let base = k.b.ins().imul_imm_s(r, len as i64);
@@ -176,19 +187,17 @@ pub fn layer_norm(k: &mut Kernel) -> LResult {
     Ok(())
 }
 
-/// `y = x * s[c] + t[c]` over `[n, c, plane]`.
-fn channel_affine(k: &mut Kernel, s: &[f32], t: &[f32]) {
+/// `y = x * s[c] + t[c]` over `[n, c, plane]`, with `(s, t)` computed per
+/// channel by `st` from the channel index.
+fn channel_affine(k: &mut Kernel, st: &mut dyn FnMut(&mut Kernel, Value) -> (Value, Value)) {
     let sh = k.in_shape(0).to_vec();
     let (n, c) = (sh[0], sh[1]);
     let plane: usize = sh[2..].iter().product();
     let xp = k.input(0);
-    let sp = k.blob_f32(s);
-    let tp = k.blob_f32(t);
     let out = k.output(0);
     k.for_n(0, (n * c) as i64, 1, |k, nc| {
         let ch = k.b.ins().urem_imm_s(nc, c as i64);
-        let sv = k.ld_at(types::F32, sp, ch, 4, 0);
-        let tv = k.ld_at(types::F32, tp, ch, 4, 0);
+        let (sv, tv) = st(k, ch);
         let base = k.b.ins().imul_imm_s(nc, plane as i64);
         k.for_vec(plane, &mut |k, ty, j| {
             let e = k.b.ins().iadd(base, j);
@@ -204,25 +213,57 @@ fn channel_affine(k: &mut Kernel, s: &[f32], t: &[f32]) {
 pub fn batch_norm(k: &mut Kernel) -> LResult {
     k.require_f32()?;
     let Op::BatchNorm { epsilon } = k.node.op else { return Err("not a BatchNorm".into()) };
-    let get = |i: usize| k.const_f32(i).ok_or_else(|| format!("parameter {i} must be a constant"));
-    let (scale, bias, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
-    let s: Vec<f32> = scale.iter().zip(&var).map(|(g, v)| g / (v + epsilon.get()).sqrt()).collect();
-    let t: Vec<f32> = bias.iter().zip(&mean).zip(&s).map(|((b, m), s)| b - m * s).collect();
-    channel_affine(k, &s, &t);
+    let eps = epsilon.get();
+    if k.node.inputs.len() < 5 {
+        return Err(format!("expected 5 inputs, got {}", k.node.inputs.len()));
+    }
+    let c = k.in_shape(0).get(1).copied().unwrap_or(1);
+    for i in 1..5 {
+        if k.in_shape(i).iter().product::<usize>() != c {
+            return Err(format!("parameter {i} of shape {:?} must have {c} elements", k.in_shape(i)));
+        }
+    }
+    if let (Some(scale), Some(bias), Some(mean), Some(var)) =
+        (k.const_f32(1), k.const_f32(2), k.const_f32(3), k.const_f32(4))
+    {
+        // folded at compile time
+        let s: Vec<f32> = scale.iter().zip(&var).map(|(g, v)| g / (v + eps).sqrt()).collect();
+        let t: Vec<f32> = bias.iter().zip(&mean).zip(&s).map(|((b, m), s)| b - m * s).collect();
+        let sp = k.blob_f32(&s);
+        let tp = k.blob_f32(&t);
+        channel_affine(k, &mut |k, ch| (k.ld_at(types::F32, sp, ch, 4, 0), k.ld_at(types::F32, tp, ch, 4, 0)));
+    } else {
+        // run-time parameters: s = g / sqrt(v + eps), t = b - m * s per channel
+        let ps: Vec<Value> = (1..5).map(|i| k.input(i)).collect();
+        channel_affine(k, &mut |k, ch| {
+            let [g, b, m, v] = [ps[0], ps[1], ps[2], ps[3]].map(|p| k.ld_at(types::F32, p, ch, 4, 0));
+            let e = k.fc(eps);
+            let ve = k.b.ins().fadd(v, e);
+            let sd = k.b.ins().sqrt(ve);
+            let s = k.b.ins().fdiv(g, sd);
+            let ms = k.b.ins().fmul(m, s);
+            let t = k.b.ins().fsub(b, ms);
+            (s, t)
+        });
+    }
     Ok(())
 }
 
 pub fn instance_norm(k: &mut Kernel) -> LResult {
     k.require_f32()?;
     let Op::InstanceNorm { epsilon } = k.node.op else { return Err("not an InstanceNorm".into()) };
-    let scale = k.const_f32(1).ok_or("scale must be a constant")?;
-    let bias = k.const_f32(2).ok_or("bias must be a constant")?;
     let sh = k.in_shape(0).to_vec();
     let (n, c) = (sh[0], sh[1]);
     let plane: usize = sh[2..].iter().product();
+    for i in 1..3 {
+        if k.in_shape(i).iter().product::<usize>() != c {
+            return Err(format!("parameter {i} of shape {:?} must have {c} elements", k.in_shape(i)));
+        }
+    }
+    // scale and bias are read in place (constants are passed as their data)
     let xp = k.input(0);
-    let sp = k.blob_f32(&scale);
-    let bp = k.blob_f32(&bias);
+    let sp = k.input(1);
+    let bp = k.input(2);
     let out = k.output(0);
     k.for_n(0, (n * c) as i64, 1, |k, nc| {
         let ch = k.b.ins().urem_imm_s(nc, c as i64);
