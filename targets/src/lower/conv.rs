@@ -127,23 +127,33 @@ pub fn conv(k: &mut Kernel) -> LResult {
     k.require_f32()?;
     let Op::Conv(c) = k.node.op.clone() else { return Err("not a Conv".into()) };
     let gm = geometry(k, &c.window, c.group)?;
-    let Some(wv) = k.const_f32(1) else { return Err("the weight must be a constant".into()) };
-    let bias = match k.node.inputs.len() {
-        3 => Some(k.const_f32(2).ok_or("the bias must be a constant")?),
-        _ => None,
-    };
     let icg = gm.c / gm.group;
     let ocg = gm.oc / gm.group;
-    if ocg >= 4 {
+    let wconst = k.const_f32(1);
+    let bconst = if k.node.inputs.len() == 3 { k.const_f32(2) } else { Some(vec![0.0; gm.oc]) };
+    let packed_scalar = ocg < 4 && !k.caps.simd;
+    if !packed_scalar || wconst.is_none() || bconst.is_none() {
+        // The GEMM, pointwise and narrow paths read W in its own row-major
+        // layout `[oc][icg*kh*kw]` and the bias as `[oc]`, so run-time
+        // tensors are passed as they are; constants become blobs.
+        let wp = match &wconst {
+            Some(w) => k.blob_f32(w),
+            None => k.input(1),
+        };
+        let bp = match &bconst {
+            Some(b) => k.blob_f32(b),
+            None => k.input(2),
+        };
         let pointwise = gm.kh == 1 && gm.kw == 1 && gm.sh == 1 && gm.sw == 1 && gm.ph == 0 && gm.pw == 0;
-        if pointwise && gm.oh == gm.h && gm.ow == gm.w {
-            return conv_pointwise(k, &gm, &wv, bias.as_deref());
+        if ocg >= 4 && pointwise && gm.oh == gm.h && gm.ow == gm.w {
+            return conv_pointwise(k, &gm, wp, bp);
         }
-        return conv_gemm(k, &gm, &wv, bias.as_deref());
+        if ocg >= 4 || !k.caps.simd {
+            return conv_gemm(k, &gm, wp, bp);
+        }
+        return conv_narrow(k, &gm, wp, bp);
     }
-    if k.caps.simd {
-        return conv_narrow(k, &gm, &wv, bias.as_deref());
-    }
+    let (Some(wv), Some(bias)) = (wconst, bconst) else { return Err("unreachable: constant weights".into()) };
     let l = if k.caps.simd && ocg >= 4 { 4 } else { 1 };
     let ty = if l == 4 { types::F32X4 } else { types::F32 };
     let nob = ocg.div_ceil(l);
@@ -154,7 +164,7 @@ pub fn conv(k: &mut Kernel) -> LResult {
         for o in 0..ocg {
             let (ob, j) = (o / l, o % l);
             let oc = g * ocg + o;
-            bp[(g * nob + ob) * l + j] = bias.as_ref().map_or(0.0, |b| b[oc]);
+            bp[(g * nob + ob) * l + j] = bias[oc];
             for i in 0..icg {
                 for y in 0..gm.kh {
                     for x in 0..gm.kw {
@@ -256,7 +266,7 @@ pub fn conv(k: &mut Kernel) -> LResult {
 /// columns are packed into B panels of 4 pixels (one vector load per panel
 /// and k when the stride is 1) and the shared GEMM micro-kernel writes the
 /// NCHW output row.
-fn conv_gemm(k: &mut Kernel, gm: &Geo, wv: &[f32], bias: Option<&[f32]>) -> LResult {
+fn conv_gemm(k: &mut Kernel, gm: &Geo, wp: Value, bp: Value) -> LResult {
     let icg = gm.c / gm.group;
     let ocg = gm.oc / gm.group;
     let kk = icg * gm.kh * gm.kw;
@@ -268,9 +278,6 @@ fn conv_gemm(k: &mut Kernel, gm: &Geo, wv: &[f32], bias: Option<&[f32]>) -> LRes
     let wpd = (gm.w + gm.pw).max((npan * l - 1) * gm.sw + (gm.kw - 1) * gm.dw + 1);
     let img = icg * hp * wpd;
     let xp = k.input(0);
-    let wp = k.blob_f32(wv);
-    let bvals: Vec<f32> = bias.map_or_else(|| vec![0.0; gm.oc], |b| b.to_vec());
-    let bp = k.blob_f32(&bvals);
     let out = k.output(0);
     let pad_img = k.scratch(img * 4);
     let panels = k.scratch(npan * kk * l * 4);
@@ -368,7 +375,7 @@ const POINTWISE_BLOCK: usize = 256;
 /// of pixels are packed into B panels straight from the input (vector loads;
 /// the last partial panel with scalar loads so nothing past the input is
 /// read).
-fn conv_pointwise(k: &mut Kernel, gm: &Geo, wv: &[f32], bias: Option<&[f32]>) -> LResult {
+fn conv_pointwise(k: &mut Kernel, gm: &Geo, wp: Value, bp: Value) -> LResult {
     let icg = gm.c / gm.group;
     let ocg = gm.oc / gm.group;
     let hw = gm.h * gm.w;
@@ -376,9 +383,6 @@ fn conv_pointwise(k: &mut Kernel, gm: &Geo, wv: &[f32], bias: Option<&[f32]>) ->
     let vty = k.vty();
     let nb = POINTWISE_BLOCK.min(hw).div_ceil(l) * l;
     let xp = k.input(0);
-    let wp = k.blob_f32(wv);
-    let bvals: Vec<f32> = bias.map_or_else(|| vec![0.0; gm.oc], |b| b.to_vec());
-    let bp = k.blob_f32(&bvals);
     let out = k.output(0);
     let panels = k.scratch(icg * nb * 4);
     let g2 = *gm;
@@ -441,7 +445,7 @@ fn conv_pointwise(k: &mut Kernel, gm: &Geo, wv: &[f32], bias: Option<&[f32]>) ->
 /// first copied into a zero-padded scratch image; each output vector then
 /// accumulates `w[oc, ic, kh, kw]` (a broadcast constant) times 4 input
 /// pixels (one vector load at stride 1, four scalar loads otherwise).
-fn conv_narrow(k: &mut Kernel, gm: &Geo, wv: &[f32], bias: Option<&[f32]>) -> LResult {
+fn conv_narrow(k: &mut Kernel, gm: &Geo, wp: Value, bp: Value) -> LResult {
     let icg = gm.c / gm.group;
     let ocg = gm.oc / gm.group;
     let l = 4usize;
@@ -451,9 +455,6 @@ fn conv_narrow(k: &mut Kernel, gm: &Geo, wv: &[f32], bias: Option<&[f32]>) -> LR
     let wpd = (gm.w + gm.pw).max((gm.ow.div_ceil(l) * l - 1) * gm.sw + (gm.kw - 1) * gm.dw + 1);
     let img = gm.c * hp * wpd;
     let xp = k.input(0);
-    let wp = k.blob_f32(wv);
-    let bvals: Vec<f32> = bias.map_or_else(|| vec![0.0; gm.oc], |b| b.to_vec());
-    let bp = k.blob_f32(&bvals);
     let out = k.output(0);
     let pad_img = k.scratch(img * 4);
     let g2 = *gm;
@@ -566,12 +567,11 @@ pub fn conv_transpose(k: &mut Kernel) -> LResult {
     let (n, ci, co) = (x[0], x[1], o[1]);
     let g = c.group;
     let (icg, ocg) = (ci / g, co / g);
-    let Some(wv) = k.const_f32(1) else { return Err("the weight must be a constant".into()) };
-    let bias =
-        if k.node.inputs.len() == 3 { k.const_f32(2).ok_or("the bias must be a constant")? } else { vec![0.0; co] };
     let xp = k.input(0);
-    let wptr = k.blob_f32(&wv);
-    let bptr = k.blob_f32(&bias);
+    // W `[ci][ocg][kh][kw]` and the bias are read in their own layout:
+    // constants and run-time tensors alike are passed as they are.
+    let wptr = k.input(1);
+    let bptr = if k.node.inputs.len() == 3 { k.input(2) } else { k.blob_f32(&vec![0.0; co]) };
     let out = k.output(0);
     // init with bias
     k.for_n(0, (n * co) as i64, 1, |k, nc| {

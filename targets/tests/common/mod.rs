@@ -1,0 +1,53 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+//! Helpers shared by the integration tests: JIT a text-format graph for the
+//! host and run it on f32 inputs; compare with explicit tolerances.
+
+use kerf_ir::Tensor;
+use kerf_targets::{jit_compile, CompileOptions};
+
+pub fn run(text: &str, inputs: &[Tensor], cpu: &str) -> Vec<Vec<f32>> {
+    let g = kerf_ir::text::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let jm = jit_compile(&g, &CompileOptions::new("host", cpu, "t")).unwrap_or_else(|e| panic!("{e}"));
+    let m = jm.model();
+    // f32 storage is 4-byte aligned, which is what the kernels need
+    let stores: Vec<Vec<f32>> = inputs.iter().map(|t| t.to_f32_vec()).collect();
+    let views: Vec<&[u8]> = stores.iter().map(|s| bytemuck_f32(s)).collect();
+    let mut outs: Vec<Vec<f32>> = m.info().outputs.iter().map(|o| vec![0f32; o.bytes / 4]).collect();
+    {
+        let mut ov: Vec<&mut [u8]> = outs.iter_mut().map(|o| bytemuck_f32_mut(o)).collect();
+        let mut arena = m.new_arena();
+        m.run(&views, &mut ov, &mut arena).unwrap();
+    }
+    outs
+}
+
+fn bytemuck_f32(v: &[f32]) -> &[u8] {
+    // SAFETY: f32 has no padding and every byte is initialised.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, v.len() * 4) }
+}
+fn bytemuck_f32_mut(v: &mut [f32]) -> &mut [u8] {
+    // SAFETY: as above; any byte pattern is a valid f32.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, v.len() * 4) }
+}
+
+pub fn close(name: &str, got: &[f32], want: &[f32], abs: f32, rel: f32) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    let m = want.iter().fold(0f32, |a, b| a.max(b.abs()));
+    let tol = abs + rel * m;
+    for (i, (x, y)) in got.iter().zip(want).enumerate() {
+        assert!((x - y).abs() <= tol, "{name}: element {i}: got {x}, want {y} (tol {tol})");
+    }
+}
+
+pub fn t(shape: &[usize], v: &[f32]) -> Tensor {
+    Tensor::from_f32(shape.to_vec(), v).unwrap()
+}
+
+pub fn list(v: &[f32]) -> String {
+    let s: Vec<String> = v.iter().map(|x| format!("{x:?}")).collect();
+    format!("[{}]", s.join(","))
+}
+
+pub fn xs(n: usize) -> Vec<f32> {
+    (0..n).map(|i| (((i * 7919) % 97) as f32 / 24.0) - 2.0).collect()
+}
