@@ -1,10 +1,11 @@
-//! CumSum and OneHot as compositions of existing IR ops (no kernels).
+//! CumSum, CumProd and OneHot as compositions of existing IR ops (no kernels).
 //!
 //! CumSum along an axis of length D is a masked sum: with the axis moved
 //! last, `out[.., i] = ReduceSum_j(Where(M[i, j], x[.., 1, j], 0))` where
 //! the constant D×D mask `M` says which j feed position i (j <= i; j < i
 //! when `exclusive`; mirrored when `reverse`). Exact for integers; O(D²),
-//! fine for the static sizes this compiler sees. OneHot compares the
+//! fine for the static sizes this compiler sees. CumProd is the same with a
+//! product and 1 for the positions left out. OneHot compares the
 //! (wrapped) index with a constant iota and selects `values[1]`/`values[0]`.
 //! The axis and the depth shape the result and must be constant.
 
@@ -17,6 +18,7 @@ use crate::ImportError;
 
 pub fn register(r: &mut Vec<(&'static str, Converter)>) {
     r.push(("CumSum", cumsum));
+    r.push(("CumProd", cumsum));
     r.push(("OneHot", one_hot));
 }
 
@@ -62,10 +64,11 @@ fn cumsum(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     }
     let m = Tensor::from_i64_values(DType::Bool, vec![d, d], &mask).map_err(|e| tensor_err(cx, e))?;
     let m = cx.derived("mask", m);
-    let zero = Tensor::from_f64_values(xt.dtype, vec![], &[0.0]).map_err(|e| tensor_err(cx, e))?;
-    let zero = cx.derived("zero", zero);
-    let picked = cx.add1(Op::Where, vec![m, xe, zero])?;
-    let summed = cx.add1(Op::Reduce { kind: ReduceKind::Sum, axes: vec![rank], keepdims: false }, vec![picked])?;
+    let (kind, neutral) = if cx.op() == "CumProd" { (ReduceKind::Prod, 1.0) } else { (ReduceKind::Sum, 0.0) };
+    let neutral = Tensor::from_f64_values(xt.dtype, vec![], &[neutral]).map_err(|e| tensor_err(cx, e))?;
+    let neutral = cx.derived("neutral", neutral);
+    let picked = cx.add1(Op::Where, vec![m, xe, neutral])?;
+    let summed = cx.add1(Op::Reduce { kind, axes: vec![rank], keepdims: false }, vec![picked])?;
     if axis + 1 == rank {
         return Ok(vec![summed]);
     }

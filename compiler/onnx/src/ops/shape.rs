@@ -26,6 +26,7 @@ pub fn register(r: &mut Vec<(&'static str, Converter)>) {
     r.push(("Pad", pad));
     r.push(("DepthToSpace", depth_space));
     r.push(("SpaceToDepth", depth_space));
+    r.push(("CenterCropPad", center_crop_pad));
     super::data::register(r);
 }
 
@@ -346,6 +347,51 @@ fn pad(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         (0..rank).map(|i| xs[i].checked_add(pads[i]).and_then(|v| v.checked_add(pads[rank + i]))).collect();
     fits(cx, &out.ok_or_else(|| cx.err(format!("pads {raw:?} are too large")))?)?;
     Ok(vec![cx.add1(Op::Pad { pads, mode, value: F32::new(value) }, vec![x])?])
+}
+
+/// CenterCropPad as Slice (centred crop; an odd excess leaves the extra
+/// element at the end) then zero Pad (the extra element goes after), as
+/// the ONNX reference does. The target `shape` must be constant.
+fn center_crop_pad(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let xs = cx.shape(x);
+    let rank = xs.len();
+    let target = cx.const_ints(1, "shape")?.ok_or_else(|| cx.err("missing required input 'shape'"))?;
+    let target = non_neg(cx, "shape", &target)?;
+    let axes = match cx.attrs().ints_opt("axes")? {
+        Some(a) => cx.axes_in_order(&a, rank)?,
+        None => (0..rank).collect(),
+    };
+    if axes.len() != target.len() {
+        return Err(cx.err(format!("shape {target:?} must have one value per axis in {axes:?}")));
+    }
+    let (mut starts, mut ends) = (vec![0i64; rank], xs.iter().map(|&d| d as i64).collect::<Vec<_>>());
+    let mut pads = vec![0usize; 2 * rank];
+    for (&a, &t) in axes.iter().zip(&target) {
+        let d = xs[a];
+        if t < d {
+            let lo = (d - t) / 2;
+            starts[a] = lo as i64;
+            ends[a] = (lo + t) as i64;
+        } else if t > d {
+            let extra = t - d;
+            pads[a] = extra / 2;
+            pads[rank + a] = extra - extra / 2;
+        }
+    }
+    let mut y = x;
+    if starts.iter().any(|&v| v != 0) || ends.iter().zip(&xs).any(|(&e, &d)| e != d as i64) {
+        y = cx.add1(Op::Slice { starts, ends, steps: vec![1; rank] }, vec![y])?;
+    }
+    if pads.iter().any(|&p| p != 0) {
+        let out: Vec<usize> = (0..rank).map(|i| cx.shape(y)[i] + pads[i] + pads[rank + i]).collect();
+        fits(cx, &out)?;
+        y = cx.add1(Op::Pad { pads, mode: PadMode::Constant, value: F32::new(0.0) }, vec![y])?;
+    }
+    if y == x {
+        y = cx.add1(Op::Identity, vec![x])?;
+    }
+    Ok(vec![y])
 }
 
 /// DepthToSpace (DCR or CRD) and SpaceToDepth as Reshape → Transpose →
