@@ -23,6 +23,7 @@ pub mod movement;
 pub mod norm;
 pub mod pool;
 pub mod reduce;
+pub mod resize;
 pub mod rnn;
 
 use cranelift_codegen::ir::{types, AbiParam, Block, Type, Value};

@@ -1,5 +1,5 @@
 //! Data movement: copies, Transpose, Concat, Split, Slice, Gather, Expand,
-//! Tile, Pad and Resize (nearest).
+//! Tile, Pad and Resize (nearest; linear and cubic are in `resize`).
 //!
 //! Most are one *strided copy*: a loop nest over the destination shape with
 //! per-axis element strides (possibly negative or zero) into the source and
@@ -338,7 +338,7 @@ fn nearest_src(o: usize, in_len: usize, out_len: usize, scale: f32, coord: Coord
 
 fn resize(k: &mut Kernel, r: &kerf_ir::op::Resize) -> LResult {
     let ResizeMode::Nearest(nm) = r.mode else {
-        return Err("only nearest Resize is supported".into());
+        return super::resize::interp(k, r);
     };
     if r.coord == CoordMode::TfCropAndResize {
         return Err("tf_crop_and_resize is not supported".into());
