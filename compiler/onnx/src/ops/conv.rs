@@ -1,7 +1,7 @@
 //! Convolutions and pools. `auto_pad` (SAME_UPPER, SAME_LOWER, VALID) is
 //! resolved to explicit pads here, so the IR only sees explicit windows.
 
-use kerf_ir::op::{Conv, ConvTranspose, Pool, Window};
+use kerf_ir::op::{BinaryOp, Conv, ConvTranspose, Pool, UnaryOp, Window};
 use kerf_ir::{Op, ValueId};
 
 use super::Converter;
@@ -13,6 +13,7 @@ pub fn register(r: &mut Vec<(&'static str, Converter)>) {
     r.push(("ConvTranspose", conv_transpose));
     r.push(("MaxPool", pool));
     r.push(("AveragePool", pool));
+    r.push(("LpPool", lp_pool));
     r.push(("GlobalAveragePool", global_pool));
     r.push(("GlobalMaxPool", global_pool));
 }
@@ -202,6 +203,53 @@ fn pool(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         let p = Pool { window: win, ceil_mode, count_include_pad: a.bool("count_include_pad", false)? };
         Ok(vec![cx.add1(Op::AveragePool(p), vec![x])?])
     }
+}
+
+/// LpPool as `(window sum of |x|^p)^(1/p)`, the window sum being an
+/// AveragePool that counts padding, times the kernel size (padding adds 0).
+/// p = 1 and p = 2 use Abs and Mul/Sqrt, other p use Pow.
+fn lp_pool(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let xs = cx.shape(x);
+    let dt = cx.ty(x).dtype;
+    let a = cx.attrs();
+    let kernel = a.usizes_opt("kernel_shape")?.ok_or_else(|| cx.err("missing required attribute 'kernel_shape'"))?;
+    if xs.len() != kernel.len() + 2 {
+        return Err(cx.err(format!("kernel_shape {kernel:?} does not match input {}", cx.ty(x))));
+    }
+    let ceil_mode = a.bool("ceil_mode", false)?;
+    let p = a.int("p", 2)?;
+    if p < 1 {
+        return Err(cx.err(format!("p must be at least 1, got {p}")));
+    }
+    let count: usize = kernel.iter().product();
+    let win = window(cx, kernel, xs.get(2..).unwrap_or(&[]))?;
+    let scalar = |cx: &mut Cx, what: &str, v: f64| -> Result<ValueId, ImportError> {
+        let t = kerf_ir::Tensor::from_f64_values(dt, vec![], &[v]).map_err(|e| cx.err(e.to_string()))?;
+        Ok(cx.derived(what, t))
+    };
+    let ax = cx.add1(Op::Unary(UnaryOp::Abs), vec![x])?;
+    let powed = match p {
+        1 => ax,
+        2 => cx.add1(Op::Binary(BinaryOp::Mul), vec![ax, ax])?,
+        _ => {
+            let e = scalar(cx, "p", p as f64)?;
+            cx.add1(Op::Binary(BinaryOp::Pow), vec![ax, e])?
+        }
+    };
+    let pool = Pool { window: win, ceil_mode, count_include_pad: true };
+    let avg = cx.add1(Op::AveragePool(pool), vec![powed])?;
+    let n = scalar(cx, "window_size", count as f64)?;
+    let sum = cx.add1(Op::Binary(BinaryOp::Mul), vec![avg, n])?;
+    let out = match p {
+        1 => sum,
+        2 => cx.add1(Op::Unary(UnaryOp::Sqrt), vec![sum])?,
+        _ => {
+            let e = scalar(cx, "inv_p", 1.0 / p as f64)?;
+            cx.add1(Op::Binary(BinaryOp::Pow), vec![sum, e])?
+        }
+    };
+    Ok(vec![out])
 }
 
 fn global_pool(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
