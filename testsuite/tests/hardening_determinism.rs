@@ -6,33 +6,17 @@
 //! timing differ between them.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
 
+mod hardening_common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+
+use hardening_common::kerf_bin;
 
 const TRIPLES: [&str; 3] = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu", "riscv64gc-unknown-linux-gnu"];
 
 fn models() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models")
-}
-
-/// The `kerf` binary of this test's profile, built once per run.
-fn kerf_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-        let target_dir = profile_dir.parent().unwrap();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "kerf", "--bin", "kerf", "--target-dir"]).arg(target_dir);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let st = cmd.current_dir(env!("CARGO_MANIFEST_DIR")).status().expect("cargo runs");
-        assert!(st.success(), "cargo build -p kerf failed");
-        profile_dir.join("kerf")
-    })
 }
 
 /// A fresh scratch folder for one test.

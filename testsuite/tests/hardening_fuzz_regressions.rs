@@ -4,8 +4,11 @@
 //! target and must end in a clean error (or a clean success), never a panic.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
 
+mod hardening_common;
+
 use std::path::{Path, PathBuf};
 
+use hardening_common::kerf_limited;
 use kerf_onnx::{ImportError, ImportOptions};
 
 fn malformed() -> PathBuf {
@@ -14,6 +17,7 @@ fn malformed() -> PathBuf {
 
 /// Why a pipeline run stopped.
 #[derive(Debug)]
+#[allow(dead_code)] // the payloads are read through Debug in failure messages
 enum Outcome {
     Import(ImportError),
     Passes(kerf_passes::PassError),
@@ -84,4 +88,24 @@ fn fuzz_pipeline_1_zero_row_matmul_compiles() {
             }
         }
     }
+}
+
+/// fuzz-load_onnx-1 (an OOM): an 87 KB GRU model whose `Expand` of a
+/// constant got a target shape of 2^25 rows; the importer folded it,
+/// allocating gigabytes. Folding now has a byte budget
+/// (`FOLD_BUDGET_BYTES` in kerf-onnx's import.rs), so the Expand stays a node and the GRU
+/// reports the shape of its initial state, all under 1 GiB and in well
+/// under 10 s.
+#[test]
+fn fuzz_load_onnx_1_fold_budget() {
+    match kerf_onnx::load_model_bytes(&read("fuzz-load_onnx-1.onnx"), None, &ImportOptions::default()) {
+        Err(ImportError::Ir(kerf_ir::IrError::Node { node, op, msg })) => {
+            assert_eq!((node.as_str(), op.as_str()), ("/rnn/GRU", "GRU"));
+            assert_eq!(msg, "input 4 has shape f32[33554432,1,64], expected [1, 1, 64]");
+        }
+        other => panic!("expected a GRU error, got {other:?}"),
+    }
+    let r = kerf_limited(&["inspect", "fuzz-load_onnx-1.onnx"], &malformed());
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("node '/rnn/GRU' (GRU): input 4 has shape f32[33554432,1,64]"), "{}", r.stderr);
 }

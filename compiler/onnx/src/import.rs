@@ -38,6 +38,13 @@ use crate::{ops, tensor, ImportError, ImportOptions};
 /// what the IR's `Mod` computes).
 pub const MAX_OPSET: i64 = 28;
 
+/// Most bytes that constant folding may create in one import. Expand, Tile,
+/// ConstantOfShape and friends turn a few bytes of file into gigabytes, so
+/// past this budget a node is kept (computed at run time) instead of folded.
+/// Results of at most `FOLD_ALWAYS_BYTES` (shape arithmetic) always fold.
+pub const FOLD_BUDGET_BYTES: usize = 256 << 20;
+const FOLD_ALWAYS_BYTES: usize = 4096;
+
 /// Per-node conversion context handed to the op converters.
 pub struct Cx<'a> {
     pub g: &'a mut Graph,
@@ -50,6 +57,8 @@ pub struct Cx<'a> {
     base_dir: Option<&'a Path>,
     layer_names: &'a mut HashSet<String>,
     emitted: usize,
+    /// Bytes folded so far in this import (see [`FOLD_BUDGET_BYTES`]).
+    folded_bytes: &'a mut usize,
 }
 
 impl<'a> Cx<'a> {
@@ -128,7 +137,7 @@ impl<'a> Cx<'a> {
         let name = if self.emitted == 0 { self.name.clone() } else { format!("{}/{}", self.name, self.emitted) };
         self.emitted += 1;
         let consts: Option<Vec<Tensor>> = inputs.iter().map(|&v| self.g.const_of(v).cloned()).collect();
-        if let Some(consts) = consts {
+        if let Some(consts) = consts.filter(|c| self.fold_fits(&op, c)) {
             let refs: Vec<&Tensor> = consts.iter().collect();
             // Any evaluation failure (no reference, or a shape error that
             // add_node will report properly) keeps the node.
@@ -154,6 +163,29 @@ impl<'a> Cx<'a> {
             }
         }
         Ok(self.g.add_node(name, op, inputs)?)
+    }
+
+    /// Whether folding `op` on `consts` stays within the import's fold
+    /// budget (charging it if so), judged from the inferred result types
+    /// before anything is allocated.
+    fn fold_fits(&mut self, op: &Op, consts: &[Tensor]) -> bool {
+        let tys: Vec<TensorType> = consts.iter().map(|t| TensorType::new(t.dtype(), t.shape().to_vec())).collect();
+        let refs: Vec<&TensorType> = tys.iter().collect();
+        let Ok(outs) = kerf_ir::infer::infer(op, &refs) else {
+            return true; // eval fails the same way and the node reports it
+        };
+        let bytes = outs
+            .iter()
+            .map(|t| t.shape.iter().fold(t.dtype.size(), |a, &d| a.saturating_mul(d)))
+            .fold(0, usize::saturating_add);
+        if bytes <= FOLD_ALWAYS_BYTES {
+            return true;
+        }
+        if bytes > FOLD_BUDGET_BYTES.saturating_sub(*self.folded_bytes) {
+            return false;
+        }
+        *self.folded_bytes += bytes;
+        true
     }
 
     /// Origin of a folded result. A pure relabelling of one weight (same
@@ -379,6 +411,7 @@ pub fn import(
     // Outputs that a converter could not provide (e.g. MaxPool indices).
     let mut unavailable: HashMap<String, String> = HashMap::new();
     let mut layer_names: HashSet<String> = HashSet::new();
+    let mut folded_bytes = 0usize;
     for (i, n) in gd.nodes.iter().enumerate() {
         let name = display_name(n, i);
         let mut ins = Vec::with_capacity(n.inputs.len());
@@ -416,6 +449,7 @@ pub fn import(
             base_dir,
             layer_names: &mut layer_names,
             emitted: 0,
+            folded_bytes: &mut folded_bytes,
         };
         let first_new = cx.g.values.len();
         let outs = conv(&mut cx).map_err(|e| cx.relabel(e))?;
