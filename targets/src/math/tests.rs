@@ -26,9 +26,12 @@ enum Op {
     Gelu,
     FloorNative,
     FloorSoft,
+    Sin,
+    Cos,
 }
 
-const ALL_OPS: [Op; 8] = [Op::Exp, Op::Log, Op::Tanh, Op::Sigmoid, Op::Erf, Op::Gelu, Op::FloorNative, Op::FloorSoft];
+const ALL_OPS: [Op; 10] =
+    [Op::Exp, Op::Log, Op::Tanh, Op::Sigmoid, Op::Erf, Op::Gelu, Op::FloorNative, Op::FloorSoft, Op::Sin, Op::Cos];
 
 impl Op {
     fn name(self) -> &'static str {
@@ -41,6 +44,8 @@ impl Op {
             Op::Gelu => "gelu",
             Op::FloorNative => "floor_native",
             Op::FloorSoft => "floor_soft",
+            Op::Sin => "sin",
+            Op::Cos => "cos",
         }
     }
 
@@ -54,6 +59,8 @@ impl Op {
             Op::Gelu => gelu(b, x),
             Op::FloorNative => floor(b, x, true),
             Op::FloorSoft => floor(b, x, false),
+            Op::Sin => sin(b, x),
+            Op::Cos => cos(b, x),
         }
     }
 }
@@ -221,6 +228,8 @@ fn reference(op: Op, x: f32) -> f64 {
         Op::Gelu if x == f64::NEG_INFINITY => -0.0,
         Op::Gelu => 0.5 * x * (1.0 + erf64(x / std::f64::consts::SQRT_2)),
         Op::FloorNative | Op::FloorSoft => x.floor(),
+        Op::Sin => x.sin(),
+        Op::Cos => x.cos(),
     }
 }
 
@@ -315,6 +324,15 @@ fn specials() -> Vec<f32> {
 
 /// Inputs for `op`: its useful range densely, all exponents sparsely, and the special values.
 fn inputs(op: Op) -> Vec<f32> {
+    if matches!(op, Op::Sin | Op::Cos) {
+        // the documented range only, densely near 0 and at every exponent, plus non-finite
+        let lim = SIN_COS_MAX_ARG;
+        let mut v: Vec<f32> = specials().into_iter().filter(|x| !x.is_finite() || x.abs() <= lim).collect();
+        v.extend(linspace(-10.0, 10.0, 1_000_000));
+        v.extend(linspace(-lim, lim, 1_000_000));
+        v.extend(bit_sweep(1e-45, lim, 1021, true));
+        return v;
+    }
     let mut v = specials();
     match op {
         Op::Exp => {
@@ -437,6 +455,26 @@ fn tanh_sigmoid_erf_gelu_within_documented_abs_error() {
     let g = jit.run(Op::Gelu, false, &xs);
     assert_eq!(g[..4], [f32::INFINITY, 0.0, 0.0, 20.0]);
     assert!(g[4].abs() < 1e-30);
+}
+
+#[test]
+fn sin_cos_within_documented_abs_error() {
+    let jit = Jit::new(host_isa(), &[Op::Sin, Op::Cos]);
+    for op in [Op::Sin, Op::Cos] {
+        let e = sweep(&jit, op, |r, w| abs_err(r, w, false));
+        assert!(e <= f64::from(MAX_ABS_ERR_SIN_COS), "{}: {e:e}", op.name());
+    }
+    let xs = [0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1e30, -3e9];
+    let s = jit.run(Op::Sin, true, &xs);
+    let c = jit.run(Op::Cos, false, &xs);
+    assert_eq!((s[0], c[0]), (0.0, 1.0));
+    for i in 1..4 {
+        assert!(s[i].is_nan() && c[i].is_nan(), "non-finite input {}: sin {} cos {}", xs[i], s[i], c[i]);
+    }
+    // outside the accurate range: still bounded
+    for i in 4..6 {
+        assert!(s[i].abs() <= 1.0 && c[i].abs() <= 1.0, "x = {}: sin {} cos {}", xs[i], s[i], c[i]);
+    }
 }
 
 /// Every f32 bit pattern through the vector form (about 20 minutes for all six in release

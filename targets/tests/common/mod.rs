@@ -9,9 +9,25 @@ pub fn run(text: &str, inputs: &[Tensor], cpu: &str) -> Vec<Vec<f32>> {
     let g = kerf_ir::text::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let jm = jit_compile(&g, &CompileOptions::new("host", cpu, "t")).unwrap_or_else(|e| panic!("{e}"));
     let m = jm.model();
-    // f32 storage is 4-byte aligned, which is what the kernels need
-    let stores: Vec<Vec<f32>> = inputs.iter().map(|t| t.to_f32_vec()).collect();
-    let views: Vec<&[u8]> = stores.iter().map(|s| bytemuck_f32(s)).collect();
+    // raw bytes of any dtype, in 8-byte aligned storage
+    let stores: Vec<Vec<u64>> = inputs
+        .iter()
+        .map(|t| {
+            let mut s = vec![0u64; t.bytes().len().div_ceil(8)];
+            for (i, c) in t.bytes().chunks(8).enumerate() {
+                let mut w = [0u8; 8];
+                w[..c.len()].copy_from_slice(c);
+                s[i] = u64::from_le_bytes(w);
+            }
+            s
+        })
+        .collect();
+    // SAFETY: u64 has no padding; each view covers the tensor's bytes within its vector.
+    let views: Vec<&[u8]> = stores
+        .iter()
+        .zip(inputs)
+        .map(|(s, t)| unsafe { std::slice::from_raw_parts(s.as_ptr() as *const u8, t.bytes().len()) })
+        .collect();
     let mut outs: Vec<Vec<f32>> = m.info().outputs.iter().map(|o| vec![0f32; o.bytes / 4]).collect();
     {
         let mut ov: Vec<&mut [u8]> = outs.iter_mut().map(|o| bytemuck_f32_mut(o)).collect();
@@ -21,10 +37,6 @@ pub fn run(text: &str, inputs: &[Tensor], cpu: &str) -> Vec<Vec<f32>> {
     outs
 }
 
-fn bytemuck_f32(v: &[f32]) -> &[u8] {
-    // SAFETY: f32 has no padding and every byte is initialised.
-    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, v.len() * 4) }
-}
 fn bytemuck_f32_mut(v: &mut [f32]) -> &mut [u8] {
     // SAFETY: as above; any byte pattern is a valid f32.
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, v.len() * 4) }
