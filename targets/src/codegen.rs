@@ -570,7 +570,7 @@ mod tests {
         assert!(check_data_reach(0, Addressing::PcRelative).is_ok());
         assert!(check_data_reach(PCREL_DATA_LIMIT, Addressing::PcRelative).is_ok());
         // the limit stays inside the ±2 GiB reach of x86-64 rel32 / riscv auipc
-        assert!(PCREL_DATA_LIMIT < (2 << 30) - (128 << 20));
+        const { assert!(PCREL_DATA_LIMIT < (2 << 30) - (128 << 20)) };
         match check_data_reach(PCREL_DATA_LIMIT + 1, Addressing::PcRelative) {
             Err(e @ TargetError::TooLarge { bytes, limit }) => {
                 assert_eq!((bytes, limit), (PCREL_DATA_LIMIT + 1, PCREL_DATA_LIMIT));

@@ -73,6 +73,7 @@ fn interp_1d(data: &[f64], scale: f64, out_len: usize, x: usize, coord: &str, cu
 }
 
 /// 2-D resize of an `[h, w]` image: rows first, then columns.
+#[allow(clippy::too_many_arguments)]
 fn reference(
     x: &[f64],
     h: usize,
