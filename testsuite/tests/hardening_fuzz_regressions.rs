@@ -109,3 +109,42 @@ fn fuzz_load_onnx_1_fold_budget() {
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert!(r.stderr.contains("node '/rnn/GRU' (GRU): input 4 has shape f32[33554432,1,64]"), "{}", r.stderr);
 }
+
+/// fuzz-pipeline-2: a ConvTranspose whose input has a spatial size of 0.
+/// Shape inference computed `stride * (size - 1)` and overflowed
+/// (`compiler/ir/src/infer.rs`); it now rejects the empty axis, and the
+/// rest of that formula is checked arithmetic.
+#[test]
+fn fuzz_pipeline_2_conv_transpose_empty_spatial_axis() {
+    match pipeline(&read("fuzz-pipeline-2.onnx")) {
+        Outcome::Import(ImportError::Ir(kerf_ir::IrError::Node { node, op, msg })) => {
+            assert_eq!(op, "ConvTranspose", "{node}: {msg}");
+            assert_eq!(msg, "spatial axis 1 of the input is empty");
+        }
+        other => panic!("expected a ConvTranspose error, got {other:?}"),
+    }
+}
+
+/// Every fuzzer finding, through the CLI under the catalogue's limits
+/// (1 GiB address space, 10 s): a clean exit, never a crash. The two
+/// later load_onnx OOMs are the same fold blow-up as fuzz-load_onnx-1.
+#[test]
+fn all_findings_exit_cleanly_under_limits() {
+    let mut seen = 0;
+    let mut names: Vec<String> = std::fs::read_dir(malformed())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("fuzz-") && n.ends_with(".onnx"))
+        .collect();
+    names.sort();
+    for name in &names {
+        for cmd in [&["inspect"][..], &["inspect", "--optimized"][..]] {
+            let r = kerf_limited(&[cmd, &[name.as_str()]].concat(), &malformed());
+            assert!(r.code == Some(0) || r.code == Some(1), "{name} {cmd:?}: {:?} {}", r.code, r.stderr);
+            assert!(!r.stderr.contains("panicked"), "{name}: {}", r.stderr);
+        }
+        assert!(std::panic::catch_unwind(|| pipeline(&read(name))).is_ok(), "{name} panics");
+        seen += 1;
+    }
+    assert!(seen >= 5, "{names:?}");
+}

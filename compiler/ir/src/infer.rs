@@ -203,11 +203,21 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
             let mut s = vec![x.shape[0], co];
             for i in 0..r {
                 let wd = &c.window;
-                let full = wd.strides[i] * (x.shape[2 + i] - 1)
-                    + c.output_padding[i]
-                    + (wd.kernel[i] - 1) * wd.dilations[i]
-                    + 1;
-                let pads = wd.pad_begin(i) + wd.pad_end(i);
+                // Checked: the sizes and attributes come from the user's file.
+                let (xd, k) = (x.shape[2 + i], wd.kernel[i]);
+                if xd == 0 || k == 0 {
+                    return Err(format!(
+                        "spatial axis {i} of the {} is empty",
+                        if xd == 0 { "input" } else { "kernel" }
+                    ));
+                }
+                let full = wd.strides[i]
+                    .checked_mul(xd - 1)
+                    .and_then(|a| a.checked_add(c.output_padding[i]))
+                    .and_then(|a| a.checked_add((k - 1).checked_mul(wd.dilations[i])?))
+                    .and_then(|a| a.checked_add(1))
+                    .ok_or_else(|| format!("output size on spatial axis {i} overflows"))?;
+                let pads = wd.pad_begin(i).saturating_add(wd.pad_end(i));
                 if full <= pads {
                     return Err(format!("pads {pads} consume the whole output on axis {i}"));
                 }
