@@ -69,3 +69,27 @@ fn integer_div_mod_fmod() {
         [&[2.0, 28.0, 0.0, 0.0, 1_333_333_333.0], &[1.0, 4.0, 0.0, 0.0, 1.0], &[1.0, 4.0, 0.0, 0.0, 1.0]],
     );
 }
+
+#[test]
+fn f64_arithmetic_is_exact_ieee() {
+    // y = max(sqrt(|a|) * b, -a / b) - c, where c is the same expression in Rust f64: the
+    // residual is exactly 0 only if every op ran in f64 (f32 would leave ~1e-8 relative).
+    let a: Vec<f64> = (0..7).map(|i| (i as f64 - 3.0) * 1.000_000_123_456_7 + 0.1).collect();
+    let b: Vec<f64> = (0..7).map(|i| 0.3 + i as f64 * 0.777_777_777_777_7).collect();
+    let c: Vec<f64> = a.iter().zip(&b).map(|(&a, &b)| (a.abs().sqrt() * b).max(-a / b)).collect();
+    let cs: Vec<String> = c.iter().map(|v| format!("{v:?}")).collect();
+    let g = format!(
+        "graph \"f64\"\n  input %0 \"a\": f64[7]\n  input %1 \"b\": f64[7]\n  const %2 \"c\": f64[7] = [{}]\n  %3 = Abs(%0): f64[7] @\"u1\"\n  %4 = Sqrt(%3): f64[7] @\"u2\"\n  %5 = Mul(%4, %1): f64[7] @\"b1\"\n  %6 = Neg(%0): f64[7] @\"u3\"\n  %7 = Div(%6, %1): f64[7] @\"b2\"\n  %8 = Max(%5, %7): f64[7] @\"b3\"\n  %9 = Sub(%8, %2): f64[7] @\"b4\"\n  %10 = Cast{{to=f32}}(%9): f32[7] @\"c1\"\n  %11 = Cast{{to=f32}}(%8): f32[7] @\"c2\"\n  output \"r\" = %10\n  output \"y\" = %11\n",
+        cs.join(",")
+    );
+    let ins = [
+        Tensor::from_f64_values(DType::F64, vec![7], &a).unwrap(),
+        Tensor::from_f64_values(DType::F64, vec![7], &b).unwrap(),
+    ];
+    let want: Vec<f32> = c.iter().map(|&v| v as f32).collect();
+    for cpu in ["native", "baseline"] {
+        let got = run(&g, &ins, cpu);
+        assert_eq!(got[0], vec![0.0; 7], "f64 residual ({cpu})");
+        assert_eq!(got[1], want, "f64 values ({cpu})");
+    }
+}

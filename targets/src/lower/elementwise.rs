@@ -289,6 +289,9 @@ fn binary_scalar(k: &mut Kernel, op: BinaryOp, d: DType, a: Value, b: Value, con
         }
         return binary_f(k, op, types::F32, a, b, const_exp);
     }
+    if d == DType::F64 {
+        return binary_f64(k, op, a, b);
+    }
     if !d.is_int() && d != DType::Bool {
         return Err(format!("{} on {d} is not supported", op.name()));
     }
@@ -325,6 +328,26 @@ fn binary_scalar(k: &mut Kernel, op: BinaryOp, d: DType, a: Value, b: Value, con
         Or => ins.bor(a, b),
         Xor => ins.bxor(a, b),
         _ => return Err(format!("{} on {d} is not supported", op.name())),
+    })
+}
+
+/// The f64 binary ops (scalar; exact IEEE operations, no transcendental).
+fn binary_f64(k: &mut Kernel, op: BinaryOp, a: Value, b: Value) -> LResult<Value> {
+    use BinaryOp::*;
+    let ins = k.b.ins();
+    Ok(match op {
+        Add => ins.fadd(a, b),
+        Sub => ins.fsub(a, b),
+        Mul => ins.fmul(a, b),
+        Div => ins.fdiv(a, b),
+        Max => ins.fmax(a, b),
+        Min => ins.fmin(a, b),
+        Equal => ins.fcmp(FloatCC::Equal, a, b),
+        Greater => ins.fcmp(FloatCC::GreaterThan, a, b),
+        GreaterOrEqual => ins.fcmp(FloatCC::GreaterThanOrEqual, a, b),
+        Less => ins.fcmp(FloatCC::LessThan, a, b),
+        LessOrEqual => ins.fcmp(FloatCC::LessThanOrEqual, a, b),
+        _ => return Err(format!("{} on f64 is not supported", op.name())),
     })
 }
 
@@ -370,6 +393,19 @@ fn int_div(k: &mut Kernel, op: BinaryOp, signed: bool, a: Value, b: Value) -> Va
 fn unary_scalar(k: &mut Kernel, u: UnaryOp, d: DType, x: Value) -> LResult<Value> {
     if d == DType::F32 {
         return unary_f(k, u, types::F32, x);
+    }
+    if d == DType::F64 {
+        return Ok(match u {
+            UnaryOp::Neg => k.b.ins().fneg(x),
+            UnaryOp::Abs => k.b.ins().fabs(x),
+            UnaryOp::Sqrt => k.b.ins().sqrt(x),
+            UnaryOp::Relu => {
+                let z = k.b.ins().f64const(0.0);
+                let c = k.b.ins().fcmp(FloatCC::LessThan, x, z);
+                k.b.ins().select(c, z, x)
+            }
+            _ => return Err(format!("{} on {d} is not supported", u.name())),
+        });
     }
     if d == DType::Bool && u == UnaryOp::Not {
         return Ok(k.b.ins().bxor_imm_s(x, 1));
@@ -546,6 +582,7 @@ fn check(op: &Op, in_d: &[DType], od: DType) -> LResult {
             let d = in_d[0];
             let ok = match d {
                 DType::F32 => !matches!(u, UnaryOp::Not),
+                DType::F64 => matches!(u, UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sqrt | UnaryOp::Relu),
                 DType::Bool => *u == UnaryOp::Not,
                 d if d.is_signed_int() => matches!(u, UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu),
                 _ => false,
@@ -558,6 +595,12 @@ fn check(op: &Op, in_d: &[DType], od: DType) -> LResult {
             let d = in_d[0];
             let ok = match d {
                 DType::F32 => !matches!(b, Mod | Fmod | And | Or | Xor),
+                DType::F64 => {
+                    matches!(
+                        b,
+                        Add | Sub | Mul | Div | Max | Min | Equal | Greater | GreaterOrEqual | Less | LessOrEqual
+                    )
+                }
                 DType::Bool => matches!(b, And | Or | Xor | Equal),
                 d if d.is_int() => {
                     matches!(
