@@ -93,3 +93,38 @@ fn f64_arithmetic_is_exact_ieee() {
         assert_eq!(got[1], want, "f64 values ({cpu})");
     }
 }
+
+/// Reductions on f64 and integers against `kerf_ir::eval` (exact: the
+/// values are small integers, or f64 sums the reference forms in the same
+/// order).
+#[test]
+fn reductions_on_f64_and_integers() {
+    let vals: Vec<i64> = (0..24).map(|i| ((i * 37) % 11) - 5).collect();
+    for (dt, kinds) in [
+        ("i32", &["ReduceSum", "ReduceProd", "ReduceMax", "ReduceMin", "ReduceL1", "ReduceSumSquare"][..]),
+        ("i8", &["ReduceSum", "ReduceMax", "ReduceMin", "ReduceL1"][..]),
+        ("u8", &["ReduceSum", "ReduceMax", "ReduceMin"][..]),
+        ("f64", &["ReduceSum", "ReduceProd", "ReduceMax", "ReduceMin", "ReduceMean", "ReduceL1", "ReduceL2"][..]),
+    ] {
+        let d = DType::from_name(dt).unwrap();
+        let v: Vec<i64> =
+            if d.is_signed_int() || d == DType::F64 { vals.clone() } else { vals.iter().map(|x| x + 5).collect() };
+        let x = if d == DType::F64 {
+            Tensor::from_f64_values(d, vec![2, 3, 4], &v.iter().map(|&a| a as f64 * 0.37).collect::<Vec<_>>()).unwrap()
+        } else {
+            Tensor::from_i64_values(d, vec![2, 3, 4], &v).unwrap()
+        };
+        for kind in kinds {
+            let g = format!(
+                "graph \"r\"\n  input %0 \"x\": {dt}[2,3,4]\n  %1 = {kind}{{axes=[0,2], keepdims=false}}(%0): {dt}[3] @\"r\"\n  %2 = Cast{{to=f32}}(%1): f32[3] @\"c\"\n  output \"y\" = %2\n"
+            );
+            let gr = kerf_ir::text::parse(&g).unwrap();
+            let r = kerf_ir::eval::eval(&gr.nodes[0].op, &[&x]).unwrap().remove(0);
+            let want: Vec<f32> = r.to_f64_vec().iter().map(|&a| a as f32).collect();
+            for cpu in ["native", "baseline"] {
+                let got = run(&g, &[x.clone()], cpu).remove(0);
+                close(&format!("{kind} on {dt} ({cpu})"), &got, &want, 1e-6, 1e-7);
+            }
+        }
+    }
+}

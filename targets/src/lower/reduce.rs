@@ -12,6 +12,9 @@ use crate::math;
 
 pub fn lower(k: &mut Kernel) -> LResult {
     if k.in_dtype(0) != DType::F32 {
+        if let Op::Reduce { kind, axes, .. } = &k.node.op {
+            return reduce_other(k, *kind, axes);
+        }
         return Err(format!("only f32 input is supported, got {}", k.in_dtype(0)));
     }
     let xs = k.in_shape(0).to_vec();
@@ -106,6 +109,124 @@ pub fn lower(k: &mut Kernel) -> LResult {
                 k.st_at(acc[1], dst, o, 8, 0);
             }
         }
+    });
+    Ok(())
+}
+
+/// Reductions on f64 (Sum, Mean, Max, Min, Prod, L1, L2, SumSquare) and
+/// integers (Sum, Max, Min, Prod, L1, SumSquare; wrapping like the
+/// reference's machine integers): scalar accumulation in the input type.
+fn reduce_other(k: &mut Kernel, kind: ReduceKind, axes: &[usize]) -> LResult {
+    use cranelift_codegen::ir::condcodes::IntCC;
+    let d = k.in_dtype(0);
+    let Some(ty) = super::elementwise::cl_type(d) else { return Err(format!("dtype {d} is not supported")) };
+    let float = d == DType::F64;
+    let ok = match kind {
+        ReduceKind::Sum
+        | ReduceKind::Max
+        | ReduceKind::Min
+        | ReduceKind::Prod
+        | ReduceKind::L1
+        | ReduceKind::SumSquare => float || (d.is_int() && d != DType::Bool),
+        ReduceKind::Mean | ReduceKind::L2 => float,
+        _ => false,
+    };
+    if !ok || k.out_dtype(0) != d {
+        return Err(format!(
+            "{kind:?} on {d} is not supported (f32, and f64/integer Sum/Max/Min/Prod/L1/SumSquare are)"
+        ));
+    }
+    let signed = d.is_signed_int();
+    let xs = k.in_shape(0).to_vec();
+    let xst = kerf_ir::eval::strides(&xs);
+    let axes: Vec<usize> = if axes.is_empty() { (0..xs.len()).collect() } else { axes.to_vec() };
+    let kept: Vec<usize> = (0..xs.len()).filter(|a| !axes.contains(a)).collect();
+    let kshape: Vec<usize> = kept.iter().map(|&a| xs[a]).collect();
+    let kstr: Vec<usize> = kept.iter().map(|&a| xst[a]).collect();
+    let rshape: Vec<usize> = axes.iter().map(|&a| xs[a]).collect();
+    let rstr: Vec<usize> = axes.iter().map(|&a| xst[a]).collect();
+    let count: usize = rshape.iter().product();
+    let es = d.size() as i64;
+    let (src, dst) = (k.input(0), k.output(0));
+    let ost = kerf_ir::eval::strides(&kshape);
+    let bits = ty.bits();
+    k.nest(&kshape, &mut |k, idx| {
+        let base = k.linear(idx, &kstr);
+        let o = k.linear(idx, &ost);
+        let init = if float {
+            k.b.ins().f64const(match kind {
+                ReduceKind::Max => f64::NEG_INFINITY,
+                ReduceKind::Min => f64::INFINITY,
+                ReduceKind::Prod => 1.0,
+                _ => 0.0,
+            })
+        } else {
+            let v: i64 = match (kind, signed) {
+                (ReduceKind::Max, true) => i64::MIN >> (64 - bits),
+                (ReduceKind::Max, false) => 0,
+                (ReduceKind::Min, true) => i64::MAX >> (64 - bits),
+                (ReduceKind::Min, false) => (u64::MAX >> (64 - bits)) as i64,
+                (ReduceKind::Prod, _) => 1,
+                _ => 0,
+            };
+            k.b.ins().iconst(ty, v)
+        };
+        let acc = k.for_acc_n(0, count as i64, 1, &[init], |k, r, a| {
+            let mut off = base;
+            let mut rem = r;
+            for q in (0..rshape.len()).rev() {
+                let i = k.b.ins().urem_imm_s(rem, rshape[q] as i64);
+                rem = k.b.ins().udiv_imm_s(rem, rshape[q] as i64);
+                let t = k.b.ins().imul_imm_s(i, rstr[q] as i64);
+                off = k.b.ins().iadd(off, t);
+            }
+            let v = k.ld_at(ty, src, off, es, 0);
+            let a = a[0];
+            let ins = k.b.ins();
+            vec![match (kind, float) {
+                (ReduceKind::Sum | ReduceKind::Mean, true) => ins.fadd(a, v),
+                (ReduceKind::Sum, false) => ins.iadd(a, v),
+                (ReduceKind::Max, true) => ins.fmax(a, v),
+                (ReduceKind::Min, true) => ins.fmin(a, v),
+                (ReduceKind::Max, false) => {
+                    let c = ins.icmp(if signed { IntCC::SignedGreaterThan } else { IntCC::UnsignedGreaterThan }, v, a);
+                    k.b.ins().select(c, v, a)
+                }
+                (ReduceKind::Min, false) => {
+                    let c = ins.icmp(if signed { IntCC::SignedLessThan } else { IntCC::UnsignedLessThan }, v, a);
+                    k.b.ins().select(c, v, a)
+                }
+                (ReduceKind::Prod, true) => ins.fmul(a, v),
+                (ReduceKind::Prod, false) => ins.imul(a, v),
+                (ReduceKind::L1, true) => {
+                    let t = ins.fabs(v);
+                    k.b.ins().fadd(a, t)
+                }
+                (ReduceKind::L1, false) => {
+                    let t = if signed { ins.iabs(v) } else { v };
+                    k.b.ins().iadd(a, t)
+                }
+                (_, true) => {
+                    // L2, SumSquare
+                    let t = ins.fmul(v, v);
+                    k.b.ins().fadd(a, t)
+                }
+                (_, false) => {
+                    let t = ins.imul(v, v);
+                    k.b.ins().iadd(a, t)
+                }
+            }]
+        });
+        let a = acc[0];
+        let r = match kind {
+            ReduceKind::Mean => {
+                let c = k.b.ins().f64const(count as f64);
+                k.b.ins().fdiv(a, c)
+            }
+            ReduceKind::L2 => k.b.ins().sqrt(a),
+            _ => a,
+        };
+        k.st_at(r, dst, o, es, 0);
     });
     Ok(())
 }
