@@ -122,9 +122,90 @@ fn reductions_on_f64_and_integers() {
             let r = kerf_ir::eval::eval(&gr.nodes[0].op, &[&x]).unwrap().remove(0);
             let want: Vec<f32> = r.to_f64_vec().iter().map(|&a| a as f32).collect();
             for cpu in ["native", "baseline"] {
-                let got = run(&g, &[x.clone()], cpu).remove(0);
+                let got = run(&g, std::slice::from_ref(&x), cpu).remove(0);
                 close(&format!("{kind} on {dt} ({cpu})"), &got, &want, 1e-6, 1e-7);
             }
         }
+    }
+}
+
+/// f32 -> f16/bf16 -> f32 round trips with hand-derived results: ties to
+/// even (normal and subnormal), overflow to inf, NaN, the extremes.
+#[test]
+fn half_precision_casts_round_to_nearest_even() {
+    let p = |e: i32| 2f32.powi(e);
+    let x: Vec<f32> = vec![
+        1.0,
+        -2.0,
+        65504.0,
+        65519.99,
+        65520.0,
+        p(-24),
+        p(-25),
+        1.5 * p(-24),
+        1.0 + p(-10),
+        1.0 + p(-11),
+        1.0 + 3.0 * p(-11),
+        p(-14),
+        f32::INFINITY,
+        f32::NAN,
+        0.0,
+        3.0e-9,
+    ];
+    let want16: Vec<f32> = vec![
+        1.0,
+        -2.0,
+        65504.0,
+        65504.0,
+        f32::INFINITY,
+        p(-24),
+        0.0,
+        2.0 * p(-24),
+        1.0 + p(-10),
+        1.0,
+        1.0 + p(-9),
+        p(-14),
+        f32::INFINITY,
+        f32::NAN,
+        0.0,
+        0.0,
+    ];
+    let wantb: Vec<f32> = vec![
+        1.0,
+        -2.0,
+        65536.0,
+        65536.0,
+        65536.0,
+        p(-24),
+        p(-25),
+        1.5 * p(-24),
+        1.0,
+        1.0,
+        1.0,
+        p(-14),
+        f32::INFINITY,
+        f32::NAN,
+        0.0,
+        // 3e-9 = 0x314e288f: the low half 0x288f < 0x8000 rounds down
+        f32::from_bits(0x314e_0000),
+    ];
+    let n = x.len();
+    let g = format!(
+        "graph \"h\"\n  input %0 \"x\": f32[{n}]\n  %1 = Cast{{to=f16}}(%0): f16[{n}] @\"a\"\n  %2 = Cast{{to=f32}}(%1): f32[{n}] @\"b\"\n  %3 = Cast{{to=bf16}}(%0): bf16[{n}] @\"c\"\n  %4 = Cast{{to=f32}}(%3): f32[{n}] @\"d\"\n  %5 = Cast{{to=bf16}}(%1): bf16[{n}] @\"e\"\n  %6 = Cast{{to=i32}}(%1): i32[{n}] @\"f\"\n  %7 = Cast{{to=f32}}(%6): f32[{n}] @\"g\"\n  output \"h\" = %2\n  output \"b\" = %4\n  output \"i\" = %7\n"
+    );
+    for cpu in ["native", "baseline"] {
+        let got = run(&g, &[t(&[n], &x)], cpu);
+        for (name, got, want) in [("f16", &got[0], &want16), ("bf16", &got[1], &wantb)] {
+            for i in 0..n {
+                let (a, b) = (got[i], want[i]);
+                assert!(
+                    a == b || (a.is_nan() && b.is_nan()),
+                    "{name} ({cpu}) element {i} ({}): got {a:e}, want {b:e}",
+                    x[i]
+                );
+            }
+        }
+        // f16 -> i32 truncates the f16 value (NaN -> 0, inf saturates)
+        assert_eq!(got[2][..4], [1.0, -2.0, 65504.0, 65504.0], "f16 -> i32 ({cpu})");
     }
 }

@@ -24,8 +24,92 @@ pub fn cl_type(d: DType) -> Option<Type> {
         DType::I16 | DType::U16 => types::I16,
         DType::I32 | DType::U32 => types::I32,
         DType::I64 | DType::U64 => types::I64,
-        DType::F16 | DType::BF16 => return None,
+        // stored as 16-bit patterns; only Cast and Where touch them
+        DType::F16 | DType::BF16 => types::I16,
     })
+}
+
+fn is_half(d: DType) -> bool {
+    matches!(d, DType::F16 | DType::BF16)
+}
+
+/// An f16 or bf16 bit pattern (`I16`) to f32, in integer code (no `f16`
+/// type, which Cranelift does not convert on every ISA): exact.
+fn half_to_f32(k: &mut Kernel, d: DType, h: Value) -> Value {
+    let flags = MemFlagsData::new();
+    let w = k.b.ins().uextend(types::I32, h);
+    if d == DType::BF16 {
+        let b = k.b.ins().ishl_imm_u(w, 16);
+        return k.b.ins().bitcast(types::F32, flags, b);
+    }
+    let ins = k.b.ins();
+    let sign = ins.band_imm_s(w, 0x8000);
+    let sign = k.b.ins().ishl_imm_u(sign, 16);
+    let e = k.b.ins().ushr_imm_u(w, 10);
+    let e = k.b.ins().band_imm_s(e, 0x1f);
+    let m = k.b.ins().band_imm_s(w, 0x3ff);
+    let m13 = k.b.ins().ishl_imm_u(m, 13);
+    // normal: exponent rebiased by 127 - 15
+    let en = k.b.ins().iadd_imm_s(e, 112);
+    let en = k.b.ins().ishl_imm_u(en, 23);
+    let normal = k.b.ins().bor(en, m13);
+    // inf / NaN
+    let special = k.b.ins().bor_imm_s(m13, 0x7f80_0000);
+    // zero / subnormal: m * 2^-24 exactly
+    let mf = k.b.ins().fcvt_from_uint(types::F32, m);
+    let scale = k.b.ins().f32const(5.960_464_5e-8);
+    let sub = k.b.ins().fmul(mf, scale);
+    let sub = k.b.ins().bitcast(types::I32, flags, sub);
+    let is_max = k.b.ins().icmp_imm_s(IntCC::Equal, e, 0x1f);
+    let is_zero = k.b.ins().icmp_imm_s(IntCC::Equal, e, 0);
+    let r = k.b.ins().select(is_max, special, normal);
+    let r = k.b.ins().select(is_zero, sub, r);
+    let r = k.b.ins().bor(r, sign);
+    k.b.ins().bitcast(types::F32, flags, r)
+}
+
+/// f32 to an f16 or bf16 bit pattern (`I16`), rounding to nearest even, in
+/// integer code; overflow gives inf, NaN stays NaN (quiet).
+fn f32_to_half(k: &mut Kernel, d: DType, x: Value) -> Value {
+    let flags = MemFlagsData::new();
+    let b = k.b.ins().bitcast(types::I32, flags, x);
+    let a = k.b.ins().band_imm_s(b, 0x7fff_ffff);
+    let is_nan = k.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThan, a, 0x7f80_0000);
+    let sign = k.b.ins().ushr_imm_u(b, 16);
+    let sign = k.b.ins().band_imm_s(sign, 0x8000);
+    let r = if d == DType::BF16 {
+        // round the low 16 bits away, ties to even
+        let lsb = k.b.ins().ushr_imm_u(b, 16);
+        let lsb = k.b.ins().band_imm_s(lsb, 1);
+        let t = k.b.ins().iadd_imm_s(b, 0x7fff);
+        let t = k.b.ins().iadd(t, lsb);
+        let t = k.b.ins().ushr_imm_u(t, 16);
+        let q = k.b.ins().bor_imm_s(sign, 0x7fc0);
+        k.b.ins().select(is_nan, q, t)
+    } else {
+        // Giesen's float_to_half_fast3_rtne
+        let ovf = k.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, a, 0x477f_f000);
+        let small = k.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, a, 0x3880_0000);
+        // subnormal results: adding 0.5 puts the f16 lsb at the f32 lsb, the FPU rounds
+        let af = k.b.ins().bitcast(types::F32, flags, a);
+        let half = k.b.ins().f32const(0.5);
+        let sf = k.b.ins().fadd(af, half);
+        let si = k.b.ins().bitcast(types::I32, flags, sf);
+        let sub = k.b.ins().iadd_imm_s(si, -0x3f00_0000);
+        // normal results
+        let odd = k.b.ins().ushr_imm_u(a, 13);
+        let odd = k.b.ins().band_imm_s(odd, 1);
+        let n = k.b.ins().iadd_imm_s(a, ((15 - 127) << 23) + 0xfff);
+        let n = k.b.ins().iadd(n, odd);
+        let n = k.b.ins().ushr_imm_u(n, 13);
+        let inf = k.b.ins().iconst(types::I32, 0x7c00);
+        let qnan = k.b.ins().iconst(types::I32, 0x7e00);
+        let r = k.b.ins().select(small, sub, n);
+        let r = k.b.ins().select(ovf, inf, r);
+        let r = k.b.ins().select(is_nan, qnan, r);
+        k.b.ins().bor(r, sign)
+    };
+    k.b.ins().ireduce(types::I16, r)
 }
 
 /// Strides (elements) of `shape` broadcast into an output of rank `r`.
@@ -428,6 +512,17 @@ fn unary_scalar(k: &mut Kernel, u: UnaryOp, d: DType, x: Value) -> LResult<Value
 
 /// Converts a scalar of dtype `from` to dtype `to` (ONNX Cast).
 fn cast_scalar(k: &mut Kernel, from: DType, to: DType, x: Value) -> LResult<Value> {
+    if from == to {
+        return Ok(x);
+    }
+    if is_half(from) {
+        let f = half_to_f32(k, from, x);
+        return if is_half(to) { Ok(f32_to_half(k, to, f)) } else { cast_scalar(k, DType::F32, to, f) };
+    }
+    if is_half(to) {
+        let f = cast_scalar(k, from, DType::F32, x)?;
+        return Ok(f32_to_half(k, to, f));
+    }
     let (Some(ft), Some(tt)) = (cl_type(from), cl_type(to)) else {
         return Err(format!("Cast {from} -> {to} is not supported"));
     };
