@@ -375,7 +375,7 @@ fn sigm(x: f64) -> f64 {
 /// (gates z,r,h), both directions, default activations.
 #[allow(clippy::too_many_arguments)]
 fn rnn_ref(
-    lstm: bool,
+    (lstm, coupled): (bool, bool),
     lbr: bool,
     x: &[f64],
     (seq, batch, input, h, dn): (usize, usize, usize, usize, usize),
@@ -410,7 +410,11 @@ fn rnn_ref(
                         let po = p[d * 3 * h + h + u];
                         let pf = p[d * 3 * h + 2 * h + u];
                         let i = sigm(xw(u) + rh(u, &hp) + rb(u) + pi * cp[u]);
-                        let f = sigm(xw(2 * h + u) + rh(2 * h + u, &hp) + rb(2 * h + u) + pf * cp[u]);
+                        let f = if coupled {
+                            1.0 - i
+                        } else {
+                            sigm(xw(2 * h + u) + rh(2 * h + u, &hp) + rb(2 * h + u) + pf * cp[u])
+                        };
                         let c = (xw(3 * h + u) + rh(3 * h + u, &hp) + rb(3 * h + u)).tanh();
                         let cn = f * cp[u] + i * c;
                         let o = sigm(xw(h + u) + rh(h + u, &hp) + rb(h + u) + po * cn);
@@ -455,8 +459,9 @@ fn bidirectional_lstm_with_peepholes() {
     let x = xs(seq * batch * input);
     let (w, r, b, p) =
         (iota(2 * 20 * 3, -0.5, 0.01), iota(2 * 20 * 5, 0.3, -0.005), iota(80, -0.1, 0.003), iota(30, 0.05, 0.01));
-    let (y, yh, yc) = rnn_ref(true, false, &x, (seq, batch, input, h, 2), &w, &r, &b, 0.1, -0.2, &p);
-    let g = r#"graph "lstm"
+    for coupled in [false, true] {
+        let (y, yh, yc) = rnn_ref((true, coupled), false, &x, (seq, batch, input, h, 2), &w, &r, &b, 0.1, -0.2, &p);
+        let g = r#"graph "lstm"
   input %0 "x": f32[3,2,3]
   const %1 "w": f32[2,20,3] = iota(-0.5, 0.01)
   const %2 "r": f32[2,20,5] = iota(0.3, -0.005)
@@ -469,7 +474,9 @@ fn bidirectional_lstm_with_peepholes() {
   output "yh" = %8
   output "yc" = %9
 "#;
-    check_values(g, &[&f32s(&y), &f32s(&yh), &f32s(&yc)]);
+        let g = g.replace("input_forget=false", if coupled { "input_forget=true" } else { "input_forget=false" });
+        check_values(&g, &[&f32s(&y), &f32s(&yh), &f32s(&yc)]);
+    }
 }
 
 #[test]
@@ -478,7 +485,7 @@ fn gru_both_reset_modes() {
     let x = xs(seq * batch * input);
     let (w, r, b) = (iota(18 * 3, -0.4, 0.013), iota(18 * 6, 0.2, -0.007), iota(36, -0.1, 0.005));
     for lbr in [false, true] {
-        let (y, yh, _) = rnn_ref(false, lbr, &x, (seq, batch, input, h, 1), &w, &r, &b, 0.0, 0.0, &[]);
+        let (y, yh, _) = rnn_ref((false, false), lbr, &x, (seq, batch, input, h, 1), &w, &r, &b, 0.0, 0.0, &[]);
         let g = format!(
             r#"graph "gru"
   input %0 "x": f32[4,1,3]

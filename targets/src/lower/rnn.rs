@@ -1,5 +1,6 @@
 //! LSTM and GRU (ONNX semantics, layout `[seq, batch, input]`, forward,
-//! reverse or bidirectional, peepholes, clip, any activation list).
+//! reverse or bidirectional, peepholes, clip, any activation list,
+//! `input_forget` (f = 1 - i)).
 //!
 //! W, R, B (and P) must be constants. The running state lives in the `Y_h`
 //! (and `Y_c`) outputs: initialised from `H0`/`C0`, updated in place each
@@ -75,9 +76,8 @@ pub fn lower(k: &mut Kernel) -> LResult {
         Op::Gru(r) => (r, false),
         _ => return Err("not a recurrent op".into()),
     };
-    if lstm && r.input_forget {
-        return Err("input_forget=1 is not supported".into());
-    }
+    // input_forget=1 couples the gates: f = 1 - i (ONNX Runtime's semantics)
+    let coupled = lstm && r.input_forget;
     let xs = k.in_shape(0).to_vec();
     let (seq, batch, input) = (xs[0], xs[1], xs[2]);
     let h = r.hidden;
@@ -213,9 +213,14 @@ pub fn lower(k: &mut Kernel) -> LResult {
                         let i = k.fmadd(pi, cprev, gi);
                         let i = clip(k, clip_v, i);
                         let i = act(k, acts[0], i);
-                        let f = k.fmadd(pf, cprev, gf);
-                        let f = clip(k, clip_v, f);
-                        let f = act(k, acts[0], f);
+                        let f = if coupled {
+                            let one = k.fc(1.0);
+                            k.b.ins().fsub(one, i)
+                        } else {
+                            let f = k.fmadd(pf, cprev, gf);
+                            let f = clip(k, clip_v, f);
+                            act(k, acts[0], f)
+                        };
                         let cc = clip(k, clip_v, gc);
                         let cc = act(k, acts[1], cc);
                         let ic = k.b.ins().fmul(i, cc);
