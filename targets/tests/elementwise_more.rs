@@ -209,3 +209,21 @@ fn half_precision_casts_round_to_nearest_even() {
         assert_eq!(got[2][..4], [1.0, -2.0, 65504.0, 65504.0], "f16 -> i32 ({cpu})");
     }
 }
+
+/// Pow with integer operands: exact small integer results, signs of
+/// negative bases, y = 0, a negative base with a fractional exponent (NaN).
+#[test]
+fn pow_with_integer_operands() {
+    let g = "graph \"p\"\n  input %0 \"a\": i32[6]\n  input %1 \"b\": i32[6]\n  input %2 \"x\": f32[6]\n  input %3 \"y\": f32[6]\n  %4 = Pow(%0, %1): i32[6] @\"p1\"\n  %5 = Pow(%2, %1): f32[6] @\"p2\"\n  %6 = Pow(%0, %3): i32[6] @\"p3\"\n  %7 = Cast{to=f32}(%4): f32[6] @\"c1\"\n  %8 = Cast{to=f32}(%6): f32[6] @\"c2\"\n  output \"ii\" = %7\n  output \"fi\" = %5\n  output \"if\" = %8\n";
+    let a = Tensor::from_i64_values(DType::I32, vec![6], &[1, 2, 3, -3, -2, 7]).unwrap();
+    let b = Tensor::from_i64_values(DType::I32, vec![6], &[4, 5, 6, 3, 4, 0]).unwrap();
+    let x = t(&[6], &[1.5, -2.0, 0.5, -1.25, 0.0, -3.0]);
+    let y = t(&[6], &[2.0, 0.5, 3.0, 1.0, 2.5, -1.5]);
+    for cpu in ["native", "baseline"] {
+        let got = run(g, &[a.clone(), b.clone(), x.clone(), y.clone()], cpu);
+        assert_eq!(got[0], [1.0, 32.0, 729.0, -27.0, 16.0, 1.0], "i32 ^ i32 ({cpu})");
+        close(&format!("f32 ^ i32 ({cpu})"), &got[1], &[5.0625, -32.0, 0.015625, -1.953125, 0.0, 1.0], 1e-6, 1e-6);
+        // 1^2, 2^0.5 -> 1, 3^3, (-3)^1, (-2)^2.5 -> NaN -> 0 (saturating), 7^-1.5 -> 0
+        assert_eq!(got[2], [1.0, 1.0, 27.0, -3.0, 0.0, 0.0], "i32 ^ f32 ({cpu})");
+    }
+}

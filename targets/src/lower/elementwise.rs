@@ -588,6 +588,52 @@ fn cast_scalar(k: &mut Kernel, from: DType, to: DType, x: Value) -> LResult<Valu
     })
 }
 
+/// Pow with integer base and/or exponent, computed in f32: `|x|^y` by
+/// exp(y·log|x|), negated for a negative base and an odd integer exponent,
+/// NaN for a negative base and a non-integer exponent, 1 for y = 0; an
+/// integer result is rounded to nearest (exact while it fits f32's 24-bit
+/// mantissa, which covers the values int Pow can produce without overflow
+/// in practice).
+fn pow_mixed(k: &mut Kernel, in_d: &[DType], od: DType, x: Value, y: Value) -> LResult<Value> {
+    let xf = if in_d[0] == DType::F32 { x } else { cast_scalar(k, in_d[0], DType::F32, x)? };
+    let yf = if in_d[1] == DType::F32 { y } else { cast_scalar(k, in_d[1], DType::F32, y)? };
+    let ax = k.b.ins().fabs(xf);
+    let l = math::log(&mut k.b, ax);
+    let t = k.b.ins().fmul(l, yf);
+    let r = math::exp(&mut k.b, t);
+    // integer-ness and parity of y
+    let fy = math::floor(&mut k.b, yf, k.caps.round);
+    let is_int = k.b.ins().fcmp(FloatCC::Equal, fy, yf);
+    let half = k.b.ins().f32const(0.5);
+    let hy = k.b.ins().fmul(yf, half);
+    let fh = math::floor(&mut k.b, hy, k.caps.round);
+    let two = k.b.ins().f32const(2.0);
+    let even = k.b.ins().fmul(fh, two);
+    let odd = k.b.ins().fcmp(FloatCC::NotEqual, even, yf);
+    let zero = k.b.ins().f32const(0.0);
+    let neg = k.b.ins().fcmp(FloatCC::LessThan, xf, zero);
+    let flip = k.b.ins().band(neg, odd);
+    let flip = k.b.ins().band(flip, is_int);
+    let nr = k.b.ins().fneg(r);
+    let r = k.b.ins().select(flip, nr, r);
+    let not_int = k.b.ins().bxor_imm_s(is_int, 1);
+    let bad = k.b.ins().band(neg, not_int);
+    let nan = k.b.ins().f32const(f32::NAN);
+    let r = k.b.ins().select(bad, nan, r);
+    let y0 = k.b.ins().fcmp(FloatCC::Equal, yf, zero);
+    let one = k.b.ins().f32const(1.0);
+    let r = k.b.ins().select(y0, one, r);
+    if od == DType::F32 {
+        return Ok(r);
+    }
+    // round half away from zero, then convert
+    let ar = k.b.ins().fabs(r);
+    let ar = k.b.ins().fadd(ar, half);
+    let ar = math::floor(&mut k.b, ar, k.caps.round);
+    let rr = k.b.ins().fcopysign(ar, r);
+    cast_scalar(k, DType::F32, od, rr)
+}
+
 /// The constant exponent of a Pow when every element is the same.
 fn const_exponent(k: &Kernel) -> Option<f32> {
     let v = k.const_f32(1)?;
@@ -607,14 +653,18 @@ pub fn lower(k: &mut Kernel) -> LResult {
         }
     }
     let pow_exp = if op == Op::Binary(BinaryOp::Pow) { const_exponent(k) } else { None };
-    if op == Op::Binary(BinaryOp::Pow) && (in_d[0] != DType::F32 || in_d[1] != DType::F32) {
-        return Err("Pow is supported on f32 only".into());
+    let int_or_f32 = |d: DType| d == DType::F32 || (d.is_int() && d != DType::Bool);
+    let mixed_pow = op == Op::Binary(BinaryOp::Pow) && (in_d[0] != DType::F32 || in_d[1] != DType::F32);
+    if mixed_pow && !(int_or_f32(in_d[0]) && int_or_f32(in_d[1]) && od == in_d[0]) {
+        return Err(format!("Pow on {} ^ {} is not supported (f32 and integer operands are)", in_d[0], in_d[1]));
     }
     // Vector path: every operand and the result are f32 and the op is float -> float.
     let all_f32 = in_d.iter().all(|&d| d == DType::F32) && od == DType::F32;
     let vec_ok = k.caps.simd && all_f32 && !matches!(op, Op::Cast(_));
     // Validate the op once on a scalar type by dry-run checks.
-    check(&op, &in_d, od)?;
+    if !mixed_pow {
+        check(&op, &in_d, od)?;
+    }
 
     let mut strides: Vec<Vec<usize>> = (0..n_in).map(|i| bcast_strides(k.in_shape(i), &out_shape)).collect();
     strides.push(kerf_ir::eval::strides(&out_shape));
@@ -653,7 +703,11 @@ pub fn lower(k: &mut Kernel) -> LResult {
             let res = if ty.is_vector() {
                 apply_vec(k, &op, ty, &args, pow_exp)
             } else {
-                apply_scalar(k, &op, &in_d, od, &args, pow_exp)
+                if mixed_pow {
+                    pow_mixed(k, &in_d, od, args[0], args[1])
+                } else {
+                    apply_scalar(k, &op, &in_d, od, &args, pow_exp)
+                }
             };
             if let Ok(v) = res {
                 let e = k.b.ins().iadd(offs[n_in], j);
