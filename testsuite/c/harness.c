@@ -7,7 +7,16 @@
  * runs with a fresh 64-byte-aligned arena of arena_bytes (the header's
  * <NAME>_ARENA_BYTES) and writes output i to DIR/out<i>.bin. One line per
  * case on stdout: "ok NAME" or "fail NAME reason", flushed before the next
- * case starts, so a caller can tell which case crashed the process. */
+ * case starts, so a caller can tell which case crashed the process.
+ *
+ * Guards: by default every output buffer and the arena sit between two
+ * GUARD-byte canary regions, the arena's interior is poisoned (not zeroed,
+ * so a kernel that relies on zero-initialised scratch gives wrong outputs),
+ * and inputs are checked to be unchanged after the run; a write outside what
+ * a kernel owns fails the case ("canary ..."). With KERF_HARNESS_VALGRIND=1
+ * buffers are allocated at their exact sizes, unpoisoned and unguarded, so
+ * memcheck itself sees every out-of-bounds access and uninitialised read. */
+#define _POSIX_C_SOURCE 200112L /* posix_memalign */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,13 +30,52 @@ static const harness_model *find(const char *name) {
     return NULL;
 }
 
-/* 64-byte aligned, at least 64 bytes (so empty tensors get a non-NULL pointer). */
-static void *alloc64(uint64_t bytes) {
-    size_t n = (size_t)((bytes + 63) / 64 * 64);
-    if (n == 0) n = 64;
-    void *p = aligned_alloc(64, n);
-    if (p) memset(p, 0, n);
-    return p;
+#define GUARD 64
+#define CANARY 0xA5
+#define POISON 0x5A
+
+static int valgrind_mode(void) {
+    const char *v = getenv("KERF_HARNESS_VALGRIND");
+    return v && strcmp(v, "1") == 0;
+}
+
+/* A 64-byte aligned buffer of `bytes` with canary regions on both sides
+ * (none in valgrind mode); `fill` initialises the interior. Free with
+ * guarded_free. */
+static void *guarded_alloc(uint64_t bytes, int fill) {
+    if (valgrind_mode()) {
+        /* exactly `bytes` (posix_memalign, unlike aligned_alloc, takes any
+           size), uninitialised unless asked, so memcheck sees every byte
+           beyond the buffer and every uninitialised read */
+        void *p = NULL;
+        if (posix_memalign(&p, 64, bytes ? (size_t)bytes : 1) != 0) return NULL;
+        if (fill >= 0) memset(p, fill, (size_t)bytes);
+        return p;
+    }
+    size_t n = (size_t)((bytes + 63) / 64 * 64) + 2 * GUARD;
+    unsigned char *p = aligned_alloc(64, n);
+    if (!p) return NULL;
+    memset(p, CANARY, n);
+    if (fill >= 0) memset(p + GUARD, fill, (size_t)bytes);
+    return p + GUARD;
+}
+
+static void guarded_free(void *p) {
+    if (!p) return;
+    free(valgrind_mode() ? p : (unsigned char *)p - GUARD);
+}
+
+/* NULL when the canaries around `p` (of `bytes`) are intact, else which side broke. */
+static const char *guard_broken(const void *p, uint64_t bytes) {
+    if (valgrind_mode() || !p) return NULL;
+    const unsigned char *b = (const unsigned char *)p;
+    size_t end = (size_t)((bytes + 63) / 64 * 64);
+    for (size_t i = 0; i < GUARD; i++)
+        if (b[-(long)GUARD + (long)i] != CANARY) return "before";
+    /* the padding up to the next 64 bytes belongs to nobody either */
+    for (size_t i = (size_t)bytes; i < end + GUARD; i++)
+        if (b[i] != CANARY) return "after";
+    return NULL;
 }
 
 /* Returns NULL on success, else a static message. */
@@ -40,11 +88,11 @@ static const char *run_case(const harness_model *m, const char *dir) {
     if (d->arena_align != 64) return "arena_align is not 64";
     const void **ins = calloc(d->num_inputs + 1, sizeof(void *));
     void **outs = calloc(d->num_outputs + 1, sizeof(void *));
-    void *arena = alloc64(d->arena_bytes);
+    void *arena = guarded_alloc(d->arena_bytes, valgrind_mode() ? -1 : POISON);
     const char *err = NULL;
     if (!ins || !outs || !arena) return "out of memory";
     for (uint32_t i = 0; i < d->num_inputs && !err; i++) {
-        void *p = alloc64(d->inputs[i].bytes);
+        void *p = guarded_alloc(d->inputs[i].bytes, 0);
         ins[i] = p;
         snprintf(path, sizeof path, "%s/in%u.bin", dir, (unsigned)i);
         FILE *f = fopen(path, "rb");
@@ -64,8 +112,17 @@ static const char *run_case(const harness_model *m, const char *dir) {
         }
     }
     for (uint32_t i = 0; i < d->num_outputs && !err; i++) {
-        outs[i] = alloc64(d->outputs[i].bytes);
+        /* outputs start poisoned too: every element must be written */
+        outs[i] = guarded_alloc(d->outputs[i].bytes, valgrind_mode() ? -1 : POISON);
         if (!outs[i]) err = "out of memory";
+    }
+    /* copies of the inputs, to prove the model does not write them */
+    void **copies = calloc(d->num_inputs + 1, sizeof(void *));
+    if (!copies) err = "out of memory";
+    for (uint32_t i = 0; i < d->num_inputs && !err; i++) {
+        copies[i] = malloc((size_t)d->inputs[i].bytes + 1);
+        if (!copies[i]) err = "out of memory";
+        else memcpy(copies[i], ins[i], (size_t)d->inputs[i].bytes);
     }
     if (!err) {
         kerf_runtime rt = {KERF_ABI_VERSION, 1, 0, 0};
@@ -75,6 +132,34 @@ static const char *run_case(const harness_model *m, const char *dir) {
             err = msg;
         }
     }
+    if (!err) {
+        const char *side = guard_broken(arena, d->arena_bytes);
+        if (side) {
+            snprintf(msg, sizeof msg, "canary %s the arena (%llu bytes) overwritten", side,
+                     (unsigned long long)d->arena_bytes);
+            err = msg;
+        }
+    }
+    for (uint32_t i = 0; i < d->num_outputs && !err; i++) {
+        const char *side = guard_broken(outs[i], d->outputs[i].bytes);
+        if (side) {
+            snprintf(msg, sizeof msg, "canary %s output %u ('%s', %llu bytes) overwritten", side, (unsigned)i,
+                     d->outputs[i].name, (unsigned long long)d->outputs[i].bytes);
+            err = msg;
+        }
+    }
+    for (uint32_t i = 0; i < d->num_inputs && !err; i++) {
+        const char *side = guard_broken(ins[i], d->inputs[i].bytes);
+        if (side) {
+            snprintf(msg, sizeof msg, "canary %s input %u ('%s') overwritten", side, (unsigned)i, d->inputs[i].name);
+            err = msg;
+        } else if (memcmp(copies[i], ins[i], (size_t)d->inputs[i].bytes) != 0) {
+            snprintf(msg, sizeof msg, "input %u ('%s') was modified", (unsigned)i, d->inputs[i].name);
+            err = msg;
+        }
+    }
+    for (uint32_t i = 0; copies && i < d->num_inputs; i++) free(copies[i]);
+    free(copies);
     for (uint32_t i = 0; i < d->num_outputs && !err; i++) {
         snprintf(path, sizeof path, "%s/out%u.bin", dir, (unsigned)i);
         FILE *f = fopen(path, "wb");
@@ -84,11 +169,11 @@ static const char *run_case(const harness_model *m, const char *dir) {
         }
         if (f) fclose(f);
     }
-    for (uint32_t i = 0; i < d->num_inputs; i++) free((void *)ins[i]);
-    for (uint32_t i = 0; i < d->num_outputs; i++) free(outs[i]);
+    for (uint32_t i = 0; i < d->num_inputs; i++) guarded_free((void *)ins[i]);
+    for (uint32_t i = 0; i < d->num_outputs; i++) guarded_free(outs[i]);
     free(ins);
     free(outs);
-    free(arena);
+    guarded_free(arena);
     return err;
 }
 

@@ -352,7 +352,10 @@ pub fn link_harness_with(
         files.push(p);
     }
     for (_, src) in c_models {
-        files.push(src.clone());
+        // one source file may define several models
+        if !files.contains(src) {
+            files.push(src.clone());
+        }
     }
     let names: Vec<&String> = objects.iter().map(|(n, _)| n).chain(c_models.iter().map(|(n, _)| n)).collect();
     for name in &names {
