@@ -227,3 +227,24 @@ fn pow_with_integer_operands() {
         assert_eq!(got[2], [1.0, 1.0, 27.0, -3.0, 0.0, 0.0], "i32 ^ f32 ({cpu})");
     }
 }
+
+/// Clip on integers: bounds clamped to the type's range, absent bounds
+/// (±inf) leave that side open.
+#[test]
+fn clip_on_integers() {
+    let v = [-128i64, -5, 0, 3, 7, 100, 127];
+    for (dt, vals, lo, hi, want) in [
+        ("i8", &v[..], "-4.0", "6.0", vec![-4.0, -4.0, 0.0, 3.0, 6.0, 6.0, 6.0]),
+        ("i8", &v[..], "-inf", "inf", vec![-128.0, -5.0, 0.0, 3.0, 7.0, 100.0, 127.0]),
+        ("u8", &[0, 5, 200, 255, 1, 9, 10][..], "2.0", "300.0", vec![2.0, 5.0, 200.0, 255.0, 2.0, 9.0, 10.0]),
+        ("i32", &v[..], "-1000.0", "50.0", vec![-128.0, -5.0, 0.0, 3.0, 7.0, 50.0, 50.0]),
+    ] {
+        let g = format!(
+            "graph \"c\"\n  input %0 \"x\": {dt}[7]\n  %1 = Clip{{min={lo}, max={hi}}}(%0): {dt}[7] @\"c\"\n  %2 = Cast{{to=f32}}(%1): f32[7] @\"f\"\n  output \"y\" = %2\n"
+        );
+        let x = Tensor::from_i64_values(DType::from_name(dt).unwrap(), vec![7], vals).unwrap();
+        for cpu in ["native", "baseline"] {
+            assert_eq!(run(&g, std::slice::from_ref(&x), cpu)[0], want, "Clip {lo}..{hi} on {dt} ({cpu})");
+        }
+    }
+}

@@ -494,6 +494,30 @@ fn unary_scalar(k: &mut Kernel, u: UnaryOp, d: DType, x: Value) -> LResult<Value
     if d == DType::Bool && u == UnaryOp::Not {
         return Ok(k.b.ins().bxor_imm_s(x, 1));
     }
+    if let (UnaryOp::Clip { min, max }, true) = (u, d.is_int()) {
+        // bounds (f32, ±inf when absent) clamped to the type's range
+        let bits = d.size() as u32 * 8;
+        let (tmin, tmax) = if d.is_signed_int() {
+            ((i64::MIN >> (64 - bits)) as f64, (i64::MAX >> (64 - bits)) as f64)
+        } else {
+            (0.0, (u64::MAX >> (64 - bits)) as f64)
+        };
+        let lo = (min.get() as f64).ceil().clamp(tmin, tmax);
+        let hi = (max.get() as f64).floor().clamp(tmin, tmax);
+        let ty = k.b.func.dfg.value_type(x);
+        // u64's top values do not fit i64: reinterpret the bits
+        let cv = |v: f64| if v > i64::MAX as f64 { v as u64 as i64 } else { v as i64 };
+        let lo = k.b.ins().iconst(ty, cv(lo));
+        let hi = k.b.ins().iconst(ty, cv(hi));
+        let ins = k.b.ins();
+        return Ok(if d.is_signed_int() {
+            let v = ins.smax(x, lo);
+            k.b.ins().smin(v, hi)
+        } else {
+            let v = ins.umax(x, lo);
+            k.b.ins().umin(v, hi)
+        });
+    }
     if d.is_signed_int() {
         let ins = k.b.ins();
         return Ok(match u {
@@ -733,7 +757,10 @@ fn check(op: &Op, in_d: &[DType], od: DType) -> LResult {
                 DType::F32 => !matches!(u, UnaryOp::Not),
                 DType::F64 => matches!(u, UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sqrt | UnaryOp::Relu),
                 DType::Bool => *u == UnaryOp::Not,
-                d if d.is_signed_int() => matches!(u, UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu),
+                d if d.is_signed_int() => {
+                    matches!(u, UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu | UnaryOp::Clip { .. })
+                }
+                d if d.is_int() => matches!(u, UnaryOp::Clip { .. }),
                 _ => false,
             };
             if !ok {
