@@ -260,6 +260,20 @@ impl ModelInfo {
     }
 }
 
+/// `include/kerf_runtime.h`: the C declarations hosts share with generated code.
+pub const C_HEADER: &str = include_str!("../include/kerf_runtime.h");
+
+/// The guarded block of ABI macros and typedefs (`#ifndef KERF_RUNTIME_TYPES`
+/// ... `#endif`) from [`C_HEADER`]. Every generated model header embeds this
+/// same text, so the runtime header and any number of model headers can be
+/// included together, and the ABI is spelled out in exactly one file.
+pub fn c_types_block() -> &'static str {
+    const END: &str = "#endif /* KERF_RUNTIME_TYPES */\n";
+    let start = C_HEADER.find("#ifndef KERF_RUNTIME_TYPES").unwrap_or(0);
+    let end = C_HEADER[start..].find(END).map_or(C_HEADER.len(), |e| start + e + END.len());
+    &C_HEADER[start..end]
+}
+
 /// A 64-byte aligned scratch buffer for a model's activations.
 pub struct Arena {
     buf: Vec<u8>,
@@ -450,6 +464,15 @@ pub fn f32_as_bytes_mut(v: &mut [f32]) -> &mut [u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn c_types_block_is_the_guarded_abi() {
+        let b = c_types_block();
+        assert!(b.starts_with("#ifndef KERF_RUNTIME_TYPES\n"), "{b}");
+        assert!(b.ends_with("#endif /* KERF_RUNTIME_TYPES */\n"), "{b}");
+        assert!(b.contains(&format!("#define KERF_ABI_VERSION {ABI_VERSION}\n")), "{b}");
+        assert!(b.contains("} kerf_model_desc;"), "{b}");
+    }
 
     #[test]
     fn arena_is_aligned() {

@@ -8,47 +8,6 @@ use std::fmt::Write;
 
 use kerf_ir::Graph;
 
-/// The typedefs shared by every model header (also in
-/// `runtime/include/kerf_runtime.h`).
-pub const COMMON: &str = r#"#ifndef KERF_RUNTIME_TYPES
-#define KERF_RUNTIME_TYPES
-#define KERF_ABI_VERSION 1
-#define KERF_STATUS_OK 0
-#define KERF_STATUS_NULL_POINTER 1
-#define KERF_STATUS_MISALIGNED_ARENA 2
-#define KERF_STATUS_ABI_MISMATCH 3
-/* ONNX TensorProto.DataType codes */
-#define KERF_DTYPE_FLOAT 1
-#define KERF_DTYPE_UINT8 2
-#define KERF_DTYPE_INT8 3
-#define KERF_DTYPE_INT32 6
-#define KERF_DTYPE_INT64 7
-#define KERF_DTYPE_BOOL 9
-typedef struct kerf_runtime {
-    uint32_t abi_version;
-    uint32_t num_threads;
-    void (*parallel_for)(void *ctx, uint32_t n_tasks, void (*task)(void *arg, uint32_t i), void *arg);
-    void *ctx;
-} kerf_runtime;
-typedef struct kerf_tensor_desc {
-    const char *name;
-    int32_t dtype;
-    uint32_t rank;
-    const int64_t *dims;
-    uint64_t bytes;
-} kerf_tensor_desc;
-typedef struct kerf_model_desc {
-    uint32_t abi_version;
-    uint32_t num_inputs;
-    uint32_t num_outputs;
-    uint32_t arena_align;
-    uint64_t arena_bytes;
-    const kerf_tensor_desc *inputs;
-    const kerf_tensor_desc *outputs;
-    const char *name;
-} kerf_model_desc;
-#endif /* KERF_RUNTIME_TYPES */
-"#;
 
 /// A C string literal for `s` (escaping quotes, backslashes, controls).
 fn c_str(s: &str) -> String {
@@ -76,7 +35,7 @@ pub fn generate(g: &Graph, name: &str, arena_bytes: usize) -> String {
     let _ = writeln!(h, "#ifndef KERF_MODEL_{up}_H");
     let _ = writeln!(h, "#define KERF_MODEL_{up}_H");
     h.push_str("#include <stdint.h>\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n");
-    h.push_str(COMMON);
+    h.push_str(kerf_runtime::c_types_block());
     let _ = writeln!(h, "#define {up}_ABI_VERSION 1");
     let _ = writeln!(h, "#define {up}_ARENA_BYTES {arena_bytes}u");
     let _ = writeln!(h, "#define {up}_ARENA_ALIGN {}u", crate::arena::ALIGN);
