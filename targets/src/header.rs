@@ -8,7 +8,6 @@ use std::fmt::Write;
 
 use kerf_ir::Graph;
 
-
 /// A C string literal for `s` (escaping quotes, backslashes, controls).
 fn c_str(s: &str) -> String {
     let mut o = String::from("\"");
