@@ -166,13 +166,21 @@ fn shaping_inputs_must_be_constant() {
         .err();
     assert_eq!(e, "node 'r' (Reshape): input 'shape' must be a constant (dynamic shapes are not supported)");
 
+    // Negative pads crop; only constant mode defines that, and not past the axis.
     let e = M::new(17)
         .input("x", &[2, 3])
         .init_i64("p", &[4], &[0, -1, 0, 0])
+        .op("Pad", &["x", "p"], "y", vec![astr("mode", "reflect")])
+        .output("y")
+        .err();
+    assert_contains(&e, &["node 'y' (Pad)", "negative pads", "only supported in constant mode"]);
+    let e = M::new(17)
+        .input("x", &[2, 3])
+        .init_i64("p", &[4], &[0, -2, 0, -2])
         .op("Pad", &["x", "p"], "y", vec![])
         .output("y")
         .err();
-    assert_contains(&e, &["node 'y' (Pad)", "negative pads"]);
+    assert_contains(&e, &["node 'y' (Pad)", "crop more than the 3 elements of axis 1"]);
 
     let e = M::new(17)
         .input("x", &[2, 3])

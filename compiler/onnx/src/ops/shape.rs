@@ -325,8 +325,8 @@ fn pad(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         };
         (p, v, cx.const_ints(3, "axes")?)
     };
-    if raw.iter().any(|&p| p < 0) {
-        return Err(cx.err(format!("negative pads {raw:?} are not supported")));
+    if mode != PadMode::Constant && raw.iter().any(|&p| p < 0) {
+        return Err(cx.err(format!("negative pads {raw:?} are only supported in constant mode")));
     }
     // Pads follow the order of `axes` as given, so they are not sorted.
     let axes = match axes {
@@ -336,12 +336,30 @@ fn pad(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     if raw.len() != 2 * axes.len() {
         return Err(cx.err(format!("pads {raw:?} must hold 2 values for each of {} axes", axes.len())));
     }
-    let mut pads = vec![0usize; 2 * rank];
+    let mut signed = vec![0i64; 2 * rank];
     let k = axes.len();
     for (j, &ax) in axes.iter().enumerate() {
-        pads[ax] = raw[j] as usize;
-        pads[rank + ax] = raw[k + j] as usize;
+        signed[ax] = raw[j];
+        signed[rank + ax] = raw[k + j];
     }
+    // Negative pads crop (constant mode): a Slice removes them first, then
+    // the positive pads are added; for constant padding the order does not
+    // change the result.
+    let mut x = x;
+    if signed.iter().any(|&p| p < 0) {
+        let xs = cx.shape(x);
+        let mut starts = vec![0i64; rank];
+        let mut ends: Vec<i64> = xs.iter().map(|&d| d as i64).collect();
+        for i in 0..rank {
+            starts[i] = (-signed[i]).max(0);
+            ends[i] -= (-signed[rank + i]).max(0);
+            if ends[i] < starts[i] {
+                return Err(cx.err(format!("pads {raw:?} crop more than the {} elements of axis {i}", xs[i])));
+            }
+        }
+        x = cx.add1(Op::Slice { starts, ends, steps: vec![1; rank] }, vec![x])?;
+    }
+    let pads: Vec<usize> = signed.iter().map(|&p| p.max(0) as usize).collect();
     let xs = cx.shape(x);
     let out: Option<Vec<usize>> =
         (0..rank).map(|i| xs[i].checked_add(pads[i]).and_then(|v| v.checked_add(pads[rank + i]))).collect();
