@@ -8,6 +8,8 @@
 //! ```
 //! links `libdigits.a` into the crate and writes `digits.h` to `OUT_DIR`.
 
+pub mod npy;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -27,6 +29,8 @@ pub enum BuildError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Config(String),
+    #[error("'{path}': {msg}")]
+    Npy { path: PathBuf, msg: String },
 }
 
 /// A C identifier derived from a model path: the file stem, or the folder

@@ -5,7 +5,6 @@
 
 mod compile;
 mod inspect;
-mod npy;
 mod options;
 mod run;
 

@@ -4,11 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kerf_build::Build;
+use kerf_build::{npy, Build};
 use kerf_ir::Tensor;
 use kerf_targets::CompileOptions;
 
-use crate::npy;
 use crate::options::parse_input_shape;
 
 #[derive(Args, Debug)]

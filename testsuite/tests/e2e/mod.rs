@@ -39,40 +39,9 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     d
 }
 
-/// Reads a C-order `.npy` file into a tensor.
+/// Reads a C-order `.npy` file into a tensor (the same reader `kerf run` uses).
 pub fn read_npy(path: &Path) -> Result<Tensor, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| format!("{}: not a .npy file: {e}", path.display()))?;
-    if npy.order() == npyz::Order::Fortran {
-        return Err(format!("{}: Fortran order", path.display()));
-    }
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-    let descr = npy.dtype().descr();
-    let err = |e: std::io::Error| format!("{}: {e}", path.display());
-    macro_rules! typed {
-        ($t:ty, $d:expr) => {{
-            let v: Vec<$t> = npy.into_vec().map_err(err)?;
-            ($d, v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
-        }};
-    }
-    let (dtype, data) = match descr.trim_matches('\'').trim_start_matches(['<', '|', '=']) {
-        "f4" => typed!(f32, DType::F32),
-        "f8" => typed!(f64, DType::F64),
-        "i8" => typed!(i64, DType::I64),
-        "i4" => typed!(i32, DType::I32),
-        "i2" => typed!(i16, DType::I16),
-        "i1" => typed!(i8, DType::I8),
-        "u8" => typed!(u64, DType::U64),
-        "u4" => typed!(u32, DType::U32),
-        "u2" => typed!(u16, DType::U16),
-        "u1" => typed!(u8, DType::U8),
-        "b1" => {
-            let v: Vec<bool> = npy.into_vec().map_err(err)?;
-            (DType::Bool, v.iter().map(|&b| u8::from(b)).collect())
-        }
-        other => return Err(format!("{}: dtype '{other}' not handled", path.display())),
-    };
-    Tensor::from_bytes(dtype, shape, data).map_err(|e| format!("{}: {e}", path.display()))
+    kerf_build::npy::read(path).map_err(|e| e.to_string())
 }
 
 /// Reads `<prefix>_0.npy`, `<prefix>_1.npy`, ... until one is missing.

@@ -1,25 +1,32 @@
-//! `.npy` files as raw little-endian tensors (any dtype kerf supports).
+//! `.npy` files as tensors (C order, any dtype kerf supports): what
+//! `kerf run` reads and writes and what the tests read references from.
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
 use kerf_ir::{DType, Tensor};
 use npyz::WriterBuilder;
 
+use crate::BuildError;
+
+type Result<T> = std::result::Result<T, BuildError>;
+
+fn err(path: &Path, msg: impl std::fmt::Display) -> BuildError {
+    BuildError::Npy { path: path.to_path_buf(), msg: msg.to_string() }
+}
+
 /// Reads a C-order `.npy` file into a tensor.
 pub fn read(path: &Path) -> Result<Tensor> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read '{}'", path.display()))?;
-    let npy = npyz::NpyFile::new(&bytes[..]).with_context(|| format!("'{}' is not a .npy file", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|e| err(path, e))?;
+    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| err(path, format!("not a .npy file: {e}")))?;
     if npy.order() == npyz::Order::Fortran {
-        bail!("'{}' is in Fortran order; save it in C order", path.display());
+        return Err(err(path, "Fortran order; save it in C order"));
     }
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let descr = npy.dtype().descr();
-    let le = |v: Vec<u8>| v;
     macro_rules! typed {
         ($t:ty, $d:expr) => {{
-            let v: Vec<$t> = npy.into_vec().with_context(|| format!("reading '{}'", path.display()))?;
-            Tensor::from_bytes($d, shape, le(v.iter().flat_map(|x| x.to_le_bytes()).collect()))?
+            let v: Vec<$t> = npy.into_vec().map_err(|e| err(path, e))?;
+            Tensor::from_bytes($d, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect()).map_err(|e| err(path, e))?
         }};
     }
     let t = match descr.trim_matches('\'').trim_start_matches(['<', '|', '=']) {
@@ -34,10 +41,11 @@ pub fn read(path: &Path) -> Result<Tensor> {
         "u2" => typed!(u16, DType::U16),
         "u1" => typed!(u8, DType::U8),
         "b1" => {
-            let v: Vec<bool> = npy.into_vec().with_context(|| format!("reading '{}'", path.display()))?;
-            Tensor::from_bytes(DType::Bool, shape, v.iter().map(|&b| u8::from(b)).collect())?
+            let v: Vec<bool> = npy.into_vec().map_err(|e| err(path, e))?;
+            Tensor::from_bytes(DType::Bool, shape, v.iter().map(|&b| u8::from(b)).collect())
+                .map_err(|e| err(path, e))?
         }
-        other => bail!("'{}' has dtype '{other}', which kerf does not read", path.display()),
+        other => return Err(err(path, format!("dtype '{other}' is not one kerf reads"))),
     };
     Ok(t)
 }
@@ -48,12 +56,17 @@ pub fn write(path: &Path, t: &Tensor) -> Result<()> {
     let mut buf = Vec::new();
     macro_rules! typed {
         ($t:ty, $conv:expr) => {{
-            let mut w = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(&mut buf).begin_nd()?;
+            let mut w = npyz::WriteOptions::new()
+                .default_dtype()
+                .shape(&shape)
+                .writer(&mut buf)
+                .begin_nd()
+                .map_err(|e| err(path, e))?;
             for i in 0..t.numel() {
                 let v: $t = $conv(i);
-                w.push(&v)?;
+                w.push(&v).map_err(|e| err(path, e))?;
             }
-            w.finish()?;
+            w.finish().map_err(|e| err(path, e))?;
         }};
     }
     match t.dtype() {
@@ -69,5 +82,5 @@ pub fn write(path: &Path, t: &Tensor) -> Result<()> {
         DType::U8 => typed!(u8, |i| t.get_i64(i) as u8),
         DType::Bool => typed!(bool, |i| t.get_i64(i) != 0),
     }
-    std::fs::write(path, buf).with_context(|| format!("cannot write '{}'", path.display()))
+    std::fs::write(path, buf).map_err(|e| err(path, e))
 }
