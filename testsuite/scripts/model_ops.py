@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Prints the op types used by ONNX models (subgraphs included), one per line,
+sorted; ops outside the default domain as `<domain>:<Op>`.
+
+The cross-ISA leg of the conformance suite (tests/onnx_backend_cross.rs) runs
+the node cases whose ops are all in this set for the nine public models:
+
+    .venv/bin/python testsuite/scripts/model_ops.py /work/shared/models/*/model.onnx \\
+        > testsuite/conformance/cross_isa_ops.txt
+"""
+import sys
+
+import onnx
+
+
+def walk(graph, ops):
+    for node in graph.node:
+        domain = node.domain or "ai.onnx"
+        ops.add(node.op_type if domain == "ai.onnx" else f"{domain}:{node.op_type}")
+        for a in node.attribute:
+            if a.HasField("g"):
+                walk(a.g, ops)
+            for g in a.graphs:
+                walk(g, ops)
+
+
+def main(paths):
+    if not paths:
+        sys.exit("usage: model_ops.py MODEL.onnx...")
+    ops = set()
+    names = []
+    for p in paths:
+        walk(onnx.load(p, load_external_data=False).graph, ops)
+        names.append(p.rstrip("/").split("/")[-2])
+    print(f"# op types of the models: {' '.join(names)}")
+    print("# regenerate: .venv/bin/python testsuite/scripts/model_ops.py /work/shared/models/*/model.onnx")
+    for op in sorted(ops):
+        print(op)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
