@@ -13,19 +13,23 @@ use crate::import::Cx;
 use crate::ImportError;
 
 mod attention;
+mod compose;
 mod conv;
 mod data;
 mod elementwise;
 mod extra;
 mod gather;
+mod gridsample;
 mod linalg;
 mod loss;
 mod norm;
 mod reduce;
 mod resize;
+mod resize_matrix;
 mod rnn;
 mod scan_like;
 mod shape;
+mod signal;
 
 pub type Converter = fn(&mut Cx) -> Result<Vec<ValueId>, ImportError>;
 
@@ -46,6 +50,8 @@ fn registry() -> &'static [(&'static str, Converter)] {
         scan_like::register(&mut r);
         extra::register(&mut r);
         gather::register(&mut r);
+        gridsample::register(&mut r);
+        signal::register(&mut r);
         r.sort_by_key(|(n, _)| *n);
         r
     })

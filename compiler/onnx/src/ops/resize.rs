@@ -7,6 +7,7 @@
 use kerf_ir::op::{CoordMode, NearestMode, Resize, ResizeMode};
 use kerf_ir::{Op, Tensor, ValueId, F32};
 
+use super::resize_matrix::MatrixResize;
 use super::Converter;
 use crate::import::Cx;
 use crate::ImportError;
@@ -119,16 +120,8 @@ fn resize(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let ctm = a.string("coordinate_transformation_mode", "half_pixel")?;
     let coord = kerf_ir::op::parse_coord_mode(&ctm)
         .ok_or_else(|| cx.err(format!("unknown coordinate_transformation_mode '{ctm}'")))?;
-    if coord == CoordMode::TfCropAndResize {
-        return Err(cx.err("coordinate_transformation_mode tf_crop_and_resize is not supported"));
-    }
-    if a.int("antialias", 0)? != 0 {
-        return Err(cx.err("antialias=1 is not supported"));
-    }
+    let antialias = a.int("antialias", 0)? != 0;
     let policy = a.string("keep_aspect_ratio_policy", "stretch")?;
-    if policy != "stretch" {
-        return Err(cx.err(format!("keep_aspect_ratio_policy '{policy}' is not supported")));
-    }
     let rank = xs.len();
     let axes = match a.ints_opt("axes")? {
         Some(ax) => Some(cx.axes_in_order(&ax, rank)?),
@@ -141,9 +134,69 @@ fn resize(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let dims: Vec<i64> = xs.iter().map(|&d| d as i64).collect();
     let scales = scales.map(|s| on_axes(cx, s, &axes, rank, &ones)).transpose()?;
     let sizes = sizes.map(|s| on_axes(cx, s, &axes, rank, &dims)).transpose()?;
-    let (scales, sizes) = resolve(cx, &xs, scales, sizes)?;
+    let on: Vec<usize> = axes.clone().unwrap_or_else(|| (0..rank).collect());
+    // Per-axis scale in f64 as the reference computes it (sizes / input
+    // when sizes are given), and the output sizes.
+    let (scales64, sizes) = match (&scales, &sizes) {
+        (None, Some(sz)) if policy != "stretch" => {
+            let sz = super::non_neg(cx, "sizes", sz)?;
+            let ratios = on.iter().filter(|&&i| xs[i] > 0).map(|&i| sz[i] as f64 / xs[i] as f64);
+            let scale = match policy.as_str() {
+                "not_larger" => ratios.fold(f64::INFINITY, f64::min),
+                "not_smaller" => ratios.fold(0.0, f64::max),
+                other => return Err(cx.err(format!("unknown keep_aspect_ratio_policy '{other}'"))),
+            };
+            if !(scale.is_finite() && scale > 0.0) {
+                return Err(cx.err(format!("sizes {sz:?} give no positive scale for input {xs:?}")));
+            }
+            let sc: Vec<f64> = (0..rank).map(|i| if on.contains(&i) { scale } else { 1.0 }).collect();
+            // round half up, as the reference
+            let out: Vec<i64> = (0..rank)
+                .map(|i| if on.contains(&i) { (scale * xs[i] as f64 + 0.5).floor() as i64 } else { xs[i] as i64 })
+                .collect();
+            (Some(sc), Some(out))
+        }
+        (None, Some(sz)) => {
+            let sc = sz.iter().zip(&xs).map(|(&o, &i)| if i == 0 { 1.0 } else { o as f64 / i as f64 }).collect();
+            (Some(sc), sizes.clone())
+        }
+        (Some(sc), _) => (Some(sc.iter().map(|&v| v as f64).collect()), None),
+        (None, None) => (None, None),
+    };
+    let (scales, sizes) = match (&scales, sizes) {
+        (None, Some(sz)) if policy != "stretch" => {
+            let sz = super::non_neg(cx, "sizes", &sz)?;
+            super::fits(cx, &sz)?;
+            let sc = scales64.iter().flatten().map(|&v| F32::new(v as f32)).collect();
+            (sc, sz)
+        }
+        (scales, sizes) => resolve(cx, &xs, scales.clone(), sizes)?,
+    };
+    let mode = mode_of(cx, &mode, nearest)?;
+    if antialias || coord == CoordMode::TfCropAndResize {
+        let scales64 = scales64.ok_or_else(|| cx.err("needs either constant 'scales' or 'sizes'"))?;
+        let roi = match cx.konst(1, "roi")?.filter(|t| t.numel() > 0) {
+            Some(t) => {
+                let v = on_axes_roi(cx, t.to_f64_vec(), &axes, rank)?;
+                Some(v)
+            }
+            None if coord == CoordMode::TfCropAndResize => {
+                return Err(cx.err("tf_crop_and_resize needs a constant 'roi'"));
+            }
+            None => None,
+        };
+        let m = MatrixResize {
+            mode,
+            coord,
+            antialias,
+            cubic_coeff: a.float("cubic_coeff_a", -0.75)? as f64,
+            exclude_outside: a.bool("exclude_outside", false)?,
+            extrapolation: a.float("extrapolation_value", 0.0)? as f64,
+        };
+        return Ok(vec![super::resize_matrix::resize(cx, x, &m, &on, &scales64, &sizes, roi.as_deref())?]);
+    }
     let rz = Resize {
-        mode: mode_of(cx, &mode, nearest)?,
+        mode,
         coord,
         cubic_coeff: F32::new(a.float("cubic_coeff_a", -0.75)?),
         exclude_outside: a.bool("exclude_outside", false)?,
@@ -173,4 +226,25 @@ fn upsample(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         sizes,
     };
     Ok(vec![cx.add1(Op::Resize(rz), vec![x])?])
+}
+
+/// Expands a roi given for `axes` (starts then ends) to all axes (others
+/// keep `0..1`).
+fn on_axes_roi(cx: &Cx, roi: Vec<f64>, axes: &Option<Vec<usize>>, rank: usize) -> Result<Vec<f64>, ImportError> {
+    let n = axes.as_ref().map_or(rank, Vec::len);
+    if roi.len() != 2 * n {
+        return Err(cx.err(format!("roi {roi:?} must hold {} values", 2 * n)));
+    }
+    match axes {
+        None => Ok(roi),
+        Some(ax) => {
+            let mut out = vec![0.0; rank];
+            out.extend(std::iter::repeat_n(1.0, rank));
+            for (i, &a) in ax.iter().enumerate() {
+                out[a] = roi[i];
+                out[rank + a] = roi[n + i];
+            }
+            Ok(out)
+        }
+    }
 }
