@@ -1,7 +1,7 @@
 //! Typed, checked access to a node's attributes. A wrong attribute type or
 //! a missing required attribute is an error naming the node.
 
-use crate::proto::{AttrDef, AttrValue, TensorDef};
+use crate::proto::{AttrDef, AttrValue, GraphDef, TensorDef};
 use crate::ImportError;
 
 #[derive(Clone, Copy)]
@@ -135,6 +135,15 @@ impl<'a> Attrs<'a> {
             None => Ok(None),
             Some(AttrValue::Tensor(t)) => Ok(Some(t)),
             Some(other) => Err(self.wrong(name, "a tensor", other)),
+        }
+    }
+
+    /// A required subgraph attribute (If branches, Loop/Scan bodies).
+    pub fn graph_req(&self, name: &str) -> Result<&'a GraphDef, ImportError> {
+        match self.get(name) {
+            None => Err(self.missing(name)),
+            Some(AttrValue::Graph(g)) => Ok(g),
+            Some(other) => Err(self.wrong(name, "a graph", other)),
         }
     }
 

@@ -23,7 +23,7 @@ use kerf_ir::{DType, Graph, Layer, Op, Origin, Tensor, TensorType, ValueDef, Val
 
 use crate::attrs::Attrs;
 use crate::error::{TypeSite, UnsupportedOp};
-use crate::proto::{Dim, ModelDef, NodeDef};
+use crate::proto::{Dim, GraphDef, ModelDef, NodeDef};
 use crate::{ops, tensor, ImportError, ImportOptions};
 
 /// Newest `ai.onnx` opset this frontend knows.
@@ -272,6 +272,242 @@ impl<'a> Cx<'a> {
     }
 }
 
+/// A value in the import environment. Sequences and optionals never reach
+/// the IR: with static lengths they are resolved at import time into lists
+/// of tensor values (see `ops/control.rs`).
+#[derive(Clone, Debug)]
+pub enum Val {
+    Tensor(ValueId),
+    Seq(Vec<ValueId>),
+    /// An optional: empty, or holding a tensor or a sequence.
+    Opt(Option<Box<Val>>),
+}
+
+impl Val {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Val::Tensor(_) => "a tensor",
+            Val::Seq(_) => "a sequence",
+            Val::Opt(_) => "an optional",
+        }
+    }
+}
+
+/// ONNX value name → value, for one (sub)graph scope. A subgraph body sees
+/// its enclosing scopes' names: its environment starts as a copy of theirs.
+pub type Env = HashMap<String, Val>;
+
+/// Most nested subgraph levels (If inside Loop inside ...) imported.
+pub const MAX_SUBGRAPH_DEPTH: usize = 16;
+
+/// Most nodes that inlining subgraphs (If branches, unrolled Loop/Scan
+/// bodies, SequenceMap bodies) may import in one model. Unrolling is what a
+/// static-graph compiler can do with control flow; past this budget the
+/// import stops with an error naming the node instead of growing without
+/// bound.
+pub const MAX_INLINED_NODES: usize = 20_000;
+
+/// Import-wide state shared by the main graph and the subgraphs inlined
+/// into it.
+pub struct State<'a> {
+    pub g: Graph,
+    pub opset: i64,
+    base_dir: Option<&'a Path>,
+    layer_names: HashSet<String>,
+    /// Bytes folded so far (see [`FOLD_BUDGET_BYTES`]).
+    folded_bytes: usize,
+    /// Nodes imported from subgraph bodies so far (see [`MAX_INLINED_NODES`]).
+    pub inlined_nodes: usize,
+    /// Current subgraph nesting level.
+    pub depth: usize,
+}
+
+impl State<'_> {
+    /// A conversion context for `node` (named `name`) with tensor inputs `ins`.
+    pub fn cx<'b>(&'b mut self, node: &'b NodeDef, name: &str, ins: Vec<Option<ValueId>>) -> Cx<'b> {
+        Cx {
+            g: &mut self.g,
+            node,
+            ins,
+            opset: self.opset,
+            name: name.to_string(),
+            base_dir: self.base_dir,
+            layer_names: &mut self.layer_names,
+            emitted: 0,
+            folded_bytes: &mut self.folded_bytes,
+        }
+    }
+}
+
+/// Ops handled by `ops/control.rs` (subgraphs, sequences, optionals)
+/// rather than by the tensor-op registry.
+pub fn is_control_op(op: &str) -> bool {
+    ops::control::handles(op)
+}
+
+/// Adds every op in `nodes` (and their subgraphs) without a converter to
+/// `unsupported`.
+fn collect_unsupported(nodes: &[NodeDef], scope: &str, unsupported: &mut Vec<UnsupportedOp>, depth: usize) {
+    for (i, n) in nodes.iter().enumerate() {
+        if ops::lookup(&n.op_type).is_none() && !is_control_op(&n.op_type) {
+            let dn = format!("{scope}{}", display_name(n, i));
+            match unsupported.iter_mut().find(|u| u.op == n.op_type) {
+                Some(u) => u.nodes.push(dn),
+                None => unsupported.push(UnsupportedOp { op: n.op_type.clone(), nodes: vec![dn] }),
+            }
+        }
+        if depth < MAX_SUBGRAPH_DEPTH {
+            for a in &n.attrs {
+                if let crate::proto::AttrValue::Graph(body) = &a.value {
+                    let inner = format!("{scope}{}/{}/", display_name(n, i), a.name);
+                    collect_unsupported(&body.nodes, &inner, unsupported, depth + 1);
+                }
+            }
+        }
+    }
+}
+
+/// Imports `nodes` in order into `st.g`, reading and extending `env`.
+/// `scope` prefixes node and value names (subgraph iterations get their
+/// own); `node_of` (main graph only) improves the out-of-order message.
+pub fn run_nodes(
+    st: &mut State,
+    nodes: &[NodeDef],
+    env: &mut Env,
+    unavailable: &mut HashMap<String, String>,
+    node_of: Option<&HashMap<&str, usize>>,
+    scope: &str,
+) -> Result<(), ImportError> {
+    for (i, n) in nodes.iter().enumerate() {
+        let name = format!("{scope}{}", display_name(n, i));
+        if !is_default_domain(&n.domain) {
+            return Err(ImportError::model(format!(
+                "node '{name}' ({}) is in unknown domain '{}'",
+                n.op_type, n.domain
+            )));
+        }
+        let mut ins: Vec<Option<Val>> = Vec::with_capacity(n.inputs.len());
+        for s in &n.inputs {
+            if s.is_empty() {
+                ins.push(None);
+                continue;
+            }
+            match env.get(s) {
+                Some(v) => ins.push(Some(v.clone())),
+                None => {
+                    let msg = if let Some(why) = unavailable.get(s) {
+                        format!("reads '{s}', which {why}")
+                    } else if let Some(&p) = node_of.and_then(|m| m.get(s.as_str())) {
+                        format!(
+                            "reads '{s}' before node '{}' produces it: nodes are not in topological order (or form a cycle)",
+                            nodes.get(p).map_or_else(String::new, |pn| display_name(pn, p))
+                        )
+                    } else {
+                        format!("reads undefined value '{s}'")
+                    };
+                    return Err(ImportError::Node { node: name, op: n.op_type.clone(), msg });
+                }
+            }
+        }
+        let first_new = st.g.values.len();
+        let outs: Vec<Val> = if is_control_op(&n.op_type) || ins.iter().flatten().any(|v| !matches!(v, Val::Tensor(_)))
+        {
+            ops::control::convert(st, n, &name, ins, env)?
+        } else {
+            let conv = ops::lookup(&n.op_type).ok_or_else(|| {
+                ImportError::Unsupported(vec![UnsupportedOp { op: n.op_type.clone(), nodes: vec![name.clone()] }])
+            })?;
+            let tins = ins
+                .iter()
+                .map(|v| v.as_ref().and_then(|v| if let Val::Tensor(t) = v { Some(*t) } else { None }))
+                .collect();
+            let mut cx = st.cx(n, &name, tins);
+            let outs = conv(&mut cx).map_err(|e| cx.relabel(e))?;
+            outs.into_iter().map(Val::Tensor).collect()
+        };
+        for (k, o) in n.outputs.iter().enumerate() {
+            if o.is_empty() {
+                continue;
+            }
+            match outs.get(k) {
+                Some(v) => {
+                    // Values this node created carry its ONNX output names;
+                    // a value it passed through (an aliased constant) keeps
+                    // its own.
+                    if let Val::Tensor(t) = v {
+                        if t.0 as usize >= first_new {
+                            if let Some(val) = st.g.values.get_mut(t.0 as usize) {
+                                val.name = format!("{scope}{o}");
+                            }
+                        }
+                    }
+                    env.insert(o.clone(), v.clone());
+                }
+                None => {
+                    unavailable.insert(
+                        o.clone(),
+                        format!("is output {k} of node '{name}' ({}), which is not supported", n.op_type),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Inlines a subgraph: binds its inputs to `args` (by position), imports
+/// its initializers and nodes in a copy of the enclosing `env`, and returns
+/// its outputs. Counts the nodes against [`MAX_INLINED_NODES`] and nesting
+/// against [`MAX_SUBGRAPH_DEPTH`]; `node`/`op` name the node that owns the
+/// subgraph in errors.
+pub fn inline_graph(
+    st: &mut State,
+    body: &GraphDef,
+    args: Vec<Val>,
+    env: &Env,
+    scope: &str,
+    node: &str,
+    op: &str,
+) -> Result<Vec<Val>, ImportError> {
+    let err = |msg: String| ImportError::Node { node: node.to_string(), op: op.to_string(), msg };
+    if st.depth >= MAX_SUBGRAPH_DEPTH {
+        return Err(err(format!("subgraphs are nested deeper than {MAX_SUBGRAPH_DEPTH} levels")));
+    }
+    st.inlined_nodes = st.inlined_nodes.saturating_add(body.nodes.len());
+    if st.inlined_nodes > MAX_INLINED_NODES {
+        return Err(err(format!(
+            "inlining its subgraph would import more than {MAX_INLINED_NODES} nodes (unrolled control flow is bounded)"
+        )));
+    }
+    if args.len() != body.inputs.len() {
+        return Err(err(format!("its subgraph takes {} inputs, {} given", body.inputs.len(), args.len())));
+    }
+    let mut inner = env.clone();
+    for (inp, a) in body.inputs.iter().zip(args) {
+        inner.insert(inp.name.clone(), a);
+    }
+    for t in &body.initializers {
+        let tensor = tensor::convert(t, st.base_dir)?;
+        let v = st.g.add_const(format!("{scope}{}", t.name), tensor, Origin::Initializer);
+        inner.insert(t.name.clone(), Val::Tensor(v));
+    }
+    st.depth += 1;
+    let mut unavailable = HashMap::new();
+    let r = run_nodes(st, &body.nodes, &mut inner, &mut unavailable, None, scope);
+    st.depth -= 1;
+    r?;
+    body.outputs
+        .iter()
+        .map(|o| match inner.get(&o.name) {
+            Some(v) => Ok(v.clone()),
+            None => Err(err(match unavailable.get(&o.name) {
+                Some(why) => format!("subgraph output '{}' {why}", o.name),
+                None => format!("subgraph output '{}' is not produced by any node", o.name),
+            })),
+        })
+        .collect()
+}
+
 fn display_name(n: &NodeDef, index: usize) -> String {
     if n.name.is_empty() {
         format!("{}_{index}", n.op_type.to_lowercase())
@@ -309,7 +545,7 @@ pub fn import(
     let initializers = std::mem::take(&mut gd.initializers);
     let gd = &gd;
 
-    // Pre-passes: domains, then every unsupported op at once.
+    // Pre-passes: domains, then every unsupported op at once (subgraphs too).
     for (i, n) in gd.nodes.iter().enumerate() {
         if !is_default_domain(&n.domain) {
             return Err(ImportError::model(format!(
@@ -321,15 +557,7 @@ pub fn import(
         }
     }
     let mut unsupported: Vec<UnsupportedOp> = Vec::new();
-    for (i, n) in gd.nodes.iter().enumerate() {
-        if ops::lookup(&n.op_type).is_none() {
-            let dn = display_name(n, i);
-            match unsupported.iter_mut().find(|u| u.op == n.op_type) {
-                Some(u) => u.nodes.push(dn),
-                None => unsupported.push(UnsupportedOp { op: n.op_type.clone(), nodes: vec![dn] }),
-            }
-        }
-    }
+    collect_unsupported(&gd.nodes, "", &mut unsupported, 0);
     if !unsupported.is_empty() {
         return Err(ImportError::Unsupported(unsupported));
     }
@@ -408,80 +636,23 @@ pub fn import(
         values.insert(name, v);
     }
 
+    let mut st = State { g, opset, base_dir, layer_names: HashSet::new(), folded_bytes: 0, inlined_nodes: 0, depth: 0 };
+    let mut env: Env = values.into_iter().map(|(k, v)| (k, Val::Tensor(v))).collect();
     // Outputs that a converter could not provide (e.g. MaxPool indices).
     let mut unavailable: HashMap<String, String> = HashMap::new();
-    let mut layer_names: HashSet<String> = HashSet::new();
-    let mut folded_bytes = 0usize;
-    for (i, n) in gd.nodes.iter().enumerate() {
-        let name = display_name(n, i);
-        let mut ins = Vec::with_capacity(n.inputs.len());
-        for s in &n.inputs {
-            if s.is_empty() {
-                ins.push(None);
-                continue;
-            }
-            match values.get(s) {
-                Some(&v) => ins.push(Some(v)),
-                None => {
-                    let msg = if let Some(why) = unavailable.get(s) {
-                        format!("reads '{s}', which {why}")
-                    } else if let Some(&p) = node_of.get(s.as_str()) {
-                        format!(
-                            "reads '{s}' before node '{}' produces it: nodes are not in topological order (or form a cycle)",
-                            gd.nodes.get(p).map_or_else(String::new, |pn| display_name(pn, p))
-                        )
-                    } else {
-                        format!("reads undefined value '{s}'")
-                    };
-                    return Err(ImportError::Node { node: name, op: n.op_type.clone(), msg });
-                }
-            }
-        }
-        let conv = ops::lookup(&n.op_type).ok_or_else(|| {
-            ImportError::Unsupported(vec![UnsupportedOp { op: n.op_type.clone(), nodes: vec![name.clone()] }])
-        })?;
-        let mut cx = Cx {
-            g: &mut g,
-            node: n,
-            ins,
-            opset,
-            name: name.clone(),
-            base_dir,
-            layer_names: &mut layer_names,
-            emitted: 0,
-            folded_bytes: &mut folded_bytes,
-        };
-        let first_new = cx.g.values.len();
-        let outs = conv(&mut cx).map_err(|e| cx.relabel(e))?;
-        for (k, o) in n.outputs.iter().enumerate() {
-            if o.is_empty() {
-                continue;
-            }
-            match outs.get(k) {
-                Some(&v) => {
-                    // Values this node created carry its ONNX output names;
-                    // a value it passed through (an aliased constant) keeps
-                    // its own.
-                    if v.0 as usize >= first_new {
-                        if let Some(val) = g.values.get_mut(v.0 as usize) {
-                            val.name = o.clone();
-                        }
-                    }
-                    values.insert(o.clone(), v);
-                }
-                None => {
-                    unavailable.insert(
-                        o.clone(),
-                        format!("is output {k} of node '{name}' ({}), which is not supported", n.op_type),
-                    );
-                }
-            }
-        }
-    }
+    run_nodes(&mut st, &gd.nodes, &mut env, &mut unavailable, Some(&node_of), "")?;
+    let mut g = st.g;
 
     for o in &gd.outputs {
-        match values.get(&o.name) {
-            Some(&v) => g.add_output(o.name.clone(), v),
+        match env.get(&o.name) {
+            Some(Val::Tensor(v)) => g.add_output(o.name.clone(), *v),
+            Some(other) => {
+                return Err(ImportError::model(format!(
+                    "graph output '{}' is {}; only tensor outputs are supported",
+                    o.name,
+                    other.kind()
+                )));
+            }
             None => {
                 let msg = match unavailable.get(&o.name) {
                     Some(why) => format!("graph output '{}' {why}", o.name),

@@ -56,7 +56,9 @@ pub enum AttrValue {
     Floats(Vec<f32>),
     Ints(Vec<i64>),
     Strings(Vec<Vec<u8>>),
-    /// A kind the importer never needs (graphs, sparse tensors, type protos).
+    /// A subgraph (If branches, Loop/Scan bodies, SequenceMap bodies).
+    Graph(Box<GraphDef>),
+    /// A kind the importer never needs (graph lists, sparse tensors, type protos).
     Other(&'static str),
 }
 
@@ -70,6 +72,7 @@ impl AttrValue {
             AttrValue::Floats(_) => "a list of floats",
             AttrValue::Ints(_) => "a list of ints",
             AttrValue::Strings(_) => "a list of strings",
+            AttrValue::Graph(_) => "a graph",
             AttrValue::Other(k) => k,
         }
     }
@@ -163,7 +166,11 @@ fn attr(a: &AttributeProto) -> AttrDef {
         Ok(AttributeType::FLOATS) => AttrValue::Floats(a.floats.clone()),
         Ok(AttributeType::INTS) => AttrValue::Ints(a.ints.clone()),
         Ok(AttributeType::STRINGS) => AttrValue::Strings(a.strings.clone()),
-        Ok(AttributeType::GRAPH) | Ok(AttributeType::GRAPHS) => AttrValue::Other("a graph"),
+        Ok(AttributeType::GRAPH) => match a.g.as_ref() {
+            Some(g) => AttrValue::Graph(Box::new(graph(&mut g.clone()))),
+            None => AttrValue::Other("an empty graph"),
+        },
+        Ok(AttributeType::GRAPHS) => AttrValue::Other("a list of graphs"),
         Ok(AttributeType::SPARSE_TENSOR) | Ok(AttributeType::SPARSE_TENSORS) => AttrValue::Other("a sparse tensor"),
         Ok(AttributeType::TYPE_PROTO) | Ok(AttributeType::TYPE_PROTOS) => AttrValue::Other("a type"),
         Ok(AttributeType::TENSORS) => AttrValue::Other("a list of tensors"),

@@ -14,6 +14,7 @@ use crate::ImportError;
 
 mod attention;
 mod compose;
+pub(crate) mod control;
 mod conv;
 mod data;
 mod elementwise;
