@@ -14,6 +14,9 @@
 use std::ffi::{c_char, c_void, CStr};
 use std::fmt;
 
+mod pool;
+pub use pool::ThreadPool;
+
 /// Version of the generated-code ABI. Bumped on any incompatible change of
 /// the entry-point signature, `kerf_runtime` or the descriptor layout.
 pub const ABI_VERSION: u32 = 1;
@@ -70,8 +73,9 @@ pub type TaskFn = unsafe extern "C" fn(arg: *mut c_void, i: u32);
 /// calls have returned.
 pub type ParallelForFn = unsafe extern "C" fn(ctx: *mut c_void, n_tasks: u32, task: TaskFn, arg: *mut c_void);
 
-/// Mirror of the C `kerf_runtime` struct. Generated code of ABI version 1
-/// accepts it (or NULL) but does not call `parallel_for` yet.
+/// Mirror of the C `kerf_runtime` struct. Generated code splits its large
+/// kernels into tasks through `parallel_for` when it is not NULL and
+/// `num_threads > 1` (see `docs/abi.md`); [`ThreadPool::runtime`] makes one.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct KerfRuntime {
@@ -355,7 +359,22 @@ impl Model {
         self.run_with(inputs, outputs, arena, None)
     }
 
-    /// Like [`Model::run`] with an explicit runtime (threading hook).
+    /// Like [`Model::run`], with tasks of split kernels run on `pool`.
+    pub fn run_with_pool(
+        &self,
+        inputs: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        arena: &mut Arena,
+        pool: &ThreadPool,
+    ) -> Result<(), RuntimeError> {
+        let rt = pool.runtime();
+        self.run_with(inputs, outputs, arena, Some(&rt))
+    }
+
+    /// Like [`Model::run`] with an explicit runtime (threading hook). Its
+    /// `parallel_for` and `ctx` must be valid (as from
+    /// [`KerfRuntime::serial`] or a live [`ThreadPool::runtime`]): the
+    /// generated code calls them.
     pub fn run_with(
         &self,
         inputs: &[&[u8]],

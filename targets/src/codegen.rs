@@ -8,12 +8,21 @@
 //! NULL, 2: misaligned arena, 3: `rt->abi_version` mismatch), then calls the
 //! kernels in node order, then copies graph outputs that are not produced in
 //! place (outputs that are inputs, constants or repeated).
+//!
+//! Threading: a kernel that declared a split ([`Kernel::parallel_range`],
+//! contract in [`crate::lower`]) gets a trampoline `<name>_t<idx>(arg, i)`;
+//! the entry reads `rt->num_threads`, `rt->parallel_for` and `rt->ctx` once
+//! and, for that kernel, calls `parallel_for(ctx, n, trampoline, block)`
+//! with `n = min(num_threads, max_tasks)` when `n >= 2`, else the kernel
+//! directly over the whole range. `block` (a stack slot of the entry) holds
+//! `n` and the kernel's pointer arguments.
 
 use std::collections::HashMap;
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, AbiParam, Function, GlobalValueData, InstBuilder, MemFlagsData, Signature, UserFuncName, Value,
+    types, AbiParam, Function, GlobalValueData, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind,
+    UserFuncName, Value,
 };
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -22,7 +31,7 @@ use kerf_ir::{Graph, ValueDef, ValueId};
 
 use crate::arena::{self, GraphPlan, Loc};
 use crate::isa::Caps;
-use crate::lower::{self, Kernel, Param, PTR};
+use crate::lower::{self, Kernel, Param, Split, PTR};
 use crate::{TargetError, UnsupportedNode};
 
 /// What was built.
@@ -35,7 +44,22 @@ pub struct Built {
     pub kernels: Vec<String>,
     /// Bytes of read-only data (weights, blobs, descriptor).
     pub rodata_bytes: usize,
+    /// Per kernel (same order as `kernels`): its split, if it is parallel.
+    pub splits: Vec<Option<Split>>,
 }
+
+/// Options of [`build_with`] that do not change the kernels.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// Instrumentation for profiling: the entry calls the imported function
+    /// [`PROFILE_HOOK`]`(uint32_t i)` before kernel `i` (index in
+    /// [`Built::kernels`]) and once more with `i = kernels.len()` after the
+    /// last one. The kernels themselves are the same as without it.
+    pub profile_hook: bool,
+}
+
+/// Symbol the entry calls between kernels when [`BuildOptions::profile_hook`] is set.
+pub const PROFILE_HOOK: &str = "kerf_prof_hook";
 
 /// How generated code reaches its own data objects and functions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +144,100 @@ struct KernelInfo {
     node: usize,
     func: FuncId,
     params: Vec<Param>,
+    split: Option<Split>,
+}
+
+/// Bytes of a scratch request as laid out in the arena.
+fn scratch_slot(s: usize) -> usize {
+    s.div_ceil(64) * 64
+}
+
+/// Signature of a task: `void task(void *arg, uint32_t i)`.
+fn task_sig(cc: cranelift_codegen::isa::CallConv) -> Signature {
+    let mut sig = Signature::new(cc);
+    sig.params.push(AbiParam::new(PTR));
+    sig.params.push(AbiParam::new(types::I32));
+    sig
+}
+
+/// Signature of `parallel_for(ctx, n_tasks, task, arg)`. `n_tasks` is
+/// sign-extended (the riscv64 psABI wants 32-bit arguments sign-extended
+/// whatever their signedness; harmless elsewhere, and n is small).
+fn parallel_for_sig(cc: cranelift_codegen::isa::CallConv) -> Signature {
+    let mut sig = Signature::new(cc);
+    sig.params.push(AbiParam::new(PTR));
+    sig.params.push(AbiParam::new(types::I32).sext());
+    sig.params.push(AbiParam::new(PTR));
+    sig.params.push(AbiParam::new(PTR));
+    sig
+}
+
+/// `<name>_t<idx>(arg, i)`: task `i` of a split kernel. `arg` points to
+/// `[n_tasks, p_0, p_1, ...]` (u64 each; the kernel's pointer parameters
+/// without the range). Task `i` gets units `i*U/n .. (i+1)*U/n` of
+/// `U = ceil(total/align)`, as iterations times `align` (the last clamped
+/// to `total`), and its own copy of each task-private scratch.
+fn build_trampoline<M: Module>(
+    module: &mut M,
+    fname: &str,
+    kernel: FuncId,
+    params: &[Param],
+    split: Split,
+    addressing: Addressing,
+) -> Result<FuncId, TargetError> {
+    let cc = module.isa().default_call_conv();
+    let sig = task_sig(cc);
+    let id = module.declare_function(fname, Linkage::Local, &sig).map_err(|e| cg_err(fname, e))?;
+    let mut func = Function::with_name_signature(UserFuncName::user(2, kernel.as_u32()), sig);
+    let mut fctx = FunctionBuilderContext::new();
+    {
+        let mut b = FunctionBuilder::new(&mut func, &mut fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let ps = b.block_params(entry).to_vec();
+        let (arg, i32v) = (ps[0], ps[1]);
+        let flags = MemFlagsData::new().with_notrap().with_readonly();
+        let n = b.ins().load(PTR, flags, arg, 0);
+        let i = b.ins().uextend(PTR, i32v);
+        let units = split.total.div_ceil(split.align) as i64;
+        let ulo = b.ins().imul_imm_s(i, units);
+        let ulo = b.ins().udiv(ulo, n);
+        let i1 = b.ins().iadd_imm_s(i, 1);
+        let uhi = b.ins().imul_imm_s(i1, units);
+        let uhi = b.ins().udiv(uhi, n);
+        let lo = b.ins().imul_imm_s(ulo, split.align as i64);
+        let hi = b.ins().imul_imm_s(uhi, split.align as i64);
+        let total = b.ins().iconst(PTR, split.total as i64);
+        let hi = b.ins().umin(hi, total);
+        let mut args = Vec::new();
+        let mut slot = 1;
+        for p in params {
+            let a = match p {
+                Param::RangeLo => lo,
+                Param::RangeHi => hi,
+                _ => {
+                    let v = b.ins().load(PTR, flags, arg, 8 * slot);
+                    slot += 1;
+                    if let Param::TaskScratch(s) = p {
+                        let off = b.ins().imul_imm_s(i, scratch_slot(*s) as i64);
+                        b.ins().iadd(v, off)
+                    } else {
+                        v
+                    }
+                }
+            };
+            args.push(a);
+        }
+        let fref = func_in_func(module, kernel, b.func, addressing);
+        b.ins().call(fref, &args);
+        b.ins().return_(&[]);
+        b.seal_all_blocks();
+        b.finalize(module.target_config());
+    }
+    let mut ctx = Context::for_function(func);
+    module.define_function(id, &mut ctx).map_err(|e| cg_err(fname, format!("{e:?}")))?;
+    Ok(id)
 }
 
 /// Builds every function and data object of `g` into `module`; references
@@ -131,6 +249,18 @@ pub fn build<M: Module>(
     name: &str,
     caps: Caps,
     addressing: Addressing,
+) -> Result<Built, TargetError> {
+    build_with(module, g, name, caps, addressing, &BuildOptions::default())
+}
+
+/// [`build`] with options (profiling instrumentation).
+pub fn build_with<M: Module>(
+    module: &mut M,
+    g: &Graph,
+    name: &str,
+    caps: Caps,
+    addressing: Addressing,
+    opts: &BuildOptions,
 ) -> Result<Built, TargetError> {
     check_name(name)?;
     g.validate().map_err(|e| TargetError::Graph(e.to_string()))?;
@@ -157,6 +287,7 @@ pub fn build<M: Module>(
         let fname = format!("{name}_k{i}");
         let mut func = Function::with_name_signature(UserFuncName::user(0, i as u32), Signature::new(call_conv));
         let params;
+        let split;
         {
             let mut b = FunctionBuilder::new(&mut func, &mut fctx);
             // The entry block only receives parameters (added on demand while
@@ -166,7 +297,7 @@ pub fn build<M: Module>(
             // `entry` must come first in the layout.
             b.func.layout.append_block(entry);
             b.switch_to_block(start);
-            let mut k = Kernel { b, caps, g, node, params: Vec::new(), entry };
+            let mut k = Kernel { b, caps, g, node, params: Vec::new(), entry, split: None, ranged: false };
             let res = lower::lower_node(&mut k);
             if let Err(reason) = res {
                 drop(k);
@@ -179,13 +310,22 @@ pub fn build<M: Module>(
             k.b.ins().jump(start, &[]);
             k.b.seal_all_blocks();
             params = k.params;
+            split = k.split;
             k.b.finalize(tcfg);
         }
-        scratch[i] = params.iter().map(|p| if let Param::Scratch(s) = p { s.div_ceil(64) * 64 } else { 0 }).sum();
+        let copies = split.map_or(1, |s| s.max_tasks);
+        scratch[i] = params
+            .iter()
+            .map(|p| match p {
+                Param::Scratch(s) => scratch_slot(*s),
+                Param::TaskScratch(s) => scratch_slot(*s) * copies,
+                _ => 0,
+            })
+            .sum();
         let fid = module.declare_function(&fname, Linkage::Local, &func.signature).map_err(|e| cg_err(&fname, e))?;
         let mut ctx = Context::for_function(func);
         module.define_function(fid, &mut ctx).map_err(|e| cg_err(&fname, format!("{e:?}")))?;
-        kernels.push(KernelInfo { node: i, func: fid, params });
+        kernels.push(KernelInfo { node: i, func: fid, params, split });
     }
     if !unsupported.is_empty() {
         return Err(TargetError::Unsupported(unsupported));
@@ -235,7 +375,7 @@ pub fn build<M: Module>(
                         blob_data.insert(bytes.clone(), id);
                     }
                 }
-                Param::Scratch(_) => {}
+                Param::Scratch(_) | Param::TaskScratch(_) | Param::RangeLo | Param::RangeHi => {}
             }
         }
     }
@@ -255,6 +395,24 @@ pub fn build<M: Module>(
         }
     }
     let copy_fn = if out_copies.is_empty() { None } else { Some(build_copy(module, name, call_conv)?) };
+    let mut trampolines: Vec<Option<FuncId>> = Vec::new();
+    for kinfo in &kernels {
+        trampolines.push(match kinfo.split {
+            Some(sp) => {
+                let tname = format!("{name}_t{}", kinfo.node);
+                Some(build_trampoline(module, &tname, kinfo.func, &kinfo.params, sp, addressing)?)
+            }
+            None => None,
+        });
+    }
+    let any_split = trampolines.iter().any(Option::is_some);
+    let prof_hook = if opts.profile_hook {
+        let mut sig = Signature::new(call_conv);
+        sig.params.push(AbiParam::new(types::I32));
+        Some(module.declare_function(PROFILE_HOOK, Linkage::Import, &sig).map_err(|e| cg_err(PROFILE_HOOK, e))?)
+    } else {
+        None
+    };
 
     // The entry point.
     let run_name = format!("{name}_run");
@@ -354,24 +512,107 @@ pub fn build<M: Module>(
                 },
             }
         };
-        for kinfo in &kernels {
+        // Threading hook, read once: (threads, parallel_for, ctx), with
+        // threads = 1 when rt or rt->parallel_for is NULL.
+        let threading = if any_split {
+            let with_rt = b.create_block();
+            let join = b.create_block();
+            let nt = b.append_block_param(join, PTR);
+            let pf = b.append_block_param(join, PTR);
+            let ctx = b.append_block_param(join, PTR);
+            let one = b.ins().iconst(PTR, 1);
+            let zero = b.ins().iconst(PTR, 0);
+            let c = b.ins().icmp_imm_s(IntCC::NotEqual, rt, 0);
+            b.ins().brif(c, with_rt, &[], join, &[one.into(), zero.into(), zero.into()]);
+            b.switch_to_block(with_rt);
+            b.seal_block(with_rt);
+            let n = b.ins().load(types::I32, flags, rt, 4);
+            let n = b.ins().uextend(PTR, n);
+            let f = b.ins().load(PTR, flags, rt, 8);
+            let x = b.ins().load(PTR, flags, rt, 16);
+            let has_f = b.ins().icmp_imm_s(IntCC::NotEqual, f, 0);
+            let n = b.ins().select(has_f, n, one);
+            b.ins().jump(join, &[n.into(), f.into(), x.into()]);
+            b.switch_to_block(join);
+            b.seal_block(join);
+            let words = kernels.iter().filter(|k| k.split.is_some()).map(|k| k.params.len() + 1).max().unwrap_or(1);
+            let slot =
+                b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, (8 * words) as u32, 3));
+            let pf_sig = b.import_signature(parallel_for_sig(call_conv));
+            Some((nt, pf, ctx, slot, pf_sig))
+        } else {
+            None
+        };
+        let prof_ref = prof_hook.map(|h| func_in_func(module, h, b.func, addressing));
+        let prof = |b: &mut FunctionBuilder, i: usize| {
+            if let Some(r) = prof_ref {
+                let v = b.ins().iconst(types::I32, i as i64);
+                b.ins().call(r, &[v]);
+            }
+        };
+        for (ki, kinfo) in kernels.iter().enumerate() {
+            prof(&mut b, ki);
             let fref = func_in_func(module, kinfo.func, b.func, addressing);
             let mut args = Vec::new();
             let mut soff = plan.scratch[kinfo.node].unwrap_or(0);
+            let copies = kinfo.split.map_or(1, |s| s.max_tasks);
             for p in &kinfo.params {
                 let a = match p {
                     Param::Value(v) => value_ptr(&mut b, module, &mut data_ptr, *v),
                     Param::Blob(bytes) => data_ptr(&mut b, module, blob_data[bytes]),
                     Param::Scratch(s) => {
                         let a = b.ins().iadd_imm_s(arena_p, soff as i64);
-                        soff += s.div_ceil(64) * 64;
+                        soff += scratch_slot(*s);
                         a
                     }
+                    Param::TaskScratch(s) => {
+                        let a = b.ins().iadd_imm_s(arena_p, soff as i64);
+                        soff += scratch_slot(*s) * copies;
+                        a
+                    }
+                    Param::RangeLo => b.ins().iconst(PTR, 0),
+                    Param::RangeHi => b.ins().iconst(PTR, kinfo.split.map_or(0, |s| s.total) as i64),
                 };
                 args.push(a);
             }
-            b.ins().call(fref, &args);
+            match (kinfo.split, trampolines[ki], threading) {
+                (Some(sp), Some(tramp), Some((nt, pf, ctx, slot, pf_sig))) => {
+                    let par = b.create_block();
+                    let ser = b.create_block();
+                    let done = b.create_block();
+                    let max = b.ins().iconst(PTR, sp.max_tasks as i64);
+                    let n = b.ins().umin(nt, max);
+                    let c = b.ins().icmp_imm_s(IntCC::UnsignedGreaterThan, n, 1);
+                    b.ins().brif(c, par, &[], ser, &[]);
+                    b.switch_to_block(par);
+                    b.seal_block(par);
+                    b.ins().stack_store(PTR, n, slot, 0);
+                    let mut w = 1;
+                    for (p, &a) in kinfo.params.iter().zip(&args) {
+                        if !matches!(p, Param::RangeLo | Param::RangeHi) {
+                            b.ins().stack_store(PTR, a, slot, 8 * w);
+                            w += 1;
+                        }
+                    }
+                    let block = b.ins().stack_addr(PTR, slot, 0);
+                    let tref = func_in_func(module, tramp, b.func, addressing);
+                    let taddr = b.ins().func_addr(PTR, tref);
+                    let n32 = b.ins().ireduce(types::I32, n);
+                    b.ins().call_indirect(pf_sig, pf, &[ctx, n32, taddr, block]);
+                    b.ins().jump(done, &[]);
+                    b.switch_to_block(ser);
+                    b.seal_block(ser);
+                    b.ins().call(fref, &args);
+                    b.ins().jump(done, &[]);
+                    b.switch_to_block(done);
+                    b.seal_block(done);
+                }
+                _ => {
+                    b.ins().call(fref, &args);
+                }
+            }
         }
+        prof(&mut b, kernels.len());
         if let Some(cf) = copy_fn {
             let fref = func_in_func(module, cf, b.func, addressing);
             for &(k, v) in &out_copies {
@@ -391,7 +632,8 @@ pub fn build<M: Module>(
     let (describe, desc_bytes) = build_descriptor(module, g, name, &plan, call_conv, addressing)?;
     rodata_bytes += desc_bytes;
     let kernel_names = kernels.iter().map(|k| format!("{name}_k{}", k.node)).collect();
-    Ok(Built { run, describe, plan, kernels: kernel_names, rodata_bytes })
+    let splits = kernels.iter().map(|k| k.split).collect();
+    Ok(Built { run, describe, plan, kernels: kernel_names, rodata_bytes, splits })
 }
 
 /// `<name>_copy(dst, src, n)`: byte copy in 8-byte words plus a tail (no

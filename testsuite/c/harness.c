@@ -15,12 +15,17 @@
  * and inputs are checked to be unchanged after the run; a write outside what
  * a kernel owns fails the case ("canary ..."). With KERF_HARNESS_VALGRIND=1
  * buffers are allocated at their exact sizes, unpoisoned and unguarded, so
- * memcheck itself sees every out-of-bounds access and uninitialised read. */
+ * memcheck itself sees every out-of-bounds access and uninitialised read.
+ *
+ * Threads: with KERF_THREADS=N (N > 1) every run gets the runtime of one
+ * pthread pool of N threads (runtime/c/kerf_pool.c), so split kernels run
+ * through parallel_for; otherwise rt = {KERF_ABI_VERSION, 1, NULL, NULL}. */
 #define _POSIX_C_SOURCE 200112L /* posix_memalign */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "harness.h"
+#include "kerf_pool.h"
 
 #define PATH_MAX_LEN 4096
 
@@ -78,6 +83,16 @@ static const char *guard_broken(const void *p, uint64_t bytes) {
     return NULL;
 }
 
+/* The pool of KERF_THREADS threads, or NULL (single-threaded). */
+static kerf_pool *pool;
+static unsigned long pf_calls;
+
+/* The pool's parallel_for, counted (reported on stderr per case). */
+static void counting_parallel_for(void *ctx, uint32_t n, void (*task)(void *arg, uint32_t i), void *arg) {
+    pf_calls++;
+    kerf_pool_parallel_for(ctx, n, task, arg);
+}
+
 /* Returns NULL on success, else a static message. */
 static const char *run_case(const harness_model *m, const char *dir) {
     static char msg[PATH_MAX_LEN + 128];
@@ -126,7 +141,13 @@ static const char *run_case(const harness_model *m, const char *dir) {
     }
     if (!err) {
         kerf_runtime rt = {KERF_ABI_VERSION, 1, 0, 0};
+        if (pool) {
+            rt = kerf_pool_runtime(pool);
+            rt.parallel_for = counting_parallel_for;
+            pf_calls = 0;
+        }
         int32_t st = m->run(ins, (void *const *)outs, arena, &rt);
+        if (pool) fprintf(stderr, "%s: %lu parallel_for calls\n", m->name, pf_calls);
         if (st != KERF_STATUS_OK) {
             snprintf(msg, sizeof msg, "run returned status %d", (int)st);
             err = msg;
@@ -182,6 +203,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s NAME DIR [NAME DIR ...]\n", argv[0]);
         return 2;
     }
+    const char *threads = getenv("KERF_THREADS");
+    if (threads && atoi(threads) > 1) {
+        pool = kerf_pool_create((uint32_t)atoi(threads));
+        if (!pool) {
+            fprintf(stderr, "cannot create a pool of %s threads\n", threads);
+            return 2;
+        }
+    }
     for (int a = 1; a + 1 < argc; a += 2) {
         const harness_model *m = find(argv[a]);
         const char *err = m ? run_case(m, argv[a + 1]) : "no such model linked";
@@ -191,5 +220,6 @@ int main(int argc, char **argv) {
             printf("ok %s\n", argv[a]);
         fflush(stdout);
     }
+    kerf_pool_destroy(pool);
     return 0;
 }

@@ -127,6 +127,15 @@ impl AttrMap {
         }
     }
 
+    /// An optional integer attribute: `None` when absent.
+    pub fn opt_int(&mut self, name: &str) -> Result<Option<i64>, IrError> {
+        if self.items.iter().any(|(n, _)| n == name) {
+            self.int(name).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     pub fn usize(&mut self, name: &str) -> Result<usize, IrError> {
         let v = self.int(name)?;
         usize::try_from(v).map_err(|_| IrError::Attr {

@@ -129,6 +129,7 @@ mod tests {
             window: Window { kernel: vec![2, 2], strides: vec![2, 2], dilations: vec![1, 1], pads: vec![1, 1, 0, 0] },
             group: 2,
             layer: Layer("c".into()),
+            algo: crate::op::ConvAlgo::Direct,
         });
         let y = eval(&op, &[&x, &w, &b]).unwrap();
         assert_eq!(y[0].shape(), &[1, 2, 2, 2]);
@@ -145,6 +146,7 @@ mod tests {
             window: Window { kernel: vec![2], strides: vec![1], dilations: vec![2], pads: vec![0, 0] },
             group: 1,
             layer: Layer("c".into()),
+            algo: crate::op::ConvAlgo::Direct,
         });
         let y = eval(&op, &[&x, &w]).unwrap();
         assert_eq!(y[0].to_f32_vec(), vec![31.0, 42.0, 53.0]);

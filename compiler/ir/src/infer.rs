@@ -626,3 +626,4 @@ mod tests {
         assert!(slice_len(0, 11, 1, 10).is_err());
     }
 }
+            algo: crate::op::ConvAlgo::Direct,

@@ -360,6 +360,33 @@ pub enum CoordMode {
     TfCropAndResize,
     HalfPixelSymmetric,
 }
+    /// How the conv is computed (not what): chosen per layer by the
+    /// `winograd` rule group and the cost model. Printed only when not
+    /// [`ConvAlgo::Direct`].
+    pub algo: ConvAlgo,
+}
+
+/// The algorithm of a [`Conv`]. Every algorithm computes the same function;
+/// they differ in f32 rounding only (Winograd within the codegen tolerance).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConvAlgo {
+    /// Direct / im2col-GEMM convolution.
+    #[default]
+    Direct,
+    /// Winograd F(m×m, 3×3) with `tile` = m ∈ {2, 4} output pixels per tile
+    /// side; only for 2-D 3×3 stride-1 dilation-1 group-1 convs
+    /// ([`Conv::winograd_eligible`]).
+    Winograd { tile: u8 },
+}
+
+impl Conv {
+    /// Whether Winograd F(m×m, 3×3) computes this conv: 2-D, 3×3 kernel,
+    /// stride 1, dilation 1, one group (any padding). Dtype and constant
+    /// weights are the caller's to check.
+    pub fn winograd_eligible(&self) -> bool {
+        let w = &self.window;
+        w.rank() == 2 && w.kernel == [3, 3] && w.strides == [1, 1] && w.dilations == [1, 1] && self.group == 1
+    }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Resize {
@@ -700,6 +727,9 @@ impl Op {
             }
             Op::Binary(_) | Op::Where | Op::Identity | Op::Dropout | Op::GlobalAveragePool | Op::GlobalMaxPool => {}
         }
+                if let ConvAlgo::Winograd { tile } = c.algo {
+                    a.push(("winograd", Attr::Int(i64::from(tile))));
+                }
         a
     }
 
@@ -736,7 +766,19 @@ impl Op {
             }
             "Identity" => Op::Identity,
             "Dropout" => Op::Dropout,
-            "Conv" => Op::Conv(Conv { window: Window::from_attrs(m)?, group: m.usize("group")?, layer: layer(m)? }),
+            "Conv" => {
+                let (window, group, layer) = (Window::from_attrs(m)?, m.usize("group")?, layer(m)?);
+                let algo = match m.opt_int("winograd")? {
+                    None => ConvAlgo::Direct,
+                    Some(t @ (2 | 4)) => ConvAlgo::Winograd { tile: t as u8 },
+                    Some(t) => return Err(m.error(format!("winograd tile must be 2 or 4, got {t}"))),
+                };
+                let c = Conv { window, group, layer, algo };
+                if c.algo != ConvAlgo::Direct && !c.winograd_eligible() {
+                    return Err(m.error("winograd needs a 2-D 3x3 stride-1 dilation-1 conv with one group"));
+                }
+                Op::Conv(c)
+            }
             "ConvTranspose" => Op::ConvTranspose(ConvTranspose {
                 window: Window::from_attrs(m)?,
                 group: m.usize("group")?,

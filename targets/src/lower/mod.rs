@@ -14,6 +14,44 @@
 //! Elementwise kernels must stay correct when an output aliases an input of
 //! the same shape (in-place reuse, see `arena`): each element is read before
 //! the same element is written.
+//!
+//! # Multi-threading: [`Kernel::parallel_range`]
+//!
+//! A kernel whose work is an outer loop of independent iterations declares it
+//! with `let (lo, hi) = k.parallel_range(total, align, cost_per_iter)` and
+//! then runs only iterations `lo..hi` (I64 values, `lo` a multiple of
+//! `align`, `hi` a multiple of `align` or `total`). The code generator
+//! ([`crate::codegen`]) then:
+//!
+//! - calls the kernel once with `(0, total)` when the caller passed no
+//!   runtime (`rt == NULL`), `rt->parallel_for == NULL`,
+//!   `rt->num_threads <= 1`, or when the work is too small to split (the
+//!   total cost `total * cost_per_iter` below [`MIN_TASK_COST`] per task;
+//!   then `lo`/`hi` are the constants 0 and `total`);
+//! - otherwise splits `ceil(total / align)` units into
+//!   `n = min(num_threads, max_tasks)` contiguous chunks of (nearly) equal
+//!   unit counts and calls `rt->parallel_for(ctx, n, trampoline, block)`; the
+//!   trampoline reads the kernel's pointer arguments from `block` (on the
+//!   entry function's stack) and calls the kernel with task `i`'s range.
+//!   `max_tasks = min(units, total_cost / MIN_TASK_COST, MAX_TASKS)`.
+//!
+//! Contract for the kernel author:
+//! - Tasks run concurrently, in any order, on any thread: iterations in
+//!   different chunks must write disjoint memory and must not read what
+//!   another chunk writes. Everything the body does outside the `lo..hi`
+//!   loop runs once per task.
+//! - Results must not depend on the split: each output element computed the
+//!   same way (same operation order) whichever chunk it falls in. Choose
+//!   `align` so chunk boundaries fall on tile boundaries (e.g. the
+//!   micro-tile height) — then a threaded run is bit-identical to a serial
+//!   one, which the tests check.
+//! - [`Kernel::scratch`] is *shared* by all tasks (use it for buffers tasks
+//!   fill at disjoint offsets); [`Kernel::task_scratch`] is *private* to one
+//!   task (the arena holds `max_tasks` copies; keep it tile-sized).
+//! - `cost_per_iter` is in FLOP-like units (one f32 multiply-add = 2; for
+//!   memory-bound loops use bytes moved / 4). It only decides whether and
+//!   how far to split.
+//! - Call it at most once per kernel (`Err` otherwise), before the loop.
 
 pub mod conv;
 pub mod elementwise;
@@ -26,9 +64,10 @@ pub mod reduce;
 pub mod resize;
 pub mod rnn;
 
-use cranelift_codegen::ir::{types, AbiParam, Block, Type, Value};
+use cranelift_codegen::ir::{types, AbiParam, Block, InstBuilder, Type, Value};
 use cranelift_frontend::FunctionBuilder;
 use kerf_ir::{DType, Graph, Node, Op, ValueId};
+pub mod winograd;
 
 use crate::isa::Caps;
 
@@ -39,8 +78,36 @@ pub enum Param {
     Value(ValueId),
     /// A constant blob packed by the lowering, stored as read-only data.
     Blob(Vec<u8>),
-    /// Scratch memory of this many bytes in the arena, valid during the call.
+    /// Scratch memory of this many bytes in the arena, valid during the call
+    /// and shared by every task of a parallel kernel.
     Scratch(usize),
+    /// Scratch memory private to one task of a parallel kernel (the arena
+    /// holds one copy per possible task).
+    TaskScratch(usize),
+    /// First iteration of this task's chunk (I64), see [`Kernel::parallel_range`].
+    RangeLo,
+    /// End (exclusive) of this task's chunk (I64).
+    RangeHi,
+}
+
+/// Smallest total cost (FLOP-like units, see [`Kernel::parallel_range`]) a
+/// task must carry for a kernel to be split: a `parallel_for` costs a few
+/// microseconds (wake-up and join), so a task should run ≳ 20 µs.
+pub const MIN_TASK_COST: u64 = 400_000;
+
+/// Most tasks one kernel is split into (bounds the arena copies of
+/// [`Kernel::task_scratch`]); more threads than this gain nothing on it.
+pub const MAX_TASKS: usize = 16;
+
+/// A kernel's declared split, see [`Kernel::parallel_range`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Split {
+    /// Iterations of the split loop.
+    pub total: usize,
+    /// Chunk boundaries are multiples of this (≥ 1).
+    pub align: usize,
+    /// Most tasks the kernel may be split into (≥ 2).
+    pub max_tasks: usize,
 }
 
 /// A kernel under construction.
@@ -51,6 +118,10 @@ pub struct Kernel<'a, 'g> {
     pub node: &'g Node,
     pub params: Vec<Param>,
     pub entry: Block,
+    /// Set by [`Kernel::parallel_range`] when the kernel is split.
+    pub split: Option<Split>,
+    /// Whether [`Kernel::parallel_range`] was called (split or not).
+    pub ranged: bool,
 }
 
 /// Result of a lowering: `Err` carries the reason a node is unsupported.
@@ -60,7 +131,8 @@ pub const PTR: Type = types::I64;
 
 impl<'a, 'g> Kernel<'a, 'g> {
     fn param(&mut self, p: Param) -> Value {
-        if let Some(k) = self.params.iter().position(|q| *q == p && !matches!(p, Param::Scratch(_))) {
+        let unique = matches!(p, Param::Scratch(_) | Param::TaskScratch(_));
+        if let Some(k) = self.params.iter().position(|q| *q == p && !unique) {
             return self.b.block_params(self.entry)[k];
         }
         self.params.push(p);
@@ -85,9 +157,70 @@ impl<'a, 'g> Kernel<'a, 'g> {
     pub fn blob_f32(&mut self, v: &[f32]) -> Value {
         self.blob(v.iter().flat_map(|x| x.to_le_bytes()).collect())
     }
-    /// Pointer to scratch memory.
+    /// Pointer to scratch memory (shared by all tasks of a parallel kernel).
     pub fn scratch(&mut self, bytes: usize) -> Value {
         self.param(Param::Scratch(bytes))
+    }
+    /// Pointer to scratch memory private to the running task (the same as
+    /// [`Kernel::scratch`] when the kernel is not split).
+    pub fn task_scratch(&mut self, bytes: usize) -> Value {
+        self.param(Param::TaskScratch(bytes))
+    }
+
+    /// Declares that the kernel's work is `total` independent iterations of
+    /// an outer loop and returns this task's `(lo, hi)` (I64 values); see
+    /// the module docs for the contract. `align` ≥ 1: chunk boundaries fall
+    /// on multiples of it. `cost_per_iter`: FLOP-like cost of one iteration.
+    /// Small kernels are not split: `(0, total)` as constants.
+    pub fn parallel_range(&mut self, total: usize, align: usize, cost_per_iter: u64) -> LResult<(Value, Value)> {
+        if self.ranged {
+            return Err("internal: parallel_range called twice for one kernel".into());
+        }
+        self.ranged = true;
+        let align = align.max(1);
+        let units = total.div_ceil(align);
+        let cost = (total as u64).saturating_mul(cost_per_iter);
+        let max_tasks = units.min(MAX_TASKS).min(usize::try_from(cost / MIN_TASK_COST).unwrap_or(usize::MAX));
+        if max_tasks < 2 {
+            let lo = self.b.ins().iconst(PTR, 0);
+            let hi = self.b.ins().iconst(PTR, total as i64);
+            return Ok((lo, hi));
+        }
+        self.split = Some(Split { total, align, max_tasks });
+        let lo = self.param(Param::RangeLo);
+        let hi = self.param(Param::RangeHi);
+        Ok((lo, hi))
+    }
+
+    /// [`Kernel::nest`] over `dims` with the outermost dimension split
+    /// across tasks ([`Kernel::parallel_range`] with align 1);
+    /// `cost_per_point` is the cost of one body call. Unsplit kernels get
+    /// exactly the code of [`Kernel::nest`].
+    pub fn parallel_nest(
+        &mut self,
+        dims: &[usize],
+        cost_per_point: u64,
+        body: &mut dyn FnMut(&mut Self, &[Value]),
+    ) -> LResult {
+        let Some((&d0, rest)) = dims.split_first() else {
+            self.nest(dims, body);
+            return Ok(());
+        };
+        let inner: usize = rest.iter().product();
+        let (lo, hi) = self.parallel_range(d0, 1, cost_per_point.saturating_mul(inner as u64))?;
+        if self.split.is_none() {
+            self.nest(dims, body);
+            return Ok(());
+        }
+        self.for_dyn(lo, hi, 1, |k, i| {
+            k.nest(rest, &mut |k, idx| {
+                let mut all = Vec::with_capacity(idx.len() + 1);
+                all.push(i);
+                all.extend_from_slice(idx);
+                body(k, &all);
+            });
+        });
+        Ok(())
     }
 
     pub fn in_shape(&self, i: usize) -> &'g [usize] {

@@ -37,7 +37,8 @@ pub fn lower(k: &mut Kernel) -> LResult {
     let count: usize = rshape.iter().product();
     let (src, dst) = (k.input(0), k.output(0));
     let ost = kerf_ir::eval::strides(&kshape);
-    k.nest(&kshape, &mut |k, idx| {
+    // one output costs about two operations per reduced element
+    k.parallel_nest(&kshape, 2 * count as u64, &mut |k, idx| {
         let base = k.linear(idx, &kstr);
         let o = k.linear(idx, &ost);
         match kind {
@@ -109,8 +110,7 @@ pub fn lower(k: &mut Kernel) -> LResult {
                 k.st_at(acc[1], dst, o, 8, 0);
             }
         }
-    });
-    Ok(())
+    })
 }
 
 /// Reductions on f64 (Sum, Mean, Max, Min, Prod, L1, L2, SumSquare) and
@@ -150,7 +150,8 @@ fn reduce_other(k: &mut Kernel, kind: ReduceKind, axes: &[usize]) -> LResult {
     let (src, dst) = (k.input(0), k.output(0));
     let ost = kerf_ir::eval::strides(&kshape);
     let bits = ty.bits();
-    k.nest(&kshape, &mut |k, idx| {
+    // one output costs about two operations per reduced element
+    k.parallel_nest(&kshape, 2 * count as u64, &mut |k, idx| {
         let base = k.linear(idx, &kstr);
         let o = k.linear(idx, &ost);
         let init = if float {
@@ -227,6 +228,6 @@ fn reduce_other(k: &mut Kernel, kind: ReduceKind, axes: &[usize]) -> LResult {
             _ => a,
         };
         k.st_at(r, dst, o, es, 0);
-    });
+    })?;
     Ok(())
 }

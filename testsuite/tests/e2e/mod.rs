@@ -349,6 +349,8 @@ pub fn link_harness_with(
         .arg("-I")
         .arg(testsuite_dir().join("c"))
         .arg(harness_c())
+        .arg(repo_root().join("runtime/c/kerf_pool.c"))
+        .arg("-pthread")
         .arg(&table_path)
         .args(&files)
         .arg("-o")

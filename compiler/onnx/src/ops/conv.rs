@@ -90,7 +90,7 @@ fn conv(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let mut ins = vec![x, w];
     ins.extend(cx.opt_input(2));
     let layer = cx.layer();
-    Ok(vec![cx.add1(Op::Conv(Conv { window: win, group, layer }), ins)?])
+    Ok(vec![cx.add1(Op::Conv(Conv { window: win, group, layer, algo: kerf_ir::op::ConvAlgo::Direct }), ins)?])
 }
 
 fn conv_transpose(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {

@@ -1,0 +1,484 @@
+//! Winograd convolution F(m×m, 3×3) for 2-D 3×3 stride-1 convs with one
+//! group (`Conv.algo = Winograd { tile: m }`, m ∈ {2, 4}; chosen per layer
+//! by the `winograd` rule group and the cost model).
+//!
+//! With `n = m + 2`, each m×m output tile is `Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A`
+//! for the n×n input tile `d` it reads, summed over input channels. The
+//! sum over channels of the element-wise product is, for each of the n²
+//! positions ξ, a matrix product `M[ξ] (K×T) = U[ξ] (K×C) · V[ξ] (C×T)` over
+//! tiles T, so the kernel is
+//!
+//! 1. the weight transform `U = G g Gᵀ`, done at compile time (f64, rounded
+//!    once to f32) into a blob `U[ξ][k][c]`, the A operand of the shared GEMM
+//!    micro-kernel ([`super::matmul::gemm_core`]);
+//! 2. per block of tiles (sized so V and M stay within [`BLOCK_BYTES`]), the
+//!    input transform `V = Bᵀ d B`, vectorised over `L` tiles (one lane per
+//!    tile, `L` = 4 with SIMD, 1 without), written straight into the GEMM's
+//!    B panel layout `V[ξ][tile/L][c][L]`;
+//! 3. n² GEMMs `M[ξ] = U[ξ] · V[ξ]`;
+//! 4. the output transform `Y = Aᵀ M A` plus the bias, again over `L` tiles,
+//!    stored to the NCHW output; tiles crossing the right or bottom edge
+//!    redirect their out-of-range stores to a dummy slot.
+//!
+//! The input is first copied into a zero-padded scratch image covering every
+//! tile, so the input transform needs no bounds checks.
+//!
+//! Transform matrices come from the Toom-Cook construction on the points
+//! [`points`] (plus ∞): `Aᵀ` and `G` in closed form, `Bᵀ` solved exactly
+//! from the defining identity. F(4×4, 3×3) uses 0, ±1, ±1/2, whose
+//! coefficients are powers of two in `Aᵀ` and small in `Bᵀ`, which keeps
+//! the f32 error well inside the codegen tolerance (see `winograd` tests and
+//! docs/performance.md).
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+use kerf_ir::op::ConvAlgo;
+use kerf_ir::Op;
+
+use super::matmul::{gemm_core, AView, OutView};
+use super::{Kernel, LResult};
+
+/// Budget for one block's transformed input `V` and products `M` (bytes):
+/// about half of a 2 MiB L2, so U panels and the padded image share the rest.
+pub const BLOCK_BYTES: usize = 1 << 20;
+
+/// The interpolation points (besides ∞) of F(m×m, 3×3).
+pub fn points(m: usize) -> &'static [f64] {
+    match m {
+        2 => &[0.0, 1.0, -1.0],
+        _ => &[0.0, 1.0, -1.0, 0.5, -0.5],
+    }
+}
+
+/// Transform matrices of F(m, 3) in row-major f64: `at` is m×n, `g` is n×3,
+/// `bt` is n×n (n = m + 2).
+#[derive(Clone, Debug)]
+pub struct Transform {
+    pub m: usize,
+    pub n: usize,
+    pub at: Vec<f64>,
+    pub g: Vec<f64>,
+    pub bt: Vec<f64>,
+}
+
+/// Builds F(m, 3) from m + 1 finite points and ∞ (Toom-Cook). `Aᵀ[i][j] =
+/// a_jⁱ`, `G[j][k] = a_jᵏ / Π_{l≠j}(a_j − a_l)`; the ∞ column/row pick the
+/// leading coefficients. `Bᵀ` is the unique solution of the identity
+/// `Σ_j Aᵀ[i][j] G[j][k] Bᵀ[j][l] = [l = i + k]` (for all i < m, k < 3),
+/// solved column by column (normal equations, Gaussian elimination with
+/// partial pivoting). Returns `None` if the points are not distinct or the
+/// identity does not hold to 1e-9 (which a unit test rules out).
+pub fn transform(m: usize, pts: &[f64]) -> Option<Transform> {
+    let n = m + 2;
+    if pts.len() != n - 1 {
+        return None;
+    }
+    let mut at = vec![0.0; m * n];
+    for i in 0..m {
+        for (j, &a) in pts.iter().enumerate() {
+            at[i * n + j] = a.powi(i as i32);
+        }
+        at[i * n + n - 1] = if i == m - 1 { 1.0 } else { 0.0 };
+    }
+    let mut g = vec![0.0; n * 3];
+    for (j, &a) in pts.iter().enumerate() {
+        let f: f64 = pts.iter().enumerate().filter(|&(l, _)| l != j).map(|(_, &b)| a - b).product();
+        if f == 0.0 {
+            return None;
+        }
+        for k in 0..3 {
+            g[j * 3 + k] = a.powi(k as i32) / f;
+        }
+    }
+    g[(n - 1) * 3 + 2] = 1.0;
+    // rows (i, k) of the system, columns j: Aᵀ[i][j] G[j][k]
+    let rows: Vec<Vec<f64>> = (0..m)
+        .flat_map(|i| (0..3).map(move |k| (i, k)))
+        .map(|(i, k)| (0..n).map(|j| at[i * n + j] * g[j * 3 + k]).collect())
+        .collect();
+    let mut bt = vec![0.0; n * n];
+    for l in 0..n {
+        let rhs: Vec<f64> = (0..m).flat_map(|i| (0..3).map(move |k| f64::from(u8::from(l == i + k)))).collect();
+        // normal equations: (RᵀR) x = Rᵀ rhs
+        let mut a = vec![vec![0.0; n + 1]; n];
+        for p in 0..n {
+            for q in 0..n {
+                a[p][q] = rows.iter().map(|r| r[p] * r[q]).sum();
+            }
+            a[p][n] = rows.iter().zip(&rhs).map(|(r, y)| r[p] * y).sum();
+        }
+        let x = solve(a)?;
+        for (j, v) in x.into_iter().enumerate() {
+            bt[j * n + l] = v;
+        }
+    }
+    // exact identity check, then snap the solve's rounding noise
+    for v in &mut bt {
+        let r = (*v * 4096.0).round() / 4096.0;
+        if (r - *v).abs() < 1e-9 {
+            *v = r;
+        }
+    }
+    for i in 0..m {
+        for k in 0..3 {
+            for l in 0..n {
+                let s: f64 = (0..n).map(|j| at[i * n + j] * g[j * 3 + k] * bt[j * n + l]).sum();
+                let want = f64::from(u8::from(l == i + k));
+                if (s - want).abs() > 1e-9 {
+                    return None;
+                }
+            }
+        }
+    }
+    Some(Transform { m, n, at, g, bt })
+}
+
+/// Solves an augmented n×(n+1) system; `None` if singular.
+fn solve(mut a: Vec<Vec<f64>>) -> Option<Vec<f64>> {
+    let n = a.len();
+    for c in 0..n {
+        let p = (c..n).max_by(|&x, &y| a[x][c].abs().total_cmp(&a[y][c].abs()))?;
+        if a[p][c].abs() < 1e-12 {
+            return None;
+        }
+        a.swap(c, p);
+        let pivot = a[c].clone();
+        for (r, row) in a.iter_mut().enumerate() {
+            if r != c {
+                let f = row[c] / pivot[c];
+                for (x, p) in row.iter_mut().zip(&pivot).skip(c) {
+                    *x -= f * p;
+                }
+            }
+        }
+    }
+    Some((0..n).map(|r| a[r][n] / a[r][r]).collect())
+}
+
+/// The transform for F(m×m, 3×3), `m` ∈ {2, 4}.
+pub fn transform_for(m: usize) -> LResult<Transform> {
+    if m != 2 && m != 4 {
+        return Err(format!("Winograd tile {m} is not supported (2 and 4 are)"));
+    }
+    transform(m, points(m)).ok_or_else(|| format!("Winograd F({m},3): transform construction failed"))
+}
+
+/// `U[ξ = a*n + b][k][c] = Σ_{i,j} G[a][i] w[k][c][i][j] G[b][j]` (f64, then f32).
+pub fn weight_transform(t: &Transform, w: &[f32], kout: usize, cin: usize) -> Vec<f32> {
+    let n = t.n;
+    let mut u = vec![0f32; n * n * kout * cin];
+    for ko in 0..kout {
+        for ci in 0..cin {
+            let g = &w[(ko * cin + ci) * 9..][..9];
+            // tmp = G g (n×3)
+            let mut tmp = vec![0f64; n * 3];
+            for a in 0..n {
+                for j in 0..3 {
+                    tmp[a * 3 + j] = (0..3).map(|i| t.g[a * 3 + i] * f64::from(g[i * 3 + j])).sum();
+                }
+            }
+            for a in 0..n {
+                for b in 0..n {
+                    let v: f64 = (0..3).map(|j| tmp[a * 3 + j] * t.g[b * 3 + j]).sum();
+                    u[((a * n + b) * kout + ko) * cin + ci] = v as f32;
+                }
+            }
+        }
+    }
+    u
+}
+
+/// `out[r] = Σ_c coef[r*cols + c] · xs[c]` with constant coefficients:
+/// zeros skipped, ±1 as add/subtract, others as multiply-add.
+fn combine(k: &mut Kernel, ty: Type, coef: &[f64], rows: usize, cols: usize, xs: &[Value]) -> Vec<Value> {
+    (0..rows)
+        .map(|r| {
+            let mut acc: Option<Value> = None;
+            for (c, &x) in xs.iter().enumerate().take(cols) {
+                let w = coef[r * cols + c] as f32;
+                if w == 0.0 {
+                    continue;
+                }
+                acc = Some(match (acc, w) {
+                    (None, 1.0) => x,
+                    (None, -1.0) => k.b.ins().fneg(x),
+                    (None, _) => {
+                        let s = k.fsplat(ty, w);
+                        k.b.ins().fmul(x, s)
+                    }
+                    (Some(a), 1.0) => k.b.ins().fadd(a, x),
+                    (Some(a), -1.0) => k.b.ins().fsub(a, x),
+                    (Some(a), _) => {
+                        let s = k.fsplat(ty, w);
+                        k.fmadd(x, s, a)
+                    }
+                });
+            }
+            acc.unwrap_or_else(|| k.fsplat(ty, 0.0))
+        })
+        .collect()
+}
+
+/// `Y = P X Pᵀ` for an `n`×`n` block `X` (row-major values) and a `p`×`n`
+/// coefficient matrix `P`: columns first, then rows. Returns p×p values.
+fn sandwich(k: &mut Kernel, ty: Type, p_mat: &[f64], p: usize, n: usize, x: &[Value]) -> Vec<Value> {
+    // tmp[a][j] = Σ_i P[a][i] X[i][j]
+    let mut tmp = vec![x[0]; p * n];
+    for j in 0..n {
+        let col: Vec<Value> = (0..n).map(|i| x[i * n + j]).collect();
+        for (a, v) in combine(k, ty, p_mat, p, n, &col).into_iter().enumerate() {
+            tmp[a * n + j] = v;
+        }
+    }
+    // Y[a][b] = Σ_j tmp[a][j] P[b][j]
+    let mut y = Vec::with_capacity(p * p);
+    for a in 0..p {
+        y.extend(combine(k, ty, p_mat, p, n, &tmp[a * n..(a + 1) * n]));
+    }
+    y
+}
+
+/// Lowers a Winograd conv (`Conv.algo = Winograd { tile }`).
+pub fn conv(k: &mut Kernel) -> LResult {
+    k.require_f32()?;
+    let Op::Conv(cv) = k.node.op.clone() else { return Err("not a Conv".into()) };
+    let ConvAlgo::Winograd { tile } = cv.algo else { return Err("not a Winograd conv".into()) };
+    if !cv.winograd_eligible() {
+        return Err("Winograd needs a 2-D 3x3 stride-1 dilation-1 conv with one group".into());
+    }
+    let m = usize::from(tile);
+    let t = transform_for(m)?;
+    let n = t.n;
+    let nn = n * n;
+    let w = k.const_f32(1).ok_or("Winograd needs constant weights")?;
+    let (x, o) = (k.in_shape(0).to_vec(), k.out_shape(0).to_vec());
+    let (batch, cin, h, wd) = (x[0], x[1], x[2], x[3]);
+    let (kout, oh, ow) = (o[1], o[2], o[3]);
+    let (ph, pw) = (cv.window.pad_begin(0), cv.window.pad_begin(1));
+    if oh == 0 || ow == 0 || batch == 0 || kout == 0 {
+        return Ok(());
+    }
+    let (th, tw) = (oh.div_ceil(m), ow.div_ceil(m));
+    let tiles = th * tw;
+    // padded image covering every tile's n×n input window
+    let (hp, wp) = (th * m + 2, tw * m + 2);
+    let l = k.lanes();
+    let vty = k.vty();
+    // tiles per block: V and M within budget, a multiple of L, balanced
+    let per_tile = nn * (cin + kout) * 4;
+    let tb_max = (BLOCK_BYTES / per_tile).max(l) / l * l;
+    let nblk = tiles.div_ceil(tb_max);
+    let tb = tiles.div_ceil(nblk).div_ceil(l) * l;
+
+    let u = weight_transform(&t, &w, kout, cin);
+    let ublob = k.blob_f32(&u);
+    let bias = match k.node.inputs.len() {
+        3 => match k.const_f32(2) {
+            Some(b) => Some(k.blob_f32(&b)),
+            None => Some(k.input(2)),
+        },
+        _ => None,
+    };
+    let xp = k.input(0);
+    let out = k.output(0);
+    let img = cin * hp * wp;
+    let pad = k.scratch(img * 4);
+    let vbuf = k.scratch(nn * cin * tb * 4);
+    let mbuf = k.scratch(nn * kout * tb * 4);
+    let edge = oh % m != 0 || ow % m != 0;
+    let dummy = if edge { Some(k.scratch(16)) } else { None };
+
+    k.for_n(0, batch as i64, 1, |k, bn| {
+        // zero-padded copy of the image
+        k.for_vec(img, &mut |k, ty, i| {
+            let z = k.fsplat(ty, 0.0);
+            k.st_at(z, pad, i, 4, 0);
+        });
+        let xo = k.b.ins().imul_imm_s(bn, (cin * h * wd) as i64);
+        let xbase = k.addr(xp, xo, 4);
+        k.for_n(0, (cin * h) as i64, 1, |k, row| {
+            let src = k.b.ins().imul_imm_s(row, wd as i64);
+            let sb = k.addr(xbase, src, 4);
+            let c = k.b.ins().udiv_imm_s(row, h as i64);
+            let y = k.b.ins().urem_imm_s(row, h as i64);
+            let r = k.b.ins().imul_imm_s(c, hp as i64);
+            let r = k.b.ins().iadd(r, y);
+            let d = k.b.ins().imul_imm_s(r, wp as i64);
+            let d = k.b.ins().iadd_imm_s(d, (ph * wp + pw) as i64);
+            let db = k.addr(pad, d, 4);
+            k.for_vec(wd, &mut |k, ty, j| {
+                let v = k.ld_at(ty, sb, j, 4, 0);
+                k.st_at(v, db, j, 4, 0);
+            });
+        });
+        let ob = k.b.ins().imul_imm_s(bn, (kout * oh * ow) as i64);
+        let obase = k.addr(out, ob, 4);
+        let block = |k: &mut Kernel, t0: Value, cnt: usize| {
+            let nq = cnt.div_ceil(l);
+            // tile index of lane q of quad `qd`, clamped to the last tile:
+            // clamped lanes recompute (and store) the last tile again.
+            let lane_tiles = |k: &mut Kernel, qd: Value| -> Vec<(Value, Value)> {
+                let first = k.b.ins().imul_imm_s(qd, l as i64);
+                let first = k.b.ins().iadd(first, t0);
+                (0..l)
+                    .map(|q| {
+                        let ti = k.b.ins().iadd_imm_s(first, q as i64);
+                        let last = k.ic(tiles as i64 - 1);
+                        let ti = super::conv::imin(k, ti, last);
+                        let ty_ = k.b.ins().udiv_imm_s(ti, tw as i64);
+                        let tx = k.b.ins().urem_imm_s(ti, tw as i64);
+                        (ty_, tx)
+                    })
+                    .collect()
+            };
+            // 1. input transform into V[ξ][quad][c][L]
+            k.for_n(0, nq as i64, 1, |k, qd| {
+                let lanes = lane_tiles(k, qd);
+                let bases: Vec<Value> = lanes
+                    .iter()
+                    .map(|&(ty_, tx)| {
+                        let r = k.b.ins().imul_imm_s(ty_, (m * wp) as i64);
+                        let c = k.b.ins().imul_imm_s(tx, m as i64);
+                        let e = k.b.ins().iadd(r, c);
+                        k.addr(pad, e, 4)
+                    })
+                    .collect();
+                let vq = k.b.ins().imul_imm_s(qd, (cin * l * 4) as i64);
+                let vq = k.b.ins().iadd(vbuf, vq);
+                k.for_n(0, cin as i64, 1, |k, c| {
+                    let co = k.b.ins().imul_imm_s(c, (hp * wp * 4) as i64);
+                    let ps: Vec<Value> = bases.iter().map(|&b| k.b.ins().iadd(b, co)).collect();
+                    let mut d = Vec::with_capacity(nn);
+                    for i in 0..n {
+                        for j in 0..n {
+                            let off = ((i * wp + j) * 4) as i32;
+                            let mut v = k.ld(types::F32, ps[0], off);
+                            if l > 1 {
+                                v = k.b.ins().scalar_to_vector(vty, v);
+                                for (q, &p) in ps.iter().enumerate().skip(1) {
+                                    let s = k.ld(types::F32, p, off);
+                                    v = k.b.ins().insertlane(v, s, q as u8);
+                                }
+                            }
+                            d.push(v);
+                        }
+                    }
+                    let vv = sandwich(k, vty, &t.bt, n, n, &d);
+                    let dst = k.addr(vq, c, (l * 4) as i64);
+                    for (xi, v) in vv.into_iter().enumerate() {
+                        k.st(v, dst, (xi * tb * cin * 4) as i32);
+                    }
+                });
+            });
+            // 2. M[ξ] = U[ξ] · V[ξ]
+            let width = nq * l;
+            k.for_n(0, nn as i64, 1, |k, xi| {
+                let a_off = k.b.ins().imul_imm_s(xi, (kout * cin) as i64);
+                let vp = k.b.ins().imul_imm_s(xi, (tb * cin * 4) as i64);
+                let vp = k.b.ins().iadd(vbuf, vp);
+                let o_off = k.b.ins().imul_imm_s(xi, (kout * tb) as i64);
+                let av = AView { ptr: ublob, sm: cin, sk: 1, ro: true };
+                let ov = OutView { ptr: mbuf, ldo: tb, bias: None };
+                gemm_core(k, kout, width, cin, av, a_off, (vp, false), ov, o_off);
+            });
+            // 3. output transform, bias, store
+            k.for_n(0, kout as i64, 1, |k, ko| {
+                let bv = match bias {
+                    Some(bp) => {
+                        let s = k.ld_at(types::F32, bp, ko, 4, 0);
+                        k.widen(vty, s)
+                    }
+                    None => k.fsplat(vty, 0.0),
+                };
+                let mrow = k.b.ins().imul_imm_s(ko, (tb * 4) as i64);
+                let mrow = k.b.ins().iadd(mbuf, mrow);
+                let oplane = k.b.ins().imul_imm_s(ko, (oh * ow) as i64);
+                let oplane = k.addr(obase, oplane, 4);
+                k.for_n(0, nq as i64, 1, |k, qd| {
+                    let mp = k.addr(mrow, qd, (l * 4) as i64);
+                    let mv: Vec<Value> = (0..nn).map(|xi| k.ld(vty, mp, (xi * kout * tb * 4) as i32)).collect();
+                    let y = sandwich(k, vty, &t.at, m, n, &mv);
+                    let y: Vec<Value> = y.into_iter().map(|v| k.b.ins().fadd(v, bv)).collect();
+                    let lanes = lane_tiles(k, qd);
+                    for (q, &(ty_, tx)) in lanes.iter().enumerate() {
+                        let r0 = k.b.ins().imul_imm_s(ty_, m as i64);
+                        let c0 = k.b.ins().imul_imm_s(tx, m as i64);
+                        let e = k.b.ins().imul_imm_s(r0, ow as i64);
+                        let e = k.b.ins().iadd(e, c0);
+                        let p = k.addr(oplane, e, 4);
+                        let (rok, cok): (Vec<Option<Value>>, Vec<Option<Value>>) = if edge {
+                            let rk = (0..m)
+                                .map(|r| Some(k.b.ins().icmp_imm_s(IntCC::SignedLessThan, r0, oh as i64 - r as i64)))
+                                .collect();
+                            let ck = (0..m)
+                                .map(|c| Some(k.b.ins().icmp_imm_s(IntCC::SignedLessThan, c0, ow as i64 - c as i64)))
+                                .collect();
+                            (rk, ck)
+                        } else {
+                            (vec![None; m], vec![None; m])
+                        };
+                        for r in 0..m {
+                            for c in 0..m {
+                                let v = y[r * m + c];
+                                let s = if l > 1 { k.b.ins().extractlane(v, q as u8) } else { v };
+                                let off = ((r * ow + c) * 4) as i64;
+                                match (rok[r], cok[c], dummy) {
+                                    (Some(a), Some(b), Some(dm)) => {
+                                        let ok = k.b.ins().band(a, b);
+                                        let real = k.add_c(p, off);
+                                        let at = k.b.ins().select(ok, real, dm);
+                                        k.st(s, at, 0);
+                                    }
+                                    _ => k.st(s, p, off as i32),
+                                }
+                            }
+                        }
+                    }
+                });
+            });
+        };
+        let full = tiles / tb;
+        let rest = tiles % tb;
+        k.for_n(0, (full * tb) as i64, tb as i64, |k, t0| block(k, t0, tb));
+        if rest > 0 {
+            let t0 = k.ic((full * tb) as i64);
+            block(k, t0, rest);
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 1-D check of the identity on random data: y = Aᵀ[(G g) ⊙ (Bᵀ d)].
+    fn check_1d(t: &Transform) {
+        let (m, n) = (t.m, t.n);
+        let g = [0.3, -1.2, 0.7];
+        let d: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin()).collect();
+        let gg: Vec<f64> = (0..n).map(|a| (0..3).map(|i| t.g[a * 3 + i] * g[i]).sum()).collect();
+        let bd: Vec<f64> = (0..n).map(|a| (0..n).map(|i| t.bt[a * n + i] * d[i]).sum()).collect();
+        for i in 0..m {
+            let y: f64 = (0..n).map(|a| t.at[i * n + a] * gg[a] * bd[a]).sum();
+            let want: f64 = (0..3).map(|k| g[k] * d[i + k]).sum();
+            assert!((y - want).abs() < 1e-12, "F({m},3) output {i}: {y} vs {want}");
+        }
+    }
+
+    #[test]
+    fn transforms_satisfy_the_identity() {
+        for m in [2, 4] {
+            let t = transform_for(m).unwrap();
+            check_1d(&t);
+        }
+        // the classic integer points for F(4,3) work too
+        check_1d(&transform(4, &[0.0, 1.0, -1.0, 2.0, -2.0]).unwrap());
+        // F(2,3) on 0, ±1 gives the textbook Bᵀ up to row signs
+        let t = transform_for(2).unwrap();
+        for v in &t.bt {
+            assert!([0.0, 1.0, -1.0].contains(v), "{:?}", t.bt);
+        }
+        assert!(transform(4, &[0.0, 1.0, 1.0, 2.0, -2.0]).is_none());
+    }
+}

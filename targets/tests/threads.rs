@@ -1,0 +1,147 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The threading mechanism (`Kernel::parallel_range`, the entry's
+//! `parallel_for` path, `kerf_runtime::ThreadPool`): kernels that declare a
+//! split really go through `parallel_for`, tiny ones do not, and a threaded
+//! run is bit-identical to a serial one (rt NULL) for any thread count and
+//! any task order.
+
+use std::ffi::c_void;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use kerf_ir::{Graph, Tensor};
+use kerf_runtime::{KerfRuntime, Model, TaskFn, ThreadPool, ABI_VERSION};
+use kerf_targets::{jit_compile, CompileOptions};
+
+/// Records every call's task count in `*ctx` (a `Mutex<Vec<u32>>`), runs
+/// tasks in reverse order.
+unsafe extern "C" fn reverse_parallel_for(ctx: *mut c_void, n: u32, task: TaskFn, arg: *mut c_void) {
+    // SAFETY: ctx is the `calls` mutex of `check_same`, alive during the run.
+    let calls = unsafe { &*(ctx as *const Mutex<Vec<u32>>) };
+    calls.lock().unwrap().push(n);
+    for i in (0..n).rev() {
+        // SAFETY: generated code's contract for parallel_for.
+        unsafe { task(arg, i) };
+    }
+}
+
+fn run(m: &Model, inputs: &[Tensor], rt: Option<&KerfRuntime>) -> Vec<Vec<u8>> {
+    let ins: Vec<&[u8]> = inputs.iter().map(|t| t.bytes()).collect();
+    let mut outs: Vec<Vec<u8>> = m.info().outputs.iter().map(|t| vec![0u8; t.bytes]).collect();
+    let mut arena = m.new_arena();
+    let mut ov: Vec<&mut [u8]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+    m.run_with(&ins, &mut ov, &mut arena, rt).unwrap();
+    outs
+}
+
+/// Runs `g` serially, through a recording runtime with 1..=5 threads and
+/// through real pools; every run must give the serial bytes. Returns the
+/// task counts seen by the recording runtime at 4 threads.
+fn check_same(name: &str, g: &Graph, inputs: &[Tensor]) -> Vec<u32> {
+    let jm = jit_compile(g, &CompileOptions::new("host", "native", "t")).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let m = jm.model();
+    let want = run(m, inputs, None);
+    let mut seen = Vec::new();
+    let calls_log: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+    for threads in 1..=5u32 {
+        let rt = KerfRuntime {
+            abi_version: ABI_VERSION,
+            num_threads: threads,
+            parallel_for: Some(reverse_parallel_for),
+            ctx: &calls_log as *const Mutex<Vec<u32>> as *mut c_void,
+        };
+        assert!(run(m, inputs, Some(&rt)) == want, "{name}: {threads} threads (reverse order) differ from serial");
+        let calls = std::mem::take(&mut *calls_log.lock().unwrap());
+        if threads == 1 {
+            assert!(calls.is_empty(), "{name}: parallel_for called with num_threads = 1");
+        }
+        assert!(
+            calls.iter().all(|&n| (2..=threads).contains(&n)),
+            "{name}: task counts {calls:?} at {threads} threads"
+        );
+        if threads == 4 {
+            seen = calls;
+        }
+    }
+    // parallel_for NULL: serial
+    let rt = KerfRuntime { abi_version: ABI_VERSION, num_threads: 8, parallel_for: None, ctx: std::ptr::null_mut() };
+    assert!(run(m, inputs, Some(&rt)) == want, "{name}: parallel_for NULL");
+    for threads in [2, 3] {
+        let pool = ThreadPool::new(threads);
+        for _ in 0..3 {
+            assert!(run(m, inputs, Some(&pool.runtime())) == want, "{name}: pool of {threads}");
+        }
+    }
+    seen
+}
+
+fn xs(n: usize) -> Vec<f32> {
+    (0..n).map(|i| (((i * 7919) % 97) as f32 / 24.0) - 2.0).collect()
+}
+
+#[test]
+fn large_reductions_split_and_match() {
+    for (k, axes) in [("ReduceSum", "[1]"), ("ReduceMax", "[1]"), ("ReduceMean", "[1,2]"), ("ReduceL2", "[2]")] {
+        let (shape, out) = match axes {
+            "[1]" => ("f32[48,300,70]", "f32[48,1,70]"),
+            "[1,2]" => ("f32[48,300,70]", "f32[48,1,1]"),
+            _ => ("f32[48,300,70]", "f32[48,300,1]"),
+        };
+        let text = format!(
+            "graph \"{k}\"\n  input %0 \"x\": {shape}\n  %1 = {k}{{axes={axes}, keepdims=true}}(%0): {out} @\"r\"\n  output \"y\" = %1\n"
+        );
+        let g = kerf_ir::text::parse(&text).unwrap();
+        let x = Tensor::from_f32(vec![48, 300, 70], &xs(48 * 300 * 70)).unwrap();
+        let calls = check_same(k, &g, &[x.clone()]);
+        // 48 * 300 * 70 * 2 ≈ 2 M: split, at most 4 tasks at 4 threads
+        assert_eq!(calls, vec![4], "{k}: expected one parallel_for of 4 tasks");
+        // and the values are right (f64 reference, f32 tolerance)
+        let jm = jit_compile(&g, &CompileOptions::host("t")).unwrap();
+        let pool = ThreadPool::new(2);
+        let got = kerf_runtime::f32_from_bytes(&run(jm.model(), &[x], Some(&pool.runtime()))[0]);
+        let v = xs(48 * 300 * 70);
+        if k == "ReduceSum" {
+            for (o, gv) in got.iter().enumerate() {
+                let (b, c) = (o / 70, o % 70);
+                let s: f64 = (0..300).map(|r| v[(b * 300 + r) * 70 + c] as f64).sum();
+                assert!((*gv as f64 - s).abs() <= 1e-3 * (1.0 + s.abs()), "{k} {o}: {gv} vs {s}");
+            }
+        }
+    }
+}
+
+#[test]
+fn tiny_kernels_are_not_split() {
+    let text = "graph \"small\"\n  input %0 \"x\": f32[4,10]\n  %1 = ReduceSum{axes=[1], keepdims=true}(%0): f32[4,1] @\"r\"\n  output \"y\" = %1\n";
+    let g = kerf_ir::text::parse(text).unwrap();
+    let x = Tensor::from_f32(vec![4, 10], &xs(40)).unwrap();
+    assert!(check_same("small", &g, &[x]).is_empty());
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testsuite/fixtures/models").join(name)
+}
+
+/// Every fixture model: threaded runs equal the serial run bit for bit
+/// (whichever of its kernels are split today).
+#[test]
+fn fixture_models_threaded_equal_serial() {
+    let mut split_any = 0;
+    for name in ["digits_mlp", "digits_cnn", "ds_cnn_kws", "lstm_kws", "gru_kws", "tiny_transformer"] {
+        let dir = fixture(name);
+        let g = kerf_onnx::load_model(&dir.join("model.onnx"), &Default::default()).unwrap();
+        let inputs: Vec<Tensor> = g
+            .inputs
+            .iter()
+            .map(|&v| {
+                let t = g.ty(v);
+                let n: usize = t.shape.iter().product();
+                Tensor::from_f32(t.shape.clone(), &xs(n)).unwrap()
+            })
+            .collect();
+        let calls = check_same(name, &g, &inputs);
+        eprintln!("{name}: {} parallel_for calls at 4 threads", calls.len());
+        split_any += calls.len();
+    }
+    let _ = split_any;
+}
