@@ -126,6 +126,9 @@ pub fn tap_range(k: &mut Kernel, o: Value, s: usize, p: usize, d: usize, size: u
 pub fn conv(k: &mut Kernel) -> LResult {
     k.require_f32()?;
     let Op::Conv(c) = k.node.op.clone() else { return Err("not a Conv".into()) };
+    if c.algo != kerf_ir::op::ConvAlgo::Direct {
+        return super::winograd::conv(k);
+    }
     let gm = geometry(k, &c.window, c.group)?;
     let icg = gm.c / gm.group;
     let ocg = gm.oc / gm.group;
