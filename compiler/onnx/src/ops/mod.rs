@@ -13,6 +13,9 @@ use crate::import::Cx;
 use crate::ImportError;
 
 mod attention;
+mod col2im;
+mod attention_linear;
+mod attention_rotary;
 mod compose;
 pub(crate) mod control;
 mod conv;
@@ -24,6 +27,7 @@ mod gridsample;
 mod linalg;
 mod loss;
 mod norm;
+mod quant;
 mod reduce;
 mod resize;
 mod resize_matrix;
@@ -40,10 +44,13 @@ fn registry() -> &'static [(&'static str, Converter)] {
         let mut r: Vec<(&'static str, Converter)> = Vec::new();
         elementwise::register(&mut r);
         attention::register(&mut r);
+        attention_linear::register(&mut r);
+        attention_rotary::register(&mut r);
         conv::register(&mut r);
         linalg::register(&mut r);
         loss::register(&mut r);
         norm::register(&mut r);
+        quant::register(&mut r);
         shape::register(&mut r);
         reduce::register(&mut r);
         resize::register(&mut r);
@@ -52,6 +59,7 @@ fn registry() -> &'static [(&'static str, Converter)] {
         extra::register(&mut r);
         gather::register(&mut r);
         gridsample::register(&mut r);
+        col2im::register(&mut r);
         signal::register(&mut r);
         r.sort_by_key(|(n, _)| *n);
         r
