@@ -13,7 +13,6 @@ use crate::import::Cx;
 use crate::ImportError;
 
 mod attention;
-mod col2im;
 mod attention_linear;
 mod attention_rotary;
 mod compose;
@@ -27,7 +26,6 @@ mod gridsample;
 mod linalg;
 mod loss;
 mod norm;
-mod quant;
 mod reduce;
 mod resize;
 mod resize_matrix;
@@ -50,7 +48,6 @@ fn registry() -> &'static [(&'static str, Converter)] {
         linalg::register(&mut r);
         loss::register(&mut r);
         norm::register(&mut r);
-        quant::register(&mut r);
         shape::register(&mut r);
         reduce::register(&mut r);
         resize::register(&mut r);
@@ -59,7 +56,6 @@ fn registry() -> &'static [(&'static str, Converter)] {
         extra::register(&mut r);
         gather::register(&mut r);
         gridsample::register(&mut r);
-        col2im::register(&mut r);
         signal::register(&mut r);
         r.sort_by_key(|(n, _)| *n);
         r
