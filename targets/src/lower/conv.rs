@@ -126,6 +126,9 @@ pub fn tap_range(k: &mut Kernel, o: Value, s: usize, p: usize, d: usize, size: u
 pub fn conv(k: &mut Kernel) -> LResult {
     k.require_f32()?;
     let Op::Conv(c) = k.node.op.clone() else { return Err("not a Conv".into()) };
+    if c.window.rank() > 2 {
+        return super::conv3d::conv(k);
+    }
     if c.algo != kerf_ir::op::ConvAlgo::Direct {
         return super::winograd::conv(k);
     }
@@ -556,7 +559,7 @@ pub fn conv_transpose(k: &mut Kernel) -> LResult {
     k.require_f32()?;
     let Op::ConvTranspose(c) = k.node.op.clone() else { return Err("not a ConvTranspose".into()) };
     if c.window.rank() > 2 {
-        return Err(format!("{}-D ConvTranspose is not supported", c.window.rank()));
+        return super::conv3d::conv_transpose(k);
     }
     let x = k.in_shape(0).to_vec();
     let o = k.out_shape(0).to_vec();

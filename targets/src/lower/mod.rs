@@ -54,6 +54,7 @@
 //! - Call it at most once per kernel (`Err` otherwise), before the loop.
 
 pub mod conv;
+pub mod conv3d;
 pub mod elementwise;
 pub mod loops;
 pub mod matmul;

@@ -160,7 +160,19 @@ fn dropout(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let x = cx.input(0)?;
     if let Some(t) = cx.konst(2, "training_mode")? {
         if t.numel() == 1 && t.get_i64(0) != 0 {
-            return Err(cx.err("training_mode=true is not supported (inference only)"));
+            // Training mode with ratio 0 keeps every element (mask all
+            // true, scale 1): exactly the identity. Any other ratio draws a
+            // random mask, which a compiled inference graph does not do.
+            let ratio = match cx.konst(1, "ratio")? {
+                Some(r) if r.numel() == 1 => r.get_f64(0),
+                Some(_) => return Err(cx.err("ratio must be a scalar")),
+                None => 0.5,
+            };
+            if ratio != 0.0 {
+                return Err(cx.err(format!(
+                    "training_mode=true with ratio {ratio} draws a random mask (not supported; inference only)"
+                )));
+            }
         }
     }
     let out = if cx.g.const_of(x).is_some() { x } else { cx.add1(Op::Dropout, vec![x])? };

@@ -13,8 +13,7 @@ use crate::import::Cx;
 use crate::ImportError;
 
 mod attention;
-mod attention_linear;
-mod attention_rotary;
+mod col2im;
 mod compose;
 pub(crate) mod control;
 mod conv;
@@ -42,8 +41,6 @@ fn registry() -> &'static [(&'static str, Converter)] {
         let mut r: Vec<(&'static str, Converter)> = Vec::new();
         elementwise::register(&mut r);
         attention::register(&mut r);
-        attention_linear::register(&mut r);
-        attention_rotary::register(&mut r);
         conv::register(&mut r);
         linalg::register(&mut r);
         loss::register(&mut r);
@@ -56,6 +53,7 @@ fn registry() -> &'static [(&'static str, Converter)] {
         extra::register(&mut r);
         gather::register(&mut r);
         gridsample::register(&mut r);
+        col2im::register(&mut r);
         signal::register(&mut r);
         r.sort_by_key(|(n, _)| *n);
         r

@@ -4,7 +4,7 @@
 //! makes the op the identity.
 
 use kerf_ir::op::ReduceKind;
-use kerf_ir::{Op, ValueId};
+use kerf_ir::{DType, Op, ValueId};
 
 use super::Converter;
 use crate::import::Cx;
@@ -35,6 +35,13 @@ fn reduce(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
             (0..rank).collect()
         }
     };
+    if cx.ty(x).dtype == DType::Bool && matches!(kind, ReduceKind::Max | ReduceKind::Min) {
+        // Max / Min on bool are any / all: reduce 0/1 as u8 (whose max over
+        // an empty set is 0 = false, as ONNX defines) and convert back.
+        let u = cx.add1(Op::Cast(DType::U8), vec![x])?;
+        let r = cx.add1(Op::Reduce { kind, axes, keepdims }, vec![u])?;
+        return Ok(vec![cx.add1(Op::Cast(DType::Bool), vec![r])?]);
+    }
     Ok(vec![cx.add1(Op::Reduce { kind, axes, keepdims }, vec![x])?])
 }
 
