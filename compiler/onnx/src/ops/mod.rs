@@ -13,6 +13,8 @@ use crate::import::Cx;
 use crate::ImportError;
 
 mod attention;
+mod attention_linear;
+mod attention_rotary;
 mod col2im;
 mod compose;
 pub(crate) mod control;
@@ -41,6 +43,8 @@ fn registry() -> &'static [(&'static str, Converter)] {
         let mut r: Vec<(&'static str, Converter)> = Vec::new();
         elementwise::register(&mut r);
         attention::register(&mut r);
+        attention_linear::register(&mut r);
+        attention_rotary::register(&mut r);
         conv::register(&mut r);
         linalg::register(&mut r);
         loss::register(&mut r);
