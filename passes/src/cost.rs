@@ -69,8 +69,12 @@ pub fn node_cost(op: &NodeOp, ins: &[&[TensorType]], outs: &[TensorType]) -> f64
             let k = inp(0).and_then(|a| a.shape.last()).map_or(0.0, |&k| k as f64);
             2.0 * out_n * k
         }
-        Op::Lstm(r) | Op::Gru(r) => {
-            let gates = if matches!(op, Op::Lstm(_)) { 4.0 } else { 3.0 };
+        Op::Lstm(r) | Op::Gru(r) | Op::Rnn(r) => {
+            let gates = match op {
+                Op::Lstm(_) => 4.0,
+                Op::Gru(_) => 3.0,
+                _ => 1.0,
+            };
             let (seq, batch, input) = inp(0).map_or((0.0, 0.0, 0.0), |x| {
                 let d = |i: usize| *x.shape.get(i).unwrap_or(&0) as f64;
                 (d(0), d(1), d(2))

@@ -513,9 +513,13 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
             }
             one(x.dtype, rz.sizes.clone())
         }
-        Op::Lstm(r) | Op::Gru(r) => {
+        Op::Lstm(r) | Op::Gru(r) | Op::Rnn(r) => {
             let is_lstm = matches!(op, Op::Lstm(_));
-            let (n_in, gates) = if is_lstm { (7, 4) } else { (5, 3) };
+            let (n_in, gates) = match op {
+                Op::Lstm(_) => (7, 4),
+                Op::Gru(_) => (5, 3),
+                _ => (5, 1),
+            };
             arity(ins, n_in, n_in)?;
             let x = ins[0];
             float_input(x, "X")?;
@@ -539,7 +543,11 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
                 expect(5, vec![d, batch, h])?;
                 expect(6, vec![d, 3 * h])?;
             }
-            let nact = if is_lstm { 3 } else { 2 } * d;
+            let nact = match op {
+                Op::Lstm(_) => 3,
+                Op::Gru(_) => 2,
+                _ => 1,
+            } * d;
             if r.activations.len() != nact {
                 return Err(format!("expected {nact} activations, got {}", r.activations.len()));
             }

@@ -544,6 +544,9 @@ pub enum Op {
     Resize(Resize),
     Lstm(Rnn),
     Gru(Rnn),
+    /// The simple (Elman) RNN `h = f(W·x + R·h + Wb + Rb)`; inputs `X W R B H0`
+    /// (as GRU's), outputs `Y Y_h`; one activation per direction.
+    Rnn(Rnn),
 }
 
 fn ints(v: &[usize]) -> Attr {
@@ -592,6 +595,7 @@ impl Op {
             Op::Resize(_) => "Resize",
             Op::Lstm(_) => "LSTM",
             Op::Gru(_) => "GRU",
+            Op::Rnn(_) => "RNN",
         }
     }
 
@@ -602,7 +606,7 @@ impl Op {
             Op::ConvTranspose(c) => Some(&c.layer),
             Op::Gemm(g) => Some(&g.layer),
             Op::MatMul(l) => Some(l),
-            Op::Lstm(r) | Op::Gru(r) => Some(&r.layer),
+            Op::Lstm(r) | Op::Gru(r) | Op::Rnn(r) => Some(&r.layer),
             _ => None,
         }
     }
@@ -612,7 +616,7 @@ impl Op {
         match self {
             Op::Split { sizes, .. } => sizes.len(),
             Op::Lstm(_) => 3,
-            Op::Gru(_) => 2,
+            Op::Gru(_) | Op::Rnn(_) => 2,
             _ => 1,
         }
     }
@@ -712,7 +716,7 @@ impl Op {
                 a.push(("scales", Attr::Floats(r.scales.iter().map(|s| s.get()).collect())));
                 a.push(("sizes", ints(&r.sizes)));
             }
-            Op::Lstm(r) | Op::Gru(r) => {
+            Op::Lstm(r) | Op::Gru(r) | Op::Rnn(r) => {
                 a.push(("hidden", Attr::Int(r.hidden as i64)));
                 a.push(("direction", ident(direction_name(r.direction))));
                 let acts: Vec<String> = r.activations.iter().map(activation_text).collect();
@@ -720,7 +724,7 @@ impl Op {
                 a.push(("clip", Attr::Float(r.clip.map_or(0.0, |c| c.get()))));
                 if matches!(self, Op::Gru(_)) {
                     a.push(("linear_before_reset", Attr::Bool(r.linear_before_reset)));
-                } else {
+                } else if matches!(self, Op::Lstm(_)) {
                     a.push(("input_forget", Attr::Bool(r.input_forget)));
                 }
                 a.push(("layer", Attr::Str(r.layer.0.clone())));
@@ -850,7 +854,7 @@ impl Op {
                     sizes: m.usizes("sizes")?,
                 })
             }
-            "LSTM" | "GRU" => {
+            "LSTM" | "GRU" | "RNN" => {
                 let hidden = m.usize("hidden")?;
                 let d = m.ident("direction")?;
                 let direction = [Direction::Forward, Direction::Reverse, Direction::Bidirectional]
@@ -868,15 +872,17 @@ impl Op {
                 let clip = (clip.get() != 0.0).then_some(clip);
                 let (linear_before_reset, input_forget) = if name == "GRU" {
                     (m.bool("linear_before_reset")?, false)
-                } else {
+                } else if name == "LSTM" {
                     (false, m.bool("input_forget")?)
+                } else {
+                    (false, false)
                 };
                 let r =
                     Rnn { hidden, direction, activations, clip, linear_before_reset, input_forget, layer: layer(m)? };
-                if name == "GRU" {
-                    Op::Gru(r)
-                } else {
-                    Op::Lstm(r)
+                match name {
+                    "GRU" => Op::Gru(r),
+                    "RNN" => Op::Rnn(r),
+                    _ => Op::Lstm(r),
                 }
             }
             _ => return Err(IrError::UnknownOp(name.to_string())),

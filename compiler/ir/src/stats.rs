@@ -34,10 +34,14 @@ pub fn node_macs(g: &Graph, n: &Node) -> u64 {
             let k = *a.shape.last().unwrap_or(&0);
             (out(0).numel() * k) as u64
         }
-        Op::Lstm(r) | Op::Gru(r) => {
+        Op::Lstm(r) | Op::Gru(r) | Op::Rnn(r) => {
             let x = ty(0);
             let (seq, batch, input) = (x.shape[0], x.shape[1], x.shape[2]);
-            let gates = if matches!(n.op, Op::Lstm(_)) { 4 } else { 3 };
+            let gates = match n.op {
+                Op::Lstm(_) => 4,
+                Op::Gru(_) => 3,
+                _ => 1,
+            };
             let d = r.direction.num_directions();
             (seq * batch * d * gates * r.hidden * (input + r.hidden)) as u64
         }

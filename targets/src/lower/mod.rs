@@ -280,6 +280,6 @@ pub fn lower_node(k: &mut Kernel) -> LResult {
         | Op::Tile { .. }
         | Op::Pad { .. }
         | Op::Resize(_) => movement::lower(k),
-        Op::Lstm(_) | Op::Gru(_) => rnn::lower(k),
+        Op::Lstm(_) | Op::Gru(_) | Op::Rnn(_) => rnn::lower(k),
     }
 }

@@ -1,32 +1,49 @@
-//! LSTM and GRU (ONNX semantics, layout `[seq, batch, input]`, forward,
-//! reverse or bidirectional, peepholes, clip, any activation list,
-//! `input_forget` (f = 1 - i)).
+//! LSTM, GRU and the simple RNN (ONNX semantics, layout `[seq, batch,
+//! input]`, forward, reverse or bidirectional, peepholes, clip, any
+//! activation list, LSTM `input_forget` (f = 1 - i), GRU
+//! `linear_before_reset`). W, R, B and P may be constants (packed at compile
+//! time) or run-time tensors (packed into scratch at the start of each call).
 //!
-//! W, R, B (and P) must be constants. The running state lives in the `Y_h`
-//! (and `Y_c`) outputs: initialised from `H0`/`C0`, updated in place each
-//! step, so they hold the final state at the end. Per direction the input
-//! projection `W·x` of every step is one GEMM (shared micro-kernel) before
-//! the recurrence; per step, `R·h` for all batch rows is another (B panels
-//! of `R^T` packed at compile time). The element-wise state update runs
-//! after all gates are known, so reading `h_prev` and writing `h` never
-//! interleave.
+//! Data layout. Gate rows are regrouped per *hidden block* of `L` units
+//! (`L` = 4 with SIMD, else 1; the hidden size is padded to a multiple of
+//! `L` with zero weights): column `(ub*G + g)*L + lane` stands for gate `g`,
+//! unit `ub*L + lane`. So the `G` gate values of `L` units are `G` vectors
+//! that a tile holds in registers at once, and the gate math runs on `f32x4`
+//! with the vectorised `math::sigmoid`/`tanh`.
+//!
+//! Per direction:
+//! 1. `xw = X · Wᵀ` for every step at once: one GEMM over `seq*batch` rows
+//!    (the shared micro-kernel; W packed into its panels of the regrouped
+//!    columns).
+//! 2. The recurrence, per step: for tiles of (batch rows × hidden blocks),
+//!    accumulators start at `xw + bias` and gather `R · h_prev` (R packed
+//!    k-major: the `G` gate vectors of one block and one `k` are one 64-byte
+//!    line), then the gate math finishes the tile in registers and writes
+//!    `h` (and `c`). `h` is double-buffered (padded scratch), so a tile never
+//!    reads a value another tile of the same step wrote.
 //!
 //! Gate order (ONNX): LSTM `i, o, f, c`, peepholes `i, o, f`; GRU `z, r, h`.
+//! GRU without `linear_before_reset` needs `r ⊙ h_prev` of every unit before
+//! the h gate's product, so it runs two phases per step (z and r, then h).
 
 use cranelift_codegen::ir::condcodes::FloatCC;
-use cranelift_codegen::ir::{types, InstBuilder, Value};
-use kerf_ir::op::{Activation, Direction};
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
+use kerf_ir::op::{Activation, Direction, Rnn};
 use kerf_ir::{Op, UnaryOp};
 
 use super::elementwise::{fsel, unary_f};
+use super::loops::{mem, ro};
 use super::matmul::{gemm_core, AView, OutView};
 use super::{Kernel, LResult};
 use crate::math;
 
-/// Applies an RNN activation to a scalar.
-fn act(k: &mut Kernel, a: Activation, x: Value) -> Value {
-    let f = types::F32;
-    let u = |k: &mut Kernel, op: UnaryOp, x: Value| unary_f(k, op, f, x).unwrap_or(x);
+/// At most this many vector accumulators per recurrent tile (16 xmm
+/// registers: accumulators + a broadcast + a panel vector; DESIGN-NOTES §8).
+const MAX_ACC: usize = 12;
+
+/// Applies an RNN activation to a scalar or vector of type `ty`.
+fn act(k: &mut Kernel, ty: Type, a: Activation, x: Value) -> Value {
+    let u = |k: &mut Kernel, op: UnaryOp, x: Value| unary_f(k, op, ty, x).unwrap_or(x);
     match a {
         Activation::Sigmoid => math::sigmoid(&mut k.b, x),
         Activation::Tanh => math::tanh(&mut k.b, x),
@@ -37,19 +54,19 @@ fn act(k: &mut Kernel, a: Activation, x: Value) -> Value {
         Activation::Softsign => u(k, UnaryOp::Softsign, x),
         Activation::Softplus => u(k, UnaryOp::Softplus, x),
         Activation::Affine(al, be) => {
-            let a = k.fc(al.get());
-            let b = k.fc(be.get());
+            let a = k.fsplat(ty, al.get());
+            let b = k.fsplat(ty, be.get());
             let t = k.b.ins().fmul(x, a);
             k.b.ins().fadd(t, b)
         }
         Activation::ThresholdedRelu(al) => {
-            let a = k.fc(al.get());
-            let z = k.fc(0.0);
+            let a = k.fsplat(ty, al.get());
+            let z = k.fsplat(ty, 0.0);
             fsel(k, FloatCC::GreaterThan, x, a, x, z)
         }
         Activation::ScaledTanh(al, be) => {
-            let a = k.fc(al.get());
-            let b = k.fc(be.get());
+            let a = k.fsplat(ty, al.get());
+            let b = k.fsplat(ty, be.get());
             let t = k.b.ins().fmul(x, b);
             let t = math::tanh(&mut k.b, t);
             k.b.ins().fmul(t, a)
@@ -57,11 +74,11 @@ fn act(k: &mut Kernel, a: Activation, x: Value) -> Value {
     }
 }
 
-fn clip(k: &mut Kernel, c: Option<f32>, x: Value) -> Value {
+fn clip(k: &mut Kernel, ty: Type, c: Option<f32>, x: Value) -> Value {
     match c {
         Some(c) => {
-            let lo = k.fc(-c);
-            let hi = k.fc(c);
+            let lo = k.fsplat(ty, -c);
+            let hi = k.fsplat(ty, c);
             let t = k.b.ins().fmax(x, lo);
             k.b.ins().fmin(t, hi)
         }
@@ -69,250 +86,674 @@ fn clip(k: &mut Kernel, c: Option<f32>, x: Value) -> Value {
     }
 }
 
-pub fn lower(k: &mut Kernel) -> LResult {
-    k.require_f32()?;
-    let (r, lstm) = match k.node.op.clone() {
-        Op::Lstm(r) => (r, true),
-        Op::Gru(r) => (r, false),
-        _ => return Err("not a recurrent op".into()),
-    };
-    // input_forget=1 couples the gates: f = 1 - i (ONNX Runtime's semantics)
-    let coupled = lstm && r.input_forget;
-    let xs = k.in_shape(0).to_vec();
-    let (seq, batch, input) = (xs[0], xs[1], xs[2]);
-    let h = r.hidden;
-    let dn = r.direction.num_directions();
-    let ng = if lstm { 4 } else { 3 };
-    let w = k.const_f32(1).ok_or("W must be a constant")?;
-    let rr = k.const_f32(2).ok_or("R must be a constant")?;
-    let bb = k.const_f32(3).ok_or("B must be a constant")?;
-    let peep = if lstm { Some(k.const_f32(6).ok_or("P must be a constant")?) } else { None };
-    let clip_v = r.clip.map(|c| c.get());
-    let lbr = !lstm && r.linear_before_reset;
-    // bias[d][j] = Wb + Rb, except GRU's h gate with linear_before_reset,
-    // whose Rb stays separate (rbh[d][u]).
-    let mut bias = vec![0f32; dn * ng * h];
-    let mut rbh = vec![0f32; dn * h];
-    for d in 0..dn {
-        for j in 0..ng * h {
-            let wb = bb[d * 2 * ng * h + j];
-            let rb = bb[d * 2 * ng * h + ng * h + j];
-            if lbr && j >= 2 * h {
-                bias[d * ng * h + j] = wb;
-                rbh[d * h + j - 2 * h] = rb;
-            } else {
-                bias[d * ng * h + j] = wb + rb;
-            }
+/// Which recurrent op.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Lstm,
+    Gru,
+    Rnn,
+}
+
+/// A weight input: its data when constant, else the run-time pointer.
+enum Src {
+    Const(Vec<f32>),
+    Rt(Value),
+}
+
+impl Src {
+    fn of(k: &mut Kernel, i: usize) -> Src {
+        match k.const_f32(i) {
+            Some(v) => Src::Const(v),
+            None => Src::Rt(k.input(i)),
         }
     }
-    let l = k.lanes();
-    let xp = k.input(0);
-    let h0 = k.input(4);
-    let c0 = if lstm { Some(k.input(5)) } else { None };
-    // B panels of W^T and R^T per direction (the GEMM reads panels of 4
-    // gate rows); GRU without linear_before_reset multiplies its h-gate
-    // rows of R by r*h separately.
-    let n_rec = if lstm || lbr { ng * h } else { 2 * h };
-    let mut wpk = Vec::new();
-    let mut rpk = Vec::new();
-    let mut rhpk = Vec::new();
-    for d in 0..dn {
-        wpk.push(super::matmul::pack_b(&w[d * ng * h * input..], input, ng * h, 1, input, l, 1.0));
-        rpk.push(super::matmul::pack_b(&rr[d * ng * h * h..], h, n_rec, 1, h, l, 1.0));
-        if !lstm && !lbr {
-            rhpk.push(super::matmul::pack_b(&rr[(d * ng * h + 2 * h) * h..], h, h, 1, h, l, 1.0));
+}
+
+/// A packed operand: pointer and whether it is read-only constant data
+/// (run-time packed scratch must not be marked read-only, or loads could
+/// move above the stores that pack it).
+#[derive(Clone, Copy)]
+struct Packed {
+    ptr: Value,
+    ro: bool,
+}
+
+impl Packed {
+    fn flags(self) -> MemFlagsData {
+        if self.ro {
+            ro()
+        } else {
+            mem()
         }
     }
-    let bp = k.blob_f32(&bias);
-    let rbp = k.blob_f32(&rbh);
-    let pp = peep.map(|p| k.blob_f32(&p));
-    let y = k.output(0);
-    let yh = k.output(1);
-    let yc = if lstm { Some(k.output(2)) } else { None };
-    let gh = ng * h;
-    let xw = k.scratch(seq * batch * gh * 4);
-    let gates = k.scratch(batch * gh * 4);
-    let rh = k.scratch(batch * h * 4);
-    let g2 = k.scratch(batch * h * 4);
-    // state init
-    let state = dn * batch * h;
-    k.for_n(0, state as i64, 1, |k, i| {
-        let v = k.ld_at(types::F32, h0, i, 4, 0);
-        k.st_at(v, yh, i, 4, 0);
-        if let (Some(c0), Some(yc)) = (c0, yc) {
-            let v = k.ld_at(types::F32, c0, i, 4, 0);
-            k.st_at(v, yc, i, 4, 0);
-        }
-    });
-    let na = if lstm { 3 } else { 2 };
-    let zero = k.ic(0);
-    for d in 0..dn {
-        let reverse = r.direction == Direction::Reverse || d == 1;
-        let acts: Vec<Activation> = r.activations[d * na..(d + 1) * na].to_vec();
-        let wpd = k.blob_f32(&wpk[d]);
-        let rpd = k.blob_f32(&rpk[d]);
-        let rhpd = if rhpk.is_empty() { None } else { Some(k.blob_f32(&rhpk[d])) };
-        let bd = k.add_c(bp, (d * gh * 4) as i64);
-        let rbd = k.add_c(rbp, (d * h * 4) as i64);
-        let pd = pp.map(|p| k.add_c(p, (d * 3 * h * 4) as i64));
-        let hstate = k.add_c(yh, (d * batch * h * 4) as i64);
-        let cstate = yc.map(|yc| k.add_c(yc, (d * batch * h * 4) as i64));
-        // input projection for every step at once: xw[t*batch + b][j] = W[j]·x[t, b]
-        let ax = AView { ptr: xp, sm: input, sk: 1, ro: false };
-        let ox = OutView { ptr: xw, ldo: gh, bias: None };
-        gemm_core(k, seq * batch, gh, input, ax, zero, (wpd, true), ox, zero);
-        k.for_n(0, seq as i64, 1, |k, s| {
-            let t = if reverse {
-                let last = k.ic(seq as i64 - 1);
-                k.b.ins().isub(last, s)
-            } else {
-                s
-            };
-            // recurrent product for all rows: gates[b][j] = R[j]·h[b]
-            let ah = AView { ptr: hstate, sm: h, sk: 1, ro: false };
-            let og = OutView { ptr: gates, ldo: gh, bias: None };
-            gemm_core(k, batch, n_rec, h, ah, zero, (rpd, true), og, zero);
-            k.for_n(0, batch as i64, 1, |k, b| {
-                let tb = k.b.ins().imul_imm_s(t, batch as i64);
-                let tb = k.b.ins().iadd(tb, b);
-                let xo = k.b.ins().imul_imm_s(tb, (gh * 4) as i64);
-                let xwrow = k.b.ins().iadd(xw, xo);
-                let go = k.b.ins().imul_imm_s(b, (gh * 4) as i64);
-                let grow = k.b.ins().iadd(gates, go);
-                let so = k.b.ins().imul_imm_s(b, (h * 4) as i64);
-                let hrow = k.b.ins().iadd(hstate, so);
-                let crow = cstate.map(|c| k.b.ins().iadd(c, so));
-                let yi = k.b.ins().imul_imm_s(t, dn as i64);
-                let yi = k.b.ins().iadd_imm_s(yi, d as i64);
-                let yi = k.b.ins().imul_imm_s(yi, batch as i64);
-                let yi = k.b.ins().iadd(yi, b);
-                let yi = k.b.ins().imul_imm_s(yi, h as i64);
-                let yrow = k.addr(y, yi, 4);
-                // pre-activation of gate element j: R·h + W·x + bias
-                let pre = |k: &mut Kernel, j: Value| {
-                    let a = k.ld_at(types::F32, grow, j, 4, 0);
-                    let x = k.ld_at(types::F32, xwrow, j, 4, 0);
-                    let bv = k.ld_at(types::F32, bd, j, 4, 0);
-                    let s = k.b.ins().fadd(a, x);
-                    k.b.ins().fadd(s, bv)
-                };
-                if lstm {
-                    let (Some(crow), Some(pd)) = (crow, pd) else { return };
-                    k.for_n(0, h as i64, 1, |k, u| {
-                        let g = |k: &mut Kernel, gi: usize| {
-                            let e = k.b.ins().iadd_imm_s(u, (gi * h) as i64);
-                            pre(k, e)
-                        };
-                        let p = |k: &mut Kernel, pi: usize| {
-                            let e = k.b.ins().iadd_imm_s(u, (pi * h) as i64);
-                            k.ld_at(types::F32, pd, e, 4, 0)
-                        };
-                        let cprev = k.ld_at(types::F32, crow, u, 4, 0);
-                        let (gi, go, gf, gc) = (g(k, 0), g(k, 1), g(k, 2), g(k, 3));
-                        let (pi, po, pf) = (p(k, 0), p(k, 1), p(k, 2));
-                        let i = k.fmadd(pi, cprev, gi);
-                        let i = clip(k, clip_v, i);
-                        let i = act(k, acts[0], i);
-                        let f = if coupled {
-                            let one = k.fc(1.0);
-                            k.b.ins().fsub(one, i)
-                        } else {
-                            let f = k.fmadd(pf, cprev, gf);
-                            let f = clip(k, clip_v, f);
-                            act(k, acts[0], f)
-                        };
-                        let cc = clip(k, clip_v, gc);
-                        let cc = act(k, acts[1], cc);
-                        let ic = k.b.ins().fmul(i, cc);
-                        let c = k.fmadd(f, cprev, ic);
-                        let o = k.fmadd(po, c, go);
-                        let o = clip(k, clip_v, o);
-                        let o = act(k, acts[0], o);
-                        let hc = act(k, acts[2], c);
-                        let hv = k.b.ins().fmul(o, hc);
-                        k.st_at(c, crow, u, 4, 0);
-                        k.st_at(hv, hrow, u, 4, 0);
-                        k.st_at(hv, yrow, u, 4, 0);
-                    });
-                } else {
-                    // z and r, activated in place
-                    k.for_n(0, (2 * h) as i64, 1, |k, j| {
-                        let s = pre(k, j);
-                        let s = clip(k, clip_v, s);
-                        let s = act(k, acts[0], s);
-                        k.st_at(s, grow, j, 4, 0);
-                    });
-                    if !lbr {
-                        let rrow = k.b.ins().iadd(rh, so);
-                        k.for_n(0, h as i64, 1, |k, u| {
-                            let e = k.b.ins().iadd_imm_s(u, h as i64);
-                            let rv = k.ld_at(types::F32, grow, e, 4, 0);
-                            let hv = k.ld_at(types::F32, hrow, u, 4, 0);
-                            let m = k.b.ins().fmul(rv, hv);
-                            k.st_at(m, rrow, u, 4, 0);
-                        });
+}
+
+/// Geometry shared by the packers and the recurrence.
+#[derive(Clone, Copy)]
+struct Geo {
+    /// hidden size
+    h: usize,
+    /// lanes
+    l: usize,
+    /// hidden blocks (`ceil(h / l)`)
+    nub: usize,
+}
+
+/// Packs rows of a weight tensor into the regrouped layout. Source element
+/// of gate `gates[gi]`, unit `u`, column `kx`: `base + (g*h + u)*kk + kx`.
+/// Destination (`ns = gates.len()`), zero for padded units:
+/// - panel-major (`kmajor == false`, the GEMM's B panels):
+///   `((ub*ns + gi)*kk + kx)*l + lane`
+/// - k-major (the recurrence): `((ub*kk + kx)*ns + gi)*l + lane`.
+///
+/// With `kk == 1` both are `(ub*ns + gi)*l + lane`.
+fn pack(k: &mut Kernel, src: &Src, geo: Geo, base: usize, kk: usize, gates: &[usize], kmajor: bool) -> Packed {
+    let Geo { h, l, nub } = geo;
+    let ns = gates.len();
+    let size = nub * ns * kk * l;
+    let (s_ub, s_k, s_g) = if kmajor { (kk * ns * l, ns * l, l) } else { (ns * kk * l, l, kk * l) };
+    match src {
+        Src::Const(v) => {
+            let mut out = vec![0f32; size];
+            for ub in 0..nub {
+                for (gi, &g) in gates.iter().enumerate() {
+                    for kx in 0..kk {
+                        for lane in 0..l {
+                            let u = ub * l + lane;
+                            if u < h {
+                                out[ub * s_ub + kx * s_k + gi * s_g + lane] = v[base + (g * h + u) * kk + kx];
+                            }
+                        }
                     }
                 }
-            });
-            if !lstm {
-                if let Some(rhpd) = rhpd {
-                    // g2[b][u] = R_h[u]·(r*h)[b]
-                    let ar = AView { ptr: rh, sm: h, sk: 1, ro: false };
-                    let o2 = OutView { ptr: g2, ldo: h, bias: None };
-                    gemm_core(k, batch, h, h, ar, zero, (rhpd, true), o2, zero);
+            }
+            Packed { ptr: k.blob_f32(&out), ro: true }
+        }
+        Src::Rt(p) => {
+            let p = *p;
+            let dst = k.scratch(size.max(1) * 4);
+            let block = |k: &mut Kernel, ub: Value, width: usize| {
+                for (gi, &g) in gates.iter().enumerate() {
+                    k.for_n(0, kk as i64, 1, |k, kx| {
+                        // source: base + (g*h + ub*l)*kk + kx, lanes kk apart
+                        let so = k.b.ins().imul_imm_s(ub, (l * kk) as i64);
+                        let so = k.b.ins().iadd(so, kx);
+                        let so = k.b.ins().iadd_imm_s(so, (base + g * h * kk) as i64);
+                        let sp = k.addr(p, so, 4);
+                        let d_ub = k.b.ins().imul_imm_s(ub, s_ub as i64);
+                        let d_k = k.b.ins().imul_imm_s(kx, s_k as i64);
+                        let de = k.b.ins().iadd(d_ub, d_k);
+                        let dp = k.addr(dst, de, 4);
+                        for lane in 0..l {
+                            let v = if lane < width { k.ld(types::F32, sp, (lane * kk * 4) as i32) } else { k.fc(0.0) };
+                            k.st(v, dp, ((gi * s_g + lane) * 4) as i32);
+                        }
+                    });
                 }
-                k.for_n(0, batch as i64, 1, |k, b| {
-                    let tb = k.b.ins().imul_imm_s(t, batch as i64);
-                    let tb = k.b.ins().iadd(tb, b);
-                    let xo = k.b.ins().imul_imm_s(tb, (gh * 4) as i64);
-                    let xwrow = k.b.ins().iadd(xw, xo);
-                    let go = k.b.ins().imul_imm_s(b, (gh * 4) as i64);
-                    let grow = k.b.ins().iadd(gates, go);
-                    let so = k.b.ins().imul_imm_s(b, (h * 4) as i64);
-                    let hrow = k.b.ins().iadd(hstate, so);
-                    let g2row = k.b.ins().iadd(g2, so);
-                    let yi = k.b.ins().imul_imm_s(t, dn as i64);
-                    let yi = k.b.ins().iadd_imm_s(yi, d as i64);
-                    let yi = k.b.ins().imul_imm_s(yi, batch as i64);
-                    let yi = k.b.ins().iadd(yi, b);
-                    let yi = k.b.ins().imul_imm_s(yi, h as i64);
-                    let yrow = k.addr(y, yi, 4);
-                    // candidate h, written over the h-gate slot of xw (only
-                    // this step reads that row)
-                    k.for_n(0, h as i64, 1, |k, u| {
-                        let j = k.b.ins().iadd_imm_s(u, (2 * h) as i64);
-                        let x = k.ld_at(types::F32, xwrow, j, 4, 0);
-                        let bv = k.ld_at(types::F32, bd, j, 4, 0);
-                        let a = k.b.ins().fadd(x, bv);
-                        let s = if lbr {
-                            let c = k.ld_at(types::F32, grow, j, 4, 0);
-                            let rb = k.ld_at(types::F32, rbd, u, 4, 0);
-                            let c = k.b.ins().fadd(c, rb);
-                            let re = k.b.ins().iadd_imm_s(u, h as i64);
-                            let rv = k.ld_at(types::F32, grow, re, 4, 0);
-                            k.fmadd(rv, c, a)
-                        } else {
-                            let c = k.ld_at(types::F32, g2row, u, 4, 0);
-                            k.b.ins().fadd(a, c)
-                        };
-                        let s = clip(k, clip_v, s);
-                        let s = act(k, acts[1], s);
-                        k.st_at(s, xwrow, j, 4, 0);
+            };
+            let full = h / l;
+            k.for_n(0, full as i64, 1, |k, ub| block(k, ub, l));
+            if h % l != 0 {
+                let ub = k.ic(full as i64);
+                block(k, ub, h % l);
+            }
+            Packed { ptr: dst, ro: false }
+        }
+    }
+}
+
+/// `a + b` elementwise over `n` run-time packed floats, into scratch.
+fn add_packed(k: &mut Kernel, a: Packed, b: Packed, n: usize) -> Packed {
+    let dst = k.scratch(n.max(1) * 4);
+    k.for_n(0, n as i64, 1, |k, i| {
+        let pa = k.addr(a.ptr, i, 4);
+        let pb = k.addr(b.ptr, i, 4);
+        let x = k.b.ins().load(types::F32, a.flags(), pa, 0);
+        let y = k.b.ins().load(types::F32, b.flags(), pb, 0);
+        let s = k.b.ins().fadd(x, y);
+        k.st_at(s, dst, i, 4, 0);
+    });
+    Packed { ptr: dst, ro: false }
+}
+
+/// The per-direction bias added to `xw` (`Wb + Rb`, but only `Wb` for the
+/// GRU h gate with `linear_before_reset`) and the recurrent h-gate bias
+/// `Rb_h` of that case; both `[nub][G][l]`.
+fn biases(k: &mut Kernel, src: &Src, geo: Geo, d: usize, ng: usize, lbr: bool) -> (Packed, Packed) {
+    let all: Vec<usize> = (0..ng).collect();
+    let gh = ng * geo.h;
+    let wb_base = d * 2 * gh;
+    let rb_base = wb_base + gh;
+    let n = geo.nub * ng * geo.l;
+    match src {
+        Src::Const(v) => {
+            // fold Wb + Rb at compile time
+            let mut xb = vec![0f32; v.len()];
+            let mut rb = vec![0f32; v.len()];
+            for g in 0..ng {
+                for u in 0..geo.h {
+                    let (w, r) = (v[wb_base + g * geo.h + u], v[rb_base + g * geo.h + u]);
+                    let j = wb_base + g * geo.h + u;
+                    if lbr && g == 2 {
+                        xb[j] = w;
+                        rb[j] = r;
+                    } else {
+                        xb[j] = w + r;
+                    }
+                }
+            }
+            let x = pack(k, &Src::Const(xb), geo, wb_base, 1, &all, false);
+            let r = pack(k, &Src::Const(rb), geo, wb_base, 1, &all, false);
+            (x, r)
+        }
+        Src::Rt(_) => {
+            let wb = pack(k, src, geo, wb_base, 1, &all, false);
+            let rb = pack(k, src, geo, rb_base, 1, &all, false);
+            if !lbr {
+                let x = add_packed(k, wb, rb, n);
+                return (x, rb);
+            }
+            // Wb + Rb for z and r only; the h gate keeps Wb (Rb_h is
+            // applied inside r * (R_h·h + Rb_h))
+            let x = k.scratch(n.max(1) * 4);
+            let (l, nub) = (geo.l, geo.nub);
+            k.for_n(0, (nub * ng) as i64, 1, |k, s| {
+                let g = k.b.ins().urem_imm_s(s, ng as i64);
+                for lane in 0..l {
+                    let e = k.b.ins().imul_imm_s(s, l as i64);
+                    let e = k.b.ins().iadd_imm_s(e, lane as i64);
+                    let w = k.ld_at(types::F32, wb.ptr, e, 4, 0);
+                    let r = k.ld_at(types::F32, rb.ptr, e, 4, 0);
+                    let z = k.fc(0.0);
+                    let is_h = k.b.ins().icmp_imm_s(cranelift_codegen::ir::condcodes::IntCC::Equal, g, 2);
+                    let r = k.b.ins().select(is_h, z, r);
+                    let sum = k.b.ins().fadd(w, r);
+                    k.st_at(sum, x, e, 4, 0);
+                }
+            });
+            (Packed { ptr: x, ro: false }, rb)
+        }
+    }
+}
+
+pub fn lower(k: &mut Kernel) -> LResult {
+    k.require_f32()?;
+    let (r, kind) = match k.node.op.clone() {
+        Op::Lstm(r) => (r, Kind::Lstm),
+        Op::Gru(r) => (r, Kind::Gru),
+        Op::Rnn(r) => (r, Kind::Rnn),
+        _ => return Err("not a recurrent op".into()),
+    };
+    Rec::new(k, r, kind).lower(k)
+}
+
+/// Everything one recurrent kernel needs, set up once.
+struct Rec {
+    r: Rnn,
+    kind: Kind,
+    seq: usize,
+    batch: usize,
+    input: usize,
+    dn: usize,
+    ng: usize,
+    geo: Geo,
+    vty: Type,
+    lbr: bool,
+    coupled: bool,
+    clip: Option<f32>,
+}
+
+/// Per-direction pointers used by the step loop.
+struct Dir {
+    d: usize,
+    reverse: bool,
+    acts: Vec<Activation>,
+    /// `xw` rows, `[seq*batch][nub][G][l]`
+    xw: Value,
+    /// bias added to `xw`, `[nub][G][l]`
+    xb: Packed,
+    /// recurrent biases (GRU lbr: the h gate's `Rb`), `[nub][G][l]`
+    rb: Packed,
+    /// recurrent panels, one per phase, k-major
+    rp: Vec<Packed>,
+    /// peepholes `[nub][3][l]` (LSTM with non-zero P only)
+    peep: Option<Packed>,
+}
+
+impl Rec {
+    fn new(k: &Kernel, r: Rnn, kind: Kind) -> Rec {
+        let xs = k.in_shape(0);
+        let (seq, batch, input) = (xs[0], xs[1], xs[2]);
+        let dn = r.direction.num_directions();
+        let ng = match kind {
+            Kind::Lstm => 4,
+            Kind::Gru => 3,
+            Kind::Rnn => 1,
+        };
+        let l = k.lanes();
+        let h = r.hidden;
+        let geo = Geo { h, l, nub: h.div_ceil(l) };
+        let lbr = kind == Kind::Gru && r.linear_before_reset;
+        // input_forget=1 couples the gates: f = 1 - i (ONNX Runtime's semantics)
+        let coupled = kind == Kind::Lstm && r.input_forget;
+        let clip = r.clip.map(|c| c.get());
+        Rec { r, kind, seq, batch, input, dn, ng, geo, vty: k.vty(), lbr, coupled, clip }
+    }
+
+    /// Gate sets of the recurrent phases (indices into the op's gates).
+    fn phases(&self) -> Vec<Vec<usize>> {
+        match self.kind {
+            Kind::Lstm => vec![vec![0, 1, 2, 3]],
+            Kind::Rnn => vec![vec![0]],
+            Kind::Gru if self.lbr => vec![vec![0, 1, 2]],
+            Kind::Gru => vec![vec![0, 1], vec![2]],
+        }
+    }
+
+    fn lower(&self, k: &mut Kernel) -> LResult {
+        let Geo { h, l, nub } = self.geo;
+        let (seq, batch, dn, ng) = (self.seq, self.batch, self.dn, self.ng);
+        if h == 0 || batch == 0 {
+            return Ok(()); // every output is empty
+        }
+        let hp = nub * l;
+        let nw = nub * ng * l;
+        let w = Src::of(k, 1);
+        let rr = Src::of(k, 2);
+        let bb = Src::of(k, 3);
+        let peep_src = if self.kind == Kind::Lstm {
+            match k.const_f32(6) {
+                Some(p) if p.iter().all(|&x| x == 0.0) => None,
+                _ => Some(Src::of(k, 6)),
+            }
+        } else {
+            None
+        };
+        let xp = k.input(0);
+        let h0 = k.input(4);
+        let c0 = if self.kind == Kind::Lstm { Some(k.input(5)) } else { None };
+        let y = k.output(0);
+        let yh = k.output(1);
+        let yc = if self.kind == Kind::Lstm { Some(k.output(2)) } else { None };
+        let hbytes = batch * hp * 4;
+        let hbuf = k.scratch(2 * hbytes);
+        let cbuf = if self.kind == Kind::Lstm { Some(k.scratch(hbytes)) } else { None };
+        // GRU without lbr: z (activated) and r ⊙ h_prev between the phases
+        let (zbuf, rhbuf) =
+            if self.phases().len() > 1 { (Some(k.scratch(hbytes)), Some(k.scratch(hbytes))) } else { (None, None) };
+        let xw = k.scratch((seq * batch * nw).max(1) * 4);
+        let all: Vec<usize> = (0..ng).collect();
+        let na = match self.kind {
+            Kind::Lstm => 3,
+            Kind::Gru => 2,
+            Kind::Rnn => 1,
+        };
+        for d in 0..dn {
+            let wp = pack(k, &w, self.geo, d * ng * h * self.input, self.input, &all, false);
+            let rp: Vec<Packed> =
+                self.phases().iter().map(|gs| pack(k, &rr, self.geo, d * ng * h * h, h, gs, true)).collect();
+            let (xb, rb) = biases(k, &bb, self.geo, d, ng, self.lbr);
+            let peep = peep_src.as_ref().map(|p| pack(k, p, self.geo, d * 3 * h, 1, &[0, 1, 2], false));
+            // 1. input projection of every step
+            let zero = k.ic(0);
+            let ax = AView { ptr: xp, sm: self.input, sk: 1, ro: false };
+            let ox = OutView { ptr: xw, ldo: nw, bias: None };
+            gemm_core(k, seq * batch, nw, self.input, ax, zero, (wp.ptr, wp.ro), ox, zero);
+            // 2. state init (padded; pad lanes zero)
+            self.init_state(k, h0, d, hbuf);
+            if let (Some(c0), Some(cb)) = (c0, cbuf) {
+                self.init_state(k, c0, d, cb);
+            }
+            let dir = Dir {
+                d,
+                reverse: self.r.direction == Direction::Reverse || d == 1,
+                acts: self.r.activations[d * na..(d + 1) * na].to_vec(),
+                xw,
+                xb,
+                rb,
+                rp,
+                peep,
+            };
+            k.for_n(0, seq as i64, 1, |k, s| {
+                let t = if dir.reverse {
+                    let last = k.ic(seq as i64 - 1);
+                    k.b.ins().isub(last, s)
+                } else {
+                    s
+                };
+                // h double buffer: read hbuf[s & 1], write hbuf[(s + 1) & 1]
+                let par = k.b.ins().band_imm_s(s, 1);
+                let off = k.b.ins().imul_imm_s(par, hbytes as i64);
+                let hcur = k.b.ins().iadd(hbuf, off);
+                let other = k.add_c(hbuf, hbytes as i64);
+                let hnext = k.b.ins().isub(other, off);
+                let st = Step { t, hcur, hnext, cbuf, zbuf, rhbuf, y };
+                for (phase, gs) in self.phases().iter().enumerate() {
+                    self.phase(k, &dir, &st, phase, gs);
+                }
+                if h % l != 0 {
+                    // Y rows are not padded: copy the valid units
+                    k.for_n(0, batch as i64, 1, |k, b| {
+                        let yrow = self.y_row(k, y, t, d, b);
+                        let so = k.b.ins().imul_imm_s(b, hp as i64);
+                        let hrow = k.addr(hnext, so, 4);
+                        k.for_n(0, h as i64, 1, |k, u| {
+                            let v = k.ld_at(types::F32, hrow, u, 4, 0);
+                            k.st_at(v, yrow, u, 4, 0);
+                        });
                     });
-                    k.for_n(0, h as i64, 1, |k, u| {
-                        let z = k.ld_at(types::F32, grow, u, 4, 0);
-                        let e = k.b.ins().iadd_imm_s(u, (2 * h) as i64);
-                        let hh = k.ld_at(types::F32, xwrow, e, 4, 0);
-                        let hp = k.ld_at(types::F32, hrow, u, 4, 0);
-                        // (1 - z) * hh + z * hp = hh + z * (hp - hh)
-                        let d_ = k.b.ins().fsub(hp, hh);
-                        let hn = k.fmadd(z, d_, hh);
-                        k.st_at(hn, hrow, u, 4, 0);
-                        k.st_at(hn, yrow, u, 4, 0);
-                    });
-                });
+                }
+            });
+            // final state: hbuf[seq & 1] and cbuf into Y_h / Y_c
+            let fin = k.add_c(hbuf, ((seq & 1) * hbytes) as i64);
+            self.store_state(k, fin, d, yh);
+            if let (Some(cb), Some(yc)) = (cbuf, yc) {
+                self.store_state(k, cb, d, yc);
+            }
+        }
+        Ok(())
+    }
+
+    /// `buf[b][u] = src[d][b][u]` for `u < h`, zero for the padded units.
+    fn init_state(&self, k: &mut Kernel, src: Value, d: usize, buf: Value) {
+        let Geo { h, l, nub } = self.geo;
+        let hp = nub * l;
+        k.for_n(0, self.batch as i64, 1, |k, b| {
+            let so = k.b.ins().imul_imm_s(b, h as i64);
+            let so = k.b.ins().iadd_imm_s(so, (d * self.batch * h) as i64);
+            let sp = k.addr(src, so, 4);
+            let bo = k.b.ins().imul_imm_s(b, hp as i64);
+            let bp = k.addr(buf, bo, 4);
+            k.for_n(0, h as i64, 1, |k, u| {
+                let v = k.ld_at(types::F32, sp, u, 4, 0);
+                k.st_at(v, bp, u, 4, 0);
+            });
+            for u in h..hp {
+                let z = k.fc(0.0);
+                k.st(z, bp, (u * 4) as i32);
             }
         });
     }
-    Ok(())
+
+    /// `dst[d][b][u] = buf[b][u]` for `u < h`.
+    fn store_state(&self, k: &mut Kernel, buf: Value, d: usize, dst: Value) {
+        let Geo { h, l, nub } = self.geo;
+        let hp = nub * l;
+        k.for_n(0, self.batch as i64, 1, |k, b| {
+            let so = k.b.ins().imul_imm_s(b, h as i64);
+            let so = k.b.ins().iadd_imm_s(so, (d * self.batch * h) as i64);
+            let dp = k.addr(dst, so, 4);
+            let bo = k.b.ins().imul_imm_s(b, hp as i64);
+            let bp = k.addr(buf, bo, 4);
+            k.for_n(0, h as i64, 1, |k, u| {
+                let v = k.ld_at(types::F32, bp, u, 4, 0);
+                k.st_at(v, dp, u, 4, 0);
+            });
+        });
+    }
+
+    /// Start of `Y[t][d][b][..]`.
+    fn y_row(&self, k: &mut Kernel, y: Value, t: Value, d: usize, b: Value) -> Value {
+        let yi = k.b.ins().imul_imm_s(t, self.dn as i64);
+        let yi = k.b.ins().iadd_imm_s(yi, d as i64);
+        let yi = k.b.ins().imul_imm_s(yi, self.batch as i64);
+        let yi = k.b.ins().iadd(yi, b);
+        let yi = k.b.ins().imul_imm_s(yi, self.geo.h as i64);
+        k.addr(y, yi, 4)
+    }
+
+    /// One recurrent phase of one step: tiles of `rows` batch rows × `tb`
+    /// hidden blocks.
+    fn phase(&self, k: &mut Kernel, dir: &Dir, st: &Step, phase: usize, gs: &[usize]) {
+        let ns = gs.len();
+        let nub = self.geo.nub;
+        let rows = if self.batch == 1 { 1 } else { self.batch.min(if ns >= 3 { 2 } else { 3 }) };
+        let tb = (MAX_ACC / (ns * rows)).clamp(1, nub);
+        let row_tiles = |k: &mut Kernel, rows: usize, b_lo: usize, b_hi: usize| {
+            k.for_n(b_lo as i64, b_hi as i64, rows as i64, |k, b0| {
+                let groups = nub / tb;
+                k.for_n(0, (groups * tb) as i64, tb as i64, |k, ub0| {
+                    self.tile(k, dir, st, phase, gs, b0, rows, ub0, tb);
+                });
+                if !nub.is_multiple_of(tb) {
+                    let ub0 = k.ic((groups * tb) as i64);
+                    self.tile(k, dir, st, phase, gs, b0, rows, ub0, nub % tb);
+                }
+            });
+        };
+        let main = self.batch / rows * rows;
+        row_tiles(k, rows, 0, main);
+        if main < self.batch {
+            row_tiles(k, self.batch - main, main, self.batch);
+        }
+    }
+
+    /// One tile: accumulators `[row][block][gate]`, then the gate math.
+    #[allow(clippy::too_many_arguments)]
+    fn tile(
+        &self,
+        k: &mut Kernel,
+        dir: &Dir,
+        st: &Step,
+        phase: usize,
+        gs: &[usize],
+        b0: Value,
+        rows: usize,
+        ub0: Value,
+        tb: usize,
+    ) {
+        let Geo { h, l, nub } = self.geo;
+        let hp = nub * l;
+        let ng = self.ng;
+        let ns = gs.len();
+        let vty = self.vty;
+        let nw = nub * ng * l;
+        // xw row of (t, b0): (t*batch + b0) * nw; block ub0 at ub0*ng*l
+        let tb_ = k.b.ins().imul_imm_s(st.t, self.batch as i64);
+        let tb_ = k.b.ins().iadd(tb_, b0);
+        let xo = k.b.ins().imul_imm_s(tb_, nw as i64);
+        let uo = k.b.ins().imul_imm_s(ub0, (ng * l) as i64);
+        let xo = k.b.ins().iadd(xo, uo);
+        let xrow = k.addr(dir.xw, xo, 4);
+        let xb = k.addr(dir.xb.ptr, uo, 4);
+        let rbp = k.addr(dir.rb.ptr, uo, 4);
+        let xbf = dir.xb.flags();
+        let rbf = dir.rb.flags();
+        // accumulator init: xw + bias, except the lbr h gate (Rb_h)
+        let mut init = Vec::with_capacity(rows * tb * ns);
+        for r in 0..rows {
+            for bi in 0..tb {
+                for &g in gs {
+                    let c = ((bi * ng + g) * l) as i32;
+                    let v = if self.lbr && g == 2 {
+                        k.b.ins().load(vty, rbf, rbp, c * 4)
+                    } else {
+                        let x = k.ld(vty, xrow, (r * nw * 4) as i32 + c * 4);
+                        let bv = k.b.ins().load(vty, xbf, xb, c * 4);
+                        k.b.ins().fadd(x, bv)
+                    };
+                    init.push(v);
+                }
+            }
+        }
+        // the A operand: h_prev (or r ⊙ h_prev in the GRU's second phase)
+        let a_base = if phase == 1 { st.rhbuf.unwrap_or(st.hcur) } else { st.hcur };
+        let bo = k.b.ins().imul_imm_s(b0, (hp * 4) as i64);
+        let abase = k.b.ins().iadd(a_base, bo);
+        let rp = dir.rp[phase];
+        let rf = rp.flags();
+        let po = k.b.ins().imul_imm_s(ub0, (h * ns * l * 4) as i64);
+        let pbase = k.b.ins().iadd(rp.ptr, po);
+        let step = |k: &mut Kernel, kv: Value, koff: usize, accs: &[Value]| -> Vec<Value> {
+            let bp = k.addr(pbase, kv, (ns * l * 4) as i64);
+            let ap = k.addr(abase, kv, 4);
+            let avs: Vec<Value> = (0..rows)
+                .map(|r| {
+                    let a = k.ld(types::F32, ap, ((r * hp + koff) * 4) as i32);
+                    k.widen(vty, a)
+                })
+                .collect();
+            // one panel vector per (block, gate), reused by every row
+            let mut bvs = Vec::with_capacity(tb * ns);
+            for bi in 0..tb {
+                for gi in 0..ns {
+                    let off = ((bi * h * ns + koff * ns + gi) * l * 4) as i32;
+                    bvs.push(k.b.ins().load(vty, rf, bp, off));
+                }
+            }
+            // accumulator order is [row][block][gate]
+            let mut out = Vec::with_capacity(accs.len());
+            for (r, &av) in avs.iter().enumerate() {
+                for (j, &bv) in bvs.iter().enumerate() {
+                    out.push(k.fmadd(av, bv, accs[r * tb * ns + j]));
+                }
+            }
+            out
+        };
+        let even = h / 2 * 2;
+        let mut accs = k.for_acc_n(0, even as i64, 2, &init, |k, kv, accs| {
+            let a1 = step(k, kv, 0, accs);
+            step(k, kv, 1, &a1)
+        });
+        if even < h {
+            let kv = k.ic(even as i64);
+            accs = step(k, kv, 0, &accs);
+        }
+        // gate math per (row, block)
+        for r in 0..rows {
+            let b = k.b.ins().iadd_imm_s(b0, r as i64);
+            let so = k.b.ins().imul_imm_s(b, hp as i64);
+            let uo = k.b.ins().imul_imm_s(ub0, l as i64);
+            let e = k.b.ins().iadd(so, uo);
+            let hprev = k.addr(st.hcur, e, 4);
+            let hnext = k.addr(st.hnext, e, 4);
+            let yrow = if h % l == 0 {
+                let yr = self.y_row(k, st.y, st.t, dir.d, b);
+                Some(k.addr(yr, uo, 4))
+            } else {
+                None
+            };
+            for bi in 0..tb {
+                let a = &accs[(r * tb + bi) * ns..(r * tb + bi + 1) * ns];
+                let uoff = (bi * l * 4) as i32;
+                let xoff = (r * nw * 4 + bi * ng * l * 4) as i32;
+                let hv = match (self.kind, phase) {
+                    (Kind::Lstm, _) => {
+                        let cbuf = st.cbuf.unwrap_or(st.hcur);
+                        let cp = k.addr(cbuf, e, 4);
+                        let cprev = k.ld(vty, cp, uoff);
+                        let pb = dir.peep.map(|p| {
+                            let pp = k.addr(p.ptr, ub0, (3 * l * 4) as i64);
+                            (pp, p.flags())
+                        });
+                        let c = self.lstm_cell(k, dir, a, cprev, pb, bi);
+                        k.st(c.0, cp, uoff);
+                        c.1
+                    }
+                    (Kind::Rnn, _) => {
+                        let s = clip(k, vty, self.clip, a[0]);
+                        act(k, vty, dir.acts[0], s)
+                    }
+                    (Kind::Gru, 0) if !self.lbr => {
+                        // phase 1: z and r ⊙ h_prev for phase 2
+                        let z = clip(k, vty, self.clip, a[0]);
+                        let z = act(k, vty, dir.acts[0], z);
+                        let rv = clip(k, vty, self.clip, a[1]);
+                        let rv = act(k, vty, dir.acts[0], rv);
+                        let hp_ = k.ld(vty, hprev, uoff);
+                        let rh = k.b.ins().fmul(rv, hp_);
+                        if let (Some(zb), Some(rhb)) = (st.zbuf, st.rhbuf) {
+                            let zp = k.addr(zb, e, 4);
+                            k.st(z, zp, uoff);
+                            let rp_ = k.addr(rhb, e, 4);
+                            k.st(rh, rp_, uoff);
+                        }
+                        continue;
+                    }
+                    (Kind::Gru, _) => {
+                        let (z, hh) = if self.lbr {
+                            let z = clip(k, vty, self.clip, a[0]);
+                            let z = act(k, vty, dir.acts[0], z);
+                            let rv = clip(k, vty, self.clip, a[1]);
+                            let rv = act(k, vty, dir.acts[0], rv);
+                            // h gate: xw_h + Wb_h + r * (R_h·h + Rb_h)
+                            let c = ((bi * ng + 2) * l * 4) as i32;
+                            let x = k.ld(vty, xrow, xoff + 2 * (l * 4) as i32);
+                            let bv = k.b.ins().load(vty, xbf, xb, c);
+                            let xv = k.b.ins().fadd(x, bv);
+                            let s = k.fmadd(rv, a[2], xv);
+                            (z, s)
+                        } else {
+                            let zb = st.zbuf.unwrap_or(st.hcur);
+                            let zp = k.addr(zb, e, 4);
+                            (k.ld(vty, zp, uoff), a[0])
+                        };
+                        let hh = clip(k, vty, self.clip, hh);
+                        let hh = act(k, vty, dir.acts[1], hh);
+                        let hp_ = k.ld(vty, hprev, uoff);
+                        // (1 - z) * hh + z * h_prev = hh + z * (h_prev - hh)
+                        let df = k.b.ins().fsub(hp_, hh);
+                        k.fmadd(z, df, hh)
+                    }
+                };
+                k.st(hv, hnext, uoff);
+                if let Some(yr) = yrow {
+                    k.st(hv, yr, uoff);
+                }
+            }
+        }
+    }
+
+    /// LSTM cell on one block: returns (c, h).
+    fn lstm_cell(
+        &self,
+        k: &mut Kernel,
+        dir: &Dir,
+        a: &[Value],
+        cprev: Value,
+        peep: Option<(Value, MemFlagsData)>,
+        bi: usize,
+    ) -> (Value, Value) {
+        let vty = self.vty;
+        let l = self.geo.l;
+        let acts = &dir.acts;
+        let p =
+            |k: &mut Kernel, g: usize| peep.map(|(pp, f)| k.b.ins().load(vty, f, pp, (((bi * 3 + g) * l) * 4) as i32));
+        let (pi, po, pf) = (p(k, 0), p(k, 1), p(k, 2));
+        let with_peep = |k: &mut Kernel, pv: Option<Value>, c: Value, x: Value| match pv {
+            Some(pv) => k.fmadd(pv, c, x),
+            None => x,
+        };
+        let i = with_peep(k, pi, cprev, a[0]);
+        let i = clip(k, vty, self.clip, i);
+        let i = act(k, vty, acts[0], i);
+        let f = if self.coupled {
+            let one = k.fsplat(vty, 1.0);
+            k.b.ins().fsub(one, i)
+        } else {
+            let f = with_peep(k, pf, cprev, a[2]);
+            let f = clip(k, vty, self.clip, f);
+            act(k, vty, acts[0], f)
+        };
+        let cc = clip(k, vty, self.clip, a[3]);
+        let cc = act(k, vty, acts[1], cc);
+        let ic = k.b.ins().fmul(i, cc);
+        let c = k.fmadd(f, cprev, ic);
+        let o = with_peep(k, po, c, a[1]);
+        let o = clip(k, vty, self.clip, o);
+        let o = act(k, vty, acts[0], o);
+        let hc = act(k, vty, acts[2], c);
+        (c, k.b.ins().fmul(o, hc))
+    }
+}
+
+/// Per-step values.
+struct Step {
+    t: Value,
+    hcur: Value,
+    hnext: Value,
+    cbuf: Option<Value>,
+    zbuf: Option<Value>,
+    rhbuf: Option<Value>,
+    y: Value,
 }

@@ -1,5 +1,5 @@
-//! LSTM and GRU. The IR takes the full ONNX input list (LSTM: X W R B H0 C0
-//! P; GRU: X W R B H0) in `[seq, batch, ...]` layout, so absent optional
+//! LSTM, GRU and RNN. The IR takes the full ONNX input list (LSTM: X W R B
+//! H0 C0 P; GRU and RNN: X W R B H0) in `[seq, batch, ...]` layout, so absent optional
 //! inputs become zero constants (`Origin::Derived`) and `layout=1` models get
 //! Transposes around the op. `sequence_lens` is accepted only when it is
 //! absent or a constant equal to the sequence length everywhere (the IR has
@@ -15,6 +15,7 @@ use crate::ImportError;
 pub fn register(r: &mut Vec<(&'static str, Converter)>) {
     r.push(("LSTM", rnn));
     r.push(("GRU", rnn));
+    r.push(("RNN", rnn));
 }
 
 fn activations(cx: &Cx, per_dir: &[&str], dirs: usize) -> Result<Vec<Activation>, ImportError> {
@@ -60,7 +61,12 @@ fn activations(cx: &Cx, per_dir: &[&str], dirs: usize) -> Result<Vec<Activation>
 
 fn rnn(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let is_lstm = cx.op() == "LSTM";
-    let gates = if is_lstm { 4 } else { 3 };
+    let is_gru = cx.op() == "GRU";
+    let gates = match cx.op() {
+        "LSTM" => 4,
+        "GRU" => 3,
+        _ => 1,
+    };
     let a = cx.attrs();
     let direction = match a.string("direction", "forward")?.as_str() {
         "forward" => Direction::Forward,
@@ -125,7 +131,11 @@ fn rnn(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         ins.push(c0);
         ins.push(p);
     }
-    let per_dir: &[&str] = if is_lstm { &["Sigmoid", "Tanh", "Tanh"] } else { &["Sigmoid", "Tanh"] };
+    let per_dir: &[&str] = match gates {
+        4 => &["Sigmoid", "Tanh", "Tanh"],
+        3 => &["Sigmoid", "Tanh"],
+        _ => &["Tanh"],
+    };
     let acts = activations(cx, per_dir, dirs)?;
     let clip = a.float_opt("clip")?.map(F32::new);
     let rnn = Rnn {
@@ -133,11 +143,15 @@ fn rnn(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         direction,
         activations: acts,
         clip,
-        linear_before_reset: !is_lstm && a.bool("linear_before_reset", false)?,
+        linear_before_reset: is_gru && a.bool("linear_before_reset", false)?,
         input_forget: is_lstm && a.bool("input_forget", false)?,
         layer: cx.layer(),
     };
-    let op = if is_lstm { Op::Lstm(rnn) } else { Op::Gru(rnn) };
+    let op = match gates {
+        4 => Op::Lstm(rnn),
+        3 => Op::Gru(rnn),
+        _ => Op::Rnn(rnn),
+    };
     let mut outs = cx.add(op, ins)?;
     if layout == 1 {
         for (k, v) in outs.iter_mut().enumerate() {
