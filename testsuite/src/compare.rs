@@ -16,6 +16,7 @@
 //! | f64  | 1e-9 | 1e-8 | 64 |
 //! | f16  | 1e-3 | 1e-3 | 4 |
 //! | bf16 | 1e-2 | 1e-2 | 4 |
+//! | float8, float4 | 0 | 0 | 0 (decoded values must be equal) |
 //!
 //! The absolute term covers results near zero (where a relative bound means
 //! nothing, e.g. a sum that cancels); the relative term covers accumulations
@@ -42,6 +43,8 @@ impl FloatTolerance {
             DType::F64 => FloatTolerance { atol: 1e-9, rtol: 1e-8, max_ulp: 64 },
             DType::F16 => FloatTolerance { atol: 1e-3, rtol: 1e-3, max_ulp: 4 },
             DType::BF16 => FloatTolerance { atol: 1e-2, rtol: 1e-2, max_ulp: 4 },
+            // float8/float4 results are conversions: exact (decoded values equal)
+            d if d.is_narrow() => FloatTolerance { atol: 0.0, rtol: 0.0, max_ulp: 0 },
             _ => FloatTolerance { atol: 1e-5, rtol: 1e-4, max_ulp: 64 },
         }
     }

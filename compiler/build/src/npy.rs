@@ -81,6 +81,12 @@ pub fn write(path: &Path, t: &Tensor) -> Result<()> {
         DType::U16 => typed!(u16, |i| t.get_i64(i) as u16),
         DType::U8 => typed!(u8, |i| t.get_i64(i) as u8),
         DType::Bool => typed!(bool, |i| t.get_i64(i) != 0),
+        // npy has no narrow types: their values, widened
+        DType::I4 | DType::I2 => typed!(i8, |i| t.get_i64(i) as i8),
+        DType::U4 | DType::U2 => typed!(u8, |i| t.get_i64(i) as u8),
+        DType::F8E4M3FN | DType::F8E4M3FNUZ | DType::F8E5M2 | DType::F8E5M2FNUZ | DType::F8E8M0 | DType::F4E2M1 => {
+            typed!(f32, |i| t.get_f64(i) as f32)
+        }
     }
     std::fs::write(path, buf).map_err(|e| err(path, e))
 }

@@ -38,6 +38,18 @@ fn float_input(t: &TensorType, what: &str) -> Result<(), String> {
     }
 }
 
+/// Narrow dtypes (float8, float4, 4/2-bit ints) are storage types: only
+/// casts and pure data movement take them.
+fn narrow_inputs(op: &Op, ins: &[&TensorType]) -> Result<(), String> {
+    let movement = matches!(op, Op::Cast(_) | Op::CastF8 { .. } | Op::Identity | Op::Dropout | Op::Reshape { .. });
+    match ins.iter().find(|t| t.dtype.is_narrow()) {
+        Some(t) if !movement => {
+            Err(format!("{} does not take {} tensors (cast them to a wider type first)", op.name(), t.dtype))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Numpy-style broadcast of shapes.
 pub fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
     let r = a.len().max(b.len());
@@ -96,6 +108,7 @@ fn spatial(x: &TensorType, w: &Window, ceil: bool) -> Result<Vec<usize>, String>
 }
 
 pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
+    narrow_inputs(op, ins)?;
     match op {
         Op::Unary(u) => {
             arity(ins, 1, 1)?;
@@ -145,7 +158,7 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
             let s = broadcast(&broadcast(&ins[0].shape, &ins[1].shape)?, &ins[2].shape)?;
             one(ins[1].dtype, s)
         }
-        Op::Cast(to) => {
+        Op::Cast(to) | Op::CastF8 { to, .. } => {
             arity(ins, 1, 1)?;
             one(*to, ins[0].shape.clone())
         }

@@ -16,6 +16,7 @@ pub mod eval;
 mod eval_nn;
 mod graph;
 pub mod infer;
+pub mod narrow;
 pub mod op;
 pub mod stats;
 mod tensor;

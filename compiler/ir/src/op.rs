@@ -461,6 +461,15 @@ pub enum Op {
     /// `cond ? x : y` with broadcasting.
     Where,
     Cast(DType),
+    /// ONNX Cast to a float8 type with non-default attributes: `saturate =
+    /// false` (overflow gives inf/NaN instead of ±max) and/or an E8M0
+    /// `round_mode` other than `up`. The frontend emits [`Op::Cast`] for the
+    /// defaults, so each function has one spelling.
+    CastF8 {
+        to: DType,
+        saturate: bool,
+        round: crate::narrow::CastRound,
+    },
     Identity,
     /// Dropout in inference mode: the identity on its data output.
     Dropout,
@@ -565,6 +574,7 @@ impl Op {
             Op::Binary(b) => b.name(),
             Op::Where => "Where",
             Op::Cast(_) => "Cast",
+            Op::CastF8 { .. } => "CastF8",
             Op::Identity => "Identity",
             Op::Dropout => "Dropout",
             Op::Conv(_) => "Conv",
@@ -767,6 +777,15 @@ impl Op {
             "Cast" => {
                 let t = m.ident("to")?;
                 Op::Cast(DType::from_name(&t).ok_or_else(|| m.error(format!("unknown dtype '{t}'")))?)
+            }
+            "CastF8" => {
+                let t = m.ident("to")?;
+                let to = DType::from_name(&t).ok_or_else(|| m.error(format!("unknown dtype '{t}'")))?;
+                let saturate = m.bool("saturate")?;
+                let r = m.ident("round")?;
+                let round = crate::narrow::CastRound::from_name(&r)
+                    .ok_or_else(|| m.error(format!("unknown round mode '{r}' (up, down, nearest)")))?;
+                Op::CastF8 { to, saturate, round }
             }
             "Identity" => Op::Identity,
             "Dropout" => Op::Dropout,

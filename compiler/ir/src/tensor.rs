@@ -6,6 +6,7 @@ use std::sync::Arc;
 use half::{bf16, f16};
 use sha2::{Digest, Sha256};
 
+use crate::narrow::{self, CastRound};
 use crate::{DType, IrError};
 
 /// Largest constant the compiler will materialise (elements). Larger requests
@@ -72,6 +73,7 @@ impl Tensor {
                 DType::I32 | DType::U32 => out.extend_from_slice(&(v as u32).to_le_bytes()),
                 DType::I64 | DType::U64 => out.extend_from_slice(&v.to_le_bytes()),
                 DType::Bool => out.push(u8::from(v != 0)),
+                DType::I4 | DType::U4 | DType::I2 | DType::U2 => out.push(narrow::wrap_int(dtype, v)),
                 _ => push_f64(&mut out, dtype, v as f64),
             }
         }
@@ -131,6 +133,7 @@ impl Tensor {
             DType::F64 => f64::from_le_bytes(b.try_into().unwrap_or([0; 8])),
             DType::F16 => f16::from_le_bytes([b[0], b[1]]).to_f64(),
             DType::BF16 => bf16::from_le_bytes([b[0], b[1]]).to_f64(),
+            d if d.is_narrow() => narrow::decode(d, b[0]),
             _ => self.get_i64(i) as f64,
         }
     }
@@ -147,6 +150,8 @@ impl Tensor {
             DType::I32 => i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64,
             DType::U32 => u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64,
             DType::I64 | DType::U64 => i64::from_le_bytes(b.try_into().unwrap_or([0; 8])),
+            DType::I4 | DType::I2 => b[0] as i8 as i64,
+            DType::U4 | DType::U2 => b[0] as i64,
             _ => self.get_f64(i) as i64,
         }
     }
@@ -167,10 +172,22 @@ impl Tensor {
         }
     }
 
-    /// Converts to another dtype with ONNX `Cast` semantics.
+    /// Converts to another dtype with ONNX `Cast` semantics (default
+    /// attributes: `saturate = 1`, `round_mode = up`).
     pub fn cast(&self, to: DType) -> Result<Tensor, IrError> {
+        self.cast_with(to, true, CastRound::Up)
+    }
+
+    /// [`Tensor::cast`] with explicit float8 `saturate` and E8M0 `round_mode`
+    /// (see [`crate::narrow`] for the narrow types' semantics).
+    pub fn cast_with(&self, to: DType, saturate: bool, round: CastRound) -> Result<Tensor, IrError> {
         if to == self.dtype {
             return Ok(self.clone());
+        }
+        if to.is_narrow() && to.is_float() {
+            let v = self.to_f64_vec();
+            let out = v.iter().map(|&x| narrow::encode(to, x, saturate, round)).collect();
+            return Tensor::from_bytes(to, self.shape.clone(), out);
         }
         if self.dtype.is_int() || self.dtype == DType::Bool {
             let v = self.to_i64_vec();
@@ -211,6 +228,7 @@ fn push_f64(out: &mut Vec<u8>, dtype: DType, v: f64) {
         DType::I64 => out.extend_from_slice(&(v as i64).to_le_bytes()),
         DType::U64 => out.extend_from_slice(&(v as u64).to_le_bytes()),
         DType::Bool => out.push(u8::from(v != 0.0)),
+        d => out.push(narrow::encode(d, v, true, CastRound::Up)),
     }
 }
 

@@ -9,6 +9,14 @@
 //! `location` relative to the model's folder. External paths must be
 //! relative, may not contain `..`, and must still lie inside the folder after
 //! resolving symlinks.
+//!
+//! Narrow types: float8 codes are one byte each (`raw_data`, or one code per
+//! `int32_data` entry). 4-bit types (`int4`, `uint4`, `float4e2m1`) are
+//! packed two per byte and 2-bit types (`int2`, `uint2`) four per byte, first
+//! element in the lowest bits, in `raw_data` and external data (⌈n/2⌉ or
+//! ⌈n/4⌉ bytes) and in `int32_data` (one packed byte per entry). They are
+//! unpacked here to kerf's one-byte-per-element layout (see [`DType`]): signed
+//! ints sign-extended, unsigned ints and float4 codes zero-extended.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -27,15 +35,34 @@ fn unsupported_type_name(code: i32) -> Option<&'static str> {
         8 => "string",
         14 => "complex64",
         15 => "complex128",
-        17..=20 => "float8",
-        21 => "uint4",
-        22 => "int4",
-        23 => "float4",
-        24 => "float8e8m0",
-        25 => "uint2",
-        26 => "int2",
         _ => return None,
     })
+}
+
+/// Elements per stored byte for packed ONNX types (1 for everything else).
+fn per_byte(d: DType) -> usize {
+    match d {
+        DType::I4 | DType::U4 | DType::F4E2M1 => 2,
+        DType::I2 | DType::U2 => 4,
+        _ => 1,
+    }
+}
+
+/// Unpacks `n` elements of a packed 4/2-bit type to one byte each.
+fn unpack(d: DType, packed: &[u8], n: usize) -> Vec<u8> {
+    let per = per_byte(d);
+    let bits = 8 / per;
+    let mask = (1u8 << bits) - 1;
+    (0..n)
+        .map(|i| {
+            let v = (packed[i / per] >> ((i % per) * bits)) & mask;
+            match d {
+                // sign-extend from `bits`
+                DType::I4 | DType::I2 => (((v << (8 - bits)) as i8) >> (8 - bits)) as u8,
+                _ => v,
+            }
+        })
+        .collect()
 }
 
 /// The IR dtype of an ONNX element type code, or an error naming `what`.
@@ -80,12 +107,15 @@ pub fn convert_owned(mut t: TensorDef, base_dir: Option<&Path>) -> Result<Tensor
     let name = t.name.as_str();
     let dtype = dtype_of(t.data_type, name)?;
     let (shape, n) = checked_shape(name, &t.dims)?;
-    let expected = n * dtype.size();
+    let per = per_byte(dtype);
+    // bytes stored in the file (packed types: fewer than the unpacked size)
+    let expected = if per > 1 { n.div_ceil(per) } else { n * dtype.size() };
     if t.segmented {
         return Err(ImportError::tensor(name, "segmented tensors are not supported"));
     }
     if let Some(ext) = &t.external {
         let bytes = read_external(name, ext, expected, base_dir)?;
+        let bytes = if per > 1 { unpack(dtype, &bytes, n) } else { bytes };
         return Ok(Tensor::from_bytes(dtype, shape, bytes)?);
     }
     if !t.raw_data.is_empty() {
@@ -95,7 +125,20 @@ pub fn convert_owned(mut t: TensorDef, base_dir: Option<&Path>) -> Result<Tensor
                 format!("raw_data has {} bytes, {dtype}{shape:?} needs {expected}", t.raw_data.len()),
             ));
         }
+        if per > 1 {
+            return Ok(Tensor::from_bytes(dtype, shape, unpack(dtype, &t.raw_data, n))?);
+        }
         return Ok(Tensor::from_bytes(dtype, shape, std::mem::take(&mut t.raw_data))?);
+    }
+    if per > 1 {
+        if t.int32_data.len() != expected {
+            return Err(ImportError::tensor(
+                name,
+                format!("int32_data has {} packed bytes, {dtype}{shape:?} needs {expected}", t.int32_data.len()),
+            ));
+        }
+        let packed: Vec<u8> = t.int32_data.iter().map(|&v| v as u8).collect();
+        return Ok(Tensor::from_bytes(dtype, shape, unpack(dtype, &packed, n))?);
     }
     let count_check = |field: &str, len: usize| -> Result<(), ImportError> {
         if len != n {
@@ -131,7 +174,8 @@ pub fn convert_owned(mut t: TensorDef, base_dir: Option<&Path>) -> Result<Tensor
                 }
             }
         }
-        DType::I32 | DType::I16 | DType::U16 | DType::I8 | DType::U8 | DType::Bool | DType::F16 | DType::BF16 => {
+        // float8 codes are one per int32_data entry (packed types returned above)
+        _ => {
             count_check("int32_data", t.int32_data.len())?;
             out.reserve(expected);
             for &v in &t.int32_data {

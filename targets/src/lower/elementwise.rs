@@ -1,5 +1,5 @@
 //! Elementwise kernels: unary and binary ops with numpy broadcasting,
-//! `Where` and `Cast`.
+//! and `Where` (`Cast` is in `cast.rs`).
 //!
 //! Shape handling: every operand gets per-axis element strides into the
 //! output shape (0 on broadcast axes); adjacent axes that are contiguous for
@@ -12,6 +12,7 @@ use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
 use kerf_ir::{BinaryOp, DType, Op, UnaryOp};
 
+use super::cast::cast_scalar;
 use super::{Kernel, LResult};
 use crate::math;
 
@@ -26,90 +27,9 @@ pub fn cl_type(d: DType) -> Option<Type> {
         DType::I64 | DType::U64 => types::I64,
         // stored as 16-bit patterns; only Cast and Where touch them
         DType::F16 | DType::BF16 => types::I16,
+        // narrow storage types: only Cast (lower/cast.rs) and data movement
+        _ => return None,
     })
-}
-
-fn is_half(d: DType) -> bool {
-    matches!(d, DType::F16 | DType::BF16)
-}
-
-/// An f16 or bf16 bit pattern (`I16`) to f32, in integer code (no `f16`
-/// type, which Cranelift does not convert on every ISA): exact.
-fn half_to_f32(k: &mut Kernel, d: DType, h: Value) -> Value {
-    let flags = MemFlagsData::new();
-    let w = k.b.ins().uextend(types::I32, h);
-    if d == DType::BF16 {
-        let b = k.b.ins().ishl_imm_u(w, 16);
-        return k.b.ins().bitcast(types::F32, flags, b);
-    }
-    let ins = k.b.ins();
-    let sign = ins.band_imm_s(w, 0x8000);
-    let sign = k.b.ins().ishl_imm_u(sign, 16);
-    let e = k.b.ins().ushr_imm_u(w, 10);
-    let e = k.b.ins().band_imm_s(e, 0x1f);
-    let m = k.b.ins().band_imm_s(w, 0x3ff);
-    let m13 = k.b.ins().ishl_imm_u(m, 13);
-    // normal: exponent rebiased by 127 - 15
-    let en = k.b.ins().iadd_imm_s(e, 112);
-    let en = k.b.ins().ishl_imm_u(en, 23);
-    let normal = k.b.ins().bor(en, m13);
-    // inf / NaN
-    let special = k.b.ins().bor_imm_s(m13, 0x7f80_0000);
-    // zero / subnormal: m * 2^-24 exactly
-    let mf = k.b.ins().fcvt_from_uint(types::F32, m);
-    let scale = k.b.ins().f32const(5.960_464_5e-8);
-    let sub = k.b.ins().fmul(mf, scale);
-    let sub = k.b.ins().bitcast(types::I32, flags, sub);
-    let is_max = k.b.ins().icmp_imm_s(IntCC::Equal, e, 0x1f);
-    let is_zero = k.b.ins().icmp_imm_s(IntCC::Equal, e, 0);
-    let r = k.b.ins().select(is_max, special, normal);
-    let r = k.b.ins().select(is_zero, sub, r);
-    let r = k.b.ins().bor(r, sign);
-    k.b.ins().bitcast(types::F32, flags, r)
-}
-
-/// f32 to an f16 or bf16 bit pattern (`I16`), rounding to nearest even, in
-/// integer code; overflow gives inf, NaN stays NaN (quiet).
-fn f32_to_half(k: &mut Kernel, d: DType, x: Value) -> Value {
-    let flags = MemFlagsData::new();
-    let b = k.b.ins().bitcast(types::I32, flags, x);
-    let a = k.b.ins().band_imm_s(b, 0x7fff_ffff);
-    let is_nan = k.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThan, a, 0x7f80_0000);
-    let sign = k.b.ins().ushr_imm_u(b, 16);
-    let sign = k.b.ins().band_imm_s(sign, 0x8000);
-    let r = if d == DType::BF16 {
-        // round the low 16 bits away, ties to even
-        let lsb = k.b.ins().ushr_imm_u(b, 16);
-        let lsb = k.b.ins().band_imm_s(lsb, 1);
-        let t = k.b.ins().iadd_imm_s(b, 0x7fff);
-        let t = k.b.ins().iadd(t, lsb);
-        let t = k.b.ins().ushr_imm_u(t, 16);
-        let q = k.b.ins().bor_imm_s(sign, 0x7fc0);
-        k.b.ins().select(is_nan, q, t)
-    } else {
-        // Giesen's float_to_half_fast3_rtne
-        let ovf = k.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, a, 0x477f_f000);
-        let small = k.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, a, 0x3880_0000);
-        // subnormal results: adding 0.5 puts the f16 lsb at the f32 lsb, the FPU rounds
-        let af = k.b.ins().bitcast(types::F32, flags, a);
-        let half = k.b.ins().f32const(0.5);
-        let sf = k.b.ins().fadd(af, half);
-        let si = k.b.ins().bitcast(types::I32, flags, sf);
-        let sub = k.b.ins().iadd_imm_s(si, -0x3f00_0000);
-        // normal results
-        let odd = k.b.ins().ushr_imm_u(a, 13);
-        let odd = k.b.ins().band_imm_s(odd, 1);
-        let n = k.b.ins().iadd_imm_s(a, ((15 - 127) << 23) + 0xfff);
-        let n = k.b.ins().iadd(n, odd);
-        let n = k.b.ins().ushr_imm_u(n, 13);
-        let inf = k.b.ins().iconst(types::I32, 0x7c00);
-        let qnan = k.b.ins().iconst(types::I32, 0x7e00);
-        let r = k.b.ins().select(small, sub, n);
-        let r = k.b.ins().select(ovf, inf, r);
-        let r = k.b.ins().select(is_nan, qnan, r);
-        k.b.ins().bor(r, sign)
-    };
-    k.b.ins().ireduce(types::I16, r)
 }
 
 /// Strides (elements) of `shape` broadcast into an output of rank `r`.
@@ -534,84 +454,6 @@ fn unary_scalar(k: &mut Kernel, u: UnaryOp, d: DType, x: Value) -> LResult<Value
     Err(format!("{} on {d} is not supported", u.name()))
 }
 
-/// Converts a scalar of dtype `from` to dtype `to` (ONNX Cast).
-fn cast_scalar(k: &mut Kernel, from: DType, to: DType, x: Value) -> LResult<Value> {
-    if from == to {
-        return Ok(x);
-    }
-    if is_half(from) {
-        let f = half_to_f32(k, from, x);
-        return if is_half(to) { Ok(f32_to_half(k, to, f)) } else { cast_scalar(k, DType::F32, to, f) };
-    }
-    if is_half(to) {
-        let f = cast_scalar(k, from, DType::F32, x)?;
-        return Ok(f32_to_half(k, to, f));
-    }
-    let (Some(ft), Some(tt)) = (cl_type(from), cl_type(to)) else {
-        return Err(format!("Cast {from} -> {to} is not supported"));
-    };
-    if from == to || (ft == tt && from != DType::Bool && to != DType::Bool) {
-        return Ok(x);
-    }
-    let ins = k.b.ins();
-    Ok(match (from.is_float(), to.is_float()) {
-        (true, true) => {
-            if ft.bits() < tt.bits() {
-                ins.fpromote(tt, x)
-            } else {
-                ins.fdemote(tt, x)
-            }
-        }
-        (true, false) => {
-            if to == DType::Bool {
-                let z = if ft == types::F32 { k.b.ins().f32const(0.0) } else { k.b.ins().f64const(0.0) };
-                k.b.ins().fcmp(FloatCC::NotEqual, x, z)
-            } else if to.is_signed_int() {
-                let w = k.b.ins().fcvt_to_sint_sat(types::I64, x);
-                if tt == types::I64 {
-                    w
-                } else {
-                    k.b.ins().ireduce(tt, w)
-                }
-            } else {
-                let w = k.b.ins().fcvt_to_uint_sat(types::I64, x);
-                if tt == types::I64 {
-                    w
-                } else {
-                    k.b.ins().ireduce(tt, w)
-                }
-            }
-        }
-        (false, true) => {
-            let w = if ft == types::I64 {
-                x
-            } else if from.is_signed_int() {
-                ins.sextend(types::I64, x)
-            } else {
-                ins.uextend(types::I64, x)
-            };
-            if from.is_signed_int() {
-                k.b.ins().fcvt_from_sint(tt, w)
-            } else {
-                k.b.ins().fcvt_from_uint(tt, w)
-            }
-        }
-        (false, false) => {
-            if to == DType::Bool {
-                k.b.ins().icmp_imm_s(IntCC::NotEqual, x, 0)
-            } else if ft.bits() > tt.bits() {
-                ins.ireduce(tt, x)
-            } else if ft.bits() == tt.bits() {
-                x
-            } else if from.is_signed_int() {
-                ins.sextend(tt, x)
-            } else {
-                ins.uextend(tt, x)
-            }
-        }
-    })
-}
-
 /// Pow with integer base and/or exponent, computed in f32: `|x|^y` by
 /// exp(y·log|x|), negated for a negative base and an odd integer exponent,
 /// NaN for a negative base and a non-integer exponent, 1 for y = 0; an
@@ -684,7 +526,7 @@ pub fn lower(k: &mut Kernel) -> LResult {
     }
     // Vector path: every operand and the result are f32 and the op is float -> float.
     let all_f32 = in_d.iter().all(|&d| d == DType::F32) && od == DType::F32;
-    let vec_ok = k.caps.simd && all_f32 && !matches!(op, Op::Cast(_));
+    let vec_ok = k.caps.simd && all_f32;
     // Validate the op once on a scalar type by dry-run checks.
     if !mixed_pow {
         check(&op, &in_d, od)?;
@@ -806,11 +648,6 @@ fn check(op: &Op, in_d: &[DType], od: DType) -> LResult {
                 return Err(format!("Where on {} is not supported", in_d[1]));
             }
         }
-        Op::Cast(to) => {
-            if cl_type(in_d[0]).is_none() || cl_type(*to).is_none() || matches!(in_d[0], DType::F64) && !to.is_float() {
-                return Err(format!("Cast {} -> {to} is not supported", in_d[0]));
-            }
-        }
         _ => return Err("not an elementwise op".into()),
     }
     let _ = od;
@@ -837,7 +674,6 @@ fn apply_scalar(
         Op::Unary(u) => unary_scalar(k, *u, in_d[0], args[0]),
         Op::Binary(b) => binary_scalar(k, *b, in_d[0], args[0], args[1], pow_exp),
         Op::Where => Ok(k.b.ins().select(args[0], args[1], args[2])),
-        Op::Cast(to) => cast_scalar(k, in_d[0], *to, args[0]),
         _ => Err(format!("{} is not elementwise (result {od})", op.name())),
     }
 }

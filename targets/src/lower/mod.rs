@@ -53,6 +53,7 @@
 //!   how far to split.
 //! - Call it at most once per kernel (`Err` otherwise), before the loop.
 
+pub mod cast;
 pub mod conv;
 pub mod conv3d;
 pub mod elementwise;
@@ -259,7 +260,8 @@ impl<'a, 'g> Kernel<'a, 'g> {
 /// Emits the body of the kernel for the node. `Err` = unsupported.
 pub fn lower_node(k: &mut Kernel) -> LResult {
     match &k.node.op {
-        Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast(_) => elementwise::lower(k),
+        Op::Unary(_) | Op::Binary(_) | Op::Where => elementwise::lower(k),
+        Op::Cast(_) | Op::CastF8 { .. } => cast::lower(k),
         Op::Identity | Op::Dropout | Op::Reshape { .. } => movement::copy(k),
         Op::Conv(_) => conv::conv(k),
         Op::ConvTranspose(_) => conv::conv_transpose(k),

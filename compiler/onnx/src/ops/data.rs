@@ -142,7 +142,20 @@ fn cast(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         let code = i32::try_from(code).map_err(|_| cx.err(format!("unknown type {code}")))?;
         tensor::dtype_of(code, &cx.name).map_err(|_| cx.err(format!("cannot cast to element type {code}")))?
     };
-    Ok(vec![cx.add1(Op::Cast(to), vec![x])?])
+    // Cast-19/24 `saturate` (float8 targets only) and `round_mode` (E8M0 only);
+    // the defaults are what `Op::Cast` means.
+    let saturate = cx.attrs().bool("saturate", true)?;
+    let mode = cx.attrs().string("round_mode", "up")?;
+    let round = kerf_ir::narrow::CastRound::from_name(&mode)
+        .ok_or_else(|| cx.err(format!("round_mode '{mode}' is not one of up, down, nearest")))?;
+    let float8 = matches!(to, DType::F8E4M3FN | DType::F8E4M3FNUZ | DType::F8E5M2 | DType::F8E5M2FNUZ | DType::F8E8M0);
+    let round = if to == DType::F8E8M0 { round } else { kerf_ir::narrow::CastRound::Up };
+    let op = if float8 && (!saturate || round != kerf_ir::narrow::CastRound::Up) {
+        Op::CastF8 { to, saturate, round }
+    } else {
+        Op::Cast(to)
+    };
+    Ok(vec![cx.add1(op, vec![x])?])
 }
 
 /// Identity of a constant is the constant itself (so an initializer keeps
