@@ -53,14 +53,35 @@ impl JitModel {
 /// JIT-compiles `g` for the host. `opts.triple` must be `host` (or the host
 /// triple); `opts.cpu` any host preset (`native` recommended).
 pub fn jit_compile(g: &Graph, opts: &CompileOptions) -> Result<JitModel, TargetError> {
+    jit_compile_inner(g, opts, None)
+}
+
+/// A profiling hook: called by the entry before kernel `i` (index in
+/// `Report::kernels`) and once with `i = kernels.len()` at the end.
+pub type ProfileHook = extern "C" fn(i: u32);
+
+/// [`jit_compile`] with the entry instrumented to call `hook` between
+/// kernels (see [`codegen::BuildOptions::profile_hook`]); the kernels are
+/// the same code as without it. The hook runs on the thread calling
+/// `<name>_run`.
+pub fn jit_compile_profiled(g: &Graph, opts: &CompileOptions, hook: ProfileHook) -> Result<JitModel, TargetError> {
+    jit_compile_inner(g, opts, Some(hook))
+}
+
+fn jit_compile_inner(g: &Graph, opts: &CompileOptions, hook: Option<ProfileHook>) -> Result<JitModel, TargetError> {
     let triple = isa::canonical_triple(&opts.triple)?;
     if triple != isa::host_triple() {
         return Err(TargetError::Jit(format!("{triple} is not the host ({})", isa::host_triple())));
     }
     let isa = isa::lookup_with_pic(triple, &opts.cpu, false)?;
     let caps = Caps::of(isa.as_ref());
-    let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
-    let built = codegen::build(&mut module, g, &opts.name, caps, codegen::Addressing::Absolute)?;
+    let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
+    if let Some(h) = hook {
+        jb.symbol(codegen::PROFILE_HOOK, h as *const u8);
+    }
+    let mut module = JITModule::new(jb);
+    let bopts = codegen::BuildOptions { profile_hook: hook.is_some() };
+    let built = codegen::build_with(&mut module, g, &opts.name, caps, codegen::Addressing::Absolute, &bopts)?;
     module.finalize_definitions().map_err(|e| TargetError::Jit(e.to_string()))?;
     let run_ptr = module.get_finalized_function(built.run);
     let desc_ptr = module.get_finalized_function(built.describe);

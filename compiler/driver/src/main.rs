@@ -3,6 +3,7 @@
 //! Errors are printed like rustc's (`error: node 'conv_3' (Conv): ...`) with
 //! exit code 1; a user mistake never produces a panic or a backtrace.
 
+mod bench;
 mod compile;
 mod inspect;
 mod options;
@@ -28,6 +29,8 @@ enum Command {
     Compile(compile::CompileArgs),
     /// Compile in-process for the host and run on .npy inputs.
     Run(run::RunArgs),
+    /// Compile in-process for the host and time it (median/min/p90; --profile per kernel).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(&args),
         Command::Compile(args) => compile::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -51,7 +51,7 @@ fn named(s: &str) -> (Option<String>, PathBuf) {
 }
 
 /// Assigns files to the model's tensors by name, or positionally.
-fn assign(what: &str, specs: &[String], names: &[String]) -> Result<Vec<Option<PathBuf>>> {
+pub(crate) fn assign(what: &str, specs: &[String], names: &[String]) -> Result<Vec<Option<PathBuf>>> {
     let mut out = vec![None; names.len()];
     let mut next = 0;
     for s in specs {

@@ -142,3 +142,38 @@ fn inspect_generated_models_match_their_metadata() {
         assert!(checked.iter().any(|c| c == want), "{want} not generated; have {checked:?}");
     }
 }
+
+/// `kerf bench`: the output format (not the timings), per-kernel profile
+/// rows, zero inputs by default, given inputs by name, user errors.
+#[test]
+fn bench_prints_times_and_profile() {
+    let dir = fixtures().join("models/digits_cnn");
+    let m = dir.join("model.onnx");
+    let x = format!("input={}", dir.join("input_0.npy").display());
+    let out =
+        kerf(&["bench", m.to_str().unwrap(), "--iters", "5", "--warmup", "1", "--threads", "2", "--profile", "-i", &x]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let value = |key: &str| -> f64 {
+        let line =
+            text.lines().find(|l| l.starts_with(&format!("{key}: "))).unwrap_or_else(|| panic!("no {key}: {text}"));
+        line[key.len() + 2..].trim_end_matches(" ms").parse().unwrap_or_else(|_| panic!("{line}"))
+    };
+    assert_eq!(value("iters"), 5.0);
+    assert_eq!(value("warmup"), 1.0);
+    assert_eq!(value("threads"), 2.0);
+    let (med, min, p90) = (value("median"), value("min"), value("p90"));
+    assert!(min > 0.0 && min <= med && med <= p90, "{text}");
+    // profile: a header, one row per kernel naming op and layer, a total
+    assert!(text.contains("profile: ") && text.contains("GFLOP/s"), "{text}");
+    let rows: Vec<&str> = text.lines().skip_while(|l| !l.contains("GFLOP/s")).skip(1).collect();
+    assert!(rows.iter().any(|r| r.contains("Conv")) && rows.iter().any(|r| r.contains("Gemm")), "{text}");
+    assert!(rows.last().unwrap().contains("total") && rows.last().unwrap().contains("100.0%"), "{text}");
+    // zeros when no input is given
+    let out = kerf(&["bench", m.to_str().unwrap(), "--iters", "3", "--warmup", "0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8(out.stdout).unwrap().contains("median: "));
+    assert_user_error(&kerf(&["bench", m.to_str().unwrap(), "--threads", "0"]), &["--threads"]);
+    assert_user_error(&kerf(&["bench", m.to_str().unwrap(), "--iters", "0"]), &["--iters"]);
+    assert_user_error(&kerf(&["bench", m.to_str().unwrap(), "-i", "nope=x.npy"]), &["no input named 'nope'"]);
+}

@@ -1,0 +1,362 @@
+#!/usr/bin/env python3
+"""kerf against ONNX Runtime, same model, same input, same process.
+
+For every model (a folder with model.onnx and optionally input_*.npy, or a
+.onnx file; default: the nine in /work/shared/models if present, else
+testsuite/fixtures/models + testsuite/generated):
+
+1. `kerf compile --cpu native -o m.o --name m` and
+   `cc -shared m.o runtime/c/kerf_pool.c -o m.so` (the object plus the C
+   pthread pool), loaded with ctypes;
+2. ONNX Runtime sessions with intra_op_num_threads 1 and 2,
+   ORT_ENABLE_ALL, ORT_SEQUENTIAL;
+3. in rounds, each engine in turn (kerf 1t, ORT 1t, kerf 2t, ORT 2t) runs
+   a batch of calls, every call timed on its own (time.perf_counter_ns):
+   kerf through ctypes (`m_run(inputs, outputs, arena, rt)`, rt NULL for
+   1 thread, the C pool's kerf_runtime for 2), ORT through
+   `session.run` on the same numpy input. Medians over all calls;
+4. `kerf bench --threads 1` and `--threads 2` (native, no Python) medians.
+
+Prints and writes (--out) a Markdown table: medians in ms and the ratios
+kerf/ORT (< 1: kerf faster), the max |kerf - ORT| of the outputs, and the
+machine (CPU model, a measured clock from a dependent-add loop).
+
+Usage: .venv/bin/python testsuite/scripts/bench_vs_ort.py [--kerf target/release/kerf]
+       [--out table.md] [--seconds 1.0] [MODEL ...]
+"""
+
+import argparse
+import ctypes
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+REPO = Path(__file__).resolve().parents[2]
+PUBLIC = Path("/work/shared/models")
+NINE = ["digits_mlp", "digits_cnn", "ds_cnn_kws", "lstm_kws", "gru_kws", "tiny_transformer",
+        "squeezenet1_1", "mobilenet_v2", "resnet18"]
+
+DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 5: np.int16, 6: np.int32, 7: np.int64, 9: np.bool_,
+          10: np.float16, 11: np.float64}
+
+
+class TensorDesc(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("dtype", ctypes.c_int32), ("rank", ctypes.c_uint32),
+                ("dims", ctypes.POINTER(ctypes.c_int64)), ("bytes", ctypes.c_uint64)]
+
+
+class ModelDesc(ctypes.Structure):
+    _fields_ = [("abi_version", ctypes.c_uint32), ("num_inputs", ctypes.c_uint32),
+                ("num_outputs", ctypes.c_uint32), ("arena_align", ctypes.c_uint32),
+                ("arena_bytes", ctypes.c_uint64), ("inputs", ctypes.POINTER(TensorDesc)),
+                ("outputs", ctypes.POINTER(TensorDesc)), ("name", ctypes.c_char_p)]
+
+
+class Runtime(ctypes.Structure):
+    _fields_ = [("abi_version", ctypes.c_uint32), ("num_threads", ctypes.c_uint32),
+                ("parallel_for", ctypes.c_void_p), ("ctx", ctypes.c_void_p)]
+
+
+def default_models():
+    if PUBLIC.is_dir():
+        return [PUBLIC / m for m in NINE if (PUBLIC / m / "model.onnx").is_file()]
+    out = sorted(p.parent for p in (REPO / "testsuite/fixtures/models").glob("*/model.onnx"))
+    gen = REPO / "testsuite/generated"
+    out += sorted(p.parent for p in gen.glob("*/model.onnx"))
+    return out
+
+
+def model_paths(m):
+    m = Path(m)
+    if m.is_dir():
+        return m.name, m / "model.onnx", m
+    return m.stem, m, m.parent
+
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+CLOCK_C = r"""
+#include <stdio.h>
+#include <stdint.h>
+#include <time.h>
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
+int main(void) {
+    uint64_t x = 0, n = 200000000;
+    double best = 1e9;
+    for (int r = 0; r < 5; r++) {
+        double t0 = now();
+        for (uint64_t i = 0; i < n; i++) {
+#if defined(__x86_64__)
+            __asm__ volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
+                             "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0" : "+r"(x));
+#elif defined(__aarch64__)
+            __asm__ volatile("add %0, %0, 1\n\tadd %0, %0, 1\n\tadd %0, %0, 1\n\tadd %0, %0, 1\n\t"
+                             "add %0, %0, 1\n\tadd %0, %0, 1\n\tadd %0, %0, 1\n\tadd %0, %0, 1" : "+r"(x));
+#else
+            __asm__ volatile("" : "+r"(x)); x += 8;
+#endif
+        }
+        double dt = now() - t0;
+        if (dt < best) best = dt;
+    }
+    /* 8 dependent adds per iteration, one per cycle */
+    printf("%.3f %llu\n", 8.0 * n / best / 1e9, (unsigned long long)x);
+    return 0;
+}
+"""
+
+
+def measured_clock(tmp):
+    src = tmp / "clock.c"
+    exe = tmp / "clock"
+    src.write_text(CLOCK_C)
+    try:
+        subprocess.run(["cc", "-O2", str(src), "-o", str(exe)], check=True, capture_output=True)
+        out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.split()
+        return float(out[0])
+    except (OSError, subprocess.CalledProcessError, ValueError, IndexError):
+        return None
+
+
+class KerfLib:
+    """A compiled model loaded with ctypes, plus the C pool."""
+
+    def __init__(self, so, inputs):
+        self.lib = ctypes.CDLL(str(so))
+        self.lib.m_describe.restype = ctypes.POINTER(ModelDesc)
+        self.lib.m_run.restype = ctypes.c_int32
+        self.lib.m_run.argtypes = [ctypes.c_void_p] * 4
+        self.lib.kerf_pool_create.restype = ctypes.c_void_p
+        self.lib.kerf_pool_create.argtypes = [ctypes.c_uint32]
+        self.lib.kerf_pool_destroy.argtypes = [ctypes.c_void_p]
+        self.lib.kerf_pool_runtime.restype = Runtime
+        self.lib.kerf_pool_runtime.argtypes = [ctypes.c_void_p]
+        d = self.lib.m_describe().contents
+        if d.num_inputs != len(inputs):
+            raise SystemExit(f"model has {d.num_inputs} inputs, {len(inputs)} given")
+        self.inputs = []
+        for i, x in enumerate(inputs):
+            t = d.inputs[i]
+            x = np.ascontiguousarray(x, dtype=DTYPES[t.dtype])
+            if x.nbytes != t.bytes:
+                raise SystemExit(f"input {i}: {x.nbytes} bytes, model wants {t.bytes}")
+            self.inputs.append(x)
+        self.outputs = []
+        for i in range(d.num_outputs):
+            t = d.outputs[i]
+            shape = [t.dims[k] for k in range(t.rank)]
+            self.outputs.append(np.zeros(shape, dtype=DTYPES[t.dtype]))
+        self.arena = np.zeros(d.arena_bytes + 64, dtype=np.uint8)
+        off = (-self.arena.ctypes.data) % 64
+        self.arena_ptr = ctypes.c_void_p(self.arena.ctypes.data + off)
+        self.in_arr = (ctypes.c_void_p * max(1, len(self.inputs)))(*[x.ctypes.data for x in self.inputs])
+        self.out_arr = (ctypes.c_void_p * max(1, len(self.outputs)))(*[y.ctypes.data for y in self.outputs])
+        self.pool = None
+        self.rt = None
+
+    def set_threads(self, n):
+        if n <= 1:
+            self.rt_ptr = None
+            return
+        if self.pool is None:
+            self.pool = self.lib.kerf_pool_create(n)
+            self.rt = self.lib.kerf_pool_runtime(self.pool)
+        self.rt_ptr = ctypes.addressof(self.rt)
+
+    def call(self):
+        st = self.lib.m_run(self.in_arr, self.out_arr, self.arena_ptr, self.rt_ptr)
+        if st != 0:
+            raise SystemExit(f"m_run returned {st}")
+
+    def close(self):
+        if self.pool is not None:
+            self.lib.kerf_pool_destroy(self.pool)
+            self.pool = None
+
+
+def ort_session(path, threads):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def time_calls(fn, n):
+    out = []
+    pc = time.perf_counter_ns
+    for _ in range(n):
+        t0 = pc()
+        fn()
+        out.append(pc() - t0)
+    return out
+
+
+def native_bench(kerf, onnx, threads, input_files, seconds):
+    cmd = [str(kerf), "bench", str(onnx), "--threads", str(threads)]
+    for f in input_files:
+        cmd += ["--input", str(f)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        return None, r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed"
+    m = re.search(r"^median: ([0-9.]+) ms", r.stdout, re.M)
+    c = re.search(r"^compile: ([0-9.]+) ms", r.stdout, re.M)
+    return (float(m.group(1)) if m else None), (float(c.group(1)) if c else None)
+
+
+def fmt(v):
+    if v is None:
+        return "—"
+    if v >= 100:
+        return f"{v:.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    if v >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3f}"
+
+
+def ratio(a, b):
+    return "—" if a is None or b is None or b == 0 else f"{a / b:.2f}"
+
+
+def bench_model(args, m, tmp):
+    name, onnx, folder = model_paths(m)
+    input_files = sorted(folder.glob("input_*.npy")) if Path(m).is_dir() else []
+    sess1 = ort_session(onnx, 1)
+    sess2 = ort_session(onnx, 2)
+    metas = sess1.get_inputs()
+    if input_files and len(input_files) == len(metas):
+        inputs = [np.load(f) for f in input_files]
+    else:
+        input_files = []
+        rng = np.random.default_rng(0)
+        inputs = []
+        for mi in metas:
+            shape = [d if isinstance(d, int) else 1 for d in mi.shape]
+            dt = {"tensor(float)": np.float32, "tensor(int64)": np.int64}.get(mi.type, np.float32)
+            inputs.append(rng.standard_normal(shape).astype(dt))
+    feed = {mi.name: x for mi, x in zip(metas, inputs)}
+    work = tmp / name
+    work.mkdir(parents=True, exist_ok=True)
+    obj, so = work / "m.o", work / "m.so"
+    t0 = time.perf_counter()
+    r = subprocess.run([str(args.kerf), "compile", str(onnx), "--cpu", "native", "--name", "m", "-o", str(obj)],
+                       capture_output=True, text=True)
+    compile_s = time.perf_counter() - t0
+    if r.returncode != 0:
+        return {"name": name, "error": (r.stderr.strip().splitlines() or ["compile failed"])[-1]}
+    subprocess.run(["cc", "-shared", "-O2", "-pthread", "-I", str(REPO / "runtime/include"), str(obj),
+                    str(REPO / "runtime/c/kerf_pool.c"), "-o", str(so)], check=True)
+    k = KerfLib(so, inputs)
+    # correctness against ORT (1 thread)
+    k.set_threads(1)
+    k.call()
+    ref = sess1.run(None, feed)
+    diff = max(float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
+               for a, b in zip(k.outputs, ref))
+    out1 = [o.copy() for o in k.outputs]
+    # calibrate the batch size: about args.seconds / rounds per engine per round
+    engines = {
+        "kerf1": lambda: (k.set_threads(1), k.call()),
+        "ort1": lambda: sess1.run(None, feed),
+        "kerf2": lambda: (k.set_threads(2), k.call()),
+        "ort2": lambda: sess2.run(None, feed),
+    }
+    for fn in engines.values():
+        for _ in range(3):
+            fn()
+    per = {}
+    for key, fn in engines.items():
+        t = min(time_calls(fn, 3)) / 1e9
+        per[key] = max(3, min(20000, int(args.seconds / args.rounds / max(t, 1e-7))))
+    samples = {key: [] for key in engines}
+    for _ in range(args.rounds):
+        for key, fn in engines.items():
+            if key.startswith("kerf"):
+                k.set_threads(1 if key == "kerf1" else 2)
+                samples[key] += time_calls(k.call, per[key])
+            else:
+                samples[key] += time_calls(fn, per[key])
+    k.set_threads(2)
+    k.call()
+    same_threads = all(np.array_equal(a, b) for a, b in zip(k.outputs, out1))
+    k.close()
+    med = {key: statistics.median(v) / 1e6 for key, v in samples.items()}
+    nat1, c1 = native_bench(args.kerf, onnx, 1, input_files, args.seconds)
+    nat2, _ = native_bench(args.kerf, onnx, 2, input_files, args.seconds)
+    return {"name": name, "med": med, "nat1": nat1, "nat2": nat2, "diff": diff, "compile_s": compile_s,
+            "jit_ms": c1, "threads_equal": same_threads}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="*")
+    ap.add_argument("--kerf", default=str(REPO / "target/release/kerf"))
+    ap.add_argument("--out", help="write the Markdown table here too")
+    ap.add_argument("--seconds", type=float, default=1.0, help="timed seconds per engine per model")
+    ap.add_argument("--rounds", type=int, default=10, help="alternation rounds")
+    args = ap.parse_args()
+    if not Path(args.kerf).is_file():
+        sys.exit(f"{args.kerf} not found: cargo build --release -p kerf")
+    models = args.models or default_models()
+    tmp = Path(tempfile.mkdtemp(prefix="kerf-bench-"))
+    clock = measured_clock(tmp)
+    rows = []
+    for m in models:
+        res = bench_model(args, m, tmp)
+        rows.append(res)
+        print(res, file=sys.stderr, flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    lines = []
+    lines.append(f"Machine: {cpu_model()}, {os.cpu_count()} logical CPUs, measured clock "
+                 f"{clock:.2f} GHz (dependent-add loop)" if clock else f"Machine: {cpu_model()}")
+    lines.append(f"onnxruntime {ort.__version__}, numpy {np.__version__}, Python {platform.python_version()}; "
+                 f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    lines.append("")
+    lines.append("Medians in ms. *ctypes*: kerf's object in a shared library called through ctypes, alternating "
+                 "with ORT's `session.run` in the same process (same input). *native*: `kerf bench` (JIT, no Python). "
+                 "Ratios kerf/ORT at the same thread count: < 1 means kerf is faster.")
+    lines.append("")
+    lines.append("| model | kerf 1t (ctypes) | ORT 1t | ratio 1t | kerf 2t (ctypes) | ORT 2t | ratio 2t | "
+                 "kerf 1t native | native/ORT 1t | kerf 2t native | native/ORT 2t | kerf 1t/2t | "
+                 "compile s | max abs diff | 2t == 1t |")
+    lines.append("|---|" + "---:|" * 13 + "---|")
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['name']} | error: {r['error']} |" + " |" * 13)
+            continue
+        md = r["med"]
+        lines.append(
+            f"| {r['name']} | {fmt(md['kerf1'])} | {fmt(md['ort1'])} | {ratio(md['kerf1'], md['ort1'])} | "
+            f"{fmt(md['kerf2'])} | {fmt(md['ort2'])} | {ratio(md['kerf2'], md['ort2'])} | "
+            f"{fmt(r['nat1'])} | {ratio(r['nat1'], md['ort1'])} | {fmt(r['nat2'])} | {ratio(r['nat2'], md['ort2'])} | "
+            f"{ratio(md['kerf1'], md['kerf2'])} | {r['compile_s']:.2f} | {r['diff']:.1e} | "
+            f"{'yes' if r['threads_equal'] else 'NO'} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
