@@ -12,8 +12,12 @@
 //! The `qk_matmul_output` output follows `qk_matmul_output_mode` (0/1: after
 //! softcap, 2: with the bias, 3: after softmax).
 //!
-//! Not supported (an error naming the feature): `nonpad_kv_seqlen` and the
-//! sliding-window attributes.
+//! The causal and sliding-window masks are aligned at an offset: the past
+//! length, or with `nonpad_kv_seqlen` (an external cache) `nonpad[b] − S_q`
+//! per batch, computed at run time from that input; `nonpad_kv_seqlen` also
+//! masks keys at or past `nonpad[b]`. Masks with a static offset are
+//! constants; per-batch ones are integer comparisons against constant
+//! iotas, selected to 0/-inf with `Where`.
 
 use kerf_ir::op::{BinaryOp, PadMode, ReduceKind, UnaryOp};
 use kerf_ir::{DType, Op, Tensor, ValueId, F32};
@@ -48,12 +52,15 @@ fn attention(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let (q, k, v) = (cx.input(0)?, cx.input(1)?, cx.input(2)?);
     let mask = cx.opt_input(3);
     let (past_k, past_v) = (cx.opt_input(4), cx.opt_input(5));
-    if cx.opt_input(6).is_some() {
-        return Err(cx.err("input 'nonpad_kv_seqlen' is not supported"));
-    }
+    let nonpad = cx.opt_input(6);
     let a = cx.attrs();
-    if a.int("left_window_size", -1)? >= 0 || a.int("right_window_size", -1)? >= 0 {
-        return Err(cx.err("sliding-window attention is not supported"));
+    let left = a.int("left_window_size", -1)?;
+    let right = a.int("right_window_size", -1)?;
+    if left < -1 || right < -1 {
+        return Err(cx.err(format!("window sizes must be -1 or non-negative, got {left} and {right}")));
+    }
+    if nonpad.is_some() && past_k.is_some() {
+        return Err(cx.err("nonpad_kv_seqlen cannot be combined with past_key/past_value"));
     }
     let is_causal = a.bool("is_causal", false)?;
     let scale = a.float_opt("scale")?;
@@ -123,7 +130,8 @@ fn attention(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     }
     let qk_capped = qk;
 
-    // The bias: mask (0/-inf for booleans, padded with -inf) plus causal.
+    // The bias: mask (0/-inf for booleans, padded with -inf), plus the
+    // causal and window masks at their offset, plus the key padding.
     let ninf = f64::NEG_INFINITY;
     let mut bias: Option<ValueId> = None;
     if let Some(m) = mask {
@@ -146,17 +154,31 @@ fn attention(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         }
         bias = Some(mf);
     }
-    if is_causal {
-        let mut c = Vec::with_capacity(sq * skv);
-        for i in 0..sq {
-            for j in 0..skv {
-                c.push(if j <= i + past_len { 0.0 } else { ninf });
+    let window = (left >= 0 || right >= 0).then_some((left, right));
+    let offset = match nonpad {
+        Some(np) => {
+            let nt = cx.ty(np).clone();
+            if nt.dtype != DType::I64 || nt.numel() != b {
+                return Err(cx.err(format!("nonpad_kv_seqlen {nt} must be int64 with {b} elements")));
             }
+            Offset::PerBatch(np)
         }
-        let c = konst_f(cx, dt, "causal", vec![sq, skv], &c)?;
+        None => Offset::Fixed(past_len as i64),
+    };
+    let mut extra = Vec::new();
+    if is_causal {
+        extra.push(position_mask(cx, dt, &offset, sq, skv, None, b)?);
+    }
+    if let Some(w) = window {
+        extra.push(position_mask(cx, dt, &offset, sq, skv, Some(w), b)?);
+    }
+    if let Some(np) = nonpad {
+        extra.push(key_padding(cx, dt, np, skv, b)?);
+    }
+    for e in extra {
         bias = Some(match bias {
-            Some(m) => cx.add1(Op::Binary(BinaryOp::Add), vec![m, c])?,
-            None => c,
+            Some(m) => cx.add1(Op::Binary(BinaryOp::Add), vec![m, e])?,
+            None => e,
         });
     }
     let with_bias = match bias {
@@ -188,4 +210,95 @@ fn attention(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         m => return Err(cx.err(format!("qk_matmul_output_mode {m} is not supported"))),
     };
     Ok(vec![y, present_k, present_v, qk_out])
+}
+
+/// Where the causal/window frontier of query row `i` sits: key `j` is at
+/// relative position `i + offset - j`.
+enum Offset {
+    /// Past length (0 without a cache).
+    Fixed(i64),
+    /// `nonpad_kv_seqlen[b] - S_q`, at run time.
+    PerBatch(ValueId),
+}
+
+/// The causal mask (`window` None: `j <= i + offset`) or the sliding
+/// window (`i + offset - j <= left` and `j - (i + offset) <= right`, -1
+/// unbounded) as a 0/-inf bias: `[S_q, S_kv]` for a fixed offset,
+/// `[B, 1, S_q, S_kv]` per batch.
+fn position_mask(
+    cx: &mut Cx,
+    dt: DType,
+    offset: &Offset,
+    sq: usize,
+    skv: usize,
+    window: Option<(i64, i64)>,
+    b: usize,
+) -> Result<ValueId, ImportError> {
+    let ok = |diff: i64| match window {
+        None => diff >= 0,
+        Some((l, r)) => (l < 0 || diff <= l) && (r < 0 || -diff <= r),
+    };
+    let ninf = f64::NEG_INFINITY;
+    match offset {
+        Offset::Fixed(o) => {
+            let mut v = Vec::with_capacity(sq * skv);
+            for i in 0..sq as i64 {
+                for j in 0..skv as i64 {
+                    v.push(if ok(i + o - j) { 0.0 } else { ninf });
+                }
+            }
+            konst_f(cx, dt, if window.is_some() { "window" } else { "causal" }, vec![sq, skv], &v)
+        }
+        Offset::PerBatch(np) => {
+            // diff[b, i, j] = nonpad[b] - sq + i - j = nonpad[b] + c[i, j]
+            let c: Vec<i64> = (0..sq as i64).flat_map(|i| (0..skv as i64).map(move |j| i - j - sq as i64)).collect();
+            let c = Tensor::from_i64_values(DType::I64, vec![1, sq, skv], &c).map_err(|e| cx.err(e.to_string()))?;
+            let c = cx.derived("rel_pos", c);
+            let n = cx.add1(Op::Reshape { shape: vec![b, 1, 1] }, vec![*np])?;
+            let diff = cx.add1(Op::Binary(BinaryOp::Add), vec![n, c])?;
+            let int = |cx: &mut Cx, what: &str, x: i64| -> Result<ValueId, ImportError> {
+                let t = Tensor::from_i64_values(DType::I64, vec![], &[x]).map_err(|e| cx.err(e.to_string()))?;
+                Ok(cx.derived(what, t))
+            };
+            let allowed = match window {
+                None => {
+                    let z = int(cx, "zero_i", 0)?;
+                    cx.add1(Op::Binary(BinaryOp::GreaterOrEqual), vec![diff, z])?
+                }
+                Some((l, r)) => {
+                    let mut parts = Vec::new();
+                    if l >= 0 {
+                        let lv = int(cx, "left", l)?;
+                        parts.push(cx.add1(Op::Binary(BinaryOp::LessOrEqual), vec![diff, lv])?);
+                    }
+                    if r >= 0 {
+                        let rv = int(cx, "neg_right", -r)?;
+                        parts.push(cx.add1(Op::Binary(BinaryOp::GreaterOrEqual), vec![diff, rv])?);
+                    }
+                    let mut acc = parts[0];
+                    for p in parts.into_iter().skip(1) {
+                        acc = cx.add1(Op::Binary(BinaryOp::And), vec![acc, p])?;
+                    }
+                    acc
+                }
+            };
+            let zero = konst_f(cx, dt, "pos_zero", vec![], &[0.0])?;
+            let inf = konst_f(cx, dt, "pos_ninf", vec![], &[ninf])?;
+            let m = cx.add1(Op::Where, vec![allowed, zero, inf])?;
+            cx.add1(Op::Reshape { shape: vec![b, 1, sq, skv] }, vec![m])
+        }
+    }
+}
+
+/// Keys at or past `nonpad[b]` masked: a `[B, 1, 1, S_kv]` 0/-inf bias.
+fn key_padding(cx: &mut Cx, dt: DType, np: ValueId, skv: usize, b: usize) -> Result<ValueId, ImportError> {
+    let iota: Vec<i64> = (0..skv as i64).collect();
+    let iota = Tensor::from_i64_values(DType::I64, vec![1, skv], &iota).map_err(|e| cx.err(e.to_string()))?;
+    let iota = cx.derived("key_iota", iota);
+    let n = cx.add1(Op::Reshape { shape: vec![b, 1] }, vec![np])?;
+    let valid = cx.add1(Op::Binary(BinaryOp::Less), vec![iota, n])?;
+    let zero = konst_f(cx, dt, "pad_zero", vec![], &[0.0])?;
+    let inf = konst_f(cx, dt, "pad_ninf", vec![], &[f64::NEG_INFINITY])?;
+    let m = cx.add1(Op::Where, vec![valid, zero, inf])?;
+    cx.add1(Op::Reshape { shape: vec![b, 1, 1, skv] }, vec![m])
 }
