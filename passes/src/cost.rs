@@ -10,6 +10,9 @@
 //!   reductions and pools (times the window);
 //! * bytes: every input read (weights included: a kernel streams them) plus
 //!   every output written. Reshape is a view and moves nothing.
+//! * a Winograd conv ([`winograd_work`]) is priced by its GEMMs, transforms
+//!   and transformed weights instead, so extraction picks direct, F(2×2,3×3)
+//!   or F(4×4,3×3) per layer.
 //!
 //! Leaves are free: `Input` is given, `Const` is a weight baked into the
 //! binary (weights are free at run time; reading them is charged to the op
@@ -20,6 +23,7 @@
 //! The units are deliberately crude (a FLOP and a byte weigh the same); the
 //! model only has to rank alternatives of the same value.
 
+use kerf_ir::op::{Conv, ConvAlgo};
 use kerf_ir::{Op, TensorType, UnaryOp};
 
 use crate::lang::NodeOp;
@@ -52,6 +56,11 @@ pub fn node_cost(op: &NodeOp, ins: &[&[TensorType]], outs: &[TensorType]) -> f64
     let has_bias = ins.len() > 2;
     let work = match op {
         Op::Reshape { .. } => return OP_OVERHEAD,
+        Op::Conv(c) if c.algo != ConvAlgo::Direct => {
+            // the transformed weights replace the 3x3 ones in the bytes read
+            let w_bytes = inp(1).map_or(0.0, bytes);
+            return OP_OVERHEAD + winograd_work(c, inp(0), inp(1), outs.first()) + in_bytes - w_bytes + out_bytes;
+        }
         Op::Conv(_) => {
             // each output reads (Cin/group) * kernel weights: the weight's inner size
             let per_out: f64 = inp(1).map_or(0.0, |w| w.shape.iter().skip(1).product::<usize>() as f64);
@@ -119,6 +128,36 @@ pub fn node_cost(op: &NodeOp, ins: &[&[TensorType]], outs: &[TensorType]) -> f64
         | Op::Pad { .. } => 0.0,
     };
     OP_OVERHEAD + work + in_bytes + out_bytes
+}
+
+/// Work per input element per transform position of the Winograd input
+/// transform (a scalar gather per lane, then the Bᵀ d B adds), and per
+/// product element of the output transform (Aᵀ M A, the bias, a scalar
+/// store per lane); measured kernels put both well above one FLOP.
+pub const WINOGRAD_IN_XFORM: f64 = 6.0;
+pub const WINOGRAD_OUT_XFORM: f64 = 4.0;
+/// Fixed cost of each of the n² GEMMs (loop setup, partial micro-tiles):
+/// keeps tiny convs (a few channels on a few pixels) direct.
+pub const WINOGRAD_PER_GEMM: f64 = 256.0;
+
+/// Work of a Winograd F(m×m, 3×3) conv (`n = m + 2`): the n² GEMMs
+/// `K×C · C×T` over tiles `T = N·⌈OH/m⌉·⌈OW/m⌉` (rounded up to 4 tiles per
+/// image: the kernel works on 4 tiles at a time), the input and output
+/// transforms per tile and channel, the padded copy of the input, plus the
+/// transformed weights `n²·K·C` f32 streamed once per call (bytes).
+pub fn winograd_work(c: &Conv, x: Option<&TensorType>, w: Option<&TensorType>, y: Option<&TensorType>) -> f64 {
+    let (Some(x), Some(w), Some(y)) = (x, w, y) else { return f64::INFINITY };
+    let ConvAlgo::Winograd { tile } = c.algo else { return f64::INFINITY };
+    let d = |t: &TensorType, i: usize| *t.shape.get(i).unwrap_or(&0) as f64;
+    let (m, batch, cin, kout) = (f64::from(tile), d(x, 0), d(x, 1), d(w, 0));
+    let (oh, ow) = (d(y, 2), d(y, 3));
+    let n2 = (m + 2.0) * (m + 2.0);
+    let tiles = batch * ((oh / m).ceil() * (ow / m).ceil() / 4.0).ceil() * 4.0;
+    let gemm = 2.0 * n2 * kout * cin * tiles;
+    let xform = n2 * tiles * (WINOGRAD_IN_XFORM * cin + WINOGRAD_OUT_XFORM * kout);
+    let pad = 2.0 * batch * cin * ((oh / m).ceil() * m + 2.0) * ((ow / m).ceil() * m + 2.0);
+    let u_bytes = 4.0 * n2 * kout * cin;
+    gemm + xform + pad + u_bytes + WINOGRAD_PER_GEMM * n2
 }
 
 #[cfg(test)]

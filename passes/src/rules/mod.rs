@@ -25,6 +25,7 @@ pub mod bn_fold;
 pub mod cleanup;
 pub mod const_fold;
 pub mod reshape;
+pub mod winograd;
 
 pub type KRewrite = Rewrite<KNode, KerfAnalysis>;
 
@@ -151,7 +152,7 @@ impl<R: Rule> Applier<KNode, KerfAnalysis> for Adapter<R> {
 }
 
 /// The rule groups in pipeline order.
-pub const GROUPS: &[&str] = &["cleanup", "reshape", "bn-fold", "const-fold"];
+pub const GROUPS: &[&str] = &["cleanup", "reshape", "bn-fold", "const-fold", "winograd"];
 
 /// The rules of a group, or `None` for an unknown group name.
 pub fn group(name: &str) -> Option<Vec<KRewrite>> {
@@ -160,6 +161,7 @@ pub fn group(name: &str) -> Option<Vec<KRewrite>> {
         "reshape" => reshape::rules(),
         "bn-fold" => bn_fold::rules(),
         "const-fold" => const_fold::rules(),
+        "winograd" => winograd::rules(),
         _ => return None,
     })
 }
