@@ -27,6 +27,7 @@ mod gridsample;
 mod linalg;
 mod loss;
 mod norm;
+mod quant;
 mod reduce;
 mod resize;
 mod resize_matrix;
@@ -49,6 +50,7 @@ fn registry() -> &'static [(&'static str, Converter)] {
         linalg::register(&mut r);
         loss::register(&mut r);
         norm::register(&mut r);
+        quant::register(&mut r);
         shape::register(&mut r);
         reduce::register(&mut r);
         resize::register(&mut r);
