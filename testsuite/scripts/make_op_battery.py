@@ -601,9 +601,58 @@ def gen_rnn(r):
               with_bias=False, with_state=True, linear_before_reset=1)
 
 
+def gen_nn_c(r):
+    """3-D pooling and convolution, GridSample, DFT, antialiased Resize, Col2Im."""
+    yield Case("MaxPool", "3d_pads_strides_dilation", "3-D k[2,3,2] strides [1,2,2] dilations [2,1,1] pads 1, ceil",
+               {"X": u(r, (1, 2, 5, 6, 7))}, attrs=dict(kernel_shape=[2, 3, 2], strides=[1, 2, 2],
+                                                      dilations=[2, 1, 1], pads=[1, 1, 0, 0, 1, 1], ceil_mode=1))
+    yield Case("AveragePool", "3d_include_pad", "3-D k3 stride 2 pads 1, count_include_pad 1",
+               {"X": u(r, (2, 3, 5, 5, 6))}, attrs=dict(kernel_shape=[3, 3, 3], strides=[2, 2, 2],
+                                                      pads=[1, 1, 1, 1, 1, 1], count_include_pad=1))
+    w3 = (r.standard_normal((4, 1, 2, 3, 3)) * 0.4).astype(F32)
+    yield Case("Conv", "3d_groups2_stride", "3-D conv, group 2, strides [1,2,1], pads 1",
+               {"X": u(r, (1, 2, 4, 7, 5))}, {"W": w3, "B": u(r, (4,), -0.5, 0.5)},
+               attrs=dict(group=2, strides=[1, 2, 1], pads=[1, 1, 1, 1, 1, 1]))
+    wt = (r.standard_normal((2, 3, 2, 3, 2)) * 0.4).astype(F32)
+    yield Case("ConvTranspose", "3d_stride2", "3-D transposed conv, strides 2, pads [0,1,0,0,1,1]",
+               {"X": u(r, (1, 2, 3, 3, 4))}, {"W": wt, "B": u(r, (3,), -0.5, 0.5)},
+               attrs=dict(strides=[2, 2, 2], pads=[0, 1, 0, 0, 1, 1]))
+
+    def gs(variant, desc, xshape, gshape, opset=16, **attrs):
+        grid = u(r, gshape, -1.15, 1.15)
+        return Case("GridSample", variant, desc, {"X": u(r, xshape), "grid": grid}, attrs=attrs, opset=opset)
+
+    yield gs("bilinear_zeros", "bilinear, zeros padding, align_corners 0", (2, 3, 5, 7), (2, 4, 6, 2))
+    yield gs("bicubic_zeros_align", "bicubic, zeros padding, align_corners 1", (1, 2, 6, 5), (1, 3, 7, 2),
+             mode="bicubic", align_corners=1)
+    # Bicubic with border padding only inside the grid range: outside it ONNX Runtime (like PyTorch)
+    # clamps each tap while the ONNX reference clamps the location first; kerf follows the reference.
+    yield Case("GridSample", "bicubic_border_inside", "bicubic, border padding, grid within [-1, 1]",
+               {"X": u(r, (1, 2, 5, 6)), "grid": u(r, (1, 4, 3, 2), -1.0, 1.0)}, opset=16,
+               attrs=dict(mode="bicubic", padding_mode="border"))
+    yield gs("nearest_reflection", "nearest, reflection padding", (1, 3, 4, 6), (1, 5, 5, 2),
+             mode="nearest", padding_mode="reflection")
+    yield gs("bilinear_reflection_align", "bilinear, reflection padding, align_corners 1", (1, 2, 5, 4),
+             (1, 6, 3, 2), padding_mode="reflection", align_corners=1)
+
+    def dft(variant, desc, x, opset=17, **attrs):
+        return Case("DFT", variant, desc, {"X": x}, attrs=attrs, opset=opset)
+
+    yield dft("real_onesided", "real input [2,13,1], axis 1, onesided", u(r, (2, 13, 1)), axis=1, onesided=1)
+    yield dft("complex_inverse_axis2", "complex input [2,3,6,2], axis 2, inverse", u(r, (2, 3, 6, 2)), axis=2,
+              inverse=1)
+    yield Case("Resize", "linear_antialias_down", "linear antialias, scales [1,1,0.6,0.45]",
+               {"X": u(r, (1, 2, 7, 9))}, {"scales": np.asarray([1, 1, 0.6, 0.45], F32)}, opset=18,
+               attrs=dict(mode="linear", antialias=1), node_inputs=["X", "", "scales"])
+    yield Case("Col2Im", "strides_pads_dilations", "Col2Im 2-D, block 2x3, strides 2, dilations [1,2], pads 1",
+               {"X": u(r, (1, 2 * 6, 9))},
+               {"image_shape": i64([5, 7]), "block_shape": i64([2, 3])}, opset=18,
+               attrs=dict(strides=[2, 2], dilations=[1, 2], pads=[1, 1, 1, 1]))
+
+
 FAMILIES = [gen_conv, gen_conv_transpose, gen_gemm, gen_matmul, gen_binary, gen_unary, gen_clip, gen_gelu,
             gen_softmax, gen_norm, gen_pool, gen_shape_ops, gen_cast, gen_pad, gen_resize, gen_reduce, gen_logic,
-            gen_rnn]
+            gen_rnn, gen_nn_c]
 
 
 def all_cases() -> list[Case]:

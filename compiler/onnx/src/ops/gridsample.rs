@@ -13,6 +13,11 @@
 //! Cost: `taps^rank` gathers of `N * out_positions * C` elements plus
 //! `O(taps * rank)` elementwise ops on `N * out_positions` values.
 //!
+//! Where ONNX Runtime (like PyTorch) differs from the ONNX reference, the
+//! reference wins: with cubic mode and border/reflection padding, a grid
+//! location outside the image is clamped/reflected first and the taps are
+//! then taken around it (ORT fixes up each tap instead).
+//!
 //! AffineGrid is a MatMul of a constant base grid (`[x, y, (z,) 1]` per
 //! output position) with the transposed `theta`.
 
