@@ -349,6 +349,10 @@ pub fn is_control_op(op: &str) -> bool {
 /// `unsupported`.
 fn collect_unsupported(nodes: &[NodeDef], scope: &str, unsupported: &mut Vec<UnsupportedOp>, depth: usize) {
     for (i, n) in nodes.iter().enumerate() {
+        if !is_default_domain(&n.domain) {
+            // Reported (with the domain) by the domain check, or converted.
+            continue;
+        }
         if ops::lookup(&n.op_type).is_none() && !is_control_op(&n.op_type) {
             let dn = format!("{scope}{}", display_name(n, i));
             match unsupported.iter_mut().find(|u| u.op == n.op_type) {
@@ -380,7 +384,7 @@ pub fn run_nodes(
 ) -> Result<(), ImportError> {
     for (i, n) in nodes.iter().enumerate() {
         let name = format!("{scope}{}", display_name(n, i));
-        if !is_default_domain(&n.domain) {
+        if !is_default_domain(&n.domain) && !is_control_op(&qualified(n)) {
             return Err(ImportError::model(format!(
                 "node '{name}' ({}) is in unknown domain '{}'",
                 n.op_type, n.domain
@@ -410,21 +414,21 @@ pub fn run_nodes(
             }
         }
         let first_new = st.g.values.len();
-        let outs: Vec<Val> = if is_control_op(&n.op_type) || ins.iter().flatten().any(|v| !matches!(v, Val::Tensor(_)))
-        {
-            ops::control::convert(st, n, &name, ins, env)?
-        } else {
-            let conv = ops::lookup(&n.op_type).ok_or_else(|| {
-                ImportError::Unsupported(vec![UnsupportedOp { op: n.op_type.clone(), nodes: vec![name.clone()] }])
-            })?;
-            let tins = ins
-                .iter()
-                .map(|v| v.as_ref().and_then(|v| if let Val::Tensor(t) = v { Some(*t) } else { None }))
-                .collect();
-            let mut cx = st.cx(n, &name, tins);
-            let outs = conv(&mut cx).map_err(|e| cx.relabel(e))?;
-            outs.into_iter().map(Val::Tensor).collect()
-        };
+        let outs: Vec<Val> =
+            if is_control_op(&qualified(n)) || ins.iter().flatten().any(|v| !matches!(v, Val::Tensor(_))) {
+                ops::control::convert(st, n, &name, ins, env)?
+            } else {
+                let conv = ops::lookup(&n.op_type).ok_or_else(|| {
+                    ImportError::Unsupported(vec![UnsupportedOp { op: n.op_type.clone(), nodes: vec![name.clone()] }])
+                })?;
+                let tins = ins
+                    .iter()
+                    .map(|v| v.as_ref().and_then(|v| if let Val::Tensor(t) = v { Some(*t) } else { None }))
+                    .collect();
+                let mut cx = st.cx(n, &name, tins);
+                let outs = conv(&mut cx).map_err(|e| cx.relabel(e))?;
+                outs.into_iter().map(Val::Tensor).collect()
+            };
         for (k, o) in n.outputs.iter().enumerate() {
             if o.is_empty() {
                 continue;
@@ -516,6 +520,16 @@ fn display_name(n: &NodeDef, index: usize) -> String {
     }
 }
 
+/// The op's registry name: `Op` in the default domain, `domain:Op` outside
+/// it (only ops converted in `ops/control.rs` live outside it so far).
+fn qualified(n: &NodeDef) -> String {
+    if is_default_domain(&n.domain) {
+        n.op_type.clone()
+    } else {
+        format!("{}:{}", n.domain, n.op_type)
+    }
+}
+
 fn is_default_domain(d: &str) -> bool {
     d.is_empty() || d == "ai.onnx"
 }
@@ -547,7 +561,7 @@ pub fn import(
 
     // Pre-passes: domains, then every unsupported op at once (subgraphs too).
     for (i, n) in gd.nodes.iter().enumerate() {
-        if !is_default_domain(&n.domain) {
+        if !is_default_domain(&n.domain) && !is_control_op(&qualified(n)) {
             return Err(ImportError::model(format!(
                 "node '{}' ({}) is in unknown domain '{}'",
                 display_name(n, i),

@@ -47,9 +47,11 @@ const OPS: &[&str] = &[
     "Optional",
     "OptionalHasElement",
     "OptionalGetElement",
+    super::attention_flex::NAME,
 ];
 
-/// Whether `op` is converted here rather than by the tensor registry.
+/// Whether `op` (domain-qualified outside the default domain) is converted
+/// here rather than by the tensor registry.
 pub fn handles(op: &str) -> bool {
     OPS.contains(&op)
 }
@@ -149,7 +151,13 @@ pub fn convert(
     env: &Env,
 ) -> Result<Vec<Val>, ImportError> {
     let nd = Node { n, name };
-    match n.op_type.as_str() {
+    let key = if n.domain.is_empty() || n.domain == "ai.onnx" {
+        n.op_type.clone()
+    } else {
+        format!("{}:{}", n.domain, n.op_type)
+    };
+    match key.as_str() {
+        super::attention_flex::NAME => super::attention_flex::flex_attention(st, n, name, &ins, env),
         "If" => if_(st, &nd, &ins, env),
         "Loop" => loop_(st, &nd, &ins, env),
         "Scan" => scan(st, &nd, &ins, env),

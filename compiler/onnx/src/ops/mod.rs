@@ -13,6 +13,7 @@ use crate::import::Cx;
 use crate::ImportError;
 
 mod attention;
+mod attention_flex;
 mod attention_linear;
 mod attention_rotary;
 mod col2im;
