@@ -265,7 +265,7 @@ def bench_model(args, m, tmp):
     compile_s = time.perf_counter() - t0
     if r.returncode != 0:
         return {"name": name, "error": (r.stderr.strip().splitlines() or ["compile failed"])[-1]}
-    subprocess.run(["cc", "-shared", "-O2", "-pthread", "-I", str(REPO / "runtime/include"), str(obj),
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-pthread", "-I", str(REPO / "runtime/include"), str(obj),
                     str(REPO / "runtime/c/kerf_pool.c"), "-o", str(so)], check=True)
     k = KerfLib(so, inputs)
     # correctness against ORT (1 thread)
