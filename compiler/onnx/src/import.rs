@@ -113,7 +113,8 @@ impl<'a> Cx<'a> {
                     node: self.name.clone(),
                     op: self.node.op_type.clone(),
                     input: what.to_string(),
-                    value: self.node.inputs.get(i).cloned().unwrap_or_default(),
+                    value: non_constant_source(self.g, v)
+                        .unwrap_or_else(|| self.node.inputs.get(i).cloned().unwrap_or_default()),
                 }),
             },
         }
@@ -337,6 +338,32 @@ impl State<'_> {
             folded_bytes: &mut self.folded_bytes,
         }
     }
+}
+
+/// The graph input a non-constant value is computed from, if any (the
+/// first found walking its producers; a value read directly is its own
+/// source). [`ImportError::NonConstantInput`] names it, so binding that
+/// input (`ImportOptions::constant_inputs`) makes the value constant when
+/// it is computed from inputs and constants only, e.g. a Loop trip count
+/// computed from Range-like scalar inputs.
+pub fn non_constant_source(g: &Graph, v: ValueId) -> Option<String> {
+    let mut stack = vec![v];
+    let mut seen = HashSet::new();
+    while let Some(x) = stack.pop() {
+        if !seen.insert(x) {
+            continue;
+        }
+        match g.value(x).def {
+            ValueDef::Input(_) => return Some(g.value(x).name.clone()),
+            ValueDef::Const(_) => {}
+            ValueDef::Node { node, .. } => {
+                if let Some(n) = g.nodes.get(node) {
+                    stack.extend(n.inputs.iter().rev().copied());
+                }
+            }
+        }
+    }
+    None
 }
 
 /// Ops handled by `ops/control.rs` (subgraphs, sequences, optionals)

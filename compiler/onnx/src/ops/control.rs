@@ -72,12 +72,15 @@ impl Node<'_> {
         crate::attrs::Attrs::new(self.name, &self.n.op_type, &self.n.attrs)
     }
 
-    fn non_constant(&self, i: usize, what: &str) -> ImportError {
+    /// Input `i` (value `v`) is not constant; names the graph input it is
+    /// computed from when there is one.
+    fn non_constant(&self, st: &State, i: usize, v: ValueId, what: &str) -> ImportError {
         ImportError::NonConstantInput {
             node: self.name.to_string(),
             op: self.n.op_type.clone(),
             input: what.to_string(),
-            value: self.n.inputs.get(i).cloned().unwrap_or_default(),
+            value: crate::import::non_constant_source(&st.g, v)
+                .unwrap_or_else(|| self.n.inputs.get(i).cloned().unwrap_or_default()),
         }
     }
 
@@ -112,7 +115,7 @@ impl Node<'_> {
                 Some(t) => {
                     Err(self.err(format!("input '{what}' must be an integer scalar, got {}{:?}", t.dtype(), t.shape())))
                 }
-                None => Err(self.non_constant(i, what)),
+                None => Err(self.non_constant(st, i, *v, what)),
             },
             Some(Some(other)) => Err(self.err(format!("input '{what}' must be a tensor, got {}", other.kind()))),
         }
@@ -123,7 +126,7 @@ impl Node<'_> {
         match st.g.const_of(v) {
             Some(t) if t.numel() == 1 => Ok(t.to_f64_vec().first().is_some_and(|x| *x != 0.0)),
             Some(t) => Err(self.err(format!("'{what}' must hold one element, got shape {:?}", t.shape()))),
-            None => Err(self.non_constant(i, what)),
+            None => Err(self.non_constant(st, i, v, what)),
         }
     }
 
@@ -531,7 +534,7 @@ fn split_to_sequence(st: &mut State, nd: &Node, ins: &[Option<Val>]) -> Result<V
         Some(Some(Val::Tensor(v))) => match st.g.const_of(*v) {
             Some(t) if t.dtype().is_int() => Some((t.shape().is_empty(), t.to_i64_vec())),
             Some(t) => return Err(nd.err(format!("input 'split' must be integer, got {}", t.dtype()))),
-            None => return Err(nd.non_constant(1, "split")),
+            None => return Err(nd.non_constant(st, 1, *v, "split")),
         },
         _ => None,
     };
