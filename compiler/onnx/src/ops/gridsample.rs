@@ -35,14 +35,14 @@ pub fn register(r: &mut Vec<(&'static str, Converter)>) {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     Nearest,
     Linear,
     Cubic,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Padding {
+pub(crate) enum Padding {
     Zeros,
     Border,
     Reflection,
@@ -198,18 +198,54 @@ fn grid_sample(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
 
     // Grid components, each [N, out..., 1]; component 0 is the last axis.
     let comps = if r == 1 { vec![grid] } else { cx.add(Op::Split { axis: r + 1, sizes: vec![1; r] }, vec![grid])? };
-    let strides: Vec<usize> = (0..r).map(|i| dims[i + 1..].iter().product()).collect();
-    let mut axis_taps: Vec<Vec<Tap>> = Vec::with_capacity(r);
-    for i in 0..r {
-        let d = dims[i];
+    let mut coords = Vec::with_capacity(r);
+    for (i, &d) in dims.iter().enumerate() {
         let df = d as f64;
         let g = comps[r - 1 - i];
         // denormalise
-        let v = if align {
+        coords.push(if align {
             affine(cx, g, (df - 1.0) / 2.0, (df - 1.0) / 2.0)?
         } else {
             affine(cx, g, df / 2.0, (df - 1.0) / 2.0)?
-        };
+        });
+    }
+    let y = sample(cx, xt, n, &dims, &coords, &outsp, Sampler { mode, pad, align })?;
+    // [N, out..., C] -> [N, C, out...]
+    let mut perm = vec![0, r + 1];
+    perm.extend(1..=r);
+    Ok(vec![transpose(cx, y, perm)?])
+}
+
+/// How [`sample`] interpolates and pads.
+#[derive(Clone, Copy)]
+pub(crate) struct Sampler {
+    pub mode: Mode,
+    pub pad: Padding,
+    pub align: bool,
+}
+
+/// Samples `xt` (`[N * P, C]`: X channels-last, P = product of `dims`) at
+/// the pixel coordinates `coords` (one value per spatial axis, each
+/// `[N, out..., 1]`, already denormalised) as GridSample does after its
+/// denormalisation step. Returns `[N, out..., C]`.
+pub(crate) fn sample(
+    cx: &mut Cx,
+    xt: ValueId,
+    n: usize,
+    dims: &[usize],
+    coords: &[ValueId],
+    outsp: &[usize],
+    s: Sampler,
+) -> Result<ValueId, ImportError> {
+    let Sampler { mode, pad, align } = s;
+    let r = dims.len();
+    let dt = cx.ty(xt).dtype;
+    let plane: usize = dims.iter().product();
+    let strides: Vec<usize> = (0..r).map(|i| dims[i + 1..].iter().product()).collect();
+    let mut axis_taps: Vec<Vec<Tap>> = Vec::with_capacity(r);
+    for (i, &d) in dims.iter().enumerate() {
+        let df = d as f64;
+        let v = coords[i];
         let v = if mode == Mode::Nearest { un(cx, UnaryOp::Round, v)? } else { v };
         let border = if align { (0.0, df - 1.0) } else { (-0.5, df - 0.5) };
         // coordinates outside the border range are clamped / reflected
@@ -263,11 +299,11 @@ fn grid_sample(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
 
     // Row base n * P, shaped [N, 1, ..., 1] like the offsets.
     let mut bshape = vec![n];
-    bshape.extend(std::iter::repeat_n(1, r + 1));
+    bshape.extend(std::iter::repeat_n(1, outsp.len() + 1));
     let bases: Vec<i64> = (0..n).map(|k| (k * plane) as i64).collect();
     let base = konst_i(cx, "row_base", bshape, &bases)?;
     let mut idx_shape = vec![n];
-    idx_shape.extend(&outsp);
+    idx_shape.extend(outsp);
 
     // Every combination of one tap per axis.
     let combos: usize = axis_taps.iter().map(Vec::len).product();
@@ -295,11 +331,7 @@ fn grid_sample(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
             None => g,
         });
     }
-    let y = sum(cx, &terms)?;
-    // [N, out..., C] -> [N, C, out...]
-    let mut perm = vec![0, r + 1];
-    perm.extend(1..=r);
-    Ok(vec![transpose(cx, y, perm)?])
+    sum(cx, &terms)
 }
 
 fn affine_grid(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {

@@ -21,6 +21,7 @@ mod compose;
 pub(crate) mod control;
 mod conv;
 mod data;
+mod deform;
 mod elementwise;
 mod extra;
 mod gather;
@@ -61,6 +62,7 @@ fn registry() -> &'static [(&'static str, Converter)] {
         gather::register(&mut r);
         gridsample::register(&mut r);
         col2im::register(&mut r);
+        deform::register(&mut r);
         signal::register(&mut r);
         r.sort_by_key(|(n, _)| *n);
         r
