@@ -139,6 +139,14 @@ pub const WINOGRAD_OUT_XFORM: f64 = 4.0;
 /// Fixed cost of each of the n² GEMMs (loop setup, partial micro-tiles):
 /// keeps tiny convs (a few channels on a few pixels) direct.
 pub const WINOGRAD_PER_GEMM: f64 = 256.0;
+/// Cost per byte of transformed weights beyond [`WINOGRAD_CACHE_BYTES`]:
+/// they are streamed from DRAM (~15 GB/s) once per call while the core
+/// does ~56 GFLOP/s, so a byte weighs ~4 FLOPs. Measured on resnet18's
+/// 512-channel 7×7 layers: F(4×4) (37.7 MB of U, 4 tiles) ran slower than
+/// F(2×2) (16.7 MB, 16 tiles).
+pub const WINOGRAD_DRAM_BYTE: f64 = 4.0;
+/// Transformed weights up to this size stay in cache across calls.
+pub const WINOGRAD_CACHE_BYTES: f64 = 1048576.0;
 
 /// Work of a Winograd F(m×m, 3×3) conv (`n = m + 2`): the n² GEMMs
 /// `K×C · C×T` over tiles `T = N·⌈OH/m⌉·⌈OW/m⌉` (rounded up to 4 tiles per
@@ -157,7 +165,8 @@ pub fn winograd_work(c: &Conv, x: Option<&TensorType>, w: Option<&TensorType>, y
     let xform = n2 * tiles * (WINOGRAD_IN_XFORM * cin + WINOGRAD_OUT_XFORM * kout);
     let pad = 2.0 * batch * cin * ((oh / m).ceil() * m + 2.0) * ((ow / m).ceil() * m + 2.0);
     let u_bytes = 4.0 * n2 * kout * cin;
-    gemm + xform + pad + u_bytes + WINOGRAD_PER_GEMM * n2
+    let u_cost = if u_bytes > WINOGRAD_CACHE_BYTES { WINOGRAD_DRAM_BYTE * u_bytes } else { u_bytes };
+    gemm + xform + pad + u_cost + WINOGRAD_PER_GEMM * n2
 }
 
 #[cfg(test)]

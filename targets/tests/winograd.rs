@@ -59,3 +59,32 @@ fn winograd_spans_several_tile_blocks() {
     // 64 -> 64 channels on 56x56: more tiles than one block holds
     case(1, 64, 56, 56, 64, [1, 1, 1, 1], true);
 }
+
+#[test]
+fn winograd_threaded_equals_serial() {
+    // 7 blocks of 2 tile rows (F4 on 56x56): split across a real pool, every
+    // output bit equals the serial run (each block is one task).
+    let (c, hw, k) = (64, 56, 64);
+    let x = vals(c * hw * hw, 5, 1.0);
+    let src = format!(
+        "graph \"g\"\n  input %0 \"x\": f32[1,{c},{hw},{hw}]\n  const %1 \"w\": f32[{k},{c},3,3] = {}\n  %2 = Conv{{kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[1,1,1,1], group=1, layer=\"c\", winograd=4}}(%0, %1): f32[1,{k},{hw},{hw}] @\"c\"\n  output \"y\" = %2\n",
+        list(&vals(k * c * 9, 2, 0.2))
+    );
+    let g = kerf_ir::text::parse(&src).unwrap();
+    let jm = kerf_targets::jit_compile(&g, &kerf_targets::CompileOptions::new("host", "native", "t")).unwrap();
+    let m = jm.model();
+    let xt = t(&[1, c, hw, hw], &x);
+    let run = |pool: Option<&kerf_runtime::ThreadPool>| {
+        let mut out = vec![0u8; k * hw * hw * 4];
+        let mut arena = m.new_arena();
+        let mut outs = [out.as_mut_slice()];
+        match pool {
+            Some(p) => m.run_with_pool(&[xt.bytes()], &mut outs, &mut arena, p).unwrap(),
+            None => m.run(&[xt.bytes()], &mut outs, &mut arena).unwrap(),
+        }
+        out
+    };
+    let serial = run(None);
+    let pool = kerf_runtime::ThreadPool::new(3);
+    assert!(run(Some(&pool)) == serial, "threaded Winograd differs from serial");
+}

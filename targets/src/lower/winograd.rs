@@ -260,15 +260,20 @@ pub fn conv(k: &mut Kernel) -> LResult {
     }
     let (th, tw) = (oh.div_ceil(m), ow.div_ceil(m));
     let tiles = th * tw;
-    // padded image covering every tile's n×n input window
-    let (hp, wp) = (th * m + 2, tw * m + 2);
     let l = k.lanes();
     let vty = k.vty();
-    // tiles per block: V and M within budget, a multiple of L, balanced
+    // Blocks of whole tile rows, balanced, sized so V and M stay within
+    // the budget (at least one tile row); every block covers `tb` tiles
+    // (the last one's surplus lanes recompute the last tile).
     let per_tile = nn * (cin + kout) * 4;
-    let tb_max = (BLOCK_BYTES / per_tile).max(l) / l * l;
-    let nblk = tiles.div_ceil(tb_max);
-    let tb = tiles.div_ceil(nblk).div_ceil(l) * l;
+    let rows_max = (BLOCK_BYTES / per_tile / tw).clamp(1, th);
+    let nblk = th.div_ceil(rows_max);
+    let rows = th.div_ceil(nblk);
+    let tb = (rows * tw).div_ceil(l) * l;
+    let nq = tb / l;
+    // a block's zero-padded input strip: its tile rows plus the 2-row halo
+    let (sh, sw) = (rows * m + 2, tw * m + 2);
+    let strip = cin * sh * sw;
 
     let u = weight_transform(&t, &w, kout, cin);
     let ublob = k.blob_f32(&u);
@@ -281,169 +286,174 @@ pub fn conv(k: &mut Kernel) -> LResult {
     };
     let xp = k.input(0);
     let out = k.output(0);
-    let img = cin * hp * wp;
-    let pad = k.scratch(img * 4);
-    let vbuf = k.scratch(nn * cin * tb * 4);
-    let mbuf = k.scratch(nn * kout * tb * 4);
     let edge = oh % m != 0 || ow % m != 0;
-    let dummy = if edge { Some(k.scratch(16)) } else { None };
+    // Blocks (over the batch too) are independent tasks; each has private
+    // strip, V and M buffers.
+    let per_block = 2 * nn * kout * cin * tb + nn * tb * (6 * cin + 4 * kout);
+    let (lo, hi) = k.parallel_range(batch * nblk, 1, per_block as u64)?;
+    let pad = k.task_scratch(strip * 4);
+    let vbuf = k.task_scratch(nn * cin * tb * 4);
+    let mbuf = k.task_scratch(nn * kout * tb * 4);
+    let dummy = if edge { Some(k.task_scratch(16)) } else { None };
 
-    k.for_n(0, batch as i64, 1, |k, bn| {
-        // zero-padded copy of the image
-        k.for_vec(img, &mut |k, ty, i| {
+    k.for_dyn(lo, hi, 1, |k, bi| {
+        let bn = k.b.ins().udiv_imm_s(bi, nblk as i64);
+        let blk = k.b.ins().urem_imm_s(bi, nblk as i64);
+        let ty0 = k.b.ins().imul_imm_s(blk, rows as i64);
+        let t0 = k.b.ins().imul_imm_s(ty0, tw as i64);
+        // zero-padded strip: padded rows ty0*m .. ty0*m + sh
+        k.for_vec(strip, &mut |k, ty, i| {
             let z = k.fsplat(ty, 0.0);
             k.st_at(z, pad, i, 4, 0);
         });
         let xo = k.b.ins().imul_imm_s(bn, (cin * h * wd) as i64);
         let xbase = k.addr(xp, xo, 4);
-        k.for_n(0, (cin * h) as i64, 1, |k, row| {
-            let src = k.b.ins().imul_imm_s(row, wd as i64);
-            let sb = k.addr(xbase, src, 4);
-            let c = k.b.ins().udiv_imm_s(row, h as i64);
-            let y = k.b.ins().urem_imm_s(row, h as i64);
-            let r = k.b.ins().imul_imm_s(c, hp as i64);
-            let r = k.b.ins().iadd(r, y);
-            let d = k.b.ins().imul_imm_s(r, wp as i64);
-            let d = k.b.ins().iadd_imm_s(d, (ph * wp + pw) as i64);
-            let db = k.addr(pad, d, 4);
-            k.for_vec(wd, &mut |k, ty, j| {
-                let v = k.ld_at(ty, sb, j, 4, 0);
-                k.st_at(v, db, j, 4, 0);
+        let y0 = k.b.ins().imul_imm_s(ty0, m as i64);
+        let y0 = k.b.ins().iadd_imm_s(y0, -(ph as i64));
+        k.for_n(0, sh as i64, 1, |k, r| {
+            let y = k.b.ins().iadd(y0, r);
+            let ok = k.in_range(y, h as i64);
+            k.if_then(ok, |k| {
+                let srow = k.b.ins().imul_imm_s(y, wd as i64);
+                let srow = k.addr(xbase, srow, 4);
+                let drow = k.b.ins().imul_imm_s(r, sw as i64);
+                let drow = k.b.ins().iadd_imm_s(drow, pw as i64);
+                let drow = k.addr(pad, drow, 4);
+                k.for_n(0, cin as i64, 1, |k, c| {
+                    let so = k.b.ins().imul_imm_s(c, (h * wd * 4) as i64);
+                    let sb = k.b.ins().iadd(srow, so);
+                    let d_o = k.b.ins().imul_imm_s(c, (sh * sw * 4) as i64);
+                    let db = k.b.ins().iadd(drow, d_o);
+                    k.for_vec(wd, &mut |k, ty, j| {
+                        let v = k.ld_at(ty, sb, j, 4, 0);
+                        k.st_at(v, db, j, 4, 0);
+                    });
+                });
             });
         });
         let ob = k.b.ins().imul_imm_s(bn, (kout * oh * ow) as i64);
         let obase = k.addr(out, ob, 4);
-        let block = |k: &mut Kernel, t0: Value, cnt: usize| {
-            let nq = cnt.div_ceil(l);
-            // tile index of lane q of quad `qd`, clamped to the last tile:
-            // clamped lanes recompute (and store) the last tile again.
-            let lane_tiles = |k: &mut Kernel, qd: Value| -> Vec<(Value, Value)> {
-                let first = k.b.ins().imul_imm_s(qd, l as i64);
-                let first = k.b.ins().iadd(first, t0);
-                (0..l)
-                    .map(|q| {
-                        let ti = k.b.ins().iadd_imm_s(first, q as i64);
-                        let last = k.ic(tiles as i64 - 1);
-                        let ti = super::conv::imin(k, ti, last);
-                        let ty_ = k.b.ins().udiv_imm_s(ti, tw as i64);
-                        let tx = k.b.ins().urem_imm_s(ti, tw as i64);
-                        (ty_, tx)
-                    })
-                    .collect()
-            };
-            // 1. input transform into V[ξ][quad][c][L]
-            k.for_n(0, nq as i64, 1, |k, qd| {
-                let lanes = lane_tiles(k, qd);
-                let bases: Vec<Value> = lanes
-                    .iter()
-                    .map(|&(ty_, tx)| {
-                        let r = k.b.ins().imul_imm_s(ty_, (m * wp) as i64);
-                        let c = k.b.ins().imul_imm_s(tx, m as i64);
-                        let e = k.b.ins().iadd(r, c);
-                        k.addr(pad, e, 4)
-                    })
-                    .collect();
-                let vq = k.b.ins().imul_imm_s(qd, (cin * l * 4) as i64);
-                let vq = k.b.ins().iadd(vbuf, vq);
-                k.for_n(0, cin as i64, 1, |k, c| {
-                    let co = k.b.ins().imul_imm_s(c, (hp * wp * 4) as i64);
-                    let ps: Vec<Value> = bases.iter().map(|&b| k.b.ins().iadd(b, co)).collect();
-                    let mut d = Vec::with_capacity(nn);
-                    for i in 0..n {
-                        for j in 0..n {
-                            let off = ((i * wp + j) * 4) as i32;
-                            let mut v = k.ld(types::F32, ps[0], off);
-                            if l > 1 {
-                                v = k.b.ins().scalar_to_vector(vty, v);
-                                for (q, &p) in ps.iter().enumerate().skip(1) {
-                                    let s = k.ld(types::F32, p, off);
-                                    v = k.b.ins().insertlane(v, s, q as u8);
-                                }
-                            }
-                            d.push(v);
-                        }
-                    }
-                    let vv = sandwich(k, vty, &t.bt, n, n, &d);
-                    let dst = k.addr(vq, c, (l * 4) as i64);
-                    for (xi, v) in vv.into_iter().enumerate() {
-                        k.st(v, dst, (xi * tb * cin * 4) as i32);
-                    }
-                });
-            });
-            // 2. M[ξ] = U[ξ] · V[ξ]
-            let width = nq * l;
-            k.for_n(0, nn as i64, 1, |k, xi| {
-                let a_off = k.b.ins().imul_imm_s(xi, (kout * cin) as i64);
-                let vp = k.b.ins().imul_imm_s(xi, (tb * cin * 4) as i64);
-                let vp = k.b.ins().iadd(vbuf, vp);
-                let o_off = k.b.ins().imul_imm_s(xi, (kout * tb) as i64);
-                let av = AView { ptr: ublob, sm: cin, sk: 1, ro: true };
-                let ov = OutView { ptr: mbuf, ldo: tb, bias: None };
-                gemm_core(k, kout, width, cin, av, a_off, (vp, false), ov, o_off);
-            });
-            // 3. output transform, bias, store
-            k.for_n(0, kout as i64, 1, |k, ko| {
-                let bv = match bias {
-                    Some(bp) => {
-                        let s = k.ld_at(types::F32, bp, ko, 4, 0);
-                        k.widen(vty, s)
-                    }
-                    None => k.fsplat(vty, 0.0),
-                };
-                let mrow = k.b.ins().imul_imm_s(ko, (tb * 4) as i64);
-                let mrow = k.b.ins().iadd(mbuf, mrow);
-                let oplane = k.b.ins().imul_imm_s(ko, (oh * ow) as i64);
-                let oplane = k.addr(obase, oplane, 4);
-                k.for_n(0, nq as i64, 1, |k, qd| {
-                    let mp = k.addr(mrow, qd, (l * 4) as i64);
-                    let mv: Vec<Value> = (0..nn).map(|xi| k.ld(vty, mp, (xi * kout * tb * 4) as i32)).collect();
-                    let y = sandwich(k, vty, &t.at, m, n, &mv);
-                    let y: Vec<Value> = y.into_iter().map(|v| k.b.ins().fadd(v, bv)).collect();
-                    let lanes = lane_tiles(k, qd);
-                    for (q, &(ty_, tx)) in lanes.iter().enumerate() {
-                        let r0 = k.b.ins().imul_imm_s(ty_, m as i64);
-                        let c0 = k.b.ins().imul_imm_s(tx, m as i64);
-                        let e = k.b.ins().imul_imm_s(r0, ow as i64);
-                        let e = k.b.ins().iadd(e, c0);
-                        let p = k.addr(oplane, e, 4);
-                        let (rok, cok): (Vec<Option<Value>>, Vec<Option<Value>>) = if edge {
-                            let rk = (0..m)
-                                .map(|r| Some(k.b.ins().icmp_imm_s(IntCC::SignedLessThan, r0, oh as i64 - r as i64)))
-                                .collect();
-                            let ck = (0..m)
-                                .map(|c| Some(k.b.ins().icmp_imm_s(IntCC::SignedLessThan, c0, ow as i64 - c as i64)))
-                                .collect();
-                            (rk, ck)
-                        } else {
-                            (vec![None; m], vec![None; m])
-                        };
-                        for r in 0..m {
-                            for c in 0..m {
-                                let v = y[r * m + c];
-                                let s = if l > 1 { k.b.ins().extractlane(v, q as u8) } else { v };
-                                let off = ((r * ow + c) * 4) as i64;
-                                match (rok[r], cok[c], dummy) {
-                                    (Some(a), Some(b), Some(dm)) => {
-                                        let ok = k.b.ins().band(a, b);
-                                        let real = k.add_c(p, off);
-                                        let at = k.b.ins().select(ok, real, dm);
-                                        k.st(s, at, 0);
-                                    }
-                                    _ => k.st(s, p, off as i32),
-                                }
-                            }
-                        }
-                    }
-                });
-            });
+        // tile (row, column) of lane q of quad `qd`, clamped to the last
+        // tile: clamped lanes recompute (and store) the last tile again.
+        let lane_tiles = |k: &mut Kernel, qd: Value| -> Vec<(Value, Value)> {
+            let first = k.b.ins().imul_imm_s(qd, l as i64);
+            let first = k.b.ins().iadd(first, t0);
+            (0..l)
+                .map(|q| {
+                    let ti = k.b.ins().iadd_imm_s(first, q as i64);
+                    let last = k.ic(tiles as i64 - 1);
+                    let ti = super::conv::imin(k, ti, last);
+                    let ty_ = k.b.ins().udiv_imm_s(ti, tw as i64);
+                    let tx = k.b.ins().urem_imm_s(ti, tw as i64);
+                    (ty_, tx)
+                })
+                .collect()
         };
-        let full = tiles / tb;
-        let rest = tiles % tb;
-        k.for_n(0, (full * tb) as i64, tb as i64, |k, t0| block(k, t0, tb));
-        if rest > 0 {
-            let t0 = k.ic((full * tb) as i64);
-            block(k, t0, rest);
-        }
+        // 1. input transform into V[ξ][quad][c][L]
+        k.for_n(0, nq as i64, 1, |k, qd| {
+            let lanes = lane_tiles(k, qd);
+            let bases: Vec<Value> = lanes
+                .iter()
+                .map(|&(ty_, tx)| {
+                    let r = k.b.ins().isub(ty_, ty0);
+                    let r = k.b.ins().imul_imm_s(r, (m * sw) as i64);
+                    let c = k.b.ins().imul_imm_s(tx, m as i64);
+                    let e = k.b.ins().iadd(r, c);
+                    k.addr(pad, e, 4)
+                })
+                .collect();
+            let vq = k.b.ins().imul_imm_s(qd, (cin * l * 4) as i64);
+            let vq = k.b.ins().iadd(vbuf, vq);
+            k.for_n(0, cin as i64, 1, |k, c| {
+                let co = k.b.ins().imul_imm_s(c, (sh * sw * 4) as i64);
+                let ps: Vec<Value> = bases.iter().map(|&b| k.b.ins().iadd(b, co)).collect();
+                let mut d = Vec::with_capacity(nn);
+                for i in 0..n {
+                    for j in 0..n {
+                        let off = ((i * sw + j) * 4) as i32;
+                        let mut v = k.ld(types::F32, ps[0], off);
+                        if l > 1 {
+                            v = k.b.ins().scalar_to_vector(vty, v);
+                            for (q, &p) in ps.iter().enumerate().skip(1) {
+                                let s = k.ld(types::F32, p, off);
+                                v = k.b.ins().insertlane(v, s, q as u8);
+                            }
+                        }
+                        d.push(v);
+                    }
+                }
+                let vv = sandwich(k, vty, &t.bt, n, n, &d);
+                let dst = k.addr(vq, c, (l * 4) as i64);
+                for (xi, v) in vv.into_iter().enumerate() {
+                    k.st(v, dst, (xi * tb * cin * 4) as i32);
+                }
+            });
+        });
+        // 2. M[ξ] = U[ξ] · V[ξ]
+        k.for_n(0, nn as i64, 1, |k, xi| {
+            let a_off = k.b.ins().imul_imm_s(xi, (kout * cin) as i64);
+            let vp = k.b.ins().imul_imm_s(xi, (tb * cin * 4) as i64);
+            let vp = k.b.ins().iadd(vbuf, vp);
+            let o_off = k.b.ins().imul_imm_s(xi, (kout * tb) as i64);
+            let av = AView { ptr: ublob, sm: cin, sk: 1, ro: true };
+            let ov = OutView { ptr: mbuf, ldo: tb, bias: None };
+            gemm_core(k, kout, tb, cin, av, a_off, (vp, false), ov, o_off);
+        });
+        // 3. output transform, bias, store
+        k.for_n(0, kout as i64, 1, |k, ko| {
+            let bv = match bias {
+                Some(bp) => {
+                    let s = k.ld_at(types::F32, bp, ko, 4, 0);
+                    k.widen(vty, s)
+                }
+                None => k.fsplat(vty, 0.0),
+            };
+            let mrow = k.b.ins().imul_imm_s(ko, (tb * 4) as i64);
+            let mrow = k.b.ins().iadd(mbuf, mrow);
+            let oplane = k.b.ins().imul_imm_s(ko, (oh * ow) as i64);
+            let oplane = k.addr(obase, oplane, 4);
+            k.for_n(0, nq as i64, 1, |k, qd| {
+                let mp = k.addr(mrow, qd, (l * 4) as i64);
+                let mv: Vec<Value> = (0..nn).map(|xi| k.ld(vty, mp, (xi * kout * tb * 4) as i32)).collect();
+                let y = sandwich(k, vty, &t.at, m, n, &mv);
+                let y: Vec<Value> = y.into_iter().map(|v| k.b.ins().fadd(v, bv)).collect();
+                let lanes = lane_tiles(k, qd);
+                for (q, &(ty_, tx)) in lanes.iter().enumerate() {
+                    let r0 = k.b.ins().imul_imm_s(ty_, m as i64);
+                    let c0 = k.b.ins().imul_imm_s(tx, m as i64);
+                    let e = k.b.ins().imul_imm_s(r0, ow as i64);
+                    let e = k.b.ins().iadd(e, c0);
+                    let p = k.addr(oplane, e, 4);
+                    let (rok, cok): (Vec<Option<Value>>, Vec<Option<Value>>) = if edge {
+                        let rk = (0..m)
+                            .map(|r| Some(k.b.ins().icmp_imm_s(IntCC::SignedLessThan, r0, oh as i64 - r as i64)))
+                            .collect();
+                        let ck = (0..m)
+                            .map(|c| Some(k.b.ins().icmp_imm_s(IntCC::SignedLessThan, c0, ow as i64 - c as i64)))
+                            .collect();
+                        (rk, ck)
+                    } else {
+                        (vec![None; m], vec![None; m])
+                    };
+                    for r in 0..m {
+                        for c in 0..m {
+                            let v = y[r * m + c];
+                            let s = if l > 1 { k.b.ins().extractlane(v, q as u8) } else { v };
+                            let off = ((r * ow + c) * 4) as i64;
+                            match (rok[r], cok[c], dummy) {
+                                (Some(a), Some(b), Some(dm)) => {
+                                    let ok = k.b.ins().band(a, b);
+                                    let real = k.add_c(p, off);
+                                    let at = k.b.ins().select(ok, real, dm);
+                                    k.st(s, at, 0);
+                                }
+                                _ => k.st(s, p, off as i32),
+                            }
+                        }
+                    }
+                }
+            });
+        });
     });
     Ok(())
 }
