@@ -22,6 +22,17 @@ extern "C" {
 #define KERF_DTYPE_INT32 6
 #define KERF_DTYPE_INT64 7
 #define KERF_DTYPE_BOOL 9
+/* narrow types: one byte per element, never packed (see docs/abi.md) */
+#define KERF_DTYPE_FLOAT8E4M3FN 17
+#define KERF_DTYPE_FLOAT8E4M3FNUZ 18
+#define KERF_DTYPE_FLOAT8E5M2 19
+#define KERF_DTYPE_FLOAT8E5M2FNUZ 20
+#define KERF_DTYPE_UINT4 21
+#define KERF_DTYPE_INT4 22
+#define KERF_DTYPE_FLOAT4E2M1 23
+#define KERF_DTYPE_FLOAT8E8M0 24
+#define KERF_DTYPE_UINT2 25
+#define KERF_DTYPE_INT2 26
 typedef struct kerf_runtime {
     uint32_t abi_version;
     uint32_t num_threads;

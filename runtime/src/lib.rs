@@ -52,11 +52,25 @@ pub mod dtype {
     pub const UINT32: i32 = 12;
     pub const UINT64: i32 = 13;
     pub const BFLOAT16: i32 = 16;
+    // Narrow types: one byte per element in kerf buffers, never packed
+    // (float8: the code; float4: the code in the low nibble; int4/int2:
+    // sign-extended; uint4/uint2: zero-extended). See docs/abi.md.
+    pub const FLOAT8E4M3FN: i32 = 17;
+    pub const FLOAT8E4M3FNUZ: i32 = 18;
+    pub const FLOAT8E5M2: i32 = 19;
+    pub const FLOAT8E5M2FNUZ: i32 = 20;
+    pub const UINT4: i32 = 21;
+    pub const INT4: i32 = 22;
+    pub const FLOAT4E2M1: i32 = 23;
+    pub const FLOAT8E8M0: i32 = 24;
+    pub const UINT2: i32 = 25;
+    pub const INT2: i32 = 26;
 
-    /// Element size in bytes of a dtype code, or `None` if unknown.
+    /// Element size in bytes of a dtype code in kerf buffers, or `None` if unknown.
     pub fn size(code: i32) -> Option<usize> {
         Some(match code {
             UINT8 | INT8 | BOOL => 1,
+            FLOAT8E4M3FN..=INT2 => 1,
             UINT16 | INT16 | FLOAT16 | BFLOAT16 => 2,
             FLOAT | INT32 | UINT32 => 4,
             INT64 | DOUBLE | UINT64 => 8,
@@ -507,6 +521,8 @@ mod tests {
         assert_eq!(dtype::size(dtype::FLOAT), Some(4));
         assert_eq!(dtype::size(dtype::INT64), Some(8));
         assert_eq!(dtype::size(8), None);
+        assert_eq!(dtype::size(dtype::INT4), Some(1), "narrow types are unpacked");
+        assert_eq!(dtype::size(dtype::FLOAT8E4M3FN), Some(1));
     }
 
     static NAME: &[u8] = b"x\0";
