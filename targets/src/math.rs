@@ -28,6 +28,11 @@
 //!   they saturate exactly to ±1 (0 and 1 for sigmoid) and never produce NaN from a non-NaN input.
 //! - `gelu`: error ≤ [`MAX_ABS_ERR_GELU`] · max(1, |gelu(x)|); `gelu(-inf) = -0`, `gelu(inf) = inf`.
 //! - `floor`: exact, including -0, |x| ≥ 2^23, ±inf and NaN.
+//! - `tan`, `asin`, `acos`, `atan`, `sinh`, `cosh`, `asinh`, `acosh`, `atanh` (in `math/trig.rs`):
+//!   ≤ [`MAX_ULP_TAN`] / [`MAX_ULP_INV_HYP`] ulp (tan for |x| ≤ [`TAN_ULP_MAX_ARG`], and
+//!   beyond that within 4 ulp of tan(x + δ), |δ| ≤ [`TAN_ARG_REL_ERR`]·|x|).
+//! - `exp64`, `log64` (scalar f64, `math/double.rs`): ≤ 1 ulp; `fmod64`/`pymod64` exact for
+//!   quotients below 2^53.
 //! - `sin`, `cos`: absolute error ≤ [`MAX_ABS_ERR_SIN_COS`] for |x| ≤ [`SIN_COS_MAX_ARG`];
 //!   beyond that the reduction loses accuracy but results stay in [-1, 1]; ±inf and NaN give
 //!   NaN.
@@ -434,11 +439,10 @@ pub fn cos(b: &mut FunctionBuilder, x: Value) -> Value {
     sin_cos(b, x, 1)
 }
 
-/// x = j·π/2 + r with |r| ≤ π/4 (j rounded with the 1.5·2^23 trick, r by a three-part
-/// Cody–Waite split of π/2 from Cephes), Cephes' `sinf`/`cosf` polynomials on r, then the
-/// quadrant `q = j + shift` picks the polynomial (q odd: cos) and the sign (q & 2).
-fn sin_cos(b: &mut FunctionBuilder, x: Value, shift: i32) -> Value {
-    let t = Ty::of(b, x);
+/// The reduced argument of [`sin`], [`cos`] and [`tan`](trig::tan): `(j, sin r, cos r)` with
+/// x = j·π/2 + r, |r| ≤ π/4 (j rounded with the 1.5·2^23 trick, r by a three-part Cody–Waite
+/// split of π/2 from Cephes) and Cephes' `sinf`/`cosf` polynomials on r.
+fn reduce_half_pi(b: &mut FunctionBuilder, t: Ty, x: Value) -> (Value, Value, Value) {
     // |x·2/π| is clamped to 2^22 so the rounding trick stays valid (results beyond
     // SIN_COS_MAX_ARG are inaccurate anyway; the final clamp keeps them in [-1, 1]).
     let two_over_pi = fc(b, t, std::f32::consts::FRAC_2_PI);
@@ -481,7 +485,15 @@ fn sin_cos(b: &mut FunctionBuilder, x: Value, shift: i32) -> Value {
     let one = fc(b, t, 1.0);
     let c1 = b.ins().fsub(one, hz);
     let cos_r = b.ins().fadd(c1, cz);
+    (j, sin_r, cos_r)
+}
 
+/// The quadrant `q = j + shift` of [`reduce_half_pi`] picks the polynomial (q odd: cos) and
+/// the sign (q & 2).
+fn sin_cos(b: &mut FunctionBuilder, x: Value, shift: i32) -> Value {
+    let t = Ty::of(b, x);
+    let (j, sin_r, cos_r) = reduce_half_pi(b, t, x);
+    let one = fc(b, t, 1.0);
     let sh = ic(b, t, shift);
     let q = b.ins().iadd(j, sh);
     let one_i = ic(b, t, 1);
@@ -505,6 +517,14 @@ fn sin_cos(b: &mut FunctionBuilder, x: Value, shift: i32) -> Value {
     let nan = fc(b, t, f32::NAN);
     sel(b, t, finite, y, nan)
 }
+
+mod double;
+mod trig;
+pub use double::{exp64, fmod64, log64, pymod64, MAX_ULP_EXP64, MAX_ULP_LOG64};
+pub use trig::{
+    acos, acosh, asin, asinh, atan, atanh, cosh, sinh, tan, MAX_ULP_INV_HYP, MAX_ULP_TAN, TAN_ARG_REL_ERR,
+    TAN_ULP_MAX_ARG,
+};
 
 #[cfg(test)]
 mod tests;

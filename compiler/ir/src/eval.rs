@@ -80,6 +80,19 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, IrError> {
                 Tensor::from_i64_values(out0.dtype, x.shape().to_vec(), &v)?
             }
         }
+        Op::Binary(b) if b.is_bitwise() => {
+            let (a, c) = (inputs[0], inputs[1]);
+            let ia = broadcast_index(a.shape(), &out0.shape);
+            let ic = broadcast_index(c.shape(), &out0.shape);
+            let (va, vc) = (a.to_i64_vec(), c.to_i64_vec());
+            let d = a.dtype();
+            let v = ia
+                .iter()
+                .zip(&ic)
+                .map(|(&i, &j)| bitwise_i(*b, d, va[i], vc[j]).ok_or_else(|| err(op, format!("not defined on {d}"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            Tensor::from_i64_values(out0.dtype, out0.shape.clone(), &v)?
+        }
         Op::Binary(b) => {
             let (a, c) = (inputs[0], inputs[1]);
             let ia = broadcast_index(a.shape(), &out0.shape);
@@ -380,6 +393,16 @@ fn unary_f(u: UnaryOp, x: f64) -> f64 {
         Softplus => x.exp().ln_1p(),
         Softsign => x / (1.0 + x.abs()),
         HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+        BitwiseNot => f64::NAN,
+        Tan => x.tan(),
+        Asin => x.asin(),
+        Acos => x.acos(),
+        Atan => x.atan(),
+        Sinh => x.sinh(),
+        Cosh => x.cosh(),
+        Asinh => x.asinh(),
+        Acosh => x.acosh(),
+        Atanh => x.atanh(),
         LeakyRelu { alpha } => {
             if x < 0.0 {
                 alpha.get() as f64 * x
@@ -411,6 +434,8 @@ fn unary_i(u: UnaryOp, x: i64) -> Option<i64> {
         UnaryOp::Relu => x.max(0),
         UnaryOp::Sign => x.signum(),
         UnaryOp::Not => i64::from(x == 0),
+        // the bit pattern is truncated to the dtype's width on store
+        UnaryOp::BitwiseNot => !x,
         UnaryOp::Clip { min, max } => {
             let (lo, hi) = (min.get() as f64, max.get() as f64);
             (x as f64).max(lo).min(hi) as i64
@@ -466,6 +491,7 @@ fn binary_f(b: BinaryOp, x: f64, y: f64) -> f64 {
                 x
             }
         }
+        BitShiftLeft | BitShiftRight | BitwiseAnd | BitwiseOr | BitwiseXor => f64::NAN,
     }
 }
 
@@ -504,6 +530,43 @@ fn binary_i(b: BinaryOp, x: i64, y: i64) -> Option<i64> {
                 x
             }
         }
+        BitShiftLeft | BitShiftRight | BitwiseAnd | BitwiseOr | BitwiseXor => return None,
+    })
+}
+
+/// Shifts and bitwise ops on integers held as i64 (sign- or zero-extended
+/// from dtype `d`); the result is truncated to `d` by the caller.
+fn bitwise_i(b: BinaryOp, d: DType, x: i64, y: i64) -> Option<i64> {
+    use BinaryOp::*;
+    if !d.is_int() {
+        return None;
+    }
+    let bits = d.size() as u32 * 8;
+    // the shift amount is read as an unsigned number of the dtype's width
+    let amount = (y as u64) & (u64::MAX >> (64 - bits));
+    let mask = u64::MAX >> (64 - bits);
+    Some(match b {
+        BitwiseAnd => x & y,
+        BitwiseOr => x | y,
+        BitwiseXor => x ^ y,
+        BitShiftLeft => {
+            if amount >= u64::from(bits) {
+                0
+            } else {
+                x.wrapping_shl(amount as u32)
+            }
+        }
+        BitShiftRight => {
+            if d.is_signed_int() {
+                // sign-extended i64: an arithmetic shift by at most bits-1 is the sign fill
+                x >> amount.min(u64::from(bits) - 1)
+            } else if amount >= u64::from(bits) {
+                0
+            } else {
+                (((x as u64) & mask) >> amount) as i64
+            }
+        }
+        _ => return None,
     })
 }
 

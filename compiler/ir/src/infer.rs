@@ -119,6 +119,11 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
                         return Err(format!("Not needs bool input, got {t}"));
                     }
                 }
+                UnaryOp::BitwiseNot => {
+                    if !t.dtype.is_int() {
+                        return Err(format!("BitwiseNot needs an integer input, got {t}"));
+                    }
+                }
                 u if u.accepts_int() => {
                     if t.dtype == DType::Bool {
                         return Err(format!("input must be numeric, got {t}"));
@@ -142,6 +147,12 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
                         return Err(format!("{} needs bool inputs, got {d}", b.name()));
                     }
                     one(DType::Bool, shape)
+                }
+                b if b.is_bitwise() => {
+                    if !d.is_int() {
+                        return Err(format!("{} needs integer inputs, got {d}", b.name()));
+                    }
+                    one(d, shape)
                 }
                 b if b.yields_bool() => one(DType::Bool, shape),
                 _ => one(d, shape),
@@ -615,6 +626,7 @@ mod tests {
             window: Window { kernel: vec![3, 3], strides: vec![2, 2], dilations: vec![1, 1], pads: vec![1, 1, 1, 1] },
             group: 1,
             layer: Layer("c".into()),
+            algo: crate::op::ConvAlgo::Direct,
         });
         let out = infer(&op, &[&t(&[1, 3, 224, 224]), &t(&[32, 3, 3, 3])]).unwrap();
         assert_eq!(out[0].shape, vec![1, 32, 112, 112]);
@@ -647,4 +659,3 @@ mod tests {
         assert!(slice_len(0, 11, 1, 10).is_err());
     }
 }
-            algo: crate::op::ConvAlgo::Direct,

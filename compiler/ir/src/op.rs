@@ -38,6 +38,17 @@ pub enum UnaryOp {
     Softplus,
     Softsign,
     HardSwish,
+    /// Bitwise complement of an integer (ONNX BitwiseNot).
+    BitwiseNot,
+    Tan,
+    Asin,
+    Acos,
+    Atan,
+    Sinh,
+    Cosh,
+    Asinh,
+    Acosh,
+    Atanh,
     /// `max(x, 0) + alpha * min(x, 0)`
     LeakyRelu {
         alpha: F32,
@@ -89,6 +100,16 @@ impl UnaryOp {
             Softplus => "Softplus",
             Softsign => "Softsign",
             HardSwish => "HardSwish",
+            BitwiseNot => "BitwiseNot",
+            Tan => "Tan",
+            Asin => "Asin",
+            Acos => "Acos",
+            Atan => "Atan",
+            Sinh => "Sinh",
+            Cosh => "Cosh",
+            Asinh => "Asinh",
+            Acosh => "Acosh",
+            Atanh => "Atanh",
             LeakyRelu { .. } => "LeakyRelu",
             HardSigmoid { .. } => "HardSigmoid",
             Clip { .. } => "Clip",
@@ -98,7 +119,7 @@ impl UnaryOp {
         }
     }
 
-    const SIMPLE: [UnaryOp; 20] = [
+    const SIMPLE: [UnaryOp; 30] = [
         UnaryOp::Neg,
         UnaryOp::Abs,
         UnaryOp::Sqrt,
@@ -119,11 +140,24 @@ impl UnaryOp {
         UnaryOp::Softplus,
         UnaryOp::Softsign,
         UnaryOp::HardSwish,
+        UnaryOp::BitwiseNot,
+        UnaryOp::Tan,
+        UnaryOp::Asin,
+        UnaryOp::Acos,
+        UnaryOp::Atan,
+        UnaryOp::Sinh,
+        UnaryOp::Cosh,
+        UnaryOp::Asinh,
+        UnaryOp::Acosh,
+        UnaryOp::Atanh,
     ];
 
     /// Whether the op is defined on integer inputs as well as floats.
     pub fn accepts_int(self) -> bool {
-        matches!(self, UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu | UnaryOp::Sign | UnaryOp::Clip { .. })
+        matches!(
+            self,
+            UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu | UnaryOp::Sign | UnaryOp::Clip { .. } | UnaryOp::BitwiseNot
+        )
     }
 }
 
@@ -151,10 +185,20 @@ pub enum BinaryOp {
     Xor,
     /// PRelu: `x < 0 ? slope * x : x` (slope is the second input).
     PRelu,
+    /// Integer shifts (ONNX BitShift). The shift amount is read as unsigned;
+    /// amounts ≥ the bit width give 0 (left, logical right) or the sign fill
+    /// (arithmetic right on signed types).
+    BitShiftLeft,
+    BitShiftRight,
+    /// Integer bitwise ops (ONNX BitwiseAnd/Or/Xor); `And`/`Or`/`Xor` are the
+    /// logical ops on bool.
+    BitwiseAnd,
+    BitwiseOr,
+    BitwiseXor,
 }
 
 impl BinaryOp {
-    pub const ALL: [BinaryOp; 18] = [
+    pub const ALL: [BinaryOp; 23] = [
         BinaryOp::Add,
         BinaryOp::Sub,
         BinaryOp::Mul,
@@ -173,6 +217,11 @@ impl BinaryOp {
         BinaryOp::Or,
         BinaryOp::Xor,
         BinaryOp::PRelu,
+        BinaryOp::BitShiftLeft,
+        BinaryOp::BitShiftRight,
+        BinaryOp::BitwiseAnd,
+        BinaryOp::BitwiseOr,
+        BinaryOp::BitwiseXor,
     ];
 
     pub fn name(self) -> &'static str {
@@ -196,7 +245,18 @@ impl BinaryOp {
             Or => "Or",
             Xor => "Xor",
             PRelu => "PRelu",
+            BitShiftLeft => "BitShiftLeft",
+            BitShiftRight => "BitShiftRight",
+            BitwiseAnd => "BitwiseAnd",
+            BitwiseOr => "BitwiseOr",
+            BitwiseXor => "BitwiseXor",
         }
+    }
+
+    /// Shifts and bitwise ops: integer inputs only, result of the input type.
+    pub fn is_bitwise(self) -> bool {
+        use BinaryOp::*;
+        matches!(self, BitShiftLeft | BitShiftRight | BitwiseAnd | BitwiseOr | BitwiseXor)
     }
 
     /// Comparison and logic ops produce `bool`.
@@ -300,6 +360,33 @@ pub struct Conv {
     pub window: Window,
     pub group: usize,
     pub layer: Layer,
+    /// How the conv is computed (not what): chosen per layer by the
+    /// `winograd` rule group and the cost model. Printed only when not
+    /// [`ConvAlgo::Direct`].
+    pub algo: ConvAlgo,
+}
+
+/// The algorithm of a [`Conv`]. Every algorithm computes the same function;
+/// they differ in f32 rounding only (Winograd within the codegen tolerance).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConvAlgo {
+    /// Direct / im2col-GEMM convolution.
+    #[default]
+    Direct,
+    /// Winograd F(m×m, 3×3) with `tile` = m ∈ {2, 4} output pixels per tile
+    /// side; only for 2-D 3×3 stride-1 dilation-1 group-1 convs
+    /// ([`Conv::winograd_eligible`]).
+    Winograd { tile: u8 },
+}
+
+impl Conv {
+    /// Whether Winograd F(m×m, 3×3) computes this conv: 2-D, 3×3 kernel,
+    /// stride 1, dilation 1, one group (any padding). Dtype and constant
+    /// weights are the caller's to check.
+    pub fn winograd_eligible(&self) -> bool {
+        let w = &self.window;
+        w.rank() == 2 && w.kernel == [3, 3] && w.strides == [1, 1] && w.dilations == [1, 1] && self.group == 1
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -360,33 +447,6 @@ pub enum CoordMode {
     TfCropAndResize,
     HalfPixelSymmetric,
 }
-    /// How the conv is computed (not what): chosen per layer by the
-    /// `winograd` rule group and the cost model. Printed only when not
-    /// [`ConvAlgo::Direct`].
-    pub algo: ConvAlgo,
-}
-
-/// The algorithm of a [`Conv`]. Every algorithm computes the same function;
-/// they differ in f32 rounding only (Winograd within the codegen tolerance).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ConvAlgo {
-    /// Direct / im2col-GEMM convolution.
-    #[default]
-    Direct,
-    /// Winograd F(m×m, 3×3) with `tile` = m ∈ {2, 4} output pixels per tile
-    /// side; only for 2-D 3×3 stride-1 dilation-1 group-1 convs
-    /// ([`Conv::winograd_eligible`]).
-    Winograd { tile: u8 },
-}
-
-impl Conv {
-    /// Whether Winograd F(m×m, 3×3) computes this conv: 2-D, 3×3 kernel,
-    /// stride 1, dilation 1, one group (any padding). Dtype and constant
-    /// weights are the caller's to check.
-    pub fn winograd_eligible(&self) -> bool {
-        let w = &self.window;
-        w.rank() == 2 && w.kernel == [3, 3] && w.strides == [1, 1] && w.dilations == [1, 1] && self.group == 1
-    }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Resize {
@@ -658,10 +718,18 @@ impl Op {
                 _ => {}
             },
             Op::Cast(d) => a.push(("to", ident(d.name()))),
+            Op::CastF8 { to, saturate, round } => {
+                a.push(("to", ident(to.name())));
+                a.push(("saturate", Attr::Bool(*saturate)));
+                a.push(("round", ident(round.name())));
+            }
             Op::Conv(c) => {
                 c.window.attrs(&mut a);
                 a.push(("group", Attr::Int(c.group as i64)));
                 a.push(("layer", Attr::Str(c.layer.0.clone())));
+                if let ConvAlgo::Winograd { tile } = c.algo {
+                    a.push(("winograd", Attr::Int(i64::from(tile))));
+                }
             }
             Op::ConvTranspose(c) => {
                 c.window.attrs(&mut a);
@@ -741,9 +809,6 @@ impl Op {
             }
             Op::Binary(_) | Op::Where | Op::Identity | Op::Dropout | Op::GlobalAveragePool | Op::GlobalMaxPool => {}
         }
-                if let ConvAlgo::Winograd { tile } = c.algo {
-                    a.push(("winograd", Attr::Int(i64::from(tile))));
-                }
         a
     }
 

@@ -12,7 +12,7 @@ use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
 use kerf_ir::{BinaryOp, DType, Op, UnaryOp};
 
-use super::cast::cast_scalar;
+use super::cast::{cast_scalar, f32_to_half, half_to_f32, is_half};
 use super::{Kernel, LResult};
 use crate::math;
 
@@ -25,7 +25,7 @@ pub fn cl_type(d: DType) -> Option<Type> {
         DType::I16 | DType::U16 => types::I16,
         DType::I32 | DType::U32 => types::I32,
         DType::I64 | DType::U64 => types::I64,
-        // stored as 16-bit patterns; only Cast and Where touch them
+        // stored as 16-bit patterns; float ops convert through f32
         DType::F16 | DType::BF16 => types::I16,
         // narrow storage types: only Cast (lower/cast.rs) and data movement
         _ => return None,
@@ -221,7 +221,16 @@ pub fn unary_f(k: &mut Kernel, u: UnaryOp, ty: Type, x: Value) -> LResult<Value>
         }
         Sin => math::sin(&mut k.b, x),
         Cos => math::cos(&mut k.b, x),
-        Not => return Err(format!("{} is not implemented for f32", u.name())),
+        Tan => math::tan(&mut k.b, x),
+        Asin => math::asin(&mut k.b, x),
+        Acos => math::acos(&mut k.b, x),
+        Atan => math::atan(&mut k.b, x),
+        Sinh => math::sinh(&mut k.b, x),
+        Cosh => math::cosh(&mut k.b, x),
+        Asinh => math::asinh(&mut k.b, x),
+        Acosh => math::acosh(&mut k.b, x),
+        Atanh => math::atanh(&mut k.b, x),
+        Not | BitwiseNot => return Err(format!("{} is not implemented for f32", u.name())),
     })
 }
 
@@ -291,6 +300,13 @@ fn binary_scalar(k: &mut Kernel, op: BinaryOp, d: DType, a: Value, b: Value, con
             let c = k.b.ins().fcmp(cc, a, b);
             return Ok(bool_of(k, c));
         }
+        if matches!(op, Mod | Fmod) {
+            // exact in f64 (the f32 remainder is representable), rounded once back
+            let a64 = k.b.ins().fpromote(types::F64, a);
+            let b64 = k.b.ins().fpromote(types::F64, b);
+            let r = binary_f64(k, op, a64, b64)?;
+            return Ok(k.b.ins().fdemote(types::F32, r));
+        }
         return binary_f(k, op, types::F32, a, b, const_exp);
     }
     if d == DType::F64 {
@@ -328,11 +344,29 @@ fn binary_scalar(k: &mut Kernel, op: BinaryOp, d: DType, a: Value, b: Value, con
         GreaterOrEqual => ins.icmp(cmp(IntCC::SignedGreaterThanOrEqual, IntCC::UnsignedGreaterThanOrEqual), a, b),
         Less => ins.icmp(cmp(IntCC::SignedLessThan, IntCC::UnsignedLessThan), a, b),
         LessOrEqual => ins.icmp(cmp(IntCC::SignedLessThanOrEqual, IntCC::UnsignedLessThanOrEqual), a, b),
-        And => ins.band(a, b),
-        Or => ins.bor(a, b),
-        Xor => ins.bxor(a, b),
+        And | BitwiseAnd => ins.band(a, b),
+        Or | BitwiseOr => ins.bor(a, b),
+        Xor | BitwiseXor => ins.bxor(a, b),
+        BitShiftLeft | BitShiftRight => shift(k, op == BitShiftLeft, signed, a, b),
         _ => return Err(format!("{} on {d} is not supported", op.name())),
     })
+}
+
+/// ONNX BitShift: the amount is unsigned; amounts ≥ the width give 0, or the
+/// sign fill for an arithmetic right shift (Cranelift masks the amount to the
+/// width, so it is clamped to width - 1 and the out-of-range lanes selected).
+fn shift(k: &mut Kernel, left: bool, signed: bool, a: Value, s: Value) -> Value {
+    let ty = k.b.func.dfg.value_type(a);
+    let bits = i64::from(ty.bits());
+    let big = k.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, s, bits);
+    let top = k.b.ins().iconst(ty, bits - 1);
+    let sc = k.b.ins().umin(s, top);
+    if !left && signed {
+        return k.b.ins().sshr(a, sc);
+    }
+    let r = if left { k.b.ins().ishl(a, sc) } else { k.b.ins().ushr(a, sc) };
+    let zero = k.b.ins().iconst(ty, 0);
+    k.b.ins().select(big, zero, r)
 }
 
 /// The f64 binary ops (scalar; exact IEEE operations, no transcendental).
@@ -351,6 +385,8 @@ fn binary_f64(k: &mut Kernel, op: BinaryOp, a: Value, b: Value) -> LResult<Value
         GreaterOrEqual => ins.fcmp(FloatCC::GreaterThanOrEqual, a, b),
         Less => ins.fcmp(FloatCC::LessThan, a, b),
         LessOrEqual => ins.fcmp(FloatCC::LessThanOrEqual, a, b),
+        Mod => math::pymod64(&mut k.b, a, b),
+        Fmod => math::fmod64(&mut k.b, a, b),
         _ => return Err(format!("{} on f64 is not supported", op.name())),
     })
 }
@@ -408,6 +444,25 @@ fn unary_scalar(k: &mut Kernel, u: UnaryOp, d: DType, x: Value) -> LResult<Value
                 let c = k.b.ins().fcmp(FloatCC::LessThan, x, z);
                 k.b.ins().select(c, z, x)
             }
+            UnaryOp::Exp => math::exp64(&mut k.b, x),
+            UnaryOp::Log => math::log64(&mut k.b, x),
+            UnaryOp::Reciprocal => {
+                let o = k.b.ins().f64const(1.0);
+                k.b.ins().fdiv(o, x)
+            }
+            UnaryOp::Sigmoid => {
+                // e = e^-|x| never overflows; 1/(1+e) or e/(1+e)
+                let a = k.b.ins().fabs(x);
+                let na = k.b.ins().fneg(a);
+                let e = math::exp64(&mut k.b, na);
+                let o = k.b.ins().f64const(1.0);
+                let den = k.b.ins().fadd(e, o);
+                let r = k.b.ins().fdiv(o, den);
+                let er = k.b.ins().fmul(e, r);
+                let z = k.b.ins().f64const(0.0);
+                let neg = k.b.ins().fcmp(FloatCC::LessThan, x, z);
+                k.b.ins().select(neg, er, r)
+            }
             _ => return Err(format!("{} on {d} is not supported", u.name())),
         });
     }
@@ -437,6 +492,9 @@ fn unary_scalar(k: &mut Kernel, u: UnaryOp, d: DType, x: Value) -> LResult<Value
             let v = ins.umax(x, lo);
             k.b.ins().umin(v, hi)
         });
+    }
+    if u == UnaryOp::BitwiseNot && d.is_int() {
+        return Ok(k.b.ins().bnot(x));
     }
     if d.is_signed_int() {
         let ins = k.b.ins();
@@ -526,7 +584,7 @@ pub fn lower(k: &mut Kernel) -> LResult {
     }
     // Vector path: every operand and the result are f32 and the op is float -> float.
     let all_f32 = in_d.iter().all(|&d| d == DType::F32) && od == DType::F32;
-    let vec_ok = k.caps.simd && all_f32;
+    let vec_ok = k.caps.simd && all_f32 && !matches!(op, Op::Binary(BinaryOp::Mod | BinaryOp::Fmod));
     // Validate the op once on a scalar type by dry-run checks.
     if !mixed_pow {
         check(&op, &in_d, od)?;
@@ -594,15 +652,27 @@ fn check(op: &Op, in_d: &[DType], od: DType) -> LResult {
     use BinaryOp::*;
     match op {
         Op::Unary(u) => {
-            let d = in_d[0];
+            // halves compute in f32
+            let d = if is_half(in_d[0]) { DType::F32 } else { in_d[0] };
             let ok = match d {
-                DType::F32 => !matches!(u, UnaryOp::Not),
-                DType::F64 => matches!(u, UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sqrt | UnaryOp::Relu),
+                DType::F32 => !matches!(u, UnaryOp::Not | UnaryOp::BitwiseNot),
+                DType::F64 => matches!(
+                    u,
+                    UnaryOp::Neg
+                        | UnaryOp::Abs
+                        | UnaryOp::Sqrt
+                        | UnaryOp::Relu
+                        | UnaryOp::Exp
+                        | UnaryOp::Log
+                        | UnaryOp::Reciprocal
+                        | UnaryOp::Sigmoid
+                ),
                 DType::Bool => *u == UnaryOp::Not,
-                d if d.is_signed_int() => {
-                    matches!(u, UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu | UnaryOp::Clip { .. })
-                }
-                d if d.is_int() => matches!(u, UnaryOp::Clip { .. }),
+                d if d.is_signed_int() => matches!(
+                    u,
+                    UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu | UnaryOp::Clip { .. } | UnaryOp::BitwiseNot
+                ),
+                d if d.is_int() => matches!(u, UnaryOp::Clip { .. } | UnaryOp::BitwiseNot),
                 _ => false,
             };
             if !ok {
@@ -610,13 +680,24 @@ fn check(op: &Op, in_d: &[DType], od: DType) -> LResult {
             }
         }
         Op::Binary(b) => {
-            let d = in_d[0];
+            let d = if is_half(in_d[0]) { DType::F32 } else { in_d[0] };
             let ok = match d {
-                DType::F32 => !matches!(b, Mod | Fmod | And | Or | Xor),
+                DType::F32 => !matches!(b, And | Or | Xor) && !b.is_bitwise(),
                 DType::F64 => {
                     matches!(
                         b,
-                        Add | Sub | Mul | Div | Max | Min | Equal | Greater | GreaterOrEqual | Less | LessOrEqual
+                        Add | Sub
+                            | Mul
+                            | Div
+                            | Max
+                            | Min
+                            | Mod
+                            | Fmod
+                            | Equal
+                            | Greater
+                            | GreaterOrEqual
+                            | Less
+                            | LessOrEqual
                     )
                 }
                 DType::Bool => matches!(b, And | Or | Xor | Equal),
@@ -635,7 +716,7 @@ fn check(op: &Op, in_d: &[DType], od: DType) -> LResult {
                             | GreaterOrEqual
                             | Less
                             | LessOrEqual
-                    )
+                    ) || b.is_bitwise()
                 }
                 _ => false,
             };
@@ -670,6 +751,15 @@ fn apply_scalar(
     args: &[Value],
     pow_exp: Option<f32>,
 ) -> LResult<Value> {
+    let half_math = matches!(op, Op::Unary(_) | Op::Binary(_)) && in_d.iter().all(|&d| is_half(d));
+    if half_math {
+        // f16/bf16 arithmetic: exact widening to f32, the f32 op, one rounding back
+        let wide: Vec<Value> = args.iter().zip(in_d).map(|(&a, &d)| half_to_f32(k, d, a)).collect();
+        let f32s = vec![DType::F32; in_d.len()];
+        let od32 = if is_half(od) { DType::F32 } else { od };
+        let r = apply_scalar(k, op, &f32s, od32, &wide, pow_exp)?;
+        return Ok(if is_half(od) { f32_to_half(k, od, r) } else { r });
+    }
     match op {
         Op::Unary(u) => unary_scalar(k, *u, in_d[0], args[0]),
         Op::Binary(b) => binary_scalar(k, *b, in_d[0], args[0], args[1], pow_exp),

@@ -128,12 +128,11 @@ fn reduce_other(k: &mut Kernel, kind: ReduceKind, axes: &[usize]) -> LResult {
         | ReduceKind::Prod
         | ReduceKind::L1
         | ReduceKind::SumSquare => float || (d.is_int() && d != DType::Bool),
-        ReduceKind::Mean | ReduceKind::L2 => float,
-        _ => false,
+        ReduceKind::Mean | ReduceKind::L2 | ReduceKind::LogSum | ReduceKind::LogSumExp => float,
     };
     if !ok || k.out_dtype(0) != d {
         return Err(format!(
-            "{kind:?} on {d} is not supported (f32, and f64/integer Sum/Max/Min/Prod/L1/SumSquare are)"
+            "{kind:?} on {d} is not supported (f32 and f64, and integer Sum/Max/Min/Prod/L1/SumSquare are)"
         ));
     }
     let signed = d.is_signed_int();
@@ -172,6 +171,31 @@ fn reduce_other(k: &mut Kernel, kind: ReduceKind, axes: &[usize]) -> LResult {
             };
             k.b.ins().iconst(ty, v)
         };
+        // LogSumExp: a first pass finds the maximum m, the sum is of e^(v - m)
+        let lse_max = if kind == ReduceKind::LogSumExp {
+            let ninf = k.b.ins().f64const(f64::NEG_INFINITY);
+            let m = k.for_acc_n(0, count as i64, 1, &[ninf], |k, r, a| {
+                let mut off = base;
+                let mut rem = r;
+                for q in (0..rshape.len()).rev() {
+                    let i = k.b.ins().urem_imm_s(rem, rshape[q] as i64);
+                    rem = k.b.ins().udiv_imm_s(rem, rshape[q] as i64);
+                    let t = k.b.ins().imul_imm_s(i, rstr[q] as i64);
+                    off = k.b.ins().iadd(off, t);
+                }
+                let v = k.ld_at(ty, src, off, es, 0);
+                vec![k.b.ins().fmax(a[0], v)]
+            })[0];
+            // all -inf (or empty): shift by 0 so the sum is 0 (or e^-inf = 0) and the log -inf
+            let z = k.b.ins().f64const(0.0);
+            let fin = k.b.ins().fcmp(FloatCC::NotEqual, m, ninf);
+            let pinf = k.b.ins().f64const(f64::INFINITY);
+            let not_pinf = k.b.ins().fcmp(FloatCC::NotEqual, m, pinf);
+            let ok = k.b.ins().band(fin, not_pinf);
+            Some(k.b.ins().select(ok, m, z))
+        } else {
+            None
+        };
         let acc = k.for_acc_n(0, count as i64, 1, &[init], |k, r, a| {
             let mut off = base;
             let mut rem = r;
@@ -183,6 +207,11 @@ fn reduce_other(k: &mut Kernel, kind: ReduceKind, axes: &[usize]) -> LResult {
             }
             let v = k.ld_at(ty, src, off, es, 0);
             let a = a[0];
+            if let Some(m) = lse_max {
+                let t = k.b.ins().fsub(v, m);
+                let e = math::exp64(&mut k.b, t);
+                return vec![k.b.ins().fadd(a, e)];
+            }
             let ins = k.b.ins();
             vec![match (kind, float) {
                 (ReduceKind::Sum | ReduceKind::Mean, true) => ins.fadd(a, v),
@@ -207,6 +236,7 @@ fn reduce_other(k: &mut Kernel, kind: ReduceKind, axes: &[usize]) -> LResult {
                     let t = if signed { ins.iabs(v) } else { v };
                     k.b.ins().iadd(a, t)
                 }
+                (ReduceKind::LogSum, true) => ins.fadd(a, v),
                 (_, true) => {
                     // L2, SumSquare
                     let t = ins.fmul(v, v);
@@ -225,6 +255,12 @@ fn reduce_other(k: &mut Kernel, kind: ReduceKind, axes: &[usize]) -> LResult {
                 k.b.ins().fdiv(a, c)
             }
             ReduceKind::L2 => k.b.ins().sqrt(a),
+            ReduceKind::LogSum => math::log64(&mut k.b, a),
+            ReduceKind::LogSumExp => {
+                let l = math::log64(&mut k.b, a);
+                let m = lse_max.unwrap_or(a);
+                k.b.ins().fadd(l, m)
+            }
             _ => a,
         };
         k.st_at(r, dst, o, es, 0);

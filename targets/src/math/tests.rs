@@ -28,10 +28,41 @@ enum Op {
     FloorSoft,
     Sin,
     Cos,
+    Tan,
+    Asin,
+    Acos,
+    Atan,
+    Sinh,
+    Cosh,
+    Asinh,
+    Acosh,
+    Atanh,
 }
 
-const ALL_OPS: [Op; 10] =
-    [Op::Exp, Op::Log, Op::Tanh, Op::Sigmoid, Op::Erf, Op::Gelu, Op::FloorNative, Op::FloorSoft, Op::Sin, Op::Cos];
+const ALL_OPS: [Op; 19] = [
+    Op::Exp,
+    Op::Log,
+    Op::Tanh,
+    Op::Sigmoid,
+    Op::Erf,
+    Op::Gelu,
+    Op::FloorNative,
+    Op::FloorSoft,
+    Op::Sin,
+    Op::Cos,
+    Op::Tan,
+    Op::Asin,
+    Op::Acos,
+    Op::Atan,
+    Op::Sinh,
+    Op::Cosh,
+    Op::Asinh,
+    Op::Acosh,
+    Op::Atanh,
+];
+
+/// The functions of `math/trig.rs`, all measured in ulp.
+const TRIG_OPS: [Op; 9] = [Op::Tan, Op::Asin, Op::Acos, Op::Atan, Op::Sinh, Op::Cosh, Op::Asinh, Op::Acosh, Op::Atanh];
 
 impl Op {
     fn name(self) -> &'static str {
@@ -46,6 +77,15 @@ impl Op {
             Op::FloorSoft => "floor_soft",
             Op::Sin => "sin",
             Op::Cos => "cos",
+            Op::Tan => "tan",
+            Op::Asin => "asin",
+            Op::Acos => "acos",
+            Op::Atan => "atan",
+            Op::Sinh => "sinh",
+            Op::Cosh => "cosh",
+            Op::Asinh => "asinh",
+            Op::Acosh => "acosh",
+            Op::Atanh => "atanh",
         }
     }
 
@@ -61,6 +101,15 @@ impl Op {
             Op::FloorSoft => floor(b, x, false),
             Op::Sin => sin(b, x),
             Op::Cos => cos(b, x),
+            Op::Tan => tan(b, x),
+            Op::Asin => asin(b, x),
+            Op::Acos => acos(b, x),
+            Op::Atan => atan(b, x),
+            Op::Sinh => sinh(b, x),
+            Op::Cosh => cosh(b, x),
+            Op::Asinh => asinh(b, x),
+            Op::Acosh => acosh(b, x),
+            Op::Atanh => atanh(b, x),
         }
     }
 }
@@ -230,6 +279,15 @@ fn reference(op: Op, x: f32) -> f64 {
         Op::FloorNative | Op::FloorSoft => x.floor(),
         Op::Sin => x.sin(),
         Op::Cos => x.cos(),
+        Op::Tan => x.tan(),
+        Op::Asin => x.asin(),
+        Op::Acos => x.acos(),
+        Op::Atan => x.atan(),
+        Op::Sinh => x.sinh(),
+        Op::Cosh => x.cosh(),
+        Op::Asinh => x.asinh(),
+        Op::Acosh => x.acosh(),
+        Op::Atanh => x.atanh(),
     }
 }
 
@@ -333,8 +391,25 @@ fn inputs(op: Op) -> Vec<f32> {
         v.extend(bit_sweep(1e-45, lim, 1021, true));
         return v;
     }
+    if op == Op::Tan {
+        let lim = TAN_ULP_MAX_ARG;
+        let mut v: Vec<f32> = specials().into_iter().filter(|x| !x.is_finite() || x.abs() <= lim).collect();
+        v.extend(linspace(-10.0, 10.0, 1_000_000));
+        v.extend(linspace(-lim, lim, 1_000_000));
+        v.extend(bit_sweep(1e-45, lim, 1021, true));
+        return v;
+    }
     let mut v = specials();
     match op {
+        Op::Asin | Op::Acos | Op::Atanh => {
+            v.extend(linspace(-1.0, 1.0, 1_000_000));
+            v.extend(bit_sweep(0.5, 1.0, 7, true)); // near ±1 densely
+            v.extend(bit_sweep(1e-45, 1.0, 1021, true));
+        }
+        Op::Acosh => {
+            v.extend(bit_sweep(1.0, 2.0, 7, false)); // near 1 densely
+            v.extend(linspace(1.0, 10_000.0, 1_000_000));
+        }
         Op::Exp => {
             v.extend(linspace(-87.0, 88.0, 1_000_000));
             v.extend(bit_sweep(88.0, 89.0, 1, false)); // overflow boundary, exhaustively
@@ -455,6 +530,51 @@ fn tanh_sigmoid_erf_gelu_within_documented_abs_error() {
     let g = jit.run(Op::Gelu, false, &xs);
     assert_eq!(g[..4], [f32::INFINITY, 0.0, 0.0, 20.0]);
     assert!(g[4].abs() < 1e-30);
+}
+
+#[test]
+fn trig_within_documented_ulp() {
+    let jit = Jit::new(host_isa(), &TRIG_OPS);
+    for op in TRIG_OPS {
+        let e = sweep(&jit, op, ulp_err);
+        let limit = if op == Op::Tan { MAX_ULP_TAN } else { MAX_ULP_INV_HYP };
+        assert!(e <= f64::from(limit), "{}: {e} ulp > {limit}", op.name());
+    }
+    // tan up to SIN_COS_MAX_ARG: the reduction error grows with the quadrant index
+    let mut xs = linspace(-SIN_COS_MAX_ARG, SIN_COS_MAX_ARG, 2_000_001);
+    xs.extend(bit_sweep(TAN_ULP_MAX_ARG, SIN_COS_MAX_ARG, 17, true));
+    let ys = jit.run(Op::Tan, true, &xs);
+    // error in the argument: |tan(x) - got| / (tan'(x) · |x|), plus the 4 ulp of the result
+    let w = worst(Op::Tan, &xs, &ys, |r, want| {
+        let slack = f64::from(MAX_ULP_TAN) * f64::from(f32::EPSILON) * want.abs();
+        ((f64::from(r) - want).abs() - slack).max(0.0) / (1.0 + want * want)
+    });
+    let rel = xs.iter().zip(&ys).fold(0.0f64, |m, (&x, &r)| {
+        let want = f64::from(x).tan();
+        let slack = f64::from(MAX_ULP_TAN) * f64::from(f32::EPSILON) * want.abs();
+        m.max(((f64::from(r) - want).abs() - slack).max(0.0) / (1.0 + want * want) / f64::from(x.abs()).max(1.0))
+    });
+    eprintln!("tan wide: {} points, argument error ≤ {rel:e}·|x| (worst absolute at x = {:e})", xs.len(), w.x);
+    assert!(rel <= f64::from(TAN_ARG_REL_ERR), "tan wide: argument error {rel:e}·|x|");
+    // exact special values: odd functions keep -0, poles and domain edges
+    let xs = [-0.0, 1.0, -1.0, 2.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN];
+    let atanh = jit.run(Op::Atanh, true, &xs);
+    assert_eq!(atanh[0].to_bits(), (-0.0f32).to_bits());
+    assert_eq!(atanh[1..3], [f32::INFINITY, f32::NEG_INFINITY]);
+    assert!(atanh[3..].iter().all(|v| v.is_nan()), "atanh: {atanh:?}");
+    let acosh = jit.run(Op::Acosh, false, &xs);
+    assert_eq!(acosh[1], 0.0);
+    assert!(acosh[0].is_nan() && acosh[2].is_nan() && acosh[5].is_nan() && acosh[6].is_nan(), "{acosh:?}");
+    assert_eq!(acosh[4], f32::INFINITY);
+    let asin = jit.run(Op::Asin, true, &xs);
+    assert_eq!(asin[1..3], [std::f32::consts::FRAC_PI_2, -std::f32::consts::FRAC_PI_2]);
+    assert!(asin[3..].iter().all(|v| v.is_nan()), "asin: {asin:?}");
+    let atan = jit.run(Op::Atan, false, &xs);
+    assert_eq!(atan[4..6], [std::f32::consts::FRAC_PI_2, -std::f32::consts::FRAC_PI_2]);
+    let sinh = jit.run(Op::Sinh, true, &xs);
+    assert_eq!(sinh[4..6], [f32::INFINITY, f32::NEG_INFINITY]);
+    assert_eq!(jit.run(Op::Cosh, false, &xs)[4..6], [f32::INFINITY, f32::INFINITY]);
+    assert!(jit.run(Op::Tan, true, &xs)[4..].iter().all(|v| v.is_nan()));
 }
 
 #[test]
@@ -736,4 +856,184 @@ fn riscv64_under_qemu() {
         "/usr/riscv64-linux-gnu",
         false,
     );
+}
+
+// ---------------------------------------------------------------- f64 routines
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op64 {
+    Exp,
+    Log,
+    Fmod,
+    Mod,
+}
+
+type Kernel64 = unsafe extern "C" fn(*const f64, *const f64, *mut f64, i64);
+
+/// JIT-compiles `fn(a, b, dst, n)` applying `op` (unary ops ignore `b`) on the host.
+fn jit64(op: Op64) -> (JITModule, Kernel64) {
+    let mut module = JITModule::new(JITBuilder::with_isa(host_isa(), default_libcall_names()));
+    let ptr = module.target_config().pointer_type();
+    let mut sig = module.make_signature();
+    for _ in 0..3 {
+        sig.params.push(AbiParam::new(ptr));
+    }
+    sig.params.push(AbiParam::new(types::I64));
+    let id = module.declare_function(&format!("kerf_math64_{op:?}"), Linkage::Export, &sig).unwrap();
+    let mut ctx = module.make_context();
+    ctx.func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
+    let mut fctx = FunctionBuilderContext::new();
+    {
+        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+        let entry = b.create_block();
+        let header = b.create_block();
+        let body = b.create_block();
+        let exit = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.append_block_param(header, types::I64);
+        b.switch_to_block(entry);
+        let p = b.block_params(entry).to_vec();
+        let zero = b.ins().iconst(types::I64, 0);
+        b.ins().jump(header, &[BlockArg::Value(zero)]);
+        b.switch_to_block(header);
+        let i = b.block_params(header)[0];
+        let more = b.ins().icmp(IntCC::SignedLessThan, i, p[3]);
+        b.ins().brif(more, body, &[], exit, &[]);
+        b.switch_to_block(body);
+        let off = b.ins().imul_imm_u(i, 8);
+        let fl = MemFlagsData::new().with_notrap();
+        let aa = b.ins().iadd(p[0], off);
+        let ba = b.ins().iadd(p[1], off);
+        let da = b.ins().iadd(p[2], off);
+        let x = b.ins().load(types::F64, fl, aa, 0);
+        let y = b.ins().load(types::F64, fl, ba, 0);
+        let r = match op {
+            Op64::Exp => exp64(&mut b, x),
+            Op64::Log => log64(&mut b, x),
+            Op64::Fmod => fmod64(&mut b, x, y),
+            Op64::Mod => pymod64(&mut b, x, y),
+        };
+        b.ins().store(fl, r, da, 0);
+        let next = b.ins().iadd_imm_u(i, 1);
+        b.ins().jump(header, &[BlockArg::Value(next)]);
+        b.switch_to_block(exit);
+        b.ins().return_(&[]);
+        b.seal_all_blocks();
+        b.finalize(module.target_config());
+    }
+    module.define_function(id, &mut ctx).unwrap();
+    module.finalize_definitions().unwrap();
+    let f = module.get_finalized_function(id);
+    // SAFETY: the signature built above, host calling convention.
+    (module, unsafe { std::mem::transmute::<*const u8, Kernel64>(f) })
+}
+
+fn run64(f: Kernel64, a: &[f64], b: &[f64]) -> Vec<f64> {
+    let mut d = vec![0.0; a.len()];
+    // SAFETY: all three buffers hold a.len() doubles.
+    unsafe { f(a.as_ptr(), b.as_ptr(), d.as_mut_ptr(), a.len() as i64) };
+    d
+}
+
+/// Error in f64 ulps against a correctly rounded reference; infinite on class mismatch.
+fn ulp64(r: f64, want: f64) -> f64 {
+    if want.is_nan() || r.is_nan() {
+        return if want.is_nan() && r.is_nan() { 0.0 } else { f64::INFINITY };
+    }
+    if want.is_infinite() || r.is_infinite() {
+        return if r == want { 0.0 } else { f64::INFINITY };
+    }
+    let e = if want == 0.0 { -1022 } else { (((want.to_bits() >> 52) & 0x7ff) as i32 - 1023).max(-1022) };
+    // 2^(e-52) from its bits (powi underflows to 0 below 2^-1022)
+    let p = e - 52;
+    let ulp = if p >= -1022 { f64::from_bits(((p + 1023) as u64) << 52) } else { f64::from_bits(1u64 << (p + 1074)) };
+    (r - want).abs() / ulp
+}
+
+/// Deterministic pseudo-random doubles (xorshift) over [lo, hi).
+fn uniform64(n: usize, lo: f64, hi: f64, seed: u64) -> Vec<f64> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            lo + (hi - lo) * ((s >> 11) as f64 / (1u64 << 53) as f64)
+        })
+        .collect()
+}
+
+#[test]
+fn f64_routines_within_documented_ulp() {
+    // exp and log against std (correctly rounded to within 0.5 ulp on glibc; the bound
+    // includes that slack)
+    let (_m, exp) = jit64(Op64::Exp);
+    let mut xs = uniform64(400_000, -745.0, 709.7, 1);
+    xs.extend(uniform64(200_000, -1.0, 1.0, 2));
+    xs.extend([0.0, -0.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 709.78, 710.0, -745.2, -800.0, 1e-300]);
+    let r = run64(exp, &xs, &xs);
+    let w =
+        xs.iter().zip(&r).map(|(&x, &y)| (ulp64(y, x.exp()), x)).fold((0.0, 0.0), |a, b| if b.0 > a.0 { b } else { a });
+    eprintln!("exp64: {} points, max {} ulp at {:e}", xs.len(), w.0, w.1);
+    assert!(w.0 <= f64::from(MAX_ULP_EXP64), "exp64: {} ulp at {:e}", w.0, w.1);
+
+    let (_m, log) = jit64(Op64::Log);
+    let mut xs: Vec<f64> = uniform64(300_000, -1074.0, 1023.9, 3).into_iter().map(|e| e.exp2()).collect();
+    xs.extend(uniform64(300_000, 0.5, 2.0, 4));
+    xs.extend([0.0, -0.0, -1.0, f64::INFINITY, f64::NAN, 1.0, 5e-324, f64::MAX, f64::MIN_POSITIVE]);
+    let r = run64(log, &xs, &xs);
+    let w =
+        xs.iter().zip(&r).map(|(&x, &y)| (ulp64(y, x.ln()), x)).fold((0.0, 0.0), |a, b| if b.0 > a.0 { b } else { a });
+    eprintln!("log64: {} points, max {} ulp at {:e}", xs.len(), w.0, w.1);
+    assert!(w.0 <= f64::from(MAX_ULP_LOG64), "log64: {} ulp at {:e}", w.0, w.1);
+}
+
+#[test]
+fn fmod64_is_exact() {
+    let (_m, fmod) = jit64(Op64::Fmod);
+    let (_m2, pymod) = jit64(Op64::Mod);
+    let mut a = uniform64(200_000, -1e6, 1e6, 5);
+    let mut b = uniform64(200_000, -50.0, 50.0, 6);
+    // f32-valued pairs with large quotients, and the special cases
+    a.extend(uniform64(100_000, -1e7, 1e7, 7).into_iter().map(|x| f64::from(x as f32)));
+    b.extend(uniform64(100_000, -3.0, 3.0, 8).into_iter().map(|x| f64::from(x as f32)));
+    // (the exactness contract needs |a/b| < 2^53: no 1e300 / 1e-300 pairs)
+    let specials = [0.0, -0.0, 3.0, -3.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 2.5, 1e-3, -7e5];
+    for &x in &specials {
+        for &y in &specials {
+            a.push(x);
+            b.push(y);
+        }
+    }
+    let r = run64(fmod, &a, &b);
+    let m = run64(pymod, &a, &b);
+    for i in 0..a.len() {
+        let want = a[i] % b[i]; // Rust's % on floats is C fmod (exact)
+        assert!(
+            r[i].to_bits() == want.to_bits() || (r[i].is_nan() && want.is_nan()),
+            "fmod({:e}, {:e}) = {:e}, want {:e}",
+            a[i],
+            b[i],
+            r[i],
+            want
+        );
+        // numpy.mod: remainder with the divisor's sign, zero signed like the divisor
+        let pw = if want.is_nan() {
+            want
+        } else if want == 0.0 {
+            0.0f64.copysign(b[i])
+        } else if (want < 0.0) != (b[i] < 0.0) {
+            want + b[i]
+        } else {
+            want
+        };
+        assert!(
+            m[i].to_bits() == pw.to_bits() || (m[i].is_nan() && pw.is_nan()),
+            "mod({:e}, {:e}) = {:e}, want {:e}",
+            a[i],
+            b[i],
+            m[i],
+            pw
+        );
+    }
 }

@@ -29,6 +29,16 @@ pub fn register(r: &mut Vec<(&'static str, Converter)>) {
         "Softplus",
         "Softsign",
         "HardSwish",
+        "BitwiseNot",
+        "Tan",
+        "Asin",
+        "Acos",
+        "Atan",
+        "Sinh",
+        "Cosh",
+        "Asinh",
+        "Acosh",
+        "Atanh",
     ] {
         r.push((name, unary));
     }
@@ -55,6 +65,10 @@ pub fn register(r: &mut Vec<(&'static str, Converter)>) {
         "Or",
         "Xor",
         "PRelu",
+        "BitShift",
+        "BitwiseAnd",
+        "BitwiseOr",
+        "BitwiseXor",
     ] {
         r.push((name, binary));
     }
@@ -88,6 +102,16 @@ fn simple(name: &str) -> Option<UnaryOp> {
         "Softplus" => Softplus,
         "Softsign" => Softsign,
         "HardSwish" => HardSwish,
+        "BitwiseNot" => BitwiseNot,
+        "Tan" => Tan,
+        "Asin" => Asin,
+        "Acos" => Acos,
+        "Atan" => Atan,
+        "Sinh" => Sinh,
+        "Cosh" => Cosh,
+        "Asinh" => Asinh,
+        "Acosh" => Acosh,
+        "Atanh" => Atanh,
         _ => return None,
     })
 }
@@ -148,6 +172,14 @@ fn binary_op(cx: &Cx) -> Result<BinaryOp, ImportError> {
         "Or" => Or,
         "Xor" => Xor,
         "PRelu" => PRelu,
+        "BitShift" => match cx.attrs().string("direction", "")?.as_str() {
+            "LEFT" => BitShiftLeft,
+            "RIGHT" => BitShiftRight,
+            other => return Err(cx.err(format!("direction must be LEFT or RIGHT, got '{other}'"))),
+        },
+        "BitwiseAnd" => BitwiseAnd,
+        "BitwiseOr" => BitwiseOr,
+        "BitwiseXor" => BitwiseXor,
         _ => return Err(cx.err("not a binary op")),
     })
 }
