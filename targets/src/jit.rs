@@ -17,6 +17,8 @@ pub struct JitModel {
     /// Declared before `module`: dropped first, so it never outlives the code.
     model: Model,
     report: Report,
+    /// Per kernel of `report.kernels`: its split, if it is parallel.
+    splits: Vec<Option<crate::lower::Split>>,
     // Keeps the executable memory alive (freed on drop).
     _module: JitMemory,
 }
@@ -47,6 +49,11 @@ impl JitModel {
     }
     pub fn report(&self) -> &Report {
         &self.report
+    }
+    /// Per kernel of [`Report::kernels`]: how it is split across threads
+    /// (`None`: it always runs on the calling thread).
+    pub fn splits(&self) -> &[Option<crate::lower::Split>] {
+        &self.splits
     }
 }
 
@@ -106,5 +113,5 @@ fn jit_compile_inner(g: &Graph, opts: &CompileOptions, hook: Option<ProfileHook>
         kernels: built.kernels,
         caps,
     };
-    Ok(JitModel { model, report, _module: JitMemory(Some(module)) })
+    Ok(JitModel { model, report, splits: built.splits, _module: JitMemory(Some(module)) })
 }

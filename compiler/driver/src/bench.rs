@@ -11,7 +11,8 @@
 //! between kernels (`kerf_targets::jit::jit_compile_profiled`: the kernels
 //! are the same generated code) and prints per kernel its op, layer name,
 //! median time, share of the summed medians, FLOPs (2 × MACs from
-//! `kerf_ir::stats`) and achieved GFLOP/s.
+//! `kerf_ir::stats`), achieved GFLOP/s and the most tasks the kernel is
+//! split into (1: it always runs on the calling thread).
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -209,6 +210,7 @@ fn profile(
         .with_context(|| format!("cannot compile '{}' (profiled)", args.model.display()))?;
     let model = jit.model();
     let kernels = &jit.report().kernels;
+    let splits = jit.splits();
     let nk = kernels.len();
     let mut r = Runner {
         model,
@@ -244,7 +246,10 @@ fn profile(
     let total: f64 = rows.iter().map(|r| r.1).sum();
     println!();
     println!("profile: {nk} kernels, median per kernel over {iters} runs (sum {total:.4} ms)");
-    println!("{:>4}  {:<18} {:<32} {:>10} {:>6} {:>10} {:>8}", "#", "op", "layer", "ms", "share", "MFLOP", "GFLOP/s");
+    println!(
+        "{:>4}  {:<18} {:<32} {:>10} {:>6} {:>10} {:>8} {:>5}",
+        "#", "op", "layer", "ms", "share", "MFLOP", "GFLOP/s", "tasks"
+    );
     let mut flops_total = 0u64;
     for (i, &(node, t)) in rows.iter().enumerate() {
         let (op, layer, flops) = match g.nodes.get(node) {
@@ -260,7 +265,12 @@ fn profile(
         } else {
             layer
         };
-        println!("{i:>4}  {op:<18} {layer:<32} {t:>10.4} {share:>5.1}% {:>10.3} {gflops:>8.2}", flops as f64 / 1e6);
+        // most tasks the kernel is split into (1: never split)
+        let tasks = splits.get(i).copied().flatten().map_or(1, |s| s.max_tasks);
+        println!(
+            "{i:>4}  {op:<18} {layer:<32} {t:>10.4} {share:>5.1}% {:>10.3} {gflops:>8.2} {tasks:>5}",
+            flops as f64 / 1e6
+        );
     }
     let gflops = if total > 0.0 { flops_total as f64 / (total * 1e6) } else { 0.0 };
     println!(
