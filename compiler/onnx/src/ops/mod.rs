@@ -34,6 +34,7 @@ mod reduce;
 mod resize;
 mod resize_matrix;
 mod rnn;
+mod roialign;
 mod scan_like;
 mod shape;
 mod signal;
@@ -63,6 +64,7 @@ fn registry() -> &'static [(&'static str, Converter)] {
         gridsample::register(&mut r);
         col2im::register(&mut r);
         deform::register(&mut r);
+        roialign::register(&mut r);
         signal::register(&mut r);
         r.sort_by_key(|(n, _)| *n);
         r
