@@ -92,7 +92,7 @@ fn large_reductions_split_and_match() {
         );
         let g = kerf_ir::text::parse(&text).unwrap();
         let x = Tensor::from_f32(vec![48, 300, 70], &xs(48 * 300 * 70)).unwrap();
-        let calls = check_same(k, &g, &[x.clone()]);
+        let calls = check_same(k, &g, std::slice::from_ref(&x));
         // 48 * 300 * 70 * 2 ≈ 2 M: split, at most 4 tasks at 4 threads
         assert_eq!(calls, vec![4], "{k}: expected one parallel_for of 4 tasks");
         // and the values are right (f64 reference, f32 tolerance)
