@@ -56,7 +56,10 @@
 pub mod cast;
 pub mod conv;
 pub mod conv3d;
+pub mod depthwise;
 pub mod elementwise;
+pub mod epilogue;
+pub mod gemm;
 pub mod loops;
 pub mod matmul;
 pub mod movement;
@@ -65,11 +68,11 @@ pub mod pool;
 pub mod reduce;
 pub mod resize;
 pub mod rnn;
+pub mod winograd;
 
 use cranelift_codegen::ir::{types, AbiParam, Block, InstBuilder, Type, Value};
 use cranelift_frontend::FunctionBuilder;
 use kerf_ir::{DType, Graph, Node, Op, ValueId};
-pub mod winograd;
 
 use crate::isa::Caps;
 

@@ -1,0 +1,303 @@
+//! Register-blocked GEMM with a compile-time packed A, the engine of the
+//! convolutions: `C[m, p] = epilogue(bias[m] + Σ_k A[m, k] · B[k, p])` where
+//! A is the weight matrix (`M` output channels × `K` = icg·kh·kw taps) and B
+//! the input patches of a block of output pixels.
+//!
+//! Layouts:
+//! - **A** (a blob, packed by [`pack_a`]): row blocks of [`MR`] rows (the
+//!   last block holds the `M % MR` remaining rows), each stored `[k][h]`
+//!   for its height `h`, so one k step of a block is `h` consecutive floats:
+//!   the `h` broadcasts of a k step come from one or two cache lines and the
+//!   whole block streams sequentially (DESIGN-NOTES §8 rules 2–4).
+//! - **B** (scratch, packed at run time by the caller): panels of `L`
+//!   pixels (`L` = 4 with SIMD, else 1), `panel[j][k][l]`, grouped in
+//!   *rows* of `ppr` panels; row `r`, panel `c` covers output pixels
+//!   `out_base + r·pitch + c·L ..` (`pitch` = the output width for KxK
+//!   convs; one row of all pixels for pointwise convs).
+//!
+//! Micro-tile: `h` rows × `np` panels of accumulators, `h·np ≤ 12`
+//! (MR×1 = 12×4 for full blocks, the measured best; 4×3, 8×1, ... for the
+//! remaining rows). The K loop is unrolled by 2, each step loads one B
+//! vector per panel and one broadcast per row. The epilogue (activation,
+//! residual) runs on the accumulators before the store.
+//!
+//! Blocking: the caller sizes a pixel block so its B panels fit in
+//! [`B_BLOCK_BYTES`] (L2); within a block, each A row block (≤ MR·K floats)
+//! is reused across all panels of the block.
+
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+
+use super::epilogue::{apply_act, Epilogue};
+use super::loops::{mem, ro};
+use super::Kernel;
+
+/// Rows of a full A block: 12 accumulators hide the 4-cycle FMA latency
+/// and leave registers for the B vector and the broadcast (16 xmm).
+pub const MR: usize = 12;
+
+/// Budget for the B panels of one pixel block: they are re-read once per A
+/// row block, so they should stay in L2 (≥ 1 MiB on the x86-64 and AArch64
+/// server parts kerf targets; smaller L2s degrade gracefully to L3 reads).
+pub const B_BLOCK_BYTES: usize = 1 << 20;
+
+/// Packs `M × K` weights (`w[m * row_stride + k]`) into A row blocks.
+pub fn pack_a(w: &[f32], m: usize, kk: usize, row_stride: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(m * kk);
+    let mut r0 = 0;
+    while r0 < m {
+        let h = MR.min(m - r0);
+        for kx in 0..kk {
+            for r in 0..h {
+                out.push(w[(r0 + r) * row_stride + kx]);
+            }
+        }
+        r0 += h;
+    }
+    out
+}
+
+/// Panels per micro-tile for a block of `h` rows: at most 12 accumulators,
+/// at most 3 B vectors live.
+fn panels_for(h: usize) -> usize {
+    (MR / h.max(1)).clamp(1, 3)
+}
+
+/// One block of B panels and where its outputs go.
+#[derive(Clone, Copy)]
+pub struct Block {
+    /// Packed B panels of this block (`[row][ppr][K][L]`).
+    pub b: Value,
+    /// Rows of panels (compile-time).
+    pub rows: usize,
+    /// Panels per row (the last may be partial).
+    pub ppr: usize,
+    /// Valid output pixels per row (`≤ ppr·L`).
+    pub width: usize,
+    /// Output elements between rows.
+    pub pitch: usize,
+    /// Element offset (I64) of the block's first output pixel in channel 0.
+    pub out_off: Value,
+}
+
+/// The A side and the output of a product.
+#[derive(Clone, Copy)]
+pub struct Gemm {
+    /// Packed A (see [`pack_a`]).
+    pub a: Value,
+    /// Bias, one f32 per row of A (read-only).
+    pub bias: Value,
+    pub m: usize,
+    pub kk: usize,
+    /// Output tensor; row `m` starts at element `m * ldo`.
+    pub out: Value,
+    pub ldo: usize,
+    pub epi: Epilogue,
+}
+
+/// Largest K slice per pass over a block: keeps one A row-block slice
+/// (MR·KC floats, 18 KiB) and the B slice of a panel (KC·L floats) in L1.
+/// Longer K runs in several passes that reload and re-store the partial
+/// sums (12 vectors per tile per pass, against MR·KC multiply-adds).
+pub const KC: usize = 384;
+
+/// Which pass over K a tile performs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Pass {
+    /// Start from the bias (else from the partial sums in the output).
+    first: bool,
+    /// Apply the epilogue (else store raw partial sums).
+    last: bool,
+    /// K steps of this pass.
+    len: usize,
+}
+
+/// Computes every output of `blk` for all `M` rows.
+pub fn run_block(k: &mut Kernel, g: &Gemm, blk: &Block) {
+    let nkb = g.kk.div_ceil(KC).max(1);
+    let kc = g.kk.div_ceil(nkb).div_ceil(2) * 2;
+    let last_len = g.kk - (nkb - 1) * kc;
+    if nkb == 1 {
+        let k0 = k.ic(0);
+        run_pass(k, g, blk, k0, Pass { first: true, last: true, len: g.kk });
+        return;
+    }
+    let k0 = k.ic(0);
+    run_pass(k, g, blk, k0, Pass { first: true, last: false, len: kc });
+    if nkb > 2 {
+        let (g2, b2) = (*g, *blk);
+        k.for_n(1, (nkb - 1) as i64, 1, |k, kb| {
+            let k0 = k.b.ins().imul_imm_s(kb, kc as i64);
+            run_pass(k, &g2, &b2, k0, Pass { first: false, last: false, len: kc });
+        });
+    }
+    let k0 = k.ic(((nkb - 1) * kc) as i64);
+    run_pass(k, g, blk, k0, Pass { first: false, last: true, len: last_len });
+}
+
+/// One pass over K steps `k0..k0+pass.len` for all rows and panels.
+fn run_pass(k: &mut Kernel, g: &Gemm, blk: &Block, k0: Value, pass: Pass) {
+    let full = g.m / MR;
+    let rest = g.m % MR;
+    let g2 = *g;
+    let b2 = *blk;
+    let l = k.lanes();
+    // the B slice starts k0 steps into every panel
+    let bk = k.b.ins().imul_imm_s(k0, (l * 4) as i64);
+    let bstart = k.b.ins().iadd(b2.b, bk);
+    k.for_n(0, full as i64, 1, |k, mb| {
+        let a_off = k.b.ins().imul_imm_s(mb, (MR * g2.kk * 4) as i64);
+        let a_blk = k.b.ins().iadd(g2.a, a_off);
+        let ak = k.b.ins().imul_imm_s(k0, (MR * 4) as i64);
+        let a_blk = k.b.ins().iadd(a_blk, ak);
+        let m0 = k.b.ins().imul_imm_s(mb, MR as i64);
+        block_rows(k, &g2, &b2, bstart, a_blk, m0, MR, pass);
+    });
+    if rest > 0 {
+        let a_blk = k.add_c(g.a, (full * MR * g.kk * 4) as i64);
+        let ak = k.b.ins().imul_imm_s(k0, (rest * 4) as i64);
+        let a_blk = k.b.ins().iadd(a_blk, ak);
+        let m0 = k.ic((full * MR) as i64);
+        block_rows(k, g, blk, bstart, a_blk, m0, rest, pass);
+    }
+}
+
+/// All panels of the block for one A row block of height `h`.
+#[allow(clippy::too_many_arguments)]
+fn block_rows(k: &mut Kernel, g: &Gemm, blk: &Block, bstart: Value, a_blk: Value, m0: Value, h: usize, pass: Pass) {
+    let l = k.lanes();
+    let np = panels_for(h);
+    let full_p = blk.width / l;
+    let tail = blk.width % l;
+    let pstride = (g.kk * l * 4) as i64;
+    let (g2, b2) = (*g, *blk);
+    // Element offset of (m0, row 0, col 0).
+    let mo = k.b.ins().imul_imm_s(m0, g.ldo as i64);
+    let o0 = k.b.ins().iadd(mo, blk.out_off);
+    let one_row = |k: &mut Kernel, r: Value| {
+        let bro = k.b.ins().imul_imm_s(r, b2.ppr as i64 * pstride);
+        let brow = k.b.ins().iadd(bstart, bro);
+        let oro = k.b.ins().imul_imm_s(r, b2.pitch as i64);
+        let orow = k.b.ins().iadd(o0, oro);
+        let groups = full_p / np;
+        k.for_n(0, (groups * np) as i64, np as i64, |k, c| {
+            let bp = k.addr(brow, c, pstride);
+            let oe = k.addr(orow, c, l as i64);
+            tile(k, &g2, a_blk, m0, h, bp, np, l, oe, pass);
+        });
+        let left = full_p - groups * np;
+        if left > 0 {
+            let bp = k.add_c(brow, (groups * np) as i64 * pstride);
+            let oe = k.add_c(orow, (groups * np * l) as i64);
+            tile(k, &g2, a_blk, m0, h, bp, left, l, oe, pass);
+        }
+        if tail > 0 {
+            let bp = k.add_c(brow, full_p as i64 * pstride);
+            let oe = k.add_c(orow, (full_p * l) as i64);
+            tile(k, &g2, a_blk, m0, h, bp, 1, tail, oe, pass);
+        }
+    };
+    k.for_n(0, blk.rows as i64, 1, |k, r| one_row(k, r));
+}
+
+/// One micro-tile: rows `m0..m0+h` (A block `a_blk`, `[k][h]`) × `np`
+/// panels starting at `bp`; the last panel has `w_last` valid lanes.
+/// `oe` is the output element offset of (m0, first pixel).
+#[allow(clippy::too_many_arguments)]
+fn tile(
+    k: &mut Kernel,
+    g: &Gemm,
+    a_blk: Value,
+    m0: Value,
+    h: usize,
+    bp: Value,
+    np: usize,
+    w_last: usize,
+    oe: Value,
+    pass: Pass,
+) {
+    let l = k.lanes();
+    let vty = k.vty();
+    let kk = g.kk;
+    let op = k.addr(g.out, oe, 4);
+    let mut init = Vec::with_capacity(h * np);
+    if pass.first {
+        let bias_p = k.addr(g.bias, m0, 4);
+        for r in 0..h {
+            let x = k.ld_ro(types::F32, bias_p, (r * 4) as i32);
+            let v = k.widen(vty, x);
+            init.extend(std::iter::repeat_n(v, np));
+        }
+    } else {
+        for r in 0..h {
+            for j in 0..np {
+                let off = ((r * g.ldo + j * l) * 4) as i32;
+                let w = if j + 1 == np { w_last } else { l };
+                let v = if w == l {
+                    k.ld(vty, op, off)
+                } else {
+                    let x = k.ld(types::F32, op, off);
+                    let mut v = k.widen(vty, x);
+                    for q in 1..w {
+                        let x = k.ld(types::F32, op, off + (q * 4) as i32);
+                        v = k.b.ins().insertlane(v, x, q as u8);
+                    }
+                    v
+                };
+                init.push(v);
+            }
+        }
+    }
+    let step = |k: &mut Kernel, kv: Value, koff: usize, accs: &[Value]| -> Vec<Value> {
+        let bq = k.addr(bp, kv, (l * 4) as i64);
+        let bvs: Vec<Value> =
+            (0..np).map(|j| k.b.ins().load(vty, mem(), bq, (((j * kk + koff) * l) * 4) as i32)).collect();
+        let aq = k.addr(a_blk, kv, (h * 4) as i64);
+        let mut next = Vec::with_capacity(h * np);
+        for r in 0..h {
+            let av = k.b.ins().load(types::F32, ro(), aq, ((koff * h + r) * 4) as i32);
+            let av = k.widen(vty, av);
+            for (j, bv) in bvs.iter().enumerate() {
+                next.push(k.fmadd(av, *bv, accs[r * np + j]));
+            }
+        }
+        next
+    };
+    let even = pass.len / 2 * 2;
+    let mut accs = k.for_acc_n(0, even as i64, 2, &init, |k, kv, accs| {
+        let a1 = step(k, kv, 0, accs);
+        step(k, kv, 1, &a1)
+    });
+    if even < pass.len {
+        let kv = k.ic(even as i64);
+        accs = step(k, kv, 0, &accs);
+    }
+    let epi = if pass.last { g.epi } else { Epilogue::NONE };
+    let rp = epi.residual.map(|r| k.addr(r, oe, 4));
+    for r in 0..h {
+        for j in 0..np {
+            let off = ((r * g.ldo + j * l) * 4) as i32;
+            let w = if j + 1 == np { w_last } else { l };
+            let mut acc = accs[r * np + j];
+            if w == l {
+                if let Some(rp) = rp {
+                    let x = k.ld(vty, rp, off);
+                    acc = k.b.ins().fadd(acc, x);
+                }
+                let y = apply_act(k, vty, epi.act, acc);
+                k.st(y, op, off);
+            } else {
+                let y = if epi.residual.is_none() { apply_act(k, vty, epi.act, acc) } else { acc };
+                for q in 0..w {
+                    let mut x = k.b.ins().extractlane(y, q as u8);
+                    let o = off + (q * 4) as i32;
+                    if let Some(rp) = rp {
+                        let rv = k.ld(types::F32, rp, o);
+                        x = k.b.ins().fadd(x, rv);
+                        x = apply_act(k, types::F32, epi.act, x);
+                    }
+                    k.st(x, op, o);
+                }
+            }
+        }
+    }
+}
