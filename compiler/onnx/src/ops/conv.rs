@@ -21,7 +21,7 @@ pub fn register(r: &mut Vec<(&'static str, Converter)>) {
 /// Reads kernel/strides/dilations/pads/auto_pad for a window of `rank`
 /// spatial axes over the input spatial dims `spatial`. SAME pads follow the
 /// ONNX formula `total = (ceil(in/stride) - 1) * stride + eff_kernel - in`.
-fn window(cx: &Cx, kernel: Vec<usize>, spatial: &[usize]) -> Result<Window, ImportError> {
+pub(crate) fn window(cx: &Cx, kernel: Vec<usize>, spatial: &[usize]) -> Result<Window, ImportError> {
     let a = cx.attrs();
     let r = kernel.len();
     let strides = a.usizes_opt("strides")?.unwrap_or_else(|| vec![1; r]);
@@ -63,7 +63,7 @@ fn window(cx: &Cx, kernel: Vec<usize>, spatial: &[usize]) -> Result<Window, Impo
     Ok(Window { kernel, strides, dilations, pads })
 }
 
-fn kernel_from(cx: &Cx, w_shape: &[usize]) -> Result<Vec<usize>, ImportError> {
+pub(crate) fn kernel_from(cx: &Cx, w_shape: &[usize]) -> Result<Vec<usize>, ImportError> {
     let inferred = w_shape.get(2..).map(<[usize]>::to_vec).unwrap_or_default();
     match cx.attrs().usizes_opt("kernel_shape")? {
         Some(k) => {

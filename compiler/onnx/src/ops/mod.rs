@@ -30,6 +30,7 @@ mod linalg;
 mod loss;
 mod norm;
 mod quant;
+mod quant_int;
 mod reduce;
 mod resize;
 mod resize_matrix;
@@ -54,6 +55,7 @@ fn registry() -> &'static [(&'static str, Converter)] {
         loss::register(&mut r);
         norm::register(&mut r);
         quant::register(&mut r);
+        quant_int::register(&mut r);
         shape::register(&mut r);
         reduce::register(&mut r);
         resize::register(&mut r);

@@ -1,0 +1,256 @@
+//! Integer linear algebra: MatMulInteger, ConvInteger, QLinearMatMul and
+//! QLinearConv, as compositions that are exact against the ONNX reference.
+//!
+//! The integer products are accumulated by the f32 MatMul/Conv kernels on
+//! zero-point-centred operands. That is exact — every partial sum is an
+//! integer below 2^24 — as long as `K · span(a) · span(b) <= 2^24`, where `K`
+//! is the reduction length and `span` the width of the operand type's range
+//! (255 for 8-bit types: K <= 258). Larger reductions are refused with an
+//! error rather than computed inexactly.
+//!
+//! The requantisation of QLinearMatMul/QLinearConv follows numpy's
+//! promotion in the reference: the multiplier `a_scale * b_scale / y_scale`
+//! is computed in the scales' type, the product with the int32 accumulator
+//! and the zero-point addition in f64, then clamped to the output range and
+//! rounded half to even (`(v + 1.5·2^52) - 1.5·2^52`, exact for the clamped
+//! |v| <= 2^16), and cast.
+
+use kerf_ir::op::{BinaryOp, Conv, ConvAlgo};
+use kerf_ir::{DType, Op, ValueId};
+
+use super::compose::{bin, cast, reshape, scalar, R};
+use super::conv::{kernel_from, window};
+use super::Converter;
+use crate::import::Cx;
+use crate::ImportError;
+
+pub fn register(r: &mut Vec<(&'static str, Converter)>) {
+    r.push(("MatMulInteger", matmul_integer));
+    r.push(("ConvInteger", conv_integer));
+    r.push(("QLinearMatMul", qlinear_matmul));
+    r.push(("QLinearConv", qlinear_conv));
+}
+
+/// Largest integer every f32 partial sum must stay below to be exact.
+const EXACT_F32: u64 = 1 << 24;
+
+fn span(cx: &Cx, v: ValueId, what: &str) -> Result<u64, ImportError> {
+    let d = cx.ty(v).dtype;
+    match d {
+        DType::I8 | DType::U8 => Ok(255),
+        _ => Err(cx.err(format!("{what} must be int8 or uint8, got {d}"))),
+    }
+}
+
+fn check_exact(cx: &Cx, k: usize, sa: u64, sb: u64) -> Result<(), ImportError> {
+    if (k as u64).saturating_mul(sa).saturating_mul(sb) > EXACT_F32 {
+        return Err(cx.err(format!(
+            "reduction length {k} could accumulate beyond 2^24, where the f32 kernels are no longer exact \
+             (at most {} for 8-bit operands)",
+            EXACT_F32 / (sa * sb)
+        )));
+    }
+    Ok(())
+}
+
+/// A zero point / scale reshaped to broadcast: one element → scalar,
+/// otherwise 1-D of length `n` placed at `dims` (a shape with `n` at one axis).
+fn shaped(cx: &mut Cx, v: ValueId, n: usize, dims: Vec<usize>, what: &str) -> R {
+    let s = cx.shape(v);
+    let numel: usize = s.iter().product();
+    if numel == 1 {
+        return reshape(cx, v, vec![]);
+    }
+    if s.len() != 1 || s[0] != n {
+        return Err(cx.err(format!("{what} of shape {s:?} must have one element or {n}")));
+    }
+    reshape(cx, v, dims)
+}
+
+/// `f32(x) - f32(zp)` (or just `f32(x)`), zp already shaped.
+fn centred(cx: &mut Cx, x: ValueId, zp: Option<ValueId>) -> R {
+    let xf = cast(cx, x, DType::F32)?;
+    match zp {
+        None => Ok(xf),
+        Some(z) => {
+            if cx.ty(z).dtype != cx.ty(x).dtype {
+                return Err(cx.err(format!(
+                    "zero point type {} differs from its input's {}",
+                    cx.ty(z).dtype,
+                    cx.ty(x).dtype
+                )));
+            }
+            let zf = cast(cx, z, DType::F32)?;
+            bin(cx, BinaryOp::Sub, xf, zf)
+        }
+    }
+}
+
+/// Per-row (`[M, 1]`) zero point of a matmul's left operand, per-column
+/// (`[N]`) of its right operand.
+fn matmul_operands(
+    cx: &mut Cx,
+    a: ValueId,
+    azp: Option<ValueId>,
+    b: ValueId,
+    bzp: Option<ValueId>,
+) -> Result<(ValueId, ValueId), ImportError> {
+    let (sa, sb) = (cx.shape(a), cx.shape(b));
+    if sa.is_empty() || sb.is_empty() {
+        return Err(cx.err("operands must have rank >= 1"));
+    }
+    let k = sa[sa.len() - 1];
+    check_exact(cx, k, span(cx, a, "A")?, span(cx, b, "B")?)?;
+    let m = if sa.len() >= 2 { sa[sa.len() - 2] } else { 1 };
+    let n = sb[sb.len() - 1];
+    let azp = match azp {
+        Some(z) => Some(shaped(cx, z, m, vec![m, 1], "a_zero_point")?),
+        None => None,
+    };
+    let bzp = match bzp {
+        Some(z) => Some(shaped(cx, z, n, vec![n], "b_zero_point")?),
+        None => None,
+    };
+    Ok((centred(cx, a, azp)?, centred(cx, b, bzp)?))
+}
+
+fn matmul_integer(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let (a, b) = (cx.input(0)?, cx.input(1)?);
+    let (ac, bc) = matmul_operands(cx, a, cx.opt_input(2), b, cx.opt_input(3))?;
+    let layer = cx.layer();
+    let c = cx.add1(Op::MatMul(layer), vec![ac, bc])?;
+    Ok(vec![cast(cx, c, DType::I32)?])
+}
+
+/// The f32 Conv of centred operands (exact; see the module docs).
+fn conv_centred(cx: &mut Cx, x: ValueId, xzp: Option<ValueId>, w: ValueId, wzp: Option<ValueId>) -> R {
+    let (xs, ws) = (cx.shape(x), cx.shape(w));
+    if ws.len() < 3 || xs.len() != ws.len() {
+        return Err(cx.err(format!("input {xs:?} and weight {ws:?} must have the same rank >= 3")));
+    }
+    let kernel = kernel_from(cx, &ws)?;
+    let win = window(cx, kernel, &xs[2..])?;
+    let group = usize::try_from(cx.attrs().int("group", 1)?).map_err(|_| cx.err("group must be positive"))?;
+    let k: usize = ws[1..].iter().product();
+    check_exact(cx, k, span(cx, x, "x")?, span(cx, w, "w")?)?;
+    let xzp = match xzp {
+        Some(z) => Some(shaped(cx, z, 1, vec![], "x_zero_point")?),
+        None => None,
+    };
+    let wzp = match wzp {
+        Some(z) => {
+            let mut dims = vec![1; ws.len()];
+            dims[0] = ws[0];
+            Some(shaped(cx, z, ws[0], dims, "w_zero_point")?)
+        }
+        None => None,
+    };
+    let xc = centred(cx, x, xzp)?;
+    let wc = centred(cx, w, wzp)?;
+    let layer = cx.layer();
+    cx.add1(Op::Conv(Conv { window: win, group, layer, algo: ConvAlgo::Direct }), vec![xc, wc])
+}
+
+fn conv_integer(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let (x, w) = (cx.input(0)?, cx.input(1)?);
+    let c = conv_centred(cx, x, cx.opt_input(2), w, cx.opt_input(3))?;
+    Ok(vec![cast(cx, c, DType::I32)?])
+}
+
+/// `a_scale * b_scale / y_scale` in the scales' type (shaped operands).
+fn multiplier(cx: &mut Cx, sa: ValueId, sb: ValueId, sy: ValueId) -> R {
+    let d = cx.ty(sa).dtype;
+    if !matches!(d, DType::F32 | DType::F16 | DType::BF16) || cx.ty(sb).dtype != d || cx.ty(sy).dtype != d {
+        return Err(cx.err(format!(
+            "scales must share one float type, got {}, {}, {}",
+            d,
+            cx.ty(sb).dtype,
+            cx.ty(sy).dtype
+        )));
+    }
+    let p = bin(cx, BinaryOp::Mul, sa, sb)?;
+    bin(cx, BinaryOp::Div, p, sy)
+}
+
+/// `clamp(round_half_even(acc * mult + y_zp))` to `out`, in f64.
+fn requantize(cx: &mut Cx, acc: ValueId, mult: ValueId, yzp: Option<ValueId>, out: DType) -> R {
+    let (lo, hi) = out.int_range().ok_or_else(|| cx.err(format!("output type {out} is not an integer type")))?;
+    let a = cast(cx, acc, DType::F64)?;
+    let m = cast(cx, mult, DType::F64)?;
+    let mut v = bin(cx, BinaryOp::Mul, a, m)?;
+    if let Some(z) = yzp {
+        let zf = cast(cx, z, DType::F64)?;
+        v = bin(cx, BinaryOp::Add, v, zf)?;
+    }
+    let lo_c = scalar(cx, DType::F64, lo as f64)?;
+    let hi_c = scalar(cx, DType::F64, hi as f64)?;
+    let v = bin(cx, BinaryOp::Max, v, lo_c)?;
+    let v = bin(cx, BinaryOp::Min, v, hi_c)?;
+    // round half to even in f64 (|v| <= 2^16 here)
+    let magic = scalar(cx, DType::F64, 1.5 * 2f64.powi(52))?;
+    let v = bin(cx, BinaryOp::Add, v, magic)?;
+    let v = bin(cx, BinaryOp::Sub, v, magic)?;
+    // integral and in range: exact in f32, then the integer cast
+    let v = cast(cx, v, DType::F32)?;
+    cast(cx, v, out)
+}
+
+fn qlinear_matmul(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let (a, sa, azp) = (cx.input(0)?, cx.input(1)?, cx.opt_input(2));
+    let (b, sb, bzp) = (cx.input(3)?, cx.input(4)?, cx.opt_input(5));
+    let (sy, yzp) = (cx.input(6)?, cx.opt_input(7));
+    let out = yzp.map_or_else(|| cx.ty(a).dtype, |z| cx.ty(z).dtype);
+    let (ac, bc) = matmul_operands(cx, a, azp, b, bzp)?;
+    let layer = cx.layer();
+    let c = cx.add1(Op::MatMul(layer), vec![ac, bc])?;
+    let (m, n) = {
+        let (s_a, s_b) = (cx.shape(a), cx.shape(b));
+        (if s_a.len() >= 2 { s_a[s_a.len() - 2] } else { 1 }, s_b[s_b.len() - 1])
+    };
+    let sa = shaped(cx, sa, m, vec![m, 1], "a_scale")?;
+    let sb = shaped(cx, sb, n, vec![n], "b_scale")?;
+    let sy = shaped(cx, sy, 1, vec![], "y_scale")?;
+    let mult = multiplier(cx, sa, sb, sy)?;
+    let yzp = match yzp {
+        Some(z) => Some(shaped(cx, z, 1, vec![], "y_zero_point")?),
+        None => None,
+    };
+    Ok(vec![requantize(cx, c, mult, yzp, out)?])
+}
+
+fn qlinear_conv(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let (x, sx, xzp) = (cx.input(0)?, cx.input(1)?, cx.opt_input(2));
+    let (w, sw, wzp) = (cx.input(3)?, cx.input(4)?, cx.opt_input(5));
+    let (sy, yzp) = (cx.input(6)?, cx.opt_input(7));
+    let bias = cx.opt_input(8);
+    let out = yzp.map_or_else(|| cx.ty(x).dtype, |z| cx.ty(z).dtype);
+    let c = conv_centred(cx, x, xzp, w, wzp)?;
+    let rank = cx.shape(c).len();
+    let oc = cx.shape(w)[0];
+    // the accumulator with the int32 bias, exactly, in f64
+    let acc = match bias {
+        Some(bv) => {
+            if cx.ty(bv).dtype != DType::I32 {
+                return Err(cx.err(format!("bias must be int32, got {}", cx.ty(bv).dtype)));
+            }
+            let mut dims = vec![1; rank];
+            dims[1] = oc;
+            let bb = shaped(cx, bv, oc, dims, "B")?;
+            let cf = cast(cx, c, DType::F64)?;
+            let bf = cast(cx, bb, DType::F64)?;
+            bin(cx, BinaryOp::Add, cf, bf)?
+        }
+        None => c,
+    };
+    let sx = shaped(cx, sx, 1, vec![], "x_scale")?;
+    let mut dims = vec![1; rank];
+    dims[1] = oc;
+    let sw = shaped(cx, sw, oc, dims, "w_scale")?;
+    let sy = shaped(cx, sy, 1, vec![], "y_scale")?;
+    let mult = multiplier(cx, sx, sw, sy)?;
+    let yzp = match yzp {
+        Some(z) => Some(shaped(cx, z, 1, vec![], "y_zero_point")?),
+        None => None,
+    };
+    Ok(vec![requantize(cx, acc, mult, yzp, out)?])
+}
