@@ -193,12 +193,15 @@ fn pool(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let ceil_mode = a.bool("ceil_mode", false)?;
     let win = window(cx, kernel, xs.get(2..).unwrap_or(&[]))?;
     if cx.op() == "MaxPool" {
-        if a.int("storage_order", 0)? != 0 && cx.output_used(1) {
-            return Err(cx.err("storage_order=1 is not supported"));
+        let column_major = a.int("storage_order", 0)? != 0;
+        let p = Pool { window: win.clone(), ceil_mode, count_include_pad: false };
+        let y = cx.add1(Op::MaxPool(p), vec![x])?;
+        if !cx.output_used(1) {
+            return Ok(vec![y]);
         }
-        let p = Pool { window: win, ceil_mode, count_include_pad: false };
-        // Output 1 (indices) is left unavailable.
-        Ok(vec![cx.add1(Op::MaxPool(p), vec![x])?])
+        let out = cx.shape(y);
+        let idx = super::pool_indices::max_pool_indices(cx, x, &win, &out, column_major)?;
+        Ok(vec![y, idx])
     } else {
         let p = Pool { window: win, ceil_mode, count_include_pad: a.bool("count_include_pad", false)? };
         Ok(vec![cx.add1(Op::AveragePool(p), vec![x])?])

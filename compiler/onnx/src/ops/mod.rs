@@ -29,6 +29,7 @@ mod gridsample;
 mod linalg;
 mod loss;
 mod norm;
+mod pool_indices;
 mod quant;
 mod quant_int;
 mod reduce;
