@@ -1,0 +1,295 @@
+//! TopK, GatherND, ScatterND, Compress and ReverseSequence as compositions
+//! of existing IR ops (no kernels of their own).
+//!
+//! - **TopK** ranks every element of a slice by counting the elements that
+//!   beat it (`x_j > x_i`, or equal with `j < i`: the stable order ONNX asks
+//!   for) in an `[.., N, N, ..]` comparison, then picks, for output slot k,
+//!   the element whose rank is k with a one-hot `Where` + `ReduceSum`
+//!   (exactly one term is selected, so values and indices are exact). Cost is
+//!   O(N²) per slice along the axis: fine for the small axes of the ONNX
+//!   tests and typical detection heads, not for vocabulary-sized axes.
+//! - **GatherND / ScatterND** turn each index tuple into a linear position in
+//!   the flattened leading data axes and use the one-hot selection of
+//!   `gather.rs` (`[.., M, P, S]`: M index tuples, P positions, S trailing
+//!   elements): exact, O(M·P·S).
+//! - **Compress** needs its condition constant (the conformance runner binds
+//!   it): a Gather with the selected positions.
+//! - **ReverseSequence** needs `sequence_lens` constant: per batch entry a
+//!   Gather along the time axis with the reversed prefix, then a Concat.
+
+use kerf_ir::op::{BinaryOp, ReduceKind};
+use kerf_ir::{DType, Op, Tensor, ValueId};
+
+use super::Converter;
+use crate::import::Cx;
+use crate::ImportError;
+
+pub fn register(r: &mut Vec<(&'static str, Converter)>) {
+    r.push(("TopK", top_k));
+    r.push(("GatherND", gather_nd));
+    r.push(("ScatterND", scatter_nd));
+    r.push(("Compress", compress));
+    r.push(("ReverseSequence", reverse_sequence));
+}
+
+fn konst_i64(cx: &mut Cx, what: &str, dtype: DType, shape: Vec<usize>, v: &[i64]) -> Result<ValueId, ImportError> {
+    let t = Tensor::from_i64_values(dtype, shape, v).map_err(|e| cx.err(e.to_string()))?;
+    Ok(cx.derived(what, t))
+}
+
+fn konst_f64(cx: &mut Cx, what: &str, dtype: DType, v: f64) -> Result<ValueId, ImportError> {
+    let t = Tensor::from_f64_values(dtype, vec![], &[v]).map_err(|e| cx.err(e.to_string()))?;
+    Ok(cx.derived(what, t))
+}
+
+fn bin(cx: &mut Cx, b: BinaryOp, x: ValueId, y: ValueId) -> Result<ValueId, ImportError> {
+    cx.add1(Op::Binary(b), vec![x, y])
+}
+
+fn reshape(cx: &mut Cx, x: ValueId, shape: Vec<usize>) -> Result<ValueId, ImportError> {
+    if cx.shape(x) == shape {
+        return Ok(x);
+    }
+    cx.add1(Op::Reshape { shape }, vec![x])
+}
+
+fn sum(cx: &mut Cx, x: ValueId, axis: usize) -> Result<ValueId, ImportError> {
+    cx.add1(Op::Reduce { kind: ReduceKind::Sum, axes: vec![axis], keepdims: false }, vec![x])
+}
+
+fn numeric(cx: &Cx, d: DType, what: &str) -> Result<(), ImportError> {
+    if d.is_int() || d.is_float() {
+        Ok(())
+    } else {
+        Err(cx.err(format!("{what} of type {d} is not supported (numeric types only)")))
+    }
+}
+
+fn top_k(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let xt = cx.ty(x).clone();
+    let a = cx.attrs();
+    let rank = xt.rank();
+    let axis = cx.axis(a.int("axis", -1)?, rank)?;
+    let largest = a.int("largest", 1)? != 0;
+    numeric(cx, xt.dtype, "input")?;
+    let k = if cx.opset < 10 {
+        a.int("k", 0)?
+    } else {
+        let v = cx.const_ints(1, "K")?.ok_or_else(|| cx.err("missing input 'K'"))?;
+        *v.first().ok_or_else(|| cx.err("K must hold one value"))?
+    };
+    let n = xt.shape[axis];
+    let k = usize::try_from(k).ok().filter(|&k| k <= n).ok_or_else(|| cx.err(format!("K={k} is not in 0..={n}")))?;
+
+    // x_i: [.., N, 1, ..], x_j: [.., 1, N, ..]
+    let mut si = xt.shape.clone();
+    si.insert(axis + 1, 1);
+    let mut sj = xt.shape.clone();
+    sj.insert(axis, 1);
+    let xi = reshape(cx, x, si)?;
+    let xj = reshape(cx, x, sj)?;
+    let better = bin(cx, if largest { BinaryOp::Greater } else { BinaryOp::Less }, xj, xi)?;
+    let eq = bin(cx, BinaryOp::Equal, xj, xi)?;
+    // j < i, as a constant [1.., N(i), N(j), 1..]
+    let mut pshape = vec![1; rank + 1];
+    pshape[axis] = n;
+    pshape[axis + 1] = n;
+    let before: Vec<i64> = (0..n * n).map(|p| i64::from(p % n < p / n)).collect();
+    let before = konst_i64(cx, "earlier", DType::Bool, pshape, &before)?;
+    let tie = bin(cx, BinaryOp::And, eq, before)?;
+    let beats = bin(cx, BinaryOp::Or, better, tie)?;
+    let beats = cx.add1(Op::Cast(DType::I64), vec![beats])?;
+    let rank_of = sum(cx, beats, axis + 1)?; // [.., N, ..]: 0 for the best
+
+    // slot k picks the element of rank k: [.., K, N, ..]
+    let mut rs = xt.shape.clone();
+    rs.insert(axis, 1);
+    let rank_of = reshape(cx, rank_of, rs)?;
+    let mut kshape = vec![1; rank + 1];
+    kshape[axis] = k;
+    let slots: Vec<i64> = (0..k as i64).collect();
+    let slots = konst_i64(cx, "slots", DType::I64, kshape, &slots)?;
+    let hit = bin(cx, BinaryOp::Equal, rank_of, slots)?;
+    let zero = konst_f64(cx, "zero", xt.dtype, 0.0)?;
+    let picked = cx.add1(Op::Where, vec![hit, xj, zero])?;
+    let values = sum(cx, picked, axis + 1)?;
+    let mut ishape = vec![1; rank + 1];
+    ishape[axis + 1] = n;
+    let pos: Vec<i64> = (0..n as i64).collect();
+    let pos = konst_i64(cx, "positions", DType::I64, ishape, &pos)?;
+    let zero_i = konst_i64(cx, "zero_index", DType::I64, vec![], &[0])?;
+    let which = cx.add1(Op::Where, vec![hit, pos, zero_i])?;
+    let indices = sum(cx, which, axis + 1)?;
+    Ok(vec![values, indices])
+}
+
+/// Linear positions `[B, M]` of index tuples `[B, M, q]` into the `q`
+/// leading axes `dims` (negative indices count from the end).
+fn linear_positions(cx: &mut Cx, indices: ValueId, b: usize, m: usize, dims: &[usize]) -> Result<ValueId, ImportError> {
+    let q = dims.len();
+    let it = cx.ty(indices).dtype;
+    if !it.is_int() {
+        return Err(cx.err(format!("indices must be an integer tensor, got {it}")));
+    }
+    let idx = reshape(cx, indices, vec![b, m, q])?;
+    let idx = if it == DType::I64 { idx } else { cx.add1(Op::Cast(DType::I64), vec![idx])? };
+    let dimv: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+    let dimc = konst_i64(cx, "dims", DType::I64, vec![1, 1, q], &dimv)?;
+    let zero = konst_i64(cx, "zero_index", DType::I64, vec![], &[0])?;
+    let neg = bin(cx, BinaryOp::Less, idx, zero)?;
+    let wrapped = bin(cx, BinaryOp::Add, idx, dimc)?;
+    let idx = cx.add1(Op::Where, vec![neg, wrapped, idx])?;
+    let mut strides = vec![1i64; q];
+    for t in (0..q.saturating_sub(1)).rev() {
+        strides[t] = strides[t + 1] * dims[t + 1] as i64;
+    }
+    let st = konst_i64(cx, "strides", DType::I64, vec![1, 1, q], &strides)?;
+    let scaled = bin(cx, BinaryOp::Mul, idx, st)?;
+    sum(cx, scaled, 2)
+}
+
+fn gather_nd(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let data = cx.input(0)?;
+    let indices = cx.input(1)?;
+    let dt = cx.ty(data).clone();
+    let it = cx.ty(indices).clone();
+    let bd = usize::try_from(cx.attrs().int("batch_dims", 0)?).map_err(|_| cx.err("batch_dims must be >= 0"))?;
+    numeric(cx, dt.dtype, "data")?;
+    let q = *it.shape.last().ok_or_else(|| cx.err("indices must have rank >= 1"))?;
+    if it.rank() <= bd || dt.rank() < bd + q || it.shape[..bd] != dt.shape[..bd] {
+        return Err(cx.err(format!("indices {it} do not fit data {dt} with batch_dims {bd}")));
+    }
+    let b: usize = dt.shape[..bd].iter().product();
+    let dims = dt.shape[bd..bd + q].to_vec();
+    let p: usize = dims.iter().product();
+    let s: usize = dt.shape[bd + q..].iter().product();
+    let m: usize = it.shape[bd..it.rank() - 1].iter().product();
+    let lin = linear_positions(cx, indices, b, m, &dims)?;
+    let lin = reshape(cx, lin, vec![b, m, 1])?;
+    let pos: Vec<i64> = (0..p as i64).collect();
+    let pos = konst_i64(cx, "positions", DType::I64, vec![1, 1, p], &pos)?;
+    let hit = bin(cx, BinaryOp::Equal, lin, pos)?; // [B, M, P]
+    let hit = reshape(cx, hit, vec![b, m, p, 1])?;
+    let d = reshape(cx, data, vec![b, 1, p, s])?;
+    let zero = konst_f64(cx, "zero", dt.dtype, 0.0)?;
+    let picked = cx.add1(Op::Where, vec![hit, d, zero])?;
+    let out = sum(cx, picked, 2)?; // [B, M, S]
+    let mut oshape = it.shape[..it.rank() - 1].to_vec();
+    oshape.extend_from_slice(&dt.shape[bd + q..]);
+    Ok(vec![reshape(cx, out, oshape)?])
+}
+
+fn scatter_nd(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let data = cx.input(0)?;
+    let indices = cx.input(1)?;
+    let updates = cx.input(2)?;
+    let dt = cx.ty(data).clone();
+    let it = cx.ty(indices).clone();
+    let ut = cx.ty(updates).clone();
+    let reduction = cx.attrs().string("reduction", "none")?;
+    numeric(cx, dt.dtype, "data")?;
+    let q = *it.shape.last().ok_or_else(|| cx.err("indices must have rank >= 1"))?;
+    let mut want = it.shape[..it.rank() - 1].to_vec();
+    if q <= dt.rank() {
+        want.extend_from_slice(&dt.shape[q..]);
+    }
+    if q > dt.rank() || ut.shape != want || ut.dtype != dt.dtype {
+        return Err(cx.err(format!("updates {ut} must have shape {want:?} and data's type (data {dt}, indices {it})")));
+    }
+    let (kind, neutral) = match reduction.as_str() {
+        "none" | "add" => (ReduceKind::Sum, 0.0),
+        "mul" => (ReduceKind::Prod, 1.0),
+        "max" => (ReduceKind::Max, f64::NEG_INFINITY),
+        "min" => (ReduceKind::Min, f64::INFINITY),
+        other => return Err(cx.err(format!("unknown reduction '{other}'"))),
+    };
+    if dt.dtype.is_int() && neutral.is_infinite() {
+        return Err(cx.err(format!("reduction '{reduction}' on integer data is not supported")));
+    }
+    let dims = dt.shape[..q].to_vec();
+    let p: usize = dims.iter().product();
+    let s: usize = dt.shape[q..].iter().product();
+    let m: usize = it.shape[..it.rank() - 1].iter().product();
+    let lin = linear_positions(cx, indices, 1, m, &dims)?;
+    let lin = reshape(cx, lin, vec![m, 1])?;
+    let pos: Vec<i64> = (0..p as i64).collect();
+    let pos = konst_i64(cx, "positions", DType::I64, vec![1, p], &pos)?;
+    let hit = bin(cx, BinaryOp::Equal, lin, pos)?; // [M, P]
+    let hit3 = reshape(cx, hit, vec![m, p, 1])?;
+    let upd = reshape(cx, updates, vec![m, 1, s])?;
+    let neutral_v = konst_f64(cx, "neutral", dt.dtype, neutral)?;
+    let landed = cx.add1(Op::Where, vec![hit3, upd, neutral_v])?; // [M, P, S]
+    let combined = cx.add1(Op::Reduce { kind, axes: vec![0], keepdims: false }, vec![landed])?; // [P, S]
+    let hits = cx.add1(Op::Cast(DType::I64), vec![hit])?;
+    let hits = sum(cx, hits, 0)?;
+    let hits = reshape(cx, hits, vec![p, 1])?;
+    let zero_i = konst_i64(cx, "zero_index", DType::I64, vec![], &[0])?;
+    let landed_any = bin(cx, BinaryOp::Greater, hits, zero_i)?; // [P, 1]
+    let d = reshape(cx, data, vec![p, s])?;
+    let merged = match reduction.as_str() {
+        "none" => combined,
+        "add" => bin(cx, BinaryOp::Add, d, combined)?,
+        "mul" => bin(cx, BinaryOp::Mul, d, combined)?,
+        "max" => bin(cx, BinaryOp::Max, d, combined)?,
+        _ => bin(cx, BinaryOp::Min, d, combined)?,
+    };
+    let out = cx.add1(Op::Where, vec![landed_any, merged, d])?;
+    Ok(vec![reshape(cx, out, dt.shape.clone())?])
+}
+
+fn compress(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let xt = cx.ty(x).clone();
+    let cond = cx.konst_req(1, "condition")?;
+    if cond.shape().len() != 1 {
+        return Err(cx.err(format!("condition must be 1-D, got shape {:?}", cond.shape())));
+    }
+    let (x, axis) = match cx.attrs().int_opt("axis")? {
+        Some(a) => (x, cx.axis(a, xt.rank())?),
+        None => (reshape(cx, x, vec![xt.numel()])?, 0),
+    };
+    let extent = cx.shape(x)[axis];
+    let c = cond.to_i64_vec();
+    if c.len() > extent {
+        return Err(cx.err(format!("condition has {} entries, the axis only {extent}", c.len())));
+    }
+    let keep: Vec<i64> = c.iter().enumerate().filter(|(_, &v)| v != 0).map(|(i, _)| i as i64).collect();
+    if keep.is_empty() {
+        return Err(cx.err("condition selects nothing: empty results are not supported"));
+    }
+    let idx = konst_i64(cx, "selected", DType::I64, vec![keep.len()], &keep)?;
+    Ok(vec![cx.add1(Op::Gather { axis }, vec![x, idx])?])
+}
+
+fn reverse_sequence(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let xt = cx.ty(x).clone();
+    let a = cx.attrs();
+    let batch_axis = cx.axis(a.int("batch_axis", 1)?, xt.rank())?;
+    let time_axis = cx.axis(a.int("time_axis", 0)?, xt.rank())?;
+    if xt.rank() < 2 || batch_axis == time_axis || batch_axis > 1 || time_axis > 1 {
+        return Err(cx.err(format!("batch_axis and time_axis must be 0 and 1 in some order, input {xt}")));
+    }
+    let lens = cx.konst_req(1, "sequence_lens")?.to_i64_vec();
+    let (nb, nt) = (xt.shape[batch_axis], xt.shape[time_axis]);
+    if lens.len() != nb || lens.iter().any(|&l| l < 0 || l as usize > nt) {
+        return Err(cx.err(format!("sequence_lens {lens:?} must hold {nb} lengths in 0..={nt}")));
+    }
+    let rank = xt.rank();
+    let mut parts = Vec::with_capacity(nb);
+    for (bi, &len) in lens.iter().enumerate() {
+        let mut ends: Vec<i64> = xt.shape.iter().map(|&d| d as i64).collect();
+        let mut starts = vec![0i64; rank];
+        starts[batch_axis] = bi as i64;
+        ends[batch_axis] = bi as i64 + 1;
+        let slice = cx.add1(Op::Slice { starts, ends, steps: vec![1; rank] }, vec![x])?;
+        let order: Vec<i64> = (0..nt as i64).map(|t| if t < len { len - 1 - t } else { t }).collect();
+        let idx = konst_i64(cx, "time_order", DType::I64, vec![nt], &order)?;
+        parts.push(cx.add1(Op::Gather { axis: time_axis }, vec![slice, idx])?);
+    }
+    if parts.len() == 1 {
+        return Ok(parts);
+    }
+    Ok(vec![cx.add1(Op::Concat { axis: batch_axis }, parts)?])
+}
