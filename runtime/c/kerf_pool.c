@@ -10,12 +10,20 @@
  * has then returned, and no further task of the job can be claimed. */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 #include "kerf_pool.h"
 
-/* Polls of the generation before an idle worker sleeps (~50-200 us). */
-#define KERF_POOL_SPIN 16384u
+/* How long an idle worker polls before sleeping on the condition variable:
+ * bridges the gaps between one inference's kernels (microseconds) without
+ * holding a core through a long serial kernel. */
+#define KERF_POOL_SPIN_NS 50000
+/* Polls between sched_yield calls while spinning: on a machine with more
+ * runnable threads than cores a spinner must hand its core back now and
+ * then, or it slows the very thread it waits for. */
+#define KERF_POOL_POLLS_PER_YIELD 256u
 
 struct kerf_pool {
     pthread_mutex_t mu;
@@ -38,12 +46,22 @@ struct kerf_pool {
     pthread_t *workers;
 };
 
-static void cpu_relax(void) {
+static void cpu_relax(uint32_t *polls) {
+    if (++*polls % KERF_POOL_POLLS_PER_YIELD == 0) {
+        sched_yield();
+        return;
+    }
 #if defined(__x86_64__) || defined(__i386__)
     __asm__ __volatile__("pause");
 #elif defined(__aarch64__)
     __asm__ __volatile__("yield");
 #endif
+}
+
+static int64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
 /* Claims and runs tasks of generation `gen` until none is left. */
@@ -67,10 +85,12 @@ static void *worker_main(void *vp) {
     uint64_t seen = 0;
     for (;;) {
         uint32_t polls = 0;
+        int64_t start = now_ns();
         while (atomic_load_explicit(&p->gen_seen, memory_order_acquire) == seen &&
                !atomic_load_explicit(&p->stop, memory_order_relaxed)) {
-            if (polls++ < KERF_POOL_SPIN) {
-                cpu_relax();
+            /* the clock is read every 64 polls */
+            if (polls % 64 != 63 || now_ns() - start < KERF_POOL_SPIN_NS) {
+                cpu_relax(&polls);
                 continue;
             }
             pthread_mutex_lock(&p->mu);
@@ -115,7 +135,8 @@ void kerf_pool_parallel_for(void *ctx, uint32_t n, void (*task)(void *arg, uint3
     if (p->sleepers) pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
     work(p, gen, task, arg, n);
-    while (atomic_load_explicit(&p->done, memory_order_acquire) < n) cpu_relax();
+    uint32_t polls = 0;
+    while (atomic_load_explicit(&p->done, memory_order_acquire) < n) cpu_relax(&polls);
     pthread_mutex_lock(&p->mu);
     p->task = NULL; /* late workers find nothing to copy */
     p->arg = NULL;

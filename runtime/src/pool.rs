@@ -3,9 +3,10 @@
 //!
 //! Design: `n - 1` worker threads plus the calling thread, which takes part
 //! in every job. A job is published under a mutex with a generation number;
-//! workers that are idle spin on the generation for a short while (a few
-//! tens of microseconds, so the back-to-back kernels of one inference wake
-//! them in well under a microsecond) and then sleep on a condition variable.
+//! workers that are idle spin on the generation for a short while (50 µs,
+//! so the back-to-back kernels of one inference wake them in well under a
+//! microsecond, yielding the core now and then) and then sleep on a
+//! condition variable.
 //! Tasks are claimed one at a time from an atomic counter (dynamic
 //! balancing); `parallel_for` returns when every claimed task has finished,
 //! and a task index is never claimed twice, so a straggler worker holding a
@@ -19,12 +20,30 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::{KerfRuntime, TaskFn, ABI_VERSION};
 
-/// How many times an idle worker polls for new work before sleeping (each
-/// poll is a `spin_loop` hint; this is roughly 50–200 µs).
-const SPIN_POLLS: u32 = 1 << 14;
+/// How long an idle worker polls for new work before it sleeps on the
+/// condition variable. Long enough to bridge the gaps between the kernels of
+/// one inference (microseconds), short enough not to hold a core through a
+/// long serial kernel.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// Polls between `yield_now` calls while spinning: a spinning thread on a
+/// machine with more runnable threads than cores hands its core back often
+/// (a spinner that never yields slows the very thread it waits for).
+const POLLS_PER_YIELD: u32 = 256;
+
+/// One polling step: a spin hint, and every [`POLLS_PER_YIELD`] polls a yield.
+fn relax(polls: &mut u32) {
+    *polls = polls.wrapping_add(1);
+    if (*polls).is_multiple_of(POLLS_PER_YIELD) {
+        std::thread::yield_now();
+    } else {
+        std::hint::spin_loop();
+    }
+}
 
 /// One `parallel_for` call.
 struct Job {
@@ -90,11 +109,12 @@ impl Shared {
     fn worker(&self) {
         let mut seen = 0u64;
         loop {
-            let mut polls = 0;
+            let mut polls = 0u32;
+            let start = Instant::now();
             while self.generation.load(Ordering::Acquire) == seen && !self.shutdown.load(Ordering::Relaxed) {
-                if polls < SPIN_POLLS {
-                    std::hint::spin_loop();
-                    polls += 1;
+                // read the clock only every 64 polls
+                if polls % 64 != 63 || start.elapsed() < SPIN {
+                    relax(&mut polls);
                     continue;
                 }
                 let mut st = lock(&self.state);
@@ -145,8 +165,9 @@ impl Shared {
             }
         }
         job.work();
+        let mut polls = 0u32;
         while job.done.load(Ordering::Acquire) < n {
-            std::hint::spin_loop();
+            relax(&mut polls);
         }
         lock(&self.state).job = None;
     }
