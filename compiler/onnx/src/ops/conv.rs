@@ -90,7 +90,18 @@ fn conv(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let mut ins = vec![x, w];
     ins.extend(cx.opt_input(2));
     let layer = cx.layer();
-    Ok(vec![cx.add1(Op::Conv(Conv { window: win, group, layer, algo: kerf_ir::op::ConvAlgo::Direct }), ins)?])
+    // Half-precision convolutions run on the f32 kernels: inputs widened
+    // exactly, one rounding back to the half type at the end.
+    let dt = cx.ty(x).dtype;
+    let half = matches!(dt, kerf_ir::DType::F16 | kerf_ir::DType::BF16);
+    if half {
+        ins = ins.into_iter().map(|v| cx.add1(Op::Cast(kerf_ir::DType::F32), vec![v])).collect::<Result<_, _>>()?;
+    }
+    let y = cx.add1(Op::Conv(Conv { window: win, group, layer, algo: kerf_ir::op::ConvAlgo::Direct }), ins)?;
+    if half {
+        return Ok(vec![cx.add1(Op::Cast(dt), vec![y])?]);
+    }
+    Ok(vec![y])
 }
 
 fn conv_transpose(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
