@@ -650,9 +650,103 @@ def gen_nn_c(r):
                attrs=dict(strides=[2, 2], dilations=[1, 2], pads=[1, 1, 1, 1]))
 
 
+def gen_int_math_index(r):
+    """Integer bit ops, inverse trig/hyperbolic functions, TopK, ScatterND, GatherND and Einsum."""
+    u8 = np.uint8
+    yield Case("BitShift", "left_uint8", "uint8 << [0..7] with broadcasting", {
+        "X": r.integers(0, 256, (3, 5)).astype(u8), "Y": r.integers(0, 8, (5,)).astype(u8)},
+        attrs={"direction": "LEFT"}, opset=18)
+    yield Case("BitShift", "right_uint32", "uint32 >> [0..31]", {
+        "X": r.integers(0, 2**32, (2, 9)).astype(np.uint32), "Y": r.integers(0, 32, (2, 9)).astype(np.uint32)},
+        attrs={"direction": "RIGHT"}, opset=18)
+    yield Case("BitwiseAnd", "int32_broadcast", "int32 [3,4] & [4]", {
+        "A": r.integers(-2**31, 2**31, (3, 4)).astype(np.int32), "B": r.integers(-2**31, 2**31, (4,)).astype(np.int32)},
+        opset=18)
+    yield Case("BitwiseXor", "uint16", "uint16 ^", {
+        "A": r.integers(0, 2**16, (11,)).astype(np.uint16), "B": r.integers(0, 2**16, (11,)).astype(np.uint16)},
+        opset=18)
+    yield Case("BitwiseNot", "int64", "~int64", {"X": r.integers(-2**62, 2**62, (2, 7)).astype(I64)}, opset=18)
+    for op, lo, hi in [("Tan", -1.5, 1.5), ("Asin", -0.999, 0.999), ("Acos", -0.999, 0.999), ("Atan", -20, 20),
+                       ("Sinh", -9, 9), ("Cosh", -9, 9), ("Asinh", -50, 50), ("Acosh", 1.0, 60),
+                       ("Atanh", -0.999, 0.999)]:
+        yield Case(op, "n2x3x17", f"{op} on [2,3,17] in [{lo}, {hi}]", {"X": u(r, (2, 3, 17), lo, hi)}, opset=18)
+    yield Case("Tan", "wide", "Tan on [-100, 100] (several periods; values away from the poles)",
+               {"X": away(u(r, (41,), -100, 100), tuple(np.pi * (k + 0.5) for k in range(-33, 33)), 0.05)}, opset=18)
+    yield Case("TopK", "largest_axis1", "TopK k=3 of [3,7] along axis 1 (largest, sorted)",
+               {"X": u(r, (3, 7))}, {"K": i64([3])}, attrs={"axis": 1}, n_out=2,
+               out_types=[TensorProto.FLOAT, TensorProto.INT64], opset=18)
+    x = r.integers(0, 4, (4, 6)).astype(I64)
+    yield Case("TopK", "smallest_ties_axis0", "TopK k=2 smallest of int64 [4,6] with ties, axis 0",
+               {"X": x}, {"K": i64([2])}, attrs={"axis": 0, "largest": 0}, n_out=2,
+               out_types=[TensorProto.INT64, TensorProto.INT64], opset=18)
+    yield Case("ScatterND", "add_slices", "ScatterND add: 3 index rows into [5,4,3] (one duplicate)",
+               {"data": u(r, (5, 4, 3)), "updates": u(r, (3, 4, 3))}, {"indices": i64([[1], [4], [1]])},
+               node_inputs=["data", "indices", "updates"], attrs={"reduction": "add"}, opset=18)
+    yield Case("ScatterND", "none_elements", "ScatterND: element indices into [4,5] (negative index)",
+               {"data": u(r, (4, 5)), "updates": u(r, (3,))}, {"indices": i64([[0, 1], [3, -1], [2, 2]])},
+               node_inputs=["data", "indices", "updates"], opset=18)
+    yield Case("GatherND", "batch_dims1", "GatherND batch_dims 1: [2,3,4] with [2,2,1]",
+               {"data": u(r, (2, 3, 4))}, {"indices": i64([[[2], [0]], [[1], [1]]])},
+               node_inputs=["data", "indices"], attrs={"batch_dims": 1}, opset=18)
+    yield Case("Einsum", "batch_matmul", "Einsum bij,bjk->bik", {"A": u(r, (2, 3, 4)), "B": u(r, (2, 4, 5))},
+               attrs={"equation": "bij,bjk->bik"}, opset=18)
+    yield Case("Einsum", "trace_outer", "Einsum ii,j->j (trace times vector)", {"A": u(r, (4, 4)), "B": u(r, (3,))},
+               attrs={"equation": "ii,j->j"}, opset=18)
+    yield Case("Einsum", "ellipsis_implicit", "Einsum ...ij,jk (implicit output)", {
+        "A": u(r, (2, 3, 4)), "B": u(r, (4, 2))}, attrs={"equation": "...ij,jk"}, opset=18)
+
+
+def gen_quant(r):
+    """Quantisation ops with 8-bit graph I/O (the narrow float8/int4 kernels have no .npy form; their
+    node cases run cross-ISA in onnx_backend_cross). Float inputs sit at (k + f) * scale with f in
+    [0.2, 0.8], away from the rounding ties."""
+    U8, I8 = np.uint8, np.int8
+    x = r.integers(0, 256, (1, 28, 10, 10)).astype(U8)
+    w = r.integers(0, 256, (8, 28, 3, 3)).astype(U8)
+    yield Case("ConvInteger", "u8_3x3_k252",
+               "constant 3x3 stride-1 u8 weights (the shape the winograd rule takes), reduction 252: exact int32",
+               {"x": x}, {"w": w, "x_zero_point": np.array(128, U8), "w_zero_point": np.array(100, U8)},
+               attrs={"pads": [1, 1, 1, 1]}, node_inputs=["x", "w", "x_zero_point", "w_zero_point"],
+               out_types=[TensorProto.INT32])
+    wq = r.integers(-128, 128, (6, 28, 3, 3)).astype(I8)
+    yield Case("QLinearConv", "u8_i8_per_channel",
+               "u8 input, i8 per-channel weights, 3x3 pads 1, u8 output",
+               {"x": x}, {"x_scale": np.array(0.02, F32), "x_zero_point": np.array(128, U8), "w": wq,
+                          "w_scale": r.uniform(0.001, 0.004, (6,)).astype(F32), "w_zero_point": np.zeros(6, I8),
+                          "y_scale": np.array(0.5, F32), "y_zero_point": np.array(120, U8)},
+               attrs={"pads": [1, 1, 1, 1]},
+               node_inputs=["x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "y_scale", "y_zero_point"],
+               out_types=[TensorProto.UINT8])
+    yield Case("QLinearMatMul", "u8_3d", "u8 [2,5,37] x [37,7], per-tensor scales",
+               {"a": r.integers(0, 256, (2, 5, 37)).astype(U8)},
+               {"a_scale": np.array(0.03, F32), "a_zero_point": np.array(110, U8),
+                "b": r.integers(0, 256, (37, 7)).astype(U8), "b_scale": np.array(0.02, F32),
+                "b_zero_point": np.array(130, U8), "y_scale": np.array(0.4, F32), "y_zero_point": np.array(100, U8)},
+               node_inputs=["a", "a_scale", "a_zero_point", "b", "b_scale", "b_zero_point", "y_scale", "y_zero_point"],
+               out_types=[TensorProto.UINT8])
+    yield Case("MatMulInteger", "u8_13x37x5", "u8 x u8 with zero points -> int32",
+               {"A": r.integers(0, 256, (13, 37)).astype(U8), "B": r.integers(0, 256, (37, 5)).astype(U8)},
+               {"a_zero_point": np.array(7, U8), "b_zero_point": np.array(200, U8)},
+               node_inputs=["A", "B", "a_zero_point", "b_zero_point"], out_types=[TensorProto.INT32])
+    scale = np.array([0.05, 0.2, 0.01], F32)
+    k = r.integers(-100, 100, (2, 3, 17)) + r.uniform(0.2, 0.8, (2, 3, 17))
+    yield Case("QuantizeLinear", "i8_per_axis", "f32 -> i8 per-axis (axis 1), zero points, saturating",
+               {"x": (k * scale.reshape(1, 3, 1)).astype(F32)},
+               {"y_scale": scale, "y_zero_point": np.array([0, 5, -7], I8)}, attrs={"axis": 1},
+               node_inputs=["x", "y_scale", "y_zero_point"], out_types=[TensorProto.INT8])
+    k = r.integers(-40, 300, (41,)) + r.uniform(0.2, 0.8, (41,))
+    yield Case("QuantizeLinear", "u8_tensor", "f32 -> u8 per-tensor (clamps at 0 and 255)",
+               {"x": (k * 0.1).astype(F32)}, {"y_scale": np.array(0.1, F32), "y_zero_point": np.array(3, U8)},
+               node_inputs=["x", "y_scale", "y_zero_point"], out_types=[TensorProto.UINT8])
+    yield Case("DequantizeLinear", "i8_per_axis", "i8 -> f32 per-axis (axis 1) with zero points",
+               {"x": r.integers(-128, 128, (2, 3, 13)).astype(I8)},
+               {"x_scale": np.array([0.05, 0.2, 0.01], F32), "x_zero_point": np.array([0, 5, -7], I8)},
+               attrs={"axis": 1}, node_inputs=["x", "x_scale", "x_zero_point"], out_types=[TensorProto.FLOAT])
+
+
 FAMILIES = [gen_conv, gen_conv_transpose, gen_gemm, gen_matmul, gen_binary, gen_unary, gen_clip, gen_gelu,
             gen_softmax, gen_norm, gen_pool, gen_shape_ops, gen_cast, gen_pad, gen_resize, gen_reduce, gen_logic,
-            gen_rnn, gen_nn_c]
+            gen_rnn, gen_nn_c, gen_int_math_index, gen_quant]
 
 
 def all_cases() -> list[Case]:
