@@ -15,8 +15,8 @@
 //! rounded half to even (`(v + 1.5·2^52) - 1.5·2^52`, exact for the clamped
 //! |v| <= 2^16), and cast.
 
-use kerf_ir::op::{BinaryOp, Conv, ConvAlgo};
-use kerf_ir::{DType, Op, ValueId};
+use kerf_ir::op::{BinaryOp, Conv, ConvAlgo, PadMode};
+use kerf_ir::{DType, Op, ValueId, F32};
 
 use super::compose::{bin, cast, reshape, scalar, R};
 use super::conv::{kernel_from, window};
@@ -122,7 +122,13 @@ fn matmul_integer(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     Ok(vec![cast(cx, c, DType::I32)?])
 }
 
-/// The f32 Conv of centred operands (exact; see the module docs).
+/// The f32 Conv of centred operands (exact: see the module docs).
+///
+/// Only direct convolution is exact. A 3×3 stride-1 conv with constant
+/// weights is what the `winograd` rule group rewrites (F(4×4,3×3) is off by
+/// ±1 on integer data of this size), so such a conv gets one zero kernel row
+/// and one more row of end padding: the same sums (the extra taps multiply
+/// by zero), a 4×3 kernel that stays direct, at 4/3 of the MACs.
 fn conv_centred(cx: &mut Cx, x: ValueId, xzp: Option<ValueId>, w: ValueId, wzp: Option<ValueId>) -> R {
     let (xs, ws) = (cx.shape(x), cx.shape(w));
     if ws.len() < 3 || xs.len() != ws.len() {
@@ -146,9 +152,16 @@ fn conv_centred(cx: &mut Cx, x: ValueId, xzp: Option<ValueId>, w: ValueId, wzp: 
         None => None,
     };
     let xc = centred(cx, x, xzp)?;
-    let wc = centred(cx, w, wzp)?;
-    let layer = cx.layer();
-    cx.add1(Op::Conv(Conv { window: win, group, layer, algo: ConvAlgo::Direct }), vec![xc, wc])
+    let mut wc = centred(cx, w, wzp)?;
+    let mut conv = Conv { window: win, group, layer: cx.layer(), algo: ConvAlgo::Direct };
+    if conv.winograd_eligible() {
+        let mut pads = vec![0; 2 * ws.len()];
+        pads[ws.len() + 2] = 1;
+        wc = cx.add1(Op::Pad { pads, mode: PadMode::Constant, value: F32::new(0.0) }, vec![wc])?;
+        conv.window.kernel[0] += 1;
+        conv.window.pads[2] += 1;
+    }
+    cx.add1(Op::Conv(conv), vec![xc, wc])
 }
 
 fn conv_integer(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
