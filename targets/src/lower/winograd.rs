@@ -9,8 +9,10 @@
 //! tiles T, so the kernel is
 //!
 //! 1. the weight transform `U = G g Gᵀ`, done at compile time (f64, rounded
-//!    once to f32) into a blob `U[ξ][k][c]`, the A operand of the shared GEMM
-//!    micro-kernel ([`super::matmul::gemm_core`]);
+//!    once to f32) into a blob holding, per ξ, `U[ξ]` (K×C) packed as the A
+//!    operand of the conv GEMM engine ([`super::gemm`]: row blocks of 12
+//!    output channels stored `[c][12]`, so a k step's broadcasts come from
+//!    one cache line);
 //! 2. per block of tiles (sized so V and M stay within [`BLOCK_BYTES`]), the
 //!    input transform `V = Bᵀ d B`, vectorised over `L` tiles (one lane per
 //!    tile, `L` = 4 with SIMD, 1 without), written straight into the GEMM's
@@ -37,7 +39,8 @@ use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 use kerf_ir::op::ConvAlgo;
 use kerf_ir::Op;
 
-use super::matmul::{gemm_core, AView, OutView};
+use super::epilogue::Epilogue;
+use super::gemm::{pack_a, run_block, Block, Gemm};
 use super::{Kernel, LResult};
 
 /// Budget for one block's transformed input `V` and products `M` (bytes):
@@ -278,7 +281,11 @@ pub fn conv(k: &mut Kernel) -> LResult {
     let strip = cin * sh * sw;
 
     let u = weight_transform(&t, &w, kout, cin);
-    let ublob = k.blob_f32(&u);
+    let packed: Vec<f32> = u.chunks(kout * cin).flat_map(|ux| pack_a(ux, kout, cin, cin)).collect();
+    let ublob = k.blob_f32(&packed);
+    // the GEMM engine starts from a per-row bias; the bias is added after
+    // the output transform instead (Aᵀ has no constant row sum to fold it)
+    let zeros = k.blob_f32(&vec![0.0; kout]);
     let bias = match k.node.inputs.len() {
         3 => match k.const_f32(2) {
             Some(b) => Some(k.blob_f32(&b)),
@@ -393,13 +400,15 @@ pub fn conv(k: &mut Kernel) -> LResult {
         });
         // 2. M[ξ] = U[ξ] · V[ξ]
         k.for_n(0, nn as i64, 1, |k, xi| {
-            let a_off = k.b.ins().imul_imm_s(xi, (kout * cin) as i64);
+            let a = k.b.ins().imul_imm_s(xi, (kout * cin * 4) as i64);
+            let a = k.b.ins().iadd(ublob, a);
             let vp = k.b.ins().imul_imm_s(xi, (tb * cin * 4) as i64);
             let vp = k.b.ins().iadd(vbuf, vp);
-            let o_off = k.b.ins().imul_imm_s(xi, (kout * tb) as i64);
-            let av = AView { ptr: ublob, sm: cin, sk: 1, ro: true };
-            let ov = OutView { ptr: mbuf, ldo: tb, bias: None };
-            gemm_core(k, kout, tb, cin, av, a_off, (vp, false), ov, o_off);
+            let mo = k.b.ins().imul_imm_s(xi, (kout * tb * 4) as i64);
+            let mo = k.b.ins().iadd(mbuf, mo);
+            let g = Gemm { a, bias: zeros, m: kout, kk: cin, out: mo, ldo: tb, epi: Epilogue::NONE };
+            let out_off = k.ic(0);
+            run_block(k, &g, &Block { b: vp, rows: 1, ppr: nq, width: tb, pitch: tb, out_off });
         });
         // 3. output transform, bias, store
         k.for_n(0, kout as i64, 1, |k, ko| {
