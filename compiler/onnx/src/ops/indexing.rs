@@ -1,5 +1,5 @@
-//! TopK, GatherND, ScatterND, Compress and ReverseSequence as compositions
-//! of existing IR ops (no kernels of their own).
+//! TopK, GatherND, ScatterND, Compress, ReverseSequence, TensorScatter and Det
+//! as compositions of existing IR ops (no kernels of their own).
 //!
 //! - **TopK** ranks every element of a slice by counting the elements that
 //!   beat it (`x_j > x_i`, or equal with `j < i`: the stable order ONNX asks
@@ -16,6 +16,8 @@
 //!   it): a Gather with the selected positions.
 //! - **ReverseSequence** needs `sequence_lens` constant: per batch entry a
 //!   Gather along the time axis with the reversed prefix, then a Concat.
+//! - **TensorScatter** (KV-cache write at run-time positions) is a one-hot
+//!   write like ScatterND; **Det** (n ≤ 4) a cofactor expansion.
 
 use kerf_ir::op::{BinaryOp, ReduceKind};
 use kerf_ir::{DType, Op, Tensor, ValueId};
@@ -30,6 +32,8 @@ pub fn register(r: &mut Vec<(&'static str, Converter)>) {
     r.push(("ScatterND", scatter_nd));
     r.push(("Compress", compress));
     r.push(("ReverseSequence", reverse_sequence));
+    r.push(("TensorScatter", tensor_scatter));
+    r.push(("Det", det));
 }
 
 fn konst_i64(cx: &mut Cx, what: &str, dtype: DType, shape: Vec<usize>, v: &[i64]) -> Result<ValueId, ImportError> {
@@ -292,4 +296,115 @@ fn reverse_sequence(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         return Ok(parts);
     }
     Ok(vec![cx.add1(Op::Concat { axis: batch_axis }, parts)?])
+}
+
+/// TensorScatter (opset 24): `update`'s `S` steps written into `past_cache`
+/// along `axis` from each batch entry's `write_indices[b]` (wrapping modulo the
+/// cache length in `circular` mode). The positions are run-time values, so the
+/// write is a one-hot `[B, S, L]` selection: exact, O(B·S·L·rest).
+fn tensor_scatter(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let past = cx.input(0)?;
+    let update = cx.input(1)?;
+    let pt = cx.ty(past).clone();
+    let ut = cx.ty(update).clone();
+    let a = cx.attrs();
+    let rank = pt.rank();
+    let axis = cx.axis(a.int("axis", -2)?, rank)?;
+    let circular = match a.string("mode", "linear")?.as_str() {
+        "linear" => false,
+        "circular" => true,
+        other => return Err(cx.err(format!("mode must be linear or circular, got '{other}'"))),
+    };
+    numeric(cx, pt.dtype, "past_cache")?;
+    let same_but_axis = ut.rank() == rank && (0..rank).all(|k| k == axis || ut.shape[k] == pt.shape[k]);
+    if axis == 0 || !same_but_axis || ut.dtype != pt.dtype || ut.shape[axis] > pt.shape[axis] {
+        return Err(cx.err(format!("update {ut} does not fit past_cache {pt} along axis {axis} (batch is axis 0)")));
+    }
+    let (b, l, s) = (pt.shape[0], pt.shape[axis], ut.shape[axis]);
+    let pre: usize = pt.shape[1..axis].iter().product();
+    let post: usize = pt.shape[axis + 1..].iter().product();
+    let w = match cx.opt_input(2) {
+        Some(w) => {
+            let d = cx.ty(w).dtype;
+            if !d.is_int() || cx.ty(w).numel() != b {
+                return Err(cx.err(format!("write_indices must be {b} integers, got {}", cx.ty(w))));
+            }
+            let w = if d == DType::I64 { w } else { cx.add1(Op::Cast(DType::I64), vec![w])? };
+            reshape(cx, w, vec![b, 1])?
+        }
+        None => konst_i64(cx, "write_indices", DType::I64, vec![b, 1], &vec![0; b])?,
+    };
+    let steps: Vec<i64> = (0..s as i64).collect();
+    let steps = konst_i64(cx, "steps", DType::I64, vec![1, s], &steps)?;
+    let mut p = bin(cx, BinaryOp::Add, w, steps)?; // [B, S]
+    if circular {
+        let len = konst_i64(cx, "cache_len", DType::I64, vec![], &[l as i64])?;
+        p = bin(cx, BinaryOp::Mod, p, len)?;
+    }
+    let p = reshape(cx, p, vec![b, s, 1])?;
+    let slots: Vec<i64> = (0..l as i64).collect();
+    let slots = konst_i64(cx, "slots", DType::I64, vec![1, 1, l], &slots)?;
+    let hit = bin(cx, BinaryOp::Equal, p, slots)?; // [B, S, L]
+    let hit5 = reshape(cx, hit, vec![b, 1, s, l, 1])?;
+    let upd = reshape(cx, update, vec![b, pre, s, 1, post])?;
+    let zero = konst_f64(cx, "zero", pt.dtype, 0.0)?;
+    let landed = cx.add1(Op::Where, vec![hit5, upd, zero])?;
+    let written = sum(cx, landed, 2)?; // [B, pre, L, post]
+    let count = cx.add1(Op::Cast(DType::I64), vec![hit])?;
+    let count = sum(cx, count, 1)?; // [B, L]
+    let zero_i = konst_i64(cx, "zero_index", DType::I64, vec![], &[0])?;
+    let any = bin(cx, BinaryOp::Greater, count, zero_i)?;
+    let any = reshape(cx, any, vec![b, 1, l, 1])?;
+    let old = reshape(cx, past, vec![b, pre, l, post])?;
+    let out = cx.add1(Op::Where, vec![any, written, old])?;
+    Ok(vec![reshape(cx, out, pt.shape.clone())?])
+}
+
+/// Det of `[.., n, n]` for n ≤ 4 by cofactor expansion along the first row
+/// (n! products of [.., 1, 1] slices): exact arithmetic order of the textbook
+/// formula, no pivoting. Larger matrices are rejected.
+fn det(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let xt = cx.ty(x).clone();
+    let rank = xt.rank();
+    if rank < 2 || xt.shape[rank - 1] != xt.shape[rank - 2] || !xt.dtype.is_float() {
+        return Err(cx.err(format!("Det needs float [.., n, n], got {xt}")));
+    }
+    let n = xt.shape[rank - 1];
+    if n == 0 || n > 4 {
+        return Err(cx.err(format!("Det of {n}x{n} matrices is not supported (1 to 4)")));
+    }
+    let mut elems = vec![vec![x; n]; n];
+    for (i, row) in elems.iter_mut().enumerate() {
+        for (j, e) in row.iter_mut().enumerate() {
+            let mut starts = vec![0i64; rank];
+            let mut ends: Vec<i64> = xt.shape.iter().map(|&d| d as i64).collect();
+            starts[rank - 2] = i as i64;
+            ends[rank - 2] = i as i64 + 1;
+            starts[rank - 1] = j as i64;
+            ends[rank - 1] = j as i64 + 1;
+            *e = cx.add1(Op::Slice { starts, ends, steps: vec![1; rank] }, vec![x])?;
+        }
+    }
+    let rows: Vec<usize> = (0..n).collect();
+    let d = cofactor(cx, &elems, &rows, &rows)?;
+    Ok(vec![reshape(cx, d, xt.shape[..rank - 2].to_vec())?])
+}
+
+fn cofactor(cx: &mut Cx, e: &[Vec<ValueId>], rows: &[usize], cols: &[usize]) -> Result<ValueId, ImportError> {
+    if rows.len() == 1 {
+        return Ok(e[rows[0]][cols[0]]);
+    }
+    let mut acc: Option<ValueId> = None;
+    for (k, &c) in cols.iter().enumerate() {
+        let sub_cols: Vec<usize> = cols.iter().copied().filter(|&x| x != c).collect();
+        let minor = cofactor(cx, e, &rows[1..], &sub_cols)?;
+        let term = bin(cx, BinaryOp::Mul, e[rows[0]][c], minor)?;
+        acc = Some(match acc {
+            None => term,
+            Some(a) if k % 2 == 1 => bin(cx, BinaryOp::Sub, a, term)?,
+            Some(a) => bin(cx, BinaryOp::Add, a, term)?,
+        });
+    }
+    acc.ok_or_else(|| cx.err("empty matrix"))
 }
