@@ -5,12 +5,79 @@
 //! `[outer, len, inner]`; when `inner == 1` rows are contiguous and run with
 //! `f32x4` steps, otherwise scalars with stride `inner`.
 
+use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 use kerf_ir::Op;
 
-use super::pool::reduce_row;
+use super::elementwise::fsel;
 use super::{Kernel, LResult};
 use crate::math;
+
+/// Independent vector accumulators of a row reduction: one accumulator
+/// chains every step on the add (or max) latency; 4 keep the adder busy.
+const NACC: usize = 4;
+
+/// How [`row_reduce`] combines.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Comb {
+    Add,
+    /// `a < v ? v : a`: a compare and select (a NaN element is skipped
+    /// here, but every caller feeds the same element to an `exp` or a
+    /// difference, so the row's result is NaN either way, as in the
+    /// reference). Cheaper than Cranelift's NaN-exact `fmax` on x86-64.
+    Max,
+}
+
+fn comb(k: &mut Kernel, c: Comb, a: Value, v: Value) -> Value {
+    match c {
+        Comb::Add => k.b.ins().fadd(a, v),
+        Comb::Max => fsel(k, FloatCC::LessThan, a, v, v, a),
+    }
+}
+
+/// Reduces `f(k, ty, j)` over the `len` elements `j` of a contiguous row:
+/// blocks of [`NACC`] vectors with independent accumulators, then single
+/// vectors, then scalars (`ty` tells `f` which). Returns the scalar.
+fn row_reduce(
+    k: &mut Kernel,
+    len: usize,
+    c: Comb,
+    init: f32,
+    f: &mut dyn FnMut(&mut Kernel, Type, Value) -> Value,
+) -> Value {
+    let l = k.lanes();
+    let vty = k.vty();
+    let chunk = NACC * l;
+    let main = if l > 1 { len / chunk * chunk } else { 0 };
+    let z = k.fsplat(vty, init);
+    let accs = k.for_acc_n(0, main as i64, chunk as i64, &[z; NACC], |k, j, a| {
+        (0..NACC)
+            .map(|i| {
+                let ji = k.b.ins().iadd_imm_s(j, (i * l) as i64);
+                let v = f(k, vty, ji);
+                comb(k, c, a[i], v)
+            })
+            .collect()
+    });
+    let mut acc = accs[0];
+    for &a in &accs[1..] {
+        acc = comb(k, c, acc, a);
+    }
+    let vmain = len / l * l;
+    let acc = k.for_acc_n(main as i64, vmain as i64, l as i64, &[acc], |k, j, a| {
+        let v = f(k, vty, j);
+        vec![comb(k, c, a[0], v)]
+    })[0];
+    let head = match (l > 1, c) {
+        (false, _) => acc,
+        (true, Comb::Add) => k.hsum(acc),
+        (true, Comb::Max) => k.hmax(acc),
+    };
+    k.for_acc_n(vmain as i64, len as i64, 1, &[head], |k, j, a| {
+        let v = f(k, types::F32, j);
+        vec![comb(k, c, a[0], v)]
+    })[0]
+}
 
 /// `for j in 0..len` over a row at `p` (elements `j*stride`), vector steps
 /// when the row is contiguous.
@@ -40,7 +107,7 @@ pub fn softmax(k: &mut Kernel) -> LResult {
         let xb = k.addr(xp, base, 4);
         let ob = k.addr(out, base, 4);
         let mx = if inner == 1 {
-            reduce_row(k, xb, len, true)
+            row_reduce(k, len, Comb::Max, f32::NEG_INFINITY, &mut |k, ty, j| k.ld_at(ty, xb, j, 4, 0))
         } else {
             let init = k.fc(f32::NEG_INFINITY);
             k.for_acc_n(0, len as i64, 1, &[init], |k, j, a| {
@@ -48,33 +115,26 @@ pub fn softmax(k: &mut Kernel) -> LResult {
                 vec![k.b.ins().fmax(a[0], v)]
             })[0]
         };
-        // exp(x - max) into out (unless log), accumulating the sum: f32x4
-        // steps with vector accumulators when the row is contiguous, then a
-        // scalar tail.
-        let l = if inner == 1 { k.lanes() } else { 1 };
-        let vty = if l > 1 { k.vty() } else { types::F32 };
-        let main = len / l * l;
-        let z = k.fsplat(vty, 0.0);
-        let mxv = k.widen(vty, mx);
-        let acc = k.for_acc_n(0, main as i64, l as i64, &[z], |k, j, a| {
-            let v = k.ld_at(vty, xb, j, (inner * 4) as i64, 0);
-            let d = k.b.ins().fsub(v, mxv);
+        // exp(x - max) into out (unless log), accumulating the sum
+        let mut ex = |k: &mut Kernel, ty: Type, j: Value| {
+            let v = k.ld_at(ty, xb, j, (inner * 4) as i64, 0);
+            let m = k.widen(ty, mx);
+            let d = k.b.ins().fsub(v, m);
             let e = math::exp(&mut k.b, d);
             if !log {
                 k.st_at(e, ob, j, (inner * 4) as i64, 0);
             }
-            vec![k.b.ins().fadd(a[0], e)]
-        });
-        let head = if l > 1 { k.hsum(acc[0]) } else { acc[0] };
-        let sum = k.for_acc_n(main as i64, len as i64, 1, &[head], |k, j, a| {
-            let v = k.ld_at(types::F32, xb, j, (inner * 4) as i64, 0);
-            let d = k.b.ins().fsub(v, mx);
-            let e = math::exp(&mut k.b, d);
-            if !log {
-                k.st_at(e, ob, j, (inner * 4) as i64, 0);
-            }
-            vec![k.b.ins().fadd(a[0], e)]
-        })[0];
+            e
+        };
+        let sum = if inner == 1 {
+            row_reduce(k, len, Comb::Add, 0.0, &mut ex)
+        } else {
+            let z = k.fc(0.0);
+            k.for_acc_n(0, len as i64, 1, &[z], |k, j, a| {
+                let e = ex(k, types::F32, j);
+                vec![k.b.ins().fadd(a[0], e)]
+            })[0]
+        };
         if log {
             // (x - max) - log(sum): `x - (max + lse)` would round `max + lse`
             // at the magnitude of `max` (an ulp of 1e4 is 1e-3 in f32).
@@ -103,27 +163,17 @@ pub fn softmax(k: &mut Kernel) -> LResult {
 
 /// Mean and 1/sqrt(var + eps) of `len` contiguous values at `p`.
 fn moments(k: &mut Kernel, p: Value, len: usize, eps: f32) -> (Value, Value) {
-    let s = reduce_row(k, p, len, false);
+    // two passes (mean, then squared deviations): the one-pass E[x²] - mean²
+    // cancels badly when |mean| >> std
+    let s = row_reduce(k, len, Comb::Add, 0.0, &mut |k, ty, i| k.ld_at(ty, p, i, 4, 0));
     let n = k.fc(len as f32);
     let mean = k.b.ins().fdiv(s, n);
-    let l = k.lanes();
-    let vty = k.vty();
-    let main = len / l * l;
-    let z = k.fsplat(vty, 0.0);
-    let mv = k.widen(vty, mean);
-    let acc = k.for_acc_n(0, main as i64, l as i64, &[z], |k, i, a| {
-        let v = k.ld_at(vty, p, i, 4, 0);
-        let d = k.b.ins().fsub(v, mv);
-        vec![k.fmadd(d, d, a[0])]
+    let q = row_reduce(k, len, Comb::Add, 0.0, &mut |k, ty, i| {
+        let v = k.ld_at(ty, p, i, 4, 0);
+        let m = k.widen(ty, mean);
+        let d = k.b.ins().fsub(v, m);
+        k.b.ins().fmul(d, d)
     });
-    let mut q = if l > 1 { k.hsum(acc[0]) } else { acc[0] };
-    if l > 1 && main < len {
-        q = k.for_acc_n(main as i64, len as i64, 1, &[q], |k, i, a| {
-            let v = k.ld_at(types::F32, p, i, 4, 0);
-            let d = k.b.ins().fsub(v, mean);
-            vec![k.fmadd(d, d, a[0])]
-        })[0];
-    }
     let var = k.b.ins().fdiv(q, n);
     let e = k.fc(eps);
     let ve = k.b.ins().fadd(var, e);
