@@ -694,6 +694,17 @@ def gen_int_math_index(r):
                attrs={"equation": "ii,j->j"}, opset=18)
     yield Case("Einsum", "ellipsis_implicit", "Einsum ...ij,jk (implicit output)", {
         "A": u(r, (2, 3, 4)), "B": u(r, (4, 2))}, attrs={"equation": "...ij,jk"}, opset=18)
+    # f64 and fmod paths (ONNX Runtime has float Mod only with fmod=1)
+    f64 = np.float64
+    yield Case("Mod", "fmod_f32", "fmod f32 with mixed signs and large quotients", {
+        "A": signed_mag(r, (3, 11), 0.5, 3000.0), "B": signed_mag(r, (11,), 0.3, 3.0)}, attrs={"fmod": 1}, opset=18)
+    yield Case("Mod", "fmod_f64", "fmod f64 with mixed signs", {
+        "A": signed_mag(r, (2, 9), 0.5, 1e6).astype(f64), "B": signed_mag(r, (2, 9), 0.3, 7.0).astype(f64)},
+        attrs={"fmod": 1}, opset=18)
+    yield Case("Exp", "f64", "Exp on f64 [-30, 30]", {"X": r.uniform(-30, 30, (4, 9)).astype(f64)}, opset=18)
+    yield Case("ReduceLogSumExp", "f64_axis1", "ReduceLogSumExp f64 over axis 1 (values up to 700)",
+               {"X": r.uniform(-50, 700, (3, 5, 4)).astype(f64)}, {"axes": i64([1])}, attrs={"keepdims": 0},
+               opset=18)
 
 
 def gen_quant(r):
