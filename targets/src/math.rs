@@ -1,7 +1,10 @@
 //! Self-contained transcendental functions emitted as Cranelift IR.
 //!
 //! Generated objects must not have undefined symbols (no libm, no `fmaf`), so every kernel that
-//! needs `exp`, `log`, `tanh`, `sigmoid`, `erf`, `gelu`, `floor`, `sin` or `cos` gets it from here, inlined.
+//! needs `exp`, `log`, `tanh`, `sigmoid`, `erf`, `gelu`, `floor`, `sin` or `cos` gets it from here, inlined;
+//! `math/trig.rs` adds tan and the inverse trigonometric/hyperbolic functions, `math/double.rs`
+//! scalar f64 `exp64`/`log64` and the exact remainders `fmod64`/`pymod64` (f64 arguments; the
+//! f32x4 contract below does not apply to them).
 //!
 //! Contract shared by every function:
 //! - The argument is either an `f32` scalar or an `f32x4` vector; the routine decides by the
