@@ -651,7 +651,15 @@ pub fn import(
     for (k, t) in &opts.constant_inputs {
         shapes.entry(k.clone()).or_insert_with(|| t.shape().to_vec());
     }
+    let mut structured: Vec<(String, Val)> = Vec::new();
     for inp in real_inputs {
+        if inp.non_tensor.is_some() {
+            if let Some(t) = opts.structured_inputs.get(&inp.name) {
+                let v = structured_input(&mut g, &inp.name, t)?;
+                structured.push((inp.name.clone(), v));
+                continue;
+            }
+        }
         let ty = input_type(inp, &shapes)?;
         let v = match opts.constant_inputs.get(&inp.name) {
             Some(t) => {
@@ -679,6 +687,7 @@ pub fn import(
 
     let mut st = State { g, opset, base_dir, layer_names: HashSet::new(), folded_bytes: 0, inlined_nodes: 0, depth: 0 };
     let mut env: Env = values.into_iter().map(|(k, v)| (k, Val::Tensor(v))).collect();
+    env.extend(structured);
     // Outputs that a converter could not provide (e.g. MaxPool indices).
     let mut unavailable: HashMap<String, String> = HashMap::new();
     run_nodes(&mut st, &gd.nodes, &mut env, &mut unavailable, Some(&node_of), "")?;
@@ -686,14 +695,7 @@ pub fn import(
 
     for o in &gd.outputs {
         match env.get(&o.name) {
-            Some(Val::Tensor(v)) => g.add_output(o.name.clone(), *v),
-            Some(other) => {
-                return Err(ImportError::model(format!(
-                    "graph output '{}' is {}; only tensor outputs are supported",
-                    o.name,
-                    other.kind()
-                )));
-            }
+            Some(v) => add_structured_output(&mut g, &o.name, v),
             None => {
                 let msg = match unavailable.get(&o.name) {
                     Some(why) => format!("graph output '{}' {why}", o.name),
@@ -709,6 +711,38 @@ pub fn import(
     let g = g.compact();
     g.validate()?;
     Ok(g)
+}
+
+/// Graph inputs for a sequence/optional input of static type `t` (see
+/// `ImportOptions::structured_inputs`): one per tensor inside.
+fn structured_input(g: &mut Graph, name: &str, t: &crate::IoType) -> Result<Val, ImportError> {
+    let leaf = |g: &mut Graph, n: String, t: &crate::IoType| match t {
+        crate::IoType::Tensor(tt) => Ok(g.add_input(n, tt.clone())),
+        _ => Err(ImportError::model(format!("input '{name}': sequences of non-tensors are not supported"))),
+    };
+    Ok(match t {
+        crate::IoType::Tensor(tt) => Val::Tensor(g.add_input(name.to_string(), tt.clone())),
+        crate::IoType::Sequence(items) => Val::Seq(
+            items.iter().enumerate().map(|(i, t)| leaf(g, format!("{name}[{i}]"), t)).collect::<Result<_, _>>()?,
+        ),
+        crate::IoType::Optional(None) => Val::Opt(None),
+        crate::IoType::Optional(Some(inner)) => Val::Opt(Some(Box::new(structured_input(g, name, inner)?))),
+    })
+}
+
+/// Graph outputs for a value: a tensor is one output; a sequence one per
+/// element (`name[i]`); an optional its content, or nothing when empty.
+fn add_structured_output(g: &mut Graph, name: &str, v: &Val) {
+    match v {
+        Val::Tensor(t) => g.add_output(name.to_string(), *t),
+        Val::Seq(items) => {
+            for (i, t) in items.iter().enumerate() {
+                g.add_output(format!("{name}[{i}]"), *t);
+            }
+        }
+        Val::Opt(Some(inner)) => add_structured_output(g, name, inner),
+        Val::Opt(None) => {}
+    }
 }
 
 fn input_type(inp: &crate::proto::ValueInfo, given: &BTreeMap<String, Vec<usize>>) -> Result<TensorType, ImportError> {

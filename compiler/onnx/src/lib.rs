@@ -39,6 +39,94 @@ pub struct ImportOptions {
     pub constant_inputs: BTreeMap<String, Tensor>,
     /// Graph name; defaults to the file stem, else "model".
     pub name: Option<String>,
+    /// Types of sequence and optional graph inputs (their lengths and
+    /// presence are static, like tensor shapes). Each tensor inside becomes
+    /// one graph input: `name` for an optional tensor, `name[i]` for the
+    /// i-th element of a sequence (see [`IoValue::leaves`]). Sequence and
+    /// optional graph outputs are flattened the same way.
+    pub structured_inputs: BTreeMap<String, IoType>,
+}
+
+pub use proto::IoKind;
+
+/// A graph input or output value: a tensor, a sequence of values, or an
+/// optional value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum IoValue {
+    Tensor(Tensor),
+    Sequence(Vec<IoValue>),
+    Optional(Option<Box<IoValue>>),
+}
+
+/// The static type of an [`IoValue`]: tensor types, sequence lengths and
+/// optional presence.
+#[derive(Clone, Debug, PartialEq)]
+pub enum IoType {
+    Tensor(kerf_ir::TensorType),
+    Sequence(Vec<IoType>),
+    Optional(Option<Box<IoType>>),
+}
+
+impl IoValue {
+    /// The tensors inside, in flattening order, with their graph names
+    /// (`name`, `name[i]` for sequence elements, nested `name[i][j]`).
+    pub fn leaves(&self, name: &str) -> Vec<(String, Tensor)> {
+        match self {
+            IoValue::Tensor(t) => vec![(name.to_string(), t.clone())],
+            IoValue::Sequence(items) => {
+                items.iter().enumerate().flat_map(|(i, v)| v.leaves(&format!("{name}[{i}]"))).collect()
+            }
+            IoValue::Optional(Some(v)) => v.leaves(name),
+            IoValue::Optional(None) => Vec::new(),
+        }
+    }
+
+    pub fn io_type(&self) -> IoType {
+        match self {
+            IoValue::Tensor(t) => IoType::Tensor(kerf_ir::TensorType::new(t.dtype(), t.shape().to_vec())),
+            IoValue::Sequence(items) => IoType::Sequence(items.iter().map(IoValue::io_type).collect()),
+            IoValue::Optional(v) => IoType::Optional(v.as_ref().map(|v| Box::new(v.io_type()))),
+        }
+    }
+}
+
+fn value_from_def(v: proto::ValueDef) -> Result<IoValue, ImportError> {
+    Ok(match v {
+        proto::ValueDef::Tensor(t) => IoValue::Tensor(tensor::convert_owned(t, None)?),
+        proto::ValueDef::Sequence(items) => {
+            IoValue::Sequence(items.into_iter().map(value_from_def).collect::<Result<_, _>>()?)
+        }
+        proto::ValueDef::Optional(v) => IoValue::Optional(match v {
+            Some(v) => Some(Box::new(value_from_def(*v)?)),
+            None => None,
+        }),
+    })
+}
+
+/// Decodes a serialized `TensorProto`, `SequenceProto` or `OptionalProto`
+/// (test data of a graph input/output of that [`IoKind`]).
+pub fn read_value_proto(bytes: &[u8], kind: &IoKind) -> Result<IoValue, ImportError> {
+    value_from_def(proto::parse_value(bytes, kind)?)
+}
+
+/// The structure of a model's graph inputs (initializers excluded) and
+/// outputs, by name; `None` for types other than tensor/sequence/optional.
+#[allow(clippy::type_complexity)]
+pub fn model_io_kinds(
+    path: &Path,
+) -> Result<(Vec<(String, Option<IoKind>)>, Vec<(String, Option<IoKind>)>), ImportError> {
+    let bytes = std::fs::read(path).map_err(|e| ImportError::Io { path: path.to_path_buf(), source: e })?;
+    let m = proto::parse_model(&bytes)?;
+    let g = m.graph.ok_or_else(|| ImportError::model("model has no graph"))?;
+    let inits: std::collections::HashSet<&str> = g.initializers.iter().map(|t| t.name.as_str()).collect();
+    let ins = g
+        .inputs
+        .iter()
+        .filter(|i| !inits.contains(i.name.as_str()))
+        .map(|i| (i.name.clone(), i.kind.clone()))
+        .collect();
+    let outs = g.outputs.iter().map(|o| (o.name.clone(), o.kind.clone())).collect();
+    Ok((ins, outs))
 }
 
 /// Loads a model file. External data is resolved relative to the file's folder.

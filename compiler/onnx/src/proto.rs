@@ -112,6 +112,118 @@ pub struct ValueInfo {
     pub dims: Option<Vec<Dim>>,
     /// Set for non-tensor types (sequence, map, optional, sparse).
     pub non_tensor: Option<&'static str>,
+    /// The structure of the declared type (tensor, sequence, optional).
+    pub kind: Option<IoKind>,
+}
+
+/// The structure of a graph input's or output's type: what its test data
+/// holds and how it is flattened into tensors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IoKind {
+    Tensor,
+    Sequence(Box<IoKind>),
+    Optional(Box<IoKind>),
+}
+
+fn io_kind(t: &onnx_protobuf::TypeProto) -> Option<IoKind> {
+    match t.value.as_ref()? {
+        type_proto::Value::TensorType(_) => Some(IoKind::Tensor),
+        type_proto::Value::SequenceType(s) => Some(IoKind::Sequence(Box::new(io_kind(s.elem_type.as_ref()?)?))),
+        type_proto::Value::OptionalType(o) => Some(IoKind::Optional(Box::new(io_kind(o.elem_type.as_ref()?)?))),
+        _ => None,
+    }
+}
+
+/// A test-data value: `TensorProto`, `SequenceProto` or `OptionalProto`
+/// (onnx-data.proto, which onnx-protobuf does not include: decoded here
+/// from the wire format).
+#[derive(Clone, Debug)]
+pub enum ValueDef {
+    Tensor(TensorDef),
+    Sequence(Vec<ValueDef>),
+    Optional(Option<Box<ValueDef>>),
+}
+
+/// Reads one protobuf field: (field number, wire type, payload for
+/// length-delimited fields), advancing `pos`.
+fn wire_field<'b>(b: &'b [u8], pos: &mut usize) -> Result<(u64, u64, &'b [u8]), ImportError> {
+    let bad = || ImportError::Protobuf("truncated or malformed value proto".into());
+    let varint = |pos: &mut usize| -> Result<u64, ImportError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *b.get(*pos).ok_or_else(bad)?;
+            *pos += 1;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(bad())
+    };
+    let key = varint(pos)?;
+    let (field, wt) = (key >> 3, key & 7);
+    let payload: &[u8] = match wt {
+        0 => {
+            varint(pos)?;
+            &[]
+        }
+        1 | 5 => {
+            let n = if wt == 1 { 8 } else { 4 };
+            *pos = pos.checked_add(n).filter(|&e| e <= b.len()).ok_or_else(bad)?;
+            &[]
+        }
+        2 => {
+            let n = usize::try_from(varint(pos)?).map_err(|_| bad())?;
+            let end = pos.checked_add(n).filter(|&e| e <= b.len()).ok_or_else(bad)?;
+            let p = &b[*pos..end];
+            *pos = end;
+            p
+        }
+        _ => return Err(bad()),
+    };
+    Ok((field, wt, payload))
+}
+
+/// Decodes a test-data value of the given structure. Nesting is bounded
+/// by `kind`, which comes from the model.
+pub fn parse_value(bytes: &[u8], kind: &IoKind) -> Result<ValueDef, ImportError> {
+    match kind {
+        IoKind::Tensor => Ok(ValueDef::Tensor(parse_tensor(bytes)?)),
+        // SequenceProto: tensor_values = 3, sequence_values = 5, optional_values = 7.
+        IoKind::Sequence(elem) => {
+            let want = match **elem {
+                IoKind::Tensor => 3,
+                IoKind::Sequence(_) => 5,
+                IoKind::Optional(_) => 7,
+            };
+            let mut pos = 0;
+            let mut out = Vec::new();
+            while pos < bytes.len() {
+                let (f, wt, p) = wire_field(bytes, &mut pos)?;
+                if f == want && wt == 2 {
+                    out.push(parse_value(p, elem)?);
+                }
+            }
+            Ok(ValueDef::Sequence(out))
+        }
+        // OptionalProto: tensor_value = 3, sequence_value = 5, optional_value = 7.
+        IoKind::Optional(elem) => {
+            let want = match **elem {
+                IoKind::Tensor => 3,
+                IoKind::Sequence(_) => 5,
+                IoKind::Optional(_) => 7,
+            };
+            let mut pos = 0;
+            let mut out = None;
+            while pos < bytes.len() {
+                let (f, wt, p) = wire_field(bytes, &mut pos)?;
+                if f == want && wt == 2 {
+                    out = Some(Box::new(parse_value(p, elem)?));
+                }
+            }
+            Ok(ValueDef::Optional(out))
+        }
+    }
 }
 
 pub fn parse_model(bytes: &[u8]) -> Result<ModelDef, ImportError> {
@@ -218,6 +330,7 @@ fn tensor(t: &mut TensorProto) -> TensorDef {
 
 fn value_info(v: &ValueInfoProto) -> ValueInfo {
     let mut out = ValueInfo { name: v.name.clone(), ..ValueInfo::default() };
+    out.kind = v.type_.as_ref().and_then(io_kind);
     match v.type_.as_ref().and_then(|t| t.value.as_ref()) {
         Some(type_proto::Value::TensorType(tt)) => {
             out.elem_type = Some(tt.elem_type);

@@ -158,6 +158,58 @@ fn read_tensors(dir: &Path, prefix: &str) -> Result<Vec<(String, Tensor)>, Failu
         .collect()
 }
 
+/// A case's test data: graph inputs and reference outputs as tensors, with
+/// sequence and optional values flattened into the tensors inside
+/// (`kerf_onnx::IoValue::leaves`: `name`, `name[i]`), and the static types
+/// of the structured inputs (`ImportOptions::structured_inputs`).
+struct CaseIo {
+    inputs: Vec<(String, Tensor)>,
+    expected: Vec<(String, Tensor)>,
+    structured: BTreeMap<String, kerf_onnx::IoType>,
+    /// Names of the flattened tensors of structured inputs (never bound).
+    leaves: Vec<String>,
+}
+
+fn read_case_io(case: &Case) -> Result<CaseIo, Failure> {
+    let data = case.data_set();
+    let kinds = kerf_onnx::model_io_kinds(&case.model()).ok();
+    let structured_model = kinds.as_ref().is_some_and(|(i, o)| {
+        i.iter().chain(o).any(|(_, k)| k.as_ref().is_some_and(|k| *k != kerf_onnx::IoKind::Tensor))
+    });
+    let (Some((in_kinds, out_kinds)), true) = (kinds, structured_model) else {
+        return Ok(CaseIo {
+            inputs: read_tensors(&data, "input")?,
+            expected: read_tensors(&data, "output")?,
+            structured: BTreeMap::new(),
+            leaves: Vec::new(),
+        });
+    };
+    let mut io = CaseIo { inputs: Vec::new(), expected: Vec::new(), structured: BTreeMap::new(), leaves: Vec::new() };
+    for (prefix, kinds, is_input) in [("input", &in_kinds, true), ("output", &out_kinds, false)] {
+        let files = numbered(&data, prefix);
+        if files.len() != kinds.len() {
+            return Err(fail("data", format!("{} {prefix} files for {} graph {prefix}s", files.len(), kinds.len())));
+        }
+        for (p, (name, kind)) in files.iter().zip(kinds) {
+            let bytes = std::fs::read(p).map_err(|e| fail("data", format!("{}: {e}", p.display())))?;
+            let kind = kind.clone().unwrap_or(kerf_onnx::IoKind::Tensor);
+            let v = kerf_onnx::read_value_proto(&bytes, &kind)
+                .map_err(|e| fail(classify::data_tag(&e), format!("{}: {e}", p.display())))?;
+            let leaves = v.leaves(name);
+            if is_input {
+                if kind != kerf_onnx::IoKind::Tensor {
+                    io.structured.insert(name.clone(), v.io_type());
+                    io.leaves.extend(leaves.iter().map(|(n, _)| n.clone()));
+                }
+                io.inputs.extend(leaves);
+            } else {
+                io.expected.extend(leaves);
+            }
+        }
+    }
+    Ok(io)
+}
+
 /// At most this many inputs are bound per case (each binding is one import).
 const MAX_BINDINGS: usize = 8;
 
@@ -169,12 +221,14 @@ const MAX_BINDINGS: usize = 8;
 /// bound, never the data inputs of an op, and every binding is recorded in
 /// the outcome (and so in the manifest line). Bound inputs are removed from
 /// `inputs`.
-fn import_binding(case: &Case, inputs: &mut Vec<(String, Tensor)>, bound: &mut Vec<String>) -> Result<Graph, Failure> {
+fn import_binding(case: &Case, io: &mut CaseIo, bound: &mut Vec<String>) -> Result<Graph, Failure> {
     // Shapes from the data make symbolic input dims concrete, as a user
     // compiling for a fixed shape would (`--input-shape`).
-    let mut opts = ImportOptions::default();
+    let mut opts = ImportOptions { structured_inputs: io.structured.clone(), ..ImportOptions::default() };
+    let leaves = io.leaves.clone();
+    let inputs = &mut io.inputs;
     for (name, t) in inputs.iter() {
-        if !name.is_empty() {
+        if !name.is_empty() && !leaves.contains(name) {
             opts.input_shapes.insert(name.clone(), t.shape().to_vec());
         }
     }
@@ -187,6 +241,7 @@ fn import_binding(case: &Case, inputs: &mut Vec<(String, Tensor)>, bound: &mut V
             Err(ImportError::NonConstantInput { value, .. })
                 if bound.len() < MAX_BINDINGS
                     && !bound.contains(&value)
+                    && !leaves.contains(&value)
                     && inputs.iter().any(|(name, _)| !name.is_empty() && *name == value) =>
             {
                 if let Some((_, t)) = inputs.iter().find(|(name, _)| *name == value) {
@@ -200,11 +255,9 @@ fn import_binding(case: &Case, inputs: &mut Vec<(String, Tensor)>, bound: &mut V
 }
 
 fn run_stages(case: &Case, cfg: &Config, bound: &mut Vec<String>) -> Result<(), Failure> {
-    let data = case.data_set();
-    let mut inputs = read_tensors(&data, "input")?;
-    let expected = read_tensors(&data, "output")?;
-
-    let imported = import_binding(case, &mut inputs, bound)?;
+    let mut io = read_case_io(case)?;
+    let imported = import_binding(case, &mut io, bound)?;
+    let (inputs, expected) = (io.inputs, io.expected);
     check_inputs(&imported, &inputs)?;
 
     let graph = if cfg.passes {
@@ -254,11 +307,10 @@ pub struct Prepared {
 /// Reads the case's data, imports it exactly as [`run_case`] does (same
 /// binding of shape inputs) and runs the passes when `cfg.passes`.
 pub fn prepare(case: &Case, cfg: &Config) -> Result<Prepared, String> {
-    let data = case.data_set();
-    let mut inputs = read_tensors(&data, "input").map_err(|f| f.detail)?;
-    let expected = read_tensors(&data, "output").map_err(|f| f.detail)?;
+    let mut io = read_case_io(case).map_err(|f| f.detail)?;
     let mut bound = Vec::new();
-    let imported = import_binding(case, &mut inputs, &mut bound).map_err(|f| f.detail)?;
+    let imported = import_binding(case, &mut io, &mut bound).map_err(|f| f.detail)?;
+    let (inputs, expected) = (io.inputs, io.expected);
     check_inputs(&imported, &inputs).map_err(|f| f.detail)?;
     let graph = if cfg.passes {
         kerf_passes::optimize(&imported, &kerf_passes::PassOptions::default()).map_err(|e| format!("optimize: {e}"))?.0
