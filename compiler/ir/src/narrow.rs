@@ -335,6 +335,24 @@ mod tests {
     }
 
     #[test]
+    fn cast_ops_print_and_parse() {
+        let text = "graph \"c\"\n  input %0 \"x\": f32[3]\n  \
+                    %1 = CastF8{to=f8e4m3fn, saturate=false, round=up}(%0): f8e4m3fn[3] @\"a\"\n  \
+                    %2 = Cast{to=f32}(%1): f32[3] @\"b\"\n  \
+                    %3 = CastF8{to=f8e8m0, saturate=true, round=nearest}(%2): f8e8m0[3] @\"c\"\n  \
+                    %4 = Cast{to=i4}(%2): i4[3] @\"d\"\n  output \"y\" = %3\n  output \"z\" = %4\n";
+        let g = crate::text::parse(text).unwrap();
+        assert_eq!(crate::text::print(&g), text);
+        // narrow types only go through casts and data movement
+        let e = crate::text::parse(
+            "graph \"c\"\n  input %0 \"x\": i4[3]\n  %1 = Add(%0, %0): i4[3] @\"a\"\n  output \"y\" = %1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("does not take i4"), "{e}");
+    }
+
+    #[test]
     fn small_ints_wrap() {
         assert_eq!(encode(DType::I4, -9.0, true, CastRound::Up) as i8, 7);
         assert_eq!(encode(DType::I4, 8.5, true, CastRound::Up) as i8, -8);

@@ -275,6 +275,40 @@ mod tests {
         assert!(e.contains("more than the limit"), "{e}");
     }
 
+    fn packed(data_type: i32, dims: Vec<i64>, raw: Vec<u8>, int32: Vec<i32>) -> TensorDef {
+        TensorDef { name: "p".into(), dims, data_type, raw_data: raw, int32_data: int32, ..TensorDef::default() }
+    }
+
+    #[test]
+    fn packed_sub_byte_types_are_unpacked() {
+        // int4 [1, -2, 3, -8, 7]: low nibble first, odd count leaves the last high nibble unused
+        let want = vec![1u8, (-2i8) as u8, 3, (-8i8) as u8, 7];
+        let t = convert(&packed(22, vec![5], vec![0xe1, 0x83, 0x07], vec![]), None).unwrap();
+        assert_eq!((t.dtype(), t.bytes().to_vec()), (DType::I4, want.clone()));
+        // the same in int32_data (one packed byte per entry)
+        let t = convert(&packed(22, vec![5], vec![], vec![0xe1, 0x83, 0x07]), None).unwrap();
+        assert_eq!(t.bytes(), &want[..]);
+        assert_eq!(t.to_i64_vec(), vec![1, -2, 3, -8, 7]);
+        // uint4 and float4 zero-extend
+        let t = convert(&packed(21, vec![2], vec![0xf3], vec![]), None).unwrap();
+        assert_eq!(t.bytes(), &[3, 15]);
+        let t = convert(&packed(23, vec![3], vec![0x9a, 0x07], vec![]), None).unwrap();
+        assert_eq!(t.to_f64_vec(), vec![-1.0, -0.5, 6.0]);
+        // int2 / uint2: four per byte, lowest bits first
+        let t = convert(&packed(26, vec![5], vec![0b1100_1001, 0b01], vec![]), None).unwrap();
+        assert_eq!(t.to_i64_vec(), vec![1, -2, 0, -1, 1]);
+        let t = convert(&packed(25, vec![4], vec![], vec![0b1110_0100]), None).unwrap();
+        assert_eq!(t.to_i64_vec(), vec![0, 1, 2, 3]);
+        // float8 codes are one per entry
+        let t = convert(&packed(17, vec![3], vec![], vec![0x38, 0xc0, 0x7e]), None).unwrap();
+        assert_eq!(t.to_f64_vec(), vec![1.0, -2.0, 448.0]);
+        // wrong packed lengths are errors
+        let e = convert(&packed(22, vec![5], vec![0xe1, 0x83], vec![]), None).unwrap_err().to_string();
+        assert!(e.contains("raw_data has 2 bytes"), "{e}");
+        let e = convert(&packed(26, vec![5], vec![], vec![1]), None).unwrap_err().to_string();
+        assert!(e.contains("needs 2"), "{e}");
+    }
+
     #[test]
     fn external_without_folder_is_refused() {
         let t = TensorDef {
