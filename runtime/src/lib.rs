@@ -370,7 +370,8 @@ impl Model {
     /// little-endian bytes of each tensor; counts, sizes and element
     /// alignment are checked first.
     pub fn run(&self, inputs: &[&[u8]], outputs: &mut [&mut [u8]], arena: &mut Arena) -> Result<(), RuntimeError> {
-        self.run_with(inputs, outputs, arena, None)
+        // SAFETY: no runtime: the generated code calls nothing of the host.
+        unsafe { self.run_with(inputs, outputs, arena, None) }
     }
 
     /// Like [`Model::run`], with tasks of split kernels run on `pool`.
@@ -382,14 +383,18 @@ impl Model {
         pool: &ThreadPool,
     ) -> Result<(), RuntimeError> {
         let rt = pool.runtime();
-        self.run_with(inputs, outputs, arena, Some(&rt))
+        // SAFETY: the pool's runtime is valid while `pool` is borrowed.
+        unsafe { self.run_with(inputs, outputs, arena, Some(&rt)) }
     }
 
-    /// Like [`Model::run`] with an explicit runtime (threading hook). Its
-    /// `parallel_for` and `ctx` must be valid (as from
-    /// [`KerfRuntime::serial`] or a live [`ThreadPool::runtime`]): the
-    /// generated code calls them.
-    pub fn run_with(
+    /// Like [`Model::run`] with an explicit runtime (threading hook).
+    ///
+    /// # Safety
+    /// When `rt` is given with a non-NULL `parallel_for`, the generated code
+    /// calls `parallel_for(ctx, n, task, arg)`: it must be a function that
+    /// honours the contract in `docs/abi.md` (*Threading*) for that `ctx`, as
+    /// [`KerfRuntime::serial`] and a live [`ThreadPool::runtime`] do.
+    pub unsafe fn run_with(
         &self,
         inputs: &[&[u8]],
         outputs: &mut [&mut [u8]],

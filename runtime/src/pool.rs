@@ -177,7 +177,7 @@ impl Shared {
 ///
 /// ```
 /// let pool = kerf_runtime::ThreadPool::new(2);
-/// let rt = pool.runtime(); // pass &rt to Model::run_with
+/// let rt = pool.runtime(); // or Model::run_with_pool(.., &pool)
 /// assert_eq!(rt.num_threads, 2);
 /// ```
 pub struct ThreadPool {

@@ -30,7 +30,9 @@ fn run(m: &Model, inputs: &[Tensor], rt: Option<&KerfRuntime>) -> Vec<Vec<u8>> {
     let mut outs: Vec<Vec<u8>> = m.info().outputs.iter().map(|t| vec![0u8; t.bytes]).collect();
     let mut arena = m.new_arena();
     let mut ov: Vec<&mut [u8]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
-    m.run_with(&ins, &mut ov, &mut arena, rt).unwrap();
+    // SAFETY: every runtime passed here is a pool's live runtime or uses
+    // `reverse_parallel_for`, which honours the parallel_for contract.
+    unsafe { m.run_with(&ins, &mut ov, &mut arena, rt) }.unwrap();
     outs
 }
 

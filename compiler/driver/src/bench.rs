@@ -2,7 +2,7 @@
 //! as `kerf compile`) and time `<name>_run` on it.
 //!
 //! Timing: `warmup` untimed runs, then `iters` timed runs, each one call of
-//! the entry point (through `kerf_runtime::Model::run_with`, with a fresh
+//! the entry point (through `kerf_runtime::Model::run`/`run_with_pool`, with a fresh
 //! `Instant` per call); prints median, min, p90. With `--threads N > 1` the
 //! entry gets a `kerf_runtime::ThreadPool` of N threads (the calling thread
 //! included); with 1, `rt` is NULL.
@@ -22,7 +22,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use kerf_build::{npy, Build};
 use kerf_ir::{Graph, Tensor};
-use kerf_runtime::{KerfRuntime, Model, ThreadPool};
+use kerf_runtime::{Model, ThreadPool};
 use kerf_targets::CompileOptions;
 
 use crate::options::parse_input_shape;
@@ -103,16 +103,18 @@ struct Runner<'a> {
     ins: Vec<&'a [u8]>,
     outs: Vec<Vec<u8>>,
     arena: kerf_runtime::Arena,
-    rt: Option<KerfRuntime>,
+    pool: Option<&'a ThreadPool>,
 }
 
 impl Runner<'_> {
     fn once(&mut self) -> Result<Duration> {
         let mut ov: Vec<&mut [u8]> = self.outs.iter_mut().map(|v| v.as_mut_slice()).collect();
         let t0 = Instant::now();
-        self.model
-            .run_with(&self.ins, &mut ov, &mut self.arena, self.rt.as_ref())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        match self.pool {
+            Some(p) => self.model.run_with_pool(&self.ins, &mut ov, &mut self.arena, p),
+            None => self.model.run(&self.ins, &mut ov, &mut self.arena),
+        }
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(t0.elapsed())
     }
 }
@@ -172,7 +174,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         ins: inputs.iter().map(|t| t.bytes()).collect(),
         outs: model.info().outputs.iter().map(|t| vec![0u8; t.bytes]).collect(),
         arena: model.new_arena(),
-        rt: pool.as_ref().map(ThreadPool::runtime),
+        pool: pool.as_ref(),
     };
     let (warmup, iters) = counts(args, &mut r)?;
     for _ in 0..warmup {
@@ -217,7 +219,7 @@ fn profile(
         ins: inputs.iter().map(|t| t.bytes()).collect(),
         outs: model.info().outputs.iter().map(|t| vec![0u8; t.bytes]).collect(),
         arena: model.new_arena(),
-        rt: pool.map(ThreadPool::runtime),
+        pool,
     };
     for _ in 0..warmup {
         r.once()?;
