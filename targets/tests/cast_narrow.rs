@@ -193,3 +193,32 @@ fn small_ints_wrap_and_widen() {
         }
     }
 }
+
+#[test]
+fn data_movement_moves_narrow_elements() {
+    // i4 and f8 values through Transpose / Concat / Slice / Gather, then widened
+    let text = "graph \"m\"\n  input %0 \"a\": i4[2,3]\n  input %1 \"b\": f8e4m3fn[2,3]\n  \
+                %2 = Transpose{perm=[1,0]}(%0): i4[3,2] @\"t\"\n  \
+                %3 = Concat{axis=0}(%1, %1): f8e4m3fn[4,3] @\"c\"\n  \
+                %4 = Slice{starts=[1,0], ends=[4,3], steps=[2,2]}(%3): f8e4m3fn[2,2] @\"s\"\n  \
+                %5 = Cast{to=f32}(%2): f32[3,2] @\"w1\"\n  %6 = Cast{to=f32}(%4): f32[2,2] @\"w2\"\n  \
+                output \"x\" = %5\n  output \"y\" = %6\n";
+    let g = kerf_ir::text::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let a = Tensor::from_i64_values(DType::I4, vec![2, 3], &[-8, -1, 0, 1, 5, 7]).unwrap();
+    let b = Tensor::from_f64_values(DType::F8E4M3FN, vec![2, 3], &[0.5, -1.0, 448.0, 3.0, -0.125, 2.0]).unwrap();
+    let jm = jit_compile(&g, &CompileOptions::new("host", "native", "t")).unwrap_or_else(|e| panic!("{e}"));
+    let m = jm.model();
+    let (sa, sb) = (a.bytes().to_vec(), b.bytes().to_vec());
+    let mut x = vec![0f32; 6];
+    let mut y = vec![0f32; 4];
+    {
+        // SAFETY: f32 has no padding and any byte pattern is a valid f32.
+        let xo = unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr() as *mut u8, 24) };
+        // SAFETY: as above.
+        let yo = unsafe { std::slice::from_raw_parts_mut(y.as_mut_ptr() as *mut u8, 16) };
+        let mut arena = m.new_arena();
+        m.run(&[&sa, &sb], &mut [xo, yo], &mut arena).unwrap();
+    }
+    assert_eq!(x, vec![-8.0, 1.0, -1.0, 5.0, 0.0, 7.0]);
+    assert_eq!(y, vec![3.0, 2.0, 3.0, 2.0]);
+}

@@ -39,9 +39,24 @@ fn float_input(t: &TensorType, what: &str) -> Result<(), String> {
 }
 
 /// Narrow dtypes (float8, float4, 4/2-bit ints) are storage types: only
-/// casts and pure data movement take them.
+/// casts and pure data movement (which moves whole bytes, one per element)
+/// take them.
 fn narrow_inputs(op: &Op, ins: &[&TensorType]) -> Result<(), String> {
-    let movement = matches!(op, Op::Cast(_) | Op::CastF8 { .. } | Op::Identity | Op::Dropout | Op::Reshape { .. });
+    let movement = matches!(
+        op,
+        Op::Cast(_)
+            | Op::CastF8 { .. }
+            | Op::Identity
+            | Op::Dropout
+            | Op::Reshape { .. }
+            | Op::Transpose { .. }
+            | Op::Concat { .. }
+            | Op::Split { .. }
+            | Op::Slice { .. }
+            | Op::Gather { .. }
+            | Op::Expand { .. }
+            | Op::Tile { .. }
+    );
     match ins.iter().find(|t| t.dtype.is_narrow()) {
         Some(t) if !movement => {
             Err(format!("{} does not take {} tensors (cast them to a wider type first)", op.name(), t.dtype))
