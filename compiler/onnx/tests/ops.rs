@@ -605,6 +605,45 @@ fn gru_layout_1_gets_transposes_and_sequence_lens_checked() {
 }
 
 #[test]
+fn rnn_imports_with_one_activation_per_direction() {
+    let (h, i) = (3i64, 2i64);
+    let m = |acts: &[&str]| {
+        let mut node_attrs = vec![ai("hidden_size", h), astr("direction", "bidirectional")];
+        if !acts.is_empty() {
+            let mut a = onnx_protobuf::AttributeProto::new();
+            a.name = "activations".into();
+            a.type_ = onnx_protobuf::attribute_proto::AttributeType::STRINGS.into();
+            a.strings = acts.iter().map(|s| s.as_bytes().to_vec()).collect();
+            node_attrs.push(a);
+        }
+        M::new(14)
+            .input("x", &[5, 1, i])
+            .weight("w", &[2, h, i])
+            .weight("r", &[2, h, h])
+            .node("RNN", "rnn", &["x", "w", "r"], &["y", "yh"], node_attrs)
+            .output("y")
+            .output("yh")
+    };
+    let g = m(&[]).ok();
+    assert_eq!(op_names(&g), vec!["RNN"]);
+    assert_eq!(out_shape(&g, "y"), vec![5, 2, 1, 3]);
+    assert_eq!(out_shape(&g, "yh"), vec![2, 1, 3]);
+    match &g.nodes[0].op {
+        Op::Rnn(r) => assert_eq!(r.activations, vec![kerf_ir::op::Activation::Tanh; 2]),
+        other => panic!("{other:?}"),
+    }
+    let g = m(&["Relu", "Tanh"]).ok();
+    match &g.nodes[0].op {
+        Op::Rnn(r) => {
+            assert_eq!(r.activations, vec![kerf_ir::op::Activation::Relu, kerf_ir::op::Activation::Tanh])
+        }
+        other => panic!("{other:?}"),
+    }
+    let e = m(&["Bogus"]).err();
+    assert_contains(&e, &["node 'rnn' (RNN)", "unknown activation 'bogus'"]);
+}
+
+#[test]
 fn graph_metadata() {
     let m = M::new(17).input("x", &[1]).op("Relu", &["x"], "y", vec![]).output("y");
     let g = m.ok();
