@@ -648,6 +648,13 @@ def gen_nn_c(r):
                {"X": u(r, (1, 2 * 6, 9))},
                {"image_shape": i64([5, 7]), "block_shape": i64([2, 3])}, opset=18,
                attrs=dict(strides=[2, 2], dilations=[1, 2], pads=[1, 1, 1, 1]))
+    # MaxUnpool: distinct flat indices into the inferred [2, 3, 6, 5] (per plane, as MaxPool makes them).
+    idx = np.stack([r.choice(30, 9, replace=False) + 30 * p for p in range(6)]).reshape(2, 3, 3, 3).astype(I64)
+    # No output_shape: with one, ONNX Runtime indexes the output_shape tensor while the ONNX reference
+    # and backend test data (which kerf follows) index the inferred shape and pad it at the end.
+    yield Case("MaxUnpool", "2d_stride2_pads", "MaxUnpool k2 s2 pads [0,0,0,1]",
+               {"X": u(r, (2, 3, 3, 3)), "I": idx},
+               attrs=dict(kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 0, 1]))
 
 
 def gen_int_math_index(r):

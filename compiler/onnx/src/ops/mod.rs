@@ -30,6 +30,7 @@ mod indexing;
 mod gridsample;
 mod linalg;
 mod loss;
+mod maxunpool;
 mod norm;
 mod pool_indices;
 mod quant;
@@ -72,6 +73,7 @@ fn registry() -> &'static [(&'static str, Converter)] {
         col2im::register(&mut r);
         deform::register(&mut r);
         roialign::register(&mut r);
+        maxunpool::register(&mut r);
         signal::register(&mut r);
         r.sort_by_key(|(n, _)| *n);
         r
