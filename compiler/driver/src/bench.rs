@@ -283,6 +283,13 @@ fn profile(
         100.0,
         flops_total as f64 / 1e6
     );
+    let split_ms: f64 =
+        rows.iter().enumerate().filter(|(i, _)| splits.get(*i).is_some_and(Option::is_some)).map(|(_, r)| r.1).sum();
+    let n_split = splits.iter().filter(|s| s.is_some()).count();
+    println!(
+        "split: {n_split} of {nk} kernels, {:.1}% of the time",
+        if total > 0.0 { 100.0 * split_ms / total } else { 0.0 }
+    );
     Ok(())
 }
 

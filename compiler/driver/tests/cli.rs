@@ -168,7 +168,9 @@ fn bench_prints_times_and_profile() {
     assert!(text.contains("profile: ") && text.contains("GFLOP/s"), "{text}");
     let rows: Vec<&str> = text.lines().skip_while(|l| !l.contains("GFLOP/s")).skip(1).collect();
     assert!(rows.iter().any(|r| r.contains("Conv")) && rows.iter().any(|r| r.contains("Gemm")), "{text}");
-    assert!(rows.last().unwrap().contains("total") && rows.last().unwrap().contains("100.0%"), "{text}");
+    let total = rows.iter().position(|r| r.contains("total")).unwrap_or_else(|| panic!("no total: {text}"));
+    assert!(rows[total].contains("100.0%"), "{text}");
+    assert!(rows[total + 1].starts_with("split: ") && rows[total + 1].ends_with("% of the time"), "{text}");
     // zeros when no input is given
     let out = kerf(&["bench", m.to_str().unwrap(), "--iters", "3", "--warmup", "0"]);
     assert!(out.status.success(), "{}", stderr(&out));
