@@ -48,6 +48,7 @@ pub fn register(r: &mut Vec<(&'static str, Converter)>) {
     r.push(("Celu", celu));
     r.push(("Mish", mish));
     r.push(("Swish", swish));
+    r.push(("SwiGLU", swiglu));
     r.push(("ThresholdedRelu", thresholded_relu));
     for name in [
         "Add",
@@ -298,6 +299,14 @@ fn swish(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     };
     let s = cx.add1(Op::Unary(UnaryOp::Sigmoid), vec![scaled])?;
     Ok(vec![cx.add1(Op::Binary(BinaryOp::Mul), vec![x, s])?])
+}
+
+/// SwiGLU (opset 24): `Swish(a, alpha) * b`, the function body of the spec.
+fn swiglu(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let gate = swish(cx)?;
+    let b = cx.input(1)?;
+    let gate = *gate.first().ok_or_else(|| cx.err("Swish gave no value"))?;
+    Ok(vec![cx.add1(Op::Binary(BinaryOp::Mul), vec![gate, b])?])
 }
 
 /// `x > alpha ? x : 0`.
