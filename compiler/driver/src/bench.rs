@@ -288,7 +288,7 @@ fn profile(
     let n_split = splits.iter().filter(|s| s.is_some()).count();
     println!(
         "split: {n_split} of {nk} kernels, {:.1}% of the time",
-        if total > 0.0 { 100.0 * split_ms / total } else { 0.0 }
+        if total > 0.0 { 100.0 * split_ms / total + 0.0 } else { 0.0 }
     );
     Ok(())
 }
