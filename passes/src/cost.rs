@@ -107,7 +107,7 @@ pub fn node_cost(op: &NodeOp, ins: &[&[TensorType]], outs: &[TensorType]) -> f64
             | UnaryOp::HardSwish => out_n,
             _ => TRANSCENDENTAL * out_n,
         },
-        Op::Binary(_) | Op::Where | Op::Cast(_) | Op::CastF8 { .. } => out_n,
+        Op::Binary(_) | Op::Where | Op::Cast(_) | Op::CastF8 { .. } | Op::BitCast(_) => out_n,
         Op::BatchNorm { .. } => 2.0 * out_n,
         Op::LayerNorm { .. } | Op::InstanceNorm { .. } | Op::Softmax { .. } | Op::LogSoftmax { .. } => {
             TRANSCENDENTAL * out_n

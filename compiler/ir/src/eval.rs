@@ -66,6 +66,7 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, IrError> {
     let res = match op {
         Op::Identity | Op::Dropout => x.clone(),
         Op::Cast(to) => x.cast(*to)?,
+        Op::BitCast(to) => Tensor::from_bytes(*to, x.shape().to_vec(), x.bytes().to_vec())?,
         Op::CastF8 { to, saturate, round } => x.cast_with(*to, *saturate, *round)?,
         Op::Unary(u) => {
             if x.dtype().is_float() {

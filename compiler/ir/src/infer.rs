@@ -184,6 +184,13 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
             let s = broadcast(&broadcast(&ins[0].shape, &ins[1].shape)?, &ins[2].shape)?;
             one(ins[1].dtype, s)
         }
+        Op::BitCast(to) => {
+            arity(ins, 1, 1)?;
+            if to.size() != ins[0].dtype.size() {
+                return Err(format!("BitCast needs a type of the same width, {} -> {to}", ins[0].dtype));
+            }
+            one(*to, ins[0].shape.clone())
+        }
         Op::Cast(to) | Op::CastF8 { to, .. } => {
             arity(ins, 1, 1)?;
             one(*to, ins[0].shape.clone())

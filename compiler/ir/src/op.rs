@@ -521,6 +521,9 @@ pub enum Op {
     /// `cond ? x : y` with broadcasting.
     Where,
     Cast(DType),
+    /// Reinterprets each element's bits as the given dtype of the same width
+    /// (ONNX BitCast).
+    BitCast(DType),
     /// ONNX Cast to a float8 type with non-default attributes: `saturate =
     /// false` (overflow gives inf/NaN instead of ±max) and/or an E8M0
     /// `round_mode` other than `up`. The frontend emits [`Op::Cast`] for the
@@ -634,6 +637,7 @@ impl Op {
             Op::Binary(b) => b.name(),
             Op::Where => "Where",
             Op::Cast(_) => "Cast",
+            Op::BitCast(_) => "BitCast",
             Op::CastF8 { .. } => "CastF8",
             Op::Identity => "Identity",
             Op::Dropout => "Dropout",
@@ -717,7 +721,7 @@ impl Op {
                 UnaryOp::Gelu { tanh } => a.push(("tanh", Attr::Bool(tanh))),
                 _ => {}
             },
-            Op::Cast(d) => a.push(("to", ident(d.name()))),
+            Op::Cast(d) | Op::BitCast(d) => a.push(("to", ident(d.name()))),
             Op::CastF8 { to, saturate, round } => {
                 a.push(("to", ident(to.name())));
                 a.push(("saturate", Attr::Bool(*saturate)));
@@ -839,6 +843,10 @@ impl Op {
             "Clip" => Op::Unary(UnaryOp::Clip { min: m.float("min")?, max: m.float("max")? }),
             "Gelu" => Op::Unary(UnaryOp::Gelu { tanh: m.bool("tanh")? }),
             "Where" => Op::Where,
+            "BitCast" => {
+                let t = m.ident("to")?;
+                Op::BitCast(DType::from_name(&t).ok_or_else(|| m.error(format!("unknown dtype '{t}'")))?)
+            }
             "Cast" => {
                 let t = m.ident("to")?;
                 Op::Cast(DType::from_name(&t).ok_or_else(|| m.error(format!("unknown dtype '{t}'")))?)

@@ -584,7 +584,7 @@ pub fn lower(k: &mut Kernel) -> LResult {
     }
     // Vector path: every operand and the result are f32 and the op is float -> float.
     let all_f32 = in_d.iter().all(|&d| d == DType::F32) && od == DType::F32;
-    let vec_ok = k.caps.simd && all_f32 && !matches!(op, Op::Binary(BinaryOp::Mod | BinaryOp::Fmod));
+    let vec_ok = k.caps.simd && all_f32 && !matches!(op, Op::Binary(BinaryOp::Mod | BinaryOp::Fmod) | Op::BitCast(_));
     // Validate the op once on a scalar type by dry-run checks.
     if !mixed_pow {
         check(&op, &in_d, od)?;
@@ -724,6 +724,11 @@ fn check(op: &Op, in_d: &[DType], od: DType) -> LResult {
                 return Err(format!("{} on {d} is not supported", b.name()));
             }
         }
+        Op::BitCast(to) => {
+            if in_d[0].size() != to.size() || cl_type(*to).is_none() {
+                return Err(format!("BitCast {} -> {to} is not supported", in_d[0]));
+            }
+        }
         Op::Where => {
             if cl_type(in_d[1]).is_none() {
                 return Err(format!("Where on {} is not supported", in_d[1]));
@@ -764,6 +769,15 @@ fn apply_scalar(
         Op::Unary(u) => unary_scalar(k, *u, in_d[0], args[0]),
         Op::Binary(b) => binary_scalar(k, *b, in_d[0], args[0], args[1], pow_exp),
         Op::Where => Ok(k.b.ins().select(args[0], args[1], args[2])),
+        Op::BitCast(to) => {
+            let tt = cl_type(*to).ok_or_else(|| format!("BitCast to {to} is not supported"))?;
+            let x = args[0];
+            if k.b.func.dfg.value_type(x) == tt {
+                Ok(x)
+            } else {
+                Ok(k.b.ins().bitcast(tt, MemFlagsData::new(), x))
+            }
+        }
         _ => Err(format!("{} is not elementwise (result {od})", op.name())),
     }
 }

@@ -265,6 +265,7 @@ pub fn lower_node(k: &mut Kernel) -> LResult {
     match &k.node.op {
         Op::Unary(_) | Op::Binary(_) | Op::Where => elementwise::lower(k),
         Op::Cast(_) | Op::CastF8 { .. } => cast::lower(k),
+        Op::BitCast(_) => elementwise::lower(k),
         Op::Identity | Op::Dropout | Op::Reshape { .. } => movement::copy(k),
         Op::Conv(_) => conv::conv(k),
         Op::ConvTranspose(_) => conv::conv_transpose(k),

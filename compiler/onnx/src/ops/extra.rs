@@ -22,6 +22,21 @@ pub fn register(r: &mut Vec<(&'static str, Converter)>) {
     r.push(("MeanVarianceNormalization", mvn));
     r.push(("GroupNormalization", group_norm));
     r.push(("LRN", lrn));
+    r.push(("BitCast", bit_cast));
+}
+
+/// BitCast (opset 26): each element's bits reinterpreted as `to` (same width).
+fn bit_cast(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let x = cx.input(0)?;
+    let code = cx.attrs().int_req("to")?;
+    let code = i32::try_from(code).map_err(|_| cx.err(format!("unknown type {code}")))?;
+    let to = crate::tensor::dtype_of(code, &cx.name)
+        .map_err(|_| cx.err(format!("cannot bit-cast to element type {code}")))?;
+    let from = cx.ty(x).dtype;
+    if from.size() != to.size() {
+        return Err(cx.err(format!("BitCast needs types of the same width, got {from} -> {to}")));
+    }
+    Ok(vec![cx.add1(Op::BitCast(to), vec![x])?])
 }
 
 fn scalar(cx: &mut Cx, dt: DType, what: &str, v: f64) -> Result<ValueId, ImportError> {
