@@ -172,6 +172,16 @@ fn parallel_for_sig(cc: cranelift_codegen::isa::CallConv) -> Signature {
     sig
 }
 
+/// Iterations `lo..hi` of task `i` of `n` (what the trampoline computes in
+/// generated code): units `i*U/n .. (i+1)*U/n` of `U = ceil(total/align)`,
+/// times `align`, the end clamped to `total`.
+pub fn task_chunk(split: Split, i: usize, n: usize) -> (usize, usize) {
+    let units = split.total.div_ceil(split.align);
+    let lo = i * units / n * split.align;
+    let hi = ((i + 1) * units / n * split.align).min(split.total);
+    (lo, hi)
+}
+
 /// `<name>_t<idx>(arg, i)`: task `i` of a split kernel. `arg` points to
 /// `[n_tasks, p_0, p_1, ...]` (u64 each; the kernel's pointer parameters
 /// without the range). Task `i` gets units `i*U/n .. (i+1)*U/n` of
@@ -806,6 +816,34 @@ fn build_descriptor<M: Module>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn task_chunks_tile_the_range_on_align_boundaries() {
+        for total in [1usize, 2, 7, 12, 13, 100, 1000, 1001] {
+            for align in [1usize, 4, 12] {
+                let units = total.div_ceil(align);
+                for max_tasks in 2..=crate::lower::MAX_TASKS.min(units.max(2)) {
+                    let sp = Split { total, align, max_tasks };
+                    for n in 1..=max_tasks {
+                        let mut next = 0;
+                        for i in 0..n {
+                            let (lo, hi) = task_chunk(sp, i, n);
+                            assert_eq!(lo, next, "{sp:?} n={n} i={i}");
+                            assert!(lo % align == 0 && (hi % align == 0 || hi == total), "{sp:?} {lo}..{hi}");
+                            assert!(lo <= hi, "{sp:?} n={n} i={i}");
+                            next = hi;
+                        }
+                        assert_eq!(next, total, "{sp:?} n={n}");
+                        // balanced: chunk sizes in units differ by at most one
+                        let sizes: Vec<usize> =
+                            (0..n).map(|i| task_chunk(sp, i, n)).map(|(l, h)| (h - l).div_ceil(align)).collect();
+                        let (mn, mx) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+                        assert!(mx - mn <= 1, "{sp:?} n={n}: {sizes:?}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn pc_relative_data_is_capped_absolute_is_not() {
