@@ -61,7 +61,7 @@ pub fn node_cost(op: &NodeOp, ins: &[&[TensorType]], outs: &[TensorType]) -> f64
             let w_bytes = inp(1).map_or(0.0, bytes);
             return OP_OVERHEAD + winograd_work(c, inp(0), inp(1), outs.first()) + in_bytes - w_bytes + out_bytes;
         }
-        Op::Conv(_) => {
+        Op::Conv(_) | Op::ConvFused(..) => {
             // each output reads (Cin/group) * kernel weights: the weight's inner size
             let per_out: f64 = inp(1).map_or(0.0, |w| w.shape.iter().skip(1).product::<usize>() as f64);
             2.0 * out_n * per_out + if has_bias { out_n } else { 0.0 }

@@ -268,6 +268,18 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, IrError> {
         Op::MatMul(_) | Op::Gemm(_) => matmul(op, inputs, out0)?,
         Op::Conv(c) => crate::eval_nn::conv(op, c, inputs, out0)?,
         Op::BatchNorm { epsilon } => crate::eval_nn::batch_norm(op, epsilon.get(), inputs, out0)?,
+        Op::ConvFused(c, e) => {
+            let conv = Op::Conv(c.clone());
+            let mut y = crate::eval_nn::conv(&conv, c, &inputs[..3.min(inputs.len())], out0)?;
+            if e.residual {
+                let r = inputs.get(3).ok_or_else(|| err(op, "missing residual input"))?;
+                y = eval(&Op::Binary(crate::BinaryOp::Add), &[&y, r])?.remove(0);
+            }
+            if let Some(u) = e.act {
+                y = eval(&Op::Unary(u), &[&y])?.remove(0);
+            }
+            y
+        }
         _ => return Err(err(op, "no reference implementation for folding")),
     };
     Ok(vec![res])

@@ -206,6 +206,14 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
             same_dtype(ins)?;
             let r = c.window.rank();
             if w.rank() != r + 2 {
+        Op::ConvFused(c, e) => {
+            arity(ins, 3 + usize::from(e.residual), 3 + usize::from(e.residual))?;
+            let out = infer(&Op::Conv(c.clone()), &ins[..3])?;
+            if e.residual && out.first().is_some_and(|o| o != ins[3]) {
+                return Err(format!("residual {} must have the output's type {}", ins[3], out[0]));
+            }
+            Ok(out)
+        }
                 return Err(format!("weight {w} must have rank {}", r + 2));
             }
             if c.group == 0 || x.rank() < 2 || x.shape[1] != w.shape[1] * c.group || w.shape[0] % c.group != 0 {

@@ -355,6 +355,23 @@ impl Window {
     }
 }
 
+/// What a fused conv ([`Op::ConvFused`]) does to each output before it is
+/// stored: `y = act(conv(x, w, b) + residual)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Epilogue {
+    /// Applied last; one of [`Epilogue::fusable`] or none.
+    pub act: Option<UnaryOp>,
+    /// A fourth input, of the output's type, is added before `act`.
+    pub residual: bool,
+}
+
+impl Epilogue {
+    /// The activations conv kernels apply in registers.
+    pub fn fusable(u: UnaryOp) -> bool {
+        matches!(u, UnaryOp::Relu | UnaryOp::Clip { .. } | UnaryOp::LeakyRelu { .. } | UnaryOp::HardSwish)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Conv {
     pub window: Window,
@@ -540,6 +557,9 @@ pub enum Op {
     ConvTranspose(ConvTranspose),
     Gemm(Gemm),
     MatMul(Layer),
+    /// A direct Conv with an epilogue, inputs `x, w, b[, residual]` (the
+    /// bias is required): produced only by the `fusion` rule group.
+    ConvFused(Conv, Epilogue),
     /// `(x - mean) / sqrt(var + eps) * scale + bias` over axis 1.
     BatchNorm {
         epsilon: F32,
@@ -642,6 +662,7 @@ impl Op {
             Op::Identity => "Identity",
             Op::Dropout => "Dropout",
             Op::Conv(_) => "Conv",
+            Op::ConvFused(..) => "ConvFused",
             Op::ConvTranspose(_) => "ConvTranspose",
             Op::Gemm(_) => "Gemm",
             Op::MatMul(_) => "MatMul",
@@ -676,7 +697,7 @@ impl Op {
     /// The layer identity of a compute op.
     pub fn layer(&self) -> Option<&Layer> {
         match self {
-            Op::Conv(c) => Some(&c.layer),
+            Op::Conv(c) | Op::ConvFused(c, _) => Some(&c.layer),
             Op::ConvTranspose(c) => Some(&c.layer),
             Op::Gemm(g) => Some(&g.layer),
             Op::MatMul(l) => Some(l),
@@ -739,6 +760,21 @@ impl Op {
                 c.window.attrs(&mut a);
                 a.push(("group", Attr::Int(c.group as i64)));
                 a.push(("output_padding", ints(&c.output_padding)));
+            Op::ConvFused(c, e) => {
+                c.window.attrs(&mut a);
+                a.push(("group", Attr::Int(c.group as i64)));
+                a.push(("layer", Attr::Str(c.layer.0.clone())));
+                a.push(("act", ident(e.act.map_or("None", |u| u.name()))));
+                match e.act {
+                    Some(UnaryOp::Clip { min, max }) => {
+                        a.push(("act_min", Attr::Float(min.get())));
+                        a.push(("act_max", Attr::Float(max.get())));
+                    }
+                    Some(UnaryOp::LeakyRelu { alpha }) => a.push(("act_alpha", Attr::Float(alpha.get()))),
+                    _ => {}
+                }
+                a.push(("residual", Attr::Bool(e.residual)));
+            }
                 a.push(("layer", Attr::Str(c.layer.0.clone())));
             }
             Op::Gemm(g) => {
@@ -883,6 +919,21 @@ impl Op {
             }),
             "Gemm" => Op::Gemm(Gemm {
                 alpha: m.float("alpha")?,
+            "ConvFused" => {
+                let (window, group, layer) = (Window::from_attrs(m)?, m.usize("group")?, layer(m)?);
+                let act = match m.ident("act")?.as_str() {
+                    "None" => None,
+                    "Relu" => Some(UnaryOp::Relu),
+                    "HardSwish" => Some(UnaryOp::HardSwish),
+                    "Clip" => Some(UnaryOp::Clip { min: m.float("act_min")?, max: m.float("act_max")? }),
+                    "LeakyRelu" => Some(UnaryOp::LeakyRelu { alpha: m.float("act_alpha")? }),
+                    other => {
+                        return Err(m.error(format!("act must be None, Relu, Clip, LeakyRelu or HardSwish, got {other}")))
+                    }
+                };
+                let residual = m.bool("residual")?;
+                Op::ConvFused(Conv { window, group, layer, algo: ConvAlgo::Direct }, Epilogue { act, residual })
+            }
                 beta: m.float("beta")?,
                 trans_a: m.bool("trans_a")?,
                 trans_b: m.bool("trans_b")?,

@@ -11,7 +11,7 @@ pub fn node_macs(g: &Graph, n: &Node) -> u64 {
     let ty = |i: usize| g.ty(n.inputs[i]);
     let out = |i: usize| g.ty(n.outputs[i]);
     match &n.op {
-        Op::Conv(c) => {
+        Op::Conv(c) | Op::ConvFused(c, _) => {
             let w = ty(1);
             let per_out: usize = w.shape[1..].iter().product();
             let _ = c;

@@ -24,6 +24,7 @@ use crate::lang::KNode;
 pub mod bn_fold;
 pub mod cleanup;
 pub mod const_fold;
+pub mod fusion;
 pub mod reshape;
 pub mod winograd;
 
@@ -152,7 +153,7 @@ impl<R: Rule> Applier<KNode, KerfAnalysis> for Adapter<R> {
 }
 
 /// The rule groups in pipeline order.
-pub const GROUPS: &[&str] = &["cleanup", "reshape", "bn-fold", "const-fold", "winograd"];
+pub const GROUPS: &[&str] = &["cleanup", "reshape", "bn-fold", "const-fold", "winograd", "fusion"];
 
 /// The rules of a group, or `None` for an unknown group name.
 pub fn group(name: &str) -> Option<Vec<KRewrite>> {
@@ -162,6 +163,7 @@ pub fn group(name: &str) -> Option<Vec<KRewrite>> {
         "bn-fold" => bn_fold::rules(),
         "const-fold" => const_fold::rules(),
         "winograd" => winograd::rules(),
+        "fusion" => fusion::rules(),
         _ => return None,
     })
 }

@@ -16,9 +16,9 @@
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
-use kerf_ir::Op;
+use kerf_ir::{Op, UnaryOp};
 
-use super::epilogue::Epilogue;
+use super::epilogue::{apply_act, Act, Epilogue};
 use super::gemm::{self, Block, Gemm};
 use super::{Kernel, LResult};
 
@@ -125,23 +125,65 @@ pub fn tap_range(k: &mut Kernel, o: Value, s: usize, p: usize, d: usize, size: u
     (lo, hi)
 }
 
+/// Conv and ConvFused. The packed-GEMM and depthwise kernels apply a fused
+/// epilogue in registers; every other path runs it as a second pass over
+/// the output.
 pub fn conv(k: &mut Kernel) -> LResult {
     k.require_f32()?;
-    let Op::Conv(c) = k.node.op.clone() else { return Err("not a Conv".into()) };
+    let (c, fused) = match &k.node.op {
+        Op::Conv(c) => (c.clone(), None),
+        Op::ConvFused(c, e) => (c.clone(), Some(*e)),
+        _ => return Err("not a Conv".into()),
+    };
+    let epi = match fused {
+        None => Epilogue::NONE,
+        Some(e) => {
+            let act = match e.act {
+                None => Act::None,
+                Some(UnaryOp::Relu) => Act::Relu,
+                Some(UnaryOp::Clip { min, max }) => Act::Clip { lo: min.get(), hi: max.get() },
+                Some(UnaryOp::LeakyRelu { alpha }) => Act::LeakyRelu { alpha: alpha.get() },
+                Some(UnaryOp::HardSwish) => Act::HardSwish,
+                Some(u) => return Err(format!("{} cannot be fused into a conv", u.name())),
+            };
+            let residual = if e.residual { Some(k.input(3)) } else { None };
+            Epilogue { act, residual }
+        }
+    };
+    let done = conv_inner(k, &c, epi)?;
+    if !done && (epi.act != Act::None || epi.residual.is_some()) {
+        let out = k.output(0);
+        let n: usize = k.out_shape(0).iter().product();
+        k.for_vec(n, &mut |k, ty, i| {
+            let p = k.addr(out, i, 4);
+            let mut y = k.ld(ty, p, 0);
+            if let Some(r) = epi.residual {
+                let x = k.ld_at(ty, r, i, 4, 0);
+                y = k.b.ins().fadd(y, x);
+            }
+            let y = apply_act(k, ty, epi.act, y);
+            k.st(y, p, 0);
+        });
+    }
+    Ok(())
+}
+
+/// Emits the conv; `Ok(true)` when the kernel already applied `epi`.
+fn conv_inner(k: &mut Kernel, c: &kerf_ir::op::Conv, epi: Epilogue) -> LResult<bool> {
     if c.window.rank() > 2 {
-        return super::conv3d::conv(k);
+        return super::conv3d::conv(k).map(|()| false);
     }
     if c.algo != kerf_ir::op::ConvAlgo::Direct {
-        return super::winograd::conv(k);
+        return super::winograd::conv(k).map(|()| false);
     }
     let gm = geometry(k, &c.window, c.group)?;
     let icg = gm.c / gm.group;
     let ocg = gm.oc / gm.group;
     let wconst = k.const_f32(1);
-    let bconst = if k.node.inputs.len() == 3 { k.const_f32(2) } else { Some(vec![0.0; gm.oc]) };
+    let bconst = if k.node.inputs.len() >= 3 { k.const_f32(2) } else { Some(vec![0.0; gm.oc]) };
     if let (Some(w), Some(b)) = (&wconst, &bconst) {
         if ocg >= 4 {
-            return conv_packed(k, &gm, w, b, Epilogue::NONE);
+            return conv_packed(k, &gm, w, b, epi).map(|()| true);
         }
         if icg == 1 && ocg == 1 {
             let d = super::depthwise::DwGeo {
@@ -160,7 +202,7 @@ pub fn conv(k: &mut Kernel) -> LResult {
                 ph: gm.ph,
                 pw: gm.pw,
             };
-            return super::depthwise::depthwise(k, &d, w, b, Epilogue::NONE);
+            return super::depthwise::depthwise(k, &d, w, b, epi).map(|()| true);
         }
     }
     let packed_scalar = ocg < 4 && !k.caps.simd;
@@ -178,12 +220,12 @@ pub fn conv(k: &mut Kernel) -> LResult {
         };
         let pointwise = gm.kh == 1 && gm.kw == 1 && gm.sh == 1 && gm.sw == 1 && gm.ph == 0 && gm.pw == 0;
         if ocg >= 4 && pointwise && gm.oh == gm.h && gm.ow == gm.w {
-            return conv_pointwise(k, &gm, wp, bp);
+            return conv_pointwise(k, &gm, wp, bp).map(|()| false);
         }
         if ocg >= 4 || !k.caps.simd {
-            return conv_gemm(k, &gm, wp, bp);
+            return conv_gemm(k, &gm, wp, bp).map(|()| false);
         }
-        return conv_narrow(k, &gm, wp, bp);
+        return conv_narrow(k, &gm, wp, bp).map(|()| false);
     }
     let (Some(wv), Some(bias)) = (wconst, bconst) else { return Err("unreachable: constant weights".into()) };
     let l = if k.caps.simd && ocg >= 4 { 4 } else { 1 };
@@ -288,7 +330,7 @@ pub fn conv(k: &mut Kernel) -> LResult {
             }
         });
     });
-    Ok(())
+    Ok(false)
 }
 
 /// Conv with constant weights as a GEMM over blocks of output pixels

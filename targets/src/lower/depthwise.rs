@@ -7,7 +7,7 @@
 //! stride and dilation the input pixels of `L` adjacent outputs for one tap
 //! are contiguous: tap `kx` reads phase `(kx·dw) % sw` at offset
 //! `ox + (kx·dw) / sw`. Each output row is then computed [`VECS`] vectors
-//! at a time (independent accumulators hide the FMA latency), taps fully
+//! at a time (8 independent accumulators hide the FMA latency), taps fully
 //! unrolled, each tap's weight broadcast once for all vectors, the bias as
 //! the initial value and the epilogue applied before the store.
 
@@ -17,7 +17,7 @@ use super::epilogue::{apply_act, Epilogue};
 use super::{Kernel, LResult};
 
 /// Output vectors computed together (accumulators in flight).
-const VECS: usize = 4;
+const VECS: usize = 8;
 
 /// Geometry of a 2-D depthwise conv (1-D has `h = kh = 1`).
 #[derive(Clone, Copy, Debug)]

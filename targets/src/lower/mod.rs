@@ -267,7 +267,7 @@ pub fn lower_node(k: &mut Kernel) -> LResult {
         Op::Cast(_) | Op::CastF8 { .. } => cast::lower(k),
         Op::BitCast(_) => elementwise::lower(k),
         Op::Identity | Op::Dropout | Op::Reshape { .. } => movement::copy(k),
-        Op::Conv(_) => conv::conv(k),
+        Op::Conv(_) | Op::ConvFused(..) => conv::conv(k),
         Op::ConvTranspose(_) => conv::conv_transpose(k),
         Op::Gemm(_) | Op::MatMul(_) => matmul::lower(k),
         Op::MaxPool(_) | Op::AveragePool(_) => pool::pool(k),
