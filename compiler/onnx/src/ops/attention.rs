@@ -66,10 +66,30 @@ fn attention(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let scale = a.float_opt("scale")?;
     let softcap = a.float("softcap", 0.0)?;
     let mode = a.int("qk_matmul_output_mode", 0)?;
-    let dt = cx.ty(q).dtype;
-    if !dt.is_float() {
+    let out_dt = cx.ty(q).dtype;
+    if !out_dt.is_float() {
         return Err(cx.err(format!("Q must be floating point, got {}", cx.ty(q))));
     }
+    // Half-precision attention is computed in f32 and rounded once at the
+    // end (at least as accurate as the reference's half arithmetic).
+    let half = matches!(out_dt, DType::F16 | DType::BF16);
+    let widen = |cx: &mut Cx, x: Option<ValueId>| -> Result<Option<ValueId>, ImportError> {
+        match x {
+            Some(x) if half && cx.ty(x).dtype == out_dt => Ok(Some(cx.add1(Op::Cast(DType::F32), vec![x])?)),
+            other => Ok(other),
+        }
+    };
+    let (q, k, v) = if half {
+        (
+            cx.add1(Op::Cast(DType::F32), vec![q])?,
+            cx.add1(Op::Cast(DType::F32), vec![k])?,
+            cx.add1(Op::Cast(DType::F32), vec![v])?,
+        )
+    } else {
+        (q, k, v)
+    };
+    let (mask, past_k, past_v) = (widen(cx, mask)?, widen(cx, past_k)?, widen(cx, past_v)?);
+    let dt = cx.ty(q).dtype;
     let three_d = cx.ty(q).rank() == 3;
     let (q, k, v) = if three_d {
         let qh = usize::try_from(a.int_req("q_num_heads")?).map_err(|_| cx.err("q_num_heads must be positive"))?;
@@ -209,7 +229,13 @@ fn attention(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         3 => probs,
         m => return Err(cx.err(format!("qk_matmul_output_mode {m} is not supported"))),
     };
-    Ok(vec![y, present_k, present_v, qk_out])
+    let mut outs = vec![y, present_k, present_v, qk_out];
+    if half {
+        for o in &mut outs {
+            *o = cx.add1(Op::Cast(out_dt), vec![*o])?;
+        }
+    }
+    Ok(outs)
 }
 
 /// Where the causal/window frontier of query row `i` sits: key `j` is at
