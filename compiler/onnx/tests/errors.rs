@@ -118,14 +118,19 @@ fn duplicate_undefined_and_missing_values() {
         .err();
     assert_contains(&e, &["node 'a' (Add)", "topological order"]);
 
-    // MaxPool indices are not supported; reading them is an error naming them.
+    // Inference-mode BatchNormalization has no running-mean output; reading
+    // it is an error naming it.
     let e = M::new(17)
-        .input("x", &[1, 1, 4, 4])
-        .node("MaxPool", "mp", &["x"], &["y", "idx"], vec![ais("kernel_shape", &[2, 2])])
-        .op("Cast", &["idx"], "c", vec![ai("to", 1)])
+        .input("x", &[1, 2, 3])
+        .weight("s", &[2])
+        .weight("b", &[2])
+        .weight("m", &[2])
+        .weight("v", &[2])
+        .node("BatchNormalization", "bn", &["x", "s", "b", "m", "v"], &["y", "rm"], vec![])
+        .op("Neg", &["rm"], "c", vec![])
         .output("c")
         .err();
-    assert_contains(&e, &["node 'c' (Cast)", "'idx'", "output 1 of node 'mp' (MaxPool)", "not supported"]);
+    assert_contains(&e, &["node 'c' (Neg)", "'rm'", "output 1 of node 'bn' (BatchNormalization)", "not supported"]);
 }
 
 #[test]
