@@ -760,6 +760,18 @@ def gen_quant(r):
                {"x": r.integers(-128, 128, (2, 3, 13)).astype(I8)},
                {"x_scale": np.array([0.05, 0.2, 0.01], F32), "x_zero_point": np.array([0, 5, -7], I8)},
                attrs={"axis": 1}, node_inputs=["x", "x_scale", "x_zero_point"], out_types=[TensorProto.FLOAT])
+    # reductions past 258, where one f32 accumulation would no longer be exact: chunked
+    yield Case("MatMulInteger", "u8_k600", "u8 [3,600] x [600,4], sums ~3e7 > 2^24: reduction in int32-summed chunks",
+               {"A": r.integers(200, 256, (3, 600)).astype(U8), "B": r.integers(200, 256, (600, 4)).astype(U8)},
+               {"a_zero_point": np.array(0, U8), "b_zero_point": np.array(1, U8)},
+               node_inputs=["A", "B", "a_zero_point", "b_zero_point"], out_types=[TensorProto.INT32])
+    yield Case("QLinearMatMul", "u8_k600", "u8 [2,3,600] x [600,5], chunked reduction, requantised",
+               {"a": r.integers(0, 256, (2, 3, 600)).astype(U8)},
+               {"a_scale": np.array(0.01, F32), "a_zero_point": np.array(128, U8),
+                "b": r.integers(0, 256, (600, 5)).astype(U8), "b_scale": np.array(0.01, F32),
+                "b_zero_point": np.array(128, U8), "y_scale": np.array(2.0, F32), "y_zero_point": np.array(128, U8)},
+               node_inputs=["a", "a_scale", "a_zero_point", "b", "b_scale", "b_zero_point", "y_scale", "y_zero_point"],
+               out_types=[TensorProto.UINT8])
 
 
 FAMILIES = [gen_conv, gen_conv_transpose, gen_gemm, gen_matmul, gen_binary, gen_unary, gen_clip, gen_gelu,

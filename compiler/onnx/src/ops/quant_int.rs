@@ -5,8 +5,10 @@
 //! zero-point-centred operands. That is exact — every partial sum is an
 //! integer below 2^24 — as long as `K · span(a) · span(b) <= 2^24`, where `K`
 //! is the reduction length and `span` the width of the operand type's range
-//! (255 for 8-bit types: K <= 258). Larger reductions are refused with an
-//! error rather than computed inexactly.
+//! (255 for 8-bit types: K <= 258). Longer matmul reductions are split into
+//! chunks of 256 whose exact partial products are added in int32; a longer
+//! conv reduction (`C/group · kernel`) is refused with an error rather than
+//! computed inexactly.
 //!
 //! The requantisation of QLinearMatMul/QLinearConv follows numpy's
 //! promotion in the reference: the multiplier `a_scale * b_scale / y_scale`
@@ -86,6 +88,45 @@ fn centred(cx: &mut Cx, x: ValueId, zp: Option<ValueId>) -> R {
     }
 }
 
+/// Reduction chunk of a long integer matmul (a multiple of 4 below 258).
+const K_CHUNK: usize = 256;
+
+/// The int32 product of centred matmul operands (`a`'s reduction axis is
+/// its last, of length `k`). Up to `K_CHUNK` in one exact f32 MatMul; longer
+/// reductions in chunks whose exact partial products are added in int32
+/// (wrapping, like the reference's int32 accumulator).
+fn int_matmul(cx: &mut Cx, a: ValueId, b: ValueId) -> R {
+    let (sa, sb) = (cx.shape(a), cx.shape(b));
+    let k = sa[sa.len() - 1];
+    if k <= K_CHUNK {
+        let layer = cx.layer();
+        let c = cx.add1(Op::MatMul(layer), vec![a, b])?;
+        return cast(cx, c, DType::I32);
+    }
+    let slice = |cx: &mut Cx, v: ValueId, shape: &[usize], axis: usize, lo: usize, hi: usize| -> R {
+        let mut starts = vec![0i64; shape.len()];
+        let mut ends: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+        starts[axis] = lo as i64;
+        ends[axis] = hi as i64;
+        cx.add1(Op::Slice { starts, ends, steps: vec![1; shape.len()] }, vec![v])
+    };
+    let b_axis = sb.len().saturating_sub(2);
+    let mut acc: Option<ValueId> = None;
+    for lo in (0..k).step_by(K_CHUNK) {
+        let hi = (lo + K_CHUNK).min(k);
+        let ap = slice(cx, a, &sa, sa.len() - 1, lo, hi)?;
+        let bp = slice(cx, b, &sb, b_axis, lo, hi)?;
+        let layer = cx.layer();
+        let c = cx.add1(Op::MatMul(layer), vec![ap, bp])?;
+        let c = cast(cx, c, DType::I32)?;
+        acc = Some(match acc {
+            None => c,
+            Some(s) => bin(cx, BinaryOp::Add, s, c)?,
+        });
+    }
+    acc.ok_or_else(|| cx.err("empty reduction"))
+}
+
 /// Per-row (`[M, 1]`) zero point of a matmul's left operand, per-column
 /// (`[N]`) of its right operand.
 fn matmul_operands(
@@ -99,8 +140,8 @@ fn matmul_operands(
     if sa.is_empty() || sb.is_empty() {
         return Err(cx.err("operands must have rank >= 1"));
     }
-    let k = sa[sa.len() - 1];
-    check_exact(cx, k, span(cx, a, "A")?, span(cx, b, "B")?)?;
+    // 8-bit operands only: K_CHUNK * 255 * 255 < 2^24 keeps each chunk exact
+    check_exact(cx, K_CHUNK, span(cx, a, "A")?, span(cx, b, "B")?)?;
     let m = if sa.len() >= 2 { sa[sa.len() - 2] } else { 1 };
     let n = sb[sb.len() - 1];
     let azp = match azp {
@@ -117,9 +158,7 @@ fn matmul_operands(
 fn matmul_integer(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let (a, b) = (cx.input(0)?, cx.input(1)?);
     let (ac, bc) = matmul_operands(cx, a, cx.opt_input(2), b, cx.opt_input(3))?;
-    let layer = cx.layer();
-    let c = cx.add1(Op::MatMul(layer), vec![ac, bc])?;
-    Ok(vec![cast(cx, c, DType::I32)?])
+    Ok(vec![int_matmul(cx, ac, bc)?])
 }
 
 /// The f32 Conv of centred operands (exact: see the module docs).
@@ -214,8 +253,7 @@ fn qlinear_matmul(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let (sy, yzp) = (cx.input(6)?, cx.opt_input(7));
     let out = yzp.map_or_else(|| cx.ty(a).dtype, |z| cx.ty(z).dtype);
     let (ac, bc) = matmul_operands(cx, a, azp, b, bzp)?;
-    let layer = cx.layer();
-    let c = cx.add1(Op::MatMul(layer), vec![ac, bc])?;
+    let c = int_matmul(cx, ac, bc)?;
     let (m, n) = {
         let (s_a, s_b) = (cx.shape(a), cx.shape(b));
         (if s_a.len() >= 2 { s_a[s_a.len() - 2] } else { 1 }, s_b[s_b.len() - 1])
