@@ -562,7 +562,7 @@ def gen_logic(r):
 
 def gen_rnn(r):
     def rnn(op, variant, desc, seq, batch, inp, hid, dirs, with_bias=True, with_state=False, **attrs):
-        g = 4 if op == "LSTM" else 3
+        g = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
         bound = 1.0 / np.sqrt(hid)
         inputs = {"X": u(r, (seq, batch, inp))}
         inits = {"W": u(r, (dirs, g * hid, inp), -bound, bound), "R": u(r, (dirs, g * hid, hid), -bound, bound)}
@@ -599,6 +599,14 @@ def gen_rnn(r):
     yield rnn("GRU", "bidirectional", "bidirectional, linear_before_reset 1", 6, 1, 5, 3, 2, linear_before_reset=1)
     yield rnn("GRU", "bidirectional_initial_state", "bidirectional with initial_h, batch 2, no bias", 4, 2, 3, 4, 2,
               with_bias=False, with_state=True, linear_before_reset=1)
+    # appended last: the draws of the cases above stay the same
+    yield rnn("LSTM", "forward_clip", "forward, clip 0.5 (saturates most gates), hidden 6, batch 3", 4, 3, 5, 6, 1,
+              clip=0.5)
+    yield rnn("RNN", "forward", "simple RNN (tanh), seq 5, batch 2, input 3, hidden 5", 5, 2, 3, 5, 1)
+    yield rnn("RNN", "bidirectional_initial_state", "bidirectional, Relu / Tanh, initial_h, batch 2, hidden 7",
+              4, 2, 3, 7, 2, with_state=True, activations=["Relu", "Tanh"])
+    yield rnn("RNN", "reverse_no_bias", "reverse, B omitted, clip 1.0, hidden 4", 6, 1, 4, 4, 1, with_bias=False,
+              direction="reverse", clip=1.0)
 
 
 def gen_nn_c(r):
