@@ -353,7 +353,10 @@ fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi: Epilogue)
     // Pixel block: `rows` rows of `ppr` panels whose B fits the budget.
     let (rows, ppr, width, pitch, nblk) = if pointwise {
         let per = (gemm::B_BLOCK_BYTES / (kk * 4)).clamp(l, 512) / l * l;
-        let nb = per.min(ohw.div_ceil(l) * l);
+        // at least two blocks when the plane has two panels, so that two
+        // threads have work on the small late layers too (A is re-read from
+        // L2 once more)
+        let nb = per.min(ohw.div_ceil(2).div_ceil(l) * l).max(l);
         (1, nb / l, nb, nb, ohw.div_ceil(nb))
     } else {
         let ppr = gm.ow.div_ceil(l);
