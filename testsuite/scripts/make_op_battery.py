@@ -781,6 +781,13 @@ def gen_quant(r):
                node_inputs=["a", "a_scale", "a_zero_point", "b", "b_scale", "b_zero_point", "y_scale", "y_zero_point"],
                out_types=[TensorProto.UINT8])
 
+    yield Case("ConvInteger", "u8_c64_k576", "64 channels 3x3 (reduction 576, sums ~3e7 > 2^24): channel chunks summed in int32",
+               {"x": r.integers(200, 256, (1, 64, 6, 6)).astype(U8)},
+               {"w": r.integers(200, 256, (4, 64, 3, 3)).astype(U8), "x_zero_point": np.array(0, U8),
+                "w_zero_point": np.array(1, U8)},
+               attrs={"pads": [1, 1, 1, 1]}, node_inputs=["x", "w", "x_zero_point", "w_zero_point"],
+               out_types=[TensorProto.INT32])
+
 
 FAMILIES = [gen_conv, gen_conv_transpose, gen_gemm, gen_matmul, gen_binary, gen_unary, gen_clip, gen_gelu,
             gen_softmax, gen_norm, gen_pool, gen_shape_ops, gen_cast, gen_pad, gen_resize, gen_reduce, gen_logic,

@@ -6,9 +6,10 @@
 //! integer below 2^24 — as long as `K · span(a) · span(b) <= 2^24`, where `K`
 //! is the reduction length and `span` the width of the operand type's range
 //! (255 for 8-bit types: K <= 258). Longer matmul reductions are split into
-//! chunks of 256 whose exact partial products are added in int32; a longer
-//! conv reduction (`C/group · kernel`) is refused with an error rather than
-//! computed inexactly.
+//! chunks of 256 whose exact partial products are added in int32, and so
+//! are conv reductions (over input channels, one group); a grouped conv
+//! whose `C/group · kernel` passes the bound is refused with an error rather
+//! than computed inexactly.
 //!
 //! The requantisation of QLinearMatMul/QLinearConv follows numpy's
 //! promotion in the reference: the multiplier `a_scale * b_scale / y_scale`
@@ -18,7 +19,7 @@
 //! |v| <= 2^16), and cast.
 
 use kerf_ir::op::{BinaryOp, Conv, ConvAlgo, PadMode};
-use kerf_ir::{DType, Op, ValueId, F32};
+use kerf_ir::{DType, Layer, Op, ValueId, F32};
 
 use super::compose::{bin, cast, reshape, scalar, R};
 use super::conv::{kernel_from, window};
@@ -161,7 +162,8 @@ fn matmul_integer(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     Ok(vec![int_matmul(cx, ac, bc)?])
 }
 
-/// The f32 Conv of centred operands (exact: see the module docs).
+/// The int32 Conv of centred operands: exact f32 Convs over chunks of at
+/// most `K_CHUNK` reduction terms (input channels × taps), summed in int32.
 ///
 /// Only direct convolution is exact. A 3×3 stride-1 conv with constant
 /// weights is what the `winograd` rule group rewrites (F(4×4,3×3) is off by
@@ -176,8 +178,11 @@ fn conv_centred(cx: &mut Cx, x: ValueId, xzp: Option<ValueId>, w: ValueId, wzp: 
     let kernel = kernel_from(cx, &ws)?;
     let win = window(cx, kernel, &xs[2..])?;
     let group = usize::try_from(cx.attrs().int("group", 1)?).map_err(|_| cx.err("group must be positive"))?;
-    let k: usize = ws[1..].iter().product();
-    check_exact(cx, k, span(cx, x, "x")?, span(cx, w, "w")?)?;
+    let taps: usize = ws[2..].iter().product();
+    let (sx, sw) = (span(cx, x, "x")?, span(cx, w, "w")?);
+    // a long reduction is split over input channels (one group only)
+    let chunk = if group == 1 && taps <= K_CHUNK { ws[1].min(K_CHUNK / taps) } else { ws[1] };
+    check_exact(cx, chunk * taps, sx, sw)?;
     let xzp = match xzp {
         Some(z) => Some(shaped(cx, z, 1, vec![], "x_zero_point")?),
         None => None,
@@ -192,21 +197,40 @@ fn conv_centred(cx: &mut Cx, x: ValueId, xzp: Option<ValueId>, w: ValueId, wzp: 
     };
     let xc = centred(cx, x, xzp)?;
     let mut wc = centred(cx, w, wzp)?;
-    let mut conv = Conv { window: win, group, layer: cx.layer(), algo: ConvAlgo::Direct };
-    if conv.winograd_eligible() {
+    let mut win = win;
+    if (Conv { window: win.clone(), group, layer: Layer(String::new()), algo: ConvAlgo::Direct }).winograd_eligible() {
         let mut pads = vec![0; 2 * ws.len()];
         pads[ws.len() + 2] = 1;
         wc = cx.add1(Op::Pad { pads, mode: PadMode::Constant, value: F32::new(0.0) }, vec![wc])?;
-        conv.window.kernel[0] += 1;
-        conv.window.pads[2] += 1;
+        win.kernel[0] += 1;
+        win.pads[2] += 1;
     }
-    cx.add1(Op::Conv(conv), vec![xc, wc])
+    let channels = |cx: &mut Cx, v: ValueId, lo: usize, hi: usize| -> R {
+        let shape = cx.shape(v);
+        let mut starts = vec![0i64; shape.len()];
+        let mut ends: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+        starts[1] = lo as i64;
+        ends[1] = hi as i64;
+        cx.add1(Op::Slice { starts, ends, steps: vec![1; shape.len()] }, vec![v])
+    };
+    let mut acc: Option<ValueId> = None;
+    for lo in (0..ws[1]).step_by(chunk.max(1)) {
+        let hi = (lo + chunk).min(ws[1]);
+        let (xp, wp) = if chunk == ws[1] { (xc, wc) } else { (channels(cx, xc, lo, hi)?, channels(cx, wc, lo, hi)?) };
+        let conv = Conv { window: win.clone(), group, layer: cx.layer(), algo: ConvAlgo::Direct };
+        let c = cx.add1(Op::Conv(conv), vec![xp, wp])?;
+        let c = cast(cx, c, DType::I32)?;
+        acc = Some(match acc {
+            None => c,
+            Some(s) => bin(cx, BinaryOp::Add, s, c)?,
+        });
+    }
+    acc.ok_or_else(|| cx.err("empty reduction"))
 }
 
 fn conv_integer(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let (x, w) = (cx.input(0)?, cx.input(1)?);
-    let c = conv_centred(cx, x, cx.opt_input(2), w, cx.opt_input(3))?;
-    Ok(vec![cast(cx, c, DType::I32)?])
+    Ok(vec![conv_centred(cx, x, cx.opt_input(2), w, cx.opt_input(3))?])
 }
 
 /// `a_scale * b_scale / y_scale` in the scales' type (shaped operands).
