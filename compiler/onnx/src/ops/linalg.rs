@@ -1,7 +1,7 @@
-//! Gemm and MatMul.
+//! Gemm and MatMul (f16/bf16 MatMul runs on the f32 kernel between exact casts).
 
 use kerf_ir::op::Gemm;
-use kerf_ir::{Op, ValueId, F32};
+use kerf_ir::{DType, Op, ValueId, F32};
 
 use super::Converter;
 use crate::import::Cx;
@@ -30,5 +30,13 @@ fn gemm(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
 fn matmul(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let (a, b) = (cx.input(0)?, cx.input(1)?);
     let layer = cx.layer();
+    let d = cx.ty(a).dtype;
+    if matches!(d, DType::F16 | DType::BF16) && cx.ty(b).dtype == d {
+        // f16/bf16: exact widening, the f32 kernel (f32 accumulation), one rounding back
+        let a32 = cx.add1(Op::Cast(DType::F32), vec![a])?;
+        let b32 = cx.add1(Op::Cast(DType::F32), vec![b])?;
+        let y = cx.add1(Op::MatMul(layer), vec![a32, b32])?;
+        return Ok(vec![cx.add1(Op::Cast(d), vec![y])?]);
+    }
     Ok(vec![cx.add1(Op::MatMul(layer), vec![a, b])?])
 }

@@ -133,6 +133,18 @@ fn instance_norm(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
 
 fn softmax(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let x = cx.input(0)?;
+    let d = cx.ty(x).dtype;
+    if !matches!(d, kerf_ir::DType::F16 | kerf_ir::DType::BF16) {
+        return softmax_of(cx, x);
+    }
+    // f16/bf16: exact widening, the f32 kernel, one rounding back
+    let x32 = cx.add1(Op::Cast(kerf_ir::DType::F32), vec![x])?;
+    let y = softmax_of(cx, x32)?;
+    let y = *y.first().ok_or_else(|| cx.err("Softmax gave no value"))?;
+    Ok(vec![cx.add1(Op::Cast(d), vec![y])?])
+}
+
+fn softmax_of(cx: &mut Cx, x: ValueId) -> Result<Vec<ValueId>, ImportError> {
     let shape = cx.shape(x);
     let rank = shape.len();
     let log = cx.op() == "LogSoftmax";

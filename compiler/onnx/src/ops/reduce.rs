@@ -42,6 +42,13 @@ fn reduce(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         let r = cx.add1(Op::Reduce { kind, axes, keepdims }, vec![u])?;
         return Ok(vec![cx.add1(Op::Cast(DType::Bool), vec![r])?]);
     }
+    let d = cx.ty(x).dtype;
+    if matches!(d, DType::F16 | DType::BF16) {
+        // f16/bf16: exact widening, the f32 reduction, one rounding back
+        let w = cx.add1(Op::Cast(DType::F32), vec![x])?;
+        let r = cx.add1(Op::Reduce { kind, axes, keepdims }, vec![w])?;
+        return Ok(vec![cx.add1(Op::Cast(d), vec![r])?]);
+    }
     Ok(vec![cx.add1(Op::Reduce { kind, axes, keepdims }, vec![x])?])
 }
 
