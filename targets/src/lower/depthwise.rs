@@ -57,11 +57,17 @@ pub fn depthwise(k: &mut Kernel, g: &DwGeo, w: &[f32], bias: &[f32], epi: Epilog
     let pad = k.task_scratch(plane * 4);
     k.for_dyn(lo, hi, 1, |k, nc| {
         let ch = k.b.ins().urem_imm_s(nc, g.c as i64);
-        // zero, then copy the plane into its phases
-        k.for_vec(plane, &mut |k, ty, i| {
-            let z = k.fsplat(ty, 0.0);
-            k.st_at(z, pad, i, 4, 0);
-        });
+        // zero the padding rows (the padding columns of the image rows are
+        // zeroed row by row in copy_plane), then copy the plane into its phases
+        let top = g.ph * row;
+        let bottom = (g.h + g.ph) * row;
+        for (lo, hi) in [(0, top), (bottom, plane)] {
+            let base = k.add_c(pad, (lo * 4) as i64);
+            k.for_vec(hi - lo, &mut |k, ty, i| {
+                let z = k.fsplat(ty, 0.0);
+                k.st_at(z, base, i, 4, 0);
+            });
+        }
         let xo = k.b.ins().imul_imm_s(nc, (g.h * g.w * 4) as i64);
         let xbase = k.b.ins().iadd(xp, xo);
         copy_plane(k, &g, xbase, pad, wph);
@@ -152,6 +158,7 @@ fn copy_plane(k: &mut Kernel, g: &DwGeo, xbase: Value, pad: Value, wph: usize) {
         let dof = k.b.ins().imul_imm_s(y, (row * 4) as i64);
         let dst = k.add_c(pad, (g.ph * row * 4) as i64);
         let dst = k.b.ins().iadd(dst, dof);
+        zero_row_pads(k, &g, dst, wph);
         if g.sw == 1 {
             let d = k.add_c(dst, (g.pw * 4) as i64);
             k.for_vec(g.w, &mut |k, ty, j| {
@@ -201,6 +208,28 @@ fn copy_plane(k: &mut Kernel, g: &DwGeo, xbase: Value, pad: Value, wph: usize) {
         }
         scalar_phases(k, &g, src, dst, wph, j_vec_end, usize::MAX);
     });
+}
+
+/// Zeroes the entries of one padded image row that the copy leaves alone:
+/// per phase `s`, the columns `j` whose source `x = j·sw + s - pw` falls
+/// outside `[0, w)`.
+fn zero_row_pads(k: &mut Kernel, g: &DwGeo, dst: Value, wph: usize) {
+    let z = k.fc(0.0);
+    for s in 0..g.sw {
+        let lo = if s >= g.pw { 0 } else { (g.pw - s).div_ceil(g.sw) };
+        let hi = if g.w + g.pw > s { (g.w + g.pw - s - 1) / g.sw + 1 } else { 0 };
+        let (lo, hi) = (lo.min(wph), hi.clamp(lo.min(wph), wph));
+        let d = k.add_c(dst, (s * wph * 4) as i64);
+        for (a, b) in [(0, lo), (hi, wph)] {
+            if b - a <= 8 {
+                for j in a..b {
+                    k.st(z, d, (j * 4) as i32);
+                }
+            } else {
+                k.for_n(a as i64, b as i64, 1, |k, j| k.st_at(z, d, j, 4, 0));
+            }
+        }
+    }
 }
 
 /// Scalar phase copy of padded columns `j in [j_from, j_to)` (clamped to
