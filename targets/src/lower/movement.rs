@@ -124,6 +124,18 @@ fn fill(k: &mut Kernel, dst: Value, n: usize, d: DType, v: f32) -> LResult {
             let t = int_ty(d.size());
             k.b.ins().iconst(t, v as i64)
         }
+        // f16/bf16/f64: the value's bit pattern (as the reference encodes it),
+        // stored as a same-width integer, zero-extended as Cranelift wants
+        DType::F16 | DType::BF16 | DType::F64 => {
+            let t = kerf_ir::Tensor::from_f64_values(d, vec![], &[f64::from(v)]).map_err(|e| e.to_string())?;
+            let b = t.bytes();
+            let bits = match *b {
+                [x, y] => i64::from(u16::from_le_bytes([x, y])),
+                [b0, b1, b2, b3, b4, b5, b6, b7] => i64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7]),
+                _ => return Err(format!("padding {d} is not supported")),
+            };
+            k.b.ins().iconst(int_ty(b.len()), bits)
+        }
         _ => return Err(format!("padding {d} is not supported")),
     };
     let es = d.size() as i64;
