@@ -267,7 +267,6 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, IrError> {
         }
         Op::MatMul(_) | Op::Gemm(_) => matmul(op, inputs, out0)?,
         Op::Conv(c) => crate::eval_nn::conv(op, c, inputs, out0)?,
-        Op::BatchNorm { epsilon } => crate::eval_nn::batch_norm(op, epsilon.get(), inputs, out0)?,
         Op::ConvFused(c, e) => {
             let conv = Op::Conv(c.clone());
             let mut y = crate::eval_nn::conv(&conv, c, &inputs[..3.min(inputs.len())], out0)?;
@@ -280,6 +279,7 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, IrError> {
             }
             y
         }
+        Op::BatchNorm { epsilon } => crate::eval_nn::batch_norm(op, epsilon.get(), inputs, out0)?,
         _ => return Err(err(op, "no reference implementation for folding")),
     };
     Ok(vec![res])

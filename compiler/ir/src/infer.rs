@@ -199,13 +199,6 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
             arity(ins, 1, 1)?;
             Ok(vec![ins[0].clone()])
         }
-        Op::Conv(c) => {
-            arity(ins, 2, 3)?;
-            let (x, w) = (ins[0], ins[1]);
-            float_input(x, "input")?;
-            same_dtype(ins)?;
-            let r = c.window.rank();
-            if w.rank() != r + 2 {
         Op::ConvFused(c, e) => {
             arity(ins, 3 + usize::from(e.residual), 3 + usize::from(e.residual))?;
             let out = infer(&Op::Conv(c.clone()), &ins[..3])?;
@@ -214,6 +207,13 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
             }
             Ok(out)
         }
+        Op::Conv(c) => {
+            arity(ins, 2, 3)?;
+            let (x, w) = (ins[0], ins[1]);
+            float_input(x, "input")?;
+            same_dtype(ins)?;
+            let r = c.window.rank();
+            if w.rank() != r + 2 {
                 return Err(format!("weight {w} must have rank {}", r + 2));
             }
             if c.group == 0 || x.rank() < 2 || x.shape[1] != w.shape[1] * c.group || w.shape[0] % c.group != 0 {

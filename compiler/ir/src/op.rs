@@ -554,12 +554,12 @@ pub enum Op {
     /// Dropout in inference mode: the identity on its data output.
     Dropout,
     Conv(Conv),
-    ConvTranspose(ConvTranspose),
-    Gemm(Gemm),
-    MatMul(Layer),
     /// A direct Conv with an epilogue, inputs `x, w, b[, residual]` (the
     /// bias is required): produced only by the `fusion` rule group.
     ConvFused(Conv, Epilogue),
+    ConvTranspose(ConvTranspose),
+    Gemm(Gemm),
+    MatMul(Layer),
     /// `(x - mean) / sqrt(var + eps) * scale + bias` over axis 1.
     BatchNorm {
         epsilon: F32,
@@ -756,10 +756,6 @@ impl Op {
                     a.push(("winograd", Attr::Int(i64::from(tile))));
                 }
             }
-            Op::ConvTranspose(c) => {
-                c.window.attrs(&mut a);
-                a.push(("group", Attr::Int(c.group as i64)));
-                a.push(("output_padding", ints(&c.output_padding)));
             Op::ConvFused(c, e) => {
                 c.window.attrs(&mut a);
                 a.push(("group", Attr::Int(c.group as i64)));
@@ -775,6 +771,10 @@ impl Op {
                 }
                 a.push(("residual", Attr::Bool(e.residual)));
             }
+            Op::ConvTranspose(c) => {
+                c.window.attrs(&mut a);
+                a.push(("group", Attr::Int(c.group as i64)));
+                a.push(("output_padding", ints(&c.output_padding)));
                 a.push(("layer", Attr::Str(c.layer.0.clone())));
             }
             Op::Gemm(g) => {
@@ -911,14 +911,6 @@ impl Op {
                 }
                 Op::Conv(c)
             }
-            "ConvTranspose" => Op::ConvTranspose(ConvTranspose {
-                window: Window::from_attrs(m)?,
-                group: m.usize("group")?,
-                output_padding: m.usizes("output_padding")?,
-                layer: layer(m)?,
-            }),
-            "Gemm" => Op::Gemm(Gemm {
-                alpha: m.float("alpha")?,
             "ConvFused" => {
                 let (window, group, layer) = (Window::from_attrs(m)?, m.usize("group")?, layer(m)?);
                 let act = match m.ident("act")?.as_str() {
@@ -934,6 +926,14 @@ impl Op {
                 let residual = m.bool("residual")?;
                 Op::ConvFused(Conv { window, group, layer, algo: ConvAlgo::Direct }, Epilogue { act, residual })
             }
+            "ConvTranspose" => Op::ConvTranspose(ConvTranspose {
+                window: Window::from_attrs(m)?,
+                group: m.usize("group")?,
+                output_padding: m.usizes("output_padding")?,
+                layer: layer(m)?,
+            }),
+            "Gemm" => Op::Gemm(Gemm {
+                alpha: m.float("alpha")?,
                 beta: m.float("beta")?,
                 trans_a: m.bool("trans_a")?,
                 trans_b: m.bool("trans_b")?,
