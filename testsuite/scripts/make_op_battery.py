@@ -780,7 +780,6 @@ def gen_quant(r):
                 "b_zero_point": np.array(128, U8), "y_scale": np.array(2.0, F32), "y_zero_point": np.array(128, U8)},
                node_inputs=["a", "a_scale", "a_zero_point", "b", "b_scale", "b_zero_point", "y_scale", "y_zero_point"],
                out_types=[TensorProto.UINT8])
-
     yield Case("ConvInteger", "u8_c64_k576", "64 channels 3x3 (reduction 576, sums ~3e7 > 2^24): channel chunks summed in int32",
                {"x": r.integers(200, 256, (1, 64, 6, 6)).astype(U8)},
                {"w": r.integers(200, 256, (4, 64, 3, 3)).astype(U8), "x_zero_point": np.array(0, U8),

@@ -159,6 +159,15 @@ impl AttrMap {
         }
     }
 
+    /// An optional boolean attribute: `None` when absent.
+    pub fn opt_bool(&mut self, name: &str) -> Result<Option<bool>, IrError> {
+        if self.items.iter().any(|(n, _)| n == name) {
+            self.bool(name).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     pub fn ints(&mut self, name: &str) -> Result<Vec<i64>, IrError> {
         match self.take(name)? {
             Attr::Ints(v) => Ok(v),

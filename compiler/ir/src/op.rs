@@ -390,6 +390,12 @@ pub enum ConvAlgo {
     /// Direct / im2col-GEMM convolution.
     #[default]
     Direct,
+    /// Direct convolution that no rewrite may replace by an algorithm with
+    /// different rounding. The frontend uses it where the f32 conv carries
+    /// integer-valued data whose sums must stay exact (ConvInteger,
+    /// QLinearConv): Winograd's fractional transforms are off by ±1 there.
+    /// Lowered exactly like `Direct`; printed as `exact=true`.
+    Exact,
     /// Winograd F(m×m, 3×3) with `tile` = m ∈ {2, 4} output pixels per tile
     /// side; only for 2-D 3×3 stride-1 dilation-1 group-1 convs
     /// ([`Conv::winograd_eligible`]).
@@ -752,8 +758,10 @@ impl Op {
                 c.window.attrs(&mut a);
                 a.push(("group", Attr::Int(c.group as i64)));
                 a.push(("layer", Attr::Str(c.layer.0.clone())));
-                if let ConvAlgo::Winograd { tile } = c.algo {
-                    a.push(("winograd", Attr::Int(i64::from(tile))));
+                match c.algo {
+                    ConvAlgo::Direct => {}
+                    ConvAlgo::Exact => a.push(("exact", Attr::Bool(true))),
+                    ConvAlgo::Winograd { tile } => a.push(("winograd", Attr::Int(i64::from(tile)))),
                 }
             }
             Op::ConvFused(c, e) => {
@@ -900,13 +908,15 @@ impl Op {
             "Dropout" => Op::Dropout,
             "Conv" => {
                 let (window, group, layer) = (Window::from_attrs(m)?, m.usize("group")?, layer(m)?);
-                let algo = match m.opt_int("winograd")? {
-                    None => ConvAlgo::Direct,
-                    Some(t @ (2 | 4)) => ConvAlgo::Winograd { tile: t as u8 },
-                    Some(t) => return Err(m.error(format!("winograd tile must be 2 or 4, got {t}"))),
+                let algo = match (m.opt_int("winograd")?, m.opt_bool("exact")?.unwrap_or(false)) {
+                    (None, false) => ConvAlgo::Direct,
+                    (None, true) => ConvAlgo::Exact,
+                    (Some(_), true) => return Err(m.error("a conv is either exact or winograd, not both")),
+                    (Some(t @ (2 | 4)), false) => ConvAlgo::Winograd { tile: t as u8 },
+                    (Some(t), false) => return Err(m.error(format!("winograd tile must be 2 or 4, got {t}"))),
                 };
                 let c = Conv { window, group, layer, algo };
-                if c.algo != ConvAlgo::Direct && !c.winograd_eligible() {
+                if matches!(c.algo, ConvAlgo::Winograd { .. }) && !c.winograd_eligible() {
                     return Err(m.error("winograd needs a 2-D 3x3 stride-1 dilation-1 conv with one group"));
                 }
                 Op::Conv(c)

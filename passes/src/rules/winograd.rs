@@ -100,6 +100,14 @@ mod tests {
     }
 
     #[test]
+    fn leaves_exact_convs_alone() {
+        // the layer the first test rewrites, marked exact (integer-valued data)
+        let src = conv_graph(64, 56, 64, 1, &zeros(64 * 64 * 9)).replace("group=1,", "group=1, exact=true,");
+        let out = run_text("winograd", &src);
+        assert!(out.contains("exact=true") && !out.contains("winograd"), "{out}");
+    }
+
+    #[test]
     fn needs_constant_weights() {
         let src = "graph \"g\"\n  input %0 \"x\": f32[1,64,56,56]\n  input %1 \"w\": f32[64,64,3,3]\n  \
                    %2 = Conv{kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[1,1,1,1], group=1, \

@@ -173,7 +173,7 @@ fn conv_inner(k: &mut Kernel, c: &kerf_ir::op::Conv, epi: Epilogue) -> LResult<b
     if c.window.rank() > 2 {
         return super::conv3d::conv(k).map(|()| false);
     }
-    if c.algo != kerf_ir::op::ConvAlgo::Direct {
+    if matches!(c.algo, kerf_ir::op::ConvAlgo::Winograd { .. }) {
         return super::winograd::conv(k).map(|()| false);
     }
     let gm = geometry(k, &c.window, c.group)?;

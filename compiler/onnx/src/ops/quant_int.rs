@@ -18,8 +18,8 @@
 //! rounded half to even (`(v + 1.5·2^52) - 1.5·2^52`, exact for the clamped
 //! |v| <= 2^16), and cast.
 
-use kerf_ir::op::{BinaryOp, Conv, ConvAlgo, PadMode};
-use kerf_ir::{DType, Layer, Op, ValueId, F32};
+use kerf_ir::op::{BinaryOp, Conv, ConvAlgo};
+use kerf_ir::{DType, Op, ValueId};
 
 use super::compose::{bin, cast, reshape, scalar, R};
 use super::conv::{kernel_from, window};
@@ -165,11 +165,9 @@ fn matmul_integer(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
 /// The int32 Conv of centred operands: exact f32 Convs over chunks of at
 /// most `K_CHUNK` reduction terms (input channels × taps), summed in int32.
 ///
-/// Only direct convolution is exact. A 3×3 stride-1 conv with constant
-/// weights is what the `winograd` rule group rewrites (F(4×4,3×3) is off by
-/// ±1 on integer data of this size), so such a conv gets one zero kernel row
-/// and one more row of end padding: the same sums (the extra taps multiply
-/// by zero), a 4×3 kernel that stays direct, at 4/3 of the MACs.
+/// Only direct convolution is exact: the convs are `ConvAlgo::Exact`, which
+/// the `winograd` rule group leaves alone (F(4×4,3×3) is off by ±1 on
+/// integer data of this size).
 fn conv_centred(cx: &mut Cx, x: ValueId, xzp: Option<ValueId>, w: ValueId, wzp: Option<ValueId>) -> R {
     let (xs, ws) = (cx.shape(x), cx.shape(w));
     if ws.len() < 3 || xs.len() != ws.len() {
@@ -196,15 +194,7 @@ fn conv_centred(cx: &mut Cx, x: ValueId, xzp: Option<ValueId>, w: ValueId, wzp: 
         None => None,
     };
     let xc = centred(cx, x, xzp)?;
-    let mut wc = centred(cx, w, wzp)?;
-    let mut win = win;
-    if (Conv { window: win.clone(), group, layer: Layer(String::new()), algo: ConvAlgo::Direct }).winograd_eligible() {
-        let mut pads = vec![0; 2 * ws.len()];
-        pads[ws.len() + 2] = 1;
-        wc = cx.add1(Op::Pad { pads, mode: PadMode::Constant, value: F32::new(0.0) }, vec![wc])?;
-        win.kernel[0] += 1;
-        win.pads[2] += 1;
-    }
+    let wc = centred(cx, w, wzp)?;
     let channels = |cx: &mut Cx, v: ValueId, lo: usize, hi: usize| -> R {
         let shape = cx.shape(v);
         let mut starts = vec![0i64; shape.len()];
@@ -217,7 +207,7 @@ fn conv_centred(cx: &mut Cx, x: ValueId, xzp: Option<ValueId>, w: ValueId, wzp: 
     for lo in (0..ws[1]).step_by(chunk.max(1)) {
         let hi = (lo + chunk).min(ws[1]);
         let (xp, wp) = if chunk == ws[1] { (xc, wc) } else { (channels(cx, xc, lo, hi)?, channels(cx, wc, lo, hi)?) };
-        let conv = Conv { window: win.clone(), group, layer: cx.layer(), algo: ConvAlgo::Direct };
+        let conv = Conv { window: win.clone(), group, layer: cx.layer(), algo: ConvAlgo::Exact };
         let c = cx.add1(Op::Conv(conv), vec![xp, wp])?;
         let c = cast(cx, c, DType::I32)?;
         acc = Some(match acc {
