@@ -84,7 +84,8 @@ fn conv_bn(group: usize, bias: bool, conv_is_output: bool) -> Graph {
         ins.push(g.add_const("b", rand_tensor(2, &[co], -1.0, 1.0), Origin::Initializer));
     }
     let window = Window { kernel: vec![3, 3], strides: vec![2, 1], dilations: vec![1, 2], pads: vec![1, 0, 2, 1] };
-    let conv = Op::Conv(Conv { window, group, layer: Layer("block1.conv".into()), algo: kerf_ir::op::ConvAlgo::Direct });
+    let conv =
+        Op::Conv(Conv { window, group, layer: Layer("block1.conv".into()), algo: kerf_ir::op::ConvAlgo::Direct });
     let y = g.add_node1("conv", conv, ins).unwrap();
     let p = |g: &mut Graph, name: &str, seed: u64, lo: f32, hi: f32| {
         g.add_const(name, rand_tensor(seed, &[co], lo, hi), Origin::Initializer)
