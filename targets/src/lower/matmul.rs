@@ -9,7 +9,9 @@
 //! The micro-kernel computes `rows` × `panels·L` outputs with up to 12
 //! vector accumulators (12×1 panels for tall products, 4×3, or 1×8 for
 //! matrix-vector shapes), broadcasting one A element per row and loading one
-//! B vector per panel per k. Gemm's C (times beta) is added in a second pass.
+//! B vector per panel per k. Tall activation A (≥ 12 rows, SIMD) is first
+//! repacked into row blocks `[k][12]` so its loads can be movable (see
+//! `pack_a_fenced`). Gemm's C (times beta) is added in a second pass.
 
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use kerf_ir::{DType, Op};
@@ -86,6 +88,80 @@ pub fn gemm_core(
     out: OutView,
     o_off: Value,
 ) {
+    gemm_tiles(k, mm, n, kk, a, a_off, panel, out, o_off, false);
+}
+
+/// Whether an `mm × kk` A operand is worth repacking at run time into row
+/// blocks (see [`pack_a_runtime`]): tall products whose A row block is
+/// re-read for every B panel group. Packing costs O(M·K) copies against
+/// O(M·K·N) multiply-adds. It gives the tile the conv GEMM engine's A
+/// layout (gemm.rs: one sequential stream instead of 12 strided ones) and,
+/// mostly, lets the A loads be movable (see [`pack_a_fenced`]): measured on
+/// x86-64, 64×128·128×512 went from ~19–21 to ~46 GFLOP/s.
+fn wants_packed_a(k: &Kernel, mm: usize, n: usize) -> bool {
+    k.caps.simd && mm >= MAX_ACC && n >= 2 * k.lanes()
+}
+
+/// Packs A (`a.ptr[a_off + m*sm + k*sk]`) into `dst` as the row blocks
+/// [`gemm_tiles`] reads with `packed = true`: blocks of `MAX_ACC` rows
+/// (the last holds `mm % MAX_ACC`), each `[k][h]` for its height `h`, block
+/// of row `m0` starting at element `m0 * kk`.
+fn pack_a_runtime(k: &mut Kernel, a: AView, a_off: Value, mm: usize, kk: usize, dst: Value) {
+    let one_block = |k: &mut Kernel, m0: Value, h: usize| {
+        let so = k.b.ins().imul_imm_s(m0, a.sm as i64);
+        let so = k.b.ins().iadd(so, a_off);
+        let src = k.addr(a.ptr, so, 4);
+        let d0 = k.b.ins().imul_imm_s(m0, kk as i64);
+        let d0 = k.addr(dst, d0, 4);
+        k.for_n(0, kk as i64, 1, |k, kv| {
+            let sp = k.addr(src, kv, (a.sk * 4) as i64);
+            let dp = k.addr(d0, kv, (h * 4) as i64);
+            for r in 0..h {
+                let x = k.ld(types::F32, sp, (r * a.sm * 4) as i32);
+                k.st(x, dp, (r * 4) as i32);
+            }
+        });
+    };
+    let full = mm / MAX_ACC;
+    k.for_n(0, full as i64, 1, |k, mb| {
+        let m0 = k.b.ins().imul_imm_s(mb, MAX_ACC as i64);
+        one_block(k, m0, MAX_ACC);
+    });
+    let rest = mm - full * MAX_ACC;
+    if rest > 0 {
+        let m0 = k.ic((full * MAX_ACC) as i64);
+        one_block(k, m0, rest);
+    }
+}
+
+/// [`pack_a_runtime`] into `dst`, returning `dst` reloaded from a stack
+/// slot written *before* the packing stores: the returned pointer is not
+/// known to the optimizer until after them, so loads through it (marked
+/// movable, see [`gemm_tiles`]) can never be hoisted above the packing.
+fn pack_a_fenced(k: &mut Kernel, a: AView, a_off: Value, mm: usize, kk: usize, dst: Value) -> Value {
+    use cranelift_codegen::ir::{StackSlotData, StackSlotKind};
+    let pty = k.b.func.dfg.value_type(dst);
+    let slot = k.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 8, 3));
+    k.b.ins().stack_store(pty, dst, slot, 0);
+    pack_a_runtime(k, a, a_off, mm, kk, dst);
+    k.b.ins().stack_load(pty, pty, slot, 0)
+}
+
+/// [`gemm_core`] with a choice of A layout: `packed` reads A from the row
+/// blocks written by [`pack_a_runtime`] (`a.ptr`, `a_off` ignored).
+#[allow(clippy::too_many_arguments)]
+fn gemm_tiles(
+    k: &mut Kernel,
+    mm: usize,
+    n: usize,
+    kk: usize,
+    a: AView,
+    a_off: Value,
+    panel: (Value, bool),
+    out: OutView,
+    o_off: Value,
+    packed: bool,
+) {
     // (pointer, read-only): panels packed at run time in this very kernel
     // must not be marked read-only, or their loads could move above the
     // stores that pack them.
@@ -95,7 +171,11 @@ pub fn gemm_core(
     let vty = k.vty();
     let full_nb = n / l;
     let tail = n % l;
-    let a_flags = if a.ro { super::loops::ro() } else { super::loops::mem() };
+    // Packed A comes from [`pack_a_fenced`], whose pointer is only known
+    // after the packing stores, so its loads may move (next to their use,
+    // folded into the broadcast): with in-order loads the 2·rows scalars of
+    // an unrolled k step are all live at once and spill.
+    let a_flags = if a.ro || packed { super::loops::ro() } else { super::loops::mem() };
     // One tile: rows m0.., panels nb0..nb0+np, the last of width `width`.
     let emit_tile = |k: &mut Kernel, m0: Value, rows: usize, nb0: Value, np: usize, width: usize| {
         let mut init = Vec::with_capacity(rows * np);
@@ -115,18 +195,24 @@ pub fn gemm_core(
         let pbase = k.b.ins().iadd(panel, pb);
         // One A base pointer per tile; rows are constant offsets folded
         // into the loads (no per-row address arithmetic in the k loop).
-        let mo = k.b.ins().imul_imm_s(m0, a.sm as i64);
-        let off = k.b.ins().iadd(mo, a_off);
-        let abase = k.addr(a.ptr, off, 4);
+        // Row r, step k of the tile at element offset r*sr + k*sk from abase.
+        let (abase, sr, sk) = if packed {
+            let mo = k.b.ins().imul_imm_s(m0, kk as i64);
+            (k.addr(a.ptr, mo, 4), 1, rows)
+        } else {
+            let mo = k.b.ins().imul_imm_s(m0, a.sm as i64);
+            let off = k.b.ins().iadd(mo, a_off);
+            (k.addr(a.ptr, off, 4), a.sm, a.sk)
+        };
         // One k step: B vectors for each panel, a broadcast per row.
         let step = |k: &mut Kernel, kv: Value, koff: usize, accs: &[Value]| -> Vec<Value> {
             let bp = k.addr(pbase, kv, (l * 4) as i64);
             let bvs: Vec<Value> =
                 (0..np).map(|j| k.b.ins().load(vty, b_flags, bp, ((j * kk + koff) * l * 4) as i32)).collect();
-            let ap = k.addr(abase, kv, (a.sk * 4) as i64);
+            let ap = k.addr(abase, kv, (sk * 4) as i64);
             let mut next = Vec::with_capacity(rows * np);
             for r in 0..rows {
-                let av = k.b.ins().load(types::F32, a_flags, ap, ((r * a.sm + koff * a.sk) * 4) as i32);
+                let av = k.b.ins().load(types::F32, a_flags, ap, ((r * sr + koff * sk) * 4) as i32);
                 let av = k.widen(vty, av);
                 for j in 0..np {
                     next.push(k.fmadd(av, bvs[j], accs[r * np + j]));
@@ -166,8 +252,11 @@ pub fn gemm_core(
             }
         }
     };
-    let (rm, np) = tile_shape(mm, n.div_ceil(l));
+    let (rm, np0) = tile_shape(mm, n.div_ceil(l));
     let row_blocks = |k: &mut Kernel, rows: usize, m_lo: usize, m_hi: usize| {
+        // The remaining rows of a 12-row tiling (e.g. 64 = 5·12 + 4) get
+        // wider tiles, as in gemm.rs: 4×1 would leave the FMA latency bare.
+        let np = if rows < rm && rm == MAX_ACC { (MAX_ACC / rows).clamp(1, 3).min(n.div_ceil(l)) } else { np0 };
         k.for_n(m_lo as i64, m_hi as i64, rows as i64, |k, m0| {
             // full groups of np full panels, then the remaining full panels
             // one group, then the partial panel
@@ -252,7 +341,15 @@ pub fn lower(k: &mut Kernel) -> LResult {
             };
             let out = k.output(0);
             let z = k.ic(0);
-            gemm_core(k, mm, n, kk, av, z, (panel, k.is_const(1)), OutView { ptr: out, ldo: n, bias: None }, z);
+            let ov = OutView { ptr: out, ldo: n, bias: None };
+            let ro_b = k.is_const(1);
+            if wants_packed_a(k, mm, n) {
+                let ap = k.scratch(mm * kk * 4);
+                let ap = pack_a_fenced(k, av, z, mm, kk, ap);
+                gemm_tiles(k, mm, n, kk, AView { ptr: ap, sm: kk, sk: 1, ro: false }, z, (panel, ro_b), ov, z, true);
+            } else {
+                gemm_core(k, mm, n, kk, av, z, (panel, ro_b), ov, z);
+            }
             if k.const_f32(1).is_none() && alpha != 1.0 {
                 scale_out(k, out, mm * n, alpha);
             }
@@ -274,6 +371,19 @@ pub fn lower(k: &mut Kernel) -> LResult {
             let av = AView { ptr: a, sm: kk, sk: 1, ro: false };
             let out = k.output(0);
             let panel_elems = n.div_ceil(l) * l * kk;
+            // One batch's A, repacked into row blocks (reused across batches).
+            let packed_a = if wants_packed_a(k, mm, n) { Some(k.scratch(mm * kk * 4)) } else { None };
+            let product = move |k: &mut Kernel, ao: Value, panel: (Value, bool), oo: Value| {
+                let ov = OutView { ptr: out, ldo: n, bias: None };
+                match packed_a {
+                    Some(ap) => {
+                        let ap = pack_a_fenced(k, av, ao, mm, kk, ap);
+                        let pv = AView { ptr: ap, sm: kk, sk: 1, ro: false };
+                        gemm_tiles(k, mm, n, kk, pv, ao, panel, ov, oo, true);
+                    }
+                    None => gemm_core(k, mm, n, kk, av, ao, panel, ov, oo),
+                }
+            };
             match k.const_f32(1) {
                 Some(bv) => {
                     // One packed panel set per distinct B batch.
@@ -290,7 +400,7 @@ pub fn lower(k: &mut Kernel) -> LResult {
                         let pp = k.addr(panels, po, 4);
                         let bi = k.linear(idx, &kerf_ir::eval::strides(&batch));
                         let oo = k.b.ins().imul_imm_s(bi, (mm * n) as i64);
-                        gemm_core(k, mm, n, kk, av, ao, (pp, true), OutView { ptr: out, ldo: n, bias: None }, oo);
+                        product(k, ao, (pp, true), oo);
                     });
                 }
                 None => {
@@ -302,7 +412,7 @@ pub fn lower(k: &mut Kernel) -> LResult {
                         pack_runtime(k, bp, bo, kk, n, n, 1, s);
                         let bi = k.linear(idx, &kerf_ir::eval::strides(&batch));
                         let oo = k.b.ins().imul_imm_s(bi, (mm * n) as i64);
-                        gemm_core(k, mm, n, kk, av, ao, (s, false), OutView { ptr: out, ldo: n, bias: None }, oo);
+                        product(k, ao, (s, false), oo);
                     });
                 }
             }
