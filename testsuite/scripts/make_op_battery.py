@@ -350,6 +350,22 @@ def gen_pool(r):
         yield Case(op, "3d", "[2,3,13] (1-D spatial)", {"X": u(r, (2, 3, 13))})
         yield Case(op, "spatial_1x1", "[1,17,1,1] (already global)", {"X": u(r, (1, 17, 1, 1))})
 
+    # Wide rows reach the 2-D f32 fast path's f32x4 interior (stride 1 and the
+    # stride-2 deinterleave) as well as its scalar interior tail and borders.
+    # Appended last so the inputs of the cases above stay unchanged.
+    yield mp("3x3_s2_p1_wide", "3x3 stride 2 pads 1 on 9x37 (vector interior + tail)", (1, 3, 9, 37),
+             kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    yield mp("3x3_s1_p1_wide", "3x3 stride 1 pads 1 on 6x34", (1, 2, 6, 34), kernel_shape=[3, 3],
+             pads=[1, 1, 1, 1])
+    yield mp("ceil_mode_wide", "3x3 stride 2 ceil_mode 1 on 8x40 (SqueezeNet)", (1, 2, 8, 40),
+             kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)
+    yield ap("3x3_s2_p1_wide_include", "3x3 stride 2 pads 1 count_include_pad 1 on 7x36", (1, 2, 7, 36),
+             kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1)
+    yield ap("ceil_mode_wide_exclude", "3x3 stride 2 pads [1,2,0,1] ceil_mode 1 on 9x35", (1, 2, 9, 35),
+             kernel_shape=[3, 3], strides=[2, 2], pads=[1, 2, 0, 1], ceil_mode=1)
+    yield ap("4x5_s1_wide", "4x5 stride 1 pads [1,2,2,1] on 6x33 (even kernel rows, odd columns)", (1, 2, 6, 33),
+             kernel_shape=[4, 5], pads=[1, 2, 2, 1])
+
 
 def gen_shape_ops(r):
     for axis, shape in ((1, (2, 3, 4, 5)), (0, (3, 5)), (-1, (2, 3, 7)), (3, (2, 1, 3, 5))):

@@ -7,9 +7,16 @@
 //! MaxPool also runs on integer tensors (compared signed or unsigned as the
 //! dtype says), AveragePool on f32 only. The global pools reduce each plane
 //! with `f32x4` steps and a horizontal reduction.
+//!
+//! 2-D f32 pools with dilation 1 (the CNN case: ResNet/SqueezeNet MaxPool)
+//! take `Fast2d` instead: padding resolved at compile time (interior
+//! without bounds checks + unrolled border columns), hoisted row pointers,
+//! and `f32x4` over output columns for strides 1 and 2 when SIMD is
+//! available (scalar interior otherwise, e.g. rv64gc). Its results are
+//! bit-identical to the generic path.
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
 use kerf_ir::{DType, Op};
 
 use super::conv::{imax, tap_range};
@@ -131,6 +138,16 @@ pub fn pool(k: &mut Kernel) -> LResult {
     let xp = k.input(0);
     let out = k.output(0);
     let include_pad = p.count_include_pad;
+    if let Some(f) = Fast2d::new(&axes, elem, is_max, include_pad) {
+        k.for_n(0, planes as i64, 1, |k, pl| {
+            let xo = k.b.ins().imul_imm_s(pl, (in_plane * 4) as i64);
+            let xb = k.b.ins().iadd(xp, xo);
+            let oo = k.b.ins().imul_imm_s(pl, (out_plane * 4) as i64);
+            let ob = k.b.ins().iadd(out, oo);
+            f.plane(k, xb, ob);
+        });
+        return Ok(());
+    }
     k.for_n(0, planes as i64, 1, |k, pl| {
         let xo = k.b.ins().imul_imm_s(pl, (in_plane * eb) as i64);
         let xb = k.b.ins().iadd(xp, xo);
@@ -265,4 +282,255 @@ pub fn global(k: &mut Kernel) -> LResult {
         k.st_at(r, out, pl, 4, 0);
     });
     Ok(())
+}
+
+/// Where the input rows of one output row come from: `Fixed` hoisted row
+/// pointers (interior rows: every kernel row is valid), or `Dyn` (border
+/// rows: valid taps `lo..hi`, `base` points at the row of tap 0, which may
+/// lie outside the plane and is never dereferenced outside `lo..hi`).
+enum Rows {
+    Fixed(Vec<Value>),
+    Dyn { lo: Value, hi: Value, base: Value, row_bytes: i64 },
+}
+
+/// Folds one input row (given its pointer) into the accumulators.
+type RowFn<'a> = dyn FnMut(&mut Kernel, Value, &[Value]) -> Vec<Value> + 'a;
+
+impl Rows {
+    /// Folds `f(k, row_ptr, acc)` over the valid input rows in order.
+    fn fold(&self, k: &mut Kernel, acc: &[Value], f: &mut RowFn<'_>) -> Vec<Value> {
+        match self {
+            Rows::Fixed(ps) => {
+                let mut a = acc.to_vec();
+                for &p in ps {
+                    a = f(k, p, &a);
+                }
+                a
+            }
+            Rows::Dyn { lo, hi, base, row_bytes } => k.for_acc(*lo, *hi, 1, acc, |k, t, a| {
+                let off = k.b.ins().imul_imm_s(t, *row_bytes);
+                let p = k.b.ins().iadd(*base, off);
+                f(k, p, a)
+            }),
+        }
+    }
+}
+
+/// The 2-D f32 fast path (dilation 1): the output columns are split at
+/// compile time into border columns (exact tap ranges, unrolled) and an
+/// interior where every kernel column is valid, so the interior needs no
+/// bounds checks; interior rows likewise get hoisted row pointers and fully
+/// unrolled taps. With SIMD, interior columns run 4 outputs per `f32x4`
+/// (stride 1: unaligned loads; stride 2: two loads deinterleaved by a shuffle).
+/// Taps are folded in the same row-major order and from the same initial
+/// value as the generic path, so results are bit-identical to it (fmax
+/// propagates NaN like ONNX max).
+struct Fast2d {
+    h: Axis,
+    w: Axis,
+    is_max: bool,
+    include_pad: bool,
+}
+
+/// Output positions `o` whose whole window lies inside `0..size` on axis `a`.
+fn interior(a: &Axis) -> (usize, usize) {
+    let lo = a.pb.div_ceil(a.stride);
+    let hi = if a.size + a.pb >= a.kernel { (a.size + a.pb - a.kernel) / a.stride + 1 } else { 0 };
+    let hi = hi.min(a.out);
+    (lo.min(hi), hi)
+}
+
+/// Compile-time valid taps `lo..hi` of output `o` on axis `a` (dilation 1),
+/// and the tap count that AveragePool divides by on this axis.
+fn col_taps(a: &Axis, o: usize, include_pad: bool) -> (usize, usize, usize) {
+    let start = (o * a.stride) as i64 - a.pb as i64;
+    let lo = (-start).clamp(0, a.kernel as i64) as usize;
+    let hi = (a.size as i64 - start).clamp(lo as i64, a.kernel as i64) as usize;
+    let cnt = if include_pad { (a.size + a.pb + a.pe).saturating_sub(o * a.stride).min(a.kernel) } else { hi - lo };
+    (lo, hi, cnt)
+}
+
+impl Fast2d {
+    /// `None` when the fast path does not apply (the generic path is used).
+    fn new(axes: &[Axis], elem: Elem, is_max: bool, include_pad: bool) -> Option<Fast2d> {
+        if axes.len() != 2 || !matches!(elem, Elem::F32) || axes.iter().any(|a| a.dil != 1 || a.kernel > 16) {
+            return None;
+        }
+        let (h, w) = (axes[0], axes[1]);
+        let (c0, c1) = interior(&w);
+        // border columns are unrolled: keep the code bounded
+        if c0 + (w.out - c1) > 32 {
+            return None;
+        }
+        Some(Fast2d { h, w, is_max, include_pad })
+    }
+
+    fn combine(&self, k: &mut Kernel, a: Value, v: Value) -> Value {
+        if self.is_max {
+            k.b.ins().fmax(a, v)
+        } else {
+            k.b.ins().fadd(a, v)
+        }
+    }
+
+    fn init(&self, k: &mut Kernel, ty: Type) -> Value {
+        k.fsplat(ty, if self.is_max { f32::NEG_INFINITY } else { 0.0 })
+    }
+
+    /// Turns a sum into a mean: `rcnt` (runtime row count) × `ccnt` taps, at least 1.
+    fn finish(&self, k: &mut Kernel, acc: Value, rcnt: Value, ccnt: usize) -> Value {
+        if self.is_max {
+            return acc;
+        }
+        let c = k.b.ins().imul_imm_s(rcnt, ccnt as i64);
+        let one = k.ic(1);
+        let c = imax(k, c, one);
+        let cf = k.b.ins().fcvt_from_sint(types::F32, c);
+        let ty = k.b.func.dfg.value_type(acc);
+        let cf = if ty == types::F32 { cf } else { k.b.ins().splat(ty, cf) };
+        k.b.ins().fdiv(acc, cf)
+    }
+
+    /// Emits one plane: `xb`/`ob` point at the input/output plane.
+    fn plane(&self, k: &mut Kernel, xb: Value, ob: Value) {
+        let (h, w) = (self.h, self.w);
+        let row_bytes = (w.size * 4) as i64;
+        let (r0, r1) = interior(&h);
+        // interior rows: hoisted row pointers, kh taps, constant count
+        k.for_n(r0 as i64, r1 as i64, 1, |k, oh| {
+            let top = k.b.ins().imul_imm_s(oh, (h.stride as i64) * row_bytes);
+            let top = k.b.ins().iadd(xb, top);
+            let ps: Vec<Value> = (0..h.kernel).map(|t| k.add_c(top, (t as i64 - h.pb as i64) * row_bytes)).collect();
+            let rcnt = k.ic(h.kernel as i64);
+            self.row(k, &Rows::Fixed(ps), rcnt, ob, oh);
+        });
+        // border rows: runtime tap range (as the generic path computes it)
+        for (lo, hi) in [(0, r0), (r1, h.out)] {
+            k.for_n(lo as i64, hi as i64, 1, |k, oh| {
+                let (tlo, thi) = tap_range(k, oh, h.stride, h.pb, 1, h.size, h.kernel);
+                let rcnt = if self.include_pad {
+                    let (a, b) = tap_range(k, oh, h.stride, 0, 1, h.size + h.pb + h.pe, h.kernel);
+                    k.b.ins().isub(b, a)
+                } else {
+                    k.b.ins().isub(thi, tlo)
+                };
+                // row of tap 0: oh*sh - pb
+                let top = k.b.ins().imul_imm_s(oh, (h.stride as i64) * row_bytes);
+                let top = k.b.ins().iadd(xb, top);
+                let base = k.add_c(top, -(h.pb as i64) * row_bytes);
+                self.row(k, &Rows::Dyn { lo: tlo, hi: thi, base, row_bytes }, rcnt, ob, oh);
+            });
+        }
+    }
+
+    /// Emits all output columns of output row `oh`.
+    fn row(&self, k: &mut Kernel, rows: &Rows, rcnt: Value, ob: Value, oh: Value) {
+        let w = self.w;
+        let oo = k.b.ins().imul_imm_s(oh, (w.out * 4) as i64);
+        let orow = k.b.ins().iadd(ob, oo);
+        let (c0, c1) = interior(&w);
+        // vector interior c0..cv: groups of 4 outputs whose loads stay in the row
+        let mut cv = c0;
+        if k.caps.simd && (w.stride == 1 || w.stride == 2) {
+            // last float read by a group starting at output `o`, plus one
+            let reach = |o: usize| -> i64 {
+                let ic = (o * w.stride) as i64 - w.pb as i64;
+                if w.stride == 1 {
+                    ic + w.kernel as i64 - 1 + 4
+                } else {
+                    ic + 2 * ((w.kernel as i64 - 1) / 2) + 8
+                }
+            };
+            let mut n = 0usize;
+            while c0 + 4 * (n + 1) <= c1 && reach(c0 + 4 * n) <= w.size as i64 {
+                n += 1;
+            }
+            if n > 0 {
+                self.vec_cols(k, rows, rcnt, orow, c0, n);
+                cv = c0 + 4 * n;
+            }
+        }
+        // scalar interior cv..c1: runtime loop, unrolled kernel columns
+        let kw = w.kernel;
+        k.for_n(cv as i64, c1 as i64, 1, |k, oc| {
+            let ic = k.b.ins().imul_imm_s(oc, (w.stride * 4) as i64);
+            let init = self.init(k, types::F32);
+            let acc = rows.fold(k, &[init], &mut |k, rp, a| {
+                let p = k.b.ins().iadd(rp, ic);
+                let mut a = a[0];
+                for t in 0..kw {
+                    let v = k.ld(types::F32, p, ((t as i64 - w.pb as i64) * 4) as i32);
+                    a = self.combine(k, a, v);
+                }
+                vec![a]
+            })[0];
+            let r = self.finish(k, acc, rcnt, kw);
+            k.st_at(r, orow, oc, 4, 0);
+        });
+        // border columns: exact compile-time tap ranges
+        for oc in (0..c0).chain(c1..w.out) {
+            let (lo, hi, cnt) = col_taps(&w, oc, self.include_pad);
+            let start = (oc * w.stride) as i64 - w.pb as i64;
+            let init = self.init(k, types::F32);
+            let acc = rows.fold(k, &[init], &mut |k, rp, a| {
+                let mut a = a[0];
+                for t in lo..hi {
+                    let v = k.ld(types::F32, rp, ((start + t as i64) * 4) as i32);
+                    a = self.combine(k, a, v);
+                }
+                vec![a]
+            })[0];
+            let r = self.finish(k, acc, rcnt, cnt);
+            k.st(r, orow, (oc * 4) as i32);
+        }
+    }
+
+    /// `n` groups of 4 interior outputs starting at output column `c0`.
+    fn vec_cols(&self, k: &mut Kernel, rows: &Rows, rcnt: Value, orow: Value, c0: usize, n: usize) {
+        let w = self.w;
+        let kw = w.kernel;
+        let vty = types::F32X4;
+        let lanes = |k: &mut Kernel, idx: [u8; 4]| {
+            let bytes: Vec<u8> = idx.iter().flat_map(|&i| (0..4).map(move |b| 4 * i + b)).collect();
+            k.b.func.dfg.immediates.push(cranelift_codegen::ir::ConstantData::from(bytes.as_slice()))
+        };
+        let even = lanes(k, [0, 2, 4, 6]);
+        let odd = lanes(k, [1, 3, 5, 7]);
+        let le = MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little);
+        k.for_n(0, n as i64, 1, |k, g| {
+            // input float of tap 0 for the group's first output, relative to the row
+            let ic = k.b.ins().imul_imm_s(g, (4 * w.stride * 4) as i64);
+            let first = (c0 * w.stride) as i64 - w.pb as i64;
+            let init = self.init(k, vty);
+            let acc = rows.fold(k, &[init], &mut |k, rp, a| {
+                let p = k.b.ins().iadd(rp, ic);
+                let mut a = a[0];
+                if w.stride == 1 {
+                    for t in 0..kw {
+                        let v = k.ld(vty, p, ((first + t as i64) * 4) as i32);
+                        a = self.combine(k, a, v);
+                    }
+                } else {
+                    // taps 2j and 2j+1 are the even/odd floats of 8 from first+2j
+                    for j in 0..kw.div_ceil(2) {
+                        let off = ((first + 2 * j as i64) * 4) as i32;
+                        let lo = k.ld(types::I8X16, p, off);
+                        let hi = k.ld(types::I8X16, p, off + 16);
+                        for (t, m) in [(2 * j, even), (2 * j + 1, odd)] {
+                            if t < kw {
+                                let s = k.b.ins().shuffle(lo, hi, m);
+                                let v = k.b.ins().bitcast(vty, le, s);
+                                a = self.combine(k, a, v);
+                            }
+                        }
+                    }
+                }
+                vec![a]
+            })[0];
+            let r = self.finish(k, acc, rcnt, kw);
+            let oc = k.b.ins().imul_imm_s(g, 16);
+            let dst = k.b.ins().iadd(orow, oc);
+            k.st(r, dst, (c0 * 4) as i32);
+        });
+    }
 }
