@@ -90,10 +90,10 @@ fn unknown_targets_are_errors() {
 fn unsupported_nodes_are_all_listed() {
     let g = kerf_ir::text::parse(
         r#"graph "u"
-  input %0 "x": f32[4]
-  %1 = Mod(%0, %0): f32[4] @"s1"
-  %2 = Relu(%1): f32[4] @"ok"
-  %3 = Fmod(%2, %2): f32[4] @"c1"
+  input %0 "x": f64[4]
+  %1 = Erf(%0): f64[4] @"s1"
+  %2 = Relu(%1): f64[4] @"ok"
+  %3 = Tanh(%2): f64[4] @"c1"
   output "y" = %3
 "#,
     )
@@ -103,8 +103,8 @@ fn unsupported_nodes_are_all_listed() {
         kerf_targets::TargetError::Unsupported(v) => {
             let names: Vec<&str> = v.iter().map(|n| n.node.as_str()).collect();
             assert_eq!(names, vec!["s1", "c1"]);
-            assert_eq!(v[0].op, "Mod");
-            assert_eq!(v[1].reason, "Fmod on f32 is not supported");
+            assert_eq!(v[0].op, "Erf");
+            assert_eq!(v[1].reason, "Tanh on f64 is not supported");
         }
         other => panic!("expected Unsupported, got {other}"),
     }
