@@ -73,14 +73,31 @@ pub enum ImportError {
     Ir(#[from] IrError),
 }
 
-/// "Op (node 'a'), Op2 (nodes 'b', 'c')".
+/// Ops kerf declines by design, with the reason (shown in the error).
+/// Everything else without a converter is simply not implemented yet.
+pub fn declined_reason(op: &str) -> Option<&'static str> {
+    match op {
+        "NonZero" | "Unique" | "NonMaxSuppression" => {
+            Some("its output shape depends on the input data; kerf compiles static shapes")
+        }
+        "RandomUniform" | "RandomUniformLike" | "RandomNormal" | "RandomNormalLike" | "Bernoulli" | "Multinomial" => {
+            Some("random sampling has no reproducible compiled form")
+        }
+        _ => None,
+    }
+}
+
+/// "Op (node 'a'), Op2 (nodes 'b', 'c'; why)".
 fn list_unsupported(ops: &[UnsupportedOp]) -> String {
     let parts: Vec<String> = ops
         .iter()
         .map(|u| {
             let list: Vec<String> = u.nodes.iter().map(|n| format!("'{n}'")).collect();
             let word = if u.nodes.len() == 1 { "node" } else { "nodes" };
-            format!("{} ({word} {})", u.op, list.join(", "))
+            match declined_reason(&u.op) {
+                Some(why) => format!("{} ({word} {}: {why})", u.op, list.join(", ")),
+                None => format!("{} ({word} {})", u.op, list.join(", ")),
+            }
         })
         .collect();
     parts.join(", ")

@@ -21,7 +21,7 @@ use std::path::Path;
 
 use kerf_ir::{Graph, Tensor};
 
-pub use error::{ImportError, TypeSite, UnsupportedOp};
+pub use error::{declined_reason, ImportError, TypeSite, UnsupportedOp};
 pub use import::MAX_OPSET;
 
 /// Options for an import.

@@ -64,6 +64,16 @@ fn all_unsupported_ops_at_once() {
 }
 
 #[test]
+fn declined_ops_say_why() {
+    let e = M::new(17).input("x", &[4]).node("NonZero", "nz", &["x"], &["y"], vec![]).output("y").err();
+    assert_eq!(
+        e,
+        "unsupported operators: NonZero (node 'nz': its output shape depends on the input data; \
+         kerf compiles static shapes)"
+    );
+}
+
+#[test]
 fn dynamic_input_dims_need_a_shape() {
     let m = M::new(17)
         .input_vi(value_info("x", F32, Some(vec![D::P("batch"), D::V(3), D::V(224), D::V(224)])))

@@ -9,7 +9,8 @@
 //!    does not have), `op:<Loop|If|Scan|...>` (control flow and sequence ops,
 //!    out of scope for a static-graph compiler);
 //! 2. the first stage that failed: `unsupported-op:<Op>` (frontend has no
-//!    converter), `dynamic-shape` (a shape depends on runtime data),
+//!    converter), `data-dependent-shape:<Op>` / `random:<Op>` (ops kerf
+//!    declines by design, `kerf_onnx::declined_reason`), `dynamic-shape` (a shape depends on runtime data),
 //!    `const-input:<Op>` (a non-shape input the frontend needs constant),
 //!    `import:<Op>` (frontend rejects this variant), `opset`, `io-mismatch`,
 //!    `passes`, `codegen:<Op>` (backend cannot compile the node), `exec`,
@@ -109,9 +110,14 @@ pub fn import_tag(e: &ImportError) -> String {
     match e {
         ImportError::UnsupportedElementType { kind, .. } => dtype_kind_tag(kind),
         // The first op the model uses that has no converter.
-        ImportError::Unsupported(list) => {
-            list.first().map_or_else(|| "unsupported-op".into(), |u| format!("unsupported-op:{}", u.op))
-        }
+        ImportError::Unsupported(list) => list.first().map_or_else(
+            || "unsupported-op".into(),
+            |u| match kerf_onnx::declined_reason(&u.op) {
+                Some(why) if why.contains("shape") => format!("data-dependent-shape:{}", u.op),
+                Some(_) => format!("random:{}", u.op),
+                None => format!("unsupported-op:{}", u.op),
+            },
+        ),
         ImportError::NonConstantInput { op, input, .. } if shapes_result(op, input) => "dynamic-shape".into(),
         ImportError::NonConstantInput { op, .. } => format!("const-input:{op}"),
         ImportError::OpsetTooNew { .. } => "opset".into(),
@@ -208,7 +214,10 @@ mod tests {
         use kerf_onnx::{TypeSite, UnsupportedOp};
         let u = |op: &str| UnsupportedOp { op: op.into(), nodes: vec!["n".into()] };
         let e = ImportError::Unsupported(vec![u("NonZero"), u("Foo")]);
-        assert_eq!(import_tag(&e), "unsupported-op:NonZero");
+        assert_eq!(import_tag(&e), "data-dependent-shape:NonZero");
+        let e = ImportError::Unsupported(vec![u("Foo"), u("NonZero")]);
+        assert_eq!(import_tag(&e), "unsupported-op:Foo");
+        assert_eq!(import_tag(&ImportError::Unsupported(vec![u("Bernoulli")])), "random:Bernoulli");
         let nc = |op: &str, input: &str| ImportError::NonConstantInput {
             node: "n".into(),
             op: op.into(),
