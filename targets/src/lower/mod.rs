@@ -56,6 +56,7 @@
 pub mod cast;
 pub mod conv;
 pub mod conv3d;
+pub mod conv_transpose;
 pub mod depthwise;
 pub mod elementwise;
 pub mod epilogue;
@@ -268,7 +269,7 @@ pub fn lower_node(k: &mut Kernel) -> LResult {
         Op::BitCast(_) => elementwise::lower(k),
         Op::Identity | Op::Dropout | Op::Reshape { .. } => movement::copy(k),
         Op::Conv(_) | Op::ConvFused(..) => conv::conv(k),
-        Op::ConvTranspose(_) => conv::conv_transpose(k),
+        Op::ConvTranspose(_) => conv_transpose::conv_transpose(k),
         Op::Gemm(_) | Op::MatMul(_) => matmul::lower(k),
         Op::MaxPool(_) | Op::AveragePool(_) => pool::pool(k),
         Op::GlobalAveragePool | Op::GlobalMaxPool => pool::global(k),
