@@ -3,7 +3,7 @@
 //! over the reduced axes, scalar accumulation.
 
 use cranelift_codegen::ir::condcodes::FloatCC;
-use cranelift_codegen::ir::{types, InstBuilder};
+use cranelift_codegen::ir::{types, InstBuilder, Value};
 use kerf_ir::op::ReduceKind;
 use kerf_ir::{DType, Op};
 
@@ -51,14 +51,7 @@ pub fn lower(k: &mut Kernel) -> LResult {
                 });
                 // flatten the reduced nest into one counter with div/mod
                 let acc = k.for_acc_n(0, count as i64, 1, &[init], |k, r, a| {
-                    let mut off = base;
-                    let mut rem = r;
-                    for q in (0..rshape.len()).rev() {
-                        let i = k.b.ins().urem_imm_s(rem, rshape[q] as i64);
-                        rem = k.b.ins().udiv_imm_s(rem, rshape[q] as i64);
-                        let t = k.b.ins().imul_imm_s(i, rstr[q] as i64);
-                        off = k.b.ins().iadd(off, t);
-                    }
+                    let off = reduced_offset(k, base, r, &rshape, &rstr);
                     let v = k.ld_at(types::F32, src, off, 4, 0);
                     let ins = k.b.ins();
                     vec![match kind {
@@ -175,14 +168,7 @@ fn reduce_other(k: &mut Kernel, kind: ReduceKind, axes: &[usize]) -> LResult {
         let lse_max = if kind == ReduceKind::LogSumExp {
             let ninf = k.b.ins().f64const(f64::NEG_INFINITY);
             let m = k.for_acc_n(0, count as i64, 1, &[ninf], |k, r, a| {
-                let mut off = base;
-                let mut rem = r;
-                for q in (0..rshape.len()).rev() {
-                    let i = k.b.ins().urem_imm_s(rem, rshape[q] as i64);
-                    rem = k.b.ins().udiv_imm_s(rem, rshape[q] as i64);
-                    let t = k.b.ins().imul_imm_s(i, rstr[q] as i64);
-                    off = k.b.ins().iadd(off, t);
-                }
+                let off = reduced_offset(k, base, r, &rshape, &rstr);
                 let v = k.ld_at(ty, src, off, es, 0);
                 vec![k.b.ins().fmax(a[0], v)]
             })[0];
@@ -197,14 +183,7 @@ fn reduce_other(k: &mut Kernel, kind: ReduceKind, axes: &[usize]) -> LResult {
             None
         };
         let acc = k.for_acc_n(0, count as i64, 1, &[init], |k, r, a| {
-            let mut off = base;
-            let mut rem = r;
-            for q in (0..rshape.len()).rev() {
-                let i = k.b.ins().urem_imm_s(rem, rshape[q] as i64);
-                rem = k.b.ins().udiv_imm_s(rem, rshape[q] as i64);
-                let t = k.b.ins().imul_imm_s(i, rstr[q] as i64);
-                off = k.b.ins().iadd(off, t);
-            }
+            let off = reduced_offset(k, base, r, &rshape, &rstr);
             let v = k.ld_at(ty, src, off, es, 0);
             let a = a[0];
             if let Some(m) = lse_max {
@@ -266,4 +245,20 @@ fn reduce_other(k: &mut Kernel, kind: ReduceKind, axes: &[usize]) -> LResult {
         k.st_at(r, dst, o, es, 0);
     })?;
     Ok(())
+}
+
+/// Element offset of the `r`-th element (row-major counter) of the reduced
+/// sub-nest with extents `rshape` and element strides `rstr`, from `base`:
+/// the reduced axes are flattened into one loop counter, split back here
+/// with div/mod.
+fn reduced_offset(k: &mut Kernel, base: Value, r: Value, rshape: &[usize], rstr: &[usize]) -> Value {
+    let mut off = base;
+    let mut rem = r;
+    for q in (0..rshape.len()).rev() {
+        let i = k.b.ins().urem_imm_s(rem, rshape[q] as i64);
+        rem = k.b.ins().udiv_imm_s(rem, rshape[q] as i64);
+        let t = k.b.ins().imul_imm_s(i, rstr[q] as i64);
+        off = k.b.ins().iadd(off, t);
+    }
+    off
 }

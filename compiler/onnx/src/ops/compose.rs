@@ -19,8 +19,23 @@ pub(crate) fn konst_f(cx: &mut Cx, what: &str, dt: DType, shape: Vec<usize>, v: 
 
 /// An i64 constant with the given shape and values.
 pub(crate) fn konst_i(cx: &mut Cx, what: &str, shape: Vec<usize>, v: &[i64]) -> R {
-    let t = Tensor::from_i64_values(DType::I64, shape, v).map_err(|e| cx.err(e.to_string()))?;
+    konst_int(cx, what, DType::I64, shape, v)
+}
+
+/// A constant of integer (or bool) type `dt` with the given shape and values.
+pub(crate) fn konst_int(cx: &mut Cx, what: &str, dt: DType, shape: Vec<usize>, v: &[i64]) -> R {
+    let t = Tensor::from_i64_values(dt, shape, v).map_err(|e| cx.err(e.to_string()))?;
     Ok(cx.derived(what, t))
+}
+
+/// ONNX index semantics: negative indices count from the end, i.e.
+/// `where(idx < 0, idx + size, idx)`; `size` has `idx`'s type and
+/// broadcasts against it (a scalar, or one size per index component).
+pub(crate) fn wrap_negative(cx: &mut Cx, idx: ValueId, size: ValueId) -> R {
+    let zero = konst_int(cx, "zero_index", cx.ty(idx).dtype, vec![], &[0])?;
+    let neg = bin(cx, BinaryOp::Less, idx, zero)?;
+    let wrapped = bin(cx, BinaryOp::Add, idx, size)?;
+    where_(cx, neg, wrapped, idx)
 }
 
 /// A scalar (rank 0) constant of float type `dt`.

@@ -21,6 +21,7 @@
 use kerf_ir::op::{BinaryOp, ReduceKind};
 use kerf_ir::{Op, Tensor, ValueId};
 
+use super::compose::{konst_int, wrap_negative};
 use super::Converter;
 use crate::import::Cx;
 use crate::ImportError;
@@ -69,16 +70,8 @@ fn gather_elements(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         data = cx.add1(op, vec![data])?;
     }
 
-    // Negative indices count from the end.
-    let scalar = |cx: &mut Cx, what: &str, v: i64| -> Result<ValueId, ImportError> {
-        let t = Tensor::from_i64_values(it.dtype, vec![], &[v]).map_err(|e| cx.err(e.to_string()))?;
-        Ok(cx.derived(what, t))
-    };
-    let zero_i = scalar(cx, "zero_index", 0)?;
-    let dim = scalar(cx, "axis_size", d_axis as i64)?;
-    let neg = cx.add1(Op::Binary(BinaryOp::Less), vec![indices, zero_i])?;
-    let wrapped = cx.add1(Op::Binary(BinaryOp::Add), vec![indices, dim])?;
-    let idx = cx.add1(Op::Where, vec![neg, wrapped, indices])?;
+    let dim = konst_int(cx, "axis_size", it.dtype, vec![], &[d_axis as i64])?;
+    let idx = wrap_negative(cx, indices, dim)?;
 
     let mut idx_shape = it.shape.clone();
     idx_shape.insert(axis + 1, 1);
@@ -135,19 +128,12 @@ fn scatter_elements(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     if dt.dtype.is_int() && neutral.is_infinite() {
         return Err(cx.err(format!("reduction '{reduction}' on integer data is not supported")));
     }
-    let scalar_i = |cx: &mut Cx, what: &str, v: i64| -> Result<ValueId, ImportError> {
-        let t = Tensor::from_i64_values(it.dtype, vec![], &[v]).map_err(|e| cx.err(e.to_string()))?;
-        Ok(cx.derived(what, t))
-    };
     let scalar_d = |cx: &mut Cx, what: &str, v: f64| -> Result<ValueId, ImportError> {
         let t = Tensor::from_f64_values(dt.dtype, vec![], &[v]).map_err(|e| cx.err(e.to_string()))?;
         Ok(cx.derived(what, t))
     };
-    let zero_i = scalar_i(cx, "zero_index", 0)?;
-    let dim = scalar_i(cx, "axis_size", d_axis as i64)?;
-    let neg = cx.add1(Op::Binary(BinaryOp::Less), vec![indices, zero_i])?;
-    let wrapped = cx.add1(Op::Binary(BinaryOp::Add), vec![indices, dim])?;
-    let idx = cx.add1(Op::Where, vec![neg, wrapped, indices])?;
+    let dim = konst_int(cx, "axis_size", it.dtype, vec![], &[d_axis as i64])?;
+    let idx = wrap_negative(cx, indices, dim)?;
     // [.., K, 1, ..] against iota [1.., 1, D, 1..].
     let mut kshape = it.shape.clone();
     kshape.insert(axis + 1, 1);

@@ -20,8 +20,9 @@
 //!   write like ScatterND; **Det** (n ≤ 4) a cofactor expansion.
 
 use kerf_ir::op::{BinaryOp, ReduceKind};
-use kerf_ir::{DType, Op, Tensor, ValueId};
+use kerf_ir::{DType, Op, ValueId};
 
+use super::compose::{bin, konst_f, konst_int, reshape, wrap_negative};
 use super::Converter;
 use crate::import::Cx;
 use crate::ImportError;
@@ -34,27 +35,6 @@ pub fn register(r: &mut Vec<(&'static str, Converter)>) {
     r.push(("ReverseSequence", reverse_sequence));
     r.push(("TensorScatter", tensor_scatter));
     r.push(("Det", det));
-}
-
-fn konst_i64(cx: &mut Cx, what: &str, dtype: DType, shape: Vec<usize>, v: &[i64]) -> Result<ValueId, ImportError> {
-    let t = Tensor::from_i64_values(dtype, shape, v).map_err(|e| cx.err(e.to_string()))?;
-    Ok(cx.derived(what, t))
-}
-
-fn konst_f64(cx: &mut Cx, what: &str, dtype: DType, v: f64) -> Result<ValueId, ImportError> {
-    let t = Tensor::from_f64_values(dtype, vec![], &[v]).map_err(|e| cx.err(e.to_string()))?;
-    Ok(cx.derived(what, t))
-}
-
-fn bin(cx: &mut Cx, b: BinaryOp, x: ValueId, y: ValueId) -> Result<ValueId, ImportError> {
-    cx.add1(Op::Binary(b), vec![x, y])
-}
-
-fn reshape(cx: &mut Cx, x: ValueId, shape: Vec<usize>) -> Result<ValueId, ImportError> {
-    if cx.shape(x) == shape {
-        return Ok(x);
-    }
-    cx.add1(Op::Reshape { shape }, vec![x])
 }
 
 fn sum(cx: &mut Cx, x: ValueId, axis: usize) -> Result<ValueId, ImportError> {
@@ -100,7 +80,7 @@ fn top_k(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     pshape[axis] = n;
     pshape[axis + 1] = n;
     let before: Vec<i64> = (0..n * n).map(|p| i64::from(p % n < p / n)).collect();
-    let before = konst_i64(cx, "earlier", DType::Bool, pshape, &before)?;
+    let before = konst_int(cx, "earlier", DType::Bool, pshape, &before)?;
     let tie = bin(cx, BinaryOp::And, eq, before)?;
     let beats = bin(cx, BinaryOp::Or, better, tie)?;
     let beats = cx.add1(Op::Cast(DType::I64), vec![beats])?;
@@ -113,16 +93,16 @@ fn top_k(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let mut kshape = vec![1; rank + 1];
     kshape[axis] = k;
     let slots: Vec<i64> = (0..k as i64).collect();
-    let slots = konst_i64(cx, "slots", DType::I64, kshape, &slots)?;
+    let slots = konst_int(cx, "slots", DType::I64, kshape, &slots)?;
     let hit = bin(cx, BinaryOp::Equal, rank_of, slots)?;
-    let zero = konst_f64(cx, "zero", xt.dtype, 0.0)?;
+    let zero = konst_f(cx, "zero", xt.dtype, vec![], &[0.0])?;
     let picked = cx.add1(Op::Where, vec![hit, xj, zero])?;
     let values = sum(cx, picked, axis + 1)?;
     let mut ishape = vec![1; rank + 1];
     ishape[axis + 1] = n;
     let pos: Vec<i64> = (0..n as i64).collect();
-    let pos = konst_i64(cx, "positions", DType::I64, ishape, &pos)?;
-    let zero_i = konst_i64(cx, "zero_index", DType::I64, vec![], &[0])?;
+    let pos = konst_int(cx, "positions", DType::I64, ishape, &pos)?;
+    let zero_i = konst_int(cx, "zero_index", DType::I64, vec![], &[0])?;
     let which = cx.add1(Op::Where, vec![hit, pos, zero_i])?;
     let indices = sum(cx, which, axis + 1)?;
     Ok(vec![values, indices])
@@ -139,16 +119,13 @@ fn linear_positions(cx: &mut Cx, indices: ValueId, b: usize, m: usize, dims: &[u
     let idx = reshape(cx, indices, vec![b, m, q])?;
     let idx = if it == DType::I64 { idx } else { cx.add1(Op::Cast(DType::I64), vec![idx])? };
     let dimv: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
-    let dimc = konst_i64(cx, "dims", DType::I64, vec![1, 1, q], &dimv)?;
-    let zero = konst_i64(cx, "zero_index", DType::I64, vec![], &[0])?;
-    let neg = bin(cx, BinaryOp::Less, idx, zero)?;
-    let wrapped = bin(cx, BinaryOp::Add, idx, dimc)?;
-    let idx = cx.add1(Op::Where, vec![neg, wrapped, idx])?;
+    let dimc = konst_int(cx, "dims", DType::I64, vec![1, 1, q], &dimv)?;
+    let idx = wrap_negative(cx, idx, dimc)?;
     let mut strides = vec![1i64; q];
     for t in (0..q.saturating_sub(1)).rev() {
         strides[t] = strides[t + 1] * dims[t + 1] as i64;
     }
-    let st = konst_i64(cx, "strides", DType::I64, vec![1, 1, q], &strides)?;
+    let st = konst_int(cx, "strides", DType::I64, vec![1, 1, q], &strides)?;
     let scaled = bin(cx, BinaryOp::Mul, idx, st)?;
     sum(cx, scaled, 2)
 }
@@ -172,11 +149,11 @@ fn gather_nd(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let lin = linear_positions(cx, indices, b, m, &dims)?;
     let lin = reshape(cx, lin, vec![b, m, 1])?;
     let pos: Vec<i64> = (0..p as i64).collect();
-    let pos = konst_i64(cx, "positions", DType::I64, vec![1, 1, p], &pos)?;
+    let pos = konst_int(cx, "positions", DType::I64, vec![1, 1, p], &pos)?;
     let hit = bin(cx, BinaryOp::Equal, lin, pos)?; // [B, M, P]
     let hit = reshape(cx, hit, vec![b, m, p, 1])?;
     let d = reshape(cx, data, vec![b, 1, p, s])?;
-    let zero = konst_f64(cx, "zero", dt.dtype, 0.0)?;
+    let zero = konst_f(cx, "zero", dt.dtype, vec![], &[0.0])?;
     let picked = cx.add1(Op::Where, vec![hit, d, zero])?;
     let out = sum(cx, picked, 2)?; // [B, M, S]
     let mut oshape = it.shape[..it.rank() - 1].to_vec();
@@ -218,17 +195,17 @@ fn scatter_nd(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let lin = linear_positions(cx, indices, 1, m, &dims)?;
     let lin = reshape(cx, lin, vec![m, 1])?;
     let pos: Vec<i64> = (0..p as i64).collect();
-    let pos = konst_i64(cx, "positions", DType::I64, vec![1, p], &pos)?;
+    let pos = konst_int(cx, "positions", DType::I64, vec![1, p], &pos)?;
     let hit = bin(cx, BinaryOp::Equal, lin, pos)?; // [M, P]
     let hit3 = reshape(cx, hit, vec![m, p, 1])?;
     let upd = reshape(cx, updates, vec![m, 1, s])?;
-    let neutral_v = konst_f64(cx, "neutral", dt.dtype, neutral)?;
+    let neutral_v = konst_f(cx, "neutral", dt.dtype, vec![], &[neutral])?;
     let landed = cx.add1(Op::Where, vec![hit3, upd, neutral_v])?; // [M, P, S]
     let combined = cx.add1(Op::Reduce { kind, axes: vec![0], keepdims: false }, vec![landed])?; // [P, S]
     let hits = cx.add1(Op::Cast(DType::I64), vec![hit])?;
     let hits = sum(cx, hits, 0)?;
     let hits = reshape(cx, hits, vec![p, 1])?;
-    let zero_i = konst_i64(cx, "zero_index", DType::I64, vec![], &[0])?;
+    let zero_i = konst_int(cx, "zero_index", DType::I64, vec![], &[0])?;
     let landed_any = bin(cx, BinaryOp::Greater, hits, zero_i)?; // [P, 1]
     let d = reshape(cx, data, vec![p, s])?;
     let merged = match reduction.as_str() {
@@ -262,7 +239,7 @@ fn compress(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     if keep.is_empty() {
         return Err(cx.err("condition selects nothing: empty results are not supported"));
     }
-    let idx = konst_i64(cx, "selected", DType::I64, vec![keep.len()], &keep)?;
+    let idx = konst_int(cx, "selected", DType::I64, vec![keep.len()], &keep)?;
     Ok(vec![cx.add1(Op::Gather { axis }, vec![x, idx])?])
 }
 
@@ -289,7 +266,7 @@ fn reverse_sequence(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         ends[batch_axis] = bi as i64 + 1;
         let slice = cx.add1(Op::Slice { starts, ends, steps: vec![1; rank] }, vec![x])?;
         let order: Vec<i64> = (0..nt as i64).map(|t| if t < len { len - 1 - t } else { t }).collect();
-        let idx = konst_i64(cx, "time_order", DType::I64, vec![nt], &order)?;
+        let idx = konst_int(cx, "time_order", DType::I64, vec![nt], &order)?;
         parts.push(cx.add1(Op::Gather { axis: time_axis }, vec![slice, idx])?);
     }
     if parts.len() == 1 {
@@ -332,27 +309,27 @@ fn tensor_scatter(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
             let w = if d == DType::I64 { w } else { cx.add1(Op::Cast(DType::I64), vec![w])? };
             reshape(cx, w, vec![b, 1])?
         }
-        None => konst_i64(cx, "write_indices", DType::I64, vec![b, 1], &vec![0; b])?,
+        None => konst_int(cx, "write_indices", DType::I64, vec![b, 1], &vec![0; b])?,
     };
     let steps: Vec<i64> = (0..s as i64).collect();
-    let steps = konst_i64(cx, "steps", DType::I64, vec![1, s], &steps)?;
+    let steps = konst_int(cx, "steps", DType::I64, vec![1, s], &steps)?;
     let mut p = bin(cx, BinaryOp::Add, w, steps)?; // [B, S]
     if circular {
-        let len = konst_i64(cx, "cache_len", DType::I64, vec![], &[l as i64])?;
+        let len = konst_int(cx, "cache_len", DType::I64, vec![], &[l as i64])?;
         p = bin(cx, BinaryOp::Mod, p, len)?;
     }
     let p = reshape(cx, p, vec![b, s, 1])?;
     let slots: Vec<i64> = (0..l as i64).collect();
-    let slots = konst_i64(cx, "slots", DType::I64, vec![1, 1, l], &slots)?;
+    let slots = konst_int(cx, "slots", DType::I64, vec![1, 1, l], &slots)?;
     let hit = bin(cx, BinaryOp::Equal, p, slots)?; // [B, S, L]
     let hit5 = reshape(cx, hit, vec![b, 1, s, l, 1])?;
     let upd = reshape(cx, update, vec![b, pre, s, 1, post])?;
-    let zero = konst_f64(cx, "zero", pt.dtype, 0.0)?;
+    let zero = konst_f(cx, "zero", pt.dtype, vec![], &[0.0])?;
     let landed = cx.add1(Op::Where, vec![hit5, upd, zero])?;
     let written = sum(cx, landed, 2)?; // [B, pre, L, post]
     let count = cx.add1(Op::Cast(DType::I64), vec![hit])?;
     let count = sum(cx, count, 1)?; // [B, L]
-    let zero_i = konst_i64(cx, "zero_index", DType::I64, vec![], &[0])?;
+    let zero_i = konst_int(cx, "zero_index", DType::I64, vec![], &[0])?;
     let any = bin(cx, BinaryOp::Greater, count, zero_i)?;
     let any = reshape(cx, any, vec![b, 1, l, 1])?;
     let old = reshape(cx, past, vec![b, pre, l, post])?;

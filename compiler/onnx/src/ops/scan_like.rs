@@ -12,6 +12,7 @@
 use kerf_ir::op::{BinaryOp, ReduceKind};
 use kerf_ir::{DType, Op, Tensor, ValueId};
 
+use super::compose::{konst_i, wrap_negative};
 use super::Converter;
 use crate::import::Cx;
 use crate::ImportError;
@@ -101,15 +102,8 @@ fn one_hot(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let axis = axis as usize;
     // Indices as i64 (float indices are truncated), negative ones wrapped.
     let idx = if it.dtype == DType::I64 { indices } else { cx.add1(Op::Cast(DType::I64), vec![indices])? };
-    let scalar = |cx: &mut Cx, what: &str, v: i64| -> Result<ValueId, ImportError> {
-        let t = Tensor::from_i64_values(DType::I64, vec![], &[v]).map_err(|e| tensor_err(cx, e))?;
-        Ok(cx.derived(what, t))
-    };
-    let zero_i = scalar(cx, "zero_index", 0)?;
-    let dep = scalar(cx, "depth", depth)?;
-    let neg = cx.add1(Op::Binary(BinaryOp::Less), vec![idx, zero_i])?;
-    let wrapped = cx.add1(Op::Binary(BinaryOp::Add), vec![idx, dep])?;
-    let idx = cx.add1(Op::Where, vec![neg, wrapped, idx])?;
+    let dep = konst_i(cx, "depth", vec![], &[depth])?;
+    let idx = wrap_negative(cx, idx, dep)?;
     let mut ishape = it.shape.clone();
     ishape.insert(axis, 1);
     let idx = cx.add1(Op::Reshape { shape: ishape.clone() }, vec![idx])?;
