@@ -21,30 +21,59 @@ fn strides(shape: &[usize]) -> Vec<usize> {
     (0..shape.len()).map(|i| shape[i + 1..].iter().product()).collect()
 }
 
+/// The checked sizes both kernels start from (N-D, NC... layout).
+struct NdShape {
+    n: usize,
+    ci: usize,
+    co: usize,
+    /// Input / output channels per group.
+    icg: usize,
+    ocg: usize,
+    /// Spatial extents of the input and the output.
+    xsp: Vec<usize>,
+    osp: Vec<usize>,
+    in_plane: usize,
+    out_plane: usize,
+    /// Kernel positions per channel pair.
+    taps: usize,
+}
+
+fn nd_shape(k: &Kernel, what: &str, w: &kerf_ir::op::Window, g: usize) -> LResult<NdShape> {
+    let r = w.rank();
+    let x = k.in_shape(0);
+    let o = k.out_shape(0);
+    let ws = k.in_shape(1);
+    if x.len() != r + 2 || o.len() != r + 2 || ws.len() != r + 2 {
+        return Err(format!("{r}-D {what} on input {x:?}, weight {ws:?}, output {o:?}"));
+    }
+    let (n, ci, co) = (x[0], x[1], o[1]);
+    if g == 0 || !ci.is_multiple_of(g) || !co.is_multiple_of(g) {
+        return Err(format!("group {g} does not divide channels {ci} -> {co}"));
+    }
+    let (xsp, osp) = (x[2..].to_vec(), o[2..].to_vec());
+    Ok(NdShape {
+        n,
+        ci,
+        co,
+        icg: ci / g,
+        ocg: co / g,
+        in_plane: xsp.iter().product(),
+        out_plane: osp.iter().product(),
+        taps: w.kernel.iter().product(),
+        xsp,
+        osp,
+    })
+}
+
 pub fn conv(k: &mut Kernel) -> LResult {
     k.require_f32()?;
     let Op::Conv(c) = k.node.op.clone() else { return Err("not a Conv".into()) };
     let w = c.window.clone();
+    let NdShape { n, ci, co: oc, icg, ocg, xsp, osp, in_plane, out_plane, taps } = nd_shape(k, "Conv", &w, c.group)?;
     let r = w.rank();
-    let x = k.in_shape(0).to_vec();
-    let o = k.out_shape(0).to_vec();
-    let ws = k.in_shape(1).to_vec();
-    if x.len() != r + 2 || o.len() != r + 2 || ws.len() != r + 2 {
-        return Err(format!("{r}-D Conv on input {x:?}, weight {ws:?}, output {o:?}"));
-    }
-    let (n, ci, oc, g) = (x[0], x[1], o[1], c.group);
-    if g == 0 || !ci.is_multiple_of(g) || !oc.is_multiple_of(g) {
-        return Err(format!("group {g} does not divide channels {ci} -> {oc}"));
-    }
-    let (icg, ocg) = (ci / g, oc / g);
-    let xsp = &x[2..];
-    let osp = o[2..].to_vec();
-    let xst = strides(xsp);
+    let xst = strides(&xsp);
     let ost = strides(&osp);
     let wst = strides(&w.kernel);
-    let in_plane: usize = xsp.iter().product();
-    let out_plane: usize = osp.iter().product();
-    let taps: usize = w.kernel.iter().product();
     let xp = k.input(0);
     let wp = k.input(1);
     let bp = if k.node.inputs.len() == 3 { Some(k.input(2)) } else { None };
@@ -123,24 +152,10 @@ pub fn conv_transpose(k: &mut Kernel) -> LResult {
     k.require_f32()?;
     let Op::ConvTranspose(c) = k.node.op.clone() else { return Err("not a ConvTranspose".into()) };
     let w = c.window.clone();
+    let NdShape { n, ci, co, icg, ocg, xsp, osp, in_plane, out_plane, taps } =
+        nd_shape(k, "ConvTranspose", &w, c.group)?;
     let r = w.rank();
-    let x = k.in_shape(0).to_vec();
-    let o = k.out_shape(0).to_vec();
-    let ws = k.in_shape(1).to_vec();
-    if x.len() != r + 2 || o.len() != r + 2 || ws.len() != r + 2 {
-        return Err(format!("{r}-D ConvTranspose on input {x:?}, weight {ws:?}, output {o:?}"));
-    }
-    let (n, ci, co, g) = (x[0], x[1], o[1], c.group);
-    if g == 0 || !ci.is_multiple_of(g) || !co.is_multiple_of(g) {
-        return Err(format!("group {g} does not divide channels {ci} -> {co}"));
-    }
-    let (icg, ocg) = (ci / g, co / g);
-    let xsp = x[2..].to_vec();
-    let osp = o[2..].to_vec();
     let ost = strides(&osp);
-    let in_plane: usize = xsp.iter().product();
-    let out_plane: usize = osp.iter().product();
-    let taps: usize = w.kernel.iter().product();
     let xp = k.input(0);
     // W is [ci][ocg][taps...]
     let wp = k.input(1);
