@@ -1,7 +1,7 @@
 //! Self-contained transcendental functions emitted as Cranelift IR.
 //!
 //! Generated objects must not have undefined symbols (no libm, no `fmaf`), so every kernel that
-//! needs `exp`, `log`, `tanh`, `sigmoid`, `erf`, `gelu`, `floor`, `sin` or `cos` gets it from here, inlined;
+//! needs `exp`, `log`, `tanh`, `sigmoid`, `erf`, `gelu`, `gelu_tanh`, `floor`, `sin` or `cos` gets it from here, inlined;
 //! `math/trig.rs` adds tan and the inverse trigonometric/hyperbolic functions, `math/double.rs`
 //! scalar f64 `exp64`/`log64` and the exact remainders `fmod64`/`pymod64` (f64 arguments; the
 //! f32x4 contract below does not apply to them).
@@ -12,8 +12,9 @@
 //!   vector body of a kernel give bit-identical results (NaN results may differ in sign/payload,
 //!   which Cranelift's `fmin`/`fmax` leave unspecified). Any other type is a codegen bug and panics.
 //! - No calls, no branches: special cases are handled with `fcmp` + `select` (scalars) or
-//!   `bitselect` (vectors), clamping with `fmin`/`fmax`, so the code vectorises and works on
-//!   x86-64 (SSE2 baseline), AArch64 and riscv64gc.
+//!   `bitselect` (vectors), so the code vectorises and works on x86-64 (SSE2 baseline), AArch64
+//!   and riscv64gc. Clamps against constants are `fmin`/`fmax` on scalars and a NaN-propagating
+//!   compare + `bitselect` on vectors (one `minps`/`maxps` on x86-64, see [`max_c`]).
 //! - No `fma`: on x86-64 without AVX+FMA flags Cranelift turns `fma` into a call to `fmaf`.
 //!   Everything is `fmul` + `fadd`, so results do not depend on the target's FMA support.
 //! - Vector constants are `vconst`s (one constant-pool load each), scalar ones `f32const`.
@@ -30,6 +31,8 @@
 //! - `tanh`, `sigmoid`, `erf`: absolute error ≤ the `MAX_ABS_ERR_*` constants on all of f32;
 //!   they saturate exactly to ±1 (0 and 1 for sigmoid) and never produce NaN from a non-NaN input.
 //! - `gelu`: error ≤ [`MAX_ABS_ERR_GELU`] · max(1, |gelu(x)|); `gelu(-inf) = -0`, `gelu(inf) = inf`.
+//! - `gelu_tanh` (the tanh approximation): error against that formula in f64 ≤
+//!   [`MAX_ABS_ERR_GELU_TANH`] · max(1, |result|); -inf gives -0, inf gives inf.
 //! - `floor`: exact, including -0, |x| ≥ 2^23, ±inf and NaN.
 //! - `tan`, `asin`, `acos`, `atan`, `sinh`, `cosh`, `asinh`, `acosh`, `atanh` (in `math/trig.rs`):
 //!   ≤ [`MAX_ULP_TAN`] / [`MAX_ULP_INV_HYP`] ulp (tan for |x| ≤ [`TAN_ULP_MAX_ARG`], and
@@ -60,6 +63,8 @@ pub const MAX_ABS_ERR_SIGMOID: f32 = 1e-7;
 pub const MAX_ABS_ERR_ERF: f32 = 1.6e-7;
 /// Maximum error of [`gelu`] divided by max(1, |gelu(x)|) (exhaustive maximum: 1.64e-7).
 pub const MAX_ABS_ERR_GELU: f32 = 2e-7;
+/// Maximum error of [`gelu_tanh`] divided by max(1, |result|) (see `tests.rs`).
+pub const MAX_ABS_ERR_GELU_TANH: f32 = 2e-7;
 /// Largest |x| for which [`sin`] and [`cos`] meet [`MAX_ABS_ERR_SIN_COS`]: the Cody–Waite
 /// reduction by π/2 stays exact while the quadrant index has at most 13 bits.
 pub const SIN_COS_MAX_ARG: f32 = 8192.0;
@@ -160,6 +165,37 @@ fn with_sign_of(b: &mut FunctionBuilder, t: Ty, r: Value, x: Value) -> Value {
     to_float(b, t, out)
 }
 
+/// `max(x, c)` for a non-zero constant `c`, NaN propagating (NaN in, NaN out).
+///
+/// Vectors: the compare-and-select `x < c ? c : x`, which x86-64 lowers to one `maxps` (the
+/// pattern of wasm's `pmax`; `maxps` returns its second operand, `x`, when either is NaN)
+/// instead of the 8-instruction sequence that gives Cranelift's `fmax` its exact NaN and ±0
+/// semantics; on AArch64 it is a compare plus `bsl`. Scalars keep `fmax` (a single instruction
+/// on riscv64gc and AArch64; x86-64 runs scalars in loop tails only). The two forms agree on
+/// every non-NaN `x` (they differ only for ±0 against ±0, and `c` is not zero), so scalar tails
+/// and vector bodies stay bit-identical.
+fn max_c(b: &mut FunctionBuilder, t: Ty, x: Value, c: f32) -> Value {
+    let cv = fc(b, t, c);
+    if t.vector {
+        let lt = b.ins().fcmp(FloatCC::LessThan, x, cv);
+        sel(b, t, lt, cv, x)
+    } else {
+        b.ins().fmax(x, cv)
+    }
+}
+
+/// `min(x, c)` for a non-zero constant `c`, NaN propagating: `c < x ? c : x` on vectors
+/// (`minps` on x86-64), `fmin` on scalars; see [`max_c`].
+fn min_c(b: &mut FunctionBuilder, t: Ty, x: Value, c: f32) -> Value {
+    let cv = fc(b, t, c);
+    if t.vector {
+        let lt = b.ins().fcmp(FloatCC::LessThan, cv, x);
+        sel(b, t, lt, cv, x)
+    } else {
+        b.ins().fmin(x, cv)
+    }
+}
+
 /// e^x.
 ///
 /// x = n·ln2 + r with |r| ≤ ln2/2 (Cody–Waite split of ln2 so n·C1 is exact), Cephes' degree-6
@@ -168,10 +204,8 @@ fn with_sign_of(b: &mut FunctionBuilder, t: Ty, r: Value, x: Value) -> Value {
 /// The input is clamped to [-110, 89], where the result is already 0 or inf.
 pub fn exp(b: &mut FunctionBuilder, x: Value) -> Value {
     let t = Ty::of(b, x);
-    let lo = fc(b, t, -110.0);
-    let hi = fc(b, t, 89.0);
-    let xc = b.ins().fmax(x, lo);
-    let xc = b.ins().fmin(xc, hi);
+    let xc = max_c(b, t, x, -110.0);
+    let xc = min_c(b, t, xc, 89.0);
 
     // Round x·log2(e) to an integer without rounding instructions: adding 1.5·2^23 leaves the
     // integer in the low mantissa bits (|x·log2 e| ≤ 159 ≪ 2^22).
@@ -302,8 +336,7 @@ pub fn tanh(b: &mut FunctionBuilder, x: Value) -> Value {
     let small = b.ins().fmul(as_, p);
     let small = b.ins().fadd(a, small);
 
-    let cap = fc(b, t, 10.0);
-    let ac = b.ins().fmin(a, cap);
+    let ac = min_c(b, t, a, 10.0);
     let two_a = b.ins().fadd(ac, ac);
     let e = exp(b, two_a);
     let one = fc(b, t, 1.0);
@@ -360,8 +393,7 @@ pub fn erf(b: &mut FunctionBuilder, x: Value) -> Value {
     );
     let small = b.ins().fmul(a, p);
 
-    let cap = fc(b, t, 4.0);
-    let ac = b.ins().fmin(a, cap);
+    let ac = min_c(b, t, a, 4.0);
     let q = horner(
         b,
         t,
@@ -401,11 +433,31 @@ pub fn gelu(b: &mut FunctionBuilder, x: Value) -> Value {
     let e = erf(b, xs);
     let one = fc(b, t, 1.0);
     let ope = b.ins().fadd(one, e);
-    let lo = fc(b, t, f32::MIN);
-    let xm = b.ins().fmax(x, lo);
+    let xm = max_c(b, t, x, f32::MIN);
     let half = fc(b, t, 0.5);
     let hx = b.ins().fmul(xm, half);
     b.ins().fmul(hx, ope)
+}
+
+/// GELU, tanh approximation 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+///
+/// Evaluated as x·σ(2u) with u the tanh argument (0.5·(1 + tanh u) = σ(2u) exactly), which
+/// is cheaper than tanh (one exp and one division, no branch blend) and keeps a small relative
+/// error in the left tail where 1 + tanh u cancels. 2u = x·(c1 + c2·x²) with both constants
+/// doubled. As in [`gelu`], x is clamped below at -f32::MAX for the outer product so
+/// gelu_tanh(-inf) = -0.
+pub fn gelu_tanh(b: &mut FunctionBuilder, x: Value) -> Value {
+    let t = Ty::of(b, x);
+    let s = (2.0 / std::f64::consts::PI).sqrt();
+    let c1 = fc(b, t, (2.0 * s) as f32);
+    let c2 = fc(b, t, (2.0 * s * 0.044715) as f32);
+    let x2 = b.ins().fmul(x, x);
+    let p = b.ins().fmul(x2, c2);
+    let p = b.ins().fadd(p, c1);
+    let u2 = b.ins().fmul(x, p);
+    let sg = sigmoid(b, u2);
+    let xm = max_c(b, t, x, f32::MIN);
+    b.ins().fmul(xm, sg)
 }
 
 /// Round toward -inf.
@@ -450,10 +502,8 @@ fn reduce_half_pi(b: &mut FunctionBuilder, t: Ty, x: Value) -> (Value, Value, Va
     // SIN_COS_MAX_ARG are inaccurate anyway; the final clamp keeps them in [-1, 1]).
     let two_over_pi = fc(b, t, std::f32::consts::FRAC_2_PI);
     let s = b.ins().fmul(x, two_over_pi);
-    let lim = fc(b, t, 4_194_304.0);
-    let nlim = fc(b, t, -4_194_304.0);
-    let s = b.ins().fmax(s, nlim);
-    let s = b.ins().fmin(s, lim);
+    let s = max_c(b, t, s, -4_194_304.0);
+    let s = min_c(b, t, s, 4_194_304.0);
     let magic = fc(b, t, 12_582_912.0);
     let shifted = b.ins().fadd(s, magic);
     let jf = b.ins().fsub(shifted, magic);
@@ -469,10 +519,8 @@ fn reduce_half_pi(b: &mut FunctionBuilder, t: Ty, x: Value) -> (Value, Value, Va
     }
     // In range |r| ≤ π/4 (+ rounding); beyond SIN_COS_MAX_ARG r can be huge and the
     // polynomials would overflow to inf - inf = NaN: keep it bounded.
-    let rlo = fc(b, t, -2.0);
-    let rhi = fc(b, t, 2.0);
-    let r = b.ins().fmax(r, rlo);
-    let r = b.ins().fmin(r, rhi);
+    let r = max_c(b, t, r, -2.0);
+    let r = min_c(b, t, r, 2.0);
     let z = b.ins().fmul(r, r);
     // sin r ≈ r + r·z·S(z)
     let ps = horner(b, t, z, &[-1.951_529_6e-4, 8.332_161e-3, -1.666_665_5e-1]);
@@ -496,7 +544,6 @@ fn reduce_half_pi(b: &mut FunctionBuilder, t: Ty, x: Value) -> (Value, Value, Va
 fn sin_cos(b: &mut FunctionBuilder, x: Value, shift: i32) -> Value {
     let t = Ty::of(b, x);
     let (j, sin_r, cos_r) = reduce_half_pi(b, t, x);
-    let one = fc(b, t, 1.0);
     let sh = ic(b, t, shift);
     let q = b.ins().iadd(j, sh);
     let one_i = ic(b, t, 1);
@@ -510,9 +557,8 @@ fn sin_cos(b: &mut FunctionBuilder, x: Value, shift: i32) -> Value {
     let yi = to_int(b, t, y);
     let yi = b.ins().bxor(yi, sign);
     let y = to_float(b, t, yi);
-    let m1 = fc(b, t, -1.0);
-    let y = b.ins().fmax(y, m1);
-    let y = b.ins().fmin(y, one);
+    let y = max_c(b, t, y, -1.0);
+    let y = min_c(b, t, y, 1.0);
     // ±inf and NaN -> NaN
     let a = b.ins().fabs(x);
     let inf = fc(b, t, f32::INFINITY);

@@ -208,7 +208,7 @@ mod tests {
     #[test]
     fn unfusable_activation_and_missing_bias_stay() {
         let out = fuse(&format!(
-            "  %3 = {CONV}(%0, %1, %2): f32[1,4,5,5] @\"c\"\n  %4 = Tanh(%3): f32[1,4,5,5]\n  output \"o\" = %4\n"
+            "  %3 = {CONV}(%0, %1, %2): f32[1,4,5,5] @\"c\"\n  %4 = Exp(%3): f32[1,4,5,5]\n  output \"o\" = %4\n"
         ));
         assert!(!out.contains("ConvFused"), "{out}");
         let out = fuse(&format!(

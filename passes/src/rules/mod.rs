@@ -25,6 +25,7 @@ pub mod bn_fold;
 pub mod cleanup;
 pub mod const_fold;
 pub mod fusion;
+pub mod gelu;
 pub mod reshape;
 pub mod winograd;
 
@@ -158,7 +159,7 @@ pub const GROUPS: &[&str] = &["cleanup", "reshape", "bn-fold", "const-fold", "wi
 /// The rules of a group, or `None` for an unknown group name.
 pub fn group(name: &str) -> Option<Vec<KRewrite>> {
     Some(match name {
-        "cleanup" => cleanup::rules(),
+        "cleanup" => cleanup::rules().into_iter().chain(gelu::rules()).collect(),
         "reshape" => reshape::rules(),
         "bn-fold" => bn_fold::rules(),
         "const-fold" => const_fold::rules(),

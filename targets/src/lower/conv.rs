@@ -141,6 +141,9 @@ pub fn conv(k: &mut Kernel) -> LResult {
                 Some(UnaryOp::Clip { min, max }) => Act::Clip { lo: min.get(), hi: max.get() },
                 Some(UnaryOp::LeakyRelu { alpha }) => Act::LeakyRelu { alpha: alpha.get() },
                 Some(UnaryOp::HardSwish) => Act::HardSwish,
+                Some(UnaryOp::Sigmoid) => Act::Sigmoid,
+                Some(UnaryOp::Tanh) => Act::Tanh,
+                Some(UnaryOp::Gelu { tanh }) => Act::Gelu { tanh },
                 Some(u) => return Err(format!("{} cannot be fused into a conv", u.name())),
             };
             let residual = if e.residual { Some(k.input(3)) } else { None };

@@ -188,21 +188,7 @@ pub fn unary_f(k: &mut Kernel, u: UnaryOp, ty: Type, x: Value) -> LResult<Value>
             k.b.ins().fmin(t, hi)
         }
         Gelu { tanh: false } => math::gelu(&mut k.b, x),
-        Gelu { tanh: true } => {
-            let c = k.fsplat(ty, (2.0f32 / std::f32::consts::PI).sqrt());
-            let c3 = k.fsplat(ty, 0.044715);
-            let h = k.fsplat(ty, 0.5);
-            let one = k.fsplat(ty, 1.0);
-            let x2 = k.b.ins().fmul(x, x);
-            let x3 = k.b.ins().fmul(x2, x);
-            let t = k.b.ins().fmul(x3, c3);
-            let t = k.b.ins().fadd(t, x);
-            let t = k.b.ins().fmul(t, c);
-            let t = math::tanh(&mut k.b, t);
-            let t = k.b.ins().fadd(t, one);
-            let hx = k.b.ins().fmul(x, h);
-            k.b.ins().fmul(hx, t)
-        }
+        Gelu { tanh: true } => math::gelu_tanh(&mut k.b, x),
         Elu { alpha } | Selu { alpha, .. } => {
             let zero = k.fsplat(ty, 0.0);
             let one = k.fsplat(ty, 1.0);

@@ -5,8 +5,10 @@
 //! passes are memory-bound).
 
 use cranelift_codegen::ir::{InstBuilder, Type, Value};
+use kerf_ir::UnaryOp;
 
 use super::Kernel;
+use crate::math;
 
 /// An activation the kernels can apply before the store.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -24,6 +26,33 @@ pub enum Act {
     },
     /// `x * clip(x / 6 + 1/2, 0, 1)`.
     HardSwish,
+    /// `1 / (1 + e^-x)` ([`math::sigmoid`]).
+    Sigmoid,
+    /// [`math::tanh`].
+    Tanh,
+    /// GELU: exact erf form ([`math::gelu`]) or the tanh approximation
+    /// ([`math::gelu_tanh`]).
+    Gelu {
+        tanh: bool,
+    },
+}
+
+impl Act {
+    /// The epilogue form of a fused activation (`kerf_ir::op::Epilogue::act`);
+    /// `None` for an op the kernels cannot apply (a codegen error naming the op).
+    pub fn of(act: Option<UnaryOp>) -> Result<Act, String> {
+        Ok(match act {
+            None => Act::None,
+            Some(UnaryOp::Relu) => Act::Relu,
+            Some(UnaryOp::Clip { min, max }) => Act::Clip { lo: min.get(), hi: max.get() },
+            Some(UnaryOp::LeakyRelu { alpha }) => Act::LeakyRelu { alpha: alpha.get() },
+            Some(UnaryOp::HardSwish) => Act::HardSwish,
+            Some(UnaryOp::Sigmoid) => Act::Sigmoid,
+            Some(UnaryOp::Tanh) => Act::Tanh,
+            Some(UnaryOp::Gelu { tanh }) => Act::Gelu { tanh },
+            Some(u) => return Err(format!("{} cannot be applied as a kernel epilogue", u.name())),
+        })
+    }
 }
 
 /// What happens to each output vector before it is stored.
@@ -41,7 +70,10 @@ impl Epilogue {
 
 /// `act(x)` on `ty` (`F32` or `F32X4`). Uses only min/max/mul/add/select
 /// paths that every ISA lowers natively. Max/min operand order follows the
-/// reference evaluator: NaN inputs stay NaN through Relu and Clip.
+/// reference evaluator: NaN inputs stay NaN through Relu and Clip. The
+/// transcendental activations are the `math` routines the standalone
+/// elementwise kernels use, so a fused and an unfused activation give
+/// bit-identical results.
 pub fn apply_act(k: &mut Kernel, ty: Type, act: Act, x: Value) -> Value {
     match act {
         Act::None => x,
@@ -75,5 +107,9 @@ pub fn apply_act(k: &mut Kernel, ty: Type, act: Act, x: Value) -> Value {
             let t = k.b.ins().fmin(t, one);
             k.b.ins().fmul(x, t)
         }
+        Act::Sigmoid => math::sigmoid(&mut k.b, x),
+        Act::Tanh => math::tanh(&mut k.b, x),
+        Act::Gelu { tanh: false } => math::gelu(&mut k.b, x),
+        Act::Gelu { tanh: true } => math::gelu_tanh(&mut k.b, x),
     }
 }

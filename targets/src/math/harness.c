@@ -9,7 +9,7 @@
 #include <string.h>
 
 typedef void kern(const float *, float *, int64_t);
-#define OPS(X) X(exp) X(log) X(tanh) X(sigmoid) X(erf) X(gelu) X(floor_native) X(floor_soft)
+#define OPS(X) X(exp) X(log) X(tanh) X(sigmoid) X(erf) X(gelu) X(gelu_tanh) X(floor_native) X(floor_soft)
 #define DECL_S(n) extern kern kerf_math_##n##_f32;
 OPS(DECL_S)
 #if KERF_VECTOR
@@ -47,6 +47,11 @@ struct op { const char *metric; kern *s, *v; double (*ref)(double); int kind; fl
 
 static double sigmoid_ref(double x) { return 1.0 / (1.0 + exp(-x)); }
 static double gelu_ref(double x) { return 0.5 * x * (1.0 + erf(x / sqrt(2.0))); }
+static double gelu_tanh_ref(double x) {
+    if (isinf(x)) return x < 0 ? -0.0 : x;
+    double u = sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x);
+    return x / (1.0 + exp(-2.0 * u));
+}
 
 static long mismatches;
 
@@ -93,6 +98,7 @@ int main(void) {
         {"sigmoid_abs", kerf_math_sigmoid_f32, VEC(sigmoid), sigmoid_ref, M_ABS, -20.0f, 20.0f, 0},
         {"erf_abs", kerf_math_erf_f32, VEC(erf), erf, M_ABS, -20.0f, 20.0f, 0},
         {"gelu_rel", kerf_math_gelu_f32, VEC(gelu), gelu_ref, M_REL, -20.0f, 20.0f, 0},
+        {"gelu_tanh_rel", kerf_math_gelu_tanh_f32, VEC(gelu_tanh), gelu_tanh_ref, M_REL, -20.0f, 20.0f, 0},
     };
     for (unsigned i = 0; i < sizeof ops / sizeof ops[0]; i++) printf("%s %.9g\n", ops[i].metric, run(&ops[i]));
 
@@ -124,6 +130,8 @@ int main(void) {
     special_wrong += check(!(one(kerf_math_erf_f32, -INFINITY) != -1.0f), "one(kerf_math_erf_f32, -INFINITY) != -1.0f");
     special_wrong += check(!(one(kerf_math_gelu_f32, -INFINITY) != 0.0f), "one(kerf_math_gelu_f32, -INFINITY) != 0.0f");
     special_wrong += check(!(one(kerf_math_gelu_f32, INFINITY) != INFINITY), "one(kerf_math_gelu_f32, INFINITY) != INFINITY");
+    special_wrong += check(!(one(kerf_math_gelu_tanh_f32, -INFINITY) != 0.0f), "one(kerf_math_gelu_tanh_f32, -INFINITY) != 0.0f");
+    special_wrong += check(!(one(kerf_math_gelu_tanh_f32, INFINITY) != INFINITY), "one(kerf_math_gelu_tanh_f32, INFINITY) != INFINITY");
     special_wrong += check(!(to_bits(one(kerf_math_floor_soft_f32, -0.0f)) != 0x80000000u), "to_bits(one(kerf_math_floor_soft_f32, -0.0f)) != 0x80000000u");
     printf("special_wrong %ld\n", special_wrong);
     return 0;

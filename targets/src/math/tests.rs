@@ -24,6 +24,7 @@ enum Op {
     Sigmoid,
     Erf,
     Gelu,
+    GeluTanh,
     FloorNative,
     FloorSoft,
     Sin,
@@ -39,13 +40,14 @@ enum Op {
     Atanh,
 }
 
-const ALL_OPS: [Op; 19] = [
+const ALL_OPS: [Op; 20] = [
     Op::Exp,
     Op::Log,
     Op::Tanh,
     Op::Sigmoid,
     Op::Erf,
     Op::Gelu,
+    Op::GeluTanh,
     Op::FloorNative,
     Op::FloorSoft,
     Op::Sin,
@@ -73,6 +75,7 @@ impl Op {
             Op::Sigmoid => "sigmoid",
             Op::Erf => "erf",
             Op::Gelu => "gelu",
+            Op::GeluTanh => "gelu_tanh",
             Op::FloorNative => "floor_native",
             Op::FloorSoft => "floor_soft",
             Op::Sin => "sin",
@@ -97,6 +100,7 @@ impl Op {
             Op::Sigmoid => sigmoid(b, x),
             Op::Erf => erf(b, x),
             Op::Gelu => gelu(b, x),
+            Op::GeluTanh => gelu_tanh(b, x),
             Op::FloorNative => floor(b, x, true),
             Op::FloorSoft => floor(b, x, false),
             Op::Sin => sin(b, x),
@@ -276,6 +280,13 @@ fn reference(op: Op, x: f32) -> f64 {
         // The limit at -inf is -0 (the plain formula gives -inf·0 = NaN).
         Op::Gelu if x == f64::NEG_INFINITY => -0.0,
         Op::Gelu => 0.5 * x * (1.0 + erf64(x / std::f64::consts::SQRT_2)),
+        Op::GeluTanh if x == f64::NEG_INFINITY => -0.0,
+        Op::GeluTanh if x == f64::INFINITY => x,
+        Op::GeluTanh => {
+            let u = (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x);
+            // 0.5·(1 + tanh u) = 1/(1 + e^{-2u}), without the cancellation of 1 + tanh u
+            x / (1.0 + (-2.0 * u).exp())
+        }
         Op::FloorNative | Op::FloorSoft => x.floor(),
         Op::Sin => x.sin(),
         Op::Cos => x.cos(),
@@ -508,7 +519,7 @@ fn log_is_within_documented_ulp() {
 
 #[test]
 fn tanh_sigmoid_erf_gelu_within_documented_abs_error() {
-    let jit = Jit::new(host_isa(), &[Op::Tanh, Op::Sigmoid, Op::Erf, Op::Gelu]);
+    let jit = Jit::new(host_isa(), &[Op::Tanh, Op::Sigmoid, Op::Erf, Op::Gelu, Op::GeluTanh]);
     let abs = |r, w| abs_err(r, w, false);
     let e = sweep(&jit, Op::Tanh, abs);
     assert!(e <= f64::from(MAX_ABS_ERR_TANH), "tanh: {e:e}");
@@ -518,6 +529,8 @@ fn tanh_sigmoid_erf_gelu_within_documented_abs_error() {
     assert!(e <= f64::from(MAX_ABS_ERR_ERF), "erf: {e:e}");
     let e = sweep(&jit, Op::Gelu, |r, w| abs_err(r, w, true));
     assert!(e <= f64::from(MAX_ABS_ERR_GELU), "gelu: {e:e}");
+    let e = sweep(&jit, Op::GeluTanh, |r, w| abs_err(r, w, true));
+    assert!(e <= f64::from(MAX_ABS_ERR_GELU_TANH), "gelu_tanh: {e:e}");
 
     let xs = [f32::INFINITY, f32::NEG_INFINITY, -0.0, 20.0, -20.0];
     let t = jit.run(Op::Tanh, true, &xs);
@@ -530,6 +543,17 @@ fn tanh_sigmoid_erf_gelu_within_documented_abs_error() {
     let g = jit.run(Op::Gelu, false, &xs);
     assert_eq!(g[..4], [f32::INFINITY, 0.0, 0.0, 20.0]);
     assert!(g[4].abs() < 1e-30);
+    let g = jit.run(Op::GeluTanh, true, &xs);
+    assert_eq!(g[..4], [f32::INFINITY, 0.0, 0.0, 20.0]);
+    assert_eq!(g[1].to_bits(), (-0.0f32).to_bits());
+    assert!(g[4].abs() < 1e-30);
+    // NaN propagates through every clamp (vector and scalar forms)
+    for op in [Op::Tanh, Op::Sigmoid, Op::Erf, Op::Gelu, Op::GeluTanh] {
+        for vector in [false, true] {
+            let r = jit.run(op, vector, &[f32::NAN, -f32::NAN, 1.0, 2.0]);
+            assert!(r[0].is_nan() && r[1].is_nan(), "{} vector={vector}: {r:?}", op.name());
+        }
+    }
 }
 
 #[test]
@@ -710,7 +734,7 @@ fn baseline_x86_64_matches_host_bit_for_bit() {
     if !cfg!(target_arch = "x86_64") {
         return;
     }
-    let ops = [Op::Exp, Op::Log, Op::Tanh, Op::Sigmoid, Op::Erf, Op::Gelu, Op::FloorSoft];
+    let ops = [Op::Exp, Op::Log, Op::Tanh, Op::Sigmoid, Op::Erf, Op::Gelu, Op::GeluTanh, Op::FloorSoft];
     let base = Jit::new(isa_for("x86_64-unknown-linux-gnu", false), &ops);
     let native = Jit::new(host_isa(), &ops);
     let mut xs = specials();
@@ -797,7 +821,8 @@ fn run_under_qemu(triple: &str, gcc: &str, qemu: &str, sysroot: &str, vector: bo
         eprintln!("skipping {triple}: {gcc} or {qemu} not installed");
         return;
     }
-    let ops = [Op::Exp, Op::Log, Op::Tanh, Op::Sigmoid, Op::Erf, Op::Gelu, Op::FloorNative, Op::FloorSoft];
+    let ops =
+        [Op::Exp, Op::Log, Op::Tanh, Op::Sigmoid, Op::Erf, Op::Gelu, Op::GeluTanh, Op::FloorNative, Op::FloorSoft];
     let obj = cross_object(triple, vector, &ops);
     let dir = std::env::temp_dir().join(format!("kerf-math-{triple}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -827,13 +852,14 @@ fn run_under_qemu(triple: &str, gcc: &str, qemu: &str, sysroot: &str, vector: bo
             "sigmoid_abs" => f64::from(MAX_ABS_ERR_SIGMOID),
             "erf_abs" => f64::from(MAX_ABS_ERR_ERF),
             "gelu_rel" => f64::from(MAX_ABS_ERR_GELU),
+            "gelu_tanh_rel" => f64::from(MAX_ABS_ERR_GELU_TANH),
             "floor_wrong" | "vector_mismatch" | "special_wrong" => 0.0,
             other => panic!("{triple}: unexpected harness line {other}"),
         };
         assert!(v <= limit, "{triple}: {name} = {v:e} > {limit:e}");
         seen += 1;
     }
-    assert_eq!(seen, 9, "{triple}: harness printed {seen} of 9 results");
+    assert_eq!(seen, 10, "{triple}: harness printed {seen} of 10 results");
 }
 
 #[test]

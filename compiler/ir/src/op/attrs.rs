@@ -89,6 +89,7 @@ impl Op {
                         a.push(("act_max", Attr::Float(max.get())));
                     }
                     Some(UnaryOp::LeakyRelu { alpha }) => a.push(("act_alpha", Attr::Float(alpha.get()))),
+                    Some(UnaryOp::Gelu { tanh }) => a.push(("act_tanh", Attr::Bool(tanh))),
                     _ => {}
                 }
                 a.push(("residual", Attr::Bool(e.residual)));
@@ -243,10 +244,13 @@ impl Op {
                     "HardSwish" => Some(UnaryOp::HardSwish),
                     "Clip" => Some(UnaryOp::Clip { min: m.float("act_min")?, max: m.float("act_max")? }),
                     "LeakyRelu" => Some(UnaryOp::LeakyRelu { alpha: m.float("act_alpha")? }),
+                    "Sigmoid" => Some(UnaryOp::Sigmoid),
+                    "Tanh" => Some(UnaryOp::Tanh),
+                    "Gelu" => Some(UnaryOp::Gelu { tanh: m.bool("act_tanh")? }),
                     other => {
-                        return Err(
-                            m.error(format!("act must be None, Relu, Clip, LeakyRelu or HardSwish, got {other}"))
-                        )
+                        return Err(m.error(format!(
+                            "act must be None, Relu, Clip, LeakyRelu, HardSwish, Sigmoid, Tanh or Gelu, got {other}"
+                        )))
                     }
                 };
                 let residual = m.bool("residual")?;

@@ -350,7 +350,16 @@ pub struct Epilogue {
 impl Epilogue {
     /// The activations conv kernels apply in registers.
     pub fn fusable(u: UnaryOp) -> bool {
-        matches!(u, UnaryOp::Relu | UnaryOp::Clip { .. } | UnaryOp::LeakyRelu { .. } | UnaryOp::HardSwish)
+        matches!(
+            u,
+            UnaryOp::Relu
+                | UnaryOp::Clip { .. }
+                | UnaryOp::LeakyRelu { .. }
+                | UnaryOp::HardSwish
+                | UnaryOp::Sigmoid
+                | UnaryOp::Tanh
+                | UnaryOp::Gelu { .. }
+        )
     }
 }
 
