@@ -56,7 +56,7 @@ pub fn node_cost(op: &NodeOp, ins: &[&[TensorType]], outs: &[TensorType]) -> f64
     let has_bias = ins.len() > 2;
     let work = match op {
         Op::Reshape { .. } => return OP_OVERHEAD,
-        Op::Conv(c) if matches!(c.algo, ConvAlgo::Winograd { .. }) => {
+        Op::Conv(c) | Op::ConvFused(c, _) if matches!(c.algo, ConvAlgo::Winograd { .. }) => {
             // the transformed weights replace the 3x3 ones in the bytes read
             let w_bytes = inp(1).map_or(0.0, bytes);
             return OP_OVERHEAD + winograd_work(c, inp(0), inp(1), outs.first()) + in_bytes - w_bytes + out_bytes;

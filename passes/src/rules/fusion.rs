@@ -16,8 +16,10 @@
 //! class is the matched one), so the unfused conv never has to be computed
 //! as well; extraction (cost: the fused op costs the conv alone) then picks
 //! the fused form. Directional: nothing un-fuses. The layer name is kept.
-//! Only direct (non-Winograd) convs with a bias, in 1-D or 2-D, are fused:
-//! the kernels that apply epilogues in registers are the direct ones.
+//! Only direct and Winograd convs with a bias, in 1-D or 2-D, are fused:
+//! their kernels apply the epilogue in registers before the store (the
+//! Winograd kernel after its output transform); `Exact` (integer-valued)
+//! convs are left alone.
 
 use std::collections::BTreeSet;
 
@@ -43,7 +45,7 @@ fn single_user(eg: &KEGraph, class: Id, parent: Id) -> bool {
     parents.len() == 1 && parents.contains(&eg.find(parent))
 }
 
-/// Direct f32 convs in `class` that an epilogue can still be added to;
+/// Direct or Winograd f32 convs in `class` that an epilogue can still be added to;
 /// `want_plain` restricts to unfused convs (for the residual rule).
 fn convs(eg: &KEGraph, class: Id, want_plain: bool) -> Vec<Found> {
     let mut out = Vec::new();
@@ -52,7 +54,11 @@ fn convs(eg: &KEGraph, class: Id, want_plain: bool) -> Vec<Found> {
     }
     for n in &eg[class].nodes {
         match n.kerf_op() {
-            Some(Op::Conv(c)) if c.algo == ConvAlgo::Direct && c.window.rank() <= 2 && n.children.len() == 3 => {
+            Some(Op::Conv(c))
+                if matches!(c.algo, ConvAlgo::Direct | ConvAlgo::Winograd { .. })
+                    && c.window.rank() <= 2
+                    && n.children.len() == 3 =>
+            {
                 out.push(Found {
                     conv: c.clone(),
                     epi: Epilogue { act: None, residual: false },

@@ -17,6 +17,29 @@ use cranelift_codegen::settings::{self, Configurable};
 
 use crate::TargetError;
 
+/// Per-core data cache sizes (bytes) the kernels block for; one constant
+/// `CACHE` per ISA module, reached by kernels through [`Caps::cache`].
+///
+/// Contract (how `lower::gemm` and `lower::winograd` derive their blocks):
+/// - `l1d`: the GEMM engine's K slice is the largest even `KC` with
+///   `(MR + L) · KC · 4 ≤ 3/4 · l1d` (one A row-block slice of `MR` rows
+///   and one B panel slice of `L` lanes stay in L1; the last quarter is
+///   left for the output tile, stack and whatever else is hot).
+/// - `l2`: the budget for the B panels of one pixel block (conv GEMM) and
+///   for one tile block's transformed input and products (Winograd): they
+///   are re-read once per A row block, so they should stay in L2.
+///
+/// The values only decide blocking: results are the same for any values
+/// (every output is the same sum in the same order; a K slice stores and
+/// reloads exact f32 partial sums).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheParams {
+    /// L1 data cache per core.
+    pub l1d: usize,
+    /// L2 cache per core (the private share when it is shared).
+    pub l2: usize,
+}
+
 /// What the kernels may use on a target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Caps {
@@ -26,6 +49,8 @@ pub struct Caps {
     pub fma: bool,
     /// Native `floor/ceil/trunc/nearest` on f32 (no libcall).
     pub round: bool,
+    /// Cache sizes to block for (the ISA module's `CACHE`).
+    pub cache: CacheParams,
 }
 
 impl Caps {
@@ -35,14 +60,18 @@ impl Caps {
         let on = |name: &str| flags.iter().any(|v| v.name == name && v.as_bool() == Some(true));
         match isa.triple().architecture {
             target_lexicon::Architecture::X86_64 => {
-                Caps { simd: true, fma: on("has_avx") && on("has_fma"), round: on("has_sse41") }
+                Caps { simd: true, fma: on("has_avx") && on("has_fma"), round: on("has_sse41"), cache: x64::CACHE }
             }
-            target_lexicon::Architecture::Aarch64(_) => Caps { simd: true, fma: true, round: true },
+            target_lexicon::Architecture::Aarch64(_) => {
+                Caps { simd: true, fma: true, round: true, cache: aarch64::CACHE }
+            }
             // Scalar path on riscv64 (the V extension is a Tier-3 experiment);
             // F/D have fused multiply-add, rounding goes through libcalls in
             // Cranelift unless Zfa is present.
-            target_lexicon::Architecture::Riscv64(_) => Caps { simd: false, fma: true, round: on("has_zfa") },
-            _ => Caps { simd: false, fma: false, round: false },
+            target_lexicon::Architecture::Riscv64(_) => {
+                Caps { simd: false, fma: true, round: on("has_zfa"), cache: riscv64::CACHE }
+            }
+            _ => Caps { simd: false, fma: false, round: false, cache: riscv64::CACHE },
         }
     }
 }

@@ -174,7 +174,7 @@ fn conv_inner(k: &mut Kernel, c: &kerf_ir::op::Conv, epi: Epilogue) -> LResult<b
         return super::conv3d::conv(k).map(|()| false);
     }
     if matches!(c.algo, kerf_ir::op::ConvAlgo::Winograd { .. }) {
-        return super::winograd::conv(k).map(|()| false);
+        return super::winograd::conv(k, c, epi).map(|()| true);
     }
     let gm = geometry(k, &c.window, c.group)?;
     let icg = gm.c / gm.group;
@@ -350,35 +350,48 @@ fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi: Epilogue)
         a.extend(gemm::pack_a(&w[g * ocg * kk..], ocg, kk, kk));
     }
     let pointwise = gm.kh == 1 && gm.kw == 1 && gm.sh == 1 && gm.sw == 1 && gm.ph == 0 && gm.pw == 0;
+    let budget = gemm::b_block_bytes(&k.caps);
+    // Pixel blocks as large as the B budget allows.
+    let per_flat = (budget / (kk * 4)).clamp(l, 512) / l * l;
+    let ppr_rows = gm.ow.div_ceil(l);
+    let fit_rows = (budget / (ppr_rows * kk * l * 4)).max(1);
+    let nblk_fit = if pointwise { ohw.div_ceil(per_flat.min(ohw.div_ceil(l) * l)) } else { gm.oh.div_ceil(fit_rows) };
+    // Too few pixel blocks to keep the threads busy (the late, small
+    // layers): the tasks also split the output channels, in row blocks of
+    // the GEMM (a task packs its pixel block's B once and computes its
+    // rows of A against it).
+    let chan_split = gm.n * gm.group * nblk_fit < gemm::SPLIT_UNITS && ocg >= 4 * gemm::MR;
     // Pixel block: `rows` rows of `ppr` panels whose B fits the budget.
     let (rows, ppr, width, pitch, nblk) = if pointwise {
-        let per = (gemm::B_BLOCK_BYTES / (kk * 4)).clamp(l, 512) / l * l;
-        // at least two blocks when the plane has two panels, so that two
-        // threads have work on the small late layers too (A is re-read from
-        // L2 once more)
-        let nb = per.min(ohw.div_ceil(2).div_ceil(l) * l).max(l);
+        // without a channel split: at least two blocks when the plane has
+        // two panels, so that two threads have work on the small late
+        // layers too (A is re-read from L2 once more)
+        let cap = if chan_split { ohw.div_ceil(l) * l } else { ohw.div_ceil(2).div_ceil(l) * l };
+        let nb = per_flat.min(cap).max(l);
         (1, nb / l, nb, nb, ohw.div_ceil(nb))
     } else {
-        let ppr = gm.ow.div_ceil(l);
-        let fit = (gemm::B_BLOCK_BYTES / (ppr * kk * l * 4)).max(1);
-        // at least two blocks when there are two rows, so that two threads
-        // have work even on the last, small layers
-        let r = fit.min(gm.oh.div_ceil(2)).max(1);
-        (r, ppr, gm.ow, gm.ow, gm.oh.div_ceil(r))
+        // without a channel split: at least two blocks when there are two
+        // rows, so that two threads have work even on the last layers
+        let cap = if chan_split { gm.oh } else { gm.oh.div_ceil(2) };
+        let r = fit_rows.min(cap).max(1);
+        (r, ppr_rows, gm.ow, gm.ow, gm.oh.div_ceil(r))
     };
+    // units per pixel block: GEMM row blocks when splitting channels
+    let rbu = if chan_split { ocg.div_ceil(gemm::MR) } else { 1 };
     let xp = k.input(0);
     let out = k.output(0);
     let a_ptr = k.blob_f32(&a);
     let b_ptr = k.blob_f32(bias);
     let items = gm.n * gm.group * nblk;
     let cost = 2 * (ocg * kk * rows * ppr * l) as u64;
-    let (lo, hi) = k.parallel_range(items, 1, cost)?;
+    let (lo, hi) = k.parallel_range(items * rbu, 1, cost.div_ceil(rbu as u64))?;
     let bbuf = k.task_scratch(rows * ppr * kk * l * 4);
     let g2 = *gm;
     // the last block holds what is left (rows or pixels)
     let last_rows = if pointwise { 1 } else { gm.oh - (nblk - 1) * rows };
     let last_width = if pointwise { ohw - (nblk - 1) * width } else { width };
-    let body = |k: &mut Kernel, ng: Value, blk: Value, nrows: usize, bw: usize| {
+    type Rows = Option<(Value, Value)>;
+    let body = |k: &mut Kernel, ng: Value, blk: Value, nrows: usize, bw: usize, mrows: Rows| {
         // ng = n * group + g
         let g = k.b.ins().urem_imm_s(ng, g2.group as i64);
         let cin = k.b.ins().imul_imm_s(ng, icg as i64);
@@ -396,23 +409,59 @@ fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi: Epilogue)
         }
         let ga = k.b.ins().imul_imm_s(g, (ocg * kk * 4) as i64);
         let gb = k.b.ins().imul_imm_s(g, (ocg * 4) as i64);
-        let gp = Gemm { a: k.b.ins().iadd(a_ptr, ga), bias: k.b.ins().iadd(b_ptr, gb), m: ocg, kk, out, ldo: ohw, epi };
+        let (a, bias) = (k.b.ins().iadd(a_ptr, ga), k.b.ins().iadd(b_ptr, gb));
+        let gp = Gemm { a, bias, m: ocg, kk, out, ldo: ohw, epi, rows: mrows };
         let bk = Block { b: bbuf, rows: nrows, ppr: bw.div_ceil(l), width: bw, pitch, out_off };
         gemm::run_block(k, &gp, &bk);
     };
-    k.for_dyn(lo, hi, 1, |k, it| {
+    let item = |k: &mut Kernel, it: Value, mrows: Rows| {
         let ng = k.b.ins().udiv_imm_s(it, nblk as i64);
         let blk = k.b.ins().urem_imm_s(it, nblk as i64);
         if last_rows == rows && last_width == width {
-            body(k, ng, blk, rows, width);
+            body(k, ng, blk, rows, width, mrows);
         } else {
             let is_last = k.b.ins().icmp_imm_s(IntCC::Equal, blk, (nblk - 1) as i64);
             let not_last = k.b.ins().icmp_imm_s(IntCC::NotEqual, blk, (nblk - 1) as i64);
-            k.if_then(not_last, |k| body(k, ng, blk, rows, width));
-            k.if_then(is_last, |k| body(k, ng, blk, last_rows, last_width));
+            k.if_then(not_last, |k| body(k, ng, blk, rows, width, mrows));
+            k.if_then(is_last, |k| body(k, ng, blk, last_rows, last_width, mrows));
         }
-    });
+    };
+    if rbu == 1 {
+        k.for_dyn(lo, hi, 1, |k, it| item(k, it, None));
+    } else {
+        let (it_lo, it_hi) = unit_items(k, lo, hi, rbu);
+        k.for_dyn(it_lo, it_hi, 1, |k, it| {
+            let rr = unit_rows(k, it, lo, hi, rbu, gemm::MR, ocg);
+            item(k, it, Some(rr));
+        });
+    }
     Ok(())
+}
+
+/// Items `lo / per .. ceil(hi / per)` that units `lo..hi` touch when each
+/// item has `per` units (I64 values).
+pub fn unit_items(k: &mut Kernel, lo: Value, hi: Value, per: usize) -> (Value, Value) {
+    let a = k.b.ins().udiv_imm_s(lo, per as i64);
+    let h = k.b.ins().iadd_imm_s(hi, per as i64 - 1);
+    let b = k.b.ins().udiv_imm_s(h, per as i64);
+    (a, b)
+}
+
+/// Rows `r0..r1` of item `it` covered by units `lo..hi` (each item has
+/// `per` units of `size` rows, `m` rows in all; I64 values).
+pub fn unit_rows(k: &mut Kernel, it: Value, lo: Value, hi: Value, per: usize, size: usize, m: usize) -> (Value, Value) {
+    let base = k.b.ins().imul_imm_s(it, per as i64);
+    let zero = k.ic(0);
+    let ulo = k.b.ins().isub(lo, base);
+    let ulo = imax(k, ulo, zero);
+    let uhi = k.b.ins().isub(hi, base);
+    let cap = k.ic(per as i64);
+    let uhi = imin(k, uhi, cap);
+    let r0 = k.b.ins().imul_imm_s(ulo, size as i64);
+    let r1 = k.b.ins().imul_imm_s(uhi, size as i64);
+    let mv = k.ic(m as i64);
+    let r1 = imin(k, r1, mv);
+    (r0, r1)
 }
 
 /// Packs `width` flattened pixels from `p0` of `icg` planes of `hw` floats

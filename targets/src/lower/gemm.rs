@@ -21,24 +21,35 @@
 //! vector per panel and one broadcast per row. The epilogue (activation,
 //! residual) runs on the accumulators before the store.
 //!
-//! Blocking: the caller sizes a pixel block so its B panels fit in
-//! [`B_BLOCK_BYTES`] (L2); within a block, each A row block (≤ MR·K floats)
-//! is reused across all panels of the block.
+//! Blocking (from the target's [`crate::isa::CacheParams`]): the caller
+//! sizes a pixel block so its B panels fit in [`b_block_bytes`] (L2);
+//! within a block, each A row block is reused across all panels of the
+//! block, K in slices of at most [`kc_max`] steps (L1).
 
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 
 use super::epilogue::{apply_act, Epilogue};
 use super::loops::{mem, ro};
 use super::Kernel;
+use crate::isa::Caps;
 
 /// Rows of a full A block: 12 accumulators hide the 4-cycle FMA latency
 /// and leave registers for the B vector and the broadcast (16 xmm).
 pub const MR: usize = 12;
 
+/// Pixel blocks below which the conv kernels (direct GEMM and Winograd)
+/// also split their tasks over output-channel row blocks: with fewer
+/// independent pixel blocks than this, threads would idle on the late,
+/// small layers (one 7×7 block at the end of ResNet).
+pub const SPLIT_UNITS: usize = 8;
+
 /// Budget for the B panels of one pixel block: they are re-read once per A
-/// row block, so they should stay in L2 (≥ 1 MiB on the x86-64 and AArch64
-/// server parts kerf targets; smaller L2s degrade gracefully to L3 reads).
-pub const B_BLOCK_BYTES: usize = 1 << 20;
+/// row block, so they should stay in L2 (`caps.cache.l2`, see
+/// [`crate::isa::CacheParams`]; smaller L2s degrade gracefully to L3 reads).
+pub fn b_block_bytes(caps: &Caps) -> usize {
+    caps.cache.l2
+}
 
 /// Packs `M × K` weights (`w[m * row_stride + k]`) into A row blocks.
 pub fn pack_a(w: &[f32], m: usize, kk: usize, row_stride: usize) -> Vec<f32> {
@@ -92,13 +103,24 @@ pub struct Gemm {
     pub out: Value,
     pub ldo: usize,
     pub epi: Epilogue,
+    /// Rows `r0..r1` (I64) to compute, `None` = all `m`: `r0` a multiple
+    /// of [`MR`], `r1` a multiple of [`MR`] or `m`. The row blocks are the
+    /// same as for the whole product, and every output is the same sum in
+    /// the same order whichever rows a call covers, so a product split
+    /// over row ranges (threads over output channels) is bit-identical to
+    /// the unsplit one.
+    pub rows: Option<(Value, Value)>,
 }
 
-/// Largest K slice per pass over a block: keeps one A row-block slice
-/// (MR·KC floats, 18 KiB) and the B slice of a panel (KC·L floats) in L1.
-/// Longer K runs in several passes that reload and re-store the partial
-/// sums (12 vectors per tile per pass, against MR·KC multiply-adds).
-pub const KC: usize = 384;
+/// Largest K slice per pass over a block: the largest even `KC` with
+/// `(MR + L) · KC · 4 ≤ 3/4 · L1d` ([`crate::isa::CacheParams`]), so one A
+/// row-block slice (MR·KC floats) and the B slice of a panel (KC·L floats)
+/// stay in L1 (x86-64: 384, an 18 KiB A slice). Longer K runs in several
+/// passes that reload and re-store the partial sums (12 vectors per tile
+/// per pass, against MR·KC multiply-adds).
+pub fn kc_max(caps: &Caps, lanes: usize) -> usize {
+    (caps.cache.l1d * 3 / 4 / ((MR + lanes) * 4) / 2 * 2).max(2)
+}
 
 /// Which pass over K a tile performs.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -113,7 +135,7 @@ struct Pass {
 
 /// Computes every output of `blk` for all `M` rows.
 pub fn run_block(k: &mut Kernel, g: &Gemm, blk: &Block) {
-    let nkb = g.kk.div_ceil(KC).max(1);
+    let nkb = g.kk.div_ceil(kc_max(&k.caps, k.lanes())).max(1);
     let kc = g.kk.div_ceil(nkb).div_ceil(2) * 2;
     let last_len = g.kk - (nkb - 1) * kc;
     if nkb == 1 {
@@ -144,20 +166,41 @@ fn run_pass(k: &mut Kernel, g: &Gemm, blk: &Block, k0: Value, pass: Pass) {
     // the B slice starts k0 steps into every panel
     let bk = k.b.ins().imul_imm_s(k0, (l * 4) as i64);
     let bstart = k.b.ins().iadd(b2.b, bk);
-    k.for_n(0, full as i64, 1, |k, mb| {
+    let full_block = |k: &mut Kernel, mb: Value| {
         let a_off = k.b.ins().imul_imm_s(mb, (MR * g2.kk * 4) as i64);
         let a_blk = k.b.ins().iadd(g2.a, a_off);
         let ak = k.b.ins().imul_imm_s(k0, (MR * 4) as i64);
         let a_blk = k.b.ins().iadd(a_blk, ak);
         let m0 = k.b.ins().imul_imm_s(mb, MR as i64);
         block_rows(k, &g2, &b2, bstart, a_blk, m0, MR, pass);
-    });
-    if rest > 0 {
-        let a_blk = k.add_c(g.a, (full * MR * g.kk * 4) as i64);
+    };
+    let rest_block = |k: &mut Kernel| {
+        let a_blk = k.add_c(g2.a, (full * MR * g2.kk * 4) as i64);
         let ak = k.b.ins().imul_imm_s(k0, (rest * 4) as i64);
         let a_blk = k.b.ins().iadd(a_blk, ak);
         let m0 = k.ic((full * MR) as i64);
-        block_rows(k, g, blk, bstart, a_blk, m0, rest, pass);
+        block_rows(k, &g2, &b2, bstart, a_blk, m0, rest, pass);
+    };
+    match g.rows {
+        None => {
+            k.for_n(0, full as i64, 1, full_block);
+            if rest > 0 {
+                rest_block(k);
+            }
+        }
+        Some((r0, r1)) => {
+            // full row blocks r0/MR .. min(r1, full·MR)/MR, then the rest
+            // block when the range reaches m
+            let mb0 = k.b.ins().udiv_imm_s(r0, MR as i64);
+            let cap = k.ic((full * MR) as i64);
+            let r1f = super::conv::imin(k, r1, cap);
+            let mb1 = k.b.ins().udiv_imm_s(r1f, MR as i64);
+            k.for_dyn(mb0, mb1, 1, full_block);
+            if rest > 0 {
+                let reach = k.b.ins().icmp_imm_s(IntCC::Equal, r1, g.m as i64);
+                k.if_then(reach, rest_block);
+            }
+        }
     }
 }
 

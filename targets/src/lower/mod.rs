@@ -179,6 +179,19 @@ impl<'a, 'g> Kernel<'a, 'g> {
     /// on multiples of it. `cost_per_iter`: FLOP-like cost of one iteration.
     /// Small kernels are not split: `(0, total)` as constants.
     pub fn parallel_range(&mut self, total: usize, align: usize, cost_per_iter: u64) -> LResult<(Value, Value)> {
+        self.parallel_range_capped(total, align, cost_per_iter, MAX_TASKS)
+    }
+
+    /// [`Kernel::parallel_range`] split into at most `cap` tasks (at most
+    /// [`MAX_TASKS`]): for kernels with a large [`Kernel::task_scratch`],
+    /// which the arena holds once per possible task.
+    pub fn parallel_range_capped(
+        &mut self,
+        total: usize,
+        align: usize,
+        cost_per_iter: u64,
+        cap: usize,
+    ) -> LResult<(Value, Value)> {
         if self.ranged {
             return Err("internal: parallel_range called twice for one kernel".into());
         }
@@ -186,7 +199,7 @@ impl<'a, 'g> Kernel<'a, 'g> {
         let align = align.max(1);
         let units = total.div_ceil(align);
         let cost = (total as u64).saturating_mul(cost_per_iter);
-        let max_tasks = units.min(MAX_TASKS).min(usize::try_from(cost / MIN_TASK_COST).unwrap_or(usize::MAX));
+        let max_tasks = units.min(MAX_TASKS).min(cap).min(usize::try_from(cost / MIN_TASK_COST).unwrap_or(usize::MAX));
         if max_tasks < 2 {
             let lo = self.b.ins().iconst(PTR, 0);
             let hi = self.b.ins().iconst(PTR, total as i64);

@@ -13,14 +13,20 @@
 //!    operand of the conv GEMM engine ([`super::gemm`]: row blocks of 12
 //!    output channels stored `[c][12]`, so a k step's broadcasts come from
 //!    one cache line);
-//! 2. per block of tiles (sized so V and M stay within [`BLOCK_BYTES`]), the
+//! 2. per block of tiles (sized so V and a chunk of M stay within the
+//!    target's L2, [`crate::isa::CacheParams`]), the
 //!    input transform `V = Bᵀ d B`, vectorised over `L` tiles (one lane per
 //!    tile, `L` = 4 with SIMD, 1 without), written straight into the GEMM's
 //!    B panel layout `V[ξ][tile/L][c][L]`;
 //! 3. n² GEMMs `M[ξ] = U[ξ] · V[ξ]`;
-//! 4. the output transform `Y = Aᵀ M A` plus the bias, again over `L` tiles,
-//!    stored to the NCHW output; tiles crossing the right or bottom edge
-//!    redirect their out-of-range stores to a dummy slot.
+//! 4. the output transform `Y = Aᵀ M A` plus the bias, then the fused
+//!    epilogue (residual add, activation: `ConvFused`), again over `L`
+//!    tiles, stored to the NCHW output; tiles crossing the right or bottom
+//!    edge redirect their out-of-range stores to a dummy slot.
+//!
+//! Steps 3-4 run per chunk of at most [`MC`] output channels. Threads split
+//! the blocks and, when there are fewer blocks than
+//! [`super::gemm::SPLIT_UNITS`], the output channels too (GEMM row blocks).
 //!
 //! The input is first copied into a zero-padded scratch image covering every
 //! tile, so the input transform needs no bounds checks.
@@ -36,16 +42,11 @@
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
-use kerf_ir::op::ConvAlgo;
-use kerf_ir::Op;
+use kerf_ir::op::{Conv, ConvAlgo};
 
-use super::epilogue::Epilogue;
-use super::gemm::{pack_a, run_block, Block, Gemm};
+use super::epilogue::{apply_act, Epilogue};
+use super::gemm::{pack_a, run_block, Block, Gemm, MR, SPLIT_UNITS};
 use super::{Kernel, LResult};
-
-/// Budget for one block's transformed input `V` and products `M` (bytes):
-/// about half of a 2 MiB L2, so U panels and the padded image share the rest.
-pub const BLOCK_BYTES: usize = 1 << 20;
 
 /// The interpolation points (besides ∞) of F(m×m, 3×3).
 pub fn points(m: usize) -> &'static [f64] {
@@ -243,10 +244,22 @@ fn sandwich(k: &mut Kernel, ty: Type, p_mat: &[f64], p: usize, n: usize, x: &[Va
     y
 }
 
-/// Lowers a Winograd conv (`Conv.algo = Winograd { tile }`).
-pub fn conv(k: &mut Kernel) -> LResult {
+/// Most bytes of private task buffers (strip, V, M) all tasks of one
+/// kernel may hold together: the arena keeps one copy per possible task,
+/// so a layer whose blocks are large is split into fewer tasks (ResNet's
+/// 512-channel 7×7 layers: ~0.8 MiB per task, at most 10 tasks).
+const TASK_SCRATCH_BUDGET: usize = 8 << 20;
+
+/// Rows of the products `M` computed and transformed at a time: bounds
+/// the per-task `M` buffer (`n² · MC · tiles` floats) independently of the
+/// output channel count.
+const MC: usize = 8 * MR;
+
+/// Lowers a Winograd conv (`Conv.algo = Winograd { tile }`) with its fused
+/// epilogue `epi` (applied after the output transform and the bias, before
+/// the store).
+pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
     k.require_f32()?;
-    let Op::Conv(cv) = k.node.op.clone() else { return Err("not a Conv".into()) };
     let ConvAlgo::Winograd { tile } = cv.algo else { return Err("not a Winograd conv".into()) };
     if !cv.winograd_eligible() {
         return Err("Winograd needs a 2-D 3x3 stride-1 dilation-1 conv with one group".into());
@@ -267,11 +280,13 @@ pub fn conv(k: &mut Kernel) -> LResult {
     let tiles = th * tw;
     let l = k.lanes();
     let vty = k.vty();
-    // Blocks of whole tile rows, balanced, sized so V and M stay within
-    // the budget (at least one tile row); every block covers `tb` tiles
-    // (the last one's surplus lanes recompute the last tile).
-    let per_tile = nn * (cin + kout) * 4;
-    let rows_max = (BLOCK_BYTES / per_tile / tw).clamp(1, th);
+    // rows of M per chunk (a multiple of MR, or all of them)
+    let mc = kout.min(MC);
+    // Blocks of whole tile rows, balanced, sized so V and a chunk of M stay
+    // within the L2 budget (at least one tile row); every block covers `tb`
+    // tiles (the last one's surplus lanes recompute the last tile).
+    let per_tile = nn * (cin + mc) * 4;
+    let rows_max = (k.caps.cache.l2 / per_tile / tw).clamp(1, th);
     let nblk = th.div_ceil(rows_max);
     let rows = th.div_ceil(nblk);
     let tb = (rows * tw).div_ceil(l) * l;
@@ -287,7 +302,7 @@ pub fn conv(k: &mut Kernel) -> LResult {
     // the output transform instead (Aᵀ has no constant row sum to fold it)
     let zeros = k.blob_f32(&vec![0.0; kout]);
     let bias = match k.node.inputs.len() {
-        3 => match k.const_f32(2) {
+        3.. => match k.const_f32(2) {
             Some(b) => Some(k.blob_f32(&b)),
             None => Some(k.input(2)),
         },
@@ -296,16 +311,30 @@ pub fn conv(k: &mut Kernel) -> LResult {
     let xp = k.input(0);
     let out = k.output(0);
     let edge = oh % m != 0 || ow % m != 0;
-    // Blocks (over the batch too) are independent tasks; each has private
-    // strip, V and M buffers.
+    // Tasks: blocks (over the batch too) and, when there are too few of
+    // them for the threads (the late 7×7 / 14×14 layers), also GEMM row
+    // blocks of output channels. A task transforms the input of each block
+    // it touches once, then computes and transforms its channels' products
+    // (every output the same sums whichever task computes it). Each task
+    // has private strip, V and M buffers.
+    let chan_split = batch * nblk < SPLIT_UNITS && kout >= 4 * MR;
+    let rbu = if chan_split { kout.div_ceil(MR) } else { 1 };
     let per_block = 2 * nn * kout * cin * tb + nn * tb * (6 * cin + 4 * kout);
-    let (lo, hi) = k.parallel_range(batch * nblk, 1, per_block as u64)?;
+    let scratch = (strip + nn * cin * tb + nn * mc * tb) * 4 + 16;
+    let cap = (TASK_SCRATCH_BUDGET / scratch).max(2);
+    let (lo, hi) = k.parallel_range_capped(batch * nblk * rbu, 1, per_block.div_ceil(rbu) as u64, cap)?;
     let pad = k.task_scratch(strip * 4);
     let vbuf = k.task_scratch(nn * cin * tb * 4);
-    let mbuf = k.task_scratch(nn * kout * tb * 4);
+    let mbuf = k.task_scratch(nn * mc * tb * 4);
     let dummy = if edge { Some(k.task_scratch(16)) } else { None };
 
-    k.for_dyn(lo, hi, 1, |k, bi| {
+    let (b_lo, b_hi) = if chan_split { super::conv::unit_items(k, lo, hi, rbu) } else { (lo, hi) };
+    k.for_dyn(b_lo, b_hi, 1, |k, bi| {
+        let (c_lo, c_hi) = if chan_split {
+            super::conv::unit_rows(k, bi, lo, hi, rbu, MR, kout)
+        } else {
+            (k.ic(0), k.ic(kout as i64))
+        };
         let bn = k.b.ins().udiv_imm_s(bi, nblk as i64);
         let blk = k.b.ins().urem_imm_s(bi, nblk as i64);
         let ty0 = k.b.ins().imul_imm_s(blk, rows as i64);
@@ -341,7 +370,6 @@ pub fn conv(k: &mut Kernel) -> LResult {
             });
         });
         let ob = k.b.ins().imul_imm_s(bn, (kout * oh * ow) as i64);
-        let obase = k.addr(out, ob, 4);
         // tile (row, column) of lane q of quad `qd`, clamped to the last
         // tile: clamped lanes recompute (and store) the last tile again.
         let lane_tiles = |k: &mut Kernel, qd: Value| -> Vec<(Value, Value)> {
@@ -398,71 +426,98 @@ pub fn conv(k: &mut Kernel) -> LResult {
                 }
             });
         });
-        // 2. M[ξ] = U[ξ] · V[ξ]
-        k.for_n(0, nn as i64, 1, |k, xi| {
-            let a = k.b.ins().imul_imm_s(xi, (kout * cin * 4) as i64);
-            let a = k.b.ins().iadd(ublob, a);
-            let vp = k.b.ins().imul_imm_s(xi, (tb * cin * 4) as i64);
-            let vp = k.b.ins().iadd(vbuf, vp);
-            let mo = k.b.ins().imul_imm_s(xi, (kout * tb * 4) as i64);
-            let mo = k.b.ins().iadd(mbuf, mo);
-            let g = Gemm { a, bias: zeros, m: kout, kk: cin, out: mo, ldo: tb, epi: Epilogue::NONE };
-            let out_off = k.ic(0);
-            run_block(k, &g, &Block { b: vp, rows: 1, ppr: nq, width: tb, pitch: tb, out_off });
-        });
-        // 3. output transform, bias, store
-        k.for_n(0, kout as i64, 1, |k, ko| {
-            let bv = match bias {
-                Some(bp) => {
-                    let s = k.ld_at(types::F32, bp, ko, 4, 0);
-                    k.widen(vty, s)
-                }
-                None => k.fsplat(vty, 0.0),
-            };
-            let mrow = k.b.ins().imul_imm_s(ko, (tb * 4) as i64);
-            let mrow = k.b.ins().iadd(mbuf, mrow);
-            let oplane = k.b.ins().imul_imm_s(ko, (oh * ow) as i64);
-            let oplane = k.addr(obase, oplane, 4);
-            k.for_n(0, nq as i64, 1, |k, qd| {
-                let mp = k.addr(mrow, qd, (l * 4) as i64);
-                let mv: Vec<Value> = (0..nn).map(|xi| k.ld(vty, mp, (xi * kout * tb * 4) as i32)).collect();
-                let y = sandwich(k, vty, &t.at, m, n, &mv);
-                let y: Vec<Value> = y.into_iter().map(|v| k.b.ins().fadd(v, bv)).collect();
-                let lanes = lane_tiles(k, qd);
-                for (q, &(ty_, tx)) in lanes.iter().enumerate() {
-                    let r0 = k.b.ins().imul_imm_s(ty_, m as i64);
-                    let c0 = k.b.ins().imul_imm_s(tx, m as i64);
-                    let e = k.b.ins().imul_imm_s(r0, ow as i64);
-                    let e = k.b.ins().iadd(e, c0);
-                    let p = k.addr(oplane, e, 4);
-                    let (rok, cok): (Vec<Option<Value>>, Vec<Option<Value>>) = if edge {
-                        let rk = (0..m)
-                            .map(|r| Some(k.b.ins().icmp_imm_s(IntCC::SignedLessThan, r0, oh as i64 - r as i64)))
-                            .collect();
-                        let ck = (0..m)
-                            .map(|c| Some(k.b.ins().icmp_imm_s(IntCC::SignedLessThan, c0, ow as i64 - c as i64)))
-                            .collect();
-                        (rk, ck)
+        // 2.-3. per chunk of at most `mc` of this task's channels
+        // c_lo..c_hi: M[ξ] = U[ξ] · V[ξ], then the output transform.
+        k.for_dyn(c_lo, c_hi, mc as i64, |k, cs| {
+            let ce = k.b.ins().iadd_imm_s(cs, mc as i64);
+            let ce = super::conv::imin(k, ce, c_hi);
+            // M chunk row r (absolute channel) at mbuf + (ξ·mc + r − cs)·tb
+            let shift = k.b.ins().imul_imm_s(cs, -((tb * 4) as i64));
+            let mbase = k.b.ins().iadd(mbuf, shift);
+            k.for_n(0, nn as i64, 1, |k, xi| {
+                let a = k.b.ins().imul_imm_s(xi, (kout * cin * 4) as i64);
+                let a = k.b.ins().iadd(ublob, a);
+                let vp = k.b.ins().imul_imm_s(xi, (tb * cin * 4) as i64);
+                let vp = k.b.ins().iadd(vbuf, vp);
+                let mo = k.b.ins().imul_imm_s(xi, (mc * tb * 4) as i64);
+                let mo = k.b.ins().iadd(mbase, mo);
+                let rows = Some((cs, ce));
+                let g = Gemm { a, bias: zeros, m: kout, kk: cin, out: mo, ldo: tb, epi: Epilogue::NONE, rows };
+                let out_off = k.ic(0);
+                run_block(k, &g, &Block { b: vp, rows: 1, ppr: nq, width: tb, pitch: tb, out_off });
+            });
+            k.for_dyn(cs, ce, 1, |k, ko| {
+                let bv = match bias {
+                    Some(bp) => {
+                        let s = k.ld_at(types::F32, bp, ko, 4, 0);
+                        k.widen(vty, s)
+                    }
+                    None => k.fsplat(vty, 0.0),
+                };
+                let mrow = k.addr(mbase, ko, (tb * 4) as i64);
+                let oplane = k.b.ins().imul_imm_s(ko, (oh * ow) as i64);
+                let oplane = k.b.ins().iadd(oplane, ob);
+                k.for_n(0, nq as i64, 1, |k, qd| {
+                    let mp = k.addr(mrow, qd, (l * 4) as i64);
+                    let mv: Vec<Value> = (0..nn).map(|xi| k.ld(vty, mp, (xi * mc * tb * 4) as i32)).collect();
+                    let y = sandwich(k, vty, &t.at, m, n, &mv);
+                    let y: Vec<Value> = y.into_iter().map(|v| k.b.ins().fadd(v, bv)).collect();
+                    // without a residual the activation runs on whole vectors
+                    let y: Vec<Value> = if epi.residual.is_none() {
+                        y.into_iter().map(|v| apply_act(k, vty, epi.act, v)).collect()
                     } else {
-                        (vec![None; m], vec![None; m])
+                        y
                     };
-                    for r in 0..m {
-                        for c in 0..m {
-                            let v = y[r * m + c];
-                            let s = if l > 1 { k.b.ins().extractlane(v, q as u8) } else { v };
-                            let off = ((r * ow + c) * 4) as i64;
-                            match (rok[r], cok[c], dummy) {
-                                (Some(a), Some(b), Some(dm)) => {
-                                    let ok = k.b.ins().band(a, b);
-                                    let real = k.add_c(p, off);
-                                    let at = k.b.ins().select(ok, real, dm);
-                                    k.st(s, at, 0);
+                    let lanes = lane_tiles(k, qd);
+                    for (q, &(ty_, tx)) in lanes.iter().enumerate() {
+                        let r0 = k.b.ins().imul_imm_s(ty_, m as i64);
+                        let c0 = k.b.ins().imul_imm_s(tx, m as i64);
+                        let e = k.b.ins().imul_imm_s(r0, ow as i64);
+                        let e = k.b.ins().iadd(e, c0);
+                        let e = k.b.ins().iadd(e, oplane);
+                        let p = k.addr(out, e, 4);
+                        let rp = epi.residual.map(|r| k.addr(r, e, 4));
+                        let (rok, cok): (Vec<Option<Value>>, Vec<Option<Value>>) = if edge {
+                            let rk = (0..m)
+                                .map(|r| Some(k.b.ins().icmp_imm_s(IntCC::SignedLessThan, r0, oh as i64 - r as i64)))
+                                .collect();
+                            let ck = (0..m)
+                                .map(|c| Some(k.b.ins().icmp_imm_s(IntCC::SignedLessThan, c0, ow as i64 - c as i64)))
+                                .collect();
+                            (rk, ck)
+                        } else {
+                            (vec![None; m], vec![None; m])
+                        };
+                        for r in 0..m {
+                            for c in 0..m {
+                                let v = y[r * m + c];
+                                let mut s = if l > 1 { k.b.ins().extractlane(v, q as u8) } else { v };
+                                let off = ((r * ow + c) * 4) as i64;
+                                // outside the output: store (and read the
+                                // residual) at the dummy slot instead
+                                let (at, rat) = match (rok[r], cok[c], dummy) {
+                                    (Some(a), Some(b), Some(dm)) => {
+                                        let ok = k.b.ins().band(a, b);
+                                        let real = k.add_c(p, off);
+                                        let at = k.b.ins().select(ok, real, dm);
+                                        let rat = rp.map(|rp| {
+                                            let real = k.add_c(rp, off);
+                                            k.b.ins().select(ok, real, dm)
+                                        });
+                                        (at, rat)
+                                    }
+                                    _ => (k.add_c(p, off), rp.map(|rp| k.add_c(rp, off))),
+                                };
+                                if let Some(ra) = rat {
+                                    let x = k.ld(types::F32, ra, 0);
+                                    s = k.b.ins().fadd(s, x);
+                                    s = apply_act(k, types::F32, epi.act, s);
                                 }
-                                _ => k.st(s, p, off as i32),
+                                k.st(s, at, 0);
                             }
                         }
                     }
-                }
+                });
             });
         });
     });

@@ -15,6 +15,37 @@ fn ident(s: &str) -> Attr {
     Attr::Ident(s.to_string())
 }
 
+impl ConvAlgo {
+    /// `exact=true` or `winograd=<tile>`; nothing for a direct conv.
+    fn attrs(&self, out: &mut Vec<(&'static str, Attr)>) {
+        match self {
+            ConvAlgo::Direct => {}
+            ConvAlgo::Exact => out.push(("exact", Attr::Bool(true))),
+            ConvAlgo::Winograd { tile } => out.push(("winograd", Attr::Int(i64::from(*tile)))),
+        }
+    }
+}
+
+impl Conv {
+    /// A conv's own attributes (window, group, layer, algorithm) of a
+    /// `Conv` or `ConvFused`.
+    fn from_attrs(m: &mut AttrMap) -> Result<Conv, IrError> {
+        let (window, group, layer) = (Window::from_attrs(m)?, m.usize("group")?, Layer(m.string("layer")?));
+        let algo = match (m.opt_int("winograd")?, m.opt_bool("exact")?.unwrap_or(false)) {
+            (None, false) => ConvAlgo::Direct,
+            (None, true) => ConvAlgo::Exact,
+            (Some(_), true) => return Err(m.error("a conv is either exact or winograd, not both")),
+            (Some(t @ (2 | 4)), false) => ConvAlgo::Winograd { tile: t as u8 },
+            (Some(t), false) => return Err(m.error(format!("winograd tile must be 2 or 4, got {t}"))),
+        };
+        let c = Conv { window, group, layer, algo };
+        if matches!(c.algo, ConvAlgo::Winograd { .. }) && !c.winograd_eligible() {
+            return Err(m.error("winograd needs a 2-D 3x3 stride-1 dilation-1 conv with one group"));
+        }
+        Ok(c)
+    }
+}
+
 impl Window {
     pub(super) fn attrs(&self, out: &mut Vec<(&'static str, Attr)>) {
         out.push(("kernel", ints(&self.kernel)));
@@ -72,16 +103,13 @@ impl Op {
                 c.window.attrs(&mut a);
                 a.push(("group", Attr::Int(c.group as i64)));
                 a.push(("layer", Attr::Str(c.layer.0.clone())));
-                match c.algo {
-                    ConvAlgo::Direct => {}
-                    ConvAlgo::Exact => a.push(("exact", Attr::Bool(true))),
-                    ConvAlgo::Winograd { tile } => a.push(("winograd", Attr::Int(i64::from(tile)))),
-                }
+                c.algo.attrs(&mut a);
             }
             Op::ConvFused(c, e) => {
                 c.window.attrs(&mut a);
                 a.push(("group", Attr::Int(c.group as i64)));
                 a.push(("layer", Attr::Str(c.layer.0.clone())));
+                c.algo.attrs(&mut a);
                 a.push(("act", ident(e.act.map_or("None", |u| u.name()))));
                 match e.act {
                     Some(UnaryOp::Clip { min, max }) => {
@@ -221,23 +249,9 @@ impl Op {
             }
             "Identity" => Op::Identity,
             "Dropout" => Op::Dropout,
-            "Conv" => {
-                let (window, group, layer) = (Window::from_attrs(m)?, m.usize("group")?, layer(m)?);
-                let algo = match (m.opt_int("winograd")?, m.opt_bool("exact")?.unwrap_or(false)) {
-                    (None, false) => ConvAlgo::Direct,
-                    (None, true) => ConvAlgo::Exact,
-                    (Some(_), true) => return Err(m.error("a conv is either exact or winograd, not both")),
-                    (Some(t @ (2 | 4)), false) => ConvAlgo::Winograd { tile: t as u8 },
-                    (Some(t), false) => return Err(m.error(format!("winograd tile must be 2 or 4, got {t}"))),
-                };
-                let c = Conv { window, group, layer, algo };
-                if matches!(c.algo, ConvAlgo::Winograd { .. }) && !c.winograd_eligible() {
-                    return Err(m.error("winograd needs a 2-D 3x3 stride-1 dilation-1 conv with one group"));
-                }
-                Op::Conv(c)
-            }
+            "Conv" => Op::Conv(Conv::from_attrs(m)?),
             "ConvFused" => {
-                let (window, group, layer) = (Window::from_attrs(m)?, m.usize("group")?, layer(m)?);
+                let conv = Conv::from_attrs(m)?;
                 let act = match m.ident("act")?.as_str() {
                     "None" => None,
                     "Relu" => Some(UnaryOp::Relu),
@@ -254,7 +268,7 @@ impl Op {
                     }
                 };
                 let residual = m.bool("residual")?;
-                Op::ConvFused(Conv { window, group, layer, algo: ConvAlgo::Direct }, Epilogue { act, residual })
+                Op::ConvFused(conv, Epilogue { act, residual })
             }
             "ConvTranspose" => Op::ConvTranspose(ConvTranspose {
                 window: Window::from_attrs(m)?,

@@ -1,0 +1,225 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Convs on small planes whose tasks split the output channels (GEMM row
+//! blocks) as well as the pixel blocks — the direct packed GEMM conv and
+//! Winograd — and Winograd convs with fused epilogues (`ConvFused`:
+//! activation and residual after the output transform):
+//!
+//! - values against the unfused graph computed by the direct conv and
+//!   separate Add / activation kernels (tolerance 1e-5 + 1e-4 * max|ref|,
+//!   the codegen tolerance), with SIMD (native) and the scalar path
+//!   (baseline);
+//! - a threaded run is bit-identical to the serial run for 1..=5 threads
+//!   (tasks run in reverse order by a recording runtime) and real pools,
+//!   and the kernels really are split.
+
+mod common;
+use std::ffi::c_void;
+use std::sync::Mutex;
+
+use common::{close, list, run, t};
+use kerf_ir::Tensor;
+use kerf_runtime::{KerfRuntime, Model, TaskFn, ThreadPool, ABI_VERSION};
+use kerf_targets::{jit_compile, CompileOptions};
+
+fn vals(n: usize, seed: usize, scale: f32) -> Vec<f32> {
+    (0..n).map(|i| ((((i + seed) * 7919) % 101) as f32 / 50.0 - 1.0) * scale).collect()
+}
+
+fn dims(s: &[usize]) -> String {
+    s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// One conv layer: `n×c×h×w` → `k` channels, kernel `kh`, stride, pad.
+#[derive(Clone, Copy)]
+struct Layer {
+    n: usize,
+    c: usize,
+    h: usize,
+    k: usize,
+    kh: usize,
+    stride: usize,
+    pad: usize,
+}
+
+impl Layer {
+    fn out_hw(&self) -> usize {
+        (self.h + 2 * self.pad - self.kh) / self.stride + 1
+    }
+    fn in_shape(&self) -> Vec<usize> {
+        vec![self.n, self.c, self.h, self.h]
+    }
+    fn out_shape(&self) -> Vec<usize> {
+        vec![self.n, self.k, self.out_hw(), self.out_hw()]
+    }
+    fn conv_attrs(&self, extra: &str) -> String {
+        let (kh, s, p) = (self.kh, self.stride, self.pad);
+        format!(
+            "kernel=[{kh},{kh}], strides=[{s},{s}], dilations=[1,1], pads=[{p},{p},{p},{p}], group=1, layer=\"c\"{extra}"
+        )
+    }
+    fn consts(&self) -> String {
+        let w = vals(self.k * self.c * self.kh * self.kh, 7, 0.3);
+        let b = vals(self.k, 3, 0.5);
+        format!(
+            "  const %1 \"w\": f32[{},{},{},{}] = {}\n  const %2 \"b\": f32[{}] = {}\n",
+            self.k,
+            self.c,
+            self.kh,
+            self.kh,
+            list(&w),
+            self.k,
+            list(&b)
+        )
+    }
+    /// `act(Conv(x) + r)` as a fused op (`algo`: "" or ", winograd=m").
+    fn fused(&self, algo: &str, act: &str, residual: bool) -> String {
+        let (o, r) = (dims(&self.out_shape()), if residual { ", %9" } else { "" });
+        format!(
+            "graph \"g\"\n  input %0 \"x\": f32[{}]\n  input %9 \"r\": f32[{o}]\n{}  %3 = ConvFused{{{}, {}, residual={residual}}}(%0, %1, %2{r}): f32[{o}] @\"c\"\n  output \"y\" = %3\n",
+            dims(&self.in_shape()),
+            self.consts(),
+            self.conv_attrs(algo),
+            act_attrs(act),
+        )
+    }
+    /// The same function unfused: direct Conv, Add, activation nodes.
+    fn unfused(&self, act: &str, residual: bool) -> String {
+        let o = dims(&self.out_shape());
+        let mut body = format!("  %3 = Conv{{{}}}(%0, %1, %2): f32[{o}] @\"c\"\n", self.conv_attrs(""));
+        let mut last = 3;
+        if residual {
+            body += &format!("  %4 = Add(%3, %9): f32[{o}]\n");
+            last = 4;
+        }
+        if act != "None" {
+            body += &format!("  %5 = {act}(%{last}): f32[{o}]\n");
+            last = 5;
+        }
+        format!(
+            "graph \"g\"\n  input %0 \"x\": f32[{}]\n  input %9 \"r\": f32[{o}]\n{}{body}  output \"y\" = %{last}\n",
+            dims(&self.in_shape()),
+            self.consts()
+        )
+    }
+    fn inputs(&self) -> Vec<Tensor> {
+        let xn: usize = self.in_shape().iter().product();
+        let on: usize = self.out_shape().iter().product();
+        vec![t(&self.in_shape(), &vals(xn, 1, 1.0)), t(&self.out_shape(), &vals(on, 5, 2.0))]
+    }
+}
+
+/// A unary op's text (`Clip{min=0.0, max=6.0}`) as epilogue attributes
+/// (`act=Clip, act_min=0.0, act_max=6.0`).
+fn act_attrs(act: &str) -> String {
+    match act.split_once('{') {
+        None => format!("act={act}"),
+        Some((name, rest)) => {
+            let args: Vec<String> =
+                rest.trim_end_matches('}').split(", ").map(|a| format!("act_{}", a.trim())).collect();
+            format!("act={name}, {}", args.join(", "))
+        }
+    }
+}
+
+/// Records each `parallel_for`'s task count, runs the tasks in reverse.
+unsafe extern "C" fn reverse_parallel_for(ctx: *mut c_void, n: u32, task: TaskFn, arg: *mut c_void) {
+    // SAFETY: ctx is the `calls` mutex of `threaded_equals_serial`, alive during the run.
+    let calls = unsafe { &*(ctx as *const Mutex<Vec<u32>>) };
+    calls.lock().unwrap().push(n);
+    for i in (0..n).rev() {
+        // SAFETY: generated code's contract for parallel_for.
+        unsafe { task(arg, i) };
+    }
+}
+
+fn run_rt(m: &Model, inputs: &[Tensor], rt: Option<&KerfRuntime>) -> Vec<u8> {
+    let ins: Vec<&[u8]> = inputs.iter().map(|t| t.bytes()).collect();
+    let mut out = vec![0u8; m.info().outputs[0].bytes];
+    let mut arena = m.new_arena();
+    // SAFETY: the runtimes passed are a pool's or use `reverse_parallel_for`.
+    unsafe { m.run_with(&ins, &mut [out.as_mut_slice()], &mut arena, rt) }.unwrap();
+    out
+}
+
+/// Threaded runs equal the serial run bit for bit; the kernel is split.
+fn threaded_equals_serial(name: &str, text: &str, inputs: &[Tensor]) {
+    let g = kerf_ir::text::parse(text).unwrap();
+    let jm = jit_compile(&g, &CompileOptions::new("host", "native", "t")).unwrap();
+    let m = jm.model();
+    let want = run_rt(m, inputs, None);
+    let log: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+    for threads in 1..=5u32 {
+        let rt = KerfRuntime {
+            abi_version: ABI_VERSION,
+            num_threads: threads,
+            parallel_for: Some(reverse_parallel_for),
+            ctx: &log as *const Mutex<Vec<u32>> as *mut c_void,
+        };
+        assert!(run_rt(m, inputs, Some(&rt)) == want, "{name}: {threads} threads differ from serial");
+        let calls = std::mem::take(&mut *log.lock().unwrap());
+        if threads >= 2 {
+            assert!(!calls.is_empty(), "{name}: not split at {threads} threads");
+        }
+    }
+    for threads in [2, 3] {
+        let pool = ThreadPool::new(threads);
+        assert!(run_rt(m, inputs, Some(&pool.runtime())) == want, "{name}: pool of {threads}");
+    }
+}
+
+fn check(name: &str, l: Layer, algo: &str, act: &str, residual: bool) {
+    let inputs = l.inputs();
+    for cpu in ["native", "baseline"] {
+        let want = run(&l.unfused(act, residual), &inputs, cpu).remove(0);
+        let got = run(&l.fused(algo, act, residual), &inputs, cpu).remove(0);
+        close(&format!("{name} ({cpu})"), &got, &want, 1e-5, 1e-4);
+    }
+    threaded_equals_serial(name, &l.fused(algo, act, residual), &inputs);
+}
+
+#[test]
+fn winograd_splits_channels_on_small_planes() {
+    // one 7x7 tile block: the tasks split 128 output channels (11 row
+    // blocks, the last of 8 rows); F(2) and F(4), edge tiles for both
+    let l = Layer { n: 1, c: 64, h: 7, k: 128, kh: 3, stride: 1, pad: 1 };
+    for tile in [2, 4] {
+        check(&format!("winograd F({tile}) 7x7 64->128 relu+res"), l, &format!(", winograd={tile}"), "Relu", true);
+    }
+    // batch 2, more channels than one M chunk (96 rows): 100 = 96 + 4
+    let l = Layer { n: 2, c: 48, h: 6, k: 100, kh: 3, stride: 1, pad: 1 };
+    check("winograd F(2) 2x6x6 48->100 clip", l, ", winograd=2", "Clip{min=0.0, max=6.0}", false);
+    check("winograd F(4) 2x6x6 48->100 res", l, ", winograd=4", "None", true);
+}
+
+#[test]
+fn winograd_fused_epilogues() {
+    // several tile blocks (no channel split), edge tiles (27x27 out), every
+    // activation, no pad
+    let l = Layer { n: 1, c: 8, h: 29, k: 20, kh: 3, stride: 1, pad: 0 };
+    for act in ["Relu", "LeakyRelu{alpha=0.1}", "HardSwish", "Clip{min=-1.0, max=1.0}"] {
+        for residual in [false, true] {
+            let inputs = l.inputs();
+            for cpu in ["native", "baseline"] {
+                let want = run(&l.unfused(act, residual), &inputs, cpu).remove(0);
+                for tile in [2, 4] {
+                    let got = run(&l.fused(&format!(", winograd={tile}"), act, residual), &inputs, cpu).remove(0);
+                    close(&format!("F({tile}) {act} residual {residual} ({cpu})"), &got, &want, 1e-5, 1e-4);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn direct_gemm_conv_splits_channels_on_small_planes() {
+    // 3x3 stride 2 and 1x1 stride 2 (ResNet's downsampling) to 7x7, and a
+    // pointwise 1x1 on 7x7: one pixel block, channels split
+    let cases = [
+        ("3x3 s2 14->7 64->96", Layer { n: 1, c: 64, h: 14, k: 96, kh: 3, stride: 2, pad: 1 }),
+        ("1x1 s2 14->7 64->128", Layer { n: 1, c: 64, h: 14, k: 128, kh: 1, stride: 2, pad: 0 }),
+        ("1x1 7x7 96->100", Layer { n: 1, c: 96, h: 7, k: 100, kh: 1, stride: 1, pad: 0 }),
+    ];
+    for (name, l) in cases {
+        check(name, l, "", "Relu", true);
+    }
+}
