@@ -182,6 +182,30 @@ fn conv_inner(k: &mut Kernel, c: &kerf_ir::op::Conv, epi: Epilogue) -> LResult<b
     let wconst = k.const_f32(1);
     let bconst = if k.node.inputs.len() >= 3 { k.const_f32(2) } else { Some(vec![0.0; gm.oc]) };
     if let (Some(w), Some(b)) = (&wconst, &bconst) {
+        if gm.group == 1 {
+            // a short reduction on a small plane of narrow rows (e.g. a first
+            // layer on audio features): taps broadcast, channels in lanes
+            let sg = super::conv_smallk::SmallGeo {
+                n: gm.n,
+                c: gm.c,
+                h: gm.h,
+                w: gm.w,
+                oc: gm.oc,
+                oh: gm.oh,
+                ow: gm.ow,
+                kh: gm.kh,
+                kw: gm.kw,
+                sh: gm.sh,
+                sw: gm.sw,
+                dh: gm.dh,
+                dw: gm.dw,
+                ph: gm.ph,
+                pw: gm.pw,
+            };
+            if sg.fits(k.caps.simd) {
+                return super::conv_smallk::conv(k, &sg, w, b, epi).map(|()| true);
+            }
+        }
         if ocg >= 4 {
             return conv_packed(k, &gm, w, b, epi).map(|()| true);
         }

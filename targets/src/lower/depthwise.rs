@@ -1,23 +1,45 @@
 //! Depthwise convolution (one input and one output channel per group), the
 //! memory-bound half of MobileNet-style blocks.
 //!
-//! Per channel (the parallel unit): the input plane is copied into a
-//! task-private zero-padded scratch plane, split into `sw` *phases* by
-//! column (`phase[s][j] = padded[j·sw + s]`), so that for any horizontal
-//! stride and dilation the input pixels of `L` adjacent outputs for one tap
-//! are contiguous: tap `kx` reads phase `(kx·dw) % sw` at offset
-//! `ox + (kx·dw) / sw`. Each output row is then computed [`VECS`] vectors
-//! at a time (8 independent accumulators hide the FMA latency), taps fully
-//! unrolled, each tap's weight broadcast once for all vectors, the bias as
-//! the initial value and the epilogue applied before the store.
+//! Direct, without a padded copy. Per channel (the parallel unit) and output
+//! row, the `kh` input row pointers are computed once; a row that falls in
+//! the vertical padding points at a zeroed scratch row instead, so every
+//! output row runs the same code. Along the width the outputs are computed
+//! `L` at a time (`L` = vector lanes), in *positions* `0, L, 2L, …` plus an
+//! overlapping last position `ow - L` when `L` does not divide `ow` (the
+//! output never aliases an input of a conv, so recomputing a few columns is
+//! harmless and saves a scalar tail). Positions whose taps all read inside
+//! the row (*interior*) run in a loop, [`VECS`] positions per pass with one
+//! accumulator each (independent FMA chains hide the latency) and each tap's
+//! pre-broadcast weight vector loaded once per pass. The few *border*
+//! positions are unrolled at compile time: a tap whose lanes are partly
+//! outside the row loads the in-bounds window and moves the lanes into place
+//! with one shuffle, zeroing the outside lanes with a mask; a tap entirely
+//! outside is skipped.
+//!
+//! Stride 2 (vectors): the 8 input floats of a tap's 4 lanes are loaded as
+//! two vectors and deinterleaved with one shuffle; the next tap's inputs
+//! (one float to the right) are the odd lanes of the same pair. Other strides,
+//! rows narrower than the vector span, and targets without SIMD use the same
+//! scheme with `L = 1` (scalar).
+//!
+//! The bias is the accumulators' initial value; the fused epilogue
+//! (residual, activation) is applied before the store.
 
-use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::{types, ConstantData, Endianness, Immediate, InstBuilder, MemFlagsData, Type, Value};
 
-use super::epilogue::{apply_act, Epilogue};
+use super::epilogue::{apply_act, Act, Epilogue};
 use super::{Kernel, LResult};
 
-/// Output vectors computed together (accumulators in flight).
+/// Positions computed together per pass (accumulators in flight).
 const VECS: usize = 8;
+/// Positions per pass for stride 2, which also keeps a loaded pair, its
+/// shuffle and the row's weights in registers (16 vector registers on x86-64).
+const VECS_S2: usize = 6;
+/// Largest `h·w` of the flat small-plane path (its code is unrolled over
+/// the plane: `h·w/4` positions × taps).
+const FLAT_MAX: usize = 256;
 
 /// Geometry of a 2-D depthwise conv (1-D has `h = kh = 1`).
 #[derive(Clone, Copy, Debug)]
@@ -38,217 +60,400 @@ pub struct DwGeo {
     pub pw: usize,
 }
 
+/// Where the lanes of one position read for one tap.
+enum TapLoad {
+    /// Every lane outside the row: the tap contributes nothing.
+    Skip,
+    /// `L` contiguous in-bounds floats (or one float when `L = 1`) at this column.
+    Direct(i64),
+    /// Window of `L · sw` floats at column `base`, lane `j` takes window float
+    /// `idx[j]`; lanes with `valid[j] == false` are zeroed.
+    Gather { base: i64, idx: Vec<usize>, valid: Vec<bool> },
+}
+
+/// Code-generation plan shared by all rows.
+struct Plan {
+    g: DwGeo,
+    /// Lanes per position (1 = scalar).
+    l: usize,
+    ty: Type,
+    /// Positions per pass of the interior loop.
+    vecs: usize,
+    /// Weights `[c][kh·kw][l]`, each tap broadcast to `l` lanes.
+    wb: Value,
+    /// Stride 2 with vectors: the immediates of the even/odd deinterleaving
+    /// shuffles of a loaded pair.
+    pair: Option<(Immediate, Immediate)>,
+}
+
 /// `w`: `[c][kh][kw]`, `bias`: `[c]`, both constants.
 pub fn depthwise(k: &mut Kernel, g: &DwGeo, w: &[f32], bias: &[f32], epi: Epilogue) -> LResult {
-    let l = k.lanes();
-    let vty = k.vty();
     let g = *g;
-    let ow_pad = g.ow.div_ceil(l) * l;
-    let hp = (g.h + g.ph).max((g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1);
-    let wph = (g.w + g.pw).div_ceil(g.sw).max(ow_pad + (g.kw - 1) * g.dw / g.sw) + 1;
-    let row = g.sw * wph; // floats per padded row (all phases)
-    let plane = hp * row;
+    let taps = g.kh * g.kw;
+    if w.len() != g.c * taps || bias.len() != g.c {
+        return Err(format!(
+            "depthwise conv: expected {} weights and {} biases, got {} and {}",
+            g.c * taps,
+            g.c,
+            w.len(),
+            bias.len()
+        ));
+    }
+    // vector lanes only where the row holds a whole vector span
+    let lanes = k.lanes();
+    let l = if lanes > 1 && g.sw <= 2 && g.w >= g.sw * lanes && g.ow >= lanes { lanes } else { 1 };
+    let ty = if l > 1 { k.vty() } else { types::F32 };
+    let splat: Vec<f32> = w.iter().flat_map(|&x| std::iter::repeat_n(x, l)).collect();
+    let wb = k.blob_f32(&splat);
+    let bb = k.blob_f32(bias);
+    let pair = (l > 1 && g.sw == 2).then(|| {
+        let mut lanes_of = |first: usize| {
+            let bytes: Vec<u8> = (0..l).flat_map(|j| (0..4).map(move |b| (4 * (2 * j + first) + b) as u8)).collect();
+            k.b.func.dfg.immediates.push(ConstantData::from(bytes.as_slice()))
+        };
+        (lanes_of(0), lanes_of(1))
+    });
+    let vecs = if g.sw == 2 && l > 1 { VECS_S2 } else { VECS };
+    let p = Plan { g, l, ty, vecs, wb, pair };
+
     let xp = k.input(0);
     let out = k.output(0);
-    let wb = k.blob_f32(w);
-    let bb = k.blob_f32(bias);
-    let taps = g.kh * g.kw;
-    let (lo, hi) = k.parallel_range(g.n * g.c, 1, (2 * g.oh * g.ow * taps + plane) as u64)?;
-    let pad = k.task_scratch(plane * 4);
+    let (lo, hi) = k.parallel_range(g.n * g.c, 1, (2 * g.oh * g.ow * taps + g.w) as u64)?;
+    if l > 1 && g.sh == 1 && g.sw == 1 && g.oh == g.h && g.ow == g.w && g.h * g.w <= FLAT_MAX {
+        flat(k, &p, bb, xp, out, epi, lo, hi);
+        return Ok(());
+    }
+    // the zero row that vertical padding rows point at (constant data, so
+    // every load of the kernel reads memory it never writes)
+    let zrow = k.blob_f32(&vec![0.0; g.w]);
+
+    // positions: interior ones form one run [i_lo, i_hi) of regular positions
+    let npos = g.ow / l;
+    let tail = (!g.ow.is_multiple_of(l)).then_some(g.ow - l);
+    let interior = |ox0: usize| (0..g.kw).all(|kx| matches!(tap_load(&p, ox0, kx), TapLoad::Direct(_)));
+    let i_lo = (0..npos).find(|&i| interior(i * l)).unwrap_or(npos);
+    let i_hi = (i_lo..npos).find(|&i| !interior(i * l)).unwrap_or(npos);
+    let mut borders: Vec<usize> = (0..i_lo).chain(i_hi..npos).map(|i| i * l).collect();
+    borders.extend(tail);
+
     k.for_dyn(lo, hi, 1, |k, nc| {
         let ch = k.b.ins().urem_imm_s(nc, g.c as i64);
-        // zero the padding rows (the padding columns of the image rows are
-        // zeroed row by row in copy_plane), then copy the plane into its phases
-        let top = g.ph * row;
-        let bottom = (g.h + g.ph) * row;
-        for (lo, hi) in [(0, top), (bottom, plane)] {
-            let base = k.add_c(pad, (lo * 4) as i64);
-            k.for_vec(hi - lo, &mut |k, ty, i| {
-                let z = k.fsplat(ty, 0.0);
-                k.st_at(z, base, i, 4, 0);
-            });
-        }
         let xo = k.b.ins().imul_imm_s(nc, (g.h * g.w * 4) as i64);
         let xbase = k.b.ins().iadd(xp, xo);
-        copy_plane(k, &g, xbase, pad, wph);
-        let wrow = k.b.ins().imul_imm_s(ch, (taps * 4) as i64);
-        let wrow = k.b.ins().iadd(wb, wrow);
+        let wrow = k.b.ins().imul_imm_s(ch, (taps * l * 4) as i64);
+        let wrow = k.b.ins().iadd(p.wb, wrow);
         let bp = k.addr(bb, ch, 4);
         let bs = k.ld_ro(types::F32, bp, 0);
-        let bv = k.widen(vty, bs);
         let oo = k.b.ins().imul_imm_s(nc, (g.oh * g.ow * 4) as i64);
         let obase = k.b.ins().iadd(out, oo);
         let rbase = epi.residual.map(|r| k.b.ins().iadd(r, oo));
         k.for_n(0, g.oh as i64, 1, |k, oy| {
-            let ro_ = k.b.ins().imul_imm_s(oy, (g.sh * row * 4) as i64);
-            let prow = k.b.ins().iadd(pad, ro_);
+            let bv = k.widen(ty, bs);
+            let rows: Vec<Value> = (0..g.kh)
+                .map(|ky| {
+                    let iy = k.b.ins().imul_imm_s(oy, g.sh as i64);
+                    let iy = k.b.ins().iadd_imm_s(iy, (ky * g.dh) as i64 - g.ph as i64);
+                    let ok = k.in_range(iy, g.h as i64);
+                    let ptr = k.addr(xbase, iy, (g.w * 4) as i64);
+                    k.b.ins().select(ok, ptr, zrow)
+                })
+                .collect();
             let oro = k.b.ins().imul_imm_s(oy, (g.ow * 4) as i64);
             let orow = k.b.ins().iadd(obase, oro);
             let rrow = rbase.map(|r| k.b.ins().iadd(r, oro));
-            // one group of `nv` vectors at output column ox0 (element index),
-            // the last vector `last` lanes wide
-            let group = |k: &mut Kernel, ox0: Value, nv: usize, last: usize| {
-                let po = k.b.ins().imul_imm_s(ox0, 4);
-                let src = k.b.ins().iadd(prow, po);
-                let dst = k.b.ins().iadd(orow, po);
-                let mut acc = vec![bv; nv];
-                for ky in 0..g.kh {
-                    for kx in 0..g.kw {
-                        let t = ky * g.kw + kx;
-                        let wv = k.ld_ro(types::F32, wrow, (t * 4) as i32);
-                        let wv = k.widen(vty, wv);
-                        let (s, jo) = ((kx * g.dw) % g.sw, (kx * g.dw) / g.sw);
-                        let base = ((ky * g.dh * row) + s * wph + jo) * 4;
-                        for (v, a) in acc.iter_mut().enumerate() {
-                            let x = k.ld(vty, src, (base + v * l * 4) as i32);
-                            *a = k.fmadd(x, wv, *a);
-                        }
-                    }
-                }
-                for (v, a) in acc.into_iter().enumerate() {
-                    let off = (v * l * 4) as i32;
-                    let width = if v + 1 == nv { last } else { l };
-                    if width == l {
-                        let mut y = a;
-                        if let Some(rr) = rrow {
-                            let rp = k.b.ins().iadd(rr, po);
-                            let r = k.ld(vty, rp, off);
-                            y = k.b.ins().fadd(y, r);
-                        }
-                        let y = apply_act(k, vty, epi.act, y);
-                        k.st(y, dst, off);
-                    } else {
-                        for q in 0..width {
-                            let mut x = k.b.ins().extractlane(a, q as u8);
-                            let o = off + (q * 4) as i32;
-                            if let Some(rr) = rrow {
-                                let rp = k.b.ins().iadd(rr, po);
-                                let r = k.ld(types::F32, rp, o);
-                                x = k.b.ins().fadd(x, r);
-                            }
-                            let x = apply_act(k, types::F32, epi.act, x);
-                            k.st(x, dst, o);
-                        }
-                    }
-                }
-            };
-            let span = VECS * l;
-            let groups = g.ow / span;
-            k.for_n(0, (groups * span) as i64, span as i64, |k, ox0| group(k, ox0, VECS, l));
-            let left = g.ow - groups * span;
-            if left > 0 {
-                let ox0 = k.ic((groups * span) as i64);
-                let nv = left.div_ceil(l);
-                let last = left - (nv - 1) * l;
-                group(k, ox0, nv, last);
+            let ctx = RowCtx { rows: &rows, wrow, bias: bv, orow, rrow, act: epi };
+            // interior: passes of `vecs` positions, then one shorter pass
+            let n_int = i_hi - i_lo;
+            let full = n_int / p.vecs * p.vecs;
+            let span = (p.vecs * l) as i64;
+            let start = (i_lo * l) as i64;
+            k.for_n(start, start + full as i64 * l as i64, span, |k, ox0| {
+                interior_pass(k, &p, &ctx, ox0, p.vecs);
+            });
+            if n_int > full {
+                let ox0 = k.ic(((i_lo + full) * l) as i64);
+                interior_pass(k, &p, &ctx, ox0, n_int - full);
+            }
+            for chunk in borders.chunks(p.vecs) {
+                border_pass(k, &p, &ctx, chunk);
             }
         });
     });
     Ok(())
 }
 
-/// Copies one input plane (`xbase`, `h × w`) into the zeroed phase-split
-/// padded plane `pad` (`[hp][sw][wph]`): `pad[y+ph][s][j] = x[y][j·sw + s - pw]`.
-fn copy_plane(k: &mut Kernel, g: &DwGeo, xbase: Value, pad: Value, wph: usize) {
-    let g = *g;
-    let row = g.sw * wph;
-    k.for_n(0, g.h as i64, 1, |k, y| {
-        let so = k.b.ins().imul_imm_s(y, (g.w * 4) as i64);
-        let src = k.b.ins().iadd(xbase, so);
-        let dof = k.b.ins().imul_imm_s(y, (row * 4) as i64);
-        let dst = k.add_c(pad, (g.ph * row * 4) as i64);
-        let dst = k.b.ins().iadd(dst, dof);
-        zero_row_pads(k, &g, dst, wph);
-        if g.sw == 1 {
-            let d = k.add_c(dst, (g.pw * 4) as i64);
-            k.for_vec(g.w, &mut |k, ty, j| {
-                let v = k.ld_at(ty, src, j, 4, 0);
-                k.st_at(v, d, j, 4, 0);
-            });
-            return;
-        }
-        // padded column xp = x + pw = j*sw + s
-        let mut j_vec_end = 0usize;
-        if g.sw == 2 && k.caps.simd {
-            // 8 input floats → 4 even + 4 odd padded columns; j0 must make
-            // x0 = 2*j0 - pw >= 0 and x0 + 8 <= w.
-            let j_lo = g.pw.div_ceil(2);
-            let j_hi = if g.w + g.pw >= 8 { (g.w + g.pw - 8) / 2 + 1 } else { 0 };
-            let nvec = j_hi.saturating_sub(j_lo) / 4;
-            if nvec > 0 {
-                // phase of the even source floats: (x0 + pw) % 2 = 0
-                let even = k.b.func.dfg.immediates.push(cranelift_codegen::ir::ConstantData::from(
-                    [0u8, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27].as_slice(),
-                ));
-                let odd = k.b.func.dfg.immediates.push(cranelift_codegen::ir::ConstantData::from(
-                    [4u8, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31].as_slice(),
-                ));
-                let flags = MemFlagsData::new().with_notrap();
-                k.for_n(0, nvec as i64, 1, |k, i| {
-                    let j0 = k.b.ins().imul_imm_s(i, 4);
-                    let j0 = k.b.ins().iadd_imm_s(j0, j_lo as i64);
-                    // x0 = 2*j0 - pw
-                    let xo = k.b.ins().imul_imm_s(j0, 8);
-                    let sp = k.b.ins().iadd(src, xo);
-                    let soff = -((g.pw * 4) as i32);
-                    let a = k.b.ins().load(types::I8X16, flags, sp, soff);
-                    let b = k.b.ins().load(types::I8X16, flags, sp, soff + 16);
-                    let e = k.b.ins().shuffle(a, b, even);
-                    let o = k.b.ins().shuffle(a, b, odd);
-                    let dp = k.addr(dst, j0, 4);
-                    k.b.ins().store(flags, e, dp, 0);
-                    k.b.ins().store(flags, o, dp, (wph * 4) as i32);
-                });
-                j_vec_end = j_lo + nvec * 4;
-                // scalar for j in 0..j_lo and j_vec_end.. (below), skipping the vector range
-                scalar_phases(k, &g, src, dst, wph, 0, j_lo);
-                scalar_phases(k, &g, src, dst, wph, j_vec_end, usize::MAX);
-                return;
+/// Small "same" planes with stride 1 (e.g. 25×5, 7×7, 14×14): the plane is
+/// one flat run of `h·w` outputs computed `L` at a time, every position and
+/// tap unrolled at compile time. Output `q` reads input `q + d` for tap
+/// offset `d = (ky·dh - ph)·w + (kx·dw - pw)`, so a tap's lanes are one
+/// contiguous load whose lanes outside the image (row or column) are masked
+/// to zero; at the ends of the plane the window is clamped and permuted as
+/// in [`gather`]. No per-row work and no lanes wasted on a short row's tail.
+#[allow(clippy::too_many_arguments)]
+fn flat(k: &mut Kernel, p: &Plan, bb: Value, xp: Value, out: Value, epi: Epilogue, lo: Value, hi: Value) {
+    let g = p.g;
+    let l = p.l;
+    let (n, w, taps) = (g.h * g.w, g.w, g.kh * g.kw);
+    let le = MemFlagsData::new().with_endianness(Endianness::Little);
+    let mut starts: Vec<usize> = (0..n / l).map(|i| i * l).collect();
+    if !n.is_multiple_of(l) {
+        starts.push(n - l);
+    }
+    k.for_dyn(lo, hi, 1, |k, nc| {
+        let ch = k.b.ins().urem_imm_s(nc, g.c as i64);
+        let xo = k.b.ins().imul_imm_s(nc, (n * 4) as i64);
+        let xbase = k.b.ins().iadd(xp, xo);
+        let wrow = k.b.ins().imul_imm_s(ch, (taps * l * 4) as i64);
+        let wrow = k.b.ins().iadd(p.wb, wrow);
+        let bp = k.addr(bb, ch, 4);
+        let bs = k.ld_ro(types::F32, bp, 0);
+        let bias = k.widen(p.ty, bs);
+        let obase = k.b.ins().iadd(out, xo);
+        let rbase = epi.residual.map(|r| k.b.ins().iadd(r, xo));
+        let ctx = RowCtx { rows: &[], wrow, bias, orow: obase, rrow: rbase, act: epi };
+        for &p0 in &starts {
+            let mut acc = bias;
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let d = (ky * g.dh) as i64 - g.ph as i64;
+                    let e = (kx * g.dw) as i64 - g.pw as i64;
+                    let valid: Vec<bool> = (0..l)
+                        .map(|j| {
+                            let q = p0 + j;
+                            let (iy, ix) = ((q / w) as i64 + d, (q % w) as i64 + e);
+                            (0..g.h as i64).contains(&iy) && (0..w as i64).contains(&ix)
+                        })
+                        .collect();
+                    if !valid.iter().any(|&v| v) {
+                        continue;
+                    }
+                    let off = d * w as i64 + e;
+                    let src: Vec<i64> = (0..l).map(|j| (p0 + j) as i64 + off).collect();
+                    let base = if src[0] >= 0 && src[0] + l as i64 <= n as i64 {
+                        src[0]
+                    } else {
+                        let first = src.iter().zip(&valid).find(|(_, &v)| v).map_or(0, |(&c, _)| c);
+                        first.clamp(0, (n - l) as i64)
+                    };
+                    let idx: Vec<usize> =
+                        src.iter().zip(&valid).map(|(&c, &v)| if v { (c - base) as usize } else { 0 }).collect();
+                    let x = gather(k, p, xbase, base, &idx, &valid, le);
+                    let wv = weight(k, p, &ctx, ky * g.kw + kx);
+                    acc = k.fmadd(x, wv, acc);
+                }
             }
+            store(k, p, &ctx, acc, obase, rbase, (p0 * 4) as i32);
         }
-        scalar_phases(k, &g, src, dst, wph, j_vec_end, usize::MAX);
     });
 }
 
-/// Zeroes the entries of one padded image row that the copy leaves alone:
-/// per phase `s`, the columns `j` whose source `x = j·sw + s - pw` falls
-/// outside `[0, w)`.
-fn zero_row_pads(k: &mut Kernel, g: &DwGeo, dst: Value, wph: usize) {
-    let z = k.fc(0.0);
-    for s in 0..g.sw {
-        let lo = if s >= g.pw { 0 } else { (g.pw - s).div_ceil(g.sw) };
-        let hi = if g.w + g.pw > s { (g.w + g.pw - s - 1) / g.sw + 1 } else { 0 };
-        let (lo, hi) = (lo.min(wph), hi.clamp(lo.min(wph), wph));
-        let d = k.add_c(dst, (s * wph * 4) as i64);
-        for (a, b) in [(0, lo), (hi, wph)] {
-            if b - a <= 8 {
-                for j in a..b {
-                    k.st(z, d, (j * 4) as i32);
-                }
-            } else {
-                k.for_n(a as i64, b as i64, 1, |k, j| k.st_at(z, d, j, 4, 0));
+/// Per-row values shared by the passes of one output row.
+struct RowCtx<'r> {
+    /// Input row pointer per `ky` (the zero row in the padding).
+    rows: &'r [Value],
+    /// The channel's weights `[kh·kw][l]`.
+    wrow: Value,
+    /// Bias splat (accumulators' initial value).
+    bias: Value,
+    orow: Value,
+    rrow: Option<Value>,
+    act: Epilogue,
+}
+
+/// How position `ox0`'s lanes read tap column `kx` (compile time).
+fn tap_load(p: &Plan, ox0: usize, kx: usize) -> TapLoad {
+    let g = &p.g;
+    let (l, s) = (p.l, g.sw);
+    let o = (kx * g.dw) as i64 - g.pw as i64;
+    let w = g.w as i64;
+    let cols: Vec<i64> = (0..l).map(|j| ((ox0 + j) * s) as i64 + o).collect();
+    let valid: Vec<bool> = cols.iter().map(|&c| (0..w).contains(&c)).collect();
+    if !valid.iter().any(|&v| v) {
+        return TapLoad::Skip;
+    }
+    // the window loaded for these lanes: `l` floats (stride 1) or a pair (stride 2)
+    let win = (if l > 1 { s * l } else { 1 }) as i64;
+    if valid.iter().all(|&v| v) && cols[0] + win <= w {
+        return TapLoad::Direct(cols[0]);
+    }
+    let first = cols.iter().zip(&valid).find(|(_, &v)| v).map_or(0, |(&c, _)| c);
+    let base = first.clamp(0, w - win);
+    let idx = cols.iter().zip(&valid).map(|(&c, &v)| if v { (c - base) as usize } else { 0 }).collect();
+    TapLoad::Gather { base, idx, valid }
+}
+
+/// The channel's weight (vector) of tap `t`.
+fn weight(k: &mut Kernel, p: &Plan, ctx: &RowCtx, t: usize) -> Value {
+    k.ld_ro(p.ty, ctx.wrow, (t * p.l * 4) as i32)
+}
+
+/// `nv` interior positions starting at output column `ox0` (run time).
+fn interior_pass(k: &mut Kernel, p: &Plan, ctx: &RowCtx, ox0: Value, nv: usize) {
+    let g = p.g;
+    let (l, s) = (p.l, g.sw);
+    let mut acc = vec![ctx.bias; nv];
+    // byte offset of the pass's first output column in an input row
+    let xo = k.b.ins().imul_imm_s(ox0, (s * 4) as i64);
+    let le = MemFlagsData::new().with_endianness(Endianness::Little);
+    for ky in 0..g.kh {
+        let src = k.b.ins().iadd(ctx.rows[ky], xo);
+        let wts: Option<Vec<Value>> =
+            (g.kw <= 4).then(|| (0..g.kw).map(|kx| weight(k, p, ctx, ky * g.kw + kx)).collect());
+        for (v, a) in acc.iter_mut().enumerate() {
+            // (offset, lo, hi) of the last pair loaded for this position
+            let mut last: Option<(i64, Value, Value)> = None;
+            for kx in 0..g.kw {
+                let o = (kx * g.dw) as i64 - g.pw as i64;
+                let off = ((v * l * s) as i64 + o) * 4;
+                let x = if let Some((even, odd)) = p.pair {
+                    let (a0, b0, imm) = match last {
+                        Some((lo_off, a0, b0)) if lo_off == o - 1 => (a0, b0, odd),
+                        _ => {
+                            let a0 = k.ld_ro(types::I8X16, src, off as i32);
+                            let b0 = k.ld_ro(types::I8X16, src, (off + 4 * l as i64) as i32);
+                            last = Some((o, a0, b0));
+                            (a0, b0, even)
+                        }
+                    };
+                    let sh = k.b.ins().shuffle(a0, b0, imm);
+                    k.b.ins().bitcast(p.ty, le, sh)
+                } else {
+                    k.ld_ro(p.ty, src, off as i32)
+                };
+                let wv = match &wts {
+                    Some(ws) => ws[kx],
+                    None => weight(k, p, ctx, ky * g.kw + kx),
+                };
+                *a = k.fmadd(x, wv, *a);
             }
         }
     }
+    let po = k.b.ins().imul_imm_s(ox0, 4);
+    let dst = k.b.ins().iadd(ctx.orow, po);
+    let res = ctx.rrow.map(|r| k.b.ins().iadd(r, po));
+    for (v, a) in acc.into_iter().enumerate() {
+        store(k, p, ctx, a, dst, res, (v * l * 4) as i32);
+    }
 }
 
-/// Scalar phase copy of padded columns `j in [j_from, j_to)` (clamped to
-/// the valid source range) for every phase.
-fn scalar_phases(k: &mut Kernel, g: &DwGeo, src: Value, dst: Value, wph: usize, j_from: usize, j_to: usize) {
-    for s in 0..g.sw {
-        // x = j*sw + s - pw in [0, w)
-        let lo = if s >= g.pw { 0 } else { (g.pw - s).div_ceil(g.sw) };
-        let hi = if g.w + g.pw > s { (g.w + g.pw - s - 1) / g.sw + 1 } else { 0 };
-        let (lo, hi) = (lo.max(j_from), hi.min(j_to));
-        if lo >= hi {
-            continue;
+/// Border positions (compile-time output columns), one accumulator each.
+fn border_pass(k: &mut Kernel, p: &Plan, ctx: &RowCtx, cols: &[usize]) {
+    let g = p.g;
+    let l = p.l;
+    let le = MemFlagsData::new().with_endianness(Endianness::Little);
+    let mut acc = vec![ctx.bias; cols.len()];
+    for ky in 0..g.kh {
+        let src = ctx.rows[ky];
+        for kx in 0..g.kw {
+            let plans: Vec<TapLoad> = cols.iter().map(|&ox0| tap_load(p, ox0, kx)).collect();
+            if plans.iter().all(|t| matches!(t, TapLoad::Skip)) {
+                continue;
+            }
+            let wv = weight(k, p, ctx, ky * g.kw + kx);
+            for (a, plan) in acc.iter_mut().zip(plans) {
+                let x = match plan {
+                    TapLoad::Skip => continue,
+                    TapLoad::Direct(c) if g.sw == 1 || l == 1 => k.ld_ro(p.ty, src, (c * 4) as i32),
+                    TapLoad::Direct(c) => {
+                        let idx: Vec<usize> = (0..l).map(|j| 2 * j).collect();
+                        gather(k, p, src, c, &idx, &vec![true; l], le)
+                    }
+                    TapLoad::Gather { base, idx, valid } => gather(k, p, src, base, &idx, &valid, le),
+                };
+                *a = k.fmadd(x, wv, *a);
+            }
         }
-        let d = k.add_c(dst, (s * wph * 4) as i64);
-        k.for_n(lo as i64, hi as i64, 1, |k, j| {
-            let x = k.b.ins().imul_imm_s(j, g.sw as i64);
-            let x = k.b.ins().iadd_imm_s(x, s as i64 - g.pw as i64);
-            let v = k.ld_at(types::F32, src, x, 4, 0);
-            k.st_at(v, d, j, 4, 0);
-        });
     }
+    for (&ox0, a) in cols.iter().zip(acc) {
+        let off = (ox0 * 4) as i32;
+        store(k, p, ctx, a, ctx.orow, ctx.rrow, off);
+    }
+}
+
+/// Loads the window at column `base` of row `src` (one vector for stride 1,
+/// two for stride 2) and returns lane `j` = window float `idx[j]`, zero where
+/// `!valid[j]`. Only lane-granular shuffles that baseline x86-64 (SSE2) has
+/// are used: the stride-2 even/odd deinterleave (`shufps`) and a one-source
+/// lane permutation (`pshufd`); a general byte shuffle would be a libcall.
+fn gather(k: &mut Kernel, p: &Plan, src: Value, base: i64, idx: &[usize], valid: &[bool], le: MemFlagsData) -> Value {
+    let l = p.l;
+    let mut x = k.ld_ro(types::I8X16, src, (base * 4) as i32);
+    // lane j of `x` holds window float `have[j]`
+    let mut perm: Vec<usize> = idx.to_vec();
+    if let Some((even, odd)) = p.pair {
+        let b = k.ld_ro(types::I8X16, src, ((base + l as i64) * 4) as i32);
+        // every valid lane reads the same parity (lanes are 2 floats apart)
+        let par = idx.iter().zip(valid).find(|(_, &v)| v).map_or(0, |(&i, _)| i % 2);
+        x = k.b.ins().shuffle(x, b, if par == 0 { even } else { odd });
+        perm = idx.iter().map(|&i| i.saturating_sub(par) / 2).collect();
+    }
+    // invalid lanes are masked: let them keep their own lane
+    for (j, q) in perm.iter_mut().enumerate() {
+        if !valid[j] {
+            *q = j;
+        }
+    }
+    if perm.iter().enumerate().any(|(j, &q)| q != j) {
+        let bytes: Vec<u8> = perm.iter().flat_map(|&i| (0..4).map(move |q| (4 * i + q) as u8)).collect();
+        let imm = k.b.func.dfg.immediates.push(ConstantData::from(bytes.as_slice()));
+        x = k.b.ins().shuffle(x, x, imm);
+    }
+    let x = k.b.ins().bitcast(p.ty, le, x);
+    if valid.iter().all(|&v| v) {
+        return x;
+    }
+    let mask: Vec<u8> = valid.iter().flat_map(|&v| [if v { 0xff } else { 0 }; 4]).collect();
+    let mc = k.b.func.dfg.constants.insert(ConstantData::from(mask.as_slice()));
+    let m = k.b.ins().vconst(p.ty, mc);
+    k.b.ins().band(x, m)
+}
+
+/// `act(acc + residual)` stored at `dst + off` (residual at `res + off`).
+fn store(k: &mut Kernel, p: &Plan, ctx: &RowCtx, acc: Value, dst: Value, res: Option<Value>, off: i32) {
+    let mut y = acc;
+    if let Some(r) = res {
+        let rv = k.ld_ro(p.ty, r, off);
+        y = k.b.ins().fadd(y, rv);
+    }
+    let y = fast_act(k, p.ty, ctx.act.act, y);
+    k.st(y, dst, off);
+}
+
+/// The epilogue activation: [`apply_act`], except that vector Relu and
+/// Clip become compare-and-select, the form x86-64 lowers to one
+/// `maxps`/`minps` each (Cranelift's `fmax`/`fmin` are a NaN- and
+/// signed-zero-exact sequence of ~8 instructions, costlier than the nine taps
+/// of a 3x3 depthwise output). The result equals [`apply_act`]'s bit for bit
+/// for every non-NaN input and NaN stays NaN (`NaN < c` is false): the
+/// selects differ from `fmax`/`fmin` only for a zero against a zero bound,
+/// so a `+0` lower bound adds `+0.0` afterwards (`-0 + 0 = +0`, as
+/// `fmax(-0, +0)`), and the rarer `-0` or zero upper bounds keep `apply_act`.
+pub(super) fn fast_act(k: &mut Kernel, ty: Type, act: Act, x: Value) -> Value {
+    let (lo, hi) = match act {
+        Act::Relu => (0.0f32, None),
+        Act::Clip { lo, hi } => (lo, Some(hi)),
+        _ => return apply_act(k, ty, act, x),
+    };
+    let zero_bound = |v: f32| v == 0.0;
+    if !ty.is_vector() || lo.to_bits() == (-0.0f32).to_bits() || hi.is_some_and(zero_bound) {
+        return apply_act(k, ty, act, x);
+    }
+    let le = MemFlagsData::new().with_endianness(Endianness::Little);
+    // (a < b) ? pick_a : pick_b, in the shape the x86-64 backend matches
+    let sel_lt = |k: &mut Kernel, a: Value, b: Value, pick_a: Value, pick_b: Value| {
+        let c = k.b.ins().fcmp(FloatCC::LessThan, a, b);
+        let m = k.b.ins().bitcast(ty, le, c);
+        k.b.ins().bitselect(m, pick_a, pick_b)
+    };
+    let l = k.fsplat(ty, lo);
+    let mut y = sel_lt(k, x, l, l, x); // x < lo ? lo : x
+    if zero_bound(lo) {
+        let z = k.fsplat(ty, 0.0);
+        y = k.b.ins().fadd(y, z);
+    }
+    if let Some(hi) = hi {
+        let h = k.fsplat(ty, hi);
+        y = sel_lt(k, h, y, h, y); // hi < y ? hi : y
+    }
+    y
 }

@@ -46,18 +46,22 @@ const MAX_ACC: usize = 12;
 /// Unroll factor of the recurrent product's k loop.
 const K_UNROLL: usize = 4;
 
-/// Applies an RNN activation to a scalar or vector of type `ty`.
-fn act(k: &mut Kernel, ty: Type, a: Activation, x: Value) -> Value {
-    let u = |k: &mut Kernel, op: UnaryOp, x: Value| unary_f(k, op, ty, x).unwrap_or(x);
-    match a {
+/// Applies an RNN activation to a scalar or vector of type `ty`; an
+/// activation the elementwise lowering cannot produce is an error (never
+/// silently the identity).
+fn act(k: &mut Kernel, ty: Type, a: Activation, x: Value) -> LResult<Value> {
+    let u = |k: &mut Kernel, op: UnaryOp, x: Value| {
+        unary_f(k, op, ty, x).map_err(|e| format!("recurrent activation {a:?}: {e}"))
+    };
+    Ok(match a {
         Activation::Sigmoid => act::sigmoid(k, ty, x),
         Activation::Tanh => act::tanh(k, ty, x),
-        Activation::Relu => u(k, UnaryOp::Relu, x),
-        Activation::HardSigmoid(al, be) => u(k, UnaryOp::HardSigmoid { alpha: al, beta: be }, x),
-        Activation::LeakyRelu(al) => u(k, UnaryOp::LeakyRelu { alpha: al }, x),
-        Activation::Elu(al) => u(k, UnaryOp::Elu { alpha: al }, x),
-        Activation::Softsign => u(k, UnaryOp::Softsign, x),
-        Activation::Softplus => u(k, UnaryOp::Softplus, x),
+        Activation::Relu => u(k, UnaryOp::Relu, x)?,
+        Activation::HardSigmoid(al, be) => u(k, UnaryOp::HardSigmoid { alpha: al, beta: be }, x)?,
+        Activation::LeakyRelu(al) => u(k, UnaryOp::LeakyRelu { alpha: al }, x)?,
+        Activation::Elu(al) => u(k, UnaryOp::Elu { alpha: al }, x)?,
+        Activation::Softsign => u(k, UnaryOp::Softsign, x)?,
+        Activation::Softplus => u(k, UnaryOp::Softplus, x)?,
         Activation::Affine(al, be) => {
             let a = k.fsplat(ty, al.get());
             let b = k.fsplat(ty, be.get());
@@ -76,7 +80,7 @@ fn act(k: &mut Kernel, ty: Type, a: Activation, x: Value) -> Value {
             let t = math::tanh(&mut k.b, t);
             k.b.ins().fmul(t, a)
         }
-    }
+    })
 }
 
 fn clip(k: &mut Kernel, ty: Type, c: Option<f32>, x: Value) -> Value {
@@ -421,6 +425,8 @@ impl Rec {
                 rp,
                 peep,
             };
+            // first error of the step body (the loop builder's closures return ())
+            let mut res: LResult = Ok(());
             k.for_n(0, seq as i64, 1, |k, s| {
                 let t = if dir.reverse {
                     let last = k.ic(seq as i64 - 1);
@@ -436,7 +442,9 @@ impl Rec {
                 let hnext = k.b.ins().isub(other, off);
                 let st = Step { t, hcur, hnext, cbuf, zbuf, rhbuf, y };
                 for (phase, gs) in self.phases().iter().enumerate() {
-                    self.phase(k, &dir, &st, phase, gs);
+                    if res.is_ok() {
+                        res = self.phase(k, &dir, &st, phase, gs);
+                    }
                 }
                 if h % l != 0 {
                     // Y rows are not padded: copy the valid units
@@ -451,6 +459,7 @@ impl Rec {
                     });
                 }
             });
+            res?;
             // final state: hbuf[seq & 1] and cbuf into Y_h / Y_c
             let fin = k.add_c(hbuf, ((seq & 1) * hbytes) as i64);
             self.store_state(k, fin, d, yh);
@@ -511,20 +520,23 @@ impl Rec {
 
     /// One recurrent phase of one step: tiles of `rows` batch rows × `tb`
     /// hidden blocks.
-    fn phase(&self, k: &mut Kernel, dir: &Dir, st: &Step, phase: usize, gs: &[usize]) {
+    fn phase(&self, k: &mut Kernel, dir: &Dir, st: &Step, phase: usize, gs: &[usize]) -> LResult {
         let ns = gs.len();
         let nub = self.geo.nub;
         let rows = if self.batch == 1 { 1 } else { self.batch.min(if ns >= 3 { 2 } else { 3 }) };
         let tb = (MAX_ACC / (ns * rows)).clamp(1, nub);
-        let row_tiles = |k: &mut Kernel, rows: usize, b_lo: usize, b_hi: usize| {
+        let mut res: LResult = Ok(());
+        let mut row_tiles = |k: &mut Kernel, rows: usize, b_lo: usize, b_hi: usize| {
             k.for_n(b_lo as i64, b_hi as i64, rows as i64, |k, b0| {
                 let groups = nub / tb;
                 k.for_n(0, (groups * tb) as i64, tb as i64, |k, ub0| {
-                    self.tile(k, dir, st, phase, gs, b0, rows, ub0, tb);
+                    if res.is_ok() {
+                        res = self.tile(k, dir, st, phase, gs, b0, rows, ub0, tb);
+                    }
                 });
-                if !nub.is_multiple_of(tb) {
+                if !nub.is_multiple_of(tb) && res.is_ok() {
                     let ub0 = k.ic((groups * tb) as i64);
-                    self.tile(k, dir, st, phase, gs, b0, rows, ub0, nub % tb);
+                    res = self.tile(k, dir, st, phase, gs, b0, rows, ub0, nub % tb);
                 }
             });
         };
@@ -533,6 +545,7 @@ impl Rec {
         if main < self.batch {
             row_tiles(k, self.batch - main, main, self.batch);
         }
+        res
     }
 
     /// One tile: accumulators `[row][block][gate]`, then the gate math.
@@ -548,7 +561,7 @@ impl Rec {
         rows: usize,
         ub0: Value,
         tb: usize,
-    ) {
+    ) -> LResult {
         let Geo { h, l, nub } = self.geo;
         let hp = nub * l;
         let ng = self.ng;
@@ -661,20 +674,20 @@ impl Rec {
                             let pp = k.addr(p.ptr, ub0, (3 * l * 4) as i64);
                             (pp, p.flags())
                         });
-                        let c = self.lstm_cell(k, dir, a, cprev, pb, bi);
+                        let c = self.lstm_cell(k, dir, a, cprev, pb, bi)?;
                         k.st(c.0, cp, uoff);
                         c.1
                     }
                     (Kind::Rnn, _) => {
                         let s = clip(k, vty, self.clip, a[0]);
-                        act(k, vty, dir.acts[0], s)
+                        act(k, vty, dir.acts[0], s)?
                     }
                     (Kind::Gru, 0) if !self.lbr => {
                         // phase 1: z and r ⊙ h_prev for phase 2
                         let z = clip(k, vty, self.clip, a[0]);
-                        let z = act(k, vty, dir.acts[0], z);
+                        let z = act(k, vty, dir.acts[0], z)?;
                         let rv = clip(k, vty, self.clip, a[1]);
-                        let rv = act(k, vty, dir.acts[0], rv);
+                        let rv = act(k, vty, dir.acts[0], rv)?;
                         let hp_ = k.ld(vty, hprev, uoff);
                         let rh = k.b.ins().fmul(rv, hp_);
                         if let (Some(zb), Some(rhb)) = (st.zbuf, st.rhbuf) {
@@ -688,9 +701,9 @@ impl Rec {
                     (Kind::Gru, _) => {
                         let (z, hh) = if self.lbr {
                             let z = clip(k, vty, self.clip, a[0]);
-                            let z = act(k, vty, dir.acts[0], z);
+                            let z = act(k, vty, dir.acts[0], z)?;
                             let rv = clip(k, vty, self.clip, a[1]);
-                            let rv = act(k, vty, dir.acts[0], rv);
+                            let rv = act(k, vty, dir.acts[0], rv)?;
                             // h gate: xw_h + Wb_h + r * (R_h·h + Rb_h)
                             let c = ((bi * ng + 2) * l * 4) as i32;
                             let x = k.ld(vty, xrow, xoff + 2 * (l * 4) as i32);
@@ -704,7 +717,7 @@ impl Rec {
                             (k.ld(vty, zp, uoff), a[0])
                         };
                         let hh = clip(k, vty, self.clip, hh);
-                        let hh = act(k, vty, dir.acts[1], hh);
+                        let hh = act(k, vty, dir.acts[1], hh)?;
                         let hp_ = k.ld(vty, hprev, uoff);
                         // (1 - z) * hh + z * h_prev = hh + z * (h_prev - hh)
                         let df = k.b.ins().fsub(hp_, hh);
@@ -717,6 +730,7 @@ impl Rec {
                 }
             }
         }
+        Ok(())
     }
 
     /// LSTM cell on one block: returns (c, h).
@@ -728,7 +742,7 @@ impl Rec {
         cprev: Value,
         peep: Option<(Value, MemFlagsData)>,
         bi: usize,
-    ) -> (Value, Value) {
+    ) -> LResult<(Value, Value)> {
         let vty = self.vty;
         let l = self.geo.l;
         let acts = &dir.acts;
@@ -741,24 +755,24 @@ impl Rec {
         };
         let i = with_peep(k, pi, cprev, a[0]);
         let i = clip(k, vty, self.clip, i);
-        let i = act(k, vty, acts[0], i);
+        let i = act(k, vty, acts[0], i)?;
         let f = if self.coupled {
             let one = k.fsplat(vty, 1.0);
             k.b.ins().fsub(one, i)
         } else {
             let f = with_peep(k, pf, cprev, a[2]);
             let f = clip(k, vty, self.clip, f);
-            act(k, vty, acts[0], f)
+            act(k, vty, acts[0], f)?
         };
         let cc = clip(k, vty, self.clip, a[3]);
-        let cc = act(k, vty, acts[1], cc);
+        let cc = act(k, vty, acts[1], cc)?;
         let ic = k.b.ins().fmul(i, cc);
         let c = k.fmadd(f, cprev, ic);
         let o = with_peep(k, po, c, a[1]);
         let o = clip(k, vty, self.clip, o);
-        let o = act(k, vty, acts[0], o);
-        let hc = act(k, vty, acts[2], c);
-        (c, k.b.ins().fmul(o, hc))
+        let o = act(k, vty, acts[0], o)?;
+        let hc = act(k, vty, acts[2], c)?;
+        Ok((c, k.b.ins().fmul(o, hc)))
     }
 }
 
