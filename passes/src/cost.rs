@@ -78,6 +78,16 @@ pub fn node_cost(op: &NodeOp, ins: &[&[TensorType]], outs: &[TensorType]) -> f64
             let k = inp(0).and_then(|a| a.shape.last()).map_or(0.0, |&k| k as f64);
             2.0 * out_n * k
         }
+        // The epilogue's adds and activation run in registers: their work
+        // only, no pass over memory (that is what makes fusing pay).
+        Op::MatMulFused(_, e) => {
+            let k = inp(0).and_then(|a| a.shape.last()).map_or(0.0, |&k| k as f64);
+            2.0 * out_n * k + out_n + epilogue_work(e, out_n)
+        }
+        Op::GemmFused(g, e) => {
+            let k = inp(0).map_or(0.0, |a| *a.shape.get(if g.trans_a { 0 } else { 1 }).unwrap_or(&0) as f64);
+            2.0 * out_n * k + out_n + epilogue_work(e, out_n)
+        }
         Op::Lstm(r) | Op::Gru(r) | Op::Rnn(r) => {
             let gates = match op {
                 Op::Lstm(_) => 4.0,
@@ -128,6 +138,17 @@ pub fn node_cost(op: &NodeOp, ins: &[&[TensorType]], outs: &[TensorType]) -> f64
         | Op::Pad { .. } => 0.0,
     };
     OP_OVERHEAD + work + in_bytes + out_bytes
+}
+
+/// Work of a fused epilogue on `out_n` outputs: one add for a residual, the
+/// activation's elementwise work (as its unfused node would be charged).
+fn epilogue_work(e: &kerf_ir::op::Epilogue, out_n: f64) -> f64 {
+    let act = match e.act {
+        None => 0.0,
+        Some(UnaryOp::Relu | UnaryOp::LeakyRelu { .. } | UnaryOp::Clip { .. } | UnaryOp::HardSwish) => out_n,
+        Some(_) => TRANSCENDENTAL * out_n,
+    };
+    act + if e.residual { out_n } else { 0.0 }
 }
 
 /// Work per input element per transform position of the Winograd input

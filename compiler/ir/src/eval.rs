@@ -279,6 +279,26 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, IrError> {
             }
             y
         }
+        Op::MatMulFused(l, e) | Op::GemmFused(Gemm { layer: l, .. }, e) => {
+            // act((product + bias) + residual), in that order
+            let (prod, bias) = match op {
+                Op::GemmFused(g, _) => (Op::Gemm(g.clone()), None),
+                _ => (Op::MatMul(l.clone()), inputs.get(2)),
+            };
+            let n_prod = if bias.is_some() { 2 } else { 3 };
+            let mut y = matmul(&prod, &inputs[..n_prod.min(inputs.len())], out0)?;
+            if let Some(b) = bias {
+                y = eval(&Op::Binary(crate::BinaryOp::Add), &[&y, b])?.remove(0);
+            }
+            if e.residual {
+                let r = inputs.get(3).ok_or_else(|| err(op, "missing residual input"))?;
+                y = eval(&Op::Binary(crate::BinaryOp::Add), &[&y, r])?.remove(0);
+            }
+            if let Some(u) = e.act {
+                y = eval(&Op::Unary(u), &[&y])?.remove(0);
+            }
+            y
+        }
         Op::BatchNorm { epsilon } => crate::eval_nn::batch_norm(op, epsilon.get(), inputs, out0)?,
         _ => return Err(err(op, "no reference implementation for folding")),
     };

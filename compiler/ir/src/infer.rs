@@ -207,6 +207,33 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
             }
             Ok(out)
         }
+        Op::MatMulFused(l, e) => {
+            let n_in = 3 + usize::from(e.residual);
+            arity(ins, n_in, n_in)?;
+            if ins[0].rank() < 2 || ins[1].rank() < 2 {
+                return Err(format!("MatMulFused needs inputs of rank >= 2, got {} and {}", ins[0], ins[1]));
+            }
+            let out = infer(&Op::MatMul(l.clone()), &ins[..2])?;
+            let o = &out[0];
+            let (bias, n) = (ins[2], o.shape[o.rank() - 1]);
+            let leading_ones = bias.shape[..bias.rank().saturating_sub(1)].iter().all(|&d| d == 1);
+            if bias.dtype != o.dtype || bias.shape.last() != Some(&n) || !leading_ones || bias.rank() > o.rank() {
+                return Err(format!("bias {bias} must hold the {n} output columns ([.., 1, {n}]) of {o}"));
+            }
+            if e.residual && o != ins[3] {
+                return Err(format!("residual {} must have the output's type {o}", ins[3]));
+            }
+            Ok(out)
+        }
+        Op::GemmFused(g, e) => {
+            let n_in = 3 + usize::from(e.residual);
+            arity(ins, n_in, n_in)?;
+            let out = infer(&Op::Gemm(g.clone()), &ins[..3])?;
+            if e.residual && out.first().is_some_and(|o| o != ins[3]) {
+                return Err(format!("residual {} must have the output's type {}", ins[3], out[0]));
+            }
+            Ok(out)
+        }
         Op::Conv(c) => {
             arity(ins, 2, 3)?;
             let (x, w) = (ins[0], ins[1]);

@@ -24,12 +24,12 @@ pub fn node_macs(g: &Graph, n: &Node) -> u64 {
             let _ = c;
             (ty(0).numel() * per_in) as u64
         }
-        Op::Gemm(gm) => {
+        Op::Gemm(gm) | Op::GemmFused(gm, _) => {
             let a = ty(0);
             let k = if gm.trans_a { a.shape[0] } else { a.shape[1] };
             (out(0).numel() * k) as u64
         }
-        Op::MatMul(_) => {
+        Op::MatMul(_) | Op::MatMulFused(..) => {
             let a = ty(0);
             let k = *a.shape.last().unwrap_or(&0);
             (out(0).numel() * k) as u64

@@ -1,5 +1,6 @@
-//! Group `fusion`: conv epilogues, so the kernels apply activations and
-//! residual adds in registers instead of a separate memory-bound pass.
+//! Group `fusion`: conv and matrix-product epilogues, so the kernels apply
+//! biases, activations and residual adds in registers instead of a separate
+//! memory-bound pass.
 //!
 //! - `fuse-conv-act` matches `Act(c)` where `Act` is Relu, Clip, LeakyRelu
 //!   or HardSwish ([`Epilogue::fusable`]) and class `c` holds a direct
@@ -20,11 +21,25 @@
 //! their kernels apply the epilogue in registers before the store (the
 //! Winograd kernel after its output transform); `Exact` (integer-valued)
 //! convs are left alone.
+//!
+//! Matrix products (`MatMulFused`, `GemmFused`, same guards and soundness
+//! argument: each is defined by `kerf_ir::eval` as the unfused chain):
+//! - `fuse-matmul-bias` matches `Add(m, c)` or `Add(c, m)` where `m` holds
+//!   an f32 `MatMul(a, b)` of rank-≥2 inputs and `c` holds one value per
+//!   output column (shape `[.., 1, N]`, broadcasting to the product without
+//!   growing it); it adds `MatMulFused(a, b, c)`.
+//! - `fuse-matmul-residual` matches `Add(p, y)` or `Add(y, p)` where `p`
+//!   holds a `MatMulFused`, a `GemmFused` or an f32 `Gemm` with C, without
+//!   residual or activation, and `y` has the product's type; it adds the
+//!   fused op with `residual` and `y` as last input.
+//! - `fuse-matmul-act` matches `Act(p)` (`Act` as for convs) where `p` holds
+//!   such a product without activation; it adds the fused op with `act`.
 
 use std::collections::BTreeSet;
 
 use egg::Id;
-use kerf_ir::op::{Conv, ConvAlgo, Epilogue};
+use kerf_ir::op::{Conv, ConvAlgo, Epilogue, Gemm};
+use kerf_ir::Layer;
 use kerf_ir::{BinaryOp, DType, Op, UnaryOp};
 
 use super::{add_union, rewrite, KRewrite, Rule};
@@ -139,8 +154,169 @@ impl Rule for FuseResidual {
     }
 }
 
+/// A matrix product in fused form, to which an epilogue can be added.
+#[derive(Clone)]
+pub enum Product {
+    MatMul(Layer),
+    Gemm(Gemm),
+}
+
+/// A product found in a class: its fused form, current epilogue, inputs.
+#[derive(Clone)]
+pub struct FoundProduct {
+    product: Product,
+    epi: Epilogue,
+    children: Vec<Id>,
+}
+
+impl FoundProduct {
+    fn node(&self, epi: Epilogue, children: Vec<Id>) -> KNode {
+        let op = match &self.product {
+            Product::MatMul(l) => Op::MatMulFused(l.clone(), epi),
+            Product::Gemm(g) => Op::GemmFused(g.clone(), epi),
+        };
+        KNode::op(op, children)
+    }
+}
+
+/// f32 products in `class` that have a bias (`MatMulFused`, `GemmFused`,
+/// or a plain `Gemm` with C) and neither residual nor activation yet
+/// (`allow_residual`: a residual is fine, for the activation rule).
+fn products(eg: &KEGraph, class: Id, allow_residual: bool) -> Vec<FoundProduct> {
+    let mut out = Vec::new();
+    if eg[class].data.ty().is_none_or(|t| t.dtype != DType::F32) {
+        return out;
+    }
+    let open = |e: &Epilogue| e.act.is_none() && (allow_residual || !e.residual);
+    for n in &eg[class].nodes {
+        let (product, epi) = match n.kerf_op() {
+            Some(Op::Gemm(g)) if n.children.len() == 3 => (Product::Gemm(g.clone()), Epilogue::default()),
+            Some(Op::GemmFused(g, e)) if open(e) => (Product::Gemm(g.clone()), *e),
+            Some(Op::MatMulFused(l, e)) if open(e) => (Product::MatMul(l.clone()), *e),
+            _ => continue,
+        };
+        out.push(FoundProduct { product, epi, children: n.children.clone() });
+    }
+    out
+}
+
+pub struct FuseMatMulBias;
+
+impl Rule for FuseMatMulBias {
+    type Match = (Layer, Vec<Id>);
+    fn name(&self) -> &'static str {
+        "fuse-matmul-bias"
+    }
+    fn find(&self, eg: &KEGraph, class: Id, out: &mut Vec<(Layer, Vec<Id>)>) {
+        let Some(ty) = eg[class].data.ty() else { return };
+        if ty.dtype != DType::F32 || ty.rank() < 2 {
+            return;
+        }
+        let n_cols = ty.shape[ty.rank() - 1];
+        for n in &eg[class].nodes {
+            if n.kerf_op() != Some(&Op::Binary(BinaryOp::Add)) || n.children.len() != 2 {
+                continue;
+            }
+            for (mi, ci) in [(0, 1), (1, 0)] {
+                let (m, c) = (n.children[mi], n.children[ci]);
+                if eg.find(m) == eg.find(c) || eg[m].data.ty() != Some(ty) || !single_user(eg, m, class) {
+                    continue;
+                }
+                let Some(ct) = eg[c].data.ty() else { continue };
+                let leading_ones = ct.shape[..ct.rank().saturating_sub(1)].iter().all(|&d| d == 1);
+                if ct.dtype != DType::F32 || ct.shape.last() != Some(&n_cols) || !leading_ones || ct.rank() > ty.rank()
+                {
+                    continue;
+                }
+                for mn in &eg[m].nodes {
+                    let Some(Op::MatMul(l)) = mn.kerf_op() else { continue };
+                    let ranks_ok = mn.children.iter().all(|&x| eg[x].data.ty().is_some_and(|t| t.rank() >= 2));
+                    if mn.children.len() == 2 && ranks_ok {
+                        out.push((l.clone(), vec![mn.children[0], mn.children[1], c]));
+                    }
+                }
+            }
+        }
+    }
+    fn apply(&self, eg: &mut KEGraph, class: Id, m: &(Layer, Vec<Id>)) -> Vec<Id> {
+        let op = Op::MatMulFused(m.0.clone(), Epilogue::default());
+        add_union(eg, class, KNode::op(op, m.1.clone()))
+    }
+}
+
+pub struct FuseMatMulResidual;
+
+impl Rule for FuseMatMulResidual {
+    type Match = (FoundProduct, Id);
+    fn name(&self) -> &'static str {
+        "fuse-matmul-residual"
+    }
+    fn find(&self, eg: &KEGraph, class: Id, out: &mut Vec<(FoundProduct, Id)>) {
+        let Some(ty) = eg[class].data.ty() else { return };
+        for n in &eg[class].nodes {
+            if n.kerf_op() != Some(&Op::Binary(BinaryOp::Add)) || n.children.len() != 2 {
+                continue;
+            }
+            for (pi, yi) in [(0, 1), (1, 0)] {
+                let (p, y) = (n.children[pi], n.children[yi]);
+                if eg.find(p) == eg.find(y) || eg[y].data.ty() != Some(ty) || eg[p].data.ty() != Some(ty) {
+                    continue;
+                }
+                if !single_user(eg, p, class) {
+                    continue;
+                }
+                for f in products(eg, p, false) {
+                    out.push((f, y));
+                }
+            }
+        }
+    }
+    fn apply(&self, eg: &mut KEGraph, class: Id, m: &(FoundProduct, Id)) -> Vec<Id> {
+        let (f, y) = m;
+        let mut children = f.children.clone();
+        children.push(*y);
+        let node = f.node(Epilogue { act: None, residual: true }, children);
+        add_union(eg, class, node)
+    }
+}
+
+pub struct FuseMatMulAct;
+
+impl Rule for FuseMatMulAct {
+    type Match = (FoundProduct, UnaryOp);
+    fn name(&self) -> &'static str {
+        "fuse-matmul-act"
+    }
+    fn find(&self, eg: &KEGraph, class: Id, out: &mut Vec<(FoundProduct, UnaryOp)>) {
+        for n in &eg[class].nodes {
+            let Some(Op::Unary(u)) = n.kerf_op() else { continue };
+            if !Epilogue::fusable(*u) {
+                continue;
+            }
+            let Some(&p) = n.children.first() else { continue };
+            if !single_user(eg, p, class) {
+                continue;
+            }
+            for f in products(eg, p, true) {
+                out.push((f, *u));
+            }
+        }
+    }
+    fn apply(&self, eg: &mut KEGraph, class: Id, m: &(FoundProduct, UnaryOp)) -> Vec<Id> {
+        let (f, u) = m;
+        let node = f.node(Epilogue { act: Some(*u), residual: f.epi.residual }, f.children.clone());
+        add_union(eg, class, node)
+    }
+}
+
 pub fn rules() -> Vec<KRewrite> {
-    vec![rewrite(FuseResidual), rewrite(FuseAct)]
+    vec![
+        rewrite(FuseResidual),
+        rewrite(FuseAct),
+        rewrite(FuseMatMulBias),
+        rewrite(FuseMatMulResidual),
+        rewrite(FuseMatMulAct),
+    ]
 }
 
 #[cfg(test)]
@@ -221,5 +397,100 @@ mod tests {
             "  %3 = {CONV}(%0, %1): f32[1,4,5,5] @\"c\"\n  %4 = Relu(%3): f32[1,4,5,5]\n  output \"o\" = %4\n"
         ));
         assert!(!out.contains("ConvFused"), "{out}");
+    }
+
+    fn konst(id: usize, name: &str, shape: &[usize], seed: u64) -> String {
+        let n: usize = shape.iter().product();
+        let v: Vec<String> = random(seed, n, -1.0, 1.0).iter().map(|v| format!("{v:?}")).collect();
+        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        format!("  const %{id} \"{name}\": f32[{}] = [{}]\n", dims.join(","), v.join(","))
+    }
+
+    /// Runs the group on `src` (inputs `x`, `y` of the given shapes) and
+    /// checks the result against the reference evaluator on the original.
+    fn fuse_graph(src: &str, xs: &[usize], ys: &[usize]) -> String {
+        let g0 = text::parse(src).unwrap();
+        let (g1, reports) = crate::run_groups(&g0, &["fusion"], &crate::PassOptions::default()).unwrap();
+        assert_eq!(reports[0].stop, crate::Stop::Saturated, "{reports:?}");
+        let out = text::print(&g1);
+        let x = Tensor::from_f32(xs.to_vec(), &random(3, xs.iter().product(), -1.0, 1.0)).unwrap();
+        let y = Tensor::from_f32(ys.to_vec(), &random(4, ys.iter().product(), -1.0, 1.0)).unwrap();
+        let (a, b) = (interpret(&g0, &[x.clone(), y.clone()]), interpret(&g1, &[x, y]));
+        for (a, b) in a.iter().zip(&b) {
+            let d = a.to_f32_vec().iter().zip(b.to_f32_vec()).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+            assert!(d <= 1e-6, "fused graph differs by {d}:\n{out}");
+        }
+        out
+    }
+
+    /// `x: [2,3,4] · w: [4,5]`, bias `b: [5]`, residual input `y: [2,3,5]`.
+    fn matmul_graph(body: &str) -> String {
+        let src = format!(
+            "graph \"g\"\n  input %0 \"x\": f32[2,3,4]\n  input %9 \"y\": f32[2,3,5]\n{}{}{body}",
+            konst(1, "w", &[4, 5], 1),
+            konst(2, "b", &[5], 2)
+        );
+        fuse_graph(&src, &[2, 3, 4], &[2, 3, 5])
+    }
+
+    const MM: &str = "  %3 = MatMul{layer=\"m\"}(%0, %1): f32[2,3,5] @\"m\"\n";
+
+    #[test]
+    fn matmul_bias_residual_and_relu_fuse() {
+        for (bias, res) in [("Add(%2, %3)", "Add(%9, %4)"), ("Add(%3, %2)", "Add(%4, %9)")] {
+            let out = matmul_graph(&format!(
+                "{MM}  %4 = {bias}: f32[2,3,5]\n  %5 = {res}: f32[2,3,5]\n  %6 = Relu(%5): f32[2,3,5]\n  \
+                 output \"o\" = %6\n"
+            ));
+            assert!(out.contains("MatMulFused{layer=\"m\", act=Relu, residual=true}"), "{out}");
+            assert!(!out.contains("Add(") && !out.contains("= Relu("), "{out}");
+        }
+        // bias alone (the bias-add output has two users: the fused op is still one kernel)
+        let out = matmul_graph(&format!(
+            "{MM}  %4 = Add(%3, %2): f32[2,3,5]\n  %5 = Mul(%4, %4): f32[2,3,5]\n  output \"o\" = %5\n"
+        ));
+        assert!(out.contains("MatMulFused{layer=\"m\", act=None, residual=false}") && !out.contains("Add("), "{out}");
+    }
+
+    #[test]
+    fn matmul_without_a_column_bias_or_shared_stays() {
+        // a full-shape addend is a residual, not a bias: without a bias nothing fuses
+        let out = matmul_graph(&format!("{MM}  %4 = Add(%3, %9): f32[2,3,5]\n  output \"o\" = %4\n"));
+        assert!(!out.contains("MatMulFused"), "{out}");
+        // the product is also an output: fusing would compute it twice
+        let out =
+            matmul_graph(&format!("{MM}  %4 = Add(%3, %2): f32[2,3,5]\n  output \"o\" = %4\n  output \"p\" = %3\n"));
+        assert!(!out.contains("MatMulFused"), "{out}");
+        // one value per row ([3,1]) is not a column bias
+        let src = format!(
+            "graph \"g\"\n  input %0 \"x\": f32[2,3,4]\n  input %9 \"y\": f32[2,3,5]\n{}{}{MM}  \
+             %4 = Add(%3, %2): f32[2,3,5]\n  output \"o\" = %4\n",
+            konst(1, "w", &[4, 5], 1),
+            konst(2, "b", &[3, 1], 2)
+        );
+        let out = fuse_graph(&src, &[2, 3, 4], &[2, 3, 5]);
+        assert!(!out.contains("MatMulFused"), "{out}");
+    }
+
+    /// `Gemm(x: [3,4], w: [5,4]ᵀ, c: [5])`, residual input `y: [3,5]`.
+    fn gemm_graph(body: &str) -> String {
+        let src = format!(
+            "graph \"g\"\n  input %0 \"x\": f32[3,4]\n  input %9 \"y\": f32[3,5]\n{}{}  \
+             %3 = Gemm{{alpha=0.5, beta=2.0, trans_a=false, trans_b=true, layer=\"fc\"}}(%0, %1, %2): f32[3,5] @\"fc\"\n\
+             {body}",
+            konst(1, "w", &[5, 4], 1),
+            konst(2, "c", &[5], 2)
+        );
+        fuse_graph(&src, &[3, 4], &[3, 5])
+    }
+
+    #[test]
+    fn gemm_activation_and_residual_fuse() {
+        let out = gemm_graph("  %4 = Relu(%3): f32[3,5]\n  output \"o\" = %4\n");
+        assert!(out.contains("GemmFused{alpha=0.5, beta=2.0") && out.contains("act=Relu, residual=false"), "{out}");
+        let out = gemm_graph(
+            "  %4 = Add(%9, %3): f32[3,5]\n  %5 = Clip{min=0.0, max=6.0}(%4): f32[3,5]\n  output \"o\" = %5\n",
+        );
+        assert!(out.contains("act=Clip") && out.contains("residual=true") && !out.contains("Add("), "{out}");
     }
 }

@@ -11,12 +11,26 @@
 //! matrix-vector shapes), broadcasting one A element per row and loading one
 //! B vector per panel per k. Tall activation A (≥ 12 rows, SIMD) is first
 //! repacked into row blocks `[k][12]` so its loads can be movable (see
-//! `pack_a_fenced`). Gemm's C (times beta) is added in a second pass.
+//! `pack_a_fenced`).
+//!
+//! The store applies the epilogue in registers ([`StoreEpi`]): Gemm's
+//! `alpha` (run-time B) and `beta · C`, the bias of `MatMulFused`, a
+//! residual and an activation, so no second pass over the output is needed.
+//!
+//! Threading: the product rows are split into tasks at micro-tile
+//! boundaries ([`Rows::Range`]); every task runs all batches for its rows,
+//! packs its rows of A into disjoint parts of the shared scratch and a
+//! run-time B into its private scratch. Each output element is computed by
+//! the same tile code whatever the split, so threaded runs are
+//! bit-identical to serial ones.
 
-use cranelift_codegen::ir::{types, InstBuilder, Value};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+use kerf_ir::op::Epilogue;
 use kerf_ir::{DType, Op};
 
 use super::elementwise::bcast_strides;
+use super::epilogue::{apply_act, Act};
 use super::{Kernel, LResult};
 
 /// At most this many vector accumulators per micro-tile (16 xmm registers:
@@ -72,6 +86,72 @@ pub struct OutView {
     pub bias: Option<Value>,
 }
 
+/// A tensor added at the store: element `(m, n)` of the product (row `m`
+/// within the batch) reads `ptr[m*sm + n*sn]` times `scale`; `sn` is 0 (one
+/// value per row) or 1.
+#[derive(Clone, Copy)]
+struct Addend {
+    ptr: Value,
+    sm: usize,
+    sn: usize,
+    scale: f32,
+}
+
+/// What the store does to each accumulator, in this order (the reference
+/// evaluator's): `act(acc * scale + addend + residual)`. The residual has
+/// the output's layout (read at the output element's offset).
+#[derive(Clone, Copy)]
+struct StoreEpi {
+    scale: Option<f32>,
+    addend: Option<Addend>,
+    residual: Option<Value>,
+    act: Act,
+}
+
+impl StoreEpi {
+    const NONE: StoreEpi = StoreEpi { scale: None, addend: None, residual: None, act: Act::None };
+}
+
+/// The rows of a product one kernel call computes: all, or a task's range
+/// from [`Kernel::parallel_range`] (I64 values; `lo` a multiple of the tile
+/// height, `hi` a multiple of it or the row count).
+#[derive(Clone, Copy)]
+enum Rows {
+    All,
+    Range(Value, Value),
+}
+
+/// Calls `body(k, m0, h)` for the row blocks of an `mm`-row product that
+/// fall in `rows`: blocks of `rm` rows from row 0, then one block of the
+/// `mm % rm` rows left. A range covers whole blocks, so the blocks (and
+/// with them every output's arithmetic) are the same for any split.
+fn row_blocks(k: &mut Kernel, mm: usize, rm: usize, rows: Rows, body: &mut dyn FnMut(&mut Kernel, Value, usize)) {
+    let main = mm / rm * rm;
+    let rest = mm - main;
+    match rows {
+        Rows::All => {
+            k.for_n(0, main as i64, rm as i64, |k, m0| body(k, m0, rm));
+            if rest > 0 {
+                let m0 = k.ic(main as i64);
+                body(k, m0, rest);
+            }
+        }
+        Rows::Range(lo, hi) => {
+            let mainv = k.ic(main as i64);
+            let below = k.b.ins().icmp(IntCC::SignedLessThan, hi, mainv);
+            let end = k.b.ins().select(below, hi, mainv);
+            k.for_dyn(lo, end, rm as i64, |k, m0| body(k, m0, rm));
+            if rest > 0 {
+                let past = k.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, hi, main as i64);
+                k.if_then(past, |k| {
+                    let m0 = k.ic(main as i64);
+                    body(k, m0, rest);
+                });
+            }
+        }
+    }
+}
+
 /// Emits `out[m*ldo + n] (+)= sum_k A[m,k] * panel(k, n)` for all m < M,
 /// n < N. `a_off`/`o_off` are element offsets (I64 values) of this batch.
 /// Tiles of `rows x panels` accumulators; loads of A are broadcasts, one B
@@ -88,7 +168,8 @@ pub fn gemm_core(
     out: OutView,
     o_off: Value,
 ) {
-    gemm_tiles(k, mm, n, kk, a, a_off, panel, out, o_off, false);
+    let t = Tiles { mm, n, kk, packed: false, rows: Rows::All, epi: StoreEpi::NONE };
+    gemm_tiles(k, &t, a, a_off, panel, out, o_off);
 }
 
 /// Whether an `mm × kk` A operand is worth repacking at run time into row
@@ -102,12 +183,12 @@ fn wants_packed_a(k: &Kernel, mm: usize, n: usize) -> bool {
     k.caps.simd && mm >= MAX_ACC && n >= 2 * k.lanes()
 }
 
-/// Packs A (`a.ptr[a_off + m*sm + k*sk]`) into `dst` as the row blocks
-/// [`gemm_tiles`] reads with `packed = true`: blocks of `MAX_ACC` rows
-/// (the last holds `mm % MAX_ACC`), each `[k][h]` for its height `h`, block
-/// of row `m0` starting at element `m0 * kk`.
-fn pack_a_runtime(k: &mut Kernel, a: AView, a_off: Value, mm: usize, kk: usize, dst: Value) {
-    let one_block = |k: &mut Kernel, m0: Value, h: usize| {
+/// Packs the rows `rows` of A (`a.ptr[a_off + m*sm + k*sk]`) into `dst` as
+/// the row blocks [`gemm_tiles`] reads with `packed = true`: blocks of
+/// `MAX_ACC` rows (the last holds `mm % MAX_ACC`), each `[k][h]` for its
+/// height `h`, block of row `m0` starting at element `m0 * kk`.
+fn pack_a_runtime(k: &mut Kernel, a: AView, a_off: Value, mm: usize, kk: usize, rows: Rows, dst: Value) {
+    row_blocks(k, mm, MAX_ACC, rows, &mut |k, m0, h| {
         let so = k.b.ins().imul_imm_s(m0, a.sm as i64);
         let so = k.b.ins().iadd(so, a_off);
         let src = k.addr(a.ptr, so, 4);
@@ -121,47 +202,80 @@ fn pack_a_runtime(k: &mut Kernel, a: AView, a_off: Value, mm: usize, kk: usize, 
                 k.st(x, dp, (r * 4) as i32);
             }
         });
-    };
-    let full = mm / MAX_ACC;
-    k.for_n(0, full as i64, 1, |k, mb| {
-        let m0 = k.b.ins().imul_imm_s(mb, MAX_ACC as i64);
-        one_block(k, m0, MAX_ACC);
     });
-    let rest = mm - full * MAX_ACC;
-    if rest > 0 {
-        let m0 = k.ic((full * MAX_ACC) as i64);
-        one_block(k, m0, rest);
-    }
 }
 
 /// [`pack_a_runtime`] into `dst`, returning `dst` reloaded from a stack
 /// slot written *before* the packing stores: the returned pointer is not
 /// known to the optimizer until after them, so loads through it (marked
 /// movable, see [`gemm_tiles`]) can never be hoisted above the packing.
-fn pack_a_fenced(k: &mut Kernel, a: AView, a_off: Value, mm: usize, kk: usize, dst: Value) -> Value {
+fn pack_a_fenced(k: &mut Kernel, a: AView, a_off: Value, mm: usize, kk: usize, rows: Rows, dst: Value) -> Value {
     use cranelift_codegen::ir::{StackSlotData, StackSlotKind};
     let pty = k.b.func.dfg.value_type(dst);
     let slot = k.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 8, 3));
     k.b.ins().stack_store(pty, dst, slot, 0);
-    pack_a_runtime(k, a, a_off, mm, kk, dst);
+    pack_a_runtime(k, a, a_off, mm, kk, rows, dst);
     k.b.ins().stack_load(pty, pty, slot, 0)
 }
 
-/// [`gemm_core`] with a choice of A layout: `packed` reads A from the row
-/// blocks written by [`pack_a_runtime`] (`a.ptr`, `a_off` ignored).
-#[allow(clippy::too_many_arguments)]
-fn gemm_tiles(
-    k: &mut Kernel,
+/// One product's tiling: `mm × kk · kk × n`; `packed` reads A from the row
+/// blocks written by [`pack_a_runtime`] (`a.ptr`, `a_off` ignored); `rows`
+/// the rows to compute; `epi` applied at the store.
+struct Tiles {
     mm: usize,
     n: usize,
     kk: usize,
-    a: AView,
-    a_off: Value,
-    panel: (Value, bool),
-    out: OutView,
-    o_off: Value,
     packed: bool,
-) {
+    rows: Rows,
+    epi: StoreEpi,
+}
+
+/// `act(x * scale + addend + residual)` on one vector (`ty` the vector
+/// type, `w` = lanes) or one lane (`ty` = F32, `w` = 1): `ap` points at the
+/// addend of the first column (row pointer for `sn = 0`), `rp` at the
+/// residual of it, `off` is the column's byte offset from both.
+#[allow(clippy::too_many_arguments)]
+fn finish(k: &mut Kernel, e: &StoreEpi, ty: Type, x: Value, ap: Option<Value>, rp: Option<Value>, off: i32) -> Value {
+    let mut v = x;
+    if let Some(s) = e.scale {
+        let c = k.fsplat(ty, s);
+        v = k.b.ins().fmul(v, c);
+    }
+    if let (Some(ad), Some(ap)) = (e.addend, ap) {
+        let c = if ad.sn == 0 {
+            let c = k.ld_ro(types::F32, ap, 0);
+            k.widen(ty, c)
+        } else {
+            k.b.ins().load(ty, super::loops::ro(), ap, off)
+        };
+        let c = if ad.scale != 1.0 {
+            let s = k.fsplat(ty, ad.scale);
+            k.b.ins().fmul(c, s)
+        } else {
+            c
+        };
+        v = k.b.ins().fadd(v, c);
+    }
+    if let Some(rp) = rp {
+        let r = k.ld(ty, rp, off);
+        v = k.b.ins().fadd(v, r);
+    }
+    apply_act(k, ty, e.act, v)
+}
+
+/// [`gemm_core`] with the tiling, A layout, row range and store epilogue
+/// of `t`.
+fn gemm_tiles(k: &mut Kernel, t: &Tiles, a: AView, a_off: Value, panel: (Value, bool), out: OutView, o_off: Value) {
+    let (mm, n, kk, packed, mut epi) = (t.mm, t.n, t.kk, t.packed, t.epi);
+    // Min/max/mul activations run in registers at the store. The long
+    // transcendental ones (Gelu, Sigmoid, ...) would be inlined into every
+    // tile shape and, with the accumulators live, spill: they run instead
+    // as a vector loop over each finished row block, still in L1.
+    let cheap = matches!(epi.act, Act::None | Act::Relu | Act::Clip { .. } | Act::LeakyRelu { .. } | Act::HardSwish);
+    let block_act = if cheap { None } else { Some(epi.act) };
+    if !cheap {
+        epi.act = Act::None;
+    }
     // (pointer, read-only): panels packed at run time in this very kernel
     // must not be marked read-only, or their loads could move above the
     // stores that pack them.
@@ -231,53 +345,68 @@ fn gemm_tiles(
             let kv = k.ic(even as i64);
             accs = step(k, kv, 0, &accs);
         }
+        let col = k.b.ins().imul_imm_s(nb0, l as i64);
         for r in 0..rows {
             let m = k.b.ins().iadd_imm_s(m0, r as i64);
             let row = k.b.ins().imul_imm_s(m, out.ldo as i64);
-            let col = k.b.ins().imul_imm_s(nb0, l as i64);
             let e = k.b.ins().iadd(row, col);
             let e = k.b.ins().iadd(e, o_off);
             let p = k.addr(out.ptr, e, 4);
+            let rp = epi.residual.map(|rb| k.addr(rb, e, 4));
+            let ap = epi.addend.map(|ad| {
+                let ae = k.b.ins().imul_imm_s(m, ad.sm as i64);
+                let ae = if ad.sn == 0 { ae } else { k.b.ins().iadd(ae, col) };
+                k.addr(ad.ptr, ae, 4)
+            });
             for j in 0..np {
                 let acc = accs[r * np + j];
                 let w = if j + 1 == np { width } else { l };
                 if w == l {
-                    k.st(acc, p, (j * l * 4) as i32);
+                    let y = finish(k, &epi, vty, acc, ap, rp, (j * l * 4) as i32);
+                    k.st(y, p, (j * l * 4) as i32);
                 } else {
                     for q in 0..w {
                         let x = k.b.ins().extractlane(acc, q as u8);
-                        k.st(x, p, ((j * l + q) * 4) as i32);
+                        let y = finish(k, &epi, types::F32, x, ap, rp, ((j * l + q) * 4) as i32);
+                        k.st(y, p, ((j * l + q) * 4) as i32);
                     }
                 }
             }
         }
     };
     let (rm, np0) = tile_shape(mm, n.div_ceil(l));
-    let row_blocks = |k: &mut Kernel, rows: usize, m_lo: usize, m_hi: usize| {
+    // Full groups of np full panels, then the remaining full panels one
+    // group, then the partial panel.
+    row_blocks(k, mm, rm, t.rows, &mut |k, m0, rows| {
         // The remaining rows of a 12-row tiling (e.g. 64 = 5·12 + 4) get
         // wider tiles, as in gemm.rs: 4×1 would leave the FMA latency bare.
         let np = if rows < rm && rm == MAX_ACC { (MAX_ACC / rows).clamp(1, 3).min(n.div_ceil(l)) } else { np0 };
-        k.for_n(m_lo as i64, m_hi as i64, rows as i64, |k, m0| {
-            // full groups of np full panels, then the remaining full panels
-            // one group, then the partial panel
-            let groups = full_nb / np;
-            k.for_n(0, (groups * np) as i64, np as i64, |k, nb| emit_tile(k, m0, rows, nb, np, l));
-            let rest = full_nb - groups * np;
-            if rest > 0 {
-                let nb = k.ic((groups * np) as i64);
-                emit_tile(k, m0, rows, nb, rest, l);
-            }
-            if tail > 0 {
-                let nb = k.ic(full_nb as i64);
-                emit_tile(k, m0, rows, nb, 1, tail);
-            }
-        });
-    };
-    let main = mm / rm * rm;
-    row_blocks(k, rm, 0, main);
-    if main < mm {
-        row_blocks(k, mm - main, main, mm);
-    }
+        let groups = full_nb / np;
+        k.for_n(0, (groups * np) as i64, np as i64, |k, nb| emit_tile(k, m0, rows, nb, np, l));
+        let rest = full_nb - groups * np;
+        if rest > 0 {
+            let nb = k.ic((groups * np) as i64);
+            emit_tile(k, m0, rows, nb, rest, l);
+        }
+        if tail > 0 {
+            let nb = k.ic(full_nb as i64);
+            emit_tile(k, m0, rows, nb, 1, tail);
+        }
+        if let Some(act) = block_act {
+            k.for_n(0, rows as i64, 1, |k, r| {
+                let m = k.b.ins().iadd(m0, r);
+                let e = k.b.ins().imul_imm_s(m, out.ldo as i64);
+                let e = k.b.ins().iadd(e, o_off);
+                let p = k.addr(out.ptr, e, 4);
+                k.for_vec(n, &mut |k, ty, i| {
+                    let q = k.addr(p, i, 4);
+                    let x = k.ld(ty, q, 0);
+                    let y = apply_act(k, ty, act, x);
+                    k.st(y, q, 0);
+                });
+            });
+        }
+    });
 }
 
 /// Packs a run-time B (`b[off + k*sk + n*sn]`) into panels in scratch.
@@ -315,164 +444,161 @@ pub fn lower(k: &mut Kernel) -> LResult {
             return Err(format!("only f32 is supported, got {} for input {i}", k.in_dtype(i)));
         }
     }
-    let l = k.lanes();
     match k.node.op.clone() {
-        Op::Gemm(gm) => {
-            let (ash, bsh) = (k.in_shape(0).to_vec(), k.in_shape(1).to_vec());
-            let (mm, kk) = if gm.trans_a { (ash[1], ash[0]) } else { (ash[0], ash[1]) };
-            let n = if gm.trans_b { bsh[0] } else { bsh[1] };
-            let a = k.input(0);
-            let av =
-                AView { ptr: a, sm: if gm.trans_a { 1 } else { kk }, sk: if gm.trans_a { mm } else { 1 }, ro: false };
-            let (sk, sn) = if gm.trans_b { (1, kk) } else { (n, 1) };
-            let alpha = gm.alpha.get();
-            let panel = match k.const_f32(1) {
-                Some(bv) => {
-                    let p = pack_b(&bv, kk, n, sk, sn, l, alpha);
-                    k.blob_f32(&p)
-                }
-                None => {
-                    let s = k.scratch(n.div_ceil(l) * l * kk * 4);
-                    let bp = k.input(1);
-                    let z = k.ic(0);
-                    pack_runtime(k, bp, z, kk, n, sk, sn, s);
-                    s
-                }
-            };
-            let out = k.output(0);
-            let z = k.ic(0);
-            let ov = OutView { ptr: out, ldo: n, bias: None };
-            let ro_b = k.is_const(1);
-            if wants_packed_a(k, mm, n) {
-                let ap = k.scratch(mm * kk * 4);
-                let ap = pack_a_fenced(k, av, z, mm, kk, ap);
-                gemm_tiles(k, mm, n, kk, AView { ptr: ap, sm: kk, sk: 1, ro: false }, z, (panel, ro_b), ov, z, true);
-            } else {
-                gemm_core(k, mm, n, kk, av, z, (panel, ro_b), ov, z);
-            }
-            if k.const_f32(1).is_none() && alpha != 1.0 {
-                scale_out(k, out, mm * n, alpha);
-            }
-            if k.node.inputs.len() > 2 && gm.beta.get() != 0.0 {
-                add_bias(k, out, mm, n, gm.beta.get())?;
-            }
-            Ok(())
-        }
-        Op::MatMul(_) => {
-            let (a0, b0) = (k.in_shape(0).to_vec(), k.in_shape(1).to_vec());
-            let ash = if a0.len() == 1 { vec![1, a0[0]] } else { a0.clone() };
-            let bsh = if b0.len() == 1 { vec![b0[0], 1] } else { b0.clone() };
-            let (mm, kk, n) = (ash[ash.len() - 2], ash[ash.len() - 1], bsh[bsh.len() - 1]);
-            let batch = kerf_ir::infer::broadcast(&ash[..ash.len() - 2], &bsh[..bsh.len() - 2])?;
-            let nb_total: usize = batch.iter().product();
-            let a_bs: Vec<usize> = bcast_strides(&ash[..ash.len() - 2], &batch).iter().map(|s| s * mm * kk).collect();
-            let b_bs: Vec<usize> = bcast_strides(&bsh[..bsh.len() - 2], &batch).iter().map(|s| s * kk * n).collect();
-            let a = k.input(0);
-            let av = AView { ptr: a, sm: kk, sk: 1, ro: false };
-            let out = k.output(0);
-            let panel_elems = n.div_ceil(l) * l * kk;
-            // One batch's A, repacked into row blocks (reused across batches).
-            let packed_a = if wants_packed_a(k, mm, n) { Some(k.scratch(mm * kk * 4)) } else { None };
-            let product = move |k: &mut Kernel, ao: Value, panel: (Value, bool), oo: Value| {
-                let ov = OutView { ptr: out, ldo: n, bias: None };
-                match packed_a {
-                    Some(ap) => {
-                        let ap = pack_a_fenced(k, av, ao, mm, kk, ap);
-                        let pv = AView { ptr: ap, sm: kk, sk: 1, ro: false };
-                        gemm_tiles(k, mm, n, kk, pv, ao, panel, ov, oo, true);
-                    }
-                    None => gemm_core(k, mm, n, kk, av, ao, panel, ov, oo),
-                }
-            };
-            match k.const_f32(1) {
-                Some(bv) => {
-                    // One packed panel set per distinct B batch.
-                    let nbb: usize = bsh[..bsh.len() - 2].iter().product();
-                    let mut all = Vec::with_capacity(nbb * panel_elems);
-                    for bi in 0..nbb {
-                        all.extend(pack_b(&bv[bi * kk * n..], kk, n, n, 1, l, 1.0));
-                    }
-                    let panels = k.blob_f32(&all);
-                    let b_ps: Vec<usize> = b_bs.iter().map(|s| s / (kk * n).max(1) * panel_elems).collect();
-                    k.nest(&batch, &mut |k, idx| {
-                        let ao = k.linear(idx, &a_bs);
-                        let po = k.linear(idx, &b_ps);
-                        let pp = k.addr(panels, po, 4);
-                        let bi = k.linear(idx, &kerf_ir::eval::strides(&batch));
-                        let oo = k.b.ins().imul_imm_s(bi, (mm * n) as i64);
-                        product(k, ao, (pp, true), oo);
-                    });
-                }
-                None => {
-                    let bp = k.input(1);
-                    let s = k.scratch(panel_elems * 4);
-                    k.nest(&batch, &mut |k, idx| {
-                        let ao = k.linear(idx, &a_bs);
-                        let bo = k.linear(idx, &b_bs);
-                        pack_runtime(k, bp, bo, kk, n, n, 1, s);
-                        let bi = k.linear(idx, &kerf_ir::eval::strides(&batch));
-                        let oo = k.b.ins().imul_imm_s(bi, (mm * n) as i64);
-                        product(k, ao, (s, false), oo);
-                    });
-                }
-            }
-            let _ = nb_total;
-            Ok(())
-        }
+        Op::Gemm(gm) => lower_gemm(k, &gm, Epilogue::default()),
+        Op::GemmFused(gm, e) => lower_gemm(k, &gm, e),
+        Op::MatMul(_) => lower_matmul(k, None),
+        Op::MatMulFused(_, e) => lower_matmul(k, Some(e)),
         _ => Err("not a matrix product".into()),
     }
 }
 
-fn scale_out(k: &mut Kernel, out: Value, len: usize, s: f32) {
-    k.for_vec(len, &mut |k, ty, i| {
-        let p = k.addr(out, i, 4);
-        let v = k.ld(ty, p, 0);
-        let c = k.fsplat(ty, s);
-        let r = k.b.ins().fmul(v, c);
-        k.st(r, p, 0);
-    });
+/// The rows this kernel computes: `mm` rows split into tasks at multiples
+/// of the tile height `rm`, each row costing `row_cost`.
+fn split_rows(k: &mut Kernel, mm: usize, rm: usize, row_cost: usize) -> LResult<Rows> {
+    let (lo, hi) = k.parallel_range(mm, rm, row_cost as u64)?;
+    Ok(if k.split.is_some() { Rows::Range(lo, hi) } else { Rows::All })
 }
 
-/// `out[m,n] += beta * C[m,n]` with C broadcast to `[M,N]`.
-fn add_bias(k: &mut Kernel, out: Value, mm: usize, n: usize, beta: f32) -> LResult {
-    let csh = k.in_shape(2).to_vec();
-    let cs = bcast_strides(&csh, &[mm, n]);
-    let (cptr, scale) = match k.const_f32(2) {
-        Some(c) => {
-            let v: Vec<f32> = c.iter().map(|x| x * beta).collect();
-            (k.blob_f32(&v), 1.0)
+/// Gemm and GemmFused: `act(alpha·A·B + beta·C + residual)`.
+fn lower_gemm(k: &mut Kernel, gm: &kerf_ir::op::Gemm, e: Epilogue) -> LResult {
+    let l = k.lanes();
+    let (ash, bsh) = (k.in_shape(0).to_vec(), k.in_shape(1).to_vec());
+    let (mm, kk) = if gm.trans_a { (ash[1], ash[0]) } else { (ash[0], ash[1]) };
+    let n = if gm.trans_b { bsh[0] } else { bsh[1] };
+    let (rm, _) = tile_shape(mm, n.div_ceil(l));
+    let rows = split_rows(k, mm, rm, 2 * kk * n)?;
+    let a = k.input(0);
+    let av = AView { ptr: a, sm: if gm.trans_a { 1 } else { kk }, sk: if gm.trans_a { mm } else { 1 }, ro: false };
+    let (sk, sn) = if gm.trans_b { (1, kk) } else { (n, 1) };
+    let alpha = gm.alpha.get();
+    let b_const = k.const_f32(1);
+    let panel = match &b_const {
+        Some(bv) => {
+            let p = pack_b(bv, kk, n, sk, sn, l, alpha);
+            k.blob_f32(&p)
         }
-        None => (k.input(2), beta),
+        None => {
+            // every task packs all of B into its own scratch
+            let s = k.task_scratch(n.div_ceil(l) * l * kk * 4);
+            let bp = k.input(1);
+            let z = k.ic(0);
+            pack_runtime(k, bp, z, kk, n, sk, sn, s);
+            s
+        }
     };
-    k.for_n(0, mm as i64, 1, |k, m| {
-        let row = k.b.ins().imul_imm_s(m, n as i64);
-        let crow = k.b.ins().imul_imm_s(m, cs[0] as i64);
-        let mut body = |k: &mut Kernel, ty: cranelift_codegen::ir::Type, j: Value| {
-            let e = k.b.ins().iadd(row, j);
-            let p = k.addr(out, e, 4);
-            let o = k.ld(ty, p, 0);
-            let c = if cs[1] == 0 {
-                let c = k.ld(types::F32, cptr, 0);
-                let cp = k.addr(cptr, crow, 4);
-                let _ = c;
-                let c = k.ld(types::F32, cp, 0);
-                k.widen(ty, c)
-            } else {
-                let ce = k.b.ins().iadd(crow, j);
-                k.ld_at(ty, cptr, ce, 4, 0)
-            };
-            let c = if scale != 1.0 {
-                let s = k.fsplat(ty, scale);
-                k.b.ins().fmul(c, s)
-            } else {
-                c
-            };
-            let r = k.b.ins().fadd(o, c);
-            k.st(r, p, 0);
+    let beta = gm.beta.get();
+    let addend = if k.node.inputs.len() > 2 && beta != 0.0 {
+        let cs = bcast_strides(k.in_shape(2), &[mm, n]);
+        let (ptr, scale) = match k.const_f32(2) {
+            Some(c) => {
+                let v: Vec<f32> = c.iter().map(|x| x * beta).collect();
+                (k.blob_f32(&v), 1.0)
+            }
+            None => (k.input(2), beta),
         };
-        if cs[1] <= 1 {
-            k.for_vec(n, &mut body);
+        Some(Addend { ptr, sm: cs[0], sn: cs[1], scale })
+    } else {
+        None
+    };
+    let epi = StoreEpi {
+        scale: (b_const.is_none() && alpha != 1.0).then_some(alpha),
+        addend,
+        residual: if e.residual { Some(k.input(3)) } else { None },
+        act: Act::of(e.act)?,
+    };
+    let out = k.output(0);
+    let z = k.ic(0);
+    let ov = OutView { ptr: out, ldo: n, bias: None };
+    let ro_b = b_const.is_some();
+    let packed = wants_packed_a(k, mm, n);
+    let t = Tiles { mm, n, kk, packed, rows, epi };
+    if packed {
+        let ap = k.scratch(mm * kk * 4);
+        let ap = pack_a_fenced(k, av, z, mm, kk, rows, ap);
+        gemm_tiles(k, &t, AView { ptr: ap, sm: kk, sk: 1, ro: false }, z, (panel, ro_b), ov, z);
+    } else {
+        gemm_tiles(k, &t, av, z, (panel, ro_b), ov, z);
+    }
+    Ok(())
+}
+
+/// MatMul (batched, broadcast) and MatMulFused:
+/// `act(A·B + bias + residual)`.
+fn lower_matmul(k: &mut Kernel, fused: Option<Epilogue>) -> LResult {
+    let l = k.lanes();
+    let (a0, b0) = (k.in_shape(0).to_vec(), k.in_shape(1).to_vec());
+    let ash = if a0.len() == 1 { vec![1, a0[0]] } else { a0.clone() };
+    let bsh = if b0.len() == 1 { vec![b0[0], 1] } else { b0.clone() };
+    let (mm, kk, n) = (ash[ash.len() - 2], ash[ash.len() - 1], bsh[bsh.len() - 1]);
+    let batch = kerf_ir::infer::broadcast(&ash[..ash.len() - 2], &bsh[..bsh.len() - 2])?;
+    let nb_total: usize = batch.iter().product();
+    let (rm, _) = tile_shape(mm, n.div_ceil(l));
+    let rows = split_rows(k, mm, rm, 2 * kk * n * nb_total)?;
+    let a_bs: Vec<usize> = bcast_strides(&ash[..ash.len() - 2], &batch).iter().map(|s| s * mm * kk).collect();
+    let b_bs: Vec<usize> = bcast_strides(&bsh[..bsh.len() - 2], &batch).iter().map(|s| s * kk * n).collect();
+    let epi = match fused {
+        None => StoreEpi::NONE,
+        Some(e) => StoreEpi {
+            scale: None,
+            // one bias value per column, for every row and batch
+            addend: Some(Addend { ptr: k.input(2), sm: 0, sn: 1, scale: 1.0 }),
+            residual: if e.residual { Some(k.input(3)) } else { None },
+            act: Act::of(e.act)?,
+        },
+    };
+    let a = k.input(0);
+    let av = AView { ptr: a, sm: kk, sk: 1, ro: false };
+    let out = k.output(0);
+    let panel_elems = n.div_ceil(l) * l * kk;
+    let packed = wants_packed_a(k, mm, n);
+    let t = Tiles { mm, n, kk, packed, rows, epi };
+    // One batch's A, repacked into row blocks (reused across batches; the
+    // tasks pack disjoint rows).
+    let packed_a = if packed { Some(k.scratch(mm * kk * 4)) } else { None };
+    let product = move |k: &mut Kernel, ao: Value, panel: (Value, bool), oo: Value| {
+        let ov = OutView { ptr: out, ldo: n, bias: None };
+        match packed_a {
+            Some(ap) => {
+                let ap = pack_a_fenced(k, av, ao, mm, kk, rows, ap);
+                let pv = AView { ptr: ap, sm: kk, sk: 1, ro: false };
+                gemm_tiles(k, &t, pv, ao, panel, ov, oo);
+            }
+            None => gemm_tiles(k, &t, av, ao, panel, ov, oo),
         }
-    });
+    };
+    match k.const_f32(1) {
+        Some(bv) => {
+            // One packed panel set per distinct B batch.
+            let nbb: usize = bsh[..bsh.len() - 2].iter().product();
+            let mut all = Vec::with_capacity(nbb * panel_elems);
+            for bi in 0..nbb {
+                all.extend(pack_b(&bv[bi * kk * n..], kk, n, n, 1, l, 1.0));
+            }
+            let panels = k.blob_f32(&all);
+            let b_ps: Vec<usize> = b_bs.iter().map(|s| s / (kk * n).max(1) * panel_elems).collect();
+            k.nest(&batch, &mut |k, idx| {
+                let ao = k.linear(idx, &a_bs);
+                let po = k.linear(idx, &b_ps);
+                let pp = k.addr(panels, po, 4);
+                let bi = k.linear(idx, &kerf_ir::eval::strides(&batch));
+                let oo = k.b.ins().imul_imm_s(bi, (mm * n) as i64);
+                product(k, ao, (pp, true), oo);
+            });
+        }
+        None => {
+            // every task packs each batch's B into its own scratch
+            let bp = k.input(1);
+            let s = k.task_scratch(panel_elems * 4);
+            k.nest(&batch, &mut |k, idx| {
+                let ao = k.linear(idx, &a_bs);
+                let bo = k.linear(idx, &b_bs);
+                pack_runtime(k, bp, bo, kk, n, n, 1, s);
+                let bi = k.linear(idx, &kerf_ir::eval::strides(&batch));
+                let oo = k.b.ins().imul_imm_s(bi, (mm * n) as i64);
+                product(k, ao, (s, false), oo);
+            });
+        }
+    }
     Ok(())
 }

@@ -15,6 +15,46 @@ fn ident(s: &str) -> Attr {
     Attr::Ident(s.to_string())
 }
 
+impl Epilogue {
+    /// `act=<name>` (`None` for no activation), the activation's own
+    /// attributes prefixed with `act_`, then `residual`.
+    pub(super) fn attrs(&self, out: &mut Vec<(&'static str, Attr)>) {
+        out.push(("act", ident(self.act.map_or("None", |u| u.name()))));
+        match self.act {
+            Some(UnaryOp::Clip { min, max }) => {
+                out.push(("act_min", Attr::Float(min.get())));
+                out.push(("act_max", Attr::Float(max.get())));
+            }
+            Some(UnaryOp::LeakyRelu { alpha }) => out.push(("act_alpha", Attr::Float(alpha.get()))),
+            Some(UnaryOp::Gelu { tanh }) => out.push(("act_tanh", Attr::Bool(tanh))),
+            _ => {}
+        }
+        out.push(("residual", Attr::Bool(self.residual)));
+    }
+    /// The inverse of [`Epilogue::attrs`]; the activation must be one the
+    /// kernels fuse ([`Epilogue::fusable`]).
+    pub(super) fn from_attrs(m: &mut AttrMap) -> Result<Epilogue, IrError> {
+        let name = m.ident("act")?;
+        let act = match name.as_str() {
+            "None" => None,
+            "Clip" => Some(UnaryOp::Clip { min: m.float("act_min")?, max: m.float("act_max")? }),
+            "LeakyRelu" => Some(UnaryOp::LeakyRelu { alpha: m.float("act_alpha")? }),
+            "Gelu" => Some(UnaryOp::Gelu { tanh: m.bool("act_tanh")? }),
+            other => Some(
+                UnaryOp::SIMPLE
+                    .iter()
+                    .copied()
+                    .find(|u| u.name() == other)
+                    .ok_or_else(|| m.error(format!("act must be None or a fusable activation, got {other}")))?,
+            ),
+        };
+        if let Some(u) = act.filter(|&u| !Epilogue::fusable(u)) {
+            return Err(m.error(format!("{} cannot be fused into an epilogue", u.name())));
+        }
+        Ok(Epilogue { act, residual: m.bool("residual")? })
+    }
+}
+
 impl ConvAlgo {
     /// `exact=true` or `winograd=<tile>`; nothing for a direct conv.
     fn attrs(&self, out: &mut Vec<(&'static str, Attr)>) {
@@ -110,17 +150,19 @@ impl Op {
                 a.push(("group", Attr::Int(c.group as i64)));
                 a.push(("layer", Attr::Str(c.layer.0.clone())));
                 c.algo.attrs(&mut a);
-                a.push(("act", ident(e.act.map_or("None", |u| u.name()))));
-                match e.act {
-                    Some(UnaryOp::Clip { min, max }) => {
-                        a.push(("act_min", Attr::Float(min.get())));
-                        a.push(("act_max", Attr::Float(max.get())));
-                    }
-                    Some(UnaryOp::LeakyRelu { alpha }) => a.push(("act_alpha", Attr::Float(alpha.get()))),
-                    Some(UnaryOp::Gelu { tanh }) => a.push(("act_tanh", Attr::Bool(tanh))),
-                    _ => {}
-                }
-                a.push(("residual", Attr::Bool(e.residual)));
+                e.attrs(&mut a);
+            }
+            Op::MatMulFused(l, e) => {
+                a.push(("layer", Attr::Str(l.0.clone())));
+                e.attrs(&mut a);
+            }
+            Op::GemmFused(g, e) => {
+                a.push(("alpha", Attr::Float(g.alpha.get())));
+                a.push(("beta", Attr::Float(g.beta.get())));
+                a.push(("trans_a", Attr::Bool(g.trans_a)));
+                a.push(("trans_b", Attr::Bool(g.trans_b)));
+                a.push(("layer", Attr::Str(g.layer.0.clone())));
+                e.attrs(&mut a);
             }
             Op::ConvTranspose(c) => {
                 c.window.attrs(&mut a);
@@ -250,26 +292,18 @@ impl Op {
             "Identity" => Op::Identity,
             "Dropout" => Op::Dropout,
             "Conv" => Op::Conv(Conv::from_attrs(m)?),
-            "ConvFused" => {
-                let conv = Conv::from_attrs(m)?;
-                let act = match m.ident("act")?.as_str() {
-                    "None" => None,
-                    "Relu" => Some(UnaryOp::Relu),
-                    "HardSwish" => Some(UnaryOp::HardSwish),
-                    "Clip" => Some(UnaryOp::Clip { min: m.float("act_min")?, max: m.float("act_max")? }),
-                    "LeakyRelu" => Some(UnaryOp::LeakyRelu { alpha: m.float("act_alpha")? }),
-                    "Sigmoid" => Some(UnaryOp::Sigmoid),
-                    "Tanh" => Some(UnaryOp::Tanh),
-                    "Gelu" => Some(UnaryOp::Gelu { tanh: m.bool("act_tanh")? }),
-                    other => {
-                        return Err(m.error(format!(
-                            "act must be None, Relu, Clip, LeakyRelu, HardSwish, Sigmoid, Tanh or Gelu, got {other}"
-                        )))
-                    }
-                };
-                let residual = m.bool("residual")?;
-                Op::ConvFused(conv, Epilogue { act, residual })
-            }
+            "ConvFused" => Op::ConvFused(Conv::from_attrs(m)?, Epilogue::from_attrs(m)?),
+            "MatMulFused" => Op::MatMulFused(layer(m)?, Epilogue::from_attrs(m)?),
+            "GemmFused" => Op::GemmFused(
+                Gemm {
+                    alpha: m.float("alpha")?,
+                    beta: m.float("beta")?,
+                    trans_a: m.bool("trans_a")?,
+                    trans_b: m.bool("trans_b")?,
+                    layer: layer(m)?,
+                },
+                Epilogue::from_attrs(m)?,
+            ),
             "ConvTranspose" => Op::ConvTranspose(ConvTranspose {
                 window: Window::from_attrs(m)?,
                 group: m.usize("group")?,

@@ -337,9 +337,10 @@ impl Window {
     }
 }
 
-/// What a fused conv ([`Op::ConvFused`]) does to each output before it is
+/// What a fused conv ([`Op::ConvFused`]) or matrix product
+/// ([`Op::MatMulFused`], [`Op::GemmFused`]) does to each output before it is
 /// stored: `y = act(conv(x, w, b) + residual)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Epilogue {
     /// Applied last; one of [`Epilogue::fusable`] or none.
     pub act: Option<UnaryOp>,
@@ -557,6 +558,17 @@ pub enum Op {
     ConvTranspose(ConvTranspose),
     Gemm(Gemm),
     MatMul(Layer),
+    /// A MatMul with an epilogue, inputs `a, b, bias[, residual]`:
+    /// `act(MatMul(a, b) + bias + residual)`, added in that order. `a` and
+    /// `b` have rank >= 2; the bias holds one value per output column (`N`
+    /// elements, shape `[.., 1, N]` broadcasting to the output); the
+    /// residual has the output's type. Produced only by the `fusion` rule
+    /// group.
+    MatMulFused(Layer, Epilogue),
+    /// A Gemm with its C input and an epilogue, inputs `a, b, c[, residual]`:
+    /// `act(Gemm(a, b, c) + residual)`. Produced only by the `fusion` rule
+    /// group.
+    GemmFused(Gemm, Epilogue),
     /// `(x - mean) / sqrt(var + eps) * scale + bias` over axis 1.
     BatchNorm {
         epsilon: F32,
@@ -655,6 +667,8 @@ impl Op {
             Op::ConvTranspose(_) => "ConvTranspose",
             Op::Gemm(_) => "Gemm",
             Op::MatMul(_) => "MatMul",
+            Op::MatMulFused(..) => "MatMulFused",
+            Op::GemmFused(..) => "GemmFused",
             Op::BatchNorm { .. } => "BatchNormalization",
             Op::LayerNorm { .. } => "LayerNormalization",
             Op::InstanceNorm { .. } => "InstanceNormalization",
@@ -688,8 +702,8 @@ impl Op {
         match self {
             Op::Conv(c) | Op::ConvFused(c, _) => Some(&c.layer),
             Op::ConvTranspose(c) => Some(&c.layer),
-            Op::Gemm(g) => Some(&g.layer),
-            Op::MatMul(l) => Some(l),
+            Op::Gemm(g) | Op::GemmFused(g, _) => Some(&g.layer),
+            Op::MatMul(l) | Op::MatMulFused(l, _) => Some(l),
             Op::Lstm(r) | Op::Gru(r) | Op::Rnn(r) => Some(&r.layer),
             _ => None,
         }
