@@ -408,8 +408,10 @@ fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi: Epilogue)
     let b_ptr = k.blob_f32(bias);
     let items = gm.n * gm.group * nblk;
     let cost = 2 * (ocg * kk * rows * ppr * l) as u64;
-    let (lo, hi) = k.parallel_range(items * rbu, 1, cost.div_ceil(rbu as u64))?;
-    let bbuf = k.task_scratch(rows * ppr * kk * l * 4);
+    let bbytes = rows * ppr * kk * l * 4;
+    let cap = (gemm::TASK_SCRATCH_BUDGET / bbytes.max(1)).max(2);
+    let (lo, hi) = k.parallel_range_capped(items * rbu, 1, cost.div_ceil(rbu as u64), cap)?;
+    let bbuf = k.task_scratch(bbytes);
     let g2 = *gm;
     // the last block holds what is left (rows or pixels)
     let last_rows = if pointwise { 1 } else { gm.oh - (nblk - 1) * rows };

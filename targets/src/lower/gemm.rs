@@ -44,6 +44,12 @@ pub const MR: usize = 12;
 /// small layers (one 7×7 block at the end of ResNet).
 pub const SPLIT_UNITS: usize = 8;
 
+/// Most bytes of private task buffers ([`super::Kernel::task_scratch`]) all
+/// tasks of one conv kernel may hold together: the arena keeps one copy per
+/// possible task, so a kernel with large per-task buffers is split into
+/// fewer tasks (ResNet-18's first conv already holds 8 × ~1 MiB).
+pub const TASK_SCRATCH_BUDGET: usize = 8 << 20;
+
 /// Budget for the B panels of one pixel block: they are re-read once per A
 /// row block, so they should stay in L2 (`caps.cache.l2`, see
 /// [`crate::isa::CacheParams`]; smaller L2s degrade gracefully to L3 reads).

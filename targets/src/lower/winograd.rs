@@ -45,7 +45,7 @@ use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 use kerf_ir::op::{Conv, ConvAlgo};
 
 use super::epilogue::{apply_act, Epilogue};
-use super::gemm::{pack_a, run_block, Block, Gemm, MR, SPLIT_UNITS};
+use super::gemm::{pack_a, run_block, Block, Gemm, MR, SPLIT_UNITS, TASK_SCRATCH_BUDGET};
 use super::{Kernel, LResult};
 
 /// The interpolation points (besides ∞) of F(m×m, 3×3).
@@ -244,12 +244,6 @@ fn sandwich(k: &mut Kernel, ty: Type, p_mat: &[f64], p: usize, n: usize, x: &[Va
     y
 }
 
-/// Most bytes of private task buffers (strip, V, M) all tasks of one
-/// kernel may hold together: the arena keeps one copy per possible task,
-/// so a layer whose blocks are large is split into fewer tasks (ResNet's
-/// 512-channel 7×7 layers: ~0.8 MiB per task, at most 10 tasks).
-const TASK_SCRATCH_BUDGET: usize = 8 << 20;
-
 /// Rows of the products `M` computed and transformed at a time: bounds
 /// the per-task `M` buffer (`n² · MC · tiles` floats) independently of the
 /// output channel count.
@@ -320,6 +314,7 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
     let chan_split = batch * nblk < SPLIT_UNITS && kout >= 4 * MR;
     let rbu = if chan_split { kout.div_ceil(MR) } else { 1 };
     let per_block = 2 * nn * kout * cin * tb + nn * tb * (6 * cin + 4 * kout);
+    // (ResNet's 512-channel 7×7 layers: ~0.8 MiB per task, at most 10 tasks)
     let scratch = (strip + nn * cin * tb + nn * mc * tb) * 4 + 16;
     let cap = (TASK_SCRATCH_BUDGET / scratch).max(2);
     let (lo, hi) = k.parallel_range_capped(batch * nblk * rbu, 1, per_block.div_ceil(rbu) as u64, cap)?;
