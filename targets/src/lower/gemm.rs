@@ -350,3 +350,28 @@ fn tile(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::isa::{aarch64, riscv64, x64, CacheParams};
+
+    fn caps(cache: CacheParams) -> Caps {
+        Caps { simd: true, fma: true, round: true, cache }
+    }
+
+    /// The blocks derived from the per-ISA cache parameters. On x86-64 they
+    /// are the literals the engine used before the parameters existed (K
+    /// slice 384, 1 MiB B panels), so its code is unchanged.
+    #[test]
+    fn blocks_from_cache_parameters() {
+        assert_eq!((kc_max(&caps(x64::CACHE), 4), b_block_bytes(&caps(x64::CACHE))), (384, 1 << 20));
+        assert_eq!(kc_max(&caps(aarch64::CACHE), 4), 768);
+        // scalar riscv64: one lane per panel
+        assert_eq!(kc_max(&caps(riscv64::CACHE), 1), 472);
+        for (c, l) in [(x64::CACHE, 4), (aarch64::CACHE, 4), (riscv64::CACHE, 1)] {
+            let kc = kc_max(&caps(c), l);
+            assert!(kc % 2 == 0 && (MR + l) * kc * 4 <= c.l1d * 3 / 4 && (MR + l) * (kc + 2) * 4 > c.l1d * 3 / 4);
+        }
+    }
+}
