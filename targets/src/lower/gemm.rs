@@ -371,7 +371,9 @@ mod tests {
         assert_eq!(kc_max(&caps(riscv64::CACHE), 1), 472);
         for (c, l) in [(x64::CACHE, 4), (aarch64::CACHE, 4), (riscv64::CACHE, 1)] {
             let kc = kc_max(&caps(c), l);
-            assert!(kc % 2 == 0 && (MR + l) * kc * 4 <= c.l1d * 3 / 4 && (MR + l) * (kc + 2) * 4 > c.l1d * 3 / 4);
+            assert!(
+                kc.is_multiple_of(2) && (MR + l) * kc * 4 <= c.l1d * 3 / 4 && (MR + l) * (kc + 2) * 4 > c.l1d * 3 / 4
+            );
         }
     }
 }
