@@ -168,9 +168,10 @@ fn reference(g: &Graph, inputs: &[Tensor]) -> Vec<Vec<f32>> {
     g.outputs.iter().map(|o| vals[o.value.0 as usize].as_ref().unwrap().to_f32_vec()).collect()
 }
 
-/// MatMul / Gemm kernels split over row blocks (12-row tiles, a 4-row
-/// rest block in the last task) with every epilogue path: column bias,
-/// residual, in-register and per-block activations, Gemm's alpha with a
+/// MatMul / Gemm kernels split over rows (each task tiles its range with
+/// 12- and 4-row blocks; the 2 rows past the last 4-row unit of a 50-row
+/// product go to the last task) with every epilogue path: column bias,
+/// residual, in-register (HardSwish) and per-block (Gelu) activations, Gemm's alpha with a
 /// run-time B (private per-task panels), beta and a per-row C, batched
 /// run-time B. Threaded equals serial bit for bit, and the values match
 /// the reference evaluator.
@@ -184,12 +185,12 @@ fn matrix_products_split_and_match() {
         format!("const %{seed} \"{name}\": f32[{}] = [{}]\n", dims.join(","), v.join(","))
     };
     let text = format!(
-        "graph \"mm\"\n  input %0 \"x\": f32[2,52,64]\n  input %1 \"r\": f32[2,52,96]\n  input %2 \"at\": f32[96,64]\n  \
+        "graph \"mm\"\n  input %0 \"x\": f32[2,50,64]\n  input %1 \"r\": f32[2,50,96]\n  input %2 \"at\": f32[96,64]\n  \
          input %3 \"bt\": f32[96,80]\n  {}  {}  {}  \
-         %7 = MatMulFused{{layer=\"m\", act=HardSwish, residual=true}}(%0, %4, %5, %1): f32[2,52,96] @\"m\"\n  \
-         %8 = Transpose{{perm=[0,2,1]}}(%7): f32[2,96,52] @\"t\"\n  \
-         %9 = MatMul{{layer=\"bm\"}}(%7, %8): f32[2,52,52] @\"bm\"\n  \
-         %10 = GemmFused{{alpha=0.5, beta=2.0, trans_a=true, trans_b=false, layer=\"g\", act=Relu, residual=false}}(%2, %3, %6): f32[64,80] @\"g\"\n  \
+         %7 = MatMulFused{{layer=\"m\", act=HardSwish, residual=true}}(%0, %4, %5, %1): f32[2,50,96] @\"m\"\n  \
+         %8 = Transpose{{perm=[0,2,1]}}(%7): f32[2,96,50] @\"t\"\n  \
+         %9 = MatMul{{layer=\"bm\"}}(%7, %8): f32[2,50,50] @\"bm\"\n  \
+         %10 = GemmFused{{alpha=0.5, beta=2.0, trans_a=true, trans_b=false, layer=\"g\", act=Gelu, act_tanh=false, residual=false}}(%2, %3, %6): f32[64,80] @\"g\"\n  \
          output \"y\" = %7\n  output \"z\" = %9\n  output \"w\" = %10\n",
         konst("w", &[64, 96], 4),
         konst("b", &[96], 5),

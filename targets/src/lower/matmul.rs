@@ -17,12 +17,12 @@
 //! `alpha` (run-time B) and `beta · C`, the bias of `MatMulFused`, a
 //! residual and an activation, so no second pass over the output is needed.
 //!
-//! Threading: the product rows are split into tasks at micro-tile
-//! boundaries ([`Rows::Range`]); every task runs all batches for its rows,
+//! Threading: the product rows are split into tasks of 4-row units
+//! ([`Rows::Range`], [`SPLIT_ROWS`]); every task runs all batches for its rows,
 //! packs its rows of A into disjoint parts of the shared scratch and a
-//! run-time B into its private scratch. Each output element is computed by
-//! the same tile code whatever the split, so threaded runs are
-//! bit-identical to serial ones.
+//! run-time B into its private scratch. An output's arithmetic (its
+//! multiply-add chain over k, then the epilogue) does not depend on the
+//! tile that computes it, so threaded runs are bit-identical to serial ones.
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
@@ -121,31 +121,49 @@ enum Rows {
     Range(Value, Value),
 }
 
+/// Row granularity of a split: task ranges start at multiples of it.
+/// Tiles never change an output's arithmetic (every accumulator runs the
+/// same multiply-add chain over k whatever the tile shape), so a task may
+/// tile its range on its own: 4-row units balance two tasks on 64 rows
+/// (32 + 32) where whole 12-row blocks gave 36 + 28.
+const SPLIT_ROWS: usize = 4;
+
 /// Calls `body(k, m0, h)` for the row blocks of an `mm`-row product that
-/// fall in `rows`: blocks of `rm` rows from row 0, then one block of the
-/// `mm % rm` rows left. A range covers whole blocks, so the blocks (and
-/// with them every output's arithmetic) are the same for any split.
+/// fall in `rows`. All rows: blocks of `rm` rows from row 0, then one block
+/// of the `mm % rm` rows left. A task's range (`lo` a multiple of
+/// [`SPLIT_ROWS`], `hi` too or `mm`): blocks of `rm` rows from `lo`, then
+/// blocks of `SPLIT_ROWS`, then the `mm % SPLIT_ROWS` last rows in the last
+/// task. Packing and tiles use the same blocks (`rm` = the tile height,
+/// [`MAX_ACC`] when A is packed).
 fn row_blocks(k: &mut Kernel, mm: usize, rm: usize, rows: Rows, body: &mut dyn FnMut(&mut Kernel, Value, usize)) {
-    let main = mm / rm * rm;
-    let rest = mm - main;
     match rows {
         Rows::All => {
+            let main = mm / rm * rm;
             k.for_n(0, main as i64, rm as i64, |k, m0| body(k, m0, rm));
-            if rest > 0 {
+            if main < mm {
                 let m0 = k.ic(main as i64);
-                body(k, m0, rest);
+                body(k, m0, mm - main);
             }
         }
         Rows::Range(lo, hi) => {
-            let mainv = k.ic(main as i64);
-            let below = k.b.ins().icmp(IntCC::SignedLessThan, hi, mainv);
-            let end = k.b.ins().select(below, hi, mainv);
-            k.for_dyn(lo, end, rm as i64, |k, m0| body(k, m0, rm));
-            if rest > 0 {
-                let past = k.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, hi, main as i64);
+            let (small, q) = (SPLIT_ROWS.min(rm), mm / SPLIT_ROWS * SPLIT_ROWS);
+            let qv = k.ic(q as i64);
+            let below = k.b.ins().icmp(IntCC::SignedLessThan, hi, qv);
+            let end = k.b.ins().select(below, hi, qv);
+            // lo + (end - lo) / rm * rm: the end of the full tiles
+            let span = k.b.ins().isub(end, lo);
+            let nfull = k.b.ins().udiv_imm_s(span, rm as i64);
+            let full = k.b.ins().imul_imm_s(nfull, rm as i64);
+            let mid = k.b.ins().iadd(lo, full);
+            k.for_dyn(lo, mid, rm as i64, |k, m0| body(k, m0, rm));
+            if small < rm {
+                k.for_dyn(mid, end, small as i64, |k, m0| body(k, m0, small));
+            }
+            if q < mm {
+                let past = k.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, hi, q as i64);
                 k.if_then(past, |k| {
-                    let m0 = k.ic(main as i64);
-                    body(k, m0, rest);
+                    let m0 = k.ic(q as i64);
+                    body(k, m0, mm - q);
                 });
             }
         }
@@ -453,10 +471,10 @@ pub fn lower(k: &mut Kernel) -> LResult {
     }
 }
 
-/// The rows this kernel computes: `mm` rows split into tasks at multiples
-/// of the tile height `rm`, each row costing `row_cost`.
+/// The rows this kernel computes: `mm` rows (tile height `rm`) split into
+/// tasks at multiples of [`SPLIT_ROWS`], each row costing `row_cost`.
 fn split_rows(k: &mut Kernel, mm: usize, rm: usize, row_cost: usize) -> LResult<Rows> {
-    let (lo, hi) = k.parallel_range(mm, rm, row_cost as u64)?;
+    let (lo, hi) = k.parallel_range(mm, SPLIT_ROWS.min(rm), row_cost as u64)?;
     Ok(if k.split.is_some() { Rows::Range(lo, hi) } else { Rows::All })
 }
 
