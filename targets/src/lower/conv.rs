@@ -392,12 +392,17 @@ fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi: Epilogue)
         // layers too (A is re-read from L2 once more)
         let cap = if chan_split { ohw.div_ceil(l) * l } else { ohw.div_ceil(2).div_ceil(l) * l };
         let nb = per_flat.min(cap).max(l);
+        // balanced: equal blocks (up to a panel), so that equal task
+        // chunks are equal work
+        let nb = ohw.div_ceil(ohw.div_ceil(nb)).div_ceil(l) * l;
         (1, nb / l, nb, nb, ohw.div_ceil(nb))
     } else {
         // without a channel split: at least two blocks when there are two
         // rows, so that two threads have work even on the last layers
         let cap = if chan_split { gm.oh } else { gm.oh.div_ceil(2) };
         let r = fit_rows.min(cap).max(1);
+        // balanced: the fewest rows per block that keeps the block count
+        let r = gm.oh.div_ceil(gm.oh.div_ceil(r));
         (r, ppr_rows, gm.ow, gm.ow, gm.oh.div_ceil(r))
     };
     // units per pixel block: GEMM row blocks when splitting channels
