@@ -6,8 +6,8 @@
 //!
 //! The image is first copied into a zero-padded scratch copy (task-private,
 //! refilled per image), so every tap of every pixel is an in-bounds load.
-//! Tile: [`PIX`] consecutive pixels of the flattened output plane (crossing
-//! rows, so a 5-wide row wastes no lanes) × [`QV`] vectors of 4 output
+//! Tile: `PIX` consecutive pixels of the flattened output plane (crossing
+//! rows, so a 5-wide row wastes no lanes) × `QV` vectors of 4 output
 //! channels, `PIX·QV` accumulators starting at the bias. The `(c, ky)` pairs
 //! are a run-time loop carrying the accumulators, its body the `kw` taps:
 //! per tap each pixel's input float is broadcast once and each weight vector
@@ -65,7 +65,7 @@ pub struct SmallGeo {
 impl SmallGeo {
     /// Whether this kernel handles the conv: SIMD, a short but not
     /// pointwise reduction, whole channel tiles, narrow rows, a plane of at
-    /// least [`PIX`] pixels and a small padded copy.
+    /// least `PIX` pixels and a small padded copy.
     pub fn fits(&self, simd: bool) -> bool {
         let k = self.c * self.kh * self.kw;
         simd && self.n >= 1
@@ -166,7 +166,7 @@ struct Ctx {
     epi: Epilogue,
 }
 
-/// One tile: [`PIX`] output pixels from flattened pixel `p0` of image `b`,
+/// One tile: `PIX` output pixels from flattened pixel `p0` of image `b`,
 /// output channels `4·ob .. 4·(ob+QV)`.
 fn tile(k: &mut Kernel, cx: &Ctx, b: Value, ob: Value, p0: Value) {
     let g = cx.g;

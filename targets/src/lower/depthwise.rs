@@ -3,28 +3,31 @@
 //!
 //! Direct, without a padded copy. Per channel (the parallel unit) and output
 //! row, the `kh` input row pointers are computed once; a row that falls in
-//! the vertical padding points at a zeroed scratch row instead, so every
+//! the vertical padding points at a constant zero row instead, so every
 //! output row runs the same code. Along the width the outputs are computed
 //! `L` at a time (`L` = vector lanes), in *positions* `0, L, 2L, …` plus an
 //! overlapping last position `ow - L` when `L` does not divide `ow` (the
 //! output never aliases an input of a conv, so recomputing a few columns is
 //! harmless and saves a scalar tail). Positions whose taps all read inside
-//! the row (*interior*) run in a loop, [`VECS`] positions per pass with one
-//! accumulator each (independent FMA chains hide the latency) and each tap's
-//! pre-broadcast weight vector loaded once per pass. The few *border*
-//! positions are unrolled at compile time: a tap whose lanes are partly
-//! outside the row loads the in-bounds window and moves the lanes into place
-//! with one shuffle, zeroing the outside lanes with a mask; a tap entirely
-//! outside is skipped.
+//! the row (*interior*) run in a loop, `VECS` positions per pass with one
+//! accumulator each and each tap's pre-broadcast weight vector. The few
+//! *border* positions are unrolled at compile time: a tap whose lanes are
+//! partly outside the row loads the in-bounds window and moves the lanes
+//! into place with a lane shuffle, zeroing the outside lanes with a mask; a
+//! tap entirely outside is skipped. Every load is of memory the kernel never
+//! writes and is marked read-only (movable): Cranelift then builds each
+//! output's chain of taps right before its store instead of issuing all
+//! loads of a pass first (which spilled them).
 //!
 //! Stride 2 (vectors): the 8 input floats of a tap's 4 lanes are loaded as
 //! two vectors and deinterleaved with one shuffle; the next tap's inputs
 //! (one float to the right) are the odd lanes of the same pair. Other strides,
 //! rows narrower than the vector span, and targets without SIMD use the same
-//! scheme with `L = 1` (scalar).
+//! scheme with `L = 1` (scalar). Small stride-1 "same" planes take the
+//! `flat` path (the plane as one run of outputs, fully unrolled).
 //!
 //! The bias is the accumulators' initial value; the fused epilogue
-//! (residual, activation) is applied before the store.
+//! (residual, activation: `fast_act`) is applied before the store.
 
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, ConstantData, Endianness, Immediate, InstBuilder, MemFlagsData, Type, Value};
@@ -188,7 +191,7 @@ pub fn depthwise(k: &mut Kernel, g: &DwGeo, w: &[f32], bias: &[f32], epi: Epilog
 /// offset `d = (ky·dh - ph)·w + (kx·dw - pw)`, so a tap's lanes are one
 /// contiguous load whose lanes outside the image (row or column) are masked
 /// to zero; at the ends of the plane the window is clamped and permuted as
-/// in [`gather`]. No per-row work and no lanes wasted on a short row's tail.
+/// in `gather`. No per-row work and no lanes wasted on a short row's tail.
 #[allow(clippy::too_many_arguments)]
 fn flat(k: &mut Kernel, p: &Plan, bb: Value, xp: Value, out: Value, epi: Epilogue, lo: Value, hi: Value) {
     let g = p.g;
