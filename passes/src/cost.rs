@@ -23,7 +23,7 @@
 //! The units are deliberately crude (a FLOP and a byte weigh the same); the
 //! model only has to rank alternatives of the same value.
 
-use kerf_ir::op::{Conv, ConvAlgo};
+use kerf_ir::op::{ChainStep, Conv, ConvAlgo};
 use kerf_ir::{Op, TensorType, UnaryOp};
 
 use crate::lang::NodeOp;
@@ -102,21 +102,19 @@ pub fn node_cost(op: &NodeOp, ins: &[&[TensorType]], outs: &[TensorType]) -> f64
             let dirs = r.direction.num_directions() as f64;
             2.0 * seq * batch * dirs * gates * h * (input + h) + TRANSCENDENTAL * seq * batch * dirs * gates * h
         }
-        Op::Unary(u) => match u {
-            UnaryOp::Neg
-            | UnaryOp::Abs
-            | UnaryOp::Relu
-            | UnaryOp::Floor
-            | UnaryOp::Ceil
-            | UnaryOp::Round
-            | UnaryOp::Sign
-            | UnaryOp::Not
-            | UnaryOp::LeakyRelu { .. }
-            | UnaryOp::Clip { .. }
-            | UnaryOp::HardSigmoid { .. }
-            | UnaryOp::HardSwish => out_n,
-            _ => TRANSCENDENTAL * out_n,
-        },
+        Op::Unary(u) => unary_work(*u) * out_n,
+        // Each step's work; the bytes are one read of each input and one
+        // write, which is what makes a chain cheaper than its steps as nodes.
+        Op::Chain(steps) => {
+            let per: f64 = steps
+                .iter()
+                .map(|s| match s {
+                    ChainStep::Unary(u) => unary_work(*u),
+                    ChainStep::Binary { .. } => 1.0,
+                })
+                .sum();
+            per * out_n
+        }
         Op::Binary(_) | Op::Where | Op::Cast(_) | Op::CastF8 { .. } | Op::BitCast(_) => out_n,
         Op::BatchNorm { .. } => 2.0 * out_n,
         Op::LayerNorm { .. } | Op::InstanceNorm { .. } | Op::Softmax { .. } | Op::LogSoftmax { .. } => {
@@ -188,6 +186,26 @@ pub fn winograd_work(c: &Conv, x: Option<&TensorType>, w: Option<&TensorType>, y
     let u_bytes = 4.0 * n2 * kout * cin;
     let u_cost = if u_bytes > WINOGRAD_CACHE_BYTES { WINOGRAD_DRAM_BYTE * u_bytes } else { u_bytes };
     gemm + xform + pad + u_cost + WINOGRAD_PER_GEMM * n2
+}
+
+/// Work per element of a unary op: one for the cheap ones,
+/// [`TRANSCENDENTAL`] for the rest.
+fn unary_work(u: UnaryOp) -> f64 {
+    match u {
+        UnaryOp::Neg
+        | UnaryOp::Abs
+        | UnaryOp::Relu
+        | UnaryOp::Floor
+        | UnaryOp::Ceil
+        | UnaryOp::Round
+        | UnaryOp::Sign
+        | UnaryOp::Not
+        | UnaryOp::LeakyRelu { .. }
+        | UnaryOp::Clip { .. }
+        | UnaryOp::HardSigmoid { .. }
+        | UnaryOp::HardSwish => 1.0,
+        _ => TRANSCENDENTAL,
+    }
 }
 
 #[cfg(test)]

@@ -113,6 +113,7 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, IrError> {
                 Tensor::from_i64_values(out0.dtype, out0.shape.clone(), &v)?
             }
         }
+        Op::Chain(steps) => crate::op::chain::eval(steps, inputs)?,
         Op::Where => {
             let ic = broadcast_index(inputs[0].shape(), &out0.shape);
             let ia = broadcast_index(inputs[1].shape(), &out0.shape);

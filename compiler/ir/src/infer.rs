@@ -173,6 +173,7 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
                 _ => one(d, shape),
             }
         }
+        Op::Chain(steps) => crate::op::chain::infer(steps, ins),
         Op::Where => {
             arity(ins, 3, 3)?;
             if ins[0].dtype != DType::Bool {

@@ -22,6 +22,7 @@ use crate::analysis::{KEGraph, KerfAnalysis};
 use crate::lang::KNode;
 
 pub mod bn_fold;
+pub mod chain;
 pub mod cleanup;
 pub mod const_fold;
 pub mod fusion;
@@ -154,7 +155,7 @@ impl<R: Rule> Applier<KNode, KerfAnalysis> for Adapter<R> {
 }
 
 /// The rule groups in pipeline order.
-pub const GROUPS: &[&str] = &["cleanup", "reshape", "bn-fold", "const-fold", "winograd", "fusion"];
+pub const GROUPS: &[&str] = &["cleanup", "reshape", "bn-fold", "const-fold", "winograd", "fusion", "chain"];
 
 /// The rules of a group, or `None` for an unknown group name.
 pub fn group(name: &str) -> Option<Vec<KRewrite>> {
@@ -165,6 +166,7 @@ pub fn group(name: &str) -> Option<Vec<KRewrite>> {
         "const-fold" => const_fold::rules(),
         "winograd" => winograd::rules(),
         "fusion" => fusion::rules(),
+        "chain" => chain::rules(),
         _ => return None,
     })
 }

@@ -1,5 +1,7 @@
 //! Elementwise kernels: unary and binary ops with numpy broadcasting,
-//! and `Where` (`Cast` is in `cast.rs`).
+//! `Where`, and `Chain` (several f32 steps in one pass: one load of each
+//! input and one store per element, the steps in registers; `Cast` is in
+//! `cast.rs`).
 //!
 //! Shape handling: every operand gets per-axis element strides into the
 //! output shape (0 on broadcast axes); adjacent axes that are contiguous for
@@ -10,6 +12,7 @@
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
+use kerf_ir::op::ChainStep;
 use kerf_ir::{BinaryOp, DType, Op, UnaryOp};
 
 use super::cast::{cast_scalar, f32_to_half, half_to_f32, is_half};
@@ -720,6 +723,22 @@ fn check(op: &Op, in_d: &[DType], od: DType) -> LResult {
                 return Err(format!("Where on {} is not supported", in_d[1]));
             }
         }
+        Op::Chain(steps) => {
+            if in_d.iter().any(|&d| d != DType::F32) || od != DType::F32 {
+                return Err("Chain needs f32 inputs and output".into());
+            }
+            for s in steps {
+                match *s {
+                    ChainStep::Unary(u) if !kerf_ir::op::chain::unary_ok(u) => {
+                        return Err(format!("{} cannot be a chain step", u.name()))
+                    }
+                    ChainStep::Binary { op, arg, .. } if !kerf_ir::op::chain::binary_ok(op) || arg >= in_d.len() => {
+                        return Err(format!("{} (input {arg}) cannot be a chain step", op.name()))
+                    }
+                    _ => {}
+                }
+            }
+        }
         _ => return Err("not an elementwise op".into()),
     }
     let _ = od;
@@ -730,8 +749,27 @@ fn apply_vec(k: &mut Kernel, op: &Op, ty: Type, args: &[Value], pow_exp: Option<
     match op {
         Op::Unary(u) => unary_f(k, *u, ty, args[0]),
         Op::Binary(b) => binary_f(k, *b, ty, args[0], args[1], pow_exp),
+        Op::Chain(steps) => chain(k, steps, ty, args),
         _ => Err("no vector form".into()),
     }
+}
+
+/// The steps of a `Chain` on `F32` or `F32X4` values: the same emitters as
+/// the standalone unary/binary kernels, so a chain computes exactly what
+/// its steps as separate nodes would (each step is rounded to f32 either way).
+fn chain(k: &mut Kernel, steps: &[ChainStep], ty: Type, args: &[Value]) -> LResult<Value> {
+    let mut acc = *args.first().ok_or("Chain without an input")?;
+    for s in steps {
+        acc = match *s {
+            ChainStep::Unary(u) => unary_f(k, u, ty, acc)?,
+            ChainStep::Binary { op, arg, swap } => {
+                let y = *args.get(arg).ok_or_else(|| format!("chain step reads missing input {arg}"))?;
+                let (a, b) = if swap { (y, acc) } else { (acc, y) };
+                binary_f(k, op, ty, a, b, None)?
+            }
+        };
+    }
+    Ok(acc)
 }
 
 fn apply_scalar(
@@ -754,6 +792,7 @@ fn apply_scalar(
     match op {
         Op::Unary(u) => unary_scalar(k, *u, in_d[0], args[0]),
         Op::Binary(b) => binary_scalar(k, *b, in_d[0], args[0], args[1], pow_exp),
+        Op::Chain(steps) => chain(k, steps, types::F32, args),
         Op::Where => Ok(k.b.ins().select(args[0], args[1], args[2])),
         Op::BitCast(to) => {
             let tt = cl_type(*to).ok_or_else(|| format!("BitCast to {to} is not supported"))?;

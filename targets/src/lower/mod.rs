@@ -279,6 +279,7 @@ impl<'a, 'g> Kernel<'a, 'g> {
 pub fn lower_node(k: &mut Kernel) -> LResult {
     match &k.node.op {
         Op::Unary(_) | Op::Binary(_) | Op::Where => elementwise::lower(k),
+        Op::Chain(_) => elementwise::lower(k),
         Op::Cast(_) | Op::CastF8 { .. } => cast::lower(k),
         Op::BitCast(_) => elementwise::lower(k),
         Op::Identity | Op::Dropout | Op::Reshape { .. } => movement::copy(k),

@@ -241,6 +241,7 @@ impl Op {
                 a.push(("layer", Attr::Str(r.layer.0.clone())));
             }
             Op::Binary(_) | Op::Where | Op::Identity | Op::Dropout | Op::GlobalAveragePool | Op::GlobalMaxPool => {}
+            Op::Chain(steps) => a.push(("steps", Attr::Str(super::chain::print(steps)))),
         }
         a
     }
@@ -272,6 +273,7 @@ impl Op {
             "Clip" => Op::Unary(UnaryOp::Clip { min: m.float("min")?, max: m.float("max")? }),
             "Gelu" => Op::Unary(UnaryOp::Gelu { tanh: m.bool("tanh")? }),
             "Where" => Op::Where,
+            "Chain" => Op::Chain(super::chain::parse(&m.string("steps")?).map_err(|e| m.error(e))?),
             "BitCast" => {
                 let t = m.ident("to")?;
                 Op::BitCast(DType::from_name(&t).ok_or_else(|| m.error(format!("unknown dtype '{t}'")))?)

@@ -7,8 +7,10 @@
 //! payloads; tensors never live in an op, only in the weight table.
 
 mod attrs;
+pub mod chain;
 
 pub use attrs::{activation_text, coord_mode_name, pad_mode_name, parse_coord_mode};
+pub use chain::ChainStep;
 
 use crate::attr::F32;
 use crate::DType;
@@ -535,6 +537,8 @@ pub enum Op {
     Binary(BinaryOp),
     /// `cond ? x : y` with broadcasting.
     Where,
+    /// f32 elementwise steps in one pass over input 0 (see [`chain`]).
+    Chain(Vec<ChainStep>),
     Cast(DType),
     /// Reinterprets each element's bits as the given dtype of the same width
     /// (ONNX BitCast).
@@ -657,6 +661,7 @@ impl Op {
             Op::Unary(u) => u.name(),
             Op::Binary(b) => b.name(),
             Op::Where => "Where",
+            Op::Chain(_) => "Chain",
             Op::Cast(_) => "Cast",
             Op::BitCast(_) => "BitCast",
             Op::CastF8 { .. } => "CastF8",
@@ -721,6 +726,9 @@ impl Op {
 
     /// Whether the op is elementwise over (broadcast) inputs.
     pub fn is_elementwise(&self) -> bool {
-        matches!(self, Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast(_) | Op::Identity | Op::Dropout)
+        matches!(
+            self,
+            Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Chain(_) | Op::Cast(_) | Op::Identity | Op::Dropout
+        )
     }
 }
