@@ -12,7 +12,9 @@
 //! or more ops adds `Chain(steps bottom to top)` to `c`, over the bottom
 //! stream plus every other operand once (an operand that is already an
 //! input reuses its index, e.g. GELU-like `Mul(x, f(x))`), up to
-//! [`MAX_STEPS`] steps. Every class of a run gets the chain ending there;
+//! [`MAX_STEPS`] steps of which at most [`MAX_HEAVY`] are transcendental
+//! (two inlined exp-based routines in one loop spill vector registers and
+//! run slower than two kernels). Every class of a run gets the chain ending there;
 //! extraction keeps the longest.
 //!
 //! Sound: a chain is defined as its steps as separate ops, each rounded to
@@ -27,7 +29,7 @@
 use std::collections::BTreeSet;
 
 use egg::Id;
-use kerf_ir::op::chain::{binary_ok, unary_ok, MAX_STEPS};
+use kerf_ir::op::chain::{binary_ok, heavy, unary_ok, MAX_HEAVY, MAX_STEPS};
 use kerf_ir::op::ChainStep;
 use kerf_ir::{DType, Op, TensorType};
 
@@ -96,10 +98,12 @@ fn reads_stream(steps: &[ChainStep]) -> bool {
 /// The maximal run ending with `top` (a single op of class `class`): walks
 /// down through stream classes that have one user and an elementwise node
 /// (preferring a node whose own stream can continue the run) while the steps
-/// fit in [`MAX_STEPS`]. `None` when the run is `top` alone.
+/// fit in [`MAX_STEPS`] and [`MAX_HEAVY`]. `None` when the run is `top` alone.
 fn run_below(eg: &KEGraph, class: Id, top: Form, ty: &TensorType) -> Option<Found> {
     let mut levels = vec![top];
     let mut n_steps = levels[0].0.len();
+    let n_heavy = |f: &Form| f.0.iter().filter(|s| heavy(s)).count();
+    let mut heavy_steps = n_heavy(&levels[0]);
     let mut user = class;
     while let Some(last) = levels.last() {
         let s = last.1[0];
@@ -111,11 +115,16 @@ fn run_below(eg: &KEGraph, class: Id, top: Form, ty: &TensorType) -> Option<Foun
             .nodes
             .iter()
             .flat_map(|m| as_chain(eg, m, ty, true))
-            .filter(|f| n_steps + f.0.len() <= MAX_STEPS && eg.find(f.1[0]) != eg.find(s))
+            .filter(|f| {
+                n_steps + f.0.len() <= MAX_STEPS
+                    && heavy_steps + n_heavy(f) <= MAX_HEAVY
+                    && eg.find(f.1[0]) != eg.find(s)
+            })
             .collect();
         let extends = |f: &Form| !reads_stream(&f.0) && single_user(eg, f.1[0], s);
         let Some(next) = fits.iter().find(|f| extends(f)).or(fits.first()).cloned() else { break };
         n_steps += next.0.len();
+        heavy_steps += n_heavy(&next);
         levels.push(next);
         user = s;
     }
@@ -234,6 +243,17 @@ mod tests {
         assert!(out.contains("Chain{steps=\"Add(@,$1) Tanh\"}(%0, %1)"), "{out}");
         assert!(out.contains("= Exp("), "{out}");
         assert!(out.contains("= Neg(%"), "{out}");
+    }
+
+    #[test]
+    fn one_transcendental_step_per_chain() {
+        // Sigmoid and Tanh in one run: the run is cut below the second one
+        let out =
+            run("  %3 = Sigmoid(%0): f32[2,3,8]\n  %4 = Mul(%0, %3): f32[2,3,8]\n  %5 = Add(%4, %1): f32[2,3,8]\n  \
+             %6 = Tanh(%5): f32[2,3,8]\n  %7 = Sub(%6, %0): f32[2,3,8]\n  output \"o\" = %7\n");
+        assert!(out.contains("= Sigmoid(%0)"), "{out}");
+        let chain = out.lines().find(|l| l.contains("Chain{")).unwrap_or_default();
+        assert!(chain.contains("Add(@,$2) Tanh Sub(@,$") && !chain.contains("Sigmoid"), "{out}");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! biases, activations and residual adds in registers instead of a separate
 //! memory-bound pass.
 //!
-//! - `fuse-conv-act` matches `Act(c)` where `Act` is Relu, Clip, LeakyRelu
-//!   or HardSwish ([`Epilogue::fusable`]) and class `c` holds a direct
+//! - `fuse-conv-act` matches `Act(c)` where `Act` is Relu, Clip, LeakyRelu,
+//!   HardSwish, Sigmoid, Tanh or Gelu ([`Epilogue::fusable`]) and class `c` holds a direct
 //!   f32 `Conv(x, w, b)` (or a `ConvFused` without an activation); it adds
 //!   `ConvFused{act}(x, w, b[, r])` to the activation's class.
 //! - `fuse-conv-residual` matches `Add(c, y)` or `Add(y, c)` where `c` holds
