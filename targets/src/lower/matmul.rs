@@ -396,9 +396,13 @@ fn gemm_tiles(k: &mut Kernel, t: &Tiles, a: AView, a_off: Value, panel: (Value, 
     // Full groups of np full panels, then the remaining full panels one
     // group, then the partial panel.
     row_blocks(k, mm, rm, t.rows, &mut |k, m0, rows| {
-        // The remaining rows of a 12-row tiling (e.g. 64 = 5·12 + 4) get
-        // wider tiles, as in gemm.rs: 4×1 would leave the FMA latency bare.
-        let np = if rows < rm && rm == MAX_ACC { (MAX_ACC / rows).clamp(1, 3).min(n.div_ceil(l)) } else { np0 };
+        // The remaining rows of a 12-row tiling (e.g. 64 = 5·12 + 4) and a
+        // task's 4-row blocks get two panels: 4×1 would leave the FMA
+        // latency bare, and 4×3 (12 accumulators plus the 2·3 B vectors of
+        // the unrolled k step) spilled to the stack (seen in objdump);
+        // 4×2 took qkv/ff2/proj of tiny_transformer from ~44-46 to ~47-48
+        // GFLOP/s.
+        let np = if rows < rm && rm == MAX_ACC { (8 / rows).clamp(1, 2).min(n.div_ceil(l)) } else { np0 };
         let groups = full_nb / np;
         k.for_n(0, (groups * np) as i64, np as i64, |k, nb| emit_tile(k, m0, rows, nb, np, l));
         let rest = full_nb - groups * np;
