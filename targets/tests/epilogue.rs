@@ -90,6 +90,16 @@ fn depthwise_conv_applies_transcendental_epilogues() {
 }
 
 #[test]
+fn strided_depthwise_conv_applies_transcendental_epilogues() {
+    check(
+        "kernel=[3,3], strides=[2,2], dilations=[1,1], pads=[1,1,1,1], group=4",
+        &[1, 4, 7, 9],
+        &[4, 1, 3, 3],
+        &[1, 4, 4, 5],
+    );
+}
+
+#[test]
 fn narrow_conv_runs_the_epilogue_as_a_second_pass() {
     // 2 output channels, 1-D: neither GEMM nor depthwise
     check("kernel=[3], strides=[1], dilations=[1], pads=[1,1], group=1", &[1, 3, 11], &[2, 3, 3], &[1, 2, 11]);
