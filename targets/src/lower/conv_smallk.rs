@@ -22,8 +22,7 @@
 
 use cranelift_codegen::ir::{types, ConstantData, Endianness, InstBuilder, MemFlagsData, Value};
 
-use super::depthwise::fast_act;
-use super::epilogue::Epilogue;
+use super::epilogue::{apply_act, Epilogue};
 use super::{Kernel, LResult};
 
 /// Output pixels per tile (one `f32x4` after the transpose).
@@ -246,7 +245,7 @@ fn tile(k: &mut Kernel, cx: &Ctx, b: Value, ob: Value, p0: Value) {
                 let rv = k.ld_ro(ty, r, off);
                 y = k.b.ins().fadd(y, rv);
             }
-            let y = fast_act(k, ty, cx.epi.act, y);
+            let y = apply_act(k, ty, cx.epi.act, y);
             k.st(y, dst, off);
         }
     }

@@ -27,12 +27,11 @@
 //! `flat` path (the plane as one run of outputs, fully unrolled).
 //!
 //! The bias is the accumulators' initial value; the fused epilogue
-//! (residual, activation: `fast_act`) is applied before the store.
+//! (residual, activation: `apply_act`) is applied before the store.
 
-use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, ConstantData, Endianness, Immediate, InstBuilder, MemFlagsData, Type, Value};
 
-use super::epilogue::{apply_act, Act, Epilogue};
+use super::epilogue::{apply_act, Epilogue};
 use super::{Kernel, LResult};
 
 /// Positions computed together per pass (accumulators in flight).
@@ -418,45 +417,7 @@ fn store(k: &mut Kernel, p: &Plan, ctx: &RowCtx, acc: Value, dst: Value, res: Op
         let rv = k.ld_ro(p.ty, r, off);
         y = k.b.ins().fadd(y, rv);
     }
-    let y = fast_act(k, p.ty, ctx.act.act, y);
+    let y = apply_act(k, p.ty, ctx.act.act, y);
     k.st(y, dst, off);
 }
 
-/// The epilogue activation: [`apply_act`], except that vector Relu and
-/// Clip become compare-and-select, the form x86-64 lowers to one
-/// `maxps`/`minps` each (Cranelift's `fmax`/`fmin` are a NaN- and
-/// signed-zero-exact sequence of ~8 instructions, costlier than the nine taps
-/// of a 3x3 depthwise output). The result equals [`apply_act`]'s bit for bit
-/// for every non-NaN input and NaN stays NaN (`NaN < c` is false): the
-/// selects differ from `fmax`/`fmin` only for a zero against a zero bound,
-/// so a `+0` lower bound adds `+0.0` afterwards (`-0 + 0 = +0`, as
-/// `fmax(-0, +0)`), and the rarer `-0` or zero upper bounds keep `apply_act`.
-pub(super) fn fast_act(k: &mut Kernel, ty: Type, act: Act, x: Value) -> Value {
-    let (lo, hi) = match act {
-        Act::Relu => (0.0f32, None),
-        Act::Clip { lo, hi } => (lo, Some(hi)),
-        _ => return apply_act(k, ty, act, x),
-    };
-    let zero_bound = |v: f32| v == 0.0;
-    if !ty.is_vector() || lo.to_bits() == (-0.0f32).to_bits() || hi.is_some_and(zero_bound) {
-        return apply_act(k, ty, act, x);
-    }
-    let le = MemFlagsData::new().with_endianness(Endianness::Little);
-    // (a < b) ? pick_a : pick_b, in the shape the x86-64 backend matches
-    let sel_lt = |k: &mut Kernel, a: Value, b: Value, pick_a: Value, pick_b: Value| {
-        let c = k.b.ins().fcmp(FloatCC::LessThan, a, b);
-        let m = k.b.ins().bitcast(ty, le, c);
-        k.b.ins().bitselect(m, pick_a, pick_b)
-    };
-    let l = k.fsplat(ty, lo);
-    let mut y = sel_lt(k, x, l, l, x); // x < lo ? lo : x
-    if zero_bound(lo) {
-        let z = k.fsplat(ty, 0.0);
-        y = k.b.ins().fadd(y, z);
-    }
-    if let Some(hi) = hi {
-        let h = k.fsplat(ty, hi);
-        y = sel_lt(k, h, y, h, y); // hi < y ? hi : y
-    }
-    y
-}

@@ -4,7 +4,8 @@
 //! the output per activation / residual add (DESIGN-NOTES §8 rule 6: such
 //! passes are memory-bound).
 
-use cranelift_codegen::ir::{InstBuilder, Type, Value};
+use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::{Endianness, InstBuilder, MemFlagsData, Type, Value};
 use kerf_ir::UnaryOp;
 
 use super::Kernel;
@@ -75,6 +76,9 @@ impl Epilogue {
 /// elementwise kernels use, so a fused and an unfused activation give
 /// bit-identical results.
 pub fn apply_act(k: &mut Kernel, ty: Type, act: Act, x: Value) -> Value {
+    if let Some(y) = clamp_select(k, ty, act, x) {
+        return y;
+    }
     match act {
         Act::None => x,
         Act::Relu => {
@@ -112,4 +116,44 @@ pub fn apply_act(k: &mut Kernel, ty: Type, act: Act, x: Value) -> Value {
         Act::Gelu { tanh: false } => math::gelu(&mut k.b, x),
         Act::Gelu { tanh: true } => math::gelu_tanh(&mut k.b, x),
     }
+}
+
+/// Vector Relu and Clip as compare-and-select, the form x86-64 lowers to one
+/// `maxps`/`minps` each (Cranelift's `fmax`/`fmin` are a NaN- and
+/// signed-zero-exact sequence of ~8 instructions, costlier than the nine taps
+/// of a 3x3 depthwise output). The result equals [`apply_act`]'s bit for bit
+/// for every non-NaN input and NaN stays NaN (`NaN < c` is false): the
+/// selects differ from `fmax`/`fmin` only for a zero against a zero bound,
+/// so a `+0` lower bound adds `+0.0` afterwards (`-0 + 0 = +0`, as
+/// `fmax(-0, +0)`), and the rarer `-0` or zero upper bounds take the
+/// `fmax`/`fmin` path (`None`). Scalars (kernel tails) keep `fmax`/`fmin`, so
+/// a tail and a vector body give the same bits.
+fn clamp_select(k: &mut Kernel, ty: Type, act: Act, x: Value) -> Option<Value> {
+    let (lo, hi) = match act {
+        Act::Relu => (0.0f32, None),
+        Act::Clip { lo, hi } => (lo, Some(hi)),
+        _ => return None,
+    };
+    let zero_bound = |v: f32| v == 0.0;
+    if !ty.is_vector() || lo.to_bits() == (-0.0f32).to_bits() || hi.is_some_and(zero_bound) {
+        return None;
+    }
+    let le = MemFlagsData::new().with_endianness(Endianness::Little);
+    // (a < b) ? pick_a : pick_b, in the shape the x86-64 backend matches
+    let sel_lt = |k: &mut Kernel, a: Value, b: Value, pick_a: Value, pick_b: Value| {
+        let c = k.b.ins().fcmp(FloatCC::LessThan, a, b);
+        let m = k.b.ins().bitcast(ty, le, c);
+        k.b.ins().bitselect(m, pick_a, pick_b)
+    };
+    let l = k.fsplat(ty, lo);
+    let mut y = sel_lt(k, x, l, l, x); // x < lo ? lo : x
+    if zero_bound(lo) {
+        let z = k.fsplat(ty, 0.0);
+        y = k.b.ins().fadd(y, z);
+    }
+    if let Some(hi) = hi {
+        let h = k.fsplat(ty, hi);
+        y = sel_lt(k, h, y, h, y); // hi < y ? hi : y
+    }
+    Some(y)
 }
