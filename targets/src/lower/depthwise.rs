@@ -420,4 +420,3 @@ fn store(k: &mut Kernel, p: &Plan, ctx: &RowCtx, acc: Value, dst: Value, res: Op
     let y = apply_act(k, p.ty, ctx.act.act, y);
     k.st(y, dst, off);
 }
-
