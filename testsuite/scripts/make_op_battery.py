@@ -128,6 +128,12 @@ def gen_conv(r):
                strides=[1, 2], pads=[0, 2, 0, 2])
     yield conv("2d_kernel_shape_attr", "explicit kernel_shape attribute, no bias", u(r, (1, 1, 5, 5)),
                (2, 1, 3, 3), bias=False, kernel_shape=[3, 3])
+    # small planes, many channels: the kernels split their tasks over output channels too (Winograd for the
+    # stride-1 3x3, the packed GEMM conv for stride 2)
+    yield conv("2d_3x3_7x7_64ch", "3x3 pads 1, 48 -> 64 channels on 7x7", u(r, (1, 48, 7, 7)), (64, 48, 3, 3),
+               pads=[1, 1, 1, 1])
+    yield conv("2d_3x3_stride2_64ch", "3x3 stride 2 pads 1, 32 -> 64 channels, 14x14 -> 7x7", u(r, (1, 32, 14, 14)),
+               (64, 32, 3, 3), strides=[2, 2], pads=[1, 1, 1, 1])
 
 
 def gen_conv_transpose(r):
