@@ -281,8 +281,14 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
     // tiles (the last one's surplus lanes recompute the last tile).
     let per_tile = nn * (cin + mc) * 4;
     let rows_max = (k.caps.cache.l2 / per_tile / tw).clamp(1, th);
-    let nblk = th.div_ceil(rows_max);
-    let rows = th.div_ceil(nblk);
+    // Every block computes `tb` tiles, the last one too (its surplus lanes
+    // recompute the last tile), so pick the block height, between half the
+    // budget's and the budget's, that computes the fewest tiles in all
+    // (the larger on ties): 14 tile rows of 4 at most are 7 blocks of 2
+    // (196 tiles), not 4 blocks of 4 (224).
+    let computed = |r: usize| th.div_ceil(r) * (r * tw).div_ceil(l) * l;
+    let rows = (rows_max.div_ceil(2)..=rows_max).rev().min_by_key(|&r| computed(r)).unwrap_or(rows_max);
+    let nblk = th.div_ceil(rows);
     let tb = (rows * tw).div_ceil(l) * l;
     let nq = tb / l;
     // a block's zero-padded input strip: its tile rows plus the 2-row halo
