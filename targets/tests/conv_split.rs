@@ -192,6 +192,19 @@ fn winograd_splits_channels_on_small_planes() {
 }
 
 #[test]
+fn winograd_blocks_with_surplus_lanes() {
+    // SqueezeNet's fire3 expand3x3: 55x55 gives 14 (F(4)) or 28 (F(2)) tile
+    // columns, so a block of an odd number of tile rows does not fill its
+    // last vector of tiles; those surplus lanes must stay inside the block
+    // (they once computed the next block's first tiles from outside this
+    // block's input strip, which only serial order overwrote).
+    let l = Layer { n: 1, c: 16, h: 55, k: 64, kh: 3, stride: 1, pad: 1 };
+    for tile in [2, 4] {
+        check(&format!("winograd F({tile}) 55x55 16->64 relu"), l, &format!(", winograd={tile}"), "Relu", false);
+    }
+}
+
+#[test]
 fn winograd_fused_epilogues() {
     // several tile blocks (no channel split), edge tiles (27x27 out), every
     // activation, no pad

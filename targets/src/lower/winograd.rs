@@ -278,11 +278,11 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
     let mc = kout.min(MC);
     // Blocks of whole tile rows, balanced, sized so V and a chunk of M stay
     // within the L2 budget (at least one tile row); every block covers `tb`
-    // tiles (the last one's surplus lanes recompute the last tile).
+    // tiles (surplus lanes recompute the block's own last tile).
     let per_tile = nn * (cin + mc) * 4;
     let rows_max = (k.caps.cache.l2 / per_tile / tw).clamp(1, th);
-    // Every block computes `tb` tiles, the last one too (its surplus lanes
-    // recompute the last tile), so pick the block height, between half the
+    // Every block computes `tb` tiles (its surplus lanes recompute its last
+    // tile), so pick the block height, between half the
     // budget's and the budget's, that computes the fewest tiles in all
     // (the larger on ties): 14 tile rows of 4 at most are 7 blocks of 2
     // (196 tiles), not 4 blocks of 4 (224).
@@ -371,16 +371,24 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
             });
         });
         let ob = k.b.ins().imul_imm_s(bn, (kout * oh * ow) as i64);
-        // tile (row, column) of lane q of quad `qd`, clamped to the last
-        // tile: clamped lanes recompute (and store) the last tile again.
+        // tile (row, column) of lane q of quad `qd`, clamped to the block's
+        // last tile: clamped lanes recompute (and store) that tile again.
+        // Clamping to the block, not to the whole plane, matters: a surplus
+        // lane past the block would read outside this block's input strip
+        // and store a wrong value into the next block's tile, which another
+        // task may already have written (serial order hid it).
+        let block_last = {
+            let e = k.b.ins().iadd_imm_s(t0, (rows * tw) as i64 - 1);
+            let last = k.ic(tiles as i64 - 1);
+            super::conv::imin(k, e, last)
+        };
         let lane_tiles = |k: &mut Kernel, qd: Value| -> Vec<(Value, Value)> {
             let first = k.b.ins().imul_imm_s(qd, l as i64);
             let first = k.b.ins().iadd(first, t0);
             (0..l)
                 .map(|q| {
                     let ti = k.b.ins().iadd_imm_s(first, q as i64);
-                    let last = k.ic(tiles as i64 - 1);
-                    let ti = super::conv::imin(k, ti, last);
+                    let ti = super::conv::imin(k, ti, block_last);
                     let ty_ = k.b.ins().udiv_imm_s(ti, tw as i64);
                     let tx = k.b.ins().urem_imm_s(ti, tw as i64);
                     (ty_, tx)
