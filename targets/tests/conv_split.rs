@@ -16,7 +16,7 @@ mod common;
 use std::ffi::c_void;
 use std::sync::Mutex;
 
-use common::{close, list, run, t};
+use common::{close, list, reference, run, t};
 use kerf_ir::Tensor;
 use kerf_runtime::{KerfRuntime, Model, TaskFn, ThreadPool, ABI_VERSION};
 use kerf_targets::{jit_compile, CompileOptions};
@@ -234,5 +234,82 @@ fn direct_gemm_conv_splits_channels_on_small_planes() {
     ];
     for (name, l) in cases {
         check(name, l, "", "Relu", true);
+    }
+}
+
+/// A 2-D conv geometry for the small-K direct kernel (`lower/conv_smallk.rs`:
+/// K = C·kh·kw <= 48, one group, output rows <= 15 wide, output channels a
+/// multiple of 8), with rectangular kernels, strides, dilations and
+/// asymmetric pads.
+struct SmallK {
+    n: usize,
+    c: usize,
+    hw: (usize, usize),
+    oc: usize,
+    k: (usize, usize),
+    s: (usize, usize),
+    d: (usize, usize),
+    pads: [usize; 4],
+}
+
+impl SmallK {
+    fn out(&self) -> (usize, usize) {
+        let o = |i: usize, k: usize, s: usize, d: usize, p: usize| (i + p - d * (k - 1) - 1) / s + 1;
+        (
+            o(self.hw.0, self.k.0, self.s.0, self.d.0, self.pads[0] + self.pads[2]),
+            o(self.hw.1, self.k.1, self.s.1, self.d.1, self.pads[1] + self.pads[3]),
+        )
+    }
+    fn graph(&self, act: &str, residual: bool) -> String {
+        let (oh, ow) = self.out();
+        let x = dims(&[self.n, self.c, self.hw.0, self.hw.1]);
+        let o = dims(&[self.n, self.oc, oh, ow]);
+        let w = vals(self.oc * self.c * self.k.0 * self.k.1, 7, 0.3);
+        let b = vals(self.oc, 3, 0.5);
+        let [pt, pl, pb, pr] = self.pads;
+        let r = if residual { ", %9" } else { "" };
+        format!(
+            "graph \"g\"\n  input %0 \"x\": f32[{x}]\n  input %9 \"r\": f32[{o}]\n  const %1 \"w\": f32[{},{},{},{}] = {}\n  const %2 \"b\": f32[{}] = {}\n  %3 = ConvFused{{kernel=[{},{}], strides=[{},{}], dilations=[{},{}], pads=[{pt},{pl},{pb},{pr}], group=1, layer=\"c\", {}, residual={residual}}}(%0, %1, %2{r}): f32[{o}] @\"c\"\n  output \"y\" = %3\n",
+            self.oc, self.c, self.k.0, self.k.1, list(&w), self.oc, list(&b),
+            self.k.0, self.k.1, self.s.0, self.s.1, self.d.0, self.d.1, act_attrs(act),
+        )
+    }
+    fn inputs(&self) -> Vec<Tensor> {
+        let (oh, ow) = self.out();
+        let xs = [self.n, self.c, self.hw.0, self.hw.1];
+        let os = [self.n, self.oc, oh, ow];
+        vec![t(&xs, &vals(xs.iter().product(), 1, 1.0)), t(&os, &vals(os.iter().product(), 5, 2.0))]
+    }
+}
+
+#[test]
+fn small_k_conv_matches_reference() {
+    let cases = [
+        // DS-CNN's first conv: 10x4 kernel, one input channel, 49x10 input
+        (
+            "10x4 s2 49x10",
+            SmallK { n: 1, c: 1, hw: (49, 10), oc: 16, k: (10, 4), s: (2, 2), d: (1, 1), pads: [4, 1, 5, 2] },
+        ),
+        // batch 2, 2 channels, 3x3 on a 9x7 plane (last pixel tile overlaps)
+        ("3x3 2x2x9x7", SmallK { n: 2, c: 2, hw: (9, 7), oc: 8, k: (3, 3), s: (1, 1), d: (1, 1), pads: [1, 1, 1, 1] }),
+        // stride 2 and dilation 2, asymmetric pads
+        ("3x3 s2 d2", SmallK { n: 1, c: 3, hw: (20, 13), oc: 24, k: (3, 3), s: (2, 2), d: (2, 2), pads: [2, 0, 1, 2] }),
+    ];
+    for (name, g) in cases {
+        let inputs = g.inputs();
+        for (act, residual) in [
+            ("None", false),
+            ("Relu", true),
+            ("Clip{min=-1.0, max=1.0}", false),
+            ("Gelu{tanh=false}", true),
+            ("Sigmoid", false),
+        ] {
+            let text = g.graph(act, residual);
+            let want = reference(&kerf_ir::text::parse(&text).unwrap(), &inputs).remove(0);
+            for cpu in ["native", "baseline"] {
+                let got = run(&text, &inputs, cpu).remove(0);
+                close(&format!("small-K {name} {act} residual {residual} ({cpu})"), &got, &want, 1e-5, 1e-4);
+            }
+        }
     }
 }

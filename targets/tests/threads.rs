@@ -5,10 +5,12 @@
 //! run is bit-identical to a serial one (rt NULL) for any thread count and
 //! any task order.
 
+mod common;
 use std::ffi::c_void;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use common::reference;
 use kerf_ir::{Graph, Tensor};
 use kerf_runtime::{KerfRuntime, Model, TaskFn, ThreadPool, ABI_VERSION};
 use kerf_targets::{jit_compile, CompileOptions};
@@ -146,26 +148,6 @@ fn fixture_models_threaded_equal_serial() {
         split_any += calls.len();
     }
     let _ = split_any;
-}
-
-/// Evaluates `g` node by node with the IR's reference evaluator.
-fn reference(g: &Graph, inputs: &[Tensor]) -> Vec<Vec<f32>> {
-    use kerf_ir::ValueDef;
-    let mut vals: Vec<Option<Tensor>> = vec![None; g.values.len()];
-    for (i, v) in g.values.iter().enumerate() {
-        match v.def {
-            ValueDef::Input(k) => vals[i] = Some(inputs[k].clone()),
-            ValueDef::Const(w) => vals[i] = Some(g.weights.tensor(w).clone()),
-            ValueDef::Node { .. } => {}
-        }
-    }
-    for n in &g.nodes {
-        let ins: Vec<&Tensor> = n.inputs.iter().map(|v| vals[v.0 as usize].as_ref().unwrap()).collect();
-        for (o, t) in n.outputs.iter().zip(kerf_ir::eval::eval(&n.op, &ins).unwrap()) {
-            vals[o.0 as usize] = Some(t);
-        }
-    }
-    g.outputs.iter().map(|o| vals[o.value.0 as usize].as_ref().unwrap().to_f32_vec()).collect()
 }
 
 /// MatMul / Gemm kernels split over rows (each task tiles its range with

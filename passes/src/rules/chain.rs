@@ -20,8 +20,10 @@
 //! Sound: a chain is defined as its steps as separate ops, each rounded to
 //! f32 ([`kerf_ir::op::chain`]), and the kernel uses the same per-op
 //! emitters, so the added term computes exactly the matched one. Guarded:
-//! `s` must have `c` as its only user, so no value is computed both inside a
-//! chain and as its own node; operands only broadcast into the stream (a
+//! `s` must have `c` as its only user among the e-graph's nodes. (Graph
+//! outputs are not parents in the e-graph, so a value that is also a graph
+//! output passes this guard; there DAG-aware extraction, which counts the
+//! recomputed steps, is what keeps it from being computed twice.) operands only broadcast into the stream (a
 //! chain never grows its input's shape). Directional: nothing splits a
 //! chain. The cost model charges a chain its steps' work and one pass of
 //! bytes, so extraction prefers the longest chain.

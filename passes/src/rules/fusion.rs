@@ -54,7 +54,10 @@ pub struct Found {
     children: Vec<Id>,
 }
 
-/// The class's only parent class is `parent` (no other user).
+/// The class's only parent class is `parent` (no other user among the
+/// e-graph's nodes; graph outputs are not parents, so for a value that is
+/// also a graph output the DAG-aware extraction cost is what keeps it from
+/// being computed twice).
 fn single_user(eg: &KEGraph, class: Id, parent: Id) -> bool {
     let parents: BTreeSet<Id> = eg[class].parents().map(|p| eg.find(p)).collect();
     parents.len() == 1 && parents.contains(&eg.find(parent))

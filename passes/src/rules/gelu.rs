@@ -17,7 +17,9 @@
 //! Sound: every match computes 0.5·x·(1 + erf(x/√2)) up to f32 rounding of
 //! the constant and the intermediate results; `Gelu` computes the same
 //! function with one rounding (the equality is as loose as BatchNorm
-//! folding's). Directional: nothing expands a `Gelu`. The intermediate ops
+//! folding's). One input differs: at x = -inf the expanded form is
+//! -inf·0 = NaN while `Gelu` gives -0, its limit (`math::gelu`'s contract).
+//! Directional: nothing expands a `Gelu`. The intermediate ops
 //! stay in the e-graph; when one of them has another user, extraction keeps
 //! it for that user.
 

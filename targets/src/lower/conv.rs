@@ -13,7 +13,7 @@
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
-use kerf_ir::{Op, UnaryOp};
+use kerf_ir::Op;
 
 use super::epilogue::{apply_act, Act, Epilogue};
 use super::gemm::{self, Block, Gemm};
@@ -122,9 +122,9 @@ pub fn tap_range(k: &mut Kernel, o: Value, s: usize, p: usize, d: usize, size: u
     (lo, hi)
 }
 
-/// Conv and ConvFused. The packed-GEMM and depthwise kernels apply a fused
-/// epilogue in registers; every other path runs it as a second pass over
-/// the output.
+/// Conv and ConvFused. The packed-GEMM, depthwise, Winograd and small-K
+/// kernels apply a fused epilogue before their stores; every other path
+/// runs it as a second pass over the output.
 pub fn conv(k: &mut Kernel) -> LResult {
     k.require_f32()?;
     let (c, fused) = match &k.node.op {
@@ -135,17 +135,7 @@ pub fn conv(k: &mut Kernel) -> LResult {
     let epi = match fused {
         None => Epilogue::NONE,
         Some(e) => {
-            let act = match e.act {
-                None => Act::None,
-                Some(UnaryOp::Relu) => Act::Relu,
-                Some(UnaryOp::Clip { min, max }) => Act::Clip { lo: min.get(), hi: max.get() },
-                Some(UnaryOp::LeakyRelu { alpha }) => Act::LeakyRelu { alpha: alpha.get() },
-                Some(UnaryOp::HardSwish) => Act::HardSwish,
-                Some(UnaryOp::Sigmoid) => Act::Sigmoid,
-                Some(UnaryOp::Tanh) => Act::Tanh,
-                Some(UnaryOp::Gelu { tanh }) => Act::Gelu { tanh },
-                Some(u) => return Err(format!("{} cannot be fused into a conv", u.name())),
-            };
+            let act = Act::of(e.act)?;
             let residual = if e.residual { Some(k.input(3)) } else { None };
             Epilogue { act, residual }
         }

@@ -588,6 +588,7 @@ pub fn lower(k: &mut Kernel) -> LResult {
     let osize = od.size() as i64;
     let r = shape.len();
     let inner = shape[r - 1];
+    let mut first_err: Option<String> = None;
     k.nest(&shape[..r - 1], &mut |k, idx| {
         let offs: Vec<Value> = st.iter().map(|s| k.linear(idx, &s[..r - 1])).collect();
         // Operands broadcast along the inner axis: load once here.
@@ -599,6 +600,9 @@ pub fn lower(k: &mut Kernel) -> LResult {
                 hoisted[i] = Some(k.ld(t, p, 0));
             }
         }
+        // `check` above makes the emitters infallible; should one fail anyway,
+        // the first error is returned instead of leaving the output unwritten.
+        let mut failed: Option<String> = None;
         let mut body = |k: &mut Kernel, ty: Type, j: Value| {
             let mut args = Vec::with_capacity(n_in);
             for i in 0..n_in {
@@ -622,9 +626,14 @@ pub fn lower(k: &mut Kernel) -> LResult {
                     apply_scalar(k, &op, &in_d, od, &args, pow_exp)
                 }
             };
-            if let Ok(v) = res {
-                let e = k.b.ins().iadd(offs[n_in], j);
-                k.st_at(v, out, e, osize, 0);
+            match res {
+                Ok(v) => {
+                    let e = k.b.ins().iadd(offs[n_in], j);
+                    k.st_at(v, out, e, osize, 0);
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
             }
         };
         if vec_ok {
@@ -632,8 +641,14 @@ pub fn lower(k: &mut Kernel) -> LResult {
         } else {
             k.for_n(0, inner as i64, 1, |k, j| body(k, types::F32, j));
         }
+        if let Some(e) = failed {
+            first_err.get_or_insert(e);
+        }
     });
-    Ok(())
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Checks support up front so that the emitters never fail halfway.
