@@ -1,6 +1,7 @@
 //! Convolution (1-D and 2-D, groups, depthwise, dilation, padding); 3-D is
 //! in `conv3d.rs`, Winograd in `winograd.rs`, ConvTranspose in
-//! `conv_transpose.rs`.
+//! `conv_transpose.rs`, the packed-GEMM conv (and its task split) in
+//! `conv_packed.rs`, short-K convs on narrow planes in `conv_smallk.rs`.
 //!
 //! Conv: 1-D is run as 2-D with a height of 1. Weights are packed at compile
 //! time as `[group][oc_block][kh][kw][ic][L]` with `L` output channels per
@@ -16,28 +17,27 @@ use cranelift_codegen::ir::{types, InstBuilder, Value};
 use kerf_ir::Op;
 
 use super::epilogue::{apply_act, Act, Epilogue};
-use super::gemm::{self, Block, Gemm};
 use super::{Kernel, LResult};
 
 /// Geometry of a 2-D conv (1-D has `h = kh = 1`).
 #[derive(Clone, Copy, Debug)]
-struct Geo {
-    n: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    oc: usize,
-    oh: usize,
-    ow: usize,
-    kh: usize,
-    kw: usize,
-    sh: usize,
-    sw: usize,
-    dh: usize,
-    dw: usize,
-    ph: usize,
-    pw: usize,
-    group: usize,
+pub(super) struct Geo {
+    pub(super) n: usize,
+    pub(super) c: usize,
+    pub(super) h: usize,
+    pub(super) w: usize,
+    pub(super) oc: usize,
+    pub(super) oh: usize,
+    pub(super) ow: usize,
+    pub(super) kh: usize,
+    pub(super) kw: usize,
+    pub(super) sh: usize,
+    pub(super) sw: usize,
+    pub(super) dh: usize,
+    pub(super) dw: usize,
+    pub(super) ph: usize,
+    pub(super) pw: usize,
+    pub(super) group: usize,
 }
 
 fn geometry(k: &Kernel, window: &kerf_ir::op::Window, group: usize) -> LResult<Geo> {
@@ -197,7 +197,7 @@ fn conv_inner(k: &mut Kernel, c: &kerf_ir::op::Conv, epi: Epilogue) -> LResult<b
             }
         }
         if ocg >= 4 {
-            return conv_packed(k, &gm, w, b, epi).map(|()| true);
+            return super::conv_packed::conv_packed(k, &gm, w, b, epi).map(|()| true);
         }
         if icg == 1 && ocg == 1 {
             let d = super::depthwise::DwGeo {
@@ -345,272 +345,6 @@ fn conv_inner(k: &mut Kernel, c: &kerf_ir::op::Conv, epi: Epilogue) -> LResult<b
         });
     });
     Ok(false)
-}
-
-/// Conv with constant weights as a GEMM over blocks of output pixels
-/// ([`gemm`]): W packed at compile time into A row blocks, the input
-/// patches of a block of output rows (or, for pointwise convs, of a block
-/// of flattened pixels) packed into B panels straight from the input, with
-/// padding resolved at compile time per kernel column (no padded copy of
-/// the input, so blocks are independent and run as parallel tasks).
-fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi: Epilogue) -> LResult {
-    let icg = gm.c / gm.group;
-    let ocg = gm.oc / gm.group;
-    let kk = icg * gm.kh * gm.kw;
-    let l = k.lanes();
-    let ohw = gm.oh * gm.ow;
-    let mut a = Vec::with_capacity(gm.oc * kk);
-    for g in 0..gm.group {
-        a.extend(gemm::pack_a(&w[g * ocg * kk..], ocg, kk, kk));
-    }
-    let pointwise = gm.kh == 1 && gm.kw == 1 && gm.sh == 1 && gm.sw == 1 && gm.ph == 0 && gm.pw == 0;
-    let budget = gemm::b_block_bytes(&k.caps);
-    // Pixel blocks as large as the B budget allows.
-    let per_flat = (budget / (kk * 4)).clamp(l, 512) / l * l;
-    let ppr_rows = gm.ow.div_ceil(l);
-    let fit_rows = (budget / (ppr_rows * kk * l * 4)).max(1);
-    let nblk_fit = if pointwise { ohw.div_ceil(per_flat.min(ohw.div_ceil(l) * l)) } else { gm.oh.div_ceil(fit_rows) };
-    // Too few pixel blocks to keep the threads busy (the late, small
-    // layers): the tasks also split the output channels, in row blocks of
-    // the GEMM (a task packs its pixel block's B once and computes its
-    // rows of A against it).
-    let chan_split = gm.n * gm.group * nblk_fit < gemm::SPLIT_UNITS && ocg >= 4 * gemm::MR;
-    // Pixel block: `rows` rows of `ppr` panels whose B fits the budget.
-    let (rows, ppr, width, pitch, nblk) = if pointwise {
-        // without a channel split: at least two blocks when the plane has
-        // two panels, so that two threads have work on the small late
-        // layers too (A is re-read from L2 once more)
-        let cap = if chan_split { ohw.div_ceil(l) * l } else { ohw.div_ceil(2).div_ceil(l) * l };
-        let nb = per_flat.min(cap).max(l);
-        // balanced: equal blocks (up to a panel), so that equal task
-        // chunks are equal work
-        let nb = ohw.div_ceil(ohw.div_ceil(nb)).div_ceil(l) * l;
-        (1, nb / l, nb, nb, ohw.div_ceil(nb))
-    } else {
-        // without a channel split: at least two blocks when there are two
-        // rows, so that two threads have work even on the last layers
-        let cap = if chan_split { gm.oh } else { gm.oh.div_ceil(2) };
-        let r = fit_rows.min(cap).max(1);
-        // balanced: the fewest rows per block that keeps the block count
-        let r = gm.oh.div_ceil(gm.oh.div_ceil(r));
-        (r, ppr_rows, gm.ow, gm.ow, gm.oh.div_ceil(r))
-    };
-    // units per pixel block: GEMM row blocks when splitting channels
-    let rbu = if chan_split { ocg.div_ceil(gemm::MR) } else { 1 };
-    let xp = k.input(0);
-    let out = k.output(0);
-    let a_ptr = k.blob_f32(&a);
-    let b_ptr = k.blob_f32(bias);
-    let items = gm.n * gm.group * nblk;
-    let cost = 2 * (ocg * kk * rows * ppr * l) as u64;
-    let bbytes = rows * ppr * kk * l * 4;
-    let cap = (gemm::TASK_SCRATCH_BUDGET / bbytes.max(1)).max(2);
-    let (lo, hi) = k.parallel_range_capped(items * rbu, 1, cost.div_ceil(rbu as u64), cap)?;
-    let bbuf = k.task_scratch(bbytes);
-    let g2 = *gm;
-    // the last block holds what is left (rows or pixels)
-    let last_rows = if pointwise { 1 } else { gm.oh - (nblk - 1) * rows };
-    let last_width = if pointwise { ohw - (nblk - 1) * width } else { width };
-    type Rows = Option<(Value, Value)>;
-    let body = |k: &mut Kernel, ng: Value, blk: Value, nrows: usize, bw: usize, mrows: Rows| {
-        // ng = n * group + g
-        let g = k.b.ins().urem_imm_s(ng, g2.group as i64);
-        let cin = k.b.ins().imul_imm_s(ng, icg as i64);
-        let xoff = k.b.ins().imul_imm_s(cin, (g2.h * g2.w) as i64);
-        let xbase = k.addr(xp, xoff, 4);
-        let cout = k.b.ins().imul_imm_s(ng, ocg as i64);
-        let obase = k.b.ins().imul_imm_s(cout, ohw as i64);
-        let p0 = k.b.ins().imul_imm_s(blk, (rows * pitch) as i64);
-        let out_off = k.b.ins().iadd(obase, p0);
-        if pointwise {
-            pack_flat(k, xbase, icg, g2.h * g2.w, p0, bw, bbuf);
-        } else {
-            let oy0 = k.b.ins().imul_imm_s(blk, rows as i64);
-            pack_rows(k, &g2, icg, xbase, oy0, nrows, ppr, bbuf);
-        }
-        let ga = k.b.ins().imul_imm_s(g, (ocg * kk * 4) as i64);
-        let gb = k.b.ins().imul_imm_s(g, (ocg * 4) as i64);
-        let (a, bias) = (k.b.ins().iadd(a_ptr, ga), k.b.ins().iadd(b_ptr, gb));
-        let gp = Gemm { a, bias, m: ocg, kk, out, ldo: ohw, epi, rows: mrows };
-        let bk = Block { b: bbuf, rows: nrows, ppr: bw.div_ceil(l), width: bw, pitch, out_off };
-        gemm::run_block(k, &gp, &bk);
-    };
-    let item = |k: &mut Kernel, it: Value, mrows: Rows| {
-        let ng = k.b.ins().udiv_imm_s(it, nblk as i64);
-        let blk = k.b.ins().urem_imm_s(it, nblk as i64);
-        if last_rows == rows && last_width == width {
-            body(k, ng, blk, rows, width, mrows);
-        } else {
-            let is_last = k.b.ins().icmp_imm_s(IntCC::Equal, blk, (nblk - 1) as i64);
-            let not_last = k.b.ins().icmp_imm_s(IntCC::NotEqual, blk, (nblk - 1) as i64);
-            k.if_then(not_last, |k| body(k, ng, blk, rows, width, mrows));
-            k.if_then(is_last, |k| body(k, ng, blk, last_rows, last_width, mrows));
-        }
-    };
-    if rbu == 1 {
-        k.for_dyn(lo, hi, 1, |k, it| item(k, it, None));
-    } else {
-        let (it_lo, it_hi) = unit_items(k, lo, hi, rbu);
-        k.for_dyn(it_lo, it_hi, 1, |k, it| {
-            let rr = unit_rows(k, it, lo, hi, rbu, gemm::MR, ocg);
-            item(k, it, Some(rr));
-        });
-    }
-    Ok(())
-}
-
-/// Items `lo / per .. ceil(hi / per)` that units `lo..hi` touch when each
-/// item has `per` units (I64 values).
-pub fn unit_items(k: &mut Kernel, lo: Value, hi: Value, per: usize) -> (Value, Value) {
-    let a = k.b.ins().udiv_imm_s(lo, per as i64);
-    let h = k.b.ins().iadd_imm_s(hi, per as i64 - 1);
-    let b = k.b.ins().udiv_imm_s(h, per as i64);
-    (a, b)
-}
-
-/// Rows `r0..r1` of item `it` covered by units `lo..hi` (each item has
-/// `per` units of `size` rows, `m` rows in all; I64 values).
-pub fn unit_rows(k: &mut Kernel, it: Value, lo: Value, hi: Value, per: usize, size: usize, m: usize) -> (Value, Value) {
-    let base = k.b.ins().imul_imm_s(it, per as i64);
-    let zero = k.ic(0);
-    let ulo = k.b.ins().isub(lo, base);
-    let ulo = imax(k, ulo, zero);
-    let uhi = k.b.ins().isub(hi, base);
-    let cap = k.ic(per as i64);
-    let uhi = imin(k, uhi, cap);
-    let r0 = k.b.ins().imul_imm_s(ulo, size as i64);
-    let r1 = k.b.ins().imul_imm_s(uhi, size as i64);
-    let mv = k.ic(m as i64);
-    let r1 = imin(k, r1, mv);
-    (r0, r1)
-}
-
-/// Packs `width` flattened pixels from `p0` of `icg` planes of `hw` floats
-/// into B panels `[c][ic][L]` (the last partial panel zero-filled; nothing
-/// past the plane is read).
-fn pack_flat(k: &mut Kernel, xbase: Value, icg: usize, hw: usize, p0: Value, width: usize, dst: Value) {
-    let l = k.lanes();
-    let vty = k.vty();
-    let full = width / l;
-    let tail = width % l;
-    let src0 = k.addr(xbase, p0, 4);
-    k.for_n(0, icg as i64, 1, |k, ic| {
-        let xo = k.b.ins().imul_imm_s(ic, (hw * 4) as i64);
-        let xrow = k.b.ins().iadd(src0, xo);
-        let d0 = k.addr(dst, ic, (l * 4) as i64);
-        k.for_n(0, full as i64, 1, |k, c| {
-            let v = k.ld_at(vty, xrow, c, (l * 4) as i64, 0);
-            let d = k.b.ins().imul_imm_s(c, (icg * l * 4) as i64);
-            let d = k.b.ins().iadd(d0, d);
-            k.st(v, d, 0);
-        });
-        if tail > 0 {
-            let src = k.add_c(xrow, (full * l * 4) as i64);
-            let d = k.add_c(d0, (full * icg * l * 4) as i64);
-            for q in 0..l {
-                let v = if q < tail { k.ld(types::F32, src, (q * 4) as i32) } else { k.fc(0.0) };
-                k.st(v, d, (q * 4) as i32);
-            }
-        }
-    });
-}
-
-/// Packs the patches of output rows `oy0..oy0+rows` into B panels
-/// `[r][c][k][L]` with `k = (ic, ky, kx)`: W's row-major order. Per kernel
-/// column `kx` the output columns whose input column is inside the image
-/// are known at compile time, so interior panels are plain (vector) copies
-/// and only border panels read lane by lane with zeros for the padding;
-/// rows whose input row is padding are zero-filled.
-#[allow(clippy::too_many_arguments)]
-fn pack_rows(k: &mut Kernel, gm: &Geo, icg: usize, xbase: Value, oy0: Value, rows: usize, ppr: usize, dst: Value) {
-    let l = k.lanes();
-    let vty = k.vty();
-    let kk = icg * gm.kh * gm.kw;
-    let pstride = (kk * l * 4) as i64;
-    let g = *gm;
-    // valid output columns [lo, hi) per kernel column
-    let valid: Vec<(usize, usize)> = (0..g.kw)
-        .map(|kx| {
-            let off = kx * g.dw;
-            // ix = ox*sw + off - pw in [0, w)
-            let lo = if off >= g.pw { 0 } else { (g.pw - off).div_ceil(g.sw) };
-            let hi = if g.w + g.pw > off { ((g.w + g.pw - off - 1) / g.sw + 1).min(g.ow) } else { 0 };
-            (lo.min(g.ow), hi.max(lo.min(g.ow)))
-        })
-        .collect();
-    k.for_n(0, rows as i64, 1, |k, r| {
-        let oy = k.b.ins().iadd(oy0, r);
-        let ro_ = k.b.ins().imul_imm_s(r, ppr as i64 * pstride);
-        let rbase = k.b.ins().iadd(dst, ro_);
-        k.for_n(0, icg as i64, 1, |k, ic| {
-            let xo = k.b.ins().imul_imm_s(ic, (g.h * g.w * 4) as i64);
-            let xch = k.b.ins().iadd(xbase, xo);
-            let dof = k.b.ins().imul_imm_s(ic, (g.kh * g.kw * l * 4) as i64);
-            let dch = k.b.ins().iadd(rbase, dof);
-            k.for_n(0, g.kh as i64, 1, |k, ky| {
-                let iy = k.b.ins().imul_imm_s(oy, g.sh as i64);
-                let t = k.b.ins().imul_imm_s(ky, g.dh as i64);
-                let iy = k.b.ins().iadd(iy, t);
-                let iy = k.b.ins().iadd_imm_s(iy, -(g.ph as i64));
-                let dkyo = k.b.ins().imul_imm_s(ky, (g.kw * l * 4) as i64);
-                let dky = k.b.ins().iadd(dch, dkyo);
-                let ok = k.in_range(iy, g.h as i64);
-                let bad = k.b.ins().bxor_imm_u(ok, 1);
-                k.if_then(ok, |k| {
-                    let xr = k.b.ins().imul_imm_s(iy, (g.w * 4) as i64);
-                    let xrow = k.b.ins().iadd(xch, xr);
-                    for (kx, &(vlo, vhi)) in valid.iter().enumerate() {
-                        let dkx = k.add_c(dky, (kx * l * 4) as i64);
-                        // ix of output column 0 for this kx (may be negative)
-                        let ix0 = (kx * g.dw) as i64 - g.pw as i64;
-                        let c_lo = vlo.div_ceil(l);
-                        let c_hi = (vhi / l).max(c_lo);
-                        let lane = |k: &mut Kernel, c: usize| {
-                            for q in 0..l {
-                                let ox = c * l + q;
-                                let v = if ox >= vlo && ox < vhi {
-                                    let ix = ox as i64 * g.sw as i64 + ix0;
-                                    k.ld(types::F32, xrow, (ix * 4) as i32)
-                                } else {
-                                    k.fc(0.0)
-                                };
-                                k.st(v, dkx, (c as i64 * pstride) as i32 + (q * 4) as i32);
-                            }
-                        };
-                        for c in (0..c_lo).chain(c_hi..ppr) {
-                            lane(k, c);
-                        }
-                        if c_hi > c_lo {
-                            k.for_n(c_lo as i64, c_hi as i64, 1, |k, c| {
-                                let d = k.addr(dkx, c, pstride);
-                                let s = k.b.ins().imul_imm_s(c, (l * g.sw * 4) as i64);
-                                let s = k.b.ins().iadd(xrow, s);
-                                if g.sw == 1 || l == 1 {
-                                    let v = k.ld(vty, s, (ix0 * 4) as i32);
-                                    k.st(v, d, 0);
-                                } else {
-                                    for q in 0..l {
-                                        let v = k.ld(types::F32, s, ((ix0 + (q * g.sw) as i64) * 4) as i32);
-                                        k.st(v, d, (q * 4) as i32);
-                                    }
-                                }
-                            });
-                        }
-                    }
-                });
-                k.if_then(bad, |k| {
-                    let z = k.fsplat(vty, 0.0);
-                    for kx in 0..g.kw {
-                        let dkx = k.add_c(dky, (kx * l * 4) as i64);
-                        k.for_n(0, ppr as i64, 1, |k, c| {
-                            let d = k.addr(dkx, c, pstride);
-                            k.st(z, d, 0);
-                        });
-                    }
-                });
-            });
-        });
-    });
 }
 
 /// Conv as GEMM per group and output row: `out[oc, oy, ox] = bias[oc] +

@@ -329,10 +329,10 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
     let mbuf = k.task_scratch(nn * mc * tb * 4);
     let dummy = if edge { Some(k.task_scratch(16)) } else { None };
 
-    let (b_lo, b_hi) = if chan_split { super::conv::unit_items(k, lo, hi, rbu) } else { (lo, hi) };
+    let (b_lo, b_hi) = if chan_split { super::conv_packed::unit_items(k, lo, hi, rbu) } else { (lo, hi) };
     k.for_dyn(b_lo, b_hi, 1, |k, bi| {
         let (c_lo, c_hi) = if chan_split {
-            super::conv::unit_rows(k, bi, lo, hi, rbu, MR, kout)
+            super::conv_packed::unit_rows(k, bi, lo, hi, rbu, MR, kout)
         } else {
             (k.ic(0), k.ic(kout as i64))
         };
