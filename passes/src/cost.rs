@@ -191,20 +191,10 @@ pub fn winograd_work(c: &Conv, x: Option<&TensorType>, w: Option<&TensorType>, y
 /// Work per element of a unary op: one for the cheap ones,
 /// [`TRANSCENDENTAL`] for the rest.
 fn unary_work(u: UnaryOp) -> f64 {
-    match u {
-        UnaryOp::Neg
-        | UnaryOp::Abs
-        | UnaryOp::Relu
-        | UnaryOp::Floor
-        | UnaryOp::Ceil
-        | UnaryOp::Round
-        | UnaryOp::Sign
-        | UnaryOp::Not
-        | UnaryOp::LeakyRelu { .. }
-        | UnaryOp::Clip { .. }
-        | UnaryOp::HardSigmoid { .. }
-        | UnaryOp::HardSwish => 1.0,
-        _ => TRANSCENDENTAL,
+    if u.is_cheap() {
+        1.0
+    } else {
+        TRANSCENDENTAL
     }
 }
 

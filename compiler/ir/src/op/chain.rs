@@ -36,23 +36,7 @@ pub const MAX_HEAVY: usize = 1;
 pub fn heavy(s: &ChainStep) -> bool {
     match s {
         ChainStep::Binary { .. } => false,
-        ChainStep::Unary(u) => !matches!(
-            u,
-            UnaryOp::Neg
-                | UnaryOp::Abs
-                | UnaryOp::Relu
-                | UnaryOp::Floor
-                | UnaryOp::Ceil
-                | UnaryOp::Round
-                | UnaryOp::Sign
-                | UnaryOp::Sqrt
-                | UnaryOp::Reciprocal
-                | UnaryOp::LeakyRelu { .. }
-                | UnaryOp::Clip { .. }
-                | UnaryOp::HardSigmoid { .. }
-                | UnaryOp::HardSwish
-                | UnaryOp::Softsign
-        ),
+        ChainStep::Unary(u) => !u.is_cheap(),
     }
 }
 

@@ -83,6 +83,32 @@ pub enum UnaryOp {
 }
 
 impl UnaryOp {
+    /// Whether the op lowers to a few arithmetic instructions (min/max,
+    /// compare+select, sqrt, divide, rounding) rather than a polynomial
+    /// routine with its own constants (exp, erf, tanh, sin, ...). The cost
+    /// model charges the latter a transcendental's work per element and an
+    /// elementwise chain holds at most one of them.
+    pub fn is_cheap(self) -> bool {
+        use UnaryOp::*;
+        matches!(
+            self,
+            Neg | Abs
+                | Relu
+                | Floor
+                | Ceil
+                | Round
+                | Sign
+                | Not
+                | Sqrt
+                | Reciprocal
+                | LeakyRelu { .. }
+                | Clip { .. }
+                | HardSigmoid { .. }
+                | HardSwish
+                | Softsign
+        )
+    }
+
     pub fn name(self) -> &'static str {
         use UnaryOp::*;
         match self {
