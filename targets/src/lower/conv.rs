@@ -19,7 +19,8 @@ use kerf_ir::Op;
 use super::epilogue::{apply_act, Act, Epilogue};
 use super::{Kernel, LResult};
 
-/// Geometry of a 2-D conv (1-D has `h = kh = 1`).
+/// Geometry of a 2-D conv (1-D has `h = kh = 1`), shared by every conv
+/// kernel (direct, packed GEMM, depthwise, small-K).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Geo {
     pub(super) n: usize,
@@ -172,51 +173,16 @@ fn conv_inner(k: &mut Kernel, c: &kerf_ir::op::Conv, epi: Epilogue) -> LResult<b
     let wconst = k.const_f32(1);
     let bconst = if k.node.inputs.len() >= 3 { k.const_f32(2) } else { Some(vec![0.0; gm.oc]) };
     if let (Some(w), Some(b)) = (&wconst, &bconst) {
-        if gm.group == 1 {
-            // a short reduction on a small plane of narrow rows (e.g. a first
-            // layer on audio features): taps broadcast, channels in lanes
-            let sg = super::conv_smallk::SmallGeo {
-                n: gm.n,
-                c: gm.c,
-                h: gm.h,
-                w: gm.w,
-                oc: gm.oc,
-                oh: gm.oh,
-                ow: gm.ow,
-                kh: gm.kh,
-                kw: gm.kw,
-                sh: gm.sh,
-                sw: gm.sw,
-                dh: gm.dh,
-                dw: gm.dw,
-                ph: gm.ph,
-                pw: gm.pw,
-            };
-            if sg.fits(k.caps.simd) {
-                return super::conv_smallk::conv(k, &sg, w, b, epi).map(|()| true);
-            }
+        // a short reduction on a small plane of narrow rows (e.g. a first
+        // layer on audio features): taps broadcast, channels in lanes
+        if super::conv_smallk::fits(&gm, k.caps.simd) {
+            return super::conv_smallk::conv(k, &gm, w, b, epi).map(|()| true);
         }
         if ocg >= 4 {
             return super::conv_packed::conv_packed(k, &gm, w, b, epi).map(|()| true);
         }
         if icg == 1 && ocg == 1 {
-            let d = super::depthwise::DwGeo {
-                n: gm.n,
-                c: gm.c,
-                h: gm.h,
-                w: gm.w,
-                oh: gm.oh,
-                ow: gm.ow,
-                kh: gm.kh,
-                kw: gm.kw,
-                sh: gm.sh,
-                sw: gm.sw,
-                dh: gm.dh,
-                dw: gm.dw,
-                ph: gm.ph,
-                pw: gm.pw,
-            };
-            return super::depthwise::depthwise(k, &d, w, b, epi).map(|()| true);
+            return super::depthwise::depthwise(k, &gm, w, b, epi).map(|()| true);
         }
     }
     let packed_scalar = ocg < 4 && !k.caps.simd;
@@ -468,7 +434,6 @@ fn conv_pointwise(k: &mut Kernel, gm: &Geo, wp: Value, bp: Value) -> LResult {
     let ocg = gm.oc / gm.group;
     let hw = gm.h * gm.w;
     let l = k.lanes();
-    let vty = k.vty();
     let nb = POINTWISE_BLOCK.min(hw).div_ceil(l) * l;
     let xp = k.input(0);
     let out = k.output(0);
@@ -479,29 +444,8 @@ fn conv_pointwise(k: &mut Kernel, gm: &Geo, wp: Value, bp: Value) -> LResult {
         let gi = k.b.ins().imul_imm_s(g, icg as i64);
         let nc = k.b.ins().iadd(nc, gi);
         let plane = k.b.ins().imul_imm_s(nc, hw as i64);
-        let plane = k.b.ins().iadd(plane, p0);
         let xbase = k.addr(xp, plane, 4);
-        let full = width / l;
-        let tail = width % l;
-        k.for_n(0, icg as i64, 1, |k, ic| {
-            let xo = k.b.ins().imul_imm_s(ic, (hw * 4) as i64);
-            let xrow = k.b.ins().iadd(xbase, xo);
-            let dst0 = k.addr(panels, ic, (l * 4) as i64);
-            k.for_n(0, full as i64, 1, |k, pn| {
-                let v = k.ld_at(vty, xrow, pn, (l * 4) as i64, 0);
-                let d = k.b.ins().imul_imm_s(pn, (icg * l * 4) as i64);
-                let d = k.b.ins().iadd(dst0, d);
-                k.st(v, d, 0);
-            });
-            if tail > 0 {
-                let src = k.add_c(xrow, (full * l * 4) as i64);
-                let d = k.add_c(dst0, (full * icg * l * 4) as i64);
-                for q in 0..l {
-                    let v = if q < tail { k.ld(types::F32, src, (q * 4) as i32) } else { k.fc(0.0) };
-                    k.st(v, d, (q * 4) as i32);
-                }
-            }
-        });
+        super::conv_packed::pack_flat(k, xbase, icg, hw, p0, width, panels);
         let a_off = k.b.ins().imul_imm_s(g, (ocg * icg) as i64);
         let boff = k.b.ins().imul_imm_s(g, (ocg * 4) as i64);
         let bias_p = k.b.ins().iadd(bp, boff);

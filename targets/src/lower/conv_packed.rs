@@ -153,7 +153,7 @@ pub fn unit_rows(k: &mut Kernel, it: Value, lo: Value, hi: Value, per: usize, si
 /// Packs `width` flattened pixels from `p0` of `icg` planes of `hw` floats
 /// into B panels `[c][ic][L]` (the last partial panel zero-filled; nothing
 /// past the plane is read).
-fn pack_flat(k: &mut Kernel, xbase: Value, icg: usize, hw: usize, p0: Value, width: usize, dst: Value) {
+pub(super) fn pack_flat(k: &mut Kernel, xbase: Value, icg: usize, hw: usize, p0: Value, width: usize, dst: Value) {
     let l = k.lanes();
     let vty = k.vty();
     let full = width / l;

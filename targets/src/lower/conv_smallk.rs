@@ -22,6 +22,7 @@
 
 use cranelift_codegen::ir::{types, ConstantData, Endianness, InstBuilder, MemFlagsData, Value};
 
+use super::conv::Geo;
 use super::epilogue::{apply_act, Epilogue};
 use super::{Kernel, LResult};
 
@@ -41,53 +42,34 @@ const MAX_COPY_BYTES: usize = 256 * 1024;
 /// Largest reduction length this kernel takes.
 pub const MAX_K: usize = 48;
 
-/// Geometry of a 2-D conv with one group (1-D has `h = kh = 1`).
-#[derive(Clone, Copy, Debug)]
-pub struct SmallGeo {
-    pub n: usize,
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-    pub oc: usize,
-    pub oh: usize,
-    pub ow: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub sh: usize,
-    pub sw: usize,
-    pub dh: usize,
-    pub dw: usize,
-    pub ph: usize,
-    pub pw: usize,
+/// Whether this kernel handles the conv (one group; 1-D has `h = kh = 1`):
+/// SIMD, a short but not pointwise reduction, whole channel tiles, narrow
+/// rows, a plane of at least `PIX` pixels and a small padded copy.
+pub(super) fn fits(g: &Geo, simd: bool) -> bool {
+    let k = g.c * g.kh * g.kw;
+    simd && g.group == 1
+        && g.n >= 1
+        && k <= MAX_K
+        && g.kh * g.kw > 1
+        && g.oc.is_multiple_of(4 * QV)
+        && g.ow <= MAX_OW
+        && g.oh * g.ow >= PIX
+        && g.c * padded_rows(g) * padded_cols(g) * 4 <= MAX_COPY_BYTES
 }
 
-impl SmallGeo {
-    /// Whether this kernel handles the conv: SIMD, a short but not
-    /// pointwise reduction, whole channel tiles, narrow rows, a plane of at
-    /// least `PIX` pixels and a small padded copy.
-    pub fn fits(&self, simd: bool) -> bool {
-        let k = self.c * self.kh * self.kw;
-        simd && self.n >= 1
-            && k <= MAX_K
-            && self.kh * self.kw > 1
-            && self.oc.is_multiple_of(4 * QV)
-            && self.ow <= MAX_OW
-            && self.oh * self.ow >= PIX
-            && self.c * self.hp() * self.wp() * 4 <= MAX_COPY_BYTES
-    }
-    /// Rows of the padded copy.
-    fn hp(&self) -> usize {
-        (self.h + self.ph).max((self.oh.max(1) - 1) * self.sh + (self.kh - 1) * self.dh + 1)
-    }
-    /// Columns of the padded copy.
-    fn wp(&self) -> usize {
-        (self.w + self.pw).max((self.ow.max(1) - 1) * self.sw + (self.kw - 1) * self.dw + 1)
-    }
+/// Rows of the padded copy.
+fn padded_rows(g: &Geo) -> usize {
+    (g.h + g.ph).max((g.oh.max(1) - 1) * g.sh + (g.kh - 1) * g.dh + 1)
+}
+
+/// Columns of the padded copy.
+fn padded_cols(g: &Geo) -> usize {
+    (g.w + g.pw).max((g.ow.max(1) - 1) * g.sw + (g.kw - 1) * g.dw + 1)
 }
 
 /// `w`: `[oc][c][kh][kw]`, `bias`: `[oc]`, both constants; call only when
-/// [`SmallGeo::fits`].
-pub fn conv(k: &mut Kernel, g: &SmallGeo, w: &[f32], bias: &[f32], epi: Epilogue) -> LResult {
+/// [`fits`].
+pub(super) fn conv(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: Epilogue) -> LResult {
     let g = *g;
     let kk = g.c * g.kh * g.kw;
     if w.len() != g.oc * kk || bias.len() != g.oc {
@@ -112,7 +94,7 @@ pub fn conv(k: &mut Kernel, g: &SmallGeo, w: &[f32], bias: &[f32], epi: Epilogue
     let xp = k.input(0);
     let out = k.output(0);
     let npix = g.oh * g.ow;
-    let (hp, wpad) = (g.hp(), g.wp());
+    let (hp, wpad) = (padded_rows(&g), padded_cols(&g));
     let plane = hp * wpad;
     let (lo, hi) = k.parallel_range(nob / QV, 1, (2 * g.n * npix * QV * 4 * kk) as u64)?;
     let pad = k.task_scratch(g.c * plane * 4);
@@ -155,7 +137,7 @@ pub fn conv(k: &mut Kernel, g: &SmallGeo, w: &[f32], bias: &[f32], epi: Epilogue
 
 /// Values shared by every tile.
 struct Ctx {
-    g: SmallGeo,
+    g: Geo,
     /// Packed weights and the bias.
     wb: Value,
     bb: Value,
@@ -170,7 +152,7 @@ struct Ctx {
 fn tile(k: &mut Kernel, cx: &Ctx, b: Value, ob: Value, p0: Value) {
     let g = cx.g;
     let kk = g.c * g.kh * g.kw;
-    let (hp, wpad) = (g.hp(), g.wp());
+    let (hp, wpad) = (padded_rows(&g), padded_cols(&g));
     let npix = g.oh * g.ow;
     let ty = types::F32X4;
     // accumulators [q][p], starting at the bias

@@ -31,6 +31,7 @@
 
 use cranelift_codegen::ir::{types, ConstantData, Endianness, Immediate, InstBuilder, MemFlagsData, Type, Value};
 
+use super::conv::Geo;
 use super::epilogue::{apply_act, Epilogue};
 use super::{Kernel, LResult};
 
@@ -42,25 +43,6 @@ const VECS_S2: usize = 6;
 /// Largest `h·w` of the flat small-plane path (its code is unrolled over
 /// the plane: `h·w/4` positions × taps).
 const FLAT_MAX: usize = 256;
-
-/// Geometry of a 2-D depthwise conv (1-D has `h = kh = 1`).
-#[derive(Clone, Copy, Debug)]
-pub struct DwGeo {
-    pub n: usize,
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-    pub oh: usize,
-    pub ow: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub sh: usize,
-    pub sw: usize,
-    pub dh: usize,
-    pub dw: usize,
-    pub ph: usize,
-    pub pw: usize,
-}
 
 /// Where the lanes of one position read for one tap.
 enum TapLoad {
@@ -75,7 +57,7 @@ enum TapLoad {
 
 /// Code-generation plan shared by all rows.
 struct Plan {
-    g: DwGeo,
+    g: Geo,
     /// Lanes per position (1 = scalar).
     l: usize,
     ty: Type,
@@ -89,7 +71,7 @@ struct Plan {
 }
 
 /// `w`: `[c][kh][kw]`, `bias`: `[c]`, both constants.
-pub fn depthwise(k: &mut Kernel, g: &DwGeo, w: &[f32], bias: &[f32], epi: Epilogue) -> LResult {
+pub(super) fn depthwise(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: Epilogue) -> LResult {
     let g = *g;
     let taps = g.kh * g.kw;
     if w.len() != g.c * taps || bias.len() != g.c {
