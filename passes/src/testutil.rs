@@ -1,6 +1,6 @@
 //! Test helpers: run a group on IR text, interpret graphs.
 
-use kerf_ir::{eval, text, Graph, Tensor, ValueDef};
+use kerf_ir::{eval, text, Graph, Tensor};
 
 use crate::{rules, runner, PassOptions};
 
@@ -21,22 +21,7 @@ pub fn run_graph(g: &Graph, group: &'static str, opts: &PassOptions) -> (usize, 
 
 /// Evaluates a graph with the reference evaluator.
 pub fn interpret(g: &Graph, inputs: &[Tensor]) -> Vec<Tensor> {
-    let mut vals: Vec<Option<Tensor>> = vec![None; g.values.len()];
-    for (i, v) in g.values.iter().enumerate() {
-        match v.def {
-            ValueDef::Input(k) => vals[i] = Some(inputs[k].clone()),
-            ValueDef::Const(w) => vals[i] = Some(g.weights.tensor(w).clone()),
-            ValueDef::Node { .. } => {}
-        }
-    }
-    for n in &g.nodes {
-        let ins: Vec<&Tensor> = n.inputs.iter().map(|v| vals[v.0 as usize].as_ref().unwrap()).collect();
-        let outs = eval::eval(&n.op, &ins).unwrap_or_else(|e| panic!("node '{}': {e}", n.name));
-        for (o, t) in n.outputs.iter().zip(outs) {
-            vals[o.0 as usize] = Some(t);
-        }
-    }
-    g.outputs.iter().map(|o| vals[o.value.0 as usize].clone().unwrap()).collect()
+    eval::eval_graph(g, inputs).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Deterministic pseudo-random floats in [lo, hi).

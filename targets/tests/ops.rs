@@ -4,27 +4,12 @@
 //! the host and, for the vector/scalar split, for the SSE2 baseline as well.
 //! Tolerance: |got - ref| <= 1e-5 + 1e-4 * max|ref| elementwise.
 
-use kerf_ir::{Graph, Tensor, ValueDef};
+use kerf_ir::{Graph, Tensor};
 use kerf_targets::{jit_compile, CompileOptions};
 
 /// Evaluates the graph node by node with `kerf_ir::eval::eval`.
 fn reference(g: &Graph, inputs: &[Tensor]) -> Vec<Tensor> {
-    let mut vals: Vec<Option<Tensor>> = vec![None; g.values.len()];
-    for (i, v) in g.values.iter().enumerate() {
-        match v.def {
-            ValueDef::Input(k) => vals[i] = Some(inputs[k].clone()),
-            ValueDef::Const(w) => vals[i] = Some(g.weights.tensor(w).clone()),
-            ValueDef::Node { .. } => {}
-        }
-    }
-    for n in &g.nodes {
-        let ins: Vec<&Tensor> = n.inputs.iter().map(|v| vals[v.0 as usize].as_ref().unwrap()).collect();
-        let outs = kerf_ir::eval::eval(&n.op, &ins).unwrap_or_else(|e| panic!("reference for {}: {e}", n.name));
-        for (o, t) in n.outputs.iter().zip(outs) {
-            vals[o.0 as usize] = Some(t);
-        }
-    }
-    g.outputs.iter().map(|o| vals[o.value.0 as usize].clone().unwrap()).collect()
+    kerf_ir::eval::eval_graph(g, inputs).unwrap_or_else(|e| panic!("reference: {e}"))
 }
 
 /// Deterministic test input for a value.

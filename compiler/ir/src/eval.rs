@@ -9,7 +9,7 @@
 
 use crate::infer;
 use crate::op::*;
-use crate::{DType, IrError, Tensor, TensorType};
+use crate::{DType, Graph, IrError, Tensor, TensorType, ValueDef, ValueId};
 
 fn err(op: &Op, msg: impl Into<String>) -> IrError {
     IrError::Eval { op: op.name().to_string(), msg: msg.into() }
@@ -49,6 +49,40 @@ fn broadcast_index(in_shape: &[usize], out_shape: &[usize]) -> Vec<usize> {
         }
     }
     out
+}
+
+/// Runs a whole graph through [`eval`], node by node in order: the
+/// reference semantics of a graph, the oracle the kernels and rewrites are
+/// tested against. Errors name the node that failed.
+pub fn eval_graph(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, IrError> {
+    if inputs.len() != g.inputs.len() {
+        return Err(IrError::Invalid(format!("{} inputs given, the graph has {}", inputs.len(), g.inputs.len())));
+    }
+    let mut vals: Vec<Option<Tensor>> = vec![None; g.values.len()];
+    for (i, v) in g.values.iter().enumerate() {
+        match v.def {
+            ValueDef::Input(k) => vals[i] = Some(inputs[k].clone()),
+            ValueDef::Const(w) => vals[i] = Some(g.weights.tensor(w).clone()),
+            ValueDef::Node { .. } => {}
+        }
+    }
+    let undefined = |v: ValueId| IrError::Invalid(format!("value %{} used before it is defined", v.0));
+    for n in &g.nodes {
+        let ins = n
+            .inputs
+            .iter()
+            .map(|&v| vals[v.0 as usize].as_ref().ok_or_else(|| undefined(v)))
+            .collect::<Result<Vec<&Tensor>, IrError>>()?;
+        let outs = eval(&n.op, &ins).map_err(|e| IrError::Node {
+            node: n.name.clone(),
+            op: n.op.name().to_string(),
+            msg: e.to_string(),
+        })?;
+        for (o, t) in n.outputs.iter().zip(outs) {
+            vals[o.0 as usize] = Some(t);
+        }
+    }
+    g.outputs.iter().map(|o| vals[o.value.0 as usize].clone().ok_or_else(|| undefined(o.value))).collect()
 }
 
 /// Evaluates `op` on constant inputs. The output types are exactly what
@@ -632,6 +666,20 @@ mod tests {
 
     fn f(shape: &[usize], v: &[f32]) -> Tensor {
         Tensor::from_f32(shape.to_vec(), v).unwrap()
+    }
+
+    #[test]
+    fn eval_graph_runs_nodes_in_order_and_names_a_failing_node() {
+        let g = crate::text::parse(
+            "graph \"g\"\n  input %0 \"x\": f32[3]\n  const %1 \"c\": f32[3] = [1.0, -5.0, 2.0]\n  %2 = Add(%0, %1): f32[3]\n  %3 = Relu(%2): f32[3]\n  output \"y\" = %3\n",
+        )
+        .unwrap();
+        let y = eval_graph(&g, &[f(&[3], &[1.0, 2.0, -4.0])]).unwrap();
+        assert_eq!(y[0].to_f32_vec(), vec![2.0, 0.0, 0.0]);
+        assert!(matches!(eval_graph(&g, &[]), Err(IrError::Invalid(_))));
+        // an input of the wrong shape: the Add fails, and the error says which node
+        let e = eval_graph(&g, &[f(&[2], &[1.0, 2.0])]).unwrap_err();
+        assert!(matches!(&e, IrError::Node { op, .. } if op == "Add"), "{e}");
     }
 
     #[test]

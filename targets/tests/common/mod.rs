@@ -66,20 +66,5 @@ pub fn xs(n: usize) -> Vec<f32> {
 
 /// Evaluates `g` node by node with the IR's reference evaluator.
 pub fn reference(g: &kerf_ir::Graph, inputs: &[Tensor]) -> Vec<Vec<f32>> {
-    use kerf_ir::ValueDef;
-    let mut vals: Vec<Option<Tensor>> = vec![None; g.values.len()];
-    for (i, v) in g.values.iter().enumerate() {
-        match v.def {
-            ValueDef::Input(k) => vals[i] = Some(inputs[k].clone()),
-            ValueDef::Const(w) => vals[i] = Some(g.weights.tensor(w).clone()),
-            ValueDef::Node { .. } => {}
-        }
-    }
-    for n in &g.nodes {
-        let ins: Vec<&Tensor> = n.inputs.iter().map(|v| vals[v.0 as usize].as_ref().unwrap()).collect();
-        for (o, t) in n.outputs.iter().zip(kerf_ir::eval::eval(&n.op, &ins).unwrap()) {
-            vals[o.0 as usize] = Some(t);
-        }
-    }
-    g.outputs.iter().map(|o| vals[o.value.0 as usize].as_ref().unwrap().to_f32_vec()).collect()
+    kerf_ir::eval::eval_graph(g, inputs).unwrap().iter().map(Tensor::to_f32_vec).collect()
 }
