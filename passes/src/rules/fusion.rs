@@ -63,6 +63,45 @@ fn single_user(eg: &KEGraph, class: Id, parent: Id) -> bool {
     parents.len() == 1 && parents.contains(&eg.find(parent))
 }
 
+/// `(operand, act)` for each fusable activation node in `class` whose
+/// operand has no other user: the producers an activation can fuse into.
+fn act_operands(eg: &KEGraph, class: Id) -> Vec<(Id, UnaryOp)> {
+    let mut out = Vec::new();
+    for n in &eg[class].nodes {
+        let Some(Op::Unary(u)) = n.kerf_op() else { continue };
+        let Some(&c) = n.children.first() else { continue };
+        if Epilogue::fusable(*u) && single_user(eg, c, class) {
+            out.push((c, *u));
+        }
+    }
+    out
+}
+
+/// `(producer, residual)` for each operand order of each `Add` node in
+/// `class` where both operands have the sum's type, are different classes,
+/// and the producer has no other user: the producers a residual Add can
+/// fuse into.
+fn residual_operands(eg: &KEGraph, class: Id) -> Vec<(Id, Id)> {
+    let mut out = Vec::new();
+    let Some(ty) = eg[class].data.ty() else { return out };
+    for n in &eg[class].nodes {
+        if n.kerf_op() != Some(&Op::Binary(BinaryOp::Add)) || n.children.len() != 2 {
+            continue;
+        }
+        for (pi, yi) in [(0, 1), (1, 0)] {
+            let (p, y) = (n.children[pi], n.children[yi]);
+            if eg.find(p) != eg.find(y)
+                && eg[y].data.ty() == Some(ty)
+                && eg[p].data.ty() == Some(ty)
+                && single_user(eg, p, class)
+            {
+                out.push((p, y));
+            }
+        }
+    }
+    out
+}
+
 /// Direct or Winograd f32 convs in `class` that an epilogue can still be added to;
 /// `want_plain` restricts to unfused convs (for the residual rule).
 fn convs(eg: &KEGraph, class: Id, want_plain: bool) -> Vec<Found> {
@@ -100,17 +139,9 @@ impl Rule for FuseAct {
         "fuse-conv-act"
     }
     fn find(&self, eg: &KEGraph, class: Id, out: &mut Vec<(Found, UnaryOp)>) {
-        for n in &eg[class].nodes {
-            let Some(Op::Unary(u)) = n.kerf_op() else { continue };
-            if !Epilogue::fusable(*u) {
-                continue;
-            }
-            let Some(&c) = n.children.first() else { continue };
-            if !single_user(eg, c, class) {
-                continue;
-            }
+        for (c, u) in act_operands(eg, class) {
             for f in convs(eg, c, false) {
-                out.push((f, *u));
+                out.push((f, u));
             }
         }
     }
@@ -129,22 +160,9 @@ impl Rule for FuseResidual {
         "fuse-conv-residual"
     }
     fn find(&self, eg: &KEGraph, class: Id, out: &mut Vec<(Found, Id)>) {
-        let Some(ty) = eg[class].data.ty() else { return };
-        for n in &eg[class].nodes {
-            if n.kerf_op() != Some(&Op::Binary(BinaryOp::Add)) || n.children.len() != 2 {
-                continue;
-            }
-            for (ci, yi) in [(0, 1), (1, 0)] {
-                let (c, y) = (n.children[ci], n.children[yi]);
-                if eg.find(c) == eg.find(y) || eg[y].data.ty() != Some(ty) || !single_user(eg, c, class) {
-                    continue;
-                }
-                if eg[c].data.ty() != Some(ty) {
-                    continue;
-                }
-                for f in convs(eg, c, true) {
-                    out.push((f, y));
-                }
+        for (c, y) in residual_operands(eg, class) {
+            for f in convs(eg, c, true) {
+                out.push((f, y));
             }
         }
     }
@@ -255,22 +273,9 @@ impl Rule for FuseMatMulResidual {
         "fuse-matmul-residual"
     }
     fn find(&self, eg: &KEGraph, class: Id, out: &mut Vec<(FoundProduct, Id)>) {
-        let Some(ty) = eg[class].data.ty() else { return };
-        for n in &eg[class].nodes {
-            if n.kerf_op() != Some(&Op::Binary(BinaryOp::Add)) || n.children.len() != 2 {
-                continue;
-            }
-            for (pi, yi) in [(0, 1), (1, 0)] {
-                let (p, y) = (n.children[pi], n.children[yi]);
-                if eg.find(p) == eg.find(y) || eg[y].data.ty() != Some(ty) || eg[p].data.ty() != Some(ty) {
-                    continue;
-                }
-                if !single_user(eg, p, class) {
-                    continue;
-                }
-                for f in products(eg, p, false) {
-                    out.push((f, y));
-                }
+        for (p, y) in residual_operands(eg, class) {
+            for f in products(eg, p, false) {
+                out.push((f, y));
             }
         }
     }
@@ -291,17 +296,9 @@ impl Rule for FuseMatMulAct {
         "fuse-matmul-act"
     }
     fn find(&self, eg: &KEGraph, class: Id, out: &mut Vec<(FoundProduct, UnaryOp)>) {
-        for n in &eg[class].nodes {
-            let Some(Op::Unary(u)) = n.kerf_op() else { continue };
-            if !Epilogue::fusable(*u) {
-                continue;
-            }
-            let Some(&p) = n.children.first() else { continue };
-            if !single_user(eg, p, class) {
-                continue;
-            }
+        for (p, u) in act_operands(eg, class) {
             for f in products(eg, p, true) {
-                out.push((f, *u));
+                out.push((f, u));
             }
         }
     }
