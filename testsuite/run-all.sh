@@ -1,15 +1,36 @@
 #!/usr/bin/env bash
-# The project's test command (see README.md): prepares the Python venv and the
-# generated models, then runs every test of the workspace.
-set -euo pipefail
+# The project's test command (see README.md): installs the system packages the tests
+# need (testsuite/install-deps.sh), prepares the Python venv and the generated models,
+# then runs every test of the workspace. Every stage runs even when an earlier one
+# failed; the failures are listed at the end and the exit code is 1 if any.
+set -uo pipefail
 cd "$(dirname "$0")/.."
+failed=()
+stage() {
+  local name=$1
+  shift
+  echo "== $name"
+  if ! "$@"; then
+    echo "!! stage failed: $name"
+    failed+=("$name")
+  fi
+}
+
+stage "system packages" bash testsuite/install-deps.sh
 if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
+  python3 -m venv .venv || { echo "!! cannot create .venv (apt-get install python3-venv)"; exit 1; }
 fi
-.venv/bin/pip install -q -r testsuite/requirements.txt
-.venv/bin/python testsuite/scripts/make_models.py testsuite/generated
-.venv/bin/python testsuite/scripts/make_onnx_node_tests.py testsuite/generated/onnx
-.venv/bin/python testsuite/scripts/verify_fixtures.py testsuite/fixtures/models testsuite/fixtures/ops testsuite/generated
+stage "python packages" .venv/bin/pip install -q -r testsuite/requirements.txt
+stage "generated models" .venv/bin/python testsuite/scripts/make_models.py testsuite/generated
+stage "generated node tests" .venv/bin/python testsuite/scripts/make_onnx_node_tests.py testsuite/generated/onnx
+stage "stored references" .venv/bin/python testsuite/scripts/verify_fixtures.py \
+  testsuite/fixtures/models testsuite/fixtures/ops testsuite/generated
 # Cross-ISA tests fail (instead of skipping) when a cross gcc or qemu is missing.
 export KERF_REQUIRE_CROSS=1
-cargo test --workspace --all-targets
+stage "cargo test" cargo test --workspace --all-targets --no-fail-fast
+
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "FAILED stages: ${failed[*]}"
+  exit 1
+fi
+echo "all stages passed"
