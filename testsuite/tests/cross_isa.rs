@@ -49,7 +49,7 @@ fn run_target(t: &Target) {
     let mut cases = Vec::new();
     let mut graphs = Vec::new();
     for (name, dir) in model_dirs() {
-        let b = kerf_build::Build::new(dir.join("model.onnx")).name(&name).target(t.triple).cpu(t.cpu);
+        let b = kerf_pipeline::Build::new(dir.join("model.onnx")).name(&name).target(t.triple).cpu(t.cpu);
         let g = b.graph().unwrap_or_else(|e| panic!("{}: {name}: {e}", t.label));
         let art = kerf_targets::compile_object(&g, &b.compile_options())
             .unwrap_or_else(|e| panic!("{}: {name}: compile: {e}", t.label));

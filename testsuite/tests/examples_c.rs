@@ -4,7 +4,7 @@
 //! the ONNX Runtime accuracy in the fixture's `meta.json` exactly (same
 //! number of correct images).
 //!
-//! The model archive and header come from `kerf_build` (the library behind
+//! The model archive and header come from `kerf_pipeline` (the library behind
 //! `kerf compile`, same bytes), passed to make as `KERF_OUT`, so the test
 //! needs no `kerf` binary.
 
@@ -37,7 +37,7 @@ fn run_example(t: &Target, make_target: &str) {
     e2e::require_tools(t);
     let model_dir = e2e::testsuite_dir().join("fixtures/models/digits_cnn");
     let scratch = e2e::scratch_dir(&format!("example_c-{}", t.label));
-    let b = kerf_build::Build::new(model_dir.join("model.onnx")).name("digits").target(t.triple).cpu(t.cpu);
+    let b = kerf_pipeline::Build::new(model_dir.join("model.onnx")).name("digits").target(t.triple).cpu(t.cpu);
     let art = b.compile().unwrap_or_else(|e| panic!("{}: {e}", t.label));
     let archive = kerf_targets::archive::write_archive(&[("digits.o".to_string(), art.object)])
         .unwrap_or_else(|e| panic!("{}: {e}", t.label));

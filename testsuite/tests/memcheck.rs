@@ -73,7 +73,7 @@ fn public_models_are_clean_under_valgrind() {
     let mut cases = Vec::new();
     let mut checks = Vec::new();
     for (name, dir) in model_dirs() {
-        let b = kerf_build::Build::new(dir.join("model.onnx")).name(&name).target(t.triple).cpu(t.cpu);
+        let b = kerf_pipeline::Build::new(dir.join("model.onnx")).name(&name).target(t.triple).cpu(t.cpu);
         let g = b.graph().unwrap_or_else(|e| panic!("{name}: {e}"));
         let art = kerf_targets::compile_object(&g, &b.compile_options()).unwrap_or_else(|e| panic!("{name}: {e}"));
         let inputs = e2e::read_numbered(&dir, "input").unwrap();
@@ -132,7 +132,7 @@ fn canaries_on(t: &Target) {
     e2e::require_tools(t);
     let scratch = e2e::scratch_dir(&format!("canary-{}", t.label));
     let dir = e2e::testsuite_dir().join("fixtures/models/digits_cnn");
-    let b = kerf_build::Build::new(dir.join("model.onnx")).name("digits_cnn").target(t.triple).cpu(t.cpu);
+    let b = kerf_pipeline::Build::new(dir.join("model.onnx")).name("digits_cnn").target(t.triple).cpu(t.cpu);
     let g = b.graph().unwrap();
     let art = kerf_targets::compile_object(&g, &b.compile_options()).unwrap();
     let exe = e2e::link_harness_with(t, &scratch, &[("digits_cnn".to_string(), art.object)], &bad_models()).unwrap();

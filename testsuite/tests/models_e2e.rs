@@ -1,7 +1,7 @@
 //! Whole models end to end on the host: every fixture model
 //! (`testsuite/fixtures/models/*`) and every generated model
 //! (`testsuite/generated/*`, made by `testsuite/run-all.sh`) goes through
-//! import → lossless rewrites (`kerf_build::Build::graph`) → JIT (`native`
+//! import → lossless rewrites (`kerf_pipeline::Build::graph`) → JIT (`native`
 //! CPU) → one run on `input_<i>.npy`, compared with the ONNX Runtime
 //! reference `output_<i>.npy`.
 //!
@@ -27,7 +27,7 @@ fn model_dirs(root: &Path) -> Vec<PathBuf> {
 }
 
 fn run_model(dir: &Path) -> Result<e2e::Errors, String> {
-    let name = kerf_build::c_identifier(&dir.file_name().unwrap_or_default().to_string_lossy());
+    let name = kerf_pipeline::c_identifier(&dir.file_name().unwrap_or_default().to_string_lossy());
     let g = e2e::load_graph(&dir.join("model.onnx"), &name)?;
     let inputs = e2e::read_numbered(dir, "input")?;
     let want = e2e::read_numbered(dir, "output")?;

@@ -59,7 +59,7 @@ fn model_ops() -> BTreeSet<String> {
 
 /// The C symbol prefix of a case.
 fn symbol(case: &Case) -> String {
-    format!("nc_{}", kerf_build::c_identifier(case.id.trim_start_matches("node/")))
+    format!("nc_{}", kerf_pipeline::c_identifier(case.id.trim_start_matches("node/")))
 }
 
 /// The selected cases, imported and optimised once for both ISAs.

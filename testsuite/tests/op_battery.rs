@@ -40,7 +40,7 @@ struct Case {
 
 /// The C symbol prefix of a case (never clashes with the harness).
 fn symbol(case: &str) -> String {
-    format!("op_{}", kerf_build::c_identifier(case))
+    format!("op_{}", kerf_pipeline::c_identifier(case))
 }
 
 fn load_cases() -> Vec<Case> {

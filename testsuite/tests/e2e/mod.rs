@@ -41,7 +41,7 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 
 /// Reads a C-order `.npy` file into a tensor (the same reader `kerf run` uses).
 pub fn read_npy(path: &Path) -> Result<Tensor, String> {
-    kerf_build::npy::read(path).map_err(|e| e.to_string())
+    kerf_pipeline::npy::read(path).map_err(|e| e.to_string())
 }
 
 /// Reads `<prefix>_0.npy`, `<prefix>_1.npy`, ... until one is missing.
@@ -139,9 +139,9 @@ pub fn compare_all(want: &[Tensor], got: &[Tensor]) -> Result<Errors, String> {
     Ok(e)
 }
 
-/// Imports and optimizes a model (the `kerf-build` pipeline).
+/// Imports and optimizes a model (the `kerf-pipeline` pipeline).
 pub fn load_graph(model: &Path, name: &str) -> Result<Graph, String> {
-    kerf_build::Build::new(model).name(name).graph().map_err(|e| format!("import/optimize: {e}"))
+    kerf_pipeline::Build::new(model).name(name).graph().map_err(|e| format!("import/optimize: {e}"))
 }
 
 /// Checks inputs against the graph's input types.

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kerf_build::{npy, Build};
+use kerf_pipeline::{npy, Build};
 use kerf_ir::Tensor;
 use kerf_targets::CompileOptions;
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testsuite/fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testsuite/fixtures")
 }
 
 fn kerf(args: &[&str]) -> Output {
@@ -119,7 +119,7 @@ fn garbage_and_missing_files_are_errors() {
 /// `testsuite/scripts/make_models.py` (run by `testsuite/run-all.sh`).
 #[test]
 fn inspect_generated_models_match_their_metadata() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testsuite/generated");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testsuite/generated");
     let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
         panic!("{}: {e}; run `bash testsuite/run-all.sh` (or testsuite/scripts/make_models.py) first", dir.display())
     });

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kerf_build::{npy, Build};
+use kerf_pipeline::{npy, Build};
 use kerf_ir::{Graph, Tensor};
 use kerf_runtime::{Model, ThreadPool};
 use kerf_targets::CompileOptions;

@@ -4,7 +4,7 @@
 //!
 //! In a `build.rs`:
 //! ```no_run
-//! kerf_build::Build::new("models/digits_cnn.onnx").name("digits").compile_for_cargo().unwrap();
+//! kerf_pipeline::Build::new("models/digits_cnn.onnx").name("digits").compile_for_cargo().unwrap();
 //! ```
 //! links `libdigits.a` into the crate and writes `digits.h` to `OUT_DIR`.
 
@@ -172,7 +172,7 @@ mod tests {
         assert_eq!(c_identifier(""), "model");
         assert_eq!(default_name(Path::new("/nonexistent/resnet18.onnx")), "resnet18");
         let fixture =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testsuite/fixtures/models/digits_cnn/model.onnx");
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../testsuite/fixtures/models/digits_cnn/model.onnx");
         assert_eq!(default_name(&fixture), "digits_cnn");
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kerf_build::Build;
+use kerf_pipeline::Build;
 
 use crate::options::parse_input_shape;
 
@@ -39,7 +39,7 @@ pub struct CompileArgs {
 pub fn run(args: &CompileArgs) -> Result<()> {
     let mut b = Build::new(&args.model).target(&args.target).cpu(&args.cpu).optimize(!args.no_optimize);
     if let Some(n) = &args.name {
-        if kerf_build::c_identifier(n) != *n {
+        if kerf_pipeline::c_identifier(n) != *n {
             bail!("--name '{n}' is not a C identifier");
         }
         b = b.name(n);
