@@ -15,23 +15,22 @@
 //! split into (1: it always runs on the calling thread).
 
 use std::cell::RefCell;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
-use kerf_pipeline::{npy, Build};
 use kerf_ir::{Graph, Tensor};
-use kerf_runtime::{Model, ThreadPool};
-use kerf_targets::CompileOptions;
+use kerf_pipeline::inputs::{load_inputs, Missing};
+use kerf_pipeline::measure::{median, MeasureOptions, Runner};
+use kerf_pipeline::Session;
+use kerf_runtime::ThreadPool;
 
-use crate::options::parse_input_shape;
-use crate::run::assign;
+use crate::options::{warn, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// The ONNX model.
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Threads (the calling thread plus N-1 pool workers); 1 = no pool.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -45,9 +44,6 @@ pub struct BenchArgs {
     /// inputs not given are zeros.
     #[arg(long = "input", short = 'i')]
     inputs: Vec<String>,
-    /// Fix a dynamic input shape: NAME=D0,D1,... (repeatable).
-    #[arg(long = "input-shape", value_parser = parse_input_shape)]
-    input_shape: Vec<(String, Vec<usize>)>,
     /// CPU preset for the host JIT.
     #[arg(long, default_value = "native")]
     cpu: String,
@@ -66,161 +62,52 @@ extern "C" fn prof_hook(i: u32) {
     MARKS.with(|m| m.borrow_mut().push((i, now)));
 }
 
-/// Input tensors: given files, zeros for the rest.
-fn inputs(args: &BenchArgs, g: &Graph, model: &Model) -> Result<Vec<Tensor>> {
-    let info = model.info();
-    let names: Vec<String> = info.inputs.iter().map(|t| t.name.clone()).collect();
-    let files = assign("input", &args.inputs, &names)?;
-    let mut out = Vec::new();
-    for (i, f) in files.into_iter().enumerate() {
-        let want = g.ty(g.inputs[i]);
-        let t = match f {
-            Some(path) => {
-                let x = npy::read(&path)?;
-                if x.dtype() != want.dtype || x.shape() != want.shape.as_slice() {
-                    bail!(
-                        "input '{}' must be {} but '{}' holds {}{:?}",
-                        names[i],
-                        want,
-                        path.display(),
-                        x.dtype(),
-                        x.shape()
-                    );
-                }
-                x
-            }
-            None => Tensor::from_bytes(want.dtype, want.shape.clone(), vec![0u8; want.bytes()])
-                .with_context(|| format!("zero input '{}'", names[i]))?,
-        };
-        out.push(t);
-    }
-    Ok(out)
-}
-
-/// Runs the model `warmup` + `iters` times; returns the timed durations.
-struct Runner<'a> {
-    model: &'a Model,
-    ins: Vec<&'a [u8]>,
-    outs: Vec<Vec<u8>>,
-    arena: kerf_runtime::Arena,
-    pool: Option<&'a ThreadPool>,
-}
-
-impl Runner<'_> {
-    fn once(&mut self) -> Result<Duration> {
-        let mut ov: Vec<&mut [u8]> = self.outs.iter_mut().map(|v| v.as_mut_slice()).collect();
-        let t0 = Instant::now();
-        match self.pool {
-            Some(p) => self.model.run_with_pool(&self.ins, &mut ov, &mut self.arena, p),
-            None => self.model.run(&self.ins, &mut ov, &mut self.arena),
-        }
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(t0.elapsed())
-    }
-}
-
-/// Warm-up and iteration counts: given, or sized from a first run.
-fn counts(args: &BenchArgs, r: &mut Runner) -> Result<(usize, usize)> {
-    let first = r.once()?.as_secs_f64().max(1e-7);
-    let warmup = args.warmup.unwrap_or_else(|| ((0.2 / first) as usize).clamp(3, 10_000));
-    let iters = args.iters.unwrap_or_else(|| ((1.0 / first) as usize).clamp(10, 100_000));
-    if iters == 0 {
-        bail!("--iters must be at least 1");
-    }
-    Ok((warmup, iters))
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        0.0
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
-}
-
-/// Quantile `q` of sorted `v` (nearest rank).
-fn quantile(v: &[f64], q: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let k = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
-    v[k]
-}
-
 pub fn run(args: &BenchArgs) -> Result<()> {
     if args.threads == 0 {
         bail!("--threads must be at least 1");
     }
-    let mut b = Build::new(&args.model).target("host").cpu(&args.cpu);
-    for (input, dims) in &args.input_shape {
-        b = b.input_shape(input, dims);
+    if args.iters == Some(0) {
+        bail!("--iters must be at least 1");
     }
-    let g = b.graph().with_context(|| format!("cannot import '{}'", args.model.display()))?;
-    let opts = CompileOptions::new("host", &args.cpu, &b.symbol_name());
+    let session = args.model.session().target("host", &args.cpu);
+    let o = session.graph()?;
+    warn(&o);
+    let g = o.graph;
+    let inputs = load_inputs(&g, &args.inputs, Missing::Zeros)?;
     let t0 = Instant::now();
-    let jit =
-        kerf_targets::jit_compile(&g, &opts).with_context(|| format!("cannot compile '{}'", args.model.display()))?;
+    let jit = session.jit(&g)?;
     let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let model = jit.model();
-    let inputs = inputs(args, &g, model)?;
     let pool = (args.threads > 1).then(|| ThreadPool::new(args.threads));
     let threads = pool.as_ref().map_or(1, ThreadPool::threads);
-    let mut r = Runner {
-        model,
-        ins: inputs.iter().map(|t| t.bytes()).collect(),
-        outs: model.info().outputs.iter().map(|t| vec![0u8; t.bytes]).collect(),
-        arena: model.new_arena(),
-        pool: pool.as_ref(),
-    };
-    let (warmup, iters) = counts(args, &mut r)?;
-    for _ in 0..warmup {
-        r.once()?;
-    }
-    let mut ms = Vec::with_capacity(iters);
-    for _ in 0..iters {
-        ms.push(r.once()?.as_secs_f64() * 1e3);
-    }
-    let med = median(&mut ms);
-    println!("model: {}", args.model.display());
+    let mut r = Runner::new(jit.model(), &inputs, pool.as_ref());
+    let t = r.measure(&MeasureOptions { warmup: args.warmup, iters: args.iters })?;
+    println!("model: {}", args.model.model.display());
     println!("threads: {threads}");
     println!("compile: {compile_ms:.1} ms");
-    println!("warmup: {warmup}");
-    println!("iters: {iters}");
-    println!("median: {med:.4} ms");
-    println!("min: {:.4} ms", ms[0]);
-    println!("p90: {:.4} ms", quantile(&ms, 0.9));
+    println!("warmup: {}", t.warmup);
+    println!("iters: {}", t.iters());
+    println!("median: {:.4} ms", t.median());
+    println!("min: {:.4} ms", t.min());
+    println!("p90: {:.4} ms", t.quantile(0.9));
     if args.profile {
-        profile(args, &g, &opts, &inputs, pool.as_ref(), warmup, iters)?;
+        profile(&session, &g, &inputs, pool.as_ref(), t.warmup, t.iters())?;
     }
     Ok(())
 }
 
 fn profile(
-    args: &BenchArgs,
+    session: &Session,
     g: &Graph,
-    opts: &CompileOptions,
     inputs: &[Tensor],
     pool: Option<&ThreadPool>,
     warmup: usize,
     iters: usize,
 ) -> Result<()> {
-    let jit = kerf_targets::jit::jit_compile_profiled(g, opts, prof_hook)
-        .with_context(|| format!("cannot compile '{}' (profiled)", args.model.display()))?;
-    let model = jit.model();
+    let jit = session.jit_profiled(g, prof_hook)?;
     let kernels = &jit.report().kernels;
     let splits = jit.splits();
     let nk = kernels.len();
-    let mut r = Runner {
-        model,
-        ins: inputs.iter().map(|t| t.bytes()).collect(),
-        outs: model.info().outputs.iter().map(|t| vec![0u8; t.bytes]).collect(),
-        arena: model.new_arena(),
-        pool,
-    };
+    let mut r = Runner::new(jit.model(), inputs, pool);
     for _ in 0..warmup {
         r.once()?;
     }
@@ -236,7 +123,7 @@ fn profile(
             per[i].push((w[1].1 - w[0].1).as_secs_f64() * 1e3);
         }
     }
-    let prefix = format!("{}_k", opts.name);
+    let prefix = format!("{}_k", session.symbol_name());
     let rows: Vec<(usize, f64)> = per
         .iter_mut()
         .enumerate()
@@ -291,19 +178,4 @@ fn profile(
         if total > 0.0 { 100.0 * split_ms / total + 0.0 } else { 0.0 }
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_and_quantile() {
-        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
-        let v: Vec<f64> = (1..=10).map(f64::from).collect();
-        assert_eq!(quantile(&v, 0.9), 9.0);
-        assert_eq!(quantile(&v, 0.0), 1.0);
-        assert_eq!(quantile(&v, 1.0), 10.0);
-    }
 }

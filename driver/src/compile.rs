@@ -4,14 +4,13 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kerf_pipeline::Build;
 
-use crate::options::parse_input_shape;
+use crate::options::{warn, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct CompileArgs {
-    /// The ONNX model.
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Target triple: x86_64-unknown-linux-gnu, aarch64-unknown-linux-gnu, riscv64gc-unknown-linux-gnu, or host.
     #[arg(long, default_value = "host")]
     target: String,
@@ -28,32 +27,30 @@ pub struct CompileArgs {
     /// Prefix of the exported symbols (default: from the file name).
     #[arg(long)]
     name: Option<String>,
-    /// Fix a dynamic input shape: NAME=D0,D1,... (repeatable).
-    #[arg(long = "input-shape", value_parser = parse_input_shape)]
-    input_shape: Vec<(String, Vec<usize>)>,
     /// Skip the lossless rewrites.
     #[arg(long)]
     no_optimize: bool,
 }
 
 pub fn run(args: &CompileArgs) -> Result<()> {
-    let mut b = Build::new(&args.model).target(&args.target).cpu(&args.cpu).optimize(!args.no_optimize);
+    let ext = args.output.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if !matches!(ext, "o" | "obj" | "a" | "lib") {
+        bail!("output '{}' must end in .o or .a", args.output.display());
+    }
+    let mut session = args.model.session().target(&args.target, &args.cpu).optimize_enabled(!args.no_optimize);
     if let Some(n) = &args.name {
         if kerf_pipeline::c_identifier(n) != *n {
             bail!("--name '{n}' is not a C identifier");
         }
-        b = b.name(n);
+        session = session.name(n);
     }
-    for (input, dims) in &args.input_shape {
-        b = b.input_shape(input, dims);
-    }
-    let art = b.compile().with_context(|| format!("cannot compile '{}'", args.model.display()))?;
-    let name = b.symbol_name();
-    let ext = args.output.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let o = session.graph()?;
+    warn(&o);
+    let art = session.compile(&o.graph)?;
+    let name = session.symbol_name();
     let bytes = match ext {
         "o" | "obj" => art.object.clone(),
-        "a" | "lib" => kerf_targets::archive::write_archive(&[(format!("{name}.o"), art.object.clone())])?,
-        _ => bail!("output '{}' must end in .o or .a", args.output.display()),
+        _ => kerf_targets::archive::write_archive(&[(format!("{name}.o"), art.object.clone())])?,
     };
     std::fs::write(&args.output, bytes).with_context(|| format!("cannot write '{}'", args.output.display()))?;
     if let Some(h) = &args.header {

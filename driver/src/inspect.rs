@@ -1,26 +1,22 @@
 //! `kerf inspect`: per-node and total static facts about a model.
 
-use std::fmt::Write as _;
-use std::path::PathBuf;
-
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use kerf_ir::stats::{node_macs, node_params, totals};
 use kerf_ir::{Graph, ValueDef};
+use kerf_pipeline::Stage;
 use serde_json::{json, Value};
+use std::fmt::Write as _;
 
-use crate::options::{load, parse_input_shape};
+use crate::options::{warn, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
-    /// The ONNX model.
-    model: PathBuf,
-    /// Fix a dynamic input shape: NAME=D0,D1,... (repeatable).
-    #[arg(long = "input-shape", value_parser = parse_input_shape)]
-    input_shape: Vec<(String, Vec<usize>)>,
-    /// Print the IR text instead of the table: as imported, or after the lossless rewrites.
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Print the IR text after a pipeline stage instead of the table.
     #[arg(long = "dump-ir", value_enum)]
-    dump_ir: Option<Stage>,
+    dump_ir: Option<DumpStage>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -29,27 +25,39 @@ pub struct InspectArgs {
     optimized: bool,
 }
 
+/// The graph stages `--dump-ir` can show (one per [`Stage`]).
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum Stage {
+enum DumpStage {
+    /// As imported.
     Import,
-    Optimized,
+    /// After the lossless rewrite groups.
+    #[value(alias = "optimized")]
+    Optimize,
+}
+
+impl DumpStage {
+    fn stage(self) -> Stage {
+        match self {
+            DumpStage::Import => Stage::Import,
+            DumpStage::Optimize => Stage::Optimize,
+        }
+    }
 }
 
 pub fn run(args: &InspectArgs) -> Result<()> {
-    let imported = load(&args.model, &args.input_shape, None)?;
-    let optimize = |g: &Graph| -> Result<Graph> {
-        let (g, _reports) = kerf_passes::optimize(g, &kerf_passes::PassOptions::default())?;
-        Ok(g)
+    let session = args.model.session();
+    let stage = match (args.dump_ir, args.optimized) {
+        (Some(d), _) => d.stage(),
+        (None, true) => Stage::Optimize,
+        (None, false) => Stage::Import,
     };
-    if let Some(stage) = args.dump_ir {
-        let g = match stage {
-            Stage::Import => imported,
-            Stage::Optimized => optimize(&imported)?,
-        };
+    let o = session.graph_at(stage)?;
+    warn(&o);
+    let g = o.graph;
+    if args.dump_ir.is_some() {
         print!("{}", kerf_ir::text::print(&g));
         return Ok(());
     }
-    let g = if args.optimized { optimize(&imported)? } else { imported };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&to_json(&g))?);
     } else {

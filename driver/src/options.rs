@@ -1,11 +1,31 @@
-//! Options shared by several subcommands.
+//! Options shared by several subcommands, and the one way they become a
+//! [`Session`].
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
-use kerf_ir::Graph;
-use kerf_onnx::ImportOptions;
+use clap::Args;
+use kerf_pipeline::{Optimized, Session};
+
+/// The model and how to import it (every subcommand).
+#[derive(Args, Debug)]
+pub struct ModelArgs {
+    /// The ONNX model.
+    pub model: PathBuf,
+    /// Fix a dynamic input shape: NAME=D0,D1,... (repeatable).
+    #[arg(long = "input-shape", value_parser = parse_input_shape)]
+    pub input_shape: Vec<(String, Vec<usize>)>,
+}
+
+impl ModelArgs {
+    /// A session for this model (host target, baseline CPU until the caller sets one).
+    pub fn session(&self) -> Session {
+        let mut s = Session::new(&self.model);
+        for (input, dims) in &self.input_shape {
+            s = s.input_shape(input, dims);
+        }
+        s
+    }
+}
 
 /// Parses `name=1,3,224,224`.
 pub fn parse_input_shape(s: &str) -> Result<(String, Vec<usize>), String> {
@@ -20,16 +40,11 @@ pub fn parse_input_shape(s: &str) -> Result<(String, Vec<usize>), String> {
     Ok((name.to_string(), dims))
 }
 
-/// Loads a model with the user's `--input-shape` overrides.
-pub fn load(path: &Path, shapes: &[(String, Vec<usize>)], name: Option<&str>) -> Result<Graph> {
-    let mut input_shapes = BTreeMap::new();
-    for (n, d) in shapes {
-        if input_shapes.insert(n.clone(), d.clone()).is_some() {
-            bail!("--input-shape given twice for '{n}'");
-        }
+/// Prints the optimize stage's warnings (rule groups stopped on a limit).
+pub fn warn(o: &Optimized) {
+    for w in o.warnings() {
+        eprintln!("warning: {w}");
     }
-    let opts = ImportOptions { input_shapes, name: name.map(str::to_string), ..Default::default() };
-    kerf_onnx::load_model(path, &opts).with_context(|| format!("cannot import '{}'", path.display()))
 }
 
 #[cfg(test)]

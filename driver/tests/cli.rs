@@ -64,13 +64,15 @@ fn inspect_table_names_nodes_and_totals() {
 #[test]
 fn dump_ir_is_deterministic_and_parses() {
     let m = fixtures().join("models/digits_mlp/model.onnx");
-    for stage in ["import", "optimized"] {
+    // `optimized` is the older spelling of `optimize`
+    for stage in ["import", "optimize", "optimized"] {
         let a = kerf(&["inspect", "--dump-ir", stage, m.to_str().unwrap()]);
         let b = kerf(&["inspect", "--dump-ir", stage, m.to_str().unwrap()]);
         assert!(a.status.success(), "{}", stderr(&a));
         assert_eq!(a.stdout, b.stdout);
         let text = String::from_utf8(a.stdout).unwrap();
-        assert!(text.starts_with("graph \"model\"\n"), "{text}");
+        // the graph is named by the symbol name, as `kerf compile` names it
+        assert!(text.starts_with("graph \"digits_mlp\"\n"), "{text}");
         assert!(text.contains("Gemm{"), "{text}");
     }
 }
@@ -93,6 +95,24 @@ fn dynamic_dims_need_input_shape() {
     assert_eq!(j["outputs"][0]["shape"], serde_json::json!([3, 4]));
     let bad = kerf(&["inspect", "--input-shape", "x=3,-4", m.to_str().unwrap()]);
     assert_eq!(bad.status.code(), Some(2), "clap rejects a malformed --input-shape");
+}
+
+/// `inspect` and `compile`/`run` go through one pipeline: a repeated
+/// `--input-shape` is the same error in each (compile used to let the last
+/// one win silently).
+#[test]
+fn repeated_input_shape_is_an_error_in_every_subcommand() {
+    let m = fixtures().join("bad/dynamic_batch.onnx");
+    let m = m.to_str().unwrap();
+    let out_dir = std::env::temp_dir().join(format!("kerf-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let obj = out_dir.join("m.o");
+    let twice = ["--input-shape", "x=3,4", "--input-shape", "x=5,4"];
+    for cmd in [vec!["inspect", m], vec!["compile", m, "-o", obj.to_str().unwrap()], vec!["run", m]] {
+        let args: Vec<&str> = cmd.iter().copied().chain(twice).collect();
+        assert_user_error(&kerf(&args), &["--input-shape given twice for 'x'"]);
+    }
+    let _ = std::fs::remove_dir_all(&out_dir);
 }
 
 #[test]

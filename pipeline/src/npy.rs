@@ -6,12 +6,12 @@ use std::path::Path;
 use kerf_ir::{DType, Tensor};
 use npyz::WriterBuilder;
 
-use crate::BuildError;
+use crate::PipelineError;
 
-type Result<T> = std::result::Result<T, BuildError>;
+type Result<T> = std::result::Result<T, PipelineError>;
 
-fn err(path: &Path, msg: impl std::fmt::Display) -> BuildError {
-    BuildError::Npy { path: path.to_path_buf(), msg: msg.to_string() }
+fn err(path: &Path, msg: impl std::fmt::Display) -> PipelineError {
+    PipelineError::Npy { path: path.to_path_buf(), msg: msg.to_string() }
 }
 
 /// Reads a C-order `.npy` file into a tensor.

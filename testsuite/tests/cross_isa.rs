@@ -49,10 +49,9 @@ fn run_target(t: &Target) {
     let mut cases = Vec::new();
     let mut graphs = Vec::new();
     for (name, dir) in model_dirs() {
-        let b = kerf_pipeline::Build::new(dir.join("model.onnx")).name(&name).target(t.triple).cpu(t.cpu);
-        let g = b.graph().unwrap_or_else(|e| panic!("{}: {name}: {e}", t.label));
-        let art = kerf_targets::compile_object(&g, &b.compile_options())
-            .unwrap_or_else(|e| panic!("{}: {name}: compile: {e}", t.label));
+        let s = kerf_pipeline::Session::new(dir.join("model.onnx")).name(&name).target(t.triple, t.cpu);
+        let g = s.graph().unwrap_or_else(|e| panic!("{}: {name}: {e}", t.label)).graph;
+        let art = s.compile(&g).unwrap_or_else(|e| panic!("{}: {name}: compile: {e}", t.label));
         let inputs = e2e::read_numbered(&dir, "input").unwrap_or_else(|e| panic!("{name}: {e}"));
         let want = e2e::read_numbered(&dir, "output").unwrap_or_else(|e| panic!("{name}: {e}"));
         e2e::check_inputs(&g, &inputs).unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -1,7 +1,7 @@
 //! Whole models end to end on the host: every fixture model
 //! (`testsuite/fixtures/models/*`) and every generated model
 //! (`testsuite/generated/*`, made by `testsuite/run-all.sh`) goes through
-//! import → lossless rewrites (`kerf_pipeline::Build::graph`) → JIT (`native`
+//! import → lossless rewrites (`kerf_pipeline::Session::graph`) → JIT (`native`
 //! CPU) → one run on `input_<i>.npy`, compared with the ONNX Runtime
 //! reference `output_<i>.npy`.
 //!

@@ -141,7 +141,7 @@ pub fn compare_all(want: &[Tensor], got: &[Tensor]) -> Result<Errors, String> {
 
 /// Imports and optimizes a model (the `kerf-pipeline` pipeline).
 pub fn load_graph(model: &Path, name: &str) -> Result<Graph, String> {
-    kerf_pipeline::Build::new(model).name(name).graph().map_err(|e| format!("import/optimize: {e}"))
+    kerf_pipeline::Session::new(model).name(name).graph().map(|o| o.graph).map_err(|e| format!("import/optimize: {e}"))
 }
 
 /// Checks inputs against the graph's input types.

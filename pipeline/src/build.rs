@@ -1,0 +1,80 @@
+//! [`Build`]: the `build.rs` helper, in the style of `prost-build` and `cc`.
+//!
+//! ```no_run
+//! // in build.rs's main():
+//! kerf_pipeline::Build::new("models/digits_cnn.onnx").name("digits").compile_for_cargo().unwrap();
+//! ```
+//! compiles the model for Cargo's `TARGET`, writes `libdigits.a` and
+//! `digits.h` into `OUT_DIR`, links the archive into the crate and prints
+//! `cargo:rerun-if-changed=<model>` so the model is rebuilt only when it
+//! changes. It is a thin layer over [`Session`]: a model compiled here is
+//! the same bytes as `kerf compile` makes.
+
+use std::path::{Path, PathBuf};
+
+use crate::session::Session;
+use crate::PipelineError;
+
+/// What to build and for which target (a [`Session`] with `build.rs` output).
+#[derive(Clone, Debug)]
+pub struct Build {
+    session: Session,
+    target_set: bool,
+}
+
+impl Build {
+    /// Host target, baseline CPU of the triple, lossless rewrites on.
+    pub fn new(model: impl AsRef<Path>) -> Build {
+        Build { session: Session::new(model), target_set: false }
+    }
+    /// Prefix of the exported symbols (default: the model's file or folder name).
+    pub fn name(mut self, name: &str) -> Build {
+        self.session = self.session.name(name);
+        self
+    }
+    /// Target triple and CPU preset (default: Cargo's `TARGET`, baseline).
+    pub fn target(mut self, triple: &str, cpu: &str) -> Build {
+        self.session = self.session.target(triple, cpu);
+        self.target_set = true;
+        self
+    }
+    /// Fixes a dynamic input's shape.
+    pub fn input_shape(mut self, input: &str, dims: &[usize]) -> Build {
+        self.session = self.session.input_shape(input, dims);
+        self
+    }
+    /// The session this build runs.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Compiles for Cargo's `TARGET` (unless [`Build::target`] was given),
+    /// writes `lib<name>.a` and `<name>.h` into `OUT_DIR`, and tells Cargo to
+    /// link the archive and to rerun when the model changes. Returns the
+    /// header path.
+    pub fn compile_for_cargo(mut self) -> Result<PathBuf, PipelineError> {
+        let out_dir = std::env::var_os("OUT_DIR")
+            .map(PathBuf::from)
+            .ok_or_else(|| PipelineError::Config("OUT_DIR is not set: call this from a build.rs".into()))?;
+        if !self.target_set {
+            if let Ok(t) = std::env::var("TARGET") {
+                self.session = self.session.target(&t, "baseline");
+            }
+        }
+        let name = self.session.symbol_name();
+        let g = self.session.graph()?;
+        for w in g.warnings() {
+            println!("cargo:warning={w}");
+        }
+        let art = self.session.compile(&g.graph)?;
+        let archive = kerf_targets::archive::write_archive(&[(format!("{name}.o"), art.object)])?;
+        let lib = out_dir.join(format!("lib{name}.a"));
+        let header = out_dir.join(format!("{name}.h"));
+        std::fs::write(&lib, archive).map_err(|source| PipelineError::Io { path: lib.clone(), source })?;
+        std::fs::write(&header, art.header).map_err(|source| PipelineError::Io { path: header.clone(), source })?;
+        println!("cargo:rerun-if-changed={}", self.session.model_path().display());
+        println!("cargo:rustc-link-search=native={}", out_dir.display());
+        println!("cargo:rustc-link-lib=static={name}");
+        Ok(header)
+    }
+}
