@@ -170,8 +170,20 @@ fn close(got: &[f32], want: &[f32], what: &str) {
     }
 }
 
-fn tool(name: &str) -> bool {
-    Command::new(name).arg("--version").output().is_ok()
+/// True when every program is on `PATH`; otherwise skips the test with a
+/// printed reason, or fails under `KERF_REQUIRE_CROSS=1` (the same contract
+/// as `kerf_testsuite::tools::present_or_skip`, which this crate cannot
+/// depend on).
+fn tools_or_skip(programs: &[&str], package: &str) -> bool {
+    let on_path =
+        |p: &str| std::env::var_os("PATH").is_some_and(|v| std::env::split_paths(&v).any(|d| d.join(p).is_file()));
+    let Some(missing) = programs.iter().find(|p| !on_path(p)) else { return true };
+    let msg = format!("'{missing}' not found; install it: apt-get install {package}");
+    if std::env::var("KERF_REQUIRE_CROSS").is_ok_and(|v| !v.is_empty() && v != "0") {
+        panic!("{msg} (KERF_REQUIRE_CROSS=1)");
+    }
+    eprintln!("SKIPPED: {msg}");
+    false
 }
 
 /// Compiles, links and runs the harness; returns the outputs as f32.
@@ -231,8 +243,7 @@ fn cross_x86_64_native() {
 
 #[test]
 fn cross_aarch64_qemu() {
-    if !tool("aarch64-linux-gnu-gcc") || !tool("qemu-aarch64") {
-        eprintln!("!!! SKIPPED: aarch64-linux-gnu-gcc or qemu-aarch64 not installed");
+    if !tools_or_skip(&["aarch64-linux-gnu-gcc", "qemu-aarch64"], "gcc-aarch64-linux-gnu qemu-user") {
         return;
     }
     let want = jit_reference();
@@ -248,8 +259,7 @@ fn cross_aarch64_qemu() {
 
 #[test]
 fn cross_riscv64_qemu() {
-    if !tool("riscv64-linux-gnu-gcc") || !tool("qemu-riscv64") {
-        eprintln!("!!! SKIPPED: riscv64-linux-gnu-gcc or qemu-riscv64 not installed");
+    if !tools_or_skip(&["riscv64-linux-gnu-gcc", "qemu-riscv64"], "gcc-riscv64-linux-gnu qemu-user") {
         return;
     }
     let want = jit_reference();

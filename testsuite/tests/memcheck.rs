@@ -40,8 +40,7 @@ fn model_dirs() -> Vec<(String, PathBuf)> {
 }
 
 fn require_valgrind() {
-    let ok = Command::new("valgrind").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
-    assert!(ok, "valgrind not found; install it: apt-get install valgrind");
+    kerf_testsuite::tools::require("memcheck", &[kerf_testsuite::tools::Tool::new("valgrind", "valgrind")]);
 }
 
 fn bad_models() -> Vec<(String, PathBuf)> {

@@ -102,28 +102,8 @@ fn prepared() -> &'static Vec<(Case, Prepared)> {
     })
 }
 
-fn on_path(prog: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
-}
-
-/// True when the tools are there; otherwise skips (false), or fails under
-/// `KERF_REQUIRE_CROSS=1`.
-fn tools_present(t: &Target) -> bool {
-    if on_path(t.cc) && t.runner.first().is_none_or(|r| on_path(r)) {
-        return true;
-    }
-    if std::env::var("KERF_REQUIRE_CROSS").is_ok_and(|v| !v.is_empty() && v != "0") {
-        e2e::require_tools(t); // panics naming the package
-    }
-    eprintln!(
-        "onnx_backend_cross {}: SKIPPED, {} or {:?} missing (KERF_REQUIRE_CROSS=1 makes this fail)",
-        t.label, t.cc, t.runner
-    );
-    false
-}
-
 fn run_isa(t: &Target) {
-    if !tools_present(t) {
+    if !e2e::tools_present(t) {
         return;
     }
     let cases = prepared();

@@ -53,7 +53,9 @@ fn broadcast_index(in_shape: &[usize], out_shape: &[usize]) -> Vec<usize> {
 
 /// Runs a whole graph through [`eval`], node by node in order: the
 /// reference semantics of a graph, the oracle the kernels and rewrites are
-/// tested against. Errors name the node that failed.
+/// tested against. Errors name the node that failed, including a node whose
+/// result does not have the type the graph gives it. Intermediate values are
+/// dropped after their last use, so memory stays near the graph's live set.
 pub fn eval_graph(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, IrError> {
     if inputs.len() != g.inputs.len() {
         return Err(IrError::Invalid(format!("{} inputs given, the graph has {}", inputs.len(), g.inputs.len())));
@@ -67,19 +69,32 @@ pub fn eval_graph(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, IrError> 
         }
     }
     let undefined = |v: ValueId| IrError::Invalid(format!("value %{} used before it is defined", v.0));
+    // graph outputs count as uses, so they are never dropped
+    let mut uses = g.use_counts();
     for n in &g.nodes {
         let ins = n
             .inputs
             .iter()
             .map(|&v| vals[v.0 as usize].as_ref().ok_or_else(|| undefined(v)))
             .collect::<Result<Vec<&Tensor>, IrError>>()?;
-        let outs = eval(&n.op, &ins).map_err(|e| IrError::Node {
-            node: n.name.clone(),
-            op: n.op.name().to_string(),
-            msg: e.to_string(),
-        })?;
-        for (o, t) in n.outputs.iter().zip(outs) {
+        let node_err = |msg: String| IrError::Node { node: n.name.clone(), op: n.op.name().to_string(), msg };
+        let outs = eval(&n.op, &ins).map_err(|e| node_err(e.to_string()))?;
+        if outs.len() != n.outputs.len() {
+            return Err(node_err(format!("evaluator gave {} outputs, the node has {}", outs.len(), n.outputs.len())));
+        }
+        for (&o, t) in n.outputs.iter().zip(outs) {
+            let ty = g.ty(o);
+            if t.dtype() != ty.dtype || t.shape() != ty.shape.as_slice() {
+                return Err(node_err(format!("evaluator gave {}{:?}, the graph says {ty}", t.dtype(), t.shape())));
+            }
             vals[o.0 as usize] = Some(t);
+        }
+        for &v in &n.inputs {
+            let u = &mut uses[v.0 as usize];
+            *u = u.saturating_sub(1);
+            if *u == 0 && matches!(g.value(v).def, ValueDef::Node { .. }) {
+                vals[v.0 as usize] = None;
+            }
         }
     }
     g.outputs.iter().map(|o| vals[o.value.0 as usize].clone().ok_or_else(|| undefined(o.value))).collect()

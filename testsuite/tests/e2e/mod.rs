@@ -232,6 +232,17 @@ pub struct Target {
     pub runner_package: &'static str,
 }
 
+impl Target {
+    /// The compiler and, off the host, the emulator.
+    pub fn tools(&self) -> Vec<kerf_testsuite::tools::Tool> {
+        let mut v = vec![kerf_testsuite::tools::Tool::new(self.cc, self.cc_package)];
+        if let Some(r) = self.runner.first() {
+            v.push(kerf_testsuite::tools::Tool::new(r, self.runner_package));
+        }
+        v
+    }
+}
+
 pub const X86_64: Target = Target {
     label: "x86_64",
     triple: "x86_64-unknown-linux-gnu",
@@ -276,23 +287,16 @@ pub const RISCV64_V: Target = Target {
     runner_package: "qemu-user",
 };
 
-fn on_path(prog: &str) -> bool {
-    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file())).unwrap_or(false)
-}
-
-/// Panics (failing the test) when the target's compiler or emulator is
+/// Fails the calling test when the target's compiler or emulator is
 /// missing, naming the Debian packages to install.
 pub fn require_tools(t: &Target) {
-    assert!(
-        on_path(t.cc),
-        "{}: C compiler '{}' not found; install it: apt-get install {}",
-        t.label,
-        t.cc,
-        t.cc_package
-    );
-    if let Some(r) = t.runner.first() {
-        assert!(on_path(r), "{}: emulator '{r}' not found; install it: apt-get install {}", t.label, t.runner_package);
-    }
+    kerf_testsuite::tools::require(t.label, &t.tools());
+}
+
+/// True when the target's tools are there; otherwise skips (false), or
+/// fails under `KERF_REQUIRE_CROSS=1`.
+pub fn tools_present(t: &Target) -> bool {
+    kerf_testsuite::tools::present_or_skip(t.label, &t.tools())
 }
 
 /// The source of the generic C harness.
