@@ -20,12 +20,12 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use clap::Args;
 use kerf_ir::{Graph, Tensor};
-use kerf_pipeline::inputs::{load_inputs, Missing};
+use kerf_pipeline::inputs::{arrange, Missing};
 use kerf_pipeline::measure::{median, MeasureOptions, Runner};
 use kerf_pipeline::Session;
 use kerf_runtime::ThreadPool;
 
-use crate::options::{warn, ModelArgs};
+use crate::options::{note_bound, warn, with_input_files, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -69,11 +69,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.iters == Some(0) {
         bail!("--iters must be at least 1");
     }
-    let session = args.model.session().target("host", &args.cpu);
+    let (session, files) = with_input_files(args.model.session()?.target("host", &args.cpu), &args.inputs)?;
     let o = session.graph()?;
     warn(&o);
     let g = o.graph;
-    let inputs = load_inputs(&g, &args.inputs, Missing::Zeros)?;
+    note_bound(&session, &g, &files);
+    let inputs = arrange(&g, &files, Missing::Zeros)?;
     let t0 = Instant::now();
     let jit = session.jit(&g)?;
     let compile_ms = t0.elapsed().as_secs_f64() * 1e3;

@@ -37,7 +37,7 @@ pub fn run(args: &CompileArgs) -> Result<()> {
     if !matches!(ext, "o" | "obj" | "a" | "lib") {
         bail!("output '{}' must end in .o or .a", args.output.display());
     }
-    let mut session = args.model.session().target(&args.target, &args.cpu).optimize_enabled(!args.no_optimize);
+    let mut session = args.model.session()?.target(&args.target, &args.cpu).optimize_enabled(!args.no_optimize);
     if let Some(n) = &args.name {
         if kerf_pipeline::c_identifier(n) != *n {
             bail!("--name '{n}' is not a C identifier");

@@ -45,7 +45,7 @@ impl DumpStage {
 }
 
 pub fn run(args: &InspectArgs) -> Result<()> {
-    let session = args.model.session();
+    let session = args.model.session()?;
     let stage = match (args.dump_ir, args.optimized) {
         (Some(d), _) => d.stage(),
         (None, true) => Stage::Optimize,

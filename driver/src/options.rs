@@ -3,7 +3,10 @@
 
 use std::path::PathBuf;
 
+use anyhow::Result;
 use clap::Args;
+use kerf_ir::Graph;
+use kerf_pipeline::inputs::{read_named, read_specs, InputFile};
 use kerf_pipeline::{Optimized, Session};
 
 /// The model and how to import it (every subcommand).
@@ -14,16 +17,43 @@ pub struct ModelArgs {
     /// Fix a dynamic input shape: NAME=D0,D1,... (repeatable).
     #[arg(long = "input-shape", value_parser = parse_input_shape)]
     pub input_shape: Vec<(String, Vec<usize>)>,
+    /// Fold an input as a constant: NAME=value.npy (repeatable). It leaves
+    /// the compiled signature; for inputs that decide shapes or branches
+    /// (Reshape's shape, Slice's starts, an `If` condition).
+    #[arg(long = "bind", value_name = "NAME=FILE")]
+    pub bind: Vec<String>,
 }
 
 impl ModelArgs {
-    /// A session for this model (host target, baseline CPU until the caller sets one).
-    pub fn session(&self) -> Session {
+    /// A session for this model (host target, baseline CPU until the caller
+    /// sets one), with its shapes and bound inputs.
+    pub fn session(&self) -> Result<Session> {
         let mut s = Session::new(&self.model);
         for (input, dims) in &self.input_shape {
             s = s.input_shape(input, dims);
         }
-        s
+        for (input, value) in read_named("--bind", &self.bind)? {
+            s = s.bind(&input, value);
+        }
+        Ok(s)
+    }
+}
+
+/// Reads `--input` specs for the model's inputs and gives them to the
+/// session: their shapes fix dynamic dimensions, and inputs the model needs
+/// constant are bound to them.
+pub fn with_input_files(session: Session, specs: &[String]) -> Result<(Session, Vec<InputFile>)> {
+    let names = session.model_inputs()?;
+    let files = read_specs(specs, &names)?;
+    let data = files.iter().map(|f| (f.name.clone(), f.tensor.clone())).collect();
+    Ok((session.input_data(data), files))
+}
+
+/// Says which inputs were bound from their files because the model needs them constant.
+pub fn note_bound(session: &Session, g: &Graph, files: &[InputFile]) {
+    for name in session.auto_bound(g) {
+        let from = files.iter().find(|f| f.name == name).map(|f| f.path.display().to_string()).unwrap_or_default();
+        eprintln!("note: input '{name}' bound to its value from '{from}' (the model needs it constant; --bind does this explicitly)");
     }
 }
 

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use kerf_ir::Tensor;
-use kerf_pipeline::inputs::{assign, load_inputs, Missing};
+use kerf_pipeline::inputs::{arrange, assign, Missing};
 use kerf_pipeline::measure::Runner;
 use kerf_pipeline::npy;
 
-use crate::options::{warn, ModelArgs};
+use crate::options::{note_bound, warn, with_input_files, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -37,11 +37,12 @@ pub struct RunArgs {
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
-    let session = args.model.session().target("host", &args.cpu);
+    let (session, files) = with_input_files(args.model.session()?.target("host", &args.cpu), &args.inputs)?;
     let o = session.graph()?;
     warn(&o);
     let g = o.graph;
-    let inputs = load_inputs(&g, &args.inputs, Missing::Error)?;
+    note_bound(&session, &g, &files);
+    let inputs = arrange(&g, &files, Missing::Error)?;
     let jit = session.jit(&g)?;
     let mut runner = Runner::new(jit.model(), &inputs, None);
     runner.once()?;

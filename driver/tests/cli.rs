@@ -199,3 +199,71 @@ fn bench_prints_times_and_profile() {
     assert_user_error(&kerf(&["bench", m.to_str().unwrap(), "--iters", "0"]), &["--iters"]);
     assert_user_error(&kerf(&["bench", m.to_str().unwrap(), "-i", "nope=x.npy"]), &["no input named 'nope'"]);
 }
+
+fn cli_fixture(name: &str) -> String {
+    fixtures().join("cli").join(name).to_string_lossy().into_owned()
+}
+
+/// `kerf run` reads every dtype a model input can have: here float16
+/// (refused as "dtype 'f2'" before).
+#[test]
+fn run_reads_float16_inputs() {
+    let out = kerf(&[
+        "run",
+        &cli_fixture("f16_abs.onnx"),
+        "-i",
+        &cli_fixture("f16_x.npy"),
+        "--expect",
+        &cli_fixture("f16_y.npy"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// A dynamic dimension takes its size from the input file, and an input the
+/// model needs constant (Reshape's shape) is bound from its file, with a note.
+#[test]
+fn run_takes_shapes_from_files_and_binds_shape_inputs() {
+    let (m, x, shape, y) = (
+        cli_fixture("reshape_input.onnx"),
+        cli_fixture("reshape_x.npy"),
+        cli_fixture("reshape_shape.npy"),
+        cli_fixture("reshape_y.npy"),
+    );
+    let out = kerf(&["run", &m, "-i", &x, "-i", &shape, "--expect", &y]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("note: input 'shape' bound"), "{}", stderr(&out));
+    // without the shape's value the error says how to bind it
+    let out = kerf(&["run", &m, "-i", &x]);
+    assert_user_error(&out, &["'shape'", "--bind shape="]);
+}
+
+/// `--bind` folds an `If` condition's input at compile time (a sample-rate
+/// switch): the compiled model has one input left.
+#[test]
+fn bind_folds_an_input_at_compile_time() {
+    let m = cli_fixture("if_rate.onnx");
+    let sr = format!("sr={}", cli_fixture("sr16k.npy"));
+    let dir = std::env::temp_dir().join(format!("kerf-cli-bind-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (obj, hdr) = (dir.join("m.o"), dir.join("m.h"));
+    let unbound = kerf(&["compile", &m, "-o", obj.to_str().unwrap()]);
+    assert_user_error(&unbound, &["'sr'", "--bind sr=FILE.npy"]);
+    let out = kerf(&["compile", &m, "--bind", &sr, "-o", obj.to_str().unwrap(), "--header", hdr.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let h = std::fs::read_to_string(&hdr).unwrap();
+    assert!(h.contains("#define IF_RATE_NUM_INPUTS 1\n"), "{h}");
+    let out = kerf(&[
+        "run",
+        &m,
+        "--bind",
+        &sr,
+        "-i",
+        &format!("x={}", cli_fixture("sr_x.npy")),
+        "--expect",
+        &cli_fixture("sr_y16k.npy"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bad = kerf(&["compile", &m, "--bind", "sr", "-o", obj.to_str().unwrap()]);
+    assert_user_error(&bad, &["--bind 'sr'", "NAME=FILE.npy"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -63,34 +63,70 @@ pub fn assign(what: &str, specs: &[String], names: &[String]) -> Result<Vec<Opti
     Ok(out)
 }
 
-/// The graph's input tensors, in order, from `specs`; inputs without a spec
-/// are an error or zeros per `missing`. Each file must hold exactly the
-/// input's dtype and shape.
-pub fn load_inputs(g: &Graph, specs: &[String], missing: Missing) -> Result<Vec<Tensor>, PipelineError> {
-    let names: Vec<String> = g.inputs.iter().map(|&v| g.value(v).name.clone()).collect();
-    let files = assign("input", specs, &names)?;
-    let mut out = Vec::with_capacity(names.len());
-    for (i, f) in files.into_iter().enumerate() {
-        let want = g.ty(g.inputs[i]);
-        let t = match (f, missing) {
-            (Some(path), _) => {
-                let x = npy::read(&path)?;
+/// A tensor read from a file for a named model input.
+#[derive(Clone, Debug)]
+pub struct InputFile {
+    /// The model input it feeds.
+    pub name: String,
+    /// Where it came from (for messages).
+    pub path: PathBuf,
+    /// Its contents.
+    pub tensor: Tensor,
+}
+
+/// Reads the files `specs` assign to the model inputs `names` (see
+/// [`assign`]); inputs no spec names are left out.
+pub fn read_specs(specs: &[String], names: &[String]) -> Result<Vec<InputFile>, PipelineError> {
+    let files = assign("input", specs, names)?;
+    let mut out = Vec::new();
+    for (name, f) in names.iter().zip(files) {
+        if let Some(path) = f {
+            let tensor = npy::read(&path)?;
+            out.push(InputFile { name: name.clone(), path, tensor });
+        }
+    }
+    Ok(out)
+}
+
+/// Reads `NAME=file.npy` specs (every one named) for `--bind`.
+pub fn read_named(what: &str, specs: &[String]) -> Result<Vec<(String, Tensor)>, PipelineError> {
+    specs
+        .iter()
+        .map(|s| match s.split_once('=') {
+            Some((n, p)) if !n.is_empty() => Ok((n.to_string(), npy::read(Path::new(p))?)),
+            _ => Err(PipelineError::Config(format!("{what} '{s}': expected NAME=FILE.npy"))),
+        })
+        .collect()
+}
+
+/// The graph's input tensors, in order, from `files`; inputs without a
+/// file are an error or zeros per `missing`. Each file must hold exactly
+/// the input's dtype and shape. Files for names that are no longer graph
+/// inputs (bound as constants at import) are not used.
+pub fn arrange(g: &Graph, files: &[InputFile], missing: Missing) -> Result<Vec<Tensor>, PipelineError> {
+    let mut out = Vec::with_capacity(g.inputs.len());
+    for (i, &v) in g.inputs.iter().enumerate() {
+        let name = &g.value(v).name;
+        let want = g.ty(v);
+        let t = match (files.iter().find(|f| f.name == *name), missing) {
+            (Some(f), _) => {
+                let x = &f.tensor;
                 if x.dtype() != want.dtype || x.shape() != want.shape.as_slice() {
                     return Err(PipelineError::Input {
-                        input: names[i].clone(),
-                        msg: format!("must be {want} but '{}' holds {}{:?}", path.display(), x.dtype(), x.shape()),
+                        input: name.clone(),
+                        msg: format!("must be {want} but '{}' holds {}{:?}", f.path.display(), x.dtype(), x.shape()),
                     });
                 }
-                x
+                x.clone()
             }
             (None, Missing::Error) => {
                 return Err(PipelineError::Input {
-                    input: names[i].clone(),
-                    msg: format!("missing: give it with --input {}=FILE.npy (input {i}, {want})", names[i]),
+                    input: name.clone(),
+                    msg: format!("missing: give it with --input {name}=FILE.npy (input {i}, {want})"),
                 })
             }
             (None, Missing::Zeros) => Tensor::from_bytes(want.dtype, want.shape.clone(), vec![0u8; want.bytes()])
-                .map_err(|e| PipelineError::Input { input: names[i].clone(), msg: e.to_string() })?,
+                .map_err(|e| PipelineError::Input { input: name.clone(), msg: e.to_string() })?,
         };
         out.push(t);
     }

@@ -39,6 +39,16 @@ pub enum PipelineError {
         /// What the frontend found.
         source: kerf_onnx::ImportError,
     },
+    /// The model needs an input constant (it decides a shape or a branch).
+    #[error("cannot import '{path}': {source}; model input '{input}' decides it: bind it to a value with --bind {input}=FILE.npy (it then leaves the compiled signature)")]
+    NeedsBinding {
+        /// The model file.
+        path: PathBuf,
+        /// What the frontend found.
+        source: kerf_onnx::ImportError,
+        /// The model input to bind.
+        input: String,
+    },
     /// A rewrite phase failed.
     #[error(transparent)]
     Passes(#[from] kerf_passes::PassError),

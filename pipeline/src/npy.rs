@@ -1,5 +1,15 @@
-//! `.npy` files as tensors (C order, any dtype kerf supports): what
-//! `kerf run` reads and writes and what the tests read references from.
+//! `.npy` files as tensors (C order): what `kerf run` reads and writes and
+//! what the tests read references from.
+//!
+//! Read: every numpy dtype a model input can have — `f2` (float16), `f4`,
+//! `f8`, `i1`/`i2`/`i4`/`i8`, `u1`/`u2`/`u4`/`u8`, `b1` (bool) — and
+//! bfloat16 as `ml_dtypes` saves it (`<V2`: two raw little-endian bytes
+//! per element; numpy has no bfloat16 of its own). Big-endian data and
+//! other dtypes are errors naming the file and the dtype.
+//!
+//! Write: each dtype as itself, bfloat16 as `<V2` (what `ml_dtypes` reads
+//! back), and the narrow types numpy lacks (int4/uint4/int2/uint2,
+//! float8/float4) widened to their values as int8/uint8/float32.
 
 use std::path::Path;
 
@@ -29,7 +39,22 @@ pub fn read(path: &Path) -> Result<Tensor> {
             Tensor::from_bytes($d, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect()).map_err(|e| err(path, e))?
         }};
     }
-    let t = match descr.trim_matches('\'').trim_start_matches(['<', '|', '=']) {
+    let descr = descr.trim_matches('\'');
+    if descr.starts_with('>') && !descr.ends_with('1') {
+        return Err(err(
+            path,
+            format!("big-endian dtype '{descr}'; save it little-endian (arr.astype(arr.dtype.newbyteorder('<')))"),
+        ));
+    }
+    let t = match descr.trim_start_matches(['<', '|', '=', '>']) {
+        "f2" => typed!(half::f16, DType::F16),
+        "V2" => {
+            // bfloat16 (ml_dtypes): the last numel*2 bytes are the data
+            let n: usize = shape.iter().product();
+            let data = bytes.len().checked_sub(2 * n).map(|start| bytes[start..].to_vec());
+            let data = data.ok_or_else(|| err(path, "shorter than its header says"))?;
+            Tensor::from_bytes(DType::BF16, shape, data).map_err(|e| err(path, e))?
+        }
         "f4" => typed!(f32, DType::F32),
         "f8" => typed!(f64, DType::F64),
         "i8" => typed!(i64, DType::I64),
@@ -45,7 +70,14 @@ pub fn read(path: &Path) -> Result<Tensor> {
             Tensor::from_bytes(DType::Bool, shape, v.iter().map(|&b| u8::from(b)).collect())
                 .map_err(|e| err(path, e))?
         }
-        other => return Err(err(path, format!("dtype '{other}' is not one kerf reads"))),
+        other => {
+            return Err(err(
+                path,
+                format!(
+                    "dtype '{other}' is not one kerf reads (float16/32/64, bfloat16 as <V2, int8-64, uint8-64, bool)"
+                ),
+            ))
+        }
     };
     Ok(t)
 }
@@ -70,7 +102,9 @@ pub fn write(path: &Path, t: &Tensor) -> Result<()> {
         }};
     }
     match t.dtype() {
-        DType::F32 | DType::F16 | DType::BF16 => typed!(f32, |i| t.get_f64(i) as f32),
+        DType::F32 => typed!(f32, |i| t.get_f64(i) as f32),
+        DType::F16 => typed!(half::f16, |i| half::f16::from_f64(t.get_f64(i))),
+        DType::BF16 => return write_raw(path, "<V2", t),
         DType::F64 => typed!(f64, |i| t.get_f64(i)),
         DType::I64 => typed!(i64, |i| t.get_i64(i)),
         DType::I32 => typed!(i32, |i| t.get_i64(i) as i32),
@@ -89,4 +123,92 @@ pub fn write(path: &Path, t: &Tensor) -> Result<()> {
         }
     }
     std::fs::write(path, buf).map_err(|e| err(path, e))
+}
+
+/// Writes a tensor's raw little-endian bytes under dtype `descr` (for
+/// dtypes npyz has no Rust type for, e.g. bfloat16 as `<V2`).
+fn write_raw(path: &Path, descr: &str, t: &Tensor) -> Result<()> {
+    let shape: Vec<String> = t.shape().iter().map(|d| d.to_string()).collect();
+    let shape = match shape.len() {
+        1 => format!("({},)", shape[0]),
+        _ => format!("({})", shape.join(", ")),
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    // magic(6) + version(2) + length(2) + header + '\n' is a multiple of 64
+    let pad = (64 - (10 + header.len() + 1) % 64) % 64;
+    header.push_str(&" ".repeat(pad));
+    header.push('\n');
+    let len = u16::try_from(header.len()).map_err(|_| err(path, "header too long"))?;
+    let mut buf = b"\x93NUMPY\x01\x00".to_vec();
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(header.as_bytes());
+    buf.extend_from_slice(t.bytes());
+    std::fs::write(path, buf).map_err(|e| err(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(t: &Tensor, name: &str) -> Tensor {
+        let dir = std::env::temp_dir().join(format!("kerf-npy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        write(&p, t).unwrap();
+        read(&p).unwrap()
+    }
+
+    #[test]
+    fn every_input_dtype_round_trips() {
+        for dtype in [
+            DType::F16,
+            DType::BF16,
+            DType::F32,
+            DType::F64,
+            DType::I8,
+            DType::I16,
+            DType::I32,
+            DType::I64,
+            DType::U8,
+            DType::U16,
+            DType::U32,
+            DType::U64,
+            DType::Bool,
+        ] {
+            let t = Tensor::from_f64_values(dtype, vec![2, 3], &[1.0, 0.0, 1.0, 1.0, 0.0, 1.0]).unwrap();
+            let back = roundtrip(&t, &format!("{dtype}.npy"));
+            assert_eq!(back.dtype(), dtype);
+            assert_eq!(back.shape(), &[2, 3]);
+            assert_eq!(back.bytes(), t.bytes(), "{dtype}");
+        }
+    }
+
+    /// Files as numpy and ml_dtypes write them (headers copied from
+    /// `np.save` of `np.float16([1.5, -2])` and `ml_dtypes.bfloat16([1.5, -2])`).
+    #[test]
+    fn numpy_float16_and_ml_dtypes_bfloat16_read() {
+        let file = |descr: &str, data: &[u8]| {
+            let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (2,), }}");
+            h.push_str(&" ".repeat(117 - h.len()));
+            h.push('\n');
+            let mut b = b"\x93NUMPY\x01\x00\x76\x00".to_vec();
+            b.extend_from_slice(h.as_bytes());
+            b.extend_from_slice(data);
+            b
+        };
+        let dir = std::env::temp_dir().join(format!("kerf-npy-np-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (descr, data, dtype) in
+            [("<f2", [0x00, 0x3e, 0x00, 0xc0], DType::F16), ("<V2", [0xc0, 0x3f, 0x00, 0xc0], DType::BF16)]
+        {
+            let p = dir.join(format!("{}.npy", &descr[1..]));
+            std::fs::write(&p, file(descr, &data)).unwrap();
+            let t = read(&p).unwrap();
+            assert_eq!(t.dtype(), dtype);
+            assert_eq!(t.to_f64_vec(), vec![1.5, -2.0], "{descr}");
+        }
+        let p = dir.join("big.npy");
+        std::fs::write(&p, file(">f2", &[0x3e, 0x00, 0xc0, 0x00])).unwrap();
+        assert!(read(&p).unwrap_err().to_string().contains("big-endian"));
+    }
 }

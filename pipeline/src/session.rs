@@ -14,16 +14,27 @@
 //! | measure | [`crate::measure::Runner`] | timed calls of a compiled model ([`crate::measure::Timing`]) |
 //!
 //! Contracts: options are checked once, when a stage first needs them (a
-//! repeated `--input-shape` is an error, whoever calls); the graph's name is
-//! the symbol name ([`Session::symbol_name`]) on every path; a rule group
-//! that stops on a limit rather than saturating is reported in
+//! repeated `--input-shape` or `--bind` is an error, whoever calls); the
+//! graph's name is the symbol name ([`Session::symbol_name`]) on every path;
+//! a rule group that stops on a limit rather than saturating is reported in
 //! [`Optimized::warnings`], never dropped.
+//!
+//! Static shapes: kerf compiles for one shape and one value of every input
+//! that decides a shape. [`Session::input_shape`] fixes a dynamic
+//! dimension; [`Session::bind`] folds an input as a constant (it leaves the
+//! compiled signature); [`Session::input_data`] gives the data a run will
+//! use, which fixes the shapes of those inputs and binds exactly those the
+//! frontend reports it needs constant ([`kerf_onnx::ImportError::NonConstantInput`],
+//! e.g. Reshape's shape or an `If` condition), the specialisation the
+//! conformance runner applies. A bound input is gone from the graph's
+//! inputs: [`Session::auto_bound`] names them.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use kerf_ir::Graph;
+use kerf_ir::{Graph, Tensor};
+use kerf_onnx::ImportError;
 use kerf_passes::{GroupReport, PassOptions, Stop};
 use kerf_targets::jit::ProfileHook;
 use kerf_targets::{Artifact, CompileOptions, JitModel};
@@ -96,6 +107,8 @@ pub struct Session {
     model: PathBuf,
     name: Option<String>,
     input_shapes: Vec<(String, Vec<usize>)>,
+    bound: Vec<(String, Tensor)>,
+    data: Vec<(String, Tensor)>,
     triple: String,
     cpu: String,
     optimize: bool,
@@ -109,6 +122,8 @@ impl Session {
             model: model.as_ref().to_path_buf(),
             name: None,
             input_shapes: Vec::new(),
+            bound: Vec::new(),
+            data: Vec::new(),
             triple: "host".into(),
             cpu: "baseline".into(),
             optimize: true,
@@ -130,6 +145,19 @@ impl Session {
     /// Fixes a dynamic input's shape (giving one input twice is an error at import).
     pub fn input_shape(mut self, input: &str, dims: &[usize]) -> Session {
         self.input_shapes.push((input.to_string(), dims.to_vec()));
+        self
+    }
+    /// Folds input `input` as the constant `value` (giving one input twice
+    /// is an error at import); it is no longer an input of the compiled model.
+    pub fn bind(mut self, input: &str, value: Tensor) -> Session {
+        self.bound.push((input.to_string(), value));
+        self
+    }
+    /// The data a run will use, by input name: fixes those inputs' shapes
+    /// (where no [`Session::input_shape`] is given) and binds those the
+    /// frontend needs constant.
+    pub fn input_data(mut self, data: Vec<(String, Tensor)>) -> Session {
+        self.data = data;
         self
     }
     /// Whether [`Session::graph`] runs the optimize stage.
@@ -156,8 +184,29 @@ impl Session {
         CompileOptions::new(&self.triple, &self.cpu, &self.symbol_name())
     }
 
-    /// Stage `import`: reads and imports the model.
-    pub fn import(&self) -> Result<Graph, PipelineError> {
+    /// The model's graph inputs (initializers excluded), in order: what
+    /// positional `--input` files are matched to before import.
+    pub fn model_inputs(&self) -> Result<Vec<String>, PipelineError> {
+        let (ins, _) = kerf_onnx::model_io_kinds(&self.model)
+            .map_err(|source| PipelineError::Import { path: self.model.clone(), source })?;
+        Ok(ins.into_iter().map(|(n, _)| n).collect())
+    }
+
+    /// Inputs of [`Session::input_data`] that [`Session::import`] binds
+    /// because the model needs them constant: those of `g` missing from its
+    /// inputs and not bound explicitly.
+    pub fn auto_bound(&self, g: &Graph) -> Vec<String> {
+        let inputs: Vec<&str> = g.inputs.iter().map(|&v| g.value(v).name.as_str()).collect();
+        self.data
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| !inputs.contains(&n.as_str()) && !self.bound.iter().any(|(b, _)| b == *n))
+            .cloned()
+            .collect()
+    }
+
+    /// The frontend's options: name, shapes and bindings, each input once.
+    fn import_options(&self) -> Result<kerf_onnx::ImportOptions, PipelineError> {
         let name = self.symbol_name();
         if names::c_identifier(&name) != name {
             return Err(PipelineError::Config(format!("name '{name}' is not a C identifier")));
@@ -168,9 +217,56 @@ impl Session {
                 return Err(PipelineError::Config(format!("--input-shape given twice for '{n}'")));
             }
         }
-        let opts = kerf_onnx::ImportOptions { input_shapes, name: Some(name), ..Default::default() };
-        kerf_onnx::load_model(&self.model, &opts)
-            .map_err(|source| PipelineError::Import { path: self.model.clone(), source })
+        let mut constant_inputs = BTreeMap::new();
+        for (n, t) in &self.bound {
+            if constant_inputs.insert(n.clone(), t.clone()).is_some() {
+                return Err(PipelineError::Config(format!("--bind given twice for '{n}'")));
+            }
+        }
+        for (n, t) in &self.data {
+            if !constant_inputs.contains_key(n) {
+                input_shapes.entry(n.clone()).or_insert_with(|| t.shape().to_vec());
+            }
+        }
+        Ok(kerf_onnx::ImportOptions { input_shapes, constant_inputs, name: Some(name), ..Default::default() })
+    }
+
+    /// Stage `import`: reads and imports the model, binding inputs of
+    /// [`Session::input_data`] the frontend needs constant (at most one
+    /// import per input).
+    pub fn import(&self) -> Result<Graph, PipelineError> {
+        let mut opts = self.import_options()?;
+        loop {
+            match kerf_onnx::load_model(&self.model, &opts) {
+                Ok(g) => return Ok(g),
+                Err(ImportError::NonConstantInput { value, .. })
+                    if !opts.constant_inputs.contains_key(&value) && self.data.iter().any(|(n, _)| *n == value) =>
+                {
+                    let t = self.data.iter().find(|(n, _)| *n == value).map(|(_, t)| t.clone());
+                    if let Some(t) = t {
+                        opts.input_shapes.remove(&value);
+                        opts.constant_inputs.insert(value, t);
+                    }
+                }
+                Err(source @ ImportError::NonConstantInput { .. }) => return Err(self.needs_binding(source)),
+                Err(source) => return Err(PipelineError::Import { path: self.model.clone(), source }),
+            }
+        }
+    }
+
+    /// A [`ImportError::NonConstantInput`] that names a model input becomes
+    /// [`PipelineError::NeedsBinding`], which says how to bind it.
+    fn needs_binding(&self, source: ImportError) -> PipelineError {
+        let input = match &source {
+            ImportError::NonConstantInput { value, .. } => value.clone(),
+            _ => String::new(),
+        };
+        let is_input = self.model_inputs().is_ok_and(|ins| ins.contains(&input));
+        if is_input {
+            PipelineError::NeedsBinding { path: self.model.clone(), source, input }
+        } else {
+            PipelineError::Import { path: self.model.clone(), source }
+        }
     }
 
     /// Stage `optimize`: the lossless rewrite groups.
