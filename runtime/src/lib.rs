@@ -14,7 +14,10 @@
 use std::ffi::{c_char, c_void, CStr};
 use std::fmt;
 
+mod avx;
 mod pool;
+
+pub use avx::clean_upper_state;
 pub use pool::ThreadPool;
 
 /// Version of the generated-code ABI. Bumped on any incompatible change of
@@ -454,6 +457,8 @@ impl Model {
             .collect();
         let arena_ptr = arena.as_mut_ptr() as *mut c_void;
         let rt_ptr = rt.map_or(std::ptr::null(), |r| r as *const KerfRuntime);
+        // the host may have left the AVX upper state dirty (see `avx`)
+        avx::clean_upper_state();
         // SAFETY: `from_raw`'s contract makes `run` the entry point matching
         // `info`; every buffer was checked to have the size the descriptor
         // states and element alignment, the arena is 64-byte aligned and
