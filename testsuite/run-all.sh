@@ -28,6 +28,9 @@ stage "stored references" .venv/bin/python testsuite/scripts/verify_fixtures.py 
 # Cross-ISA tests fail (instead of skipping) when a cross gcc or qemu is missing.
 export KERF_REQUIRE_CROSS=1
 stage "cargo test" cargo test --workspace --all-targets --no-fail-fast
+# The node suite's passing cases through the plain `kerf run` binary (built by cargo test).
+stage "node suite through kerf run" .venv/bin/python testsuite/scripts/cli_conformance.py \
+  target/debug/kerf testsuite/generated/onnx testsuite/conformance/manifest.txt
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED stages: ${failed[*]}"

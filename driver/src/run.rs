@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use kerf_ir::Tensor;
+use kerf_pipeline::compare::{check, Tolerance};
 use kerf_pipeline::inputs::{arrange, assign, Missing};
 use kerf_pipeline::measure::Runner;
 use kerf_pipeline::npy;
@@ -34,6 +35,10 @@ pub struct RunArgs {
     /// Relative tolerance term (scaled by max|ref| of the output).
     #[arg(long, default_value_t = 1e-4)]
     rtol: f64,
+    /// Elements at most this many ULPs (of the output's float type) from the
+    /// reference count as equal (0: off).
+    #[arg(long, default_value_t = 0)]
+    max_ulp: u64,
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
@@ -83,21 +88,14 @@ pub fn run(args: &RunArgs) -> Result<()> {
             if want.shape() != got.shape() {
                 bail!("output '{name}' has shape {:?} but '{}' holds {:?}", got.shape(), path.display(), want.shape());
             }
-            let (a, b) = (got.to_f64_vec(), want.to_f64_vec());
-            let ref_max = b.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-            let max_abs = a.iter().zip(&b).fold(0.0f64, |m, (x, y)| {
-                let d = if x.is_nan() && y.is_nan() { 0.0 } else { (x - y).abs() };
-                if d.is_nan() {
-                    f64::INFINITY
-                } else {
-                    m.max(d)
-                }
-            });
-            let rel = if ref_max > 0.0 { max_abs / ref_max } else { max_abs };
-            let tol = args.atol + args.rtol * ref_max;
-            let ok = max_abs <= tol;
+            let tol = Tolerance { atol: args.atol, rtol: args.rtol, max_ulp: args.max_ulp };
+            let c = check(got, &want, tol).with_context(|| format!("output '{name}' against '{}'", path.display()))?;
+            let ok = c.ok();
             println!(
-                "{name}: max abs error {max_abs:.3e}, max rel error {rel:.3e} (tolerance {tol:.3e}) {}",
+                "{name}: max abs error {:.3e}, max rel error {:.3e} (tolerance {:.3e}) {}",
+                c.max_abs,
+                c.max_rel,
+                c.bound,
                 if ok { "ok" } else { "FAIL" }
             );
             if !ok {

@@ -5,7 +5,8 @@
 //!   that the `kerf` CLI, tests and the tuner all go through, so a model is
 //!   the same bytes whichever way it is compiled.
 //! - [`measure`]: the measure stage (timed calls, median and quantiles).
-//! - [`inputs`], [`npy`]: `.npy` files as model inputs and outputs.
+//! - [`inputs`], [`npy`]: `.npy` files as model inputs and outputs;
+//!   [`compare`]: outputs against references (`kerf run --expect`).
 //! - [`Build`]: the `build.rs` helper (`prost-build`/`cc` style) on top.
 //!
 //! Layering: this crate sits above the frontend (`kerf-onnx`), the passes
@@ -14,6 +15,7 @@
 #![warn(missing_docs)]
 
 mod build;
+pub mod compare;
 pub mod inputs;
 pub mod measure;
 mod names;

@@ -421,7 +421,8 @@ impl Model {
                     actual: buf.len(),
                 });
             }
-            if !aligned(buf.as_ptr(), dtype::size(t.dtype).unwrap_or(1)) {
+            // empty buffers are passed as an aligned dangling pointer below
+            if !buf.is_empty() && !aligned(buf.as_ptr(), dtype::size(t.dtype).unwrap_or(1)) {
                 return Err(RuntimeError::Arena(format!("input {i} is not aligned to its element size")));
             }
         }
@@ -435,7 +436,8 @@ impl Model {
                     actual: buf.len(),
                 });
             }
-            if !aligned(buf.as_ptr(), dtype::size(t.dtype).unwrap_or(1)) {
+            // empty buffers are passed as an aligned dangling pointer below
+            if !buf.is_empty() && !aligned(buf.as_ptr(), dtype::size(t.dtype).unwrap_or(1)) {
                 return Err(RuntimeError::Arena(format!("output {i} is not aligned to its element size")));
             }
         }

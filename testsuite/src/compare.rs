@@ -100,34 +100,7 @@ pub enum Mismatch {
     },
 }
 
-/// The bit pattern of element `i` of a float tensor, with its width.
-fn float_bits(t: &Tensor, i: usize) -> u64 {
-    let s = t.dtype().size();
-    let b = t.bytes().get(i * s..(i + 1) * s).unwrap_or(&[]);
-    let mut buf = [0u8; 8];
-    buf[..b.len()].copy_from_slice(b);
-    u64::from_le_bytes(buf)
-}
-
-/// Maps a float's bits (of `width` bits) to an integer whose order is the
-/// order of the floats, with +0 and -0 both at 0.
-fn ordered(bits: u64, width: u32) -> i128 {
-    let sign = 1u64 << (width - 1);
-    let magnitude = (bits & (sign - 1)) as i128;
-    if bits & sign != 0 {
-        -magnitude
-    } else {
-        magnitude
-    }
-}
-
-/// Number of representable values of `dtype` between two bit patterns
-/// (0 for equal values and for +0/-0). Only meaningful for finite values.
-pub fn ulp_distance_bits(dtype: DType, a: u64, b: u64) -> u64 {
-    let width = (dtype.size() * 8) as u32;
-    let d = ordered(a, width) - ordered(b, width);
-    u64::try_from(d.unsigned_abs()).unwrap_or(u64::MAX)
-}
+pub use kerf_pipeline::compare::{float_bits, ulp_distance_bits};
 
 /// ULP distance between two f32 values.
 pub fn ulp_distance_f32(a: f32, b: f32) -> u64 {

@@ -82,17 +82,15 @@ struct Failure {
 }
 
 /// Cases whose reference outputs the ONNX case definition types in by hand,
-/// rounded to 4 significant digits: they get ONNX's own rtol of 1e-3.
-// test_gridsample_bicubic: its data is rounded to 4 decimals (-0.1406 where
-// the ONNX reference evaluator and ONNX Runtime both give -0.140625); so are
-// the RoiAlign cases (the reference and ORT (opset 16) agree with each other
-// and are 8e-5 from the data).
-const ROUNDED_REFERENCES: &[&str] = &[
-    "node/test_averagepool_2d_ceil_last_window_starts_on_pad",
-    "node/test_gridsample_bicubic",
-    "node/test_roialign_aligned_false",
-    "node/test_roialign_aligned_true",
-];
+/// rounded to 4 significant digits: they get ONNX's own rtol of 1e-3. The
+/// list (with why each is there) is `conformance/rounded_references.txt`,
+/// which `scripts/cli_conformance.py` reads too.
+fn rounded_reference(case: &str) -> bool {
+    include_str!("../../conformance/rounded_references.txt")
+        .lines()
+        .map(str::trim)
+        .any(|l| !l.starts_with('#') && l == case)
+}
 
 fn fail(tag: impl Into<String>, detail: impl Into<String>) -> Failure {
     Failure { tag: tag.into(), detail: detail.into() }
@@ -340,7 +338,7 @@ fn check_outputs(case: &Case, expected: &[(String, Tensor)], actual: &[Tensor]) 
         ));
     }
     let mut problems = Vec::new();
-    let rounded = ROUNDED_REFERENCES.contains(&case.id.as_str());
+    let rounded = rounded_reference(&case.id);
     for (i, ((name, want), got)) in expected.iter().zip(actual).enumerate() {
         let mut tol = FloatTolerance::default_for(want.dtype()).loosened(case.info.rtol, case.info.atol);
         if rounded {
