@@ -85,13 +85,13 @@ pub fn check(got: &Tensor, want: &Tensor, tol: Tolerance) -> Result<Checked, Pip
     let mut max_abs = 0.0f64;
     for i in 0..want.numel() {
         let (a, b) = (got.get_f64(i), want.get_f64(i));
-        let d = if a == b || (a.is_nan() && b.is_nan()) {
-            0.0
-        } else if tol.max_ulp > 0
-            && same_float
-            && a.is_finite()
-            && b.is_finite()
-            && ulp_distance_bits(got.dtype(), float_bits(got, i), float_bits(want, i)) <= tol.max_ulp
+        let same = a == b || (a.is_nan() && b.is_nan());
+        let d = if same
+            || (tol.max_ulp > 0
+                && same_float
+                && a.is_finite()
+                && b.is_finite()
+                && ulp_distance_bits(got.dtype(), float_bits(got, i), float_bits(want, i)) <= tol.max_ulp)
         {
             0.0
         } else {

@@ -39,7 +39,7 @@ pub enum PipelineError {
         /// The model file.
         path: PathBuf,
         /// What the frontend found.
-        source: kerf_onnx::ImportError,
+        source: Box<kerf_onnx::ImportError>,
     },
     /// The model needs an input constant (it decides a shape or a branch).
     #[error("cannot import '{path}': {source}; model input '{input}' decides it: bind it to a value with --bind {input}=FILE.npy (it then leaves the compiled signature)")]
@@ -47,7 +47,7 @@ pub enum PipelineError {
         /// The model file.
         path: PathBuf,
         /// What the frontend found.
-        source: kerf_onnx::ImportError,
+        source: Box<kerf_onnx::ImportError>,
         /// The model input to bind.
         input: String,
     },

@@ -188,7 +188,7 @@ impl Session {
     /// positional `--input` files are matched to before import.
     pub fn model_inputs(&self) -> Result<Vec<String>, PipelineError> {
         let (ins, _) = kerf_onnx::model_io_kinds(&self.model)
-            .map_err(|source| PipelineError::Import { path: self.model.clone(), source })?;
+            .map_err(|source| PipelineError::Import { path: self.model.clone(), source: Box::new(source) })?;
         Ok(ins.into_iter().map(|(n, _)| n).collect())
     }
 
@@ -249,7 +249,9 @@ impl Session {
                     }
                 }
                 Err(source @ ImportError::NonConstantInput { .. }) => return Err(self.needs_binding(source)),
-                Err(source) => return Err(PipelineError::Import { path: self.model.clone(), source }),
+                Err(source) => {
+                    return Err(PipelineError::Import { path: self.model.clone(), source: Box::new(source) })
+                }
             }
         }
     }
@@ -263,9 +265,9 @@ impl Session {
         };
         let is_input = self.model_inputs().is_ok_and(|ins| ins.contains(&input));
         if is_input {
-            PipelineError::NeedsBinding { path: self.model.clone(), source, input }
+            PipelineError::NeedsBinding { path: self.model.clone(), source: Box::new(source), input }
         } else {
-            PipelineError::Import { path: self.model.clone(), source }
+            PipelineError::Import { path: self.model.clone(), source: Box::new(source) }
         }
     }
 

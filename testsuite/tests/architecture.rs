@@ -2,6 +2,7 @@
 //! invariants"), checked on `cargo metadata`: internal dependencies point
 //! one way (down the layers), and each heavy external dependency lives in
 //! exactly one crate.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -17,10 +18,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("kerf-passes", &["kerf-ir"]),
     ("kerf-compress", &["kerf-ir"]),
     ("kerf-targets", &["kerf-ir", "kerf-runtime"]),
-    (
-        "kerf-pipeline",
-        &["kerf-ir", "kerf-onnx", "kerf-passes", "kerf-compress", "kerf-targets", "kerf-runtime"],
-    ),
+    ("kerf-pipeline", &["kerf-ir", "kerf-onnx", "kerf-passes", "kerf-compress", "kerf-targets", "kerf-runtime"]),
     ("kerf-tune", &["kerf-ir", "kerf-compress", "kerf-pipeline", "kerf-targets", "kerf-runtime"]),
     (
         "kerf",
