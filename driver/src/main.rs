@@ -5,6 +5,7 @@
 
 mod bench;
 mod compile;
+mod eval;
 mod inspect;
 mod options;
 mod run;
@@ -31,6 +32,8 @@ enum Command {
     Run(run::RunArgs),
     /// Compile in-process for the host and time it (median/min/p90; --profile per kernel).
     Bench(bench::BenchArgs),
+    /// Top-1 accuracy on a labelled data set; with compression flags, beside FP32, with agreement and output SNR.
+    Eval(eval::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Compile(args) => compile::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Eval(args) => eval::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,9 +3,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use kerf_ir::Graph;
+use kerf_compress::Plan;
+use kerf_ir::{Graph, Tensor};
+use kerf_pipeline::compression::{data_files, read_stacked};
 use kerf_pipeline::inputs::{read_named, read_specs, InputFile};
 use kerf_pipeline::{Optimized, Session};
 
@@ -22,12 +24,84 @@ pub struct ModelArgs {
     /// (Reshape's shape, Slice's starts, an `If` condition).
     #[arg(long = "bind", value_name = "NAME=FILE")]
     pub bind: Vec<String>,
+    #[command(flatten)]
+    pub compress: CompressArgs,
+}
+
+/// Compression flags (every subcommand): they set the plan's `[default]`
+/// table, on top of `--plan`'s file (docs/compression.md).
+#[derive(Args, Debug, Default)]
+pub struct CompressArgs {
+    /// Quantise weights (int8 per channel) and layer inputs (uint8).
+    #[arg(long, value_name = "int8|f32")]
+    pub quantize: Option<String>,
+    /// Pattern pruning of 3x3 convs: library size K (4..12 typical; at most 56).
+    #[arg(long = "prune-patterns", value_name = "K")]
+    pub prune_patterns: Option<usize>,
+    /// Fraction of 3x3 kernels removed whole (connectivity pruning), in [0, 1).
+    #[arg(long, value_name = "FRACTION")]
+    pub connectivity: Option<f64>,
+    /// Weight rounding for int8: gptq (default) or nearest.
+    #[arg(long, value_name = "gptq|nearest")]
+    pub rounding: Option<String>,
+    /// Activation range observer: mse (default), minmax or percentile.
+    #[arg(long, value_name = "mse|minmax|percentile")]
+    pub observer: Option<String>,
+    /// A compression plan file (TOML; per-layer overrides).
+    #[arg(long, value_name = "plan.toml")]
+    pub plan: Option<PathBuf>,
+    /// Calibration samples: FILE.npy (N samples stacked), NAME=FILE.npy per input, or a folder of <input>.npy.
+    #[arg(long, value_name = "DATA")]
+    pub calib: Vec<String>,
+    /// Use only the first N calibration samples.
+    #[arg(long = "calib-samples", value_name = "N")]
+    pub calib_samples: Option<usize>,
+}
+
+impl CompressArgs {
+    /// The plan these flags ask for, or `None` when they ask for nothing.
+    pub fn plan(&self) -> Result<Option<Plan>> {
+        let mut plan = match &self.plan {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("cannot read plan '{}'", p.display()))?;
+                Plan::parse(&text).with_context(|| format!("plan '{}'", p.display()))?
+            }
+            None => Plan::default(),
+        };
+        let d = &mut plan.default;
+        if let Some(q) = &self.quantize {
+            d.quant = Some(q.parse().map_err(|e| anyhow!("--quantize {e}"))?);
+        }
+        if let Some(r) = &self.rounding {
+            d.rounding = Some(r.parse().map_err(|e| anyhow!("--rounding {e}"))?);
+        }
+        if let Some(o) = &self.observer {
+            d.observer = Some(o.parse().map_err(|e| anyhow!("--observer {e}"))?);
+        }
+        if let Some(k) = self.prune_patterns {
+            d.patterns = Some(k);
+        }
+        if let Some(c) = self.connectivity {
+            d.connectivity = Some(c);
+        }
+        plan.check()?;
+        let asked = self.plan.is_some()
+            || self.quantize.is_some()
+            || self.prune_patterns.is_some()
+            || self.connectivity.is_some();
+        Ok(asked.then_some(plan))
+    }
 }
 
 impl ModelArgs {
     /// A session for this model (host target, baseline CPU until the caller
     /// sets one), with its shapes and bound inputs.
     pub fn session(&self) -> Result<Session> {
+        self.compressed(self.uncompressed()?)
+    }
+
+    /// The session without the compression flags (the FP32 baseline).
+    pub fn uncompressed(&self) -> Result<Session> {
         let mut s = Session::new(&self.model);
         for (input, dims) in &self.input_shape {
             s = s.input_shape(input, dims);
@@ -36,6 +110,33 @@ impl ModelArgs {
             s = s.bind(&input, value);
         }
         Ok(s)
+    }
+
+    /// Whether any compression flag is given.
+    pub fn compressing(&self) -> Result<bool> {
+        Ok(self.compress.plan()?.is_some())
+    }
+
+    /// `s` with the compression flags' plan and calibration data.
+    fn compressed(&self, s: Session) -> Result<Session> {
+        let Some(plan) = self.compress.plan()? else {
+            if !self.compress.calib.is_empty() {
+                bail!(
+                    "--calib given without a compression flag (--quantize, --prune-patterns, --connectivity or --plan)"
+                );
+            }
+            return Ok(s);
+        };
+        let names = s.model_inputs()?;
+        let mut stacked = if self.compress.calib.is_empty() {
+            Vec::new()
+        } else {
+            read_stacked(&data_files(&self.compress.calib, &names)?)?
+        };
+        if let Some(n) = self.compress.calib_samples {
+            stacked = stacked.into_iter().map(|(k, t)| Ok((k, first_samples(&t, n)?))).collect::<Result<_>>()?;
+        }
+        Ok(s.sample_shapes(&stacked)?.compression(plan, stacked))
     }
 }
 
@@ -70,11 +171,27 @@ pub fn parse_input_shape(s: &str) -> Result<(String, Vec<usize>), String> {
     Ok((name.to_string(), dims))
 }
 
-/// Prints the optimize stage's warnings (rule groups stopped on a limit).
+/// Prints the compress stage's per-layer report and the optimize stage's
+/// warnings (rule groups stopped on a limit).
 pub fn warn(o: &Optimized) {
+    if let Some(r) = &o.compression {
+        eprint!("{r}");
+    }
     for w in o.warnings() {
         eprintln!("warning: {w}");
     }
+}
+
+/// The first `n` samples of stacked data.
+fn first_samples(t: &Tensor, n: usize) -> Result<Tensor> {
+    let s = t.shape();
+    if s.is_empty() || s[0] <= n {
+        return Ok(t.clone());
+    }
+    let per = t.bytes().len() / s[0];
+    let mut shape = s.to_vec();
+    shape[0] = n;
+    Ok(Tensor::from_bytes(t.dtype(), shape, t.bytes()[..n * per].to_vec())?)
 }
 
 #[cfg(test)]

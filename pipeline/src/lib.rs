@@ -16,6 +16,8 @@
 
 mod build;
 pub mod compare;
+pub mod compression;
+pub mod dataset;
 pub mod inputs;
 pub mod measure;
 mod names;
@@ -51,6 +53,9 @@ pub enum PipelineError {
         /// The model input to bind.
         input: String,
     },
+    /// The compress stage failed.
+    #[error(transparent)]
+    Compress(#[from] kerf_compress::CompressError),
     /// A rewrite phase failed.
     #[error(transparent)]
     Passes(#[from] kerf_passes::PassError),

@@ -8,6 +8,7 @@
 //! | stage | method | gives |
 //! |---|---|---|
 //! | import | [`Session::import`] | the imported [`Graph`] (static shapes) |
+//! | compress | [`Session::compress`] | the graph after the plan's lossy transforms + a per-layer [`kerf_compress::Report`] |
 //! | optimize | [`Session::optimize`] | the rewritten graph + one [`GroupReport`] per rule-group phase ([`Optimized`]) |
 //! | compile | [`Session::compile`] | object, header and [`kerf_targets::Report`] ([`Artifact`]) |
 //! | jit | [`Session::jit`] | the same code in this process ([`JitModel`], with its report) |
@@ -33,6 +34,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use kerf_compress::Plan;
 use kerf_ir::{Graph, Tensor};
 use kerf_onnx::ImportError;
 use kerf_passes::{GroupReport, PassOptions, Stop};
@@ -46,18 +48,22 @@ use crate::{names, PipelineError};
 pub enum Stage {
     /// As imported: ONNX semantics, constant subgraphs folded, static shapes.
     Import,
+    /// After the compression plan's lossy transforms (the imported graph
+    /// when there is no plan).
+    Compress,
     /// After the lossless rewrite groups.
     Optimize,
 }
 
 impl Stage {
     /// Every graph stage in pipeline order.
-    pub const ALL: [Stage; 2] = [Stage::Import, Stage::Optimize];
+    pub const ALL: [Stage; 3] = [Stage::Import, Stage::Compress, Stage::Optimize];
 
     /// The stage's name as the CLI spells it.
     pub fn name(self) -> &'static str {
         match self {
             Stage::Import => "import",
+            Stage::Compress => "compress",
             Stage::Optimize => "optimize",
         }
     }
@@ -76,6 +82,8 @@ pub struct Optimized {
     pub graph: Graph,
     /// One report per rule-group phase, in the order they ran.
     pub groups: Vec<GroupReport>,
+    /// What the compress stage did per layer, when it ran.
+    pub compression: Option<kerf_compress::Report>,
 }
 
 impl Optimized {
@@ -113,6 +121,8 @@ pub struct Session {
     cpu: String,
     optimize: bool,
     passes: PassOptions,
+    plan: Option<Plan>,
+    calib: Vec<(String, Tensor)>,
 }
 
 impl Session {
@@ -128,7 +138,45 @@ impl Session {
             cpu: "baseline".into(),
             optimize: true,
             passes: PassOptions::default(),
+            plan: None,
+            calib: Vec::new(),
         }
+    }
+    /// Compresses with `plan` before optimizing, calibrated on `calib`
+    /// (per input name, samples stacked on a leading axis; see
+    /// [`crate::dataset::split`]).
+    pub fn compression(mut self, plan: Plan, calib: Vec<(String, Tensor)>) -> Session {
+        self.plan = Some(plan);
+        self.calib = calib;
+        self
+    }
+    /// Fixes the shapes of dynamic inputs from stacked sample data (`N ×`
+    /// the sample, with or without a batch-1 axis): tries `[1] ++ x[1..]`,
+    /// then `x[1..]`, keeping the first the model accepts. Inputs with a
+    /// given `--input-shape` or run data are left alone.
+    pub fn sample_shapes(self, stacked: &[(String, Tensor)]) -> Result<Session, PipelineError> {
+        if self.import().is_ok() {
+            return Ok(self);
+        }
+        let free: Vec<&(String, Tensor)> = stacked
+            .iter()
+            .filter(|(n, _)| !self.input_shapes.iter().any(|(m, _)| m == n) && !self.data.iter().any(|(m, _)| m == n))
+            .collect();
+        let with = |batched: bool| {
+            let mut s = self.clone();
+            for (n, x) in &free {
+                let rest = &x.shape()[1.min(x.shape().len())..];
+                let dims: Vec<usize> =
+                    if batched { std::iter::once(1).chain(rest.iter().copied()).collect() } else { rest.to_vec() };
+                s = s.input_shape(n, &dims);
+            }
+            s
+        };
+        let batched = with(true);
+        if batched.import().is_ok() {
+            return Ok(batched);
+        }
+        Ok(with(false))
     }
     /// Prefix of the exported symbols and the graph's name (default:
     /// [`names::default_name`] of the model path). Must be a C identifier.
@@ -274,26 +322,42 @@ impl Session {
     /// Stage `optimize`: the lossless rewrite groups.
     pub fn optimize(&self, g: &Graph) -> Result<Optimized, PipelineError> {
         let (graph, groups) = kerf_passes::optimize(g, &self.passes)?;
-        Ok(Optimized { graph, groups })
+        Ok(Optimized { graph, groups, compression: None })
     }
 
-    /// Import, then optimize unless turned off; the graph and the phase reports.
+    /// Stage `compress`: the plan's lossy transforms, calibrated on the
+    /// session's samples (see [`Session::compression`]); `None` without a
+    /// plan.
+    pub fn compress(&self, g: &Graph) -> Result<Option<(Graph, kerf_compress::Report)>, PipelineError> {
+        let Some(plan) = &self.plan else { return Ok(None) };
+        let samples = if self.calib.is_empty() { Vec::new() } else { crate::compression::samples_for(g, &self.calib)? };
+        let calib = kerf_compress::Calibration { samples };
+        let (cg, report) = kerf_compress::compress(g, plan, &calib, &mut crate::compression::JitProbe)?;
+        Ok(Some((cg, report)))
+    }
+
+    /// Import, compress when a plan is set, then optimize unless turned
+    /// off; the graph and the stages' reports.
     pub fn graph(&self) -> Result<Optimized, PipelineError> {
-        let g = self.import()?;
-        if self.optimize {
-            self.optimize(&g)
-        } else {
-            Ok(Optimized { graph: g, groups: Vec::new() })
-        }
+        self.graph_at(if self.optimize { Stage::Optimize } else { Stage::Compress })
     }
 
-    /// The graph after `stage` (its reports dropped: for dumps).
+    /// The graph after `stage`, with the reports of the stages that ran.
     pub fn graph_at(&self, stage: Stage) -> Result<Optimized, PipelineError> {
         let g = self.import()?;
-        match stage {
-            Stage::Import => Ok(Optimized { graph: g, groups: Vec::new() }),
-            Stage::Optimize => self.optimize(&g),
+        if stage == Stage::Import {
+            return Ok(Optimized { graph: g, groups: Vec::new(), compression: None });
         }
+        let (g, compression) = match self.compress(&g)? {
+            Some((g, r)) => (g, Some(r)),
+            None => (g, None),
+        };
+        if stage == Stage::Compress {
+            return Ok(Optimized { graph: g, groups: Vec::new(), compression });
+        }
+        let mut o = self.optimize(&g)?;
+        o.compression = compression;
+        Ok(o)
     }
 
     /// Stage `compile`: object, header and report for the session's target.

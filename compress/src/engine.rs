@@ -1,0 +1,257 @@
+//! The layer-by-layer loop: probe, collect moments, prune, round, rewrite.
+
+use faer::Mat;
+use kerf_ir::{Graph, Sparsity, Tensor};
+
+use crate::hessian::Moments;
+use crate::layer::{self, Site};
+use crate::plan::{LayerSettings, Plan, Precision, Rounding};
+use crate::probe::Probe;
+use crate::quant::{self, ActQuant, RangeObserver};
+use crate::report::{LayerReport, Report};
+use crate::{linalg, prune, rewrite, CompressError};
+
+/// Calibration samples: each one tensor per graph input, in input order.
+#[derive(Clone, Debug, Default)]
+pub struct Calibration {
+    pub samples: Vec<Vec<Tensor>>,
+}
+
+/// How many activation values an observer keeps (a strided subsample past
+/// this).
+const OBSERVER_CAPACITY: usize = 1 << 22;
+
+/// Compresses every layer the plan makes lossy, in node order (see the
+/// crate docs). Layers the plan leaves at FP32 are untouched and reported
+/// as such.
+pub fn compress(
+    g: &Graph,
+    plan: &Plan,
+    calib: &Calibration,
+    probe: &mut dyn Probe,
+) -> Result<(Graph, Report), CompressError> {
+    let sites = layer::sites(g);
+    let names: Vec<&str> = sites.iter().map(|s| s.layer.as_str()).collect();
+    let settings = plan.resolve(&names)?;
+    if settings.iter().any(LayerSettings::is_lossy) {
+        check_samples(g, calib)?;
+    }
+    let mut cur = g.clone();
+    let mut report = Report::default();
+    for (site_fp, s) in sites.iter().zip(&settings) {
+        if !s.is_lossy() {
+            report.layers.push(LayerReport::unchanged(g, site_fp, *s));
+            continue;
+        }
+        // node indices move as quantisers are inserted: find it again
+        let site = layer::sites(&cur)
+            .into_iter()
+            .find(|x| x.layer == site_fp.layer)
+            .ok_or_else(|| CompressError::layer(&site_fp.layer, "lost while compressing earlier layers"))?;
+        let (next, rep) = compress_layer(g, &cur, site_fp, &site, *s, calib, probe)?;
+        cur = next;
+        report.layers.push(rep);
+    }
+    Ok((cur, report))
+}
+
+/// Every sample gives each graph input a tensor of its type.
+fn check_samples(g: &Graph, calib: &Calibration) -> Result<(), CompressError> {
+    if calib.samples.is_empty() {
+        return Err(CompressError::Calibration(
+            "no samples; pass --calib FILE.npy (N samples stacked on a leading axis), a folder of .npy files, or NAME=FILE.npy per input".into(),
+        ));
+    }
+    for (k, sample) in calib.samples.iter().enumerate() {
+        if sample.len() != g.inputs.len() {
+            return Err(CompressError::Calibration(format!(
+                "sample {k} has {} tensors, the model has {} inputs",
+                sample.len(),
+                g.inputs.len()
+            )));
+        }
+        for (t, &i) in sample.iter().zip(&g.inputs) {
+            let v = g.value(i);
+            if t.dtype() != v.ty.dtype || t.shape() != v.ty.shape.as_slice() {
+                return Err(CompressError::Calibration(format!(
+                    "sample {k} gives input '{}' {}{:?}, the model takes {}",
+                    v.name,
+                    t.dtype(),
+                    t.shape(),
+                    v.ty
+                )));
+            }
+            if t.dtype().is_float() && (0..t.numel()).any(|i| !t.get_f64(i).is_finite()) {
+                return Err(CompressError::Calibration(format!("sample {k} of input '{}' holds NaN or Inf", v.name)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One layer: returns the graph with the layer compressed and its report.
+fn compress_layer(
+    fp: &Graph,
+    cur: &Graph,
+    site_fp: &Site,
+    site: &Site,
+    s: LayerSettings,
+    calib: &Calibration,
+    probe: &mut dyn Probe,
+) -> Result<(Graph, LayerReport), CompressError> {
+    let int8 = s.quant == Precision::Int8;
+    let input_quant = if int8 { Some(observe(cur, site, s, calib, probe)?) } else { None };
+    let m = moments(fp, cur, site_fp, site, input_quant, calib, probe)?;
+    let rows_fp = site.rows_of(fp.weights.tensor(site_fp.weight));
+    let mut notes = Vec::new();
+
+    // 1. structure: patterns and removed kernels, compensated
+    let (mut rows, keep, sparsity, removed) = if s.patterns > 0 || s.connectivity > 0.0 {
+        if prune::applies(site) {
+            let hinv =
+                m.h.iter().map(|h| linalg::inverse_spd(&linalg::dampened(h, 0.01))).collect::<Result<Vec<_>, _>>()?;
+            let k = if s.patterns == 0 { 0 } else { s.patterns };
+            let choice = prune::choose(site, &rows_fp, &hinv, k, s.connectivity)?;
+            let rows = prune::refit(site, &rows_fp, &choice.keep, &m.h, &m.g)?;
+            (rows, Some(choice.keep), choice.sparsity, choice.removed)
+        } else {
+            notes.push("pruning applies to 3x3 convs only: left dense".to_string());
+            (rows_fp.clone(), None, Sparsity::Dense, 0)
+        }
+    } else {
+        (rows_fp.clone(), None, Sparsity::Dense, 0)
+    };
+
+    // 2. int8 grid
+    let scales = if int8 {
+        // the grid in f32, as stored and exported
+        let scales: Vec<f64> = quant::row_scales(&rows).iter().map(|&x| x as f32 as f64).collect();
+        round_rows(site, &mut rows, &m.h, &scales, keep.as_deref(), s.rounding)?;
+        Some(scales)
+    } else {
+        None
+    };
+
+    let like = fp.weights.tensor(site_fp.weight);
+    let tensor = site.tensor_of(&stored(&rows, scales.as_deref()), like)?;
+    let error = relative_error(site, &rows_fp, &rows, &m.h);
+    let mut next = cur.clone();
+    if shared_weight(cur, site) {
+        return Err(CompressError::layer(
+            &site.layer,
+            "its weight is shared with another layer; leave it at f32 in the plan",
+        ));
+    }
+    rewrite::set_weight(&mut next, site.weight, tensor.clone(), sparsity.clone())?;
+    if let Some(q) = input_quant {
+        next = rewrite::quantize_input(&next, site.node, &site.layer, q)?;
+    }
+    let rep = LayerReport::compressed(fp, site_fp, s, &tensor, &sparsity, removed, error, input_quant, scales, notes);
+    Ok((next, rep))
+}
+
+/// The input quantiser: the plan's observer over the layer's input in the
+/// network compressed so far.
+fn observe(
+    cur: &Graph,
+    site: &Site,
+    s: LayerSettings,
+    calib: &Calibration,
+    probe: &mut dyn Probe,
+) -> Result<ActQuant, CompressError> {
+    let mut run = probe.prepare(cur, site.input)?;
+    let mut obs = RangeObserver::new(OBSERVER_CAPACITY);
+    let what = format!("input of layer '{}'", site.layer);
+    for sample in &calib.samples {
+        obs.add(&run(sample)?, &what)?;
+    }
+    Ok(obs.choose(s.observer))
+}
+
+/// `H` and `G` of the layer's input, the compressed side seen through the
+/// layer's own input quantiser.
+fn moments(
+    fp: &Graph,
+    cur: &Graph,
+    site_fp: &Site,
+    site: &Site,
+    input_quant: Option<ActQuant>,
+    calib: &Calibration,
+    probe: &mut dyn Probe,
+) -> Result<Moments, CompressError> {
+    let mut run_c = probe.prepare(cur, site.input)?;
+    let mut run_f = probe.prepare(fp, site_fp.input)?;
+    let shape = cur.ty(site.input).shape.clone();
+    let mut m = Moments::new(site);
+    for sample in &calib.samples {
+        let mut x = run_c(sample)?;
+        if let Some(q) = input_quant {
+            x.iter_mut().for_each(|v| *v = q.fake(*v));
+        }
+        m.add(site, &x, &run_f(sample)?, &shape)?;
+    }
+    Ok(m)
+}
+
+/// Rounds each conv group's rows with that group's Hessian.
+fn round_rows(
+    site: &Site,
+    rows: &mut [Vec<f64>],
+    h: &[Mat<f64>],
+    scales: &[f64],
+    keep: Option<&[Vec<bool>]>,
+    how: Rounding,
+) -> Result<(), CompressError> {
+    let per = site.rows / site.groups();
+    for (grp, hg) in h.iter().enumerate() {
+        let r = grp * per..(grp + 1) * per;
+        let k = keep.map(|k| &k[r.clone()]);
+        match how {
+            Rounding::Nearest => quant::round_nearest(&mut rows[r.clone()], &scales[r], k),
+            Rounding::Gptq => quant::gptq(&mut rows[r.clone()], hg, &scales[r], k)?,
+        }
+    }
+    Ok(())
+}
+
+/// The values stored: on the grid, `f32(q) · f32(scale)` exactly.
+fn stored(rows: &[Vec<f64>], scales: Option<&[f64]>) -> Vec<Vec<f64>> {
+    match scales {
+        None => rows.to_vec(),
+        Some(sc) => rows
+            .iter()
+            .zip(sc)
+            .map(|(r, &s)| r.iter().map(|&w| ((w / s).round_ties_even() as f32 * s as f32) as f64).collect())
+            .collect(),
+    }
+}
+
+/// `Σ (w − ŵ)ᵀ H (w − ŵ) / Σ wᵀ H w` over rows: the layer's relative output
+/// error on the calibration inputs.
+fn relative_error(site: &Site, rows_fp: &[Vec<f64>], rows: &[Vec<f64>], h: &[Mat<f64>]) -> f64 {
+    let per = site.rows / site.groups();
+    let quad = |m: &Mat<f64>, v: &[f64]| -> f64 {
+        let n = v.len();
+        (0..n).map(|i| v[i] * (0..n).map(|j| m[(i, j)] * v[j]).sum::<f64>()).sum()
+    };
+    let (mut num, mut den) = (0.0, 0.0);
+    for (o, (w, q)) in rows_fp.iter().zip(rows).enumerate() {
+        let hm = &h[o / per];
+        let d: Vec<f64> = w.iter().zip(q).map(|(a, b)| a - b).collect();
+        num += quad(hm, &d);
+        den += quad(hm, w);
+    }
+    if den > 0.0 {
+        num / den
+    } else {
+        0.0
+    }
+}
+
+/// Whether another node reads the layer's weight.
+fn shared_weight(g: &Graph, site: &Site) -> bool {
+    g.nodes.iter().enumerate().any(|(i, n)| {
+        i != site.node
+            && n.inputs.iter().any(|&v| matches!(g.value(v).def, kerf_ir::ValueDef::Const(w) if w == site.weight))
+    })
+}

@@ -1,0 +1,306 @@
+//! The compression plan: what to do to each layer.
+//!
+//! One format for every producer and consumer: the command-line flags
+//! (`--quantize`, `--prune-patterns`, `--connectivity`) build a plan with
+//! only a `[default]` table, a user's `--plan plan.toml` adds per-layer
+//! overrides, and the codesign loop (`kerf tune`) writes the same file. The
+//! format is documented in `docs/compression.md`:
+//!
+//! ```toml
+//! [default]
+//! quant = "int8"            # "f32" | "int8"
+//! rounding = "gptq"         # "nearest" | "gptq"
+//! observer = "mse"          # "minmax" | "percentile" | "mse"
+//! patterns = 8              # pattern library size for 3x3 convs; 0 = no pattern pruning
+//! connectivity = 0.25       # fraction of 3x3 kernels removed whole
+//!
+//! [[layer]]
+//! match = "conv1*"          # glob over layer names: * and ? wildcards
+//! quant = "f32"
+//! ```
+//!
+//! A layer's settings are the `[default]` table overridden by every
+//! `[[layer]]` entry whose glob matches, in file order. [`Plan::resolve`]
+//! checks that every glob matches at least one layer of the model: a plan
+//! naming a layer that does not exist is an error, not a silent no-op.
+
+use serde::{Deserialize, Serialize};
+
+use crate::CompressError;
+
+/// The numeric format a layer's weights and input activation are stored in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Unchanged.
+    #[default]
+    F32,
+    /// Weights symmetric int8 per output channel (grid −127…127), the
+    /// layer's input activation asymmetric uint8 per tensor.
+    Int8,
+}
+
+/// How weights are put on the int8 grid.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rounding {
+    /// Round to nearest, each weight alone.
+    Nearest,
+    /// GPTQ: column by column, the rounding error of each weight is
+    /// compensated in the weights not yet rounded, through the layer's input
+    /// Hessian (`../shared/COMPRESSION.md` §2).
+    #[default]
+    Gptq,
+}
+
+/// How an activation's quantisation range is chosen from calibration data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Observer {
+    /// The observed minimum and maximum.
+    MinMax,
+    /// The 0.01 and 99.99 percentiles.
+    Percentile,
+    /// The clipping range that minimises the mean squared quantisation error
+    /// over the observed values.
+    #[default]
+    Mse,
+}
+
+/// `FromStr` with the plan file's spelling, for command-line flags.
+macro_rules! parse_as_in_plan {
+    ($t:ty, $($name:literal => $v:expr),+) => {
+        impl std::str::FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<$t, String> {
+                match s {
+                    $($name => Ok($v),)+
+                    _ => Err(format!("'{s}': expected one of {}", [$($name),+].join(", "))),
+                }
+            }
+        }
+    };
+}
+parse_as_in_plan!(Precision, "f32" => Precision::F32, "int8" => Precision::Int8);
+parse_as_in_plan!(Rounding, "gptq" => Rounding::Gptq, "nearest" => Rounding::Nearest);
+parse_as_in_plan!(Observer, "mse" => Observer::Mse, "minmax" => Observer::MinMax, "percentile" => Observer::Percentile);
+
+/// Settings of one layer (every field optional in the file; see
+/// [`LayerSettings`] for the resolved form).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quant: Option<Precision>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rounding: Option<Rounding>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observer: Option<Observer>,
+    /// Pattern library size (4-tap patterns of 3x3 kernels); 0 disables.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patterns: Option<usize>,
+    /// Fraction of 3x3 kernels removed whole, in [0, 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connectivity: Option<f64>,
+}
+
+/// A per-layer override.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerRule {
+    /// Glob over layer names (`*` any run, `?` one character).
+    #[serde(rename = "match")]
+    pub pattern: String,
+    #[serde(flatten)]
+    pub settings: Settings,
+}
+
+/// A whole plan: defaults plus ordered per-layer overrides.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    #[serde(default)]
+    pub default: Settings,
+    #[serde(default, rename = "layer", skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerRule>,
+}
+
+/// The settings one layer ends up with.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LayerSettings {
+    pub quant: Precision,
+    pub rounding: Rounding,
+    pub observer: Observer,
+    pub patterns: usize,
+    pub connectivity: f64,
+}
+
+impl LayerSettings {
+    /// Whether the layer is changed at all.
+    pub fn is_lossy(&self) -> bool {
+        self.quant != Precision::F32 || self.patterns > 0 || self.connectivity > 0.0
+    }
+}
+
+/// The largest pattern library: every 4-tap pattern of a 3x3 kernel that
+/// keeps the centre (C(8,3) = 56).
+pub const MAX_PATTERNS: usize = 56;
+
+impl Plan {
+    /// Parses a plan file's text. Errors name the file's problem (unknown
+    /// keys and values included).
+    pub fn parse(text: &str) -> Result<Plan, CompressError> {
+        let plan: Plan = toml::from_str(text).map_err(|e| CompressError::Plan(e.to_string()))?;
+        plan.check()?;
+        Ok(plan)
+    }
+
+    /// The plan as TOML text (what `kerf tune` writes); parses back to an
+    /// equal plan.
+    pub fn to_toml(&self) -> String {
+        // Serialising plain structs of strings and numbers cannot fail.
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// Checks value ranges (the parser checks names and types).
+    pub fn check(&self) -> Result<(), CompressError> {
+        let all = std::iter::once(("[default]".to_string(), &self.default))
+            .chain(self.layers.iter().map(|r| (format!("layer '{}'", r.pattern), &r.settings)));
+        for (site, s) in all {
+            if let Some(k) = s.patterns {
+                if k > MAX_PATTERNS {
+                    return Err(CompressError::Plan(format!(
+                        "{site}: patterns = {k}, the library has at most {MAX_PATTERNS} 4-tap patterns"
+                    )));
+                }
+            }
+            if let Some(c) = s.connectivity {
+                if !(0.0..1.0).contains(&c) {
+                    return Err(CompressError::Plan(format!(
+                        "{site}: connectivity = {c}, expected a fraction in [0, 1)"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The settings of every named layer, in the order given. Every
+    /// `[[layer]]` glob must match at least one of `layers`.
+    pub fn resolve(&self, layers: &[&str]) -> Result<Vec<LayerSettings>, CompressError> {
+        self.check()?;
+        for rule in &self.layers {
+            if !layers.iter().any(|l| glob(&rule.pattern, l)) {
+                return Err(CompressError::Plan(format!(
+                    "layer '{}' matches no compressible layer of the model (it has: {})",
+                    rule.pattern,
+                    layers.join(", ")
+                )));
+            }
+        }
+        Ok(layers.iter().map(|l| self.settings_of(l)).collect())
+    }
+
+    fn settings_of(&self, layer: &str) -> LayerSettings {
+        let mut s = self.default.clone();
+        for rule in self.layers.iter().filter(|r| glob(&r.pattern, layer)) {
+            let o = &rule.settings;
+            s.quant = o.quant.or(s.quant);
+            s.rounding = o.rounding.or(s.rounding);
+            s.observer = o.observer.or(s.observer);
+            s.patterns = o.patterns.or(s.patterns);
+            s.connectivity = o.connectivity.or(s.connectivity);
+        }
+        LayerSettings {
+            quant: s.quant.unwrap_or_default(),
+            rounding: s.rounding.unwrap_or_default(),
+            observer: s.observer.unwrap_or_default(),
+            patterns: s.patterns.unwrap_or(0),
+            connectivity: s.connectivity.unwrap_or(0.0),
+        }
+    }
+}
+
+/// `*` matches any run of characters, `?` exactly one; everything else
+/// matches itself.
+pub fn glob(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    // classic two-pointer match with backtracking to the last star
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < n.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(s) = star {
+            i = s + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        for (p, n, want) in [
+            ("conv*", "conv1", true),
+            ("conv*", "fc", false),
+            ("*", "", true),
+            ("c?nv", "conv", true),
+            ("c?nv", "cnv", false),
+            ("*.1", "layer.1", true),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxbyy", false),
+        ] {
+            assert_eq!(glob(p, n), want, "{p} on {n}");
+        }
+    }
+
+    #[test]
+    fn overrides_apply_in_order() {
+        let plan = Plan::parse(
+            "[default]\nquant = \"int8\"\npatterns = 8\n\n[[layer]]\nmatch = \"conv1\"\nquant = \"f32\"\n\n[[layer]]\nmatch = \"conv*\"\nconnectivity = 0.25\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let s = plan.resolve(&["conv1", "conv2", "fc"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s[0].quant, Precision::F32);
+        assert_eq!(s[0].connectivity, 0.25);
+        assert_eq!(s[1].quant, Precision::Int8);
+        assert_eq!(s[2].connectivity, 0.0);
+        assert_eq!(s[2].patterns, 8);
+    }
+
+    #[test]
+    fn round_trips() {
+        let text =
+            "[default]\nquant = \"int8\"\nrounding = \"nearest\"\n\n[[layer]]\nmatch = \"fc*\"\nquant = \"f32\"\n";
+        let plan = Plan::parse(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(Plan::parse(&plan.to_toml()).unwrap_or_else(|e| panic!("{e}")), plan);
+    }
+
+    #[test]
+    fn bad_plans_are_errors() {
+        for (text, needle) in [
+            ("[default]\nquant = \"int4\"\n", "int4"),
+            ("[default]\nqaunt = \"int8\"\n", "qaunt"),
+            ("[default]\nconnectivity = 1.5\n", "connectivity"),
+            ("[default]\npatterns = 99\n", "patterns"),
+        ] {
+            let e = Plan::parse(text).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains(needle), "{text:?} gave {e:?}");
+        }
+        let plan = Plan::parse("[[layer]]\nmatch = \"nope\"\nquant = \"int8\"\n").unwrap_or_else(|e| panic!("{e}"));
+        let e = plan.resolve(&["conv1"]).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("nope") && e.contains("conv1"), "{e}");
+    }
+}

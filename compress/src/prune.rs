@@ -1,0 +1,175 @@
+//! Pattern and connectivity pruning of 3x3 convs (PatDNN's structure), with
+//! masks chosen by Optimal-Brain-Surgeon saliency and the kept weights
+//! re-solved by least squares instead of retraining.
+//!
+//! - A **pattern** keeps 4 of a 3x3 kernel's 9 taps, the centre always
+//!   (56 candidates). The cost of a pattern on kernel `(o, c)` is the OBS
+//!   cost of removing its 5 dropped taps, `w_Dᵀ ([H⁻¹]_DD)⁻¹ w_D`: how much
+//!   the layer's output error grows when the rest of the row adapts. Each
+//!   layer's library is the `K` candidates that are cheapest for most
+//!   kernels; each kernel then takes the library pattern it loses least by.
+//! - **Connectivity** pruning removes whole kernels: the given fraction of
+//!   the layer's kernels with the least OBS cost of removing all 9 taps.
+//! - **Compensation**: with the mask fixed, each output row's kept weights
+//!   are the least-squares fit of the FP32 layer's output on the
+//!   compressed network's input, `ŵ_M = H_MM⁻¹ (G w)_M` (see
+//!   [`crate::hessian`]); the masked weights are exactly zero.
+
+use faer::Mat;
+use kerf_ir::Sparsity;
+
+use crate::layer::{Kind, Site};
+use crate::linalg;
+use crate::CompressError;
+
+/// Taps of a 3x3 kernel, row-major; the centre is tap 4.
+const AREA: usize = 9;
+const CENTRE: u32 = 1 << 4;
+
+/// Every 4-tap mask that keeps the centre, in increasing order.
+pub fn candidates() -> Vec<u32> {
+    (0u32..1 << AREA).filter(|m| m.count_ones() == 4 && m & CENTRE != 0).collect()
+}
+
+/// Whether a layer is one pattern pruning applies to: a 2-D conv with 3x3
+/// kernels.
+pub fn applies(site: &Site) -> bool {
+    matches!(&site.kind, Kind::Conv { kernel, .. } if kernel.as_slice() == [3, 3])
+}
+
+/// The chosen structure of one layer.
+#[derive(Clone, Debug)]
+pub struct Choice {
+    /// `[rows][cols]`: whether each weight is kept.
+    pub keep: Vec<Vec<bool>>,
+    /// The weight layout recorded in the IR.
+    pub sparsity: Sparsity,
+    /// Kernels removed whole.
+    pub removed: usize,
+}
+
+/// Chooses patterns (library of `k`; 0 keeps kernels whole) and removes `connectivity` of the
+/// kernels, from each group's `H⁻¹`.
+pub fn choose(
+    site: &Site,
+    rows: &[Vec<f64>],
+    hinv: &[Mat<f64>],
+    k: usize,
+    connectivity: f64,
+) -> Result<Choice, CompressError> {
+    let cands = candidates();
+    let kernels_per_row = site.cols / AREA;
+    let rows_per_group = site.rows / site.groups();
+    // cost[kernel][candidate] and the cost of removing the whole kernel
+    let mut costs: Vec<Vec<f64>> = Vec::with_capacity(site.rows * kernels_per_row);
+    let mut whole: Vec<f64> = Vec::with_capacity(site.rows * kernels_per_row);
+    for (o, row) in rows.iter().enumerate() {
+        let hi = &hinv[o / rows_per_group];
+        for c in 0..kernels_per_row {
+            let taps: Vec<usize> = (0..AREA).map(|t| c * AREA + t).collect();
+            let block = linalg::sub(hi, &taps);
+            let w: Vec<f64> = taps.iter().map(|&j| row[j]).collect();
+            whole.push(linalg::obs_cost(&block, &w)?);
+            let mut per = Vec::with_capacity(cands.len());
+            if k == 0 {
+                costs.push(per);
+                continue;
+            }
+            for &m in &cands {
+                let dropped: Vec<usize> = (0..AREA).filter(|t| m & (1 << t) == 0).collect();
+                let wd: Vec<f64> = dropped.iter().map(|&t| w[t]).collect();
+                per.push(linalg::obs_cost(&linalg::sub(&block, &dropped), &wd)?);
+            }
+            costs.push(per);
+        }
+    }
+    // no pattern library: kernels are kept whole or removed
+    let library = if k == 0 { vec![(1 << AREA) - 1] } else { library(&costs, &cands, k) };
+    let mut assignment: Vec<Option<u8>> = costs
+        .iter()
+        .map(|per| {
+            let best = library
+                .iter()
+                .enumerate()
+                .map(|(li, m)| (li, cands.iter().position(|c| c == m).and_then(|i| per.get(i)).copied().unwrap_or(0.0)))
+                .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            best.map(|(li, _)| li as u8)
+        })
+        .collect();
+    // connectivity: the cheapest kernels to lose entirely
+    let removed = ((connectivity * assignment.len() as f64).round() as usize).min(assignment.len());
+    let mut order: Vec<usize> = (0..assignment.len()).collect();
+    order.sort_by(|&a, &b| whole[a].total_cmp(&whole[b]).then(a.cmp(&b)));
+    for &kid in order.iter().take(removed) {
+        assignment[kid] = None;
+    }
+    let keep = rows
+        .iter()
+        .enumerate()
+        .map(|(o, _)| {
+            (0..site.cols)
+                .map(|j| {
+                    let (c, t) = (j / AREA, j % AREA);
+                    assignment[o * kernels_per_row + c].is_some_and(|p| library[p as usize] & (1 << t) != 0)
+                })
+                .collect()
+        })
+        .collect();
+    Ok(Choice { keep, sparsity: Sparsity::Pattern { kernel: [3, 3], patterns: library, assignment }, removed })
+}
+
+/// The `k` candidates that are the cheapest choice for the most kernels
+/// (ties: lower mask first).
+fn library(costs: &[Vec<f64>], cands: &[u32], k: usize) -> Vec<u32> {
+    let mut votes = vec![0usize; cands.len()];
+    for per in costs {
+        if let Some((i, _)) = per.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1).then(a.0.cmp(&b.0))) {
+            votes[i] += 1;
+        }
+    }
+    let mut order: Vec<usize> = (0..cands.len()).collect();
+    order.sort_by(|&a, &b| votes[b].cmp(&votes[a]).then(a.cmp(&b)));
+    let mut lib: Vec<u32> = order.iter().take(k.max(1)).map(|&i| cands[i]).collect();
+    lib.sort_unstable();
+    lib
+}
+
+/// Least-squares refit of each row's kept weights against the asymmetric
+/// target (FP32 weights `rows_fp` on FP32 inputs): `ŵ_M = H_MM⁻¹ (G w)_M`.
+pub fn refit(
+    site: &Site,
+    rows_fp: &[Vec<f64>],
+    keep: &[Vec<bool>],
+    h: &[Mat<f64>],
+    g: &[Mat<f64>],
+) -> Result<Vec<Vec<f64>>, CompressError> {
+    let rows_per_group = site.rows / site.groups();
+    let damped: Vec<Mat<f64>> = h.iter().map(|m| linalg::dampened(m, 0.01)).collect();
+    let mut out = Vec::with_capacity(rows_fp.len());
+    for (o, w) in rows_fp.iter().enumerate() {
+        let grp = o / rows_per_group;
+        let kept: Vec<usize> = (0..site.cols).filter(|&j| keep[o][j]).collect();
+        let mut row = vec![0.0; site.cols];
+        if !kept.is_empty() {
+            let gw: Vec<f64> = kept.iter().map(|&i| (0..site.cols).map(|j| g[grp][(i, j)] * w[j]).sum()).collect();
+            let x = linalg::solve_spd(&linalg::sub(&damped[grp], &kept), &gw)?;
+            for (&j, v) in kept.iter().zip(x) {
+                row[j] = v;
+            }
+        }
+        out.push(row);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_candidates_are_56_centred_4_tap_masks() {
+        let c = candidates();
+        assert_eq!(c.len(), crate::plan::MAX_PATTERNS);
+        assert!(c.iter().all(|m| m.count_ones() == 4 && m & CENTRE != 0));
+    }
+}

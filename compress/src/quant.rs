@@ -1,0 +1,276 @@
+//! int8: weight grids, GPTQ rounding, activation ranges.
+//!
+//! Weights are symmetric signed int8 per output channel: row `o` holds
+//! `scale[o] · q` with integer `q ∈ [−127, 127]` (−128 is never used, so a
+//! negated weight is still on the grid, and `u8 × s8` pair sums stay in
+//! `i16` range one step longer). Activations are asymmetric uint8 per
+//! tensor: `x' = (clamp(round(x / s) + z, 0, 255) − z) · s`, rounding half
+//! to even, the ONNX `QuantizeLinear`/`DequantizeLinear` pair.
+
+use faer::Mat;
+
+use crate::linalg;
+use crate::plan::Observer;
+use crate::CompressError;
+
+/// Largest weight code.
+pub const QMAX: f64 = 127.0;
+
+/// Per-row scales from each row's largest magnitude (a zero row gets 1, any
+/// positive scale represents it exactly).
+pub fn row_scales(rows: &[Vec<f64>]) -> Vec<f64> {
+    rows.iter()
+        .map(|r| {
+            let m = r.iter().fold(0.0f64, |m, &x| m.max(x.abs()));
+            if m > 0.0 {
+                m / QMAX
+            } else {
+                1.0
+            }
+        })
+        .collect()
+}
+
+/// The grid point nearest `w` (ties to even, like the exported `round`).
+pub fn on_grid(w: f64, scale: f64) -> f64 {
+    (w / scale).round_ties_even().clamp(-QMAX, QMAX) * scale
+}
+
+/// Rounds every weight to its nearest grid point; masked-off weights
+/// (`keep[o][j] == false`) become zero.
+pub fn round_nearest(rows: &mut [Vec<f64>], scales: &[f64], keep: Option<&[Vec<bool>]>) {
+    for (o, r) in rows.iter_mut().enumerate() {
+        for (j, w) in r.iter_mut().enumerate() {
+            let kept = keep.is_none_or(|k| k[o][j]);
+            *w = if kept { on_grid(*w, scales[o]) } else { 0.0 };
+        }
+    }
+}
+
+/// GPTQ (Frantar et al. 2022; `../shared/COMPRESSION.md` §2): columns are
+/// rounded in order, and each column's rounding error, scaled through the
+/// upper Cholesky factor `U` of `H⁻¹` (`H` dampened by 1% of its mean
+/// diagonal), is subtracted from the columns not yet rounded, which
+/// minimises `‖(W − Ŵ) X‖²` greedily. Masked-off weights are "rounded" to
+/// zero the same way (SparseGPT's joint prune + quantise with a fixed mask).
+/// Columns no calibration sample ever touched (zero diagonal) are rounded
+/// alone. Deterministic: plain arithmetic in a fixed order.
+pub fn gptq(
+    rows: &mut [Vec<f64>],
+    h: &Mat<f64>,
+    scales: &[f64],
+    keep: Option<&[Vec<bool>]>,
+) -> Result<(), CompressError> {
+    let n = h.nrows();
+    let u = linalg::inverse_upper_cholesky(h, 0.01)?;
+    let mut err = vec![0.0f64; rows.len()];
+    for i in 0..n {
+        let d = u[(i, i)];
+        for (o, r) in rows.iter_mut().enumerate() {
+            let kept = keep.is_none_or(|k| k[o][i]);
+            let q = if kept { on_grid(r[i], scales[o]) } else { 0.0 };
+            err[o] = (r[i] - q) / d;
+            r[i] = q;
+        }
+        // W[:, i+1:] -= err · U[i, i+1:]
+        for (o, r) in rows.iter_mut().enumerate() {
+            let e = err[o];
+            if e == 0.0 {
+                continue;
+            }
+            for (j, w) in r.iter_mut().enumerate().skip(i + 1) {
+                *w -= e * u[(i, j)];
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Asymmetric uint8 quantisation of an activation tensor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ActQuant {
+    pub scale: f32,
+    pub zero_point: u8,
+}
+
+impl ActQuant {
+    /// The grid covering `[lo, hi]` (widened to contain 0, so zero padding
+    /// and Relu's zeros are exact).
+    pub fn covering(lo: f64, hi: f64) -> ActQuant {
+        let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+        if hi - lo <= f64::MIN_POSITIVE {
+            return ActQuant { scale: 1.0, zero_point: 0 };
+        }
+        let scale = ((hi - lo) / 255.0) as f32;
+        let zero_point = (-lo / scale as f64).round_ties_even().clamp(0.0, 255.0) as u8;
+        ActQuant { scale, zero_point }
+    }
+
+    /// What `QuantizeLinear` then `DequantizeLinear` make of `x`, computed
+    /// the way the inserted graph nodes compute it (f32 division).
+    pub fn fake(&self, x: f32) -> f32 {
+        let z = self.zero_point as f32;
+        ((x / self.scale).round_ties_even().clamp(-z, 255.0 - z)) * self.scale
+    }
+}
+
+/// Collects an activation's values (a deterministic subsample past
+/// `capacity`) and picks its range.
+#[derive(Clone, Debug)]
+pub struct RangeObserver {
+    values: Vec<f32>,
+    seen: usize,
+    capacity: usize,
+    stride: usize,
+    lo: f32,
+    hi: f32,
+}
+
+impl RangeObserver {
+    pub fn new(capacity: usize) -> RangeObserver {
+        RangeObserver {
+            values: Vec::new(),
+            seen: 0,
+            capacity: capacity.max(1),
+            stride: 1,
+            lo: f32::INFINITY,
+            hi: f32::NEG_INFINITY,
+        }
+    }
+
+    /// Adds values; a non-finite value is an error naming `what`.
+    pub fn add(&mut self, xs: &[f32], what: &str) -> Result<(), CompressError> {
+        for &x in xs {
+            if !x.is_finite() {
+                return Err(CompressError::Calibration(format!("{what}: a calibration sample gives {x}")));
+            }
+            self.lo = self.lo.min(x);
+            self.hi = self.hi.max(x);
+            // every stride-th value; when twice full, every other one is
+            // dropped and the stride doubles: an even, deterministic subsample
+            if self.seen.is_multiple_of(self.stride) {
+                self.values.push(x);
+                if self.values.len() >= 2 * self.capacity {
+                    let kept: Vec<f32> = self.values.iter().step_by(2).copied().collect();
+                    self.values = kept;
+                    self.stride *= 2;
+                }
+            }
+            self.seen += 1;
+        }
+        Ok(())
+    }
+
+    /// The grid the observer chooses.
+    pub fn choose(&self, how: Observer) -> ActQuant {
+        if self.seen == 0 {
+            return ActQuant { scale: 1.0, zero_point: 0 };
+        }
+        let (lo, hi) = (self.lo as f64, self.hi as f64);
+        match how {
+            Observer::MinMax => ActQuant::covering(lo, hi),
+            Observer::Percentile => {
+                let mut v = self.values.clone();
+                v.sort_by(f32::total_cmp);
+                let at = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize] as f64;
+                ActQuant::covering(at(0.0001), at(0.9999))
+            }
+            Observer::Mse => self.mse(lo, hi),
+        }
+    }
+
+    /// The clipped range `[α·lo, α·hi]`, α on a grid of 100 steps in
+    /// (0, 1], with the least squared error over the kept values.
+    fn mse(&self, lo: f64, hi: f64) -> ActQuant {
+        let mut best = (f64::INFINITY, ActQuant::covering(lo, hi));
+        for step in (1..=100).rev() {
+            let a = step as f64 / 100.0;
+            let q = ActQuant::covering(a * lo, a * hi);
+            let e: f64 = self.values.iter().map(|&x| ((q.fake(x) - x) as f64).powi(2)).sum();
+            if e < best.0 {
+                best = (e, q);
+            }
+        }
+        best.1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn act_grid_holds_zero_and_range() {
+        let q = ActQuant::covering(-1.0, 3.0);
+        assert_eq!(q.fake(0.0), 0.0);
+        assert!((q.fake(3.0) - 3.0).abs() <= q.scale / 2.0);
+        assert!((q.fake(-1.0) + 1.0).abs() <= q.scale / 2.0);
+        assert!(q.fake(100.0) <= 3.0 + q.scale);
+    }
+
+    #[test]
+    fn gptq_beats_nearest_on_correlated_inputs() {
+        // inputs with strongly correlated columns: error compensation pays
+        let (n, rows, samples) = (16, 8, 200);
+        let mut h = Mat::<f64>::zeros(n, n);
+        let mut seed = 1u64;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+        };
+        let xs: Vec<Vec<f64>> = (0..samples)
+            .map(|_| {
+                let base = rnd();
+                (0..n).map(|_| base + 0.1 * rnd()).collect()
+            })
+            .collect();
+        for x in &xs {
+            for i in 0..n {
+                for j in 0..n {
+                    h[(i, j)] += x[i] * x[j];
+                }
+            }
+        }
+        let w: Vec<Vec<f64>> = (0..rows).map(|_| (0..n).map(|_| rnd()).collect()).collect();
+        let scales: Vec<f64> = row_scales(&w).iter().map(|s| s * 8.0).collect(); // a coarse grid
+        let loss = |q: &[Vec<f64>]| -> f64 {
+            xs.iter()
+                .map(|x| {
+                    (0..rows).map(|o| (0..n).map(|j| (w[o][j] - q[o][j]) * x[j]).sum::<f64>().powi(2)).sum::<f64>()
+                })
+                .sum()
+        };
+        let mut near = w.clone();
+        round_nearest(&mut near, &scales, None);
+        let mut opt = w.clone();
+        gptq(&mut opt, &h, &scales, None).unwrap_or_else(|e| panic!("{e}"));
+        for (o, r) in opt.iter().enumerate() {
+            for &x in r {
+                let k = x / scales[o];
+                assert!((k - k.round()).abs() < 1e-9 && k.abs() <= QMAX, "off the grid: {k}");
+            }
+        }
+        assert!(loss(&opt) < 0.5 * loss(&near), "gptq {} vs nearest {}", loss(&opt), loss(&near));
+    }
+
+    #[test]
+    fn observers_reject_non_finite() {
+        let mut o = RangeObserver::new(10);
+        let e = o.add(&[1.0, f32::NAN], "input of conv1").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("conv1") && e.contains("NaN"), "{e}");
+    }
+
+    #[test]
+    fn mse_clips_a_rare_outlier_and_never_loses_to_minmax() {
+        // a million values in [0, 1) and one at 2: the rounding error saved
+        // on the many outweighs the clipping error of the one
+        let mut o = RangeObserver::new(1 << 21);
+        let mut v: Vec<f32> = (0..1_000_000).map(|i| (i % 1000) as f32 / 1000.0).collect();
+        v.push(2.0);
+        o.add(&v, "x").unwrap_or_else(|e| panic!("{e}"));
+        let (mse, mm) = (o.choose(Observer::Mse), o.choose(Observer::MinMax));
+        assert!(mse.scale < mm.scale * 0.75, "mse {mse:?} minmax {mm:?}");
+        let err = |q: ActQuant| v.iter().map(|&x| ((q.fake(x) - x) as f64).powi(2)).sum::<f64>();
+        assert!(err(mse) <= err(mm));
+    }
+}

@@ -1,0 +1,181 @@
+//! What compression did to each layer, what it cost and what it saved.
+
+use std::fmt;
+
+use kerf_ir::{Graph, Sparsity, Tensor};
+
+use crate::layer::{Kind, Site};
+use crate::plan::{LayerSettings, Precision};
+use crate::quant::ActQuant;
+
+/// One layer's outcome.
+#[derive(Clone, Debug)]
+pub struct LayerReport {
+    pub layer: String,
+    /// `Conv 3x3`, `Gemm`, ...
+    pub kind: String,
+    pub settings: LayerSettings,
+    /// Weights before, and kept (non-pruned).
+    pub weights: usize,
+    pub kept: usize,
+    /// Multiply-accumulates per inference before and after pruning.
+    pub macs: usize,
+    pub macs_kept: usize,
+    /// Weight storage: f32 dense before; after, 1 byte per kept int8
+    /// weight (4 per f32) plus per-channel scales and one pattern id per
+    /// kernel.
+    pub bytes_before: usize,
+    pub bytes_after: usize,
+    /// `‖(W − Ŵ) X‖² / ‖W X‖²` on the calibration inputs.
+    pub error: f64,
+    /// Kernels removed whole, and the pattern library.
+    pub removed_kernels: usize,
+    pub patterns: Vec<u32>,
+    /// The int8 grids, for export: the input's, and the weight's per-channel
+    /// scales along [`LayerReport::channel_axis`].
+    pub input_quant: Option<ActQuant>,
+    pub weight_scales: Option<Vec<f32>>,
+    pub channel_axis: usize,
+    /// The final weight values (the layer's weight tensor, as stored).
+    pub weight: Option<Tensor>,
+    pub notes: Vec<String>,
+}
+
+fn kind_name(site: &Site) -> String {
+    match &site.kind {
+        Kind::Conv { kernel, group, .. } => {
+            let k: Vec<String> = kernel.iter().map(|k| k.to_string()).collect();
+            let dw = if *group > 1 { format!(" g{group}") } else { String::new() };
+            format!("Conv {}{dw}", k.join("x"))
+        }
+        Kind::MatMulKn | Kind::MatMulNk => "MatMul".to_string(),
+    }
+}
+
+impl LayerReport {
+    pub(crate) fn unchanged(g: &Graph, site: &Site, settings: LayerSettings) -> LayerReport {
+        let n = site.rows * site.cols;
+        LayerReport {
+            layer: site.layer.clone(),
+            kind: kind_name(site),
+            settings,
+            weights: n,
+            kept: n,
+            macs: site.macs(g),
+            macs_kept: site.macs(g),
+            bytes_before: 4 * n,
+            bytes_after: 4 * n,
+            error: 0.0,
+            removed_kernels: 0,
+            patterns: Vec::new(),
+            input_quant: None,
+            weight_scales: None,
+            channel_axis: site.channel_axis(),
+            weight: None,
+            notes: Vec::new(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn compressed(
+        g: &Graph,
+        site: &Site,
+        settings: LayerSettings,
+        weight: &Tensor,
+        sparsity: &Sparsity,
+        removed_kernels: usize,
+        error: f64,
+        input_quant: Option<ActQuant>,
+        scales: Option<Vec<f64>>,
+        notes: Vec<String>,
+    ) -> LayerReport {
+        let mut r = LayerReport::unchanged(g, site, settings);
+        let kept = match sparsity {
+            Sparsity::Dense => r.weights,
+            _ => (0..weight.numel()).filter(|&i| weight.get_f64(i) != 0.0).count(),
+        };
+        let (patterns, ids) = match sparsity {
+            Sparsity::Pattern { patterns, assignment, .. } => (patterns.clone(), assignment.len()),
+            _ => (Vec::new(), 0),
+        };
+        let int8 = settings.quant == Precision::Int8;
+        let per_weight = if int8 { 1 } else { 4 };
+        let stored = if matches!(sparsity, Sparsity::Dense) { r.weights } else { kept };
+        r.kept = kept;
+        r.macs_kept = (r.macs as f64 * kept as f64 / r.weights.max(1) as f64).round() as usize;
+        r.bytes_after = stored * per_weight + if int8 { 4 * site.rows } else { 0 } + ids;
+        r.error = error;
+        r.removed_kernels = removed_kernels;
+        r.patterns = patterns;
+        r.input_quant = input_quant;
+        r.weight_scales = scales.map(|s| s.iter().map(|&x| x as f32).collect());
+        r.weight = Some(weight.clone());
+        r.notes = notes;
+        r
+    }
+}
+
+/// Every layer's outcome, in node order.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub layers: Vec<LayerReport>,
+}
+
+impl Report {
+    /// Total (weights kept, MACs before, MACs after, bytes before, bytes after).
+    pub fn totals(&self) -> (usize, usize, usize, usize) {
+        self.layers
+            .iter()
+            .fold((0, 0, 0, 0), |t, l| (t.0 + l.macs, t.1 + l.macs_kept, t.2 + l.bytes_before, t.3 + l.bytes_after))
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<24} {:<12} {:<5} {:>8} {:>9} {:>10} {:>10} {:>10}  notes",
+            "layer", "kind", "quant", "patterns", "removed", "MACs", "bytes", "rel. error"
+        )?;
+        for l in &self.layers {
+            let quant = match l.settings.quant {
+                Precision::F32 => "f32",
+                Precision::Int8 => "int8",
+            };
+            let pats = if l.patterns.is_empty() { "-".to_string() } else { l.patterns.len().to_string() };
+            writeln!(
+                f,
+                "{:<24} {:<12} {:<5} {:>8} {:>9} {:>10} {:>10} {:>10.2e}  {}",
+                l.layer,
+                l.kind,
+                quant,
+                pats,
+                l.removed_kernels,
+                format!("{}/{}", short(l.macs_kept), short(l.macs)),
+                format!("{}/{}", short(l.bytes_after), short(l.bytes_before)),
+                l.error,
+                l.notes.join("; ")
+            )?;
+        }
+        let (m0, m1, b0, b1) = self.totals();
+        writeln!(
+            f,
+            "total: MACs {} -> {} ({:.2}x fewer), weight bytes {} -> {} ({:.2}x smaller)",
+            short(m0),
+            short(m1),
+            m0 as f64 / m1.max(1) as f64,
+            short(b0),
+            short(b1),
+            b0 as f64 / b1.max(1) as f64
+        )
+    }
+}
+
+fn short(n: usize) -> String {
+    match n {
+        0..1_000 => n.to_string(),
+        1_000..1_000_000 => format!("{:.1}K", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.2}M", n as f64 / 1e6),
+        _ => format!("{:.2}G", n as f64 / 1e9),
+    }
+}

@@ -1,0 +1,78 @@
+//! Graph edits the lossy transforms make: new weight values (with their
+//! layout) and an activation quantiser in front of a layer.
+
+use kerf_ir::{BinaryOp, Graph, Op, Origin, Sparsity, Tensor, UnaryOp, ValueDef, ValueId, WeightId, F32};
+
+use crate::quant::ActQuant;
+use crate::CompressError;
+
+/// Replaces a weight's values (same shape) and records its layout. The
+/// weight is checked against the layout.
+pub fn set_weight(g: &mut Graph, w: WeightId, t: Tensor, sparsity: Sparsity) -> Result<(), CompressError> {
+    sparsity.validate(&t).map_err(|e| CompressError::Numeric(format!("weight '{}': {e}", g.weights.get(w).name)))?;
+    let slot = g.weights.get_mut(w);
+    slot.tensor = t;
+    slot.sparsity = sparsity;
+    Ok(())
+}
+
+/// A copy of `g` where input 0 of node `node` reads `x` through
+/// `QuantizeLinear → DequantizeLinear` with `q`, spelt in IR ops exactly as
+/// the ONNX pair computes it: `Mul(Clip(Round(Div(x, s)), −z, 255 − z), s)`
+/// (the zero point's add and subtract cancel around the clip). Other users
+/// of `x` are unchanged. The new nodes are named `<layer>.xq/…`.
+pub fn quantize_input(g: &Graph, node: usize, layer: &str, q: ActQuant) -> Result<Graph, CompressError> {
+    let mut out = Graph::new(g.name.clone());
+    out.weights = g.weights.clone();
+    let mut map: Vec<Option<ValueId>> = vec![None; g.values.len()];
+    for &i in &g.inputs {
+        let v = g.value(i);
+        map[i.0 as usize] = Some(out.add_input(v.name.clone(), v.ty.clone()));
+    }
+    let err = |e: kerf_ir::IrError| CompressError::layer(layer, e.to_string());
+    for (ni, n) in g.nodes.iter().enumerate() {
+        let mut ins = Vec::with_capacity(n.inputs.len());
+        for &v in &n.inputs {
+            ins.push(mapped(g, &mut out, &mut map, v, layer)?);
+        }
+        if ni == node {
+            let s = out.add_const(format!("{layer}.xq/scale"), Tensor::scalar_f32(q.scale), Origin::Derived);
+            let z = q.zero_point as f32;
+            let x = ins[0];
+            let d = out.add_node1(format!("{layer}.xq/div"), Op::Binary(BinaryOp::Div), vec![x, s]).map_err(err)?;
+            let r = out.add_node1(format!("{layer}.xq/round"), Op::Unary(UnaryOp::Round), vec![d]).map_err(err)?;
+            let clip = UnaryOp::Clip { min: F32::new(-z), max: F32::new(255.0 - z) };
+            let c = out.add_node1(format!("{layer}.xq/clip"), Op::Unary(clip), vec![r]).map_err(err)?;
+            ins[0] = out.add_node1(format!("{layer}.xq"), Op::Binary(BinaryOp::Mul), vec![c, s]).map_err(err)?;
+        }
+        let outs = out.add_node(n.name.clone(), n.op.clone(), ins).map_err(err)?;
+        for (&o, no) in n.outputs.iter().zip(outs) {
+            map[o.0 as usize] = Some(no);
+        }
+    }
+    for o in &g.outputs {
+        let v = mapped(g, &mut out, &mut map, o.value, layer)?;
+        out.add_output(o.name.clone(), v);
+    }
+    Ok(out)
+}
+
+/// The new graph's value for `v`: inputs and node outputs are mapped when
+/// defined, constants on first use (same weight id: the table is copied).
+fn mapped(
+    g: &Graph,
+    out: &mut Graph,
+    map: &mut [Option<ValueId>],
+    v: ValueId,
+    layer: &str,
+) -> Result<ValueId, CompressError> {
+    if let Some(m) = map[v.0 as usize] {
+        return Ok(m);
+    }
+    let m = match g.value(v).def {
+        ValueDef::Const(w) => out.add_const_ref(w),
+        _ => return Err(CompressError::layer(layer, format!("value %{} used before it is defined", v.0))),
+    };
+    map[v.0 as usize] = Some(m);
+    Ok(m)
+}

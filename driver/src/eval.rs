@@ -1,0 +1,100 @@
+//! `kerf eval`: accuracy and fidelity of a (compressed) model on a data set.
+//!
+//! Runs every sample through the JIT-compiled model. With `--labels`, prints
+//! top-1 accuracy; with compression flags, the same for the FP32 model,
+//! measured the same way, and the compressed model's agreement with it
+//! (same arg-max), output SNR and cosine similarity.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use kerf_ir::{Graph, Tensor};
+use kerf_pipeline::compression::{data_files, read_stacked, samples_for};
+use kerf_pipeline::dataset::{argmax, read_labels, Fidelity};
+use kerf_pipeline::{Optimized, Session};
+
+use crate::options::{warn, ModelArgs};
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Samples: FILE.npy (N samples stacked on a leading axis), or NAME=FILE.npy per input.
+    #[arg(long, required = true)]
+    data: Vec<String>,
+    /// Class labels: N integers (top-1 accuracy of output 0).
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Use only the first N samples.
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+pub fn run(args: &EvalArgs) -> Result<()> {
+    let base = args.model.uncompressed()?;
+    let names = base.model_inputs()?;
+    let stacked = read_stacked(&data_files(&args.data, &names)?)?;
+    let fp = base.sample_shapes(&stacked)?;
+    let fp_graph = fp.graph()?;
+    let mut samples = samples_for(&fp_graph.graph, &stacked)?;
+    if let Some(n) = args.limit {
+        samples.truncate(n);
+    }
+    let labels = match &args.labels {
+        Some(p) => {
+            let l = read_labels(p)?;
+            if l.len() < samples.len() {
+                bail!("{} labels in '{}' for {} samples", l.len(), p.display(), samples.len());
+            }
+            Some(l)
+        }
+        None => None,
+    };
+    let fp_out = outputs(&fp, &fp_graph, &samples)?;
+    println!("samples: {}", samples.len());
+    if !args.model.compressing()? {
+        if let Some(l) = &labels {
+            println!("top1: {:.4}", top1(&fp_out, l));
+        }
+        return Ok(());
+    }
+    let cs = args.model.session()?;
+    let c_graph = cs.graph()?;
+    warn(&c_graph);
+    let c_out = outputs(&cs, &c_graph, &samples)?;
+    if let Some(l) = &labels {
+        println!("top1: {:.4} (fp32 {:.4})", top1(&c_out, l), top1(&fp_out, l));
+    }
+    let mut f = Fidelity::default();
+    for (a, b) in c_out.iter().zip(&fp_out) {
+        f.add(a, b);
+    }
+    println!("agreement: {:.4}  snr: {:.1} dB  cosine: {:.5}", f.agreement(), f.snr_db(), f.cosine());
+    Ok(())
+}
+
+/// Output 0 of the JIT-compiled graph on every sample.
+fn outputs(s: &Session, o: &Optimized, samples: &[Vec<Tensor>]) -> Result<Vec<Tensor>> {
+    let g: &Graph = &o.graph;
+    let jit = s.clone().target("host", "native").jit(g)?;
+    let Some(out) = g.outputs.first() else { bail!("the model has no outputs") };
+    let ty = g.ty(out.value).clone();
+    let model = jit.model();
+    let mut arena = model.new_arena();
+    let sizes: Vec<usize> = model.info().outputs.iter().map(|t| t.bytes).collect();
+    let mut bufs: Vec<Vec<u8>> = sizes.iter().map(|&n| vec![0u8; n]).collect();
+    let mut res = Vec::with_capacity(samples.len());
+    for sample in samples {
+        let ins: Vec<&[u8]> = sample.iter().map(Tensor::bytes).collect();
+        let mut outs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
+        model.run(&ins, &mut outs, &mut arena)?;
+        res.push(Tensor::from_bytes(ty.dtype, ty.shape.clone(), bufs[0].clone())?);
+    }
+    Ok(res)
+}
+
+fn top1(outs: &[Tensor], labels: &[i64]) -> f64 {
+    let hits = outs.iter().zip(labels).filter(|(o, &l)| argmax(o) as i64 == l).count();
+    hits as f64 / outs.len().max(1) as f64
+}

@@ -1,0 +1,111 @@
+//! The compress stage: calibration data in, a compressed graph and its
+//! per-layer report out (the transforms are `kerf-compress`'s).
+//!
+//! Calibration runs the model many times per layer, so layer inputs are
+//! probed with JIT-compiled code ([`JitProbe`]), not the f64 reference
+//! evaluator. The probed values are the kernels' f32 results: within the
+//! codegen tolerance of the reference, and deterministic for a given CPU
+//! preset (`baseline` is used, the same code on every x86-64 machine).
+
+use std::path::{Path, PathBuf};
+
+use kerf_compress::probe::{truncated, ProbeFn};
+use kerf_compress::{CompressError, Probe};
+use kerf_ir::{Graph, Tensor, ValueId};
+use kerf_targets::CompileOptions;
+
+use crate::dataset;
+use crate::{npy, PipelineError};
+
+/// Probes by compiling the part of the graph a value depends on with the
+/// JIT, for the host's baseline CPU.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JitProbe;
+
+impl Probe for JitProbe {
+    fn prepare(&mut self, g: &Graph, v: ValueId) -> Result<ProbeFn, CompressError> {
+        let part = truncated(g, v);
+        let opts = CompileOptions::new("host", "baseline", "kerf_probe");
+        let jit = kerf_targets::jit_compile(&part, &opts).map_err(|e| CompressError::Run(e.to_string()))?;
+        let mut arena = jit.model().new_arena();
+        let out_bytes = jit.model().info().outputs.first().map(|t| t.bytes).unwrap_or(0);
+        let mut out = vec![0u8; out_bytes];
+        Ok(Box::new(move |inputs: &[Tensor]| {
+            let ins: Vec<&[u8]> = inputs.iter().map(Tensor::bytes).collect();
+            jit.model()
+                .run(&ins, &mut [out.as_mut_slice()], &mut arena)
+                .map_err(|e| CompressError::Run(e.to_string()))?;
+            Ok(out.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        }))
+    }
+}
+
+/// Where calibration (or evaluation) samples come from: one `.npy` file for
+/// a one-input model, `NAME=FILE.npy` per input, or a folder of `.npy`
+/// files named after the inputs (`<input>.npy`).
+pub fn data_files(specs: &[String], inputs: &[String]) -> Result<Vec<(String, PathBuf)>, PipelineError> {
+    if let [one] = specs {
+        let p = Path::new(one);
+        if p.is_dir() {
+            return inputs
+                .iter()
+                .map(|n| {
+                    let f = p.join(format!("{n}.npy"));
+                    if f.is_file() {
+                        Ok((n.clone(), f))
+                    } else {
+                        Err(PipelineError::Input {
+                            input: n.clone(),
+                            msg: format!("no calibration file '{}' in the folder", f.display()),
+                        })
+                    }
+                })
+                .collect();
+        }
+    }
+    let files = crate::inputs::assign("input", specs, inputs)?;
+    inputs
+        .iter()
+        .zip(files)
+        .map(|(n, f)| {
+            f.map(|f| (n.clone(), f)).ok_or_else(|| PipelineError::Input {
+                input: n.clone(),
+                msg: format!("no data given: pass {n}=FILE.npy (samples stacked on a leading axis)"),
+            })
+        })
+        .collect()
+}
+
+/// Reads stacked samples, one file per input.
+pub fn read_stacked(files: &[(String, PathBuf)]) -> Result<Vec<(String, Tensor)>, PipelineError> {
+    files.iter().map(|(n, p)| Ok((n.clone(), npy::read(p)?))).collect()
+}
+
+/// Splits stacked data into per-sample input lists for `g`'s inputs; every
+/// input must give the same number of samples.
+pub fn samples_for(g: &Graph, stacked: &[(String, Tensor)]) -> Result<Vec<Vec<Tensor>>, PipelineError> {
+    let mut per_input = Vec::new();
+    for &v in &g.inputs {
+        let name = &g.value(v).name;
+        let (_, x) = stacked
+            .iter()
+            .find(|(n, _)| n == name)
+            .ok_or_else(|| PipelineError::Input { input: name.clone(), msg: "no data given for it".into() })?;
+        let ty = g.ty(v);
+        if x.dtype() != ty.dtype {
+            return Err(PipelineError::Input {
+                input: name.clone(),
+                msg: format!("data is {}, the model takes {}", x.dtype(), ty.dtype),
+            });
+        }
+        per_input.push(dataset::split(x, &ty.shape, name)?);
+    }
+    let n = per_input.first().map_or(0, Vec::len);
+    if let Some((k, _)) = per_input.iter().enumerate().find(|(_, v)| v.len() != n) {
+        return Err(PipelineError::Input {
+            input: g.value(g.inputs[k]).name.clone(),
+            msg: format!("{} samples, the first input has {n}", per_input[k].len()),
+        });
+    }
+    Ok((0..n).map(|i| per_input.iter().map(|v| v[i].clone()).collect()).collect())
+}
