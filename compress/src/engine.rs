@@ -5,7 +5,7 @@ use kerf_ir::{Graph, Sparsity, Tensor};
 
 use crate::hessian::Moments;
 use crate::layer::{self, Site};
-use crate::plan::{LayerSettings, Plan, Precision, Rounding};
+use crate::plan::{LayerSettings, Plan, Precision, Rounding, Selection};
 use crate::probe::Probe;
 use crate::quant::{self, ActQuant, RangeObserver};
 use crate::report::{LayerReport, Report};
@@ -111,8 +111,13 @@ fn compress_layer(
             let hinv =
                 m.h.iter().map(|h| linalg::inverse_spd(&linalg::dampened(h, 0.01))).collect::<Result<Vec<_>, _>>()?;
             let k = if s.patterns == 0 { 0 } else { s.patterns };
-            let choice = prune::choose(site, &rows_fp, &hinv, k, s.connectivity)?;
-            let rows = prune::refit(site, &rows_fp, &choice.keep, &m.h, &m.g)?;
+            let magnitude = s.selection == Selection::Magnitude;
+            let choice = prune::choose(site, &rows_fp, &hinv, k, s.connectivity, magnitude)?;
+            let rows = if magnitude {
+                mask(&rows_fp, &choice.keep)
+            } else {
+                prune::refit(site, &rows_fp, &choice.keep, &m.h, &m.g)?
+            };
             (rows, Some(choice.keep), choice.sparsity, choice.removed)
         } else {
             notes.push("pruning applies to 3x3 convs only: left dense".to_string());
@@ -212,6 +217,11 @@ fn round_rows(
         }
     }
     Ok(())
+}
+
+/// `rows` with the masked-off weights zeroed.
+fn mask(rows: &[Vec<f64>], keep: &[Vec<bool>]) -> Vec<Vec<f64>> {
+    rows.iter().zip(keep).map(|(r, k)| r.iter().zip(k).map(|(&w, &kp)| if kp { w } else { 0.0 }).collect()).collect()
 }
 
 /// The values stored: on the grid, `f32(q) · f32(scale)` exactly.

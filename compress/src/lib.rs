@@ -41,7 +41,7 @@ mod report;
 pub mod rewrite;
 
 pub use engine::{compress, Calibration};
-pub use plan::{LayerSettings, Observer, Plan, Precision, Rounding};
+pub use plan::{LayerSettings, Observer, Plan, Precision, Rounding, Selection};
 pub use probe::{EvalProbe, Probe};
 pub use quant::ActQuant;
 pub use report::{LayerReport, Report};

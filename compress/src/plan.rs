@@ -13,6 +13,7 @@
 //! observer = "mse"          # "minmax" | "percentile" | "mse"
 //! patterns = 8              # pattern library size for 3x3 convs; 0 = no pattern pruning
 //! connectivity = 0.25       # fraction of 3x3 kernels removed whole
+//! selection = "obs"         # "obs" (saliency + least-squares refit) | "magnitude"
 //!
 //! [[layer]]
 //! match = "conv1*"          # glob over layer names: * and ? wildcards
@@ -67,6 +68,19 @@ pub enum Observer {
     Mse,
 }
 
+/// How pruning chooses what to remove, and whether it compensates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Selection {
+    /// OBS saliency through the layer's input Hessian, then a least-squares
+    /// refit of the kept weights (kerf's method).
+    #[default]
+    Obs,
+    /// Largest magnitudes kept, no compensation (the no-retraining
+    /// baseline of the literature; for comparison).
+    Magnitude,
+}
+
 /// `FromStr` with the plan file's spelling, for command-line flags.
 macro_rules! parse_as_in_plan {
     ($t:ty, $($name:literal => $v:expr),+) => {
@@ -83,6 +97,7 @@ macro_rules! parse_as_in_plan {
 }
 parse_as_in_plan!(Precision, "f32" => Precision::F32, "int8" => Precision::Int8);
 parse_as_in_plan!(Rounding, "gptq" => Rounding::Gptq, "nearest" => Rounding::Nearest);
+parse_as_in_plan!(Selection, "obs" => Selection::Obs, "magnitude" => Selection::Magnitude);
 parse_as_in_plan!(Observer, "mse" => Observer::Mse, "minmax" => Observer::MinMax, "percentile" => Observer::Percentile);
 
 /// Settings of one layer (every field optional in the file; see
@@ -102,6 +117,9 @@ pub struct Settings {
     /// Fraction of 3x3 kernels removed whole, in [0, 1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connectivity: Option<f64>,
+    /// How pruned weights are chosen: "obs" (default) or "magnitude".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selection: Option<Selection>,
 }
 
 /// A per-layer override.
@@ -133,6 +151,7 @@ pub struct LayerSettings {
     pub observer: Observer,
     pub patterns: usize,
     pub connectivity: f64,
+    pub selection: Selection,
 }
 
 impl LayerSettings {
@@ -210,6 +229,7 @@ impl Plan {
             s.observer = o.observer.or(s.observer);
             s.patterns = o.patterns.or(s.patterns);
             s.connectivity = o.connectivity.or(s.connectivity);
+            s.selection = o.selection.or(s.selection);
         }
         LayerSettings {
             quant: s.quant.unwrap_or_default(),
@@ -217,6 +237,7 @@ impl Plan {
             observer: s.observer.unwrap_or_default(),
             patterns: s.patterns.unwrap_or(0),
             connectivity: s.connectivity.unwrap_or(0.0),
+            selection: s.selection.unwrap_or_default(),
         }
     }
 }

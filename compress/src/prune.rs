@@ -56,6 +56,7 @@ pub fn choose(
     hinv: &[Mat<f64>],
     k: usize,
     connectivity: f64,
+    magnitude: bool,
 ) -> Result<Choice, CompressError> {
     let cands = candidates();
     let kernels_per_row = site.cols / AREA;
@@ -69,7 +70,17 @@ pub fn choose(
             let taps: Vec<usize> = (0..AREA).map(|t| c * AREA + t).collect();
             let block = linalg::sub(hi, &taps);
             let w: Vec<f64> = taps.iter().map(|&j| row[j]).collect();
-            whole.push(linalg::obs_cost(&block, &w)?);
+            // removing taps D costs w_Dᵀ([H⁻¹]_DD)⁻¹w_D (OBS), or Σ w_D² (magnitude)
+            let cost = |d: &[usize]| -> Result<f64, CompressError> {
+                let wd: Vec<f64> = d.iter().map(|&t| w[t]).collect();
+                if magnitude {
+                    Ok(wd.iter().map(|x| x * x).sum())
+                } else {
+                    linalg::obs_cost(&linalg::sub(&block, d), &wd)
+                }
+            };
+            let all: Vec<usize> = (0..AREA).collect();
+            whole.push(cost(&all)?);
             let mut per = Vec::with_capacity(cands.len());
             if k == 0 {
                 costs.push(per);
@@ -77,8 +88,7 @@ pub fn choose(
             }
             for &m in &cands {
                 let dropped: Vec<usize> = (0..AREA).filter(|t| m & (1 << t) == 0).collect();
-                let wd: Vec<f64> = dropped.iter().map(|&t| w[t]).collect();
-                per.push(linalg::obs_cost(&linalg::sub(&block, &dropped), &wd)?);
+                per.push(cost(&dropped)?);
             }
             costs.push(per);
         }

@@ -44,6 +44,9 @@ pub struct CompressArgs {
     /// Weight rounding for int8: gptq (default) or nearest.
     #[arg(long, value_name = "gptq|nearest")]
     pub rounding: Option<String>,
+    /// How pruning chooses and compensates: obs (default: saliency + least-squares refit) or magnitude.
+    #[arg(long, value_name = "obs|magnitude")]
+    pub selection: Option<String>,
     /// Activation range observer: mse (default), minmax or percentile.
     #[arg(long, value_name = "mse|minmax|percentile")]
     pub observer: Option<String>,
@@ -77,6 +80,9 @@ impl CompressArgs {
         }
         if let Some(o) = &self.observer {
             d.observer = Some(o.parse().map_err(|e| anyhow!("--observer {e}"))?);
+        }
+        if let Some(m) = &self.selection {
+            d.selection = Some(m.parse().map_err(|e| anyhow!("--selection {e}"))?);
         }
         if let Some(k) = self.prune_patterns {
             d.patterns = Some(k);

@@ -1,0 +1,137 @@
+//! Compression judged on real data: the trained digits CNN
+//! (`fixtures/models/digits_cnn`: its 450 held-out test images and labels,
+//! and 500 images of its training split as calibration data, disjoint from
+//! the test set). Accuracy floors are the issues' targets; the FP32
+//! baseline is measured the same way, through the same JIT.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
+
+use std::path::{Path, PathBuf};
+
+use kerf_compress::{Plan, Report};
+use kerf_ir::{Graph, Sparsity, Tensor};
+use kerf_pipeline::compression::samples_for;
+use kerf_pipeline::dataset::argmax;
+use kerf_pipeline::{npy, Session};
+
+fn fixture(f: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/digits_cnn").join(f)
+}
+
+fn calib() -> Vec<(String, Tensor)> {
+    vec![("input".to_string(), npy::read(&fixture("calib_x.npy")).unwrap())]
+}
+
+fn session(plan: Option<&str>) -> Session {
+    let s = Session::new(fixture("model.onnx")).target("host", "baseline");
+    match plan {
+        Some(p) => s.compression(Plan::parse(p).unwrap(), calib()),
+        None => s,
+    }
+}
+
+/// Top-1 on the test set, the graph and the compression report.
+fn evaluate(plan: Option<&str>) -> (f64, Graph, Option<Report>) {
+    let s = session(plan);
+    let o = s.graph().unwrap_or_else(|e| panic!("{plan:?}: {e}"));
+    let x = npy::read(&fixture("test_x.npy")).unwrap();
+    let y = npy::read(&fixture("test_y.npy")).unwrap().to_i64_vec();
+    let samples = samples_for(&o.graph, &[("input".to_string(), x)]).unwrap();
+    let jit = s.jit(&o.graph).unwrap();
+    let model = jit.model();
+    let mut arena = model.new_arena();
+    let mut out = vec![0u8; model.info().outputs[0].bytes];
+    let mut hits = 0;
+    for (sample, &label) in samples.iter().zip(&y) {
+        let ins: Vec<&[u8]> = sample.iter().map(Tensor::bytes).collect();
+        model.run(&ins, &mut [out.as_mut_slice()], &mut arena).unwrap();
+        let logits = Tensor::from_bytes(kerf_ir::DType::F32, vec![1, 10], out.clone()).unwrap();
+        hits += usize::from(argmax(&logits) as i64 == label);
+    }
+    (hits as f64 / samples.len() as f64, o.graph, o.compression)
+}
+
+#[test]
+fn int8_keeps_fp32_accuracy() {
+    let (fp32, _, _) = evaluate(None);
+    let (int8, _, report) = evaluate(Some("[default]\nquant = \"int8\"\n"));
+    eprintln!("fp32 {fp32:.4} int8 {int8:.4}");
+    assert!((fp32 - 0.9778).abs() < 0.003, "FP32 baseline {fp32}");
+    assert!(int8 >= fp32 - 0.005, "int8 top-1 {int8} vs FP32 {fp32}: more than half a point lost");
+    let (_, _, b0, b1) = report.unwrap().totals();
+    assert!(b1 * 100 <= b0 * 27, "int8 weights {b1} bytes vs FP32 {b0}: not <= 0.27x");
+}
+
+#[test]
+fn patterns_connectivity_and_int8_meet_the_target() {
+    let (top1, g, report) = evaluate(Some("[default]\nquant = \"int8\"\npatterns = 8\nconnectivity = 0.25\n"));
+    let report = report.unwrap();
+    eprintln!("{report}top1 {top1:.4}");
+    assert!(top1 >= 0.968, "patterns 8 + 25% connectivity + int8: top-1 {top1} < 96.8%");
+    let (m0, m1, _, _) = report.totals();
+    assert!(m0 as f64 >= 2.8 * m1 as f64, "MACs {m0} -> {m1}: fewer than 2.8x");
+    // every 3x3 weight carries its pattern layout, and it holds
+    let patterned: Vec<_> = (0..g.weights.len())
+        .map(|i| g.weights.get(kerf_ir::WeightId(i as u32)))
+        .filter(|w| matches!(w.sparsity, Sparsity::Pattern { .. }))
+        .collect();
+    assert_eq!(patterned.len(), 2, "both 3x3 convs pattern-pruned");
+    for w in patterned {
+        w.sparsity.validate(&w.tensor).unwrap();
+        if let Sparsity::Pattern { patterns, assignment, .. } = &w.sparsity {
+            assert!(patterns.len() <= 8 && patterns.iter().all(|p| p.count_ones() == 4 && p & 16 != 0));
+            let removed = assignment.iter().filter(|a| a.is_none()).count();
+            assert_eq!(removed, (assignment.len() as f64 * 0.25).round() as usize);
+        }
+    }
+}
+
+#[test]
+fn saliency_and_compensation_beat_magnitude_pruning() {
+    let plan = "[default]\npatterns = 8\nconnectivity = 0.5\n";
+    let (obs, _, _) = evaluate(Some(plan));
+    let (mag, _, _) = evaluate(Some(&format!("{plan}selection = \"magnitude\"\n")));
+    eprintln!("obs {obs:.4} magnitude {mag:.4}");
+    assert!(obs >= 0.96 && obs > mag + 0.1, "OBS + refit {obs} vs magnitude {mag}");
+}
+
+#[test]
+fn compression_is_deterministic() {
+    let plan = Some("[default]\nquant = \"int8\"\npatterns = 4\nconnectivity = 0.25\n");
+    let a = session(plan).graph_at(kerf_pipeline::Stage::Compress).unwrap().graph;
+    let b = session(plan).graph_at(kerf_pipeline::Stage::Compress).unwrap().graph;
+    assert_eq!(kerf_ir::text::print(&a), kerf_ir::text::print(&b));
+    for i in 0..a.weights.len() {
+        let id = kerf_ir::WeightId(i as u32);
+        assert_eq!(a.weights.tensor(id).bytes(), b.weights.tensor(id).bytes(), "weight {i}");
+    }
+}
+
+fn error_of(s: Session) -> String {
+    match s.graph() {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn bad_calibration_and_plans_are_clear_errors() {
+    let int8 = Plan::parse("[default]\nquant = \"int8\"\n").unwrap();
+    let base = || Session::new(fixture("model.onnx"));
+    // no data
+    let e = error_of(base().compression(int8.clone(), Vec::new()));
+    assert!(e.contains("--calib"), "{e}");
+    // wrong shape
+    let bad = Tensor::from_f32(vec![2, 1, 7, 7], &[0.5; 98]).unwrap();
+    let e = error_of(base().compression(int8.clone(), vec![("input".into(), bad)]));
+    assert!(e.contains("input") && e.contains("[2, 1, 7, 7]"), "{e}");
+    // NaN
+    let mut v = vec![0.5f32; 2 * 64];
+    v[7] = f32::NAN;
+    let nan = Tensor::from_f32(vec![2, 1, 8, 8], &v).unwrap();
+    let e = error_of(base().compression(int8.clone(), vec![("input".into(), nan)]));
+    assert!(e.contains("NaN"), "{e}");
+    // a plan naming a layer the model lacks
+    let plan = Plan::parse("[[layer]]\nmatch = \"conv9*\"\nquant = \"int8\"\n").unwrap();
+    let e = error_of(base().compression(plan, calib()));
+    assert!(e.contains("conv9*") && e.contains("/0/Conv"), "{e}");
+}
