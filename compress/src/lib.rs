@@ -32,7 +32,7 @@
 mod engine;
 pub mod hessian;
 pub mod layer;
-mod linalg;
+pub mod linalg;
 pub mod plan;
 pub mod probe;
 pub mod prune;

@@ -55,3 +55,54 @@ pub fn obs_cost(a: &Mat<f64>, w: &[f64]) -> Result<f64, CompressError> {
     let x = solve_spd(a, w)?;
     Ok(w.iter().zip(&x).map(|(a, b)| a * b).sum())
 }
+
+/// Data-aware low rank (SVD-LLM's whitening; `../shared/COMPRESSION.md`
+/// §4): with `L` the Cholesky factor of the dampened `H` (`H = L Lᵀ`),
+/// `W L = U Σ Vᵀ`, and `W ≈ (U_r Σ_r)(V_rᵀ L⁻¹)`: the rank-r product with the
+/// least output error `‖(W − Ŵ) X‖²`, which is the sum of the dropped `σ²`.
+/// `w` is `[n][k]`; returns the whitened singular values (descending) and a
+/// function giving the factors `(u [n][r], v [r][k])` for a rank.
+pub struct Whitened {
+    pub sigma: Vec<f64>,
+    u: Mat<f64>,
+    v_linv: Mat<f64>,
+}
+
+impl Whitened {
+    pub fn new(w: &[Vec<f64>], h: &Mat<f64>) -> Result<Whitened, CompressError> {
+        let (n, k) = (w.len(), h.nrows());
+        let llt = dampened(h, 0.01)
+            .llt(Side::Lower)
+            .map_err(|e| CompressError::Numeric(format!("Cholesky factorisation: {e:?}")))?;
+        let l = llt.L().to_owned();
+        let wm = Mat::from_fn(n, k, |i, j| w[i][j]);
+        let wl = &wm * &l;
+        let svd = wl.thin_svd().map_err(|e| CompressError::Numeric(format!("SVD: {e:?}")))?;
+        let sigma: Vec<f64> = (0..svd.S().dim()).map(|i| svd.S()[i]).collect();
+        // Vᵀ L⁻¹ = (L⁻ᵀ V)ᵀ: solve Lᵀ Y = V
+        let v = svd.V().to_owned();
+        let y = l.transpose().to_owned().partial_piv_lu().solve(&v);
+        Ok(Whitened { sigma, u: svd.U().to_owned(), v_linv: y.transpose().to_owned() })
+    }
+
+    /// The smallest rank keeping `energy` of `Σ σ²`.
+    pub fn rank_for(&self, energy: f64) -> usize {
+        let total: f64 = self.sigma.iter().map(|s| s * s).sum();
+        let mut acc = 0.0;
+        for (i, s) in self.sigma.iter().enumerate() {
+            acc += s * s;
+            if acc >= energy * total {
+                return i + 1;
+            }
+        }
+        self.sigma.len()
+    }
+
+    /// `(U_r Σ_r, V_rᵀ L⁻¹)` as row lists.
+    pub fn factors(&self, r: usize) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+        let r = r.min(self.sigma.len());
+        let u = (0..self.u.nrows()).map(|i| (0..r).map(|j| self.u[(i, j)] * self.sigma[j]).collect()).collect();
+        let v = (0..r).map(|j| (0..self.v_linv.ncols()).map(|c| self.v_linv[(j, c)]).collect()).collect();
+        (u, v)
+    }
+}

@@ -14,6 +14,7 @@
 //! patterns = 8              # pattern library size for 3x3 convs; 0 = no pattern pruning
 //! connectivity = 0.25       # fraction of 3x3 kernels removed whole
 //! selection = "obs"         # "obs" (saliency + least-squares refit) | "magnitude"
+//! low_rank = 16             # Gemm/MatMul: rank (whole number) or whitened energy kept (0..1)
 //!
 //! [[layer]]
 //! match = "conv1*"          # glob over layer names: * and ? wildcards
@@ -120,6 +121,10 @@ pub struct Settings {
     /// How pruned weights are chosen: "obs" (default) or "magnitude".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub selection: Option<Selection>,
+    /// Low-rank factorisation of Gemm/MatMul weights: a fraction in (0, 1)
+    /// of the whitened energy to keep, or a whole number ≥ 1, the rank.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub low_rank: Option<f64>,
 }
 
 /// A per-layer override.
@@ -152,12 +157,14 @@ pub struct LayerSettings {
     pub patterns: usize,
     pub connectivity: f64,
     pub selection: Selection,
+    /// 0: off; (0, 1): whitened energy kept; ≥ 1: the rank.
+    pub low_rank: f64,
 }
 
 impl LayerSettings {
     /// Whether the layer is changed at all.
     pub fn is_lossy(&self) -> bool {
-        self.quant != Precision::F32 || self.patterns > 0 || self.connectivity > 0.0
+        self.quant != Precision::F32 || self.patterns > 0 || self.connectivity > 0.0 || self.low_rank > 0.0
     }
 }
 
@@ -190,6 +197,13 @@ impl Plan {
                 if k > MAX_PATTERNS {
                     return Err(CompressError::Plan(format!(
                         "{site}: patterns = {k}, the library has at most {MAX_PATTERNS} 4-tap patterns"
+                    )));
+                }
+            }
+            if let Some(r) = s.low_rank {
+                if !(r > 0.0 && (r < 1.0 || r.fract() == 0.0)) {
+                    return Err(CompressError::Plan(format!(
+                        "{site}: low_rank = {r}, expected an energy fraction in (0, 1) or a whole rank >= 1"
                     )));
                 }
             }
@@ -230,6 +244,7 @@ impl Plan {
             s.patterns = o.patterns.or(s.patterns);
             s.connectivity = o.connectivity.or(s.connectivity);
             s.selection = o.selection.or(s.selection);
+            s.low_rank = o.low_rank.or(s.low_rank);
         }
         LayerSettings {
             quant: s.quant.unwrap_or_default(),
@@ -238,6 +253,7 @@ impl Plan {
             patterns: s.patterns.unwrap_or(0),
             connectivity: s.connectivity.unwrap_or(0.0),
             selection: s.selection.unwrap_or_default(),
+            low_rank: s.low_rank.unwrap_or(0.0),
         }
     }
 }
@@ -316,6 +332,8 @@ mod tests {
             ("[default]\nqaunt = \"int8\"\n", "qaunt"),
             ("[default]\nconnectivity = 1.5\n", "connectivity"),
             ("[default]\npatterns = 99\n", "patterns"),
+            ("[default]\nlow_rank = 2.5\n", "low_rank"),
+            ("[default]\nlow_rank = 0\n", "low_rank"),
         ] {
             let e = Plan::parse(text).err().map(|e| e.to_string()).unwrap_or_default();
             assert!(e.contains(needle), "{text:?} gave {e:?}");

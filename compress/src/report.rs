@@ -39,6 +39,11 @@ pub struct LayerReport {
     /// The final weight values (the layer's weight tensor, as stored).
     pub weight: Option<Tensor>,
     pub notes: Vec<String>,
+    /// The rank a factored layer was given.
+    pub rank: Option<usize>,
+    /// For a product of a factored layer: that layer (its MACs and bytes
+    /// are counted there).
+    pub parent: Option<String>,
 }
 
 fn kind_name(site: &Site) -> String {
@@ -73,7 +78,24 @@ impl LayerReport {
             channel_axis: site.channel_axis(),
             weight: None,
             notes: Vec::new(),
+            rank: None,
+            parent: None,
         }
+    }
+
+    /// A layer factored into two products of rank `rank`: MACs and bytes of
+    /// the pair (int8 when the settings quantise).
+    pub(crate) fn factored(g: &Graph, site: &Site, settings: LayerSettings, rank: usize, error: f64) -> LayerReport {
+        let mut r = LayerReport::unchanged(g, site, settings);
+        let kept = rank * (site.rows + site.cols);
+        r.kept = kept;
+        r.macs_kept = r.macs / (site.rows * site.cols).max(1) * kept;
+        let int8 = settings.quant == Precision::Int8;
+        r.bytes_after = if int8 { kept + 4 * (site.rows + rank) } else { 4 * kept };
+        r.error = error;
+        r.rank = Some(rank);
+        r.notes.push(format!("rank {rank}"));
+        r
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -126,6 +148,7 @@ impl Report {
     pub fn totals(&self) -> (usize, usize, usize, usize) {
         self.layers
             .iter()
+            .filter(|l| l.parent.is_none())
             .fold((0, 0, 0, 0), |t, l| (t.0 + l.macs, t.1 + l.macs_kept, t.2 + l.bytes_before, t.3 + l.bytes_after))
     }
 }
@@ -146,7 +169,7 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "{:<24} {:<12} {:<5} {:>8} {:>9} {:>10} {:>10} {:>10.2e}  {}",
-                l.layer,
+                if l.parent.is_some() { format!("  {}", l.layer) } else { l.layer.clone() },
                 l.kind,
                 quant,
                 pats,

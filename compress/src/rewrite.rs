@@ -1,7 +1,7 @@
 //! Graph edits the lossy transforms make: new weight values (with their
 //! layout) and an activation quantiser in front of a layer.
 
-use kerf_ir::{BinaryOp, Graph, Op, Origin, Sparsity, Tensor, UnaryOp, ValueDef, ValueId, WeightId, F32};
+use kerf_ir::{BinaryOp, Graph, Layer, Op, Origin, Sparsity, Tensor, UnaryOp, ValueDef, ValueId, WeightId, F32};
 
 use crate::quant::ActQuant;
 use crate::CompressError;
@@ -16,12 +16,23 @@ pub fn set_weight(g: &mut Graph, w: WeightId, t: Tensor, sparsity: Sparsity) -> 
     Ok(())
 }
 
-/// A copy of `g` where input 0 of node `node` reads `x` through
-/// `QuantizeLinear → DequantizeLinear` with `q`, spelt in IR ops exactly as
-/// the ONNX pair computes it: `Mul(Clip(Round(Div(x, s)), −z, 255 − z), s)`
-/// (the zero point's add and subtract cancel around the clip). Other users
-/// of `x` are unchanged. The new nodes are named `<layer>.xq/…`.
-pub fn quantize_input(g: &Graph, node: usize, layer: &str, q: ActQuant) -> Result<Graph, CompressError> {
+/// A node being rebuilt: its inputs in the new graph, its op and name, all
+/// of which an edit may change (adding nodes before it to `out`).
+pub struct Rebuilt<'a> {
+    pub out: &'a mut Graph,
+    pub inputs: Vec<ValueId>,
+    pub op: Op,
+    pub name: String,
+}
+
+/// A copy of `g` in which node `node` is first given to `edit`. Values keep
+/// their meaning; weight ids are unchanged (the table is copied).
+pub fn rebuild_at(
+    g: &Graph,
+    node: usize,
+    layer: &str,
+    edit: impl FnOnce(&mut Rebuilt<'_>) -> Result<(), CompressError>,
+) -> Result<Graph, CompressError> {
     let mut out = Graph::new(g.name.clone());
     out.weights = g.weights.clone();
     let mut map: Vec<Option<ValueId>> = vec![None; g.values.len()];
@@ -30,22 +41,21 @@ pub fn quantize_input(g: &Graph, node: usize, layer: &str, q: ActQuant) -> Resul
         map[i.0 as usize] = Some(out.add_input(v.name.clone(), v.ty.clone()));
     }
     let err = |e: kerf_ir::IrError| CompressError::layer(layer, e.to_string());
+    let mut edit = Some(edit);
     for (ni, n) in g.nodes.iter().enumerate() {
         let mut ins = Vec::with_capacity(n.inputs.len());
         for &v in &n.inputs {
             ins.push(mapped(g, &mut out, &mut map, v, layer)?);
         }
+        let (mut op, mut name) = (n.op.clone(), n.name.clone());
         if ni == node {
-            let s = out.add_const(format!("{layer}.xq/scale"), Tensor::scalar_f32(q.scale), Origin::Derived);
-            let z = q.zero_point as f32;
-            let x = ins[0];
-            let d = out.add_node1(format!("{layer}.xq/div"), Op::Binary(BinaryOp::Div), vec![x, s]).map_err(err)?;
-            let r = out.add_node1(format!("{layer}.xq/round"), Op::Unary(UnaryOp::Round), vec![d]).map_err(err)?;
-            let clip = UnaryOp::Clip { min: F32::new(-z), max: F32::new(255.0 - z) };
-            let c = out.add_node1(format!("{layer}.xq/clip"), Op::Unary(clip), vec![r]).map_err(err)?;
-            ins[0] = out.add_node1(format!("{layer}.xq"), Op::Binary(BinaryOp::Mul), vec![c, s]).map_err(err)?;
+            if let Some(f) = edit.take() {
+                let mut r = Rebuilt { out: &mut out, inputs: ins, op, name };
+                f(&mut r)?;
+                (ins, op, name) = (r.inputs, r.op, r.name);
+            }
         }
-        let outs = out.add_node(n.name.clone(), n.op.clone(), ins).map_err(err)?;
+        let outs = out.add_node(name, op, ins).map_err(err)?;
         for (&o, no) in n.outputs.iter().zip(outs) {
             map[o.0 as usize] = Some(no);
         }
@@ -55,6 +65,63 @@ pub fn quantize_input(g: &Graph, node: usize, layer: &str, q: ActQuant) -> Resul
         out.add_output(o.name.clone(), v);
     }
     Ok(out)
+}
+
+/// A copy of `g` where input 0 of node `node` reads `x` through
+/// `QuantizeLinear → DequantizeLinear` with `q`, spelt in IR ops exactly as
+/// the ONNX pair computes it: `Mul(Clip(Round(Div(x, s)), −z, 255 − z), s)`
+/// (the zero point's add and subtract cancel around the clip). Other users
+/// of `x` are unchanged. The new nodes are named `<layer>.xq/…`.
+pub fn quantize_input(g: &Graph, node: usize, layer: &str, q: ActQuant) -> Result<Graph, CompressError> {
+    rebuild_at(g, node, layer, |r| {
+        let err = |e: kerf_ir::IrError| CompressError::layer(layer, e.to_string());
+        let out = &mut *r.out;
+        let s = out.add_const(format!("{layer}.xq/scale"), Tensor::scalar_f32(q.scale), Origin::Derived);
+        let z = q.zero_point as f32;
+        let x = r.inputs[0];
+        let d = out.add_node1(format!("{layer}.xq/div"), Op::Binary(BinaryOp::Div), vec![x, s]).map_err(err)?;
+        let rd = out.add_node1(format!("{layer}.xq/round"), Op::Unary(UnaryOp::Round), vec![d]).map_err(err)?;
+        let clip = UnaryOp::Clip { min: F32::new(-z), max: F32::new(255.0 - z) };
+        let c = out.add_node1(format!("{layer}.xq/clip"), Op::Unary(clip), vec![rd]).map_err(err)?;
+        r.inputs[0] = out.add_node1(format!("{layer}.xq"), Op::Binary(BinaryOp::Mul), vec![c, s]).map_err(err)?;
+        Ok(())
+    })
+}
+
+/// The names of a factored layer's two products: `<layer>.v` (input side)
+/// then `<layer>.u` (output side).
+pub fn factor_names(layer: &str) -> (String, String) {
+    (format!("{layer}.v"), format!("{layer}.u"))
+}
+
+/// A copy of `g` where the product node `node` (`x·W`, W = `u·v` of rank r)
+/// becomes `MatMul(x, vᵀ)` (layer `<layer>.v`, weight `[K, r]`) followed by
+/// the original op on the thin result with weight `u` in the original
+/// layout (layer `<layer>.u`; `Gemm`'s alpha, beta and bias unchanged).
+pub fn split_low_rank(g: &Graph, site: &crate::layer::Site, vt: Tensor, u: Tensor) -> Result<Graph, CompressError> {
+    let layer = site.layer.as_str();
+    let (vname, uname) = factor_names(layer);
+    rebuild_at(g, site.node, layer, |r| {
+        let err = |e: kerf_ir::IrError| CompressError::layer(layer, e.to_string());
+        let out = &mut *r.out;
+        let wv = out.add_const(format!("{vname}/weight"), vt, Origin::Derived);
+        let t = out.add_node1(vname.clone(), Op::MatMul(Layer(vname.clone())), vec![r.inputs[0], wv]).map_err(err)?;
+        let wu = out.add_const(format!("{uname}/weight"), u, Origin::Derived);
+        for v in [wv, wu] {
+            if let kerf_ir::ValueDef::Const(w) = out.value(v).def {
+                out.weights.get_mut(w).is_param = true;
+            }
+        }
+        r.inputs[0] = t;
+        r.inputs[1] = wu;
+        r.op = match &r.op {
+            Op::Gemm(gm) => Op::Gemm(kerf_ir::op::Gemm { layer: Layer(uname.clone()), ..gm.clone() }),
+            Op::MatMul(_) => Op::MatMul(Layer(uname.clone())),
+            other => return Err(CompressError::layer(layer, format!("{} cannot be factored", other.name()))),
+        };
+        r.name = uname.clone();
+        Ok(())
+    })
 }
 
 /// The new graph's value for `v`: inputs and node outputs are mapped when

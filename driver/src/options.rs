@@ -44,6 +44,9 @@ pub struct CompressArgs {
     /// Weight rounding for int8: gptq (default) or nearest.
     #[arg(long, value_name = "gptq|nearest")]
     pub rounding: Option<String>,
+    /// Low-rank Gemm/MatMul: a whitened-energy fraction in (0, 1) to keep, or a whole-number rank.
+    #[arg(long = "low-rank", value_name = "ENERGY|RANK")]
+    pub low_rank: Option<f64>,
     /// How pruning chooses and compensates: obs (default: saliency + least-squares refit) or magnitude.
     #[arg(long, value_name = "obs|magnitude")]
     pub selection: Option<String>,
@@ -90,11 +93,15 @@ impl CompressArgs {
         if let Some(c) = self.connectivity {
             d.connectivity = Some(c);
         }
+        if let Some(r) = self.low_rank {
+            d.low_rank = Some(r);
+        }
         plan.check()?;
         let asked = self.plan.is_some()
             || self.quantize.is_some()
             || self.prune_patterns.is_some()
-            || self.connectivity.is_some();
+            || self.connectivity.is_some()
+            || self.low_rank.is_some();
         Ok(asked.then_some(plan))
     }
 }

@@ -14,27 +14,43 @@ use kerf_pipeline::dataset::argmax;
 use kerf_pipeline::{npy, Session};
 
 fn fixture(f: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/digits_cnn").join(f)
+    fixture_of("digits_cnn", f)
+}
+
+fn fixture_of(model: &str, f: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models").join(model).join(f)
 }
 
 fn calib() -> Vec<(String, Tensor)> {
-    vec![("input".to_string(), npy::read(&fixture("calib_x.npy")).unwrap())]
+    calib_of("digits_cnn")
+}
+
+fn calib_of(model: &str) -> Vec<(String, Tensor)> {
+    vec![("input".to_string(), npy::read(&fixture_of(model, "calib_x.npy")).unwrap())]
 }
 
 fn session(plan: Option<&str>) -> Session {
-    let s = Session::new(fixture("model.onnx")).target("host", "baseline");
+    session_of("digits_cnn", plan)
+}
+
+fn session_of(model: &str, plan: Option<&str>) -> Session {
+    let s = Session::new(fixture_of(model, "model.onnx")).target("host", "baseline");
     match plan {
-        Some(p) => s.compression(Plan::parse(p).unwrap(), calib()),
+        Some(p) => s.compression(Plan::parse(p).unwrap(), calib_of(model)),
         None => s,
     }
 }
 
-/// Top-1 on the test set, the graph and the compression report.
+/// Top-1 on the digits CNN's test set, the graph and the compression report.
 fn evaluate(plan: Option<&str>) -> (f64, Graph, Option<Report>) {
-    let s = session(plan);
+    evaluate_of("digits_cnn", plan)
+}
+
+fn evaluate_of(model: &str, plan: Option<&str>) -> (f64, Graph, Option<Report>) {
+    let s = session_of(model, plan);
     let o = s.graph().unwrap_or_else(|e| panic!("{plan:?}: {e}"));
-    let x = npy::read(&fixture("test_x.npy")).unwrap();
-    let y = npy::read(&fixture("test_y.npy")).unwrap().to_i64_vec();
+    let x = npy::read(&fixture_of(model, "test_x.npy")).unwrap();
+    let y = npy::read(&fixture_of(model, "test_y.npy")).unwrap().to_i64_vec();
     let samples = samples_for(&o.graph, &[("input".to_string(), x)]).unwrap();
     let jit = s.jit(&o.graph).unwrap();
     let model = jit.model();
@@ -92,6 +108,39 @@ fn saliency_and_compensation_beat_magnitude_pruning() {
     let (mag, _, _) = evaluate(Some(&format!("{plan}selection = \"magnitude\"\n")));
     eprintln!("obs {obs:.4} magnitude {mag:.4}");
     assert!(obs >= 0.96 && obs > mag + 0.1, "OBS + refit {obs} vs magnitude {mag}");
+}
+
+#[test]
+fn low_rank_and_int8_on_the_digits_mlp() {
+    let (fp32, _, _) = evaluate_of("digits_mlp", None);
+    let (top1, g, report) = evaluate_of("digits_mlp", Some("[default]\nquant = \"int8\"\nlow_rank = 12\n"));
+    let report = report.unwrap();
+    eprintln!("{report}fp32 {fp32:.4} low rank 12 + int8 {top1:.4}");
+    assert!((fp32 - 0.9733).abs() < 0.003, "FP32 baseline {fp32}");
+    assert!(top1 >= 0.968, "low rank 12 + int8: top-1 {top1} < 96.8%");
+    let (_, _, b0, b1) = report.totals();
+    assert!(b0 >= 8 * b1, "weights {b0} -> {b1} bytes: less than 8x smaller");
+    // the two hidden layers are factored into named thin products (the
+    // optimized graph fuses `.u` with its Relu; the compressed one shows both)
+    let _ = g;
+    let cg = session_of("digits_mlp", Some("[default]\nlow_rank = 12\n"))
+        .graph_at(kerf_pipeline::Stage::Compress)
+        .unwrap()
+        .graph;
+    let layers: Vec<String> = cg
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            kerf_ir::Op::MatMul(l) => Some(l.0.clone()),
+            kerf_ir::Op::Gemm(gm) => Some(gm.layer.0.clone()),
+            _ => None,
+        })
+        .collect();
+    for l in ["/0/Gemm.v", "/0/Gemm.u", "/2/Gemm.v", "/2/Gemm.u"] {
+        assert!(layers.iter().any(|x| x == l), "{l} missing from {layers:?}");
+    }
+    let ranks: Vec<usize> = report.layers.iter().filter_map(|l| l.rank).collect();
+    assert!(!ranks.is_empty() && ranks.iter().all(|&r| r == 12), "{ranks:?}");
 }
 
 #[test]
