@@ -30,6 +30,8 @@ pub struct InspectArgs {
 enum DumpStage {
     /// As imported.
     Import,
+    /// After the compression flags' lossy transforms.
+    Compress,
     /// After the lossless rewrite groups.
     #[value(alias = "optimized")]
     Optimize,
@@ -39,6 +41,7 @@ impl DumpStage {
     fn stage(self) -> Stage {
         match self {
             DumpStage::Import => Stage::Import,
+            DumpStage::Compress => Stage::Compress,
             DumpStage::Optimize => Stage::Optimize,
         }
     }
