@@ -46,7 +46,60 @@ pub enum Sparsity {
     },
 }
 
+/// Most distinct kernel masks [`Sparsity::detect`] accepts: each is one
+/// specialised loop in a pattern kernel.
+pub const MAX_KERNEL_MASKS: usize = 32;
+
 impl Sparsity {
+    /// Whether a pattern-pruned 3x3 conv with an output plane of `pixels`
+    /// should run on the pattern kernel rather than be offered Winograd.
+    /// The pattern kernel makes one pass over the output plane per kept
+    /// kernel: on small planes the pass overhead dominates, on large ones
+    /// Winograd F(4x4) does about as few multiplies at higher efficiency.
+    /// Measured (AMD EPYC, 1 thread, patterns 8 + 50% connectivity, about
+    /// 22% of weights kept): 14x14 (mnist_cnn conv2) 0.030 ms pattern vs
+    /// 0.040 ms dense, 28x28 (conv1) 0.0095 vs 0.0167; 7x7 (conv3) 0.036 vs
+    /// 0.025; 56x56 with 64 channels 2.74 ms vs 2.33 ms Winograd.
+    pub fn pattern_beats_winograd(pixels: usize) -> bool {
+        (64..=1024).contains(&pixels)
+    }
+
+    /// The pattern layout a `[O, I, kh, kw]` f32 conv weight already has:
+    /// at most half of its weights non-zero, every kernel's non-zeros in
+    /// one of at most [`MAX_KERNEL_MASKS`] tap masks (any shape), all-zero
+    /// kernels removed. `None` for a dense or unstructured weight, or a
+    /// kernel of more than 25 taps. This is how code generation recognises
+    /// a pattern-pruned layer, whoever pruned it (kerf's compress stage or a
+    /// training-time tool).
+    pub fn detect(t: &Tensor) -> Option<Sparsity> {
+        let s = t.shape();
+        if s.len() != 4 || !t.dtype().is_float() || s[2] * s[3] > 25 || t.numel() == 0 {
+            return None;
+        }
+        let area = s[2] * s[3];
+        let v = t.to_f32_vec();
+        let nonzero = v.iter().filter(|x| **x != 0.0).count();
+        if 2 * nonzero > v.len() {
+            return None;
+        }
+        let mut patterns: Vec<u32> = Vec::new();
+        let mut masks = Vec::with_capacity(s[0] * s[1]);
+        for kernel in v.chunks(area) {
+            let m = kernel.iter().enumerate().fold(0u32, |m, (i, x)| if *x != 0.0 { m | 1 << i } else { m });
+            if m != 0 && !patterns.contains(&m) {
+                if patterns.len() == MAX_KERNEL_MASKS {
+                    return None;
+                }
+                patterns.push(m);
+            }
+            masks.push(m);
+        }
+        patterns.sort_unstable();
+        let assignment =
+            masks.iter().map(|m| patterns.iter().position(|p| p == m).map(|i| i as u8)).collect::<Vec<_>>();
+        Some(Sparsity::Pattern { kernel: [s[2], s[3]], patterns, assignment })
+    }
+
     /// Checks that the recorded layout is consistent with the tensor: the
     /// pattern assignment covers every kernel and the data is zero outside the
     /// kept positions.

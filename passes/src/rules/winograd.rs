@@ -40,17 +40,28 @@ impl Rule for WinogradConv {
         "winograd-conv"
     }
     fn find(&self, eg: &KEGraph, class: Id, out: &mut Vec<ConvMatch>) {
-        if !eg[class].data.ty().is_some_and(|t| t.dtype == DType::F32 && t.rank() == 4) {
+        let Some(plane) =
+            eg[class].data.ty().filter(|t| t.dtype == DType::F32 && t.rank() == 4).map(|t| t.shape[2] * t.shape[3])
+        else {
             return;
-        }
+        };
         for n in &eg[class].nodes {
             let Some(Op::Conv(c)) = n.kerf_op() else { continue };
             if c.algo != ConvAlgo::Direct || !c.winograd_eligible() {
                 continue;
             }
             let Some(&w) = n.children.get(1) else { continue };
-            if eg[w].data.constant.is_none() {
-                continue;
+            // a pattern-pruned weight on a plane where its own kernel is
+            // faster than Winograd's densified transform stays direct
+            match &eg[w].data.constant {
+                None => continue,
+                Some(id)
+                    if kerf_ir::Sparsity::pattern_beats_winograd(plane)
+                        && kerf_ir::Sparsity::detect(eg.analysis.weights.tensor(*id)).is_some() =>
+                {
+                    continue
+                }
+                Some(_) => {}
             }
             out.push(ConvMatch { conv: c.clone(), children: n.children.clone() });
         }

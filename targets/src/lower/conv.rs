@@ -1,7 +1,8 @@
 //! Convolution (1-D and 2-D, groups, depthwise, dilation, padding); 3-D is
 //! in `conv3d.rs`, Winograd in `winograd.rs`, ConvTranspose in
 //! `conv_transpose.rs`, the packed-GEMM conv (and its task split) in
-//! `conv_packed.rs`, short-K convs on narrow planes in `conv_smallk.rs`.
+//! `conv_packed.rs`, short-K convs on narrow planes in `conv_smallk.rs`,
+//! pattern-pruned weights in `conv_pattern.rs`.
 //!
 //! Conv: 1-D is run as 2-D with a height of 1. Weights are packed at compile
 //! time as `[group][oc_block][kh][kw][ic][L]` with `L` output channels per
@@ -173,6 +174,13 @@ fn conv_inner(k: &mut Kernel, c: &kerf_ir::op::Conv, epi: Epilogue) -> LResult<b
     let wconst = k.const_f32(1);
     let bconst = if k.node.inputs.len() >= 3 { k.const_f32(2) } else { Some(vec![0.0; gm.oc]) };
     if let (Some(w), Some(b)) = (&wconst, &bconst) {
+        // a pattern-pruned weight: only its kept taps, mask by mask
+        let layout = k.node.inputs.get(1).and_then(|&v| k.g.const_of(v)).and_then(kerf_ir::Sparsity::detect);
+        if let Some(kerf_ir::Sparsity::Pattern { patterns, assignment, .. }) = layout {
+            if super::conv_pattern::fits(&gm) {
+                return super::conv_pattern::conv(k, &gm, w, b, &patterns, &assignment).map(|()| false);
+            }
+        }
         // a short reduction on a small plane of narrow rows (e.g. a first
         // layer on audio features): taps broadcast, channels in lanes
         if super::conv_smallk::fits(&gm, k.caps.simd) {

@@ -57,6 +57,7 @@ pub mod cast;
 pub mod conv;
 pub mod conv3d;
 pub mod conv_packed;
+pub mod conv_pattern;
 pub mod conv_smallk;
 pub mod conv_transpose;
 pub mod depthwise;

@@ -1,0 +1,222 @@
+//! Pattern-sparse direct convolution (PatDNN's compiler half): a conv whose
+//! constant weight has a pattern layout ([`kerf_ir::Sparsity::detect`]:
+//! every kernel keeps the taps of one of a few masks, or is removed) runs
+//! only its kept taps, with no index decoding and no zero MACs.
+//!
+//! Compact storage, built at compile time: for each output channel and each
+//! mask, the kept kernels' input-channel offsets (`i64`, bytes into the
+//! padded image) and their kept weights (`f32`, one per tap), grouped so
+//! that one mask is one loop. A header per (output channel, mask) holds the
+//! kernel count and where its offsets and weights start. Removed kernels
+//! have no entry at all.
+//!
+//! Code: the input is copied into a zero-padded scratch image (so no tap is
+//! bounds-checked); each output plane starts as the bias, then, mask by
+//! mask, one loop runs over that mask's kept kernels, and each kernel
+//! (its kept weights broadcast once into registers) is applied to the whole
+//! plane: per output vector one load, one FMA per kept tap with the tap's
+//! constant offset (the pattern-specialised inner loop: no index decoding,
+//! no zero MACs), one store; the plane stays in L1 across kernels. Stride 1
+//! only (any dilation, padding); the epilogue runs as a second pass.
+
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+
+use super::conv::Geo;
+use super::{Kernel, LResult};
+
+/// Whether the pattern kernel computes this conv: one group, stride 1, and
+/// an output plane of at least 64 pixels (below that its per-kernel pass
+/// costs more than the dense kernels' work; see
+/// [`kerf_ir::Sparsity::pattern_beats_winograd`]).
+pub(super) fn fits(gm: &Geo) -> bool {
+    gm.group == 1 && gm.sh == 1 && gm.sw == 1 && gm.oh * gm.ow >= 64
+}
+
+/// Output vectors per step along a row (independent FMA chains; 2 measured
+/// fastest of 1, 2, 4 and 8 on a 64-channel 56x56 layer).
+const BLOCK: usize = 2;
+
+/// The compile-time tables of one layer.
+struct Tables {
+    /// `[oc][mask]`: (kernel count, first offset index, first weight index).
+    header: Vec<[i64; 3]>,
+    /// Byte offset of each kept kernel's input channel in the padded image.
+    offsets: Vec<i64>,
+    /// The kept weights, per kernel in tap order.
+    weights: Vec<f32>,
+}
+
+fn tables(gm: &Geo, w: &[f32], patterns: &[u32], assignment: &[Option<u8>], plane_bytes: i64) -> Tables {
+    let area = gm.kh * gm.kw;
+    let mut t = Tables { header: Vec::new(), offsets: Vec::new(), weights: Vec::new() };
+    for o in 0..gm.oc {
+        for (p, &mask) in patterns.iter().enumerate() {
+            let (start_o, start_w) = (t.offsets.len() as i64, t.weights.len() as i64);
+            for c in 0..gm.c {
+                if assignment[o * gm.c + c] != Some(p as u8) {
+                    continue;
+                }
+                t.offsets.push(c as i64 * plane_bytes);
+                let kernel = &w[(o * gm.c + c) * area..(o * gm.c + c + 1) * area];
+                t.weights.extend((0..area).filter(|tap| mask & (1 << tap) != 0).map(|tap| kernel[tap]));
+            }
+            t.header.push([t.offsets.len() as i64 - start_o, start_o, start_w]);
+        }
+    }
+    t
+}
+
+/// Emits the pattern conv (no epilogue: `conv` runs it as a second pass).
+pub(super) fn conv(
+    k: &mut Kernel,
+    gm: &Geo,
+    w: &[f32],
+    bias: &[f32],
+    patterns: &[u32],
+    assignment: &[Option<u8>],
+) -> LResult {
+    let l = k.lanes();
+    let vty = k.vty();
+    let g = *gm;
+    // padded image: rows of `wpd` with slack for the last vector's lanes
+    let hp = (g.h + g.ph).max((g.oh - 1) + (g.kh - 1) * g.dh + 1);
+    let wpd = (g.w + g.pw).max(g.ow.div_ceil(l) * l - 1 + (g.kw - 1) * g.dw + 1);
+    let plane = (hp * wpd * 4) as i64;
+    let t = tables(gm, w, patterns, assignment, plane);
+    let as_bytes = |v: &[i64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let header: Vec<i64> = t.header.iter().flatten().copied().collect();
+    let hdr = k.blob(as_bytes(&header));
+    let offs = k.blob(as_bytes(&t.offsets));
+    let wts = k.blob_f32(&t.weights);
+    let bp = k.blob_f32(bias);
+    let img = g.c * hp * wpd;
+    let pad_img = k.scratch(img * 4);
+    let xp = k.input(0);
+    let out = k.output(0);
+    // per mask: the taps' byte offsets from a pixel's top-left corner
+    let taps: Vec<Vec<i32>> = patterns
+        .iter()
+        .map(|&m| {
+            (0..g.kh * g.kw)
+                .filter(|tap| m & (1 << tap) != 0)
+                .map(|tap| (((tap / g.kw) * g.dh * wpd + (tap % g.kw) * g.dw) * 4) as i32)
+                .collect()
+        })
+        .collect();
+    let ow = g.ow;
+    let nvec = ow / l;
+    let blocks = nvec / BLOCK;
+    k.for_n(0, g.n as i64, 1, |k, n| {
+        pad_input(k, &g, xp, n, pad_img, hp, wpd);
+        k.for_n(0, g.oc as i64, 1, |k, oc| {
+            let no = k.b.ins().imul_imm_s(n, g.oc as i64);
+            let o = k.b.ins().iadd(no, oc);
+            let o = k.b.ins().imul_imm_s(o, (g.oh * ow * 4) as i64);
+            let obase = k.b.ins().iadd(out, o);
+            // the output plane starts as the bias
+            let bs = k.ld_at(types::F32, bp, oc, 4, 0);
+            k.for_vec(g.oh * ow, &mut |k, ty, i| {
+                let v = k.widen(ty, bs);
+                k.st_at(v, obase, i, 4, 0);
+            });
+            let hrow = k.b.ins().imul_imm_s(oc, (patterns.len() * 24) as i64);
+            let hrow = k.b.ins().iadd(hdr, hrow);
+            for (p, offsets) in taps.iter().enumerate() {
+                let cnt = k.ld_ro(types::I64, hrow, (p * 24) as i32);
+                let so = k.ld_ro(types::I64, hrow, (p * 24 + 8) as i32);
+                let sw = k.ld_ro(types::I64, hrow, (p * 24 + 16) as i32);
+                let op = k.addr(offs, so, 8);
+                let wp = k.addr(wts, sw, 4);
+                // `nk` kept kernels of this mask from index `i0`, over the whole plane
+                let apply = |k: &mut Kernel, i0: Value, nk: usize| {
+                    let ntap = offsets.len();
+                    let mut srcs = Vec::with_capacity(nk);
+                    let mut ws = Vec::with_capacity(nk * ntap);
+                    let wk = k.b.ins().imul_imm_s(i0, (ntap * 4) as i64);
+                    let wk = k.b.ins().iadd(wp, wk);
+                    for kk in 0..nk {
+                        let coff = k.ld_at(types::I64, op, i0, 8, (kk * 8) as i32);
+                        srcs.push(k.b.ins().iadd(pad_img, coff));
+                        for j in 0..ntap {
+                            ws.push(k.ld_ro(types::F32, wk, ((kk * ntap + j) * 4) as i32));
+                        }
+                    }
+                    let wv: Vec<Value> = ws.iter().map(|&w| k.widen(vty, w)).collect();
+                    k.for_n(0, g.oh as i64, 1, |k, oy| {
+                        let roff = k.b.ins().imul_imm_s(oy, (wpd * 4) as i64);
+                        let rows: Vec<Value> = srcs.iter().map(|&s| k.b.ins().iadd(s, roff)).collect();
+                        let orow = k.b.ins().imul_imm_s(oy, (ow * 4) as i64);
+                        let orow = k.b.ins().iadd(obase, orow);
+                        // `nv` vectors (or one scalar) at pixel ox0
+                        let step = |k: &mut Kernel, ox0: Value, nv: usize, ty: types::Type, w: &[Value]| {
+                            let width = if ty == types::F32 { 1 } else { l };
+                            let oa = k.addr(orow, ox0, 4);
+                            let mut acc: Vec<Value> = (0..nv).map(|v| k.ld(ty, oa, (v * width * 4) as i32)).collect();
+                            for (kk, &row) in rows.iter().enumerate() {
+                                let xa = k.addr(row, ox0, 4);
+                                for (j, &off) in offsets.iter().enumerate() {
+                                    for (v, a) in acc.iter_mut().enumerate() {
+                                        let x = k.ld(ty, xa, off + (v * width * 4) as i32);
+                                        *a = k.fmadd(w[kk * ntap + j], x, *a);
+                                    }
+                                }
+                            }
+                            for (v, &a) in acc.iter().enumerate() {
+                                k.st(a, oa, (v * width * 4) as i32);
+                            }
+                        };
+                        // BLOCK independent accumulator chains hide the FMA latency
+                        k.for_n(0, (blocks * BLOCK * l) as i64, (BLOCK * l) as i64, |k, ox0| {
+                            step(k, ox0, BLOCK, vty, &wv)
+                        });
+                        if !nvec.is_multiple_of(BLOCK) {
+                            let ox0 = k.ic((blocks * BLOCK * l) as i64);
+                            step(k, ox0, nvec % BLOCK, vty, &wv);
+                        }
+                        for q in nvec * l..ow {
+                            let ox0 = k.ic(q as i64);
+                            step(k, ox0, 1, types::F32, &ws);
+                        }
+                    });
+                };
+                // one kept kernel per pass over the plane (measured against
+                // two per pass, which the register pressure made slower)
+                let zero = k.ic(0);
+                k.for_acc(zero, cnt, 1, &[], |k, i, _| {
+                    apply(k, i, 1);
+                    vec![]
+                });
+            }
+        });
+    });
+    Ok(())
+}
+
+/// Zero-fills the padded image, then copies batch `n`'s input planes into
+/// its interior.
+fn pad_input(k: &mut Kernel, g: &Geo, xp: Value, n: Value, pad_img: Value, hp: usize, wpd: usize) {
+    let img = g.c * hp * wpd;
+    k.for_vec(img, &mut |k, ty, i| {
+        let z = k.fsplat(ty, 0.0);
+        k.st_at(z, pad_img, i, 4, 0);
+    });
+    let plane = k.b.ins().imul_imm_s(n, (g.c * g.h * g.w) as i64);
+    let xbase = k.addr(xp, plane, 4);
+    let g2 = *g;
+    k.for_n(0, (g.c * g.h) as i64, 1, |k, row| {
+        let src = k.b.ins().imul_imm_s(row, g2.w as i64);
+        let sb = k.addr(xbase, src, 4);
+        let c = k.b.ins().udiv_imm_s(row, g2.h as i64);
+        let y = k.b.ins().urem_imm_s(row, g2.h as i64);
+        let drow = k.b.ins().imul_imm_s(c, hp as i64);
+        let drow = k.b.ins().iadd(drow, y);
+        let drow = k.b.ins().iadd_imm_s(drow, g2.ph as i64);
+        let d = k.b.ins().imul_imm_s(drow, wpd as i64);
+        let d = k.b.ins().iadd_imm_s(d, g2.pw as i64);
+        let db = k.addr(pad_img, d, 4);
+        k.for_vec(g2.w, &mut |k, ty, j| {
+            let v = k.ld_at(ty, sb, j, 4, 0);
+            k.st_at(v, db, j, 4, 0);
+        });
+    });
+}
