@@ -6,7 +6,8 @@
 //!
 //! Models: the fixture models digits_mlp, digits_cnn, ds_cnn_kws,
 //! lstm_kws, gru_kws, tiny_transformer and the generated mobilenet_v2
-//! (`testsuite/run-all.sh` makes it). All models of one ISA are linked into
+//! (`testsuite/run-all.sh` makes it), and digits_cnn compressed with pattern
+//! pruning and int8 (against the host JIT). All models of one ISA are linked into
 //! one program and run in one process; the four ISAs run as parallel tests.
 //!
 //! Tolerance per output tensor, against the ONNX Runtime reference: every
@@ -61,6 +62,27 @@ fn run_target(t: &Target) {
         cases.push((name.clone(), case_dir.clone()));
         graphs.push((name, g, want, case_dir));
     }
+    // a compressed model (8 patterns + 25% connectivity + int8): the pattern
+    // conv kernel and the input quantisers on every ISA, against the host
+    // JIT running the same graph
+    let name = "digits_cnn_pruned".to_string();
+    let dir = e2e::testsuite_dir().join("fixtures/models/digits_cnn");
+    let plan = kerf_compress::Plan::parse("[default]\nquant = \"int8\"\npatterns = 8\nconnectivity = 0.25\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let calib = vec![("input".to_string(), e2e::read_npy(&dir.join("calib_x.npy")).unwrap_or_else(|e| panic!("{e}")))];
+    let s = kerf_pipeline::Session::new(dir.join("model.onnx"))
+        .name(&name)
+        .target(t.triple, t.cpu)
+        .compression(plan, calib);
+    let g = s.graph().unwrap_or_else(|e| panic!("{}: {name}: {e}", t.label)).graph;
+    let art = s.compile(&g).unwrap_or_else(|e| panic!("{}: {name}: compile: {e}", t.label));
+    let inputs = e2e::read_numbered(&dir, "input").unwrap_or_else(|e| panic!("{name}: {e}"));
+    let want = e2e::jit_run(&g, "digits_cnn_pruned_host", &inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let case_dir = scratch.join(&name);
+    e2e::write_inputs(&case_dir, &inputs).unwrap_or_else(|e| panic!("{e}"));
+    objects.push((name.clone(), art.object));
+    cases.push((name.clone(), case_dir.clone()));
+    graphs.push((name, g, want, case_dir));
     let compiled = start.elapsed().as_secs_f64();
     let exe = e2e::link_harness(t, &scratch, &objects).unwrap_or_else(|e| panic!("{e}"));
     let linked = start.elapsed().as_secs_f64();
