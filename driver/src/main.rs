@@ -5,6 +5,7 @@
 
 mod bench;
 mod compile;
+mod compress;
 mod eval;
 mod inspect;
 mod options;
@@ -32,6 +33,8 @@ enum Command {
     Run(run::RunArgs),
     /// Compile in-process for the host and time it (median/min/p90; --profile per kernel).
     Bench(bench::BenchArgs),
+    /// Write the compressed model as standard ONNX (QDQ) that ONNX Runtime loads.
+    Compress(compress::CompressCmdArgs),
     /// Top-1 accuracy on a labelled data set; with compression flags, beside FP32, with agreement and output SNR.
     Eval(eval::EvalArgs),
 }
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::Compress(args) => compress::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -184,3 +184,79 @@ fn bad_calibration_and_plans_are_clear_errors() {
     let e = error_of(base().compression(plan, calib()));
     assert!(e.contains("conv9*") && e.contains("/0/Conv"), "{e}");
 }
+
+/// The compressed model written as ONNX QDQ and imported again computes
+/// what the compressed graph computes (same top-1 on every test image,
+/// logits within f32 rounding): the export loses nothing.
+#[test]
+fn exported_qdq_model_computes_the_compressed_model() {
+    use kerf_onnx::export::{export_edited, ActQuant, AxisQuant, LayerEdit};
+    let plan = "[default]\nquant = \"int8\"\npatterns = 8\nconnectivity = 0.25\n";
+    let (top1, _, report) = evaluate(Some(plan));
+    let edits: Vec<LayerEdit> = report
+        .unwrap()
+        .layers
+        .iter()
+        .map(|l| LayerEdit {
+            layer: l.layer.clone(),
+            weight: l.weight.clone().unwrap(),
+            weight_quant: l.weight_scales.clone().map(|scales| AxisQuant { axis: l.channel_axis, scales }),
+            bias: None,
+            input_quant: l.input_quant.map(|q| ActQuant { scale: q.scale, zero_point: q.zero_point }),
+        })
+        .collect();
+    let bytes = export_edited(&fixture("model.onnx"), &edits).unwrap();
+    assert_eq!(bytes, export_edited(&fixture("model.onnx"), &edits).unwrap(), "export is deterministic");
+    let dir = std::env::temp_dir().join(format!("kerf-export-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("digits_cnn_q.onnx");
+    std::fs::write(&path, &bytes).unwrap();
+    let s = Session::new(&path).target("host", "baseline");
+    let g = s.graph().unwrap().graph;
+    let ops: Vec<String> = kerf_ir::text::print(&s.import().unwrap()).lines().map(String::from).collect();
+    assert!(ops.iter().any(|l| l.contains("Round")), "the QDQ pair imports as a quantiser");
+    let x = npy::read(&fixture("test_x.npy")).unwrap();
+    let y = npy::read(&fixture("test_y.npy")).unwrap().to_i64_vec();
+    let samples = samples_for(&g, &[("input".to_string(), x)]).unwrap();
+    let jit = s.jit(&g).unwrap();
+    let model = jit.model();
+    let mut arena = model.new_arena();
+    let mut out = vec![0u8; model.info().outputs[0].bytes];
+    let mut hits = 0;
+    for (sample, &label) in samples.iter().zip(&y) {
+        let ins: Vec<&[u8]> = sample.iter().map(Tensor::bytes).collect();
+        model.run(&ins, &mut [out.as_mut_slice()], &mut arena).unwrap();
+        let logits = Tensor::from_bytes(kerf_ir::DType::F32, vec![1, 10], out.clone()).unwrap();
+        hits += usize::from(argmax(&logits) as i64 == label);
+    }
+    let reimported = hits as f64 / samples.len() as f64;
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(reimported, top1, "top-1 of the exported model {reimported} vs the compressed graph {top1}");
+}
+
+#[test]
+fn export_errors_name_the_layer() {
+    use kerf_onnx::export::{export_edited, AxisQuant, LayerEdit};
+    let w = |shape: &[usize]| Tensor::from_f32(shape.to_vec(), &vec![0.5; shape.iter().product()]).unwrap();
+    let edit = |layer: &str, weight: Tensor, q: Option<AxisQuant>| LayerEdit {
+        layer: layer.into(),
+        weight,
+        weight_quant: q,
+        bias: None,
+        input_quant: None,
+    };
+    let cases = [
+        (edit("/9/Conv", w(&[16, 1, 3, 3]), None), "no node"),
+        (edit("/0/Conv", w(&[16, 1, 5, 5]), None), "[16, 1, 3, 3]"),
+        (edit("/0/Conv", w(&[16, 1, 3, 3]), Some(AxisQuant { axis: 0, scales: vec![1.0; 3] })), "3 scales"),
+        (edit("/0/Conv", w(&[16, 1, 3, 3]), Some(AxisQuant { axis: 0, scales: vec![0.0; 16] })), "positive"),
+        (edit("/0/Conv", w(&[16, 1, 3, 3]), Some(AxisQuant { axis: 0, scales: vec![0.3; 16] })), "grid"),
+    ];
+    for (e, needle) in cases {
+        let msg = export_edited(&fixture("model.onnx"), std::slice::from_ref(&e))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(msg.contains(&e.layer) && msg.contains(needle), "{needle}: {msg}");
+    }
+}

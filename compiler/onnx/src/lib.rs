@@ -11,6 +11,7 @@
 
 mod attrs;
 mod error;
+pub mod export;
 mod import;
 mod ops;
 mod proto;

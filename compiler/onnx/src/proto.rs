@@ -1,4 +1,5 @@
-//! The only module that touches `onnx_protobuf`/`protobuf` types. It decodes
+//! The only module that reads `onnx_protobuf`/`protobuf` types ([`crate::export`]
+//! writes them). It decodes
 //! the bytes with `protobuf::Message::parse_from_bytes` and copies what the
 //! importer needs into plain structs, so a later switch of protobuf library
 //! stays local. It never calls onnx-protobuf's `as_value()` helper, which

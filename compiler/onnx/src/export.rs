@@ -1,0 +1,334 @@
+//! Writing a compressed model back as standard ONNX (QDQ), by editing the
+//! original model layer by layer, so ONNX Runtime (or any other tool) can
+//! check the compressed model independently.
+//!
+//! Contract: each [`LayerEdit`] names a top-level Conv, Gemm or MatMul node
+//! by its display name (the node name, or `<op_lowercase>_<index>` when it
+//! has none: the name the importer gives its layer) whose weight is an
+//! initializer or a `Constant` node's output. Its weight (and bias) are
+//! replaced by new initializers; an int8 weight becomes an `INT8`
+//! initializer behind a per-axis `DequantizeLinear`; an input quantiser
+//! becomes `QuantizeLinear → DequantizeLinear` (uint8, per tensor) on that
+//! node's input only. Nothing else changes, except that the default-domain
+//! opset is raised to 13 (per-axis `DequantizeLinear`) when every op of the
+//! graph means the same at 13. Old weights no other node uses are dropped.
+//! Output bytes are deterministic. Errors name the layer and what is wrong.
+//! This module and [`crate::proto`] are the only ones touching protobuf types.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use onnx_protobuf::attribute_proto::AttributeType;
+use onnx_protobuf::{AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
+use protobuf::{EnumOrUnknown, Message};
+
+use kerf_ir::{DType, Tensor};
+
+use crate::ImportError;
+
+/// Per-output-channel symmetric int8 quantisation of a weight:
+/// `weight[.., c, ..] == scales[c] * q` with integer `q ∈ [−127, 127]`
+/// (exactly, in f32), `c` along `axis`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AxisQuant {
+    pub axis: usize,
+    pub scales: Vec<f32>,
+}
+
+/// Per-tensor asymmetric uint8 quantisation of an activation:
+/// `q = clamp(round_half_even(x / scale) + zero_point, 0, 255)`,
+/// `x' = (q − zero_point) · scale`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActQuant {
+    pub scale: f32,
+    pub zero_point: u8,
+}
+
+/// What compression changed in one layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerEdit {
+    /// The layer (node display) name.
+    pub layer: String,
+    /// New values of the weight input (input 1), f32, the same shape as in
+    /// the file (pruned zeros included).
+    pub weight: Tensor,
+    pub weight_quant: Option<AxisQuant>,
+    /// New values of the bias (Conv input 2, Gemm input C), same shape.
+    pub bias: Option<Tensor>,
+    /// Quantise input 0 (the activation).
+    pub input_quant: Option<ActQuant>,
+}
+
+/// Ops whose meaning is the same at opset 13 as at any opset from 11 on,
+/// so a model of opset 11 or 12 may be raised to 13.
+const SAME_AT_13: &[&str] = &[
+    "Conv",
+    "Gemm",
+    "MatMul",
+    "Relu",
+    "Clip",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Flatten",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Concat",
+    "Reshape",
+    "Transpose",
+    "Identity",
+    "BatchNormalization",
+    "Sigmoid",
+    "Tanh",
+    "LeakyRelu",
+    "Constant",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "Pad",
+    "Shape",
+    "Gather",
+    "Cast",
+];
+
+fn err(layer: &str, msg: impl Into<String>) -> ImportError {
+    ImportError::Model(format!("export: layer '{layer}': {}", msg.into()))
+}
+
+/// The edited model's bytes.
+pub fn export_edited(model: &Path, edits: &[LayerEdit]) -> Result<Vec<u8>, ImportError> {
+    let bytes = std::fs::read(model).map_err(|e| ImportError::Io { path: model.to_path_buf(), source: e })?;
+    let mut m = ModelProto::parse_from_bytes(&bytes).map_err(|e| ImportError::Protobuf(e.to_string()))?;
+    if edits.iter().any(|e| e.weight_quant.is_some()) {
+        raise_opset(&mut m)?;
+    }
+    let g = m.graph.as_mut().ok_or_else(|| ImportError::model("model has no graph"))?;
+    let mut names = Names::of(g);
+    for e in edits {
+        edit_layer(g, &mut names, e)?;
+    }
+    drop_unused_initializers(g);
+    m.write_to_bytes().map_err(|e| ImportError::Protobuf(e.to_string()))
+}
+
+/// Every name already used by a value or node, so new ones are unique.
+struct Names(BTreeSet<String>);
+
+impl Names {
+    fn of(g: &GraphProto) -> Names {
+        let mut s = BTreeSet::new();
+        for n in &g.node {
+            s.insert(n.name.clone());
+            s.extend(n.input.iter().cloned());
+            s.extend(n.output.iter().cloned());
+        }
+        s.extend(g.initializer.iter().map(|t| t.name.clone()));
+        s.extend(g.input.iter().map(|v| v.name.clone()));
+        Names(s)
+    }
+    fn fresh(&mut self, base: &str) -> String {
+        let mut name = base.to_string();
+        let mut k = 1;
+        while self.0.contains(&name) {
+            name = format!("{base}_{k}");
+            k += 1;
+        }
+        self.0.insert(name.clone());
+        name
+    }
+}
+
+fn display_name(n: &NodeProto, index: usize) -> String {
+    if n.name.is_empty() {
+        format!("{}_{index}", n.op_type.to_lowercase())
+    } else {
+        n.name.clone()
+    }
+}
+
+fn edit_layer(g: &mut GraphProto, names: &mut Names, e: &LayerEdit) -> Result<(), ImportError> {
+    let layer = e.layer.as_str();
+    let found: Vec<usize> = (0..g.node.len()).filter(|&i| display_name(&g.node[i], i) == layer).collect();
+    let mut at = match found.as_slice() {
+        [i] => *i,
+        [] => return Err(err(layer, "no node of that name")),
+        _ => return Err(err(layer, "several nodes have that name")),
+    };
+    let op = g.node[at].op_type.clone();
+    if !g.node[at].domain.is_empty() || !["Conv", "Gemm", "MatMul"].contains(&op.as_str()) {
+        return Err(err(layer, format!("is a {op}; only Conv, Gemm and MatMul layers are exported")));
+    }
+    let w_name = g.node[at].input.get(1).cloned().unwrap_or_default();
+    check_shape(g, layer, &w_name, &e.weight, "weight")?;
+    let new_w = match &e.weight_quant {
+        None => add_f32(g, names, &format!("{layer}.weight"), &e.weight)?,
+        Some(q) => {
+            let (node, out) = dequantized_weight(g, names, layer, &e.weight, q)?;
+            g.node.insert(at, node);
+            at += 1;
+            out
+        }
+    };
+    g.node[at].input[1] = new_w;
+    if let Some(b) = &e.bias {
+        let b_name = g.node[at].input.get(2).cloned().unwrap_or_default();
+        if b_name.is_empty() {
+            return Err(err(layer, "has no bias input to replace"));
+        }
+        check_shape(g, layer, &b_name, b, "bias")?;
+        g.node[at].input[2] = add_f32(g, names, &format!("{layer}.bias"), b)?;
+    }
+    if let Some(q) = &e.input_quant {
+        if !(q.scale.is_finite() && q.scale > 0.0) {
+            return Err(err(layer, format!("input scale {} is not a positive number", q.scale)));
+        }
+        let x = g.node[at].input[0].clone();
+        let s = add_tensor(g, names, &format!("{layer}.x_scale"), 1, vec![], q.scale.to_le_bytes().to_vec());
+        let z = add_tensor(g, names, &format!("{layer}.x_zero_point"), 2, vec![], vec![q.zero_point]);
+        let xq = names.fresh(&format!("{layer}.x_q"));
+        let xdq = names.fresh(&format!("{layer}.x_dq"));
+        let qn = node(
+            "QuantizeLinear",
+            names.fresh(&format!("{layer}.x_quantize")),
+            vec![x, s.clone(), z.clone()],
+            xq.clone(),
+        );
+        let dn = node("DequantizeLinear", names.fresh(&format!("{layer}.x_dequantize")), vec![xq, s, z], xdq.clone());
+        g.node[at].input[0] = xdq;
+        g.node.insert(at, dn);
+        g.node.insert(at, qn);
+    }
+    Ok(())
+}
+
+/// The int8 initializer and its `DequantizeLinear`; returns the node and
+/// the dequantised value's name.
+fn dequantized_weight(
+    g: &mut GraphProto,
+    names: &mut Names,
+    layer: &str,
+    w: &Tensor,
+    q: &AxisQuant,
+) -> Result<(NodeProto, String), ImportError> {
+    let shape = w.shape();
+    let channels =
+        *shape.get(q.axis).ok_or_else(|| err(layer, format!("axis {} of a rank-{} weight", q.axis, shape.len())))?;
+    if q.scales.len() != channels {
+        return Err(err(layer, format!("{} scales for {channels} channels along axis {}", q.scales.len(), q.axis)));
+    }
+    if let Some(s) = q.scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+        return Err(err(layer, format!("weight scale {s} is not a positive number")));
+    }
+    let inner: usize = shape[q.axis + 1..].iter().product();
+    let vals = w.to_f32_vec();
+    let mut codes = Vec::with_capacity(vals.len());
+    for (i, &x) in vals.iter().enumerate() {
+        let s = q.scales[(i / inner) % channels];
+        let c = (x / s).round_ties_even();
+        if c.abs() > 127.0 || ((c * s) - x).abs() > 1e-6 * x.abs().max(s) {
+            return Err(err(layer, format!("weight element {i} = {x} is not on its channel's int8 grid (scale {s})")));
+        }
+        codes.push(c as i8 as u8);
+    }
+    let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    let wq = add_tensor(g, names, &format!("{layer}.weight_q"), 3, dims, codes);
+    let scales: Vec<u8> = q.scales.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let ws = add_tensor(g, names, &format!("{layer}.weight_scale"), 1, vec![channels as i64], scales);
+    let wz = add_tensor(g, names, &format!("{layer}.weight_zero_point"), 3, vec![channels as i64], vec![0; channels]);
+    let out = names.fresh(&format!("{layer}.weight_dq"));
+    let mut n =
+        node("DequantizeLinear", names.fresh(&format!("{layer}.weight_dequantize")), vec![wq, ws, wz], out.clone());
+    let mut axis = AttributeProto::new();
+    axis.name = "axis".into();
+    axis.type_ = EnumOrUnknown::new(AttributeType::INT);
+    axis.i = q.axis as i64;
+    n.attribute.push(axis);
+    Ok((n, out))
+}
+
+fn node(op: &str, name: String, inputs: Vec<String>, output: String) -> NodeProto {
+    let mut n = NodeProto::new();
+    n.op_type = op.into();
+    n.name = name;
+    n.input = inputs;
+    n.output = vec![output];
+    n
+}
+
+/// Adds an initializer (ONNX data type code, raw little-endian bytes).
+fn add_tensor(g: &mut GraphProto, names: &mut Names, base: &str, dtype: i32, dims: Vec<i64>, raw: Vec<u8>) -> String {
+    let mut t = TensorProto::new();
+    t.name = names.fresh(base);
+    t.data_type = dtype;
+    t.dims = dims;
+    t.raw_data = raw;
+    let name = t.name.clone();
+    g.initializer.push(t);
+    name
+}
+
+fn add_f32(g: &mut GraphProto, names: &mut Names, base: &str, t: &Tensor) -> Result<String, ImportError> {
+    if t.dtype() != DType::F32 {
+        return Err(err(base, format!("new values are {}, expected f32", t.dtype())));
+    }
+    let dims = t.shape().iter().map(|&d| d as i64).collect();
+    Ok(add_tensor(g, names, base, 1, dims, t.bytes().to_vec()))
+}
+
+/// The stored shape of `name` (an initializer or a `Constant` node's
+/// output) must be `t`'s.
+fn check_shape(g: &GraphProto, layer: &str, name: &str, t: &Tensor, what: &str) -> Result<(), ImportError> {
+    let dims: Option<Vec<i64>> = g.initializer.iter().find(|i| i.name == name).map(|i| i.dims.clone()).or_else(|| {
+        g.node
+            .iter()
+            .find(|n| n.op_type == "Constant" && n.output.first().map(String::as_str) == Some(name))
+            .and_then(|n| n.attribute.iter().find(|a| a.name == "value"))
+            .and_then(|a| a.t.as_ref().map(|t| t.dims.clone()))
+    });
+    let Some(dims) = dims else {
+        return Err(err(layer, format!("its {what} '{name}' is neither an initializer nor a Constant node")));
+    };
+    let want: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
+    if dims != want {
+        return Err(err(layer, format!("its {what} '{name}' is {dims:?}, the new values {want:?}")));
+    }
+    Ok(())
+}
+
+/// Per-axis `DequantizeLinear` needs opset 13: raise 11 and 12 when every
+/// op means the same there.
+fn raise_opset(m: &mut ModelProto) -> Result<(), ImportError> {
+    let Some(o) = m.opset_import.iter().position(|o| o.domain.is_empty() || o.domain == "ai.onnx") else {
+        let mut o = OperatorSetIdProto::new();
+        o.version = 13;
+        m.opset_import.push(o);
+        return Ok(());
+    };
+    let v = m.opset_import[o].version;
+    if v >= 13 {
+        return Ok(());
+    }
+    let ops: BTreeSet<&str> =
+        m.graph.as_ref().map(|g| g.node.iter().map(|n| n.op_type.as_str()).collect()).unwrap_or_default();
+    if v < 11 {
+        return Err(ImportError::Model(format!(
+            "export: per-channel int8 needs opset 13 and the model is opset {v}; convert it to opset 13 first"
+        )));
+    }
+    if let Some(op) = ops.iter().find(|op| !SAME_AT_13.contains(op)) {
+        return Err(ImportError::Model(format!(
+            "export: per-channel int8 needs opset 13; the model is opset {v} and its {op} may mean something else at 13: convert the model to opset 13 first"
+        )));
+    }
+    m.opset_import[o].version = 13;
+    Ok(())
+}
+
+/// Drops initializers no node reads (the replaced weights).
+fn drop_unused_initializers(g: &mut GraphProto) {
+    let used: BTreeSet<String> = g.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
+    let outputs: BTreeSet<String> = g.output.iter().map(|o| o.name.clone()).collect();
+    let inputs: BTreeSet<String> = g.input.iter().map(|o| o.name.clone()).collect();
+    g.initializer.retain(|t| used.contains(&t.name) || outputs.contains(&t.name) || inputs.contains(&t.name));
+}

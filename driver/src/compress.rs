@@ -1,0 +1,51 @@
+//! `kerf compress`: the compression flags' result written as standard ONNX
+//! (QDQ: int8 weights behind per-channel `DequantizeLinear`, uint8
+//! `QuantizeLinear → DequantizeLinear` on each quantised layer's input;
+//! pruned weights as zeros), which ONNX Runtime loads, so the accuracy can
+//! be checked independently of kerf.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use kerf_onnx::export::{export_edited, ActQuant, AxisQuant, LayerEdit};
+use kerf_pipeline::Stage;
+
+use crate::options::{warn, ModelArgs};
+
+#[derive(Args, Debug)]
+pub struct CompressCmdArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The compressed model to write (.onnx).
+    #[arg(short = 'o', long = "output", required = true)]
+    output: PathBuf,
+}
+
+pub fn run(args: &CompressCmdArgs) -> Result<()> {
+    if !args.model.compressing()? {
+        bail!("nothing to compress: give --quantize, --prune-patterns, --connectivity, --low-rank or --plan");
+    }
+    let session = args.model.session()?;
+    let o = session.graph_at(Stage::Compress)?;
+    warn(&o);
+    let Some(report) = o.compression else { bail!("the compress stage did not run") };
+    let mut edits = Vec::new();
+    for l in report.layers.iter().filter(|l| l.parent.is_none()) {
+        if l.rank.is_some() {
+            bail!("layer '{}' is factored (low rank): writing factored layers as ONNX is not supported yet", l.layer);
+        }
+        let Some(weight) = &l.weight else { continue };
+        edits.push(LayerEdit {
+            layer: l.layer.clone(),
+            weight: weight.clone(),
+            weight_quant: l.weight_scales.clone().map(|scales| AxisQuant { axis: l.channel_axis, scales }),
+            bias: None,
+            input_quant: l.input_quant.map(|q| ActQuant { scale: q.scale, zero_point: q.zero_point }),
+        });
+    }
+    let bytes = export_edited(&args.model.model, &edits)?;
+    std::fs::write(&args.output, bytes).with_context(|| format!("cannot write '{}'", args.output.display()))?;
+    eprintln!("wrote {} ({} layers compressed)", args.output.display(), edits.len());
+    Ok(())
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# `kerf compress` output checked by ONNX Runtime: the trained digits CNN
+# fixture compressed (int8; patterns + connectivity + int8) is written as
+# ONNX QDQ, loaded by ORT, run on the 450 test images; ORT's top-1 must be
+# within half a point of kerf's own (`kerf eval`) and above the floors.
+# Usage: export_vs_ort.sh KERF PYTHON
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+KERF=$1
+PY=$2
+d=testsuite/fixtures/models/digits_cnn
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+while IFS='|' read -r plan floor; do
+  # shellcheck disable=SC2086
+  "$KERF" compress "$d/model.onnx" --calib "$d/calib_x.npy" $plan -o "$tmp/q.onnx" 2>/dev/null
+  # shellcheck disable=SC2086
+  kt=$("$KERF" eval "$d/model.onnx" --data "$d/test_x.npy" --labels "$d/test_y.npy" --calib "$d/calib_x.npy" $plan 2>/dev/null |
+    sed -n 's/^top1: \([0-9.]*\).*/\1/p')
+  echo "plan: $plan (kerf top1 $kt)"
+  "$PY" testsuite/scripts/check_export.py "$tmp/q.onnx" "$d/test_x.npy" "$d/test_y.npy" --kerf-top1 "$kt" --min-top1 "$floor"
+done <<'PLANS'
+--quantize int8|0.973
+--prune-patterns 8 --connectivity 0.25 --quantize int8|0.968
+PLANS
