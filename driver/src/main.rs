@@ -10,6 +10,7 @@ mod eval;
 mod inspect;
 mod options;
 mod run;
+mod tune;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,8 @@ enum Command {
     Run(run::RunArgs),
     /// Compile in-process for the host and time it (median/min/p90; --profile per kernel).
     Bench(bench::BenchArgs),
+    /// Find the fastest per-layer compression plan within an accuracy budget (measured); write plan.toml and a report.
+    Tune(tune::TuneArgs),
     /// Write the compressed model as standard ONNX (QDQ) that ONNX Runtime loads.
     Compress(compress::CompressCmdArgs),
     /// Top-1 accuracy on a labelled data set; with compression flags, beside FP32, with agreement and output SNR.
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Compress(args) => compress::run(&args),
+        Command::Tune(args) => tune::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -35,7 +35,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "kerf-testsuite",
-        &["kerf-ir", "kerf-onnx", "kerf-passes", "kerf-compress", "kerf-targets", "kerf-runtime", "kerf-pipeline"],
+        &[
+            "kerf-ir",
+            "kerf-onnx",
+            "kerf-passes",
+            "kerf-compress",
+            "kerf-targets",
+            "kerf-runtime",
+            "kerf-pipeline",
+            "kerf-tune",
+        ],
     ),
     ("kerf-example-rust", &["kerf-runtime", "kerf-pipeline"]),
 ];

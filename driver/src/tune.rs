@@ -1,0 +1,104 @@
+//! `kerf tune`: the codesign loop (kerf-tune) from the command line: finds
+//! the fastest per-layer compression plan within an accuracy budget,
+//! measuring accuracy on the user's validation data and latency of the
+//! generated code on this machine; writes the plan and a report.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use kerf_pipeline::compression::{data_files, read_stacked, samples_for};
+use kerf_pipeline::dataset::read_labels;
+use kerf_tune::{tune, write_report, Data, Metric, TuneOptions};
+
+use crate::options::ModelArgs;
+
+#[derive(Args, Debug)]
+pub struct TuneArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Validation samples (FILE.npy stacked, or NAME=FILE.npy per input); disjoint from --calib.
+    #[arg(long, required = true)]
+    data: Vec<String>,
+    /// Validation labels (top-1 budget).
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Largest top-1 drop below FP32, in points.
+    #[arg(long = "max-drop", default_value_t = 1.0)]
+    max_drop: f64,
+    /// Instead of labels: the lowest output SNR (dB) against FP32.
+    #[arg(long = "max-drop-snr", value_name = "DB")]
+    min_snr: Option<f64>,
+    /// The plan to write (TOML; `kerf compile --plan`).
+    #[arg(short = 'o', long = "output", default_value = "plan.toml")]
+    output: PathBuf,
+    /// Folder for pareto.csv, layers.csv, pareto.svg and report.md.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Timed runs per latency measurement.
+    #[arg(long, default_value_t = 200)]
+    iters: usize,
+    /// Stop measuring new variants after this many seconds.
+    #[arg(long = "time-budget", value_name = "SECONDS")]
+    time_budget: Option<f64>,
+}
+
+pub fn run(args: &TuneArgs) -> Result<()> {
+    if args.model.compressing()? && args.model.compress.calib.is_empty() {
+        bail!("kerf tune needs --calib (calibration samples)");
+    }
+    if args.model.compress.calib.is_empty() {
+        bail!("kerf tune needs --calib (calibration samples, disjoint from --data)");
+    }
+    let base = args.model.uncompressed()?;
+    let names = base.model_inputs()?;
+    let calib = read_stacked(&data_files(&args.model.compress.calib, &names)?)?;
+    let val = read_stacked(&data_files(&args.data, &names)?)?;
+    let base = base.sample_shapes(&val)?;
+    let samples = samples_for(&base.import()?, &val)?;
+    let labels = args.labels.as_ref().map(|p| read_labels(p)).transpose()?;
+    if let Some(l) = &labels {
+        if l.len() != samples.len() {
+            bail!("{} labels for {} validation samples", l.len(), samples.len());
+        }
+    }
+    let metric = match (args.min_snr, &labels) {
+        (Some(db), _) => Metric::Snr { min_db: db },
+        (None, Some(_)) => Metric::Top1 { max_drop: args.max_drop / 100.0 },
+        (None, None) => bail!("give --labels (top-1 budget, --max-drop) or --max-drop-snr DB"),
+    };
+    if !(0.0..=100.0).contains(&args.max_drop) {
+        bail!("--max-drop {} is not a number of points in [0, 100]", args.max_drop);
+    }
+    let opts = TuneOptions {
+        metric,
+        iters: args.iters.max(1),
+        time_budget: args.time_budget.map(std::time::Duration::from_secs_f64),
+    };
+    let data = Data { calib, val: samples, labels };
+    let outcome = tune(&base, &data, &opts, &mut |line| eprintln!("{line}"))?;
+    let chosen = outcome.chosen();
+    let text = format!(
+        "# kerf tune: metric {:.4} (FP32 {:.4}), {:.4} ms (FP32 {:.4} ms) on this machine\n{}",
+        chosen.metric,
+        outcome.baseline.metric,
+        chosen.latency_ms,
+        outcome.baseline.latency_ms,
+        chosen.plan.to_toml()
+    );
+    std::fs::write(&args.output, text).with_context(|| format!("cannot write '{}'", args.output.display()))?;
+    if let Some(dir) = &args.report {
+        write_report(dir, &outcome)?;
+        eprintln!("report: {}", dir.display());
+    }
+    if outcome.met {
+        eprintln!(
+            "wrote {}: {:.2}x faster than FP32 within the budget",
+            args.output.display(),
+            outcome.baseline.latency_ms / chosen.latency_ms
+        );
+    } else {
+        eprintln!("warning: no plan met the budget; wrote the best found to {}", args.output.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! The codesign loop on the trained digits CNN: calibrated on 500 training
+//! images, tuned against the first 200 test images (the fixture has no
+//! labelled training split; the full models' run in docs/compression.md
+//! tunes on training images) and judged on the other 250, which the tuner
+//! never sees; the plan must keep top-1 within the 1-point budget there,
+//! round-trip as a plan file, and come with a complete report.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
+
+use std::path::{Path, PathBuf};
+
+use kerf_compress::Plan;
+use kerf_ir::Tensor;
+use kerf_pipeline::compression::samples_for;
+use kerf_pipeline::dataset::argmax;
+use kerf_pipeline::{npy, Session};
+use kerf_tune::{tune, write_report, Data, Metric, TuneOptions};
+
+fn fixture(f: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/digits_cnn").join(f)
+}
+
+fn top1(s: &Session, samples: &[Vec<Tensor>], labels: &[i64]) -> f64 {
+    let o = s.graph().unwrap();
+    let jit = s.jit(&o.graph).unwrap();
+    let m = jit.model();
+    let mut arena = m.new_arena();
+    let mut out = vec![0u8; m.info().outputs[0].bytes];
+    let mut hits = 0;
+    for (x, &y) in samples.iter().zip(labels) {
+        let ins: Vec<&[u8]> = x.iter().map(Tensor::bytes).collect();
+        m.run(&ins, &mut [out.as_mut_slice()], &mut arena).unwrap();
+        let t = Tensor::from_bytes(kerf_ir::DType::F32, vec![1, 10], out.clone()).unwrap();
+        hits += usize::from(argmax(&t) as i64 == y);
+    }
+    hits as f64 / samples.len() as f64
+}
+
+#[test]
+fn tuned_plan_keeps_the_budget_on_held_out_data() {
+    let base = Session::new(fixture("model.onnx")).target("host", "baseline");
+    let g = base.import().unwrap();
+    let x = npy::read(&fixture("test_x.npy")).unwrap();
+    let y = npy::read(&fixture("test_y.npy")).unwrap().to_i64_vec();
+    let all = samples_for(&g, &[("input".to_string(), x)]).unwrap();
+    let (val, test) = all.split_at(200);
+    let (val_y, test_y) = y.split_at(200);
+    let calib = vec![("input".to_string(), npy::read(&fixture("calib_x.npy")).unwrap())];
+    let data = Data { calib: calib.clone(), val: val.to_vec(), labels: Some(val_y.to_vec()) };
+    let opts = TuneOptions { metric: Metric::Top1 { max_drop: 0.01 }, iters: 20, time_budget: None };
+    let mut lines = Vec::new();
+    let o = tune(&base, &data, &opts, &mut |l| lines.push(l.to_string())).unwrap();
+    assert!(o.met, "budget not met on the validation data:\n{}", lines.join("\n"));
+    let plan = o.chosen().plan.clone();
+    assert_eq!(Plan::parse(&plan.to_toml()).unwrap(), plan, "the plan file round-trips");
+    assert!(!plan.layers.is_empty(), "the tuner compressed nothing:\n{}", lines.join("\n"));
+    assert!(o.chosen().weight_bytes < o.baseline.weight_bytes);
+    // judged on held-out data the tuner never saw
+    let fp32 = top1(&base, test, test_y);
+    let tuned = top1(&base.clone().compression(plan, calib), test, test_y);
+    eprintln!("held-out top-1: fp32 {fp32:.4}, tuned {tuned:.4}");
+    assert!(fp32 - tuned <= 0.01 + 1e-9, "tuned plan loses {:.2} points on held-out data", (fp32 - tuned) * 100.0);
+    // the report
+    let dir = std::env::temp_dir().join(format!("kerf-tune-{}", std::process::id()));
+    write_report(&dir, &o).unwrap();
+    let svg = std::fs::read_to_string(dir.join("pareto.svg")).unwrap();
+    assert_eq!(svg.matches("<circle").count(), o.evaluated.len(), "one dot per measured plan");
+    assert!(svg.contains("crimson"), "the chosen plan is marked");
+    let csv = std::fs::read_to_string(dir.join("pareto.csv")).unwrap();
+    assert_eq!(csv.lines().count(), o.evaluated.len() + 1);
+    assert!(std::fs::read_to_string(dir.join("report.md")).unwrap().contains("(chosen)"));
+    assert_eq!(std::fs::read_to_string(dir.join("layers.csv")).unwrap().lines().count(), o.layers.len() + 1);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_tuning_input_is_a_clear_error() {
+    let base = Session::new(fixture("model.onnx"));
+    let x = npy::read(&fixture("test_x.npy")).unwrap();
+    let samples = samples_for(&base.import().unwrap(), &[("input".to_string(), x)]).unwrap();
+    let calib = vec![("input".to_string(), npy::read(&fixture("calib_x.npy")).unwrap())];
+    let opts = TuneOptions { metric: Metric::Top1 { max_drop: 0.01 }, iters: 5, time_budget: None };
+    let data = Data { calib, val: samples, labels: None };
+    let e = tune(&base, &data, &opts, &mut |_| {}).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("labels"), "{e}");
+}
