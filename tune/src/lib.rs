@@ -18,7 +18,8 @@
 //!    rank everywhere) are measured the same way, for the report.
 //!
 //! Deterministic for given data: compression is, and the search orders
-//! ties by layer and variant. Latencies are medians and vary run to run.
+//! ties by layer and variant. Latencies (each the least of three medians,
+//! the baseline timed again at the end) vary run to run.
 
 mod report;
 mod search;

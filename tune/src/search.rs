@@ -293,6 +293,11 @@ pub fn tune(
         }
     }
     let (chosen_rows, chosen, met) = search(&ctx, &baseline, &rows, &mut evaluated, progress)?;
+    // the baseline timed again last, so drift over the run shows in both
+    let again = ctx.evaluate("fp32", &Plan::default())?.0;
+    let mut baseline = baseline;
+    baseline.latency_ms = baseline.latency_ms.min(again.latency_ms);
+    evaluated[0].latency_ms = baseline.latency_ms;
     let layers = rows
         .iter()
         .enumerate()
