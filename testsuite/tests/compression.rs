@@ -49,21 +49,26 @@ fn evaluate(plan: Option<&str>) -> (f64, Graph, Option<Report>) {
 fn evaluate_of(model: &str, plan: Option<&str>) -> (f64, Graph, Option<Report>) {
     let s = session_of(model, plan);
     let o = s.graph().unwrap_or_else(|e| panic!("{plan:?}: {e}"));
+    (top1_on(&s, &o.graph, model), o.graph, o.compression)
+}
+
+/// Top-1 of `g` (compiled by `s`) on `model`'s fixture test set.
+fn top1_on(s: &Session, g: &Graph, model: &str) -> f64 {
     let x = npy::read(&fixture_of(model, "test_x.npy")).unwrap();
     let y = npy::read(&fixture_of(model, "test_y.npy")).unwrap().to_i64_vec();
-    let samples = samples_for(&o.graph, &[("input".to_string(), x)]).unwrap();
-    let jit = s.jit(&o.graph).unwrap();
-    let model = jit.model();
-    let mut arena = model.new_arena();
-    let mut out = vec![0u8; model.info().outputs[0].bytes];
+    let samples = samples_for(g, &[("input".to_string(), x)]).unwrap();
+    let jit = s.jit(g).unwrap();
+    let m = jit.model();
+    let mut arena = m.new_arena();
+    let mut out = vec![0u8; m.info().outputs[0].bytes];
     let mut hits = 0;
     for (sample, &label) in samples.iter().zip(&y) {
         let ins: Vec<&[u8]> = sample.iter().map(Tensor::bytes).collect();
-        model.run(&ins, &mut [out.as_mut_slice()], &mut arena).unwrap();
+        m.run(&ins, &mut [out.as_mut_slice()], &mut arena).unwrap();
         let logits = Tensor::from_bytes(kerf_ir::DType::F32, vec![1, 10], out.clone()).unwrap();
         hits += usize::from(argmax(&logits) as i64 == label);
     }
-    (hits as f64 / samples.len() as f64, o.graph, o.compression)
+    hits as f64 / samples.len() as f64
 }
 
 #[test]
@@ -215,21 +220,7 @@ fn exported_qdq_model_computes_the_compressed_model() {
     let g = s.graph().unwrap().graph;
     let ops: Vec<String> = kerf_ir::text::print(&s.import().unwrap()).lines().map(String::from).collect();
     assert!(ops.iter().any(|l| l.contains("Round")), "the QDQ pair imports as a quantiser");
-    let x = npy::read(&fixture("test_x.npy")).unwrap();
-    let y = npy::read(&fixture("test_y.npy")).unwrap().to_i64_vec();
-    let samples = samples_for(&g, &[("input".to_string(), x)]).unwrap();
-    let jit = s.jit(&g).unwrap();
-    let model = jit.model();
-    let mut arena = model.new_arena();
-    let mut out = vec![0u8; model.info().outputs[0].bytes];
-    let mut hits = 0;
-    for (sample, &label) in samples.iter().zip(&y) {
-        let ins: Vec<&[u8]> = sample.iter().map(Tensor::bytes).collect();
-        model.run(&ins, &mut [out.as_mut_slice()], &mut arena).unwrap();
-        let logits = Tensor::from_bytes(kerf_ir::DType::F32, vec![1, 10], out.clone()).unwrap();
-        hits += usize::from(argmax(&logits) as i64 == label);
-    }
-    let reimported = hits as f64 / samples.len() as f64;
+    let reimported = top1_on(&s, &g, "digits_cnn");
     std::fs::remove_dir_all(&dir).ok();
     assert_eq!(reimported, top1, "top-1 of the exported model {reimported} vs the compressed graph {top1}");
 }

@@ -21,7 +21,7 @@
 
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 
-use super::conv::Geo;
+use super::conv::{pad_input, Geo};
 use super::{Kernel, LResult};
 
 /// Whether the pattern kernel computes this conv: one group, stride 1, and
@@ -190,33 +190,4 @@ pub(super) fn conv(
         });
     });
     Ok(())
-}
-
-/// Zero-fills the padded image, then copies batch `n`'s input planes into
-/// its interior.
-fn pad_input(k: &mut Kernel, g: &Geo, xp: Value, n: Value, pad_img: Value, hp: usize, wpd: usize) {
-    let img = g.c * hp * wpd;
-    k.for_vec(img, &mut |k, ty, i| {
-        let z = k.fsplat(ty, 0.0);
-        k.st_at(z, pad_img, i, 4, 0);
-    });
-    let plane = k.b.ins().imul_imm_s(n, (g.c * g.h * g.w) as i64);
-    let xbase = k.addr(xp, plane, 4);
-    let g2 = *g;
-    k.for_n(0, (g.c * g.h) as i64, 1, |k, row| {
-        let src = k.b.ins().imul_imm_s(row, g2.w as i64);
-        let sb = k.addr(xbase, src, 4);
-        let c = k.b.ins().udiv_imm_s(row, g2.h as i64);
-        let y = k.b.ins().urem_imm_s(row, g2.h as i64);
-        let drow = k.b.ins().imul_imm_s(c, hp as i64);
-        let drow = k.b.ins().iadd(drow, y);
-        let drow = k.b.ins().iadd_imm_s(drow, g2.ph as i64);
-        let d = k.b.ins().imul_imm_s(drow, wpd as i64);
-        let d = k.b.ins().iadd_imm_s(d, g2.pw as i64);
-        let db = k.addr(pad_img, d, 4);
-        k.for_vec(g2.w, &mut |k, ty, j| {
-            let v = k.ld_at(ty, sb, j, 4, 0);
-            k.st_at(v, db, j, 4, 0);
-        });
-    });
 }
