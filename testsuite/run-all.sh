@@ -31,6 +31,8 @@ stage "cargo test" cargo test --workspace --all-targets --no-fail-fast
 # The node suite's passing cases through the plain `kerf run` binary (built by cargo test).
 stage "node suite through kerf run" .venv/bin/python testsuite/scripts/cli_conformance.py \
   target/debug/kerf testsuite/generated/onnx testsuite/conformance/manifest.txt
+# The CMake example: kerf as a custom command, the archive linked into C.
+stage "CMake example" bash testsuite/scripts/cmake_example.sh target/debug/kerf
 # Compressed models written as ONNX QDQ and checked by ONNX Runtime.
 stage "kerf compress vs ONNX Runtime" bash testsuite/scripts/export_vs_ort.sh target/debug/kerf .venv/bin/python
 
