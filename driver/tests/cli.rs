@@ -252,6 +252,7 @@ fn bind_folds_an_input_at_compile_time() {
     assert!(out.status.success(), "{}", stderr(&out));
     let h = std::fs::read_to_string(&hdr).unwrap();
     assert!(h.contains("#define IF_RATE_NUM_INPUTS 1\n"), "{h}");
+    assert!(h.contains("Model input 'sr' was bound to a constant at compile time"), "the header says so: {h}");
     let out = kerf(&[
         "run",
         &m,

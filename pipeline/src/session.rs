@@ -361,9 +361,29 @@ impl Session {
     }
 
     /// Stage `compile`: object, header and report for the session's target.
+    /// The header's comment names the inputs bound at compile time and the
+    /// compression plan.
     pub fn compile(&self, g: &Graph) -> Result<Artifact, PipelineError> {
-        kerf_targets::compile_object(g, &self.compile_options())
+        let mut opts = self.compile_options();
+        opts.notes = self.header_notes(g);
+        kerf_targets::compile_object(g, &opts)
             .map_err(|source| PipelineError::Compile { path: self.model.clone(), source })
+    }
+
+    /// What a user of the compiled model must know about how it was made.
+    fn header_notes(&self, g: &Graph) -> Vec<String> {
+        let mut notes: Vec<String> = self
+            .bound
+            .iter()
+            .map(|(n, _)| n.clone())
+            .chain(self.auto_bound(g))
+            .map(|n| format!("Model input '{n}' was bound to a constant at compile time: it is not an input here."))
+            .collect();
+        if let Some(plan) = &self.plan {
+            let text = plan.to_toml().replace('\n', " ").replace("  ", " ");
+            notes.push(format!("Compressed with the plan: {}", text.trim()));
+        }
+        notes
     }
 
     /// Stage `jit`: the same code generation, loaded into this process. The

@@ -19,11 +19,15 @@ pub struct CompileOptions {
     pub cpu: String,
     /// Prefix of every exported symbol (`<name>_run`, `<name>_describe`).
     pub name: String,
+    /// Lines for the header's opening comment (what the caller did to the
+    /// model that its user should know: inputs bound at compile time,
+    /// compression).
+    pub notes: Vec<String>,
 }
 
 impl CompileOptions {
     pub fn new(triple: &str, cpu: &str, name: &str) -> CompileOptions {
-        CompileOptions { triple: triple.into(), cpu: cpu.into(), name: name.into() }
+        CompileOptions { triple: triple.into(), cpu: cpu.into(), name: name.into(), notes: Vec::new() }
     }
     /// The host with `native` CPU flags.
     pub fn host(name: &str) -> CompileOptions {
@@ -72,7 +76,7 @@ pub fn compile_object(g: &Graph, opts: &CompileOptions) -> Result<Artifact, Targ
     let product = module.finish();
     let object = product.emit().map_err(|e| TargetError::Object(e.to_string()))?;
     let text_bytes = text_size(&object);
-    let header = crate::header::generate(g, &opts.name, built.plan.arena_bytes);
+    let header = crate::header::generate(g, &opts.name, built.plan.arena_bytes, &opts.notes);
     Ok(Artifact {
         object,
         header,
