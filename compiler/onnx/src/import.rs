@@ -788,6 +788,17 @@ fn input_type(inp: &crate::proto::ValueInfo, given: &BTreeMap<String, Vec<usize>
                             Dim::Param(p) if !p.is_empty() => format!(" ('{p}')"),
                             _ => String::new(),
                         };
+                        // the form with the dynamic dimensions named, and a
+                        // concrete example with 1 for each of them
+                        let form: Vec<String> = dims
+                            .iter()
+                            .enumerate()
+                            .map(|(k, d)| match d {
+                                Dim::Value(x) if *x >= 0 => x.to_string(),
+                                Dim::Param(p) if !p.is_empty() => p.clone(),
+                                _ => format!("D{k}"),
+                            })
+                            .collect();
                         let example: Vec<String> = dims
                             .iter()
                             .map(|d| match d {
@@ -796,7 +807,8 @@ fn input_type(inp: &crate::proto::ValueInfo, given: &BTreeMap<String, Vec<usize>
                             })
                             .collect();
                         return Err(ImportError::model(format!(
-                            "input '{name}' has dynamic dimension {i}{what}; pass --input-shape {name}={}",
+                            "input '{name}' has dynamic dimension {i}{what}; kerf compiles for one shape: pass --input-shape {name}={} with the sizes you will run (e.g. --input-shape {name}={}), or an input file (kerf run) whose shape fixes them",
+                            form.join(","),
                             example.join(",")
                         )));
                     }

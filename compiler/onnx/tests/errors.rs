@@ -79,7 +79,7 @@ fn dynamic_input_dims_need_a_shape() {
         .input_vi(value_info("x", F32, Some(vec![D::P("batch"), D::V(3), D::V(224), D::V(224)])))
         .op("Relu", &["x"], "y", vec![])
         .output("y");
-    assert_eq!(m.err(), "input 'x' has dynamic dimension 0 ('batch'); pass --input-shape x=1,3,224,224");
+    assert_eq!(m.err(), "input 'x' has dynamic dimension 0 ('batch'); kerf compiles for one shape: pass --input-shape x=batch,3,224,224 with the sizes you will run (e.g. --input-shape x=1,3,224,224), or an input file (kerf run) whose shape fixes them");
 
     let shapes = |name: &str, s: Vec<usize>| ImportOptions {
         input_shapes: BTreeMap::from([(name.to_string(), s)]),
