@@ -12,8 +12,8 @@
 //! (Reshape, Transpose, Expand, Cast, Identity, Dropout with the same element
 //! count) keeps the weight's origin.
 //!
-//! Node order must be topological; a node reading a value produced later
-//! (out of order or a cycle) is an error naming both nodes. The walk is a
+//! Nodes out of topological order are sorted first ([`crate::order`]); a
+//! cycle is an error naming the nodes on it. The walk is a
 //! single loop, so deep graphs do not recurse.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -690,7 +690,16 @@ pub fn import(
     env.extend(structured);
     // Outputs that a converter could not provide (e.g. MaxPool indices).
     let mut unavailable: HashMap<String, String> = HashMap::new();
-    run_nodes(&mut st, &gd.nodes, &mut env, &mut unavailable, Some(&node_of), "")?;
+    match crate::order::topological(&gd.nodes, &node_of, |i| display_name(&gd.nodes[i], i))? {
+        None => run_nodes(&mut st, &gd.nodes, &mut env, &mut unavailable, Some(&node_of), "")?,
+        Some(order) => {
+            // sorted: unnamed nodes keep the display names of their
+            // original positions
+            let sorted: Vec<NodeDef> =
+                order.iter().map(|&i| NodeDef { name: display_name(&gd.nodes[i], i), ..gd.nodes[i].clone() }).collect();
+            run_nodes(&mut st, &sorted, &mut env, &mut unavailable, None, "")?;
+        }
+    }
     let mut g = st.g;
 
     for o in &gd.outputs {

@@ -14,6 +14,7 @@ mod error;
 pub mod export;
 mod import;
 mod ops;
+mod order;
 mod proto;
 mod tensor;
 
