@@ -33,6 +33,19 @@ pub fn compress(
     calib: &Calibration,
     probe: &mut dyn Probe,
 ) -> Result<(Graph, Report), CompressError> {
+    compress_with_progress(g, plan, calib, probe, &mut |_, _, _| {})
+}
+
+/// [`compress`], calling `progress(done, total, layer)` before each layer
+/// (`total` grows when a layer is split) and once with `done == total` at
+/// the end.
+pub fn compress_with_progress(
+    g: &Graph,
+    plan: &Plan,
+    calib: &Calibration,
+    probe: &mut dyn Probe,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<(Graph, Report), CompressError> {
     let sites = layer::sites(g);
     let names: Vec<&str> = sites.iter().map(|s| s.layer.as_str()).collect();
     let settings = plan.resolve(&names)?;
@@ -52,7 +65,10 @@ pub fn compress(
         .collect();
     let mut cur = g.clone();
     let mut report = Report::default();
+    let mut done = 0;
     while let Some(job) = jobs.pop_front() {
+        progress(done, done + jobs.len() + 1, &job.layer);
+        done += 1;
         // node indices move as nodes are inserted: find the layer again
         let site = layer::sites(&cur)
             .into_iter()
@@ -71,6 +87,7 @@ pub fn compress(
             jobs.push_front(j);
         }
     }
+    progress(done, done, "");
     Ok((cur, report))
 }
 

@@ -40,7 +40,7 @@ pub mod quant;
 mod report;
 pub mod rewrite;
 
-pub use engine::{compress, Calibration};
+pub use engine::{compress, compress_with_progress, Calibration};
 pub use plan::{LayerSettings, Observer, Plan, Precision, Rounding, Selection};
 pub use probe::{EvalProbe, Probe};
 pub use quant::ActQuant;

@@ -149,7 +149,7 @@ impl ModelArgs {
         if let Some(n) = self.compress.calib_samples {
             stacked = stacked.into_iter().map(|(k, t)| Ok((k, first_samples(&t, n)?))).collect::<Result<_>>()?;
         }
-        Ok(s.sample_shapes(&stacked)?.compression(plan, stacked))
+        Ok(s.sample_shapes(&stacked)?.compression(plan, stacked).progress(layer_bar()))
     }
 }
 
@@ -219,4 +219,21 @@ mod tests {
         assert!(parse_input_shape("x").is_err());
         assert!(parse_input_shape("=1").is_err());
     }
+}
+
+/// A progress bar on stderr for the compress stage (per layer); hidden when
+/// stderr is not a terminal.
+fn layer_bar() -> kerf_pipeline::ProgressHook {
+    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("compressing [{bar:30}] {pos}/{len} {msg}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    kerf_pipeline::ProgressHook(std::sync::Arc::new(move |done, total, what| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(what.to_string());
+        if done == total {
+            bar.finish_and_clear();
+        }
+    }))
 }

@@ -76,7 +76,20 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         time_budget: args.time_budget.map(std::time::Duration::from_secs_f64),
     };
     let data = Data { calib, val: samples, labels };
-    let outcome = tune(&base, &data, &opts, &mut |line| eprintln!("{line}"))?;
+    // on a terminal: a spinner with the last measurement, the lines above it
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let outcome = tune(&base, &data, &opts, &mut |line| {
+        if tty {
+            bar.println(line);
+            bar.set_message(format!("measuring... last: {line}"));
+        } else {
+            eprintln!("{line}");
+        }
+    });
+    bar.finish_and_clear();
+    let outcome = outcome?;
     let chosen = outcome.chosen();
     let text = format!(
         "# kerf tune: metric {:.4} (FP32 {:.4}), {:.4} ms (FP32 {:.4} ms) on this machine\n{}",

@@ -30,7 +30,7 @@ use thiserror::Error;
 
 pub use build::Build;
 pub use names::{c_identifier, default_name};
-pub use session::{Optimized, Session, Stage};
+pub use session::{Optimized, ProgressHook, Session, Stage};
 
 /// Why a stage failed.
 #[derive(Debug, Error)]

@@ -123,6 +123,21 @@ pub struct Session {
     passes: PassOptions,
     plan: Option<Plan>,
     calib: Vec<(String, Tensor)>,
+    progress: Option<ProgressHook>,
+}
+
+/// `f(done, total, what)`: one step of a long stage.
+pub type ProgressFn = dyn Fn(usize, usize, &str) + Send + Sync;
+
+/// Called as `hook(done, total, what)` while a long stage runs (the
+/// compress stage: per layer).
+#[derive(Clone)]
+pub struct ProgressHook(pub std::sync::Arc<ProgressFn>);
+
+impl fmt::Debug for ProgressHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ProgressHook")
+    }
 }
 
 impl Session {
@@ -140,7 +155,13 @@ impl Session {
             passes: PassOptions::default(),
             plan: None,
             calib: Vec::new(),
+            progress: None,
         }
+    }
+    /// Reports the progress of long stages to `hook`.
+    pub fn progress(mut self, hook: ProgressHook) -> Session {
+        self.progress = Some(hook);
+        self
     }
     /// Compresses with `plan` before optimizing, calibrated on `calib`
     /// (per input name, samples stacked on a leading axis; see
@@ -332,7 +353,19 @@ impl Session {
         let Some(plan) = &self.plan else { return Ok(None) };
         let samples = if self.calib.is_empty() { Vec::new() } else { crate::compression::samples_for(g, &self.calib)? };
         let calib = kerf_compress::Calibration { samples };
-        let (cg, report) = kerf_compress::compress(g, plan, &calib, &mut crate::compression::JitProbe)?;
+        let hook = self.progress.clone();
+        let mut report_progress = |done: usize, total: usize, what: &str| {
+            if let Some(h) = &hook {
+                (h.0)(done, total, what);
+            }
+        };
+        let (cg, report) = kerf_compress::compress_with_progress(
+            g,
+            plan,
+            &calib,
+            &mut crate::compression::JitProbe,
+            &mut report_progress,
+        )?;
         Ok(Some((cg, report)))
     }
 
