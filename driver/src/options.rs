@@ -207,20 +207,6 @@ fn first_samples(t: &Tensor, n: usize) -> Result<Tensor> {
     Ok(Tensor::from_bytes(t.dtype(), shape, t.bytes()[..n * per].to_vec())?)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn input_shapes_parse() {
-        assert_eq!(parse_input_shape("x=1,3,224,224").unwrap(), ("x".into(), vec![1, 3, 224, 224]));
-        assert_eq!(parse_input_shape("a=b=2").unwrap(), ("a=b".into(), vec![2]));
-        assert!(parse_input_shape("x=1,-3").unwrap_err().contains("'-3'"));
-        assert!(parse_input_shape("x").is_err());
-        assert!(parse_input_shape("=1").is_err());
-    }
-}
-
 /// A progress bar on stderr for the compress stage (per layer); hidden when
 /// stderr is not a terminal.
 fn layer_bar() -> kerf_pipeline::ProgressHook {
@@ -236,4 +222,18 @@ fn layer_bar() -> kerf_pipeline::ProgressHook {
             bar.finish_and_clear();
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_shapes_parse() {
+        assert_eq!(parse_input_shape("x=1,3,224,224").unwrap(), ("x".into(), vec![1, 3, 224, 224]));
+        assert_eq!(parse_input_shape("a=b=2").unwrap(), ("a=b".into(), vec![2]));
+        assert!(parse_input_shape("x=1,-3").unwrap_err().contains("'-3'"));
+        assert!(parse_input_shape("x").is_err());
+        assert!(parse_input_shape("=1").is_err());
+    }
 }
