@@ -11,11 +11,10 @@ use crate::options::{warn, ModelArgs};
 pub struct CompileArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Target triple: x86_64-unknown-linux-gnu, aarch64-unknown-linux-gnu, riscv64gc-unknown-linux-gnu, or host.
-    #[arg(long, default_value = "host")]
+    /// Target triple.
+    #[arg(long, default_value = "host", long_help = format!("Target triple: {}", kerf_targets::isa::targets_help()))]
     target: String,
-    /// CPU feature preset (x86-64: baseline, haswell, sapphirerapids, native; aarch64: baseline, dotprod;
-    /// riscv64: rv64gc, v).
+    /// CPU feature preset of the target (see --help for each target's presets).
     #[arg(long, default_value = "baseline")]
     cpu: String,
     /// Output: `NAME.o` for an object, `libNAME.a` for a static library.

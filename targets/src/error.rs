@@ -22,7 +22,7 @@ fn list(nodes: &[UnsupportedNode]) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    #[error("unknown target triple '{0}' (supported: x86_64-unknown-linux-gnu, aarch64-unknown-linux-gnu, riscv64gc-unknown-linux-gnu, host)")]
+    #[error("unknown target triple '{0}' (supported: {help})", help = crate::isa::targets_help())]
     UnknownTriple(String),
     #[error("unknown CPU '{cpu}' for {triple} (supported: {supported})")]
     UnknownCpu { triple: String, cpu: String, supported: String },

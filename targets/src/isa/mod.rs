@@ -17,8 +17,8 @@ use cranelift_codegen::settings::{self, Configurable};
 
 use crate::TargetError;
 
-/// Per-core data cache sizes (bytes) the kernels block for; one constant
-/// `CACHE` per ISA module, reached by kernels through [`Caps::cache`].
+/// Per-core data cache sizes (bytes) the kernels block for; one per ISA
+/// description ([`IsaDesc::cache`]), reached by kernels through [`Caps::cache`].
 ///
 /// Contract (how `lower::gemm` and `lower::winograd` derive their blocks):
 /// - `l1d`: the GEMM engine's K slice is the largest even `KC` with
@@ -54,39 +54,97 @@ pub struct Caps {
 }
 
 impl Caps {
-    /// Capabilities of a built ISA, read from its flags.
+    /// Capabilities of a built ISA, from its description and flags.
     pub fn of(isa: &dyn TargetIsa) -> Caps {
         let flags = isa.isa_flags();
         let on = |name: &str| flags.iter().any(|v| v.name == name && v.as_bool() == Some(true));
-        match isa.triple().architecture {
-            target_lexicon::Architecture::X86_64 => {
-                Caps { simd: true, fma: on("has_avx") && on("has_fma"), round: on("has_sse41"), cache: x64::CACHE }
-            }
-            target_lexicon::Architecture::Aarch64(_) => {
-                Caps { simd: true, fma: true, round: true, cache: aarch64::CACHE }
-            }
-            // Scalar path on riscv64 (the V extension is a Tier-3 experiment);
-            // F/D have fused multiply-add, rounding goes through libcalls in
-            // Cranelift unless Zfa is present.
-            target_lexicon::Architecture::Riscv64(_) => {
-                Caps { simd: false, fma: true, round: on("has_zfa"), cache: riscv64::CACHE }
-            }
-            _ => Caps { simd: false, fma: false, round: false, cache: riscv64::CACHE },
+        match describe(isa.triple()) {
+            Some(d) => (d.caps)(&on),
+            // lookup builds only described ISAs; anything else gets the
+            // scalar, libcall-free subset
+            None => Caps { simd: false, fma: false, round: false, cache: riscv64::ISA.cache },
         }
     }
 }
 
-/// The canonical triples kerf accepts.
-pub const TRIPLES: [&str; 3] = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu", "riscv64gc-unknown-linux-gnu"];
+/// Whether a flag is set on a built ISA.
+pub type FlagOn<'a> = &'a dyn Fn(&str) -> bool;
+/// A target's capabilities from its flags.
+pub type CapsOf = fn(FlagOn<'_>) -> Caps;
+
+/// Everything kerf knows about one ISA, stated once in its module: adding a
+/// target or a preset touches that module and [`ISAS`] only.
+#[derive(Clone, Copy)]
+pub struct IsaDesc {
+    /// The canonical triple.
+    pub triple: &'static str,
+    /// CPU presets and the Cranelift flags or presets each enables (the
+    /// first is the lowest common denominator). `native` (the host's
+    /// detected flags) is accepted on the host in addition.
+    pub presets: &'static [(&'static str, &'static [&'static str])],
+    /// Other accepted names of presets: `(alias, preset)`.
+    pub aliases: &'static [(&'static str, &'static str)],
+    /// Cache sizes the kernels block for.
+    pub cache: CacheParams,
+    /// What kernels may use, from the built ISA's flags.
+    pub caps: CapsOf,
+}
+
+impl std::fmt::Debug for IsaDesc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IsaDesc").field("triple", &self.triple).finish_non_exhaustive()
+    }
+}
+
+impl IsaDesc {
+    /// The preset names, `native` last.
+    pub fn preset_names(&self) -> Vec<&'static str> {
+        self.presets.iter().map(|p| p.0).chain(std::iter::once("native")).collect()
+    }
+    /// The Cranelift builder for preset `cpu` (an alias allowed).
+    fn builder(&self, cpu: &str, on_host: bool) -> Result<cranelift_codegen::isa::Builder, TargetError> {
+        let names = self.preset_names();
+        if cpu == "native" {
+            return native_builder(self.triple, cpu, on_host, &names);
+        }
+        let cpu = self.aliases.iter().find(|(a, _)| *a == cpu).map_or(cpu, |(_, p)| *p);
+        let Some((_, flags)) = self.presets.iter().find(|(p, _)| *p == cpu) else {
+            return Err(unknown_cpu(self.triple, cpu, &names));
+        };
+        let mut b = base_builder(self.triple)?;
+        enable(&mut b, flags)?;
+        Ok(b)
+    }
+}
+
+/// Every target kerf compiles for.
+pub const ISAS: [&IsaDesc; 3] = [&x64::ISA, &aarch64::ISA, &riscv64::ISA];
+
+/// The canonical triples kerf accepts (from [`ISAS`]).
+pub const TRIPLES: [&str; 3] = [ISAS[0].triple, ISAS[1].triple, ISAS[2].triple];
+
+/// The description of a built ISA's triple.
+fn describe(t: &target_lexicon::Triple) -> Option<&'static IsaDesc> {
+    ISAS.iter()
+        .copied()
+        .find(|d| d.triple.parse::<target_lexicon::Triple>().is_ok_and(|x| x.architecture == t.architecture))
+}
+
+/// One line per target with its presets: the CLI's help and the errors.
+pub fn targets_help() -> String {
+    let lines: Vec<String> =
+        ISAS.iter().map(|d| format!("{} (--cpu {})", d.triple, d.preset_names().join(", "))).collect();
+    format!("{}, or host", lines.join("; "))
+}
 
 /// The triple of the machine running the compiler.
 pub fn host_triple() -> &'static str {
     if cfg!(target_arch = "x86_64") {
-        TRIPLES[0]
+        x64::ISA.triple
     } else if cfg!(target_arch = "aarch64") {
-        TRIPLES[1]
+        aarch64::ISA.triple
     } else {
-        TRIPLES[2]
+        riscv64::ISA.triple
     }
 }
 
@@ -116,11 +174,8 @@ pub fn lookup(triple: &str, cpu: &str) -> Result<OwnedTargetIsa, TargetError> {
 /// (cranelift-jit refuses PIC code; objects are always PIC).
 pub(crate) fn lookup_with_pic(triple: &str, cpu: &str, pic: bool) -> Result<OwnedTargetIsa, TargetError> {
     let t = canonical_triple(triple)?;
-    let isa_builder = match t {
-        "x86_64-unknown-linux-gnu" => x64::builder(cpu, t == host_triple())?,
-        "aarch64-unknown-linux-gnu" => aarch64::builder(cpu, t == host_triple())?,
-        _ => riscv64::builder(cpu, t == host_triple())?,
-    };
+    let desc = ISAS.iter().find(|d| d.triple == t).ok_or_else(|| TargetError::UnknownTriple(triple.to_string()))?;
+    let isa_builder = desc.builder(cpu, t == host_triple())?;
     isa_builder.finish(shared_flags(pic)?).map_err(|e| TargetError::Isa(e.to_string()))
 }
 

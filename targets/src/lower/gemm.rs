@@ -365,11 +365,11 @@ mod tests {
     /// slice 384, 1 MiB B panels), so its code is unchanged.
     #[test]
     fn blocks_from_cache_parameters() {
-        assert_eq!((kc_max(&caps(x64::CACHE), 4), b_block_bytes(&caps(x64::CACHE))), (384, 1 << 20));
-        assert_eq!(kc_max(&caps(aarch64::CACHE), 4), 768);
+        assert_eq!((kc_max(&caps(x64::ISA.cache), 4), b_block_bytes(&caps(x64::ISA.cache))), (384, 1 << 20));
+        assert_eq!(kc_max(&caps(aarch64::ISA.cache), 4), 768);
         // scalar riscv64: one lane per panel
-        assert_eq!(kc_max(&caps(riscv64::CACHE), 1), 472);
-        for (c, l) in [(x64::CACHE, 4), (aarch64::CACHE, 4), (riscv64::CACHE, 1)] {
+        assert_eq!(kc_max(&caps(riscv64::ISA.cache), 1), 472);
+        for (c, l) in [(x64::ISA.cache, 4), (aarch64::ISA.cache, 4), (riscv64::ISA.cache, 1)] {
             let kc = kc_max(&caps(c), l);
             assert!(
                 kc.is_multiple_of(2) && (MR + l) * kc * 4 <= c.l1d * 3 / 4 && (MR + l) * (kc + 2) * 4 > c.l1d * 3 / 4
