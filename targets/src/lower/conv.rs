@@ -348,32 +348,8 @@ fn conv_gemm(k: &mut Kernel, gm: &Geo, wp: Value, bp: Value) -> LResult {
     k.for_n(0, gm.n as i64, 1, |k, n| {
         k.for_n(0, g2.group as i64, 1, |k, g| {
             // zero-padded copy of this group's input planes
-            k.for_vec(img, &mut |k, ty, i| {
-                let z = k.fsplat(ty, 0.0);
-                k.st_at(z, pad_img, i, 4, 0);
-            });
-            let nc = k.b.ins().imul_imm_s(n, g2.c as i64);
-            let gi = k.b.ins().imul_imm_s(g, icg as i64);
-            let nc = k.b.ins().iadd(nc, gi);
-            let plane = k.b.ins().imul_imm_s(nc, (g2.h * g2.w) as i64);
-            let xbase = k.addr(xp, plane, 4);
-            k.for_n(0, (icg * g2.h) as i64, 1, |k, row| {
-                // row = ic * H + y
-                let src = k.b.ins().imul_imm_s(row, g2.w as i64);
-                let sb = k.addr(xbase, src, 4);
-                let ic = k.b.ins().udiv_imm_s(row, g2.h as i64);
-                let y = k.b.ins().urem_imm_s(row, g2.h as i64);
-                let drow = k.b.ins().imul_imm_s(ic, hp as i64);
-                let drow = k.b.ins().iadd(drow, y);
-                let drow = k.b.ins().iadd_imm_s(drow, g2.ph as i64);
-                let d = k.b.ins().imul_imm_s(drow, wpd as i64);
-                let d = k.b.ins().iadd_imm_s(d, g2.pw as i64);
-                let db = k.addr(pad_img, d, 4);
-                k.for_vec(g2.w, &mut |k, ty, j| {
-                    let v = k.ld_at(ty, sb, j, 4, 0);
-                    k.st_at(v, db, j, 4, 0);
-                });
-            });
+            let first = k.b.ins().imul_imm_s(g, icg as i64);
+            pad_input(k, &g2, xp, n, first, icg, pad_img, hp, wpd);
             let a_off = k.b.ins().imul_imm_s(g, (ocg * kk) as i64);
             let boff = k.b.ins().imul_imm_s(g, (ocg * 4) as i64);
             let bias_p = k.b.ins().iadd(bp, boff);
@@ -501,7 +477,8 @@ fn conv_narrow(k: &mut Kernel, gm: &Geo, wp: Value, bp: Value) -> LResult {
     let vty = types::F32X4;
     let taps = icg * gm.kh * gm.kw;
     k.for_n(0, gm.n as i64, 1, |k, n| {
-        pad_input(k, &g2, xp, n, pad_img, hp, wpd);
+        let first = k.ic(0);
+        pad_input(k, &g2, xp, n, first, g2.c, pad_img, hp, wpd);
         k.for_n(0, g2.oc as i64, 1, |k, oc| {
             let g = k.b.ins().udiv_imm_s(oc, ocg as i64);
             let bv = k.ld_at(types::F32, bp, oc, 4, 0);
@@ -568,19 +545,33 @@ fn conv_narrow(k: &mut Kernel, gm: &Geo, wp: Value, bp: Value) -> LResult {
     Ok(())
 }
 
-/// Zero-fills a padded image of `[c][hp][wpd]` and copies batch `n`'s input
-/// planes into its interior (offset by the padding), so conv taps need no
-/// bounds checks.
-pub(super) fn pad_input(k: &mut Kernel, g: &Geo, xp: Value, n: Value, pad_img: Value, hp: usize, wpd: usize) {
-    let img = g.c * hp * wpd;
+/// Zero-fills a padded image of `[channels][hp][wpd]` and copies batch
+/// `n`'s input planes `first..first + channels` into its interior (offset
+/// by the padding), so conv taps need no bounds checks.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn pad_input(
+    k: &mut Kernel,
+    g: &Geo,
+    xp: Value,
+    n: Value,
+    first: Value,
+    channels: usize,
+    pad_img: Value,
+    hp: usize,
+    wpd: usize,
+) {
+    let img = channels * hp * wpd;
     k.for_vec(img, &mut |k, ty, i| {
         let z = k.fsplat(ty, 0.0);
         k.st_at(z, pad_img, i, 4, 0);
     });
-    let plane = k.b.ins().imul_imm_s(n, (g.c * g.h * g.w) as i64);
+    let nc = k.b.ins().imul_imm_s(n, g.c as i64);
+    let nc = k.b.ins().iadd(nc, first);
+    let plane = k.b.ins().imul_imm_s(nc, (g.h * g.w) as i64);
     let xbase = k.addr(xp, plane, 4);
     let g2 = *g;
-    k.for_n(0, (g.c * g.h) as i64, 1, |k, row| {
+    k.for_n(0, (channels * g.h) as i64, 1, |k, row| {
+        // row = c * H + y
         let src = k.b.ins().imul_imm_s(row, g2.w as i64);
         let sb = k.addr(xbase, src, 4);
         let c = k.b.ins().udiv_imm_s(row, g2.h as i64);

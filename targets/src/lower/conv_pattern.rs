@@ -107,7 +107,8 @@ pub(super) fn conv(
     let nvec = ow / l;
     let blocks = nvec / BLOCK;
     k.for_n(0, g.n as i64, 1, |k, n| {
-        pad_input(k, &g, xp, n, pad_img, hp, wpd);
+        let first = k.ic(0);
+        pad_input(k, &g, xp, n, first, g.c, pad_img, hp, wpd);
         k.for_n(0, g.oc as i64, 1, |k, oc| {
             let no = k.b.ins().imul_imm_s(n, g.oc as i64);
             let o = k.b.ins().iadd(no, oc);
