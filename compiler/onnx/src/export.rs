@@ -4,7 +4,8 @@
 //!
 //! Contract: each [`LayerEdit`] names a top-level Conv, Gemm or MatMul node
 //! by its display name (the node name, or `<op_lowercase>_<index>` when it
-//! has none: the name the importer gives its layer) whose weight is an
+//! has none: the importer's rule, shared; two nodes of one name are an
+//! error, where the importer would suffix the second layer `_1`) whose weight is an
 //! initializer or a `Constant` node's output. Its weight (and bias) are
 //! replaced by new initializers; an int8 weight becomes an `INT8`
 //! initializer behind a per-axis `DequantizeLinear`; an input quantiser
@@ -140,11 +141,7 @@ impl Names {
 }
 
 fn display_name(n: &NodeProto, index: usize) -> String {
-    if n.name.is_empty() {
-        format!("{}_{index}", n.op_type.to_lowercase())
-    } else {
-        n.name.clone()
-    }
+    crate::import::node_display_name(&n.name, &n.op_type, index)
 }
 
 fn edit_layer(g: &mut GraphProto, names: &mut Names, e: &LayerEdit) -> Result<(), ImportError> {

@@ -540,10 +540,17 @@ pub fn inline_graph(
 }
 
 fn display_name(n: &NodeDef, index: usize) -> String {
-    if n.name.is_empty() {
-        format!("{}_{index}", n.op_type.to_lowercase())
+    node_display_name(&n.name, &n.op_type, index)
+}
+
+/// A node's display name: its name, or `<op_lowercase>_<index>` when it
+/// has none. The one rule for error messages, layer names (before
+/// [`Cx::layer`] makes them unique) and the exporter's layer lookup.
+pub(crate) fn node_display_name(name: &str, op_type: &str, index: usize) -> String {
+    if name.is_empty() {
+        format!("{}_{index}", op_type.to_lowercase())
     } else {
-        n.name.clone()
+        name.to_string()
     }
 }
 
