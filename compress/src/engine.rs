@@ -8,7 +8,7 @@ use kerf_ir::{Graph, Sparsity, Tensor, ValueId};
 use crate::hessian::Moments;
 use crate::layer::{self, Kind, Site};
 use crate::plan::{LayerSettings, Plan, Precision, Rounding, Selection};
-use crate::probe::Probe;
+use crate::probe::{Probe, ProbeFn};
 use crate::quant::{self, ActQuant, RangeObserver};
 use crate::report::{LayerReport, Report};
 use crate::{linalg, prune, rewrite, CompressError};
@@ -158,20 +158,34 @@ fn compress_layer(
     }
     let rows_fp = site.rows_of(&job.reference);
     let mut notes = Vec::new();
+    // the layer's input, in this network and (when it has one) in FP32:
+    // compiled once, run by every pass over the samples below
+    let mut probes = Probes {
+        cur: probe.prepare(cur, site.input)?,
+        fp: match job.fp_input {
+            Some(v) => Some(probe.prepare(fp, v)?),
+            None => None,
+        },
+    };
+    let mut unquantised = None;
     if s.low_rank > 0.0 {
         if matches!(site.kind, Kind::MatMulKn | Kind::MatMulNk) {
-            let m = moments(fp, cur, job, site, None, calib, probe)?;
+            let m = moments(&mut probes, site, cur, None, calib)?;
             if let Some(split) = low_rank(cur, job, site, &rows_fp, &m)? {
                 return Ok(split);
             }
             notes.push("low rank not cheaper at this rank: left whole".to_string());
+            unquantised = Some(m);
         } else {
             notes.push("low rank applies to Gemm/MatMul only: left whole".to_string());
         }
     }
     let int8 = s.quant == Precision::Int8;
-    let input_quant = if int8 { Some(observe(cur, site, s, calib, probe)?) } else { None };
-    let m = moments(fp, cur, job, site, input_quant, calib, probe)?;
+    let input_quant = if int8 { Some(observe(&mut probes.cur, site, s, calib)?) } else { None };
+    let m = match (unquantised, input_quant) {
+        (Some(m), None) => m,
+        _ => moments(&mut probes, site, cur, input_quant, calib)?,
+    };
 
     // 1. structure: patterns and removed kernels, compensated
     let (mut rows, keep, sparsity, removed) = if s.patterns > 0 || s.connectivity > 0.0 {
@@ -269,16 +283,16 @@ fn flat(rows: &[Vec<f64>]) -> Vec<f32> {
     rows.iter().flat_map(|r| r.iter().map(|&x| x as f32)).collect()
 }
 
+/// A layer's input as compiled probes: in the network compressed so far,
+/// and in the FP32 network when the layer exists there.
+struct Probes {
+    cur: ProbeFn,
+    fp: Option<ProbeFn>,
+}
+
 /// The input quantiser: the plan's observer over the layer's input in the
 /// network compressed so far.
-fn observe(
-    cur: &Graph,
-    site: &Site,
-    s: LayerSettings,
-    calib: &Calibration,
-    probe: &mut dyn Probe,
-) -> Result<ActQuant, CompressError> {
-    let mut run = probe.prepare(cur, site.input)?;
+fn observe(run: &mut ProbeFn, site: &Site, s: LayerSettings, calib: &Calibration) -> Result<ActQuant, CompressError> {
     let mut obs = RangeObserver::new(OBSERVER_CAPACITY);
     let what = format!("input of layer '{}'", site.layer);
     for sample in &calib.samples {
@@ -291,24 +305,17 @@ fn observe(
 /// layer's own input quantiser, the reference side the FP32 network's
 /// input (or, for a layer the FP32 network lacks, the unquantised input).
 fn moments(
-    fp: &Graph,
-    cur: &Graph,
-    job: &Job,
+    p: &mut Probes,
     site: &Site,
+    cur: &Graph,
     input_quant: Option<ActQuant>,
     calib: &Calibration,
-    probe: &mut dyn Probe,
 ) -> Result<Moments, CompressError> {
-    let mut run_c = probe.prepare(cur, site.input)?;
-    let mut run_f = match job.fp_input {
-        Some(v) => Some(probe.prepare(fp, v)?),
-        None => None,
-    };
     let shape = cur.ty(site.input).shape.clone();
     let mut m = Moments::new(site);
     for sample in &calib.samples {
-        let raw = run_c(sample)?;
-        let reference = match &mut run_f {
+        let raw = (p.cur)(sample)?;
+        let reference = match &mut p.fp {
             Some(f) => f(sample)?,
             None => raw.clone(),
         };

@@ -58,15 +58,11 @@ impl Site {
         }
     }
 
-    /// Multiply-accumulates per inference (`out pixels · rows · cols`).
+    /// Multiply-accumulates per inference: every output element costs
+    /// `cols` of them (conv and product alike).
     pub fn macs(&self, g: &Graph) -> usize {
         let out = g.nodes[self.node].outputs[0];
-        let shape = &g.ty(out).shape;
-        match self.kind {
-            // out [N, O, spatial...]: each output element costs `cols` MACs
-            Kind::Conv { .. } => shape.iter().product::<usize>() * self.cols,
-            _ => shape.iter().product::<usize>() * self.cols,
-        }
+        g.ty(out).shape.iter().product::<usize>() * self.cols
     }
 
     /// The weight as row-major `[rows][cols]` f64.

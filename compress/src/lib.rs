@@ -42,7 +42,7 @@ pub mod rewrite;
 
 pub use engine::{compress, compress_with_progress, Calibration};
 pub use plan::{LayerSettings, Observer, Plan, Precision, Rounding, Selection};
-pub use probe::{EvalProbe, Probe};
+pub use probe::Probe;
 pub use quant::ActQuant;
 pub use report::{LayerReport, Report};
 

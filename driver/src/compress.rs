@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kerf_onnx::export::{export_edited, ActQuant, AxisQuant, LayerEdit};
+use kerf_onnx::export::export_edited;
+use kerf_pipeline::compression::export_edits;
 use kerf_pipeline::Stage;
 
 use crate::options::{warn, ModelArgs};
@@ -30,20 +31,7 @@ pub fn run(args: &CompressCmdArgs) -> Result<()> {
     let o = session.graph_at(Stage::Compress)?;
     warn(&o);
     let Some(report) = o.compression else { bail!("the compress stage did not run") };
-    let mut edits = Vec::new();
-    for l in report.layers.iter().filter(|l| l.parent.is_none()) {
-        if l.rank.is_some() {
-            bail!("layer '{}' is factored (low rank): writing factored layers as ONNX is not supported yet", l.layer);
-        }
-        let Some(weight) = &l.weight else { continue };
-        edits.push(LayerEdit {
-            layer: l.layer.clone(),
-            weight: weight.clone(),
-            weight_quant: l.weight_scales.clone().map(|scales| AxisQuant { axis: l.channel_axis, scales }),
-            bias: None,
-            input_quant: l.input_quant.map(|q| ActQuant { scale: q.scale, zero_point: q.zero_point }),
-        });
-    }
+    let edits = export_edits(&report)?;
     let bytes = export_edited(&args.model.model, &edits)?;
     std::fs::write(&args.output, bytes).with_context(|| format!("cannot write '{}'", args.output.display()))?;
     eprintln!("wrote {} ({} layers compressed)", args.output.display(), edits.len());

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use kerf_ir::{Graph, Tensor};
+use kerf_ir::Tensor;
 use kerf_pipeline::compression::{data_files, read_stacked, samples_for};
-use kerf_pipeline::dataset::{argmax, read_labels, Fidelity};
+use kerf_pipeline::dataset::{read_labels, run_samples, top1, Fidelity};
 use kerf_pipeline::{Optimized, Session};
 
 use crate::options::{warn, ModelArgs};
@@ -76,25 +76,6 @@ pub fn run(args: &EvalArgs) -> Result<()> {
 
 /// Output 0 of the JIT-compiled graph on every sample.
 fn outputs(s: &Session, o: &Optimized, samples: &[Vec<Tensor>]) -> Result<Vec<Tensor>> {
-    let g: &Graph = &o.graph;
-    let jit = s.clone().target("host", "native").jit(g)?;
-    let Some(out) = g.outputs.first() else { bail!("the model has no outputs") };
-    let ty = g.ty(out.value).clone();
-    let model = jit.model();
-    let mut arena = model.new_arena();
-    let sizes: Vec<usize> = model.info().outputs.iter().map(|t| t.bytes).collect();
-    let mut bufs: Vec<Vec<u8>> = sizes.iter().map(|&n| vec![0u8; n]).collect();
-    let mut res = Vec::with_capacity(samples.len());
-    for sample in samples {
-        let ins: Vec<&[u8]> = sample.iter().map(Tensor::bytes).collect();
-        let mut outs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
-        model.run(&ins, &mut outs, &mut arena)?;
-        res.push(Tensor::from_bytes(ty.dtype, ty.shape.clone(), bufs[0].clone())?);
-    }
-    Ok(res)
-}
-
-fn top1(outs: &[Tensor], labels: &[i64]) -> f64 {
-    let hits = outs.iter().zip(labels).filter(|(o, &l)| argmax(o) as i64 == l).count();
-    hits as f64 / outs.len().max(1) as f64
+    let jit = s.clone().target("host", "native").jit(&o.graph)?;
+    Ok(run_samples(jit.model(), &o.graph, samples)?)
 }

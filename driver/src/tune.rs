@@ -44,9 +44,6 @@ pub struct TuneArgs {
 }
 
 pub fn run(args: &TuneArgs) -> Result<()> {
-    if args.model.compressing()? && args.model.compress.calib.is_empty() {
-        bail!("kerf tune needs --calib (calibration samples)");
-    }
     if args.model.compress.calib.is_empty() {
         bail!("kerf tune needs --calib (calibration samples, disjoint from --data)");
     }

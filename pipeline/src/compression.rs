@@ -109,3 +109,28 @@ pub fn samples_for(g: &Graph, stacked: &[(String, Tensor)]) -> Result<Vec<Vec<Te
     }
     Ok((0..n).map(|i| per_input.iter().map(|v| v[i].clone()).collect()).collect())
 }
+
+/// What the compress stage changed, as edits of the original ONNX file
+/// (`kerf compress`). A factored (low-rank) layer cannot be written as an
+/// edit of one node: an error names it.
+pub fn export_edits(report: &kerf_compress::Report) -> Result<Vec<kerf_onnx::export::LayerEdit>, PipelineError> {
+    use kerf_onnx::export::{ActQuant, AxisQuant, LayerEdit};
+    let mut edits = Vec::new();
+    for l in report.layers.iter().filter(|l| l.parent.is_none()) {
+        if l.rank.is_some() {
+            return Err(PipelineError::Config(format!(
+                "layer '{}' is factored (low rank): writing factored layers as ONNX is not supported yet",
+                l.layer
+            )));
+        }
+        let Some(weight) = &l.weight else { continue };
+        edits.push(LayerEdit {
+            layer: l.layer.clone(),
+            weight: weight.clone(),
+            weight_quant: l.weight_scales.clone().map(|scales| AxisQuant { axis: l.channel_axis, scales }),
+            bias: None,
+            input_quant: l.input_quant.map(|q| ActQuant { scale: q.scale, zero_point: q.zero_point }),
+        });
+    }
+    Ok(edits)
+}

@@ -7,7 +7,8 @@
 
 use std::path::Path;
 
-use kerf_ir::{DType, Tensor};
+use kerf_ir::{Graph, Tensor};
+use kerf_runtime::Model;
 
 use crate::{npy, PipelineError};
 
@@ -34,17 +35,6 @@ pub fn split(x: &Tensor, sample: &[usize], what: &str) -> Result<Vec<Tensor>, Pi
                 .map_err(|e| PipelineError::Input { input: what.to_string(), msg: e.to_string() })
         })
         .collect()
-}
-
-/// The shape one sample of `x` has for an input of rank `rank`: `x`'s shape
-/// without the leading axis, with a batch-1 axis put back when that is one
-/// dimension short.
-pub fn sample_shape(x: &Tensor, rank: Option<usize>) -> Vec<usize> {
-    let s = &x.shape()[1.min(x.shape().len())..];
-    match rank {
-        Some(r) if r == s.len() + 1 => std::iter::once(1).chain(s.iter().copied()).collect(),
-        _ => s.to_vec(),
-    }
 }
 
 /// Reads integer class labels.
@@ -117,9 +107,28 @@ impl Fidelity {
     }
 }
 
-/// Whether `t` holds floats (the only data calibration can use).
-pub fn is_float(t: &Tensor) -> bool {
-    matches!(t.dtype(), DType::F32 | DType::F16 | DType::BF16 | DType::F64)
+/// Output 0 of `model` (compiled from `g`) on every sample, in order.
+pub fn run_samples(model: &Model, g: &Graph, samples: &[Vec<Tensor>]) -> Result<Vec<Tensor>, PipelineError> {
+    let out = g.outputs.first().ok_or_else(|| PipelineError::Config("the model has no outputs".into()))?;
+    let ty = g.ty(out.value).clone();
+    let mut arena = model.new_arena();
+    let mut bufs: Vec<Vec<u8>> = model.info().outputs.iter().map(|t| vec![0u8; t.bytes]).collect();
+    let mut res = Vec::with_capacity(samples.len());
+    for s in samples {
+        let ins: Vec<&[u8]> = s.iter().map(Tensor::bytes).collect();
+        let mut ov: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
+        model.run(&ins, &mut ov, &mut arena).map_err(|e| PipelineError::Run(e.to_string()))?;
+        let t = Tensor::from_bytes(ty.dtype, ty.shape.clone(), bufs[0].clone())
+            .map_err(|e| PipelineError::Config(e.to_string()))?;
+        res.push(t);
+    }
+    Ok(res)
+}
+
+/// The fraction of outputs whose arg-max is the label.
+pub fn top1(outs: &[Tensor], labels: &[i64]) -> f64 {
+    let hits = outs.iter().zip(labels).filter(|(o, &l)| argmax(o) as i64 == l).count();
+    hits as f64 / outs.len().max(1) as f64
 }
 
 #[cfg(test)]
@@ -133,8 +142,6 @@ mod tests {
         assert_eq!(split(&x, &[2, 2], "x").map(|v| v[0].shape().to_vec()).ok(), Some(vec![2, 2]));
         let e = split(&x, &[1, 3, 2], "input").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("input") && e.contains("[3, 2, 2]"), "{e}");
-        assert_eq!(sample_shape(&x, Some(3)), vec![1, 2, 2]);
-        assert_eq!(sample_shape(&x, Some(2)), vec![2, 2]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use kerf_compress::{Plan, Report};
 use kerf_ir::{Graph, Sparsity, Tensor};
 use kerf_pipeline::compression::samples_for;
-use kerf_pipeline::dataset::argmax;
+use kerf_pipeline::dataset::{run_samples, top1};
 use kerf_pipeline::{npy, Session};
 
 fn fixture(f: &str) -> PathBuf {
@@ -58,17 +58,7 @@ fn top1_on(s: &Session, g: &Graph, model: &str) -> f64 {
     let y = npy::read(&fixture_of(model, "test_y.npy")).unwrap().to_i64_vec();
     let samples = samples_for(g, &[("input".to_string(), x)]).unwrap();
     let jit = s.jit(g).unwrap();
-    let m = jit.model();
-    let mut arena = m.new_arena();
-    let mut out = vec![0u8; m.info().outputs[0].bytes];
-    let mut hits = 0;
-    for (sample, &label) in samples.iter().zip(&y) {
-        let ins: Vec<&[u8]> = sample.iter().map(Tensor::bytes).collect();
-        m.run(&ins, &mut [out.as_mut_slice()], &mut arena).unwrap();
-        let logits = Tensor::from_bytes(kerf_ir::DType::F32, vec![1, 10], out.clone()).unwrap();
-        hits += usize::from(argmax(&logits) as i64 == label);
-    }
-    hits as f64 / samples.len() as f64
+    top1(&run_samples(jit.model(), g, &samples).unwrap(), &y)
 }
 
 #[test]
@@ -195,21 +185,10 @@ fn bad_calibration_and_plans_are_clear_errors() {
 /// logits within f32 rounding): the export loses nothing.
 #[test]
 fn exported_qdq_model_computes_the_compressed_model() {
-    use kerf_onnx::export::{export_edited, ActQuant, AxisQuant, LayerEdit};
+    use kerf_onnx::export::export_edited;
     let plan = "[default]\nquant = \"int8\"\npatterns = 8\nconnectivity = 0.25\n";
     let (top1, _, report) = evaluate(Some(plan));
-    let edits: Vec<LayerEdit> = report
-        .unwrap()
-        .layers
-        .iter()
-        .map(|l| LayerEdit {
-            layer: l.layer.clone(),
-            weight: l.weight.clone().unwrap(),
-            weight_quant: l.weight_scales.clone().map(|scales| AxisQuant { axis: l.channel_axis, scales }),
-            bias: None,
-            input_quant: l.input_quant.map(|q| ActQuant { scale: q.scale, zero_point: q.zero_point }),
-        })
-        .collect();
+    let edits = kerf_pipeline::compression::export_edits(&report.unwrap()).unwrap();
     let bytes = export_edited(&fixture("model.onnx"), &edits).unwrap();
     assert_eq!(bytes, export_edited(&fixture("model.onnx"), &edits).unwrap(), "export is deterministic");
     let dir = std::env::temp_dir().join(format!("kerf-export-{}", std::process::id()));

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use kerf_compress::Plan;
 use kerf_ir::Tensor;
 use kerf_pipeline::compression::samples_for;
-use kerf_pipeline::dataset::argmax;
+use kerf_pipeline::dataset::{run_samples, top1};
 use kerf_pipeline::{npy, Session};
 use kerf_tune::{tune, write_report, Data, Metric, TuneOptions};
 
@@ -19,20 +19,10 @@ fn fixture(f: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/digits_cnn").join(f)
 }
 
-fn top1(s: &Session, samples: &[Vec<Tensor>], labels: &[i64]) -> f64 {
+fn top1_of(s: &Session, samples: &[Vec<Tensor>], labels: &[i64]) -> f64 {
     let o = s.graph().unwrap();
     let jit = s.jit(&o.graph).unwrap();
-    let m = jit.model();
-    let mut arena = m.new_arena();
-    let mut out = vec![0u8; m.info().outputs[0].bytes];
-    let mut hits = 0;
-    for (x, &y) in samples.iter().zip(labels) {
-        let ins: Vec<&[u8]> = x.iter().map(Tensor::bytes).collect();
-        m.run(&ins, &mut [out.as_mut_slice()], &mut arena).unwrap();
-        let t = Tensor::from_bytes(kerf_ir::DType::F32, vec![1, 10], out.clone()).unwrap();
-        hits += usize::from(argmax(&t) as i64 == y);
-    }
-    hits as f64 / samples.len() as f64
+    top1(&run_samples(jit.model(), &o.graph, samples).unwrap(), labels)
 }
 
 #[test]
@@ -55,8 +45,8 @@ fn tuned_plan_keeps_the_budget_on_held_out_data() {
     assert!(!plan.layers.is_empty(), "the tuner compressed nothing:\n{}", lines.join("\n"));
     assert!(o.chosen().weight_bytes < o.baseline.weight_bytes);
     // judged on held-out data the tuner never saw
-    let fp32 = top1(&base, test, test_y);
-    let tuned = top1(&base.clone().compression(plan, calib), test, test_y);
+    let fp32 = top1_of(&base, test, test_y);
+    let tuned = top1_of(&base.clone().compression(plan, calib), test, test_y);
     eprintln!("held-out top-1: fp32 {fp32:.4}, tuned {tuned:.4}");
     assert!(fp32 - tuned <= 0.01 + 1e-9, "tuned plan loses {:.2} points on held-out data", (fp32 - tuned) * 100.0);
     // the report

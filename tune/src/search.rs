@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use kerf_compress::layer::{self, Kind};
 use kerf_compress::plan::{LayerRule, Settings};
 use kerf_compress::{Plan, Precision};
-use kerf_ir::{DType, Tensor};
-use kerf_pipeline::dataset::{argmax, Fidelity};
+use kerf_ir::Tensor;
+use kerf_pipeline::dataset::{run_samples, top1, Fidelity};
 use kerf_pipeline::measure::{MeasureOptions, Runner};
 use kerf_pipeline::Session;
 
@@ -145,7 +145,7 @@ impl Ctx<'_> {
         };
         let o = s.graph()?;
         let jit = s.clone().target("host", "native").jit(&o.graph)?;
-        let outs = run_all(jit.model(), &o.graph, &self.data.val)?;
+        let outs = run_samples(jit.model(), &o.graph, &self.data.val)?;
         let metric = self.score(&outs);
         let mut runner = Runner::new(jit.model(), &self.data.val[0], None);
         let t =
@@ -174,9 +174,7 @@ impl Ctx<'_> {
 
     fn score(&self, outs: &[Tensor]) -> f64 {
         match (self.opts.metric, &self.data.labels) {
-            (Metric::Top1 { .. }, Some(l)) => {
-                outs.iter().zip(l).filter(|(o, &y)| argmax(o) as i64 == y).count() as f64 / outs.len().max(1) as f64
-            }
+            (Metric::Top1 { .. }, Some(l)) => top1(outs, l),
             _ => {
                 let mut f = Fidelity::default();
                 for (a, b) in outs.iter().zip(&self.fp_out) {
@@ -209,27 +207,6 @@ impl Ctx<'_> {
             Metric::Snr { min_db } => score >= min_db,
         }
     }
-}
-
-/// Output 0 of every sample.
-fn run_all(model: &kerf_runtime::Model, g: &kerf_ir::Graph, samples: &[Vec<Tensor>]) -> Result<Vec<Tensor>, TuneError> {
-    let out = g.outputs.first().ok_or_else(|| TuneError::Config("the model has no outputs".into()))?;
-    let ty = g.ty(out.value).clone();
-    let mut arena = model.new_arena();
-    let mut bufs: Vec<Vec<u8>> = model.info().outputs.iter().map(|t| vec![0u8; t.bytes]).collect();
-    let mut res = Vec::with_capacity(samples.len());
-    for s in samples {
-        let ins: Vec<&[u8]> = s.iter().map(Tensor::bytes).collect();
-        let mut ov: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
-        model.run(&ins, &mut ov, &mut arena).map_err(|e| TuneError::Config(format!("running the model: {e}")))?;
-        let t = Tensor::from_bytes(ty.dtype, ty.shape.clone(), bufs[0].clone())
-            .map_err(|e| TuneError::Config(e.to_string()))?;
-        res.push(t);
-    }
-    if ty.dtype != DType::F32 {
-        return Err(TuneError::Config(format!("output 0 is {}, tuning needs f32 outputs", ty.dtype)));
-    }
-    Ok(res)
 }
 
 /// A plan giving `layer` the settings `s` and every other layer FP32.
@@ -266,15 +243,15 @@ pub fn tune(
     let sites = layer::sites(&g);
     let mut evaluated = vec![baseline.clone()];
     // single-technique plans, for the report
-    for (label, s) in [
-        ("int8 everywhere", variant("", true, 0, 0.0, 0.0).settings),
-        ("patterns 8 + 25% everywhere", variant("", false, 8, 0.25, 0.0).settings),
+    let everywhere = |s: Settings| Plan { default: s, layers: Vec::new() };
+    for (label, plan) in [
+        ("int8 everywhere", everywhere(variant("", true, 0, 0.0, 0.0).settings)),
+        ("patterns 8 + 25% everywhere", everywhere(variant("", false, 8, 0.25, 0.0).settings)),
         ("low rank 1/4 everywhere", low_rank_everywhere(&sites)),
     ] {
-        if s == Settings::default() {
+        if plan == Plan::default() {
             continue;
         }
-        let plan = Plan { default: s, layers: Vec::new() };
         let e = ctx.evaluate(label, &plan)?.0;
         progress(&format!("{label}: metric {:.4}, {:.4} ms", e.metric, e.latency_ms));
         evaluated.push(e);
@@ -313,14 +290,19 @@ pub fn tune(
     Ok(Outcome { metric: opts.metric, baseline, evaluated, layers, chosen, met })
 }
 
-fn low_rank_everywhere(sites: &[layer::Site]) -> Settings {
-    if sites.iter().any(|s| matches!(s.kind, Kind::MatMulKn | Kind::MatMulNk)) {
-        // a whole rank per layer is not expressible as one default: use the
-        // energy rule
-        variant("", false, 0, 0.0, 0.9).settings
-    } else {
-        Settings::default()
-    }
+/// Every product at the rank its per-layer variant uses (min(N, K)/4),
+/// where that is cheaper.
+fn low_rank_everywhere(sites: &[layer::Site]) -> Plan {
+    let layers = sites
+        .iter()
+        .filter_map(|site| {
+            let v = variants(site)
+                .into_iter()
+                .find(|v| v.settings.low_rank.is_some() && v.settings.quant != Some(Precision::Int8))?;
+            Some(LayerRule { pattern: exact(&site.layer), settings: v.settings })
+        })
+        .collect();
+    Plan { default: Settings::default(), layers }
 }
 
 type Row = (String, Variant, Evaluated);
