@@ -27,7 +27,10 @@ stage "stored references" .venv/bin/python testsuite/scripts/verify_fixtures.py 
   testsuite/fixtures/models testsuite/fixtures/ops testsuite/generated
 # Cross-ISA tests fail (instead of skipping) when a cross gcc or qemu is missing.
 export KERF_REQUIRE_CROSS=1
-stage "cargo test" cargo test --workspace --all-targets --no-fail-fast
+# (its output is also kept, so the failing tests can be named again at the end)
+mkdir -p target
+cargo_test() { cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee target/cargo-test.log; }
+stage "cargo test" cargo_test
 # The node suite's passing cases through the plain `kerf run` binary (built by cargo test).
 stage "node suite through kerf run" .venv/bin/python testsuite/scripts/cli_conformance.py \
   target/debug/kerf testsuite/generated/onnx testsuite/conformance/manifest.txt
@@ -37,6 +40,9 @@ stage "CMake example" bash testsuite/scripts/cmake_example.sh target/debug/kerf
 stage "kerf compress vs ONNX Runtime" bash testsuite/scripts/export_vs_ort.sh target/debug/kerf .venv/bin/python
 
 if [ ${#failed[@]} -gt 0 ]; then
+  if [ -f target/cargo-test.log ]; then
+    grep -E '^test .* FAILED$|^error: test failed|panicked at' target/cargo-test.log | head -40
+  fi
   echo "FAILED stages: ${failed[*]}"
   exit 1
 fi

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use kerf_pipeline::compression::{data_files, read_stacked, samples_for};
 use kerf_pipeline::dataset::read_labels;
-use kerf_tune::{tune, write_report, Data, Metric, TuneOptions};
+use kerf_tune::{tune, write_report, Data, Metric, Objective, TuneOptions};
 
 use crate::options::ModelArgs;
 
@@ -35,12 +35,22 @@ pub struct TuneArgs {
     /// Folder for pareto.csv, layers.csv, pareto.svg and report.md.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// What to minimise within the budget: measured latency (weight bytes
+    /// break ties within 3%), or weight bytes alone.
+    #[arg(long, value_enum, default_value_t = ObjectiveArg::Latency)]
+    objective: ObjectiveArg,
     /// Timed runs per latency measurement.
     #[arg(long, default_value_t = 200)]
     iters: usize,
     /// Stop measuring new variants after this many seconds.
     #[arg(long = "time-budget", value_name = "SECONDS")]
     time_budget: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ObjectiveArg {
+    Latency,
+    Size,
 }
 
 pub fn run(args: &TuneArgs) -> Result<()> {
@@ -69,6 +79,10 @@ pub fn run(args: &TuneArgs) -> Result<()> {
     }
     let opts = TuneOptions {
         metric,
+        objective: match args.objective {
+            ObjectiveArg::Latency => Objective::Latency,
+            ObjectiveArg::Size => Objective::Size,
+        },
         iters: args.iters.max(1),
         time_budget: args.time_budget.map(std::time::Duration::from_secs_f64),
     };
@@ -103,9 +117,10 @@ pub fn run(args: &TuneArgs) -> Result<()> {
     }
     if outcome.met {
         eprintln!(
-            "wrote {}: {:.2}x faster than FP32 within the budget",
+            "wrote {}: {:.2}x the speed and {:.2}x smaller weights than FP32, within the budget",
             args.output.display(),
-            outcome.baseline.latency_ms / chosen.latency_ms
+            outcome.baseline.latency_ms / chosen.latency_ms,
+            outcome.baseline.weight_bytes as f64 / chosen.weight_bytes.max(1) as f64
         );
     } else {
         eprintln!("warning: no plan met the budget; wrote the best found to {}", args.output.display());

@@ -10,7 +10,9 @@
 //!    validation data and timed: its metric drop, latency and weight bytes
 //!    are *measured*, not estimated.
 //! 3. **Search**: the variants are taken greedily by benefit per unit of
-//!    metric drop (latency first, weight bytes second), at most one per
+//!    metric drop ([`Objective`]: latency first and weight bytes second,
+//!    latency differences within [`NOISE`] counting as ties; or weight
+//!    bytes alone), at most one per
 //!    layer, while the summed drops fit the budget; the combined plan is
 //!    then verified end to end, and while it misses the budget the chosen
 //!    layer with the largest drop is reverted (NNCF's accuracy control).
@@ -19,13 +21,15 @@
 //!
 //! Deterministic for given data: compression is, and the search orders
 //! ties by layer and variant. Latencies (each the least of three medians,
-//! the baseline timed again at the end) vary run to run.
+//! the baseline timed again at the end to show drift) vary run to run, so the plan a
+//! latency search picks can too where variants are within a few percent of
+//! each other; a size search does not depend on timing.
 
 mod report;
 mod search;
 
 pub use report::write_report;
-pub use search::{tune, variants, Data, Evaluated, LayerRow, Metric, Outcome, TuneOptions, Variant};
+pub use search::{tune, variants, Data, Evaluated, LayerRow, Metric, Objective, Outcome, TuneOptions, Variant, NOISE};
 
 /// What can go wrong while tuning.
 #[derive(Debug, thiserror::Error)]
