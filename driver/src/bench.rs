@@ -47,6 +47,10 @@ pub struct BenchArgs {
     /// CPU preset for the host JIT.
     #[arg(long, default_value = "native")]
     cpu: String,
+    /// Keep every kernel in Cranelift's own 128-bit code (no assembled
+    /// AVX2 micro-kernels); the outputs are the same bits.
+    #[arg(long = "no-micro-kernels")]
+    no_micro_kernels: bool,
     /// Also time every kernel (instrumented build of the same kernels).
     #[arg(long)]
     profile: bool,
@@ -69,7 +73,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.iters == Some(0) {
         bail!("--iters must be at least 1");
     }
-    let (session, files) = with_input_files(args.model.session()?.target("host", &args.cpu), &args.inputs)?;
+    let (session, files) = with_input_files(
+        args.model.session()?.target("host", &args.cpu).micro_kernels(!args.no_micro_kernels),
+        &args.inputs,
+    )?;
     let o = session.graph()?;
     warn(&o);
     let g = o.graph;

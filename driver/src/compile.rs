@@ -17,6 +17,10 @@ pub struct CompileArgs {
     /// CPU feature preset of the target (see --help for each target's presets).
     #[arg(long, default_value = "baseline")]
     cpu: String,
+    /// Keep every kernel in Cranelift's own 128-bit code (no assembled
+    /// AVX2 micro-kernels, which presets from `haswell` up get).
+    #[arg(long = "no-micro-kernels")]
+    no_micro_kernels: bool,
     /// Output: `NAME.o` for an object, `libNAME.a` for a static library.
     #[arg(short = 'o', long = "output")]
     output: PathBuf,
@@ -36,7 +40,12 @@ pub fn run(args: &CompileArgs) -> Result<()> {
     if !matches!(ext, "o" | "obj" | "a" | "lib") {
         bail!("output '{}' must end in .o or .a", args.output.display());
     }
-    let mut session = args.model.session()?.target(&args.target, &args.cpu).optimize_enabled(!args.no_optimize);
+    let mut session = args
+        .model
+        .session()?
+        .target(&args.target, &args.cpu)
+        .micro_kernels(!args.no_micro_kernels)
+        .optimize_enabled(!args.no_optimize);
     if let Some(n) = &args.name {
         if kerf_pipeline::c_identifier(n) != *n {
             bail!("--name '{n}' is not a C identifier");

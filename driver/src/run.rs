@@ -29,6 +29,10 @@ pub struct RunArgs {
     /// CPU preset for the host JIT.
     #[arg(long, default_value = "native")]
     cpu: String,
+    /// Keep every kernel in Cranelift's own 128-bit code (no assembled
+    /// AVX2 micro-kernels); the outputs are the same bits.
+    #[arg(long = "no-micro-kernels")]
+    no_micro_kernels: bool,
     /// Absolute tolerance term: pass if max|a-b| <= atol + rtol * max|ref|.
     #[arg(long, default_value_t = 1e-5)]
     atol: f64,
@@ -42,7 +46,10 @@ pub struct RunArgs {
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
-    let (session, files) = with_input_files(args.model.session()?.target("host", &args.cpu), &args.inputs)?;
+    let (session, files) = with_input_files(
+        args.model.session()?.target("host", &args.cpu).micro_kernels(!args.no_micro_kernels),
+        &args.inputs,
+    )?;
     let o = session.graph()?;
     warn(&o);
     let g = o.graph;

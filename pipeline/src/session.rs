@@ -119,6 +119,7 @@ pub struct Session {
     data: Vec<(String, Tensor)>,
     triple: String,
     cpu: String,
+    micro_kernels: bool,
     optimize: bool,
     passes: PassOptions,
     plan: Option<Plan>,
@@ -151,6 +152,7 @@ impl Session {
             data: Vec::new(),
             triple: "host".into(),
             cpu: "baseline".into(),
+            micro_kernels: true,
             optimize: true,
             passes: PassOptions::default(),
             plan: None,
@@ -211,6 +213,12 @@ impl Session {
         self.cpu = cpu.to_string();
         self
     }
+    /// Whether the target's assembled micro-kernels may replace Cranelift's
+    /// own loops (default on; see [`CompileOptions::ukernels`]).
+    pub fn micro_kernels(mut self, on: bool) -> Session {
+        self.micro_kernels = on;
+        self
+    }
     /// Fixes a dynamic input's shape (giving one input twice is an error at import).
     pub fn input_shape(mut self, input: &str, dims: &[usize]) -> Session {
         self.input_shapes.push((input.to_string(), dims.to_vec()));
@@ -250,7 +258,9 @@ impl Session {
     }
     /// The code generator's options for this session's target.
     pub fn compile_options(&self) -> CompileOptions {
-        CompileOptions::new(&self.triple, &self.cpu, &self.symbol_name())
+        let mut o = CompileOptions::new(&self.triple, &self.cpu, &self.symbol_name());
+        o.ukernels = self.micro_kernels;
+        o
     }
 
     /// The model's graph inputs (initializers excluded), in order: what

@@ -24,6 +24,7 @@ use cranelift_codegen::ir::{
     types, AbiParam, Function, GlobalValueData, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind,
     UserFuncName, Value,
 };
+use cranelift_codegen::isa::CallConv;
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
@@ -46,6 +47,8 @@ pub struct Built {
     pub rodata_bytes: usize,
     /// Per kernel (same order as `kernels`): its split, if it is parallel.
     pub splits: Vec<Option<Split>>,
+    /// Distinct micro-kernels defined ([`Param::Code`]).
+    pub micro_kernels: usize,
 }
 
 /// Options of [`build_with`] that do not change the kernels.
@@ -122,6 +125,22 @@ fn func_in_func<M: Module>(
         func.dfg.ext_funcs[fref].colocated = false;
     }
     fref
+}
+
+/// Defines a micro-kernel ([`crate::ukernel`]) from its machine code: a
+/// local function taking pointer arguments, called only through the
+/// address the entry point passes to the kernels.
+fn define_code<M: Module>(
+    module: &mut M,
+    fname: &str,
+    bytes: &[u8],
+    call_conv: CallConv,
+) -> Result<FuncId, TargetError> {
+    let mut sig = Signature::new(call_conv);
+    sig.params.extend(std::iter::repeat_n(AbiParam::new(PTR), 6));
+    let id = module.declare_function(fname, Linkage::Local, &sig).map_err(|e| cg_err(fname, e))?;
+    module.define_function_bytes(id, 64, bytes, &[]).map_err(|e| cg_err(fname, format!("{e:?}")))?;
+    Ok(id)
 }
 
 /// Checks a model name is a C identifier.
@@ -346,6 +365,7 @@ pub fn build_with<M: Module>(
     let mut rodata_bytes = 0usize;
     let mut weight_data: HashMap<u32, DataId> = HashMap::new();
     let mut blob_data: HashMap<Vec<u8>, DataId> = HashMap::new();
+    let mut code_funcs: HashMap<Vec<u8>, FuncId> = HashMap::new();
     let mut n_data = 0usize;
     let rodata_total = std::cell::Cell::new(0u64);
     let define_ro = |module: &mut M, bytes: &[u8], n_data: &mut usize| -> Result<DataId, TargetError> {
@@ -383,6 +403,12 @@ pub fn build_with<M: Module>(
                         rodata_bytes += bytes.len();
                         let id = define_ro(module, bytes, &mut n_data)?;
                         blob_data.insert(bytes.clone(), id);
+                    }
+                }
+                Param::Code(bytes) => {
+                    if !code_funcs.contains_key(bytes) {
+                        let id = define_code(module, &format!("{name}_u{}", code_funcs.len()), bytes, call_conv)?;
+                        code_funcs.insert(bytes.clone(), id);
                     }
                 }
                 Param::Scratch(_) | Param::TaskScratch(_) | Param::RangeLo | Param::RangeHi => {}
@@ -570,6 +596,10 @@ pub fn build_with<M: Module>(
                 let a = match p {
                     Param::Value(v) => value_ptr(&mut b, module, &mut data_ptr, *v),
                     Param::Blob(bytes) => data_ptr(&mut b, module, blob_data[bytes]),
+                    Param::Code(bytes) => {
+                        let r = func_in_func(module, code_funcs[bytes], b.func, addressing);
+                        b.ins().func_addr(PTR, r)
+                    }
                     Param::Scratch(s) => {
                         let a = b.ins().iadd_imm_s(arena_p, soff as i64);
                         soff += scratch_slot(*s);
@@ -643,7 +673,7 @@ pub fn build_with<M: Module>(
     rodata_bytes += desc_bytes;
     let kernel_names = kernels.iter().map(|k| format!("{name}_k{}", k.node)).collect();
     let splits = kernels.iter().map(|k| k.split).collect();
-    Ok(Built { run, describe, plan, kernels: kernel_names, rodata_bytes, splits })
+    Ok(Built { run, describe, plan, kernels: kernel_names, rodata_bytes, splits, micro_kernels: code_funcs.len() })
 }
 
 /// `<name>_copy(dst, src, n)`: byte copy in 8-byte words plus a tail (no

@@ -8,7 +8,7 @@ use kerf_ir::Graph;
 use kerf_runtime::{DescribeFn, Model, ModelDescRaw, RunFn};
 
 use crate::codegen;
-use crate::isa::{self, Caps};
+use crate::isa;
 use crate::object::{CompileOptions, Report};
 use crate::TargetError;
 
@@ -81,7 +81,7 @@ fn jit_compile_inner(g: &Graph, opts: &CompileOptions, hook: Option<ProfileHook>
         return Err(TargetError::Jit(format!("{triple} is not the host ({})", isa::host_triple())));
     }
     let isa = isa::lookup_with_pic(triple, &opts.cpu, false)?;
-    let caps = Caps::of(isa.as_ref());
+    let caps = opts.caps(isa.as_ref());
     let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
     if let Some(h) = hook {
         jb.symbol(codegen::PROFILE_HOOK, h as *const u8);
@@ -111,6 +111,7 @@ fn jit_compile_inner(g: &Graph, opts: &CompileOptions, hook: Option<ProfileHook>
         arena_bytes: built.plan.arena_bytes,
         arena_lower_bound: built.plan.lower_bound,
         kernels: built.kernels,
+        micro_kernels: built.micro_kernels,
         caps,
     };
     Ok(JitModel { model, report, splits: built.splits, _module: JitMemory(Some(module)) })

@@ -21,6 +21,7 @@ pub mod jit;
 pub mod lower;
 pub mod math;
 pub mod object;
+pub mod ukernel;
 
 pub use error::{TargetError, UnsupportedNode};
 pub use jit::{jit_compile, JitModel};

@@ -23,11 +23,22 @@ pub struct CompileOptions {
     /// model that its user should know: inputs bound at compile time,
     /// compression).
     pub notes: Vec<String>,
+    /// Use the assembled micro-kernels ([`crate::ukernel`]) where the
+    /// target has them (default). Off, every kernel is Cranelift's own
+    /// code: the same bits, at 128-bit speed.
+    pub ukernels: bool,
 }
 
 impl CompileOptions {
     pub fn new(triple: &str, cpu: &str, name: &str) -> CompileOptions {
-        CompileOptions { triple: triple.into(), cpu: cpu.into(), name: name.into(), notes: Vec::new() }
+        CompileOptions { triple: triple.into(), cpu: cpu.into(), name: name.into(), notes: Vec::new(), ukernels: true }
+    }
+    /// The capabilities the kernels are built for: the ISA's, less the
+    /// micro-kernels when [`CompileOptions::ukernels`] is off.
+    pub fn caps(&self, isa: &dyn cranelift_codegen::isa::TargetIsa) -> Caps {
+        let mut c = Caps::of(isa);
+        c.avx2 &= self.ukernels;
+        c
     }
     /// The host with `native` CPU flags.
     pub fn host(name: &str) -> CompileOptions {
@@ -51,6 +62,8 @@ pub struct Report {
     pub arena_lower_bound: usize,
     /// Kernel function names in call order.
     pub kernels: Vec<String>,
+    /// Distinct assembled micro-kernels ([`crate::ukernel`]) in the code.
+    pub micro_kernels: usize,
     pub caps: Caps,
 }
 
@@ -66,7 +79,7 @@ pub struct Artifact {
 /// Compiles `g` to an object for `opts`.
 pub fn compile_object(g: &Graph, opts: &CompileOptions) -> Result<Artifact, TargetError> {
     let isa = isa::lookup(&opts.triple, &opts.cpu)?;
-    let caps = Caps::of(isa.as_ref());
+    let caps = opts.caps(isa.as_ref());
     let triple = isa::canonical_triple(&opts.triple)?.to_string();
     let mut ob = ObjectBuilder::new(isa, opts.name.as_bytes().to_vec(), default_libcall_names())
         .map_err(|e| TargetError::Object(e.to_string()))?;
@@ -89,6 +102,7 @@ pub fn compile_object(g: &Graph, opts: &CompileOptions) -> Result<Artifact, Targ
             arena_bytes: built.plan.arena_bytes,
             arena_lower_bound: built.plan.lower_bound,
             kernels: built.kernels,
+            micro_kernels: built.micro_kernels,
             caps,
         },
     })

@@ -12,7 +12,7 @@ pub mod aarch64;
 pub mod riscv64;
 pub mod x64;
 
-use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
+use cranelift_codegen::isa::{CallConv, OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 
 use crate::TargetError;
@@ -51,6 +51,11 @@ pub struct Caps {
     pub round: bool,
     /// Cache sizes to block for (the ISA module's `CACHE`).
     pub cache: CacheParams,
+    /// AVX2 + FMA under the System V ABI: the assembled 256-bit
+    /// micro-kernels of [`crate::ukernel::avx2`] replace the GEMM engine's
+    /// 128-bit tiles (x86-64 `haswell` and newer presets, `native` where
+    /// the host has them; never `baseline`).
+    pub avx2: bool,
 }
 
 impl Caps {
@@ -59,10 +64,14 @@ impl Caps {
         let flags = isa.isa_flags();
         let on = |name: &str| flags.iter().any(|v| v.name == name && v.as_bool() == Some(true));
         match describe(isa.triple()) {
-            Some(d) => (d.caps)(&on),
+            Some(d) => {
+                let mut c = (d.caps)(&on);
+                c.avx2 &= isa.default_call_conv() == CallConv::SystemV;
+                c
+            }
             // lookup builds only described ISAs; anything else gets the
             // scalar, libcall-free subset
-            None => Caps { simd: false, fma: false, round: false, cache: riscv64::ISA.cache },
+            None => Caps { simd: false, fma: false, round: false, cache: riscv64::ISA.cache, avx2: false },
         }
     }
 }

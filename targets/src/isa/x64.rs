@@ -19,5 +19,6 @@ pub const ISA: IsaDesc = IsaDesc {
 };
 
 fn caps(on: FlagOn<'_>) -> Caps {
-    Caps { simd: true, fma: on("has_avx") && on("has_fma"), round: on("has_sse41"), cache: ISA.cache }
+    let fma = on("has_avx") && on("has_fma");
+    Caps { simd: true, fma, round: on("has_sse41"), cache: ISA.cache, avx2: fma && on("has_avx2") }
 }

@@ -30,6 +30,7 @@ use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 
 use super::epilogue::{apply_act, Epilogue};
+use super::gemm_avx2;
 use super::loops::{mem, ro};
 use super::Kernel;
 use crate::isa::Caps;
@@ -130,13 +131,13 @@ pub fn kc_max(caps: &Caps, lanes: usize) -> usize {
 
 /// Which pass over K a tile performs.
 #[derive(Clone, Copy, PartialEq, Eq)]
-struct Pass {
+pub(super) struct Pass {
     /// Start from the bias (else from the partial sums in the output).
-    first: bool,
+    pub first: bool,
     /// Apply the epilogue (else store raw partial sums).
-    last: bool,
+    pub last: bool,
     /// K steps of this pass.
-    len: usize,
+    pub len: usize,
 }
 
 /// Computes every output of `blk` for all `M` rows.
@@ -222,21 +223,30 @@ fn block_rows(k: &mut Kernel, g: &Gemm, blk: &Block, bstart: Value, a_blk: Value
     // Element offset of (m0, row 0, col 0).
     let mo = k.b.ins().imul_imm_s(m0, g.ldo as i64);
     let o0 = k.b.ins().iadd(mo, blk.out_off);
+    // the assembled tiles (AVX2) take whole groups of four, then two, panels
+    let wide_plan = gemm_avx2::plan(k, g, h, pass);
+    let wide = wide_plan.as_ref().map_or(0, |w| w.covers(full_p));
     let one_row = |k: &mut Kernel, r: Value| {
         let bro = k.b.ins().imul_imm_s(r, b2.ppr as i64 * pstride);
         let brow = k.b.ins().iadd(bstart, bro);
         let oro = k.b.ins().imul_imm_s(r, b2.pitch as i64);
         let orow = k.b.ins().iadd(o0, oro);
-        let groups = full_p / np;
-        k.for_n(0, (groups * np) as i64, np as i64, |k, c| {
+        if wide > 0 {
+            if let Some(w) = &wide_plan {
+                gemm_avx2::tiles(k, w, &g2, a_blk, m0, brow, orow, full_p, pass);
+            }
+        }
+        let groups = (full_p - wide) / np;
+        k.for_n(wide as i64, (wide + groups * np) as i64, np as i64, |k, c| {
             let bp = k.addr(brow, c, pstride);
             let oe = k.addr(orow, c, l as i64);
             tile(k, &g2, a_blk, m0, h, bp, np, l, oe, pass);
         });
-        let left = full_p - groups * np;
+        let left = full_p - wide - groups * np;
         if left > 0 {
-            let bp = k.add_c(brow, (groups * np) as i64 * pstride);
-            let oe = k.add_c(orow, (groups * np * l) as i64);
+            let done = wide + groups * np;
+            let bp = k.add_c(brow, done as i64 * pstride);
+            let oe = k.add_c(orow, (done * l) as i64);
             tile(k, &g2, a_blk, m0, h, bp, left, l, oe, pass);
         }
         if tail > 0 {
@@ -357,7 +367,7 @@ mod tests {
     use crate::isa::{aarch64, riscv64, x64, CacheParams};
 
     fn caps(cache: CacheParams) -> Caps {
-        Caps { simd: true, fma: true, round: true, cache }
+        Caps { simd: true, fma: true, round: true, cache, avx2: false }
     }
 
     /// The blocks derived from the per-ISA cache parameters. On x86-64 they

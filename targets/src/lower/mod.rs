@@ -64,6 +64,7 @@ pub mod depthwise;
 pub mod elementwise;
 pub mod epilogue;
 pub mod gemm;
+mod gemm_avx2;
 pub mod loops;
 pub mod matmul;
 pub mod movement;
@@ -97,6 +98,9 @@ pub enum Param {
     RangeLo,
     /// End (exclusive) of this task's chunk (I64).
     RangeHi,
+    /// Address of a micro-kernel with this machine code ([`crate::ukernel`]),
+    /// defined once per object however many kernels call it.
+    Code(Vec<u8>),
 }
 
 /// Smallest total cost (FLOP-like units, see [`Kernel::parallel_range`]) a
@@ -161,6 +165,11 @@ impl<'a, 'g> Kernel<'a, 'g> {
     /// Pointer to a packed constant.
     pub fn blob(&mut self, bytes: Vec<u8>) -> Value {
         self.param(Param::Blob(bytes))
+    }
+    /// Address of the micro-kernel whose machine code is `bytes`
+    /// ([`crate::ukernel`]; called with `call_indirect`).
+    pub fn code(&mut self, bytes: Vec<u8>) -> Value {
+        self.param(Param::Code(bytes))
     }
     /// Pointer to f32 values packed as a blob.
     pub fn blob_f32(&mut self, v: &[f32]) -> Value {

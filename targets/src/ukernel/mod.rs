@@ -1,0 +1,25 @@
+//! Micro-kernels assembled by kerf (with `iced-x86`) and placed into the
+//! same object as the Cranelift code: the hot inner loops at the vector
+//! width Cranelift does not lower (256-bit AVX2 on x86-64).
+//!
+//! **Leaf ABI.** Every micro-kernel is a leaf function of the target's C
+//! calling convention (System V only: [`crate::isa::Caps::avx2`] is false
+//! for any other), taking only integer/pointer arguments in registers,
+//! returning nothing, using no stack, touching no callee-saved register,
+//! and ending with `vzeroupper` (Cranelift's own code may use legacy-SSE
+//! encodings, which a dirty upper state slows down by an order of
+//! magnitude: DESIGN-NOTES §8 rule 5).
+//!
+//! **Placement.** A lowering asks for the machine code of the variant it
+//! needs ([`crate::lower::Kernel::code`]); the bytes are a kernel parameter
+//! like a packed blob, so identical variants are defined once per object
+//! (`define_function_bytes`) and the entry point passes their address. The
+//! bytes depend only on the variant, so objects stay deterministic.
+//!
+//! **Numerics.** A micro-kernel performs the same operations in the same
+//! order as the Cranelift code it replaces (one fused multiply-add chain
+//! per output over K in order, the same epilogue selects), so both paths
+//! give the same bits: the `native` and `baseline` runs of every kernel
+//! test check each other as well as the reference.
+
+pub mod avx2;
