@@ -7,7 +7,9 @@
 //! evaluator (1e-5 + 1e-4·max|ref|). The shapes cover full and partial A
 //! blocks (rows 1..12), several K passes (K > 384), panel groups with and
 //! without leftovers and partial panels, every epilogue the tile applies
-//! (none, Relu, Clip, residual) and two it leaves to Cranelift. Skipped,
+//! (none, Relu, Clip, residual) and two it leaves to Cranelift, and the
+//! narrow-row convs whose rows are packed as one run of pixels (strides,
+//! dilation, 5x5, padding rows and columns). Skipped,
 //! with a printed reason, on hosts without AVX2.
 
 mod common;
@@ -37,6 +39,8 @@ struct Case {
     m: usize,
     hw: (usize, usize),
     k: usize,
+    /// Stride and dilation (both directions).
+    sd: (usize, usize),
     extra: &'static str,
     act: &'static str,
     residual: bool,
@@ -44,40 +48,92 @@ struct Case {
 
 fn graph(cs: &Case) -> (String, Vec<Tensor>) {
     let (h, w) = cs.hw;
-    let p = cs.k / 2;
     let (c, m, k) = (cs.c, cs.m, cs.k);
+    let (st, d) = cs.sd;
+    let p = d * (k - 1) / 2;
+    let (oh, ow) = ((h + 2 * p - d * (k - 1) - 1) / st + 1, (w + 2 * p - d * (k - 1) - 1) / st + 1);
     let wt: Vec<f32> = xs(m * c * k * k + 3)[3..].iter().map(|v| v * 0.05).collect();
     let b: Vec<f32> = (0..m).map(|i| 0.1 * i as f32 - 0.6).collect();
     let x: Vec<f32> = xs(c * h * w).iter().map(|v| v * 0.5).collect();
-    let r: Vec<f32> = xs(m * h * w + 7)[7..].to_vec();
+    let r: Vec<f32> = xs(m * oh * ow + 7)[7..].to_vec();
     let act = format!(", act={}", cs.act);
     let text = format!(
-        "graph \"g\"\n  input %0 \"x\": f32[1,{c},{h},{w}]\n  input %9 \"r\": f32[1,{m},{h},{w}]\n  const %1 \"w\": f32[{m},{c},{k},{k}] = {}\n  const %2 \"b\": f32[{m}] = {}\n  %3 = ConvFused{{kernel=[{k},{k}], strides=[1,1], dilations=[1,1], pads=[{p},{p},{p},{p}], group=1, layer=\"c\"{}{act}, residual={}}}(%0, %1, %2{}): f32[1,{m},{h},{w}] @\"c\"\n  output \"y\" = %3\n",
+        "graph \"g\"\n  input %0 \"x\": f32[1,{c},{h},{w}]\n  input %9 \"r\": f32[1,{m},{oh},{ow}]\n  const %1 \"w\": f32[{m},{c},{k},{k}] = {}\n  const %2 \"b\": f32[{m}] = {}\n  %3 = ConvFused{{kernel=[{k},{k}], strides=[{st},{st}], dilations=[{d},{d}], pads=[{p},{p},{p},{p}], group=1, layer=\"c\"{}{act}, residual={}}}(%0, %1, %2{}): f32[1,{m},{oh},{ow}] @\"c\"\n  output \"y\" = %3\n",
         list(&wt),
         list(&b),
         cs.extra,
         cs.residual,
         if cs.residual { ", %9" } else { "" }
     );
-    (text, vec![t(&[1, c, h, w], &x), t(&[1, m, h, w], &r)])
+    (text, vec![t(&[1, c, h, w], &x), t(&[1, m, oh, ow], &r)])
 }
 
 #[test]
 fn avx2_tiles_equal_the_128_bit_tiles() {
     let cases = [
         // 1x1, 37 rows (three 12-row blocks and a 1-row block), 20x20: 100 panels
-        Case { c: 16, m: 37, hw: (20, 20), k: 1, extra: "", act: "None", residual: false },
+        Case { c: 16, m: 37, hw: (20, 20), k: 1, sd: (1, 1), extra: "", act: "None", residual: false },
         // 19x19 = 361 pixels: 90 panels (88 assembled, 2 left) and a 1-pixel tail
-        Case { c: 16, m: 30, hw: (19, 19), k: 1, extra: "", act: "Relu", residual: true },
+        Case { c: 16, m: 30, hw: (19, 19), k: 1, sd: (1, 1), extra: "", act: "Relu", residual: true },
         // 3x3, K = 576: two passes over K (first / last differ)
-        Case { c: 64, m: 24, hw: (12, 12), k: 3, extra: "", act: "Clip, act_min=0.0, act_max=6.0", residual: false },
-        Case { c: 64, m: 13, hw: (9, 14), k: 3, extra: "", act: "Clip, act_min=-0.5, act_max=0.75", residual: true },
+        Case {
+            c: 64,
+            m: 24,
+            hw: (12, 12),
+            k: 3,
+            sd: (1, 1),
+            extra: "",
+            act: "Clip, act_min=0.0, act_max=6.0",
+            residual: false,
+        },
+        Case {
+            c: 64,
+            m: 13,
+            hw: (9, 14),
+            k: 3,
+            sd: (1, 1),
+            extra: "",
+            act: "Clip, act_min=-0.5, act_max=0.75",
+            residual: true,
+        },
         // Winograd's batched products
-        Case { c: 24, m: 40, hw: (16, 16), k: 3, extra: ", winograd=4", act: "Relu", residual: true },
-        Case { c: 8, m: 7, hw: (10, 10), k: 3, extra: ", winograd=2", act: "None", residual: false },
+        Case { c: 24, m: 40, hw: (16, 16), k: 3, sd: (1, 1), extra: ", winograd=4", act: "Relu", residual: true },
+        Case { c: 8, m: 7, hw: (10, 10), k: 3, sd: (1, 1), extra: ", winograd=2", act: "None", residual: false },
+        // narrow rows packed flat: stride 2 to 7x7 (3x3 and 1x1), dilation 2, 5x5
+        Case { c: 32, m: 28, hw: (14, 14), k: 3, sd: (2, 1), extra: "", act: "Relu", residual: true },
+        Case { c: 32, m: 26, hw: (14, 14), k: 1, sd: (2, 1), extra: "", act: "None", residual: false },
+        Case { c: 8, m: 12, hw: (9, 11), k: 3, sd: (1, 2), extra: "", act: "None", residual: false },
+        Case {
+            c: 6,
+            m: 16,
+            hw: (6, 5),
+            k: 5,
+            sd: (1, 1),
+            extra: "",
+            act: "Clip, act_min=-0.5, act_max=0.75",
+            residual: false,
+        },
         // epilogues left to the Cranelift tile
-        Case { c: 16, m: 24, hw: (8, 8), k: 1, extra: "", act: "LeakyRelu, act_alpha=0.1", residual: false },
-        Case { c: 16, m: 24, hw: (8, 8), k: 1, extra: "", act: "Clip, act_min=-0.0, act_max=6.0", residual: false },
+        Case {
+            c: 16,
+            m: 24,
+            hw: (8, 8),
+            k: 1,
+            sd: (1, 1),
+            extra: "",
+            act: "LeakyRelu, act_alpha=0.1",
+            residual: false,
+        },
+        Case {
+            c: 16,
+            m: 24,
+            hw: (8, 8),
+            k: 1,
+            sd: (1, 1),
+            extra: "",
+            act: "Clip, act_min=-0.0, act_max=6.0",
+            residual: false,
+        },
     ];
     for (i, cs) in cases.iter().enumerate() {
         let (text, ins) = graph(cs);

@@ -29,6 +29,10 @@ pub(super) fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi
         a.extend(gemm::pack_a(&w[g * ocg * kk..], ocg, kk, kk));
     }
     let pointwise = gm.kh == 1 && gm.kw == 1 && gm.sh == 1 && gm.sw == 1 && gm.ph == 0 && gm.pw == 0;
+    // narrow output rows (fewer than four panels: the late layers of a
+    // CNN, 7 or 14 pixels wide) pack a block's rows as one flat run of
+    // pixels, so that panels are full and the wide GEMM tiles apply
+    let flat_rows = !pointwise && gm.ow < 4 * l && l > 1;
     let budget = gemm::b_block_bytes(&k.caps);
     // Pixel blocks as large as the B budget allows.
     let per_flat = (budget / (kk * 4)).clamp(l, 512) / l * l;
@@ -87,17 +91,25 @@ pub(super) fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi
         let obase = k.b.ins().imul_imm_s(cout, ohw as i64);
         let p0 = k.b.ins().imul_imm_s(blk, (rows * pitch) as i64);
         let out_off = k.b.ins().iadd(obase, p0);
+        let oy0 = k.b.ins().imul_imm_s(blk, rows as i64);
         if pointwise {
             pack_flat(k, xbase, icg, g2.h * g2.w, p0, bw, bbuf);
+        } else if flat_rows {
+            pack_rows_flat(k, &g2, icg, xbase, oy0, nrows, bbuf);
         } else {
-            let oy0 = k.b.ins().imul_imm_s(blk, rows as i64);
             pack_rows(k, &g2, icg, xbase, oy0, nrows, ppr, bbuf);
         }
         let ga = k.b.ins().imul_imm_s(g, (ocg * kk * 4) as i64);
         let gb = k.b.ins().imul_imm_s(g, (ocg * 4) as i64);
         let (a, bias) = (k.b.ins().iadd(a_ptr, ga), k.b.ins().iadd(b_ptr, gb));
         let gp = Gemm { a, bias, m: ocg, kk, out, ldo: ohw, epi, rows: mrows };
-        let bk = Block { b: bbuf, rows: nrows, ppr: bw.div_ceil(l), width: bw, pitch, out_off };
+        let bk = if flat_rows {
+            // the block's rows as one run of nrows·ow pixels
+            let n = nrows * g2.ow;
+            Block { b: bbuf, rows: 1, ppr: n.div_ceil(l), width: n, pitch: n, out_off }
+        } else {
+            Block { b: bbuf, rows: nrows, ppr: bw.div_ceil(l), width: bw, pitch, out_off }
+        };
         gemm::run_block(k, &gp, &bk);
     };
     let item = |k: &mut Kernel, it: Value, mrows: Rows| {
@@ -180,6 +192,98 @@ pub(super) fn pack_flat(k: &mut Kernel, xbase: Value, icg: usize, hw: usize, p0:
     });
 }
 
+/// Packs the patches of output rows `oy0..oy0+rows` as one flat run of
+/// `rows·ow` pixels into B panels `[c][k][L]` (`k = (ic, ky, kx)`; pixel
+/// `p = r·ow + ox` in panel `p / L`, lane `p % L`; the lanes past the run
+/// zero-filled). The pixel → (row, column) map and each kernel column's
+/// valid output columns are compile-time facts: a panel wholly inside one
+/// row and valid is one vector copy (stride 1), everything else lane by
+/// lane, and a row whose input row is padding is zero-filled.
+fn pack_rows_flat(k: &mut Kernel, gm: &Geo, icg: usize, xbase: Value, oy0: Value, rows: usize, dst: Value) {
+    let l = k.lanes();
+    let vty = k.vty();
+    let g = *gm;
+    let n = rows * g.ow;
+    let npan = n.div_ceil(l);
+    let kk = icg * g.kh * g.kw;
+    let pstride = (kk * l * 4) as i64;
+    let valid = valid_columns(&g);
+    k.for_n(0, icg as i64, 1, |k, ic| {
+        let xo = k.b.ins().imul_imm_s(ic, (g.h * g.w * 4) as i64);
+        let xch = k.b.ins().iadd(xbase, xo);
+        let dof = k.b.ins().imul_imm_s(ic, (g.kh * g.kw * l * 4) as i64);
+        let dch = k.b.ins().iadd(dst, dof);
+        k.for_n(0, g.kh as i64, 1, |k, ky| {
+            let dkyo = k.b.ins().imul_imm_s(ky, (g.kw * l * 4) as i64);
+            let dky = k.b.ins().iadd(dch, dkyo);
+            let t = k.b.ins().imul_imm_s(ky, g.dh as i64);
+            // B element of pixel p at kernel column kx
+            let at = |p: usize, kx: usize| ((p / l) as i64 * pstride + ((kx * l + p % l) * 4) as i64) as i32;
+            for r in 0..rows {
+                let oy = k.b.ins().iadd_imm_s(oy0, r as i64);
+                let iy = k.b.ins().imul_imm_s(oy, g.sh as i64);
+                let iy = k.b.ins().iadd(iy, t);
+                let iy = k.b.ins().iadd_imm_s(iy, -(g.ph as i64));
+                let ok = k.in_range(iy, g.h as i64);
+                let bad = k.b.ins().bxor_imm_u(ok, 1);
+                k.if_then(ok, |k| {
+                    let xr = k.b.ins().imul_imm_s(iy, (g.w * 4) as i64);
+                    let xrow = k.b.ins().iadd(xch, xr);
+                    for (kx, &(vlo, vhi)) in valid.iter().enumerate() {
+                        let ix0 = (kx * g.dw) as i64 - g.pw as i64;
+                        let mut ox = 0;
+                        while ox < g.ow {
+                            let p = r * g.ow + ox;
+                            let whole = p % l == 0 && ox + l <= g.ow && ox >= vlo && ox + l <= vhi;
+                            if whole && g.sw == 1 {
+                                let v = k.ld(vty, xrow, ((ox as i64 + ix0) * 4) as i32);
+                                k.st(v, dky, at(p, kx));
+                                ox += l;
+                                continue;
+                            }
+                            let v = if ox >= vlo && ox < vhi {
+                                k.ld(types::F32, xrow, ((ox as i64 * g.sw as i64 + ix0) * 4) as i32)
+                            } else {
+                                k.fc(0.0)
+                            };
+                            k.st(v, dky, at(p, kx));
+                            ox += 1;
+                        }
+                    }
+                });
+                k.if_then(bad, |k| {
+                    let z = k.fc(0.0);
+                    for kx in 0..g.kw {
+                        for ox in 0..g.ow {
+                            k.st(z, dky, at(r * g.ow + ox, kx));
+                        }
+                    }
+                });
+            }
+            let z = k.fc(0.0);
+            for kx in 0..g.kw {
+                for p in n..npan * l {
+                    k.st(z, dky, at(p, kx));
+                }
+            }
+        });
+    });
+}
+
+/// Output columns `[lo, hi)` whose input column is inside the image, per
+/// kernel column.
+fn valid_columns(g: &Geo) -> Vec<(usize, usize)> {
+    (0..g.kw)
+        .map(|kx| {
+            let off = kx * g.dw;
+            // ix = ox*sw + off - pw in [0, w)
+            let lo = if off >= g.pw { 0 } else { (g.pw - off).div_ceil(g.sw) };
+            let hi = if g.w + g.pw > off { ((g.w + g.pw - off - 1) / g.sw + 1).min(g.ow) } else { 0 };
+            (lo.min(g.ow), hi.max(lo.min(g.ow)))
+        })
+        .collect()
+}
+
 /// Packs the patches of output rows `oy0..oy0+rows` into B panels
 /// `[r][c][k][L]` with `k = (ic, ky, kx)`: W's row-major order. Per kernel
 /// column `kx` the output columns whose input column is inside the image
@@ -193,16 +297,7 @@ fn pack_rows(k: &mut Kernel, gm: &Geo, icg: usize, xbase: Value, oy0: Value, row
     let kk = icg * gm.kh * gm.kw;
     let pstride = (kk * l * 4) as i64;
     let g = *gm;
-    // valid output columns [lo, hi) per kernel column
-    let valid: Vec<(usize, usize)> = (0..g.kw)
-        .map(|kx| {
-            let off = kx * g.dw;
-            // ix = ox*sw + off - pw in [0, w)
-            let lo = if off >= g.pw { 0 } else { (g.pw - off).div_ceil(g.sw) };
-            let hi = if g.w + g.pw > off { ((g.w + g.pw - off - 1) / g.sw + 1).min(g.ow) } else { 0 };
-            (lo.min(g.ow), hi.max(lo.min(g.ow)))
-        })
-        .collect();
+    let valid = valid_columns(&g);
     k.for_n(0, rows as i64, 1, |k, r| {
         let oy = k.b.ins().iadd(oy0, r);
         let ro_ = k.b.ins().imul_imm_s(r, ppr as i64 * pstride);
