@@ -234,7 +234,7 @@ fn pack_rows_flat(k: &mut Kernel, gm: &Geo, icg: usize, xbase: Value, oy0: Value
                         let mut ox = 0;
                         while ox < g.ow {
                             let p = r * g.ow + ox;
-                            let whole = p % l == 0 && ox + l <= g.ow && ox >= vlo && ox + l <= vhi;
+                            let whole = p.is_multiple_of(l) && ox + l <= g.ow && ox >= vlo && ox + l <= vhi;
                             if whole && g.sw == 1 {
                                 let v = k.ld(vty, xrow, ((ox as i64 + ix0) * 4) as i32);
                                 k.st(v, dky, at(p, kx));
