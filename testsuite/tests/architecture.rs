@@ -62,6 +62,7 @@ const HEAVY: &[(&str, &str)] = &[
     ("cranelift-native", "kerf-targets"),
     ("object", "kerf-targets"),
     ("ar_archive_writer", "kerf-targets"),
+    ("iced-x86", "kerf-targets"),
     ("faer", "kerf-compress"),
 ];
 
