@@ -34,36 +34,27 @@ fn run(text: &str, inputs: &[Tensor], ukernels: bool) -> (Vec<f32>, usize, bool)
     (y, jm.report().micro_kernels, jm.report().caps.avx2)
 }
 
-struct Case {
-    c: usize,
-    m: usize,
-    hw: (usize, usize),
-    k: usize,
-    /// Stride and dilation (both directions).
-    sd: (usize, usize),
-    extra: &'static str,
-    act: &'static str,
-    residual: bool,
-}
+/// A case: `c` → `m` channels on an `(h, w)` plane, `k`×`k` kernel,
+/// (stride, dilation), extra conv attributes, the fused activation, a
+/// residual.
+type Case = (usize, usize, (usize, usize), usize, (usize, usize), &'static str, &'static str, bool);
 
 fn graph(cs: &Case) -> (String, Vec<Tensor>) {
-    let (h, w) = cs.hw;
-    let (c, m, k) = (cs.c, cs.m, cs.k);
-    let (st, d) = cs.sd;
+    let &(c, m, (h, w), k, (st, d), extra, act, residual) = cs;
     let p = d * (k - 1) / 2;
     let (oh, ow) = ((h + 2 * p - d * (k - 1) - 1) / st + 1, (w + 2 * p - d * (k - 1) - 1) / st + 1);
     let wt: Vec<f32> = xs(m * c * k * k + 3)[3..].iter().map(|v| v * 0.05).collect();
     let b: Vec<f32> = (0..m).map(|i| 0.1 * i as f32 - 0.6).collect();
     let x: Vec<f32> = xs(c * h * w).iter().map(|v| v * 0.5).collect();
     let r: Vec<f32> = xs(m * oh * ow + 7)[7..].to_vec();
-    let act = format!(", act={}", cs.act);
+    let act = format!(", act={act}");
     let text = format!(
         "graph \"g\"\n  input %0 \"x\": f32[1,{c},{h},{w}]\n  input %9 \"r\": f32[1,{m},{oh},{ow}]\n  const %1 \"w\": f32[{m},{c},{k},{k}] = {}\n  const %2 \"b\": f32[{m}] = {}\n  %3 = ConvFused{{kernel=[{k},{k}], strides=[{st},{st}], dilations=[{d},{d}], pads=[{p},{p},{p},{p}], group=1, layer=\"c\"{}{act}, residual={}}}(%0, %1, %2{}): f32[1,{m},{oh},{ow}] @\"c\"\n  output \"y\" = %3\n",
         list(&wt),
         list(&b),
-        cs.extra,
-        cs.residual,
-        if cs.residual { ", %9" } else { "" }
+        extra,
+        residual,
+        if residual { ", %9" } else { "" }
     );
     (text, vec![t(&[1, c, h, w], &x), t(&[1, m, oh, ow], &r)])
 }
@@ -72,68 +63,23 @@ fn graph(cs: &Case) -> (String, Vec<Tensor>) {
 fn avx2_tiles_equal_the_128_bit_tiles() {
     let cases = [
         // 1x1, 37 rows (three 12-row blocks and a 1-row block), 20x20: 100 panels
-        Case { c: 16, m: 37, hw: (20, 20), k: 1, sd: (1, 1), extra: "", act: "None", residual: false },
+        (16, 37, (20, 20), 1, (1, 1), "", "None", false),
         // 19x19 = 361 pixels: 90 panels (88 assembled, 2 left) and a 1-pixel tail
-        Case { c: 16, m: 30, hw: (19, 19), k: 1, sd: (1, 1), extra: "", act: "Relu", residual: true },
+        (16, 30, (19, 19), 1, (1, 1), "", "Relu", true),
         // 3x3, K = 576: two passes over K (first / last differ)
-        Case {
-            c: 64,
-            m: 24,
-            hw: (12, 12),
-            k: 3,
-            sd: (1, 1),
-            extra: "",
-            act: "Clip, act_min=0.0, act_max=6.0",
-            residual: false,
-        },
-        Case {
-            c: 64,
-            m: 13,
-            hw: (9, 14),
-            k: 3,
-            sd: (1, 1),
-            extra: "",
-            act: "Clip, act_min=-0.5, act_max=0.75",
-            residual: true,
-        },
+        (64, 24, (12, 12), 3, (1, 1), "", "Clip, act_min=0.0, act_max=6.0", false),
+        (64, 13, (9, 14), 3, (1, 1), "", "Clip, act_min=-0.5, act_max=0.75", true),
         // Winograd's batched products
-        Case { c: 24, m: 40, hw: (16, 16), k: 3, sd: (1, 1), extra: ", winograd=4", act: "Relu", residual: true },
-        Case { c: 8, m: 7, hw: (10, 10), k: 3, sd: (1, 1), extra: ", winograd=2", act: "None", residual: false },
+        (24, 40, (16, 16), 3, (1, 1), ", winograd=4", "Relu", true),
+        (8, 7, (10, 10), 3, (1, 1), ", winograd=2", "None", false),
         // narrow rows packed flat: stride 2 to 7x7 (3x3 and 1x1), dilation 2, 5x5
-        Case { c: 32, m: 28, hw: (14, 14), k: 3, sd: (2, 1), extra: "", act: "Relu", residual: true },
-        Case { c: 32, m: 26, hw: (14, 14), k: 1, sd: (2, 1), extra: "", act: "None", residual: false },
-        Case { c: 8, m: 12, hw: (9, 11), k: 3, sd: (1, 2), extra: "", act: "None", residual: false },
-        Case {
-            c: 6,
-            m: 16,
-            hw: (6, 5),
-            k: 5,
-            sd: (1, 1),
-            extra: "",
-            act: "Clip, act_min=-0.5, act_max=0.75",
-            residual: false,
-        },
+        (32, 28, (14, 14), 3, (2, 1), "", "Relu", true),
+        (32, 26, (14, 14), 1, (2, 1), "", "None", false),
+        (8, 12, (9, 11), 3, (1, 2), "", "None", false),
+        (6, 16, (6, 5), 5, (1, 1), "", "Clip, act_min=-0.5, act_max=0.75", false),
         // epilogues left to the Cranelift tile
-        Case {
-            c: 16,
-            m: 24,
-            hw: (8, 8),
-            k: 1,
-            sd: (1, 1),
-            extra: "",
-            act: "LeakyRelu, act_alpha=0.1",
-            residual: false,
-        },
-        Case {
-            c: 16,
-            m: 24,
-            hw: (8, 8),
-            k: 1,
-            sd: (1, 1),
-            extra: "",
-            act: "Clip, act_min=-0.0, act_max=6.0",
-            residual: false,
-        },
+        (16, 24, (8, 8), 1, (1, 1), "", "LeakyRelu, act_alpha=0.1", false),
+        (16, 24, (8, 8), 1, (1, 1), "", "Clip, act_min=-0.0, act_max=6.0", false),
     ];
     for (i, cs) in cases.iter().enumerate() {
         let (text, ins) = graph(cs);
@@ -144,9 +90,10 @@ fn avx2_tiles_equal_the_128_bit_tiles() {
         }
         let (off, n_off, _) = run(&text, &ins, false);
         assert_eq!(n_off, 0, "case {i}: micro-kernels with ukernels off");
-        let leaves = cs.act.starts_with("LeakyRelu") || cs.act.contains("-0.0");
+        let act = cs.6;
+        let leaves = act.starts_with("LeakyRelu") || act.contains("-0.0");
         if leaves {
-            assert_eq!(n_on, 0, "case {i}: {} must stay on the Cranelift tile", cs.act);
+            assert_eq!(n_on, 0, "case {i}: {act} must stay on the Cranelift tile");
         } else {
             assert!(n_on > 0, "case {i}: no assembled tile used");
         }

@@ -209,10 +209,7 @@ fn pack_rows_flat(k: &mut Kernel, gm: &Geo, icg: usize, xbase: Value, oy0: Value
     let pstride = (kk * l * 4) as i64;
     let valid = valid_columns(&g);
     k.for_n(0, icg as i64, 1, |k, ic| {
-        let xo = k.b.ins().imul_imm_s(ic, (g.h * g.w * 4) as i64);
-        let xch = k.b.ins().iadd(xbase, xo);
-        let dof = k.b.ins().imul_imm_s(ic, (g.kh * g.kw * l * 4) as i64);
-        let dch = k.b.ins().iadd(dst, dof);
+        let (xch, dch) = channel_ptrs(k, &g, ic, xbase, dst);
         k.for_n(0, g.kh as i64, 1, |k, ky| {
             let dkyo = k.b.ins().imul_imm_s(ky, (g.kw * l * 4) as i64);
             let dky = k.b.ins().iadd(dch, dkyo);
@@ -221,14 +218,8 @@ fn pack_rows_flat(k: &mut Kernel, gm: &Geo, icg: usize, xbase: Value, oy0: Value
             let at = |p: usize, kx: usize| ((p / l) as i64 * pstride + ((kx * l + p % l) * 4) as i64) as i32;
             for r in 0..rows {
                 let oy = k.b.ins().iadd_imm_s(oy0, r as i64);
-                let iy = k.b.ins().imul_imm_s(oy, g.sh as i64);
-                let iy = k.b.ins().iadd(iy, t);
-                let iy = k.b.ins().iadd_imm_s(iy, -(g.ph as i64));
-                let ok = k.in_range(iy, g.h as i64);
-                let bad = k.b.ins().bxor_imm_u(ok, 1);
+                let (xrow, ok, bad) = input_row(k, &g, xch, oy, t);
                 k.if_then(ok, |k| {
-                    let xr = k.b.ins().imul_imm_s(iy, (g.w * 4) as i64);
-                    let xrow = k.b.ins().iadd(xch, xr);
                     for (kx, &(vlo, vhi)) in valid.iter().enumerate() {
                         let ix0 = (kx * g.dw) as i64 - g.pw as i64;
                         let mut ox = 0;
@@ -270,6 +261,28 @@ fn pack_rows_flat(k: &mut Kernel, gm: &Geo, icg: usize, xbase: Value, oy0: Value
     });
 }
 
+/// The input row that output row `oy` reads at kernel row offset `t`
+/// (`ky·dh`, I64) in the channel plane `xch`: its pointer (valid only when
+/// inside the image), and whether it is inside (`ok`) or padding (`bad`).
+fn input_row(k: &mut Kernel, g: &Geo, xch: Value, oy: Value, t: Value) -> (Value, Value, Value) {
+    let iy = k.b.ins().imul_imm_s(oy, g.sh as i64);
+    let iy = k.b.ins().iadd(iy, t);
+    let iy = k.b.ins().iadd_imm_s(iy, -(g.ph as i64));
+    let ok = k.in_range(iy, g.h as i64);
+    let bad = k.b.ins().bxor_imm_u(ok, 1);
+    let xr = k.b.ins().imul_imm_s(iy, (g.w * 4) as i64);
+    (k.b.ins().iadd(xch, xr), ok, bad)
+}
+
+/// Input channel `ic`'s plane in `xbase` and its first B element in the
+/// panels at `dst` (each channel holds `kh·kw` steps of `L` lanes).
+fn channel_ptrs(k: &mut Kernel, g: &Geo, ic: Value, xbase: Value, dst: Value) -> (Value, Value) {
+    let xo = k.b.ins().imul_imm_s(ic, (g.h * g.w * 4) as i64);
+    let l = k.lanes();
+    let dof = k.b.ins().imul_imm_s(ic, (g.kh * g.kw * l * 4) as i64);
+    (k.b.ins().iadd(xbase, xo), k.b.ins().iadd(dst, dof))
+}
+
 /// Output columns `[lo, hi)` whose input column is inside the image, per
 /// kernel column.
 fn valid_columns(g: &Geo) -> Vec<(usize, usize)> {
@@ -303,22 +316,13 @@ fn pack_rows(k: &mut Kernel, gm: &Geo, icg: usize, xbase: Value, oy0: Value, row
         let ro_ = k.b.ins().imul_imm_s(r, ppr as i64 * pstride);
         let rbase = k.b.ins().iadd(dst, ro_);
         k.for_n(0, icg as i64, 1, |k, ic| {
-            let xo = k.b.ins().imul_imm_s(ic, (g.h * g.w * 4) as i64);
-            let xch = k.b.ins().iadd(xbase, xo);
-            let dof = k.b.ins().imul_imm_s(ic, (g.kh * g.kw * l * 4) as i64);
-            let dch = k.b.ins().iadd(rbase, dof);
+            let (xch, dch) = channel_ptrs(k, &g, ic, xbase, rbase);
             k.for_n(0, g.kh as i64, 1, |k, ky| {
-                let iy = k.b.ins().imul_imm_s(oy, g.sh as i64);
                 let t = k.b.ins().imul_imm_s(ky, g.dh as i64);
-                let iy = k.b.ins().iadd(iy, t);
-                let iy = k.b.ins().iadd_imm_s(iy, -(g.ph as i64));
                 let dkyo = k.b.ins().imul_imm_s(ky, (g.kw * l * 4) as i64);
                 let dky = k.b.ins().iadd(dch, dkyo);
-                let ok = k.in_range(iy, g.h as i64);
-                let bad = k.b.ins().bxor_imm_u(ok, 1);
+                let (xrow, ok, bad) = input_row(k, &g, xch, oy, t);
                 k.if_then(ok, |k| {
-                    let xr = k.b.ins().imul_imm_s(iy, (g.w * 4) as i64);
-                    let xrow = k.b.ins().iadd(xch, xr);
                     for (kx, &(vlo, vhi)) in valid.iter().enumerate() {
                         let dkx = k.add_c(dky, (kx * l * 4) as i64);
                         // ix of output column 0 for this kx (may be negative)
