@@ -59,6 +59,30 @@ fn graph(cs: &Case) -> (String, Vec<Tensor>) {
     (text, vec![t(&[1, c, h, w], &x), t(&[1, m, oh, ow], &r)])
 }
 
+/// Case `i`: micro-kernels on and off give the same bits, match the
+/// reference, and the code holds assembled tiles exactly when `wide`.
+/// `false` (after printing why) when the host has no AVX2.
+fn check(i: usize, text: &str, ins: &[Tensor], wide: bool) -> bool {
+    let (on, n_on, avx2) = run(text, ins, true);
+    if !avx2 {
+        eprintln!("skipped: the host has no AVX2 + FMA, so no assembled tiles to check");
+        return false;
+    }
+    let (off, n_off, _) = run(text, ins, false);
+    assert_eq!(n_off, 0, "case {i}: micro-kernels with ukernels off");
+    assert_eq!(n_on > 0, wide, "case {i}: {n_on} micro-kernels");
+    let diff = on.iter().zip(&off).position(|(a, b)| a.to_bits() != b.to_bits());
+    assert!(
+        diff.is_none(),
+        "case {i}: element {diff:?}: {:?} (AVX2) vs {:?}",
+        diff.map(|d| on[d]),
+        diff.map(|d| off[d])
+    );
+    let g = kerf_ir::text::parse(text).unwrap();
+    close(&format!("case {i}"), &on, &reference(&g, ins).remove(0), 1e-5, 1e-4);
+    true
+}
+
 #[test]
 fn avx2_tiles_equal_the_128_bit_tiles() {
     let cases = [
@@ -83,29 +107,66 @@ fn avx2_tiles_equal_the_128_bit_tiles() {
     ];
     for (i, cs) in cases.iter().enumerate() {
         let (text, ins) = graph(cs);
-        let (on, n_on, avx2) = run(&text, &ins, true);
-        if !avx2 {
-            eprintln!("skipped: the host has no AVX2 + FMA, so no assembled tiles to check");
+        let act = cs.6;
+        // LeakyRelu and a -0 lower bound must stay on the Cranelift tile
+        let wide = !(act.starts_with("LeakyRelu") || act.contains("-0.0"));
+        if !check(i, &text, &ins, wide) {
             return;
         }
-        let (off, n_off, _) = run(&text, &ins, false);
-        assert_eq!(n_off, 0, "case {i}: micro-kernels with ukernels off");
-        let act = cs.6;
-        let leaves = act.starts_with("LeakyRelu") || act.contains("-0.0");
-        if leaves {
-            assert_eq!(n_on, 0, "case {i}: {act} must stay on the Cranelift tile");
-        } else {
-            assert!(n_on > 0, "case {i}: no assembled tile used");
+    }
+}
+
+/// The MatMul/Gemm engine's tiles: tall A (packed at run time) and short
+/// A (strided, also transposed), constant and run-time B, full and
+/// leftover panel groups, and every store epilogue the tile applies
+/// (Gemm's alpha, beta·C per row and per column, MatMulFused's bias,
+/// residual, Relu/Clip); HardSwish stays on Cranelift.
+#[test]
+fn avx2_matmul_tiles_equal_the_128_bit_tiles() {
+    let v = |shape: &[usize], seed: usize| {
+        let n: usize = shape.iter().product();
+        t(shape, &xs(n + seed)[seed..].iter().map(|x| x * 0.25).collect::<Vec<_>>())
+    };
+    let cases: [(&str, Vec<Tensor>, bool); 7] = [
+        (
+            "input %0 \"a\": f32[37,64]\n  const %1 \"b\": f32[64,40] = iota(-1.0, 0.001)\n  %2 = MatMul{layer=\"m\"}(%0, %1): f32[37,40] @\"m\"\n  output \"y\" = %2",
+            vec![v(&[37, 64], 1)],
+            true,
+        ),
+        (
+            "input %0 \"a\": f32[2,20,48]\n  input %1 \"r\": f32[2,20,36]\n  const %4 \"b\": f32[48,36] = iota(0.5, -0.0007)\n  const %5 \"c\": f32[36] = iota(-0.3, 0.02)\n  %7 = MatMulFused{layer=\"m\", act=Relu, residual=true}(%0, %4, %5, %1): f32[2,20,36] @\"m\"\n  output \"y\" = %7",
+            vec![v(&[2, 20, 48], 2), v(&[2, 20, 36], 3)],
+            true,
+        ),
+        (
+            "input %0 \"a\": f32[13,30]\n  const %1 \"b\": f32[44,30] = iota(0.2, -0.0005)\n  const %2 \"c\": f32[1,44] = iota(0.1, 0.1)\n  %3 = Gemm{alpha=0.5, beta=2.0, trans_a=false, trans_b=true, layer=\"g\"}(%0, %1, %2): f32[13,44] @\"g\"\n  output \"y\" = %3",
+            vec![v(&[13, 30], 4)],
+            true,
+        ),
+        (
+            "input %0 \"a\": f32[13,30]\n  const %1 \"b\": f32[30,16] = iota(0.2, -0.001)\n  const %2 \"c\": f32[13,1] = iota(0.1, 0.1)\n  %3 = Gemm{alpha=1.0, beta=0.5, trans_a=false, trans_b=false, layer=\"g\"}(%0, %1, %2): f32[13,16] @\"g\"\n  output \"y\" = %3",
+            vec![v(&[13, 30], 5)],
+            true,
+        ),
+        (
+            "input %0 \"a\": f32[5,33]\n  input %1 \"b\": f32[33,24]\n  %2 = MatMul{layer=\"m\"}(%0, %1): f32[5,24] @\"m\"\n  output \"y\" = %2",
+            vec![v(&[5, 33], 6), v(&[33, 24], 7)],
+            true,
+        ),
+        (
+            "input %0 \"a\": f32[9,7]\n  const %1 \"b\": f32[9,32] = iota(-0.5, 0.003)\n  const %2 \"c\": f32[32] = iota(0.0, 0.01)\n  %3 = GemmFused{alpha=1.0, beta=1.0, trans_a=true, trans_b=false, layer=\"g\", act=Clip, act_min=-1.0, act_max=1.0, residual=false}(%0, %1, %2): f32[7,32] @\"g\"\n  output \"y\" = %3",
+            vec![v(&[9, 7], 8)],
+            true,
+        ),
+        (
+            "input %0 \"a\": f32[2,20,48]\n  input %1 \"r\": f32[2,20,36]\n  const %4 \"b\": f32[48,36] = iota(0.5, -0.0007)\n  const %5 \"c\": f32[36] = iota(-0.3, 0.02)\n  %7 = MatMulFused{layer=\"m\", act=HardSwish, residual=true}(%0, %4, %5, %1): f32[2,20,36] @\"m\"\n  output \"y\" = %7",
+            vec![v(&[2, 20, 48], 2), v(&[2, 20, 36], 3)],
+            false,
+        ),
+    ];
+    for (i, (body, ins, wide)) in cases.iter().enumerate() {
+        if !check(i, &format!("graph \"g\"\n  {body}\n"), ins, *wide) {
+            return;
         }
-        let diff = on.iter().zip(&off).position(|(a, b)| a.to_bits() != b.to_bits());
-        assert!(
-            diff.is_none(),
-            "case {i}: element {diff:?}: {:?} (AVX2) vs {:?}",
-            diff.map(|d| on[d]),
-            diff.map(|d| off[d])
-        );
-        let g = kerf_ir::text::parse(&text).unwrap();
-        let want = reference(&g, &ins).remove(0);
-        close(&format!("case {i}"), &on, &want, 1e-5, 1e-4);
     }
 }

@@ -224,7 +224,7 @@ fn block_rows(k: &mut Kernel, g: &Gemm, blk: &Block, bstart: Value, a_blk: Value
     let mo = k.b.ins().imul_imm_s(m0, g.ldo as i64);
     let o0 = k.b.ins().iadd(mo, blk.out_off);
     // the assembled tiles (AVX2) take whole groups of four, then two, panels
-    let wide_plan = gemm_avx2::plan(k, g, h, pass);
+    let wide_plan = gemm_avx2::plan_conv(k, g, h, pass);
     let wide = wide_plan.as_ref().map_or(0, |w| w.covers(full_p));
     let one_row = |k: &mut Kernel, r: Value| {
         let bro = k.b.ins().imul_imm_s(r, b2.ppr as i64 * pstride);
@@ -233,7 +233,7 @@ fn block_rows(k: &mut Kernel, g: &Gemm, blk: &Block, bstart: Value, a_blk: Value
         let orow = k.b.ins().iadd(o0, oro);
         if wide > 0 {
             if let Some(w) = &wide_plan {
-                gemm_avx2::tiles(k, w, &g2, a_blk, m0, brow, orow, full_p, pass);
+                gemm_avx2::run_conv(k, w, &g2, a_blk, m0, brow, orow, full_p, pass);
             }
         }
         let groups = (full_p - wide) / np;

@@ -1,39 +1,55 @@
-//! The GEMM engine's 256-bit path: [`crate::ukernel::avx2::gemm_tile`]
-//! micro-kernels called from the Cranelift loops of [`super::gemm`] on
-//! targets with [`crate::isa::Caps::avx2`].
+//! The 256-bit path of the GEMM engines: [`crate::ukernel::avx2::gemm_tile`]
+//! micro-kernels called from the Cranelift loops of [`super::gemm`] (convs,
+//! Winograd) and [`super::matmul`] (MatMul, Gemm) on targets with
+//! [`crate::isa::Caps::avx2`].
 //!
-//! Contract: for the panels it covers (whole groups of four full panels of
-//! a row of B panels, then one group of two), the assembled tile computes exactly what
-//! `gemm::tile` would (same layouts, same per-output FMA chain over K in
-//! order, same epilogue), so a product is bit-identical with and without
-//! it. It applies when the pass's epilogue is none, Relu or a Clip the
-//! vector selects express (`epilogue::clamp_select`); other activations,
-//! partial panels and leftover panels stay on the Cranelift tile.
+//! Contract: for the panels it covers (whole groups of four full 4-column
+//! B panels, then one group of two), an assembled tile computes exactly
+//! what the engine's Cranelift tile would (same layouts, same per-output
+//! FMA chain over K in order, same epilogue operations in the same order),
+//! so a product is bit-identical with and without it. Epilogue activations
+//! other than none, Relu and the Clips the vector selects express
+//! (`epilogue::clamp_select`) keep the Cranelift tile, as do partial and
+//! leftover panels.
 
 use cranelift_codegen::ir::{AbiParam, InstBuilder, Signature, Value};
 
 use super::epilogue::{Act, Epilogue};
 use super::gemm::{Gemm, Pass};
 use super::{Kernel, PTR};
-use crate::ukernel::avx2::{gemm_tile, max_rows, Clamp, GemmTile};
+use crate::ukernel::avx2::{gemm_tile, max_rows, Clamp, GemmTile, Init, TileEpi};
 
-/// Assembled tiles for one A row block of a pass: for each tile width
-/// (2 then 1 panel pairs), the row splits `(first row, rows, code)`.
+/// Assembled tiles for one block of `h` rows: for each tile width (2, then
+/// 1 panel pairs), the row splits `(first row, code)`.
 pub(super) struct Wide {
-    widths: [Vec<(usize, usize, Vec<u8>)>; 2],
+    widths: [Vec<(usize, Vec<u8>)>; 2],
+    a_row: usize,
+    ldo: usize,
+    /// Bytes between rows of what the `bias` argument points at.
+    bias_row: usize,
+}
+
+/// A tile's pointers at one panel group, for the block's first row (I64
+/// values; `residual` ignored by tiles without one).
+pub(super) struct TilePtrs {
+    pub a: Value,
+    pub b: Value,
+    pub out: Value,
+    pub bias: Value,
+    pub residual: Value,
 }
 
 impl Wide {
-    /// How many of `full` full panels the tiles cover: whole groups of four,
-    /// then one group of two.
+    /// How many of `full` full panels the tiles cover: whole groups of
+    /// four, then one group of two.
     pub fn covers(&self, full: usize) -> usize {
         let four = full / 4 * 4;
         four + if full - four >= 2 { 2 } else { 0 }
     }
 }
 
-/// The clamp an epilogue's activation is, if the tile can apply it.
-fn clamp_of(act: Act) -> Option<Option<Clamp>> {
+/// The clamp an activation is, if the tiles can apply it.
+pub(super) fn clamp_of(act: Act) -> Option<Option<Clamp>> {
     match act {
         Act::None => Some(None),
         Act::Relu => Some(Some(Clamp { lo: 0.0, hi: None })),
@@ -45,44 +61,74 @@ fn clamp_of(act: Act) -> Option<Option<Clamp>> {
     }
 }
 
-/// The tiles for an A block of height `h` in `pass`, or `None` when the
-/// 256-bit path does not apply (no AVX2, not 4-lane panels, an epilogue
-/// the tile cannot apply).
-pub(super) fn plan(k: &Kernel, g: &Gemm, h: usize, pass: Pass) -> Option<Wide> {
-    let l = k.lanes();
-    if !k.caps.avx2 || l != 4 || h == 0 {
+/// The tiles of `t` (its `rows` and `pairs` ignored) for a block of `h`
+/// rows, or `None` without AVX2 or 4-lane panels. `bias_row`: bytes between
+/// rows of the `bias` argument's tensor.
+pub(super) fn plan(k: &Kernel, t: GemmTile, h: usize, bias_row: usize) -> Option<Wide> {
+    if !k.caps.avx2 || k.lanes() != 4 || h == 0 {
         return None;
     }
-    let epi = if pass.last { g.epi } else { Epilogue::NONE };
-    let clamp = clamp_of(epi.act)?;
     let mut widths = [Vec::new(), Vec::new()];
     for (i, pairs) in [2, 1].into_iter().enumerate() {
         let mut r0 = 0;
         while r0 < h {
             let rows = max_rows(pairs).min(h - r0);
-            let t = GemmTile {
-                rows,
-                pairs,
-                a_step: h * 4,
-                panel: g.kk * l * 4,
-                ldo: g.ldo * 4,
-                first: pass.first,
-                residual: epi.residual.is_some(),
-                clamp,
-            };
-            widths[i].push((r0, rows, gemm_tile(&t).ok()?));
+            widths[i].push((r0, gemm_tile(&GemmTile { rows, pairs, ..t }).ok()?));
             r0 += rows;
         }
     }
-    Some(Wide { widths })
+    Some(Wide { widths, a_row: t.a_row, ldo: t.ldo, bias_row })
 }
 
-/// Calls the tiles for the first [`Wide::covers`]`(full)` panels of one
-/// row of B panels: `brow` its first panel at the pass's first K step,
-/// `orow` the output element offset of (`m0`, its first pixel), `a_blk`
-/// the A block at that K step.
+/// Calls the tiles over the first [`Wide::covers`]`(full)` panels: group
+/// `c` (its first panel, I64) has the pointers `ptrs(k, c)`; `steps` K
+/// steps.
+pub(super) fn run(k: &mut Kernel, w: &Wide, full: usize, steps: usize, ptrs: &dyn Fn(&mut Kernel, Value) -> TilePtrs) {
+    let four = full / 4 * 4;
+    let spans = [(0, four, 4), (four, w.covers(full), 2)];
+    let mut sig = Signature::new(k.b.func.signature.call_conv);
+    sig.params.extend(std::iter::repeat_n(AbiParam::new(PTR), 6));
+    let sref = k.b.import_signature(sig);
+    for (parts, (lo, hi, step)) in w.widths.iter().zip(spans) {
+        if lo >= hi {
+            continue;
+        }
+        let codes: Vec<Value> = parts.iter().map(|(_, c)| k.code(c.clone())).collect();
+        k.for_n(lo as i64, hi as i64, step as i64, |k, c| {
+            let p = ptrs(k, c);
+            let n = k.ic(steps as i64);
+            for (&(r0, _), &code) in parts.iter().zip(&codes) {
+                let a = k.add_c(p.a, (r0 * w.a_row) as i64);
+                let o = k.add_c(p.out, (r0 * w.ldo) as i64);
+                let b = k.add_c(p.bias, (r0 * w.bias_row) as i64);
+                let r = k.add_c(p.residual, (r0 * w.ldo) as i64);
+                k.b.ins().call_indirect(sref, code, &[a, p.b, o, b, r, n]);
+            }
+        });
+    }
+}
+
+/// The conv engine's tiles for an A block of height `h` in `pass`.
+pub(super) fn plan_conv(k: &Kernel, g: &Gemm, h: usize, pass: Pass) -> Option<Wide> {
+    let epi = if pass.last { g.epi } else { Epilogue::NONE };
+    let t = GemmTile {
+        rows: 0,
+        pairs: 0,
+        a_row: 4,
+        a_step: h * 4,
+        panel: g.kk * k.lanes() * 4,
+        ldo: g.ldo * 4,
+        init: if pass.first { Init::RowBias } else { Init::Partial },
+        epi: TileEpi { residual: epi.residual.is_some(), clamp: clamp_of(epi.act)?, ..TileEpi::default() },
+    };
+    plan(k, t, h, 4)
+}
+
+/// Calls the conv tiles for one row of B panels: `brow` its first panel at
+/// the pass's first K step, `orow` the output element offset of (`m0`, its
+/// first pixel), `a_blk` the A block at that K step.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn tiles(
+pub(super) fn run_conv(
     k: &mut Kernel,
     w: &Wide,
     g: &Gemm,
@@ -93,53 +139,21 @@ pub(super) fn tiles(
     full: usize,
     pass: Pass,
 ) {
-    let four = full / 4 * 4;
-    let spans = [(0, four, 4), (four, w.covers(full), 2)];
-    for (parts, (lo, hi, step)) in w.widths.iter().zip(spans) {
-        if lo < hi {
-            span(k, parts, g, a_blk, m0, brow, orow, (lo, hi, step), pass);
-        }
-    }
-}
-
-/// Panels `lo..hi` in tiles of `step` panels, each tile split in rows as
-/// `parts` says.
-#[allow(clippy::too_many_arguments)]
-fn span(
-    k: &mut Kernel,
-    parts: &[(usize, usize, Vec<u8>)],
-    g: &Gemm,
-    a_blk: Value,
-    m0: Value,
-    brow: Value,
-    orow: Value,
-    (lo, hi, step): (usize, usize, usize),
-    pass: Pass,
-) {
     let l = k.lanes();
     let pstride = (g.kk * l * 4) as i64;
-    let mut sig = Signature::new(k.b.func.signature.call_conv);
-    sig.params.extend(std::iter::repeat_n(AbiParam::new(PTR), 6));
-    let sref = k.b.import_signature(sig);
-    let codes: Vec<Value> = parts.iter().map(|(_, _, c)| k.code(c.clone())).collect();
     let residual = if pass.last { g.epi.residual } else { None };
     let g2 = *g;
-    k.for_n(lo as i64, hi as i64, step as i64, |k, c| {
-        let bp = k.addr(brow, c, pstride);
+    run(k, w, full, pass.len, &|k, c| {
         let oe = k.addr(orow, c, l as i64);
-        let out = k.addr(g2.out, oe, 4);
-        let bias = k.addr(g2.bias, m0, 4);
-        let res = match residual {
-            Some(r) => k.addr(r, oe, 4),
-            None => k.ic(0),
-        };
-        let n = k.ic(pass.len as i64);
-        for (&(r0, _, _), &code) in parts.iter().zip(&codes) {
-            let a = k.add_c(a_blk, (r0 * 4) as i64);
-            let o = k.add_c(out, (r0 * g2.ldo * 4) as i64);
-            let b = k.add_c(bias, (r0 * 4) as i64);
-            let r = if residual.is_some() { k.add_c(res, (r0 * g2.ldo * 4) as i64) } else { res };
-            k.b.ins().call_indirect(sref, code, &[a, bp, o, b, r, n]);
+        TilePtrs {
+            a: a_blk,
+            b: k.addr(brow, c, pstride),
+            out: k.addr(g2.out, oe, 4),
+            bias: k.addr(g2.bias, m0, 4),
+            residual: match residual {
+                Some(r) => k.addr(r, oe, 4),
+                None => k.ic(0),
+            },
         }
     });
 }

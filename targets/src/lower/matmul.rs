@@ -403,11 +403,20 @@ fn gemm_tiles(k: &mut Kernel, t: &Tiles, a: AView, a_off: Value, panel: (Value, 
         // 4×2 took qkv/ff2/proj of tiny_transformer from ~44-46 to ~47-48
         // GFLOP/s.
         let np = if rows < rm && rm == MAX_ACC { (8 / rows).clamp(1, 2).min(n.div_ceil(l)) } else { np0 };
-        let groups = full_nb / np;
-        k.for_n(0, (groups * np) as i64, np as i64, |k, nb| emit_tile(k, m0, rows, nb, np, l));
-        let rest = full_nb - groups * np;
+        // the assembled tiles (AVX2) take whole groups of four, then two, panels
+        let wide = match wide_tiles(k, t, a, rows, out, epi) {
+            Some(w) => {
+                let ptrs = |k: &mut Kernel, nb: Value| tile_ptrs(k, t, a, a_off, panel, out, o_off, epi, m0, nb);
+                super::gemm_avx2::run(k, &w, full_nb, kk, &ptrs);
+                w.covers(full_nb)
+            }
+            None => 0,
+        };
+        let groups = (full_nb - wide) / np;
+        k.for_n(wide as i64, (wide + groups * np) as i64, np as i64, |k, nb| emit_tile(k, m0, rows, nb, np, l));
+        let rest = full_nb - wide - groups * np;
         if rest > 0 {
-            let nb = k.ic((groups * np) as i64);
+            let nb = k.ic((wide + groups * np) as i64);
             emit_tile(k, m0, rows, nb, rest, l);
         }
         if tail > 0 {
@@ -429,6 +438,91 @@ fn gemm_tiles(k: &mut Kernel, t: &Tiles, a: AView, a_off: Value, panel: (Value, 
             });
         }
     });
+}
+
+/// The assembled tiles for a block of `rows` rows of `t` (see
+/// `gemm_avx2`), when the target has them and the store's epilogue is one
+/// they apply (not a row bias and an addend together; no LeakyRelu or
+/// HardSwish).
+fn wide_tiles(
+    k: &Kernel,
+    t: &Tiles,
+    a: AView,
+    rows: usize,
+    out: OutView,
+    epi: StoreEpi,
+) -> Option<super::gemm_avx2::Wide> {
+    use crate::ukernel::avx2::{Addend as TileAddend, GemmTile, Init, TileEpi};
+    if out.bias.is_some() && epi.addend.is_some() {
+        return None;
+    }
+    let tile = GemmTile {
+        rows: 0,
+        pairs: 0,
+        a_row: if t.packed { 4 } else { a.sm * 4 },
+        a_step: if t.packed { rows * 4 } else { a.sk * 4 },
+        panel: t.kk * k.lanes() * 4,
+        ldo: out.ldo * 4,
+        init: if out.bias.is_some() { Init::RowBias } else { Init::Zero },
+        epi: TileEpi {
+            scale: epi.scale,
+            addend: epi.addend.map(|ad| TileAddend { per_column: ad.sn == 1, row: ad.sm * 4, scale: ad.scale }),
+            residual: epi.residual.is_some(),
+            clamp: super::gemm_avx2::clamp_of(epi.act)?,
+        },
+    };
+    let bias_row = if out.bias.is_some() { 4 } else { epi.addend.map_or(0, |ad| ad.sm * 4) };
+    super::gemm_avx2::plan(k, tile, rows, bias_row)
+}
+
+/// The pointers of the assembled tile at rows `m0..`, panels `nb..` (what
+/// `emit_tile` addresses for the same outputs).
+#[allow(clippy::too_many_arguments)]
+fn tile_ptrs(
+    k: &mut Kernel,
+    t: &Tiles,
+    a: AView,
+    a_off: Value,
+    panel: Value,
+    out: OutView,
+    o_off: Value,
+    epi: StoreEpi,
+    m0: Value,
+    nb: Value,
+) -> super::gemm_avx2::TilePtrs {
+    let l = k.lanes();
+    let abase = if t.packed {
+        let mo = k.b.ins().imul_imm_s(m0, t.kk as i64);
+        k.addr(a.ptr, mo, 4)
+    } else {
+        let mo = k.b.ins().imul_imm_s(m0, a.sm as i64);
+        let off = k.b.ins().iadd(mo, a_off);
+        k.addr(a.ptr, off, 4)
+    };
+    let pb = k.b.ins().imul_imm_s(nb, (t.kk * l * 4) as i64);
+    let col = k.b.ins().imul_imm_s(nb, l as i64);
+    let row = k.b.ins().imul_imm_s(m0, out.ldo as i64);
+    let e = k.b.ins().iadd(row, col);
+    let e = k.b.ins().iadd(e, o_off);
+    let bias = match (out.bias, epi.addend) {
+        (Some(bp), _) => k.addr(bp, m0, 4),
+        (None, Some(ad)) => {
+            let ae = k.b.ins().imul_imm_s(m0, ad.sm as i64);
+            let ae = if ad.sn == 0 { ae } else { k.b.ins().iadd(ae, col) };
+            k.addr(ad.ptr, ae, 4)
+        }
+        (None, None) => k.ic(0),
+    };
+    super::gemm_avx2::TilePtrs {
+        a: abase,
+        b: k.b.ins().iadd(panel, pb),
+        out: k.addr(out.ptr, e, 4),
+        bias,
+        residual: match epi.residual {
+            Some(rb) => k.addr(rb, e, 4),
+            None => k.ic(0),
+        },
+    }
 }
 
 /// Packs a run-time B (`b[off + k*sk + n*sn]`) into panels in scratch.

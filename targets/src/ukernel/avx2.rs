@@ -1,12 +1,13 @@
 //! AVX2 + FMA micro-kernels (256-bit `ymm`, 16 registers).
 //!
-//! [`gemm_tile`]: the GEMM engine's micro-tile (`lower::gemm`): rows of a
-//! packed A block × pairs of 4-pixel B panels, each pair joined into one
-//! `ymm` of 8 pixels (12 accumulators: 6 rows × 2 pairs, or 12 rows × 1
-//! pair). Per K step, 6 × 2 issues 12 FMAs against 4 + 6 loads (bound by
-//! the two FMA ports); 12 × 1 issues 12 FMAs against 2 + 12 loads (FMA-
-//! bound with three load ports, at ~85% with two). The two `vinsertf128`
-//! per step that join panels go to the shuffle port.
+//! [`gemm_tile`]: the micro-tile of both GEMM engines (`lower::gemm` behind
+//! the convs, `lower::matmul` behind MatMul/Gemm): rows of A × pairs of
+//! 4-column B panels, each pair joined into one `ymm` of 8 columns (12
+//! accumulators: 6 rows × 2 pairs, or 12 rows × 1 pair). Per K step, 6 × 2
+//! issues 12 FMAs against 4 + 6 loads (bound by the two FMA ports); 12 × 1
+//! issues 12 FMAs against 2 + 12 loads (FMA-bound with three load ports,
+//! at ~85% with two). The `vinsertf128` that join panels go to the
+//! shuffle port.
 
 use iced_x86::code_asm::*;
 
@@ -16,20 +17,53 @@ use iced_x86::code_asm::*;
 pub struct GemmTile {
     /// Rows of the tile, 1..=[`max_rows`]`(pairs)`.
     pub rows: usize,
-    /// Pairs of B panels (8 pixels each), 1 or 2.
+    /// Pairs of B panels (8 columns each), 1 or 2.
     pub pairs: usize,
-    /// Bytes between consecutive K steps of A (4 × the A block's height).
+    /// Bytes between rows of A (4 in a packed `[k][h]` block).
+    pub a_row: usize,
+    /// Bytes between consecutive K steps of A (4·h in a packed block).
     pub a_step: usize,
     /// Bytes between consecutive B panels (4 × K × 4 lanes).
     pub panel: usize,
     /// Bytes between output rows.
     pub ldo: usize,
-    /// Start from the bias (else from the partial sums in the output).
-    pub first: bool,
-    /// Add the residual tensor before the clamp.
+    /// The accumulators' starting values.
+    pub init: Init,
+    /// What the store applies, in this order.
+    pub epi: TileEpi,
+}
+
+/// Where a tile's accumulators start.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    /// Zero.
+    Zero,
+    /// One value per row, from the `bias` argument.
+    RowBias,
+    /// The partial sums already in the output (a later pass over K).
+    Partial,
+}
+
+/// The store's epilogue: `clamp(acc · scale + addend·addend_scale +
+/// residual)` with each part optional, the order and operations of the
+/// Cranelift tiles (`lower::matmul::finish`, `lower::epilogue`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TileEpi {
+    pub scale: Option<f32>,
+    /// A tensor read through the `bias` argument (then not a row bias).
+    pub addend: Option<Addend>,
+    /// Add the residual tensor (the `residual` argument, output layout).
     pub residual: bool,
-    /// `y = hi < max(lo, x) ? hi : max(lo, x)` per [`Clamp`], or nothing.
     pub clamp: Option<Clamp>,
+}
+
+/// A tensor added at the store: one value per row (`per_column` false,
+/// broadcast) or one per column, rows `row` bytes apart, times `scale`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Addend {
+    pub per_column: bool,
+    pub row: usize,
+    pub scale: f32,
 }
 
 /// The vector Relu/Clip of `lower::epilogue` as compare-selects: `lo`
@@ -48,35 +82,63 @@ pub fn max_rows(pairs: usize) -> usize {
     12 / pairs.clamp(1, 2)
 }
 
-/// Machine code of `t` with the arguments (System V order) `a` (the A
-/// block at the tile's first row and K step), `b` (the first of the
-/// `2·pairs` panels at that K step), `out` (the output element of the first row and
-/// pixel), `bias` (the first row's bias; read when `first`), `residual`
-/// (at the same element as `out`; read when `residual`) and `k` (K steps,
-/// ≥ 0).
+/// Machine code of `t` with the arguments (System V order) `a` (A at the
+/// tile's first row and K step), `b` (the first of the `2·pairs` panels at
+/// that K step), `out` (the output element of the first row and column),
+/// `bias` (the first row's bias for [`Init::RowBias`], or the addend at the
+/// first row and column), `residual` (at the same element as `out`) and `k`
+/// (K steps, ≥ 0).
 pub fn gemm_tile(t: &GemmTile) -> Result<Vec<u8>, IcedError> {
-    let regs = [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11, ymm12, ymm13, ymm14, ymm15];
     let pairs = t.pairs.clamp(1, 2);
-    let acc = |r: usize, j: usize| regs[pairs * r + j];
-    let bvecs = [(ymm12, xmm12), (ymm13, xmm13)];
-    let (av, tmp) = (ymm14, ymm15);
-    let (a_p, b_p, out_p, bias_p, res_p, n) = (rdi, rsi, rdx, rcx, r8, r9);
-    let rows = t.rows.clamp(1, max_rows(pairs));
-    let (ldo, panel) = (t.ldo as i64, t.panel as i64);
+    let sh = Shape { rows: t.rows.clamp(1, max_rows(pairs)), pairs };
+    let (rows, acc) = (sh.rows, |r, j| sh.acc(r, j));
+    let (out_p, bias_p) = (rdx, rcx);
+    let ldo = t.ldo as i64;
+    // element (r, pair j) of a tensor with the output's layout
+    let at = |base: AsmRegister64, r: usize, j: usize| ymmword_ptr(base + (r as i64 * ldo + 32 * j as i64));
     let mut a = CodeAssembler::new(64)?;
-    // accumulators: the bias, or the partial sums of an earlier pass
     for r in 0..rows {
-        if t.first {
-            a.vbroadcastss(acc(r, 0), dword_ptr(bias_p + (4 * r) as i64))?;
-            for j in 1..pairs {
-                a.vmovaps(acc(r, j), acc(r, 0))?;
-            }
-        } else {
-            for j in 0..pairs {
-                a.vmovups(acc(r, j), ymmword_ptr(out_p + (r as i64 * ldo + 32 * j as i64)))?;
+        for j in 0..pairs {
+            match t.init {
+                Init::Zero => a.vxorps(acc(r, j), acc(r, j), acc(r, j))?,
+                Init::RowBias if j == 0 => a.vbroadcastss(acc(r, 0), dword_ptr(bias_p + (4 * r) as i64))?,
+                Init::RowBias => a.vmovaps(acc(r, j), acc(r, 0))?,
+                Init::Partial => a.vmovups(acc(r, j), at(out_p, r, j))?,
             }
         }
     }
+    k_loop(&mut a, t, &sh)?;
+    epilogue(&mut a, t, &sh)?;
+    for r in 0..rows {
+        for j in 0..pairs {
+            a.vmovups(at(out_p, r, j), acc(r, j))?;
+        }
+    }
+    a.vzeroupper()?;
+    a.ret()?;
+    a.assemble(0)
+}
+
+/// A tile's rows and panel pairs; accumulator (row, pair) is `ymm(pairs·row + pair)`.
+struct Shape {
+    rows: usize,
+    pairs: usize,
+}
+
+impl Shape {
+    fn acc(&self, r: usize, j: usize) -> AsmRegisterYmm {
+        [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11][self.pairs * r + j]
+    }
+}
+
+/// The multiply-adds over `k` steps: per step, the B pairs into ymm12/13,
+/// one A broadcast per row into ymm14, `rows × pairs` FMAs.
+fn k_loop(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedError> {
+    let (rows, pairs, acc) = (sh.rows, sh.pairs, |r, j| sh.acc(r, j));
+    let (a_p, b_p, n) = (rdi, rsi, r9);
+    let bvecs = [(ymm12, xmm12), (ymm13, xmm13)];
+    let av = ymm14;
+    let panel = t.panel as i64;
     let mut done = a.create_label();
     let mut top = a.create_label();
     a.test(n, n)?;
@@ -87,7 +149,7 @@ pub fn gemm_tile(t: &GemmTile) -> Result<Vec<u8>, IcedError> {
         a.vinsertf128(bvec, bvec, xmmword_ptr(b_p + (2 * j as i64 + 1) * panel), 1)?;
     }
     for r in 0..rows {
-        a.vbroadcastss(av, dword_ptr(a_p + (4 * r) as i64))?;
+        a.vbroadcastss(av, dword_ptr(a_p + (r * t.a_row) as i64))?;
         for (j, &(bvec, _)) in bvecs.iter().enumerate().take(pairs) {
             a.vfmadd231ps(acc(r, j), bvec, av)?;
         }
@@ -96,46 +158,61 @@ pub fn gemm_tile(t: &GemmTile) -> Result<Vec<u8>, IcedError> {
     a.add(a_p, t.a_step as i32)?;
     a.dec(n)?;
     a.jnz(top)?;
-    a.set_label(&mut done)?;
-    // epilogue: residual, clamp, store
-    if t.residual {
-        for r in 0..rows {
-            for j in 0..pairs {
-                a.vaddps(acc(r, j), acc(r, j), ymmword_ptr(res_p + (r as i64 * ldo + 32 * j as i64)))?;
-            }
-        }
-    }
-    if let Some(c) = t.clamp {
-        splat(&mut a, av, c.lo)?;
-        a.vxorps(tmp, tmp, tmp)?;
-        for r in 0..rows {
-            for j in 0..pairs {
-                a.vmaxps(acc(r, j), av, acc(r, j))?;
-                if c.lo == 0.0 {
-                    a.vaddps(acc(r, j), acc(r, j), tmp)?;
-                }
-            }
-        }
-        if let Some(hi) = c.hi {
-            splat(&mut a, av, hi)?;
-            for r in 0..rows {
-                for j in 0..pairs {
-                    a.vminps(acc(r, j), av, acc(r, j))?;
-                }
-            }
-        }
-    }
-    for r in 0..rows {
-        for j in 0..pairs {
-            a.vmovups(ymmword_ptr(out_p + (r as i64 * ldo + 32 * j as i64)), acc(r, j))?;
-        }
-    }
-    a.vzeroupper()?;
-    a.ret()?;
-    a.assemble(0)
+    a.set_label(&mut done)
 }
 
-/// `dst = [v; 8]` through `eax` and `xmm15`.
+/// Scale, addend, residual and clamp on the accumulators (ymm12–15 free).
+fn epilogue(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedError> {
+    let (rows, pairs, acc) = (sh.rows, sh.pairs, |r, j| sh.acc(r, j));
+    let (bias_p, res_p) = (rcx, r8);
+    let ldo = t.ldo as i64;
+    let (s, adds, x, zero) = (ymm12, ymm13, ymm14, ymm15);
+    let each = |a: &mut CodeAssembler, f: &mut dyn FnMut(&mut CodeAssembler, usize, usize) -> Result<(), IcedError>| {
+        (0..rows).flat_map(|r| (0..pairs).map(move |j| (r, j))).try_for_each(|(r, j)| f(a, r, j))
+    };
+    if let Some(v) = t.epi.scale {
+        splat(a, s, v)?;
+        each(a, &mut |a, r, j| a.vmulps(acc(r, j), acc(r, j), s))?;
+    }
+    if let Some(ad) = t.epi.addend {
+        if ad.scale != 1.0 {
+            splat(a, adds, ad.scale)?;
+        }
+        each(a, &mut |a, r, j| {
+            let p = bias_p + (r * ad.row) as i64;
+            if ad.per_column {
+                a.vmovups(x, ymmword_ptr(p + 32 * j as i64))?;
+            } else {
+                a.vbroadcastss(x, dword_ptr(p))?;
+            }
+            if ad.scale != 1.0 {
+                a.vmulps(x, x, adds)?;
+            }
+            a.vaddps(acc(r, j), acc(r, j), x)
+        })?;
+    }
+    if t.epi.residual {
+        each(a, &mut |a, r, j| a.vaddps(acc(r, j), acc(r, j), ymmword_ptr(res_p + (r as i64 * ldo + 32 * j as i64))))?;
+    }
+    if let Some(c) = t.epi.clamp {
+        splat(a, x, c.lo)?;
+        a.vxorps(zero, zero, zero)?;
+        each(a, &mut |a, r, j| {
+            a.vmaxps(acc(r, j), x, acc(r, j))?;
+            if c.lo == 0.0 {
+                a.vaddps(acc(r, j), acc(r, j), zero)?;
+            }
+            Ok(())
+        })?;
+        if let Some(hi) = c.hi {
+            splat(a, x, hi)?;
+            each(a, &mut |a, r, j| a.vminps(acc(r, j), x, acc(r, j)))?;
+        }
+    }
+    Ok(())
+}
+
+/// `dst = [v; 8]` through `eax` and `xmm15` (`dst` may be `ymm15`).
 fn splat(a: &mut CodeAssembler, dst: AsmRegisterYmm, v: f32) -> Result<(), IcedError> {
     a.mov(eax, v.to_bits())?;
     a.vmovd(xmm15, eax)?;
