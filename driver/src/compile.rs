@@ -38,7 +38,7 @@ pub struct CompileArgs {
 pub fn run(args: &CompileArgs) -> Result<()> {
     let ext = args.output.extension().and_then(|e| e.to_str()).unwrap_or("");
     if !matches!(ext, "o" | "obj" | "a" | "lib") {
-        bail!("output '{}' must end in .o or .a", args.output.display());
+        bail!("output '{}' must end in .o or .a (.obj or .lib for Windows)", args.output.display());
     }
     let mut session = args
         .model
@@ -58,7 +58,7 @@ pub fn run(args: &CompileArgs) -> Result<()> {
     let name = session.symbol_name();
     let bytes = match ext {
         "o" | "obj" => art.object.clone(),
-        _ => kerf_targets::archive::write_archive(&[(format!("{name}.o"), art.object.clone())])?,
+        _ => kerf_targets::archive::write_archive(&art.report.triple, &[(format!("{name}.o"), art.object.clone())])?,
     };
     std::fs::write(&args.output, bytes).with_context(|| format!("cannot write '{}'", args.output.display()))?;
     if let Some(h) = &args.header {

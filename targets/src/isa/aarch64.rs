@@ -6,6 +6,7 @@ use super::{CacheParams, Caps, FlagOn, IsaDesc};
 /// Everything kerf knows about AArch64.
 pub const ISA: IsaDesc = IsaDesc {
     triple: "aarch64-unknown-linux-gnu",
+    formats: &["aarch64-apple-darwin"],
     presets: &[("baseline", &[]), ("dotprod", &["has_dotprod"])],
     aliases: &[],
     // 64 KiB L1d, 1 MiB L2 per core (Arm Neoverse N1/V1/N2 servers;

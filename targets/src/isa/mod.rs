@@ -85,8 +85,14 @@ pub type CapsOf = fn(FlagOn<'_>) -> Caps;
 /// target or a preset touches that module and [`ISAS`] only.
 #[derive(Clone, Copy)]
 pub struct IsaDesc {
-    /// The canonical triple.
+    /// The canonical triple (ELF, Linux: objects, archives, the JIT).
     pub triple: &'static str,
+    /// The same ISA for the other object formats, same presets and
+    /// kernels: Mach-O (`*-apple-darwin`: symbols get the leading
+    /// underscore C expects there, BSD-style archives) and COFF
+    /// (`*-pc-windows-msvc`: the Windows x64 calling convention, COFF
+    /// archives). Compile-only: the JIT runs the canonical triple.
+    pub formats: &'static [&'static str],
     /// CPU presets and the Cranelift flags or presets each enables (the
     /// first is the lowest common denominator). `native` (the host's
     /// detected flags) is accepted on the host in addition.
@@ -110,17 +116,22 @@ impl IsaDesc {
     pub fn preset_names(&self) -> Vec<&'static str> {
         self.presets.iter().map(|p| p.0).chain(std::iter::once("native")).collect()
     }
-    /// The Cranelift builder for preset `cpu` (an alias allowed).
-    fn builder(&self, cpu: &str, on_host: bool) -> Result<cranelift_codegen::isa::Builder, TargetError> {
+    /// Every triple of this ISA, the canonical one first.
+    pub fn triples(&self) -> impl Iterator<Item = &'static str> {
+        std::iter::once(self.triple).chain(self.formats.iter().copied())
+    }
+    /// The Cranelift builder for `triple` (one of [`IsaDesc::triples`]) and
+    /// preset `cpu` (an alias allowed).
+    fn builder(&self, triple: &str, cpu: &str, on_host: bool) -> Result<cranelift_codegen::isa::Builder, TargetError> {
         let names = self.preset_names();
         if cpu == "native" {
-            return native_builder(self.triple, cpu, on_host, &names);
+            return native_builder(triple, cpu, on_host, &names);
         }
         let cpu = self.aliases.iter().find(|(a, _)| *a == cpu).map_or(cpu, |(_, p)| *p);
         let Some((_, flags)) = self.presets.iter().find(|(p, _)| *p == cpu) else {
-            return Err(unknown_cpu(self.triple, cpu, &names));
+            return Err(unknown_cpu(triple, cpu, &names));
         };
-        let mut b = base_builder(self.triple)?;
+        let mut b = base_builder(triple)?;
         enable(&mut b, flags)?;
         Ok(b)
     }
@@ -129,8 +140,14 @@ impl IsaDesc {
 /// Every target kerf compiles for.
 pub const ISAS: [&IsaDesc; 3] = [&x64::ISA, &aarch64::ISA, &riscv64::ISA];
 
-/// The canonical triples kerf accepts (from [`ISAS`]).
+/// The canonical triples (one per ISA, from [`ISAS`]).
 pub const TRIPLES: [&str; 3] = [ISAS[0].triple, ISAS[1].triple, ISAS[2].triple];
+
+/// Every triple kerf compiles for: the canonical ones and the other
+/// object formats ([`IsaDesc::formats`]).
+pub fn all_triples() -> impl Iterator<Item = &'static str> {
+    ISAS.iter().flat_map(|d| d.triples())
+}
 
 /// The description of a built ISA's triple.
 fn describe(t: &target_lexicon::Triple) -> Option<&'static IsaDesc> {
@@ -141,8 +158,10 @@ fn describe(t: &target_lexicon::Triple) -> Option<&'static IsaDesc> {
 
 /// One line per target with its presets: the CLI's help and the errors.
 pub fn targets_help() -> String {
-    let lines: Vec<String> =
-        ISAS.iter().map(|d| format!("{} (--cpu {})", d.triple, d.preset_names().join(", "))).collect();
+    let lines: Vec<String> = ISAS
+        .iter()
+        .map(|d| format!("{} (--cpu {})", d.triples().collect::<Vec<_>>().join(", "), d.preset_names().join(", ")))
+        .collect();
     format!("{}, or host", lines.join("; "))
 }
 
@@ -157,10 +176,10 @@ pub fn host_triple() -> &'static str {
     }
 }
 
-/// Resolves `host` and checks the triple is one of [`TRIPLES`].
+/// Resolves `host` and checks the triple is one of [`all_triples`].
 pub fn canonical_triple(triple: &str) -> Result<&'static str, TargetError> {
     let t = if triple == "host" { host_triple() } else { triple };
-    TRIPLES.iter().copied().find(|&x| x == t).ok_or_else(|| TargetError::UnknownTriple(triple.to_string()))
+    all_triples().find(|&x| x == t).ok_or_else(|| TargetError::UnknownTriple(triple.to_string()))
 }
 
 /// The shared (target-independent) flags.
@@ -183,8 +202,11 @@ pub fn lookup(triple: &str, cpu: &str) -> Result<OwnedTargetIsa, TargetError> {
 /// (cranelift-jit refuses PIC code; objects are always PIC).
 pub(crate) fn lookup_with_pic(triple: &str, cpu: &str, pic: bool) -> Result<OwnedTargetIsa, TargetError> {
     let t = canonical_triple(triple)?;
-    let desc = ISAS.iter().find(|d| d.triple == t).ok_or_else(|| TargetError::UnknownTriple(triple.to_string()))?;
-    let isa_builder = desc.builder(cpu, t == host_triple())?;
+    let desc = ISAS
+        .iter()
+        .find(|d| d.triples().any(|x| x == t))
+        .ok_or_else(|| TargetError::UnknownTriple(triple.to_string()))?;
+    let isa_builder = desc.builder(t, cpu, t == host_triple())?;
     isa_builder.finish(shared_flags(pic)?).map_err(|e| TargetError::Isa(e.to_string()))
 }
 

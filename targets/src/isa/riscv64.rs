@@ -7,6 +7,7 @@ use super::{CacheParams, Caps, FlagOn, IsaDesc};
 /// Everything kerf knows about RISC-V 64.
 pub const ISA: IsaDesc = IsaDesc {
     triple: "riscv64gc-unknown-linux-gnu",
+    formats: &[],
     presets: &[("rv64gc", &[]), ("v", &["has_v", "has_zvl128b"])],
     // the name every other target uses for its lowest preset
     aliases: &[("baseline", "rv64gc")],

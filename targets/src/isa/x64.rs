@@ -8,6 +8,7 @@ use super::{CacheParams, Caps, FlagOn, IsaDesc};
 /// Everything kerf knows about x86-64.
 pub const ISA: IsaDesc = IsaDesc {
     triple: "x86_64-unknown-linux-gnu",
+    formats: &["x86_64-apple-darwin", "x86_64-pc-windows-msvc"],
     presets: &[("baseline", &[]), ("haswell", &["haswell"]), ("sapphirerapids", &["sapphirerapids"])],
     aliases: &[],
     // 32 KiB L1d, 1 MiB L2 per core (AMD Zen 2-4 EPYC, the measured host;
