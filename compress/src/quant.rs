@@ -9,6 +9,8 @@
 
 use faer::Mat;
 
+pub use kerf_ir::ActQuant;
+
 use crate::linalg;
 use crate::plan::Observer;
 use crate::CompressError;
@@ -84,34 +86,6 @@ pub fn gptq(
         }
     }
     Ok(())
-}
-
-/// Asymmetric uint8 quantisation of an activation tensor.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ActQuant {
-    pub scale: f32,
-    pub zero_point: u8,
-}
-
-impl ActQuant {
-    /// The grid covering `[lo, hi]` (widened to contain 0, so zero padding
-    /// and Relu's zeros are exact).
-    pub fn covering(lo: f64, hi: f64) -> ActQuant {
-        let (lo, hi) = (lo.min(0.0), hi.max(0.0));
-        if hi - lo <= f64::MIN_POSITIVE {
-            return ActQuant { scale: 1.0, zero_point: 0 };
-        }
-        let scale = ((hi - lo) / 255.0) as f32;
-        let zero_point = (-lo / scale as f64).round_ties_even().clamp(0.0, 255.0) as u8;
-        ActQuant { scale, zero_point }
-    }
-
-    /// What `QuantizeLinear` then `DequantizeLinear` make of `x`, computed
-    /// the way the inserted graph nodes compute it (f32 division).
-    pub fn fake(&self, x: f32) -> f32 {
-        let z = self.zero_point as f32;
-        ((x / self.scale).round_ties_even().clamp(-z, 255.0 - z)) * self.scale
-    }
 }
 
 /// Collects an activation's values (a deterministic subsample past

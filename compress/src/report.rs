@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use kerf_ir::{Graph, Sparsity, Tensor};
+use kerf_ir::{AxisQuant, Graph, Sparsity, Tensor};
 
 use crate::layer::{Kind, Site};
 use crate::plan::{LayerSettings, Precision};
@@ -31,11 +31,10 @@ pub struct LayerReport {
     /// Kernels removed whole, and the pattern library.
     pub removed_kernels: usize,
     pub patterns: Vec<u32>,
-    /// The int8 grids, for export: the input's, and the weight's per-channel
-    /// scales along [`LayerReport::channel_axis`].
+    /// The int8 grids, for export: the input's, and the weight's
+    /// per-output-channel scales.
     pub input_quant: Option<ActQuant>,
-    pub weight_scales: Option<Vec<f32>>,
-    pub channel_axis: usize,
+    pub weight_quant: Option<AxisQuant>,
     /// The final weight values (the layer's weight tensor, as stored).
     pub weight: Option<Tensor>,
     pub notes: Vec<String>,
@@ -74,8 +73,7 @@ impl LayerReport {
             removed_kernels: 0,
             patterns: Vec::new(),
             input_quant: None,
-            weight_scales: None,
-            channel_axis: site.channel_axis(),
+            weight_quant: None,
             weight: None,
             notes: Vec::new(),
             rank: None,
@@ -130,7 +128,8 @@ impl LayerReport {
         r.removed_kernels = removed_kernels;
         r.patterns = patterns;
         r.input_quant = input_quant;
-        r.weight_scales = scales.map(|s| s.iter().map(|&x| x as f32).collect());
+        r.weight_quant =
+            scales.map(|s| AxisQuant { axis: site.channel_axis(), scales: s.iter().map(|&x| x as f32).collect() });
         r.weight = Some(weight.clone());
         r.notes = notes;
         r

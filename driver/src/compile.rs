@@ -58,7 +58,7 @@ pub fn run(args: &CompileArgs) -> Result<()> {
     let name = session.symbol_name();
     let bytes = match ext {
         "o" | "obj" => art.object.clone(),
-        _ => kerf_targets::archive::write_archive(&art.report.triple, &[(format!("{name}.o"), art.object.clone())])?,
+        _ => art.archive()?,
     };
     std::fs::write(&args.output, bytes).with_context(|| format!("cannot write '{}'", args.output.display()))?;
     if let Some(h) = &args.header {

@@ -8,8 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kerf_onnx::export::export_edited;
-use kerf_pipeline::compression::export_edits;
+use kerf_pipeline::compression::export_onnx;
 use kerf_pipeline::Stage;
 
 use crate::options::{warn, ModelArgs};
@@ -31,9 +30,8 @@ pub fn run(args: &CompressCmdArgs) -> Result<()> {
     let o = session.graph_at(Stage::Compress)?;
     warn(&o);
     let Some(report) = o.compression else { bail!("the compress stage did not run") };
-    let edits = export_edits(&report)?;
-    let bytes = export_edited(&args.model.model, &edits)?;
+    let (bytes, layers) = export_onnx(&args.model.model, &report)?;
     std::fs::write(&args.output, bytes).with_context(|| format!("cannot write '{}'", args.output.display()))?;
-    eprintln!("wrote {} ({} layers compressed)", args.output.display(), edits.len());
+    eprintln!("wrote {} ({layers} layers compressed)", args.output.display());
     Ok(())
 }

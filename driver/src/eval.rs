@@ -5,52 +5,28 @@
 //! measured the same way, and the compressed model's agreement with it
 //! (same arg-max), output SNR and cosine similarity.
 
-use std::path::PathBuf;
-
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use kerf_ir::Tensor;
-use kerf_pipeline::compression::{data_files, read_stacked, samples_for};
-use kerf_pipeline::dataset::{read_labels, run_samples, top1, Fidelity};
+use kerf_pipeline::dataset::{run_samples, top1, Fidelity};
 use kerf_pipeline::{Optimized, Session};
 
-use crate::options::{warn, ModelArgs};
+use crate::options::{warn, DataArgs, DataSet, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Samples: FILE.npy (N samples stacked on a leading axis), or NAME=FILE.npy per input.
-    #[arg(long, required = true)]
-    data: Vec<String>,
-    /// Class labels: N integers (top-1 accuracy of output 0).
-    #[arg(long)]
-    labels: Option<PathBuf>,
+    #[command(flatten)]
+    data: DataArgs,
     /// Use only the first N samples.
     #[arg(long)]
     limit: Option<usize>,
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
-    let base = args.model.uncompressed()?;
-    let names = base.model_inputs()?;
-    let stacked = read_stacked(&data_files(&args.data, &names)?)?;
-    let fp = base.sample_shapes(&stacked)?;
+    let DataSet { session: fp, samples, labels } = args.data.load(args.model.uncompressed()?, args.limit)?;
     let fp_graph = fp.graph()?;
-    let mut samples = samples_for(&fp_graph.graph, &stacked)?;
-    if let Some(n) = args.limit {
-        samples.truncate(n);
-    }
-    let labels = match &args.labels {
-        Some(p) => {
-            let l = read_labels(p)?;
-            if l.len() < samples.len() {
-                bail!("{} labels in '{}' for {} samples", l.len(), p.display(), samples.len());
-            }
-            Some(l)
-        }
-        None => None,
-    };
     let fp_out = outputs(&fp, &fp_graph, &samples)?;
     println!("samples: {}", samples.len());
     if !args.model.compressing()? {

@@ -7,7 +7,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use kerf_compress::Plan;
 use kerf_ir::{Graph, Tensor};
-use kerf_pipeline::compression::{data_files, read_stacked};
+use kerf_pipeline::compression::{data_files, read_stacked, samples_for};
+use kerf_pipeline::dataset::read_labels;
 use kerf_pipeline::inputs::{read_named, read_specs, InputFile};
 use kerf_pipeline::{Optimized, Session};
 
@@ -140,16 +141,63 @@ impl ModelArgs {
             }
             return Ok(s);
         };
-        let names = s.model_inputs()?;
-        let mut stacked = if self.compress.calib.is_empty() {
-            Vec::new()
-        } else {
-            read_stacked(&data_files(&self.compress.calib, &names)?)?
-        };
-        if let Some(n) = self.compress.calib_samples {
-            stacked = stacked.into_iter().map(|(k, t)| Ok((k, first_samples(&t, n)?))).collect::<Result<_>>()?;
-        }
+        let stacked = self.calibration(&s)?;
         Ok(s.sample_shapes(&stacked)?.compression(plan, stacked).progress(layer_bar()))
+    }
+
+    /// The `--calib` data (stacked, per input), cut to `--calib-samples`.
+    pub fn calibration(&self, s: &Session) -> Result<Vec<(String, Tensor)>> {
+        if self.compress.calib.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stacked = read_stacked(&data_files(&self.compress.calib, &s.model_inputs()?)?)?;
+        match self.compress.calib_samples {
+            Some(n) => stacked.into_iter().map(|(k, t)| Ok((k, first_samples(&t, n)?))).collect(),
+            None => Ok(stacked),
+        }
+    }
+}
+
+/// A data set (`kerf eval`, `kerf tune`): samples and optional labels.
+#[derive(Args, Debug)]
+pub struct DataArgs {
+    /// Samples: FILE.npy (N samples stacked on a leading axis), or NAME=FILE.npy per input.
+    #[arg(long, required = true)]
+    pub data: Vec<String>,
+    /// Class labels: N integers (top-1 of output 0).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+}
+
+/// Samples of a data set, split per sample for a session whose dynamic
+/// dimensions the data fixed.
+pub struct DataSet {
+    pub session: Session,
+    pub samples: Vec<Vec<Tensor>>,
+    pub labels: Option<Vec<i64>>,
+}
+
+impl DataArgs {
+    /// Reads the data for `base`'s model: the session gets the samples'
+    /// shapes; labels must number as many as the samples. `limit` keeps the
+    /// first samples (and labels) only.
+    pub fn load(&self, base: Session, limit: Option<usize>) -> Result<DataSet> {
+        let stacked = read_stacked(&data_files(&self.data, &base.model_inputs()?)?)?;
+        let session = base.sample_shapes(&stacked)?;
+        let mut samples = samples_for(&session.import()?, &stacked)?;
+        let mut labels = self.labels.as_ref().map(|p| read_labels(p)).transpose()?;
+        if let (Some(l), Some(p)) = (&labels, &self.labels) {
+            if l.len() != samples.len() {
+                bail!("{} labels in '{}' for {} samples", l.len(), p.display(), samples.len());
+            }
+        }
+        if let Some(n) = limit {
+            samples.truncate(n);
+            if let Some(l) = &mut labels {
+                l.truncate(n);
+            }
+        }
+        Ok(DataSet { session, samples, labels })
     }
 }
 

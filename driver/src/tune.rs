@@ -7,22 +7,17 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kerf_pipeline::compression::{data_files, read_stacked, samples_for};
-use kerf_pipeline::dataset::read_labels;
 use kerf_tune::{tune, write_report, Data, Metric, Objective, TuneOptions};
 
-use crate::options::ModelArgs;
+use crate::options::{DataArgs, DataSet, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct TuneArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Validation samples (FILE.npy stacked, or NAME=FILE.npy per input); disjoint from --calib.
-    #[arg(long, required = true)]
-    data: Vec<String>,
-    /// Validation labels (top-1 budget).
-    #[arg(long)]
-    labels: Option<PathBuf>,
+    /// Validation data (disjoint from --calib) and labels (top-1 budget).
+    #[command(flatten)]
+    data: DataArgs,
     /// Largest top-1 drop below FP32, in points.
     #[arg(long = "max-drop", default_value_t = 1.0)]
     max_drop: f64,
@@ -57,18 +52,10 @@ pub fn run(args: &TuneArgs) -> Result<()> {
     if args.model.compress.calib.is_empty() {
         bail!("kerf tune needs --calib (calibration samples, disjoint from --data)");
     }
-    let base = args.model.uncompressed()?;
-    let names = base.model_inputs()?;
-    let calib = read_stacked(&data_files(&args.model.compress.calib, &names)?)?;
-    let val = read_stacked(&data_files(&args.data, &names)?)?;
-    let base = base.sample_shapes(&val)?;
-    let samples = samples_for(&base.import()?, &val)?;
-    let labels = args.labels.as_ref().map(|p| read_labels(p)).transpose()?;
-    if let Some(l) = &labels {
-        if l.len() != samples.len() {
-            bail!("{} labels for {} validation samples", l.len(), samples.len());
-        }
-    }
+    // latency is measured on this machine, with every instruction it has
+    let base = args.model.uncompressed()?.target("host", "native");
+    let calib = args.model.calibration(&base)?;
+    let DataSet { session: base, samples, labels } = args.data.load(base, None)?;
     let metric = match (args.min_snr, &labels) {
         (Some(db), _) => Metric::Snr { min_db: db },
         (None, Some(_)) => Metric::Top1 { max_drop: args.max_drop / 100.0 },

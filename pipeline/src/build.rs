@@ -67,7 +67,7 @@ impl Build {
             println!("cargo:warning={w}");
         }
         let art = self.session.compile(&g.graph)?;
-        let archive = kerf_targets::archive::write_archive(&art.report.triple, &[(format!("{name}.o"), art.object)])?;
+        let archive = art.archive()?;
         let lib = out_dir.join(format!("lib{name}.a"));
         let header = out_dir.join(format!("{name}.h"));
         std::fs::write(&lib, archive).map_err(|source| PipelineError::Io { path: lib.clone(), source })?;

@@ -110,11 +110,21 @@ pub fn samples_for(g: &Graph, stacked: &[(String, Tensor)]) -> Result<Vec<Vec<Te
     Ok((0..n).map(|i| per_input.iter().map(|v| v[i].clone()).collect()).collect())
 }
 
-/// What the compress stage changed, as edits of the original ONNX file
-/// (`kerf compress`). A factored (low-rank) layer cannot be written as an
-/// edit of one node: an error names it.
-pub fn export_edits(report: &kerf_compress::Report) -> Result<Vec<kerf_onnx::export::LayerEdit>, PipelineError> {
-    use kerf_onnx::export::{ActQuant, AxisQuant, LayerEdit};
+/// The compressed model as ONNX (QDQ), written by editing the original
+/// file `model` with what the compress stage recorded in `report`
+/// (`kerf compress`); also the number of layers edited.
+pub fn export_onnx(model: &Path, report: &kerf_compress::Report) -> Result<(Vec<u8>, usize), PipelineError> {
+    let edits = export_edits(report)?;
+    let bytes = kerf_onnx::export::export_edited(model, &edits)
+        .map_err(|source| PipelineError::Import { path: model.to_path_buf(), source: Box::new(source) })?;
+    Ok((bytes, edits.len()))
+}
+
+/// What the compress stage changed, as edits of the original ONNX file.
+/// A factored (low-rank) layer cannot be written as an edit of one node:
+/// an error names it.
+fn export_edits(report: &kerf_compress::Report) -> Result<Vec<kerf_onnx::export::LayerEdit>, PipelineError> {
+    use kerf_onnx::export::LayerEdit;
     let mut edits = Vec::new();
     for l in report.layers.iter().filter(|l| l.parent.is_none()) {
         if l.rank.is_some() {
@@ -127,9 +137,9 @@ pub fn export_edits(report: &kerf_compress::Report) -> Result<Vec<kerf_onnx::exp
         edits.push(LayerEdit {
             layer: l.layer.clone(),
             weight: weight.clone(),
-            weight_quant: l.weight_scales.clone().map(|scales| AxisQuant { axis: l.channel_axis, scales }),
+            weight_quant: l.weight_quant.clone(),
             bias: None,
-            input_quant: l.input_quant.map(|q| ActQuant { scale: q.scale, zero_point: q.zero_point }),
+            input_quant: l.input_quant,
         });
     }
     Ok(edits)

@@ -66,11 +66,11 @@ pub fn argmax(t: &Tensor) -> usize {
 /// Accumulates agreement and fidelity of one output against a reference.
 #[derive(Clone, Debug, Default)]
 pub struct Fidelity {
+    /// Σ reference² (also the reference's squared norm).
     signal: f64,
     noise: f64,
     dot: f64,
     norm_a: f64,
-    norm_b: f64,
     agree: usize,
     n: usize,
 }
@@ -84,7 +84,6 @@ impl Fidelity {
             self.noise += (a - b) * (a - b);
             self.dot += a * b;
             self.norm_a += a * a;
-            self.norm_b += b * b;
         }
         self.agree += usize::from(argmax(out) == argmax(reference));
         self.n += 1;
@@ -99,7 +98,7 @@ impl Fidelity {
     }
     /// Cosine similarity of all outputs concatenated.
     pub fn cosine(&self) -> f64 {
-        self.dot / (self.norm_a.sqrt() * self.norm_b.sqrt()).max(f64::MIN_POSITIVE)
+        self.dot / (self.norm_a.sqrt() * self.signal.sqrt()).max(f64::MIN_POSITIVE)
     }
     /// Fraction of samples with the same arg-max.
     pub fn agreement(&self) -> f64 {

@@ -76,6 +76,16 @@ pub struct Artifact {
     pub header: String,
 }
 
+impl Artifact {
+    /// The object as a one-member static library in the target format's
+    /// archive kind ([`crate::archive`]): `lib<name>.a` (`<name>.lib` on
+    /// Windows), the member named `<name>.o`.
+    pub fn archive(&self) -> Result<Vec<u8>, TargetError> {
+        let r = &self.report;
+        crate::archive::write_archive(&r.triple, &[(format!("{}.o", r.name), self.object.clone())])
+    }
+}
+
 /// Compiles `g` to an object for `opts`.
 pub fn compile_object(g: &Graph, opts: &CompileOptions) -> Result<Artifact, TargetError> {
     let isa = isa::lookup(&opts.triple, &opts.cpu)?;

@@ -19,20 +19,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("kerf-compress", &["kerf-ir"]),
     ("kerf-targets", &["kerf-ir", "kerf-runtime"]),
     ("kerf-pipeline", &["kerf-ir", "kerf-onnx", "kerf-passes", "kerf-compress", "kerf-targets", "kerf-runtime"]),
-    ("kerf-tune", &["kerf-ir", "kerf-compress", "kerf-pipeline", "kerf-targets", "kerf-runtime"]),
-    (
-        "kerf",
-        &[
-            "kerf-ir",
-            "kerf-onnx",
-            "kerf-passes",
-            "kerf-compress",
-            "kerf-targets",
-            "kerf-runtime",
-            "kerf-pipeline",
-            "kerf-tune",
-        ],
-    ),
+    ("kerf-tune", &["kerf-ir", "kerf-compress", "kerf-pipeline"]),
+    // the driver runs stages through the pipeline; it names the plan
+    // (compress), artifacts and targets (targets) and the runtime's pool
+    // (bench), never the frontend or the passes
+    ("kerf", &["kerf-ir", "kerf-compress", "kerf-targets", "kerf-runtime", "kerf-pipeline", "kerf-tune"]),
     (
         "kerf-testsuite",
         &[
@@ -63,7 +54,10 @@ const HEAVY: &[(&str, &str)] = &[
     ("object", "kerf-targets"),
     ("ar_archive_writer", "kerf-targets"),
     ("iced-x86", "kerf-targets"),
+    ("petgraph", "kerf-onnx"),
     ("faer", "kerf-compress"),
+    ("toml", "kerf-compress"),
+    ("indicatif", "kerf"),
 ];
 
 /// (crate, its direct dependencies with their kind) for every workspace member.

@@ -39,8 +39,7 @@ fn run_example(t: &Target, make_target: &str) {
     let scratch = e2e::scratch_dir(&format!("example_c-{}", t.label));
     let s = kerf_pipeline::Session::new(model_dir.join("model.onnx")).name("digits").target(t.triple, t.cpu);
     let art = s.graph().and_then(|o| s.compile(&o.graph)).unwrap_or_else(|e| panic!("{}: {e}", t.label));
-    let archive = kerf_targets::archive::write_archive(&art.report.triple, &[("digits.o".to_string(), art.object)])
-        .unwrap_or_else(|e| panic!("{}: {e}", t.label));
+    let archive = art.archive().unwrap_or_else(|e| panic!("{}: {e}", t.label));
     std::fs::write(scratch.join("libdigits.a"), archive).unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(scratch.join("digits.h"), art.header).unwrap_or_else(|e| panic!("{e}"));
 

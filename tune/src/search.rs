@@ -163,7 +163,7 @@ impl Ctx<'_> {
             self.base.clone()
         };
         let o = s.graph()?;
-        let jit = s.clone().target("host", "native").jit(&o.graph)?;
+        let jit = s.jit(&o.graph)?;
         let outs = run_samples(jit.model(), &o.graph, &self.data.val)?;
         let metric = self.score(&outs);
         let mut runner = Runner::new(jit.model(), &self.data.val[0], None);
@@ -235,7 +235,10 @@ fn exact(name: &str) -> String {
 }
 
 /// Runs the codesign loop on `base` (a session without compression whose
-/// input shapes are fixed). `progress` gets one line per measurement.
+/// input shapes are fixed, targeting the host: its CPU preset is what the
+/// plans are run and timed with — `native` for real latencies, `baseline`
+/// for results that are the same bits on every x86-64). `progress` gets one
+/// line per measurement.
 pub fn tune(
     base: &Session,
     data: &Data,

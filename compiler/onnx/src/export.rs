@@ -23,27 +23,10 @@ use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::{AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
 use protobuf::{EnumOrUnknown, Message};
 
+pub use kerf_ir::{ActQuant, AxisQuant};
 use kerf_ir::{DType, Tensor};
 
 use crate::ImportError;
-
-/// Per-output-channel symmetric int8 quantisation of a weight:
-/// `weight[.., c, ..] == scales[c] * q` with integer `q ∈ [−127, 127]`
-/// (exactly, in f32), `c` along `axis`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AxisQuant {
-    pub axis: usize,
-    pub scales: Vec<f32>,
-}
-
-/// Per-tensor asymmetric uint8 quantisation of an activation:
-/// `q = clamp(round_half_even(x / scale) + zero_point, 0, 255)`,
-/// `x' = (q − zero_point) · scale`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ActQuant {
-    pub scale: f32,
-    pub zero_point: u8,
-}
 
 /// What compression changed in one layer.
 #[derive(Clone, Debug, PartialEq)]

@@ -40,12 +40,18 @@ pub(super) struct TilePtrs {
 }
 
 impl Wide {
-    /// How many of `full` full panels the tiles cover: whole groups of
-    /// four, then one group of two.
+    /// How many of `full` full panels the tiles cover.
     pub fn covers(&self, full: usize) -> usize {
-        let four = full / 4 * 4;
-        four + if full - four >= 2 { 2 } else { 0 }
+        spans(full)[1].1
     }
+}
+
+/// The panels each tile width covers of `full` full panels, as (first,
+/// end, panels per tile): whole groups of four, then one group of two.
+fn spans(full: usize) -> [(usize, usize, usize); 2] {
+    let four = full / 4 * 4;
+    let two = if full - four >= 2 { 2 } else { 0 };
+    [(0, four, 4), (four, four + two, 2)]
 }
 
 /// The clamp an activation is, if the tiles can apply it.
@@ -84,12 +90,10 @@ pub(super) fn plan(k: &Kernel, t: GemmTile, h: usize, bias_row: usize) -> Option
 /// `c` (its first panel, I64) has the pointers `ptrs(k, c)`; `steps` K
 /// steps.
 pub(super) fn run(k: &mut Kernel, w: &Wide, full: usize, steps: usize, ptrs: &dyn Fn(&mut Kernel, Value) -> TilePtrs) {
-    let four = full / 4 * 4;
-    let spans = [(0, four, 4), (four, w.covers(full), 2)];
     let mut sig = Signature::new(k.b.func.signature.call_conv);
     sig.params.extend(std::iter::repeat_n(AbiParam::new(PTR), 6));
     let sref = k.b.import_signature(sig);
-    for (parts, (lo, hi, step)) in w.widths.iter().zip(spans) {
+    for (parts, (lo, hi, step)) in w.widths.iter().zip(spans(full)) {
         if lo >= hi {
             continue;
         }
