@@ -74,7 +74,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         bail!("--iters must be at least 1");
     }
     let (session, files) = with_input_files(
-        args.model.session()?.target("host", &args.cpu).micro_kernels(!args.no_micro_kernels),
+        args.model.session()?.target(kerf_targets::Target::host(&args.cpu)?).micro_kernels(!args.no_micro_kernels),
         &args.inputs,
     )?;
     let o = session.graph()?;

@@ -40,12 +40,9 @@ pub fn run(args: &CompileArgs) -> Result<()> {
     if !matches!(ext, "o" | "obj" | "a" | "lib") {
         bail!("output '{}' must end in .o or .a (.obj or .lib for Windows)", args.output.display());
     }
-    let mut session = args
-        .model
-        .session()?
-        .target(&args.target, &args.cpu)
-        .micro_kernels(!args.no_micro_kernels)
-        .optimize_enabled(!args.no_optimize);
+    let target = kerf_targets::Target::parse(&args.target, &args.cpu)?;
+    let mut session =
+        args.model.session()?.target(target).micro_kernels(!args.no_micro_kernels).optimize_enabled(!args.no_optimize);
     if let Some(n) = &args.name {
         if kerf_pipeline::c_identifier(n) != *n {
             bail!("--name '{n}' is not a C identifier");

@@ -52,6 +52,6 @@ pub fn run(args: &EvalArgs) -> Result<()> {
 
 /// Output 0 of the JIT-compiled graph on every sample.
 fn outputs(s: &Session, o: &Optimized, samples: &[Vec<Tensor>]) -> Result<Vec<Tensor>> {
-    let jit = s.clone().target("host", "native").jit(&o.graph)?;
+    let jit = s.clone().target(kerf_targets::Target::host("native")?).jit(&o.graph)?;
     Ok(run_samples(jit.model(), &o.graph, samples)?)
 }

@@ -47,7 +47,7 @@ pub struct RunArgs {
 
 pub fn run(args: &RunArgs) -> Result<()> {
     let (session, files) = with_input_files(
-        args.model.session()?.target("host", &args.cpu).micro_kernels(!args.no_micro_kernels),
+        args.model.session()?.target(kerf_targets::Target::host(&args.cpu)?).micro_kernels(!args.no_micro_kernels),
         &args.inputs,
     )?;
     let o = session.graph()?;

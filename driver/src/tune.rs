@@ -53,7 +53,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         bail!("kerf tune needs --calib (calibration samples, disjoint from --data)");
     }
     // latency is measured on this machine, with every instruction it has
-    let base = args.model.uncompressed()?.target("host", "native");
+    let base = args.model.uncompressed()?.target(kerf_targets::Target::host("native")?);
     let calib = args.model.calibration(&base)?;
     let DataSet { session: base, samples, labels } = args.data.load(base, None)?;
     let metric = match (args.min_snr, &labels) {

@@ -33,7 +33,8 @@ fuzz_target!(|data: &[u8]| {
         2 => ("x86_64-unknown-linux-gnu", "haswell"),
         _ => ("x86_64-unknown-linux-gnu", "baseline"),
     };
-    let _ = kerf_targets::compile_object(&g, &kerf_targets::CompileOptions::new(triple, cpu, "fuzz"));
+    let Ok(target) = kerf_targets::Target::parse(triple, cpu) else { return };
+    let _ = kerf_targets::compile_object(&g, &kerf_targets::CompileOptions::new(target, "fuzz"));
 });
 
 fuzz_mutator!(|data: &mut [u8], size: usize, max_size: usize, seed: u32| {

@@ -10,7 +10,7 @@
 //! identities live in the ops themselves, which rules copy. The result is
 //! validated and compacted.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use egg::{Id, Language};
 use kerf_ir::{Graph, TensorType, ValueDef, ValueId};
@@ -136,27 +136,45 @@ pub fn roots(eg: &KEGraph, meta: &Meta) -> Vec<Id> {
 
 /// Emits the extracted program as a validated, compacted graph.
 pub fn to_graph(eg: &KEGraph, meta: &Meta, ex: &Extraction) -> Result<Graph, PassError> {
-    let chosen = |c: Id| -> Result<&KNode, PassError> {
-        ex.choice.get(&eg.find(c)).ok_or_else(|| PassError::Convert(format!("class {c} was not extracted")))
-    };
     let roots = roots(eg, meta);
+    let order = emission_order(eg, meta, ex, &roots)?;
+    let mut e = Emitter::new(eg, meta, ex);
+    for &u in &order {
+        e.node(u)?;
+    }
+    for ((name, _), &r) in meta.outputs.iter().zip(&roots) {
+        let v = e.value(r)?;
+        e.g.add_output(name.clone(), v);
+    }
+    let g = e.g;
+    g.validate()?;
+    let g = g.compact();
+    g.validate()?;
+    Ok(g)
+}
 
-    // Emission units are classes whose choice is an op; Proj and leaves are
-    // resolved on demand. `deps` resolves a child through Proj to its tuple.
-    let unit_of = |c: Id| -> Result<Option<Id>, PassError> {
-        let c = eg.find(c);
-        let n = chosen(c)?;
-        Ok(match &n.op {
-            NodeOp::Op(_) => Some(c),
-            NodeOp::Proj(_) => n.children.first().map(|&t| eg.find(t)),
-            _ => None,
-        })
-    };
+/// The extracted choice of class `c`.
+fn chosen<'a>(eg: &KEGraph, ex: &'a Extraction, c: Id) -> Result<&'a KNode, PassError> {
+    ex.choice.get(&eg.find(c)).ok_or_else(|| PassError::Convert(format!("class {c} was not extracted")))
+}
 
-    // Postorder from the roots: a topological order used for tie-breaking.
+/// The emission unit computing class `c`: itself when its choice is an op,
+/// the tuple a `Proj` reads, `None` for a leaf (resolved on use).
+fn unit_of(eg: &KEGraph, ex: &Extraction, c: Id) -> Result<Option<Id>, PassError> {
+    let c = eg.find(c);
+    Ok(match &chosen(eg, ex, c)?.op {
+        NodeOp::Op(_) => Some(c),
+        NodeOp::Proj(_) => chosen(eg, ex, c)?.children.first().map(|&t| eg.find(t)),
+        _ => None,
+    })
+}
+
+/// The classes reachable from the roots under the extraction, in
+/// postorder (children first).
+fn postorder(eg: &KEGraph, ex: &Extraction, roots: &[Id]) -> Result<Vec<Id>, PassError> {
     let mut post: Vec<Id> = Vec::new();
     let mut seen: HashSet<Id> = HashSet::new();
-    for &r in &roots {
+    for &r in roots {
         let mut stack = vec![(r, false)];
         while let Some((c, done)) = stack.pop() {
             if done {
@@ -167,7 +185,7 @@ pub fn to_graph(eg: &KEGraph, meta: &Meta, ex: &Extraction) -> Result<Graph, Pas
                 continue;
             }
             stack.push((c, true));
-            for &ch in chosen(c)?.children.iter().rev() {
+            for &ch in chosen(eg, ex, c)?.children.iter().rev() {
                 let ch = eg.find(ch);
                 if !seen.contains(&ch) {
                     stack.push((ch, false));
@@ -175,172 +193,166 @@ pub fn to_graph(eg: &KEGraph, meta: &Meta, ex: &Extraction) -> Result<Graph, Pas
             }
         }
     }
-    let post_idx: HashMap<Id, usize> = post.iter().enumerate().map(|(i, &c)| (c, i)).collect();
+    Ok(post)
+}
 
-    // Priority: the position of the class's first original node; classes
-    // without one inherit the smallest key of their consumers.
+/// The order ops are emitted in: a topological order of the units keyed by
+/// the position of the class's first original node (a class without one
+/// takes the least key of its consumers), postorder breaking ties, so a
+/// graph the rewrites did not change comes back in its own order. An
+/// extracted cycle is an error naming its classes.
+fn emission_order(eg: &KEGraph, meta: &Meta, ex: &Extraction, roots: &[Id]) -> Result<Vec<Id>, PassError> {
+    let post = postorder(eg, ex, roots)?;
+    let post_idx: HashMap<Id, usize> = post.iter().enumerate().map(|(i, &c)| (c, i)).collect();
     let mut orig_pos: HashMap<Id, usize> = HashMap::new();
     for (i, (_, _, id)) in meta.nodes.iter().enumerate() {
         orig_pos.entry(eg.find(*id)).or_insert(i);
     }
     let mut key: HashMap<Id, usize> = HashMap::new();
     for &c in post.iter().rev() {
-        let k = match orig_pos.get(&c) {
-            Some(&p) => p,
-            None => key.get(&c).copied().unwrap_or(usize::MAX),
-        };
+        let k = orig_pos.get(&c).copied().unwrap_or_else(|| key.get(&c).copied().unwrap_or(usize::MAX));
         key.insert(c, k);
-        for &ch in &chosen(c)?.children {
+        for &ch in &chosen(eg, ex, c)?.children {
             let e = key.entry(eg.find(ch)).or_insert(usize::MAX);
             *e = (*e).min(k);
         }
     }
-
-    // Kahn's algorithm over units, smallest (key, postorder) first.
     let mut units: Vec<Id> = Vec::new();
     for &c in &post {
-        if unit_of(c)? == Some(c) {
+        if unit_of(eg, ex, c)? == Some(c) {
             units.push(c);
         }
     }
-    let mut deps: HashMap<Id, usize> = HashMap::new();
-    let mut users: HashMap<Id, Vec<Id>> = HashMap::new();
-    for &u in &units {
-        let mut ds: BTreeSet<Id> = BTreeSet::new();
-        for &ch in &chosen(u)?.children {
-            if let Some(d) = unit_of(ch)? {
-                ds.insert(d);
-            }
-        }
-        deps.insert(u, ds.len());
-        for d in ds {
-            users.entry(d).or_default().push(u);
-        }
-    }
-    let prio = |c: Id| (key.get(&c).copied().unwrap_or(usize::MAX), post_idx.get(&c).copied().unwrap_or(0), c);
-    let mut ready: BTreeSet<(usize, usize, Id)> =
-        units.iter().filter(|u| deps.get(u) == Some(&0)).map(|&u| prio(u)).collect();
-    let mut order = Vec::with_capacity(units.len());
-    while let Some(first) = ready.pop_first() {
-        let u = first.2;
-        order.push(u);
-        for &v in users.get(&u).map(|v| v.as_slice()).unwrap_or(&[]) {
-            if let Some(d) = deps.get_mut(&v) {
-                *d -= 1;
-                if *d == 0 {
-                    ready.insert(prio(v));
-                }
+    let index: HashMap<Id, usize> = units.iter().enumerate().map(|(i, &u)| (u, i)).collect();
+    let mut edges = Vec::new();
+    for (i, &u) in units.iter().enumerate() {
+        for &ch in &chosen(eg, ex, u)?.children {
+            if let Some(d) = unit_of(eg, ex, ch)? {
+                edges.push((index[&d], i));
             }
         }
     }
-    if order.len() != units.len() {
-        return Err(PassError::Convert("extracted program has a cycle".into()));
+    let prio = |i: usize| (key.get(&units[i]).copied().unwrap_or(usize::MAX), post_idx[&units[i]]);
+    match kerf_ir::order::toposort_by(units.len(), edges, prio) {
+        Ok(order) => Ok(order.into_iter().map(|i| units[i]).collect()),
+        Err(cycle) => {
+            let classes: Vec<String> = cycle.iter().map(|&i| meta.describe(eg, units[i])).collect();
+            Err(PassError::Convert(format!("extracted program has a cycle through {}", classes.join("; "))))
+        }
+    }
+}
+
+/// Builds the graph unit by unit: names restored, leaves created on first
+/// use, quantisation facts of the classes carried to the values.
+struct Emitter<'a> {
+    eg: &'a KEGraph,
+    ex: &'a Extraction,
+    g: Graph,
+    inputs: Vec<ValueId>,
+    outs_of: HashMap<Id, Vec<ValueId>>,
+    leaf_val: HashMap<Id, ValueId>,
+    used_names: HashSet<String>,
+    /// An original node's name, by its canonical e-node.
+    orig_name: HashMap<KNode, &'a str>,
+    /// The first original node's name, by class.
+    class_node_name: HashMap<Id, &'a str>,
+    /// The first original value's name, by class.
+    value_name: HashMap<Id, &'a str>,
+}
+
+impl<'a> Emitter<'a> {
+    fn new(eg: &'a KEGraph, meta: &'a Meta, ex: &'a Extraction) -> Emitter<'a> {
+        let mut orig_name: HashMap<KNode, &str> = HashMap::new();
+        let mut class_node_name: HashMap<Id, &str> = HashMap::new();
+        for (name, n, id) in &meta.nodes {
+            orig_name.entry(n.clone().map_children(|c| eg.find(c))).or_insert(name.as_str());
+            class_node_name.entry(eg.find(*id)).or_insert(name.as_str());
+        }
+        let mut value_name: HashMap<Id, &str> = HashMap::new();
+        for (c, name) in &meta.value_classes {
+            value_name.entry(eg.find(*c)).or_insert(name.as_str());
+        }
+        let mut g = Graph::new(meta.name.clone());
+        g.weights = eg.analysis.weights.clone();
+        let inputs = meta.inputs.iter().map(|(n, t)| g.add_input(n.clone(), t.clone())).collect();
+        Emitter {
+            eg,
+            ex,
+            g,
+            inputs,
+            outs_of: HashMap::new(),
+            leaf_val: HashMap::new(),
+            used_names: HashSet::new(),
+            orig_name,
+            class_node_name,
+            value_name,
+        }
     }
 
-    // Names.
-    let mut orig_name: HashMap<KNode, &str> = HashMap::new();
-    for (name, n, _) in &meta.nodes {
-        let canon = n.clone().map_children(|c| eg.find(c));
-        orig_name.entry(canon).or_insert(name.as_str());
-    }
-    let mut class_node_name: HashMap<Id, &str> = HashMap::new();
-    for (name, _, id) in &meta.nodes {
-        class_node_name.entry(eg.find(*id)).or_insert(name.as_str());
-    }
-    let mut value_name: HashMap<Id, &str> = HashMap::new();
-    for (c, name) in &meta.value_classes {
-        value_name.entry(eg.find(*c)).or_insert(name.as_str());
-    }
-
-    let mut g = Graph::new(meta.name.clone());
-    g.weights = eg.analysis.weights.clone();
-    let inputs: Vec<ValueId> = meta.inputs.iter().map(|(n, t)| g.add_input(n.clone(), t.clone())).collect();
-    let mut outs_of: HashMap<Id, Vec<ValueId>> = HashMap::new();
-    let mut leaf_val: HashMap<Id, ValueId> = HashMap::new();
-    let mut used_names: HashSet<String> = HashSet::new();
-
-    // Resolves a class to a value, creating leaf values on first use.
-    #[allow(clippy::too_many_arguments)] // plain state threading, no clearer as a struct
-    fn value(
-        g: &mut Graph,
-        eg: &KEGraph,
-        ex: &Extraction,
-        c: Id,
-        inputs: &[ValueId],
-        outs_of: &HashMap<Id, Vec<ValueId>>,
-        leaf_val: &mut HashMap<Id, ValueId>,
-        value_name: &HashMap<Id, &str>,
-    ) -> Result<ValueId, PassError> {
-        let c = eg.find(c);
-        if let Some(v) = leaf_val.get(&c) {
+    /// The value of class `c`, creating leaf values on first use.
+    fn value(&mut self, c: Id) -> Result<ValueId, PassError> {
+        let c = self.eg.find(c);
+        if let Some(v) = self.leaf_val.get(&c) {
             return Ok(*v);
         }
-        let n = ex.choice.get(&c).ok_or_else(|| PassError::Convert(format!("class {c} was not extracted")))?;
+        let n = chosen(self.eg, self.ex, c)?;
         let missing = || PassError::Convert(format!("class {c} ({n}) used before it is computed"));
         let v = match &n.op {
-            NodeOp::Input(k) => *inputs.get(*k as usize).ok_or_else(missing)?,
+            NodeOp::Input(k) => *self.inputs.get(*k as usize).ok_or_else(missing)?,
             NodeOp::Const(w) => {
-                let v = g.add_const_ref(*w);
-                if let Some(name) = value_name.get(&c) {
-                    g.values[v.0 as usize].name = (*name).to_string();
+                let v = self.g.add_const_ref(*w);
+                if let Some(name) = self.value_name.get(&c) {
+                    self.g.values[v.0 as usize].name = (*name).to_string();
                 }
                 v
             }
-            NodeOp::Op(_) => return outs_of.get(&c).and_then(|o| o.first().copied()).ok_or_else(missing),
+            NodeOp::Op(_) => return self.outs_of.get(&c).and_then(|o| o.first().copied()).ok_or_else(missing),
             NodeOp::Proj(k) => {
-                let t = n.children.first().map(|&t| eg.find(t)).ok_or_else(missing)?;
-                return outs_of.get(&t).and_then(|o| o.get(*k as usize).copied()).ok_or_else(missing);
+                let t = n.children.first().map(|&t| self.eg.find(t)).ok_or_else(missing)?;
+                return self.outs_of.get(&t).and_then(|o| o.get(*k as usize).copied()).ok_or_else(missing);
             }
         };
-        leaf_val.insert(c, v);
+        self.leaf_val.insert(c, v);
         Ok(v)
     }
 
-    for &u in &order {
-        let n = chosen(u)?;
-        let NodeOp::Op(op) = &n.op else { continue };
-        let mut ins = Vec::with_capacity(n.children.len());
-        for &ch in &n.children {
-            ins.push(value(&mut g, eg, ex, ch, &inputs, &outs_of, &mut leaf_val, &value_name)?);
-        }
-        let base = match orig_name.get(n) {
-            Some(name) => (*name).to_string(),
-            None => match class_node_name.get(&u) {
-                Some(b) => format!("{b}.{}", op.name()),
-                None => format!("{}.{u}", op.name()),
-            },
+    /// A node's name: the original node's when it survived unchanged,
+    /// else `"<name of the class's first node>.<Op>"`, made unique.
+    fn node_name(&mut self, u: Id, n: &KNode, op: &kerf_ir::Op) -> String {
+        let base = match (self.orig_name.get(n), self.class_node_name.get(&u)) {
+            (Some(name), _) => (*name).to_string(),
+            (None, Some(b)) => format!("{b}.{}", op.name()),
+            (None, None) => format!("{}.{u}", op.name()),
         };
         let mut name = base.clone();
         let mut k = 1;
-        while !used_names.insert(name.clone()) {
+        while !self.used_names.insert(name.clone()) {
             name = format!("{base}.{k}");
             k += 1;
         }
-        let outs = g.add_node(name, op.clone(), ins)?;
+        name
+    }
+
+    /// Emits unit `u` (an op class) after its inputs.
+    fn node(&mut self, u: Id) -> Result<(), PassError> {
+        let (eg, ex) = (self.eg, self.ex);
+        let n = chosen(eg, ex, u)?;
+        let NodeOp::Op(op) = &n.op else { return Ok(()) };
+        let ins = n.children.iter().map(|&ch| self.value(ch)).collect::<Result<Vec<_>, _>>()?;
+        let name = self.node_name(u, n, op);
+        let outs = self.g.add_node(name, op.clone(), ins)?;
         // Value names and quantisation facts of the class(es) computed.
-        let types = &eg[u].data.types;
         for (k, &o) in outs.iter().enumerate() {
             let cls = if !is_tuple(op) { Some(u) } else { eg.lookup(KNode::new(NodeOp::Proj(k as u32), vec![u])) };
-            if let Some(vn) = cls.and_then(|c| value_name.get(&eg.find(c))) {
-                g.values[o.0 as usize].name = (*vn).to_string();
+            if let Some(vn) = cls.and_then(|c| self.value_name.get(&eg.find(c))) {
+                self.g.values[o.0 as usize].name = (*vn).to_string();
             }
-            let q = if !is_tuple(op) {
-                types.first().and_then(|t| t.quant.clone())
-            } else {
-                cls.and_then(|c| eg[c].data.ty().and_then(|t| t.quant.clone()))
-            };
+            let q = cls.and_then(|c| eg[c].data.ty().and_then(|t| t.quant.clone()));
             if q.is_some() {
-                g.values[o.0 as usize].ty.quant = q;
+                self.g.values[o.0 as usize].ty.quant = q;
             }
         }
-        outs_of.insert(u, outs);
+        self.outs_of.insert(u, outs);
+        Ok(())
     }
-    for ((name, _), &r) in meta.outputs.iter().zip(&roots) {
-        let v = value(&mut g, eg, ex, r, &inputs, &outs_of, &mut leaf_val, &value_name)?;
-        g.add_output(name.clone(), v);
-    }
-    g.validate()?;
-    let g = g.compact();
-    g.validate()?;
-    Ok(g)
 }

@@ -12,6 +12,8 @@
 
 use std::path::{Path, PathBuf};
 
+use kerf_targets::Target;
+
 use crate::session::Session;
 use crate::PipelineError;
 
@@ -19,13 +21,14 @@ use crate::PipelineError;
 #[derive(Clone, Debug)]
 pub struct Build {
     session: Session,
-    target_set: bool,
+    /// `(triple, cpu)` as given; parsed when the build runs.
+    target: Option<(String, String)>,
 }
 
 impl Build {
     /// Host target, baseline CPU of the triple, lossless rewrites on.
     pub fn new(model: impl AsRef<Path>) -> Build {
-        Build { session: Session::new(model), target_set: false }
+        Build { session: Session::new(model), target: None }
     }
     /// Prefix of the exported symbols (default: the model's file or folder name).
     pub fn name(mut self, name: &str) -> Build {
@@ -34,8 +37,7 @@ impl Build {
     }
     /// Target triple and CPU preset (default: Cargo's `TARGET`, baseline).
     pub fn target(mut self, triple: &str, cpu: &str) -> Build {
-        self.session = self.session.target(triple, cpu);
-        self.target_set = true;
+        self.target = Some((triple.to_string(), cpu.to_string()));
         self
     }
     /// Fixes a dynamic input's shape.
@@ -56,10 +58,9 @@ impl Build {
         let out_dir = std::env::var_os("OUT_DIR")
             .map(PathBuf::from)
             .ok_or_else(|| PipelineError::Config("OUT_DIR is not set: call this from a build.rs".into()))?;
-        if !self.target_set {
-            if let Ok(t) = std::env::var("TARGET") {
-                self.session = self.session.target(&t, "baseline");
-            }
+        let given = self.target.clone().or_else(|| std::env::var("TARGET").ok().map(|t| (t, "baseline".into())));
+        if let Some((triple, cpu)) = given {
+            self.session = self.session.target(Target::parse(&triple, &cpu)?);
         }
         let name = self.session.symbol_name();
         let g = self.session.graph()?;

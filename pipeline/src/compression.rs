@@ -25,7 +25,7 @@ pub struct JitProbe;
 impl Probe for JitProbe {
     fn prepare(&mut self, g: &Graph, v: ValueId) -> Result<ProbeFn, CompressError> {
         let part = truncated(g, v);
-        let opts = CompileOptions::new("host", "baseline", "kerf_probe");
+        let opts = CompileOptions::new(kerf_targets::Target::host_baseline(), "kerf_probe");
         let jit = kerf_targets::jit_compile(&part, &opts).map_err(|e| CompressError::Run(e.to_string()))?;
         let mut arena = jit.model().new_arena();
         let out_bytes = jit.model().info().outputs.first().map(|t| t.bytes).unwrap_or(0);

@@ -39,7 +39,7 @@ use kerf_ir::{Graph, Tensor};
 use kerf_onnx::ImportError;
 use kerf_passes::{GroupReport, PassOptions, Stop};
 use kerf_targets::jit::ProfileHook;
-use kerf_targets::{Artifact, CompileOptions, JitModel};
+use kerf_targets::{Artifact, CompileOptions, JitModel, Target};
 
 use crate::{names, PipelineError};
 
@@ -117,8 +117,7 @@ pub struct Session {
     input_shapes: Vec<(String, Vec<usize>)>,
     bound: Vec<(String, Tensor)>,
     data: Vec<(String, Tensor)>,
-    triple: String,
-    cpu: String,
+    target: Target,
     micro_kernels: bool,
     optimize: bool,
     passes: PassOptions,
@@ -150,8 +149,7 @@ impl Session {
             input_shapes: Vec::new(),
             bound: Vec::new(),
             data: Vec::new(),
-            triple: "host".into(),
-            cpu: "baseline".into(),
+            target: Target::host_baseline(),
             micro_kernels: true,
             optimize: true,
             passes: PassOptions::default(),
@@ -207,10 +205,9 @@ impl Session {
         self.name = Some(name.to_string());
         self
     }
-    /// Target triple (`host` allowed) and CPU preset.
-    pub fn target(mut self, triple: &str, cpu: &str) -> Session {
-        self.triple = triple.to_string();
-        self.cpu = cpu.to_string();
+    /// The target to compile for (default: the host, baseline preset).
+    pub fn target(mut self, target: Target) -> Session {
+        self.target = target;
         self
     }
     /// Whether the target's assembled micro-kernels may replace Cranelift's
@@ -258,7 +255,7 @@ impl Session {
     }
     /// The code generator's options for this session's target.
     pub fn compile_options(&self) -> CompileOptions {
-        let mut o = CompileOptions::new(&self.triple, &self.cpu, &self.symbol_name());
+        let mut o = CompileOptions::new(self.target, &self.symbol_name());
         o.ukernels = self.micro_kernels;
         o
     }

@@ -57,8 +57,8 @@ impl JitModel {
     }
 }
 
-/// JIT-compiles `g` for the host. `opts.triple` must be `host` (or the host
-/// triple); `opts.cpu` any host preset (`native` recommended).
+/// JIT-compiles `g` for the host: `opts.target` must be the host's
+/// canonical triple (any of its presets; `native` recommended).
 pub fn jit_compile(g: &Graph, opts: &CompileOptions) -> Result<JitModel, TargetError> {
     jit_compile_inner(g, opts, None)
 }
@@ -76,11 +76,11 @@ pub fn jit_compile_profiled(g: &Graph, opts: &CompileOptions, hook: ProfileHook)
 }
 
 fn jit_compile_inner(g: &Graph, opts: &CompileOptions, hook: Option<ProfileHook>) -> Result<JitModel, TargetError> {
-    let triple = isa::canonical_triple(&opts.triple)?;
-    if triple != isa::host_triple() {
+    let triple = opts.target.triple();
+    if !opts.target.is_host() {
         return Err(TargetError::Jit(format!("{triple} is not the host ({})", isa::host_triple())));
     }
-    let isa = isa::lookup_with_pic(triple, &opts.cpu, false)?;
+    let isa = opts.target.isa(false)?;
     let caps = opts.caps(isa.as_ref());
     let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
     if let Some(h) = hook {
@@ -104,7 +104,7 @@ fn jit_compile_inner(g: &Graph, opts: &CompileOptions, hook: Option<ProfileHook>
     let model = unsafe { Model::from_raw(run, desc) }.map_err(|e| TargetError::Jit(e.to_string()))?;
     let report = Report {
         triple: triple.to_string(),
-        cpu: opts.cpu.clone(),
+        cpu: opts.target.cpu().to_string(),
         name: opts.name.clone(),
         text_bytes: 0,
         rodata_bytes: built.rodata_bytes,

@@ -24,5 +24,6 @@ pub mod object;
 pub mod ukernel;
 
 pub use error::{TargetError, UnsupportedNode};
+pub use isa::Target;
 pub use jit::{jit_compile, JitModel};
 pub use object::{compile_object, Artifact, CompileOptions, Report};

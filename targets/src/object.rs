@@ -7,16 +7,14 @@ use cranelift_object::{ObjectBuilder, ObjectModule};
 use kerf_ir::Graph;
 
 use crate::codegen;
-use crate::isa::{self, Caps};
+use crate::isa::{Caps, Target};
 use crate::TargetError;
 
 /// What to compile for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompileOptions {
-    /// One of [`isa::TRIPLES`] or `host`.
-    pub triple: String,
-    /// A CPU preset of the triple (see the `isa` modules).
-    pub cpu: String,
+    /// The target, parsed once ([`isa::Target::parse`]).
+    pub target: Target,
     /// Prefix of every exported symbol (`<name>_run`, `<name>_describe`).
     pub name: String,
     /// Lines for the header's opening comment (what the caller did to the
@@ -30,19 +28,25 @@ pub struct CompileOptions {
 }
 
 impl CompileOptions {
-    pub fn new(triple: &str, cpu: &str, name: &str) -> CompileOptions {
-        CompileOptions { triple: triple.into(), cpu: cpu.into(), name: name.into(), notes: Vec::new(), ukernels: true }
+    pub fn new(target: Target, name: &str) -> CompileOptions {
+        CompileOptions { target, name: name.into(), notes: Vec::new(), ukernels: true }
+    }
+    /// [`CompileOptions::new`] with the target parsed from a triple and a
+    /// CPU preset ([`Target::parse`]).
+    pub fn parse(triple: &str, cpu: &str, name: &str) -> Result<CompileOptions, TargetError> {
+        Ok(CompileOptions::new(Target::parse(triple, cpu)?, name))
     }
     /// The capabilities the kernels are built for: the ISA's, less the
     /// micro-kernels when [`CompileOptions::ukernels`] is off.
     pub fn caps(&self, isa: &dyn cranelift_codegen::isa::TargetIsa) -> Caps {
-        let mut c = Caps::of(isa);
+        let mut c = self.target.caps(isa);
         c.avx2 &= self.ukernels;
         c
     }
     /// The host with `native` CPU flags.
     pub fn host(name: &str) -> CompileOptions {
-        CompileOptions::new("host", "native", name)
+        let target = Target::host("native").unwrap_or_else(|_| Target::host_baseline());
+        CompileOptions::new(target, name)
     }
 }
 
@@ -88,9 +92,8 @@ impl Artifact {
 
 /// Compiles `g` to an object for `opts`.
 pub fn compile_object(g: &Graph, opts: &CompileOptions) -> Result<Artifact, TargetError> {
-    let isa = isa::lookup(&opts.triple, &opts.cpu)?;
+    let isa = opts.target.isa(true)?;
     let caps = opts.caps(isa.as_ref());
-    let triple = isa::canonical_triple(&opts.triple)?.to_string();
     let mut ob = ObjectBuilder::new(isa, opts.name.as_bytes().to_vec(), default_libcall_names())
         .map_err(|e| TargetError::Object(e.to_string()))?;
     ob.per_function_section(true);
@@ -104,8 +107,8 @@ pub fn compile_object(g: &Graph, opts: &CompileOptions) -> Result<Artifact, Targ
         object,
         header,
         report: Report {
-            triple,
-            cpu: opts.cpu.clone(),
+            triple: opts.target.triple().to_string(),
+            cpu: opts.target.cpu().to_string(),
             name: opts.name.clone(),
             text_bytes,
             rodata_bytes: built.rodata_bytes,

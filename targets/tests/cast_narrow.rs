@@ -33,7 +33,7 @@ fn run(op: &str, from: DType, to: DType, input: &Tensor, cpu: &str) -> Vec<u8> {
     let text =
         format!("graph \"c\"\n  input %0 \"x\": {from}[{n}]\n  %1 = {op}(%0): {to}[{n}] @\"c\"\n  output \"y\" = %1\n");
     let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let jm = jit_compile(&g, &CompileOptions::new("host", cpu, "t")).unwrap_or_else(|e| panic!("{e}"));
+    let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap_or_else(|e| panic!("{e}"));
     let m = jm.model();
     let mut store = vec![0u64; input.bytes().len().div_ceil(8)];
     for (i, c) in input.bytes().chunks(8).enumerate() {
@@ -206,7 +206,7 @@ fn data_movement_moves_narrow_elements() {
     let g = kerf_ir::text::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let a = Tensor::from_i64_values(DType::I4, vec![2, 3], &[-8, -1, 0, 1, 5, 7]).unwrap();
     let b = Tensor::from_f64_values(DType::F8E4M3FN, vec![2, 3], &[0.5, -1.0, 448.0, 3.0, -0.125, 2.0]).unwrap();
-    let jm = jit_compile(&g, &CompileOptions::new("host", "native", "t")).unwrap_or_else(|e| panic!("{e}"));
+    let jm = jit_compile(&g, &CompileOptions::parse("host", "native", "t").unwrap()).unwrap_or_else(|e| panic!("{e}"));
     let m = jm.model();
     let (sa, sb) = (a.bytes().to_vec(), b.bytes().to_vec());
     let mut x = vec![0f32; 6];

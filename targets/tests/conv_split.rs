@@ -144,7 +144,7 @@ fn run_rt(m: &Model, inputs: &[Tensor], rt: Option<&KerfRuntime>) -> Vec<u8> {
 /// Threaded runs equal the serial run bit for bit; the kernel is split.
 fn threaded_equals_serial(name: &str, text: &str, inputs: &[Tensor]) {
     let g = kerf_ir::text::parse(text).unwrap();
-    let jm = jit_compile(&g, &CompileOptions::new("host", "native", "t")).unwrap();
+    let jm = jit_compile(&g, &CompileOptions::parse("host", "native", "t").unwrap()).unwrap();
     let m = jm.model();
     let want = run_rt(m, inputs, None);
     let log: Mutex<Vec<u32>> = Mutex::new(Vec::new());

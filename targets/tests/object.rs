@@ -62,14 +62,14 @@ fn no_undefined_symbols_anywhere() {
     let g = graph();
     for (triple, cpus) in TARGETS {
         for cpu in cpus {
-            let a = compile_object(&g, &CompileOptions::new(triple, cpu, "small")).unwrap();
+            let a = compile_object(&g, &CompileOptions::parse(triple, cpu, "small").unwrap()).unwrap();
             let u = undefined(&a.object);
             assert!(u.is_empty(), "{triple}/{cpu}: undefined symbols {u:?}");
             assert_eq!(exported(&a.object), vec!["small_describe".to_string(), "small_run".to_string()]);
             assert!(a.report.text_bytes > 0);
         }
     }
-    let a = compile_object(&g, &CompileOptions::new(TARGETS[0].0, "haswell", "small")).unwrap();
+    let a = compile_object(&g, &CompileOptions::parse(TARGETS[0].0, "haswell", "small").unwrap()).unwrap();
     assert!(a.report.caps.fma, "haswell must use native FMA");
     let f = object::File::parse(&*a.object).unwrap();
     assert!(f.symbols().all(|s| !s.name().unwrap_or("").contains("fma")), "no fmaf reference on haswell");
@@ -93,7 +93,7 @@ fn macho_and_coff_objects() {
     ];
     for (triple, cpus, format, prefix) in cases {
         for cpu in cpus {
-            let o = CompileOptions::new(triple, cpu, "small");
+            let o = CompileOptions::parse(triple, cpu, "small").unwrap();
             let a = compile_object(&g, &o).unwrap_or_else(|e| panic!("{triple}/{cpu}: {e}"));
             let f = object::File::parse(&*a.object).unwrap();
             assert_eq!(f.format(), format, "{triple}/{cpu}");
@@ -131,11 +131,14 @@ fn macho_and_coff_objects() {
 #[test]
 fn unknown_targets_are_errors() {
     let g = graph();
-    let e = compile_object(&g, &CompileOptions::new("mips-unknown-linux-gnu", "baseline", "m")).unwrap_err();
+    let e = CompileOptions::parse("mips-unknown-linux-gnu", "baseline", "m").unwrap_err();
     assert!(e.to_string().contains("unknown target triple 'mips-unknown-linux-gnu'"), "{e}");
-    let e = compile_object(&g, &CompileOptions::new(TARGETS[1].0, "haswell", "m")).unwrap_err();
+    let e = CompileOptions::parse(TARGETS[1].0, "haswell", "m").unwrap_err();
     assert!(e.to_string().contains("unknown CPU 'haswell'"), "{e}");
-    let e = compile_object(&g, &CompileOptions::new(TARGETS[0].0, "baseline", "1bad")).unwrap_err();
+    // `native` is the host's only; an alias resolves to its preset once.
+    let e = kerf_targets::Target::parse(TARGETS[1].0, "native").unwrap_err();
+    assert!(e.to_string().contains("'native' only when compiling for the host"), "{e}");
+    let e = compile_object(&g, &CompileOptions::parse(TARGETS[0].0, "baseline", "1bad").unwrap()).unwrap_err();
     assert!(e.to_string().contains("invalid model name '1bad'"), "{e}");
 }
 
@@ -151,7 +154,7 @@ fn unsupported_nodes_are_all_listed() {
 "#,
     )
     .unwrap();
-    let e = compile_object(&g, &CompileOptions::new(TARGETS[0].0, "baseline", "u")).unwrap_err();
+    let e = compile_object(&g, &CompileOptions::parse(TARGETS[0].0, "baseline", "u").unwrap()).unwrap_err();
     match e {
         kerf_targets::TargetError::Unsupported(v) => {
             let names: Vec<&str> = v.iter().map(|n| n.node.as_str()).collect();
@@ -167,7 +170,7 @@ fn unsupported_nodes_are_all_listed() {
 fn artifacts_are_deterministic() {
     let g = graph();
     for (triple, cpus) in TARGETS {
-        let o = CompileOptions::new(triple, cpus[0], "small");
+        let o = CompileOptions::parse(triple, cpus[0], "small").unwrap();
         let a = compile_object(&g, &o).unwrap();
         let b = compile_object(&graph(), &o).unwrap();
         assert!(a.object == b.object, "{triple}: object differs between two compilations");
@@ -181,7 +184,7 @@ fn artifacts_are_deterministic() {
 
 #[test]
 fn header_has_the_macros() {
-    let a = compile_object(&graph(), &CompileOptions::new(TARGETS[0].0, "baseline", "small")).unwrap();
+    let a = compile_object(&graph(), &CompileOptions::parse(TARGETS[0].0, "baseline", "small").unwrap()).unwrap();
     let h = &a.header;
     for want in [
         "#ifndef KERF_MODEL_SMALL_H",
@@ -243,7 +246,7 @@ fn tools_or_skip(programs: &[&str], package: &str) -> bool {
 fn cross_run(triple: &str, cpu: &str, cc: &str, runner: &[&str], archive: bool) -> Vec<f32> {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cross-{triple}-{cpu}-{archive}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let a = compile_object(&graph(), &CompileOptions::new(triple, cpu, "small")).unwrap();
+    let a = compile_object(&graph(), &CompileOptions::parse(triple, cpu, "small").unwrap()).unwrap();
     std::fs::write(dir.join("small.h"), &a.header).unwrap();
     let obj = if archive {
         let ar = write_archive(triple, &[("small.o".into(), a.object.clone())]).unwrap();
@@ -333,7 +336,7 @@ fn two_models_link_into_one_program() {
     let g = graph();
     let mut objs = Vec::new();
     for name in ["alpha", "beta"] {
-        let a = compile_object(&g, &CompileOptions::new(TARGETS[0].0, "baseline", name)).unwrap();
+        let a = compile_object(&g, &CompileOptions::parse(TARGETS[0].0, "baseline", name).unwrap()).unwrap();
         std::fs::write(dir.join(format!("{name}.h")), &a.header).unwrap();
         let p = dir.join(format!("{name}.o"));
         std::fs::write(&p, &a.object).unwrap();
@@ -373,7 +376,7 @@ fn math_ops_need_no_libm() {
     .unwrap();
     for (triple, cpus) in TARGETS {
         for cpu in cpus {
-            let a = compile_object(&g, &CompileOptions::new(triple, cpu, "m")).unwrap();
+            let a = compile_object(&g, &CompileOptions::parse(triple, cpu, "m").unwrap()).unwrap();
             let u = undefined(&a.object);
             assert!(u.is_empty(), "{triple}/{cpu}: undefined symbols {u:?}");
         }

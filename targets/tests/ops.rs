@@ -21,7 +21,7 @@ fn input_for(g: &Graph, k: usize) -> Tensor {
 }
 
 fn run_jit(g: &Graph, inputs: &[Tensor], cpu: &str) -> Vec<Vec<u8>> {
-    let jm = jit_compile(g, &CompileOptions::new("host", cpu, "t")).unwrap_or_else(|e| panic!("{e}"));
+    let jm = jit_compile(g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap_or_else(|e| panic!("{e}"));
     let m = jm.model();
     // copy into 8-byte aligned storage
     let stores: Vec<Vec<u64>> = inputs

@@ -42,7 +42,8 @@ fn run(m: &Model, inputs: &[Tensor], rt: Option<&KerfRuntime>) -> Vec<Vec<u8>> {
 /// through real pools; every run must give the serial bytes. Returns the
 /// task counts seen by the recording runtime at 4 threads.
 fn check_same(name: &str, g: &Graph, inputs: &[Tensor]) -> Vec<u32> {
-    let jm = jit_compile(g, &CompileOptions::new("host", "native", "t")).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let jm = jit_compile(g, &CompileOptions::parse("host", "native", "t").unwrap())
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     let m = jm.model();
     let want = run(m, inputs, None);
     let mut seen = Vec::new();

@@ -21,7 +21,7 @@ use kerf_targets::{jit_compile, CompileOptions};
 /// on or off, and how many distinct micro-kernels the code holds.
 fn run(text: &str, inputs: &[Tensor], ukernels: bool) -> (Vec<f32>, usize, bool) {
     let g = kerf_ir::text::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let mut o = CompileOptions::new("host", "native", "t");
+    let mut o = CompileOptions::parse("host", "native", "t").unwrap();
     o.ukernels = ukernels;
     let jm = jit_compile(&g, &o).unwrap_or_else(|e| panic!("{e}"));
     let m = jm.model();

@@ -71,7 +71,8 @@ fn winograd_threaded_equals_serial() {
         list(&vals(k * c * 9, 2, 0.2))
     );
     let g = kerf_ir::text::parse(&src).unwrap();
-    let jm = kerf_targets::jit_compile(&g, &kerf_targets::CompileOptions::new("host", "native", "t")).unwrap();
+    let jm =
+        kerf_targets::jit_compile(&g, &kerf_targets::CompileOptions::parse("host", "native", "t").unwrap()).unwrap();
     let m = jm.model();
     let xt = t(&[1, c, hw, hw], &x);
     let run = |pool: Option<&kerf_runtime::ThreadPool>| {

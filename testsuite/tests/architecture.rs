@@ -54,7 +54,7 @@ const HEAVY: &[(&str, &str)] = &[
     ("object", "kerf-targets"),
     ("ar_archive_writer", "kerf-targets"),
     ("iced-x86", "kerf-targets"),
-    ("petgraph", "kerf-onnx"),
+    ("petgraph", "kerf-ir"),
     ("faer", "kerf-compress"),
     ("toml", "kerf-compress"),
     ("indicatif", "kerf"),

@@ -34,7 +34,7 @@ fn session(plan: Option<&str>) -> Session {
 }
 
 fn session_of(model: &str, plan: Option<&str>) -> Session {
-    let s = Session::new(fixture_of(model, "model.onnx")).target("host", "baseline");
+    let s = Session::new(fixture_of(model, "model.onnx")).target(kerf_targets::Target::host_baseline());
     match plan {
         Some(p) => s.compression(Plan::parse(p).unwrap(), calib_of(model)),
         None => s,
@@ -197,7 +197,7 @@ fn exported_qdq_model_computes_the_compressed_model() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("digits_cnn_q.onnx");
     std::fs::write(&path, &bytes).unwrap();
-    let s = Session::new(&path).target("host", "baseline");
+    let s = Session::new(&path).target(kerf_targets::Target::host_baseline());
     let g = s.graph().unwrap().graph;
     let ops: Vec<String> = kerf_ir::text::print(&s.import().unwrap()).lines().map(String::from).collect();
     assert!(ops.iter().any(|l| l.contains("Round")), "the QDQ pair imports as a quantiser");

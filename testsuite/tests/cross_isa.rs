@@ -50,7 +50,7 @@ fn run_target(t: &Target) {
     let mut cases = Vec::new();
     let mut graphs = Vec::new();
     for (name, dir) in model_dirs() {
-        let s = kerf_pipeline::Session::new(dir.join("model.onnx")).name(&name).target(t.triple, t.cpu);
+        let s = kerf_pipeline::Session::new(dir.join("model.onnx")).name(&name).target(t.target());
         let g = s.graph().unwrap_or_else(|e| panic!("{}: {name}: {e}", t.label)).graph;
         let art = s.compile(&g).unwrap_or_else(|e| panic!("{}: {name}: compile: {e}", t.label));
         let inputs = e2e::read_numbered(&dir, "input").unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -70,10 +70,7 @@ fn run_target(t: &Target) {
     let plan = kerf_compress::Plan::parse("[default]\nquant = \"int8\"\npatterns = 8\nconnectivity = 0.25\n")
         .unwrap_or_else(|e| panic!("{e}"));
     let calib = vec![("input".to_string(), e2e::read_npy(&dir.join("calib_x.npy")).unwrap_or_else(|e| panic!("{e}")))];
-    let s = kerf_pipeline::Session::new(dir.join("model.onnx"))
-        .name(&name)
-        .target(t.triple, t.cpu)
-        .compression(plan, calib);
+    let s = kerf_pipeline::Session::new(dir.join("model.onnx")).name(&name).target(t.target()).compression(plan, calib);
     let g = s.graph().unwrap_or_else(|e| panic!("{}: {name}: {e}", t.label)).graph;
     let art = s.compile(&g).unwrap_or_else(|e| panic!("{}: {name}: compile: {e}", t.label));
     let inputs = e2e::read_numbered(&dir, "input").unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -37,7 +37,7 @@ fn run_example(t: &Target, make_target: &str) {
     e2e::require_tools(t);
     let model_dir = e2e::testsuite_dir().join("fixtures/models/digits_cnn");
     let scratch = e2e::scratch_dir(&format!("example_c-{}", t.label));
-    let s = kerf_pipeline::Session::new(model_dir.join("model.onnx")).name("digits").target(t.triple, t.cpu);
+    let s = kerf_pipeline::Session::new(model_dir.join("model.onnx")).name("digits").target(t.target());
     let art = s.graph().and_then(|o| s.compile(&o.graph)).unwrap_or_else(|e| panic!("{}: {e}", t.label));
     let archive = art.archive().unwrap_or_else(|e| panic!("{}: {e}", t.label));
     std::fs::write(scratch.join("libdigits.a"), archive).unwrap_or_else(|e| panic!("{e}"));

@@ -311,7 +311,10 @@ fn chain_of_10000_nodes_imports_optimizes_and_compiles_on_a_2mib_stack() {
         let (o, _) = kerf_passes::optimize(&g, &kerf_passes::PassOptions::default()).unwrap();
         let art = kerf_targets::compile_object(
             &o,
-            &kerf_targets::CompileOptions::new("x86_64-unknown-linux-gnu", "baseline", "chain"),
+            &kerf_targets::CompileOptions::new(
+                kerf_targets::Target::parse("x86_64-unknown-linux-gnu", "baseline").unwrap(),
+                "chain",
+            ),
         )
         .unwrap();
         (g.nodes.len(), o.nodes.len(), art.report.text_bytes)

@@ -13,7 +13,10 @@ use std::process::Command;
 
 use hardening_common::kerf_bin;
 
-const TRIPLES: [&str; 3] = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu", "riscv64gc-unknown-linux-gnu"];
+/// The canonical triple of every described ISA.
+fn triples() -> impl Iterator<Item = &'static str> {
+    kerf_targets::isa::ISAS.iter().map(|d| d.triple)
+}
 
 fn models() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models")
@@ -53,7 +56,7 @@ fn compile_all(cwd: &Path, model: &str, out: &Path, triple: &str) -> [Vec<u8>; 3
 fn object_archive_and_header_are_byte_identical_across_runs_and_working_dirs() {
     let model_dir = models().join("digits_cnn");
     let root = scratch("compile");
-    for triple in TRIPLES {
+    for triple in triples() {
         let (out1, out2, elsewhere) = (root.join("a"), root.join("b"), root.join("cwd"));
         for d in [&out1, &out2, &elsewhere] {
             std::fs::create_dir_all(d).unwrap();
@@ -118,8 +121,8 @@ fn in_process_compiles_are_identical() {
     let path = models().join("ds_cnn_kws/model.onnx");
     let g = kerf_onnx::load_model(&path, &kerf_onnx::ImportOptions::default()).unwrap();
     let (g, _) = kerf_passes::optimize(&g, &kerf_passes::PassOptions::default()).unwrap();
-    for triple in TRIPLES {
-        let opts = kerf_targets::CompileOptions::new(triple, "baseline", "kws");
+    for triple in triples() {
+        let opts = kerf_targets::CompileOptions::new(kerf_targets::Target::parse(triple, "baseline").unwrap(), "kws");
         let a = kerf_targets::compile_object(&g, &opts).unwrap();
         let b = kerf_targets::compile_object(&g, &opts).unwrap();
         assert!(a.object == b.object, "{triple}: objects differ");

@@ -46,7 +46,8 @@ fn pipeline(bytes: &[u8]) -> Outcome {
         2 => ("x86_64-unknown-linux-gnu", "haswell"),
         _ => ("x86_64-unknown-linux-gnu", "baseline"),
     };
-    match kerf_targets::compile_object(&g, &kerf_targets::CompileOptions::new(triple, cpu, "fuzz")) {
+    let target = kerf_targets::Target::parse(triple, cpu).expect("described targets");
+    match kerf_targets::compile_object(&g, &kerf_targets::CompileOptions::new(target, "fuzz")) {
         Ok(a) => Outcome::Compiled(a),
         Err(e) => Outcome::Target(e),
     }
@@ -80,9 +81,11 @@ fn fuzz_pipeline_1_zero_row_matmul_compiles() {
     let g = kerf_onnx::load_model(&malformed().join("zero_rows_matmul.onnx"), &ImportOptions::default()).unwrap();
     for triple in ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu", "riscv64gc-unknown-linux-gnu"] {
         for cpu in ["baseline", "haswell", "v"] {
-            let opts = kerf_targets::CompileOptions::new(triple, cpu, "zero");
-            match kerf_targets::compile_object(&g, &opts) {
-                Ok(a) => assert_eq!(a.report.arena_bytes % 64, 0),
+            match kerf_targets::Target::parse(triple, cpu) {
+                Ok(t) => {
+                    let a = kerf_targets::compile_object(&g, &kerf_targets::CompileOptions::new(t, "zero")).unwrap();
+                    assert_eq!(a.report.arena_bytes % 64, 0);
+                }
                 // A preset of another triple: the error names it.
                 Err(e) => assert!(e.to_string().contains(cpu), "{triple}/{cpu}: {e}"),
             }

@@ -72,7 +72,7 @@ fn public_models_are_clean_under_valgrind() {
     let mut cases = Vec::new();
     let mut checks = Vec::new();
     for (name, dir) in model_dirs() {
-        let s = kerf_pipeline::Session::new(dir.join("model.onnx")).name(&name).target(t.triple, t.cpu);
+        let s = kerf_pipeline::Session::new(dir.join("model.onnx")).name(&name).target(t.target());
         let g = s.graph().unwrap_or_else(|e| panic!("{name}: {e}")).graph;
         let art = s.compile(&g).unwrap_or_else(|e| panic!("{name}: {e}"));
         let inputs = e2e::read_numbered(&dir, "input").unwrap();
@@ -131,7 +131,7 @@ fn canaries_on(t: &Target) {
     e2e::require_tools(t);
     let scratch = e2e::scratch_dir(&format!("canary-{}", t.label));
     let dir = e2e::testsuite_dir().join("fixtures/models/digits_cnn");
-    let s = kerf_pipeline::Session::new(dir.join("model.onnx")).name("digits_cnn").target(t.triple, t.cpu);
+    let s = kerf_pipeline::Session::new(dir.join("model.onnx")).name("digits_cnn").target(t.target());
     let g = s.graph().unwrap().graph;
     let art = s.compile(&g).unwrap();
     let exe = e2e::link_harness_with(t, &scratch, &[("digits_cnn".to_string(), art.object)], &bad_models()).unwrap();

@@ -114,7 +114,7 @@ fn run_isa(t: &Target) {
     let mut runnable = Vec::new();
     let mut compiled = Vec::new();
     for (c, p) in cases {
-        let opts = kerf_targets::CompileOptions::new(t.triple, t.cpu, &symbol(c));
+        let opts = kerf_targets::CompileOptions::new(t.target(), &symbol(c));
         match kerf_targets::compile_object(&p.graph, &opts) {
             Ok(art) => {
                 let dir = scratch.join(symbol(c));

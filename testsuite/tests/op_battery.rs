@@ -160,7 +160,7 @@ fn cross(t: &Target) {
     let mut runnable = Vec::new();
     for c in &cases {
         let compiled = c.graph.as_ref().map_err(Clone::clone).and_then(|g| {
-            let opts = kerf_targets::CompileOptions::new(t.triple, t.cpu, &symbol(&c.name));
+            let opts = kerf_targets::CompileOptions::new(t.target(), &symbol(&c.name));
             kerf_targets::compile_object(g, &opts).map_err(|e| format!("compile: {e}"))
         });
         match compiled {
@@ -247,7 +247,7 @@ fn harness_survives_a_crashing_case() {
     let objects: Vec<(String, Vec<u8>)> = cases
         .iter()
         .map(|c| {
-            let opts = kerf_targets::CompileOptions::new(t.triple, t.cpu, &symbol(&c.name));
+            let opts = kerf_targets::CompileOptions::new(t.target(), &symbol(&c.name));
             (symbol(&c.name), kerf_targets::compile_object(c.graph.as_ref().unwrap(), &opts).unwrap().object)
         })
         .collect();

@@ -86,7 +86,7 @@ fn run_target(t: &Target) {
     let mut objects = Vec::new();
     let mut cases = Vec::new();
     for (name, g, inputs) in &models {
-        let art = kerf_targets::compile_object(g, &kerf_targets::CompileOptions::new(t.triple, t.cpu, name))
+        let art = kerf_targets::compile_object(g, &kerf_targets::CompileOptions::new(t.target(), name))
             .unwrap_or_else(|e| panic!("{}: {name}: {e}", t.label));
         objects.push((name.clone(), art.object));
         let d = scratch.join(name);

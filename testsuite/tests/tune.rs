@@ -30,7 +30,7 @@ fn top1_of(s: &Session, samples: &[Vec<Tensor>], labels: &[i64]) -> f64 {
 /// The digits session, validation data (the first 200 test images) and
 /// the 250 held-out samples with their labels.
 fn setup() -> (Session, Data, Vec<Vec<Tensor>>, Vec<i64>) {
-    let base = Session::new(fixture("model.onnx")).target("host", "baseline");
+    let base = Session::new(fixture("model.onnx")).target(kerf_targets::Target::host_baseline());
     let g = base.import().unwrap();
     let x = npy::read(&fixture("test_x.npy")).unwrap();
     let y = npy::read(&fixture("test_y.npy")).unwrap().to_i64_vec();

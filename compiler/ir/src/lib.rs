@@ -18,6 +18,7 @@ mod graph;
 pub mod infer;
 pub mod narrow;
 pub mod op;
+pub mod order;
 pub mod quant;
 pub mod stats;
 mod tensor;

@@ -6,11 +6,7 @@
 //! nodes on it. A node's reads include the outer values its subgraphs (If
 //! branches, Loop bodies) capture.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-
-use petgraph::algo::tarjan_scc;
-use petgraph::graph::{DiGraph, NodeIndex};
+use std::collections::HashMap;
 
 use crate::proto::{AttrValue, NodeDef};
 use crate::ImportError;
@@ -35,8 +31,7 @@ pub fn topological(
     node_of: &HashMap<&str, usize>,
     name: impl Fn(usize) -> String,
 ) -> Result<Option<Vec<usize>>, ImportError> {
-    let mut g: DiGraph<usize, ()> = DiGraph::with_capacity(nodes.len(), nodes.len());
-    let ids: Vec<NodeIndex> = (0..nodes.len()).map(|i| g.add_node(i)).collect();
+    let mut edges = Vec::new();
     let mut ordered = true;
     for (i, n) in nodes.iter().enumerate() {
         let mut r = Vec::new();
@@ -44,38 +39,18 @@ pub fn topological(
         for s in r {
             if let Some(&p) = node_of.get(s) {
                 ordered &= p < i;
-                g.update_edge(ids[p], ids[i], ());
+                edges.push((p, i));
             }
         }
     }
     if ordered {
         return Ok(None);
     }
-    // Kahn's algorithm, always taking the lowest original index that is ready
-    let mut indegree: Vec<usize> = ids.iter().map(|&v| g.neighbors_directed(v, petgraph::Incoming).count()).collect();
-    let mut ready: BinaryHeap<Reverse<usize>> = (0..nodes.len()).filter(|&i| indegree[i] == 0).map(Reverse).collect();
-    let mut order = Vec::with_capacity(nodes.len());
-    while let Some(Reverse(i)) = ready.pop() {
-        order.push(i);
-        for m in g.neighbors_directed(ids[i], petgraph::Outgoing) {
-            let j = g[m];
-            indegree[j] -= 1;
-            if indegree[j] == 0 {
-                ready.push(Reverse(j));
-            }
-        }
-    }
-    if order.len() == nodes.len() {
-        return Ok(Some(order));
-    }
-    // a cycle: the first strongly connected component with more than one
-    // node, or a node reading its own output
-    let mut cycle: Vec<usize> = tarjan_scc(&g)
-        .into_iter()
-        .find(|c| c.len() > 1 || g.contains_edge(c[0], c[0]))
-        .map(|c| c.iter().map(|v| g[*v]).collect())
-        .unwrap_or_default();
-    cycle.sort_unstable();
+    // always the lowest original index that is ready
+    let cycle = match kerf_ir::order::toposort_by(nodes.len(), edges, |i| i) {
+        Ok(order) => return Ok(Some(order)),
+        Err(cycle) => cycle,
+    };
     let first = cycle.first().copied().unwrap_or(0);
     let names: Vec<String> = cycle.iter().map(|&i| format!("'{}'", name(i))).collect();
     Err(ImportError::Node {

@@ -1,6 +1,7 @@
-//! Target lookup: a triple and a CPU preset give an [`OwnedTargetIsa`] with
-//! kerf's fixed flags (`is_pic=true`, `opt_level=speed`), and [`Caps`] say
-//! which instructions kernels may emit on it.
+//! The targets: one [`IsaDesc`] per ISA module (triples, presets, caches,
+//! capabilities), [`Target`] (a triple and a CPU preset parsed once) that
+//! builds the Cranelift ISA with kerf's fixed flags (`is_pic`,
+//! `opt_level=speed`), and [`Caps`]: which instructions kernels may emit.
 //!
 //! Kernels must never emit `floor/ceil/trunc/nearest` without
 //! [`Caps::round`], nor `fma` without [`Caps::fma`]: Cranelift would lower
@@ -10,9 +11,11 @@
 
 pub mod aarch64;
 pub mod riscv64;
+mod target;
 pub mod x64;
 
-use cranelift_codegen::isa::{CallConv, OwnedTargetIsa, TargetIsa};
+pub use target::Target;
+
 use cranelift_codegen::settings::{self, Configurable};
 
 use crate::TargetError;
@@ -58,24 +61,6 @@ pub struct Caps {
     pub avx2: bool,
 }
 
-impl Caps {
-    /// Capabilities of a built ISA, from its description and flags.
-    pub fn of(isa: &dyn TargetIsa) -> Caps {
-        let flags = isa.isa_flags();
-        let on = |name: &str| flags.iter().any(|v| v.name == name && v.as_bool() == Some(true));
-        match describe(isa.triple()) {
-            Some(d) => {
-                let mut c = (d.caps)(&on);
-                c.avx2 &= isa.default_call_conv() == CallConv::SystemV;
-                c
-            }
-            // lookup builds only described ISAs; anything else gets the
-            // scalar, libcall-free subset
-            None => Caps { simd: false, fma: false, round: false, cache: riscv64::ISA.cache, avx2: false },
-        }
-    }
-}
-
 /// Whether a flag is set on a built ISA.
 pub type FlagOn<'a> = &'a dyn Fn(&str) -> bool;
 /// A target's capabilities from its flags.
@@ -116,32 +101,20 @@ impl IsaDesc {
     pub fn preset_names(&self) -> Vec<&'static str> {
         self.presets.iter().map(|p| p.0).chain(std::iter::once("native")).collect()
     }
+    /// The preset names as help and errors show them: aliases beside
+    /// their preset (`rv64gc|baseline`), `native` last.
+    pub fn preset_help(&self) -> String {
+        let alias = |p: &str| self.aliases.iter().filter(|a| a.1 == p).map(|a| format!("|{}", a.0)).collect::<String>();
+        self.preset_names().iter().map(|p| format!("{p}{}", alias(p))).collect::<Vec<_>>().join(", ")
+    }
     /// Every triple of this ISA, the canonical one first.
     pub fn triples(&self) -> impl Iterator<Item = &'static str> {
         std::iter::once(self.triple).chain(self.formats.iter().copied())
-    }
-    /// The Cranelift builder for `triple` (one of [`IsaDesc::triples`]) and
-    /// preset `cpu` (an alias allowed).
-    fn builder(&self, triple: &str, cpu: &str, on_host: bool) -> Result<cranelift_codegen::isa::Builder, TargetError> {
-        let names = self.preset_names();
-        if cpu == "native" {
-            return native_builder(triple, cpu, on_host, &names);
-        }
-        let cpu = self.aliases.iter().find(|(a, _)| *a == cpu).map_or(cpu, |(_, p)| *p);
-        let Some((_, flags)) = self.presets.iter().find(|(p, _)| *p == cpu) else {
-            return Err(unknown_cpu(triple, cpu, &names));
-        };
-        let mut b = base_builder(triple)?;
-        enable(&mut b, flags)?;
-        Ok(b)
     }
 }
 
 /// Every target kerf compiles for.
 pub const ISAS: [&IsaDesc; 3] = [&x64::ISA, &aarch64::ISA, &riscv64::ISA];
-
-/// The canonical triples (one per ISA, from [`ISAS`]).
-pub const TRIPLES: [&str; 3] = [ISAS[0].triple, ISAS[1].triple, ISAS[2].triple];
 
 /// Every triple kerf compiles for: the canonical ones and the other
 /// object formats ([`IsaDesc::formats`]).
@@ -149,18 +122,11 @@ pub fn all_triples() -> impl Iterator<Item = &'static str> {
     ISAS.iter().flat_map(|d| d.triples())
 }
 
-/// The description of a built ISA's triple.
-fn describe(t: &target_lexicon::Triple) -> Option<&'static IsaDesc> {
-    ISAS.iter()
-        .copied()
-        .find(|d| d.triple.parse::<target_lexicon::Triple>().is_ok_and(|x| x.architecture == t.architecture))
-}
-
 /// One line per target with its presets: the CLI's help and the errors.
 pub fn targets_help() -> String {
     let lines: Vec<String> = ISAS
         .iter()
-        .map(|d| format!("{} (--cpu {})", d.triples().collect::<Vec<_>>().join(", "), d.preset_names().join(", ")))
+        .map(|d| format!("{} (--cpu {})", d.triples().collect::<Vec<_>>().join(", "), d.preset_help()))
         .collect();
     format!("{}, or host", lines.join("; "))
 }
@@ -176,12 +142,6 @@ pub fn host_triple() -> &'static str {
     }
 }
 
-/// Resolves `host` and checks the triple is one of [`all_triples`].
-pub fn canonical_triple(triple: &str) -> Result<&'static str, TargetError> {
-    let t = if triple == "host" { host_triple() } else { triple };
-    all_triples().find(|&x| x == t).ok_or_else(|| TargetError::UnknownTriple(triple.to_string()))
-}
-
 /// The shared (target-independent) flags.
 fn shared_flags(pic: bool) -> Result<settings::Flags, TargetError> {
     let mut b = settings::builder();
@@ -190,24 +150,6 @@ fn shared_flags(pic: bool) -> Result<settings::Flags, TargetError> {
         b.set(k, v).map_err(|e| TargetError::Isa(format!("{k}={v}: {e}")))?;
     }
     Ok(settings::Flags::new(b))
-}
-
-/// Builds the ISA for `triple` (`host` allowed) and `cpu` (a preset of the
-/// per-ISA module, `native` on the host only).
-pub fn lookup(triple: &str, cpu: &str) -> Result<OwnedTargetIsa, TargetError> {
-    lookup_with_pic(triple, cpu, true)
-}
-
-/// Like [`lookup`]; `pic = false` is for the in-process JIT only
-/// (cranelift-jit refuses PIC code; objects are always PIC).
-pub(crate) fn lookup_with_pic(triple: &str, cpu: &str, pic: bool) -> Result<OwnedTargetIsa, TargetError> {
-    let t = canonical_triple(triple)?;
-    let desc = ISAS
-        .iter()
-        .find(|d| d.triples().any(|x| x == t))
-        .ok_or_else(|| TargetError::UnknownTriple(triple.to_string()))?;
-    let isa_builder = desc.builder(t, cpu, t == host_triple())?;
-    isa_builder.finish(shared_flags(pic)?).map_err(|e| TargetError::Isa(e.to_string()))
 }
 
 /// Creates the Cranelift builder for a triple string.
@@ -225,22 +167,6 @@ pub(crate) fn enable(b: &mut cranelift_codegen::isa::Builder, names: &[&str]) ->
 }
 
 /// The host builder with flags detected from the running CPU.
-pub(crate) fn native_builder(
-    triple: &str,
-    cpu: &str,
-    on_host: bool,
-    presets: &[&str],
-) -> Result<cranelift_codegen::isa::Builder, TargetError> {
-    if !on_host {
-        return Err(TargetError::UnknownCpu {
-            triple: triple.into(),
-            cpu: cpu.into(),
-            supported: format!("{} ('native' only when compiling for the host)", presets.join(", ")),
-        });
-    }
+pub(crate) fn native_builder() -> Result<cranelift_codegen::isa::Builder, TargetError> {
     cranelift_native::builder().map_err(|e| TargetError::Isa(e.to_string()))
-}
-
-pub(crate) fn unknown_cpu(triple: &str, cpu: &str, presets: &[&str]) -> TargetError {
-    TargetError::UnknownCpu { triple: triple.into(), cpu: cpu.into(), supported: presets.join(", ") }
 }

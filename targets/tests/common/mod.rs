@@ -7,7 +7,7 @@ use kerf_targets::{jit_compile, CompileOptions};
 
 pub fn run(text: &str, inputs: &[Tensor], cpu: &str) -> Vec<Vec<f32>> {
     let g = kerf_ir::text::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let jm = jit_compile(&g, &CompileOptions::new("host", cpu, "t")).unwrap_or_else(|e| panic!("{e}"));
+    let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap_or_else(|e| panic!("{e}"));
     let m = jm.model();
     // raw bytes of any dtype, in 8-byte aligned storage
     let stores: Vec<Vec<u64>> = inputs

@@ -233,6 +233,10 @@ pub struct Target {
 }
 
 impl Target {
+    /// The code generator's target.
+    pub fn target(&self) -> kerf_targets::Target {
+        kerf_targets::Target::parse(self.triple, self.cpu).expect("the cross targets are described")
+    }
     /// The compiler and, off the host, the emulator.
     pub fn tools(&self) -> Vec<kerf_testsuite::tools::Tool> {
         let mut v = vec![kerf_testsuite::tools::Tool::new(self.cc, self.cc_package)];
