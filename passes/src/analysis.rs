@@ -180,14 +180,20 @@ impl Analysis<KNode> for KerfAnalysis {
         }
         let mut a_changed = false;
         let mut b_changed = false;
-        // Quantisation facts: keep whichever side knows them.
-        for (x, y) in a.types.iter_mut().zip(&b.types) {
+        // Grids: keep whichever side knows one; two different grids mean
+        // the classes compute different functions of the same integers.
+        for (i, (x, y)) in a.types.iter_mut().zip(&b.types).enumerate() {
             match (&x.quant, &y.quant) {
                 (None, Some(q)) => {
                     x.quant = Some(q.clone());
                     a_changed = true;
                 }
                 (Some(_), None) => b_changed = true,
+                (Some(p), Some(q)) if !p.same_grid(q, &self.weights) => {
+                    let msg = format!("merged classes whose output {i} has two different quantisation grids");
+                    self.contradict(msg);
+                    return DidMerge(false, true);
+                }
                 _ => {}
             }
         }

@@ -93,11 +93,23 @@ pub fn to_egraph(g: &Graph, strict: bool) -> Result<(KEGraph, Meta), PassError> 
             }
         }
     }
-    // Quantisation facts are not inferred: copy them from the graph.
+    // Grids are not inferred: copy them from the graph. Two values that
+    // hash-cons to one class with different grids contradict each other.
     for (i, v) in g.values.iter().enumerate() {
-        if let (Some(q), Some(id)) = (&v.ty.quant, class_of[i]) {
-            if let Some(t) = eg[id].data.types.first_mut() {
-                t.quant = Some(q.clone());
+        let (Some(q), Some(id)) = (&v.ty.quant, class_of[i]) else { continue };
+        let known = eg[id].data.types.first().and_then(|t| t.quant.clone());
+        match known {
+            Some(k) if !k.same_grid(q, &eg.analysis.weights) => {
+                // the input's fault, not a rule's: an error, never the
+                // strict-mode assertion
+                let what = format!("value '{}' and an identical computation have different quantisation grids", v.name);
+                eg.analysis.contradiction.get_or_insert(what);
+            }
+            Some(_) => {}
+            None => {
+                if let Some(t) = eg[id].data.types.first_mut() {
+                    t.quant = Some(q.clone());
+                }
             }
         }
     }

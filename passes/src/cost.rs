@@ -54,6 +54,13 @@ pub fn node_cost(op: &NodeOp, ins: &[&[TensorType]], outs: &[TensorType]) -> f64
     let out_bytes: f64 = outs.iter().map(bytes).sum();
     let in0_n = inp(0).map_or(0.0, numel);
     let has_bias = ins.len() > 2;
+    let macs = {
+        let tys: Option<Vec<&TensorType>> = ins.iter().map(|t| t.first()).collect();
+        match (tys, outs.first()) {
+            (Some(tys), Some(out)) => kerf_ir::stats::macs(op, &tys, out) as f64,
+            _ => 0.0,
+        }
+    };
     let work = match op {
         Op::Reshape { .. } => return OP_OVERHEAD,
         Op::Conv(c) | Op::ConvFused(c, _) if matches!(c.algo, ConvAlgo::Winograd { .. }) => {
@@ -61,46 +68,25 @@ pub fn node_cost(op: &NodeOp, ins: &[&[TensorType]], outs: &[TensorType]) -> f64
             let w_bytes = inp(1).map_or(0.0, bytes);
             return OP_OVERHEAD + winograd_work(c, inp(0), inp(1), outs.first()) + in_bytes - w_bytes + out_bytes;
         }
-        Op::Conv(_) | Op::ConvFused(..) => {
-            // each output reads (Cin/group) * kernel weights: the weight's inner size
-            let per_out: f64 = inp(1).map_or(0.0, |w| w.shape.iter().skip(1).product::<usize>() as f64);
-            2.0 * out_n * per_out + if has_bias { out_n } else { 0.0 }
-        }
-        Op::ConvTranspose(_) => {
-            let per_in: f64 = inp(1).map_or(0.0, |w| w.shape.iter().skip(1).product::<usize>() as f64);
-            2.0 * in0_n * per_in + if has_bias { out_n } else { 0.0 }
-        }
-        Op::Gemm(g) => {
-            let k = inp(0).map_or(0.0, |a| *a.shape.get(if g.trans_a { 0 } else { 1 }).unwrap_or(&0) as f64);
-            2.0 * out_n * k + if has_bias { out_n } else { 0.0 }
-        }
-        Op::MatMul(_) => {
-            let k = inp(0).and_then(|a| a.shape.last()).map_or(0.0, |&k| k as f64);
-            2.0 * out_n * k
-        }
+        // two flops per multiply-accumulate (the one formula, kerf_ir::stats::macs)
+        Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_) => 2.0 * macs + if has_bias { out_n } else { 0.0 },
+        Op::MatMul(_) => 2.0 * macs,
         // The epilogue's adds and activation run in registers: their work
         // only, no pass over memory (that is what makes fusing pay).
-        Op::MatMulFused(_, e) => {
-            let k = inp(0).and_then(|a| a.shape.last()).map_or(0.0, |&k| k as f64);
-            2.0 * out_n * k + out_n + epilogue_work(e, out_n)
-        }
-        Op::GemmFused(g, e) => {
-            let k = inp(0).map_or(0.0, |a| *a.shape.get(if g.trans_a { 0 } else { 1 }).unwrap_or(&0) as f64);
-            2.0 * out_n * k + out_n + epilogue_work(e, out_n)
-        }
+        Op::ConvFused(..) => 2.0 * macs + if has_bias { out_n } else { 0.0 },
+        Op::MatMulFused(_, e) | Op::GemmFused(_, e) => 2.0 * macs + out_n + epilogue_work(e, out_n),
         Op::Lstm(r) | Op::Gru(r) | Op::Rnn(r) => {
             let gates = match op {
                 Op::Lstm(_) => 4.0,
                 Op::Gru(_) => 3.0,
                 _ => 1.0,
             };
-            let (seq, batch, input) = inp(0).map_or((0.0, 0.0, 0.0), |x| {
+            let (seq, batch) = inp(0).map_or((0.0, 0.0), |x| {
                 let d = |i: usize| *x.shape.get(i).unwrap_or(&0) as f64;
-                (d(0), d(1), d(2))
+                (d(0), d(1))
             });
-            let h = r.hidden as f64;
-            let dirs = r.direction.num_directions() as f64;
-            2.0 * seq * batch * dirs * gates * h * (input + h) + TRANSCENDENTAL * seq * batch * dirs * gates * h
+            let steps = seq * batch * r.direction.num_directions() as f64 * gates * r.hidden as f64;
+            2.0 * macs + TRANSCENDENTAL * steps
         }
         Op::Unary(u) => unary_work(*u) * out_n,
         // Each step's work; the bytes are one read of each input and one

@@ -73,7 +73,7 @@ pub struct GroupReport {
 
 #[derive(Debug, Error)]
 pub enum PassError {
-    #[error("unknown rule group '{0}' (known: cleanup, reshape, bn-fold, const-fold)")]
+    #[error("unknown rule group '{0}' (known: {known})", known = rule_groups().join(", "))]
     UnknownGroup(String),
     /// A rule equated values with different facts: a compiler bug.
     #[error("group '{group}': contradiction in {classes}: {msg}")]
@@ -89,8 +89,8 @@ pub enum PassError {
 }
 
 /// The rule groups in pipeline order.
-pub fn rule_groups() -> &'static [&'static str] {
-    rules::GROUPS
+pub fn rule_groups() -> Vec<&'static str> {
+    rules::GROUPS.iter().map(|g| g.0).collect()
 }
 
 /// Runs the named groups in order, one phase each.
@@ -98,12 +98,7 @@ pub fn run_groups(g: &Graph, groups: &[&str], opts: &PassOptions) -> Result<(Gra
     let mut cur = g.clone();
     let mut reports = Vec::with_capacity(groups.len());
     for name in groups {
-        let group = rules::GROUPS
-            .iter()
-            .copied()
-            .find(|g| g == name)
-            .ok_or_else(|| PassError::UnknownGroup(name.to_string()))?;
-        let rules = rules::group(group).ok_or_else(|| PassError::UnknownGroup(name.to_string()))?;
+        let (group, rules) = rules::group(name).ok_or_else(|| PassError::UnknownGroup(name.to_string()))?;
         let phase = runner::run_phase(&cur, group, &rules, opts, true)?;
         reports.push(phase.report);
         cur = phase.graph;
@@ -123,7 +118,7 @@ pub fn optimize(g: &Graph, opts: &PassOptions) -> Result<(Graph, Vec<GroupReport
     let mut reports = Vec::new();
     let mut before = kerf_ir::text::print(&cur);
     for _ in 0..MAX_ROUNDS {
-        let (next, mut rs) = run_groups(&cur, rule_groups(), opts)?;
+        let (next, mut rs) = run_groups(&cur, &rule_groups(), opts)?;
         reports.append(&mut rs);
         let after = kerf_ir::text::print(&next);
         cur = next;

@@ -14,7 +14,7 @@ pub fn run_text(group: &str, src: &str) -> String {
 
 /// Runs one group; returns the e-graph's weight count and the printed graph.
 pub fn run_graph(g: &Graph, group: &'static str, opts: &PassOptions) -> (usize, String) {
-    let rules = rules::group(group).unwrap();
+    let (_, rules) = rules::group(group).unwrap();
     let p = runner::run_phase(g, group, &rules, opts, true).unwrap();
     (p.weights_in_egraph, text::print(&p.graph))
 }

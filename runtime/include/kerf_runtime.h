@@ -19,9 +19,16 @@ extern "C" {
 #define KERF_DTYPE_FLOAT 1
 #define KERF_DTYPE_UINT8 2
 #define KERF_DTYPE_INT8 3
+#define KERF_DTYPE_UINT16 4
+#define KERF_DTYPE_INT16 5
 #define KERF_DTYPE_INT32 6
 #define KERF_DTYPE_INT64 7
 #define KERF_DTYPE_BOOL 9
+#define KERF_DTYPE_FLOAT16 10
+#define KERF_DTYPE_DOUBLE 11
+#define KERF_DTYPE_UINT32 12
+#define KERF_DTYPE_UINT64 13
+#define KERF_DTYPE_BFLOAT16 16
 /* narrow types: one byte per element, never packed (see docs/abi.md) */
 #define KERF_DTYPE_FLOAT8E4M3FN 17
 #define KERF_DTYPE_FLOAT8E4M3FNUZ 18

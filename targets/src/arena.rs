@@ -23,7 +23,7 @@
 use kerf_ir::{Graph, Op, ValueDef, ValueId};
 
 /// Alignment of every arena buffer (and of the arena itself).
-pub const ALIGN: usize = 64;
+pub const ALIGN: usize = kerf_runtime::ARENA_ALIGN;
 
 /// One buffer to place: live during steps `first..=last`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

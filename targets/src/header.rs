@@ -41,9 +41,9 @@ pub fn generate(g: &Graph, name: &str, arena_bytes: usize, notes: &[String]) -> 
     let _ = writeln!(h, "#define KERF_MODEL_{up}_H");
     h.push_str("#include <stdint.h>\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n");
     h.push_str(kerf_runtime::c_types_block());
-    let _ = writeln!(h, "#define {up}_ABI_VERSION 1");
+    let _ = writeln!(h, "#define {up}_ABI_VERSION {}", kerf_runtime::ABI_VERSION);
     let _ = writeln!(h, "#define {up}_ARENA_BYTES {arena_bytes}u");
-    let _ = writeln!(h, "#define {up}_ARENA_ALIGN {}u", crate::arena::ALIGN);
+    let _ = writeln!(h, "#define {up}_ARENA_ALIGN {}u", kerf_runtime::ARENA_ALIGN);
     let _ = writeln!(h, "#define {up}_NUM_INPUTS {}", g.inputs.len());
     let _ = writeln!(h, "#define {up}_NUM_OUTPUTS {}", g.outputs.len());
     let io = g
@@ -74,4 +74,24 @@ pub fn generate(g: &Graph, name: &str, arena_bytes: usize, notes: &[String]) -> 
     h.push_str("#ifdef __cplusplus\n}\n#endif\n");
     let _ = writeln!(h, "#endif /* KERF_MODEL_{up}_H */");
     h
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every dtype a model's input or output can have has its
+    /// `KERF_DTYPE_*` code in the ABI block every header embeds.
+    #[test]
+    fn every_dtype_has_its_c_code() {
+        let block = kerf_runtime::c_types_block();
+        let missing: Vec<String> = kerf_ir::DType::ALL
+            .iter()
+            .filter(|d| {
+                !block
+                    .lines()
+                    .any(|l| l.starts_with("#define KERF_DTYPE_") && l.ends_with(&format!(" {}", d.onnx_code())))
+            })
+            .map(|d| format!("{d} ({})", d.onnx_code()))
+            .collect();
+        assert!(missing.is_empty(), "no KERF_DTYPE_* for {missing:?}");
+    }
 }

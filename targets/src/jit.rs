@@ -102,17 +102,7 @@ fn jit_compile_inner(g: &Graph, opts: &CompileOptions, hook: Option<ProfileHook>
     let desc: *const ModelDescRaw = unsafe { describe() };
     // SAFETY: `run` and `desc` belong to the same compiled model.
     let model = unsafe { Model::from_raw(run, desc) }.map_err(|e| TargetError::Jit(e.to_string()))?;
-    let report = Report {
-        triple: triple.to_string(),
-        cpu: opts.target.cpu().to_string(),
-        name: opts.name.clone(),
-        text_bytes: 0,
-        rodata_bytes: built.rodata_bytes,
-        arena_bytes: built.plan.arena_bytes,
-        arena_lower_bound: built.plan.lower_bound,
-        kernels: built.kernels,
-        micro_kernels: built.micro_kernels,
-        caps,
-    };
-    Ok(JitModel { model, report, splits: built.splits, _module: JitMemory(Some(module)) })
+    let splits = built.splits.clone();
+    let report = Report::new(opts, built, caps, 0);
+    Ok(JitModel { model, report, splits, _module: JitMemory(Some(module)) })
 }

@@ -103,10 +103,14 @@ pub fn compile_object(g: &Graph, opts: &CompileOptions) -> Result<Artifact, Targ
     let object = product.emit().map_err(|e| TargetError::Object(e.to_string()))?;
     let text_bytes = text_size(&object);
     let header = crate::header::generate(g, &opts.name, built.plan.arena_bytes, &opts.notes);
-    Ok(Artifact {
-        object,
-        header,
-        report: Report {
+    Ok(Artifact { object, header, report: Report::new(opts, built, caps, text_bytes) })
+}
+
+impl Report {
+    /// The report of what `codegen` built for `opts` (`text_bytes` is 0
+    /// for the JIT, which has no sections).
+    pub(crate) fn new(opts: &CompileOptions, built: codegen::Built, caps: Caps, text_bytes: usize) -> Report {
+        Report {
             triple: opts.target.triple().to_string(),
             cpu: opts.target.cpu().to_string(),
             name: opts.name.clone(),
@@ -117,8 +121,8 @@ pub fn compile_object(g: &Graph, opts: &CompileOptions) -> Result<Artifact, Targ
             kernels: built.kernels,
             micro_kernels: built.micro_kernels,
             caps,
-        },
-    })
+        }
+    }
 }
 
 fn text_size(obj: &[u8]) -> usize {

@@ -46,7 +46,7 @@ fn pipeline(bytes: &[u8]) -> Outcome {
         2 => ("x86_64-unknown-linux-gnu", "haswell"),
         _ => ("x86_64-unknown-linux-gnu", "baseline"),
     };
-    let target = kerf_targets::Target::parse(triple, cpu).expect("described targets");
+    let target = kerf_targets::Target::parse(triple, cpu).unwrap_or_else(|e| panic!("{e}"));
     match kerf_targets::compile_object(&g, &kerf_targets::CompileOptions::new(target, "fuzz")) {
         Ok(a) => Outcome::Compiled(a),
         Err(e) => Outcome::Target(e),

@@ -30,15 +30,32 @@ fn fixture_models() {
     });
 }
 
-/// Rule tests written in IR text: each `fixtures/ir/*.kir` file is optimised
-/// with every rule group and snapshotted.
+/// Rule tests written in IR text: each `fixtures/ir/*.kir` file runs the
+/// pipeline its `; run:` line names (Cranelift filetests' `test` lines) and
+/// the printed result, or the error, is snapshotted:
+/// - `; run: optimize` (the default): every rule group in pipeline order;
+/// - `; run: groups a, b`: those rule groups only;
+/// - `; run: print`: parse and print (the text format itself).
 #[test]
 fn ir_text_fixtures() {
     insta::glob!("../fixtures/ir", "*.kir", |path| {
         let text = std::fs::read_to_string(path).unwrap();
         let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let (opt, _) = kerf_passes::optimize(&g, &PassOptions::default()).unwrap();
-        insta::assert_snapshot!("optimized", kerf_ir::text::print(&opt));
+        let run = text.lines().find_map(|l| l.trim().strip_prefix("; run:")).map(str::trim).unwrap_or("optimize");
+        let result = match run.split_once(' ').unwrap_or((run, "")) {
+            ("optimize", "") => kerf_passes::optimize(&g, &PassOptions::default()).map(|r| r.0),
+            ("groups", list) => {
+                let groups: Vec<&str> = list.split(',').map(str::trim).collect();
+                run_groups(&g, &groups, &PassOptions::default()).map(|r| r.0)
+            }
+            ("print", "") => Ok(g),
+            _ => panic!("{}: unknown run line '{run}' (optimize, groups a, b, print)", path.display()),
+        };
+        let shown = match result {
+            Ok(g) => kerf_ir::text::print(&g),
+            Err(e) => format!("error: {e}\n"),
+        };
+        insta::assert_snapshot!("result", format!("; run: {run}\n{shown}"));
     });
 }
 
@@ -57,7 +74,7 @@ fn no_unreferenced_snapshots() {
     }
     for entry in std::fs::read_dir(root.join("fixtures/ir")).unwrap() {
         let f = entry.unwrap().file_name().to_string_lossy().into_owned();
-        expected.insert(format!("ir_snapshots__optimized@{f}.snap"));
+        expected.insert(format!("ir_snapshots__result@{f}.snap"));
     }
     let mut found = BTreeSet::new();
     for entry in std::fs::read_dir(root.join("tests/snapshots")).unwrap() {

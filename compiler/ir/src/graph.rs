@@ -238,6 +238,16 @@ impl Graph {
                 return Err(IrError::Invalid(format!("output '{}' is never defined", o.name)));
             }
         }
+        for (i, v) in self.values.iter().enumerate() {
+            if let Some(q) = &v.ty.quant {
+                let missing = [q.scale, q.zero_point].iter().any(|w| w.0 as usize >= self.weights.len());
+                if missing {
+                    return Err(IrError::Invalid(format!("value %{i} '{}': its grid uses a missing weight", v.name)));
+                }
+                q.validate(v.ty.dtype, &v.ty.shape, &self.weights)
+                    .map_err(|e| IrError::Invalid(format!("value %{i} '{}': {e}", v.name)))?;
+            }
+        }
         Ok(())
     }
 
@@ -253,6 +263,28 @@ impl Graph {
             uses[o.value.0 as usize] += 1;
         }
         uses
+    }
+
+    /// Weight `w` copied into `g` once (layout and counting kept).
+    fn weight_into(&self, w: WeightId, g: &mut Graph, wmap: &mut HashMap<WeightId, WeightId>) -> WeightId {
+        *wmap.entry(w).or_insert_with(|| {
+            let wt = self.weights.get(w).clone();
+            let id = g.weights.add(wt.name.clone(), wt.tensor.clone(), wt.origin);
+            let slot = g.weights.get_mut(id);
+            slot.sparsity = wt.sparsity;
+            slot.is_param = wt.is_param;
+            id
+        })
+    }
+
+    /// A type of this graph as a type of `g`: its grid's weights copied.
+    fn ty_into(&self, ty: &TensorType, g: &mut Graph, wmap: &mut HashMap<WeightId, WeightId>) -> TensorType {
+        let mut t = ty.clone();
+        if let Some(q) = &mut t.quant {
+            q.scale = self.weight_into(q.scale, g, wmap);
+            q.zero_point = self.weight_into(q.zero_point, g, wmap);
+        }
+        t
     }
 
     /// Removes nodes whose outputs are unused, then values and weights nothing
@@ -277,7 +309,8 @@ impl Graph {
         let mut wmap: HashMap<WeightId, WeightId> = HashMap::new();
         for &i in &self.inputs {
             let v = self.value(i);
-            vmap.insert(i, g.add_input(v.name.clone(), v.ty.clone()));
+            let ty = self.ty_into(&v.ty, &mut g, &mut wmap);
+            vmap.insert(i, g.add_input(v.name.clone(), ty));
         }
         // Constants first, in order of first use, so numbering is stable.
         let mut order: Vec<ValueId> = Vec::new();
@@ -292,16 +325,10 @@ impl Graph {
                 if vmap.contains_key(&v) {
                     continue;
                 }
-                let nw = *wmap.entry(w).or_insert_with(|| {
-                    let wt = self.weights.get(w).clone();
-                    let id = g.weights.add(wt.name.clone(), wt.tensor.clone(), wt.origin);
-                    let slot = g.weights.get_mut(id);
-                    slot.sparsity = wt.sparsity;
-                    slot.is_param = wt.is_param;
-                    id
-                });
+                let nw = self.weight_into(w, &mut g, &mut wmap);
                 let nv = g.add_const_ref(nw);
                 g.values[nv.0 as usize].name = self.value(v).name.clone();
+                g.values[nv.0 as usize].ty = self.ty_into(&self.value(v).ty, &mut g, &mut wmap);
                 vmap.insert(v, nv);
             }
         }
@@ -317,7 +344,8 @@ impl Graph {
                 .enumerate()
                 .map(|(k, &o)| {
                     let v = self.value(o);
-                    let nv = g.push_value(v.ty.clone(), ValueDef::Node { node, output: k }, v.name.clone());
+                    let ty = self.ty_into(&v.ty, &mut g, &mut wmap);
+                    let nv = g.push_value(ty, ValueDef::Node { node, output: k }, v.name.clone());
                     vmap.insert(o, nv);
                     nv
                 })

@@ -3,50 +3,74 @@
 
 use std::collections::HashSet;
 
-use crate::{Graph, Node, Op, ValueDef, WeightId};
+use crate::{Graph, Node, Op, TensorType, ValueDef, WeightId};
 
-/// Multiply-accumulates of a node. Only Conv, ConvTranspose, MatMul, Gemm,
-/// LSTM and GRU count (the convention model zoos use); everything else is 0.
+/// Multiply-accumulates of a node (see [`macs`]).
 pub fn node_macs(g: &Graph, n: &Node) -> u64 {
-    let ty = |i: usize| g.ty(n.inputs[i]);
-    let out = |i: usize| g.ty(n.outputs[i]);
-    match &n.op {
-        Op::Conv(c) | Op::ConvFused(c, _) => {
-            let w = ty(1);
-            let per_out: usize = w.shape[1..].iter().product();
-            let _ = c;
-            (out(0).numel() * per_out) as u64
-        }
-        Op::ConvTranspose(c) => {
-            let w = ty(1);
-            // every input element is multiplied into (C_out/group) * kernel outputs
-            let per_in: usize = w.shape[1..].iter().product();
-            let _ = c;
-            (ty(0).numel() * per_in) as u64
-        }
-        Op::Gemm(gm) | Op::GemmFused(gm, _) => {
-            let a = ty(0);
-            let k = if gm.trans_a { a.shape[0] } else { a.shape[1] };
-            (out(0).numel() * k) as u64
-        }
+    let ins: Vec<&TensorType> = n.inputs.iter().map(|&v| g.ty(v)).collect();
+    n.outputs.first().map_or(0, |&o| macs(&n.op, &ins, g.ty(o)))
+}
+
+/// Multiply-accumulates of `op` on inputs of types `ins` giving a first
+/// output of type `out`: the one formula the reports, the compress stage
+/// and the extractor's cost model share. Only Conv, ConvTranspose, MatMul,
+/// Gemm (fused or not), LSTM, GRU and RNN count (the convention model zoos
+/// use; an elementwise epilogue is not a MAC). The match is exhaustive so
+/// that a new op states its count. Missing input types count 0.
+pub fn macs(op: &Op, ins: &[&TensorType], out: &TensorType) -> u64 {
+    let inner = |i: usize| ins.get(i).map_or(0, |w| w.shape.iter().skip(1).product::<usize>());
+    let dim = |i: usize, d: usize| ins.get(i).and_then(|t| t.shape.get(d)).copied().unwrap_or(0);
+    let n = match op {
+        // each output reads (C_in/group) * kernel weights
+        Op::Conv(_) | Op::ConvFused(..) => out.numel() * inner(1),
+        // every input element is multiplied into (C_out/group) * kernel outputs
+        Op::ConvTranspose(_) => ins.first().map_or(0, |x| x.numel()) * inner(1),
+        Op::Gemm(gm) | Op::GemmFused(gm, _) => out.numel() * dim(0, if gm.trans_a { 0 } else { 1 }),
         Op::MatMul(_) | Op::MatMulFused(..) => {
-            let a = ty(0);
-            let k = *a.shape.last().unwrap_or(&0);
-            (out(0).numel() * k) as u64
+            out.numel() * ins.first().and_then(|a| a.shape.last()).copied().unwrap_or(0)
         }
         Op::Lstm(r) | Op::Gru(r) | Op::Rnn(r) => {
-            let x = ty(0);
-            let (seq, batch, input) = (x.shape[0], x.shape[1], x.shape[2]);
-            let gates = match n.op {
+            let gates = match op {
                 Op::Lstm(_) => 4,
                 Op::Gru(_) => 3,
                 _ => 1,
             };
-            let d = r.direction.num_directions();
-            (seq * batch * d * gates * r.hidden * (input + r.hidden)) as u64
+            let (seq, batch, input) = (dim(0, 0), dim(0, 1), dim(0, 2));
+            seq * batch * r.direction.num_directions() * gates * r.hidden * (input + r.hidden)
         }
-        _ => 0,
-    }
+        Op::Unary(_)
+        | Op::Binary(_)
+        | Op::Where
+        | Op::Chain(_)
+        | Op::Cast(_)
+        | Op::BitCast(_)
+        | Op::CastF8 { .. }
+        | Op::Identity
+        | Op::Dropout
+        | Op::BatchNorm { .. }
+        | Op::LayerNorm { .. }
+        | Op::InstanceNorm { .. }
+        | Op::Softmax { .. }
+        | Op::LogSoftmax { .. }
+        | Op::MaxPool(_)
+        | Op::AveragePool(_)
+        | Op::GlobalAveragePool
+        | Op::GlobalMaxPool
+        | Op::Reduce { .. }
+        | Op::ArgMax { .. }
+        | Op::ArgMin { .. }
+        | Op::Reshape { .. }
+        | Op::Transpose { .. }
+        | Op::Concat { .. }
+        | Op::Split { .. }
+        | Op::Slice { .. }
+        | Op::Gather { .. }
+        | Op::Expand { .. }
+        | Op::Tile { .. }
+        | Op::Pad { .. }
+        | Op::Resize(_) => 0,
+    };
+    n as u64
 }
 
 /// Parameter elements among a node's constant inputs.

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use crate::attr::{fmt_f32, Attr};
-use crate::{DType, Graph, IrError, Op, Origin, Tensor, TensorType, ValueDef, ValueId, WeightTable};
+use crate::{DType, Graph, IrError, Op, Origin, Quant, Sparsity, Tensor, TensorType, ValueDef, ValueId, WeightTable};
 
 /// Weights with at most this many elements print their values.
 pub const INLINE_LIMIT: usize = 8;
@@ -34,7 +34,7 @@ pub fn print(g: &Graph) -> String {
     for &i in &g.inputs {
         num.insert(i, next);
         let v = g.value(i);
-        let _ = writeln!(out, "  input %{next} {:?}: {}", v.name, v.ty);
+        let _ = writeln!(out, "  input %{next} {:?}: {}", v.name, ty_text(g, &v.ty));
         next += 1;
     }
     let uses = g.nodes.iter().flat_map(|n| n.inputs.iter().copied()).chain(g.outputs.iter().map(|o| o.value));
@@ -45,8 +45,13 @@ pub fn print(g: &Graph) -> String {
         if let ValueDef::Const(w) = g.value(v).def {
             num.insert(v, next);
             let wt = g.weights.get(w);
-            let _ =
-                writeln!(out, "  const %{next} {:?}: {} = {}", g.value(v).name, g.value(v).ty, const_text(&wt.tensor));
+            let (name, ty) = (&g.value(v).name, ty_text(g, &g.value(v).ty));
+            let _ = writeln!(
+                out,
+                "  const %{next} {name:?}: {ty} = {}{}",
+                const_text(&wt.tensor),
+                layout_text(&wt.sparsity)
+            );
             next += 1;
         }
     }
@@ -61,7 +66,7 @@ pub fn print(g: &Graph) -> String {
         let attrs = if attrs.is_empty() { String::new() } else { format!("{{{}}}", attrs.join(", ")) };
         let ins: Vec<String> =
             n.inputs.iter().map(|i| format!("%{}", num.get(i).copied().unwrap_or(usize::MAX))).collect();
-        let tys: Vec<String> = n.outputs.iter().map(|&o| g.ty(o).to_string()).collect();
+        let tys: Vec<String> = n.outputs.iter().map(|&o| ty_text(g, g.ty(o))).collect();
         let _ = writeln!(
             out,
             "  {} = {}{}({}): {} @{:?}",
@@ -77,6 +82,35 @@ pub fn print(g: &Graph) -> String {
         let _ = writeln!(out, "  output {:?} = %{}", o.name, num.get(&o.value).copied().unwrap_or(usize::MAX));
     }
     out
+}
+
+/// A type, with its grid when it has one:
+/// `u8[1,4] quant(scale: f32[] = [0.05], zp: u8[] = [128])`, per channel
+/// `i8[8,4] quant(axis=0, scale: f32[8] = #…, zp: i8[8] = [0,…])`.
+fn ty_text(g: &Graph, ty: &TensorType) -> String {
+    let Some(q) = &ty.quant else { return ty.to_string() };
+    let param = |w| {
+        let t = g.weights.tensor(w);
+        format!("{} = {}", TensorType::new(t.dtype(), t.shape().to_vec()), const_text(t))
+    };
+    let axis = q.axis.map(|a| format!("axis={a}, ")).unwrap_or_default();
+    format!("{ty} quant({axis}scale: {}, zp: {})", param(q.scale), param(q.zero_point))
+}
+
+/// A weight's recorded layout after its data (nothing when dense):
+/// ` layout=pattern(kernel=[3,3], masks=[…], kept=N)` (the assignment is
+/// re-derived from the data on parse, see [`parse_layout`]),
+/// ` layout=unstructured(nonzeros=N)`.
+fn layout_text(s: &Sparsity) -> String {
+    match s {
+        Sparsity::Dense => String::new(),
+        Sparsity::Pattern { kernel, patterns, assignment } => {
+            let masks: Vec<String> = patterns.iter().map(u32::to_string).collect();
+            let kept = assignment.iter().filter(|a| a.is_some()).count();
+            format!(" layout=pattern(kernel=[{},{}], masks=[{}], kept={kept})", kernel[0], kernel[1], masks.join(","))
+        }
+        Sparsity::Unstructured { nonzeros } => format!(" layout=unstructured(nonzeros={nonzeros})"),
+    }
 }
 
 fn const_text(t: &Tensor) -> String {
@@ -356,7 +390,8 @@ pub fn parse_with_weights(text: &str, table: Option<&WeightTable>) -> Result<Gra
                 let name = c.string()?;
                 c.punct(':')?;
                 let ty = c.ty()?;
-                let v = graph.add_input(name, ty);
+                let quant = parse_quant(&mut c, graph, &by_hash, &ty)?;
+                let v = graph.add_input(name, TensorType { quant, ..ty });
                 define(&mut vals, &c, n, v)?;
             }
             Some(Tok::Ident(k)) if k == "const" => {
@@ -365,9 +400,15 @@ pub fn parse_with_weights(text: &str, table: Option<&WeightTable>) -> Result<Gra
                 let name = c.string()?;
                 c.punct(':')?;
                 let ty = c.ty()?;
+                let quant = parse_quant(&mut c, graph, &by_hash, &ty)?;
                 c.punct('=')?;
                 let t = parse_const(&mut c, &ty, &by_hash)?;
+                let layout = parse_layout(&mut c, &t)?;
                 let v = graph.add_const(name, t, Origin::Initializer);
+                if let ValueDef::Const(w) = graph.value(v).def {
+                    graph.weights.get_mut(w).sparsity = layout;
+                }
+                graph.values[v.0 as usize].ty.quant = quant;
                 define(&mut vals, &c, n, v)?;
             }
             Some(Tok::Ident(k)) if k == "output" => {
@@ -404,9 +445,13 @@ pub fn parse_with_weights(text: &str, table: Option<&WeightTable>) -> Result<Gra
                 }
                 let mut declared = Vec::new();
                 if c.eat(':') {
-                    declared.push(c.ty()?);
-                    while c.eat(',') {
-                        declared.push(c.ty()?);
+                    loop {
+                        let ty = c.ty()?;
+                        let quant = parse_quant(&mut c, graph, &by_hash, &ty)?;
+                        declared.push(TensorType { quant, ..ty });
+                        if !c.eat(',') {
+                            break;
+                        }
                     }
                 }
                 let name = if c.eat('@') { c.string()? } else { format!("n{}", graph.nodes.len()) };
@@ -419,6 +464,7 @@ pub fn parse_with_weights(text: &str, table: Option<&WeightTable>) -> Result<Gra
                     if d.dtype != got.dtype || d.shape != got.shape {
                         return Err(c.err(format!("declared type {d} but inference gives {got}")));
                     }
+                    graph.values[results[k].0 as usize].ty.quant = d.quant.clone();
                 }
                 for (n, v) in outs.into_iter().zip(results) {
                     define(&mut vals, &c, n, v)?;
@@ -433,6 +479,139 @@ pub fn parse_with_weights(text: &str, table: Option<&WeightTable>) -> Result<Gra
     let g = g.ok_or(IrError::Parse { line: 1, msg: "empty input".into() })?;
     g.validate()?;
     Ok(g)
+}
+
+/// An optional `quant(…)` after type `ty` (see [`ty_text`]): the scale and
+/// zero point become weights of `g`; the grid is checked against `ty`.
+fn parse_quant(
+    c: &mut Cursor,
+    g: &mut Graph,
+    by_hash: &HashMap<String, Tensor>,
+    ty: &TensorType,
+) -> Result<Option<Quant>, IrError> {
+    if c.peek() != Some(&Tok::Ident("quant".into())) {
+        return Ok(None);
+    }
+    c.next();
+    c.punct('(')?;
+    let mut axis = None;
+    if c.peek() == Some(&Tok::Ident("axis".into())) {
+        c.next();
+        c.punct('=')?;
+        match c.next() {
+            Some(Tok::Int(a)) if a >= 0 => axis = Some(a as usize),
+            other => return Err(c.err(format!("expected an axis, found {other:?}"))),
+        }
+        c.punct(',')?;
+    }
+    let mut param = |c: &mut Cursor, key: &str| -> Result<crate::WeightId, IrError> {
+        let k = c.ident()?;
+        if k != key {
+            return Err(c.err(format!("expected '{key}' in quant(…), found '{k}'")));
+        }
+        c.punct(':')?;
+        let pty = c.ty()?;
+        c.punct('=')?;
+        let t = parse_const(c, &pty, by_hash)?;
+        Ok(g.weights.add(format!("quant.{key}"), t, Origin::Derived))
+    };
+    let scale = param(c, "scale")?;
+    c.punct(',')?;
+    let zero_point = param(c, "zp")?;
+    c.punct(')')?;
+    let q = Quant { axis, scale, zero_point };
+    q.validate(ty.dtype, &ty.shape, &g.weights).map_err(|e| c.err(e.to_string()))?;
+    Ok(Some(q))
+}
+
+/// An optional `layout=…` after a constant's data (see [`layout_text`]).
+/// A pattern layout's assignment is re-derived from the data: each kernel
+/// takes the listed mask equal to its non-zero positions, else the
+/// smallest listed mask covering them; all-zero kernels count as removed
+/// unless a kernel of that kind is needed to reach `kept`. The result is
+/// checked ([`Sparsity::validate`]) and must keep `kept` kernels.
+fn parse_layout(c: &mut Cursor, t: &Tensor) -> Result<Sparsity, IrError> {
+    if c.peek() != Some(&Tok::Ident("layout".into())) {
+        return Ok(Sparsity::Dense);
+    }
+    c.next();
+    c.punct('=')?;
+    let kind = c.ident()?;
+    c.punct('(')?;
+    let field = |c: &mut Cursor, key: &str| -> Result<Attr, IrError> {
+        let k = c.ident()?;
+        if k != key {
+            return Err(c.err(format!("expected '{key}' in layout={kind}(…), found '{k}'")));
+        }
+        c.punct('=')?;
+        let a = c.attr()?;
+        c.eat(',');
+        Ok(a)
+    };
+    let count = |c: &Cursor, a: Attr| match a {
+        Attr::Int(n) if n >= 0 => Ok(n as usize),
+        other => Err(c.err(format!("expected a count, found {other}"))),
+    };
+    let ints = |c: &Cursor, a: Attr| match a {
+        Attr::Ints(v) if v.iter().all(|&x| (0..=u32::MAX as i64).contains(&x)) => Ok(v),
+        other => Err(c.err(format!("expected a list of non-negative integers, found {other}"))),
+    };
+    let s = match kind.as_str() {
+        "unstructured" => {
+            let nonzeros = field(c, "nonzeros").and_then(|a| count(c, a))?;
+            Sparsity::Unstructured { nonzeros }
+        }
+        "pattern" => {
+            let kernel = field(c, "kernel").and_then(|a| ints(c, a))?;
+            let masks = field(c, "masks").and_then(|a| ints(c, a))?;
+            let kept = field(c, "kept").and_then(|a| count(c, a))?;
+            let [kh, kw] = kernel[..] else { return Err(c.err("a pattern kernel is [kh,kw]")) };
+            let patterns: Vec<u32> = masks.iter().map(|&m| m as u32).collect();
+            let assignment = assign_patterns(t, (kh * kw) as usize, &patterns, kept)
+                .ok_or_else(|| c.err("the data does not fit the listed masks"))?;
+            Sparsity::Pattern { kernel: [kh as usize, kw as usize], patterns, assignment }
+        }
+        other => return Err(c.err(format!("unknown layout '{other}' (pattern or unstructured)"))),
+    };
+    c.punct(')')?;
+    s.validate(t).map_err(|e| c.err(e.to_string()))?;
+    Ok(s)
+}
+
+/// The pattern assignment of `t`'s kernels (of `area` taps) to `patterns`
+/// keeping `kept` kernels (see [`parse_layout`]); `None` when a kernel fits
+/// no mask or the count cannot be met.
+fn assign_patterns(t: &Tensor, area: usize, patterns: &[u32], kept: usize) -> Option<Vec<Option<u8>>> {
+    if area == 0 || area > 32 || !t.numel().is_multiple_of(area) || patterns.is_empty() || patterns.len() > 256 {
+        return None;
+    }
+    let kernels = t.numel() / area;
+    let mask_of = |k: usize| (0..area).filter(|&p| t.get_f64(k * area + p) != 0.0).fold(0u32, |m, p| m | 1 << p);
+    let fit = |m: u32| {
+        patterns.iter().position(|&p| p == m).or_else(|| {
+            (0..patterns.len()).filter(|&i| patterns[i] & m == m).min_by_key(|&i| (patterns[i].count_ones(), i))
+        })
+    };
+    let mut out = Vec::with_capacity(kernels);
+    let mut zeros = Vec::new();
+    for k in 0..kernels {
+        let m = mask_of(k);
+        if m == 0 {
+            zeros.push(k);
+            out.push(None);
+        } else {
+            out.push(Some(fit(m)? as u8));
+        }
+    }
+    let nonzero = kernels - zeros.len();
+    let extra = kept.checked_sub(nonzero)?;
+    if extra > zeros.len() {
+        return None;
+    }
+    for &k in &zeros[..extra] {
+        out[k] = Some(0);
+    }
+    Some(out)
 }
 
 fn parse_const(c: &mut Cursor, ty: &TensorType, by_hash: &HashMap<String, Tensor>) -> Result<Tensor, IrError> {
@@ -587,6 +766,76 @@ graph "t"
                 }
             }
             assert_eq!(Op::from_parts(op.name(), parsed).unwrap(), op, "{line}");
+        }
+    }
+
+    /// Integer values with their grids (per tensor on an input and a node
+    /// output, per channel on a constant) and the two weight layouts.
+    const COMPRESSED: &str = r#"
+graph "q"
+  input %0 "x": u8[1,4] quant(scale: f32[] = [0.05], zp: u8[] = [128])
+  const %1 "w": i8[3,4] quant(axis=0, scale: f32[3] = [0.5,0.25,0.125], zp: i8[3] = [0,0,0]) = [1,2,3,4,5,6,7,8,9,10,11,12]
+  const %2 "k": f32[2,1,3,3] = [0,1,0,0,2,0,0,0,0,0,0,0,0,0,0,0,0,0] layout=pattern(kernel=[3,3], masks=[18,146], kept=1)
+  const %3 "u": f32[4] = [0,0.5,0,1] layout=unstructured(nonzeros=2)
+  %4 = Cast{to=i32}(%0): i32[1,4] @"c"
+  %5 = Cast{to=u8}(%4): u8[1,4] quant(scale: f32[] = [0.05], zp: u8[] = [128]) @"q"
+  %6 = Cast{to=f32}(%1): f32[3,4] @"cw"
+  %7 = Relu(%2): f32[2,1,3,3] @"r"
+  %8 = Relu(%3): f32[4] @"ru"
+  output "y" = %5
+  output "w" = %6
+  output "k" = %7
+  output "u" = %8
+"#;
+
+    #[test]
+    fn grids_and_layouts_round_trip() {
+        let g = parse(COMPRESSED).unwrap();
+        let once = print(&g);
+        assert_eq!(once, print(&parse_with_weights(&once, Some(&g.weights)).unwrap()));
+        let x = g.ty(g.inputs[0]).quant.clone().unwrap();
+        let y = g.ty(g.outputs[0].value).quant.clone().unwrap();
+        assert_ne!(x, y, "each annotation has its own weights");
+        assert!(x.same_grid(&y, &g.weights));
+        let w = g.nodes[2].inputs[0];
+        assert_eq!(g.ty(w).quant.as_ref().map(|q| q.axis), Some(Some(0)));
+        let k = g.weights.get(match g.value(g.nodes[3].inputs[0]).def {
+            ValueDef::Const(w) => w,
+            _ => unreachable!(),
+        });
+        // kernel 0 has taps {1, 4} (mask 18), kernel 1 is zero and removed
+        assert_eq!(
+            k.sparsity,
+            Sparsity::Pattern { kernel: [3, 3], patterns: vec![18, 146], assignment: vec![Some(0), None] }
+        );
+        assert!(once.contains("layout=unstructured(nonzeros=2)"), "{once}");
+        // survives compaction (grids' weights are copied and renumbered)
+        assert_eq!(print(&g.compact()), once);
+    }
+
+    #[test]
+    fn bad_grids_and_layouts_are_errors() {
+        let cases = [
+            ("u8[1,4] quant(scale: f32[] = [0.05], zp: i8[] = [0])", "the zero point is i8, not u8"),
+            ("u8[1,4] quant(axis=1, scale: f32[] = [0.05], zp: u8[] = [0])", "expected [4]"),
+            ("u8[1,4] quant(axis=2, scale: f32[4] = fill(1), zp: u8[4] = fill(0))", "axis 2 is out of range"),
+            ("f32[1,4] quant(scale: f32[] = [0.05], zp: f32[] = [0])", "only integer values carry a grid"),
+        ];
+        for (ty, msg) in cases {
+            let src = format!("graph \"b\"\n  input %0 \"x\": {ty}\n  output \"y\" = %0\n");
+            let e = parse(&src).unwrap_err().to_string();
+            assert!(e.contains(msg) && e.contains("line 2"), "{ty}: {e}");
+        }
+        let layouts = [
+            ("[0,1,0,1] layout=unstructured(nonzeros=1)", "2 non-zeros"),
+            ("[0,1,0,0] layout=pattern(kernel=[2,2], masks=[1], kept=1)", "does not fit"),
+            ("[0,1,0,0] layout=pattern(kernel=[2,2], masks=[2], kept=0)", "does not fit"),
+            ("[0,1,0,0] layout=blocked(size=2)", "unknown layout 'blocked'"),
+        ];
+        for (data, msg) in layouts {
+            let src = format!("graph \"b\"\n  const %0 \"w\": f32[1,1,2,2] = {data}\n  output \"y\" = %0\n");
+            let e = parse(&src).unwrap_err().to_string();
+            assert!(e.contains(msg), "{data}: {e}");
         }
     }
 }

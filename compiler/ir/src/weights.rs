@@ -143,14 +143,54 @@ impl Sparsity {
     }
 }
 
-/// Quantisation parameters of an int8/uint8 value: `real = scale * (q - zero_point)`.
-/// Scales and zero points are weights (one element per tensor, or one per
-/// channel along `axis`).
+/// The grid of an integer value: `real = scale · (q − zero_point)`, per
+/// tensor (`axis = None`, one-element scale and zero point of shape `[]`)
+/// or per channel along `axis` (both 1-D, one element per channel). Scale
+/// and zero point are weights: the zero point has the value's dtype, the
+/// scale a float type. See ARCHITECTURE ("Quantised values") for who
+/// produces and who may rely on it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Quant {
     pub axis: Option<usize>,
     pub scale: WeightId,
     pub zero_point: WeightId,
+}
+
+impl Quant {
+    /// Whether two grids are the same function from integers to reals:
+    /// same axis, same scale and zero point contents (the weights may be
+    /// different copies).
+    pub fn same_grid(&self, other: &Quant, weights: &WeightTable) -> bool {
+        self.axis == other.axis
+            && weights.tensor(self.scale) == weights.tensor(other.scale)
+            && weights.tensor(self.zero_point) == weights.tensor(other.zero_point)
+    }
+
+    /// Checks the grid against the type it annotates: an integer dtype,
+    /// the zero point of that dtype, a float scale, both scalars (per
+    /// tensor) or 1-D of the channel count along `axis`.
+    pub fn validate(&self, dtype: crate::DType, shape: &[usize], weights: &WeightTable) -> Result<(), IrError> {
+        let bad = |msg: String| Err(IrError::Invalid(format!("quantisation of a {dtype}{shape:?} value: {msg}")));
+        if !dtype.is_int() {
+            return bad("only integer values carry a grid".into());
+        }
+        let (s, z) = (weights.tensor(self.scale), weights.tensor(self.zero_point));
+        if !s.dtype().is_float() {
+            return bad(format!("the scale is {}, not a float", s.dtype()));
+        }
+        if z.dtype() != dtype {
+            return bad(format!("the zero point is {}, not {dtype}", z.dtype()));
+        }
+        let want: Vec<usize> = match self.axis {
+            None => vec![],
+            Some(a) if a < shape.len() => vec![shape[a]],
+            Some(a) => return bad(format!("axis {a} is out of range")),
+        };
+        if s.shape() != want.as_slice() || z.shape() != want.as_slice() {
+            return bad(format!("scale {:?} and zero point {:?}, expected {want:?}", s.shape(), z.shape()));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug)]

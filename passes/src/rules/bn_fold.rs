@@ -215,7 +215,14 @@ fn compute(eg: &mut KEGraph, m: &BnMatch) -> Option<Vec<WeightId>> {
     };
     let w2 = Tensor::from_f64_values(wt.dtype(), wt.shape().to_vec(), &w2).ok()?;
     let src = sources(m);
+    // Scaling output channels keeps zeros zero: the folded weight keeps the
+    // source's recorded layout (checked, so a layout never lies).
+    let layout = eg.analysis.weights.get(m.w).sparsity.clone();
+    let keeps_layout = layout.validate(&w2).is_ok();
     let w_id = add_weight(eg, format!("{wname}.bn"), w2, &src);
+    if keeps_layout {
+        eg.analysis.weights.get_mut(w_id).sparsity = layout;
+    }
     let b_id = add_weight(eg, format!("{wname}.bn_bias"), b2, &src);
     Some(vec![w_id, b_id])
 }

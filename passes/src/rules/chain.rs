@@ -28,14 +28,12 @@
 //! chain. The cost model charges a chain its steps' work and one pass of
 //! bytes, so extraction prefers the longest chain.
 
-use std::collections::BTreeSet;
-
 use egg::Id;
 use kerf_ir::op::chain::{binary_ok, heavy, unary_ok, MAX_HEAVY, MAX_STEPS};
 use kerf_ir::op::ChainStep;
 use kerf_ir::{DType, Op, TensorType};
 
-use super::{add_union, rewrite, KRewrite, Rule};
+use super::{add_union, rewrite, single_user, KRewrite, Rule};
 use crate::analysis::KEGraph;
 use crate::lang::KNode;
 
@@ -45,12 +43,6 @@ pub struct FormChain;
 pub struct Found {
     steps: Vec<ChainStep>,
     inputs: Vec<Id>,
-}
-
-/// The class's only parent class is `parent` (no other user).
-fn single_user(eg: &KEGraph, class: Id, parent: Id) -> bool {
-    let parents: BTreeSet<Id> = eg[class].parents().map(|p| eg.find(p)).collect();
-    parents.len() == 1 && parents.contains(&eg.find(parent))
 }
 
 fn is_f32(eg: &KEGraph, class: Id) -> bool {

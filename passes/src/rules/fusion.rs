@@ -35,14 +35,12 @@
 //! - `fuse-matmul-act` matches `Act(p)` (`Act` as for convs) where `p` holds
 //!   such a product without activation; it adds the fused op with `act`.
 
-use std::collections::BTreeSet;
-
 use egg::Id;
 use kerf_ir::op::{Conv, ConvAlgo, Epilogue, Gemm};
 use kerf_ir::Layer;
 use kerf_ir::{BinaryOp, DType, Op, UnaryOp};
 
-use super::{add_union, rewrite, KRewrite, Rule};
+use super::{add_union, rewrite, single_user, KRewrite, Rule};
 use crate::analysis::KEGraph;
 use crate::lang::KNode;
 
@@ -52,15 +50,6 @@ pub struct Found {
     conv: Conv,
     epi: Epilogue,
     children: Vec<Id>,
-}
-
-/// The class's only parent class is `parent` (no other user among the
-/// e-graph's nodes; graph outputs are not parents, so for a value that is
-/// also a graph output the DAG-aware extraction cost is what keeps it from
-/// being computed twice).
-fn single_user(eg: &KEGraph, class: Id, parent: Id) -> bool {
-    let parents: BTreeSet<Id> = eg[class].parents().map(|p| eg.find(p)).collect();
-    parents.len() == 1 && parents.contains(&eg.find(parent))
 }
 
 /// `(operand, act)` for each fusable activation node in `class` whose

@@ -154,19 +154,35 @@ impl<R: Rule> Applier<KNode, KerfAnalysis> for Adapter<R> {
     }
 }
 
-/// The rule groups in pipeline order.
-pub const GROUPS: &[&str] = &["cleanup", "reshape", "bn-fold", "const-fold", "winograd", "fusion", "chain"];
+fn cleanup_group() -> Vec<KRewrite> {
+    cleanup::rules().into_iter().chain(gelu::rules()).collect()
+}
 
-/// The rules of a group, or `None` for an unknown group name.
-pub fn group(name: &str) -> Option<Vec<KRewrite>> {
-    Some(match name {
-        "cleanup" => cleanup::rules().into_iter().chain(gelu::rules()).collect(),
-        "reshape" => reshape::rules(),
-        "bn-fold" => bn_fold::rules(),
-        "const-fold" => const_fold::rules(),
-        "winograd" => winograd::rules(),
-        "fusion" => fusion::rules(),
-        "chain" => chain::rules(),
-        _ => return None,
-    })
+/// A rule group: its name and the function making its rules.
+pub type Group = (&'static str, fn() -> Vec<KRewrite>);
+
+/// The rule groups in pipeline order, each with its rules: the one list.
+pub const GROUPS: &[Group] = &[
+    ("cleanup", cleanup_group),
+    ("reshape", reshape::rules),
+    ("bn-fold", bn_fold::rules),
+    ("const-fold", const_fold::rules),
+    ("winograd", winograd::rules),
+    ("fusion", fusion::rules),
+    ("chain", chain::rules),
+];
+
+/// A group's static name and rules, or `None` for an unknown group name.
+pub fn group(name: &str) -> Option<(&'static str, Vec<KRewrite>)> {
+    GROUPS.iter().find(|g| g.0 == name).map(|g| (g.0, (g.1)()))
+}
+
+/// The class's only parent class is `parent` (no other user among the
+/// e-graph's nodes; graph outputs are not parents, so for a value that is
+/// also a graph output the DAG-aware extraction cost is what keeps it from
+/// being computed twice). Fusion and chaining rules require it of the
+/// producer they absorb.
+pub(crate) fn single_user(eg: &KEGraph, class: Id, parent: Id) -> bool {
+    let parents: std::collections::BTreeSet<Id> = eg[class].parents().map(|p| eg.find(p)).collect();
+    parents.len() == 1 && parents.contains(&eg.find(parent))
 }

@@ -22,7 +22,7 @@ use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
 use kerf_ir::narrow::{CastRound, MiniFloat, Specials};
 use kerf_ir::{DType, Op};
 
-use super::elementwise::cl_type;
+use super::cl_type;
 use super::{Kernel, LResult};
 
 /// The Cranelift type a dtype is loaded and stored as (narrow types are one

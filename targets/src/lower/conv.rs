@@ -13,116 +13,12 @@
 //! loop, which broadcasts one input element and multiply-adds it into `L`
 //! output channels at once.
 
-use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use kerf_ir::Op;
 
+use super::conv_geo::{geometry, pad_input, tap_range, Geo};
 use super::epilogue::{apply_act, Act, Epilogue};
 use super::{Kernel, LResult};
-
-/// Geometry of a 2-D conv (1-D has `h = kh = 1`), shared by every conv
-/// kernel (direct, packed GEMM, depthwise, small-K).
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Geo {
-    pub(super) n: usize,
-    pub(super) c: usize,
-    pub(super) h: usize,
-    pub(super) w: usize,
-    pub(super) oc: usize,
-    pub(super) oh: usize,
-    pub(super) ow: usize,
-    pub(super) kh: usize,
-    pub(super) kw: usize,
-    pub(super) sh: usize,
-    pub(super) sw: usize,
-    pub(super) dh: usize,
-    pub(super) dw: usize,
-    pub(super) ph: usize,
-    pub(super) pw: usize,
-    pub(super) group: usize,
-}
-
-fn geometry(k: &Kernel, window: &kerf_ir::op::Window, group: usize) -> LResult<Geo> {
-    let x = k.in_shape(0);
-    let o = k.out_shape(0);
-    let r = window.rank();
-    match r {
-        1 => Ok(Geo {
-            n: x[0],
-            c: x[1],
-            h: 1,
-            w: x[2],
-            oc: o[1],
-            oh: 1,
-            ow: o[2],
-            kh: 1,
-            kw: window.kernel[0],
-            sh: 1,
-            sw: window.strides[0],
-            dh: 1,
-            dw: window.dilations[0],
-            ph: 0,
-            pw: window.pad_begin(0),
-            group,
-        }),
-        2 => Ok(Geo {
-            n: x[0],
-            c: x[1],
-            h: x[2],
-            w: x[3],
-            oc: o[1],
-            oh: o[2],
-            ow: o[3],
-            kh: window.kernel[0],
-            kw: window.kernel[1],
-            sh: window.strides[0],
-            sw: window.strides[1],
-            dh: window.dilations[0],
-            dw: window.dilations[1],
-            ph: window.pad_begin(0),
-            pw: window.pad_begin(1),
-            group,
-        }),
-        _ => Err(format!("{r}-D windows are not supported (1-D and 2-D are)")),
-    }
-}
-
-pub fn imax(k: &mut Kernel, a: Value, b: Value) -> Value {
-    let c = k.b.ins().icmp(IntCC::SignedGreaterThan, a, b);
-    k.b.ins().select(c, a, b)
-}
-pub fn imin(k: &mut Kernel, a: Value, b: Value) -> Value {
-    let c = k.b.ins().icmp(IntCC::SignedLessThan, a, b);
-    k.b.ins().select(c, a, b)
-}
-
-/// Valid kernel taps `lo..hi` along one axis for output position `o`:
-/// taps `t` with `0 <= o*s - p + t*d < size`.
-pub fn tap_range(k: &mut Kernel, o: Value, s: usize, p: usize, d: usize, size: usize, taps: usize) -> (Value, Value) {
-    // t0 = p - o*s: first tap index times d that lands on 0
-    let os = k.b.ins().imul_imm_s(o, s as i64);
-    let pv = k.ic(p as i64);
-    let t = k.b.ins().isub(pv, os);
-    let zero = k.ic(0);
-    let tp = imax(k, t, zero);
-    let lo = if d == 1 {
-        tp
-    } else {
-        let x = k.b.ins().iadd_imm_s(tp, (d - 1) as i64);
-        k.b.ins().udiv_imm_s(x, d as i64)
-    };
-    let u = k.b.ins().iadd_imm_s(t, size as i64);
-    let up = imax(k, u, zero);
-    let hi = if d == 1 {
-        up
-    } else {
-        let x = k.b.ins().iadd_imm_s(up, (d - 1) as i64);
-        k.b.ins().udiv_imm_s(x, d as i64)
-    };
-    let kt = k.ic(taps as i64);
-    let hi = imin(k, hi, kt);
-    (lo, hi)
-}
 
 /// Conv and ConvFused. The packed-GEMM, depthwise, Winograd and small-K
 /// kernels apply a fused epilogue before their stores; every other path
@@ -543,48 +439,4 @@ fn conv_narrow(k: &mut Kernel, gm: &Geo, wp: Value, bp: Value) -> LResult {
         });
     });
     Ok(())
-}
-
-/// Zero-fills a padded image of `[channels][hp][wpd]` and copies batch
-/// `n`'s input planes `first..first + channels` into its interior (offset
-/// by the padding), so conv taps need no bounds checks.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn pad_input(
-    k: &mut Kernel,
-    g: &Geo,
-    xp: Value,
-    n: Value,
-    first: Value,
-    channels: usize,
-    pad_img: Value,
-    hp: usize,
-    wpd: usize,
-) {
-    let img = channels * hp * wpd;
-    k.for_vec(img, &mut |k, ty, i| {
-        let z = k.fsplat(ty, 0.0);
-        k.st_at(z, pad_img, i, 4, 0);
-    });
-    let nc = k.b.ins().imul_imm_s(n, g.c as i64);
-    let nc = k.b.ins().iadd(nc, first);
-    let plane = k.b.ins().imul_imm_s(nc, (g.h * g.w) as i64);
-    let xbase = k.addr(xp, plane, 4);
-    let g2 = *g;
-    k.for_n(0, (channels * g.h) as i64, 1, |k, row| {
-        // row = c * H + y
-        let src = k.b.ins().imul_imm_s(row, g2.w as i64);
-        let sb = k.addr(xbase, src, 4);
-        let c = k.b.ins().udiv_imm_s(row, g2.h as i64);
-        let y = k.b.ins().urem_imm_s(row, g2.h as i64);
-        let drow = k.b.ins().imul_imm_s(c, hp as i64);
-        let drow = k.b.ins().iadd(drow, y);
-        let drow = k.b.ins().iadd_imm_s(drow, g2.ph as i64);
-        let d = k.b.ins().imul_imm_s(drow, wpd as i64);
-        let d = k.b.ins().iadd_imm_s(d, g2.pw as i64);
-        let db = k.addr(pad_img, d, 4);
-        k.for_vec(g2.w, &mut |k, ty, j| {
-            let v = k.ld_at(ty, sb, j, 4, 0);
-            k.st_at(v, db, j, 4, 0);
-        });
-    });
 }

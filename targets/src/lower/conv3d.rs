@@ -13,7 +13,7 @@
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use kerf_ir::Op;
 
-use super::conv::tap_range;
+use super::conv_geo::tap_range;
 use super::{Kernel, LResult};
 
 /// Row-major element strides of `shape`.

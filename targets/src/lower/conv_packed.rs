@@ -7,9 +7,10 @@
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 
-use super::conv::{imax, imin, Geo};
+use super::conv_geo::Geo;
 use super::epilogue::Epilogue;
 use super::gemm::{self, Block, Gemm};
+use super::loops::{imax, imin};
 use super::{Kernel, LResult};
 
 /// Conv with constant weights as a GEMM over blocks of output pixels

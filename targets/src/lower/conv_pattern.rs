@@ -21,7 +21,7 @@
 
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 
-use super::conv::{pad_input, Geo};
+use super::conv_geo::{pad_input, Geo};
 use super::{Kernel, LResult};
 
 /// Whether the pattern kernel computes this conv: one group, stride 1, and

@@ -22,7 +22,7 @@
 
 use cranelift_codegen::ir::{types, ConstantData, Endianness, InstBuilder, MemFlagsData, Value};
 
-use super::conv::Geo;
+use super::conv_geo::Geo;
 use super::epilogue::{apply_act, Epilogue};
 use super::{Kernel, LResult};
 

@@ -31,7 +31,7 @@
 
 use cranelift_codegen::ir::{types, ConstantData, Endianness, Immediate, InstBuilder, MemFlagsData, Type, Value};
 
-use super::conv::Geo;
+use super::conv_geo::Geo;
 use super::epilogue::{apply_act, Epilogue};
 use super::{Kernel, LResult};
 

@@ -16,24 +16,8 @@ use kerf_ir::op::ChainStep;
 use kerf_ir::{BinaryOp, DType, Op, UnaryOp};
 
 use super::cast::{cast_scalar, f32_to_half, half_to_f32, is_half};
-use super::{Kernel, LResult};
+use super::{cl_type, Kernel, LResult};
 use crate::math;
-
-/// Cranelift scalar type of a dtype (bool is a byte).
-pub fn cl_type(d: DType) -> Option<Type> {
-    Some(match d {
-        DType::F32 => types::F32,
-        DType::F64 => types::F64,
-        DType::I8 | DType::U8 | DType::Bool => types::I8,
-        DType::I16 | DType::U16 => types::I16,
-        DType::I32 | DType::U32 => types::I32,
-        DType::I64 | DType::U64 => types::I64,
-        // stored as 16-bit patterns; float ops convert through f32
-        DType::F16 | DType::BF16 => types::I16,
-        // narrow storage types: only Cast (lower/cast.rs) and data movement
-        _ => return None,
-    })
-}
 
 /// Strides (elements) of `shape` broadcast into an output of rank `r`.
 pub fn bcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {

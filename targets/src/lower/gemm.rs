@@ -200,7 +200,7 @@ fn run_pass(k: &mut Kernel, g: &Gemm, blk: &Block, k0: Value, pass: Pass) {
             // block when the range reaches m
             let mb0 = k.b.ins().udiv_imm_s(r0, MR as i64);
             let cap = k.ic((full * MR) as i64);
-            let r1f = super::conv::imin(k, r1, cap);
+            let r1f = super::loops::imin(k, r1, cap);
             let mb1 = k.b.ins().udiv_imm_s(r1f, MR as i64);
             k.for_dyn(mb0, mb1, 1, full_block);
             if rest > 0 {

@@ -21,6 +21,17 @@ pub fn ro() -> MemFlagsData {
     MemFlagsData::new().with_notrap().with_readonly().with_can_move()
 }
 
+/// Signed integer maximum of two index values.
+pub fn imax(k: &mut Kernel, a: Value, b: Value) -> Value {
+    let c = k.b.ins().icmp(IntCC::SignedGreaterThan, a, b);
+    k.b.ins().select(c, a, b)
+}
+/// Signed integer minimum of two index values.
+pub fn imin(k: &mut Kernel, a: Value, b: Value) -> Value {
+    let c = k.b.ins().icmp(IntCC::SignedLessThan, a, b);
+    k.b.ins().select(c, a, b)
+}
+
 impl Kernel<'_, '_> {
     pub fn ic(&mut self, v: i64) -> Value {
         self.b.ins().iconst(types::I64, v)

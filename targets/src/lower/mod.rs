@@ -56,6 +56,7 @@
 pub mod cast;
 pub mod conv;
 pub mod conv3d;
+mod conv_geo;
 pub mod conv_packed;
 pub mod conv_pattern;
 pub mod conv_smallk;
@@ -315,4 +316,20 @@ pub fn lower_node(k: &mut Kernel) -> LResult {
         | Op::Resize(_) => movement::lower(k),
         Op::Lstm(_) | Op::Gru(_) | Op::Rnn(_) => rnn::lower(k),
     }
+}
+
+/// Cranelift scalar type of a dtype (bool is a byte).
+pub fn cl_type(d: DType) -> Option<Type> {
+    Some(match d {
+        DType::F32 => types::F32,
+        DType::F64 => types::F64,
+        DType::I8 | DType::U8 | DType::Bool => types::I8,
+        DType::I16 | DType::U16 => types::I16,
+        DType::I32 | DType::U32 => types::I32,
+        DType::I64 | DType::U64 => types::I64,
+        // stored as 16-bit patterns; float ops convert through f32
+        DType::F16 | DType::BF16 => types::I16,
+        // narrow storage types: only Cast (lower/cast.rs) and data movement
+        _ => return None,
+    })
 }

@@ -237,13 +237,13 @@ fn pad(k: &mut Kernel, xs: &[usize], pads: &[usize], mode: PadMode, value: f32) 
             let last = k.ic(n - 1);
             let m = match mode {
                 PadMode::Edge => {
-                    let t = super::conv::imax(k, i, zero);
-                    super::conv::imin(k, t, last)
+                    let t = super::loops::imax(k, i, zero);
+                    super::loops::imin(k, t, last)
                 }
                 PadMode::Reflect => {
                     // |i|, then mirror at n-1
                     let ni = k.b.ins().ineg(i);
-                    let t = super::conv::imax(k, i, ni);
+                    let t = super::loops::imax(k, i, ni);
                     let two = k.ic(2 * (n - 1));
                     let mirrored = k.b.ins().isub(two, t);
                     let c = k.b.ins().icmp(IntCC::SignedGreaterThan, t, last);
@@ -287,8 +287,8 @@ fn gather(k: &mut Kernel, axis: usize) -> LResult {
         // clamp so that a bad index cannot read out of bounds
         let zero = k.ic(0);
         let hi = k.ic(dim - 1);
-        let i = super::conv::imax(k, i, zero);
-        let i = super::conv::imin(k, i, hi);
+        let i = super::loops::imax(k, i, zero);
+        let i = super::loops::imin(k, i, hi);
         let so = k.b.ins().imul_imm_s(ij[0], dim);
         let so = k.b.ins().iadd(so, i);
         let so = k.b.ins().imul_imm_s(so, inner as i64);

@@ -19,7 +19,8 @@ use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
 use kerf_ir::{DType, Op};
 
-use super::conv::{imax, tap_range};
+use super::conv_geo::tap_range;
+use super::loops::imax;
 use super::{Kernel, LResult};
 
 /// How MaxPool compares elements of a dtype.

@@ -112,7 +112,7 @@ pub fn lower(k: &mut Kernel) -> LResult {
 fn reduce_other(k: &mut Kernel, kind: ReduceKind, axes: &[usize]) -> LResult {
     use cranelift_codegen::ir::condcodes::IntCC;
     let d = k.in_dtype(0);
-    let Some(ty) = super::elementwise::cl_type(d) else { return Err(format!("dtype {d} is not supported")) };
+    let Some(ty) = super::cl_type(d) else { return Err(format!("dtype {d} is not supported")) };
     let float = d == DType::F64;
     let ok = match kind {
         ReduceKind::Sum

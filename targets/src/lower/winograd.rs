@@ -380,7 +380,7 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
         let block_last = {
             let e = k.b.ins().iadd_imm_s(t0, (rows * tw) as i64 - 1);
             let last = k.ic(tiles as i64 - 1);
-            super::conv::imin(k, e, last)
+            super::loops::imin(k, e, last)
         };
         let lane_tiles = |k: &mut Kernel, qd: Value| -> Vec<(Value, Value)> {
             let first = k.b.ins().imul_imm_s(qd, l as i64);
@@ -388,7 +388,7 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
             (0..l)
                 .map(|q| {
                     let ti = k.b.ins().iadd_imm_s(first, q as i64);
-                    let ti = super::conv::imin(k, ti, block_last);
+                    let ti = super::loops::imin(k, ti, block_last);
                     let ty_ = k.b.ins().udiv_imm_s(ti, tw as i64);
                     let tx = k.b.ins().urem_imm_s(ti, tw as i64);
                     (ty_, tx)
@@ -439,7 +439,7 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
         // c_lo..c_hi: M[ξ] = U[ξ] · V[ξ], then the output transform.
         k.for_dyn(c_lo, c_hi, mc as i64, |k, cs| {
             let ce = k.b.ins().iadd_imm_s(cs, mc as i64);
-            let ce = super::conv::imin(k, ce, c_hi);
+            let ce = super::loops::imin(k, ce, c_hi);
             // M chunk row r (absolute channel) at mbuf + (ξ·mc + r − cs)·tb
             let shift = k.b.ins().imul_imm_s(cs, -((tb * 4) as i64));
             let mbase = k.b.ins().iadd(mbuf, shift);

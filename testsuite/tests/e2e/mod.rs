@@ -235,7 +235,7 @@ pub struct Target {
 impl Target {
     /// The code generator's target.
     pub fn target(&self) -> kerf_targets::Target {
-        kerf_targets::Target::parse(self.triple, self.cpu).expect("the cross targets are described")
+        kerf_targets::Target::parse(self.triple, self.cpu).unwrap_or_else(|e| panic!("{}: {e}", self.label))
     }
     /// The compiler and, off the host, the emulator.
     pub fn tools(&self) -> Vec<kerf_testsuite::tools::Tool> {

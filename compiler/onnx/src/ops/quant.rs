@@ -18,7 +18,7 @@
 //!   reshaped/expanded to broadcast against `x` (folded when constant).
 
 use kerf_ir::op::{BinaryOp, ReduceKind, UnaryOp};
-use kerf_ir::{DType, Op, ValueId, F32};
+use kerf_ir::{DType, Op, Origin, Quant, Tensor, ValueId, F32};
 
 use super::compose::{bin, cast, reshape, scalar, un, R};
 use super::Converter;
@@ -101,6 +101,52 @@ fn is_float8(d: DType) -> bool {
     matches!(d, DType::F8E4M3FN | DType::F8E4M3FNUZ | DType::F8E5M2 | DType::F8E5M2FNUZ)
 }
 
+/// Rejects a constant scale that is not positive and finite (`QuantizeLinear`
+/// would divide by it; no tool writes one on purpose).
+fn check_scale(cx: &Cx, scale: ValueId, what: &str) -> Result<(), ImportError> {
+    if let Some(t) = cx.g.const_of(scale) {
+        if let Some(i) = (0..t.numel()).find(|&i| !(t.get_f64(i) > 0.0 && t.get_f64(i).is_finite())) {
+            return Err(cx.err(format!("{what} element {i} is {}, scales must be positive and finite", t.get_f64(i))));
+        }
+    }
+    Ok(())
+}
+
+/// The grid of an integer value of type `dtype[shape]` that a
+/// `QuantizeLinear` writes or a `DequantizeLinear` reads, when the scale
+/// and zero point are constants, per tensor or per axis (not blocked): the
+/// type annotation of ARCHITECTURE "Quantised values". `None` otherwise
+/// (the composition alone computes the same values).
+fn grid(
+    cx: &mut Cx,
+    scale: ValueId,
+    zp: Option<ValueId>,
+    axis: Option<usize>,
+    block: usize,
+    dtype: DType,
+    shape: &[usize],
+) -> Option<Quant> {
+    if block != 0 || !dtype.is_int() {
+        return None;
+    }
+    let s = cx.g.const_of(scale)?.clone();
+    let z = match zp {
+        Some(z) => cx.g.const_of(z)?.clone(),
+        None => Tensor::splat(dtype, s.shape().to_vec(), 0.0).ok()?,
+    };
+    let (axis, dims) = match s.numel() {
+        1 => (None, vec![]),
+        n => (axis, vec![n]),
+    };
+    let s = s.reshaped(dims.clone()).ok()?;
+    let z = z.reshaped(dims).ok()?;
+    let name = cx.name.clone();
+    let scale = cx.g.weights.add(format!("{name}.grid_scale"), s, Origin::Derived);
+    let zero_point = cx.g.weights.add(format!("{name}.grid_zero_point"), z, Origin::Derived);
+    let q = Quant { axis, scale, zero_point };
+    q.validate(dtype, shape, &cx.g.weights).ok().map(|()| q)
+}
+
 fn quantize_linear(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let x = cx.input(0)?;
     let scale = cx.input(1)?;
@@ -133,6 +179,7 @@ fn quantize_linear(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     } else {
         DType::F32
     };
+    check_scale(cx, scale, "y_scale")?;
     let s = param_for(cx, scale, &xs, axis, block, "y_scale")?;
     let xf = cast_to(cx, x, f)?;
     let sf = cast_to(cx, s, f)?;
@@ -149,7 +196,9 @@ fn quantize_linear(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
             i = bin(cx, BinaryOp::Add, i, zi)?;
         }
         let c = un(cx, UnaryOp::Clip { min: F32::new(lo as f32), max: F32::new(hi as f32) }, i)?;
-        cast(cx, c, out)?
+        let y = cast(cx, c, out)?;
+        cx.g.values[y.0 as usize].ty.quant = grid(cx, scale, zp, axis, block, out, &xs);
+        y
     } else if is_float8(out) {
         let op = if saturate {
             Op::Cast(out)
@@ -182,8 +231,14 @@ fn dequantize_linear(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     if !sd.is_float() || sd.is_narrow() {
         return Err(cx.err(format!("x_scale must be f32, f16, bf16 or f64, got {sd}")));
     }
+    check_scale(cx, scale, "x_scale")?;
     let out_attr = cx.attrs().int("output_dtype", 0)?;
     let out = if out_attr == 0 { sd } else { tensor::dtype_of(out_attr as i32, &cx.name)? };
+    // an integer value read on a grid and without one yet (an int8
+    // initializer, a graph input) takes it; a producer's grid stays
+    if cx.g.ty(x).quant.is_none() {
+        cx.g.values[x.0 as usize].ty.quant = grid(cx, scale, zp, axis, block, xd, &xs);
+    }
     let f = if matches!(xd, DType::I32 | DType::U32 | DType::I64 | DType::U64) { DType::F64 } else { DType::F32 };
     let mut d = cast(cx, x, f)?;
     if let Some(z) = zp.filter(|_| xd.is_int()) {
