@@ -16,6 +16,7 @@ use crate::{linalg, prune, rewrite, CompressError};
 /// Calibration samples: each one tensor per graph input, in input order.
 #[derive(Clone, Debug, Default)]
 pub struct Calibration {
+    /// The samples, in the order they are run.
     pub samples: Vec<Vec<Tensor>>,
 }
 

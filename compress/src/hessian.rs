@@ -21,12 +21,16 @@ use crate::CompressError;
 /// Accumulated moments of one layer's input, one set per conv group.
 #[derive(Clone, Debug)]
 pub struct Moments {
+    /// `H = Σ x xᵀ` per group, `[cols, cols]`.
     pub h: Vec<Mat<f64>>,
+    /// `G = Σ x x̄ᵀ` per group, `[cols, cols]`.
     pub g: Vec<Mat<f64>>,
+    /// Columns accumulated (per group; every group sees the same number).
     pub count: usize,
 }
 
 impl Moments {
+    /// Zero moments for `site`: one `[cols, cols]` pair per conv group.
     pub fn new(site: &Site) -> Moments {
         let n = site.cols;
         let groups = site.groups();

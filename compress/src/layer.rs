@@ -14,7 +14,19 @@ use crate::CompressError;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Kind {
     /// N-d convolution: weight `[O, I/group, k...]`, one matrix per group.
-    Conv { group: usize, kernel: Vec<usize>, strides: Vec<usize>, dilations: Vec<usize>, pads: Vec<usize> },
+    Conv {
+        /// Number of groups (divides both channel counts).
+        group: usize,
+        /// Kernel extent per spatial axis.
+        kernel: Vec<usize>,
+        /// Stride per spatial axis.
+        strides: Vec<usize>,
+        /// Dilation per spatial axis.
+        dilations: Vec<usize>,
+        /// Zero padding: the begin of every spatial axis, then the end of
+        /// every spatial axis (ONNX order).
+        pads: Vec<usize>,
+    },
     /// `A·B` with B constant `[K, N]` (MatMul, or Gemm without `transB`).
     MatMulKn,
     /// `A·Bᵀ` with B constant `[N, K]` (Gemm with `transB`).
@@ -28,11 +40,13 @@ pub struct Site {
     pub node: usize,
     /// The layer name plans address.
     pub layer: String,
+    /// What kind of product the node is.
     pub kind: Kind,
     /// The activation input.
     pub input: ValueId,
-    /// The weight value and its weight-table entry.
+    /// The weight value (the node's input 1, a constant).
     pub weight_value: ValueId,
+    /// The weight's entry in the graph's weight table.
     pub weight: WeightId,
     /// Output channels (`rows` of the matrix form).
     pub rows: usize,

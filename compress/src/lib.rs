@@ -28,6 +28,7 @@
 //! Lossy transforms are not e-graph equalities, so they live here, outside
 //! `kerf-passes`; this crate depends on `kerf-ir` only (and is the one user
 //! of `faer`).
+#![warn(missing_docs)]
 
 mod engine;
 pub mod hessian;
@@ -57,7 +58,12 @@ pub enum CompressError {
     Calibration(String),
     /// A layer that cannot be compressed as asked.
     #[error("layer '{layer}': {msg}")]
-    Layer { layer: String, msg: String },
+    Layer {
+        /// The layer name.
+        layer: String,
+        /// What went wrong.
+        msg: String,
+    },
     /// A factorisation failed (a singular second-moment matrix after
     /// dampening: should not happen on real data).
     #[error("numerics: {0}")]

@@ -63,12 +63,16 @@ pub fn obs_cost(a: &Mat<f64>, w: &[f64]) -> Result<f64, CompressError> {
 /// `w` is `[n][k]`; returns the whitened singular values (descending) and a
 /// function giving the factors `(u [n][r], v [r][k])` for a rank.
 pub struct Whitened {
+    /// The singular values of `W L`, descending.
     pub sigma: Vec<f64>,
     u: Mat<f64>,
     v_linv: Mat<f64>,
 }
 
 impl Whitened {
+    /// Factors `w` (`[n][k]`) whitened by `h` (`[k, k]`, the layer's input
+    /// second moments, dampened by 1% of its mean diagonal). Fails when the
+    /// Cholesky factorisation or the SVD does.
     pub fn new(w: &[Vec<f64>], h: &Mat<f64>) -> Result<Whitened, CompressError> {
         let (n, k) = (w.len(), h.nrows());
         let llt = dampened(h, 0.01)

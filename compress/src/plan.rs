@@ -106,10 +106,13 @@ parse_as_in_plan!(Observer, "mse" => Observer::Mse, "minmax" => Observer::MinMax
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// Numeric format of the weights and input activation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quant: Option<Precision>,
+    /// How int8 weights are rounded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rounding: Option<Rounding>,
+    /// How the input activation's int8 range is chosen.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observer: Option<Observer>,
     /// Pattern library size (4-tap patterns of 3x3 kernels); 0 disables.
@@ -134,6 +137,7 @@ pub struct LayerRule {
     /// Glob over layer names (`*` any run, `?` one character).
     #[serde(rename = "match")]
     pub pattern: String,
+    /// The settings it overrides (only those given).
     #[serde(flatten)]
     pub settings: Settings,
 }
@@ -142,8 +146,10 @@ pub struct LayerRule {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
+    /// Settings of every layer (the `[default]` table).
     #[serde(default)]
     pub default: Settings,
+    /// Overrides (the `[[layer]]` entries), applied in order.
     #[serde(default, rename = "layer", skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<LayerRule>,
 }
@@ -151,11 +157,17 @@ pub struct Plan {
 /// The settings one layer ends up with.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LayerSettings {
+    /// Numeric format of the weights and input activation.
     pub quant: Precision,
+    /// How int8 weights are rounded.
     pub rounding: Rounding,
+    /// How the input activation's int8 range is chosen.
     pub observer: Observer,
+    /// Pattern library size; 0: no pattern pruning.
     pub patterns: usize,
+    /// Fraction of 3x3 kernels removed whole, in [0, 1).
     pub connectivity: f64,
+    /// How pruned weights are chosen.
     pub selection: Selection,
     /// 0: off; (0, 1): whitened energy kept; ≥ 1: the rank.
     pub low_rank: f64,

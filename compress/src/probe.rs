@@ -14,6 +14,8 @@ pub type ProbeFn = Box<dyn FnMut(&[Tensor]) -> Result<Vec<f32>, CompressError>>;
 
 /// Prepares a way to compute value `v` of `g` from the graph's inputs.
 pub trait Probe {
+    /// A function from one sample's inputs (one tensor per graph input, in
+    /// input order) to value `v`'s data as f32, row-major.
     fn prepare(&mut self, g: &Graph, v: ValueId) -> Result<ProbeFn, CompressError>;
 }
 

@@ -101,6 +101,8 @@ pub struct RangeObserver {
 }
 
 impl RangeObserver {
+    /// An empty observer keeping fewer than `2 · capacity` values
+    /// (`capacity` at least 1); the range's ends are tracked exactly.
     pub fn new(capacity: usize) -> RangeObserver {
         RangeObserver {
             values: Vec::new(),

@@ -11,32 +11,41 @@ use crate::quant::ActQuant;
 /// One layer's outcome.
 #[derive(Clone, Debug)]
 pub struct LayerReport {
+    /// The layer name.
     pub layer: String,
     /// `Conv 3x3`, `Gemm`, ...
     pub kind: String,
+    /// The settings the plan resolved to for this layer.
     pub settings: LayerSettings,
-    /// Weights before, and kept (non-pruned).
+    /// Weights before compression.
     pub weights: usize,
+    /// Weights kept: the non-zero ones after pruning, or the two factors'
+    /// weights of a factored layer.
     pub kept: usize,
-    /// Multiply-accumulates per inference before and after pruning.
+    /// Multiply-accumulates per inference before compression.
     pub macs: usize,
+    /// Multiply-accumulates per inference after pruning or factoring.
     pub macs_kept: usize,
-    /// Weight storage: f32 dense before; after, 1 byte per kept int8
-    /// weight (4 per f32) plus per-channel scales and one pattern id per
-    /// kernel.
+    /// Weight storage before, in bytes: f32 dense.
     pub bytes_before: usize,
+    /// Weight storage after, in bytes: 1 per kept int8 weight (4 per f32)
+    /// plus f32 per-channel scales and one pattern id per kernel.
     pub bytes_after: usize,
     /// `‖(W − Ŵ) X‖² / ‖W X‖²` on the calibration inputs.
     pub error: f64,
-    /// Kernels removed whole, and the pattern library.
+    /// Kernels removed whole (connectivity pruning).
     pub removed_kernels: usize,
+    /// The pattern library: bitmasks over a kernel's taps, row-major (empty
+    /// without pattern pruning).
     pub patterns: Vec<u32>,
-    /// The int8 grids, for export: the input's, and the weight's
-    /// per-output-channel scales.
+    /// The input activation's int8 grid, for export.
     pub input_quant: Option<ActQuant>,
+    /// The weight's per-output-channel int8 scales, for export.
     pub weight_quant: Option<AxisQuant>,
-    /// The final weight values (the layer's weight tensor, as stored).
+    /// The final weight values (the layer's weight tensor, as stored);
+    /// `None` for a layer left unchanged or factored.
     pub weight: Option<Tensor>,
+    /// Remarks for the report (why a setting did not apply, the rank, ...).
     pub notes: Vec<String>,
     /// The rank a factored layer was given.
     pub rank: Option<usize>,
@@ -139,6 +148,8 @@ impl LayerReport {
 /// Every layer's outcome, in node order.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
+    /// One entry per layer, in node order; a factored layer's products,
+    /// when compressed further, follow it.
     pub layers: Vec<LayerReport>,
 }
 

@@ -19,9 +19,13 @@ pub fn set_weight(g: &mut Graph, w: WeightId, t: Tensor, sparsity: Sparsity) -> 
 /// A node being rebuilt: its inputs in the new graph, its op and name, all
 /// of which an edit may change (adding nodes before it to `out`).
 pub struct Rebuilt<'a> {
+    /// The graph being built, holding the nodes before this one.
     pub out: &'a mut Graph,
+    /// The node's inputs, as values of `out`.
     pub inputs: Vec<ValueId>,
+    /// The node's op.
     pub op: Op,
+    /// The node's name.
     pub name: String,
 }
 

@@ -1,7 +1,8 @@
 /* Classifies the 450 held-out 8x8 digits with the kerf-compiled digits_cnn
  * model (libdigits.a + digits.h, made by `kerf compile`) and prints the
  * accuracy. Plain C11, no dependencies beyond libc: it runs natively and,
- * cross-compiled with -static, under qemu-user.
+ * cross-compiled with -static, under qemu-user, and built with MinGW-w64
+ * for Windows x64 (a COFF object), under Wine.
  *
  * Usage: digits test_x.npy test_y.npy
  *   test_x.npy: float32, C order, shape (N, 1, 8, 8)
@@ -11,6 +12,17 @@
 #include <string.h>
 
 #include "digits.h"
+
+/* The arena: 64-byte aligned (C11 aligned_alloc; the Windows C runtime has
+ * _aligned_malloc instead). */
+#ifdef _WIN32
+#include <malloc.h>
+#define arena_alloc(align, bytes) _aligned_malloc((bytes), (align))
+#define arena_free(p) _aligned_free(p)
+#else
+#define arena_alloc(align, bytes) aligned_alloc((align), (bytes))
+#define arena_free(p) free(p)
+#endif
 
 /* A minimal .npy reader: version 1-3 header, C order, the given dtype
  * descriptor ("<f4", "<i8"). Returns the data (malloc'd) and the total
@@ -94,7 +106,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     /* The arena: DIGITS_ARENA_BYTES aligned to DIGITS_ARENA_ALIGN (64). */
-    void *arena = aligned_alloc(DIGITS_ARENA_ALIGN, (DIGITS_ARENA_BYTES + 63) / 64 * 64 + 64);
+    void *arena = arena_alloc(DIGITS_ARENA_ALIGN, (DIGITS_ARENA_BYTES + 63) / 64 * 64 + 64);
     float logits[DIGITS_OUTPUT_0_BYTES / sizeof(float)];
     size_t correct = 0;
     for (size_t i = 0; i < rows; i++) {
@@ -112,7 +124,7 @@ int main(int argc, char **argv) {
     }
     printf("model %s: %zu/%zu correct, accuracy %.6f\n", digits_describe()->name, correct, rows,
            (double)correct / (double)rows);
-    free(arena);
+    arena_free(arena);
     free(x);
     free(y);
     return 0;

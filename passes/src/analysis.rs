@@ -25,6 +25,7 @@ use kerf_ir::{infer, Op, TensorType, WeightId, WeightTable};
 
 use crate::lang::{KNode, NodeOp};
 
+/// The e-graph of kerf's language ([`KNode`]) with its analysis.
 pub type KEGraph = EGraph<KNode, KerfAnalysis>;
 
 /// Facts of one e-class.
@@ -50,11 +51,16 @@ impl ClassData {
 /// attributes matter and the source weights.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct MemoKey {
+    /// Name of the rule whose applier created the weights.
     pub rule: &'static str,
+    /// The matched ops whose attributes determine the result.
     pub ops: Vec<Op>,
+    /// The source weights the result is computed from.
     pub inputs: Vec<WeightId>,
 }
 
+/// The e-class analysis: derives each class's [`ClassData`], detects contradictions, and owns
+/// the weight table and applier memo tables (see the module docs).
 #[derive(Debug)]
 pub struct KerfAnalysis {
     /// Every constant of the graph plus the ones rules derived.
@@ -77,6 +83,8 @@ pub struct KerfAnalysis {
 }
 
 impl KerfAnalysis {
+    /// An analysis owning `weights`, with `input_types[i]` the type of `Input(i)` leaves; strict,
+    /// with empty memo tables and no contradiction.
     pub fn new(weights: WeightTable, input_types: Vec<TensorType>) -> KerfAnalysis {
         KerfAnalysis {
             weights,

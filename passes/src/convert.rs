@@ -23,7 +23,9 @@ use crate::PassError;
 /// What the source graph knew beyond the e-graph.
 #[derive(Debug, Clone)]
 pub struct Meta {
+    /// The source graph's name.
     pub name: String,
+    /// Name and type of every graph input, in order (entry `i` is the `Input(i)` leaf).
     pub inputs: Vec<(String, TensorType)>,
     /// Output names and their classes (as built; canonicalise with `find`).
     pub outputs: Vec<(String, Id)>,

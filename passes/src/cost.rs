@@ -136,10 +136,11 @@ fn epilogue_work(e: &kerf_ir::op::Epilogue, out_n: f64) -> f64 {
 }
 
 /// Work per input element per transform position of the Winograd input
-/// transform (a scalar gather per lane, then the Bᵀ d B adds), and per
-/// product element of the output transform (Aᵀ M A, the bias, a scalar
-/// store per lane); measured kernels put both well above one FLOP.
+/// transform (a scalar gather per lane, then the Bᵀ d B adds); measured
+/// kernels put it well above one FLOP.
 pub const WINOGRAD_IN_XFORM: f64 = 6.0;
+/// Work per product element of the Winograd output transform (Aᵀ M A, the
+/// bias, a scalar store per lane); measured kernels put it well above one FLOP.
 pub const WINOGRAD_OUT_XFORM: f64 = 4.0;
 /// Fixed cost of each of the n² GEMMs (loop setup, partial micro-tiles):
 /// keeps tiny convs (a few channels on a few pixels) direct.

@@ -42,6 +42,7 @@ const MAX_SET_CLASSES: usize = 20_000;
 /// The chosen node (with canonical children) of every class the roots need.
 #[derive(Debug, Clone)]
 pub struct Extraction {
+    /// The chosen node of each needed class, keyed by canonical class id.
     pub choice: BTreeMap<Id, KNode>,
     /// Total cost of the chosen DAG (each class once).
     pub cost: f64,

@@ -31,19 +31,24 @@ pub enum NodeOp {
 /// An e-node: operator and child e-classes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KNode {
+    /// The operator.
     pub op: NodeOp,
+    /// Child e-classes: one per op input, none for leaves, the tuple class for `Proj`.
     pub children: Vec<Id>,
 }
 
 impl KNode {
+    /// A node with operator `op` over `children`.
     pub fn new(op: NodeOp, children: Vec<Id>) -> KNode {
         KNode { op, children }
     }
 
+    /// A kerf op node over `children` (one per op input).
     pub fn op(op: Op, children: Vec<Id>) -> KNode {
         KNode { op: NodeOp::Op(op), children }
     }
 
+    /// A node without children (for `Input` and `Const`).
     pub fn leaf(op: NodeOp) -> KNode {
         KNode { op, children: vec![] }
     }
@@ -69,9 +74,13 @@ pub fn is_tuple(op: &Op) -> bool {
 /// compares the full operator.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Discriminant {
+    /// An `Input(i)` leaf, with its index.
     Input(u32),
+    /// A `Const(w)` leaf, with its weight.
     Const(WeightId),
+    /// An op node, by op name only (attributes are not part of the key).
     Op(&'static str),
+    /// A `Proj(i)` node, with its output index.
     Proj(u32),
 }
 

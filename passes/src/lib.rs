@@ -15,6 +15,7 @@
 //! printed text on every run (egg's `deterministic` feature, sorted
 //! iteration everywhere, no hash-order leaks). A limit stop is reported in
 //! [`GroupReport::stop`], never hidden.
+#![warn(missing_docs)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -38,8 +39,12 @@ mod testutil;
 /// Limits for each rule group's runner.
 #[derive(Clone, Debug)]
 pub struct PassOptions {
+    /// Most runner iterations per group ([`Stop::IterationLimit`]).
     pub iter_limit: usize,
+    /// Most e-nodes in a group's e-graph ([`Stop::NodeLimit`]); egg checks it between rule
+    /// applications, so one rule's additions may overshoot it.
     pub node_limit: usize,
+    /// Most wall-clock time per group's runner ([`Stop::TimeLimit`]).
     pub time_limit: Duration,
 }
 
@@ -52,38 +57,71 @@ impl Default for PassOptions {
 /// Why a group's runner stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
+    /// An iteration changed nothing: no rule has anything left to add.
     Saturated,
+    /// [`PassOptions::iter_limit`] iterations ran.
     IterationLimit,
+    /// The e-graph grew past [`PassOptions::node_limit`] e-nodes.
     NodeLimit,
+    /// [`PassOptions::time_limit`] elapsed; the result then depends on machine speed.
     TimeLimit,
 }
 
 /// What one rule group did.
 #[derive(Clone, Debug)]
 pub struct GroupReport {
+    /// The group's name (one of [`rule_groups`]).
     pub group: &'static str,
+    /// Why the runner stopped.
     pub stop: Stop,
+    /// Runner iterations performed (a saturated run counts the final one that changed nothing).
     pub iterations: usize,
-    /// e-nodes and e-classes at the end of the run.
+    /// e-nodes at the end of the run.
     pub enodes: usize,
+    /// e-classes at the end of the run.
     pub eclasses: usize,
     /// Unions that changed the e-graph, per rule (every rule of the group is listed).
     pub rules_fired: BTreeMap<&'static str, usize>,
 }
 
+/// Why [`run_groups`] or [`optimize`] failed.
 #[derive(Debug, Error)]
 pub enum PassError {
+    /// A group name that is not in [`rule_groups`].
     #[error("unknown rule group '{0}' (known: {known})", known = rule_groups().join(", "))]
     UnknownGroup(String),
     /// A rule equated values with different facts: a compiler bug.
     #[error("group '{group}': contradiction in {classes}: {msg}")]
-    Contradiction { group: &'static str, classes: String, msg: String },
+    Contradiction {
+        /// The group whose phase hit it.
+        group: &'static str,
+        /// The classes involved, described by their source nodes and inputs.
+        classes: String,
+        /// The analysis' message, naming the rule that was applying.
+        msg: String,
+    },
+    /// egg's runner stopped for a reason other than saturation or a limit: a compiler bug.
     #[error("group '{group}': runner stopped: {msg}")]
-    Runner { group: &'static str, msg: String },
+    Runner {
+        /// The group that was running.
+        group: &'static str,
+        /// egg's stop reason.
+        msg: String,
+    },
+    /// No program could be extracted for the graph's outputs (e.g. a class without an acyclic
+    /// term): a compiler bug.
     #[error("group '{group}': extraction failed: {msg}")]
-    Extract { group: &'static str, msg: String },
+    Extract {
+        /// The group whose e-graph was extracted.
+        group: &'static str,
+        /// The extractor's message.
+        msg: String,
+    },
+    /// Building the e-graph from a graph, or a graph from an extraction, failed (the input
+    /// graph is inconsistent, or the extracted program is cyclic or incomplete).
     #[error("e-graph conversion: {0}")]
     Convert(String),
+    /// The input or the rebuilt graph failed IR validation or construction.
     #[error(transparent)]
     Ir(#[from] IrError),
 }

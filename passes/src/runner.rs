@@ -27,7 +27,9 @@ use crate::{GroupReport, PassError, PassOptions, Stop};
 /// The result of one phase.
 #[derive(Debug)]
 pub struct Phase {
+    /// The extracted graph, validated and compacted.
     pub graph: Graph,
+    /// What the group did, including why the runner stopped.
     pub report: GroupReport,
     /// Weights in the e-graph's table at the end (before compaction).
     pub weights_in_egraph: usize,

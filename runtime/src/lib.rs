@@ -8,7 +8,7 @@
 //!
 //! The ABI is described in `docs/abi.md`; the C header `include/kerf_runtime.h`
 //! declares the same types for C hosts.
-
+#![warn(missing_docs)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 use std::ffi::{c_char, c_void, CStr};
@@ -42,31 +42,54 @@ pub mod status {
 
 /// ONNX `TensorProto.DataType` codes used in descriptors.
 pub mod dtype {
+    /// `float`: IEEE 754 binary32, 4 bytes.
     pub const FLOAT: i32 = 1;
+    /// `uint8`, 1 byte.
     pub const UINT8: i32 = 2;
+    /// `int8` (two's complement), 1 byte.
     pub const INT8: i32 = 3;
+    /// `uint16`, 2 bytes.
     pub const UINT16: i32 = 4;
+    /// `int16` (two's complement), 2 bytes.
     pub const INT16: i32 = 5;
+    /// `int32` (two's complement), 4 bytes.
     pub const INT32: i32 = 6;
+    /// `int64` (two's complement), 8 bytes.
     pub const INT64: i32 = 7;
+    /// `bool`, 1 byte holding 0 or 1.
     pub const BOOL: i32 = 9;
+    /// `float16`: IEEE 754 binary16, 2 bytes.
     pub const FLOAT16: i32 = 10;
+    /// `double`: IEEE 754 binary64, 8 bytes.
     pub const DOUBLE: i32 = 11;
+    /// `uint32`, 4 bytes.
     pub const UINT32: i32 = 12;
+    /// `uint64`, 8 bytes.
     pub const UINT64: i32 = 13;
+    /// `bfloat16` (the upper half of an f32), 2 bytes.
     pub const BFLOAT16: i32 = 16;
     // Narrow types: one byte per element in kerf buffers, never packed
     // (float8: the code; float4: the code in the low nibble; int4/int2:
     // sign-extended; uint4/uint2: zero-extended). See docs/abi.md.
+    /// `float8e4m3fn`: the 8-bit code, 1 byte.
     pub const FLOAT8E4M3FN: i32 = 17;
+    /// `float8e4m3fnuz`: the 8-bit code, 1 byte.
     pub const FLOAT8E4M3FNUZ: i32 = 18;
+    /// `float8e5m2`: the 8-bit code, 1 byte.
     pub const FLOAT8E5M2: i32 = 19;
+    /// `float8e5m2fnuz`: the 8-bit code, 1 byte.
     pub const FLOAT8E5M2FNUZ: i32 = 20;
+    /// `uint4`: one value per byte, zero-extended (0..15).
     pub const UINT4: i32 = 21;
+    /// `int4`: one value per byte, sign-extended (-8..7).
     pub const INT4: i32 = 22;
+    /// `float4e2m1`: the 4-bit code in bits 0-3 of a byte, bits 4-7 zero.
     pub const FLOAT4E2M1: i32 = 23;
+    /// `float8e8m0`: the 8-bit code, 1 byte.
     pub const FLOAT8E8M0: i32 = 24;
+    /// `uint2`: one value per byte, zero-extended (0..3).
     pub const UINT2: i32 = 25;
+    /// `int2`: one value per byte, sign-extended (-2..1).
     pub const INT2: i32 = 26;
 
     /// Element size in bytes of a dtype code in kerf buffers, or `None` if unknown.
@@ -96,9 +119,15 @@ pub type ParallelForFn = unsafe extern "C" fn(ctx: *mut c_void, n_tasks: u32, ta
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct KerfRuntime {
+    /// Must equal [`ABI_VERSION`], or `<name>_run` returns [`status::ABI_MISMATCH`].
     pub abi_version: u32,
+    /// Threads available to `parallel_for`, the calling thread included; a split kernel uses
+    /// at most this many tasks, and a value `<= 1` runs everything on the calling thread.
     pub num_threads: u32,
+    /// The threading hook (contract on [`ParallelForFn`]); `None` (NULL) runs everything on the
+    /// calling thread.
     pub parallel_for: Option<ParallelForFn>,
+    /// Opaque host pointer passed unchanged as the first argument of every `parallel_for` call.
     pub ctx: *mut c_void,
 }
 
@@ -126,10 +155,15 @@ impl KerfRuntime {
 #[repr(C)]
 #[derive(Debug)]
 pub struct TensorDescRaw {
+    /// The tensor's name, a static NUL-terminated string.
     pub name: *const c_char,
+    /// ONNX `TensorProto.DataType` code (see [`dtype`]).
     pub dtype: i32,
+    /// Number of dimensions (entries of `dims`).
     pub rank: u32,
+    /// The `rank` dimensions, outermost first (row-major); may be NULL when `rank` is 0.
     pub dims: *const i64,
+    /// Exact buffer size in bytes: element count times element size.
     pub bytes: u64,
 }
 
@@ -137,13 +171,21 @@ pub struct TensorDescRaw {
 #[repr(C)]
 #[derive(Debug)]
 pub struct ModelDescRaw {
+    /// The ABI version the model was compiled for ([`ABI_VERSION`]).
     pub abi_version: u32,
+    /// Number of entries in `inputs`.
     pub num_inputs: u32,
+    /// Number of entries in `outputs`.
     pub num_outputs: u32,
+    /// Required arena alignment in bytes ([`ARENA_ALIGN`], 64).
     pub arena_align: u32,
+    /// Arena size in bytes the model needs (0: the arena may be NULL).
     pub arena_bytes: u64,
+    /// `num_inputs` input descriptors, in entry-point argument order.
     pub inputs: *const TensorDescRaw,
+    /// `num_outputs` output descriptors, in entry-point argument order.
     pub outputs: *const TensorDescRaw,
+    /// The model name given at compile time, a static NUL-terminated string.
     pub name: *const c_char,
 }
 
@@ -161,33 +203,61 @@ pub type DescribeFn = unsafe extern "C" fn() -> *const ModelDescRaw;
 /// An owned copy of one input/output description.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorInfo {
+    /// The tensor's name (empty if the descriptor's name was NULL).
     pub name: String,
     /// ONNX dtype code (see [`dtype`]).
     pub dtype: i32,
+    /// The dimensions, outermost first (row-major).
     pub dims: Vec<usize>,
+    /// Exact buffer size in bytes.
     pub bytes: usize,
 }
 
 /// An owned copy of a model descriptor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelInfo {
+    /// The model name given at compile time.
     pub name: String,
+    /// The descriptor's ABI version (always [`ABI_VERSION`] once read).
     pub abi_version: u32,
+    /// Arena size in bytes the model needs.
     pub arena_bytes: usize,
+    /// Required arena alignment in bytes.
     pub arena_align: usize,
+    /// The inputs, in entry-point argument order.
     pub inputs: Vec<TensorInfo>,
+    /// The outputs, in entry-point argument order.
     pub outputs: Vec<TensorInfo>,
 }
 
+/// Why a descriptor could not be read or a checked call was refused or failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuntimeError {
     /// The descriptor is malformed or of another ABI version.
     BadDescriptor(String),
     /// Wrong number of input or output buffers.
-    Count { what: &'static str, expected: usize, actual: usize },
+    Count {
+        /// `"input"` or `"output"`.
+        what: &'static str,
+        /// The count the descriptor states.
+        expected: usize,
+        /// The number of buffers passed.
+        actual: usize,
+    },
     /// A buffer has the wrong byte size.
-    Size { what: &'static str, index: usize, name: String, expected: usize, actual: usize },
-    /// The arena is too small or misaligned.
+    Size {
+        /// `"input"` or `"output"`.
+        what: &'static str,
+        /// Position of the buffer among the inputs or outputs.
+        index: usize,
+        /// The tensor's name from the descriptor.
+        name: String,
+        /// The size in bytes the descriptor states.
+        expected: usize,
+        /// The size in bytes of the buffer passed.
+        actual: usize,
+    },
+    /// The arena is too small, or an input or output buffer is not aligned to its element size.
     Arena(String),
     /// The generated code returned a nonzero status.
     Status(i32),
@@ -322,10 +392,12 @@ impl Arena {
         Arena::new(info.arena_bytes)
     }
 
+    /// Usable size in bytes (as requested, excluding alignment padding).
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether the usable size is 0.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -360,6 +432,7 @@ impl Model {
         Ok(Model { run, info })
     }
 
+    /// The model's descriptor, as read when it was wrapped.
     pub fn info(&self) -> &ModelInfo {
         &self.info
     }

@@ -28,15 +28,20 @@ pub const ALIGN: usize = kerf_runtime::ARENA_ALIGN;
 /// One buffer to place: live during steps `first..=last`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Buffer {
+    /// Size in bytes (placement rounds it up to [`ALIGN`]; 0 takes no space).
     pub bytes: usize,
+    /// First step (node index) at which the buffer is live.
     pub first: usize,
+    /// Last step at which the buffer is live (inclusive, `>= first`).
     pub last: usize,
 }
 
 /// Offsets (parallel to the buffers) and the total arena size.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Placement {
+    /// Byte offset of each buffer in the arena, a multiple of [`ALIGN`].
     pub offsets: Vec<usize>,
+    /// Arena size in bytes: the end of the highest placed buffer.
     pub total: usize,
 }
 
@@ -207,11 +212,13 @@ pub fn decide_aliases(g: &Graph) -> Aliases {
 /// The arena plan of a graph.
 #[derive(Clone, Debug)]
 pub struct GraphPlan {
+    /// The view aliasing and in-place decisions the plan is built on.
     pub aliases: Aliases,
     /// Location of every value.
     pub loc: Vec<Loc>,
     /// Arena offset of each node's scratch buffer (when it asked for one).
     pub scratch: Vec<Option<usize>>,
+    /// Total arena size in bytes the caller must provide.
     pub arena_bytes: usize,
     /// Largest sum of live arena bytes at any step (a lower bound).
     pub lower_bound: usize,

@@ -44,9 +44,11 @@ impl std::fmt::Debug for JitModel {
 }
 
 impl JitModel {
+    /// The safe wrapper around the compiled entry point and descriptor.
     pub fn model(&self) -> &Model {
         &self.model
     }
+    /// Facts about the compiled model (`text_bytes` is 0: the JIT has no sections).
     pub fn report(&self) -> &Report {
         &self.report
     }

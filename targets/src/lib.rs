@@ -10,6 +10,7 @@
 //! - [`object`], [`archive`], [`header`], [`jit`]: the artifacts.
 //!
 //! The generated ABI is documented in `docs/abi.md`.
+#![warn(missing_docs)]
 
 pub mod archive;
 pub mod arena;

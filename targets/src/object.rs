@@ -28,6 +28,7 @@ pub struct CompileOptions {
 }
 
 impl CompileOptions {
+    /// Options for `target` with symbol prefix `name`, no notes and micro-kernels on.
     pub fn new(target: Target, name: &str) -> CompileOptions {
         CompileOptions { target, name: name.into(), notes: Vec::new(), ukernels: true }
     }
@@ -53,8 +54,11 @@ impl CompileOptions {
 /// Facts about a compiled model.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
+    /// The target triple compiled for.
     pub triple: String,
+    /// The CPU preset (aliases resolved) or `native`.
     pub cpu: String,
+    /// The model name: prefix of the exported symbols.
     pub name: String,
     /// Bytes of machine code (sum of `.text` sections).
     pub text_bytes: usize,
@@ -68,13 +72,16 @@ pub struct Report {
     pub kernels: Vec<String>,
     /// Distinct assembled micro-kernels ([`crate::ukernel`]) in the code.
     pub micro_kernels: usize,
+    /// The capabilities the kernels were built for ([`CompileOptions::caps`]).
     pub caps: Caps,
 }
 
 /// An object file and its report.
 #[derive(Clone, Debug)]
 pub struct Artifact {
+    /// The relocatable object file's bytes.
     pub object: Vec<u8>,
+    /// Facts about the compiled model.
     pub report: Report,
     /// The header matching the object (see [`crate::header`]).
     pub header: String,

@@ -1,5 +1,6 @@
 //! Builds and runs the C example (`examples/c`: `main.c` + `Makefile`)
-//! for the host, aarch64 and riscv64 (the latter two under qemu-user), and
+//! for the host, aarch64 and riscv64 (the latter two under qemu-user) and
+//! Windows x64 (a COFF archive linked by MinGW-w64, run under Wine), and
 //! checks that the printed accuracy over the 450 held-out digits equals
 //! the ONNX Runtime accuracy in the fixture's `meta.json` exactly (same
 //! number of correct images).
@@ -86,4 +87,11 @@ fn aarch64_qemu() {
 #[test]
 fn riscv64_qemu() {
     run_example(&e2e::RISCV64, "riscv64");
+}
+
+/// The COFF object in a COFF archive, linked by MinGW-w64 and run under
+/// Wine: the Windows x64 calling convention end to end.
+#[test]
+fn windows_x64_wine() {
+    run_example(&e2e::WINDOWS_X64, "windows");
 }

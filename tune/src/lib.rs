@@ -24,6 +24,7 @@
 //! the baseline timed again at the end to show drift) vary run to run, so the plan a
 //! latency search picks can too where variants are within a few percent of
 //! each other; a size search does not depend on timing.
+#![warn(missing_docs)]
 
 mod report;
 mod search;
@@ -34,10 +35,14 @@ pub use search::{tune, variants, Data, Evaluated, LayerRow, Metric, Objective, O
 /// What can go wrong while tuning.
 #[derive(Debug, thiserror::Error)]
 pub enum TuneError {
+    /// Importing, compressing, compiling or running a plan failed.
     #[error(transparent)]
     Pipeline(#[from] kerf_pipeline::PipelineError),
+    /// The data or options cannot be tuned with (no validation samples,
+    /// top-1 without labels, ...).
     #[error("{0}")]
     Config(String),
+    /// Writing the report failed.
     #[error("writing the report: {0}")]
     Io(#[from] std::io::Error),
 }

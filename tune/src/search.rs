@@ -17,10 +17,16 @@ use crate::TuneError;
 pub enum Metric {
     /// Top-1 against labels; the budget is the largest drop (a fraction:
     /// 0.01 = one point) below FP32.
-    Top1 { max_drop: f64 },
+    Top1 {
+        /// Largest allowed top-1 drop, as a fraction.
+        max_drop: f64,
+    },
     /// Output SNR against the FP32 model (no labels); the budget is the
     /// lowest SNR in dB.
-    Snr { min_db: f64 },
+    Snr {
+        /// Lowest allowed output SNR, in dB.
+        min_db: f64,
+    },
 }
 
 /// What the search minimises within the accuracy budget.
@@ -44,7 +50,9 @@ pub const NOISE: f64 = 0.03;
 /// How to tune.
 #[derive(Clone, Debug)]
 pub struct TuneOptions {
+    /// The accuracy metric and its budget.
     pub metric: Metric,
+    /// What to minimise within the budget.
     pub objective: Objective,
     /// Timed runs per latency measurement.
     pub iters: usize,
@@ -56,15 +64,22 @@ pub struct TuneOptions {
 /// Calibration data (stacked, by input name) and validation samples.
 #[derive(Clone, Debug)]
 pub struct Data {
+    /// Calibration data per input name, samples stacked on a leading axis.
     pub calib: Vec<(String, Tensor)>,
+    /// Validation samples, each one tensor per graph input in order; the
+    /// first is also the one timed. Must not be empty.
     pub val: Vec<Vec<Tensor>>,
+    /// The class index of each validation sample, compared with the
+    /// arg-max of output 0; required for [`Metric::Top1`].
     pub labels: Option<Vec<i64>>,
 }
 
 /// A per-layer compression choice.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Variant {
+    /// Short name (`int8`, `p8c25`, `rank16+int8`, ...).
     pub name: String,
+    /// The compression settings the layer gets.
     pub settings: Settings,
 }
 
@@ -105,34 +120,51 @@ pub fn variants(site: &layer::Site) -> Vec<Variant> {
 /// One measured plan.
 #[derive(Clone, Debug)]
 pub struct Evaluated {
+    /// What the plan is (`fp32`, `int8 everywhere`, `<layer> <variant>`,
+    /// `chosen (<n> layers)`, ...).
     pub label: String,
+    /// The compression plan measured.
     pub plan: Plan,
     /// Top-1 (fraction) or SNR (dB) per [`Metric`].
     pub metric: f64,
+    /// Latency on the first validation sample in milliseconds: the least of
+    /// three medians of timed runs.
     pub latency_ms: f64,
+    /// Bytes of the compressible layers' weights.
     pub weight_bytes: usize,
+    /// Multiply-accumulates of the compressible layers, per inference.
     pub macs: usize,
 }
 
 /// One measured (layer, variant).
 #[derive(Clone, Debug)]
 pub struct LayerRow {
+    /// The layer name.
     pub layer: String,
+    /// The [`Variant`] name.
     pub variant: String,
+    /// The whole model's metric with only this layer compressed (as
+    /// [`Evaluated::metric`]).
     pub metric: f64,
+    /// The whole model's latency in milliseconds (as [`Evaluated::latency_ms`]).
     pub latency_ms: f64,
+    /// The whole model's weight bytes (as [`Evaluated::weight_bytes`]).
     pub weight_bytes: usize,
+    /// Whether the chosen plan uses this variant for this layer.
     pub chosen: bool,
 }
 
 /// What tuning found.
 #[derive(Clone, Debug)]
 pub struct Outcome {
+    /// The metric and budget tuned for.
     pub metric: Metric,
+    /// The uncompressed (FP32) model, as first measured.
     pub baseline: Evaluated,
     /// Every plan measured end to end (single-technique plans, the
     /// intermediate and the chosen plans).
     pub evaluated: Vec<Evaluated>,
+    /// Every measured (layer, variant), in layer then variant order.
     pub layers: Vec<LayerRow>,
     /// Index of the chosen plan in `evaluated`.
     pub chosen: usize,
@@ -141,6 +173,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The chosen plan's measurement.
     pub fn chosen(&self) -> &Evaluated {
         &self.evaluated[self.chosen]
     }

@@ -12,9 +12,11 @@ use crate::IrError;
 pub struct F32(u32);
 
 impl F32 {
+    /// Wraps `v`, keeping its exact bit pattern.
     pub fn new(v: f32) -> F32 {
         F32(v.to_bits())
     }
+    /// The wrapped value, bit for bit.
     pub fn get(self) -> f32 {
         f32::from_bits(self.0)
     }
@@ -36,11 +38,17 @@ impl fmt::Debug for F32 {
 /// Ops convert to and from lists of `(name, Attr)` in a fixed order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Attr {
+    /// An integer, printed `3`.
     Int(i64),
+    /// A float, printed so that it reads back as a float (see [`fmt_f32`]).
     Float(f32),
+    /// `true` or `false`.
     Bool(bool),
+    /// A list of integers, printed `[1,2]`.
     Ints(Vec<i64>),
+    /// A list of floats, printed `[1.0,2.5]`.
     Floats(Vec<f32>),
+    /// A string, printed quoted and escaped.
     Str(String),
     /// A bare identifier such as an enum variant (`nearest`, `f32`).
     Ident(String),
@@ -103,6 +111,7 @@ pub struct AttrMap {
 }
 
 impl AttrMap {
+    /// The attributes `items` of op `op` (the name is used in error messages).
     pub fn new(op: &str, items: Vec<(String, Attr)>) -> AttrMap {
         AttrMap { op: op.to_string(), items }
     }
@@ -120,6 +129,7 @@ impl AttrMap {
         IrError::Attr { op: self.op.clone(), msg: format!("attribute '{name}' must be {want}, got {got}") }
     }
 
+    /// Removes and returns the integer attribute `name`; errors if it is missing or not an integer.
     pub fn int(&mut self, name: &str) -> Result<i64, IrError> {
         match self.take(name)? {
             Attr::Int(v) => Ok(v),
@@ -136,6 +146,7 @@ impl AttrMap {
         }
     }
 
+    /// Like [`AttrMap::int`], also rejecting negative values.
     pub fn usize(&mut self, name: &str) -> Result<usize, IrError> {
         let v = self.int(name)?;
         usize::try_from(v).map_err(|_| IrError::Attr {
@@ -144,6 +155,7 @@ impl AttrMap {
         })
     }
 
+    /// Removes and returns the float attribute `name` (an integer literal is converted).
     pub fn float(&mut self, name: &str) -> Result<F32, IrError> {
         match self.take(name)? {
             Attr::Float(v) => Ok(F32::new(v)),
@@ -152,6 +164,7 @@ impl AttrMap {
         }
     }
 
+    /// Removes and returns the boolean attribute `name`.
     pub fn bool(&mut self, name: &str) -> Result<bool, IrError> {
         match self.take(name)? {
             Attr::Bool(v) => Ok(v),
@@ -168,6 +181,7 @@ impl AttrMap {
         }
     }
 
+    /// Removes and returns the integer-list attribute `name`.
     pub fn ints(&mut self, name: &str) -> Result<Vec<i64>, IrError> {
         match self.take(name)? {
             Attr::Ints(v) => Ok(v),
@@ -175,6 +189,7 @@ impl AttrMap {
         }
     }
 
+    /// Like [`AttrMap::ints`], also rejecting negative elements.
     pub fn usizes(&mut self, name: &str) -> Result<Vec<usize>, IrError> {
         let v = self.ints(name)?;
         v.iter().map(|&x| usize::try_from(x)).collect::<Result<Vec<_>, _>>().map_err(|_| IrError::Attr {
@@ -183,6 +198,7 @@ impl AttrMap {
         })
     }
 
+    /// Removes and returns the float-list attribute `name` (`[]` reads as the empty list).
     pub fn floats(&mut self, name: &str) -> Result<Vec<F32>, IrError> {
         match self.take(name)? {
             Attr::Floats(v) => Ok(v.into_iter().map(F32::new).collect()),
@@ -191,6 +207,7 @@ impl AttrMap {
         }
     }
 
+    /// Removes and returns the string attribute `name`.
     pub fn string(&mut self, name: &str) -> Result<String, IrError> {
         match self.take(name)? {
             Attr::Str(v) => Ok(v),
@@ -198,6 +215,7 @@ impl AttrMap {
         }
     }
 
+    /// Removes and returns the bare-identifier attribute `name` (e.g. an enum variant such as `nearest`).
     pub fn ident(&mut self, name: &str) -> Result<String, IrError> {
         match self.take(name)? {
             Attr::Ident(v) => Ok(v),
@@ -205,10 +223,12 @@ impl AttrMap {
         }
     }
 
+    /// An [`IrError::Attr`] for this op, for checks beyond an attribute's kind.
     pub fn error(&self, msg: impl Into<String>) -> IrError {
         IrError::Attr { op: self.op.clone(), msg: msg.into() }
     }
 
+    /// Ends parsing: errors if an attribute was never taken (an unknown or misspelled name).
     pub fn finish(self) -> Result<(), IrError> {
         match self.items.first() {
             None => Ok(()),

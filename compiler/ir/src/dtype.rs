@@ -21,18 +21,31 @@ use std::fmt;
 /// unpacks them on read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DType {
+    /// IEEE 754 binary32.
     F32,
+    /// IEEE 754 binary16.
     F16,
+    /// bfloat16: f32's exponent range with a 7-bit mantissa.
     BF16,
+    /// IEEE 754 binary64.
     F64,
+    /// Signed 8-bit integer.
     I8,
+    /// Unsigned 8-bit integer.
     U8,
+    /// Signed 16-bit integer.
     I16,
+    /// Unsigned 16-bit integer.
     U16,
+    /// Signed 32-bit integer.
     I32,
+    /// Unsigned 32-bit integer.
     U32,
+    /// Signed 64-bit integer.
     I64,
+    /// Unsigned 64-bit integer.
     U64,
+    /// Boolean, one byte holding 0 or 1.
     Bool,
     /// float8 E4M3, finite-only: no infinities, NaN is `S.1111.111`, max 448.
     F8E4M3FN,
@@ -46,13 +59,18 @@ pub enum DType {
     F8E8M0,
     /// float4 E2M1: finite-only, no NaN, max 6.
     F4E2M1,
+    /// Signed 4-bit integer (-8..=7).
     I4,
+    /// Unsigned 4-bit integer (0..=15).
     U4,
+    /// Signed 2-bit integer (-2..=1).
     I2,
+    /// Unsigned 2-bit integer (0..=3).
     U2,
 }
 
 impl DType {
+    /// Every dtype, in declaration order.
     pub const ALL: [DType; 23] = [
         DType::F32,
         DType::F16,
@@ -135,10 +153,12 @@ impl DType {
         )
     }
 
+    /// Integer types of any width and signedness (not bool).
     pub fn is_int(self) -> bool {
         !self.is_float() && self != DType::Bool
     }
 
+    /// Signed integer types, `i4` and `i2` included.
     pub fn is_signed_int(self) -> bool {
         matches!(self, DType::I8 | DType::I16 | DType::I32 | DType::I64 | DType::I4 | DType::I2)
     }
@@ -191,6 +211,7 @@ impl DType {
         }
     }
 
+    /// The dtype whose [`DType::name`] is `s`.
     pub fn from_name(s: &str) -> Option<DType> {
         DType::ALL.into_iter().find(|d| d.name() == s)
     }
@@ -225,6 +246,8 @@ impl DType {
         }
     }
 
+    /// The dtype with ONNX `TensorProto.DataType` code `code`; `None` for types kerf does not support
+    /// (string, complex, ...).
     pub fn from_onnx_code(code: i32) -> Option<DType> {
         DType::ALL.into_iter().find(|d| d.onnx_code() == code)
     }

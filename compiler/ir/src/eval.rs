@@ -15,6 +15,7 @@ fn err(op: &Op, msg: impl Into<String>) -> IrError {
     IrError::Eval { op: op.name().to_string(), msg: msg.into() }
 }
 
+/// Row-major strides, in elements, of a tensor of `shape`.
 pub fn strides(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1; shape.len()];
     for i in (0..shape.len().saturating_sub(1)).rev() {

@@ -7,6 +7,7 @@ use std::fmt;
 use crate::weights::{Quant, WeightId, WeightTable};
 use crate::{infer, DType, IrError, Op, Origin, Tensor};
 
+/// Index of a value in [`Graph::values`]; printed `%n` in the text format.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ValueId(pub u32);
 
@@ -19,22 +20,28 @@ impl fmt::Debug for ValueId {
 /// Static type of a value.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TensorType {
+    /// Element type.
     pub dtype: DType,
+    /// Static shape (empty for a scalar).
     pub shape: Vec<usize>,
     /// Present on quantised (int8/uint8) values.
     pub quant: Option<Quant>,
 }
 
 impl TensorType {
+    /// An unquantised type.
     pub fn new(dtype: DType, shape: Vec<usize>) -> TensorType {
         TensorType { dtype, shape, quant: None }
     }
+    /// Number of axes.
     pub fn rank(&self) -> usize {
         self.shape.len()
     }
+    /// Number of elements (1 for a scalar).
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
+    /// Size in bytes ([`DType::size`] per element).
     pub fn bytes(&self) -> usize {
         self.numel() * self.dtype.size()
     }
@@ -58,56 +65,79 @@ impl fmt::Display for TensorType {
 pub enum ValueDef {
     /// The i-th graph input.
     Input(usize),
+    /// The constant held by this weight.
     Const(WeightId),
     /// Output `output` of node `node`.
     Node {
+        /// Index into [`Graph::nodes`].
         node: usize,
+        /// Index into that node's outputs.
         output: usize,
     },
 }
 
+/// An SSA value: its static type and what defines it.
 #[derive(Clone, Debug)]
 pub struct Value {
+    /// Static type.
     pub ty: TensorType,
+    /// What defines it: a graph input, a constant or a node output.
     pub def: ValueDef,
     /// Source name (ONNX tensor name), kept for diagnostics and I/O names.
     pub name: String,
 }
 
+/// One application of an op to values, defining its output values.
 #[derive(Clone, Debug)]
 pub struct Node {
+    /// Node name (from ONNX or made up by a pass), used in diagnostics and to name its outputs.
     pub name: String,
+    /// The operation with its resolved attributes.
     pub op: Op,
+    /// Operand values, in the op's input order.
     pub inputs: Vec<ValueId>,
+    /// Values this node defines, in the op's output order ([`Op::num_outputs`] of them).
     pub outputs: Vec<ValueId>,
 }
 
+/// A named output of the graph.
 #[derive(Clone, Debug)]
 pub struct GraphOutput {
+    /// Output name (the ONNX graph output's name).
     pub name: String,
+    /// The value returned.
     pub value: ValueId,
 }
 
 /// A model: inputs, nodes in topological order, named outputs, weights.
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
+    /// Model name.
     pub name: String,
+    /// Every value, indexed by [`ValueId`].
     pub values: Vec<Value>,
+    /// Nodes in topological order.
     pub nodes: Vec<Node>,
+    /// Graph inputs, in call order.
     pub inputs: Vec<ValueId>,
+    /// Named graph outputs, in order.
     pub outputs: Vec<GraphOutput>,
+    /// Every constant, referenced by [`ValueDef::Const`] values.
     pub weights: WeightTable,
 }
 
 impl Graph {
+    /// An empty graph called `name`.
     pub fn new(name: impl Into<String>) -> Graph {
         Graph { name: name.into(), ..Graph::default() }
     }
 
+    /// The value with id `v` (panics if out of range).
     pub fn value(&self, v: ValueId) -> &Value {
         &self.values[v.0 as usize]
     }
 
+    /// The static type of value `v`.
     pub fn ty(&self, v: ValueId) -> &TensorType {
         &self.value(v).ty
     }
@@ -118,6 +148,7 @@ impl Graph {
         id
     }
 
+    /// Appends a graph input of type `ty` and returns its value.
     pub fn add_input(&mut self, name: impl Into<String>, ty: TensorType) -> ValueId {
         let idx = self.inputs.len();
         let v = self.push_value(ty, ValueDef::Input(idx), name.into());
@@ -169,6 +200,7 @@ impl Graph {
         outs.first().copied().ok_or_else(|| IrError::Invalid("op produced no output".into()))
     }
 
+    /// Appends `value` as the next graph output, named `name`.
     pub fn add_output(&mut self, name: impl Into<String>, value: ValueId) {
         self.outputs.push(GraphOutput { name: name.into(), value });
     }

@@ -122,6 +122,7 @@ fn spatial(x: &TensorType, w: &Window, ceil: bool) -> Result<Vec<usize>, String>
         .collect()
 }
 
+/// The output types of `op` applied to inputs of types `ins`, or a message saying what was expected.
 pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
     narrow_inputs(op, ins)?;
     match op {

@@ -8,6 +8,7 @@
 //!
 //! The crate has no heavy dependencies: parsing ONNX lives in `kerf-onnx`,
 //! the e-graph in `kerf-passes`, code generation in `kerf-targets`.
+#![warn(missing_docs)]
 
 pub mod attr;
 mod dtype;

@@ -28,13 +28,17 @@ use crate::DType;
 /// ONNX Cast `round_mode` (only used for float8 E8M0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum CastRound {
+    /// Round the exponent up unless the mantissa is zero (ONNX `up`, the default).
     #[default]
     Up,
+    /// Truncate the mantissa, keeping the exponent (ONNX `down`).
     Down,
+    /// Round to the nearer exponent by the mantissa's leading bits (ONNX `nearest`).
     Nearest,
 }
 
 impl CastRound {
+    /// The ONNX attribute spelling (`up`, `down`, `nearest`), also used by the text format.
     pub fn name(self) -> &'static str {
         match self {
             CastRound::Up => "up",
@@ -43,6 +47,7 @@ impl CastRound {
         }
     }
 
+    /// The mode spelled `s` (see [`CastRound::name`]).
     pub fn from_name(s: &str) -> Option<CastRound> {
         [CastRound::Up, CastRound::Down, CastRound::Nearest].into_iter().find(|r| r.name() == s)
     }
@@ -64,9 +69,13 @@ pub enum Specials {
 /// A small sign/exponent/mantissa float format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MiniFloat {
+    /// Exponent field width in bits.
     pub exp_bits: u32,
+    /// Mantissa field width in bits.
     pub man_bits: u32,
+    /// Exponent bias.
     pub bias: i32,
+    /// How infinities and NaNs are encoded.
     pub specials: Specials,
     /// Code of the largest finite magnitude (sign bit clear).
     pub max_code: u32,

@@ -7,7 +7,9 @@
 /// (exactly, in f32), `c` along `axis`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AxisQuant {
+    /// The output-channel axis of the weight.
     pub axis: usize,
+    /// One scale per channel along `axis`.
     pub scales: Vec<f32>,
 }
 
@@ -16,7 +18,9 @@ pub struct AxisQuant {
 /// `x' = (q − zero_point) · scale`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ActQuant {
+    /// Real-valued step between adjacent integer levels.
     pub scale: f32,
+    /// The integer that represents real 0.
     pub zero_point: u8,
 }
 

@@ -87,11 +87,16 @@ pub fn node_params(g: &Graph, n: &Node) -> u64 {
         .sum()
 }
 
+/// Whole-graph cost facts (see [`totals`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
+    /// Parameter elements among the weights the graph uses (those with [`Weight::is_param`](crate::Weight)).
     pub params: u64,
+    /// Bytes of every weight the graph uses, parameter or not.
     pub weight_bytes: u64,
+    /// Multiply-accumulates of all nodes (see [`macs`]).
     pub macs: u64,
+    /// [`peak_live_bytes`] of the graph.
     pub peak_activation_bytes: u64,
 }
 
@@ -110,6 +115,7 @@ fn used_weights(g: &Graph) -> Vec<WeightId> {
     out
 }
 
+/// The [`Totals`] of a graph, counting each weight it uses once.
 pub fn totals(g: &Graph) -> Totals {
     let used = used_weights(g);
     Totals {

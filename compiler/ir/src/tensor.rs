@@ -44,10 +44,12 @@ impl Tensor {
         Ok(Tensor { dtype, shape, data: data.into() })
     }
 
+    /// An f32 tensor of `shape` holding `values` (their count must match).
     pub fn from_f32(shape: Vec<usize>, values: &[f32]) -> Result<Tensor, IrError> {
         Tensor::from_bytes(DType::F32, shape, values.iter().flat_map(|v| v.to_le_bytes()).collect())
     }
 
+    /// An i64 tensor of `shape` holding `values` (their count must match).
     pub fn from_i64(shape: Vec<usize>, values: &[i64]) -> Result<Tensor, IrError> {
         Tensor::from_bytes(DType::I64, shape, values.iter().flat_map(|v| v.to_le_bytes()).collect())
     }
@@ -91,22 +93,27 @@ impl Tensor {
         Tensor::from_bytes(dtype, shape, one.repeat(n))
     }
 
+    /// A rank-0 f32 tensor holding `v`.
     pub fn scalar_f32(v: f32) -> Tensor {
         Tensor { dtype: DType::F32, shape: vec![], data: v.to_le_bytes().to_vec().into() }
     }
 
+    /// The element type.
     pub fn dtype(&self) -> DType {
         self.dtype
     }
 
+    /// The shape (empty for a scalar).
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
 
+    /// Number of elements.
     pub fn numel(&self) -> usize {
         self.data.len() / self.dtype.size()
     }
 
+    /// The raw data: little-endian elements in row-major order.
     pub fn bytes(&self) -> &[u8] {
         &self.data
     }
@@ -156,10 +163,12 @@ impl Tensor {
         }
     }
 
+    /// Every element as f64, in row-major order (see [`Tensor::get_f64`]).
     pub fn to_f64_vec(&self) -> Vec<f64> {
         (0..self.numel()).map(|i| self.get_f64(i)).collect()
     }
 
+    /// Every element as i64, in row-major order (see [`Tensor::get_i64`]).
     pub fn to_i64_vec(&self) -> Vec<i64> {
         (0..self.numel()).map(|i| self.get_i64(i)).collect()
     }

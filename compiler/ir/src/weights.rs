@@ -6,6 +6,7 @@
 
 use crate::{IrError, Tensor};
 
+/// Index of a weight in a [`WeightTable`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WeightId(pub u32);
 
@@ -28,12 +29,15 @@ pub enum Origin {
 /// ignore the layout and stay correct; kernels that know the layout skip work.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Sparsity {
+    /// No recorded structure: what the frontend produces.
     Dense,
     /// PatDNN pattern pruning of a `[O, I, kh, kw]` conv weight: each kernel
     /// either keeps exactly the positions of one of `patterns` (a bitmask over
     /// `kh*kw` positions, row-major) or is removed (connectivity pruning).
     Pattern {
+        /// Kernel extent `[kh, kw]`.
         kernel: [usize; 2],
+        /// The distinct masks of kept positions (bit `i` is row-major position `i`).
         patterns: Vec<u32>,
         /// One entry per `(o, i)` kernel: index into `patterns`, or `None`
         /// for a removed kernel.
@@ -42,6 +46,7 @@ pub enum Sparsity {
     /// Unstructured sparsity: only the count is recorded; the zeros are in the
     /// data.
     Unstructured {
+        /// Upper bound on the number of non-zero elements (checked by [`Sparsity::validate`]).
         nonzeros: usize,
     },
 }
@@ -151,8 +156,11 @@ impl Sparsity {
 /// produces and who may rely on it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Quant {
+    /// `None` per tensor, else the channel axis of the value.
     pub axis: Option<usize>,
+    /// Weight holding the float scale(s).
     pub scale: WeightId,
+    /// Weight holding the zero point(s), of the value's dtype.
     pub zero_point: WeightId,
 }
 
@@ -193,27 +201,36 @@ impl Quant {
     }
 }
 
+/// One constant of a [`WeightTable`] with its provenance and storage layout.
 #[derive(Clone, Debug)]
 pub struct Weight {
+    /// Source name (ONNX initializer or tensor name), or one given by the pass that made it.
     pub name: String,
+    /// The full dense data.
     pub tensor: Tensor,
+    /// Where the constant came from.
     pub origin: Origin,
+    /// How its non-zeros are laid out; the data is dense regardless.
     pub sparsity: Sparsity,
     /// Counted in `params`: float, more than one element, and an initializer,
     /// a `Constant` node, or derived by a pass from such weights.
     pub is_param: bool,
 }
 
+/// Every constant of a graph, each stored once and addressed by [`WeightId`].
 #[derive(Clone, Debug, Default)]
 pub struct WeightTable {
     weights: Vec<Weight>,
 }
 
 impl WeightTable {
+    /// An empty table.
     pub fn new() -> WeightTable {
         WeightTable::default()
     }
 
+    /// Appends a dense weight and returns its id; `is_param` is set for float initializers and `Constant`
+    /// nodes of more than one element.
     pub fn add(&mut self, name: impl Into<String>, tensor: Tensor, origin: Origin) -> WeightId {
         let id = WeightId(self.weights.len() as u32);
         let is_param = origin != Origin::Derived && tensor.dtype().is_float() && tensor.numel() > 1;
@@ -221,26 +238,32 @@ impl WeightTable {
         id
     }
 
+    /// The weight with id `id` (panics if out of range).
     pub fn get(&self, id: WeightId) -> &Weight {
         &self.weights[id.0 as usize]
     }
 
+    /// Mutable access to weight `id`, e.g. to record a sparsity layout.
     pub fn get_mut(&mut self, id: WeightId) -> &mut Weight {
         &mut self.weights[id.0 as usize]
     }
 
+    /// The tensor of weight `id`.
     pub fn tensor(&self, id: WeightId) -> &Tensor {
         &self.get(id).tensor
     }
 
+    /// Number of weights.
     pub fn len(&self) -> usize {
         self.weights.len()
     }
 
+    /// Whether the table holds no weights.
     pub fn is_empty(&self) -> bool {
         self.weights.is_empty()
     }
 
+    /// Every weight with its id, in id order.
     pub fn iter(&self) -> impl Iterator<Item = (WeightId, &Weight)> {
         self.weights.iter().enumerate().map(|(i, w)| (WeightId(i as u32), w))
     }

@@ -13,7 +13,10 @@ use thiserror::Error;
 /// (display names: the node name, or `<op_lowercase>_<index>`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnsupportedOp {
+    /// The ONNX op type.
     pub op: String,
+    /// Display names of the nodes using it, in file order; nodes inside
+    /// subgraphs are prefixed with `<node>/<attribute>/`.
     pub nodes: Vec<String>,
 }
 
@@ -35,14 +38,20 @@ impl fmt::Display for TypeSite {
     }
 }
 
+/// Why an ONNX model (or test-data file) could not be imported or edited.
 #[derive(Debug, Error)]
 pub enum ImportError {
+    /// A file could not be read.
     #[error("cannot read '{}': {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The bytes do not decode (or the edited model does not encode) as the
+    /// expected protobuf message; the string says what went wrong.
     #[error("malformed ONNX protobuf: {0}")]
     Protobuf(String),
     /// A problem with the model as a whole (version, graph structure, I/O).
@@ -50,7 +59,14 @@ pub enum ImportError {
     Model(String),
     /// The model imports an opset newer than this frontend knows.
     #[error("model uses {domain} opset {opset}, newer than the newest supported opset {max}")]
-    OpsetTooNew { domain: String, opset: i64, max: i64 },
+    OpsetTooNew {
+        /// The operator-set domain (`ai.onnx` for the default domain).
+        domain: String,
+        /// The opset version the model imports.
+        opset: i64,
+        /// The newest version supported for that domain.
+        max: i64,
+    },
     /// Every op type without a converter, in order of first use.
     #[error("unsupported operators: {}", list_unsupported(.0))]
     Unsupported(Vec<UnsupportedOp>),
@@ -60,15 +76,50 @@ pub enum ImportError {
     /// reads there; binding that value with [`crate::ImportOptions::constant_inputs`]
     /// (when it is a graph input) resolves the error.
     #[error("node '{node}' ({op}): input '{input}' must be a constant (dynamic shapes are not supported)")]
-    NonConstantInput { node: String, op: String, input: String, value: String },
+    NonConstantInput {
+        /// Display name of the node.
+        node: String,
+        /// The node's op type.
+        op: String,
+        /// Schema name of the input.
+        input: String,
+        /// Name of the ONNX value connected to that input.
+        value: String,
+    },
     /// An element type the IR has no dtype for. `kind` is its name
     /// (`float8e4m3fn`, `string`, ...), `code` the ONNX `TensorProto.DataType`.
     #[error("{site} '{name}': element type {kind} is not supported")]
-    UnsupportedElementType { site: TypeSite, name: String, code: i32, kind: String },
+    UnsupportedElementType {
+        /// Whether a stored tensor or a graph input has the type.
+        site: TypeSite,
+        /// Name of the tensor or input.
+        name: String,
+        /// The ONNX `TensorProto.DataType` code.
+        code: i32,
+        /// Name of the element type (`unknown type <code>` for codes ONNX
+        /// does not define).
+        kind: String,
+    },
+    /// A stored tensor is invalid or unreadable (bad dims, wrong value
+    /// count, unusable external data, ...).
     #[error("tensor '{name}': {msg}")]
-    Tensor { name: String, msg: String },
+    Tensor {
+        /// Name of the tensor.
+        name: String,
+        /// What is wrong with it.
+        msg: String,
+    },
+    /// A node cannot be converted (bad attributes, inputs or shapes).
     #[error("node '{node}' ({op}): {msg}")]
-    Node { node: String, op: String, msg: String },
+    Node {
+        /// Display name of the node (its name, or `<op_lowercase>_<index>`).
+        node: String,
+        /// The node's op type.
+        op: String,
+        /// What is wrong with it.
+        msg: String,
+    },
+    /// Building the IR graph failed.
     #[error(transparent)]
     Ir(#[from] IrError),
 }

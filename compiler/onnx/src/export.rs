@@ -36,6 +36,9 @@ pub struct LayerEdit {
     /// New values of the weight input (input 1), f32, the same shape as in
     /// the file (pruned zeros included).
     pub weight: Tensor,
+    /// Store the weight as int8 with these per-channel scales (a
+    /// `DequantizeLinear` feeds the layer); `weight` must lie exactly on the
+    /// grid. `None` keeps an f32 initializer.
     pub weight_quant: Option<AxisQuant>,
     /// New values of the bias (Conv input 2, Gemm input C), same shape.
     pub bias: Option<Tensor>,

@@ -8,6 +8,7 @@
 //! in [`ops`] for each op type. Nodes whose inputs are all constants are
 //! folded, so exporter shape subgraphs disappear; inputs that shape a result
 //! must be constant after folding.
+#![warn(missing_docs)]
 
 mod attrs;
 mod error;
@@ -55,8 +56,11 @@ pub use proto::IoKind;
 /// optional value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum IoValue {
+    /// A single tensor.
     Tensor(Tensor),
+    /// A sequence of values, in order.
     Sequence(Vec<IoValue>),
+    /// An optional value; `None` when absent.
     Optional(Option<Box<IoValue>>),
 }
 
@@ -64,8 +68,11 @@ pub enum IoValue {
 /// optional presence.
 #[derive(Clone, Debug, PartialEq)]
 pub enum IoType {
+    /// A tensor of this element type and shape.
     Tensor(kerf_ir::TensorType),
+    /// A sequence of this length, with the type of each element.
     Sequence(Vec<IoType>),
+    /// An optional value: the inner type when present, `None` when absent.
     Optional(Option<Box<IoType>>),
 }
 
@@ -83,6 +90,8 @@ impl IoValue {
         }
     }
 
+    /// The static type of this value (dtypes and shapes of its tensors,
+    /// sequence lengths, optional presence).
     pub fn io_type(&self) -> IoType {
         match self {
             IoValue::Tensor(t) => IoType::Tensor(kerf_ir::TensorType::new(t.dtype(), t.shape().to_vec())),

@@ -121,8 +121,11 @@ pub struct ValueInfo {
 /// holds and how it is flattened into tensors.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IoKind {
+    /// A tensor.
     Tensor,
+    /// A sequence whose elements have this kind.
     Sequence(Box<IoKind>),
+    /// An optional value of this kind.
     Optional(Box<IoKind>),
 }
 

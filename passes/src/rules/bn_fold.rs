@@ -35,6 +35,8 @@ pub struct BnFoldConv;
 /// B)`, and the constant term is normalised like any other.
 pub struct BnFoldGemm;
 
+/// A match of `bn-fold-conv` or `bn-fold-gemm`: the Conv or Gemm and the constant weights
+/// to fold the BatchNorm into.
 pub struct BnMatch {
     /// The Conv or Gemm op (attributes and layer kept).
     op: Op,
@@ -267,6 +269,7 @@ impl Rule for BnFoldGemm {
     }
 }
 
+/// The rules of group `bn-fold`: [`BnFoldConv`] and [`BnFoldGemm`].
 pub fn rules() -> Vec<KRewrite> {
     vec![rewrite(BnFoldConv), rewrite(BnFoldGemm)]
 }

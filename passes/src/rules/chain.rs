@@ -37,6 +37,8 @@ use super::{add_union, rewrite, single_user, KRewrite, Rule};
 use crate::analysis::KEGraph;
 use crate::lang::KNode;
 
+/// `form-chain` (see the module docs): matches a run of two or more single-use f32 elementwise
+/// ops ending at a class and adds one `Chain` of their steps to that class.
 pub struct FormChain;
 
 /// A chain to add: its steps and input classes (input 0 the stream).
@@ -183,6 +185,7 @@ impl Rule for FormChain {
     }
 }
 
+/// The rules of group `chain`: [`FormChain`].
 pub fn rules() -> Vec<KRewrite> {
     vec![rewrite(FormChain)]
 }

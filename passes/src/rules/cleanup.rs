@@ -52,6 +52,8 @@ impl Rule for RemoveDropout {
     }
 }
 
+/// [`RemoveIdentity`] and [`RemoveDropout`]; group `cleanup` also runs
+/// [`super::gelu::RecogniseGelu`].
 pub fn rules() -> Vec<KRewrite> {
     vec![rewrite(RemoveIdentity), rewrite(RemoveDropout)]
 }

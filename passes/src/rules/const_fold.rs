@@ -22,6 +22,7 @@ pub const SMALL_RESULT: usize = 4096;
 /// any input does (and they are float with more than one element).
 pub struct ConstFold;
 
+/// A `const-fold` match: the op to evaluate and the weights of its (all constant) inputs.
 pub struct FoldMatch {
     op: Op,
     inputs: Vec<kerf_ir::WeightId>,
@@ -100,6 +101,7 @@ fn fold(eg: &mut KEGraph, m: &FoldMatch) -> Option<Vec<kerf_ir::WeightId>> {
     Some(ids)
 }
 
+/// The rules of group `const-fold`: [`ConstFold`].
 pub fn rules() -> Vec<KRewrite> {
     vec![rewrite(ConstFold)]
 }

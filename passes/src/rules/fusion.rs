@@ -120,6 +120,9 @@ fn convs(eg: &KEGraph, class: Id, want_plain: bool) -> Vec<Found> {
     out
 }
 
+/// `fuse-conv-act` (see the module docs): matches a fusable activation of a single-use f32
+/// direct or Winograd conv with a bias (plain, or `ConvFused` without an activation) and adds
+/// the `ConvFused` with that activation to the activation's class.
 pub struct FuseAct;
 
 impl Rule for FuseAct {
@@ -141,6 +144,9 @@ impl Rule for FuseAct {
     }
 }
 
+/// `fuse-conv-residual` (see the module docs): matches `Add` of a single-use plain f32 direct
+/// or Winograd conv with a bias and a value of the same type, and adds
+/// `ConvFused{residual}(x, w, b, y)` to the `Add`'s class.
 pub struct FuseResidual;
 
 impl Rule for FuseResidual {
@@ -167,7 +173,9 @@ impl Rule for FuseResidual {
 /// A matrix product in fused form, to which an epilogue can be added.
 #[derive(Clone)]
 pub enum Product {
+    /// A `MatMulFused`, with the matched op's layer identity.
     MatMul(Layer),
+    /// A `GemmFused`, with the matched Gemm's attributes.
     Gemm(Gemm),
 }
 
@@ -210,6 +218,8 @@ fn products(eg: &KEGraph, class: Id, allow_residual: bool) -> Vec<FoundProduct> 
     out
 }
 
+/// `fuse-matmul-bias` (see the module docs): matches `Add` of a single-use f32 `MatMul(a, b)`
+/// and a per-column bias `c` and adds `MatMulFused(a, b, c)` to the `Add`'s class.
 pub struct FuseMatMulBias;
 
 impl Rule for FuseMatMulBias {
@@ -254,6 +264,9 @@ impl Rule for FuseMatMulBias {
     }
 }
 
+/// `fuse-matmul-residual` (see the module docs): matches `Add` of a single-use biased f32
+/// product without epilogue and a value `y` of its type, and adds the fused product with
+/// `residual` and `y` as last input to the `Add`'s class.
 pub struct FuseMatMulResidual;
 
 impl Rule for FuseMatMulResidual {
@@ -277,6 +290,9 @@ impl Rule for FuseMatMulResidual {
     }
 }
 
+/// `fuse-matmul-act` (see the module docs): matches a fusable activation of a single-use
+/// biased f32 product without activation and adds the fused product with `act` to the
+/// activation's class.
 pub struct FuseMatMulAct;
 
 impl Rule for FuseMatMulAct {
@@ -298,6 +314,7 @@ impl Rule for FuseMatMulAct {
     }
 }
 
+/// The rules of group `fusion`: the conv rules, then the matrix-product rules.
 pub fn rules() -> Vec<KRewrite> {
     vec![
         rewrite(FuseResidual),

@@ -30,6 +30,8 @@ use super::{add_union, rewrite, KRewrite, Rule};
 use crate::analysis::KEGraph;
 use crate::lang::KNode;
 
+/// `recognise-gelu` (see the module docs): adds `Gelu{tanh=false}(x)` to the class of an
+/// expanded exact f32 GELU of `x`.
 pub struct RecogniseGelu;
 
 /// The single f32 value of a constant class with at most `rank` dims, all 1.
@@ -123,6 +125,7 @@ impl Rule for RecogniseGelu {
     }
 }
 
+/// [`RecogniseGelu`], run as part of group `cleanup`.
 pub fn rules() -> Vec<KRewrite> {
     vec![rewrite(RecogniseGelu)]
 }

@@ -30,10 +30,13 @@ pub mod gelu;
 pub mod reshape;
 pub mod winograd;
 
+/// An egg rewrite over kerf's language and analysis (made from a [`Rule`] by [`rewrite`]).
 pub type KRewrite = Rewrite<KNode, KerfAnalysis>;
 
 /// A typed rewrite rule.
 pub trait Rule: Send + Sync + 'static {
+    /// What `find` records about one match for `apply` (matches are kept in a side table
+    /// until the iteration's apply step).
     type Match: Send + 'static;
     /// The rule's name, as reported in [`crate::GroupReport::rules_fired`].
     fn name(&self) -> &'static str;

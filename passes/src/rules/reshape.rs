@@ -125,6 +125,7 @@ impl Rule for TransposeNoop {
     }
 }
 
+/// The rules of group `reshape`: the Reshape rules, then the Transpose rules.
 pub fn rules() -> Vec<KRewrite> {
     vec![rewrite(ReshapeChain), rewrite(ReshapeNoop), rewrite(TransposePair), rewrite(TransposeNoop)]
 }

@@ -26,6 +26,9 @@ use crate::lang::KNode;
 /// The Winograd tiles offered to the extractor.
 pub const TILES: [u8; 2] = [2, 4];
 
+/// `winograd-conv` (see the module docs): adds the Winograd forms ([`TILES`]) of an eligible
+/// direct f32 conv with a constant weight to its class; a pattern-pruned weight on a plane
+/// where its sparse kernel beats Winograd stays direct.
 pub struct WinogradConv;
 
 /// A direct conv node and its children.
@@ -76,6 +79,7 @@ impl Rule for WinogradConv {
     }
 }
 
+/// The rules of group `winograd`: [`WinogradConv`].
 pub fn rules() -> Vec<KRewrite> {
     vec![rewrite(WinogradConv)]
 }

@@ -37,8 +37,11 @@ pub use threads::task_chunk;
 /// What was built.
 #[derive(Clone, Debug)]
 pub struct Built {
+    /// The exported entry point `<name>_run`.
     pub run: FuncId,
+    /// The exported `<name>_describe`, returning the model descriptor.
     pub describe: FuncId,
+    /// The arena plan the kernels and the entry were built against.
     pub plan: GraphPlan,
     /// Names of the kernel functions, in call order.
     pub kernels: Vec<String>,

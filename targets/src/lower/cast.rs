@@ -38,6 +38,7 @@ pub fn storage_type(d: DType) -> Type {
     }
 }
 
+/// Whether `d` is a 16-bit float (f16 or bf16), stored as raw `I16` bits.
 pub fn is_half(d: DType) -> bool {
     matches!(d, DType::F16 | DType::BF16)
 }

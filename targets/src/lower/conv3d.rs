@@ -65,6 +65,7 @@ fn nd_shape(k: &Kernel, what: &str, w: &kerf_ir::op::Window, g: usize) -> LResul
     })
 }
 
+/// Lowers a `Conv` with three or more spatial axes (direct loop nest, see the module docs).
 pub fn conv(k: &mut Kernel) -> LResult {
     k.require_f32()?;
     let Op::Conv(c) = k.node.op.clone() else { return Err("not a Conv".into()) };
@@ -148,6 +149,7 @@ fn conv_taps(k: &mut Kernel, g: &Geo, d: usize, xo: Value, wo: Value, acc: Value
     })[0]
 }
 
+/// Lowers a `ConvTranspose` with three or more spatial axes (bias init, then scatter).
 pub fn conv_transpose(k: &mut Kernel) -> LResult {
     k.require_f32()?;
     let Op::ConvTranspose(c) = k.node.op.clone() else { return Err("not a ConvTranspose".into()) };

@@ -8,6 +8,7 @@ use kerf_ir::Op;
 
 use super::{Kernel, LResult};
 
+/// Lowers a `ConvTranspose` (f32); three or more spatial axes go to [`super::conv3d`].
 pub fn conv_transpose(k: &mut Kernel) -> LResult {
     k.require_f32()?;
     let Op::ConvTranspose(c) = k.node.op.clone() else { return Err("not a ConvTranspose".into()) };

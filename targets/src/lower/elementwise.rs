@@ -538,6 +538,8 @@ fn const_exponent(k: &Kernel) -> Option<f32> {
     v.iter().all(|&x| x == first).then_some(first)
 }
 
+/// Lowers `Unary`, `Binary`, `Where`, `Chain` and `BitCast` (see the module
+/// docs); `Err` for dtypes the kernels do not handle.
 pub fn lower(k: &mut Kernel) -> LResult {
     let op = k.node.op.clone();
     let n_in = k.node.inputs.len();

@@ -14,15 +14,20 @@ use crate::math;
 /// An activation the kernels can apply before the store.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Act {
+    /// No activation: the value is stored as is.
     None,
+    /// `max(x, 0)`.
     Relu,
     /// `min(max(x, lo), hi)`.
     Clip {
+        /// Lower bound.
         lo: f32,
+        /// Upper bound.
         hi: f32,
     },
     /// `x >= 0 ? x : alpha * x`.
     LeakyRelu {
+        /// Slope applied to negative inputs.
         alpha: f32,
     },
     /// `x * clip(x / 6 + 1/2, 0, 1)`.
@@ -34,6 +39,7 @@ pub enum Act {
     /// GELU: exact erf form ([`math::gelu`]) or the tanh approximation
     /// ([`math::gelu_tanh`]).
     Gelu {
+        /// Use the tanh approximation instead of the exact erf form.
         tanh: bool,
     },
 }
@@ -59,6 +65,7 @@ impl Act {
 /// What happens to each output vector before it is stored.
 #[derive(Clone, Copy, Debug)]
 pub struct Epilogue {
+    /// Activation applied last, after the residual add.
     pub act: Act,
     /// Pointer to a tensor of the output's shape added before the activation.
     pub residual: Option<Value>,

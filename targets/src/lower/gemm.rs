@@ -104,11 +104,15 @@ pub struct Gemm {
     pub a: Value,
     /// Bias, one f32 per row of A (read-only).
     pub bias: Value,
+    /// Rows of A and of the output (output channels).
     pub m: usize,
+    /// Reduction length `K`: columns of A, rows of B.
     pub kk: usize,
     /// Output tensor; row `m` starts at element `m * ldo`.
     pub out: Value,
+    /// Output row stride, in f32 elements.
     pub ldo: usize,
+    /// Applied to each output vector before it is stored.
     pub epi: Epilogue,
     /// Rows `r0..r1` (I64) to compute, `None` = all `m`: `r0` a multiple
     /// of [`MR`], `r1` a multiple of [`MR`] or `m`. The row blocks are the

@@ -33,9 +33,11 @@ pub fn imin(k: &mut Kernel, a: Value, b: Value) -> Value {
 }
 
 impl Kernel<'_, '_> {
+    /// An `I64` constant.
     pub fn ic(&mut self, v: i64) -> Value {
         self.b.ins().iconst(types::I64, v)
     }
+    /// An `F32` constant.
     pub fn fc(&mut self, v: f32) -> Value {
         self.b.ins().f32const(v)
     }
@@ -65,12 +67,15 @@ impl Kernel<'_, '_> {
             self.b.ins().iadd_imm_s(base, c)
         }
     }
+    /// Loads `ty` from `p + off` (byte offset) with the activation flags ([`mem`]).
     pub fn ld(&mut self, ty: Type, p: Value, off: i32) -> Value {
         self.b.ins().load(ty, mem(), p, off)
     }
+    /// Loads `ty` from `p + off` in a packed read-only constant ([`ro`] flags).
     pub fn ld_ro(&mut self, ty: Type, p: Value, off: i32) -> Value {
         self.b.ins().load(ty, ro(), p, off)
     }
+    /// Stores `v` at `p + off` (byte offset) with the activation flags ([`mem`]).
     pub fn st(&mut self, v: Value, p: Value, off: i32) {
         self.b.ins().store(mem(), v, p, off);
     }
@@ -79,6 +84,7 @@ impl Kernel<'_, '_> {
         let p = self.addr(base, idx, scale);
         self.ld(ty, p, off)
     }
+    /// Stores `v` at `base + idx*scale + off`.
     pub fn st_at(&mut self, v: Value, base: Value, idx: Value, scale: i64, off: i32) {
         let p = self.addr(base, idx, scale);
         self.st(v, p, off)
@@ -257,6 +263,7 @@ impl Kernel<'_, '_> {
             1
         }
     }
+    /// Vector type for f32 data: `F32X4` with SIMD, else `F32` (matches [`Kernel::lanes`]).
     pub fn vty(&self) -> Type {
         if self.caps.simd {
             types::F32X4

@@ -40,8 +40,11 @@ const MAX_ACC: usize = 12;
 /// Where the A operand lives and how to step through it (elements).
 #[derive(Clone, Copy)]
 pub struct AView {
+    /// Address of element `(0, 0)`: `A[m, k]` is the f32 at `ptr[m*sm + k*sk]`.
     pub ptr: Value,
+    /// Element stride between rows (`m`).
     pub sm: usize,
+    /// Element stride along the reduction axis (`k`).
     pub sk: usize,
     /// A is read-only constant data (loads may be hoisted/folded).
     pub ro: bool,
@@ -81,8 +84,11 @@ pub fn pack_b(b: &[f32], kk: usize, n: usize, sk: usize, sn: usize, l: usize, sc
 /// (read-only, one f32 per row) added at the start.
 #[derive(Clone, Copy)]
 pub struct OutView {
+    /// Address of output element `(0, 0)`.
     pub ptr: Value,
+    /// Output row stride, in f32 elements.
     pub ldo: usize,
+    /// Per-row bias (read-only, one f32 per row), if any.
     pub bias: Option<Value>,
 }
 
@@ -554,6 +560,7 @@ fn pack_runtime(k: &mut Kernel, b: Value, b_off: Value, kk: usize, n: usize, sk:
     }
 }
 
+/// Lowers `Gemm`, `MatMul` and their fused forms (f32 only).
 pub fn lower(k: &mut Kernel) -> LResult {
     for i in 0..k.node.inputs.len() {
         if k.in_dtype(i) != DType::F32 {

@@ -126,11 +126,17 @@ pub struct Split {
 
 /// A kernel under construction.
 pub struct Kernel<'a, 'g> {
+    /// Builder of the kernel function, positioned in the body (after `entry`).
     pub b: FunctionBuilder<'a>,
+    /// What the generated code may use on the target.
     pub caps: Caps,
+    /// The graph the node belongs to (value types and constants).
     pub g: &'g Graph,
+    /// The node being lowered.
     pub node: &'g Node,
+    /// The parameters requested so far, one pointer argument each, in order.
     pub params: Vec<Param>,
+    /// The entry block: it only receives the parameters and jumps to the body.
     pub entry: Block,
     /// Set by [`Kernel::parallel_range`] when the kernel is split.
     pub split: Option<Split>,
@@ -141,6 +147,7 @@ pub struct Kernel<'a, 'g> {
 /// Result of a lowering: `Err` carries the reason a node is unsupported.
 pub type LResult<T = ()> = Result<T, String>;
 
+/// Cranelift type of pointers and indices in kernels (every target is 64-bit).
 pub const PTR: Type = types::I64;
 
 impl<'a, 'g> Kernel<'a, 'g> {
@@ -255,15 +262,19 @@ impl<'a, 'g> Kernel<'a, 'g> {
         Ok(())
     }
 
+    /// Shape of input `i` of the node.
     pub fn in_shape(&self, i: usize) -> &'g [usize] {
         &self.g.ty(self.node.inputs[i]).shape
     }
+    /// Shape of output `i` of the node.
     pub fn out_shape(&self, i: usize) -> &'g [usize] {
         &self.g.ty(self.node.outputs[i]).shape
     }
+    /// Element type of input `i` of the node.
     pub fn in_dtype(&self, i: usize) -> DType {
         self.g.ty(self.node.inputs[i]).dtype
     }
+    /// Element type of output `i` of the node.
     pub fn out_dtype(&self, i: usize) -> DType {
         self.g.ty(self.node.outputs[i]).dtype
     }
@@ -271,6 +282,7 @@ impl<'a, 'g> Kernel<'a, 'g> {
     pub fn const_f32(&self, i: usize) -> Option<Vec<f32>> {
         self.node.inputs.get(i).and_then(|&v| self.g.const_of(v)).map(|t| t.to_f32_vec())
     }
+    /// Whether input `i` exists and is a constant.
     pub fn is_const(&self, i: usize) -> bool {
         self.node.inputs.get(i).is_some_and(|&v| self.g.const_of(v).is_some())
     }

@@ -143,6 +143,8 @@ fn fill(k: &mut Kernel, dst: Value, n: usize, d: DType, v: f32) -> LResult {
     Ok(())
 }
 
+/// Lowers Transpose, Concat, Split, Slice, Gather, Expand, Tile, Pad and
+/// Resize (linear and cubic modes go to [`super::resize`]).
 pub fn lower(k: &mut Kernel) -> LResult {
     let d = k.in_dtype(0);
     if matches!(d, DType::F16 | DType::BF16) && !matches!(k.node.op, Op::Transpose { .. }) {

@@ -103,6 +103,7 @@ fn row_loop(k: &mut Kernel, len: usize, stride: usize, body: &mut dyn FnMut(&mut
     }
 }
 
+/// Lowers `Softmax` / `LogSoftmax` along one axis, rows split across tasks.
 pub fn softmax(k: &mut Kernel) -> LResult {
     k.require_f32()?;
     let (axis, log) = match k.node.op {
@@ -229,6 +230,7 @@ fn param_broadcast(k: &mut Kernel, i: usize, shape: &[usize]) -> LResult<Value> 
     Ok(k.blob_f32(&full))
 }
 
+/// Lowers `LayerNormalization`: normalizes over the axes from `axis` on, then scale and optional bias.
 pub fn layer_norm(k: &mut Kernel) -> LResult {
     k.require_f32()?;
     let Op::LayerNorm { axis, epsilon } = k.node.op else { return Err("not a LayerNorm".into()) };
@@ -282,6 +284,8 @@ fn channel_affine(k: &mut Kernel, st: &mut dyn FnMut(&mut Kernel, Value) -> (Val
     });
 }
 
+/// Lowers inference `BatchNormalization` as a per-channel `x * s + t`, with
+/// `s` and `t` folded at compile time when all four parameters are constant.
 pub fn batch_norm(k: &mut Kernel) -> LResult {
     k.require_f32()?;
     let Op::BatchNorm { epsilon } = k.node.op else { return Err("not a BatchNorm".into()) };
@@ -321,6 +325,7 @@ pub fn batch_norm(k: &mut Kernel) -> LResult {
     Ok(())
 }
 
+/// Lowers `InstanceNormalization`: normalizes each `(n, c)` plane, then per-channel scale and bias.
 pub fn instance_norm(k: &mut Kernel) -> LResult {
     k.require_f32()?;
     let Op::InstanceNorm { epsilon } = k.node.op else { return Err("not an InstanceNorm".into()) };

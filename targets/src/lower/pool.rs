@@ -99,6 +99,7 @@ struct Axis {
     pe: usize,
 }
 
+/// Lowers `MaxPool` and `AveragePool` (the `Fast2d` path when it applies, see the module docs).
 pub fn pool(k: &mut Kernel) -> LResult {
     let (p, is_max) = match k.node.op.clone() {
         Op::MaxPool(p) => (p, true),
@@ -262,6 +263,7 @@ pub fn reduce_row(k: &mut Kernel, p: Value, len: usize, is_max: bool) -> Value {
     s
 }
 
+/// Lowers `GlobalAveragePool` / `GlobalMaxPool` (f32): one reduction per `(n, c)` plane.
 pub fn global(k: &mut Kernel) -> LResult {
     k.require_f32()?;
     let is_max = matches!(k.node.op, Op::GlobalMaxPool);

@@ -10,6 +10,8 @@ use kerf_ir::{DType, Op};
 use super::{Kernel, LResult};
 use crate::math;
 
+/// Lowers `Reduce*`, `ArgMax` and `ArgMin` on f32; f64 and integer inputs
+/// support a subset of the reductions and no arg-reductions.
 pub fn lower(k: &mut Kernel) -> LResult {
     if k.in_dtype(0) != DType::F32 {
         if let Op::Reduce { kind, axes, .. } = &k.node.op {

@@ -91,6 +91,7 @@ pub fn taps(o: usize, in_len: usize, out_len: usize, r: &kerf_ir::op::Resize, sc
     t.into_iter().map(|(i, c)| (i.clamp(0.0, hi) as usize, c)).collect()
 }
 
+/// Lowers a linear or cubic `Resize` (f32) with the per-axis tap tables described in the module docs.
 pub fn interp(k: &mut Kernel, r: &kerf_ir::op::Resize) -> LResult {
     k.require_f32()?;
     if r.coord == CoordMode::TfCropAndResize {

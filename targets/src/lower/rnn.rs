@@ -285,6 +285,7 @@ fn biases(k: &mut Kernel, src: &Src, geo: Geo, d: usize, ng: usize, lbr: bool) -
     }
 }
 
+/// Lowers `LSTM`, `GRU` and `RNN` (f32), per direction as the module docs describe.
 pub fn lower(k: &mut Kernel) -> LResult {
     k.require_f32()?;
     let (r, kind) = match k.node.op.clone() {

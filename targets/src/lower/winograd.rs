@@ -60,10 +60,15 @@ pub fn points(m: usize) -> &'static [f64] {
 /// `bt` is n×n (n = m + 2).
 #[derive(Clone, Debug)]
 pub struct Transform {
+    /// Output tile size.
     pub m: usize,
+    /// Input tile size, `m + 2`.
     pub n: usize,
+    /// Output transform `Aᵀ`, m×n.
     pub at: Vec<f64>,
+    /// Filter transform `G`, n×3.
     pub g: Vec<f64>,
+    /// Input transform `Bᵀ`, n×n.
     pub bt: Vec<f64>,
 }
 

@@ -49,11 +49,13 @@ pub enum Init {
 /// Cranelift tiles (`lower::matmul::finish`, `lower::epilogue`).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct TileEpi {
+    /// Factor the accumulators are multiplied by first (`None`: no multiply).
     pub scale: Option<f32>,
     /// A tensor read through the `bias` argument (then not a row bias).
     pub addend: Option<Addend>,
     /// Add the residual tensor (the `residual` argument, output layout).
     pub residual: bool,
+    /// Relu/Clip applied last, if any.
     pub clamp: Option<Clamp>,
 }
 
@@ -61,8 +63,11 @@ pub struct TileEpi {
 /// broadcast) or one per column, rows `row` bytes apart, times `scale`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Addend {
+    /// One value per column (a full row vector) instead of one broadcast value per row.
     pub per_column: bool,
+    /// Bytes between the addend's rows.
     pub row: usize,
+    /// Factor the addend is multiplied by (no multiply when 1).
     pub scale: f32,
 }
 
@@ -72,7 +77,9 @@ pub struct Addend {
 /// `vminps a, hi, y` are exactly these selects, NaN passing through.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Clamp {
+    /// Lower bound (0 for Relu).
     pub lo: f32,
+    /// Upper bound, if any (Clip).
     pub hi: Option<f32>,
 }
 

@@ -280,6 +280,19 @@ pub const RISCV64: Target = Target {
     runner_package: "qemu-user",
 };
 
+/// Windows x64: a COFF object (Windows x64 calling convention) linked by
+/// MinGW-w64's gcc, run under Wine.
+pub const WINDOWS_X64: Target = Target {
+    label: "windows-x64",
+    triple: "x86_64-pc-windows-msvc",
+    cpu: "baseline",
+    cc: "x86_64-w64-mingw32-gcc",
+    cc_package: "gcc-mingw-w64-x86-64",
+    cflags: &[],
+    runner: &["wine"],
+    runner_package: "wine wine64",
+};
+
 pub const RISCV64_V: Target = Target {
     label: "riscv64-v",
     triple: "riscv64gc-unknown-linux-gnu",

@@ -413,6 +413,7 @@ impl Op {
     }
 }
 
+/// The ONNX `mode` spelling of a pad mode (`constant`, `reflect`, `edge`, `wrap`).
 pub fn pad_mode_name(m: PadMode) -> &'static str {
     match m {
         PadMode::Constant => "constant",
@@ -446,6 +447,7 @@ fn parse_resize_mode(s: &str) -> Option<ResizeMode> {
     .find(|m| resize_mode_name(*m) == s)
 }
 
+/// The ONNX `coordinate_transformation_mode` spelling of a coordinate mode.
 pub fn coord_mode_name(m: CoordMode) -> &'static str {
     match m {
         CoordMode::HalfPixel => "half_pixel",
@@ -457,6 +459,7 @@ pub fn coord_mode_name(m: CoordMode) -> &'static str {
     }
 }
 
+/// The coordinate mode spelled `s` (see [`coord_mode_name`]).
 pub fn parse_coord_mode(s: &str) -> Option<CoordMode> {
     [
         CoordMode::HalfPixel,
