@@ -41,8 +41,13 @@ pub fn run(args: &CompileArgs) -> Result<()> {
         bail!("output '{}' must end in .o or .a (.obj or .lib for Windows)", args.output.display());
     }
     let target = kerf_targets::Target::parse(&args.target, &args.cpu)?;
-    let mut session =
-        args.model.session()?.target(target).micro_kernels(!args.no_micro_kernels).optimize_enabled(!args.no_optimize);
+    let mut session = args
+        .model
+        .session()?
+        .target(target)
+        .micro_kernels(!args.no_micro_kernels)
+        .optimize_enabled(!args.no_optimize)
+        .codegen_progress(crate::options::progress_bar("generating code"));
     if let Some(n) = &args.name {
         if kerf_pipeline::c_identifier(n) != *n {
             bail!("--name '{n}' is not a C identifier");

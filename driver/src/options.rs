@@ -258,8 +258,15 @@ fn first_samples(t: &Tensor, n: usize) -> Result<Tensor> {
 /// A progress bar on stderr for the compress stage (per layer); hidden when
 /// stderr is not a terminal.
 fn layer_bar() -> kerf_pipeline::ProgressHook {
+    progress_bar("compressing")
+}
+
+/// A progress bar on stderr, `<what> [=====>   ] done/total <step>`, cleared
+/// when the stage ends; hidden when stderr is not a terminal.
+pub fn progress_bar(what: &str) -> kerf_pipeline::ProgressHook {
     let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) = indicatif::ProgressStyle::with_template("compressing [{bar:30}] {pos}/{len} {msg}") {
+    let template = format!("{what} [{{bar:30}}] {{pos}}/{{len}} {{msg}}");
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
         bar.set_style(style.progress_chars("=> "));
     }
     kerf_pipeline::ProgressHook(std::sync::Arc::new(move |done, total, what| {

@@ -29,8 +29,9 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 pub use build::Build;
+pub use kerf_targets::ProgressHook;
 pub use names::{c_identifier, default_name};
-pub use session::{Optimized, ProgressHook, Session, Stage};
+pub use session::{Optimized, Session, Stage};
 
 /// Why a stage failed.
 #[derive(Debug, Error)]

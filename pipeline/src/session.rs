@@ -39,7 +39,7 @@ use kerf_ir::{Graph, Tensor};
 use kerf_onnx::ImportError;
 use kerf_passes::{GroupReport, PassOptions, Stop};
 use kerf_targets::jit::ProfileHook;
-use kerf_targets::{Artifact, CompileOptions, JitModel, Target};
+use kerf_targets::{Artifact, CompileOptions, JitModel, ProgressHook, Target};
 
 use crate::{names, PipelineError};
 
@@ -124,20 +124,7 @@ pub struct Session {
     plan: Option<Plan>,
     calib: Vec<(String, Tensor)>,
     progress: Option<ProgressHook>,
-}
-
-/// `f(done, total, what)`: one step of a long stage.
-pub type ProgressFn = dyn Fn(usize, usize, &str) + Send + Sync;
-
-/// Called as `hook(done, total, what)` while a long stage runs (the
-/// compress stage: per layer).
-#[derive(Clone)]
-pub struct ProgressHook(pub std::sync::Arc<ProgressFn>);
-
-impl fmt::Debug for ProgressHook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ProgressHook")
-    }
+    codegen_progress: Option<ProgressHook>,
 }
 
 impl Session {
@@ -156,9 +143,16 @@ impl Session {
             plan: None,
             calib: Vec::new(),
             progress: None,
+            codegen_progress: None,
         }
     }
-    /// Reports the progress of long stages to `hook`.
+    /// Reports code generation's progress (per node) to `hook`; the output
+    /// is the same with or without it.
+    pub fn codegen_progress(mut self, hook: ProgressHook) -> Session {
+        self.codegen_progress = Some(hook);
+        self
+    }
+    /// Reports the compress stage's progress (per layer) to `hook`.
     pub fn progress(mut self, hook: ProgressHook) -> Session {
         self.progress = Some(hook);
         self
@@ -257,6 +251,7 @@ impl Session {
     pub fn compile_options(&self) -> CompileOptions {
         let mut o = CompileOptions::new(self.target, &self.symbol_name());
         o.ukernels = self.micro_kernels;
+        o.progress = self.codegen_progress.clone();
         o
     }
 

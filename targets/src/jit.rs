@@ -89,7 +89,7 @@ fn jit_compile_inner(g: &Graph, opts: &CompileOptions, hook: Option<ProfileHook>
         jb.symbol(codegen::PROFILE_HOOK, h as *const u8);
     }
     let mut module = JITModule::new(jb);
-    let bopts = codegen::BuildOptions { profile_hook: hook.is_some() };
+    let bopts = codegen::BuildOptions { profile_hook: hook.is_some(), progress: opts.progress.clone() };
     let built = codegen::build_with(&mut module, g, &opts.name, caps, codegen::Addressing::Absolute, &bopts)?;
     module.finalize_definitions().map_err(|e| TargetError::Jit(e.to_string()))?;
     let run_ptr = module.get_finalized_function(built.run);

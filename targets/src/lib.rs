@@ -27,4 +27,4 @@ pub mod ukernel;
 pub use error::{TargetError, UnsupportedNode};
 pub use isa::Target;
 pub use jit::{jit_compile, JitModel};
-pub use object::{compile_object, Artifact, CompileOptions, Report};
+pub use object::{compile_object, Artifact, CompileOptions, ProgressFn, ProgressHook, Report};

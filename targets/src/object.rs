@@ -10,6 +10,29 @@ use crate::codegen;
 use crate::isa::{Caps, Target};
 use crate::TargetError;
 
+/// `f(done, total, what)`: one step of a long stage.
+pub type ProgressFn = dyn Fn(usize, usize, &str) + Send + Sync;
+
+/// Called as `hook(done, total, what)` while a long stage runs (code
+/// generation: per node, `what` the node's name; the pipeline's compress
+/// stage: per layer). Reaches `done == total` at the end.
+#[derive(Clone)]
+pub struct ProgressHook(pub std::sync::Arc<ProgressFn>);
+
+impl std::fmt::Debug for ProgressHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressHook")
+    }
+}
+
+/// Two hooks are equal when they are the same closure.
+impl PartialEq for ProgressHook {
+    fn eq(&self, other: &ProgressHook) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+impl Eq for ProgressHook {}
+
 /// What to compile for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompileOptions {
@@ -25,12 +48,15 @@ pub struct CompileOptions {
     /// target has them (default). Off, every kernel is Cranelift's own
     /// code: the same bits, at 128-bit speed.
     pub ukernels: bool,
+    /// Told of each node's code generation (for a progress bar); never
+    /// changes the output.
+    pub progress: Option<ProgressHook>,
 }
 
 impl CompileOptions {
     /// Options for `target` with symbol prefix `name`, no notes and micro-kernels on.
     pub fn new(target: Target, name: &str) -> CompileOptions {
-        CompileOptions { target, name: name.into(), notes: Vec::new(), ukernels: true }
+        CompileOptions { target, name: name.into(), notes: Vec::new(), ukernels: true, progress: None }
     }
     /// [`CompileOptions::new`] with the target parsed from a triple and a
     /// CPU preset ([`Target::parse`]).
@@ -105,7 +131,8 @@ pub fn compile_object(g: &Graph, opts: &CompileOptions) -> Result<Artifact, Targ
         .map_err(|e| TargetError::Object(e.to_string()))?;
     ob.per_function_section(true);
     let mut module = ObjectModule::new(ob);
-    let built = codegen::build(&mut module, g, &opts.name, caps, codegen::Addressing::PcRelative)?;
+    let bopts = codegen::BuildOptions { profile_hook: false, progress: opts.progress.clone() };
+    let built = codegen::build_with(&mut module, g, &opts.name, caps, codegen::Addressing::PcRelative, &bopts)?;
     let product = module.finish();
     let object = product.emit().map_err(|e| TargetError::Object(e.to_string()))?;
     let text_bytes = text_size(&object);

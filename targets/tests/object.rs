@@ -382,3 +382,23 @@ fn math_ops_need_no_libm() {
         }
     }
 }
+
+/// A progress hook is told of every node in order and ends at `total`;
+/// the object is the same bytes with or without it.
+#[test]
+fn codegen_progress_reaches_the_end_and_changes_nothing() {
+    let g = graph();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let mut o = CompileOptions::parse(TARGETS[0].0, "baseline", "small").unwrap();
+    let plain = compile_object(&g, &o).unwrap();
+    o.progress = Some(kerf_targets::ProgressHook(std::sync::Arc::new(move |done, total, _what: &str| {
+        log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((done, total));
+    })));
+    let with = compile_object(&g, &o).unwrap();
+    assert!(plain.object == with.object, "the hook changed the object");
+    let calls = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let n = g.nodes.len();
+    assert_eq!(calls.len(), n + 1, "{calls:?}");
+    assert!(calls.iter().enumerate().all(|(i, &c)| c == (i, n)), "{calls:?}");
+}

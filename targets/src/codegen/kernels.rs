@@ -12,7 +12,7 @@ use super::{cg_err, scratch_slot};
 use crate::arena;
 use crate::isa::Caps;
 use crate::lower::{self, Kernel, Param, Split};
-use crate::{TargetError, UnsupportedNode};
+use crate::{ProgressHook, TargetError, UnsupportedNode};
 
 /// A defined kernel: its node, function, parameters in call order, split.
 pub(super) struct KernelInfo {
@@ -31,13 +31,25 @@ pub(super) struct Kernels {
 
 /// Lowers and defines every node's kernel; `Unsupported` lists every node
 /// that has none.
-pub(super) fn lower_all<M: Module>(module: &mut M, g: &Graph, name: &str, caps: Caps) -> Result<Kernels, TargetError> {
+pub(super) fn lower_all<M: Module>(
+    module: &mut M,
+    g: &Graph,
+    name: &str,
+    caps: Caps,
+    progress: Option<&ProgressHook>,
+) -> Result<Kernels, TargetError> {
+    let report = |done: usize, what: &str| {
+        if let Some(p) = progress {
+            (p.0)(done, g.nodes.len(), what);
+        }
+    };
     let aliases = arena::decide_aliases(g);
     let mut fctx = FunctionBuilderContext::new();
     let mut unsupported = Vec::new();
     let mut list = Vec::new();
     let mut scratch = vec![0usize; g.nodes.len()];
     for (i, node) in g.nodes.iter().enumerate() {
+        report(i, &node.name);
         if aliases.free[i] {
             continue;
         }
@@ -66,6 +78,7 @@ pub(super) fn lower_all<M: Module>(module: &mut M, g: &Graph, name: &str, caps: 
         module.define_function(fid, &mut ctx).map_err(|e| cg_err(&fname, format!("{e:?}")))?;
         list.push(KernelInfo { node: i, func: fid, params, split });
     }
+    report(g.nodes.len(), "");
     if !unsupported.is_empty() {
         return Err(TargetError::Unsupported(unsupported));
     }

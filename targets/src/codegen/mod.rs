@@ -61,6 +61,8 @@ pub struct BuildOptions {
     /// [`Built::kernels`]) and once more with `i = kernels.len()` after the
     /// last one. The kernels themselves are the same as without it.
     pub profile_hook: bool,
+    /// Told of each node's kernel as it is generated.
+    pub progress: Option<crate::ProgressHook>,
 }
 
 /// Symbol the entry calls between kernels when [`BuildOptions::profile_hook`] is set.
@@ -176,7 +178,7 @@ pub fn build_with<M: Module>(
     g.validate().map_err(|e| TargetError::Graph(e.to_string()))?;
     // fail before compiling anything if the weights alone cannot be reached
     check_data_reach(weight_bytes(g), addressing)?;
-    let kernels = kernels::lower_all(module, g, name, caps)?;
+    let kernels = kernels::lower_all(module, g, name, caps, opts.progress.as_ref())?;
     let plan = arena::plan_graph(g, &kernels.scratch);
     let mut rodata = Rodata::new(name, addressing);
     for k in &kernels.list {

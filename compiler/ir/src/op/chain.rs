@@ -46,7 +46,14 @@ pub enum ChainStep {
     /// `acc = u(acc)`.
     Unary(UnaryOp),
     /// `acc = op(acc, in[arg])`, or `op(in[arg], acc)` when `swap`.
-    Binary { op: BinaryOp, arg: usize, swap: bool },
+    Binary {
+        /// The binary op.
+        op: BinaryOp,
+        /// Index of the node input used as the other operand (0 is `x` itself).
+        arg: usize,
+        /// Whether the accumulator is the right operand rather than the left.
+        swap: bool,
+    },
 }
 
 /// Whether a chain may hold this unary op: float → float.

@@ -24,60 +24,100 @@ pub struct Layer(pub String);
 /// Elementwise ops with one input (and possibly float parameters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum UnaryOp {
+    /// `-x`.
     Neg,
+    /// `|x|`.
     Abs,
+    /// Square root.
     Sqrt,
+    /// `1 / x`.
     Reciprocal,
+    /// `e^x`.
     Exp,
+    /// Natural logarithm.
     Log,
+    /// The Gauss error function.
     Erf,
+    /// Hyperbolic tangent.
     Tanh,
+    /// `1 / (1 + e^-x)`.
     Sigmoid,
+    /// `max(x, 0)`.
     Relu,
+    /// Round toward −∞.
     Floor,
+    /// Round toward +∞.
     Ceil,
+    /// Round to nearest, ties to even (ONNX Round).
     Round,
+    /// `-1`, `0` or `1` by the sign of `x`; zeros and NaN pass through.
     Sign,
+    /// Logical negation of a bool.
     Not,
+    /// Sine (radians).
     Sin,
+    /// Cosine (radians).
     Cos,
+    /// `ln(1 + e^x)`.
     Softplus,
+    /// `x / (1 + |x|)`.
     Softsign,
+    /// `x * clamp(x / 6 + 0.5, 0, 1)`.
     HardSwish,
     /// Bitwise complement of an integer (ONNX BitwiseNot).
     BitwiseNot,
+    /// Tangent (radians).
     Tan,
+    /// Arcsine.
     Asin,
+    /// Arccosine.
     Acos,
+    /// Arctangent.
     Atan,
+    /// Hyperbolic sine.
     Sinh,
+    /// Hyperbolic cosine.
     Cosh,
+    /// Inverse hyperbolic sine.
     Asinh,
+    /// Inverse hyperbolic cosine.
     Acosh,
+    /// Inverse hyperbolic tangent.
     Atanh,
     /// `max(x, 0) + alpha * min(x, 0)`
     LeakyRelu {
+        /// Slope for negative inputs (ONNX `alpha`).
         alpha: F32,
     },
     /// `clamp(alpha * x + beta, 0, 1)`
     HardSigmoid {
+        /// Slope (ONNX `alpha`).
         alpha: F32,
+        /// Offset (ONNX `beta`).
         beta: F32,
     },
     /// `clamp(x, min, max)`; absent bounds are ±inf.
     Clip {
+        /// Lower bound (ONNX `min`).
         min: F32,
+        /// Upper bound (ONNX `max`).
         max: F32,
     },
     /// exact (erf) or tanh-approximated GELU.
     Gelu {
+        /// Use the tanh approximation (ONNX `approximate = "tanh"`) instead of erf.
         tanh: bool,
     },
+    /// `x < 0 ? alpha * (e^x - 1) : x`.
     Elu {
+        /// Scale of the negative part (ONNX `alpha`).
         alpha: F32,
     },
+    /// `gamma * (x <= 0 ? alpha * (e^x - 1) : x)`.
     Selu {
+        /// Scale of the exponential part (ONNX `alpha`).
         alpha: F32,
+        /// Overall scale (ONNX `gamma`).
         gamma: F32,
     },
 }
@@ -109,6 +149,7 @@ impl UnaryOp {
         )
     }
 
+    /// The op's name in the text format (the ONNX op name).
     pub fn name(self) -> &'static str {
         use UnaryOp::*;
         match self {
@@ -196,24 +237,39 @@ impl UnaryOp {
 /// Elementwise ops with two broadcasting inputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum BinaryOp {
+    /// `x + y` (integers wrap).
     Add,
+    /// `x - y` (integers wrap).
     Sub,
+    /// `x * y` (integers wrap).
     Mul,
+    /// `x / y`; integer division truncates toward zero.
     Div,
+    /// `x ^ y`; the exponent may have another dtype, the result has the base's.
     Pow,
+    /// Elementwise maximum; a NaN operand gives NaN.
     Max,
+    /// Elementwise minimum; a NaN operand gives NaN.
     Min,
     /// Integer modulus with the sign of the divisor (ONNX `fmod=0`).
     Mod,
     /// C `fmod` (ONNX `fmod=1`).
     Fmod,
+    /// `x == y`, as bool.
     Equal,
+    /// `x > y`, as bool.
     Greater,
+    /// `x >= y`, as bool.
     GreaterOrEqual,
+    /// `x < y`, as bool.
     Less,
+    /// `x <= y`, as bool.
     LessOrEqual,
+    /// Logical and of bools.
     And,
+    /// Logical or of bools.
     Or,
+    /// Logical exclusive or of bools.
     Xor,
     /// PRelu: `x < 0 ? slope * x : x` (slope is the second input).
     PRelu,
@@ -221,15 +277,19 @@ pub enum BinaryOp {
     /// amounts ≥ the bit width give 0 (left, logical right) or the sign fill
     /// (arithmetic right on signed types).
     BitShiftLeft,
+    /// Right shift: logical on unsigned types, arithmetic on signed ones.
     BitShiftRight,
     /// Integer bitwise ops (ONNX BitwiseAnd/Or/Xor); `And`/`Or`/`Xor` are the
     /// logical ops on bool.
     BitwiseAnd,
+    /// Integer bitwise or (ONNX BitwiseOr).
     BitwiseOr,
+    /// Integer bitwise exclusive or (ONNX BitwiseXor).
     BitwiseXor,
 }
 
 impl BinaryOp {
+    /// Every binary op, in declaration order.
     pub const ALL: [BinaryOp; 23] = [
         BinaryOp::Add,
         BinaryOp::Sub,
@@ -256,6 +316,8 @@ impl BinaryOp {
         BinaryOp::BitwiseXor,
     ];
 
+    /// The op's name in the text format: ONNX's, except `Fmod`, `BitShiftLeft` and `BitShiftRight`,
+    /// which ONNX spells as attributes of `Mod` and `BitShift`.
     pub fn name(self) -> &'static str {
         use BinaryOp::*;
         match self {
@@ -301,19 +363,30 @@ impl BinaryOp {
 /// Reductions over a set of axes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ReduceKind {
+    /// `Σ x`.
     Sum,
+    /// Arithmetic mean.
     Mean,
+    /// Maximum.
     Max,
+    /// Minimum.
     Min,
+    /// `Π x`.
     Prod,
+    /// `Σ |x|`.
     L1,
+    /// `√(Σ x²)`.
     L2,
+    /// `Σ x²`.
     SumSquare,
+    /// `ln(Σ x)`.
     LogSum,
+    /// `ln(Σ e^x)`.
     LogSumExp,
 }
 
 impl ReduceKind {
+    /// Every reduction, in declaration order.
     pub const ALL: [ReduceKind; 10] = [
         ReduceKind::Sum,
         ReduceKind::Mean,
@@ -326,6 +399,7 @@ impl ReduceKind {
         ReduceKind::LogSum,
         ReduceKind::LogSumExp,
     ];
+    /// The ONNX op name (`ReduceSum`, ...), also the text-format name.
     pub fn name(self) -> &'static str {
         match self {
             ReduceKind::Sum => "ReduceSum",
@@ -347,19 +421,26 @@ impl ReduceKind {
 /// from `auto_pad` at import.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Window {
+    /// Kernel extent per spatial axis (ONNX `kernel_shape`).
     pub kernel: Vec<usize>,
+    /// Stride per spatial axis (ONNX `strides`).
     pub strides: Vec<usize>,
+    /// Dilation per spatial axis (ONNX `dilations`).
     pub dilations: Vec<usize>,
+    /// Padding before each spatial axis, then after each (ONNX `pads`, `2 * rank` entries).
     pub pads: Vec<usize>,
 }
 
 impl Window {
+    /// Number of spatial axes.
     pub fn rank(&self) -> usize {
         self.kernel.len()
     }
+    /// Padding before spatial axis `i`.
     pub fn pad_begin(&self, i: usize) -> usize {
         self.pads[i]
     }
+    /// Padding after spatial axis `i`.
     pub fn pad_end(&self, i: usize) -> usize {
         self.pads[self.kernel.len() + i]
     }
@@ -392,10 +473,16 @@ impl Epilogue {
     }
 }
 
+/// ONNX Conv attributes. Inputs `x, w[, b]`: `x` is `[N, C, spatial..]`, `w` is
+/// `[M, C / group, kernel..]`, `b` is `[M]`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Conv {
+    /// Kernel, strides, dilations and pads.
     pub window: Window,
+    /// Number of channel groups (ONNX `group`); input and output channels split into that many
+    /// independent convolutions.
     pub group: usize,
+    /// The layer identity.
     pub layer: Layer,
     /// How the conv is computed (not what): chosen per layer by the
     /// `winograd` rule group and the cost model. Printed only when not
@@ -419,7 +506,10 @@ pub enum ConvAlgo {
     /// Winograd F(m×m, 3×3) with `tile` = m ∈ {2, 4} output pixels per tile
     /// side; only for 2-D 3×3 stride-1 dilation-1 group-1 convs
     /// ([`Conv::winograd_eligible`]).
-    Winograd { tile: u8 },
+    Winograd {
+        /// Output pixels per tile side, `m`: 2 or 4.
+        tile: u8,
+    },
 }
 
 impl Conv {
@@ -432,70 +522,114 @@ impl Conv {
     }
 }
 
+/// ONNX ConvTranspose attributes. Inputs `x, w[, b]`: `x` is `[N, C, spatial..]`, `w` is
+/// `[C, M / group, kernel..]`, `b` is `[M]`. Each output extent is
+/// `stride * (in - 1) + output_padding + dilation * (kernel - 1) + 1` minus both pads.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConvTranspose {
+    /// Kernel, strides, dilations and pads (the pads crop the full output).
     pub window: Window,
+    /// Number of channel groups (ONNX `group`).
     pub group: usize,
+    /// Extra cells added at the end of each spatial axis of the output (ONNX `output_padding`).
     pub output_padding: Vec<usize>,
+    /// The layer identity.
     pub layer: Layer,
 }
 
+/// ONNX Gemm: `alpha * A' * B' + beta * C` on 2-D `A` and `B`, each transposed first when its flag
+/// is set. Inputs `a, b[, c]`; `c` broadcasts to the `[M, N]` output.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Gemm {
+    /// Scale of the product (ONNX `alpha`).
     pub alpha: F32,
+    /// Scale of `C` (ONNX `beta`).
     pub beta: F32,
+    /// Transpose `A` first (ONNX `transA`).
     pub trans_a: bool,
+    /// Transpose `B` first (ONNX `transB`).
     pub trans_b: bool,
+    /// The layer identity.
     pub layer: Layer,
 }
 
+/// MaxPool and AveragePool attributes. The input is `[N, C, spatial..]`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Pool {
+    /// Kernel, strides, dilations and pads.
     pub window: Window,
+    /// Round each output extent up rather than down (ONNX `ceil_mode`); a last window that would
+    /// start in the end padding is dropped.
     pub ceil_mode: bool,
     /// AveragePool only: whether padded cells count in the divisor.
     pub count_include_pad: bool,
 }
 
+/// How [`Op::Pad`] fills the padding (ONNX `mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PadMode {
+    /// With [`Op::Pad`]'s constant `value`.
     Constant,
+    /// Mirror the input about the edge element, which is not repeated.
     Reflect,
+    /// Repeat the edge element.
     Edge,
+    /// Continue cyclically from the opposite end of the axis.
     Wrap,
 }
 
+/// Interpolation of a [`Resize`] (ONNX `mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ResizeMode {
     /// Nearest neighbour with ONNX `nearest_mode`.
     Nearest(NearestMode),
+    /// (Multi-)linear interpolation.
     Linear,
+    /// Cubic interpolation with coefficient [`Resize::cubic_coeff`].
     Cubic,
 }
 
+/// How nearest-neighbour [`Resize`] rounds the source coordinate (ONNX `nearest_mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum NearestMode {
+    /// Round to nearest, halves down.
     RoundPreferFloor,
+    /// Round to nearest, halves up.
     RoundPreferCeil,
+    /// Round down.
     Floor,
+    /// Round up.
     Ceil,
 }
 
+/// How [`Resize`] maps an output coordinate to an input one (ONNX `coordinate_transformation_mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CoordMode {
+    /// `(x + 0.5) / scale - 0.5`.
     HalfPixel,
+    /// `(x + 0.5) / scale - 0.5`, special-cased for an output axis of length 1 (PyTorch's convention).
     PytorchHalfPixel,
+    /// `x * (in - 1) / (out - 1)`: the corner pixels' centres align.
     AlignCorners,
+    /// `x / scale`.
     Asymmetric,
+    /// ONNX `tf_crop_and_resize`, which maps through a roi box that [`Resize`] cannot hold; the frontend
+    /// lowers such resizes to other ops.
     TfCropAndResize,
+    /// `HalfPixel` with an offset that centres the resized grid on the input (ONNX `half_pixel_symmetric`).
     HalfPixelSymmetric,
 }
 
+/// ONNX Resize with its scales and sizes resolved to constants; one input `x`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Resize {
+    /// Interpolation (ONNX `mode`, with `nearest_mode`).
     pub mode: ResizeMode,
+    /// Coordinate mapping (ONNX `coordinate_transformation_mode`).
     pub coord: CoordMode,
+    /// The cubic kernel's `a` (ONNX `cubic_coeff_a`, -0.75 by default); used only by cubic mode.
     pub cubic_coeff: F32,
+    /// Give taps outside the input zero weight and renormalise the rest (ONNX `exclude_outside`).
     pub exclude_outside: bool,
     /// Per-axis scale used for coordinate mapping (ONNX: given scales, or
     /// `out/in` when sizes were given).
@@ -504,14 +638,19 @@ pub struct Resize {
     pub sizes: Vec<usize>,
 }
 
+/// Which way a recurrent op runs over the sequence (ONNX `direction`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Direction {
+    /// First step to last.
     Forward,
+    /// Last step to first.
     Reverse,
+    /// Both, with separate weights; outputs stack the directions, forward first.
     Bidirectional,
 }
 
 impl Direction {
+    /// 1, or 2 for `Bidirectional`: the leading axis of the weights and states.
     pub fn num_directions(self) -> usize {
         if self == Direction::Bidirectional {
             2
@@ -524,18 +663,27 @@ impl Direction {
 /// Activation functions of the recurrent ops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Activation {
+    /// `1 / (1 + e^-x)`.
     Sigmoid,
+    /// Hyperbolic tangent.
     Tanh,
+    /// `max(x, 0)`.
     Relu,
     /// `alpha * x + beta`, clamped to [0, 1]
     HardSigmoid(F32, F32),
-    /// `alpha * x`
+    /// `alpha * x + beta`
     Affine(F32, F32),
+    /// `x < 0 ? alpha * x : x`.
     LeakyRelu(F32),
+    /// `x > alpha ? x : 0`.
     ThresholdedRelu(F32),
+    /// `alpha * tanh(beta * x)`.
     ScaledTanh(F32, F32),
+    /// `x < 0 ? alpha * (e^x - 1) : x`.
     Elu(F32),
+    /// `x / (1 + |x|)`.
     Softsign,
+    /// `ln(1 + e^x)`.
     Softplus,
 }
 
@@ -545,26 +693,37 @@ pub enum Activation {
 /// `[seq, batch, input]` (layout=1 models get transposes at import).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Rnn {
+    /// Hidden state size (ONNX `hidden_size`).
     pub hidden: usize,
+    /// Which way the sequence is processed (ONNX `direction`).
     pub direction: Direction,
+    /// ONNX `activations` with defaults filled in, per direction (forward first): LSTM's `f, g, h`,
+    /// GRU's `f, g`, RNN's one.
     pub activations: Vec<Activation>,
+    /// Cell clip threshold (ONNX `clip`): activation inputs are clamped to `[-clip, clip]`; `None` for
+    /// no clipping.
     pub clip: Option<F32>,
     /// GRU only.
     pub linear_before_reset: bool,
     /// LSTM only.
     pub input_forget: bool,
+    /// The layer identity.
     pub layer: Layer,
 }
 
 /// One operation. See the module docs for the conventions.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Op {
+    /// An elementwise unary op.
     Unary(UnaryOp),
+    /// An elementwise binary op with broadcasting.
     Binary(BinaryOp),
     /// `cond ? x : y` with broadcasting.
     Where,
     /// f32 elementwise steps in one pass over input 0 (see [`chain`]).
     Chain(Vec<ChainStep>),
+    /// ONNX Cast with default attributes (`saturate = 1`, `round_mode = up`); see
+    /// [`Tensor::cast`](crate::Tensor::cast).
     Cast(DType),
     /// Reinterprets each element's bits as the given dtype of the same width
     /// (ONNX BitCast).
@@ -574,19 +733,28 @@ pub enum Op {
     /// `round_mode` other than `up`. The frontend emits [`Op::Cast`] for the
     /// defaults, so each function has one spelling.
     CastF8 {
+        /// The float8 target type.
         to: DType,
+        /// ONNX `saturate`: overflow gives ±max rather than inf/NaN.
         saturate: bool,
+        /// ONNX `round_mode` (E8M0 only).
         round: crate::narrow::CastRound,
     },
+    /// Returns its input unchanged.
     Identity,
     /// Dropout in inference mode: the identity on its data output.
     Dropout,
+    /// ONNX Conv (see [`Conv`]).
     Conv(Conv),
     /// A direct Conv with an epilogue, inputs `x, w, b[, residual]` (the
     /// bias is required): produced only by the `fusion` rule group.
     ConvFused(Conv, Epilogue),
+    /// ONNX ConvTranspose (see [`ConvTranspose`]).
     ConvTranspose(ConvTranspose),
+    /// ONNX Gemm (see [`Gemm`]).
     Gemm(Gemm),
+    /// NumPy-style matrix product with broadcast batch axes (ONNX MatMul); a rank-1 operand is
+    /// promoted to a matrix and the added axis dropped from the result.
     MatMul(Layer),
     /// A MatMul with an epilogue, inputs `a, b, bias[, residual]`:
     /// `act(MatMul(a, b) + bias + residual)`, added in that order. `a` and
@@ -601,79 +769,129 @@ pub enum Op {
     GemmFused(Gemm, Epilogue),
     /// `(x - mean) / sqrt(var + eps) * scale + bias` over axis 1.
     BatchNorm {
+        /// Added to the variance (ONNX `epsilon`).
         epsilon: F32,
     },
     /// Normalises over axes `axis..`; inputs `x, scale, bias`.
     LayerNorm {
+        /// First normalised axis (ONNX `axis`, made non-negative).
         axis: usize,
+        /// Added to the variance (ONNX `epsilon`).
         epsilon: F32,
     },
+    /// Normalises each `(n, c)` plane over the spatial axes; inputs `x, scale, bias`, one scale and bias
+    /// per channel.
     InstanceNorm {
+        /// Added to the variance (ONNX `epsilon`).
         epsilon: F32,
     },
+    /// `e^x / Σ e^x` along `axis` (opset-13 semantics; older models get reshapes at import).
     Softmax {
+        /// The normalised axis.
         axis: usize,
     },
+    /// `x - ln(Σ e^x)` along `axis` (opset-13 semantics, like [`Op::Softmax`]).
     LogSoftmax {
+        /// The normalised axis.
         axis: usize,
     },
+    /// ONNX MaxPool (see [`Pool`]); values only, no indices output.
     MaxPool(Pool),
+    /// ONNX AveragePool (see [`Pool`]).
     AveragePool(Pool),
+    /// Mean over the spatial axes of `[N, C, spatial..]`, which become length 1.
     GlobalAveragePool,
+    /// Maximum over the spatial axes of `[N, C, spatial..]`, which become length 1.
     GlobalMaxPool,
+    /// A reduction (ONNX `Reduce*`).
     Reduce {
+        /// Which reduction.
         kind: ReduceKind,
+        /// Axes to reduce; ONNX's empty "all axes" default is spelled out at import.
         axes: Vec<usize>,
+        /// Keep each reduced axis with length 1 instead of dropping it (ONNX `keepdims`).
         keepdims: bool,
     },
+    /// The i64 index of the largest element along `axis`.
     ArgMax {
+        /// The searched axis.
         axis: usize,
+        /// Keep `axis` with length 1 instead of dropping it (ONNX `keepdims`).
         keepdims: bool,
+        /// On ties, the last index rather than the first (ONNX `select_last_index`).
         select_last: bool,
     },
+    /// The i64 index of the smallest element along `axis`.
     ArgMin {
+        /// The searched axis.
         axis: usize,
+        /// Keep `axis` with length 1 instead of dropping it (ONNX `keepdims`).
         keepdims: bool,
+        /// On ties, the last index rather than the first (ONNX `select_last_index`).
         select_last: bool,
     },
+    /// The same elements in row-major order under a new shape.
     Reshape {
+        /// The resolved output shape (no `0` or `-1` placeholders).
         shape: Vec<usize>,
     },
+    /// Permutes the axes.
     Transpose {
+        /// Output axis `i` is input axis `perm[i]` (ONNX `perm`).
         perm: Vec<usize>,
     },
+    /// Joins the inputs along `axis`; they agree on every other axis.
     Concat {
+        /// The concatenation axis.
         axis: usize,
     },
+    /// Cuts the input along `axis` into one output per entry of `sizes`, in order.
     Split {
+        /// The split axis.
         axis: usize,
+        /// Output lengths along `axis`, summing to the input's.
         sizes: Vec<usize>,
     },
     /// Full-rank, normalised slice: for each axis, start index, end (exclusive;
     /// `-1` means "before 0" for negative steps) and step.
     Slice {
+        /// Start index per axis.
         starts: Vec<i64>,
+        /// End index per axis (exclusive).
         ends: Vec<i64>,
+        /// Step per axis (non-zero, may be negative).
         steps: Vec<i64>,
     },
+    /// ONNX Gather: indexes input 0 along `axis` with the i32/i64 indices of input 1 (negative ones
+    /// count from the end); the result's shape is `x[..axis] ++ indices ++ x[axis + 1..]`.
     Gather {
+        /// The indexed axis.
         axis: usize,
     },
     /// Broadcast to the resolved output shape.
     Expand {
+        /// The output shape, which the input broadcasts to.
         shape: Vec<usize>,
     },
+    /// Repeats the input `repeats[i]` times along each axis `i` (ONNX Tile).
     Tile {
+        /// Copies per axis.
         repeats: Vec<usize>,
     },
     /// `pads`: begin pads then end pads, one per axis.
     Pad {
+        /// Padding before each axis, then after each (`2 * rank` entries).
         pads: Vec<usize>,
+        /// How the padding is filled (ONNX `mode`).
         mode: PadMode,
+        /// Fill value of [`PadMode::Constant`] (ONNX `constant_value`).
         value: F32,
     },
+    /// ONNX Resize (see [`Resize`]).
     Resize(Resize),
+    /// ONNX LSTM (see [`Rnn`]); inputs `X W R B H0 C0 P`, outputs `Y Y_h Y_c`.
     Lstm(Rnn),
+    /// ONNX GRU (see [`Rnn`]); inputs `X W R B H0`, outputs `Y Y_h`.
     Gru(Rnn),
     /// The simple (Elman) RNN `h = f(W·x + R·h + Wb + Rb)`; inputs `X W R B H0`
     /// (as GRU's), outputs `Y Y_h`; one activation per direction.
