@@ -231,7 +231,11 @@ fn reach(cands: &[Vec<Cand>], choice: &[usize], roots: &[usize]) -> Vec<usize> {
 }
 
 /// Cost of everything reachable from the roots, or `None` on a cycle or a
-/// class without a choice.
+/// class without a choice. One depth-first pass does both the sum and the
+/// cycle check: it runs once per candidate change in the refinement loop,
+/// where building a `petgraph` graph each time would cost more than the
+/// walk (the converter's final order uses `kerf_ir::order`, which names a
+/// cycle if one ever got through).
 fn dag_cost(cands: &[Vec<Cand>], choice: &[usize], roots: &[usize]) -> Option<f64> {
     // 0 = unvisited, 1 = on the stack, 2 = done
     let mut state = vec![0u8; cands.len()];

@@ -4,8 +4,10 @@
 //! // in build.rs's main():
 //! kerf_pipeline::Build::new("models/digits_cnn.onnx").name("digits").compile_for_cargo().unwrap();
 //! ```
-//! compiles the model for Cargo's `TARGET`, writes `libdigits.a` and
-//! `digits.h` into `OUT_DIR`, links the archive into the crate and prints
+//! compiles the model for Cargo's `TARGET`, writes `libdigits.a`,
+//! `digits.h` and the typed Rust wrapper `digits.rs`
+//! ([`kerf_targets::rust_module`]; `include!` it) into `OUT_DIR`, links the
+//! archive into the crate and prints
 //! `cargo:rerun-if-changed=<model>` so the model is rebuilt only when it
 //! changes. It is a thin layer over [`Session`]: a model compiled here is
 //! the same bytes as `kerf compile` makes.
@@ -51,7 +53,7 @@ impl Build {
     }
 
     /// Compiles for Cargo's `TARGET` (unless [`Build::target`] was given),
-    /// writes `lib<name>.a` and `<name>.h` into `OUT_DIR`, and tells Cargo to
+    /// writes `lib<name>.a`, `<name>.h` and the typed wrapper `<name>.rs` into `OUT_DIR`, and tells Cargo to
     /// link the archive and to rerun when the model changes. Returns the
     /// header path.
     pub fn compile_for_cargo(mut self) -> Result<PathBuf, PipelineError> {
@@ -71,8 +73,13 @@ impl Build {
         let archive = art.archive()?;
         let lib = out_dir.join(format!("lib{name}.a"));
         let header = out_dir.join(format!("{name}.h"));
-        std::fs::write(&lib, archive).map_err(|source| PipelineError::Io { path: lib.clone(), source })?;
-        std::fs::write(&header, art.header).map_err(|source| PipelineError::Io { path: header.clone(), source })?;
+        let module = out_dir.join(format!("{name}.rs"));
+        let write = |path: &PathBuf, bytes: &[u8]| {
+            std::fs::write(path, bytes).map_err(|source| PipelineError::Io { path: path.clone(), source })
+        };
+        write(&lib, &archive)?;
+        write(&header, art.header.as_bytes())?;
+        write(&module, kerf_targets::rust_module::generate(&g.graph, &name).as_bytes())?;
         println!("cargo:rerun-if-changed={}", self.session.model_path().display());
         println!("cargo:rustc-link-search=native={}", out_dir.display());
         println!("cargo:rustc-link-lib=static={name}");

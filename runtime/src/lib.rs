@@ -579,6 +579,45 @@ pub fn f32_as_bytes_mut(v: &mut [f32]) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
 }
 
+/// A Rust element type a model buffer can be viewed as: plain old data
+/// whose every bit pattern is a valid value, with its ONNX dtype code. The
+/// typed wrappers kerf generates for `build.rs` users
+/// (`kerf_targets::rust_module`) pass arrays of these.
+///
+/// # Safety
+/// Implementors must have no padding, no invalid bit patterns, and the size
+/// and alignment of the dtype `DTYPE` names.
+pub unsafe trait Element: Copy + Default + 'static {
+    /// The ONNX dtype code (see [`dtype`]).
+    const DTYPE: i32;
+}
+
+macro_rules! element {
+    ($($t:ty => $code:expr),* $(,)?) => {$(
+        // SAFETY: primitive integers and floats have no padding and no
+        // invalid bit patterns; their sizes are the dtypes' element sizes.
+        unsafe impl Element for $t {
+            const DTYPE: i32 = $code;
+        }
+    )*};
+}
+element!(f32 => dtype::FLOAT, f64 => dtype::DOUBLE, i8 => dtype::INT8, u8 => dtype::UINT8, i16 => dtype::INT16,
+    u16 => dtype::UINT16, i32 => dtype::INT32, u32 => dtype::UINT32, i64 => dtype::INT64, u64 => dtype::UINT64);
+
+/// Views elements as bytes (native = little-endian on every supported target).
+pub fn bytes_of<T: Element>(v: &[T]) -> &[u8] {
+    // SAFETY: `Element` types have no padding, so every byte is initialised;
+    // the length is exactly size_of_val(v) and the lifetime is tied to `v`.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+}
+
+/// Mutable byte view of elements.
+pub fn bytes_of_mut<T: Element>(v: &mut [T]) -> &mut [u8] {
+    // SAFETY: as in `bytes_of`; any byte pattern written is a valid `T`
+    // (`Element` has no invalid bit patterns).
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

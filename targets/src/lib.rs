@@ -22,6 +22,7 @@ pub mod jit;
 pub mod lower;
 pub mod math;
 pub mod object;
+pub mod rust_module;
 pub mod ukernel;
 
 pub use error::{TargetError, UnsupportedNode};

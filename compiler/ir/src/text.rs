@@ -420,53 +420,7 @@ pub fn parse_with_weights(text: &str, table: Option<&WeightTable>) -> Result<Gra
                 graph.add_output(name, v);
             }
             Some(Tok::Val(_)) => {
-                let mut outs = vec![c.val()?];
-                while c.eat(',') {
-                    outs.push(c.val()?);
-                }
-                c.punct('=')?;
-                let opname = c.ident()?;
-                let mut attrs = Vec::new();
-                if c.eat('{') {
-                    while !c.eat('}') {
-                        let k = c.ident()?;
-                        c.punct('=')?;
-                        attrs.push((k, c.attr()?));
-                        c.eat(',');
-                    }
-                }
-                let op = Op::from_parts(&opname, attrs).map_err(|e| c.err(e.to_string()))?;
-                c.punct('(')?;
-                let mut ins = Vec::new();
-                while !c.eat(')') {
-                    let n = c.val()?;
-                    ins.push(*vals.get(&n).ok_or_else(|| c.err(format!("%{n} is not defined")))?);
-                    c.eat(',');
-                }
-                let mut declared = Vec::new();
-                if c.eat(':') {
-                    loop {
-                        let ty = c.ty()?;
-                        let quant = parse_quant(&mut c, graph, &by_hash, &ty)?;
-                        declared.push(TensorType { quant, ..ty });
-                        if !c.eat(',') {
-                            break;
-                        }
-                    }
-                }
-                let name = if c.eat('@') { c.string()? } else { format!("n{}", graph.nodes.len()) };
-                let results = graph.add_node(name, op, ins).map_err(|e| c.err(e.to_string()))?;
-                if results.len() != outs.len() {
-                    return Err(c.err(format!("{opname} produces {} values, {} named", results.len(), outs.len())));
-                }
-                for (k, d) in declared.iter().enumerate() {
-                    let got = graph.ty(results[k]);
-                    if d.dtype != got.dtype || d.shape != got.shape {
-                        return Err(c.err(format!("declared type {d} but inference gives {got}")));
-                    }
-                    graph.values[results[k].0 as usize].ty.quant = d.quant.clone();
-                }
-                for (n, v) in outs.into_iter().zip(results) {
+                for (n, v) in parse_node(&mut c, graph, &vals, &by_hash)? {
                     define(&mut vals, &c, n, v)?;
                 }
             }
@@ -479,6 +433,64 @@ pub fn parse_with_weights(text: &str, table: Option<&WeightTable>) -> Result<Gra
     let g = g.ok_or(IrError::Parse { line: 1, msg: "empty input".into() })?;
     g.validate()?;
     Ok(g)
+}
+
+/// A node line, `%3, %4 = Op{attrs}(%1, %2): types @"name"`: the node is
+/// added to `g` (declared types checked against inference, their grids
+/// kept); returns the text numbers with the values they name.
+fn parse_node(
+    c: &mut Cursor,
+    g: &mut Graph,
+    vals: &HashMap<usize, ValueId>,
+    by_hash: &HashMap<String, Tensor>,
+) -> Result<Vec<(usize, ValueId)>, IrError> {
+    let mut outs = vec![c.val()?];
+    while c.eat(',') {
+        outs.push(c.val()?);
+    }
+    c.punct('=')?;
+    let opname = c.ident()?;
+    let mut attrs = Vec::new();
+    if c.eat('{') {
+        while !c.eat('}') {
+            let k = c.ident()?;
+            c.punct('=')?;
+            attrs.push((k, c.attr()?));
+            c.eat(',');
+        }
+    }
+    let op = Op::from_parts(&opname, attrs).map_err(|e| c.err(e.to_string()))?;
+    c.punct('(')?;
+    let mut ins = Vec::new();
+    while !c.eat(')') {
+        let n = c.val()?;
+        ins.push(*vals.get(&n).ok_or_else(|| c.err(format!("%{n} is not defined")))?);
+        c.eat(',');
+    }
+    let mut declared = Vec::new();
+    if c.eat(':') {
+        loop {
+            let ty = c.ty()?;
+            let quant = parse_quant(c, g, by_hash, &ty)?;
+            declared.push(TensorType { quant, ..ty });
+            if !c.eat(',') {
+                break;
+            }
+        }
+    }
+    let name = if c.eat('@') { c.string()? } else { format!("n{}", g.nodes.len()) };
+    let results = g.add_node(name, op, ins).map_err(|e| c.err(e.to_string()))?;
+    if results.len() != outs.len() {
+        return Err(c.err(format!("{opname} produces {} values, {} named", results.len(), outs.len())));
+    }
+    for (k, d) in declared.iter().enumerate() {
+        let got = g.ty(results[k]);
+        if d.dtype != got.dtype || d.shape != got.shape {
+            return Err(c.err(format!("declared type {d} but inference gives {got}")));
+        }
+        g.values[results[k].0 as usize].ty.quant = d.quant.clone();
+    }
+    Ok(outs.into_iter().zip(results).collect())
 }
 
 /// An optional `quant(…)` after type `ty` (see [`ty_text`]): the scale and

@@ -568,13 +568,57 @@ fn is_default_domain(d: &str) -> bool {
     d.is_empty() || d == "ai.onnx"
 }
 
-/// Imports a parsed model.
+/// Imports a parsed model: checks, graph inputs and initializers, every
+/// node in a topological order, the outputs; the result is compacted and
+/// validated.
 pub fn import(
     model: ModelDef,
     base_dir: Option<&Path>,
     opts: &ImportOptions,
     name: String,
 ) -> Result<Graph, ImportError> {
+    let opset = default_opset(&model)?;
+    let mut gd = model.graph.ok_or_else(|| ImportError::model("model has no graph"))?;
+    // Owned separately so their payloads can be moved into the weight table.
+    let initializers = std::mem::take(&mut gd.initializers);
+    let gd = &gd;
+    check_nodes(&gd.nodes)?;
+    let init_names: HashSet<&str> = initializers.iter().map(|t| t.name.as_str()).collect();
+    let node_of = producers(gd, &initializers, &init_names)?;
+
+    let mut g = Graph::new(name);
+    let (values, structured) = graph_inputs(&mut g, gd, &init_names, opts)?;
+    let mut env: Env = values.into_iter().map(|(k, v)| (k, Val::Tensor(v))).collect();
+    env.extend(structured);
+    for t in initializers {
+        let name = t.name.clone();
+        let tensor = tensor::convert_owned(t, base_dir)?;
+        let v = g.add_const(name.clone(), tensor, Origin::Initializer);
+        env.insert(name, Val::Tensor(v));
+    }
+
+    let mut st = State { g, opset, base_dir, layer_names: HashSet::new(), folded_bytes: 0, inlined_nodes: 0, depth: 0 };
+    // Outputs that a converter could not provide (e.g. MaxPool indices).
+    let mut unavailable: HashMap<String, String> = HashMap::new();
+    match crate::order::topological(&gd.nodes, &node_of, |i| display_name(&gd.nodes[i], i))? {
+        None => run_nodes(&mut st, &gd.nodes, &mut env, &mut unavailable, Some(&node_of), "")?,
+        Some(order) => {
+            // sorted: unnamed nodes keep the display names of their
+            // original positions
+            let sorted: Vec<NodeDef> =
+                order.iter().map(|&i| NodeDef { name: display_name(&gd.nodes[i], i), ..gd.nodes[i].clone() }).collect();
+            run_nodes(&mut st, &sorted, &mut env, &mut unavailable, None, "")?;
+        }
+    }
+    let mut g = st.g;
+    graph_outputs(&mut g, gd, &env, &unavailable)?;
+    let g = g.compact();
+    g.validate()?;
+    Ok(g)
+}
+
+/// The `ai.onnx` opset the model imports, checked against [`MAX_OPSET`].
+fn default_opset(model: &ModelDef) -> Result<i64, ImportError> {
     if model.ir_version == 0 {
         return Err(ImportError::model("model has ir_version 0 (missing or not an ONNX model)"));
     }
@@ -588,13 +632,13 @@ pub fn import(
     if opset > MAX_OPSET {
         return Err(ImportError::OpsetTooNew { domain: "ai.onnx".into(), opset, max: MAX_OPSET });
     }
-    let mut gd = model.graph.ok_or_else(|| ImportError::model("model has no graph"))?;
-    // Owned separately so their payloads can be moved into the weight table.
-    let initializers = std::mem::take(&mut gd.initializers);
-    let gd = &gd;
+    Ok(opset)
+}
 
-    // Pre-passes: domains, then every unsupported op at once (subgraphs too).
-    for (i, n) in gd.nodes.iter().enumerate() {
+/// Before anything is converted: every node is in a known domain, and every
+/// unsupported op (subgraphs too) is reported at once.
+fn check_nodes(nodes: &[NodeDef]) -> Result<(), ImportError> {
+    for (i, n) in nodes.iter().enumerate() {
         if !is_default_domain(&n.domain) && !is_control_op(&qualified(n)) {
             return Err(ImportError::model(format!(
                 "node '{}' ({}) is in unknown domain '{}'",
@@ -605,16 +649,22 @@ pub fn import(
         }
     }
     let mut unsupported: Vec<UnsupportedOp> = Vec::new();
-    collect_unsupported(&gd.nodes, "", &mut unsupported, 0);
+    collect_unsupported(nodes, "", &mut unsupported, 0);
     if !unsupported.is_empty() {
         return Err(ImportError::Unsupported(unsupported));
     }
+    Ok(())
+}
 
-    // Who defines each name: detect duplicates and remember producers for
-    // the topological-order message.
-    let init_names: HashSet<&str> = initializers.iter().map(|t| t.name.as_str()).collect();
+/// Who defines each name: a value defined twice is an error naming both
+/// definitions; returns the producing node of each node output.
+fn producers<'g>(
+    gd: &'g crate::proto::GraphDef,
+    initializers: &[crate::proto::TensorDef],
+    init_names: &HashSet<&str>,
+) -> Result<HashMap<&'g str, usize>, ImportError> {
     let mut producer: HashMap<&str, String> = HashMap::new();
-    for t in &initializers {
+    for t in initializers {
         if producer.insert(&t.name, "an initializer".to_string()).is_some() {
             return Err(ImportError::model(format!("value '{}' is defined by two initializers", t.name)));
         }
@@ -637,11 +687,19 @@ pub fn import(
             node_of.insert(o, i);
         }
     }
+    Ok(node_of)
+}
 
-    let mut g = Graph::new(name);
-    let mut values: HashMap<String, ValueId> = HashMap::new();
-
-    // Graph inputs.
+/// The graph inputs that are not initializers: runtime inputs with their
+/// fixed shapes, inputs bound to constants (checked against the declared
+/// type), sequence/optional inputs; an option naming no input is an error.
+#[allow(clippy::type_complexity)] // the two halves of the environment
+fn graph_inputs(
+    g: &mut Graph,
+    gd: &crate::proto::GraphDef,
+    init_names: &HashSet<&str>,
+    opts: &ImportOptions,
+) -> Result<(HashMap<String, ValueId>, Vec<(String, Val)>), ImportError> {
     let real_inputs: Vec<&crate::proto::ValueInfo> =
         gd.inputs.iter().filter(|i| !init_names.contains(i.name.as_str())).collect();
     for key in opts.input_shapes.keys().chain(opts.constant_inputs.keys()) {
@@ -658,11 +716,12 @@ pub fn import(
     for (k, t) in &opts.constant_inputs {
         shapes.entry(k.clone()).or_insert_with(|| t.shape().to_vec());
     }
+    let mut values = HashMap::new();
     let mut structured: Vec<(String, Val)> = Vec::new();
     for inp in real_inputs {
         if inp.non_tensor.is_some() {
             if let Some(t) = opts.structured_inputs.get(&inp.name) {
-                let v = structured_input(&mut g, &inp.name, t)?;
+                let v = structured_input(g, &inp.name, t)?;
                 structured.push((inp.name.clone(), v));
                 continue;
             }
@@ -685,33 +744,20 @@ pub fn import(
         };
         values.insert(inp.name.clone(), v);
     }
-    for t in initializers {
-        let name = t.name.clone();
-        let tensor = tensor::convert_owned(t, base_dir)?;
-        let v = g.add_const(name.clone(), tensor, Origin::Initializer);
-        values.insert(name, v);
-    }
+    Ok((values, structured))
+}
 
-    let mut st = State { g, opset, base_dir, layer_names: HashSet::new(), folded_bytes: 0, inlined_nodes: 0, depth: 0 };
-    let mut env: Env = values.into_iter().map(|(k, v)| (k, Val::Tensor(v))).collect();
-    env.extend(structured);
-    // Outputs that a converter could not provide (e.g. MaxPool indices).
-    let mut unavailable: HashMap<String, String> = HashMap::new();
-    match crate::order::topological(&gd.nodes, &node_of, |i| display_name(&gd.nodes[i], i))? {
-        None => run_nodes(&mut st, &gd.nodes, &mut env, &mut unavailable, Some(&node_of), "")?,
-        Some(order) => {
-            // sorted: unnamed nodes keep the display names of their
-            // original positions
-            let sorted: Vec<NodeDef> =
-                order.iter().map(|&i| NodeDef { name: display_name(&gd.nodes[i], i), ..gd.nodes[i].clone() }).collect();
-            run_nodes(&mut st, &sorted, &mut env, &mut unavailable, None, "")?;
-        }
-    }
-    let mut g = st.g;
-
+/// Adds the graph outputs; one no node produced is an error saying why
+/// (`unavailable`: outputs a converter could not provide).
+fn graph_outputs(
+    g: &mut Graph,
+    gd: &crate::proto::GraphDef,
+    env: &Env,
+    unavailable: &HashMap<String, String>,
+) -> Result<(), ImportError> {
     for o in &gd.outputs {
         match env.get(&o.name) {
-            Some(v) => add_structured_output(&mut g, &o.name, v),
+            Some(v) => add_structured_output(g, &o.name, v),
             None => {
                 let msg = match unavailable.get(&o.name) {
                     Some(why) => format!("graph output '{}' {why}", o.name),
@@ -724,9 +770,7 @@ pub fn import(
     if g.outputs.is_empty() {
         return Err(ImportError::model("model has no outputs"));
     }
-    let g = g.compact();
-    g.validate()?;
-    Ok(g)
+    Ok(())
 }
 
 /// Graph inputs for a sequence/optional input of static type `t` (see

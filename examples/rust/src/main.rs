@@ -2,34 +2,15 @@
 //! `build.rs` compiled ahead of time with kerf and linked into this binary,
 //! and checks the accuracy against ONNX Runtime's (`meta.json`).
 //!
-//! The generated object exports the C ABI of `docs/abi.md`:
-//! `digits_mlp_run` and `digits_mlp_describe`. They are declared here by
-//! hand and wrapped by `kerf_runtime::Model`, which checks buffer counts,
-//! sizes and alignment on every call.
+//! `build.rs` (`kerf_pipeline::Build`) also writes the typed wrapper
+//! `digits_mlp.rs` into `OUT_DIR`: `digits_mlp::Model::run` takes the image
+//! as `&[f32; 64]` and returns the logits as `Box<[f32; 10]>`, over
+//! `kerf_runtime::Model`, which checks the linked descriptor once and every
+//! buffer on each call.
 
 use std::path::{Path, PathBuf};
 
-use kerf_runtime::{KerfRuntime, Model, ModelDescRaw};
-
-// SAFETY of the declarations: the signatures are those of the generated
-// header (`int32_t digits_mlp_run(const void *const *, void *const *, void *,
-// const kerf_runtime *)`, `const kerf_model_desc *digits_mlp_describe(void)`).
-unsafe extern "C" {
-    fn digits_mlp_run(
-        inputs: *const *const std::ffi::c_void,
-        outputs: *const *mut std::ffi::c_void,
-        arena: *mut std::ffi::c_void,
-        rt: *const KerfRuntime,
-    ) -> i32;
-    fn digits_mlp_describe() -> *const ModelDescRaw;
-}
-
-/// The linked model behind the safe wrapper.
-fn model() -> Result<Model, String> {
-    // SAFETY: `digits_mlp_run` and `digits_mlp_describe` come from the same
-    // compiled model, linked statically: they live as long as the program.
-    unsafe { Model::from_raw(digits_mlp_run, digits_mlp_describe()) }.map_err(|e| e.to_string())
-}
+include!(concat!(env!("OUT_DIR"), "/digits_mlp.rs"));
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testsuite/fixtures/models/digits_mlp")
@@ -71,25 +52,21 @@ fn read_npy(path: &Path, descr: &str) -> Result<Npy, String> {
 
 /// Classifies the test set; returns (correct, total).
 fn classify_test_set() -> Result<(usize, usize), String> {
-    let m = model()?;
-    let info = m.info();
+    let mut m = digits_mlp::Model::new().map_err(|e| e.to_string())?;
     let (x, y) =
         (read_npy(&fixture_dir().join("test_x.npy"), "<f4")?, read_npy(&fixture_dir().join("test_y.npy"), "<i8")?);
-    let image_bytes = info.inputs.first().ok_or("model has no input")?.bytes;
+    let image_bytes = 4 * digits_mlp::INPUT_SHAPE.iter().product::<usize>();
     let n = x.shape.first().copied().unwrap_or(0);
     if x.data.len() != n * image_bytes || y.data.len() != n * 8 {
         return Err(format!("test set does not fit the model: {} images of {image_bytes} bytes", n));
     }
-    let mut arena = m.new_arena();
     let mut correct = 0;
     for i in 0..n {
-        // Copy into f32 storage: the wrapper checks element alignment.
-        let image: Vec<f32> = x.data[i * image_bytes..(i + 1) * image_bytes]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        let logits = m.run_f32(&[&image], &mut arena).map_err(|e| e.to_string())?;
-        let logits = logits.first().ok_or("model has no output")?;
+        let mut image = [0f32; 64];
+        for (v, c) in image.iter_mut().zip(x.data[i * image_bytes..(i + 1) * image_bytes].chunks_exact(4)) {
+            *v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        let logits = m.run(&image).map_err(|e| e.to_string())?;
         let best = (0..logits.len()).fold(0, |b, k| if logits[k] > logits[b] { k } else { b });
         let mut label = [0u8; 8];
         label.copy_from_slice(&y.data[i * 8..i * 8 + 8]);
@@ -141,10 +118,11 @@ mod tests {
 
     #[test]
     fn descriptor_matches_the_model() {
-        let m = super::model().unwrap();
-        let info = m.info();
+        let m = super::digits_mlp::Model::new().unwrap();
+        let info = m.raw().info();
         assert_eq!(info.name, "digits_mlp");
-        assert_eq!(info.inputs[0].dims, vec![1, 64]);
+        assert_eq!(info.inputs[0].dims, super::digits_mlp::INPUT_SHAPE);
+        assert_eq!(info.outputs[0].dims, super::digits_mlp::LOGITS_SHAPE);
         assert_eq!(info.outputs[0].dims, vec![1, 10]);
     }
 }
