@@ -23,8 +23,9 @@
 //! `s` must have `c` as its only user among the e-graph's nodes. (Graph
 //! outputs are not parents in the e-graph, so a value that is also a graph
 //! output passes this guard; there DAG-aware extraction, which counts the
-//! recomputed steps, is what keeps it from being computed twice.) operands only broadcast into the stream (a
-//! chain never grows its input's shape). Directional: nothing splits a
+//! recomputed steps, is what keeps it from being computed twice.) Other
+//! operands only broadcast into the stream (a chain never grows its input's
+//! shape). Directional: nothing splits a
 //! chain. The cost model charges a chain its steps' work and one pass of
 //! bytes, so extraction prefers the longest chain.
 

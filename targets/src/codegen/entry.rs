@@ -9,8 +9,8 @@ use std::mem::offset_of;
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, AbiParam, FuncRef, Function, InstBuilder, MemFlagsData, SigRef, Signature, StackSlot, StackSlotData,
-    StackSlotKind, UserFuncName, Value,
+    types, AbiParam, FuncRef, Function, InstBuilder, SigRef, Signature, StackSlot, StackSlotData, StackSlotKind,
+    UserFuncName, Value,
 };
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -23,6 +23,7 @@ use super::rodata::Rodata;
 use super::threads::parallel_for_sig;
 use super::{cg_err, data_in_func, func_in_func, scratch_slot, Addressing};
 use crate::arena::{GraphPlan, Loc};
+use crate::lower::loops::mem;
 use crate::lower::{Param, PTR};
 use crate::TargetError;
 
@@ -92,8 +93,6 @@ pub(super) fn build_entry<M: Module>(module: &mut M, p: &EntryParts<'_>) -> Resu
     Ok(run)
 }
 
-const FLAGS: fn() -> MemFlagsData = || MemFlagsData::new().with_notrap();
-
 /// Returns `code` when `cond` holds, else continues in a new block.
 fn fail(b: &mut FunctionBuilder, cond: Value, code: i32) {
     let bad = b.create_block();
@@ -128,7 +127,7 @@ fn check_args(b: &mut FunctionBuilder, p: &EntryParts<'_>, inputs: Value, output
     b.ins().brif(c, has_rt, &[], go, &[]);
     b.switch_to_block(has_rt);
     b.seal_block(has_rt);
-    let v = b.ins().load(types::I32, FLAGS(), rt, offset_of!(KerfRuntime, abi_version) as i32);
+    let v = b.ins().load(types::I32, mem(), rt, offset_of!(KerfRuntime, abi_version) as i32);
     let c = b.ins().icmp_imm_s(IntCC::NotEqual, v, ABI_VERSION as i64);
     let bad = b.create_block();
     b.ins().brif(c, bad, &[], go, &[]);
@@ -144,7 +143,7 @@ fn check_args(b: &mut FunctionBuilder, p: &EntryParts<'_>, inputs: Value, output
 fn buffer_ptrs(b: &mut FunctionBuilder, array: Value, n: usize) -> Vec<Value> {
     (0..n)
         .map(|k| {
-            let p = b.ins().load(PTR, FLAGS(), array, (8 * k) as i32);
+            let p = b.ins().load(PTR, mem(), array, (8 * k) as i32);
             let c = b.ins().icmp_imm_s(IntCC::Equal, p, 0);
             fail(b, c, status::NULL_POINTER);
             p
@@ -172,10 +171,10 @@ fn read_threading(
     b.ins().brif(c, with_rt, &[], join, &[one.into(), zero.into(), zero.into()]);
     b.switch_to_block(with_rt);
     b.seal_block(with_rt);
-    let n = b.ins().load(types::I32, FLAGS(), rt, offset_of!(KerfRuntime, num_threads) as i32);
+    let n = b.ins().load(types::I32, mem(), rt, offset_of!(KerfRuntime, num_threads) as i32);
     let n = b.ins().uextend(PTR, n);
-    let f = b.ins().load(PTR, FLAGS(), rt, offset_of!(KerfRuntime, parallel_for) as i32);
-    let x = b.ins().load(PTR, FLAGS(), rt, offset_of!(KerfRuntime, ctx) as i32);
+    let f = b.ins().load(PTR, mem(), rt, offset_of!(KerfRuntime, parallel_for) as i32);
+    let x = b.ins().load(PTR, mem(), rt, offset_of!(KerfRuntime, ctx) as i32);
     let has_f = b.ins().icmp_imm_s(IntCC::NotEqual, f, 0);
     let n = b.ins().select(has_f, n, one);
     b.ins().jump(join, &[n.into(), f.into(), x.into()]);
