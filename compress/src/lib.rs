@@ -29,6 +29,7 @@
 //! `kerf-passes`; this crate depends on `kerf-ir` only (and is the one user
 //! of `faer`).
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 mod engine;
 pub mod hessian;

@@ -16,6 +16,7 @@
 //! iteration everywhere, no hash-order leaks). A limit stop is reported in
 //! [`GroupReport::stop`], never hidden.
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;

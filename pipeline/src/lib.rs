@@ -13,6 +13,7 @@
 //! and the targets, and below the driver; nothing below depends on it.
 
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 mod build;
 pub mod compare;

@@ -9,6 +9,7 @@
 //! The ABI is described in `docs/abi.md`; the C header `include/kerf_runtime.h`
 //! declares the same types for C hosts.
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 use std::ffi::{c_char, c_void, CStr};

@@ -11,6 +11,7 @@
 //!
 //! The generated ABI is documented in `docs/abi.md`.
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub mod archive;
 pub mod arena;

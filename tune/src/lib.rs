@@ -25,6 +25,7 @@
 //! latency search picks can too where variants are within a few percent of
 //! each other; a size search does not depend on timing.
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 mod report;
 mod search;

@@ -9,6 +9,7 @@
 //! The crate has no heavy dependencies: parsing ONNX lives in `kerf-onnx`,
 //! the e-graph in `kerf-passes`, code generation in `kerf-targets`.
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub mod attr;
 mod dtype;

@@ -53,7 +53,7 @@ pub enum Sparsity {
 
 /// Most distinct kernel masks [`Sparsity::detect`] accepts: each is one
 /// specialised loop in a pattern kernel.
-pub const MAX_KERNEL_MASKS: usize = 32;
+pub(crate) const MAX_KERNEL_MASKS: usize = 32;
 
 impl Sparsity {
     /// Whether a pattern-pruned 3x3 conv with an output plane of `pixels`

@@ -5,22 +5,22 @@ use crate::proto::{AttrDef, AttrValue, GraphDef, TensorDef};
 use crate::ImportError;
 
 #[derive(Clone, Copy)]
-pub struct Attrs<'a> {
+pub(crate) struct Attrs<'a> {
     node: &'a str,
     op: &'a str,
     attrs: &'a [AttrDef],
 }
 
 impl<'a> Attrs<'a> {
-    pub fn new(node: &'a str, op: &'a str, attrs: &'a [AttrDef]) -> Attrs<'a> {
+    pub(crate) fn new(node: &'a str, op: &'a str, attrs: &'a [AttrDef]) -> Attrs<'a> {
         Attrs { node, op, attrs }
     }
 
-    pub fn err(&self, msg: impl Into<String>) -> ImportError {
+    pub(crate) fn err(&self, msg: impl Into<String>) -> ImportError {
         ImportError::Node { node: self.node.to_string(), op: self.op.to_string(), msg: msg.into() }
     }
 
-    pub fn has(&self, name: &str) -> bool {
+    pub(crate) fn has(&self, name: &str) -> bool {
         self.get(name).is_some()
     }
 
@@ -36,7 +36,7 @@ impl<'a> Attrs<'a> {
         self.err(format!("missing required attribute '{name}'"))
     }
 
-    pub fn int_opt(&self, name: &str) -> Result<Option<i64>, ImportError> {
+    pub(crate) fn int_opt(&self, name: &str) -> Result<Option<i64>, ImportError> {
         match self.get(name) {
             None => Ok(None),
             Some(AttrValue::Int(v)) => Ok(Some(*v)),
@@ -44,19 +44,19 @@ impl<'a> Attrs<'a> {
         }
     }
 
-    pub fn int(&self, name: &str, default: i64) -> Result<i64, ImportError> {
+    pub(crate) fn int(&self, name: &str, default: i64) -> Result<i64, ImportError> {
         Ok(self.int_opt(name)?.unwrap_or(default))
     }
 
-    pub fn int_req(&self, name: &str) -> Result<i64, ImportError> {
+    pub(crate) fn int_req(&self, name: &str) -> Result<i64, ImportError> {
         self.int_opt(name)?.ok_or_else(|| self.missing(name))
     }
 
-    pub fn bool(&self, name: &str, default: bool) -> Result<bool, ImportError> {
+    pub(crate) fn bool(&self, name: &str, default: bool) -> Result<bool, ImportError> {
         Ok(self.int(name, i64::from(default))? != 0)
     }
 
-    pub fn float_opt(&self, name: &str) -> Result<Option<f32>, ImportError> {
+    pub(crate) fn float_opt(&self, name: &str) -> Result<Option<f32>, ImportError> {
         match self.get(name) {
             None => Ok(None),
             Some(AttrValue::Float(v)) => Ok(Some(*v)),
@@ -65,11 +65,11 @@ impl<'a> Attrs<'a> {
         }
     }
 
-    pub fn float(&self, name: &str, default: f32) -> Result<f32, ImportError> {
+    pub(crate) fn float(&self, name: &str, default: f32) -> Result<f32, ImportError> {
         Ok(self.float_opt(name)?.unwrap_or(default))
     }
 
-    pub fn ints_opt(&self, name: &str) -> Result<Option<Vec<i64>>, ImportError> {
+    pub(crate) fn ints_opt(&self, name: &str) -> Result<Option<Vec<i64>>, ImportError> {
         match self.get(name) {
             None => Ok(None),
             Some(AttrValue::Ints(v)) => Ok(Some(v.clone())),
@@ -77,12 +77,12 @@ impl<'a> Attrs<'a> {
         }
     }
 
-    pub fn ints_req(&self, name: &str) -> Result<Vec<i64>, ImportError> {
+    pub(crate) fn ints_req(&self, name: &str) -> Result<Vec<i64>, ImportError> {
         self.ints_opt(name)?.ok_or_else(|| self.missing(name))
     }
 
     /// A list of non-negative ints.
-    pub fn usizes_opt(&self, name: &str) -> Result<Option<Vec<usize>>, ImportError> {
+    pub(crate) fn usizes_opt(&self, name: &str) -> Result<Option<Vec<usize>>, ImportError> {
         match self.ints_opt(name)? {
             None => Ok(None),
             Some(v) => v
@@ -94,7 +94,7 @@ impl<'a> Attrs<'a> {
         }
     }
 
-    pub fn floats_opt(&self, name: &str) -> Result<Option<Vec<f32>>, ImportError> {
+    pub(crate) fn floats_opt(&self, name: &str) -> Result<Option<Vec<f32>>, ImportError> {
         match self.get(name) {
             None => Ok(None),
             Some(AttrValue::Floats(v)) => Ok(Some(v.clone())),
@@ -103,7 +103,7 @@ impl<'a> Attrs<'a> {
         }
     }
 
-    pub fn string_opt(&self, name: &str) -> Result<Option<String>, ImportError> {
+    pub(crate) fn string_opt(&self, name: &str) -> Result<Option<String>, ImportError> {
         match self.get(name) {
             None => Ok(None),
             Some(AttrValue::Str(v)) => String::from_utf8(v.clone())
@@ -113,11 +113,11 @@ impl<'a> Attrs<'a> {
         }
     }
 
-    pub fn string(&self, name: &str, default: &str) -> Result<String, ImportError> {
+    pub(crate) fn string(&self, name: &str, default: &str) -> Result<String, ImportError> {
         Ok(self.string_opt(name)?.unwrap_or_else(|| default.to_string()))
     }
 
-    pub fn strings_opt(&self, name: &str) -> Result<Option<Vec<String>>, ImportError> {
+    pub(crate) fn strings_opt(&self, name: &str) -> Result<Option<Vec<String>>, ImportError> {
         match self.get(name) {
             None => Ok(None),
             Some(AttrValue::Strings(v)) => v
@@ -130,7 +130,7 @@ impl<'a> Attrs<'a> {
         }
     }
 
-    pub fn tensor_opt(&self, name: &str) -> Result<Option<&'a TensorDef>, ImportError> {
+    pub(crate) fn tensor_opt(&self, name: &str) -> Result<Option<&'a TensorDef>, ImportError> {
         match self.get(name) {
             None => Ok(None),
             Some(AttrValue::Tensor(t)) => Ok(Some(t)),
@@ -139,7 +139,7 @@ impl<'a> Attrs<'a> {
     }
 
     /// A required subgraph attribute (If branches, Loop/Scan bodies).
-    pub fn graph_req(&self, name: &str) -> Result<&'a GraphDef, ImportError> {
+    pub(crate) fn graph_req(&self, name: &str) -> Result<&'a GraphDef, ImportError> {
         match self.get(name) {
             None => Err(self.missing(name)),
             Some(AttrValue::Graph(g)) => Ok(g),
@@ -149,7 +149,7 @@ impl<'a> Attrs<'a> {
 
     /// Names of all attributes present (for ops that accept exactly one of
     /// several, like `Constant`).
-    pub fn names(&self) -> impl Iterator<Item = &'a str> {
+    pub(crate) fn names(&self) -> impl Iterator<Item = &'a str> {
         self.attrs.iter().map(|a| a.name.as_str())
     }
 }

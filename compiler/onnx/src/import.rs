@@ -42,11 +42,11 @@ pub const MAX_OPSET: i64 = 28;
 /// ConstantOfShape and friends turn a few bytes of file into gigabytes, so
 /// past this budget a node is kept (computed at run time) instead of folded.
 /// Results of at most `FOLD_ALWAYS_BYTES` (shape arithmetic) always fold.
-pub const FOLD_BUDGET_BYTES: usize = 256 << 20;
+pub(crate) const FOLD_BUDGET_BYTES: usize = 256 << 20;
 const FOLD_ALWAYS_BYTES: usize = 4096;
 
 /// Per-node conversion context handed to the op converters.
-pub struct Cx<'a> {
+pub(crate) struct Cx<'a> {
     pub g: &'a mut Graph,
     pub node: &'a NodeDef,
     /// Resolved inputs; `None` for absent optional inputs (`""`).
@@ -64,17 +64,17 @@ pub struct Cx<'a> {
 impl<'a> Cx<'a> {
     /// Attribute access. Errors carry the file's node name; for unnamed
     /// nodes [`Cx::relabel`] substitutes the display name.
-    pub fn attrs(&self) -> Attrs<'a> {
+    pub(crate) fn attrs(&self) -> Attrs<'a> {
         Attrs::new(&self.node.name, &self.node.op_type, &self.node.attrs)
     }
 
-    pub fn err(&self, msg: impl Into<String>) -> ImportError {
+    pub(crate) fn err(&self, msg: impl Into<String>) -> ImportError {
         ImportError::Node { node: self.name.clone(), op: self.node.op_type.clone(), msg: msg.into() }
     }
 
     /// Re-labels an attribute error with the display name (nodes without a
     /// name in the file).
-    pub fn relabel(&self, e: ImportError) -> ImportError {
+    pub(crate) fn relabel(&self, e: ImportError) -> ImportError {
         match e {
             ImportError::Node { node, op, msg } if node.is_empty() => {
                 ImportError::Node { node: self.name.clone(), op, msg }
@@ -83,28 +83,28 @@ impl<'a> Cx<'a> {
         }
     }
 
-    pub fn op(&self) -> &str {
+    pub(crate) fn op(&self) -> &str {
         &self.node.op_type
     }
 
-    pub fn input(&self, i: usize) -> Result<ValueId, ImportError> {
+    pub(crate) fn input(&self, i: usize) -> Result<ValueId, ImportError> {
         self.opt_input(i).ok_or_else(|| self.err(format!("missing required input {i}")))
     }
 
-    pub fn opt_input(&self, i: usize) -> Option<ValueId> {
+    pub(crate) fn opt_input(&self, i: usize) -> Option<ValueId> {
         self.ins.get(i).copied().flatten()
     }
 
-    pub fn ty(&self, v: ValueId) -> &TensorType {
+    pub(crate) fn ty(&self, v: ValueId) -> &TensorType {
         self.g.ty(v)
     }
 
-    pub fn shape(&self, v: ValueId) -> Vec<usize> {
+    pub(crate) fn shape(&self, v: ValueId) -> Vec<usize> {
         self.g.ty(v).shape.clone()
     }
 
     /// An optional input that shapes the result and so must be a constant.
-    pub fn konst(&self, i: usize, what: &str) -> Result<Option<Tensor>, ImportError> {
+    pub(crate) fn konst(&self, i: usize, what: &str) -> Result<Option<Tensor>, ImportError> {
         match self.opt_input(i) {
             None => Ok(None),
             Some(v) => match self.g.const_of(v) {
@@ -120,12 +120,12 @@ impl<'a> Cx<'a> {
         }
     }
 
-    pub fn konst_req(&self, i: usize, what: &str) -> Result<Tensor, ImportError> {
+    pub(crate) fn konst_req(&self, i: usize, what: &str) -> Result<Tensor, ImportError> {
         self.konst(i, what)?.ok_or_else(|| self.err(format!("missing required input '{what}'")))
     }
 
     /// A constant integer-list input.
-    pub fn const_ints(&self, i: usize, what: &str) -> Result<Option<Vec<i64>>, ImportError> {
+    pub(crate) fn const_ints(&self, i: usize, what: &str) -> Result<Option<Vec<i64>>, ImportError> {
         match self.konst(i, what)? {
             None => Ok(None),
             Some(t) if t.dtype().is_int() => Ok(Some(t.to_i64_vec())),
@@ -134,7 +134,7 @@ impl<'a> Cx<'a> {
     }
 
     /// Emits one IR node (folding it when all inputs are constants).
-    pub fn add(&mut self, op: Op, inputs: Vec<ValueId>) -> Result<Vec<ValueId>, ImportError> {
+    pub(crate) fn add(&mut self, op: Op, inputs: Vec<ValueId>) -> Result<Vec<ValueId>, ImportError> {
         let name = if self.emitted == 0 { self.name.clone() } else { format!("{}/{}", self.name, self.emitted) };
         self.emitted += 1;
         let consts: Option<Vec<Tensor>> = inputs.iter().map(|&v| self.g.const_of(v).cloned()).collect();
@@ -207,20 +207,20 @@ impl<'a> Cx<'a> {
         }
     }
 
-    pub fn add1(&mut self, op: Op, inputs: Vec<ValueId>) -> Result<ValueId, ImportError> {
+    pub(crate) fn add1(&mut self, op: Op, inputs: Vec<ValueId>) -> Result<ValueId, ImportError> {
         let outs = self.add(op, inputs)?;
         outs.first().copied().ok_or_else(|| self.err("op produced no output"))
     }
 
     /// A compiler-made constant (materialised defaults and the like).
-    pub fn derived(&mut self, what: &str, t: Tensor) -> ValueId {
+    pub(crate) fn derived(&mut self, what: &str, t: Tensor) -> ValueId {
         let name = format!("{}/{what}", self.name);
         self.g.add_const(name, t, Origin::Derived)
     }
 
     /// The layer identity: the node name or `<op_lowercase>_<index>`, made
     /// unique.
-    pub fn layer(&mut self) -> Layer {
+    pub(crate) fn layer(&mut self) -> Layer {
         let base = self.name.clone();
         let mut cand = base.clone();
         let mut k = 1;
@@ -233,16 +233,16 @@ impl<'a> Cx<'a> {
     }
 
     /// Whether output `k` is requested (named) by the node.
-    pub fn output_used(&self, k: usize) -> bool {
+    pub(crate) fn output_used(&self, k: usize) -> bool {
         self.node.outputs.get(k).is_some_and(|s| !s.is_empty())
     }
 
-    pub fn tensor(&self, t: &crate::proto::TensorDef) -> Result<Tensor, ImportError> {
+    pub(crate) fn tensor(&self, t: &crate::proto::TensorDef) -> Result<Tensor, ImportError> {
         tensor::convert(t, self.base_dir)
     }
 
     /// Normalises a possibly negative axis against `rank`.
-    pub fn axis(&self, axis: i64, rank: usize) -> Result<usize, ImportError> {
+    pub(crate) fn axis(&self, axis: i64, rank: usize) -> Result<usize, ImportError> {
         let r = rank as i64;
         let a = if axis < 0 { axis.saturating_add(r) } else { axis };
         if a < 0 || a >= r {
@@ -253,7 +253,7 @@ impl<'a> Cx<'a> {
 
     /// Normalises a list of axes: in range, no repeats, order kept (for
     /// per-axis values given alongside).
-    pub fn axes_in_order(&self, axes: &[i64], rank: usize) -> Result<Vec<usize>, ImportError> {
+    pub(crate) fn axes_in_order(&self, axes: &[i64], rank: usize) -> Result<Vec<usize>, ImportError> {
         let mut out = Vec::with_capacity(axes.len());
         for &a in axes {
             let n = self.axis(a, rank)?;
@@ -266,7 +266,7 @@ impl<'a> Cx<'a> {
     }
 
     /// Normalises a set of axes: in range, no repeats, sorted.
-    pub fn axes(&self, axes: &[i64], rank: usize) -> Result<Vec<usize>, ImportError> {
+    pub(crate) fn axes(&self, axes: &[i64], rank: usize) -> Result<Vec<usize>, ImportError> {
         let mut out = self.axes_in_order(axes, rank)?;
         out.sort_unstable();
         Ok(out)
@@ -277,7 +277,7 @@ impl<'a> Cx<'a> {
 /// the IR: with static lengths they are resolved at import time into lists
 /// of tensor values (see `ops/control.rs`).
 #[derive(Clone, Debug)]
-pub enum Val {
+pub(crate) enum Val {
     Tensor(ValueId),
     Seq(Vec<ValueId>),
     /// An optional: empty, or holding a tensor or a sequence.
@@ -285,7 +285,7 @@ pub enum Val {
 }
 
 impl Val {
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Val::Tensor(_) => "a tensor",
             Val::Seq(_) => "a sequence",
@@ -296,21 +296,21 @@ impl Val {
 
 /// ONNX value name → value, for one (sub)graph scope. A subgraph body sees
 /// its enclosing scopes' names: its environment starts as a copy of theirs.
-pub type Env = HashMap<String, Val>;
+pub(crate) type Env = HashMap<String, Val>;
 
 /// Most nested subgraph levels (If inside Loop inside ...) imported.
-pub const MAX_SUBGRAPH_DEPTH: usize = 16;
+pub(crate) const MAX_SUBGRAPH_DEPTH: usize = 16;
 
 /// Most nodes that inlining subgraphs (If branches, unrolled Loop/Scan
 /// bodies, SequenceMap bodies) may import in one model. Unrolling is what a
 /// static-graph compiler can do with control flow; past this budget the
 /// import stops with an error naming the node instead of growing without
 /// bound.
-pub const MAX_INLINED_NODES: usize = 20_000;
+pub(crate) const MAX_INLINED_NODES: usize = 20_000;
 
 /// Import-wide state shared by the main graph and the subgraphs inlined
 /// into it.
-pub struct State<'a> {
+pub(crate) struct State<'a> {
     pub g: Graph,
     pub opset: i64,
     base_dir: Option<&'a Path>,
@@ -325,7 +325,7 @@ pub struct State<'a> {
 
 impl State<'_> {
     /// A conversion context for `node` (named `name`) with tensor inputs `ins`.
-    pub fn cx<'b>(&'b mut self, node: &'b NodeDef, name: &str, ins: Vec<Option<ValueId>>) -> Cx<'b> {
+    pub(crate) fn cx<'b>(&'b mut self, node: &'b NodeDef, name: &str, ins: Vec<Option<ValueId>>) -> Cx<'b> {
         Cx {
             g: &mut self.g,
             node,
@@ -346,7 +346,7 @@ impl State<'_> {
 /// input (`ImportOptions::constant_inputs`) makes the value constant when
 /// it is computed from inputs and constants only, e.g. a Loop trip count
 /// computed from Range-like scalar inputs.
-pub fn non_constant_source(g: &Graph, v: ValueId) -> Option<String> {
+pub(crate) fn non_constant_source(g: &Graph, v: ValueId) -> Option<String> {
     let mut stack = vec![v];
     let mut seen = HashSet::new();
     while let Some(x) = stack.pop() {
@@ -368,7 +368,7 @@ pub fn non_constant_source(g: &Graph, v: ValueId) -> Option<String> {
 
 /// Ops handled by `ops/control.rs` (subgraphs, sequences, optionals)
 /// rather than by the tensor-op registry.
-pub fn is_control_op(op: &str) -> bool {
+pub(crate) fn is_control_op(op: &str) -> bool {
     ops::control::handles(op)
 }
 
@@ -401,7 +401,7 @@ fn collect_unsupported(nodes: &[NodeDef], scope: &str, unsupported: &mut Vec<Uns
 /// Imports `nodes` in order into `st.g`, reading and extending `env`.
 /// `scope` prefixes node and value names (subgraph iterations get their
 /// own); `node_of` (main graph only) improves the out-of-order message.
-pub fn run_nodes(
+pub(crate) fn run_nodes(
     st: &mut State,
     nodes: &[NodeDef],
     env: &mut Env,
@@ -491,7 +491,7 @@ pub fn run_nodes(
 /// its outputs. Counts the nodes against [`MAX_INLINED_NODES`] and nesting
 /// against [`MAX_SUBGRAPH_DEPTH`]; `node`/`op` name the node that owns the
 /// subgraph in errors.
-pub fn inline_graph(
+pub(crate) fn inline_graph(
     st: &mut State,
     body: &GraphDef,
     args: Vec<Val>,
@@ -571,7 +571,7 @@ fn is_default_domain(d: &str) -> bool {
 /// Imports a parsed model: checks, graph inputs and initializers, every
 /// node in a topological order, the outputs; the result is compacted and
 /// validated.
-pub fn import(
+pub(crate) fn import(
     model: ModelDef,
     base_dir: Option<&Path>,
     opts: &ImportOptions,

@@ -9,6 +9,7 @@
 //! folded, so exporter shape subgraphs disappear; inputs that shape a result
 //! must be constant after folding.
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 mod attrs;
 mod error;

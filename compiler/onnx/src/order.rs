@@ -26,7 +26,7 @@ fn reads<'a>(n: &'a NodeDef, out: &mut Vec<&'a str>) {
 /// A topological order of `nodes` (indices), or `None` when the given
 /// order already is one. `node_of` maps each value to the node producing
 /// it; `name` gives a node's display name for the cycle error.
-pub fn topological(
+pub(crate) fn topological(
     nodes: &[NodeDef],
     node_of: &HashMap<&str, usize>,
     name: impl Fn(usize) -> String,

@@ -17,7 +17,7 @@ use protobuf::Message;
 use crate::ImportError;
 
 #[derive(Clone, Debug, Default)]
-pub struct ModelDef {
+pub(crate) struct ModelDef {
     pub ir_version: i64,
     /// `(domain, version)`; the default domain is spelled `""`.
     pub opsets: Vec<(String, i64)>,
@@ -25,7 +25,7 @@ pub struct ModelDef {
 }
 
 #[derive(Clone, Debug, Default)]
-pub struct GraphDef {
+pub(crate) struct GraphDef {
     pub nodes: Vec<NodeDef>,
     pub initializers: Vec<TensorDef>,
     pub inputs: Vec<ValueInfo>,
@@ -33,7 +33,7 @@ pub struct GraphDef {
 }
 
 #[derive(Clone, Debug, Default)]
-pub struct NodeDef {
+pub(crate) struct NodeDef {
     pub name: String,
     pub op_type: String,
     pub domain: String,
@@ -43,13 +43,13 @@ pub struct NodeDef {
 }
 
 #[derive(Clone, Debug)]
-pub struct AttrDef {
+pub(crate) struct AttrDef {
     pub name: String,
     pub value: AttrValue,
 }
 
 #[derive(Clone, Debug)]
-pub enum AttrValue {
+pub(crate) enum AttrValue {
     Float(f32),
     Int(i64),
     Str(Vec<u8>),
@@ -64,7 +64,7 @@ pub enum AttrValue {
 }
 
 impl AttrValue {
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             AttrValue::Float(_) => "a float",
             AttrValue::Int(_) => "an int",
@@ -81,7 +81,7 @@ impl AttrValue {
 
 /// A tensor as stored in the file, before its data is checked.
 #[derive(Clone, Debug, Default)]
-pub struct TensorDef {
+pub(crate) struct TensorDef {
     pub name: String,
     pub dims: Vec<i64>,
     pub data_type: i32,
@@ -98,14 +98,14 @@ pub struct TensorDef {
 }
 
 #[derive(Clone, Debug)]
-pub enum Dim {
+pub(crate) enum Dim {
     Value(i64),
     Param(String),
     Unknown,
 }
 
 #[derive(Clone, Debug, Default)]
-pub struct ValueInfo {
+pub(crate) struct ValueInfo {
     pub name: String,
     /// Element type code, when the value is declared as a tensor.
     pub elem_type: Option<i32>,
@@ -142,7 +142,7 @@ fn io_kind(t: &onnx_protobuf::TypeProto) -> Option<IoKind> {
 /// (onnx-data.proto, which onnx-protobuf does not include: decoded here
 /// from the wire format).
 #[derive(Clone, Debug)]
-pub enum ValueDef {
+pub(crate) enum ValueDef {
     Tensor(TensorDef),
     Sequence(Vec<ValueDef>),
     Optional(Option<Box<ValueDef>>),
@@ -190,7 +190,7 @@ fn wire_field<'b>(b: &'b [u8], pos: &mut usize) -> Result<(u64, u64, &'b [u8]), 
 
 /// Decodes a test-data value of the given structure. Nesting is bounded
 /// by `kind`, which comes from the model.
-pub fn parse_value(bytes: &[u8], kind: &IoKind) -> Result<ValueDef, ImportError> {
+pub(crate) fn parse_value(bytes: &[u8], kind: &IoKind) -> Result<ValueDef, ImportError> {
     match kind {
         IoKind::Tensor => Ok(ValueDef::Tensor(parse_tensor(bytes)?)),
         // SequenceProto: tensor_values = 3, sequence_values = 5, optional_values = 7.
@@ -230,7 +230,7 @@ pub fn parse_value(bytes: &[u8], kind: &IoKind) -> Result<ValueDef, ImportError>
     }
 }
 
-pub fn parse_model(bytes: &[u8]) -> Result<ModelDef, ImportError> {
+pub(crate) fn parse_model(bytes: &[u8]) -> Result<ModelDef, ImportError> {
     // Zero bytes decode as a default ModelProto; say what is really wrong.
     if bytes.is_empty() {
         return Err(ImportError::model("the file is empty: not an ONNX model"));
@@ -243,7 +243,7 @@ pub fn parse_model(bytes: &[u8]) -> Result<ModelDef, ImportError> {
     })
 }
 
-pub fn parse_tensor(bytes: &[u8]) -> Result<TensorDef, ImportError> {
+pub(crate) fn parse_tensor(bytes: &[u8]) -> Result<TensorDef, ImportError> {
     let mut t = TensorProto::parse_from_bytes(bytes).map_err(|e| ImportError::Protobuf(e.to_string()))?;
     Ok(tensor(&mut t))
 }

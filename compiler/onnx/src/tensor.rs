@@ -66,12 +66,12 @@ fn unpack(d: DType, packed: &[u8], n: usize) -> Vec<u8> {
 }
 
 /// The IR dtype of an ONNX element type code, or an error naming `what`.
-pub fn dtype_of(code: i32, what: &str) -> Result<DType, ImportError> {
+pub(crate) fn dtype_of(code: i32, what: &str) -> Result<DType, ImportError> {
     dtype_at(code, what, TypeSite::Tensor)
 }
 
 /// [`dtype_of`] for a value at `site`.
-pub fn dtype_at(code: i32, what: &str, site: TypeSite) -> Result<DType, ImportError> {
+pub(crate) fn dtype_at(code: i32, what: &str, site: TypeSite) -> Result<DType, ImportError> {
     DType::from_onnx_code(code).ok_or_else(|| {
         let kind = unsupported_type_name(code).map_or_else(|| format!("unknown type {code}"), str::to_string);
         ImportError::UnsupportedElementType { site, name: what.to_string(), code, kind }
@@ -79,7 +79,7 @@ pub fn dtype_at(code: i32, what: &str, site: TypeSite) -> Result<DType, ImportEr
 }
 
 /// Checks dims and returns the shape and element count.
-pub fn checked_shape(name: &str, dims: &[i64]) -> Result<(Vec<usize>, usize), ImportError> {
+pub(crate) fn checked_shape(name: &str, dims: &[i64]) -> Result<(Vec<usize>, usize), ImportError> {
     let mut shape = Vec::with_capacity(dims.len());
     let mut n: usize = 1;
     for &d in dims {
@@ -98,12 +98,12 @@ pub fn checked_shape(name: &str, dims: &[i64]) -> Result<(Vec<usize>, usize), Im
 
 /// Converts a stored tensor. `base_dir` is the model's folder (needed only
 /// for external data).
-pub fn convert(t: &TensorDef, base_dir: Option<&Path>) -> Result<Tensor, ImportError> {
+pub(crate) fn convert(t: &TensorDef, base_dir: Option<&Path>) -> Result<Tensor, ImportError> {
     convert_owned(t.clone(), base_dir)
 }
 
 /// Like [`convert`], moving `raw_data` into the result instead of copying.
-pub fn convert_owned(mut t: TensorDef, base_dir: Option<&Path>) -> Result<Tensor, ImportError> {
+pub(crate) fn convert_owned(mut t: TensorDef, base_dir: Option<&Path>) -> Result<Tensor, ImportError> {
     let name = t.name.as_str();
     let dtype = dtype_of(t.data_type, name)?;
     let (shape, n) = checked_shape(name, &t.dims)?;

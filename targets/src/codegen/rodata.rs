@@ -28,7 +28,7 @@ pub(super) struct Rodata<'n> {
 }
 
 impl<'n> Rodata<'n> {
-    pub fn new(name: &'n str, addressing: Addressing) -> Rodata<'n> {
+    pub(super) fn new(name: &'n str, addressing: Addressing) -> Rodata<'n> {
         Rodata {
             name,
             addressing,
@@ -42,7 +42,12 @@ impl<'n> Rodata<'n> {
 
     /// Defines what a kernel's parameters need: its constant inputs, its
     /// blobs, its micro-kernels.
-    pub fn define_params<M: Module>(&mut self, module: &mut M, g: &Graph, params: &[Param]) -> Result<(), TargetError> {
+    pub(super) fn define_params<M: Module>(
+        &mut self,
+        module: &mut M,
+        g: &Graph,
+        params: &[Param],
+    ) -> Result<(), TargetError> {
         for p in params {
             match p {
                 Param::Value(v) => self.define_value(module, g, *v)?,
@@ -66,7 +71,7 @@ impl<'n> Rodata<'n> {
     }
 
     /// Defines value `v`'s weight if it is a constant.
-    pub fn define_value<M: Module>(
+    pub(super) fn define_value<M: Module>(
         &mut self,
         module: &mut M,
         g: &Graph,

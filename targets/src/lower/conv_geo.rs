@@ -77,7 +77,15 @@ pub(super) fn geometry(k: &Kernel, window: &kerf_ir::op::Window, group: usize) -
 
 /// Valid kernel taps `lo..hi` along one axis for output position `o`:
 /// taps `t` with `0 <= o*s - p + t*d < size`.
-pub fn tap_range(k: &mut Kernel, o: Value, s: usize, p: usize, d: usize, size: usize, taps: usize) -> (Value, Value) {
+pub(super) fn tap_range(
+    k: &mut Kernel,
+    o: Value,
+    s: usize,
+    p: usize,
+    d: usize,
+    size: usize,
+    taps: usize,
+) -> (Value, Value) {
     // t0 = p - o*s: first tap index times d that lands on 0
     let os = k.b.ins().imul_imm_s(o, s as i64);
     let pv = k.ic(p as i64);

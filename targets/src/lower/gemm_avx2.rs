@@ -41,7 +41,7 @@ pub(super) struct TilePtrs {
 
 impl Wide {
     /// How many of `full` full panels the tiles cover.
-    pub fn covers(&self, full: usize) -> usize {
+    pub(super) fn covers(&self, full: usize) -> usize {
         spans(full)[1].1
     }
 }

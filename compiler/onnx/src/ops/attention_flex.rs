@@ -22,7 +22,7 @@ use crate::proto::NodeDef;
 use crate::ImportError;
 
 /// The registry name (domain-qualified).
-pub const NAME: &str = "ai.onnx.preview:FlexAttention";
+pub(super) const NAME: &str = "ai.onnx.preview:FlexAttention";
 
 struct Emitter<'n> {
     n: &'n NodeDef,
@@ -73,7 +73,7 @@ fn precision(code: i64) -> Option<DType> {
     }
 }
 
-pub fn flex_attention(
+pub(super) fn flex_attention(
     st: &mut State,
     n: &NodeDef,
     name: &str,

@@ -24,7 +24,7 @@ use super::Converter;
 use crate::import::Cx;
 use crate::ImportError;
 
-pub fn register(r: &mut Vec<(&'static str, Converter)>) {
+pub(super) fn register(r: &mut Vec<(&'static str, Converter)>) {
     r.push(("LinearAttention", linear_attention));
     r.push(("CausalConvWithState", causal_conv_with_state));
 }

@@ -16,7 +16,7 @@ use super::Converter;
 use crate::import::Cx;
 use crate::ImportError;
 
-pub fn register(r: &mut Vec<(&'static str, Converter)>) {
+pub(super) fn register(r: &mut Vec<(&'static str, Converter)>) {
     r.push(("RotaryEmbedding", rotary_embedding));
 }
 

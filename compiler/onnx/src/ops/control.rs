@@ -52,7 +52,7 @@ const OPS: &[&str] = &[
 
 /// Whether `op` (domain-qualified outside the default domain) is converted
 /// here rather than by the tensor registry.
-pub fn handles(op: &str) -> bool {
+pub(crate) fn handles(op: &str) -> bool {
     OPS.contains(&op)
 }
 
@@ -146,7 +146,7 @@ impl Node<'_> {
 
 /// Converts a control-flow, sequence or optional node, or a tensor op
 /// reached with a non-tensor input (only `Identity` accepts those).
-pub fn convert(
+pub(crate) fn convert(
     st: &mut State,
     n: &NodeDef,
     name: &str,

@@ -9,7 +9,7 @@ use super::{non_neg, Converter};
 use crate::import::Cx;
 use crate::{tensor, ImportError};
 
-pub fn register(r: &mut Vec<(&'static str, Converter)>) {
+pub(super) fn register(r: &mut Vec<(&'static str, Converter)>) {
     r.push(("Shape", shape));
     r.push(("Size", size));
     r.push(("ConstantOfShape", constant_of_shape));

@@ -10,7 +10,7 @@ use super::Converter;
 use crate::import::Cx;
 use crate::ImportError;
 
-pub fn register(r: &mut Vec<(&'static str, Converter)>) {
+pub(super) fn register(r: &mut Vec<(&'static str, Converter)>) {
     r.push(("IsNaN", is_nan));
     r.push(("IsInf", is_inf));
     r.push(("Shrink", shrink));

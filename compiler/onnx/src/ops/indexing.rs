@@ -27,7 +27,7 @@ use super::Converter;
 use crate::import::Cx;
 use crate::ImportError;
 
-pub fn register(r: &mut Vec<(&'static str, Converter)>) {
+pub(super) fn register(r: &mut Vec<(&'static str, Converter)>) {
     r.push(("TopK", top_k));
     r.push(("GatherND", gather_nd));
     r.push(("ScatterND", scatter_nd));

@@ -23,7 +23,7 @@ use crate::ImportError;
 /// Largest `numel(X) * numel(Y)` the one-hot form is built for.
 const MAX_ONE_HOT: usize = 1 << 24;
 
-pub fn register(r: &mut Vec<(&'static str, Converter)>) {
+pub(super) fn register(r: &mut Vec<(&'static str, Converter)>) {
     r.push(("MaxUnpool", max_unpool));
 }
 

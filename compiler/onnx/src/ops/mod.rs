@@ -44,7 +44,7 @@ mod scan_like;
 mod shape;
 mod signal;
 
-pub type Converter = fn(&mut Cx) -> Result<Vec<ValueId>, ImportError>;
+pub(crate) type Converter = fn(&mut Cx) -> Result<Vec<ValueId>, ImportError>;
 
 fn registry() -> &'static [(&'static str, Converter)] {
     static REG: OnceLock<Vec<(&'static str, Converter)>> = OnceLock::new();
@@ -80,12 +80,12 @@ fn registry() -> &'static [(&'static str, Converter)] {
     })
 }
 
-pub fn lookup(op: &str) -> Option<Converter> {
+pub(crate) fn lookup(op: &str) -> Option<Converter> {
     let r = registry();
     r.binary_search_by_key(&op, |(n, _)| *n).ok().and_then(|i| r.get(i)).map(|(_, f)| *f)
 }
 
-pub fn names() -> &'static [&'static str] {
+pub(crate) fn names() -> &'static [&'static str] {
     static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
     NAMES.get_or_init(|| registry().iter().map(|(n, _)| *n).collect())
 }

@@ -25,7 +25,7 @@ use super::Converter;
 use crate::import::Cx;
 use crate::{tensor, ImportError};
 
-pub fn register(r: &mut Vec<(&'static str, Converter)>) {
+pub(super) fn register(r: &mut Vec<(&'static str, Converter)>) {
     r.push(("QuantizeLinear", quantize_linear));
     r.push(("DequantizeLinear", dequantize_linear));
     r.push(("DynamicQuantizeLinear", dynamic_quantize_linear));

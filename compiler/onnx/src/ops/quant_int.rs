@@ -27,7 +27,7 @@ use super::Converter;
 use crate::import::Cx;
 use crate::ImportError;
 
-pub fn register(r: &mut Vec<(&'static str, Converter)>) {
+pub(super) fn register(r: &mut Vec<(&'static str, Converter)>) {
     r.push(("MatMulInteger", matmul_integer));
     r.push(("ConvInteger", conv_integer));
     r.push(("QLinearMatMul", qlinear_matmul));

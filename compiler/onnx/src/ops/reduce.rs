@@ -10,7 +10,7 @@ use super::Converter;
 use crate::import::Cx;
 use crate::ImportError;
 
-pub fn register(r: &mut Vec<(&'static str, Converter)>) {
+pub(super) fn register(r: &mut Vec<(&'static str, Converter)>) {
     for k in ReduceKind::ALL {
         r.push((k.name(), reduce));
     }

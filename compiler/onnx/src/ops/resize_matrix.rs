@@ -19,7 +19,7 @@ use crate::import::Cx;
 use crate::ImportError;
 
 /// The resolved attributes of a matrix resize.
-pub struct MatrixResize {
+pub(super) struct MatrixResize {
     pub mode: ResizeMode,
     pub coord: CoordMode,
     pub antialias: bool,
@@ -189,7 +189,7 @@ fn axis_matrix(
 
 /// Resizes `x` along `axes` (in order) to `sizes` with per-axis `scales`
 /// (f64) and an optional full-rank roi (starts then ends).
-pub fn resize(
+pub(super) fn resize(
     cx: &mut Cx,
     x: ValueId,
     m: &MatrixResize,

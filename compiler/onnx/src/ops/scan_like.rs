@@ -17,7 +17,7 @@ use super::Converter;
 use crate::import::Cx;
 use crate::ImportError;
 
-pub fn register(r: &mut Vec<(&'static str, Converter)>) {
+pub(super) fn register(r: &mut Vec<(&'static str, Converter)>) {
     r.push(("CumSum", cumsum));
     r.push(("CumProd", cumsum));
     r.push(("OneHot", one_hot));

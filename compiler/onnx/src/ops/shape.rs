@@ -11,7 +11,7 @@ use super::{fits, non_neg, Converter};
 use crate::import::Cx;
 use crate::ImportError;
 
-pub fn register(r: &mut Vec<(&'static str, Converter)>) {
+pub(super) fn register(r: &mut Vec<(&'static str, Converter)>) {
     r.push(("Reshape", reshape));
     r.push(("Flatten", flatten));
     r.push(("Squeeze", squeeze));
@@ -209,7 +209,7 @@ fn split(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
 /// Normalises one ONNX slice (start, end, step) on an axis of `d` to the
 /// IR form: positive steps clamp to `[0, d]`, negative steps clamp start to
 /// `[0, d-1]` and end to `[-1, d-1]` (`-1` = before index 0).
-pub fn normalise_slice(start: i64, end: i64, step: i64, d: usize) -> (i64, i64) {
+pub(super) fn normalise_slice(start: i64, end: i64, step: i64, d: usize) -> (i64, i64) {
     let d = d as i128;
     let (mut s, mut e) = (start as i128, end as i128);
     if s < 0 {

@@ -22,7 +22,7 @@ use super::Converter;
 use crate::import::Cx;
 use crate::{tensor, ImportError};
 
-pub fn register(r: &mut Vec<(&'static str, Converter)>) {
+pub(super) fn register(r: &mut Vec<(&'static str, Converter)>) {
     r.push(("DFT", dft));
     r.push(("STFT", stft));
     r.push(("HannWindow", window));
