@@ -332,3 +332,28 @@ fn out_of_order_nodes_are_sorted() {
     // relu(-x) + x
     assert_eq!(y[0].to_f32_vec(), vec![0.0, 0.5, 2.0]);
 }
+
+/// A constant quantisation scale must be positive and finite: zero,
+/// negative, NaN or infinite scales are errors naming the node and the
+/// element; with a valid scale the integer value carries its grid.
+#[test]
+fn quantisation_scales_and_grids() {
+    let qdq = |scale: f32| {
+        M::new(13)
+            .input("x", &[1, 4])
+            .init_f32("s", &[], &[scale])
+            .op("QuantizeLinear", &["x", "s"], "q", vec![])
+            .op("DequantizeLinear", &["q", "s"], "y", vec![])
+            .output("y")
+    };
+    let g = qdq(0.5).ok();
+    let grids: Vec<_> = g.values.iter().filter_map(|v| v.ty.quant.as_ref().map(|q| (v.ty.dtype, q))).collect();
+    assert_eq!(grids.len(), 1, "one integer value with a grid");
+    let (dtype, q) = grids[0];
+    assert_eq!((dtype, q.axis), (kerf_ir::DType::U8, None));
+    assert_eq!(g.weights.tensor(q.scale).to_f32_vec(), vec![0.5]);
+    assert_eq!(g.weights.tensor(q.zero_point).to_f32_vec(), vec![0.0]);
+    for bad in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+        assert_contains(&qdq(bad).err(), &["QuantizeLinear", "y_scale element 0 is", "must be positive and finite"]);
+    }
+}
