@@ -548,14 +548,11 @@ impl Model {
 
     /// Runs a model whose inputs and outputs are all f32.
     pub fn run_f32(&self, inputs: &[&[f32]], arena: &mut Arena) -> Result<Vec<Vec<f32>>, RuntimeError> {
-        let in_views: Vec<&[u8]> = inputs.iter().map(|v| f32_as_bytes(v)).collect();
+        let in_views: Vec<&[u8]> = inputs.iter().map(|v| bytes_of(v)).collect();
         let mut out_store: Vec<Vec<f32>> = self.info.outputs.iter().map(|t| vec![0f32; t.bytes.div_ceil(4)]).collect();
         {
-            let mut out_views: Vec<&mut [u8]> = out_store
-                .iter_mut()
-                .zip(&self.info.outputs)
-                .map(|(v, t)| &mut f32_as_bytes_mut(v)[..t.bytes])
-                .collect();
+            let mut out_views: Vec<&mut [u8]> =
+                out_store.iter_mut().zip(&self.info.outputs).map(|(v, t)| &mut bytes_of_mut(v)[..t.bytes]).collect();
             self.run(&in_views, &mut out_views, arena)?;
         }
         Ok(out_store)
@@ -565,19 +562,6 @@ impl Model {
 /// Decodes little-endian f32 bytes (trailing partial element ignored).
 pub fn f32_from_bytes(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-}
-
-/// Views f32s as bytes (native = little-endian on every supported target).
-pub fn f32_as_bytes(v: &[f32]) -> &[u8] {
-    // SAFETY: f32 has no padding and every bit pattern is a valid u8; the
-    // length in bytes is exactly 4 * len and the lifetime is tied to `v`.
-    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
-}
-
-/// Mutable byte view of f32s.
-pub fn f32_as_bytes_mut(v: &mut [f32]) -> &mut [u8] {
-    // SAFETY: as in `f32_as_bytes`; any byte pattern written is a valid f32.
-    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
 }
 
 /// A Rust element type a model buffer can be viewed as: plain old data
@@ -594,13 +578,18 @@ pub unsafe trait Element: Copy + Default + 'static {
 }
 
 macro_rules! element {
-    ($($t:ty => $code:expr),* $(,)?) => {$(
-        // SAFETY: primitive integers and floats have no padding and no
-        // invalid bit patterns; their sizes are the dtypes' element sizes.
-        unsafe impl Element for $t {
-            const DTYPE: i32 = $code;
-        }
-    )*};
+    ($($t:ty => $code:expr),* $(,)?) => {
+        $(
+            // SAFETY: primitive integers and floats have no padding and no
+            // invalid bit patterns; their sizes are the dtypes' element sizes.
+            unsafe impl Element for $t {
+                const DTYPE: i32 = $code;
+            }
+        )*
+        /// Every [`Element`] type: its dtype code and its Rust name (what
+        /// generated wrappers spell the type as).
+        pub const ELEMENTS: &[(i32, &str)] = &[$(($code, stringify!($t))),*];
+    };
 }
 element!(f32 => dtype::FLOAT, f64 => dtype::DOUBLE, i8 => dtype::INT8, u8 => dtype::UINT8, i16 => dtype::INT16,
     u16 => dtype::UINT16, i32 => dtype::INT32, u32 => dtype::UINT32, i64 => dtype::INT64, u64 => dtype::UINT64);

@@ -16,21 +16,10 @@ use std::fmt::Write;
 
 use kerf_ir::{DType, Graph, TensorType};
 
-/// The Rust element type of a dtype, or `None` for raw bytes.
+/// The Rust element type of a dtype (one of the runtime's `Element`
+/// types), or `None` for raw bytes.
 fn rust_type(d: DType) -> Option<&'static str> {
-    Some(match d {
-        DType::F32 => "f32",
-        DType::F64 => "f64",
-        DType::I8 => "i8",
-        DType::U8 => "u8",
-        DType::I16 => "i16",
-        DType::U16 => "u16",
-        DType::I32 => "i32",
-        DType::U32 => "u32",
-        DType::I64 => "i64",
-        DType::U64 => "u64",
-        _ => return None,
-    })
+    kerf_runtime::ELEMENTS.iter().find(|e| e.0 == d.onnx_code()).map(|e| e.1)
 }
 
 /// A snake_case Rust identifier for a tensor name, unique among `taken`.

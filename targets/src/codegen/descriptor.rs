@@ -6,14 +6,13 @@
 use std::mem::{offset_of, size_of};
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, AbiParam, Function, InstBuilder, MemFlagsData, Signature, UserFuncName, Value};
-use cranelift_codegen::Context;
-use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_codegen::ir::{types, AbiParam, InstBuilder, MemFlagsData, Signature, UserFuncName, Value};
+use cranelift_frontend::FunctionBuilder;
 use cranelift_module::{DataDescription, FuncId, Linkage, Module};
 use kerf_ir::Graph;
 use kerf_runtime::{ModelDescRaw, TensorDescRaw};
 
-use super::{cg_err, data_in_func, Addressing};
+use super::{cg_err, data_in_func, define_function, Addressing};
 use crate::arena::GraphPlan;
 use crate::lower::PTR;
 use crate::TargetError;
@@ -27,18 +26,8 @@ pub(super) fn build_copy<M: Module>(
 ) -> Result<FuncId, TargetError> {
     let fname = format!("{name}_copy");
     let mut sig = Signature::new(cc);
-    for _ in 0..3 {
-        sig.params.push(AbiParam::new(PTR));
-    }
-    let id = module.declare_function(&fname, Linkage::Local, &sig).map_err(|e| cg_err(&fname, e))?;
-    let mut func = Function::with_name_signature(UserFuncName::user(1, 1), sig);
-    let mut fctx = FunctionBuilderContext::new();
-    {
-        let mut b = FunctionBuilder::new(&mut func, &mut fctx);
-        let entry = b.create_block();
-        b.append_block_params_for_function_params(entry);
-        b.switch_to_block(entry);
-        let ps = b.block_params(entry).to_vec();
+    sig.params.extend(std::iter::repeat_n(AbiParam::new(PTR), 3));
+    define_function(module, &fname, Linkage::Local, sig, UserFuncName::user(1, 1), |b, ps, _| {
         let (dst, src, n) = (ps[0], ps[1], ps[2]);
         let flags = MemFlagsData::new().with_notrap();
         // words
@@ -62,15 +51,10 @@ pub(super) fn build_copy<M: Module>(
             b.switch_to_block(exit);
         };
         let zero = b.ins().iconst(PTR, 0);
-        emit(&mut b, zero, words, 8, types::I64);
-        emit(&mut b, words, n, 1, types::I8);
+        emit(b, zero, words, 8, types::I64);
+        emit(b, words, n, 1, types::I8);
         b.ins().return_(&[]);
-        b.seal_all_blocks();
-        b.finalize(module.target_config());
-    }
-    let mut ctx = Context::for_function(func);
-    module.define_function(id, &mut ctx).map_err(|e| cg_err(&fname, format!("{e:?}")))?;
-    Ok(id)
+    })
 }
 
 /// Size of `kerf_tensor_desc` (the runtime's mirror: every target is a
@@ -179,20 +163,10 @@ pub(super) fn build_descriptor<M: Module>(
     let fname = format!("{name}_describe");
     let mut sig = Signature::new(cc);
     sig.returns.push(AbiParam::new(PTR));
-    let fid = module.declare_function(&fname, Linkage::Export, &sig).map_err(|e| cg_err(&fname, e))?;
-    let mut func = Function::with_name_signature(UserFuncName::user(1, 2), sig);
-    let mut fctx = FunctionBuilderContext::new();
-    {
-        let mut b = FunctionBuilder::new(&mut func, &mut fctx);
-        let entry = b.create_block();
-        b.switch_to_block(entry);
+    let fid = define_function(module, &fname, Linkage::Export, sig, UserFuncName::user(1, 2), |b, _, module| {
         let gv = data_in_func(module, desc_id, b.func, addressing);
         let v = b.ins().symbol_value(PTR, gv);
         b.ins().return_(&[v]);
-        b.seal_all_blocks();
-        b.finalize(module.target_config());
-    }
-    let mut ctx = Context::for_function(func);
-    module.define_function(fid, &mut ctx).map_err(|e| cg_err(&fname, format!("{e:?}")))?;
+    })?;
     Ok((fid, total))
 }

@@ -9,11 +9,10 @@ use std::mem::offset_of;
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, AbiParam, FuncRef, Function, InstBuilder, SigRef, Signature, StackSlot, StackSlotData, StackSlotKind,
-    UserFuncName, Value,
+    types, AbiParam, FuncRef, InstBuilder, SigRef, Signature, StackSlot, StackSlotData, StackSlotKind, UserFuncName,
+    Value,
 };
-use cranelift_codegen::Context;
-use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_frontend::FunctionBuilder;
 use cranelift_module::{DataId, FuncId, Linkage, Module};
 use kerf_ir::{Graph, ValueDef, ValueId};
 use kerf_runtime::{status, KerfRuntime, ABI_VERSION, ARENA_ALIGN};
@@ -21,7 +20,7 @@ use kerf_runtime::{status, KerfRuntime, ABI_VERSION, ARENA_ALIGN};
 use super::kernels::KernelInfo;
 use super::rodata::Rodata;
 use super::threads::parallel_for_sig;
-use super::{cg_err, data_in_func, func_in_func, scratch_slot, Addressing};
+use super::{data_in_func, define_function, func_in_func, scratch_slot, Addressing};
 use crate::arena::{GraphPlan, Loc};
 use crate::lower::loops::mem;
 use crate::lower::{Param, PTR};
@@ -61,20 +60,12 @@ pub(super) fn build_entry<M: Module>(module: &mut M, p: &EntryParts<'_>) -> Resu
     let mut sig = Signature::new(call_conv);
     sig.params.extend(std::iter::repeat_n(AbiParam::new(PTR), 4));
     sig.returns.push(AbiParam::new(types::I32));
-    let run = module.declare_function(&run_name, Linkage::Export, &sig).map_err(|e| cg_err(&run_name, e))?;
-    let mut func = Function::with_name_signature(UserFuncName::user(1, 0), sig);
-    let mut fctx = FunctionBuilderContext::new();
-    {
-        let mut b = FunctionBuilder::new(&mut func, &mut fctx);
-        let entry = b.create_block();
-        b.append_block_params_for_function_params(entry);
-        b.switch_to_block(entry);
-        let ps = b.block_params(entry).to_vec();
+    define_function(module, &run_name, Linkage::Export, sig, UserFuncName::user(1, 0), |b, ps, module| {
         let (inputs, outputs, arena, rt) = (ps[0], ps[1], ps[2], ps[3]);
-        check_args(&mut b, p, inputs, outputs, arena, rt);
-        let in_ptrs = buffer_ptrs(&mut b, inputs, p.g.inputs.len());
-        let out_ptrs = buffer_ptrs(&mut b, outputs, p.g.outputs.len());
-        let threading = p.trampolines.iter().any(Option::is_some).then(|| read_threading(&mut b, p, rt, call_conv));
+        check_args(b, p, inputs, outputs, arena, rt);
+        let in_ptrs = buffer_ptrs(b, inputs, p.g.inputs.len());
+        let out_ptrs = buffer_ptrs(b, outputs, p.g.outputs.len());
+        let threading = p.trampolines.iter().any(Option::is_some).then(|| read_threading(b, p, rt, call_conv));
         let mut e = Entry { b, module, p, in_ptrs, out_ptrs, arena, data: HashMap::new() };
         let prof = p.profile_hook.map(|h| func_in_func(e.module, h, e.b.func, p.addressing));
         for (ki, k) in p.kernels.iter().enumerate() {
@@ -85,12 +76,7 @@ pub(super) fn build_entry<M: Module>(module: &mut M, p: &EntryParts<'_>) -> Resu
         e.copy_outputs();
         let z = e.b.ins().iconst(types::I32, status::OK as i64);
         e.b.ins().return_(&[z]);
-        e.b.seal_all_blocks();
-        e.b.finalize(module.target_config());
-    }
-    let mut ctx = Context::for_function(func);
-    module.define_function(run, &mut ctx).map_err(|e| cg_err(&run_name, format!("{e:?}")))?;
-    Ok(run)
+    })
 }
 
 /// Returns `code` when `cond` holds, else continues in a new block.
@@ -187,8 +173,8 @@ fn read_threading(
 }
 
 /// The entry under construction.
-struct Entry<'a, 'f, M: Module> {
-    b: FunctionBuilder<'f>,
+struct Entry<'a, 'b, 'f, M: Module> {
+    b: &'b mut FunctionBuilder<'f>,
     module: &'a mut M,
     p: &'a EntryParts<'a>,
     in_ptrs: Vec<Value>,
@@ -198,7 +184,7 @@ struct Entry<'a, 'f, M: Module> {
     data: HashMap<DataId, Value>,
 }
 
-impl<M: Module> Entry<'_, '_, M> {
+impl<M: Module> Entry<'_, '_, '_, M> {
     fn data_ptr(&mut self, id: DataId) -> Value {
         if let Some(&v) = self.data.get(&id) {
             return v;
@@ -266,7 +252,7 @@ impl<M: Module> Entry<'_, '_, M> {
             self.b.ins().call(fref, &args);
             return;
         };
-        let b = &mut self.b;
+        let b = &mut *self.b;
         let (par, ser, done) = (b.create_block(), b.create_block(), b.create_block());
         let max = b.ins().iconst(PTR, sp.max_tasks as i64);
         let n = b.ins().umin(t.threads, max);
@@ -285,7 +271,7 @@ impl<M: Module> Entry<'_, '_, M> {
         }
         let block = b.ins().stack_addr(PTR, t.block, 0);
         let tref = func_in_func(self.module, tramp, self.b.func, self.p.addressing);
-        let b = &mut self.b;
+        let b = &mut *self.b;
         let taddr = b.ins().func_addr(PTR, tref);
         let n32 = b.ins().ireduce(types::I32, n);
         b.ins().call_indirect(t.sig, t.parallel_for, &[t.ctx, n32, taddr, block]);

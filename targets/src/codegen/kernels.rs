@@ -48,12 +48,12 @@ pub(super) fn lower_all<M: Module>(
     let mut unsupported = Vec::new();
     let mut list = Vec::new();
     let mut scratch = vec![0usize; g.nodes.len()];
+    let call_conv = module.isa().default_call_conv();
     for (i, node) in g.nodes.iter().enumerate() {
         report(i, &node.name);
         if aliases.free[i] {
             continue;
         }
-        let call_conv = module.isa().default_call_conv();
         let mut func = Function::with_name_signature(UserFuncName::user(0, i as u32), Signature::new(call_conv));
         let (params, split) = match lower_one(&mut func, &mut fctx, module, g, node, caps) {
             Ok(ps) => ps,

@@ -23,7 +23,9 @@ mod kernels;
 mod rodata;
 mod threads;
 
-use cranelift_codegen::ir::{types, AbiParam, Function, GlobalValueData, Signature};
+use cranelift_codegen::ir::{types, AbiParam, Function, GlobalValueData, Signature, UserFuncName, Value};
+use cranelift_codegen::Context;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{DataId, FuncId, Linkage, Module};
 use kerf_ir::{Graph, ValueDef, ValueId};
 
@@ -129,6 +131,34 @@ fn func_in_func<M: Module>(
         func.dfg.ext_funcs[fref].colocated = false;
     }
     fref
+}
+
+/// Declares function `fname` (`linkage`, `sig`) and defines it: `body`
+/// gets the builder positioned in the entry block, the entry block's
+/// parameters and the module, and emits the whole body with its returns;
+/// sealing, finalizing and defining happen here.
+fn define_function<M: Module>(
+    module: &mut M,
+    fname: &str,
+    linkage: Linkage,
+    sig: Signature,
+    user: UserFuncName,
+    body: impl FnOnce(&mut FunctionBuilder<'_>, &[Value], &mut M),
+) -> Result<FuncId, TargetError> {
+    let id = module.declare_function(fname, linkage, &sig).map_err(|e| cg_err(fname, e))?;
+    let mut func = Function::with_name_signature(user, sig);
+    let mut fctx = FunctionBuilderContext::new();
+    let mut b = FunctionBuilder::new(&mut func, &mut fctx);
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    let params = b.block_params(entry).to_vec();
+    body(&mut b, &params, module);
+    b.seal_all_blocks();
+    b.finalize(module.target_config());
+    let mut ctx = Context::for_function(func);
+    module.define_function(id, &mut ctx).map_err(|e| cg_err(fname, format!("{e:?}")))?;
+    Ok(id)
 }
 
 /// Checks a model name is a C identifier.

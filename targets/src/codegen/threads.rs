@@ -3,12 +3,10 @@
 //! that turns a task index into its iteration range (contract in
 //! [`crate::lower`]: a split kernel computes any sub-range on its own).
 
-use cranelift_codegen::ir::{types, AbiParam, Function, InstBuilder, MemFlagsData, Signature, UserFuncName};
-use cranelift_codegen::Context;
-use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_codegen::ir::{types, AbiParam, InstBuilder, MemFlagsData, Signature, UserFuncName};
 use cranelift_module::{FuncId, Linkage, Module};
 
-use super::{cg_err, func_in_func, scratch_slot, Addressing};
+use super::{define_function, func_in_func, scratch_slot, Addressing};
 use crate::lower::{Param, Split, PTR};
 use crate::TargetError;
 
@@ -57,15 +55,7 @@ pub(super) fn build_trampoline<M: Module>(
 ) -> Result<FuncId, TargetError> {
     let cc = module.isa().default_call_conv();
     let sig = task_sig(cc);
-    let id = module.declare_function(fname, Linkage::Local, &sig).map_err(|e| cg_err(fname, e))?;
-    let mut func = Function::with_name_signature(UserFuncName::user(2, kernel.as_u32()), sig);
-    let mut fctx = FunctionBuilderContext::new();
-    {
-        let mut b = FunctionBuilder::new(&mut func, &mut fctx);
-        let entry = b.create_block();
-        b.append_block_params_for_function_params(entry);
-        b.switch_to_block(entry);
-        let ps = b.block_params(entry).to_vec();
+    define_function(module, fname, Linkage::Local, sig, UserFuncName::user(2, kernel.as_u32()), |b, ps, module| {
         let (arg, i32v) = (ps[0], ps[1]);
         let flags = MemFlagsData::new().with_notrap().with_readonly();
         let n = b.ins().load(PTR, flags, arg, 0);
@@ -102,10 +92,5 @@ pub(super) fn build_trampoline<M: Module>(
         let fref = func_in_func(module, kernel, b.func, addressing);
         b.ins().call(fref, &args);
         b.ins().return_(&[]);
-        b.seal_all_blocks();
-        b.finalize(module.target_config());
-    }
-    let mut ctx = Context::for_function(func);
-    module.define_function(id, &mut ctx).map_err(|e| cg_err(fname, format!("{e:?}")))?;
-    Ok(id)
+    })
 }

@@ -96,6 +96,14 @@ impl std::fmt::Debug for IsaDesc {
     }
 }
 
+/// One description per ISA: two are the same when their canonical triples are.
+impl PartialEq for IsaDesc {
+    fn eq(&self, other: &IsaDesc) -> bool {
+        self.triple == other.triple
+    }
+}
+impl Eq for IsaDesc {}
+
 impl IsaDesc {
     /// The preset names, `native` last.
     pub fn preset_names(&self) -> Vec<&'static str> {

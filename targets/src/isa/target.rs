@@ -16,13 +16,6 @@ pub struct Target {
     cpu: &'static str,
 }
 
-impl PartialEq for IsaDesc {
-    fn eq(&self, other: &IsaDesc) -> bool {
-        self.triple == other.triple
-    }
-}
-impl Eq for IsaDesc {}
-
 impl Target {
     /// Parses a triple (`host` allowed; one of [`super::all_triples`]) and
     /// a CPU preset of that ISA (an alias allowed; `native` only when the
