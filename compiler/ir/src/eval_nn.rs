@@ -5,7 +5,7 @@
 //! folding) and fold small constant convolutions; they are not fast.
 
 use crate::eval::strides;
-use crate::op::Conv;
+use crate::op::{Conv, QConv};
 use crate::{IrError, Op, Tensor, TensorType};
 
 fn err(op: &Op, msg: impl Into<String>) -> IrError {
@@ -75,6 +75,40 @@ pub(crate) fn conv(op: &Op, c: &Conv, inputs: &[&Tensor], out: &TensorType) -> R
         }
     }
     Tensor::from_f64_values(out.dtype, os.clone(), &res)
+}
+
+/// [`QConv`] as its contract states it: the integer sums (exact in f64),
+/// rounded once to f32, then `· s[m]`, `+ b[m]`, `+ residual` and the
+/// activation, each rounded to f32.
+pub(crate) fn qconv(op: &Op, q: &QConv, inputs: &[&Tensor], out: &TensorType) -> Result<Tensor, IrError> {
+    let [x, w, ws, b, rest @ ..] = inputs else {
+        return Err(err(op, "needs inputs x, w, w_scale, b"));
+    };
+    let z = f32::from(q.x_zp);
+    let xq: Vec<f32> = x.to_f32_vec().into_iter().map(|v| v - z).collect();
+    let xq = Tensor::from_f32(x.shape().to_vec(), &xq)?;
+    let acc = conv(op, &q.conv, &[&xq, w], out)?.to_f32_vec();
+    let (ws, b) = (ws.to_f32_vec(), b.to_f32_vec());
+    let m = ws.len();
+    let plane: usize = out.shape[2..].iter().product();
+    let res = rest.first().map(|r| r.to_f32_vec());
+    let y: Vec<f32> = acc
+        .iter()
+        .enumerate()
+        .map(|(i, &a)| {
+            let c = i / plane % m;
+            let mut v = a * (q.x_scale.get() * ws[c]) + b[c];
+            if let Some(r) = &res {
+                v += r[i];
+            }
+            v
+        })
+        .collect();
+    let y = Tensor::from_f32(out.shape.clone(), &y)?;
+    match q.epi.act {
+        Some(u) => Ok(crate::eval::eval(&Op::Unary(u), &[&y])?.remove(0)),
+        None => Ok(y),
+    }
 }
 
 /// Inference BatchNormalization over axis 1:

@@ -209,6 +209,28 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
             }
             Ok(out)
         }
+        Op::QConv(q) => {
+            let n_in = 4 + usize::from(q.epi.residual);
+            arity(ins, n_in, n_in)?;
+            let (x, w, ws, b) = (ins[0], ins[1], ins[2], ins[3]);
+            if x.dtype != DType::U8 || w.dtype != DType::I8 || ws.dtype != DType::F32 || b.dtype != DType::F32 {
+                return Err(format!("QConv takes u8 x, i8 w, f32 w_scale and b, got {x}, {w}, {ws}, {b}"));
+            }
+            let wd = &q.conv.window;
+            if wd.rank() != 2 || q.conv.algo != ConvAlgo::Direct || wd.pads.iter().any(|&p| p != 0) {
+                return Err("QConv is a direct 2-D conv without padding".to_string());
+            }
+            let m = w.shape.first().copied().unwrap_or(0);
+            if ws.shape != [m] || b.shape != [m] {
+                return Err(format!("w_scale {ws} and bias {b} must be [{m}]"));
+            }
+            let (xf, wf) = (TensorType::new(DType::F32, x.shape.clone()), TensorType::new(DType::F32, w.shape.clone()));
+            let out = infer(&Op::Conv(q.conv.clone()), &[&xf, &wf])?;
+            if q.epi.residual && out.first().is_some_and(|o| o != ins[4]) {
+                return Err(format!("residual {} must have the output's type {}", ins[4], out[0]));
+            }
+            Ok(out)
+        }
         Op::MatMulFused(l, e) => {
             let n_in = 3 + usize::from(e.residual);
             arity(ins, n_in, n_in)?;

@@ -71,6 +71,7 @@ pub mod matmul;
 pub mod movement;
 pub mod norm;
 pub mod pool;
+pub mod qconv;
 pub mod reduce;
 pub mod resize;
 pub mod rnn;
@@ -308,6 +309,7 @@ pub fn lower_node(k: &mut Kernel) -> LResult {
         Op::BitCast(_) => elementwise::lower(k),
         Op::Identity | Op::Dropout | Op::Reshape { .. } => movement::copy(k),
         Op::Conv(_) | Op::ConvFused(..) => conv::conv(k),
+        Op::QConv(_) => qconv::qconv(k),
         Op::ConvTranspose(_) => conv_transpose::conv_transpose(k),
         Op::Gemm(_) | Op::MatMul(_) | Op::GemmFused(..) | Op::MatMulFused(..) => matmul::lower(k),
         Op::MaxPool(_) | Op::AveragePool(_) => pool::pool(k),

@@ -152,6 +152,15 @@ impl Op {
                 c.algo.attrs(&mut a);
                 e.attrs(&mut a);
             }
+            Op::QConv(q) => {
+                let c = &q.conv;
+                c.window.attrs(&mut a);
+                a.push(("group", Attr::Int(c.group as i64)));
+                a.push(("layer", Attr::Str(c.layer.0.clone())));
+                q.epi.attrs(&mut a);
+                a.push(("x_scale", Attr::Float(q.x_scale.get())));
+                a.push(("x_zp", Attr::Int(i64::from(q.x_zp))));
+            }
             Op::MatMulFused(l, e) => {
                 a.push(("layer", Attr::Str(l.0.clone())));
                 e.attrs(&mut a);
@@ -295,6 +304,17 @@ impl Op {
             "Dropout" => Op::Dropout,
             "Conv" => Op::Conv(Conv::from_attrs(m)?),
             "ConvFused" => Op::ConvFused(Conv::from_attrs(m)?, Epilogue::from_attrs(m)?),
+            "QConv" => {
+                let conv = Conv::from_attrs(m)?;
+                let epi = Epilogue::from_attrs(m)?;
+                let x_scale = m.float("x_scale")?;
+                let zp = m.int("x_zp")?;
+                let x_zp = u8::try_from(zp).map_err(|_| m.error(format!("x_zp {zp} is not a u8")))?;
+                if !(x_scale.get() > 0.0 && x_scale.get().is_finite()) {
+                    return Err(m.error(format!("x_scale {} must be positive and finite", x_scale.get())));
+                }
+                Op::QConv(QConv { conv, epi, x_scale, x_zp })
+            }
             "MatMulFused" => Op::MatMulFused(layer(m)?, Epilogue::from_attrs(m)?),
             "GemmFused" => Op::GemmFused(
                 Gemm {

@@ -522,6 +522,32 @@ impl Conv {
     }
 }
 
+/// A 2-D convolution computed in integers: the `int8` rule group's form of
+/// a conv whose input passes through an activation quantiser and whose
+/// weight lies on a per-channel int8 grid. Inputs `x` (u8 `[N, C, H, W]`,
+/// the quantised activation), `w` (i8 `[M, C / group, kh, kw]`), `w_scale`
+/// (f32 `[M]`), `b` (f32 `[M]`)[, `residual` of the output's type]; no
+/// padding (a padded conv reads an explicit `Pad` of `x` with `x_zp`):
+///
+/// ```text
+/// acc[n, m, p] = Σ (x − x_zp)·w            (exact, in i32)
+/// y[n, m, p]   = act(f32(acc) · s[m] + b[m] + residual),   s[m] = f32(x_scale · w_scale[m])
+/// ```
+///
+/// each step rounded to f32 in that order, so every backend computes the
+/// same bits when the activation is computed exactly (none, Relu, Clip).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QConv {
+    /// Geometry (pads all zero), groups and layer identity (`algo` is always `Direct`).
+    pub conv: Conv,
+    /// Residual and activation applied at the store.
+    pub epi: Epilogue,
+    /// The activation grid's step (positive, finite).
+    pub x_scale: F32,
+    /// The activation grid's zero point (the u8 value standing for 0).
+    pub x_zp: u8,
+}
+
 /// ONNX ConvTranspose attributes. Inputs `x, w[, b]`: `x` is `[N, C, spatial..]`, `w` is
 /// `[C, M / group, kernel..]`, `b` is `[M]`. Each output extent is
 /// `stride * (in - 1) + output_padding + dilation * (kernel - 1) + 1` minus both pads.
@@ -767,6 +793,9 @@ pub enum Op {
     /// `act(Gemm(a, b, c) + residual)`. Produced only by the `fusion` rule
     /// group.
     GemmFused(Gemm, Epilogue),
+    /// A conv computed in integers (see [`QConv`]): produced only by the
+    /// `int8` rule group.
+    QConv(QConv),
     /// `(x - mean) / sqrt(var + eps) * scale + bias` over axis 1.
     BatchNorm {
         /// Added to the variance (ONNX `epsilon`).
@@ -918,6 +947,7 @@ impl Op {
             Op::MatMul(_) => "MatMul",
             Op::MatMulFused(..) => "MatMulFused",
             Op::GemmFused(..) => "GemmFused",
+            Op::QConv(_) => "QConv",
             Op::BatchNorm { .. } => "BatchNormalization",
             Op::LayerNorm { .. } => "LayerNormalization",
             Op::InstanceNorm { .. } => "InstanceNormalization",
@@ -949,7 +979,7 @@ impl Op {
     /// The layer identity of a compute op.
     pub fn layer(&self) -> Option<&Layer> {
         match self {
-            Op::Conv(c) | Op::ConvFused(c, _) => Some(&c.layer),
+            Op::Conv(c) | Op::ConvFused(c, _) | Op::QConv(QConv { conv: c, .. }) => Some(&c.layer),
             Op::ConvTranspose(c) => Some(&c.layer),
             Op::Gemm(g) | Op::GemmFused(g, _) => Some(&g.layer),
             Op::MatMul(l) | Op::MatMulFused(l, _) => Some(l),

@@ -1,0 +1,337 @@
+//! [`kerf_ir::op::QConv`]: a 2-D convolution in integers, as a GEMM of
+//! 16-bit pairs.
+//!
+//! `out[m, p] = Σ_k w[m, k] · (x[k, p] − x_zp)` with `k` over the window
+//! (`C/group · kh · kw`, the weight's row order) and `p` over output
+//! pixels. Both operands fit in i16 (`|w| ≤ 128`, `|x − zp| ≤ 255`), so a
+//! pair of products fits in i32 and the sum is exact: the kernel multiplies
+//! pairs of K steps at once, `pmaddwd` on x86-64 (Cranelift's
+//! `iadd_pairwise(imul(swiden_low a, swiden_low b), imul(swiden_high a,
+//! swiden_high b))`, DESIGN-NOTES §1), two products per i32 lane.
+//!
+//! Layout: A (the weights) is packed at compile time per group into blocks
+//! of [`ROWS`] output channels, `[block][k pair][row]` of two i16 each, so
+//! one 32-bit load and a splat give a row's pair in every lane. B (the
+//! input) is packed per task into pairs of 4-pixel panels,
+//! `[panel][k pair][pixel][2]` of i16, centred (`x − x_zp`), from the u8
+//! input through a compile-time table of tap offsets (the op has no
+//! padding, so every tap is in bounds). A tile is `rows × 2` accumulators of
+//! 4 i32 lanes (at most 12), over all K pairs; its epilogue converts to f32
+//! and applies `· s[m] + b[m] (+ residual)` and the activation in the
+//! order the op's contract states, then stores 4 pixels per panel.
+//!
+//! Work split: tasks take `(image, group, panel pair)` units; each packs its
+//! own B (task scratch) and runs every row block on it.
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Value};
+use kerf_ir::{DType, Op};
+
+use super::epilogue::{apply_act, Act};
+use super::loops::mem;
+use super::{Kernel, LResult};
+
+/// Output channels per register tile (× 2 panels = 12 accumulators).
+const ROWS: usize = 6;
+
+/// Static sizes of one QConv.
+#[derive(Clone, Copy)]
+struct Dims {
+    /// Input channels, height, width (per image).
+    c: usize,
+    h: usize,
+    w: usize,
+    /// Output channels per group, groups, input channels per group.
+    mg: usize,
+    groups: usize,
+    cg: usize,
+    /// Output width and pixels per image.
+    ow: usize,
+    pixels: usize,
+    /// K pairs (`ceil(cg·kh·kw / 2)`).
+    kp: usize,
+    /// Strides.
+    sh: usize,
+    sw: usize,
+    /// Panel pairs per image (8 pixels each, the last possibly partial).
+    pairs: usize,
+    /// The input grid's zero point.
+    zp: u8,
+}
+
+/// Lowers a [`QConv`] node.
+pub fn qconv(k: &mut Kernel) -> LResult {
+    let Op::QConv(q) = &k.node.op else {
+        return Err("internal: qconv lowering on another op".into());
+    };
+    let q = q.clone();
+    if k.in_dtype(0) != DType::U8 || k.in_dtype(1) != DType::I8 {
+        return Err("QConv needs a u8 input and i8 weights".into());
+    }
+    let (xs, ws, os) = (k.in_shape(0).to_vec(), k.in_shape(1).to_vec(), k.out_shape(0).to_vec());
+    let wd = &q.conv.window;
+    let kk = ws[1] * ws[2] * ws[3];
+    let pixels = os[2] * os[3];
+    let d = Dims {
+        c: xs[1],
+        h: xs[2],
+        w: xs[3],
+        mg: ws[0] / q.conv.group,
+        groups: q.conv.group,
+        cg: ws[1],
+        ow: os[3],
+        pixels,
+        kp: kk.div_ceil(2),
+        sh: wd.strides[0],
+        sw: wd.strides[1],
+        pairs: pixels.div_ceil(8),
+        zp: q.x_zp,
+    };
+    let w = k
+        .node
+        .inputs
+        .get(1)
+        .and_then(|&v| k.g.const_of(v))
+        .map(|t| t.to_f64_vec())
+        .ok_or("QConv needs constant weights")?;
+    let (w_scale, bias) = match (k.const_f32(2), k.const_f32(3)) {
+        (Some(s), Some(b)) => (s, b),
+        _ => return Err("QConv needs a constant weight scale and bias".into()),
+    };
+    let act = Act::of(q.epi.act)?;
+    let scales: Vec<f32> = w_scale.iter().map(|&s| q.x_scale.get() * s).collect();
+
+    let taps = tap_offsets(&d, wd.kernel[0], wd.kernel[1], wd.dilations[0], wd.dilations[1]);
+    let a_blob = pack_weights(&d, &w, kk);
+    let x = k.input(0);
+    let out = k.output(0);
+    let res = if q.epi.residual { Some(k.input(4)) } else { None };
+    let a = k.blob(a_blob);
+    let tap = k.blob(taps.iter().flat_map(|t| t.to_le_bytes()).collect());
+    let s_p = k.blob_f32(&scales);
+    let b_p = k.blob_f32(&bias);
+
+    let units = xs[0] * d.groups * d.pairs;
+    let cost = (16 * d.kp * d.mg) as u64; // 8 pixels × 2 K steps × rows, one op-pair each
+    let (lo, hi) = k.parallel_range(units, 1, cost)?;
+    let bbuf = k.task_scratch(2 * d.kp * 16);
+    let ptrs = Ptrs { x, out, res, a, tap, s: s_p, b: b_p, bbuf };
+    k.for_dyn(lo, hi, 1, |k, u| {
+        let jp = k.b.ins().urem_imm_u(u, d.pairs as i64);
+        let ng = k.b.ins().udiv_imm_u(u, d.pairs as i64);
+        let (gi, ni) = (k.b.ins().urem_imm_u(ng, d.groups as i64), k.b.ins().udiv_imm_u(ng, d.groups as i64));
+        let unit = Unit { jp, gi, ni };
+        let tail = d.pixels - 8 * (d.pairs - 1);
+        if tail == 8 {
+            unit_body(k, &d, act, &ptrs, &unit, 8);
+        } else {
+            let last = k.b.ins().icmp_imm_s(IntCC::Equal, jp, (d.pairs - 1) as i64);
+            let not_last = k.b.ins().icmp_imm_s(IntCC::NotEqual, jp, (d.pairs - 1) as i64);
+            k.if_then(last, |k| unit_body(k, &d, act, &ptrs, &unit, tail));
+            k.if_then(not_last, |k| unit_body(k, &d, act, &ptrs, &unit, 8));
+        }
+    });
+    Ok(())
+}
+
+/// The kernel's pointer parameters.
+struct Ptrs {
+    x: Value,
+    out: Value,
+    res: Option<Value>,
+    a: Value,
+    tap: Value,
+    s: Value,
+    b: Value,
+    bbuf: Value,
+}
+
+/// One unit of work: panel pair `jp` of group `gi` of image `ni` (I64 values).
+struct Unit {
+    jp: Value,
+    gi: Value,
+    ni: Value,
+}
+
+/// Byte offset in the input of each K step (`ci, ky, kx` in the weight's
+/// row order) from a pixel's top-left tap; an odd K repeats the last step
+/// (its weight is zero).
+fn tap_offsets(d: &Dims, kh: usize, kw: usize, dh: usize, dw: usize) -> Vec<i32> {
+    let mut t = Vec::with_capacity(2 * d.kp);
+    for ci in 0..d.cg {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                t.push((ci * d.h * d.w + ky * dh * d.w + kx * dw) as i32);
+            }
+        }
+    }
+    while t.len() < 2 * d.kp {
+        t.push(t.last().copied().unwrap_or(0));
+    }
+    t
+}
+
+/// A: per group, per block of [`ROWS`] output channels (the last block may
+/// be shorter), per K pair, one `(w[m, 2t], w[m, 2t + 1])` i16 pair per row.
+fn pack_weights(d: &Dims, w: &[f64], kk: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(d.groups * d.mg * d.kp * 4);
+    let at = |m: usize, k: usize| if k < kk { w[m * kk + k] as i16 } else { 0 };
+    for g in 0..d.groups {
+        for r0 in (0..d.mg).step_by(ROWS) {
+            let rows = ROWS.min(d.mg - r0);
+            for t in 0..d.kp {
+                for r in 0..rows {
+                    let m = g * d.mg + r0 + r;
+                    out.extend_from_slice(&at(m, 2 * t).to_le_bytes());
+                    out.extend_from_slice(&at(m, 2 * t + 1).to_le_bytes());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Packs the unit's B panels, then runs every row block; `valid` pixels of
+/// the pair are stored (8, or fewer in an image's last pair).
+fn unit_body(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, valid: usize) {
+    let img = d.c * d.h * d.w;
+    let xb = k.addr(p.x, u.ni, img as i64);
+    let xb = k.addr(xb, u.gi, (d.cg * d.h * d.w) as i64);
+    pack_b(k, d, p, u, xb, valid);
+    let m_base = k.b.ins().imul_imm_s(u.gi, d.mg as i64);
+    let a_group = k.addr(p.a, u.gi, (d.mg * d.kp * 4) as i64);
+    let full = d.mg / ROWS;
+    let block_bytes = (ROWS * d.kp * 4) as i64;
+    k.for_n(0, full as i64, 1, |k, blk| {
+        let a_blk = k.addr(a_group, blk, block_bytes);
+        let m0 = k.b.ins().imul_imm_s(blk, ROWS as i64);
+        let m0 = k.b.ins().iadd(m_base, m0);
+        tile(k, d, act, p, u, a_blk, m0, ROWS, valid);
+    });
+    let rest = d.mg % ROWS;
+    if rest > 0 {
+        let a_blk = k.add_c(a_group, full as i64 * block_bytes);
+        let m0 = k.b.ins().iadd_imm_s(m_base, (full * ROWS) as i64);
+        tile(k, d, act, p, u, a_blk, m0, rest, valid);
+    }
+}
+
+/// B for the unit's two panels: `[panel][k pair][pixel][2]` i16 centred
+/// values. Pixels past `valid` read the pair's first pixel (never stored).
+fn pack_b(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit, xb: Value, valid: usize) {
+    let first = k.b.ins().imul_imm_s(u.jp, 8);
+    for j in 0..2 {
+        for l in 0..4 {
+            let i = 4 * j + l;
+            let pix = if i < valid { k.b.ins().iadd_imm_s(first, i as i64) } else { first };
+            let oy = k.b.ins().udiv_imm_u(pix, d.ow as i64);
+            let ox = k.b.ins().urem_imm_u(pix, d.ow as i64);
+            let row = k.b.ins().imul_imm_s(oy, (d.sh * d.w) as i64);
+            let col = k.b.ins().imul_imm_s(ox, d.sw as i64);
+            let off = k.b.ins().iadd(row, col);
+            let base = k.b.ins().iadd(xb, off);
+            let dst = k.add_c(p.bbuf, (j * d.kp * 16 + 4 * l) as i64);
+            k.for_n(0, d.kp as i64, 1, |k, t| {
+                let tp = k.addr(p.tap, t, 8);
+                let o0 = k.ld_ro(types::I32, tp, 0);
+                let o1 = k.ld_ro(types::I32, tp, 4);
+                let dp = k.addr(dst, t, 16);
+                for (o, at) in [(o0, 0), (o1, 2)] {
+                    let o = k.b.ins().sextend(types::I64, o);
+                    let a = k.b.ins().iadd(base, o);
+                    let v = k.b.ins().uload8(types::I32, mem(), a, 0);
+                    let c = k.b.ins().iadd_imm_s(v, -i64::from(d.zp));
+                    k.b.ins().istore16(mem(), c, dp, at);
+                }
+            });
+        }
+    }
+}
+
+/// One register tile: `rows` output channels from `m0` × the unit's two
+/// panels, over every K pair, then the epilogue and the stores.
+#[allow(clippy::too_many_arguments)]
+fn tile(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, a_blk: Value, m0: Value, rows: usize, valid: usize) {
+    let le = MemFlagsData::new().with_endianness(Endianness::Little);
+    let zero = k.b.ins().iconst(types::I32, 0);
+    let z4 = k.b.ins().splat(types::I32X4, zero);
+    let init = vec![z4; 2 * rows];
+    let b1_off = (d.kp * 16) as i32;
+    let accs = k.for_acc_n(0, d.kp as i64, 1, &init, |k, t, acc| {
+        let bp = k.addr(p.bbuf, t, 16);
+        let bv = [k.ld(types::I16X8, bp, 0), k.ld(types::I16X8, bp, b1_off)];
+        let ap = k.addr(a_blk, t, (4 * rows) as i64);
+        let mut next = Vec::with_capacity(acc.len());
+        for r in 0..rows {
+            let a32 = k.ld_ro(types::I32, ap, (4 * r) as i32);
+            let a4 = k.b.ins().splat(types::I32X4, a32);
+            let a8 = k.b.ins().bitcast(types::I16X8, le, a4);
+            for (j, &b) in bv.iter().enumerate() {
+                let prod = madd(k, a8, b);
+                next.push(k.b.ins().iadd(acc[2 * r + j], prod));
+            }
+        }
+        next
+    });
+    for r in 0..rows {
+        let m = k.b.ins().iadd_imm_s(m0, r as i64);
+        let s = k.ld_at(types::F32, p.s, m, 4, 0);
+        let s = k.b.ins().splat(types::F32X4, s);
+        let bias = k.ld_at(types::F32, p.b, m, 4, 0);
+        let bias = k.b.ins().splat(types::F32X4, bias);
+        // out[n, m, 8·jp + 4·j ..]
+        let nm = k.b.ins().imul_imm_s(u.ni, (d.groups * d.mg) as i64);
+        let nm = k.b.ins().iadd(nm, m);
+        let row = k.b.ins().imul_imm_s(nm, d.pixels as i64);
+        let pix = k.b.ins().imul_imm_s(u.jp, 8);
+        let e = k.b.ins().iadd(row, pix);
+        for j in 0..2 {
+            let lanes = valid.saturating_sub(4 * j).min(4);
+            if lanes == 0 {
+                continue;
+            }
+            let f = k.b.ins().fcvt_from_sint(types::F32X4, accs[2 * r + j]);
+            let f = k.b.ins().fmul(f, s);
+            let mut f = k.b.ins().fadd(f, bias);
+            let off = (16 * j) as i32;
+            if let Some(res) = p.res {
+                let rv = if lanes == 4 { Some(k.ld_at(types::F32X4, res, e, 4, off)) } else { None };
+                f = match rv {
+                    Some(rv) => k.b.ins().fadd(f, rv),
+                    None => {
+                        let mut v = f;
+                        for l in 0..lanes {
+                            let x = k.b.ins().extractlane(f, l as u8);
+                            let r = k.ld_at(types::F32, res, e, 4, off + 4 * l as i32);
+                            let y = k.b.ins().fadd(x, r);
+                            v = k.b.ins().insertlane(v, y, l as u8);
+                        }
+                        v
+                    }
+                };
+            }
+            if lanes == 4 {
+                let y = apply_act(k, types::F32X4, act, f);
+                k.st_at(y, p.out, e, 4, off);
+            } else {
+                for l in 0..lanes {
+                    let x = k.b.ins().extractlane(f, l as u8);
+                    let y = apply_act(k, types::F32, act, x);
+                    k.st_at(y, p.out, e, 4, off + 4 * l as i32);
+                }
+            }
+        }
+    }
+}
+
+/// `[a0·b0 + a1·b1, …]`: pairs of i16 lanes multiplied and added into i32
+/// lanes, in the tree Cranelift lowers to `pmaddwd` on x86-64.
+fn madd(k: &mut Kernel, a: Value, b: Value) -> Value {
+    let al = k.b.ins().swiden_low(a);
+    let bl = k.b.ins().swiden_low(b);
+    let ah = k.b.ins().swiden_high(a);
+    let bh = k.b.ins().swiden_high(b);
+    let lo = k.b.ins().imul(al, bl);
+    let hi = k.b.ins().imul(ah, bh);
+    k.b.ins().iadd_pairwise(lo, hi)
+}

@@ -1,0 +1,137 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The integer conv kernel (`QConv`) against the reference evaluator, bit
+//! for bit: the sums are exact integers and the epilogue performs the op's
+//! f32 steps in the contract's order, so any difference is a bug. Shapes
+//! cover partial panel pairs, partial row blocks, odd K, strides,
+//! dilations, groups, several images, a residual and Relu/Clip; the
+//! adversarial case drives every product to its extreme (`x − zp = ±255`,
+//! `w = −128 / 127`) over a long K to show the 16-bit pairs cannot
+//! overflow. JIT-compiled for the host CPU and for the baseline preset;
+//! the cross-ISA run (aarch64, riscv64 under qemu) is in
+//! `testsuite/tests/cross_isa.rs`.
+
+mod common;
+use common::{reference, run};
+use kerf_ir::{DType, Tensor};
+
+/// A QConv graph: x u8 `xsh`, w i8 `wsh` with values `w`, output `osh`.
+struct Case<'a> {
+    xsh: [usize; 4],
+    wsh: [usize; 4],
+    osh: [usize; 4],
+    attrs: &'a str,
+    epi: &'a str,
+    zp: u8,
+}
+
+fn dims(s: &[usize]) -> String {
+    s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn ints(v: &[i64]) -> String {
+    format!("[{}]", v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","))
+}
+
+fn floats(v: &[f32]) -> String {
+    format!("[{}]", v.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(","))
+}
+
+fn check(c: &Case, x: &[u8], w: &[i64]) {
+    let m = c.wsh[0];
+    let w_scale: Vec<f32> = (0..m).map(|i| 0.01 + 0.003 * i as f32).collect();
+    let bias: Vec<f32> = (0..m).map(|i| 0.25 * i as f32 - 1.0).collect();
+    let residual = c.epi.contains("residual=true");
+    let text = format!(
+        "graph \"q\"\n  input %0 \"x\": u8[{}]\n{}  const %1 \"w\": i8[{}] = {}\n  const %2 \"s\": f32[{m}] = {}\n  const %3 \"b\": f32[{m}] = {}\n  %4 = QConv{{{}, layer=\"c\", {}, x_scale=0.05, x_zp={}}}(%0, %1, %2, %3{}): f32[{}] @\"c\"\n  output \"y\" = %4\n",
+        dims(&c.xsh),
+        if residual { format!("  input %9 \"r\": f32[{}]\n", dims(&c.osh)) } else { String::new() },
+        dims(&c.wsh),
+        ints(w),
+        floats(&w_scale),
+        floats(&bias),
+        c.attrs,
+        c.epi,
+        c.zp,
+        if residual { ", %9" } else { "" },
+        dims(&c.osh),
+    );
+    let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let mut ins = vec![Tensor::from_bytes(DType::U8, c.xsh.to_vec(), x.to_vec()).unwrap()];
+    if residual {
+        let n: usize = c.osh.iter().product();
+        let r: Vec<f32> = (0..n).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.5).collect();
+        ins.push(Tensor::from_f32(c.osh.to_vec(), &r).unwrap());
+    }
+    let want = reference(&g, &ins).remove(0);
+    for cpu in ["native", "baseline"] {
+        let got = run(&text, &ins, cpu).remove(0);
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert!(a.to_bits() == b.to_bits(), "{} {} ({cpu}): element {i}: got {a}, want {b}", c.attrs, c.epi);
+        }
+    }
+}
+
+fn pseudo(n: usize, seed: usize, lo: i64, hi: i64) -> Vec<i64> {
+    (0..n).map(|i| lo + ((i * 7919 + seed * 104729) % 9973) as i64 % (hi - lo + 1)).collect()
+}
+
+fn run_case(c: &Case) {
+    let nx: usize = c.xsh.iter().product();
+    let nw: usize = c.wsh.iter().product();
+    let x: Vec<u8> = pseudo(nx, 1, 0, 255).into_iter().map(|v| v as u8).collect();
+    check(c, &x, &pseudo(nw, 2, -127, 127));
+}
+
+const PLAIN: &str = "act=None, residual=false";
+
+#[test]
+fn three_by_three_with_partial_tiles() {
+    // 5x5 = 25 pixels (3 pairs, the last with one pixel); 7 channels (a block of 6 and one of 1); K = 27 (odd)
+    let attrs = "kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1";
+    run_case(&Case { xsh: [1, 3, 7, 7], wsh: [7, 3, 3, 3], osh: [1, 7, 5, 5], attrs, epi: PLAIN, zp: 128 });
+    run_case(&Case { xsh: [2, 3, 7, 7], wsh: [7, 3, 3, 3], osh: [2, 7, 5, 5], attrs, epi: "act=Relu, residual=false", zp: 3 });
+}
+
+#[test]
+fn one_by_one_strided_dilated_and_grouped() {
+    let one = "kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1";
+    run_case(&Case { xsh: [1, 16, 4, 4], wsh: [12, 16, 1, 1], osh: [1, 12, 4, 4], attrs: one, epi: PLAIN, zp: 0 });
+    let s2 = "kernel=[3,3], strides=[2,2], dilations=[1,1], pads=[0,0,0,0], group=1";
+    run_case(&Case { xsh: [1, 4, 9, 11], wsh: [6, 4, 3, 3], osh: [1, 6, 4, 5], attrs: s2, epi: PLAIN, zp: 255 });
+    let dil = "kernel=[3,3], strides=[1,1], dilations=[2,2], pads=[0,0,0,0], group=1";
+    run_case(&Case { xsh: [1, 2, 8, 8], wsh: [5, 2, 3, 3], osh: [1, 5, 4, 4], attrs: dil, epi: PLAIN, zp: 77 });
+    let grouped = "kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=2";
+    run_case(&Case {
+        xsh: [1, 6, 6, 6],
+        wsh: [8, 3, 3, 3],
+        osh: [1, 8, 4, 4],
+        attrs: grouped,
+        epi: "act=Clip, act_min=0.0, act_max=6.0, residual=false",
+        zp: 100,
+    });
+}
+
+#[test]
+fn residual_and_clip_epilogue() {
+    let attrs = "kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1";
+    run_case(&Case {
+        xsh: [1, 8, 10, 10],
+        wsh: [13, 8, 3, 3],
+        osh: [1, 13, 8, 8],
+        attrs,
+        epi: "act=Clip, act_min=-1.5, act_max=2.5, residual=true",
+        zp: 128,
+    });
+}
+
+#[test]
+fn extreme_products_do_not_overflow() {
+    // K = 256·9 = 2304 steps of 255·128: |acc| ≈ 7.5e7, far past i16, inside i32
+    let attrs = "kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1";
+    let c = Case { xsh: [1, 256, 3, 3], wsh: [2, 256, 3, 3], osh: [1, 2, 1, 1], attrs, epi: PLAIN, zp: 0 };
+    let x = vec![255u8; 256 * 9];
+    let w: Vec<i64> = (0..2 * 256 * 9).map(|i| if i < 256 * 9 { -128 } else { 127 }).collect();
+    check(&c, &x, &w);
+    let c = Case { zp: 255, ..c };
+    check(&c, &vec![0u8; 256 * 9], &w);
+}
