@@ -1,18 +1,29 @@
 //! Graph edits the lossy transforms make: new weight values (with their
 //! layout) and an activation quantiser in front of a layer.
 
-use kerf_ir::{BinaryOp, Graph, Layer, Op, Origin, Sparsity, Tensor, UnaryOp, ValueDef, ValueId, WeightId, F32};
+use kerf_ir::{BinaryOp, Graph, Layer, Op, Origin, Sparsity, Tensor, UnaryOp, ValueDef, ValueId, WeightGrid, WeightId, F32};
 
 use crate::quant::ActQuant;
 use crate::CompressError;
 
-/// Replaces a weight's values (same shape) and records its layout. The
-/// weight is checked against the layout.
-pub fn set_weight(g: &mut Graph, w: WeightId, t: Tensor, sparsity: Sparsity) -> Result<(), CompressError> {
-    sparsity.validate(&t).map_err(|e| CompressError::Numeric(format!("weight '{}': {e}", g.weights.get(w).name)))?;
+/// Replaces a weight's values (same shape) and records its layout and
+/// int8 grid. The weight is checked against both.
+pub fn set_weight(
+    g: &mut Graph,
+    w: WeightId,
+    t: Tensor,
+    sparsity: Sparsity,
+    grid: Option<WeightGrid>,
+) -> Result<(), CompressError> {
+    let bad = |e: String| CompressError::Numeric(format!("weight '{}': {e}", g.weights.get(w).name));
+    sparsity.validate(&t).map_err(|e| bad(e.to_string()))?;
+    if let Some(gr) = &grid {
+        gr.validate(&t).map_err(bad)?;
+    }
     let slot = g.weights.get_mut(w);
     slot.tensor = t;
     slot.sparsity = sparsity;
+    slot.grid = grid;
     Ok(())
 }
 

@@ -47,11 +47,16 @@ pub struct PassOptions {
     pub node_limit: usize,
     /// Most wall-clock time per group's runner ([`Stop::TimeLimit`]).
     pub time_limit: Duration,
+    /// Whether [`optimize`] runs the `int8` group (layers on int8 grids onto
+    /// the integer conv kernel). Off by default: today's integer kernel is
+    /// slower than the f32 kernels it would replace on x86-64
+    /// (docs/compression.md, "Integer kernels").
+    pub int8_kernels: bool,
 }
 
 impl Default for PassOptions {
     fn default() -> PassOptions {
-        PassOptions { iter_limit: 30, node_limit: 200_000, time_limit: Duration::from_secs(20) }
+        PassOptions { iter_limit: 30, node_limit: 200_000, time_limit: Duration::from_secs(20), int8_kernels: false }
     }
 }
 
@@ -157,7 +162,8 @@ pub fn optimize(g: &Graph, opts: &PassOptions) -> Result<(Graph, Vec<GroupReport
     let mut reports = Vec::new();
     let mut before = kerf_ir::text::print(&cur);
     for _ in 0..MAX_ROUNDS {
-        let (next, mut rs) = run_groups(&cur, &rule_groups(), opts)?;
+        let groups: Vec<&str> = rule_groups().into_iter().filter(|&g| g != "int8" || opts.int8_kernels).collect();
+        let (next, mut rs) = run_groups(&cur, &groups, opts)?;
         reports.append(&mut rs);
         let after = kerf_ir::text::print(&next);
         cur = next;

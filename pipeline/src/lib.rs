@@ -30,6 +30,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 pub use build::Build;
+pub use kerf_passes::PassOptions;
 pub use kerf_targets::ProgressHook;
 pub use names::{c_identifier, default_name};
 pub use session::{Optimized, Session, Stage};

@@ -182,6 +182,28 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, IrError> {
             let idx = broadcast_index(x.shape(), shape);
             gather_bytes(shape, x.dtype(), |k| (x, idx[k]))?
         }
+        Op::Pad { pads, mode: PadMode::Constant, value } if !matches!(x.dtype(), DType::I64 | DType::U64) => {
+            // through f64, exact for every other dtype's values
+            let xs = x.shape();
+            let src = strides(xs);
+            let xv = x.to_f64_vec();
+            let v: Vec<f64> = (0..out0.numel())
+                .map(|k| {
+                    let mut rem = k;
+                    let mut off = 0;
+                    for (i, d) in out0.shape.iter().enumerate().rev() {
+                        let o = rem % d;
+                        rem /= d;
+                        match o.checked_sub(pads[i]).filter(|&p| p < xs[i]) {
+                            Some(p) => off += p * src[i],
+                            None => return f64::from(value.get()),
+                        }
+                    }
+                    xv[off]
+                })
+                .collect();
+            Tensor::from_f64_values(x.dtype(), out0.shape.clone(), &v)?
+        }
         Op::Transpose { perm } => {
             let src = strides(x.shape());
             let idx = map_index(&out0.shape, |o| perm.iter().enumerate().map(|(i, &p)| o[i] * src[p]).sum());

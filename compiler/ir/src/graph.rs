@@ -297,13 +297,14 @@ impl Graph {
         uses
     }
 
-    /// Weight `w` copied into `g` once (layout and counting kept).
+    /// Weight `w` copied into `g` once (layout, grid and counting kept).
     fn weight_into(&self, w: WeightId, g: &mut Graph, wmap: &mut HashMap<WeightId, WeightId>) -> WeightId {
         *wmap.entry(w).or_insert_with(|| {
             let wt = self.weights.get(w).clone();
             let id = g.weights.add(wt.name.clone(), wt.tensor.clone(), wt.origin);
             let slot = g.weights.get_mut(id);
             slot.sparsity = wt.sparsity;
+            slot.grid = wt.grid;
             slot.is_param = wt.is_param;
             id
         })

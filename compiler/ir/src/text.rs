@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use crate::attr::{fmt_f32, Attr};
-use crate::{DType, Graph, IrError, Op, Origin, Quant, Sparsity, Tensor, TensorType, ValueDef, ValueId, WeightTable};
+use crate::{DType, Graph, IrError, Op, Origin, Quant, Sparsity, Tensor, TensorType, ValueDef, ValueId, WeightGrid, WeightTable};
 
 /// Weights with at most this many elements print their values.
 pub const INLINE_LIMIT: usize = 8;
@@ -48,9 +48,10 @@ pub fn print(g: &Graph) -> String {
             let (name, ty) = (&g.value(v).name, ty_text(g, &g.value(v).ty));
             let _ = writeln!(
                 out,
-                "  const %{next} {name:?}: {ty} = {}{}",
+                "  const %{next} {name:?}: {ty} = {}{}{}",
                 const_text(&wt.tensor),
-                layout_text(&wt.sparsity)
+                layout_text(&wt.sparsity),
+                grid_text(wt.grid.as_ref())
             );
             next += 1;
         }
@@ -95,6 +96,14 @@ fn ty_text(g: &Graph, ty: &TensorType) -> String {
     };
     let axis = q.axis.map(|a| format!("axis={a}, ")).unwrap_or_default();
     format!("{ty} quant({axis}scale: {}, zp: {})", param(q.scale), param(q.zero_point))
+}
+
+/// A weight's int8 grid after its data and layout (nothing without one):
+/// ` grid=int8(axis=0, scales=[…])`.
+fn grid_text(g: Option<&WeightGrid>) -> String {
+    let Some(g) = g else { return String::new() };
+    let s: Vec<String> = g.scales.iter().map(|x| format!("{x:?}")).collect();
+    format!(" grid=int8(axis={}, scales=[{}])", g.axis, s.join(","))
 }
 
 /// A weight's recorded layout after its data (nothing when dense):
@@ -404,9 +413,11 @@ pub fn parse_with_weights(text: &str, table: Option<&WeightTable>) -> Result<Gra
                 c.punct('=')?;
                 let t = parse_const(&mut c, &ty, &by_hash)?;
                 let layout = parse_layout(&mut c, &t)?;
+                let grid = parse_grid(&mut c, &t)?;
                 let v = graph.add_const(name, t, Origin::Initializer);
                 if let ValueDef::Const(w) = graph.value(v).def {
                     graph.weights.get_mut(w).sparsity = layout;
+                    graph.weights.get_mut(w).grid = grid;
                 }
                 graph.values[v.0 as usize].ty.quant = quant;
                 define(&mut vals, &c, n, v)?;
@@ -590,6 +601,44 @@ fn parse_layout(c: &mut Cursor, t: &Tensor) -> Result<Sparsity, IrError> {
     Ok(s)
 }
 
+/// An optional `grid=int8(axis=A, scales=[…])` (see [`grid_text`]); the
+/// data must lie on it ([`WeightGrid::validate`]).
+fn parse_grid(c: &mut Cursor, t: &Tensor) -> Result<Option<WeightGrid>, IrError> {
+    if c.peek() != Some(&Tok::Ident("grid".into())) {
+        return Ok(None);
+    }
+    c.next();
+    c.punct('=')?;
+    let kind = c.ident()?;
+    if kind != "int8" {
+        return Err(c.err(format!("unknown grid '{kind}' (int8)")));
+    }
+    c.punct('(')?;
+    let key = |c: &mut Cursor, want: &str| -> Result<Attr, IrError> {
+        let k = c.ident()?;
+        if k != want {
+            return Err(c.err(format!("expected '{want}' in grid=int8(…), found '{k}'")));
+        }
+        c.punct('=')?;
+        let a = c.attr()?;
+        c.eat(',');
+        Ok(a)
+    };
+    let axis = match key(c, "axis")? {
+        Attr::Int(a) if a >= 0 => a as usize,
+        other => return Err(c.err(format!("expected an axis, found {other}"))),
+    };
+    let scales = match key(c, "scales")? {
+        Attr::Floats(v) => v.clone(),
+        Attr::Ints(v) => v.iter().map(|&i| i as f32).collect(),
+        other => return Err(c.err(format!("expected a list of scales, found {other}"))),
+    };
+    c.punct(')')?;
+    let g = WeightGrid { axis, scales };
+    g.validate(t).map_err(|e| c.err(e))?;
+    Ok(Some(g))
+}
+
 /// The pattern assignment of `t`'s kernels (of `area` taps) to `patterns`
 /// keeping `kept` kernels (see [`parse_layout`]); `None` when a kernel fits
 /// no mask or the count cannot be met.
@@ -714,6 +763,22 @@ graph "t"
         use crate::F32;
         let w = Window { kernel: vec![3], strides: vec![1], dilations: vec![1], pads: vec![1, 1] };
         let ops = vec![
+            Op::QConv(crate::op::QConv {
+                conv: crate::op::Conv {
+                    window: crate::op::Window {
+                        kernel: vec![3, 3],
+                        strides: vec![2, 1],
+                        dilations: vec![1, 2],
+                        pads: vec![0, 0, 0, 0],
+                    },
+                    group: 2,
+                    layer: crate::Layer("q".into()),
+                    algo: crate::op::ConvAlgo::Direct,
+                },
+                epi: crate::op::Epilogue { act: Some(UnaryOp::Relu), residual: true },
+                x_scale: F32::new(0.0125),
+                x_zp: 200,
+            }),
             Op::Unary(UnaryOp::Clip { min: F32::new(0.0), max: F32::new(6.0) }),
             Op::Unary(UnaryOp::Gelu { tanh: true }),
             Op::Unary(UnaryOp::HardSigmoid { alpha: F32::new(0.2), beta: F32::new(0.5) }),
@@ -788,7 +853,7 @@ graph "q"
   input %0 "x": u8[1,4] quant(scale: f32[] = [0.05], zp: u8[] = [128])
   const %1 "w": i8[3,4] quant(axis=0, scale: f32[3] = [0.5,0.25,0.125], zp: i8[3] = [0,0,0]) = [1,2,3,4,5,6,7,8,9,10,11,12]
   const %2 "k": f32[2,1,3,3] = [0,1,0,0,2,0,0,0,0,0,0,0,0,0,0,0,0,0] layout=pattern(kernel=[3,3], masks=[18,146], kept=1)
-  const %3 "u": f32[4] = [0,0.5,0,1] layout=unstructured(nonzeros=2)
+  const %3 "u": f32[4] = [0,0.5,0,1] layout=unstructured(nonzeros=2) grid=int8(axis=0, scales=[0.5,0.5,0.5,0.5])
   %4 = Cast{to=i32}(%0): i32[1,4] @"c"
   %5 = Cast{to=u8}(%4): u8[1,4] quant(scale: f32[] = [0.05], zp: u8[] = [128]) @"q"
   %6 = Cast{to=f32}(%1): f32[3,4] @"cw"
@@ -799,6 +864,24 @@ graph "q"
   output "k" = %7
   output "u" = %8
 "#;
+
+    #[test]
+    fn weights_off_their_grid_are_errors() {
+        let text = |w: &str, grid: &str| {
+            format!("graph \"g\"\n  const %0 \"w\": f32[2] = {w} grid=int8({grid})\n  %1 = Relu(%0): f32[2] @\"r\"\n  output \"y\" = %1\n")
+        };
+        for (w, grid, want) in [
+            ("[4.1,0]", "axis=0, scales=[0.5,0.5]", "element 0 (4.1) is not f32(q · 0.5)"),
+            ("[64,0]", "axis=0, scales=[0.5,0.5]", "element 0 (64) is not f32(q · 0.5) for an integer |q| <= 127"),
+            ("[1,0]", "axis=0, scales=[0.5]", "1 grid scales for 2 channels"),
+            ("[1,0]", "axis=1, scales=[0.5,0.5]", "grid axis 1 is out of range"),
+            ("[0,0]", "axis=0, scales=[0,1]", "grid scale 0 is not positive"),
+        ] {
+            let e = parse(&text(w, grid)).unwrap_err().to_string();
+            assert!(e.contains(want), "{w} {grid}: {e}");
+        }
+        assert!(parse(&text("[63.5,-0.5]", "axis=0, scales=[0.5,0.5]")).is_ok());
+    }
 
     #[test]
     fn grids_and_layouts_round_trip() {
@@ -820,7 +903,12 @@ graph "q"
             k.sparsity,
             Sparsity::Pattern { kernel: [3, 3], patterns: vec![18, 146], assignment: vec![Some(0), None] }
         );
-        assert!(once.contains("layout=unstructured(nonzeros=2)"), "{once}");
+        assert!(once.contains("layout=unstructured(nonzeros=2) grid=int8(axis=0, scales=[0.5,0.5,0.5,0.5])"), "{once}");
+        let u = g.weights.get(match g.value(g.nodes[4].inputs[0]).def {
+            ValueDef::Const(w) => w,
+            _ => unreachable!(),
+        });
+        assert_eq!(u.grid.as_ref().map(|gr| gr.codes(&u.tensor)), Some(Ok(vec![0, 1, 0, 2])));
         // survives compaction (grids' weights are copied and renumbered)
         assert_eq!(print(&g.compact()), once);
     }

@@ -4,7 +4,7 @@
 //! once. A weight also records where it came from and how it is stored, so
 //! compression passes can attach pattern-pruned layouts without a new IR.
 
-use crate::{IrError, Tensor};
+use crate::{DType, IrError, Tensor};
 
 /// Index of a weight in a [`WeightTable`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -201,6 +201,60 @@ impl Quant {
     }
 }
 
+/// The int8 grid a float weight's values lie on, recorded by the compress
+/// stage's weight quantisation: along `axis`, slice `c` holds exactly
+/// `f32(q · scales[c])` for integers `q` in `[-127, 127]` (one rounding of
+/// the product). The data stays the f32 values, so every consumer may
+/// ignore the grid; the `int8` rule group reads it to run the layer on
+/// integer kernels ([`WeightGrid::codes`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WeightGrid {
+    /// The per-channel axis.
+    pub axis: usize,
+    /// One positive, finite step per slice along `axis`.
+    pub scales: Vec<f32>,
+}
+
+/// Largest magnitude of a [`WeightGrid`] code.
+pub const GRID_QMAX: i32 = 127;
+
+impl WeightGrid {
+    /// The integer codes of `t` on this grid (row-major, like the data), or
+    /// why `t` does not lie on it.
+    pub fn codes(&self, t: &Tensor) -> Result<Vec<i8>, String> {
+        let shape = t.shape();
+        let Some(&n) = shape.get(self.axis) else {
+            return Err(format!("grid axis {} is out of range for {shape:?}", self.axis));
+        };
+        if self.scales.len() != n {
+            return Err(format!("{} grid scales for {n} channels along axis {}", self.scales.len(), self.axis));
+        }
+        if let Some(s) = self.scales.iter().find(|s| !(**s > 0.0 && s.is_finite())) {
+            return Err(format!("grid scale {s} is not positive and finite"));
+        }
+        if t.dtype() != DType::F32 {
+            return Err(format!("a grid describes f32 data, not {}", t.dtype()));
+        }
+        let inner: usize = shape[self.axis + 1..].iter().product();
+        let v = t.to_f32_vec();
+        let mut out = Vec::with_capacity(v.len());
+        for (i, &w) in v.iter().enumerate() {
+            let s = self.scales[i / inner % n];
+            let q = (f64::from(w) / f64::from(s)).round_ties_even();
+            if !(q.abs() <= f64::from(GRID_QMAX)) || (q as f32 * s).to_bits() != w.to_bits() && w != 0.0 {
+                return Err(format!("element {i} ({w}) is not f32(q · {s}) for an integer |q| <= {GRID_QMAX}"));
+            }
+            out.push(q as i8);
+        }
+        Ok(out)
+    }
+
+    /// Checks that `t` lies on the grid ([`WeightGrid::codes`]).
+    pub fn validate(&self, t: &Tensor) -> Result<(), String> {
+        self.codes(t).map(|_| ())
+    }
+}
+
 /// One constant of a [`WeightTable`] with its provenance and storage layout.
 #[derive(Clone, Debug)]
 pub struct Weight {
@@ -212,6 +266,8 @@ pub struct Weight {
     pub origin: Origin,
     /// How its non-zeros are laid out; the data is dense regardless.
     pub sparsity: Sparsity,
+    /// The int8 grid the values lie on, if the compress stage put them on one.
+    pub grid: Option<WeightGrid>,
     /// Counted in `params`: float, more than one element, and an initializer,
     /// a `Constant` node, or derived by a pass from such weights.
     pub is_param: bool,
@@ -234,7 +290,7 @@ impl WeightTable {
     pub fn add(&mut self, name: impl Into<String>, tensor: Tensor, origin: Origin) -> WeightId {
         let id = WeightId(self.weights.len() as u32);
         let is_param = origin != Origin::Derived && tensor.dtype().is_float() && tensor.numel() > 1;
-        self.weights.push(Weight { name: name.into(), tensor, origin, sparsity: Sparsity::Dense, is_param });
+        self.weights.push(Weight { name: name.into(), tensor, origin, sparsity: Sparsity::Dense, grid: None, is_param });
         id
     }
 

@@ -14,7 +14,7 @@
 
 use egg::Id;
 use kerf_ir::op::Gemm;
-use kerf_ir::{infer, Op, Origin, Tensor, WeightId, F32};
+use kerf_ir::{infer, Op, Origin, Tensor, WeightGrid, WeightId, F32};
 
 use super::{add_union, rewrite, KRewrite, Rule};
 use crate::analysis::{KEGraph, MemoKey};
@@ -215,7 +215,15 @@ fn compute(eg: &mut KEGraph, m: &BnMatch) -> Option<Vec<WeightId>> {
         }
         _ => return None,
     };
-    let w2 = Tensor::from_f64_values(wt.dtype(), wt.shape().to_vec(), &w2).ok()?;
+    let axis = match &m.op {
+        Op::Gemm(g) if !g.trans_b => 1,
+        _ => 0,
+    };
+    let src_grid = eg.analysis.weights.get(m.w).grid.clone();
+    let (w2, grid) = match src_grid.and_then(|g| fold_grid(&g, &wt, &s, axis)) {
+        Some((t, g)) => (t, Some(g)),
+        None => (Tensor::from_f64_values(wt.dtype(), wt.shape().to_vec(), &w2).ok()?, None),
+    };
     let src = sources(m);
     // Scaling output channels keeps zeros zero: the folded weight keeps the
     // source's recorded layout (checked, so a layout never lies).
@@ -225,8 +233,39 @@ fn compute(eg: &mut KEGraph, m: &BnMatch) -> Option<Vec<WeightId>> {
     if keeps_layout {
         eg.analysis.weights.get_mut(w_id).sparsity = layout;
     }
+    eg.analysis.weights.get_mut(w_id).grid = grid;
     let b_id = add_weight(eg, format!("{wname}.bn_bias"), b2, &src);
     Some(vec![w_id, b_id])
+}
+
+/// The folded weight of a weight on an int8 grid, kept on a grid: channel
+/// `c`'s codes `q` and step `sc` become `sign(s[c])·q` and `f32(|sc·s[c]|)`,
+/// and the values `f32(q'·sc')` (the same product up to one rounding, as
+/// the plain fold). `None` (fold without a grid) when the grid is not along
+/// the scaled `axis`, the data is off it, or a step would be zero or not
+/// finite.
+fn fold_grid(g: &WeightGrid, wt: &Tensor, s: &[f64], axis: usize) -> Option<(Tensor, WeightGrid)> {
+    if g.axis != axis || g.scales.len() != s.len() {
+        return None;
+    }
+    let codes = g.codes(wt).ok()?;
+    let scales: Vec<f32> = g.scales.iter().zip(s).map(|(&sc, &f)| (f64::from(sc) * f).abs() as f32).collect();
+    if scales.iter().any(|x| !(*x > 0.0 && x.is_finite())) {
+        return None;
+    }
+    let inner: usize = wt.shape()[axis + 1..].iter().product();
+    let n = s.len();
+    let v: Vec<f32> = codes
+        .iter()
+        .enumerate()
+        .map(|(i, &q)| {
+            let c = i / inner % n;
+            let q = if s[c] < 0.0 { -f32::from(q) } else { f32::from(q) };
+            q * scales[c]
+        })
+        .collect();
+    let t = Tensor::from_f32(wt.shape().to_vec(), &v).ok()?;
+    Some((t, WeightGrid { axis, scales }))
 }
 
 fn apply(eg: &mut KEGraph, rule: &'static str, class: Id, m: &BnMatch) -> Vec<Id> {

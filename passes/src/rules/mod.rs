@@ -27,6 +27,7 @@ pub mod cleanup;
 pub mod const_fold;
 pub mod fusion;
 pub mod gelu;
+pub mod int8;
 pub mod reshape;
 pub mod winograd;
 
@@ -172,6 +173,7 @@ pub const GROUPS: &[Group] = &[
     ("const-fold", const_fold::rules),
     ("winograd", winograd::rules),
     ("fusion", fusion::rules),
+    ("int8", int8::rules),
     ("chain", chain::rules),
 ];
 

@@ -1,0 +1,292 @@
+//! Group `int8`: convs whose operands are on int8 grids run on the integer
+//! kernel ([`QConv`]).
+//!
+//! `int8-conv` matches a direct 2-D f32 `Conv(a, w[, b])` or `ConvFused(a,
+//! w, b[, r])` where
+//! - `a`'s class holds the activation quantiser the compress stage writes,
+//!   `Mul(Clip{−z, 255 − z}(Round(Div(x, s))), s)`, with `s` one positive
+//!   finite f32 (both occurrences the same value) and `z` an integer in
+//!   `0..=255`;
+//! - `w` is a constant on a per-output-channel int8 grid
+//!   ([`kerf_ir::WeightGrid`], axis 0), and `b` is constant (or absent);
+//! - the conv is worth an integer GEMM: one group, or at least 16 products
+//!   per output and 4 output channels per group (a depthwise conv stays
+//!   f32, whose direct kernel is faster there).
+//!
+//! It adds `QConv{x_scale = s, x_zp = z}(P(Cast<u8>(Add(c, z))), q, sc, b'[,
+//! r])` to the conv's class, where `c` is the matched Clip's class, `P` a
+//! constant `Pad` with `z` when the conv pads (the QConv itself has no
+//! padding), `q` the grid's codes (i8), `sc` its steps and `b'` the bias (or
+//! zeros).
+//!
+//! Sound up to f32 rounding (as loose as BatchNorm folding): the conv sums
+//! `(s·c)·(sc[m]·q) = s·sc[m]·(c·q)` over the window, with `c = (u8 − z)`
+//! exactly (`c` is an integer in `[−z, 255 − z]`, so `Add(c, z)` is exact and
+//! in u8 range), padding reads `z`, i.e. `c = 0`, as the f32 conv's zero
+//! padding; `QConv` computes `Σ c·q` exactly and scales once by
+//! `f32(s·sc[m])`. The weight codes are exact by the grid's contract. A NaN
+//! input differs: the f32 chain keeps it, the cast to u8 makes it 0.
+//! Directional: nothing turns a `QConv` back into f32.
+
+use egg::Id;
+use kerf_ir::op::{ConvAlgo, Epilogue, PadMode, QConv};
+use kerf_ir::{BinaryOp, DType, Op, Origin, Tensor, UnaryOp, WeightId, F32};
+
+use super::{add_union, rewrite, KRewrite, Rule};
+use crate::analysis::{KEGraph, MemoKey};
+use crate::lang::{KNode, NodeOp};
+
+/// `int8-conv` (see the module docs).
+pub struct Int8Conv;
+
+/// A match of `int8-conv`.
+pub struct Int8Match {
+    conv: kerf_ir::op::Conv,
+    epi: Epilogue,
+    /// The Clip class: the centred integer input.
+    centred: Id,
+    s: f32,
+    z: u8,
+    w: WeightId,
+    b: Option<WeightId>,
+    residual: Option<Id>,
+}
+
+/// The single positive finite f32 value of a constant class.
+fn scalar(eg: &KEGraph, class: Id) -> Option<f32> {
+    let w = eg[class].data.constant?;
+    let t = eg.analysis.weights.tensor(w);
+    (t.dtype() == DType::F32 && t.numel() == 1).then(|| t.to_f32_vec()[0])
+}
+
+/// `(centred class, s, z)` when `class` holds the activation quantiser
+/// `Mul(Clip{−z, 255 − z}(Round(Div(x, s))), s)`.
+fn quantiser(eg: &KEGraph, class: Id) -> Option<(Id, f32, u8)> {
+    for n in &eg[class].nodes {
+        if n.kerf_op() != Some(&Op::Binary(BinaryOp::Mul)) {
+            continue;
+        }
+        let [c, sc] = n.children.as_slice() else { continue };
+        let Some(s) = scalar(eg, *sc).filter(|s| *s > 0.0 && s.is_finite()) else { continue };
+        for cn in &eg[*c].nodes {
+            let Some(Op::Unary(UnaryOp::Clip { min, max })) = cn.kerf_op() else { continue };
+            let z = -min.get();
+            if !(0.0..=255.0).contains(&z) || z.fract() != 0.0 || max.get() != 255.0 - z {
+                continue;
+            }
+            let [r] = cn.children.as_slice() else { continue };
+            let divides = eg[*r].nodes.iter().any(|rn| {
+                rn.kerf_op() == Some(&Op::Unary(UnaryOp::Round))
+                    && rn.children.first().is_some_and(|&d| {
+                        eg[d].nodes.iter().any(|dn| {
+                            dn.kerf_op() == Some(&Op::Binary(BinaryOp::Div))
+                                && dn.children.get(1).is_some_and(|&s2| scalar(eg, s2) == Some(s))
+                        })
+                    })
+            });
+            if divides {
+                return Some((*c, s, z as u8));
+            }
+        }
+    }
+    None
+}
+
+/// Whether the integer GEMM pays for this conv (see the module docs).
+fn worth_it(c: &kerf_ir::op::Conv, wshape: &[usize]) -> bool {
+    let per_output: usize = wshape[1..].iter().product();
+    c.group == 1 || (per_output >= 16 && wshape[0] / c.group >= 4)
+}
+
+impl Rule for Int8Conv {
+    type Match = Int8Match;
+    fn name(&self) -> &'static str {
+        "int8-conv"
+    }
+    fn find(&self, eg: &KEGraph, class: Id, out: &mut Vec<Int8Match>) {
+        if !eg[class].data.ty().is_some_and(|t| t.dtype == DType::F32) {
+            return;
+        }
+        for n in &eg[class].nodes {
+            let (conv, epi) = match n.kerf_op() {
+                Some(Op::Conv(c)) => (c.clone(), Epilogue::default()),
+                Some(Op::ConvFused(c, e)) => (c.clone(), *e),
+                _ => continue,
+            };
+            if conv.algo != ConvAlgo::Direct || conv.window.rank() != 2 {
+                continue;
+            }
+            let ch = &n.children;
+            let Some(w) = ch.get(1).and_then(|&w| eg[w].data.constant) else { continue };
+            let weight = eg.analysis.weights.get(w);
+            let on_grid = weight.grid.as_ref().is_some_and(|g| g.axis == 0 && g.validate(&weight.tensor).is_ok());
+            if !on_grid || !worth_it(&conv, weight.tensor.shape()) {
+                continue;
+            }
+            let b = match ch.get(2) {
+                None => None,
+                Some(&b) => match eg[b].data.constant {
+                    Some(b) => Some(b),
+                    None => continue,
+                },
+            };
+            let Some((centred, s, z)) = ch.first().and_then(|&a| quantiser(eg, a)) else { continue };
+            let residual = if epi.residual { ch.get(3).copied() } else { None };
+            out.push(Int8Match { conv, epi, centred, s, z, w, b, residual });
+        }
+    }
+    fn apply(&self, eg: &mut KEGraph, class: Id, m: &Int8Match) -> Vec<Id> {
+        let Some([q, sc, b]) = weights(eg, m) else { return vec![] };
+        let konst = |eg: &mut KEGraph, w: WeightId| eg.add(KNode::leaf(NodeOp::Const(w)));
+        let z = zero_point(eg, m.z);
+        let z = konst(eg, z);
+        let shifted = eg.add(KNode::op(Op::Binary(BinaryOp::Add), vec![m.centred, z]));
+        let mut x = eg.add(KNode::op(Op::Cast(DType::U8), vec![shifted]));
+        let wd = &m.conv.window;
+        if wd.pads.iter().any(|&p| p != 0) {
+            let pads = vec![0, 0, wd.pad_begin(0), wd.pad_begin(1), 0, 0, wd.pad_end(0), wd.pad_end(1)];
+            let pad = Op::Pad { pads, mode: PadMode::Constant, value: F32::new(f32::from(m.z)) };
+            x = eg.add(KNode::op(pad, vec![x]));
+        }
+        let mut conv = m.conv.clone();
+        conv.window.pads = vec![0; wd.pads.len()];
+        let op = Op::QConv(QConv { conv, epi: m.epi, x_scale: F32::new(m.s), x_zp: m.z });
+        let mut children = vec![x, konst(eg, q), konst(eg, sc), konst(eg, b)];
+        children.extend(m.residual);
+        add_union(eg, class, KNode::op(op, children))
+    }
+}
+
+/// The zero point `z` as a one-element f32 weight, made once per value.
+fn zero_point(eg: &mut KEGraph, z: u8) -> WeightId {
+    let zf = f32::from(z);
+    // the matched Clip determines z: it names the memo entry
+    let clip = Op::Unary(UnaryOp::Clip { min: F32::new(-zf), max: F32::new(255.0 - zf) });
+    let key = MemoKey { rule: "int8-zp", ops: vec![clip], inputs: vec![] };
+    if let Some(Some(w)) = eg.analysis.memo.get(&key).map(|r| r.as_ref().and_then(|v| v.first().copied())) {
+        return w;
+    }
+    let w = eg.analysis.weights.add("int8.zp", Tensor::scalar_f32(zf), Origin::Derived);
+    eg.analysis.memo.insert(key, Some(vec![w]));
+    w
+}
+
+/// The codes, steps and bias of a match (memoized by the source weights).
+fn weights(eg: &mut KEGraph, m: &Int8Match) -> Option<[WeightId; 3]> {
+    let mut inputs = vec![m.w];
+    inputs.extend(m.b);
+    let key = MemoKey { rule: "int8-conv", ops: vec![], inputs };
+    if let Some(r) = eg.analysis.memo.get(&key) {
+        return r.as_ref().and_then(|v| v.as_slice().try_into().ok());
+    }
+    let made = make_weights(eg, m);
+    eg.analysis.memo.insert(key, made.as_ref().map(|a| a.to_vec()));
+    made
+}
+
+fn make_weights(eg: &mut KEGraph, m: &Int8Match) -> Option<[WeightId; 3]> {
+    let weight = eg.analysis.weights.get(m.w).clone();
+    let grid = weight.grid.as_ref()?;
+    let codes = grid.codes(&weight.tensor).ok()?;
+    let shape = weight.tensor.shape().to_vec();
+    let bytes: Vec<u8> = codes.iter().map(|&c| c as u8).collect();
+    let q = Tensor::from_bytes(DType::I8, shape.clone(), bytes).ok()?;
+    let scales = Tensor::from_f32(vec![shape[0]], &grid.scales).ok()?;
+    let zeros = Tensor::from_f32(vec![shape[0]], &vec![0.0; shape[0]]).ok()?;
+    let w = &mut eg.analysis.weights;
+    let qid = w.add(format!("{}.int8", weight.name), q, Origin::Derived);
+    w.get_mut(qid).is_param = weight.is_param;
+    w.get_mut(qid).sparsity = weight.sparsity.clone();
+    let sid = w.add(format!("{}.int8_scale", weight.name), scales, Origin::Derived);
+    let bid = match m.b {
+        Some(b) => b,
+        None => w.add(format!("{}.int8_bias", weight.name), zeros, Origin::Derived),
+    };
+    Some([qid, sid, bid])
+}
+
+/// The group's rules.
+pub fn rules() -> Vec<KRewrite> {
+    vec![rewrite(Int8Conv)]
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use kerf_ir::{text, Tensor};
+
+    use crate::testutil::{interpret, random};
+    use crate::PassOptions;
+
+    /// A conv (pads, stride, bias, Relu, `m` channels) whose input goes
+    /// through the quantiser and whose weight is on a per-channel grid.
+    fn graph(group: usize, m: usize, pads: usize, stride: usize) -> String {
+        let (c, k) = (4usize, 3usize);
+        let cg = c / group;
+        let scales: Vec<f32> = (0..m).map(|i| 0.01 + 0.002 * i as f32).collect();
+        let codes = random(7, m * cg * k * k, -127.0, 127.0);
+        let w: Vec<String> = codes
+            .iter()
+            .enumerate()
+            .map(|(i, q)| format!("{:?}", q.round() * scales[i / (cg * k * k)]))
+            .collect();
+        let b: Vec<String> = random(8, m, -0.5, 0.5).iter().map(|v| format!("{v:?}")).collect();
+        let s: Vec<String> = scales.iter().map(|v| format!("{v:?}")).collect();
+        let o = (6 + 2 * pads - k) / stride + 1;
+        format!(
+            r#"graph "g"
+  input %0 "x": f32[2,{c},6,6]
+  const %1 "w": f32[{m},{cg},3,3] = [{}] grid=int8(axis=0, scales=[{}])
+  const %2 "b": f32[{m}] = [{}]
+  const %3 "s": f32[] = [0.02]
+  %4 = Div(%0, %3): f32[2,{c},6,6] @"d"
+  %5 = Round(%4): f32[2,{c},6,6] @"r"
+  %6 = Clip{{min=-100.0, max=155.0}}(%5): f32[2,{c},6,6] @"c"
+  %7 = Mul(%6, %3): f32[2,{c},6,6] @"q"
+  %8 = Conv{{kernel=[3,3], strides=[{stride},{stride}], dilations=[1,1], pads=[{pads},{pads},{pads},{pads}], group={group}, layer="conv"}}(%7, %1, %2): f32[2,{m},{o},{o}] @"conv"
+  %9 = Relu(%8): f32[2,{m},{o},{o}] @"relu"
+  output "y" = %9
+"#,
+            w.join(","),
+            s.join(","),
+            b.join(",")
+        )
+    }
+
+    fn run(src: &str) -> (String, f32) {
+        let g = text::parse(src).unwrap_or_else(|e| panic!("{e}\n{src}"));
+        let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &PassOptions::default()).unwrap();
+        let x = Tensor::from_f32(vec![2, 4, 6, 6], &random(3, 288, -2.0, 3.0)).unwrap();
+        let want = interpret(&g, std::slice::from_ref(&x)).remove(0).to_f32_vec();
+        let got = interpret(&out, &[x]).remove(0).to_f32_vec();
+        let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let err = got.iter().zip(&want).fold(0f32, |a, (g, w)| a.max((g - w).abs()));
+        (text::print(&out), err / scale)
+    }
+
+    #[test]
+    fn quantised_convs_become_integer_convs_with_the_same_values() {
+        for (group, m, pads, stride) in [(1, 8, 1, 1), (1, 5, 0, 1), (2, 8, 1, 1)] {
+            let (out, rel) = run(&graph(group, m, pads, stride));
+            assert!(out.contains("QConv{"), "{out}");
+            assert_eq!(out.contains("Pad{"), pads > 0, "{out}");
+            assert!(!out.contains("= Conv"), "{out}");
+            // f32 rounding only: the integer sums are exact
+            assert!(rel < 1e-5, "group {group} m {m}: relative error {rel}");
+        }
+    }
+
+    #[test]
+    fn convs_off_a_grid_or_without_the_quantiser_stay_f32() {
+        let src = graph(1, 8, 1, 1);
+        let no_grid = src.replace(" grid=int8(", " ; (").replace(")]\n  const %2", "]\n  const %2");
+        let no_grid: String = no_grid.lines().map(|l| l.split(" ; ").next().unwrap_or(l).to_string() + "\n").collect();
+        assert!(!run(&no_grid).0.contains("QConv"));
+        // a clip that is not [-z, 255 - z] is not the quantiser
+        let other_clip = src.replace("max=155.0", "max=150.0");
+        assert!(!run(&other_clip).0.contains("QConv"));
+        // depthwise: stays on the f32 kernel
+        let dw = graph(4, 4, 1, 1);
+        assert!(!run(&dw).0.contains("QConv"));
+    }
+}
