@@ -62,24 +62,20 @@ fn run_target(t: &Target) {
         cases.push((name.clone(), case_dir.clone()));
         graphs.push((name, g, want, case_dir));
     }
-    // a compressed model (8 patterns + 25% connectivity + int8): the pattern
-    // conv kernel and the input quantisers on every ISA, against the host
-    // JIT running the same graph
-    let name = "digits_cnn_pruned".to_string();
-    let dir = e2e::testsuite_dir().join("fixtures/models/digits_cnn");
-    let plan = kerf_compress::Plan::parse("[default]\nquant = \"int8\"\npatterns = 8\nconnectivity = 0.25\n")
-        .unwrap_or_else(|e| panic!("{e}"));
-    let calib = vec![("input".to_string(), e2e::read_npy(&dir.join("calib_x.npy")).unwrap_or_else(|e| panic!("{e}")))];
-    let s = kerf_pipeline::Session::new(dir.join("model.onnx")).name(&name).target(t.target()).compression(plan, calib);
-    let g = s.graph().unwrap_or_else(|e| panic!("{}: {name}: {e}", t.label)).graph;
-    let art = s.compile(&g).unwrap_or_else(|e| panic!("{}: {name}: compile: {e}", t.label));
-    let inputs = e2e::read_numbered(&dir, "input").unwrap_or_else(|e| panic!("{name}: {e}"));
-    let want = e2e::jit_run(&g, "digits_cnn_pruned_host", &inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let case_dir = scratch.join(&name);
-    e2e::write_inputs(&case_dir, &inputs).unwrap_or_else(|e| panic!("{e}"));
-    objects.push((name.clone(), art.object));
-    cases.push((name.clone(), case_dir.clone()));
-    graphs.push((name, g, want, case_dir));
+    // compressed models, against the host JIT running the same graph: 8
+    // patterns + 25% connectivity + int8 (the pattern conv kernel and the
+    // input quantisers), and int8 on the integer conv kernel (QConv)
+    for (name, plan, int8_kernels) in [
+        ("digits_cnn_pruned", "[default]\nquant = \"int8\"\npatterns = 8\nconnectivity = 0.25\n", false),
+        ("digits_cnn_int8", "[default]\nquant = \"int8\"\n", true),
+    ] {
+        let (g, art, inputs, want) = compressed(t, name, plan, int8_kernels);
+        let case_dir = scratch.join(name);
+        e2e::write_inputs(&case_dir, &inputs).unwrap_or_else(|e| panic!("{e}"));
+        objects.push((name.to_string(), art.object));
+        cases.push((name.to_string(), case_dir.clone()));
+        graphs.push((name.to_string(), g, want, case_dir));
+    }
     let compiled = start.elapsed().as_secs_f64();
     let exe = e2e::link_harness(t, &scratch, &objects).unwrap_or_else(|e| panic!("{e}"));
     let linked = start.elapsed().as_secs_f64();
@@ -103,6 +99,33 @@ fn run_target(t: &Target) {
     }
     eprintln!("{}: compile {compiled:.1} s, link {:.1} s, run {run_secs:.1} s", t.label, linked - compiled);
     assert!(failures.is_empty(), "{}: {} models failed:\n{}", t.label, failures.len(), failures.join("\n"));
+}
+
+/// digits_cnn compressed by `plan` for `t` (with the `int8` group when
+/// `int8_kernels`): the graph, the artifact, the inputs and the host JIT's
+/// outputs on them.
+fn compressed(
+    t: &Target,
+    name: &str,
+    plan: &str,
+    int8_kernels: bool,
+) -> (kerf_ir::Graph, kerf_targets::Artifact, Vec<kerf_ir::Tensor>, Vec<kerf_ir::Tensor>) {
+    let dir = e2e::testsuite_dir().join("fixtures/models/digits_cnn");
+    let plan = kerf_compress::Plan::parse(plan).unwrap_or_else(|e| panic!("{e}"));
+    let calib = vec![("input".to_string(), e2e::read_npy(&dir.join("calib_x.npy")).unwrap_or_else(|e| panic!("{e}")))];
+    let passes = kerf_pipeline::PassOptions { int8_kernels, ..Default::default() };
+    let s = kerf_pipeline::Session::new(dir.join("model.onnx"))
+        .name(name)
+        .target(t.target())
+        .compression(plan, calib)
+        .pass_options(passes);
+    let g = s.graph().unwrap_or_else(|e| panic!("{}: {name}: {e}", t.label)).graph;
+    let qconvs = g.nodes.iter().filter(|n| matches!(n.op, kerf_ir::Op::QConv(_))).count();
+    assert_eq!(qconvs > 0, int8_kernels, "{name}: {qconvs} QConv nodes");
+    let art = s.compile(&g).unwrap_or_else(|e| panic!("{}: {name}: compile: {e}", t.label));
+    let inputs = e2e::read_numbered(&dir, "input").unwrap_or_else(|e| panic!("{name}: {e}"));
+    let want = e2e::jit_run(&g, &format!("{name}_host"), &inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
+    (g, art, inputs, want)
 }
 
 #[test]

@@ -24,12 +24,13 @@
 //! own B (task scratch) and runs every row block on it.
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::ir::{types, AbiParam, Endianness, InstBuilder, MemFlagsData, Signature, Value};
 use kerf_ir::{DType, Op};
 
 use super::epilogue::{apply_act, Act};
 use super::loops::mem;
-use super::{Kernel, LResult};
+use super::{Kernel, LResult, PTR};
+use crate::ukernel::avx2::qgemm_tile;
 
 /// Output channels per register tile (× 2 panels = 12 accumulators).
 const ROWS: usize = 6;
@@ -57,6 +58,9 @@ struct Dims {
     pairs: usize,
     /// The input grid's zero point.
     zp: u8,
+    /// Output channels per register tile: [`ROWS`], or 12 for the
+    /// assembled AVX2 tile (one `ymm` of 8 pixels per row).
+    rows: usize,
 }
 
 /// Lowers a [`QConv`] node.
@@ -86,6 +90,13 @@ pub fn qconv(k: &mut Kernel) -> LResult {
         sw: wd.strides[1],
         pairs: pixels.div_ceil(8),
         zp: q.x_zp,
+        rows: if k.caps.avx2 {
+            12
+        } else if k.lanes() == 4 {
+            ROWS
+        } else {
+            2
+        },
     };
     let w = k
         .node
@@ -114,8 +125,15 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     let units = xs[0] * d.groups * d.pairs;
     let cost = (16 * d.kp * d.mg) as u64; // 8 pixels × 2 K steps × rows, one op-pair each
     let (lo, hi) = k.parallel_range(units, 1, cost)?;
-    let bbuf = k.task_scratch(2 * d.kp * 16);
-    let ptrs = Ptrs { x, out, res, a, tap, s: s_p, b: b_p, bbuf };
+    let bbuf = k.task_scratch(d.kp * 32);
+    let tile_code = if k.caps.avx2 {
+        let codes = [d.rows, d.mg % d.rows].map(|r| if r > 0 { qgemm_tile(r).ok() } else { None });
+        let codes = codes.map(|c| c.map(|c| k.code(c)));
+        Some((codes, k.task_scratch(12 * 32)))
+    } else {
+        None
+    };
+    let ptrs = Ptrs { x, out, res, a, tap, s: s_p, b: b_p, bbuf, tile_code };
     k.for_dyn(lo, hi, 1, |k, u| {
         let jp = k.b.ins().urem_imm_u(u, d.pairs as i64);
         let ng = k.b.ins().udiv_imm_u(u, d.pairs as i64);
@@ -144,6 +162,9 @@ struct Ptrs {
     s: Value,
     b: Value,
     bbuf: Value,
+    /// With AVX2: the assembled tiles for full and last row blocks, and the
+    /// task scratch they write their `rows × 8` i32 sums to.
+    tile_code: Option<([Option<Value>; 2], Value)>,
 }
 
 /// One unit of work: panel pair `jp` of group `gi` of image `ni` (I64 values).
@@ -177,8 +198,8 @@ fn pack_weights(d: &Dims, w: &[f64], kk: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(d.groups * d.mg * d.kp * 4);
     let at = |m: usize, k: usize| if k < kk { w[m * kk + k] as i16 } else { 0 };
     for g in 0..d.groups {
-        for r0 in (0..d.mg).step_by(ROWS) {
-            let rows = ROWS.min(d.mg - r0);
+        for r0 in (0..d.mg).step_by(d.rows) {
+            let rows = d.rows.min(d.mg - r0);
             for t in 0..d.kp {
                 for r in 0..rows {
                     let m = g * d.mg + r0 + r;
@@ -200,24 +221,24 @@ fn unit_body(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, valid: usiz
     pack_b(k, d, p, u, xb, valid);
     let m_base = k.b.ins().imul_imm_s(u.gi, d.mg as i64);
     let a_group = k.addr(p.a, u.gi, (d.mg * d.kp * 4) as i64);
-    let full = d.mg / ROWS;
-    let block_bytes = (ROWS * d.kp * 4) as i64;
+    let full = d.mg / d.rows;
+    let block_bytes = (d.rows * d.kp * 4) as i64;
     k.for_n(0, full as i64, 1, |k, blk| {
         let a_blk = k.addr(a_group, blk, block_bytes);
-        let m0 = k.b.ins().imul_imm_s(blk, ROWS as i64);
+        let m0 = k.b.ins().imul_imm_s(blk, d.rows as i64);
         let m0 = k.b.ins().iadd(m_base, m0);
-        tile(k, d, act, p, u, a_blk, m0, ROWS, valid);
+        tile(k, d, act, p, u, a_blk, m0, d.rows, valid);
     });
-    let rest = d.mg % ROWS;
+    let rest = d.mg % d.rows;
     if rest > 0 {
         let a_blk = k.add_c(a_group, full as i64 * block_bytes);
-        let m0 = k.b.ins().iadd_imm_s(m_base, (full * ROWS) as i64);
+        let m0 = k.b.ins().iadd_imm_s(m_base, (full * d.rows) as i64);
         tile(k, d, act, p, u, a_blk, m0, rest, valid);
     }
 }
 
-/// B for the unit's two panels: `[panel][k pair][pixel][2]` i16 centred
-/// values. Pixels past `valid` read the pair's first pixel (never stored).
+/// B for the unit's 8 pixels: `[k pair][pixel][2]` i16 centred values (32
+/// bytes per K pair: two 4-pixel `xmm` panels, or one `ymm`). Pixels past `valid` read the pair's first pixel (never stored).
 fn pack_b(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit, xb: Value, valid: usize) {
     let first = k.b.ins().imul_imm_s(u.jp, 8);
     for j in 0..2 {
@@ -230,12 +251,12 @@ fn pack_b(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit, xb: Value, valid: usize)
             let col = k.b.ins().imul_imm_s(ox, d.sw as i64);
             let off = k.b.ins().iadd(row, col);
             let base = k.b.ins().iadd(xb, off);
-            let dst = k.add_c(p.bbuf, (j * d.kp * 16 + 4 * l) as i64);
+            let dst = k.add_c(p.bbuf, (4 * i) as i64);
             k.for_n(0, d.kp as i64, 1, |k, t| {
                 let tp = k.addr(p.tap, t, 8);
                 let o0 = k.ld_ro(types::I32, tp, 0);
                 let o1 = k.ld_ro(types::I32, tp, 4);
-                let dp = k.addr(dst, t, 16);
+                let dp = k.addr(dst, t, 32);
                 for (o, at) in [(o0, 0), (o1, 2)] {
                     let o = k.b.ins().sextend(types::I64, o);
                     let a = k.b.ins().iadd(base, o);
@@ -252,14 +273,103 @@ fn pack_b(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit, xb: Value, valid: usize)
 /// panels, over every K pair, then the epilogue and the stores.
 #[allow(clippy::too_many_arguments)]
 fn tile(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, a_blk: Value, m0: Value, rows: usize, valid: usize) {
+    let code = p.tile_code.and_then(|(codes, buf)| Some((if rows == d.rows { codes[0] } else { codes[1] }?, buf)));
+    let accs = match code {
+        Some((code, buf)) => {
+            let mut sig = Signature::new(k.b.func.signature.call_conv);
+            sig.params.extend(std::iter::repeat_n(AbiParam::new(PTR), 4));
+            let sref = k.b.import_signature(sig);
+            let n = k.ic(d.kp as i64);
+            k.b.ins().call_indirect(sref, code, &[a_blk, p.bbuf, buf, n]);
+            (0..2 * rows).map(|i| k.ld(types::I32X4, buf, (16 * i) as i32)).collect()
+        }
+        // no AVX2, or the tile did not assemble: the Cranelift tile
+        None if k.lanes() == 4 => k_loop(k, d, p, a_blk, rows),
+        None => k_loop_scalar(k, d, p, a_blk, rows),
+    };
+    let lanes = k.lanes();
+    let (ty, per_row) = (if lanes == 4 { types::F32X4 } else { types::F32 }, 8 / lanes);
+    for r in 0..rows {
+        let m = k.b.ins().iadd_imm_s(m0, r as i64);
+        let s = k.ld_at(types::F32, p.s, m, 4, 0);
+        let s = k.widen(ty, s);
+        let bias = k.ld_at(types::F32, p.b, m, 4, 0);
+        let bias = k.widen(ty, bias);
+        // out[n, m, 8·jp + lanes·j ..]
+        let nm = k.b.ins().imul_imm_s(u.ni, (d.groups * d.mg) as i64);
+        let nm = k.b.ins().iadd(nm, m);
+        let row = k.b.ins().imul_imm_s(nm, d.pixels as i64);
+        let pix = k.b.ins().imul_imm_s(u.jp, 8);
+        let e = k.b.ins().iadd(row, pix);
+        for j in 0..per_row {
+            let n = valid.saturating_sub(lanes * j).min(lanes);
+            if n == 0 {
+                continue;
+            }
+            let f = k.b.ins().fcvt_from_sint(ty, accs[per_row * r + j]);
+            let f = k.b.ins().fmul(f, s);
+            let f = k.b.ins().fadd(f, bias);
+            let off = (4 * lanes * j) as i32;
+            if n == lanes {
+                let f = match p.res {
+                    Some(res) => {
+                        let rv = k.ld_at(ty, res, e, 4, off);
+                        k.b.ins().fadd(f, rv)
+                    }
+                    None => f,
+                };
+                let y = apply_act(k, ty, act, f);
+                k.st_at(y, p.out, e, 4, off);
+                continue;
+            }
+            // a partial vector (the image's last pixels): lane by lane
+            for l in 0..n {
+                let mut x = k.b.ins().extractlane(f, l as u8);
+                if let Some(res) = p.res {
+                    let rv = k.ld_at(types::F32, res, e, 4, off + 4 * l as i32);
+                    x = k.b.ins().fadd(x, rv);
+                }
+                let y = apply_act(k, types::F32, act, x);
+                k.st_at(y, p.out, e, 4, off + 4 * l as i32);
+            }
+        }
+    }
+}
+
+/// The scalar tile's sums (targets without SIMD): `rows × 8` i32 values
+/// (row-major) over every K pair.
+fn k_loop_scalar(k: &mut Kernel, d: &Dims, p: &Ptrs, a_blk: Value, rows: usize) -> Vec<Value> {
+    let zero = k.b.ins().iconst(types::I32, 0);
+    let init = vec![zero; 8 * rows];
+    k.for_acc_n(0, d.kp as i64, 1, &init, |k, t, acc| {
+        let bp = k.addr(p.bbuf, t, 32);
+        let bv: Vec<Value> = (0..16).map(|i| k.b.ins().sload16(types::I32, mem(), bp, 2 * i)).collect();
+        let ap = k.addr(a_blk, t, (4 * rows) as i64);
+        let mut next = Vec::with_capacity(acc.len());
+        for r in 0..rows {
+            let w0 = k.b.ins().sload16(types::I32, super::loops::ro(), ap, (4 * r) as i32);
+            let w1 = k.b.ins().sload16(types::I32, super::loops::ro(), ap, (4 * r + 2) as i32);
+            for i in 0..8 {
+                let p0 = k.b.ins().imul(w0, bv[2 * i]);
+                let p1 = k.b.ins().imul(w1, bv[2 * i + 1]);
+                let pp = k.b.ins().iadd(p0, p1);
+                next.push(k.b.ins().iadd(acc[8 * r + i], pp));
+            }
+        }
+        next
+    })
+}
+
+/// The Cranelift tile's sums: `rows × 2` i32x4 accumulators (row-major,
+/// 4 pixels each) over every K pair.
+fn k_loop(k: &mut Kernel, d: &Dims, p: &Ptrs, a_blk: Value, rows: usize) -> Vec<Value> {
     let le = MemFlagsData::new().with_endianness(Endianness::Little);
     let zero = k.b.ins().iconst(types::I32, 0);
     let z4 = k.b.ins().splat(types::I32X4, zero);
     let init = vec![z4; 2 * rows];
-    let b1_off = (d.kp * 16) as i32;
-    let accs = k.for_acc_n(0, d.kp as i64, 1, &init, |k, t, acc| {
-        let bp = k.addr(p.bbuf, t, 16);
-        let bv = [k.ld(types::I16X8, bp, 0), k.ld(types::I16X8, bp, b1_off)];
+    k.for_acc_n(0, d.kp as i64, 1, &init, |k, t, acc| {
+        let bp = k.addr(p.bbuf, t, 32);
+        let bv = [k.ld(types::I16X8, bp, 0), k.ld(types::I16X8, bp, 16)];
         let ap = k.addr(a_blk, t, (4 * rows) as i64);
         let mut next = Vec::with_capacity(acc.len());
         for r in 0..rows {
@@ -272,56 +382,7 @@ fn tile(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, a_blk: Value, m0
             }
         }
         next
-    });
-    for r in 0..rows {
-        let m = k.b.ins().iadd_imm_s(m0, r as i64);
-        let s = k.ld_at(types::F32, p.s, m, 4, 0);
-        let s = k.b.ins().splat(types::F32X4, s);
-        let bias = k.ld_at(types::F32, p.b, m, 4, 0);
-        let bias = k.b.ins().splat(types::F32X4, bias);
-        // out[n, m, 8·jp + 4·j ..]
-        let nm = k.b.ins().imul_imm_s(u.ni, (d.groups * d.mg) as i64);
-        let nm = k.b.ins().iadd(nm, m);
-        let row = k.b.ins().imul_imm_s(nm, d.pixels as i64);
-        let pix = k.b.ins().imul_imm_s(u.jp, 8);
-        let e = k.b.ins().iadd(row, pix);
-        for j in 0..2 {
-            let lanes = valid.saturating_sub(4 * j).min(4);
-            if lanes == 0 {
-                continue;
-            }
-            let f = k.b.ins().fcvt_from_sint(types::F32X4, accs[2 * r + j]);
-            let f = k.b.ins().fmul(f, s);
-            let mut f = k.b.ins().fadd(f, bias);
-            let off = (16 * j) as i32;
-            if let Some(res) = p.res {
-                let rv = if lanes == 4 { Some(k.ld_at(types::F32X4, res, e, 4, off)) } else { None };
-                f = match rv {
-                    Some(rv) => k.b.ins().fadd(f, rv),
-                    None => {
-                        let mut v = f;
-                        for l in 0..lanes {
-                            let x = k.b.ins().extractlane(f, l as u8);
-                            let r = k.ld_at(types::F32, res, e, 4, off + 4 * l as i32);
-                            let y = k.b.ins().fadd(x, r);
-                            v = k.b.ins().insertlane(v, y, l as u8);
-                        }
-                        v
-                    }
-                };
-            }
-            if lanes == 4 {
-                let y = apply_act(k, types::F32X4, act, f);
-                k.st_at(y, p.out, e, 4, off);
-            } else {
-                for l in 0..lanes {
-                    let x = k.b.ins().extractlane(f, l as u8);
-                    let y = apply_act(k, types::F32, act, x);
-                    k.st_at(y, p.out, e, 4, off + 4 * l as i32);
-                }
-            }
-        }
-    }
+    })
 }
 
 /// `[a0·b0 + a1·b1, …]`: pairs of i16 lanes multiplied and added into i32

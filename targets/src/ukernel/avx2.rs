@@ -225,3 +225,44 @@ fn splat(a: &mut CodeAssembler, dst: AsmRegisterYmm, v: f32) -> Result<(), IcedE
     a.vmovd(xmm15, eax)?;
     a.vbroadcastss(dst, xmm15)
 }
+
+/// Machine code of the integer tile of [`crate::lower::qconv`]: `rows` (1..=12)
+/// output channels × 8 pixels of i32 sums over `k` K pairs, with the
+/// arguments (System V order) `a` (the rows' weight pairs, `4·rows` bytes
+/// per K pair: one i16 pair per row), `b` (8 pixels' i16 pairs per K pair,
+/// 32 bytes), `out` (`rows × 8` i32, row-major) and `k` (K pairs, ≥ 0).
+/// Per K pair: one B load, then per row a `vpbroadcastd` of its pair,
+/// `vpmaddwd` and `vpaddd` (exact: each pair of products fits in i32).
+pub fn qgemm_tile(rows: usize) -> Result<Vec<u8>, IcedError> {
+    let rows = rows.clamp(1, 12);
+    let acc = [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11];
+    let tmp = [ymm13, ymm14, ymm15];
+    let (a_p, b_p, out_p, n) = (rdi, rsi, rdx, rcx);
+    let mut a = CodeAssembler::new(64)?;
+    for &r in &acc[..rows] {
+        a.vpxor(r, r, r)?;
+    }
+    let mut done = a.create_label();
+    let mut top = a.create_label();
+    a.test(n, n)?;
+    a.jz(done)?;
+    a.set_label(&mut top)?;
+    a.vmovdqu(ymm12, ymmword_ptr(b_p))?;
+    for (r, &ac) in acc[..rows].iter().enumerate() {
+        let t = tmp[r % 3];
+        a.vpbroadcastd(t, dword_ptr(a_p + (4 * r) as i64))?;
+        a.vpmaddwd(t, t, ymm12)?;
+        a.vpaddd(ac, ac, t)?;
+    }
+    a.add(b_p, 32)?;
+    a.add(a_p, (4 * rows) as i32)?;
+    a.dec(n)?;
+    a.jnz(top)?;
+    a.set_label(&mut done)?;
+    for (r, &ac) in acc[..rows].iter().enumerate() {
+        a.vmovdqu(ymmword_ptr(out_p + (32 * r) as i64), ac)?;
+    }
+    a.vzeroupper()?;
+    a.ret()?;
+    a.assemble(0)
+}
