@@ -63,11 +63,11 @@ pub struct CompressArgs {
     /// Use only the first N calibration samples.
     #[arg(long = "calib-samples", value_name = "N")]
     pub calib_samples: Option<usize>,
-    /// Run int8 convs on the integer kernel (u8 x i8, exact i32 sums)
-    /// instead of f32 on the dequantised grid. Experimental: slower than
-    /// the f32 kernels on x86-64 today (docs/compression.md).
-    #[arg(long = "int8-kernels")]
-    pub int8_kernels: bool,
+    /// Keep int8 convs in f32 on the dequantised grid instead of the
+    /// integer kernel (u8 x i8, exact i32 sums) the cost model picks where
+    /// it is cheaper (docs/compression.md).
+    #[arg(long = "no-int8-kernels")]
+    pub no_int8_kernels: bool,
 }
 
 impl CompressArgs {
@@ -139,8 +139,8 @@ impl ModelArgs {
     /// `s` with the compression flags' plan and calibration data.
     fn compressed(&self, s: Session) -> Result<Session> {
         let Some(plan) = self.compress.plan()? else {
-            if self.compress.int8_kernels {
-                bail!("--int8-kernels runs int8 layers: it needs --quantize int8 (or a --plan that quantises)");
+            if self.compress.no_int8_kernels {
+                bail!("--no-int8-kernels is about int8 layers: it needs --quantize int8 (or a --plan that quantises)");
             }
             if !self.compress.calib.is_empty() {
                 bail!(
@@ -150,7 +150,7 @@ impl ModelArgs {
             return Ok(s);
         };
         let stacked = self.calibration(&s)?;
-        let passes = kerf_pipeline::PassOptions { int8_kernels: self.compress.int8_kernels, ..Default::default() };
+        let passes = kerf_pipeline::PassOptions { int8_kernels: !self.compress.no_int8_kernels, ..Default::default() };
         Ok(s.sample_shapes(&stacked)?.compression(plan, stacked).progress(layer_bar()).pass_options(passes))
     }
 

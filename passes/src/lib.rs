@@ -47,16 +47,16 @@ pub struct PassOptions {
     pub node_limit: usize,
     /// Most wall-clock time per group's runner ([`Stop::TimeLimit`]).
     pub time_limit: Duration,
-    /// Whether [`optimize`] runs the `int8` group (layers on int8 grids onto
-    /// the integer conv kernel). Off by default: today's integer kernel is
-    /// slower than the f32 kernels it would replace on x86-64
+    /// Whether [`optimize`] runs the `int8` group (convs on int8 grids onto
+    /// the integer conv kernel where the cost model prices it cheaper). On
+    /// by default; off keeps such layers in f32 on the dequantised grid
     /// (docs/compression.md, "Integer kernels").
     pub int8_kernels: bool,
 }
 
 impl Default for PassOptions {
     fn default() -> PassOptions {
-        PassOptions { iter_limit: 30, node_limit: 200_000, time_limit: Duration::from_secs(20), int8_kernels: false }
+        PassOptions { iter_limit: 30, node_limit: 200_000, time_limit: Duration::from_secs(20), int8_kernels: true }
     }
 }
 

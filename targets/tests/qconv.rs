@@ -112,6 +112,16 @@ fn one_by_one_strided_dilated_and_grouped() {
 }
 
 #[test]
+fn vector_and_scalar_input_packing() {
+    // 12 pixels per output row: units of 8 pixels either fit in a row
+    // (vector packing) or straddle two (scalar); 1x1 rows join up (always vector)
+    let attrs = "kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1";
+    run_case(&Case { xsh: [1, 5, 14, 14], wsh: [9, 5, 3, 3], osh: [1, 9, 12, 12], attrs, epi: PLAIN, zp: 90 });
+    let one = "kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1";
+    run_case(&Case { xsh: [1, 7, 5, 8], wsh: [6, 7, 1, 1], osh: [1, 6, 5, 8], attrs: one, epi: PLAIN, zp: 1 });
+}
+
+#[test]
 fn residual_and_clip_epilogue() {
     let attrs = "kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1";
     run_case(&Case {

@@ -13,17 +13,19 @@
 //!   per output and 4 output channels per group (a depthwise conv stays
 //!   f32, whose direct kernel is faster there).
 //!
-//! It adds `QConv{x_scale = s, x_zp = z}(P(Cast<u8>(Add(c, z))), q, sc, b'[,
-//! r])` to the conv's class, where `c` is the matched Clip's class, `P` a
-//! constant `Pad` with `z` when the conv pads (the QConv itself has no
-//! padding), `q` the grid's codes (i8), `sc` its steps and `b'` the bias (or
-//! zeros).
+//! It adds `QConv{x_scale = s, x_zp = z}(Cast<u8>(Add(c, z)), q, sc, b'[,
+//! r])` to the conv's class, where `c` is the matched Clip's class or, when
+//! the conv pads, the same quantiser applied to `Pad{0}(x)` (the QConv
+//! itself has no padding), `q` the grid's codes (i8), `sc` its steps and
+//! `b'` the bias (or zeros). Extraction keeps whichever form the cost model
+//! prices lower (a Winograd f32 conv can win; so can f32 for a layer too
+//! small to repay the quantiser's passes).
 //!
 //! Sound up to f32 rounding (as loose as BatchNorm folding): the conv sums
 //! `(s·c)·(sc[m]·q) = s·sc[m]·(c·q)` over the window, with `c = (u8 − z)`
 //! exactly (`c` is an integer in `[−z, 255 − z]`, so `Add(c, z)` is exact and
-//! in u8 range), padding reads `z`, i.e. `c = 0`, as the f32 conv's zero
-//! padding; `QConv` computes `Σ c·q` exactly and scales once by
+//! in u8 range); a padded zero quantises to `c = 0`, as the f32 conv's zero
+//! padding reads; `QConv` computes `Σ c·q` exactly and scales once by
 //! `f32(s·sc[m])`. The weight codes are exact by the grid's contract. A NaN
 //! input differs: the f32 chain keeps it, the cast to u8 makes it 0.
 //! Directional: nothing turns a `QConv` back into f32.
@@ -45,6 +47,9 @@ pub struct Int8Match {
     epi: Epilogue,
     /// The Clip class: the centred integer input.
     centred: Id,
+    /// The quantiser's input and its step's constant class.
+    x: Id,
+    step: Id,
     s: f32,
     z: u8,
     w: WeightId,
@@ -59,9 +64,19 @@ fn scalar(eg: &KEGraph, class: Id) -> Option<f32> {
     (t.dtype() == DType::F32 && t.numel() == 1).then(|| t.to_f32_vec()[0])
 }
 
-/// `(centred class, s, z)` when `class` holds the activation quantiser
-/// `Mul(Clip{−z, 255 − z}(Round(Div(x, s))), s)`.
-fn quantiser(eg: &KEGraph, class: Id) -> Option<(Id, f32, u8)> {
+/// The quantiser in a class: `Mul(Clip{−z, 255 − z}(Round(Div(x, s))), s)`.
+struct Quantiser {
+    /// The Clip's class (the centred integers).
+    centred: Id,
+    /// `x` and the class of the constant `s`.
+    x: Id,
+    step: Id,
+    s: f32,
+    z: u8,
+}
+
+/// The activation quantiser `class` holds, if any.
+fn quantiser(eg: &KEGraph, class: Id) -> Option<Quantiser> {
     for n in &eg[class].nodes {
         if n.kerf_op() != Some(&Op::Binary(BinaryOp::Mul)) {
             continue;
@@ -75,17 +90,18 @@ fn quantiser(eg: &KEGraph, class: Id) -> Option<(Id, f32, u8)> {
                 continue;
             }
             let [r] = cn.children.as_slice() else { continue };
-            let divides = eg[*r].nodes.iter().any(|rn| {
-                rn.kerf_op() == Some(&Op::Unary(UnaryOp::Round))
-                    && rn.children.first().is_some_and(|&d| {
-                        eg[d].nodes.iter().any(|dn| {
-                            dn.kerf_op() == Some(&Op::Binary(BinaryOp::Div))
-                                && dn.children.get(1).is_some_and(|&s2| scalar(eg, s2) == Some(s))
-                        })
-                    })
-            });
-            if divides {
-                return Some((*c, s, z as u8));
+            for rn in &eg[*r].nodes {
+                let (Some(&Op::Unary(UnaryOp::Round)), [d]) = (rn.kerf_op(), rn.children.as_slice()) else { continue };
+                for dn in &eg[*d].nodes {
+                    if dn.kerf_op() != Some(&Op::Binary(BinaryOp::Div)) {
+                        continue;
+                    }
+                    if let [x, s2] = dn.children.as_slice() {
+                        if scalar(eg, *s2) == Some(s) {
+                            return Some(Quantiser { centred: *c, x: *x, step: *s2, s, z: z as u8 });
+                        }
+                    }
+                }
             }
         }
     }
@@ -130,9 +146,10 @@ impl Rule for Int8Conv {
                     None => continue,
                 },
             };
-            let Some((centred, s, z)) = ch.first().and_then(|&a| quantiser(eg, a)) else { continue };
+            let Some(q) = ch.first().and_then(|&a| quantiser(eg, a)) else { continue };
             let residual = if epi.residual { ch.get(3).copied() } else { None };
-            out.push(Int8Match { conv, epi, centred, s, z, w, b, residual });
+            let (centred, x, step, s, z) = (q.centred, q.x, q.step, q.s, q.z);
+            out.push(Int8Match { conv, epi, centred, x, step, s, z, w, b, residual });
         }
     }
     fn apply(&self, eg: &mut KEGraph, class: Id, m: &Int8Match) -> Vec<Id> {
@@ -140,14 +157,23 @@ impl Rule for Int8Conv {
         let konst = |eg: &mut KEGraph, w: WeightId| eg.add(KNode::leaf(NodeOp::Const(w)));
         let z = zero_point(eg, m.z);
         let z = konst(eg, z);
-        let shifted = eg.add(KNode::op(Op::Binary(BinaryOp::Add), vec![m.centred, z]));
-        let mut x = eg.add(KNode::op(Op::Cast(DType::U8), vec![shifted]));
         let wd = &m.conv.window;
-        if wd.pads.iter().any(|&p| p != 0) {
+        // padding in f32 with 0, which quantises to z (vector copies; the
+        // quantiser then runs over the padded plane)
+        let centred = if wd.pads.iter().any(|&p| p != 0) {
             let pads = vec![0, 0, wd.pad_begin(0), wd.pad_begin(1), 0, 0, wd.pad_end(0), wd.pad_end(1)];
-            let pad = Op::Pad { pads, mode: PadMode::Constant, value: F32::new(f32::from(m.z)) };
-            x = eg.add(KNode::op(pad, vec![x]));
-        }
+            let pad = Op::Pad { pads, mode: PadMode::Constant, value: F32::new(0.0) };
+            let xp = eg.add(KNode::op(pad, vec![m.x]));
+            let d = eg.add(KNode::op(Op::Binary(BinaryOp::Div), vec![xp, m.step]));
+            let r = eg.add(KNode::op(Op::Unary(UnaryOp::Round), vec![d]));
+            let zf = f32::from(m.z);
+            let clip = UnaryOp::Clip { min: F32::new(-zf), max: F32::new(255.0 - zf) };
+            eg.add(KNode::op(Op::Unary(clip), vec![r]))
+        } else {
+            m.centred
+        };
+        let shifted = eg.add(KNode::op(Op::Binary(BinaryOp::Add), vec![centred, z]));
+        let x = eg.add(KNode::op(Op::Cast(DType::U8), vec![shifted]));
         let mut conv = m.conv.clone();
         conv.window.pads = vec![0; wd.pads.len()];
         let op = Op::QConv(QConv { conv, epi: m.epi, x_scale: F32::new(m.s), x_zp: m.z });
@@ -232,17 +258,17 @@ mod tests {
             .collect();
         let b: Vec<String> = random(8, m, -0.5, 0.5).iter().map(|v| format!("{v:?}")).collect();
         let s: Vec<String> = scales.iter().map(|v| format!("{v:?}")).collect();
-        let o = (6 + 2 * pads - k) / stride + 1;
+        let o = (12 + 2 * pads - k) / stride + 1;
         format!(
             r#"graph "g"
-  input %0 "x": f32[2,{c},6,6]
+  input %0 "x": f32[2,{c},12,12]
   const %1 "w": f32[{m},{cg},3,3] = [{}] grid=int8(axis=0, scales=[{}])
   const %2 "b": f32[{m}] = [{}]
   const %3 "s": f32[] = [0.02]
-  %4 = Div(%0, %3): f32[2,{c},6,6] @"d"
-  %5 = Round(%4): f32[2,{c},6,6] @"r"
-  %6 = Clip{{min=-100.0, max=155.0}}(%5): f32[2,{c},6,6] @"c"
-  %7 = Mul(%6, %3): f32[2,{c},6,6] @"q"
+  %4 = Div(%0, %3): f32[2,{c},12,12] @"d"
+  %5 = Round(%4): f32[2,{c},12,12] @"r"
+  %6 = Clip{{min=-100.0, max=155.0}}(%5): f32[2,{c},12,12] @"c"
+  %7 = Mul(%6, %3): f32[2,{c},12,12] @"q"
   %8 = Conv{{kernel=[3,3], strides=[{stride},{stride}], dilations=[1,1], pads=[{pads},{pads},{pads},{pads}], group={group}, layer="conv"}}(%7, %1, %2): f32[2,{m},{o},{o}] @"conv"
   %9 = Relu(%8): f32[2,{m},{o},{o}] @"relu"
   output "y" = %9
@@ -256,7 +282,7 @@ mod tests {
     fn run(src: &str) -> (String, f32) {
         let g = text::parse(src).unwrap_or_else(|e| panic!("{e}\n{src}"));
         let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &PassOptions::default()).unwrap();
-        let x = Tensor::from_f32(vec![2, 4, 6, 6], &random(3, 288, -2.0, 3.0)).unwrap();
+        let x = Tensor::from_f32(vec![2, 4, 12, 12], &random(3, 1152, -2.0, 3.0)).unwrap();
         let want = interpret(&g, std::slice::from_ref(&x)).remove(0).to_f32_vec();
         let got = interpret(&out, &[x]).remove(0).to_f32_vec();
         let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));

@@ -24,7 +24,7 @@
 //! own B (task scratch) and runs every row block on it.
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, AbiParam, Endianness, InstBuilder, MemFlagsData, Signature, Value};
+use cranelift_codegen::ir::{types, AbiParam, ConstantData, Endianness, InstBuilder, MemFlagsData, Signature, Value};
 use kerf_ir::{DType, Op};
 
 use super::epilogue::{apply_act, Act};
@@ -238,35 +238,85 @@ fn unit_body(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, valid: usiz
 }
 
 /// B for the unit's 8 pixels: `[k pair][pixel][2]` i16 centred values (32
-/// bytes per K pair: two 4-pixel `xmm` panels, or one `ymm`). Pixels past `valid` read the pair's first pixel (never stored).
+/// bytes per K pair: two 4-pixel `xmm` panels, or one `ymm`). Pixels past
+/// `valid` repeat the last valid one (never stored). Eight pixels that are
+/// consecutive bytes of every input row they read (stride 1, within one
+/// output row, or a 1x1 conv whose rows join up) take the vector path;
+/// the others the scalar one.
 fn pack_b(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit, xb: Value, valid: usize) {
     let first = k.b.ins().imul_imm_s(u.jp, 8);
-    for j in 0..2 {
-        for l in 0..4 {
-            let i = 4 * j + l;
-            let pix = if i < valid { k.b.ins().iadd_imm_s(first, i as i64) } else { first };
+    let bases: Vec<Value> = (0..8)
+        .map(|i| {
+            let pix = k.b.ins().iadd_imm_s(first, i.min(valid - 1) as i64);
             let oy = k.b.ins().udiv_imm_u(pix, d.ow as i64);
             let ox = k.b.ins().urem_imm_u(pix, d.ow as i64);
             let row = k.b.ins().imul_imm_s(oy, (d.sh * d.w) as i64);
             let col = k.b.ins().imul_imm_s(ox, d.sw as i64);
             let off = k.b.ins().iadd(row, col);
-            let base = k.b.ins().iadd(xb, off);
-            let dst = k.add_c(p.bbuf, (4 * i) as i64);
-            k.for_n(0, d.kp as i64, 1, |k, t| {
-                let tp = k.addr(p.tap, t, 8);
-                let o0 = k.ld_ro(types::I32, tp, 0);
-                let o1 = k.ld_ro(types::I32, tp, 4);
-                let dp = k.addr(dst, t, 32);
-                for (o, at) in [(o0, 0), (o1, 2)] {
-                    let o = k.b.ins().sextend(types::I64, o);
-                    let a = k.b.ins().iadd(base, o);
-                    let v = k.b.ins().uload8(types::I32, mem(), a, 0);
-                    let c = k.b.ins().iadd_imm_s(v, -i64::from(d.zp));
-                    k.b.ins().istore16(mem(), c, dp, at);
-                }
-            });
-        }
+            k.b.ins().iadd(xb, off)
+        })
+        .collect();
+    if valid < 8 || d.sw != 1 || d.ow < 8 || k.lanes() != 4 {
+        return pack_scalar(k, d, p, &bases);
     }
+    if d.sh * d.w == d.ow {
+        return pack_vector(k, d, p, bases[0]);
+    }
+    let ox = k.b.ins().urem_imm_u(first, d.ow as i64);
+    let fits = k.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, ox, (d.ow - 8) as i64);
+    let straddles = k.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, ox, (d.ow - 8) as i64);
+    k.if_then(fits, |k| pack_vector(k, d, p, bases[0]));
+    k.if_then(straddles, |k| pack_scalar(k, d, p, &bases));
+}
+
+/// Per K pair: the two steps' input offsets once, then each pixel's two
+/// bytes, centred, as i16.
+fn pack_scalar(k: &mut Kernel, d: &Dims, p: &Ptrs, bases: &[Value]) {
+    k.for_n(0, d.kp as i64, 1, |k, t| {
+        let tp = k.addr(p.tap, t, 8);
+        let o0 = k.ld_ro(types::I32, tp, 0);
+        let o1 = k.ld_ro(types::I32, tp, 4);
+        let offs = [k.b.ins().sextend(types::I64, o0), k.b.ins().sextend(types::I64, o1)];
+        let dp = k.addr(p.bbuf, t, 32);
+        for (i, &base) in bases.iter().enumerate() {
+            for (j, &o) in offs.iter().enumerate() {
+                let a = k.b.ins().iadd(base, o);
+                let v = k.b.ins().uload8(types::I32, mem(), a, 0);
+                let c = k.b.ins().iadd_imm_s(v, -i64::from(d.zp));
+                k.b.ins().istore16(mem(), c, dp, (4 * i + 2 * j) as i32);
+            }
+        }
+    });
+}
+
+/// Per K pair: the 8 pixels' bytes of both steps as two 8-byte loads,
+/// interleaved (`[a0 b0 a1 b1 …]`), widened to i16 and centred.
+fn pack_vector(k: &mut Kernel, d: &Dims, p: &Ptrs, base: Value) {
+    let le = MemFlagsData::new().with_endianness(Endianness::Little);
+    let mask: Vec<u8> = (0..8u8).flat_map(|i| [i, 16 + i]).collect();
+    let mask = k.b.func.dfg.immediates.push(ConstantData::from(mask.as_slice()));
+    let zp = k.b.ins().iconst(types::I16, i64::from(d.zp));
+    let zp = k.b.ins().splat(types::I16X8, zp);
+    k.for_n(0, d.kp as i64, 1, |k, t| {
+        let tp = k.addr(p.tap, t, 8);
+        let mut v = [base; 2];
+        for (j, slot) in v.iter_mut().enumerate() {
+            let o = k.ld_ro(types::I32, tp, 4 * j as i32);
+            let o = k.b.ins().sextend(types::I64, o);
+            let a = k.b.ins().iadd(base, o);
+            let bytes = k.b.ins().load(types::I64, mem(), a, 0);
+            let vec = k.b.ins().scalar_to_vector(types::I64X2, bytes);
+            *slot = k.b.ins().bitcast(types::I8X16, le, vec);
+        }
+        let z = k.b.ins().shuffle(v[0], v[1], mask);
+        let lo = k.b.ins().uwiden_low(z);
+        let hi = k.b.ins().uwiden_high(z);
+        let lo = k.b.ins().isub(lo, zp);
+        let hi = k.b.ins().isub(hi, zp);
+        let dp = k.addr(p.bbuf, t, 32);
+        k.st(lo, dp, 0);
+        k.st(hi, dp, 16);
+    });
 }
 
 /// One register tile: `rows` output channels from `m0` × the unit's two
