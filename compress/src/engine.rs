@@ -222,10 +222,9 @@ fn compress_layer(
     let tensor = site.tensor_of(&stored(&rows, scales.as_deref()), &job.reference)?;
     let error = relative_error(site, &rows_fp, &rows, &m.h);
     let mut next = cur.clone();
-    let grid = scales.as_ref().map(|sc| kerf_ir::WeightGrid {
-        axis: site.grid_axis(),
-        scales: sc.iter().map(|&x| x as f32).collect(),
-    });
+    let grid = scales
+        .as_ref()
+        .map(|sc| kerf_ir::WeightGrid { axis: site.grid_axis(), scales: sc.iter().map(|&x| x as f32).collect() });
     rewrite::set_weight(&mut next, site.weight, tensor.clone(), sparsity.clone(), grid)?;
     if let Some(q) = input_quant {
         next = rewrite::quantize_input(&next, site.node, &site.layer, q)?;

@@ -1,7 +1,9 @@
 //! Graph edits the lossy transforms make: new weight values (with their
 //! layout) and an activation quantiser in front of a layer.
 
-use kerf_ir::{BinaryOp, Graph, Layer, Op, Origin, Sparsity, Tensor, UnaryOp, ValueDef, ValueId, WeightGrid, WeightId, F32};
+use kerf_ir::{
+    BinaryOp, Graph, Layer, Op, Origin, Sparsity, Tensor, UnaryOp, ValueDef, ValueId, WeightGrid, WeightId, F32,
+};
 
 use crate::quant::ActQuant;
 use crate::CompressError;

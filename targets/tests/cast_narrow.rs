@@ -227,9 +227,32 @@ fn data_movement_moves_narrow_elements() {
 fn f32_to_u8_vector_path_matches_the_scalar_conversion() {
     // 16 at a time, then the scalar tail: every class of input in both
     let special = [
-        -1e30, -300.0, -1.0, -0.5, -0.0, 0.0, 0.4, 1.0, 127.5, 255.0, 255.9, 256.0, 300.7, 65535.0, 16777216.0,
-        2147483520.0, 2147483648.0, 1e12, 1.8446743e19, 1.8446744e19, 1e30, f32::INFINITY, f32::NEG_INFINITY,
-        f32::NAN, 3.0, 200.0,
+        -1e30,
+        -300.0,
+        -1.0,
+        -0.5,
+        -0.0,
+        0.0,
+        0.4,
+        1.0,
+        127.5,
+        255.0,
+        255.9,
+        256.0,
+        300.7,
+        65535.0,
+        16777216.0,
+        2147483520.0,
+        2147483648.0,
+        1e12,
+        1.8446743e19,
+        1.8446744e19,
+        1e30,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        3.0,
+        200.0,
     ];
     let v: Vec<f32> = special.iter().chain(special.iter().rev()).copied().chain([7.0, 9.9, 250.0]).collect();
     let input = Tensor::from_f32(vec![v.len()], &v).unwrap();

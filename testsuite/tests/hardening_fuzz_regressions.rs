@@ -33,8 +33,12 @@ fn pipeline(bytes: &[u8]) -> Outcome {
         Ok(g) => g,
         Err(e) => return Outcome::Import(e),
     };
-    let popts =
-        kerf_passes::PassOptions { iter_limit: 30, node_limit: 50_000, time_limit: std::time::Duration::from_secs(2), int8_kernels: true };
+    let popts = kerf_passes::PassOptions {
+        iter_limit: 30,
+        node_limit: 50_000,
+        time_limit: std::time::Duration::from_secs(2),
+        int8_kernels: true,
+    };
     let g = match kerf_passes::optimize(&g, &popts) {
         Ok((g, _)) => g,
         Err(e) => return Outcome::Passes(e),

@@ -20,7 +20,9 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use crate::attr::{fmt_f32, Attr};
-use crate::{DType, Graph, IrError, Op, Origin, Quant, Sparsity, Tensor, TensorType, ValueDef, ValueId, WeightGrid, WeightTable};
+use crate::{
+    DType, Graph, IrError, Op, Origin, Quant, Sparsity, Tensor, TensorType, ValueDef, ValueId, WeightGrid, WeightTable,
+};
 
 /// Weights with at most this many elements print their values.
 pub const INLINE_LIMIT: usize = 8;

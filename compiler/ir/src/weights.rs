@@ -241,7 +241,9 @@ impl WeightGrid {
         for (i, &w) in v.iter().enumerate() {
             let s = self.scales[i / inner % n];
             let q = (f64::from(w) / f64::from(s)).round_ties_even();
-            if !(q.abs() <= f64::from(GRID_QMAX)) || (q as f32 * s).to_bits() != w.to_bits() && w != 0.0 {
+            // NaN fails the first test
+            let on_grid = q.abs() <= f64::from(GRID_QMAX) && ((q as f32 * s).to_bits() == w.to_bits() || w == 0.0);
+            if !on_grid {
                 return Err(format!("element {i} ({w}) is not f32(q · {s}) for an integer |q| <= {GRID_QMAX}"));
             }
             out.push(q as i8);
@@ -290,7 +292,14 @@ impl WeightTable {
     pub fn add(&mut self, name: impl Into<String>, tensor: Tensor, origin: Origin) -> WeightId {
         let id = WeightId(self.weights.len() as u32);
         let is_param = origin != Origin::Derived && tensor.dtype().is_float() && tensor.numel() > 1;
-        self.weights.push(Weight { name: name.into(), tensor, origin, sparsity: Sparsity::Dense, grid: None, is_param });
+        self.weights.push(Weight {
+            name: name.into(),
+            tensor,
+            origin,
+            sparsity: Sparsity::Dense,
+            grid: None,
+            is_param,
+        });
         id
     }
 

@@ -120,7 +120,7 @@ impl Rule for Int8Conv {
         "int8-conv"
     }
     fn find(&self, eg: &KEGraph, class: Id, out: &mut Vec<Int8Match>) {
-        if !eg[class].data.ty().is_some_and(|t| t.dtype == DType::F32) {
+        if eg[class].data.ty().is_none_or(|t| t.dtype != DType::F32) {
             return;
         }
         for n in &eg[class].nodes {
@@ -251,11 +251,8 @@ mod tests {
         let cg = c / group;
         let scales: Vec<f32> = (0..m).map(|i| 0.01 + 0.002 * i as f32).collect();
         let codes = random(7, m * cg * k * k, -127.0, 127.0);
-        let w: Vec<String> = codes
-            .iter()
-            .enumerate()
-            .map(|(i, q)| format!("{:?}", q.round() * scales[i / (cg * k * k)]))
-            .collect();
+        let w: Vec<String> =
+            codes.iter().enumerate().map(|(i, q)| format!("{:?}", q.round() * scales[i / (cg * k * k)])).collect();
         let b: Vec<String> = random(8, m, -0.5, 0.5).iter().map(|v| format!("{v:?}")).collect();
         let s: Vec<String> = scales.iter().map(|v| format!("{v:?}")).collect();
         let o = (12 + 2 * pads - k) / stride + 1;
