@@ -232,3 +232,38 @@ fn export_errors_name_the_layer() {
         assert!(msg.contains(&e.layer) && msg.contains(needle), "{needle}: {msg}");
     }
 }
+
+/// ONNX Runtime's own int8 model of the digits CNN (`quantize_static`, QDQ,
+/// per-channel; `scripts/make_qdq_fixture.py`) imports onto the integer
+/// conv kernel: the weights' DequantizeLinear becomes a constant on its
+/// grid, each QuantizeLinear → DequantizeLinear pair the activation
+/// quantiser. kerf's logits are the file's QDQ semantics (ORT with graph
+/// optimisations off: Q and DQ as float ops) within one output step (a
+/// rounding of an intermediate quantiser may flip where f32 sums are
+/// ordered differently), and top-1 matches.
+#[test]
+fn ort_qdq_model_runs_on_integer_kernels() {
+    let s = Session::new(fixture("model_qdq_ort.onnx")).target(kerf_targets::Target::host_baseline());
+    let g = s.graph().unwrap().graph;
+    let qconvs = g.nodes.iter().filter(|n| matches!(n.op, kerf_ir::Op::QConv(_))).count();
+    assert!(qconvs >= 1, "no conv runs on the integer kernel:\n{}", kerf_ir::text::print(&g));
+    let x = npy::read(&fixture("test_x.npy")).unwrap();
+    let y = npy::read(&fixture("test_y.npy")).unwrap().to_i64_vec();
+    let samples = samples_for(&g, &[("input".to_string(), x)]).unwrap();
+    let jit = s.jit(&g).unwrap();
+    let ours = run_samples(jit.model(), &g, &samples).unwrap();
+    let theirs = npy::read(&fixture("qdq_ort_logits.npy")).unwrap().to_f32_vec();
+    let got: Vec<f32> = ours.iter().flat_map(|o| o.to_f32_vec()).collect();
+    assert_eq!(got.len(), theirs.len());
+    // the logits' grid step: the smallest non-zero gap between ORT's values
+    let mut v = theirs.clone();
+    v.sort_by(f32::total_cmp);
+    let step = v.windows(2).map(|w| w[1] - w[0]).filter(|&d| d > 1e-6).fold(f32::INFINITY, f32::min);
+    let worst = got.iter().zip(&theirs).map(|(a, b)| ((a - b) / step).abs()).fold(0f32, f32::max);
+    let ours_top1 = top1(&ours, &y);
+    let ort: Vec<Tensor> = theirs.chunks(10).map(|c| Tensor::from_f32(vec![1, 10], c).unwrap()).collect();
+    let ort_top1 = top1(&ort, &y);
+    eprintln!("kerf top-1 {ours_top1:.4} (ORT {ort_top1:.4}), largest logit difference {worst:.1} steps of {step}");
+    assert!(worst <= 1.01, "logits differ from the QDQ semantics by {worst} steps");
+    assert!((ours_top1 - ort_top1).abs() <= 0.0023, "top-1 {ours_top1} vs ORT's {ort_top1}");
+}

@@ -874,7 +874,11 @@ graph "q"
         };
         for (w, grid, want) in [
             ("[4.1,0]", "axis=0, scales=[0.5,0.5]", "element 0 (4.1) is not f32(q · 0.5)"),
-            ("[64,0]", "axis=0, scales=[0.5,0.5]", "element 0 (64) is not f32(q · 0.5) for an integer |q| <= 127"),
+            (
+                "[64,0]",
+                "axis=0, scales=[0.5,0.5]",
+                "element 0 (64) is not f32(q · 0.5) for an integer q in [-128, 127]",
+            ),
             ("[1,0]", "axis=0, scales=[0.5]", "1 grid scales for 2 channels"),
             ("[1,0]", "axis=1, scales=[0.5,0.5]", "grid axis 1 is out of range"),
             ("[0,0]", "axis=0, scales=[0,1]", "grid scale 0 is not positive"),

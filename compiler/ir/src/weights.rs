@@ -203,7 +203,7 @@ impl Quant {
 
 /// The int8 grid a float weight's values lie on, recorded by the compress
 /// stage's weight quantisation: along `axis`, slice `c` holds exactly
-/// `f32(q · scales[c])` for integers `q` in `[-127, 127]` (one rounding of
+/// `f32(q · scales[c])` for integers `q` in `[-128, 127]` (one rounding of
 /// the product). The data stays the f32 values, so every consumer may
 /// ignore the grid; the `int8` rule group reads it to run the layer on
 /// integer kernels ([`WeightGrid::codes`]).
@@ -215,7 +215,8 @@ pub struct WeightGrid {
     pub scales: Vec<f32>,
 }
 
-/// Largest magnitude of a [`WeightGrid`] code.
+/// Largest [`WeightGrid`] code (the smallest is `-GRID_QMAX - 1`, which
+/// other tools' symmetric grids use; kerf's own stay within ±127).
 pub const GRID_QMAX: i32 = 127;
 
 impl WeightGrid {
@@ -242,9 +243,10 @@ impl WeightGrid {
             let s = self.scales[i / inner % n];
             let q = (f64::from(w) / f64::from(s)).round_ties_even();
             // NaN fails the first test
-            let on_grid = q.abs() <= f64::from(GRID_QMAX) && ((q as f32 * s).to_bits() == w.to_bits() || w == 0.0);
+            let in_range = (-f64::from(GRID_QMAX) - 1.0..=f64::from(GRID_QMAX)).contains(&q);
+            let on_grid = in_range && ((q as f32 * s).to_bits() == w.to_bits() || w == 0.0);
             if !on_grid {
-                return Err(format!("element {i} ({w}) is not f32(q · {s}) for an integer |q| <= {GRID_QMAX}"));
+                return Err(format!("element {i} ({w}) is not f32(q · {s}) for an integer q in [-128, 127]"));
             }
             out.push(q as i8);
         }

@@ -59,6 +59,9 @@ pub(crate) struct Cx<'a> {
     emitted: usize,
     /// Bytes folded so far in this import (see [`FOLD_BUDGET_BYTES`]).
     folded_bytes: &'a mut usize,
+    /// The f32 input of each per-tensor u8 QuantizeLinear output (see
+    /// `ops::quant`): a DequantizeLinear on the same grid reads it directly.
+    pub quantised_from: &'a mut HashMap<ValueId, ValueId>,
 }
 
 impl<'a> Cx<'a> {
@@ -317,6 +320,8 @@ pub(crate) struct State<'a> {
     layer_names: HashSet<String>,
     /// Bytes folded so far (see [`FOLD_BUDGET_BYTES`]).
     folded_bytes: usize,
+    /// See [`Cx::quantised_from`].
+    quantised_from: HashMap<ValueId, ValueId>,
     /// Nodes imported from subgraph bodies so far (see [`MAX_INLINED_NODES`]).
     pub inlined_nodes: usize,
     /// Current subgraph nesting level.
@@ -336,6 +341,7 @@ impl State<'_> {
             layer_names: &mut self.layer_names,
             emitted: 0,
             folded_bytes: &mut self.folded_bytes,
+            quantised_from: &mut self.quantised_from,
         }
     }
 }
@@ -597,7 +603,16 @@ pub(crate) fn import(
         env.insert(name, Val::Tensor(v));
     }
 
-    let mut st = State { g, opset, base_dir, layer_names: HashSet::new(), folded_bytes: 0, inlined_nodes: 0, depth: 0 };
+    let mut st = State {
+        g,
+        opset,
+        base_dir,
+        layer_names: HashSet::new(),
+        folded_bytes: 0,
+        quantised_from: HashMap::new(),
+        inlined_nodes: 0,
+        depth: 0,
+    };
     // Outputs that a converter could not provide (e.g. MaxPool indices).
     let mut unavailable: HashMap<String, String> = HashMap::new();
     match crate::order::topological(&gd.nodes, &node_of, |i| display_name(&gd.nodes[i], i))? {

@@ -335,7 +335,9 @@ fn out_of_order_nodes_are_sorted() {
 
 /// A constant quantisation scale must be positive and finite: zero,
 /// negative, NaN or infinite scales are errors naming the node and the
-/// element; with a valid scale the integer value carries its grid.
+/// element; with a valid scale the integer value carries its grid, and a
+/// QuantizeLinear → DequantizeLinear pair on one grid imports as the
+/// activation quantiser `Mul(Clip(Round(Div(x, s))), s)` reading `x`.
 #[test]
 fn quantisation_scales_and_grids() {
     let qdq = |scale: f32| {
@@ -345,6 +347,7 @@ fn quantisation_scales_and_grids() {
             .op("QuantizeLinear", &["x", "s"], "q", vec![])
             .op("DequantizeLinear", &["q", "s"], "y", vec![])
             .output("y")
+            .output("q")
     };
     let g = qdq(0.5).ok();
     let grids: Vec<_> = g.values.iter().filter_map(|v| v.ty.quant.as_ref().map(|q| (v.ty.dtype, q))).collect();
@@ -353,6 +356,22 @@ fn quantisation_scales_and_grids() {
     assert_eq!((dtype, q.axis), (kerf_ir::DType::U8, None));
     assert_eq!(g.weights.tensor(q.scale).to_f32_vec(), vec![0.5]);
     assert_eq!(g.weights.tensor(q.zero_point).to_f32_vec(), vec![0.0]);
+    // y = Mul(Clip{-0, 255}(Round(Div(x, 0.5))), 0.5), on x itself
+    let y = g.outputs[0].value;
+    let ops = |v: kerf_ir::ValueId| match g.value(v).def {
+        kerf_ir::ValueDef::Node { node, .. } => Some((g.nodes[node].op.name(), g.nodes[node].inputs[0])),
+        _ => None,
+    };
+    let mut chain = Vec::new();
+    let mut v = y;
+    while let Some((name, input)) = ops(v) {
+        chain.push(name);
+        v = input;
+    }
+    assert_eq!(chain, ["Mul", "Clip", "Round", "Div"]);
+    assert_eq!(v, g.inputs[0]);
+    let x = kerf_ir::Tensor::from_f32(vec![1, 4], &[-1.0, 0.3, 0.75, 300.0]).unwrap();
+    assert_eq!(kerf_ir::eval::eval_graph(&g, &[x]).unwrap()[0].to_f32_vec(), vec![0.0, 0.5, 1.0, 127.5]);
     for bad in [0.0, -1.0, f32::NAN, f32::INFINITY] {
         assert_contains(&qdq(bad).err(), &["QuantizeLinear", "y_scale element 0 is", "must be positive and finite"]);
     }

@@ -198,6 +198,9 @@ fn quantize_linear(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         let c = un(cx, UnaryOp::Clip { min: F32::new(lo as f32), max: F32::new(hi as f32) }, i)?;
         let y = cast(cx, c, out)?;
         cx.g.values[y.0 as usize].ty.quant = grid(cx, scale, zp, axis, block, out, &xs);
+        if out == DType::U8 && xd == DType::F32 && f == DType::F32 && per_tensor_const(cx, scale, zp).is_some() {
+            cx.quantised_from.insert(y, x);
+        }
         y
     } else if is_float8(out) {
         let op = if saturate {
@@ -239,6 +242,14 @@ fn dequantize_linear(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     if cx.g.ty(x).quant.is_none() {
         cx.g.values[x.0 as usize].ty.quant = grid(cx, scale, zp, axis, block, xd, &xs);
     }
+    if out == DType::F32 && block == 0 {
+        if let Some(y) = requantised(cx, x, scale, zp)? {
+            return Ok(vec![y]);
+        }
+        if let Some(y) = weight_on_grid(cx, x, scale, zp, axis)? {
+            return Ok(vec![y]);
+        }
+    }
     let f = if matches!(xd, DType::I32 | DType::U32 | DType::I64 | DType::U64) { DType::F64 } else { DType::F32 };
     let mut d = cast(cx, x, f)?;
     if let Some(z) = zp.filter(|_| xd.is_int()) {
@@ -254,6 +265,88 @@ fn dequantize_linear(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let sf = cast_to(cx, s, f)?;
     let y = bin(cx, BinaryOp::Mul, d, sf)?;
     Ok(vec![cast_to(cx, y, out)?])
+}
+
+/// `(scale, zero point)` of a per-tensor grid given as constants (an
+/// absent zero point is 0), when the zero point fits u8.
+fn per_tensor_const(cx: &Cx, scale: ValueId, zp: Option<ValueId>) -> Option<(f32, u8)> {
+    let s = cx.g.const_of(scale)?;
+    if s.numel() != 1 || s.dtype() != DType::F32 {
+        return None;
+    }
+    let z = match zp {
+        None => 0.0,
+        Some(z) => {
+            let t = cx.g.const_of(z)?;
+            (t.numel() == 1 && t.dtype() == DType::U8).then(|| t.get_f64(0))?
+        }
+    };
+    Some((s.to_f32_vec()[0], z as u8))
+}
+
+/// `DequantizeLinear(QuantizeLinear(x))` on one per-tensor u8 grid, as
+/// the activation quantiser the compress stage writes:
+/// `Mul(Clip{−z, 255 − z}(Round(Div(x, s))), s)`. The same values bit for
+/// bit (`(q − z)` is exactly the clipped rounded quotient, and both sides
+/// multiply it by `s` once), in the form the `int8` rule group runs on
+/// integer kernels.
+fn requantised(cx: &mut Cx, x: ValueId, scale: ValueId, zp: Option<ValueId>) -> Result<Option<ValueId>, ImportError> {
+    let Some(&src) = cx.quantised_from.get(&x) else { return Ok(None) };
+    let Some((s, z)) = per_tensor_const(cx, scale, zp) else { return Ok(None) };
+    let same = cx.g.ty(x).quant.as_ref().is_some_and(|q| {
+        let qs = cx.g.weights.tensor(q.scale).to_f32_vec();
+        let qz = cx.g.weights.tensor(q.zero_point).to_f64_vec();
+        q.axis.is_none() && qs == [s] && qz == [f64::from(z)]
+    });
+    if !same {
+        return Ok(None);
+    }
+    let sc = cx.derived("scale", Tensor::scalar_f32(s));
+    let d = bin(cx, BinaryOp::Div, src, sc)?;
+    let r = un(cx, UnaryOp::Round, d)?;
+    let zf = f32::from(z);
+    let c = un(cx, UnaryOp::Clip { min: F32::new(-zf), max: F32::new(255.0 - zf) }, r)?;
+    Ok(Some(bin(cx, BinaryOp::Mul, c, sc)?))
+}
+
+/// `DequantizeLinear` of a constant int8 weight with zero zero points: the
+/// f32 values `f32(q · s[c])` it computes, as a constant recording its grid
+/// (`WeightGrid`, per output channel, axis 0), so the `int8` rule group can
+/// run the layer on integer kernels. `None` for anything else.
+fn weight_on_grid(
+    cx: &mut Cx,
+    x: ValueId,
+    scale: ValueId,
+    zp: Option<ValueId>,
+    axis: Option<usize>,
+) -> Result<Option<ValueId>, ImportError> {
+    let (Some(q), Some(s)) = (cx.g.const_of(x), cx.g.const_of(scale)) else { return Ok(None) };
+    let zero = zp.map_or(Some(true), |z| cx.g.const_of(z).map(|t| t.to_f64_vec().iter().all(|&v| v == 0.0)));
+    let shape = q.shape().to_vec();
+    let per_tensor = s.numel() == 1;
+    if q.dtype() != DType::I8 || s.dtype() != DType::F32 || zero != Some(true) || shape.is_empty() {
+        return Ok(None);
+    }
+    if !per_tensor && (axis != Some(0) || s.numel() != shape[0]) {
+        return Ok(None);
+    }
+    let sv = s.to_f32_vec();
+    let scales: Vec<f32> = (0..shape[0]).map(|c| if per_tensor { sv[0] } else { sv[c] }).collect();
+    let inner: usize = shape[1..].iter().product();
+    let values: Vec<f32> =
+        q.to_f64_vec().iter().enumerate().map(|(i, &c)| c as f32 * scales[i / inner.max(1)]).collect();
+    let t = Tensor::from_f32(shape, &values).map_err(|e| cx.err(e.to_string()))?;
+    let grid = kerf_ir::WeightGrid { axis: 0, scales };
+    if grid.validate(&t).is_err() {
+        return Ok(None);
+    }
+    let v = cx.derived("weight", t);
+    if let kerf_ir::ValueDef::Const(w) = cx.g.value(v).def {
+        let slot = cx.g.weights.get_mut(w);
+        slot.grid = Some(grid);
+        slot.is_param = true;
+    }
+    Ok(Some(v))
 }
 
 /// DynamicQuantizeLinear (uint8): scale from the data range including 0,

@@ -1,0 +1,48 @@
+"""ONNX Runtime's own int8 model of the digits CNN and its outputs, for the
+QDQ import test (testsuite/tests/compression.rs): `quantize_static`, QDQ
+format, per-channel int8 weights, uint8 activations, calibrated on the
+fixture's 500 calibration images (disjoint from the test set); ORT's logits
+on the 450 test images with graph optimisations off, i.e. the QDQ model's
+own semantics (Q and DQ as float ops): with them on, ORT fuses the pairs
+into its integer kernels, whose results differ from those semantics by up
+to 19 output steps on an AVX2 CPU without VNNI (they also differ between
+CPUs), so they are no reference.
+
+    python testsuite/scripts/make_qdq_fixture.py testsuite/fixtures/models/digits_cnn
+"""
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+d = Path(sys.argv[1])
+calib = np.load(d / "calib_x.npy").astype(np.float32)
+
+
+class Reader(CalibrationDataReader):
+    def __init__(self):
+        self.i = 0
+
+    def get_next(self):
+        if self.i >= len(calib):
+            return None
+        self.i += 1
+        return {"input": calib[self.i - 1].reshape(1, 1, 8, 8)}
+
+
+out = d / "model_qdq_ort.onnx"
+quantize_static(str(d / "model.onnx"), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+x = np.load(d / "test_x.npy").astype(np.float32)
+y = np.load(d / "test_y.npy")
+for level, name in [(ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "QDQ semantics"),
+                    (ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "ORT's fused integer kernels")]:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = level
+    sess = ort.InferenceSession(str(out), so, providers=["CPUExecutionProvider"])
+    logits = np.stack([sess.run(None, {"input": s.reshape(1, 1, 8, 8)})[0][0] for s in x])
+    print(f"ORT top-1 on its QDQ model, {name}:", (logits.argmax(1) == y).mean())
+    if level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL:
+        np.save(d / "qdq_ort_logits.npy", logits.astype(np.float32))
