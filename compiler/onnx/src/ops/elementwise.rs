@@ -3,6 +3,7 @@
 
 use kerf_ir::{BinaryOp, Op, Tensor, UnaryOp, ValueId, F32};
 
+use super::compose::reshape;
 use super::Converter;
 use crate::import::Cx;
 use crate::ImportError;
@@ -240,22 +241,46 @@ fn where_(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
 }
 
 /// Clip: attributes before opset 11, constant `min`/`max` inputs after.
+/// Clip. Constant bounds become the `Clip` op; a bound computed at run time
+/// (opset 11+) stays a runtime input, as `Max(x, min)` and `Min(·, max)`
+/// in that order (`min(max(x, lo), hi)`, so `lo > hi` gives `hi`, as the
+/// reference does).
 fn clip(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let x = cx.input(0)?;
-    let (min, max) = if cx.opset < 11 {
+    if cx.opset < 11 {
         let a = cx.attrs();
-        (a.float("min", f32::NEG_INFINITY)?, a.float("max", f32::INFINITY)?)
-    } else {
-        let scalar = |t: Option<Tensor>, what: &str, default: f32| -> Result<f32, ImportError> {
-            match t {
-                None => Ok(default),
-                Some(t) if t.numel() == 1 => Ok(t.get_f64(0) as f32),
-                Some(t) => Err(cx.err(format!("input '{what}' must be a scalar, got shape {:?}", t.shape()))),
-            }
+        let (min, max) = (a.float("min", f32::NEG_INFINITY)?, a.float("max", f32::INFINITY)?);
+        return Ok(vec![cx.add1(Op::Unary(UnaryOp::Clip { min: F32::new(min), max: F32::new(max) }), vec![x])?]);
+    }
+    let mut bounds = [(f32::NEG_INFINITY, None), (f32::INFINITY, None)];
+    for (i, what) in [(1, "min"), (2, "max")] {
+        let Some(v) = cx.opt_input(i) else { continue };
+        let shape = cx.shape(v);
+        if shape.iter().product::<usize>() != 1 {
+            return Err(cx.err(format!("input '{what}' must be a scalar, got shape {shape:?}")));
+        }
+        if cx.ty(v).dtype != cx.ty(x).dtype {
+            return Err(cx.err(format!("input '{what}' has type {}, the input {}", cx.ty(v).dtype, cx.ty(x).dtype)));
+        }
+        bounds[i - 1] = match cx.g.const_of(v) {
+            Some(t) => (t.get_f64(0) as f32, None),
+            None => (bounds[i - 1].0, Some(reshape(cx, v, vec![])?)),
         };
-        (scalar(cx.konst(1, "min")?, "min", f32::NEG_INFINITY)?, scalar(cx.konst(2, "max")?, "max", f32::INFINITY)?)
-    };
-    Ok(vec![cx.add1(Op::Unary(UnaryOp::Clip { min: F32::new(min), max: F32::new(max) }), vec![x])?])
+    }
+    let [(lo, lo_rt), (hi, hi_rt)] = bounds;
+    let mut y = x;
+    if let Some(l) = lo_rt {
+        y = cx.add1(Op::Binary(BinaryOp::Max), vec![y, l])?;
+    }
+    if lo_rt.is_none() && lo != f32::NEG_INFINITY || hi_rt.is_none() && hi != f32::INFINITY || y == x && hi_rt.is_none() {
+        // the constant bounds (with a runtime min, only the upper one is left)
+        let (l, h) = (if lo_rt.is_some() { f32::NEG_INFINITY } else { lo }, if hi_rt.is_some() { f32::INFINITY } else { hi });
+        y = cx.add1(Op::Unary(UnaryOp::Clip { min: F32::new(l), max: F32::new(h) }), vec![y])?;
+    }
+    if let Some(h) = hi_rt {
+        y = cx.add1(Op::Binary(BinaryOp::Min), vec![y, h])?;
+    }
+    Ok(vec![y])
 }
 
 /// A scalar constant of `x`'s dtype.
