@@ -6,6 +6,7 @@
 use kerf_ir::op::{Pool, ReduceKind, Window};
 use kerf_ir::{BinaryOp, DType, Op, Tensor, UnaryOp, ValueId, F32};
 
+use super::compose::reshape;
 use super::Converter;
 use crate::import::Cx;
 use crate::ImportError;
@@ -108,22 +109,42 @@ fn mask_2d(m: usize, n: usize, keep: impl Fn(i64, i64) -> bool) -> Result<Tensor
     Ok(Tensor::from_i64_values(DType::Bool, vec![m, n], &vals)?)
 }
 
+/// Trilu: keep `x[.., i, j]` where `j − i >= k` (upper) or `<= k` (lower),
+/// zero elsewhere. A constant `k` gives a constant mask; a `k` computed at
+/// run time stays a runtime input: the mask is `(j − i) >= k` (or `<=`)
+/// compared at run time against the constant `j − i` table.
 fn trilu(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let x = cx.input(0)?;
     let xs = cx.shape(x);
-    let k = match cx.konst(1, "k")? {
-        Some(t) if t.numel() == 1 => t.get_i64(0),
-        Some(t) => return Err(cx.err(format!("k must be a scalar, got shape {:?}", t.shape()))),
-        None => 0,
-    };
     let upper = cx.attrs().bool("upper", true)?;
     let [.., m, n] = xs[..] else {
         return Err(cx.err(format!("input must have rank >= 2, got {}", cx.ty(x))));
     };
     super::fits(cx, &[m, n])?;
-    let mask = mask_2d(m, n, |i, j| if upper { j - i >= k } else { j - i <= k })?;
-    let mask = cx.derived("mask", mask);
     let zero = scalar(cx, cx.ty(x).dtype, "zero", 0.0)?;
+    let runtime_k = cx.opt_input(1).filter(|&v| cx.g.const_of(v).is_none());
+    let mask = match runtime_k {
+        Some(kv) => {
+            let ks = cx.shape(kv);
+            if ks.iter().product::<usize>() != 1 || cx.ty(kv).dtype != DType::I64 {
+                return Err(cx.err(format!("k must be an int64 scalar, got {}", cx.ty(kv))));
+            }
+            let k = reshape(cx, kv, vec![])?;
+            let diag: Vec<f64> = (0..m * n).map(|p| (p % n) as f64 - (p / n) as f64).collect();
+            let d = cx.derived("offsets", Tensor::from_f64_values(DType::I64, vec![m, n], &diag)?);
+            let cmp = if upper { BinaryOp::GreaterOrEqual } else { BinaryOp::LessOrEqual };
+            cx.add1(Op::Binary(cmp), vec![d, k])?
+        }
+        None => {
+            let k = match cx.konst(1, "k")? {
+                Some(t) if t.numel() == 1 => t.get_i64(0),
+                Some(t) => return Err(cx.err(format!("k must be a scalar, got shape {:?}", t.shape()))),
+                None => 0,
+            };
+            let mask = mask_2d(m, n, |i, j| if upper { j - i >= k } else { j - i <= k })?;
+            cx.derived("mask", mask)
+        }
+    };
     Ok(vec![cx.add1(Op::Where, vec![mask, x, zero])?])
 }
 
