@@ -272,9 +272,11 @@ fn clip(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     if let Some(l) = lo_rt {
         y = cx.add1(Op::Binary(BinaryOp::Max), vec![y, l])?;
     }
-    if lo_rt.is_none() && lo != f32::NEG_INFINITY || hi_rt.is_none() && hi != f32::INFINITY || y == x && hi_rt.is_none() {
+    if lo_rt.is_none() && lo != f32::NEG_INFINITY || hi_rt.is_none() && hi != f32::INFINITY || y == x && hi_rt.is_none()
+    {
         // the constant bounds (with a runtime min, only the upper one is left)
-        let (l, h) = (if lo_rt.is_some() { f32::NEG_INFINITY } else { lo }, if hi_rt.is_some() { f32::INFINITY } else { hi });
+        let (l, h) =
+            (if lo_rt.is_some() { f32::NEG_INFINITY } else { lo }, if hi_rt.is_some() { f32::INFINITY } else { hi });
         y = cx.add1(Op::Unary(UnaryOp::Clip { min: F32::new(l), max: F32::new(h) }), vec![y])?;
     }
     if let Some(h) = hi_rt {

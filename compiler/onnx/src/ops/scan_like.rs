@@ -12,7 +12,7 @@
 use kerf_ir::op::{BinaryOp, ReduceKind};
 use kerf_ir::{DType, Op, Tensor, ValueId};
 
-use super::compose::{konst_i, wrap_negative};
+use super::compose::{konst_i, reshape, wrap_negative};
 use super::Converter;
 use crate::import::Cx;
 use crate::ImportError;
@@ -27,21 +27,60 @@ fn tensor_err(cx: &Cx, e: kerf_ir::IrError) -> ImportError {
     cx.err(e.to_string())
 }
 
+/// CumSum / CumProd. A constant axis gives one masked reduction along it;
+/// an axis computed at run time stays a runtime input: the op is computed
+/// along every axis and the result picked at run time by comparing the
+/// axis with each (negative values count from the end; an axis outside
+/// `[-rank, rank)` picks the last axis' result, since a kernel cannot fail).
 fn cumsum(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let x = cx.input(0)?;
     let xt = cx.ty(x).clone();
     let rank = xt.rank();
-    let axis_v = cx.const_ints(1, "axis")?.ok_or_else(|| cx.err("missing required input 'axis'"))?;
-    let axis = match axis_v.as_slice() {
-        [a] => cx.axis(*a, rank)?,
-        _ => return Err(cx.err(format!("axis must hold one value, got {axis_v:?}"))),
-    };
-    let a = cx.attrs();
-    let exclusive = a.bool("exclusive", false)?;
-    let reverse = a.bool("reverse", false)?;
     if !(xt.dtype.is_int() || xt.dtype.is_float()) {
         return Err(cx.err(format!("input of type {} is not supported", xt.dtype)));
     }
+    let axis_in = cx.input(1)?;
+    if cx.g.const_of(axis_in).is_some() {
+        let axis_v = cx.const_ints(1, "axis")?.ok_or_else(|| cx.err("missing required input 'axis'"))?;
+        let axis = match axis_v.as_slice() {
+            [a] => cx.axis(*a, rank)?,
+            _ => return Err(cx.err(format!("axis must hold one value, got {axis_v:?}"))),
+        };
+        return Ok(vec![cumulative(cx, x, axis)?]);
+    }
+    let at = cx.ty(axis_in).clone();
+    if at.numel() != 1 || !matches!(at.dtype, DType::I32 | DType::I64) || rank == 0 {
+        return Err(cx.err(format!("axis must be one int32 or int64 value, got {at}")));
+    }
+    let axis = reshape(cx, axis_in, vec![])?;
+    let mut y = cumulative(cx, x, rank - 1)?;
+    for a in (0..rank - 1).rev() {
+        let ya = cumulative(cx, x, a)?;
+        let mut hit = None;
+        for v in [a as i64, a as i64 - rank as i64] {
+            let c = Tensor::from_i64_values(at.dtype, vec![], &[v]).map_err(|e| tensor_err(cx, e))?;
+            let c = cx.derived("axis", c);
+            let eq = cx.add1(Op::Binary(BinaryOp::Equal), vec![axis, c])?;
+            hit = Some(match hit {
+                None => eq,
+                Some(h) => cx.add1(Op::Binary(BinaryOp::Or), vec![h, eq])?,
+            });
+        }
+        let hit = hit.ok_or_else(|| cx.err("internal: no axis test"))?;
+        y = cx.add1(Op::Where, vec![hit, ya, y])?;
+    }
+    Ok(vec![y])
+}
+
+/// The cumulative sum (or product, for CumProd) of `x` along `axis`, with
+/// the node's `exclusive` and `reverse`: a masked reduction over a `[D, D]`
+/// table with the axis moved last.
+fn cumulative(cx: &mut Cx, x: ValueId, axis: usize) -> Result<ValueId, ImportError> {
+    let xt = cx.ty(x).clone();
+    let rank = xt.rank();
+    let a = cx.attrs();
+    let exclusive = a.bool("exclusive", false)?;
+    let reverse = a.bool("reverse", false)?;
     let d = xt.shape[axis];
     // Axis last.
     let mut perm: Vec<usize> = (0..rank).filter(|&k| k != axis).collect();
@@ -71,13 +110,13 @@ fn cumsum(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let picked = cx.add1(Op::Where, vec![m, xe, neutral])?;
     let summed = cx.add1(Op::Reduce { kind, axes: vec![rank], keepdims: false }, vec![picked])?;
     if axis + 1 == rank {
-        return Ok(vec![summed]);
+        return Ok(summed);
     }
     let mut back = vec![0; rank];
     for (k, &p) in perm.iter().enumerate() {
         back[p] = k;
     }
-    Ok(vec![cx.add1(Op::Transpose { perm: back }, vec![summed])?])
+    cx.add1(Op::Transpose { perm: back }, vec![summed])
 }
 
 fn one_hot(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
