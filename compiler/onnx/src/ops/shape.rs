@@ -5,8 +5,9 @@
 //! Slice becomes the IR's full-rank normalised form.
 
 use kerf_ir::op::PadMode;
-use kerf_ir::{Op, ValueId, F32};
+use kerf_ir::{DType, Op, Tensor, ValueId, F32};
 
+use super::compose::R;
 use super::{fits, non_neg, Converter};
 use crate::import::Cx;
 use crate::ImportError;
@@ -317,11 +318,15 @@ fn pad(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         (p.ok_or_else(|| cx.err("missing required attribute 'pads'"))?, a.float("value", 0.0)?, None)
     } else {
         let p = cx.const_ints(1, "pads")?.ok_or_else(|| cx.err("missing required input 'pads'"))?;
-        let v = match cx.konst(2, "constant_value")? {
-            Some(t) if t.numel() == 1 => t.get_f64(0) as f32,
-            Some(t) if t.numel() == 0 => 0.0,
-            Some(t) => return Err(cx.err(format!("constant_value must be a scalar, got shape {:?}", t.shape()))),
-            None => 0.0,
+        let v = match cx.opt_input(2).filter(|&v| cx.g.const_of(v).is_none()) {
+            // computed at run time: padded with 0 here, replaced below
+            Some(_) => 0.0,
+            None => match cx.konst(2, "constant_value")? {
+                Some(t) if t.numel() == 1 => t.get_f64(0) as f32,
+                Some(t) if t.numel() == 0 => 0.0,
+                Some(t) => return Err(cx.err(format!("constant_value must be a scalar, got shape {:?}", t.shape()))),
+                None => 0.0,
+            },
         };
         (p, v, cx.const_ints(3, "axes")?)
     };
@@ -363,8 +368,43 @@ fn pad(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let xs = cx.shape(x);
     let out: Option<Vec<usize>> =
         (0..rank).map(|i| xs[i].checked_add(pads[i]).and_then(|v| v.checked_add(pads[rank + i]))).collect();
-    fits(cx, &out.ok_or_else(|| cx.err(format!("pads {raw:?} are too large")))?)?;
-    Ok(vec![cx.add1(Op::Pad { pads, mode, value: F32::new(value) }, vec![x])?])
+    let out = out.ok_or_else(|| cx.err(format!("pads {raw:?} are too large")))?;
+    fits(cx, &out)?;
+    let y = cx.add1(Op::Pad { pads: pads.clone(), mode, value: F32::new(value) }, vec![x])?;
+    let runtime_value = cx.opt_input(2).filter(|&v| cx.opset >= 11 && cx.g.const_of(v).is_none());
+    match runtime_value {
+        Some(v) if mode == PadMode::Constant => Ok(vec![fill_padding(cx, y, v, &xs, &pads, &out)?]),
+        _ => Ok(vec![y]),
+    }
+}
+
+/// `y` (a constant-mode Pad of an `xs` tensor by `pads`, shape `out`) with
+/// its padding replaced by the runtime scalar `v`: `Where(mask, v, y)` over
+/// a constant mask of the padded positions. The constant value stays a
+/// runtime input (it shapes nothing).
+fn fill_padding(cx: &mut Cx, y: ValueId, v: ValueId, xs: &[usize], pads: &[usize], out: &[usize]) -> R {
+    let vt = cx.ty(v).clone();
+    if vt.numel() != 1 || vt.dtype != cx.ty(y).dtype {
+        return Err(cx.err(format!("constant_value must be one value of the input's type, got {vt}")));
+    }
+    let rank = out.len();
+    let n: usize = out.iter().product();
+    let mut mask = Vec::with_capacity(n);
+    let mut idx = vec![0usize; rank];
+    for _ in 0..n {
+        let inside = (0..rank).all(|a| idx[a] >= pads[a] && idx[a] < pads[a] + xs[a]);
+        mask.push(i64::from(!inside));
+        for a in (0..rank).rev() {
+            idx[a] += 1;
+            if idx[a] < out[a] {
+                break;
+            }
+            idx[a] = 0;
+        }
+    }
+    let m = cx.derived("padding", Tensor::from_i64_values(DType::Bool, out.to_vec(), &mask)?);
+    let v = super::compose::reshape(cx, v, vec![])?;
+    cx.add1(Op::Where, vec![m, v, y])
 }
 
 /// CenterCropPad as Slice (centred crop; an odd excess leaves the extra
