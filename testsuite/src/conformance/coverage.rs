@@ -79,13 +79,14 @@ pub fn render(manifest: &Manifest, cases: &[Case]) -> String {
          exactly). An `xfail` tag names the first reason the case cannot pass (see \
          `testsuite/src/conformance/classify.rs`).\n\n\
          Bound inputs: many node cases feed inputs that shape the result (Reshape's `shape`, Slice's \
-         `starts`, Resize's `scales`, Pad's `pads`, ReduceSum's `axes`, ...) and some attribute-like \
-         inputs (Clip's `min`/`max`, Trilu's `k`) as graph inputs. kerf compiles for static shapes, so \
+         `starts`, Resize's `scales`, Pad's `pads`, ReduceSum's `axes`, ...) as graph inputs. kerf \
+         compiles for static shapes, so \
          when the frontend reports such an input must be constant the runner binds it to the test \
          data's value at compile time (`ImportOptions::constant_inputs`), as static-shape compilers \
          do; data inputs are never bound. These cases are marked `bound=<inputs>` in the manifest and \
          counted separately below: they show kerf computes the op correctly for those values, not that \
-         it accepts them at run time.\n",
+         it accepts them at run time. Inputs that shape nothing stay runtime inputs and are never \
+         bound: Clip's `min`/`max`, Trilu's `k`, Pad's `constant_value`, CumSum/CumProd's `axis`.\n",
         crate::cases::ONNX_VERSION
     );
 
