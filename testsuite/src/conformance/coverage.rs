@@ -86,7 +86,8 @@ pub fn render(manifest: &Manifest, cases: &[Case]) -> String {
          do; data inputs are never bound. These cases are marked `bound=<inputs>` in the manifest and \
          counted separately below: they show kerf computes the op correctly for those values, not that \
          it accepts them at run time. Inputs that shape nothing stay runtime inputs and are never \
-         bound: Clip's `min`/`max`, Trilu's `k`, Pad's `constant_value`, CumSum/CumProd's `axis`.\n",
+         bound: Clip's `min`/`max`, Trilu's `k`, Pad's `constant_value`, CumSum/CumProd's `axis`, \
+         ReverseSequence's `sequence_lens`.\n",
         crate::cases::ONNX_VERSION
     );
 

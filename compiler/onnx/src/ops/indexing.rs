@@ -22,7 +22,7 @@
 use kerf_ir::op::{BinaryOp, ReduceKind};
 use kerf_ir::{DType, Op, ValueId};
 
-use super::compose::{bin, konst_f, konst_int, reshape, wrap_negative};
+use super::compose::{bin, konst_f, konst_int, reshape, wrap_negative, R};
 use super::Converter;
 use crate::import::Cx;
 use crate::ImportError;
@@ -252,8 +252,12 @@ fn reverse_sequence(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     if xt.rank() < 2 || batch_axis == time_axis || batch_axis > 1 || time_axis > 1 {
         return Err(cx.err(format!("batch_axis and time_axis must be 0 and 1 in some order, input {xt}")));
     }
-    let lens = cx.konst_req(1, "sequence_lens")?.to_i64_vec();
     let (nb, nt) = (xt.shape[batch_axis], xt.shape[time_axis]);
+    let lens_in = cx.input(1)?;
+    if cx.g.const_of(lens_in).is_none() {
+        return Ok(vec![reverse_runtime(cx, x, lens_in, batch_axis, time_axis)?]);
+    }
+    let lens = cx.konst_req(1, "sequence_lens")?.to_i64_vec();
     if lens.len() != nb || lens.iter().any(|&l| l < 0 || l as usize > nt) {
         return Err(cx.err(format!("sequence_lens {lens:?} must hold {nb} lengths in 0..={nt}")));
     }
@@ -273,6 +277,33 @@ fn reverse_sequence(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         return Ok(parts);
     }
     Ok(vec![cx.add1(Op::Concat { axis: batch_axis }, parts)?])
+}
+
+/// ReverseSequence with `sequence_lens` computed at run time (it shapes
+/// nothing, so it stays a runtime input): the input reversed over each
+/// possible length `l` in `2..=T` (a constant Gather each), and per batch
+/// entry the one whose `l` equals its length (lengths 0 and 1, and any
+/// outside `0..=T`, which a kernel cannot report, leave the entry as is).
+fn reverse_runtime(cx: &mut Cx, x: ValueId, lens: ValueId, batch_axis: usize, time_axis: usize) -> R {
+    let xt = cx.ty(x).clone();
+    let (nb, nt) = (xt.shape[batch_axis], xt.shape[time_axis]);
+    let lt = cx.ty(lens).clone();
+    if lt.shape != [nb] || !matches!(lt.dtype, DType::I32 | DType::I64) {
+        return Err(cx.err(format!("sequence_lens must be {nb} int32/int64 lengths, got {lt}")));
+    }
+    let mut bshape = vec![1; xt.rank()];
+    bshape[batch_axis] = nb;
+    let lb = reshape(cx, lens, bshape)?;
+    let mut acc = x;
+    for l in 2..=nt as i64 {
+        let order: Vec<i64> = (0..nt as i64).map(|t| if t < l { l - 1 - t } else { t }).collect();
+        let idx = konst_int(cx, "time_order", DType::I64, vec![nt], &order)?;
+        let rev = cx.add1(Op::Gather { axis: time_axis }, vec![x, idx])?;
+        let lc = konst_int(cx, "length", lt.dtype, vec![], &[l])?;
+        let hit = cx.add1(Op::Binary(BinaryOp::Equal), vec![lb, lc])?;
+        acc = cx.add1(Op::Where, vec![hit, rev, acc])?;
+    }
+    Ok(acc)
 }
 
 /// TensorScatter (opset 24): `update`'s `S` steps written into `past_cache`
