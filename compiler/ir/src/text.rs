@@ -563,16 +563,8 @@ fn parse_layout(c: &mut Cursor, t: &Tensor) -> Result<Sparsity, IrError> {
     c.punct('=')?;
     let kind = c.ident()?;
     c.punct('(')?;
-    let field = |c: &mut Cursor, key: &str| -> Result<Attr, IrError> {
-        let k = c.ident()?;
-        if k != key {
-            return Err(c.err(format!("expected '{key}' in layout={kind}(…), found '{k}'")));
-        }
-        c.punct('=')?;
-        let a = c.attr()?;
-        c.eat(',');
-        Ok(a)
-    };
+    let what = format!("layout={kind}");
+    let field = |c: &mut Cursor, key: &str| keyed(c, key, &what);
     let count = |c: &Cursor, a: Attr| match a {
         Attr::Int(n) if n >= 0 => Ok(n as usize),
         other => Err(c.err(format!("expected a count, found {other}"))),
@@ -603,6 +595,19 @@ fn parse_layout(c: &mut Cursor, t: &Tensor) -> Result<Sparsity, IrError> {
     Ok(s)
 }
 
+/// `key=<attr>` inside `what(…)` (a weight's layout or grid), then an
+/// optional comma.
+fn keyed(c: &mut Cursor, key: &str, what: &str) -> Result<Attr, IrError> {
+    let k = c.ident()?;
+    if k != key {
+        return Err(c.err(format!("expected '{key}' in {what}(…), found '{k}'")));
+    }
+    c.punct('=')?;
+    let a = c.attr()?;
+    c.eat(',');
+    Ok(a)
+}
+
 /// An optional `grid=int8(axis=A, scales=[…])` (see [`grid_text`]); the
 /// data must lie on it ([`WeightGrid::validate`]).
 fn parse_grid(c: &mut Cursor, t: &Tensor) -> Result<Option<WeightGrid>, IrError> {
@@ -616,16 +621,7 @@ fn parse_grid(c: &mut Cursor, t: &Tensor) -> Result<Option<WeightGrid>, IrError>
         return Err(c.err(format!("unknown grid '{kind}' (int8)")));
     }
     c.punct('(')?;
-    let key = |c: &mut Cursor, want: &str| -> Result<Attr, IrError> {
-        let k = c.ident()?;
-        if k != want {
-            return Err(c.err(format!("expected '{want}' in grid=int8(…), found '{k}'")));
-        }
-        c.punct('=')?;
-        let a = c.attr()?;
-        c.eat(',');
-        Ok(a)
-    };
+    let key = |c: &mut Cursor, want: &str| keyed(c, want, "grid=int8");
     let axis = match key(c, "axis")? {
         Attr::Int(a) if a >= 0 => a as usize,
         other => return Err(c.err(format!("expected an axis, found {other}"))),

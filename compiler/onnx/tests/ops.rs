@@ -194,8 +194,21 @@ fn clip_forms() {
     assert_eq!(g.nodes[1].op, Op::Unary(UnaryOp::Clip { min: f32::NEG_INFINITY.into(), max: 6.0.into() }));
     let g = M::new(6).input("x", &[4]).op("Clip", &["x"], "y", vec![af("min", -1.0), af("max", 1.0)]).output("y").ok();
     assert_eq!(g.nodes[0].op, Op::Unary(UnaryOp::Clip { min: (-1.0).into(), max: 1.0.into() }));
-    let e = M::new(13).input("x", &[4]).input("lo", &[]).op("Clip", &["x", "lo"], "y", vec![]).output("y").err();
-    assert_eq!(e, "node 'y' (Clip): input 'min' must be a constant (dynamic shapes are not supported)");
+    // a bound computed at run time stays a runtime input: min(max(x, lo), 6)
+    let g = M::new(13)
+        .input("x", &[4])
+        .input("lo", &[])
+        .init_f32("hi", &[], &[6.0])
+        .op("Clip", &["x", "lo", "hi"], "y", vec![])
+        .output("y")
+        .ok();
+    assert_eq!(op_names(&g), vec!["Max", "Clip"]);
+    assert_eq!(g.nodes[1].op, Op::Unary(UnaryOp::Clip { min: f32::NEG_INFINITY.into(), max: 6.0.into() }));
+    let x = kerf_ir::Tensor::from_f32(vec![4], &[-3.0, 0.5, 2.0, 9.0]).unwrap();
+    let lo = kerf_ir::Tensor::from_f32(vec![], &[1.0]).unwrap();
+    assert_eq!(kerf_ir::eval::eval_graph(&g, &[x, lo]).unwrap()[0].to_f32_vec(), vec![1.0, 1.0, 2.0, 6.0]);
+    let e = M::new(13).input("x", &[4]).input("lo", &[2]).op("Clip", &["x", "lo"], "y", vec![]).output("y").err();
+    assert_eq!(e, "node 'y' (Clip): input 'min' must be a scalar, got shape [2]");
 }
 
 #[test]
