@@ -27,6 +27,7 @@ pub mod cleanup;
 pub mod const_fold;
 pub mod fusion;
 pub mod gelu;
+pub mod hardswish;
 pub mod int8;
 pub mod reshape;
 pub mod winograd;
@@ -159,7 +160,7 @@ impl<R: Rule> Applier<KNode, KerfAnalysis> for Adapter<R> {
 }
 
 fn cleanup_group() -> Vec<KRewrite> {
-    cleanup::rules().into_iter().chain(gelu::rules()).collect()
+    cleanup::rules().into_iter().chain(gelu::rules()).chain(hardswish::rules()).collect()
 }
 
 /// A rule group: its name and the function making its rules.
