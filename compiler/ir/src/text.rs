@@ -761,9 +761,9 @@ graph "t"
         use crate::F32;
         let w = Window { kernel: vec![3], strides: vec![1], dilations: vec![1], pads: vec![1, 1] };
         let ops = vec![
-            Op::QConv(crate::op::QConv {
-                conv: crate::op::Conv {
-                    window: crate::op::Window {
+            Op::QConv(QConv {
+                conv: Conv {
+                    window: Window {
                         kernel: vec![3, 3],
                         strides: vec![2, 1],
                         dilations: vec![1, 2],
@@ -771,9 +771,9 @@ graph "t"
                     },
                     group: 2,
                     layer: crate::Layer("q".into()),
-                    algo: crate::op::ConvAlgo::Direct,
+                    algo: ConvAlgo::Direct,
                 },
-                epi: crate::op::Epilogue { act: Some(UnaryOp::Relu), residual: true },
+                epi: Epilogue { act: Some(UnaryOp::Relu), residual: true },
                 x_scale: F32::new(0.0125),
                 x_zp: 200,
             }),
