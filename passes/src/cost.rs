@@ -74,9 +74,10 @@ pub fn node_cost(op: &NodeOp, ins: &[&[TensorType]], outs: &[TensorType]) -> f64
         // The epilogue's adds and activation run in registers: their work
         // only, no pass over memory (that is what makes fusing pay).
         Op::ConvFused(..) => 2.0 * macs + if has_bias { out_n } else { 0.0 },
-        // Integer multiply-adds run at twice the f32 rate (pairs of i16
-        // products per lane); the input is quantised once (a divide, round
-        // and clamp per element).
+        // Integer multiply-adds priced at twice the f32 rate (pairs of i16
+        // products per lane; measured 1.5x per layer on AVX2, see
+        // docs/compression.md); the input is quantised once (a divide,
+        // round and clamp per element).
         Op::QConv(q) => macs + 4.0 * in0_n + out_n + epilogue_work(&q.epi, out_n),
         Op::MatMulFused(_, e) | Op::GemmFused(_, e) => 2.0 * macs + out_n + epilogue_work(e, out_n),
         Op::Lstm(r) | Op::Gru(r) | Op::Rnn(r) => {

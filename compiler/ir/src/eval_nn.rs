@@ -88,8 +88,9 @@ pub(crate) fn qconv(op: &Op, q: &QConv, inputs: &[&Tensor], out: &TensorType) ->
     let xq: Vec<f32> = x.to_f32_vec().into_iter().map(|v| v - z).collect();
     let xq = Tensor::from_f32(x.shape().to_vec(), &xq)?;
     let acc = conv(op, &q.conv, &[&xq, w], out)?.to_f32_vec();
-    let (ws, b) = (ws.to_f32_vec(), b.to_f32_vec());
-    let m = ws.len();
+    let b = b.to_f32_vec();
+    let scale: Vec<f32> = ws.to_f32_vec().iter().map(|&w| q.x_scale.get() * w).collect();
+    let m = scale.len();
     let plane: usize = out.shape[2..].iter().product();
     let res = rest.first().map(|r| r.to_f32_vec());
     let y: Vec<f32> = acc
@@ -97,7 +98,7 @@ pub(crate) fn qconv(op: &Op, q: &QConv, inputs: &[&Tensor], out: &TensorType) ->
         .enumerate()
         .map(|(i, &a)| {
             let c = i / plane % m;
-            let mut v = a * (q.x_scale.get() * ws[c]) + b[c];
+            let mut v = a * scale[c] + b[c];
             if let Some(r) = &res {
                 v += r[i];
             }

@@ -135,7 +135,9 @@ impl Rule for Int8Conv {
             let ch = &n.children;
             let Some(w) = ch.get(1).and_then(|&w| eg[w].data.constant) else { continue };
             let weight = eg.analysis.weights.get(w);
-            let on_grid = weight.grid.as_ref().is_some_and(|g| g.axis == 0 && g.validate(&weight.tensor).is_ok());
+            // the grid was validated where it was set (compress, the text
+            // parser, BatchNorm folding, the importer); codes are read once, in apply
+            let on_grid = weight.grid.as_ref().is_some_and(|g| g.axis == 0);
             if !on_grid || !worth_it(&conv, weight.tensor.shape()) {
                 continue;
             }
@@ -211,22 +213,24 @@ fn weights(eg: &mut KEGraph, m: &Int8Match) -> Option<[WeightId; 3]> {
 }
 
 fn make_weights(eg: &mut KEGraph, m: &Int8Match) -> Option<[WeightId; 3]> {
-    let weight = eg.analysis.weights.get(m.w).clone();
+    let weight = eg.analysis.weights.get(m.w);
     let grid = weight.grid.as_ref()?;
-    let codes = grid.codes(&weight.tensor).ok()?;
     let shape = weight.tensor.shape().to_vec();
-    let bytes: Vec<u8> = codes.iter().map(|&c| c as u8).collect();
+    let bytes: Vec<u8> = grid.codes(&weight.tensor).ok()?.iter().map(|&c| c as u8).collect();
     let q = Tensor::from_bytes(DType::I8, shape.clone(), bytes).ok()?;
     let scales = Tensor::from_f32(vec![shape[0]], &grid.scales).ok()?;
-    let zeros = Tensor::from_f32(vec![shape[0]], &vec![0.0; shape[0]]).ok()?;
+    let (name, is_param, sparsity) = (weight.name.clone(), weight.is_param, weight.sparsity.clone());
     let w = &mut eg.analysis.weights;
-    let qid = w.add(format!("{}.int8", weight.name), q, Origin::Derived);
-    w.get_mut(qid).is_param = weight.is_param;
-    w.get_mut(qid).sparsity = weight.sparsity.clone();
-    let sid = w.add(format!("{}.int8_scale", weight.name), scales, Origin::Derived);
+    let qid = w.add(format!("{name}.int8"), q, Origin::Derived);
+    w.get_mut(qid).is_param = is_param;
+    w.get_mut(qid).sparsity = sparsity;
+    let sid = w.add(format!("{name}.int8_scale"), scales, Origin::Derived);
     let bid = match m.b {
         Some(b) => b,
-        None => w.add(format!("{}.int8_bias", weight.name), zeros, Origin::Derived),
+        None => {
+            let zeros = Tensor::from_f32(vec![shape[0]], &vec![0.0; shape[0]]).ok()?;
+            w.add(format!("{name}.int8_bias"), zeros, Origin::Derived)
+        }
     };
     Some([qid, sid, bid])
 }

@@ -24,7 +24,9 @@
 //! own B (task scratch) and runs every row block on it.
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, AbiParam, ConstantData, Endianness, InstBuilder, MemFlagsData, Signature, Value};
+use cranelift_codegen::ir::{
+    types, AbiParam, ConstantData, Endianness, InstBuilder, MemFlagsData, SigRef, Signature, Value,
+};
 use kerf_ir::{DType, Op};
 
 use super::epilogue::{apply_act, Act};
@@ -126,14 +128,8 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     let cost = (16 * d.kp * d.mg) as u64; // 8 pixels × 2 K steps × rows, one op-pair each
     let (lo, hi) = k.parallel_range(units, 1, cost)?;
     let bbuf = k.task_scratch(d.kp * 32);
-    let tile_code = if k.caps.avx2 {
-        let codes = [d.rows, d.mg % d.rows].map(|r| if r > 0 { qgemm_tile(r).ok() } else { None });
-        let codes = codes.map(|c| c.map(|c| k.code(c)));
-        Some((codes, k.task_scratch(12 * 32)))
-    } else {
-        None
-    };
-    let ptrs = Ptrs { x, out, res, a, tap, s: s_p, b: b_p, bbuf, tile_code };
+    let tiles = if k.caps.avx2 { Some(Assembled::new(k, &d)) } else { None };
+    let ptrs = Ptrs { x, out, res, a, tap, s: s_p, b: b_p, bbuf, tiles };
     k.for_dyn(lo, hi, 1, |k, u| {
         let jp = k.b.ins().urem_imm_u(u, d.pairs as i64);
         let ng = k.b.ins().udiv_imm_u(u, d.pairs as i64);
@@ -162,9 +158,28 @@ struct Ptrs {
     s: Value,
     b: Value,
     bbuf: Value,
-    /// With AVX2: the assembled tiles for full and last row blocks, and the
-    /// task scratch they write their `rows × 8` i32 sums to.
-    tile_code: Option<([Option<Value>; 2], Value)>,
+    /// With AVX2: the assembled tiles.
+    tiles: Option<Assembled>,
+}
+
+/// The assembled AVX2 tiles of one kernel: their addresses for full and
+/// last row blocks (`None` where a block size does not occur or did not
+/// assemble: the Cranelift tile runs there), their call signature, and the
+/// task scratch they write their `rows × 8` i32 sums to.
+struct Assembled {
+    code: [Option<Value>; 2],
+    sig: SigRef,
+    sums: Value,
+}
+
+impl Assembled {
+    fn new(k: &mut Kernel, d: &Dims) -> Assembled {
+        let code = [d.rows, d.mg % d.rows].map(|r| if r > 0 { qgemm_tile(r).ok().map(|c| k.code(c)) } else { None });
+        let mut sig = Signature::new(k.b.func.signature.call_conv);
+        sig.params.extend(std::iter::repeat_n(AbiParam::new(PTR), 4));
+        let sig = k.b.import_signature(sig);
+        Assembled { code, sig, sums: k.task_scratch(12 * 32) }
+    }
 }
 
 /// One unit of work: panel pair `jp` of group `gi` of image `ni` (I64 values).
@@ -323,15 +338,12 @@ fn pack_vector(k: &mut Kernel, d: &Dims, p: &Ptrs, base: Value) {
 /// panels, over every K pair, then the epilogue and the stores.
 #[allow(clippy::too_many_arguments)]
 fn tile(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, a_blk: Value, m0: Value, rows: usize, valid: usize) {
-    let code = p.tile_code.and_then(|(codes, buf)| Some((if rows == d.rows { codes[0] } else { codes[1] }?, buf)));
-    let accs = match code {
-        Some((code, buf)) => {
-            let mut sig = Signature::new(k.b.func.signature.call_conv);
-            sig.params.extend(std::iter::repeat_n(AbiParam::new(PTR), 4));
-            let sref = k.b.import_signature(sig);
+    let asm = p.tiles.as_ref().and_then(|t| Some((t.code[usize::from(rows != d.rows)]?, t)));
+    let accs = match asm {
+        Some((code, t)) => {
             let n = k.ic(d.kp as i64);
-            k.b.ins().call_indirect(sref, code, &[a_blk, p.bbuf, buf, n]);
-            (0..2 * rows).map(|i| k.ld(types::I32X4, buf, (16 * i) as i32)).collect()
+            k.b.ins().call_indirect(t.sig, code, &[a_blk, p.bbuf, t.sums, n]);
+            (0..2 * rows).map(|i| k.ld(types::I32X4, t.sums, (16 * i) as i32)).collect()
         }
         // no AVX2, or the tile did not assemble: the Cranelift tile
         None if k.lanes() == 4 => k_loop(k, d, p, a_blk, rows),
