@@ -583,7 +583,7 @@ def gen_logic(r):
 
 
 def gen_rnn(r):
-    def rnn(op, variant, desc, seq, batch, inp, hid, dirs, with_bias=True, with_state=False, **attrs):
+    def rnn(op, variant, desc, seq, batch, inp, hid, dirs, with_bias=True, with_state=False, lens=None, **attrs):
         g = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
         bound = 1.0 / np.sqrt(hid)
         inputs = {"X": u(r, (seq, batch, inp))}
@@ -592,10 +592,14 @@ def gen_rnn(r):
         if with_bias:
             inits["B"] = u(r, (dirs, 2 * g * hid), -bound, bound)
             names.append("B")
-        elif with_state:
+        elif with_state or lens is not None:
             names.append("")
-        if with_state:
+        if lens is not None:
+            inputs["sequence_lens"] = np.array(lens, np.int32)  # a run-time input
+            names.append("sequence_lens")
+        elif with_state:
             names.append("")  # sequence_lens omitted
+        if with_state:
             inputs["initial_h"] = u(r, (dirs, batch, hid), -0.5, 0.5)
             names.append("initial_h")
             if op == "LSTM":
@@ -629,6 +633,14 @@ def gen_rnn(r):
               4, 2, 3, 7, 2, with_state=True, activations=["Relu", "Tanh"])
     yield rnn("RNN", "reverse_no_bias", "reverse, B omitted, clip 1.0, hidden 4", 6, 1, 4, 4, 1, with_bias=False,
               direction="reverse", clip=1.0)
+    # run-time sequence_lens: rows past their length keep their state, Y is 0 there
+    yield rnn("LSTM", "bidirectional_sequence_lens", "bidirectional, run-time lengths [5, 2, 3], hidden 5",
+              5, 3, 4, 5, 2, lens=[5, 2, 3])
+    yield rnn("LSTM", "forward_sequence_lens", "forward, initial state, lengths [1, 4, 3, 2], hidden 8", 4, 4, 3, 8, 1,
+              with_state=True, lens=[1, 4, 3, 2])
+    yield rnn("GRU", "reverse_sequence_lens", "reverse, linear_before_reset 0, lengths [3, 1]", 4, 2, 3, 6, 1,
+              direction="reverse", lens=[3, 1])
+    yield rnn("RNN", "forward_sequence_lens", "forward, lengths [2, 3, 1]", 3, 3, 2, 4, 1, lens=[2, 3, 1])
 
 
 def gen_nn_c(r):

@@ -625,10 +625,10 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
                 Op::Gru(_) => (5, 3),
                 _ => (5, 1),
             };
-            arity(ins, n_in, n_in)?;
+            arity(ins, n_in, n_in + 1)?;
             let x = ins[0];
             float_input(x, "X")?;
-            same_dtype(ins)?;
+            same_dtype(&ins[..n_in])?;
             if x.rank() != 3 {
                 return Err(format!("X must be [seq, batch, input], got {x}"));
             }
@@ -647,6 +647,12 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
             if is_lstm {
                 expect(5, vec![d, batch, h])?;
                 expect(6, vec![d, 3 * h])?;
+            }
+            if let Some(l) = ins.get(n_in) {
+                if l.dtype != DType::I32 {
+                    return Err(format!("sequence lengths must be i32, got {l}"));
+                }
+                expect(n_in, vec![batch])?;
             }
             let nact = match op {
                 Op::Lstm(_) => 3,

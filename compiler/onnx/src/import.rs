@@ -112,14 +112,20 @@ impl<'a> Cx<'a> {
             None => Ok(None),
             Some(v) => match self.g.const_of(v) {
                 Some(t) => Ok(Some(t.clone())),
-                None => Err(ImportError::NonConstantInput {
-                    node: self.name.clone(),
-                    op: self.node.op_type.clone(),
-                    input: what.to_string(),
-                    value: non_constant_source(self.g, v)
-                        .unwrap_or_else(|| self.node.inputs.get(i).cloned().unwrap_or_default()),
-                }),
+                None => Err(self.non_constant(i, v, what)),
             },
+        }
+    }
+
+    /// Input `i` (value `v`, named `what`) would have to be constant: the
+    /// error that names the graph input it comes from, so binding resolves it.
+    pub(crate) fn non_constant(&self, i: usize, v: ValueId, what: &str) -> ImportError {
+        ImportError::NonConstantInput {
+            node: self.name.clone(),
+            op: self.node.op_type.clone(),
+            input: what.to_string(),
+            value: non_constant_source(self.g, v)
+                .unwrap_or_else(|| self.node.inputs.get(i).cloned().unwrap_or_default()),
         }
     }
 

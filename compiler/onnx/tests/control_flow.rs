@@ -1,5 +1,6 @@
 //! Control flow and sequences resolved at import (`ops/control.rs`): what is
-//! inlined or unrolled, and the errors past the static limits. Numerics are
+//! inlined or unrolled (or, for `If` on a run-time condition, selected),
+//! and the errors past the static limits. Numerics are
 //! covered by the ONNX backend node cases (If, Loop, Scan, Sequence*,
 //! Optional*) in the conformance run.
 
@@ -57,20 +58,38 @@ fn if_with_a_constant_condition_inlines_the_taken_branch() {
     }
 }
 
+fn if_model(t: GraphProto, e: GraphProto) -> M {
+    M::new(17)
+        .input("x", &[2, 3])
+        .input_vi(value_info("c", BOOL, Some(vec![])))
+        .node("If", "if", &["c"], &["y"], vec![ag("then_branch", t), ag("else_branch", e)])
+        .output("y")
+}
+
 #[test]
-fn if_with_a_runtime_condition_asks_for_it_constant() {
+fn if_with_a_runtime_condition_selects_between_both_branches() {
     let (t, e) = branches();
-    let err = kerf_onnx::load_model_bytes(
-        &M::new(17)
-            .input("x", &[2, 3])
-            .input_vi(value_info("c", BOOL, Some(vec![])))
-            .node("If", "if", &["c"], &["y"], vec![ag("then_branch", t), ag("else_branch", e)])
-            .output("y")
-            .bytes(),
-        None,
-        &Default::default(),
-    )
-    .unwrap_err();
+    let g = if_model(t, e).ok();
+    let names = common::op_names(&g);
+    assert!(names.contains(&"Relu") && names.contains(&"Neg") && names.contains(&"Where"), "{names:?}");
+    let x = kerf_ir::Tensor::from_f32(vec![2, 3], &[-2.0, -1.0, 0.0, 1.0, 2.0, 3.0]).unwrap();
+    for (c, want) in [(true, [0.0, 0.0, 0.0, 1.0, 2.0, 3.0]), (false, [2.0, 1.0, -0.0, -1.0, -2.0, -3.0])] {
+        let c = kerf_ir::Tensor::from_i64_values(kerf_ir::DType::Bool, vec![], &[i64::from(c)]).unwrap();
+        let y = kerf_ir::eval::eval_graph(&g, &[x.clone(), c]).unwrap();
+        assert_eq!(y[0].to_f32_vec(), want);
+    }
+}
+
+#[test]
+fn if_whose_branches_differ_in_shape_asks_for_a_constant_condition() {
+    let then_g = graph_of(M::new(17).op("Relu", &["x"], "t", vec![]).output("t"));
+    let else_g = graph_of(
+        M::new(17)
+            .init(common::tensor_f32("k", &[3], &[1.0, 2.0, 3.0]))
+            .op("Identity", &["k"], "e", vec![])
+            .output("e"),
+    );
+    let err = kerf_onnx::load_model_bytes(&if_model(then_g, else_g).bytes(), None, &Default::default()).unwrap_err();
     match err {
         ImportError::NonConstantInput { node, value, .. } => assert_eq!((node.as_str(), value.as_str()), ("if", "c")),
         other => panic!("expected NonConstantInput, got {other}"),

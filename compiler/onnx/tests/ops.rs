@@ -493,6 +493,61 @@ fn reductions_per_opset() {
     assert_eq!(g.nodes[1].op, Op::Identity);
 }
 
+/// `tf_crop_and_resize` of a `[1, 2, 5, 4]` image to `[1, 2, 7, 3]` with
+/// the roi as a graph input (`runtime`) or an initializer.
+fn crop_and_resize(mode: &str, nearest: &str, roi: &[f32], runtime: bool) -> M {
+    let m = M::new(19).input("x", &[1, 2, 5, 4]).init_i64("sz", &[4], &[1, 2, 7, 3]);
+    let m = if runtime { m.input("roi", &[8]) } else { m.init_f32("roi", &[8], roi) };
+    m.op(
+        "Resize",
+        &["x", "roi", "", "sz"],
+        "y",
+        vec![
+            astr("coordinate_transformation_mode", "tf_crop_and_resize"),
+            astr("mode", mode),
+            astr("nearest_mode", nearest),
+            af("extrapolation_value", -7.5),
+        ],
+    )
+    .output("y")
+}
+
+#[test]
+fn resize_with_a_runtime_roi_matches_the_constant_roi() {
+    let x: Vec<f32> = (0..40).map(|i| ((i * 7) % 11) as f32 - 3.25).collect();
+    let xt = kerf_ir::Tensor::from_f32(vec![1, 2, 5, 4], &x).unwrap();
+    // Inside the image, past both edges (extrapolated), and a flipped box.
+    let rois: [[f32; 8]; 3] = [
+        [0.0, 0.0, 0.1, 0.2, 1.0, 1.0, 0.9, 0.75],
+        [0.0, 0.0, -0.3, 0.4, 1.0, 1.0, 1.2, 1.1],
+        [0.0, 0.0, 0.8, 0.9, 1.0, 1.0, 0.2, 0.1],
+    ];
+    let modes = [
+        ("linear", "round_prefer_floor"),
+        ("nearest", "round_prefer_floor"),
+        ("nearest", "round_prefer_ceil"),
+        ("nearest", "floor"),
+        ("nearest", "ceil"),
+    ];
+    for (mode, nearest) in modes {
+        let g = crop_and_resize(mode, nearest, &[0.0; 8], true).ok();
+        assert!(op_names(&g).contains(&"MatMul"), "{mode}: {:?}", op_names(&g));
+        for roi in &rois {
+            let want = crop_and_resize(mode, nearest, roi, false).ok();
+            let want = kerf_ir::eval::eval_graph(&want, std::slice::from_ref(&xt)).unwrap()[0].to_f32_vec();
+            let rt = kerf_ir::Tensor::from_f32(vec![8], roi).unwrap();
+            let got = kerf_ir::eval::eval_graph(&g, &[xt.clone(), rt]).unwrap()[0].to_f32_vec();
+            assert_eq!(got.len(), 2 * 7 * 3);
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!((a - b).abs() <= 1e-5 + 1e-5 * b.abs(), "{mode}/{nearest} roi {roi:?} [{i}]: {a} vs {b}");
+            }
+        }
+    }
+    // Cubic weights on a run-time roi are not built: the roi must be bound.
+    let e = crop_and_resize("cubic", "floor", &[0.0; 8], true).err();
+    assert!(e.contains("input 'roi' must be a constant"), "{e}");
+}
+
 #[test]
 fn resize_scales_and_sizes() {
     let g = M::new(13)
@@ -578,7 +633,7 @@ fn lstm_materialises_optional_inputs() {
 }
 
 #[test]
-fn gru_layout_1_gets_transposes_and_sequence_lens_checked() {
+fn gru_layout_1_gets_transposes_and_sequence_lens_kept() {
     let (h, i) = (2i64, 3i64);
     let m = |seq_lens: &[i32]| {
         let mut sl = onnx_protobuf::TensorProto::new();
@@ -613,8 +668,12 @@ fn gru_layout_1_gets_transposes_and_sequence_lens_checked() {
         }
         other => panic!("{other:?}"),
     }
-    let e = m(&[5, 3, 5, 5]).err();
-    assert_contains(&e, &["node 'gru' (GRU)", "sequence_lens", "[5, 3, 5, 5]", "5"]);
+    // Lengths that differ become the op's last input; one past seq is an error.
+    let g = m(&[5, 3, 5, 5]).ok();
+    assert_eq!(g.nodes[1].inputs.len(), 6);
+    assert_eq!(g.ty(g.nodes[1].inputs[5]).dtype, kerf_ir::DType::I32);
+    let e = m(&[5, 6, 5, 5]).err();
+    assert_contains(&e, &["node 'gru' (GRU)", "sequence_lens", "[5, 6, 5, 5]", "outside [0, 5]"]);
 }
 
 #[test]

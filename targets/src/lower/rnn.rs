@@ -22,6 +22,10 @@
 //!    `h` (and `c`). `h` is double-buffered (padded scratch), so a tile never
 //!    reads a value another tile of the same step wrote.
 //!
+//! 3. With per-row lengths (`sequence_lens`), after each step the rows
+//!    past their length take back their state from before the step and get
+//!    zeros in `Y` (a scalar pass over `batch × hidden`; none without).
+//!
 //! Gate order (ONNX): LSTM `i, o, f, c`, peepholes `i, o, f`; GRU `z, r, h`.
 //! GRU without `linear_before_reset` needs `r ⊙ h_prev` of every unit before
 //! the h gate's product, so it runs two phases per step (z and r, then h).
@@ -29,7 +33,7 @@
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
 use kerf_ir::op::{Activation, Direction, Rnn};
-use kerf_ir::{Op, UnaryOp};
+use kerf_ir::{DType, Op, UnaryOp};
 
 use super::elementwise::{fsel, unary_f};
 use super::loops::{mem, ro};
@@ -287,13 +291,25 @@ fn biases(k: &mut Kernel, src: &Src, geo: Geo, d: usize, ng: usize, lbr: bool) -
 
 /// Lowers `LSTM`, `GRU` and `RNN` (f32), per direction as the module docs describe.
 pub fn lower(k: &mut Kernel) -> LResult {
-    k.require_f32()?;
     let (r, kind) = match k.node.op.clone() {
         Op::Lstm(r) => (r, Kind::Lstm),
         Op::Gru(r) => (r, Kind::Gru),
         Op::Rnn(r) => (r, Kind::Rnn),
         _ => return Err("not a recurrent op".into()),
     };
+    let n_in = if kind == Kind::Lstm { 7 } else { 5 };
+    let lens = k.node.inputs.get(n_in).copied();
+    for &v in k.node.inputs[..n_in.min(k.node.inputs.len())].iter().chain(&k.node.outputs) {
+        let t = k.g.ty(v);
+        if t.dtype != DType::F32 {
+            return Err(format!("only f32 is supported, got {t} for '{}'", k.g.value(v).name));
+        }
+    }
+    if let Some(l) = lens {
+        if k.g.ty(l).dtype != DType::I32 {
+            return Err(format!("sequence lengths must be i32, got {}", k.g.ty(l)));
+        }
+    }
     Rec::new(k, r, kind).lower(k)
 }
 
@@ -311,6 +327,8 @@ struct Rec {
     lbr: bool,
     coupled: bool,
     clip: Option<f32>,
+    /// Index of the per-row lengths input (`sequence_lens`), when given.
+    lens: Option<usize>,
 }
 
 /// Per-direction pointers used by the step loop.
@@ -347,7 +365,9 @@ impl Rec {
         // input_forget=1 couples the gates: f = 1 - i (ONNX Runtime's semantics)
         let coupled = kind == Kind::Lstm && r.input_forget;
         let clip = r.clip.map(|c| c.get());
-        Rec { r, kind, seq, batch, input, dn, ng, geo, vty: k.vty(), lbr, coupled, clip }
+        let n_in = if kind == Kind::Lstm { 7 } else { 5 };
+        let lens = (k.node.inputs.len() > n_in).then_some(n_in);
+        Rec { r, kind, seq, batch, input, dn, ng, geo, vty: k.vty(), lbr, coupled, clip, lens }
     }
 
     /// Gate sets of the recurrent phases (indices into the op's gates).
@@ -392,6 +412,13 @@ impl Rec {
         let (zbuf, rhbuf) =
             if self.phases().len() > 1 { (Some(k.scratch(hbytes)), Some(k.scratch(hbytes))) } else { (None, None) };
         let xw = k.scratch((seq * batch * nw).max(1) * 4);
+        // With per-row lengths: the lengths, and (LSTM) the cell state
+        // before each step, restored on rows past their length.
+        let lens = self.lens.map(|i| k.input(i));
+        let csave = match (lens, cbuf) {
+            (Some(_), Some(_)) => Some(k.scratch(hbytes)),
+            _ => None,
+        };
         let all: Vec<usize> = (0..ng).collect();
         let na = match self.kind {
             Kind::Lstm => 3,
@@ -442,6 +469,12 @@ impl Rec {
                 let other = k.add_c(hbuf, hbytes as i64);
                 let hnext = k.b.ins().isub(other, off);
                 let st = Step { t, hcur, hnext, cbuf, zbuf, rhbuf, y };
+                if let (Some(cb), Some(cs)) = (cbuf, csave) {
+                    k.for_n(0, (batch * hp) as i64, 1, |k, i| {
+                        let v = k.ld_at(types::F32, cb, i, 4, 0);
+                        k.st_at(v, cs, i, 4, 0);
+                    });
+                }
                 for (phase, gs) in self.phases().iter().enumerate() {
                     if res.is_ok() {
                         res = self.phase(k, &dir, &st, phase, gs);
@@ -459,6 +492,9 @@ impl Rec {
                         });
                     });
                 }
+                if let Some(lp) = lens {
+                    self.hold_finished_rows(k, &st, d, lp, csave);
+                }
             });
             res?;
             // final state: hbuf[seq & 1] and cbuf into Y_h / Y_c
@@ -469,6 +505,43 @@ impl Rec {
             }
         }
         Ok(())
+    }
+
+    /// After step `st.t`: every batch row `b` with `t >= lens[b]` keeps its
+    /// state (`h` from before the step, `c` from `csave`) and gets zeros in
+    /// `Y` — so a negative length masks every step and one past `seq` none.
+    fn hold_finished_rows(&self, k: &mut Kernel, st: &Step, d: usize, lens: Value, csave: Option<Value>) {
+        let Geo { h, l, nub } = self.geo;
+        let hp = nub * l;
+        k.for_n(0, self.batch as i64, 1, |k, b| {
+            let len = k.ld_at(types::I32, lens, b, 4, 0);
+            let len = k.b.ins().sextend(types::I64, len);
+            let live = k.b.ins().icmp(cranelift_codegen::ir::condcodes::IntCC::SignedLessThan, st.t, len);
+            let yrow = self.y_row(k, st.y, st.t, d, b);
+            let so = k.b.ins().imul_imm_s(b, hp as i64);
+            let hprev = k.addr(st.hcur, so, 4);
+            let hnext = k.addr(st.hnext, so, 4);
+            let cpair = match (st.cbuf, csave) {
+                (Some(c), Some(cs)) => Some((k.addr(c, so, 4), k.addr(cs, so, 4))),
+                _ => None,
+            };
+            k.for_n(0, h as i64, 1, |k, u| {
+                let keep = |k: &mut Kernel, new_p: Value, old_p: Value| {
+                    let new = k.ld_at(types::F32, new_p, u, 4, 0);
+                    let old = k.ld_at(types::F32, old_p, u, 4, 0);
+                    let v = k.b.ins().select(live, new, old);
+                    k.st_at(v, new_p, u, 4, 0);
+                };
+                keep(k, hnext, hprev);
+                if let Some((c, cs)) = cpair {
+                    keep(k, c, cs);
+                }
+                let yv = k.ld_at(types::F32, yrow, u, 4, 0);
+                let z = k.fc(0.0);
+                let yv = k.b.ins().select(live, yv, z);
+                k.st_at(yv, yrow, u, 4, 0);
+            });
+        });
     }
 
     /// `buf[b][u] = src[d][b][u]` for `u < h`, zero for the padded units.

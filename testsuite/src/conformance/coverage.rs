@@ -87,7 +87,9 @@ pub fn render(manifest: &Manifest, cases: &[Case]) -> String {
          counted separately below: they show kerf computes the op correctly for those values, not that \
          it accepts them at run time. Inputs that shape nothing stay runtime inputs and are never \
          bound: Clip's `min`/`max`, Trilu's `k`, Pad's `constant_value`, CumSum/CumProd's `axis`, \
-         ReverseSequence's `sequence_lens`.\n",
+         ReverseSequence's and LSTM/GRU/RNN's `sequence_lens`, Resize's `roi` (linear and nearest \
+         `tf_crop_and_resize`), an `If` condition whose branches give the same types, a DFT `axis` \
+         that does not change the output's shape.\n",
         crate::cases::ONNX_VERSION
     );
 

@@ -715,8 +715,13 @@ pub enum Activation {
 
 /// LSTM / GRU attributes. Inputs are always the full ONNX list with absent
 /// optional inputs materialised as zero constants at import:
-/// LSTM: `X W R B H0 C0 P`; GRU: `X W R B H0`. Layout is always
-/// `[seq, batch, input]` (layout=1 models get transposes at import).
+/// LSTM: `X W R B H0 C0 P`; GRU and RNN: `X W R B H0`; then, only where the
+/// batch rows have different lengths, `L`: i32 `[batch]`, the ONNX
+/// `sequence_lens` — steps `t >= L[b]` leave row `b`'s state unchanged and
+/// give zeros in `Y` (so `Y_h`/`Y_c` hold the last valid step in either
+/// direction; a length outside `[0, seq]` is clamped there, since a kernel
+/// cannot fail). Layout is always `[seq, batch, input]` (layout=1 models
+/// get transposes at import).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Rnn {
     /// Hidden state size (ONNX `hidden_size`).
@@ -918,11 +923,11 @@ pub enum Op {
     },
     /// ONNX Resize (see [`Resize`]).
     Resize(Resize),
-    /// ONNX LSTM (see [`Rnn`]); inputs `X W R B H0 C0 P`, outputs `Y Y_h Y_c`.
+    /// ONNX LSTM (see [`Rnn`]); inputs `X W R B H0 C0 P [L]`, outputs `Y Y_h Y_c`.
     Lstm(Rnn),
-    /// ONNX GRU (see [`Rnn`]); inputs `X W R B H0`, outputs `Y Y_h`.
+    /// ONNX GRU (see [`Rnn`]); inputs `X W R B H0 [L]`, outputs `Y Y_h`.
     Gru(Rnn),
-    /// The simple (Elman) RNN `h = f(W·x + R·h + Wb + Rb)`; inputs `X W R B H0`
+    /// The simple (Elman) RNN `h = f(W·x + R·h + Wb + Rb)`; inputs `X W R B H0 [L]`
     /// (as GRU's), outputs `Y Y_h`; one activation per direction.
     Rnn(Rnn),
 }

@@ -4,7 +4,9 @@
 //! compiled away by the frontend when everything that decides their
 //! structure is known at import:
 //! - `If` with a constant condition (after folding, or a bound input):
-//!   the taken branch is inlined;
+//!   the taken branch is inlined; with a run-time condition both branches
+//!   are inlined and each output is a `Where` select, when the branches
+//!   agree on every output's type (else the error says to bind it);
 //! - `Loop` with a constant trip count and/or a condition that folds to a
 //!   constant every iteration: the body is unrolled, scan outputs are
 //!   stacked along a new axis 0;
@@ -263,15 +265,77 @@ fn check_same_dtype(st: &State, nd: &Node, vs: &[ValueId]) -> Result<(), ImportE
 
 fn if_(st: &mut State, nd: &Node, ins: &[Option<Val>], env: &Env) -> Result<Vec<Val>, ImportError> {
     let c = nd.tensor(ins, 0, "cond")?;
+    if st.g.const_of(c).is_none() {
+        return if_runtime(st, nd, c, env);
+    }
     let taken = nd.const_bool(st, c, 0, "cond")?;
-    let a = nd.attrs();
-    let branch = if taken { a.graph_req("then_branch")? } else { a.graph_req("else_branch")? };
-    let scope = format!("{}/{}/", nd.name, if taken { "then" } else { "else" });
-    let outs = inline_graph(st, branch, Vec::new(), env, &scope, nd.name, &nd.n.op_type)?;
+    let branch = if taken { "then" } else { "else" };
+    inline_branch(st, nd, branch, env)
+}
+
+/// Inlines the `then` or `else` branch; its output count must be the node's.
+fn inline_branch(st: &mut State, nd: &Node, branch: &str, env: &Env) -> Result<Vec<Val>, ImportError> {
+    let g = nd.attrs().graph_req(&format!("{branch}_branch"))?;
+    let scope = format!("{}/{branch}/", nd.name);
+    let outs = inline_graph(st, g, Vec::new(), env, &scope, nd.name, &nd.n.op_type)?;
     if outs.len() != nd.n.outputs.len() {
-        return Err(nd.err(format!("the taken branch has {} outputs, the node {}", outs.len(), nd.n.outputs.len())));
+        return Err(nd.err(format!("the {branch} branch has {} outputs, the node {}", outs.len(), nd.n.outputs.len())));
     }
     Ok(outs)
+}
+
+/// `If` on a run-time condition: both branches are computed and each output
+/// is selected element by element (`Where`), which is exact because the
+/// branches are pure.
+fn if_runtime(st: &mut State, nd: &Node, c: ValueId, env: &Env) -> Result<Vec<Val>, ImportError> {
+    if st.g.ty(c).shape.iter().product::<usize>() != 1 {
+        return Err(nd.err(format!("'cond' must hold one element, got {}", st.g.ty(c))));
+    }
+    let then = inline_branch(st, nd, "then", env)?;
+    let els = inline_branch(st, nd, "else", env)?;
+    let flag = nd.emit(st, "cond_scalar", Op::Reshape { shape: Vec::new() }, vec![c])?;
+    let flag = if st.g.ty(flag).dtype == DType::Bool {
+        flag
+    } else {
+        nd.emit(st, "cond_bool", Op::Cast(DType::Bool), vec![flag])?
+    };
+    let mut outs = Vec::with_capacity(then.len());
+    for (k, (t, e)) in then.into_iter().zip(els).enumerate() {
+        outs.push(select(st, nd, flag, &format!("select{k}"), t, e)?);
+    }
+    Ok(outs)
+}
+
+/// `flag ? t : e` for two branch values of the same structure; where they
+/// differ in more than values (type, shape, sequence length, presence) the
+/// condition decides the output's type and must be constant: the usual
+/// non-constant input error, which binding resolves.
+fn select(st: &mut State, nd: &Node, flag: ValueId, tag: &str, t: Val, e: Val) -> Result<Val, ImportError> {
+    match (t, e) {
+        (Val::Tensor(a), Val::Tensor(b)) => {
+            let (ta, tb) = (st.g.ty(a).clone(), st.g.ty(b).clone());
+            if ta != tb {
+                return Err(nd.non_constant(st, 0, flag, "cond"));
+            }
+            Ok(Val::Tensor(nd.emit(st, tag, Op::Where, vec![flag, a, b])?))
+        }
+        (Val::Seq(a), Val::Seq(b)) => {
+            if a.len() != b.len() {
+                return Err(nd.non_constant(st, 0, flag, "cond"));
+            }
+            let mut out = Vec::with_capacity(a.len());
+            for (i, (x, y)) in a.into_iter().zip(b).enumerate() {
+                match select(st, nd, flag, &format!("{tag}_{i}"), Val::Tensor(x), Val::Tensor(y))? {
+                    Val::Tensor(v) => out.push(v),
+                    _ => return Err(nd.err("a sequence element must be a tensor")),
+                }
+            }
+            Ok(Val::Seq(out))
+        }
+        (Val::Opt(None), Val::Opt(None)) => Ok(Val::Opt(None)),
+        (Val::Opt(Some(a)), Val::Opt(Some(b))) => Ok(Val::Opt(Some(Box::new(select(st, nd, flag, tag, *a, *b)?)))),
+        _ => Err(nd.non_constant(st, 0, flag, "cond")),
+    }
 }
 
 /// `x` with a new axis of length 1 at `axis`.

@@ -175,6 +175,22 @@ fn resize(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let mode = mode_of(cx, &mode, nearest)?;
     if antialias || coord == CoordMode::TfCropAndResize {
         let scales64 = scales64.ok_or_else(|| cx.err("needs either constant 'scales' or 'sizes'"))?;
+        let m = MatrixResize {
+            mode,
+            coord,
+            antialias,
+            cubic_coeff: a.float("cubic_coeff_a", -0.75)? as f64,
+            exclude_outside: a.bool("exclude_outside", false)?,
+            extrapolation: a.float("extrapolation_value", 0.0)? as f64,
+        };
+        if let Some(roi) =
+            cx.opt_input(1).filter(|&v| cx.g.const_of(v).is_none() && coord == CoordMode::TfCropAndResize)
+        {
+            let (slots, n) = roi_slots(&axes, rank);
+            return Ok(vec![super::resize_matrix::resize_runtime_roi(
+                cx, x, &m, &on, &scales64, &sizes, roi, &slots, n,
+            )?]);
+        }
         let roi = match cx.konst(1, "roi")?.filter(|t| t.numel() > 0) {
             Some(t) => {
                 let v = on_axes_roi(cx, t.to_f64_vec(), &axes, rank)?;
@@ -184,14 +200,6 @@ fn resize(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
                 return Err(cx.err("tf_crop_and_resize needs a constant 'roi'"));
             }
             None => None,
-        };
-        let m = MatrixResize {
-            mode,
-            coord,
-            antialias,
-            cubic_coeff: a.float("cubic_coeff_a", -0.75)? as f64,
-            exclude_outside: a.bool("exclude_outside", false)?,
-            extrapolation: a.float("extrapolation_value", 0.0)? as f64,
         };
         return Ok(vec![super::resize_matrix::resize(cx, x, &m, &on, &scales64, &sizes, roi.as_deref())?]);
     }
@@ -226,6 +234,23 @@ fn upsample(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         sizes,
     };
     Ok(vec![cx.add1(Op::Resize(rz), vec![x])?])
+}
+
+/// Each axis' index into a roi given for `axes` (or for every axis), and
+/// the number of axes the roi covers.
+fn roi_slots(axes: &Option<Vec<usize>>, rank: usize) -> (Vec<Option<usize>>, usize) {
+    match axes {
+        None => ((0..rank).map(Some).collect(), rank),
+        Some(ax) => {
+            let mut slots = vec![None; rank];
+            for (k, &a) in ax.iter().enumerate() {
+                if let Some(s) = slots.get_mut(a) {
+                    *s = Some(k);
+                }
+            }
+            (slots, ax.len())
+        }
+    }
 }
 
 /// Expands a roi given for `axes` (starts then ends) to all axes (others

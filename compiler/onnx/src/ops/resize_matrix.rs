@@ -11,10 +11,10 @@
 //! constant. Cost per axis: `in * out` multiply-adds per line (dense; the
 //! matrices are banded), fine for the image sizes these modes are used on.
 
-use kerf_ir::op::{BinaryOp, CoordMode, NearestMode, ResizeMode};
-use kerf_ir::ValueId;
+use kerf_ir::op::{BinaryOp, CoordMode, NearestMode, ResizeMode, UnaryOp};
+use kerf_ir::{DType, Op, ValueId};
 
-use super::compose::{bin, konst_f, matmul, reshape};
+use super::compose::{bin, cast, konst_f, konst_i, matmul, reshape, scalar, un, where_, R};
 use crate::import::Cx;
 use crate::ImportError;
 
@@ -223,35 +223,223 @@ pub(super) fn resize(
             return Err(cx.err(format!("scale {scale} on axis {axis} must be positive")));
         }
         let (w, extra) = axis_matrix(m, in_w, out_w, scale, r).map_err(|e| cx.err(e))?;
-        let pre: usize = shape[..axis].iter().product();
-        let post: usize = shape[axis + 1..].iter().product();
-        let last = axis + 1 == rank;
-        let mut out_shape = shape.clone();
-        out_shape[axis] = out_w;
-        let z = if last {
-            let wv = konst_f(cx, "resize_weights", dt, vec![in_w, out_w], &w)?;
-            let y2 = reshape(cx, y, vec![pre, in_w])?;
-            matmul(cx, y2, wv)?
-        } else {
-            // W^T [out, in] times [pre, in, post].
-            let wt: Vec<f64> =
-                (0..out_w).flat_map(|o| (0..in_w).map(move |i| (i, o))).map(|(i, o)| w[i * out_w + o]).collect();
-            let wv = konst_f(cx, "resize_weights", dt, vec![out_w, in_w], &wt)?;
-            let y3 = reshape(cx, y, vec![pre, in_w, post])?;
-            matmul(cx, wv, y3)?
-        };
-        let z = if extra.contains(&true) && m.extrapolation != 0.0 {
-            let b: Vec<f64> = extra.iter().map(|&e| if e { m.extrapolation } else { 0.0 }).collect();
-            let bshape = if last { vec![out_w] } else { vec![out_w, 1] };
-            let bv = konst_f(cx, "extrapolation", dt, bshape, &b)?;
-            bin(cx, BinaryOp::Add, z, bv)?
-        } else {
-            z
-        };
-        y = reshape(cx, z, out_shape)?;
+        let (wv, bias) = oriented_const(cx, m, dt, axis + 1 == rank, &w, &extra)?;
+        y = apply_axis(cx, y, axis, out_w, wv, bias)?;
     }
     if y == x {
         return cx.add1(kerf_ir::Op::Identity, vec![x]);
     }
     Ok(y)
+}
+
+/// The constant added to extrapolated output positions (`None` when there
+/// are none or the value is 0), shaped to broadcast over the product.
+fn extrapolation_bias(
+    cx: &mut Cx,
+    m: &MatrixResize,
+    dt: DType,
+    extra: &[bool],
+    shape: Vec<usize>,
+) -> Result<Option<ValueId>, ImportError> {
+    if !extra.contains(&true) || m.extrapolation == 0.0 {
+        return Ok(None);
+    }
+    let b: Vec<f64> = extra.iter().map(|&e| if e { m.extrapolation } else { 0.0 }).collect();
+    Ok(Some(konst_f(cx, "extrapolation", dt, shape, &b)?))
+}
+
+/// Resizes `y` along `axis` to `out_w` with the axis' weights `wv`: `[in,
+/// out]` when the axis is the last one (`y · W`), else `[out, in]` (`Wᵀ ·
+/// y` over `[pre, in, post]`), plus `bias` where given.
+fn apply_axis(cx: &mut Cx, y: ValueId, axis: usize, out_w: usize, wv: ValueId, bias: Option<ValueId>) -> R {
+    let shape = cx.shape(y);
+    let in_w = shape[axis];
+    let pre: usize = shape[..axis].iter().product();
+    let post: usize = shape[axis + 1..].iter().product();
+    let z = if axis + 1 == shape.len() {
+        let y2 = reshape(cx, y, vec![pre, in_w])?;
+        matmul(cx, y2, wv)?
+    } else {
+        let y3 = reshape(cx, y, vec![pre, in_w, post])?;
+        matmul(cx, wv, y3)?
+    };
+    let z = match bias {
+        Some(b) => bin(cx, BinaryOp::Add, z, b)?,
+        None => z,
+    };
+    let mut out_shape = shape;
+    out_shape[axis] = out_w;
+    reshape(cx, z, out_shape)
+}
+
+/// `tf_crop_and_resize` with a roi computed at run time (linear or nearest
+/// mode, no antialias): each axis' weights are built at run time from the
+/// roi — the sampling positions with the constant path's f64 arithmetic
+/// (same operations, same order, so the same positions), then the tent
+/// (linear) or the selected neighbour (nearest, by `nearest_mode`) on the
+/// clamped position, zero for extrapolated positions, which get
+/// `extrapolation_value` instead. `slots[a]` is axis `a`'s index into the
+/// roi (`None`: the axis is not listed in `axes` and keeps roi [0, 1]);
+/// the roi holds `2 * n` values (starts, then ends).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn resize_runtime_roi(
+    cx: &mut Cx,
+    x: ValueId,
+    m: &MatrixResize,
+    axes: &[usize],
+    scales: &[f64],
+    sizes: &[usize],
+    roi: ValueId,
+    slots: &[Option<usize>],
+    n: usize,
+) -> R {
+    let dt = cx.ty(x).dtype;
+    if !dt.is_float() || m.antialias || !matches!(m.mode, ResizeMode::Linear | ResizeMode::Nearest(_)) {
+        return Err(cx.non_constant(1, roi, "roi"));
+    }
+    let rt = cx.ty(roi).clone();
+    if !rt.dtype.is_float() || rt.numel() != 2 * n {
+        return Err(cx.err(format!("roi must hold {} float values (starts, then ends), got {rt}", 2 * n)));
+    }
+    super::fits(cx, sizes)?;
+    let roi = reshape(cx, roi, vec![2 * n])?;
+    let roi = if rt.dtype == DType::F64 { roi } else { cast(cx, roi, DType::F64)? };
+    let mut y = x;
+    for &axis in axes {
+        let (in_w, out_w, scale) = (cx.shape(y)[axis], sizes[axis], scales[axis]);
+        if in_w == 0 || out_w == 0 || !(scale.is_finite() && scale > 0.0) {
+            return Err(cx.err(format!("cannot resize axis {axis} from {in_w} to {out_w} (scale {scale})")));
+        }
+        let Some(k) = slots.get(axis).copied().flatten() else {
+            // Not in `axes`: roi [0, 1], the constant weights.
+            let (w, extra) = axis_matrix(m, in_w, out_w, scale, Some((0.0, 1.0))).map_err(|e| cx.err(e))?;
+            let (wv, bias) = oriented_const(cx, m, dt, axis + 1 == cx.shape(y).len(), &w, &extra)?;
+            y = apply_axis(cx, y, axis, out_w, wv, bias)?;
+            continue;
+        };
+        let last = axis + 1 == cx.shape(y).len();
+        let pos = sample_positions(cx, roi, k, n, in_w, out_w, scale)?;
+        // Positions along the output dimension of the weight matrix.
+        let pos = reshape(cx, pos, if last { vec![1, out_w] } else { vec![out_w, 1] })?;
+        let iota: Vec<f64> = (0..in_w).map(|i| i as f64).collect();
+        let iota = konst_f(cx, "input_positions", DType::F64, if last { vec![in_w, 1] } else { vec![1, in_w] }, &iota)?;
+        let w = match m.mode {
+            ResizeMode::Nearest(nm) => {
+                let idx = nearest_index(cx, pos, nm, in_w)?;
+                let hit = bin(cx, BinaryOp::Equal, iota, idx)?;
+                cast(cx, hit, DType::F64)?
+            }
+            _ => {
+                let clamped = clamp64(cx, pos, in_w)?;
+                let d = bin(cx, BinaryOp::Sub, iota, clamped)?;
+                let d = un(cx, UnaryOp::Abs, d)?;
+                let one = scalar(cx, DType::F64, 1.0)?;
+                let t = bin(cx, BinaryOp::Sub, one, d)?;
+                un(cx, UnaryOp::Relu, t)?
+            }
+        };
+        let zero = scalar(cx, DType::F64, 0.0)?;
+        let lo = bin(cx, BinaryOp::Less, pos, zero)?;
+        let top = scalar(cx, DType::F64, (in_w - 1) as f64)?;
+        let hi = bin(cx, BinaryOp::Greater, pos, top)?;
+        let outside = bin(cx, BinaryOp::Or, lo, hi)?;
+        let w = where_(cx, outside, zero, w)?;
+        let wv = cast(cx, w, dt)?;
+        let bias = if m.extrapolation != 0.0 {
+            let e = scalar(cx, dt, m.extrapolation)?;
+            let z = scalar(cx, dt, 0.0)?;
+            let b = where_(cx, outside, e, z)?;
+            Some(reshape(cx, b, if last { vec![out_w] } else { vec![out_w, 1] })?)
+        } else {
+            None
+        };
+        y = apply_axis(cx, y, axis, out_w, wv, bias)?;
+    }
+    if y == x {
+        return cx.add1(kerf_ir::Op::Identity, vec![x]);
+    }
+    Ok(y)
+}
+
+/// The constant weights `w` (`[in_w, out_w]`, row-major) and extrapolation
+/// bias of one axis, in the orientation [`apply_axis`] takes.
+fn oriented_const(
+    cx: &mut Cx,
+    m: &MatrixResize,
+    dt: DType,
+    last: bool,
+    w: &[f64],
+    extra: &[bool],
+) -> Result<(ValueId, Option<ValueId>), ImportError> {
+    let out_w = extra.len();
+    let in_w = w.len() / out_w.max(1);
+    if last {
+        let wv = konst_f(cx, "resize_weights", dt, vec![in_w, out_w], w)?;
+        return Ok((wv, extrapolation_bias(cx, m, dt, extra, vec![out_w])?));
+    }
+    let wt: Vec<f64> = (0..out_w).flat_map(|o| (0..in_w).map(move |i| (i, o))).map(|(i, o)| w[i * out_w + o]).collect();
+    let wv = konst_f(cx, "resize_weights", dt, vec![out_w, in_w], &wt)?;
+    Ok((wv, extrapolation_bias(cx, m, dt, extra, vec![out_w, 1])?))
+}
+
+/// The f64 input positions `[out_w]` the output samples of one axis map to
+/// under `tf_crop_and_resize`, from roi values `k` (start) and `n + k` (end):
+/// `start·(in−1) + y·(end−start)·(in−1)/(out−1)`, or the roi's centre for a
+/// single output, in the constant path's order of operations.
+fn sample_positions(cx: &mut Cx, roi: ValueId, k: usize, n: usize, in_w: usize, out_w: usize, scale: f64) -> R {
+    let fin = in_w as f64;
+    let fout = scale * fin;
+    let i0 = konst_i(cx, "roi_start", vec![], &[k as i64])?;
+    let i1 = konst_i(cx, "roi_end", vec![], &[(n + k) as i64])?;
+    let r0 = cx.add1(Op::Gather { axis: 0 }, vec![roi, i0])?;
+    let r1 = cx.add1(Op::Gather { axis: 0 }, vec![roi, i1])?;
+    let d = bin(cx, BinaryOp::Sub, r1, r0)?;
+    let span = scalar(cx, DType::F64, fin - 1.0)?;
+    let x = if fout == 1.0 {
+        let t = bin(cx, BinaryOp::Mul, d, span)?;
+        let two = scalar(cx, DType::F64, 2.0)?;
+        let t = bin(cx, BinaryOp::Div, t, two)?;
+        // The one position, for each of the `out_w` (= 1) samples.
+        let zeros = konst_f(cx, "zeros", DType::F64, vec![out_w], &vec![0.0; out_w])?;
+        bin(cx, BinaryOp::Add, t, zeros)?
+    } else {
+        let ys: Vec<f64> = (0..out_w).map(|y| y as f64).collect();
+        let ys = konst_f(cx, "output_positions", DType::F64, vec![out_w], &ys)?;
+        let t = bin(cx, BinaryOp::Mul, ys, d)?;
+        let t = bin(cx, BinaryOp::Mul, t, span)?;
+        let den = scalar(cx, DType::F64, fout - 1.0)?;
+        bin(cx, BinaryOp::Div, t, den)?
+    };
+    let off = bin(cx, BinaryOp::Mul, r0, span)?;
+    bin(cx, BinaryOp::Add, x, off)
+}
+
+/// The input index nearest mode `nm` picks for each position, clamped to
+/// the axis (as f64): the reference's rounding of the fractional part.
+fn nearest_index(cx: &mut Cx, pos: ValueId, nm: NearestMode, in_w: usize) -> R {
+    let r = match nm {
+        NearestMode::Floor => un(cx, UnaryOp::Floor, pos)?,
+        NearestMode::Ceil => un(cx, UnaryOp::Ceil, pos)?,
+        // frac > 0.5 rounds up: ceil(x - 0.5).
+        NearestMode::RoundPreferFloor => {
+            let h = scalar(cx, DType::F64, 0.5)?;
+            let t = bin(cx, BinaryOp::Sub, pos, h)?;
+            un(cx, UnaryOp::Ceil, t)?
+        }
+        // frac >= 0.5 rounds up: floor(x + 0.5).
+        NearestMode::RoundPreferCeil => {
+            let h = scalar(cx, DType::F64, 0.5)?;
+            let t = bin(cx, BinaryOp::Add, pos, h)?;
+            un(cx, UnaryOp::Floor, t)?
+        }
+    };
+    clamp64(cx, r, in_w)
+}
+
+/// `x` (f64) clamped to `[0, in_w - 1]` (Max/Min: Clip has no f64 kernel).
+fn clamp64(cx: &mut Cx, x: ValueId, in_w: usize) -> R {
+    let lo = scalar(cx, DType::F64, 0.0)?;
+    let hi = scalar(cx, DType::F64, (in_w - 1) as f64)?;
+    let t = bin(cx, BinaryOp::Max, x, lo)?;
+    bin(cx, BinaryOp::Min, t, hi)
 }

@@ -1,12 +1,12 @@
 //! LSTM, GRU and RNN. The IR takes the full ONNX input list (LSTM: X W R B
 //! H0 C0 P; GRU and RNN: X W R B H0) in `[seq, batch, ...]` layout, so absent optional
 //! inputs become zero constants (`Origin::Derived`) and `layout=1` models get
-//! Transposes around the op. `sequence_lens` is accepted only when it is
-//! absent or a constant equal to the sequence length everywhere (the IR has
-//! no per-batch lengths).
+//! Transposes around the op. `sequence_lens` becomes the op's optional
+//! last input (i32) unless it is a constant equal to the sequence length
+//! everywhere; a run-time one stays a run-time input.
 
 use kerf_ir::op::{Activation, Direction, Rnn};
-use kerf_ir::{Op, Tensor, ValueId, F32};
+use kerf_ir::{DType, Op, Tensor, ValueId, F32};
 
 use super::Converter;
 use crate::import::Cx;
@@ -105,14 +105,7 @@ fn rnn(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         Some(b) => b,
         None => zeros(cx, "B", vec![dirs, 2 * gates * hidden])?,
     };
-    if let Some(t) = cx.konst(4, "sequence_lens")? {
-        if t.to_i64_vec().iter().any(|&l| l != seq as i64) {
-            return Err(cx.err(format!(
-                "sequence_lens {:?} must equal the sequence length {seq} everywhere (variable lengths are not supported)",
-                t.to_i64_vec()
-            )));
-        }
-    }
+    let lens = sequence_lens(cx, seq, batch)?;
     let state = |cx: &mut Cx, i: usize, what: &str| -> Result<ValueId, ImportError> {
         match cx.opt_input(i) {
             Some(v) if layout == 1 => cx.add1(Op::Transpose { perm: vec![1, 0, 2] }, vec![v]),
@@ -136,6 +129,7 @@ fn rnn(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         3 => &["Sigmoid", "Tanh"],
         _ => &["Tanh"],
     };
+    ins.extend(lens);
     let acts = activations(cx, per_dir, dirs)?;
     let clip = a.float_opt("clip")?.map(F32::new);
     let rnn = Rnn {
@@ -163,4 +157,28 @@ fn rnn(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         }
     }
     Ok(outs)
+}
+
+/// The op's per-row lengths input: `None` when absent or a constant that is
+/// `seq` everywhere; a constant outside `[0, seq]` is an error; else the
+/// value as i32 `[batch]` (a run-time one is clamped by the kernel).
+fn sequence_lens(cx: &mut Cx, seq: usize, batch: usize) -> Result<Option<ValueId>, ImportError> {
+    let Some(v) = cx.opt_input(4) else { return Ok(None) };
+    let ty = cx.ty(v).clone();
+    if !matches!(ty.dtype, DType::I32 | DType::I64) || ty.shape != [batch] {
+        return Err(cx.err(format!("sequence_lens must be int32 [{batch}] (one length per batch row), got {ty}")));
+    }
+    if let Some(t) = cx.g.const_of(v) {
+        let lens = t.to_i64_vec();
+        if let Some(bad) = lens.iter().find(|&&l| l < 0 || l > seq as i64) {
+            return Err(cx.err(format!("sequence_lens {lens:?}: length {bad} is outside [0, {seq}]")));
+        }
+        if lens.iter().all(|&l| l == seq as i64) {
+            return Ok(None);
+        }
+    }
+    if ty.dtype == DType::I32 {
+        return Ok(Some(v));
+    }
+    Ok(Some(cx.add1(Op::Cast(DType::I32), vec![v])?))
 }

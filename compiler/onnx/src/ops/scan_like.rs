@@ -7,12 +7,13 @@
 //! fine for the static sizes this compiler sees. CumProd is the same with a
 //! product and 1 for the positions left out. OneHot compares the
 //! (wrapped) index with a constant iota and selects `values[1]`/`values[0]`.
-//! The axis and the depth shape the result and must be constant.
+//! OneHot's depth shapes the result and must be constant; a CumSum axis
+//! computed at run time selects among the sums along every axis.
 
 use kerf_ir::op::{BinaryOp, ReduceKind};
 use kerf_ir::{DType, Op, Tensor, ValueId};
 
-use super::compose::{konst_i, reshape, wrap_negative};
+use super::compose::{konst_i, pick_by_axis, wrap_negative};
 use super::Converter;
 use crate::import::Cx;
 use crate::ImportError;
@@ -52,24 +53,11 @@ fn cumsum(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     if at.numel() != 1 || !matches!(at.dtype, DType::I32 | DType::I64) || rank == 0 {
         return Err(cx.err(format!("axis must be one int32 or int64 value, got {at}")));
     }
-    let axis = reshape(cx, axis_in, vec![])?;
-    let mut y = cumulative(cx, x, rank - 1)?;
-    for a in (0..rank - 1).rev() {
-        let ya = cumulative(cx, x, a)?;
-        let mut hit = None;
-        for v in [a as i64, a as i64 - rank as i64] {
-            let c = Tensor::from_i64_values(at.dtype, vec![], &[v]).map_err(|e| tensor_err(cx, e))?;
-            let c = cx.derived("axis", c);
-            let eq = cx.add1(Op::Binary(BinaryOp::Equal), vec![axis, c])?;
-            hit = Some(match hit {
-                None => eq,
-                Some(h) => cx.add1(Op::Binary(BinaryOp::Or), vec![h, eq])?,
-            });
-        }
-        let hit = hit.ok_or_else(|| cx.err("internal: no axis test"))?;
-        y = cx.add1(Op::Where, vec![hit, ya, y])?;
+    let mut by_axis = Vec::with_capacity(rank);
+    for a in 0..rank {
+        by_axis.push((a, cumulative(cx, x, a)?));
     }
-    Ok(vec![y])
+    Ok(vec![pick_by_axis(cx, axis_in, rank, &by_axis)?])
 }
 
 /// The cumulative sum (or product, for CumProd) of `x` along `axis`, with

@@ -12,12 +12,14 @@
 //! Complexity: `O(L * K)` multiply-adds per transformed row (no FFT); right
 //! for the frame and signal lengths these ops see in models (up to a few
 //! thousand), and the product runs on the tuned MatMul kernels. Angles are
-//! reduced exactly (`k * l mod n`) before the f64 `sin`/`cos`.
+//! reduced exactly (`k * l mod n`) before the f64 `sin`/`cos`. A DFT axis
+//! computed at run time (opset 20) stays an input where it does not decide
+//! the output's shape: the transform along each axis, selected by value.
 
 use kerf_ir::op::BinaryOp;
 use kerf_ir::{DType, Op, Tensor, ValueId};
 
-use super::compose::{bin, konst_f, konst_i, matmul, reshape, transpose};
+use super::compose::{bin, konst_f, konst_i, matmul, pick_by_axis, reshape, transpose};
 use super::Converter;
 use crate::import::Cx;
 use crate::{tensor, ImportError};
@@ -128,6 +130,31 @@ fn apply(cx: &mut Cx, x: ValueId, axis: usize, t: Transform) -> Result<ValueId, 
     transpose(cx, y, inv)
 }
 
+/// A DFT node's attributes and `dft_length`: the transform along an axis
+/// of any length.
+#[derive(Clone, Copy)]
+struct DftSpec {
+    cin: usize,
+    dft_length: Option<usize>,
+    inverse: bool,
+    onesided: bool,
+}
+
+impl DftSpec {
+    /// The transform along an axis of length `len`.
+    fn along(&self, cx: &Cx, len: usize) -> Result<Transform, ImportError> {
+        let n = match self.dft_length {
+            Some(n) => n,
+            None if self.inverse && self.onesided => 2 * len.saturating_sub(1),
+            None => len,
+        };
+        if n == 0 || len == 0 {
+            return Err(cx.err(format!("empty transform (length {len}, dft_length {n})")));
+        }
+        Ok(Transform { len, cin: self.cin, n, inverse: self.inverse, onesided: self.onesided })
+    }
+}
+
 /// A scalar integer input (dft_length, axis, frame_step, ...).
 fn scalar_int(cx: &Cx, i: usize, what: &str) -> Result<Option<i64>, ImportError> {
     match cx.const_ints(i, what)? {
@@ -152,27 +179,65 @@ fn dft(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let a = cx.attrs();
     let inverse = a.bool("inverse", false)?;
     let onesided = a.bool("onesided", false)?;
-    let axis = if cx.opset >= 20 { scalar_int(cx, 2, "axis")?.unwrap_or(-2) } else { a.int("axis", 1)? };
+    let dft_length = match scalar_int(cx, 1, "dft_length")? {
+        Some(v) => Some(
+            usize::try_from(v)
+                .ok()
+                .filter(|&v| v > 0)
+                .ok_or_else(|| cx.err(format!("dft_length must be positive, got {v}")))?,
+        ),
+        None => None,
+    };
+    let spec = DftSpec { cin, dft_length, inverse, onesided };
+    if onesided && !inverse && cin == 2 {
+        return Err(cx.err("onesided=1 needs a real input"));
+    }
+    let axis = match cx.opset >= 20 {
+        true if cx.opt_input(2).is_some_and(|v| cx.g.const_of(v).is_none()) => return dft_runtime_axis(cx, x, spec),
+        true => scalar_int(cx, 2, "axis")?.unwrap_or(-2),
+        false => a.int("axis", 1)?,
+    };
     let axis = cx.axis(axis, r)?;
     if axis == r - 1 {
         return Err(cx.err("axis must not be the last (component) axis"));
     }
-    if onesided && !inverse && cin == 2 {
-        return Err(cx.err("onesided=1 needs a real input"));
+    let t = spec.along(cx, xs[axis])?;
+    Ok(vec![apply(cx, x, axis, t)?])
+}
+
+/// DFT along an axis given at run time (opset 20): the transform along
+/// every signal axis that has one, selected by the axis value
+/// (`pick_by_axis`; a value naming no such axis selects the last one's). Only where every axis
+/// gives the output the same shape (else the axis decides the shape and
+/// the error is the usual non-constant input, which binding resolves).
+fn dft_runtime_axis(cx: &mut Cx, x: ValueId, spec: DftSpec) -> Result<Vec<ValueId>, ImportError> {
+    let xs = cx.shape(x);
+    let r = xs.len();
+    let axis = cx.input(2)?;
+    let at = cx.ty(axis).clone();
+    if at.numel() != 1 || !matches!(at.dtype, DType::I32 | DType::I64) {
+        return Err(cx.err(format!("axis must be one int32 or int64 value, got {at}")));
     }
-    let len = xs[axis];
-    let n = match scalar_int(cx, 1, "dft_length")? {
-        Some(v) => usize::try_from(v)
-            .ok()
-            .filter(|&v| v > 0)
-            .ok_or_else(|| cx.err(format!("dft_length must be positive, got {v}")))?,
-        None if inverse && onesided => 2 * len.saturating_sub(1),
-        None => len,
-    };
-    if n == 0 || len == 0 {
-        return Err(cx.err(format!("empty transform (length {len}, dft_length {n})")));
+    let mut by_axis = Vec::with_capacity(r - 1);
+    let mut shape: Option<Vec<usize>> = None;
+    for a in 0..r - 1 {
+        // An axis with no valid transform is not a value the axis can take.
+        let Ok(t) = spec.along(cx, xs[a]) else { continue };
+        let (k_out, cout) = t.out();
+        let mut s = xs.clone();
+        s[a] = k_out;
+        s[r - 1] = cout;
+        match &shape {
+            // The axis decides the output's shape: it must be constant.
+            Some(first) if *first != s => return Err(cx.non_constant(2, axis, "axis")),
+            _ => shape = Some(s),
+        }
+        by_axis.push((a, apply(cx, x, a, t)?));
     }
-    Ok(vec![apply(cx, x, axis, Transform { len, cin, n, inverse, onesided })?])
+    if by_axis.is_empty() {
+        return Err(cx.err(format!("no axis of {} has a non-empty transform", cx.ty(x))));
+    }
+    Ok(vec![pick_by_axis(cx, axis, r, &by_axis)?])
 }
 
 fn stft(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
