@@ -1,13 +1,15 @@
 //! `kerf tune`: the codesign loop (kerf-tune) from the command line: finds
 //! the fastest per-layer compression plan within an accuracy budget,
-//! measuring accuracy on the user's validation data and latency of the
-//! generated code on this machine; writes the plan and a report.
+//! measuring accuracy on the user's validation data (top-1, SNR or the
+//! user's own metric command) and latency of the generated code on this
+//! machine or on the target through a runner; writes the plan and a
+//! report, and caches measurements.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kerf_tune::{tune, write_report, Data, Metric, Objective, TuneOptions};
+use kerf_tune::{tune, write_report, Data, Metric, Objective, Progress, TuneOptions};
 
 use crate::options::{DataArgs, DataSet, ModelArgs};
 
@@ -40,6 +42,42 @@ pub struct TuneArgs {
     /// Stop measuring new variants after this many seconds.
     #[arg(long = "time-budget", value_name = "SECONDS")]
     time_budget: Option<f64>,
+    /// Instead of labels or SNR: a command that scores the outputs and
+    /// prints a number, higher is better (`{outputs}`: a folder with one
+    /// `<output>.npy` per model output, samples stacked); --max-drop is
+    /// then in the command's units.
+    #[arg(long = "metric-cmd", value_name = "CMD")]
+    metric_cmd: Option<String>,
+    /// Target triple the plans are built for (default: this machine).
+    #[arg(long, default_value = "host")]
+    target: String,
+    /// CPU preset of --target (default: `native` on this machine, the
+    /// target's baseline preset elsewhere).
+    #[arg(long)]
+    cpu: Option<String>,
+    /// Build every plan for --target and run it through this command
+    /// (`{}`: the executable), e.g. 'qemu-aarch64 -L /usr/aarch64-linux-gnu {}'
+    /// or 'scp {} board:/tmp/k && ssh board /tmp/k'; accuracy and latency
+    /// then come from the target.
+    #[arg(long, value_name = "CMD")]
+    runner: Option<String>,
+    /// C compiler that links the runner's harness (default: `cc` for this
+    /// machine, the Debian cross GCC `<arch>-linux-gnu-gcc` otherwise).
+    #[arg(long)]
+    cc: Option<String>,
+    /// Folder of cached measurements (default: ~/.cache/kerf/tune).
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// Measure everything again; read and write no cache.
+    #[arg(long = "no-cache")]
+    no_cache: bool,
+}
+
+/// The default measurement cache: `$XDG_CACHE_HOME/kerf/tune`, else
+/// `$HOME/.cache/kerf/tune`; none when neither is set.
+fn default_cache() -> Option<PathBuf> {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    env("XDG_CACHE_HOME").or_else(|| env("HOME").map(|h| h.join(".cache"))).map(|d| d.join("kerf").join("tune"))
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -52,18 +90,33 @@ pub fn run(args: &TuneArgs) -> Result<()> {
     if args.model.compress.calib.is_empty() {
         bail!("kerf tune needs --calib (calibration samples, disjoint from --data)");
     }
-    // latency is measured on this machine, with every instruction it has
-    let base = args.model.uncompressed()?.target(kerf_targets::Target::host("native")?);
+    if !(args.max_drop.is_finite() && args.max_drop >= 0.0) {
+        bail!("--max-drop {} must be a non-negative number", args.max_drop);
+    }
+    let host = args.target == "host" || args.target == kerf_targets::Target::host_baseline().triple();
+    if !host && args.runner.is_none() {
+        bail!("--target {} needs --runner (a command that runs the target's executables, e.g. qemu-user)", args.target);
+    }
+    let cpu = args.cpu.clone().unwrap_or_else(|| if host { "native".into() } else { "baseline".into() });
+    let target = kerf_targets::Target::parse(&args.target, &cpu)?;
+    let base = args.model.uncompressed()?.target(target);
     let calib = args.model.calibration(&base)?;
     let DataSet { session: base, samples, labels } = args.data.load(base, None)?;
-    let metric = match (args.min_snr, &labels) {
-        (Some(db), _) => Metric::Snr { min_db: db },
-        (None, Some(_)) => Metric::Top1 { max_drop: args.max_drop / 100.0 },
-        (None, None) => bail!("give --labels (top-1 budget, --max-drop) or --max-drop-snr DB"),
+    let metric = match (&args.metric_cmd, args.min_snr, &labels) {
+        (Some(cmd), _, _) => Metric::Command { cmd: cmd.clone(), max_drop: args.max_drop },
+        (None, Some(db), _) => Metric::Snr { min_db: db },
+        (None, None, Some(_)) => {
+            if args.max_drop > 100.0 {
+                bail!("--max-drop {} is not a number of points in [0, 100]", args.max_drop);
+            }
+            Metric::Top1 { max_drop: args.max_drop / 100.0 }
+        }
+        (None, None, None) => bail!("give --labels (top-1 budget, --max-drop), --max-drop-snr DB or --metric-cmd CMD"),
     };
-    if !(0.0..=100.0).contains(&args.max_drop) {
-        bail!("--max-drop {} is not a number of points in [0, 100]", args.max_drop);
-    }
+    let runner = match &args.runner {
+        Some(r) => Some(kerf_tune::TargetRunner::new(&target, r, args.cc.as_deref())?),
+        None => None,
+    };
     let opts = TuneOptions {
         metric,
         objective: match args.objective {
@@ -72,31 +125,49 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         },
         iters: args.iters.max(1),
         time_budget: args.time_budget.map(std::time::Duration::from_secs_f64),
+        runner,
+        cache: if args.no_cache { None } else { args.cache.clone().or_else(default_cache) },
     };
     let data = Data { calib, val: samples, labels };
-    // on a terminal: a spinner with the last measurement, the lines above it
+    // on a terminal: a bar over the measurements with the best choice so
+    // far, the lines above it; plain lines otherwise
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    let outcome = tune(&base, &data, &opts, &mut |line| {
+    let bar = indicatif::ProgressBar::new(0);
+    if tty {
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} best: {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let outcome = tune(&base, &data, &opts, &mut |p: &Progress| {
         if tty {
-            bar.println(line);
-            bar.set_message(format!("measuring... last: {line}"));
+            bar.set_length(p.total as u64);
+            if p.done > 0 {
+                bar.set_position(p.done as u64);
+            }
+            bar.set_message(p.best.to_string());
+            bar.println(p.line);
         } else {
-            eprintln!("{line}");
+            eprintln!("{}", p.line);
         }
     });
     bar.finish_and_clear();
     let outcome = outcome?;
     let chosen = outcome.chosen();
     let text = format!(
-        "# kerf tune: metric {:.4} (FP32 {:.4}), {:.4} ms (FP32 {:.4} ms) on this machine\n{}",
+        "# kerf tune: metric {:.4} (FP32 {:.4}), {:.4} ms (FP32 {:.4} ms) on {}\n{}",
         chosen.metric,
         outcome.baseline.metric,
         chosen.latency_ms,
         outcome.baseline.latency_ms,
+        outcome.latency_source,
         chosen.plan.to_toml()
     );
+    if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create '{}'", dir.display()))?;
+    }
     std::fs::write(&args.output, text).with_context(|| format!("cannot write '{}'", args.output.display()))?;
     if let Some(dir) = &args.report {
         write_report(dir, &outcome)?;

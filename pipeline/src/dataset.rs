@@ -108,18 +108,34 @@ impl Fidelity {
 
 /// Output 0 of `model` (compiled from `g`) on every sample, in order.
 pub fn run_samples(model: &Model, g: &Graph, samples: &[Vec<Tensor>]) -> Result<Vec<Tensor>, PipelineError> {
-    let out = g.outputs.first().ok_or_else(|| PipelineError::Config("the model has no outputs".into()))?;
-    let ty = g.ty(out.value).clone();
+    let mut all = run_samples_all(model, g, samples)?;
+    if all.is_empty() {
+        return Err(PipelineError::Config("the model has no outputs".into()));
+    }
+    Ok(all.swap_remove(0).1)
+}
+
+/// Every output of `model` (compiled from `g`) on every sample: per output
+/// (in the graph's order) its name and its value for each sample, in order.
+pub fn run_samples_all(
+    model: &Model,
+    g: &Graph,
+    samples: &[Vec<Tensor>],
+) -> Result<Vec<(String, Vec<Tensor>)>, PipelineError> {
+    let types: Vec<_> = g.outputs.iter().map(|o| g.ty(o.value).clone()).collect();
+    let mut res: Vec<(String, Vec<Tensor>)> =
+        g.outputs.iter().map(|o| (o.name.clone(), Vec::with_capacity(samples.len()))).collect();
     let mut arena = model.new_arena();
     let mut bufs: Vec<Vec<u8>> = model.info().outputs.iter().map(|t| vec![0u8; t.bytes]).collect();
-    let mut res = Vec::with_capacity(samples.len());
     for s in samples {
         let ins: Vec<&[u8]> = s.iter().map(Tensor::bytes).collect();
         let mut ov: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
         model.run(&ins, &mut ov, &mut arena).map_err(|e| PipelineError::Run(e.to_string()))?;
-        let t = Tensor::from_bytes(ty.dtype, ty.shape.clone(), bufs[0].clone())
-            .map_err(|e| PipelineError::Config(e.to_string()))?;
-        res.push(t);
+        for ((ty, buf), (_, outs)) in types.iter().zip(&bufs).zip(res.iter_mut()) {
+            let t = Tensor::from_bytes(ty.dtype, ty.shape.clone(), buf.clone())
+                .map_err(|e| PipelineError::Config(e.to_string()))?;
+            outs.push(t);
+        }
     }
     Ok(res)
 }

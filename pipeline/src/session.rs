@@ -247,6 +247,33 @@ impl Session {
     pub fn symbol_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| names::default_name(&self.model))
     }
+    /// Everything that decides what this session compiles and how it runs,
+    /// as text: the imported graph (model, input shapes, bound inputs;
+    /// weights by content hash), target triple and CPU (for `native`, the
+    /// host CPU's model name and flags), micro-kernels, rewrites and pass options,
+    /// the compression plan and calibration data (by content hash). Equal
+    /// fingerprints mean the same generated code; callers hash it to key
+    /// caches of measurements.
+    pub fn fingerprint(&self) -> Result<String, PipelineError> {
+        let g = self.import()?;
+        let mut s = kerf_ir::text::print(&g);
+        let cpu = if self.target.cpu() == "native" { host_cpu_name() } else { self.target.cpu().to_string() };
+        s.push_str(&format!(
+            "\ntarget {} {cpu}\nmicro-kernels {}\noptimize {}\npasses {:?}\n",
+            self.target.triple(),
+            self.micro_kernels,
+            self.optimize,
+            self.passes
+        ));
+        if let Some(p) = &self.plan {
+            s.push_str(&p.to_toml());
+        }
+        for (name, t) in &self.calib {
+            s.push_str(&format!("calib {name} {}\n", t.content_hash()));
+        }
+        Ok(s)
+    }
+
     /// The code generator's options for this session's target.
     pub fn compile_options(&self) -> CompileOptions {
         let mut o = CompileOptions::new(self.target, &self.symbol_name());
@@ -434,6 +461,14 @@ impl Session {
         kerf_targets::jit::jit_compile_profiled(g, &self.compile_options(), hook)
             .map_err(|source| PipelineError::Compile { path: self.model.clone(), source })
     }
+}
+
+/// The host CPU's model name and feature flags (`/proc/cpuinfo`), or the
+/// architecture where those cannot be read.
+fn host_cpu_name() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let line = |key: &str| info.lines().find(|l| l.starts_with(key)).unwrap_or("").to_string();
+    format!("{} {} | {} | {}", std::env::consts::ARCH, line("model name"), line("flags"), line("Features"))
 }
 
 #[cfg(test)]

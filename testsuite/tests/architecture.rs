@@ -19,7 +19,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("kerf-compress", &["kerf-ir"]),
     ("kerf-targets", &["kerf-ir", "kerf-runtime"]),
     ("kerf-pipeline", &["kerf-ir", "kerf-onnx", "kerf-passes", "kerf-compress", "kerf-targets", "kerf-runtime"]),
-    ("kerf-tune", &["kerf-ir", "kerf-compress", "kerf-pipeline"]),
+    // the tuner names targets (the runner builds plans for one)
+    ("kerf-tune", &["kerf-ir", "kerf-compress", "kerf-targets", "kerf-pipeline"]),
     // the driver runs stages through the pipeline; it names the plan
     // (compress), artifacts and targets (targets) and the runtime's pool
     // (bench), never the frontend or the passes

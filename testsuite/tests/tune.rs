@@ -46,14 +46,10 @@ fn setup() -> (Session, Data, Vec<Vec<Tensor>>, Vec<i64>) {
 fn tuned_plan_keeps_the_budget_on_held_out_data() {
     let (base, data, test, test_y) = setup();
     let (test, test_y, calib) = (&test[..], &test_y[..], data.calib.clone());
-    let opts = TuneOptions {
-        metric: Metric::Top1 { max_drop: 0.01 },
-        objective: Objective::Size,
-        iters: 20,
-        time_budget: None,
-    };
+    let opts =
+        TuneOptions { objective: Objective::Size, iters: 20, ..TuneOptions::new(Metric::Top1 { max_drop: 0.01 }) };
     let mut lines = Vec::new();
-    let o = tune(&base, &data, &opts, &mut |l| lines.push(l.to_string())).unwrap();
+    let o = tune(&base, &data, &opts, &mut |p| lines.push(p.line.to_string())).unwrap();
     assert!(o.met, "budget not met on the validation data:\n{}", lines.join("\n"));
     let plan = o.chosen().plan.clone();
     assert_eq!(Plan::parse(&plan.to_toml()).unwrap(), plan, "the plan file round-trips");
@@ -80,12 +76,7 @@ fn tuned_plan_keeps_the_budget_on_held_out_data() {
 #[test]
 fn latency_search_takes_only_what_measurably_pays() {
     let (base, data, _, _) = setup();
-    let opts = TuneOptions {
-        metric: Metric::Top1 { max_drop: 0.01 },
-        objective: Objective::Latency,
-        iters: 20,
-        time_budget: None,
-    };
+    let opts = TuneOptions { iters: 20, ..TuneOptions::new(Metric::Top1 { max_drop: 0.01 }) };
     let o = tune(&base, &data, &opts, &mut |_| {}).unwrap();
     assert!(o.met, "budget not met on the validation data");
     let b = &o.baseline;
@@ -110,13 +101,142 @@ fn bad_tuning_input_is_a_clear_error() {
     let x = npy::read(&fixture("test_x.npy")).unwrap();
     let samples = samples_for(&base.import().unwrap(), &[("input".to_string(), x)]).unwrap();
     let calib = vec![("input".to_string(), npy::read(&fixture("calib_x.npy")).unwrap())];
-    let opts = TuneOptions {
-        metric: Metric::Top1 { max_drop: 0.01 },
-        objective: Objective::Latency,
-        iters: 5,
-        time_budget: None,
-    };
+    let opts = TuneOptions { iters: 5, ..TuneOptions::new(Metric::Top1 { max_drop: 0.01 }) };
     let data = Data { calib, val: samples, labels: None };
     let e = tune(&base, &data, &opts, &mut |_| {}).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(e.contains("labels"), "{e}");
+}
+
+/// A metric command in plain `python3` (no numpy): top-1 in percent of the
+/// (only) output's `.npy` (float32 logits, samples stacked) against `labels`.
+const TOP1_PY: &str = r#"
+import os, struct, sys
+d, labels = sys.argv[1], [int(x) for x in sys.argv[2].split(",")]
+raw = open(os.path.join(d, sorted(os.listdir(d))[0]), "rb").read()
+hl = struct.unpack("<H", raw[8:10])[0]
+v = struct.unpack("<%df" % ((len(raw) - 10 - hl) // 4), raw[10 + hl:])
+k = len(v) // len(labels)
+hits = sum(max(range(k), key=lambda j: v[i * k + j]) == l for i, l in enumerate(labels))
+print("top-1: %.4f%%" % (100.0 * hits / len(labels)))
+"#;
+
+#[test]
+fn a_user_metric_command_scores_the_outputs() {
+    if !kerf_testsuite::tools::present_or_skip(
+        "metric command",
+        &[kerf_testsuite::tools::Tool::new("python3", "python3")],
+    ) {
+        return;
+    }
+    let (base, mut data, _, _) = setup();
+    data.val.truncate(60);
+    let labels = data.labels.take().unwrap()[..60].to_vec();
+    let dir = std::env::temp_dir().join(format!("kerf-tune-metric-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("top1.py");
+    std::fs::write(&script, TOP1_PY).unwrap();
+    let list: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
+    let cmd = format!("python3 {} {{outputs}} {}", script.display(), list.join(","));
+    let opts = TuneOptions { iters: 5, ..TuneOptions::new(Metric::Command { cmd, max_drop: 1.0 }) };
+    let o = tune(&base, &data, &opts, &mut |_| {}).unwrap();
+    // the command saw what kerf computed: its score is kerf's own top-1
+    let fp32 = top1_of(&base, &data.val, &labels);
+    assert!((o.baseline.metric - 100.0 * fp32).abs() < 1e-3, "command {} vs kerf {}", o.baseline.metric, 100.0 * fp32);
+    let c = o.chosen();
+    assert!(o.met && o.baseline.metric - c.metric <= 1.0 + 1e-9, "chosen {} vs fp32 {}", c.metric, o.baseline.metric);
+    let tuned = top1_of(&base.clone().compression(c.plan.clone(), data.calib.clone()), &data.val, &labels);
+    assert!((c.metric - 100.0 * tuned).abs() < 1e-3);
+    // a command that fails, or prints no number, is a clear error
+    for (cmd, want) in [("false", "failed"), ("echo no score here", "printed no number")] {
+        let opts = TuneOptions { iters: 5, ..TuneOptions::new(Metric::Command { cmd: cmd.into(), max_drop: 1.0 }) };
+        let e = tune(&base, &data, &opts, &mut |_| {}).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains(want) && e.contains(cmd), "{cmd}: {e}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn measurements_are_cached_on_disk() {
+    let (base, mut data, _, _) = setup();
+    data.val.truncate(50);
+    data.labels.as_mut().unwrap().truncate(50);
+    let dir = std::env::temp_dir().join(format!("kerf-tune-cache-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    let opts = TuneOptions {
+        objective: Objective::Size,
+        iters: 5,
+        cache: Some(dir.clone()),
+        ..TuneOptions::new(Metric::Top1 { max_drop: 0.01 })
+    };
+    let first = tune(&base, &data, &opts, &mut |_| {}).unwrap();
+    let files = std::fs::read_dir(&dir).unwrap().count();
+    assert!(files >= first.layers.len(), "{files} cache files for {} layer rows", first.layers.len());
+    // the second run reads every (layer, variant) back bit for bit
+    let second = tune(&base, &data, &opts, &mut |_| {}).unwrap();
+    for (a, b) in first.layers.iter().zip(&second.layers) {
+        assert_eq!(
+            (a.metric.to_bits(), a.latency_ms.to_bits()),
+            (b.metric.to_bits(), b.latency_ms.to_bits()),
+            "{}",
+            a.layer
+        );
+    }
+    assert_eq!(first.chosen().plan, second.chosen().plan);
+    // other data is another key: nothing is read back
+    data.val.truncate(40);
+    data.labels.as_mut().unwrap().truncate(40);
+    tune(&base, &data, &opts, &mut |_| {}).unwrap();
+    assert!(std::fs::read_dir(&dir).unwrap().count() > files);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn labels_that_do_not_match_the_data_are_an_error() {
+    let (base, mut data, _, _) = setup();
+    data.labels.as_mut().unwrap().pop();
+    let opts = TuneOptions { iters: 5, ..TuneOptions::new(Metric::Top1 { max_drop: 0.01 }) };
+    let e = tune(&base, &data, &opts, &mut |_| {}).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("199 labels for 200 validation samples"), "{e}");
+}
+
+/// The `--runner` path: every plan built for aarch64, linked by the cross
+/// GCC and run under qemu-user; the metric comes from what the target
+/// computed (timings under qemu mean nothing, the plumbing and accuracy do).
+#[test]
+fn plans_run_on_the_target_through_a_runner() {
+    use kerf_testsuite::tools::{present_or_skip, Tool};
+    let tools = [
+        Tool::new("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu libc6-dev-arm64-cross"),
+        Tool::new("qemu-aarch64", "qemu-user"),
+    ];
+    if !present_or_skip("tune --runner (aarch64)", &tools) {
+        return;
+    }
+    let (base, mut data, _, _) = setup();
+    data.val.truncate(60);
+    data.labels.as_mut().unwrap().truncate(60);
+    let target = kerf_targets::Target::parse("aarch64-unknown-linux-gnu", "baseline").unwrap();
+    let base = base.target(target);
+    let runner = kerf_tune::TargetRunner::new(&target, "qemu-aarch64 -L /usr/aarch64-linux-gnu {}", None).unwrap();
+    let opts = TuneOptions {
+        objective: Objective::Size,
+        iters: 3,
+        runner: Some(runner),
+        ..TuneOptions::new(Metric::Top1 { max_drop: 0.01 })
+    };
+    let o = tune(&base, &data, &opts, &mut |_| {}).unwrap();
+    assert!(o.latency_source.contains("aarch64") && o.latency_source.contains("qemu"), "{}", o.latency_source);
+    assert!(o.met);
+    // the target's top-1 is the host's for the same plans
+    let host = base.clone().target(kerf_targets::Target::host_baseline());
+    let labels = data.labels.clone().unwrap();
+    assert!((o.baseline.metric - top1_of(&host, &data.val, &labels)).abs() <= 1.0 / 60.0 + 1e-9);
+    let c = o.chosen();
+    let tuned = top1_of(&host.compression(c.plan.clone(), data.calib.clone()), &data.val, &labels);
+    assert!((c.metric - tuned).abs() <= 1.0 / 60.0 + 1e-9, "target {} vs host {tuned}", c.metric);
+    // a runner that cannot run is a clear error
+    let bad = kerf_tune::TargetRunner::new(&target, "/nonexistent/runner {}", None).unwrap();
+    let opts = TuneOptions { iters: 3, runner: Some(bad), ..TuneOptions::new(Metric::Top1 { max_drop: 0.01 }) };
+    let e = tune(&base, &data, &opts, &mut |_| {}).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("/nonexistent/runner"), "{e}");
 }

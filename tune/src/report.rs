@@ -9,17 +9,10 @@ use std::path::Path;
 use crate::search::{Metric, Outcome};
 use crate::TuneError;
 
-fn metric_name(m: Metric) -> &'static str {
-    match m {
-        Metric::Top1 { .. } => "top1",
-        Metric::Snr { .. } => "snr_db",
-    }
-}
-
 /// Writes the report files into `dir` (created if needed).
 pub fn write_report(dir: &Path, o: &Outcome) -> Result<(), TuneError> {
     std::fs::create_dir_all(dir)?;
-    let m = metric_name(o.metric);
+    let m = o.metric.name();
     let mut csv = format!("plan,{m},latency_ms,weight_bytes,macs,chosen\n");
     for (i, e) in o.evaluated.iter().enumerate() {
         let _ = writeln!(
@@ -52,10 +45,12 @@ fn markdown(o: &Outcome) -> String {
     let c = o.chosen();
     let b = &o.baseline;
     let mut s = String::from("# kerf tune report\n\n");
-    let budget = match o.metric {
+    let budget = match &o.metric {
         Metric::Top1 { max_drop } => format!("top-1 at most {:.2} points below FP32", max_drop * 100.0),
         Metric::Snr { min_db } => format!("output SNR at least {min_db} dB against FP32"),
+        Metric::Command { cmd, max_drop } => format!("`{cmd}` at most {max_drop} below FP32's score"),
     };
+    let _ = writeln!(s, "Latency measured on: {}.\n", o.latency_source);
     let _ = writeln!(
         s,
         "Budget: {budget}. {}\n",
@@ -124,7 +119,7 @@ fn svg(o: &Outcome) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
          <line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{}\" stroke=\"black\"/>\n\
-         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">latency (ms, median, this machine)</text>\n\
+         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">latency (ms, median, {})</text>\n\
          <text x=\"18\" y=\"{}\" transform=\"rotate(-90 18 {})\" text-anchor=\"middle\">{}</text>\n",
         h - pad,
         w - pad,
@@ -132,9 +127,10 @@ fn svg(o: &Outcome) -> String {
         h - pad,
         w / 2.0,
         h - 20.0,
+        o.latency_source.replace('&', "&amp;").replace('<', "&lt;").replace('`', ""),
         h / 2.0,
         h / 2.0,
-        metric_name(o.metric)
+        o.metric.name()
     );
     for k in 0..=4 {
         let (xv, yv) = (x0 + (x1 - x0) * k as f64 / 4.0, y0 + (y1 - y0) * k as f64 / 4.0);

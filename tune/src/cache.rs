@@ -1,0 +1,91 @@
+//! On-disk cache of measured plans, so a second `kerf tune` (another
+//! budget, another objective, an interrupted run) re-measures nothing it
+//! has measured before.
+//!
+//! One file per measured plan, `<dir>/<key>.txt`, where the key is the
+//! SHA-256 of everything the measurement depends on: the session's
+//! fingerprint (imported graph, target triple and CPU — the host CPU's
+//! name and flags for `native` —, passes), the calibration and validation
+//! data and labels (content hashes), the metric (and its command), the
+//! timed-run count, the runner, kerf's version and executable (size and
+//! modification time: a rebuilt kerf measures afresh), and the plan itself. The file holds
+//! the metric, latency, weight bytes and MACs as `key = value` lines;
+//! floats are written in Rust's shortest round-trip form, so a cached
+//! measurement is the measured one bit for bit. A file that does not parse
+//! is ignored (and overwritten by the next measurement).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use kerf_compress::Plan;
+use kerf_pipeline::Session;
+use sha2::{Digest, Sha256};
+
+use crate::search::{Data, Evaluated, TuneOptions};
+use crate::TuneError;
+
+/// A folder of cached measurements for one tuning context.
+#[derive(Clone, Debug)]
+pub struct Cache {
+    dir: PathBuf,
+    context: String,
+}
+
+impl Cache {
+    /// The cache in `dir` (created if needed) for tuning `base` on `data`
+    /// with `opts`.
+    pub fn new(dir: PathBuf, base: &Session, data: &Data, opts: &TuneOptions) -> Result<Cache, TuneError> {
+        std::fs::create_dir_all(&dir)?;
+        let mut c = format!("kerf-tune-cache 1 {}\n{}\n", env!("CARGO_PKG_VERSION"), base.fingerprint()?);
+        // the build itself: a rebuilt kerf may generate other code
+        if let Some(m) = std::env::current_exe().ok().and_then(|p| std::fs::metadata(p).ok()) {
+            let _ = writeln!(c, "exe {} {:?}", m.len(), m.modified().ok());
+        }
+        let _ = writeln!(c, "metric {:?} iters {} runner {:?}", opts.metric, opts.iters, opts.runner);
+        for (name, t) in &data.calib {
+            let _ = writeln!(c, "calib {name} {}", t.content_hash());
+        }
+        for s in &data.val {
+            let hashes: Vec<String> = s.iter().map(|t| t.content_hash()).collect();
+            let _ = writeln!(c, "val {}", hashes.join(" "));
+        }
+        let _ = writeln!(c, "labels {:?}", data.labels);
+        Ok(Cache { dir, context: c })
+    }
+
+    fn path(&self, plan: &Plan) -> PathBuf {
+        let mut h = Sha256::new();
+        h.update(self.context.as_bytes());
+        h.update(plan.to_toml().as_bytes());
+        let hex: String = h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
+        self.dir.join(format!("{hex}.txt"))
+    }
+
+    /// The cached measurement of `plan`, labelled `label`, if there is one.
+    pub fn get(&self, label: &str, plan: &Plan) -> Option<Evaluated> {
+        let text = std::fs::read_to_string(self.path(plan)).ok()?;
+        let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)?.strip_prefix(" = "));
+        Some(Evaluated {
+            label: label.to_string(),
+            plan: plan.clone(),
+            metric: field("metric")?.parse().ok()?,
+            latency_ms: field("latency_ms")?.parse().ok()?,
+            weight_bytes: field("weight_bytes")?.parse().ok()?,
+            macs: field("macs")?.parse().ok()?,
+        })
+    }
+
+    /// Stores the measurement `e` (of `e.plan`).
+    pub fn put(&self, e: &Evaluated) -> Result<(), TuneError> {
+        let text = format!(
+            "# {}\nmetric = {}\nlatency_ms = {}\nweight_bytes = {}\nmacs = {}\n",
+            e.label, e.metric, e.latency_ms, e.weight_bytes, e.macs
+        );
+        // written whole then renamed: a killed run leaves no torn file
+        let path = self.path(&e.plan);
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+}
