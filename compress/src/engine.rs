@@ -170,7 +170,7 @@ fn compress_layer(
     };
     let mut unquantised = None;
     if s.low_rank > 0.0 {
-        if matches!(site.kind, Kind::MatMulKn | Kind::MatMulNk) {
+        if site.groups() == 1 {
             let m = moments(&mut probes, site, cur, None, calib)?;
             if let Some(split) = low_rank(cur, job, site, &rows_fp, &m)? {
                 return Ok(split);
@@ -178,7 +178,7 @@ fn compress_layer(
             notes.push("low rank not cheaper at this rank: left whole".to_string());
             unquantised = Some(m);
         } else {
-            notes.push("low rank applies to Gemm/MatMul only: left whole".to_string());
+            notes.push("low rank applies to Gemm/MatMul and one-group convs: left whole".to_string());
         }
     }
     let int8 = s.quant == Precision::Int8;
@@ -234,9 +234,11 @@ fn compress_layer(
     Ok((next, rep, Vec::new()))
 }
 
-/// Factors a product layer by whitened SVD when that is cheaper: the graph
-/// with the two thinner products, the layer's report, and the two products
-/// as jobs carrying the rest of the layer's settings.
+/// Factors a product or one-group conv layer by whitened SVD when that is
+/// cheaper (`r·(rows + cols) < rows·cols` multiply-accumulates per output
+/// position, for both): the graph with the two thinner layers (for a conv,
+/// an r-channel conv and a 1x1 conv: the channel SVD), the layer's report,
+/// and the two parts as jobs carrying the rest of the layer's settings.
 fn low_rank(
     cur: &Graph,
     job: &Job,
@@ -255,14 +257,23 @@ fn low_rank(
         return Ok(None);
     }
     let (u, v) = w.factors(r);
-    // v: [r][K] as the first product's [K, r] weight; u: [N][r] in the layer's layout
-    let vt = Tensor::from_f32(vec![site.cols, r], &transpose(&v))
-        .map_err(|e| CompressError::layer(&site.layer, e.to_string()))?;
-    let u_t = match site.kind {
-        Kind::MatMulNk => Tensor::from_f32(vec![site.rows, r], &flat(&u)),
-        _ => Tensor::from_f32(vec![r, site.rows], &transpose(&u)),
-    }
-    .map_err(|e| CompressError::layer(&site.layer, e.to_string()))?;
+    // products: v [r][K] as the first product's [K, r] weight, u [N][r] in
+    // the layer's layout; convs: v as an r-output conv's [r, C, k...]
+    // weight, u as a 1x1 conv's [M, r, 1...]
+    let (vt, u_t) = match &site.kind {
+        Kind::Conv { kernel, .. } => {
+            let wshape = cur.weights.tensor(site.weight).shape().to_vec();
+            let mut vs = wshape.clone();
+            vs[0] = r;
+            let mut us = vec![site.rows, r];
+            us.extend(std::iter::repeat_n(1, kernel.len()));
+            (Tensor::from_f32(vs, &flat(&v)), Tensor::from_f32(us, &flat(&u)))
+        }
+        Kind::MatMulNk => (Tensor::from_f32(vec![site.cols, r], &transpose(&v)), Tensor::from_f32(vec![site.rows, r], &flat(&u))),
+        Kind::MatMulKn => (Tensor::from_f32(vec![site.cols, r], &transpose(&v)), Tensor::from_f32(vec![r, site.rows], &transpose(&u))),
+    };
+    let err = |e: kerf_ir::IrError| CompressError::layer(&site.layer, e.to_string());
+    let (vt, u_t) = (vt.map_err(err)?, u_t.map_err(err)?);
     let next = rewrite::split_low_rank(cur, site, vt.clone(), u_t.clone())?;
     let approx: Vec<Vec<f64>> =
         u.iter().map(|ur| (0..site.cols).map(|k| (0..r).map(|j| ur[j] * v[j][k]).sum()).collect()).collect();

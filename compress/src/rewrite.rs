@@ -111,10 +111,15 @@ pub fn factor_names(layer: &str) -> (String, String) {
     (format!("{layer}.v"), format!("{layer}.u"))
 }
 
-/// A copy of `g` where the product node `node` (`x·W`, W = `u·v` of rank r)
-/// becomes `MatMul(x, vᵀ)` (layer `<layer>.v`, weight `[K, r]`) followed by
-/// the original op on the thin result with weight `u` in the original
-/// layout (layer `<layer>.u`; `Gemm`'s alpha, beta and bias unchanged).
+/// A copy of `g` where the layer at `site` (`W = u·v` of rank r) becomes two
+/// thinner layers: the input side `<layer>.v` with weight `vt`, then the
+/// original op on the thin result with weight `u` (layer `<layer>.u`).
+/// - A product `x·W`: `MatMul(x, vᵀ)` (`vt` is `[K, r]`), then the product
+///   with `u` in the original layout (`Gemm`'s alpha, beta and bias kept).
+/// - A conv (one group): the conv with `r` output channels (`vt` is
+///   `[r, C, k...]`: same kernel, strides, dilations and pads, no bias),
+///   then a 1x1 conv with `u` (`[M, r, 1...]`), the bias and whatever
+///   followed the original.
 pub fn split_low_rank(g: &Graph, site: &crate::layer::Site, vt: Tensor, u: Tensor) -> Result<Graph, CompressError> {
     let layer = site.layer.as_str();
     let (vname, uname) = factor_names(layer);
@@ -122,7 +127,11 @@ pub fn split_low_rank(g: &Graph, site: &crate::layer::Site, vt: Tensor, u: Tenso
         let err = |e: kerf_ir::IrError| CompressError::layer(layer, e.to_string());
         let out = &mut *r.out;
         let wv = out.add_const(format!("{vname}/weight"), vt, Origin::Derived);
-        let t = out.add_node1(vname.clone(), Op::MatMul(Layer(vname.clone())), vec![r.inputs[0], wv]).map_err(err)?;
+        let first = match &r.op {
+            Op::Conv(c) => Op::Conv(kerf_ir::op::Conv { layer: Layer(vname.clone()), ..c.clone() }),
+            _ => Op::MatMul(Layer(vname.clone())),
+        };
+        let t = out.add_node1(vname.clone(), first, vec![r.inputs[0], wv]).map_err(err)?;
         let wu = out.add_const(format!("{uname}/weight"), u, Origin::Derived);
         for v in [wv, wu] {
             if let kerf_ir::ValueDef::Const(w) = out.value(v).def {
@@ -134,6 +143,16 @@ pub fn split_low_rank(g: &Graph, site: &crate::layer::Site, vt: Tensor, u: Tenso
         r.op = match &r.op {
             Op::Gemm(gm) => Op::Gemm(kerf_ir::op::Gemm { layer: Layer(uname.clone()), ..gm.clone() }),
             Op::MatMul(_) => Op::MatMul(Layer(uname.clone())),
+            Op::Conv(c) if c.group == 1 => {
+                let n = c.window.rank();
+                let window = kerf_ir::op::Window {
+                    kernel: vec![1; n],
+                    strides: vec![1; n],
+                    dilations: vec![1; n],
+                    pads: vec![0; 2 * n],
+                };
+                Op::Conv(kerf_ir::op::Conv { window, group: 1, layer: Layer(uname.clone()), algo: Default::default() })
+            }
             other => return Err(CompressError::layer(layer, format!("{} cannot be factored", other.name()))),
         };
         r.name = uname.clone();
