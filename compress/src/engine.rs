@@ -269,8 +269,12 @@ fn low_rank(
             us.extend(std::iter::repeat_n(1, kernel.len()));
             (Tensor::from_f32(vs, &flat(&v)), Tensor::from_f32(us, &flat(&u)))
         }
-        Kind::MatMulNk => (Tensor::from_f32(vec![site.cols, r], &transpose(&v)), Tensor::from_f32(vec![site.rows, r], &flat(&u))),
-        Kind::MatMulKn => (Tensor::from_f32(vec![site.cols, r], &transpose(&v)), Tensor::from_f32(vec![r, site.rows], &transpose(&u))),
+        Kind::MatMulNk => {
+            (Tensor::from_f32(vec![site.cols, r], &transpose(&v)), Tensor::from_f32(vec![site.rows, r], &flat(&u)))
+        }
+        Kind::MatMulKn => {
+            (Tensor::from_f32(vec![site.cols, r], &transpose(&v)), Tensor::from_f32(vec![r, site.rows], &transpose(&u)))
+        }
     };
     let err = |e: kerf_ir::IrError| CompressError::layer(&site.layer, e.to_string());
     let (vt, u_t) = (vt.map_err(err)?, u_t.map_err(err)?);
@@ -278,7 +282,7 @@ fn low_rank(
     let approx: Vec<Vec<f64>> =
         u.iter().map(|ur| (0..site.cols).map(|k| (0..r).map(|j| ur[j] * v[j][k]).sum()).collect()).collect();
     let error = relative_error(site, rows_fp, &approx, &m.h);
-    let rep = LayerReport::factored(cur, site, s, r, error);
+    let rep = LayerReport::factored(cur, site, s, r, error, [vt.clone(), u_t.clone()]);
     let (vname, uname) = rewrite::factor_names(&site.layer);
     let part = LayerSettings { low_rank: 0.0, ..s };
     let jobs = vec![

@@ -14,7 +14,7 @@
 //! patterns = 8              # pattern library size for 3x3 convs; 0 = no pattern pruning
 //! connectivity = 0.25       # fraction of 3x3 kernels removed whole
 //! selection = "obs"         # "obs" (saliency + least-squares refit) | "magnitude"
-//! low_rank = 16             # Gemm/MatMul: rank (whole number) or whitened energy kept (0..1)
+//! low_rank = 16             # Gemm/MatMul/Conv: rank (whole number) or whitened energy kept (0..1)
 //!
 //! [[layer]]
 //! match = "conv1*"          # glob over layer names: * and ? wildcards
@@ -124,7 +124,7 @@ pub struct Settings {
     /// How pruned weights are chosen: "obs" (default) or "magnitude".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub selection: Option<Selection>,
-    /// Low-rank factorisation of Gemm/MatMul weights: a fraction in (0, 1)
+    /// Low-rank factorisation of Gemm/MatMul and one-group conv weights: a fraction in (0, 1)
     /// of the whitened energy to keep, or a whole number ≥ 1, the rank.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub low_rank: Option<f64>,

@@ -49,6 +49,11 @@ pub struct LayerReport {
     pub notes: Vec<String>,
     /// The rank a factored layer was given.
     pub rank: Option<usize>,
+    /// A factored layer's two weights as factored, in their own layouts:
+    /// the input side (`<layer>.v`), then the output side (`<layer>.u`).
+    /// A part compressed further has its own entry, whose `weight`
+    /// supersedes its factor here. Empty for other layers.
+    pub factors: Vec<Tensor>,
     /// For a product of a factored layer: that layer (its MACs and bytes
     /// are counted there).
     pub parent: Option<String>,
@@ -86,13 +91,21 @@ impl LayerReport {
             weight: None,
             notes: Vec::new(),
             rank: None,
+            factors: Vec::new(),
             parent: None,
         }
     }
 
     /// A layer factored into two products of rank `rank`: MACs and bytes of
     /// the pair (int8 when the settings quantise).
-    pub(crate) fn factored(g: &Graph, site: &Site, settings: LayerSettings, rank: usize, error: f64) -> LayerReport {
+    pub(crate) fn factored(
+        g: &Graph,
+        site: &Site,
+        settings: LayerSettings,
+        rank: usize,
+        error: f64,
+        factors: [Tensor; 2],
+    ) -> LayerReport {
         let mut r = LayerReport::unchanged(g, site, settings);
         let kept = rank * (site.rows + site.cols);
         r.kept = kept;
@@ -101,6 +114,7 @@ impl LayerReport {
         r.bytes_after = if int8 { kept + 4 * (site.rows + rank) } else { 4 * kept };
         r.error = error;
         r.rank = Some(rank);
+        r.factors = factors.into();
         r.notes.push(format!("rank {rank}"));
         r
     }

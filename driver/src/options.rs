@@ -45,7 +45,8 @@ pub struct CompressArgs {
     /// Weight rounding for int8: gptq (default) or nearest.
     #[arg(long, value_name = "gptq|nearest")]
     pub rounding: Option<String>,
-    /// Low-rank Gemm/MatMul: a whitened-energy fraction in (0, 1) to keep, or a whole-number rank.
+    /// Low rank for Gemm/MatMul and one-group convs (channel SVD: an r-output conv, then 1x1): a
+    /// whitened-energy fraction in (0, 1) to keep, or a whole-number rank.
     #[arg(long = "low-rank", value_name = "ENERGY|RANK")]
     pub low_rank: Option<f64>,
     /// How pruning chooses and compensates: obs (default: saliency + least-squares refit) or magnitude.

@@ -120,18 +120,42 @@ pub fn export_onnx(model: &Path, report: &kerf_compress::Report) -> Result<(Vec<
     Ok((bytes, edits.len()))
 }
 
-/// What the compress stage changed, as edits of the original ONNX file.
-/// A factored (low-rank) layer cannot be written as an edit of one node:
-/// an error names it.
+/// What the compress stage changed, as edits of the original ONNX file; a
+/// factored (low-rank) layer becomes its output side with the input side
+/// as a [`kerf_onnx::export::FactorEdit`].
 fn export_edits(report: &kerf_compress::Report) -> Result<Vec<kerf_onnx::export::LayerEdit>, PipelineError> {
-    use kerf_onnx::export::LayerEdit;
+    use kerf_onnx::export::{FactorEdit, LayerEdit};
     let mut edits = Vec::new();
     for l in report.layers.iter().filter(|l| l.parent.is_none()) {
         if l.rank.is_some() {
-            return Err(PipelineError::Config(format!(
-                "layer '{}' is factored (low rank): writing factored layers as ONNX is not supported yet",
-                l.layer
-            )));
+            let (vname, uname) = kerf_compress::rewrite::factor_names(&l.layer);
+            // a part's own entry (compressed further) or its factor as is
+            let part = |name: &str, k: usize| -> Result<(Tensor, Option<&kerf_compress::LayerReport>), PipelineError> {
+                let own =
+                    report.layers.iter().find(|p| p.layer == name && p.parent.as_deref() == Some(l.layer.as_str()));
+                let weight =
+                    own.and_then(|p| p.weight.clone()).or_else(|| l.factors.get(k).cloned()).ok_or_else(|| {
+                        PipelineError::Config(format!(
+                            "layer '{}': the compress report lacks its factor '{name}'",
+                            l.layer
+                        ))
+                    })?;
+                Ok((weight, own))
+            };
+            let ((vw, vr), (uw, ur)) = (part(&vname, 0)?, part(&uname, 1)?);
+            edits.push(LayerEdit {
+                layer: l.layer.clone(),
+                weight: uw,
+                weight_quant: ur.and_then(|r| r.weight_quant.clone()),
+                bias: None,
+                input_quant: ur.and_then(|r| r.input_quant),
+                factor: Some(FactorEdit {
+                    weight: vw,
+                    weight_quant: vr.and_then(|r| r.weight_quant.clone()),
+                    input_quant: vr.and_then(|r| r.input_quant),
+                }),
+            });
+            continue;
         }
         let Some(weight) = &l.weight else { continue };
         edits.push(LayerEdit {
@@ -140,6 +164,7 @@ fn export_edits(report: &kerf_compress::Report) -> Result<Vec<kerf_onnx::export:
             weight_quant: l.weight_quant.clone(),
             bias: None,
             input_quant: l.input_quant,
+            factor: None,
         });
     }
     Ok(edits)

@@ -21,7 +21,9 @@ CNN_PLANS='--quantize int8 --rounding nearest
 --prune-patterns 8 --connectivity 0.25 --quantize int8
 --prune-patterns 8 --connectivity 0.5 --selection magnitude
 --prune-patterns 8 --connectivity 0.5
---prune-patterns 8 --connectivity 0.5 --quantize int8'
+--prune-patterns 8 --connectivity 0.5 --quantize int8
+--low-rank 16
+--low-rank 16 --quantize int8'
 MLP_PLANS='--quantize int8 --rounding nearest
 --quantize int8
 --low-rank 0.9

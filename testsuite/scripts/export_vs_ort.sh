@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `kerf compress` output checked by ONNX Runtime: the trained digits CNN
-# fixture compressed (int8; patterns + connectivity + int8) is written as
+# fixture compressed (int8; patterns + connectivity + int8; low rank (the
+# second conv by channel SVD, the Gemm) + int8) is written as
 # ONNX QDQ, loaded by ORT, run on the 450 test images; ORT's top-1 must be
 # within half a point of kerf's own (`kerf eval`) and above the floors.
 # Usage: export_vs_ort.sh KERF PYTHON
@@ -22,4 +23,5 @@ while IFS='|' read -r plan floor; do
 done <<'PLANS'
 --quantize int8|0.973
 --prune-patterns 8 --connectivity 0.25 --quantize int8|0.968
+--low-rank 8 --quantize int8|0.95
 PLANS

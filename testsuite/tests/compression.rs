@@ -107,6 +107,38 @@ fn saliency_and_compensation_beat_magnitude_pruning() {
     assert!(obs >= 0.96 && obs > mag + 0.1, "OBS + refit {obs} vs magnitude {mag}");
 }
 
+/// A conv's channel SVD: `/2/Conv` (32x16x3x3) at rank 16 becomes a 16-output
+/// 3x3 conv and a 1x1 conv, fitted to the calibration data's im2col moments,
+/// with fewer MACs and the FP32 top-1 kept; `/0/Conv` (16x1x3x3) and the
+/// classifier (10x512) would not be cheaper at rank 16 and stay whole.
+#[test]
+fn conv_low_rank_is_a_channel_svd() {
+    let (fp32, _, _) = evaluate(None);
+    let (top1, _, report) = evaluate(Some("[default]\nlow_rank = 16\n"));
+    let report = report.unwrap();
+    eprintln!("{report}fp32 {fp32:.4} low rank 16 {top1:.4}");
+    assert!(top1 >= fp32 - 0.005, "low rank 16: top-1 {top1} vs FP32 {fp32}");
+    let ranks: Vec<(&str, Option<usize>)> =
+        report.layers.iter().filter(|l| l.parent.is_none()).map(|l| (l.layer.as_str(), l.rank)).collect();
+    assert_eq!(ranks, [("/0/Conv", None), ("/2/Conv", Some(16)), ("/6/Gemm", None)]);
+    let (m0, m1, _, _) = report.totals();
+    assert!(m1 * 3 <= m0 * 2, "MACs {m0} -> {m1}: not 1.5x fewer");
+    let cg = session_of("digits_cnn", Some("[default]\nlow_rank = 16\n"))
+        .graph_at(kerf_pipeline::Stage::Compress)
+        .unwrap()
+        .graph;
+    let convs: Vec<(String, Vec<usize>)> = cg
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            kerf_ir::Op::Conv(c) => Some((c.layer.0.clone(), c.window.kernel.clone())),
+            _ => None,
+        })
+        .collect();
+    let want = [("/0/Conv", vec![3, 3]), ("/2/Conv.v", vec![3, 3]), ("/2/Conv.u", vec![1, 1])];
+    assert_eq!(convs, want.map(|(l, k)| (l.to_string(), k)));
+}
+
 #[test]
 fn low_rank_and_int8_on_the_digits_mlp() {
     let (fp32, _, _) = evaluate_of("digits_mlp", None);
@@ -216,6 +248,11 @@ fn export_errors_name_the_layer() {
         weight_quant: q,
         bias: None,
         input_quant: None,
+        factor: None,
+    };
+    let factored = |v: Tensor, u: Tensor| LayerEdit {
+        factor: Some(kerf_onnx::export::FactorEdit { weight: v, weight_quant: None, input_quant: None }),
+        ..edit("/0/Conv", u, None)
     };
     let cases = [
         (edit("/9/Conv", w(&[16, 1, 3, 3]), None), "no node"),
@@ -223,6 +260,8 @@ fn export_errors_name_the_layer() {
         (edit("/0/Conv", w(&[16, 1, 3, 3]), Some(AxisQuant { axis: 0, scales: vec![1.0; 3] })), "3 scales"),
         (edit("/0/Conv", w(&[16, 1, 3, 3]), Some(AxisQuant { axis: 0, scales: vec![0.0; 16] })), "positive"),
         (edit("/0/Conv", w(&[16, 1, 3, 3]), Some(AxisQuant { axis: 0, scales: vec![0.3; 16] })), "grid"),
+        (factored(w(&[4, 1, 3, 3]), w(&[16, 5, 1, 1])), "do not factor its weight [16, 1, 3, 3]"),
+        (factored(w(&[4, 1, 5, 5]), w(&[16, 4, 1, 1])), "do not factor"),
     ];
     for (e, needle) in cases {
         let msg = export_edited(&fixture("model.onnx"), std::slice::from_ref(&e))
@@ -231,6 +270,32 @@ fn export_errors_name_the_layer() {
             .unwrap_or_default();
         assert!(msg.contains(&e.layer) && msg.contains(needle), "{needle}: {msg}");
     }
+}
+
+/// Low-rank layers (both convs by channel SVD, the Gemm) with int8 parts,
+/// written as ONNX and imported again: the input sides become nodes of
+/// their own, and the model computes what the compressed graph computes.
+#[test]
+fn exported_low_rank_model_computes_the_compressed_model() {
+    use kerf_pipeline::compression::export_onnx;
+    let plan = "[default]\nlow_rank = 4\nquant = \"int8\"\n";
+    let (top1, _, report) = evaluate(Some(plan));
+    let report = report.unwrap();
+    let factored: Vec<&str> = report.layers.iter().filter(|l| l.rank.is_some()).map(|l| l.layer.as_str()).collect();
+    assert_eq!(factored, ["/0/Conv", "/2/Conv", "/6/Gemm"], "every layer is cheaper at rank 4");
+    let (bytes, layers) = export_onnx(&fixture("model.onnx"), &report).unwrap();
+    assert_eq!(layers, 3);
+    let dir = std::env::temp_dir().join(format!("kerf-export-lr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("digits_cnn_lr.onnx");
+    std::fs::write(&path, &bytes).unwrap();
+    let s = Session::new(&path).target(kerf_targets::Target::host_baseline());
+    let text = kerf_ir::text::print(&s.import().unwrap());
+    assert_eq!(text.matches("= Conv{").count(), 4, "two convs each became two:\n{text}");
+    let g = s.graph().unwrap().graph;
+    let reimported = top1_on(&s, &g, "digits_cnn");
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(reimported, top1, "top-1 of the exported model {reimported} vs the compressed graph {top1}");
 }
 
 /// ONNX Runtime's own int8 model of the digits CNN (`quantize_static`, QDQ,

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use kerf_compress::layer::{self, Kind};
+use kerf_compress::layer;
 use kerf_compress::plan::{LayerRule, Settings};
 use kerf_compress::{Plan, Precision};
 use kerf_ir::Tensor;
@@ -150,7 +150,8 @@ fn variant(name: &str, quant: bool, patterns: usize, connectivity: f64, rank: f6
 
 /// The variants tried for a layer: int8 for every layer; 8-pattern pruning
 /// with 25% or 50% connectivity (alone and with int8) for 3x3 convs; rank
-/// min(N, K)/4 (alone and with int8) for products where that is cheaper.
+/// min(N, K)/4 (alone and with int8) for products and one-group convs
+/// where that is cheaper.
 pub fn variants(site: &layer::Site) -> Vec<Variant> {
     let mut v = vec![variant("int8", true, 0, 0.0, 0.0)];
     if kerf_compress::prune::applies(site) {
@@ -159,7 +160,7 @@ pub fn variants(site: &layer::Site) -> Vec<Variant> {
         v.push(variant("p8c25+int8", true, 8, 0.25, 0.0));
         v.push(variant("p8c50+int8", true, 8, 0.5, 0.0));
     }
-    if matches!(site.kind, Kind::MatMulKn | Kind::MatMulNk) {
+    if site.groups() == 1 {
         let r = (site.rows.min(site.cols) / 4).max(1);
         if r * (site.rows + site.cols) < site.rows * site.cols {
             v.push(variant(&format!("rank{r}"), false, 0, 0.0, r as f64));

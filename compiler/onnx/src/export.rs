@@ -10,7 +10,8 @@
 //! replaced by new initializers; an int8 weight becomes an `INT8`
 //! initializer behind a per-axis `DequantizeLinear`; an input quantiser
 //! becomes `QuantizeLinear → DequantizeLinear` (uint8, per tensor) on that
-//! node's input only. Nothing else changes, except that the default-domain
+//! node's input only; a factored (low-rank) layer gets its input side as a
+//! node of its own before it ([`FactorEdit`]). Nothing else changes, except that the default-domain
 //! opset is raised to 13 (per-axis `DequantizeLinear`) when every op of the
 //! graph means the same at 13. Old weights no other node uses are dropped.
 //! Output bytes are deterministic. Errors name the layer and what is wrong.
@@ -43,6 +44,27 @@ pub struct LayerEdit {
     /// New values of the bias (Conv input 2, Gemm input C), same shape.
     pub bias: Option<Tensor>,
     /// Quantise input 0 (the activation).
+    pub input_quant: Option<ActQuant>,
+    /// The layer is factored (low rank): this input side is inserted before
+    /// it, and the layer itself takes the thin result with `weight` as the
+    /// output side (a different shape from the file's; see [`FactorEdit`]).
+    pub factor: Option<FactorEdit>,
+}
+
+/// The input side of a factored layer, written as a node of its own before
+/// the layer: for a Gemm/MatMul `x·W ≈ (x·V)·U`, a `MatMul` with `weight`
+/// `V` `[K, r]` and the layer's weight `U` (`[r, N]`, or `[N, r]` under
+/// `transB`); for a one-group Conv, a Conv with the layer's kernel,
+/// strides, pads and dilations, `r` output channels (`weight` `[r, C,
+/// k...]`) and no bias, and the layer becomes a 1x1 conv with weight `[M,
+/// r, 1...]` (its bias kept).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FactorEdit {
+    /// The input side's weight, f32.
+    pub weight: Tensor,
+    /// Store it as int8 with these per-channel scales.
+    pub weight_quant: Option<AxisQuant>,
+    /// Quantise the input side's input.
     pub input_quant: Option<ActQuant>,
 }
 
@@ -87,7 +109,7 @@ fn err(layer: &str, msg: impl Into<String>) -> ImportError {
 pub fn export_edited(model: &Path, edits: &[LayerEdit]) -> Result<Vec<u8>, ImportError> {
     let bytes = std::fs::read(model).map_err(|e| ImportError::Io { path: model.to_path_buf(), source: e })?;
     let mut m = ModelProto::parse_from_bytes(&bytes).map_err(|e| ImportError::Protobuf(e.to_string()))?;
-    if edits.iter().any(|e| e.weight_quant.is_some()) {
+    if edits.iter().any(|e| e.weight_quant.is_some() || e.factor.as_ref().is_some_and(|f| f.weight_quant.is_some())) {
         raise_opset(&mut m)?;
     }
     let g = m.graph.as_mut().ok_or_else(|| ImportError::model("model has no graph"))?;
@@ -133,7 +155,7 @@ fn display_name(n: &NodeProto, index: usize) -> String {
 fn edit_layer(g: &mut GraphProto, names: &mut Names, e: &LayerEdit) -> Result<(), ImportError> {
     let layer = e.layer.as_str();
     let found: Vec<usize> = (0..g.node.len()).filter(|&i| display_name(&g.node[i], i) == layer).collect();
-    let mut at = match found.as_slice() {
+    let at = match found.as_slice() {
         [i] => *i,
         [] => return Err(err(layer, "no node of that name")),
         _ => return Err(err(layer, "several nodes have that name")),
@@ -143,17 +165,37 @@ fn edit_layer(g: &mut GraphProto, names: &mut Names, e: &LayerEdit) -> Result<()
         return Err(err(layer, format!("is a {op}; only Conv, Gemm and MatMul layers are exported")));
     }
     let w_name = g.node[at].input.get(1).cloned().unwrap_or_default();
-    check_shape(g, layer, &w_name, &e.weight, "weight")?;
-    let new_w = match &e.weight_quant {
-        None => add_f32(g, names, &format!("{layer}.weight"), &e.weight)?,
-        Some(q) => {
-            let (node, out) = dequantized_weight(g, names, layer, &e.weight, q)?;
-            g.node.insert(at, node);
-            at += 1;
-            out
+    // nodes to insert before the layer, in order
+    let mut before = Vec::new();
+    let mut x = g.node[at].input[0].clone();
+    match &e.factor {
+        None => check_shape(g, layer, &w_name, &e.weight, "weight")?,
+        Some(f) => {
+            check_factors(g, layer, &g.node[at], &w_name, f, &e.weight)?;
+            let vname = format!("{layer}.v");
+            let xin = quantized_input(g, names, &vname, &x, f.input_quant, &mut before)?;
+            let wv = weight_input(g, names, &vname, &f.weight, f.weight_quant.as_ref(), &mut before)?;
+            let out = names.fresh(&format!("{vname}_out"));
+            let mut first = if op == "Conv" {
+                let mut n = g.node[at].clone();
+                n.input = vec![xin, wv];
+                n.output = vec![out.clone()];
+                n
+            } else {
+                node("MatMul", String::new(), vec![xin, wv], out.clone())
+            };
+            first.name = names.fresh(&vname);
+            before.push(first);
+            if op == "Conv" {
+                pointwise(&mut g.node[at], f.weight.shape().len() - 2);
+            }
+            x = out;
         }
-    };
-    g.node[at].input[1] = new_w;
+    }
+    let w = weight_input(g, names, layer, &e.weight, e.weight_quant.as_ref(), &mut before)?;
+    let xin = quantized_input(g, names, layer, &x, e.input_quant, &mut before)?;
+    g.node[at].input[0] = xin;
+    g.node[at].input[1] = w;
     if let Some(b) = &e.bias {
         let b_name = g.node[at].input.get(2).cloned().unwrap_or_default();
         if b_name.is_empty() {
@@ -162,27 +204,115 @@ fn edit_layer(g: &mut GraphProto, names: &mut Names, e: &LayerEdit) -> Result<()
         check_shape(g, layer, &b_name, b, "bias")?;
         g.node[at].input[2] = add_f32(g, names, &format!("{layer}.bias"), b)?;
     }
-    if let Some(q) = &e.input_quant {
-        if !(q.scale.is_finite() && q.scale > 0.0) {
-            return Err(err(layer, format!("input scale {} is not a positive number", q.scale)));
+    g.node.splice(at..at, before);
+    Ok(())
+}
+
+/// The weight input: an f32 initializer, or an int8 one behind a
+/// `DequantizeLinear` (pushed to `before`); its name.
+fn weight_input(
+    g: &mut GraphProto,
+    names: &mut Names,
+    layer: &str,
+    w: &Tensor,
+    q: Option<&AxisQuant>,
+    before: &mut Vec<NodeProto>,
+) -> Result<String, ImportError> {
+    match q {
+        None => add_f32(g, names, &format!("{layer}.weight"), w),
+        Some(q) => {
+            let (node, out) = dequantized_weight(g, names, layer, w, q)?;
+            before.push(node);
+            Ok(out)
         }
-        let x = g.node[at].input[0].clone();
-        let s = add_tensor(g, names, &format!("{layer}.x_scale"), 1, vec![], q.scale.to_le_bytes().to_vec());
-        let z = add_tensor(g, names, &format!("{layer}.x_zero_point"), 2, vec![], vec![q.zero_point]);
-        let xq = names.fresh(&format!("{layer}.x_q"));
-        let xdq = names.fresh(&format!("{layer}.x_dq"));
-        let qn = node(
-            "QuantizeLinear",
-            names.fresh(&format!("{layer}.x_quantize")),
-            vec![x, s.clone(), z.clone()],
-            xq.clone(),
-        );
-        let dn = node("DequantizeLinear", names.fresh(&format!("{layer}.x_dequantize")), vec![xq, s, z], xdq.clone());
-        g.node[at].input[0] = xdq;
-        g.node.insert(at, dn);
-        g.node.insert(at, qn);
+    }
+}
+
+/// `x`, or `x` through `QuantizeLinear → DequantizeLinear` (uint8, per
+/// tensor; pushed to `before`) when `q` is given; the name to read.
+fn quantized_input(
+    g: &mut GraphProto,
+    names: &mut Names,
+    layer: &str,
+    x: &str,
+    q: Option<ActQuant>,
+    before: &mut Vec<NodeProto>,
+) -> Result<String, ImportError> {
+    let Some(q) = q else { return Ok(x.to_string()) };
+    if !(q.scale.is_finite() && q.scale > 0.0) {
+        return Err(err(layer, format!("input scale {} is not a positive number", q.scale)));
+    }
+    let s = add_tensor(g, names, &format!("{layer}.x_scale"), 1, vec![], q.scale.to_le_bytes().to_vec());
+    let z = add_tensor(g, names, &format!("{layer}.x_zero_point"), 2, vec![], vec![q.zero_point]);
+    let xq = names.fresh(&format!("{layer}.x_q"));
+    let xdq = names.fresh(&format!("{layer}.x_dq"));
+    let qn = node(
+        "QuantizeLinear",
+        names.fresh(&format!("{layer}.x_quantize")),
+        vec![x.to_string(), s.clone(), z.clone()],
+        xq.clone(),
+    );
+    let dn = node("DequantizeLinear", names.fresh(&format!("{layer}.x_dequantize")), vec![xq, s, z], xdq.clone());
+    before.push(qn);
+    before.push(dn);
+    Ok(xdq)
+}
+
+/// The factors of a factored layer fit its stored weight: a conv's `[M, C,
+/// k...]` as `[r, C, k...]` then `[M, r, 1...]` (one group); a product's
+/// `[K, N]` as `[K, r]` then `[r, N]`, or `[N, K]` under `transB` as `[K,
+/// r]` then `[N, r]`.
+fn check_factors(
+    g: &GraphProto,
+    layer: &str,
+    n: &NodeProto,
+    w_name: &str,
+    f: &FactorEdit,
+    u: &Tensor,
+) -> Result<(), ImportError> {
+    let old = stored_dims(g, w_name)
+        .ok_or_else(|| err(layer, format!("its weight '{w_name}' is neither an initializer nor a Constant node")))?;
+    let old: Vec<usize> = old.iter().map(|&d| d as usize).collect();
+    let (v, u) = (f.weight.shape(), u.shape());
+    let int = |name: &str, default: i64| n.attribute.iter().find(|a| a.name == name).map_or(default, |a| a.i);
+    let fits = match n.op_type.as_str() {
+        "Conv" => {
+            let r = v.first().copied().unwrap_or(0);
+            let ones = vec![1; old.len().saturating_sub(2)];
+            int("group", 1) == 1
+                && v[1..] == old[1..]
+                && u.len() == old.len()
+                && u[..2] == [old[0], r]
+                && u[2..] == ones[..]
+        }
+        _ => {
+            let trans_b = n.op_type == "Gemm" && int("transB", 0) != 0;
+            let (k, nn) = if trans_b { (old[1], old[0]) } else { (old[0], old[1]) };
+            let r = v.get(1).copied().unwrap_or(0);
+            old.len() == 2 && v == [k, r] && if trans_b { u == [nn, r] } else { u == [r, nn] }
+        }
+    };
+    if !fits {
+        return Err(err(layer, format!("factors {v:?} and {u:?} do not factor its weight {old:?}")));
     }
     Ok(())
+}
+
+/// A conv node made 1x1 over `spatial` axes: unit kernel, strides and
+/// dilations, no padding.
+fn pointwise(n: &mut NodeProto, spatial: usize) {
+    n.attribute.retain(|a| !["kernel_shape", "strides", "dilations", "pads", "auto_pad"].contains(&a.name.as_str()));
+    let ints = |name: &str, v: Vec<i64>| {
+        let mut a = AttributeProto::new();
+        a.name = name.into();
+        a.type_ = EnumOrUnknown::new(AttributeType::INTS);
+        a.ints = v;
+        a
+    };
+    n.attribute.push(ints("kernel_shape", vec![1; spatial]));
+    n.attribute.push(ints("strides", vec![1; spatial]));
+    n.attribute.push(ints("dilations", vec![1; spatial]));
+    n.attribute.push(ints("pads", vec![0; 2 * spatial]));
 }
 
 /// The int8 initializer and its `DequantizeLinear`; returns the node and
@@ -259,17 +389,22 @@ fn add_f32(g: &mut GraphProto, names: &mut Names, base: &str, t: &Tensor) -> Res
     Ok(add_tensor(g, names, base, 1, dims, t.bytes().to_vec()))
 }
 
-/// The stored shape of `name` (an initializer or a `Constant` node's
-/// output) must be `t`'s.
-fn check_shape(g: &GraphProto, layer: &str, name: &str, t: &Tensor, what: &str) -> Result<(), ImportError> {
-    let dims: Option<Vec<i64>> = g.initializer.iter().find(|i| i.name == name).map(|i| i.dims.clone()).or_else(|| {
+/// The stored dims of `name`: an initializer's, or a `Constant` node's
+/// value's.
+fn stored_dims(g: &GraphProto, name: &str) -> Option<Vec<i64>> {
+    g.initializer.iter().find(|i| i.name == name).map(|i| i.dims.clone()).or_else(|| {
         g.node
             .iter()
             .find(|n| n.op_type == "Constant" && n.output.first().map(String::as_str) == Some(name))
             .and_then(|n| n.attribute.iter().find(|a| a.name == "value"))
             .and_then(|a| a.t.as_ref().map(|t| t.dims.clone()))
-    });
-    let Some(dims) = dims else {
+    })
+}
+
+/// The stored shape of `name` (an initializer or a `Constant` node's
+/// output) must be `t`'s.
+fn check_shape(g: &GraphProto, layer: &str, name: &str, t: &Tensor, what: &str) -> Result<(), ImportError> {
+    let Some(dims) = stored_dims(g, name) else {
         return Err(err(layer, format!("its {what} '{name}' is neither an initializer nor a Constant node")));
     };
     let want: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
