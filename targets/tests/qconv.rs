@@ -156,3 +156,40 @@ fn extreme_products_do_not_overflow() {
     let c = Case { zp: 255, ..c };
     check(&c, &vec![0u8; 256 * 9], &w);
 }
+
+/// The accumulating form (`out=acc`, the integer core of ONNX ConvInteger
+/// and QLinearConv): the i32 sums themselves, bit for bit, including sums far
+/// past 2^24 (where an f32 accumulation would round) and partial tiles.
+#[test]
+fn accumulating_form_stores_exact_sums() {
+    let check_acc = |xsh: [usize; 4], wsh: [usize; 4], osh: [usize; 4], attrs: &str, zp: u8, x: &[u8], w: &[i64]| {
+        let text = format!(
+            "graph \"q\"\n  input %0 \"x\": u8[{}]\n  const %1 \"w\": i8[{}] = {}\n  %2 = QConv{{{attrs}, layer=\"c\", act=None, residual=false, x_scale=1.0, x_zp={zp}, out=acc}}(%0, %1): i32[{}] @\"c\"\n  output \"y\" = %2\n",
+            dims(&xsh),
+            dims(&wsh),
+            ints(w),
+            dims(&osh),
+        );
+        let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let ins = vec![Tensor::from_bytes(DType::U8, xsh.to_vec(), x.to_vec()).unwrap()];
+        let want = kerf_ir::eval::eval_graph(&g, &ins).unwrap().remove(0).to_i64_vec();
+        for cpu in ["native", "baseline"] {
+            let got = run(&text, &ins, cpu).remove(0);
+            assert_eq!(got.len(), want.len());
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(i64::from(a.to_bits() as i32), *b, "{attrs} ({cpu}): element {i}");
+            }
+        }
+        want
+    };
+    let a3 = "kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1";
+    let x: Vec<u8> = pseudo(3 * 9 * 11, 1, 0, 255).into_iter().map(|v| v as u8).collect();
+    check_acc([1, 3, 9, 11], [7, 3, 3, 3], [1, 7, 7, 9], a3, 17, &x, &pseudo(7 * 27, 2, -128, 127));
+    let ag = "kernel=[1,1], strides=[2,2], dilations=[1,1], pads=[0,0,0,0], group=2";
+    let x: Vec<u8> = pseudo(2 * 8 * 25, 3, 0, 255).into_iter().map(|v| v as u8).collect();
+    check_acc([2, 8, 5, 5], [6, 4, 1, 1], [2, 6, 3, 3], ag, 128, &x, &pseudo(24, 4, -128, 127));
+    // every product at its extreme over K = 2304: |acc| = 2304·255·128 ≈ 7.5e7 > 2^24
+    let w: Vec<i64> = (0..2 * 256 * 9).map(|i| if i < 256 * 9 { -128 } else { 127 }).collect();
+    let sums = check_acc([1, 256, 3, 3], [2, 256, 3, 3], [1, 2, 1, 1], a3, 0, &vec![255u8; 256 * 9], &w);
+    assert_eq!(sums, [-2304 * 255 * 128, 2304 * 255 * 127]);
+}

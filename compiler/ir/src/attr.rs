@@ -223,6 +223,15 @@ impl AttrMap {
         }
     }
 
+    /// An optional bare-identifier attribute: `None` when absent.
+    pub fn opt_ident(&mut self, name: &str) -> Result<Option<String>, IrError> {
+        if self.items.iter().any(|(n, _)| n == name) {
+            self.ident(name).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     /// An [`IrError::Attr`] for this op, for checks beyond an attribute's kind.
     pub fn error(&self, msg: impl Into<String>) -> IrError {
         IrError::Attr { op: self.op.clone(), msg: msg.into() }

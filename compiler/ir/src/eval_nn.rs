@@ -5,8 +5,8 @@
 //! folding) and fold small constant convolutions; they are not fast.
 
 use crate::eval::strides;
-use crate::op::{Conv, QConv};
-use crate::{IrError, Op, Tensor, TensorType};
+use crate::op::{Conv, QConv, QOut};
+use crate::{DType, IrError, Op, Tensor, TensorType};
 
 fn err(op: &Op, msg: impl Into<String>) -> IrError {
     IrError::Eval { op: op.name().to_string(), msg: msg.into() }
@@ -81,13 +81,18 @@ pub(crate) fn conv(op: &Op, c: &Conv, inputs: &[&Tensor], out: &TensorType) -> R
 /// rounded once to f32, then `· s[m]`, `+ b[m]`, `+ residual` and the
 /// activation, each rounded to f32.
 pub(crate) fn qconv(op: &Op, q: &QConv, inputs: &[&Tensor], out: &TensorType) -> Result<Tensor, IrError> {
-    let [x, w, ws, b, rest @ ..] = inputs else {
+    let (x, w) = match inputs {
+        [x, w, ..] => (*x, *w),
+        _ => return Err(err(op, "needs inputs x and w")),
+    };
+    let acc = qconv_acc(q, x, w, &out.shape);
+    if q.out == QOut::Acc {
+        let v: Vec<i64> = acc.iter().map(|&a| i64::from(a)).collect();
+        return Tensor::from_i64_values(DType::I32, out.shape.clone(), &v);
+    }
+    let [_, _, ws, b, rest @ ..] = inputs else {
         return Err(err(op, "needs inputs x, w, w_scale, b"));
     };
-    let z = f32::from(q.x_zp);
-    let xq: Vec<f32> = x.to_f32_vec().into_iter().map(|v| v - z).collect();
-    let xq = Tensor::from_f32(x.shape().to_vec(), &xq)?;
-    let acc = conv(op, &q.conv, &[&xq, w], out)?.to_f32_vec();
     let b = b.to_f32_vec();
     let scale: Vec<f32> = ws.to_f32_vec().iter().map(|&w| q.x_scale.get() * w).collect();
     let m = scale.len();
@@ -98,7 +103,7 @@ pub(crate) fn qconv(op: &Op, q: &QConv, inputs: &[&Tensor], out: &TensorType) ->
         .enumerate()
         .map(|(i, &a)| {
             let c = i / plane % m;
-            let mut v = a * scale[c] + b[c];
+            let mut v = a as f32 * scale[c] + b[c];
             if let Some(r) = &res {
                 v += r[i];
             }
@@ -110,6 +115,38 @@ pub(crate) fn qconv(op: &Op, q: &QConv, inputs: &[&Tensor], out: &TensorType) ->
         Some(u) => Ok(crate::eval::eval(&Op::Unary(u), &[&y])?.remove(0)),
         None => Ok(y),
     }
+}
+
+/// `Σ (x − x_zp)·w` of a [`QConv`] (no padding), exactly in integers, in
+/// the output's `[N, M, OH, OW]` order.
+fn qconv_acc(q: &QConv, x: &Tensor, w: &Tensor, out: &[usize]) -> Vec<i32> {
+    let (xs, ws) = (x.shape(), w.shape());
+    let (xv, wv) = (x.to_i64_vec(), w.to_i64_vec());
+    let z = i64::from(q.x_zp);
+    let wd = &q.conv.window;
+    let (g, cg, kh, kw) = (q.conv.group, ws[1], ws[2], ws[3]);
+    let (m_all, oh, ow) = (out[1], out[2], out[3]);
+    let mg = m_all / g.max(1);
+    let mut acc = vec![0i32; out.iter().product()];
+    for (i, a) in acc.iter_mut().enumerate() {
+        let (ox, oy, m, n) = (i % ow, i / ow % oh, i / (ow * oh) % m_all, i / (ow * oh * m_all));
+        let gi = m / mg.max(1);
+        let mut sum = 0i64;
+        for c in 0..cg {
+            let ci = gi * cg + c;
+            for ky in 0..kh {
+                let y = oy * wd.strides[0] + ky * wd.dilations[0];
+                for kx in 0..kw {
+                    let xx = ox * wd.strides[1] + kx * wd.dilations[1];
+                    let xi = ((n * xs[1] + ci) * xs[2] + y) * xs[3] + xx;
+                    sum += (xv[xi] - z) * wv[((m * cg + c) * kh + ky) * kw + kx];
+                }
+            }
+        }
+        // |Σ| <= 255 · 128 · K fits i32 for any K a model has
+        *a = sum as i32;
+    }
+    acc
 }
 
 /// Inference BatchNormalization over axis 1:

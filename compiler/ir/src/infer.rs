@@ -210,15 +210,30 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
             Ok(out)
         }
         Op::QConv(q) => {
+            let wd = &q.conv.window;
+            if wd.rank() != 2 || q.conv.algo != ConvAlgo::Direct || wd.pads.iter().any(|&p| p != 0) {
+                return Err("QConv is a direct 2-D conv without padding".to_string());
+            }
+            if q.out == QOut::Acc {
+                arity(ins, 2, 2)?;
+                if ins[0].dtype != DType::U8 || ins[1].dtype != DType::I8 || q.epi != Epilogue::default() {
+                    return Err(format!(
+                        "an accumulating QConv takes u8 x and i8 w, no epilogue; got {}, {}",
+                        ins[0], ins[1]
+                    ));
+                }
+                let (xf, wf) = (
+                    TensorType::new(DType::F32, ins[0].shape.clone()),
+                    TensorType::new(DType::F32, ins[1].shape.clone()),
+                );
+                let out = infer(&Op::Conv(q.conv.clone()), &[&xf, &wf])?;
+                return Ok(out.into_iter().map(|o| TensorType::new(DType::I32, o.shape)).collect());
+            }
             let n_in = 4 + usize::from(q.epi.residual);
             arity(ins, n_in, n_in)?;
             let (x, w, ws, b) = (ins[0], ins[1], ins[2], ins[3]);
             if x.dtype != DType::U8 || w.dtype != DType::I8 || ws.dtype != DType::F32 || b.dtype != DType::F32 {
                 return Err(format!("QConv takes u8 x, i8 w, f32 w_scale and b, got {x}, {w}, {ws}, {b}"));
-            }
-            let wd = &q.conv.window;
-            if wd.rank() != 2 || q.conv.algo != ConvAlgo::Direct || wd.pads.iter().any(|&p| p != 0) {
-                return Err("QConv is a direct 2-D conv without padding".to_string());
             }
             let m = w.shape.first().copied().unwrap_or(0);
             if ws.shape != [m] || b.shape != [m] {

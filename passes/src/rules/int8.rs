@@ -31,7 +31,7 @@
 //! Directional: nothing turns a `QConv` back into f32.
 
 use egg::Id;
-use kerf_ir::op::{ConvAlgo, Epilogue, PadMode, QConv};
+use kerf_ir::op::{ConvAlgo, Epilogue, PadMode, QConv, QOut};
 use kerf_ir::{BinaryOp, DType, Op, Origin, Tensor, UnaryOp, WeightId, F32};
 
 use super::{add_union, rewrite, KRewrite, Rule};
@@ -178,7 +178,7 @@ impl Rule for Int8Conv {
         let x = eg.add(KNode::op(Op::Cast(DType::U8), vec![shifted]));
         let mut conv = m.conv.clone();
         conv.window.pads = vec![0; wd.pads.len()];
-        let op = Op::QConv(QConv { conv, epi: m.epi, x_scale: F32::new(m.s), x_zp: m.z });
+        let op = Op::QConv(QConv { conv, epi: m.epi, x_scale: F32::new(m.s), x_zp: m.z, out: QOut::Real });
         let mut children = vec![x, konst(eg, q), konst(eg, sc), konst(eg, b)];
         children.extend(m.residual);
         add_union(eg, class, KNode::op(op, children))

@@ -27,6 +27,7 @@ use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
     types, AbiParam, ConstantData, Endianness, InstBuilder, MemFlagsData, SigRef, Signature, Value,
 };
+use kerf_ir::op::QOut;
 use kerf_ir::{DType, Op};
 
 use super::epilogue::{apply_act, Act};
@@ -107,8 +108,10 @@ pub fn qconv(k: &mut Kernel) -> LResult {
         .and_then(|&v| k.g.const_of(v))
         .map(|t| t.to_f64_vec())
         .ok_or("QConv needs constant weights")?;
-    let (w_scale, bias) = match (k.const_f32(2), k.const_f32(3)) {
-        (Some(s), Some(b)) => (s, b),
+    // the accumulating form has no scales or bias: its epilogue stores the sums
+    let (w_scale, bias) = match (q.out, k.const_f32(2), k.const_f32(3)) {
+        (QOut::Acc, ..) => (vec![0.0; ws[0]], vec![0.0; ws[0]]),
+        (QOut::Real, Some(s), Some(b)) => (s, b),
         _ => return Err("QConv needs a constant weight scale and bias".into()),
     };
     let act = Act::of(q.epi.act)?;
@@ -129,7 +132,7 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     let (lo, hi) = k.parallel_range(units, 1, cost)?;
     let bbuf = k.task_scratch(d.kp * 32);
     let tiles = if k.caps.avx2 { Some(Assembled::new(k, &d)) } else { None };
-    let ptrs = Ptrs { x, out, res, a, tap, s: s_p, b: b_p, bbuf, tiles };
+    let ptrs = Ptrs { x, out, res, a, tap, s: s_p, b: b_p, bbuf, tiles, acc: q.out == QOut::Acc };
     k.for_dyn(lo, hi, 1, |k, u| {
         let jp = k.b.ins().urem_imm_u(u, d.pairs as i64);
         let ng = k.b.ins().udiv_imm_u(u, d.pairs as i64);
@@ -160,6 +163,8 @@ struct Ptrs {
     bbuf: Value,
     /// With AVX2: the assembled tiles.
     tiles: Option<Assembled>,
+    /// Store the i32 sums themselves ([`QOut::Acc`]).
+    acc: bool,
 }
 
 /// The assembled AVX2 tiles of one kernel: their addresses for full and
@@ -351,6 +356,10 @@ fn tile(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, a_blk: Value, m0
     };
     let lanes = k.lanes();
     let (ty, per_row) = (if lanes == 4 { types::F32X4 } else { types::F32 }, 8 / lanes);
+    if p.acc {
+        store_sums(k, d, p, u, m0, rows, valid, &accs);
+        return;
+    }
     for r in 0..rows {
         let m = k.b.ins().iadd_imm_s(m0, r as i64);
         let s = k.ld_at(types::F32, p.s, m, 4, 0);
@@ -393,6 +402,35 @@ fn tile(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, a_blk: Value, m0
                 }
                 let y = apply_act(k, types::F32, act, x);
                 k.st_at(y, p.out, e, 4, off + 4 * l as i32);
+            }
+        }
+    }
+}
+
+/// [`QOut::Acc`]'s epilogue: the tile's i32 sums stored as they are, lane
+/// by lane for the image's last partial vector.
+#[allow(clippy::too_many_arguments)]
+fn store_sums(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit, m0: Value, rows: usize, valid: usize, accs: &[Value]) {
+    let lanes = k.lanes();
+    let per_row = 8 / lanes;
+    for r in 0..rows {
+        let m = k.b.ins().iadd_imm_s(m0, r as i64);
+        let nm = k.b.ins().imul_imm_s(u.ni, (d.groups * d.mg) as i64);
+        let nm = k.b.ins().iadd(nm, m);
+        let row = k.b.ins().imul_imm_s(nm, d.pixels as i64);
+        let pix = k.b.ins().imul_imm_s(u.jp, 8);
+        let e = k.b.ins().iadd(row, pix);
+        for j in 0..per_row {
+            let n = valid.saturating_sub(lanes * j).min(lanes);
+            let off = (4 * lanes * j) as i32;
+            let v = accs[per_row * r + j];
+            if n == lanes {
+                k.st_at(v, p.out, e, 4, off);
+            } else {
+                for l in 0..n {
+                    let x = k.b.ins().extractlane(v, l as u8);
+                    k.st_at(x, p.out, e, 4, off + 4 * l as i32);
+                }
             }
         }
     }

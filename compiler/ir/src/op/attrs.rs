@@ -160,6 +160,9 @@ impl Op {
                 q.epi.attrs(&mut a);
                 a.push(("x_scale", Attr::Float(q.x_scale.get())));
                 a.push(("x_zp", Attr::Int(i64::from(q.x_zp))));
+                if q.out == QOut::Acc {
+                    a.push(("out", Attr::Ident("acc".into())));
+                }
             }
             Op::MatMulFused(l, e) => {
                 a.push(("layer", Attr::Str(l.0.clone())));
@@ -313,7 +316,12 @@ impl Op {
                 if !(x_scale.get() > 0.0 && x_scale.get().is_finite()) {
                     return Err(m.error(format!("x_scale {} must be positive and finite", x_scale.get())));
                 }
-                Op::QConv(QConv { conv, epi, x_scale, x_zp })
+                let out = match m.opt_ident("out")?.as_deref() {
+                    None => QOut::Real,
+                    Some("acc") => QOut::Acc,
+                    Some(o) => return Err(m.error(format!("unknown QConv output '{o}' (acc, or none for real)"))),
+                };
+                Op::QConv(QConv { conv, epi, x_scale, x_zp, out })
             }
             "MatMulFused" => Op::MatMulFused(layer(m)?, Epilogue::from_attrs(m)?),
             "GemmFused" => Op::GemmFused(

@@ -536,6 +536,11 @@ impl Conv {
 ///
 /// each step rounded to f32 in that order, so every backend computes the
 /// same bits when the activation is computed exactly (none, Relu, Clip).
+///
+/// With [`QOut::Acc`] the output is `acc` itself (i32; inputs `x` and `w`
+/// only, no epilogue, `x_scale` unused): the integer core of ONNX
+/// `ConvInteger` and `QLinearConv`, whose requantisation the frontend
+/// writes after it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QConv {
     /// Geometry (pads all zero), groups and layer identity (`algo` is always `Direct`).
@@ -546,6 +551,18 @@ pub struct QConv {
     pub x_scale: F32,
     /// The activation grid's zero point (the u8 value standing for 0).
     pub x_zp: u8,
+    /// What the conv outputs.
+    pub out: QOut,
+}
+
+/// The output of a [`QConv`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QOut {
+    /// f32: `act(f32(acc) · s[m] + b[m] + residual)`.
+    #[default]
+    Real,
+    /// i32: `acc`, exactly.
+    Acc,
 }
 
 /// ONNX ConvTranspose attributes. Inputs `x, w[, b]`: `x` is `[N, C, spatial..]`, `w` is

@@ -1,7 +1,11 @@
 //! Integer linear algebra: MatMulInteger, ConvInteger, QLinearMatMul and
 //! QLinearConv, as compositions that are exact against the ONNX reference.
 //!
-//! The integer products are accumulated by the f32 MatMul/Conv kernels on
+//! A 2-D conv of a u8 input (constant per-tensor zero point) with constant
+//! i8 weights (zero zero points) runs on the integer conv kernel: an
+//! accumulating `QConv` (exact i32 sums) on the input padded with its zero
+//! point. Otherwise the integer products are accumulated by the f32
+//! MatMul/Conv kernels on
 //! zero-point-centred operands. That is exact — every partial sum is an
 //! integer below 2^24 — as long as `K · span(a) · span(b) <= 2^24`, where `K`
 //! is the reduction length and `span` the width of the operand type's range
@@ -18,8 +22,8 @@
 //! rounded half to even (`(v + 1.5·2^52) - 1.5·2^52`, exact for the clamped
 //! |v| <= 2^16), and cast.
 
-use kerf_ir::op::{BinaryOp, Conv, ConvAlgo};
-use kerf_ir::{DType, Op, ValueId};
+use kerf_ir::op::{BinaryOp, Conv, ConvAlgo, Epilogue, PadMode, QConv, QOut, Window};
+use kerf_ir::{DType, Op, ValueId, F32};
 
 use super::compose::{bin, cast, reshape, scalar, R};
 use super::conv::{kernel_from, window};
@@ -176,6 +180,9 @@ fn conv_centred(cx: &mut Cx, x: ValueId, xzp: Option<ValueId>, w: ValueId, wzp: 
     let kernel = kernel_from(cx, &ws)?;
     let win = window(cx, kernel, &xs[2..])?;
     let group = usize::try_from(cx.attrs().int("group", 1)?).map_err(|_| cx.err("group must be positive"))?;
+    if let Some(zp) = integer_kernel_fits(cx, x, xzp, w, wzp) {
+        return integer_conv(cx, x, zp, w, win, group);
+    }
     let taps: usize = ws[2..].iter().product();
     let (sx, sw) = (span(cx, x, "x")?, span(cx, w, "w")?);
     // a long reduction is split over input channels (one group only)
@@ -216,6 +223,53 @@ fn conv_centred(cx: &mut Cx, x: ValueId, xzp: Option<ValueId>, w: ValueId, wzp: 
         });
     }
     acc.ok_or_else(|| cx.err("empty reduction"))
+}
+
+/// The zero point of `x` when the conv can run on the integer kernel
+/// (`QConv` accumulating exactly in i32): 2-D, a u8 input with a constant
+/// per-tensor zero point (or none), constant i8 weights whose zero points
+/// are all zero (or absent).
+fn integer_kernel_fits(cx: &Cx, x: ValueId, xzp: Option<ValueId>, w: ValueId, wzp: Option<ValueId>) -> Option<u8> {
+    let (xt, wt) = (cx.ty(x), cx.ty(w));
+    if xt.rank() != 4 || xt.dtype != DType::U8 || wt.dtype != DType::I8 || cx.g.const_of(w).is_none() {
+        return None;
+    }
+    if let Some(z) = wzp {
+        let t = cx.g.const_of(z)?;
+        if t.to_i64_vec().iter().any(|&v| v != 0) {
+            return None;
+        }
+    }
+    match xzp {
+        None => Some(0),
+        Some(z) => {
+            let t = cx.g.const_of(z)?;
+            match t.to_i64_vec().as_slice() {
+                [v] => u8::try_from(*v).ok(),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// `Σ (x − zp)·w` on the integer kernel: the input padded with its zero
+/// point where the conv pads, then an accumulating `QConv` (exact i32).
+fn integer_conv(cx: &mut Cx, x: ValueId, zp: u8, w: ValueId, win: Window, group: usize) -> R {
+    let n = win.rank();
+    let x = if win.pads.iter().any(|&p| p != 0) {
+        let mut pads = vec![0; 2 * (n + 2)];
+        for i in 0..n {
+            pads[2 + i] = win.pads[i];
+            pads[n + 4 + i] = win.pads[n + i];
+        }
+        cx.add1(Op::Pad { pads, mode: PadMode::Constant, value: F32::new(f32::from(zp)) }, vec![x])?
+    } else {
+        x
+    };
+    let window = Window { pads: vec![0; 2 * n], ..win };
+    let conv = Conv { window, group, layer: cx.layer(), algo: ConvAlgo::Direct };
+    let q = QConv { conv, epi: Epilogue::default(), x_scale: F32::new(1.0), x_zp: zp, out: QOut::Acc };
+    cx.add1(Op::QConv(q), vec![x, w])
 }
 
 fn conv_integer(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
