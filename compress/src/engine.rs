@@ -219,19 +219,52 @@ fn compress_layer(
         None
     };
 
-    let tensor = site.tensor_of(&stored(&rows, scales.as_deref()), &job.reference)?;
+    let final_rows = stored(&rows, scales.as_deref());
+    let tensor = site.tensor_of(&final_rows, &job.reference)?;
     let error = relative_error(site, &rows_fp, &rows, &m.h);
     let mut next = cur.clone();
     let grid = scales
         .as_ref()
         .map(|sc| kerf_ir::WeightGrid { axis: site.grid_axis(), scales: sc.iter().map(|&x| x as f32).collect() });
     rewrite::set_weight(&mut next, site.weight, tensor.clone(), sparsity.clone(), grid)?;
+    // 3. bias correction: the mean output error moves into the bias
+    let mut bias = None;
+    if s.bias_correction {
+        let shift = mean_output_error(site, &rows_fp, &final_rows, &m);
+        match rewrite::shift_bias(&next, site, &shift)? {
+            Some((g, b)) => {
+                next = g;
+                bias = Some(b);
+            }
+            None => notes.push("bias correction applies to Conv and Gemm: left out".to_string()),
+        }
+    }
     if let Some(q) = input_quant {
         next = rewrite::quantize_input(&next, site.node, &site.layer, q)?;
     }
     let mut rep = LayerReport::compressed(cur, site, s, &tensor, &sparsity, removed, error, input_quant, scales, notes);
     rep.parent = job.parent.clone();
+    rep.bias = bias;
     Ok((next, rep, Vec::new()))
+}
+
+/// Per output channel, `E[w·x̄ − ŵ·x]` over the calibration columns: the
+/// FP32 layer on the FP32 inputs minus the compressed layer on this
+/// network's inputs (Nagel et al.'s bias correction, from the sums the
+/// moments keep).
+fn mean_output_error(site: &Site, fp: &[Vec<f64>], now: &[Vec<f64>], m: &Moments) -> Vec<f64> {
+    let per = site.rows / site.groups().max(1);
+    let n = m.count.max(1) as f64;
+    fp.iter()
+        .zip(now)
+        .enumerate()
+        .map(|(o, (w, wq))| {
+            let grp = o / per.max(1);
+            let (sf, sc) = (&m.sum_fp[grp], &m.sum[grp]);
+            w.iter().zip(sf).map(|(a, b)| a * b).sum::<f64>() / n
+                - wq.iter().zip(sc).map(|(a, b)| a * b).sum::<f64>() / n
+        })
+        .collect()
 }
 
 /// Factors a product or one-group conv layer by whitened SVD when that is

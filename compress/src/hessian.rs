@@ -10,7 +10,7 @@
 //!   asymmetric target `‖W X̄ − Ŵ X‖²`: a layer is fitted to what the
 //!   original layer computed on the original inputs, so it also corrects
 //!   the error the layers before it left),
-//! - the column count and sum (for bias correction and reports).
+//! - the column count and the sums `Σ x`, `Σ x̄` (for bias correction).
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, Par};
@@ -25,6 +25,10 @@ pub struct Moments {
     pub h: Vec<Mat<f64>>,
     /// `G = Σ x x̄ᵀ` per group, `[cols, cols]`.
     pub g: Vec<Mat<f64>>,
+    /// `Σ x` per group (the compressed network's input columns).
+    pub sum: Vec<Vec<f64>>,
+    /// `Σ x̄` per group (the FP32 network's).
+    pub sum_fp: Vec<Vec<f64>>,
     /// Columns accumulated (per group; every group sees the same number).
     pub count: usize,
 }
@@ -34,7 +38,13 @@ impl Moments {
     pub fn new(site: &Site) -> Moments {
         let n = site.cols;
         let groups = site.groups();
-        Moments { h: vec![Mat::zeros(n, n); groups], g: vec![Mat::zeros(n, n); groups], count: 0 }
+        Moments {
+            h: vec![Mat::zeros(n, n); groups],
+            g: vec![Mat::zeros(n, n); groups],
+            sum: vec![vec![0.0; n]; groups],
+            sum_fp: vec![vec![0.0; n]; groups],
+            count: 0,
+        }
     }
 
     /// Adds one sample: the layer's input in the compressed network (`x`)
@@ -46,6 +56,10 @@ impl Moments {
             let cols_fp = columns(site, x_fp, shape, grp)?;
             matmul(self.h[grp].as_mut(), Accum::Add, cols.as_ref(), cols.transpose(), 1.0, Par::Seq);
             matmul(self.g[grp].as_mut(), Accum::Add, cols.as_ref(), cols_fp.transpose(), 1.0, Par::Seq);
+            for (r, (s, sf)) in self.sum[grp].iter_mut().zip(self.sum_fp[grp].iter_mut()).enumerate() {
+                *s += (0..cols.ncols()).map(|c| cols[(r, c)]).sum::<f64>();
+                *sf += (0..cols_fp.ncols()).map(|c| cols_fp[(r, c)]).sum::<f64>();
+            }
             if grp == 0 {
                 self.count += cols.ncols();
             }

@@ -15,6 +15,7 @@
 //! connectivity = 0.25       # fraction of 3x3 kernels removed whole
 //! selection = "obs"         # "obs" (saliency + least-squares refit) | "magnitude"
 //! low_rank = 16             # Gemm/MatMul/Conv: rank (whole number) or whitened energy kept (0..1)
+//! bias_correction = true     # shift Conv/Gemm biases by the mean output error
 //!
 //! [[layer]]
 //! match = "conv1*"          # glob over layer names: * and ? wildcards
@@ -67,6 +68,9 @@ pub enum Observer {
     /// over the observed values.
     #[default]
     Mse,
+    /// The clipping range whose quantised histogram is closest to the
+    /// observed one in KL divergence (TensorRT's entropy calibration).
+    Kl,
 }
 
 /// How pruning chooses what to remove, and whether it compensates.
@@ -99,7 +103,13 @@ macro_rules! parse_as_in_plan {
 parse_as_in_plan!(Precision, "f32" => Precision::F32, "int8" => Precision::Int8);
 parse_as_in_plan!(Rounding, "gptq" => Rounding::Gptq, "nearest" => Rounding::Nearest);
 parse_as_in_plan!(Selection, "obs" => Selection::Obs, "magnitude" => Selection::Magnitude);
-parse_as_in_plan!(Observer, "mse" => Observer::Mse, "minmax" => Observer::MinMax, "percentile" => Observer::Percentile);
+parse_as_in_plan!(
+    Observer,
+    "mse" => Observer::Mse,
+    "minmax" => Observer::MinMax,
+    "percentile" => Observer::Percentile,
+    "kl" => Observer::Kl
+);
 
 /// Settings of one layer (every field optional in the file; see
 /// [`LayerSettings`] for the resolved form).
@@ -128,6 +138,10 @@ pub struct Settings {
     /// of the whitened energy to keep, or a whole number ≥ 1, the rank.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub low_rank: Option<f64>,
+    /// Bias correction: shift the bias by the compressed layer's mean
+    /// output error on the calibration data (Conv and Gemm).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bias_correction: Option<bool>,
 }
 
 /// A per-layer override.
@@ -171,6 +185,8 @@ pub struct LayerSettings {
     pub selection: Selection,
     /// 0: off; (0, 1): whitened energy kept; ≥ 1: the rank.
     pub low_rank: f64,
+    /// Shift the bias by the mean output error (off by default).
+    pub bias_correction: bool,
 }
 
 impl LayerSettings {
@@ -257,6 +273,7 @@ impl Plan {
             s.connectivity = o.connectivity.or(s.connectivity);
             s.selection = o.selection.or(s.selection);
             s.low_rank = o.low_rank.or(s.low_rank);
+            s.bias_correction = o.bias_correction.or(s.bias_correction);
         }
         LayerSettings {
             quant: s.quant.unwrap_or_default(),
@@ -266,6 +283,7 @@ impl Plan {
             connectivity: s.connectivity.unwrap_or(0.0),
             selection: s.selection.unwrap_or_default(),
             low_rank: s.low_rank.unwrap_or(0.0),
+            bias_correction: s.bias_correction.unwrap_or(false),
         }
     }
 }

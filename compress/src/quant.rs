@@ -152,7 +152,57 @@ impl RangeObserver {
                 ActQuant::covering(at(0.0001), at(0.9999))
             }
             Observer::Mse => self.mse(lo, hi),
+            Observer::Kl => self.kl(lo, hi),
         }
+    }
+
+    /// Entropy calibration (TensorRT's, for an asymmetric grid): a
+    /// histogram of [`KL_BINS`] bins over `[lo, hi]`, its bin of zero
+    /// flattened to its neighbours' mean; for each clipped range
+    /// `[α·lo, α·hi]` (α on a grid of 100 steps in (0, 1]) the reference
+    /// distribution `P` is the histogram inside it with the clipped mass
+    /// added to its end bins, and `Q` the histogram inside it without that
+    /// mass, merged into the grid's 255 levels ([`kl_divergence`]); the
+    /// range with the least `KL(P ‖ Q)` wins (ties: the wider range).
+    fn kl(&self, lo: f64, hi: f64) -> ActQuant {
+        let width = (hi - lo) / KL_BINS as f64;
+        if width.is_nan() || width <= 0.0 || self.values.is_empty() {
+            return ActQuant::covering(lo, hi);
+        }
+        let mut hist = vec![0f64; KL_BINS];
+        for &x in &self.values {
+            let b = (((x as f64 - lo) / width) as usize).min(KL_BINS - 1);
+            hist[b] += 1.0;
+        }
+        let zero = ((-lo / width).round() as usize).min(KL_BINS);
+        // The spike of exact zeros a ReLU leaves would make every coarse
+        // level look costly (its mass spread over the level's bins): it is
+        // flattened to its neighbours, as NVIDIA's entropy calibrator does.
+        let zbin = (((0.0 - lo) / width) as usize).min(KL_BINS - 1);
+        let near: Vec<f64> = [zbin.checked_sub(1), Some(zbin + 1)]
+            .into_iter()
+            .flatten()
+            .filter(|&b| b < KL_BINS)
+            .map(|b| hist[b])
+            .collect();
+        if !near.is_empty() {
+            hist[zbin] = near.iter().sum::<f64>() / near.len() as f64;
+        }
+        let mut best = (f64::INFINITY, ActQuant::covering(lo, hi));
+        for step in (1..=100).rev() {
+            let a = step as f64 / 100.0;
+            // bins [b0, b1) stay; the rest is folded into the ends
+            let b0 = zero - (zero as f64 * a).round() as usize;
+            let b1 = zero + ((KL_BINS - zero) as f64 * a).round() as usize;
+            if b1 <= b0 + 1 {
+                continue;
+            }
+            let d = kl_divergence(&hist, b0, b1, 255);
+            if d < best.0 {
+                best = (d, ActQuant::covering(a * lo, a * hi));
+            }
+        }
+        best.1
     }
 
     /// The clipped range `[α·lo, α·hi]`, α on a grid of 100 steps in
@@ -169,6 +219,50 @@ impl RangeObserver {
         }
         best.1
     }
+}
+
+/// Histogram bins of the KL observer.
+pub const KL_BINS: usize = 2048;
+
+/// `KL(P ‖ Q)` (TensorRT's entropy calibration): `P` is `hist[b0..b1]`
+/// with the mass outside folded into its first and last bins (what the
+/// clipped grid represents there), `Q` the same bins *without* the folded
+/// mass, merged into `levels` groups of consecutive bins with each group's
+/// mass spread evenly over its non-empty bins — so clipping costs the
+/// folded mass, and coarse levels cost the spread. Both are normalised;
+/// bins empty in `Q` but not in `P` get a tiny mass (the divergence stays
+/// finite and large).
+fn kl_divergence(hist: &[f64], b0: usize, b1: usize, levels: usize) -> f64 {
+    let raw = &hist[b0..b1];
+    let n = raw.len();
+    let mut p = raw.to_vec();
+    p[0] += hist[..b0].iter().sum::<f64>();
+    p[n - 1] += hist[b1..].iter().sum::<f64>();
+    let mut q = vec![0f64; n];
+    let groups = levels.min(n);
+    for g in 0..groups {
+        let (s, e) = (g * n / groups, (g + 1) * n / groups);
+        let mass: f64 = raw[s..e].iter().sum();
+        let nonzero = raw[s..e].iter().filter(|&&v| v > 0.0).count();
+        for i in s..e {
+            if raw[i] > 0.0 {
+                q[i] = mass / nonzero as f64;
+            }
+        }
+    }
+    let (pt, qt): (f64, f64) = (p.iter().sum(), q.iter().sum());
+    if pt == 0.0 || qt == 0.0 {
+        return f64::INFINITY;
+    }
+    const EPS: f64 = 1e-12;
+    p.iter()
+        .zip(&q)
+        .filter(|(&pi, _)| pi > 0.0)
+        .map(|(&pi, &qi)| {
+            let (pn, qn) = (pi / pt, (qi / qt).max(EPS));
+            pn * (pn / qn).ln()
+        })
+        .sum()
 }
 
 #[cfg(test)]
@@ -234,6 +328,25 @@ mod tests {
         let mut o = RangeObserver::new(10);
         let e = o.add(&[1.0, f32::NAN], "input of conv1").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("conv1") && e.contains("NaN"), "{e}");
+    }
+
+    #[test]
+    fn kl_clips_rare_outliers_but_not_a_relu_range() {
+        // 99.9% of the values in [0, 1), a sparse tail up to 10: clipped
+        let mut o = RangeObserver::new(1 << 20);
+        let mut v: Vec<f32> = (0..200_000).map(|i| (i % 1000) as f32 / 1000.0).collect();
+        v.extend((0..200).map(|i| 1.0 + 9.0 * i as f32 / 199.0));
+        o.add(&v, "x").unwrap_or_else(|e| panic!("{e}"));
+        let (kl, mm) = (o.choose(Observer::Kl), o.choose(Observer::MinMax));
+        assert!(kl.scale < mm.scale * 0.5, "kl {kl:?} minmax {mm:?}");
+        assert_eq!(kl, o.choose(Observer::Kl), "deterministic");
+        // a ReLU's output: half exact zeros, the rest uniform in [0, 1]; the
+        // spike at zero must not push the range in
+        let mut r = RangeObserver::new(1 << 20);
+        let v: Vec<f32> = (0..100_000).map(|i| if i % 2 == 0 { 0.0 } else { (i % 1000) as f32 / 999.0 }).collect();
+        r.add(&v, "r").unwrap_or_else(|e| panic!("{e}"));
+        let (kl, mm) = (r.choose(Observer::Kl), r.choose(Observer::MinMax));
+        assert!(kl.scale >= mm.scale * 0.9, "kl {kl:?} minmax {mm:?}");
     }
 
     #[test]

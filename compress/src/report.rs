@@ -45,6 +45,9 @@ pub struct LayerReport {
     /// The final weight values (the layer's weight tensor, as stored);
     /// `None` for a layer left unchanged or factored.
     pub weight: Option<Tensor>,
+    /// The layer's new bias after bias correction (the bias input's shape;
+    /// Conv `[M]`, Gemm `C`), for export; `None` when unchanged.
+    pub bias: Option<Tensor>,
     /// Remarks for the report (why a setting did not apply, the rank, ...).
     pub notes: Vec<String>,
     /// The rank a factored layer was given.
@@ -89,6 +92,7 @@ impl LayerReport {
             input_quant: None,
             weight_quant: None,
             weight: None,
+            bias: None,
             notes: Vec::new(),
             rank: None,
             factors: Vec::new(),

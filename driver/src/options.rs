@@ -53,8 +53,12 @@ pub struct CompressArgs {
     #[arg(long, value_name = "obs|magnitude")]
     pub selection: Option<String>,
     /// Activation range observer: mse (default), minmax or percentile.
-    #[arg(long, value_name = "mse|minmax|percentile")]
+    #[arg(long, value_name = "mse|minmax|percentile|kl")]
     pub observer: Option<String>,
+    /// Bias correction: shift each compressed Conv/Gemm's bias by its mean
+    /// output error on the calibration data.
+    #[arg(long = "bias-correction")]
+    pub bias_correction: bool,
     /// A compression plan file (TOML; per-layer overrides).
     #[arg(long, value_name = "plan.toml")]
     pub plan: Option<PathBuf>,
@@ -102,6 +106,9 @@ impl CompressArgs {
         }
         if let Some(r) = self.low_rank {
             d.low_rank = Some(r);
+        }
+        if self.bias_correction {
+            d.bias_correction = Some(true);
         }
         plan.check()?;
         let asked = self.plan.is_some()

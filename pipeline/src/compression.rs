@@ -147,7 +147,7 @@ fn export_edits(report: &kerf_compress::Report) -> Result<Vec<kerf_onnx::export:
                 layer: l.layer.clone(),
                 weight: uw,
                 weight_quant: ur.and_then(|r| r.weight_quant.clone()),
-                bias: None,
+                bias: ur.and_then(|r| r.bias.clone()),
                 input_quant: ur.and_then(|r| r.input_quant),
                 factor: Some(FactorEdit {
                     weight: vw,
@@ -162,7 +162,7 @@ fn export_edits(report: &kerf_compress::Report) -> Result<Vec<kerf_onnx::export:
             layer: l.layer.clone(),
             weight: weight.clone(),
             weight_quant: l.weight_quant.clone(),
-            bias: None,
+            bias: l.bias.clone(),
             input_quant: l.input_quant,
             factor: None,
         });

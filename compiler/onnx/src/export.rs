@@ -41,7 +41,8 @@ pub struct LayerEdit {
     /// `DequantizeLinear` feeds the layer); `weight` must lie exactly on the
     /// grid. `None` keeps an f32 initializer.
     pub weight_quant: Option<AxisQuant>,
-    /// New values of the bias (Conv input 2, Gemm input C), same shape.
+    /// New values of the bias (Conv input 2, Gemm input C), same shape;
+    /// added (`[M]`; a Gemm's `beta` then 1) where the layer has none.
     pub bias: Option<Tensor>,
     /// Quantise input 0 (the activation).
     pub input_quant: Option<ActQuant>,
@@ -198,11 +199,19 @@ fn edit_layer(g: &mut GraphProto, names: &mut Names, e: &LayerEdit) -> Result<()
     g.node[at].input[1] = w;
     if let Some(b) = &e.bias {
         let b_name = g.node[at].input.get(2).cloned().unwrap_or_default();
+        let new_b = add_f32(g, names, &format!("{layer}.bias"), b)?;
         if b_name.is_empty() {
-            return Err(err(layer, "has no bias input to replace"));
+            // a bias the layer did not have: Conv's B, or Gemm's C at beta 1
+            if b.shape().len() != 1 {
+                return Err(err(layer, format!("a new bias must be one-dimensional, got {:?}", b.shape())));
+            }
+            g.node[at].input.resize(2, String::new());
+            g.node[at].input.push(new_b);
+            g.node[at].attribute.retain(|a| a.name != "beta");
+        } else {
+            check_shape(g, layer, &b_name, b, "bias")?;
+            g.node[at].input[2] = new_b;
         }
-        check_shape(g, layer, &b_name, b, "bias")?;
-        g.node[at].input[2] = add_f32(g, names, &format!("{layer}.bias"), b)?;
     }
     g.node.splice(at..at, before);
     Ok(())
