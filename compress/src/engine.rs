@@ -11,7 +11,7 @@ use crate::plan::{LayerSettings, Plan, Precision, Rounding, Selection};
 use crate::probe::{Probe, ProbeFn};
 use crate::quant::{self, ActQuant, RangeObserver};
 use crate::report::{LayerReport, Report};
-use crate::{linalg, prune, rewrite, CompressError};
+use crate::{equalize, linalg, prune, rewrite, CompressError};
 
 /// Calibration samples: each one tensor per graph input, in input order.
 #[derive(Clone, Debug, Default)]
@@ -53,6 +53,13 @@ pub fn compress_with_progress(
     if settings.iter().any(LayerSettings::is_lossy) {
         check_samples(g, calib)?;
     }
+    // cross-layer equalisation first: the equalised network is the FP32
+    // reference every layer is then fitted to (same function, other channels)
+    let (equalized, changed) = match settings.iter().any(|s| s.equalize) {
+        true => equalize::equalize(g, &sites, &settings)?,
+        false => (g.clone(), Vec::new()),
+    };
+    let g = &equalized;
     let mut jobs: VecDeque<Job> = sites
         .iter()
         .zip(&settings)
@@ -89,7 +96,23 @@ pub fn compress_with_progress(
         }
     }
     progress(done, done, "");
+    record_equalized(&cur, &changed, &mut report);
     Ok((cur, report))
+}
+
+/// Equalised layers report their weights and biases (for export) where
+/// compression left them f32 or kept the bias.
+fn record_equalized(g: &Graph, changed: &[String], report: &mut Report) {
+    let sites = layer::sites(g);
+    for rep in report.layers.iter_mut().filter(|r| changed.contains(&r.layer)) {
+        let Some(site) = sites.iter().find(|s| s.layer == rep.layer) else { continue };
+        if rep.weight.is_none() {
+            rep.weight = Some(g.weights.tensor(site.weight).clone());
+        }
+        if rep.bias.is_none() {
+            rep.bias = g.nodes[site.node].inputs.get(2).and_then(|&b| g.const_of(b)).cloned();
+        }
+    }
 }
 
 /// A layer to compress.
@@ -212,7 +235,7 @@ fn compress_layer(
     // 2. int8 grid
     let scales = if int8 {
         // the grid in f32, as stored and exported
-        let scales: Vec<f64> = quant::row_scales(&rows).iter().map(|&x| x as f32 as f64).collect();
+        let scales: Vec<f64> = quant::scales_for(&rows, s.granularity).iter().map(|&x| x as f32 as f64).collect();
         round_rows(site, &mut rows, &m.h, &scales, keep.as_deref(), s.rounding)?;
         Some(scales)
     } else {

@@ -32,6 +32,7 @@
 #![warn(unreachable_pub)]
 
 mod engine;
+pub mod equalize;
 pub mod hessian;
 pub mod layer;
 pub mod linalg;
@@ -43,7 +44,7 @@ mod report;
 pub mod rewrite;
 
 pub use engine::{compress, compress_with_progress, Calibration};
-pub use plan::{LayerSettings, Observer, Plan, Precision, Rounding, Selection};
+pub use plan::{Granularity, LayerSettings, Observer, Plan, Precision, Rounding, Selection};
 pub use probe::Probe;
 pub use quant::ActQuant;
 pub use report::{LayerReport, Report};

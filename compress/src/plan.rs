@@ -16,6 +16,8 @@
 //! selection = "obs"         # "obs" (saliency + least-squares refit) | "magnitude"
 //! low_rank = 16             # Gemm/MatMul/Conv: rank (whole number) or whitened energy kept (0..1)
 //! bias_correction = true     # shift Conv/Gemm biases by the mean output error
+//! granularity = "tensor"     # int8 weight steps: "channel" (default) | "tensor"
+//! equalize = true            # cross-layer equalisation of ReLU-joined layers first
 //!
 //! [[layer]]
 //! match = "conv1*"          # glob over layer names: * and ? wildcards
@@ -41,6 +43,18 @@ pub enum Precision {
     /// Weights symmetric int8 per output channel (grid −127…127), the
     /// layer's input activation asymmetric uint8 per tensor.
     Int8,
+}
+
+/// How many int8 steps a weight has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Granularity {
+    /// One step per output channel.
+    #[default]
+    Channel,
+    /// One step for the whole tensor (what per-tensor-only hardware and
+    /// runtimes take; pair it with `equalize` on depthwise-separable nets).
+    Tensor,
 }
 
 /// How weights are put on the int8 grid.
@@ -101,6 +115,7 @@ macro_rules! parse_as_in_plan {
     };
 }
 parse_as_in_plan!(Precision, "f32" => Precision::F32, "int8" => Precision::Int8);
+parse_as_in_plan!(Granularity, "channel" => Granularity::Channel, "tensor" => Granularity::Tensor);
 parse_as_in_plan!(Rounding, "gptq" => Rounding::Gptq, "nearest" => Rounding::Nearest);
 parse_as_in_plan!(Selection, "obs" => Selection::Obs, "magnitude" => Selection::Magnitude);
 parse_as_in_plan!(
@@ -142,6 +157,14 @@ pub struct Settings {
     /// output error on the calibration data (Conv and Gemm).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bias_correction: Option<bool>,
+    /// int8 weight steps: per output channel (default) or per tensor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub granularity: Option<Granularity>,
+    /// Cross-layer equalisation before compressing: rescale the channels
+    /// between two layers joined by a ReLU so both have the same range
+    /// (exact: the function does not change).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub equalize: Option<bool>,
 }
 
 /// A per-layer override.
@@ -187,6 +210,10 @@ pub struct LayerSettings {
     pub low_rank: f64,
     /// Shift the bias by the mean output error (off by default).
     pub bias_correction: bool,
+    /// int8 weight steps per channel or per tensor.
+    pub granularity: Granularity,
+    /// Equalise this layer's channel ranges with its neighbours'.
+    pub equalize: bool,
 }
 
 impl LayerSettings {
@@ -274,6 +301,8 @@ impl Plan {
             s.selection = o.selection.or(s.selection);
             s.low_rank = o.low_rank.or(s.low_rank);
             s.bias_correction = o.bias_correction.or(s.bias_correction);
+            s.granularity = o.granularity.or(s.granularity);
+            s.equalize = o.equalize.or(s.equalize);
         }
         LayerSettings {
             quant: s.quant.unwrap_or_default(),
@@ -284,6 +313,8 @@ impl Plan {
             selection: s.selection.unwrap_or_default(),
             low_rank: s.low_rank.unwrap_or(0.0),
             bias_correction: s.bias_correction.unwrap_or(false),
+            granularity: s.granularity.unwrap_or_default(),
+            equalize: s.equalize.unwrap_or(false),
         }
     }
 }

@@ -12,11 +12,23 @@ use faer::Mat;
 pub use kerf_ir::ActQuant;
 
 use crate::linalg;
-use crate::plan::Observer;
+use crate::plan::{Granularity, Observer};
 use crate::CompressError;
 
 /// Largest weight code.
 pub const QMAX: f64 = 127.0;
+
+/// The int8 steps of a weight's rows: per row ([`row_scales`]), or one for
+/// the whole tensor (its largest magnitude / 127, on every row).
+pub fn scales_for(rows: &[Vec<f64>], g: Granularity) -> Vec<f64> {
+    match g {
+        Granularity::Channel => row_scales(rows),
+        Granularity::Tensor => {
+            let m = rows.iter().flatten().fold(0.0f64, |m, &x| m.max(x.abs()));
+            vec![if m > 0.0 { m / QMAX } else { 1.0 }; rows.len()]
+        }
+    }
+}
 
 /// Per-row scales from each row's largest magnitude (a zero row gets 1, any
 /// positive scale represents it exactly).

@@ -59,6 +59,13 @@ pub struct CompressArgs {
     /// output error on the calibration data.
     #[arg(long = "bias-correction")]
     pub bias_correction: bool,
+    /// int8 weight steps: channel (default) or tensor.
+    #[arg(long, value_name = "channel|tensor")]
+    pub granularity: Option<String>,
+    /// Cross-layer equalisation first: rescale the channels between layers
+    /// joined by a ReLU to equal ranges (exact; helps per-tensor int8).
+    #[arg(long)]
+    pub equalize: bool,
     /// A compression plan file (TOML; per-layer overrides).
     #[arg(long, value_name = "plan.toml")]
     pub plan: Option<PathBuf>,
@@ -109,6 +116,12 @@ impl CompressArgs {
         }
         if self.bias_correction {
             d.bias_correction = Some(true);
+        }
+        if let Some(g) = &self.granularity {
+            d.granularity = Some(g.parse().map_err(|e| anyhow!("--granularity {e}"))?);
+        }
+        if self.equalize {
+            d.equalize = Some(true);
         }
         plan.check()?;
         let asked = self.plan.is_some()
