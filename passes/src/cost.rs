@@ -107,6 +107,8 @@ pub fn node_cost(op: &NodeOp, ins: &[&[TensorType]], outs: &[TensorType]) -> f64
             per * out_n
         }
         Op::Binary(_) | Op::Where | Op::Cast(_) | Op::CastF8 { .. } | Op::BitCast(_) => out_n,
+        // a dozen f64 steps per element, in one pass
+        Op::Requantize { .. } => 4.0 * out_n,
         Op::BatchNorm { .. } => 2.0 * out_n,
         Op::LayerNorm { .. } | Op::InstanceNorm { .. } | Op::Softmax { .. } | Op::LogSoftmax { .. } => {
             TRANSCENDENTAL * out_n

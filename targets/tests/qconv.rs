@@ -193,3 +193,31 @@ fn accumulating_form_stores_exact_sums() {
     let sums = check_acc([1, 256, 3, 3], [2, 256, 3, 3], [1, 2, 1, 1], a3, 0, &vec![255u8; 256 * 9], &w);
     assert_eq!(sums, [-2304 * 255 * 128, 2304 * 255 * 127]);
 }
+
+/// `Requantize` (QLinearConv/QLinearMatMul's requantisation in one f64
+/// pass) against the reference evaluator, byte for byte: per-channel and
+/// scalar multipliers, with and without the i32 bias, u8 and i8 outputs,
+/// ties to even, and saturation at both ends.
+#[test]
+fn requantize_matches_the_reference_byte_for_byte() {
+    let acc: Vec<i64> = (0..2 * 3 * 8).map(|i| (i * 7919 % 4001) - 2000).collect();
+    let cases = [
+        ("[3]", "[0.01,0.5,0.0025]", Some("[-300,0,41]"), 128, "u8"),
+        ("[]", "[0.125]", None, -3, "i8"),
+        ("[3]", "[1.0,0.25,3.0]", Some("[5,-7,0]"), 0, "i8"),
+    ];
+    for (mshape, mult, bias, zp, out) in cases {
+        let bias_decl = bias.map_or(String::new(), |b| format!("  const %2 \"b\": i32{mshape} = {b}\n"));
+        let text = format!(
+            "graph \"r\"\n  input %0 \"acc\": i32[2,3,8]\n  const %1 \"m\": f32{mshape} = {mult}\n{bias_decl}  %3 = Requantize{{axis=1, zp={zp}, out={out}}}(%0, %1{}): {out}[2,3,8] @\"r\"\n  output \"y\" = %3\n",
+            if bias.is_some() { ", %2" } else { "" }
+        );
+        let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let ins = vec![Tensor::from_i64_values(DType::I32, vec![2, 3, 8], &acc).unwrap()];
+        let want: Vec<u8> = kerf_ir::eval::eval_graph(&g, &ins).unwrap().remove(0).bytes().to_vec();
+        for cpu in ["native", "baseline"] {
+            let got: Vec<u8> = run(&text, &ins, cpu).remove(0).iter().flat_map(|f| f.to_bits().to_le_bytes()).collect();
+            assert_eq!(got, want, "{mult} {bias:?} zp {zp} {out} ({cpu})");
+        }
+    }
+}

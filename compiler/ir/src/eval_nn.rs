@@ -149,6 +149,35 @@ fn qconv_acc(q: &QConv, x: &Tensor, w: &Tensor, out: &[usize]) -> Vec<i32> {
     acc
 }
 
+/// [`Op::Requantize`]: in f64, as the ONNX reference's numpy computes it.
+pub(crate) fn requantize(
+    axis: usize,
+    zp: i32,
+    out: DType,
+    inputs: &[&Tensor],
+    acc: &Tensor,
+) -> Result<Tensor, IrError> {
+    let mult = inputs.get(1).map(|t| t.to_f64_vec()).unwrap_or_default();
+    let bias = inputs.get(2).map(|t| t.to_f64_vec());
+    let (lo, hi) = out.int_range().ok_or_else(|| IrError::Invalid(format!("Requantize to {out}")))?;
+    let shape = acc.shape();
+    let inner: usize = shape.get(axis + 1..).map_or(1, |s| s.iter().product());
+    let c = shape.get(axis).copied().unwrap_or(1).max(1);
+    let pick = |v: &[f64], i: usize| if v.len() == 1 { v[0] } else { v[(i / inner) % c] };
+    let magic = 1.5 * 2f64.powi(52);
+    let y: Vec<i64> = acc
+        .to_f64_vec()
+        .iter()
+        .enumerate()
+        .map(|(i, &a)| {
+            let a = a + bias.as_deref().map_or(0.0, |b| pick(b, i));
+            let v = (a * pick(&mult, i) + f64::from(zp)).clamp(lo as f64, hi as f64);
+            ((v + magic) - magic) as i64
+        })
+        .collect();
+    Tensor::from_i64_values(out, shape.to_vec(), &y)
+}
+
 /// Inference BatchNormalization over axis 1:
 /// `(x - mean) / sqrt(var + eps) * scale + bias`.
 pub(crate) fn batch_norm(op: &Op, epsilon: f32, inputs: &[&Tensor], out: &TensorType) -> Result<Tensor, IrError> {

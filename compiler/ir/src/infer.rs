@@ -193,6 +193,31 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
             }
             one(*to, ins[0].shape.clone())
         }
+        Op::Requantize { axis, out, .. } => {
+            arity(ins, 2, 3)?;
+            let acc = ins[0];
+            if !matches!(acc.dtype, DType::I32 | DType::F64) || ins[1].dtype != DType::F32 {
+                return Err(format!(
+                    "Requantize takes an i32 or f64 accumulator and f32 multipliers, got {acc}, {}",
+                    ins[1]
+                ));
+            }
+            if !matches!(out, DType::U8 | DType::I8) {
+                return Err(format!("Requantize outputs u8 or i8, not {out}"));
+            }
+            let c = acc.shape.get(*axis).copied().unwrap_or(1);
+            for t in &ins[1..] {
+                if !(t.shape.is_empty() || t.shape == [c]) || (t.dtype != DType::F32 && t.dtype != DType::I32) {
+                    return Err(format!(
+                        "Requantize's multipliers and bias must be scalars or [{c}] (axis {axis}), got {t}"
+                    ));
+                }
+            }
+            if ins.len() == 3 && (ins[2].dtype != DType::I32 || ins[2].shape != ins[1].shape) {
+                return Err(format!("Requantize's bias must be i32 shaped like the multipliers, got {}", ins[2]));
+            }
+            one(*out, acc.shape.clone())
+        }
         Op::Cast(to) | Op::CastF8 { to, .. } => {
             arity(ins, 1, 1)?;
             one(*to, ins[0].shape.clone())

@@ -45,6 +45,7 @@ pub fn macs(op: &Op, ins: &[&TensorType], out: &TensorType) -> u64 {
         | Op::Cast(_)
         | Op::BitCast(_)
         | Op::CastF8 { .. }
+        | Op::Requantize { .. }
         | Op::Identity
         | Op::Dropout
         | Op::BatchNorm { .. }

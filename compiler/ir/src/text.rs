@@ -795,6 +795,7 @@ graph "t"
                 x_zp: 3,
                 out: QOut::Acc,
             }),
+            Op::Requantize { axis: 1, zp: -3, out: DType::I8 },
             Op::Unary(UnaryOp::Clip { min: F32::new(0.0), max: F32::new(6.0) }),
             Op::Unary(UnaryOp::Gelu { tanh: true }),
             Op::Unary(UnaryOp::HardSigmoid { alpha: F32::new(0.2), beta: F32::new(0.5) }),

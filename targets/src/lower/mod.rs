@@ -73,6 +73,7 @@ pub mod norm;
 pub mod pool;
 pub mod qconv;
 pub mod reduce;
+pub mod requant;
 pub mod resize;
 pub mod rnn;
 pub mod winograd;
@@ -306,6 +307,7 @@ pub fn lower_node(k: &mut Kernel) -> LResult {
         Op::Unary(_) | Op::Binary(_) | Op::Where => elementwise::lower(k),
         Op::Chain(_) => elementwise::lower(k),
         Op::Cast(_) | Op::CastF8 { .. } => cast::lower(k),
+        Op::Requantize { .. } => requant::lower(k),
         Op::BitCast(_) => elementwise::lower(k),
         Op::Identity | Op::Dropout | Op::Reshape { .. } => movement::copy(k),
         Op::Conv(_) | Op::ConvFused(..) => conv::conv(k),

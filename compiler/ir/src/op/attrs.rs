@@ -134,6 +134,11 @@ impl Op {
                 _ => {}
             },
             Op::Cast(d) | Op::BitCast(d) => a.push(("to", ident(d.name()))),
+            Op::Requantize { axis, zp, out } => {
+                a.push(("axis", Attr::Int(*axis as i64)));
+                a.push(("zp", Attr::Int(i64::from(*zp))));
+                a.push(("out", ident(out.name())));
+            }
             Op::CastF8 { to, saturate, round } => {
                 a.push(("to", ident(to.name())));
                 a.push(("saturate", Attr::Bool(*saturate)));
@@ -293,6 +298,14 @@ impl Op {
             "Cast" => {
                 let t = m.ident("to")?;
                 Op::Cast(DType::from_name(&t).ok_or_else(|| m.error(format!("unknown dtype '{t}'")))?)
+            }
+            "Requantize" => {
+                let axis = m.usize("axis")?;
+                let z = m.int("zp")?;
+                let zp = i32::try_from(z).map_err(|_| m.error(format!("zp {z} is not an i32")))?;
+                let t = m.ident("out")?;
+                let out = DType::from_name(&t).ok_or_else(|| m.error(format!("unknown dtype '{t}'")))?;
+                Op::Requantize { axis, zp, out }
             }
             "CastF8" => {
                 let t = m.ident("to")?;

@@ -770,6 +770,21 @@ pub enum Op {
     Where,
     /// f32 elementwise steps in one pass over input 0 (see [`chain`]).
     Chain(Vec<ChainStep>),
+    /// The requantisation of ONNX QLinearConv/QLinearMatMul with the ONNX
+    /// reference's numpy semantics, in f64: inputs `acc` (i32 or f64),
+    /// `mult` (f32, `[]` or `[C]` with `C` the size of `acc`'s axis `axis`)
+    /// and optionally `bias` (i32, shaped like `mult`);
+    /// `y = out(round_half_even(clamp((f64(acc) + f64(bias[c])) · f64(mult[c]) + zp, lo, hi)))`
+    /// with `[lo, hi]` the range of `out` (an 8-bit integer type). One pass
+    /// instead of the eleven elementwise ops it stands for.
+    Requantize {
+        /// The axis `mult` and `bias` run along (unused when they are scalars).
+        axis: usize,
+        /// The output zero point.
+        zp: i32,
+        /// The output type: u8 or i8.
+        out: DType,
+    },
     /// ONNX Cast with default attributes (`saturate = 1`, `round_mode = up`); see
     /// [`Tensor::cast`](crate::Tensor::cast).
     Cast(DType),
@@ -960,6 +975,7 @@ impl Op {
             Op::Cast(_) => "Cast",
             Op::BitCast(_) => "BitCast",
             Op::CastF8 { .. } => "CastF8",
+            Op::Requantize { .. } => "Requantize",
             Op::Identity => "Identity",
             Op::Dropout => "Dropout",
             Op::Conv(_) => "Conv",

@@ -15,7 +15,9 @@
 //! whose `C/group · kernel` passes the bound is refused with an error rather
 //! than computed inexactly.
 //!
-//! The requantisation of QLinearMatMul/QLinearConv follows numpy's
+//! The requantisation of QLinearMatMul/QLinearConv is one `Requantize`
+//! pass where its operands allow (u8/i8 output, constant zero point,
+//! per-channel scales); either way it follows numpy's
 //! promotion in the reference: the multiplier `a_scale * b_scale / y_scale`
 //! is computed in the scales' type, the product with the int32 accumulator
 //! and the zero-point addition in f64, then clamped to the output range and
@@ -315,6 +317,55 @@ fn requantize(cx: &mut Cx, acc: ValueId, mult: ValueId, yzp: Option<ValueId>, ou
     cast(cx, v, out)
 }
 
+/// The requantisation as one [`Op::Requantize`] pass where the operands
+/// allow it — a u8/i8 output, a constant output zero point, multipliers
+/// (and the i32 bias) that are one value or one per entry of `acc`'s axis
+/// `axis` — else `None`. The same f64 steps as [`requantize`] (with the
+/// bias added to the accumulator first), so the same bits.
+fn requantize_fused(
+    cx: &mut Cx,
+    acc: ValueId,
+    bias: Option<ValueId>,
+    mult: ValueId,
+    axis: usize,
+    yzp: Option<ValueId>,
+    out: DType,
+) -> Option<R> {
+    if !matches!(out, DType::U8 | DType::I8) {
+        return None;
+    }
+    let zp = match yzp {
+        None => 0,
+        Some(z) => match cx.g.const_of(z)?.to_i64_vec().as_slice() {
+            [v] => i32::try_from(*v).ok()?,
+            _ => return None,
+        },
+    };
+    let c = cx.shape(acc).get(axis).copied()?;
+    let per = |cx: &Cx, v: ValueId| -> Option<Vec<usize>> {
+        match cx.shape(v).iter().product::<usize>() {
+            1 => Some(vec![]),
+            n if n == c && cx.shape(v).iter().filter(|&&d| d != 1).count() <= 1 => Some(vec![c]),
+            _ => None,
+        }
+    };
+    let mshape = per(cx, mult)?;
+    if let Some(b) = bias {
+        if per(cx, b)? != mshape && !(cx.shape(b).iter().product::<usize>() == 1 && mshape.is_empty()) {
+            return None;
+        }
+    }
+    Some((|| {
+        let m = reshape(cx, mult, mshape.clone())?;
+        let m = if cx.ty(m).dtype == DType::F32 { m } else { cast(cx, m, DType::F32)? };
+        let mut ins = vec![acc, m];
+        if let Some(b) = bias {
+            ins.push(reshape(cx, b, mshape.clone())?);
+        }
+        cx.add1(Op::Requantize { axis, zp, out }, ins)
+    })())
+}
+
 fn qlinear_matmul(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let (a, sa, azp) = (cx.input(0)?, cx.input(1)?, cx.opt_input(2));
     let (b, sb, bzp) = (cx.input(3)?, cx.input(4)?, cx.opt_input(5));
@@ -334,6 +385,12 @@ fn qlinear_matmul(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         Some(z) => Some(shaped(cx, z, 1, vec![], "y_zero_point")?),
         None => None,
     };
+    let last = cx.shape(c).len().saturating_sub(1);
+    if cx.ty(c).dtype == DType::I32 {
+        if let Some(y) = requantize_fused(cx, c, None, mult, last, yzp, out) {
+            return Ok(vec![y?]);
+        }
+    }
     Ok(vec![requantize(cx, c, mult, yzp, out)?])
 }
 
@@ -346,6 +403,24 @@ fn qlinear_conv(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let c = conv_centred(cx, x, xzp, w, wzp)?;
     let rank = cx.shape(c).len();
     let oc = cx.shape(w)[0];
+    if bias.is_some_and(|b| cx.ty(b).dtype != DType::I32) {
+        return Err(cx.err(format!("bias must be int32, got {}", bias.map(|b| cx.ty(b).dtype).unwrap_or(DType::I32))));
+    }
+    {
+        let sx = shaped(cx, sx, 1, vec![], "x_scale")?;
+        let sw = shaped(cx, sw, oc, vec![oc], "w_scale")?;
+        let sy = shaped(cx, sy, 1, vec![], "y_scale")?;
+        let mult = multiplier(cx, sx, sw, sy)?;
+        let yz = match yzp {
+            Some(z) => Some(shaped(cx, z, 1, vec![], "y_zero_point")?),
+            None => None,
+        };
+        if cx.ty(c).dtype == DType::I32 {
+            if let Some(y) = requantize_fused(cx, c, bias, mult, 1, yz, out) {
+                return Ok(vec![y?]);
+            }
+        }
+    }
     // the accumulator with the int32 bias, exactly, in f64
     let acc = match bias {
         Some(bv) => {

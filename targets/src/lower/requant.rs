@@ -1,0 +1,69 @@
+//! [`Op::Requantize`]: the requantisation of QLinearConv/QLinearMatMul in
+//! one pass, in f64 with the reference's order of operations — the
+//! accumulator (i32 converted exactly, or f64) plus the channel's i32 bias,
+//! times the channel's f32 multiplier widened to f64, plus the zero point,
+//! clamped to the output type's range, rounded half to even by adding and
+//! subtracting 1.5·2^52 (exact for the clamped range; no `nearest`
+//! instruction, which baseline x86-64 lacks), then narrowed. Every step is
+//! one IEEE f64 operation, so the bits are the reference evaluator's on
+//! every ISA. Scalar: the pass reads 4 bytes and writes 1 per element.
+
+use cranelift_codegen::ir::{types, InstBuilder};
+use kerf_ir::{DType, Op};
+
+use super::{Kernel, LResult};
+
+/// Lowers a [`Op::Requantize`] node.
+pub fn lower(k: &mut Kernel) -> LResult {
+    let Op::Requantize { axis, zp, out } = k.node.op.clone() else {
+        return Err("internal: requantize lowering on another op".into());
+    };
+    let (lo, hi) = out.int_range().ok_or("Requantize needs an integer output")?;
+    let shape = k.in_shape(0).to_vec();
+    let n: usize = shape.iter().product();
+    let inner: usize = shape.get(axis + 1..).map_or(1, |s| s.iter().product());
+    let c = shape.get(axis).copied().unwrap_or(1).max(1);
+    let acc_f64 = k.in_dtype(0) == DType::F64;
+    let per_channel = k.in_shape(1).len() == 1;
+    let has_bias = k.node.inputs.len() > 2;
+    let (acc, mult, y) = (k.input(0), k.input(1), k.output(0));
+    let bias = if has_bias { Some(k.input(2)) } else { None };
+    k.for_n(0, n as i64, 1, |k, i| {
+        let ch = if per_channel {
+            let q = k.b.ins().udiv_imm_u(i, inner as i64);
+            k.b.ins().urem_imm_u(q, c as i64)
+        } else {
+            k.ic(0)
+        };
+        let a = if acc_f64 {
+            k.ld_at(types::F64, acc, i, 8, 0)
+        } else {
+            let a = k.ld_at(types::I32, acc, i, 4, 0);
+            k.b.ins().fcvt_from_sint(types::F64, a)
+        };
+        let a = match bias {
+            Some(b) => {
+                let bv = k.ld_at(types::I32, b, ch, 4, 0);
+                let bv = k.b.ins().fcvt_from_sint(types::F64, bv);
+                k.b.ins().fadd(a, bv)
+            }
+            None => a,
+        };
+        let m = k.ld_at(types::F32, mult, ch, 4, 0);
+        let m = k.b.ins().fpromote(types::F64, m);
+        let v = k.b.ins().fmul(a, m);
+        let z = k.b.ins().f64const(f64::from(zp));
+        let v = k.b.ins().fadd(v, z);
+        // clamp (NaN cannot occur: every operand is finite)
+        let (l, h) = (k.b.ins().f64const(lo as f64), k.b.ins().f64const(hi as f64));
+        let v = k.b.ins().fmax(v, l);
+        let v = k.b.ins().fmin(v, h);
+        let magic = k.b.ins().f64const(1.5 * 2f64.powi(52));
+        let v = k.b.ins().fadd(v, magic);
+        let v = k.b.ins().fsub(v, magic);
+        let q = k.b.ins().fcvt_to_sint_sat(types::I32, v);
+        let q = k.b.ins().ireduce(types::I8, q);
+        k.st_at(q, y, i, 1, 0);
+    });
+    Ok(())
+}
