@@ -366,12 +366,7 @@ fn tile(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, a_blk: Value, m0
         let s = k.widen(ty, s);
         let bias = k.ld_at(types::F32, p.b, m, 4, 0);
         let bias = k.widen(ty, bias);
-        // out[n, m, 8·jp + lanes·j ..]
-        let nm = k.b.ins().imul_imm_s(u.ni, (d.groups * d.mg) as i64);
-        let nm = k.b.ins().iadd(nm, m);
-        let row = k.b.ins().imul_imm_s(nm, d.pixels as i64);
-        let pix = k.b.ins().imul_imm_s(u.jp, 8);
-        let e = k.b.ins().iadd(row, pix);
+        let e = out_index(k, d, u, m);
         for j in 0..per_row {
             let n = valid.saturating_sub(lanes * j).min(lanes);
             if n == 0 {
@@ -407,6 +402,16 @@ fn tile(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, a_blk: Value, m0
     }
 }
 
+/// The element index of `out[n, m, 8·jp]`: where output channel `m`'s
+/// pixels of the unit's panel pair start.
+fn out_index(k: &mut Kernel, d: &Dims, u: &Unit, m: Value) -> Value {
+    let nm = k.b.ins().imul_imm_s(u.ni, (d.groups * d.mg) as i64);
+    let nm = k.b.ins().iadd(nm, m);
+    let row = k.b.ins().imul_imm_s(nm, d.pixels as i64);
+    let pix = k.b.ins().imul_imm_s(u.jp, 8);
+    k.b.ins().iadd(row, pix)
+}
+
 /// [`QOut::Acc`]'s epilogue: the tile's i32 sums stored as they are, lane
 /// by lane for the image's last partial vector.
 #[allow(clippy::too_many_arguments)]
@@ -415,11 +420,7 @@ fn store_sums(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit, m0: Value, rows: usi
     let per_row = 8 / lanes;
     for r in 0..rows {
         let m = k.b.ins().iadd_imm_s(m0, r as i64);
-        let nm = k.b.ins().imul_imm_s(u.ni, (d.groups * d.mg) as i64);
-        let nm = k.b.ins().iadd(nm, m);
-        let row = k.b.ins().imul_imm_s(nm, d.pixels as i64);
-        let pix = k.b.ins().imul_imm_s(u.jp, 8);
-        let e = k.b.ins().iadd(row, pix);
+        let e = out_index(k, d, u, m);
         for j in 0..per_row {
             let n = valid.saturating_sub(lanes * j).min(lanes);
             let off = (4 * lanes * j) as i32;

@@ -226,6 +226,12 @@ pub(super) fn resize(
         let (wv, bias) = oriented_const(cx, m, dt, axis + 1 == rank, &w, &extra)?;
         y = apply_axis(cx, y, axis, out_w, wv, bias)?;
     }
+    identity_if_unchanged(cx, x, y)
+}
+
+/// `y`, or an `Identity` of `x` when no axis changed it (the node needs an
+/// output of its own).
+fn identity_if_unchanged(cx: &mut Cx, x: ValueId, y: ValueId) -> R {
     if y == x {
         return cx.add1(kerf_ir::Op::Identity, vec![x]);
     }
@@ -355,10 +361,7 @@ pub(super) fn resize_runtime_roi(
         };
         y = apply_axis(cx, y, axis, out_w, wv, bias)?;
     }
-    if y == x {
-        return cx.add1(kerf_ir::Op::Identity, vec![x]);
-    }
-    Ok(y)
+    identity_if_unchanged(cx, x, y)
 }
 
 /// The constant weights `w` (`[in_w, out_w]`, row-major) and extrapolation
