@@ -929,3 +929,57 @@ fn legacy_broadcast_and_prelu_before_opset_7() {
     let shapes: Vec<Vec<usize>> = g.nodes.iter().map(|n| g.ty(n.inputs[1]).shape.clone()).collect();
     assert_eq!(shapes, vec![vec![3, 4, 1], vec![3, 1, 1]]);
 }
+
+/// A QLinearMatMul of a u8 `A` (zero point 131) and a constant i8 `B`
+/// (zero zero points, per-column scales) runs on the integer conv kernel
+/// (a 1x1 accumulating QConv over A's rows, then one Requantize), and
+/// computes the ONNX reference's numpy semantics exactly: the int32 sum,
+/// times `a_scale · b_scale / y_scale` in f32, in f64, plus the zero point,
+/// clamped and rounded half to even. Also MatMulInteger's sums, and the
+/// one-row form without transposes.
+#[test]
+fn qlinear_matmul_runs_on_the_integer_kernel() {
+    let raw = |name: &str, dt: i32, dims: &[i64], bytes: Vec<u8>| {
+        let mut t = onnx_protobuf::TensorProto::new();
+        t.name = name.into();
+        t.data_type = dt;
+        t.dims = dims.to_vec();
+        t.raw_data = bytes;
+        t
+    };
+    let (k, n) = (300usize, 5usize);
+    let b: Vec<i8> = (0..k * n).map(|i| ((i * 7919 % 255) as i64 - 127) as i8).collect();
+    let bs: Vec<f32> = (0..n).map(|j| 0.01 + 0.004 * j as f32).collect();
+    for (rows_dims, rows) in [(vec![2i64, 3], 6usize), (vec![1], 1)] {
+        let mut adims = rows_dims.clone();
+        adims.push(k as i64);
+        let mut m = M::new(13)
+            .input_vi(common::value_info("a", 2, Some(adims.iter().map(|&d| common::D::V(d)).collect())))
+            .init(raw("as", 1, &[], 0.02f32.to_le_bytes().to_vec()))
+            .init(raw("az", 2, &[], vec![131]))
+            .init(raw("b", 3, &[k as i64, n as i64], b.iter().map(|&v| v as u8).collect()))
+            .init(raw("bs", 1, &[n as i64], bs.iter().flat_map(|v| v.to_le_bytes()).collect()))
+            .init(raw("bz", 3, &[n as i64], vec![0; n]))
+            .init(raw("ys", 1, &[], 0.75f32.to_le_bytes().to_vec()))
+            .init(raw("yz", 2, &[], vec![100]));
+        m = m.op("QLinearMatMul", &["a", "as", "az", "b", "bs", "bz", "ys", "yz"], "y", vec![]).output("y");
+        let g = m.ok();
+        let names = op_names(&g);
+        assert!(names.contains(&"QConv") && names.contains(&"Requantize"), "{names:?}");
+        assert_eq!(names.contains(&"Transpose"), rows > 1, "{names:?}");
+        let a: Vec<u8> = (0..rows * k).map(|i| (i * 104729 % 256) as u8).collect();
+        let at =
+            kerf_ir::Tensor::from_bytes(kerf_ir::DType::U8, adims.iter().map(|&d| d as usize).collect(), a.clone())
+                .unwrap();
+        let got = kerf_ir::eval::eval_graph(&g, &[at]).unwrap().remove(0).to_i64_vec();
+        for r in 0..rows {
+            for j in 0..n {
+                let acc: i64 = (0..k).map(|i| (i64::from(a[r * k + i]) - 131) * i64::from(b[i * n + j])).sum();
+                let mult = 0.02f32 * bs[j] / 0.75f32;
+                let v = (acc as f64 * f64::from(mult) + 100.0).clamp(0.0, 255.0);
+                let want = ((v + 1.5 * 2f64.powi(52)) - 1.5 * 2f64.powi(52)) as i64;
+                assert_eq!(got[r * n + j], want, "row {r} column {j}");
+            }
+        }
+    }
+}

@@ -4,7 +4,7 @@
 //! A 2-D conv of a u8 input (constant per-tensor zero point) with constant
 //! i8 weights (zero zero points) runs on the integer conv kernel: an
 //! accumulating `QConv` (exact i32 sums) on the input padded with its zero
-//! point. Otherwise the integer products are accumulated by the f32
+//! point; so does a matmul of such operands, as a 1x1 conv over `A`'s rows. Otherwise the integer products are accumulated by the f32
 //! MatMul/Conv kernels on
 //! zero-point-centred operands. That is exact — every partial sum is an
 //! integer below 2^24 — as long as `K · span(a) · span(b) <= 2^24`, where `K`
@@ -164,8 +164,84 @@ fn matmul_operands(
 
 fn matmul_integer(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let (a, b) = (cx.input(0)?, cx.input(1)?);
-    let (ac, bc) = matmul_operands(cx, a, cx.opt_input(2), b, cx.opt_input(3))?;
-    Ok(vec![int_matmul(cx, ac, bc)?])
+    Ok(vec![int_product(cx, a, cx.opt_input(2), b, cx.opt_input(3))?])
+}
+
+/// The int32 product of a MatMulInteger/QLinearMatMul: on the integer
+/// kernel where it applies ([`integer_matmul`]), else exactly on the f32
+/// MatMul kernels.
+fn int_product(cx: &mut Cx, a: ValueId, azp: Option<ValueId>, b: ValueId, bzp: Option<ValueId>) -> R {
+    if let Some(zp) = integer_kernel_fits_matmul(cx, a, azp, b, bzp) {
+        return integer_matmul(cx, a, zp, b);
+    }
+    let (ac, bc) = matmul_operands(cx, a, azp, b, bzp)?;
+    int_matmul(cx, ac, bc)
+}
+
+/// The zero point of `a` when `a · b` can run on the integer conv kernel:
+/// a u8 `a` with a constant per-tensor zero point (or none), a constant
+/// i8 `[K, N]` `b` whose zero points are all zero (or absent).
+fn integer_kernel_fits_matmul(
+    cx: &Cx,
+    a: ValueId,
+    azp: Option<ValueId>,
+    b: ValueId,
+    bzp: Option<ValueId>,
+) -> Option<u8> {
+    let (at, bt) = (cx.ty(a), cx.ty(b));
+    if at.dtype != DType::U8 || at.rank() < 1 || bt.dtype != DType::I8 || bt.rank() != 2 || cx.g.const_of(b).is_none() {
+        return None;
+    }
+    if let Some(z) = bzp {
+        if cx.g.const_of(z)?.to_i64_vec().iter().any(|&v| v != 0) {
+            return None;
+        }
+    }
+    match azp {
+        None => Some(0),
+        Some(z) => match cx.g.const_of(z)?.to_i64_vec().as_slice() {
+            [v] => u8::try_from(*v).ok(),
+            _ => None,
+        },
+    }
+}
+
+/// `Σ_k (a[.., m, k] − zp)·b[k, n]` on the integer kernel, as a 1x1
+/// accumulating `QConv`: the rows of `a` are its pixels (`a` transposed to
+/// `[1, K, rows, 1]`, free when there is one row), `bᵀ` its `[N, K, 1, 1]`
+/// weight; the `[1, N, rows, 1]` sums transposed back to `[.., M, N]`.
+fn integer_matmul(cx: &mut Cx, a: ValueId, zp: u8, b: ValueId) -> R {
+    let sa = cx.shape(a);
+    let k = sa[sa.len() - 1];
+    let rows: usize = sa[..sa.len() - 1].iter().product();
+    let bt = cx.g.const_of(b).cloned().ok_or_else(|| cx.err("internal: B is not constant"))?;
+    let n = bt.shape()[1];
+    if bt.shape()[0] != k {
+        return Err(cx.err(format!("A {sa:?} and B {:?} do not match", bt.shape())));
+    }
+    let bv = bt.to_i64_vec();
+    let wt: Vec<i64> = (0..n).flat_map(|j| (0..k).map(move |i| (i, j))).map(|(i, j)| bv[i * n + j]).collect();
+    let w = kerf_ir::Tensor::from_i64_values(DType::I8, vec![n, k, 1, 1], &wt).map_err(|e| cx.err(e.to_string()))?;
+    let w = cx.derived("b_t", w);
+    let x = if rows == 1 {
+        reshape(cx, a, vec![1, k, 1, 1])?
+    } else {
+        let a2 = reshape(cx, a, vec![rows, k])?;
+        let at = cx.add1(Op::Transpose { perm: vec![1, 0] }, vec![a2])?;
+        reshape(cx, at, vec![1, k, rows, 1])?
+    };
+    let window = Window { kernel: vec![1, 1], strides: vec![1, 1], dilations: vec![1, 1], pads: vec![0; 4] };
+    let conv = Conv { window, group: 1, layer: cx.layer(), algo: ConvAlgo::Direct };
+    let q = QConv { conv, epi: Epilogue::default(), x_scale: F32::new(1.0), x_zp: zp, out: QOut::Acc };
+    let y = cx.add1(Op::QConv(q), vec![x, w])?;
+    let mut out_shape = sa[..sa.len() - 1].to_vec();
+    out_shape.push(n);
+    if rows == 1 {
+        return reshape(cx, y, out_shape);
+    }
+    let y2 = reshape(cx, y, vec![n, rows])?;
+    let yt = cx.add1(Op::Transpose { perm: vec![1, 0] }, vec![y2])?;
+    reshape(cx, yt, out_shape)
 }
 
 /// The int32 Conv of centred operands: exact f32 Convs over chunks of at
@@ -371,8 +447,7 @@ fn qlinear_matmul(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let (b, sb, bzp) = (cx.input(3)?, cx.input(4)?, cx.opt_input(5));
     let (sy, yzp) = (cx.input(6)?, cx.opt_input(7));
     let out = yzp.map_or_else(|| cx.ty(a).dtype, |z| cx.ty(z).dtype);
-    let (ac, bc) = matmul_operands(cx, a, azp, b, bzp)?;
-    let c = int_matmul(cx, ac, bc)?;
+    let c = int_product(cx, a, azp, b, bzp)?;
     let (m, n) = {
         let (s_a, s_b) = (cx.shape(a), cx.shape(b));
         (if s_a.len() >= 2 { s_a[s_a.len() - 2] } else { 1 }, s_b[s_b.len() - 1])
