@@ -104,9 +104,14 @@ pub fn compress_with_progress(
 /// compression left them f32 or kept the bias.
 fn record_equalized(g: &Graph, changed: &[String], report: &mut Report) {
     let sites = layer::sites(g);
-    for rep in report.layers.iter_mut().filter(|r| changed.contains(&r.layer)) {
-        let Some(site) = sites.iter().find(|s| s.layer == rep.layer) else { continue };
-        if rep.weight.is_none() {
+    let touched =
+        |r: &LayerReport| changed.contains(&r.layer) || r.parent.as_ref().is_some_and(|p| changed.contains(p));
+    for rep in report.layers.iter_mut().filter(|r| touched(r)) {
+        // a factored layer's bias sits on its output side (whose export
+        // reads it from here when that part has no entry of its own)
+        let name = if rep.rank.is_some() { rewrite::factor_names(&rep.layer).1 } else { rep.layer.clone() };
+        let Some(site) = sites.iter().find(|s| s.layer == name) else { continue };
+        if rep.weight.is_none() && rep.rank.is_none() {
             rep.weight = Some(g.weights.tensor(site.weight).clone());
         }
         if rep.bias.is_none() {
@@ -248,11 +253,16 @@ fn compress_layer(
     let mut next = cur.clone();
     let grid = scales
         .as_ref()
-        .map(|sc| kerf_ir::WeightGrid { axis: site.grid_axis(), scales: sc.iter().map(|&x| x as f32).collect() });
+        .map(|sc| kerf_ir::WeightGrid { axis: site.channel_axis(), scales: sc.iter().map(|&x| x as f32).collect() });
     rewrite::set_weight(&mut next, site.weight, tensor.clone(), sparsity.clone(), grid)?;
     // 3. bias correction: the mean output error moves into the bias
     let mut bias = None;
-    if s.bias_correction {
+    // a factored layer's input side has no bias to move into (nor one its
+    // export could carry): its error is the output side's to correct
+    let input_side = job.parent.as_deref().is_some_and(|p| rewrite::factor_names(p).0 == job.layer);
+    if s.bias_correction && input_side {
+        notes.push("bias correction: left to the factored layer's output side".to_string());
+    } else if s.bias_correction {
         let shift = mean_output_error(site, &rows_fp, &final_rows, &m);
         match rewrite::shift_bias(&next, site, &shift)? {
             Some((g, b)) => {

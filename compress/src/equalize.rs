@@ -77,6 +77,13 @@ fn pairs(g: &Graph, sites: &[Site], settings: &[LayerSettings]) -> Vec<Pair> {
         if !settings[ia].equalize || !matches!(a.kind, Kind::Conv { .. }) || !sole_user(g, a.node, a.weight) {
             continue;
         }
+        // A's bias is scaled with its weight: a constant only A reads
+        if let Some(&b) = g.nodes[a.node].inputs.get(2) {
+            match g.value(b).def {
+                ValueDef::Const(w) if sole_user(g, a.node, w) => {}
+                _ => continue,
+            }
+        }
         let Some(&y) = g.nodes[a.node].outputs.first() else { continue };
         let Some(mut next) = user(y) else { continue };
         if let Op::Unary(UnaryOp::Relu | UnaryOp::LeakyRelu { .. }) = g.nodes[next].op {

@@ -55,15 +55,6 @@ pub struct Site {
 }
 
 impl Site {
-    /// The weight's axis of output channels (the rows): 0 for a conv's
-    /// `[O, ..]` and a transposed `[N, K]` product weight, 1 for `[K, N]`.
-    pub fn grid_axis(&self) -> usize {
-        match self.kind {
-            Kind::MatMulKn => 1,
-            Kind::Conv { .. } | Kind::MatMulNk => 0,
-        }
-    }
-
     /// Groups of a conv (1 otherwise); each group's rows see only its own
     /// input channels, so each has its own Hessian.
     pub fn groups(&self) -> usize {

@@ -106,9 +106,10 @@ pub fn quantize_input(g: &Graph, node: usize, layer: &str, q: ActQuant) -> Resul
     })
 }
 
-/// A copy of `g` where the Conv or Gemm at `site` adds `shift[m]` to output
-/// channel `m`: a constant bias (Conv input 2, Gemm `C` of shape `[N]` or
-/// `[1, N]`, divided by `beta`) becomes `bias + shift`; an absent one is
+/// A copy of `g` where the Conv or Gemm at `site` adds `shift[m]` (in the
+/// weight's units: times `alpha` for a Gemm) to output channel `m`: a
+/// constant bias (Conv input 2, Gemm `C` of shape `[N]` or `[1, N]`,
+/// divided by `beta`) becomes `bias + shift`; an absent one is
 /// added (Gemm: with `beta = 1`). Returns the graph and the new bias
 /// tensor, or `None` where the layer cannot take a per-channel bias (a
 /// MatMul, a Gemm whose `C` is a run-time value or another shape, `beta =
@@ -116,22 +117,24 @@ pub fn quantize_input(g: &Graph, node: usize, layer: &str, q: ActQuant) -> Resul
 pub fn shift_bias(g: &Graph, site: &Site, shift: &[f64]) -> Result<Option<(Graph, Tensor)>, CompressError> {
     let node = &g.nodes[site.node];
     let old = node.inputs.get(2).copied();
-    let (shape, base, div) = match (&node.op, old) {
+    // the shift is in the weight's units: a Gemm applies alpha to the
+    // product (sites keep it outside the weight) and beta to C
+    let (shape, base, k) = match (&node.op, old) {
         (Op::Conv(_), None) => (vec![site.rows], vec![0.0; site.rows], 1.0),
         (Op::Conv(_), Some(b)) => match g.const_of(b) {
             Some(t) if t.shape() == [site.rows] => (t.shape().to_vec(), t.to_f64_vec(), 1.0),
             _ => return Ok(None),
         },
-        (Op::Gemm(_), None) => (vec![site.rows], vec![0.0; site.rows], 1.0),
+        (Op::Gemm(gm), None) => (vec![site.rows], vec![0.0; site.rows], f64::from(gm.alpha.get())),
         (Op::Gemm(gm), Some(c)) => match g.const_of(c) {
             Some(t) if gm.beta.get() != 0.0 && t.numel() == site.rows && t.shape().last() == Some(&site.rows) => {
-                (t.shape().to_vec(), t.to_f64_vec(), f64::from(gm.beta.get()))
+                (t.shape().to_vec(), t.to_f64_vec(), f64::from(gm.alpha.get()) / f64::from(gm.beta.get()))
             }
             _ => return Ok(None),
         },
         _ => return Ok(None),
     };
-    let v: Vec<f32> = base.iter().zip(shift).map(|(b, d)| (b + d / div) as f32).collect();
+    let v: Vec<f32> = base.iter().zip(shift).map(|(b, d)| (b + k * d) as f32).collect();
     let t = Tensor::from_f32(shape, &v).map_err(|e| CompressError::layer(&site.layer, e.to_string()))?;
     let layer = site.layer.as_str();
     let next = rebuild_at(g, site.node, layer, |r| {

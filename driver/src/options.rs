@@ -128,7 +128,10 @@ impl CompressArgs {
             || self.quantize.is_some()
             || self.prune_patterns.is_some()
             || self.connectivity.is_some()
-            || self.low_rank.is_some();
+            || self.low_rank.is_some()
+            || self.granularity.is_some()
+            || self.equalize
+            || self.bias_correction;
         Ok(asked.then_some(plan))
     }
 }

@@ -250,17 +250,19 @@ fn bind_folds_an_input_at_compile_time() {
     // the result selected by the condition
     let unbound = kerf(&["compile", &m, "-o", obj.to_str().unwrap()]);
     assert!(unbound.status.success(), "{}", stderr(&unbound));
-    let out = kerf(&[
-        "run",
-        &m,
-        "-i",
-        &format!("x={}", cli_fixture("sr_x.npy")),
-        "-i",
-        &sr,
-        "--expect",
-        &cli_fixture("sr_y16k.npy"),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    for (rate, want) in [("sr16k.npy", "sr_y16k.npy"), ("sr8k.npy", "sr_y8k.npy")] {
+        let out = kerf(&[
+            "run",
+            &m,
+            "-i",
+            &format!("x={}", cli_fixture("sr_x.npy")),
+            "-i",
+            &format!("sr={}", cli_fixture(rate)),
+            "--expect",
+            &cli_fixture(want),
+        ]);
+        assert!(out.status.success(), "{rate}: {}", stderr(&out));
+    }
     let out = kerf(&["compile", &m, "--bind", &sr, "-o", obj.to_str().unwrap(), "--header", hdr.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let h = std::fs::read_to_string(&hdr).unwrap();

@@ -147,7 +147,7 @@ fn export_edits(report: &kerf_compress::Report) -> Result<Vec<kerf_onnx::export:
                 layer: l.layer.clone(),
                 weight: uw,
                 weight_quant: ur.and_then(|r| r.weight_quant.clone()),
-                bias: ur.and_then(|r| r.bias.clone()),
+                bias: ur.and_then(|r| r.bias.clone()).or_else(|| l.bias.clone()),
                 input_quant: ur.and_then(|r| r.input_quant),
                 factor: Some(FactorEdit {
                     weight: vw,

@@ -248,15 +248,14 @@ impl Session {
         self.name.clone().unwrap_or_else(|| names::default_name(&self.model))
     }
     /// Everything that decides what this session compiles and how it runs,
-    /// as text: the imported graph (model, input shapes, bound inputs;
+    /// as text: `g`, the session's imported graph (model, input shapes, bound inputs;
     /// weights by content hash), target triple and CPU (for `native`, the
     /// host CPU's model name and flags), micro-kernels, rewrites and pass options,
     /// the compression plan and calibration data (by content hash). Equal
     /// fingerprints mean the same generated code; callers hash it to key
     /// caches of measurements.
-    pub fn fingerprint(&self) -> Result<String, PipelineError> {
-        let g = self.import()?;
-        let mut s = kerf_ir::text::print(&g);
+    pub fn fingerprint(&self, g: &Graph) -> String {
+        let mut s = kerf_ir::text::print(g);
         let cpu = if self.target.cpu() == "native" { host_cpu_name() } else { self.target.cpu().to_string() };
         s.push_str(&format!(
             "\ntarget {} {cpu}\nmicro-kernels {}\noptimize {}\npasses {:?}\n",
@@ -271,7 +270,7 @@ impl Session {
         for (name, t) in &self.calib {
             s.push_str(&format!("calib {name} {}\n", t.content_hash()));
         }
-        Ok(s)
+        s
     }
 
     /// The code generator's options for this session's target.

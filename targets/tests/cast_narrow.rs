@@ -260,6 +260,7 @@ fn f32_to_u8_vector_path_matches_the_scalar_conversion() {
     let want: Vec<u8> = v.iter().map(|&x| x as u64 as u8).collect();
     for cpu in ["native", "baseline"] {
         let got = run("Cast{to=u8}", DType::F32, DType::U8, &input, cpu);
+        assert_eq!(got.len(), want.len());
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             assert_eq!(g, w, "{cpu}: element {i} ({})", v[i]);
         }

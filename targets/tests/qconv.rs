@@ -69,6 +69,7 @@ fn check(c: &Case, x: &[u8], w: &[i64]) {
     }
     for cpu in ["native", "baseline"] {
         let got = run(&text, &ins, cpu).remove(0);
+        assert_eq!(got.len(), want.len());
         for (i, (a, b)) in got.iter().zip(&want).enumerate() {
             assert!(a.to_bits() == b.to_bits(), "{} {} ({cpu}): element {i}: got {a}, want {b}", c.attrs, c.epi);
         }

@@ -7,7 +7,8 @@ testsuite/fixtures/cli/ (committed; rerun after a change here):
   constant; `reshape_x.npy` f32[2,6], `reshape_shape.npy` [3, 4], `reshape_y.npy` the result.
 - `f16_abs.onnx`: y = Abs(x) on `f16[2,3]`; `f16_x.npy`, `f16_y.npy`.
 - `if_rate.onnx`: y = If(sr == 16000, x * 2, x * 3) with `sr` an `i64[]` input (a
-  sample-rate switch as in voice-activity models); `sr16k.npy` = 16000, `sr_x.npy`.
+  sample-rate switch as in voice-activity models); `sr16k.npy` = 16000, `sr8k.npy` = 8000
+  (with `sr_y16k.npy`/`sr_y8k.npy`, the outputs for each), `sr_x.npy`.
 
 Usage: make_cli_fixtures.py OUT_DIR
 """
@@ -90,6 +91,9 @@ def main(argv: list[str]) -> int:
     common.save_npy(os.path.join(out, "sr_x.npy"), x)
     common.save_npy(os.path.join(out, "sr16k.npy"), np.array(16000, dtype=np.int64))
     common.save_npy(os.path.join(out, "sr_y16k.npy"), common.run(m, {"x": x, "sr": np.array(16000, dtype=np.int64)})[0])
+    # the other branch, for the run-time condition
+    common.save_npy(os.path.join(out, "sr8k.npy"), np.array(8000, dtype=np.int64))
+    common.save_npy(os.path.join(out, "sr_y8k.npy"), common.run(m, {"x": x, "sr": np.array(8000, dtype=np.int64)})[0])
     return 0
 
 

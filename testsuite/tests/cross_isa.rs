@@ -6,8 +6,9 @@
 //!
 //! Models: the fixture models digits_mlp, digits_cnn, ds_cnn_kws,
 //! lstm_kws, gru_kws, tiny_transformer and the generated mobilenet_v2
-//! (`testsuite/run-all.sh` makes it), and digits_cnn compressed with pattern
-//! pruning and int8 (against the host JIT). All models of one ISA are linked into
+//! (`testsuite/run-all.sh` makes it), and digits_cnn compressed two ways —
+//! pattern pruning + int8 on the f32 kernels, and int8 on the integer conv
+//! kernel — against the host JIT with the baseline preset. All models of one ISA are linked into
 //! one program and run in one process; the four ISAs run as parallel tests.
 //!
 //! Tolerance per output tensor, against the ONNX Runtime reference: every
@@ -103,7 +104,7 @@ fn run_target(t: &Target) {
 
 /// digits_cnn compressed by `plan` for `t` (with the `int8` group when
 /// `int8_kernels`): the graph, the artifact, the inputs and the host JIT's
-/// outputs on them.
+/// outputs on them (baseline preset, so the reference is CPU-independent).
 fn compressed(
     t: &Target,
     name: &str,
@@ -124,7 +125,9 @@ fn compressed(
     assert_eq!(qconvs > 0, int8_kernels, "{name}: {qconvs} QConv nodes");
     let art = s.compile(&g).unwrap_or_else(|e| panic!("{}: {name}: compile: {e}", t.label));
     let inputs = e2e::read_numbered(&dir, "input").unwrap_or_else(|e| panic!("{name}: {e}"));
-    let want = e2e::jit_run(&g, &format!("{name}_host"), &inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
+    // the host's baseline preset: the same reference bits on every x86-64
+    let host = kerf_targets::CompileOptions::new(kerf_targets::Target::host_baseline(), &format!("{name}_host"));
+    let want = e2e::jit_run_with(&g, &host, &inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
     (g, art, inputs, want)
 }
 

@@ -137,12 +137,18 @@ fn a_user_metric_command_scores_the_outputs() {
     std::fs::write(&script, TOP1_PY).unwrap();
     let list: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
     let cmd = format!("python3 {} {{outputs}} {}", script.display(), list.join(","));
-    let opts = TuneOptions { iters: 5, ..TuneOptions::new(Metric::Command { cmd, max_drop: 1.0 }) };
+    // a size search, so that a plan is chosen whatever the timings
+    let opts = TuneOptions {
+        iters: 5,
+        objective: Objective::Size,
+        ..TuneOptions::new(Metric::Command { cmd, max_drop: 1.0 })
+    };
     let o = tune(&base, &data, &opts, &mut |_| {}).unwrap();
     // the command saw what kerf computed: its score is kerf's own top-1
     let fp32 = top1_of(&base, &data.val, &labels);
     assert!((o.baseline.metric - 100.0 * fp32).abs() < 1e-3, "command {} vs kerf {}", o.baseline.metric, 100.0 * fp32);
     let c = o.chosen();
+    assert!(!c.plan.layers.is_empty(), "nothing chosen");
     assert!(o.met && o.baseline.metric - c.metric <= 1.0 + 1e-9, "chosen {} vs fp32 {}", c.metric, o.baseline.metric);
     let tuned = top1_of(&base.clone().compression(c.plan.clone(), data.calib.clone()), &data.val, &labels);
     assert!((c.metric - 100.0 * tuned).abs() < 1e-3);
@@ -169,10 +175,12 @@ fn measurements_are_cached_on_disk() {
         ..TuneOptions::new(Metric::Top1 { max_drop: 0.01 })
     };
     let first = tune(&base, &data, &opts, &mut |_| {}).unwrap();
+    assert!(!first.layers.is_empty());
     let files = std::fs::read_dir(&dir).unwrap().count();
     assert!(files >= first.layers.len(), "{files} cache files for {} layer rows", first.layers.len());
     // the second run reads every (layer, variant) back bit for bit
     let second = tune(&base, &data, &opts, &mut |_| {}).unwrap();
+    assert_eq!(first.layers.len(), second.layers.len());
     for (a, b) in first.layers.iter().zip(&second.layers) {
         assert_eq!(
             (a.metric.to_bits(), a.latency_ms.to_bits()),

@@ -6,8 +6,8 @@
 //! SHA-256 of everything the measurement depends on: the session's
 //! fingerprint (imported graph, target triple and CPU — the host CPU's
 //! name and flags for `native` —, passes), the calibration and validation
-//! data and labels (content hashes), the metric (and its command), the
-//! timed-run count, the runner, kerf's version and executable (size and
+//! data and labels (content hashes), the metric's kind (and command; not
+//! its budget), the timed-run count, the runner command and compiler, kerf's version and executable (size and
 //! modification time: a rebuilt kerf measures afresh), and the plan itself. The file holds
 //! the metric, latency, weight bytes and MACs as `key = value` lines;
 //! floats are written in Rust's shortest round-trip form, so a cached
@@ -18,30 +18,41 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use kerf_compress::Plan;
+use kerf_ir::Graph;
 use kerf_pipeline::Session;
 use sha2::{Digest, Sha256};
 
-use crate::search::{Data, Evaluated, TuneOptions};
+use crate::search::{Data, Evaluated, Metric, TuneOptions};
 use crate::TuneError;
 
 /// A folder of cached measurements for one tuning context.
 #[derive(Clone, Debug)]
 pub struct Cache {
     dir: PathBuf,
-    context: String,
+    /// The SHA-256 state after everything but the plan.
+    context: Sha256,
 }
 
 impl Cache {
-    /// The cache in `dir` (created if needed) for tuning `base` on `data`
-    /// with `opts`.
-    pub fn new(dir: PathBuf, base: &Session, data: &Data, opts: &TuneOptions) -> Result<Cache, TuneError> {
+    /// The cache in `dir` (created if needed) for tuning `base` (whose
+    /// imported graph is `g`) on `data` with `opts`.
+    pub fn new(dir: PathBuf, base: &Session, g: &Graph, data: &Data, opts: &TuneOptions) -> Result<Cache, TuneError> {
         std::fs::create_dir_all(&dir)?;
-        let mut c = format!("kerf-tune-cache 1 {}\n{}\n", env!("CARGO_PKG_VERSION"), base.fingerprint()?);
+        let mut c = format!("kerf-tune-cache 2 {}\n{}\n", env!("CARGO_PKG_VERSION"), base.fingerprint(g));
         // the build itself: a rebuilt kerf may generate other code
         if let Some(m) = std::env::current_exe().ok().and_then(|p| std::fs::metadata(p).ok()) {
             let _ = writeln!(c, "exe {} {:?}", m.len(), m.modified().ok());
         }
-        let _ = writeln!(c, "metric {:?} iters {} runner {:?}", opts.metric, opts.iters, opts.runner);
+        // what is measured, not the budget judged against it: another
+        // budget reads the same measurements back
+        let command = match &opts.metric {
+            Metric::Command { cmd, .. } => cmd.as_str(),
+            _ => "",
+        };
+        let _ = writeln!(c, "metric {} {command:?} iters {}", opts.metric.name(), opts.iters);
+        if let Some(r) = &opts.runner {
+            let _ = writeln!(c, "runner {:?} cc {:?} {:?}", r.runner, r.cc, r.cflags);
+        }
         for (name, t) in &data.calib {
             let _ = writeln!(c, "calib {name} {}", t.content_hash());
         }
@@ -50,12 +61,13 @@ impl Cache {
             let _ = writeln!(c, "val {}", hashes.join(" "));
         }
         let _ = writeln!(c, "labels {:?}", data.labels);
-        Ok(Cache { dir, context: c })
+        let mut context = Sha256::new();
+        context.update(c.as_bytes());
+        Ok(Cache { dir, context })
     }
 
     fn path(&self, plan: &Plan) -> PathBuf {
-        let mut h = Sha256::new();
-        h.update(self.context.as_bytes());
+        let mut h = self.context.clone();
         h.update(plan.to_toml().as_bytes());
         let hex: String = h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
         self.dir.join(format!("{hex}.txt"))

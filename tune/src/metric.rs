@@ -17,8 +17,9 @@ use kerf_pipeline::npy;
 
 use crate::{scratch_dir, shell_quote, tail, TuneError};
 
-/// The user's metric command and where its inputs are written.
-#[derive(Clone, Debug)]
+/// The user's metric command and where its inputs are written (not
+/// `Clone`: it removes its folder when dropped).
+#[derive(Debug)]
 pub struct MetricCommand {
     /// The command line, with `{outputs}` where the outputs folder goes.
     pub cmd: String,

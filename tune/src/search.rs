@@ -71,8 +71,8 @@ pub enum Objective {
 /// moves by a few percent between measurements on a quiet machine).
 pub const NOISE: f64 = 0.03;
 
-/// How to tune.
-#[derive(Clone, Debug)]
+/// How to tune (not `Clone`: a runner owns its build folder).
+#[derive(Debug)]
 pub struct TuneOptions {
     /// The accuracy metric and its budget.
     pub metric: Metric,
@@ -253,7 +253,7 @@ impl Ctx<'_> {
         if let Some(e) = self.cache.as_ref().and_then(|c| c.get(label, plan)) {
             return Ok(e);
         }
-        let e = self.evaluate(label, plan)?;
+        let e = self.evaluate(label, plan)?.0;
         if let Some(c) = &self.cache {
             c.put(&e)?;
         }
@@ -261,7 +261,8 @@ impl Ctx<'_> {
     }
 
     /// Output 0 of the FP32 model on every validation sample, on the host
-    /// JIT (the reference the SNR metric compares with).
+    /// JIT (the reference the SNR metric compares with, when the baseline's
+    /// measurement comes from the cache).
     fn fp32_outputs(&self) -> Result<Vec<Tensor>, TuneError> {
         let s = self.base.clone().target(kerf_targets::Target::host_baseline());
         let o = s.graph()?;
@@ -270,8 +271,9 @@ impl Ctx<'_> {
     }
 
     /// Compresses with `plan`, runs the validation data and times one
-    /// sample: on the host JIT, or on the target through the runner.
-    fn evaluate(&self, label: &str, plan: &Plan) -> Result<Evaluated, TuneError> {
+    /// sample: on the host JIT, or on the target through the runner. Also
+    /// returns output 0 of every sample.
+    fn evaluate(&self, label: &str, plan: &Plan) -> Result<(Evaluated, Vec<Tensor>), TuneError> {
         let lossy = plan != &Plan::default();
         let s = if lossy {
             self.base.clone().compression(plan.clone(), self.data.calib.clone())
@@ -308,7 +310,8 @@ impl Ctx<'_> {
                 (sites.iter().map(|x| x.macs(&g)).sum(), sites.iter().map(|x| 4 * x.rows * x.cols).sum())
             }
         };
-        Ok(Evaluated { label: label.to_string(), plan: plan.clone(), metric, latency_ms, weight_bytes, macs })
+        let e = Evaluated { label: label.to_string(), plan: plan.clone(), metric, latency_ms, weight_bytes, macs };
+        Ok((e, outs.into_iter().next().map(|(_, v)| v).unwrap_or_default()))
     }
 
     fn score(&self, outs: &[(String, Vec<Tensor>)]) -> Result<f64, TuneError> {
@@ -395,26 +398,32 @@ pub fn tune(
         Metric::Command { cmd, .. } => Some(MetricCommand::new(cmd)),
         _ => None,
     };
-    let cache = opts.cache.clone().map(|d| Cache::new(d, base, data, opts)).transpose()?;
     let g = base.import()?;
+    let cache = opts.cache.clone().map(|d| Cache::new(d, base, &g, data, opts)).transpose()?;
     let sites = layer::sites(&g);
     let total = 1 + 3 + sites.iter().map(|s| variants(s).len()).sum::<usize>() + 2;
     let mut ctx = Ctx { base, data, opts, fp_out: Vec::new(), command, cache, done: 0 };
     let mut say = |done: usize, best: &str, line: &str| progress(&Progress { line, done, total, best });
-    if let Metric::Snr { .. } = opts.metric {
-        ctx.fp_out = ctx.fp32_outputs()?;
-    }
     // measured (or read back) like every plan, so a re-run from the cache
-    // compares against the same baseline and chooses the same plan
+    // compares against the same baseline and chooses the same plan; its
+    // outputs are the SNR metric's reference (the baseline itself scores
+    // the ceiling)
+    let snr = matches!(opts.metric, Metric::Snr { .. });
     let cached_baseline = ctx.cache.as_ref().and_then(|c| c.get("fp32", &Plan::default()));
+    ctx.done += 1;
     let mut baseline = match &cached_baseline {
         Some(e) => {
-            ctx.done += 1;
+            if snr {
+                ctx.fp_out = ctx.fp32_outputs()?;
+            }
             e.clone()
         }
         None => {
-            ctx.done += 1;
-            ctx.evaluate("fp32", &Plan::default())?
+            let (e, outs) = ctx.evaluate("fp32", &Plan::default())?;
+            if snr {
+                ctx.fp_out = outs;
+            }
+            e
         }
     };
     say(ctx.done, "", &format!("fp32: metric {:.4}, {:.4} ms", baseline.metric, baseline.latency_ms));
@@ -467,7 +476,7 @@ pub fn tune(
     // benefit is relative to it); then it is cached, so a re-run from the
     // cache compares against the same baseline and chooses the same plan.
     if cached_baseline.is_none() {
-        let again = ctx.evaluate("fp32", &Plan::default())?;
+        let again = ctx.evaluate("fp32", &Plan::default())?.0;
         say(
             ctx.done,
             &best.1,
@@ -623,6 +632,10 @@ fn search(
         knapsack(rows, &|e| benefit(objective, b, e), &|e| c.cost(b.metric, e.metric), c.budget())
     };
     loop {
+        // nothing chosen is the baseline, measured first
+        if chosen.is_empty() {
+            return Ok((chosen, 0, true));
+        }
         let plan = Plan {
             default: Settings::default(),
             layers: chosen
@@ -638,13 +651,12 @@ fn search(
                 evaluated.push(e);
                 ok
             }
-            Err(why) if !chosen.is_empty() => {
+            Err(why) => {
                 progress(&format!("{label}: could not be measured ({why})"));
                 false
             }
-            Err(why) => return Err(TuneError::Metric(why)),
         };
-        if ok || chosen.is_empty() {
+        if ok {
             return Ok((chosen, evaluated.len() - 1, ok));
         }
         // revert the chosen layer that cost the most on its own
@@ -667,6 +679,23 @@ mod tests {
         let e =
             Evaluated { label: String::new(), plan: Plan::default(), metric, latency_ms, weight_bytes: 100, macs: 0 };
         (layer.to_string(), variant("v", true, 0, 0.0, 0.0), e)
+    }
+
+    #[test]
+    fn the_latency_objective_takes_only_what_measurably_pays() {
+        let at = |layer: &str, ms: f64, bytes: usize| {
+            let mut r = row(layer, 1.0, ms);
+            r.2.weight_bytes = bytes;
+            r
+        };
+        let base = at("base", 1.0, 100).2;
+        // faster; within noise but smaller (a tie decided by bytes); within
+        // noise and no smaller; measurably slower even though much smaller
+        let rows = [at("a", 0.90, 120), at("b", 1.02, 50), at("c", 0.99, 100), at("d", 1.05, 10)];
+        let pick = |o: Objective| knapsack(&rows, &|e| benefit(o, &base, e), &|_| 0.0, 1.0);
+        assert_eq!(pick(Objective::Latency), vec![0, 1]);
+        // by size alone, every smaller variant
+        assert_eq!(pick(Objective::Size), vec![1, 3]);
     }
 
     #[test]

@@ -21,8 +21,9 @@ use crate::{scratch_dir, shell_quote, tail, TuneError};
 
 const BENCH_C: &str = include_str!("../c/bench.c");
 
-/// How plans are built and run on the target.
-#[derive(Clone, Debug)]
+/// How plans are built and run on the target (not `Clone`: it removes its
+/// build folder when dropped).
+#[derive(Debug)]
 pub struct TargetRunner {
     /// The runner command template (`{}`: the executable).
     pub runner: String,

@@ -196,11 +196,8 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
         Op::Requantize { axis, out, .. } => {
             arity(ins, 2, 3)?;
             let acc = ins[0];
-            if !matches!(acc.dtype, DType::I32 | DType::F64) || ins[1].dtype != DType::F32 {
-                return Err(format!(
-                    "Requantize takes an i32 or f64 accumulator and f32 multipliers, got {acc}, {}",
-                    ins[1]
-                ));
+            if acc.dtype != DType::I32 || ins[1].dtype != DType::F32 {
+                return Err(format!("Requantize takes an i32 accumulator and f32 multipliers, got {acc}, {}", ins[1]));
             }
             if !matches!(out, DType::U8 | DType::I8) {
                 return Err(format!("Requantize outputs u8 or i8, not {out}"));

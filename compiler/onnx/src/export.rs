@@ -202,8 +202,17 @@ fn edit_layer(g: &mut GraphProto, names: &mut Names, e: &LayerEdit) -> Result<()
         let new_b = add_f32(g, names, &format!("{layer}.bias"), b)?;
         if b_name.is_empty() {
             // a bias the layer did not have: Conv's B, or Gemm's C at beta 1
-            if b.shape().len() != 1 {
-                return Err(err(layer, format!("a new bias must be one-dimensional, got {:?}", b.shape())));
+            // (a MatMul has no bias input), one value per output channel
+            let channels = match (op.as_str(), e.weight.shape()) {
+                ("Conv", [m, ..]) => Some(*m),
+                ("Gemm", [r, c]) => Some(if gemm_trans_b(&g.node[at]) { *r } else { *c }),
+                _ => None,
+            };
+            if channels.is_none_or(|m| b.shape() != [m]) {
+                return Err(err(
+                    layer,
+                    format!("a new bias {:?} does not fit its {op} weight {:?}", b.shape(), e.weight.shape()),
+                ));
             }
             g.node[at].input.resize(2, String::new());
             g.node[at].input.push(new_b);
@@ -271,6 +280,11 @@ fn quantized_input(
 /// k...]` as `[r, C, k...]` then `[M, r, 1...]` (one group); a product's
 /// `[K, N]` as `[K, r]` then `[r, N]`, or `[N, K]` under `transB` as `[K,
 /// r]` then `[N, r]`.
+/// Whether a Gemm node transposes B.
+fn gemm_trans_b(n: &NodeProto) -> bool {
+    n.attribute.iter().any(|a| a.name == "transB" && a.i != 0)
+}
+
 fn check_factors(
     g: &GraphProto,
     layer: &str,
@@ -284,22 +298,19 @@ fn check_factors(
     let old: Vec<usize> = old.iter().map(|&d| d as usize).collect();
     let (v, u) = (f.weight.shape(), u.shape());
     let int = |name: &str, default: i64| n.attribute.iter().find(|a| a.name == name).map_or(default, |a| a.i);
-    let fits = match n.op_type.as_str() {
-        "Conv" => {
-            let r = v.first().copied().unwrap_or(0);
-            let ones = vec![1; old.len().saturating_sub(2)];
-            int("group", 1) == 1
-                && v[1..] == old[1..]
-                && u.len() == old.len()
-                && u[..2] == [old[0], r]
-                && u[2..] == ones[..]
+    let fits = match (n.op_type.as_str(), old.as_slice(), v) {
+        ("Conv", [m, rest @ ..], [r, vrest @ ..]) if !rest.is_empty() => {
+            let mut want_u = vec![*m, *r];
+            want_u.extend(std::iter::repeat_n(1, rest.len() - 1));
+            int("group", 1) == 1 && vrest == rest && u == want_u.as_slice()
         }
-        _ => {
-            let trans_b = n.op_type == "Gemm" && int("transB", 0) != 0;
-            let (k, nn) = if trans_b { (old[1], old[0]) } else { (old[0], old[1]) };
-            let r = v.get(1).copied().unwrap_or(0);
-            old.len() == 2 && v == [k, r] && if trans_b { u == [nn, r] } else { u == [r, nn] }
+        // a transposed A would need a transposed input side: not written
+        (_, &[o0, o1], &[vk, r]) if int("transA", 0) == 0 => {
+            let trans_b = n.op_type == "Gemm" && gemm_trans_b(n);
+            let (k, nn) = if trans_b { (o1, o0) } else { (o0, o1) };
+            vk == k && if trans_b { u == [nn, r] } else { u == [r, nn] }
         }
+        _ => false,
     };
     if !fits {
         return Err(err(layer, format!("factors {v:?} and {u:?} do not factor its weight {old:?}")));

@@ -950,12 +950,15 @@ fn qlinear_matmul_runs_on_the_integer_kernel() {
     let (k, n) = (300usize, 5usize);
     let b: Vec<i8> = (0..k * n).map(|i| ((i * 7919 % 255) as i64 - 127) as i8).collect();
     let bs: Vec<f32> = (0..n).map(|j| 0.01 + 0.004 * j as f32).collect();
-    for (rows_dims, rows) in [(vec![2i64, 3], 6usize), (vec![1], 1)] {
+    // the last case has a per-row a_scale with M == N: it scales rows, not columns
+    for (rows_dims, rows, per_row) in [(vec![2i64, 3], 6usize, false), (vec![1], 1, false), (vec![5], 5, true)] {
         let mut adims = rows_dims.clone();
         adims.push(k as i64);
+        let a_scale: Vec<f32> = if per_row { (0..rows).map(|r| 0.02 + 0.01 * r as f32).collect() } else { vec![0.02] };
+        let as_dims: Vec<i64> = if per_row { vec![rows as i64] } else { vec![] };
         let mut m = M::new(13)
             .input_vi(common::value_info("a", 2, Some(adims.iter().map(|&d| common::D::V(d)).collect())))
-            .init(raw("as", 1, &[], 0.02f32.to_le_bytes().to_vec()))
+            .init(raw("as", 1, &as_dims, a_scale.iter().flat_map(|v| v.to_le_bytes()).collect()))
             .init(raw("az", 2, &[], vec![131]))
             .init(raw("b", 3, &[k as i64, n as i64], b.iter().map(|&v| v as u8).collect()))
             .init(raw("bs", 1, &[n as i64], bs.iter().flat_map(|v| v.to_le_bytes()).collect()))
@@ -965,7 +968,8 @@ fn qlinear_matmul_runs_on_the_integer_kernel() {
         m = m.op("QLinearMatMul", &["a", "as", "az", "b", "bs", "bz", "ys", "yz"], "y", vec![]).output("y");
         let g = m.ok();
         let names = op_names(&g);
-        assert!(names.contains(&"QConv") && names.contains(&"Requantize"), "{names:?}");
+        // per-row scales are not one multiplier per column: the composed requantisation
+        assert!(names.contains(&"QConv") && names.contains(&"Requantize") != per_row, "{names:?}");
         assert_eq!(names.contains(&"Transpose"), rows > 1, "{names:?}");
         let a: Vec<u8> = (0..rows * k).map(|i| (i * 104729 % 256) as u8).collect();
         let at =
@@ -975,7 +979,7 @@ fn qlinear_matmul_runs_on_the_integer_kernel() {
         for r in 0..rows {
             for j in 0..n {
                 let acc: i64 = (0..k).map(|i| (i64::from(a[r * k + i]) - 131) * i64::from(b[i * n + j])).sum();
-                let mult = 0.02f32 * bs[j] / 0.75f32;
+                let mult = a_scale[if per_row { r } else { 0 }] * bs[j] / 0.75f32;
                 let v = (acc as f64 * f64::from(mult) + 100.0).clamp(0.0, 255.0);
                 let want = ((v + 1.5 * 2f64.powi(52)) - 1.5 * 2f64.powi(52)) as i64;
                 assert_eq!(got[r * n + j], want, "row {r} column {j}");

@@ -265,28 +265,33 @@ fn unit_body(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, valid: usiz
 /// the others the scalar one.
 fn pack_b(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit, xb: Value, valid: usize) {
     let first = k.b.ins().imul_imm_s(u.jp, 8);
-    let bases: Vec<Value> = (0..8)
-        .map(|i| {
-            let pix = k.b.ins().iadd_imm_s(first, i.min(valid - 1) as i64);
-            let oy = k.b.ins().udiv_imm_u(pix, d.ow as i64);
-            let ox = k.b.ins().urem_imm_u(pix, d.ow as i64);
-            let row = k.b.ins().imul_imm_s(oy, (d.sh * d.w) as i64);
-            let col = k.b.ins().imul_imm_s(ox, d.sw as i64);
-            let off = k.b.ins().iadd(row, col);
-            k.b.ins().iadd(xb, off)
-        })
-        .collect();
-    if valid < 8 || d.sw != 1 || d.ow < 8 || k.lanes() != 4 {
-        return pack_scalar(k, d, p, &bases);
+    let vector = valid == 8 && d.sw == 1 && k.lanes() == 4;
+    // a 1x1 stride-1 conv's rows join up (this covers every integer matmul,
+    // whose "image" is one column): always consecutive
+    if vector && d.sh * d.w == d.ow {
+        let base = pixel_base(k, d, xb, first, 0);
+        return pack_vector(k, d, p, base);
     }
-    if d.sh * d.w == d.ow {
-        return pack_vector(k, d, p, bases[0]);
+    let bases: Vec<Value> = (0..8).map(|i| pixel_base(k, d, xb, first, i.min(valid - 1))).collect();
+    if !vector || d.ow < 8 {
+        return pack_scalar(k, d, p, &bases);
     }
     let ox = k.b.ins().urem_imm_u(first, d.ow as i64);
     let fits = k.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, ox, (d.ow - 8) as i64);
     let straddles = k.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, ox, (d.ow - 8) as i64);
     k.if_then(fits, |k| pack_vector(k, d, p, bases[0]));
     k.if_then(straddles, |k| pack_scalar(k, d, p, &bases));
+}
+
+/// Where output pixel `first + i` of the unit reads its first input byte.
+fn pixel_base(k: &mut Kernel, d: &Dims, xb: Value, first: Value, i: usize) -> Value {
+    let pix = k.b.ins().iadd_imm_s(first, i as i64);
+    let oy = k.b.ins().udiv_imm_u(pix, d.ow as i64);
+    let ox = k.b.ins().urem_imm_u(pix, d.ow as i64);
+    let row = k.b.ins().imul_imm_s(oy, (d.sh * d.w) as i64);
+    let col = k.b.ins().imul_imm_s(ox, d.sw as i64);
+    let off = k.b.ins().iadd(row, col);
+    k.b.ins().iadd(xb, off)
 }
 
 /// Per K pair: the two steps' input offsets once, then each pixel's two

@@ -1,6 +1,6 @@
 //! [`Op::Requantize`]: the requantisation of QLinearConv/QLinearMatMul in
 //! one pass, in f64 with the reference's order of operations — the
-//! accumulator (i32 converted exactly, or f64) plus the channel's i32 bias,
+//! accumulator (i32, converted exactly) plus the channel's i32 bias,
 //! times the channel's f32 multiplier widened to f64, plus the zero point,
 //! clamped to the output type's range, rounded half to even by adding and
 //! subtracting 1.5·2^52 (exact for the clamped range; no `nearest`
@@ -9,7 +9,7 @@
 //! every ISA. Scalar: the pass reads 4 bytes and writes 1 per element.
 
 use cranelift_codegen::ir::{types, InstBuilder};
-use kerf_ir::{DType, Op};
+use kerf_ir::Op;
 
 use super::{Kernel, LResult};
 
@@ -23,7 +23,6 @@ pub fn lower(k: &mut Kernel) -> LResult {
     let n: usize = shape.iter().product();
     let inner: usize = shape.get(axis + 1..).map_or(1, |s| s.iter().product());
     let c = shape.get(axis).copied().unwrap_or(1).max(1);
-    let acc_f64 = k.in_dtype(0) == DType::F64;
     let per_channel = k.in_shape(1).len() == 1;
     let has_bias = k.node.inputs.len() > 2;
     let (acc, mult, y) = (k.input(0), k.input(1), k.output(0));
@@ -35,12 +34,8 @@ pub fn lower(k: &mut Kernel) -> LResult {
         } else {
             k.ic(0)
         };
-        let a = if acc_f64 {
-            k.ld_at(types::F64, acc, i, 8, 0)
-        } else {
-            let a = k.ld_at(types::I32, acc, i, 4, 0);
-            k.b.ins().fcvt_from_sint(types::F64, a)
-        };
+        let a = k.ld_at(types::I32, acc, i, 4, 0);
+        let a = k.b.ins().fcvt_from_sint(types::F64, a);
         let a = match bias {
             Some(b) => {
                 let bv = k.ld_at(types::I32, b, ch, 4, 0);

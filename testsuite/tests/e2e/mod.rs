@@ -173,8 +173,13 @@ pub fn outputs_from_bytes(g: &Graph, bufs: Vec<Vec<u8>>) -> Result<Vec<Tensor>, 
 
 /// JIT-compiles `g` for the host (`native` CPU) and runs it once.
 pub fn jit_run(g: &Graph, name: &str, inputs: &[Tensor]) -> Result<Vec<Tensor>, String> {
+    jit_run_with(g, &CompileOptions::host(name), inputs)
+}
+
+/// JIT-compiles `g` with `opts` (a host triple) and runs it once.
+pub fn jit_run_with(g: &Graph, opts: &CompileOptions, inputs: &[Tensor]) -> Result<Vec<Tensor>, String> {
     check_inputs(g, inputs)?;
-    let jm = jit_compile(g, &CompileOptions::host(name)).map_err(|e| format!("jit: {e}"))?;
+    let jm = jit_compile(g, opts).map_err(|e| format!("jit: {e}"))?;
     let m = jm.model();
     let mut bufs: Vec<Vec<u8>> = m.info().outputs.iter().map(|t| vec![0u8; t.bytes]).collect();
     // Inputs may be misaligned in a Vec<u8>: copy into u64-aligned storage.

@@ -771,7 +771,7 @@ pub enum Op {
     /// f32 elementwise steps in one pass over input 0 (see [`chain`]).
     Chain(Vec<ChainStep>),
     /// The requantisation of ONNX QLinearConv/QLinearMatMul with the ONNX
-    /// reference's numpy semantics, in f64: inputs `acc` (i32 or f64),
+    /// reference's numpy semantics, in f64: inputs `acc` (i32),
     /// `mult` (f32, `[]` or `[C]` with `C` the size of `acc`'s axis `axis`)
     /// and optionally `bias` (i32, shaped like `mult`);
     /// `y = out(round_half_even(clamp((f64(acc) + f64(bias[c])) · f64(mult[c]) + zp, lo, hi)))`

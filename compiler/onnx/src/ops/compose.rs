@@ -110,29 +110,22 @@ pub(crate) fn sum(cx: &mut Cx, vs: &[ValueId]) -> R {
 
 /// The result for a run-time axis: `by_axis` holds `(a, result along a)`
 /// for every axis the op may run along (all of one type), and the one whose
-/// `a` (or `a - rank`) equals the scalar `axis` is selected with `Where`.
-/// An axis naming none of them selects the last entry's result, since a
-/// kernel cannot fail; callers document that.
+/// `a` equals the scalar `axis` (negative values count from the end) is
+/// selected with `Where`. An axis naming none of them selects the last
+/// entry's result, since a kernel cannot fail; callers document that.
 pub(crate) fn pick_by_axis(cx: &mut Cx, axis: ValueId, rank: usize, by_axis: &[(usize, ValueId)]) -> R {
     let Some((&(_, last), rest)) = by_axis.split_last() else {
         return Err(cx.err("internal: no axis to select from"));
     };
-    let at = cx.ty(axis).clone();
+    let dt = cx.ty(axis).dtype;
     let axis = reshape(cx, axis, vec![])?;
+    let size = konst_int(cx, "rank", dt, vec![], &[rank as i64])?;
+    let axis = wrap_negative(cx, axis, size)?;
     let mut y = last;
     for &(a, ya) in rest.iter().rev() {
-        let mut hit = None;
-        for v in [a as i64, a as i64 - rank as i64] {
-            let c = Tensor::from_i64_values(at.dtype, vec![], &[v]).map_err(|e| cx.err(e.to_string()))?;
-            let c = cx.derived("axis", c);
-            let eq = cx.add1(Op::Binary(BinaryOp::Equal), vec![axis, c])?;
-            hit = Some(match hit {
-                None => eq,
-                Some(h) => cx.add1(Op::Binary(BinaryOp::Or), vec![h, eq])?,
-            });
-        }
-        let hit = hit.ok_or_else(|| cx.err("internal: no axis test"))?;
-        y = cx.add1(Op::Where, vec![hit, ya, y])?;
+        let c = konst_int(cx, "axis", dt, vec![], &[a as i64])?;
+        let hit = bin(cx, BinaryOp::Equal, axis, c)?;
+        y = where_(cx, hit, ya, y)?;
     }
     Ok(y)
 }

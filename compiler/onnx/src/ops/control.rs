@@ -301,7 +301,7 @@ fn if_runtime(st: &mut State, nd: &Node, c: ValueId, env: &Env) -> Result<Vec<Va
     };
     let mut outs = Vec::with_capacity(then.len());
     for (k, (t, e)) in then.into_iter().zip(els).enumerate() {
-        outs.push(select(st, nd, flag, &format!("select{k}"), t, e)?);
+        outs.push(select(st, nd, (c, flag), &format!("select{k}"), t, e)?);
     }
     Ok(outs)
 }
@@ -310,22 +310,29 @@ fn if_runtime(st: &mut State, nd: &Node, c: ValueId, env: &Env) -> Result<Vec<Va
 /// differ in more than values (type, shape, sequence length, presence) the
 /// condition decides the output's type and must be constant: the usual
 /// non-constant input error, which binding resolves.
-fn select(st: &mut State, nd: &Node, flag: ValueId, tag: &str, t: Val, e: Val) -> Result<Val, ImportError> {
+fn select(
+    st: &mut State,
+    nd: &Node,
+    (cond, flag): (ValueId, ValueId),
+    tag: &str,
+    t: Val,
+    e: Val,
+) -> Result<Val, ImportError> {
     match (t, e) {
         (Val::Tensor(a), Val::Tensor(b)) => {
             let (ta, tb) = (st.g.ty(a).clone(), st.g.ty(b).clone());
             if ta != tb {
-                return Err(nd.non_constant(st, 0, flag, "cond"));
+                return Err(nd.non_constant(st, 0, cond, "cond"));
             }
             Ok(Val::Tensor(nd.emit(st, tag, Op::Where, vec![flag, a, b])?))
         }
         (Val::Seq(a), Val::Seq(b)) => {
             if a.len() != b.len() {
-                return Err(nd.non_constant(st, 0, flag, "cond"));
+                return Err(nd.non_constant(st, 0, cond, "cond"));
             }
             let mut out = Vec::with_capacity(a.len());
             for (i, (x, y)) in a.into_iter().zip(b).enumerate() {
-                match select(st, nd, flag, &format!("{tag}_{i}"), Val::Tensor(x), Val::Tensor(y))? {
+                match select(st, nd, (cond, flag), &format!("{tag}_{i}"), Val::Tensor(x), Val::Tensor(y))? {
                     Val::Tensor(v) => out.push(v),
                     _ => return Err(nd.err("a sequence element must be a tensor")),
                 }
@@ -333,8 +340,10 @@ fn select(st: &mut State, nd: &Node, flag: ValueId, tag: &str, t: Val, e: Val) -
             Ok(Val::Seq(out))
         }
         (Val::Opt(None), Val::Opt(None)) => Ok(Val::Opt(None)),
-        (Val::Opt(Some(a)), Val::Opt(Some(b))) => Ok(Val::Opt(Some(Box::new(select(st, nd, flag, tag, *a, *b)?)))),
-        _ => Err(nd.non_constant(st, 0, flag, "cond")),
+        (Val::Opt(Some(a)), Val::Opt(Some(b))) => {
+            Ok(Val::Opt(Some(Box::new(select(st, nd, (cond, flag), tag, *a, *b)?))))
+        }
+        _ => Err(nd.non_constant(st, 0, cond, "cond")),
     }
 }
 

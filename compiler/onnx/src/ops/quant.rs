@@ -287,9 +287,10 @@ fn per_tensor_const(cx: &Cx, scale: ValueId, zp: Option<ValueId>) -> Option<(f32
 /// `DequantizeLinear(QuantizeLinear(x))` on one per-tensor u8 grid, as
 /// the activation quantiser the compress stage writes:
 /// `Mul(Clip{−z, 255 − z}(Round(Div(x, s))), s)`. The same values bit for
-/// bit (`(q − z)` is exactly the clipped rounded quotient, and both sides
-/// multiply it by `s` once), in the form the `int8` rule group runs on
-/// integer kernels.
+/// bit for every non-NaN `x` (`(q − z)` is exactly the clipped rounded
+/// quotient, and both sides multiply it by `s` once; a NaN stays NaN here
+/// where the pair's u8 cast gives 0), in the form the `int8` rule group runs
+/// on integer kernels.
 fn requantised(cx: &mut Cx, x: ValueId, scale: ValueId, zp: Option<ValueId>) -> Result<Option<ValueId>, ImportError> {
     let Some(&src) = cx.quantised_from.get(&x) else { return Ok(None) };
     let Some((s, z)) = per_tensor_const(cx, scale, zp) else { return Ok(None) };

@@ -171,39 +171,12 @@ fn matmul_integer(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
 /// kernel where it applies ([`integer_matmul`]), else exactly on the f32
 /// MatMul kernels.
 fn int_product(cx: &mut Cx, a: ValueId, azp: Option<ValueId>, b: ValueId, bzp: Option<ValueId>) -> R {
-    if let Some(zp) = integer_kernel_fits_matmul(cx, a, azp, b, bzp) {
+    let a_rank = cx.ty(a).rank().max(1);
+    if let Some(zp) = integer_kernel_fits(cx, (a, azp, a_rank), (b, bzp, 2)) {
         return integer_matmul(cx, a, zp, b);
     }
     let (ac, bc) = matmul_operands(cx, a, azp, b, bzp)?;
     int_matmul(cx, ac, bc)
-}
-
-/// The zero point of `a` when `a · b` can run on the integer conv kernel:
-/// a u8 `a` with a constant per-tensor zero point (or none), a constant
-/// i8 `[K, N]` `b` whose zero points are all zero (or absent).
-fn integer_kernel_fits_matmul(
-    cx: &Cx,
-    a: ValueId,
-    azp: Option<ValueId>,
-    b: ValueId,
-    bzp: Option<ValueId>,
-) -> Option<u8> {
-    let (at, bt) = (cx.ty(a), cx.ty(b));
-    if at.dtype != DType::U8 || at.rank() < 1 || bt.dtype != DType::I8 || bt.rank() != 2 || cx.g.const_of(b).is_none() {
-        return None;
-    }
-    if let Some(z) = bzp {
-        if cx.g.const_of(z)?.to_i64_vec().iter().any(|&v| v != 0) {
-            return None;
-        }
-    }
-    match azp {
-        None => Some(0),
-        Some(z) => match cx.g.const_of(z)?.to_i64_vec().as_slice() {
-            [v] => u8::try_from(*v).ok(),
-            _ => None,
-        },
-    }
 }
 
 /// `Σ_k (a[.., m, k] − zp)·b[k, n]` on the integer kernel, as a 1x1
@@ -231,9 +204,7 @@ fn integer_matmul(cx: &mut Cx, a: ValueId, zp: u8, b: ValueId) -> R {
         reshape(cx, at, vec![1, k, rows, 1])?
     };
     let window = Window { kernel: vec![1, 1], strides: vec![1, 1], dilations: vec![1, 1], pads: vec![0; 4] };
-    let conv = Conv { window, group: 1, layer: cx.layer(), algo: ConvAlgo::Direct };
-    let q = QConv { conv, epi: Epilogue::default(), x_scale: F32::new(1.0), x_zp: zp, out: QOut::Acc };
-    let y = cx.add1(Op::QConv(q), vec![x, w])?;
+    let y = integer_conv(cx, x, zp, w, window, 1)?;
     let mut out_shape = sa[..sa.len() - 1].to_vec();
     out_shape.push(n);
     if rows == 1 {
@@ -258,7 +229,7 @@ fn conv_centred(cx: &mut Cx, x: ValueId, xzp: Option<ValueId>, w: ValueId, wzp: 
     let kernel = kernel_from(cx, &ws)?;
     let win = window(cx, kernel, &xs[2..])?;
     let group = usize::try_from(cx.attrs().int("group", 1)?).map_err(|_| cx.err("group must be positive"))?;
-    if let Some(zp) = integer_kernel_fits(cx, x, xzp, w, wzp) {
+    if let Some(zp) = integer_kernel_fits(cx, (x, xzp, 4), (w, wzp, 4)) {
         return integer_conv(cx, x, zp, w, win, group);
     }
     let taps: usize = ws[2..].iter().product();
@@ -303,18 +274,23 @@ fn conv_centred(cx: &mut Cx, x: ValueId, xzp: Option<ValueId>, w: ValueId, wzp: 
     acc.ok_or_else(|| cx.err("empty reduction"))
 }
 
-/// The zero point of `x` when the conv can run on the integer kernel
-/// (`QConv` accumulating exactly in i32): 2-D, a u8 input with a constant
-/// per-tensor zero point (or none), constant i8 weights whose zero points
-/// are all zero (or absent).
-fn integer_kernel_fits(cx: &Cx, x: ValueId, xzp: Option<ValueId>, w: ValueId, wzp: Option<ValueId>) -> Option<u8> {
+/// The zero point of `x` when `x ⊛ w` can run on the integer conv kernel
+/// (`QConv` accumulating exactly in i32): a u8 `x` of rank `x_rank` with a
+/// constant per-tensor u8 zero point (or none), a constant i8 `w` of rank
+/// `w_rank` whose zero points are all zero (or absent).
+fn integer_kernel_fits(
+    cx: &Cx,
+    (x, xzp, x_rank): (ValueId, Option<ValueId>, usize),
+    (w, wzp, w_rank): (ValueId, Option<ValueId>, usize),
+) -> Option<u8> {
     let (xt, wt) = (cx.ty(x), cx.ty(w));
-    if xt.rank() != 4 || xt.dtype != DType::U8 || wt.dtype != DType::I8 || cx.g.const_of(w).is_none() {
+    if xt.rank() != x_rank || xt.dtype != DType::U8 || wt.rank() != w_rank || wt.dtype != DType::I8 {
         return None;
     }
+    cx.g.const_of(w)?;
     if let Some(z) = wzp {
         let t = cx.g.const_of(z)?;
-        if t.to_i64_vec().iter().any(|&v| v != 0) {
+        if t.dtype() != DType::I8 || t.to_i64_vec().iter().any(|&v| v != 0) {
             return None;
         }
     }
@@ -323,7 +299,7 @@ fn integer_kernel_fits(cx: &Cx, x: ValueId, xzp: Option<ValueId>, w: ValueId, wz
         Some(z) => {
             let t = cx.g.const_of(z)?;
             match t.to_i64_vec().as_slice() {
-                [v] => u8::try_from(*v).ok(),
+                [v] if t.dtype() == DType::U8 => u8::try_from(*v).ok(),
                 _ => None,
             }
         }
@@ -395,8 +371,8 @@ fn requantize(cx: &mut Cx, acc: ValueId, mult: ValueId, yzp: Option<ValueId>, ou
 
 /// The requantisation as one [`Op::Requantize`] pass where the operands
 /// allow it — a u8/i8 output, a constant output zero point, multipliers
-/// (and the i32 bias) that are one value or one per entry of `acc`'s axis
-/// `axis` — else `None`. The same f64 steps as [`requantize`] (with the
+/// (and the i32 bias), shaped to broadcast against `acc`, that are one
+/// value or vary along `acc`'s axis `axis` only — else `None`. The same f64 steps as [`requantize`] (with the
 /// bias added to the accumulator first), so the same bits.
 fn requantize_fused(
     cx: &mut Cx,
@@ -417,17 +393,23 @@ fn requantize_fused(
             _ => return None,
         },
     };
+    let rank = cx.shape(acc).len();
     let c = cx.shape(acc).get(axis).copied()?;
+    // one value, or one per entry of `axis` *on that axis* (aligned to
+    // `acc`'s trailing dimensions, as broadcasting reads it): a per-row
+    // multiplier of a matmul is not per column, even when M == N
     let per = |cx: &Cx, v: ValueId| -> Option<Vec<usize>> {
-        match cx.shape(v).iter().product::<usize>() {
-            1 => Some(vec![]),
-            n if n == c && cx.shape(v).iter().filter(|&&d| d != 1).count() <= 1 => Some(vec![c]),
-            _ => None,
+        let s = cx.shape(v);
+        if s.iter().product::<usize>() == 1 {
+            return Some(vec![]);
         }
+        let lead = rank.checked_sub(s.len())?;
+        let on_axis = s.iter().enumerate().all(|(i, &d)| d == 1 || lead + i == axis);
+        (on_axis && s.iter().product::<usize>() == c).then(|| vec![c])
     };
     let mshape = per(cx, mult)?;
     if let Some(b) = bias {
-        if per(cx, b)? != mshape && !(cx.shape(b).iter().product::<usize>() == 1 && mshape.is_empty()) {
+        if per(cx, b)? != mshape {
             return None;
         }
     }
@@ -461,10 +443,8 @@ fn qlinear_matmul(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         None => None,
     };
     let last = cx.shape(c).len().saturating_sub(1);
-    if cx.ty(c).dtype == DType::I32 {
-        if let Some(y) = requantize_fused(cx, c, None, mult, last, yzp, out) {
-            return Ok(vec![y?]);
-        }
+    if let Some(y) = requantize_fused(cx, c, None, mult, last, yzp, out) {
+        return Ok(vec![y?]);
     }
     Ok(vec![requantize(cx, c, mult, yzp, out)?])
 }
@@ -475,51 +455,38 @@ fn qlinear_conv(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let (sy, yzp) = (cx.input(6)?, cx.opt_input(7));
     let bias = cx.opt_input(8);
     let out = yzp.map_or_else(|| cx.ty(x).dtype, |z| cx.ty(z).dtype);
+    if let Some(b) = bias.filter(|&b| cx.ty(b).dtype != DType::I32) {
+        return Err(cx.err(format!("bias must be int32, got {}", cx.ty(b).dtype)));
+    }
     let c = conv_centred(cx, x, xzp, w, wzp)?;
     let rank = cx.shape(c).len();
     let oc = cx.shape(w)[0];
-    if bias.is_some_and(|b| cx.ty(b).dtype != DType::I32) {
-        return Err(cx.err(format!("bias must be int32, got {}", bias.map(|b| cx.ty(b).dtype).unwrap_or(DType::I32))));
-    }
-    {
-        let sx = shaped(cx, sx, 1, vec![], "x_scale")?;
-        let sw = shaped(cx, sw, oc, vec![oc], "w_scale")?;
-        let sy = shaped(cx, sy, 1, vec![], "y_scale")?;
-        let mult = multiplier(cx, sx, sw, sy)?;
-        let yz = match yzp {
-            Some(z) => Some(shaped(cx, z, 1, vec![], "y_zero_point")?),
-            None => None,
-        };
-        if cx.ty(c).dtype == DType::I32 {
-            if let Some(y) = requantize_fused(cx, c, bias, mult, 1, yz, out) {
-                return Ok(vec![y?]);
-            }
-        }
-    }
-    // the accumulator with the int32 bias, exactly, in f64
-    let acc = match bias {
-        Some(bv) => {
-            if cx.ty(bv).dtype != DType::I32 {
-                return Err(cx.err(format!("bias must be int32, got {}", cx.ty(bv).dtype)));
-            }
-            let mut dims = vec![1; rank];
-            dims[1] = oc;
-            let bb = shaped(cx, bv, oc, dims, "B")?;
-            let cf = cast(cx, c, DType::F64)?;
-            let bf = cast(cx, bb, DType::F64)?;
-            bin(cx, BinaryOp::Add, cf, bf)?
-        }
-        None => c,
-    };
-    let sx = shaped(cx, sx, 1, vec![], "x_scale")?;
+    // per output channel: along axis 1
     let mut dims = vec![1; rank];
     dims[1] = oc;
-    let sw = shaped(cx, sw, oc, dims, "w_scale")?;
+    let sx = shaped(cx, sx, 1, vec![], "x_scale")?;
+    let sw = shaped(cx, sw, oc, dims.clone(), "w_scale")?;
     let sy = shaped(cx, sy, 1, vec![], "y_scale")?;
     let mult = multiplier(cx, sx, sw, sy)?;
     let yzp = match yzp {
         Some(z) => Some(shaped(cx, z, 1, vec![], "y_zero_point")?),
         None => None,
+    };
+    let bias = match bias {
+        Some(b) => Some(shaped(cx, b, oc, dims, "B")?),
+        None => None,
+    };
+    if let Some(y) = requantize_fused(cx, c, bias, mult, 1, yzp, out) {
+        return Ok(vec![y?]);
+    }
+    // the accumulator with the int32 bias, exactly, in f64
+    let acc = match bias {
+        Some(bb) => {
+            let cf = cast(cx, c, DType::F64)?;
+            let bf = cast(cx, bb, DType::F64)?;
+            bin(cx, BinaryOp::Add, cf, bf)?
+        }
+        None => c,
     };
     Ok(vec![requantize(cx, acc, mult, yzp, out)?])
 }

@@ -186,10 +186,7 @@ fn resize(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         if let Some(roi) =
             cx.opt_input(1).filter(|&v| cx.g.const_of(v).is_none() && coord == CoordMode::TfCropAndResize)
         {
-            let (slots, n) = roi_slots(&axes, rank);
-            return Ok(vec![super::resize_matrix::resize_runtime_roi(
-                cx, x, &m, &on, &scales64, &sizes, roi, &slots, n,
-            )?]);
+            return Ok(vec![super::resize_matrix::resize_runtime_roi(cx, x, &m, &on, &scales64, &sizes, roi)?]);
         }
         let roi = match cx.konst(1, "roi")?.filter(|t| t.numel() > 0) {
             Some(t) => {
@@ -234,23 +231,6 @@ fn upsample(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         sizes,
     };
     Ok(vec![cx.add1(Op::Resize(rz), vec![x])?])
-}
-
-/// Each axis' index into a roi given for `axes` (or for every axis), and
-/// the number of axes the roi covers.
-fn roi_slots(axes: &Option<Vec<usize>>, rank: usize) -> (Vec<Option<usize>>, usize) {
-    match axes {
-        None => ((0..rank).map(Some).collect(), rank),
-        Some(ax) => {
-            let mut slots = vec![None; rank];
-            for (k, &a) in ax.iter().enumerate() {
-                if let Some(s) = slots.get_mut(a) {
-                    *s = Some(k);
-                }
-            }
-            (slots, ax.len())
-        }
-    }
 }
 
 /// Expands a roi given for `axes` (starts then ends) to all axes (others

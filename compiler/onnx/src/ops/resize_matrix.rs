@@ -284,10 +284,8 @@ fn apply_axis(cx: &mut Cx, y: ValueId, axis: usize, out_w: usize, wv: ValueId, b
 /// (same operations, same order, so the same positions), then the tent
 /// (linear) or the selected neighbour (nearest, by `nearest_mode`) on the
 /// clamped position, zero for extrapolated positions, which get
-/// `extrapolation_value` instead. `slots[a]` is axis `a`'s index into the
-/// roi (`None`: the axis is not listed in `axes` and keeps roi [0, 1]);
-/// the roi holds `2 * n` values (starts, then ends).
-#[allow(clippy::too_many_arguments)]
+/// `extrapolation_value` instead. The roi holds `2 * axes.len()` values:
+/// the starts, then the ends, of `axes` in order.
 pub(super) fn resize_runtime_roi(
     cx: &mut Cx,
     x: ValueId,
@@ -296,10 +294,9 @@ pub(super) fn resize_runtime_roi(
     scales: &[f64],
     sizes: &[usize],
     roi: ValueId,
-    slots: &[Option<usize>],
-    n: usize,
 ) -> R {
     let dt = cx.ty(x).dtype;
+    let n = axes.len();
     if !dt.is_float() || m.antialias || !matches!(m.mode, ResizeMode::Linear | ResizeMode::Nearest(_)) {
         return Err(cx.non_constant(1, roi, "roi"));
     }
@@ -311,18 +308,12 @@ pub(super) fn resize_runtime_roi(
     let roi = reshape(cx, roi, vec![2 * n])?;
     let roi = if rt.dtype == DType::F64 { roi } else { cast(cx, roi, DType::F64)? };
     let mut y = x;
-    for &axis in axes {
+    // the roi holds its starts and ends for `axes` in order
+    for (k, &axis) in axes.iter().enumerate() {
         let (in_w, out_w, scale) = (cx.shape(y)[axis], sizes[axis], scales[axis]);
         if in_w == 0 || out_w == 0 || !(scale.is_finite() && scale > 0.0) {
             return Err(cx.err(format!("cannot resize axis {axis} from {in_w} to {out_w} (scale {scale})")));
         }
-        let Some(k) = slots.get(axis).copied().flatten() else {
-            // Not in `axes`: roi [0, 1], the constant weights.
-            let (w, extra) = axis_matrix(m, in_w, out_w, scale, Some((0.0, 1.0))).map_err(|e| cx.err(e))?;
-            let (wv, bias) = oriented_const(cx, m, dt, axis + 1 == cx.shape(y).len(), &w, &extra)?;
-            y = apply_axis(cx, y, axis, out_w, wv, bias)?;
-            continue;
-        };
         let last = axis + 1 == cx.shape(y).len();
         let pos = sample_positions(cx, roi, k, n, in_w, out_w, scale)?;
         // Positions along the output dimension of the weight matrix.

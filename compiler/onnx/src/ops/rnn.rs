@@ -166,7 +166,9 @@ fn sequence_lens(cx: &mut Cx, seq: usize, batch: usize) -> Result<Option<ValueId
     let Some(v) = cx.opt_input(4) else { return Ok(None) };
     let ty = cx.ty(v).clone();
     if !matches!(ty.dtype, DType::I32 | DType::I64) || ty.shape != [batch] {
-        return Err(cx.err(format!("sequence_lens must be int32 [{batch}] (one length per batch row), got {ty}")));
+        return Err(
+            cx.err(format!("sequence_lens must be int32 or int64 [{batch}] (one length per batch row), got {ty}"))
+        );
     }
     if let Some(t) = cx.g.const_of(v) {
         let lens = t.to_i64_vec();
