@@ -453,18 +453,40 @@ fn stored(rows: &[Vec<f64>], scales: Option<&[f64]>) -> Vec<Vec<f64>> {
 
 /// `Σ (w − ŵ)ᵀ H (w − ŵ) / Σ wᵀ H w` over rows: the layer's relative output
 /// error on the calibration inputs.
+///
+/// Per group, the rows `[W − Ŵ; W]` go through one product with `H`
+/// (`faer`, blocked), and each quadratic form is a row's dot product with
+/// its image: a 512 × 4608 layer takes a fraction of a second, where the
+/// row-by-row forms took minutes.
 fn relative_error(site: &Site, rows_fp: &[Vec<f64>], rows: &[Vec<f64>], h: &[Mat<f64>]) -> f64 {
     let per = site.rows / site.groups();
-    let quad = |m: &Mat<f64>, v: &[f64]| -> f64 {
-        let n = v.len();
-        (0..n).map(|i| v[i] * (0..n).map(|j| m[(i, j)] * v[j]).sum::<f64>()).sum()
-    };
     let (mut num, mut den) = (0.0, 0.0);
-    for (o, (w, q)) in rows_fp.iter().zip(rows).enumerate() {
-        let hm = &h[o / per];
-        let d: Vec<f64> = w.iter().zip(q).map(|(a, b)| a - b).collect();
-        num += quad(hm, &d);
-        den += quad(hm, w);
+    for (grp, hm) in h.iter().enumerate() {
+        let lo = (grp * per).min(rows.len());
+        let hi = ((grp + 1) * per).min(rows.len());
+        let n = hi - lo;
+        let k = hm.nrows();
+        if n == 0 || k == 0 {
+            continue;
+        }
+        let v = Mat::from_fn(2 * n, k, |r, c| {
+            let o = lo + r % n;
+            if r < n {
+                rows_fp[o][c] - rows[o][c]
+            } else {
+                rows_fp[o][c]
+            }
+        });
+        let vh = &v * hm;
+        // column-major: walk down the columns
+        let mut q = vec![0.0; 2 * n];
+        for c in 0..k {
+            for (r, q) in q.iter_mut().enumerate() {
+                *q += vh[(r, c)] * v[(r, c)];
+            }
+        }
+        num += q[..n].iter().sum::<f64>();
+        den += q[n..].iter().sum::<f64>();
     }
     if den > 0.0 {
         num / den
