@@ -59,6 +59,7 @@ const HEAVY: &[(&str, &str)] = &[
     ("faer", "kerf-compress"),
     ("toml", "kerf-compress"),
     ("indicatif", "kerf"),
+    ("plotters", "kerf-tune"),
 ];
 
 /// (crate, its direct dependencies with their kind) for every workspace member.

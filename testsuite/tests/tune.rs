@@ -64,8 +64,18 @@ fn tuned_plan_keeps_the_budget_on_held_out_data() {
     let dir = std::env::temp_dir().join(format!("kerf-tune-{}", std::process::id()));
     write_report(&dir, &o).unwrap();
     let svg = std::fs::read_to_string(dir.join("pareto.svg")).unwrap();
-    assert_eq!(svg.matches("<circle").count(), o.evaluated.len(), "one dot per measured plan");
-    assert!(svg.contains("crimson"), "the chosen plan is marked");
+    // plotters' SVG: a dot per plan and per (layer, variant), plus the legend's
+    let dots = o.evaluated.len() + o.layers.len();
+    assert!(svg.matches("<circle").count() >= dots, "fewer dots than measurements ({dots})");
+    assert!(svg.contains(&o.chosen().label) && svg.contains("#FF0000"), "the chosen plan is marked and named");
+    for text in ["Pareto front", "top1", "latency, ms"] {
+        assert!(svg.contains(text), "pareto.svg has no '{text}'");
+    }
+    // every variant was timed as a layer micro-benchmark
+    for l in &o.layers {
+        assert!(l.delta_ms.is_some_and(f64::is_finite) && l.latency_ms > 0.0, "{} {}", l.layer, l.variant);
+        assert!(l.error.is_some_and(|e| e >= 0.0), "{} {}: no reconstruction error", l.layer, l.variant);
+    }
     let csv = std::fs::read_to_string(dir.join("pareto.csv")).unwrap();
     assert_eq!(csv.lines().count(), o.evaluated.len() + 1);
     assert!(std::fs::read_to_string(dir.join("report.md")).unwrap().contains("(chosen)"));

@@ -9,10 +9,16 @@
 //! data and labels (content hashes), the metric's kind (and command; not
 //! its budget), the timed-run count, the runner command and compiler, kerf's version and executable (size and
 //! modification time: a rebuilt kerf measures afresh), and the plan itself. The file holds
-//! the metric, latency, weight bytes and MACs as `key = value` lines;
+//! the metric, latency, weight bytes and MACs (and for a (layer, variant)
+//! its micro-benchmark delta and reconstruction error) as `key = value` lines;
 //! floats are written in Rust's shortest round-trip form, so a cached
 //! measurement is the measured one bit for bit. A file that does not parse
 //! is ignored (and overwritten by the next measurement).
+//!
+//! Layer micro-benchmarks are cached on their own, `<dir>/seg-<key>.txt`,
+//! keyed by the same context and the segment's fingerprint (its IR with
+//! weights by content hash, target, CPU, passes): the layer's signature and
+//! variant, so an FP32 segment is timed once however many runs need it.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -38,7 +44,7 @@ impl Cache {
     /// imported graph is `g`) on `data` with `opts`.
     pub fn new(dir: PathBuf, base: &Session, g: &Graph, data: &Data, opts: &TuneOptions) -> Result<Cache, TuneError> {
         std::fs::create_dir_all(&dir)?;
-        let mut c = format!("kerf-tune-cache 2 {}\n{}\n", env!("CARGO_PKG_VERSION"), base.fingerprint(g));
+        let mut c = format!("kerf-tune-cache 3 {}\n{}\n", env!("CARGO_PKG_VERSION"), base.fingerprint(g));
         // the build itself: a rebuilt kerf may generate other code
         if let Some(m) = std::env::current_exe().ok().and_then(|p| std::fs::metadata(p).ok()) {
             let _ = writeln!(c, "exe {} {:?}", m.len(), m.modified().ok());
@@ -84,20 +90,51 @@ impl Cache {
             latency_ms: field("latency_ms")?.parse().ok()?,
             weight_bytes: field("weight_bytes")?.parse().ok()?,
             macs: field("macs")?.parse().ok()?,
+            layer_delta_ms: field("layer_delta_ms").and_then(|v| v.parse().ok()),
+            layer_error: field("layer_error").and_then(|v| v.parse().ok()),
         })
+    }
+
+    fn segment_path(&self, fingerprint: &str) -> PathBuf {
+        let mut h = self.context.clone();
+        h.update(b"segment\n");
+        h.update(fingerprint.as_bytes());
+        let hex: String = h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
+        self.dir.join(format!("seg-{hex}.txt"))
+    }
+
+    /// The cached time (ms) of the layer segment with this fingerprint.
+    pub fn get_segment(&self, fingerprint: &str) -> Option<f64> {
+        let text = std::fs::read_to_string(self.segment_path(fingerprint)).ok()?;
+        text.lines().find_map(|l| l.strip_prefix("latency_ms = "))?.parse().ok()
+    }
+
+    /// Stores a layer segment's time (ms).
+    pub fn put_segment(&self, fingerprint: &str, ms: f64) -> Result<(), TuneError> {
+        write_whole(&self.segment_path(fingerprint), &format!("latency_ms = {ms}\n"))
     }
 
     /// Stores the measurement `e` (of `e.plan`).
     pub fn put(&self, e: &Evaluated) -> Result<(), TuneError> {
-        let text = format!(
+        let mut text = format!(
             "# {}\nmetric = {}\nlatency_ms = {}\nweight_bytes = {}\nmacs = {}\n",
             e.label, e.metric, e.latency_ms, e.weight_bytes, e.macs
         );
-        // written whole then renamed: a killed run leaves no torn file
-        let path = self.path(&e.plan);
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &path)?;
-        Ok(())
+        if let Some(d) = e.layer_delta_ms {
+            let _ = writeln!(text, "layer_delta_ms = {d}");
+        }
+        if let Some(x) = e.layer_error {
+            let _ = writeln!(text, "layer_error = {x}");
+        }
+        write_whole(&self.path(&e.plan), &text)
     }
+}
+
+/// Writes `text` to a temporary file, then renames it: a killed run leaves
+/// no torn file.
+fn write_whole(path: &std::path::Path, text: &str) -> Result<(), TuneError> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
 }

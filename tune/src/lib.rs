@@ -39,6 +39,7 @@ mod cache;
 pub mod metric;
 mod report;
 mod search;
+mod segment;
 pub mod target_runner;
 
 pub use cache::Cache;

@@ -1,7 +1,9 @@
 //! The tuning report: `plan.toml` is written by the caller; this writes
 //! `pareto.csv` (every plan measured end to end), `layers.csv` (every
-//! (layer, variant) measured alone), `pareto.svg` (latency against the
-//! metric, the chosen plan marked) and `report.md`.
+//! (layer, variant) measured alone: its sensitivity, reconstruction error
+//! and micro-benchmark), `pareto.svg` (latency against the metric with the
+//! Pareto front and the chosen plan marked, drawn with `plotters`) and
+//! `report.md`.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -27,16 +29,25 @@ pub fn write_report(dir: &Path, o: &Outcome) -> Result<(), TuneError> {
         );
     }
     std::fs::write(dir.join("pareto.csv"), csv)?;
-    let mut csv = format!("layer,variant,{m},latency_ms,weight_bytes,chosen\n");
+    let mut csv = format!("layer,variant,{m},sensitivity,error,layer_us,latency_ms,weight_bytes,chosen\n");
+    let opt = |v: Option<f64>, scale: f64| v.map(|x| format!("{:.6}", x * scale)).unwrap_or_default();
     for l in &o.layers {
         let _ = writeln!(
             csv,
-            "\"{}\",{},{:.6},{:.6},{},{}",
-            l.layer, l.variant, l.metric, l.latency_ms, l.weight_bytes, l.chosen
+            "\"{}\",{},{:.6},{:.6},{},{},{:.6},{},{}",
+            l.layer,
+            l.variant,
+            l.metric,
+            o.baseline.metric - l.metric,
+            opt(l.error, 1.0),
+            opt(l.delta_ms, 1000.0),
+            l.latency_ms,
+            l.weight_bytes,
+            l.chosen
         );
     }
     std::fs::write(dir.join("layers.csv"), csv)?;
-    std::fs::write(dir.join("pareto.svg"), svg(o))?;
+    std::fs::write(dir.join("pareto.svg"), svg(o)?)?;
     std::fs::write(dir.join("report.md"), markdown(o))?;
     Ok(())
 }
@@ -71,16 +82,27 @@ fn markdown(o: &Outcome) -> String {
             e.macs
         );
     }
-    let _ = writeln!(s, "\nPer layer (each variant measured alone; chosen marked):\n");
-    let _ =
-        writeln!(s, "| layer | variant | metric | latency ms | weight bytes | chosen |\n|---|---|---:|---:|---:|---|");
+    let _ = writeln!(
+        s,
+        "\nPer layer (each variant alone: the whole model's metric and its drop from FP32 (sensitivity), the \
+         layer's relative output error on the calibration data, its micro-benchmark's time change in µs, \
+         the model latency that implies; chosen marked):\n"
+    );
+    let _ = writeln!(
+        s,
+        "| layer | variant | metric | sensitivity | error | layer Δ µs | latency ms | weight bytes | chosen |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---|"
+    );
     for l in &o.layers {
         let _ = writeln!(
             s,
-            "| {} | {} | {:.4} | {:.4} | {} | {} |",
+            "| {} | {} | {:.4} | {:.4} | {} | {} | {:.4} | {} | {} |",
             l.layer,
             l.variant,
             l.metric,
+            b.metric - l.metric,
+            l.error.map(|e| format!("{e:.2e}")).unwrap_or_default(),
+            l.delta_ms.map(|d| format!("{:+.1}", d * 1000.0)).unwrap_or_default(),
             l.latency_ms,
             l.weight_bytes,
             if l.chosen { "yes" } else { "" }
@@ -100,50 +122,102 @@ fn markdown(o: &Outcome) -> String {
     s
 }
 
-/// Latency (x) against the metric (y), one dot per plan, the chosen one
-/// marked, labelled.
-fn svg(o: &Outcome) -> String {
-    let (w, h, pad) = (720.0, 480.0, 70.0);
-    let xs: Vec<f64> = o.evaluated.iter().map(|e| e.latency_ms).collect();
-    let ys: Vec<f64> = o.evaluated.iter().map(|e| e.metric).collect();
-    let span = |v: &[f64]| {
-        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+/// The plans no other plan beats on both latency and metric, by latency.
+fn front(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut f: Vec<(f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|&(x, y)| !points.iter().any(|&(x2, y2)| x2 <= x && y2 >= y && (x2 < x || y2 > y)))
+        .collect();
+    f.sort_by(|a, b| a.0.total_cmp(&b.0));
+    f.dedup();
+    f
+}
+
+/// Latency (x) against the metric (y), drawn with `plotters`: every
+/// (layer, variant) as a small grey dot (the whole model's metric with
+/// that layer compressed, at its estimated latency), every plan measured
+/// end to end as a labelled blue dot, the Pareto front of all of them as a
+/// line, the chosen plan in red.
+fn svg(o: &Outcome) -> Result<String, TuneError> {
+    use plotters::prelude::*;
+    let plans: Vec<(f64, f64)> = o.evaluated.iter().map(|e| (e.latency_ms, e.metric)).collect();
+    let layers: Vec<(f64, f64)> =
+        o.layers.iter().map(|l| (l.latency_ms, l.metric)).filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
+    let all: Vec<(f64, f64)> =
+        plans.iter().chain(&layers).copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
+    // room on the right for the labels
+    let span = |v: &mut dyn Iterator<Item = f64>, right: f64| {
+        let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
         let d = (hi - lo).max(hi.abs() * 1e-3).max(1e-9);
-        (lo - 0.08 * d, hi + 0.08 * d)
+        (lo - 0.08 * d)..(hi + right * d)
     };
-    let ((x0, x1), (y0, y1)) = (span(&xs), span(&ys));
-    let px = |x: f64| pad + (x - x0) / (x1 - x0) * (w - 2.0 * pad);
-    let py = |y: f64| h - pad - (y - y0) / (y1 - y0) * (h - 2.0 * pad);
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{}\" stroke=\"black\"/>\n\
-         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">latency (ms, median, {})</text>\n\
-         <text x=\"18\" y=\"{}\" transform=\"rotate(-90 18 {})\" text-anchor=\"middle\">{}</text>\n",
-        h - pad,
-        w - pad,
-        h - pad,
-        h - pad,
-        w / 2.0,
-        h - 20.0,
-        o.latency_source.replace('&', "&amp;").replace('<', "&lt;").replace('`', ""),
-        h / 2.0,
-        h / 2.0,
-        o.metric.name()
-    );
-    for k in 0..=4 {
-        let (xv, yv) = (x0 + (x1 - x0) * k as f64 / 4.0, y0 + (y1 - y0) * k as f64 / 4.0);
-        let _ = writeln!(s, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{xv:.4}</text>", px(xv), h - pad + 16.0);
-        let _ = writeln!(s, "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{yv:.4}</text>", pad - 6.0, py(yv) + 4.0);
+    let xr = span(&mut all.iter().map(|p| p.0), 0.3);
+    let yr = span(&mut all.iter().map(|p| p.1), 0.08);
+    let err = |e: &dyn std::fmt::Display| TuneError::Io(std::io::Error::other(format!("drawing pareto.svg: {e}")));
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (800, 560)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(format!("kerf tune: latency against {}", o.metric.name()), ("sans-serif", 18))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
+            .build_cartesian_2d(xr, yr)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc(format!("latency, ms (median; {})", o.latency_source.replace('`', "")))
+            .y_desc(o.metric.name())
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(RGBColor(225, 225, 225))
+            .draw()
+            .map_err(|e| err(&e))?;
+        let grey = RGBColor(160, 160, 160);
+        chart
+            .draw_series(layers.iter().map(|&p| Circle::new(p, 3, grey.filled())))
+            .map_err(|e| err(&e))?
+            .label("one layer compressed (latency from its micro-benchmark)")
+            .legend(move |(x, y)| Circle::new((x + 10, y), 3, grey.filled()));
+        let front = front(&all);
+        chart
+            .draw_series(LineSeries::new(front, RGBColor(90, 160, 90).stroke_width(2)))
+            .map_err(|e| err(&e))?
+            .label("Pareto front")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RGBColor(90, 160, 90).stroke_width(2)));
+        chart
+            .draw_series(o.evaluated.iter().enumerate().filter(|(i, _)| *i != o.chosen).enumerate().map(
+                |(k, (_, e))| {
+                    // staggered, so plans at the same metric keep readable labels
+                    let dy = -14 - 13 * (k % 3) as i32;
+                    EmptyElement::at((e.latency_ms, e.metric))
+                        + Circle::new((0, 0), 5, BLUE.filled())
+                        + PathElement::new(vec![(0, 0), (6, dy + 8)], BLUE.mix(0.4))
+                        + Text::new(e.label.clone(), (8, dy), ("sans-serif", 12))
+                },
+            ))
+            .map_err(|e| err(&e))?
+            .label("plan measured end to end")
+            .legend(|(x, y)| Circle::new((x + 10, y), 5, BLUE.filled()));
+        let c = o.chosen();
+        chart
+            .draw_series(std::iter::once(
+                EmptyElement::at((c.latency_ms, c.metric))
+                    + Circle::new((0, 0), 8, RED.filled())
+                    + Text::new(c.label.clone(), (10, 6), ("sans-serif", 13)),
+            ))
+            .map_err(|e| err(&e))?
+            .label("chosen plan")
+            .legend(|(x, y)| Circle::new((x + 10, y), 7, RED.filled()));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
     }
-    for (i, e) in o.evaluated.iter().enumerate() {
-        let (cx, cy) = (px(e.latency_ms), py(e.metric));
-        let (r, fill) = if i == o.chosen { (7.0, "crimson") } else { (4.0, "steelblue") };
-        let label = e.label.replace('&', "&amp;").replace('<', "&lt;");
-        let _ = writeln!(s, "<circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"{r}\" fill=\"{fill}\"/>");
-        let _ = writeln!(s, "<text x=\"{:.1}\" y=\"{:.1}\">{label}</text>", cx + 8.0, cy - 6.0);
-    }
-    s.push_str("</svg>\n");
-    s
+    Ok(out)
 }

@@ -1,18 +1,20 @@
 //! Measuring plans and searching per-layer variants (see the crate docs).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use kerf_compress::layer;
 use kerf_compress::plan::{LayerRule, Settings};
 use kerf_compress::{Plan, Precision};
-use kerf_ir::Tensor;
+use kerf_ir::{Graph, Tensor};
 use kerf_pipeline::dataset::{run_samples, run_samples_all, top1, Fidelity};
 use kerf_pipeline::measure::{MeasureOptions, Runner};
-use kerf_pipeline::Session;
+use kerf_pipeline::{Session, Stage};
 
 use crate::cache::Cache;
 use crate::metric::MetricCommand;
+use crate::segment::{layer_segment, sample_for};
 use crate::target_runner::TargetRunner;
 use crate::TuneError;
 
@@ -181,8 +183,17 @@ pub struct Evaluated {
     /// Top-1 (fraction) or SNR (dB) per [`Metric`].
     pub metric: f64,
     /// Latency on the first validation sample in milliseconds: the least of
-    /// three medians of timed runs.
+    /// three medians of timed runs of the whole model, or, for a (layer,
+    /// variant), the FP32 model's plus `layer_delta_ms`.
     pub latency_ms: f64,
+    /// For a (layer, variant) timed as a micro-benchmark
+    /// ([`crate::segment`]): the layer segment's time with the variant minus
+    /// the FP32 segment's, in milliseconds.
+    pub layer_delta_ms: Option<f64>,
+    /// The compressed layer's relative output error on the calibration
+    /// data (`Σ‖(W − Ŵ)X‖² / Σ‖WX‖²`, the compress report's), for a
+    /// (layer, variant).
+    pub layer_error: Option<f64>,
     /// Bytes of the compressible layers' weights.
     pub weight_bytes: usize,
     /// Multiply-accumulates of the compressible layers, per inference.
@@ -201,6 +212,11 @@ pub struct LayerRow {
     pub metric: f64,
     /// The whole model's latency in milliseconds (as [`Evaluated::latency_ms`]).
     pub latency_ms: f64,
+    /// The layer's micro-benchmark: its segment's time with the variant
+    /// minus without, in milliseconds.
+    pub delta_ms: Option<f64>,
+    /// The layer's relative output error on the calibration data.
+    pub error: Option<f64>,
     /// The whole model's weight bytes (as [`Evaluated::weight_bytes`]).
     pub weight_bytes: usize,
     /// Whether the chosen plan uses this variant for this layer.
@@ -236,6 +252,10 @@ impl Outcome {
 
 struct Ctx<'a> {
     base: &'a Session,
+    /// The imported FP32 graph (the baseline's layer segments).
+    g: &'a Graph,
+    /// Each layer's FP32 segment time, in milliseconds.
+    seg_base: HashMap<String, f64>,
     data: &'a Data,
     opts: &'a TuneOptions,
     /// Output 0 of the FP32 model on every validation sample (SNR metric).
@@ -247,13 +267,14 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Measures `plan`, from the cache when it holds it.
-    fn measure(&mut self, label: &str, plan: &Plan) -> Result<Evaluated, TuneError> {
+    /// Measures `plan`, from the cache when it holds it: timed end to end,
+    /// or, with `layer`, through that layer's micro-benchmark.
+    fn measure(&mut self, label: &str, plan: &Plan, layer: Option<&str>) -> Result<Evaluated, TuneError> {
         self.done += 1;
         if let Some(e) = self.cache.as_ref().and_then(|c| c.get(label, plan)) {
             return Ok(e);
         }
-        let e = self.evaluate(label, plan)?.0;
+        let e = self.evaluate(label, plan, layer)?.0;
         if let Some(c) = &self.cache {
             c.put(&e)?;
         }
@@ -270,34 +291,39 @@ impl Ctx<'_> {
         Ok(run_samples(jit.model(), &o.graph, &self.data.val)?)
     }
 
-    /// Compresses with `plan`, runs the validation data and times one
-    /// sample: on the host JIT, or on the target through the runner. Also
-    /// returns output 0 of every sample.
-    fn evaluate(&self, label: &str, plan: &Plan) -> Result<(Evaluated, Vec<Tensor>), TuneError> {
+    /// Compresses with `plan`, runs the validation data and times it: the
+    /// whole model on the first sample, or, with `layer`, that layer's
+    /// segment against the FP32 one ([`crate::segment`]); on the host JIT,
+    /// or on the target through the runner. Also returns output 0 of every
+    /// sample.
+    fn evaluate(
+        &mut self,
+        label: &str,
+        plan: &Plan,
+        layer: Option<&str>,
+    ) -> Result<(Evaluated, Vec<Tensor>), TuneError> {
         let lossy = plan != &Plan::default();
         let s = if lossy {
             self.base.clone().compression(plan.clone(), self.data.calib.clone())
         } else {
             self.base.clone()
         };
-        let o = s.graph()?;
-        let (outs, latency_ms) = match &self.opts.runner {
-            Some(r) => {
-                let run = r.run(&s, &o.graph, &self.data.val, self.opts.iters)?;
-                (run.outputs, run.latency_ms)
-            }
-            None => {
-                let jit = s.jit(&o.graph)?;
-                let outs = run_samples_all(jit.model(), &o.graph, &self.data.val)?;
-                let mut runner = Runner::new(jit.model(), &self.data.val[0], None);
-                let m = MeasureOptions { warmup: Some(self.opts.iters / 4 + 1), iters: Some(self.opts.iters) };
-                let mut latency_ms = f64::INFINITY;
-                for _ in 0..3 {
-                    latency_ms = latency_ms.min(runner.measure(&m)?.median());
-                }
-                (outs, latency_ms)
-            }
-        };
+        let c = s.graph_at(Stage::Compress)?;
+        let mut o = s.optimize(&c.graph)?;
+        o.compression = c.compression;
+        let whole = layer.is_none();
+        let (outs, mut latency_ms) = self.run(&s, &o.graph, &self.data.val, whole)?;
+        let mut layer_delta_ms = None;
+        if let Some(l) = layer {
+            let base = self.base_segment_ms(l)?;
+            let delta = self.segment_ms(&s, &c.graph, l)? - base;
+            layer_delta_ms = Some(delta);
+            latency_ms = f64::NAN; // the baseline's plus the delta, set once the baseline is final
+        }
+        let layer_error = layer.and_then(|l| {
+            let r = o.compression.as_ref()?;
+            r.layers.iter().find(|x| x.layer == l).map(|x| x.error)
+        });
         let metric = self.score(&outs)?;
         let (macs, weight_bytes) = match &o.compression {
             Some(r) => {
@@ -310,8 +336,81 @@ impl Ctx<'_> {
                 (sites.iter().map(|x| x.macs(&g)).sum(), sites.iter().map(|x| 4 * x.rows * x.cols).sum())
             }
         };
-        let e = Evaluated { label: label.to_string(), plan: plan.clone(), metric, latency_ms, weight_bytes, macs };
+        let e = Evaluated {
+            label: label.to_string(),
+            plan: plan.clone(),
+            metric,
+            latency_ms,
+            layer_delta_ms,
+            layer_error,
+            weight_bytes,
+            macs,
+        };
         Ok((e, outs.into_iter().next().map(|(_, v)| v).unwrap_or_default()))
+    }
+
+    /// Runs `samples` through the optimized graph `g` of session `s` and,
+    /// when `timed`, times the first: every output per sample and the
+    /// latency (NaN untimed).
+    #[allow(clippy::type_complexity)]
+    fn run(
+        &self,
+        s: &Session,
+        g: &Graph,
+        samples: &[Vec<Tensor>],
+        timed: bool,
+    ) -> Result<(Vec<(String, Vec<Tensor>)>, f64), TuneError> {
+        let iters = if timed { self.opts.iters } else { 1 };
+        match &self.opts.runner {
+            Some(r) => {
+                let run = r.run(s, g, samples, iters)?;
+                Ok((run.outputs, if timed { run.latency_ms } else { f64::NAN }))
+            }
+            None => {
+                let jit = s.jit(g)?;
+                let outs = run_samples_all(jit.model(), g, samples)?;
+                if !timed {
+                    return Ok((outs, f64::NAN));
+                }
+                let mut runner = Runner::new(jit.model(), &samples[0], None);
+                let m = MeasureOptions { warmup: Some(iters / 4 + 1), iters: Some(iters) };
+                let mut latency_ms = f64::INFINITY;
+                for _ in 0..3 {
+                    latency_ms = latency_ms.min(runner.measure(&m)?.median());
+                }
+                Ok((outs, latency_ms))
+            }
+        }
+    }
+
+    /// The time of `layer`'s segment of `g` (compressed, not yet
+    /// optimized), compiled by `s`, from the cache when it holds it.
+    fn segment_ms(&self, s: &Session, g: &Graph, layer: &str) -> Result<f64, TuneError> {
+        let seg = layer_segment(g, layer)
+            .ok_or_else(|| TuneError::Config(format!("layer '{layer}' is not in the compressed graph")))?;
+        // what the code depends on: the segment and the base session's
+        // target, CPU and passes (not the plan or calibration data)
+        let key = self.base.fingerprint(&seg);
+        if let Some(ms) = self.cache.as_ref().and_then(|c| c.get_segment(&key)) {
+            return Ok(ms);
+        }
+        let o = s.optimize(&seg)?;
+        let sample = sample_for(&o.graph).map_err(|e| TuneError::Config(format!("layer '{layer}': {e}")))?;
+        let ms = self.run(s, &o.graph, &[sample], true)?.1;
+        if let Some(c) = &self.cache {
+            c.put_segment(&key, ms)?;
+        }
+        Ok(ms)
+    }
+
+    /// `layer`'s FP32 segment time (measured once per run).
+    fn base_segment_ms(&mut self, layer: &str) -> Result<f64, TuneError> {
+        if let Some(&ms) = self.seg_base.get(layer) {
+            return Ok(ms);
+        }
+        let ms = self.segment_ms(self.base, self.g, layer)?;
+        self.seg_base.insert(layer.to_string(), ms);
+        Ok(ms)
     }
 
     fn score(&self, outs: &[(String, Vec<Tensor>)]) -> Result<f64, TuneError> {
@@ -402,7 +501,8 @@ pub fn tune(
     let cache = opts.cache.clone().map(|d| Cache::new(d, base, &g, data, opts)).transpose()?;
     let sites = layer::sites(&g);
     let total = 1 + 3 + sites.iter().map(|s| variants(s).len()).sum::<usize>() + 2;
-    let mut ctx = Ctx { base, data, opts, fp_out: Vec::new(), command, cache, done: 0 };
+    let mut ctx =
+        Ctx { base, g: &g, seg_base: HashMap::new(), data, opts, fp_out: Vec::new(), command, cache, done: 0 };
     let mut say = |done: usize, best: &str, line: &str| progress(&Progress { line, done, total, best });
     // measured (or read back) like every plan, so a re-run from the cache
     // compares against the same baseline and chooses the same plan; its
@@ -419,7 +519,7 @@ pub fn tune(
             e.clone()
         }
         None => {
-            let (e, outs) = ctx.evaluate("fp32", &Plan::default())?;
+            let (e, outs) = ctx.evaluate("fp32", &Plan::default(), None)?;
             if snr {
                 ctx.fp_out = outs;
             }
@@ -438,7 +538,7 @@ pub fn tune(
         if plan == Plan::default() {
             continue;
         }
-        match skippable(ctx.measure(label, &plan))? {
+        match skippable(ctx.measure(label, &plan, None))? {
             Ok(e) => {
                 say(ctx.done, "", &format!("{label}: metric {:.4}, {:.4} ms", e.metric, e.latency_ms));
                 evaluated.push(e);
@@ -456,18 +556,20 @@ pub fn tune(
                 break 'outer;
             }
             let label = format!("{} {}", site.layer, v.name);
-            let e = match skippable(ctx.measure(&label, &single(&site.layer, &v.settings)))? {
+            let e = match skippable(ctx.measure(&label, &single(&site.layer, &v.settings), Some(&site.layer)))? {
                 Ok(e) => e,
                 Err(why) => {
                     say(ctx.done, &best.1, &format!("{label}: left out: {why}"));
                     continue;
                 }
             };
+            let e = with_delta(e, &baseline);
             let gain = benefit(opts.objective, &baseline, &e);
             if ctx.meets(baseline.metric, e.metric) && gain > best.0 {
                 best = (gain, format!("{label} ({:.2}x, metric {:.4})", baseline.latency_ms / e.latency_ms, e.metric));
             }
-            say(ctx.done, &best.1, &format!("{label}: metric {:.4}, {:.4} ms", e.metric, e.latency_ms));
+            let delta = e.layer_delta_ms.map(|d| format!(" (layer {:+.4} ms)", d)).unwrap_or_default();
+            say(ctx.done, &best.1, &format!("{label}: metric {:.4}, {:.4} ms{delta}", e.metric, e.latency_ms));
             rows.push((site.layer.clone(), v, e));
         }
     }
@@ -476,7 +578,7 @@ pub fn tune(
     // benefit is relative to it); then it is cached, so a re-run from the
     // cache compares against the same baseline and chooses the same plan.
     if cached_baseline.is_none() {
-        let again = ctx.evaluate("fp32", &Plan::default())?.0;
+        let again = ctx.evaluate("fp32", &Plan::default(), None)?.0;
         say(
             ctx.done,
             &best.1,
@@ -488,6 +590,9 @@ pub fn tune(
             c.put(&baseline)?;
         }
     }
+    for row in &mut rows {
+        row.2 = with_delta(row.2.clone(), &baseline);
+    }
     let (chosen_rows, chosen, met) = search(&mut ctx, &baseline, &rows, &mut evaluated, &mut |l| say(0, "", l))?;
     let layers = rows
         .iter()
@@ -497,6 +602,8 @@ pub fn tune(
             variant: v.name.clone(),
             metric: e.metric,
             latency_ms: e.latency_ms,
+            delta_ms: e.layer_delta_ms,
+            error: e.layer_error,
             weight_bytes: e.weight_bytes,
             chosen: chosen_rows.contains(&i),
         })
@@ -508,6 +615,15 @@ pub fn tune(
         }
     };
     Ok(Outcome { metric: opts.metric.clone(), baseline, evaluated, layers, chosen, met, latency_source })
+}
+
+/// `e` with its latency as the baseline's plus its layer delta, when it
+/// was timed as a layer micro-benchmark.
+fn with_delta(mut e: Evaluated, baseline: &Evaluated) -> Evaluated {
+    if let Some(d) = e.layer_delta_ms {
+        e.latency_ms = (baseline.latency_ms + d).max(f64::MIN_POSITIVE);
+    }
+    e
 }
 
 /// A measurement whose metric command or runner failed is left out (the
@@ -644,7 +760,7 @@ fn search(
                 .collect(),
         };
         let label = format!("chosen ({} layers)", chosen.len());
-        let ok = match skippable(ctx.measure(&label, &plan))? {
+        let ok = match skippable(ctx.measure(&label, &plan, None))? {
             Ok(e) => {
                 progress(&format!("{label}: metric {:.4}, {:.4} ms", e.metric, e.latency_ms));
                 let ok = ctx.meets(b.metric, e.metric);
@@ -676,8 +792,16 @@ mod tests {
     use super::*;
 
     fn row(layer: &str, metric: f64, latency_ms: f64) -> Row {
-        let e =
-            Evaluated { label: String::new(), plan: Plan::default(), metric, latency_ms, weight_bytes: 100, macs: 0 };
+        let e = Evaluated {
+            label: String::new(),
+            plan: Plan::default(),
+            metric,
+            latency_ms,
+            layer_delta_ms: None,
+            layer_error: None,
+            weight_bytes: 100,
+            macs: 0,
+        };
         (layer.to_string(), variant("v", true, 0, 0.0, 0.0), e)
     }
 

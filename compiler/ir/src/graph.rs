@@ -320,6 +320,67 @@ impl Graph {
         t
     }
 
+    /// The nodes marked in `keep` as a graph of their own: every non-constant
+    /// value they read that no kept node defines becomes an input (in order
+    /// of first use, named after the value), and every value a kept node
+    /// defines that an unkept node or a graph output reads becomes an output.
+    /// Constants come along. A kept node whose outputs nothing reads is
+    /// dropped (as by [`Graph::compact`]). Used to time one layer with its
+    /// real shapes and neighbours (`kerf tune`'s micro-benchmarks).
+    pub fn segment(&self, keep: &[bool]) -> Graph {
+        let kept = |n: usize| keep.get(n).copied().unwrap_or(false);
+        let inside = |v: ValueId| match self.value(v).def {
+            ValueDef::Node { node, .. } => kept(node),
+            _ => false,
+        };
+        let mut t = Graph::new(self.name.clone());
+        t.values = self.values.clone();
+        t.weights = self.weights.clone();
+        let mut seen = std::collections::HashSet::new();
+        let mut names = std::collections::HashSet::new();
+        for (ni, n) in self.nodes.iter().enumerate() {
+            if !kept(ni) {
+                continue;
+            }
+            for &v in &n.inputs {
+                if inside(v) || matches!(self.value(v).def, ValueDef::Const(_)) || !seen.insert(v) {
+                    continue;
+                }
+                let mut name = self.value(v).name.clone();
+                if name.is_empty() || !names.insert(name.clone()) {
+                    name = format!("in{}", t.inputs.len());
+                    names.insert(name.clone());
+                }
+                t.values[v.0 as usize].name = name;
+                t.values[v.0 as usize].def = ValueDef::Input(t.inputs.len());
+                t.inputs.push(v);
+            }
+        }
+        t.nodes = self.nodes.iter().enumerate().filter(|&(i, _)| kept(i)).map(|(_, n)| n.clone()).collect();
+        let mut read_outside = vec![false; self.values.len()];
+        for (ni, n) in self.nodes.iter().enumerate() {
+            if !kept(ni) {
+                for &v in &n.inputs {
+                    read_outside[v.0 as usize] = true;
+                }
+            }
+        }
+        for o in &self.outputs {
+            read_outside[o.value.0 as usize] = true;
+        }
+        for n in &t.nodes {
+            for &o in &n.outputs {
+                if read_outside[o.0 as usize] {
+                    let name = self.value(o).name.clone();
+                    let name = if name.is_empty() { format!("out{}", t.outputs.len()) } else { name };
+                    t.outputs.push(GraphOutput { name, value: o });
+                }
+            }
+        }
+        // node indices in the values' definitions are stale until compaction
+        t.compact()
+    }
+
     /// Removes nodes whose outputs are unused, then values and weights nothing
     /// refers to, renumbering everything in definition order. Inputs are kept
     /// (they are the ABI) even when unused.
