@@ -69,6 +69,12 @@ pub fn round_nearest(rows: &mut [Vec<f64>], scales: &[f64], keep: Option<&[Vec<b
 /// zero the same way (SparseGPT's joint prune + quantise with a fixed mask).
 /// Columns no calibration sample ever touched (zero diagonal) are rounded
 /// alone. Deterministic: plain arithmetic in a fixed order.
+///
+/// The columns go in lazy blocks of [`GPTQ_BLOCK`] (GPTQ's own schedule):
+/// inside a block the error is pushed column by column; the columns past
+/// the block get the whole block's errors at once, as one product
+/// `E · U[block, rest]` (`faer`). The same updates in another order: a
+/// 512 × 4608 layer takes about a second instead of minutes.
 pub fn gptq(
     rows: &mut [Vec<f64>],
     h: &Mat<f64>,
@@ -77,28 +83,46 @@ pub fn gptq(
 ) -> Result<(), CompressError> {
     let n = h.nrows();
     let u = linalg::inverse_upper_cholesky(h, 0.01)?;
-    let mut err = vec![0.0f64; rows.len()];
-    for i in 0..n {
-        let d = u[(i, i)];
-        for (o, r) in rows.iter_mut().enumerate() {
-            let kept = keep.is_none_or(|k| k[o][i]);
-            let q = if kept { on_grid(r[i], scales[o]) } else { 0.0 };
-            err[o] = (r[i] - q) / d;
-            r[i] = q;
-        }
-        // W[:, i+1:] -= err · U[i, i+1:]
-        for (o, r) in rows.iter_mut().enumerate() {
-            let e = err[o];
-            if e == 0.0 {
-                continue;
+    let m = rows.len();
+    for b0 in (0..n).step_by(GPTQ_BLOCK) {
+        let b1 = (b0 + GPTQ_BLOCK).min(n);
+        // the block's rows of U, row-major (contiguous inner loops)
+        let ub: Vec<f64> = (b0..b1).flat_map(|i| (b0..b1).map(move |j| (i, j))).map(|(i, j)| u[(i, j)]).collect();
+        let w = b1 - b0;
+        let mut err = Mat::<f64>::zeros(m, w);
+        for i in 0..w {
+            let d = ub[i * w + i];
+            for (o, r) in rows.iter_mut().enumerate() {
+                let c = b0 + i;
+                let kept = keep.is_none_or(|k| k[o][c]);
+                let q = if kept { on_grid(r[c], scales[o]) } else { 0.0 };
+                let e = (r[c] - q) / d;
+                r[c] = q;
+                err[(o, i)] = e;
+                if e != 0.0 {
+                    let urow = &ub[i * w + i + 1..(i + 1) * w];
+                    for (x, uv) in r[c + 1..b1].iter_mut().zip(urow) {
+                        *x -= e * uv;
+                    }
+                }
             }
-            for (j, w) in r.iter_mut().enumerate().skip(i + 1) {
-                *w -= e * u[(i, j)];
+        }
+        if b1 < n {
+            // W[:, b1:] -= E · U[b0:b1, b1:]
+            // transposed, so each row's update is a contiguous column
+            let dt = u.as_ref().submatrix(b0, b1, w, n - b1).transpose() * err.transpose();
+            for (o, r) in rows.iter_mut().enumerate() {
+                for (j, x) in r[b1..].iter_mut().enumerate() {
+                    *x -= dt[(j, o)];
+                }
             }
         }
     }
     Ok(())
 }
+
+/// GPTQ's lazy block width (columns per block).
+const GPTQ_BLOCK: usize = 128;
 
 /// Collects an activation's values (a deterministic subsample past
 /// `capacity`) and picks its range.
@@ -282,6 +306,50 @@ fn kl_divergence(hist: &[f64], b0: usize, b1: usize, levels: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// GPTQ's column-by-column definition, unblocked: the reference the
+    /// lazy-block schedule must reproduce.
+    fn gptq_reference(rows: &mut [Vec<f64>], h: &Mat<f64>, scales: &[f64], keep: Option<&[Vec<bool>]>) {
+        let n = h.nrows();
+        let u = linalg::inverse_upper_cholesky(h, 0.01).unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..n {
+            for (o, r) in rows.iter_mut().enumerate() {
+                let q = if keep.is_none_or(|k| k[o][i]) { on_grid(r[i], scales[o]) } else { 0.0 };
+                let e = (r[i] - q) / u[(i, i)];
+                r[i] = q;
+                for j in i + 1..n {
+                    r[j] -= e * u[(i, j)];
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lazy_blocks_give_the_column_by_column_result() {
+        // three blocks, the last partial; a mask on some weights
+        let (m, n, k) = (7, 2 * GPTQ_BLOCK + 37, 400);
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        let x = Mat::from_fn(n, k, |_, _| rnd());
+        let h = &x * x.transpose();
+        let rows: Vec<Vec<f64>> = (0..m).map(|_| (0..n).map(|_| rnd()).collect()).collect();
+        let keep: Vec<Vec<bool>> = (0..m).map(|o| (0..n).map(|j| (o + j) % 5 != 0).collect()).collect();
+        let scales: Vec<f64> = (0..m).map(|o| 0.004 + 0.001 * o as f64).collect();
+        for mask in [None, Some(keep.as_slice())] {
+            let (mut a, mut b) = (rows.clone(), rows.clone());
+            gptq(&mut a, &h, &scales, mask).unwrap_or_else(|e| panic!("{e}"));
+            gptq_reference(&mut b, &h, &scales, mask);
+            let differ = a.iter().flatten().zip(b.iter().flatten()).filter(|(x, y)| x != y).count();
+            // the same grid points; f64 reassociation may move a value
+            // sitting on a rounding boundary, nothing more
+            assert!(differ <= 2, "{differ} of {} weights differ", m * n);
+        }
+    }
 
     #[test]
     fn act_grid_holds_zero_and_range() {

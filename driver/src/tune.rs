@@ -94,12 +94,19 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         bail!("--max-drop {} must be a non-negative number", args.max_drop);
     }
     let host = args.target == "host" || args.target == kerf_targets::Target::host_baseline().triple();
-    if !host && args.runner.is_none() {
-        bail!("--target {} needs --runner (a command that runs the target's executables, e.g. qemu-user)", args.target);
-    }
     let cpu = args.cpu.clone().unwrap_or_else(|| if host { "native".into() } else { "baseline".into() });
     let target = kerf_targets::Target::parse(&args.target, &cpu)?;
-    let base = args.model.uncompressed()?.target(target);
+    // a target nobody can run here: the metric on the host (the same
+    // function), latency from the cost model
+    let estimate_for = (!host && args.runner.is_none()).then(|| target.triple().to_string());
+    if let Some(t) = &estimate_for {
+        eprintln!(
+            "note: no --runner for {t}: latencies are the cost model's estimates (FLOPs + bytes), not measurements; \
+             give --runner to time the target"
+        );
+    }
+    let base = args.model.uncompressed()?;
+    let base = if estimate_for.is_some() { base } else { base.target(target) };
     let calib = args.model.calibration(&base)?;
     let DataSet { session: base, samples, labels } = args.data.load(base, None)?;
     let metric = match (&args.metric_cmd, args.min_snr, &labels) {
@@ -126,6 +133,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         iters: args.iters.max(1),
         time_budget: args.time_budget.map(std::time::Duration::from_secs_f64),
         runner,
+        estimate_for,
         cache: if args.no_cache { None } else { args.cache.clone().or_else(default_cache) },
     };
     let data = Data { calib, val: samples, labels };

@@ -174,3 +174,20 @@ pub fn optimize(g: &Graph, opts: &PassOptions) -> Result<(Graph, Vec<GroupReport
     }
     Ok((cur, reports))
 }
+
+/// The cost model's price of a whole graph (usually an optimized one): the
+/// sum of [`cost::node_cost`] over its nodes, in the model's crude units
+/// (a FLOP and a byte weigh the same). It ranks alternatives of one model
+/// for a target nobody can time (`kerf tune` without a runner); it is not
+/// a latency.
+pub fn graph_cost(g: &Graph) -> f64 {
+    g.nodes
+        .iter()
+        .map(|n| {
+            let ins: Vec<Vec<kerf_ir::TensorType>> = n.inputs.iter().map(|&v| vec![g.ty(v).clone()]).collect();
+            let ins: Vec<&[kerf_ir::TensorType]> = ins.iter().map(Vec::as_slice).collect();
+            let outs: Vec<kerf_ir::TensorType> = n.outputs.iter().map(|&v| g.ty(v).clone()).collect();
+            cost::node_cost(&lang::NodeOp::Op(n.op.clone()), &ins, &outs)
+        })
+        .sum()
+}

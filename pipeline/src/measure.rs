@@ -163,3 +163,10 @@ mod tests {
         assert_eq!(Timing::new(0, vec![]).median(), 0.0);
     }
 }
+
+/// The cost model's price of an optimized graph (FLOPs + bytes moved, in
+/// the extractor's crude units; [`kerf_passes::graph_cost`]): what ranks
+/// plans for a target that cannot be timed. Not a latency.
+pub fn estimated_cost(g: &kerf_ir::Graph) -> f64 {
+    kerf_passes::graph_cost(g)
+}

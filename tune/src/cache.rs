@@ -7,7 +7,8 @@
 //! fingerprint (imported graph, target triple and CPU — the host CPU's
 //! name and flags for `native` —, passes), the calibration and validation
 //! data and labels (content hashes), the metric's kind (and command; not
-//! its budget), the timed-run count, the runner command and compiler, kerf's version and executable (size and
+//! its budget), the timed-run count, the runner command and compiler (or the
+//! target latencies are estimated for), kerf's version and executable (size and
 //! modification time: a rebuilt kerf measures afresh), and the plan itself. The file holds
 //! the metric, latency, weight bytes and MACs (and for a (layer, variant)
 //! its micro-benchmark delta and reconstruction error) as `key = value` lines;
@@ -58,6 +59,9 @@ impl Cache {
         let _ = writeln!(c, "metric {} {command:?} iters {}", opts.metric.name(), opts.iters);
         if let Some(r) = &opts.runner {
             let _ = writeln!(c, "runner {:?} cc {:?} {:?}", r.runner, r.cc, r.cflags);
+        }
+        if let Some(t) = &opts.estimate_for {
+            let _ = writeln!(c, "estimated for {t}");
         }
         for (name, t) in &data.calib {
             let _ = writeln!(c, "calib {name} {}", t.content_hash());

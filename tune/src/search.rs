@@ -9,7 +9,7 @@ use kerf_compress::plan::{LayerRule, Settings};
 use kerf_compress::{Plan, Precision};
 use kerf_ir::{Graph, Tensor};
 use kerf_pipeline::dataset::{run_samples, run_samples_all, top1, Fidelity};
-use kerf_pipeline::measure::{MeasureOptions, Runner};
+use kerf_pipeline::measure::{estimated_cost, MeasureOptions, Runner};
 use kerf_pipeline::{Session, Stage};
 
 use crate::cache::Cache;
@@ -91,13 +91,27 @@ pub struct TuneOptions {
     pub runner: Option<TargetRunner>,
     /// Folder of cached measurements ([`Cache`]); `None` measures everything.
     pub cache: Option<PathBuf>,
+    /// Estimate latencies with the cost model for this target (a triple
+    /// with no runner) instead of timing: the metric still comes from the
+    /// host JIT (the same function), "latency" is
+    /// [`kerf_pipeline::measure::estimated_cost`] of the optimized graph,
+    /// in the cost model's units, and the report says so.
+    pub estimate_for: Option<String>,
 }
 
 impl TuneOptions {
     /// Options for `metric` with the defaults: latency objective, 200 timed
     /// runs, no time budget, the host JIT, no cache.
     pub fn new(metric: Metric) -> TuneOptions {
-        TuneOptions { metric, objective: Objective::Latency, iters: 200, time_budget: None, runner: None, cache: None }
+        TuneOptions {
+            metric,
+            objective: Objective::Latency,
+            iters: 200,
+            time_budget: None,
+            runner: None,
+            cache: None,
+            estimate_for: None,
+        }
     }
 }
 
@@ -372,6 +386,9 @@ impl Ctx<'_> {
                 if !timed {
                     return Ok((outs, f64::NAN));
                 }
+                if self.opts.estimate_for.is_some() {
+                    return Ok((outs, estimated_cost(g)));
+                }
                 let mut runner = Runner::new(jit.model(), &samples[0], None);
                 let m = MeasureOptions { warmup: Some(iters / 4 + 1), iters: Some(iters) };
                 let mut latency_ms = f64::INFINITY;
@@ -608,9 +625,10 @@ pub fn tune(
             chosen: chosen_rows.contains(&i),
         })
         .collect();
-    let latency_source = match &opts.runner {
-        Some(r) => format!("{} through `{}`", base.compile_options().target.triple(), r.runner),
-        None => {
+    let latency_source = match (&opts.runner, &opts.estimate_for) {
+        (Some(r), _) => format!("{} through `{}`", base.compile_options().target.triple(), r.runner),
+        (None, Some(t)) => format!("the cost model's estimate for {t} (FLOPs + bytes, not ms: no runner)"),
+        (None, None) => {
             format!("host JIT ({} {})", base.compile_options().target.triple(), base.compile_options().target.cpu())
         }
     };
