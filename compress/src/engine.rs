@@ -226,7 +226,7 @@ fn compress_layer(
             let rows = if magnitude {
                 mask(&rows_fp, &choice.keep)
             } else {
-                prune::refit(site, &rows_fp, &choice.keep, &m.h, &m.g)?
+                prune::compensate(site, &rows_fp, &choice.keep, &m.h, &m.g)?
             };
             (rows, Some(choice.keep), choice.sparsity, choice.removed)
         } else {

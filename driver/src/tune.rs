@@ -58,7 +58,9 @@ pub struct TuneArgs {
     /// Build every plan for --target and run it through this command
     /// (`{}`: the executable), e.g. 'qemu-aarch64 -L /usr/aarch64-linux-gnu {}'
     /// or 'scp {} board:/tmp/k && ssh board /tmp/k'; accuracy and latency
-    /// then come from the target.
+    /// then come from the target. Without it, a --target other than this
+    /// machine is judged by the host's outputs and the cost model's
+    /// latency estimates (the report says so).
     #[arg(long, value_name = "CMD")]
     runner: Option<String>,
     /// C compiler that links the runner's harness (default: `cc` for this

@@ -3,7 +3,8 @@
 //! labelled training split; the full models' run in docs/compression.md
 //! tunes on training images) and judged on the other 250, which the tuner
 //! never sees; the plan must keep top-1 within the 1-point budget there,
-//! round-trip as a plan file, and come with a complete report. The budget
+//! round-trip as a plan file, give the snapshotted IR, and come with a
+//! complete report. The budget
 //! check searches for size, which does not depend on the machine's timing;
 //! the latency search is checked for the rule it follows.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
@@ -60,6 +61,27 @@ fn tuned_plan_keeps_the_budget_on_held_out_data() {
     let tuned = top1_of(&base.clone().compression(plan, calib), test, test_y);
     eprintln!("held-out top-1: fp32 {fp32:.4}, tuned {tuned:.4}");
     assert!(fp32 - tuned <= 0.01 + 1e-9, "tuned plan loses {:.2} points on held-out data", (fp32 - tuned) * 100.0);
+    // the tuned model's IR: the size search does not depend on timing, so
+    // the plan and the graph it gives are a snapshot (weights by content
+    // hash, which f64 rounding in the factorisations may move on another
+    // CPU: redacted; structure, layouts, grids' shapes and quantisers stay)
+    let tuned_ir = base.clone().compression(o.chosen().plan.clone(), data.calib.clone()).graph().unwrap().graph;
+    let text = format!("{}\n{}", o.chosen().plan.to_toml(), kerf_ir::text::print(&tuned_ir));
+    let redacted: String = text
+        .split('#')
+        .enumerate()
+        .map(|(i, part)| {
+            let hex = part.chars().take_while(char::is_ascii_hexdigit).count();
+            if i > 0 && hex == 16 {
+                format!("#<hash>{}", &part[16..])
+            } else if i > 0 {
+                format!("#{part}")
+            } else {
+                part.to_string()
+            }
+        })
+        .collect();
+    insta::assert_snapshot!("tuned_digits_cnn_size", redacted);
     // the report
     let dir = std::env::temp_dir().join(format!("kerf-tune-{}", std::process::id()));
     write_report(&dir, &o).unwrap();
@@ -257,4 +279,28 @@ fn plans_run_on_the_target_through_a_runner() {
     let opts = TuneOptions { iters: 3, runner: Some(bad), ..TuneOptions::new(Metric::Top1 { max_drop: 0.01 }) };
     let e = tune(&base, &data, &opts, &mut |_| {}).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(e.contains("/nonexistent/runner"), "{e}");
+}
+
+/// A target with no runner: the metric from the host JIT, the latencies
+/// the cost model's estimates of the plans' optimized graphs, and the
+/// report says so.
+#[test]
+fn without_a_runner_a_foreign_target_gets_the_cost_models_estimates() {
+    let (base, mut data, _, _) = setup();
+    data.val.truncate(40);
+    data.labels.as_mut().unwrap().truncate(40);
+    let opts = TuneOptions {
+        iters: 3,
+        estimate_for: Some("riscv64gc-unknown-linux-gnu".into()),
+        ..TuneOptions::new(Metric::Top1 { max_drop: 0.01 })
+    };
+    let o = tune(&base, &data, &opts, &mut |_| {}).unwrap();
+    assert!(o.latency_source.contains("cost model") && o.latency_source.contains("riscv64"), "{}", o.latency_source);
+    // the baseline's "latency" is exactly the estimate of its optimized graph
+    let g = base.graph().unwrap().graph;
+    assert_eq!(o.baseline.latency_ms, kerf_pipeline::measure::estimated_cost(&g));
+    // estimates are deterministic: the same choice twice
+    let again = tune(&base, &data, &opts, &mut |_| {}).unwrap();
+    assert_eq!(o.chosen().plan, again.chosen().plan);
+    assert!(o.met);
 }
