@@ -64,7 +64,8 @@ fn tuned_plan_keeps_the_budget_on_held_out_data() {
     // the tuned model's IR: the size search does not depend on timing, so
     // the plan and the graph it gives are a snapshot (weights by content
     // hash, which f64 rounding in the factorisations may move on another
-    // CPU: redacted; structure, layouts, grids' shapes and quantisers stay)
+    // CPU: redacted; the scales to four significant digits; structure,
+    // layouts, grids and quantisers stay)
     let tuned_ir = base.clone().compression(o.chosen().plan.clone(), data.calib.clone()).graph().unwrap().graph;
     let text = format!("{}\n{}", o.chosen().plan.to_toml(), kerf_ir::text::print(&tuned_ir));
     let redacted: String = text
@@ -81,7 +82,7 @@ fn tuned_plan_keeps_the_budget_on_held_out_data() {
             }
         })
         .collect();
-    insta::assert_snapshot!("tuned_digits_cnn_size", redacted);
+    insta::assert_snapshot!("tuned_digits_cnn_size", four_digits(&redacted));
     // the report
     let dir = std::env::temp_dir().join(format!("kerf-tune-{}", std::process::id()));
     write_report(&dir, &o).unwrap();
@@ -103,6 +104,35 @@ fn tuned_plan_keeps_the_budget_on_held_out_data() {
     assert!(std::fs::read_to_string(dir.join("report.md")).unwrap().contains("(chosen)"));
     assert_eq!(std::fs::read_to_string(dir.join("layers.csv")).unwrap().lines().count(), o.layers.len() + 1);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Every number with a fraction or exponent in `s` that stands on its own
+/// (after `[`, `=`, `,`, `(`, a space or a minus; not inside a name like
+/// `0.weight` or `Add.39.Chain`) rounded to four significant digits.
+fn four_digits(s: &str) -> String {
+    let (mut out, b) = (String::new(), s.as_bytes());
+    let mut i = 0;
+    while i < b.len() {
+        let after_sep = i == 0 || b"[=,( -".contains(&b[i - 1]);
+        if b[i].is_ascii_digit() && after_sep {
+            let mut j = i;
+            while j < b.len() && (b[j].is_ascii_digit() || b"e.".contains(&b[j]) || (b[j] == b'-' && b[j - 1] == b'e'))
+            {
+                j += 1;
+            }
+            let (tok, next) = (&s[i..j], b.get(j).copied().unwrap_or(b' '));
+            let numeric = (tok.contains('.') || tok.contains('e')) && !next.is_ascii_alphanumeric();
+            match tok.parse::<f64>() {
+                Ok(v) if numeric => out.push_str(&format!("{v:.3e}")),
+                _ => out.push_str(tok),
+            }
+            i = j;
+        } else {
+            out.push(b[i] as char);
+            i += 1;
+        }
+    }
+    out
 }
 
 #[test]
