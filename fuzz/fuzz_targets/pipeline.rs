@@ -22,8 +22,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(g) = kerf_onnx::load_model_bytes(data, None, &opts) else { return };
     // Tighter limits than the default (20 s per group) so that one input
     // stays well under libFuzzer's -timeout=10.
-    let popts =
-        kerf_passes::PassOptions { iter_limit: 30, node_limit: 50_000, time_limit: std::time::Duration::from_secs(2), int8_kernels: true };
+    let popts = kerf_passes::PassOptions {
+        iter_limit: 30,
+        node_limit: 50_000,
+        time_limit: std::time::Duration::from_secs(2),
+        ..kerf_passes::PassOptions::default()
+    };
     let Ok((g, _)) = kerf_passes::optimize(&g, &popts) else { return };
     // Pick the target from the input so that a crash reproduces.
     let h = data.iter().fold(0u32, |h, &b| h.wrapping_mul(31).wrapping_add(u32::from(b)));

@@ -78,6 +78,8 @@ pub struct KerfAnalysis {
     pub contradiction_classes: Option<(Id, Id)>,
     /// Whether a contradiction also trips `debug_assert!`.
     pub strict: bool,
+    /// [`crate::PassOptions::wide_patterns`], for the rules that price by it.
+    pub wide_patterns: bool,
     /// The pair being unioned (set by `pre_union`, read by `merge`).
     last_union: Cell<Option<(Id, Id)>>,
 }
@@ -94,6 +96,7 @@ impl KerfAnalysis {
             current_rule: None,
             contradiction_classes: None,
             strict: true,
+            wide_patterns: false,
             last_union: Cell::new(None),
         }
     }

@@ -52,11 +52,23 @@ pub struct PassOptions {
     /// by default; off keeps such layers in f32 on the dequantised grid
     /// (docs/compression.md, "Integer kernels").
     pub int8_kernels: bool,
+    /// Whether the code generator has the assembled pattern passes
+    /// (AVX2 + FMA micro-kernels): pattern-pruned convs then stay on the
+    /// pattern kernel on larger planes than the 128-bit one wins on
+    /// ([`kerf_ir::Sparsity::pattern_beats_winograd`]). The pipeline sets
+    /// it from the target.
+    pub wide_patterns: bool,
 }
 
 impl Default for PassOptions {
     fn default() -> PassOptions {
-        PassOptions { iter_limit: 30, node_limit: 200_000, time_limit: Duration::from_secs(20), int8_kernels: true }
+        PassOptions {
+            iter_limit: 30,
+            node_limit: 200_000,
+            time_limit: Duration::from_secs(20),
+            int8_kernels: true,
+            wide_patterns: false,
+        }
     }
 }
 

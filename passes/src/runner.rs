@@ -44,7 +44,8 @@ pub fn run_phase(
     opts: &PassOptions,
     strict: bool,
 ) -> Result<Phase, PassError> {
-    let (eg, meta) = convert::to_egraph(g, strict)?;
+    let (mut eg, meta) = convert::to_egraph(g, strict)?;
+    eg.analysis.wide_patterns = opts.wide_patterns;
     let runner: Runner<_, KerfAnalysis, ()> = Runner::new(KerfAnalysis::new(Default::default(), vec![]))
         .with_egraph(eg)
         .with_scheduler(SimpleScheduler)

@@ -370,7 +370,10 @@ impl Session {
 
     /// Stage `optimize`: the lossless rewrite groups.
     pub fn optimize(&self, g: &Graph) -> Result<Optimized, PipelineError> {
-        let (graph, groups) = kerf_passes::optimize(g, &self.passes)?;
+        // what the passes may count on from the code generator
+        let mut opts = self.passes.clone();
+        opts.wide_patterns = self.compile_options().kernel_caps().is_ok_and(|c| c.avx2);
+        let (graph, groups) = kerf_passes::optimize(g, &opts)?;
         Ok(Optimized { graph, groups, compression: None })
     }
 

@@ -70,6 +70,12 @@ impl CompileOptions {
         c.avx2 &= self.ukernels;
         c
     }
+    /// [`CompileOptions::caps`] on the target's own ISA: what kernels the
+    /// code generator will use (the passes' cost choices depend on a few).
+    pub fn kernel_caps(&self) -> Result<Caps, TargetError> {
+        let isa = self.target.isa(true)?;
+        Ok(self.caps(&*isa))
+    }
     /// The host with `native` CPU flags.
     pub fn host(name: &str) -> CompileOptions {
         let target = Target::host("native").unwrap_or_else(|_| Target::host_baseline());

@@ -170,3 +170,104 @@ fn avx2_matmul_tiles_equal_the_128_bit_tiles() {
         }
     }
 }
+
+/// The pattern-sparse conv's assembled passes (two kept kernels of a mask
+/// per pass, whole 8-pixel vectors) against its Cranelift passes: planes
+/// with and without tail columns, masks holding an odd number, one or no
+/// kernels for a channel, removed kernels, padding, dilation, bias and
+/// Relu. Same bits, and the reference.
+#[test]
+fn avx2_pattern_passes_equal_the_128_bit_passes() {
+    // 4-tap masks over the 3x3 taps (row-major), all holding the centre
+    let masks: [&[usize]; 4] = [&[1, 3, 4, 5], &[0, 4, 5, 8], &[4, 6, 7, 8], &[1, 2, 4, 7]];
+    let cases =
+        [(8, 6, (20, 21), 1), (12, 5, (16, 16), 1), (6, 7, (9, 13), 1), (8, 4, (14, 19), 2), (5, 3, (11, 7), 1)];
+    for (i, &(c, m, (h, w), d)) in cases.iter().enumerate() {
+        let vals = xs(m * c * 9 + 5);
+        let mut wt = vec![0f32; m * c * 9];
+        for o in 0..m {
+            for ch in 0..c {
+                let pick = (o * 7 + ch * 3 + i) % 6;
+                if pick < 4 {
+                    for &tap in masks[pick] {
+                        let at = (o * c + ch) * 9 + tap;
+                        wt[at] = vals[at + 5] * 0.2 + 0.01;
+                    }
+                }
+            }
+        }
+        let b: Vec<f32> = (0..m).map(|j| 0.05 * j as f32 - 0.1).collect();
+        let x: Vec<f32> = xs(c * h * w).iter().map(|v| v * 0.5).collect();
+        let text = format!(
+            "graph \"g\"\n  input %0 \"x\": f32[1,{c},{h},{w}]\n  const %1 \"w\": f32[{m},{c},3,3] = {}\n  const %2 \"b\": f32[{m}] = {}\n  %3 = ConvFused{{kernel=[3,3], strides=[1,1], dilations=[{d},{d}], pads=[{d},{d},{d},{d}], group=1, layer=\"c\", act=Relu, residual=false}}(%0, %1, %2): f32[1,{m},{h},{w}] @\"c\"\n  output \"y\" = %3\n",
+            list(&wt),
+            list(&b)
+        );
+        if !check(100 + i, &text, &[t(&[1, c, h, w], &x)], true) {
+            return;
+        }
+    }
+}
+
+/// Every assembled micro-kernel, decoded: a leaf (no call, no stack use),
+/// touching no callee-saved register (System V: rbx, rbp, r12–r15), with
+/// `vzeroupper` right before its only `ret` (the leaf ABI of
+/// `kerf_targets::ukernel`).
+#[test]
+fn assembled_kernels_keep_the_leaf_abi() {
+    use iced_x86::{Decoder, DecoderOptions, InstructionInfoFactory, Mnemonic, Register};
+    use kerf_targets::ukernel::avx2::*;
+    let mut kernels: Vec<(String, Vec<u8>)> = Vec::new();
+    let clamp = Some(Clamp { lo: 0.0, hi: Some(6.0) });
+    for (pairs, init) in [(1, Init::Zero), (2, Init::RowBias), (2, Init::Partial), (1, Init::RowBias)] {
+        for rows in 1..=max_rows(pairs) {
+            let epi = TileEpi {
+                scale: Some(0.5),
+                addend: Some(Addend { per_column: pairs == 2, row: 64, scale: 2.0 }),
+                residual: rows % 2 == 0,
+                clamp,
+            };
+            let t = GemmTile { rows, pairs, a_row: 4, a_step: 48, panel: 256, ldo: 400, init, epi };
+            kernels.push((format!("gemm {t:?}"), gemm_tile(&t).unwrap()));
+        }
+    }
+    for rows in 1..=12 {
+        kernels.push((format!("qgemm {rows}"), qgemm_tile(rows).unwrap()));
+    }
+    for (kernels_per_pass, cols) in [(1, 1), (2, 7), (2, 56), (1, 14), (2, 30)] {
+        let p = PatternPass {
+            taps: vec![0, 4, 88, 180],
+            kernels: kernels_per_pass,
+            rows: 5,
+            cols,
+            out_row: 224,
+            in_row: 232,
+        };
+        kernels.push((format!("pattern {p:?}"), pattern_pass(&p).unwrap()));
+    }
+    let saved = [Register::RBX, Register::RBP, Register::R12, Register::R13, Register::R14, Register::R15];
+    for (name, code) in &kernels {
+        let mut info = InstructionInfoFactory::new();
+        let ins: Vec<_> = Decoder::with_ip(64, code, 0, DecoderOptions::NONE).into_iter().collect();
+        assert!(ins.iter().all(|i| !i.is_invalid()), "{name}: undecodable bytes");
+        let n = ins.len();
+        assert!(n >= 2 && ins[n - 1].mnemonic() == Mnemonic::Ret, "{name}: does not end with ret");
+        assert_eq!(ins[n - 2].mnemonic(), Mnemonic::Vzeroupper, "{name}: no vzeroupper before ret");
+        for i in &ins[..n - 1] {
+            assert!(
+                !matches!(i.mnemonic(), Mnemonic::Call | Mnemonic::Ret | Mnemonic::Push | Mnemonic::Pop),
+                "{name}: {:?}",
+                i.mnemonic()
+            );
+            for r in info.info(i).used_registers() {
+                let full = r.register().full_register();
+                assert!(
+                    !saved.contains(&full) && full != Register::RSP,
+                    "{name}: {:?} uses {:?}",
+                    i.mnemonic(),
+                    r.register()
+                );
+            }
+        }
+    }
+}

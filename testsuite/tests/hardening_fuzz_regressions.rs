@@ -38,6 +38,7 @@ fn pipeline(bytes: &[u8]) -> Outcome {
         node_limit: 50_000,
         time_limit: std::time::Duration::from_secs(2),
         int8_kernels: true,
+        wide_patterns: false,
     };
     let g = match kerf_passes::optimize(&g, &popts) {
         Ok((g, _)) => g,

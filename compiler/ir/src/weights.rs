@@ -65,8 +65,18 @@ impl Sparsity {
     /// 22% of weights kept): 14x14 (mnist_cnn conv2) 0.030 ms pattern vs
     /// 0.040 ms dense, 28x28 (conv1) 0.0095 vs 0.0167; 7x7 (conv3) 0.036 vs
     /// 0.025; 56x56 with 64 channels 2.74 ms vs 2.33 ms Winograd.
-    pub fn pattern_beats_winograd(pixels: usize) -> bool {
-        (64..=1024).contains(&pixels)
+    ///
+    /// With the assembled AVX2 passes (`wide`: two kernels per pass, 8
+    /// pixels per vector) it wins from 28x28 up and loses on 14x14 (50%
+    /// connectivity, AVX2 Winograd against it): 64 channels on 56x56 1.36
+    /// vs 1.72 ms, on 28x28 0.34 vs 0.44; 128 on 28x28 1.20 vs 1.51; 256
+    /// on 14x14 2.43 vs 1.81.
+    pub fn pattern_beats_winograd(pixels: usize, wide: bool) -> bool {
+        if wide {
+            pixels >= 512
+        } else {
+            (64..=1024).contains(&pixels)
+        }
     }
 
     /// The pattern layout a `[O, I, kh, kw]` f32 conv weight already has:

@@ -59,7 +59,7 @@ impl Rule for WinogradConv {
             match &eg[w].data.constant {
                 None => continue,
                 Some(id)
-                    if kerf_ir::Sparsity::pattern_beats_winograd(plane)
+                    if kerf_ir::Sparsity::pattern_beats_winograd(plane, eg.analysis.wide_patterns)
                         && kerf_ir::Sparsity::detect(eg.analysis.weights.tensor(*id)).is_some() =>
                 {
                     continue

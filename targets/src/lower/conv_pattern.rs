@@ -18,11 +18,18 @@
 //! constant offset (the pattern-specialised inner loop: no index decoding,
 //! no zero MACs), one store; the plane stays in L1 across kernels. Stride 1
 //! only (any dilation, padding); the epilogue runs as a second pass.
+//!
+//! With AVX2 + FMA, an assembled pass (`ukernel::avx2::pattern_pass`)
+//! covers the whole plane instead (8-pixel `ymm` vectors, a 4-pixel `xmm`
+//! one, single pixels), two kept kernels of a mask at a time (one
+//! accumulator load and store per two kernels); per pixel the order of the
+//! fused multiply-adds is the same, so the bits are too.
 
-use cranelift_codegen::ir::{types, InstBuilder, Value};
+use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, Value};
 
 use super::conv_geo::{pad_input, Geo};
-use super::{Kernel, LResult};
+use super::{Kernel, LResult, PTR};
+use crate::ukernel::avx2::{pattern_pass, PatternPass};
 
 /// Whether the pattern kernel computes this conv: one group, stride 1, and
 /// an output plane of at least 64 pixels (below that its per-kernel pass
@@ -104,8 +111,32 @@ pub(super) fn conv(
         })
         .collect();
     let ow = g.ow;
-    let nvec = ow / l;
-    let blocks = nvec / BLOCK;
+    // with AVX2, assembled passes cover the whole plane
+    // (`ukernel::avx2::pattern_pass`, two kept kernels per pass)
+    let wide: Vec<Option<[Value; 2]>> = taps
+        .iter()
+        .map(|offsets| {
+            let pass = |kernels| PatternPass {
+                taps: offsets.clone(),
+                kernels,
+                rows: g.oh,
+                cols: ow,
+                out_row: ow * 4,
+                in_row: wpd * 4,
+            };
+            let (one, two) = (pass(1), pass(2));
+            if !(k.caps.avx2 && two.fits()) {
+                return None;
+            }
+            let (one, two) = (pattern_pass(&one).ok()?, pattern_pass(&two).ok()?);
+            Some([k.code(one), k.code(two)])
+        })
+        .collect();
+    let sref = {
+        let mut sig = Signature::new(k.b.func.signature.call_conv);
+        sig.params.extend(std::iter::repeat_n(AbiParam::new(PTR), 4));
+        k.b.import_signature(sig)
+    };
     k.for_n(0, g.n as i64, 1, |k, n| {
         let first = k.ic(0);
         pad_input(k, &g, xp, n, first, g.c, pad_img, hp, wpd);
@@ -128,7 +159,11 @@ pub(super) fn conv(
                 let sw = k.ld_ro(types::I64, hrow, (p * 24 + 16) as i32);
                 let op = k.addr(offs, so, 8);
                 let wp = k.addr(wts, sw, 4);
-                // `nk` kept kernels of this mask from index `i0`, over the whole plane
+                let c0 = if wide[p].is_some() { ow } else { 0 };
+                let nvec = (ow - c0) / l;
+                let blocks = nvec / BLOCK;
+                // `nk` kept kernels of this mask from index `i0`, over the
+                // plane's columns from `c0`
                 let apply = |k: &mut Kernel, i0: Value, nk: usize| {
                     let ntap = offsets.len();
                     let mut srcs = Vec::with_capacity(nk);
@@ -167,26 +202,53 @@ pub(super) fn conv(
                             }
                         };
                         // BLOCK independent accumulator chains hide the FMA latency
-                        k.for_n(0, (blocks * BLOCK * l) as i64, (BLOCK * l) as i64, |k, ox0| {
+                        k.for_n(c0 as i64, (c0 + blocks * BLOCK * l) as i64, (BLOCK * l) as i64, |k, ox0| {
                             step(k, ox0, BLOCK, vty, &wv)
                         });
                         if !nvec.is_multiple_of(BLOCK) {
-                            let ox0 = k.ic((blocks * BLOCK * l) as i64);
+                            let ox0 = k.ic((c0 + blocks * BLOCK * l) as i64);
                             step(k, ox0, nvec % BLOCK, vty, &wv);
                         }
-                        for q in nvec * l..ow {
+                        for q in c0 + nvec * l..ow {
                             let ox0 = k.ic(q as i64);
                             step(k, ox0, 1, types::F32, &ws);
                         }
                     });
                 };
-                // one kept kernel per pass over the plane (measured against
-                // two per pass, which the register pressure made slower)
                 let zero = k.ic(0);
-                k.for_acc(zero, cnt, 1, &[], |k, i, _| {
-                    apply(k, i, 1);
-                    vec![]
-                });
+                if let Some([one, two]) = wide[p] {
+                    // per pixel the same order as one kernel per pass:
+                    // kernel i's taps, then kernel i + 1's
+                    let ntap = offsets.len() as i64;
+                    let src = |k: &mut Kernel, i: Value| {
+                        let coff = k.ld_at(types::I64, op, i, 8, 0);
+                        k.b.ins().iadd(pad_img, coff)
+                    };
+                    let pairs = k.b.ins().ushr_imm_u(cnt, 1);
+                    k.for_acc(zero, pairs, 1, &[], |k, q, _| {
+                        let i = k.b.ins().ishl_imm_u(q, 1);
+                        let i1 = k.b.ins().iadd_imm_s(i, 1);
+                        let (s0, s1) = (src(k, i), src(k, i1));
+                        let wk = k.addr(wp, i, ntap * 4);
+                        k.b.ins().call_indirect(sref, two, &[obase, s0, s1, wk]);
+                        vec![]
+                    });
+                    let odd = k.b.ins().band_imm_u(cnt, 1);
+                    k.if_then(odd, |k| {
+                        let i = k.b.ins().iadd_imm_s(cnt, -1);
+                        let s0 = src(k, i);
+                        let wk = k.addr(wp, i, ntap * 4);
+                        k.b.ins().call_indirect(sref, one, &[obase, s0, s0, wk]);
+                    });
+                }
+                if c0 < ow {
+                    // one kept kernel per pass over the plane (measured against
+                    // two per pass, which the register pressure made slower)
+                    k.for_acc(zero, cnt, 1, &[], |k, i, _| {
+                        apply(k, i, 1);
+                        vec![]
+                    });
+                }
             }
         });
     });
