@@ -56,6 +56,42 @@ pub fn obs_cost(a: &Mat<f64>, w: &[f64]) -> Result<f64, CompressError> {
     Ok(w.iter().zip(&x).map(|(a, b)| a * b).sum())
 }
 
+/// [`obs_cost`] for a block of at most 9 × 9 (a 3x3 kernel's taps), on the
+/// stack: `a` the kernel's `H⁻¹` block, `idx` the taps removed, `w` the
+/// kernel's weights. `wᵀA⁻¹w = ‖L⁻¹w‖²` with `A_idx = L Lᵀ`. Pattern
+/// selection evaluates it 57 times per kernel (a 512 × 4608 layer: 15
+/// million times), where allocating matrices dominated.
+pub fn obs_cost_small(a: &[[f64; 9]; 9], idx: &[usize], w: &[f64; 9]) -> Result<f64, CompressError> {
+    let m = idx.len().min(9);
+    let mut l = [[0f64; 9]; 9];
+    for i in 0..m {
+        for j in 0..=i {
+            let mut s = a[idx[i]][idx[j]];
+            for p in 0..j {
+                s -= l[i][p] * l[j][p];
+            }
+            if i == j {
+                if s <= 0.0 || s.is_nan() {
+                    return Err(CompressError::Numeric("Cholesky factorisation: a kernel's H⁻¹ block is not positive definite".into()));
+                }
+                l[i][i] = s.sqrt();
+            } else {
+                l[i][j] = s / l[j][j];
+            }
+        }
+    }
+    let (mut y, mut cost) = ([0f64; 9], 0.0);
+    for i in 0..m {
+        let mut s = w[idx[i]];
+        for p in 0..i {
+            s -= l[i][p] * y[p];
+        }
+        y[i] = s / l[i][i];
+        cost += y[i] * y[i];
+    }
+    Ok(cost)
+}
+
 /// Data-aware low rank (SVD-LLM's whitening; `../shared/COMPRESSION.md`
 /// §4): with `L` the Cholesky factor of the dampened `H` (`H = L Lᵀ`),
 /// `W L = U Σ Vᵀ`, and `W ≈ (U_r Σ_r)(V_rᵀ L⁻¹)`: the rank-r product with the
@@ -108,5 +144,33 @@ impl Whitened {
         let u = (0..self.u.nrows()).map(|i| (0..r).map(|j| self.u[(i, j)] * self.sigma[j]).collect()).collect();
         let v = (0..r).map(|j| (0..self.v_linv.ncols()).map(|c| self.v_linv[(j, c)]).collect()).collect();
         (u, v)
+    }
+}
+
+#[cfg(test)]
+mod small_tests {
+    use super::*;
+
+    #[test]
+    fn the_stack_obs_cost_is_the_factorised_one() {
+        let x = Mat::from_fn(9, 30, |i, j| ((i * 31 + j * 17) % 13) as f64 / 13.0 - 0.4 + if i == j { 1.0 } else { 0.0 });
+        let a = &x * x.transpose();
+        let mut block = [[0f64; 9]; 9];
+        for (i, row) in block.iter_mut().enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = a[(i, j)];
+            }
+        }
+        let w = [0.3, -1.2, 0.7, 0.05, -0.4, 2.0, -0.9, 0.0, 1.1];
+        for idx in [vec![0usize, 1, 2, 3, 4, 5, 6, 7, 8], vec![1, 3, 5, 7, 8], vec![4], vec![0, 8, 2]] {
+            let wd: Vec<f64> = idx.iter().map(|&t| w[t]).collect();
+            let want = obs_cost(&sub(&a, &idx), &wd).unwrap_or_else(|e| panic!("{e}"));
+            let got = obs_cost_small(&block, &idx, &w).unwrap_or_else(|e| panic!("{e}"));
+            assert!((got - want).abs() <= 1e-10 * want.abs().max(1.0), "{idx:?}: {got} vs {want}");
+        }
+        // not positive definite: an error, not a NaN
+        let mut bad = block;
+        bad[4][4] = -1.0;
+        assert!(obs_cost_small(&bad, &[4], &w).is_err());
     }
 }

@@ -68,16 +68,19 @@ pub fn choose(
     for (o, row) in rows.iter().enumerate() {
         let hi = &hinv[o / rows_per_group];
         for c in 0..kernels_per_row {
-            let taps: Vec<usize> = (0..AREA).map(|t| c * AREA + t).collect();
-            let block = linalg::sub(hi, &taps);
-            let w: Vec<f64> = taps.iter().map(|&j| row[j]).collect();
+            let (mut block, mut w) = ([[0f64; AREA]; AREA], [0f64; AREA]);
+            for (i, bi) in block.iter_mut().enumerate() {
+                w[i] = row[c * AREA + i];
+                for (j, b) in bi.iter_mut().enumerate() {
+                    *b = hi[(c * AREA + i, c * AREA + j)];
+                }
+            }
             // removing taps D costs w_Dᵀ([H⁻¹]_DD)⁻¹w_D (OBS), or Σ w_D² (magnitude)
             let cost = |d: &[usize]| -> Result<f64, CompressError> {
-                let wd: Vec<f64> = d.iter().map(|&t| w[t]).collect();
                 if magnitude {
-                    Ok(wd.iter().map(|x| x * x).sum())
+                    Ok(d.iter().map(|&t| w[t] * w[t]).sum())
                 } else {
-                    linalg::obs_cost(&linalg::sub(&block, d), &wd)
+                    linalg::obs_cost_small(&block, d, &w)
                 }
             };
             let all: Vec<usize> = (0..AREA).collect();
