@@ -66,13 +66,12 @@ pub fn obs_cost_small(a: &[[f64; 9]; 9], idx: &[usize], w: &[f64; 9]) -> Result<
     let mut l = [[0f64; 9]; 9];
     for i in 0..m {
         for j in 0..=i {
-            let mut s = a[idx[i]][idx[j]];
-            for p in 0..j {
-                s -= l[i][p] * l[j][p];
-            }
+            let s = a[idx[i]][idx[j]] - (0..j).map(|p| l[i][p] * l[j][p]).sum::<f64>();
             if i == j {
                 if s <= 0.0 || s.is_nan() {
-                    return Err(CompressError::Numeric("Cholesky factorisation: a kernel's H⁻¹ block is not positive definite".into()));
+                    return Err(CompressError::Numeric(
+                        "Cholesky factorisation: a kernel's H⁻¹ block is not positive definite".into(),
+                    ));
                 }
                 l[i][i] = s.sqrt();
             } else {
@@ -82,10 +81,7 @@ pub fn obs_cost_small(a: &[[f64; 9]; 9], idx: &[usize], w: &[f64; 9]) -> Result<
     }
     let (mut y, mut cost) = ([0f64; 9], 0.0);
     for i in 0..m {
-        let mut s = w[idx[i]];
-        for p in 0..i {
-            s -= l[i][p] * y[p];
-        }
+        let s = w[idx[i]] - (0..i).map(|p| l[i][p] * y[p]).sum::<f64>();
         y[i] = s / l[i][i];
         cost += y[i] * y[i];
     }
@@ -153,7 +149,8 @@ mod small_tests {
 
     #[test]
     fn the_stack_obs_cost_is_the_factorised_one() {
-        let x = Mat::from_fn(9, 30, |i, j| ((i * 31 + j * 17) % 13) as f64 / 13.0 - 0.4 + if i == j { 1.0 } else { 0.0 });
+        let x =
+            Mat::from_fn(9, 30, |i, j| ((i * 31 + j * 17) % 13) as f64 / 13.0 - 0.4 + if i == j { 1.0 } else { 0.0 });
         let a = &x * x.transpose();
         let mut block = [[0f64; 9]; 9];
         for (i, row) in block.iter_mut().enumerate() {

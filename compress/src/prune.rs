@@ -171,6 +171,20 @@ pub fn compensate(
     }
 }
 
+/// Per group, `G Wᵀ` for all its rows at once: column `o` is the group's
+/// row `o`'s least-squares right side `G w`.
+fn right_sides(site: &Site, rows_fp: &[Vec<f64>], g: &[Mat<f64>]) -> Vec<Mat<f64>> {
+    let per = site.rows / site.groups();
+    g.iter()
+        .enumerate()
+        .map(|(grp, gm)| {
+            let lo = (grp * per).min(rows_fp.len());
+            let hi = ((grp + 1) * per).min(rows_fp.len());
+            gm * Mat::from_fn(site.cols, hi - lo, |j, o| rows_fp[lo + o][j])
+        })
+        .collect()
+}
+
 /// SparseGPT's approximation of [`refit`] for wide layers: each group's
 /// unpruned least-squares target `w* = H⁻¹ G w` (one dampened Cholesky
 /// solve for all its rows; `‖W X̄ − Ŵ X‖² = (w* − ŵ)ᵀ H (w* − ŵ) + const`),
@@ -183,18 +197,15 @@ pub fn refit_sweep(
     h: &[Mat<f64>],
     g: &[Mat<f64>],
 ) -> Result<Vec<Vec<f64>>, CompressError> {
-    let per = site.rows / site.groups();
     let mut out = Vec::with_capacity(rows_fp.len());
-    for (grp, (hm, gm)) in h.iter().zip(g).enumerate() {
-        let lo = (grp * per).min(rows_fp.len());
-        let hi = ((grp + 1) * per).min(rows_fp.len());
-        let wt = Mat::from_fn(site.cols, hi - lo, |j, o| rows_fp[lo + o][j]);
-        let rhs = gm * &wt;
+    for (grp, (hm, rhs)) in h.iter().zip(right_sides(site, rows_fp, g)).enumerate() {
+        let lo = grp * (site.rows / site.groups());
         let llt = linalg::dampened(hm, 0.01)
             .llt(faer::Side::Lower)
             .map_err(|e| CompressError::Numeric(format!("Cholesky factorisation: {e:?}")))?;
         let target = faer::linalg::solvers::Solve::solve(&llt, &rhs);
-        let mut rows: Vec<Vec<f64>> = (0..hi - lo).map(|o| (0..site.cols).map(|j| target[(j, o)]).collect()).collect();
+        let mut rows: Vec<Vec<f64>> =
+            (0..rhs.ncols()).map(|o| (0..site.cols).map(|j| target[(j, o)]).collect()).collect();
         quant::obs_sweep(&mut rows, hm, |o, c, v| if keep[lo + o][c] { v } else { 0.0 })?;
         out.extend(rows);
     }
@@ -212,20 +223,11 @@ pub fn refit(
 ) -> Result<Vec<Vec<f64>>, CompressError> {
     let rows_per_group = site.rows / site.groups();
     let damped: Vec<Mat<f64>> = h.iter().map(|m| linalg::dampened(m, 0.01)).collect();
-    // G wᵀ for every row at once, per group: column o is row o's right side
-    let gw_all: Vec<Mat<f64>> = g
-        .iter()
-        .enumerate()
-        .map(|(grp, gm)| {
-            let lo = (grp * rows_per_group).min(rows_fp.len());
-            let hi = ((grp + 1) * rows_per_group).min(rows_fp.len());
-            gm * Mat::from_fn(site.cols, hi - lo, |j, o| rows_fp[lo + o][j])
-        })
-        .collect();
+    let gw_all = right_sides(site, rows_fp, g);
     let mut out = Vec::with_capacity(rows_fp.len());
-    for o in 0..rows_fp.len() {
+    for (o, keep_o) in keep.iter().enumerate().take(rows_fp.len()) {
         let grp = o / rows_per_group;
-        let kept: Vec<usize> = (0..site.cols).filter(|&j| keep[o][j]).collect();
+        let kept: Vec<usize> = (0..site.cols).filter(|&j| keep_o[j]).collect();
         let mut row = vec![0.0; site.cols];
         if !kept.is_empty() {
             let col = o - grp * rows_per_group;
@@ -277,8 +279,10 @@ mod tests {
             let gw: Vec<f64> = (0..cols).map(|i| (0..cols).map(|j| gm[(i, j)] * w[j]).sum()).collect();
             (0..cols).map(|i| wh[i] * hw[i] - 2.0 * wh[i] * gw[i]).sum::<f64>()
         };
-        let exact = refit(&site, &rows, &keep, &[h.clone()], &[gm.clone()]).unwrap_or_else(|e| panic!("{e}"));
-        let sweep = refit_sweep(&site, &rows, &keep, &[h.clone()], &[gm.clone()]).unwrap_or_else(|e| panic!("{e}"));
+        let exact = refit(&site, &rows, &keep, std::slice::from_ref(&h), std::slice::from_ref(&gm))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let sweep = refit_sweep(&site, &rows, &keep, std::slice::from_ref(&h), std::slice::from_ref(&gm))
+            .unwrap_or_else(|e| panic!("{e}"));
         let target_only = masked_target(&rows, &keep, &h, &gm);
         for o in 0..m {
             let masked: Vec<f64> = (0..cols).map(|j| if keep[o][j] { rows[o][j] } else { 0.0 }).collect();

@@ -146,6 +146,13 @@ pub fn quantile_sorted(v: &[f64], q: f64) -> f64 {
     v[k]
 }
 
+/// The cost model's price of an optimized graph (FLOPs + bytes moved, in
+/// the extractor's crude units; [`kerf_passes::graph_cost`]): what ranks
+/// plans for a target that cannot be timed. Not a latency.
+pub fn estimated_cost(g: &kerf_ir::Graph) -> f64 {
+    kerf_passes::graph_cost(g)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,11 +169,4 @@ mod tests {
         assert_eq!(t.median(), 5.5);
         assert_eq!(Timing::new(0, vec![]).median(), 0.0);
     }
-}
-
-/// The cost model's price of an optimized graph (FLOPs + bytes moved, in
-/// the extractor's crude units; [`kerf_passes::graph_cost`]): what ranks
-/// plans for a target that cannot be timed. Not a latency.
-pub fn estimated_cost(g: &kerf_ir::Graph) -> f64 {
-    kerf_passes::graph_cost(g)
 }

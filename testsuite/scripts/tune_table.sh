@@ -33,9 +33,9 @@ EOF
   "$kerf" tune "$d/model.onnx" --calib "$w/calib.npy" --data "$w/val_x.npy" --labels "$w/val_y.npy" \
     --max-drop 1.0 --iters 300 --no-cache -o "$w/plan.toml" --report "$w/report" > "$w/tune.log" 2>&1
   secs=$(echo "$(date +%s.%N) - $start" | bc)
-  test_fp=$("$kerf" eval "$d/model.onnx" --data "$d/test_x.npy" --labels "$d/test_y.npy" | awk '/^top1:/ {print $2}')
+  test_fp=$("$kerf" eval "$d/model.onnx" --data "$d/test_x.npy" --labels "$d/test_y.npy" 2>/dev/null | awk '/^top1:/ {print $2}')
   test_tuned=$("$kerf" eval "$d/model.onnx" --data "$d/test_x.npy" --labels "$d/test_y.npy" \
-    --calib "$w/calib.npy" --plan "$w/plan.toml" | awk '/^top1:/ {print $2}')
+    --calib "$w/calib.npy" --plan "$w/plan.toml" 2>/dev/null | awk '/^top1:/ {print $2}')
   "$py" - "$w" "$m" "$secs" "$test_fp" "$test_tuned" <<'EOF'
 import csv, sys
 w, m, secs, test_fp, test_tuned = sys.argv[1:]

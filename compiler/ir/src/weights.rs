@@ -67,13 +67,17 @@ impl Sparsity {
     /// 0.025; 56x56 with 64 channels 2.74 ms vs 2.33 ms Winograd.
     ///
     /// With the assembled AVX2 passes (`wide`: two kernels per pass, 8
-    /// pixels per vector) it wins from 28x28 up and loses on 14x14 (50%
-    /// connectivity, AVX2 Winograd against it): 64 channels on 56x56 1.36
-    /// vs 1.72 ms, on 28x28 0.34 vs 0.44; 128 on 28x28 1.20 vs 1.51; 256
-    /// on 14x14 2.43 vs 1.81.
-    pub fn pattern_beats_winograd(pixels: usize, wide: bool) -> bool {
+    /// pixels per vector) it wins from 28x28 up at 22% of the weights kept
+    /// (4 of 9 taps, 50% connectivity) and loses on 14x14 (AVX2 Winograd
+    /// against it): 64 channels on 56x56 1.36 vs 1.72 ms, on 28x28 0.34
+    /// vs 0.44; 128 on 28x28 1.20 vs 1.51; 256 on 14x14 2.43 vs 1.81. At
+    /// 33% kept (25% connectivity) resnet18's 56x56 and 28x28 layers ran
+    /// ~30% slower than Winograd: the pattern kernel does the kept MACs at
+    /// ~35 GFLOP/s, Winograd the dense layer at ~120 GFLOP/s-equivalent,
+    /// so it needs `density` (the fraction of weights kept) at most 1/4.
+    pub fn pattern_beats_winograd(pixels: usize, density: f64, wide: bool) -> bool {
         if wide {
-            pixels >= 512
+            pixels >= 512 && density <= 0.25
         } else {
             (64..=1024).contains(&pixels)
         }
