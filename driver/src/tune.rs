@@ -171,7 +171,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         chosen.metric,
         outcome.baseline.metric,
         chosen.latency_ms,
-        outcome.baseline.latency_ms,
+        outcome.fp32().latency_ms,
         outcome.latency_source,
         chosen.plan.to_toml()
     );
@@ -183,15 +183,36 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         write_report(dir, &outcome)?;
         eprintln!("report: {}", dir.display());
     }
-    if outcome.met {
+    if outcome.met && chosen.plan == kerf_compress::Plan::default() {
+        eprintln!(
+            "warning: no compression of any layer fits the budget ({}); wrote {} with every layer FP32",
+            args.report.as_deref().map_or("--report DIR lists each variant's metric".into(), |d| format!(
+                "each variant's metric is in {}",
+                d.join("layers.csv").display()
+            )),
+            args.output.display()
+        );
+    } else if outcome.met {
         eprintln!(
             "wrote {}: {:.2}x the speed and {:.2}x smaller weights than FP32, within the budget",
             args.output.display(),
-            outcome.baseline.latency_ms / chosen.latency_ms,
+            outcome.fp32().latency_ms / chosen.latency_ms,
             outcome.baseline.weight_bytes as f64 / chosen.weight_bytes.max(1) as f64
         );
     } else {
-        eprintln!("warning: no plan met the budget; wrote the best found to {}", args.output.display());
+        let drop = outcome.baseline.metric - chosen.metric;
+        let miss = match &outcome.metric {
+            Metric::Top1 { max_drop } => {
+                format!("it loses {:.2} points, {:.2} more than --max-drop", drop * 100.0, (drop - max_drop) * 100.0)
+            }
+            Metric::Snr { min_db } => {
+                format!("its SNR is {:.1} dB, {:.1} dB short", chosen.metric, min_db - chosen.metric)
+            }
+            Metric::Command { max_drop, .. } => {
+                format!("its score drops {drop:.4}, {:.4} more than --max-drop", drop - max_drop)
+            }
+        };
+        eprintln!("warning: no plan met the budget ({miss}); wrote the best found to {}", args.output.display());
     }
     Ok(())
 }

@@ -54,7 +54,8 @@ pub fn write_report(dir: &Path, o: &Outcome) -> Result<(), TuneError> {
 
 fn markdown(o: &Outcome) -> String {
     let c = o.chosen();
-    let b = &o.baseline;
+    let b = o.fp32();
+    let base = &o.baseline;
     let mut s = String::from("# kerf tune report\n\n");
     let budget = match &o.metric {
         Metric::Top1 { max_drop } => format!("top-1 at most {:.2} points below FP32", max_drop * 100.0),
@@ -100,7 +101,7 @@ fn markdown(o: &Outcome) -> String {
             l.layer,
             l.variant,
             l.metric,
-            b.metric - l.metric,
+            base.metric - l.metric,
             l.error.map(|e| format!("{e:.2e}")).unwrap_or_default(),
             l.delta_ms.map(|d| format!("{:+.1}", d * 1000.0)).unwrap_or_default(),
             l.latency_ms,

@@ -262,6 +262,14 @@ impl Outcome {
     pub fn chosen(&self) -> &Evaluated {
         &self.evaluated[self.chosen]
     }
+
+    /// The FP32 plan as last timed (with the chosen plan and the single
+    /// plans within budget, in alternating rounds, when they were timed on
+    /// the host in this run): what plan-level speed-ups compare against.
+    /// [`Outcome::baseline`] is the one the search and the layer rows used.
+    pub fn fp32(&self) -> &Evaluated {
+        &self.evaluated[0]
+    }
 }
 
 struct Ctx<'a> {
@@ -628,11 +636,9 @@ pub fn tune(
         row.2 = with_delta(row.2.clone(), &baseline);
     }
     let (chosen_rows, chosen, met) = search(&mut ctx, &baseline, &rows, &mut evaluated, &mut |l| say(0, "", l))?;
+    // the plans' table only: the layer rows stay relative to the baseline
+    // the search used (and a re-run from the cache reads them back)
     if let Some(line) = retime(&ctx, &mut evaluated, chosen)? {
-        baseline.latency_ms = evaluated[0].latency_ms;
-        for row in &mut rows {
-            row.2 = with_delta(row.2.clone(), &baseline);
-        }
         say(ctx.done, "", &line);
     }
     let layers = rows
