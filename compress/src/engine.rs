@@ -179,7 +179,7 @@ fn compress_layer(
     probe: &mut dyn Probe,
 ) -> Result<(Graph, LayerReport, Vec<Job>), CompressError> {
     let s = job.settings;
-    if shared_weight(cur, site) {
+    if !crate::layer::sole_reader(cur, site.node, site.weight) {
         return Err(CompressError::layer(
             &site.layer,
             "its weight is shared with another layer; leave it at f32 in the plan",
@@ -493,12 +493,4 @@ fn relative_error(site: &Site, rows_fp: &[Vec<f64>], rows: &[Vec<f64>], h: &[Mat
     } else {
         0.0
     }
-}
-
-/// Whether another node reads the layer's weight.
-fn shared_weight(g: &Graph, site: &Site) -> bool {
-    g.nodes.iter().enumerate().any(|(i, n)| {
-        i != site.node
-            && n.inputs.iter().any(|&v| matches!(g.value(v).def, kerf_ir::ValueDef::Const(w) if w == site.weight))
-    })
 }

@@ -74,13 +74,16 @@ fn pairs(g: &Graph, sites: &[Site], settings: &[LayerSettings]) -> Vec<Pair> {
     };
     let mut out = Vec::new();
     for (ia, a) in sites.iter().enumerate() {
-        if !settings[ia].equalize || !matches!(a.kind, Kind::Conv { .. }) || !sole_user(g, a.node, a.weight) {
+        if !settings[ia].equalize
+            || !matches!(a.kind, Kind::Conv { .. })
+            || !crate::layer::sole_reader(g, a.node, a.weight)
+        {
             continue;
         }
         // A's bias is scaled with its weight: a constant only A reads
         if let Some(&b) = g.nodes[a.node].inputs.get(2) {
             match g.value(b).def {
-                ValueDef::Const(w) if sole_user(g, a.node, w) => {}
+                ValueDef::Const(w) if crate::layer::sole_reader(g, a.node, w) => {}
                 _ => continue,
             }
         }
@@ -97,20 +100,12 @@ fn pairs(g: &Graph, sites: &[Site], settings: &[LayerSettings]) -> Vec<Pair> {
         if settings[ib].equalize
             && matches!(b.kind, Kind::Conv { .. })
             && b_in_channels == a.rows
-            && sole_user(g, b.node, b.weight)
+            && crate::layer::sole_reader(g, b.node, b.weight)
         {
             out.push(Pair { a: ia, b: ib });
         }
     }
     out
-}
-
-/// Whether weight `w` is read by node `node` alone.
-fn sole_user(g: &Graph, node: usize, w: WeightId) -> bool {
-    g.nodes
-        .iter()
-        .enumerate()
-        .all(|(i, n)| i == node || !n.inputs.iter().any(|&v| matches!(g.value(v).def, ValueDef::Const(x) if x == w)))
 }
 
 /// `s_i = sqrt(r1_i / r2_i)` per channel (1 where either range is zero).

@@ -112,6 +112,14 @@ impl Site {
     }
 }
 
+/// Whether weight `w` is read by node `node` alone (a layer whose weight
+/// another node shares cannot be compressed or rescaled on its own).
+pub fn sole_reader(g: &Graph, node: usize, w: kerf_ir::WeightId) -> bool {
+    g.nodes.iter().enumerate().all(|(i, n)| {
+        i == node || !n.inputs.iter().any(|&v| matches!(g.value(v).def, kerf_ir::ValueDef::Const(x) if x == w))
+    })
+}
+
 /// Every compressible layer of `g`, in node order: Conv (f32, constant
 /// weight), Gemm with a constant 2-D B and `alpha` applied outside the
 /// weight, MatMul with a constant 2-D B. Others are left alone (and not

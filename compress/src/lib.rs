@@ -42,6 +42,8 @@ pub mod prune;
 pub mod quant;
 mod report;
 pub mod rewrite;
+#[cfg(test)]
+mod testutil;
 
 pub use engine::{compress, compress_with_progress, Calibration};
 pub use plan::{Granularity, LayerSettings, Observer, Plan, Precision, Rounding, Selection};

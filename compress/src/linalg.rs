@@ -38,10 +38,15 @@ pub fn inverse_upper_cholesky(h: &Mat<f64>, frac: f64) -> Result<Mat<f64>, Compr
 
 /// Solves `A x = b` for SPD `A` (dampened by the caller).
 pub fn solve_spd(a: &Mat<f64>, b: &[f64]) -> Result<Vec<f64>, CompressError> {
-    let llt = a.llt(Side::Lower).map_err(|e| CompressError::Numeric(format!("Cholesky factorisation: {e:?}")))?;
-    let rhs = Mat::from_fn(b.len(), 1, |i, _| b[i]);
-    let x = llt.solve(&rhs);
+    let x = solve_spd_many(a, &Mat::from_fn(b.len(), 1, |i, _| b[i]))?;
     Ok((0..b.len()).map(|i| x[(i, 0)]).collect())
+}
+
+/// Solves `A X = B` for SPD `A` (dampened by the caller), every column of
+/// `B` with one factorisation.
+pub fn solve_spd_many(a: &Mat<f64>, b: &Mat<f64>) -> Result<Mat<f64>, CompressError> {
+    let llt = a.llt(Side::Lower).map_err(|e| CompressError::Numeric(format!("Cholesky factorisation: {e:?}")))?;
+    Ok(llt.solve(b))
 }
 
 /// The principal submatrix of `m` on `idx × idx`.

@@ -197,17 +197,27 @@ pub fn refit_sweep(
     h: &[Mat<f64>],
     g: &[Mat<f64>],
 ) -> Result<Vec<Vec<f64>>, CompressError> {
+    let mut rows = unpruned_targets(site, rows_fp, h, g)?;
+    let per = site.rows / site.groups();
+    for (grp, hm) in h.iter().enumerate() {
+        let (lo, hi) = ((grp * per).min(rows.len()), ((grp + 1) * per).min(rows.len()));
+        quant::obs_sweep(&mut rows[lo..hi], hm, |o, c, v| if keep[lo + o][c] { v } else { 0.0 })?;
+    }
+    Ok(rows)
+}
+
+/// Every row's unpruned least-squares target `w* = H⁻¹ G w` (`H`
+/// dampened by 1%; one factorisation per group for all its rows).
+fn unpruned_targets(
+    site: &Site,
+    rows_fp: &[Vec<f64>],
+    h: &[Mat<f64>],
+    g: &[Mat<f64>],
+) -> Result<Vec<Vec<f64>>, CompressError> {
     let mut out = Vec::with_capacity(rows_fp.len());
-    for (grp, (hm, rhs)) in h.iter().zip(right_sides(site, rows_fp, g)).enumerate() {
-        let lo = grp * (site.rows / site.groups());
-        let llt = linalg::dampened(hm, 0.01)
-            .llt(faer::Side::Lower)
-            .map_err(|e| CompressError::Numeric(format!("Cholesky factorisation: {e:?}")))?;
-        let target = faer::linalg::solvers::Solve::solve(&llt, &rhs);
-        let mut rows: Vec<Vec<f64>> =
-            (0..rhs.ncols()).map(|o| (0..site.cols).map(|j| target[(j, o)]).collect()).collect();
-        quant::obs_sweep(&mut rows, hm, |o, c, v| if keep[lo + o][c] { v } else { 0.0 })?;
-        out.extend(rows);
+    for (hm, rhs) in h.iter().zip(right_sides(site, rows_fp, g)) {
+        let t = linalg::solve_spd_many(&linalg::dampened(hm, 0.01), &rhs)?;
+        out.extend((0..rhs.ncols()).map(|o| (0..site.cols).map(|j| t[(j, o)]).collect::<Vec<f64>>()));
     }
     Ok(out)
 }
@@ -260,13 +270,7 @@ mod tests {
         );
         let g = kerf_ir::text::parse(&src).unwrap_or_else(|e| panic!("{e}"));
         let site = crate::layer::sites(&g).remove(0);
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rnd = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-        };
+        let mut rnd = crate::testutil::uniform(0x9e37_79b9_7f4a_7c15);
         let n = 600;
         let x = Mat::from_fn(cols, n, |_, _| rnd());
         let xbar = Mat::from_fn(cols, n, |i, j| x[(i, j)] + 0.1 * rnd());
@@ -283,7 +287,13 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let sweep = refit_sweep(&site, &rows, &keep, std::slice::from_ref(&h), std::slice::from_ref(&gm))
             .unwrap_or_else(|e| panic!("{e}"));
-        let target_only = masked_target(&rows, &keep, &h, &gm);
+        let target_only: Vec<Vec<f64>> =
+            unpruned_targets(&site, &rows, std::slice::from_ref(&h), std::slice::from_ref(&gm))
+                .unwrap_or_else(|e| panic!("{e}"))
+                .into_iter()
+                .zip(&keep)
+                .map(|(t, k)| t.iter().zip(k).map(|(&v, &kept)| if kept { v } else { 0.0 }).collect())
+                .collect();
         for o in 0..m {
             let masked: Vec<f64> = (0..cols).map(|j| if keep[o][j] { rows[o][j] } else { 0.0 }).collect();
             let (e_mask, e_exact, e_sweep) =
@@ -303,16 +313,6 @@ mod tests {
             );
             assert!((0..cols).all(|j| keep[o][j] || sweep[o][j] == 0.0), "row {o}: pruned weights stay zero");
         }
-    }
-
-    /// The unpruned least-squares target `H⁻¹ G w`, masked.
-    fn masked_target(rows: &[Vec<f64>], keep: &[Vec<bool>], h: &Mat<f64>, gm: &Mat<f64>) -> Vec<Vec<f64>> {
-        let cols = h.nrows();
-        let wt = Mat::from_fn(cols, rows.len(), |j, o| rows[o][j]);
-        let rhs = gm * &wt;
-        let llt = linalg::dampened(h, 0.01).llt(faer::Side::Lower).unwrap_or_else(|e| panic!("{e:?}"));
-        let t = faer::linalg::solvers::Solve::solve(&llt, &rhs);
-        (0..rows.len()).map(|o| (0..cols).map(|j| if keep[o][j] { t[(j, o)] } else { 0.0 }).collect()).collect()
     }
 
     #[test]

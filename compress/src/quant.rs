@@ -338,13 +338,7 @@ mod tests {
     fn lazy_blocks_give_the_column_by_column_result() {
         // three blocks, the last partial; a mask on some weights
         let (m, n, k) = (7, 2 * GPTQ_BLOCK + 37, 400);
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut rnd = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-        };
+        let mut rnd = crate::testutil::uniform(0x2545_f491_4f6c_dd1d);
         let x = Mat::from_fn(n, k, |_, _| rnd());
         let h = &x * x.transpose();
         let rows: Vec<Vec<f64>> = (0..m).map(|_| (0..n).map(|_| rnd()).collect()).collect();

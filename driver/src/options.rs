@@ -52,7 +52,7 @@ pub struct CompressArgs {
     /// How pruning chooses and compensates: obs (default: saliency + least-squares refit) or magnitude.
     #[arg(long, value_name = "obs|magnitude")]
     pub selection: Option<String>,
-    /// Activation range observer: mse (default), minmax or percentile.
+    /// Activation range observer: mse (default), minmax, percentile or kl (entropy).
     #[arg(long, value_name = "mse|minmax|percentile|kl")]
     pub observer: Option<String>,
     /// Bias correction: shift each compressed Conv/Gemm's bias by its mean

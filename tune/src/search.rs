@@ -588,6 +588,7 @@ pub fn tune(
             Err(why) => say(ctx.done, "", &format!("{label}: left out: {why}")),
         }
     }
+    let singles = 1..evaluated.len();
     // every (layer, variant) alone
     let mut rows = Vec::new();
     let mut best = (0.0, String::new());
@@ -638,7 +639,7 @@ pub fn tune(
     let (chosen_rows, chosen, met) = search(&mut ctx, &baseline, &rows, &mut evaluated, &mut |l| say(0, "", l))?;
     // the plans' table only: the layer rows stay relative to the baseline
     // the search used (and a re-run from the cache reads them back)
-    if let Some(line) = retime(&ctx, &mut evaluated, chosen)? {
+    if let Some(line) = retime(&ctx, &mut evaluated, chosen, singles)? {
         say(ctx.done, "", &line);
     }
     let layers = rows
@@ -668,19 +669,23 @@ pub fn tune(
 /// Rounds of [`retime`].
 const RETIME_ROUNDS: usize = 5;
 
-/// Times the baseline, the chosen plan and the single-technique plans that
-/// meet the budget again, in alternating rounds (each round times each
+/// Times the baseline, the chosen plan and the single-technique plans
+/// (`evaluated[singles]`) that meet the budget again, in alternating rounds (each round times each
 /// once; the least median wins), so the comparison the report makes is
 /// not decided by when each was first timed: on a shared machine the
 /// timings of one sub-millisecond model move by tens of percent within a
 /// minute. Only plans timed on the host in this run (their graphs kept);
 /// `None` when the baseline or the chosen plan is not among them. Returns
 /// the progress line.
-fn retime(ctx: &Ctx, evaluated: &mut [Evaluated], chosen: usize) -> Result<Option<String>, TuneError> {
+fn retime(
+    ctx: &Ctx,
+    evaluated: &mut [Evaluated],
+    chosen: usize,
+    singles: std::ops::Range<usize>,
+) -> Result<Option<String>, TuneError> {
     let base_metric = evaluated[0].metric;
-    let wanted = |i: usize, e: &Evaluated| {
-        i == 0 || i == chosen || (e.label.ends_with("everywhere") && ctx.meets(base_metric, e.metric))
-    };
+    let wanted =
+        |i: usize, e: &Evaluated| i == 0 || i == chosen || (singles.contains(&i) && ctx.meets(base_metric, e.metric));
     let picked: Vec<(usize, &Graph)> = evaluated
         .iter()
         .enumerate()

@@ -46,31 +46,29 @@ pub(crate) fn layer_segment(g: &Graph, layer: &str) -> Option<Graph> {
     if !keep.iter().any(|&k| k) {
         return None;
     }
-    let mut defined_inside = vec![false; g.values.len()];
-    let mark = |keep: &[bool], defined: &mut Vec<bool>| {
-        for (n, _) in g.nodes.iter().zip(keep).filter(|(_, &k)| k) {
-            for &o in &n.outputs {
-                defined[o.0 as usize] = true;
-            }
-        }
-    };
-    mark(&keep, &mut defined_inside);
+    let mut inside = vec![false; g.values.len()];
+    let mut grown: Vec<usize> = (0..g.nodes.len()).filter(|&i| keep[i]).collect();
     for _ in 0..FOLLOWERS {
-        let mut grew = false;
-        for (i, n) in g.nodes.iter().enumerate() {
-            // it continues the segment's value: its first operand is one
-            // (a residual Add reads the skip connection as the other)
-            let reads_inside = n.inputs.first().is_some_and(|v| defined_inside[v.0 as usize]);
-            let free = n.op.layer().is_none() && !n.name.contains(".xq");
-            if !keep[i] && reads_inside && free && elementwise(&n.op) {
-                keep[i] = true;
-                grew = true;
+        for &i in &grown {
+            for o in &g.nodes[i].outputs {
+                inside[o.0 as usize] = true;
             }
         }
-        if !grew {
+        // a follower continues the segment's value: its first operand is
+        // one (a residual Add reads the skip connection as the other)
+        grown = (0..g.nodes.len())
+            .filter(|&i| {
+                let n = &g.nodes[i];
+                let free = n.op.layer().is_none() && !n.name.contains(".xq");
+                !keep[i] && free && elementwise(&n.op) && n.inputs.first().is_some_and(|v| inside[v.0 as usize])
+            })
+            .collect();
+        if grown.is_empty() {
             break;
         }
-        mark(&keep, &mut defined_inside);
+        for &i in &grown {
+            keep[i] = true;
+        }
     }
     Some(g.segment(&keep))
 }

@@ -56,8 +56,9 @@ pub enum Sparsity {
 pub(crate) const MAX_KERNEL_MASKS: usize = 32;
 
 impl Sparsity {
-    /// Whether a pattern-pruned 3x3 conv with an output plane of `pixels`
-    /// should run on the pattern kernel rather than be offered Winograd.
+    /// Whether a conv with this pattern layout and an output plane of
+    /// `pixels` should run on the pattern kernel rather than be offered
+    /// Winograd (`false` for any other layout).
     /// The pattern kernel makes one pass over the output plane per kept
     /// kernel: on small planes the pass overhead dominates, on large ones
     /// Winograd F(4x4) does about as few multiplies at higher efficiency.
@@ -74,13 +75,16 @@ impl Sparsity {
     /// 33% kept (25% connectivity) resnet18's 56x56 and 28x28 layers ran
     /// ~30% slower than Winograd: the pattern kernel does the kept MACs at
     /// ~35 GFLOP/s, Winograd the dense layer at ~120 GFLOP/s-equivalent,
-    /// so it needs `density` (the fraction of weights kept) at most 1/4.
-    pub fn pattern_beats_winograd(pixels: usize, density: f64, wide: bool) -> bool {
-        if wide {
-            pixels >= 512 && density <= 0.25
-        } else {
-            (64..=1024).contains(&pixels)
+    /// so it needs the fraction of weights kept at most 1/4.
+    pub fn pattern_beats_winograd(&self, pixels: usize, wide: bool) -> bool {
+        let Sparsity::Pattern { kernel, patterns, assignment } = self else { return false };
+        if !wide {
+            return (64..=1024).contains(&pixels);
         }
+        let kept: u32 =
+            assignment.iter().flatten().map(|&p| patterns.get(p as usize).map_or(0, |m| m.count_ones())).sum();
+        let density = f64::from(kept) / (assignment.len() * kernel[0] * kernel[1]).max(1) as f64;
+        pixels >= 512 && density <= 0.25
     }
 
     /// The pattern layout a `[O, I, kh, kw]` f32 conv weight already has:

@@ -276,15 +276,20 @@ fn quantized_input(
     Ok(xdq)
 }
 
+/// Integer attribute `name` of `n`, or `default`.
+fn attr_int(n: &NodeProto, name: &str, default: i64) -> i64 {
+    n.attribute.iter().find(|a| a.name == name).map_or(default, |a| a.i)
+}
+
+/// Whether a Gemm node transposes B.
+fn gemm_trans_b(n: &NodeProto) -> bool {
+    attr_int(n, "transB", 0) != 0
+}
+
 /// The factors of a factored layer fit its stored weight: a conv's `[M, C,
 /// k...]` as `[r, C, k...]` then `[M, r, 1...]` (one group); a product's
 /// `[K, N]` as `[K, r]` then `[r, N]`, or `[N, K]` under `transB` as `[K,
 /// r]` then `[N, r]`.
-/// Whether a Gemm node transposes B.
-fn gemm_trans_b(n: &NodeProto) -> bool {
-    n.attribute.iter().any(|a| a.name == "transB" && a.i != 0)
-}
-
 fn check_factors(
     g: &GraphProto,
     layer: &str,
@@ -297,15 +302,14 @@ fn check_factors(
         .ok_or_else(|| err(layer, format!("its weight '{w_name}' is neither an initializer nor a Constant node")))?;
     let old: Vec<usize> = old.iter().map(|&d| d as usize).collect();
     let (v, u) = (f.weight.shape(), u.shape());
-    let int = |name: &str, default: i64| n.attribute.iter().find(|a| a.name == name).map_or(default, |a| a.i);
     let fits = match (n.op_type.as_str(), old.as_slice(), v) {
         ("Conv", [m, rest @ ..], [r, vrest @ ..]) if !rest.is_empty() => {
             let mut want_u = vec![*m, *r];
             want_u.extend(std::iter::repeat_n(1, rest.len() - 1));
-            int("group", 1) == 1 && vrest == rest && u == want_u.as_slice()
+            attr_int(n, "group", 1) == 1 && vrest == rest && u == want_u.as_slice()
         }
         // a transposed A would need a transposed input side: not written
-        (_, &[o0, o1], &[vk, r]) if int("transA", 0) == 0 => {
+        (_, &[o0, o1], &[vk, r]) if attr_int(n, "transA", 0) == 0 => {
             let trans_b = n.op_type == "Gemm" && gemm_trans_b(n);
             let (k, nn) = if trans_b { (o1, o0) } else { (o0, o1) };
             vk == k && if trans_b { u == [nn, r] } else { u == [r, nn] }

@@ -37,17 +37,6 @@ pub struct ConvMatch {
     children: Vec<Id>,
 }
 
-/// Whether `w` is pattern-pruned and its own kernel beats Winograd on a
-/// plane of `plane` pixels ([`kerf_ir::Sparsity::pattern_beats_winograd`]).
-fn pattern_kernel_wins(w: &kerf_ir::Tensor, plane: usize, wide: bool) -> bool {
-    if kerf_ir::Sparsity::detect(w).is_none() {
-        return false;
-    }
-    let v = w.to_f32_vec();
-    let density = v.iter().filter(|x| **x != 0.0).count() as f64 / v.len().max(1) as f64;
-    kerf_ir::Sparsity::pattern_beats_winograd(plane, density, wide)
-}
-
 impl Rule for WinogradConv {
     type Match = ConvMatch;
     fn name(&self) -> &'static str {
@@ -69,7 +58,10 @@ impl Rule for WinogradConv {
             // faster than Winograd's densified transform stays direct
             match &eg[w].data.constant {
                 None => continue,
-                Some(id) if pattern_kernel_wins(eg.analysis.weights.tensor(*id), plane, eg.analysis.wide_patterns) => {
+                Some(id)
+                    if kerf_ir::Sparsity::detect(eg.analysis.weights.tensor(*id))
+                        .is_some_and(|sp| sp.pattern_beats_winograd(plane, eg.analysis.wide_patterns)) =>
+                {
                     continue
                 }
                 Some(_) => {}

@@ -159,11 +159,9 @@ pub(super) fn conv(
                 let sw = k.ld_ro(types::I64, hrow, (p * 24 + 16) as i32);
                 let op = k.addr(offs, so, 8);
                 let wp = k.addr(wts, sw, 4);
-                let c0 = if wide[p].is_some() { ow } else { 0 };
-                let nvec = (ow - c0) / l;
+                let nvec = ow / l;
                 let blocks = nvec / BLOCK;
-                // `nk` kept kernels of this mask from index `i0`, over the
-                // plane's columns from `c0`
+                // `nk` kept kernels of this mask from index `i0`, over the whole plane
                 let apply = |k: &mut Kernel, i0: Value, nk: usize| {
                     let ntap = offsets.len();
                     let mut srcs = Vec::with_capacity(nk);
@@ -202,14 +200,14 @@ pub(super) fn conv(
                             }
                         };
                         // BLOCK independent accumulator chains hide the FMA latency
-                        k.for_n(c0 as i64, (c0 + blocks * BLOCK * l) as i64, (BLOCK * l) as i64, |k, ox0| {
+                        k.for_n(0, (blocks * BLOCK * l) as i64, (BLOCK * l) as i64, |k, ox0| {
                             step(k, ox0, BLOCK, vty, &wv)
                         });
                         if !nvec.is_multiple_of(BLOCK) {
-                            let ox0 = k.ic((c0 + blocks * BLOCK * l) as i64);
+                            let ox0 = k.ic((blocks * BLOCK * l) as i64);
                             step(k, ox0, nvec % BLOCK, vty, &wv);
                         }
-                        for q in c0 + nvec * l..ow {
+                        for q in nvec * l..ow {
                             let ox0 = k.ic(q as i64);
                             step(k, ox0, 1, types::F32, &ws);
                         }
@@ -240,8 +238,7 @@ pub(super) fn conv(
                         let wk = k.addr(wp, i, ntap * 4);
                         k.b.ins().call_indirect(sref, one, &[obase, s0, s0, wk]);
                     });
-                }
-                if c0 < ow {
+                } else {
                     // one kept kernel per pass over the plane (measured against
                     // two per pass, which the register pressure made slower)
                     k.for_acc(zero, cnt, 1, &[], |k, i, _| {

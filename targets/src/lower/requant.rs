@@ -27,38 +27,44 @@ pub fn lower(k: &mut Kernel) -> LResult {
     let has_bias = k.node.inputs.len() > 2;
     let (acc, mult, y) = (k.input(0), k.input(1), k.output(0));
     let bias = if has_bias { Some(k.input(2)) } else { None };
-    k.for_n(0, n as i64, 1, |k, i| {
-        let ch = if per_channel {
-            let q = k.b.ins().udiv_imm_u(i, inner as i64);
-            k.b.ins().urem_imm_u(q, c as i64)
-        } else {
-            k.ic(0)
-        };
-        let a = k.ld_at(types::I32, acc, i, 4, 0);
-        let a = k.b.ins().fcvt_from_sint(types::F64, a);
-        let a = match bias {
-            Some(b) => {
+    // channels outermost but one: the multiplier and bias are loaded once
+    // per run of `inner` elements (a per-tensor multiplier: one run)
+    let (c, inner) = if per_channel { (c, inner) } else { (1, n) };
+    let outer = n / (c * inner).max(1);
+    k.for_n(0, outer as i64, 1, |k, o| {
+        k.for_n(0, c as i64, 1, |k, ch| {
+            let oc = k.b.ins().imul_imm_s(o, c as i64);
+            let oc = k.b.ins().iadd(oc, ch);
+            let base = k.b.ins().imul_imm_s(oc, inner as i64);
+            let bv = bias.map(|b| {
                 let bv = k.ld_at(types::I32, b, ch, 4, 0);
-                let bv = k.b.ins().fcvt_from_sint(types::F64, bv);
-                k.b.ins().fadd(a, bv)
-            }
-            None => a,
-        };
-        let m = k.ld_at(types::F32, mult, ch, 4, 0);
-        let m = k.b.ins().fpromote(types::F64, m);
-        let v = k.b.ins().fmul(a, m);
-        let z = k.b.ins().f64const(f64::from(zp));
-        let v = k.b.ins().fadd(v, z);
-        // clamp (NaN cannot occur: every operand is finite)
-        let (l, h) = (k.b.ins().f64const(lo as f64), k.b.ins().f64const(hi as f64));
-        let v = k.b.ins().fmax(v, l);
-        let v = k.b.ins().fmin(v, h);
-        let magic = k.b.ins().f64const(1.5 * 2f64.powi(52));
-        let v = k.b.ins().fadd(v, magic);
-        let v = k.b.ins().fsub(v, magic);
-        let q = k.b.ins().fcvt_to_sint_sat(types::I32, v);
-        let q = k.b.ins().ireduce(types::I8, q);
-        k.st_at(q, y, i, 1, 0);
+                k.b.ins().fcvt_from_sint(types::F64, bv)
+            });
+            let m = k.ld_at(types::F32, mult, ch, 4, 0);
+            let m = k.b.ins().fpromote(types::F64, m);
+            k.for_n(0, inner as i64, 1, |k, j| {
+                let i = k.b.ins().iadd(base, j);
+                let a = k.ld_at(types::I32, acc, i, 4, 0);
+                let a = k.b.ins().fcvt_from_sint(types::F64, a);
+                let a = match bv {
+                    Some(bv) => k.b.ins().fadd(a, bv),
+                    None => a,
+                };
+                let v = k.b.ins().fmul(a, m);
+                let z = k.b.ins().f64const(f64::from(zp));
+                let v = k.b.ins().fadd(v, z);
+                // clamp (NaN cannot occur: every operand is finite)
+                let (l, h) = (k.b.ins().f64const(lo as f64), k.b.ins().f64const(hi as f64));
+                let v = k.b.ins().fmax(v, l);
+                let v = k.b.ins().fmin(v, h);
+                let magic = k.b.ins().f64const(1.5 * 2f64.powi(52));
+                let v = k.b.ins().fadd(v, magic);
+                let v = k.b.ins().fsub(v, magic);
+                let q = k.b.ins().fcvt_to_sint_sat(types::I32, v);
+                let q = k.b.ins().ireduce(types::I8, q);
+                k.st_at(q, y, i, 1, 0);
+            });
+        });
     });
     Ok(())
 }
