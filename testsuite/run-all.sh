@@ -39,6 +39,9 @@ stage "CMake example" bash testsuite/scripts/cmake_example.sh target/debug/kerf
 # Compressed models written as ONNX QDQ and checked by ONNX Runtime.
 stage "kerf compress vs ONNX Runtime" bash testsuite/scripts/export_vs_ort.sh target/debug/kerf .venv/bin/python
 
+# Disk is finite on CI machines: say what the build and the tests left behind.
+echo "disk used by target/: $(du -sh target/ 2>/dev/null | cut -f1)"
+
 if [ ${#failed[@]} -gt 0 ]; then
   if [ -f target/cargo-test.log ]; then
     grep -E '^test .* FAILED$|^error: test failed|panicked at' target/cargo-test.log | head -40
