@@ -72,6 +72,8 @@ pub fn compress_with_progress(
         })
         .collect();
     let mut cur = g.clone();
+    // until a layer is made lossy, `cur` is the FP32 network itself
+    let mut pristine = true;
     let mut report = Report::default();
     let mut done = 0;
     while let Some(job) = jobs.pop_front() {
@@ -88,7 +90,9 @@ pub fn compress_with_progress(
             }
             continue;
         }
-        let (next, rep, more) = compress_layer(g, &cur, &job, &site, calib, probe)?;
+        let fp = if pristine { Reference::Same } else { Reference::Graph(g) };
+        let (next, rep, more) = compress_layer(fp, &cur, &job, &site, calib, probe)?;
+        pristine = false;
         cur = next;
         report.layers.push(rep);
         for j in more.into_iter().rev() {
@@ -168,10 +172,20 @@ fn check_samples(g: &Graph, calib: &Calibration) -> Result<(), CompressError> {
     Ok(())
 }
 
+/// Where a layer's FP32 input comes from.
+#[derive(Clone, Copy)]
+enum Reference<'a> {
+    /// The FP32 network (equalised when the plan asks).
+    Graph(&'a Graph),
+    /// The network compressed so far, which is still the FP32 one (no
+    /// layer before this one was made lossy): one probe serves both.
+    Same,
+}
+
 /// One layer: the graph with the layer compressed, its report, and the
 /// layers it was split into (still to compress).
 fn compress_layer(
-    fp: &Graph,
+    fp: Reference,
     cur: &Graph,
     job: &Job,
     site: &Site,
@@ -190,10 +204,10 @@ fn compress_layer(
     // the layer's input, in this network and (when it has one) in FP32:
     // compiled once, run by every pass over the samples below
     let mut probes = Probes {
-        cur: probe.prepare(cur, site.input)?,
-        fp: match job.fp_input {
-            Some(v) => Some(probe.prepare(fp, v)?),
-            None => None,
+        cur: Kept::new(probe.prepare(cur, site.input)?, calib.samples.len()),
+        fp: match (job.fp_input, fp) {
+            (Some(v), Reference::Graph(fp)) => Some(probe.prepare(fp, v)?),
+            (_, Reference::Same) | (None, _) => None,
         },
     };
     let mut unquantised = None;
@@ -369,19 +383,55 @@ fn flat(rows: &[Vec<f64>]) -> Vec<f32> {
 }
 
 /// A layer's input as compiled probes: in the network compressed so far,
-/// and in the FP32 network when the layer exists there.
+/// and in the FP32 network when that differs (`None`: the layer is not in
+/// the FP32 network, or nothing before it is lossy yet; either way its
+/// unquantised input is the reference).
 struct Probes {
-    cur: ProbeFn,
+    cur: Kept,
     fp: Option<ProbeFn>,
+}
+
+/// Probed values kept for the layer's later passes over the samples (the
+/// observer's, then the moments'), up to [`KEPT_BYTES`] in all; past that
+/// the probe runs again.
+struct Kept {
+    run: ProbeFn,
+    kept: Vec<Option<Vec<f32>>>,
+    bytes: usize,
+}
+
+/// What [`Kept`] holds at most per layer.
+const KEPT_BYTES: usize = 1 << 30;
+
+impl Kept {
+    fn new(run: ProbeFn, samples: usize) -> Kept {
+        Kept { run, kept: vec![None; samples], bytes: 0 }
+    }
+
+    /// The value on sample `k` of the calibration set (`sample`).
+    fn get(&mut self, k: usize, sample: &[Tensor]) -> Result<Vec<f32>, CompressError> {
+        if let Some(Some(v)) = self.kept.get(k) {
+            return Ok(v.clone());
+        }
+        let v = (self.run)(sample)?;
+        let size = 4 * v.len();
+        if let Some(slot) = self.kept.get_mut(k) {
+            if self.bytes + size <= KEPT_BYTES {
+                self.bytes += size;
+                *slot = Some(v.clone());
+            }
+        }
+        Ok(v)
+    }
 }
 
 /// The input quantiser: the plan's observer over the layer's input in the
 /// network compressed so far.
-fn observe(run: &mut ProbeFn, site: &Site, s: LayerSettings, calib: &Calibration) -> Result<ActQuant, CompressError> {
+fn observe(run: &mut Kept, site: &Site, s: LayerSettings, calib: &Calibration) -> Result<ActQuant, CompressError> {
     let mut obs = RangeObserver::new(OBSERVER_CAPACITY);
     let what = format!("input of layer '{}'", site.layer);
-    for sample in &calib.samples {
-        obs.add(&run(sample)?, &what)?;
+    for (k, sample) in calib.samples.iter().enumerate() {
+        obs.add(&run.get(k, sample)?, &what)?;
     }
     Ok(obs.choose(s.observer))
 }
@@ -398,8 +448,8 @@ fn moments(
 ) -> Result<Moments, CompressError> {
     let shape = cur.ty(site.input).shape.clone();
     let mut m = Moments::new(site);
-    for sample in &calib.samples {
-        let raw = (p.cur)(sample)?;
+    for (k, sample) in calib.samples.iter().enumerate() {
+        let raw = p.cur.get(k, sample)?;
         let reference = match &mut p.fp {
             Some(f) => f(sample)?,
             None => raw.clone(),

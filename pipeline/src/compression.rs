@@ -7,7 +7,10 @@
 //! codegen tolerance of the reference, and deterministic for a given CPU
 //! preset (`baseline` is used, the same code on every x86-64 machine).
 
+use std::collections::HashMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use kerf_compress::probe::{truncated, ProbeFn};
 use kerf_compress::{CompressError, Probe};
@@ -18,25 +21,103 @@ use crate::dataset;
 use crate::{npy, PipelineError};
 
 /// Probes by compiling the part of the graph a value depends on with the
-/// JIT, for the host's baseline CPU.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct JitProbe;
+/// JIT, for the host's baseline CPU; with a [`ProbeMemo`], values it has
+/// seen are read back instead (and the part is compiled only on a miss).
+#[derive(Clone, Debug, Default)]
+pub struct JitProbe {
+    /// Probed values shared with other sessions.
+    pub memo: Option<ProbeMemo>,
+}
 
 impl Probe for JitProbe {
     fn prepare(&mut self, g: &Graph, v: ValueId) -> Result<ProbeFn, CompressError> {
         let part = truncated(g, v);
-        let opts = CompileOptions::new(kerf_targets::Target::host_baseline(), "kerf_probe");
-        let jit = kerf_targets::jit_compile(&part, &opts).map_err(|e| CompressError::Run(e.to_string()))?;
-        let mut arena = jit.model().new_arena();
-        let out_bytes = jit.model().info().outputs.first().map(|t| t.bytes).unwrap_or(0);
-        let mut out = vec![0u8; out_bytes];
+        let Some(memo) = self.memo.clone() else {
+            return compiled(&part);
+        };
+        // the part's text names its weights by content hash: equal text,
+        // equal function
+        let key = kerf_ir::text::print(&part);
+        let mut run: Option<ProbeFn> = None;
         Ok(Box::new(move |inputs: &[Tensor]| {
-            let ins: Vec<&[u8]> = inputs.iter().map(Tensor::bytes).collect();
-            jit.model()
-                .run(&ins, &mut [out.as_mut_slice()], &mut arena)
-                .map_err(|e| CompressError::Run(e.to_string()))?;
-            Ok(out.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+            let at = (key.clone(), inputs.iter().map(Tensor::content_hash).collect::<Vec<_>>().join(" "));
+            if let Some(v) = memo.get(&at) {
+                return Ok(v);
+            }
+            let f = match &mut run {
+                Some(f) => f,
+                None => run.insert(compiled(&part)?),
+            };
+            let v = f(inputs)?;
+            memo.put(at, &v);
+            Ok(v)
         }))
+    }
+}
+
+/// `part`'s only output as a function of its inputs, JIT-compiled.
+fn compiled(part: &Graph) -> Result<ProbeFn, CompressError> {
+    let opts = CompileOptions::new(kerf_targets::Target::host_baseline(), "kerf_probe");
+    let jit = kerf_targets::jit_compile(part, &opts).map_err(|e| CompressError::Run(e.to_string()))?;
+    let mut arena = jit.model().new_arena();
+    let out_bytes = jit.model().info().outputs.first().map(|t| t.bytes).unwrap_or(0);
+    let mut out = vec![0u8; out_bytes];
+    Ok(Box::new(move |inputs: &[Tensor]| {
+        let ins: Vec<&[u8]> = inputs.iter().map(Tensor::bytes).collect();
+        jit.model().run(&ins, &mut [out.as_mut_slice()], &mut arena).map_err(|e| CompressError::Run(e.to_string()))?;
+        Ok(out.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    }))
+}
+
+/// Probed values by (truncated graph, sample), shared by the sessions it is
+/// given to ([`crate::Session::probe_memo`]): `kerf tune` compresses one
+/// layer at a time with many variants, and each variant probes the same
+/// FP32 prefix on the same samples. Holds at most [`ProbeMemo::CAPACITY`]
+/// bytes of values; past that, new values are computed and not kept. The
+/// values are the compiled probe's own, so results do not depend on
+/// whether they came from the memo.
+#[derive(Clone, Default)]
+pub struct ProbeMemo(Arc<Mutex<MemoInner>>);
+
+type MemoKey = (String, String);
+
+#[derive(Default)]
+struct MemoInner {
+    values: HashMap<MemoKey, Vec<f32>>,
+    bytes: usize,
+    hits: usize,
+}
+
+impl ProbeMemo {
+    /// Bytes of probed values kept at most.
+    pub const CAPACITY: usize = 2 << 30;
+
+    /// How many values are kept, and how many times one was read back.
+    pub fn stats(&self) -> (usize, usize) {
+        self.0.lock().map(|m| (m.values.len(), m.hits)).unwrap_or_default()
+    }
+
+    fn get(&self, k: &MemoKey) -> Option<Vec<f32>> {
+        let mut m = self.0.lock().ok()?;
+        let v = m.values.get(k).cloned()?;
+        m.hits += 1;
+        Some(v)
+    }
+
+    fn put(&self, k: MemoKey, v: &[f32]) {
+        let Ok(mut m) = self.0.lock() else { return };
+        let size = 4 * v.len();
+        if m.bytes + size <= Self::CAPACITY && !m.values.contains_key(&k) {
+            m.bytes += size;
+            m.values.insert(k, v.to_vec());
+        }
+    }
+}
+
+impl fmt::Debug for ProbeMemo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (n, bytes, hits) = self.0.lock().map(|m| (m.values.len(), m.bytes, m.hits)).unwrap_or_default();
+        write!(f, "ProbeMemo({n} values, {bytes} bytes, {hits} hits)")
     }
 }
 

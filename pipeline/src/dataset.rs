@@ -96,6 +96,11 @@ impl Fidelity {
             10.0 * (self.signal / self.noise).log10()
         }
     }
+    /// Noise power relative to the reference's (0 when identical; the SNR
+    /// as a ratio, `10^(−SNR/10)`).
+    pub fn noise_ratio(&self) -> f64 {
+        self.noise / self.signal.max(f64::MIN_POSITIVE)
+    }
     /// Cosine similarity of all outputs concatenated.
     pub fn cosine(&self) -> f64 {
         self.dot / (self.norm_a.sqrt() * self.signal.sqrt()).max(f64::MIN_POSITIVE)

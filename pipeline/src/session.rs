@@ -125,6 +125,7 @@ pub struct Session {
     calib: Vec<(String, Tensor)>,
     progress: Option<ProgressHook>,
     codegen_progress: Option<ProgressHook>,
+    probe_memo: Option<crate::compression::ProbeMemo>,
 }
 
 impl Session {
@@ -144,7 +145,15 @@ impl Session {
             calib: Vec::new(),
             progress: None,
             codegen_progress: None,
+            probe_memo: None,
         }
+    }
+    /// Shares probed calibration values with every session given the same
+    /// memo (see [`crate::compression::ProbeMemo`]); results are the same
+    /// with or without it.
+    pub fn probe_memo(mut self, memo: crate::compression::ProbeMemo) -> Session {
+        self.probe_memo = Some(memo);
+        self
     }
     /// Reports code generation's progress (per node) to `hook`; the output
     /// is the same with or without it.
@@ -394,7 +403,7 @@ impl Session {
             g,
             plan,
             &calib,
-            &mut crate::compression::JitProbe,
+            &mut crate::compression::JitProbe { memo: self.probe_memo.clone() },
             &mut report_progress,
         )?;
         Ok(Some((cg, report)))

@@ -302,7 +302,20 @@ fn compression_is_deterministic() {
     let plan = Some("[default]\nquant = \"int8\"\npatterns = 4\nconnectivity = 0.25\n");
     let a = session(plan).graph_at(kerf_pipeline::Stage::Compress).unwrap().graph;
     let b = session(plan).graph_at(kerf_pipeline::Stage::Compress).unwrap().graph;
-    assert_eq!(kerf_ir::text::print(&a), kerf_ir::text::print(&b));
+    same_graph(&a, &b);
+    // probed values shared with an earlier compression (kerf tune's memo)
+    // are read back, and change nothing
+    let memo = kerf_pipeline::compression::ProbeMemo::default();
+    let other = Some("[default]\nquant = \"int8\"\nrounding = \"nearest\"\n");
+    session(other).probe_memo(memo.clone()).graph_at(kerf_pipeline::Stage::Compress).unwrap();
+    let c = session(plan).probe_memo(memo.clone()).graph_at(kerf_pipeline::Stage::Compress).unwrap().graph;
+    let (kept, hits) = memo.stats();
+    assert!(kept > 0 && hits > 0, "{memo:?}");
+    same_graph(&a, &c);
+}
+
+fn same_graph(a: &Graph, b: &Graph) {
+    assert_eq!(kerf_ir::text::print(a), kerf_ir::text::print(b));
     for i in 0..a.weights.len() {
         let id = kerf_ir::WeightId(i as u32);
         assert_eq!(a.weights.tensor(id).bytes(), b.weights.tensor(id).bytes(), "weight {i}");

@@ -11,7 +11,8 @@
 //! target latencies are estimated for), kerf's version and executable (size and
 //! modification time: a rebuilt kerf measures afresh), and the plan itself. The file holds
 //! the metric, latency, weight bytes and MACs (and for a (layer, variant)
-//! its micro-benchmark delta and reconstruction error) as `key = value` lines;
+//! its micro-benchmark delta and reconstruction error) and the per-sample output
+//! errors as `key = value` lines;
 //! floats are written in Rust's shortest round-trip form, so a cached
 //! measurement is the measured one bit for bit. A file that does not parse
 //! is ignored (and overwritten by the next measurement).
@@ -45,7 +46,7 @@ impl Cache {
     /// imported graph is `g`) on `data` with `opts`.
     pub fn new(dir: PathBuf, base: &Session, g: &Graph, data: &Data, opts: &TuneOptions) -> Result<Cache, TuneError> {
         std::fs::create_dir_all(&dir)?;
-        let mut c = format!("kerf-tune-cache 3 {}\n{}\n", env!("CARGO_PKG_VERSION"), base.fingerprint(g));
+        let mut c = format!("kerf-tune-cache 4 {}\n{}\n", env!("CARGO_PKG_VERSION"), base.fingerprint(g));
         // the build itself: a rebuilt kerf may generate other code
         if let Some(m) = std::env::current_exe().ok().and_then(|p| std::fs::metadata(p).ok()) {
             let _ = writeln!(c, "exe {} {:?}", m.len(), m.modified().ok());
@@ -96,6 +97,10 @@ impl Cache {
             macs: field("macs")?.parse().ok()?,
             layer_delta_ms: field("layer_delta_ms").and_then(|v| v.parse().ok()),
             layer_error: field("layer_error").and_then(|v| v.parse().ok()),
+            sample_error: match field("sample_error") {
+                Some(v) => v.split_whitespace().map(str::parse).collect::<Result<_, _>>().ok()?,
+                None => Vec::new(),
+            },
         })
     }
 
@@ -129,6 +134,10 @@ impl Cache {
         }
         if let Some(x) = e.layer_error {
             let _ = writeln!(text, "layer_error = {x}");
+        }
+        if !e.sample_error.is_empty() {
+            let v: Vec<String> = e.sample_error.iter().map(f64::to_string).collect();
+            let _ = writeln!(text, "sample_error = {}", v.join(" "));
         }
         write_whole(&self.path(&e.plan), &text)
     }

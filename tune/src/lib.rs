@@ -15,8 +15,10 @@
 //!    weight bytes second, latency differences within [`NOISE`] counting
 //!    as ties; or weight bytes alone) whose summed metric costs fit the
 //!    budget; the combined plan is then verified end to end, and while it
-//!    misses the budget the chosen layer with the largest drop is reverted
-//!    (NNCF's accuracy control).
+//!    misses the budget a chosen layer is reverted (NNCF's accuracy
+//!    control): the one whose output error alone is largest on the
+//!    quarter of the validation samples where the combined plan strays
+//!    furthest from FP32.
 //! 4. **Single-technique plans** (int8 everywhere, patterns everywhere, low
 //!    rank everywhere) are measured the same way, for the report.
 //!

@@ -8,6 +8,7 @@ use kerf_compress::layer;
 use kerf_compress::plan::{LayerRule, Settings};
 use kerf_compress::{Plan, Precision};
 use kerf_ir::{Graph, Tensor};
+use kerf_pipeline::compression::ProbeMemo;
 use kerf_pipeline::dataset::{run_samples, run_samples_all, top1, Fidelity};
 use kerf_pipeline::measure::{estimated_cost, MeasureOptions, Runner};
 use kerf_pipeline::{Session, Stage};
@@ -164,26 +165,45 @@ fn variant(name: &str, quant: bool, patterns: usize, connectivity: f64, rank: f6
     }
 }
 
-/// The variants tried for a layer: int8 for every layer; 8-pattern pruning
-/// with 25% or 50% connectivity (alone and with int8) for 3x3 convs; rank
-/// min(N, K)/4 (alone and with int8) for products and one-group convs
-/// where that is cheaper.
+/// The variants tried for a layer, each family from the mildest up: int8
+/// for every layer; for 3x3 convs, pattern libraries of 8 and 4 patterns,
+/// each with 25% or 50% of the kernels removed, alone and with int8; for
+/// products and one-group convs, ranks min(N, K)/4 and /8 (where cheaper
+/// than the layer), alone and with int8.
 pub fn variants(site: &layer::Site) -> Vec<Variant> {
     let mut v = vec![variant("int8", true, 0, 0.0, 0.0)];
     if kerf_compress::prune::applies(site) {
-        v.push(variant("p8c25", false, 8, 0.25, 0.0));
-        v.push(variant("p8c50", false, 8, 0.5, 0.0));
-        v.push(variant("p8c25+int8", true, 8, 0.25, 0.0));
-        v.push(variant("p8c50+int8", true, 8, 0.5, 0.0));
+        for library in [8, 4] {
+            for removed in [0.25, 0.5] {
+                let name = format!("p{library}c{}", (removed * 100.0) as usize);
+                v.push(variant(&name, false, library, removed, 0.0));
+                v.push(variant(&format!("{name}+int8"), true, library, removed, 0.0));
+            }
+        }
     }
     if site.groups() == 1 {
-        let r = (site.rows.min(site.cols) / 4).max(1);
-        if r * (site.rows + site.cols) < site.rows * site.cols {
-            v.push(variant(&format!("rank{r}"), false, 0, 0.0, r as f64));
-            v.push(variant(&format!("rank{r}+int8"), true, 0, 0.0, r as f64));
+        for div in [4, 8] {
+            let r = (site.rows.min(site.cols) / div).max(1);
+            if r * (site.rows + site.cols) < site.rows * site.cols && !v.iter().any(|x| x.name == format!("rank{r}")) {
+                v.push(variant(&format!("rank{r}"), false, 0, 0.0, r as f64));
+                v.push(variant(&format!("rank{r}+int8"), true, 0, 0.0, r as f64));
+            }
         }
     }
     v
+}
+
+/// Whether `b` compresses at least as hard as `a` in every respect (int8
+/// over f32, a smaller pattern library, more kernels removed, a lower
+/// rank). The per-layer sweep skips `b` when `a` alone already misses the
+/// budget: losses grow with each of these (the assumption every
+/// accuracy-aware search makes; it saves a third of a ResNet's sweep).
+fn harsher(b: &Settings, a: &Settings) -> bool {
+    let int8 = |s: &Settings| s.quant == Some(Precision::Int8);
+    let library = |s: &Settings| s.patterns.unwrap_or(usize::MAX);
+    let removed = |s: &Settings| s.connectivity.unwrap_or(0.0);
+    let rank = |s: &Settings| s.low_rank.unwrap_or(f64::INFINITY);
+    (int8(b) || !int8(a)) && library(b) <= library(a) && removed(b) >= removed(a) && rank(b) <= rank(a)
 }
 
 /// One measured plan.
@@ -212,6 +232,10 @@ pub struct Evaluated {
     pub weight_bytes: usize,
     /// Multiply-accumulates of the compressible layers, per inference.
     pub macs: usize,
+    /// Per validation sample, output 0's noise power relative to the FP32
+    /// model's (`‖y − y₃₂‖² / ‖y₃₂‖²`): what the reverts rank layers by.
+    /// Empty for the FP32 model's first measurement.
+    pub sample_error: Vec<f64>,
 }
 
 /// One measured (layer, variant).
@@ -280,7 +304,8 @@ struct Ctx<'a> {
     seg_base: HashMap<String, f64>,
     data: &'a Data,
     opts: &'a TuneOptions,
-    /// Output 0 of the FP32 model on every validation sample (SNR metric).
+    /// Output 0 of the FP32 model on every validation sample (the SNR
+    /// metric's reference, and the per-sample errors').
     fp_out: Vec<Tensor>,
     command: Option<MetricCommand>,
     cache: Option<Cache>,
@@ -354,6 +379,7 @@ impl Ctx<'_> {
             r.layers.iter().find(|x| x.layer == l).map(|x| x.error)
         });
         let metric = self.score(&outs)?;
+        let sample_error = self.sample_error(outs.first().map(|(_, v)| v.as_slice()).unwrap_or(&[]));
         let (macs, weight_bytes) = match &o.compression {
             Some(r) => {
                 let (_, m1, _, b1) = r.totals();
@@ -374,6 +400,7 @@ impl Ctx<'_> {
             layer_error,
             weight_bytes,
             macs,
+            sample_error,
         };
         Ok((e, outs.into_iter().next().map(|(_, v)| v).unwrap_or_default()))
     }
@@ -443,6 +470,17 @@ impl Ctx<'_> {
         let ms = self.segment_ms(self.base, self.g, layer)?;
         self.seg_base.insert(layer.to_string(), ms);
         Ok(ms)
+    }
+
+    /// Per sample, output 0's noise power relative to the FP32 model's
+    /// (empty before the FP32 outputs are known).
+    fn sample_error(&self, outs: &[Tensor]) -> Vec<f64> {
+        let one = |a: &Tensor, b: &Tensor| {
+            let mut f = Fidelity::default();
+            f.add(a, b);
+            f.noise_ratio()
+        };
+        outs.iter().zip(&self.fp_out).map(|(a, b)| one(a, b)).collect()
     }
 
     fn score(&self, outs: &[(String, Vec<Tensor>)]) -> Result<f64, TuneError> {
@@ -525,6 +563,9 @@ pub fn tune(
         _ => {}
     }
     let start = Instant::now();
+    // every variant of a layer probes the same FP32 prefix on the same
+    // calibration samples: once is enough
+    let base = &base.clone().probe_memo(ProbeMemo::default());
     let command = match &opts.metric {
         Metric::Command { cmd, .. } => Some(MetricCommand::new(cmd)),
         _ => None,
@@ -548,23 +589,18 @@ pub fn tune(
     let mut say = |done: usize, best: &str, line: &str| progress(&Progress { line, done, total, best });
     // measured (or read back) like every plan, so a re-run from the cache
     // compares against the same baseline and chooses the same plan; its
-    // outputs are the SNR metric's reference (the baseline itself scores
-    // the ceiling)
-    let snr = matches!(opts.metric, Metric::Snr { .. });
+    // outputs are the SNR metric's and the per-sample errors' reference
+    // (the baseline itself scores the ceiling)
     let cached_baseline = ctx.cache.as_ref().and_then(|c| c.get("fp32", &Plan::default()));
     ctx.done += 1;
     let mut baseline = match &cached_baseline {
         Some(e) => {
-            if snr {
-                ctx.fp_out = ctx.fp32_outputs()?;
-            }
+            ctx.fp_out = ctx.fp32_outputs()?;
             e.clone()
         }
         None => {
             let (e, outs) = ctx.evaluate("fp32", &Plan::default(), None)?;
-            if snr {
-                ctx.fp_out = outs;
-            }
+            ctx.fp_out = outs;
             e
         }
     };
@@ -593,12 +629,19 @@ pub fn tune(
     let mut rows = Vec::new();
     let mut best = (0.0, String::new());
     'outer: for site in &sites {
+        // the variants that alone miss the budget
+        let mut missed: Vec<Variant> = Vec::new();
         for v in variants(site) {
             if opts.time_budget.is_some_and(|b| start.elapsed() > b) {
                 say(ctx.done, &best.1, "time budget reached: searching over what was measured");
                 break 'outer;
             }
             let label = format!("{} {}", site.layer, v.name);
+            if let Some(a) = missed.iter().find(|a| harsher(&v.settings, &a.settings)) {
+                ctx.done += 1;
+                say(ctx.done, &best.1, &format!("{label}: skipped: {} alone already misses the budget", a.name));
+                continue;
+            }
             let e = match skippable(ctx.measure(&label, &single(&site.layer, &v.settings), Some(&site.layer)))? {
                 Ok(e) => e,
                 Err(why) => {
@@ -607,6 +650,9 @@ pub fn tune(
                 }
             };
             let e = with_delta(e, &baseline);
+            if !ctx.meets(baseline.metric, e.metric) {
+                missed.push(v.clone());
+            }
             let gain = benefit(opts.objective, &baseline, &e);
             if ctx.meets(baseline.metric, e.metric) && gain > best.0 {
                 best = (gain, format!("{label} ({:.2}x, metric {:.4})", baseline.latency_ms / e.latency_ms, e.metric));
@@ -855,31 +901,53 @@ fn search(
                 .collect(),
         };
         let label = format!("chosen ({} layers)", chosen.len());
-        let ok = match skippable(ctx.measure(&label, &plan, None))? {
+        let (ok, plan_error) = match skippable(ctx.measure(&label, &plan, None))? {
             Ok(e) => {
                 progress(&format!("{label}: metric {:.4}, {:.4} ms", e.metric, e.latency_ms));
                 let ok = ctx.meets(b.metric, e.metric);
+                let err = e.sample_error.clone();
                 evaluated.push(e);
-                ok
+                (ok, err)
             }
             Err(why) => {
                 progress(&format!("{label}: could not be measured ({why})"));
-                false
+                (false, Vec::new())
             }
         };
         if ok {
             return Ok((chosen, evaluated.len() - 1, ok));
         }
-        // revert the chosen layer that cost the most on its own
-        let worst = chosen
-            .iter()
-            .enumerate()
-            .max_by(|x, y| ctx.cost(b.metric, rows[*x.1].2.metric).total_cmp(&ctx.cost(b.metric, rows[*y.1].2.metric)))
-            .map(|(k, _)| k)
-            .unwrap_or(0);
-        progress(&format!("over budget: reverting {}", rows[chosen[worst]].0));
+        let errors: Vec<&[f64]> = chosen.iter().map(|&i| rows[i].2.sample_error.as_slice()).collect();
+        let costs: Vec<f64> = chosen.iter().map(|&i| ctx.cost(b.metric, rows[i].2.metric)).collect();
+        let (worst, how) = revert_choice(&plan_error, &errors, &costs);
+        progress(&format!("over budget: reverting {} ({how})", rows[chosen[worst]].0));
         chosen.remove(worst);
     }
+}
+
+/// Which of the chosen rows to revert when the chosen plan misses the
+/// budget (NNCF's accuracy control, with output errors for its ranking
+/// metric): the samples on which the plan's output strays furthest from
+/// FP32 (`plan_error`; the worst quarter, at least one) are the ranking
+/// subset, and the row whose layer alone strays furthest on them goes,
+/// whatever it cost on average (a top-1 drop counts whole samples, so many
+/// layers tie at none). When any row lacks per-sample errors, the row
+/// that cost the most on its own (`costs`) goes. Returns the position in
+/// the rows given and how it was ranked.
+fn revert_choice(plan_error: &[f64], errors: &[&[f64]], costs: &[f64]) -> (usize, String) {
+    let n = plan_error.len();
+    let argmax =
+        |v: &[f64]| v.iter().enumerate().fold(0, |best, (k, x)| if x.total_cmp(&v[best]).is_gt() { k } else { best });
+    if n == 0 || errors.iter().any(|e| e.len() != n) {
+        return (argmax(costs), "the largest loss alone".into());
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&x, &y| plan_error[y].total_cmp(&plan_error[x]).then(x.cmp(&y)));
+    let subset = &order[..n.div_ceil(4)];
+    let score: Vec<f64> =
+        errors.iter().map(|e| subset.iter().map(|&s| e[s]).sum::<f64>() / subset.len() as f64).collect();
+    let k = argmax(&score);
+    (k, format!("output error {:.3e} alone on the plan's worst {} samples", score[k], subset.len()))
 }
 
 #[cfg(test)]
@@ -896,6 +964,7 @@ mod tests {
             layer_error: None,
             weight_bytes: 100,
             macs: 0,
+            sample_error: Vec::new(),
         };
         (layer.to_string(), variant("v", true, 0, 0.0, 0.0), e)
     }
@@ -915,6 +984,34 @@ mod tests {
         assert_eq!(pick(Objective::Latency), vec![0, 1]);
         // by size alone, every smaller variant
         assert_eq!(pick(Objective::Size), vec![1, 3]);
+    }
+
+    #[test]
+    fn harsher_variants_compress_at_least_as_hard_in_every_respect() {
+        let v = |q, p, c, r| variant("", q, p, c, r).settings;
+        let int8 = v(true, 0, 0.0, 0.0);
+        let (p8c25, p8c50, p4c25) = (v(false, 8, 0.25, 0.0), v(false, 8, 0.5, 0.0), v(false, 4, 0.25, 0.0));
+        assert!(harsher(&p8c50, &p8c25) && harsher(&p4c25, &p8c25) && harsher(&v(true, 8, 0.25, 0.0), &p8c25));
+        assert!(!harsher(&p8c25, &p8c50) && !harsher(&p8c25, &int8) && !harsher(&int8, &p8c25));
+        assert!(!harsher(&p4c25, &p8c50) && !harsher(&p8c50, &p4c25));
+        assert!(harsher(&v(false, 0, 0.0, 8.0), &v(false, 0, 0.0, 16.0)));
+        assert!(!harsher(&v(false, 0, 0.0, 16.0), &v(false, 0, 0.0, 8.0)));
+        assert!(harsher(&v(true, 0, 0.0, 8.0), &int8) && !harsher(&v(false, 0, 0.0, 8.0), &int8));
+    }
+
+    #[test]
+    fn reverts_rank_layers_by_their_error_on_the_plans_worst_samples() {
+        // eight samples: the plan strays most on samples 5 and 2 (the worst quarter)
+        let plan = [0.01, 0.02, 0.5, 0.01, 0.03, 0.9, 0.02, 0.01];
+        // a: worse on average and alone costlier, but harmless on 5 and 2; b: the cause there
+        let a = [0.2, 0.2, 0.01, 0.2, 0.2, 0.01, 0.2, 0.2];
+        let b = [0.0, 0.0, 0.3, 0.0, 0.0, 0.6, 0.0, 0.0];
+        let (k, how) = revert_choice(&plan, &[&a, &b], &[0.02, 0.01]);
+        assert_eq!(k, 1, "{how}");
+        assert!(how.contains("worst 2 samples"), "{how}");
+        // rows measured without per-sample errors: the costlier alone goes
+        assert_eq!(revert_choice(&plan, &[&a, &[]], &[0.02, 0.01]).0, 0);
+        assert_eq!(revert_choice(&[], &[&a, &b], &[0.01, 0.02]).0, 1);
     }
 
     #[test]
