@@ -24,6 +24,10 @@
 //! one, single pixels), two kept kernels of a mask at a time (one
 //! accumulator load and store per two kernels); per pixel the order of the
 //! fused multiply-adds is the same, so the bits are too.
+//!
+//! Threads split the output channels ([`Kernel::parallel_range`]); each
+//! task pads the image into its own scratch copy (a small fraction of its
+//! work), and computes its channels exactly as a serial run does.
 
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, Value};
 
@@ -97,7 +101,11 @@ pub(super) fn conv(
     let wts = k.blob_f32(&t.weights);
     let bp = k.blob_f32(bias);
     let img = g.c * hp * wpd;
-    let pad_img = k.scratch(img * 4);
+    // per output channel: every kept tap over the batch's planes
+    let cost = 2 * (g.n * g.oh * g.ow * t.weights.len()).div_ceil(g.oc.max(1)) as u64;
+    let cap = (super::gemm::TASK_SCRATCH_BUDGET / (img * 4).max(1)).max(2);
+    let (lo, hi) = k.parallel_range_capped(g.oc, 1, cost, cap)?;
+    let pad_img = k.task_scratch(img * 4);
     let xp = k.input(0);
     let out = k.output(0);
     // per mask: the taps' byte offsets from a pixel's top-left corner
@@ -140,7 +148,7 @@ pub(super) fn conv(
     k.for_n(0, g.n as i64, 1, |k, n| {
         let first = k.ic(0);
         pad_input(k, &g, xp, n, first, g.c, pad_img, hp, wpd);
-        k.for_n(0, g.oc as i64, 1, |k, oc| {
+        k.for_acc(lo, hi, 1, &[], |k, oc, _| {
             let no = k.b.ins().imul_imm_s(n, g.oc as i64);
             let o = k.b.ins().iadd(no, oc);
             let o = k.b.ins().imul_imm_s(o, (g.oh * ow * 4) as i64);
@@ -247,6 +255,7 @@ pub(super) fn conv(
                     });
                 }
             }
+            vec![]
         });
     });
     Ok(())
