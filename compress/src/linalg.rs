@@ -54,19 +54,12 @@ pub fn sub(m: &Mat<f64>, idx: &[usize]) -> Mat<f64> {
     Mat::from_fn(idx.len(), idx.len(), |i, j| m[(idx[i], idx[j])])
 }
 
-/// `wᵀ A⁻¹ w` for a small SPD `A`: the OBS cost of removing the weights `w`
-/// whose `H⁻¹` block is `A`.
-pub fn obs_cost(a: &Mat<f64>, w: &[f64]) -> Result<f64, CompressError> {
-    let x = solve_spd(a, w)?;
-    Ok(w.iter().zip(&x).map(|(a, b)| a * b).sum())
-}
-
-/// [`obs_cost`] for a block of at most 9 × 9 (a 3x3 kernel's taps), on the
-/// stack: `a` the kernel's `H⁻¹` block, `idx` the taps removed, `w` the
-/// kernel's weights. `wᵀA⁻¹w = ‖L⁻¹w‖²` with `A_idx = L Lᵀ`. Pattern
-/// selection evaluates it 57 times per kernel (a 512 × 4608 layer: 15
-/// million times), where allocating matrices dominated.
-pub fn obs_cost_small(a: &[[f64; 9]; 9], idx: &[usize], w: &[f64; 9]) -> Result<f64, CompressError> {
+/// The OBS cost `w_Dᵀ ([H⁻¹]_DD)⁻¹ w_D` of removing a 3x3 kernel's taps
+/// `idx` (D), on the stack: `a` the kernel's 9 × 9 `H⁻¹` block, `w` its
+/// weights; `‖L⁻¹w_D‖²` with `A_DD = L Lᵀ`. Pattern selection evaluates it
+/// 57 times per kernel (a 512 × 4608 layer: 15 million times), where
+/// allocating matrices dominated.
+pub fn obs_cost(a: &[[f64; 9]; 9], idx: &[usize], w: &[f64; 9]) -> Result<f64, CompressError> {
     let m = idx.len().min(9);
     let mut l = [[0f64; 9]; 9];
     for i in 0..m {
@@ -152,6 +145,12 @@ impl Whitened {
 mod small_tests {
     use super::*;
 
+    /// `wᵀ A⁻¹ w` through a faer factorisation: the reference.
+    fn factorised_obs_cost(a: &Mat<f64>, w: &[f64]) -> Result<f64, CompressError> {
+        let x = solve_spd(a, w)?;
+        Ok(w.iter().zip(&x).map(|(a, b)| a * b).sum())
+    }
+
     #[test]
     fn the_stack_obs_cost_is_the_factorised_one() {
         let x =
@@ -166,13 +165,13 @@ mod small_tests {
         let w = [0.3, -1.2, 0.7, 0.05, -0.4, 2.0, -0.9, 0.0, 1.1];
         for idx in [vec![0usize, 1, 2, 3, 4, 5, 6, 7, 8], vec![1, 3, 5, 7, 8], vec![4], vec![0, 8, 2]] {
             let wd: Vec<f64> = idx.iter().map(|&t| w[t]).collect();
-            let want = obs_cost(&sub(&a, &idx), &wd).unwrap_or_else(|e| panic!("{e}"));
-            let got = obs_cost_small(&block, &idx, &w).unwrap_or_else(|e| panic!("{e}"));
+            let want = factorised_obs_cost(&sub(&a, &idx), &wd).unwrap_or_else(|e| panic!("{e}"));
+            let got = obs_cost(&block, &idx, &w).unwrap_or_else(|e| panic!("{e}"));
             assert!((got - want).abs() <= 1e-10 * want.abs().max(1.0), "{idx:?}: {got} vs {want}");
         }
         // not positive definite: an error, not a NaN
         let mut bad = block;
         bad[4][4] = -1.0;
-        assert!(obs_cost_small(&bad, &[4], &w).is_err());
+        assert!(obs_cost(&bad, &[4], &w).is_err());
     }
 }

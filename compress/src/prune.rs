@@ -80,7 +80,7 @@ pub fn choose(
                 if magnitude {
                     Ok(d.iter().map(|&t| w[t] * w[t]).sum())
                 } else {
-                    linalg::obs_cost_small(&block, d, &w)
+                    linalg::obs_cost(&block, d, &w)
                 }
             };
             let all: Vec<usize> = (0..AREA).collect();

@@ -12,6 +12,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use sha2::{Digest, Sha256};
+
 use kerf_compress::probe::{truncated, ProbeFn};
 use kerf_compress::{CompressError, Probe};
 use kerf_ir::{Graph, Tensor, ValueId};
@@ -36,8 +38,9 @@ impl Probe for JitProbe {
             return compiled(&part);
         };
         // the part's text names its weights by content hash: equal text,
-        // equal function
-        let key = kerf_ir::text::print(&part);
+        // equal function (digested once: a prefix of a large model prints
+        // to tens of kilobytes)
+        let key = format!("{:x}", Sha256::digest(kerf_ir::text::print(&part).as_bytes()));
         let mut run: Option<ProbeFn> = None;
         Ok(Box::new(move |inputs: &[Tensor]| {
             let at = (key.clone(), inputs.iter().map(Tensor::content_hash).collect::<Vec<_>>().join(" "));

@@ -31,6 +31,10 @@ pub fn lower(k: &mut Kernel) -> LResult {
     // per run of `inner` elements (a per-tensor multiplier: one run)
     let (c, inner) = if per_channel { (c, inner) } else { (1, n) };
     let outer = n / (c * inner).max(1);
+    // the zero point, the clamp bounds and the rounding constant, once
+    let z = k.b.ins().f64const(f64::from(zp));
+    let (l, h) = (k.b.ins().f64const(lo as f64), k.b.ins().f64const(hi as f64));
+    let magic = k.b.ins().f64const(1.5 * 2f64.powi(52));
     k.for_n(0, outer as i64, 1, |k, o| {
         k.for_n(0, c as i64, 1, |k, ch| {
             let oc = k.b.ins().imul_imm_s(o, c as i64);
@@ -51,13 +55,10 @@ pub fn lower(k: &mut Kernel) -> LResult {
                     None => a,
                 };
                 let v = k.b.ins().fmul(a, m);
-                let z = k.b.ins().f64const(f64::from(zp));
                 let v = k.b.ins().fadd(v, z);
                 // clamp (NaN cannot occur: every operand is finite)
-                let (l, h) = (k.b.ins().f64const(lo as f64), k.b.ins().f64const(hi as f64));
                 let v = k.b.ins().fmax(v, l);
                 let v = k.b.ins().fmin(v, h);
-                let magic = k.b.ins().f64const(1.5 * 2f64.powi(52));
                 let v = k.b.ins().fadd(v, magic);
                 let v = k.b.ins().fsub(v, magic);
                 let q = k.b.ins().fcvt_to_sint_sat(types::I32, v);
