@@ -13,13 +13,8 @@
 //!   and the kernels really are split.
 
 mod common;
-use std::ffi::c_void;
-use std::sync::Mutex;
-
-use common::{close, list, reference, run, t};
+use common::{close, list, reference, run, t, threaded_equals_serial};
 use kerf_ir::Tensor;
-use kerf_runtime::{KerfRuntime, Model, TaskFn, ThreadPool, ABI_VERSION};
-use kerf_targets::{jit_compile, CompileOptions};
 
 fn vals(n: usize, seed: usize, scale: f32) -> Vec<f32> {
     (0..n).map(|i| ((((i + seed) * 7919) % 101) as f32 / 50.0 - 1.0) * scale).collect()
@@ -118,52 +113,6 @@ fn act_attrs(act: &str) -> String {
                 rest.trim_end_matches('}').split(", ").map(|a| format!("act_{}", a.trim())).collect();
             format!("act={name}, {}", args.join(", "))
         }
-    }
-}
-
-/// Records each `parallel_for`'s task count, runs the tasks in reverse.
-unsafe extern "C" fn reverse_parallel_for(ctx: *mut c_void, n: u32, task: TaskFn, arg: *mut c_void) {
-    // SAFETY: ctx is the `calls` mutex of `threaded_equals_serial`, alive during the run.
-    let calls = unsafe { &*(ctx as *const Mutex<Vec<u32>>) };
-    calls.lock().unwrap().push(n);
-    for i in (0..n).rev() {
-        // SAFETY: generated code's contract for parallel_for.
-        unsafe { task(arg, i) };
-    }
-}
-
-fn run_rt(m: &Model, inputs: &[Tensor], rt: Option<&KerfRuntime>) -> Vec<u8> {
-    let ins: Vec<&[u8]> = inputs.iter().map(|t| t.bytes()).collect();
-    let mut out = vec![0u8; m.info().outputs[0].bytes];
-    let mut arena = m.new_arena();
-    // SAFETY: the runtimes passed are a pool's or use `reverse_parallel_for`.
-    unsafe { m.run_with(&ins, &mut [out.as_mut_slice()], &mut arena, rt) }.unwrap();
-    out
-}
-
-/// Threaded runs equal the serial run bit for bit; the kernel is split.
-fn threaded_equals_serial(name: &str, text: &str, inputs: &[Tensor]) {
-    let g = kerf_ir::text::parse(text).unwrap();
-    let jm = jit_compile(&g, &CompileOptions::parse("host", "native", "t").unwrap()).unwrap();
-    let m = jm.model();
-    let want = run_rt(m, inputs, None);
-    let log: Mutex<Vec<u32>> = Mutex::new(Vec::new());
-    for threads in 1..=5u32 {
-        let rt = KerfRuntime {
-            abi_version: ABI_VERSION,
-            num_threads: threads,
-            parallel_for: Some(reverse_parallel_for),
-            ctx: &log as *const Mutex<Vec<u32>> as *mut c_void,
-        };
-        assert!(run_rt(m, inputs, Some(&rt)) == want, "{name}: {threads} threads differ from serial");
-        let calls = std::mem::take(&mut *log.lock().unwrap());
-        if threads >= 2 {
-            assert!(!calls.is_empty(), "{name}: not split at {threads} threads");
-        }
-    }
-    for threads in [2, 3] {
-        let pool = ThreadPool::new(threads);
-        assert!(run_rt(m, inputs, Some(&pool.runtime())) == want, "{name}: pool of {threads}");
     }
 }
 

@@ -1,11 +1,34 @@
 //! Transposed convolution (1-D and 2-D; 3-D is in `conv3d.rs`).
 //!
-//! A scalar scatter: every input element adds `x * w` into each output it
-//! reaches (bounds-checked), after the output is initialised with the bias.
+//! With constant weights (every exported model): a GEMM and a col2im, after
+//! the "backward-data" form of convolution. Per group, the weights are the
+//! matrix `A[(oc, ty, tx), ic] = W[ic, oc, ty, tx]` (packed at compile time
+//! into the GEMM engine's row blocks, [`gemm`]) and the input the matrix
+//! `B[ic, (iy, ix)]`; `C = A · B` holds, for every input pixel, what it
+//! adds to each output tap, and col2im adds row `(oc, ty, tx)` of `C` into
+//! output pixel `(iy·sh − ph + ty·dh, ix·sw − pw + tx·dw)` where that lies
+//! inside the output.
+//!
+//! Work is split into tasks over (image, group, block of output channels):
+//! a task owns its channels' whole output planes, so the overlapping
+//! scatters of neighbouring input pixels never race, and the sums are the
+//! same in the same order whatever the thread count. Within a task, input
+//! rows go in blocks whose B panels and C rows fit L2. When the kernel
+//! tiles the output exactly (kernel = stride, no dilation, pads or output
+//! padding, e.g. the 2×2 stride-2 upsampling of detection heads), every
+//! output pixel receives exactly one tap: the bias goes into the GEMM and
+//! col2im is a plain copy, with no initialising pass.
+//!
+//! Run-time weights keep a scalar scatter: every input element adds
+//! `x * w` into each output it reaches, after the output is set to the bias.
 
-use cranelift_codegen::ir::{types, InstBuilder};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, InstBuilder, Value};
 use kerf_ir::Op;
 
+use super::conv_geo::{geometry, Geo};
+use super::epilogue::Epilogue;
+use super::gemm::{self, Block, Gemm};
 use super::{Kernel, LResult};
 
 /// Lowers a `ConvTranspose` (f32); three or more spatial axes go to [`super::conv3d`].
@@ -15,17 +38,309 @@ pub fn conv_transpose(k: &mut Kernel) -> LResult {
     if c.window.rank() > 2 {
         return super::conv3d::conv_transpose(k);
     }
-    let x = k.in_shape(0).to_vec();
-    let o = k.out_shape(0).to_vec();
-    let w = &c.window;
-    let two = w.rank() == 2;
-    let (h, wd, oh, ow) = if two { (x[2], x[3], o[2], o[3]) } else { (1, x[2], 1, o[2]) };
-    let (kh, kw) = if two { (w.kernel[0], w.kernel[1]) } else { (1, w.kernel[0]) };
-    let (sh, sw) = if two { (w.strides[0], w.strides[1]) } else { (1, w.strides[0]) };
-    let (dh, dw) = if two { (w.dilations[0], w.dilations[1]) } else { (1, w.dilations[0]) };
-    let (ph, pw) = if two { (w.pad_begin(0), w.pad_begin(1)) } else { (0, w.pad_begin(0)) };
-    let (n, ci, co) = (x[0], x[1], o[1]);
-    let g = c.group;
+    let gm = geometry(k, &c.window, c.group)?;
+    let wconst = k.const_f32(1);
+    let bconst = if k.node.inputs.len() >= 3 { k.const_f32(2) } else { Some(vec![0.0; gm.oc]) };
+    let empty = [gm.n, gm.c, gm.h, gm.w, gm.oc, gm.oh, gm.ow].contains(&0);
+    match (wconst, bconst) {
+        (Some(w), Some(b)) if !empty => gemm_col2im(k, &gm, &w, &b),
+        _ => scatter(k, &gm),
+    }
+}
+
+/// The task and block sizes of [`gemm_col2im`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Plan {
+    /// Output channels per task (the last block of a group may hold fewer).
+    cb: usize,
+    /// Channel blocks per group.
+    nch: usize,
+    /// Input rows per pixel block (the last block may hold fewer).
+    rows: usize,
+    /// Pixel blocks per image.
+    nblk: usize,
+}
+
+/// Most GEMM rows (`channels × taps`) one task computes against a B block:
+/// 4 full row blocks of the engine, so C stays a few hundred KiB.
+const MAX_TASK_ROWS: usize = 4 * gemm::MR;
+
+fn plan(gm: &Geo, l1_budget: usize) -> Plan {
+    let ocg = gm.oc / gm.group;
+    let taps = gm.kh * gm.kw;
+    let icg = gm.c / gm.group;
+    // enough channel blocks for the threads, each at most MAX_TASK_ROWS rows
+    let want = gemm::SPLIT_UNITS.div_ceil(gm.n * gm.group);
+    let cb = ocg.div_ceil(want).min((MAX_TASK_ROWS / taps).max(1)).max(1);
+    let nch = ocg.div_ceil(cb);
+    // input rows whose B panels and C rows fit the budget
+    let per_row = (icg + cb * taps) * gm.w.div_ceil(4) * 4 * 4;
+    let fit = (l1_budget / per_row.max(1)).clamp(1, gm.h);
+    let rows = gm.h.div_ceil(gm.h.div_ceil(fit));
+    Plan { cb, nch, rows, nblk: gm.h.div_ceil(rows) }
+}
+
+/// Whether every output pixel receives exactly one tap.
+fn tiles_exactly(gm: &Geo) -> bool {
+    gm.kh == gm.sh
+        && gm.kw == gm.sw
+        && gm.dh == 1
+        && gm.dw == 1
+        && gm.ph == 0
+        && gm.pw == 0
+        && gm.oh == gm.h * gm.sh
+        && gm.ow == gm.w * gm.sw
+}
+
+/// Input columns `lo..hi` whose tap `t` (stride `s`, dilation `d`, begin
+/// pad `p`) lands inside an output of width `o`.
+fn tap_cols(w: usize, o: usize, s: usize, d: usize, p: usize, t: usize) -> (usize, usize) {
+    // ix·s − p + t·d ∈ [0, o)
+    let off = t * d;
+    let lo = if p > off { (p - off).div_ceil(s) } else { 0 };
+    let hi = if o + p > off { ((o + p - off - 1) / s + 1).min(w) } else { 0 };
+    (lo.min(hi), hi)
+}
+
+/// Constant weights: GEMM + col2im (see the module docs).
+fn gemm_col2im(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32]) -> LResult {
+    let (icg, ocg) = (gm.c / gm.group, gm.oc / gm.group);
+    let taps = gm.kh * gm.kw;
+    let exact = tiles_exactly(gm);
+    let p = plan(gm, gemm::b_block_bytes(&k.caps));
+    let l = k.lanes();
+    // A per (group, channel block): rows (oc, ty, tx), columns ic
+    let mut a = Vec::with_capacity(gm.group * ocg * taps * icg);
+    for g in 0..gm.group {
+        for cblk in 0..p.nch {
+            let c0 = cblk * p.cb;
+            let cbi = p.cb.min(ocg - c0);
+            let mut m = vec![0f32; cbi * taps * icg];
+            for oc in 0..cbi {
+                for t in 0..taps {
+                    for ic in 0..icg {
+                        m[(oc * taps + t) * icg + ic] = w[((g * icg + ic) * ocg + c0 + oc) * taps + t];
+                    }
+                }
+            }
+            a.extend(gemm::pack_a(&m, cbi * taps, icg, icg));
+        }
+    }
+    // GEMM bias per row: the channel's bias when each output gets one tap
+    let row_bias: Vec<f32> = if exact {
+        (0..gm.oc).flat_map(|oc| std::iter::repeat_n(bias[oc], taps)).collect()
+    } else {
+        vec![0.0; gm.oc * taps]
+    };
+    let a_ptr = k.blob_f32(&a);
+    let rb_ptr = k.blob_f32(&row_bias);
+    let bias_ptr = k.blob_f32(bias);
+    let xp = k.input(0);
+    let out = k.output(0);
+    let ldc = (p.rows * gm.w).div_ceil(l) * l;
+    let bbytes = ldc * icg * 4;
+    let cbytes = p.cb * taps * ldc * 4;
+    let items = gm.n * gm.group * p.nch;
+    let cost = 2 * (p.cb * taps * icg * gm.h * gm.w) as u64;
+    let cap = (gemm::TASK_SCRATCH_BUDGET / (bbytes + cbytes)).max(2);
+    let (lo, hi) = k.parallel_range_capped(items, 1, cost, cap)?;
+    let bbuf = k.task_scratch(bbytes);
+    let cbuf = k.task_scratch(cbytes);
+    let g2 = *gm;
+    let last_cb = ocg - (p.nch - 1) * p.cb;
+    let last_rows = gm.h - (p.nblk - 1) * p.rows;
+    let ptrs = Ptrs { xp, out, a: a_ptr, row_bias: rb_ptr, bias: bias_ptr, b: bbuf, c: cbuf };
+    k.for_dyn(lo, hi, 1, |k, it| {
+        // it = (n·group + g)·nch + cblk
+        let ng = k.b.ins().udiv_imm_s(it, p.nch as i64);
+        let cblk = k.b.ins().urem_imm_s(it, p.nch as i64);
+        let task = |k: &mut Kernel, cbi: usize| {
+            let t = Task { ng, cblk, cbi };
+            run_task(k, &g2, &p, exact, &ptrs, &t, last_rows);
+        };
+        if last_cb == p.cb {
+            task(k, p.cb);
+        } else {
+            let is_last = k.b.ins().icmp_imm_s(IntCC::Equal, cblk, (p.nch - 1) as i64);
+            let not_last = k.b.ins().icmp_imm_s(IntCC::NotEqual, cblk, (p.nch - 1) as i64);
+            k.if_then(not_last, |k| task(k, p.cb));
+            k.if_then(is_last, |k| task(k, last_cb));
+        }
+    });
+    Ok(())
+}
+
+/// The pointers every task reads or writes.
+struct Ptrs {
+    xp: Value,
+    out: Value,
+    a: Value,
+    row_bias: Value,
+    bias: Value,
+    b: Value,
+    c: Value,
+}
+
+/// One task: image·group `ng`, channel block `cblk` of `cbi` channels.
+struct Task {
+    ng: Value,
+    cblk: Value,
+    cbi: usize,
+}
+
+fn run_task(k: &mut Kernel, gm: &Geo, p: &Plan, exact: bool, ptrs: &Ptrs, t: &Task, last_rows: usize) {
+    let (icg, ocg) = (gm.c / gm.group, gm.oc / gm.group);
+    let taps = gm.kh * gm.kw;
+    let g = k.b.ins().urem_imm_s(t.ng, gm.group as i64);
+    // first channel of the block in the whole output / in the group
+    let oc_g = k.b.ins().imul_imm_s(t.cblk, p.cb as i64);
+    let gch = k.b.ins().imul_imm_s(t.ng, ocg as i64);
+    let oc0 = k.b.ins().iadd(gch, oc_g);
+    let g_oc = k.b.ins().imul_imm_s(g, ocg as i64);
+    let boc0 = k.b.ins().iadd(g_oc, oc_g);
+    // A blocks are packed in (group, block) order, each `rows × icg`
+    let a_off = k.b.ins().imul_imm_s(boc0, (taps * icg * 4) as i64);
+    let a = k.b.ins().iadd(ptrs.a, a_off);
+    let rb_off = k.b.ins().imul_imm_s(boc0, (taps * 4) as i64);
+    let row_bias = k.b.ins().iadd(ptrs.row_bias, rb_off);
+    let ohw = gm.oh * gm.ow;
+    let obase = k.b.ins().imul_imm_s(oc0, (ohw * 4) as i64);
+    let obase = k.b.ins().iadd(ptrs.out, obase);
+    if !exact {
+        // the block's output planes start as the bias
+        let cbi = t.cbi;
+        k.for_n(0, cbi as i64, 1, |k, oc| {
+            let bi = k.b.ins().iadd(boc0, oc);
+            let bv = k.ld_at(types::F32, ptrs.bias, bi, 4, 0);
+            let vty = k.vty();
+            let bvv = if vty == types::F32 { bv } else { k.b.ins().splat(vty, bv) };
+            let po = k.b.ins().imul_imm_s(oc, (ohw * 4) as i64);
+            let plane = k.b.ins().iadd(obase, po);
+            k.for_vec(ohw, &mut |k, ty, i| {
+                let v = if ty == types::F32 { bv } else { bvv };
+                k.st_at(v, plane, i, 4, 0);
+            });
+        });
+    }
+    let cin = k.b.ins().imul_imm_s(t.ng, icg as i64);
+    let xoff = k.b.ins().imul_imm_s(cin, (gm.h * gm.w * 4) as i64);
+    let xbase = k.b.ins().iadd(ptrs.xp, xoff);
+    let block = |k: &mut Kernel, blk: Value, nrows: usize| {
+        let width = nrows * gm.w;
+        let p0 = k.b.ins().imul_imm_s(blk, (p.rows * gm.w) as i64);
+        super::conv_packed::pack_flat(k, xbase, icg, gm.h * gm.w, p0, width, ptrs.b);
+        let l = k.lanes();
+        let ldc = (p.rows * gm.w).div_ceil(l) * l;
+        let zero = k.ic(0);
+        let gp = Gemm {
+            a,
+            bias: row_bias,
+            m: t.cbi * taps,
+            kk: icg,
+            out: ptrs.c,
+            ldo: ldc,
+            epi: Epilogue::NONE,
+            rows: None,
+        };
+        let bk = Block { b: ptrs.b, rows: 1, ppr: width.div_ceil(l), width, pitch: width, out_off: zero };
+        gemm::run_block(k, &gp, &bk);
+        let iy0 = k.b.ins().imul_imm_s(blk, p.rows as i64);
+        col2im(k, gm, exact, t.cbi, ldc, ptrs.c, obase, iy0, nrows);
+    };
+    if p.nblk > 1 {
+        k.for_n(0, (p.nblk - 1) as i64, 1, |k, blk| block(k, blk, p.rows));
+    }
+    let lastb = k.ic((p.nblk - 1) as i64);
+    block(k, lastb, last_rows);
+}
+
+/// Adds (or, when the output is tiled exactly, stores) C's rows of `cbi`
+/// channels for input rows `iy0..iy0+nrows` into the output planes at `obase`.
+#[allow(clippy::too_many_arguments)]
+fn col2im(
+    k: &mut Kernel,
+    gm: &Geo,
+    exact: bool,
+    cbi: usize,
+    ldc: usize,
+    c: Value,
+    obase: Value,
+    iy0: Value,
+    nrows: usize,
+) {
+    let taps = gm.kh * gm.kw;
+    let ohw = gm.oh * gm.ow;
+    let g = *gm;
+    k.for_n(0, cbi as i64, 1, |k, oc| {
+        let po = k.b.ins().imul_imm_s(oc, (ohw * 4) as i64);
+        let plane = k.b.ins().iadd(obase, po);
+        for ty in 0..g.kh {
+            for tx in 0..g.kw {
+                let (lo, hi) = tap_cols(g.w, g.ow, g.sw, g.dw, g.pw, tx);
+                if lo >= hi {
+                    continue;
+                }
+                let m = k.b.ins().imul_imm_s(oc, taps as i64);
+                let m = k.b.ins().iadd_imm_s(m, (ty * g.kw + tx) as i64);
+                let crow = k.b.ins().imul_imm_s(m, (ldc * 4) as i64);
+                let crow = k.b.ins().iadd(c, crow);
+                k.for_n(0, nrows as i64, 1, |k, r| {
+                    // oy = (iy0 + r)·sh − ph + ty·dh
+                    let iy = k.b.ins().iadd(iy0, r);
+                    let oy = k.b.ins().imul_imm_s(iy, g.sh as i64);
+                    let oy = k.b.ins().iadd_imm_s(oy, (ty * g.dh) as i64 - g.ph as i64);
+                    let ok = k.in_range(oy, g.oh as i64);
+                    k.if_then(ok, |k| {
+                        let orow = k.b.ins().imul_imm_s(oy, (g.ow * 4) as i64);
+                        let orow = k.b.ins().iadd(plane, orow);
+                        let cr = k.b.ins().imul_imm_s(r, (g.w * 4) as i64);
+                        let cr = k.b.ins().iadd(crow, cr);
+                        scatter_row(k, &g, exact, cr, orow, tx, lo, hi);
+                    });
+                });
+            }
+        }
+    });
+}
+
+/// One C row segment (input columns `lo..hi` of tap column `tx`) into one
+/// output row.
+#[allow(clippy::too_many_arguments)]
+fn scatter_row(k: &mut Kernel, g: &Geo, exact: bool, cr: Value, orow: Value, tx: usize, lo: usize, hi: usize) {
+    let first = (lo * g.sw + tx * g.dw) as i64 - g.pw as i64;
+    let src = k.add_c(cr, (lo * 4) as i64);
+    let dst = k.add_c(orow, first * 4);
+    let n = hi - lo;
+    if g.sw == 1 {
+        k.for_vec(n, &mut |k, ty, i| {
+            let v = k.ld_at(ty, src, i, 4, 0);
+            let p = k.addr(dst, i, 4);
+            let v = if exact {
+                v
+            } else {
+                let cur = k.ld(ty, p, 0);
+                k.b.ins().fadd(cur, v)
+            };
+            k.st(v, p, 0);
+        });
+    } else {
+        k.for_n(0, n as i64, 1, |k, i| {
+            let v = k.ld_at(types::F32, src, i, 4, 0);
+            let p = k.addr(dst, i, (g.sw * 4) as i64);
+            let v = if exact {
+                v
+            } else {
+                let cur = k.ld(types::F32, p, 0);
+                k.b.ins().fadd(cur, v)
+            };
+            k.st(v, p, 0);
+        });
+    }
+}
+
+/// Run-time weights: the scalar scatter (see the module docs).
+fn scatter(k: &mut Kernel, gm: &Geo) -> LResult {
+    let Geo { n, c: ci, h, w: wd, oc: co, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw, group: g } = *gm;
     let (icg, ocg) = (ci / g, co / g);
     let xp = k.input(0);
     // W `[ci][ocg][kh][kw]` and the bias are read in their own layout:

@@ -2,7 +2,11 @@
 //! Helpers shared by the integration tests: JIT a text-format graph for the
 //! host and run it on f32 inputs; compare with explicit tolerances.
 
+use std::ffi::c_void;
+use std::sync::Mutex;
+
 use kerf_ir::Tensor;
+use kerf_runtime::{KerfRuntime, Model, TaskFn, ThreadPool, ABI_VERSION};
 use kerf_targets::{jit_compile, CompileOptions};
 
 pub fn run(text: &str, inputs: &[Tensor], cpu: &str) -> Vec<Vec<f32>> {
@@ -67,4 +71,50 @@ pub fn xs(n: usize) -> Vec<f32> {
 /// Evaluates `g` node by node with the IR's reference evaluator.
 pub fn reference(g: &kerf_ir::Graph, inputs: &[Tensor]) -> Vec<Vec<f32>> {
     kerf_ir::eval::eval_graph(g, inputs).unwrap().iter().map(Tensor::to_f32_vec).collect()
+}
+
+/// Records each `parallel_for`'s task count, runs the tasks in reverse.
+pub unsafe extern "C" fn reverse_parallel_for(ctx: *mut c_void, n: u32, task: TaskFn, arg: *mut c_void) {
+    // SAFETY: ctx is the `calls` mutex of `threaded_equals_serial`, alive during the run.
+    let calls = unsafe { &*(ctx as *const Mutex<Vec<u32>>) };
+    calls.lock().unwrap().push(n);
+    for i in (0..n).rev() {
+        // SAFETY: generated code's contract for parallel_for.
+        unsafe { task(arg, i) };
+    }
+}
+
+pub fn run_rt(m: &Model, inputs: &[Tensor], rt: Option<&KerfRuntime>) -> Vec<u8> {
+    let ins: Vec<&[u8]> = inputs.iter().map(|t| t.bytes()).collect();
+    let mut out = vec![0u8; m.info().outputs[0].bytes];
+    let mut arena = m.new_arena();
+    // SAFETY: the runtimes passed are a pool's or use `reverse_parallel_for`.
+    unsafe { m.run_with(&ins, &mut [out.as_mut_slice()], &mut arena, rt) }.unwrap();
+    out
+}
+
+/// Threaded runs equal the serial run bit for bit; the kernel is split.
+pub fn threaded_equals_serial(name: &str, text: &str, inputs: &[Tensor]) {
+    let g = kerf_ir::text::parse(text).unwrap();
+    let jm = jit_compile(&g, &CompileOptions::parse("host", "native", "t").unwrap()).unwrap();
+    let m = jm.model();
+    let want = run_rt(m, inputs, None);
+    let log: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+    for threads in 1..=5u32 {
+        let rt = KerfRuntime {
+            abi_version: ABI_VERSION,
+            num_threads: threads,
+            parallel_for: Some(reverse_parallel_for),
+            ctx: &log as *const Mutex<Vec<u32>> as *mut c_void,
+        };
+        assert!(run_rt(m, inputs, Some(&rt)) == want, "{name}: {threads} threads differ from serial");
+        let calls = std::mem::take(&mut *log.lock().unwrap());
+        if threads >= 2 {
+            assert!(!calls.is_empty(), "{name}: not split at {threads} threads");
+        }
+    }
+    for threads in [2, 3] {
+        let pool = ThreadPool::new(threads);
+        assert!(run_rt(m, inputs, Some(&pool.runtime())) == want, "{name}: pool of {threads}");
+    }
 }
