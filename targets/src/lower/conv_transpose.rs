@@ -23,7 +23,7 @@
 //! `x * w` into each output it reaches, after the output is set to the bias.
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, InstBuilder, Value};
+use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Type, Value};
 use kerf_ir::Op;
 
 use super::conv_geo::{geometry, Geo};
@@ -59,25 +59,42 @@ struct Plan {
     rows: usize,
     /// Pixel blocks per image.
     nblk: usize,
+    /// A task computes one pixel block (exact tiling: no two input pixels
+    /// reach one output), else all pixel blocks of its channels.
+    per_block: bool,
 }
 
-/// Most GEMM rows (`channels × taps`) one task computes against a B block:
-/// 4 full row blocks of the engine, so C stays a few hundred KiB.
+/// Most GEMM rows (`channels × taps`) one task computes against a B block
+/// when tasks own whole planes: 4 full row blocks of the engine, so that
+/// several channel blocks feed the threads.
 const MAX_TASK_ROWS: usize = 4 * gemm::MR;
 
-fn plan(gm: &Geo, l1_budget: usize) -> Plan {
+/// Most GEMM rows per B block when tasks split pixel blocks: B is packed
+/// once per channel block, so as many rows as keep C in L2 with B.
+const MAX_BLOCK_ROWS: usize = 8 * gemm::MR;
+
+fn plan(gm: &Geo, budget: usize) -> Plan {
     let ocg = gm.oc / gm.group;
     let taps = gm.kh * gm.kw;
     let icg = gm.c / gm.group;
-    // enough channel blocks for the threads, each at most MAX_TASK_ROWS rows
-    let want = gemm::SPLIT_UNITS.div_ceil(gm.n * gm.group);
-    let cb = ocg.div_ceil(want).min((MAX_TASK_ROWS / taps).max(1)).max(1);
+    let per_block = tiles_exactly(gm);
+    let cb = if per_block {
+        ocg.min((MAX_BLOCK_ROWS / taps).max(1))
+    } else {
+        // enough channel blocks for the threads
+        let want = gemm::SPLIT_UNITS.div_ceil(gm.n * gm.group);
+        ocg.div_ceil(want).min((MAX_TASK_ROWS / taps).max(1)).max(1)
+    };
     let nch = ocg.div_ceil(cb);
     // input rows whose B panels and C rows fit the budget
     let per_row = (icg + cb * taps) * gm.w.div_ceil(4) * 4 * 4;
-    let fit = (l1_budget / per_row.max(1)).clamp(1, gm.h);
+    let mut fit = (budget / per_row.max(1)).clamp(1, gm.h);
+    if per_block {
+        // enough pixel blocks for the threads
+        fit = fit.min(gm.h.div_ceil(gemm::SPLIT_UNITS.div_ceil(gm.n * gm.group * nch))).max(1);
+    }
     let rows = gm.h.div_ceil(gm.h.div_ceil(fit));
-    Plan { cb, nch, rows, nblk: gm.h.div_ceil(rows) }
+    Plan { cb, nch, rows, nblk: gm.h.div_ceil(rows), per_block }
 }
 
 /// Whether every output pixel receives exactly one tap.
@@ -132,32 +149,33 @@ fn gemm_col2im(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32]) -> LResult {
     } else {
         vec![0.0; gm.oc * taps]
     };
-    let a_ptr = k.blob_f32(&a);
-    let rb_ptr = k.blob_f32(&row_bias);
-    let bias_ptr = k.blob_f32(bias);
-    let xp = k.input(0);
-    let out = k.output(0);
+    let ptrs = Ptrs {
+        a: k.blob_f32(&a),
+        row_bias: k.blob_f32(&row_bias),
+        bias: k.blob_f32(bias),
+        xp: k.input(0),
+        out: k.output(0),
+        b: k.ic(0),
+        c: k.ic(0),
+    };
     let ldc = (p.rows * gm.w).div_ceil(l) * l;
     let bbytes = ldc * icg * 4;
     let cbytes = p.cb * taps * ldc * 4;
-    let items = gm.n * gm.group * p.nch;
-    let cost = 2 * (p.cb * taps * icg * gm.h * gm.w) as u64;
+    let bu = if p.per_block { p.nblk } else { 1 };
+    let items = gm.n * gm.group * p.nch * bu;
+    let cost = 2 * (p.cb * taps * icg * gm.w) as u64 * if p.per_block { p.rows } else { gm.h } as u64;
     let cap = (gemm::TASK_SCRATCH_BUDGET / (bbytes + cbytes)).max(2);
     let (lo, hi) = k.parallel_range_capped(items, 1, cost, cap)?;
-    let bbuf = k.task_scratch(bbytes);
-    let cbuf = k.task_scratch(cbytes);
+    let ptrs = Ptrs { b: k.task_scratch(bbytes), c: k.task_scratch(cbytes), ..ptrs };
     let g2 = *gm;
     let last_cb = ocg - (p.nch - 1) * p.cb;
-    let last_rows = gm.h - (p.nblk - 1) * p.rows;
-    let ptrs = Ptrs { xp, out, a: a_ptr, row_bias: rb_ptr, bias: bias_ptr, b: bbuf, c: cbuf };
     k.for_dyn(lo, hi, 1, |k, it| {
-        // it = (n·group + g)·nch + cblk
-        let ng = k.b.ins().udiv_imm_s(it, p.nch as i64);
-        let cblk = k.b.ins().urem_imm_s(it, p.nch as i64);
-        let task = |k: &mut Kernel, cbi: usize| {
-            let t = Task { ng, cblk, cbi };
-            run_task(k, &g2, &p, exact, &ptrs, &t, last_rows);
-        };
+        // it = ((n·group + g)·nch + cblk)·bu + blk
+        let ngc = k.b.ins().udiv_imm_s(it, bu as i64);
+        let blk = if p.per_block { Some(k.b.ins().urem_imm_s(it, bu as i64)) } else { None };
+        let ng = k.b.ins().udiv_imm_s(ngc, p.nch as i64);
+        let cblk = k.b.ins().urem_imm_s(ngc, p.nch as i64);
+        let task = |k: &mut Kernel, cbi: usize| run_task(k, &g2, &p, &ptrs, &Task { ng, cblk, cbi, blk });
         if last_cb == p.cb {
             task(k, p.cb);
         } else {
@@ -171,6 +189,7 @@ fn gemm_col2im(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32]) -> LResult {
 }
 
 /// The pointers every task reads or writes.
+#[derive(Clone, Copy)]
 struct Ptrs {
     xp: Value,
     out: Value,
@@ -181,18 +200,21 @@ struct Ptrs {
     c: Value,
 }
 
-/// One task: image·group `ng`, channel block `cblk` of `cbi` channels.
+/// One task: image·group `ng`, channel block `cblk` of `cbi` channels, and
+/// pixel block `blk` (else all of them).
 struct Task {
     ng: Value,
     cblk: Value,
     cbi: usize,
+    blk: Option<Value>,
 }
 
-fn run_task(k: &mut Kernel, gm: &Geo, p: &Plan, exact: bool, ptrs: &Ptrs, t: &Task, last_rows: usize) {
+fn run_task(k: &mut Kernel, gm: &Geo, p: &Plan, ptrs: &Ptrs, t: &Task) {
     let (icg, ocg) = (gm.c / gm.group, gm.oc / gm.group);
     let taps = gm.kh * gm.kw;
+    let exact = tiles_exactly(gm);
     let g = k.b.ins().urem_imm_s(t.ng, gm.group as i64);
-    // first channel of the block in the whole output / in the group
+    // first channel of the block in the whole output / in the weights
     let oc_g = k.b.ins().imul_imm_s(t.cblk, p.cb as i64);
     let gch = k.b.ins().imul_imm_s(t.ng, ocg as i64);
     let oc0 = k.b.ins().iadd(gch, oc_g);
@@ -207,30 +229,17 @@ fn run_task(k: &mut Kernel, gm: &Geo, p: &Plan, exact: bool, ptrs: &Ptrs, t: &Ta
     let obase = k.b.ins().imul_imm_s(oc0, (ohw * 4) as i64);
     let obase = k.b.ins().iadd(ptrs.out, obase);
     if !exact {
-        // the block's output planes start as the bias
-        let cbi = t.cbi;
-        k.for_n(0, cbi as i64, 1, |k, oc| {
-            let bi = k.b.ins().iadd(boc0, oc);
-            let bv = k.ld_at(types::F32, ptrs.bias, bi, 4, 0);
-            let vty = k.vty();
-            let bvv = if vty == types::F32 { bv } else { k.b.ins().splat(vty, bv) };
-            let po = k.b.ins().imul_imm_s(oc, (ohw * 4) as i64);
-            let plane = k.b.ins().iadd(obase, po);
-            k.for_vec(ohw, &mut |k, ty, i| {
-                let v = if ty == types::F32 { bv } else { bvv };
-                k.st_at(v, plane, i, 4, 0);
-            });
-        });
+        init_bias(k, ohw, t.cbi, ptrs.bias, boc0, obase);
     }
     let cin = k.b.ins().imul_imm_s(t.ng, icg as i64);
     let xoff = k.b.ins().imul_imm_s(cin, (gm.h * gm.w * 4) as i64);
     let xbase = k.b.ins().iadd(ptrs.xp, xoff);
+    let l = k.lanes();
+    let ldc = (p.rows * gm.w).div_ceil(l) * l;
     let block = |k: &mut Kernel, blk: Value, nrows: usize| {
         let width = nrows * gm.w;
         let p0 = k.b.ins().imul_imm_s(blk, (p.rows * gm.w) as i64);
         super::conv_packed::pack_flat(k, xbase, icg, gm.h * gm.w, p0, width, ptrs.b);
-        let l = k.lanes();
-        let ldc = (p.rows * gm.w).div_ceil(l) * l;
         let zero = k.ic(0);
         let gp = Gemm {
             a,
@@ -247,11 +256,40 @@ fn run_task(k: &mut Kernel, gm: &Geo, p: &Plan, exact: bool, ptrs: &Ptrs, t: &Ta
         let iy0 = k.b.ins().imul_imm_s(blk, p.rows as i64);
         col2im(k, gm, exact, t.cbi, ldc, ptrs.c, obase, iy0, nrows);
     };
-    if p.nblk > 1 {
-        k.for_n(0, (p.nblk - 1) as i64, 1, |k, blk| block(k, blk, p.rows));
+    let last_rows = gm.h - (p.nblk - 1) * p.rows;
+    match t.blk {
+        Some(blk) if last_rows == p.rows => block(k, blk, p.rows),
+        Some(blk) => {
+            let is_last = k.b.ins().icmp_imm_s(IntCC::Equal, blk, (p.nblk - 1) as i64);
+            let not_last = k.b.ins().icmp_imm_s(IntCC::NotEqual, blk, (p.nblk - 1) as i64);
+            k.if_then(not_last, |k| block(k, blk, p.rows));
+            k.if_then(is_last, |k| block(k, blk, last_rows));
+        }
+        None => {
+            if p.nblk > 1 {
+                k.for_n(0, (p.nblk - 1) as i64, 1, |k, blk| block(k, blk, p.rows));
+            }
+            let lastb = k.ic((p.nblk - 1) as i64);
+            block(k, lastb, last_rows);
+        }
     }
-    let lastb = k.ic((p.nblk - 1) as i64);
-    block(k, lastb, last_rows);
+}
+
+/// Sets the `cbi` output planes at `obase` to their channels' bias
+/// (channels from `boc0` in the bias vector).
+fn init_bias(k: &mut Kernel, ohw: usize, cbi: usize, bias: Value, boc0: Value, obase: Value) {
+    k.for_n(0, cbi as i64, 1, |k, oc| {
+        let bi = k.b.ins().iadd(boc0, oc);
+        let bv = k.ld_at(types::F32, bias, bi, 4, 0);
+        let vty = k.vty();
+        let bvv = if vty == types::F32 { bv } else { k.b.ins().splat(vty, bv) };
+        let po = k.b.ins().imul_imm_s(oc, (ohw * 4) as i64);
+        let plane = k.b.ins().iadd(obase, po);
+        k.for_vec(ohw, &mut |k, ty, i| {
+            let v = if ty == types::F32 { bv } else { bvv };
+            k.st_at(v, plane, i, 4, 0);
+        });
+    });
 }
 
 /// Adds (or, when the output is tiled exactly, stores) C's rows of `cbi`
@@ -271,19 +309,24 @@ fn col2im(
     let taps = gm.kh * gm.kw;
     let ohw = gm.oh * gm.ow;
     let g = *gm;
+    // stride 2 with SIMD: taps tx, tx+1 fill neighbouring output columns,
+    // so their C rows are interleaved a vector at a time
+    let paired = g.sw == 2 && g.dw == 1 && k.caps.simd;
     k.for_n(0, cbi as i64, 1, |k, oc| {
         let po = k.b.ins().imul_imm_s(oc, (ohw * 4) as i64);
         let plane = k.b.ins().iadd(obase, po);
+        let m0 = k.b.ins().imul_imm_s(oc, taps as i64);
         for ty in 0..g.kh {
-            for tx in 0..g.kw {
-                let (lo, hi) = tap_cols(g.w, g.ow, g.sw, g.dw, g.pw, tx);
-                if lo >= hi {
-                    continue;
-                }
-                let m = k.b.ins().imul_imm_s(oc, taps as i64);
-                let m = k.b.ins().iadd_imm_s(m, (ty * g.kw + tx) as i64);
-                let crow = k.b.ins().imul_imm_s(m, (ldc * 4) as i64);
-                let crow = k.b.ins().iadd(c, crow);
+            let crow = |k: &mut Kernel, tx: usize| {
+                let m = k.b.ins().iadd_imm_s(m0, (ty * g.kw + tx) as i64);
+                let off = k.b.ins().imul_imm_s(m, (ldc * 4) as i64);
+                k.b.ins().iadd(c, off)
+            };
+            let mut tx = 0;
+            while tx < g.kw {
+                let pair = paired && tx + 1 < g.kw;
+                let rows: Vec<(Value, usize)> =
+                    if pair { vec![(crow(k, tx), tx), (crow(k, tx + 1), tx + 1)] } else { vec![(crow(k, tx), tx)] };
                 k.for_n(0, nrows as i64, 1, |k, r| {
                     // oy = (iy0 + r)·sh − ph + ty·dh
                     let iy = k.b.ins().iadd(iy0, r);
@@ -294,47 +337,98 @@ fn col2im(
                         let orow = k.b.ins().imul_imm_s(oy, (g.ow * 4) as i64);
                         let orow = k.b.ins().iadd(plane, orow);
                         let cr = k.b.ins().imul_imm_s(r, (g.w * 4) as i64);
-                        let cr = k.b.ins().iadd(crow, cr);
-                        scatter_row(k, &g, exact, cr, orow, tx, lo, hi);
+                        let src: Vec<(Value, usize)> =
+                            rows.iter().map(|&(c0, t)| (k.b.ins().iadd(c0, cr), t)).collect();
+                        if let [(a, ta), (b, _)] = src[..] {
+                            scatter_pair(k, &g, exact, (a, b), orow, ta);
+                        } else {
+                            let (lo, hi) = tap_cols(g.w, g.ow, g.sw, g.dw, g.pw, src[0].1);
+                            scatter_row(k, &g, exact, src[0].0, orow, src[0].1, lo, hi);
+                        }
                     });
                 });
+                tx += if pair { 2 } else { 1 };
             }
         }
     });
 }
 
-/// One C row segment (input columns `lo..hi` of tap column `tx`) into one
-/// output row.
+/// Stride 2, taps `tx` and `tx + 1` (C rows `a`, `b`) into one output row:
+/// the input columns both reach go a vector at a time, interleaved
+/// (`a0 b0 a1 b1 | a2 b2 a3 b3`); each tap's remaining columns one by one.
+fn scatter_pair(k: &mut Kernel, g: &Geo, exact: bool, (a, b): (Value, Value), orow: Value, tx: usize) {
+    let (alo, ahi) = tap_cols(g.w, g.ow, 2, 1, g.pw, tx);
+    let (blo, bhi) = tap_cols(g.w, g.ow, 2, 1, g.pw, tx + 1);
+    let (lo, hi) = (alo.max(blo), ahi.min(bhi));
+    if lo >= hi {
+        scatter_row(k, g, exact, a, orow, tx, alo, ahi);
+        scatter_row(k, g, exact, b, orow, tx + 1, blo, bhi);
+        return;
+    }
+    let vecs = (hi - lo) / 4;
+    let mid = lo + vecs * 4;
+    // output column of input column `lo`, tap tx
+    let first = (2 * lo + tx) as i64 - g.pw as i64;
+    let (sa, sb) = (k.add_c(a, (lo * 4) as i64), k.add_c(b, (lo * 4) as i64));
+    let dst = k.add_c(orow, first * 4);
+    let lo_mask: [u8; 16] = [0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23];
+    let hi_mask: [u8; 16] = [8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31];
+    let lo_imm = k.b.func.dfg.immediates.push(lo_mask.to_vec().into());
+    let hi_imm = k.b.func.dfg.immediates.push(hi_mask.to_vec().into());
+    let mut flags = MemFlagsData::new();
+    flags.set_endianness(Endianness::Little);
+    k.for_n(0, vecs as i64, 1, |k, v| {
+        let va = k.ld_at(types::F32X4, sa, v, 16, 0);
+        let vb = k.ld_at(types::F32X4, sb, v, 16, 0);
+        let (ba, bb) = (k.b.ins().bitcast(types::I8X16, flags, va), k.b.ins().bitcast(types::I8X16, flags, vb));
+        let zl = k.b.ins().shuffle(ba, bb, lo_imm);
+        let zh = k.b.ins().shuffle(ba, bb, hi_imm);
+        let zl = k.b.ins().bitcast(types::F32X4, flags, zl);
+        let zh = k.b.ins().bitcast(types::F32X4, flags, zh);
+        let d = k.addr(dst, v, 32);
+        for (z, off) in [(zl, 0), (zh, 16)] {
+            let z = if exact {
+                z
+            } else {
+                let cur = k.ld(types::F32X4, d, off);
+                k.b.ins().fadd(cur, z)
+            };
+            k.st(z, d, off);
+        }
+    });
+    // the columns only one tap reaches, and the tail
+    scatter_row(k, g, exact, a, orow, tx, alo, lo);
+    scatter_row(k, g, exact, a, orow, tx, mid, ahi);
+    scatter_row(k, g, exact, b, orow, tx + 1, blo, lo);
+    scatter_row(k, g, exact, b, orow, tx + 1, mid, bhi);
+}
+
+/// One C row segment (input columns `lo..hi` of tap column `tx`; `cr` is
+/// the row's column 0) into one output row.
 #[allow(clippy::too_many_arguments)]
 fn scatter_row(k: &mut Kernel, g: &Geo, exact: bool, cr: Value, orow: Value, tx: usize, lo: usize, hi: usize) {
+    if lo >= hi {
+        return;
+    }
     let first = (lo * g.sw + tx * g.dw) as i64 - g.pw as i64;
     let src = k.add_c(cr, (lo * 4) as i64);
     let dst = k.add_c(orow, first * 4);
     let n = hi - lo;
+    let add = |k: &mut Kernel, ty: Type, i: Value, stride: i64| {
+        let v = k.ld_at(ty, src, i, 4, 0);
+        let p = k.addr(dst, i, stride);
+        let v = if exact {
+            v
+        } else {
+            let cur = k.ld(ty, p, 0);
+            k.b.ins().fadd(cur, v)
+        };
+        k.st(v, p, 0);
+    };
     if g.sw == 1 {
-        k.for_vec(n, &mut |k, ty, i| {
-            let v = k.ld_at(ty, src, i, 4, 0);
-            let p = k.addr(dst, i, 4);
-            let v = if exact {
-                v
-            } else {
-                let cur = k.ld(ty, p, 0);
-                k.b.ins().fadd(cur, v)
-            };
-            k.st(v, p, 0);
-        });
+        k.for_vec(n, &mut |k, ty, i| add(k, ty, i, 4));
     } else {
-        k.for_n(0, n as i64, 1, |k, i| {
-            let v = k.ld_at(types::F32, src, i, 4, 0);
-            let p = k.addr(dst, i, (g.sw * 4) as i64);
-            let v = if exact {
-                v
-            } else {
-                let cur = k.ld(types::F32, p, 0);
-                k.b.ins().fadd(cur, v)
-            };
-            k.st(v, p, 0);
-        });
+        k.for_n(0, n as i64, 1, |k, i| add(k, types::F32, i, (g.sw * 4) as i64));
     }
 }
 
