@@ -101,6 +101,9 @@ fn avx2_tiles_equal_the_128_bit_tiles() {
         (32, 26, (14, 14), 1, (2, 1), "", "None", false),
         (8, 12, (9, 11), 3, (1, 2), "", "None", false),
         (6, 16, (6, 5), 5, (1, 1), "", "Clip, act_min=-0.5, act_max=0.75", false),
+        // HardSwish (Paddle/MobileNetV3 exports)
+        (16, 37, (9, 9), 1, (1, 1), "", "HardSwish", true),
+        (24, 40, (16, 16), 3, (1, 1), ", winograd=4", "HardSwish", false),
         // epilogues left to the Cranelift tile
         (16, 24, (8, 8), 1, (1, 1), "", "LeakyRelu, act_alpha=0.1", false),
         (16, 24, (8, 8), 1, (1, 1), "", "Clip, act_min=-0.0, act_max=6.0", false),
@@ -120,7 +123,7 @@ fn avx2_tiles_equal_the_128_bit_tiles() {
 /// A (strided, also transposed), constant and run-time B, full and
 /// leftover panel groups, and every store epilogue the tile applies
 /// (Gemm's alpha, beta·C per row and per column, MatMulFused's bias,
-/// residual, Relu/Clip); HardSwish stays on Cranelift.
+/// residual, Relu/Clip, HardSwish).
 #[test]
 fn avx2_matmul_tiles_equal_the_128_bit_tiles() {
     let v = |shape: &[usize], seed: usize| {
@@ -161,7 +164,7 @@ fn avx2_matmul_tiles_equal_the_128_bit_tiles() {
         (
             "input %0 \"a\": f32[2,20,48]\n  input %1 \"r\": f32[2,20,36]\n  const %4 \"b\": f32[48,36] = iota(0.5, -0.0007)\n  const %5 \"c\": f32[36] = iota(-0.3, 0.02)\n  %7 = MatMulFused{layer=\"m\", act=HardSwish, residual=true}(%0, %4, %5, %1): f32[2,20,36] @\"m\"\n  output \"y\" = %7",
             vec![v(&[2, 20, 48], 2), v(&[2, 20, 36], 3)],
-            false,
+            true,
         ),
     ];
     for (i, (body, ins, wide)) in cases.iter().enumerate() {
@@ -225,7 +228,8 @@ fn assembled_kernels_keep_the_leaf_abi() {
                 scale: Some(0.5),
                 addend: Some(Addend { per_column: pairs == 2, row: 64, scale: 2.0 }),
                 residual: rows % 2 == 0,
-                clamp,
+                clamp: if rows % 3 == 0 { None } else { clamp },
+                hardswish: rows % 3 == 0,
             };
             let t = GemmTile { rows, pairs, a_row: 4, a_step: 48, panel: 256, ldo: 400, init, epi };
             kernels.push((format!("gemm {t:?}"), gemm_tile(&t).unwrap()));

@@ -1,5 +1,5 @@
-//! Group `bn-fold`: fold inference BatchNormalization into the preceding
-//! Conv or Gemm.
+//! Group `bn-fold`: fold inference BatchNormalization, and per-channel
+//! constant scales and shifts, into the preceding Conv or Gemm.
 //!
 //! With `s = scale / sqrt(var + eps)` per channel, `BN(y) = y * s + (bias -
 //! mean * s)`. When `y = conv(x, W) + b`, scaling output channel `o` of `W`
@@ -8,13 +8,18 @@
 //! for `Gemm` on a 2-D `[N, C]` output with the columns of `B`. Values are
 //! computed in f64 and rounded once to the weight dtype.
 //!
+//! A per-channel affine step after a conv (`Mul(conv, s)`, `Add(conv, t)`,
+//! the "learnable affine blocks" of PP-LCNet/PP-HGNet exports, or a bias
+//! exported as a separate Add) is the same identity with `mean = 0` and,
+//! for a scale, `bias = 0`, for a shift, `s = 1, bias = t`.
+//!
 //! The fold only *adds* the folded op to the BatchNorm's class; when the
 //! un-normalised output has another consumer both stay available and
 //! extraction keeps whichever program is cheaper.
 
 use egg::Id;
 use kerf_ir::op::Gemm;
-use kerf_ir::{infer, Op, Origin, Tensor, WeightGrid, WeightId, F32};
+use kerf_ir::{infer, BinaryOp, DType, Op, Origin, Tensor, WeightGrid, WeightId, F32};
 
 use super::{add_union, rewrite, KRewrite, Rule};
 use crate::analysis::{KEGraph, MemoKey};
@@ -35,18 +40,36 @@ pub struct BnFoldConv;
 /// B)`, and the constant term is normalised like any other.
 pub struct BnFoldGemm;
 
-/// A match of `bn-fold-conv` or `bn-fold-gemm`: the Conv or Gemm and the constant weights
-/// to fold the BatchNorm into.
+/// `fold-conv-affine`: matches `Mul(y, s)` or `Add(y, t)` (either order)
+/// with a constant f32 `s`/`t` that is one value or one value per output
+/// channel (shape `[C, 1, ..]` aligned to the channel axis, broadcasting to
+/// `y`'s type without growing it) where `y`'s class contains `Conv(x, W[,
+/// b])` with constant `W` (and `b`); adds `Conv(x, W·s, b·s)` or `Conv(x,
+/// W, b + t)` to the class. Sound by the identity in the module docs:
+/// scaling output channel `o` of `W` and `b` by `s[o]` scales `y[:, o]`.
+pub struct FoldConvAffine;
+
+/// What is folded into the Conv or Gemm.
+#[derive(Clone, Copy)]
+enum Norm {
+    /// BatchNormalization with constant scale, bias, mean, var.
+    Bn(F32, [WeightId; 4]),
+    /// A per-channel scale (one value, or one per channel).
+    Scale(WeightId),
+    /// A per-channel shift.
+    Shift(WeightId),
+}
+
+/// A match of `bn-fold-conv`, `bn-fold-gemm` or `fold-conv-affine`: the
+/// Conv or Gemm and the constant weights to fold into it.
 pub struct BnMatch {
     /// The Conv or Gemm op (attributes and layer kept).
     op: Op,
-    epsilon: F32,
     /// The non-constant input (Conv `x`, Gemm `A`).
     x: Id,
     w: WeightId,
     b: Option<WeightId>,
-    /// scale, bias, mean, var
-    bn: [WeightId; 4],
+    norm: Norm,
 }
 
 /// BatchNorm nodes in `class` with constant parameters: `(eps, y, params)`.
@@ -93,25 +116,51 @@ fn find(eg: &KEGraph, class: Id, out: &mut Vec<BnMatch>, want: fn(&Op) -> bool) 
             continue;
         }
         for (op, x, w, b) in producers(eg, y, want) {
-            out.push(BnMatch { op, epsilon, x, w, b, bn });
+            out.push(BnMatch { op, x, w, b, norm: Norm::Bn(epsilon, bn) });
         }
     }
 }
 
-/// Per-channel `s = scale / sqrt(var + eps)` and `shift = bias - mean * s`.
-fn scale_shift(eg: &KEGraph, m: &BnMatch) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+/// Per-channel `(s, mean, bias)` of the identity in the module docs, for
+/// `c` output channels (`BN: s = scale / sqrt(var + eps)`).
+fn scale_shift(eg: &KEGraph, m: &BnMatch, c: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let t = |w: WeightId| eg.analysis.weights.tensor(w).to_f64_vec();
-    let [scale, bias, mean, var] = m.bn.map(t);
-    let eps = m.epsilon.get() as f64;
-    let s: Vec<f64> = scale.iter().zip(&var).map(|(sc, v)| sc / (v + eps).sqrt()).collect();
-    (s, mean, bias)
+    // one value or one per channel
+    let per_channel = |w: WeightId| {
+        let v = t(w);
+        if v.len() == 1 {
+            vec![v[0]; c]
+        } else {
+            v
+        }
+    };
+    match m.norm {
+        Norm::Bn(epsilon, bn) => {
+            let [scale, bias, mean, var] = bn.map(t);
+            let eps = epsilon.get() as f64;
+            let s: Vec<f64> = scale.iter().zip(&var).map(|(sc, v)| sc / (v + eps).sqrt()).collect();
+            (s, mean, bias)
+        }
+        Norm::Scale(w) => (per_channel(w), vec![0.0; c], vec![0.0; c]),
+        Norm::Shift(w) => (vec![1.0; c], vec![0.0; c], per_channel(w)),
+    }
+}
+
+/// The norm's op and constant inputs.
+fn norm_parts(n: Norm) -> (Op, Vec<WeightId>) {
+    match n {
+        Norm::Bn(epsilon, bn) => (Op::BatchNorm { epsilon }, bn.to_vec()),
+        Norm::Scale(w) => (Op::Binary(BinaryOp::Mul), vec![w]),
+        Norm::Shift(w) => (Op::Binary(BinaryOp::Add), vec![w]),
+    }
 }
 
 fn memo_key(rule: &'static str, m: &BnMatch) -> MemoKey {
+    let (op, norm) = norm_parts(m.norm);
     let mut inputs = vec![m.w];
     inputs.extend(m.b);
-    inputs.extend(m.bn);
-    let mut ops = vec![Op::BatchNorm { epsilon: m.epsilon }];
+    inputs.extend(norm);
+    let mut ops = vec![op];
     if let Op::Gemm(g) = &m.op {
         ops.push(Op::Gemm(g.clone()));
     }
@@ -129,7 +178,7 @@ fn add_weight(eg: &mut KEGraph, name: String, t: Tensor, sources: &[WeightId]) -
 fn sources(m: &BnMatch) -> Vec<WeightId> {
     let mut v = vec![m.w];
     v.extend(m.b);
-    v.extend(m.bn);
+    v.extend(norm_parts(m.norm).1);
     v
 }
 
@@ -145,7 +194,11 @@ fn folded(eg: &mut KEGraph, rule: &'static str, m: &BnMatch) -> Option<Vec<Weigh
 }
 
 fn compute(eg: &mut KEGraph, m: &BnMatch) -> Option<Vec<WeightId>> {
-    let (s, mean, bias) = scale_shift(eg, m);
+    let channels = match &m.op {
+        Op::Conv(_) => *eg.analysis.weights.tensor(m.w).shape().first()?,
+        _ => 0,
+    };
+    let (s, mean, bias) = scale_shift(eg, m, channels);
     let c = s.len();
     // Inference guarantees these; checking keeps every index below in range.
     if mean.len() != c || bias.len() != c || c == 0 {
@@ -229,12 +282,17 @@ fn compute(eg: &mut KEGraph, m: &BnMatch) -> Option<Vec<WeightId>> {
     // source's recorded layout (checked, so a layout never lies).
     let layout = eg.analysis.weights.get(m.w).sparsity.clone();
     let keeps_layout = layout.validate(&w2).is_ok();
-    let w_id = add_weight(eg, format!("{wname}.bn"), w2, &src);
+    let suffix = match m.norm {
+        Norm::Bn(..) => "bn",
+        Norm::Scale(_) => "scaled",
+        Norm::Shift(_) => "shifted",
+    };
+    let w_id = add_weight(eg, format!("{wname}.{suffix}"), w2, &src);
     if keeps_layout {
         eg.analysis.weights.get_mut(w_id).sparsity = layout;
     }
     eg.analysis.weights.get_mut(w_id).grid = grid;
-    let b_id = add_weight(eg, format!("{wname}.bn_bias"), b2, &src);
+    let b_id = add_weight(eg, format!("{wname}.{suffix}_bias"), b2, &src);
     Some(vec![w_id, b_id])
 }
 
@@ -308,9 +366,56 @@ impl Rule for BnFoldGemm {
     }
 }
 
-/// The rules of group `bn-fold`: [`BnFoldConv`] and [`BnFoldGemm`].
+/// Whether constant `w` is f32 and one value per channel of a conv output
+/// of type `out` (or one value): every axis but the channel axis is 1, and
+/// it broadcasts to `out` without growing it.
+fn per_channel(eg: &KEGraph, w: WeightId, out: &kerf_ir::TensorType) -> bool {
+    let t = eg.analysis.weights.tensor(w);
+    let (sh, rank) = (t.shape(), out.shape.len());
+    if t.dtype() != DType::F32 || sh.len() > rank || rank < 2 {
+        return false;
+    }
+    let lead = rank - sh.len();
+    sh.iter().enumerate().all(|(i, &d)| d == 1 || (i + lead == 1 && d == out.shape[1]))
+}
+
+impl Rule for FoldConvAffine {
+    type Match = BnMatch;
+    fn name(&self) -> &'static str {
+        "fold-conv-affine"
+    }
+    fn find(&self, eg: &KEGraph, class: Id, out: &mut Vec<BnMatch>) {
+        let Some(ty) = eg[class].data.ty() else { return };
+        if ty.dtype != DType::F32 {
+            return;
+        }
+        for n in &eg[class].nodes {
+            let norm: fn(WeightId) -> Norm = match n.kerf_op() {
+                Some(Op::Binary(BinaryOp::Mul)) => Norm::Scale,
+                Some(Op::Binary(BinaryOp::Add)) => Norm::Shift,
+                _ => continue,
+            };
+            let [a, b] = n.children.as_slice() else { continue };
+            for (y, c) in [(*a, *b), (*b, *a)] {
+                let Some(w) = eg[c].data.constant else { continue };
+                if eg[y].data.ty() != Some(ty) || !per_channel(eg, w, ty) {
+                    continue;
+                }
+                for (op, x, wt, bt) in producers(eg, y, |op| matches!(op, Op::Conv(_))) {
+                    out.push(BnMatch { op, x, w: wt, b: bt, norm: norm(w) });
+                }
+            }
+        }
+    }
+    fn apply(&self, eg: &mut KEGraph, class: Id, m: &BnMatch) -> Vec<Id> {
+        apply(eg, self.name(), class, m)
+    }
+}
+
+/// The rules of group `bn-fold`: [`BnFoldConv`], [`BnFoldGemm`] and
+/// [`FoldConvAffine`].
 pub fn rules() -> Vec<KRewrite> {
-    vec![rewrite(BnFoldConv), rewrite(BnFoldGemm)]
+    vec![rewrite(BnFoldConv), rewrite(BnFoldGemm), rewrite(FoldConvAffine)]
 }
 
 #[cfg(test)]

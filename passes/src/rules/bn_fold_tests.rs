@@ -201,3 +201,46 @@ fn folding_is_memoized() {
     // 6 source weights + W' and b', however often the rule re-matched
     assert_eq!(weights, 8);
 }
+
+/// `x -> Conv -> op(·, c)` for a constant `c` of `shape` (either operand order).
+fn conv_then(op: kerf_ir::BinaryOp, shape: &[usize], conv_first: bool) -> Graph {
+    let (n, ci, co, h) = (2, 3, 4, 6);
+    let mut g = Graph::new("conv_affine");
+    let x = g.add_input("x", TensorType::new(kerf_ir::DType::F32, vec![n, ci, h, h]));
+    let w = g.add_const("w", rand_tensor(1, &[co, ci, 3, 3], -1.0, 1.0), Origin::Initializer);
+    let b = g.add_const("b", rand_tensor(2, &[co], -1.0, 1.0), Origin::Initializer);
+    let window = Window { kernel: vec![3, 3], strides: vec![1, 1], dilations: vec![1, 1], pads: vec![1, 1, 1, 1] };
+    let conv = Op::Conv(Conv { window, group: 1, layer: Layer("c".into()), algo: kerf_ir::op::ConvAlgo::Direct });
+    let y = g.add_node1("conv", conv, vec![x, w, b]).unwrap();
+    let c = g.add_const("k", rand_tensor(3, shape, -2.0, 2.0), Origin::Initializer);
+    let ins = if conv_first { vec![y, c] } else { vec![c, y] };
+    let z = g.add_node1("affine", Op::Binary(op), ins).unwrap();
+    g.add_output("y", z);
+    g
+}
+
+#[test]
+fn per_channel_scales_and_shifts_fold_into_the_conv() {
+    use kerf_ir::BinaryOp::{Add, Mul};
+    for op in [Mul, Add] {
+        for (shape, first) in [(&[1][..], true), (&[1, 4, 1, 1][..], false), (&[4, 1, 1][..], true), (&[][..], false)] {
+            let out = check_numerics(&conv_then(op, shape, first), "bn-fold");
+            let t = text::print(&out);
+            assert_eq!(out.nodes.len(), 1, "{op:?} {shape:?}:\n{t}");
+            assert!(t.contains(if op == Mul { "w.scaled" } else { "w.shifted" }), "{t}");
+        }
+    }
+}
+
+#[test]
+fn constants_varying_off_the_channel_axis_stay() {
+    use kerf_ir::BinaryOp::{Add, Mul};
+    // one value per column, per image or per spatial position: not a
+    // per-channel affine, and a [6] vector broadcasts along the width
+    for op in [Mul, Add] {
+        for shape in [&[1, 1, 1, 6][..], &[2, 1, 1, 1][..], &[1, 4, 6, 6][..], &[6][..]] {
+            let out = check_numerics(&conv_then(op, shape, true), "bn-fold");
+            assert_eq!(out.nodes.len(), 2, "{op:?} {shape:?}:\n{}", text::print(&out));
+        }
+    }
+}

@@ -35,7 +35,7 @@ use crate::lang::KNode;
 pub struct RecogniseGelu;
 
 /// The single f32 value of a constant class with at most `rank` dims, all 1.
-fn scalar(eg: &KEGraph, class: Id, rank: usize) -> Option<f64> {
+pub(super) fn scalar(eg: &KEGraph, class: Id, rank: usize) -> Option<f64> {
     let w = eg[class].data.constant?;
     let t = eg.analysis.weights.tensor(w);
     if t.dtype() != DType::F32 || t.numel() != 1 || t.shape().len() > rank {
@@ -45,13 +45,13 @@ fn scalar(eg: &KEGraph, class: Id, rank: usize) -> Option<f64> {
 }
 
 /// `v` is the f32 rounding of `exact`: within half an ulp of f32 at `exact`.
-fn is_f32_of(v: f64, exact: f64) -> bool {
+pub(super) fn is_f32_of(v: f64, exact: f64) -> bool {
     let ulp = f64::from(f32::EPSILON) * 2f64.powi(exact.abs().log2().floor() as i32);
     (v - exact).abs() <= ulp / 2.0
 }
 
 /// The two children of the `Binary(op)` nodes of `class`, both orders.
-fn operands(eg: &KEGraph, class: Id, op: BinaryOp) -> Vec<(Id, Id)> {
+pub(super) fn operands(eg: &KEGraph, class: Id, op: BinaryOp) -> Vec<(Id, Id)> {
     let mut out = Vec::new();
     for n in &eg[class].nodes {
         if n.kerf_op() == Some(&Op::Binary(op)) {

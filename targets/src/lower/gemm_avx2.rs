@@ -8,9 +8,9 @@
 //! what the engine's Cranelift tile would (same layouts, same per-output
 //! FMA chain over K in order, same epilogue operations in the same order),
 //! so a product is bit-identical with and without it. Epilogue activations
-//! other than none, Relu and the Clips the vector selects express
-//! (`epilogue::clamp_select`) keep the Cranelift tile, as do partial and
-//! leftover panels.
+//! other than none, Relu, HardSwish and the Clips the vector selects
+//! express (`epilogue::clamp_select`) keep the Cranelift tile, as do partial
+//! and leftover panels.
 
 use cranelift_codegen::ir::{AbiParam, InstBuilder, Signature, Value};
 
@@ -54,17 +54,20 @@ fn spans(full: usize) -> [(usize, usize, usize); 2] {
     [(0, four, 4), (four, four + two, 2)]
 }
 
-/// The clamp an activation is, if the tiles can apply it.
-pub(super) fn clamp_of(act: Act) -> Option<Option<Clamp>> {
-    match act {
-        Act::None => Some(None),
-        Act::Relu => Some(Some(Clamp { lo: 0.0, hi: None })),
+/// The tile epilogue of an activation (clamp or HardSwish), if the tiles
+/// can apply it; `residual` says whether the residual is added first.
+pub(super) fn act_epi(act: Act, residual: bool) -> Option<TileEpi> {
+    let (clamp, hardswish) = match act {
+        Act::None => (None, false),
+        Act::Relu => (Some(Clamp { lo: 0.0, hi: None }), false),
         // the selects' exceptions (`clamp_select`): -0 lower or zero upper bound
         Act::Clip { lo, hi } if lo.to_bits() != (-0.0f32).to_bits() && hi != 0.0 => {
-            Some(Some(Clamp { lo, hi: Some(hi) }))
+            (Some(Clamp { lo, hi: Some(hi) }), false)
         }
-        _ => None,
-    }
+        Act::HardSwish => (None, true),
+        _ => return None,
+    };
+    Some(TileEpi { residual, clamp, hardswish, ..TileEpi::default() })
 }
 
 /// The tiles of `t` (its `rows` and `pairs` ignored) for a block of `h`
@@ -123,7 +126,7 @@ pub(super) fn plan_conv(k: &Kernel, g: &Gemm, h: usize, pass: Pass) -> Option<Wi
         panel: g.kk * k.lanes() * 4,
         ldo: g.ldo * 4,
         init: if pass.first { Init::RowBias } else { Init::Partial },
-        epi: TileEpi { residual: epi.residual.is_some(), clamp: clamp_of(epi.act)?, ..TileEpi::default() },
+        epi: act_epi(epi.act, epi.residual.is_some())?,
     };
     plan(k, t, h, 4)
 }

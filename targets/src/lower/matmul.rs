@@ -473,8 +473,7 @@ fn wide_tiles(
         epi: TileEpi {
             scale: epi.scale,
             addend: epi.addend.map(|ad| TileAddend { per_column: ad.sn == 1, row: ad.sm * 4, scale: ad.scale }),
-            residual: epi.residual.is_some(),
-            clamp: super::gemm_avx2::clamp_of(epi.act)?,
+            ..super::gemm_avx2::act_epi(epi.act, epi.residual.is_some())?
         },
     };
     let bias_row = if out.bias.is_some() { 4 } else { epi.addend.map_or(0, |ad| ad.sm * 4) };

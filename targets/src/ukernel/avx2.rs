@@ -57,6 +57,9 @@ pub struct TileEpi {
     pub residual: bool,
     /// Relu/Clip applied last, if any.
     pub clamp: Option<Clamp>,
+    /// HardSwish applied last, `x·min(max(x·f32(1/6) + 0.5, 0), 1)` (the
+    /// operations of `lower::epilogue`; with no `clamp`).
+    pub hardswish: bool,
 }
 
 /// A tensor added at the store: one value per row (`per_column` false,
@@ -215,6 +218,35 @@ fn epilogue(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedE
             splat(a, x, hi)?;
             each(a, &mut |a, r, j| a.vminps(acc(r, j), x, acc(r, j)))?;
         }
+    }
+    if t.epi.hardswish {
+        hardswish(a, rows, pairs, &|r, j| acc(r, j))?;
+    }
+    Ok(())
+}
+
+/// HardSwish on the accumulators: `t = max(acc·sixth + half, 0)` as
+/// `vmaxps t, zero, t` and `min(t, 1)` as `vminps t, one, t` (a NaN `t`
+/// passes through, as in Cranelift's `fmax`/`fmin`; for other values the
+/// same result, `t` is never -0), then `acc·t`. Four free registers hold
+/// 1/6, 0.5, 1 and `t`; zero borrows 1/6's register per accumulator.
+fn hardswish(
+    a: &mut CodeAssembler,
+    rows: usize,
+    pairs: usize,
+    acc: &dyn Fn(usize, usize) -> AsmRegisterYmm,
+) -> Result<(), IcedError> {
+    let (sixth, half, one, t) = (ymm12, ymm13, ymm14, ymm15);
+    splat(a, half, 0.5)?;
+    splat(a, one, 1.0)?;
+    for (r, j) in (0..rows).flat_map(|r| (0..pairs).map(move |j| (r, j))) {
+        splat(a, sixth, 1.0 / 6.0)?;
+        a.vmulps(t, acc(r, j), sixth)?;
+        a.vaddps(t, t, half)?;
+        a.vxorps(sixth, sixth, sixth)?;
+        a.vmaxps(t, sixth, t)?;
+        a.vminps(t, one, t)?;
+        a.vmulps(acc(r, j), acc(r, j), t)?;
     }
     Ok(())
 }
