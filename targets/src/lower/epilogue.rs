@@ -114,8 +114,16 @@ pub fn apply_act(k: &mut Kernel, ty: Type, act: Act, x: Value) -> Value {
             let one = k.fsplat(ty, 1.0);
             let t = k.b.ins().fmul(x, sixth);
             let t = k.b.ins().fadd(t, half);
-            let t = k.b.ins().fmax(t, z);
-            let t = k.b.ins().fmin(t, one);
+            let t = if ty.is_vector() {
+                // selects (one maxps/minps each on x86-64): `t` is never -0
+                // (`x/6 + 0.5` rounds an exact zero to +0), so they equal
+                // fmax/fmin for every non-NaN `t`, and NaN stays NaN
+                let t = sel_lt(k, ty, t, z, z, t); // t < 0 ? 0 : t
+                sel_lt(k, ty, one, t, one, t) // 1 < t ? 1 : t
+            } else {
+                let t = k.b.ins().fmax(t, z);
+                k.b.ins().fmin(t, one)
+            };
             k.b.ins().fmul(x, t)
         }
         Act::Sigmoid => math::sigmoid(&mut k.b, x),
@@ -145,22 +153,24 @@ fn clamp_select(k: &mut Kernel, ty: Type, act: Act, x: Value) -> Option<Value> {
     if !ty.is_vector() || lo.to_bits() == (-0.0f32).to_bits() || hi.is_some_and(zero_bound) {
         return None;
     }
-    let le = MemFlagsData::new().with_endianness(Endianness::Little);
-    // (a < b) ? pick_a : pick_b, in the shape the x86-64 backend matches
-    let sel_lt = |k: &mut Kernel, a: Value, b: Value, pick_a: Value, pick_b: Value| {
-        let c = k.b.ins().fcmp(FloatCC::LessThan, a, b);
-        let m = k.b.ins().bitcast(ty, le, c);
-        k.b.ins().bitselect(m, pick_a, pick_b)
-    };
     let l = k.fsplat(ty, lo);
-    let mut y = sel_lt(k, x, l, l, x); // x < lo ? lo : x
+    let mut y = sel_lt(k, ty, x, l, l, x); // x < lo ? lo : x
     if zero_bound(lo) {
         let z = k.fsplat(ty, 0.0);
         y = k.b.ins().fadd(y, z);
     }
     if let Some(hi) = hi {
         let h = k.fsplat(ty, hi);
-        y = sel_lt(k, h, y, h, y); // hi < y ? hi : y
+        y = sel_lt(k, ty, h, y, h, y); // hi < y ? hi : y
     }
     Some(y)
+}
+
+/// `(a < b) ? pick_a : pick_b` on vectors, in the shape the x86-64 backend
+/// matches to one `maxps`/`minps`.
+fn sel_lt(k: &mut Kernel, ty: Type, a: Value, b: Value, pick_a: Value, pick_b: Value) -> Value {
+    let le = MemFlagsData::new().with_endianness(Endianness::Little);
+    let c = k.b.ins().fcmp(FloatCC::LessThan, a, b);
+    let m = k.b.ins().bitcast(ty, le, c);
+    k.b.ins().bitselect(m, pick_a, pick_b)
 }
