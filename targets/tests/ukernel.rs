@@ -212,6 +212,42 @@ fn avx2_pattern_passes_equal_the_128_bit_passes() {
     }
 }
 
+/// The assembled depthwise pass (`ukernel::avx2::dw_plane`, stride-1
+/// depthwise convs) against the 128-bit Cranelift kernel: 3x3, 5x5 and
+/// 7x7, dilation 2, rows whose width leaves no, a 4-pixel and a 1..3-pixel
+/// tail after the 8-pixel vectors and more than one group of 8 vectors, a
+/// batch of 2, every epilogue (none, Relu, Clip, HardSwish, residual).
+/// Same bits, and the reference.
+#[test]
+fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
+    let cases: [(usize, usize, (usize, usize), usize, usize, &str, bool); 8] = [
+        (1, 6, (9, 8), 3, 1, "None", false),
+        (2, 5, (11, 13), 5, 1, "HardSwish", false),
+        (1, 4, (12, 79), 5, 1, "Relu", true),
+        (1, 3, (10, 70), 3, 1, "Clip, act_min=-0.5, act_max=0.75", false),
+        (1, 4, (16, 15), 7, 1, "HardSwish", true),
+        (1, 3, (13, 20), 3, 2, "None", true),
+        (1, 5, (8, 68), 5, 1, "None", false),
+        (2, 3, (14, 9), 5, 2, "Relu", false),
+    ];
+    for (i, &(n, c, (h, w), k, d, act, residual)) in cases.iter().enumerate() {
+        let p = d * (k - 1) / 2;
+        let wt: Vec<f32> = xs(c * k * k + 3)[3..].iter().map(|v| v * 0.1).collect();
+        let b: Vec<f32> = (0..c).map(|j| 0.1 * j as f32 - 0.2).collect();
+        let x: Vec<f32> = xs(n * c * h * w).iter().map(|v| v * 0.5).collect();
+        let r: Vec<f32> = xs(n * c * h * w + 7)[7..].to_vec();
+        let text = format!(
+            "graph \"g\"\n  input %0 \"x\": f32[{n},{c},{h},{w}]\n  input %9 \"r\": f32[{n},{c},{h},{w}]\n  const %1 \"w\": f32[{c},1,{k},{k}] = {}\n  const %2 \"b\": f32[{c}] = {}\n  %3 = ConvFused{{kernel=[{k},{k}], strides=[1,1], dilations=[{d},{d}], pads=[{p},{p},{p},{p}], group={c}, layer=\"c\", act={act}, residual={residual}}}(%0, %1, %2{}): f32[{n},{c},{h},{w}] @\"c\"\n  output \"y\" = %3\n",
+            list(&wt),
+            list(&b),
+            if residual { ", %9" } else { "" }
+        );
+        if !check(200 + i, &text, &[t(&[n, c, h, w], &x), t(&[n, c, h, w], &r)], true) {
+            return;
+        }
+    }
+}
+
 /// Every assembled micro-kernel, decoded: a leaf (no call, no stack use),
 /// touching no callee-saved register (System V: rbx, rbp, r12–r15), with
 /// `vzeroupper` right before its only `ret` (the leaf ABI of
@@ -237,6 +273,23 @@ fn assembled_kernels_keep_the_leaf_abi() {
     }
     for rows in 1..=12 {
         kernels.push((format!("qgemm {rows}"), qgemm_tile(rows).unwrap()));
+    }
+    for (cols, hardswish) in [(8, false), (79, true), (70, false), (3, true), (130, false)] {
+        let epi = TileEpi {
+            residual: cols % 2 == 0,
+            clamp: if hardswish { None } else { clamp },
+            hardswish,
+            ..TileEpi::default()
+        };
+        let p = DwPlane {
+            taps: (0..25).map(|t| (t / 5) * 400 + (t % 5) * 4).collect(),
+            rows: 3,
+            cols,
+            out_row: 600,
+            in_row: 400,
+            epi,
+        };
+        kernels.push((format!("depthwise {p:?}"), dw_plane(&p).unwrap()));
     }
     for (kernels_per_pass, cols) in [(1, 1), (2, 7), (2, 56), (1, 14), (2, 30)] {
         let p = PatternPass {

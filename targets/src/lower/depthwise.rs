@@ -28,12 +28,24 @@
 //!
 //! The bias is the accumulators' initial value; the fused epilogue
 //! (residual, activation: `apply_act`) is applied before the store.
+//!
+//! With AVX2 + FMA, stride-1 planes at least 8 wide whose epilogue the
+//! assembled tiles apply (none, Relu, Clip, HardSwish) run through
+//! `ukernel::avx2::dw_plane` instead: each task copies its channel's plane
+//! into a zero-padded scratch plane and one assembled pass computes the
+//! whole output plane, 8 pixels per `ymm`, the same operations in the same
+//! order as the 128-bit kernel (Cranelift keeps its register allocation
+//! from holding 25 weights and 8 accumulators; the 5x5 kernels of
+//! PP-LCNet/PicoDet spilled on every tap).
 
 use cranelift_codegen::ir::{types, ConstantData, Endianness, Immediate, InstBuilder, MemFlagsData, Type, Value};
 
+use cranelift_codegen::ir::{AbiParam, Signature};
+
 use super::conv_geo::Geo;
 use super::epilogue::{apply_act, Epilogue};
-use super::{Kernel, LResult};
+use super::{Kernel, LResult, PTR};
+use crate::ukernel::avx2::{dw_plane, DwPlane};
 
 /// Positions computed together per pass (accumulators in flight).
 const VECS: usize = 8;
@@ -100,6 +112,9 @@ pub(super) fn depthwise(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: E
     let vecs = if g.sw == 2 && l > 1 { VECS_S2 } else { VECS };
     let p = Plan { g, l, ty, vecs, wb, pair };
 
+    if let Some(code) = wide_pass(k, &g, epi) {
+        return wide(k, &g, w, bias, epi, code);
+    }
     let xp = k.input(0);
     let out = k.output(0);
     let (lo, hi) = k.parallel_range(g.n * g.c, 1, (2 * g.oh * g.ow * taps + g.w) as u64)?;
@@ -162,6 +177,83 @@ pub(super) fn depthwise(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: E
                 border_pass(k, &p, &ctx, chunk);
             }
         });
+    });
+    Ok(())
+}
+
+/// The padded plane of the assembled pass: `(rows, row length)`, enough
+/// for every output's window.
+fn padded(g: &Geo) -> (usize, usize) {
+    let hp = (g.h + g.ph).max(g.oh - 1 + (g.kh - 1) * g.dh + 1);
+    let wpd = (g.w + g.pw).max(g.ow - 1 + (g.kw - 1) * g.dw + 1);
+    (hp, wpd)
+}
+
+/// The assembled whole-plane pass for `g`, when it applies (see the module
+/// docs).
+fn wide_pass(k: &Kernel, g: &Geo, epi: Epilogue) -> Option<Vec<u8>> {
+    if !k.caps.avx2 || k.lanes() != 4 || g.sh != 1 || g.sw != 1 || g.ow < 8 {
+        return None;
+    }
+    let act = super::gemm_avx2::act_epi(epi.act, epi.residual.is_some())?;
+    let (_, wpd) = padded(g);
+    let taps = (0..g.kh * g.kw).map(|t| (((t / g.kw) * g.dh * wpd + (t % g.kw) * g.dw) * 4) as i32).collect();
+    let pass = DwPlane { taps, rows: g.oh, cols: g.ow, out_row: g.ow * 4, in_row: wpd * 4, epi: act };
+    dw_plane(&pass).ok()
+}
+
+/// Stride-1 depthwise through the assembled pass `code`: per channel, copy
+/// the plane into the task's zero-padded scratch, one call.
+fn wide(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: Epilogue, code: Vec<u8>) -> LResult {
+    let taps = g.kh * g.kw;
+    let (hp, wpd) = padded(g);
+    let splat: Vec<f32> = w.iter().flat_map(|&x| std::iter::repeat_n(x, 8)).collect();
+    let wb = k.blob_f32(&splat);
+    let bb = k.blob_f32(bias);
+    let xp = k.input(0);
+    let out = k.output(0);
+    let plane = hp * wpd * 4;
+    let cap = (super::gemm::TASK_SCRATCH_BUDGET / plane.max(1)).max(2);
+    let cost = (2 * g.oh * g.ow * taps + hp * wpd) as u64;
+    let (lo, hi) = k.parallel_range_capped(g.n * g.c, 1, cost, cap)?;
+    let pad = k.task_scratch(plane);
+    let code = k.code(code);
+    let sref = {
+        let mut sig = Signature::new(k.b.func.signature.call_conv);
+        sig.params.extend(std::iter::repeat_n(AbiParam::new(PTR), 5));
+        k.b.import_signature(sig)
+    };
+    let g2 = *g;
+    // the padding stays zero: each channel only overwrites the interior
+    k.for_vec(hp * wpd, &mut |k, ty, i| {
+        let z = k.fsplat(ty, 0.0);
+        k.st_at(z, pad, i, 4, 0);
+    });
+    let inner = k.add_c(pad, ((g.ph * wpd + g.pw) * 4) as i64);
+    k.for_dyn(lo, hi, 1, |k, nc| {
+        let ch = k.b.ins().urem_imm_s(nc, g2.c as i64);
+        let xo = k.b.ins().imul_imm_s(nc, (g2.h * g2.w * 4) as i64);
+        let xbase = k.b.ins().iadd(xp, xo);
+        k.for_n(0, g2.h as i64, 1, |k, y| {
+            let so = k.b.ins().imul_imm_s(y, (g2.w * 4) as i64);
+            let sb = k.b.ins().iadd(xbase, so);
+            let d = k.b.ins().imul_imm_s(y, (wpd * 4) as i64);
+            let db = k.b.ins().iadd(inner, d);
+            k.for_vec(g2.w, &mut |k, ty, j| {
+                let v = k.ld_at(ty, sb, j, 4, 0);
+                k.st_at(v, db, j, 4, 0);
+            });
+        });
+        let oo = k.b.ins().imul_imm_s(nc, (g2.oh * g2.ow * 4) as i64);
+        let obase = k.b.ins().iadd(out, oo);
+        let res = match epi.residual {
+            Some(r) => k.b.ins().iadd(r, oo),
+            None => k.ic(0),
+        };
+        let wo = k.b.ins().imul_imm_s(ch, (taps * 32) as i64);
+        let wp = k.b.ins().iadd(wb, wo);
+        let bp = k.addr(bb, ch, 4);
+        k.b.ins().call_indirect(sref, code, &[obase, pad, wp, bp, res]);
     });
     Ok(())
 }

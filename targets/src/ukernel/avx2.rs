@@ -8,6 +8,9 @@
 //! issues 12 FMAs against 2 + 12 loads (FMA-bound with three load ports,
 //! at ~85% with two). The `vinsertf128` that join panels go to the
 //! shuffle port.
+//!
+//! [`pattern_pass`] and [`dw_plane`]: whole-plane passes of the
+//! pattern-sparse and the depthwise conv over a zero-padded input copy.
 
 use iced_x86::code_asm::*;
 
@@ -176,7 +179,7 @@ fn epilogue(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedE
     let (rows, pairs, acc) = (sh.rows, sh.pairs, |r, j| sh.acc(r, j));
     let (bias_p, res_p) = (rcx, r8);
     let ldo = t.ldo as i64;
-    let (s, adds, x, zero) = (ymm12, ymm13, ymm14, ymm15);
+    let (s, adds, x) = (ymm12, ymm13, ymm14);
     let each = |a: &mut CodeAssembler, f: &mut dyn FnMut(&mut CodeAssembler, usize, usize) -> Result<(), IcedError>| {
         (0..rows).flat_map(|r| (0..pairs).map(move |j| (r, j))).try_for_each(|(r, j)| f(a, r, j))
     };
@@ -204,23 +207,32 @@ fn epilogue(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedE
     if t.epi.residual {
         each(a, &mut |a, r, j| a.vaddps(acc(r, j), acc(r, j), ymmword_ptr(res_p + (r as i64 * ldo + 32 * j as i64))))?;
     }
-    if let Some(c) = t.epi.clamp {
+    let accs: Vec<AsmRegisterYmm> = (0..rows).flat_map(|r| (0..pairs).map(move |j| sh.acc(r, j))).collect();
+    activation(a, &t.epi, &accs)
+}
+
+/// The epilogue's activation on `accs`: its clamp, or HardSwish (ymm12–15
+/// free).
+fn activation(a: &mut CodeAssembler, epi: &TileEpi, accs: &[AsmRegisterYmm]) -> Result<(), IcedError> {
+    let (x, zero) = (ymm14, ymm15);
+    if let Some(c) = epi.clamp {
         splat(a, x, c.lo)?;
         a.vxorps(zero, zero, zero)?;
-        each(a, &mut |a, r, j| {
-            a.vmaxps(acc(r, j), x, acc(r, j))?;
+        for &ac in accs {
+            a.vmaxps(ac, x, ac)?;
             if c.lo == 0.0 {
-                a.vaddps(acc(r, j), acc(r, j), zero)?;
+                a.vaddps(ac, ac, zero)?;
             }
-            Ok(())
-        })?;
+        }
         if let Some(hi) = c.hi {
             splat(a, x, hi)?;
-            each(a, &mut |a, r, j| a.vminps(acc(r, j), x, acc(r, j)))?;
+            for &ac in accs {
+                a.vminps(ac, x, ac)?;
+            }
         }
     }
-    if t.epi.hardswish {
-        hardswish(a, rows, pairs, &|r, j| acc(r, j))?;
+    if epi.hardswish {
+        hardswish(a, accs)?;
     }
     Ok(())
 }
@@ -230,23 +242,18 @@ fn epilogue(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedE
 /// passes through, as in Cranelift's `fmax`/`fmin`; for other values the
 /// same result, `t` is never -0), then `acc·t`. Four free registers hold
 /// 1/6, 0.5, 1 and `t`; zero borrows 1/6's register per accumulator.
-fn hardswish(
-    a: &mut CodeAssembler,
-    rows: usize,
-    pairs: usize,
-    acc: &dyn Fn(usize, usize) -> AsmRegisterYmm,
-) -> Result<(), IcedError> {
+fn hardswish(a: &mut CodeAssembler, accs: &[AsmRegisterYmm]) -> Result<(), IcedError> {
     let (sixth, half, one, t) = (ymm12, ymm13, ymm14, ymm15);
     splat(a, half, 0.5)?;
     splat(a, one, 1.0)?;
-    for (r, j) in (0..rows).flat_map(|r| (0..pairs).map(move |j| (r, j))) {
+    for &ac in accs {
         splat(a, sixth, 1.0 / 6.0)?;
-        a.vmulps(t, acc(r, j), sixth)?;
+        a.vmulps(t, ac, sixth)?;
         a.vaddps(t, t, half)?;
         a.vxorps(sixth, sixth, sixth)?;
         a.vmaxps(t, sixth, t)?;
         a.vminps(t, one, t)?;
-        a.vmulps(acc(r, j), acc(r, j), t)?;
+        a.vmulps(ac, ac, t)?;
     }
     Ok(())
 }
@@ -399,4 +406,141 @@ pub fn pattern_pass(p: &PatternPass) -> Result<Vec<u8>, IcedError> {
     a.vzeroupper()?;
     a.ret()?;
     a.assemble(0)
+}
+
+/// A depthwise (one channel, stride 1) conv over a whole output plane
+/// ([`crate::lower::depthwise`]), reading a zero-padded copy of the input
+/// plane: per output row, groups of eight 8-pixel `ymm` vectors in a loop,
+/// then the last vectors, one 4-pixel `xmm` vector and single pixels. Each
+/// output starts as the bias and takes the taps in order, one FMA each
+/// (the weight a pre-broadcast 8-lane vector in memory), then the
+/// epilogue's residual and activation: the operations of the Cranelift
+/// kernel in the same order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DwPlane {
+    /// Byte offsets of the taps from an output pixel's window corner in
+    /// the padded input plane, in tap order.
+    pub taps: Vec<i32>,
+    /// Output rows.
+    pub rows: usize,
+    /// Pixels per output row.
+    pub cols: usize,
+    /// Bytes between output rows (and residual rows).
+    pub out_row: usize,
+    /// Bytes between padded input rows.
+    pub in_row: usize,
+    /// Residual and activation (its `scale` and `addend` must be `None`).
+    pub epi: TileEpi,
+}
+
+/// Machine code of `p` with the arguments (System V order) `out` (the
+/// output plane), `src` (the padded input plane, window corner of output
+/// pixel (0, 0)), `w` (the taps' weights, 8 copies each: 32 bytes per tap),
+/// `bias` (one f32) and `residual` (a plane of the output's layout, read
+/// when `p.epi.residual`).
+pub fn dw_plane(p: &DwPlane) -> Result<Vec<u8>, IcedError> {
+    let (out_p, src_p, w_p, bias_p, n) = (rdi, rsi, rdx, rcx, r9);
+    // the residual pointer is its own cursor (rows are contiguous, and
+    // `splat` clobbers rax)
+    let (out_c, src_c, res_c, groups) = (r10, r11, r8, rcx);
+    let accs = [ymm0];
+    let bias = ymm11;
+    let mut a = CodeAssembler::new(64)?;
+    a.vbroadcastss(bias, dword_ptr(bias_p))?;
+    let mut done = a.create_label();
+    let mut row = a.create_label();
+    a.mov(n, p.rows as u64)?;
+    a.test(n, n)?;
+    a.jz(done)?;
+    a.set_label(&mut row)?;
+    a.mov(out_c, out_p)?;
+    a.mov(src_c, src_p)?;
+    let vecs = p.cols / 8;
+    let full = vecs / DW_GROUP;
+    if full > 0 {
+        let mut group = a.create_label();
+        a.mov(groups, full as u64)?;
+        a.set_label(&mut group)?;
+        dw_vectors(&mut a, p, DW_GROUP)?;
+        for c in [out_c, src_c, res_c] {
+            a.add(c, (32 * DW_GROUP) as i32)?;
+        }
+        a.dec(groups)?;
+        a.jnz(group)?;
+    }
+    if !vecs.is_multiple_of(DW_GROUP) {
+        dw_vectors(&mut a, p, vecs % DW_GROUP)?;
+    }
+    // the row's last pixels: one xmm vector, then single floats, at
+    // byte `at` past the cursors
+    let mut at = 32 * (vecs % DW_GROUP) as i64;
+    let rest = p.cols % 8;
+    let (acc, x) = (xmm0, xmm4);
+    if rest >= 4 {
+        a.vmovaps(acc, xmm11)?;
+        for (t, &off) in p.taps.iter().enumerate() {
+            a.vmovups(x, xmmword_ptr(src_c + (off as i64 + at)))?;
+            a.vfmadd231ps(acc, x, xmmword_ptr(w_p + 32 * t as i64))?;
+        }
+        if p.epi.residual {
+            a.vaddps(acc, acc, xmmword_ptr(res_c + at))?;
+        }
+        activation(&mut a, &p.epi, &accs[..1])?;
+        a.vmovups(xmmword_ptr(out_c + at), acc)?;
+        at += 16;
+    }
+    for _ in 0..rest % 4 {
+        a.vmovaps(acc, xmm11)?;
+        for (t, &off) in p.taps.iter().enumerate() {
+            a.vmovss(x, dword_ptr(src_c + (off as i64 + at)))?;
+            a.vfmadd231ss(acc, x, dword_ptr(w_p + 32 * t as i64))?;
+        }
+        if p.epi.residual {
+            a.vaddss(acc, acc, dword_ptr(res_c + at))?;
+        }
+        activation(&mut a, &p.epi, &accs[..1])?;
+        a.vmovss(dword_ptr(out_c + at), acc)?;
+        at += 4;
+    }
+    a.add(out_p, p.out_row as i32)?;
+    a.add(src_p, p.in_row as i32)?;
+    a.add(res_c, (p.out_row - 32 * DW_GROUP * full) as i32)?;
+    a.dec(n)?;
+    a.jnz(row)?;
+    a.set_label(&mut done)?;
+    a.vzeroupper()?;
+    a.ret()?;
+    a.assemble(0)
+}
+
+/// Output vectors per group of [`dw_plane`]: 8 independent FMA chains
+/// keep both FMA ports busy (latency 4).
+const DW_GROUP: usize = 8;
+
+/// `m` (1..=[`DW_GROUP`]) output vectors at the cursors (`r10` out, `r11`
+/// input, `r8` residual): bias, taps, residual, activation, store.
+fn dw_vectors(a: &mut CodeAssembler, p: &DwPlane, m: usize) -> Result<(), IcedError> {
+    let (out_c, src_c, res_c, w_p) = (r10, r11, r8, rdx);
+    let accs = [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7];
+    let xs = [ymm8, ymm9, ymm10];
+    for &ac in &accs[..m] {
+        a.vmovaps(ac, ymm11)?;
+    }
+    for (t, &off) in p.taps.iter().enumerate() {
+        for i in 0..m {
+            let x = xs[(t * m + i) % xs.len()];
+            a.vmovups(x, ymmword_ptr(src_c + (off as i64 + 32 * i as i64)))?;
+            a.vfmadd231ps(accs[i], x, ymmword_ptr(w_p + 32 * t as i64))?;
+        }
+    }
+    if p.epi.residual {
+        for (i, &ac) in accs[..m].iter().enumerate() {
+            a.vaddps(ac, ac, ymmword_ptr(res_c + 32 * i as i64))?;
+        }
+    }
+    activation(a, &p.epi, &accs[..m])?;
+    for (i, &ac) in accs[..m].iter().enumerate() {
+        a.vmovups(ymmword_ptr(out_c + 32 * i as i64), ac)?;
+    }
+    Ok(())
 }
