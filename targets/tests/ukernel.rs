@@ -220,7 +220,9 @@ fn avx2_pattern_passes_equal_the_128_bit_passes() {
 /// Same bits, and the reference.
 #[test]
 fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
-    let cases: [(usize, usize, (usize, usize), usize, usize, &str, bool); 8] = [
+    // (batch, channels, plane, kernel, dilation, activation, residual)
+    type Dw = (usize, usize, (usize, usize), usize, usize, &'static str, bool);
+    let cases: [Dw; 8] = [
         (1, 6, (9, 8), 3, 1, "None", false),
         (2, 5, (11, 13), 5, 1, "HardSwish", false),
         (1, 4, (12, 79), 5, 1, "Relu", true),
