@@ -212,39 +212,46 @@ fn avx2_pattern_passes_equal_the_128_bit_passes() {
     }
 }
 
-/// The assembled depthwise pass (`ukernel::avx2::dw_plane`, stride-1
-/// depthwise convs) against the 128-bit Cranelift kernel: 3x3, 5x5 and
-/// 7x7, dilation 2, rows whose width leaves no, a 4-pixel and a 1..3-pixel
-/// tail after the 8-pixel vectors and more than one group of 8 vectors, a
-/// batch of 2, every epilogue (none, Relu, Clip, HardSwish, residual).
-/// Same bits, and the reference.
+/// The assembled depthwise pass (`ukernel::avx2::dw_plane`, stride-1 and
+/// stride-2 depthwise convs) against the 128-bit Cranelift kernel: 3x3,
+/// 5x5 and 7x7, dilation 2, odd and even pads (stride 2: which parity half
+/// an input column lands in), rows whose width leaves no, a 4-pixel and a
+/// 1..3-pixel tail after the 8-pixel vectors and more than one group of 8
+/// vectors, a batch of 2, every epilogue (none, Relu, Clip, HardSwish,
+/// residual). Same bits, and the reference.
 #[test]
 fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
-    // (batch, channels, plane, kernel, dilation, activation, residual)
-    type Dw = (usize, usize, (usize, usize), usize, usize, &'static str, bool);
-    let cases: [Dw; 8] = [
-        (1, 6, (9, 8), 3, 1, "None", false),
-        (2, 5, (11, 13), 5, 1, "HardSwish", false),
-        (1, 4, (12, 79), 5, 1, "Relu", true),
-        (1, 3, (10, 70), 3, 1, "Clip, act_min=-0.5, act_max=0.75", false),
-        (1, 4, (16, 15), 7, 1, "HardSwish", true),
-        (1, 3, (13, 20), 3, 2, "None", true),
-        (1, 5, (8, 68), 5, 1, "None", false),
-        (2, 3, (14, 9), 5, 2, "Relu", false),
+    // (batch, channels, plane, kernel, stride, dilation, activation, residual)
+    type Dw = (usize, usize, (usize, usize), usize, usize, usize, &'static str, bool);
+    let cases: [Dw; 13] = [
+        (1, 6, (9, 8), 3, 1, 1, "None", false),
+        (2, 5, (11, 13), 5, 1, 1, "HardSwish", false),
+        (1, 4, (12, 79), 5, 1, 1, "Relu", true),
+        (1, 3, (10, 70), 3, 1, 1, "Clip, act_min=-0.5, act_max=0.75", false),
+        (1, 4, (16, 15), 7, 1, 1, "HardSwish", true),
+        (1, 3, (13, 20), 3, 1, 2, "None", true),
+        (1, 5, (8, 68), 5, 1, 1, "None", false),
+        (2, 3, (14, 9), 5, 1, 2, "Relu", false),
+        (1, 6, (19, 18), 3, 2, 1, "None", false),
+        (2, 5, (21, 33), 5, 2, 1, "HardSwish", true),
+        (1, 4, (24, 150), 5, 2, 1, "Relu", false),
+        (1, 4, (31, 30), 7, 2, 1, "Clip, act_min=0.0, act_max=6.0", false),
+        (1, 3, (26, 41), 3, 2, 2, "None", true),
     ];
-    for (i, &(n, c, (h, w), k, d, act, residual)) in cases.iter().enumerate() {
+    for (i, &(n, c, (h, w), k, st, d, act, residual)) in cases.iter().enumerate() {
         let p = d * (k - 1) / 2;
+        let (oh, ow) = ((h + 2 * p - d * (k - 1) - 1) / st + 1, (w + 2 * p - d * (k - 1) - 1) / st + 1);
         let wt: Vec<f32> = xs(c * k * k + 3)[3..].iter().map(|v| v * 0.1).collect();
         let b: Vec<f32> = (0..c).map(|j| 0.1 * j as f32 - 0.2).collect();
         let x: Vec<f32> = xs(n * c * h * w).iter().map(|v| v * 0.5).collect();
-        let r: Vec<f32> = xs(n * c * h * w + 7)[7..].to_vec();
+        let r: Vec<f32> = xs(n * c * oh * ow + 7)[7..].to_vec();
         let text = format!(
-            "graph \"g\"\n  input %0 \"x\": f32[{n},{c},{h},{w}]\n  input %9 \"r\": f32[{n},{c},{h},{w}]\n  const %1 \"w\": f32[{c},1,{k},{k}] = {}\n  const %2 \"b\": f32[{c}] = {}\n  %3 = ConvFused{{kernel=[{k},{k}], strides=[1,1], dilations=[{d},{d}], pads=[{p},{p},{p},{p}], group={c}, layer=\"c\", act={act}, residual={residual}}}(%0, %1, %2{}): f32[{n},{c},{h},{w}] @\"c\"\n  output \"y\" = %3\n",
+            "graph \"g\"\n  input %0 \"x\": f32[{n},{c},{h},{w}]\n  input %9 \"r\": f32[{n},{c},{oh},{ow}]\n  const %1 \"w\": f32[{c},1,{k},{k}] = {}\n  const %2 \"b\": f32[{c}] = {}\n  %3 = ConvFused{{kernel=[{k},{k}], strides=[{st},{st}], dilations=[{d},{d}], pads=[{p},{p},{p},{p}], group={c}, layer=\"c\", act={act}, residual={residual}}}(%0, %1, %2{}): f32[{n},{c},{oh},{ow}] @\"c\"\n  output \"y\" = %3\n",
             list(&wt),
             list(&b),
             if residual { ", %9" } else { "" }
         );
-        if !check(200 + i, &text, &[t(&[n, c, h, w], &x), t(&[n, c, h, w], &r)], true) {
+        if !check(200 + i, &text, &[t(&[n, c, h, w], &x), t(&[n, c, oh, ow], &r)], true) {
             return;
         }
     }

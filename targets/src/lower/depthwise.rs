@@ -29,12 +29,13 @@
 //! The bias is the accumulators' initial value; the fused epilogue
 //! (residual, activation: `apply_act`) is applied before the store.
 //!
-//! With AVX2 + FMA, stride-1 planes at least 8 wide whose epilogue the
-//! assembled tiles apply (none, Relu, Clip, HardSwish) run through
-//! `ukernel::avx2::dw_plane` instead: each task copies its channel's plane
-//! into a zero-padded scratch plane and one assembled pass computes the
-//! whole output plane, 8 pixels per `ymm`, the same operations in the same
-//! order as the 128-bit kernel (Cranelift keeps its register allocation
+//! With AVX2 + FMA, stride-1 and stride-2 outputs at least 8 wide whose
+//! epilogue the assembled tiles apply (none, Relu, Clip, HardSwish) run
+//! through `ukernel::avx2::dw_plane` instead: each task copies its
+//! channel's plane into a zero-padded scratch plane (columns split by
+//! parity for stride 2, so every tap reads 8 consecutive floats) and one
+//! assembled pass computes the whole output plane, 8 pixels per `ymm`, the
+//! same operations in the same order as the 128-bit kernel (Cranelift keeps its register allocation
 //! from holding 25 weights and 8 accumulators; the 5x5 kernels of
 //! PP-LCNet/PicoDet spilled on every tap).
 
@@ -181,40 +182,65 @@ pub(super) fn depthwise(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: E
     Ok(())
 }
 
-/// The padded plane of the assembled pass: `(rows, row length)`, enough
-/// for every output's window.
-fn padded(g: &Geo) -> (usize, usize) {
-    let hp = (g.h + g.ph).max(g.oh - 1 + (g.kh - 1) * g.dh + 1);
-    let wpd = (g.w + g.pw).max(g.ow - 1 + (g.kw - 1) * g.dw + 1);
-    (hp, wpd)
+/// The zero-padded input copy of the assembled pass: `hp` rows of `wpd`
+/// padded columns, enough for every output's window. With stride 2 along
+/// the width the columns are split by parity, each row holding the even
+/// columns then the odd ones (`wh` each), so that the pass reads 8
+/// consecutive floats for 8 outputs at every tap.
+#[derive(Clone, Copy)]
+struct Pad {
+    hp: usize,
+    wpd: usize,
+    /// Floats per parity half (`wpd` without the split).
+    wh: usize,
+    /// Floats per padded row in the buffer.
+    row: usize,
+}
+
+impl Pad {
+    fn of(g: &Geo) -> Pad {
+        let hp = (g.h + g.ph).max(g.sh * (g.oh - 1) + (g.kh - 1) * g.dh + 1);
+        let wpd = (g.w + g.pw).max(g.sw * (g.ow - 1) + (g.kw - 1) * g.dw + 1);
+        let wh = if g.sw == 2 { wpd.div_ceil(2) } else { wpd };
+        Pad { hp, wpd, wh, row: if g.sw == 2 { 2 * wh } else { wpd } }
+    }
+    /// Buffer index (floats, within a row) of padded column `q`.
+    fn col(&self, g: &Geo, q: usize) -> usize {
+        if g.sw == 2 {
+            (q % 2) * self.wh + q / 2
+        } else {
+            q
+        }
+    }
 }
 
 /// The assembled whole-plane pass for `g`, when it applies (see the module
 /// docs).
 fn wide_pass(k: &Kernel, g: &Geo, epi: Epilogue) -> Option<Vec<u8>> {
-    if !k.caps.avx2 || k.lanes() != 4 || g.sh != 1 || g.sw != 1 || g.ow < 8 {
+    if !k.caps.avx2 || k.lanes() != 4 || g.sh > 2 || g.sw > 2 || g.ow < 8 {
         return None;
     }
     let act = super::gemm_avx2::act_epi(epi.act, epi.residual.is_some())?;
-    let (_, wpd) = padded(g);
-    let taps = (0..g.kh * g.kw).map(|t| (((t / g.kw) * g.dh * wpd + (t % g.kw) * g.dw) * 4) as i32).collect();
-    let pass = DwPlane { taps, rows: g.oh, cols: g.ow, out_row: g.ow * 4, in_row: wpd * 4, epi: act };
+    let pd = Pad::of(g);
+    let taps =
+        (0..g.kh * g.kw).map(|t| (((t / g.kw) * g.dh * pd.row + pd.col(g, (t % g.kw) * g.dw)) * 4) as i32).collect();
+    let pass = DwPlane { taps, rows: g.oh, cols: g.ow, out_row: g.ow * 4, in_row: g.sh * pd.row * 4, epi: act };
     dw_plane(&pass).ok()
 }
 
-/// Stride-1 depthwise through the assembled pass `code`: per channel, copy
-/// the plane into the task's zero-padded scratch, one call.
+/// Depthwise through the assembled pass `code`: per channel, copy the
+/// plane into the task's zero-padded scratch ([`Pad`]), one call.
 fn wide(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: Epilogue, code: Vec<u8>) -> LResult {
     let taps = g.kh * g.kw;
-    let (hp, wpd) = padded(g);
+    let pd = Pad::of(g);
     let splat: Vec<f32> = w.iter().flat_map(|&x| std::iter::repeat_n(x, 8)).collect();
     let wb = k.blob_f32(&splat);
     let bb = k.blob_f32(bias);
     let xp = k.input(0);
     let out = k.output(0);
-    let plane = hp * wpd * 4;
+    let plane = pd.hp * pd.row * 4;
     let cap = (super::gemm::TASK_SCRATCH_BUDGET / plane.max(1)).max(2);
-    let cost = (2 * g.oh * g.ow * taps + hp * wpd) as u64;
+    let cost = (2 * g.oh * g.ow * taps + pd.hp * pd.wpd) as u64;
     let (lo, hi) = k.parallel_range_capped(g.n * g.c, 1, cost, cap)?;
     let pad = k.task_scratch(plane);
     let code = k.code(code);
@@ -225,11 +251,11 @@ fn wide(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: Epilogue, code: V
     };
     let g2 = *g;
     // the padding stays zero: each channel only overwrites the interior
-    k.for_vec(hp * wpd, &mut |k, ty, i| {
+    k.for_vec(pd.hp * pd.row, &mut |k, ty, i| {
         let z = k.fsplat(ty, 0.0);
         k.st_at(z, pad, i, 4, 0);
     });
-    let inner = k.add_c(pad, ((g.ph * wpd + g.pw) * 4) as i64);
+    let first_row = k.add_c(pad, (g.ph * pd.row * 4) as i64);
     k.for_dyn(lo, hi, 1, |k, nc| {
         let ch = k.b.ins().urem_imm_s(nc, g2.c as i64);
         let xo = k.b.ins().imul_imm_s(nc, (g2.h * g2.w * 4) as i64);
@@ -237,12 +263,9 @@ fn wide(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: Epilogue, code: V
         k.for_n(0, g2.h as i64, 1, |k, y| {
             let so = k.b.ins().imul_imm_s(y, (g2.w * 4) as i64);
             let sb = k.b.ins().iadd(xbase, so);
-            let d = k.b.ins().imul_imm_s(y, (wpd * 4) as i64);
-            let db = k.b.ins().iadd(inner, d);
-            k.for_vec(g2.w, &mut |k, ty, j| {
-                let v = k.ld_at(ty, sb, j, 4, 0);
-                k.st_at(v, db, j, 4, 0);
-            });
+            let d = k.b.ins().imul_imm_s(y, (pd.row * 4) as i64);
+            let db = k.b.ins().iadd(first_row, d);
+            copy_row(k, &g2, &pd, sb, db);
         });
         let oo = k.b.ins().imul_imm_s(nc, (g2.oh * g2.ow * 4) as i64);
         let obase = k.b.ins().iadd(out, oo);
@@ -256,6 +279,43 @@ fn wide(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: Epilogue, code: V
         k.b.ins().call_indirect(sref, code, &[obase, pad, wp, bp, res]);
     });
     Ok(())
+}
+
+/// One input row (`src`) into its padded row (`dst`): a plain copy, or with
+/// stride 2 split by column parity (8 floats at a time: two vectors and
+/// the even/odd lane shuffles).
+fn copy_row(k: &mut Kernel, g: &Geo, pd: &Pad, src: Value, dst: Value) {
+    if g.sw == 1 {
+        let d = k.add_c(dst, (g.pw * 4) as i64);
+        k.for_vec(g.w, &mut |k, ty, j| {
+            let v = k.ld_at(ty, src, j, 4, 0);
+            k.st_at(v, d, j, 4, 0);
+        });
+        return;
+    }
+    // input column 2m + r goes to padded column pw + 2m + r
+    let at = |r: usize| pd.col(g, g.pw + r) as i64 * 4;
+    let (even, odd) = (k.add_c(dst, at(0)), k.add_c(dst, at(1)));
+    let lanes = |first: usize| -> Vec<u8> {
+        (0..4).flat_map(|j| (0..4).map(move |b| (4 * (2 * j + first) + b) as u8)).collect()
+    };
+    let ei = k.b.func.dfg.immediates.push(ConstantData::from(lanes(0).as_slice()));
+    let oi = k.b.func.dfg.immediates.push(ConstantData::from(lanes(1).as_slice()));
+    let pairs = g.w / 8;
+    k.for_n(0, pairs as i64, 1, |k, m| {
+        let s = k.b.ins().imul_imm_s(m, 32);
+        let s = k.b.ins().iadd(src, s);
+        let v0 = k.ld_ro(types::I8X16, s, 0);
+        let v1 = k.ld_ro(types::I8X16, s, 16);
+        let e = k.b.ins().shuffle(v0, v1, ei);
+        let o = k.b.ins().shuffle(v0, v1, oi);
+        k.st_at(e, even, m, 16, 0);
+        k.st_at(o, odd, m, 16, 0);
+    });
+    for x in 8 * pairs..g.w {
+        let v = k.ld(types::F32, src, (x * 4) as i32);
+        k.st(v, dst, (pd.col(g, g.pw + x) * 4) as i32);
+    }
 }
 
 /// Small "same" planes with stride 1 (e.g. 25×5, 7×7, 14×14): the plane is
