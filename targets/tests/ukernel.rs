@@ -217,13 +217,19 @@ fn avx2_pattern_passes_equal_the_128_bit_passes() {
 /// 5x5 and 7x7, dilation 2, odd and even pads (stride 2: which parity half
 /// an input column lands in), rows whose width leaves no, a 4-pixel and a
 /// 1..3-pixel tail after the 8-pixel vectors and more than one group of 8
-/// vectors, a batch of 2, every epilogue (none, Relu, Clip, HardSwish,
-/// residual). Same bits, and the reference.
+/// vectors, narrow rows run as one flat run over the padded pitch, a batch
+/// of 2, every epilogue (none, Relu, Clip, HardSwish, residual). Same bits,
+/// and the reference.
 #[test]
 fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
     // (batch, channels, plane, kernel, stride, dilation, activation, residual)
     type Dw = (usize, usize, (usize, usize), usize, usize, usize, &'static str, bool);
-    let cases: [Dw; 13] = [
+    let cases: [Dw; 17] = [
+        // narrow stride-1 rows without residual: one flat run
+        (1, 6, (14, 14), 5, 1, 1, "HardSwish", false),
+        (2, 5, (7, 7), 3, 1, 1, "None", false),
+        (1, 4, (3, 2), 3, 1, 1, "Relu", false),
+        (1, 3, (9, 12), 3, 1, 2, "Clip, act_min=-0.5, act_max=0.75", false),
         (1, 6, (9, 8), 3, 1, 1, "None", false),
         (2, 5, (11, 13), 5, 1, 1, "HardSwish", false),
         (1, 4, (12, 79), 5, 1, 1, "Relu", true),

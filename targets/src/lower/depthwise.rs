@@ -29,12 +29,13 @@
 //! The bias is the accumulators' initial value; the fused epilogue
 //! (residual, activation: `apply_act`) is applied before the store.
 //!
-//! With AVX2 + FMA, stride-1 and stride-2 outputs at least 8 wide whose
-//! epilogue the assembled tiles apply (none, Relu, Clip, HardSwish) run
+//! With AVX2 + FMA, stride-1 and stride-2 depthwise convs whose epilogue
+//! the assembled tiles apply (none, Relu, Clip, HardSwish) run
 //! through `ukernel::avx2::dw_plane` instead: each task copies its
 //! channel's plane into a zero-padded scratch plane (columns split by
 //! parity for stride 2, so every tap reads 8 consecutive floats) and one
-//! assembled pass computes the whole output plane, 8 pixels per `ymm`, the
+//! assembled pass computes the whole output plane, 8 pixels per `ymm` (rows
+//! at least 8 wide, or narrow stride-1 rows as one flat run), the
 //! same operations in the same order as the 128-bit kernel (Cranelift keeps its register allocation
 //! from holding 25 weights and 8 accumulators; the 5x5 kernels of
 //! PP-LCNet/PicoDet spilled on every tap).
@@ -217,15 +218,34 @@ impl Pad {
 /// The assembled whole-plane pass for `g`, when it applies (see the module
 /// docs).
 fn wide_pass(k: &Kernel, g: &Geo, epi: Epilogue) -> Option<Vec<u8>> {
-    if !k.caps.avx2 || k.lanes() != 4 || g.sh > 2 || g.sw > 2 || g.ow < 8 {
+    if !k.caps.avx2 || k.lanes() != 4 || g.sh > 2 || g.sw > 2 {
         return None;
     }
     let act = super::gemm_avx2::act_epi(epi.act, epi.residual.is_some())?;
     let pd = Pad::of(g);
     let taps =
         (0..g.kh * g.kw).map(|t| (((t / g.kw) * g.dh * pd.row + pd.col(g, (t % g.kw) * g.dw)) * 4) as i32).collect();
-    let pass = DwPlane { taps, rows: g.oh, cols: g.ow, out_row: g.ow * 4, in_row: g.sh * pd.row * 4, epi: act };
+    let pass = if flat_run(g, epi) {
+        DwPlane { taps, rows: 1, cols: (g.oh - 1) * pd.row + g.ow, out_row: 0, in_row: 0, epi: act }
+    } else if g.ow >= 8 {
+        DwPlane { taps, rows: g.oh, cols: g.ow, out_row: g.ow * 4, in_row: g.sh * pd.row * 4, epi: act }
+    } else {
+        return None;
+    };
     dw_plane(&pass).ok()
+}
+
+/// Output rows narrower than this (stride 1, no residual) are computed as
+/// one flat run over the padded rows ([`flat_run`]): per-row tails of a
+/// 14-pixel row cost more than the padded columns computed in vain.
+const FLAT_ROWS_BELOW: usize = 32;
+
+/// Whether stride-1 `g` runs as one flat run of `(oh - 1)·wpd + ow` pixels
+/// with the padded row pitch: output `q` then reads padded input `q +
+/// tap`, whole vectors throughout; the columns past `ow` of each row are
+/// computed and dropped when the rows are copied out.
+fn flat_run(g: &Geo, epi: Epilogue) -> bool {
+    g.sh == 1 && g.sw == 1 && epi.residual.is_none() && g.ow < FLAT_ROWS_BELOW
 }
 
 /// Depthwise through the assembled pass `code`: per channel, copy the
@@ -239,10 +259,14 @@ fn wide(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: Epilogue, code: V
     let xp = k.input(0);
     let out = k.output(0);
     let plane = pd.hp * pd.row * 4;
-    let cap = (super::gemm::TASK_SCRATCH_BUDGET / plane.max(1)).max(2);
+    let flat = flat_run(g, epi);
+    // a flat run's output rows have the padded pitch
+    let staged = if flat { g.oh * pd.row * 4 } else { 0 };
+    let cap = (super::gemm::TASK_SCRATCH_BUDGET / (plane + staged).max(1)).max(2);
     let cost = (2 * g.oh * g.ow * taps + pd.hp * pd.wpd) as u64;
     let (lo, hi) = k.parallel_range_capped(g.n * g.c, 1, cost, cap)?;
     let pad = k.task_scratch(plane);
+    let stage = if flat { Some(k.task_scratch(staged)) } else { None };
     let code = k.code(code);
     let sref = {
         let mut sig = Signature::new(k.b.func.signature.call_conv);
@@ -276,7 +300,21 @@ fn wide(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: Epilogue, code: V
         let wo = k.b.ins().imul_imm_s(ch, (taps * 32) as i64);
         let wp = k.b.ins().iadd(wb, wo);
         let bp = k.addr(bb, ch, 4);
-        k.b.ins().call_indirect(sref, code, &[obase, pad, wp, bp, res]);
+        let Some(stage) = stage else {
+            k.b.ins().call_indirect(sref, code, &[obase, pad, wp, bp, res]);
+            return;
+        };
+        k.b.ins().call_indirect(sref, code, &[stage, pad, wp, bp, res]);
+        k.for_n(0, g2.oh as i64, 1, |k, y| {
+            let so = k.b.ins().imul_imm_s(y, (pd.row * 4) as i64);
+            let sb = k.b.ins().iadd(stage, so);
+            let d = k.b.ins().imul_imm_s(y, (g2.ow * 4) as i64);
+            let db = k.b.ins().iadd(obase, d);
+            k.for_vec(g2.ow, &mut |k, ty, j| {
+                let v = k.ld_at(ty, sb, j, 4, 0);
+                k.st_at(v, db, j, 4, 0);
+            });
+        });
     });
     Ok(())
 }
