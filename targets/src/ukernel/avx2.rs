@@ -504,7 +504,7 @@ pub fn dw_plane(p: &DwPlane) -> Result<Vec<u8>, IcedError> {
     }
     a.add(out_p, p.out_row as i32)?;
     a.add(src_p, p.in_row as i32)?;
-    a.add(res_c, (p.out_row - 32 * DW_GROUP * full) as i32)?;
+    a.add(res_c, (p.out_row as i64 - (32 * DW_GROUP * full) as i64) as i32)?;
     a.dec(n)?;
     a.jnz(row)?;
     a.set_label(&mut done)?;
