@@ -114,7 +114,7 @@ pub(super) fn depthwise(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: E
     let vecs = if g.sw == 2 && l > 1 { VECS_S2 } else { VECS };
     let p = Plan { g, l, ty, vecs, wb, pair };
 
-    if let Some(code) = wide_pass(k, &g, epi) {
+    if let Some(code) = wide_pass(k, &g, epi).filter(|_| wide_pays(&g)) {
         return wide(k, &g, w, bias, epi, code);
     }
     let xp = k.input(0);
@@ -246,6 +246,16 @@ const FLAT_ROWS_BELOW: usize = 32;
 /// computed and dropped when the rows are copied out.
 fn flat_run(g: &Geo, epi: Epilogue) -> bool {
     g.sh == 1 && g.sw == 1 && epi.residual.is_none() && g.ow < FLAT_ROWS_BELOW
+}
+
+/// Whether the assembled pass is the faster kernel for `g` (measured on
+/// MobileNetV2 and PP-LCNet, `kerf bench --profile`): always for kernels
+/// larger than 3x3 (25 taps spill the 128-bit kernel's registers), for
+/// 3x3 only on rows at least [`FLAT_ROWS_BELOW`] wide: on narrower planes
+/// the 128-bit kernel's unrolled small-plane path is faster (14x14: 0.076
+/// against 0.108 ms) than a flat run with its padded columns and copies.
+fn wide_pays(g: &Geo) -> bool {
+    g.kh * g.kw > 9 || g.ow >= FLAT_ROWS_BELOW
 }
 
 /// Depthwise through the assembled pass `code`: per channel, copy the
