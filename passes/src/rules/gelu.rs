@@ -1,6 +1,8 @@
-//! `recognise-gelu` (run with the `cleanup` group): the expanded exact GELU
-//! that PyTorch exports for opsets below 20, `0.5·x·(1 + erf(x/√2))`, becomes
-//! one `Gelu` op.
+//! `recognise-gelu` and `recognise-gelu-tanh` (run with the `cleanup`
+//! group): the expanded GELUs that exporters write for opsets below 20, the
+//! exact `0.5·x·(1 + erf(x/√2))` and the tanh approximation `0.5·x·(1 +
+//! tanh(√(2/π)·(x + 0.044715·x³)))`, become one `Gelu` op (which the
+//! matrix products fuse into their epilogue).
 //!
 //! Matches, on f32, a `Mul` whose operands (either order) are
 //! - `Mul(x, E)` and the constant 0.5 (`nn.GELU`: `Mul(Mul(x, E), 0.5)`), or
@@ -14,7 +16,13 @@
 //! the exporters write it, is accepted). Adds `Gelu{tanh=false}(x)` to the
 //! outer `Mul`'s class.
 //!
-//! Sound: every match computes 0.5·x·(1 + erf(x/√2)) up to f32 rounding of
+//! `recognise-gelu-tanh` matches the same two outer shapes with `E` =
+//! `Add(Tanh(S), 1)` (either order), `S` = `Mul(I, √(2/π))` (either order),
+//! `I` = `Add(x, Mul(C, 0.044715))` (each either order) and `C` = `Pow(x, 3)`
+//! or `Mul(x, Mul(x, x))` (either order) of the same `x`; √(2/π) and
+//! 0.044715 within half an f32 ulp. Adds `Gelu{tanh=true}(x)`.
+//!
+//! Sound: every match computes 0.5·x·(1 + erf(x/√2)) (or its tanh form) up to f32 rounding of
 //! the constant and the intermediate results; `Gelu` computes the same
 //! function with one rounding (the equality is as loose as BatchNorm
 //! folding's). One input differs: at x = -inf the expanded form is
@@ -91,43 +99,107 @@ impl RecogniseGelu {
     }
 }
 
+/// The classes `x` for which `class` computes `Mul(Mul(x, E), 0.5)` or
+/// `Mul(Mul(x, 0.5), E)` (each `Mul` either order) with `is_e(E, x)`.
+fn gelu_inputs(eg: &KEGraph, class: Id, is_e: &dyn Fn(&KEGraph, Id, Id, usize) -> bool) -> Vec<Id> {
+    let Some(ty) = eg[class].data.ty() else { return vec![] };
+    if ty.dtype != DType::F32 {
+        return vec![];
+    }
+    let rank = ty.shape.len();
+    let mut found = Vec::new();
+    for (p, q) in operands(eg, class, BinaryOp::Mul) {
+        for (x, r) in operands(eg, p, BinaryOp::Mul) {
+            if eg[x].data.ty() != Some(ty) {
+                continue;
+            }
+            // Mul(Mul(x, E), 0.5) or Mul(Mul(x, 0.5), E)
+            let a = scalar(eg, q, rank) == Some(0.5) && is_e(eg, r, x, rank);
+            let b = scalar(eg, r, rank) == Some(0.5) && is_e(eg, q, x, rank);
+            if a || b {
+                found.push(eg.find(x));
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
 impl Rule for RecogniseGelu {
     type Match = Id;
     fn name(&self) -> &'static str {
         "recognise-gelu"
     }
     fn find(&self, eg: &KEGraph, class: Id, out: &mut Vec<Id>) {
-        let Some(ty) = eg[class].data.ty() else { return };
-        if ty.dtype != DType::F32 {
-            return;
-        }
-        let rank = ty.shape.len();
-        let mut found = Vec::new();
-        for (p, q) in operands(eg, class, BinaryOp::Mul) {
-            for (x, r) in operands(eg, p, BinaryOp::Mul) {
-                if eg[x].data.ty() != Some(ty) {
-                    continue;
-                }
-                // Mul(Mul(x, E), 0.5) or Mul(Mul(x, 0.5), E)
-                let a = scalar(eg, q, rank) == Some(0.5) && Self::is_one_plus_erf(eg, r, x, rank);
-                let b = scalar(eg, r, rank) == Some(0.5) && Self::is_one_plus_erf(eg, q, x, rank);
-                if a || b {
-                    found.push(eg.find(x));
-                }
-            }
-        }
-        found.sort();
-        found.dedup();
-        out.extend(found);
+        out.extend(gelu_inputs(eg, class, &Self::is_one_plus_erf));
     }
     fn apply(&self, eg: &mut KEGraph, class: Id, x: &Id) -> Vec<Id> {
         add_union(eg, class, KNode::op(Op::Unary(UnaryOp::Gelu { tanh: false }), vec![*x]))
     }
 }
 
-/// [`RecogniseGelu`], run as part of group `cleanup`.
+/// `recognise-gelu-tanh` (see the module docs): adds `Gelu{tanh=true}(x)` to the class of an
+/// expanded tanh-approximated f32 GELU of `x`.
+pub struct RecogniseGeluTanh;
+
+impl RecogniseGeluTanh {
+    /// Whether `class` computes `x³` (`Pow(x, 3)` or `x·(x·x)`).
+    fn is_cube(eg: &KEGraph, class: Id, x: Id, rank: usize) -> bool {
+        let same = |a: Id| eg.find(a) == eg.find(x);
+        let pow = eg[class].nodes.iter().any(|n| {
+            n.kerf_op() == Some(&Op::Binary(BinaryOp::Pow))
+                && matches!(n.children.as_slice(), [b, e] if same(*b) && scalar(eg, *e, rank) == Some(3.0))
+        });
+        pow || operands(eg, class, BinaryOp::Mul)
+            .into_iter()
+            .any(|(a, sq)| same(a) && operands(eg, sq, BinaryOp::Mul).into_iter().any(|(p, q)| same(p) && same(q)))
+    }
+
+    /// Whether `class` computes `√(2/π)·(x + 0.044715·x³)`.
+    fn is_tanh_arg(eg: &KEGraph, class: Id, x: Id, rank: usize) -> bool {
+        let same = |a: Id| eg.find(a) == eg.find(x);
+        let c = (2.0 / std::f64::consts::PI).sqrt();
+        operands(eg, class, BinaryOp::Mul).into_iter().any(|(i, k)| {
+            scalar(eg, k, rank).is_some_and(|v| is_f32_of(v, c))
+                && operands(eg, i, BinaryOp::Add).into_iter().any(|(a, m)| {
+                    same(a)
+                        && operands(eg, m, BinaryOp::Mul).into_iter().any(|(cube, k)| {
+                            scalar(eg, k, rank).is_some_and(|v| is_f32_of(v, 0.044715))
+                                && Self::is_cube(eg, cube, x, rank)
+                        })
+                })
+        })
+    }
+
+    /// Whether `class` computes `1 + tanh(√(2/π)·(x + 0.044715·x³))`.
+    fn is_one_plus_tanh(eg: &KEGraph, class: Id, x: Id, rank: usize) -> bool {
+        operands(eg, class, BinaryOp::Add).into_iter().any(|(t, one)| {
+            scalar(eg, one, rank) == Some(1.0)
+                && eg[t].nodes.iter().any(|n| {
+                    n.kerf_op() == Some(&Op::Unary(UnaryOp::Tanh))
+                        && matches!(n.children.as_slice(), [s] if Self::is_tanh_arg(eg, *s, x, rank))
+                })
+        })
+    }
+}
+
+impl Rule for RecogniseGeluTanh {
+    type Match = Id;
+    fn name(&self) -> &'static str {
+        "recognise-gelu-tanh"
+    }
+    fn find(&self, eg: &KEGraph, class: Id, out: &mut Vec<Id>) {
+        out.extend(gelu_inputs(eg, class, &Self::is_one_plus_tanh));
+    }
+    fn apply(&self, eg: &mut KEGraph, class: Id, x: &Id) -> Vec<Id> {
+        add_union(eg, class, KNode::op(Op::Unary(UnaryOp::Gelu { tanh: true }), vec![*x]))
+    }
+}
+
+/// [`RecogniseGelu`] and [`RecogniseGeluTanh`], run as part of group `cleanup`.
 pub fn rules() -> Vec<KRewrite> {
-    vec![rewrite(RecogniseGelu)]
+    vec![rewrite(RecogniseGelu), rewrite(RecogniseGeluTanh)]
 }
 
 #[cfg(test)]
@@ -207,6 +279,47 @@ mod tests {
         for body in [bad_scale, bad_half, swapped_div, other_x] {
             let out = run(body);
             assert!(!out.contains("Gelu"), "{out}");
+        }
+    }
+
+    /// `body` with the tanh form's constants %11 = 3, %12 = 0.044715,
+    /// %13 = √(2/π) (f32) besides `run`'s.
+    fn run_tanh(body: &str) -> String {
+        run(&format!(
+            "  const %11 \"three\": f32[] = [3.0]\n  const %12 \"k\": f32[] = [0.044715]\n  const %13 \"c\": f32[1] = [0.7978846]\n{body}"
+        ))
+    }
+
+    #[test]
+    fn tanh_forms_become_gelu_tanh() {
+        // BERT export: Mul(Mul(x, 0.5), Add(Tanh(Mul(Add(x, Mul(Pow(x, 3), k)), c)), 1))
+        let bert = "  %5 = Pow(%0, %11): f32[2,8]\n  %6 = Mul(%5, %12): f32[2,8]\n  %7 = Add(%0, %6): f32[2,8]\n  \
+             %8 = Mul(%7, %13): f32[2,8]\n  %9 = Tanh(%8): f32[2,8]\n  %10 = Add(%9, %2): f32[2,8]\n  \
+             %14 = Mul(%0, %3): f32[2,8]\n  %15 = Mul(%14, %10): f32[2,8]\n  output \"y\" = %15\n";
+        // x·x·x, constants on the left, Mul(Mul(x, E), 0.5)
+        let cubed = "  %5 = Mul(%0, %0): f32[2,8]\n  %16 = Mul(%0, %5): f32[2,8]\n  %6 = Mul(%12, %16): f32[2,8]\n  \
+             %7 = Add(%6, %0): f32[2,8]\n  %8 = Mul(%13, %7): f32[2,8]\n  %9 = Tanh(%8): f32[2,8]\n  \
+             %10 = Add(%2, %9): f32[2,8]\n  %14 = Mul(%10, %0): f32[2,8]\n  %15 = Mul(%3, %14): f32[2,8]\n  \
+             output \"y\" = %15\n";
+        for body in [bert, cubed] {
+            let out = run_tanh(body);
+            assert!(out.contains("= Gelu{tanh=true}(%0): f32[2,8]") && !out.contains("Tanh("), "{out}");
+        }
+    }
+
+    #[test]
+    fn tanh_forms_with_other_constants_or_powers_stay() {
+        let body = |pow: &str, k: &str| {
+            format!(
+                "  const %20 \"p\": f32[] = [{pow}]\n  const %21 \"k2\": f32[] = [{k}]\n  %5 = Pow(%0, %20): f32[2,8]\n  \
+                 %6 = Mul(%5, %21): f32[2,8]\n  %7 = Add(%0, %6): f32[2,8]\n  %8 = Mul(%7, %13): f32[2,8]\n  \
+                 %9 = Tanh(%8): f32[2,8]\n  %10 = Add(%9, %2): f32[2,8]\n  %14 = Mul(%0, %3): f32[2,8]\n  \
+                 %15 = Mul(%14, %10): f32[2,8]\n  output \"y\" = %15\n"
+            )
+        };
+        for (pow, k) in [("2.0", "0.044715"), ("3.0", "0.05"), ("3.0", "0.0447")] {
+            let out = run_tanh(&body(pow, k));
+            assert!(!out.contains("Gelu"), "pow {pow} k {k}: {out}");
         }
     }
 
