@@ -11,8 +11,10 @@
 //! between kernels (`kerf_targets::jit::jit_compile_profiled`: the kernels
 //! are the same generated code) and prints per kernel its op, layer name,
 //! median time, share of the summed medians, FLOPs (2 × MACs from
-//! `kerf_ir::stats`), achieved GFLOP/s and the most tasks the kernel is
-//! split into (1: it always runs on the calling thread).
+//! `kerf_ir::stats`), achieved GFLOP/s, the most tasks the kernel is
+//! split into (1: it always runs on the calling thread) and its code family
+//! (`avx2`: calls assembled 256-bit micro-kernels; `cl-128`: Cranelift's
+//! 128-bit vectors; `scalar`).
 
 use std::cell::RefCell;
 use std::time::Instant;
@@ -114,6 +116,7 @@ fn profile(
     let jit = session.jit_profiled(g, prof_hook)?;
     let kernels = &jit.report().kernels;
     let splits = jit.splits();
+    let families = jit.families();
     let nk = kernels.len();
     let mut r = Runner::new(jit.model(), inputs, pool);
     for _ in 0..warmup {
@@ -144,7 +147,7 @@ fn profile(
     println!();
     println!("profile: {nk} kernels, median per kernel over {iters} runs (sum {total:.4} ms)");
     println!(
-        "{:>4}  {:<18} {:<32} {:>10} {:>6} {:>10} {:>8} {:>5}",
+        "{:>4}  {:<18} {:<32} {:>10} {:>6} {:>10} {:>8} {:>5}  code",
         "#", "op", "layer", "ms", "share", "MFLOP", "GFLOP/s", "tasks"
     );
     let mut flops_total = 0u64;
@@ -164,8 +167,9 @@ fn profile(
         };
         // most tasks the kernel is split into (1: never split)
         let tasks = splits.get(i).copied().flatten().map_or(1, |s| s.max_tasks);
+        let family = families.get(i).map_or("?", |f| f.name());
         println!(
-            "{i:>4}  {op:<18} {layer:<32} {t:>10.4} {share:>5.1}% {:>10.3} {gflops:>8.2} {tasks:>5}",
+            "{i:>4}  {op:<18} {layer:<32} {t:>10.4} {share:>5.1}% {:>10.3} {gflops:>8.2} {tasks:>5}  {family}",
             flops as f64 / 1e6
         );
     }

@@ -191,6 +191,18 @@ fn bench_prints_times_and_profile() {
     let total = rows.iter().position(|r| r.contains("total")).unwrap_or_else(|| panic!("no total: {text}"));
     assert!(rows[total].contains("100.0%"), "{text}");
     assert!(rows[total + 1].starts_with("split: ") && rows[total + 1].ends_with("% of the time"), "{text}");
+    // every kernel row names its code family; baseline has no assembled kernels
+    let family = |r: &&str| ["scalar", "cl-128", "avx2"].iter().any(|f| r.ends_with(&format!("  {f}")));
+    assert!(rows[..total].iter().all(family), "{text}");
+    let out = kerf(&["bench", m.to_str().unwrap(), "--iters", "2", "--warmup", "0", "--cpu", "baseline", "--profile"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let base = String::from_utf8(out.stdout).unwrap();
+    let base_rows: Vec<&str> =
+        base.lines().skip_while(|l| !l.contains("GFLOP/s")).skip(1).take_while(|l| !l.contains("total")).collect();
+    assert!(
+        !base_rows.is_empty() && base_rows.iter().all(family) && !base_rows.iter().any(|r| r.ends_with("avx2")),
+        "{base}"
+    );
     // zeros when no input is given
     let out = kerf(&["bench", m.to_str().unwrap(), "--iters", "3", "--warmup", "0"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -19,6 +19,7 @@ pub struct JitModel {
     report: Report,
     /// Per kernel of `report.kernels`: its split, if it is parallel.
     splits: Vec<Option<crate::lower::Split>>,
+    families: Vec<crate::lower::Family>,
     // Keeps the executable memory alive (freed on drop).
     _module: JitMemory,
 }
@@ -56,6 +57,10 @@ impl JitModel {
     /// (`None`: it always runs on the calling thread).
     pub fn splits(&self) -> &[Option<crate::lower::Split>] {
         &self.splits
+    }
+    /// Per kernel (the order of [`JitModel::splits`]): the vector code it runs.
+    pub fn families(&self) -> &[crate::lower::Family] {
+        &self.families
     }
 }
 
@@ -105,6 +110,7 @@ fn jit_compile_inner(g: &Graph, opts: &CompileOptions, hook: Option<ProfileHook>
     // SAFETY: `run` and `desc` belong to the same compiled model.
     let model = unsafe { Model::from_raw(run, desc) }.map_err(|e| TargetError::Jit(e.to_string()))?;
     let splits = built.splits.clone();
+    let families = built.families.clone();
     let report = Report::new(opts, built, caps, 0);
-    Ok(JitModel { model, report, splits, _module: JitMemory(Some(module)) })
+    Ok(JitModel { model, report, splits, families, _module: JitMemory(Some(module)) })
 }

@@ -10,22 +10,10 @@ use std::ffi::c_void;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use common::reference;
+use common::{reference, reverse_parallel_for};
 use kerf_ir::{Graph, Tensor};
-use kerf_runtime::{KerfRuntime, Model, TaskFn, ThreadPool, ABI_VERSION};
+use kerf_runtime::{KerfRuntime, Model, ThreadPool, ABI_VERSION};
 use kerf_targets::{jit_compile, CompileOptions};
-
-/// Records every call's task count in `*ctx` (a `Mutex<Vec<u32>>`), runs
-/// tasks in reverse order.
-unsafe extern "C" fn reverse_parallel_for(ctx: *mut c_void, n: u32, task: TaskFn, arg: *mut c_void) {
-    // SAFETY: ctx is the `calls` mutex of `check_same`, alive during the run.
-    let calls = unsafe { &*(ctx as *const Mutex<Vec<u32>>) };
-    calls.lock().unwrap().push(n);
-    for i in (0..n).rev() {
-        // SAFETY: generated code's contract for parallel_for.
-        unsafe { task(arg, i) };
-    }
-}
 
 fn run(m: &Model, inputs: &[Tensor], rt: Option<&KerfRuntime>) -> Vec<Vec<u8>> {
     let ins: Vec<&[u8]> = inputs.iter().map(|t| t.bytes()).collect();

@@ -51,6 +51,8 @@ pub struct Built {
     pub rodata_bytes: usize,
     /// Per kernel (same order as `kernels`): its split, if it is parallel.
     pub splits: Vec<Option<Split>>,
+    /// Per kernel (same order as `kernels`): the vector code it runs.
+    pub families: Vec<crate::lower::Family>,
     /// Distinct micro-kernels defined ([`Param::Code`]).
     pub micro_kernels: usize,
 }
@@ -255,6 +257,7 @@ pub fn build_with<M: Module>(
         kernels: kernels.list.iter().map(|k| format!("{name}_k{}", k.node)).collect(),
         rodata_bytes: rodata.bytes + desc_bytes,
         splits: kernels.list.iter().map(|k| k.split).collect(),
+        families: kernels.list.iter().map(|k| crate::lower::Family::of(&k.params, &caps)).collect(),
         micro_kernels: rodata.code.len(),
         plan,
     })

@@ -115,6 +115,40 @@ pub const MIN_TASK_COST: u64 = 400_000;
 /// [`Kernel::task_scratch`]); more threads than this gain nothing on it.
 pub const MAX_TASKS: usize = 16;
 
+/// Which vector code a kernel runs: what `kerf bench --profile` reports
+/// per layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// Cranelift scalar code only (a target without SIMD, or `baseline`
+    /// kernels that have no vector form).
+    Scalar,
+    /// Cranelift's 128-bit vectors.
+    Vec128,
+    /// Calls assembled 256-bit AVX2 micro-kernels ([`crate::ukernel::avx2`]).
+    Avx2,
+}
+
+impl Family {
+    /// The family of a kernel with parameters `params` built for `caps`.
+    pub fn of(params: &[Param], caps: &crate::isa::Caps) -> Family {
+        if params.iter().any(|p| matches!(p, Param::Code(_))) {
+            Family::Avx2
+        } else if caps.simd {
+            Family::Vec128
+        } else {
+            Family::Scalar
+        }
+    }
+    /// Short name: `scalar`, `cl-128`, `avx2`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Scalar => "scalar",
+            Family::Vec128 => "cl-128",
+            Family::Avx2 => "avx2",
+        }
+    }
+}
+
 /// A kernel's declared split, see [`Kernel::parallel_range`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Split {

@@ -73,9 +73,11 @@ pub fn reference(g: &kerf_ir::Graph, inputs: &[Tensor]) -> Vec<Vec<f32>> {
     kerf_ir::eval::eval_graph(g, inputs).unwrap().iter().map(Tensor::to_f32_vec).collect()
 }
 
-/// Records each `parallel_for`'s task count, runs the tasks in reverse.
+/// Records each `parallel_for`'s task count in `*ctx` (a
+/// `Mutex<Vec<u32>>`), runs the tasks in reverse order.
 pub unsafe extern "C" fn reverse_parallel_for(ctx: *mut c_void, n: u32, task: TaskFn, arg: *mut c_void) {
-    // SAFETY: ctx is the `calls` mutex of `threaded_equals_serial`, alive during the run.
+    // SAFETY: every runtime built with this function points ctx at a
+    // `Mutex<Vec<u32>>` that outlives the run.
     let calls = unsafe { &*(ctx as *const Mutex<Vec<u32>>) };
     calls.lock().unwrap().push(n);
     for i in (0..n).rev() {
