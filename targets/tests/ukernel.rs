@@ -289,7 +289,8 @@ fn assembled_kernels_keep_the_leaf_abi() {
                 clamp: if rows % 3 == 0 { None } else { clamp },
                 hardswish: rows % 3 == 0,
             };
-            let t = GemmTile { rows, pairs, a_row: 4, a_step: 48, panel: 256, ldo: 400, init, epi };
+            let t =
+                GemmTile { rows, pairs, a_row: 4, a_step: 48, panel: 256, paired: rows % 2 == 1, ldo: 400, init, epi };
             kernels.push((format!("gemm {t:?}"), gemm_tile(&t).unwrap()));
         }
     }

@@ -73,7 +73,9 @@ pub(super) fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi
     let b_ptr = k.blob_f32(bias);
     let items = gm.n * gm.group * nblk;
     let cost = 2 * (ocg * kk * rows * ppr * l) as u64;
-    let bbytes = rows * ppr * kk * l * 4;
+    // pointwise B in pairs of panels where the assembled tiles run
+    let paired = pointwise && k.caps.avx2 && l == 4;
+    let bbytes = rows * if paired { ppr.next_multiple_of(2) } else { ppr } * kk * l * 4;
     let cap = (gemm::TASK_SCRATCH_BUDGET / bbytes.max(1)).max(2);
     let (lo, hi) = k.parallel_range_capped(items * rbu, 1, cost.div_ceil(rbu as u64), cap)?;
     let bbuf = k.task_scratch(bbytes);
@@ -94,7 +96,7 @@ pub(super) fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi
         let out_off = k.b.ins().iadd(obase, p0);
         let oy0 = k.b.ins().imul_imm_s(blk, rows as i64);
         if pointwise {
-            pack_flat(k, xbase, icg, g2.h * g2.w, p0, bw, bbuf);
+            pack_flat(k, xbase, icg, g2.h * g2.w, p0, bw, bbuf, paired);
         } else if flat_rows {
             pack_rows_flat(k, &g2, icg, xbase, oy0, nrows, bbuf);
         } else {
@@ -107,9 +109,9 @@ pub(super) fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi
         let bk = if flat_rows {
             // the block's rows as one run of nrows·ow pixels
             let n = nrows * g2.ow;
-            Block { b: bbuf, rows: 1, ppr: n.div_ceil(l), width: n, pitch: n, out_off }
+            Block { b: bbuf, rows: 1, ppr: n.div_ceil(l), width: n, pitch: n, out_off, paired: false }
         } else {
-            Block { b: bbuf, rows: nrows, ppr: bw.div_ceil(l), width: bw, pitch, out_off }
+            Block { b: bbuf, rows: nrows, ppr: bw.div_ceil(l), width: bw, pitch, out_off, paired }
         };
         gemm::run_block(k, &gp, &bk);
     };
@@ -164,27 +166,43 @@ pub fn unit_rows(k: &mut Kernel, it: Value, lo: Value, hi: Value, per: usize, si
 }
 
 /// Packs `width` flattened pixels from `p0` of `icg` planes of `hw` floats
-/// into B panels `[c][ic][L]` (the last partial panel zero-filled; nothing
-/// past the plane is read).
-pub(super) fn pack_flat(k: &mut Kernel, xbase: Value, icg: usize, hw: usize, p0: Value, width: usize, dst: Value) {
+/// into B panels `[c][ic][L]`, or with `paired` into pairs of panels
+/// `[c/2][ic][2L]` ([`gemm::Block::paired`]); the last partial panel is
+/// zero-filled, nothing past the plane is read.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn pack_flat(
+    k: &mut Kernel,
+    xbase: Value,
+    icg: usize,
+    hw: usize,
+    p0: Value,
+    width: usize,
+    dst: Value,
+    paired: bool,
+) {
     let l = k.lanes();
     let vty = k.vty();
     let full = width / l;
     let tail = width % l;
     let src0 = k.addr(xbase, p0, 4);
+    let pstride = (icg * l * 4) as i64;
+    // bytes from a panel's K step to the next
+    let kstep = if paired { 2 * l * 4 } else { l * 4 };
     k.for_n(0, icg as i64, 1, |k, ic| {
         let xo = k.b.ins().imul_imm_s(ic, (hw * 4) as i64);
         let xrow = k.b.ins().iadd(src0, xo);
-        let d0 = k.addr(dst, ic, (l * 4) as i64);
+        let d0 = k.addr(dst, ic, kstep as i64);
         k.for_n(0, full as i64, 1, |k, c| {
             let v = k.ld_at(vty, xrow, c, (l * 4) as i64, 0);
-            let d = k.b.ins().imul_imm_s(c, (icg * l * 4) as i64);
+            let d = gemm::panel_at(k, c, pstride, paired);
             let d = k.b.ins().iadd(d0, d);
             k.st(v, d, 0);
         });
         if tail > 0 {
             let src = k.add_c(xrow, (full * l * 4) as i64);
-            let d = k.add_c(d0, (full * icg * l * 4) as i64);
+            let last = k.ic(full as i64);
+            let d = gemm::panel_at(k, last, pstride, paired);
+            let d = k.b.ins().iadd(d0, d);
             for q in 0..l {
                 let v = if q < tail { k.ld(types::F32, src, (q * 4) as i32) } else { k.fc(0.0) };
                 k.st(v, d, (q * 4) as i32);

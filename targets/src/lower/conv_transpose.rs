@@ -159,7 +159,8 @@ fn gemm_col2im(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32]) -> LResult {
         c: k.ic(0),
     };
     let ldc = (p.rows * gm.w).div_ceil(l) * l;
-    let bbytes = ldc * icg * 4;
+    // room for an even number of panels (B in pairs on AVX2 targets)
+    let bbytes = ldc.next_multiple_of(2 * l) * icg * 4;
     let cbytes = p.cb * taps * ldc * 4;
     let bu = if p.per_block { p.nblk } else { 1 };
     let items = gm.n * gm.group * p.nch * bu;
@@ -239,7 +240,8 @@ fn run_task(k: &mut Kernel, gm: &Geo, p: &Plan, ptrs: &Ptrs, t: &Task) {
     let block = |k: &mut Kernel, blk: Value, nrows: usize| {
         let width = nrows * gm.w;
         let p0 = k.b.ins().imul_imm_s(blk, (p.rows * gm.w) as i64);
-        super::conv_packed::pack_flat(k, xbase, icg, gm.h * gm.w, p0, width, ptrs.b);
+        let paired = k.caps.avx2 && k.lanes() == 4;
+        super::conv_packed::pack_flat(k, xbase, icg, gm.h * gm.w, p0, width, ptrs.b, paired);
         let zero = k.ic(0);
         let gp = Gemm {
             a,
@@ -251,7 +253,7 @@ fn run_task(k: &mut Kernel, gm: &Geo, p: &Plan, ptrs: &Ptrs, t: &Task) {
             epi: Epilogue::NONE,
             rows: None,
         };
-        let bk = Block { b: ptrs.b, rows: 1, ppr: width.div_ceil(l), width, pitch: width, out_off: zero };
+        let bk = Block { b: ptrs.b, rows: 1, ppr: width.div_ceil(l), width, pitch: width, out_off: zero, paired };
         gemm::run_block(k, &gp, &bk);
         let iy0 = k.b.ins().imul_imm_s(blk, p.rows as i64);
         col2im(k, gm, exact, t.cbi, ldc, ptrs.c, obase, iy0, nrows);

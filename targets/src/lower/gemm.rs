@@ -95,6 +95,25 @@ pub struct Block {
     pub pitch: usize,
     /// Element offset (I64) of the block's first output pixel in channel 0.
     pub out_off: Value,
+    /// B stored in pairs of panels (AVX2 targets, one row of panels): pair
+    /// `p` (panels `2p`, `2p + 1`) is `[k][8]`, panel `2p` in lanes 0–3,
+    /// at `2p` panel strides from the row start, so the assembled tiles
+    /// load a pair with one `ymm` load and the 128-bit tiles read halves
+    /// (K step 32 bytes). The row's buffer holds an even number of panels.
+    pub paired: bool,
+}
+
+/// Byte offset of panel `c` (I64) from the start of its row of panels of
+/// `pstride` bytes each ([`Block::paired`] or not).
+pub(super) fn panel_at(k: &mut Kernel, c: Value, pstride: i64, paired: bool) -> Value {
+    if !paired {
+        return k.b.ins().imul_imm_s(c, pstride);
+    }
+    let even = k.b.ins().band_imm_s(c, -2);
+    let base = k.b.ins().imul_imm_s(even, pstride);
+    let odd = k.b.ins().band_imm_s(c, 1);
+    let half = k.b.ins().imul_imm_s(odd, 16);
+    k.b.ins().iadd(base, half)
 }
 
 /// The A side and the output of a product.
@@ -175,7 +194,8 @@ fn run_pass(k: &mut Kernel, g: &Gemm, blk: &Block, k0: Value, pass: Pass) {
     let b2 = *blk;
     let l = k.lanes();
     // the B slice starts k0 steps into every panel
-    let bk = k.b.ins().imul_imm_s(k0, (l * 4) as i64);
+    let kstep = if b2.paired { 32 } else { (l * 4) as i64 };
+    let bk = k.b.ins().imul_imm_s(k0, kstep);
     let bstart = k.b.ins().iadd(b2.b, bk);
     let full_block = |k: &mut Kernel, mb: Value| {
         let a_off = k.b.ins().imul_imm_s(mb, (MR * g2.kk * 4) as i64);
@@ -223,13 +243,24 @@ fn block_rows(k: &mut Kernel, g: &Gemm, blk: &Block, bstart: Value, a_blk: Value
     let full_p = blk.width / l;
     let tail = blk.width % l;
     let pstride = (g.kk * l * 4) as i64;
+    let kstep = if blk.paired { 32 } else { (l * 4) as i64 };
     let (g2, b2) = (*g, *blk);
     // Element offset of (m0, row 0, col 0).
     let mo = k.b.ins().imul_imm_s(m0, g.ldo as i64);
     let o0 = k.b.ins().iadd(mo, blk.out_off);
     // the assembled tiles (AVX2) take whole groups of four, then two, panels
-    let wide_plan = gemm_avx2::plan_conv(k, g, h, pass);
+    let wide_plan = gemm_avx2::plan_conv(k, g, h, pass, blk.paired);
     let wide = wide_plan.as_ref().map_or(0, |w| w.covers(full_p));
+    // the B pointers of `n` panels from panel `c` (I64)
+    let panels = |k: &mut Kernel, brow: Value, c: Value, n: usize| -> Vec<Value> {
+        (0..n)
+            .map(|j| {
+                let cj = k.b.ins().iadd_imm_s(c, j as i64);
+                let off = panel_at(k, cj, pstride, b2.paired);
+                k.b.ins().iadd(brow, off)
+            })
+            .collect()
+    };
     let one_row = |k: &mut Kernel, r: Value| {
         let bro = k.b.ins().imul_imm_s(r, b2.ppr as i64 * pstride);
         let brow = k.b.ins().iadd(bstart, bro);
@@ -242,29 +273,31 @@ fn block_rows(k: &mut Kernel, g: &Gemm, blk: &Block, bstart: Value, a_blk: Value
         }
         let groups = (full_p - wide) / np;
         k.for_n(wide as i64, (wide + groups * np) as i64, np as i64, |k, c| {
-            let bp = k.addr(brow, c, pstride);
+            let bps = panels(k, brow, c, np);
             let oe = k.addr(orow, c, l as i64);
-            tile(k, &g2, a_blk, m0, h, bp, np, l, oe, pass);
+            tile(k, &g2, a_blk, m0, h, (&bps, kstep), l, oe, pass);
         });
         let left = full_p - wide - groups * np;
         if left > 0 {
-            let done = wide + groups * np;
-            let bp = k.add_c(brow, done as i64 * pstride);
-            let oe = k.add_c(orow, (done * l) as i64);
-            tile(k, &g2, a_blk, m0, h, bp, left, l, oe, pass);
+            let done = k.ic((wide + groups * np) as i64);
+            let bps = panels(k, brow, done, left);
+            let oe = k.add_c(orow, ((wide + groups * np) * l) as i64);
+            tile(k, &g2, a_blk, m0, h, (&bps, kstep), l, oe, pass);
         }
         if tail > 0 {
-            let bp = k.add_c(brow, full_p as i64 * pstride);
+            let last = k.ic(full_p as i64);
+            let bps = panels(k, brow, last, 1);
             let oe = k.add_c(orow, (full_p * l) as i64);
-            tile(k, &g2, a_blk, m0, h, bp, 1, tail, oe, pass);
+            tile(k, &g2, a_blk, m0, h, (&bps, kstep), tail, oe, pass);
         }
     };
     k.for_n(0, blk.rows as i64, 1, |k, r| one_row(k, r));
 }
 
-/// One micro-tile: rows `m0..m0+h` (A block `a_blk`, `[k][h]`) × `np`
-/// panels starting at `bp`; the last panel has `w_last` valid lanes.
-/// `oe` is the output element offset of (m0, first pixel).
+/// One micro-tile: rows `m0..m0+h` (A block `a_blk`, `[k][h]`) × the
+/// panels whose B pointers are `bps.0` (K steps `bps.1` bytes apart); the
+/// last panel has `w_last` valid lanes. `oe` is the output element offset
+/// of (m0, first pixel).
 #[allow(clippy::too_many_arguments)]
 fn tile(
     k: &mut Kernel,
@@ -272,15 +305,15 @@ fn tile(
     a_blk: Value,
     m0: Value,
     h: usize,
-    bp: Value,
-    np: usize,
+    bps: (&[Value], i64),
     w_last: usize,
     oe: Value,
     pass: Pass,
 ) {
+    let (bps, kstep) = bps;
+    let np = bps.len();
     let l = k.lanes();
     let vty = k.vty();
-    let kk = g.kk;
     let op = k.addr(g.out, oe, 4);
     let mut init = Vec::with_capacity(h * np);
     if pass.first {
@@ -311,9 +344,14 @@ fn tile(
         }
     }
     let step = |k: &mut Kernel, kv: Value, koff: usize, accs: &[Value]| -> Vec<Value> {
-        let bq = k.addr(bp, kv, (l * 4) as i64);
-        let bvs: Vec<Value> =
-            (0..np).map(|j| k.b.ins().load(vty, mem(), bq, (((j * kk + koff) * l) * 4) as i32)).collect();
+        let ko = k.b.ins().imul_imm_s(kv, kstep);
+        let bvs: Vec<Value> = bps
+            .iter()
+            .map(|&bp| {
+                let bq = k.b.ins().iadd(bp, ko);
+                k.b.ins().load(vty, mem(), bq, (koff as i64 * kstep) as i32)
+            })
+            .collect();
         let aq = k.addr(a_blk, kv, (h * 4) as i64);
         let mut next = Vec::with_capacity(h * np);
         for r in 0..h {

@@ -115,8 +115,9 @@ pub(super) fn run(k: &mut Kernel, w: &Wide, full: usize, steps: usize, ptrs: &dy
     }
 }
 
-/// The conv engine's tiles for an A block of height `h` in `pass`.
-pub(super) fn plan_conv(k: &Kernel, g: &Gemm, h: usize, pass: Pass) -> Option<Wide> {
+/// The conv engine's tiles for an A block of height `h` in `pass`, on B
+/// stored in pairs of panels when `paired` (see [`super::gemm::Block`]).
+pub(super) fn plan_conv(k: &Kernel, g: &Gemm, h: usize, pass: Pass, paired: bool) -> Option<Wide> {
     let epi = if pass.last { g.epi } else { Epilogue::NONE };
     let t = GemmTile {
         rows: 0,
@@ -124,6 +125,7 @@ pub(super) fn plan_conv(k: &Kernel, g: &Gemm, h: usize, pass: Pass) -> Option<Wi
         a_row: 4,
         a_step: h * 4,
         panel: g.kk * k.lanes() * 4,
+        paired,
         ldo: g.ldo * 4,
         init: if pass.first { Init::RowBias } else { Init::Partial },
         epi: act_epi(epi.act, epi.residual.is_some())?,

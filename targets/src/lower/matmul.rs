@@ -468,6 +468,7 @@ fn wide_tiles(
         a_row: if t.packed { 4 } else { a.sm * 4 },
         a_step: if t.packed { rows * 4 } else { a.sk * 4 },
         panel: t.kk * k.lanes() * 4,
+        paired: false,
         ldo: out.ldo * 4,
         init: if out.bias.is_some() { Init::RowBias } else { Init::Zero },
         epi: TileEpi {

@@ -458,7 +458,7 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
                 let rows = Some((cs, ce));
                 let g = Gemm { a, bias: zeros, m: kout, kk: cin, out: mo, ldo: tb, epi: Epilogue::NONE, rows };
                 let out_off = k.ic(0);
-                run_block(k, &g, &Block { b: vp, rows: 1, ppr: nq, width: tb, pitch: tb, out_off });
+                run_block(k, &g, &Block { b: vp, rows: 1, ppr: nq, width: tb, pitch: tb, out_off, paired: false });
             });
             k.for_dyn(cs, ce, 1, |k, ko| {
                 let bv = match bias {

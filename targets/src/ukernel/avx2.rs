@@ -28,6 +28,10 @@ pub struct GemmTile {
     pub a_step: usize,
     /// Bytes between consecutive B panels (4 × K × 4 lanes).
     pub panel: usize,
+    /// B stored in pairs of panels (`[pair][k][8]`, a pair every two
+    /// `panel`s): one `ymm` load per pair and K step, 32 bytes per step;
+    /// else two 4-pixel panels joined per step (`vinsertf128`).
+    pub paired: bool,
     /// Bytes between output rows.
     pub ldo: usize,
     /// The accumulators' starting values.
@@ -158,8 +162,12 @@ fn k_loop(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedErr
     a.jz(done)?;
     a.set_label(&mut top)?;
     for (j, &(bvec, bxmm)) in bvecs.iter().enumerate().take(pairs) {
-        a.vmovups(bxmm, xmmword_ptr(b_p + 2 * j as i64 * panel))?;
-        a.vinsertf128(bvec, bvec, xmmword_ptr(b_p + (2 * j as i64 + 1) * panel), 1)?;
+        if t.paired {
+            a.vmovups(bvec, ymmword_ptr(b_p + 2 * j as i64 * panel))?;
+        } else {
+            a.vmovups(bxmm, xmmword_ptr(b_p + 2 * j as i64 * panel))?;
+            a.vinsertf128(bvec, bvec, xmmword_ptr(b_p + (2 * j as i64 + 1) * panel), 1)?;
+        }
     }
     for r in 0..rows {
         a.vbroadcastss(av, dword_ptr(a_p + (r * t.a_row) as i64))?;
@@ -167,7 +175,7 @@ fn k_loop(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedErr
             a.vfmadd231ps(acc(r, j), bvec, av)?;
         }
     }
-    a.add(b_p, 16)?;
+    a.add(b_p, if t.paired { 32 } else { 16 })?;
     a.add(a_p, t.a_step as i32)?;
     a.dec(n)?;
     a.jnz(top)?;
