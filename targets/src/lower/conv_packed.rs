@@ -73,8 +73,9 @@ pub(super) fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi
     let b_ptr = k.blob_f32(bias);
     let items = gm.n * gm.group * nblk;
     let cost = 2 * (ocg * kk * rows * ppr * l) as u64;
-    // pointwise B in pairs of panels where the assembled tiles run
-    let paired = pointwise && k.caps.avx2 && l == 4;
+    // one row of B panels (pointwise, or narrow rows packed flat) in pairs
+    // of panels where the assembled tiles run
+    let paired = (pointwise || flat_rows) && k.caps.avx2 && l == 4;
     let bbytes = rows * if paired { ppr.next_multiple_of(2) } else { ppr } * kk * l * 4;
     let cap = (gemm::TASK_SCRATCH_BUDGET / bbytes.max(1)).max(2);
     let (lo, hi) = k.parallel_range_capped(items * rbu, 1, cost.div_ceil(rbu as u64), cap)?;
@@ -98,7 +99,7 @@ pub(super) fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi
         if pointwise {
             pack_flat(k, xbase, icg, g2.h * g2.w, p0, bw, bbuf, paired);
         } else if flat_rows {
-            pack_rows_flat(k, &g2, icg, xbase, oy0, nrows, bbuf);
+            pack_rows_flat(k, &g2, icg, xbase, oy0, nrows, bbuf, paired);
         } else {
             pack_rows(k, &g2, icg, xbase, oy0, nrows, ppr, bbuf);
         }
@@ -109,7 +110,7 @@ pub(super) fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi
         let bk = if flat_rows {
             // the block's rows as one run of nrows·ow pixels
             let n = nrows * g2.ow;
-            Block { b: bbuf, rows: 1, ppr: n.div_ceil(l), width: n, pitch: n, out_off, paired: false }
+            Block { b: bbuf, rows: 1, ppr: n.div_ceil(l), width: n, pitch: n, out_off, paired }
         } else {
             Block { b: bbuf, rows: nrows, ppr: bw.div_ceil(l), width: bw, pitch, out_off, paired }
         };
@@ -218,7 +219,17 @@ pub(super) fn pack_flat(
 /// valid output columns are compile-time facts: a panel wholly inside one
 /// row and valid is one vector copy (stride 1), everything else lane by
 /// lane, and a row whose input row is padding is zero-filled.
-fn pack_rows_flat(k: &mut Kernel, gm: &Geo, icg: usize, xbase: Value, oy0: Value, rows: usize, dst: Value) {
+#[allow(clippy::too_many_arguments)]
+fn pack_rows_flat(
+    k: &mut Kernel,
+    gm: &Geo,
+    icg: usize,
+    xbase: Value,
+    oy0: Value,
+    rows: usize,
+    dst: Value,
+    paired: bool,
+) {
     let l = k.lanes();
     let vty = k.vty();
     let g = *gm;
@@ -226,15 +237,25 @@ fn pack_rows_flat(k: &mut Kernel, gm: &Geo, icg: usize, xbase: Value, oy0: Value
     let npan = n.div_ceil(l);
     let kk = icg * g.kh * g.kw;
     let pstride = (kk * l * 4) as i64;
+    // bytes per K step of a panel (pairs of panels: two panels' lanes)
+    let kstep = if paired { 2 * l * 4 } else { l * 4 };
     let valid = valid_columns(&g);
     k.for_n(0, icg as i64, 1, |k, ic| {
-        let (xch, dch) = channel_ptrs(k, &g, ic, xbase, dst);
+        let xo = k.b.ins().imul_imm_s(ic, (g.h * g.w * 4) as i64);
+        let xch = k.b.ins().iadd(xbase, xo);
+        let dof = k.b.ins().imul_imm_s(ic, (g.kh * g.kw * kstep) as i64);
+        let dch = k.b.ins().iadd(dst, dof);
         k.for_n(0, g.kh as i64, 1, |k, ky| {
-            let dkyo = k.b.ins().imul_imm_s(ky, (g.kw * l * 4) as i64);
+            let dkyo = k.b.ins().imul_imm_s(ky, (g.kw * kstep) as i64);
             let dky = k.b.ins().iadd(dch, dkyo);
             let t = k.b.ins().imul_imm_s(ky, g.dh as i64);
             // B element of pixel p at kernel column kx
-            let at = |p: usize, kx: usize| ((p / l) as i64 * pstride + ((kx * l + p % l) * 4) as i64) as i32;
+            let at = |p: usize, kx: usize| {
+                let c = p / l;
+                let panel =
+                    if paired { (c / 2 * 2) as i64 * pstride + (c % 2 * l * 4) as i64 } else { c as i64 * pstride };
+                (panel + (kx * kstep + (p % l) * 4) as i64) as i32
+            };
             for r in 0..rows {
                 let oy = k.b.ins().iadd_imm_s(oy0, r as i64);
                 let (xrow, ok, bad) = input_row(k, &g, xch, oy, t);
