@@ -73,9 +73,8 @@ pub(super) fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi
     let b_ptr = k.blob_f32(bias);
     let items = gm.n * gm.group * nblk;
     let cost = 2 * (ocg * kk * rows * ppr * l) as u64;
-    // one row of B panels (pointwise, or narrow rows packed flat) in pairs
-    // of panels where the assembled tiles run
-    let paired = (pointwise || flat_rows) && k.caps.avx2 && l == 4;
+    // B in pairs of panels where the assembled tiles run
+    let paired = k.caps.avx2 && l == 4;
     let bbytes = rows * if paired { ppr.next_multiple_of(2) } else { ppr } * kk * l * 4;
     let cap = (gemm::TASK_SCRATCH_BUDGET / bbytes.max(1)).max(2);
     let (lo, hi) = k.parallel_range_capped(items * rbu, 1, cost.div_ceil(rbu as u64), cap)?;
@@ -101,7 +100,7 @@ pub(super) fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi
         } else if flat_rows {
             pack_rows_flat(k, &g2, icg, xbase, oy0, nrows, bbuf, paired);
         } else {
-            pack_rows(k, &g2, icg, xbase, oy0, nrows, ppr, bbuf);
+            pack_rows(k, &g2, icg, xbase, oy0, (nrows, ppr), bbuf, paired);
         }
         let ga = k.b.ins().imul_imm_s(g, (ocg * kk * 4) as i64);
         let gb = k.b.ins().imul_imm_s(g, (ocg * 4) as i64);
@@ -241,10 +240,7 @@ fn pack_rows_flat(
     let kstep = if paired { 2 * l * 4 } else { l * 4 };
     let valid = valid_columns(&g);
     k.for_n(0, icg as i64, 1, |k, ic| {
-        let xo = k.b.ins().imul_imm_s(ic, (g.h * g.w * 4) as i64);
-        let xch = k.b.ins().iadd(xbase, xo);
-        let dof = k.b.ins().imul_imm_s(ic, (g.kh * g.kw * kstep) as i64);
-        let dch = k.b.ins().iadd(dst, dof);
+        let (xch, dch) = channel_ptrs(k, &g, ic, xbase, dst, kstep);
         k.for_n(0, g.kh as i64, 1, |k, ky| {
             let dkyo = k.b.ins().imul_imm_s(ky, (g.kw * kstep) as i64);
             let dky = k.b.ins().iadd(dch, dkyo);
@@ -315,11 +311,10 @@ fn input_row(k: &mut Kernel, g: &Geo, xch: Value, oy: Value, t: Value) -> (Value
 }
 
 /// Input channel `ic`'s plane in `xbase` and its first B element in the
-/// panels at `dst` (each channel holds `kh·kw` steps of `L` lanes).
-fn channel_ptrs(k: &mut Kernel, g: &Geo, ic: Value, xbase: Value, dst: Value) -> (Value, Value) {
+/// panels at `dst` (each channel holds `kh·kw` K steps of `kstep` bytes).
+fn channel_ptrs(k: &mut Kernel, g: &Geo, ic: Value, xbase: Value, dst: Value, kstep: usize) -> (Value, Value) {
     let xo = k.b.ins().imul_imm_s(ic, (g.h * g.w * 4) as i64);
-    let l = k.lanes();
-    let dof = k.b.ins().imul_imm_s(ic, (g.kh * g.kw * l * 4) as i64);
+    let dof = k.b.ins().imul_imm_s(ic, (g.kh * g.kw * kstep) as i64);
     (k.b.ins().iadd(xbase, xo), k.b.ins().iadd(dst, dof))
 }
 
@@ -344,27 +339,41 @@ fn valid_columns(g: &Geo) -> Vec<(usize, usize)> {
 /// and only border panels read lane by lane with zeros for the padding;
 /// rows whose input row is padding are zero-filled.
 #[allow(clippy::too_many_arguments)]
-fn pack_rows(k: &mut Kernel, gm: &Geo, icg: usize, xbase: Value, oy0: Value, rows: usize, ppr: usize, dst: Value) {
+fn pack_rows(
+    k: &mut Kernel,
+    gm: &Geo,
+    icg: usize,
+    xbase: Value,
+    oy0: Value,
+    (rows, ppr): (usize, usize),
+    dst: Value,
+    paired: bool,
+) {
     let l = k.lanes();
     let vty = k.vty();
     let kk = icg * gm.kh * gm.kw;
     let pstride = (kk * l * 4) as i64;
+    // bytes per K step of a panel, and panels per row in the buffer
+    let kstep = if paired { 2 * l * 4 } else { l * 4 };
+    let row_panels = if paired { ppr.next_multiple_of(2) } else { ppr };
+    // byte offset of panel c (compile time) within its row
+    let at = |c: usize| if paired { (c / 2 * 2) as i64 * pstride + (c % 2 * l * 4) as i64 } else { c as i64 * pstride };
     let g = *gm;
     let valid = valid_columns(&g);
     k.for_n(0, rows as i64, 1, |k, r| {
         let oy = k.b.ins().iadd(oy0, r);
-        let ro_ = k.b.ins().imul_imm_s(r, ppr as i64 * pstride);
+        let ro_ = k.b.ins().imul_imm_s(r, row_panels as i64 * pstride);
         let rbase = k.b.ins().iadd(dst, ro_);
         k.for_n(0, icg as i64, 1, |k, ic| {
-            let (xch, dch) = channel_ptrs(k, &g, ic, xbase, rbase);
+            let (xch, dch) = channel_ptrs(k, &g, ic, xbase, rbase, kstep);
             k.for_n(0, g.kh as i64, 1, |k, ky| {
                 let t = k.b.ins().imul_imm_s(ky, g.dh as i64);
-                let dkyo = k.b.ins().imul_imm_s(ky, (g.kw * l * 4) as i64);
+                let dkyo = k.b.ins().imul_imm_s(ky, (g.kw * kstep) as i64);
                 let dky = k.b.ins().iadd(dch, dkyo);
                 let (xrow, ok, bad) = input_row(k, &g, xch, oy, t);
                 k.if_then(ok, |k| {
                     for (kx, &(vlo, vhi)) in valid.iter().enumerate() {
-                        let dkx = k.add_c(dky, (kx * l * 4) as i64);
+                        let dkx = k.add_c(dky, (kx * kstep) as i64);
                         // ix of output column 0 for this kx (may be negative)
                         let ix0 = (kx * g.dw) as i64 - g.pw as i64;
                         let c_lo = vlo.div_ceil(l);
@@ -378,7 +387,7 @@ fn pack_rows(k: &mut Kernel, gm: &Geo, icg: usize, xbase: Value, oy0: Value, row
                                 } else {
                                     k.fc(0.0)
                                 };
-                                k.st(v, dkx, (c as i64 * pstride) as i32 + (q * 4) as i32);
+                                k.st(v, dkx, at(c) as i32 + (q * 4) as i32);
                             }
                         };
                         for c in (0..c_lo).chain(c_hi..ppr) {
@@ -386,7 +395,8 @@ fn pack_rows(k: &mut Kernel, gm: &Geo, icg: usize, xbase: Value, oy0: Value, row
                         }
                         if c_hi > c_lo {
                             k.for_n(c_lo as i64, c_hi as i64, 1, |k, c| {
-                                let d = k.addr(dkx, c, pstride);
+                                let d = gemm::panel_at(k, c, pstride, paired);
+                                let d = k.b.ins().iadd(dkx, d);
                                 let s = k.b.ins().imul_imm_s(c, (l * g.sw * 4) as i64);
                                 let s = k.b.ins().iadd(xrow, s);
                                 if g.sw == 1 || l == 1 {
@@ -405,9 +415,10 @@ fn pack_rows(k: &mut Kernel, gm: &Geo, icg: usize, xbase: Value, oy0: Value, row
                 k.if_then(bad, |k| {
                     let z = k.fsplat(vty, 0.0);
                     for kx in 0..g.kw {
-                        let dkx = k.add_c(dky, (kx * l * 4) as i64);
+                        let dkx = k.add_c(dky, (kx * kstep) as i64);
                         k.for_n(0, ppr as i64, 1, |k, c| {
-                            let d = k.addr(dkx, c, pstride);
+                            let d = gemm::panel_at(k, c, pstride, paired);
+                            let d = k.b.ins().iadd(dkx, d);
                             k.st(z, d, 0);
                         });
                     }

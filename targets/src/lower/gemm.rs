@@ -95,11 +95,11 @@ pub struct Block {
     pub pitch: usize,
     /// Element offset (I64) of the block's first output pixel in channel 0.
     pub out_off: Value,
-    /// B stored in pairs of panels (AVX2 targets, one row of panels): pair
-    /// `p` (panels `2p`, `2p + 1`) is `[k][8]`, panel `2p` in lanes 0–3,
-    /// at `2p` panel strides from the row start, so the assembled tiles
-    /// load a pair with one `ymm` load and the 128-bit tiles read halves
-    /// (K step 32 bytes). The row's buffer holds an even number of panels.
+    /// B stored in pairs of panels (AVX2 targets): pair `p` (panels `2p`,
+    /// `2p + 1`) of a row is `[k][8]`, panel `2p` in lanes 0–3, at `2p`
+    /// panel strides from the row start, so the assembled tiles load a
+    /// pair with one `ymm` load and the 128-bit tiles read halves (K step
+    /// 32 bytes). Rows hold an even number of panels (`ppr` rounded up).
     pub paired: bool,
 }
 
@@ -262,7 +262,8 @@ fn block_rows(k: &mut Kernel, g: &Gemm, blk: &Block, bstart: Value, a_blk: Value
             .collect()
     };
     let one_row = |k: &mut Kernel, r: Value| {
-        let bro = k.b.ins().imul_imm_s(r, b2.ppr as i64 * pstride);
+        let row_panels = if b2.paired { b2.ppr.next_multiple_of(2) } else { b2.ppr };
+        let bro = k.b.ins().imul_imm_s(r, row_panels as i64 * pstride);
         let brow = k.b.ins().iadd(bstart, bro);
         let oro = k.b.ins().imul_imm_s(r, b2.pitch as i64);
         let orow = k.b.ins().iadd(o0, oro);
