@@ -73,9 +73,8 @@ pub(super) fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi
     let b_ptr = k.blob_f32(bias);
     let items = gm.n * gm.group * nblk;
     let cost = 2 * (ocg * kk * rows * ppr * l) as u64;
-    // B in pairs of panels where the assembled tiles run
-    let paired = k.caps.avx2 && l == 4;
-    let bbytes = rows * if paired { ppr.next_multiple_of(2) } else { ppr } * kk * l * 4;
+    let paired = gemm::pairs_panels(k);
+    let bbytes = gemm::Panels::new(l, kk, paired).bytes(rows, ppr);
     let cap = (gemm::TASK_SCRATCH_BUDGET / bbytes.max(1)).max(2);
     let (lo, hi) = k.parallel_range_capped(items * rbu, 1, cost.div_ceil(rbu as u64), cap)?;
     let bbuf = k.task_scratch(bbytes);
@@ -185,24 +184,20 @@ pub(super) fn pack_flat(
     let full = width / l;
     let tail = width % l;
     let src0 = k.addr(xbase, p0, 4);
-    let pstride = (icg * l * 4) as i64;
-    // bytes from a panel's K step to the next
-    let kstep = if paired { 2 * l * 4 } else { l * 4 };
+    let pan = gemm::Panels::new(l, icg, paired);
     k.for_n(0, icg as i64, 1, |k, ic| {
         let xo = k.b.ins().imul_imm_s(ic, (hw * 4) as i64);
         let xrow = k.b.ins().iadd(src0, xo);
-        let d0 = k.addr(dst, ic, kstep as i64);
+        let d0 = k.addr(dst, ic, pan.kstep() as i64);
         k.for_n(0, full as i64, 1, |k, c| {
             let v = k.ld_at(vty, xrow, c, (l * 4) as i64, 0);
-            let d = gemm::panel_at(k, c, pstride, paired);
+            let d = pan.at_dyn(k, c);
             let d = k.b.ins().iadd(d0, d);
             k.st(v, d, 0);
         });
         if tail > 0 {
             let src = k.add_c(xrow, (full * l * 4) as i64);
-            let last = k.ic(full as i64);
-            let d = gemm::panel_at(k, last, pstride, paired);
-            let d = k.b.ins().iadd(d0, d);
+            let d = k.add_c(d0, pan.at(full));
             for q in 0..l {
                 let v = if q < tail { k.ld(types::F32, src, (q * 4) as i32) } else { k.fc(0.0) };
                 k.st(v, d, (q * 4) as i32);
@@ -235,9 +230,8 @@ fn pack_rows_flat(
     let n = rows * g.ow;
     let npan = n.div_ceil(l);
     let kk = icg * g.kh * g.kw;
-    let pstride = (kk * l * 4) as i64;
-    // bytes per K step of a panel (pairs of panels: two panels' lanes)
-    let kstep = if paired { 2 * l * 4 } else { l * 4 };
+    let pan = gemm::Panels::new(l, kk, paired);
+    let kstep = pan.kstep();
     let valid = valid_columns(&g);
     k.for_n(0, icg as i64, 1, |k, ic| {
         let (xch, dch) = channel_ptrs(k, &g, ic, xbase, dst, kstep);
@@ -246,12 +240,7 @@ fn pack_rows_flat(
             let dky = k.b.ins().iadd(dch, dkyo);
             let t = k.b.ins().imul_imm_s(ky, g.dh as i64);
             // B element of pixel p at kernel column kx
-            let at = |p: usize, kx: usize| {
-                let c = p / l;
-                let panel =
-                    if paired { (c / 2 * 2) as i64 * pstride + (c % 2 * l * 4) as i64 } else { c as i64 * pstride };
-                (panel + (kx * kstep + (p % l) * 4) as i64) as i32
-            };
+            let at = |p: usize, kx: usize| (pan.at(p / l) + (kx * kstep + (p % l) * 4) as i64) as i32;
             for r in 0..rows {
                 let oy = k.b.ins().iadd_imm_s(oy0, r as i64);
                 let (xrow, ok, bad) = input_row(k, &g, xch, oy, t);
@@ -352,17 +341,13 @@ fn pack_rows(
     let l = k.lanes();
     let vty = k.vty();
     let kk = icg * gm.kh * gm.kw;
-    let pstride = (kk * l * 4) as i64;
-    // bytes per K step of a panel, and panels per row in the buffer
-    let kstep = if paired { 2 * l * 4 } else { l * 4 };
-    let row_panels = if paired { ppr.next_multiple_of(2) } else { ppr };
-    // byte offset of panel c (compile time) within its row
-    let at = |c: usize| if paired { (c / 2 * 2) as i64 * pstride + (c % 2 * l * 4) as i64 } else { c as i64 * pstride };
+    let pan = gemm::Panels::new(l, kk, paired);
+    let kstep = pan.kstep();
     let g = *gm;
     let valid = valid_columns(&g);
     k.for_n(0, rows as i64, 1, |k, r| {
         let oy = k.b.ins().iadd(oy0, r);
-        let ro_ = k.b.ins().imul_imm_s(r, row_panels as i64 * pstride);
+        let ro_ = k.b.ins().imul_imm_s(r, pan.per_row(ppr) as i64 * pan.stride());
         let rbase = k.b.ins().iadd(dst, ro_);
         k.for_n(0, icg as i64, 1, |k, ic| {
             let (xch, dch) = channel_ptrs(k, &g, ic, xbase, rbase, kstep);
@@ -387,7 +372,7 @@ fn pack_rows(
                                 } else {
                                     k.fc(0.0)
                                 };
-                                k.st(v, dkx, at(c) as i32 + (q * 4) as i32);
+                                k.st(v, dkx, pan.at(c) as i32 + (q * 4) as i32);
                             }
                         };
                         for c in (0..c_lo).chain(c_hi..ppr) {
@@ -395,7 +380,7 @@ fn pack_rows(
                         }
                         if c_hi > c_lo {
                             k.for_n(c_lo as i64, c_hi as i64, 1, |k, c| {
-                                let d = gemm::panel_at(k, c, pstride, paired);
+                                let d = pan.at_dyn(k, c);
                                 let d = k.b.ins().iadd(dkx, d);
                                 let s = k.b.ins().imul_imm_s(c, (l * g.sw * 4) as i64);
                                 let s = k.b.ins().iadd(xrow, s);
@@ -417,7 +402,7 @@ fn pack_rows(
                     for kx in 0..g.kw {
                         let dkx = k.add_c(dky, (kx * kstep) as i64);
                         k.for_n(0, ppr as i64, 1, |k, c| {
-                            let d = gemm::panel_at(k, c, pstride, paired);
+                            let d = pan.at_dyn(k, c);
                             let d = k.b.ins().iadd(dkx, d);
                             k.st(z, d, 0);
                         });

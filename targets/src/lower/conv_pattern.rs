@@ -29,10 +29,10 @@
 //! task pads the image into its own scratch copy (a small fraction of its
 //! work), and computes its channels exactly as a serial run does.
 
-use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, Value};
+use cranelift_codegen::ir::{types, InstBuilder, Value};
 
 use super::conv_geo::{pad_input, Geo};
-use super::{Kernel, LResult, PTR};
+use super::{Kernel, LResult};
 use crate::ukernel::avx2::{pattern_pass, PatternPass};
 
 /// Whether the pattern kernel computes this conv: one group, stride 1, and
@@ -140,11 +140,7 @@ pub(super) fn conv(
             Some([k.code(one), k.code(two)])
         })
         .collect();
-    let sref = {
-        let mut sig = Signature::new(k.b.func.signature.call_conv);
-        sig.params.extend(std::iter::repeat_n(AbiParam::new(PTR), 4));
-        k.b.import_signature(sig)
-    };
+    let sref = k.ukernel_sig(4);
     k.for_n(0, g.n as i64, 1, |k, n| {
         let first = k.ic(0);
         pad_input(k, &g, xp, n, first, g.c, pad_img, hp, wpd);

@@ -59,9 +59,11 @@ struct Plan {
     rows: usize,
     /// Pixel blocks per image.
     nblk: usize,
-    /// A task computes one pixel block (exact tiling: no two input pixels
-    /// reach one output), else all pixel blocks of its channels.
-    per_block: bool,
+    /// The kernel tiles the output exactly ([`tiles_exactly`]): a task
+    /// computes one pixel block (no two input pixels reach one output) and
+    /// the bias goes into the GEMM; else a task computes all pixel blocks
+    /// of its channels, whose planes start as the bias.
+    exact: bool,
 }
 
 /// Most GEMM rows (`channels × taps`) one task computes against a B block
@@ -77,8 +79,8 @@ fn plan(gm: &Geo, budget: usize) -> Plan {
     let ocg = gm.oc / gm.group;
     let taps = gm.kh * gm.kw;
     let icg = gm.c / gm.group;
-    let per_block = tiles_exactly(gm);
-    let cb = if per_block {
+    let exact = tiles_exactly(gm);
+    let cb = if exact {
         ocg.min((MAX_BLOCK_ROWS / taps).max(1))
     } else {
         // enough channel blocks for the threads
@@ -89,12 +91,12 @@ fn plan(gm: &Geo, budget: usize) -> Plan {
     // input rows whose B panels and C rows fit the budget
     let per_row = (icg + cb * taps) * gm.w.div_ceil(4) * 4 * 4;
     let mut fit = (budget / per_row.max(1)).clamp(1, gm.h);
-    if per_block {
+    if exact {
         // enough pixel blocks for the threads
         fit = fit.min(gm.h.div_ceil(gemm::SPLIT_UNITS.div_ceil(gm.n * gm.group * nch))).max(1);
     }
     let rows = gm.h.div_ceil(gm.h.div_ceil(fit));
-    Plan { cb, nch, rows, nblk: gm.h.div_ceil(rows), per_block }
+    Plan { cb, nch, rows, nblk: gm.h.div_ceil(rows), exact }
 }
 
 /// Whether every output pixel receives exactly one tap.
@@ -123,7 +125,6 @@ fn tap_cols(w: usize, o: usize, s: usize, d: usize, p: usize, t: usize) -> (usiz
 fn gemm_col2im(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32]) -> LResult {
     let (icg, ocg) = (gm.c / gm.group, gm.oc / gm.group);
     let taps = gm.kh * gm.kw;
-    let exact = tiles_exactly(gm);
     let p = plan(gm, gemm::b_block_bytes(&k.caps));
     let l = k.lanes();
     // A per (group, channel block): rows (oc, ty, tx), columns ic
@@ -144,7 +145,7 @@ fn gemm_col2im(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32]) -> LResult {
         }
     }
     // GEMM bias per row: the channel's bias when each output gets one tap
-    let row_bias: Vec<f32> = if exact {
+    let row_bias: Vec<f32> = if p.exact {
         (0..gm.oc).flat_map(|oc| std::iter::repeat_n(bias[oc], taps)).collect()
     } else {
         vec![0.0; gm.oc * taps]
@@ -159,12 +160,11 @@ fn gemm_col2im(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32]) -> LResult {
         c: k.ic(0),
     };
     let ldc = (p.rows * gm.w).div_ceil(l) * l;
-    // room for an even number of panels (B in pairs on AVX2 targets)
-    let bbytes = ldc.next_multiple_of(2 * l) * icg * 4;
+    let bbytes = gemm::Panels::new(l, icg, gemm::pairs_panels(k)).bytes(1, ldc / l);
     let cbytes = p.cb * taps * ldc * 4;
-    let bu = if p.per_block { p.nblk } else { 1 };
+    let bu = if p.exact { p.nblk } else { 1 };
     let items = gm.n * gm.group * p.nch * bu;
-    let cost = 2 * (p.cb * taps * icg * gm.w) as u64 * if p.per_block { p.rows } else { gm.h } as u64;
+    let cost = 2 * (p.cb * taps * icg * gm.w) as u64 * if p.exact { p.rows } else { gm.h } as u64;
     let cap = (gemm::TASK_SCRATCH_BUDGET / (bbytes + cbytes)).max(2);
     let (lo, hi) = k.parallel_range_capped(items, 1, cost, cap)?;
     let ptrs = Ptrs { b: k.task_scratch(bbytes), c: k.task_scratch(cbytes), ..ptrs };
@@ -173,7 +173,7 @@ fn gemm_col2im(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32]) -> LResult {
     k.for_dyn(lo, hi, 1, |k, it| {
         // it = ((n·group + g)·nch + cblk)·bu + blk
         let ngc = k.b.ins().udiv_imm_s(it, bu as i64);
-        let blk = if p.per_block { Some(k.b.ins().urem_imm_s(it, bu as i64)) } else { None };
+        let blk = if p.exact { Some(k.b.ins().urem_imm_s(it, bu as i64)) } else { None };
         let ng = k.b.ins().udiv_imm_s(ngc, p.nch as i64);
         let cblk = k.b.ins().urem_imm_s(ngc, p.nch as i64);
         let task = |k: &mut Kernel, cbi: usize| run_task(k, &g2, &p, &ptrs, &Task { ng, cblk, cbi, blk });
@@ -213,7 +213,7 @@ struct Task {
 fn run_task(k: &mut Kernel, gm: &Geo, p: &Plan, ptrs: &Ptrs, t: &Task) {
     let (icg, ocg) = (gm.c / gm.group, gm.oc / gm.group);
     let taps = gm.kh * gm.kw;
-    let exact = tiles_exactly(gm);
+    let exact = p.exact;
     let g = k.b.ins().urem_imm_s(t.ng, gm.group as i64);
     // first channel of the block in the whole output / in the weights
     let oc_g = k.b.ins().imul_imm_s(t.cblk, p.cb as i64);
@@ -240,7 +240,7 @@ fn run_task(k: &mut Kernel, gm: &Geo, p: &Plan, ptrs: &Ptrs, t: &Task) {
     let block = |k: &mut Kernel, blk: Value, nrows: usize| {
         let width = nrows * gm.w;
         let p0 = k.b.ins().imul_imm_s(blk, (p.rows * gm.w) as i64);
-        let paired = k.caps.avx2 && k.lanes() == 4;
+        let paired = gemm::pairs_panels(k);
         super::conv_packed::pack_flat(k, xbase, icg, gm.h * gm.w, p0, width, ptrs.b, paired);
         let zero = k.ic(0);
         let gp = Gemm {
@@ -283,12 +283,10 @@ fn init_bias(k: &mut Kernel, ohw: usize, cbi: usize, bias: Value, boc0: Value, o
     k.for_n(0, cbi as i64, 1, |k, oc| {
         let bi = k.b.ins().iadd(boc0, oc);
         let bv = k.ld_at(types::F32, bias, bi, 4, 0);
-        let vty = k.vty();
-        let bvv = if vty == types::F32 { bv } else { k.b.ins().splat(vty, bv) };
         let po = k.b.ins().imul_imm_s(oc, (ohw * 4) as i64);
         let plane = k.b.ins().iadd(obase, po);
         k.for_vec(ohw, &mut |k, ty, i| {
-            let v = if ty == types::F32 { bv } else { bvv };
+            let v = k.widen(ty, bv);
             k.st_at(v, plane, i, 4, 0);
         });
     });
@@ -313,7 +311,7 @@ fn col2im(
     let g = *gm;
     // stride 2 with SIMD: taps tx, tx+1 fill neighbouring output columns,
     // so their C rows are interleaved a vector at a time
-    let paired = g.sw == 2 && g.dw == 1 && k.caps.simd;
+    let tap_pairs = g.sw == 2 && g.dw == 1 && k.caps.simd;
     k.for_n(0, cbi as i64, 1, |k, oc| {
         let po = k.b.ins().imul_imm_s(oc, (ohw * 4) as i64);
         let plane = k.b.ins().iadd(obase, po);
@@ -326,7 +324,7 @@ fn col2im(
             };
             let mut tx = 0;
             while tx < g.kw {
-                let pair = paired && tx + 1 < g.kw;
+                let pair = tap_pairs && tx + 1 < g.kw;
                 let rows: Vec<(Value, usize)> =
                     if pair { vec![(crow(k, tx), tx), (crow(k, tx + 1), tx + 1)] } else { vec![(crow(k, tx), tx)] };
                 k.for_n(0, nrows as i64, 1, |k, r| {
@@ -388,15 +386,8 @@ fn scatter_pair(k: &mut Kernel, g: &Geo, exact: bool, (a, b): (Value, Value), or
         let zl = k.b.ins().bitcast(types::F32X4, flags, zl);
         let zh = k.b.ins().bitcast(types::F32X4, flags, zh);
         let d = k.addr(dst, v, 32);
-        for (z, off) in [(zl, 0), (zh, 16)] {
-            let z = if exact {
-                z
-            } else {
-                let cur = k.ld(types::F32X4, d, off);
-                k.b.ins().fadd(cur, z)
-            };
-            k.st(z, d, off);
-        }
+        put(k, exact, zl, d, 0);
+        put(k, exact, zh, d, 16);
     });
     // the columns only one tap reaches, and the tail
     scatter_row(k, g, exact, a, orow, tx, alo, lo);
@@ -419,19 +410,26 @@ fn scatter_row(k: &mut Kernel, g: &Geo, exact: bool, cr: Value, orow: Value, tx:
     let add = |k: &mut Kernel, ty: Type, i: Value, stride: i64| {
         let v = k.ld_at(ty, src, i, 4, 0);
         let p = k.addr(dst, i, stride);
-        let v = if exact {
-            v
-        } else {
-            let cur = k.ld(ty, p, 0);
-            k.b.ins().fadd(cur, v)
-        };
-        k.st(v, p, 0);
+        put(k, exact, v, p, 0);
     };
     if g.sw == 1 {
         k.for_vec(n, &mut |k, ty, i| add(k, ty, i, 4));
     } else {
         k.for_n(0, n as i64, 1, |k, i| add(k, types::F32, i, (g.sw * 4) as i64));
     }
+}
+
+/// Stores `v` at `p + off` when the output is tiled exactly (`exact`),
+/// else adds it to what is there.
+fn put(k: &mut Kernel, exact: bool, v: Value, p: Value, off: i32) {
+    let v = if exact {
+        v
+    } else {
+        let ty = k.b.func.dfg.value_type(v);
+        let cur = k.ld(ty, p, off);
+        k.b.ins().fadd(cur, v)
+    };
+    k.st(v, p, off);
 }
 
 /// Run-time weights: the scalar scatter (see the module docs).

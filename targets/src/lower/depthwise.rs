@@ -42,11 +42,9 @@
 
 use cranelift_codegen::ir::{types, ConstantData, Endianness, Immediate, InstBuilder, MemFlagsData, Type, Value};
 
-use cranelift_codegen::ir::{AbiParam, Signature};
-
 use super::conv_geo::Geo;
 use super::epilogue::{apply_act, Epilogue};
-use super::{Kernel, LResult, PTR};
+use super::{Kernel, LResult};
 use crate::ukernel::avx2::{dw_plane, DwPlane};
 
 /// Positions computed together per pass (accumulators in flight).
@@ -97,6 +95,9 @@ pub(super) fn depthwise(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: E
             bias.len()
         ));
     }
+    if let Some(code) = wide_pass(k, &g, epi).filter(|_| wide_pays(&g)) {
+        return wide(k, &g, w, bias, epi, code);
+    }
     // vector lanes only where the row holds a whole vector span
     let lanes = k.lanes();
     let l = if lanes > 1 && g.sw <= 2 && g.w >= g.sw * lanes && g.ow >= lanes { lanes } else { 1 };
@@ -104,19 +105,9 @@ pub(super) fn depthwise(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: E
     let splat: Vec<f32> = w.iter().flat_map(|&x| std::iter::repeat_n(x, l)).collect();
     let wb = k.blob_f32(&splat);
     let bb = k.blob_f32(bias);
-    let pair = (l > 1 && g.sw == 2).then(|| {
-        let mut lanes_of = |first: usize| {
-            let bytes: Vec<u8> = (0..l).flat_map(|j| (0..4).map(move |b| (4 * (2 * j + first) + b) as u8)).collect();
-            k.b.func.dfg.immediates.push(ConstantData::from(bytes.as_slice()))
-        };
-        (lanes_of(0), lanes_of(1))
-    });
+    let pair = (l > 1 && g.sw == 2).then(|| deinterleave(k, l));
     let vecs = if g.sw == 2 && l > 1 { VECS_S2 } else { VECS };
     let p = Plan { g, l, ty, vecs, wb, pair };
-
-    if let Some(code) = wide_pass(k, &g, epi).filter(|_| wide_pays(&g)) {
-        return wide(k, &g, w, bias, epi, code);
-    }
     let xp = k.input(0);
     let out = k.output(0);
     let (lo, hi) = k.parallel_range(g.n * g.c, 1, (2 * g.oh * g.ow * taps + g.w) as u64)?;
@@ -278,11 +269,7 @@ fn wide(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: Epilogue, code: V
     let pad = k.task_scratch(plane);
     let stage = if flat { Some(k.task_scratch(staged)) } else { None };
     let code = k.code(code);
-    let sref = {
-        let mut sig = Signature::new(k.b.func.signature.call_conv);
-        sig.params.extend(std::iter::repeat_n(AbiParam::new(PTR), 5));
-        k.b.import_signature(sig)
-    };
+    let sref = k.ukernel_sig(5);
     let g2 = *g;
     // the padding stays zero: each channel only overwrites the interior
     k.for_vec(pd.hp * pd.row, &mut |k, ty, i| {
@@ -344,11 +331,7 @@ fn copy_row(k: &mut Kernel, g: &Geo, pd: &Pad, src: Value, dst: Value) {
     // input column 2m + r goes to padded column pw + 2m + r
     let at = |r: usize| pd.col(g, g.pw + r) as i64 * 4;
     let (even, odd) = (k.add_c(dst, at(0)), k.add_c(dst, at(1)));
-    let lanes = |first: usize| -> Vec<u8> {
-        (0..4).flat_map(|j| (0..4).map(move |b| (4 * (2 * j + first) + b) as u8)).collect()
-    };
-    let ei = k.b.func.dfg.immediates.push(ConstantData::from(lanes(0).as_slice()));
-    let oi = k.b.func.dfg.immediates.push(ConstantData::from(lanes(1).as_slice()));
+    let (ei, oi) = deinterleave(k, k.lanes());
     let pairs = g.w / 8;
     k.for_n(0, pairs as i64, 1, |k, m| {
         let s = k.b.ins().imul_imm_s(m, 32);
@@ -364,6 +347,16 @@ fn copy_row(k: &mut Kernel, g: &Geo, pd: &Pad, src: Value, dst: Value) {
         let v = k.ld(types::F32, src, (x * 4) as i32);
         k.st(v, dst, (pd.col(g, g.pw + x) * 4) as i32);
     }
+}
+
+/// The byte-shuffle immediates that take the even and the odd `f32` lanes
+/// of a pair of `l`-lane vectors.
+fn deinterleave(k: &mut Kernel, l: usize) -> (Immediate, Immediate) {
+    let mut lanes_of = |first: usize| {
+        let bytes: Vec<u8> = (0..l).flat_map(|j| (0..4).map(move |b| (4 * (2 * j + first) + b) as u8)).collect();
+        k.b.func.dfg.immediates.push(ConstantData::from(bytes.as_slice()))
+    };
+    (lanes_of(0), lanes_of(1))
 }
 
 /// Small "same" planes with stride 1 (e.g. 25×5, 7×7, 14×14): the plane is

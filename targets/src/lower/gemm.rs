@@ -103,17 +103,70 @@ pub struct Block {
     pub paired: bool,
 }
 
-/// Byte offset of panel `c` (I64) from the start of its row of panels of
-/// `pstride` bytes each ([`Block::paired`] or not).
-pub(super) fn panel_at(k: &mut Kernel, c: Value, pstride: i64, paired: bool) -> Value {
-    if !paired {
-        return k.b.ins().imul_imm_s(c, pstride);
+/// Whether the conv engine packs B in pairs of panels ([`Block::paired`])
+/// on this target: where the assembled 256-bit tiles run.
+pub fn pairs_panels(k: &Kernel) -> bool {
+    k.caps.avx2 && k.lanes() == 4
+}
+
+/// The byte layout of B panels of `l` lanes over `kk` K steps, single or
+/// in pairs ([`Block::paired`]): what the packers write and the tiles read.
+#[derive(Clone, Copy, Debug)]
+pub struct Panels {
+    l: usize,
+    kk: usize,
+    paired: bool,
+}
+
+impl Panels {
+    /// The layout of `l`-lane panels over `kk` K steps.
+    pub fn new(l: usize, kk: usize, paired: bool) -> Panels {
+        Panels { l, kk, paired }
     }
-    let even = k.b.ins().band_imm_s(c, -2);
-    let base = k.b.ins().imul_imm_s(even, pstride);
-    let odd = k.b.ins().band_imm_s(c, 1);
-    let half = k.b.ins().imul_imm_s(odd, 16);
-    k.b.ins().iadd(base, half)
+    /// Bytes from a panel to the next (single), or from a pair to the
+    /// next over two panels (paired).
+    pub fn stride(&self) -> i64 {
+        (self.kk * self.l * 4) as i64
+    }
+    /// Bytes from one K step of a panel to the next.
+    pub fn kstep(&self) -> usize {
+        if self.paired {
+            2 * self.l * 4
+        } else {
+            self.l * 4
+        }
+    }
+    /// Panels a row of `ppr` panels takes in the buffer (pairs: even).
+    pub fn per_row(&self, ppr: usize) -> usize {
+        if self.paired {
+            ppr.next_multiple_of(2)
+        } else {
+            ppr
+        }
+    }
+    /// Buffer bytes for `rows` rows of `ppr` panels.
+    pub fn bytes(&self, rows: usize, ppr: usize) -> usize {
+        rows * self.per_row(ppr) * self.stride() as usize
+    }
+    /// Byte offset of panel `c` from the start of its row.
+    pub fn at(&self, c: usize) -> i64 {
+        if self.paired {
+            (c / 2 * 2) as i64 * self.stride() + (c % 2 * self.l * 4) as i64
+        } else {
+            c as i64 * self.stride()
+        }
+    }
+    /// [`Panels::at`] for a run-time panel index `c` (I64).
+    pub fn at_dyn(&self, k: &mut Kernel, c: Value) -> Value {
+        if !self.paired {
+            return k.b.ins().imul_imm_s(c, self.stride());
+        }
+        let even = k.b.ins().band_imm_s(c, -2);
+        let base = k.b.ins().imul_imm_s(even, self.stride());
+        let odd = k.b.ins().band_imm_s(c, 1);
+        let half = k.b.ins().imul_imm_s(odd, (self.l * 4) as i64);
+        k.b.ins().iadd(base, half)
+    }
 }
 
 /// The A side and the output of a product.
@@ -194,8 +247,7 @@ fn run_pass(k: &mut Kernel, g: &Gemm, blk: &Block, k0: Value, pass: Pass) {
     let b2 = *blk;
     let l = k.lanes();
     // the B slice starts k0 steps into every panel
-    let kstep = if b2.paired { 32 } else { (l * 4) as i64 };
-    let bk = k.b.ins().imul_imm_s(k0, kstep);
+    let bk = k.b.ins().imul_imm_s(k0, Panels::new(l, g.kk, b2.paired).kstep() as i64);
     let bstart = k.b.ins().iadd(b2.b, bk);
     let full_block = |k: &mut Kernel, mb: Value| {
         let a_off = k.b.ins().imul_imm_s(mb, (MR * g2.kk * 4) as i64);
@@ -242,8 +294,8 @@ fn block_rows(k: &mut Kernel, g: &Gemm, blk: &Block, bstart: Value, a_blk: Value
     let np = panels_for(h);
     let full_p = blk.width / l;
     let tail = blk.width % l;
-    let pstride = (g.kk * l * 4) as i64;
-    let kstep = if blk.paired { 32 } else { (l * 4) as i64 };
+    let pan = Panels::new(l, g.kk, blk.paired);
+    let kstep = pan.kstep() as i64;
     let (g2, b2) = (*g, *blk);
     // Element offset of (m0, row 0, col 0).
     let mo = k.b.ins().imul_imm_s(m0, g.ldo as i64);
@@ -256,14 +308,13 @@ fn block_rows(k: &mut Kernel, g: &Gemm, blk: &Block, bstart: Value, a_blk: Value
         (0..n)
             .map(|j| {
                 let cj = k.b.ins().iadd_imm_s(c, j as i64);
-                let off = panel_at(k, cj, pstride, b2.paired);
+                let off = pan.at_dyn(k, cj);
                 k.b.ins().iadd(brow, off)
             })
             .collect()
     };
     let one_row = |k: &mut Kernel, r: Value| {
-        let row_panels = if b2.paired { b2.ppr.next_multiple_of(2) } else { b2.ppr };
-        let bro = k.b.ins().imul_imm_s(r, row_panels as i64 * pstride);
+        let bro = k.b.ins().imul_imm_s(r, pan.per_row(b2.ppr) as i64 * pan.stride());
         let brow = k.b.ins().iadd(bstart, bro);
         let oro = k.b.ins().imul_imm_s(r, b2.pitch as i64);
         let orow = k.b.ins().iadd(o0, oro);

@@ -12,11 +12,11 @@
 //! express (`epilogue::clamp_select`) keep the Cranelift tile, as do partial
 //! and leftover panels.
 
-use cranelift_codegen::ir::{AbiParam, InstBuilder, Signature, Value};
+use cranelift_codegen::ir::{InstBuilder, Value};
 
 use super::epilogue::{Act, Epilogue};
 use super::gemm::{Gemm, Pass};
-use super::{Kernel, PTR};
+use super::Kernel;
 use crate::ukernel::avx2::{gemm_tile, max_rows, Clamp, GemmTile, Init, TileEpi};
 
 /// Assembled tiles for one block of `h` rows: for each tile width (2, then
@@ -93,9 +93,7 @@ pub(super) fn plan(k: &Kernel, t: GemmTile, h: usize, bias_row: usize) -> Option
 /// `c` (its first panel, I64) has the pointers `ptrs(k, c)`; `steps` K
 /// steps.
 pub(super) fn run(k: &mut Kernel, w: &Wide, full: usize, steps: usize, ptrs: &dyn Fn(&mut Kernel, Value) -> TilePtrs) {
-    let mut sig = Signature::new(k.b.func.signature.call_conv);
-    sig.params.extend(std::iter::repeat_n(AbiParam::new(PTR), 6));
-    let sref = k.b.import_signature(sig);
+    let sref = k.ukernel_sig(6);
     for (parts, (lo, hi, step)) in w.widths.iter().zip(spans(full)) {
         if lo >= hi {
             continue;

@@ -215,6 +215,14 @@ impl<'a, 'g> Kernel<'a, 'g> {
     pub fn code(&mut self, bytes: Vec<u8>) -> Value {
         self.param(Param::Code(bytes))
     }
+    /// The signature of a micro-kernel call ([`crate::ukernel`]'s leaf
+    /// ABI): `args` pointer arguments, no result, the target's calling
+    /// convention.
+    pub fn ukernel_sig(&mut self, args: usize) -> cranelift_codegen::ir::SigRef {
+        let mut sig = cranelift_codegen::ir::Signature::new(self.b.func.signature.call_conv);
+        sig.params.extend(std::iter::repeat_n(cranelift_codegen::ir::AbiParam::new(PTR), args));
+        self.b.import_signature(sig)
+    }
     /// Pointer to f32 values packed as a blob.
     pub fn blob_f32(&mut self, v: &[f32]) -> Value {
         self.blob(v.iter().flat_map(|x| x.to_le_bytes()).collect())

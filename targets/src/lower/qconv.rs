@@ -24,15 +24,13 @@
 //! own B (task scratch) and runs every row block on it.
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{
-    types, AbiParam, ConstantData, Endianness, InstBuilder, MemFlagsData, SigRef, Signature, Value,
-};
+use cranelift_codegen::ir::{types, ConstantData, Endianness, InstBuilder, MemFlagsData, SigRef, Value};
 use kerf_ir::op::QOut;
 use kerf_ir::{DType, Op};
 
 use super::epilogue::{apply_act, Act};
 use super::loops::mem;
-use super::{Kernel, LResult, PTR};
+use super::{Kernel, LResult};
 use crate::ukernel::avx2::qgemm_tile;
 
 /// Output channels per register tile (× 2 panels = 12 accumulators).
@@ -180,9 +178,7 @@ struct Assembled {
 impl Assembled {
     fn new(k: &mut Kernel, d: &Dims) -> Assembled {
         let code = [d.rows, d.mg % d.rows].map(|r| if r > 0 { qgemm_tile(r).ok().map(|c| k.code(c)) } else { None });
-        let mut sig = Signature::new(k.b.func.signature.call_conv);
-        sig.params.extend(std::iter::repeat_n(AbiParam::new(PTR), 4));
-        let sig = k.b.import_signature(sig);
+        let sig = k.ukernel_sig(4);
         Assembled { code, sig, sums: k.task_scratch(12 * 32) }
     }
 }

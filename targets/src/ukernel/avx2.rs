@@ -447,14 +447,13 @@ pub struct DwPlane {
 /// `bias` (one f32) and `residual` (a plane of the output's layout, read
 /// when `p.epi.residual`).
 pub fn dw_plane(p: &DwPlane) -> Result<Vec<u8>, IcedError> {
-    let (out_p, src_p, w_p, bias_p, n) = (rdi, rsi, rdx, rcx, r9);
+    // rdx (the weights) is read by `dw_vectors` and `dw_tail`
+    let (out_p, src_p, bias_p, n) = (rdi, rsi, rcx, r9);
     // the residual pointer is its own cursor (rows are contiguous, and
     // `splat` clobbers rax)
     let (out_c, src_c, res_c, groups) = (r10, r11, r8, rcx);
-    let accs = [ymm0];
-    let bias = ymm11;
     let mut a = CodeAssembler::new(64)?;
-    a.vbroadcastss(bias, dword_ptr(bias_p))?;
+    a.vbroadcastss(ymm11, dword_ptr(bias_p))?;
     let mut done = a.create_label();
     let mut row = a.create_label();
     a.mov(n, p.rows as u64)?;
@@ -483,31 +482,12 @@ pub fn dw_plane(p: &DwPlane) -> Result<Vec<u8>, IcedError> {
     // byte `at` past the cursors
     let mut at = 32 * (vecs % DW_GROUP) as i64;
     let rest = p.cols % 8;
-    let (acc, x) = (xmm0, xmm4);
     if rest >= 4 {
-        a.vmovaps(acc, xmm11)?;
-        for (t, &off) in p.taps.iter().enumerate() {
-            a.vmovups(x, xmmword_ptr(src_c + (off as i64 + at)))?;
-            a.vfmadd231ps(acc, x, xmmword_ptr(w_p + 32 * t as i64))?;
-        }
-        if p.epi.residual {
-            a.vaddps(acc, acc, xmmword_ptr(res_c + at))?;
-        }
-        activation(&mut a, &p.epi, &accs[..1])?;
-        a.vmovups(xmmword_ptr(out_c + at), acc)?;
+        dw_tail(&mut a, p, at, true)?;
         at += 16;
     }
     for _ in 0..rest % 4 {
-        a.vmovaps(acc, xmm11)?;
-        for (t, &off) in p.taps.iter().enumerate() {
-            a.vmovss(x, dword_ptr(src_c + (off as i64 + at)))?;
-            a.vfmadd231ss(acc, x, dword_ptr(w_p + 32 * t as i64))?;
-        }
-        if p.epi.residual {
-            a.vaddss(acc, acc, dword_ptr(res_c + at))?;
-        }
-        activation(&mut a, &p.epi, &accs[..1])?;
-        a.vmovss(dword_ptr(out_c + at), acc)?;
+        dw_tail(&mut a, p, at, false)?;
         at += 4;
     }
     a.add(out_p, p.out_row as i32)?;
@@ -519,6 +499,36 @@ pub fn dw_plane(p: &DwPlane) -> Result<Vec<u8>, IcedError> {
     a.vzeroupper()?;
     a.ret()?;
     a.assemble(0)
+}
+
+/// One tail output of [`dw_plane`] at byte `at` past the cursors: four
+/// pixels in an `xmm` (`four`) or one (loads and stores of one float; the
+/// FMA on the vector is the scalar FMA in lane 0, the other lanes unused).
+fn dw_tail(a: &mut CodeAssembler, p: &DwPlane, at: i64, four: bool) -> Result<(), IcedError> {
+    let (out_c, src_c, res_c, w_p) = (r10, r11, r8, rdx);
+    let (acc, x) = (xmm0, xmm4);
+    let load = |a: &mut CodeAssembler, dst: AsmRegisterXmm, m: AsmMemoryOperand| {
+        if four {
+            a.vmovups(dst, xmmword_ptr(m))
+        } else {
+            a.vmovss(dst, dword_ptr(m))
+        }
+    };
+    a.vmovaps(acc, xmm11)?;
+    for (t, &off) in p.taps.iter().enumerate() {
+        load(a, x, src_c + (off as i64 + at))?;
+        a.vfmadd231ps(acc, x, xmmword_ptr(w_p + 32 * t as i64))?;
+    }
+    if p.epi.residual {
+        load(a, x, res_c + at)?;
+        a.vaddps(acc, acc, x)?;
+    }
+    activation(a, &p.epi, &[ymm0])?;
+    if four {
+        a.vmovups(xmmword_ptr(out_c + at), acc)
+    } else {
+        a.vmovss(dword_ptr(out_c + at), acc)
+    }
 }
 
 /// Output vectors per group of [`dw_plane`]: 8 independent FMA chains
