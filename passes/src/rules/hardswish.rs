@@ -81,18 +81,12 @@ fn sixths(eg: &KEGraph, class: Id, rank: usize) -> Vec<Id> {
     out
 }
 
-/// Whether `alpha` is the f32 rounding of 1/6 (within half an ulp).
-fn is_sixth(alpha: f32) -> bool {
-    let exact = 1.0f64 / 6.0;
-    (f64::from(alpha) - exact).abs() <= f64::from(f32::EPSILON) * 0.125 / 2.0
-}
-
 impl RecogniseHardSwish {
     /// Whether `class` holds `HardSigmoid{≈1/6, 0.5}(x)`.
     fn is_gate(eg: &KEGraph, class: Id, x: Id) -> bool {
         eg[class].nodes.iter().any(|n| match n.kerf_op() {
             Some(Op::Unary(UnaryOp::HardSigmoid { alpha, beta })) => {
-                is_sixth(alpha.get())
+                is_f32_of(f64::from(alpha.get()), 1.0 / 6.0)
                     && beta.get() == 0.5
                     && n.children.first().is_some_and(|&c| eg.find(c) == eg.find(x))
             }
