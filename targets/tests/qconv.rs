@@ -6,7 +6,9 @@
 //! dilations, groups, several images, a residual and Relu/Clip; the
 //! adversarial case drives every product to its extreme (`x − zp = ±255`,
 //! `w = −128 / 127`) over a long K to show the 16-bit pairs cannot
-//! overflow. JIT-compiled for the host CPU and for the baseline preset;
+//! overflow. JIT-compiled for the host CPU (AVX-512 VNNI's byte-quad tile
+//! where the host has it), for `haswell` where the host has AVX2 (the
+//! 16-bit-pair tile) and for the baseline preset;
 //! the cross-ISA run (aarch64, riscv64 under qemu) is in
 //! `testsuite/tests/cross_isa.rs`.
 
@@ -63,17 +65,60 @@ fn check(c: &Case, x: &[u8], w: &[i64]) {
         ins.push(Tensor::from_f32(c.osh.to_vec(), &r).unwrap());
     }
     let want = reference(&g, &ins).remove(0);
-    #[cfg(target_arch = "x86_64")]
-    if !std::arch::is_x86_feature_detected!("avx2") {
-        eprintln!("no AVX2 on this CPU: the assembled integer tile is not tested here (the 128-bit tile is)");
-    }
-    for cpu in ["native", "baseline"] {
+    for cpu in cpus() {
         let got = run(&text, &ins, cpu).remove(0);
         assert_eq!(got.len(), want.len());
         for (i, (a, b)) in got.iter().zip(&want).enumerate() {
             assert!(a.to_bits() == b.to_bits(), "{} {} ({cpu}): element {i}: got {a}, want {b}", c.attrs, c.epi);
         }
     }
+}
+
+/// The CPU presets the host can run: `native`, `baseline`, and `haswell`
+/// (the AVX2 pair tile) where that is not what `native` already is; the
+/// tiles the host cannot run are named as untested.
+fn cpus() -> Vec<&'static str> {
+    let mut cpus = vec!["native", "baseline"];
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let vnni = has!("avx512f") && has!("avx512vl") && has!("avx512vnni");
+        if !vnni {
+            eprintln!("no AVX-512 VNNI on this CPU: the byte-quad tile is not tested here (the others are)");
+        }
+        if has!("avx2") && has!("fma") {
+            cpus.push("haswell");
+        } else {
+            eprintln!("no AVX2 on this CPU: the assembled integer tiles are not tested here (the 128-bit tile is)");
+        }
+    }
+    cpus
+}
+
+/// Where the host has AVX-512 VNNI, `native` code runs the integer conv on
+/// the VNNI tile (assembled, called) and `haswell` code on the AVX2 tile;
+/// skipped with a printed reason elsewhere.
+#[test]
+fn vnni_tile_is_used_where_the_host_has_it() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use kerf_targets::{jit_compile, CompileOptions};
+        use std::arch::is_x86_feature_detected as has;
+        if !(has!("avx512f") && has!("avx512vl") && has!("avx512vnni")) {
+            eprintln!("skipped: no AVX-512 VNNI on this CPU");
+            return;
+        }
+        let w = ints(&pseudo(32, 5, -127, 127));
+        let text = format!("graph \"q\"\n  input %0 \"x\": u8[1,8,4,4]\n  const %1 \"w\": i8[4,8,1,1] = {w}\n  const %2 \"s\": f32[4] = [1.0,1.0,1.0,1.0]\n  const %3 \"b\": f32[4] = [0.0,0.0,0.0,0.0]\n  %4 = QConv{{kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1, layer=\"c\", act=None, residual=false, x_scale=1.0, x_zp=0}}(%0, %1, %2, %3): f32[1,4,4,4] @\"c\"\n  output \"y\" = %4\n");
+        let g = kerf_ir::text::parse(&text).unwrap();
+        for (cpu, vnni) in [("native", true), ("haswell", false)] {
+            let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap();
+            assert_eq!(jm.report().caps.vnni, vnni, "{cpu}");
+            assert_eq!(jm.report().micro_kernels, 1, "{cpu}: one assembled tile");
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    eprintln!("skipped: not an x86-64 host");
 }
 
 fn pseudo(n: usize, seed: usize, lo: i64, hi: i64) -> Vec<i64> {
@@ -174,7 +219,7 @@ fn accumulating_form_stores_exact_sums() {
         let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let ins = vec![Tensor::from_bytes(DType::U8, xsh.to_vec(), x.to_vec()).unwrap()];
         let want = kerf_ir::eval::eval_graph(&g, &ins).unwrap().remove(0).to_i64_vec();
-        for cpu in ["native", "baseline"] {
+        for cpu in cpus() {
             let got = run(&text, &ins, cpu).remove(0);
             assert_eq!(got.len(), want.len());
             for (i, (a, b)) in got.iter().zip(&want).enumerate() {

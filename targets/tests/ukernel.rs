@@ -297,6 +297,9 @@ fn assembled_kernels_keep_the_leaf_abi() {
     for rows in 1..=12 {
         kernels.push((format!("qgemm {rows}"), qgemm_tile(rows).unwrap()));
     }
+    for rows in 1..=kerf_targets::ukernel::avx512::QDOT_ROWS {
+        kernels.push((format!("qdot {rows}"), kerf_targets::ukernel::avx512::qdot_tile(rows).unwrap()));
+    }
     for (cols, hardswish) in [(8, false), (79, true), (70, false), (3, true), (130, false)] {
         let epi = TileEpi {
             residual: cols % 2 == 0,
@@ -334,6 +337,10 @@ fn assembled_kernels_keep_the_leaf_abi() {
         assert!(n >= 2 && ins[n - 1].mnemonic() == Mnemonic::Ret, "{name}: does not end with ret");
         assert_eq!(ins[n - 2].mnemonic(), Mnemonic::Vzeroupper, "{name}: no vzeroupper before ret");
         for i in &ins[..n - 1] {
+            // the VEX form of vpdpbusd is AVX-VNNI, which AVX-512 VNNI CPUs lack
+            if i.mnemonic() == Mnemonic::Vpdpbusd {
+                assert_eq!(i.encoding(), iced_x86::EncodingKind::EVEX, "{name}: VEX-encoded vpdpbusd");
+            }
             assert!(
                 !matches!(i.mnemonic(), Mnemonic::Call | Mnemonic::Ret | Mnemonic::Push | Mnemonic::Pop),
                 "{name}: {:?}",

@@ -225,7 +225,7 @@ impl<M: Module> Entry<'_, '_, '_, M> {
             let a = match param {
                 Param::Value(v) => self.value_ptr(*v),
                 Param::Blob(bytes) => self.data_ptr(self.p.rodata.blobs[bytes]),
-                Param::Code(bytes) => {
+                Param::Code(bytes, _) => {
                     let r = func_in_func(self.module, self.p.rodata.code[bytes], self.b.func, self.p.addressing);
                     self.b.ins().func_addr(PTR, r)
                 }

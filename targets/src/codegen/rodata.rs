@@ -57,7 +57,7 @@ impl<'n> Rodata<'n> {
                         self.blobs.insert(bytes.clone(), id);
                     }
                 }
-                Param::Code(bytes) => {
+                Param::Code(bytes, _) => {
                     if !self.code.contains_key(bytes) {
                         let fname = format!("{}_u{}", self.name, self.code.len());
                         let id = define_code(module, &fname, bytes, module.isa().default_call_conv())?;

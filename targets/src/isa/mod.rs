@@ -59,6 +59,11 @@ pub struct Caps {
     /// 128-bit tiles (x86-64 `haswell` and newer presets, `native` where
     /// the host has them; never `baseline`).
     pub avx2: bool,
+    /// AVX-512 VNNI with AVX-512VL on top of [`Caps::avx2`]: the integer
+    /// conv's EVEX dot-product tile ([`crate::ukernel::avx512`]) replaces
+    /// the AVX2 16-bit-pair tile (`sapphirerapids`, `native` where the host
+    /// has them).
+    pub vnni: bool,
 }
 
 /// Whether a flag is set on a built ISA.

@@ -97,6 +97,7 @@ impl Target {
         let on = |name: &str| flags.iter().any(|v| v.name == name && v.as_bool() == Some(true));
         let mut c = (self.desc.caps)(&on);
         c.avx2 &= isa.default_call_conv() == CallConv::SystemV;
+        c.vnni &= c.avx2;
         c
     }
 }

@@ -32,7 +32,7 @@
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 
 use super::conv_geo::{pad_input, Geo};
-use super::{Kernel, LResult};
+use super::{Family, Kernel, LResult};
 use crate::ukernel::avx2::{pattern_pass, PatternPass};
 
 /// Whether the pattern kernel computes this conv: one group, stride 1, and
@@ -137,7 +137,7 @@ pub(super) fn conv(
                 return None;
             }
             let (one, two) = (pattern_pass(&one).ok()?, pattern_pass(&two).ok()?);
-            Some([k.code(one), k.code(two)])
+            Some([k.code(Family::Avx2, one), k.code(Family::Avx2, two)])
         })
         .collect();
     let sref = k.ukernel_sig(4);

@@ -44,7 +44,7 @@ use cranelift_codegen::ir::{types, ConstantData, Endianness, Immediate, InstBuil
 
 use super::conv_geo::Geo;
 use super::epilogue::{apply_act, Epilogue};
-use super::{Kernel, LResult};
+use super::{Family, Kernel, LResult};
 use crate::ukernel::avx2::{dw_plane, DwPlane};
 
 /// Positions computed together per pass (accumulators in flight).
@@ -268,7 +268,7 @@ fn wide(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: Epilogue, code: V
     let (lo, hi) = k.parallel_range_capped(g.n * g.c, 1, cost, cap)?;
     let pad = k.task_scratch(plane);
     let stage = if flat { Some(k.task_scratch(staged)) } else { None };
-    let code = k.code(code);
+    let code = k.code(Family::Avx2, code);
     let sref = k.ukernel_sig(5);
     let g2 = *g;
     // the padding stays zero: each channel only overwrites the interior

@@ -461,7 +461,7 @@ mod tests {
     use crate::isa::{aarch64, riscv64, x64, CacheParams};
 
     fn caps(cache: CacheParams) -> Caps {
-        Caps { simd: true, fma: true, round: true, cache, avx2: false }
+        Caps { simd: true, fma: true, round: true, cache, avx2: false, vnni: false }
     }
 
     /// The blocks derived from the per-ISA cache parameters. On x86-64 they

@@ -16,7 +16,7 @@ use cranelift_codegen::ir::{InstBuilder, Value};
 
 use super::epilogue::{Act, Epilogue};
 use super::gemm::{Gemm, Pass};
-use super::Kernel;
+use super::{Family, Kernel};
 use crate::ukernel::avx2::{gemm_tile, max_rows, Clamp, GemmTile, Init, TileEpi};
 
 /// Assembled tiles for one block of `h` rows: for each tile width (2, then
@@ -98,7 +98,7 @@ pub(super) fn run(k: &mut Kernel, w: &Wide, full: usize, steps: usize, ptrs: &dy
         if lo >= hi {
             continue;
         }
-        let codes: Vec<Value> = parts.iter().map(|(_, c)| k.code(c.clone())).collect();
+        let codes: Vec<Value> = parts.iter().map(|(_, c)| k.code(Family::Avx2, c.clone())).collect();
         k.for_n(lo as i64, hi as i64, step as i64, |k, c| {
             let p = ptrs(k, c);
             let n = k.ic(steps as i64);

@@ -102,8 +102,9 @@ pub enum Param {
     /// End (exclusive) of this task's chunk (I64).
     RangeHi,
     /// Address of a micro-kernel with this machine code ([`crate::ukernel`]),
-    /// defined once per object however many kernels call it.
-    Code(Vec<u8>),
+    /// defined once per object however many kernels call it, and the
+    /// family its instructions belong to.
+    Code(Vec<u8>, Family),
 }
 
 /// Smallest total cost (FLOP-like units, see [`Kernel::parallel_range`]) a
@@ -117,7 +118,7 @@ pub const MAX_TASKS: usize = 16;
 
 /// Which vector code a kernel runs: what `kerf bench --profile` reports
 /// per layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Family {
     /// Cranelift scalar code only (a target without SIMD, or `baseline`
     /// kernels that have no vector form).
@@ -126,13 +127,20 @@ pub enum Family {
     Vec128,
     /// Calls assembled 256-bit AVX2 micro-kernels ([`crate::ukernel::avx2`]).
     Avx2,
+    /// Calls assembled AVX-512 (EVEX) micro-kernels ([`crate::ukernel::avx512`]).
+    Avx512,
 }
 
 impl Family {
-    /// The family of a kernel with parameters `params` built for `caps`.
+    /// The family of a kernel with parameters `params` built for `caps`
+    /// (the widest of the micro-kernels it calls, declaration order).
     pub fn of(params: &[Param], caps: &crate::isa::Caps) -> Family {
-        if params.iter().any(|p| matches!(p, Param::Code(_))) {
-            Family::Avx2
+        let called = params.iter().filter_map(|p| match p {
+            Param::Code(_, f) => Some(*f),
+            _ => None,
+        });
+        if let Some(f) = called.max() {
+            f
         } else if caps.simd {
             Family::Vec128
         } else {
@@ -145,6 +153,7 @@ impl Family {
             Family::Scalar => "scalar",
             Family::Vec128 => "cl-128",
             Family::Avx2 => "avx2",
+            Family::Avx512 => "avx512",
         }
     }
 }
@@ -210,10 +219,10 @@ impl<'a, 'g> Kernel<'a, 'g> {
     pub fn blob(&mut self, bytes: Vec<u8>) -> Value {
         self.param(Param::Blob(bytes))
     }
-    /// Address of the micro-kernel whose machine code is `bytes`
-    /// ([`crate::ukernel`]; called with `call_indirect`).
-    pub fn code(&mut self, bytes: Vec<u8>) -> Value {
-        self.param(Param::Code(bytes))
+    /// Address of the micro-kernel of `family` whose machine code is
+    /// `bytes` ([`crate::ukernel`]; called with `call_indirect`).
+    pub fn code(&mut self, family: Family, bytes: Vec<u8>) -> Value {
+        self.param(Param::Code(bytes, family))
     }
     /// The signature of a micro-kernel call ([`crate::ukernel`]'s leaf
     /// ABI): `args` pointer arguments, no result, the target's calling

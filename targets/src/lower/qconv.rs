@@ -1,5 +1,5 @@
 //! [`kerf_ir::op::QConv`]: a 2-D convolution in integers, as a GEMM of
-//! 16-bit pairs.
+//! 16-bit pairs, or of byte quads where the target has AVX-512 VNNI.
 //!
 //! `out[m, p] = Σ_k w[m, k] · (x[k, p] − x_zp)` with `k` over the window
 //! (`C/group · kh · kw`, the weight's row order) and `p` over output
@@ -20,6 +20,16 @@
 //! and applies `· s[m] + b[m] (+ residual)` and the activation in the
 //! order the op's contract states, then stores 4 pixels per panel.
 //!
+//! With VNNI ([`crate::isa::Caps::vnni`]) the K steps are quads instead
+//! of pairs and the operands stay bytes: A holds four i8 per row and step,
+//! B four raw u8 per pixel and step (`[k quad][pixel][4]`, again 32 bytes
+//! for 8 pixels), and the assembled tile (`ukernel::avx512::qdot_tile`)
+//! sums `Σ x·w` with `vpdpbusd`; the epilogue subtracts `zp · Σ_k w[m, k]`
+//! (a compile-time i32 per output channel, zero-weight K padding
+//! included), which gives the same exact `Σ (x − zp)·w`, so both layouts
+//! produce the same bits. The weights take one byte each in the object
+//! instead of two.
+//!
 //! Work split: tasks take `(image, group, panel pair)` units; each packs its
 //! own B (task scratch) and runs every row block on it.
 
@@ -30,8 +40,9 @@ use kerf_ir::{DType, Op};
 
 use super::epilogue::{apply_act, Act};
 use super::loops::mem;
-use super::{Kernel, LResult};
+use super::{Family, Kernel, LResult};
 use crate::ukernel::avx2::qgemm_tile;
+use crate::ukernel::avx512::{qdot_tile, QDOT_ROWS};
 
 /// Output channels per register tile (× 2 panels = 12 accumulators).
 const ROWS: usize = 6;
@@ -50,8 +61,10 @@ struct Dims {
     /// Output width and pixels per image.
     ow: usize,
     pixels: usize,
-    /// K pairs (`ceil(cg·kh·kw / 2)`).
-    kp: usize,
+    /// K steps (`ceil(cg·kh·kw / per_step)`): pairs of i16, or quads of bytes.
+    steps: usize,
+    /// Byte quads for the VNNI tile (4 K values per step) instead of i16 pairs (2).
+    quads: bool,
     /// Strides.
     sh: usize,
     sw: usize,
@@ -59,9 +72,21 @@ struct Dims {
     pairs: usize,
     /// The input grid's zero point.
     zp: u8,
-    /// Output channels per register tile: [`ROWS`], or 12 for the
-    /// assembled AVX2 tile (one `ymm` of 8 pixels per row).
+    /// Output channels per register tile: [`ROWS`], 12 for the assembled
+    /// AVX2 tile or [`QDOT_ROWS`] for the VNNI tile (one `ymm` of 8 pixels
+    /// per row).
     rows: usize,
+}
+
+impl Dims {
+    /// K values per packed step.
+    fn per_step(&self) -> usize {
+        if self.quads {
+            4
+        } else {
+            2
+        }
+    }
 }
 
 /// Lowers a [`QConv`] node.
@@ -77,6 +102,7 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     let wd = &q.conv.window;
     let kk = ws[1] * ws[2] * ws[3];
     let pixels = os[2] * os[3];
+    let quads = k.caps.vnni;
     let d = Dims {
         c: xs[1],
         h: xs[2],
@@ -86,12 +112,15 @@ pub fn qconv(k: &mut Kernel) -> LResult {
         cg: ws[1],
         ow: os[3],
         pixels,
-        kp: kk.div_ceil(2),
+        steps: kk.div_ceil(if quads { 4 } else { 2 }),
+        quads,
         sh: wd.strides[0],
         sw: wd.strides[1],
         pairs: pixels.div_ceil(8),
         zp: q.x_zp,
-        rows: if k.caps.avx2 {
+        rows: if quads {
+            QDOT_ROWS
+        } else if k.caps.avx2 {
             12
         } else if k.lanes() == 4 {
             ROWS
@@ -124,13 +153,14 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     let tap = k.blob(taps.iter().flat_map(|t| t.to_le_bytes()).collect());
     let s_p = k.blob_f32(&scales);
     let b_p = k.blob_f32(&bias);
+    let corr = if quads { Some(k.blob(zero_point_terms(&d, &w, kk))) } else { None };
 
     let units = xs[0] * d.groups * d.pairs;
-    let cost = (16 * d.kp * d.mg) as u64; // 8 pixels × 2 K steps × rows, one op-pair each
+    let cost = (8 * d.per_step() * d.steps * d.mg) as u64; // 8 pixels × K × rows
     let (lo, hi) = k.parallel_range(units, 1, cost)?;
-    let bbuf = k.task_scratch(d.kp * 32);
-    let tiles = if k.caps.avx2 { Some(Assembled::new(k, &d)) } else { None };
-    let ptrs = Ptrs { x, out, res, a, tap, s: s_p, b: b_p, bbuf, tiles, acc: q.out == QOut::Acc };
+    let bbuf = k.task_scratch(d.steps * 32);
+    let tiles = if k.caps.avx2 { Some(Assembled::new(k, &d)?) } else { None };
+    let ptrs = Ptrs { x, out, res, a, tap, s: s_p, b: b_p, corr, bbuf, tiles, acc: q.out == QOut::Acc };
     k.for_dyn(lo, hi, 1, |k, u| {
         let jp = k.b.ins().urem_imm_u(u, d.pairs as i64);
         let ng = k.b.ins().udiv_imm_u(u, d.pairs as i64);
@@ -158,6 +188,8 @@ struct Ptrs {
     tap: Value,
     s: Value,
     b: Value,
+    /// With byte quads: `zp · Σ_k w[m, k]` per output channel (i32).
+    corr: Option<Value>,
     bbuf: Value,
     /// With AVX2: the assembled tiles.
     tiles: Option<Assembled>,
@@ -165,10 +197,12 @@ struct Ptrs {
     acc: bool,
 }
 
-/// The assembled AVX2 tiles of one kernel: their addresses for full and
-/// last row blocks (`None` where a block size does not occur or did not
-/// assemble: the Cranelift tile runs there), their call signature, and the
-/// task scratch they write their `rows × 8` i32 sums to.
+/// The assembled tiles of one kernel (AVX2 pairs, or VNNI quads): their
+/// addresses for full and last row blocks (`None` where a block size does
+/// not occur, or an AVX2 tile did not assemble: the Cranelift tile runs
+/// there; quads have no Cranelift tile, so there it is an error), their
+/// call signature, and the task scratch they write their `rows × 8` i32
+/// sums to.
 struct Assembled {
     code: [Option<Value>; 2],
     sig: SigRef,
@@ -176,10 +210,22 @@ struct Assembled {
 }
 
 impl Assembled {
-    fn new(k: &mut Kernel, d: &Dims) -> Assembled {
-        let code = [d.rows, d.mg % d.rows].map(|r| if r > 0 { qgemm_tile(r).ok().map(|c| k.code(c)) } else { None });
+    fn new(k: &mut Kernel, d: &Dims) -> Result<Assembled, String> {
+        let mut code = [None, None];
+        // a size no block has is not assembled (its bytes would sit unused in the object)
+        let full = if d.mg >= d.rows { d.rows } else { 0 };
+        for (slot, r) in code.iter_mut().zip([full, d.mg % d.rows]) {
+            if r == 0 {
+                continue;
+            }
+            let bytes = match d.quads {
+                true => Some((Family::Avx512, qdot_tile(r).map_err(|e| format!("internal: VNNI tile: {e}"))?)),
+                false => qgemm_tile(r).ok().map(|c| (Family::Avx2, c)),
+            };
+            *slot = bytes.map(|(f, c)| k.code(f, c));
+        }
         let sig = k.ukernel_sig(4);
-        Assembled { code, sig, sums: k.task_scratch(12 * 32) }
+        Ok(Assembled { code, sig, sums: k.task_scratch(d.rows * 32) })
     }
 }
 
@@ -190,11 +236,11 @@ struct Unit {
     ni: Value,
 }
 
-/// Byte offset in the input of each K step (`ci, ky, kx` in the weight's
-/// row order) from a pixel's top-left tap; an odd K repeats the last step
-/// (its weight is zero).
+/// Byte offset in the input of each K value (`ci, ky, kx` in the weight's
+/// row order) from a pixel's top-left tap; K padded to whole steps repeats
+/// the last value (its weight is zero).
 fn tap_offsets(d: &Dims, kh: usize, kw: usize, dh: usize, dw: usize) -> Vec<i32> {
-    let mut t = Vec::with_capacity(2 * d.kp);
+    let mut t = Vec::with_capacity(d.per_step() * d.steps);
     for ci in 0..d.cg {
         for ky in 0..kh {
             for kx in 0..kw {
@@ -202,30 +248,50 @@ fn tap_offsets(d: &Dims, kh: usize, kw: usize, dh: usize, dw: usize) -> Vec<i32>
             }
         }
     }
-    while t.len() < 2 * d.kp {
+    while t.len() < d.per_step() * d.steps {
         t.push(t.last().copied().unwrap_or(0));
     }
     t
 }
 
-/// A: per group, per block of [`ROWS`] output channels (the last block may
-/// be shorter), per K pair, one `(w[m, 2t], w[m, 2t + 1])` i16 pair per row.
+/// A: per group, per block of `d.rows` output channels (the last block may
+/// be shorter), per K step, 4 bytes per row: the `(w[m, 2t], w[m, 2t + 1])`
+/// i16 pair, or the quad `w[m, 4t..4t + 4]` of i8.
 fn pack_weights(d: &Dims, w: &[f64], kk: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(d.groups * d.mg * d.kp * 4);
+    let mut out = Vec::with_capacity(d.groups * d.mg * d.steps * 4);
     let at = |m: usize, k: usize| if k < kk { w[m * kk + k] as i16 } else { 0 };
+    let per = d.per_step();
     for g in 0..d.groups {
         for r0 in (0..d.mg).step_by(d.rows) {
             let rows = d.rows.min(d.mg - r0);
-            for t in 0..d.kp {
+            for t in 0..d.steps {
                 for r in 0..rows {
                     let m = g * d.mg + r0 + r;
-                    out.extend_from_slice(&at(m, 2 * t).to_le_bytes());
-                    out.extend_from_slice(&at(m, 2 * t + 1).to_le_bytes());
+                    for j in per * t..per * (t + 1) {
+                        match d.quads {
+                            // the grid is −128..=127: one byte, two's complement
+                            true => out.push(at(m, j).to_le_bytes()[0]),
+                            false => out.extend_from_slice(&at(m, j).to_le_bytes()),
+                        }
+                    }
                 }
             }
         }
     }
     out
+}
+
+/// Per output channel, `zp · Σ_k w[m, k]` as i32: what the VNNI tile's
+/// uncentred sums `Σ x·w` carry beyond `Σ (x − zp)·w`.
+fn zero_point_terms(d: &Dims, w: &[f64], kk: usize) -> Vec<u8> {
+    let zp = i64::from(d.zp);
+    w.chunks(kk.max(1))
+        .flat_map(|row| {
+            let sum: i64 = row.iter().map(|&v| v as i64).sum();
+            // |Σ w| ≤ 128·K, so the product fits i32 for any K the i32 sums allow
+            ((zp * sum) as i32).to_le_bytes()
+        })
+        .collect()
 }
 
 /// Packs the unit's B panels, then runs every row block; `valid` pixels of
@@ -236,9 +302,9 @@ fn unit_body(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, valid: usiz
     let xb = k.addr(xb, u.gi, (d.cg * d.h * d.w) as i64);
     pack_b(k, d, p, u, xb, valid);
     let m_base = k.b.ins().imul_imm_s(u.gi, d.mg as i64);
-    let a_group = k.addr(p.a, u.gi, (d.mg * d.kp * 4) as i64);
+    let a_group = k.addr(p.a, u.gi, (d.mg * d.steps * 4) as i64);
     let full = d.mg / d.rows;
-    let block_bytes = (d.rows * d.kp * 4) as i64;
+    let block_bytes = (d.rows * d.steps * 4) as i64;
     k.for_n(0, full as i64, 1, |k, blk| {
         let a_blk = k.addr(a_group, blk, block_bytes);
         let m0 = k.b.ins().imul_imm_s(blk, d.rows as i64);
@@ -253,8 +319,9 @@ fn unit_body(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, valid: usiz
     }
 }
 
-/// B for the unit's 8 pixels: `[k pair][pixel][2]` i16 centred values (32
-/// bytes per K pair: two 4-pixel `xmm` panels, or one `ymm`). Pixels past
+/// B for the unit's 8 pixels, 32 bytes per K step: `[k pair][pixel][2]`
+/// i16 centred values (two 4-pixel `xmm` panels, or one `ymm`), or
+/// `[k quad][pixel][4]` raw u8 (one `ymm`). Pixels past
 /// `valid` repeat the last valid one (never stored). Eight pixels that are
 /// consecutive bytes of every input row they read (stride 1, within one
 /// output row, or a 1x1 conv whose rows join up) take the vector path;
@@ -290,45 +357,66 @@ fn pixel_base(k: &mut Kernel, d: &Dims, xb: Value, first: Value, i: usize) -> Va
     k.b.ins().iadd(xb, off)
 }
 
-/// Per K pair: the two steps' input offsets once, then each pixel's two
-/// bytes, centred, as i16.
+/// Per K step: the step's input offsets once, then each pixel's bytes:
+/// centred, as i16 (pairs), or as they are (quads).
 fn pack_scalar(k: &mut Kernel, d: &Dims, p: &Ptrs, bases: &[Value]) {
-    k.for_n(0, d.kp as i64, 1, |k, t| {
-        let tp = k.addr(p.tap, t, 8);
-        let o0 = k.ld_ro(types::I32, tp, 0);
-        let o1 = k.ld_ro(types::I32, tp, 4);
-        let offs = [k.b.ins().sextend(types::I64, o0), k.b.ins().sextend(types::I64, o1)];
+    let per = d.per_step();
+    k.for_n(0, d.steps as i64, 1, |k, t| {
+        let tp = k.addr(p.tap, t, 4 * per as i64);
+        let offs: Vec<Value> = (0..per)
+            .map(|j| {
+                let o = k.ld_ro(types::I32, tp, 4 * j as i32);
+                k.b.ins().sextend(types::I64, o)
+            })
+            .collect();
         let dp = k.addr(p.bbuf, t, 32);
         for (i, &base) in bases.iter().enumerate() {
             for (j, &o) in offs.iter().enumerate() {
                 let a = k.b.ins().iadd(base, o);
                 let v = k.b.ins().uload8(types::I32, mem(), a, 0);
-                let c = k.b.ins().iadd_imm_s(v, -i64::from(d.zp));
-                k.b.ins().istore16(mem(), c, dp, (4 * i + 2 * j) as i32);
+                if d.quads {
+                    k.b.ins().istore8(mem(), v, dp, (4 * i + j) as i32);
+                } else {
+                    let c = k.b.ins().iadd_imm_s(v, -i64::from(d.zp));
+                    k.b.ins().istore16(mem(), c, dp, (4 * i + 2 * j) as i32);
+                }
             }
         }
     });
 }
 
-/// Per K pair: the 8 pixels' bytes of both steps as two 8-byte loads,
-/// interleaved (`[a0 b0 a1 b1 …]`), widened to i16 and centred.
-fn pack_vector(k: &mut Kernel, d: &Dims, p: &Ptrs, base: Value) {
+/// The 8 pixels' bytes at K value `j` of step `t`: one 8-byte load, in
+/// the low half of an `i8x16`.
+fn eight_bytes(k: &mut Kernel, base: Value, tp: Value, j: usize) -> Value {
     let le = MemFlagsData::new().with_endianness(Endianness::Little);
+    let o = k.ld_ro(types::I32, tp, 4 * j as i32);
+    let o = k.b.ins().sextend(types::I64, o);
+    let a = k.b.ins().iadd(base, o);
+    let bytes = k.b.ins().load(types::I64, mem(), a, 0);
+    let vec = k.b.ins().scalar_to_vector(types::I64X2, bytes);
+    k.b.ins().bitcast(types::I8X16, le, vec)
+}
+
+/// A shuffle mask as an immediate.
+fn shuffle_mask(k: &mut Kernel, mask: &[u8]) -> cranelift_codegen::ir::Immediate {
+    k.b.func.dfg.immediates.push(ConstantData::from(mask))
+}
+
+/// Per K step: the 8 pixels' bytes of each K value as one 8-byte load,
+/// interleaved (`[a0 b0 a1 b1 …]`); pairs are then widened to i16 and
+/// centred, quads interleaved once more by 16-bit units (`[a0 b0 c0 d0
+/// a1 …]`) and stored as bytes.
+fn pack_vector(k: &mut Kernel, d: &Dims, p: &Ptrs, base: Value) {
+    if d.quads {
+        return pack_vector_quads(k, d, p, base);
+    }
     let mask: Vec<u8> = (0..8u8).flat_map(|i| [i, 16 + i]).collect();
-    let mask = k.b.func.dfg.immediates.push(ConstantData::from(mask.as_slice()));
+    let mask = shuffle_mask(k, &mask);
     let zp = k.b.ins().iconst(types::I16, i64::from(d.zp));
     let zp = k.b.ins().splat(types::I16X8, zp);
-    k.for_n(0, d.kp as i64, 1, |k, t| {
+    k.for_n(0, d.steps as i64, 1, |k, t| {
         let tp = k.addr(p.tap, t, 8);
-        let mut v = [base; 2];
-        for (j, slot) in v.iter_mut().enumerate() {
-            let o = k.ld_ro(types::I32, tp, 4 * j as i32);
-            let o = k.b.ins().sextend(types::I64, o);
-            let a = k.b.ins().iadd(base, o);
-            let bytes = k.b.ins().load(types::I64, mem(), a, 0);
-            let vec = k.b.ins().scalar_to_vector(types::I64X2, bytes);
-            *slot = k.b.ins().bitcast(types::I8X16, le, vec);
-        }
+        let v = [0, 1].map(|j| eight_bytes(k, base, tp, j));
         let z = k.b.ins().shuffle(v[0], v[1], mask);
         let lo = k.b.ins().uwiden_low(z);
         let hi = k.b.ins().uwiden_high(z);
@@ -340,6 +428,27 @@ fn pack_vector(k: &mut Kernel, d: &Dims, p: &Ptrs, base: Value) {
     });
 }
 
+/// [`pack_vector`] for byte quads.
+fn pack_vector_quads(k: &mut Kernel, d: &Dims, p: &Ptrs, base: Value) {
+    let pairs: Vec<u8> = (0..8u8).flat_map(|i| [i, 16 + i]).collect();
+    let pairs = shuffle_mask(k, &pairs);
+    let halves = [0u8, 8].map(|h| {
+        let m: Vec<u8> = (0..4u8).flat_map(|i| [h + 2 * i, h + 2 * i + 1, 16 + h + 2 * i, 17 + h + 2 * i]).collect();
+        shuffle_mask(k, &m)
+    });
+    k.for_n(0, d.steps as i64, 1, |k, t| {
+        let tp = k.addr(p.tap, t, 16);
+        let v = [0, 1, 2, 3].map(|j| eight_bytes(k, base, tp, j));
+        let ab = k.b.ins().shuffle(v[0], v[1], pairs);
+        let cd = k.b.ins().shuffle(v[2], v[3], pairs);
+        let dp = k.addr(p.bbuf, t, 32);
+        for (h, &mask) in halves.iter().enumerate() {
+            let q = k.b.ins().shuffle(ab, cd, mask);
+            k.st(q, dp, 16 * h as i32);
+        }
+    });
+}
+
 /// One register tile: `rows` output channels from `m0` × the unit's two
 /// panels, over every K pair, then the epilogue and the stores.
 #[allow(clippy::too_many_arguments)]
@@ -347,9 +456,13 @@ fn tile(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, a_blk: Value, m0
     let asm = p.tiles.as_ref().and_then(|t| Some((t.code[usize::from(rows != d.rows)]?, t)));
     let accs = match asm {
         Some((code, t)) => {
-            let n = k.ic(d.kp as i64);
+            let n = k.ic(d.steps as i64);
             k.b.ins().call_indirect(t.sig, code, &[a_blk, p.bbuf, t.sums, n]);
-            (0..2 * rows).map(|i| k.ld(types::I32X4, t.sums, (16 * i) as i32)).collect()
+            let sums = (0..2 * rows).map(|i| k.ld(types::I32X4, t.sums, (16 * i) as i32)).collect();
+            match p.corr {
+                Some(corr) => centre(k, corr, m0, sums),
+                None => sums,
+            }
         }
         // no AVX2, or the tile did not assemble: the Cranelift tile
         None if k.lanes() == 4 => k_loop(k, d, p, a_blk, rows),
@@ -403,6 +516,19 @@ fn tile(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, a_blk: Value, m0
     }
 }
 
+/// `Σ x·w − zp·Σ w` per row: the VNNI tile's uncentred sums (`rows × 2`
+/// i32x4, row-major) made the exact `Σ (x − zp)·w` of the other tiles.
+fn centre(k: &mut Kernel, corr: Value, m0: Value, sums: Vec<Value>) -> Vec<Value> {
+    let mut out = Vec::with_capacity(sums.len());
+    for (r, row) in sums.chunks(2).enumerate() {
+        let m = k.b.ins().iadd_imm_s(m0, r as i64);
+        let c = k.ld_at(types::I32, corr, m, 4, 0);
+        let c = k.b.ins().splat(types::I32X4, c);
+        out.extend(row.iter().map(|&v| k.b.ins().isub(v, c)));
+    }
+    out
+}
+
 /// The element index of `out[n, m, 8·jp]`: where output channel `m`'s
 /// pixels of the unit's panel pair start.
 fn out_index(k: &mut Kernel, d: &Dims, u: &Unit, m: Value) -> Value {
@@ -443,7 +569,7 @@ fn store_sums(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit, m0: Value, rows: usi
 fn k_loop_scalar(k: &mut Kernel, d: &Dims, p: &Ptrs, a_blk: Value, rows: usize) -> Vec<Value> {
     let zero = k.b.ins().iconst(types::I32, 0);
     let init = vec![zero; 8 * rows];
-    k.for_acc_n(0, d.kp as i64, 1, &init, |k, t, acc| {
+    k.for_acc_n(0, d.steps as i64, 1, &init, |k, t, acc| {
         let bp = k.addr(p.bbuf, t, 32);
         let bv: Vec<Value> = (0..16).map(|i| k.b.ins().sload16(types::I32, mem(), bp, 2 * i)).collect();
         let ap = k.addr(a_blk, t, (4 * rows) as i64);
@@ -469,7 +595,7 @@ fn k_loop(k: &mut Kernel, d: &Dims, p: &Ptrs, a_blk: Value, rows: usize) -> Vec<
     let zero = k.b.ins().iconst(types::I32, 0);
     let z4 = k.b.ins().splat(types::I32X4, zero);
     let init = vec![z4; 2 * rows];
-    k.for_acc_n(0, d.kp as i64, 1, &init, |k, t, acc| {
+    k.for_acc_n(0, d.steps as i64, 1, &init, |k, t, acc| {
         let bp = k.addr(p.bbuf, t, 32);
         let bv = [k.ld(types::I16X8, bp, 0), k.ld(types::I16X8, bp, 16)];
         let ap = k.addr(a_blk, t, (4 * rows) as i64);

@@ -1,6 +1,7 @@
 //! Micro-kernels assembled by kerf (with `iced-x86`) and placed into the
 //! same object as the Cranelift code: the hot inner loops at the vector
-//! width Cranelift does not lower (256-bit AVX2 on x86-64).
+//! width Cranelift does not lower (256-bit AVX2 on x86-64) and with the
+//! instructions it does not emit (AVX-512 VNNI's dot products).
 //!
 //! **Leaf ABI.** Every micro-kernel is a leaf function of the target's C
 //! calling convention (System V only: [`crate::isa::Caps::avx2`] is false
@@ -23,3 +24,4 @@
 //! test check each other as well as the reference.
 
 pub mod avx2;
+pub mod avx512;

@@ -1,0 +1,63 @@
+//! AVX-512 micro-kernels (EVEX encodings: 32 vector registers, embedded
+//! broadcasts, the VNNI dot products).
+//!
+//! [`qdot_tile`]: the integer tile of [`crate::lower::qconv`] where the
+//! target has AVX-512 VNNI with AVX-512VL ([`crate::isa::Caps::vnni`]).
+//! `vpdpbusd` multiplies four u8 input bytes by four s8 weight bytes and
+//! adds the four products to an i32 lane, without saturation (u8 × s8
+//! products and sums of four fit i32 with room to spare), so each
+//! instruction does 32 multiply-adds of a `ymm` where the AVX2 tile's
+//! `vpmaddwd` + `vpaddd` do 16 in two. It works on `ymm` rather than `zmm`:
+//! the layout stays the 8-pixel panels of the other tiles, and on AMD Zen 4
+//! (the measured host) a `zmm` operation issues as two `ymm` halves anyway.
+//!
+//! Every kernel is assembled with `prefer_vex` off: `vpdpbusd` also has a
+//! VEX form (AVX-VNNI) that CPUs with only AVX-512 VNNI (Zen 4, Ice Lake)
+//! do not decode. The leaf ABI of [`crate::ukernel`] holds (`ymm16`–`ymm31`
+//! are caller-saved under System V like the rest).
+
+use iced_x86::code_asm::*;
+
+/// Most output channels of one [`qdot_tile`]: 16 accumulators of the 32
+/// `ymm` (the B vector lives in `ymm16`).
+pub const QDOT_ROWS: usize = 16;
+
+/// Machine code of the VNNI integer tile: `rows` (1..=[`QDOT_ROWS`])
+/// output channels × 8 pixels of i32 sums `Σ x·w` over `k` K quads, with
+/// the arguments (System V order) `a` (the rows' weight quads, `4·rows`
+/// bytes per K quad: four s8 per row), `b` (8 pixels' u8 quads per K quad,
+/// 32 bytes), `out` (`rows × 8` i32, row-major) and `k` (K quads, ≥ 0).
+/// Per K quad: one B load, then per row one `vpdpbusd` with the row's quad
+/// broadcast from memory (`{1to8}`).
+pub fn qdot_tile(rows: usize) -> Result<Vec<u8>, IcedError> {
+    let rows = rows.clamp(1, QDOT_ROWS);
+    let acc = [
+        ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11, ymm12, ymm13, ymm14, ymm15,
+    ];
+    let (a_p, b_p, out_p, n) = (rdi, rsi, rdx, rcx);
+    let mut a = CodeAssembler::new(64)?;
+    a.set_prefer_vex(false);
+    for &r in &acc[..rows] {
+        a.vpxord(r, r, r)?;
+    }
+    let mut done = a.create_label();
+    let mut top = a.create_label();
+    a.test(n, n)?;
+    a.jz(done)?;
+    a.set_label(&mut top)?;
+    a.vmovdqu32(ymm16, ymmword_ptr(b_p))?;
+    for (r, &ac) in acc[..rows].iter().enumerate() {
+        a.vpdpbusd(ac, ymm16, dword_bcst(a_p + (4 * r) as i64))?;
+    }
+    a.add(b_p, 32)?;
+    a.add(a_p, (4 * rows) as i32)?;
+    a.dec(n)?;
+    a.jnz(top)?;
+    a.set_label(&mut done)?;
+    for (r, &ac) in acc[..rows].iter().enumerate() {
+        a.vmovdqu32(ymmword_ptr(out_p + (32 * r) as i64), ac)?;
+    }
+    a.vzeroupper()?;
+    a.ret()?;
+    a.assemble(0)
+}
