@@ -80,6 +80,8 @@ pub struct KerfAnalysis {
     pub strict: bool,
     /// [`crate::PassOptions::wide_patterns`], for the rules that price by it.
     pub wide_patterns: bool,
+    /// [`crate::PassOptions::int8_dot`], for the extraction cost.
+    pub int8_dot: bool,
     /// The pair being unioned (set by `pre_union`, read by `merge`).
     last_union: Cell<Option<(Id, Id)>>,
 }
@@ -97,6 +99,7 @@ impl KerfAnalysis {
             contradiction_classes: None,
             strict: true,
             wide_patterns: false,
+            int8_dot: false,
             last_union: Cell::new(None),
         }
     }

@@ -54,11 +54,13 @@ struct Cand {
     cost: f64,
 }
 
-/// Extracts with the default cost model ([`cost::node_cost`]).
+/// Extracts with the default cost model ([`cost::node_cost_with`] for the
+/// code generator the analysis names).
 pub fn extract(eg: &KEGraph, roots: &[Id]) -> Result<Extraction, String> {
+    let int8_dot = eg.analysis.int8_dot;
     extract_with(eg, roots, |eg, class, node| {
         let ins: Vec<&[TensorType]> = node.children.iter().map(|&c| eg[c].data.types.as_slice()).collect();
-        cost::node_cost(&node.op, &ins, &eg[class].data.types)
+        cost::node_cost_with(&node.op, &ins, &eg[class].data.types, int8_dot)
     })
 }
 

@@ -58,6 +58,12 @@ pub struct PassOptions {
     /// ([`kerf_ir::Sparsity::pattern_beats_winograd`]). The pipeline sets
     /// it from the target.
     pub wide_patterns: bool,
+    /// Whether the code generator's integer conv has byte dot products
+    /// (AVX-512 VNNI: four u8 × s8 multiply-adds per i32 lane and
+    /// instruction): the cost model then prices `QConv`'s multiply-adds
+    /// at twice the rate of the 16-bit-pair tiles ([`cost::node_cost_with`]).
+    /// The pipeline sets it from the target.
+    pub int8_dot: bool,
 }
 
 impl Default for PassOptions {
@@ -68,6 +74,7 @@ impl Default for PassOptions {
             time_limit: Duration::from_secs(20),
             int8_kernels: true,
             wide_patterns: false,
+            int8_dot: false,
         }
     }
 }

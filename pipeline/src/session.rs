@@ -381,7 +381,9 @@ impl Session {
     pub fn optimize(&self, g: &Graph) -> Result<Optimized, PipelineError> {
         // what the passes may count on from the code generator
         let mut opts = self.passes.clone();
-        opts.wide_patterns = self.compile_options().kernel_caps().is_ok_and(|c| c.avx2);
+        let caps = self.compile_options().kernel_caps().ok();
+        opts.wide_patterns = caps.is_some_and(|c| c.avx2);
+        opts.int8_dot = caps.is_some_and(|c| c.vnni);
         let (graph, groups) = kerf_passes::optimize(g, &opts)?;
         Ok(Optimized { graph, groups, compression: None })
     }

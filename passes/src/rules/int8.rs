@@ -1,8 +1,10 @@
 //! Group `int8`: convs whose operands are on int8 grids run on the integer
 //! kernel ([`QConv`]).
 //!
-//! `int8-conv` matches a direct 2-D f32 `Conv(a, w[, b])` or `ConvFused(a,
-//! w, b[, r])` where
+//! `int8-conv` matches a direct or Winograd 2-D f32 `Conv(a, w[, b])` or
+//! `ConvFused(a, w, b[, r])` (the `winograd` group runs first and its
+//! extraction may already have chosen Winograd; the QConv is direct either
+//! way, so the extractor weighs it against the Winograd form) where
 //! - `a`'s class holds the activation quantiser the compress stage writes,
 //!   `Mul(Clip{−z, 255 − z}(Round(Div(x, s))), s)`, with `s` one positive
 //!   finite f32 (both occurrences the same value) and `z` an integer in
@@ -129,7 +131,7 @@ impl Rule for Int8Conv {
                 Some(Op::ConvFused(c, e)) => (c.clone(), *e),
                 _ => continue,
             };
-            if conv.algo != ConvAlgo::Direct || conv.window.rank() != 2 {
+            if !matches!(conv.algo, ConvAlgo::Direct | ConvAlgo::Winograd { .. }) || conv.window.rank() != 2 {
                 continue;
             }
             let ch = &n.children;
@@ -178,6 +180,7 @@ impl Rule for Int8Conv {
         let x = eg.add(KNode::op(Op::Cast(DType::U8), vec![shifted]));
         let mut conv = m.conv.clone();
         conv.window.pads = vec![0; wd.pads.len()];
+        conv.algo = ConvAlgo::Direct;
         let op = Op::QConv(QConv { conv, epi: m.epi, x_scale: F32::new(m.s), x_zp: m.z, out: QOut::Real });
         let mut children = vec![x, konst(eg, q), konst(eg, sc), konst(eg, b)];
         children.extend(m.residual);
@@ -301,6 +304,41 @@ mod tests {
             // f32 rounding only: the integer sums are exact
             assert!(rel < 1e-5, "group {group} m {m}: relative error {rel}");
         }
+    }
+
+    /// A 3x3 stride-1 conv on a plane where Winograd is the f32 choice:
+    /// once the `winograd` group has picked it, the `int8` group still offers
+    /// the QConv, and the cost of the integer kernel decides: kept Winograd
+    /// with the 16-bit-pair kernel's price, QConv with byte dot products.
+    #[test]
+    fn winograd_convs_are_weighed_against_the_integer_conv() {
+        let src = graph(1, 64, 1, 1).replace("f32[2,4,", "f32[2,64,").replace(",4,3,3]", ",64,3,3]");
+        let src = src.replace("12,12]", "40,40]");
+        // 64 input channels: the weight list grows with the channel count
+        let g = |m: usize| {
+            let scales: Vec<f32> = (0..m).map(|i| 0.01 + 0.002 * i as f32).collect();
+            let codes = random(7, m * 64 * 9, -127.0, 127.0);
+            let w: Vec<String> =
+                codes.iter().enumerate().map(|(i, q)| format!("{:?}", q.round() * scales[i / 576])).collect();
+            let s: Vec<String> = scales.iter().map(|v| format!("{v:?}")).collect();
+            let (head, tail) = src.split_once("const %1").unwrap();
+            let tail = tail.split_once('\n').unwrap().1;
+            format!(
+                "{head}const %1 \"w\": f32[{m},64,3,3] = [{}] grid=int8(axis=0, scales=[{}])\n{tail}",
+                w.join(","),
+                s.join(",")
+            )
+        };
+        let g = text::parse(&g(64)).unwrap_or_else(|e| panic!("{e}"));
+        let groups = ["winograd", "fusion", "int8"];
+        let picked = |int8_dot: bool| {
+            let opts = PassOptions { int8_dot, ..PassOptions::default() };
+            text::print(&crate::run_groups(&g, &groups, &opts).unwrap().0)
+        };
+        let pairs = picked(false);
+        assert!(pairs.contains("winograd=") && !pairs.contains("QConv{"), "{pairs}");
+        let dots = picked(true);
+        assert!(dots.contains("QConv{") && !dots.contains("winograd="), "{dots}");
     }
 
     #[test]

@@ -31,9 +31,7 @@ pub const QDOT_ROWS: usize = 16;
 /// broadcast from memory (`{1to8}`).
 pub fn qdot_tile(rows: usize) -> Result<Vec<u8>, IcedError> {
     let rows = rows.clamp(1, QDOT_ROWS);
-    let acc = [
-        ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11, ymm12, ymm13, ymm14, ymm15,
-    ];
+    let acc = [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11, ymm12, ymm13, ymm14, ymm15];
     let (a_p, b_p, out_p, n) = (rdi, rsi, rdx, rcx);
     let mut a = CodeAssembler::new(64)?;
     a.set_prefer_vex(false);
