@@ -120,6 +120,8 @@ pub fn node_cost_with(op: &NodeOp, ins: &[&[TensorType]], outs: &[TensorType], i
         Op::Binary(_) | Op::Where | Op::Cast(_) | Op::CastF8 { .. } | Op::BitCast(_) => out_n,
         // a dozen f64 steps per element, in one pass
         Op::Requantize { .. } => 4.0 * out_n,
+        // a divide, round, clamp and add per element, in one pass
+        Op::Quantize { .. } => 4.0 * out_n,
         Op::BatchNorm { .. } => 2.0 * out_n,
         Op::LayerNorm { .. } | Op::InstanceNorm { .. } | Op::Softmax { .. } | Op::LogSoftmax { .. } => {
             TRANSCENDENTAL * out_n

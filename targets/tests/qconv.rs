@@ -267,3 +267,46 @@ fn requantize_matches_the_reference_byte_for_byte() {
         }
     }
 }
+
+/// `Quantize` (the integer conv's input quantiser in one pass) against the
+/// reference evaluator (its definition, op by op), byte for byte: padded
+/// and unpadded, rows of 7, 13, 37 and 64 elements (16-byte blocks, 4-byte
+/// steps and single bytes), several planes, ties at half steps, values
+/// past both ends of the grid, zero points 0, 7, 128 and 255.
+#[test]
+fn quantize_matches_the_reference_byte_for_byte() {
+    use kerf_targets::{jit_compile, CompileOptions};
+    let cases: [([usize; 4], [i64; 8], u8); 4] = [
+        ([2, 3, 5, 7], [0, 0, 1, 1, 0, 0, 1, 1], 128),
+        ([1, 2, 4, 13], [0, 0, 2, 0, 0, 0, 1, 3], 0),
+        ([1, 1, 3, 37], [0; 8], 255),
+        ([1, 4, 8, 64], [0, 0, 1, 1, 0, 0, 1, 1], 7),
+    ];
+    for (shape, pads, zp) in cases {
+        let n: usize = shape.iter().product();
+        let scale = 0.05f32;
+        let x: Vec<f32> = (0..n)
+            .map(|i| match i % 5 {
+                0 => (i as f32 * 0.5 - 30.0) * scale, // whole and half steps
+                1 => 20.0,                            // 400 steps: past the top
+                2 => -20.0,                           // past the bottom
+                _ => ((i * 37 % 101) as f32 - 50.0) * 0.0137,
+            })
+            .collect();
+        let os: Vec<usize> = (0..4).map(|a| shape[a] + (pads[a] + pads[a + 4]) as usize).collect();
+        let text = format!(
+            "graph \"q\"\n  input %0 \"x\": f32[{}]\n  %1 = Quantize{{scale={scale:?}, zp={zp}, pads={}}}(%0): u8[{}]\n  output \"y\" = %1\n",
+            dims(&shape),
+            ints(&pads),
+            dims(&os)
+        );
+        let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let ins = vec![Tensor::from_f32(shape.to_vec(), &x).unwrap()];
+        let want = kerf_ir::eval::eval_graph(&g, &ins).unwrap().remove(0);
+        for cpu in cpus() {
+            let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap();
+            let got = common::run_rt(jm.model(), &ins, None);
+            assert_eq!(got, want.bytes(), "{shape:?} pads {pads:?} zp {zp} ({cpu})");
+        }
+    }
+}

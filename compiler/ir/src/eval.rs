@@ -119,6 +119,7 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, IrError> {
         Op::BitCast(to) => Tensor::from_bytes(*to, x.shape().to_vec(), x.bytes().to_vec())?,
         Op::CastF8 { to, saturate, round } => x.cast_with(*to, *saturate, *round)?,
         Op::Requantize { axis, zp, out } => crate::eval_nn::requantize(*axis, *zp, *out, inputs, x)?,
+        Op::Quantize { scale, zp, pads } => crate::eval_nn::quantize(x, *scale, *zp, pads)?,
         Op::Unary(u) => {
             if x.dtype().is_float() {
                 let v: Vec<f64> = x.to_f64_vec().into_iter().map(|a| unary_f(*u, a)).collect();

@@ -149,6 +149,23 @@ fn qconv_acc(q: &QConv, x: &Tensor, w: &Tensor, out: &[usize]) -> Vec<i32> {
     acc
 }
 
+/// [`Op::Quantize`]: its definition, op by op through the reference
+/// evaluator (so it is those ops' values by construction).
+pub(crate) fn quantize(x: &Tensor, scale: crate::F32, zp: u8, pads: &[usize]) -> Result<Tensor, IrError> {
+    use crate::op::{BinaryOp, PadMode, UnaryOp};
+    use crate::F32;
+    let one = |op: Op, args: &[&Tensor]| -> Result<Tensor, IrError> {
+        crate::eval::eval(&op, args)?.pop().ok_or_else(|| IrError::Invalid("Quantize: a step without a result".into()))
+    };
+    let z = f32::from(zp);
+    let padded = one(Op::Pad { pads: pads.to_vec(), mode: PadMode::Constant, value: F32::new(0.0) }, &[x])?;
+    let d = one(Op::Binary(BinaryOp::Div), &[&padded, &Tensor::scalar_f32(scale.get())])?;
+    let r = one(Op::Unary(UnaryOp::Round), &[&d])?;
+    let c = one(Op::Unary(UnaryOp::Clip { min: F32::new(-z), max: F32::new(255.0 - z) }), &[&r])?;
+    let a = one(Op::Binary(BinaryOp::Add), &[&c, &Tensor::scalar_f32(z)])?;
+    one(Op::Cast(DType::U8), &[&a])
+}
+
 /// [`Op::Requantize`]: in f64, as the ONNX reference's numpy computes it.
 pub(crate) fn requantize(
     axis: usize,

@@ -193,6 +193,21 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
             }
             one(*to, ins[0].shape.clone())
         }
+        Op::Quantize { scale, pads, .. } => {
+            arity(ins, 1, 1)?;
+            let x = ins[0];
+            let r = x.shape.len();
+            if x.dtype != DType::F32 {
+                return Err(format!("Quantize takes f32, got {x}"));
+            }
+            if !(scale.get() > 0.0 && scale.get().is_finite()) {
+                return Err(format!("Quantize's scale must be positive and finite, got {}", scale.get()));
+            }
+            if pads.len() != 2 * r || pads.iter().enumerate().any(|(i, &p)| p != 0 && i % r.max(1) + 2 < r) {
+                return Err(format!("Quantize pads the last two axes of {x}: 2 x {r} entries, got {pads:?}"));
+            }
+            one(DType::U8, (0..r).map(|a| x.shape[a] + pads[a] + pads[a + r]).collect())
+        }
         Op::Requantize { axis, out, .. } => {
             arity(ins, 2, 3)?;
             let acc = ins[0];

@@ -46,6 +46,7 @@ pub fn macs(op: &Op, ins: &[&TensorType], out: &TensorType) -> u64 {
         | Op::BitCast(_)
         | Op::CastF8 { .. }
         | Op::Requantize { .. }
+        | Op::Quantize { .. }
         | Op::Identity
         | Op::Dropout
         | Op::BatchNorm { .. }

@@ -796,6 +796,7 @@ graph "t"
                 out: QOut::Acc,
             }),
             Op::Requantize { axis: 1, zp: -3, out: DType::I8 },
+            Op::Quantize { scale: F32::new(0.05), zp: 128, pads: vec![0, 0, 1, 2, 0, 0, 2, 1] },
             Op::Unary(UnaryOp::Clip { min: F32::new(0.0), max: F32::new(6.0) }),
             Op::Unary(UnaryOp::Gelu { tanh: true }),
             Op::Unary(UnaryOp::HardSigmoid { alpha: F32::new(0.2), beta: F32::new(0.5) }),

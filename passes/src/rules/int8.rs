@@ -15,10 +15,12 @@
 //!   per output and 4 output channels per group (a depthwise conv stays
 //!   f32, whose direct kernel is faster there).
 //!
-//! It adds `QConv{x_scale = s, x_zp = z}(Cast<u8>(Add(c, z)), q, sc, b'[,
-//! r])` to the conv's class, where `c` is the matched Clip's class or, when
-//! the conv pads, the same quantiser applied to `Pad{0}(x)` (the QConv
-//! itself has no padding), `q` the grid's codes (i8), `sc` its steps and
+//! It adds `QConv{x_scale = s, x_zp = z}(Quantize{s, z, pads}(x), q, sc,
+//! b'[, r])` to the conv's class, where `x` is the quantiser's input and
+//! `pads` the conv's (the QConv itself has no padding; `Quantize` is by
+//! definition `Cast<u8>(Add(Clip(Round(Div(Pad{0}(x), s))), z))`, the
+//! quantiser's integers shifted by `z`, in one pass), `q` the grid's codes
+//! (i8), `sc` its steps and
 //! `b'` the bias (or zeros). Extraction keeps whichever form the cost model
 //! prices lower (a Winograd f32 conv can win; so can f32 for a layer too
 //! small to repay the quantiser's passes).
@@ -26,14 +28,15 @@
 //! Sound up to f32 rounding (as loose as BatchNorm folding): the conv sums
 //! `(s·c)·(sc[m]·q) = s·sc[m]·(c·q)` over the window, with `c = (u8 − z)`
 //! exactly (`c` is an integer in `[−z, 255 − z]`, so `Add(c, z)` is exact and
-//! in u8 range); a padded zero quantises to `c = 0`, as the f32 conv's zero
+//! in u8 range, and `Quantize` computes `c` with the quantiser's own
+//! `Div` and `Round`); a padded zero quantises to `c = 0`, as the f32 conv's zero
 //! padding reads; `QConv` computes `Σ c·q` exactly and scales once by
 //! `f32(s·sc[m])`. The weight codes are exact by the grid's contract. A NaN
 //! input differs: the f32 chain keeps it, the cast to u8 makes it 0.
 //! Directional: nothing turns a `QConv` back into f32.
 
 use egg::Id;
-use kerf_ir::op::{ConvAlgo, Epilogue, PadMode, QConv, QOut};
+use kerf_ir::op::{ConvAlgo, Epilogue, QConv, QOut};
 use kerf_ir::{BinaryOp, DType, Op, Origin, Tensor, UnaryOp, WeightId, F32};
 
 use super::{add_union, rewrite, KRewrite, Rule};
@@ -47,11 +50,8 @@ pub struct Int8Conv;
 pub struct Int8Match {
     conv: kerf_ir::op::Conv,
     epi: Epilogue,
-    /// The Clip class: the centred integer input.
-    centred: Id,
-    /// The quantiser's input and its step's constant class.
+    /// The quantiser's input.
     x: Id,
-    step: Id,
     s: f32,
     z: u8,
     w: WeightId,
@@ -68,11 +68,8 @@ fn scalar(eg: &KEGraph, class: Id) -> Option<f32> {
 
 /// The quantiser in a class: `Mul(Clip{−z, 255 − z}(Round(Div(x, s))), s)`.
 struct Quantiser {
-    /// The Clip's class (the centred integers).
-    centred: Id,
-    /// `x` and the class of the constant `s`.
+    /// The quantiser's input `x`.
     x: Id,
-    step: Id,
     s: f32,
     z: u8,
 }
@@ -100,7 +97,7 @@ fn quantiser(eg: &KEGraph, class: Id) -> Option<Quantiser> {
                     }
                     if let [x, s2] = dn.children.as_slice() {
                         if scalar(eg, *s2) == Some(s) {
-                            return Some(Quantiser { centred: *c, x: *x, step: *s2, s, z: z as u8 });
+                            return Some(Quantiser { x: *x, s, z: z as u8 });
                         }
                     }
                 }
@@ -152,32 +149,18 @@ impl Rule for Int8Conv {
             };
             let Some(q) = ch.first().and_then(|&a| quantiser(eg, a)) else { continue };
             let residual = if epi.residual { ch.get(3).copied() } else { None };
-            let (centred, x, step, s, z) = (q.centred, q.x, q.step, q.s, q.z);
-            out.push(Int8Match { conv, epi, centred, x, step, s, z, w, b, residual });
+            let (x, s, z) = (q.x, q.s, q.z);
+            out.push(Int8Match { conv, epi, x, s, z, w, b, residual });
         }
     }
     fn apply(&self, eg: &mut KEGraph, class: Id, m: &Int8Match) -> Vec<Id> {
         let Some([q, sc, b]) = weights(eg, m) else { return vec![] };
         let konst = |eg: &mut KEGraph, w: WeightId| eg.add(KNode::leaf(NodeOp::Const(w)));
-        let z = zero_point(eg, m.z);
-        let z = konst(eg, z);
         let wd = &m.conv.window;
-        // padding in f32 with 0, which quantises to z (vector copies; the
-        // quantiser then runs over the padded plane)
-        let centred = if wd.pads.iter().any(|&p| p != 0) {
-            let pads = vec![0, 0, wd.pad_begin(0), wd.pad_begin(1), 0, 0, wd.pad_end(0), wd.pad_end(1)];
-            let pad = Op::Pad { pads, mode: PadMode::Constant, value: F32::new(0.0) };
-            let xp = eg.add(KNode::op(pad, vec![m.x]));
-            let d = eg.add(KNode::op(Op::Binary(BinaryOp::Div), vec![xp, m.step]));
-            let r = eg.add(KNode::op(Op::Unary(UnaryOp::Round), vec![d]));
-            let zf = f32::from(m.z);
-            let clip = UnaryOp::Clip { min: F32::new(-zf), max: F32::new(255.0 - zf) };
-            eg.add(KNode::op(Op::Unary(clip), vec![r]))
-        } else {
-            m.centred
-        };
-        let shifted = eg.add(KNode::op(Op::Binary(BinaryOp::Add), vec![centred, z]));
-        let x = eg.add(KNode::op(Op::Cast(DType::U8), vec![shifted]));
+        // the quantiser, padding with z (what a padded zero quantises to), in one pass
+        let pads = vec![0, 0, wd.pad_begin(0), wd.pad_begin(1), 0, 0, wd.pad_end(0), wd.pad_end(1)];
+        let quantise = Op::Quantize { scale: F32::new(m.s), zp: m.z, pads };
+        let x = eg.add(KNode::op(quantise, vec![m.x]));
         let mut conv = m.conv.clone();
         conv.window.pads = vec![0; wd.pads.len()];
         conv.algo = ConvAlgo::Direct;
@@ -186,20 +169,6 @@ impl Rule for Int8Conv {
         children.extend(m.residual);
         add_union(eg, class, KNode::op(op, children))
     }
-}
-
-/// The zero point `z` as a one-element f32 weight, made once per value.
-fn zero_point(eg: &mut KEGraph, z: u8) -> WeightId {
-    let zf = f32::from(z);
-    // the matched Clip determines z: it names the memo entry
-    let clip = Op::Unary(UnaryOp::Clip { min: F32::new(-zf), max: F32::new(255.0 - zf) });
-    let key = MemoKey { rule: "int8-zp", ops: vec![clip], inputs: vec![] };
-    if let Some(Some(w)) = eg.analysis.memo.get(&key).map(|r| r.as_ref().and_then(|v| v.first().copied())) {
-        return w;
-    }
-    let w = eg.analysis.weights.add("int8.zp", Tensor::scalar_f32(zf), Origin::Derived);
-    eg.analysis.memo.insert(key, Some(vec![w]));
-    w
 }
 
 /// The codes, steps and bias of a match (memoized by the source weights).
@@ -299,7 +268,10 @@ mod tests {
         for (group, m, pads, stride) in [(1, 8, 1, 1), (1, 5, 0, 1), (2, 8, 1, 1)] {
             let (out, rel) = run(&graph(group, m, pads, stride));
             assert!(out.contains("QConv{"), "{out}");
-            assert_eq!(out.contains("Pad{"), pads > 0, "{out}");
+            // the quantiser and the padding in one pass, no f32 pad copy
+            let padded = format!("pads=[0,0,{pads},{pads},0,0,{pads},{pads}]");
+            assert!(out.contains("Quantize{") && out.contains(&padded), "{out}");
+            assert!(!out.contains("Pad{") && !out.contains("Cast"), "{out}");
             assert!(!out.contains("= Conv"), "{out}");
             // f32 rounding only: the integer sums are exact
             assert!(rel < 1e-5, "group {group} m {m}: relative error {rel}");

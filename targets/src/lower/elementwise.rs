@@ -758,7 +758,7 @@ fn apply_vec(k: &mut Kernel, op: &Op, ty: Type, args: &[Value], pow_exp: Option<
 /// The steps of a `Chain` on `F32` or `F32X4` values: the same emitters as
 /// the standalone unary/binary kernels, so a chain computes exactly what
 /// its steps as separate nodes would (each step is rounded to f32 either way).
-fn chain(k: &mut Kernel, steps: &[ChainStep], ty: Type, args: &[Value]) -> LResult<Value> {
+pub(super) fn chain(k: &mut Kernel, steps: &[ChainStep], ty: Type, args: &[Value]) -> LResult<Value> {
     let mut acc = *args.first().ok_or("Chain without an input")?;
     for s in steps {
         acc = match *s {

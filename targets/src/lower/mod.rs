@@ -72,6 +72,7 @@ pub mod movement;
 pub mod norm;
 pub mod pool;
 pub mod qconv;
+pub mod quantize;
 pub mod reduce;
 pub mod requant;
 pub mod resize;
@@ -359,6 +360,7 @@ pub fn lower_node(k: &mut Kernel) -> LResult {
         Op::Chain(_) => elementwise::lower(k),
         Op::Cast(_) | Op::CastF8 { .. } => cast::lower(k),
         Op::Requantize { .. } => requant::lower(k),
+        Op::Quantize { .. } => quantize::lower(k),
         Op::BitCast(_) => elementwise::lower(k),
         Op::Identity | Op::Dropout | Op::Reshape { .. } => movement::copy(k),
         Op::Conv(_) | Op::ConvFused(..) => conv::conv(k),

@@ -134,6 +134,11 @@ impl Op {
                 _ => {}
             },
             Op::Cast(d) | Op::BitCast(d) => a.push(("to", ident(d.name()))),
+            Op::Quantize { scale, zp, pads } => {
+                a.push(("scale", Attr::Float(scale.get())));
+                a.push(("zp", Attr::Int(i64::from(*zp))));
+                a.push(("pads", ints(pads)));
+            }
             Op::Requantize { axis, zp, out } => {
                 a.push(("axis", Attr::Int(*axis as i64)));
                 a.push(("zp", Attr::Int(i64::from(*zp))));
@@ -298,6 +303,11 @@ impl Op {
             "Cast" => {
                 let t = m.ident("to")?;
                 Op::Cast(DType::from_name(&t).ok_or_else(|| m.error(format!("unknown dtype '{t}'")))?)
+            }
+            "Quantize" => {
+                let z = m.int("zp")?;
+                let zp = u8::try_from(z).map_err(|_| m.error(format!("zp {z} is not a u8")))?;
+                Op::Quantize { scale: m.float("scale")?, zp, pads: m.usizes("pads")? }
             }
             "Requantize" => {
                 let axis = m.usize("axis")?;

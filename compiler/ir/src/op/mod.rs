@@ -785,6 +785,22 @@ pub enum Op {
         /// The output type: u8 or i8.
         out: DType,
     },
+    /// The u8 activation quantiser in one pass: by definition
+    /// `Cast<u8>(Add(Clip{−zp, 255 − zp}(Round(Div(Pad{0}(x), scale))), zp))`
+    /// (the reference evaluator runs exactly those ops), `x` f32, `pads` as
+    /// [`Op::Pad`]'s (begin pads, then end pads) on the last two axes only.
+    /// The padding reads `zp`, what a padded zero quantises to. Made by the
+    /// `int8` rule group for the integer conv's input: one pass reading 4
+    /// bytes and writing 1 per element instead of a pad copy, a chain and a
+    /// cast.
+    Quantize {
+        /// The step (positive, finite).
+        scale: F32,
+        /// The zero point.
+        zp: u8,
+        /// Padding before each axis, then after each (`2 * rank` entries).
+        pads: Vec<usize>,
+    },
     /// ONNX Cast with default attributes (`saturate = 1`, `round_mode = up`); see
     /// [`Tensor::cast`](crate::Tensor::cast).
     Cast(DType),
@@ -976,6 +992,7 @@ impl Op {
             Op::BitCast(_) => "BitCast",
             Op::CastF8 { .. } => "CastF8",
             Op::Requantize { .. } => "Requantize",
+            Op::Quantize { .. } => "Quantize",
             Op::Identity => "Identity",
             Op::Dropout => "Dropout",
             Op::Conv(_) => "Conv",

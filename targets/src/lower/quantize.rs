@@ -1,0 +1,187 @@
+//! [`Op::Quantize`]: the u8 activation quantiser in one pass.
+//!
+//! Per element `u8(clip(round(x / scale), −zp, 255 − zp) + zp)`, computed by
+//! the elementwise kernels' own emitters for `Div`, `Round`, `Clip` and `Add`
+//! (`elementwise::chain`), so the f32 values are the bits the separate ops
+//! would give; they are whole numbers in `0..=255`, so the conversion to u8
+//! is exact. Vectors: four `f32x4` become one 16-byte store (convert to
+//! i32, narrow twice with saturation, which never clips here), then 4-byte
+//! stores, then single bytes. The output is walked plane by plane: pad rows
+//! are stores of `zp`, each input row is a run of `zp` bytes, the row's
+//! quantised values and another run of `zp` bytes. Without padding the
+//! whole tensor is one row.
+
+use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Type, Value};
+use kerf_ir::op::ChainStep;
+use kerf_ir::{BinaryOp, Op, UnaryOp, F32};
+
+use super::elementwise::chain;
+use super::loops::mem;
+use super::{Kernel, LResult};
+
+/// Lowers an [`Op::Quantize`] node.
+pub fn lower(k: &mut Kernel) -> LResult {
+    let Op::Quantize { scale, zp, pads } = k.node.op.clone() else {
+        return Err("internal: quantize lowering on another op".into());
+    };
+    let xs = k.in_shape(0).to_vec();
+    let r = xs.len();
+    let n: usize = xs.iter().product();
+    let z = f32::from(zp);
+    let steps = [
+        ChainStep::Binary { op: BinaryOp::Div, arg: 1, swap: false },
+        ChainStep::Unary(UnaryOp::Round),
+        ChainStep::Unary(UnaryOp::Clip { min: F32::new(-z), max: F32::new(255.0 - z) }),
+        ChainStep::Binary { op: BinaryOp::Add, arg: 2, swap: false },
+    ];
+    let q = Quantiser { steps, scale: scale.get(), zp, x: k.input(0), y: k.output(0) };
+    if pads.iter().all(|&p| p == 0) || r < 2 {
+        return q.run(k, q.x, q.y, n);
+    }
+    let (h, w) = (xs[r - 2], xs[r - 1]);
+    let (top, left, bottom, right) = (pads[r - 2], pads[r - 1], pads[2 * r - 2], pads[2 * r - 1]);
+    let ow = left + w + right;
+    let planes = n / (h * w).max(1);
+    let plane_out = (top + h + bottom) * ow;
+    let mut result: LResult = Ok(());
+    k.for_n(0, planes as i64, 1, |k, p| {
+        if result.is_err() {
+            return;
+        }
+        let src = k.addr(q.x, p, (4 * h * w) as i64);
+        let dst = k.addr(q.y, p, plane_out as i64);
+        q.fill(k, dst, top * ow);
+        let below = k.add_c(dst, ((top + h) * ow) as i64);
+        q.fill(k, below, bottom * ow);
+        let first = k.add_c(dst, (top * ow) as i64);
+        k.for_n(0, h as i64, 1, |k, row| {
+            if result.is_err() {
+                return;
+            }
+            let out_row = k.addr(first, row, ow as i64);
+            let in_row = k.addr(src, row, (4 * w) as i64);
+            q.fill(k, out_row, left);
+            let values = k.add_c(out_row, left as i64);
+            result = q.run(k, in_row, values, w);
+            let after = k.add_c(values, w as i64);
+            q.fill(k, after, right);
+        });
+    });
+    result
+}
+
+/// One quantiser: its steps, constants and the node's pointers.
+struct Quantiser {
+    steps: [ChainStep; 4],
+    scale: f32,
+    zp: u8,
+    x: Value,
+    y: Value,
+}
+
+impl Quantiser {
+    /// `n` bytes of `zp` at `dst` (static `n`): a loop of 16-byte stores
+    /// (single bytes without SIMD), then single bytes.
+    fn fill(&self, k: &mut Kernel, dst: Value, n: usize) {
+        let b = k.b.ins().iconst(types::I32, i64::from(self.zp));
+        let (chunk, chunks) = if k.lanes() == 4 { (16, n / 16) } else { (1, n) };
+        if chunks > 0 {
+            let v = if chunk == 16 {
+                let b8 = k.b.ins().iconst(types::I8, i64::from(self.zp));
+                Some(k.b.ins().splat(types::I8X16, b8))
+            } else {
+                None
+            };
+            k.for_n(0, chunks as i64, 1, |k, i| {
+                let d = k.addr(dst, i, chunk as i64);
+                match v {
+                    Some(v) => k.st(v, d, 0),
+                    None => {
+                        k.b.ins().istore8(mem(), b, d, 0);
+                    }
+                }
+            });
+        }
+        for i in chunk * chunks..n {
+            k.b.ins().istore8(mem(), b, dst, i as i32);
+        }
+    }
+
+    /// The quantised `f32` values of `ty` (`F32` or `F32X4`) at `src`.
+    fn values(&self, k: &mut Kernel, ty: Type, src: Value, off: i32) -> LResult<Value> {
+        let x = k.ld(ty, src, off);
+        let s = k.b.ins().f32const(self.scale);
+        let z = k.b.ins().f32const(f32::from(self.zp));
+        let args = [x, k.widen(ty, s), k.widen(ty, z)];
+        chain(k, &self.steps, ty, &args)
+    }
+
+    /// `n` consecutive elements from `src` (f32) to `dst` (u8).
+    fn run(&self, k: &mut Kernel, src: Value, dst: Value, n: usize) -> LResult {
+        if k.lanes() != 4 {
+            return self.run_scalar(k, src, dst, n);
+        }
+        let blocks = n / 16;
+        let mut result: LResult = Ok(());
+        k.for_n(0, blocks as i64, 1, |k, i| {
+            if result.is_err() {
+                return;
+            }
+            let s = k.addr(src, i, 64);
+            let d = k.addr(dst, i, 16);
+            result = self.block(k, s, d);
+        });
+        result?;
+        let mut at = 16 * blocks;
+        let le = MemFlagsData::new().with_endianness(Endianness::Little);
+        while n - at >= 4 {
+            let f = self.values(k, types::F32X4, src, 4 * at as i32)?;
+            let i = k.b.ins().fcvt_to_sint_sat(types::I32X4, f);
+            let h = k.b.ins().snarrow(i, i);
+            let b = k.b.ins().unarrow(h, h);
+            let w = k.b.ins().bitcast(types::I32X4, le, b);
+            let w = k.b.ins().extractlane(w, 0);
+            k.b.ins().store(mem(), w, dst, at as i32);
+            at += 4;
+        }
+        for e in at..n {
+            self.one(k, src, dst, e as i32)?;
+        }
+        Ok(())
+    }
+
+    /// 16 elements at `src` to 16 bytes at `dst`.
+    fn block(&self, k: &mut Kernel, src: Value, dst: Value) -> LResult {
+        let mut v = Vec::with_capacity(4);
+        for j in 0..4 {
+            let f = self.values(k, types::F32X4, src, 16 * j)?;
+            v.push(k.b.ins().fcvt_to_sint_sat(types::I32X4, f));
+        }
+        let lo = k.b.ins().snarrow(v[0], v[1]);
+        let hi = k.b.ins().snarrow(v[2], v[3]);
+        let bytes = k.b.ins().unarrow(lo, hi);
+        k.st(bytes, dst, 0);
+        Ok(())
+    }
+
+    /// Element `e` of `src` to byte `e` of `dst`.
+    fn one(&self, k: &mut Kernel, src: Value, dst: Value, e: i32) -> LResult {
+        let f = self.values(k, types::F32, src, 4 * e)?;
+        let i = k.b.ins().fcvt_to_sint_sat(types::I32, f);
+        k.b.ins().istore8(mem(), i, dst, e);
+        Ok(())
+    }
+
+    /// [`Quantiser::run`] without SIMD: a loop over the elements.
+    fn run_scalar(&self, k: &mut Kernel, src: Value, dst: Value, n: usize) -> LResult {
+        let mut result: LResult = Ok(());
+        k.for_n(0, n as i64, 1, |k, e| {
+            if result.is_ok() {
+                let s = k.addr(src, e, 4);
+                let d = k.addr(dst, e, 1);
+                result = self.one(k, s, d, 0);
+            }
+        });
+        result
+    }
+}
