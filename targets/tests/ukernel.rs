@@ -298,7 +298,16 @@ fn assembled_kernels_keep_the_leaf_abi() {
         kernels.push((format!("qgemm {rows}"), qgemm_tile(rows).unwrap()));
     }
     for rows in 1..=kerf_targets::ukernel::avx512::QDOT_ROWS {
-        kernels.push((format!("qdot {rows}"), kerf_targets::ukernel::avx512::qdot_tile(rows).unwrap()));
+        use kerf_targets::ukernel::avx512::{qdot_tile, QdotEpi};
+        kernels.push((format!("qdot {rows}"), qdot_tile(rows, None).unwrap()));
+        let epi = TileEpi {
+            residual: rows % 2 == 0,
+            clamp: if rows % 3 == 0 { None } else { clamp },
+            hardswish: rows % 3 == 0,
+            ..TileEpi::default()
+        };
+        let e = QdotEpi { epi, ldo: 784 };
+        kernels.push((format!("qdot {rows} {e:?}"), qdot_tile(rows, Some(&e)).unwrap()));
     }
     for (cols, hardswish) in [(8, false), (79, true), (70, false), (3, true), (130, false)] {
         let epi = TileEpi {

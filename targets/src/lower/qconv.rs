@@ -39,10 +39,11 @@ use kerf_ir::op::QOut;
 use kerf_ir::{DType, Op};
 
 use super::epilogue::{apply_act, Act};
+use super::gemm_avx2::act_epi;
 use super::loops::mem;
 use super::{Family, Kernel, LResult};
 use crate::ukernel::avx2::qgemm_tile;
-use crate::ukernel::avx512::{qdot_tile, QDOT_ROWS};
+use crate::ukernel::avx512::{qdot_tile, QdotEpi, QDOT_ROWS};
 
 /// Output channels per register tile (× 2 panels = 12 accumulators).
 const ROWS: usize = 6;
@@ -153,20 +154,29 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     let tap = k.blob(taps.iter().flat_map(|t| t.to_le_bytes()).collect());
     let s_p = k.blob_f32(&scales);
     let b_p = k.blob_f32(&bias);
-    let corr = if quads { Some(k.blob(zero_point_terms(&d, &w, kk))) } else { None };
 
     let units = xs[0] * d.groups * d.pairs;
     let cost = (8 * d.per_step() * d.steps * d.mg) as u64; // 8 pixels × K × rows
     let (lo, hi) = k.parallel_range(units, 1, cost)?;
     let bbuf = k.task_scratch(d.steps * 32);
-    let tiles = if k.caps.avx2 { Some(Assembled::new(k, &d)?) } else { None };
-    let ptrs = Ptrs { x, out, res, a, tap, s: s_p, b: b_p, corr, bbuf, tiles, acc: q.out == QOut::Acc };
+    let tail = d.pixels - 8 * (d.pairs - 1);
+    // the VNNI tile's own f32 epilogue: full units of the real-valued form,
+    // for the activations the shared tile code applies
+    let fused = match (quads, q.out) {
+        (true, QOut::Real) => act_epi(act, q.epi.residual).map(|epi| QdotEpi { epi, ldo: 4 * d.pixels }),
+        _ => None,
+    };
+    let table = fused.map(|_| k.blob(epilogue_table(&d, &w, kk, &scales, &bias)));
+    // the sums-only tiles' correction: where some unit has no fused epilogue
+    let sums_only = fused.is_none() || tail != 8;
+    let corr = if quads && sums_only { Some(k.blob(zero_point_terms(&d, &w, kk))) } else { None };
+    let tiles = if k.caps.avx2 { Some(Assembled::new(k, &d, fused.as_ref(), tail != 8)?) } else { None };
+    let ptrs = Ptrs { x, out, res, a, tap, s: s_p, b: b_p, corr, table, bbuf, tiles, acc: q.out == QOut::Acc };
     k.for_dyn(lo, hi, 1, |k, u| {
         let jp = k.b.ins().urem_imm_u(u, d.pairs as i64);
         let ng = k.b.ins().udiv_imm_u(u, d.pairs as i64);
         let (gi, ni) = (k.b.ins().urem_imm_u(ng, d.groups as i64), k.b.ins().udiv_imm_u(ng, d.groups as i64));
         let unit = Unit { jp, gi, ni };
-        let tail = d.pixels - 8 * (d.pairs - 1);
         if tail == 8 {
             unit_body(k, &d, act, &ptrs, &unit, 8);
         } else {
@@ -190,6 +200,9 @@ struct Ptrs {
     b: Value,
     /// With byte quads: `zp · Σ_k w[m, k]` per output channel (i32).
     corr: Option<Value>,
+    /// With the VNNI tile's own epilogue: `(corr, scale, bias)` per output
+    /// channel (i32, f32, f32).
+    table: Option<Value>,
     bbuf: Value,
     /// With AVX2: the assembled tiles.
     tiles: Option<Assembled>,
@@ -199,33 +212,45 @@ struct Ptrs {
 
 /// The assembled tiles of one kernel (AVX2 pairs, or VNNI quads): their
 /// addresses for full and last row blocks (`None` where a block size does
-/// not occur, or an AVX2 tile did not assemble: the Cranelift tile runs
-/// there; quads have no Cranelift tile, so there it is an error), their
-/// call signature, and the task scratch they write their `rows × 8` i32
-/// sums to.
+/// not occur or is not needed, or an AVX2 tile did not assemble: the
+/// Cranelift tile runs there; quads have no Cranelift tile, so there it is
+/// an error), the VNNI tiles with their own epilogue (full 8-pixel units),
+/// their call signature, and the task scratch the sums-only tiles write
+/// their `rows × 8` i32 sums to.
 struct Assembled {
     code: [Option<Value>; 2],
+    fused: [Option<Value>; 2],
     sig: SigRef,
     sums: Value,
 }
 
 impl Assembled {
-    fn new(k: &mut Kernel, d: &Dims) -> Result<Assembled, String> {
-        let mut code = [None, None];
+    /// `partial`: some unit has fewer than 8 pixels (it takes the sums-only
+    /// tile and the Cranelift epilogue even when `epi` is given).
+    fn new(k: &mut Kernel, d: &Dims, epi: Option<&QdotEpi>, partial: bool) -> Result<Assembled, String> {
+        let (mut code, mut fused) = ([None, None], [None, None]);
         // a size no block has is not assembled (its bytes would sit unused in the object)
         let full = if d.mg >= d.rows { d.rows } else { 0 };
-        for (slot, r) in code.iter_mut().zip([full, d.mg % d.rows]) {
+        let vnni = |r: usize, e: Option<&QdotEpi>| qdot_tile(r, e).map_err(|e| format!("internal: VNNI tile: {e}"));
+        for (i, r) in [full, d.mg % d.rows].into_iter().enumerate() {
             if r == 0 {
                 continue;
             }
+            if let Some(e) = epi {
+                let bytes = vnni(r, Some(e))?;
+                fused[i] = Some(k.code(Family::Avx512, bytes));
+                if !partial {
+                    continue;
+                }
+            }
             let bytes = match d.quads {
-                true => Some((Family::Avx512, qdot_tile(r).map_err(|e| format!("internal: VNNI tile: {e}"))?)),
+                true => Some((Family::Avx512, vnni(r, None)?)),
                 false => qgemm_tile(r).ok().map(|c| (Family::Avx2, c)),
             };
-            *slot = bytes.map(|(f, c)| k.code(f, c));
+            code[i] = bytes.map(|(f, c)| k.code(f, c));
         }
-        let sig = k.ukernel_sig(4);
-        Ok(Assembled { code, sig, sums: k.task_scratch(d.rows * 32) })
+        let sig = k.ukernel_sig(if d.quads { 6 } else { 4 });
+        Ok(Assembled { code, fused, sig, sums: k.task_scratch(d.rows * 32) })
     }
 }
 
@@ -277,6 +302,19 @@ fn pack_weights(d: &Dims, w: &[f64], kk: usize) -> Vec<u8> {
                 }
             }
         }
+    }
+    out
+}
+
+/// The VNNI epilogue's table: per output channel its `zp · Σ_k w[m, k]`
+/// (i32), `x_scale · w_scale[m]` and bias (f32), 12 bytes.
+fn epilogue_table(d: &Dims, w: &[f64], kk: usize, scales: &[f32], bias: &[f32]) -> Vec<u8> {
+    let corr = zero_point_terms(d, w, kk);
+    let mut out = Vec::with_capacity(12 * scales.len());
+    for (m, (s, b)) in scales.iter().zip(bias).enumerate() {
+        out.extend_from_slice(&corr[4 * m..4 * m + 4]);
+        out.extend_from_slice(&s.to_le_bytes());
+        out.extend_from_slice(&b.to_le_bytes());
     }
     out
 }
@@ -453,11 +491,28 @@ fn pack_vector_quads(k: &mut Kernel, d: &Dims, p: &Ptrs, base: Value) {
 /// panels, over every K pair, then the epilogue and the stores.
 #[allow(clippy::too_many_arguments)]
 fn tile(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, a_blk: Value, m0: Value, rows: usize, valid: usize) {
-    let asm = p.tiles.as_ref().and_then(|t| Some((t.code[usize::from(rows != d.rows)]?, t)));
+    let which = usize::from(rows != d.rows);
+    let fused = p.tiles.as_ref().and_then(|t| Some((t.fused[which]?, t)));
+    if let (Some((code, t)), Some(table), 8) = (fused, p.table, valid) {
+        // the VNNI tile stores the f32 results itself
+        let e = out_index(k, d, u, m0);
+        let out = k.addr(p.out, e, 4);
+        let res = p.res.map_or(out, |r| k.addr(r, e, 4));
+        let tab = k.addr(table, m0, 12);
+        let n = k.ic(d.steps as i64);
+        k.b.ins().call_indirect(t.sig, code, &[a_blk, p.bbuf, out, n, tab, res]);
+        return;
+    }
+    let asm = p.tiles.as_ref().and_then(|t| Some((t.code[which]?, t)));
     let accs = match asm {
         Some((code, t)) => {
             let n = k.ic(d.steps as i64);
-            k.b.ins().call_indirect(t.sig, code, &[a_blk, p.bbuf, t.sums, n]);
+            let mut args = vec![a_blk, p.bbuf, t.sums, n];
+            if d.quads {
+                // the sums-only VNNI tile reads neither table nor residual
+                args.extend([t.sums, t.sums]);
+            }
+            k.b.ins().call_indirect(t.sig, code, &args);
             let sums = (0..2 * rows).map(|i| k.ld(types::I32X4, t.sums, (16 * i) as i32)).collect();
             match p.corr {
                 Some(corr) => centre(k, corr, m0, sums),

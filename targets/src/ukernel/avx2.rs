@@ -221,7 +221,7 @@ fn epilogue(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedE
 
 /// The epilogue's activation on `accs`: its clamp, or HardSwish (ymm12–15
 /// free).
-fn activation(a: &mut CodeAssembler, epi: &TileEpi, accs: &[AsmRegisterYmm]) -> Result<(), IcedError> {
+pub(crate) fn activation(a: &mut CodeAssembler, epi: &TileEpi, accs: &[AsmRegisterYmm]) -> Result<(), IcedError> {
     let (x, zero) = (ymm14, ymm15);
     if let Some(c) = epi.clamp {
         splat(a, x, c.lo)?;

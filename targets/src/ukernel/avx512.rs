@@ -18,21 +18,39 @@
 
 use iced_x86::code_asm::*;
 
-/// Most output channels of one [`qdot_tile`]: 16 accumulators of the 32
-/// `ymm` (the B vector lives in `ymm16`).
-pub const QDOT_ROWS: usize = 16;
+use super::avx2::TileEpi;
+
+/// Most output channels of one [`qdot_tile`]: 12 accumulators, leaving
+/// `ymm12`–`ymm15` to the shared activation code
+/// ([`super::avx2::activation`]); the B vector lives in `ymm16`.
+pub const QDOT_ROWS: usize = 12;
+
+/// The f32 epilogue a [`qdot_tile`] applies before storing: per row
+/// `act(f32(acc − corr) · scale + bias (+ residual))`, the operations and
+/// order of the Cranelift epilogue of `lower::qconv` (so the same bits),
+/// with `corr`, `scale` and `bias` read from a per-channel table (12 bytes
+/// per channel: i32, f32, f32).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QdotEpi {
+    /// Residual and activation (`scale`/`addend` unused: the table has them).
+    pub epi: TileEpi,
+    /// Bytes between the output's (and the residual's) channel rows.
+    pub ldo: usize,
+}
 
 /// Machine code of the VNNI integer tile: `rows` (1..=[`QDOT_ROWS`])
 /// output channels × 8 pixels of i32 sums `Σ x·w` over `k` K quads, with
 /// the arguments (System V order) `a` (the rows' weight quads, `4·rows`
 /// bytes per K quad: four s8 per row), `b` (8 pixels' u8 quads per K quad,
-/// 32 bytes), `out` (`rows × 8` i32, row-major) and `k` (K quads, ≥ 0).
-/// Per K quad: one B load, then per row one `vpdpbusd` with the row's quad
-/// broadcast from memory (`{1to8}`).
-pub fn qdot_tile(rows: usize) -> Result<Vec<u8>, IcedError> {
+/// 32 bytes), `out`, `k` (K quads, ≥ 0), `table` and `residual` (read only
+/// with an epilogue). Per K quad: one B load, then per row one `vpdpbusd`
+/// with the row's quad broadcast from memory (`{1to8}`). Without `epi` the
+/// sums are stored as they are (`rows × 8` i32, row-major); with it, the
+/// f32 results go to `out` (rows `ldo` bytes apart).
+pub fn qdot_tile(rows: usize, epi: Option<&QdotEpi>) -> Result<Vec<u8>, IcedError> {
     let rows = rows.clamp(1, QDOT_ROWS);
-    let acc = [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11, ymm12, ymm13, ymm14, ymm15];
-    let (a_p, b_p, out_p, n) = (rdi, rsi, rdx, rcx);
+    let acc = [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11];
+    let (a_p, b_p, out_p, n, table, res) = (rdi, rsi, rdx, rcx, r8, r9);
     let mut a = CodeAssembler::new(64)?;
     a.set_prefer_vex(false);
     for &r in &acc[..rows] {
@@ -52,8 +70,29 @@ pub fn qdot_tile(rows: usize) -> Result<Vec<u8>, IcedError> {
     a.dec(n)?;
     a.jnz(top)?;
     a.set_label(&mut done)?;
-    for (r, &ac) in acc[..rows].iter().enumerate() {
-        a.vmovdqu32(ymmword_ptr(out_p + (32 * r) as i64), ac)?;
+    match epi {
+        None => {
+            for (r, &ac) in acc[..rows].iter().enumerate() {
+                a.vmovdqu32(ymmword_ptr(out_p + (32 * r) as i64), ac)?;
+            }
+        }
+        Some(e) => {
+            let ldo = e.ldo as i64;
+            for (r, &ac) in acc[..rows].iter().enumerate() {
+                let row = table + (12 * r) as i64;
+                a.vpsubd(ac, ac, dword_bcst(row))?;
+                a.vcvtdq2ps(ac, ac)?;
+                a.vmulps(ac, ac, dword_bcst(row + 4))?;
+                a.vaddps(ac, ac, dword_bcst(row + 8))?;
+                if e.epi.residual {
+                    a.vaddps(ac, ac, ymmword_ptr(res + r as i64 * ldo))?;
+                }
+            }
+            super::avx2::activation(&mut a, &e.epi, &acc[..rows])?;
+            for (r, &ac) in acc[..rows].iter().enumerate() {
+                a.vmovups(ymmword_ptr(out_p + r as i64 * ldo), ac)?;
+            }
+        }
     }
     a.vzeroupper()?;
     a.ret()?;
