@@ -290,7 +290,8 @@ fn requantize_matches_the_reference_byte_for_byte() {
 /// reference evaluator (its definition, op by op), byte for byte: padded
 /// and unpadded, rows of 7, 13, 37 and 64 elements (16-byte blocks, 4-byte
 /// steps and single bytes), several planes, ties at half steps, values
-/// past both ends of the grid, zero points 0, 7, 128 and 255.
+/// past both ends of the grid, −0 and values rounding to it, NaN with a
+/// payload, zero points 0, 7, 128 and 255.
 #[test]
 fn quantize_matches_the_reference_byte_for_byte() {
     use kerf_targets::{jit_compile, CompileOptions};
@@ -304,10 +305,13 @@ fn quantize_matches_the_reference_byte_for_byte() {
         let n: usize = shape.iter().product();
         let scale = 0.05f32;
         let x: Vec<f32> = (0..n)
-            .map(|i| match i % 5 {
-                0 => (i as f32 * 0.5 - 30.0) * scale, // whole and half steps
-                1 => 20.0,                            // 400 steps: past the top
-                2 => -20.0,                           // past the bottom
+            .map(|i| match (i % 17, i % 5) {
+                (4, _) => f32::from_bits(0x7fc0_00ff), // NaN with a payload: byte 0, as the reference's cast
+                (9, _) => -0.0,
+                (13, _) => -0.2 * scale,                   // rounds to -0
+                (_, 0) => (i as f32 * 0.5 - 30.0) * scale, // whole and half steps
+                (_, 1) => 20.0,                            // 400 steps: past the top
+                (_, 2) => -20.0,                           // past the bottom
                 _ => ((i * 37 % 101) as f32 - 50.0) * 0.0137,
             })
             .collect();

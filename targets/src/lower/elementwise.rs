@@ -232,7 +232,14 @@ fn pow_f(k: &mut Kernel, ty: Type, x: Value, y: Value, const_exp: Option<f32>) -
 }
 
 /// A float binary op with a float result.
-fn binary_f(k: &mut Kernel, op: BinaryOp, ty: Type, a: Value, b: Value, const_exp: Option<f32>) -> LResult<Value> {
+pub(super) fn binary_f(
+    k: &mut Kernel,
+    op: BinaryOp,
+    ty: Type,
+    a: Value,
+    b: Value,
+    const_exp: Option<f32>,
+) -> LResult<Value> {
     use BinaryOp::*;
     Ok(match op {
         Add => k.b.ins().fadd(a, b),

@@ -168,7 +168,7 @@ fn clamp_select(k: &mut Kernel, ty: Type, act: Act, x: Value) -> Option<Value> {
 
 /// `(a < b) ? pick_a : pick_b` on vectors, in the shape the x86-64 backend
 /// matches to one `maxps`/`minps`.
-fn sel_lt(k: &mut Kernel, ty: Type, a: Value, b: Value, pick_a: Value, pick_b: Value) -> Value {
+pub(super) fn sel_lt(k: &mut Kernel, ty: Type, a: Value, b: Value, pick_a: Value, pick_b: Value) -> Value {
     let le = MemFlagsData::new().with_endianness(Endianness::Little);
     let c = k.b.ins().fcmp(FloatCC::LessThan, a, b);
     let m = k.b.ins().bitcast(ty, le, c);

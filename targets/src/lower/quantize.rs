@@ -1,12 +1,14 @@
 //! [`Op::Quantize`]: the u8 activation quantiser in one pass.
 //!
 //! Per element `u8(clip(round(x / scale), −zp, 255 − zp) + zp)`, computed by
-//! the elementwise kernels' own emitters for `Div`, `Round`, `Clip` and `Add`
-//! (`elementwise::chain`), so the f32 values are the bits the separate ops
-//! would give; they are whole numbers in `0..=255`, so the conversion to u8
-//! is exact. Vectors: four `f32x4` become one 16-byte store (convert to
-//! i32, narrow twice with saturation, which never clips here), then 4-byte
-//! stores, then single bytes. The output is walked plane by plane: pad rows
+//! the elementwise kernels' own emitters for `Div` and `Round` (and, on the
+//! scalar path, `Clip` and `Add`: `elementwise::chain`), so the values are
+//! the bits the separate ops would give; they are whole numbers in
+//! `0..=255`, so the conversion to u8 is exact. Vectors take the clamp as
+//! compare-selects and the conversion as `+ 2^23` and the low byte (see
+//! `Quantiser::words`); four `f32x4` become one 16-byte store (narrowed
+//! twice with saturation, which never clips here), then 4-byte stores, then
+//! single bytes. The output is walked plane by plane: pad rows
 //! are stores of `zp`, each input row is a run of `zp` bytes, the row's
 //! quantised values and another run of `zp` bytes. Without padding the
 //! whole tensor is one row.
@@ -15,7 +17,8 @@ use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Type, 
 use kerf_ir::op::ChainStep;
 use kerf_ir::{BinaryOp, Op, UnaryOp, F32};
 
-use super::elementwise::chain;
+use super::elementwise::{binary_f, chain, unary_f};
+use super::epilogue::sel_lt;
 use super::loops::mem;
 use super::{Kernel, LResult};
 
@@ -135,8 +138,7 @@ impl Quantiser {
         let mut at = 16 * blocks;
         let le = MemFlagsData::new().with_endianness(Endianness::Little);
         while n - at >= 4 {
-            let f = self.values(k, types::F32X4, src, 4 * at as i32)?;
-            let i = k.b.ins().fcvt_to_sint_sat(types::I32X4, f);
+            let i = self.words(k, src, 4 * at as i32)?;
             let h = k.b.ins().snarrow(i, i);
             let b = k.b.ins().unarrow(h, h);
             let w = k.b.ins().bitcast(types::I32X4, le, b);
@@ -150,12 +152,40 @@ impl Quantiser {
         Ok(())
     }
 
+    /// Four quantised values at `src + off` as the low bytes of an
+    /// `i32x4`'s lanes, the rest zero: the chain's `Div` and `Round`
+    /// emitters, the clamp as compare-selects (`lo < r ? r : lo`, then
+    /// `c < hi ? c : hi`: they differ from the chain's `fmax`/`fmin` only on
+    /// −0, which still ends as byte 0, and NaN, which becomes `lo` and so
+    /// byte 0, what the reference's cast makes of NaN), `+ zp`, then `+ 2^23`,
+    /// exact for a whole number in `0..=255`, whose bits' low byte is that
+    /// number.
+    fn words(&self, k: &mut Kernel, src: Value, off: i32) -> LResult<Value> {
+        let ty = types::F32X4;
+        let x = k.ld(ty, src, off);
+        let s = k.fsplat(ty, self.scale);
+        let d = binary_f(k, BinaryOp::Div, ty, x, s, None)?;
+        let r = unary_f(k, UnaryOp::Round, ty, d)?;
+        let z = f32::from(self.zp);
+        let (lo, hi) = (k.fsplat(ty, -z), k.fsplat(ty, 255.0 - z));
+        let c = sel_lt(k, ty, lo, r, r, lo);
+        let c = sel_lt(k, ty, c, hi, c, hi);
+        let zv = k.fsplat(ty, z);
+        let a = k.b.ins().fadd(c, zv);
+        let magic = k.fsplat(ty, 8_388_608.0);
+        let m = k.b.ins().fadd(a, magic);
+        let le = MemFlagsData::new().with_endianness(Endianness::Little);
+        let w = k.b.ins().bitcast(types::I32X4, le, m);
+        let ff = k.b.ins().iconst(types::I32, 0xff);
+        let ff = k.b.ins().splat(types::I32X4, ff);
+        Ok(k.b.ins().band(w, ff))
+    }
+
     /// 16 elements at `src` to 16 bytes at `dst`.
     fn block(&self, k: &mut Kernel, src: Value, dst: Value) -> LResult {
         let mut v = Vec::with_capacity(4);
         for j in 0..4 {
-            let f = self.values(k, types::F32X4, src, 16 * j)?;
-            v.push(k.b.ins().fcvt_to_sint_sat(types::I32X4, f));
+            v.push(self.words(k, src, 16 * j)?);
         }
         let lo = k.b.ins().snarrow(v[0], v[1]);
         let hi = k.b.ins().snarrow(v[2], v[3]);
