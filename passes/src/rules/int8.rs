@@ -15,6 +15,13 @@
 //!   per output and 4 output channels per group (a depthwise conv stays
 //!   f32, whose direct kernel is faster there).
 //!
+//! It also matches a one-row `Gemm(a, w[, c])` (or `GemmFused` without a
+//! residual) with `alpha = beta = 1`, `w` transposed and on a per-row int8
+//! grid, `c` a constant `[N]` and `a: [1, K]` through the quantiser (a
+//! classifier head): the same 1x1 conv of `a` viewed as `[1, K, 1, 1]`,
+//! between two reshapes (`Reshape{[1, N]}(QConv(Quantize(Reshape{[1, K, 1,
+//! 1]}(x)), q[N, K, 1, 1], ...))`).
+//!
 //! It adds `QConv{x_scale = s, x_zp = z}(Quantize{s, z, pads}(x), q, sc,
 //! b'[, r])` to the conv's class, where `x` is the quantiser's input and
 //! `pads` the conv's (the QConv itself has no padding; `Quantize` is by
@@ -49,6 +56,9 @@ pub struct Int8Conv;
 /// A match of `int8-conv`.
 pub struct Int8Match {
     conv: kerf_ir::op::Conv,
+    /// A one-row Gemm run as a 1x1 QConv: its `(K, N)` (the input is
+    /// reshaped to `[1, K, 1, 1]`, the output back to `[1, N]`).
+    gemm: Option<(usize, usize)>,
     epi: Epilogue,
     /// The quantiser's input.
     x: Id,
@@ -150,7 +160,10 @@ impl Rule for Int8Conv {
             let Some(q) = ch.first().and_then(|&a| quantiser(eg, a)) else { continue };
             let residual = if epi.residual { ch.get(3).copied() } else { None };
             let (x, s, z) = (q.x, q.s, q.z);
-            out.push(Int8Match { conv, epi, x, s, z, w, b, residual });
+            out.push(Int8Match { conv, gemm: None, epi, x, s, z, w, b, residual });
+        }
+        for n in &eg[class].nodes {
+            out.extend(gemm_match(eg, n));
         }
     }
     fn apply(&self, eg: &mut KEGraph, class: Id, m: &Int8Match) -> Vec<Id> {
@@ -160,15 +173,65 @@ impl Rule for Int8Conv {
         // the quantiser, padding with z (what a padded zero quantises to), in one pass
         let pads = vec![0, 0, wd.pad_begin(0), wd.pad_begin(1), 0, 0, wd.pad_end(0), wd.pad_end(1)];
         let quantise = Op::Quantize { scale: F32::new(m.s), zp: m.z, pads };
-        let x = eg.add(KNode::op(quantise, vec![m.x]));
+        let x = match m.gemm {
+            Some((k, _)) => eg.add(KNode::op(Op::Reshape { shape: vec![1, k, 1, 1] }, vec![m.x])),
+            None => m.x,
+        };
+        let x = eg.add(KNode::op(quantise, vec![x]));
         let mut conv = m.conv.clone();
         conv.window.pads = vec![0; wd.pads.len()];
         conv.algo = ConvAlgo::Direct;
         let op = Op::QConv(QConv { conv, epi: m.epi, x_scale: F32::new(m.s), x_zp: m.z, out: QOut::Real });
         let mut children = vec![x, konst(eg, q), konst(eg, sc), konst(eg, b)];
         children.extend(m.residual);
-        add_union(eg, class, KNode::op(op, children))
+        match m.gemm {
+            Some((_, n)) => {
+                let y = eg.add(KNode::op(op, children));
+                add_union(eg, class, KNode::op(Op::Reshape { shape: vec![1, n] }, vec![y]))
+            }
+            None => add_union(eg, class, KNode::op(op, children)),
+        }
     }
+}
+
+/// A one-row `Gemm(a, w[, c])` / `GemmFused` without residual, `alpha = 1`,
+/// `beta = 1`, `a` not transposed and `w` transposed (`[N, K]`, ONNX's
+/// Linear), `a` of type `[1, K]` through the quantiser, `w` constant on a
+/// per-row int8 grid and `c` a constant `[N]`: the 1x1 conv of `a` as a
+/// `[1, K, 1, 1]` image, so the same integer kernel runs it (a classifier
+/// head; several rows would need transposes around it).
+fn gemm_match(eg: &KEGraph, n: &KNode) -> Option<Int8Match> {
+    let (g, epi) = match n.kerf_op()? {
+        Op::Gemm(g) => (g, Epilogue::default()),
+        Op::GemmFused(g, e) if !e.residual => (g, *e),
+        _ => return None,
+    };
+    if g.alpha.get() != 1.0 || g.beta.get() != 1.0 || g.trans_a || !g.trans_b {
+        return None;
+    }
+    let ch = &n.children;
+    let a = eg[*ch.first()?].data.ty()?;
+    let [1, k] = a.shape[..] else { return None };
+    let w = eg[*ch.get(1)?].data.constant?;
+    let weight = eg.analysis.weights.get(w);
+    let [nn, kw] = weight.tensor.shape()[..] else { return None };
+    if kw != k || weight.grid.as_ref().is_none_or(|g| g.axis != 0) {
+        return None;
+    }
+    let b = match ch.get(2) {
+        None => None,
+        Some(&c) => {
+            let c = eg[c].data.constant?;
+            let t = &eg.analysis.weights.get(c).tensor;
+            (t.shape() == [nn] && t.dtype() == DType::F32).then_some(c)?;
+            Some(c)
+        }
+    };
+    let q = quantiser(eg, *ch.first()?)?;
+    let window =
+        kerf_ir::op::Window { kernel: vec![1, 1], strides: vec![1, 1], dilations: vec![1, 1], pads: vec![0; 4] };
+    let conv = kerf_ir::op::Conv { window, group: 1, layer: g.layer.clone(), algo: ConvAlgo::Direct };
+    Some(Int8Match { conv, gemm: Some((k, nn)), epi, x: q.x, s: q.s, z: q.z, w, b, residual: None })
 }
 
 /// The codes, steps and bias of a match (memoized by the source weights).
@@ -187,7 +250,11 @@ fn weights(eg: &mut KEGraph, m: &Int8Match) -> Option<[WeightId; 3]> {
 fn make_weights(eg: &mut KEGraph, m: &Int8Match) -> Option<[WeightId; 3]> {
     let weight = eg.analysis.weights.get(m.w);
     let grid = weight.grid.as_ref()?;
-    let shape = weight.tensor.shape().to_vec();
+    let mut shape = weight.tensor.shape().to_vec();
+    if m.gemm.is_some() {
+        // the Gemm's [N, K] as the 1x1 conv's [N, K, 1, 1]
+        shape.extend([1, 1]);
+    }
     let bytes: Vec<u8> = grid.codes(&weight.tensor).ok()?.iter().map(|&c| c as u8).collect();
     let q = Tensor::from_bytes(DType::I8, shape.clone(), bytes).ok()?;
     let scales = Tensor::from_f32(vec![shape[0]], &grid.scales).ok()?;
@@ -276,6 +343,58 @@ mod tests {
             // f32 rounding only: the integer sums are exact
             assert!(rel < 1e-5, "group {group} m {m}: relative error {rel}");
         }
+    }
+
+    /// A one-row Gemm head (`[1, 24] × [10, 24]ᵀ + b`, Relu) through the
+    /// quantiser becomes the 1x1 QConv between reshapes with the same
+    /// values (f32 rounding only); with two rows, or `w` not transposed, it
+    /// stays a Gemm.
+    #[test]
+    fn one_row_gemm_heads_become_integer_convs() {
+        let gemm = |rows: usize, trans_b: bool| {
+            let (k, n) = (24usize, 10usize);
+            let scales: Vec<f32> = (0..n).map(|i| 0.01 + 0.002 * i as f32).collect();
+            let codes = random(7, n * k, -127.0, 127.0);
+            let w: Vec<String> =
+                codes.iter().enumerate().map(|(i, q)| format!("{:?}", q.round() * scales[i / k])).collect();
+            let b: Vec<String> = random(8, n, -0.5, 0.5).iter().map(|v| format!("{v:?}")).collect();
+            let s: Vec<String> = scales.iter().map(|v| format!("{v:?}")).collect();
+            let (wsh, tb) = if trans_b { (format!("{n},{k}"), "true") } else { (format!("{k},{n}"), "false") };
+            let grid = if trans_b { format!(" grid=int8(axis=0, scales=[{}])", s.join(",")) } else { String::new() };
+            format!(
+                r#"graph "g"
+  input %0 "x": f32[{rows},{k}]
+  const %1 "w": f32[{wsh}] = [{}]{grid}
+  const %2 "b": f32[{n}] = [{}]
+  const %3 "s": f32[] = [0.02]
+  %4 = Div(%0, %3): f32[{rows},{k}] @"d"
+  %5 = Round(%4): f32[{rows},{k}] @"r"
+  %6 = Clip{{min=-100.0, max=155.0}}(%5): f32[{rows},{k}] @"c"
+  %7 = Mul(%6, %3): f32[{rows},{k}] @"q"
+  %8 = Gemm{{alpha=1.0, beta=1.0, trans_a=false, trans_b={tb}, layer="fc"}}(%7, %1, %2): f32[{rows},{n}] @"fc"
+  %9 = Relu(%8): f32[{rows},{n}] @"relu"
+  output "y" = %9
+"#,
+                w.join(","),
+                b.join(",")
+            )
+        };
+        let run = |src: &str, rows: usize| {
+            let g = text::parse(src).unwrap_or_else(|e| panic!("{e}\n{src}"));
+            let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &PassOptions::default()).unwrap();
+            let x = Tensor::from_f32(vec![rows, 24], &random(3, rows * 24, -2.0, 3.0)).unwrap();
+            let want = interpret(&g, std::slice::from_ref(&x)).remove(0).to_f32_vec();
+            let got = interpret(&out, &[x]).remove(0).to_f32_vec();
+            let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let err = got.iter().zip(&want).fold(0f32, |a, (g, w)| a.max((g - w).abs()));
+            (text::print(&out), err / scale)
+        };
+        let (out, rel) = run(&gemm(1, true), 1);
+        assert!(out.contains("QConv{") && out.contains("Reshape{shape=[1,24,1,1]}"), "{out}");
+        assert!(out.contains("Reshape{shape=[1,10]}") && !out.contains("= Gemm"), "{out}");
+        assert!(rel < 1e-5, "relative error {rel}");
+        assert!(!run(&gemm(2, true), 2).0.contains("QConv"));
+        assert!(!run(&gemm(1, false), 1).0.contains("QConv"));
     }
 
     /// A 3x3 stride-1 conv on a plane where Winograd is the f32 choice:
