@@ -124,6 +124,40 @@ fn markdown(o: &Outcome) -> String {
 }
 
 /// The plans no other plan beats on both latency and metric, by latency.
+/// A corner of the plot for the legend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Corner {
+    LowerRight,
+    UpperRight,
+    UpperLeft,
+    LowerLeft,
+}
+
+/// The corner whose legend box (about 55% of the plot's width and 20% of
+/// its height: four lines of labels) covers the fewest points, so the
+/// legend hides no plan; ties go to the earlier corner in [`Corner`]'s
+/// order (lower right first).
+fn legend_corner(points: &[(f64, f64)], x: (f64, f64), y: (f64, f64)) -> Corner {
+    let norm = |v: f64, (lo, hi): (f64, f64)| (v - lo) / (hi - lo).max(1e-12);
+    let covered = |c: Corner| {
+        let (right, upper) = match c {
+            Corner::LowerRight => (true, false),
+            Corner::UpperRight => (true, true),
+            Corner::UpperLeft => (false, true),
+            Corner::LowerLeft => (false, false),
+        };
+        points
+            .iter()
+            .filter(|p| {
+                let (u, v) = (norm(p.0, x), norm(p.1, y));
+                (if right { u >= 0.45 } else { u <= 0.55 }) && (if upper { v >= 0.8 } else { v <= 0.2 })
+            })
+            .count()
+    };
+    let all = [Corner::LowerRight, Corner::UpperRight, Corner::UpperLeft, Corner::LowerLeft];
+    all.into_iter().min_by_key(|&c| covered(c)).unwrap_or(Corner::LowerRight)
+}
+
 fn front(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
     let mut f: Vec<(f64, f64)> = points
         .iter()
@@ -155,6 +189,7 @@ fn svg(o: &Outcome) -> Result<String, TuneError> {
     };
     let xr = span(&mut all.iter().map(|p| p.0), 0.3);
     let yr = span(&mut all.iter().map(|p| p.1), 0.08);
+    let corner = legend_corner(&all, (xr.start, xr.end), (yr.start, yr.end));
     let err = |e: &dyn std::fmt::Display| TuneError::Io(std::io::Error::other(format!("drawing pareto.svg: {e}")));
     let mut out = String::new();
     {
@@ -213,7 +248,12 @@ fn svg(o: &Outcome) -> Result<String, TuneError> {
             .legend(|(x, y)| Circle::new((x + 10, y), 7, RED.filled()));
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
+            .position(match corner {
+                Corner::LowerRight => SeriesLabelPosition::LowerRight,
+                Corner::UpperRight => SeriesLabelPosition::UpperRight,
+                Corner::UpperLeft => SeriesLabelPosition::UpperLeft,
+                Corner::LowerLeft => SeriesLabelPosition::LowerLeft,
+            })
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .draw()
@@ -221,4 +261,21 @@ fn svg(o: &Outcome) -> Result<String, TuneError> {
         root.present().map_err(|e| err(&e))?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{legend_corner, Corner};
+
+    /// The legend goes where no point is: plans in the lower right (the
+    /// resnet18 sweep's patterns-everywhere plan sat under it) move it.
+    #[test]
+    fn the_legend_avoids_the_points() {
+        let (x, y) = ((0.0, 10.0), (0.0, 10.0));
+        assert_eq!(legend_corner(&[(1.0, 5.0)], x, y), Corner::LowerRight);
+        let lower_right = [(9.0, 1.0), (8.0, 0.5), (1.0, 9.5)];
+        assert_eq!(legend_corner(&lower_right, x, y), Corner::UpperRight);
+        let right = [(9.0, 1.0), (8.0, 9.5), (1.0, 9.5)];
+        assert_eq!(legend_corner(&right, x, y), Corner::LowerLeft);
+    }
 }
