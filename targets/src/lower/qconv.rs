@@ -166,10 +166,12 @@ pub fn qconv(k: &mut Kernel) -> LResult {
         (true, QOut::Real) => act_epi(act, q.epi.residual).map(|epi| QdotEpi { epi, ldo: 4 * d.pixels }),
         _ => None,
     };
-    let table = fused.map(|_| k.blob(epilogue_table(&d, &w, kk, &scales, &bias)));
+    // `zp · Σ_k w[m, k]`, once: the fused tile's table and the sums-only tiles' correction
+    let zp_terms = if quads { zero_point_terms(&d, &w, kk) } else { Vec::new() };
+    let table = fused.map(|_| k.blob(epilogue_table(&zp_terms, &scales, &bias)));
     // the sums-only tiles' correction: where some unit has no fused epilogue
     let sums_only = fused.is_none() || tail != 8;
-    let corr = if quads && sums_only { Some(k.blob(zero_point_terms(&d, &w, kk))) } else { None };
+    let corr = if quads && sums_only { Some(k.blob(zp_terms)) } else { None };
     let tiles = if k.caps.avx2 { Some(Assembled::new(k, &d, fused.as_ref(), tail != 8)?) } else { None };
     let ptrs = Ptrs { x, out, res, a, tap, s: s_p, b: b_p, corr, table, bbuf, tiles, acc: q.out == QOut::Acc };
     k.for_dyn(lo, hi, 1, |k, u| {
@@ -308,8 +310,7 @@ fn pack_weights(d: &Dims, w: &[f64], kk: usize) -> Vec<u8> {
 
 /// The VNNI epilogue's table: per output channel its `zp · Σ_k w[m, k]`
 /// (i32), `x_scale · w_scale[m]` and bias (f32), 12 bytes.
-fn epilogue_table(d: &Dims, w: &[f64], kk: usize, scales: &[f32], bias: &[f32]) -> Vec<u8> {
-    let corr = zero_point_terms(d, w, kk);
+fn epilogue_table(corr: &[u8], scales: &[f32], bias: &[f32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(12 * scales.len());
     for (m, (s, b)) in scales.iter().zip(bias).enumerate() {
         out.extend_from_slice(&corr[4 * m..4 * m + 4]);

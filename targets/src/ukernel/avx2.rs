@@ -289,23 +289,17 @@ pub fn qgemm_tile(rows: usize) -> Result<Vec<u8>, IcedError> {
     for &r in &acc[..rows] {
         a.vpxor(r, r, r)?;
     }
-    let mut done = a.create_label();
-    let mut top = a.create_label();
-    a.test(n, n)?;
-    a.jz(done)?;
-    a.set_label(&mut top)?;
-    a.vmovdqu(ymm12, ymmword_ptr(b_p))?;
-    for (r, &ac) in acc[..rows].iter().enumerate() {
-        let t = tmp[r % 3];
-        a.vpbroadcastd(t, dword_ptr(a_p + (4 * r) as i64))?;
-        a.vpmaddwd(t, t, ymm12)?;
-        a.vpaddd(ac, ac, t)?;
-    }
-    a.add(b_p, 32)?;
-    a.add(a_p, (4 * rows) as i32)?;
-    a.dec(n)?;
-    a.jnz(top)?;
-    a.set_label(&mut done)?;
+    super::counted_loop(&mut a, n, |a| {
+        a.vmovdqu(ymm12, ymmword_ptr(b_p))?;
+        for (r, &ac) in acc[..rows].iter().enumerate() {
+            let t = tmp[r % 3];
+            a.vpbroadcastd(t, dword_ptr(a_p + (4 * r) as i64))?;
+            a.vpmaddwd(t, t, ymm12)?;
+            a.vpaddd(ac, ac, t)?;
+        }
+        a.add(b_p, 32)?;
+        a.add(a_p, (4 * rows) as i32)
+    })?;
     for (r, &ac) in acc[..rows].iter().enumerate() {
         a.vmovdqu(ymmword_ptr(out_p + (32 * r) as i64), ac)?;
     }

@@ -56,20 +56,14 @@ pub fn qdot_tile(rows: usize, epi: Option<&QdotEpi>) -> Result<Vec<u8>, IcedErro
     for &r in &acc[..rows] {
         a.vpxord(r, r, r)?;
     }
-    let mut done = a.create_label();
-    let mut top = a.create_label();
-    a.test(n, n)?;
-    a.jz(done)?;
-    a.set_label(&mut top)?;
-    a.vmovdqu32(ymm16, ymmword_ptr(b_p))?;
-    for (r, &ac) in acc[..rows].iter().enumerate() {
-        a.vpdpbusd(ac, ymm16, dword_bcst(a_p + (4 * r) as i64))?;
-    }
-    a.add(b_p, 32)?;
-    a.add(a_p, (4 * rows) as i32)?;
-    a.dec(n)?;
-    a.jnz(top)?;
-    a.set_label(&mut done)?;
+    super::counted_loop(&mut a, n, |a| {
+        a.vmovdqu32(ymm16, ymmword_ptr(b_p))?;
+        for (r, &ac) in acc[..rows].iter().enumerate() {
+            a.vpdpbusd(ac, ymm16, dword_bcst(a_p + (4 * r) as i64))?;
+        }
+        a.add(b_p, 32)?;
+        a.add(a_p, (4 * rows) as i32)
+    })?;
     match epi {
         None => {
             for (r, &ac) in acc[..rows].iter().enumerate() {

@@ -25,3 +25,24 @@
 
 pub mod avx2;
 pub mod avx512;
+
+use iced_x86::code_asm::{AsmRegister64, CodeAssembler};
+use iced_x86::IcedError;
+
+/// A loop run `n` times (the register counts down; zero runs nothing):
+/// the integer tiles' K loops.
+pub(crate) fn counted_loop(
+    a: &mut CodeAssembler,
+    n: AsmRegister64,
+    mut body: impl FnMut(&mut CodeAssembler) -> Result<(), IcedError>,
+) -> Result<(), IcedError> {
+    let mut done = a.create_label();
+    let mut top = a.create_label();
+    a.test(n, n)?;
+    a.jz(done)?;
+    a.set_label(&mut top)?;
+    body(a)?;
+    a.dec(n)?;
+    a.jnz(top)?;
+    a.set_label(&mut done)
+}
