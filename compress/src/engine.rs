@@ -11,7 +11,7 @@ use crate::plan::{LayerSettings, Plan, Precision, Rounding, Selection};
 use crate::probe::{Probe, ProbeFn};
 use crate::quant::{self, ActQuant, RangeObserver};
 use crate::report::{LayerReport, Report};
-use crate::{equalize, linalg, prune, rewrite, CompressError};
+use crate::{equalize, linalg, nm, prune, rewrite, CompressError};
 
 /// Calibration samples: each one tensor per graph input, in input order.
 #[derive(Clone, Debug, Default)]
@@ -113,9 +113,9 @@ fn record_equalized(g: &Graph, changed: &[String], report: &mut Report) {
     for rep in report.layers.iter_mut().filter(|r| touched(r)) {
         // a factored layer's bias sits on its output side (whose export
         // reads it from here when that part has no entry of its own)
-        let name = if rep.rank.is_some() { rewrite::factor_names(&rep.layer).1 } else { rep.layer.clone() };
+        let name = if rep.is_factored() { rewrite::factor_names(&rep.layer).1 } else { rep.layer.clone() };
         let Some(site) = sites.iter().find(|s| s.layer == name) else { continue };
-        if rep.weight.is_none() && rep.rank.is_none() {
+        if rep.weight.is_none() && !rep.is_factored() {
             rep.weight = Some(g.weights.tensor(site.weight).clone());
         }
         if rep.bias.is_none() {
@@ -211,7 +211,18 @@ fn compress_layer(
         },
     };
     let mut unquantised = None;
-    if s.low_rank > 0.0 {
+    let tucker = s.tucker.filter(|_| tucker_applies(site));
+    if let Some(ranks) = tucker {
+        let m = moments(&mut probes, site, cur, None, calib)?;
+        if let Some(split) = tucker2(cur, job, site, &rows_fp, &m, ranks)? {
+            return Ok(split);
+        }
+        notes.push("Tucker-2 not cheaper at these ranks: left whole".to_string());
+        unquantised = Some(m);
+    } else if s.tucker.is_some() {
+        notes.push("Tucker-2 applies to one-group convs with kernels larger than 1x1: left whole".to_string());
+    }
+    if s.low_rank > 0.0 && tucker.is_none() {
         if site.groups() == 1 {
             let m = moments(&mut probes, site, cur, None, calib)?;
             if let Some(split) = low_rank(cur, job, site, &rows_fp, &m)? {
@@ -230,26 +241,8 @@ fn compress_layer(
         _ => moments(&mut probes, site, cur, input_quant, calib)?,
     };
 
-    // 1. structure: patterns and removed kernels, compensated
-    let (mut rows, keep, sparsity, removed) = if s.patterns > 0 || s.connectivity > 0.0 {
-        if prune::applies(site) {
-            let hinv =
-                m.h.iter().map(|h| linalg::inverse_spd(&linalg::dampened(h, 0.01))).collect::<Result<Vec<_>, _>>()?;
-            let magnitude = s.selection == Selection::Magnitude;
-            let choice = prune::choose(site, &rows_fp, &hinv, s.patterns, s.connectivity, magnitude)?;
-            let rows = if magnitude {
-                mask(&rows_fp, &choice.keep)
-            } else {
-                prune::compensate(site, &rows_fp, &choice.keep, &m.h, &m.g)?
-            };
-            (rows, Some(choice.keep), choice.sparsity, choice.removed)
-        } else {
-            notes.push("pruning applies to 3x3 convs only: left dense".to_string());
-            (rows_fp.clone(), None, Sparsity::Dense, 0)
-        }
-    } else {
-        (rows_fp.clone(), None, Sparsity::Dense, 0)
-    };
+    // 1. structure: patterns and removed kernels, or N:M, compensated
+    let Structure { mut rows, keep, sparsity, removed } = structure(site, s, &rows_fp, &m, &mut notes)?;
 
     // 2. int8 grid
     let scales = if int8 {
@@ -273,7 +266,7 @@ fn compress_layer(
     let mut bias = None;
     // a factored layer's input side has no bias to move into (nor one its
     // export could carry): its error is the output side's to correct
-    let input_side = job.parent.as_deref().is_some_and(|p| rewrite::factor_names(p).0 == job.layer);
+    let input_side = job.parent.as_deref().is_some_and(|p| rewrite::factor_names(p).1 != job.layer);
     if s.bias_correction && input_side {
         notes.push("bias correction: left to the factored layer's output side".to_string());
     } else if s.bias_correction {
@@ -293,6 +286,58 @@ fn compress_layer(
     rep.parent = job.parent.clone();
     rep.bias = bias;
     Ok((next, rep, Vec::new()))
+}
+
+/// A layer's pruned structure: the weights (compensated), the mask, the
+/// layout recorded in the IR and the kernels removed whole.
+struct Structure {
+    rows: Vec<Vec<f64>>,
+    keep: Option<Vec<Vec<bool>>>,
+    sparsity: Sparsity,
+    removed: usize,
+}
+
+/// Prunes the layer as its settings ask: patterns and connectivity on 3x3
+/// convs (which take precedence), N:M on other layers whose input channels
+/// divide into groups; weights refitted unless `selection` is magnitude.
+fn structure(
+    site: &Site,
+    s: LayerSettings,
+    rows_fp: &[Vec<f64>],
+    m: &Moments,
+    notes: &mut Vec<String>,
+) -> Result<Structure, CompressError> {
+    let dense = || Structure { rows: rows_fp.to_vec(), keep: None, sparsity: Sparsity::Dense, removed: 0 };
+    let patterns = s.patterns > 0 || s.connectivity > 0.0;
+    let nm = s.nm.filter(|&nm| !(patterns && prune::applies(site)) && nm::applies(site, nm));
+    if !(patterns && prune::applies(site)) && nm.is_none() {
+        if patterns {
+            notes.push("pruning applies to 3x3 convs only: left dense".to_string());
+        }
+        if let Some(nm) = s.nm {
+            notes.push(format!("{nm} needs input channels in groups of {}: left dense", nm.m));
+        }
+        return Ok(dense());
+    }
+    let hinv = m.h.iter().map(|h| linalg::inverse_spd(&linalg::dampened(h, 0.01))).collect::<Result<Vec<_>, _>>()?;
+    let magnitude = s.selection == Selection::Magnitude;
+    let (keep, sparsity, removed) = match nm {
+        Some(nm) => {
+            notes.push(nm.to_string());
+            let keep = nm::choose(site, rows_fp, &hinv, nm, magnitude)?;
+            let nonzeros = keep.iter().map(|r| r.iter().filter(|&&k| k).count()).sum();
+            (keep, Sparsity::Unstructured { nonzeros }, 0)
+        }
+        None => {
+            if s.nm.is_some() {
+                notes.push("3x3 conv: patterns instead of N:M".to_string());
+            }
+            let choice = prune::choose(site, rows_fp, &hinv, s.patterns, s.connectivity, magnitude)?;
+            (choice.keep, choice.sparsity, choice.removed)
+        }
+    };
+    let rows = if magnitude { mask(rows_fp, &keep) } else { prune::compensate(site, rows_fp, &keep, &m.h, &m.g)? };
+    Ok(Structure { rows, keep: Some(keep), sparsity, removed })
 }
 
 /// Per output channel, `E[w·x̄ − ŵ·x]` over the calibration columns: the
@@ -368,6 +413,66 @@ fn low_rank(
     let jobs = vec![
         Job { layer: vname, settings: part, fp_input: job.fp_input, reference: vt, parent: Some(site.layer.clone()) },
         Job { layer: uname, settings: part, fp_input: None, reference: u_t, parent: Some(site.layer.clone()) },
+    ];
+    Ok(Some((next, rep, jobs)))
+}
+
+/// Whether Tucker-2 applies: a one-group conv with a kernel larger than 1x1
+/// (a 1x1 conv is a product: `low_rank` factors it).
+fn tucker_applies(site: &Site) -> bool {
+    site.groups() == 1 && site.kernel_area() > 1 && matches!(site.kind, Kind::Conv { .. })
+}
+
+/// Factors a one-group KxK conv by Tucker-2 ([`crate::tucker`]) when that
+/// is fewer multiply-accumulates: the graph with the three convs, the
+/// layer's report, and the three parts as jobs carrying the rest of the
+/// layer's settings.
+fn tucker2(
+    cur: &Graph,
+    job: &Job,
+    site: &Site,
+    rows_fp: &[Vec<f64>],
+    m: &Moments,
+    [r_in, r_out]: [usize; 2],
+) -> Result<Option<(Graph, LayerReport, Vec<Job>)>, CompressError> {
+    let area = site.kernel_area();
+    let t = crate::tucker::factor(rows_fp, &m.h[0], area, r_in, r_out)?;
+    let ranks = [t.first.len(), t.core.len()];
+    let node = &cur.nodes[site.node];
+    // batch × spatial positions
+    let pixels = |v: ValueId| {
+        let shape = &cur.ty(v).shape;
+        shape.first().copied().unwrap_or(1) * shape.iter().skip(2).product::<usize>()
+    };
+    let macs = t.macs(pixels(site.input), pixels(node.outputs[0]));
+    if macs >= site.macs(cur) {
+        return Ok(None);
+    }
+    let kernel = cur.weights.tensor(site.weight).shape()[2..].to_vec();
+    let shape =
+        |a: usize, b: usize, k: &[usize]| -> Vec<usize> { [a, b].into_iter().chain(k.iter().copied()).collect() };
+    let ones = vec![1; kernel.len()];
+    let err = |e: kerf_ir::IrError| CompressError::layer(&site.layer, e.to_string());
+    let first = Tensor::from_f32(shape(ranks[0], site.cols / area, &ones), &flat(&t.first)).map_err(err)?;
+    let core = Tensor::from_f32(shape(ranks[1], ranks[0], &kernel), &flat(&t.core)).map_err(err)?;
+    let last = Tensor::from_f32(shape(site.rows, ranks[1], &ones), &flat(&t.last)).map_err(err)?;
+    let next = rewrite::split_tucker(cur, site, first.clone(), core.clone(), last.clone())?;
+    let error = relative_error(site, rows_fp, &t.compose(), &m.h);
+    let factors = [first.clone(), core.clone(), last.clone()];
+    let rep = LayerReport::tucker(cur, site, job.settings, ranks, macs, t.weights(), error, factors);
+    let (vname, uname) = rewrite::factor_names(&site.layer);
+    let part = LayerSettings { low_rank: 0.0, tucker: None, ..job.settings };
+    let parent = Some(site.layer.clone());
+    let jobs = vec![
+        Job {
+            layer: rewrite::tucker_first_name(&site.layer),
+            settings: part,
+            fp_input: job.fp_input,
+            reference: first,
+            parent: parent.clone(),
+        },
+        Job { layer: vname, settings: part, fp_input: None, reference: core, parent: parent.clone() },
+        Job { layer: uname, settings: part, fp_input: None, reference: last, parent },
     ];
     Ok(Some((next, rep, jobs)))
 }

@@ -36,6 +36,7 @@ pub mod equalize;
 pub mod hessian;
 pub mod layer;
 pub mod linalg;
+pub mod nm;
 pub mod plan;
 pub mod probe;
 pub mod prune;
@@ -44,9 +45,10 @@ mod report;
 pub mod rewrite;
 #[cfg(test)]
 mod testutil;
+pub mod tucker;
 
 pub use engine::{compress, compress_with_progress, Calibration};
-pub use plan::{Granularity, LayerSettings, Observer, Plan, Precision, Rounding, Selection};
+pub use plan::{Granularity, LayerSettings, NmSetting, NmSparsity, Observer, Plan, Precision, Rounding, Selection};
 pub use probe::Probe;
 pub use quant::ActQuant;
 pub use report::{LayerReport, Report};

@@ -15,6 +15,8 @@
 //! connectivity = 0.25       # fraction of 3x3 kernels removed whole
 //! selection = "obs"         # "obs" (saliency + least-squares refit) | "magnitude"
 //! low_rank = 16             # Gemm/MatMul/Conv: rank (whole number) or whitened energy kept (0..1)
+//! tucker = [8, 16]          # KxK convs: Tucker-2 ranks (input, output channels): 1x1 → KxK core → 1x1
+//! nm = "2:4"                # N:M sparsity of Gemm/MatMul and convs without patterns: N of every M input channels kept; "dense": none
 //! bias_correction = true     # shift Conv/Gemm biases by the mean output error
 //! granularity = "tensor"     # int8 weight steps: "channel" (default) | "tensor"
 //! equalize = true            # cross-layer equalisation of ReLU-joined layers first
@@ -100,6 +102,91 @@ pub enum Selection {
     Magnitude,
 }
 
+/// N:M sparsity: of every `m` consecutive input channels (per output
+/// channel and kernel tap), `n` weights are kept (NVIDIA's 2:4 is `2:4`).
+/// Written `"N:M"` in the plan file and on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NmSparsity {
+    /// Weights kept per group.
+    pub n: usize,
+    /// Input channels per group.
+    pub m: usize,
+}
+
+/// The plan file's `nm` value: `"N:M"`, or `"dense"` (no N:M; what a
+/// `[[layer]]` entry says to exempt layers from a `[default]` N:M).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum NmSetting {
+    /// No N:M sparsity.
+    Dense,
+    /// N of every M kept.
+    Sparse(NmSparsity),
+}
+
+impl TryFrom<String> for NmSetting {
+    type Error = String;
+    fn try_from(s: String) -> Result<NmSetting, String> {
+        s.parse()
+    }
+}
+
+impl std::str::FromStr for NmSetting {
+    type Err = String;
+    fn from_str(s: &str) -> Result<NmSetting, String> {
+        match s {
+            "dense" => Ok(NmSetting::Dense),
+            _ => s.parse().map(NmSetting::Sparse).map_err(|e| format!("{e}, or dense")),
+        }
+    }
+}
+
+impl From<NmSetting> for String {
+    fn from(s: NmSetting) -> String {
+        match s {
+            NmSetting::Dense => "dense".to_string(),
+            NmSetting::Sparse(nm) => nm.to_string(),
+        }
+    }
+}
+
+/// The largest group [`NmSparsity`] takes: the OBS choice tries every kept
+/// subset of a group, `C(8, 4) = 70` at most.
+pub const MAX_NM_GROUP: usize = 8;
+
+impl std::str::FromStr for NmSparsity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<NmSparsity, String> {
+        let bad = || format!("'{s}': expected N:M with 1 <= N < M <= {MAX_NM_GROUP}, e.g. 2:4");
+        let (n, m) = s.split_once(':').ok_or_else(bad)?;
+        let (n, m): (usize, usize) = (n.trim().parse().map_err(|_| bad())?, m.trim().parse().map_err(|_| bad())?);
+        if n == 0 || n >= m || m > MAX_NM_GROUP {
+            return Err(bad());
+        }
+        Ok(NmSparsity { n, m })
+    }
+}
+
+impl TryFrom<String> for NmSparsity {
+    type Error = String;
+    fn try_from(s: String) -> Result<NmSparsity, String> {
+        s.parse()
+    }
+}
+
+impl From<NmSparsity> for String {
+    fn from(s: NmSparsity) -> String {
+        s.to_string()
+    }
+}
+
+impl std::fmt::Display for NmSparsity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.n, self.m)
+    }
+}
+
 /// `FromStr` with the plan file's spelling, for command-line flags.
 macro_rules! parse_as_in_plan {
     ($t:ty, $($name:literal => $v:expr),+) => {
@@ -153,6 +240,14 @@ pub struct Settings {
     /// of the whitened energy to keep, or a whole number ≥ 1, the rank.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub low_rank: Option<f64>,
+    /// Tucker-2 of one-group KxK convs: `[r_in, r_out]`, the ranks of the
+    /// input and output channel modes (1x1 → KxK core → 1x1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tucker: Option<[usize; 2]>,
+    /// N:M sparsity of products and of convs that are not pattern-pruned
+    /// (`"dense"`: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nm: Option<NmSetting>,
     /// Bias correction: shift the bias by the compressed layer's mean
     /// output error on the calibration data (Conv and Gemm).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -208,6 +303,11 @@ pub struct LayerSettings {
     pub selection: Selection,
     /// 0: off; (0, 1): whitened energy kept; ≥ 1: the rank.
     pub low_rank: f64,
+    /// Tucker-2 ranks `[r_in, r_out]` of one-group KxK convs (which then
+    /// take it instead of `low_rank`).
+    pub tucker: Option<[usize; 2]>,
+    /// N:M sparsity (products, and convs without patterns).
+    pub nm: Option<NmSparsity>,
     /// Shift the bias by the mean output error (off by default).
     pub bias_correction: bool,
     /// int8 weight steps per channel or per tensor.
@@ -219,7 +319,11 @@ pub struct LayerSettings {
 impl LayerSettings {
     /// Whether the layer is changed at all.
     pub fn is_lossy(&self) -> bool {
-        self.quant != Precision::F32 || self.patterns > 0 || self.connectivity > 0.0 || self.low_rank > 0.0
+        self.quant != Precision::F32
+            || self.patterns > 0
+            || self.connectivity > 0.0
+            || self.low_rank > 0.0
+            || self.nm.is_some()
     }
 }
 
@@ -262,6 +366,13 @@ impl Plan {
                     )));
                 }
             }
+            if let Some([r_in, r_out]) = s.tucker {
+                if r_in == 0 || r_out == 0 {
+                    return Err(CompressError::Plan(format!(
+                        "{site}: tucker = [{r_in}, {r_out}], expected two ranks >= 1 (input, output channels)"
+                    )));
+                }
+            }
             if let Some(c) = s.connectivity {
                 if !(0.0..1.0).contains(&c) {
                     return Err(CompressError::Plan(format!(
@@ -300,6 +411,8 @@ impl Plan {
             s.connectivity = o.connectivity.or(s.connectivity);
             s.selection = o.selection.or(s.selection);
             s.low_rank = o.low_rank.or(s.low_rank);
+            s.nm = o.nm.or(s.nm);
+            s.tucker = o.tucker.or(s.tucker);
             s.bias_correction = o.bias_correction.or(s.bias_correction);
             s.granularity = o.granularity.or(s.granularity);
             s.equalize = o.equalize.or(s.equalize);
@@ -312,6 +425,11 @@ impl Plan {
             connectivity: s.connectivity.unwrap_or(0.0),
             selection: s.selection.unwrap_or_default(),
             low_rank: s.low_rank.unwrap_or(0.0),
+            tucker: s.tucker,
+            nm: match s.nm {
+                Some(NmSetting::Sparse(nm)) => Some(nm),
+                Some(NmSetting::Dense) | None => None,
+            },
             bias_correction: s.bias_correction.unwrap_or(false),
             granularity: s.granularity.unwrap_or_default(),
             equalize: s.equalize.unwrap_or(false),
@@ -379,9 +497,19 @@ mod tests {
     }
 
     #[test]
+    fn a_layer_can_be_exempted_from_a_default_nm() {
+        let plan = Plan::parse("[default]\nnm = \"2:4\"\n\n[[layer]]\nmatch = \"fc1\"\nnm = \"dense\"\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let s = plan.resolve(&["fc1", "fc2"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s[0].nm, None);
+        assert_eq!(s[1].nm, Some(NmSparsity { n: 2, m: 4 }));
+        assert_eq!(Plan::parse(&plan.to_toml()).unwrap_or_else(|e| panic!("{e}")), plan);
+    }
+
+    #[test]
     fn round_trips() {
         let text =
-            "[default]\nquant = \"int8\"\nrounding = \"nearest\"\n\n[[layer]]\nmatch = \"fc*\"\nquant = \"f32\"\n";
+            "[default]\nquant = \"int8\"\nrounding = \"nearest\"\nnm = \"2:4\"\n\n[[layer]]\nmatch = \"fc*\"\nquant = \"f32\"\n";
         let plan = Plan::parse(text).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(Plan::parse(&plan.to_toml()).unwrap_or_else(|e| panic!("{e}")), plan);
     }
@@ -395,6 +523,11 @@ mod tests {
             ("[default]\npatterns = 99\n", "patterns"),
             ("[default]\nlow_rank = 2.5\n", "low_rank"),
             ("[default]\nlow_rank = 0\n", "low_rank"),
+            ("[default]\nnm = \"4:2\"\n", "4:2"),
+            ("[default]\ntucker = [0, 4]\n", "tucker"),
+            ("[default]\ntucker = [4]\n", "tucker"),
+            ("[default]\nnm = \"2:16\"\n", "2:16"),
+            ("[default]\nnm = \"two\"\n", "dense"),
         ] {
             let e = Plan::parse(text).err().map(|e| e.to_string()).unwrap_or_default();
             assert!(e.contains(needle), "{text:?} gave {e:?}");

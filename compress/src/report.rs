@@ -29,7 +29,8 @@ pub struct LayerReport {
     /// Weight storage before, in bytes: f32 dense.
     pub bytes_before: usize,
     /// Weight storage after, in bytes: 1 per kept int8 weight (4 per f32)
-    /// plus f32 per-channel scales and one pattern id per kernel.
+    /// plus f32 per-channel scales and one pattern id per kernel (N:M:
+    /// `⌈log₂ M⌉` bits of position per kept weight).
     pub bytes_after: usize,
     /// `‖(W − Ŵ) X‖² / ‖W X‖²` on the calibration inputs.
     pub error: f64,
@@ -52,6 +53,9 @@ pub struct LayerReport {
     pub notes: Vec<String>,
     /// The rank a factored layer was given.
     pub rank: Option<usize>,
+    /// The Tucker-2 ranks `[r_in, r_out]` a conv was factored with (its
+    /// `factors` are then the first 1x1, the core and the last 1x1).
+    pub tucker: Option<[usize; 2]>,
     /// A factored layer's two weights as factored, in their own layouts:
     /// the input side (`<layer>.v`), then the output side (`<layer>.u`).
     /// A part compressed further has its own entry, whose `weight`
@@ -95,6 +99,7 @@ impl LayerReport {
             bias: None,
             notes: Vec::new(),
             rank: None,
+            tucker: None,
             factors: Vec::new(),
             parent: None,
         }
@@ -121,6 +126,38 @@ impl LayerReport {
         r.factors = factors.into();
         r.notes.push(format!("rank {rank}"));
         r
+    }
+
+    /// A conv factored by Tucker-2: MACs `macs_kept` of the three convs,
+    /// `kept` weights (int8 when the settings quantise: one byte each plus
+    /// the three convs' per-channel scales).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn tucker(
+        g: &Graph,
+        site: &Site,
+        settings: LayerSettings,
+        ranks: [usize; 2],
+        macs_kept: usize,
+        kept: usize,
+        error: f64,
+        factors: [Tensor; 3],
+    ) -> LayerReport {
+        let mut r = LayerReport::unchanged(g, site, settings);
+        r.kept = kept;
+        r.macs_kept = macs_kept;
+        let int8 = settings.quant == Precision::Int8;
+        r.bytes_after = if int8 { kept + 4 * (ranks[0] + ranks[1] + site.rows) } else { 4 * kept };
+        r.error = error;
+        r.tucker = Some(ranks);
+        r.factors = factors.into();
+        r.notes.push(format!("Tucker-2 ranks {}, {}", ranks[0], ranks[1]));
+        r
+    }
+
+    /// Whether the layer was split into products of its own (low rank or
+    /// Tucker-2), whose output side `<layer>.u` carries the bias.
+    pub fn is_factored(&self) -> bool {
+        self.rank.is_some() || self.tucker.is_some()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -150,7 +187,11 @@ impl LayerReport {
         let stored = if matches!(sparsity, Sparsity::Dense) { r.weights } else { kept };
         r.kept = kept;
         r.macs_kept = (r.macs as f64 * kept as f64 / r.weights.max(1) as f64).round() as usize;
-        r.bytes_after = stored * per_weight + if int8 { 4 * site.rows } else { 0 } + ids;
+        let values = match (sparsity, settings.nm) {
+            (Sparsity::Unstructured { .. }, Some(nm)) => crate::nm::stored_bytes(kept, per_weight, nm),
+            _ => stored * per_weight,
+        };
+        r.bytes_after = values + if int8 { 4 * site.rows } else { 0 } + ids;
         r.error = error;
         r.removed_kernels = removed_kernels;
         r.patterns = patterns;

@@ -158,6 +158,12 @@ pub fn factor_names(layer: &str) -> (String, String) {
     (format!("{layer}.v"), format!("{layer}.u"))
 }
 
+/// The name of a Tucker-2 layer's first 1x1 conv, before `<layer>.v` (the
+/// KxK core) and `<layer>.u`.
+pub fn tucker_first_name(layer: &str) -> String {
+    format!("{layer}.t")
+}
+
 /// A copy of `g` where the layer at `site` (`W = u·v` of rank r) becomes two
 /// thinner layers: the input side `<layer>.v` with weight `vt`, then the
 /// original op on the thin result with weight `u` (layer `<layer>.u`).
@@ -167,20 +173,53 @@ pub fn factor_names(layer: &str) -> (String, String) {
 ///   `[r, C, k...]`: same kernel, strides, dilations and pads, no bias),
 ///   then a 1x1 conv with `u` (`[M, r, 1...]`), the bias and whatever
 ///   followed the original.
-pub fn split_low_rank(g: &Graph, site: &crate::layer::Site, vt: Tensor, u: Tensor) -> Result<Graph, CompressError> {
+pub fn split_low_rank(g: &Graph, site: &Site, vt: Tensor, u: Tensor) -> Result<Graph, CompressError> {
+    split(g, site, None, vt, u)
+}
+
+/// A copy of `g` where the one-group conv at `site` becomes its Tucker-2
+/// form: a 1x1 conv `<layer>.t` with `first` (`[r_in, C, 1...]`, no bias),
+/// the core `<layer>.v` with `core` (`[r_out, r_in, k...]`, the layer's
+/// kernel, strides, dilations and pads) and the 1x1 conv `<layer>.u` with
+/// `last` (`[M, r_out, 1...]`, the bias and what followed the original).
+pub fn split_tucker(g: &Graph, site: &Site, first: Tensor, core: Tensor, last: Tensor) -> Result<Graph, CompressError> {
+    split(g, site, Some(first), core, last)
+}
+
+/// A unit-kernel window over `n` spatial axes.
+fn pointwise(n: usize) -> kerf_ir::op::Window {
+    kerf_ir::op::Window { kernel: vec![1; n], strides: vec![1; n], dilations: vec![1; n], pads: vec![0; 2 * n] }
+}
+
+fn split(g: &Graph, site: &Site, first: Option<Tensor>, vt: Tensor, u: Tensor) -> Result<Graph, CompressError> {
     let layer = site.layer.as_str();
     let (vname, uname) = factor_names(layer);
     rebuild_at(g, site.node, layer, |r| {
         let err = |e: kerf_ir::IrError| CompressError::layer(layer, e.to_string());
         let out = &mut *r.out;
+        let mut params = Vec::new();
+        let mut x = r.inputs[0];
+        if let (Some(p), Op::Conv(c)) = (first, &r.op) {
+            let tname = tucker_first_name(layer);
+            let wt = out.add_const(format!("{tname}/weight"), p, Origin::Derived);
+            params.push(wt);
+            let op = Op::Conv(kerf_ir::op::Conv {
+                window: pointwise(c.window.rank()),
+                group: 1,
+                layer: Layer(tname.clone()),
+                algo: Default::default(),
+            });
+            x = out.add_node1(tname, op, vec![x, wt]).map_err(err)?;
+        }
         let wv = out.add_const(format!("{vname}/weight"), vt, Origin::Derived);
         let first = match &r.op {
             Op::Conv(c) => Op::Conv(kerf_ir::op::Conv { layer: Layer(vname.clone()), ..c.clone() }),
             _ => Op::MatMul(Layer(vname.clone())),
         };
-        let t = out.add_node1(vname.clone(), first, vec![r.inputs[0], wv]).map_err(err)?;
+        let t = out.add_node1(vname.clone(), first, vec![x, wv]).map_err(err)?;
         let wu = out.add_const(format!("{uname}/weight"), u, Origin::Derived);
-        for v in [wv, wu] {
+        params.extend([wv, wu]);
+        for v in params {
             if let kerf_ir::ValueDef::Const(w) = out.value(v).def {
                 out.weights.get_mut(w).is_param = true;
             }
@@ -190,16 +229,12 @@ pub fn split_low_rank(g: &Graph, site: &crate::layer::Site, vt: Tensor, u: Tenso
         r.op = match &r.op {
             Op::Gemm(gm) => Op::Gemm(kerf_ir::op::Gemm { layer: Layer(uname.clone()), ..gm.clone() }),
             Op::MatMul(_) => Op::MatMul(Layer(uname.clone())),
-            Op::Conv(c) if c.group == 1 => {
-                let n = c.window.rank();
-                let window = kerf_ir::op::Window {
-                    kernel: vec![1; n],
-                    strides: vec![1; n],
-                    dilations: vec![1; n],
-                    pads: vec![0; 2 * n],
-                };
-                Op::Conv(kerf_ir::op::Conv { window, group: 1, layer: Layer(uname.clone()), algo: Default::default() })
-            }
+            Op::Conv(c) if c.group == 1 => Op::Conv(kerf_ir::op::Conv {
+                window: pointwise(c.window.rank()),
+                group: 1,
+                layer: Layer(uname.clone()),
+                algo: Default::default(),
+            }),
             other => return Err(CompressError::layer(layer, format!("{} cannot be factored", other.name()))),
         };
         r.name = uname.clone();

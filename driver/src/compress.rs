@@ -24,7 +24,9 @@ pub struct CompressCmdArgs {
 
 pub fn run(args: &CompressCmdArgs) -> Result<()> {
     if !args.model.compressing()? {
-        bail!("nothing to compress: give --quantize, --prune-patterns, --connectivity, --low-rank or --plan");
+        bail!(
+            "nothing to compress: give --quantize, --prune-patterns, --connectivity, --prune-nm, --low-rank, --tucker or --plan"
+        );
     }
     let session = args.model.session()?;
     let o = session.graph_at(Stage::Compress)?;

@@ -42,6 +42,14 @@ pub struct CompressArgs {
     /// Fraction of 3x3 kernels removed whole (connectivity pruning), in [0, 1).
     #[arg(long, value_name = "FRACTION")]
     pub connectivity: Option<f64>,
+    /// Tucker-2 of one-group KxK convs (1x1 → KxK core → 1x1), ranks of
+    /// the input and output channel modes: R_IN,R_OUT.
+    #[arg(long, value_name = "R_IN,R_OUT", value_parser = parse_ranks)]
+    pub tucker: Option<[usize; 2]>,
+    /// N:M sparsity of Gemm/MatMul and convs without patterns: N of every M
+    /// input channels kept (e.g. 2:4), chosen by saliency and refitted.
+    #[arg(long = "prune-nm", value_name = "N:M")]
+    pub prune_nm: Option<String>,
     /// Weight rounding for int8: gptq (default) or nearest.
     #[arg(long, value_name = "gptq|nearest")]
     pub rounding: Option<String>,
@@ -114,6 +122,12 @@ impl CompressArgs {
         if let Some(r) = self.low_rank {
             d.low_rank = Some(r);
         }
+        if let Some(ranks) = self.tucker {
+            d.tucker = Some(ranks);
+        }
+        if let Some(nm) = &self.prune_nm {
+            d.nm = Some(kerf_compress::NmSetting::Sparse(nm.parse().map_err(|e| anyhow!("--prune-nm {e}"))?));
+        }
         if self.bias_correction {
             d.bias_correction = Some(true);
         }
@@ -129,6 +143,8 @@ impl CompressArgs {
             || self.prune_patterns.is_some()
             || self.connectivity.is_some()
             || self.low_rank.is_some()
+            || self.prune_nm.is_some()
+            || self.tucker.is_some()
             || self.granularity.is_some()
             || self.equalize
             || self.bias_correction;
@@ -168,7 +184,7 @@ impl ModelArgs {
             }
             if !self.compress.calib.is_empty() {
                 bail!(
-                    "--calib given without a compression flag (--quantize, --prune-patterns, --connectivity or --plan)"
+                    "--calib given without a compression flag (--quantize, --prune-patterns, --connectivity, --prune-nm, --low-rank, --tucker or --plan)"
                 );
             }
             return Ok(s);
@@ -324,4 +340,15 @@ mod tests {
         assert!(parse_input_shape("x").is_err());
         assert!(parse_input_shape("=1").is_err());
     }
+}
+
+/// `R_IN,R_OUT`: two ranks of at least 1.
+fn parse_ranks(s: &str) -> std::result::Result<[usize; 2], String> {
+    let bad = || format!("'{s}': expected two ranks R_IN,R_OUT (whole numbers >= 1), e.g. 8,16");
+    let (a, b) = s.split_once(',').ok_or_else(bad)?;
+    let (a, b): (usize, usize) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+    if a == 0 || b == 0 {
+        return Err(bad());
+    }
+    Ok([a, b])
 }

@@ -211,6 +211,13 @@ fn export_edits(report: &kerf_compress::Report) -> Result<Vec<kerf_onnx::export:
     use kerf_onnx::export::{FactorEdit, LayerEdit};
     let mut edits = Vec::new();
     for l in report.layers.iter().filter(|l| l.parent.is_none()) {
+        if l.tucker.is_some() {
+            return Err(PipelineError::Config(format!(
+                "layer '{}': its Tucker-2 factors (three convs) cannot be written to ONNX yet; \
+                 leave `tucker` out of the plan for kerf compress (kerf compile/run/eval take it)",
+                l.layer
+            )));
+        }
         if l.rank.is_some() {
             let (vname, uname) = kerf_compress::rewrite::factor_names(&l.layer);
             // a part's own entry (compressed further) or its factor as is

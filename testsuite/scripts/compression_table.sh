@@ -19,6 +19,8 @@ CNN_PLANS='--quantize int8 --rounding nearest
 --prune-patterns 8 --connectivity 0.25 --selection magnitude
 --prune-patterns 8 --connectivity 0.25
 --prune-patterns 8 --connectivity 0.25 --quantize int8
+--prune-patterns 8 --connectivity 0.25 --prune-nm 2:4 --quantize int8
+--prune-patterns 8 --connectivity 0.25 --prune-nm 2:4 --selection magnitude --quantize int8
 --prune-patterns 8 --connectivity 0.5 --selection magnitude
 --prune-patterns 8 --connectivity 0.5
 --prune-patterns 8 --connectivity 0.5 --quantize int8
@@ -26,6 +28,11 @@ CNN_PLANS='--quantize int8 --rounding nearest
 --low-rank 16 --quantize int8'
 MLP_PLANS='--quantize int8 --rounding nearest
 --quantize int8
+--prune-nm 2:4 --selection magnitude
+--prune-nm 2:4
+--prune-nm 1:4 --selection magnitude
+--prune-nm 1:4
+--prune-nm 2:4 --quantize int8
 --low-rank 0.9
 --low-rank 16
 --low-rank 16 --quantize int8

@@ -107,6 +107,50 @@ fn saliency_and_compensation_beat_magnitude_pruning() {
     assert!(obs >= 0.96 && obs > mag + 0.1, "OBS + refit {obs} vs magnitude {mag}");
 }
 
+/// Issue 15's digits_cnn target with the classifier pruned too: patterns
+/// (K = 8) and 25% connectivity on the 3x3 convs, 2:4 on the Gemm (the
+/// 3x3 convs take patterns, N:M goes where patterns do not apply), int8.
+#[test]
+fn patterns_with_nm_classifier_meet_the_size_target() {
+    let plan = "[default]\nquant = \"int8\"\npatterns = 8\nconnectivity = 0.25\nnm = \"2:4\"\n";
+    let (top1, g, report) = evaluate(Some(plan));
+    let report = report.unwrap();
+    eprintln!("{report}top1 {top1:.4}");
+    assert!(top1 >= 0.968, "top-1 {top1} < 96.8%");
+    let (m0, m1, b0, b1) = report.totals();
+    assert!(m0 as f64 >= 2.8 * m1 as f64, "MACs {m0} -> {m1}: fewer than 2.8x");
+    assert!(b0 as f64 >= 5.8 * b1 as f64, "weights {b0} -> {b1} bytes: less than 5.8x smaller");
+    let gemm = report.layers.iter().find(|l| l.layer == "/6/Gemm").unwrap();
+    assert!(gemm.notes.iter().any(|n| n == "2:4"), "{:?}", gemm.notes);
+    // every group of 4 input features keeps at most 2 weights per class
+    // (GPTQ may round a kept weight to zero), and the layout is recorded
+    let w = (0..g.weights.len())
+        .map(|i| g.weights.get(kerf_ir::WeightId(i as u32)))
+        .find(|w| matches!(w.sparsity, Sparsity::Unstructured { .. }))
+        .expect("the Gemm's weight carries an unstructured layout");
+    w.sparsity.validate(&w.tensor).unwrap();
+    let (rows, cols) = (w.tensor.shape()[0], w.tensor.shape()[1]);
+    assert_eq!((rows, cols), (10, 512));
+    for r in 0..rows {
+        for c0 in (0..cols).step_by(4) {
+            let kept = (c0..c0 + 4).filter(|&c| w.tensor.get_f64(r * cols + c) != 0.0).count();
+            assert!(kept <= 2, "row {r}, group {c0}: {kept} of 4 kept");
+        }
+    }
+}
+
+/// N:M chosen by OBS saliency and refitted keeps the MLP's accuracy where
+/// the largest weights, unrefitted, do not (1:4 on every Gemm).
+#[test]
+fn nm_saliency_and_refit_beat_magnitude() {
+    let (fp32, _, _) = evaluate_of("digits_mlp", None);
+    let plan = "[default]\nnm = \"1:4\"\n";
+    let (obs, _, report) = evaluate_of("digits_mlp", Some(plan));
+    let (mag, _, _) = evaluate_of("digits_mlp", Some(&format!("{plan}selection = \"magnitude\"\n")));
+    eprintln!("{}fp32 {fp32:.4} obs {obs:.4} magnitude {mag:.4}", report.unwrap());
+    assert!(obs >= fp32 - 0.02 && obs > mag + 0.1, "1:4: OBS + refit {obs} vs magnitude {mag} (FP32 {fp32})");
+}
+
 /// Output logits of `plan` (or FP32) on the digits test set.
 fn logits(plan: Option<&str>) -> Vec<Tensor> {
     logits_of(&session_of("digits_cnn", plan))
@@ -263,6 +307,54 @@ fn conv_low_rank_is_a_channel_svd() {
         .collect();
     let want = [("/0/Conv", vec![3, 3]), ("/2/Conv.v", vec![3, 3]), ("/2/Conv.u", vec![1, 1])];
     assert_eq!(convs, want.map(|(l, k)| (l.to_string(), k)));
+}
+
+/// Tucker-2 on the digits CNN's second conv (16 → 32, 3x3): 1x1 16 → 8,
+/// a 3x3 core 8 → 16 and 1x1 16 → 32, fitted to the data; fewer MACs, the
+/// accuracy kept, and int8 on top compresses the three parts further.
+#[test]
+fn tucker2_splits_a_conv_into_three() {
+    let (fp32, _, _) = evaluate(None);
+    let plan = "[[layer]]\nmatch = \"/2/Conv\"\ntucker = [8, 16]\n";
+    let (top1, _, report) = evaluate(Some(plan));
+    let report = report.unwrap();
+    eprintln!("{report}fp32 {fp32:.4} tucker (8, 16) {top1:.4}");
+    assert!(top1 >= fp32 - 0.01, "Tucker-2 (8, 16): top-1 {top1} vs FP32 {fp32}");
+    let conv = report.layers.iter().find(|l| l.layer == "/2/Conv").unwrap();
+    assert_eq!(conv.tucker, Some([8, 16]));
+    // 8x8 input plane, pads 1: 64·16·8 + 64·(16·8·9 + 32·16) MACs against 64·32·144
+    assert_eq!(conv.macs_kept, 64 * 16 * 8 + 64 * (16 * 8 * 9 + 32 * 16));
+    assert_eq!(conv.macs, 64 * 32 * 144);
+    let cg = session_of("digits_cnn", Some(plan)).graph_at(kerf_pipeline::Stage::Compress).unwrap().graph;
+    let convs: Vec<(String, Vec<usize>, Vec<usize>)> = cg
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            kerf_ir::Op::Conv(c) => {
+                Some((c.layer.0.clone(), c.window.kernel.clone(), cg.const_of(n.inputs[1])?.shape().to_vec()))
+            }
+            _ => None,
+        })
+        .collect();
+    let want = [
+        ("/0/Conv", vec![3, 3], vec![16, 1, 3, 3]),
+        ("/2/Conv.t", vec![1, 1], vec![8, 16, 1, 1]),
+        ("/2/Conv.v", vec![3, 3], vec![16, 8, 3, 3]),
+        ("/2/Conv.u", vec![1, 1], vec![32, 16, 1, 1]),
+    ];
+    assert_eq!(convs, want.map(|(l, k, w)| (l.to_string(), k, w)));
+    // with int8, each part is quantised as a layer of its own
+    let (q, _, qreport) = evaluate(Some(&format!("[default]\nquant = \"int8\"\n{plan}")));
+    let qreport = qreport.unwrap();
+    assert!(q >= fp32 - 0.01, "Tucker-2 + int8: top-1 {q} vs FP32 {fp32}");
+    for part in ["/2/Conv.t", "/2/Conv.v", "/2/Conv.u"] {
+        let p = qreport.layers.iter().find(|l| l.layer == part).unwrap_or_else(|| panic!("{part} not compressed"));
+        assert!(p.weight_quant.is_some(), "{part} not on an int8 grid");
+    }
+    // kerf compress cannot write three convs yet: a clear error, not a
+    // silently uncompressed file
+    let e = kerf_pipeline::compression::export_onnx(&fixture("model.onnx"), &report).err().unwrap().to_string();
+    assert!(e.contains("/2/Conv") && e.contains("Tucker-2"), "{e}");
 }
 
 #[test]
