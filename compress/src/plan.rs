@@ -323,6 +323,7 @@ impl LayerSettings {
             || self.patterns > 0
             || self.connectivity > 0.0
             || self.low_rank > 0.0
+            || self.tucker.is_some()
             || self.nm.is_some()
     }
 }
