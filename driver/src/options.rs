@@ -328,20 +328,6 @@ pub fn progress_bar(what: &str) -> kerf_pipeline::ProgressHook {
     }))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn input_shapes_parse() {
-        assert_eq!(parse_input_shape("x=1,3,224,224").unwrap(), ("x".into(), vec![1, 3, 224, 224]));
-        assert_eq!(parse_input_shape("a=b=2").unwrap(), ("a=b".into(), vec![2]));
-        assert!(parse_input_shape("x=1,-3").unwrap_err().contains("'-3'"));
-        assert!(parse_input_shape("x").is_err());
-        assert!(parse_input_shape("=1").is_err());
-    }
-}
-
 /// `R_IN,R_OUT`: two ranks of at least 1.
 fn parse_ranks(s: &str) -> std::result::Result<[usize; 2], String> {
     let bad = || format!("'{s}': expected two ranks R_IN,R_OUT (whole numbers >= 1), e.g. 8,16");
@@ -351,4 +337,26 @@ fn parse_ranks(s: &str) -> std::result::Result<[usize; 2], String> {
         return Err(bad());
     }
     Ok([a, b])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tucker_ranks_parse() {
+        assert_eq!(parse_ranks("8, 16").unwrap(), [8, 16]);
+        for bad in ["8", "0,4", "4,x", "-1,2"] {
+            assert!(parse_ranks(bad).unwrap_err().contains("R_IN,R_OUT"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn input_shapes_parse() {
+        assert_eq!(parse_input_shape("x=1,3,224,224").unwrap(), ("x".into(), vec![1, 3, 224, 224]));
+        assert_eq!(parse_input_shape("a=b=2").unwrap(), ("a=b".into(), vec![2]));
+        assert!(parse_input_shape("x=1,-3").unwrap_err().contains("'-3'"));
+        assert!(parse_input_shape("x").is_err());
+        assert!(parse_input_shape("=1").is_err());
+    }
 }
