@@ -25,7 +25,9 @@ CNN_PLANS='--quantize int8 --rounding nearest
 --prune-patterns 8 --connectivity 0.5
 --prune-patterns 8 --connectivity 0.5 --quantize int8
 --low-rank 16
---low-rank 16 --quantize int8'
+--low-rank 16 --quantize int8
+--tucker 8,16
+--tucker 8,16 --quantize int8'
 MLP_PLANS='--quantize int8 --rounding nearest
 --quantize int8
 --prune-nm 2:4 --selection magnitude
