@@ -44,8 +44,8 @@ pub struct CompressArgs {
     pub connectivity: Option<f64>,
     /// Tucker-2 of one-group KxK convs (1x1 → KxK core → 1x1), ranks of
     /// the input and output channel modes: R_IN,R_OUT.
-    #[arg(long, value_name = "R_IN,R_OUT", value_parser = parse_ranks)]
-    pub tucker: Option<[usize; 2]>,
+    #[arg(long, value_name = "R_IN,R_OUT")]
+    pub tucker: Option<String>,
     /// N:M sparsity of Gemm/MatMul and convs without patterns: N of every M
     /// input channels kept (e.g. 2:4), chosen by saliency and refitted.
     #[arg(long = "prune-nm", value_name = "N:M")]
@@ -122,8 +122,8 @@ impl CompressArgs {
         if let Some(r) = self.low_rank {
             d.low_rank = Some(r);
         }
-        if let Some(ranks) = self.tucker {
-            d.tucker = Some(ranks);
+        if let Some(ranks) = &self.tucker {
+            d.tucker = Some(parse_ranks(ranks).map_err(|e| anyhow!("--tucker {e}"))?);
         }
         if let Some(nm) = &self.prune_nm {
             d.nm = Some(kerf_compress::NmSetting::Sparse(nm.parse().map_err(|e| anyhow!("--prune-nm {e}"))?));
