@@ -11,7 +11,7 @@ use crate::plan::{LayerSettings, Plan, Precision, Rounding, Selection};
 use crate::probe::{Probe, ProbeFn};
 use crate::quant::{self, ActQuant, RangeObserver};
 use crate::report::{LayerReport, Report};
-use crate::{equalize, linalg, nm, prune, rewrite, CompressError};
+use crate::{equalize, linalg, nm, prune, rewrite, tucker, CompressError};
 
 /// Calibration samples: each one tensor per graph input, in input order.
 #[derive(Clone, Debug, Default)]
@@ -212,13 +212,15 @@ fn compress_layer(
     };
     let mut unquantised = None;
     let tucker = s.tucker.filter(|_| tucker_applies(site));
-    if let Some(ranks) = tucker {
-        let m = moments(&mut probes, site, cur, None, calib)?;
-        if let Some(split) = tucker2(cur, job, site, &rows_fp, &m, ranks)? {
-            return Ok(split);
+    if let Some(requested) = tucker {
+        // whether it pays is a matter of shapes: decided before any probing
+        match tucker_shape(cur, site, requested) {
+            Some(shape) => {
+                let m = moments(&mut probes, site, cur, None, calib)?;
+                return tucker2(cur, job, site, &rows_fp, &m, shape);
+            }
+            None => notes.push("Tucker-2 not cheaper at these ranks: left whole".to_string()),
         }
-        notes.push("Tucker-2 not cheaper at these ranks: left whole".to_string());
-        unquantised = Some(m);
     } else if s.tucker.is_some() {
         notes.push("Tucker-2 applies to one-group convs with kernels larger than 1x1: left whole".to_string());
     }
@@ -309,8 +311,9 @@ fn structure(
 ) -> Result<Structure, CompressError> {
     let dense = || Structure { rows: rows_fp.to_vec(), keep: None, sparsity: Sparsity::Dense, removed: 0 };
     let patterns = s.patterns > 0 || s.connectivity > 0.0;
-    let nm = s.nm.filter(|&nm| !(patterns && prune::applies(site)) && nm::applies(site, nm));
-    if !(patterns && prune::applies(site)) && nm.is_none() {
+    let patterned = patterns && prune::applies(site);
+    let nm = s.nm.filter(|&nm| !patterned && nm::applies(site, nm));
+    if !patterned && nm.is_none() {
         if patterns {
             notes.push("pruning applies to 3x3 convs only: left dense".to_string());
         }
@@ -423,37 +426,47 @@ fn tucker_applies(site: &Site) -> bool {
     site.groups() == 1 && site.kernel_area() > 1 && matches!(site.kind, Kind::Conv { .. })
 }
 
-/// Factors a one-group KxK conv by Tucker-2 ([`crate::tucker`]) when that
-/// is fewer multiply-accumulates: the graph with the three convs, the
-/// layer's report, and the three parts as jobs carrying the rest of the
-/// layer's settings.
+/// A Tucker-2 split's shape: the ranks it gets and its multiply-accumulates.
+struct TuckerShape {
+    ranks: [usize; 2],
+    macs: usize,
+}
+
+/// The shape of the layer's Tucker-2 split at the `requested` ranks, when
+/// it is fewer multiply-accumulates than the layer.
+fn tucker_shape(cur: &Graph, site: &Site, requested: [usize; 2]) -> Option<TuckerShape> {
+    let area = site.kernel_area();
+    let c = site.cols / area;
+    let ranks = tucker::ranks(c, site.rows, area, requested);
+    // batch × spatial positions
+    let pixels = |v: ValueId| {
+        let shape = &cur.ty(v).shape;
+        shape.first().copied().unwrap_or(1) * shape.iter().skip(2).product::<usize>()
+    };
+    let macs = tucker::macs(c, site.rows, area, ranks, pixels(site.input), pixels(cur.nodes[site.node].outputs[0]));
+    (macs < site.macs(cur)).then_some(TuckerShape { ranks, macs })
+}
+
+/// Factors a one-group KxK conv by Tucker-2 ([`crate::tucker`]) into
+/// `shape`: the graph with the three convs, the layer's report, and the
+/// three parts as jobs carrying the rest of the layer's settings.
 fn tucker2(
     cur: &Graph,
     job: &Job,
     site: &Site,
     rows_fp: &[Vec<f64>],
     m: &Moments,
-    [r_in, r_out]: [usize; 2],
-) -> Result<Option<(Graph, LayerReport, Vec<Job>)>, CompressError> {
+    TuckerShape { ranks, macs }: TuckerShape,
+) -> Result<(Graph, LayerReport, Vec<Job>), CompressError> {
     let area = site.kernel_area();
-    let t = crate::tucker::factor(rows_fp, &m.h[0], area, r_in, r_out)?;
-    let ranks = [t.first.len(), t.core.len()];
-    let node = &cur.nodes[site.node];
-    // batch × spatial positions
-    let pixels = |v: ValueId| {
-        let shape = &cur.ty(v).shape;
-        shape.first().copied().unwrap_or(1) * shape.iter().skip(2).product::<usize>()
-    };
-    let macs = t.macs(pixels(site.input), pixels(node.outputs[0]));
-    if macs >= site.macs(cur) {
-        return Ok(None);
-    }
+    let c = site.cols / area;
+    let t = tucker::factor(rows_fp, &m.h[0], area, ranks[0], ranks[1])?;
     let kernel = cur.weights.tensor(site.weight).shape()[2..].to_vec();
     let shape =
         |a: usize, b: usize, k: &[usize]| -> Vec<usize> { [a, b].into_iter().chain(k.iter().copied()).collect() };
     let ones = vec![1; kernel.len()];
     let err = |e: kerf_ir::IrError| CompressError::layer(&site.layer, e.to_string());
-    let first = Tensor::from_f32(shape(ranks[0], site.cols / area, &ones), &flat(&t.first)).map_err(err)?;
+    let first = Tensor::from_f32(shape(ranks[0], c, &ones), &flat(&t.first)).map_err(err)?;
     let core = Tensor::from_f32(shape(ranks[1], ranks[0], &kernel), &flat(&t.core)).map_err(err)?;
     let last = Tensor::from_f32(shape(site.rows, ranks[1], &ones), &flat(&t.last)).map_err(err)?;
     let next = rewrite::split_tucker(cur, site, first.clone(), core.clone(), last.clone())?;
@@ -474,7 +487,7 @@ fn tucker2(
         Job { layer: vname, settings: part, fp_input: None, reference: core, parent: parent.clone() },
         Job { layer: uname, settings: part, fp_input: None, reference: last, parent },
     ];
-    Ok(Some((next, rep, jobs)))
+    Ok((next, rep, jobs))
 }
 
 /// `[a][b]` rows as a row-major `[b, a]` f32 buffer.

@@ -104,9 +104,9 @@ pub enum Selection {
 
 /// N:M sparsity: of every `m` consecutive input channels (per output
 /// channel and kernel tap), `n` weights are kept (NVIDIA's 2:4 is `2:4`).
-/// Written `"N:M"` in the plan file and on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+/// Written `"N:M"` in the plan file (through [`NmSetting`]) and on the
+/// command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NmSparsity {
     /// Weights kept per group.
     pub n: usize,
@@ -152,7 +152,8 @@ impl From<NmSetting> for String {
 }
 
 /// The largest group [`NmSparsity`] takes: the OBS choice tries every kept
-/// subset of a group, `C(8, 4) = 70` at most.
+/// subset of a group (`C(8, 4) = 70` at most) through
+/// [`crate::linalg::obs_cost`], whose blocks hold at most 9 taps.
 pub const MAX_NM_GROUP: usize = 8;
 
 impl std::str::FromStr for NmSparsity {
@@ -165,19 +166,6 @@ impl std::str::FromStr for NmSparsity {
             return Err(bad());
         }
         Ok(NmSparsity { n, m })
-    }
-}
-
-impl TryFrom<String> for NmSparsity {
-    type Error = String;
-    fn try_from(s: String) -> Result<NmSparsity, String> {
-        s.parse()
-    }
-}
-
-impl From<NmSparsity> for String {
-    fn from(s: NmSparsity) -> String {
-        s.to_string()
     }
 }
 

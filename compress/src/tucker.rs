@@ -37,16 +37,23 @@ pub struct Tucker2 {
     pub last: Vec<Vec<f64>>,
 }
 
-impl Tucker2 {
-    /// Multiply-accumulates per inference: the first conv on every input
-    /// pixel, the core and the last conv on every output pixel.
-    pub fn macs(&self, in_pixels: usize, out_pixels: usize) -> usize {
-        let (r_in, r_out) = (self.first.len(), self.core.len());
-        let (c, m) = (self.first.first().map_or(0, Vec::len), self.last.len());
-        let area = self.core.first().map_or(0, Vec::len) / r_in.max(1);
-        in_pixels * c * r_in + out_pixels * (r_out * r_in * area + m * r_out)
-    }
+/// The ranks [`factor`] gives when asked for `[r_in, r_out]` on a conv
+/// with `c` input channels, `m` outputs and `area` taps: `r_out` at most
+/// the rank of `W` (`min(m, c · area)`), `r_in` at most `c` and the rank of
+/// the core's stacked taps (`r_out · area`).
+pub fn ranks(c: usize, m: usize, area: usize, [r_in, r_out]: [usize; 2]) -> [usize; 2] {
+    let r_out = r_out.min(m).min(c * area);
+    [r_in.min(c).min(r_out * area), r_out]
+}
 
+/// Multiply-accumulates per inference of the three convs at `ranks`: the
+/// first conv on every input pixel, the core and the last conv on every
+/// output pixel (pixels counting the batch).
+pub fn macs(c: usize, m: usize, area: usize, [r_in, r_out]: [usize; 2], in_pixels: usize, out_pixels: usize) -> usize {
+    in_pixels * c * r_in + out_pixels * (r_out * r_in * area + m * r_out)
+}
+
+impl Tucker2 {
     /// Weights of the three factors.
     pub fn weights(&self) -> usize {
         [&self.first, &self.core, &self.last].iter().map(|f| f.iter().map(Vec::len).sum::<usize>()).sum()
@@ -169,5 +176,10 @@ mod tests {
         let e_plain = rel_error(&w, &plain.compose(), &h);
         eprintln!("relative output error at ranks (4, 4): data-aware {e:.4}, weight-only {e_plain:.4}");
         assert!(e < 1.0 && e < 0.9 * e_plain, "data-aware {e} vs weight-only {e_plain}");
+        // the ranks the engine prices before factoring are the ones it gets
+        for requested in [[4, 4], [20, 3], [8, 100], [1, 1], [3, 50]] {
+            let t = factor(&w, &h, area, requested[0], requested[1]).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!([t.first.len(), t.core.len()], ranks(c, m, area, requested), "{requested:?}");
+        }
     }
 }
