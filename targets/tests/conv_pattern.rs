@@ -61,6 +61,10 @@ fn three_by_three_masks_and_removed_kernels() {
     check([2, 3, 9, 8], 4, 3, 1, 1, &masks); // batch 2, one 8-pixel rest
     check([1, 4, 6, 21], 3, 3, 0, 1, &masks); // no padding
     check([1, 3, 11, 13], 5, 3, 2, 2, &masks); // dilation 2
+                                               // planes under 64 pixels (register tiles with AVX2, dense kernels
+                                               // otherwise), and more input channels than one block of a tile
+    check([1, 6, 5, 6], 4, 3, 1, 1, &masks);
+    check([2, 80, 7, 7], 5, 3, 1, 1, &masks);
 }
 
 #[test]

@@ -174,17 +174,31 @@ fn avx2_matmul_tiles_equal_the_128_bit_tiles() {
     }
 }
 
-/// The pattern-sparse conv's assembled passes (two kept kernels of a mask
-/// per pass, whole 8-pixel vectors) against its Cranelift passes: planes
-/// with and without tail columns, masks holding an odd number, one or no
+/// The pattern-sparse conv's assembled code against its Cranelift passes:
+/// the register tiles (planes under 512 pixels: row and column blocks with
+/// and without remainders, every partial last vector from 1 to 7 lanes,
+/// several blocks of input channels, so tiles that start from partial
+/// sums) and the passes (two kept kernels of a mask per pass, whole
+/// 8-pixel vectors; larger planes); masks holding an odd number, one or no
 /// kernels for a channel, removed kernels, padding, dilation, bias and
 /// Relu. Same bits, and the reference.
 #[test]
 fn avx2_pattern_passes_equal_the_128_bit_passes() {
     // 4-tap masks over the 3x3 taps (row-major), all holding the centre
     let masks: [&[usize]; 4] = [&[1, 3, 4, 5], &[0, 4, 5, 8], &[4, 6, 7, 8], &[1, 2, 4, 7]];
-    let cases =
-        [(8, 6, (20, 21), 1), (12, 5, (16, 16), 1), (6, 7, (9, 13), 1), (8, 4, (14, 19), 2), (5, 3, (11, 7), 1)];
+    let cases = [
+        (8, 6, (20, 21), 1),
+        (12, 5, (16, 16), 1),
+        (6, 7, (9, 13), 1),
+        (8, 4, (14, 19), 2),
+        (5, 3, (11, 7), 1),
+        (80, 4, (8, 9), 1),
+        (60, 3, (10, 14), 1),
+        (70, 2, (13, 6), 1),
+        (9, 3, (8, 8), 1),
+        (40, 3, (26, 25), 2),
+        (8, 6, (24, 30), 1),
+    ];
     for (i, &(c, m, (h, w), d)) in cases.iter().enumerate() {
         let vals = xs(m * c * 9 + 5);
         let mut wt = vec![0f32; m * c * 9];
@@ -336,6 +350,21 @@ fn assembled_kernels_keep_the_leaf_abi() {
             in_row: 232,
         };
         kernels.push((format!("pattern {p:?}"), pattern_pass(&p).unwrap()));
+    }
+    for (accumulate, last_lanes, rows, vecs) in
+        [(false, 8, 12, 1), (true, 7, 7, 1), (true, 1, 3, 4), (false, 3, 2, 6), (true, 6, 1, 2), (true, 4, 6, 2)]
+    {
+        let t = PatternTile {
+            masks: vec![vec![0, 4, 88, 180], vec![4], vec![0, 8, 92, 176, 180]],
+            rows,
+            vecs,
+            last_lanes,
+            out_row: 224,
+            in_row: 256,
+            accumulate,
+        };
+        assert!(t.fits());
+        kernels.push((format!("pattern tile {t:?}"), pattern_tile(&t).unwrap()));
     }
     let saved = [Register::RBX, Register::RBP, Register::R12, Register::R13, Register::R14, Register::R15];
     for (name, code) in &kernels {

@@ -67,14 +67,14 @@ impl Sparsity {
     /// 0.040 ms dense, 28x28 (conv1) 0.0095 vs 0.0167; 7x7 (conv3) 0.036 vs
     /// 0.025; 56x56 with 64 channels 2.74 ms vs 2.33 ms Winograd.
     ///
-    /// With the assembled AVX2 passes (`wide`: two kernels per pass, 8
-    /// pixels per vector) it wins from 28x28 up at 22% of the weights kept
-    /// (4 of 9 taps, 50% connectivity) and loses on 14x14 (AVX2 Winograd
-    /// against it): 64 channels on 56x56 1.36 vs 1.72 ms, on 28x28 0.34
-    /// vs 0.44; 128 on 28x28 1.20 vs 1.51; 256 on 14x14 2.43 vs 1.81. At
-    /// 33% kept (25% connectivity) resnet18's 56x56 and 28x28 layers ran
-    /// ~30% slower than Winograd: the pattern kernel does the kept MACs at
-    /// ~35 GFLOP/s, Winograd the dense layer at ~120 GFLOP/s-equivalent,
+    /// With AVX2 (`wide`: assembled passes from 512 pixels up, register
+    /// tiles below) it wins on every plane size at 22% of the weights kept
+    /// (4 of 9 taps, 50% connectivity): 64 channels on 56x56 1.21–1.36 vs
+    /// 1.62–1.72 ms Winograd, 128 on 28x28 1.12–1.20 vs 1.43–1.51, 256 on
+    /// 14x14 1.21 vs 1.46, 512 on 7x7 1.08 vs 2.46 (dense packed). At 33%
+    /// kept (25% connectivity) resnet18's 56x56 and 28x28 layers ran ~30%
+    /// slower than Winograd: the pattern kernels do the kept MACs at
+    /// ~40 GFLOP/s, Winograd the dense layer at ~140–170 GFLOP/s-equivalent,
     /// so it needs the fraction of weights kept at most 1/4.
     pub fn pattern_beats_winograd(&self, pixels: usize, wide: bool) -> bool {
         let Sparsity::Pattern { kernel, patterns, assignment } = self else { return false };
@@ -84,7 +84,7 @@ impl Sparsity {
         let kept: u32 =
             assignment.iter().flatten().map(|&p| patterns.get(p as usize).map_or(0, |m| m.count_ones())).sum();
         let density = f64::from(kept) / (assignment.len() * kernel[0] * kernel[1]).max(1) as f64;
-        pixels >= 512 && density <= 0.25
+        density <= 0.25
     }
 
     /// The pattern layout a `[O, I, kh, kw]` f32 conv weight already has:

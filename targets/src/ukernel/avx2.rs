@@ -410,6 +410,177 @@ pub fn pattern_pass(p: &PatternPass) -> Result<Vec<u8>, IcedError> {
     a.assemble(0)
 }
 
+/// A register tile of the pattern-sparse conv
+/// ([`crate::lower::conv_pattern`]): `rows` output rows × `vecs` 8-pixel
+/// vectors of one output channel held in `ymm` accumulators (at most 12)
+/// while every kept kernel of the channel, mask by mask, adds its taps:
+/// per tap one broadcast and one fused multiply-add per accumulator, its
+/// input vector a memory operand at the tap's constant offset. The output
+/// is stored once, after the last kernel (no accumulator traffic per
+/// kernel), the last vector of each row only its `last_lanes` pixels.
+///
+/// The kernels come from the channel's *program*: for each mask in
+/// order, an `i64` count, then per kernel the byte offset of its input
+/// channel plane (`i64`) and its kept weights (`f32`, one per tap, padded
+/// to 8 bytes), [`PatternTile::entry_bytes`] in all.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PatternTile {
+    /// Per mask, its taps as byte offsets from a pixel's top-left corner
+    /// in the padded input plane, in tap order.
+    pub masks: Vec<Vec<i32>>,
+    /// Output rows of the tile.
+    pub rows: usize,
+    /// 8-pixel vectors per row.
+    pub vecs: usize,
+    /// Pixels stored from each row's last vector (1..=8).
+    pub last_lanes: usize,
+    /// Bytes between output rows.
+    pub out_row: usize,
+    /// Bytes between the input rows the tile's output rows start at.
+    pub in_row: usize,
+    /// Start from the partial sums in the output (a later block of input
+    /// channels) instead of the bias.
+    pub accumulate: bool,
+}
+
+impl PatternTile {
+    /// Most accumulators a tile holds (four registers hold the broadcast weights).
+    pub const MAX_ACCS: usize = 12;
+
+    /// Whether the tile fits the registers and its shape is well formed.
+    pub fn fits(&self) -> bool {
+        let accs = self.rows * self.vecs;
+        (1..=Self::MAX_ACCS).contains(&accs)
+            && (1..=8).contains(&self.last_lanes)
+            && self.masks.iter().all(|m| !m.is_empty())
+    }
+
+    /// Bytes of one kernel's program entry for a mask of `taps` taps.
+    pub fn entry_bytes(taps: usize) -> usize {
+        8 + (4 * taps).next_multiple_of(8)
+    }
+}
+
+/// Machine code of `t` with the arguments (System V order) `out` (the
+/// tile's first output pixel), `src` (the padded input's origin for that
+/// pixel, input channel 0), `prog` (the output channel's program) and
+/// `bias` (its bias). Per pixel it computes `acc = bias` (or the output,
+/// `accumulate`)`; for mask, for kernel, for tap: acc = w·x + acc` (one
+/// fused multiply-add each: the order of the Cranelift pattern passes, so
+/// the same bits).
+pub fn pattern_tile(t: &PatternTile) -> Result<Vec<u8>, IcedError> {
+    let accs = [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11];
+    let lows = [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11];
+    let wregs = [ymm12, ymm13, ymm14, ymm15];
+    let (out_p, src, prog, bias, n, chan) = (rdi, rsi, rdx, rcx, r8, rax);
+    let mut a = CodeAssembler::new(64)?;
+    for r in 0..t.rows {
+        for v in 0..t.vecs {
+            let i = r * t.vecs + v;
+            if t.accumulate {
+                let lanes = if v + 1 == t.vecs { t.last_lanes } else { 8 };
+                load_lanes(&mut a, (accs[i], lows[i]), out_p, (r * t.out_row + 32 * v) as i64, lanes)?;
+            } else {
+                a.vbroadcastss(accs[i], dword_ptr(bias))?;
+            }
+        }
+    }
+    for taps in &t.masks {
+        a.mov(n, qword_ptr(prog))?;
+        a.add(prog, 8)?;
+        let entry = PatternTile::entry_bytes(taps.len()) as i32;
+        super::counted_loop(&mut a, n, |a| {
+            a.mov(chan, qword_ptr(prog))?;
+            a.add(chan, src)?;
+            for (j, &off) in taps.iter().enumerate() {
+                let w = wregs[j % wregs.len()];
+                a.vbroadcastss(w, dword_ptr(prog + (8 + 4 * j) as i64))?;
+                for r in 0..t.rows {
+                    for v in 0..t.vecs {
+                        let at = off as i64 + (r * t.in_row + 32 * v) as i64;
+                        a.vfmadd231ps(accs[r * t.vecs + v], w, ymmword_ptr(chan + at))?;
+                    }
+                }
+            }
+            a.add(prog, entry)
+        })?;
+    }
+    for r in 0..t.rows {
+        for v in 0..t.vecs {
+            let at = (r * t.out_row + 32 * v) as i64;
+            let lanes = if v + 1 == t.vecs { t.last_lanes } else { 8 };
+            let i = r * t.vecs + v;
+            store_lanes(&mut a, (accs[i], lows[i]), out_p, at, lanes)?;
+        }
+    }
+    a.vzeroupper()?;
+    a.ret()?;
+    a.assemble(0)
+}
+
+/// Loads `lanes` (1..=8) floats at `base + at` into the first lanes of
+/// `acc` (a `ymm` and its low half), zeroing the others: nothing past
+/// them is read (`xmm15` is scratch).
+fn load_lanes(
+    a: &mut CodeAssembler,
+    (acc, low): (AsmRegisterYmm, AsmRegisterXmm),
+    base: AsmRegister64,
+    at: i64,
+    lanes: usize,
+) -> Result<(), IcedError> {
+    if lanes == 8 {
+        return a.vmovups(acc, ymmword_ptr(base + at));
+    }
+    let (part, rest, at) = if lanes >= 4 {
+        a.vmovups(low, xmmword_ptr(base + at))?;
+        (xmm15, lanes - 4, at + 16)
+    } else {
+        (low, lanes, at)
+    };
+    match rest {
+        0 => return Ok(()),
+        1 => a.vmovss(part, dword_ptr(base + at))?,
+        2 => a.vmovsd(part, qword_ptr(base + at))?,
+        _ => {
+            a.vmovsd(part, qword_ptr(base + at))?;
+            a.vinsertps(part, part, dword_ptr(base + (at + 8)), 0x20)?;
+        }
+    }
+    if lanes > 4 {
+        a.vinsertf128(acc, acc, xmm15, 1)?;
+    }
+    Ok(())
+}
+
+/// Stores the first `lanes` (1..=8) floats of `acc` (a `ymm` and its low
+/// half) at `base + at` (`xmm15` is scratch).
+fn store_lanes(
+    a: &mut CodeAssembler,
+    (acc, low): (AsmRegisterYmm, AsmRegisterXmm),
+    base: AsmRegister64,
+    at: i64,
+    lanes: usize,
+) -> Result<(), IcedError> {
+    if lanes == 8 {
+        return a.vmovups(ymmword_ptr(base + at), acc);
+    }
+    let (part, rest, at) = if lanes >= 4 {
+        a.vmovups(xmmword_ptr(base + at), low)?;
+        a.vextractf128(xmm15, acc, 1)?;
+        (xmm15, lanes - 4, at + 16)
+    } else {
+        (low, lanes, at)
+    };
+    match rest {
+        0 => Ok(()),
+        1 => a.vmovss(dword_ptr(base + at), part),
+        2 => a.vmovlps(qword_ptr(base + at), part),
+        _ => {
+            a.vmovlps(qword_ptr(base + at), part)?;
+            a.vextractps(dword_ptr(base + (at + 8)), part, 2)
+        }
+    }
+}
 /// A depthwise (one channel, stride 1) conv over a whole output plane
 /// ([`crate::lower::depthwise`]), reading a zero-padded copy of the input
 /// plane: per output row, groups of eight 8-pixel `ymm` vectors in a loop,
