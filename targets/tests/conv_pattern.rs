@@ -28,15 +28,19 @@ fn pruned(o: usize, c: usize, k: usize, masks: &[u32]) -> Vec<f32> {
 }
 
 fn check(x: [usize; 4], o: usize, k: usize, pad: usize, dil: usize, masks: &[u32]) {
+    check_strided(x, o, k, pad, dil, 1, masks);
+}
+
+fn check_strided(x: [usize; 4], o: usize, k: usize, pad: usize, dil: usize, st: usize, masks: &[u32]) {
     let [n, c, h, wd] = x;
-    let oh = h + 2 * pad - dil * (k - 1);
-    let ow = wd + 2 * pad - dil * (k - 1);
+    let oh = (h + 2 * pad - dil * (k - 1) - 1) / st + 1;
+    let ow = (wd + 2 * pad - dil * (k - 1) - 1) / st + 1;
     let w = pruned(o, c, k, masks);
     assert!(kerf_ir::Sparsity::detect(&t(&[o, c, k, k], &w)).is_some(), "the weight must read as pattern-pruned");
     let b: Vec<f32> = (0..o).map(|i| 0.1 * i as f32 - 0.3).collect();
     let text = format!(
         "graph \"p\"\n  input %0 \"x\": f32[{n},{c},{h},{wd}]\n  const %1 \"w\": f32[{o},{c},{k},{k}] = {}\n  const %2 \"b\": f32[{o}] = {}\n  \
-         %3 = Conv{{kernel=[{k},{k}], strides=[1,1], dilations=[{dil},{dil}], pads=[{pad},{pad},{pad},{pad}], group=1, layer=\"c\"}}(%0, %1, %2): f32[{n},{o},{oh},{ow}] @\"c\"\n  output \"y\" = %3\n",
+         %3 = Conv{{kernel=[{k},{k}], strides=[{st},{st}], dilations=[{dil},{dil}], pads=[{pad},{pad},{pad},{pad}], group=1, layer=\"c\"}}(%0, %1, %2): f32[{n},{o},{oh},{ow}] @\"c\"\n  output \"y\" = %3\n",
         list(&w),
         list(&b)
     );
@@ -45,7 +49,7 @@ fn check(x: [usize; 4], o: usize, k: usize, pad: usize, dil: usize, masks: &[u32
     let want = reference(&g, std::slice::from_ref(&xin)).remove(0);
     for cpu in ["native", "baseline"] {
         let got = run(&text, std::slice::from_ref(&xin), cpu).remove(0);
-        close(&format!("pattern conv {x:?} o{o} k{k} pad{pad} dil{dil} ({cpu})"), &got, &want, 1e-5, 1e-5);
+        close(&format!("pattern conv {x:?} o{o} k{k} pad{pad} dil{dil} stride{st} ({cpu})"), &got, &want, 1e-5, 1e-5);
     }
 }
 
@@ -65,6 +69,22 @@ fn three_by_three_masks_and_removed_kernels() {
                                                // otherwise), and more input channels than one block of a tile
     check([1, 6, 5, 6], 4, 3, 1, 1, &masks);
     check([2, 80, 7, 7], 5, 3, 1, 1, &masks);
+}
+
+/// Stride 2 (the register tiles read a phase-split padded image with
+/// AVX2; dense kernels otherwise): odd and even sizes and pads, dilation,
+/// 5x5, several blocks of input channels, a batch.
+#[test]
+fn stride_two() {
+    let masks = [CENTRE4, CORNERS, OFFCENTRE, SINGLE, 0];
+    check_strided([1, 5, 14, 14], 6, 3, 1, 1, 2, &masks);
+    check_strided([2, 4, 13, 19], 3, 3, 1, 1, 2, &masks);
+    check_strided([1, 3, 12, 11], 5, 3, 0, 1, 2, &masks);
+    check_strided([1, 3, 15, 16], 4, 3, 2, 2, 2, &masks);
+    check_strided([1, 90, 9, 9], 4, 3, 1, 1, 2, &masks);
+    check_strided([1, 3, 40, 70], 4, 3, 1, 1, 2, &masks);
+    let five = [0b1_0000_0100_0110_0010_0000, 1 << 12, 0b11 << 23, 0];
+    check_strided([1, 3, 17, 15], 4, 5, 2, 1, 2, &five);
 }
 
 #[test]

@@ -142,30 +142,38 @@ fn fixture_models_threaded_equal_serial() {
 /// The pattern-pruned conv (`lower/conv_pattern.rs`) splits its output
 /// channels; each task pads the image into its own scratch copy. Threaded
 /// equals serial bit for bit (with the host's `native` preset: the
-/// assembled AVX2 passes where the host has them).
+/// assembled AVX2 register tiles where the host has them), at stride 1
+/// and at stride 2 (a phase-split image per task).
 #[test]
 fn pattern_convs_split_over_output_channels() {
-    let (n, c, h, w, o) = (2, 16, 20, 21, 32);
-    let masks = [0b000_111_010u32, 0b001_010_101, 0b110_100_000, 0];
-    let vals = xs(o * c * 9);
-    let weights: Vec<f32> = (0..o * c * 9)
-        .map(|i| if masks[(i / 9) % masks.len()] & (1 << (i % 9)) != 0 { vals[i] * 0.3 + 0.05 } else { 0.0 })
-        .collect();
-    let list = |v: &[f32]| format!("[{}]", v.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(","));
-    let text = format!(
-        "graph \"p\"\n  input %0 \"x\": f32[{n},{c},{h},{w}]\n  const %1 \"w\": f32[{o},{c},3,3] = {}\n  \
-         const %2 \"b\": f32[{o}] = {}\n  \
-         %3 = Conv{{kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[1,1,1,1], group=1, layer=\"c\"}}(%0, %1, %2): f32[{n},{o},{h},{w}] @\"c\"\n  \
-         output \"y\" = %3\n",
-        list(&weights),
-        list(&(0..o).map(|i| 0.01 * i as f32).collect::<Vec<_>>()),
-    );
-    let g = kerf_ir::text::parse(&text).unwrap();
-    let weight = g.const_of(g.nodes[0].inputs[1]).unwrap();
-    assert!(kerf_ir::Sparsity::detect(weight).is_some(), "the weight must read as pattern-pruned");
-    let x = Tensor::from_f32(vec![n, c, h, w], &xs(n * c * h * w)).unwrap();
-    let calls = check_same("pattern conv", &g, std::slice::from_ref(&x));
-    assert_eq!(calls, vec![4], "one parallel_for of 4 tasks at 4 threads");
+    for (st, h, w) in [(1, 20, 21), (2, 29, 30)] {
+        let (n, c, o) = (2, 16, 32);
+        let (oh, ow) = ((h - 1) / st + 1, (w - 1) / st + 1);
+        let masks = [0b000_111_010u32, 0b001_010_101, 0b110_100_000, 0];
+        let vals = xs(o * c * 9);
+        let weights: Vec<f32> = (0..o * c * 9)
+            .map(|i| if masks[(i / 9) % masks.len()] & (1 << (i % 9)) != 0 { vals[i] * 0.3 + 0.05 } else { 0.0 })
+            .collect();
+        let list = |v: &[f32]| format!("[{}]", v.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(","));
+        let text = format!(
+            "graph \"p\"\n  input %0 \"x\": f32[{n},{c},{h},{w}]\n  const %1 \"w\": f32[{o},{c},3,3] = {}\n  \
+             const %2 \"b\": f32[{o}] = {}\n  \
+             %3 = Conv{{kernel=[3,3], strides=[{st},{st}], dilations=[1,1], pads=[1,1,1,1], group=1, layer=\"c\"}}(%0, %1, %2): f32[{n},{o},{oh},{ow}] @\"c\"\n  \
+             output \"y\" = %3\n",
+            list(&weights),
+            list(&(0..o).map(|i| 0.01 * i as f32).collect::<Vec<_>>()),
+        );
+        let g = kerf_ir::text::parse(&text).unwrap();
+        let weight = g.const_of(g.nodes[0].inputs[1]).unwrap();
+        assert!(kerf_ir::Sparsity::detect(weight).is_some(), "the weight must read as pattern-pruned");
+        let x = Tensor::from_f32(vec![n, c, h, w], &xs(n * c * h * w)).unwrap();
+        let calls = check_same(&format!("pattern conv, stride {st}"), &g, std::slice::from_ref(&x));
+        // (stride 2 runs on the pattern kernel only with AVX2; the dense
+        // kernel a host without it uses splits its own way)
+        if st == 1 {
+            assert_eq!(calls, vec![4], "one parallel_for of 4 tasks at 4 threads");
+        }
+    }
 }
 
 /// MatMul / Gemm kernels split over rows (each task tiles its range with

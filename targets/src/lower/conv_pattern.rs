@@ -3,53 +3,63 @@
 //! every kernel keeps the taps of one of a few masks, or is removed) runs
 //! only its kept taps, with no index decoding and no zero MACs.
 //!
-//! Compact storage, built at compile time: for each output channel and each
-//! mask, the kept kernels' input-channel offsets (`i64`, bytes into the
-//! padded image) and their kept weights (`f32`, one per tap), grouped so
-//! that one mask is one loop. A header per (output channel, mask) holds the
-//! kernel count and where its offsets and weights start. Removed kernels
-//! have no entry at all.
+//! Order: per output pixel, the bias, then block by block of input
+//! channels ([`channel_block`]), mask by mask, the block's kept kernels of
+//! that mask in channel order, tap by tap: one fused multiply-add each.
+//! Every form below performs exactly that sequence, so they give the same
+//! bits ([`program_order`] states it once).
 //!
-//! Code: the input is copied into a zero-padded scratch image (so no tap is
-//! bounds-checked); each output plane starts as the bias, then, mask by
-//! mask, one loop runs over that mask's kept kernels, and each kernel
-//! (its kept weights broadcast once into registers) is applied to the whole
-//! plane: per output vector one load, one FMA per kept tap with the tap's
-//! constant offset (the pattern-specialised inner loop: no index decoding,
-//! no zero MACs), one store; the plane stays in L1 across kernels. Stride 1
-//! only (any dilation, padding); the epilogue runs as a second pass.
+//! Compact storage, built at compile time: per (output channel, channel
+//! block, mask), the kept kernels' input-channel offsets (bytes into the
+//! padded image) and their kept weights (`f32`, one per tap). Removed
+//! kernels have no entry at all.
 //!
-//! With AVX2 + FMA the loops turn inside out ([`conv_tiles`]): the output
-//! plane is cut into register tiles (up to 12 `ymm` accumulators: rows ×
-//! 8-pixel vectors, [`schedule`]), and an assembled tile
-//! (`ukernel::avx2::pattern_tile`) holds one output channel's tile in
-//! registers while all its kept kernels add their taps, reading the
-//! channel's *program* (per mask: a count, then per kernel its input
-//! plane's offset and its kept weights). The output is stored once per
-//! tile instead of loaded and stored once per kernel. Tiles are the outer
-//! loop and output channels the inner one, so a tile's input band (every
-//! channel, a few rows) stays in cache while all channels read it. Per
-//! pixel the fused multiply-adds run in the same order (bias, then mask
-//! by mask, kernel by kernel, tap by tap), so the bits are the 128-bit
-//! passes' bits.
+//! Three forms:
+//! - **128-bit passes** ([`conv_passes`], every ISA; stride 1, output
+//!   planes of 64 pixels and more): the input is copied into a zero-padded
+//!   scratch image (so no tap is bounds-checked); each output plane starts
+//!   as the bias, then one loop per mask runs over that mask's kept
+//!   kernels, and each kernel (its kept weights broadcast once into
+//!   registers) is applied to the whole plane: per output vector one load,
+//!   one FMA per kept tap at the tap's constant offset (the
+//!   pattern-specialised inner loop: no index decoding, no zero MACs), one
+//!   store.
+//! - **AVX2 passes** (`ukernel::avx2::pattern_pass`, planes of
+//!   [`TILE_PLANE`] pixels and more): the same passes assembled, 8 pixels
+//!   per `ymm`, two kept kernels of a mask per pass.
+//! - **AVX2 register tiles** ([`conv_tiles`], smaller planes and stride
+//!   2): the loops turn inside out. The output plane is cut into tiles of
+//!   up to 12 `ymm` accumulators (rows × 8-pixel vectors, [`schedule`]);
+//!   an assembled tile (`ukernel::avx2::pattern_tile`) holds one output
+//!   channel's tile in registers while the kept kernels of one channel
+//!   block add their taps, reading the block's *program* (per mask: a
+//!   count, then per kernel its input plane's offset and its kept
+//!   weights), and stores it once. Tiles are the outer loop, then channel
+//!   blocks, then output channels, so a block's input band stays in cache
+//!   while every output channel reads it. Stride 2 reads a phase-split
+//!   image ([`Phases`]), so consecutive output pixels still read
+//!   consecutive floats.
+//!
+//! The epilogue runs as a second pass.
 //!
 //! Threads split the output channels ([`Kernel::parallel_range`]); each
 //! task pads the image into its own scratch copy (a small fraction of its
 //! work), and computes its channels exactly as a serial run does.
 
-use cranelift_codegen::ir::{types, InstBuilder, Value};
+use cranelift_codegen::ir::{types, ConstantData, Endianness, InstBuilder, MemFlagsData, Value};
 
 use super::conv_geo::{pad_input, Geo};
 use super::{Family, Kernel, LResult};
 use crate::ukernel::avx2::{pattern_pass, pattern_tile, PatternPass, PatternTile};
 
-/// Whether the pattern kernel computes this conv: one group, stride 1, and
-/// an output plane of at least 64 pixels for the 128-bit passes (below
-/// that a pass per kernel costs more than the dense kernels' work; see
-/// [`kerf_ir::Sparsity::pattern_beats_winograd`]), any plane for the
-/// register tiles (`wide`).
+/// Whether the pattern kernel computes this conv: one group; for the
+/// 128-bit passes stride 1 and an output plane of at least 64 pixels
+/// (below that a pass per kernel costs more than the dense kernels' work;
+/// see [`kerf_ir::Sparsity::pattern_beats_winograd`]); for the register
+/// tiles (`wide`) any plane, stride 1 or 2.
 pub(super) fn fits(gm: &Geo, wide: bool) -> bool {
-    gm.group == 1 && gm.sh == 1 && gm.sw == 1 && (wide || gm.oh * gm.ow >= 64)
+    let stride = (gm.sh, gm.sw);
+    gm.group == 1 && (stride == (1, 1) && (wide || gm.oh * gm.ow >= 64) || wide && stride == (2, 2))
 }
 
 /// Output planes below this many pixels run on the register tiles with
@@ -95,13 +105,15 @@ fn tables(gm: &Geo, w: &[f32], patterns: &[u32], assignment: &[Option<u8>], plan
 /// while every output channel reads it. Measured on 22%-kept layers (AMD
 /// EPYC Zen 3, 1 thread): a 12 KB band 1.3–2.0x slower than 48–96 KB
 /// (more calls with shorter FMA chains), one block for all channels up to
-/// 10% slower (its band falls out of L2 on 512-channel layers). Both kernels use the same blocks: the order of the
+/// 10% slower (its band falls out of L2 on 512-channel layers); with
+/// stride 2, 16–256 KB bands 1.05–1.7x slower than 64 KB. Both kernels use the same blocks: the order of the
 /// fused multiply-adds, and so the bits, is theirs together.
 fn channel_block(gm: &Geo) -> usize {
-    let sch = schedule(gm.oh, gm.ow);
-    let rows = sch.rows + (gm.kh - 1) * gm.dh;
-    let row_bytes = ((8 * sch.vecs + (gm.kw - 1) * gm.dw) * 4).next_multiple_of(64) + 64;
-    (64 * 1024 / (rows * row_bytes)).clamp(8, gm.c.max(8))
+    let (sch, s) = (schedule(gm.oh, gm.ow), gm.sh.max(1));
+    // per channel: the tile's rows of every phase plane ([`Phases`])
+    let rows = sch.rows + (gm.kh - 1) * gm.dh / s;
+    let row_bytes = ((8 * sch.vecs + (gm.kw - 1) * gm.dw / s) * 4).next_multiple_of(64) + 64;
+    (64 * 1024 / (s * s * rows * row_bytes)).clamp(8, gm.c.max(8))
 }
 
 /// The order every kept tap is applied in, per output pixel: output
@@ -129,7 +141,7 @@ pub(super) fn conv(
     patterns: &[u32],
     assignment: &[Option<u8>],
 ) -> LResult {
-    if k.caps.avx2 && gm.oh * gm.ow < TILE_PLANE {
+    if k.caps.avx2 && (gm.oh * gm.ow < TILE_PLANE || gm.sh > 1) {
         return conv_tiles(k, gm, w, bias, patterns, assignment);
     }
     conv_passes(k, gm, w, bias, patterns, assignment)
@@ -385,23 +397,14 @@ fn conv_tiles(
     let g = *gm;
     let sch = schedule(g.oh, g.ow);
     let nvec = g.ow.div_ceil(8);
-    // padded image: every tile reads whole vectors, up to `nvec` of them per row
-    let hp = (g.h + g.ph).max((g.oh - 1) + (g.kh - 1) * g.dh + 1);
-    // (rows of whole 32-byte vectors: the taps of the first kernel column
-    // load aligned)
-    let wpd = (g.w + g.pw).max(nvec * 8 + (g.kw - 1) * g.dw).next_multiple_of(8);
-    let plane = (hp * wpd * 4) as i64;
+    let ph = Phases::new(&g);
+    let (wpd, plane) = (ph.wq, ph.channel_bytes() as i64);
     let (prog, starts) = programs(gm, w, patterns, assignment, plane);
     let ncb = g.c.div_ceil(channel_block(gm));
     let kept_taps = (prog.len() / 4) as u64; // an upper bound, for the split's cost
     let masks: Vec<Vec<i32>> = patterns
         .iter()
-        .map(|&m| {
-            (0..g.kh * g.kw)
-                .filter(|tap| m & (1 << tap) != 0)
-                .map(|tap| (((tap / g.kw) * g.dh * wpd + (tap % g.kw) * g.dw) * 4) as i32)
-                .collect()
-        })
+        .map(|&m| (0..g.kh * g.kw).filter(|tap| m & (1 << tap) != 0).map(|tap| ph.tap(tap)).collect())
         .collect();
     // column blocks: (first vector, vectors, lanes stored from the last)
     let mut cols = Vec::new();
@@ -429,7 +432,7 @@ fn conv_tiles(
     let progp = k.blob(prog);
     let startp = k.blob(starts.iter().flat_map(|x| x.to_le_bytes()).collect());
     let bp = k.blob_f32(bias);
-    let img = g.c * hp * wpd;
+    let img = g.c * ph.channel_bytes() / 4;
     let cost = 2 * (g.n * g.oh * g.ow) as u64 * kept_taps.div_ceil(g.oc.max(1) as u64);
     let cap = (super::gemm::TASK_SCRATCH_BUDGET / (img * 4).max(1)).max(2);
     let (lo, hi) = k.parallel_range_capped(g.oc, 1, cost, cap)?;
@@ -450,8 +453,7 @@ fn conv_tiles(
         }
     }
     k.for_n(0, g.n as i64, 1, |k, n| {
-        let first = k.ic(0);
-        pad_input(k, &g, xp, n, first, g.c, pad_img, hp, wpd);
+        ph.pad(k, &g, xp, n, pad_img);
         let mut oy_first = 0;
         for (rows, count, codes) in &blocks {
             let (rows, y0) = (*rows, oy_first);
@@ -490,4 +492,112 @@ fn conv_tiles(
         }
     });
     Ok(())
+}
+
+/// The zero-padded input of the register tiles, split into `s × s` phase
+/// planes for stride `s` (one plane for stride 1): phase `(a, b)` holds
+/// the padded pixels `(s·i + a, s·j + b)` at `(i, j)`, so output pixel
+/// `(y, x)`'s tap `(ky, kx)` reads phase `(ky·dh mod s, kx·dw mod s)` at
+/// `(y + ky·dh div s, x + kx·dw div s)`: consecutive output pixels read
+/// consecutive floats, whatever the stride.
+struct Phases {
+    s: usize,
+    hq: usize,
+    /// Floats per phase row (a multiple of 8: the taps of the first
+    /// kernel column load aligned).
+    wq: usize,
+    dh: usize,
+    dw: usize,
+    kw: usize,
+}
+
+impl Phases {
+    fn new(g: &Geo) -> Phases {
+        let s = g.sh;
+        // every tile reads whole vectors, `ow.div_ceil(8)` of them per row
+        let hq = (g.h + g.ph).div_ceil(s).max(g.oh + (g.kh - 1) * g.dh / s);
+        let wq = (g.w + g.pw).div_ceil(s).max(g.ow.div_ceil(8) * 8 + (g.kw - 1) * g.dw / s).next_multiple_of(8);
+        Phases { s, hq, wq, dh: g.dh, dw: g.dw, kw: g.kw }
+    }
+
+    fn channel_bytes(&self) -> usize {
+        self.s * self.s * self.hq * self.wq * 4
+    }
+
+    /// Byte offset of row-major tap `tap` from an output pixel's origin.
+    fn tap(&self, tap: usize) -> i32 {
+        let (ry, rx) = ((tap / self.kw) * self.dh, (tap % self.kw) * self.dw);
+        let phase = (ry % self.s) * self.s + rx % self.s;
+        ((phase * self.hq * self.wq + (ry / self.s) * self.wq + rx / self.s) * 4) as i32
+    }
+
+    /// Copies image `n` of `x` into `img` (all channels), zero elsewhere.
+    fn pad(&self, k: &mut Kernel, g: &Geo, x: Value, n: Value, img: Value) {
+        if self.s == 1 {
+            let first = k.ic(0);
+            return pad_input(k, g, x, n, first, g.c, img, self.hq, self.wq);
+        }
+        k.for_vec(g.c * self.channel_bytes() / 4, &mut |k, ty, i| {
+            let z = k.fsplat(ty, 0.0);
+            k.st_at(z, img, i, 4, 0);
+        });
+        debug_assert_eq!(self.s, 2, "phase splits are written for stride 2");
+        let (s, hq, wq, gc) = (self.s as i64, self.hq as i64, self.wq as i64, *g);
+        let nc = k.b.ins().imul_imm_s(n, (g.c * g.h * g.w) as i64);
+        let xbase = k.addr(x, nc, 4);
+        k.for_n(0, (g.c * g.h) as i64, 1, |k, row| {
+            // row = c * H + y; padded row y + ph is phase row (y + ph) / s of phase (y + ph) % s
+            let src = k.b.ins().imul_imm_s(row, gc.w as i64);
+            let sb = k.addr(xbase, src, 4);
+            let c = k.b.ins().udiv_imm_s(row, gc.h as i64);
+            let y = k.b.ins().urem_imm_s(row, gc.h as i64);
+            let py = k.b.ins().iadd_imm_s(y, gc.ph as i64);
+            let (a, i) = (k.b.ins().urem_imm_s(py, s), k.b.ins().udiv_imm_s(py, s));
+            let d = k.b.ins().imul_imm_s(c, s * s);
+            let a = k.b.ins().imul_imm_s(a, s);
+            let d = k.b.ins().iadd(d, a);
+            let d = k.b.ins().imul_imm_s(d, hq);
+            let d = k.b.ins().iadd(d, i);
+            let d = k.b.ins().imul_imm_s(d, wq);
+            let db = k.addr(img, d, 4);
+            split_row(k, sb, db, gc.w, gc.pw, (hq * wq) as usize);
+        });
+    }
+}
+
+/// Splits one input row at `src` (`w` floats) into the two column phases
+/// of stride 2: padded column `x + pw` goes to phase `(x + pw) mod 2`
+/// (`phase` floats after phase 0) at `(x + pw) div 2` from `dst`. Eight
+/// floats at a time, as two `f32x4` loads and their even and odd lanes
+/// (one `shufps` each on x86-64), the rest one by one.
+fn split_row(k: &mut Kernel, src: Value, dst: Value, w: usize, pw: usize, phase: usize) {
+    let le = MemFlagsData::new().with_endianness(Endianness::Little);
+    let imm = |k: &mut Kernel, lanes: [u8; 4]| {
+        let bytes: Vec<u8> = lanes.iter().flat_map(|&i| (0..4).map(move |q| 4 * i + q)).collect();
+        k.b.func.dfg.immediates.push(ConstantData::from(bytes.as_slice()))
+    };
+    let (even, odd) = (imm(k, [0, 2, 4, 6]), imm(k, [1, 3, 5, 7]));
+    // even input columns land in phase pw mod 2, odd ones in the other,
+    // both at (x + pw) div 2 (x even) and (x + 1 + pw) div 2
+    let (pe, po) = ((pw % 2) * phase, ((pw + 1) % 2) * phase);
+    let (je, jo) = (pw / 2, (pw + 1) / 2);
+    let body = w / 8;
+    k.for_n(0, body as i64, 1, |k, i| {
+        let x = k.b.ins().imul_imm_s(i, 32);
+        let sp = k.b.ins().iadd(src, x);
+        let a = k.ld(types::F32X4, sp, 0);
+        let b = k.ld(types::F32X4, sp, 16);
+        let (a, b) = (k.b.ins().bitcast(types::I8X16, le, a), k.b.ins().bitcast(types::I8X16, le, b));
+        let (ev, od) = (k.b.ins().shuffle(a, b, even), k.b.ins().shuffle(a, b, odd));
+        let (ev, od) = (k.b.ins().bitcast(types::F32X4, le, ev), k.b.ins().bitcast(types::F32X4, le, od));
+        let j = k.b.ins().imul_imm_s(i, 16);
+        let dp = k.b.ins().iadd(dst, j);
+        k.st(ev, dp, ((pe + je) * 4) as i32);
+        k.st(od, dp, ((po + jo) * 4) as i32);
+    });
+    for x in body * 8..w {
+        let v = k.ld(types::F32, src, (4 * x) as i32);
+        let px = x + pw;
+        k.st(v, dst, (((px % 2) * phase + px / 2) * 4) as i32);
+    }
 }
