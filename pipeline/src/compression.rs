@@ -205,21 +205,16 @@ pub fn export_onnx(model: &Path, report: &kerf_compress::Report) -> Result<(Vec<
 }
 
 /// What the compress stage changed, as edits of the original ONNX file; a
-/// factored (low-rank) layer becomes its output side with the input side
-/// as a [`kerf_onnx::export::FactorEdit`].
+/// factored (low-rank or Tucker-2) layer becomes its output side with the
+/// input side (and Tucker-2's first 1x1) as a
+/// [`kerf_onnx::export::FactorEdit`].
 fn export_edits(report: &kerf_compress::Report) -> Result<Vec<kerf_onnx::export::LayerEdit>, PipelineError> {
     use kerf_onnx::export::{FactorEdit, LayerEdit};
     let mut edits = Vec::new();
     for l in report.layers.iter().filter(|l| l.parent.is_none()) {
-        if l.tucker.is_some() {
-            return Err(PipelineError::Config(format!(
-                "layer '{}': its Tucker-2 factors (three convs) cannot be written to ONNX yet; \
-                 leave `tucker` out of the plan for kerf compress (kerf compile/run/eval take it)",
-                l.layer
-            )));
-        }
-        if l.rank.is_some() {
+        if l.is_factored() {
             let (vname, uname) = kerf_compress::rewrite::factor_names(&l.layer);
+            let tucker = l.tucker.is_some();
             // a part's own entry (compressed further) or its factor as is
             let part = |name: &str, k: usize| -> Result<(Tensor, Option<&kerf_compress::LayerReport>), PipelineError> {
                 let own =
@@ -233,7 +228,20 @@ fn export_edits(report: &kerf_compress::Report) -> Result<Vec<kerf_onnx::export:
                     })?;
                 Ok((weight, own))
             };
-            let ((vw, vr), (uw, ur)) = (part(&vname, 0)?, part(&uname, 1)?);
+            // the factors: [v, u], or Tucker-2's [t, v, u]
+            let k0 = usize::from(tucker);
+            let ((vw, vr), (uw, ur)) = (part(&vname, k0)?, part(&uname, k0 + 1)?);
+            let pointwise = if tucker {
+                let (tw, tr) = part(&kerf_compress::rewrite::tucker_first_name(&l.layer), 0)?;
+                Some(Box::new(FactorEdit {
+                    weight: tw,
+                    weight_quant: tr.and_then(|r| r.weight_quant.clone()),
+                    input_quant: tr.and_then(|r| r.input_quant),
+                    pointwise: None,
+                }))
+            } else {
+                None
+            };
             edits.push(LayerEdit {
                 layer: l.layer.clone(),
                 weight: uw,
@@ -244,6 +252,7 @@ fn export_edits(report: &kerf_compress::Report) -> Result<Vec<kerf_onnx::export:
                     weight: vw,
                     weight_quant: vr.and_then(|r| r.weight_quant.clone()),
                     input_quant: vr.and_then(|r| r.input_quant),
+                    pointwise,
                 }),
             });
             continue;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `kerf compress` output checked by ONNX Runtime: the trained digits CNN
 # fixture compressed (int8; patterns + connectivity + int8; low rank (the
-# second conv by channel SVD, the Gemm) + int8) is written as
+# second conv by channel SVD, the Gemm) + int8; Tucker-2 of the second
+# conv + int8: three convs) is written as
 # ONNX QDQ, loaded by ORT, run on the 450 test images; ORT's top-1 must be
 # within half a point of kerf's own (`kerf eval`) and above the floors.
 # Usage: export_vs_ort.sh KERF PYTHON
@@ -24,4 +25,5 @@ done <<'PLANS'
 --quantize int8|0.973
 --prune-patterns 8 --connectivity 0.25 --quantize int8|0.968
 --low-rank 8 --quantize int8|0.95
+--tucker 8,16 --quantize int8|0.968
 PLANS

@@ -351,10 +351,21 @@ fn tucker2_splits_a_conv_into_three() {
         let p = qreport.layers.iter().find(|l| l.layer == part).unwrap_or_else(|| panic!("{part} not compressed"));
         assert!(p.weight_quant.is_some(), "{part} not on an int8 grid");
     }
-    // kerf compress cannot write three convs yet: a clear error, not a
-    // silently uncompressed file
-    let e = kerf_pipeline::compression::export_onnx(&fixture("model.onnx"), &report).err().unwrap().to_string();
-    assert!(e.contains("/2/Conv") && e.contains("Tucker-2"), "{e}");
+    // written as ONNX: three Conv nodes (each int8 part behind its own
+    // QDQ) that compute what the compressed graph computes
+    let (bytes, layers) = kerf_pipeline::compression::export_onnx(&fixture("model.onnx"), &qreport).unwrap();
+    assert_eq!(layers, 3, "both convs and the Gemm are edited");
+    let dir = std::env::temp_dir().join(format!("kerf-export-tucker-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("digits_cnn_tucker.onnx");
+    std::fs::write(&path, &bytes).unwrap();
+    let s = Session::new(&path).target(kerf_targets::Target::host_baseline());
+    let text = kerf_ir::text::print(&s.import().unwrap());
+    assert_eq!(text.matches("= Conv{").count(), 4, "the second conv became three:\n{text}");
+    let g = s.graph().unwrap().graph;
+    let reimported = top1_on(&s, &g, "digits_cnn");
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(reimported, q, "top-1 of the exported model {reimported} vs the compressed graph {q}");
 }
 
 #[test]
@@ -482,11 +493,35 @@ fn export_errors_name_the_layer() {
         factor: None,
     };
     let factored = |v: Tensor, u: Tensor| LayerEdit {
-        factor: Some(kerf_onnx::export::FactorEdit { weight: v, weight_quant: None, input_quant: None }),
+        factor: Some(kerf_onnx::export::FactorEdit {
+            weight: v,
+            weight_quant: None,
+            input_quant: None,
+            pointwise: None,
+        }),
         ..edit("/0/Conv", u, None)
+    };
+    let tucker = |t: Tensor, v: Tensor, u: Tensor| LayerEdit {
+        factor: Some(kerf_onnx::export::FactorEdit {
+            weight: v,
+            weight_quant: None,
+            input_quant: None,
+            pointwise: Some(Box::new(kerf_onnx::export::FactorEdit {
+                weight: t,
+                weight_quant: None,
+                input_quant: None,
+                pointwise: None,
+            })),
+        }),
+        ..edit("/2/Conv", u, None)
     };
     let cases = [
         (edit("/9/Conv", w(&[16, 1, 3, 3]), None), "no node"),
+        // /2/Conv is [32, 16, 3, 3]: t [r_in, 16, 1, 1], v [r_out, r_in, 3, 3], u [32, r_out, 1, 1]
+        (tucker(w(&[8, 16, 1, 1]), w(&[4, 6, 3, 3]), w(&[32, 4, 1, 1])), "Tucker-2 factors"),
+        (tucker(w(&[8, 16, 1, 1]), w(&[4, 8, 3, 3]), w(&[32, 5, 1, 1])), "do not factor its weight [32, 16, 3, 3]"),
+        (tucker(w(&[8, 15, 1, 1]), w(&[4, 8, 3, 3]), w(&[32, 4, 1, 1])), "Tucker-2"),
+        (tucker(w(&[8, 16, 3, 3]), w(&[4, 8, 3, 3]), w(&[32, 4, 1, 1])), "Tucker-2"),
         (edit("/0/Conv", w(&[16, 1, 5, 5]), None), "[16, 1, 3, 3]"),
         (edit("/0/Conv", w(&[16, 1, 3, 3]), Some(AxisQuant { axis: 0, scales: vec![1.0; 3] })), "3 scales"),
         (edit("/0/Conv", w(&[16, 1, 3, 3]), Some(AxisQuant { axis: 0, scales: vec![0.0; 16] })), "positive"),

@@ -11,7 +11,7 @@
 //! initializer behind a per-axis `DequantizeLinear`; an input quantiser
 //! becomes `QuantizeLinear → DequantizeLinear` (uint8, per tensor) on that
 //! node's input only; a factored (low-rank) layer gets its input side as a
-//! node of its own before it ([`FactorEdit`]). Nothing else changes, except that the default-domain
+//! node of its own before it, a Tucker-2 conv two ([`FactorEdit`]). Nothing else changes, except that the default-domain
 //! opset is raised to 13 (per-axis `DequantizeLinear`) when every op of the
 //! graph means the same at 13. Old weights no other node uses are dropped.
 //! Output bytes are deterministic. Errors name the layer and what is wrong.
@@ -59,6 +59,11 @@ pub struct LayerEdit {
 /// strides, pads and dilations, `r` output channels (`weight` `[r, C,
 /// k...]`) and no bias, and the layer becomes a 1x1 conv with weight `[M,
 /// r, 1...]` (its bias kept).
+///
+/// A conv's Tucker-2 form has one more node in front: `pointwise`, a 1x1
+/// conv with weight `[r_in, C, 1...]`, after which the input side (the
+/// KxK core) reads its `r_in` channels (`weight` `[r_out, r_in, k...]`)
+/// and the layer takes the core's `r_out` (`[M, r_out, 1...]`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct FactorEdit {
     /// The input side's weight, f32.
@@ -67,6 +72,9 @@ pub struct FactorEdit {
     pub weight_quant: Option<AxisQuant>,
     /// Quantise the input side's input.
     pub input_quant: Option<ActQuant>,
+    /// Tucker-2: the 1x1 conv before the input side (its own `pointwise`
+    /// is `None`).
+    pub pointwise: Option<Box<FactorEdit>>,
 }
 
 /// Ops whose meaning is the same at opset 13 as at any opset from 11 on,
@@ -173,6 +181,21 @@ fn edit_layer(g: &mut GraphProto, names: &mut Names, e: &LayerEdit) -> Result<()
         None => check_shape(g, layer, &w_name, &e.weight, "weight")?,
         Some(f) => {
             check_factors(g, layer, &g.node[at], &w_name, f, &e.weight)?;
+            let spatial = f.weight.shape().len() - 2;
+            if let Some(t) = &f.pointwise {
+                // Tucker-2's first 1x1 conv
+                let tname = format!("{layer}.t");
+                let xin = quantized_input(g, names, &tname, &x, t.input_quant, &mut before)?;
+                let wt = weight_input(g, names, &tname, &t.weight, t.weight_quant.as_ref(), &mut before)?;
+                let out = names.fresh(&format!("{tname}_out"));
+                let mut n = g.node[at].clone();
+                n.input = vec![xin, wt];
+                n.output = vec![out.clone()];
+                n.name = names.fresh(&tname);
+                pointwise(&mut n, spatial);
+                before.push(n);
+                x = out;
+            }
             let vname = format!("{layer}.v");
             let xin = quantized_input(g, names, &vname, &x, f.input_quant, &mut before)?;
             let wv = weight_input(g, names, &vname, &f.weight, f.weight_quant.as_ref(), &mut before)?;
@@ -188,7 +211,7 @@ fn edit_layer(g: &mut GraphProto, names: &mut Names, e: &LayerEdit) -> Result<()
             first.name = names.fresh(&vname);
             before.push(first);
             if op == "Conv" {
-                pointwise(&mut g.node[at], f.weight.shape().len() - 2);
+                pointwise(&mut g.node[at], spatial);
             }
             x = out;
         }
@@ -302,6 +325,29 @@ fn check_factors(
         .ok_or_else(|| err(layer, format!("its weight '{w_name}' is neither an initializer nor a Constant node")))?;
     let old: Vec<usize> = old.iter().map(|&d| d as usize).collect();
     let (v, u) = (f.weight.shape(), u.shape());
+    if let Some(t) = &f.pointwise {
+        let t = t.weight.shape();
+        let fits = match (n.op_type.as_str(), old.as_slice(), v) {
+            ("Conv", [m, c, kernel @ ..], [r_out, r_in, vk @ ..])
+                if !kernel.is_empty() && f.pointwise.as_ref().is_some_and(|t| t.pointwise.is_none()) =>
+            {
+                let ones = vec![1; kernel.len()];
+                let want = |a: usize, b: usize| [vec![a, b], ones.clone()].concat();
+                attr_int(n, "group", 1) == 1
+                    && vk == kernel
+                    && t == want(*r_in, *c).as_slice()
+                    && u == want(*m, *r_out).as_slice()
+            }
+            _ => false,
+        };
+        if !fits {
+            return Err(err(
+                layer,
+                format!("Tucker-2 factors {t:?}, {v:?} and {u:?} do not factor its weight {old:?}"),
+            ));
+        }
+        return Ok(());
+    }
     let fits = match (n.op_type.as_str(), old.as_slice(), v) {
         ("Conv", [m, rest @ ..], [r, vrest @ ..]) if !rest.is_empty() => {
             let mut want_u = vec![*m, *r];
