@@ -424,7 +424,7 @@ fn conv_tiles(
             accumulate,
         };
         if !t.fits() {
-            return Err(format!("internal: pattern tile {rows}x{vecs} does not fit the registers").into());
+            return Err(format!("internal: pattern tile {rows}x{vecs} does not fit the registers"));
         }
         let code = pattern_tile(&t).map_err(|e| format!("assembling the pattern tile: {e}"))?;
         Ok(k.code(Family::Avx2, code))
@@ -580,7 +580,7 @@ fn split_row(k: &mut Kernel, src: Value, dst: Value, w: usize, pw: usize, phase:
     // even input columns land in phase pw mod 2, odd ones in the other,
     // both at (x + pw) div 2 (x even) and (x + 1 + pw) div 2
     let (pe, po) = ((pw % 2) * phase, ((pw + 1) % 2) * phase);
-    let (je, jo) = (pw / 2, (pw + 1) / 2);
+    let (je, jo) = (pw / 2, pw.div_ceil(2));
     let body = w / 8;
     k.for_n(0, body as i64, 1, |k, i| {
         let x = k.b.ins().imul_imm_s(i, 32);
