@@ -5,7 +5,8 @@
 //! 1. **Baseline**: the FP32 model's metric on the validation data and its
 //!    latency (median of timed JIT runs on this machine).
 //! 2. **Per-layer variants** ([`variants`]): int8, 3x3 patterns with 25% or
-//!    50% connectivity (alone and with int8), low rank for products and convs. Each is
+//!    50% connectivity (alone and with int8), low rank for products and
+//!    convs, Tucker-2 for KxK convs, 2:4 sparsity. Each is
 //!    applied to its layer alone, the whole model is compressed, run on the
 //!    validation data and timed: its metric drop, latency and weight bytes
 //!    are *measured*, not estimated.

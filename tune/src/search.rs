@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use kerf_compress::layer;
 use kerf_compress::plan::{LayerRule, Settings};
-use kerf_compress::{Plan, Precision};
+use kerf_compress::{NmSetting, NmSparsity, Plan, Precision};
 use kerf_ir::{Graph, Tensor};
 use kerf_pipeline::compression::ProbeMemo;
 use kerf_pipeline::dataset::{run_samples, run_samples_all, top1, Fidelity};
@@ -169,7 +169,12 @@ fn variant(name: &str, quant: bool, patterns: usize, connectivity: f64, rank: f6
 /// for every layer; for 3x3 convs, pattern libraries of 8 and 4 patterns,
 /// each with 25% or 50% of the kernels removed, alone and with int8; for
 /// products and one-group convs, rank min(N, K)/4 (where cheaper than the
-/// layer), alone and with int8. (Rank /8 was a variant too: tuned on the
+/// layer), alone and with int8; for one-group KxK convs, Tucker-2 at a
+/// quarter of the input and output channels (where both are reduced and
+/// its three convs hold fewer weights), alone and with int8; for products and convs without
+/// patterns whose input channels come in fours, 2:4 sparsity (smaller
+/// weights, not faster code: no kernel skips its zeros), alone and with
+/// int8. (Rank /8 was a variant too: tuned on the
 /// training split, the trained models' chosen plans then lost 1.1–1.3
 /// points on their test sets, past a 1-point budget; the training data's
 /// top-1 hides what a rank that low costs on unseen data.)
@@ -190,13 +195,35 @@ pub fn variants(site: &layer::Site) -> Vec<Variant> {
             v.push(variant(&format!("rank{r}"), false, 0, 0.0, r as f64));
             v.push(variant(&format!("rank{r}+int8"), true, 0, 0.0, r as f64));
         }
+        let area = site.kernel_area();
+        let c = site.cols / area.max(1);
+        let [r_in, r_out] = kerf_compress::tucker::ranks(c, site.rows, area, [(c / 4).max(1), (site.rows / 4).max(1)]);
+        // (both modes reduced: a first 1x1 conv over all input channels,
+        // e.g. of a one-channel image, only rescales them)
+        let thinner = r_in < c && r_out < site.rows;
+        if area > 1 && thinner && c * r_in + r_out * r_in * area + site.rows * r_out < site.rows * site.cols {
+            for int8 in [false, true] {
+                let mut t =
+                    variant(&format!("tucker{r_in},{r_out}{}", if int8 { "+int8" } else { "" }), int8, 0, 0.0, 0.0);
+                t.settings.tucker = Some([r_in, r_out]);
+                v.push(t);
+            }
+        }
+    }
+    let two_four = NmSparsity { n: 2, m: 4 };
+    if !kerf_compress::prune::applies(site) && kerf_compress::nm::applies(site, two_four) {
+        for int8 in [false, true] {
+            let mut t = variant(if int8 { "nm2:4+int8" } else { "nm2:4" }, int8, 0, 0.0, 0.0);
+            t.settings.nm = Some(NmSetting::Sparse(two_four));
+            v.push(t);
+        }
     }
     v
 }
 
 /// Whether `b` compresses at least as hard as `a` in every respect (int8
 /// over f32, a smaller pattern library, more kernels removed, a lower
-/// rank). The per-layer sweep skips `b` when `a` alone already misses the
+/// rank, lower Tucker-2 ranks, a smaller N:M fraction kept). The per-layer sweep skips `b` when `a` alone already misses the
 /// budget: losses grow with each of these (the assumption every
 /// accuracy-aware search makes). Under a tight budget most of a sensitive
 /// layer's variants go unmeasured.
@@ -205,7 +232,19 @@ fn harsher(b: &Settings, a: &Settings) -> bool {
     let library = |s: &Settings| s.patterns.unwrap_or(usize::MAX);
     let removed = |s: &Settings| s.connectivity.unwrap_or(0.0);
     let rank = |s: &Settings| s.low_rank.unwrap_or(f64::INFINITY);
-    (int8(b) || !int8(a)) && library(b) <= library(a) && removed(b) >= removed(a) && rank(b) <= rank(a)
+    let tucker = |s: &Settings| s.tucker.unwrap_or([usize::MAX; 2]);
+    let kept = |s: &Settings| match s.nm {
+        Some(NmSetting::Sparse(nm)) => nm.n as f64 / nm.m as f64,
+        _ => 1.0,
+    };
+    let (tb, ta) = (tucker(b), tucker(a));
+    (int8(b) || !int8(a))
+        && library(b) <= library(a)
+        && removed(b) >= removed(a)
+        && rank(b) <= rank(a)
+        && tb[0] <= ta[0]
+        && tb[1] <= ta[1]
+        && kept(b) <= kept(a)
 }
 
 /// One measured plan.
@@ -999,6 +1038,17 @@ mod tests {
         assert!(harsher(&v(false, 0, 0.0, 8.0), &v(false, 0, 0.0, 16.0)));
         assert!(!harsher(&v(false, 0, 0.0, 16.0), &v(false, 0, 0.0, 8.0)));
         assert!(harsher(&v(true, 0, 0.0, 8.0), &int8) && !harsher(&v(false, 0, 0.0, 8.0), &int8));
+        let with = |mut s: Settings, tucker: Option<[usize; 2]>, nm: Option<(usize, usize)>| {
+            s.tucker = tucker;
+            s.nm = nm.map(|(n, m)| NmSetting::Sparse(NmSparsity { n, m }));
+            s
+        };
+        let (t8, t4) =
+            (with(v(false, 0, 0.0, 0.0), Some([8, 16]), None), with(v(false, 0, 0.0, 0.0), Some([4, 16]), None));
+        assert!(harsher(&t4, &t8) && !harsher(&t8, &t4) && !harsher(&t8, &int8) && !harsher(&int8, &t8));
+        let (nm24, nm14) =
+            (with(v(false, 0, 0.0, 0.0), None, Some((2, 4))), with(v(true, 0, 0.0, 0.0), None, Some((1, 4))));
+        assert!(harsher(&nm14, &nm24) && !harsher(&nm24, &nm14) && harsher(&nm14, &int8) && !harsher(&int8, &nm24));
     }
 
     #[test]
