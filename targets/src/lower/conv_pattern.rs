@@ -6,13 +6,16 @@
 //! Order: per output pixel, the bias, then block by block of input
 //! channels ([`channel_block`]), mask by mask, the block's kept kernels of
 //! that mask in channel order, tap by tap: one fused multiply-add each.
-//! Every form below performs exactly that sequence, so they give the same
-//! bits ([`program_order`] states it once).
+//! Both pass forms perform exactly that sequence ([`program_order`]), so
+//! they give the same bits. The register tiles group a block's kernels by
+//! tap count instead of by mask (one loop per group: fewer mispredicted
+//! loop exits), so their sums round differently; tests hold them to the
+//! reference.
 //!
 //! Compact storage, built at compile time: per (output channel, channel
-//! block, mask), the kept kernels' input-channel offsets (bytes into the
-//! padded image) and their kept weights (`f32`, one per tap). Removed
-//! kernels have no entry at all.
+//! block, mask or tap count), the kept kernels' offsets into the padded
+//! image and their kept weights (`f32`, one per tap). Removed kernels have
+//! no entry at all, and no zero weight is stored.
 //!
 //! Three forms:
 //! - **128-bit passes** ([`conv_passes`], every ISA; stride 1, output
@@ -32,9 +35,10 @@
 //!   up to 12 `ymm` accumulators (rows × 8-pixel vectors, [`schedule`]);
 //!   an assembled tile (`ukernel::avx2::pattern_tile`) holds one output
 //!   channel's tile in registers while the kept kernels of one channel
-//!   block add their taps, reading the block's *program* (per mask: a
-//!   count, then per kernel its input plane's offset and its kept
-//!   weights), and stores it once. Tiles are the outer loop, then channel
+//!   block add their taps, reading the block's *program* (per tap count:
+//!   a count, then per kernel each tap's offset into the padded image and
+//!   its weight: the only index decoding, one scalar load per tap), and
+//!   stores it once. Tiles are the outer loop, then channel
 //!   blocks, then output channels, so a block's input band stays in cache
 //!   while every output channel reads it. Stride 2 reads a phase-split
 //!   image ([`Phases`]), so consecutive output pixels still read
@@ -99,7 +103,8 @@ fn tables(gm: &Geo, w: &[f32], patterns: &[u32], assignment: &[Option<u8>], plan
     t
 }
 
-/// Input channels per block: the register tiles take the kept kernels of
+/// Input channels per block (the passes use the same blocks, so that
+/// both pass forms share one order): the register tiles take the kept kernels of
 /// one block of input channels per call, so that the block's band of
 /// input rows under a tile (about 64 KB: in L2, mostly in L1) stays close
 /// while every output channel reads it. Measured on 22%-kept layers (AMD
@@ -359,29 +364,60 @@ fn schedule(oh: usize, ow: usize) -> Schedule {
         .unwrap_or(Schedule { rows: 1, vecs: 1 })
 }
 
-/// Per (output channel, channel block), its program for [`pattern_tile`]
-/// (per mask a count, then per kept kernel its input plane's byte offset
-/// and its kept weights), all programs in one blob, and where each starts.
-fn programs(gm: &Geo, w: &[f32], patterns: &[u32], assignment: &[Option<u8>], plane_bytes: i64) -> (Vec<u8>, Vec<i64>) {
+/// The distinct tap counts of the masks, ascending: the groups of a
+/// tile program.
+fn tap_counts(patterns: &[u32]) -> Vec<usize> {
+    let mut t: Vec<usize> = patterns.iter().map(|m| m.count_ones() as usize).filter(|&n| n > 0).collect();
+    t.sort_unstable();
+    t.dedup();
+    t
+}
+
+/// Per (output channel, channel block), its program for [`pattern_tile`]:
+/// per tap count ([`tap_counts`]) the number of kept kernels with that
+/// many taps, then per kernel, in channel order, each tap's byte offset
+/// into the padded image (`u32`: the channel's plane plus the tap's
+/// place, [`Phases::tap`]) and the kept weights. All programs in one
+/// blob, and where each starts.
+fn programs(
+    gm: &Geo,
+    w: &[f32],
+    assignment: &[Option<u8>],
+    patterns: &[u32],
+    ph: &Phases,
+) -> LResult<(Vec<u8>, Vec<i64>)> {
     let area = gm.kh * gm.kw;
+    let plane = ph.channel_bytes();
+    if gm.c * plane > u32::MAX as usize / 2 {
+        return Err(
+            format!("pattern conv: a {}-channel padded image of {plane} bytes per channel is too large", gm.c).into()
+        );
+    }
     let (mut blob, mut starts) = (Vec::new(), Vec::new());
-    for (o, cb, p, mask) in program_order(gm, patterns) {
-        if p == 0 {
+    let cb = channel_block(gm);
+    for o in 0..gm.oc {
+        for c0 in (0..gm.c).step_by(cb) {
             starts.push(blob.len() as i64);
-        }
-        let kept: Vec<usize> = cb.filter(|&c| assignment[o * gm.c + c] == Some(p as u8)).collect();
-        blob.extend((kept.len() as i64).to_le_bytes());
-        for c in kept {
-            let entry = blob.len();
-            blob.extend((c as i64 * plane_bytes).to_le_bytes());
-            let kernel = &w[(o * gm.c + c) * area..(o * gm.c + c + 1) * area];
-            for tap in (0..area).filter(|tap| mask & (1 << tap) != 0) {
-                blob.extend(kernel[tap].to_le_bytes());
+            for nt in tap_counts(patterns) {
+                let mask_of = |c: usize| assignment[o * gm.c + c].and_then(|p| patterns.get(p as usize)).copied();
+                let kept: Vec<(usize, u32)> = (c0..(c0 + cb).min(gm.c))
+                    .filter_map(|c| mask_of(c).filter(|m| m.count_ones() as usize == nt).map(|m| (c, m)))
+                    .collect();
+                blob.extend((kept.len() as i64).to_le_bytes());
+                for (c, mask) in kept {
+                    let taps: Vec<usize> = (0..area).filter(|tap| mask & (1 << tap) != 0).collect();
+                    for &tap in &taps {
+                        blob.extend(((c * plane) as u32 + ph.tap(tap) as u32).to_le_bytes());
+                    }
+                    let kernel = &w[(o * gm.c + c) * area..(o * gm.c + c + 1) * area];
+                    for &tap in &taps {
+                        blob.extend(kernel[tap].to_le_bytes());
+                    }
+                }
             }
-            blob.resize(entry + PatternTile::entry_bytes(mask.count_ones() as usize), 0);
         }
     }
-    (blob, starts)
+    Ok((blob, starts))
 }
 
 /// The register-tiled pattern conv (AVX2 + FMA): for each tile of the
@@ -398,14 +434,11 @@ fn conv_tiles(
     let sch = schedule(g.oh, g.ow);
     let nvec = g.ow.div_ceil(8);
     let ph = Phases::new(&g);
-    let (wpd, plane) = (ph.wq, ph.channel_bytes() as i64);
-    let (prog, starts) = programs(gm, w, patterns, assignment, plane);
+    let wpd = ph.wq;
+    let (prog, starts) = programs(gm, w, assignment, patterns, &ph)?;
     let ncb = g.c.div_ceil(channel_block(gm));
     let kept_taps = (prog.len() / 4) as u64; // an upper bound, for the split's cost
-    let masks: Vec<Vec<i32>> = patterns
-        .iter()
-        .map(|&m| (0..g.kh * g.kw).filter(|tap| m & (1 << tap) != 0).map(|tap| ph.tap(tap)).collect())
-        .collect();
+    let groups = tap_counts(patterns);
     // column blocks: (first vector, vectors, lanes stored from the last)
     let mut cols = Vec::new();
     for v0 in (0..nvec).step_by(sch.vecs) {
@@ -415,7 +448,7 @@ fn conv_tiles(
     }
     let tile = |k: &mut Kernel, rows: usize, vecs: usize, last_lanes: usize, accumulate: bool| -> LResult<Value> {
         let t = PatternTile {
-            masks: masks.clone(),
+            groups: groups.clone(),
             rows,
             vecs,
             last_lanes,
