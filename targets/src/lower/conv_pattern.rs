@@ -389,9 +389,7 @@ fn programs(
     let area = gm.kh * gm.kw;
     let plane = ph.channel_bytes();
     if gm.c * plane > u32::MAX as usize / 2 {
-        return Err(
-            format!("pattern conv: a {}-channel padded image of {plane} bytes per channel is too large", gm.c).into()
-        );
+        return Err(format!("pattern conv: a {}-channel padded image of {plane} bytes per channel is too large", gm.c));
     }
     let (mut blob, mut starts) = (Vec::new(), Vec::new());
     let cb = channel_block(gm);
