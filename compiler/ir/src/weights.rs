@@ -88,12 +88,15 @@ impl Sparsity {
     }
 
     /// The pattern layout a `[O, I, kh, kw]` f32 conv weight already has:
-    /// at most half of its weights non-zero, every kernel's non-zeros in
-    /// one of at most [`MAX_KERNEL_MASKS`] tap masks (any shape), all-zero
-    /// kernels removed. `None` for a dense or unstructured weight, or a
-    /// kernel of more than 25 taps. This is how code generation recognises
-    /// a pattern-pruned layer, whoever pruned it (kerf's compress stage or a
-    /// training-time tool).
+    /// at most half of its weights non-zero, every kernel's non-zeros
+    /// within one of at most [`MAX_KERNEL_MASKS`] tap masks (any shape),
+    /// all-zero kernels removed. A kernel whose non-zeros are a strict
+    /// subset of another kernel's takes that kernel's mask (a kept weight
+    /// int8 rounding made zero, say: one zero multiplied, not a mask of its
+    /// own), so the masks are the maximal ones. `None` for a dense or
+    /// unstructured weight, or a kernel of more than 25 taps. This is how
+    /// code generation recognises a pattern-pruned layer, whoever pruned it
+    /// (kerf's compress stage or a training-time tool).
     pub fn detect(t: &Tensor) -> Option<Sparsity> {
         let s = t.shape();
         if s.len() != 4 || !t.dtype().is_float() || s[2] * s[3] > 25 || t.numel() == 0 {
@@ -105,21 +108,28 @@ impl Sparsity {
         if 2 * nonzero > v.len() {
             return None;
         }
-        let mut patterns: Vec<u32> = Vec::new();
-        let mut masks = Vec::with_capacity(s[0] * s[1]);
-        for kernel in v.chunks(area) {
-            let m = kernel.iter().enumerate().fold(0u32, |m, (i, x)| if *x != 0.0 { m | 1 << i } else { m });
-            if m != 0 && !patterns.contains(&m) {
-                if patterns.len() == MAX_KERNEL_MASKS {
-                    return None;
-                }
-                patterns.push(m);
-            }
-            masks.push(m);
+        let masks: Vec<u32> = v
+            .chunks(area)
+            .map(|kernel| kernel.iter().enumerate().fold(0u32, |m, (i, x)| if *x != 0.0 { m | 1 << i } else { m }))
+            .collect();
+        let mut distinct: Vec<u32> = masks.iter().copied().filter(|&m| m != 0).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        // (an unstructured weight has about as many masks as kernels: give
+        // up before the quadratic subset test)
+        if distinct.len() > 16 * MAX_KERNEL_MASKS {
+            return None;
         }
-        patterns.sort_unstable();
-        let assignment =
-            masks.iter().map(|m| patterns.iter().position(|p| p == m).map(|i| i as u8)).collect::<Vec<_>>();
+        let within = |m: u32, p: u32| m & !p == 0;
+        let patterns: Vec<u32> =
+            distinct.iter().copied().filter(|&m| !distinct.iter().any(|&p| p != m && within(m, p))).collect();
+        if patterns.len() > MAX_KERNEL_MASKS {
+            return None;
+        }
+        let assignment = masks
+            .iter()
+            .map(|&m| if m == 0 { None } else { patterns.iter().position(|&p| within(m, p)).map(|i| i as u8) })
+            .collect::<Vec<_>>();
         Some(Sparsity::Pattern { kernel: [s[2], s[3]], patterns, assignment })
     }
 
@@ -351,5 +361,41 @@ impl WeightTable {
     /// Every weight with its id, in id order.
     pub fn iter(&self) -> impl Iterator<Item = (WeightId, &Weight)> {
         self.weights.iter().enumerate().map(|(i, w)| (WeightId(i as u32), w))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `[o, 1, 3, 3]` weight whose kernel `i` keeps the taps of `masks[i]`.
+    fn weight(masks: &[u32]) -> Tensor {
+        let v: Vec<f32> =
+            masks.iter().flat_map(|m| (0..9).map(move |t| if m & (1 << t) != 0 { 0.5 } else { 0.0 })).collect();
+        Tensor::from_f32(vec![masks.len(), 1, 3, 3], &v).unwrap()
+    }
+
+    #[test]
+    fn detect_maps_subsets_to_their_masks_and_removes_empty_kernels() {
+        let (a, b) = (0b000_111_010, 0b010_110_000);
+        // a kernel that lost a kept tap (a subset of `a`), an empty one
+        let Some(Sparsity::Pattern { patterns, assignment, .. }) = Sparsity::detect(&weight(&[a, b, a & !2, 0, b]))
+        else {
+            panic!("not detected")
+        };
+        assert_eq!(patterns, vec![b.min(a), a.max(b)]);
+        let ia = patterns.iter().position(|&p| p == a).map(|i| i as u8);
+        let ib = patterns.iter().position(|&p| p == b).map(|i| i as u8);
+        assert_eq!(assignment, vec![ia, ib, ia, None, ib]);
+    }
+
+    #[test]
+    fn detect_refuses_dense_and_too_varied_weights() {
+        assert!(Sparsity::detect(&weight(&[0b111_111_111, 0b111_111_110])).is_none(), "more than half non-zero");
+        // 36 masks of two taps, none inside another
+        let many: Vec<u32> = (0..9).flat_map(|i| (i + 1..9).map(move |j| (1 << i) | (1 << j))).collect();
+        assert_eq!(many.len(), 36);
+        assert!(Sparsity::detect(&weight(&many)).is_none(), "more than {MAX_KERNEL_MASKS} masks");
+        assert!(Sparsity::detect(&weight(&many[..32])).is_some());
     }
 }

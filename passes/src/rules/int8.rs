@@ -13,7 +13,9 @@
 //!   ([`kerf_ir::WeightGrid`], axis 0), and `b` is constant (or absent);
 //! - the conv is worth an integer GEMM: one group, or at least 16 products
 //!   per output and 4 output channels per group (a depthwise conv stays
-//!   f32, whose direct kernel is faster there).
+//!   f32, whose direct kernel is faster there), and not a pattern-pruned
+//!   conv the f32 pattern kernel computes (it skips the removed weights;
+//!   the integer GEMM would multiply them).
 //!
 //! It also matches a one-row `Gemm(a, w[, c])` (or `GemmFused` without a
 //! residual) with `alpha = beta = 1`, `w` transposed and on a per-row int8
@@ -117,6 +119,22 @@ fn quantiser(eg: &KEGraph, class: Id) -> Option<Quantiser> {
     None
 }
 
+/// Whether the f32 pattern kernel computes this conv: its weight is
+/// pattern-pruned, sparse enough for the plane to beat the dense kernels
+/// ([`kerf_ir::Sparsity::pattern_beats_winograd`]), and the kernel takes
+/// its stride (2 only with the AVX2 tiles). It does only the kept
+/// multiply-adds, the dense integer GEMM all of them, so the conv stays f32
+/// on its grid (there is no integer pattern kernel yet).
+fn pattern_kernel(eg: &KEGraph, class: Id, c: &kerf_ir::op::Conv, w: WeightId) -> bool {
+    let wide = eg.analysis.wide_patterns;
+    let stride_ok = c.window.strides.iter().all(|&s| s == 1) || wide && c.window.strides.iter().all(|&s| s == 2);
+    let plane = eg[class].data.ty().map_or(0, |t| t.shape.iter().skip(2).product());
+    stride_ok
+        && c.group == 1
+        && kerf_ir::Sparsity::detect(eg.analysis.weights.tensor(w))
+            .is_some_and(|sp| sp.pattern_beats_winograd(plane, wide))
+}
+
 /// Whether the integer GEMM pays for this conv (see the module docs).
 fn worth_it(c: &kerf_ir::op::Conv, wshape: &[usize]) -> bool {
     let per_output: usize = wshape[1..].iter().product();
@@ -147,7 +165,7 @@ impl Rule for Int8Conv {
             // the grid was validated where it was set (compress, the text
             // parser, BatchNorm folding, the importer); codes are read once, in apply
             let on_grid = weight.grid.as_ref().is_some_and(|g| g.axis == 0);
-            if !on_grid || !worth_it(&conv, weight.tensor.shape()) {
+            if !on_grid || !worth_it(&conv, weight.tensor.shape()) || pattern_kernel(eg, class, &conv, w) {
                 continue;
             }
             let b = match ch.get(2) {
@@ -290,10 +308,24 @@ mod tests {
     /// A conv (pads, stride, bias, Relu, `m` channels) whose input goes
     /// through the quantiser and whose weight is on a per-channel grid.
     fn graph(group: usize, m: usize, pads: usize, stride: usize) -> String {
+        graph_pruned(group, m, pads, stride, false)
+    }
+
+    /// [`graph`], with `pruned` every other kernel removed and the others
+    /// keeping two taps (11% of the weights: a pattern layout).
+    fn graph_pruned(group: usize, m: usize, pads: usize, stride: usize, pruned: bool) -> String {
         let (c, k) = (4usize, 3usize);
         let cg = c / group;
         let scales: Vec<f32> = (0..m).map(|i| 0.01 + 0.002 * i as f32).collect();
-        let codes = random(7, m * cg * k * k, -127.0, 127.0);
+        let mut codes = random(7, m * cg * k * k, -127.0, 127.0);
+        if pruned {
+            for (i, q) in codes.iter_mut().enumerate() {
+                let (kernel, tap) = (i / 9, i % 9);
+                if kernel % 2 == 1 || ![1, 4].contains(&tap) {
+                    *q = 0.0;
+                }
+            }
+        }
         let w: Vec<String> =
             codes.iter().enumerate().map(|(i, q)| format!("{:?}", q.round() * scales[i / (cg * k * k)])).collect();
         let b: Vec<String> = random(8, m, -0.5, 0.5).iter().map(|v| format!("{v:?}")).collect();
@@ -444,5 +476,15 @@ mod tests {
         // depthwise: stays on the f32 kernel
         let dw = graph(4, 4, 1, 1);
         assert!(!run(&dw).0.contains("QConv"));
+        // pattern-pruned: the f32 pattern kernel skips the removed weights
+        let (text, err) = run(&graph_pruned(1, 8, 1, 1, true));
+        assert!(!text.contains("QConv") && err == 0.0, "{text}");
+        // stride 2: the pattern kernel takes it only with the AVX2 tiles
+        let g = text::parse(&graph_pruned(1, 8, 1, 2, true)).unwrap();
+        for (wide, qconv) in [(true, false), (false, true)] {
+            let opts = PassOptions { wide_patterns: wide, ..PassOptions::default() };
+            let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap();
+            assert_eq!(text::print(&out).contains("QConv"), qconv, "stride 2, wide patterns {wide}");
+        }
     }
 }
