@@ -472,7 +472,7 @@ fn tucker2(
     let next = rewrite::split_tucker(cur, site, first.clone(), core.clone(), last.clone())?;
     let error = relative_error(site, rows_fp, &t.compose(), &m.h);
     let factors = [first.clone(), core.clone(), last.clone()];
-    let rep = LayerReport::tucker(cur, site, job.settings, ranks, macs, t.weights(), error, factors);
+    let rep = LayerReport::tucker(cur, site, job.settings, ranks, macs, error, factors);
     let (vname, uname) = rewrite::factor_names(&site.layer);
     let part = LayerSettings { low_rank: 0.0, tucker: None, ..job.settings };
     let parent = Some(site.layer.clone());

@@ -115,42 +115,50 @@ impl LayerReport {
         error: f64,
         factors: [Tensor; 2],
     ) -> LayerReport {
-        let mut r = LayerReport::unchanged(g, site, settings);
         let kept = rank * (site.rows + site.cols);
-        r.kept = kept;
-        r.macs_kept = r.macs / (site.rows * site.cols).max(1) * kept;
-        let int8 = settings.quant == Precision::Int8;
-        r.bytes_after = if int8 { kept + 4 * (site.rows + rank) } else { 4 * kept };
-        r.error = error;
+        let macs_kept = site.macs(g) / (site.rows * site.cols).max(1) * kept;
+        let mut r = LayerReport::split(g, site, settings, factors.into(), macs_kept, site.rows + rank, error);
         r.rank = Some(rank);
-        r.factors = factors.into();
         r.notes.push(format!("rank {rank}"));
         r
     }
 
-    /// A conv factored by Tucker-2: MACs `macs_kept` of the three convs,
-    /// `kept` weights (int8 when the settings quantise: one byte each plus
-    /// the three convs' per-channel scales).
-    #[allow(clippy::too_many_arguments)]
+    /// A conv factored by Tucker-2 at `ranks`, its three convs doing
+    /// `macs_kept` multiply-adds.
     pub(crate) fn tucker(
         g: &Graph,
         site: &Site,
         settings: LayerSettings,
         ranks: [usize; 2],
         macs_kept: usize,
-        kept: usize,
         error: f64,
         factors: [Tensor; 3],
     ) -> LayerReport {
-        let mut r = LayerReport::unchanged(g, site, settings);
-        r.kept = kept;
-        r.macs_kept = macs_kept;
-        let int8 = settings.quant == Precision::Int8;
-        r.bytes_after = if int8 { kept + 4 * (ranks[0] + ranks[1] + site.rows) } else { 4 * kept };
-        r.error = error;
+        let scales = ranks[0] + ranks[1] + site.rows;
+        let mut r = LayerReport::split(g, site, settings, factors.into(), macs_kept, scales, error);
         r.tucker = Some(ranks);
-        r.factors = factors.into();
         r.notes.push(format!("Tucker-2 ranks {}, {}", ranks[0], ranks[1]));
+        r
+    }
+
+    /// A layer split into the products `factors`: their weights are the
+    /// kept ones, in bytes one each plus a 4-byte step for each of their
+    /// `scales` output channels when the settings quantise, else four each.
+    fn split(
+        g: &Graph,
+        site: &Site,
+        settings: LayerSettings,
+        factors: Vec<Tensor>,
+        macs_kept: usize,
+        scales: usize,
+        error: f64,
+    ) -> LayerReport {
+        let mut r = LayerReport::unchanged(g, site, settings);
+        r.kept = factors.iter().map(Tensor::numel).sum();
+        r.macs_kept = macs_kept;
+        r.bytes_after = if settings.quant == Precision::Int8 { r.kept + 4 * scales } else { 4 * r.kept };
+        r.error = error;
+        r.factors = factors;
         r
     }
 

@@ -48,17 +48,13 @@ pub fn ranks(c: usize, m: usize, area: usize, [r_in, r_out]: [usize; 2]) -> [usi
 
 /// Multiply-accumulates per inference of the three convs at `ranks`: the
 /// first conv on every input pixel, the core and the last conv on every
-/// output pixel (pixels counting the batch).
+/// output pixel (pixels counting the batch). With one pixel in and out,
+/// the three convs' weights.
 pub fn macs(c: usize, m: usize, area: usize, [r_in, r_out]: [usize; 2], in_pixels: usize, out_pixels: usize) -> usize {
     in_pixels * c * r_in + out_pixels * (r_out * r_in * area + m * r_out)
 }
 
 impl Tucker2 {
-    /// Weights of the three factors.
-    pub fn weights(&self) -> usize {
-        [&self.first, &self.core, &self.last].iter().map(|f| f.iter().map(Vec::len).sum::<usize>()).sum()
-    }
-
     /// The composed weight `last · core · first` as `[M][C · area]` rows.
     pub fn compose(&self) -> Vec<Vec<f64>> {
         let (r_in, c) = (self.first.len(), self.first.first().map_or(0, Vec::len));
@@ -168,7 +164,10 @@ mod tests {
         assert!(e_full < 1e-6, "full ranks: relative error {e_full}");
         let t = factor(&w, &h, area, 4, 4).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((t.first.len(), t.core.len(), t.last.len()), (4, 4, m));
-        assert_eq!(t.weights(), 4 * c + 4 * 4 * area + m * 4);
+        let weights: usize = [&t.first, &t.core, &t.last].iter().map(|f| f.iter().map(Vec::len).sum::<usize>()).sum();
+        assert_eq!(weights, 4 * c + 4 * 4 * area + m * 4);
+        // one pixel in, one out: a multiply-add per weight
+        assert_eq!(macs(c, m, area, [4, 4], 1, 1), weights);
         let e = rel_error(&w, &t.compose(), &h);
         // the same ranks fitted to the weight alone (H = identity)
         let eye = Mat::from_fn(c * area, c * area, |i, j| if i == j { 1.0 } else { 0.0 });

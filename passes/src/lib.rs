@@ -52,9 +52,9 @@ pub struct PassOptions {
     /// by default; off keeps such layers in f32 on the dequantised grid
     /// (docs/compression.md, "Integer kernels").
     pub int8_kernels: bool,
-    /// Whether the code generator has the assembled pattern passes
+    /// Whether the code generator has the assembled pattern tiles
     /// (AVX2 + FMA micro-kernels): pattern-pruned convs then stay on the
-    /// pattern kernel on larger planes than the 128-bit one wins on
+    /// pattern kernel on more planes than the 128-bit one wins on
     /// ([`kerf_ir::Sparsity::pattern_beats_winograd`]). The pipeline sets
     /// it from the target.
     pub wide_patterns: bool,

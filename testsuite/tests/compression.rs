@@ -157,6 +157,25 @@ fn logits(plan: Option<&str>) -> Vec<Tensor> {
 }
 
 /// Output logits of session `s` on the digits test set.
+/// `f` of a session on the ONNX file `bytes` (written to a temporary
+/// folder named after `tag`, removed afterwards), for the host baseline.
+fn with_exported<T>(bytes: &[u8], tag: &str, f: impl FnOnce(&Session) -> T) -> T {
+    let dir = std::env::temp_dir().join(format!("kerf-export-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("digits_cnn_{tag}.onnx"));
+    std::fs::write(&path, bytes).unwrap();
+    let out = f(&Session::new(&path).target(kerf_targets::Target::host_baseline()));
+    std::fs::remove_dir_all(&dir).ok();
+    out
+}
+
+/// The imported IR text of a session's file and its top-1 on the digits
+/// test set.
+fn text_and_top1(s: &Session) -> (String, f64) {
+    let text = kerf_ir::text::print(&s.import().unwrap());
+    (text, top1_on(s, &s.graph().unwrap().graph, "digits_cnn"))
+}
+
 fn logits_of(s: &Session) -> Vec<Tensor> {
     let g = s.graph().unwrap().graph;
     let x = npy::read(&fixture("test_x.npy")).unwrap();
@@ -203,12 +222,7 @@ fn bias_correction_reduces_the_output_error() {
     // the classifier too: its input carries the pruned convs' error
     assert_eq!(biased, ["/0/Conv", "/2/Conv", "/6/Gemm"]);
     let (bytes, _) = export_onnx(&fixture("model.onnx"), &report).unwrap();
-    let dir = std::env::temp_dir().join(format!("kerf-export-bc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("digits_cnn_bc.onnx");
-    std::fs::write(&path, &bytes).unwrap();
-    let exported = logits_of(&Session::new(&path).target(kerf_targets::Target::host_baseline()));
-    std::fs::remove_dir_all(&dir).ok();
+    let exported = with_exported(&bytes, "bc", logits_of);
     // the exported file computes the corrected model, not the uncorrected one
     let (corrected, plain) = (logits(Some(plan)), logits(Some("[default]\npatterns = 8\nconnectivity = 0.25\n")));
     let (to_corrected, to_plain) = (snr_between(&exported, &corrected), snr_between(&exported, &plain));
@@ -355,16 +369,8 @@ fn tucker2_splits_a_conv_into_three() {
     // QDQ) that compute what the compressed graph computes
     let (bytes, layers) = kerf_pipeline::compression::export_onnx(&fixture("model.onnx"), &qreport).unwrap();
     assert_eq!(layers, 3, "both convs and the Gemm are edited");
-    let dir = std::env::temp_dir().join(format!("kerf-export-tucker-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("digits_cnn_tucker.onnx");
-    std::fs::write(&path, &bytes).unwrap();
-    let s = Session::new(&path).target(kerf_targets::Target::host_baseline());
-    let text = kerf_ir::text::print(&s.import().unwrap());
+    let (text, reimported) = with_exported(&bytes, "tucker", text_and_top1);
     assert_eq!(text.matches("= Conv{").count(), 4, "the second conv became three:\n{text}");
-    let g = s.graph().unwrap().graph;
-    let reimported = top1_on(&s, &g, "digits_cnn");
-    std::fs::remove_dir_all(&dir).ok();
     assert_eq!(reimported, q, "top-1 of the exported model {reimported} vs the compressed graph {q}");
 }
 
@@ -467,16 +473,8 @@ fn exported_qdq_model_computes_the_compressed_model() {
     let (bytes, layers) = export_onnx(&fixture("model.onnx"), &report).unwrap();
     assert_eq!(layers, 3, "both convs and the Gemm are edited");
     assert_eq!(bytes, export_onnx(&fixture("model.onnx"), &report).unwrap().0, "export is deterministic");
-    let dir = std::env::temp_dir().join(format!("kerf-export-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("digits_cnn_q.onnx");
-    std::fs::write(&path, &bytes).unwrap();
-    let s = Session::new(&path).target(kerf_targets::Target::host_baseline());
-    let g = s.graph().unwrap().graph;
-    let ops: Vec<String> = kerf_ir::text::print(&s.import().unwrap()).lines().map(String::from).collect();
-    assert!(ops.iter().any(|l| l.contains("Round")), "the QDQ pair imports as a quantiser");
-    let reimported = top1_on(&s, &g, "digits_cnn");
-    std::fs::remove_dir_all(&dir).ok();
+    let (text, reimported) = with_exported(&bytes, "q", text_and_top1);
+    assert!(text.lines().any(|l| l.contains("Round")), "the QDQ pair imports as a quantiser");
     assert_eq!(reimported, top1, "top-1 of the exported model {reimported} vs the compressed graph {top1}");
 }
 
@@ -551,16 +549,8 @@ fn exported_low_rank_model_computes_the_compressed_model() {
     assert_eq!(factored, ["/0/Conv", "/2/Conv", "/6/Gemm"], "every layer is cheaper at rank 4");
     let (bytes, layers) = export_onnx(&fixture("model.onnx"), &report).unwrap();
     assert_eq!(layers, 3);
-    let dir = std::env::temp_dir().join(format!("kerf-export-lr-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("digits_cnn_lr.onnx");
-    std::fs::write(&path, &bytes).unwrap();
-    let s = Session::new(&path).target(kerf_targets::Target::host_baseline());
-    let text = kerf_ir::text::print(&s.import().unwrap());
+    let (text, reimported) = with_exported(&bytes, "lr", text_and_top1);
     assert_eq!(text.matches("= Conv{").count(), 4, "two convs each became two:\n{text}");
-    let g = s.graph().unwrap().graph;
-    let reimported = top1_on(&s, &g, "digits_cnn");
-    std::fs::remove_dir_all(&dir).ok();
     assert_eq!(reimported, top1, "top-1 of the exported model {reimported} vs the compressed graph {top1}");
 }
 

@@ -201,7 +201,8 @@ pub fn variants(site: &layer::Site) -> Vec<Variant> {
         // (both modes reduced: a first 1x1 conv over all input channels,
         // e.g. of a one-channel image, only rescales them)
         let thinner = r_in < c && r_out < site.rows;
-        if area > 1 && thinner && c * r_in + r_out * r_in * area + site.rows * r_out < site.rows * site.cols {
+        let weights = kerf_compress::tucker::macs(c, site.rows, area, [r_in, r_out], 1, 1);
+        if area > 1 && thinner && weights < site.rows * site.cols {
             for int8 in [false, true] {
                 let mut t =
                     variant(&format!("tucker{r_in},{r_out}{}", if int8 { "+int8" } else { "" }), int8, 0, 0.0, 0.0);

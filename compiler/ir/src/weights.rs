@@ -67,9 +67,9 @@ impl Sparsity {
     /// 0.040 ms dense, 28x28 (conv1) 0.0095 vs 0.0167; 7x7 (conv3) 0.036 vs
     /// 0.025; 56x56 with 64 channels 2.74 ms vs 2.33 ms Winograd.
     ///
-    /// With AVX2 (`wide`: assembled passes from 512 pixels up, register
-    /// tiles below) it wins on every plane size at 22% of the weights kept
-    /// (4 of 9 taps, 50% connectivity): 64 channels on 56x56 1.21–1.36 vs
+    /// With AVX2 (`wide`: the assembled register tiles) it wins on every
+    /// plane size at 22% of the weights kept (4 of 9 taps, 50%
+    /// connectivity): 64 channels on 56x56 1.21–1.36 vs
     /// 1.62–1.72 ms Winograd, 128 on 28x28 1.12–1.20 vs 1.43–1.51, 256 on
     /// 14x14 1.21 vs 1.46, 512 on 7x7 1.08 vs 2.46 (dense packed). At 33%
     /// kept (25% connectivity) resnet18's 56x56 and 28x28 layers ran ~30%

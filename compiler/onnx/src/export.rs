@@ -183,37 +183,18 @@ fn edit_layer(g: &mut GraphProto, names: &mut Names, e: &LayerEdit) -> Result<()
             check_factors(g, layer, &g.node[at], &w_name, f, &e.weight)?;
             let spatial = f.weight.shape().len() - 2;
             if let Some(t) = &f.pointwise {
-                // Tucker-2's first 1x1 conv
-                let tname = format!("{layer}.t");
-                let xin = quantized_input(g, names, &tname, &x, t.input_quant, &mut before)?;
-                let wt = weight_input(g, names, &tname, &t.weight, t.weight_quant.as_ref(), &mut before)?;
-                let out = names.fresh(&format!("{tname}_out"));
+                // Tucker-2's first 1x1 conv: the layer's node made pointwise
                 let mut n = g.node[at].clone();
-                n.input = vec![xin, wt];
-                n.output = vec![out.clone()];
-                n.name = names.fresh(&tname);
                 pointwise(&mut n, spatial);
-                before.push(n);
-                x = out;
+                x = part_before(g, names, &format!("{layer}.t"), &x, t, n, &mut before)?;
             }
-            let vname = format!("{layer}.v");
-            let xin = quantized_input(g, names, &vname, &x, f.input_quant, &mut before)?;
-            let wv = weight_input(g, names, &vname, &f.weight, f.weight_quant.as_ref(), &mut before)?;
-            let out = names.fresh(&format!("{vname}_out"));
-            let mut first = if op == "Conv" {
-                let mut n = g.node[at].clone();
-                n.input = vec![xin, wv];
-                n.output = vec![out.clone()];
-                n
-            } else {
-                node("MatMul", String::new(), vec![xin, wv], out.clone())
-            };
-            first.name = names.fresh(&vname);
-            before.push(first);
+            // the input side: the layer's conv, or a MatMul
+            let n =
+                if op == "Conv" { g.node[at].clone() } else { node("MatMul", String::new(), vec![], String::new()) };
+            x = part_before(g, names, &format!("{layer}.v"), &x, f, n, &mut before)?;
             if op == "Conv" {
                 pointwise(&mut g.node[at], spatial);
             }
-            x = out;
         }
     }
     let w = weight_input(g, names, layer, &e.weight, e.weight_quant.as_ref(), &mut before)?;
@@ -247,6 +228,29 @@ fn edit_layer(g: &mut GraphProto, names: &mut Names, e: &LayerEdit) -> Result<()
     }
     g.node.splice(at..at, before);
     Ok(())
+}
+
+/// A part of a factored layer as node `n` (its op and attributes) named
+/// `name` before the layer (pushed to `before`, with the part's weight
+/// and input quantisers): it reads `x` and the part's weight; returns its
+/// output's name.
+fn part_before(
+    g: &mut GraphProto,
+    names: &mut Names,
+    name: &str,
+    x: &str,
+    part: &FactorEdit,
+    mut n: NodeProto,
+    before: &mut Vec<NodeProto>,
+) -> Result<String, ImportError> {
+    let xin = quantized_input(g, names, name, x, part.input_quant, before)?;
+    let w = weight_input(g, names, name, &part.weight, part.weight_quant.as_ref(), before)?;
+    let out = names.fresh(&format!("{name}_out"));
+    n.input = vec![xin, w];
+    n.output = vec![out.clone()];
+    n.name = names.fresh(name);
+    before.push(n);
+    Ok(out)
 }
 
 /// The weight input: an f32 initializer, or an int8 one behind a
@@ -326,16 +330,13 @@ fn check_factors(
     let old: Vec<usize> = old.iter().map(|&d| d as usize).collect();
     let (v, u) = (f.weight.shape(), u.shape());
     if let Some(t) = &f.pointwise {
-        let t = t.weight.shape();
         let fits = match (n.op_type.as_str(), old.as_slice(), v) {
-            ("Conv", [m, c, kernel @ ..], [r_out, r_in, vk @ ..])
-                if !kernel.is_empty() && f.pointwise.as_ref().is_some_and(|t| t.pointwise.is_none()) =>
-            {
+            ("Conv", [m, c, kernel @ ..], [r_out, r_in, vk @ ..]) if !kernel.is_empty() && t.pointwise.is_none() => {
                 let ones = vec![1; kernel.len()];
                 let want = |a: usize, b: usize| [vec![a, b], ones.clone()].concat();
                 attr_int(n, "group", 1) == 1
                     && vk == kernel
-                    && t == want(*r_in, *c).as_slice()
+                    && t.weight.shape() == want(*r_in, *c).as_slice()
                     && u == want(*m, *r_out).as_slice()
             }
             _ => false,
@@ -343,7 +344,7 @@ fn check_factors(
         if !fits {
             return Err(err(
                 layer,
-                format!("Tucker-2 factors {t:?}, {v:?} and {u:?} do not factor its weight {old:?}"),
+                format!("Tucker-2 factors {:?}, {v:?} and {u:?} do not factor its weight {old:?}", t.weight.shape()),
             ));
         }
         return Ok(());

@@ -48,7 +48,7 @@ use egg::Id;
 use kerf_ir::op::{ConvAlgo, Epilogue, QConv, QOut};
 use kerf_ir::{BinaryOp, DType, Op, Origin, Tensor, UnaryOp, WeightId, F32};
 
-use super::{add_union, rewrite, KRewrite, Rule};
+use super::{add_union, on_pattern_kernel, rewrite, KRewrite, Rule};
 use crate::analysis::{KEGraph, MemoKey};
 use crate::lang::{KNode, NodeOp};
 
@@ -119,22 +119,6 @@ fn quantiser(eg: &KEGraph, class: Id) -> Option<Quantiser> {
     None
 }
 
-/// Whether the f32 pattern kernel computes this conv: its weight is
-/// pattern-pruned, sparse enough for the plane to beat the dense kernels
-/// ([`kerf_ir::Sparsity::pattern_beats_winograd`]), and the kernel takes
-/// its stride (2 only with the AVX2 tiles). It does only the kept
-/// multiply-adds, the dense integer GEMM all of them, so the conv stays f32
-/// on its grid (there is no integer pattern kernel yet).
-fn pattern_kernel(eg: &KEGraph, class: Id, c: &kerf_ir::op::Conv, w: WeightId) -> bool {
-    let wide = eg.analysis.wide_patterns;
-    let stride_ok = c.window.strides.iter().all(|&s| s == 1) || wide && c.window.strides.iter().all(|&s| s == 2);
-    let plane = eg[class].data.ty().map_or(0, |t| t.shape.iter().skip(2).product());
-    stride_ok
-        && c.group == 1
-        && kerf_ir::Sparsity::detect(eg.analysis.weights.tensor(w))
-            .is_some_and(|sp| sp.pattern_beats_winograd(plane, wide))
-}
-
 /// Whether the integer GEMM pays for this conv (see the module docs).
 fn worth_it(c: &kerf_ir::op::Conv, wshape: &[usize]) -> bool {
     let per_output: usize = wshape[1..].iter().product();
@@ -165,7 +149,7 @@ impl Rule for Int8Conv {
             // the grid was validated where it was set (compress, the text
             // parser, BatchNorm folding, the importer); codes are read once, in apply
             let on_grid = weight.grid.as_ref().is_some_and(|g| g.axis == 0);
-            if !on_grid || !worth_it(&conv, weight.tensor.shape()) || pattern_kernel(eg, class, &conv, w) {
+            if !on_grid || !worth_it(&conv, weight.tensor.shape()) || on_pattern_kernel(eg, class, &conv, w) {
                 continue;
             }
             let b = match ch.get(2) {

@@ -188,6 +188,24 @@ pub fn group(name: &str) -> Option<(&'static str, Vec<KRewrite>)> {
 /// also a graph output the DAG-aware extraction cost is what keeps it from
 /// being computed twice). Fusion and chaining rules require it of the
 /// producer they absorb.
+/// Whether the f32 pattern kernel computes the conv `c` of `class` with
+/// weight `w`: one group, its weight pattern-pruned and sparse enough for
+/// the output plane to beat the dense kernels
+/// ([`kerf_ir::Sparsity::pattern_beats_winograd`]), and a stride the
+/// kernel takes (2 only with the assembled tiles). The `winograd` group
+/// leaves such a conv direct and the `int8` group leaves it f32: the
+/// pattern kernel does only the kept multiply-adds, Winograd and the
+/// integer GEMM all of them.
+pub(crate) fn on_pattern_kernel(eg: &KEGraph, class: Id, c: &kerf_ir::op::Conv, w: kerf_ir::WeightId) -> bool {
+    let wide = eg.analysis.wide_patterns;
+    let strides = |v: usize| c.window.strides.iter().all(|&s| s == v);
+    let plane = eg[class].data.ty().map_or(0, |t| t.shape.iter().skip(2).product());
+    c.group == 1
+        && (strides(1) || wide && strides(2))
+        && kerf_ir::Sparsity::detect(eg.analysis.weights.tensor(w))
+            .is_some_and(|sp| sp.pattern_beats_winograd(plane, wide))
+}
+
 pub(crate) fn single_user(eg: &KEGraph, class: Id, parent: Id) -> bool {
     let parents: std::collections::BTreeSet<Id> = eg[class].parents().map(|p| eg.find(p)).collect();
     parents.len() == 1 && parents.contains(&eg.find(parent))

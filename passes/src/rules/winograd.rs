@@ -43,11 +43,9 @@ impl Rule for WinogradConv {
         "winograd-conv"
     }
     fn find(&self, eg: &KEGraph, class: Id, out: &mut Vec<ConvMatch>) {
-        let Some(plane) =
-            eg[class].data.ty().filter(|t| t.dtype == DType::F32 && t.rank() == 4).map(|t| t.shape[2] * t.shape[3])
-        else {
+        if eg[class].data.ty().is_none_or(|t| t.dtype != DType::F32 || t.rank() != 4) {
             return;
-        };
+        }
         for n in &eg[class].nodes {
             let Some(Op::Conv(c)) = n.kerf_op() else { continue };
             if c.algo != ConvAlgo::Direct || !c.winograd_eligible() {
@@ -56,15 +54,9 @@ impl Rule for WinogradConv {
             let Some(&w) = n.children.get(1) else { continue };
             // a pattern-pruned weight on a plane where its own kernel is
             // faster than Winograd's densified transform stays direct
-            match &eg[w].data.constant {
-                None => continue,
-                Some(id)
-                    if kerf_ir::Sparsity::detect(eg.analysis.weights.tensor(*id))
-                        .is_some_and(|sp| sp.pattern_beats_winograd(plane, eg.analysis.wide_patterns)) =>
-                {
-                    continue
-                }
-                Some(_) => {}
+            match eg[w].data.constant {
+                Some(id) if !super::on_pattern_kernel(eg, class, c, id) => {}
+                _ => continue,
             }
             out.push(ConvMatch { conv: c.clone(), children: n.children.clone() });
         }

@@ -1,48 +1,33 @@
 //! Pattern-sparse direct convolution (PatDNN's compiler half): a conv whose
 //! constant weight has a pattern layout ([`kerf_ir::Sparsity::detect`]:
 //! every kernel keeps the taps of one of a few masks, or is removed) runs
-//! only its kept taps, with no index decoding and no zero MACs.
+//! only its kept taps, with no zero MACs.
 //!
-//! Order: per output pixel, the bias, then block by block of input
-//! channels ([`channel_block`]), mask by mask, the block's kept kernels of
-//! that mask in channel order, tap by tap: one fused multiply-add each.
-//! Both pass forms perform exactly that sequence ([`program_order`]), so
-//! they give the same bits. The register tiles group a block's kernels by
-//! tap count instead of by mask (one loop per group: fewer mispredicted
-//! loop exits), so their sums round differently; tests hold them to the
-//! reference.
+//! **Program**, built at compile time ([`Program`]): per (output channel,
+//! block of input channels), per tap count, the number of kept kernels with
+//! that many taps, then per kernel in channel order each tap's byte offset
+//! into the padded image ([`Phases`]) and its weight. Removed kernels have
+//! no entry and no zero weight is stored; the per-tap offset is the only
+//! index decoding, one scalar load per tap and kernel.
 //!
-//! Compact storage, built at compile time: per (output channel, channel
-//! block, mask or tap count), the kept kernels' offsets into the padded
-//! image and their kept weights (`f32`, one per tap). Removed kernels have
-//! no entry at all, and no zero weight is stored.
+//! **Order**: per output pixel the bias, then the program in order, one
+//! fused multiply-add per kept tap. Both forms below perform exactly that
+//! sequence, so `--no-micro-kernels` gives the same bits.
 //!
-//! Three forms:
-//! - **128-bit passes** ([`conv_passes`], every ISA; stride 1, output
-//!   planes of 64 pixels and more): the input is copied into a zero-padded
-//!   scratch image (so no tap is bounds-checked); each output plane starts
-//!   as the bias, then one loop per mask runs over that mask's kept
-//!   kernels, and each kernel (its kept weights broadcast once into
-//!   registers) is applied to the whole plane: per output vector one load,
-//!   one FMA per kept tap at the tap's constant offset (the
-//!   pattern-specialised inner loop: no index decoding, no zero MACs), one
+//! - **Register tiles** ([`conv_tiles`], AVX2 + FMA; stride 1 or 2, any
+//!   plane): the output plane is cut into tiles of up to 12 `ymm`
+//!   accumulators (rows × 8-pixel vectors, [`schedule`]); an assembled
+//!   tile (`ukernel::avx2::pattern_tile`) holds one output channel's tile
+//!   in registers while one channel block's program adds its taps, then
+//!   stores it once. Tiles are the outer loop, then channel blocks, then
+//!   output channels, so a block's input band stays in cache while every
+//!   output channel reads it. Stride 2 reads a phase-split image, so
+//!   consecutive output pixels still read consecutive floats.
+//! - **128-bit passes** ([`conv_passes`], every ISA; stride 1, planes of
+//!   64 pixels and more): each output plane starts as the bias, then each
+//!   kept kernel (its weights broadcast once into registers) is applied to
+//!   the whole plane: per output vector one load, one FMA per tap, one
 //!   store.
-//! - **AVX2 passes** (`ukernel::avx2::pattern_pass`, planes of
-//!   [`TILE_PLANE`] pixels and more): the same passes assembled, 8 pixels
-//!   per `ymm`, two kept kernels of a mask per pass.
-//! - **AVX2 register tiles** ([`conv_tiles`], smaller planes and stride
-//!   2): the loops turn inside out. The output plane is cut into tiles of
-//!   up to 12 `ymm` accumulators (rows × 8-pixel vectors, [`schedule`]);
-//!   an assembled tile (`ukernel::avx2::pattern_tile`) holds one output
-//!   channel's tile in registers while the kept kernels of one channel
-//!   block add their taps, reading the block's *program* (per tap count:
-//!   a count, then per kernel each tap's offset into the padded image and
-//!   its weight: the only index decoding, one scalar load per tap), and
-//!   stores it once. Tiles are the outer loop, then channel
-//!   blocks, then output channels, so a block's input band stays in cache
-//!   while every output channel reads it. Stride 2 reads a phase-split
-//!   image ([`Phases`]), so consecutive output pixels still read
-//!   consecutive floats.
 //!
 //! The epilogue runs as a second pass.
 //!
@@ -54,7 +39,7 @@ use cranelift_codegen::ir::{types, ConstantData, Endianness, InstBuilder, MemFla
 
 use super::conv_geo::{pad_input, Geo};
 use super::{Family, Kernel, LResult};
-use crate::ukernel::avx2::{pattern_pass, pattern_tile, PatternPass, PatternTile};
+use crate::ukernel::avx2::{pattern_tile, PatternTile};
 
 /// Whether the pattern kernel computes this conv: one group; for the
 /// 128-bit passes stride 1 and an output plane of at least 64 pixels
@@ -66,75 +51,24 @@ pub(super) fn fits(gm: &Geo, wide: bool) -> bool {
     gm.group == 1 && (stride == (1, 1) && (wide || gm.oh * gm.ow >= 64) || wide && stride == (2, 2))
 }
 
-/// Output planes below this many pixels run on the register tiles with
-/// AVX2 (above it the assembled passes measured as fast or faster: at 22%
-/// of the weights kept, AMD EPYC Zen 3, 1 thread, 64 channels on 56x56
-/// 1.21 ms passes vs 1.19–1.38 ms tiles, 128 on 28x28 1.12 vs 1.23–1.37;
-/// 256 on 14x14 2.43 vs 1.21, 512 on 7x7 2.7 (dense) vs 1.08).
-const TILE_PLANE: usize = 512;
-
-/// Output vectors per step along a row (independent FMA chains; 2 measured
-/// fastest of 1, 2, 4 and 8 on a 64-channel 56x56 layer).
+/// Output vectors per step along a row of a pass (independent FMA chains;
+/// 2 measured fastest of 1, 2, 4 and 8 on a 64-channel 56x56 layer).
 const BLOCK: usize = 2;
 
-/// The compile-time tables of one layer.
-struct Tables {
-    /// `[oc][channel block][mask]`: (kernel count, first offset index,
-    /// first weight index).
-    header: Vec<[i64; 3]>,
-    /// Byte offset of each kept kernel's input channel in the padded image.
-    offsets: Vec<i64>,
-    /// The kept weights, per kernel in tap order.
-    weights: Vec<f32>,
-}
-
-fn tables(gm: &Geo, w: &[f32], patterns: &[u32], assignment: &[Option<u8>], plane_bytes: i64) -> Tables {
-    let area = gm.kh * gm.kw;
-    let mut t = Tables { header: Vec::new(), offsets: Vec::new(), weights: Vec::new() };
-    for (o, cb, p, mask) in program_order(gm, patterns) {
-        let (start_o, start_w) = (t.offsets.len() as i64, t.weights.len() as i64);
-        for c in cb.filter(|&c| assignment[o * gm.c + c] == Some(p as u8)) {
-            t.offsets.push(c as i64 * plane_bytes);
-            let kernel = &w[(o * gm.c + c) * area..(o * gm.c + c + 1) * area];
-            t.weights.extend((0..area).filter(|tap| mask & (1 << tap) != 0).map(|tap| kernel[tap]));
-        }
-        t.header.push([t.offsets.len() as i64 - start_o, start_o, start_w]);
-    }
-    t
-}
-
-/// Input channels per block (the passes use the same blocks, so that
-/// both pass forms share one order): the register tiles take the kept kernels of
-/// one block of input channels per call, so that the block's band of
-/// input rows under a tile (about 64 KB: in L2, mostly in L1) stays close
-/// while every output channel reads it. Measured on 22%-kept layers (AMD
-/// EPYC Zen 3, 1 thread): a 12 KB band 1.3–2.0x slower than 48–96 KB
-/// (more calls with shorter FMA chains), one block for all channels up to
-/// 10% slower (its band falls out of L2 on 512-channel layers); with
-/// stride 2, 16–256 KB bands 1.05–1.7x slower than 64 KB. Both kernels use the same blocks: the order of the
-/// fused multiply-adds, and so the bits, is theirs together.
+/// Input channels per block: a register tile takes the kept kernels of one
+/// block of input channels per call, so that the block's band of input
+/// rows under a tile (about 64 KB: in L2, mostly in L1) stays close while
+/// every output channel reads it. Measured on 22%-kept layers (AMD EPYC
+/// Zen 3, 1 thread): a 12 KB band 1.3–2.0x slower than 48–96 KB (more
+/// calls with shorter FMA chains), one block for all channels up to 10%
+/// slower (its band falls out of L2 on 512-channel layers); with stride 2,
+/// 16–256 KB bands 1.05–1.7x slower than 64 KB.
 fn channel_block(gm: &Geo) -> usize {
     let (sch, s) = (schedule(gm.oh, gm.ow), gm.sh.max(1));
     // per channel: the tile's rows of every phase plane ([`Phases`])
     let rows = sch.rows + (gm.kh - 1) * gm.dh / s;
     let row_bytes = ((8 * sch.vecs + (gm.kw - 1) * gm.dw / s) * 4).next_multiple_of(64) + 64;
     (64 * 1024 / (s * s * rows * row_bytes)).clamp(8, gm.c.max(8))
-}
-
-/// The order every kept tap is applied in, per output pixel: output
-/// channel, then block of input channels ([`channel_block`]), then mask,
-/// then the block's channels holding that mask, in order:
-/// `(output channel, the block's channels, mask index, mask)`.
-fn program_order<'a>(
-    gm: &'a Geo,
-    patterns: &'a [u32],
-) -> impl Iterator<Item = (usize, std::ops::Range<usize>, usize, u32)> + 'a {
-    let cb = channel_block(gm);
-    (0..gm.oc).flat_map(move |o| {
-        (0..gm.c)
-            .step_by(cb)
-            .flat_map(move |c0| patterns.iter().enumerate().map(move |(p, &m)| (o, c0..(c0 + cb).min(gm.c), p, m)))
-    })
 }
 
 /// Emits the pattern conv (no epilogue: `conv` runs it as a second pass).
@@ -146,196 +80,210 @@ pub(super) fn conv(
     patterns: &[u32],
     assignment: &[Option<u8>],
 ) -> LResult {
-    if k.caps.avx2 && (gm.oh * gm.ow < TILE_PLANE || gm.sh > 1) {
-        return conv_tiles(k, gm, w, bias, patterns, assignment);
+    let ph = Phases::new(gm);
+    let prog = Program::new(gm, w, patterns, assignment, &ph)?;
+    let f = Frame::new(k, gm, &prog, bias, &ph)?;
+    if k.caps.avx2 {
+        conv_tiles(k, gm, &prog, &ph, &f)
+    } else {
+        conv_passes(k, gm, &prog, &ph, &f);
+        Ok(())
     }
-    conv_passes(k, gm, w, bias, patterns, assignment)
 }
 
-/// The 128-bit passes: one pass over the output plane per kept kernel.
-fn conv_passes(
-    k: &mut Kernel,
-    gm: &Geo,
-    w: &[f32],
-    bias: &[f32],
-    patterns: &[u32],
-    assignment: &[Option<u8>],
-) -> LResult {
-    let l = k.lanes();
-    let vty = k.vty();
-    let g = *gm;
-    // padded image: rows of `wpd` with slack for the last vector's lanes
-    let hp = (g.h + g.ph).max((g.oh - 1) + (g.kh - 1) * g.dh + 1);
-    let wpd = (g.w + g.pw).max(g.ow.div_ceil(l) * l - 1 + (g.kw - 1) * g.dw + 1);
-    let plane = (hp * wpd * 4) as i64;
-    let t = tables(gm, w, patterns, assignment, plane);
-    let as_bytes = |v: &[i64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-    let header: Vec<i64> = t.header.iter().flatten().copied().collect();
-    let hdr = k.blob(as_bytes(&header));
-    let offs = k.blob(as_bytes(&t.offsets));
-    let wts = k.blob_f32(&t.weights);
-    let bp = k.blob_f32(bias);
-    let img = g.c * hp * wpd;
-    // per output channel: every kept tap over the batch's planes
-    let cost = 2 * (g.n * g.oh * g.ow * t.weights.len()).div_ceil(g.oc.max(1)) as u64;
-    let cap = (super::gemm::TASK_SCRATCH_BUDGET / (img * 4).max(1)).max(2);
-    let (lo, hi) = k.parallel_range_capped(g.oc, 1, cost, cap)?;
-    let pad_img = k.task_scratch(img * 4);
-    let xp = k.input(0);
-    let out = k.output(0);
-    // per mask: the taps' byte offsets from a pixel's top-left corner
-    let taps: Vec<Vec<i32>> = patterns
-        .iter()
-        .map(|&m| {
-            (0..g.kh * g.kw)
-                .filter(|tap| m & (1 << tap) != 0)
-                .map(|tap| (((tap / g.kw) * g.dh * wpd + (tap % g.kw) * g.dw) * 4) as i32)
-                .collect()
-        })
-        .collect();
-    let ow = g.ow;
-    // with AVX2, assembled passes cover the whole plane
-    // (`ukernel::avx2::pattern_pass`, two kept kernels per pass)
-    let wide: Vec<Option<[Value; 2]>> = taps
-        .iter()
-        .map(|offsets| {
-            let pass = |kernels| PatternPass {
-                taps: offsets.clone(),
-                kernels,
-                rows: g.oh,
-                cols: ow,
-                out_row: ow * 4,
-                in_row: wpd * 4,
-            };
-            let (one, two) = (pass(1), pass(2));
-            if !(k.caps.avx2 && two.fits()) {
-                return None;
+/// The kept taps of a layer in the order they are applied (see the module
+/// docs).
+struct Program {
+    /// Every (output channel, channel block)'s program, one after another.
+    blob: Vec<u8>,
+    /// Where each starts in `blob`, `[oc][block]`.
+    starts: Vec<i64>,
+    /// The distinct tap counts, ascending: the groups of each program.
+    groups: Vec<usize>,
+    /// Channel blocks per output channel.
+    blocks: usize,
+    /// Kept taps of the whole layer.
+    taps: usize,
+}
+
+impl Program {
+    fn new(gm: &Geo, w: &[f32], patterns: &[u32], assignment: &[Option<u8>], ph: &Phases) -> LResult<Program> {
+        let area = gm.kh * gm.kw;
+        let plane = ph.channel_bytes();
+        if gm.c * plane > u32::MAX as usize / 2 {
+            return Err(format!(
+                "pattern conv: a {}-channel padded image of {plane} bytes per channel is too large",
+                gm.c
+            ));
+        }
+        let mut groups: Vec<usize> = patterns.iter().map(|m| m.count_ones() as usize).filter(|&n| n > 0).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        let cb = channel_block(gm);
+        let mask_of = |o: usize, c: usize| assignment[o * gm.c + c].and_then(|p| patterns.get(p as usize)).copied();
+        let mut p = Program { blob: Vec::new(), starts: Vec::new(), groups, blocks: gm.c.div_ceil(cb), taps: 0 };
+        for o in 0..gm.oc {
+            for c0 in (0..gm.c).step_by(cb) {
+                p.starts.push(p.blob.len() as i64);
+                for &nt in &p.groups {
+                    let kept: Vec<(usize, u32)> = (c0..(c0 + cb).min(gm.c))
+                        .filter_map(|c| mask_of(o, c).filter(|m| m.count_ones() as usize == nt).map(|m| (c, m)))
+                        .collect();
+                    p.blob.extend((kept.len() as i64).to_le_bytes());
+                    for (c, mask) in kept {
+                        let taps: Vec<usize> = (0..area).filter(|tap| mask & (1 << tap) != 0).collect();
+                        for &tap in &taps {
+                            p.blob.extend(((c * plane) as u32 + ph.tap(tap) as u32).to_le_bytes());
+                        }
+                        let kernel = &w[(o * gm.c + c) * area..(o * gm.c + c + 1) * area];
+                        for &tap in &taps {
+                            p.blob.extend(kernel[tap].to_le_bytes());
+                        }
+                        p.taps += nt;
+                    }
+                }
             }
-            let (one, two) = (pattern_pass(&one).ok()?, pattern_pass(&two).ok()?);
-            Some([k.code(Family::Avx2, one), k.code(Family::Avx2, two)])
-        })
-        .collect();
-    let sref = k.ukernel_sig(4);
+        }
+        Ok(p)
+    }
+}
+
+/// What both forms share: the program and bias as blobs, this task's
+/// output channels and its padded image.
+struct Frame {
+    prog: Value,
+    starts: Value,
+    bias: Value,
+    lo: Value,
+    hi: Value,
+    img: Value,
+    x: Value,
+    out: Value,
+}
+
+impl Frame {
+    fn new(k: &mut Kernel, g: &Geo, p: &Program, bias: &[f32], ph: &Phases) -> LResult<Frame> {
+        let prog = k.blob(p.blob.clone());
+        let starts = k.blob(p.starts.iter().flat_map(|x| x.to_le_bytes()).collect());
+        let bias = k.blob_f32(bias);
+        let img_bytes = g.c * ph.channel_bytes();
+        // per output channel: every kept tap over the batch's planes
+        let cost = 2 * (g.n * g.oh * g.ow * p.taps).div_ceil(g.oc.max(1)) as u64;
+        let cap = (super::gemm::TASK_SCRATCH_BUDGET / img_bytes.max(1)).max(2);
+        let (lo, hi) = k.parallel_range_capped(g.oc, 1, cost, cap)?;
+        let img = k.task_scratch(img_bytes);
+        Ok(Frame { prog, starts, bias, lo, hi, img, x: k.input(0), out: k.output(0) })
+    }
+
+    /// The program of output channel `oc`, channel block `cb`.
+    fn program(&self, k: &mut Kernel, p: &Program, oc: Value, cb: Value) -> Value {
+        let at = k.b.ins().imul_imm_s(oc, p.blocks as i64);
+        let at = k.b.ins().iadd(at, cb);
+        let start = k.ld_at(types::I64, self.starts, at, 8, 0);
+        k.b.ins().iadd(self.prog, start)
+    }
+
+    /// Output channel `oc`'s plane of image `n`, from pixel `pix`.
+    fn out_at(&self, k: &mut Kernel, g: &Geo, n: Value, oc: Value, pix: Value) -> Value {
+        let no = k.b.ins().imul_imm_s(n, g.oc as i64);
+        let o = k.b.ins().iadd(no, oc);
+        let o = k.b.ins().imul_imm_s(o, (g.oh * g.ow) as i64);
+        let o = k.b.ins().iadd(o, pix);
+        k.addr(self.out, o, 4)
+    }
+}
+
+/// The 128-bit passes: per output channel the plane starts as the bias,
+/// then one pass over it per kept kernel, in program order.
+fn conv_passes(k: &mut Kernel, g: &Geo, p: &Program, ph: &Phases, f: &Frame) {
+    let (l, vty, ow) = (k.lanes(), k.vty(), g.ow);
+    let row_bytes = (ph.wq * 4) as i64;
     k.for_n(0, g.n as i64, 1, |k, n| {
-        let first = k.ic(0);
-        pad_input(k, &g, xp, n, first, g.c, pad_img, hp, wpd);
-        k.for_acc(lo, hi, 1, &[], |k, oc, _| {
-            let no = k.b.ins().imul_imm_s(n, g.oc as i64);
-            let o = k.b.ins().iadd(no, oc);
-            let o = k.b.ins().imul_imm_s(o, (g.oh * ow * 4) as i64);
-            let obase = k.b.ins().iadd(out, o);
-            // the output plane starts as the bias
-            let bs = k.ld_at(types::F32, bp, oc, 4, 0);
+        ph.pad(k, g, f.x, n, f.img);
+        k.for_acc(f.lo, f.hi, 1, &[], |k, oc, _| {
+            let zero = k.ic(0);
+            let obase = f.out_at(k, g, n, oc, zero);
+            let bs = k.ld_at(types::F32, f.bias, oc, 4, 0);
             k.for_vec(g.oh * ow, &mut |k, ty, i| {
                 let v = k.widen(ty, bs);
                 k.st_at(v, obase, i, 4, 0);
             });
-            let ncb = g.c.div_ceil(channel_block(&g));
-            k.for_n(0, ncb as i64, 1, |k, cb| {
-                let hrow = k.b.ins().imul_imm_s(oc, ncb as i64);
-                let hrow = k.b.ins().iadd(hrow, cb);
-                let hrow = k.b.ins().imul_imm_s(hrow, (patterns.len() * 24) as i64);
-                let hrow = k.b.ins().iadd(hdr, hrow);
-                for (p, offsets) in taps.iter().enumerate() {
-                    let cnt = k.ld_ro(types::I64, hrow, (p * 24) as i32);
-                    let so = k.ld_ro(types::I64, hrow, (p * 24 + 8) as i32);
-                    let sw = k.ld_ro(types::I64, hrow, (p * 24 + 16) as i32);
-                    let op = k.addr(offs, so, 8);
-                    let wp = k.addr(wts, sw, 4);
-                    let nvec = ow / l;
-                    let blocks = nvec / BLOCK;
-                    // `nk` kept kernels of this mask from index `i0`, over the whole plane
-                    let apply = |k: &mut Kernel, i0: Value, nk: usize| {
-                        let ntap = offsets.len();
-                        let mut srcs = Vec::with_capacity(nk);
-                        let mut ws = Vec::with_capacity(nk * ntap);
-                        let wk = k.b.ins().imul_imm_s(i0, (ntap * 4) as i64);
-                        let wk = k.b.ins().iadd(wp, wk);
-                        for kk in 0..nk {
-                            let coff = k.ld_at(types::I64, op, i0, 8, (kk * 8) as i32);
-                            srcs.push(k.b.ins().iadd(pad_img, coff));
-                            for j in 0..ntap {
-                                ws.push(k.ld_ro(types::F32, wk, ((kk * ntap + j) * 4) as i32));
-                            }
-                        }
+            k.for_n(0, p.blocks as i64, 1, |k, cb| {
+                let mut at = f.program(k, p, oc, cb);
+                for &nt in &p.groups {
+                    let cnt = k.ld_ro(types::I64, at, 0);
+                    let entries = k.b.ins().iadd_imm_s(at, 8);
+                    k.for_acc(zero, cnt, 1, &[], |k, i, _| {
+                        let e = k.addr(entries, i, (8 * nt) as i64);
+                        let srcs: Vec<Value> = (0..nt)
+                            .map(|j| {
+                                let off = k.ld_ro(types::I32, e, (4 * j) as i32);
+                                let off = k.b.ins().uextend(types::I64, off);
+                                k.b.ins().iadd(f.img, off)
+                            })
+                            .collect();
+                        let ws: Vec<Value> = (0..nt).map(|j| k.ld_ro(types::F32, e, (4 * (nt + j)) as i32)).collect();
                         let wv: Vec<Value> = ws.iter().map(|&w| k.widen(vty, w)).collect();
-                        k.for_n(0, g.oh as i64, 1, |k, oy| {
-                            let roff = k.b.ins().imul_imm_s(oy, (wpd * 4) as i64);
-                            let rows: Vec<Value> = srcs.iter().map(|&s| k.b.ins().iadd(s, roff)).collect();
-                            let orow = k.b.ins().imul_imm_s(oy, (ow * 4) as i64);
-                            let orow = k.b.ins().iadd(obase, orow);
-                            // `nv` vectors (or one scalar) at pixel ox0
-                            let step = |k: &mut Kernel, ox0: Value, nv: usize, ty: types::Type, w: &[Value]| {
-                                let width = if ty == types::F32 { 1 } else { l };
-                                let oa = k.addr(orow, ox0, 4);
-                                let mut acc: Vec<Value> =
-                                    (0..nv).map(|v| k.ld(ty, oa, (v * width * 4) as i32)).collect();
-                                for (kk, &row) in rows.iter().enumerate() {
-                                    let xa = k.addr(row, ox0, 4);
-                                    for (j, &off) in offsets.iter().enumerate() {
-                                        for (v, a) in acc.iter_mut().enumerate() {
-                                            let x = k.ld(ty, xa, off + (v * width * 4) as i32);
-                                            *a = k.fmadd(w[kk * ntap + j], x, *a);
-                                        }
-                                    }
-                                }
-                                for (v, &a) in acc.iter().enumerate() {
-                                    k.st(a, oa, (v * width * 4) as i32);
-                                }
-                            };
-                            // BLOCK independent accumulator chains hide the FMA latency
-                            k.for_n(0, (blocks * BLOCK * l) as i64, (BLOCK * l) as i64, |k, ox0| {
-                                step(k, ox0, BLOCK, vty, &wv)
-                            });
-                            if !nvec.is_multiple_of(BLOCK) {
-                                let ox0 = k.ic((blocks * BLOCK * l) as i64);
-                                step(k, ox0, nvec % BLOCK, vty, &wv);
-                            }
-                            for q in nvec * l..ow {
-                                let ox0 = k.ic(q as i64);
-                                step(k, ox0, 1, types::F32, &ws);
-                            }
-                        });
-                    };
-                    let zero = k.ic(0);
-                    if let Some([one, two]) = wide[p] {
-                        // per pixel the same order as one kernel per pass:
-                        // kernel i's taps, then kernel i + 1's
-                        let ntap = offsets.len() as i64;
-                        let src = |k: &mut Kernel, i: Value| {
-                            let coff = k.ld_at(types::I64, op, i, 8, 0);
-                            k.b.ins().iadd(pad_img, coff)
-                        };
-                        let pairs = k.b.ins().ushr_imm_u(cnt, 1);
-                        k.for_acc(zero, pairs, 1, &[], |k, q, _| {
-                            let i = k.b.ins().ishl_imm_u(q, 1);
-                            let i1 = k.b.ins().iadd_imm_s(i, 1);
-                            let (s0, s1) = (src(k, i), src(k, i1));
-                            let wk = k.addr(wp, i, ntap * 4);
-                            k.b.ins().call_indirect(sref, two, &[obase, s0, s1, wk]);
-                            vec![]
-                        });
-                        let odd = k.b.ins().band_imm_u(cnt, 1);
-                        k.if_then(odd, |k| {
-                            let i = k.b.ins().iadd_imm_s(cnt, -1);
-                            let s0 = src(k, i);
-                            let wk = k.addr(wp, i, ntap * 4);
-                            k.b.ins().call_indirect(sref, one, &[obase, s0, s0, wk]);
-                        });
-                    } else {
-                        // one kept kernel per pass over the plane (measured against
-                        // two per pass, which the register pressure made slower)
-                        k.for_acc(zero, cnt, 1, &[], |k, i, _| {
-                            apply(k, i, 1);
-                            vec![]
-                        });
-                    }
+                        pass(k, g, obase, &srcs, (&ws, &wv), row_bytes, l);
+                        vec![]
+                    });
+                    let len = k.b.ins().imul_imm_s(cnt, (8 * nt) as i64);
+                    at = k.b.ins().iadd(entries, len);
                 }
             });
             vec![]
         });
     });
-    Ok(())
+}
+
+/// One kept kernel over a whole output plane at `obase`: its taps read
+/// `srcs` (each tap's input at output pixel 0), weights `ws` (scalars) and
+/// `wv` (broadcast); `l`-lane vectors, `BLOCK` at a time, then single
+/// pixels.
+fn pass(
+    k: &mut Kernel,
+    g: &Geo,
+    obase: Value,
+    srcs: &[Value],
+    (ws, wv): (&[Value], &[Value]),
+    row_bytes: i64,
+    l: usize,
+) {
+    let (ow, vty) = (g.ow, k.vty());
+    let nvec = ow / l;
+    let blocks = nvec / BLOCK;
+    k.for_n(0, g.oh as i64, 1, |k, oy| {
+        let roff = k.b.ins().imul_imm_s(oy, row_bytes);
+        let rows: Vec<Value> = srcs.iter().map(|&s| k.b.ins().iadd(s, roff)).collect();
+        let orow = k.b.ins().imul_imm_s(oy, (ow * 4) as i64);
+        let orow = k.b.ins().iadd(obase, orow);
+        // `nv` vectors (or one scalar) at pixel ox0
+        let step = |k: &mut Kernel, ox0: Value, nv: usize, ty: types::Type, w: &[Value]| {
+            let width = if ty == types::F32 { 1 } else { l };
+            let oa = k.addr(orow, ox0, 4);
+            let mut acc: Vec<Value> = (0..nv).map(|v| k.ld(ty, oa, (v * width * 4) as i32)).collect();
+            for (j, &row) in rows.iter().enumerate() {
+                let xa = k.addr(row, ox0, 4);
+                for (v, a) in acc.iter_mut().enumerate() {
+                    let x = k.ld(ty, xa, (v * width * 4) as i32);
+                    *a = k.fmadd(w[j], x, *a);
+                }
+            }
+            for (v, &a) in acc.iter().enumerate() {
+                k.st(a, oa, (v * width * 4) as i32);
+            }
+        };
+        // BLOCK independent accumulator chains hide the FMA latency
+        k.for_n(0, (blocks * BLOCK * l) as i64, (BLOCK * l) as i64, |k, ox0| step(k, ox0, BLOCK, vty, wv));
+        if !nvec.is_multiple_of(BLOCK) {
+            let ox0 = k.ic((blocks * BLOCK * l) as i64);
+            step(k, ox0, nvec % BLOCK, vty, wv);
+        }
+        for q in nvec * l..ow {
+            let ox0 = k.ic(q as i64);
+            step(k, ox0, 1, types::F32, ws);
+        }
+    });
 }
 
 /// How [`conv_tiles`] cuts an output plane: tiles of `rows` rows × `vecs`
@@ -347,13 +295,16 @@ struct Schedule {
 }
 
 /// The tile shape that covers an `oh` × `ow` plane at the lowest cost,
-/// pricing a tile of `a` accumulators at `max(a, 8) + 2` per tap: eight
-/// independent chains keep both FMA ports busy through the FMA latency,
-/// and each tap adds a broadcast and the loop's share.
+/// pricing a tile of `a` accumulators over `r` rows at `max(a, 8) + 2 +
+/// r/2` per tap: eight independent chains keep both FMA ports busy through
+/// the FMA latency, each tap adds a broadcast and the loop's share, and
+/// each row another stream of input lines (tall tiles measured 10% slower
+/// than 3-row ones on 56x56 and 28x28 planes).
 fn schedule(oh: usize, ow: usize) -> Schedule {
     let nvec = ow.div_ceil(8);
     let price = |rows: usize, vecs: usize| {
-        let tile = |r: usize, v: usize| if r * v == 0 { 0 } else { (r * v).max(8) + 2 };
+        // (doubled, to stay in integers)
+        let tile = |r: usize, v: usize| if r * v == 0 { 0 } else { 2 * (r * v).max(8) + 4 + r };
         let (full_r, rem_r) = (oh / rows, oh % rows);
         let (full_v, rem_v) = (nvec / vecs, nvec % vecs);
         full_v * (full_r * tile(rows, vecs) + tile(rem_r, vecs)) + full_r * tile(rows, rem_v) + tile(rem_r, rem_v)
@@ -364,79 +315,12 @@ fn schedule(oh: usize, ow: usize) -> Schedule {
         .unwrap_or(Schedule { rows: 1, vecs: 1 })
 }
 
-/// The distinct tap counts of the masks, ascending: the groups of a
-/// tile program.
-fn tap_counts(patterns: &[u32]) -> Vec<usize> {
-    let mut t: Vec<usize> = patterns.iter().map(|m| m.count_ones() as usize).filter(|&n| n > 0).collect();
-    t.sort_unstable();
-    t.dedup();
-    t
-}
-
-/// Per (output channel, channel block), its program for [`pattern_tile`]:
-/// per tap count ([`tap_counts`]) the number of kept kernels with that
-/// many taps, then per kernel, in channel order, each tap's byte offset
-/// into the padded image (`u32`: the channel's plane plus the tap's
-/// place, [`Phases::tap`]) and the kept weights. All programs in one
-/// blob, and where each starts.
-fn programs(
-    gm: &Geo,
-    w: &[f32],
-    assignment: &[Option<u8>],
-    patterns: &[u32],
-    ph: &Phases,
-) -> LResult<(Vec<u8>, Vec<i64>)> {
-    let area = gm.kh * gm.kw;
-    let plane = ph.channel_bytes();
-    if gm.c * plane > u32::MAX as usize / 2 {
-        return Err(format!("pattern conv: a {}-channel padded image of {plane} bytes per channel is too large", gm.c));
-    }
-    let (mut blob, mut starts) = (Vec::new(), Vec::new());
-    let cb = channel_block(gm);
-    for o in 0..gm.oc {
-        for c0 in (0..gm.c).step_by(cb) {
-            starts.push(blob.len() as i64);
-            for nt in tap_counts(patterns) {
-                let mask_of = |c: usize| assignment[o * gm.c + c].and_then(|p| patterns.get(p as usize)).copied();
-                let kept: Vec<(usize, u32)> = (c0..(c0 + cb).min(gm.c))
-                    .filter_map(|c| mask_of(c).filter(|m| m.count_ones() as usize == nt).map(|m| (c, m)))
-                    .collect();
-                blob.extend((kept.len() as i64).to_le_bytes());
-                for (c, mask) in kept {
-                    let taps: Vec<usize> = (0..area).filter(|tap| mask & (1 << tap) != 0).collect();
-                    for &tap in &taps {
-                        blob.extend(((c * plane) as u32 + ph.tap(tap) as u32).to_le_bytes());
-                    }
-                    let kernel = &w[(o * gm.c + c) * area..(o * gm.c + c + 1) * area];
-                    for &tap in &taps {
-                        blob.extend(kernel[tap].to_le_bytes());
-                    }
-                }
-            }
-        }
-    }
-    Ok((blob, starts))
-}
-
 /// The register-tiled pattern conv (AVX2 + FMA): for each tile of the
-/// output plane, for each output channel, one call of the assembled tile.
-fn conv_tiles(
-    k: &mut Kernel,
-    gm: &Geo,
-    w: &[f32],
-    bias: &[f32],
-    patterns: &[u32],
-    assignment: &[Option<u8>],
-) -> LResult {
-    let g = *gm;
+/// output plane, for each channel block, for each output channel, one
+/// call of the assembled tile.
+fn conv_tiles(k: &mut Kernel, g: &Geo, p: &Program, ph: &Phases, f: &Frame) -> LResult {
     let sch = schedule(g.oh, g.ow);
     let nvec = g.ow.div_ceil(8);
-    let ph = Phases::new(&g);
-    let wpd = ph.wq;
-    let (prog, starts) = programs(gm, w, assignment, patterns, &ph)?;
-    let ncb = g.c.div_ceil(channel_block(gm));
-    let kept_taps = (prog.len() / 4) as u64; // an upper bound, for the split's cost
-    let groups = tap_counts(patterns);
     // column blocks: (first vector, vectors, lanes stored from the last)
     let mut cols = Vec::new();
     for v0 in (0..nvec).step_by(sch.vecs) {
@@ -446,12 +330,12 @@ fn conv_tiles(
     }
     let tile = |k: &mut Kernel, rows: usize, vecs: usize, last_lanes: usize, accumulate: bool| -> LResult<Value> {
         let t = PatternTile {
-            groups: groups.clone(),
+            groups: p.groups.clone(),
             rows,
             vecs,
             last_lanes,
             out_row: g.ow * 4,
-            in_row: wpd * 4,
+            in_row: ph.wq * 4,
             accumulate,
         };
         if !t.fits() {
@@ -460,16 +344,6 @@ fn conv_tiles(
         let code = pattern_tile(&t).map_err(|e| format!("assembling the pattern tile: {e}"))?;
         Ok(k.code(Family::Avx2, code))
     };
-    let progp = k.blob(prog);
-    let startp = k.blob(starts.iter().flat_map(|x| x.to_le_bytes()).collect());
-    let bp = k.blob_f32(bias);
-    let img = g.c * ph.channel_bytes() / 4;
-    let cost = 2 * (g.n * g.oh * g.ow) as u64 * kept_taps.div_ceil(g.oc.max(1) as u64);
-    let cap = (super::gemm::TASK_SCRATCH_BUDGET / (img * 4).max(1)).max(2);
-    let (lo, hi) = k.parallel_range_capped(g.oc, 1, cost, cap)?;
-    let pad_img = k.task_scratch(img * 4);
-    let xp = k.input(0);
-    let out = k.output(0);
     let sig = k.ukernel_sig(4);
     // the row blocks: `full` blocks of `sch.rows`, then one of `rest` rows
     let (full, rest) = (g.oh / sch.rows, g.oh % sch.rows);
@@ -484,7 +358,7 @@ fn conv_tiles(
         }
     }
     k.for_n(0, g.n as i64, 1, |k, n| {
-        ph.pad(k, &g, xp, n, pad_img);
+        ph.pad(k, g, f.x, n, f.img);
         let mut oy_first = 0;
         for (rows, count, codes) in &blocks {
             let (rows, y0) = (*rows, oy_first);
@@ -493,26 +367,19 @@ fn conv_tiles(
                 let oy0 = k.b.ins().iadd_imm_s(oy0, y0 as i64);
                 for (&(v0, _, _), &[first, later]) in cols.iter().zip(codes) {
                     let ox0 = (v0 * 8) as i64;
-                    let src = k.b.ins().imul_imm_s(oy0, (wpd * 4) as i64);
+                    let src = k.b.ins().imul_imm_s(oy0, (ph.wq * 4) as i64);
                     let src = k.b.ins().iadd_imm_s(src, ox0 * 4);
-                    let src = k.b.ins().iadd(pad_img, src);
+                    let src = k.b.ins().iadd(f.img, src);
                     let opix = k.b.ins().imul_imm_s(oy0, g.ow as i64);
                     let opix = k.b.ins().iadd_imm_s(opix, ox0);
                     // channel block 0 starts from the bias, the others
                     // from the partial sums
-                    k.for_n(0, ncb as i64, 1, |k, cb| {
+                    k.for_n(0, p.blocks as i64, 1, |k, cb| {
                         let code = k.b.ins().select(cb, later, first);
-                        k.for_acc(lo, hi, 1, &[], |k, oc, _| {
-                            let no = k.b.ins().imul_imm_s(n, g.oc as i64);
-                            let o = k.b.ins().iadd(no, oc);
-                            let o = k.b.ins().imul_imm_s(o, (g.oh * g.ow) as i64);
-                            let o = k.b.ins().iadd(o, opix);
-                            let dst = k.addr(out, o, 4);
-                            let at = k.b.ins().imul_imm_s(oc, ncb as i64);
-                            let at = k.b.ins().iadd(at, cb);
-                            let start = k.ld_at(types::I64, startp, at, 8, 0);
-                            let pr = k.b.ins().iadd(progp, start);
-                            let b = k.addr(bp, oc, 4);
+                        k.for_acc(f.lo, f.hi, 1, &[], |k, oc, _| {
+                            let dst = f.out_at(k, g, n, oc, opix);
+                            let pr = f.program(k, p, oc, cb);
+                            let b = k.addr(f.bias, oc, 4);
                             k.b.ins().call_indirect(sig, code, &[dst, src, pr, b]);
                             vec![]
                         });

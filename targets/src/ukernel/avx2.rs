@@ -9,8 +9,8 @@
 //! at ~85% with two). The `vinsertf128` that join panels go to the
 //! shuffle port.
 //!
-//! [`pattern_pass`] and [`dw_plane`]: whole-plane passes of the
-//! pattern-sparse and the depthwise conv over a zero-padded input copy.
+//! [`pattern_tile`]: the pattern-sparse conv's register tile; [`dw_plane`]:
+//! the depthwise conv's whole-plane pass over a zero-padded input copy.
 
 use iced_x86::code_asm::*;
 
@@ -308,108 +308,6 @@ pub fn qgemm_tile(rows: usize) -> Result<Vec<u8>, IcedError> {
     a.assemble(0)
 }
 
-/// A pass of the pattern-sparse conv ([`crate::lower::conv_pattern`]): the
-/// kept kernels (1 or 2) of one mask applied to a whole output plane (per
-/// row: 8-pixel `ymm` vectors, then one 4-pixel `xmm` vector, then single
-/// pixels); everything but the pointers is fixed at assembly time.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PatternPass {
-    /// The mask's taps as byte offsets from a pixel's top-left corner in
-    /// the padded input plane, in tap order.
-    pub taps: Vec<i32>,
-    /// Kept kernels applied per pass (1 or 2), each with its own input plane.
-    pub kernels: usize,
-    /// Output rows.
-    pub rows: usize,
-    /// Pixels per output row.
-    pub cols: usize,
-    /// Bytes between output rows.
-    pub out_row: usize,
-    /// Bytes between padded input rows.
-    pub in_row: usize,
-}
-
-impl PatternPass {
-    /// Whether the weights fit the 12 broadcast registers.
-    pub fn fits(&self) -> bool {
-        (1..=2).contains(&self.kernels) && self.kernels * self.taps.len() <= 12 && !self.taps.is_empty()
-    }
-}
-
-/// Machine code of `p` with the arguments (System V order) `out` (the
-/// plane's first output pixel), `src0` and `src1` (the kernels' padded
-/// input planes at their origin; `src1` unused for one kernel) and `w`
-/// (the kernels' kept weights, `taps` f32 each, in order). Per pixel it
-/// computes `acc = out; for kernel, for tap: acc = w·x + acc` (one fused
-/// multiply-add each, the Cranelift pass's order), two vectors at a time.
-pub fn pattern_pass(p: &PatternPass) -> Result<Vec<u8>, IcedError> {
-    let regs = [ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11, ymm12, ymm13, ymm14, ymm15];
-    let (out_p, srcs, w_p, n) = (rdi, [rsi, rdx], rcx, r8);
-    let nt = p.taps.len();
-    let mut a = CodeAssembler::new(64)?;
-    for (i, &r) in regs.iter().enumerate().take(p.kernels * nt) {
-        a.vbroadcastss(r, dword_ptr(w_p + (4 * i) as i64))?;
-    }
-    // the same registers' low halves for the 4-pixel and 1-pixel steps
-    let xregs = [xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11, xmm12, xmm13, xmm14, xmm15];
-    let w = |kk: usize, j: usize| (regs[kk * nt + j], xregs[kk * nt + j]);
-    let mut done = a.create_label();
-    let mut top = a.create_label();
-    a.mov(n, p.rows as u64)?;
-    a.test(n, n)?;
-    a.jz(done)?;
-    a.set_label(&mut top)?;
-    let vecs = p.cols / 8;
-    for v0 in (0..vecs).step_by(2) {
-        let acc = &[ymm0, ymm1][..(vecs - v0).min(2)];
-        for (i, &ac) in acc.iter().enumerate() {
-            a.vmovups(ac, ymmword_ptr(out_p + (32 * (v0 + i)) as i64))?;
-        }
-        for (kk, &src) in srcs.iter().enumerate().take(p.kernels) {
-            for (j, &off) in p.taps.iter().enumerate() {
-                for (i, &ac) in acc.iter().enumerate() {
-                    a.vfmadd231ps(ac, w(kk, j).0, ymmword_ptr(src + (off as i64 + 32 * (v0 + i) as i64)))?;
-                }
-            }
-        }
-        for (i, &ac) in acc.iter().enumerate() {
-            a.vmovups(ymmword_ptr(out_p + (32 * (v0 + i)) as i64), ac)?;
-        }
-    }
-    let mut col = vecs * 8;
-    if p.cols - col >= 4 {
-        let at = (4 * col) as i64;
-        a.vmovups(xmm0, xmmword_ptr(out_p + at))?;
-        for (kk, &src) in srcs.iter().enumerate().take(p.kernels) {
-            for (j, &off) in p.taps.iter().enumerate() {
-                a.vfmadd231ps(xmm0, w(kk, j).1, xmmword_ptr(src + (off as i64 + at)))?;
-            }
-        }
-        a.vmovups(xmmword_ptr(out_p + at), xmm0)?;
-        col += 4;
-    }
-    for q in col..p.cols {
-        let at = (4 * q) as i64;
-        a.vmovss(xmm0, dword_ptr(out_p + at))?;
-        for (kk, &src) in srcs.iter().enumerate().take(p.kernels) {
-            for (j, &off) in p.taps.iter().enumerate() {
-                a.vfmadd231ss(xmm0, w(kk, j).1, dword_ptr(src + (off as i64 + at)))?;
-            }
-        }
-        a.vmovss(dword_ptr(out_p + at), xmm0)?;
-    }
-    a.add(out_p, p.out_row as i32)?;
-    for &src in srcs.iter().take(p.kernels) {
-        a.add(src, p.in_row as i32)?;
-    }
-    a.dec(n)?;
-    a.jnz(top)?;
-    a.set_label(&mut done)?;
-    a.vzeroupper()?;
-    a.ret()?;
-    a.assemble(0)
-}
-
 /// A register tile of the pattern-sparse conv
 /// ([`crate::lower::conv_pattern`]): `rows` output rows × `vecs` 8-pixel
 /// vectors of one output channel held in `ymm` accumulators (at most 12)
@@ -580,6 +478,7 @@ fn store_lanes(
         }
     }
 }
+
 /// A depthwise (one channel, stride 1) conv over a whole output plane
 /// ([`crate::lower::depthwise`]), reading a zero-padded copy of the input
 /// plane: per output row, groups of eight 8-pixel `ymm` vectors in a loop,
