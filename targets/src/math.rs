@@ -6,9 +6,15 @@
 //! scalar f64 `exp64`/`log64` and the exact remainders `fmod64`/`pymod64` (f64 arguments; the
 //! f32x4 contract below does not apply to them).
 //!
+//! `exp`, `log`, `tanh`, `sigmoid`, `erf`, `gelu` and `gelu_tanh` are written once against the
+//! lane operations of [`Emit`] (`math/emit.rs`), which Cranelift's `FunctionBuilder` implements
+//! (so `math::exp(&mut k.b, x)` emits IR) and so does the AVX2 stream assembler
+//! (`ukernel::vmath`, eight lanes per `ymm`); both perform the same IEEE operations in the same
+//! order, so an assembled stream gives the Cranelift loop's bits.
+//!
 //! Contract shared by every function:
-//! - The argument is either an `f32` scalar or an `f32x4` vector; the routine decides by the
-//!   value's type and emits the same operation sequence for both, so a scalar tail loop and the
+//! - The argument is either an `f32` scalar or an `f32x4` vector (or, through [`Emit`], a `ymm`);
+//!   the routine emits the same operation sequence for each, so a scalar tail loop and the
 //!   vector body of a kernel give bit-identical results (NaN results may differ in sign/payload,
 //!   which Cranelift's `fmin`/`fmax` leave unspecified). Any other type is a codegen bug and panics.
 //! - No calls, no branches: special cases are handled with `fcmp` + `select` (scalars) or
@@ -44,8 +50,12 @@
 //!   NaN.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{types, ConstantData, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_codegen::ir::{InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
+
+mod emit;
+pub use emit::Emit;
+use emit::{splat_bits, Ty};
 
 // Measured by `tests::exhaustive_all_floats` over all 2^32 inputs on x86-64 (the sweeps that run
 // in CI and under qemu on AArch64/riscv64 see slightly smaller maxima). Bounds are against the
@@ -72,128 +82,68 @@ pub const SIN_COS_MAX_ARG: f32 = 8192.0;
 /// `tests::sin_cos_within_documented_abs_error`: 9.11e-8 over 4.3 million points).
 pub const MAX_ABS_ERR_SIN_COS: f32 = 1e-7;
 
-/// Type facts of the argument: the float type, the same-shaped integer type, vector or not.
-#[derive(Clone, Copy)]
-struct Ty {
-    float: Type,
-    int: Type,
-    vector: bool,
-}
+// Cranelift-only helpers of the routines not written against [`Emit`]
+// (`floor`, `sin`/`cos` and `math/trig.rs`); the logic is [`Emit`]'s.
 
-impl Ty {
-    fn of(b: &FunctionBuilder, x: Value) -> Ty {
-        let t = b.func.dfg.value_type(x);
-        if t == types::F32 {
-            Ty { float: types::F32, int: types::I32, vector: false }
-        } else if t == types::F32X4 {
-            Ty { float: types::F32X4, int: types::I32X4, vector: true }
-        } else {
-            // Callers pick the type from the kernel's dtype; anything else is a codegen bug.
-            panic!("kerf math routines take f32 or f32x4, got {t}")
-        }
-    }
-}
-
-/// A float constant of the argument's shape (splatted for vectors).
+/// A float constant of the shape `t` (splatted for vectors).
 fn fc(b: &mut FunctionBuilder, t: Ty, v: f32) -> Value {
-    if t.vector {
-        let mut bytes = Vec::with_capacity(16);
-        for _ in 0..4 {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
-        let handle = b.func.dfg.constants.insert(ConstantData::from(bytes));
-        b.ins().vconst(t.float, handle)
-    } else {
-        b.ins().f32const(v)
-    }
+    splat_bits(b, t.float, v.to_bits())
 }
 
-/// An i32 constant of the argument's shape (splatted for vectors).
+/// An i32 constant of the shape `t` (splatted for vectors).
 fn ic(b: &mut FunctionBuilder, t: Ty, v: i32) -> Value {
-    if t.vector {
-        let mut bytes = Vec::with_capacity(16);
-        for _ in 0..4 {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
-        let handle = b.func.dfg.constants.insert(ConstantData::from(bytes));
-        b.ins().vconst(t.int, handle)
-    } else {
-        b.ins().iconst(types::I32, i64::from(v))
-    }
+    splat_bits(b, t.int, v as u32)
 }
 
-fn to_int(b: &mut FunctionBuilder, t: Ty, x: Value) -> Value {
-    b.ins().bitcast(t.int, MemFlagsData::new(), x)
+fn to_int(b: &mut FunctionBuilder, _t: Ty, x: Value) -> Value {
+    b.bits(x)
 }
 
-fn to_float(b: &mut FunctionBuilder, t: Ty, x: Value) -> Value {
-    b.ins().bitcast(t.float, MemFlagsData::new(), x)
+fn to_float(b: &mut FunctionBuilder, _t: Ty, x: Value) -> Value {
+    b.float(x)
 }
 
 /// `cond ? x : y` where `cond` comes from `fcmp`/`icmp` on values of shape `t`.
-/// Vectors use `bitselect` on the lane mask (which must have the same type as `x`).
-fn sel(b: &mut FunctionBuilder, t: Ty, cond: Value, x: Value, y: Value) -> Value {
-    if t.vector {
-        let xt = b.func.dfg.value_type(x);
-        let mask = if xt == t.int { cond } else { b.ins().bitcast(xt, MemFlagsData::new(), cond) };
-        b.ins().bitselect(mask, x, y)
-    } else {
-        b.ins().select(cond, x, y)
-    }
+fn sel(b: &mut FunctionBuilder, _t: Ty, cond: Value, x: Value, y: Value) -> Value {
+    b.select(cond, x, y)
+}
+
+fn horner(b: &mut FunctionBuilder, _t: Ty, x: Value, coeffs: &[f32]) -> Value {
+    poly(b, x, coeffs)
+}
+
+fn with_sign_of(b: &mut FunctionBuilder, _t: Ty, r: Value, x: Value) -> Value {
+    sign_of(b, r, x)
+}
+
+fn max_c(b: &mut FunctionBuilder, _t: Ty, x: Value, c: f32) -> Value {
+    b.max_c(x, c)
+}
+
+fn min_c(b: &mut FunctionBuilder, _t: Ty, x: Value, c: f32) -> Value {
+    b.min_c(x, c)
 }
 
 /// Horner evaluation `((c[0]·x + c[1])·x + …)·x + c[n-1]` with separate multiply and add.
-fn horner(b: &mut FunctionBuilder, t: Ty, x: Value, coeffs: &[f32]) -> Value {
+fn poly<E: Emit + ?Sized>(e: &mut E, x: E::V, coeffs: &[f32]) -> E::V {
     let mut it = coeffs.iter();
-    let first = it.next().copied().unwrap_or(0.0);
-    let mut acc = fc(b, t, first);
+    let mut acc = e.fconst(x, it.next().copied().unwrap_or(0.0));
     for &c in it {
-        let k = fc(b, t, c);
-        let m = b.ins().fmul(acc, x);
-        acc = b.ins().fadd(m, k);
+        let k = e.fconst(x, c);
+        let m = e.fmul(acc, x);
+        acc = e.fadd(m, k);
     }
     acc
 }
 
 /// `r` with the sign bit of `x` OR-ed in; `r` must be non-negative or already have x's sign.
-fn with_sign_of(b: &mut FunctionBuilder, t: Ty, r: Value, x: Value) -> Value {
-    let xi = to_int(b, t, x);
-    let sign_mask = ic(b, t, i32::MIN);
-    let sign = b.ins().band(xi, sign_mask);
-    let ri = to_int(b, t, r);
-    let out = b.ins().bor(ri, sign);
-    to_float(b, t, out)
-}
-
-/// `max(x, c)` for a non-zero constant `c`, NaN propagating (NaN in, NaN out).
-///
-/// Vectors: the compare-and-select `x < c ? c : x`, which x86-64 lowers to one `maxps` (the
-/// pattern of wasm's `pmax`; `maxps` returns its second operand, `x`, when either is NaN)
-/// instead of the 8-instruction sequence that gives Cranelift's `fmax` its exact NaN and ±0
-/// semantics; on AArch64 it is a compare plus `bsl`. Scalars keep `fmax` (a single instruction
-/// on riscv64gc and AArch64; x86-64 runs scalars in loop tails only). The two forms agree on
-/// every non-NaN `x` (they differ only for ±0 against ±0, and `c` is not zero), so scalar tails
-/// and vector bodies stay bit-identical.
-fn max_c(b: &mut FunctionBuilder, t: Ty, x: Value, c: f32) -> Value {
-    let cv = fc(b, t, c);
-    if t.vector {
-        let lt = b.ins().fcmp(FloatCC::LessThan, x, cv);
-        sel(b, t, lt, cv, x)
-    } else {
-        b.ins().fmax(x, cv)
-    }
-}
-
-/// `min(x, c)` for a non-zero constant `c`, NaN propagating: `c < x ? c : x` on vectors
-/// (`minps` on x86-64), `fmin` on scalars; see [`max_c`].
-fn min_c(b: &mut FunctionBuilder, t: Ty, x: Value, c: f32) -> Value {
-    let cv = fc(b, t, c);
-    if t.vector {
-        let lt = b.ins().fcmp(FloatCC::LessThan, cv, x);
-        sel(b, t, lt, cv, x)
-    } else {
-        b.ins().fmin(x, cv)
-    }
+fn sign_of<E: Emit + ?Sized>(e: &mut E, r: E::V, x: E::V) -> E::V {
+    let xi = e.bits(x);
+    let sign_mask = e.iconst(x, i32::MIN);
+    let sign = e.and(xi, sign_mask);
+    let ri = e.bits(r);
+    let out = e.or(ri, sign);
+    e.float(out)
 }
 
 /// e^x.
@@ -202,50 +152,49 @@ fn min_c(b: &mut FunctionBuilder, t: Ty, x: Value, c: f32) -> Value {
 /// polynomial for e^r, then two multiplications by 2^⌊n/2⌋ and 2^⌈n/2⌉ (built in the exponent
 /// bits) so both factors stay normal while the product reaches subnormals and overflows to inf.
 /// The input is clamped to [-110, 89], where the result is already 0 or inf.
-pub fn exp(b: &mut FunctionBuilder, x: Value) -> Value {
-    let t = Ty::of(b, x);
-    let xc = max_c(b, t, x, -110.0);
-    let xc = min_c(b, t, xc, 89.0);
+pub fn exp<E: Emit + ?Sized>(e: &mut E, x: E::V) -> E::V {
+    let xc = e.max_c(x, -110.0);
+    let xc = e.min_c(xc, 89.0);
 
     // Round x·log2(e) to an integer without rounding instructions: adding 1.5·2^23 leaves the
     // integer in the low mantissa bits (|x·log2 e| ≤ 159 ≪ 2^22).
-    let log2e = fc(b, t, std::f32::consts::LOG2_E);
-    let magic = fc(b, t, 12_582_912.0);
-    let scaled = b.ins().fmul(xc, log2e);
-    let shifted = b.ins().fadd(scaled, magic);
-    let nf = b.ins().fsub(shifted, magic);
-    let shifted_bits = to_int(b, t, shifted);
-    let magic_bits = ic(b, t, 0x4b40_0000);
-    let n = b.ins().isub(shifted_bits, magic_bits);
+    let log2e = e.fconst(x, std::f32::consts::LOG2_E);
+    let magic = e.fconst(x, 12_582_912.0);
+    let scaled = e.fmul(xc, log2e);
+    let shifted = e.fadd(scaled, magic);
+    let nf = e.fsub(shifted, magic);
+    let shifted_bits = e.bits(shifted);
+    let magic_bits = e.iconst(x, 0x4b40_0000);
+    let n = e.isub(shifted_bits, magic_bits);
 
     // r = x - n·ln2 in two steps; C1 has 9 significant bits so n·C1 is exact.
-    let c1 = fc(b, t, 0.693_359_4);
-    let c2 = fc(b, t, -2.121_944_4e-4);
-    let p1 = b.ins().fmul(nf, c1);
-    let r = b.ins().fsub(xc, p1);
-    let p2 = b.ins().fmul(nf, c2);
-    let r = b.ins().fsub(r, p2);
+    let c1 = e.fconst(x, 0.693_359_4);
+    let c2 = e.fconst(x, -2.121_944_4e-4);
+    let p1 = e.fmul(nf, c1);
+    let r = e.fsub(xc, p1);
+    let p2 = e.fmul(nf, c2);
+    let r = e.fsub(r, p2);
 
     // Cephes expf: e^r ≈ 1 + r + r²·P(r).
-    let poly = horner(b, t, r, &[1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_66, 0.5]);
-    let r2 = b.ins().fmul(r, r);
-    let y = b.ins().fmul(poly, r2);
-    let y = b.ins().fadd(y, r);
-    let one = fc(b, t, 1.0);
-    let y = b.ins().fadd(y, one);
+    let p = poly(e, r, &[1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_66, 0.5]);
+    let r2 = e.fmul(r, r);
+    let y = e.fmul(p, r2);
+    let y = e.fadd(y, r);
+    let one = e.fconst(x, 1.0);
+    let y = e.fadd(y, one);
 
     // 2^n = 2^n1 · 2^n2 with n1 = n >> 1, n2 = n - n1, both in [-80, 64].
-    let n1 = b.ins().sshr_imm_u(n, 1);
-    let n2 = b.ins().isub(n, n1);
-    let bias = ic(b, t, 127);
-    let e1 = b.ins().iadd(n1, bias);
-    let e1 = b.ins().ishl_imm_u(e1, 23);
-    let s1 = to_float(b, t, e1);
-    let e2 = b.ins().iadd(n2, bias);
-    let e2 = b.ins().ishl_imm_u(e2, 23);
-    let s2 = to_float(b, t, e2);
-    let y = b.ins().fmul(y, s1);
-    b.ins().fmul(y, s2)
+    let n1 = e.sshr(n, 1);
+    let n2 = e.isub(n, n1);
+    let bias = e.iconst(x, 127);
+    let e1 = e.iadd(n1, bias);
+    let e1 = e.shl(e1, 23);
+    let s1 = e.float(e1);
+    let e2 = e.iadd(n2, bias);
+    let e2 = e.shl(e2, 23);
+    let s2 = e.float(e2);
+    let y = e.fmul(y, s1);
+    e.fmul(y, s2)
 }
 
 /// Natural logarithm.
@@ -253,72 +202,71 @@ pub fn exp(b: &mut FunctionBuilder, x: Value) -> Value {
 /// Subnormals are first scaled by 2^23. Then (musl's `logf`) x = 2^k·m with m in
 /// [sqrt(1/2), sqrt(2)) by integer arithmetic on the bits, f = m - 1, s = f/(2+f) and a
 /// degree-4 polynomial in s². Special inputs are patched with selects at the end.
-pub fn log(b: &mut FunctionBuilder, x: Value) -> Value {
-    let t = Ty::of(b, x);
-    let min_normal = fc(b, t, f32::MIN_POSITIVE);
-    let is_sub = b.ins().fcmp(FloatCC::LessThan, x, min_normal);
-    let two23 = fc(b, t, 8_388_608.0);
-    let xs = b.ins().fmul(x, two23);
-    let xn = sel(b, t, is_sub, xs, x);
-    let adj_sub = ic(b, t, -23);
-    let adj_none = ic(b, t, 0);
-    let kadj = sel(b, t, is_sub, adj_sub, adj_none);
+pub fn log<E: Emit + ?Sized>(e: &mut E, x: E::V) -> E::V {
+    let min_normal = e.fconst(x, f32::MIN_POSITIVE);
+    let is_sub = e.flt(x, min_normal);
+    let two23 = e.fconst(x, 8_388_608.0);
+    let xs = e.fmul(x, two23);
+    let xn = e.select(is_sub, xs, x);
+    let adj_sub = e.iconst(x, -23);
+    let adj_none = e.iconst(x, 0);
+    let kadj = e.select(is_sub, adj_sub, adj_none);
 
-    let bits = to_int(b, t, xn);
-    let off = ic(b, t, 0x3f80_0000 - 0x3f35_04f3);
-    let ix = b.ins().iadd(bits, off);
-    let k = b.ins().ushr_imm_u(ix, 23);
-    let bias = ic(b, t, 127);
-    let k = b.ins().isub(k, bias);
-    let k = b.ins().iadd(k, kadj);
-    let mant_mask = ic(b, t, 0x007f_ffff);
-    let m = b.ins().band(ix, mant_mask);
-    let sqrt_half = ic(b, t, 0x3f35_04f3);
-    let m = b.ins().iadd(m, sqrt_half);
-    let m = to_float(b, t, m);
+    let bits = e.bits(xn);
+    let off = e.iconst(x, 0x3f80_0000 - 0x3f35_04f3);
+    let ix = e.iadd(bits, off);
+    let k = e.ushr(ix, 23);
+    let bias = e.iconst(x, 127);
+    let k = e.isub(k, bias);
+    let k = e.iadd(k, kadj);
+    let mant_mask = e.iconst(x, 0x007f_ffff);
+    let m = e.and(ix, mant_mask);
+    let sqrt_half = e.iconst(x, 0x3f35_04f3);
+    let m = e.iadd(m, sqrt_half);
+    let m = e.float(m);
 
-    let one = fc(b, t, 1.0);
-    let two = fc(b, t, 2.0);
-    let half = fc(b, t, 0.5);
-    let f = b.ins().fsub(m, one);
-    let den = b.ins().fadd(f, two);
-    let s = b.ins().fdiv(f, den);
-    let z = b.ins().fmul(s, s);
-    let w = b.ins().fmul(z, z);
+    let one = e.fconst(x, 1.0);
+    let two = e.fconst(x, 2.0);
+    let half = e.fconst(x, 0.5);
+    let f = e.fsub(m, one);
+    let den = e.fadd(f, two);
+    let s = e.fdiv(f, den);
+    let z = e.fmul(s, s);
+    let w = e.fmul(z, z);
     // musl: Lg1..Lg4 = 0xaaaaaa.0p-24, 0xccce13.0p-25, 0x91e9ee.0p-25, 0xf89e26.0p-26.
-    let t1 = horner(b, t, w, &[0.242_790_79, 0.400_009_72]);
-    let t1 = b.ins().fmul(w, t1);
-    let t2 = horner(b, t, w, &[0.284_987_87, 0.666_666_6]);
-    let t2 = b.ins().fmul(z, t2);
-    let rr = b.ins().fadd(t2, t1);
-    let hf = b.ins().fmul(half, f);
-    let hfsq = b.ins().fmul(hf, f);
-    let dk = b.ins().fcvt_from_sint(t.float, k);
-    let ln2_hi = fc(b, t, 0.693_138_1);
-    let ln2_lo = fc(b, t, 9.058_001e-6);
+    let t1 = poly(e, w, &[0.242_790_79, 0.400_009_72]);
+    let t1 = e.fmul(w, t1);
+    let t2 = poly(e, w, &[0.284_987_87, 0.666_666_6]);
+    let t2 = e.fmul(z, t2);
+    let rr = e.fadd(t2, t1);
+    let hf = e.fmul(half, f);
+    let hfsq = e.fmul(hf, f);
+    let dk = e.int_to_float(k);
+    let ln2_hi = e.fconst(x, 0.693_138_1);
+    let ln2_lo = e.fconst(x, 9.058_001e-6);
     // s·(hfsq + R) + dk·ln2_lo - hfsq + f + dk·ln2_hi, left to right as in musl.
-    let a = b.ins().fadd(hfsq, rr);
-    let a = b.ins().fmul(s, a);
-    let lo = b.ins().fmul(dk, ln2_lo);
-    let a = b.ins().fadd(a, lo);
-    let a = b.ins().fsub(a, hfsq);
-    let a = b.ins().fadd(a, f);
-    let hi = b.ins().fmul(dk, ln2_hi);
-    let res = b.ins().fadd(a, hi);
+    let a = e.fadd(hfsq, rr);
+    let a = e.fmul(s, a);
+    let lo = e.fmul(dk, ln2_lo);
+    let a = e.fadd(a, lo);
+    let a = e.fsub(a, hfsq);
+    let a = e.fadd(a, f);
+    let hi = e.fmul(dk, ln2_hi);
+    let res = e.fadd(a, hi);
 
-    let inf = fc(b, t, f32::INFINITY);
-    let is_inf = b.ins().fcmp(FloatCC::Equal, x, inf);
-    let res = sel(b, t, is_inf, inf, res);
-    let zero = fc(b, t, 0.0);
-    let is_zero = b.ins().fcmp(FloatCC::Equal, x, zero);
-    let neg_inf = fc(b, t, f32::NEG_INFINITY);
-    let res = sel(b, t, is_zero, neg_inf, res);
+    let inf = e.fconst(x, f32::INFINITY);
+    let is_inf = e.feq(x, inf);
+    let res = e.select(is_inf, inf, res);
+    let zero = e.fconst(x, 0.0);
+    let is_zero = e.feq(x, zero);
+    let neg_inf = e.fconst(x, f32::NEG_INFINITY);
+    let res = e.select(is_zero, neg_inf, res);
     // Negative or NaN: NaN. (AArch64 has no vector `ult` compare: spell it as lt | ne(x, x).)
-    let neg = b.ins().fcmp(FloatCC::LessThan, x, zero);
-    let is_nan = b.ins().fcmp(FloatCC::NotEqual, x, x);
-    let bad = b.ins().bor(neg, is_nan);
-    let nan = fc(b, t, f32::NAN);
-    sel(b, t, bad, nan, res)
+    let neg = e.flt(x, zero);
+    let is_nan = e.fne(x, x);
+    let bad = e.or(neg, is_nan);
+    let nan = e.fconst(x, f32::NAN);
+    e.select(bad, nan, res)
 }
 
 /// Hyperbolic tangent.
@@ -327,46 +275,44 @@ pub fn log(b: &mut FunctionBuilder, x: Value) -> Value {
 /// otherwise 1 - 2/(e^{2|x|} + 1) with |x| clamped to 10 (f32 tanh is exactly 1 from 9.011 on, and
 /// the clamp keeps e^{2|x|} finite so inf gives 1, not NaN). The sign of x is
 /// OR-ed back in, so tanh(-0) = -0.
-pub fn tanh(b: &mut FunctionBuilder, x: Value) -> Value {
-    let t = Ty::of(b, x);
-    let a = b.ins().fabs(x);
-    let s = b.ins().fmul(a, a);
-    let p = horner(b, t, s, &[-0.005_704_984_5, 0.020_639_084, -0.053_739_715, 0.133_314_42, -0.333_332_8]);
-    let as_ = b.ins().fmul(a, s);
-    let small = b.ins().fmul(as_, p);
-    let small = b.ins().fadd(a, small);
+pub fn tanh<E: Emit + ?Sized>(e: &mut E, x: E::V) -> E::V {
+    let a = e.fabs(x);
+    let s = e.fmul(a, a);
+    let p = poly(e, s, &[-0.005_704_984_5, 0.020_639_084, -0.053_739_715, 0.133_314_42, -0.333_332_8]);
+    let as_ = e.fmul(a, s);
+    let small = e.fmul(as_, p);
+    let small = e.fadd(a, small);
 
-    let ac = min_c(b, t, a, 10.0);
-    let two_a = b.ins().fadd(ac, ac);
-    let e = exp(b, two_a);
-    let one = fc(b, t, 1.0);
-    let two = fc(b, t, 2.0);
-    let den = b.ins().fadd(e, one);
-    let q = b.ins().fdiv(two, den);
-    let big = b.ins().fsub(one, q);
+    let ac = e.min_c(a, 10.0);
+    let two_a = e.fadd(ac, ac);
+    let ex = exp(e, two_a);
+    let one = e.fconst(x, 1.0);
+    let two = e.fconst(x, 2.0);
+    let den = e.fadd(ex, one);
+    let q = e.fdiv(two, den);
+    let big = e.fsub(one, q);
 
-    let thr = fc(b, t, 0.625);
-    let is_small = b.ins().fcmp(FloatCC::LessThan, a, thr);
-    let r = sel(b, t, is_small, small, big);
-    with_sign_of(b, t, r, x)
+    let thr = e.fconst(x, 0.625);
+    let is_small = e.flt(a, thr);
+    let r = e.select(is_small, small, big);
+    sign_of(e, r, x)
 }
 
 /// Logistic function 1/(1 + e^{-x}).
 ///
 /// Computed from e = e^{-|x|} ∈ (0, 1], which never overflows: r = 1/(1+e) for x ≥ 0 and
 /// e·r = e/(1+e) for x < 0 (accurate relative error on both sides, no NaN at ±inf).
-pub fn sigmoid(b: &mut FunctionBuilder, x: Value) -> Value {
-    let t = Ty::of(b, x);
-    let a = b.ins().fabs(x);
-    let na = b.ins().fneg(a);
-    let e = exp(b, na);
-    let one = fc(b, t, 1.0);
-    let den = b.ins().fadd(e, one);
-    let r = b.ins().fdiv(one, den);
-    let er = b.ins().fmul(e, r);
-    let zero = fc(b, t, 0.0);
-    let neg = b.ins().fcmp(FloatCC::LessThan, x, zero);
-    sel(b, t, neg, er, r)
+pub fn sigmoid<E: Emit + ?Sized>(e: &mut E, x: E::V) -> E::V {
+    let a = e.fabs(x);
+    let na = e.fneg(a);
+    let ex = exp(e, na);
+    let one = e.fconst(x, 1.0);
+    let den = e.fadd(ex, one);
+    let r = e.fdiv(one, den);
+    let er = e.fmul(ex, r);
+    let zero = e.fconst(x, 0.0);
+    let neg = e.flt(x, zero);
+    e.select(neg, er, r)
 }
 
 /// Error function.
@@ -374,13 +320,11 @@ pub fn sigmoid(b: &mut FunctionBuilder, x: Value) -> Value {
 /// |x| < 0.875: x·P(x²), degree-5 polynomial in x² (relative error ~2 ulp).
 /// Otherwise 1 - e^{-a²}·Q(a) with a = min(|x|, 4) and Q a degree-8 polynomial fitted to
 /// erfc(a)·e^{a²} on [0.875, 4] (erf(4) rounds to 1 in f32). Sign restored from x.
-pub fn erf(b: &mut FunctionBuilder, x: Value) -> Value {
-    let t = Ty::of(b, x);
-    let a = b.ins().fabs(x);
-    let s = b.ins().fmul(a, a);
-    let p = horner(
-        b,
-        t,
+pub fn erf<E: Emit + ?Sized>(e: &mut E, x: E::V) -> E::V {
+    let a = e.fabs(x);
+    let s = e.fmul(a, a);
+    let p = poly(
+        e,
         s,
         &[
             -0.000_622_245_6,
@@ -391,12 +335,11 @@ pub fn erf(b: &mut FunctionBuilder, x: Value) -> Value {
             std::f32::consts::FRAC_2_SQRT_PI,
         ],
     );
-    let small = b.ins().fmul(a, p);
+    let small = e.fmul(a, p);
 
-    let ac = min_c(b, t, a, 4.0);
-    let q = horner(
-        b,
-        t,
+    let ac = e.min_c(a, 4.0);
+    let q = poly(
+        e,
         ac,
         &[
             0.000_142_779_74,
@@ -410,33 +353,32 @@ pub fn erf(b: &mut FunctionBuilder, x: Value) -> Value {
             0.994_575_8,
         ],
     );
-    let ac2 = b.ins().fmul(ac, ac);
-    let nac2 = b.ins().fneg(ac2);
-    let e = exp(b, nac2);
-    let eq = b.ins().fmul(e, q);
-    let one = fc(b, t, 1.0);
-    let big = b.ins().fsub(one, eq);
+    let ac2 = e.fmul(ac, ac);
+    let nac2 = e.fneg(ac2);
+    let ex = exp(e, nac2);
+    let eq = e.fmul(ex, q);
+    let one = e.fconst(x, 1.0);
+    let big = e.fsub(one, eq);
 
-    let thr = fc(b, t, 0.875);
-    let is_small = b.ins().fcmp(FloatCC::LessThan, a, thr);
-    let r = sel(b, t, is_small, small, big);
-    with_sign_of(b, t, r, x)
+    let thr = e.fconst(x, 0.875);
+    let is_small = e.flt(a, thr);
+    let r = e.select(is_small, small, big);
+    sign_of(e, r, x)
 }
 
 /// GELU, exact form 0.5·x·(1 + erf(x/√2)).
 ///
 /// x is clamped below at -f32::MAX for the outer product so gelu(-inf) = -0 instead of NaN.
-pub fn gelu(b: &mut FunctionBuilder, x: Value) -> Value {
-    let t = Ty::of(b, x);
-    let k = fc(b, t, std::f32::consts::FRAC_1_SQRT_2);
-    let xs = b.ins().fmul(x, k);
-    let e = erf(b, xs);
-    let one = fc(b, t, 1.0);
-    let ope = b.ins().fadd(one, e);
-    let xm = max_c(b, t, x, f32::MIN);
-    let half = fc(b, t, 0.5);
-    let hx = b.ins().fmul(xm, half);
-    b.ins().fmul(hx, ope)
+pub fn gelu<E: Emit + ?Sized>(e: &mut E, x: E::V) -> E::V {
+    let k = e.fconst(x, std::f32::consts::FRAC_1_SQRT_2);
+    let xs = e.fmul(x, k);
+    let r = erf(e, xs);
+    let one = e.fconst(x, 1.0);
+    let ope = e.fadd(one, r);
+    let xm = e.max_c(x, f32::MIN);
+    let half = e.fconst(x, 0.5);
+    let hx = e.fmul(xm, half);
+    e.fmul(hx, ope)
 }
 
 /// GELU, tanh approximation 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
@@ -446,18 +388,17 @@ pub fn gelu(b: &mut FunctionBuilder, x: Value) -> Value {
 /// error in the left tail where 1 + tanh u cancels. 2u = x·(c1 + c2·x²) with both constants
 /// doubled. As in [`gelu`], x is clamped below at -f32::MAX for the outer product so
 /// gelu_tanh(-inf) = -0.
-pub fn gelu_tanh(b: &mut FunctionBuilder, x: Value) -> Value {
-    let t = Ty::of(b, x);
+pub fn gelu_tanh<E: Emit + ?Sized>(e: &mut E, x: E::V) -> E::V {
     let s = (2.0 / std::f64::consts::PI).sqrt();
-    let c1 = fc(b, t, (2.0 * s) as f32);
-    let c2 = fc(b, t, (2.0 * s * 0.044715) as f32);
-    let x2 = b.ins().fmul(x, x);
-    let p = b.ins().fmul(x2, c2);
-    let p = b.ins().fadd(p, c1);
-    let u2 = b.ins().fmul(x, p);
-    let sg = sigmoid(b, u2);
-    let xm = max_c(b, t, x, f32::MIN);
-    b.ins().fmul(xm, sg)
+    let c1 = e.fconst(x, (2.0 * s) as f32);
+    let c2 = e.fconst(x, (2.0 * s * 0.044715) as f32);
+    let x2 = e.fmul(x, x);
+    let p = e.fmul(x2, c2);
+    let p = e.fadd(p, c1);
+    let u2 = e.fmul(x, p);
+    let sg = sigmoid(e, u2);
+    let xm = e.max_c(x, f32::MIN);
+    e.fmul(xm, sg)
 }
 
 /// Round toward -inf.

@@ -286,6 +286,95 @@ fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
 /// touching no callee-saved register (System V: rbx, rbp, r12–r15), with
 /// `vzeroupper` right before its only `ret` (the leaf ABI of
 /// `kerf_targets::ukernel`).
+/// Inputs for the math streams: specials (signed zeros, infinities, NaN,
+/// subnormals, the extremes, the routines' branch points and clamps) then
+/// a sweep over [-12, 12] and a spread of magnitudes.
+fn math_inputs(n: usize) -> Vec<f32> {
+    let specials = [
+        0.0,
+        -0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        f32::MIN_POSITIVE,
+        -f32::MIN_POSITIVE,
+        1e-40,
+        -1e-40,
+        f32::MAX,
+        f32::MIN,
+        0.625,
+        -0.625,
+        0.875,
+        -0.875,
+        4.0,
+        -4.0,
+        10.0,
+        -10.0,
+        88.7,
+        89.5,
+        -103.9,
+        -110.5,
+        1e-20,
+        -3e-8,
+    ];
+    let mut x: Vec<f32> = specials.to_vec();
+    let sweep = n.saturating_sub(x.len()) / 2;
+    x.extend((0..sweep).map(|i| -12.0 + 24.0 * i as f32 / sweep.max(1) as f32));
+    x.extend((0..n).map(|i| (if i % 2 == 0 { 1.0 } else { -1.0 }) * 10f32.powf(-6.0 + 8.0 * i as f32 / n as f32)));
+    x.truncate(n);
+    x
+}
+
+/// The AVX2 math streams (`ukernel::vmath`) against the 128-bit Cranelift
+/// loops they replace: every standalone op with a stream, at lengths that
+/// leave every tail from 0 to 7 elements, and each transcendental MatMul
+/// epilogue (rows of 36 and 8 columns). Same bits (NaN against NaN), and the
+/// reference evaluator where it is finite.
+#[test]
+fn avx2_math_streams_equal_the_128_bit_loops() {
+    let ops = ["Exp", "Erf", "Tanh", "Sigmoid", "Gelu{tanh=false}", "Gelu{tanh=true}"];
+    for (i, op) in ops.iter().enumerate() {
+        let n = 8 * 60 + i + 2 * (i % 2);
+        let x = math_inputs(n);
+        let text =
+            format!("graph \"g\"\n  input %0 \"x\": f32[{n}]\n  %1 = {op}(%0): f32[{n}] @\"u\"\n  output \"y\" = %1\n");
+        let ins = [t(&[n], &x)];
+        let (on, n_on, avx2) = run(&text, &ins, true);
+        if !avx2 {
+            eprintln!("skipped: the host has no AVX2 + FMA, so no assembled math streams to check");
+            return;
+        }
+        let (off, _, _) = run(&text, &ins, false);
+        assert_eq!(n_on, 1, "{op}: one stream expected");
+        same_bits(op, &on, &off);
+        let g = kerf_ir::text::parse(&text).unwrap();
+        let want = reference(&g, &ins).remove(0);
+        let finite = |v: &[f32]| v.iter().map(|y| if y.is_finite() { *y } else { 0.0 }).collect::<Vec<_>>();
+        close(op, &finite(&on), &finite(&want), 1e-6, 1e-5);
+    }
+    for (act, cols) in [("Gelu, act_tanh=false", 36), ("Gelu, act_tanh=true", 8), ("Sigmoid", 36), ("Tanh", 20)] {
+        let text = format!(
+            "graph \"g\"\n  input %0 \"a\": f32[2,20,48]\n  const %4 \"b\": f32[48,{cols}] = iota(0.5, -0.0007)\n  const %5 \"c\": f32[{cols}] = iota(-0.3, 0.02)\n  %7 = MatMulFused{{layer=\"m\", act={act}, residual=false}}(%0, %4, %5): f32[2,20,{cols}] @\"m\"\n  output \"y\" = %7\n"
+        );
+        let a: Vec<f32> = xs(2 * 20 * 48).iter().map(|v| v * 2.0).collect();
+        let ins = [t(&[2, 20, 48], &a)];
+        let (on, _, avx2) = run(&text, &ins, true);
+        if !avx2 {
+            return;
+        }
+        let (off, _, _) = run(&text, &ins, false);
+        same_bits(act, &on, &off);
+        let g = kerf_ir::text::parse(&text).unwrap();
+        close(act, &on, &reference(&g, &ins).remove(0), 1e-5, 1e-4);
+    }
+}
+
+/// Bit equality, any NaN equal to any NaN.
+fn same_bits(name: &str, a: &[f32], b: &[f32]) {
+    let diff = a.iter().zip(b).position(|(x, y)| x.to_bits() != y.to_bits() && !(x.is_nan() && y.is_nan()));
+    assert!(diff.is_none(), "{name}: element {diff:?}: {:?} (AVX2) vs {:?}", diff.map(|d| a[d]), diff.map(|d| b[d]));
+}
+
 #[test]
 fn assembled_kernels_keep_the_leaf_abi() {
     use iced_x86::{Decoder, DecoderOptions, InstructionInfoFactory, Mnemonic, Register};
@@ -344,6 +433,14 @@ fn assembled_kernels_keep_the_leaf_abi() {
         let t = PatternTile { groups: vec![1, 4, 5], rows, vecs, last_lanes, out_row: 224, in_row: 256, accumulate };
         assert!(t.fits());
         kernels.push((format!("pattern tile {t:?}"), pattern_tile(&t).unwrap()));
+    }
+    {
+        use kerf_targets::ukernel::vmath::{stream, VFn};
+        for f in [VFn::Exp, VFn::Tanh, VFn::Sigmoid, VFn::Erf, VFn::Gelu, VFn::GeluTanh] {
+            // the instructions only: the constant pool follows the `ret`
+            let s = stream(f).unwrap();
+            kernels.push((format!("math stream {f:?}"), s.bytes[..s.code_len].to_vec()));
+        }
     }
     let saved = [Register::RBX, Register::RBP, Register::R12, Register::R13, Register::R14, Register::R15];
     for (name, code) in &kernels {

@@ -16,8 +16,10 @@ use kerf_ir::op::ChainStep;
 use kerf_ir::{BinaryOp, DType, Op, UnaryOp};
 
 use super::cast::{cast_scalar, f32_to_half, half_to_f32, is_half};
+use super::epilogue::stream_prefix;
 use super::{cl_type, Kernel, LResult};
 use crate::math;
+use crate::ukernel::vmath::VFn;
 
 /// Strides (elements) of `shape` broadcast into an output of rank `r`.
 pub fn bcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
@@ -630,7 +632,15 @@ pub fn lower(k: &mut Kernel) -> LResult {
             }
         };
         if vec_ok {
-            k.for_vec(inner, &mut body);
+            let done = match (unary_stream(&op), hoisted[0]) {
+                (Some(f), None) => {
+                    let src = k.addr(ptrs[0], offs[0], 4);
+                    let dst = k.addr(out, offs[n_in], 4);
+                    stream_prefix(k, Some(f), src, dst, inner)
+                }
+                _ => 0,
+            };
+            k.for_vec_from(done, inner, &mut body);
         } else {
             k.for_n(0, inner as i64, 1, |k, j| body(k, types::F32, j));
         }
@@ -641,6 +651,20 @@ pub fn lower(k: &mut Kernel) -> LResult {
     match first_err {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// The AVX2 stream ([`crate::ukernel::vmath`]) computing a unary op the
+/// way [`unary_f`] does.
+fn unary_stream(op: &Op) -> Option<VFn> {
+    match op {
+        Op::Unary(UnaryOp::Exp) => Some(VFn::Exp),
+        Op::Unary(UnaryOp::Erf) => Some(VFn::Erf),
+        Op::Unary(UnaryOp::Tanh) => Some(VFn::Tanh),
+        Op::Unary(UnaryOp::Sigmoid) => Some(VFn::Sigmoid),
+        Op::Unary(UnaryOp::Gelu { tanh: false }) => Some(VFn::Gelu),
+        Op::Unary(UnaryOp::Gelu { tanh: true }) => Some(VFn::GeluTanh),
+        _ => None,
     }
 }
 

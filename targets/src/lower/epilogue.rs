@@ -8,8 +8,9 @@ use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{Endianness, InstBuilder, MemFlagsData, Type, Value};
 use kerf_ir::UnaryOp;
 
-use super::Kernel;
+use super::{Family, Kernel};
 use crate::math;
+use crate::ukernel::vmath::{self, VFn};
 
 /// An activation the kernels can apply before the store.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -131,6 +132,38 @@ pub fn apply_act(k: &mut Kernel, ty: Type, act: Act, x: Value) -> Value {
         Act::Gelu { tanh: false } => math::gelu(&mut k.b, x),
         Act::Gelu { tanh: true } => math::gelu_tanh(&mut k.b, x),
     }
+}
+
+/// The function of `act`'s AVX2 stream ([`vmath`]), for the long
+/// transcendental activations.
+pub fn act_stream(act: Act) -> Option<VFn> {
+    match act {
+        Act::Sigmoid => Some(VFn::Sigmoid),
+        Act::Tanh => Some(VFn::Tanh),
+        Act::Gelu { tanh: false } => Some(VFn::Gelu),
+        Act::Gelu { tanh: true } => Some(VFn::GeluTanh),
+        _ => None,
+    }
+}
+
+/// `dst[i] = f(src[i])` over the first `n / 8 · 8` elements through the
+/// AVX2 stream of `f` (`dst` may equal `src`) when the target has AVX2;
+/// returns how many elements it covered (0 without a stream), for the
+/// caller's Cranelift loop to finish. The stream gives that loop's bits
+/// ([`vmath`]), so the split point does not show in the output.
+pub fn stream_prefix(k: &mut Kernel, f: Option<VFn>, src: Value, dst: Value, n: usize) -> usize {
+    let Some(f) = f else { return 0 };
+    if !k.caps.avx2 || k.lanes() != 4 || n < 8 {
+        return 0;
+    }
+    // assembly cannot fail for the functions `VFn` names (a unit test
+    // assembles each); should it, the Cranelift loop does all of it
+    let Ok(code) = vmath::stream(f) else { return 0 };
+    let code = k.code(Family::Avx2, code.bytes);
+    let sig = k.ukernel_sig(3);
+    let count = k.ic((n / 8) as i64);
+    k.b.ins().call_indirect(sig, code, &[src, dst, count]);
+    n / 8 * 8
 }
 
 /// Vector Relu and Clip as compare-and-select, the form x86-64 lowers to one

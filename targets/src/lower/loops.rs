@@ -275,10 +275,16 @@ impl Kernel<'_, '_> {
     /// Runs `body(k, ty, i)` over `0..n` elements: vector steps of 4 with
     /// `ty = F32X4` (when SIMD is available), then a scalar tail with `F32`.
     pub fn for_vec(&mut self, n: usize, body: &mut dyn FnMut(&mut Self, Type, Value)) {
+        self.for_vec_from(0, n, body);
+    }
+
+    /// [`Kernel::for_vec`] over `start..n` (vectors from `start`, then the
+    /// scalar tail).
+    pub fn for_vec_from(&mut self, start: usize, n: usize, body: &mut dyn FnMut(&mut Self, Type, Value)) {
         let l = self.lanes();
-        let main = n / l * l;
+        let main = start + n.saturating_sub(start) / l * l;
         let vty = self.vty();
-        self.for_n(0, main as i64, l as i64, |k, i| body(k, vty, i));
+        self.for_n(start as i64, main as i64, l as i64, |k, i| body(k, vty, i));
         if l > 1 {
             self.for_n(main as i64, n as i64, 1, |k, i| body(k, types::F32, i));
         }

@@ -435,7 +435,8 @@ fn gemm_tiles(k: &mut Kernel, t: &Tiles, a: AView, a_off: Value, panel: (Value, 
                 let e = k.b.ins().imul_imm_s(m, out.ldo as i64);
                 let e = k.b.ins().iadd(e, o_off);
                 let p = k.addr(out.ptr, e, 4);
-                k.for_vec(n, &mut |k, ty, i| {
+                let done = super::epilogue::stream_prefix(k, super::epilogue::act_stream(act), p, p, n);
+                k.for_vec_from(done, n, &mut |k, ty, i| {
                     let q = k.addr(p, i, 4);
                     let x = k.ld(ty, q, 0);
                     let y = apply_act(k, ty, act, x);

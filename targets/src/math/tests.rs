@@ -7,6 +7,7 @@
 
 use super::*;
 use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, MemFlagsData};
 use cranelift_codegen::ir::{AbiParam, BlockArg, Function, UserFuncName};
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
