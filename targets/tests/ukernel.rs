@@ -328,7 +328,7 @@ fn math_inputs(n: usize) -> Vec<f32> {
 /// The AVX2 math streams (`ukernel::vmath`) against the 128-bit Cranelift
 /// loops they replace: every standalone op with a stream, at lengths that
 /// leave every tail from 0 to 7 elements, and each transcendental MatMul
-/// epilogue (rows of 36 and 8 columns). Same bits (NaN against NaN), and the
+/// epilogue (rows of 36 and 8 columns), and Softmax's exp. Same bits (NaN against NaN), and the
 /// reference evaluator where it is finite.
 #[test]
 fn avx2_math_streams_equal_the_128_bit_loops() {
@@ -351,6 +351,33 @@ fn avx2_math_streams_equal_the_128_bit_loops() {
         let want = reference(&g, &ins).remove(0);
         let finite = |v: &[f32]| v.iter().map(|y| if y.is_finite() { *y } else { 0.0 }).collect::<Vec<_>>();
         close(op, &finite(&on), &finite(&want), 1e-6, 1e-5);
+    }
+    // Softmax's exp runs as a stream over each row (rows of 64, 37 with a
+    // tail, 5 with none), between the max and the sum
+    for len in [64, 37, 5] {
+        let text = format!(
+            "graph \"g\"\n  input %0 \"x\": f32[3,{len}]\n  %1 = Softmax{{axis=1}}(%0): f32[3,{len}] @\"s\"\n  output \"y\" = %1\n"
+        );
+        let x: Vec<f32> = xs(3 * len).iter().map(|v| v * 30.0).collect();
+        let ins = [t(&[3, len], &x)];
+        let (on, n_on, avx2) = run(&text, &ins, true);
+        if !avx2 {
+            return;
+        }
+        let (off, _, _) = run(&text, &ins, false);
+        assert_eq!(n_on, usize::from(len >= 8), "softmax {len}: streams");
+        same_bits(&format!("softmax {len}"), &on, &off);
+        // the reference evaluator has no Softmax: f64 per row
+        let want: Vec<f32> = x
+            .chunks(len)
+            .flat_map(|r| {
+                let m = r.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(f64::from(v)));
+                let e: Vec<f64> = r.iter().map(|&v| (f64::from(v) - m).exp()).collect();
+                let s: f64 = e.iter().sum();
+                e.into_iter().map(move |v| (v / s) as f32)
+            })
+            .collect();
+        close("softmax", &on, &want, 1e-6, 1e-5);
     }
     for (act, cols) in [("Gelu, act_tanh=false", 36), ("Gelu, act_tanh=true", 8), ("Sigmoid", 36), ("Tanh", 20)] {
         let text = format!(

@@ -146,6 +146,12 @@ pub fn act_stream(act: Act) -> Option<VFn> {
     }
 }
 
+/// Whether [`stream_prefix`] runs a stream over `n` elements on this
+/// target (AVX2, at least one whole vector).
+pub fn has_streams(k: &Kernel, n: usize) -> bool {
+    k.caps.avx2 && k.lanes() == 4 && n >= 8
+}
+
 /// `dst[i] = f(src[i])` over the first `n / 8 · 8` elements through the
 /// AVX2 stream of `f` (`dst` may equal `src`) when the target has AVX2;
 /// returns how many elements it covered (0 without a stream), for the
@@ -153,7 +159,7 @@ pub fn act_stream(act: Act) -> Option<VFn> {
 /// ([`vmath`]), so the split point does not show in the output.
 pub fn stream_prefix(k: &mut Kernel, f: Option<VFn>, src: Value, dst: Value, n: usize) -> usize {
     let Some(f) = f else { return 0 };
-    if !k.caps.avx2 || k.lanes() != 4 || n < 8 {
+    if !has_streams(k, n) {
         return 0;
     }
     // assembly cannot fail for the functions `VFn` names (a unit test

@@ -10,8 +10,10 @@ use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 use kerf_ir::Op;
 
 use super::elementwise::fsel;
+use super::epilogue::{has_streams, stream_prefix};
 use super::{Kernel, LResult};
 use crate::math;
+use crate::ukernel::vmath::VFn;
 
 /// Independent vector accumulators of a row reduction: one accumulator
 /// chains every step on the add (or max) latency; 4 keep the adder busy.
@@ -134,6 +136,10 @@ pub fn softmax(k: &mut Kernel) -> LResult {
             })[0]
         };
         let mx = pin(k, mx);
+        if !log && inner == 1 && has_streams(k, len) {
+            let sum = exp_row_streamed(k, xb, ob, mx, len);
+            return normalise(k, ob, sum, len, inner);
+        }
         // exp(x - max) into out (unless log), accumulating the sum
         let mut ex = |k: &mut Kernel, ty: Type, j: Value| {
             let v = k.ld_at(ty, xb, j, (inner * 4) as i64, 0);
@@ -168,18 +174,44 @@ pub fn softmax(k: &mut Kernel) -> LResult {
                 k.st_at(r, ob, j, (inner * 4) as i64, 0);
             });
         } else {
-            let one = k.fc(1.0);
-            let inv = k.b.ins().fdiv(one, sum);
-            let inv = pin(k, inv);
-            row_loop(k, len, inner, &mut |k, ty, j| {
-                let v = k.ld_at(ty, ob, j, (inner * 4) as i64, 0);
-                let s = k.widen(ty, inv);
-                let r = k.b.ins().fmul(v, s);
-                k.st_at(r, ob, j, (inner * 4) as i64, 0);
-            });
+            normalise(k, ob, sum, len, inner);
         }
     })?;
     Ok(())
+}
+
+/// `out[j] = exp(x[j] - mx)` over a contiguous row and its sum, in
+/// three passes: the differences, the AVX2 exp stream over whole vectors
+/// in place (then Cranelift's exp on the tail), the sum. Every value and
+/// the summation order are those of the fused one-pass loop, so the
+/// bits are too.
+fn exp_row_streamed(k: &mut Kernel, xb: Value, ob: Value, mx: Value, len: usize) -> Value {
+    row_loop(k, len, 1, &mut |k, ty, j| {
+        let v = k.ld_at(ty, xb, j, 4, 0);
+        let m = k.widen(ty, mx);
+        let d = k.b.ins().fsub(v, m);
+        k.st_at(d, ob, j, 4, 0);
+    });
+    let done = stream_prefix(k, Some(VFn::Exp), ob, ob, len);
+    k.for_vec_from(done, len, &mut |k, ty, j| {
+        let d = k.ld_at(ty, ob, j, 4, 0);
+        let e = math::exp(&mut k.b, d);
+        k.st_at(e, ob, j, 4, 0);
+    });
+    row_reduce(k, len, Comb::Add, 0.0, &mut |k, ty, j| k.ld_at(ty, ob, j, 4, 0))
+}
+
+/// `out[j] /= sum` as a multiplication by `1 / sum`.
+fn normalise(k: &mut Kernel, ob: Value, sum: Value, len: usize, inner: usize) {
+    let one = k.fc(1.0);
+    let inv = k.b.ins().fdiv(one, sum);
+    let inv = pin(k, inv);
+    row_loop(k, len, inner, &mut |k, ty, j| {
+        let v = k.ld_at(ty, ob, j, (inner * 4) as i64, 0);
+        let s = k.widen(ty, inv);
+        let r = k.b.ins().fmul(v, s);
+        k.st_at(r, ob, j, (inner * 4) as i64, 0);
+    });
 }
 
 /// Mean and 1/sqrt(var + eps) of `len` contiguous values at `p`.
