@@ -104,6 +104,12 @@ fn avx2_tiles_equal_the_128_bit_tiles() {
         // HardSwish (Paddle/MobileNetV3 exports)
         (16, 37, (9, 9), 1, (1, 1), "", "HardSwish", true),
         (24, 40, (16, 16), 3, (1, 1), ", winograd=4", "HardSwish", false),
+        // transcendental activations: the tiles store, the math stream
+        // applies them per output row (after the last of two K passes)
+        (16, 37, (9, 9), 1, (1, 1), "", "Sigmoid", true),
+        (64, 24, (12, 12), 3, (1, 1), "", "Tanh", false),
+        (16, 30, (19, 19), 1, (1, 1), "", "Gelu, act_tanh=false", true),
+        (8, 12, (9, 11), 3, (1, 2), "", "Gelu, act_tanh=true", false),
         // epilogues left to the Cranelift tile
         (16, 24, (8, 8), 1, (1, 1), "", "LeakyRelu, act_alpha=0.1", false),
         (16, 24, (8, 8), 1, (1, 1), "", "Clip, act_min=-0.0, act_max=6.0", false),
@@ -328,7 +334,8 @@ fn math_inputs(n: usize) -> Vec<f32> {
 /// The AVX2 math streams (`ukernel::vmath`) against the 128-bit Cranelift
 /// loops they replace: every standalone op with a stream, at lengths that
 /// leave every tail from 0 to 7 elements, and each transcendental MatMul
-/// epilogue (rows of 36 and 8 columns), and Softmax's exp. Same bits (NaN against NaN), and the
+/// epilogue (rows of 36 and 8 columns), chains with streamed steps and
+/// Softmax's exp. Same bits (NaN against NaN), and the
 /// reference evaluator where it is finite.
 #[test]
 fn avx2_math_streams_equal_the_128_bit_loops() {
@@ -351,6 +358,22 @@ fn avx2_math_streams_equal_the_128_bit_loops() {
         let want = reference(&g, &ins).remove(0);
         let finite = |v: &[f32]| v.iter().map(|y| if y.is_finite() { *y } else { 0.0 }).collect::<Vec<_>>();
         close(op, &finite(&on), &finite(&want), 1e-6, 1e-5);
+    }
+    // chains split at their streamed steps, in chunks of 512 (SiLU; a
+    // stream mid-chain, a second one after it, a broadcast operand)
+    for (steps, n) in [("Sigmoid Mul($0,@)", 8 * 70 + 3), ("Add(@,$1) Tanh Mul($0,@) Gelu{tanh=true}", 1100)] {
+        let text = format!(
+            "graph \"g\"\n  input %0 \"x\": f32[2,{n}]\n  input %1 \"b\": f32[2,1]\n  %2 = Chain{{steps=\"{steps}\"}}(%0, %1): f32[2,{n}] @\"c\"\n  output \"y\" = %2\n"
+        );
+        let x = math_inputs(2 * n);
+        let ins = [t(&[2, n], &x), t(&[2, 1], &[0.25, -0.5])];
+        let (on, n_on, avx2) = run(&text, &ins, true);
+        if !avx2 {
+            return;
+        }
+        let (off, _, _) = run(&text, &ins, false);
+        assert!(n_on >= 1, "{steps}: no stream");
+        same_bits(steps, &on, &off);
     }
     // Softmax's exp runs as a stream over each row (rows of 64, 37 with a
     // tail, 5 with none), between the max and the sum
