@@ -124,6 +124,14 @@ impl Panels {
     pub fn new(l: usize, kk: usize, paired: bool) -> Panels {
         Panels { l, kk, paired }
     }
+    /// Whether the panels are stored in pairs.
+    pub fn paired(&self) -> bool {
+        self.paired
+    }
+    /// K steps per panel.
+    pub fn kk(&self) -> usize {
+        self.kk
+    }
     /// Bytes from a panel to the next (single), or from a pair to the
     /// next over two panels (paired).
     pub fn stride(&self) -> i64 {

@@ -31,6 +31,7 @@ use kerf_ir::{DType, Op};
 
 use super::elementwise::bcast_strides;
 use super::epilogue::{apply_act, Act};
+use super::gemm::Panels;
 use super::{Kernel, LResult};
 
 /// At most this many vector accumulators per micro-tile (16 xmm registers:
@@ -63,16 +64,27 @@ fn tile_shape(mm: usize, n_panels: usize) -> (usize, usize) {
     }
 }
 
-/// Packs a constant B (`b[k*sk + n*sn]`) into panels of `l` columns.
-pub fn pack_b(b: &[f32], kk: usize, n: usize, sk: usize, sn: usize, l: usize, scale: f32) -> Vec<f32> {
+/// The layout of B's panels over `kk` K steps: on AVX2 targets in pairs
+/// (`[pair][k][8]`, one `ymm` load per pair and K step in the assembled
+/// tile, as the conv engine's [`super::gemm::Block::paired`]), else
+/// `[panel][k][l]`. Layouts change addresses, not arithmetic.
+fn b_layout(k: &Kernel, kk: usize) -> Panels {
+    Panels::new(k.lanes(), kk, k.caps.avx2 && k.lanes() == 4)
+}
+
+/// Packs a constant B (`b[k*sk + n*sn]`) into `l`-column panels laid out
+/// as `pan`, times `scale` (unused lanes and halves zero).
+#[allow(clippy::too_many_arguments)]
+fn pack_b(b: &[f32], kk: usize, n: usize, sk: usize, sn: usize, l: usize, pan: Panels, scale: f32) -> Vec<f32> {
     let nb = n.div_ceil(l);
-    let mut out = vec![0f32; nb * kk * l];
+    let mut out = vec![0f32; pan.bytes(1, nb) / 4];
     for p in 0..nb {
+        let base = pan.at(p) as usize / 4;
         for k in 0..kk {
             for j in 0..l {
                 let col = p * l + j;
                 if col < n {
-                    out[(p * kk + k) * l + j] = scale * b[k * sk + col * sn];
+                    out[base + k * pan.kstep() / 4 + j] = scale * b[k * sk + col * sn];
                 }
             }
         }
@@ -177,7 +189,7 @@ fn row_blocks(k: &mut Kernel, mm: usize, rm: usize, rows: Rows, body: &mut dyn F
 }
 
 /// Emits `out[m*ldo + n] (+)= sum_k A[m,k] * panel(k, n)` for all m < M,
-/// n < N. `a_off`/`o_off` are element offsets (I64 values) of this batch.
+/// n < N, B packed `[panel][k][l]` (single panels). `a_off`/`o_off` are element offsets (I64 values) of this batch.
 /// Tiles of `rows x panels` accumulators; loads of A are broadcasts, one B
 /// vector per panel per k.
 #[allow(clippy::too_many_arguments)]
@@ -192,7 +204,9 @@ pub fn gemm_core(
     out: OutView,
     o_off: Value,
 ) {
-    let t = Tiles { mm, n, kk, packed: false, rows: Rows::All, epi: StoreEpi::NONE };
+    // callers pack their panels `[panel][k][l]`
+    let pan = Panels::new(k.lanes(), kk, false);
+    let t = Tiles { mm, n, kk, pan, packed: false, rows: Rows::All, epi: StoreEpi::NONE };
     gemm_tiles(k, &t, a, a_off, panel, out, o_off);
 }
 
@@ -249,6 +263,8 @@ struct Tiles {
     mm: usize,
     n: usize,
     kk: usize,
+    /// B's panel layout.
+    pan: Panels,
     packed: bool,
     rows: Rows,
     epi: StoreEpi,
@@ -329,8 +345,17 @@ fn gemm_tiles(k: &mut Kernel, t: &Tiles, a: AView, a_off: Value, panel: (Value, 
             };
             init.extend(std::iter::repeat_n(v, np));
         }
-        let pb = k.b.ins().imul_imm_s(nb0, (kk * l * 4) as i64);
-        let pbase = k.b.ins().iadd(panel, pb);
+        // each panel's K-step-0 address (pairs: the parity of nb0 + j picks
+        // the half, so the offsets are computed, not constant)
+        let pan = t.pan;
+        let pbases: Vec<Value> = (0..np)
+            .map(|j| {
+                let c = k.b.ins().iadd_imm_s(nb0, j as i64);
+                let off = pan.at_dyn(k, c);
+                k.b.ins().iadd(panel, off)
+            })
+            .collect();
+        let kstep = pan.kstep();
         // One A base pointer per tile; rows are constant offsets folded
         // into the loads (no per-row address arithmetic in the k loop).
         // Row r, step k of the tile at element offset r*sr + k*sk from abase.
@@ -344,9 +369,13 @@ fn gemm_tiles(k: &mut Kernel, t: &Tiles, a: AView, a_off: Value, panel: (Value, 
         };
         // One k step: B vectors for each panel, a broadcast per row.
         let step = |k: &mut Kernel, kv: Value, koff: usize, accs: &[Value]| -> Vec<Value> {
-            let bp = k.addr(pbase, kv, (l * 4) as i64);
-            let bvs: Vec<Value> =
-                (0..np).map(|j| k.b.ins().load(vty, b_flags, bp, ((j * kk + koff) * l * 4) as i32)).collect();
+            let ko = k.b.ins().imul_imm_s(kv, kstep as i64);
+            let bvs: Vec<Value> = (0..np)
+                .map(|j| {
+                    let bp = k.b.ins().iadd(pbases[j], ko);
+                    k.b.ins().load(vty, b_flags, bp, (koff * kstep) as i32)
+                })
+                .collect();
             let ap = k.addr(abase, kv, (sk * 4) as i64);
             let mut next = Vec::with_capacity(rows * np);
             for r in 0..rows {
@@ -468,8 +497,8 @@ fn wide_tiles(
         pairs: 0,
         a_row: if t.packed { 4 } else { a.sm * 4 },
         a_step: if t.packed { rows * 4 } else { a.sk * 4 },
-        panel: t.kk * k.lanes() * 4,
-        paired: false,
+        panel: t.pan.stride() as usize,
+        paired: t.pan.paired(),
         ldo: out.ldo * 4,
         init: if out.bias.is_some() { Init::RowBias } else { Init::Zero },
         epi: TileEpi {
@@ -506,7 +535,7 @@ fn tile_ptrs(
         let off = k.b.ins().iadd(mo, a_off);
         k.addr(a.ptr, off, 4)
     };
-    let pb = k.b.ins().imul_imm_s(nb, (t.kk * l * 4) as i64);
+    let pb = t.pan.at_dyn(k, nb);
     let col = k.b.ins().imul_imm_s(nb, l as i64);
     let row = k.b.ins().imul_imm_s(m0, out.ldo as i64);
     let e = k.b.ins().iadd(row, col);
@@ -532,17 +561,19 @@ fn tile_ptrs(
     }
 }
 
-/// Packs a run-time B (`b[off + k*sk + n*sn]`) into panels in scratch.
+/// Packs a run-time B (`b[off + k*sk + n*sn]`) into panels laid out as
+/// `pan` in scratch.
 #[allow(clippy::too_many_arguments)]
-fn pack_runtime(k: &mut Kernel, b: Value, b_off: Value, kk: usize, n: usize, sk: usize, sn: usize, dst: Value) {
+fn pack_runtime(k: &mut Kernel, b: Value, b_off: Value, n: usize, sk: usize, sn: usize, pan: Panels, dst: Value) {
     let l = k.lanes();
+    let kk = pan.kk();
     let full = n / l;
     let tail = n % l;
     let one_panel = |k: &mut Kernel, nb: Value, width: usize| {
+        let po = pan.at_dyn(k, nb);
+        let pd = k.b.ins().iadd(dst, po);
         k.for_n(0, kk as i64, 1, |k, kv| {
-            let pi = k.b.ins().imul_imm_s(nb, kk as i64);
-            let pi = k.b.ins().iadd(pi, kv);
-            let dp = k.addr(dst, pi, (l * 4) as i64);
+            let dp = k.addr(pd, kv, pan.kstep() as i64);
             let ko = k.b.ins().imul_imm_s(kv, sk as i64);
             let ko = k.b.ins().iadd(ko, b_off);
             let no = k.b.ins().imul_imm_s(nb, (l * sn) as i64);
@@ -597,17 +628,18 @@ fn lower_gemm(k: &mut Kernel, gm: &kerf_ir::op::Gemm, e: Epilogue) -> LResult {
     let (sk, sn) = if gm.trans_b { (1, kk) } else { (n, 1) };
     let alpha = gm.alpha.get();
     let b_const = k.const_f32(1);
+    let pan = b_layout(k, kk);
     let panel = match &b_const {
         Some(bv) => {
-            let p = pack_b(bv, kk, n, sk, sn, l, alpha);
+            let p = pack_b(bv, kk, n, sk, sn, l, pan, alpha);
             k.blob_f32(&p)
         }
         None => {
             // every task packs all of B into its own scratch
-            let s = k.task_scratch(n.div_ceil(l) * l * kk * 4);
+            let s = k.task_scratch(pan.bytes(1, n.div_ceil(l)));
             let bp = k.input(1);
             let z = k.ic(0);
-            pack_runtime(k, bp, z, kk, n, sk, sn, s);
+            pack_runtime(k, bp, z, n, sk, sn, pan, s);
             s
         }
     };
@@ -636,7 +668,7 @@ fn lower_gemm(k: &mut Kernel, gm: &kerf_ir::op::Gemm, e: Epilogue) -> LResult {
     let ov = OutView { ptr: out, ldo: n, bias: None };
     let ro_b = b_const.is_some();
     let packed = wants_packed_a(k, mm, n);
-    let t = Tiles { mm, n, kk, packed, rows, epi };
+    let t = Tiles { mm, n, kk, pan, packed, rows, epi };
     if packed {
         let ap = k.scratch(mm * kk * 4);
         let ap = pack_a_fenced(k, av, z, mm, kk, rows, ap);
@@ -674,9 +706,10 @@ fn lower_matmul(k: &mut Kernel, fused: Option<Epilogue>) -> LResult {
     let a = k.input(0);
     let av = AView { ptr: a, sm: kk, sk: 1, ro: false };
     let out = k.output(0);
-    let panel_elems = n.div_ceil(l) * l * kk;
+    let pan = b_layout(k, kk);
+    let panel_elems = pan.bytes(1, n.div_ceil(l)) / 4;
     let packed = wants_packed_a(k, mm, n);
-    let t = Tiles { mm, n, kk, packed, rows, epi };
+    let t = Tiles { mm, n, kk, pan, packed, rows, epi };
     // One batch's A, repacked into row blocks (reused across batches; the
     // tasks pack disjoint rows).
     let packed_a = if packed { Some(k.scratch(mm * kk * 4)) } else { None };
@@ -697,7 +730,7 @@ fn lower_matmul(k: &mut Kernel, fused: Option<Epilogue>) -> LResult {
             let nbb: usize = bsh[..bsh.len() - 2].iter().product();
             let mut all = Vec::with_capacity(nbb * panel_elems);
             for bi in 0..nbb {
-                all.extend(pack_b(&bv[bi * kk * n..], kk, n, n, 1, l, 1.0));
+                all.extend(pack_b(&bv[bi * kk * n..], kk, n, n, 1, l, pan, 1.0));
             }
             let panels = k.blob_f32(&all);
             let b_ps: Vec<usize> = b_bs.iter().map(|s| s / (kk * n).max(1) * panel_elems).collect();
@@ -717,7 +750,7 @@ fn lower_matmul(k: &mut Kernel, fused: Option<Epilogue>) -> LResult {
             k.nest(&batch, &mut |k, idx| {
                 let ao = k.linear(idx, &a_bs);
                 let bo = k.linear(idx, &b_bs);
-                pack_runtime(k, bp, bo, kk, n, n, 1, s);
+                pack_runtime(k, bp, bo, n, n, 1, pan, s);
                 let bi = k.linear(idx, &kerf_ir::eval::strides(&batch));
                 let oo = k.b.ins().imul_imm_s(bi, (mm * n) as i64);
                 product(k, ao, (s, false), oo);

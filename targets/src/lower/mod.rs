@@ -54,6 +54,7 @@
 //! - Call it at most once per kernel (`Err` otherwise), before the loop.
 
 pub mod cast;
+mod chain;
 pub mod conv;
 pub mod conv3d;
 mod conv_geo;

@@ -17,7 +17,8 @@ use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Type, 
 use kerf_ir::op::ChainStep;
 use kerf_ir::{BinaryOp, Op, UnaryOp, F32};
 
-use super::elementwise::{binary_f, chain, unary_f};
+use super::chain::chain;
+use super::elementwise::{binary_f, unary_f};
 use super::epilogue::sel_lt;
 use super::loops::mem;
 use super::{Kernel, LResult};

@@ -286,6 +286,32 @@ struct Step {
     dst: Option<AsmRegisterYmm>,
 }
 
+/// What issuing node `i` (operands `os`, each copy's remaining reader
+/// counts `left`) takes from the free registers: the scratch registers its
+/// constants need (taken before any operand frees up), and the net count
+/// (scratch and the result, if read, less the operands read for the last
+/// time).
+fn issue_need(t: &Trace, i: usize, os: &[usize], left: &[usize], read: bool) -> (usize, isize) {
+    let is_const = |o: usize| matches!(t.nodes[o], Node::Const(_));
+    let ins = match t.nodes[i] {
+        Node::Op(ins, _) => Some(ins),
+        _ => None,
+    };
+    let mem = ins.and_then(Ins::mem_slot);
+    let scratch = os.iter().enumerate().filter(|&(k, &o)| is_const(o) && mem != Some(k)).count();
+    let mut seen = Vec::new();
+    let mut freed = 0;
+    for &o in os.iter().filter(|&&o| !is_const(o)) {
+        let uses = os.iter().filter(|&&q| q == o).count();
+        if !seen.contains(&o) && left[o] == uses {
+            freed += 1;
+        }
+        seen.push(o);
+    }
+    let dst = usize::from(ins != Some(Ins::Out) && read);
+    (scratch, (scratch + dst) as isize - freed as isize)
+}
+
 impl Stream {
     /// The steps of a `u`-wide body, or `None` if no schedule fits in the
     /// 16 registers without spilling. Tries [`Stream::schedule`] with
@@ -331,40 +357,11 @@ impl Stream {
         let mut turn = 0;
         while cursor.iter().any(|&c| c < ops.len()) {
             let leader = (0..u).find(|&c| cursor[c] < ops.len())?;
-            // registers an issue takes: scratch constants and the result, less
-            // the operands it reads for the last time
-            let cost = |c: usize| -> isize {
-                let i = ops[cursor[c]];
-                let ins = match t.nodes[i] {
-                    Node::Op(ins, _) => Some(ins),
-                    _ => None,
-                };
-                let mem = ins.and_then(Ins::mem_slot);
-                let os = operands(i);
-                let scratch = os.iter().enumerate().filter(|&(k, &o)| is_const(o) && mem != Some(k)).count();
-                let mut seen = Vec::new();
-                let mut freed = 0;
-                for &o in os.iter().filter(|&&o| !is_const(o)) {
-                    let uses = os.iter().filter(|&&q| q == o).count();
-                    if !seen.contains(&o) && left[c][o] == uses {
-                        freed += 1;
-                    }
-                    seen.push(o);
-                }
-                let dst = usize::from(ins != Some(Ins::Out) && readers[i] > 0);
-                // scratch registers are taken before the operands free up
-                (scratch + dst) as isize - freed as isize
-            };
             let fits = |c: usize| {
                 let i = ops[cursor[c]];
-                let os = operands(i);
-                let mem = match t.nodes[i] {
-                    Node::Op(ins, _) => ins.mem_slot(),
-                    _ => None,
-                };
-                let scratch = os.iter().enumerate().filter(|&(k, &o)| is_const(o) && mem != Some(k)).count();
+                let (scratch, cost) = issue_need(t, i, &operands(i), &left[c], readers[i] > 0);
                 let keep = if c == leader { 0 } else { reserve as isize };
-                free.len() >= scratch.max(1) && free.len() as isize - cost(c) >= keep
+                free.len() >= scratch.max(1) && free.len() as isize - cost >= keep
             };
             let c = (0..u).map(|k| (turn + k) % u).find(|&c| cursor[c] < ops.len() && fits(c))?;
             turn = c + 1;

@@ -1,0 +1,118 @@
+//! `Chain` steps (several f32 elementwise steps in one pass, `kerf_ir::op::ChainStep`)
+//! and the chunked form that runs a chain's transcendental steps as AVX2
+//! math streams ([`crate::ukernel::vmath`]).
+
+use cranelift_codegen::ir::{InstBuilder, Type, Value};
+use kerf_ir::op::ChainStep;
+use kerf_ir::{Op, UnaryOp};
+
+use super::elementwise::{binary_f, unary_f, unary_stream};
+use super::epilogue::stream_prefix;
+use super::{Kernel, LResult};
+use crate::ukernel::vmath::VFn;
+
+/// The steps of a `Chain` on `F32` or `F32X4` values: the same emitters as
+/// the standalone unary/binary kernels, so a chain computes exactly what
+/// its steps as separate nodes would (each step is rounded to f32 either way).
+pub(crate) fn chain(k: &mut Kernel, steps: &[ChainStep], ty: Type, args: &[Value]) -> LResult<Value> {
+    let acc = *args.first().ok_or("Chain without an input")?;
+    chain_from(k, steps, ty, acc, args)
+}
+
+/// [`chain`]'s steps from the accumulator value `acc`.
+fn chain_from(k: &mut Kernel, steps: &[ChainStep], ty: Type, mut acc: Value, args: &[Value]) -> LResult<Value> {
+    for s in steps {
+        acc = match *s {
+            ChainStep::Unary(u) => unary_f(k, u, ty, acc)?,
+            ChainStep::Binary { op, arg, swap } => {
+                let y = *args.get(arg).ok_or_else(|| format!("chain step reads missing input {arg}"))?;
+                let (a, b) = if swap { (y, acc) } else { (acc, y) };
+                binary_f(k, op, ty, a, b, None)?
+            }
+        };
+    }
+    Ok(acc)
+}
+
+/// The AVX2 stream of a chain step ([`unary_stream`] of its op).
+pub(super) fn step_stream(s: &ChainStep) -> Option<VFn> {
+    match *s {
+        ChainStep::Unary(u) => unary_stream(&Op::Unary(u)),
+        ChainStep::Binary { .. } => None,
+    }
+}
+
+/// Steps of a chain run as one 128-bit pass, then the streamed step after
+/// them (none after the last segment).
+type Segment<'a> = (&'a [ChainStep], Option<(VFn, UnaryOp)>);
+
+/// Elements per chunk of [`chain_streamed`]: its passes stay in L1.
+const CHAIN_CHUNK: usize = 512;
+
+/// A contiguous f32 chain row of `len` elements at `ob` whose steps
+/// include transcendental unaries with AVX2 streams (SiLU's `Sigmoid
+/// Mul($0,@)`): per chunk of [`CHAIN_CHUNK`] elements, the steps up to
+/// each streamed one run as a 128-bit pass storing to the output, the
+/// stream applies that step in place (Cranelift's loop on the tail), and
+/// the next pass continues from the stored values. Every step rounds to
+/// f32 either way, so the bits are the fused loop's.
+pub(super) fn chain_streamed(
+    k: &mut Kernel,
+    steps: &[ChainStep],
+    len: usize,
+    ob: Value,
+    load_args: &dyn Fn(&mut Kernel, Type, Value) -> Vec<Value>,
+) -> LResult {
+    // segments: the steps before each streamed step, and that step
+    let mut segs: Vec<Segment> = Vec::new();
+    let mut from = 0;
+    for (i, s) in steps.iter().enumerate() {
+        if let (Some(f), ChainStep::Unary(u)) = (step_stream(s), s) {
+            segs.push((&steps[from..i], Some((f, *u))));
+            from = i + 1;
+        }
+    }
+    segs.push((&steps[from..], None));
+    let mut failed: Option<String> = None;
+    let mut chunk = |k: &mut Kernel, c: Value, n: usize| {
+        for (i, &(seg, stream)) in segs.iter().enumerate() {
+            {
+                k.for_vec(n, &mut |k, ty, j| {
+                    let e = k.b.ins().iadd(c, j);
+                    let args = load_args(k, ty, e);
+                    let acc = if i == 0 { args[0] } else { k.ld_at(ty, ob, e, 4, 0) };
+                    match chain_from(k, seg, ty, acc, &args) {
+                        Ok(v) => k.st_at(v, ob, e, 4, 0),
+                        Err(err) => {
+                            failed.get_or_insert(err);
+                        }
+                    }
+                });
+            }
+            let Some((f, u)) = stream else { continue };
+            // (an empty first segment copies the input to the output)
+            let dst = k.addr(ob, c, 4);
+            let done = stream_prefix(k, Some(f), dst, dst, n);
+            k.for_vec_from(done, n, &mut |k, ty, j| {
+                let e = k.b.ins().iadd(c, j);
+                let x = k.ld_at(ty, ob, e, 4, 0);
+                match unary_f(k, u, ty, x) {
+                    Ok(v) => k.st_at(v, ob, e, 4, 0),
+                    Err(err) => {
+                        failed.get_or_insert(err);
+                    }
+                }
+            });
+        }
+    };
+    let full = len / CHAIN_CHUNK;
+    k.for_n(0, (full * CHAIN_CHUNK) as i64, CHAIN_CHUNK as i64, |k, c| chunk(k, c, CHAIN_CHUNK));
+    if !len.is_multiple_of(CHAIN_CHUNK) {
+        let c = k.ic((full * CHAIN_CHUNK) as i64);
+        chunk(k, c, len % CHAIN_CHUNK);
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
