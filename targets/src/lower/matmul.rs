@@ -2,7 +2,9 @@
 //!
 //! Both become `C[b] = A[b] · B[b]` on row-major tiles. B is always read from
 //! *panels* of `L` columns (`L` = 4 with SIMD, else 1): `panel[nb][k][l] =
-//! B[k][nb*L + l]`, zero past `N`. Constant B (weights) is packed at compile
+//! B[k][nb*L + l]`, zero past `N`; on AVX2 targets two panels share each
+//! K step (`[pair][k][8]`, `gemm::Panels`), so the assembled tile loads a
+//! pair with one `ymm` load. Constant B (weights) is packed at compile
 //! time with Gemm's `alpha` folded in; B computed at run time is packed into
 //! scratch memory first (O(K·N) per batch against O(M·K·N) of compute).
 //!
