@@ -52,10 +52,13 @@ const CHAIN_CHUNK: usize = 512;
 /// A contiguous f32 chain row of `len` elements at `ob` whose steps
 /// include transcendental unaries with AVX2 streams (SiLU's `Sigmoid
 /// Mul($0,@)`): per chunk of [`CHAIN_CHUNK`] elements, the steps up to
-/// each streamed one run as a 128-bit pass storing to the output, the
+/// each streamed one run as a 128-bit pass storing to a scratch chunk, the
 /// stream applies that step in place (Cranelift's loop on the tail), and
-/// the next pass continues from the stored values. Every step rounds to
-/// f32 either way, so the bits are the fused loop's.
+/// the next pass continues from the stored values; only the last pass
+/// writes the output, element by element after reading the inputs, so an
+/// output sharing an input's buffer is safe (as in the one-pass loop; the
+/// ONNX node tests `causal_conv_with_state_silu*` have that arena).
+/// Every step rounds to f32 either way, so the bits are the fused loop's.
 pub(super) fn chain_streamed(
     k: &mut Kernel,
     steps: &[ChainStep],
@@ -73,31 +76,31 @@ pub(super) fn chain_streamed(
         }
     }
     segs.push((&steps[from..], None));
+    // intermediate values go to a chunk of scratch, never to the output:
+    // the output may share its buffer with an input the later passes read
+    let tmp = k.task_scratch(CHAIN_CHUNK * 4);
+    let last = segs.len() - 1;
     let mut failed: Option<String> = None;
     let mut chunk = |k: &mut Kernel, c: Value, n: usize| {
         for (i, &(seg, stream)) in segs.iter().enumerate() {
-            {
-                k.for_vec(n, &mut |k, ty, j| {
-                    let e = k.b.ins().iadd(c, j);
-                    let args = load_args(k, ty, e);
-                    let acc = if i == 0 { args[0] } else { k.ld_at(ty, ob, e, 4, 0) };
-                    match chain_from(k, seg, ty, acc, &args) {
-                        Ok(v) => k.st_at(v, ob, e, 4, 0),
-                        Err(err) => {
-                            failed.get_or_insert(err);
-                        }
-                    }
-                });
-            }
-            let Some((f, u)) = stream else { continue };
-            // (an empty first segment copies the input to the output)
-            let dst = k.addr(ob, c, 4);
-            let done = stream_prefix(k, Some(f), dst, dst, n);
-            k.for_vec_from(done, n, &mut |k, ty, j| {
+            k.for_vec(n, &mut |k, ty, j| {
                 let e = k.b.ins().iadd(c, j);
-                let x = k.ld_at(ty, ob, e, 4, 0);
+                let args = load_args(k, ty, e);
+                let acc = if i == 0 { args[0] } else { k.ld_at(ty, tmp, j, 4, 0) };
+                match chain_from(k, seg, ty, acc, &args) {
+                    Ok(v) if i == last => k.st_at(v, ob, e, 4, 0),
+                    Ok(v) => k.st_at(v, tmp, j, 4, 0),
+                    Err(err) => {
+                        failed.get_or_insert(err);
+                    }
+                }
+            });
+            let Some((f, u)) = stream else { continue };
+            let done = stream_prefix(k, Some(f), tmp, tmp, n);
+            k.for_vec_from(done, n, &mut |k, ty, j| {
+                let x = k.ld_at(ty, tmp, j, 4, 0);
                 match unary_f(k, u, ty, x) {
-                    Ok(v) => k.st_at(v, ob, e, 4, 0),
+                    Ok(v) => k.st_at(v, tmp, j, 4, 0),
                     Err(err) => {
                         failed.get_or_insert(err);
                     }
