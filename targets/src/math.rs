@@ -146,6 +146,15 @@ fn sign_of<E: Emit + ?Sized>(e: &mut E, r: E::V, x: E::V) -> E::V {
     e.float(out)
 }
 
+/// `a < thr ? small : big` (`a = |x|`) with the sign of `x` restored: the
+/// last step of the odd functions computed on |x| in two branches.
+fn odd_branches<E: Emit + ?Sized>(e: &mut E, x: E::V, a: E::V, thr: f32, small: E::V, big: E::V) -> E::V {
+    let t = e.fconst(x, thr);
+    let is_small = e.flt(a, t);
+    let r = e.select(is_small, small, big);
+    sign_of(e, r, x)
+}
+
 /// e^x.
 ///
 /// x = n·ln2 + r with |r| ≤ ln2/2 (Cody–Waite split of ln2 so n·C1 is exact), Cephes' degree-6
@@ -292,10 +301,7 @@ pub fn tanh<E: Emit + ?Sized>(e: &mut E, x: E::V) -> E::V {
     let q = e.fdiv(two, den);
     let big = e.fsub(one, q);
 
-    let thr = e.fconst(x, 0.625);
-    let is_small = e.flt(a, thr);
-    let r = e.select(is_small, small, big);
-    sign_of(e, r, x)
+    odd_branches(e, x, a, 0.625, small, big)
 }
 
 /// Logistic function 1/(1 + e^{-x}).
@@ -360,10 +366,7 @@ pub fn erf<E: Emit + ?Sized>(e: &mut E, x: E::V) -> E::V {
     let one = e.fconst(x, 1.0);
     let big = e.fsub(one, eq);
 
-    let thr = e.fconst(x, 0.875);
-    let is_small = e.flt(a, thr);
-    let r = e.select(is_small, small, big);
-    sign_of(e, r, x)
+    odd_branches(e, x, a, 0.875, small, big)
 }
 
 /// GELU, exact form 0.5·x·(1 + erf(x/√2)).

@@ -181,12 +181,10 @@ fn pattern_convs_split_over_output_channels() {
     }
 }
 
-/// Whether the host has the AVX2 + FMA kernels (`native` uses them).
+/// Whether the host's `native` code has the assembled AVX2 + FMA kernels
+/// (the compiler's own decision, `CompileOptions::kernel_caps`).
 fn host_has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    CompileOptions::parse("host", "native", "t").ok().and_then(|o| o.kernel_caps().ok()).is_some_and(|c| c.avx2)
 }
 
 /// MatMul / Gemm kernels split over rows (each task tiles its range with

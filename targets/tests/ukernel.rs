@@ -486,7 +486,7 @@ fn assembled_kernels_keep_the_leaf_abi() {
     }
     {
         use kerf_targets::ukernel::vmath::{stream, VFn};
-        for f in [VFn::Exp, VFn::Tanh, VFn::Sigmoid, VFn::Erf, VFn::Gelu, VFn::GeluTanh] {
+        for f in VFn::ALL {
             // the instructions only: the constant pool follows the `ret`
             let s = stream(f).unwrap();
             kernels.push((format!("math stream {f:?}"), s.bytes[..s.code_len].to_vec()));

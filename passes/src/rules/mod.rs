@@ -183,11 +183,6 @@ pub fn group(name: &str) -> Option<(&'static str, Vec<KRewrite>)> {
     GROUPS.iter().find(|g| g.0 == name).map(|g| (g.0, (g.1)()))
 }
 
-/// The class's only parent class is `parent` (no other user among the
-/// e-graph's nodes; graph outputs are not parents, so for a value that is
-/// also a graph output the DAG-aware extraction cost is what keeps it from
-/// being computed twice). Fusion and chaining rules require it of the
-/// producer they absorb.
 /// Whether the f32 pattern kernel computes the conv `c` of `class` with
 /// weight `w`: one group, its weight pattern-pruned and sparse enough for
 /// the output plane to beat the dense kernels
@@ -206,6 +201,11 @@ pub(crate) fn on_pattern_kernel(eg: &KEGraph, class: Id, c: &kerf_ir::op::Conv, 
             .is_some_and(|sp| sp.pattern_beats_winograd(plane, wide))
 }
 
+/// The class's only parent class is `parent` (no other user among the
+/// e-graph's nodes; graph outputs are not parents, so for a value that is
+/// also a graph output the DAG-aware extraction cost is what keeps it from
+/// being computed twice). Fusion and chaining rules require it of the
+/// producer they absorb.
 pub(crate) fn single_user(eg: &KEGraph, class: Id, parent: Id) -> bool {
     let parents: std::collections::BTreeSet<Id> = eg[class].parents().map(|p| eg.find(p)).collect();
     parents.len() == 1 && parents.contains(&eg.find(parent))

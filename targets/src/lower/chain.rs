@@ -42,6 +42,10 @@ pub(super) fn step_stream(s: &ChainStep) -> Option<VFn> {
     }
 }
 
+/// The chain's operands at an element: `(kernel, type, element, which
+/// inputs to load (the others are a dead constant; `None`: all))`.
+pub(super) type LoadArgs<'a> = dyn Fn(&mut Kernel, Type, Value, Option<&dyn Fn(usize) -> bool>) -> Vec<Value> + 'a;
+
 /// Steps of a chain run as one 128-bit pass, then the streamed step after
 /// them (none after the last segment).
 type Segment<'a> = (&'a [ChainStep], Option<(VFn, UnaryOp)>);
@@ -64,7 +68,7 @@ pub(super) fn chain_streamed(
     steps: &[ChainStep],
     len: usize,
     ob: Value,
-    load_args: &dyn Fn(&mut Kernel, Type, Value) -> Vec<Value>,
+    load_args: &LoadArgs,
 ) -> LResult {
     // segments: the steps before each streamed step, and that step
     let mut segs: Vec<Segment> = Vec::new();
@@ -85,7 +89,11 @@ pub(super) fn chain_streamed(
         for (i, &(seg, stream)) in segs.iter().enumerate() {
             k.for_vec(n, &mut |k, ty, j| {
                 let e = k.b.ins().iadd(c, j);
-                let args = load_args(k, ty, e);
+                // the inputs this pass reads: x for the first, the steps' operands
+                let used = |a: usize| {
+                    i == 0 && a == 0 || seg.iter().any(|s| matches!(*s, ChainStep::Binary { arg, .. } if arg == a))
+                };
+                let args = load_args(k, ty, e, Some(&used));
                 let acc = if i == 0 { args[0] } else { k.ld_at(ty, tmp, j, 4, 0) };
                 match chain_from(k, seg, ty, acc, &args) {
                     Ok(v) if i == last => k.st_at(v, ob, e, 4, 0),

@@ -198,6 +198,7 @@ impl Frame {
 fn conv_passes(k: &mut Kernel, g: &Geo, p: &Program, ph: &Phases, f: &Frame) {
     let (l, vty, ow) = (k.lanes(), k.vty(), g.ow);
     let row_bytes = (ph.wq * 4) as i64;
+    ph.clear(k, g, f.img);
     k.for_n(0, g.n as i64, 1, |k, n| {
         ph.pad(k, g, f.x, n, f.img);
         k.for_acc(f.lo, f.hi, 1, &[], |k, oc, _| {
@@ -357,6 +358,7 @@ fn conv_tiles(k: &mut Kernel, g: &Geo, p: &Program, ph: &Phases, f: &Frame) -> L
             blocks.push((rows, count, codes));
         }
     }
+    ph.clear(k, g, f.img);
     k.for_n(0, g.n as i64, 1, |k, n| {
         ph.pad(k, g, f.x, n, f.img);
         let mut oy_first = 0;
@@ -429,16 +431,26 @@ impl Phases {
         ((phase * self.hq * self.wq + (ry / self.s) * self.wq + rx / self.s) * 4) as i32
     }
 
-    /// Copies image `n` of `x` into `img` (all channels), zero elsewhere.
-    fn pad(&self, k: &mut Kernel, g: &Geo, x: Value, n: Value, img: Value) {
+    /// Zeroes `img` for the phase split, once per call: every image's
+    /// split writes the same positions, so the rest stays zero (stride 1's
+    /// copy writes its own padding).
+    fn clear(&self, k: &mut Kernel, g: &Geo, img: Value) {
         if self.s == 1 {
-            let first = k.ic(0);
-            return pad_input(k, g, x, n, first, g.c, img, self.hq, self.wq);
+            return;
         }
         k.for_vec(g.c * self.channel_bytes() / 4, &mut |k, ty, i| {
             let z = k.fsplat(ty, 0.0);
             k.st_at(z, img, i, 4, 0);
         });
+    }
+
+    /// Copies image `n` of `x` into `img` (all channels), zero elsewhere
+    /// (after [`Phases::clear`]).
+    fn pad(&self, k: &mut Kernel, g: &Geo, x: Value, n: Value, img: Value) {
+        if self.s == 1 {
+            let first = k.ic(0);
+            return pad_input(k, g, x, n, first, g.c, img, self.hq, self.wq);
+        }
         debug_assert_eq!(self.s, 2, "phase splits are written for stride 2");
         let (s, hq, wq, gc) = (self.s as i64, self.hq as i64, self.wq as i64, *g);
         let nc = k.b.ins().imul_imm_s(n, (g.c * g.h * g.w) as i64);

@@ -599,9 +599,15 @@ pub fn lower(k: &mut Kernel) -> LResult {
         // `check` above makes the emitters infallible; should one fail anyway,
         // the first error is returned instead of leaving the output unwritten.
         let mut failed: Option<String> = None;
-        let load_args = |k: &mut Kernel, ty: Type, j: Value| -> Vec<Value> {
+        // the operands at element j; those `want` leaves out are a dead
+        // constant in their place
+        let load_args = |k: &mut Kernel, ty: Type, j: Value, want: Option<&dyn Fn(usize) -> bool>| -> Vec<Value> {
             let mut args = Vec::with_capacity(n_in);
             for i in 0..n_in {
+                if want.is_some_and(|w| !w(i)) {
+                    args.push(k.fsplat(ty, 0.0));
+                    continue;
+                }
                 let v = match hoisted[i] {
                     Some(s) => k.widen(if ty.is_vector() { ty } else { types::F32 }, s),
                     None => {
@@ -625,7 +631,7 @@ pub fn lower(k: &mut Kernel) -> LResult {
             }
         }
         let mut body = |k: &mut Kernel, ty: Type, j: Value| {
-            let args = load_args(k, ty, j);
+            let args = load_args(k, ty, j, None);
             let res = if ty.is_vector() {
                 apply_vec(k, &op, ty, &args, pow_exp)
             } else {

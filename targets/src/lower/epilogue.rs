@@ -165,11 +165,29 @@ pub fn stream_prefix(k: &mut Kernel, f: Option<VFn>, src: Value, dst: Value, n: 
     // assembly cannot fail for the functions `VFn` names (a unit test
     // assembles each); should it, the Cranelift loop does all of it
     let Ok(code) = vmath::stream(f) else { return 0 };
-    let code = k.code(Family::Avx2, code.bytes);
+    let code = k.code(Family::Avx2, code.bytes.clone());
     let sig = k.ukernel_sig(3);
     let count = k.ic((n / 8) as i64);
     k.b.ins().call_indirect(sig, code, &[src, dst, count]);
     n / 8 * 8
+}
+
+/// `act` in place over `rows` rows of `width` elements, the first at `p`,
+/// `row_bytes` apart: per row the AVX2 stream of a transcendental
+/// activation ([`stream_prefix`]), then [`apply_act`] on what it left
+/// (everything, without a stream): the values an in-register epilogue
+/// gives. The GEMM engines' pass over a finished block.
+pub fn act_rows(k: &mut Kernel, act: Act, p: Value, rows: usize, row_bytes: usize, width: usize) {
+    k.for_n(0, rows as i64, 1, |k, r| {
+        let q = k.addr(p, r, row_bytes as i64);
+        let done = stream_prefix(k, act_stream(act), q, q, width);
+        k.for_vec_from(done, width, &mut |k, ty, j| {
+            let e = k.addr(q, j, 4);
+            let x = k.ld(ty, e, 0);
+            let y = apply_act(k, ty, act, x);
+            k.st(y, e, 0);
+        });
+    });
 }
 
 /// Vector Relu and Clip as compare-and-select, the form x86-64 lowers to one

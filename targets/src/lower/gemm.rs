@@ -29,12 +29,11 @@
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 
-use super::epilogue::{act_stream, apply_act, has_streams, stream_prefix, Act, Epilogue};
+use super::epilogue::{act_rows, act_stream, apply_act, has_streams, Act, Epilogue};
 use super::gemm_avx2;
 use super::loops::{mem, ro};
 use super::Kernel;
 use crate::isa::Caps;
-use crate::ukernel::vmath::VFn;
 
 /// Rows of a full A block: 12 accumulators hide the 4-cycle FMA latency
 /// and leave registers for the B vector and the broadcast (16 xmm).
@@ -131,6 +130,10 @@ impl Panels {
     /// K steps per panel.
     pub fn kk(&self) -> usize {
         self.kk
+    }
+    /// Lanes per panel.
+    pub fn lanes(&self) -> usize {
+        self.l
     }
     /// Bytes from a panel to the next (single), or from a pair to the
     /// next over two panels (paired).
@@ -309,9 +312,9 @@ fn block_rows(k: &mut Kernel, g: &Gemm, blk: &Block, bstart: Value, a_blk: Value
     // block off the assembled tiles: the tiles store `acc + residual`, and
     // the activation's AVX2 stream runs over each finished output row.
     let act = g.epi.act;
-    let stream = act_stream(act).filter(|_| pass.last && has_streams(k, blk.width));
+    let streamed = pass.last && act_stream(act).is_some() && has_streams(k, blk.width);
     let mut g2 = *g;
-    if stream.is_some() {
+    if streamed {
         g2.epi.act = Act::None;
     }
     let (g, b2) = (&g2, *blk);
@@ -360,30 +363,12 @@ fn block_rows(k: &mut Kernel, g: &Gemm, blk: &Block, bstart: Value, a_blk: Value
             let oe = k.add_c(orow, (full_p * l) as i64);
             tile(k, &g2, a_blk, m0, h, (&bps, kstep), tail, oe, pass);
         }
-        if let Some(f) = stream {
-            stream_rows(k, f, &g2, orow, h, b2.width, act);
+        if streamed {
+            let first = k.addr(g2.out, orow, 4);
+            act_rows(k, act, first, h, g2.ldo * 4, b2.width);
         }
     };
     k.for_n(0, blk.rows as i64, 1, |k, r| one_row(k, r));
-}
-
-/// `act` over `h` output rows of `width` elements from element `orow`
-/// (`ldo` apart): the AVX2 stream of `f`, then the 128-bit loop on the
-/// tail; the values the tiles' in-register epilogue gives.
-fn stream_rows(k: &mut Kernel, f: VFn, g: &Gemm, orow: Value, h: usize, width: usize, act: Act) {
-    let (out, ldo) = (g.out, g.ldo);
-    k.for_n(0, h as i64, 1, |k, i| {
-        let e = k.b.ins().imul_imm_s(i, ldo as i64);
-        let e = k.b.ins().iadd(orow, e);
-        let p = k.addr(out, e, 4);
-        let done = stream_prefix(k, Some(f), p, p, width);
-        k.for_vec_from(done, width, &mut |k, ty, j| {
-            let q = k.addr(p, j, 4);
-            let x = k.ld(ty, q, 0);
-            let y = apply_act(k, ty, act, x);
-            k.st(y, q, 0);
-        });
-    });
 }
 
 /// One micro-tile: rows `m0..m0+h` (A block `a_blk`, `[k][h]`) × the

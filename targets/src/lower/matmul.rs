@@ -32,7 +32,7 @@ use kerf_ir::op::Epilogue;
 use kerf_ir::{DType, Op};
 
 use super::elementwise::bcast_strides;
-use super::epilogue::{apply_act, Act};
+use super::epilogue::{act_rows, apply_act, Act};
 use super::gemm::Panels;
 use super::{Kernel, LResult};
 
@@ -71,13 +71,13 @@ fn tile_shape(mm: usize, n_panels: usize) -> (usize, usize) {
 /// tile, as the conv engine's [`super::gemm::Block::paired`]), else
 /// `[panel][k][l]`. Layouts change addresses, not arithmetic.
 fn b_layout(k: &Kernel, kk: usize) -> Panels {
-    Panels::new(k.lanes(), kk, k.caps.avx2 && k.lanes() == 4)
+    Panels::new(k.lanes(), kk, super::gemm::pairs_panels(k))
 }
 
-/// Packs a constant B (`b[k*sk + n*sn]`) into `l`-column panels laid out
-/// as `pan`, times `scale` (unused lanes and halves zero).
-#[allow(clippy::too_many_arguments)]
-fn pack_b(b: &[f32], kk: usize, n: usize, sk: usize, sn: usize, l: usize, pan: Panels, scale: f32) -> Vec<f32> {
+/// Packs a constant B (`b[k*sk + n*sn]`, `pan.kk()` × `n`) into panels
+/// laid out as `pan`, times `scale` (unused lanes and halves zero).
+fn pack_b(b: &[f32], n: usize, sk: usize, sn: usize, pan: Panels, scale: f32) -> Vec<f32> {
+    let (kk, l) = (pan.kk(), pan.lanes());
     let nb = n.div_ceil(l);
     let mut out = vec![0f32; pan.bytes(1, nb) / 4];
     for p in 0..nb {
@@ -347,17 +347,24 @@ fn gemm_tiles(k: &mut Kernel, t: &Tiles, a: AView, a_off: Value, panel: (Value, 
             };
             init.extend(std::iter::repeat_n(v, np));
         }
-        // each panel's K-step-0 address (pairs: the parity of nb0 + j picks
-        // the half, so the offsets are computed, not constant)
+        // panel j's K-step-0 address as a base and a constant offset:
+        // single panels share one base; in pairs the parity of nb0 + j
+        // picks the half, so each panel has its own base
         let pan = t.pan;
-        let pbases: Vec<Value> = (0..np)
-            .map(|j| {
-                let c = k.b.ins().iadd_imm_s(nb0, j as i64);
-                let off = pan.at_dyn(k, c);
-                k.b.ins().iadd(panel, off)
-            })
-            .collect();
         let kstep = pan.kstep();
+        let (bases, slots): (Vec<Value>, Vec<(usize, i32)>) = if pan.paired() {
+            let bases = (0..np)
+                .map(|j| {
+                    let c = k.b.ins().iadd_imm_s(nb0, j as i64);
+                    let off = pan.at_dyn(k, c);
+                    k.b.ins().iadd(panel, off)
+                })
+                .collect();
+            (bases, (0..np).map(|j| (j, 0)).collect())
+        } else {
+            let off = pan.at_dyn(k, nb0);
+            (vec![k.b.ins().iadd(panel, off)], (0..np).map(|j| (0, pan.at(j) as i32)).collect())
+        };
         // One A base pointer per tile; rows are constant offsets folded
         // into the loads (no per-row address arithmetic in the k loop).
         // Row r, step k of the tile at element offset r*sr + k*sk from abase.
@@ -372,11 +379,10 @@ fn gemm_tiles(k: &mut Kernel, t: &Tiles, a: AView, a_off: Value, panel: (Value, 
         // One k step: B vectors for each panel, a broadcast per row.
         let step = |k: &mut Kernel, kv: Value, koff: usize, accs: &[Value]| -> Vec<Value> {
             let ko = k.b.ins().imul_imm_s(kv, kstep as i64);
-            let bvs: Vec<Value> = (0..np)
-                .map(|j| {
-                    let bp = k.b.ins().iadd(pbases[j], ko);
-                    k.b.ins().load(vty, b_flags, bp, (koff * kstep) as i32)
-                })
+            let bps: Vec<Value> = bases.iter().map(|&b| k.b.ins().iadd(b, ko)).collect();
+            let bvs: Vec<Value> = slots
+                .iter()
+                .map(|&(i, off)| k.b.ins().load(vty, b_flags, bps[i], off + (koff * kstep) as i32))
                 .collect();
             let ap = k.addr(abase, kv, (sk * 4) as i64);
             let mut next = Vec::with_capacity(rows * np);
@@ -461,19 +467,10 @@ fn gemm_tiles(k: &mut Kernel, t: &Tiles, a: AView, a_off: Value, panel: (Value, 
             emit_tile(k, m0, rows, nb, 1, tail);
         }
         if let Some(act) = block_act {
-            k.for_n(0, rows as i64, 1, |k, r| {
-                let m = k.b.ins().iadd(m0, r);
-                let e = k.b.ins().imul_imm_s(m, out.ldo as i64);
-                let e = k.b.ins().iadd(e, o_off);
-                let p = k.addr(out.ptr, e, 4);
-                let done = super::epilogue::stream_prefix(k, super::epilogue::act_stream(act), p, p, n);
-                k.for_vec_from(done, n, &mut |k, ty, i| {
-                    let q = k.addr(p, i, 4);
-                    let x = k.ld(ty, q, 0);
-                    let y = apply_act(k, ty, act, x);
-                    k.st(y, q, 0);
-                });
-            });
+            let e = k.b.ins().imul_imm_s(m0, out.ldo as i64);
+            let e = k.b.ins().iadd(e, o_off);
+            let first = k.addr(out.ptr, e, 4);
+            act_rows(k, act, first, rows, out.ldo * 4, n);
         }
     });
 }
@@ -633,7 +630,7 @@ fn lower_gemm(k: &mut Kernel, gm: &kerf_ir::op::Gemm, e: Epilogue) -> LResult {
     let pan = b_layout(k, kk);
     let panel = match &b_const {
         Some(bv) => {
-            let p = pack_b(bv, kk, n, sk, sn, l, pan, alpha);
+            let p = pack_b(bv, n, sk, sn, pan, alpha);
             k.blob_f32(&p)
         }
         None => {
@@ -732,7 +729,7 @@ fn lower_matmul(k: &mut Kernel, fused: Option<Epilogue>) -> LResult {
             let nbb: usize = bsh[..bsh.len() - 2].iter().product();
             let mut all = Vec::with_capacity(nbb * panel_elems);
             for bi in 0..nbb {
-                all.extend(pack_b(&bv[bi * kk * n..], kk, n, n, 1, l, pan, 1.0));
+                all.extend(pack_b(&bv[bi * kk * n..], n, n, 1, pan, 1.0));
             }
             let panels = k.blob_f32(&all);
             let b_ps: Vec<usize> = b_bs.iter().map(|s| s / (kk * n).max(1) * panel_elems).collect();

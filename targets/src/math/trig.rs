@@ -19,7 +19,7 @@ use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
 
-use super::{exp, fc, horner, ic, log, reduce_half_pi, sel, with_sign_of, Ty};
+use super::{exp, fc, horner, ic, log, odd_branches, reduce_half_pi, sel, with_sign_of, Ty};
 
 /// Maximum error of every function here except `tan`, in ulp (measured over 3-6.5 million
 /// points each by `trig_within_documented_ulp`: sinh 3.44, atanh 3.08, cosh 3.01, acosh 2.76,
@@ -181,10 +181,7 @@ pub fn sinh(b: &mut FunctionBuilder, x: Value) -> Value {
     let q = fc(b, t, 0.25);
     let inv = b.ins().fdiv(q, s);
     let big = b.ins().fsub(s, inv);
-    let one = fc(b, t, 1.0);
-    let is_small = b.ins().fcmp(FloatCC::LessThan, a, one);
-    let r = sel(b, t, is_small, small, big);
-    with_sign_of(b, t, r, x)
+    odd_branches(b, x, a, 1.0, small, big)
 }
 
 /// cosh = s + 1/(4s) with s = e^|x|/2 (no cancellation anywhere).
