@@ -78,8 +78,9 @@ fn conv_inner(k: &mut Kernel, c: &kerf_ir::op::Conv, epi: Epilogue) -> LResult<b
             }
         }
         // a short reduction on a small plane of narrow rows (e.g. a first
-        // layer on audio features): taps broadcast, channels in lanes
-        if super::conv_smallk::fits(&gm, k.caps.simd) {
+        // layer on audio features) on 128-bit targets: taps broadcast,
+        // channels in lanes
+        if super::conv_smallk::fits(&gm, &k.caps) {
             return super::conv_smallk::conv(k, &gm, w, b, epi).map(|()| true);
         }
         if ocg >= 4 {

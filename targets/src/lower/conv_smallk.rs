@@ -19,6 +19,10 @@
 //!
 //! Wide rows are left to the GEMM path: on MobileNet's 3×3 RGB stem (112-wide
 //! rows) a row-tiled variant of this kernel measured ~10% slower than it.
+//! So is everything on targets with the assembled 256-bit GEMM tile: there
+//! the packed conv's im2col and packing cost less than this kernel's 128-bit
+//! FMAs (DS-CNN's first conv, `kerf bench --profile`, AVX2 host: 57 µs here,
+//! 14 µs on the packed conv).
 
 use cranelift_codegen::ir::{types, ConstantData, Endianness, InstBuilder, MemFlagsData, Value};
 
@@ -43,11 +47,14 @@ const MAX_COPY_BYTES: usize = 256 * 1024;
 pub const MAX_K: usize = 48;
 
 /// Whether this kernel handles the conv (one group; 1-D has `h = kh = 1`):
-/// SIMD, a short but not pointwise reduction, whole channel tiles, narrow
-/// rows, a plane of at least `PIX` pixels and a small padded copy.
-pub(super) fn fits(g: &Geo, simd: bool) -> bool {
+/// 128-bit SIMD without the assembled 256-bit tiles (`caps.avx2`), a short
+/// but not pointwise reduction, whole channel tiles, narrow rows, a plane of
+/// at least `PIX` pixels and a small padded copy.
+pub(super) fn fits(g: &Geo, caps: &crate::isa::Caps) -> bool {
     let k = g.c * g.kh * g.kw;
-    simd && g.group == 1
+    caps.simd
+        && !caps.avx2
+        && g.group == 1
         && g.n >= 1
         && k <= MAX_K
         && g.kh * g.kw > 1
