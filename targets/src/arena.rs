@@ -49,14 +49,35 @@ fn round_up(x: usize) -> usize {
     x.div_ceil(ALIGN) * ALIGN
 }
 
-/// Greedy-by-size best-fit placement. Deterministic: ties break by index.
+/// Best-fit placement, greedy in two orders — largest buffer first, and
+/// largest *lifetime × size* first — keeping the smaller arena (the first on
+/// ties). Greedy by size alone leaves gaps where a long-lived small buffer
+/// lands between short-lived large ones (DS-CNN with its first conv's B
+/// panels: 160000 against 129536 bytes live at most). Deterministic: ties
+/// break by first step, then index.
 pub fn place(bufs: &[Buffer]) -> Placement {
-    let mut order: Vec<usize> = (0..bufs.len()).collect();
-    order.sort_by(|&a, &b| bufs[b].bytes.cmp(&bufs[a].bytes).then(bufs[a].first.cmp(&bufs[b].first)).then(a.cmp(&b)));
+    let mut by_size: Vec<usize> = (0..bufs.len()).collect();
+    by_size.sort_by(|&a, &b| bufs[b].bytes.cmp(&bufs[a].bytes).then(bufs[a].first.cmp(&bufs[b].first)).then(a.cmp(&b)));
+    let area = |b: &Buffer| b.bytes as u128 * (b.last - b.first + 1) as u128;
+    let mut by_area: Vec<usize> = (0..bufs.len()).collect();
+    by_area
+        .sort_by(|&a, &b| area(&bufs[b]).cmp(&area(&bufs[a])).then(bufs[a].first.cmp(&bufs[b].first)).then(a.cmp(&b)));
+    let first = place_in_order(bufs, &by_size);
+    let second = place_in_order(bufs, &by_area);
+    if second.total < first.total {
+        second
+    } else {
+        first
+    }
+}
+
+/// Best fit in the given order: each buffer takes the smallest gap between
+/// already placed buffers whose lifetimes overlap its own, else the end.
+fn place_in_order(bufs: &[Buffer], order: &[usize]) -> Placement {
     let mut offsets = vec![0usize; bufs.len()];
     let mut placed: Vec<usize> = Vec::new();
     let mut total = 0;
-    for &i in &order {
+    for &i in order {
         let b = bufs[i];
         let size = round_up(b.bytes);
         if size == 0 {

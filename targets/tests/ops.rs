@@ -502,3 +502,68 @@ fn constant_and_repeated_outputs_are_copied() {
     let neg: Vec<f32> = x.iter().map(|v| -*v as f32).collect();
     check_values(g, &[&neg, &[1.5, -2.0], &neg]);
 }
+
+/// MaxPool's f32 step (`lower/pool.rs`, `max_f32`): NaN (all bits set) as
+/// soon as a tap is NaN, else `acc < v ? v : acc` over the taps in row-major
+/// order from -inf, so equal values (zeros of either sign) keep the earlier
+/// tap's bits. Checked bit for bit on the `Fast2d` path (dilation 1: vector
+/// body at strides 1 and 2, scalar interior and border columns) and the
+/// generic path (dilation 2), on `native` and `baseline`.
+#[test]
+fn max_pool_nan_and_signed_zeros_bit_exact() {
+    let (c, h, w) = (2usize, 11usize, 23usize);
+    let x: Vec<f32> = (0..c * h * w)
+        .map(|i| match i % 17 {
+            3 => -0.0,
+            5 | 11 => 0.0,
+            _ if i % 61 == 7 => f32::NAN,
+            _ => -((((i * 7919) % 97) as f32) / 24.0),
+        })
+        .collect();
+    let ref_pool = |k: usize, s: usize, p: usize, d: usize, oh: usize, ow: usize| -> Vec<u32> {
+        let mut out = Vec::new();
+        for ch in 0..c {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = f32::NEG_INFINITY;
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let (iy, ix) = ((oy * s + ky * d) as i64 - p as i64, (ox * s + kx * d) as i64 - p as i64);
+                            if iy < 0 || ix < 0 || iy >= h as i64 || ix >= w as i64 {
+                                continue;
+                            }
+                            let v = x[(ch * h + iy as usize) * w + ix as usize];
+                            acc = if acc.is_nan() || v.is_nan() {
+                                f32::from_bits(u32::MAX)
+                            } else if acc < v {
+                                v
+                            } else {
+                                acc
+                            };
+                        }
+                    }
+                    out.push(acc.to_bits());
+                }
+            }
+        }
+        out
+    };
+    for (k, s, p, d) in [(3, 1, 1, 1), (3, 2, 1, 1), (2, 2, 0, 1), (3, 1, 2, 2)] {
+        let oh = (h + 2 * p - d * (k - 1) - 1) / s + 1;
+        let ow = (w + 2 * p - d * (k - 1) - 1) / s + 1;
+        let text = format!(
+            "graph \"mp\"\n  input %0 \"x\": f32[1,{c},{h},{w}]\n  %1 = MaxPool{{kernel=[{k},{k}], strides=[{s},{s}], dilations=[{d},{d}], pads=[{p},{p},{p},{p}], ceil_mode=false}}(%0): f32[1,{c},{oh},{ow}] @\"m\"\n  output \"y\" = %1\n"
+        );
+        let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let input = Tensor::from_f32(vec![1, c, h, w], &x).unwrap();
+        let want = ref_pool(k, s, p, d, oh, ow);
+        assert!(want.iter().any(|&b| b == u32::MAX) && want.contains(&(-0.0f32).to_bits()));
+        for cpu in ["native", "baseline"] {
+            let got = run_jit(&g, std::slice::from_ref(&input), cpu);
+            let bits: Vec<u32> = got[0].chunks(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            for (i, (a, b)) in bits.iter().zip(&want).enumerate() {
+                assert_eq!(a, b, "MaxPool k{k} s{s} p{p} d{d} ({cpu}): element {i}: got {a:#x}, want {b:#x}");
+            }
+        }
+    }
+}

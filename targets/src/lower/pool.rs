@@ -15,7 +15,7 @@
 //! available (scalar interior otherwise, e.g. rv64gc). Its results are
 //! bit-identical to the generic path.
 
-use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
 use kerf_ir::{DType, Op};
 
@@ -76,7 +76,7 @@ impl Elem {
     }
     fn max(self, k: &mut Kernel, a: Value, b: Value) -> Value {
         match self {
-            Elem::F32 => k.b.ins().fmax(a, b),
+            Elem::F32 => max_f32(k, a, b),
             Elem::Int(_, signed) => {
                 let cc = if signed { IntCC::SignedGreaterThan } else { IntCC::UnsignedGreaterThan };
                 let c = k.b.ins().icmp(cc, a, b);
@@ -84,6 +84,29 @@ impl Elem {
             }
         }
     }
+}
+
+/// MaxPool's step on f32 (scalar or vector): NaN (all bits set) when either
+/// operand is NaN, else `a < v ? v : a`, so equal values (zeros of either
+/// sign among them) keep the earlier tap's. On x86-64 a vector step is one
+/// `maxps`, one `cmpunordps` and one `orps`; Cranelift's `fmax`, which also
+/// orders `-0 < +0`, is a sequence of about eight. Every MaxPool path
+/// (generic and `Fast2d`, vector body and scalar columns) takes this step,
+/// so they agree bit for bit.
+fn max_f32(k: &mut Kernel, a: Value, v: Value) -> Value {
+    let ty = k.b.func.dfg.value_type(a);
+    if ty.is_vector() {
+        let le = MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little);
+        let m = super::epilogue::sel_lt(k, ty, a, v, v, a);
+        let nan = k.b.ins().fcmp(FloatCC::Unordered, a, v);
+        let nan = k.b.ins().bitcast(ty, le, nan);
+        return k.b.ins().bor(m, nan);
+    }
+    let lt = k.b.ins().fcmp(FloatCC::LessThan, a, v);
+    let m = k.b.ins().select(lt, v, a);
+    let nan = k.b.ins().fcmp(FloatCC::Unordered, a, v);
+    let all = k.b.ins().f32const(f32::from_bits(u32::MAX));
+    k.b.ins().select(nan, all, m)
 }
 
 /// Per spatial axis: input size, output size, kernel, stride, dilation,
@@ -141,7 +164,9 @@ pub fn pool(k: &mut Kernel) -> LResult {
     let out = k.output(0);
     let include_pad = p.count_include_pad;
     if let Some(f) = Fast2d::new(&axes, elem, is_max, include_pad) {
-        k.for_n(0, planes as i64, 1, |k, pl| {
+        let taps: usize = axes.iter().map(|a| a.kernel).product();
+        let (lo, hi) = k.parallel_range(planes, 1, (out_plane * taps + in_plane) as u64)?;
+        k.for_dyn(lo, hi, 1, |k, pl| {
             let xo = k.b.ins().imul_imm_s(pl, (in_plane * 4) as i64);
             let xb = k.b.ins().iadd(xp, xo);
             let oo = k.b.ins().imul_imm_s(pl, (out_plane * 4) as i64);
@@ -370,7 +395,7 @@ impl Fast2d {
 
     fn combine(&self, k: &mut Kernel, a: Value, v: Value) -> Value {
         if self.is_max {
-            k.b.ins().fmax(a, v)
+            max_f32(k, a, v)
         } else {
             k.b.ins().fadd(a, v)
         }
