@@ -11,9 +11,17 @@
 //! - *In place*: an elementwise node whose input has the output's shape and
 //!   element size, lives in the arena and dies at this node writes its output
 //!   over that input.
+//! - *Concat in place*: a Concat whose inputs are contiguous slices of its
+//!   output (every axis before the concat axis has extent 1) and whose
+//!   inputs are arena values of distinct groups, each starting at its
+//!   group's memory, produces no code: each input's group moves into the
+//!   output's buffer at the input's byte offset, so the producers write the
+//!   slices (SqueezeNet's fire modules: their eight Concats copied 0.7 ms of
+//!   14 ms).
 //!
 //! Aliased values form groups that share one buffer, live from the first
-//! definition to the last use of any member. Groups (plus per-node scratch)
+//! definition to the last use of any member; a value sits at its byte
+//! offset in the group's buffer (0 except for Concat inputs). Groups (plus per-node scratch)
 //! are then placed greedily by size, best fit among the gaps left by
 //! buffers whose lifetimes overlap ([`place`]).
 //!
@@ -136,8 +144,29 @@ pub enum Loc {
 pub struct Aliases {
     /// For each value, the value whose memory it shares (itself if none).
     pub root: Vec<ValueId>,
-    /// Nodes that need no code because their output aliases their input.
+    /// For each value, its byte offset in `root`'s memory (non-zero only
+    /// for a Concat input written in place).
+    pub offset: Vec<usize>,
+    /// Nodes that need no code because their output aliases their input(s).
     pub free: Vec<bool>,
+}
+
+impl Aliases {
+    /// The group a value belongs to (the end of its `root` chain) and the
+    /// value's byte offset in that group's buffer.
+    pub fn group_of(&self, v: ValueId) -> (ValueId, usize) {
+        group_of(&self.root, &self.offset, v)
+    }
+}
+
+/// [`Aliases::group_of`] on the vectors being built.
+fn group_of(root: &[ValueId], offset: &[usize], mut v: ValueId) -> (ValueId, usize) {
+    let mut off = 0;
+    while root[v.0 as usize] != v {
+        off += offset[v.0 as usize];
+        v = root[v.0 as usize];
+    }
+    (v, off)
 }
 
 fn is_view(op: &Op) -> bool {
@@ -179,6 +208,7 @@ pub fn decide_aliases(g: &Graph) -> Aliases {
     let slots = output_slots(g);
     let last = last_uses(g);
     let mut root: Vec<ValueId> = (0..g.values.len() as u32).map(ValueId).collect();
+    let mut offset = vec![0usize; g.values.len()];
     let mut free = vec![false; g.nodes.len()];
     // group last use, maintained at roots
     let mut group_last: Vec<Option<usize>> = last.clone();
@@ -191,17 +221,32 @@ pub fn decide_aliases(g: &Graph) -> Aliases {
         if slots[out.0 as usize].is_some() {
             continue;
         }
-        let merge = |root: &mut Vec<ValueId>, group_last: &mut Vec<Option<usize>>, into: ValueId| {
-            let r = find(root, into);
-            root[out.0 as usize] = r;
-            let gl = group_last[r.0 as usize].max(last[out.0 as usize]);
-            group_last[r.0 as usize] = gl;
-        };
+        let merge =
+            |root: &mut Vec<ValueId>, offset: &mut Vec<usize>, group_last: &mut Vec<Option<usize>>, into: ValueId| {
+                let (r, off) = group_of(root, offset, into);
+                root[out.0 as usize] = r;
+                offset[out.0 as usize] = off;
+                let gl = group_last[r.0 as usize].max(last[out.0 as usize]);
+                group_last[r.0 as usize] = gl;
+            };
+        if let Op::Concat { axis } = n.op {
+            let slices = concat_slices(g, n, axis, &root, &offset, &|v, root: &[ValueId]| arena_resident(v, root));
+            if let Some(slices) = slices {
+                for (r, off) in slices {
+                    root[r.0 as usize] = out;
+                    offset[r.0 as usize] = off;
+                    let gl = group_last[out.0 as usize].max(group_last[r.0 as usize]);
+                    group_last[out.0 as usize] = gl;
+                }
+                free[i] = true;
+            }
+            continue;
+        }
         if is_view(&n.op) && n.outputs.len() == 1 {
             if matches!(g.value(inp).def, ValueDef::Const(_)) {
                 continue;
             }
-            merge(&mut root, &mut group_last, inp);
+            merge(&mut root, &mut offset, &mut group_last, inp);
             free[i] = true;
             continue;
         }
@@ -223,11 +268,42 @@ pub fn decide_aliases(g: &Graph) -> Aliases {
             if n.inputs.iter().any(|&y| y != x && find(&root, y) == r) {
                 continue;
             }
-            merge(&mut root, &mut group_last, x);
+            merge(&mut root, &mut offset, &mut group_last, x);
             break;
         }
     }
-    Aliases { root, free }
+    Aliases { root, offset, free }
+}
+
+/// For a Concat written in place (see the module docs): each input's group
+/// and the input's byte offset in the output, or `None` when the inputs
+/// are not contiguous slices of the output, or one is not an arena value
+/// whose group it starts and fills, or two share a group.
+fn concat_slices(
+    g: &Graph,
+    n: &kerf_ir::Node,
+    axis: usize,
+    root: &[ValueId],
+    offset: &[usize],
+    arena_resident: &dyn Fn(ValueId, &[ValueId]) -> bool,
+) -> Option<Vec<(ValueId, usize)>> {
+    let out = *n.outputs.first()?;
+    if n.outputs.len() != 1 || g.ty(out).shape.iter().take(axis).product::<usize>() != 1 {
+        return None;
+    }
+    let mut slices: Vec<(ValueId, usize)> = Vec::with_capacity(n.inputs.len());
+    let mut at = 0;
+    for &x in &n.inputs {
+        let (r, off) = group_of(root, offset, x);
+        let bytes = g.ty(x).bytes();
+        let fills = off == 0 && g.ty(r).bytes() == bytes;
+        if !arena_resident(x, root) || !fills || slices.iter().any(|&(s, _)| s == r) {
+            return None;
+        }
+        slices.push((r, at));
+        at += bytes;
+    }
+    (at == g.ty(out).bytes()).then_some(slices)
 }
 
 /// The arena plan of a graph.
@@ -257,9 +333,10 @@ pub fn plan_graph(g: &Graph, scratch: &[usize]) -> GraphPlan {
     // Groups of arena-resident values: root -> (bytes, first, last).
     let mut groups: Vec<(ValueId, Buffer)> = Vec::new();
     let mut group_of = vec![usize::MAX; g.values.len()];
+    let mut value_at = vec![0usize; g.values.len()];
     for (i, n) in g.nodes.iter().enumerate() {
         for &o in &n.outputs {
-            let r = find(&aliases.root, o);
+            let (r, at) = aliases.group_of(o);
             let ri = r.0 as usize;
             if let Some(k) = slots[ri] {
                 loc[o.0 as usize] = Loc::Output(k);
@@ -276,10 +353,11 @@ pub fn plan_graph(g: &Graph, scratch: &[usize]) -> GraphPlan {
             let l = last[o.0 as usize].unwrap_or(i).max(i);
             if group_of[ri] == usize::MAX {
                 group_of[ri] = groups.len();
-                groups.push((r, Buffer { bytes: g.ty(o).bytes(), first: i, last: l }));
+                groups.push((r, Buffer { bytes: at + g.ty(o).bytes(), first: i, last: l }));
             }
             let gb = &mut groups[group_of[ri]].1;
-            gb.bytes = gb.bytes.max(g.ty(o).bytes());
+            gb.bytes = gb.bytes.max(at + g.ty(o).bytes());
+            value_at[o.0 as usize] = at;
             gb.last = gb.last.max(l);
             group_of[o.0 as usize] = group_of[ri];
         }
@@ -295,7 +373,7 @@ pub fn plan_graph(g: &Graph, scratch: &[usize]) -> GraphPlan {
     let p = place(&bufs);
     for (v, l) in loc.iter_mut().enumerate() {
         if group_of[v] != usize::MAX {
-            *l = Loc::Arena(p.offsets[group_of[v]]);
+            *l = Loc::Arena(p.offsets[group_of[v]] + value_at[v]);
         }
     }
     let scratch = scratch_idx.iter().map(|s| s.map(|k| p.offsets[k])).collect();

@@ -567,3 +567,47 @@ fn max_pool_nan_and_signed_zeros_bit_exact() {
         }
     }
 }
+
+/// Concats written in place (`arena::decide_aliases`): the producers write
+/// their slices of the output. Members read again after the concat, a
+/// member that is also an input of a second concat (copied, not aliased:
+/// its group is the first concat's), a nested concat of a concat, an
+/// elementwise op in place over a member's slice after its last use, and a
+/// concat of a graph input (copied): all equal the reference.
+#[test]
+fn concats_in_place() {
+    check(
+        "graph \"cat_in_place\"
+  input %0 \"x\": f32[1,3,4,5]
+  %1 = Relu(%0): f32[1,3,4,5] @\"a\"
+  %2 = Neg(%0): f32[1,3,4,5] @\"b\"
+  %3 = Concat{axis=1}(%1, %2): f32[1,6,4,5] @\"c1\"
+  %4 = Abs(%0): f32[1,3,4,5] @\"d\"
+  %5 = Concat{axis=1}(%3, %4): f32[1,9,4,5] @\"c2\"
+  %6 = Concat{axis=2}(%1, %4): f32[1,3,8,5] @\"c3\"
+  %7 = Sigmoid(%2): f32[1,3,4,5] @\"s\"
+  %8 = Concat{axis=1}(%0, %7): f32[1,6,4,5] @\"c4\"
+  output \"y\" = %5
+  output \"z\" = %6
+  output \"w\" = %8
+",
+    );
+    let g = kerf_ir::text::parse(
+        "graph \"t\"
+  input %0 \"x\": f32[1,3,4,5]
+  %1 = Relu(%0): f32[1,3,4,5] @\"a\"
+  %2 = Neg(%0): f32[1,3,4,5] @\"b\"
+  %3 = Concat{axis=1}(%1, %2): f32[1,6,4,5] @\"c1\"
+  %4 = Abs(%0): f32[1,3,4,5] @\"d\"
+  %5 = Concat{axis=1}(%3, %4): f32[1,9,4,5] @\"c2\"
+  %6 = Exp(%5): f32[1,9,4,5] @\"e\"
+  output \"y\" = %6
+",
+    )
+    .unwrap();
+    let al = kerf_targets::arena::decide_aliases(&g);
+    assert_eq!(al.free, vec![false, false, true, false, true, false], "both concats need no code");
+    let at = |v: u32| al.group_of(kerf_ir::ValueId(v));
+    let c2 = kerf_ir::ValueId(5);
+    assert_eq!([at(1), at(2), at(3), at(4), at(5)], [(c2, 0), (c2, 240), (c2, 0), (c2, 480), (c2, 0)]);
+}
