@@ -104,3 +104,15 @@ fn narrow_conv_runs_the_epilogue_as_a_second_pass() {
     // 2 output channels, 1-D: neither GEMM nor depthwise
     check("kernel=[3], strides=[1], dilations=[1], pads=[1,1], group=1", &[1, 3, 11], &[2, 3, 3], &[1, 2, 11]);
 }
+
+#[test]
+fn one_pixel_pointwise_conv_as_gemm_applies_transcendental_epilogues() {
+    // 1x1 on 1x1 planes, two images: the MatMul engine's Gemm
+    // (`matmul::pointwise_on_one_pixel`), bias per column, residual [N, M]
+    check(
+        "kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1",
+        &[2, 40, 1, 1],
+        &[24, 40, 1, 1],
+        &[2, 24, 1, 1],
+    );
+}

@@ -611,3 +611,23 @@ fn concats_in_place() {
     let c2 = kerf_ir::ValueId(5);
     assert_eq!([at(1), at(2), at(3), at(4), at(5)], [(c2, 0), (c2, 240), (c2, 0), (c2, 480), (c2, 0)]);
 }
+
+/// 1x1 convs on one-pixel planes run as a Gemm (`matmul::pointwise_on_one_pixel`):
+/// with and without bias, several images, 1-D and 2-D windows, against the reference;
+/// a padded one (the pixel reads padding) stays a conv.
+#[test]
+fn one_pixel_pointwise_convs() {
+    let w = |m: usize, c: usize, sp: &str| format!("const %1 \"w\": f32[{m},{c}{sp}] = iota(-0.5, 0.01)");
+    check(&format!(
+        "graph \"pw1\"\n  input %0 \"x\": f32[3,40,1,1]\n  {}\n  const %2 \"b\": f32[20] = iota(0.0, 0.1)\n  %3 = Conv{{kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1, layer=\"c\"}}(%0, %1, %2): f32[3,20,1,1] @\"c\"\n  output \"y\" = %3\n",
+        w(20, 40, ",1,1")
+    ));
+    check(&format!(
+        "graph \"pw2\"\n  input %0 \"x\": f32[1,17,1]\n  {}\n  %3 = Conv{{kernel=[1], strides=[2], dilations=[1], pads=[0,0], group=1, layer=\"c\"}}(%0, %1): f32[1,9,1] @\"c\"\n  output \"y\" = %3\n",
+        w(9, 17, ",1")
+    ));
+    check(&format!(
+        "graph \"pw3\"\n  input %0 \"x\": f32[1,8,1,1]\n  {}\n  const %2 \"b\": f32[5] = iota(0.0, 0.1)\n  %3 = Conv{{kernel=[1,1], strides=[2,2], dilations=[1,1], pads=[1,1,0,0], group=1, layer=\"c\"}}(%0, %1, %2): f32[1,5,1,1] @\"c\"\n  output \"y\" = %3\n",
+        w(5, 8, ",1,1")
+    ));
+}

@@ -38,6 +38,11 @@ pub fn conv(k: &mut Kernel) -> LResult {
             Epilogue { act, residual }
         }
     };
+    if on_one_pixel(k, &c) {
+        let (x, o) = (k.in_shape(0), k.out_shape(0));
+        let shape = (x[0], x[1], o[1]);
+        return super::matmul::pointwise_on_one_pixel(k, c.layer.clone(), fused.unwrap_or_default(), shape);
+    }
     let done = conv_inner(k, &c, epi)?;
     if !done && (epi.act != Act::None || epi.residual.is_some()) {
         let out = k.output(0);
@@ -54,6 +59,20 @@ pub fn conv(k: &mut Kernel) -> LResult {
         });
     }
     Ok(())
+}
+
+/// Whether the conv is a 1x1, one-group, unpadded conv on planes of one
+/// pixel (its input and output): a Gemm in disguise
+/// ([`super::matmul::pointwise_on_one_pixel`]).
+fn on_one_pixel(k: &Kernel, c: &kerf_ir::op::Conv) -> bool {
+    let w = &c.window;
+    let ones = |s: &[usize]| s.len() > 2 && s[2..].iter().all(|&d| d == 1);
+    c.group == 1
+        && k.node.inputs.len() >= 2
+        && ones(k.in_shape(0))
+        && ones(k.out_shape(0))
+        && w.kernel.iter().all(|&d| d == 1)
+        && (0..w.rank()).all(|i| w.pad_begin(i) == 0 && w.pad_end(i) == 0)
 }
 
 /// Emits the conv; `Ok(true)` when the kernel already applied `epi`.

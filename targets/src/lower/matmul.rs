@@ -616,10 +616,34 @@ fn split_rows(k: &mut Kernel, mm: usize, rm: usize, row_cost: usize) -> LResult<
 
 /// Gemm and GemmFused: `act(alpha·A·B + beta·C + residual)`.
 fn lower_gemm(k: &mut Kernel, gm: &kerf_ir::op::Gemm, e: Epilogue) -> LResult {
-    let l = k.lanes();
     let (ash, bsh) = (k.in_shape(0).to_vec(), k.in_shape(1).to_vec());
     let (mm, kk) = if gm.trans_a { (ash[1], ash[0]) } else { (ash[0], ash[1]) };
     let n = if gm.trans_b { bsh[0] } else { bsh[1] };
+    gemm_shaped(k, gm, e, (mm, kk, n))
+}
+
+/// A 1x1 conv (or ConvFused, epilogue `e`) of `[N, C, 1, 1]` by constant or
+/// run-time weights `[M, C, 1, 1]` (+ bias `[M]`) into `[N, M, 1, 1]`: in
+/// row-major order that is exactly `Gemm(x[N, C], W[M, C]ᵀ) + b`, the
+/// conv's inputs in Gemm's order (a residual fourth). The conv engine
+/// would spend a 4-pixel panel on the one pixel (SE blocks after a global
+/// pool, a classifier as a conv: 3–9 GFLOP/s); the MatMul engine runs the
+/// product as a matrix-vector tile.
+pub fn pointwise_on_one_pixel(
+    k: &mut Kernel,
+    layer: kerf_ir::op::Layer,
+    e: Epilogue,
+    (n, c, m): (usize, usize, usize),
+) -> LResult {
+    let one = kerf_ir::F32::new(1.0);
+    let gm = kerf_ir::op::Gemm { alpha: one, beta: one, trans_a: false, trans_b: true, layer };
+    gemm_shaped(k, &gm, e, (n, c, m))
+}
+
+/// [`lower_gemm`] on the product's `(rows, K, columns)`, whatever the
+/// operands' ranks.
+fn gemm_shaped(k: &mut Kernel, gm: &kerf_ir::op::Gemm, e: Epilogue, (mm, kk, n): (usize, usize, usize)) -> LResult {
+    let l = k.lanes();
     let (rm, _) = tile_shape(mm, n.div_ceil(l));
     let rows = split_rows(k, mm, rm, 2 * kk * n)?;
     let a = k.input(0);
