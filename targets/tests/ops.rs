@@ -631,3 +631,19 @@ fn one_pixel_pointwise_convs() {
         w(5, 8, ",1,1")
     ));
 }
+
+/// Stride-2 KxK convs on rows wide enough for the packed conv's row panels
+/// (`conv_packed::pack_rows`): interior panels whose eight floats lie in the
+/// row take the even lanes of two loads, the last ones (and the borders) go
+/// lane by lane; even and odd widths, with and without padding.
+#[test]
+fn stride2_packed_conv_rows() {
+    for (w, p, kk) in [(41usize, 0usize, 3usize), (40, 1, 3), (39, 2, 5), (38, 0, 2)] {
+        let ow = (w + 2 * p - kk) / 2 + 1;
+        let text = format!(
+            "graph \"s2\"\n  input %0 \"x\": f32[1,3,5,{w}]\n  const %1 \"w\": f32[8,3,{kk},{kk}] = iota(-0.5, 0.01)\n  const %2 \"b\": f32[8] = iota(0.0, 0.1)\n  %3 = Conv{{kernel=[{kk},{kk}], strides=[2,2], dilations=[1,1], pads=[{p},{p},{p},{p}], group=1, layer=\"c\"}}(%0, %1, %2): f32[1,8,{},{ow}] @\"c\"\n  output \"y\" = %3\n",
+            (5 + 2 * p - kk) / 2 + 1
+        );
+        check(&text);
+    }
+}

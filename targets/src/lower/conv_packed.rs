@@ -5,7 +5,7 @@
 //! `winograd.rs` shares (`unit_items`, `unit_rows`).
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, InstBuilder, Value};
+use cranelift_codegen::ir::{types, ConstantData, Endianness, InstBuilder, MemFlagsData, Value};
 
 use super::conv_geo::Geo;
 use super::epilogue::Epilogue;
@@ -361,6 +361,31 @@ fn valid_columns(g: &Geo) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// First panel (stride 2, `l` lanes) whose `2l` floats from input column
+/// `ix0 + 2·l·c` reach past the row: panels before it may load both
+/// vectors of the pair (the odd lanes are read and dropped).
+fn pair_end(g: &Geo, ix0: i64, l: usize) -> usize {
+    // need ix0 + 2l·c + 2l - 1 < w, i.e. c < (w - ix0 - 2l + 1) / 2l
+    let room = g.w as i64 - ix0 - 2 * l as i64 + 1;
+    if room <= 0 {
+        0
+    } else {
+        (room as usize).div_ceil(2 * l)
+    }
+}
+
+/// The even floats of the 8 at `p + off`, as one `f32x4` (two loads, one
+/// `shufps`): the lanes of a stride-2 panel.
+fn even_lanes(k: &mut Kernel, p: Value, off: i32) -> Value {
+    let le = MemFlagsData::new().with_endianness(Endianness::Little);
+    let lo = k.ld(types::I8X16, p, off);
+    let hi = k.ld(types::I8X16, p, off + 16);
+    let idx: Vec<u8> = [0u8, 2, 4, 6].iter().flat_map(|&i| (0..4).map(move |b| 4 * i + b)).collect();
+    let m = k.b.func.dfg.immediates.push(ConstantData::from(idx.as_slice()));
+    let e = k.b.ins().shuffle(lo, hi, m);
+    k.b.ins().bitcast(types::F32X4, le, e)
+}
+
 /// Packs the patches of output rows `oy0..oy0+rows` into B panels
 /// `[r][c][k][L]` with `k = (ic, ky, kx)`: W's row-major order. Per kernel
 /// column `kx` the output columns whose input column is inside the image
@@ -418,14 +443,22 @@ fn pack_rows(
                         for c in (0..c_lo).chain(c_hi..ppr) {
                             lane(k, c);
                         }
-                        if c_hi > c_lo {
-                            k.for_n(c_lo as i64, c_hi as i64, 1, |k, c| {
+                        // stride 2 with vectors: panels whose 2L floats lie in
+                        // the row take their even lanes (one shuffle); the rest
+                        // of the interior goes lane by lane
+                        let c_pair = if g.sw == 2 && l == 4 { pair_end(&g, ix0, l).clamp(c_lo, c_hi) } else { c_lo };
+                        let spans = [(c_lo, c_pair, true), (c_pair, c_hi, false)];
+                        for (a, b, pairs) in spans.into_iter().filter(|&(a, b, _)| b > a) {
+                            k.for_n(a as i64, b as i64, 1, |k, c| {
                                 let d = pan.at_dyn(k, c);
                                 let d = k.b.ins().iadd(dkx, d);
                                 let s = k.b.ins().imul_imm_s(c, (l * g.sw * 4) as i64);
                                 let s = k.b.ins().iadd(xrow, s);
                                 if g.sw == 1 || l == 1 {
                                     let v = k.ld(vty, s, (ix0 * 4) as i32);
+                                    k.st(v, d, 0);
+                                } else if pairs && g.sw == 2 && l == 4 {
+                                    let v = even_lanes(k, s, (ix0 * 4) as i32);
                                     k.st(v, d, 0);
                                 } else {
                                     for q in 0..l {
