@@ -101,6 +101,9 @@ fn avx2_tiles_equal_the_128_bit_tiles() {
         (32, 26, (14, 14), 1, (2, 1), "", "None", false),
         (8, 12, (9, 11), 3, (1, 2), "", "None", false),
         (6, 16, (6, 5), 5, (1, 1), "", "Clip, act_min=-0.5, act_max=0.75", false),
+        // one input channel, K = 9, 5-pixel rows: the small-K direct conv
+        // without the tiles (`conv_smallk`), the packed conv with them
+        (1, 16, (13, 10), 3, (2, 1), "", "Relu", false),
         // HardSwish (Paddle/MobileNetV3 exports)
         (16, 37, (9, 9), 1, (1, 1), "", "HardSwish", true),
         (24, 40, (16, 16), 3, (1, 1), ", winograd=4", "HardSwish", false),
