@@ -138,3 +138,55 @@ fn cubic_with_and_without_exclude_outside() {
         case("cubic", coord, -0.5, true, (4, 5), [1.5, 2.0], (6, 10));
     }
 }
+
+/// Source index of output `o` for nearest: `asymmetric` + `floor` and
+/// `half_pixel` + `round_prefer_floor` (the ONNX reference's formulas).
+fn nearest_index(o: usize, il: usize, s: f64, coord: &str) -> usize {
+    let x = match coord {
+        "asymmetric" => (o as f64 / s).floor(),
+        _ => {
+            let x = (o as f64 + 0.5) / s - 0.5;
+            if x.fract().abs() == 0.5 {
+                x.floor()
+            } else {
+                x.round()
+            }
+        }
+    };
+    x.clamp(0.0, il as f64 - 1.0) as usize
+}
+
+/// Nearest upsampling by whole factors takes the row path (`movement.rs`,
+/// `resize_rows`: factors 1, 2 and multiples of 4 along the last axis, a
+/// vector body and a scalar tail), the others the per-element gather; both
+/// equal the reference exactly (a copy), on `native` and `baseline`.
+#[test]
+fn nearest_by_whole_factors() {
+    let modes = [("nearest_floor", "asymmetric"), ("nearest_round_prefer_floor", "half_pixel")];
+    for (mode, coord) in modes {
+        for ((h, w), s) in
+            [((3, 5), [2usize, 2]), ((2, 8), [4, 4]), ((3, 6), [2, 8]), ((2, 7), [3, 1]), ((4, 4), [1, 3])]
+        {
+            let (oh, ow) = (h * s[0], w * s[1]);
+            let g = format!(
+                "graph \"r\"\n  input %0 \"x\": f32[1,2,{h},{w}]\n  %1 = Resize{{mode={mode}, coord={coord}, cubic_coeff=-0.75, exclude_outside=false, scales=[1.0,1.0,{:?},{:?}], sizes=[1,2,{oh},{ow}]}}(%0): f32[1,2,{oh},{ow}] @\"r\"\n  output \"y\" = %1\n",
+                s[0] as f32, s[1] as f32
+            );
+            let x = xs(2 * h * w);
+            let mut want = Vec::new();
+            for c in 0..2 {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let (iy, ix) =
+                            (nearest_index(oy, h, s[0] as f64, coord), nearest_index(ox, w, s[1] as f64, coord));
+                        want.push(x[(c * h + iy) * w + ix]);
+                    }
+                }
+            }
+            for cpu in ["native", "baseline"] {
+                let got = run(&g, &[t(&[1, 2, h, w], &x)], cpu).remove(0);
+                close(&format!("{mode} {coord} {s:?} ({cpu})"), &got, &want, 0.0, 0.0);
+            }
+        }
+    }
+}
