@@ -245,9 +245,9 @@ fn avx2_pattern_tiles_equal_the_128_bit_passes() {
 fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
     // (batch, channels, plane, kernel, stride, dilation, activation, residual)
     type Dw = (usize, usize, (usize, usize), usize, usize, usize, &'static str, bool);
-    let cases: [Dw; 19] = [
-        // narrow stride-1 rows without residual: one flat run (kernels
-        // larger than 3x3; narrow 3x3 planes keep the 128-bit kernel)
+    let cases: [Dw; 24] = [
+        // rows of 4..7 pixels (two overlapping xmm vectors), rows of 2 (the
+        // 128-bit kernel)
         (1, 6, (14, 14), 5, 1, 1, "HardSwish", false),
         (2, 5, (7, 7), 5, 1, 1, "None", false),
         (1, 4, (3, 2), 5, 1, 1, "Relu", false),
@@ -268,6 +268,13 @@ fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
         (1, 4, (24, 150), 5, 2, 1, "Relu", false),
         (1, 4, (31, 30), 7, 2, 1, "Clip, act_min=0.0, act_max=6.0", false),
         (1, 3, (26, 75), 3, 2, 2, "None", true),
+        // a row's last ymm overlapping the one before (56 = 48 + 8, 50 = 48 + 2,
+        // 28 = 24 + 4), narrow stride-2 rows (7 and 5 pixels: xmm pairs)
+        (1, 3, (5, 56), 3, 1, 1, "Clip, act_min=0.0, act_max=6.0", true),
+        (1, 3, (6, 50), 3, 1, 1, "HardSwish", false),
+        (1, 4, (28, 28), 3, 1, 1, "Relu", true),
+        (1, 4, (14, 14), 5, 2, 1, "HardSwish", false),
+        (2, 3, (10, 10), 3, 2, 1, "None", true),
     ];
     for (i, &(n, c, (h, w), k, st, d, act, residual)) in cases.iter().enumerate() {
         let p = d * (k - 1) / 2;
@@ -282,9 +289,10 @@ fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
             list(&b),
             if residual { ", %9" } else { "" }
         );
-        // the assembled pass runs for kernels larger than 3x3 and for rows
-        // at least 32 wide (`lower::depthwise::wide_pays`)
-        let wide = k > 3 || ow >= 32;
+        // the assembled pass runs on rows of at least 4 pixels, for
+        // kernels larger than 3x3 and for 3x3 planes other than small
+        // stride-1 "same" ones (`lower::depthwise::wide_pays`)
+        let wide = ow >= 4 && (k > 3 || !(st == 1 && oh == h && ow == w && h * w <= 256));
         if !check(200 + i, &text, &[t(&[n, c, h, w], &x), t(&[n, c, oh, ow], &r)], wide) {
             return;
         }

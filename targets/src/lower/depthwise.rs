@@ -34,11 +34,13 @@
 //! through `ukernel::avx2::dw_plane` instead: each task copies its
 //! channel's plane into a zero-padded scratch plane (columns split by
 //! parity for stride 2, so every tap reads 8 consecutive floats) and one
-//! assembled pass computes the whole output plane, 8 pixels per `ymm` (rows
-//! at least 8 wide, or narrow stride-1 rows as one flat run), the
-//! same operations in the same order as the 128-bit kernel (Cranelift keeps its register allocation
-//! from holding 25 weights and 8 accumulators; the 5x5 kernels of
-//! PP-LCNet/PicoDet spilled on every tap).
+//! assembled pass computes the whole output plane, 8 pixels per `ymm` with
+//! the taps' weights in registers (rows of at least 4 pixels; a row's last
+//! vector ends at its end and recomputes a few pixels), the same operations
+//! in the same order as the 128-bit kernel (Cranelift keeps its register
+//! allocation from holding 25 weights and 8 accumulators; the 5x5 kernels
+//! of PP-LCNet/PicoDet spilled on every tap). Small stride-1 3x3 "same"
+//! planes keep the 128-bit unrolled path ([`wide_pays`]).
 
 use cranelift_codegen::ir::{types, ConstantData, Endianness, Immediate, InstBuilder, MemFlagsData, Type, Value};
 
@@ -216,37 +218,23 @@ fn wide_pass(k: &Kernel, g: &Geo, epi: Epilogue) -> Option<Vec<u8>> {
     let pd = Pad::of(g);
     let taps =
         (0..g.kh * g.kw).map(|t| (((t / g.kw) * g.dh * pd.row + pd.col(g, (t % g.kw) * g.dw)) * 4) as i32).collect();
-    let pass = if flat_run(g, epi) {
-        DwPlane { taps, rows: 1, cols: (g.oh - 1) * pd.row + g.ow, out_row: 0, in_row: 0, epi: act }
-    } else if g.ow >= 8 {
-        DwPlane { taps, rows: g.oh, cols: g.ow, out_row: g.ow * 4, in_row: g.sh * pd.row * 4, epi: act }
-    } else {
+    // rows of 1..3 pixels would run on single floats
+    if g.ow < 4 {
         return None;
-    };
-    dw_plane(&pass).ok()
-}
-
-/// Output rows narrower than this (stride 1, no residual) are computed as
-/// one flat run over the padded rows ([`flat_run`]): per-row tails of a
-/// 14-pixel row cost more than the padded columns computed in vain.
-const FLAT_ROWS_BELOW: usize = 32;
-
-/// Whether stride-1 `g` runs as one flat run of `(oh - 1)·wpd + ow` pixels
-/// with the padded row pitch: output `q` then reads padded input `q +
-/// tap`, whole vectors throughout; the columns past `ow` of each row are
-/// computed and dropped when the rows are copied out.
-fn flat_run(g: &Geo, epi: Epilogue) -> bool {
-    g.sh == 1 && g.sw == 1 && epi.residual.is_none() && g.ow < FLAT_ROWS_BELOW
+    }
+    dw_plane(&DwPlane { taps, rows: g.oh, cols: g.ow, out_row: g.ow * 4, in_row: g.sh * pd.row * 4, epi: act }).ok()
 }
 
 /// Whether the assembled pass is the faster kernel for `g` (measured on
-/// MobileNetV2 and PP-LCNet, `kerf bench --profile`): always for kernels
-/// larger than 3x3 (25 taps spill the 128-bit kernel's registers), for
-/// 3x3 only on rows at least [`FLAT_ROWS_BELOW`] wide: on narrower planes
-/// the 128-bit kernel's unrolled small-plane path is faster (14x14: 0.076
-/// against 0.108 ms) than a flat run with its padded columns and copies.
+/// MobileNetV2-, PP-LCNet- and PicoDet-shaped layers, `bench_vs_ort.py` on
+/// single-conv models): always for kernels larger than 3x3 (25 taps spill
+/// the 128-bit kernel's registers); for 3x3 except on the small stride-1
+/// "same" planes of the 128-bit kernel's unrolled path ([`flat`]: 14x14,
+/// 384 channels: 0.082 against 0.099 ms; 7x7: 0.053 against 0.070 ms),
+/// which has no padded copy to make.
 fn wide_pays(g: &Geo) -> bool {
-    g.kh * g.kw > 9 || g.ow >= FLAT_ROWS_BELOW
+    let small_same = g.sh == 1 && g.sw == 1 && g.oh == g.h && g.ow == g.w && g.h * g.w <= FLAT_MAX;
+    g.kh * g.kw > 9 || !small_same
 }
 
 /// Depthwise through the assembled pass `code`: per channel, copy the
@@ -254,22 +242,22 @@ fn wide_pays(g: &Geo) -> bool {
 fn wide(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: Epilogue, code: Vec<u8>) -> LResult {
     let taps = g.kh * g.kw;
     let pd = Pad::of(g);
-    let splat: Vec<f32> = w.iter().flat_map(|&x| std::iter::repeat_n(x, 8)).collect();
+    // per channel its taps' weights then its bias, 8 copies each
+    let splat: Vec<f32> = w
+        .chunks(taps)
+        .zip(bias)
+        .flat_map(|(wc, b)| wc.iter().chain([b]).flat_map(|&x| std::iter::repeat_n(x, 8)))
+        .collect();
     let wb = k.blob_f32(&splat);
-    let bb = k.blob_f32(bias);
     let xp = k.input(0);
     let out = k.output(0);
     let plane = pd.hp * pd.row * 4;
-    let flat = flat_run(g, epi);
-    // a flat run's output rows have the padded pitch
-    let staged = if flat { g.oh * pd.row * 4 } else { 0 };
-    let cap = (super::gemm::TASK_SCRATCH_BUDGET / (plane + staged).max(1)).max(2);
+    let cap = (super::gemm::TASK_SCRATCH_BUDGET / plane.max(1)).max(2);
     let cost = (2 * g.oh * g.ow * taps + pd.hp * pd.wpd) as u64;
     let (lo, hi) = k.parallel_range_capped(g.n * g.c, 1, cost, cap)?;
     let pad = k.task_scratch(plane);
-    let stage = if flat { Some(k.task_scratch(staged)) } else { None };
     let code = k.code(Family::Avx2, code);
-    let sref = k.ukernel_sig(5);
+    let sref = k.ukernel_sig(4);
     let g2 = *g;
     // the padding stays zero: each channel only overwrites the interior
     k.for_vec(pd.hp * pd.row, &mut |k, ty, i| {
@@ -294,24 +282,9 @@ fn wide(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: Epilogue, code: V
             Some(r) => k.b.ins().iadd(r, oo),
             None => k.ic(0),
         };
-        let wo = k.b.ins().imul_imm_s(ch, (taps * 32) as i64);
+        let wo = k.b.ins().imul_imm_s(ch, ((taps + 1) * 32) as i64);
         let wp = k.b.ins().iadd(wb, wo);
-        let bp = k.addr(bb, ch, 4);
-        let Some(stage) = stage else {
-            k.b.ins().call_indirect(sref, code, &[obase, pad, wp, bp, res]);
-            return;
-        };
-        k.b.ins().call_indirect(sref, code, &[stage, pad, wp, bp, res]);
-        k.for_n(0, g2.oh as i64, 1, |k, y| {
-            let so = k.b.ins().imul_imm_s(y, (pd.row * 4) as i64);
-            let sb = k.b.ins().iadd(stage, so);
-            let d = k.b.ins().imul_imm_s(y, (g2.ow * 4) as i64);
-            let db = k.b.ins().iadd(obase, d);
-            k.for_vec(g2.ow, &mut |k, ty, j| {
-                let v = k.ld_at(ty, sb, j, 4, 0);
-                k.st_at(v, db, j, 4, 0);
-            });
-        });
+        k.b.ins().call_indirect(sref, code, &[obase, pad, wp, res]);
     });
     Ok(())
 }

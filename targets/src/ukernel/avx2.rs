@@ -479,14 +479,17 @@ fn store_lanes(
     }
 }
 
-/// A depthwise (one channel, stride 1) conv over a whole output plane
+/// A depthwise (one channel) conv over a whole output plane
 /// ([`crate::lower::depthwise`]), reading a zero-padded copy of the input
-/// plane: per output row, groups of eight 8-pixel `ymm` vectors in a loop,
-/// then the last vectors, one 4-pixel `xmm` vector and single pixels. Each
-/// output starts as the bias and takes the taps in order, one FMA each
-/// (the weight a pre-broadcast 8-lane vector in memory), then the
-/// epilogue's residual and activation: the operations of the Cranelift
-/// kernel in the same order.
+/// plane: per output row, groups of [`DW_GROUP`] 8-pixel `ymm` vectors in a
+/// loop, then the last vectors, the last one ending at the row's end
+/// (rows of 4 to 7 pixels: two 4-pixel `xmm` vectors; narrower rows:
+/// single pixels).
+/// Each output starts as the bias and takes the taps in order, one FMA
+/// each, then the epilogue's residual and activation: the operations of the
+/// Cranelift kernel in the same order. A group holds up to nine taps'
+/// pre-broadcast weights in registers at a time, so each FMA reads only its
+/// input from memory (one load per FMA: both FMA ports can issue).
 #[derive(Clone, Debug, PartialEq)]
 pub struct DwPlane {
     /// Byte offsets of the taps from an output pixel's window corner in
@@ -506,17 +509,16 @@ pub struct DwPlane {
 
 /// Machine code of `p` with the arguments (System V order) `out` (the
 /// output plane), `src` (the padded input plane, window corner of output
-/// pixel (0, 0)), `w` (the taps' weights, 8 copies each: 32 bytes per tap),
-/// `bias` (one f32) and `residual` (a plane of the output's layout, read
-/// when `p.epi.residual`).
+/// pixel (0, 0)), `w` (the taps' weights then the bias, 8 copies each: 32
+/// bytes per tap and 32 for the bias) and `residual` (a plane of the
+/// output's layout, read when `p.epi.residual`).
 pub fn dw_plane(p: &DwPlane) -> Result<Vec<u8>, IcedError> {
     // rdx (the weights) is read by `dw_vectors` and `dw_tail`
-    let (out_p, src_p, bias_p, n) = (rdi, rsi, rcx, r9);
+    let (out_p, src_p, n) = (rdi, rsi, r9);
     // the residual pointer is its own cursor (rows are contiguous, and
     // `splat` clobbers rax)
-    let (out_c, src_c, res_c, groups) = (r10, r11, r8, rcx);
+    let (out_c, src_c, res_c, groups) = (r10, r11, rcx, r8);
     let mut a = CodeAssembler::new(64)?;
-    a.vbroadcastss(ymm11, dword_ptr(bias_p))?;
     let mut done = a.create_label();
     let mut row = a.create_label();
     a.mov(n, p.rows as u64)?;
@@ -525,33 +527,42 @@ pub fn dw_plane(p: &DwPlane) -> Result<Vec<u8>, IcedError> {
     a.set_label(&mut row)?;
     a.mov(out_c, out_p)?;
     a.mov(src_c, src_p)?;
-    let vecs = p.cols / 8;
-    let full = vecs / DW_GROUP;
+    let full = p.cols / (8 * DW_GROUP);
     if full > 0 {
         let mut group = a.create_label();
         a.mov(groups, full as u64)?;
         a.set_label(&mut group)?;
-        dw_vectors(&mut a, p, DW_GROUP)?;
+        let ats: Vec<i64> = (0..DW_GROUP as i64).map(|i| 32 * i).collect();
+        dw_vectors(&mut a, p, &ats)?;
         for c in [out_c, src_c, res_c] {
             a.add(c, (32 * DW_GROUP) as i32)?;
         }
         a.dec(groups)?;
         a.jnz(group)?;
     }
-    if !vecs.is_multiple_of(DW_GROUP) {
-        dw_vectors(&mut a, p, vecs % DW_GROUP)?;
-    }
-    // the row's last pixels: one xmm vector, then single floats, at
-    // byte `at` past the cursors
-    let mut at = 32 * (vecs % DW_GROUP) as i64;
-    let rest = p.cols % 8;
-    if rest >= 4 {
-        dw_tail(&mut a, p, at, true)?;
-        at += 16;
-    }
-    for _ in 0..rest % 4 {
-        dw_tail(&mut a, p, at, false)?;
-        at += 4;
+    // the row's last pixels, at byte offsets from the cursors: whole
+    // vectors, then one vector ending at the row's end (it recomputes a few
+    // pixels already stored, with the same operations: the same values)
+    let done_px = 8 * DW_GROUP * full;
+    let left = p.cols - done_px;
+    let px = |x: usize| 4 * (x as i64 - done_px as i64);
+    if p.cols >= 8 {
+        let mut ats: Vec<i64> = (0..left / 8).map(|i| px(done_px + 8 * i)).collect();
+        if left % 8 != 0 {
+            ats.push(px(p.cols - 8));
+        }
+        if !ats.is_empty() {
+            dw_vectors(&mut a, p, &ats)?;
+        }
+    } else if p.cols >= 4 {
+        dw_tail(&mut a, p, 0, true)?;
+        if p.cols > 4 {
+            dw_tail(&mut a, p, px(p.cols - 4), true)?;
+        }
+    } else {
+        for x in 0..p.cols {
+            dw_tail(&mut a, p, px(x), false)?;
+        }
     }
     a.add(out_p, p.out_row as i32)?;
     a.add(src_p, p.in_row as i32)?;
@@ -568,7 +579,7 @@ pub fn dw_plane(p: &DwPlane) -> Result<Vec<u8>, IcedError> {
 /// pixels in an `xmm` (`four`) or one (loads and stores of one float; the
 /// FMA on the vector is the scalar FMA in lane 0, the other lanes unused).
 fn dw_tail(a: &mut CodeAssembler, p: &DwPlane, at: i64, four: bool) -> Result<(), IcedError> {
-    let (out_c, src_c, res_c, w_p) = (r10, r11, r8, rdx);
+    let (out_c, src_c, res_c, w_p) = (r10, r11, rcx, rdx);
     let (acc, x) = (xmm0, xmm4);
     let load = |a: &mut CodeAssembler, dst: AsmRegisterXmm, m: AsmMemoryOperand| {
         if four {
@@ -577,7 +588,7 @@ fn dw_tail(a: &mut CodeAssembler, p: &DwPlane, at: i64, four: bool) -> Result<()
             a.vmovss(dst, dword_ptr(m))
         }
     };
-    a.vmovaps(acc, xmm11)?;
+    a.vmovups(acc, xmmword_ptr(w_p + 32 * p.taps.len() as i64))?;
     for (t, &off) in p.taps.iter().enumerate() {
         load(a, x, src_c + (off as i64 + at))?;
         a.vfmadd231ps(acc, x, xmmword_ptr(w_p + 32 * t as i64))?;
@@ -594,34 +605,44 @@ fn dw_tail(a: &mut CodeAssembler, p: &DwPlane, at: i64, four: bool) -> Result<()
     }
 }
 
-/// Output vectors per group of [`dw_plane`]: 8 independent FMA chains
-/// keep both FMA ports busy (latency 4).
-const DW_GROUP: usize = 8;
+/// Output vectors per group of [`dw_plane`]: six accumulators and nine
+/// weight registers (a 3x3 kernel's taps) fill the sixteen `ymm`
+/// registers but one. Six FMA chains of nine taps keep both FMA ports busy
+/// with the next group's chains overlapping (out of order).
+const DW_GROUP: usize = 6;
 
-/// `m` (1..=[`DW_GROUP`]) output vectors at the cursors (`r10` out, `r11`
-/// input, `r8` residual): bias, taps, residual, activation, store.
-fn dw_vectors(a: &mut CodeAssembler, p: &DwPlane, m: usize) -> Result<(), IcedError> {
-    let (out_c, src_c, res_c, w_p) = (r10, r11, r8, rdx);
-    let accs = [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7];
-    let xs = [ymm8, ymm9, ymm10];
+/// Output vectors at byte offsets `ats` (1..=[`DW_GROUP`] of them) from
+/// the cursors (`r10` out, `r11` input, `rcx` residual): bias, taps
+/// (weights loaded into registers nine at a time, inputs as the FMAs'
+/// memory operands), residual, activation (which may clobber weight
+/// registers: the next group reloads them), store.
+fn dw_vectors(a: &mut CodeAssembler, p: &DwPlane, ats: &[i64]) -> Result<(), IcedError> {
+    let (out_c, src_c, res_c, w_p) = (r10, r11, rcx, rdx);
+    let m = ats.len();
+    let accs = [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5];
+    let ws = [ymm6, ymm7, ymm8, ymm9, ymm10, ymm11, ymm12, ymm13, ymm14];
     for &ac in &accs[..m] {
-        a.vmovaps(ac, ymm11)?;
+        a.vmovups(ac, ymmword_ptr(w_p + 32 * p.taps.len() as i64))?;
     }
-    for (t, &off) in p.taps.iter().enumerate() {
-        for i in 0..m {
-            let x = xs[(t * m + i) % xs.len()];
-            a.vmovups(x, ymmword_ptr(src_c + (off as i64 + 32 * i as i64)))?;
-            a.vfmadd231ps(accs[i], x, ymmword_ptr(w_p + 32 * t as i64))?;
+    for (c, chunk) in p.taps.chunks(ws.len()).enumerate() {
+        let t0 = c * ws.len();
+        for (j, &w) in ws[..chunk.len()].iter().enumerate() {
+            a.vmovups(w, ymmword_ptr(w_p + 32 * (t0 + j) as i64))?;
+        }
+        for (&w, &off) in ws.iter().zip(chunk) {
+            for (&ac, &at) in accs.iter().zip(ats) {
+                a.vfmadd231ps(ac, w, ymmword_ptr(src_c + (off as i64 + at)))?;
+            }
         }
     }
     if p.epi.residual {
-        for (i, &ac) in accs[..m].iter().enumerate() {
-            a.vaddps(ac, ac, ymmword_ptr(res_c + 32 * i as i64))?;
+        for (&ac, &at) in accs.iter().zip(ats) {
+            a.vaddps(ac, ac, ymmword_ptr(res_c + at))?;
         }
     }
     activation(a, &p.epi, &accs[..m])?;
-    for (i, &ac) in accs[..m].iter().enumerate() {
-        a.vmovups(ymmword_ptr(out_c + 32 * i as i64), ac)?;
+    for (&ac, &at) in accs.iter().zip(ats) {
+        a.vmovups(ymmword_ptr(out_c + at), ac)?;
     }
     Ok(())
 }
