@@ -88,8 +88,17 @@ fn avx2_tiles_equal_the_128_bit_tiles() {
     let cases = [
         // 1x1, 37 rows (three 12-row blocks and a 1-row block), 20x20: 100 panels
         (16, 37, (20, 20), 1, (1, 1), "", "None", false),
-        // 19x19 = 361 pixels: 90 panels (88 assembled, 2 left) and a 1-pixel tail
+        // 19x19 = 361 pixels: 90 panels and a 1-pixel tail (the last pair partial)
         (16, 30, (19, 19), 1, (1, 1), "", "Relu", true),
+        // the last pair partial: 13x13 = 42 panels + 1 pixel, 7x7 = 12 + 1,
+        // 5x25 = 31 + 1 (a leftover panel and the tail: 5 pixels), 14x14 =
+        // 49 panels (a leftover panel alone); K = 576 over 7x9: two K passes
+        // (partial sums read back for 7 pixels), residual and HardSwish
+        (24, 40, (13, 13), 1, (1, 1), "", "Relu", true),
+        (32, 17, (7, 7), 1, (1, 1), "", "HardSwish", true),
+        (64, 64, (5, 25), 1, (1, 1), "", "Relu", false),
+        (16, 25, (14, 14), 1, (1, 1), "", "Clip, act_min=0.0, act_max=6.0", true),
+        (64, 13, (7, 9), 3, (1, 1), "", "Relu", true),
         // 3x3, K = 576: two passes over K (first / last differ)
         (64, 24, (12, 12), 3, (1, 1), "", "Clip, act_min=0.0, act_max=6.0", false),
         (64, 13, (9, 14), 3, (1, 1), "", "Clip, act_min=-0.5, act_max=0.75", true),
@@ -446,13 +455,25 @@ fn assembled_kernels_keep_the_leaf_abi() {
         for rows in 1..=max_rows(pairs) {
             let epi = TileEpi {
                 scale: Some(0.5),
-                addend: Some(Addend { per_column: pairs == 2, row: 64, scale: 2.0 }),
+                addend: Some(Addend { per_column: pairs == 2 || rows % 4 == 1, row: 64, scale: 2.0 }),
                 residual: rows % 2 == 0,
                 clamp: if rows % 3 == 0 { None } else { clamp },
                 hardswish: rows % 3 == 0,
             };
-            let t =
-                GemmTile { rows, pairs, a_row: 4, a_step: 48, panel: 256, paired: rows % 2 == 1, ldo: 400, init, epi };
+            // a partial last pair on every other row count (1..=7 columns)
+            let last_lanes = if rows % 2 == 0 { 8 } else { 1 + rows % 7 };
+            let t = GemmTile {
+                rows,
+                pairs,
+                a_row: 4,
+                a_step: 48,
+                panel: 256,
+                paired: rows % 2 == 1,
+                ldo: 400,
+                init,
+                epi,
+                last_lanes,
+            };
             kernels.push((format!("gemm {t:?}"), gemm_tile(&t).unwrap()));
         }
     }

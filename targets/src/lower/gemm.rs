@@ -344,6 +344,20 @@ fn block_rows(k: &mut Kernel, g: &Gemm, blk: &Block, bstart: Value, a_blk: Value
                 gemm_avx2::run_conv(k, w, &g2, a_blk, m0, brow, orow, full_p, pass);
             }
         }
+        // what the wide tiles leave (at most a full panel and the partial
+        // one) as one partial pair of the assembled tile, if it can
+        let rest_px = (full_p - wide) * l + tail;
+        if wide_plan.is_some()
+            && b2.paired
+            && (1..2 * l).contains(&rest_px)
+            && gemm_avx2::run_conv_last(k, &g2, h, pass, (a_blk, m0), (brow, orow), wide, rest_px)
+        {
+            if streamed {
+                let first = k.addr(g2.out, orow, 4);
+                act_rows(k, act, first, h, g2.ldo * 4, b2.width);
+            }
+            return;
+        }
         let groups = (full_p - wide) / np;
         k.for_n(wide as i64, (wide + groups * np) as i64, np as i64, |k, c| {
             let bps = panels(k, brow, c, np);

@@ -116,8 +116,13 @@ pub(super) fn run(k: &mut Kernel, w: &Wide, full: usize, steps: usize, ptrs: &dy
 /// The conv engine's tiles for an A block of height `h` in `pass`, on B
 /// stored in pairs of panels when `paired` (see [`super::gemm::Block`]).
 pub(super) fn plan_conv(k: &Kernel, g: &Gemm, h: usize, pass: Pass, paired: bool) -> Option<Wide> {
+    plan(k, conv_tile(k, g, h, pass, paired)?, h, 4)
+}
+
+/// The conv engine's tile shape (its `rows` and `pairs` unset).
+fn conv_tile(k: &Kernel, g: &Gemm, h: usize, pass: Pass, paired: bool) -> Option<GemmTile> {
     let epi = if pass.last { g.epi } else { Epilogue::NONE };
-    let t = GemmTile {
+    Some(GemmTile {
         rows: 0,
         pairs: 0,
         a_row: 4,
@@ -127,8 +132,60 @@ pub(super) fn plan_conv(k: &Kernel, g: &Gemm, h: usize, pass: Pass, paired: bool
         ldo: g.ldo * 4,
         init: if pass.first { Init::RowBias } else { Init::Partial },
         epi: act_epi(epi.act, epi.residual.is_some())?,
+        last_lanes: 8,
+    })
+}
+
+/// The conv engine's last pair of a row of B panels when it is not whole:
+/// panel `c` (a pair's first, stored paired) and the next hold `lanes`
+/// (1..=7) valid pixels — a leftover full panel and/or the zero-filled
+/// partial one — computed by one-pair tiles that read and write only those
+/// pixels (instead of the 128-bit Cranelift tile over the whole A block).
+/// Returns whether it emitted them (`false`: no AVX2 tiles for this
+/// block; the caller's Cranelift tiles do the panels).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run_conv_last(
+    k: &mut Kernel,
+    g: &Gemm,
+    h: usize,
+    pass: Pass,
+    (a_blk, m0): (Value, Value),
+    (brow, orow): (Value, Value),
+    c: usize,
+    lanes: usize,
+) -> bool {
+    let Some(t) = conv_tile(k, g, h, pass, true) else { return false };
+    if !k.caps.avx2 || k.lanes() != 4 || h == 0 || !c.is_multiple_of(2) || !(1..8).contains(&lanes) {
+        return false;
+    }
+    let mut parts = Vec::new();
+    let mut r0 = 0;
+    while r0 < h {
+        let rows = max_rows(1).min(h - r0);
+        let Ok(code) = gemm_tile(&GemmTile { rows, pairs: 1, last_lanes: lanes, ..t }) else { return false };
+        parts.push((r0, code));
+        r0 += rows;
+    }
+    let sref = k.ukernel_sig(6);
+    let l = k.lanes();
+    let b = k.add_c(brow, (c * g.kk * l * 4) as i64);
+    let oe = k.add_c(orow, (c * l) as i64);
+    let out = k.addr(g.out, oe, 4);
+    let bias = k.addr(g.bias, m0, 4);
+    let residual = match g.epi.residual.filter(|_| pass.last) {
+        Some(r) => k.addr(r, oe, 4),
+        None => k.ic(0),
     };
-    plan(k, t, h, 4)
+    let n = k.ic(pass.len as i64);
+    for (r0, code) in parts {
+        let code = k.code(Family::Avx2, code);
+        let a = k.add_c(a_blk, (r0 * t.a_row) as i64);
+        let o = k.add_c(out, (r0 * t.ldo) as i64);
+        let bi = k.add_c(bias, (r0 * 4) as i64);
+        let r = k.add_c(residual, (r0 * t.ldo) as i64);
+        k.b.ins().call_indirect(sref, code, &[a, b, o, bi, r, n]);
+    }
+    true
 }
 
 /// Calls the conv tiles for one row of B panels: `brow` its first panel at

@@ -505,6 +505,7 @@ fn wide_tiles(
             addend: epi.addend.map(|ad| TileAddend { per_column: ad.sn == 1, row: ad.sm * 4, scale: ad.scale }),
             ..super::gemm_avx2::act_epi(epi.act, epi.residual.is_some())?
         },
+        last_lanes: 8,
     };
     let bias_row = if out.bias.is_some() { 4 } else { epi.addend.map_or(0, |ad| ad.sm * 4) };
     super::gemm_avx2::plan(k, tile, rows, bias_row)

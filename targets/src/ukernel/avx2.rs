@@ -38,6 +38,27 @@ pub struct GemmTile {
     pub init: Init,
     /// What the store applies, in this order.
     pub epi: TileEpi,
+    /// Valid columns (1..=8) of the last pair: its output (and residual,
+    /// partial sums, per-column addend) is read and written for these
+    /// columns only; the lanes past them compute on whatever B holds there
+    /// and are dropped. 8: the whole pair.
+    pub last_lanes: usize,
+}
+
+impl GemmTile {
+    /// Byte offset of element (row `r`, pair `j`) in a tensor of the
+    /// output's layout.
+    fn at(&self, r: usize, j: usize) -> i64 {
+        r as i64 * self.ldo as i64 + 32 * j as i64
+    }
+    /// Valid columns of pair `j` of `pairs`.
+    fn lanes(&self, j: usize, pairs: usize) -> usize {
+        if j + 1 == pairs {
+            self.last_lanes.clamp(1, 8)
+        } else {
+            8
+        }
+    }
 }
 
 /// Where a tile's accumulators start.
@@ -110,9 +131,6 @@ pub fn gemm_tile(t: &GemmTile) -> Result<Vec<u8>, IcedError> {
     let sh = Shape { rows: t.rows.clamp(1, max_rows(pairs)), pairs };
     let (rows, acc) = (sh.rows, |r, j| sh.acc(r, j));
     let (out_p, bias_p) = (rdx, rcx);
-    let ldo = t.ldo as i64;
-    // element (r, pair j) of a tensor with the output's layout
-    let at = |base: AsmRegister64, r: usize, j: usize| ymmword_ptr(base + (r as i64 * ldo + 32 * j as i64));
     let mut a = CodeAssembler::new(64)?;
     for r in 0..rows {
         for j in 0..pairs {
@@ -120,7 +138,7 @@ pub fn gemm_tile(t: &GemmTile) -> Result<Vec<u8>, IcedError> {
                 Init::Zero => a.vxorps(acc(r, j), acc(r, j), acc(r, j))?,
                 Init::RowBias if j == 0 => a.vbroadcastss(acc(r, 0), dword_ptr(bias_p + (4 * r) as i64))?,
                 Init::RowBias => a.vmovaps(acc(r, j), acc(r, 0))?,
-                Init::Partial => a.vmovups(acc(r, j), at(out_p, r, j))?,
+                Init::Partial => load_lanes(&mut a, sh.halves(r, j), out_p, t.at(r, j), t.lanes(j, pairs))?,
             }
         }
     }
@@ -128,7 +146,7 @@ pub fn gemm_tile(t: &GemmTile) -> Result<Vec<u8>, IcedError> {
     epilogue(&mut a, t, &sh)?;
     for r in 0..rows {
         for j in 0..pairs {
-            a.vmovups(at(out_p, r, j), acc(r, j))?;
+            store_lanes(&mut a, sh.halves(r, j), out_p, t.at(r, j), t.lanes(j, pairs))?;
         }
     }
     a.vzeroupper()?;
@@ -145,6 +163,11 @@ struct Shape {
 impl Shape {
     fn acc(&self, r: usize, j: usize) -> AsmRegisterYmm {
         [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11][self.pairs * r + j]
+    }
+    /// Accumulator (r, j) and its low half.
+    fn halves(&self, r: usize, j: usize) -> (AsmRegisterYmm, AsmRegisterXmm) {
+        let i = self.pairs * r + j;
+        (self.acc(r, j), [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11][i])
     }
 }
 
@@ -186,7 +209,6 @@ fn k_loop(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedErr
 fn epilogue(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedError> {
     let (rows, pairs, acc) = (sh.rows, sh.pairs, |r, j| sh.acc(r, j));
     let (bias_p, res_p) = (rcx, r8);
-    let ldo = t.ldo as i64;
     let (s, adds, x) = (ymm12, ymm13, ymm14);
     let each = |a: &mut CodeAssembler, f: &mut dyn FnMut(&mut CodeAssembler, usize, usize) -> Result<(), IcedError>| {
         (0..rows).flat_map(|r| (0..pairs).map(move |j| (r, j))).try_for_each(|(r, j)| f(a, r, j))
@@ -202,7 +224,7 @@ fn epilogue(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedE
         each(a, &mut |a, r, j| {
             let p = bias_p + (r * ad.row) as i64;
             if ad.per_column {
-                a.vmovups(x, ymmword_ptr(p + 32 * j as i64))?;
+                load_lanes(a, (x, xmm14), bias_p, (r * ad.row) as i64 + 32 * j as i64, t.lanes(j, pairs))?;
             } else {
                 a.vbroadcastss(x, dword_ptr(p))?;
             }
@@ -213,7 +235,14 @@ fn epilogue(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedE
         })?;
     }
     if t.epi.residual {
-        each(a, &mut |a, r, j| a.vaddps(acc(r, j), acc(r, j), ymmword_ptr(res_p + (r as i64 * ldo + 32 * j as i64))))?;
+        each(a, &mut |a, r, j| {
+            let lanes = t.lanes(j, pairs);
+            if lanes == 8 {
+                return a.vaddps(acc(r, j), acc(r, j), ymmword_ptr(res_p + t.at(r, j)));
+            }
+            load_lanes(a, (x, xmm14), res_p, t.at(r, j), lanes)?;
+            a.vaddps(acc(r, j), acc(r, j), x)
+        })?;
     }
     let accs: Vec<AsmRegisterYmm> = (0..rows).flat_map(|r| (0..pairs).map(move |j| sh.acc(r, j))).collect();
     activation(a, &t.epi, &accs)
