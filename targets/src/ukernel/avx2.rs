@@ -577,7 +577,7 @@ pub fn dw_plane(p: &DwPlane) -> Result<Vec<u8>, IcedError> {
     let px = |x: usize| 4 * (x as i64 - done_px as i64);
     if p.cols >= 8 {
         let mut ats: Vec<i64> = (0..left / 8).map(|i| px(done_px + 8 * i)).collect();
-        if left % 8 != 0 {
+        if !left.is_multiple_of(8) {
             ats.push(px(p.cols - 8));
         }
         if !ats.is_empty() {
