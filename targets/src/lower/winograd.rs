@@ -41,10 +41,10 @@
 //! with Winograd (max|ref| 17).
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+use cranelift_codegen::ir::{types, ConstantData, Endianness, InstBuilder, MemFlagsData, Type, Value};
 use kerf_ir::op::{Conv, ConvAlgo};
 
-use super::epilogue::{apply_act, Epilogue};
+use super::epilogue::{apply_act, Act, Epilogue};
 use super::gemm::{pack_a, run_block, Block, Gemm, MR, SPLIT_UNITS, TASK_SCRATCH_BUDGET};
 use super::{Kernel, LResult};
 
@@ -254,6 +254,97 @@ fn sandwich(k: &mut Kernel, ty: Type, p_mat: &[f64], p: usize, n: usize, x: &[Va
 /// output channel count.
 const MC: usize = 8 * MR;
 
+/// Lanes `idx` (0..=3 of `a`, 4..=7 of `b`) of two `f32x4` vectors. Only
+/// masks x86-64's SSE2 has an instruction for (`unpcklps`/`unpckhps`, or
+/// `shufps`: two lanes of `a`, then two of `b`): other masks lower to
+/// `pshufb`, which the baseline CPU lacks.
+fn shuf4(k: &mut Kernel, a: Value, b: Value, idx: [u8; 4]) -> Value {
+    let le = MemFlagsData::new().with_endianness(Endianness::Little);
+    let bytes: Vec<u8> = idx.iter().flat_map(|&i| (0..4).map(move |b| 4 * i + b)).collect();
+    let imm = k.b.func.dfg.immediates.push(ConstantData::from(bytes.as_slice()));
+    let (a, b) = (k.b.ins().bitcast(types::I8X16, le, a), k.b.ins().bitcast(types::I8X16, le, b));
+    let s = k.b.ins().shuffle(a, b, imm);
+    k.b.ins().bitcast(types::F32X4, le, s)
+}
+
+/// `[c₁, c₂, c₃, v_j]`: `c` moved down a lane, lane `j` of `v` shifted in
+/// (two `shufps`-shaped shuffles: SSE2 has no lane shift across two
+/// registers, and a general shuffle would need SSSE3's `pshufb`).
+fn shift_in(k: &mut Kernel, c: Value, v: Value, j: u8) -> Value {
+    let t = shuf4(k, c, v, [3, 3, 4 + j, 4 + j]);
+    shuf4(k, c, t, [1, 2, 4, 6])
+}
+
+/// `[a, b, c, d]` as a 4×4 matrix of rows, transposed (SSE2 shapes).
+fn transpose4(k: &mut Kernel, v: [Value; 4]) -> [Value; 4] {
+    let lo01 = shuf4(k, v[0], v[1], [0, 4, 1, 5]);
+    let hi01 = shuf4(k, v[0], v[1], [2, 6, 3, 7]);
+    let lo23 = shuf4(k, v[2], v[3], [0, 4, 1, 5]);
+    let hi23 = shuf4(k, v[2], v[3], [2, 6, 3, 7]);
+    [
+        shuf4(k, lo01, lo23, [0, 1, 4, 5]),
+        shuf4(k, lo01, lo23, [2, 3, 6, 7]),
+        shuf4(k, hi01, hi23, [0, 1, 4, 5]),
+        shuf4(k, hi01, hi23, [2, 3, 6, 7]),
+    ]
+}
+
+/// Stores the m×m output tiles `y` (one `f32x4` per position, lane q: the
+/// q-th of four consecutive tiles of one row, all inside the output) at
+/// `p`, rows `ow` floats apart: each output row of the four tiles is 4m
+/// consecutive floats, so it is a transpose (F(4×4)) or an interleave
+/// (F(2×2)) and whole-vector stores; with a residual (`rp`), its vectors
+/// are added and `act` applied after the transpose (the per-lane path's
+/// operations on the same elements).
+fn store_quad(k: &mut Kernel, y: &[Value], m: usize, ow: usize, (p, rp): (Value, Option<Value>), act: Act) {
+    for r in 0..m {
+        let row = &y[r * m..(r + 1) * m];
+        let vs: Vec<Value> = if m == 4 {
+            transpose4(k, [row[0], row[1], row[2], row[3]]).to_vec()
+        } else {
+            vec![shuf4(k, row[0], row[1], [0, 4, 1, 5]), shuf4(k, row[0], row[1], [2, 6, 3, 7])]
+        };
+        for (q, mut v) in vs.into_iter().enumerate() {
+            let off = ((r * ow + 4 * q) * 4) as i32;
+            if let Some(rp) = rp {
+                let x = k.ld(types::F32X4, rp, off);
+                v = k.b.ins().fadd(v, x);
+                v = apply_act(k, types::F32X4, act, v);
+            }
+            k.st(v, p, off);
+        }
+    }
+}
+
+/// The n×n input tiles of four consecutive tiles of one tile row (lane q:
+/// the tile at `p + q·m` floats), one `f32x4` per position, from whole
+/// vector loads of each strip row instead of a load per lane: F(4×4)
+/// transposes four vectors and shifts in a fifth for columns 4 and 5;
+/// F(2×2) takes even and odd lanes of two and shifts in a third. Reads up
+/// to two floats past the last tile's window (the strip has that slack).
+fn quad_rows(k: &mut Kernel, p: Value, m: usize, sw: usize) -> Vec<Value> {
+    let n = m + 2;
+    let mut d = vec![p; n * n];
+    for i in 0..n {
+        let at = |j: usize| ((i * sw + 4 * j) * 4) as i32;
+        let v: Vec<Value> = (0..if m == 4 { 5 } else { 3 }).map(|j| k.ld(types::F32X4, p, at(j))).collect();
+        let cols = if m == 4 {
+            let [c0, c1, c2, c3] = transpose4(k, [v[0], v[1], v[2], v[3]]);
+            let c4 = shift_in(k, c0, v[4], 0);
+            let c5 = shift_in(k, c1, v[4], 1);
+            vec![c0, c1, c2, c3, c4, c5]
+        } else {
+            let c0 = shuf4(k, v[0], v[1], [0, 2, 4, 6]);
+            let c1 = shuf4(k, v[0], v[1], [1, 3, 5, 7]);
+            let c2 = shift_in(k, c0, v[2], 0);
+            let c3 = shift_in(k, c1, v[2], 1);
+            vec![c0, c1, c2, c3]
+        };
+        d[i * n..(i + 1) * n].copy_from_slice(&cols);
+    }
+    d
+}
+
 /// Lowers a Winograd conv (`Conv.algo = Winograd { tile }`) with its fused
 /// epilogue `epi` (applied after the output transform and the bias, before
 /// the store).
@@ -329,7 +420,8 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
     let scratch = (strip + nn * cin * tb + nn * mc * tb) * 4 + 16;
     let cap = (TASK_SCRATCH_BUDGET / scratch).max(2);
     let (lo, hi) = k.parallel_range_capped(batch * nblk * rbu, 1, per_block.div_ceil(rbu) as u64, cap)?;
-    let pad = k.task_scratch(strip * 4);
+    // (16 bytes of slack: the quad loads read past the last window)
+    let pad = k.task_scratch(strip * 4 + 16);
     let vbuf = k.task_scratch(nn * cin * tb * 4);
     let mbuf = k.task_scratch(nn * mc * tb * 4);
     let dummy = if edge { Some(k.task_scratch(16)) } else { None };
@@ -400,6 +492,20 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
                 })
                 .collect()
         };
+        // Whether quad `qd`'s four tiles are consecutive tiles of one tile
+        // row (none clamped), so that its lanes read one run of the strip
+        // ([`quad_rows`]); `None` without 4-lane vectors.
+        let quad_in_row = |k: &mut Kernel, qd: Value, lanes: &[(Value, Value)]| -> Option<Value> {
+            if l != 4 {
+                return None;
+            }
+            let first = k.b.ins().imul_imm_s(qd, 4);
+            let first = k.b.ins().iadd(first, t0);
+            let last = k.b.ins().iadd_imm_s(first, 3);
+            let unclamped = k.b.ins().icmp(IntCC::SignedLessThanOrEqual, last, block_last);
+            let one_row = k.b.ins().icmp_imm_s(IntCC::SignedLessThan, lanes[0].1, tw as i64 - 3);
+            Some(k.b.ins().band(unclamped, one_row))
+        };
         // 1. input transform into V[ξ][quad][c][L]
         k.for_n(0, nq as i64, 1, |k, qd| {
             let lanes = lane_tiles(k, qd);
@@ -415,9 +521,22 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
                 .collect();
             let vq = k.b.ins().imul_imm_s(qd, (cin * l * 4) as i64);
             let vq = k.b.ins().iadd(vbuf, vq);
-            k.for_n(0, cin as i64, 1, |k, c| {
-                let co = k.b.ins().imul_imm_s(c, (sh * sw * 4) as i64);
-                let ps: Vec<Value> = bases.iter().map(|&b| k.b.ins().iadd(b, co)).collect();
+            // each channel's n×n tiles, one vector per position (lane q:
+            // tile q), transformed into V
+            let transform = |k: &mut Kernel, rows_of: &dyn Fn(&mut Kernel, &[Value]) -> Vec<Value>| {
+                k.for_n(0, cin as i64, 1, |k, c| {
+                    let co = k.b.ins().imul_imm_s(c, (sh * sw * 4) as i64);
+                    let ps: Vec<Value> = bases.iter().map(|&b| k.b.ins().iadd(b, co)).collect();
+                    let d = rows_of(k, &ps);
+                    let vv = sandwich(k, vty, &t.bt, n, n, &d);
+                    let dst = k.addr(vq, c, (l * 4) as i64);
+                    for (xi, v) in vv.into_iter().enumerate() {
+                        k.st(v, dst, (xi * tb * cin * 4) as i32);
+                    }
+                });
+            };
+            // a lane at a time (tiles anywhere: across tile rows, clamped)
+            let gather = |k: &mut Kernel, ps: &[Value]| {
                 let mut d = Vec::with_capacity(nn);
                 for i in 0..n {
                     for j in 0..n {
@@ -433,12 +552,16 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
                         d.push(v);
                     }
                 }
-                let vv = sandwich(k, vty, &t.bt, n, n, &d);
-                let dst = k.addr(vq, c, (l * 4) as i64);
-                for (xi, v) in vv.into_iter().enumerate() {
-                    k.st(v, dst, (xi * tb * cin * 4) as i32);
+                d
+            };
+            match quad_in_row(k, qd, &lanes) {
+                Some(in_row) => {
+                    let across = k.b.ins().bxor_imm_s(in_row, 1);
+                    k.if_then(in_row, |k| transform(k, &|k, ps| quad_rows(k, ps[0], m, sw)));
+                    k.if_then(across, |k| transform(k, &gather));
                 }
-            });
+                None => transform(k, &gather),
+            }
         });
         // 2.-3. per chunk of at most `mc` of this task's channels
         // c_lo..c_hi: M[ξ] = U[ξ] · V[ξ], then the output transform.
@@ -483,54 +606,84 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
                         y
                     };
                     let lanes = lane_tiles(k, qd);
-                    for (q, &(ty_, tx)) in lanes.iter().enumerate() {
-                        let r0 = k.b.ins().imul_imm_s(ty_, m as i64);
-                        let c0 = k.b.ins().imul_imm_s(tx, m as i64);
+                    let per_lane = |k: &mut Kernel| {
+                        for (q, &(ty_, tx)) in lanes.iter().enumerate() {
+                            let r0 = k.b.ins().imul_imm_s(ty_, m as i64);
+                            let c0 = k.b.ins().imul_imm_s(tx, m as i64);
+                            let e = k.b.ins().imul_imm_s(r0, ow as i64);
+                            let e = k.b.ins().iadd(e, c0);
+                            let e = k.b.ins().iadd(e, oplane);
+                            let p = k.addr(out, e, 4);
+                            let rp = epi.residual.map(|r| k.addr(r, e, 4));
+                            let (rok, cok): (Vec<Option<Value>>, Vec<Option<Value>>) = if edge {
+                                let rk = (0..m)
+                                    .map(|r| {
+                                        Some(k.b.ins().icmp_imm_s(IntCC::SignedLessThan, r0, oh as i64 - r as i64))
+                                    })
+                                    .collect();
+                                let ck = (0..m)
+                                    .map(|c| {
+                                        Some(k.b.ins().icmp_imm_s(IntCC::SignedLessThan, c0, ow as i64 - c as i64))
+                                    })
+                                    .collect();
+                                (rk, ck)
+                            } else {
+                                (vec![None; m], vec![None; m])
+                            };
+                            for r in 0..m {
+                                for c in 0..m {
+                                    let v = y[r * m + c];
+                                    let mut s = if l > 1 { k.b.ins().extractlane(v, q as u8) } else { v };
+                                    let off = ((r * ow + c) * 4) as i64;
+                                    // outside the output: store (and read the
+                                    // residual) at the dummy slot instead
+                                    let (at, rat) = match (rok[r], cok[c], dummy) {
+                                        (Some(a), Some(b), Some(dm)) => {
+                                            let ok = k.b.ins().band(a, b);
+                                            let real = k.add_c(p, off);
+                                            let at = k.b.ins().select(ok, real, dm);
+                                            let rat = rp.map(|rp| {
+                                                let real = k.add_c(rp, off);
+                                                k.b.ins().select(ok, real, dm)
+                                            });
+                                            (at, rat)
+                                        }
+                                        _ => (k.add_c(p, off), rp.map(|rp| k.add_c(rp, off))),
+                                    };
+                                    if let Some(ra) = rat {
+                                        let x = k.ld(types::F32, ra, 0);
+                                        s = k.b.ins().fadd(s, x);
+                                        s = apply_act(k, types::F32, epi.act, s);
+                                    }
+                                    k.st(s, at, 0);
+                                }
+                            }
+                        }
+                    };
+                    // four tiles of one row inside the output: whole vectors
+                    let Some(mut fast) = quad_in_row(k, qd, &lanes) else {
+                        per_lane(k);
+                        return;
+                    };
+                    let (ty_, tx) = lanes[0];
+                    let r0 = k.b.ins().imul_imm_s(ty_, m as i64);
+                    let c0 = k.b.ins().imul_imm_s(tx, m as i64);
+                    if edge {
+                        let cols_in = k.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, c0, (ow - 4 * m) as i64);
+                        let rows_in = k.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, r0, (oh - m) as i64);
+                        let inside = k.b.ins().band(cols_in, rows_in);
+                        fast = k.b.ins().band(fast, inside);
+                    }
+                    let slow = k.b.ins().bxor_imm_s(fast, 1);
+                    k.if_then(fast, |k| {
                         let e = k.b.ins().imul_imm_s(r0, ow as i64);
                         let e = k.b.ins().iadd(e, c0);
                         let e = k.b.ins().iadd(e, oplane);
                         let p = k.addr(out, e, 4);
                         let rp = epi.residual.map(|r| k.addr(r, e, 4));
-                        let (rok, cok): (Vec<Option<Value>>, Vec<Option<Value>>) = if edge {
-                            let rk = (0..m)
-                                .map(|r| Some(k.b.ins().icmp_imm_s(IntCC::SignedLessThan, r0, oh as i64 - r as i64)))
-                                .collect();
-                            let ck = (0..m)
-                                .map(|c| Some(k.b.ins().icmp_imm_s(IntCC::SignedLessThan, c0, ow as i64 - c as i64)))
-                                .collect();
-                            (rk, ck)
-                        } else {
-                            (vec![None; m], vec![None; m])
-                        };
-                        for r in 0..m {
-                            for c in 0..m {
-                                let v = y[r * m + c];
-                                let mut s = if l > 1 { k.b.ins().extractlane(v, q as u8) } else { v };
-                                let off = ((r * ow + c) * 4) as i64;
-                                // outside the output: store (and read the
-                                // residual) at the dummy slot instead
-                                let (at, rat) = match (rok[r], cok[c], dummy) {
-                                    (Some(a), Some(b), Some(dm)) => {
-                                        let ok = k.b.ins().band(a, b);
-                                        let real = k.add_c(p, off);
-                                        let at = k.b.ins().select(ok, real, dm);
-                                        let rat = rp.map(|rp| {
-                                            let real = k.add_c(rp, off);
-                                            k.b.ins().select(ok, real, dm)
-                                        });
-                                        (at, rat)
-                                    }
-                                    _ => (k.add_c(p, off), rp.map(|rp| k.add_c(rp, off))),
-                                };
-                                if let Some(ra) = rat {
-                                    let x = k.ld(types::F32, ra, 0);
-                                    s = k.b.ins().fadd(s, x);
-                                    s = apply_act(k, types::F32, epi.act, s);
-                                }
-                                k.st(s, at, 0);
-                            }
-                        }
-                    }
+                        store_quad(k, &y, m, ow, (p, rp), epi.act);
+                    });
+                    k.if_then(slow, per_lane);
                 });
             });
         });
