@@ -134,6 +134,12 @@ def gen_conv(r):
                pads=[1, 1, 1, 1])
     yield conv("2d_3x3_stride2_64ch", "3x3 stride 2 pads 1, 32 -> 64 channels, 14x14 -> 7x7", u(r, (1, 32, 14, 14)),
                (64, 32, 3, 3), strides=[2, 2], pads=[1, 1, 1, 1])
+    # Winograd with quads of four tiles in one tile row (whole-vector input and output transforms) beside quads
+    # across rows and at the right and bottom edges (14 and 9 tiles per row)
+    yield conv("2d_3x3_winograd_rows", "3x3 pads 1, 16 -> 24 channels on 22x54", u(r, (1, 16, 22, 54)),
+               (24, 16, 3, 3), pads=[1, 1, 1, 1])
+    yield conv("2d_3x3_winograd_batch", "3x3 pads 1, 24 -> 16 channels on 17x35, batch 2", u(r, (2, 24, 17, 35)),
+               (16, 24, 3, 3), pads=[1, 1, 1, 1])
 
 
 def gen_conv_transpose(r):
