@@ -4,13 +4,14 @@
 //! [`crate::isa::Caps::avx2`].
 //!
 //! Contract: for the panels it covers (whole groups of four full 4-column
-//! B panels, then one group of two), an assembled tile computes exactly
+//! B panels, then one group of two; in the conv engine also a row's last,
+//! partial pair: [`run_conv_last`]), an assembled tile computes exactly
 //! what the engine's Cranelift tile would (same layouts, same per-output
 //! FMA chain over K in order, same epilogue operations in the same order),
 //! so a product is bit-identical with and without it. Epilogue activations
 //! other than none, Relu, HardSwish and the Clips the vector selects
-//! express (`epilogue::clamp_select`) keep the Cranelift tile, as do partial
-//! and leftover panels.
+//! express (`epilogue::clamp_select`) keep the Cranelift tile, as do the
+//! MatMul engine's partial and leftover panels.
 
 use cranelift_codegen::ir::{InstBuilder, Value};
 
