@@ -33,7 +33,9 @@
 //! the assembled tiles apply (none, Relu, Clip, HardSwish) run
 //! through `ukernel::avx2::dw_plane` instead: each task copies its
 //! channel's plane into a zero-padded scratch plane (columns split by
-//! parity for stride 2, so every tap reads 8 consecutive floats) and one
+//! parity for stride 2, so every tap reads 8 consecutive floats; the copy
+//! itself assembled too, `ukernel::avx2::dw_copy`, when a row holds 8 or
+//! 16 floats: Cranelift's 4-lane copy loop took 40–60% of the layer) and one
 //! assembled pass computes the whole output plane, 8 pixels per `ymm` with
 //! the taps' weights in registers (rows of at least 4 pixels; a row's last
 //! vector ends at its end and recomputes a few pixels), the same operations
@@ -47,7 +49,7 @@ use cranelift_codegen::ir::{types, ConstantData, Endianness, Immediate, InstBuil
 use super::conv_geo::Geo;
 use super::epilogue::{apply_act, Epilogue};
 use super::{Family, Kernel, LResult};
-use crate::ukernel::avx2::{dw_plane, DwPlane};
+use crate::ukernel::avx2::{dw_copy, dw_plane, DwCopy, DwPlane};
 
 /// Positions computed together per pass (accumulators in flight).
 const VECS: usize = 8;
@@ -265,17 +267,31 @@ fn wide(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: Epilogue, code: V
         k.st_at(z, pad, i, 4, 0);
     });
     let first_row = k.add_c(pad, (g.ph * pd.row * 4) as i64);
+    // the plane copy: assembled when its rows hold a whole step
+    let split = g.sw == 2;
+    let copier = (g.w >= if split { 16 } else { 8 })
+        .then(|| {
+            let c = DwCopy { rows: g.h, cols: g.w, split, pad: g.pw, half: pd.wh, dst_row: pd.row * 4 };
+            dw_copy(&c).ok()
+        })
+        .flatten()
+        .map(|bytes| (k.code(Family::Avx2, bytes), k.ukernel_sig(2)));
     k.for_dyn(lo, hi, 1, |k, nc| {
         let ch = k.b.ins().urem_imm_s(nc, g2.c as i64);
         let xo = k.b.ins().imul_imm_s(nc, (g2.h * g2.w * 4) as i64);
         let xbase = k.b.ins().iadd(xp, xo);
-        k.for_n(0, g2.h as i64, 1, |k, y| {
-            let so = k.b.ins().imul_imm_s(y, (g2.w * 4) as i64);
-            let sb = k.b.ins().iadd(xbase, so);
-            let d = k.b.ins().imul_imm_s(y, (pd.row * 4) as i64);
-            let db = k.b.ins().iadd(first_row, d);
-            copy_row(k, &g2, &pd, sb, db);
-        });
+        match copier {
+            Some((code, sig)) => {
+                k.b.ins().call_indirect(sig, code, &[xbase, first_row]);
+            }
+            None => k.for_n(0, g2.h as i64, 1, |k, y| {
+                let so = k.b.ins().imul_imm_s(y, (g2.w * 4) as i64);
+                let sb = k.b.ins().iadd(xbase, so);
+                let d = k.b.ins().imul_imm_s(y, (pd.row * 4) as i64);
+                let db = k.b.ins().iadd(first_row, d);
+                copy_row(k, &g2, &pd, sb, db);
+            }),
+        }
         let oo = k.b.ins().imul_imm_s(nc, (g2.oh * g2.ow * 4) as i64);
         let obase = k.b.ins().iadd(out, oo);
         let res = match epi.residual {

@@ -536,6 +536,74 @@ pub struct DwPlane {
     pub epi: TileEpi,
 }
 
+/// The copy of one input plane into the interior of [`dw_plane`]'s
+/// zero-padded plane: `rows` rows of `cols` floats, each row whole
+/// (stride 1) or split by the parity of its padded column into two halves
+/// (stride 2: padded column `q = pad + x` goes to half `q % 2` at `q / 2`),
+/// 8 or 16 floats per step, a row's last step ending at the row's end
+/// (it rewrites a few floats with the same values).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DwCopy {
+    /// Input rows.
+    pub rows: usize,
+    /// Floats per input row (at least 8 for stride 1, 16 for stride 2).
+    pub cols: usize,
+    /// Split the columns by parity (stride 2).
+    pub split: bool,
+    /// Left padding in columns (the parity of the first input column's
+    /// padded column, with `split`).
+    pub pad: usize,
+    /// Floats per padded half row (`split`).
+    pub half: usize,
+    /// Bytes between padded rows.
+    pub dst_row: usize,
+}
+
+/// Machine code of `c` with the arguments (System V order) `src` (the
+/// input plane) and `dst` (padded row of the first input row, column 0).
+pub fn dw_copy(c: &DwCopy) -> Result<Vec<u8>, IcedError> {
+    let (src, dst, n) = (rdi, rsi, rdx);
+    let step = if c.split { 16 } else { 8 };
+    let mut a = CodeAssembler::new(64)?;
+    let mut done = a.create_label();
+    let mut row = a.create_label();
+    a.mov(n, c.rows as u64)?;
+    a.test(n, n)?;
+    a.jz(done)?;
+    a.set_label(&mut row)?;
+    let starts: Vec<usize> =
+        (0..c.cols / step).map(|i| i * step).chain((!c.cols.is_multiple_of(step)).then(|| c.cols - step)).collect();
+    for x in starts {
+        let at = (4 * x) as i64;
+        if !c.split {
+            a.vmovups(ymm0, ymmword_ptr(src + at))?;
+            a.vmovups(ymmword_ptr(dst + (4 * (c.pad + x)) as i64), ymm0)?;
+            continue;
+        }
+        a.vmovups(ymm0, ymmword_ptr(src + at))?;
+        a.vmovups(ymm1, ymmword_ptr(src + (at + 32)))?;
+        // per 128-bit lane the even (odd) floats of both vectors, then the
+        // lanes' halves put in order
+        a.vshufps(ymm2, ymm0, ymm1, 0x88)?;
+        a.vshufps(ymm3, ymm0, ymm1, 0xDD)?;
+        a.vpermpd(ymm2, ymm2, 0xD8)?;
+        a.vpermpd(ymm3, ymm3, 0xD8)?;
+        for (k, v) in [(0, ymm2), (1, ymm3)] {
+            let q = c.pad + x + k;
+            let off = 4 * ((q % 2) * c.half + q / 2);
+            a.vmovups(ymmword_ptr(dst + off as i64), v)?;
+        }
+    }
+    a.add(src, (4 * c.cols) as i32)?;
+    a.add(dst, c.dst_row as i32)?;
+    a.dec(n)?;
+    a.jnz(row)?;
+    a.set_label(&mut done)?;
+    a.vzeroupper()?;
+    a.ret()?;
+    a.assemble(0)
+}
+
 /// Machine code of `p` with the arguments (System V order) `out` (the
 /// output plane), `src` (the padded input plane, window corner of output
 /// pixel (0, 0)), `w` (the taps' weights then the bias, 8 copies each: 32
