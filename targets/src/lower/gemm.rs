@@ -334,6 +334,29 @@ fn block_rows(k: &mut Kernel, g: &Gemm, blk: &Block, bstart: Value, a_blk: Value
             })
             .collect()
     };
+    // the Cranelift tiles over panels `done..` of a row: groups of `np`,
+    // the leftover full panels, the partial one
+    let narrow_rest = |k: &mut Kernel, (brow, orow): (Value, Value), done: usize| {
+        let groups = (full_p - done) / np;
+        k.for_n(done as i64, (done + groups * np) as i64, np as i64, |k, c| {
+            let bps = panels(k, brow, c, np);
+            let oe = k.addr(orow, c, l as i64);
+            tile(k, &g2, a_blk, m0, h, (&bps, kstep), l, oe, pass);
+        });
+        let left = full_p - done - groups * np;
+        if left > 0 {
+            let first = k.ic((done + groups * np) as i64);
+            let bps = panels(k, brow, first, left);
+            let oe = k.add_c(orow, ((done + groups * np) * l) as i64);
+            tile(k, &g2, a_blk, m0, h, (&bps, kstep), l, oe, pass);
+        }
+        if tail > 0 {
+            let last = k.ic(full_p as i64);
+            let bps = panels(k, brow, last, 1);
+            let oe = k.add_c(orow, (full_p * l) as i64);
+            tile(k, &g2, a_blk, m0, h, (&bps, kstep), tail, oe, pass);
+        }
+    };
     let one_row = |k: &mut Kernel, r: Value| {
         let bro = k.b.ins().imul_imm_s(r, pan.per_row(b2.ppr) as i64 * pan.stride());
         let brow = k.b.ins().iadd(bstart, bro);
@@ -345,37 +368,15 @@ fn block_rows(k: &mut Kernel, g: &Gemm, blk: &Block, bstart: Value, a_blk: Value
             }
         }
         // what the wide tiles leave (at most a full panel and the partial
-        // one) as one partial pair of the assembled tile, if it can
+        // one) as one partial pair of the assembled tile, if it can, else
+        // on the Cranelift tile
         let rest_px = (full_p - wide) * l + tail;
-        if wide_plan.is_some()
+        let rest_on_wide = wide_plan.is_some()
             && b2.paired
             && (1..2 * l).contains(&rest_px)
-            && gemm_avx2::run_conv_last(k, &g2, h, pass, (a_blk, m0), (brow, orow), wide, rest_px)
-        {
-            if streamed {
-                let first = k.addr(g2.out, orow, 4);
-                act_rows(k, act, first, h, g2.ldo * 4, b2.width);
-            }
-            return;
-        }
-        let groups = (full_p - wide) / np;
-        k.for_n(wide as i64, (wide + groups * np) as i64, np as i64, |k, c| {
-            let bps = panels(k, brow, c, np);
-            let oe = k.addr(orow, c, l as i64);
-            tile(k, &g2, a_blk, m0, h, (&bps, kstep), l, oe, pass);
-        });
-        let left = full_p - wide - groups * np;
-        if left > 0 {
-            let done = k.ic((wide + groups * np) as i64);
-            let bps = panels(k, brow, done, left);
-            let oe = k.add_c(orow, ((wide + groups * np) * l) as i64);
-            tile(k, &g2, a_blk, m0, h, (&bps, kstep), l, oe, pass);
-        }
-        if tail > 0 {
-            let last = k.ic(full_p as i64);
-            let bps = panels(k, brow, last, 1);
-            let oe = k.add_c(orow, (full_p * l) as i64);
-            tile(k, &g2, a_blk, m0, h, (&bps, kstep), tail, oe, pass);
+            && gemm_avx2::run_conv_last(k, &g2, h, pass, (a_blk, m0), (brow, orow), wide, rest_px);
+        if !rest_on_wide {
+            narrow_rest(k, (brow, orow), wide);
         }
         if streamed {
             let first = k.addr(g2.out, orow, 4);
