@@ -24,6 +24,10 @@
 //!    tiles, stored to the NCHW output; tiles crossing the right or bottom
 //!    edge redirect their out-of-range stores to a dummy slot.
 //!
+//! The transforms move values a lane at a time, except for quads of four
+//! consecutive tiles of one tile row, which move whole vectors
+//! (`quads`: transposes of vector loads, vector stores).
+//!
 //! Steps 3-4 run per chunk of at most [`MC`] output channels. Threads split
 //! the blocks and, when there are fewer blocks than
 //! [`super::gemm::SPLIT_UNITS`], the output channels too (GEMM row blocks).
@@ -41,12 +45,15 @@
 //! with Winograd (max|ref| 17).
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, ConstantData, Endianness, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 use kerf_ir::op::{Conv, ConvAlgo};
 
-use super::epilogue::{apply_act, Act, Epilogue};
+use super::epilogue::{apply_act, Epilogue};
 use super::gemm::{pack_a, run_block, Block, Gemm, MR, SPLIT_UNITS, TASK_SCRATCH_BUDGET};
 use super::{Kernel, LResult};
+
+mod quads;
+use quads::{quad_rows, store_quad};
 
 /// The interpolation points (besides ∞) of F(m×m, 3×3).
 pub fn points(m: usize) -> &'static [f64] {
@@ -253,97 +260,6 @@ fn sandwich(k: &mut Kernel, ty: Type, p_mat: &[f64], p: usize, n: usize, x: &[Va
 /// the per-task `M` buffer (`n² · MC · tiles` floats) independently of the
 /// output channel count.
 const MC: usize = 8 * MR;
-
-/// Lanes `idx` (0..=3 of `a`, 4..=7 of `b`) of two `f32x4` vectors. Only
-/// masks x86-64's SSE2 has an instruction for (`unpcklps`/`unpckhps`, or
-/// `shufps`: two lanes of `a`, then two of `b`): other masks lower to
-/// `pshufb`, which the baseline CPU lacks.
-fn shuf4(k: &mut Kernel, a: Value, b: Value, idx: [u8; 4]) -> Value {
-    let le = MemFlagsData::new().with_endianness(Endianness::Little);
-    let bytes: Vec<u8> = idx.iter().flat_map(|&i| (0..4).map(move |b| 4 * i + b)).collect();
-    let imm = k.b.func.dfg.immediates.push(ConstantData::from(bytes.as_slice()));
-    let (a, b) = (k.b.ins().bitcast(types::I8X16, le, a), k.b.ins().bitcast(types::I8X16, le, b));
-    let s = k.b.ins().shuffle(a, b, imm);
-    k.b.ins().bitcast(types::F32X4, le, s)
-}
-
-/// `[c₁, c₂, c₃, v_j]`: `c` moved down a lane, lane `j` of `v` shifted in
-/// (two `shufps`-shaped shuffles: SSE2 has no lane shift across two
-/// registers, and a general shuffle would need SSSE3's `pshufb`).
-fn shift_in(k: &mut Kernel, c: Value, v: Value, j: u8) -> Value {
-    let t = shuf4(k, c, v, [3, 3, 4 + j, 4 + j]);
-    shuf4(k, c, t, [1, 2, 4, 6])
-}
-
-/// `[a, b, c, d]` as a 4×4 matrix of rows, transposed (SSE2 shapes).
-fn transpose4(k: &mut Kernel, v: [Value; 4]) -> [Value; 4] {
-    let lo01 = shuf4(k, v[0], v[1], [0, 4, 1, 5]);
-    let hi01 = shuf4(k, v[0], v[1], [2, 6, 3, 7]);
-    let lo23 = shuf4(k, v[2], v[3], [0, 4, 1, 5]);
-    let hi23 = shuf4(k, v[2], v[3], [2, 6, 3, 7]);
-    [
-        shuf4(k, lo01, lo23, [0, 1, 4, 5]),
-        shuf4(k, lo01, lo23, [2, 3, 6, 7]),
-        shuf4(k, hi01, hi23, [0, 1, 4, 5]),
-        shuf4(k, hi01, hi23, [2, 3, 6, 7]),
-    ]
-}
-
-/// Stores the m×m output tiles `y` (one `f32x4` per position, lane q: the
-/// q-th of four consecutive tiles of one row, all inside the output) at
-/// `p`, rows `ow` floats apart: each output row of the four tiles is 4m
-/// consecutive floats, so it is a transpose (F(4×4)) or an interleave
-/// (F(2×2)) and whole-vector stores; with a residual (`rp`), its vectors
-/// are added and `act` applied after the transpose (the per-lane path's
-/// operations on the same elements).
-fn store_quad(k: &mut Kernel, y: &[Value], m: usize, ow: usize, (p, rp): (Value, Option<Value>), act: Act) {
-    for r in 0..m {
-        let row = &y[r * m..(r + 1) * m];
-        let vs: Vec<Value> = if m == 4 {
-            transpose4(k, [row[0], row[1], row[2], row[3]]).to_vec()
-        } else {
-            vec![shuf4(k, row[0], row[1], [0, 4, 1, 5]), shuf4(k, row[0], row[1], [2, 6, 3, 7])]
-        };
-        for (q, mut v) in vs.into_iter().enumerate() {
-            let off = ((r * ow + 4 * q) * 4) as i32;
-            if let Some(rp) = rp {
-                let x = k.ld(types::F32X4, rp, off);
-                v = k.b.ins().fadd(v, x);
-                v = apply_act(k, types::F32X4, act, v);
-            }
-            k.st(v, p, off);
-        }
-    }
-}
-
-/// The n×n input tiles of four consecutive tiles of one tile row (lane q:
-/// the tile at `p + q·m` floats), one `f32x4` per position, from whole
-/// vector loads of each strip row instead of a load per lane: F(4×4)
-/// transposes four vectors and shifts in a fifth for columns 4 and 5;
-/// F(2×2) takes even and odd lanes of two and shifts in a third. Reads up
-/// to two floats past the last tile's window (the strip has that slack).
-fn quad_rows(k: &mut Kernel, p: Value, m: usize, sw: usize) -> Vec<Value> {
-    let n = m + 2;
-    let mut d = vec![p; n * n];
-    for i in 0..n {
-        let at = |j: usize| ((i * sw + 4 * j) * 4) as i32;
-        let v: Vec<Value> = (0..if m == 4 { 5 } else { 3 }).map(|j| k.ld(types::F32X4, p, at(j))).collect();
-        let cols = if m == 4 {
-            let [c0, c1, c2, c3] = transpose4(k, [v[0], v[1], v[2], v[3]]);
-            let c4 = shift_in(k, c0, v[4], 0);
-            let c5 = shift_in(k, c1, v[4], 1);
-            vec![c0, c1, c2, c3, c4, c5]
-        } else {
-            let c0 = shuf4(k, v[0], v[1], [0, 2, 4, 6]);
-            let c1 = shuf4(k, v[0], v[1], [1, 3, 5, 7]);
-            let c2 = shift_in(k, c0, v[2], 0);
-            let c3 = shift_in(k, c1, v[2], 1);
-            vec![c0, c1, c2, c3]
-        };
-        d[i * n..(i + 1) * n].copy_from_slice(&cols);
-    }
-    d
-}
 
 /// Lowers a Winograd conv (`Conv.algo = Winograd { tile }`) with its fused
 /// epilogue `epi` (applied after the output transform and the bias, before

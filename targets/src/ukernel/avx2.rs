@@ -510,7 +510,7 @@ fn store_lanes(
 
 /// A depthwise (one channel) conv over a whole output plane
 /// ([`crate::lower::depthwise`]), reading a zero-padded copy of the input
-/// plane: per output row, groups of [`DW_GROUP`] 8-pixel `ymm` vectors in a
+/// plane: per output row, groups of `DW_GROUP` 8-pixel `ymm` vectors in a
 /// loop, then the last vectors, the last one ending at the row's end
 /// (rows of 4 to 7 pixels: two 4-pixel `xmm` vectors; narrower rows:
 /// single pixels).
