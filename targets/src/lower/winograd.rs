@@ -585,8 +585,10 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
                     let r0 = k.b.ins().imul_imm_s(ty_, m as i64);
                     let c0 = k.b.ins().imul_imm_s(tx, m as i64);
                     if edge {
-                        let cols_in = k.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, c0, (ow - 4 * m) as i64);
-                        let rows_in = k.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, r0, (oh - m) as i64);
+                        // (signed: a plane narrower than a quad has no quad inside)
+                        let (ow_i, oh_i, m_i) = (ow as i64, oh as i64, m as i64);
+                        let cols_in = k.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, c0, ow_i - 4 * m_i);
+                        let rows_in = k.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, r0, oh_i - m_i);
                         let inside = k.b.ins().band(cols_in, rows_in);
                         fast = k.b.ins().band(fast, inside);
                     }
