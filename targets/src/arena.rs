@@ -230,7 +230,7 @@ pub fn decide_aliases(g: &Graph) -> Aliases {
                 group_last[r.0 as usize] = gl;
             };
         if let Op::Concat { axis } = n.op {
-            let slices = concat_slices(g, n, axis, &root, &offset, &|v, root: &[ValueId]| arena_resident(v, root));
+            let slices = concat_slices(g, n, axis, &root, &offset, &arena_resident);
             if let Some(slices) = slices {
                 for (r, off) in slices {
                     root[r.0 as usize] = out;

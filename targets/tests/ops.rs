@@ -576,35 +576,26 @@ fn max_pool_nan_and_signed_zeros_bit_exact() {
 /// concat of a graph input (copied): all equal the reference.
 #[test]
 fn concats_in_place() {
-    check(
-        "graph \"cat_in_place\"
-  input %0 \"x\": f32[1,3,4,5]
+    // two concats, the second nesting the first
+    let members = "  input %0 \"x\": f32[1,3,4,5]
   %1 = Relu(%0): f32[1,3,4,5] @\"a\"
   %2 = Neg(%0): f32[1,3,4,5] @\"b\"
   %3 = Concat{axis=1}(%1, %2): f32[1,6,4,5] @\"c1\"
   %4 = Abs(%0): f32[1,3,4,5] @\"d\"
   %5 = Concat{axis=1}(%3, %4): f32[1,9,4,5] @\"c2\"
-  %6 = Concat{axis=2}(%1, %4): f32[1,3,8,5] @\"c3\"
+";
+    check(&format!(
+        "graph \"cat_in_place\"
+{members}  %6 = Concat{{axis=2}}(%1, %4): f32[1,3,8,5] @\"c3\"
   %7 = Sigmoid(%2): f32[1,3,4,5] @\"s\"
-  %8 = Concat{axis=1}(%0, %7): f32[1,6,4,5] @\"c4\"
+  %8 = Concat{{axis=1}}(%0, %7): f32[1,6,4,5] @\"c4\"
   output \"y\" = %5
   output \"z\" = %6
   output \"w\" = %8
-",
-    );
-    let g = kerf_ir::text::parse(
-        "graph \"t\"
-  input %0 \"x\": f32[1,3,4,5]
-  %1 = Relu(%0): f32[1,3,4,5] @\"a\"
-  %2 = Neg(%0): f32[1,3,4,5] @\"b\"
-  %3 = Concat{axis=1}(%1, %2): f32[1,6,4,5] @\"c1\"
-  %4 = Abs(%0): f32[1,3,4,5] @\"d\"
-  %5 = Concat{axis=1}(%3, %4): f32[1,9,4,5] @\"c2\"
-  %6 = Exp(%5): f32[1,9,4,5] @\"e\"
-  output \"y\" = %6
-",
-    )
-    .unwrap();
+"
+    ));
+    let text = format!("graph \"t\"\n{members}  %6 = Exp(%5): f32[1,9,4,5] @\"e\"\n  output \"y\" = %6\n");
+    let g = kerf_ir::text::parse(&text).unwrap();
     let al = kerf_targets::arena::decide_aliases(&g);
     assert_eq!(al.free, vec![false, false, true, false, true, false], "both concats need no code");
     let at = |v: u32| al.group_of(kerf_ir::ValueId(v));

@@ -243,8 +243,8 @@ fn avx2_pattern_tiles_equal_the_128_bit_passes() {
 }
 
 /// The assembled depthwise pass (`ukernel::avx2::dw_plane`, stride-1 and
-/// stride-2 depthwise convs, its plane copied by `dw_copy` when a row
-/// holds a whole copy step) against the 128-bit Cranelift kernel: 3x3,
+/// stride-2 depthwise convs, its plane copied by `dw_copy`) against the
+/// 128-bit Cranelift kernel: 3x3,
 /// 5x5 and 7x7, dilation 2, odd and even pads (stride 2: which parity half
 /// an input column lands in), rows whose width leaves no, a 4-pixel and a
 /// 1..3-pixel tail after the 8-pixel vectors and more than one group of 8
@@ -510,7 +510,16 @@ fn assembled_kernels_keep_the_leaf_abi() {
         };
         kernels.push((format!("depthwise {p:?}"), dw_plane(&p).unwrap()));
     }
-    for (cols, split, pad) in [(8, false, 1), (61, false, 2), (16, true, 1), (75, true, 2), (40, true, 0)] {
+    for (cols, split, pad) in [
+        (8, false, 1),
+        (61, false, 2),
+        (6, false, 1),
+        (3, false, 2),
+        (16, true, 1),
+        (75, true, 2),
+        (40, true, 0),
+        (14, true, 1),
+    ] {
         let c = DwCopy { rows: 3, cols, split, pad, half: (cols + 2 * pad).div_ceil(2), dst_row: 400 };
         kernels.push((format!("depthwise copy {c:?}"), dw_copy(&c).unwrap()));
     }

@@ -5,7 +5,7 @@
 //! `winograd.rs` shares (`unit_items`, `unit_rows`).
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, ConstantData, Endianness, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::ir::{types, InstBuilder, Value};
 
 use super::conv_geo::Geo;
 use super::epilogue::Epilogue;
@@ -377,13 +377,9 @@ fn pair_end(g: &Geo, ix0: i64, l: usize) -> usize {
 /// The even floats of the 8 at `p + off`, as one `f32x4` (two loads, one
 /// `shufps`): the lanes of a stride-2 panel.
 fn even_lanes(k: &mut Kernel, p: Value, off: i32) -> Value {
-    let le = MemFlagsData::new().with_endianness(Endianness::Little);
-    let lo = k.ld(types::I8X16, p, off);
-    let hi = k.ld(types::I8X16, p, off + 16);
-    let idx: Vec<u8> = [0u8, 2, 4, 6].iter().flat_map(|&i| (0..4).map(move |b| 4 * i + b)).collect();
-    let m = k.b.func.dfg.immediates.push(ConstantData::from(idx.as_slice()));
-    let e = k.b.ins().shuffle(lo, hi, m);
-    k.b.ins().bitcast(types::F32X4, le, e)
+    let lo = k.ld(types::F32X4, p, off);
+    let hi = k.ld(types::F32X4, p, off + 16);
+    k.shuffle_f32(lo, hi, [0, 2, 4, 6])
 }
 
 /// Packs the patches of output rows `oy0..oy0+rows` into B panels

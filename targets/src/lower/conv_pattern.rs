@@ -35,7 +35,7 @@
 //! task pads the image into its own scratch copy (a small fraction of its
 //! work), and computes its channels exactly as a serial run does.
 
-use cranelift_codegen::ir::{types, ConstantData, Endianness, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Value};
 
 use super::conv_geo::{pad_input, Geo};
 use super::{Family, Kernel, LResult};
@@ -482,11 +482,7 @@ impl Phases {
 /// (one `shufps` each on x86-64), the rest one by one.
 fn split_row(k: &mut Kernel, src: Value, dst: Value, w: usize, pw: usize, phase: usize) {
     let le = MemFlagsData::new().with_endianness(Endianness::Little);
-    let imm = |k: &mut Kernel, lanes: [u8; 4]| {
-        let bytes: Vec<u8> = lanes.iter().flat_map(|&i| (0..4).map(move |q| 4 * i + q)).collect();
-        k.b.func.dfg.immediates.push(ConstantData::from(bytes.as_slice()))
-    };
-    let (even, odd) = (imm(k, [0, 2, 4, 6]), imm(k, [1, 3, 5, 7]));
+    let (even, odd) = (k.lane_mask(&[0, 2, 4, 6]), k.lane_mask(&[1, 3, 5, 7]));
     // even input columns land in phase pw mod 2, odd ones in the other,
     // both at (x + pw) div 2 (x even) and (x + 1 + pw) div 2
     let (pe, po) = ((pw % 2) * phase, ((pw + 1) % 2) * phase);

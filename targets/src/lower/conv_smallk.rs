@@ -24,7 +24,7 @@
 //! FMAs (DS-CNN's first conv, `kerf bench --profile`, AVX2 host: 57 µs here,
 //! 14 µs on the packed conv).
 
-use cranelift_codegen::ir::{types, ConstantData, Endianness, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::ir::{types, InstBuilder, Value};
 
 use super::conv_geo::Geo;
 use super::epilogue::{apply_act, Epilogue};
@@ -223,9 +223,9 @@ fn tile(k: &mut Kernel, cx: &Ctx, b: Value, ob: Value, p0: Value) {
     let e = k.b.ins().iadd(e, p0);
     let dst = k.addr(cx.out, e, 4);
     let res = cx.epi.residual.map(|r| k.addr(r, e, 4));
-    let le = MemFlagsData::new().with_endianness(Endianness::Little);
     for q in 0..QV {
-        let cols = transpose4(k, &acc[q * PIX..(q + 1) * PIX], le);
+        let a = &acc[q * PIX..(q + 1) * PIX];
+        let cols = k.transpose4([a[0], a[1], a[2], a[3]]);
         for (j, v) in cols.into_iter().enumerate() {
             // channel 4*(ob+q) + j
             let off = (((q * 4 + j) * npix) * 4) as i32;
@@ -238,30 +238,4 @@ fn tile(k: &mut Kernel, cx: &Ctx, b: Value, ob: Value, p0: Value) {
             k.st(y, dst, off);
         }
     }
-}
-
-/// Transposes 4 `f32x4` rows into 4 columns with the interleave shuffles
-/// every ISA has (SSE2 `unpck{l,h}ps`, `punpck{l,h}qdq`).
-fn transpose4(k: &mut Kernel, r: &[Value], le: MemFlagsData) -> Vec<Value> {
-    let imm = |k: &mut Kernel, lanes: [u8; 4]| {
-        let bytes: Vec<u8> = lanes.iter().flat_map(|&i| (0..4).map(move |q| 4 * i + q)).collect();
-        k.b.func.dfg.immediates.push(ConstantData::from(bytes.as_slice()))
-    };
-    // lanes 0..3 from the first operand, 4..7 from the second
-    let lo32 = imm(k, [0, 4, 1, 5]);
-    let hi32 = imm(k, [2, 6, 3, 7]);
-    let lo64 = imm(k, [0, 1, 4, 5]);
-    let hi64 = imm(k, [2, 3, 6, 7]);
-    let v: Vec<Value> = r.iter().map(|&x| k.b.ins().bitcast(types::I8X16, le, x)).collect();
-    let t0 = k.b.ins().shuffle(v[0], v[1], lo32);
-    let t1 = k.b.ins().shuffle(v[2], v[3], lo32);
-    let t2 = k.b.ins().shuffle(v[0], v[1], hi32);
-    let t3 = k.b.ins().shuffle(v[2], v[3], hi32);
-    let c = [
-        k.b.ins().shuffle(t0, t1, lo64),
-        k.b.ins().shuffle(t0, t1, hi64),
-        k.b.ins().shuffle(t2, t3, lo64),
-        k.b.ins().shuffle(t2, t3, hi64),
-    ];
-    c.iter().map(|&x| k.b.ins().bitcast(types::F32X4, le, x)).collect()
 }

@@ -371,10 +371,8 @@ fn scatter_pair(k: &mut Kernel, g: &Geo, exact: bool, (a, b): (Value, Value), or
     let first = (2 * lo + tx) as i64 - g.pw as i64;
     let (sa, sb) = (k.add_c(a, (lo * 4) as i64), k.add_c(b, (lo * 4) as i64));
     let dst = k.add_c(orow, first * 4);
-    let lo_mask: [u8; 16] = [0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23];
-    let hi_mask: [u8; 16] = [8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31];
-    let lo_imm = k.b.func.dfg.immediates.push(lo_mask.to_vec().into());
-    let hi_imm = k.b.func.dfg.immediates.push(hi_mask.to_vec().into());
+    let lo_imm = k.lane_mask(&[0, 4, 1, 5]);
+    let hi_imm = k.lane_mask(&[2, 6, 3, 7]);
     let mut flags = MemFlagsData::new();
     flags.set_endianness(Endianness::Little);
     k.for_n(0, vecs as i64, 1, |k, v| {

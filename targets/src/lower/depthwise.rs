@@ -34,8 +34,8 @@
 //! through `ukernel::avx2::dw_plane` instead: each task copies its
 //! channel's plane into a zero-padded scratch plane (columns split by
 //! parity for stride 2, so every tap reads 8 consecutive floats; the copy
-//! itself assembled too, `ukernel::avx2::dw_copy`, when a row holds 8 or
-//! 16 floats: Cranelift's 4-lane copy loop took 40–60% of the layer) and one
+//! itself assembled too, `ukernel::avx2::dw_copy`: Cranelift's 4-lane copy
+//! loop took 40–60% of the layer) and one
 //! assembled pass computes the whole output plane, 8 pixels per `ymm` with
 //! the taps' weights in registers (rows of at least 4 pixels; a row's last
 //! vector ends at its end and recomputes a few pixels), the same operations
@@ -267,31 +267,14 @@ fn wide(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: Epilogue, code: V
         k.st_at(z, pad, i, 4, 0);
     });
     let first_row = k.add_c(pad, (g.ph * pd.row * 4) as i64);
-    // the plane copy: assembled when its rows hold a whole step
-    let split = g.sw == 2;
-    let copier = (g.w >= if split { 16 } else { 8 })
-        .then(|| {
-            let c = DwCopy { rows: g.h, cols: g.w, split, pad: g.pw, half: pd.wh, dst_row: pd.row * 4 };
-            dw_copy(&c).ok()
-        })
-        .flatten()
-        .map(|bytes| (k.code(Family::Avx2, bytes), k.ukernel_sig(2)));
+    let copy = DwCopy { rows: g.h, cols: g.w, split: g.sw == 2, pad: g.pw, half: pd.wh, dst_row: pd.row * 4 };
+    let copy = k.code(Family::Avx2, dw_copy(&copy).map_err(|e| format!("depthwise copy: {e}"))?);
+    let copy_sig = k.ukernel_sig(2);
     k.for_dyn(lo, hi, 1, |k, nc| {
         let ch = k.b.ins().urem_imm_s(nc, g2.c as i64);
         let xo = k.b.ins().imul_imm_s(nc, (g2.h * g2.w * 4) as i64);
         let xbase = k.b.ins().iadd(xp, xo);
-        match copier {
-            Some((code, sig)) => {
-                k.b.ins().call_indirect(sig, code, &[xbase, first_row]);
-            }
-            None => k.for_n(0, g2.h as i64, 1, |k, y| {
-                let so = k.b.ins().imul_imm_s(y, (g2.w * 4) as i64);
-                let sb = k.b.ins().iadd(xbase, so);
-                let d = k.b.ins().imul_imm_s(y, (pd.row * 4) as i64);
-                let db = k.b.ins().iadd(first_row, d);
-                copy_row(k, &g2, &pd, sb, db);
-            }),
-        }
+        k.b.ins().call_indirect(copy_sig, copy, &[xbase, first_row]);
         let oo = k.b.ins().imul_imm_s(nc, (g2.oh * g2.ow * 4) as i64);
         let obase = k.b.ins().iadd(out, oo);
         let res = match epi.residual {
@@ -305,45 +288,12 @@ fn wide(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: Epilogue, code: V
     Ok(())
 }
 
-/// One input row (`src`) into its padded row (`dst`): a plain copy, or with
-/// stride 2 split by column parity (8 floats at a time: two vectors and
-/// the even/odd lane shuffles).
-fn copy_row(k: &mut Kernel, g: &Geo, pd: &Pad, src: Value, dst: Value) {
-    if g.sw == 1 {
-        let d = k.add_c(dst, (g.pw * 4) as i64);
-        k.for_vec(g.w, &mut |k, ty, j| {
-            let v = k.ld_at(ty, src, j, 4, 0);
-            k.st_at(v, d, j, 4, 0);
-        });
-        return;
-    }
-    // input column 2m + r goes to padded column pw + 2m + r
-    let at = |r: usize| pd.col(g, g.pw + r) as i64 * 4;
-    let (even, odd) = (k.add_c(dst, at(0)), k.add_c(dst, at(1)));
-    let (ei, oi) = deinterleave(k, k.lanes());
-    let pairs = g.w / 8;
-    k.for_n(0, pairs as i64, 1, |k, m| {
-        let s = k.b.ins().imul_imm_s(m, 32);
-        let s = k.b.ins().iadd(src, s);
-        let v0 = k.ld_ro(types::I8X16, s, 0);
-        let v1 = k.ld_ro(types::I8X16, s, 16);
-        let e = k.b.ins().shuffle(v0, v1, ei);
-        let o = k.b.ins().shuffle(v0, v1, oi);
-        k.st_at(e, even, m, 16, 0);
-        k.st_at(o, odd, m, 16, 0);
-    });
-    for x in 8 * pairs..g.w {
-        let v = k.ld(types::F32, src, (x * 4) as i32);
-        k.st(v, dst, (pd.col(g, g.pw + x) * 4) as i32);
-    }
-}
-
 /// The byte-shuffle immediates that take the even and the odd `f32` lanes
 /// of a pair of `l`-lane vectors.
 fn deinterleave(k: &mut Kernel, l: usize) -> (Immediate, Immediate) {
     let mut lanes_of = |first: usize| {
-        let bytes: Vec<u8> = (0..l).flat_map(|j| (0..4).map(move |b| (4 * (2 * j + first) + b) as u8)).collect();
-        k.b.func.dfg.immediates.push(ConstantData::from(bytes.as_slice()))
+        let idx: Vec<u8> = (0..l).map(|j| (2 * j + first) as u8).collect();
+        k.lane_mask(&idx)
     };
     (lanes_of(0), lanes_of(1))
 }
@@ -560,8 +510,8 @@ fn gather(k: &mut Kernel, p: &Plan, src: Value, base: i64, idx: &[usize], valid:
         }
     }
     if perm.iter().enumerate().any(|(j, &q)| q != j) {
-        let bytes: Vec<u8> = perm.iter().flat_map(|&i| (0..4).map(move |q| (4 * i + q) as u8)).collect();
-        let imm = k.b.func.dfg.immediates.push(ConstantData::from(bytes.as_slice()));
+        let idx: Vec<u8> = perm.iter().map(|&i| i as u8).collect();
+        let imm = k.lane_mask(&idx);
         x = k.b.ins().shuffle(x, x, imm);
     }
     let x = k.b.ins().bitcast(p.ty, le, x);

@@ -362,19 +362,16 @@ fn block_rows(k: &mut Kernel, g: &Gemm, blk: &Block, bstart: Value, a_blk: Value
         let brow = k.b.ins().iadd(bstart, bro);
         let oro = k.b.ins().imul_imm_s(r, b2.pitch as i64);
         let orow = k.b.ins().iadd(o0, oro);
-        if wide > 0 {
-            if let Some(w) = &wide_plan {
-                gemm_avx2::run_conv(k, w, &g2, a_blk, m0, brow, orow, full_p, pass);
-            }
+        let at = gemm_avx2::ConvAt { a_blk, m0, brow, orow, pass };
+        if let Some(w) = wide_plan.as_ref().filter(|_| wide > 0) {
+            gemm_avx2::run_conv(k, w, &g2, at, full_p);
         }
         // what the wide tiles leave (at most a full panel and the partial
         // one) as one partial pair of the assembled tile, if it can, else
         // on the Cranelift tile
         let rest_px = (full_p - wide) * l + tail;
-        let rest_on_wide = wide_plan.is_some()
-            && b2.paired
-            && (1..2 * l).contains(&rest_px)
-            && gemm_avx2::run_conv_last(k, &g2, h, pass, (a_blk, m0), (brow, orow), wide, rest_px);
+        let rest_on_wide =
+            wide_plan.as_ref().is_some_and(|w| rest_px > 0 && gemm_avx2::run_conv_last(k, w, &g2, at, wide, rest_px));
         if !rest_on_wide {
             narrow_rest(k, (brow, orow), wide);
         }

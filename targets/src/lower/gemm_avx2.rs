@@ -24,8 +24,10 @@ use crate::ukernel::avx2::{gemm_tile, max_rows, Clamp, GemmTile, Init, TileEpi};
 /// 1 panel pairs), the row splits `(first row, code)`.
 pub(super) struct Wide {
     widths: [Vec<(usize, Vec<u8>)>; 2],
-    a_row: usize,
-    ldo: usize,
+    /// The tiles' shape but for `rows`, `pairs` and `last_lanes`.
+    tile: GemmTile,
+    /// Rows of the block.
+    h: usize,
     /// Bytes between rows of what the `bias` argument points at.
     bias_row: usize,
 }
@@ -78,52 +80,56 @@ pub(super) fn plan(k: &Kernel, t: GemmTile, h: usize, bias_row: usize) -> Option
     if !k.caps.avx2 || k.lanes() != 4 || h == 0 {
         return None;
     }
-    let mut widths = [Vec::new(), Vec::new()];
-    for (i, pairs) in [2, 1].into_iter().enumerate() {
-        let mut r0 = 0;
-        while r0 < h {
-            let rows = max_rows(pairs).min(h - r0);
-            widths[i].push((r0, gemm_tile(&GemmTile { rows, pairs, ..t }).ok()?));
-            r0 += rows;
-        }
-    }
-    Some(Wide { widths, a_row: t.a_row, ldo: t.ldo, bias_row })
+    let widths = [row_splits(GemmTile { pairs: 2, ..t }, h)?, row_splits(GemmTile { pairs: 1, ..t }, h)?];
+    Some(Wide { widths, tile: t, h, bias_row })
+}
+
+/// The tiles of `t` (its `rows` ignored) down a block of `h` rows, as
+/// `(first row, code)`: as many rows each as the registers hold.
+fn row_splits(t: GemmTile, h: usize) -> Option<Vec<(usize, Vec<u8>)>> {
+    let step = max_rows(t.pairs);
+    (0..h).step_by(step).map(|r0| Some((r0, gemm_tile(&GemmTile { rows: step.min(h - r0), ..t }).ok()?))).collect()
 }
 
 /// Calls the tiles over the first [`Wide::covers`]`(full)` panels: group
 /// `c` (its first panel, I64) has the pointers `ptrs(k, c)`; `steps` K
 /// steps.
 pub(super) fn run(k: &mut Kernel, w: &Wide, full: usize, steps: usize, ptrs: &dyn Fn(&mut Kernel, Value) -> TilePtrs) {
-    let sref = k.ukernel_sig(6);
     for (parts, (lo, hi, step)) in w.widths.iter().zip(spans(full)) {
         if lo >= hi {
             continue;
         }
-        let codes: Vec<Value> = parts.iter().map(|(_, c)| k.code(Family::Avx2, c.clone())).collect();
+        let codes = codes(k, parts);
         k.for_n(lo as i64, hi as i64, step as i64, |k, c| {
             let p = ptrs(k, c);
-            let n = k.ic(steps as i64);
-            for (&(r0, _), &code) in parts.iter().zip(&codes) {
-                let a = k.add_c(p.a, (r0 * w.a_row) as i64);
-                let o = k.add_c(p.out, (r0 * w.ldo) as i64);
-                let b = k.add_c(p.bias, (r0 * w.bias_row) as i64);
-                let r = k.add_c(p.residual, (r0 * w.ldo) as i64);
-                k.b.ins().call_indirect(sref, code, &[a, p.b, o, b, r, n]);
-            }
+            call_splits(k, w, &codes, &p, steps);
         });
+    }
+}
+
+/// The row splits' code as kernel parameters.
+fn codes(k: &mut Kernel, parts: &[(usize, Vec<u8>)]) -> Vec<(usize, Value)> {
+    parts.iter().map(|(r0, c)| (*r0, k.code(Family::Avx2, c.clone()))).collect()
+}
+
+/// One call per row split, its pointers `p` moved down to its first row.
+fn call_splits(k: &mut Kernel, w: &Wide, codes: &[(usize, Value)], p: &TilePtrs, steps: usize) {
+    let sref = k.ukernel_sig(6);
+    let n = k.ic(steps as i64);
+    for &(r0, code) in codes {
+        let a = k.add_c(p.a, (r0 * w.tile.a_row) as i64);
+        let o = k.add_c(p.out, (r0 * w.tile.ldo) as i64);
+        let b = k.add_c(p.bias, (r0 * w.bias_row) as i64);
+        let r = k.add_c(p.residual, (r0 * w.tile.ldo) as i64);
+        k.b.ins().call_indirect(sref, code, &[a, p.b, o, b, r, n]);
     }
 }
 
 /// The conv engine's tiles for an A block of height `h` in `pass`, on B
 /// stored in pairs of panels when `paired` (see [`super::gemm::Block`]).
 pub(super) fn plan_conv(k: &Kernel, g: &Gemm, h: usize, pass: Pass, paired: bool) -> Option<Wide> {
-    plan(k, conv_tile(k, g, h, pass, paired)?, h, 4)
-}
-
-/// The conv engine's tile shape (its `rows` and `pairs` unset).
-fn conv_tile(k: &Kernel, g: &Gemm, h: usize, pass: Pass, paired: bool) -> Option<GemmTile> {
     let epi = if pass.last { g.epi } else { Epilogue::NONE };
-    Some(GemmTile {
+    let t = GemmTile {
         rows: 0,
         pairs: 0,
         a_row: 4,
@@ -134,91 +140,60 @@ fn conv_tile(k: &Kernel, g: &Gemm, h: usize, pass: Pass, paired: bool) -> Option
         init: if pass.first { Init::RowBias } else { Init::Partial },
         epi: act_epi(epi.act, epi.residual.is_some())?,
         last_lanes: 8,
-    })
+    };
+    plan(k, t, h, 4)
 }
 
 /// The conv engine's last pair of a row of B panels when it is not whole:
-/// panel `c` (a pair's first, stored paired) and the next hold `lanes`
+/// panel `c` (a pair's first; B stored paired) and the next hold `lanes`
 /// (1..=7) valid pixels — a leftover full panel and/or the zero-filled
-/// partial one — computed by one-pair tiles that read and write only those
-/// pixels (instead of the 128-bit Cranelift tile over the whole A block).
-/// Returns whether it emitted them (`false`: no AVX2 tiles for this
-/// block; the caller's Cranelift tiles do the panels).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn run_conv_last(
-    k: &mut Kernel,
-    g: &Gemm,
-    h: usize,
-    pass: Pass,
-    (a_blk, m0): (Value, Value),
-    (brow, orow): (Value, Value),
-    c: usize,
-    lanes: usize,
-) -> bool {
-    let Some(t) = conv_tile(k, g, h, pass, true) else { return false };
-    if !k.caps.avx2 || k.lanes() != 4 || h == 0 || !c.is_multiple_of(2) || !(1..8).contains(&lanes) {
+/// partial one — computed by one-pair tiles of `w`'s shape that read and
+/// write only those pixels (instead of the 128-bit Cranelift tile over the
+/// whole A block). `false` (nothing emitted) when B is not paired or the
+/// pair is not one.
+pub(super) fn run_conv_last(k: &mut Kernel, w: &Wide, g: &Gemm, at: ConvAt, c: usize, lanes: usize) -> bool {
+    if !w.tile.paired || !c.is_multiple_of(2) || !(1..8).contains(&lanes) {
         return false;
     }
-    let mut parts = Vec::new();
-    let mut r0 = 0;
-    while r0 < h {
-        let rows = max_rows(1).min(h - r0);
-        let Ok(code) = gemm_tile(&GemmTile { rows, pairs: 1, last_lanes: lanes, ..t }) else { return false };
-        parts.push((r0, code));
-        r0 += rows;
-    }
-    let sref = k.ukernel_sig(6);
-    let l = k.lanes();
-    let b = k.add_c(brow, (c * g.kk * l * 4) as i64);
-    let oe = k.add_c(orow, (c * l) as i64);
-    let out = k.addr(g.out, oe, 4);
-    let bias = k.addr(g.bias, m0, 4);
-    let residual = match g.epi.residual.filter(|_| pass.last) {
-        Some(r) => k.addr(r, oe, 4),
-        None => k.ic(0),
-    };
-    let n = k.ic(pass.len as i64);
-    for (r0, code) in parts {
-        let code = k.code(Family::Avx2, code);
-        let a = k.add_c(a_blk, (r0 * t.a_row) as i64);
-        let o = k.add_c(out, (r0 * t.ldo) as i64);
-        let bi = k.add_c(bias, (r0 * 4) as i64);
-        let r = k.add_c(residual, (r0 * t.ldo) as i64);
-        k.b.ins().call_indirect(sref, code, &[a, b, o, bi, r, n]);
-    }
+    let Some(parts) = row_splits(GemmTile { pairs: 1, last_lanes: lanes, ..w.tile }, w.h) else { return false };
+    let codes = codes(k, &parts);
+    let c = k.ic(c as i64);
+    let p = conv_ptrs(k, g, at, c);
+    call_splits(k, w, &codes, &p, at.pass.len);
     true
 }
 
-/// Calls the conv tiles for one row of B panels: `brow` its first panel at
-/// the pass's first K step, `orow` the output element offset of (`m0`, its
-/// first pixel), `a_blk` the A block at that K step.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn run_conv(
-    k: &mut Kernel,
-    w: &Wide,
-    g: &Gemm,
-    a_blk: Value,
-    m0: Value,
-    brow: Value,
-    orow: Value,
-    full: usize,
-    pass: Pass,
-) {
+/// Where the conv tiles of one row of B panels work: `brow` its first
+/// panel at the pass's first K step, `orow` the output element offset of
+/// (`m0`, its first pixel), `a_blk` the A block at that K step.
+#[derive(Clone, Copy)]
+pub(super) struct ConvAt {
+    pub a_blk: Value,
+    pub m0: Value,
+    pub brow: Value,
+    pub orow: Value,
+    pub pass: Pass,
+}
+
+/// The conv tiles' pointers at panel `c` (I64) of the row `at`.
+fn conv_ptrs(k: &mut Kernel, g: &Gemm, at: ConvAt, c: Value) -> TilePtrs {
     let l = k.lanes();
-    let pstride = (g.kk * l * 4) as i64;
-    let residual = if pass.last { g.epi.residual } else { None };
+    let oe = k.addr(at.orow, c, l as i64);
+    TilePtrs {
+        a: at.a_blk,
+        b: k.addr(at.brow, c, (g.kk * l * 4) as i64),
+        out: k.addr(g.out, oe, 4),
+        bias: k.addr(g.bias, at.m0, 4),
+        residual: match g.epi.residual.filter(|_| at.pass.last) {
+            Some(r) => k.addr(r, oe, 4),
+            None => k.ic(0),
+        },
+    }
+}
+
+/// Calls the conv tiles over the first [`Wide::covers`]`(full)` panels of
+/// the row `at`.
+pub(super) fn run_conv(k: &mut Kernel, w: &Wide, g: &Gemm, at: ConvAt, full: usize) {
     let g2 = *g;
-    run(k, w, full, pass.len, &|k, c| {
-        let oe = k.addr(orow, c, l as i64);
-        TilePtrs {
-            a: a_blk,
-            b: k.addr(brow, c, pstride),
-            out: k.addr(g2.out, oe, 4),
-            bias: k.addr(g2.bias, m0, 4),
-            residual: match residual {
-                Some(r) => k.addr(r, oe, 4),
-                None => k.ic(0),
-            },
-        }
-    });
+    run(k, w, full, at.pass.len, &|k, c| conv_ptrs(k, &g2, at, c));
 }

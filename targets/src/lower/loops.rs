@@ -7,7 +7,7 @@
 //! from folding loads into their users).
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_codegen::ir::{types, ConstantData, Endianness, Immediate, InstBuilder, MemFlagsData, Type, Value};
 
 use super::{Kernel, PTR};
 
@@ -53,6 +53,39 @@ impl Kernel<'_, '_> {
         } else {
             s
         }
+    }
+    /// The immediate of a byte shuffle taking the 4-byte lanes `idx` of two
+    /// vectors (`0..L` the first's, `L..2L` the second's).
+    pub fn lane_mask(&mut self, idx: &[u8]) -> Immediate {
+        let bytes: Vec<u8> = idx.iter().flat_map(|&i| (0..4).map(move |b| 4 * i + b)).collect();
+        self.b.func.dfg.immediates.push(ConstantData::from(bytes.as_slice()))
+    }
+    /// Lanes `idx` (0..=3 of `a`, 4..=7 of `b`) of two `f32x4` vectors.
+    /// On x86-64 only the shapes SSE2 has an instruction for
+    /// (`unpcklps`/`unpckhps`, or `shufps`: two lanes of `a`, then two of
+    /// `b`) are single instructions; Cranelift lowers other masks to
+    /// `pshufb`, a library call on the baseline CPU.
+    pub fn shuffle_f32(&mut self, a: Value, b: Value, idx: [u8; 4]) -> Value {
+        let le = MemFlagsData::new().with_endianness(Endianness::Little);
+        let m = self.lane_mask(&idx);
+        let (a, b) = (self.b.ins().bitcast(types::I8X16, le, a), self.b.ins().bitcast(types::I8X16, le, b));
+        let s = self.b.ins().shuffle(a, b, m);
+        self.b.ins().bitcast(types::F32X4, le, s)
+    }
+    /// Four `f32x4` rows as a 4×4 matrix, transposed into its columns, with
+    /// the interleave shuffles every ISA has (SSE2 `unpck{l,h}ps`,
+    /// `movlhps`/`movhlps`).
+    pub fn transpose4(&mut self, r: [Value; 4]) -> [Value; 4] {
+        let lo01 = self.shuffle_f32(r[0], r[1], [0, 4, 1, 5]);
+        let hi01 = self.shuffle_f32(r[0], r[1], [2, 6, 3, 7]);
+        let lo23 = self.shuffle_f32(r[2], r[3], [0, 4, 1, 5]);
+        let hi23 = self.shuffle_f32(r[2], r[3], [2, 6, 3, 7]);
+        [
+            self.shuffle_f32(lo01, lo23, [0, 1, 4, 5]),
+            self.shuffle_f32(lo01, lo23, [2, 3, 6, 7]),
+            self.shuffle_f32(hi01, hi23, [0, 1, 4, 5]),
+            self.shuffle_f32(hi01, hi23, [2, 3, 6, 7]),
+        ]
     }
     /// `base + idx * scale` (idx an I64 value).
     pub fn addr(&mut self, base: Value, idx: Value, scale: i64) -> Value {

@@ -385,14 +385,10 @@ fn resize_rows(k: &mut Kernel, rw: &Rows<'_>, src: Value, dst: Value) -> LResult
     let nrows: usize = rw.os.iter().product();
     let tp = k.blob(rw.table.to_vec());
     let (lo, hi) = k.parallel_range(nrows, 1, (ow + w) as u64)?;
-    let lanes = |k: &mut Kernel, idx: [u8; 4]| {
-        let bytes: Vec<u8> = idx.iter().flat_map(|&i| (0..4).map(move |b| 4 * i + b)).collect();
-        k.b.func.dfg.immediates.push(cranelift_codegen::ir::ConstantData::from(bytes.as_slice()))
-    };
     let masks: Vec<_> = if rep == 2 {
-        vec![lanes(k, [0, 0, 1, 1]), lanes(k, [2, 2, 3, 3])]
+        vec![k.lane_mask(&[0, 0, 1, 1]), k.lane_mask(&[2, 2, 3, 3])]
     } else {
-        (0..4u8).map(|i| lanes(k, [i, i, i, i])).collect()
+        (0..4u8).map(|i| k.lane_mask(&[i, i, i, i])).collect()
     };
     let (os, starts) = (rw.os.to_vec(), rw.starts.to_vec());
     k.for_dyn(lo, hi, 1, |k, row| {

@@ -518,12 +518,8 @@ impl Fast2d {
         let w = self.w;
         let kw = w.kernel;
         let vty = types::F32X4;
-        let lanes = |k: &mut Kernel, idx: [u8; 4]| {
-            let bytes: Vec<u8> = idx.iter().flat_map(|&i| (0..4).map(move |b| 4 * i + b)).collect();
-            k.b.func.dfg.immediates.push(cranelift_codegen::ir::ConstantData::from(bytes.as_slice()))
-        };
-        let even = lanes(k, [0, 2, 4, 6]);
-        let odd = lanes(k, [1, 3, 5, 7]);
+        let even = k.lane_mask(&[0, 2, 4, 6]);
+        let odd = k.lane_mask(&[1, 3, 5, 7]);
         let le = MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little);
         k.for_n(0, n as i64, 1, |k, g| {
             // input float of tap 0 for the group's first output, relative to the row

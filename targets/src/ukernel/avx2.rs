@@ -149,9 +149,7 @@ pub fn gemm_tile(t: &GemmTile) -> Result<Vec<u8>, IcedError> {
             store_lanes(&mut a, sh.halves(r, j), out_p, t.at(r, j), t.lanes(j, pairs))?;
         }
     }
-    a.vzeroupper()?;
-    a.ret()?;
-    a.assemble(0)
+    super::leaf_end(a)
 }
 
 /// A tile's rows and panel pairs; accumulator (row, pair) is `ymm(pairs·row + pair)`.
@@ -179,30 +177,24 @@ fn k_loop(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedErr
     let bvecs = [(ymm12, xmm12), (ymm13, xmm13)];
     let av = ymm14;
     let panel = t.panel as i64;
-    let mut done = a.create_label();
-    let mut top = a.create_label();
-    a.test(n, n)?;
-    a.jz(done)?;
-    a.set_label(&mut top)?;
-    for (j, &(bvec, bxmm)) in bvecs.iter().enumerate().take(pairs) {
-        if t.paired {
-            a.vmovups(bvec, ymmword_ptr(b_p + 2 * j as i64 * panel))?;
-        } else {
-            a.vmovups(bxmm, xmmword_ptr(b_p + 2 * j as i64 * panel))?;
-            a.vinsertf128(bvec, bvec, xmmword_ptr(b_p + (2 * j as i64 + 1) * panel), 1)?;
+    super::counted_loop(a, n, |a| {
+        for (j, &(bvec, bxmm)) in bvecs.iter().enumerate().take(pairs) {
+            if t.paired {
+                a.vmovups(bvec, ymmword_ptr(b_p + 2 * j as i64 * panel))?;
+            } else {
+                a.vmovups(bxmm, xmmword_ptr(b_p + 2 * j as i64 * panel))?;
+                a.vinsertf128(bvec, bvec, xmmword_ptr(b_p + (2 * j as i64 + 1) * panel), 1)?;
+            }
         }
-    }
-    for r in 0..rows {
-        a.vbroadcastss(av, dword_ptr(a_p + (r * t.a_row) as i64))?;
-        for (j, &(bvec, _)) in bvecs.iter().enumerate().take(pairs) {
-            a.vfmadd231ps(acc(r, j), bvec, av)?;
+        for r in 0..rows {
+            a.vbroadcastss(av, dword_ptr(a_p + (r * t.a_row) as i64))?;
+            for (j, &(bvec, _)) in bvecs.iter().enumerate().take(pairs) {
+                a.vfmadd231ps(acc(r, j), bvec, av)?;
+            }
         }
-    }
-    a.add(b_p, if t.paired { 32 } else { 16 })?;
-    a.add(a_p, t.a_step as i32)?;
-    a.dec(n)?;
-    a.jnz(top)?;
-    a.set_label(&mut done)
+        a.add(b_p, if t.paired { 32 } else { 16 })?;
+        a.add(a_p, t.a_step as i32)
+    })
 }
 
 /// Scale, addend, residual and clamp on the accumulators (ymm12–15 free).
@@ -332,9 +324,7 @@ pub fn qgemm_tile(rows: usize) -> Result<Vec<u8>, IcedError> {
     for (r, &ac) in acc[..rows].iter().enumerate() {
         a.vmovdqu(ymmword_ptr(out_p + (32 * r) as i64), ac)?;
     }
-    a.vzeroupper()?;
-    a.ret()?;
-    a.assemble(0)
+    super::leaf_end(a)
 }
 
 /// A register tile of the pattern-sparse conv
@@ -439,9 +429,7 @@ pub fn pattern_tile(t: &PatternTile) -> Result<Vec<u8>, IcedError> {
             store_lanes(&mut a, (accs[i], lows[i]), out_p, at, lanes)?;
         }
     }
-    a.vzeroupper()?;
-    a.ret()?;
-    a.assemble(0)
+    super::leaf_end(a)
 }
 
 /// Loads `lanes` (1..=8) floats at `base + at` into the first lanes of
@@ -541,12 +529,13 @@ pub struct DwPlane {
 /// (stride 1) or split by the parity of its padded column into two halves
 /// (stride 2: padded column `q = pad + x` goes to half `q % 2` at `q / 2`),
 /// 8 or 16 floats per step, a row's last step ending at the row's end
-/// (it rewrites a few floats with the same values).
+/// (it rewrites a few floats with the same values); rows shorter than a
+/// step in `xmm` steps (stride 1) or one float at a time.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DwCopy {
     /// Input rows.
     pub rows: usize,
-    /// Floats per input row (at least 8 for stride 1, 16 for stride 2).
+    /// Floats per input row.
     pub cols: usize,
     /// Split the columns by parity (stride 2).
     pub split: bool,
@@ -563,45 +552,53 @@ pub struct DwCopy {
 /// input plane) and `dst` (padded row of the first input row, column 0).
 pub fn dw_copy(c: &DwCopy) -> Result<Vec<u8>, IcedError> {
     let (src, dst, n) = (rdi, rsi, rdx);
-    let step = if c.split { 16 } else { 8 };
+    // padded column q's byte offset in its row
+    let col = |q: usize| if c.split { 4 * ((q % 2) * c.half + q / 2) } else { 4 * q } as i64;
     let mut a = CodeAssembler::new(64)?;
-    let mut done = a.create_label();
-    let mut row = a.create_label();
     a.mov(n, c.rows as u64)?;
-    a.test(n, n)?;
-    a.jz(done)?;
-    a.set_label(&mut row)?;
-    let starts: Vec<usize> =
-        (0..c.cols / step).map(|i| i * step).chain((!c.cols.is_multiple_of(step)).then(|| c.cols - step)).collect();
-    for x in starts {
-        let at = (4 * x) as i64;
-        if !c.split {
-            a.vmovups(ymm0, ymmword_ptr(src + at))?;
-            a.vmovups(ymmword_ptr(dst + (4 * (c.pad + x)) as i64), ymm0)?;
-            continue;
+    super::counted_loop(&mut a, n, |a| {
+        if c.split && c.cols >= 16 {
+            for x in steps_to_end(c.cols, 16) {
+                let at = (4 * x) as i64;
+                a.vmovups(ymm0, ymmword_ptr(src + at))?;
+                a.vmovups(ymm1, ymmword_ptr(src + (at + 32)))?;
+                // per 128-bit lane the even (odd) floats of both vectors,
+                // then the lanes' halves put in order
+                a.vshufps(ymm2, ymm0, ymm1, 0x88)?;
+                a.vshufps(ymm3, ymm0, ymm1, 0xDD)?;
+                a.vpermpd(ymm2, ymm2, 0xD8)?;
+                a.vpermpd(ymm3, ymm3, 0xD8)?;
+                a.vmovups(ymmword_ptr(dst + col(c.pad + x)), ymm2)?;
+                a.vmovups(ymmword_ptr(dst + col(c.pad + x + 1)), ymm3)?;
+            }
+        } else if !c.split && c.cols >= 8 {
+            for x in steps_to_end(c.cols, 8) {
+                a.vmovups(ymm0, ymmword_ptr(src + (4 * x) as i64))?;
+                a.vmovups(ymmword_ptr(dst + col(c.pad + x)), ymm0)?;
+            }
+        } else if !c.split && c.cols >= 4 {
+            for x in steps_to_end(c.cols, 4) {
+                a.vmovups(xmm0, xmmword_ptr(src + (4 * x) as i64))?;
+                a.vmovups(xmmword_ptr(dst + col(c.pad + x)), xmm0)?;
+            }
+        } else {
+            for x in 0..c.cols {
+                a.vmovss(xmm0, dword_ptr(src + (4 * x) as i64))?;
+                a.vmovss(dword_ptr(dst + col(c.pad + x)), xmm0)?;
+            }
         }
-        a.vmovups(ymm0, ymmword_ptr(src + at))?;
-        a.vmovups(ymm1, ymmword_ptr(src + (at + 32)))?;
-        // per 128-bit lane the even (odd) floats of both vectors, then the
-        // lanes' halves put in order
-        a.vshufps(ymm2, ymm0, ymm1, 0x88)?;
-        a.vshufps(ymm3, ymm0, ymm1, 0xDD)?;
-        a.vpermpd(ymm2, ymm2, 0xD8)?;
-        a.vpermpd(ymm3, ymm3, 0xD8)?;
-        for (k, v) in [(0, ymm2), (1, ymm3)] {
-            let q = c.pad + x + k;
-            let off = 4 * ((q % 2) * c.half + q / 2);
-            a.vmovups(ymmword_ptr(dst + off as i64), v)?;
-        }
-    }
-    a.add(src, (4 * c.cols) as i32)?;
-    a.add(dst, c.dst_row as i32)?;
-    a.dec(n)?;
-    a.jnz(row)?;
-    a.set_label(&mut done)?;
-    a.vzeroupper()?;
-    a.ret()?;
-    a.assemble(0)
+        a.add(src, (4 * c.cols) as i32)?;
+        a.add(dst, c.dst_row as i32)
+    })?;
+    super::leaf_end(a)
+}
+
+/// Starts of `step`-wide pieces covering `0..len` (`len ≥ step`): the
+/// whole steps, then one ending at `len` when `step` does not divide it
+/// (it overlaps the one before: rewriting a few elements with the same
+/// values).
+fn steps_to_end(len: usize, step: usize) -> impl Iterator<Item = usize> {
+    (0..len / step).map(move |i| i * step).chain((!len.is_multiple_of(step)).then(|| len - step))
 }
 
 /// Machine code of `p` with the arguments (System V order) `out` (the
@@ -615,61 +612,39 @@ pub fn dw_plane(p: &DwPlane) -> Result<Vec<u8>, IcedError> {
     // the residual pointer is its own cursor (rows are contiguous, and
     // `splat` clobbers rax)
     let (out_c, src_c, res_c, groups) = (r10, r11, rcx, r8);
-    let mut a = CodeAssembler::new(64)?;
-    let mut done = a.create_label();
-    let mut row = a.create_label();
-    a.mov(n, p.rows as u64)?;
-    a.test(n, n)?;
-    a.jz(done)?;
-    a.set_label(&mut row)?;
-    a.mov(out_c, out_p)?;
-    a.mov(src_c, src_p)?;
     let full = p.cols / (8 * DW_GROUP);
-    if full > 0 {
-        let mut group = a.create_label();
-        a.mov(groups, full as u64)?;
-        a.set_label(&mut group)?;
-        let ats: Vec<i64> = (0..DW_GROUP as i64).map(|i| 32 * i).collect();
-        dw_vectors(&mut a, p, &ats)?;
-        for c in [out_c, src_c, res_c] {
-            a.add(c, (32 * DW_GROUP) as i32)?;
-        }
-        a.dec(groups)?;
-        a.jnz(group)?;
-    }
-    // the row's last pixels, at byte offsets from the cursors: whole
-    // vectors, then one vector ending at the row's end (it recomputes a few
-    // pixels already stored, with the same operations: the same values)
     let done_px = 8 * DW_GROUP * full;
-    let left = p.cols - done_px;
-    let px = |x: usize| 4 * (x as i64 - done_px as i64);
-    if p.cols >= 8 {
-        let mut ats: Vec<i64> = (0..left / 8).map(|i| px(done_px + 8 * i)).collect();
-        if !left.is_multiple_of(8) {
-            ats.push(px(p.cols - 8));
+    let group: Vec<i64> = (0..DW_GROUP as i64).map(|i| 32 * i).collect();
+    let mut a = CodeAssembler::new(64)?;
+    a.mov(n, p.rows as u64)?;
+    super::counted_loop(&mut a, n, |a| {
+        a.mov(out_c, out_p)?;
+        a.mov(src_c, src_p)?;
+        if full > 0 {
+            a.mov(groups, full as u64)?;
+            super::counted_loop(a, groups, |a| {
+                dw_vectors(a, p, &group)?;
+                [out_c, src_c, res_c].into_iter().try_for_each(|c| a.add(c, (32 * DW_GROUP) as i32))
+            })?;
         }
-        if !ats.is_empty() {
-            dw_vectors(&mut a, p, &ats)?;
+        // the row's last pixels, at byte offsets from the cursors (the
+        // last vector ending at the row's end)
+        let px = |x: usize| 4 * (x as i64 - done_px as i64);
+        if p.cols >= 8 {
+            let ats: Vec<i64> = steps_to_end(p.cols, 8).filter(|&x| x + 8 > done_px).map(px).collect();
+            if !ats.is_empty() {
+                dw_vectors(a, p, &ats)?;
+            }
+        } else if p.cols >= 4 {
+            steps_to_end(p.cols, 4).try_for_each(|x| dw_tail(a, p, px(x), true))?;
+        } else {
+            (0..p.cols).try_for_each(|x| dw_tail(a, p, px(x), false))?;
         }
-    } else if p.cols >= 4 {
-        dw_tail(&mut a, p, 0, true)?;
-        if p.cols > 4 {
-            dw_tail(&mut a, p, px(p.cols - 4), true)?;
-        }
-    } else {
-        for x in 0..p.cols {
-            dw_tail(&mut a, p, px(x), false)?;
-        }
-    }
-    a.add(out_p, p.out_row as i32)?;
-    a.add(src_p, p.in_row as i32)?;
-    a.add(res_c, (p.out_row as i64 - (32 * DW_GROUP * full) as i64) as i32)?;
-    a.dec(n)?;
-    a.jnz(row)?;
-    a.set_label(&mut done)?;
-    a.vzeroupper()?;
-    a.ret()?;
-    a.assemble(0)
+        a.add(out_p, p.out_row as i32)?;
+        a.add(src_p, p.in_row as i32)?;
+        a.add(res_c, (p.out_row as i64 - (4 * done_px) as i64) as i32)
+    })?;
+    super::leaf_end(a)
 }
 
 /// One tail output of [`dw_plane`] at byte `at` past the cursors: four

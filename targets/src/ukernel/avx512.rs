@@ -88,7 +88,5 @@ pub fn qdot_tile(rows: usize, epi: Option<&QdotEpi>) -> Result<Vec<u8>, IcedErro
             }
         }
     }
-    a.vzeroupper()?;
-    a.ret()?;
-    a.assemble(0)
+    super::leaf_end(a)
 }

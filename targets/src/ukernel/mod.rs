@@ -31,7 +31,7 @@ use iced_x86::code_asm::{AsmRegister64, CodeAssembler};
 use iced_x86::IcedError;
 
 /// A loop run `n` times (the register counts down; zero runs nothing):
-/// the integer tiles' K loops.
+/// the tiles' K loops, the depthwise passes' rows and groups.
 pub(crate) fn counted_loop(
     a: &mut CodeAssembler,
     n: AsmRegister64,
@@ -46,4 +46,11 @@ pub(crate) fn counted_loop(
     a.dec(n)?;
     a.jnz(top)?;
     a.set_label(&mut done)
+}
+
+/// A leaf micro-kernel's end: `vzeroupper`, `ret`, and the machine code.
+pub(crate) fn leaf_end(mut a: CodeAssembler) -> Result<Vec<u8>, IcedError> {
+    a.vzeroupper()?;
+    a.ret()?;
+    a.assemble(0)
 }

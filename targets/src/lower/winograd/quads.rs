@@ -2,47 +2,20 @@
 //! tiles in a vector's lanes are consecutive tiles of one tile row: the
 //! input tiles from vector loads of each strip row, the output rows of the
 //! four tiles as transposes and vector stores (see the parent module). Only
-//! shuffle shapes SSE2 has an instruction for, so the baseline x86-64 CPU
-//! runs them too.
+//! shuffle shapes SSE2 has an instruction for ([`Kernel::shuffle_f32`]),
+//! so the baseline x86-64 CPU runs them too.
 
-use cranelift_codegen::ir::{types, ConstantData, Endianness, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::ir::{types, InstBuilder, Value};
 
 use super::super::epilogue::{apply_act, Act};
 use super::super::Kernel;
-
-/// Lanes `idx` (0..=3 of `a`, 4..=7 of `b`) of two `f32x4` vectors. Only
-/// masks x86-64's SSE2 has an instruction for (`unpcklps`/`unpckhps`, or
-/// `shufps`: two lanes of `a`, then two of `b`): other masks lower to
-/// `pshufb`, which the baseline CPU lacks.
-fn shuf4(k: &mut Kernel, a: Value, b: Value, idx: [u8; 4]) -> Value {
-    let le = MemFlagsData::new().with_endianness(Endianness::Little);
-    let bytes: Vec<u8> = idx.iter().flat_map(|&i| (0..4).map(move |b| 4 * i + b)).collect();
-    let imm = k.b.func.dfg.immediates.push(ConstantData::from(bytes.as_slice()));
-    let (a, b) = (k.b.ins().bitcast(types::I8X16, le, a), k.b.ins().bitcast(types::I8X16, le, b));
-    let s = k.b.ins().shuffle(a, b, imm);
-    k.b.ins().bitcast(types::F32X4, le, s)
-}
 
 /// `[c₁, c₂, c₃, v_j]`: `c` moved down a lane, lane `j` of `v` shifted in
 /// (two `shufps`-shaped shuffles: SSE2 has no lane shift across two
 /// registers, and a general shuffle would need SSSE3's `pshufb`).
 fn shift_in(k: &mut Kernel, c: Value, v: Value, j: u8) -> Value {
-    let t = shuf4(k, c, v, [3, 3, 4 + j, 4 + j]);
-    shuf4(k, c, t, [1, 2, 4, 6])
-}
-
-/// `[a, b, c, d]` as a 4×4 matrix of rows, transposed (SSE2 shapes).
-fn transpose4(k: &mut Kernel, v: [Value; 4]) -> [Value; 4] {
-    let lo01 = shuf4(k, v[0], v[1], [0, 4, 1, 5]);
-    let hi01 = shuf4(k, v[0], v[1], [2, 6, 3, 7]);
-    let lo23 = shuf4(k, v[2], v[3], [0, 4, 1, 5]);
-    let hi23 = shuf4(k, v[2], v[3], [2, 6, 3, 7]);
-    [
-        shuf4(k, lo01, lo23, [0, 1, 4, 5]),
-        shuf4(k, lo01, lo23, [2, 3, 6, 7]),
-        shuf4(k, hi01, hi23, [0, 1, 4, 5]),
-        shuf4(k, hi01, hi23, [2, 3, 6, 7]),
-    ]
+    let t = k.shuffle_f32(c, v, [3, 3, 4 + j, 4 + j]);
+    k.shuffle_f32(c, t, [1, 2, 4, 6])
 }
 
 /// Stores the m×m output tiles `y` (one `f32x4` per position, lane q: the
@@ -56,9 +29,9 @@ pub(super) fn store_quad(k: &mut Kernel, y: &[Value], m: usize, ow: usize, (p, r
     for r in 0..m {
         let row = &y[r * m..(r + 1) * m];
         let vs: Vec<Value> = if m == 4 {
-            transpose4(k, [row[0], row[1], row[2], row[3]]).to_vec()
+            k.transpose4([row[0], row[1], row[2], row[3]]).to_vec()
         } else {
-            vec![shuf4(k, row[0], row[1], [0, 4, 1, 5]), shuf4(k, row[0], row[1], [2, 6, 3, 7])]
+            vec![k.shuffle_f32(row[0], row[1], [0, 4, 1, 5]), k.shuffle_f32(row[0], row[1], [2, 6, 3, 7])]
         };
         for (q, mut v) in vs.into_iter().enumerate() {
             let off = ((r * ow + 4 * q) * 4) as i32;
@@ -85,13 +58,13 @@ pub(super) fn quad_rows(k: &mut Kernel, p: Value, m: usize, sw: usize) -> Vec<Va
         let at = |j: usize| ((i * sw + 4 * j) * 4) as i32;
         let v: Vec<Value> = (0..if m == 4 { 5 } else { 3 }).map(|j| k.ld(types::F32X4, p, at(j))).collect();
         let cols = if m == 4 {
-            let [c0, c1, c2, c3] = transpose4(k, [v[0], v[1], v[2], v[3]]);
+            let [c0, c1, c2, c3] = k.transpose4([v[0], v[1], v[2], v[3]]);
             let c4 = shift_in(k, c0, v[4], 0);
             let c5 = shift_in(k, c1, v[4], 1);
             vec![c0, c1, c2, c3, c4, c5]
         } else {
-            let c0 = shuf4(k, v[0], v[1], [0, 2, 4, 6]);
-            let c1 = shuf4(k, v[0], v[1], [1, 3, 5, 7]);
+            let c0 = k.shuffle_f32(v[0], v[1], [0, 2, 4, 6]);
+            let c1 = k.shuffle_f32(v[0], v[1], [1, 3, 5, 7]);
             let c2 = shift_in(k, c0, v[2], 0);
             let c3 = shift_in(k, c1, v[2], 1);
             vec![c0, c1, c2, c3]
