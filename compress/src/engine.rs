@@ -249,8 +249,9 @@ fn compress_layer(
     // 2. int8 grid
     let scales = if int8 {
         // the grid in f32, as stored and exported
-        let scales: Vec<f64> = quant::scales_for(&rows, s.granularity).iter().map(|&x| x as f32 as f64).collect();
-        round_rows(site, &mut rows, &m.h, &scales, keep.as_deref(), s.rounding)?;
+        let qmax = quant::qmax(s.weight_bits);
+        let scales: Vec<f64> = quant::scales_for(&rows, s.granularity, qmax).iter().map(|&x| x as f32 as f64).collect();
+        round_rows(site, &mut rows, &m.h, quant::Grid { scales: &scales, qmax }, keep.as_deref(), s.rounding)?;
         Some(scales)
     } else {
         None
@@ -586,7 +587,7 @@ fn round_rows(
     site: &Site,
     rows: &mut [Vec<f64>],
     h: &[Mat<f64>],
-    scales: &[f64],
+    grid: quant::Grid,
     keep: Option<&[Vec<bool>]>,
     how: Rounding,
 ) -> Result<(), CompressError> {
@@ -595,8 +596,8 @@ fn round_rows(
         let r = grp * per..(grp + 1) * per;
         let k = keep.map(|k| &k[r.clone()]);
         match how {
-            Rounding::Nearest => quant::round_nearest(&mut rows[r.clone()], &scales[r], k),
-            Rounding::Gptq => quant::gptq(&mut rows[r.clone()], hg, &scales[r], k)?,
+            Rounding::Nearest => quant::round_nearest(&mut rows[r.clone()], grid.rows(r), k),
+            Rounding::Gptq => quant::gptq(&mut rows[r.clone()], hg, grid.rows(r), k)?,
         }
     }
     Ok(())

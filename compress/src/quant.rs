@@ -15,29 +15,37 @@ use crate::linalg;
 use crate::plan::{Granularity, Observer};
 use crate::CompressError;
 
-/// Largest weight code.
+/// Largest weight code of the default 8-bit grid ([`qmax`]`(8)`).
 pub const QMAX: f64 = 127.0;
 
-/// The int8 steps of a weight's rows: per row ([`row_scales`]), or one for
-/// the whole tensor (its largest magnitude / 127, on every row).
-pub fn scales_for(rows: &[Vec<f64>], g: Granularity) -> Vec<f64> {
+/// Largest weight code of a `bits`-bit symmetric grid: `2^(bits−1) − 1`
+/// (127 for 8 bits; 63 for 7, whose byte pairs never saturate AVX2's
+/// `vpmaddubsw`, [`kerf_ir::byte_pairs_exact`]).
+pub fn qmax(bits: u8) -> f64 {
+    f64::from((1u32 << (bits.clamp(2, 8) - 1)) - 1)
+}
+
+/// The steps of a weight's rows for codes up to `qmax`: per row
+/// ([`row_scales`]), or one for the whole tensor (its largest magnitude /
+/// `qmax`, on every row).
+pub fn scales_for(rows: &[Vec<f64>], g: Granularity, qmax: f64) -> Vec<f64> {
     match g {
-        Granularity::Channel => row_scales(rows),
+        Granularity::Channel => row_scales(rows, qmax),
         Granularity::Tensor => {
             let m = rows.iter().flatten().fold(0.0f64, |m, &x| m.max(x.abs()));
-            vec![if m > 0.0 { m / QMAX } else { 1.0 }; rows.len()]
+            vec![if m > 0.0 { m / qmax } else { 1.0 }; rows.len()]
         }
     }
 }
 
-/// Per-row scales from each row's largest magnitude (a zero row gets 1, any
-/// positive scale represents it exactly).
-pub fn row_scales(rows: &[Vec<f64>]) -> Vec<f64> {
+/// Per-row scales from each row's largest magnitude over `qmax` (a zero
+/// row gets 1, any positive scale represents it exactly).
+pub fn row_scales(rows: &[Vec<f64>], qmax: f64) -> Vec<f64> {
     rows.iter()
         .map(|r| {
             let m = r.iter().fold(0.0f64, |m, &x| m.max(x.abs()));
             if m > 0.0 {
-                m / QMAX
+                m / qmax
             } else {
                 1.0
             }
@@ -45,18 +53,36 @@ pub fn row_scales(rows: &[Vec<f64>]) -> Vec<f64> {
         .collect()
 }
 
-/// The grid point nearest `w` (ties to even, like the exported `round`).
-pub fn on_grid(w: f64, scale: f64) -> f64 {
-    (w / scale).round_ties_even().clamp(-QMAX, QMAX) * scale
+/// A weight's grid: one step per row, codes in `[−qmax, qmax]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Grid<'a> {
+    /// One step per row.
+    pub scales: &'a [f64],
+    /// Largest code ([`qmax`]).
+    pub qmax: f64,
+}
+
+impl Grid<'_> {
+    /// The grid point of row `o` nearest `w` (ties to even, like the
+    /// exported `round`).
+    pub fn nearest(&self, o: usize, w: f64) -> f64 {
+        let s = self.scales[o];
+        (w / s).round_ties_even().clamp(-self.qmax, self.qmax) * s
+    }
+
+    /// The grid of rows `r` only (a conv group's).
+    pub fn rows(&self, r: std::ops::Range<usize>) -> Grid<'_> {
+        Grid { scales: &self.scales[r], qmax: self.qmax }
+    }
 }
 
 /// Rounds every weight to its nearest grid point; masked-off weights
 /// (`keep[o][j] == false`) become zero.
-pub fn round_nearest(rows: &mut [Vec<f64>], scales: &[f64], keep: Option<&[Vec<bool>]>) {
+pub fn round_nearest(rows: &mut [Vec<f64>], grid: Grid, keep: Option<&[Vec<bool>]>) {
     for (o, r) in rows.iter_mut().enumerate() {
         for (j, w) in r.iter_mut().enumerate() {
             let kept = keep.is_none_or(|k| k[o][j]);
-            *w = if kept { on_grid(*w, scales[o]) } else { 0.0 };
+            *w = if kept { grid.nearest(o, *w) } else { 0.0 };
         }
     }
 }
@@ -70,13 +96,8 @@ pub fn round_nearest(rows: &mut [Vec<f64>], scales: &[f64], keep: Option<&[Vec<b
 /// Columns no calibration sample ever touched (zero diagonal) are rounded
 /// alone. Deterministic: plain arithmetic in a fixed order ([`obs_sweep`],
 /// in GPTQ's lazy blocks).
-pub fn gptq(
-    rows: &mut [Vec<f64>],
-    h: &Mat<f64>,
-    scales: &[f64],
-    keep: Option<&[Vec<bool>]>,
-) -> Result<(), CompressError> {
-    obs_sweep(rows, h, |o, c, v| if keep.is_none_or(|k| k[o][c]) { on_grid(v, scales[o]) } else { 0.0 })
+pub fn gptq(rows: &mut [Vec<f64>], h: &Mat<f64>, grid: Grid, keep: Option<&[Vec<bool>]>) -> Result<(), CompressError> {
+    obs_sweep(rows, h, |o, c, v| if keep.is_none_or(|k| k[o][c]) { grid.nearest(o, v) } else { 0.0 })
 }
 
 /// The sweep GPTQ and SparseGPT share: column by column, every row's
@@ -319,12 +340,12 @@ mod tests {
 
     /// GPTQ's column-by-column definition, unblocked: the reference the
     /// lazy-block schedule must reproduce.
-    fn gptq_reference(rows: &mut [Vec<f64>], h: &Mat<f64>, scales: &[f64], keep: Option<&[Vec<bool>]>) {
+    fn gptq_reference(rows: &mut [Vec<f64>], h: &Mat<f64>, grid: Grid, keep: Option<&[Vec<bool>]>) {
         let n = h.nrows();
         let u = linalg::inverse_upper_cholesky(h, 0.01).unwrap_or_else(|e| panic!("{e}"));
         for i in 0..n {
             for (o, r) in rows.iter_mut().enumerate() {
-                let q = if keep.is_none_or(|k| k[o][i]) { on_grid(r[i], scales[o]) } else { 0.0 };
+                let q = if keep.is_none_or(|k| k[o][i]) { grid.nearest(o, r[i]) } else { 0.0 };
                 let e = (r[i] - q) / u[(i, i)];
                 r[i] = q;
                 for j in i + 1..n {
@@ -346,8 +367,9 @@ mod tests {
         let scales: Vec<f64> = (0..m).map(|o| 0.004 + 0.001 * o as f64).collect();
         for mask in [None, Some(keep.as_slice())] {
             let (mut a, mut b) = (rows.clone(), rows.clone());
-            gptq(&mut a, &h, &scales, mask).unwrap_or_else(|e| panic!("{e}"));
-            gptq_reference(&mut b, &h, &scales, mask);
+            let grid = Grid { scales: &scales, qmax: QMAX };
+            gptq(&mut a, &h, grid, mask).unwrap_or_else(|e| panic!("{e}"));
+            gptq_reference(&mut b, &h, grid, mask);
             let differ = a.iter().flatten().zip(b.iter().flatten()).filter(|(x, y)| x != y).count();
             // the same grid points; f64 reassociation may move a value
             // sitting on a rounding boundary, nothing more
@@ -388,7 +410,8 @@ mod tests {
             }
         }
         let w: Vec<Vec<f64>> = (0..rows).map(|_| (0..n).map(|_| rnd()).collect()).collect();
-        let scales: Vec<f64> = row_scales(&w).iter().map(|s| s * 8.0).collect(); // a coarse grid
+        let scales: Vec<f64> = row_scales(&w, QMAX).iter().map(|s| s * 8.0).collect(); // a coarse grid
+        let grid = Grid { scales: &scales, qmax: QMAX };
         let loss = |q: &[Vec<f64>]| -> f64 {
             xs.iter()
                 .map(|x| {
@@ -397,9 +420,9 @@ mod tests {
                 .sum()
         };
         let mut near = w.clone();
-        round_nearest(&mut near, &scales, None);
+        round_nearest(&mut near, grid, None);
         let mut opt = w.clone();
-        gptq(&mut opt, &h, &scales, None).unwrap_or_else(|e| panic!("{e}"));
+        gptq(&mut opt, &h, grid, None).unwrap_or_else(|e| panic!("{e}"));
         for (o, r) in opt.iter().enumerate() {
             for &x in r {
                 let k = x / scales[o];

@@ -70,6 +70,11 @@ pub struct CompressArgs {
     /// int8 weight steps: channel (default) or tensor.
     #[arg(long, value_name = "channel|tensor")]
     pub granularity: Option<String>,
+    /// Bits of the int8 weight codes, 2..=8 (default 8). 7 keeps codes
+    /// within ±63, which x86-64 CPUs with AVX2 but no VNNI multiply about
+    /// twice as fast (`vpmaddubsw` without saturation; docs/compression.md).
+    #[arg(long = "weight-bits", value_name = "BITS")]
+    pub weight_bits: Option<u8>,
     /// Cross-layer equalisation first: rescale the channels between layers
     /// joined by a ReLU to equal ranges (exact; helps per-tensor int8).
     #[arg(long)]
@@ -137,7 +142,13 @@ impl CompressArgs {
         if self.equalize {
             d.equalize = Some(true);
         }
-        plan.check()?;
+        if let Some(b) = self.weight_bits {
+            d.weight_bits = Some(b);
+        }
+        plan.check().map_err(|e| match self.weight_bits {
+            Some(b) if !(2..=8).contains(&b) => anyhow!("--weight-bits {b}: expected 2 to 8"),
+            _ => e.into(),
+        })?;
         let asked = self.plan.is_some()
             || self.quantize.is_some()
             || self.prune_patterns.is_some()
@@ -146,6 +157,7 @@ impl CompressArgs {
             || self.prune_nm.is_some()
             || self.tucker.is_some()
             || self.granularity.is_some()
+            || self.weight_bits.is_some()
             || self.equalize
             || self.bias_correction;
         Ok(asked.then_some(plan))

@@ -81,7 +81,7 @@ pub struct KerfAnalysis {
     /// [`crate::PassOptions::wide_patterns`], for the rules that price by it.
     pub wide_patterns: bool,
     /// [`crate::PassOptions::int8_dot`], for the extraction cost.
-    pub int8_dot: bool,
+    pub int8_dot: crate::Int8Dot,
     /// The pair being unioned (set by `pre_union`, read by `merge`).
     last_union: Cell<Option<(Id, Id)>>,
 }
@@ -99,7 +99,7 @@ impl KerfAnalysis {
             contradiction_classes: None,
             strict: true,
             wide_patterns: false,
-            int8_dot: false,
+            int8_dot: crate::Int8Dot::Pairs,
             last_union: Cell::new(None),
         }
     }

@@ -42,15 +42,15 @@ fn bytes(t: &TensorType) -> f64 {
 }
 
 /// Cost of an e-node whose children have types `ins` (one slice per child)
-/// and whose class has types `outs`, for a code generator without byte dot
-/// products.
+/// and whose class has types `outs`, for a code generator whose integer
+/// conv multiplies 16-bit pairs.
 pub fn node_cost(op: &NodeOp, ins: &[&[TensorType]], outs: &[TensorType]) -> f64 {
-    node_cost_with(op, ins, outs, false)
+    node_cost_with(op, ins, outs, crate::Int8Dot::Pairs.rate(false))
 }
 
-/// [`node_cost`] for a code generator with (`int8_dot`) or without byte dot
-/// products in its integer conv ([`crate::PassOptions::int8_dot`]).
-pub fn node_cost_with(op: &NodeOp, ins: &[&[TensorType]], outs: &[TensorType], int8_dot: bool) -> f64 {
+/// [`node_cost`] with `QConv`'s multiply-adds at `int8_rate` times the f32
+/// rate ([`crate::Int8Dot::rate`]).
+pub fn node_cost_with(op: &NodeOp, ins: &[&[TensorType]], outs: &[TensorType], int8_rate: f64) -> f64 {
     let op = match op {
         NodeOp::Input(_) | NodeOp::Const(_) | NodeOp::Proj(_) => return 0.0,
         NodeOp::Op(op) => op,
@@ -81,15 +81,10 @@ pub fn node_cost_with(op: &NodeOp, ins: &[&[TensorType]], outs: &[TensorType], i
         // The epilogue's adds and activation run in registers: their work
         // only, no pass over memory (that is what makes fusing pay).
         Op::ConvFused(..) => 2.0 * macs + if has_bias { out_n } else { 0.0 },
-        // Integer multiply-adds priced at twice the f32 rate (pairs of i16
-        // products per lane; measured 1.5x per layer on AVX2, see
-        // docs/compression.md), at four times with byte dot products
-        // (measured 2x the pair tile per layer on Zen 4, 200-270 GOPS); the
-        // input is quantised once (a divide, round and clamp per element).
-        Op::QConv(q) => {
-            let rate = if int8_dot { 4.0 } else { 2.0 };
-            2.0 * macs / rate + 4.0 * in0_n + out_n + epilogue_work(&q.epi, out_n)
-        }
+        // Integer multiply-adds priced at `int8_rate` times the f32 rate
+        // (crate::Int8Dot::rate); the input is quantised once (a divide,
+        // round and clamp per element).
+        Op::QConv(q) => 2.0 * macs / int8_rate + 4.0 * in0_n + out_n + epilogue_work(&q.epi, out_n),
         Op::MatMulFused(_, e) | Op::GemmFused(_, e) => 2.0 * macs + out_n + epilogue_work(e, out_n),
         Op::Lstm(r) | Op::Gru(r) | Op::Rnn(r) => {
             let gates = match op {

@@ -60,8 +60,22 @@ pub fn extract(eg: &KEGraph, roots: &[Id]) -> Result<Extraction, String> {
     let int8_dot = eg.analysis.int8_dot;
     extract_with(eg, roots, |eg, class, node| {
         let ins: Vec<&[TensorType]> = node.children.iter().map(|&c| eg[c].data.types.as_slice()).collect();
-        cost::node_cost_with(&node.op, &ins, &eg[class].data.types, int8_dot)
+        let rate = int8_dot.rate(int8_dot == crate::Int8Dot::ExactBytes && exact_bytes(eg, node));
+        cost::node_cost_with(&node.op, &ins, &eg[class].data.types, rate)
     })
+}
+
+/// Whether `node` is a `QConv` whose constant weight's byte pairs cannot
+/// saturate `vpmaddubsw` ([`kerf_ir::byte_pairs_exact`]).
+fn exact_bytes(eg: &KEGraph, node: &KNode) -> bool {
+    if !matches!(&node.op, crate::lang::NodeOp::Op(kerf_ir::Op::QConv(_))) {
+        return false;
+    }
+    let Some(w) = node.children.get(1).and_then(|&c| eg[c].data.constant) else { return false };
+    let t = eg.analysis.weights.tensor(w);
+    let (Some(&rows), kerf_ir::DType::I8) = (t.shape().first(), t.dtype()) else { return false };
+    let codes: Vec<i8> = t.bytes().iter().map(|&b| b as i8).collect();
+    kerf_ir::byte_pairs_exact(&codes, codes.len() / rows.max(1))
 }
 
 /// Extracts with a custom per-node cost. `eg` must be clean (rebuilt).

@@ -58,12 +58,42 @@ pub struct PassOptions {
     /// ([`kerf_ir::Sparsity::pattern_beats_winograd`]). The pipeline sets
     /// it from the target.
     pub wide_patterns: bool,
-    /// Whether the code generator's integer conv has byte dot products
-    /// (AVX-512 VNNI: four u8 × s8 multiply-adds per i32 lane and
-    /// instruction): the cost model then prices `QConv`'s multiply-adds
-    /// at twice the rate of the 16-bit-pair tiles ([`cost::node_cost_with`]).
-    /// The pipeline sets it from the target.
-    pub int8_dot: bool,
+    /// What the code generator's integer conv multiplies with, for the
+    /// price of `QConv` ([`Int8Dot::rate`]). The pipeline sets it from the
+    /// target.
+    pub int8_dot: Int8Dot,
+}
+
+/// How the code generator's integer conv (`QConv`) multiplies, which sets
+/// its price against the f32 forms (Winograd in particular).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Int8Dot {
+    /// 16-bit pairs (`pmaddwd`): two multiply-adds per i32 lane and
+    /// instruction (the baseline; Cranelift's 128-bit tile or AVX2's).
+    #[default]
+    Pairs,
+    /// Byte quads through AVX2's saturating `vpmaddubsw` where the weights'
+    /// byte pairs cannot saturate it ([`kerf_ir::byte_pairs_exact`], every
+    /// 7-bit grid), pairs otherwise.
+    ExactBytes,
+    /// Byte quads for every weight (AVX-512 VNNI's `vpdpbusd`).
+    Bytes,
+}
+
+impl Int8Dot {
+    /// `QConv`'s multiply-adds per f32 multiply-add of the same time, for
+    /// a weight whose byte pairs are `exact` or not: the pair tiles 2
+    /// (measured 1.5x the f32 kernel per layer on AVX2), AVX2's byte tile
+    /// 3 (1.45x the pair tile on a 64-channel 3x3 layer, as fast as f32
+    /// Winograd there, docs/compression.md), VNNI 4 (2x the pair tile on
+    /// Zen 4).
+    pub fn rate(self, exact: bool) -> f64 {
+        match self {
+            Int8Dot::Bytes => 4.0,
+            Int8Dot::ExactBytes if exact => 3.0,
+            _ => 2.0,
+        }
+    }
 }
 
 impl Default for PassOptions {
@@ -74,7 +104,7 @@ impl Default for PassOptions {
             time_limit: Duration::from_secs(20),
             int8_kernels: true,
             wide_patterns: false,
-            int8_dot: false,
+            int8_dot: Int8Dot::Pairs,
         }
     }
 }

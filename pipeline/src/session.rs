@@ -383,7 +383,11 @@ impl Session {
         let mut opts = self.passes.clone();
         let caps = self.compile_options().kernel_caps().ok();
         opts.wide_patterns = caps.is_some_and(|c| c.avx2);
-        opts.int8_dot = caps.is_some_and(|c| c.vnni);
+        opts.int8_dot = match caps {
+            Some(c) if c.vnni => kerf_passes::Int8Dot::Bytes,
+            Some(c) if c.avx2 => kerf_passes::Int8Dot::ExactBytes,
+            _ => kerf_passes::Int8Dot::Pairs,
+        };
         let (graph, groups) = kerf_passes::optimize(g, &opts)?;
         Ok(Optimized { graph, groups, compression: None })
     }

@@ -8,7 +8,8 @@
 //! dilations, groups, several images, a residual and Relu/Clip; the
 //! adversarial case drives every product to its extreme (`x − zp = ±255`,
 //! `w = −128 / 127`) over a long K to show the 16-bit pairs cannot
-//! overflow. JIT-compiled for the host CPU (AVX-512 VNNI's byte-quad tile
+//! overflow, and the byte tile's pairs to the saturation bound. Every
+//! shape runs with 8-bit weights and with 7-bit ones (the AVX2 byte tile). JIT-compiled for the host CPU (AVX-512 VNNI's byte-quad tile
 //! where the host has it), for `haswell` where the host has AVX2 (the
 //! 16-bit-pair tile) and for the baseline preset;
 //! the cross-ISA run (aarch64, riscv64 under qemu) is in
@@ -132,15 +133,48 @@ fn vnni_tile_is_used_where_the_host_has_it() {
     eprintln!("skipped: not an x86-64 host");
 }
 
+/// Where the host has AVX2 (and no VNNI), `haswell` code runs a conv
+/// whose weights are 7-bit on the byte tile, which stores them one byte
+/// each (the pair tile two): the object's read-only data shrinks by about
+/// the weights' size. `baseline` code keeps the pair layout for both.
+#[test]
+fn byte_tile_is_used_for_seven_bit_weights() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use kerf_targets::{jit_compile, CompileOptions};
+        use std::arch::is_x86_feature_detected as has;
+        if !(has!("avx2") && has!("fma")) {
+            eprintln!("skipped: no AVX2 on this CPU");
+            return;
+        }
+        let rodata = |cpu: &str, lo: i64, hi: i64| {
+            let w = ints(&pseudo(64 * 64, 5, lo, hi));
+            let text = format!("graph \"q\"\n  input %0 \"x\": u8[1,64,8,8]\n  const %1 \"w\": i8[64,64,1,1] = {w}\n  const %2 \"s\": f32[64] = [{}]\n  const %3 \"b\": f32[64] = [{}]\n  %4 = QConv{{kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1, layer=\"c\", act=None, residual=false, x_scale=1.0, x_zp=0}}(%0, %1, %2, %3): f32[1,64,8,8] @\"c\"\n  output \"y\" = %4\n", ["1.0"; 64].join(","), ["0.0"; 64].join(","));
+            let g = kerf_ir::text::parse(&text).unwrap();
+            let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap();
+            jm.report().rodata_bytes
+        };
+        // 4096 weights: 8192 bytes as pairs, 4096 as bytes plus a 768-byte epilogue table
+        let (pairs, bytes) = (rodata("haswell", -127, 127), rodata("haswell", -64, 64));
+        assert!(pairs >= bytes + 3000, "haswell: {pairs} bytes with 8-bit weights, {bytes} with 7-bit");
+        assert_eq!(rodata("baseline", -127, 127), rodata("baseline", -64, 64), "baseline: the pair layout for both");
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    eprintln!("skipped: not an x86-64 host");
+}
+
 fn pseudo(n: usize, seed: usize, lo: i64, hi: i64) -> Vec<i64> {
     (0..n).map(|i| lo + ((i * 7919 + seed * 104729) % 9973) as i64 % (hi - lo + 1)).collect()
 }
 
+/// Each case twice: 8-bit weights (the 16-bit-pair tile on AVX2) and
+/// 7-bit ones (`|q| ≤ 64`: the AVX2 byte tile, `vpmaddubsw`).
 fn run_case(c: &Case) {
     let nx: usize = c.xsh.iter().product();
     let nw: usize = c.wsh.iter().product();
     let x: Vec<u8> = pseudo(nx, 1, 0, 255).into_iter().map(|v| v as u8).collect();
     check(c, &x, &pseudo(nw, 2, -127, 127));
+    check(c, &x, &pseudo(nw, 2, -64, 64));
 }
 
 const PLAIN: &str = "act=None, residual=false";
@@ -219,6 +253,15 @@ fn extreme_products_do_not_overflow() {
     check(&c, &x, &w);
     let c = Case { zp: 255, ..c };
     check(&c, &vec![0u8; 256 * 9], &w);
+    // the byte tile's bound: byte pairs of ±64 (|a| + |b| = 128) at x = 255
+    // sum to ±32640, the largest the saturating i16 holds for any input
+    let c = Case { zp: 0, ..c };
+    let w: Vec<i64> = (0..2 * 256 * 9).map(|i| if i < 256 * 9 { -64 } else { 64 }).collect();
+    check(&c, &vec![255u8; 256 * 9], &w);
+    // one pair past it (−65, −64): the pair tile takes the layer, still exact
+    let mut w = w;
+    w[0] = -65;
+    check(&c, &vec![255u8; 256 * 9], &w);
 }
 
 /// The accumulating form (`out=acc`, the integer core of ONNX ConvInteger

@@ -39,7 +39,7 @@ fn pipeline(bytes: &[u8]) -> Outcome {
         time_limit: std::time::Duration::from_secs(2),
         int8_kernels: true,
         wide_patterns: false,
-        int8_dot: false,
+        int8_dot: kerf_passes::Int8Dot::Pairs,
     };
     let g = match kerf_passes::optimize(&g, &popts) {
         Ok((g, _)) => g,

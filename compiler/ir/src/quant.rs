@@ -45,3 +45,46 @@ impl ActQuant {
         ((x / self.scale).round_ties_even().clamp(-z, 255.0 - z)) * self.scale
     }
 }
+
+/// Whether every u8 × s8 byte-pair sum over these weights fits i16, for any
+/// u8 input: what makes AVX2's `vpmaddubsw` (which adds the products of
+/// adjacent byte pairs into a *saturating* i16) exact, so an integer kernel
+/// may use it instead of 16-bit pairs. `codes` holds rows of `row` weights
+/// (one per output channel, in K order); the pairs are `(2j, 2j + 1)` of a
+/// row, an odd row's last weight paired with a zero. The largest
+/// `|x₀·a + x₁·b|` over `x ∈ [0, 255]²` is `255·(|a| + |b|)` when `a` and
+/// `b` share a sign and `255·max(|a|, |b|) ≤ 255·128` otherwise, so the
+/// test is `|a| + |b| ≤ 128` for same-sign pairs: every 7-bit grid
+/// (`|q| ≤ 64`) passes, an 8-bit one only where its large codes never meet.
+pub fn byte_pairs_exact(codes: &[i8], row: usize) -> bool {
+    let fits = |a: i8, b: i8| (a >= 0) != (b >= 0) || i32::from(a).abs() + i32::from(b).abs() <= 128;
+    codes.chunks(row.max(1)).all(|r| r.chunks(2).all(|p| fits(p[0], p.get(1).copied().unwrap_or(0))))
+}
+
+#[cfg(test)]
+mod byte_pair_tests {
+    use super::byte_pairs_exact;
+
+    /// The bound against brute force: every pair of codes, the extreme
+    /// inputs (the sum is linear in each input, so its extremes are at 0 or
+    /// 255).
+    #[test]
+    fn byte_pairs_exact_is_the_saturation_bound() {
+        for a in -128i32..=127 {
+            for b in -128i32..=127 {
+                let worst = [0, 255].iter().flat_map(|&x0| [0, 255].map(|x1| (x0 * a + x1 * b).abs())).max();
+                let exact = worst.is_some_and(|w| w <= i32::from(i16::MAX));
+                assert_eq!(byte_pairs_exact(&[a as i8, b as i8], 2), exact, "({a}, {b})");
+            }
+        }
+    }
+
+    #[test]
+    fn pairs_are_taken_within_rows() {
+        // rows of 3: (100, 0) (100 | next row) — the 100s of two rows never pair
+        assert!(byte_pairs_exact(&[100, 0, 100, 100, 0, 0], 3));
+        assert!(!byte_pairs_exact(&[100, 0, 100, 100, 0, 0], 6));
+        assert!(byte_pairs_exact(&[-64, -64, 64, 64], 4));
+        assert!(!byte_pairs_exact(&[-64, -65], 2));
+    }
+}

@@ -36,14 +36,15 @@
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, ConstantData, Endianness, InstBuilder, MemFlagsData, SigRef, Value};
 use kerf_ir::op::QOut;
-use kerf_ir::{DType, Op};
+use kerf_ir::{byte_pairs_exact, DType, Op};
 
 use super::epilogue::{apply_act, Act};
 use super::gemm_avx2::act_epi;
 use super::loops::mem;
 use super::{Family, Kernel, LResult};
-use crate::ukernel::avx2::qgemm_tile;
-use crate::ukernel::avx512::{qdot_tile, QdotEpi, QDOT_ROWS};
+use crate::isa::Caps;
+use crate::ukernel::avx2::{qbyte_tile, qgemm_tile, QdotEpi, QDOT_ROWS};
+use crate::ukernel::avx512::qdot_tile;
 
 /// Output channels per register tile (× 2 panels = 12 accumulators).
 const ROWS: usize = 6;
@@ -64,8 +65,11 @@ struct Dims {
     pixels: usize,
     /// K steps (`ceil(cg·kh·kw / per_step)`): pairs of i16, or quads of bytes.
     steps: usize,
-    /// Byte quads for the VNNI tile (4 K values per step) instead of i16 pairs (2).
+    /// Byte quads (4 K values per step) for the VNNI tile or the AVX2 byte
+    /// tile, instead of i16 pairs (2).
     quads: bool,
+    /// The quads' tile is VNNI's (else AVX2's `vpmaddubsw` one).
+    vnni: bool,
     /// Strides.
     sh: usize,
     sw: usize,
@@ -103,7 +107,14 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     let wd = &q.conv.window;
     let kk = ws[1] * ws[2] * ws[3];
     let pixels = os[2] * os[3];
-    let quads = k.caps.vnni;
+    let w = k
+        .node
+        .inputs
+        .get(1)
+        .and_then(|&v| k.g.const_of(v))
+        .map(|t| t.to_f64_vec())
+        .ok_or("QConv needs constant weights")?;
+    let quads = byte_quads(k.caps, &w, kk);
     let d = Dims {
         c: xs[1],
         h: xs[2],
@@ -115,6 +126,7 @@ pub fn qconv(k: &mut Kernel) -> LResult {
         pixels,
         steps: kk.div_ceil(if quads { 4 } else { 2 }),
         quads,
+        vnni: k.caps.vnni,
         sh: wd.strides[0],
         sw: wd.strides[1],
         pairs: pixels.div_ceil(8),
@@ -129,13 +141,6 @@ pub fn qconv(k: &mut Kernel) -> LResult {
             2
         },
     };
-    let w = k
-        .node
-        .inputs
-        .get(1)
-        .and_then(|&v| k.g.const_of(v))
-        .map(|t| t.to_f64_vec())
-        .ok_or("QConv needs constant weights")?;
     // the accumulating form has no scales or bias: its epilogue stores the sums
     let (w_scale, bias) = match (q.out, k.const_f32(2), k.const_f32(3)) {
         (QOut::Acc, ..) => (vec![0.0; ws[0]], vec![0.0; ws[0]]),
@@ -160,7 +165,7 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     let (lo, hi) = k.parallel_range(units, 1, cost)?;
     let bbuf = k.task_scratch(d.steps * 32);
     let tail = d.pixels - 8 * (d.pairs - 1);
-    // the VNNI tile's own f32 epilogue: full units of the real-valued form,
+    // the byte tiles' own f32 epilogue: full units of the real-valued form,
     // for the activations the shared tile code applies
     let fused = match (quads, q.out) {
         (true, QOut::Real) => act_epi(act, q.epi.residual).map(|epi| QdotEpi { epi, ldo: 4 * d.pixels }),
@@ -233,20 +238,23 @@ impl Assembled {
         let (mut code, mut fused) = ([None, None], [None, None]);
         // a size no block has is not assembled (its bytes would sit unused in the object)
         let full = if d.mg >= d.rows { d.rows } else { 0 };
-        let vnni = |r: usize, e: Option<&QdotEpi>| qdot_tile(r, e).map_err(|e| format!("internal: VNNI tile: {e}"));
+        let quads = |r: usize, e: Option<&QdotEpi>| match d.vnni {
+            true => qdot_tile(r, e).map(|c| (Family::Avx512, c)).map_err(|e| format!("internal: VNNI tile: {e}")),
+            false => qbyte_tile(r, e).map(|c| (Family::Avx2, c)).map_err(|e| format!("internal: byte tile: {e}")),
+        };
         for (i, r) in [full, d.mg % d.rows].into_iter().enumerate() {
             if r == 0 {
                 continue;
             }
             if let Some(e) = epi {
-                let bytes = vnni(r, Some(e))?;
-                fused[i] = Some(k.code(Family::Avx512, bytes));
+                let (family, bytes) = quads(r, Some(e))?;
+                fused[i] = Some(k.code(family, bytes));
                 if !partial {
                     continue;
                 }
             }
             let bytes = match d.quads {
-                true => Some((Family::Avx512, vnni(r, None)?)),
+                true => Some(quads(r, None)?),
                 false => qgemm_tile(r).ok().map(|c| (Family::Avx2, c)),
             };
             code[i] = bytes.map(|(f, c)| k.code(f, c));
@@ -261,6 +269,18 @@ struct Unit {
     jp: Value,
     gi: Value,
     ni: Value,
+}
+
+/// Whether the K steps are byte quads: with VNNI always (`vpdpbusd` sums
+/// u8 × s8 products without saturation); with AVX2 where the weights'
+/// byte pairs cannot saturate `vpmaddubsw`'s i16 ([`byte_pairs_exact`]:
+/// every 7-bit grid, `--weight-bits 7`); otherwise 16-bit pairs.
+fn byte_quads(caps: Caps, w: &[f64], kk: usize) -> bool {
+    if caps.vnni {
+        return true;
+    }
+    // the codes are whole numbers in −128..=127 (the op's i8 input)
+    caps.avx2 && byte_pairs_exact(&w.iter().map(|&v| v as i8).collect::<Vec<_>>(), kk)
 }
 
 /// Byte offset in the input of each K value (`ci, ky, kx` in the weight's

@@ -9,6 +9,9 @@
 //! at ~85% with two). The `vinsertf128` that join panels go to the
 //! shuffle port.
 //!
+//! [`qgemm_tile`] and [`qbyte_tile`]: the integer conv's tiles (16-bit
+//! pairs; byte quads through `vpmaddubsw` where the weights allow it).
+//!
 //! [`pattern_tile`]: the pattern-sparse conv's register tile; [`dw_plane`]:
 //! the depthwise conv's whole-plane pass over a zero-padded input copy.
 
@@ -325,6 +328,98 @@ pub fn qgemm_tile(rows: usize) -> Result<Vec<u8>, IcedError> {
         a.vmovdqu(ymmword_ptr(out_p + (32 * r) as i64), ac)?;
     }
     super::leaf_end(a)
+}
+
+/// The f32 epilogue an integer tile ([`qbyte_tile`],
+/// [`super::avx512::qdot_tile`]) applies before storing: per row
+/// `act(f32(acc − corr) · scale + bias (+ residual))`, the operations and
+/// order of the Cranelift epilogue of `lower::qconv` (so the same bits),
+/// with `corr`, `scale` and `bias` read from a per-channel table (12 bytes
+/// per channel: i32, f32, f32).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QdotEpi {
+    /// Residual and activation (`scale`/`addend` unused: the table has them).
+    pub epi: TileEpi,
+    /// Bytes between the output's (and the residual's) channel rows.
+    pub ldo: usize,
+}
+
+/// Most output channels of one integer byte tile ([`qbyte_tile`],
+/// [`super::avx512::qdot_tile`]): 12 accumulators, leaving `ymm12`–`ymm15`
+/// to the loop's operands and then to the epilogue.
+pub const QDOT_ROWS: usize = 12;
+
+/// Machine code of the AVX2 byte tile of [`crate::lower::qconv`]: `rows`
+/// (1..=[`QDOT_ROWS`]) output channels × 8 pixels of i32 sums `Σ x·w` over
+/// `k` K quads, the VNNI tile's contract ([`super::avx512::qdot_tile`]:
+/// the same arguments, packing and epilogue) without VNNI. Per K quad: one
+/// B load (8 pixels × 4 u8), then per row a `vpbroadcastd` of its four s8
+/// weights, `vpmaddubsw` (u8 × s8 products of adjacent bytes added into an
+/// i16), `vpmaddwd` by ones (the two i16 into the i32 lane) and `vpaddd`:
+/// 32 multiply-adds for two multiplier µops, twice the 16-bit-pair tile's
+/// rate. `vpmaddubsw` saturates, so the caller uses it only on weights
+/// whose byte pairs fit i16 for every input ([`kerf_ir::byte_pairs_exact`]);
+/// then the sums are exact and equal the VNNI tile's.
+pub fn qbyte_tile(rows: usize, epi: Option<&QdotEpi>) -> Result<Vec<u8>, IcedError> {
+    let rows = rows.clamp(1, QDOT_ROWS);
+    let acc = [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11];
+    let (b, ones, tmp) = (ymm12, ymm13, [ymm14, ymm15]);
+    let (a_p, b_p, n) = (rdi, rsi, rcx);
+    let mut a = CodeAssembler::new(64)?;
+    for &r in &acc[..rows] {
+        a.vpxor(r, r, r)?;
+    }
+    // ones in every i16 lane: all bits set, shifted right by 15
+    a.vpcmpeqw(ones, ones, ones)?;
+    a.vpsrlw(ones, ones, 15)?;
+    super::counted_loop(&mut a, n, |a| {
+        a.vmovdqu(b, ymmword_ptr(b_p))?;
+        for (r, &ac) in acc[..rows].iter().enumerate() {
+            let t = tmp[r % 2];
+            a.vpbroadcastd(t, dword_ptr(a_p + (4 * r) as i64))?;
+            a.vpmaddubsw(t, b, t)?;
+            a.vpmaddwd(t, t, ones)?;
+            a.vpaddd(ac, ac, t)?;
+        }
+        a.add(b_p, 32)?;
+        a.add(a_p, (4 * rows) as i32)
+    })?;
+    int_store(&mut a, &acc[..rows], epi)?;
+    super::leaf_end(a)
+}
+
+/// The integer tiles' stores (`out` in `rdx`, the table in `r8`, the
+/// residual in `r9`; `ymm12`–`ymm15` free): without `epi` the i32 sums as
+/// they are (`rows × 8`, row-major); with it, per row `f32(acc − corr) ·
+/// scale + bias (+ residual)`, the activation, and the f32 results, rows
+/// `ldo` bytes apart ([`QdotEpi`]).
+pub(crate) fn int_store(a: &mut CodeAssembler, acc: &[AsmRegisterYmm], epi: Option<&QdotEpi>) -> Result<(), IcedError> {
+    let (out_p, table, res) = (rdx, r8, r9);
+    let Some(e) = epi else {
+        for (r, &ac) in acc.iter().enumerate() {
+            a.vmovdqu(ymmword_ptr(out_p + (32 * r) as i64), ac)?;
+        }
+        return Ok(());
+    };
+    let (ldo, t) = (e.ldo as i64, ymm12);
+    for (r, &ac) in acc.iter().enumerate() {
+        let row = table + (12 * r) as i64;
+        a.vpbroadcastd(t, dword_ptr(row))?;
+        a.vpsubd(ac, ac, t)?;
+        a.vcvtdq2ps(ac, ac)?;
+        a.vbroadcastss(t, dword_ptr(row + 4))?;
+        a.vmulps(ac, ac, t)?;
+        a.vbroadcastss(t, dword_ptr(row + 8))?;
+        a.vaddps(ac, ac, t)?;
+        if e.epi.residual {
+            a.vaddps(ac, ac, ymmword_ptr(res + r as i64 * ldo))?;
+        }
+    }
+    activation(a, &e.epi, acc)?;
+    for (r, &ac) in acc.iter().enumerate() {
+        a.vmovups(ymmword_ptr(out_p + r as i64 * ldo), ac)?;
+    }
+    Ok(())
 }
 
 /// A register tile of the pattern-sparse conv

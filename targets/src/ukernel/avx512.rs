@@ -18,25 +18,7 @@
 
 use iced_x86::code_asm::*;
 
-use super::avx2::TileEpi;
-
-/// Most output channels of one [`qdot_tile`]: 12 accumulators, leaving
-/// `ymm12`–`ymm15` to the shared activation code
-/// ([`super::avx2::activation`]); the B vector lives in `ymm16`.
-pub const QDOT_ROWS: usize = 12;
-
-/// The f32 epilogue a [`qdot_tile`] applies before storing: per row
-/// `act(f32(acc − corr) · scale + bias (+ residual))`, the operations and
-/// order of the Cranelift epilogue of `lower::qconv` (so the same bits),
-/// with `corr`, `scale` and `bias` read from a per-channel table (12 bytes
-/// per channel: i32, f32, f32).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct QdotEpi {
-    /// Residual and activation (`scale`/`addend` unused: the table has them).
-    pub epi: TileEpi,
-    /// Bytes between the output's (and the residual's) channel rows.
-    pub ldo: usize,
-}
+pub use super::avx2::{QdotEpi, QDOT_ROWS};
 
 /// Machine code of the VNNI integer tile: `rows` (1..=[`QDOT_ROWS`])
 /// output channels × 8 pixels of i32 sums `Σ x·w` over `k` K quads, with
@@ -50,7 +32,7 @@ pub struct QdotEpi {
 pub fn qdot_tile(rows: usize, epi: Option<&QdotEpi>) -> Result<Vec<u8>, IcedError> {
     let rows = rows.clamp(1, QDOT_ROWS);
     let acc = [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11];
-    let (a_p, b_p, out_p, n, table, res) = (rdi, rsi, rdx, rcx, r8, r9);
+    let (a_p, b_p, n) = (rdi, rsi, rcx);
     let mut a = CodeAssembler::new(64)?;
     a.set_prefer_vex(false);
     for &r in &acc[..rows] {
@@ -64,29 +46,6 @@ pub fn qdot_tile(rows: usize, epi: Option<&QdotEpi>) -> Result<Vec<u8>, IcedErro
         a.add(b_p, 32)?;
         a.add(a_p, (4 * rows) as i32)
     })?;
-    match epi {
-        None => {
-            for (r, &ac) in acc[..rows].iter().enumerate() {
-                a.vmovdqu32(ymmword_ptr(out_p + (32 * r) as i64), ac)?;
-            }
-        }
-        Some(e) => {
-            let ldo = e.ldo as i64;
-            for (r, &ac) in acc[..rows].iter().enumerate() {
-                let row = table + (12 * r) as i64;
-                a.vpsubd(ac, ac, dword_bcst(row))?;
-                a.vcvtdq2ps(ac, ac)?;
-                a.vmulps(ac, ac, dword_bcst(row + 4))?;
-                a.vaddps(ac, ac, dword_bcst(row + 8))?;
-                if e.epi.residual {
-                    a.vaddps(ac, ac, ymmword_ptr(res + r as i64 * ldo))?;
-                }
-            }
-            super::avx2::activation(&mut a, &e.epi, &acc[..rows])?;
-            for (r, &ac) in acc[..rows].iter().enumerate() {
-                a.vmovups(ymmword_ptr(out_p + r as i64 * ldo), ac)?;
-            }
-        }
-    }
+    super::avx2::int_store(&mut a, &acc[..rows], epi)?;
     super::leaf_end(a)
 }
