@@ -221,6 +221,15 @@ fn vector_and_scalar_input_packing() {
     run_case(&Case { xsh: [1, 5, 14, 14], wsh: [9, 5, 3, 3], osh: [1, 9, 12, 12], attrs, epi: PLAIN, zp: 90 });
     let one = "kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1";
     run_case(&Case { xsh: [1, 7, 5, 8], wsh: [6, 7, 1, 1], osh: [1, 6, 5, 8], attrs: one, epi: PLAIN, zp: 1 });
+    // stride 2 (every other byte, with AVX2): rows of 13 and 16 output
+    // pixels (units inside a row and straddling two), a 7x7 stem-like
+    // window reaching the input's last byte, and a strided 1x1
+    let s2 = "kernel=[3,3], strides=[2,2], dilations=[1,1], pads=[0,0,0,0], group=1";
+    run_case(&Case { xsh: [1, 3, 21, 27], wsh: [7, 3, 3, 3], osh: [1, 7, 10, 13], attrs: s2, epi: PLAIN, zp: 5 });
+    let s7 = "kernel=[7,7], strides=[2,2], dilations=[1,1], pads=[0,0,0,0], group=1";
+    run_case(&Case { xsh: [1, 3, 23, 37], wsh: [13, 3, 7, 7], osh: [1, 13, 9, 16], attrs: s7, epi: PLAIN, zp: 0 });
+    let one2 = "kernel=[1,1], strides=[2,2], dilations=[1,1], pads=[0,0,0,0], group=1";
+    run_case(&Case { xsh: [2, 8, 8, 20], wsh: [9, 8, 1, 1], osh: [2, 9, 4, 10], attrs: one2, epi: PLAIN, zp: 200 });
 }
 
 #[test]

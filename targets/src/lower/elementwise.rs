@@ -172,6 +172,11 @@ pub fn unary_f(k: &mut Kernel, u: UnaryOp, ty: Type, x: Value) -> LResult<Value>
             clamp01(k, ty, t)
         }
         Clip { min, max } => {
+            // compare-selects where they give fmax/fmin's bits (vectors)
+            let act = super::epilogue::Act::Clip { lo: min.get(), hi: max.get() };
+            if let Some(y) = super::epilogue::clamp_select(k, ty, act, x) {
+                return Ok(y);
+            }
             let lo = k.fsplat(ty, min.get());
             let hi = k.fsplat(ty, max.get());
             let t = k.b.ins().fmax(x, lo);

@@ -195,24 +195,26 @@ pub fn act_rows(k: &mut Kernel, act: Act, p: Value, rows: usize, row_bytes: usiz
 /// signed-zero-exact sequence of ~8 instructions, costlier than the nine taps
 /// of a 3x3 depthwise output). The result equals [`apply_act`]'s bit for bit
 /// for every non-NaN input and NaN stays NaN (`NaN < c` is false): the
-/// selects differ from `fmax`/`fmin` only for a zero against a zero bound,
-/// so a `+0` lower bound adds `+0.0` afterwards (`-0 + 0 = +0`, as
-/// `fmax(-0, +0)`), and the rarer `-0` or zero upper bounds take the
+/// selects differ from `fmax`/`fmin` only for a zero against a zero bound:
+/// a `+0` lower bound adds `+0.0` afterwards (`-0 + 0 = +0`, as
+/// `fmax(-0, +0)`); a `-0` lower bound and a `+0` upper one need nothing
+/// (`fmax(+0, -0) = +0` and `fmin(-0, +0) = -0` are what the selects keep);
+/// a `-0` upper bound (`fmin(+0, -0) = -0`) and NaN bounds take the
 /// `fmax`/`fmin` path (`None`). Scalars (kernel tails) keep `fmax`/`fmin`, so
 /// a tail and a vector body give the same bits.
-fn clamp_select(k: &mut Kernel, ty: Type, act: Act, x: Value) -> Option<Value> {
+pub(super) fn clamp_select(k: &mut Kernel, ty: Type, act: Act, x: Value) -> Option<Value> {
     let (lo, hi) = match act {
         Act::Relu => (0.0f32, None),
         Act::Clip { lo, hi } => (lo, Some(hi)),
         _ => return None,
     };
-    let zero_bound = |v: f32| v == 0.0;
-    if !ty.is_vector() || lo.to_bits() == (-0.0f32).to_bits() || hi.is_some_and(zero_bound) {
+    let neg_zero = |v: f32| v.to_bits() == (-0.0f32).to_bits();
+    if !ty.is_vector() || lo.is_nan() || hi.is_some_and(|h| h.is_nan() || neg_zero(h)) {
         return None;
     }
     let l = k.fsplat(ty, lo);
     let mut y = sel_lt(k, ty, x, l, l, x); // x < lo ? lo : x
-    if zero_bound(lo) {
+    if lo.to_bits() == 0 {
         let z = k.fsplat(ty, 0.0);
         y = k.b.ins().fadd(y, z);
     }

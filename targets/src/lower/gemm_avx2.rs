@@ -63,8 +63,9 @@ pub(super) fn act_epi(act: Act, residual: bool) -> Option<TileEpi> {
     let (clamp, hardswish) = match act {
         Act::None => (None, false),
         Act::Relu => (Some(Clamp { lo: 0.0, hi: None }), false),
-        // the selects' exceptions (`clamp_select`): -0 lower or zero upper bound
-        Act::Clip { lo, hi } if lo.to_bits() != (-0.0f32).to_bits() && hi != 0.0 => {
+        // the tiles' clamp (`ukernel::avx2::Clamp`) adds +0.0 after any zero
+        // lower bound, so a -0 one is left out, as are zero upper and NaN bounds
+        Act::Clip { lo, hi } if lo.to_bits() != (-0.0f32).to_bits() && hi != 0.0 && !lo.is_nan() && !hi.is_nan() => {
             (Some(Clamp { lo, hi: Some(hi) }), false)
         }
         Act::HardSwish => (None, true),

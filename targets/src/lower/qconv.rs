@@ -381,16 +381,17 @@ fn unit_body(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, valid: usiz
 /// B for the unit's 8 pixels, 32 bytes per K step: `[k pair][pixel][2]`
 /// i16 centred values (two 4-pixel `xmm` panels, or one `ymm`), or
 /// `[k quad][pixel][4]` raw u8 (one `ymm`). Pixels past
-/// `valid` repeat the last valid one (never stored). Eight pixels that are
-/// consecutive bytes of every input row they read (stride 1, within one
-/// output row, or a 1x1 conv whose rows join up) take the vector path;
-/// the others the scalar one.
+/// `valid` repeat the last valid one (never stored). Eight pixels within
+/// one output row (or of a 1x1 conv whose rows join up) take the vector
+/// path: at stride 1 they are consecutive bytes of every input row they
+/// read, at stride 2 every other byte (with AVX2, whose `pshufb` picks
+/// them); the others the scalar one.
 fn pack_b(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit, xb: Value, valid: usize) {
     let first = k.b.ins().imul_imm_s(u.jp, 8);
-    let vector = valid == 8 && d.sw == 1 && k.lanes() == 4;
+    let vector = valid == 8 && (d.sw == 1 || (d.sw == 2 && k.caps.avx2)) && k.lanes() == 4;
     // a 1x1 stride-1 conv's rows join up (this covers every integer matmul,
     // whose "image" is one column): always consecutive
-    if vector && d.sh * d.w == d.ow {
+    if vector && d.sw == 1 && d.sh * d.w == d.ow {
         let base = pixel_base(k, d, xb, first, 0);
         return pack_vector(k, d, p, base);
     }
@@ -444,16 +445,28 @@ fn pack_scalar(k: &mut Kernel, d: &Dims, p: &Ptrs, bases: &[Value]) {
     });
 }
 
-/// The 8 pixels' bytes at K value `j` of step `t`: one 8-byte load, in
-/// the low half of an `i8x16`.
-fn eight_bytes(k: &mut Kernel, base: Value, tp: Value, j: usize) -> Value {
+/// The 8 pixels' bytes at K value `j` of step `t`, in the low half of an
+/// `i8x16`: at stride 1 one 8-byte load; at stride 2 two (bytes 0–7 and
+/// 7–14 of the pixels' span, never past pixel 7's own byte) and a shuffle
+/// keeping the even ones.
+fn eight_bytes(k: &mut Kernel, d: &Dims, base: Value, tp: Value, j: usize) -> Value {
     let le = MemFlagsData::new().with_endianness(Endianness::Little);
     let o = k.ld_ro(types::I32, tp, 4 * j as i32);
     let o = k.b.ins().sextend(types::I64, o);
     let a = k.b.ins().iadd(base, o);
-    let bytes = k.b.ins().load(types::I64, mem(), a, 0);
-    let vec = k.b.ins().scalar_to_vector(types::I64X2, bytes);
-    k.b.ins().bitcast(types::I8X16, le, vec)
+    let mut load = |at: i32| {
+        let bytes = k.b.ins().load(types::I64, mem(), a, at);
+        let vec = k.b.ins().scalar_to_vector(types::I64X2, bytes);
+        k.b.ins().bitcast(types::I8X16, le, vec)
+    };
+    if d.sw == 1 {
+        return load(0);
+    }
+    let (lo, hi) = (load(0), load(7));
+    // pixels 0–3 at bytes 0, 2, 4, 6 of the first load, 4–7 at bytes 1, 3, 5, 7 of the second
+    let mask: Vec<u8> = [0u8, 2, 4, 6, 17, 19, 21, 23].into_iter().chain(0..8).collect();
+    let mask = shuffle_mask(k, &mask);
+    k.b.ins().shuffle(lo, hi, mask)
 }
 
 /// A shuffle mask as an immediate.
@@ -475,7 +488,7 @@ fn pack_vector(k: &mut Kernel, d: &Dims, p: &Ptrs, base: Value) {
     let zp = k.b.ins().splat(types::I16X8, zp);
     k.for_n(0, d.steps as i64, 1, |k, t| {
         let tp = k.addr(p.tap, t, 8);
-        let v = [0, 1].map(|j| eight_bytes(k, base, tp, j));
+        let v = [0, 1].map(|j| eight_bytes(k, d, base, tp, j));
         let z = k.b.ins().shuffle(v[0], v[1], mask);
         let lo = k.b.ins().uwiden_low(z);
         let hi = k.b.ins().uwiden_high(z);
@@ -497,7 +510,7 @@ fn pack_vector_quads(k: &mut Kernel, d: &Dims, p: &Ptrs, base: Value) {
     });
     k.for_n(0, d.steps as i64, 1, |k, t| {
         let tp = k.addr(p.tap, t, 16);
-        let v = [0, 1, 2, 3].map(|j| eight_bytes(k, base, tp, j));
+        let v = [0, 1, 2, 3].map(|j| eight_bytes(k, d, base, tp, j));
         let ab = k.b.ins().shuffle(v[0], v[1], pairs);
         let cd = k.b.ins().shuffle(v[2], v[3], pairs);
         let dp = k.addr(p.bbuf, t, 32);
