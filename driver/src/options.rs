@@ -302,6 +302,9 @@ pub fn warn(o: &Optimized) {
     for w in o.warnings() {
         eprintln!("warning: {w}");
     }
+    for n in &o.notes {
+        eprintln!("note: {n}");
+    }
 }
 
 /// The first `n` samples of stacked data.

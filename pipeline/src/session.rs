@@ -84,6 +84,8 @@ pub struct Optimized {
     pub groups: Vec<GroupReport>,
     /// What the compress stage did per layer, when it ran.
     pub compression: Option<kerf_compress::Report>,
+    /// Advice on the target's kernels for this graph (one line each).
+    pub notes: Vec<String>,
 }
 
 impl Optimized {
@@ -92,6 +94,32 @@ impl Optimized {
     pub fn warnings(&self) -> Vec<String> {
         self.groups.iter().filter(|r| r.stop != Stop::Saturated).map(limit_warning).collect()
     }
+}
+
+/// Where the target's integer conv has AVX2's byte tile but no VNNI, the
+/// integer convs whose 8-bit weights keep them on the 16-bit pairs.
+fn int8_notes(g: &Graph, dot: kerf_passes::Int8Dot) -> Vec<String> {
+    if dot != kerf_passes::Int8Dot::ExactBytes {
+        return Vec::new();
+    }
+    let pairs = g
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, kerf_ir::Op::QConv(_)))
+        .filter_map(|n| n.inputs.get(1).and_then(|&w| g.const_of(w)))
+        .filter(|w| {
+            let codes: Vec<i8> = w.bytes().iter().map(|&b| b as i8).collect();
+            let rows = w.shape().first().copied().unwrap_or(1).max(1);
+            w.dtype() == kerf_ir::DType::I8 && !kerf_ir::byte_pairs_exact(&codes, codes.len() / rows)
+        })
+        .count();
+    if pairs == 0 {
+        return Vec::new();
+    }
+    vec![format!(
+        "{pairs} integer conv(s) have 8-bit weights: without VNNI they multiply 16-bit pairs; --weight-bits 7 \
+         (plan: weight_bits = 7) lets this CPU's AVX2 byte tile take them, about 1.5x faster (docs/compression.md)"
+    )]
 }
 
 fn limit_warning(r: &GroupReport) -> String {
@@ -389,7 +417,8 @@ impl Session {
             _ => kerf_passes::Int8Dot::Pairs,
         };
         let (graph, groups) = kerf_passes::optimize(g, &opts)?;
-        Ok(Optimized { graph, groups, compression: None })
+        let notes = int8_notes(&graph, opts.int8_dot);
+        Ok(Optimized { graph, groups, compression: None, notes })
     }
 
     /// Stage `compress`: the plan's lossy transforms, calibrated on the
@@ -425,14 +454,14 @@ impl Session {
     pub fn graph_at(&self, stage: Stage) -> Result<Optimized, PipelineError> {
         let g = self.import()?;
         if stage == Stage::Import {
-            return Ok(Optimized { graph: g, groups: Vec::new(), compression: None });
+            return Ok(Optimized { graph: g, groups: Vec::new(), compression: None, notes: Vec::new() });
         }
         let (g, compression) = match self.compress(&g)? {
             Some((g, r)) => (g, Some(r)),
             None => (g, None),
         };
         if stage == Stage::Compress {
-            return Ok(Optimized { graph: g, groups: Vec::new(), compression });
+            return Ok(Optimized { graph: g, groups: Vec::new(), compression, notes: Vec::new() });
         }
         let mut o = self.optimize(&g)?;
         o.compression = compression;
