@@ -74,6 +74,33 @@ fn int8_keeps_fp32_accuracy() {
     assert!(b1 * 100 <= b0 * 27, "int8 weights {b1} bytes vs FP32 {b0}: not <= 0.27x");
 }
 
+/// `weight_bits = 7` (what AVX2 CPUs without VNNI multiply fastest,
+/// docs/compression.md): every weight grid's codes within ±63, so every
+/// layer passes the byte tile's exactness test, and the FP32 top-1 kept.
+/// Bits outside 2..=8 are a plan error naming the key.
+#[test]
+fn seven_bit_weights_keep_accuracy() {
+    let plan = "[default]\nquant = \"int8\"\nweight_bits = 7\n";
+    let (fp32, _, _) = evaluate(None);
+    let (int8, _, _) = evaluate(Some(plan));
+    eprintln!("fp32 {fp32:.4} int8 7-bit {int8:.4}");
+    assert!(int8 >= fp32 - 0.005, "7-bit int8 top-1 {int8} vs FP32 {fp32}");
+    let g = session(Some(plan)).graph_at(kerf_pipeline::Stage::Compress).unwrap().graph;
+    let mut grids = 0;
+    for (_, w) in g.weights.iter().filter(|(_, w)| w.grid.is_some()) {
+        let codes = w.grid.as_ref().unwrap().codes(&w.tensor).unwrap();
+        assert!(codes.iter().all(|&c| (-63..=63).contains(&c)), "{}: a code past ±63", w.name);
+        let rows = w.tensor.shape()[0];
+        assert!(kerf_ir::byte_pairs_exact(&codes, codes.len() / rows), "{}", w.name);
+        grids += 1;
+    }
+    assert_eq!(grids, 3, "the three layers' weights on 7-bit grids");
+    for bits in [0, 1, 9] {
+        let e = Plan::parse(&format!("[default]\nweight_bits = {bits}\n")).unwrap_err().to_string();
+        assert!(e.contains("weight_bits") && e.contains("2 to 8"), "{e}");
+    }
+}
+
 #[test]
 fn patterns_connectivity_and_int8_meet_the_target() {
     let (top1, g, report) = evaluate(Some("[default]\nquant = \"int8\"\npatterns = 8\nconnectivity = 0.25\n"));
