@@ -137,6 +137,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         runner,
         estimate_for,
         cache: if args.no_cache { None } else { args.cache.clone().or_else(default_cache) },
+        weight_bits: args.model.compress.weight_bits,
     };
     let data = Data { calib, val: samples, labels };
     // on a terminal: a bar over the measurements with the best choice so

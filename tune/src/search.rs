@@ -98,6 +98,10 @@ pub struct TuneOptions {
     /// [`kerf_pipeline::measure::estimated_cost`] of the optimized graph,
     /// in the cost model's units, and the report says so.
     pub estimate_for: Option<String>,
+    /// Bits of the int8 variants' weight codes (`weight_bits`; `None`: the
+    /// plan default, 8). 7 is what AVX2 CPUs without VNNI multiply fastest
+    /// (docs/compression.md).
+    pub weight_bits: Option<u8>,
 }
 
 impl TuneOptions {
@@ -112,6 +116,7 @@ impl TuneOptions {
             runner: None,
             cache: None,
             estimate_for: None,
+            weight_bits: None,
         }
     }
 }
@@ -150,6 +155,22 @@ pub struct Variant {
     pub name: String,
     /// The compression settings the layer gets.
     pub settings: Settings,
+}
+
+impl Variant {
+    /// The variant with its int8 weights on `bits`-bit codes (a
+    /// non-quantising variant, or `None`, is left as it is).
+    fn with_weight_bits(mut self, bits: Option<u8>) -> Variant {
+        if self.settings.quant == Some(Precision::Int8) {
+            self.settings.weight_bits = bits.or(self.settings.weight_bits);
+        }
+        self
+    }
+}
+
+/// [`variants`] with the options' int8 weight bits.
+fn variants_for(site: &layer::Site, opts: &TuneOptions) -> Vec<Variant> {
+    variants(site).into_iter().map(|v| v.with_weight_bits(opts.weight_bits)).collect()
 }
 
 fn variant(name: &str, quant: bool, patterns: usize, connectivity: f64, rank: f64) -> Variant {
@@ -615,7 +636,7 @@ pub fn tune(
     let g = base.import()?;
     let cache = opts.cache.clone().map(|d| Cache::new(d, base, &g, data, opts)).transpose()?;
     let sites = layer::sites(&g);
-    let total = 1 + 3 + sites.iter().map(|s| variants(s).len()).sum::<usize>() + 2;
+    let total = 1 + 3 + sites.iter().map(|s| variants_for(s, opts).len()).sum::<usize>() + 2;
     let mut ctx = Ctx {
         base,
         g: &g,
@@ -651,7 +672,7 @@ pub fn tune(
     // single-technique plans, for the report
     let everywhere = |s: Settings| Plan { default: s, layers: Vec::new() };
     for (label, plan) in [
-        ("int8 everywhere", everywhere(variant("", true, 0, 0.0, 0.0).settings)),
+        ("int8 everywhere", everywhere(variant("", true, 0, 0.0, 0.0).with_weight_bits(opts.weight_bits).settings)),
         ("patterns 8 + 25% everywhere", everywhere(variant("", false, 8, 0.25, 0.0).settings)),
         ("low rank 1/4 everywhere", low_rank_everywhere(&sites)),
     ] {
@@ -673,7 +694,7 @@ pub fn tune(
     'outer: for site in &sites {
         // the variants that alone miss the budget
         let mut missed: Vec<Variant> = Vec::new();
-        for v in variants(site) {
+        for v in variants_for(site, opts) {
             if opts.time_budget.is_some_and(|b| start.elapsed() > b) {
                 say(ctx.done, &best.1, "time budget reached: searching over what was measured");
                 break 'outer;
@@ -1026,6 +1047,13 @@ mod tests {
         assert_eq!(pick(Objective::Latency), vec![0, 1]);
         // by size alone, every smaller variant
         assert_eq!(pick(Objective::Size), vec![1, 3]);
+    }
+
+    #[test]
+    fn weight_bits_reach_the_int8_variants_only() {
+        let bits = |q, b| variant("", q, 8, 0.25, 0.0).with_weight_bits(b).settings.weight_bits;
+        assert_eq!((bits(true, Some(7)), bits(false, Some(7))), (Some(7), None));
+        assert_eq!(bits(true, None), None);
     }
 
     #[test]
