@@ -1,5 +1,6 @@
 //! [`kerf_ir::op::QConv`]: a 2-D convolution in integers, as a GEMM of
-//! 16-bit pairs, or of byte quads where the target has AVX-512 VNNI.
+//! 16-bit pairs, or of byte quads where the target has AVX-512 VNNI, or
+//! AVX2 and weights whose byte pairs cannot saturate `vpmaddubsw`.
 //!
 //! `out[m, p] = Σ_k w[m, k] · (x[k, p] − x_zp)` with `k` over the window
 //! (`C/group · kh · kw`, the weight's row order) and `p` over output
@@ -28,7 +29,10 @@
 //! (a compile-time i32 per output channel, zero-weight K padding
 //! included), which gives the same exact `Σ (x − zp)·w`, so both layouts
 //! produce the same bits. The weights take one byte each in the object
-//! instead of two.
+//! instead of two. Without VNNI, AVX2's byte tile (`ukernel::avx2::qbyte_tile`)
+//! runs the same layout with `vpmaddubsw` + `vpmaddwd` by ones, exact for
+//! weights [`byte_pairs_exact`] accepts (every 7-bit grid), which
+//! `byte_quads` checks per weight tensor.
 //!
 //! Work split: tasks take `(image, group, panel pair)` units; each packs its
 //! own B (task scratch) and runs every row block on it.
