@@ -238,3 +238,29 @@ fn matrix_products_split_and_match() {
         }
     }
 }
+
+/// The integer conv splits over (image, group, 8-pixel unit) tasks, each
+/// packing its own input panels: threaded equals serial bit for bit, with
+/// 8-bit weights (16-bit pairs without VNNI) and 7-bit ones (the byte tile
+/// on AVX2), a partial last unit and a residual, Relu epilogue.
+#[test]
+fn integer_convs_split_and_match() {
+    for qmax in [127i64, 63] {
+        let w: Vec<String> =
+            (0..24 * 16 * 9).map(|i| (((i * 7919) % (2 * qmax as usize + 1)) as i64 - qmax).to_string()).collect();
+        let text = format!(
+            "graph \"q\"\n  input %0 \"x\": u8[1,16,22,21]\n  input %9 \"r\": f32[1,24,20,19]\n  const %1 \"w\": i8[24,16,3,3] = [{}]\n  const %2 \"s\": f32[24] = [{}]\n  const %3 \"b\": f32[24] = [{}]\n  %4 = QConv{{kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1, layer=\"c\", act=Relu, residual=true, x_scale=0.02, x_zp=7}}(%0, %1, %2, %3, %9): f32[1,24,20,19] @\"c\"\n  output \"y\" = %4\n",
+            w.join(","),
+            (0..24).map(|i| format!("{:?}", 0.001 + 0.0001 * i as f32)).collect::<Vec<_>>().join(","),
+            (0..24).map(|i| format!("{:?}", 0.1 * i as f32 - 1.0)).collect::<Vec<_>>().join(","),
+        );
+        let g = kerf_ir::text::parse(&text).unwrap();
+        let x: Vec<u8> = (0..16 * 22 * 21).map(|i| ((i * 31) % 256) as u8).collect();
+        let inputs = [
+            Tensor::from_bytes(kerf_ir::DType::U8, vec![1, 16, 22, 21], x).unwrap(),
+            Tensor::from_f32(vec![1, 24, 20, 19], &xs(24 * 20 * 19)).unwrap(),
+        ];
+        let calls = check_same(&format!("qconv ±{qmax}"), &g, &inputs);
+        assert!(!calls.is_empty(), "qconv ±{qmax}: not split");
+    }
+}
