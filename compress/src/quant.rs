@@ -15,9 +15,6 @@ use crate::linalg;
 use crate::plan::{Granularity, Observer};
 use crate::CompressError;
 
-/// Largest weight code of the default 8-bit grid ([`qmax`]`(8)`).
-pub const QMAX: f64 = 127.0;
-
 /// Largest weight code of a `bits`-bit symmetric grid: `2^(bits−1) − 1`
 /// (127 for 8 bits; 63 for 7, whose byte pairs never saturate AVX2's
 /// `vpmaddubsw`, [`kerf_ir::byte_pairs_exact`]).
@@ -367,7 +364,7 @@ mod tests {
         let scales: Vec<f64> = (0..m).map(|o| 0.004 + 0.001 * o as f64).collect();
         for mask in [None, Some(keep.as_slice())] {
             let (mut a, mut b) = (rows.clone(), rows.clone());
-            let grid = Grid { scales: &scales, qmax: QMAX };
+            let grid = Grid { scales: &scales, qmax: qmax(8) };
             gptq(&mut a, &h, grid, mask).unwrap_or_else(|e| panic!("{e}"));
             gptq_reference(&mut b, &h, grid, mask);
             let differ = a.iter().flatten().zip(b.iter().flatten()).filter(|(x, y)| x != y).count();
@@ -410,8 +407,8 @@ mod tests {
             }
         }
         let w: Vec<Vec<f64>> = (0..rows).map(|_| (0..n).map(|_| rnd()).collect()).collect();
-        let scales: Vec<f64> = row_scales(&w, QMAX).iter().map(|s| s * 8.0).collect(); // a coarse grid
-        let grid = Grid { scales: &scales, qmax: QMAX };
+        let scales: Vec<f64> = row_scales(&w, qmax(8)).iter().map(|s| s * 8.0).collect(); // a coarse grid
+        let grid = Grid { scales: &scales, qmax: qmax(8) };
         let loss = |q: &[Vec<f64>]| -> f64 {
             xs.iter()
                 .map(|x| {
@@ -426,7 +423,7 @@ mod tests {
         for (o, r) in opt.iter().enumerate() {
             for &x in r {
                 let k = x / scales[o];
-                assert!((k - k.round()).abs() < 1e-9 && k.abs() <= QMAX, "off the grid: {k}");
+                assert!((k - k.round()).abs() < 1e-9 && k.abs() <= qmax(8), "off the grid: {k}");
             }
         }
         assert!(loss(&opt) < 0.5 * loss(&near), "gptq {} vs nearest {}", loss(&opt), loss(&near));

@@ -66,16 +66,13 @@ pub fn extract(eg: &KEGraph, roots: &[Id]) -> Result<Extraction, String> {
 }
 
 /// Whether `node` is a `QConv` whose constant weight's byte pairs cannot
-/// saturate `vpmaddubsw` ([`kerf_ir::byte_pairs_exact`]).
+/// saturate `vpmaddubsw` ([`kerf_ir::weights_byte_pairs_exact`]).
 fn exact_bytes(eg: &KEGraph, node: &KNode) -> bool {
     if !matches!(&node.op, crate::lang::NodeOp::Op(kerf_ir::Op::QConv(_))) {
         return false;
     }
-    let Some(w) = node.children.get(1).and_then(|&c| eg[c].data.constant) else { return false };
-    let t = eg.analysis.weights.tensor(w);
-    let (Some(&rows), kerf_ir::DType::I8) = (t.shape().first(), t.dtype()) else { return false };
-    let codes: Vec<i8> = t.bytes().iter().map(|&b| b as i8).collect();
-    kerf_ir::byte_pairs_exact(&codes, codes.len() / rows.max(1))
+    let w = node.children.get(1).and_then(|&c| eg[c].data.constant);
+    w.is_some_and(|w| kerf_ir::weights_byte_pairs_exact(eg.analysis.weights.tensor(w)))
 }
 
 /// Extracts with a custom per-node cost. `eg` must be clean (rebuilt).

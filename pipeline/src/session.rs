@@ -107,11 +107,7 @@ fn int8_notes(g: &Graph, dot: kerf_passes::Int8Dot) -> Vec<String> {
         .iter()
         .filter(|n| matches!(n.op, kerf_ir::Op::QConv(_)))
         .filter_map(|n| n.inputs.get(1).and_then(|&w| g.const_of(w)))
-        .filter(|w| {
-            let codes: Vec<i8> = w.bytes().iter().map(|&b| b as i8).collect();
-            let rows = w.shape().first().copied().unwrap_or(1).max(1);
-            w.dtype() == kerf_ir::DType::I8 && !kerf_ir::byte_pairs_exact(&codes, codes.len() / rows)
-        })
+        .filter(|w| !kerf_ir::weights_byte_pairs_exact(w))
         .count();
     if pairs == 0 {
         return Vec::new();

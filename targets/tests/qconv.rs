@@ -33,6 +33,11 @@ fn dims(s: &[usize]) -> String {
     s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",")
 }
 
+/// The attributes of an unpadded square window: kernel, stride, dilation, groups.
+fn window(k: usize, s: usize, d: usize, g: usize) -> String {
+    format!("kernel=[{k},{k}], strides=[{s},{s}], dilations=[{d},{d}], pads=[0,0,0,0], group={g}")
+}
+
 fn ints(v: &[i64]) -> String {
     format!("[{}]", v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","))
 }
@@ -41,12 +46,14 @@ fn floats(v: &[f32]) -> String {
     format!("[{}]", v.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(","))
 }
 
-fn check(c: &Case, x: &[u8], w: &[i64]) {
+/// The QConv graph of case `c` with weights `w` (per-channel steps and
+/// biases of its own, a residual input when the epilogue adds one).
+fn graph_text(c: &Case, w: &[i64]) -> String {
     let m = c.wsh[0];
     let w_scale: Vec<f32> = (0..m).map(|i| 0.01 + 0.003 * i as f32).collect();
     let bias: Vec<f32> = (0..m).map(|i| 0.25 * i as f32 - 1.0).collect();
     let residual = c.epi.contains("residual=true");
-    let text = format!(
+    format!(
         "graph \"q\"\n  input %0 \"x\": u8[{}]\n{}  const %1 \"w\": i8[{}] = {}\n  const %2 \"s\": f32[{m}] = {}\n  const %3 \"b\": f32[{m}] = {}\n  %4 = QConv{{{}, layer=\"c\", {}, x_scale=0.05, x_zp={}}}(%0, %1, %2, %3{}): f32[{}] @\"c\"\n  output \"y\" = %4\n",
         dims(&c.xsh),
         if residual { format!("  input %9 \"r\": f32[{}]\n", dims(&c.osh)) } else { String::new() },
@@ -59,7 +66,12 @@ fn check(c: &Case, x: &[u8], w: &[i64]) {
         c.zp,
         if residual { ", %9" } else { "" },
         dims(&c.osh),
-    );
+    )
+}
+
+fn check(c: &Case, x: &[u8], w: &[i64]) {
+    let residual = c.epi.contains("residual=true");
+    let text = graph_text(c, w);
     let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let mut ins = vec![Tensor::from_bytes(DType::U8, c.xsh.to_vec(), x.to_vec()).unwrap()];
     if residual {
@@ -120,9 +132,9 @@ fn vnni_tile_is_used_where_the_host_has_it() {
             eprintln!("skipped: no AVX-512 VNNI on this CPU");
             return;
         }
-        let w = ints(&pseudo(32, 5, -127, 127));
-        let text = format!("graph \"q\"\n  input %0 \"x\": u8[1,8,4,4]\n  const %1 \"w\": i8[4,8,1,1] = {w}\n  const %2 \"s\": f32[4] = [1.0,1.0,1.0,1.0]\n  const %3 \"b\": f32[4] = [0.0,0.0,0.0,0.0]\n  %4 = QConv{{kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1, layer=\"c\", act=None, residual=false, x_scale=1.0, x_zp=0}}(%0, %1, %2, %3): f32[1,4,4,4] @\"c\"\n  output \"y\" = %4\n");
-        let g = kerf_ir::text::parse(&text).unwrap();
+        let one = &window(1, 1, 1, 1);
+        let c = Case { xsh: [1, 8, 4, 4], wsh: [4, 8, 1, 1], osh: [1, 4, 4, 4], attrs: one, epi: PLAIN, zp: 0 };
+        let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(32, 5, -127, 127))).unwrap();
         for (cpu, vnni) in [("native", true), ("haswell", false)] {
             let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap();
             assert_eq!(jm.report().caps.vnni, vnni, "{cpu}");
@@ -148,9 +160,9 @@ fn byte_tile_is_used_for_seven_bit_weights() {
             return;
         }
         let rodata = |cpu: &str, lo: i64, hi: i64| {
-            let w = ints(&pseudo(64 * 64, 5, lo, hi));
-            let text = format!("graph \"q\"\n  input %0 \"x\": u8[1,64,8,8]\n  const %1 \"w\": i8[64,64,1,1] = {w}\n  const %2 \"s\": f32[64] = [{}]\n  const %3 \"b\": f32[64] = [{}]\n  %4 = QConv{{kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1, layer=\"c\", act=None, residual=false, x_scale=1.0, x_zp=0}}(%0, %1, %2, %3): f32[1,64,8,8] @\"c\"\n  output \"y\" = %4\n", ["1.0"; 64].join(","), ["0.0"; 64].join(","));
-            let g = kerf_ir::text::parse(&text).unwrap();
+            let one = &window(1, 1, 1, 1);
+            let c = Case { xsh: [1, 64, 8, 8], wsh: [64, 64, 1, 1], osh: [1, 64, 8, 8], attrs: one, epi: PLAIN, zp: 0 };
+            let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(64 * 64, 5, lo, hi))).unwrap();
             let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap();
             jm.report().rodata_bytes
         };
@@ -182,7 +194,7 @@ const PLAIN: &str = "act=None, residual=false";
 #[test]
 fn three_by_three_with_partial_tiles() {
     // 5x5 = 25 pixels (3 pairs, the last with one pixel); 7 channels (a block of 6 and one of 1); K = 27 (odd)
-    let attrs = "kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1";
+    let attrs = &window(3, 1, 1, 1);
     run_case(&Case { xsh: [1, 3, 7, 7], wsh: [7, 3, 3, 3], osh: [1, 7, 5, 5], attrs, epi: PLAIN, zp: 128 });
     run_case(&Case {
         xsh: [2, 3, 7, 7],
@@ -196,13 +208,13 @@ fn three_by_three_with_partial_tiles() {
 
 #[test]
 fn one_by_one_strided_dilated_and_grouped() {
-    let one = "kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1";
+    let one = &window(1, 1, 1, 1);
     run_case(&Case { xsh: [1, 16, 4, 4], wsh: [12, 16, 1, 1], osh: [1, 12, 4, 4], attrs: one, epi: PLAIN, zp: 0 });
-    let s2 = "kernel=[3,3], strides=[2,2], dilations=[1,1], pads=[0,0,0,0], group=1";
+    let s2 = &window(3, 2, 1, 1);
     run_case(&Case { xsh: [1, 4, 9, 11], wsh: [6, 4, 3, 3], osh: [1, 6, 4, 5], attrs: s2, epi: PLAIN, zp: 255 });
-    let dil = "kernel=[3,3], strides=[1,1], dilations=[2,2], pads=[0,0,0,0], group=1";
+    let dil = &window(3, 1, 2, 1);
     run_case(&Case { xsh: [1, 2, 8, 8], wsh: [5, 2, 3, 3], osh: [1, 5, 4, 4], attrs: dil, epi: PLAIN, zp: 77 });
-    let grouped = "kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=2";
+    let grouped = &window(3, 1, 1, 2);
     run_case(&Case {
         xsh: [1, 6, 6, 6],
         wsh: [8, 3, 3, 3],
@@ -217,24 +229,24 @@ fn one_by_one_strided_dilated_and_grouped() {
 fn vector_and_scalar_input_packing() {
     // 12 pixels per output row: units of 8 pixels either fit in a row
     // (vector packing) or straddle two (scalar); 1x1 rows join up (always vector)
-    let attrs = "kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1";
+    let attrs = &window(3, 1, 1, 1);
     run_case(&Case { xsh: [1, 5, 14, 14], wsh: [9, 5, 3, 3], osh: [1, 9, 12, 12], attrs, epi: PLAIN, zp: 90 });
-    let one = "kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1";
+    let one = &window(1, 1, 1, 1);
     run_case(&Case { xsh: [1, 7, 5, 8], wsh: [6, 7, 1, 1], osh: [1, 6, 5, 8], attrs: one, epi: PLAIN, zp: 1 });
     // stride 2 (every other byte, with AVX2): rows of 13 and 16 output
     // pixels (units inside a row and straddling two), a 7x7 stem-like
     // window reaching the input's last byte, and a strided 1x1
-    let s2 = "kernel=[3,3], strides=[2,2], dilations=[1,1], pads=[0,0,0,0], group=1";
+    let s2 = &window(3, 2, 1, 1);
     run_case(&Case { xsh: [1, 3, 21, 27], wsh: [7, 3, 3, 3], osh: [1, 7, 10, 13], attrs: s2, epi: PLAIN, zp: 5 });
-    let s7 = "kernel=[7,7], strides=[2,2], dilations=[1,1], pads=[0,0,0,0], group=1";
+    let s7 = &window(7, 2, 1, 1);
     run_case(&Case { xsh: [1, 3, 23, 37], wsh: [13, 3, 7, 7], osh: [1, 13, 9, 16], attrs: s7, epi: PLAIN, zp: 0 });
-    let one2 = "kernel=[1,1], strides=[2,2], dilations=[1,1], pads=[0,0,0,0], group=1";
+    let one2 = &window(1, 2, 1, 1);
     run_case(&Case { xsh: [2, 8, 8, 20], wsh: [9, 8, 1, 1], osh: [2, 9, 4, 10], attrs: one2, epi: PLAIN, zp: 200 });
 }
 
 #[test]
 fn residual_and_clip_epilogue() {
-    let attrs = "kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1";
+    let attrs = &window(3, 1, 1, 1);
     run_case(&Case {
         xsh: [1, 8, 10, 10],
         wsh: [13, 8, 3, 3],
@@ -255,7 +267,7 @@ fn residual_and_clip_epilogue() {
 #[test]
 fn extreme_products_do_not_overflow() {
     // K = 256·9 = 2304 steps of 255·128: |acc| ≈ 7.5e7, far past i16, inside i32
-    let attrs = "kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1";
+    let attrs = &window(3, 1, 1, 1);
     let c = Case { xsh: [1, 256, 3, 3], wsh: [2, 256, 3, 3], osh: [1, 2, 1, 1], attrs, epi: PLAIN, zp: 0 };
     let x = vec![255u8; 256 * 9];
     let w: Vec<i64> = (0..2 * 256 * 9).map(|i| if i < 256 * 9 { -128 } else { 127 }).collect();
@@ -298,10 +310,10 @@ fn accumulating_form_stores_exact_sums() {
         }
         want
     };
-    let a3 = "kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1";
+    let a3 = &window(3, 1, 1, 1);
     let x: Vec<u8> = pseudo(3 * 9 * 11, 1, 0, 255).into_iter().map(|v| v as u8).collect();
     check_acc([1, 3, 9, 11], [7, 3, 3, 3], [1, 7, 7, 9], a3, 17, &x, &pseudo(7 * 27, 2, -128, 127));
-    let ag = "kernel=[1,1], strides=[2,2], dilations=[1,1], pads=[0,0,0,0], group=2";
+    let ag = &window(1, 2, 1, 2);
     let x: Vec<u8> = pseudo(2 * 8 * 25, 3, 0, 255).into_iter().map(|v| v as u8).collect();
     check_acc([2, 8, 5, 5], [6, 4, 1, 1], [2, 6, 3, 3], ag, 128, &x, &pseudo(24, 4, -128, 127));
     // every product at its extreme over K = 2304: |acc| = 2304·255·128 ≈ 7.5e7 > 2^24

@@ -124,13 +124,15 @@ fn avx2_tiles_equal_the_128_bit_tiles() {
         (8, 12, (9, 11), 3, (1, 2), "", "Gelu, act_tanh=true", false),
         // epilogues left to the Cranelift tile
         (16, 24, (8, 8), 1, (1, 1), "", "LeakyRelu, act_alpha=0.1", false),
+        (16, 24, (8, 8), 1, (1, 1), "", "Clip, act_min=-6.0, act_max=-0.0", false),
+        // a -0 lower bound: the tiles' selects keep fmax's -0 (no +0.0 added)
         (16, 24, (8, 8), 1, (1, 1), "", "Clip, act_min=-0.0, act_max=6.0", false),
     ];
     for (i, cs) in cases.iter().enumerate() {
         let (text, ins) = graph(cs);
         let act = cs.6;
-        // LeakyRelu and a -0 lower bound must stay on the Cranelift tile
-        let wide = !(act.starts_with("LeakyRelu") || act.contains("-0.0"));
+        // LeakyRelu and a -0 upper bound must stay on the Cranelift tile
+        let wide = !(act.starts_with("LeakyRelu") || act.contains("act_max=-0.0"));
         if !check(i, &text, &ins, wide) {
             return;
         }
@@ -148,10 +150,22 @@ fn avx2_matmul_tiles_equal_the_128_bit_tiles() {
         let n: usize = shape.iter().product();
         t(shape, &xs(n + seed)[seed..].iter().map(|x| x * 0.25).collect::<Vec<_>>())
     };
-    let cases: [(&str, Vec<Tensor>, bool); 7] = [
+    let cases: [(&str, Vec<Tensor>, bool); 9] = [
         (
             "input %0 \"a\": f32[37,64]\n  const %1 \"b\": f32[64,40] = iota(-1.0, 0.001)\n  %2 = MatMul{layer=\"m\"}(%0, %1): f32[37,40] @\"m\"\n  output \"y\" = %2",
             vec![v(&[37, 64], 1)],
+            true,
+        ),
+        // zero bounds: -0 below (negative sums become -0, no +0.0 added),
+        // +0 above
+        (
+            "input %0 \"a\": f32[9,7]\n  const %1 \"b\": f32[9,32] = iota(-0.5, 0.003)\n  const %2 \"c\": f32[32] = iota(-0.2, 0.01)\n  %3 = GemmFused{alpha=1.0, beta=1.0, trans_a=true, trans_b=false, layer=\"g\", act=Clip, act_min=-0.0, act_max=0.25, residual=false}(%0, %1, %2): f32[7,32] @\"g\"\n  output \"y\" = %3",
+            vec![v(&[9, 7], 9)],
+            true,
+        ),
+        (
+            "input %0 \"a\": f32[9,7]\n  const %1 \"b\": f32[9,32] = iota(-0.5, 0.003)\n  const %2 \"c\": f32[32] = iota(-0.2, 0.01)\n  %3 = GemmFused{alpha=1.0, beta=1.0, trans_a=true, trans_b=false, layer=\"g\", act=Clip, act_min=-0.25, act_max=0.0, residual=false}(%0, %1, %2): f32[7,32] @\"g\"\n  output \"y\" = %3",
+            vec![v(&[9, 7], 10)],
             true,
         ),
         (

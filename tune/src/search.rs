@@ -158,11 +158,11 @@ pub struct Variant {
 }
 
 impl Variant {
-    /// The variant with its int8 weights on `bits`-bit codes (a
-    /// non-quantising variant, or `None`, is left as it is).
+    /// The variant with its int8 weights on `bits`-bit codes (`None`: the
+    /// default; a non-quantising variant is left as it is).
     fn with_weight_bits(mut self, bits: Option<u8>) -> Variant {
         if self.settings.quant == Some(Precision::Int8) {
-            self.settings.weight_bits = bits.or(self.settings.weight_bits);
+            self.settings.weight_bits = bits;
         }
         self
     }

@@ -61,6 +61,14 @@ pub fn byte_pairs_exact(codes: &[i8], row: usize) -> bool {
     codes.chunks(row.max(1)).all(|r| r.chunks(2).all(|p| fits(p[0], p.get(1).copied().unwrap_or(0))))
 }
 
+/// [`byte_pairs_exact`] of an i8 weight tensor whose first axis is the
+/// output channel (its rows are the rest); false for any other dtype.
+pub fn weights_byte_pairs_exact(w: &crate::Tensor) -> bool {
+    let rows = w.shape().first().copied().unwrap_or(1).max(1);
+    let codes: Vec<i8> = w.bytes().iter().map(|&b| b as i8).collect();
+    w.dtype() == crate::DType::I8 && byte_pairs_exact(&codes, codes.len() / rows)
+}
+
 #[cfg(test)]
 mod byte_pair_tests {
     use super::byte_pairs_exact;

@@ -208,8 +208,7 @@ pub(super) fn clamp_select(k: &mut Kernel, ty: Type, act: Act, x: Value) -> Opti
         Act::Clip { lo, hi } => (lo, Some(hi)),
         _ => return None,
     };
-    let neg_zero = |v: f32| v.to_bits() == (-0.0f32).to_bits();
-    if !ty.is_vector() || lo.is_nan() || hi.is_some_and(|h| h.is_nan() || neg_zero(h)) {
+    if !ty.is_vector() || !selects_clamp(lo, hi) {
         return None;
     }
     let l = k.fsplat(ty, lo);
@@ -223,6 +222,15 @@ pub(super) fn clamp_select(k: &mut Kernel, ty: Type, act: Act, x: Value) -> Opti
         y = sel_lt(k, ty, h, y, h, y); // hi < y ? hi : y
     }
     Some(y)
+}
+
+/// Whether [`clamp_select`]'s compare-selects (`x < lo ? lo : x`, `+0.0`
+/// added after a `+0` lower bound, then `hi < y ? hi : y`) give
+/// `fmax`/`fmin`'s bits for these bounds: all but NaN bounds and a `-0`
+/// upper bound. The AVX2 tiles' clamp (`ukernel::avx2::Clamp`) is the same
+/// selects (`vmaxps`/`vminps`), so the tiles take the same bounds.
+pub(super) fn selects_clamp(lo: f32, hi: Option<f32>) -> bool {
+    !lo.is_nan() && hi.is_none_or(|h| !h.is_nan() && h.to_bits() != (-0.0f32).to_bits())
 }
 
 /// `(a < b) ? pick_a : pick_b` on vectors, in the shape the x86-64 backend

@@ -63,9 +63,7 @@ pub(super) fn act_epi(act: Act, residual: bool) -> Option<TileEpi> {
     let (clamp, hardswish) = match act {
         Act::None => (None, false),
         Act::Relu => (Some(Clamp { lo: 0.0, hi: None }), false),
-        // the tiles' clamp (`ukernel::avx2::Clamp`) adds +0.0 after any zero
-        // lower bound, so a -0 one is left out, as are zero upper and NaN bounds
-        Act::Clip { lo, hi } if lo.to_bits() != (-0.0f32).to_bits() && hi != 0.0 && !lo.is_nan() && !hi.is_nan() => {
+        Act::Clip { lo, hi } if super::epilogue::selects_clamp(lo, Some(hi)) => {
             (Some(Clamp { lo, hi: Some(hi) }), false)
         }
         Act::HardSwish => (None, true),

@@ -31,7 +31,7 @@
 //! produce the same bits. The weights take one byte each in the object
 //! instead of two. Without VNNI, AVX2's byte tile (`ukernel::avx2::qbyte_tile`)
 //! runs the same layout with `vpmaddubsw` + `vpmaddwd` by ones, exact for
-//! weights [`byte_pairs_exact`] accepts (every 7-bit grid), which
+//! weights [`kerf_ir::byte_pairs_exact`] accepts (every 7-bit grid), which
 //! `byte_quads` checks per weight tensor.
 //!
 //! Work split: tasks take `(image, group, panel pair)` units; each packs its
@@ -40,7 +40,7 @@
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, ConstantData, Endianness, InstBuilder, MemFlagsData, SigRef, Value};
 use kerf_ir::op::QOut;
-use kerf_ir::{byte_pairs_exact, DType, Op};
+use kerf_ir::{weights_byte_pairs_exact, DType, Op};
 
 use super::epilogue::{apply_act, Act};
 use super::gemm_avx2::act_epi;
@@ -72,8 +72,6 @@ struct Dims {
     /// Byte quads (4 K values per step) for the VNNI tile or the AVX2 byte
     /// tile, instead of i16 pairs (2).
     quads: bool,
-    /// The quads' tile is VNNI's (else AVX2's `vpmaddubsw` one).
-    vnni: bool,
     /// Strides.
     sh: usize,
     sw: usize,
@@ -111,14 +109,9 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     let wd = &q.conv.window;
     let kk = ws[1] * ws[2] * ws[3];
     let pixels = os[2] * os[3];
-    let w = k
-        .node
-        .inputs
-        .get(1)
-        .and_then(|&v| k.g.const_of(v))
-        .map(|t| t.to_f64_vec())
-        .ok_or("QConv needs constant weights")?;
-    let quads = byte_quads(k.caps, &w, kk);
+    let w_t = k.node.inputs.get(1).and_then(|&v| k.g.const_of(v)).ok_or("QConv needs constant weights")?;
+    let quads = byte_quads(k.caps, w_t);
+    let w = w_t.to_f64_vec();
     let d = Dims {
         c: xs[1],
         h: xs[2],
@@ -130,7 +123,6 @@ pub fn qconv(k: &mut Kernel) -> LResult {
         pixels,
         steps: kk.div_ceil(if quads { 4 } else { 2 }),
         quads,
-        vnni: k.caps.vnni,
         sh: wd.strides[0],
         sw: wd.strides[1],
         pairs: pixels.div_ceil(8),
@@ -242,7 +234,8 @@ impl Assembled {
         let (mut code, mut fused) = ([None, None], [None, None]);
         // a size no block has is not assembled (its bytes would sit unused in the object)
         let full = if d.mg >= d.rows { d.rows } else { 0 };
-        let quads = |r: usize, e: Option<&QdotEpi>| match d.vnni {
+        let vnni = k.caps.vnni;
+        let quads = |r: usize, e: Option<&QdotEpi>| match vnni {
             true => qdot_tile(r, e).map(|c| (Family::Avx512, c)).map_err(|e| format!("internal: VNNI tile: {e}")),
             false => qbyte_tile(r, e).map(|c| (Family::Avx2, c)).map_err(|e| format!("internal: byte tile: {e}")),
         };
@@ -277,14 +270,10 @@ struct Unit {
 
 /// Whether the K steps are byte quads: with VNNI always (`vpdpbusd` sums
 /// u8 × s8 products without saturation); with AVX2 where the weights'
-/// byte pairs cannot saturate `vpmaddubsw`'s i16 ([`byte_pairs_exact`]:
+/// byte pairs cannot saturate `vpmaddubsw`'s i16 ([`weights_byte_pairs_exact`]:
 /// every 7-bit grid, `--weight-bits 7`); otherwise 16-bit pairs.
-fn byte_quads(caps: Caps, w: &[f64], kk: usize) -> bool {
-    if caps.vnni {
-        return true;
-    }
-    // the codes are whole numbers in −128..=127 (the op's i8 input)
-    caps.avx2 && byte_pairs_exact(&w.iter().map(|&v| v as i8).collect::<Vec<_>>(), kk)
+fn byte_quads(caps: Caps, w: &kerf_ir::Tensor) -> bool {
+    caps.vnni || (caps.avx2 && weights_byte_pairs_exact(w))
 }
 
 /// Byte offset in the input of each K value (`ci, ky, kx` in the weight's

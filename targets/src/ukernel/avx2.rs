@@ -252,7 +252,7 @@ pub(crate) fn activation(a: &mut CodeAssembler, epi: &TileEpi, accs: &[AsmRegist
         a.vxorps(zero, zero, zero)?;
         for &ac in accs {
             a.vmaxps(ac, x, ac)?;
-            if c.lo == 0.0 {
+            if c.lo.to_bits() == 0 {
                 a.vaddps(ac, ac, zero)?;
             }
         }
@@ -305,28 +305,52 @@ fn splat(a: &mut CodeAssembler, dst: AsmRegisterYmm, v: f32) -> Result<(), IcedE
 /// Per K pair: one B load, then per row a `vpbroadcastd` of its pair,
 /// `vpmaddwd` and `vpaddd` (exact: each pair of products fits in i32).
 pub fn qgemm_tile(rows: usize) -> Result<Vec<u8>, IcedError> {
-    let rows = rows.clamp(1, 12);
-    let acc = [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11];
     let tmp = [ymm13, ymm14, ymm15];
-    let (a_p, b_p, out_p, n) = (rdi, rsi, rdx, rcx);
+    int_tile(
+        rows,
+        None,
+        |_| Ok(()),
+        |a, r, ac| {
+            let t = tmp[r % 3];
+            a.vpbroadcastd(t, dword_ptr(rdi + (4 * r) as i64))?;
+            a.vpmaddwd(t, t, INT_B)?;
+            a.vpaddd(ac, ac, t)
+        },
+    )
+}
+
+/// The B vector of the integer tiles' K loop ([`int_tile`]).
+pub(crate) const INT_B: AsmRegisterYmm = ymm12;
+
+/// The integer tiles' frame ([`qgemm_tile`], [`qbyte_tile`],
+/// [`super::avx512::qdot_tile`]): `setup` (constants, the encoding), the
+/// `rows` (1..=[`QDOT_ROWS`]) accumulators `ymm0`… zeroed, then per K step
+/// (`rcx` of them) one B load into [`INT_B`] and `row(a, r, acc)` for each
+/// row, A (`rdi`) and B (`rsi`) advanced by `4·rows` and 32 bytes, and the
+/// stores ([`int_store`]). `ymm13`–`ymm15` are the rows' to use.
+pub(crate) fn int_tile(
+    rows: usize,
+    epi: Option<&QdotEpi>,
+    setup: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
+    mut row: impl FnMut(&mut CodeAssembler, usize, AsmRegisterYmm) -> Result<(), IcedError>,
+) -> Result<Vec<u8>, IcedError> {
+    let rows = rows.clamp(1, QDOT_ROWS);
+    let acc = &[ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11][..rows];
+    let (a_p, b_p, n) = (rdi, rsi, rcx);
     let mut a = CodeAssembler::new(64)?;
-    for &r in &acc[..rows] {
+    setup(&mut a)?;
+    for &r in acc {
         a.vpxor(r, r, r)?;
     }
     super::counted_loop(&mut a, n, |a| {
-        a.vmovdqu(ymm12, ymmword_ptr(b_p))?;
-        for (r, &ac) in acc[..rows].iter().enumerate() {
-            let t = tmp[r % 3];
-            a.vpbroadcastd(t, dword_ptr(a_p + (4 * r) as i64))?;
-            a.vpmaddwd(t, t, ymm12)?;
-            a.vpaddd(ac, ac, t)?;
+        a.vmovdqu(INT_B, ymmword_ptr(b_p))?;
+        for (r, &ac) in acc.iter().enumerate() {
+            row(a, r, ac)?;
         }
         a.add(b_p, 32)?;
         a.add(a_p, (4 * rows) as i32)
     })?;
-    for (r, &ac) in acc[..rows].iter().enumerate() {
-        a.vmovdqu(ymmword_ptr(out_p + (32 * r) as i64), ac)?;
-    }
+    int_store(&mut a, acc, epi)?;
     super::leaf_end(a)
 }
 
@@ -361,31 +385,19 @@ pub const QDOT_ROWS: usize = 12;
 /// whose byte pairs fit i16 for every input ([`kerf_ir::byte_pairs_exact`]);
 /// then the sums are exact and equal the VNNI tile's.
 pub fn qbyte_tile(rows: usize, epi: Option<&QdotEpi>) -> Result<Vec<u8>, IcedError> {
-    let rows = rows.clamp(1, QDOT_ROWS);
-    let acc = [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11];
-    let (b, ones, tmp) = (ymm12, ymm13, [ymm14, ymm15]);
-    let (a_p, b_p, n) = (rdi, rsi, rcx);
-    let mut a = CodeAssembler::new(64)?;
-    for &r in &acc[..rows] {
-        a.vpxor(r, r, r)?;
-    }
+    let (ones, tmp) = (ymm13, [ymm14, ymm15]);
     // ones in every i16 lane: all bits set, shifted right by 15
-    a.vpcmpeqw(ones, ones, ones)?;
-    a.vpsrlw(ones, ones, 15)?;
-    super::counted_loop(&mut a, n, |a| {
-        a.vmovdqu(b, ymmword_ptr(b_p))?;
-        for (r, &ac) in acc[..rows].iter().enumerate() {
-            let t = tmp[r % 2];
-            a.vpbroadcastd(t, dword_ptr(a_p + (4 * r) as i64))?;
-            a.vpmaddubsw(t, b, t)?;
-            a.vpmaddwd(t, t, ones)?;
-            a.vpaddd(ac, ac, t)?;
-        }
-        a.add(b_p, 32)?;
-        a.add(a_p, (4 * rows) as i32)
-    })?;
-    int_store(&mut a, &acc[..rows], epi)?;
-    super::leaf_end(a)
+    let setup = |a: &mut CodeAssembler| {
+        a.vpcmpeqw(ones, ones, ones)?;
+        a.vpsrlw(ones, ones, 15)
+    };
+    int_tile(rows, epi, setup, |a, r, ac| {
+        let t = tmp[r % 2];
+        a.vpbroadcastd(t, dword_ptr(rdi + (4 * r) as i64))?;
+        a.vpmaddubsw(t, INT_B, t)?;
+        a.vpmaddwd(t, t, ones)?;
+        a.vpaddd(ac, ac, t)
+    })
 }
 
 /// The integer tiles' stores (`out` in `rdx`, the table in `r8`, the

@@ -18,34 +18,22 @@
 
 use iced_x86::code_asm::*;
 
-pub use super::avx2::{QdotEpi, QDOT_ROWS};
+use super::avx2::{int_tile, QdotEpi, INT_B};
 
-/// Machine code of the VNNI integer tile: `rows` (1..=[`QDOT_ROWS`])
+/// Machine code of the VNNI integer tile: `rows` (1..=[`super::avx2::QDOT_ROWS`])
 /// output channels × 8 pixels of i32 sums `Σ x·w` over `k` K quads, with
 /// the arguments (System V order) `a` (the rows' weight quads, `4·rows`
 /// bytes per K quad: four s8 per row), `b` (8 pixels' u8 quads per K quad,
 /// 32 bytes), `out`, `k` (K quads, ≥ 0), `table` and `residual` (read only
-/// with an epilogue). Per K quad: one B load, then per row one `vpdpbusd`
-/// with the row's quad broadcast from memory (`{1to8}`). Without `epi` the
+/// with an epilogue). Per K quad ([`int_tile`]'s frame): one B load, then
+/// per row one `vpdpbusd` with the row's quad broadcast from memory
+/// (`{1to8}`). Without `epi` the
 /// sums are stored as they are (`rows × 8` i32, row-major); with it, the
 /// f32 results go to `out` (rows `ldo` bytes apart).
 pub fn qdot_tile(rows: usize, epi: Option<&QdotEpi>) -> Result<Vec<u8>, IcedError> {
-    let rows = rows.clamp(1, QDOT_ROWS);
-    let acc = [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11];
-    let (a_p, b_p, n) = (rdi, rsi, rcx);
-    let mut a = CodeAssembler::new(64)?;
-    a.set_prefer_vex(false);
-    for &r in &acc[..rows] {
-        a.vpxord(r, r, r)?;
-    }
-    super::counted_loop(&mut a, n, |a| {
-        a.vmovdqu32(ymm16, ymmword_ptr(b_p))?;
-        for (r, &ac) in acc[..rows].iter().enumerate() {
-            a.vpdpbusd(ac, ymm16, dword_bcst(a_p + (4 * r) as i64))?;
-        }
-        a.add(b_p, 32)?;
-        a.add(a_p, (4 * rows) as i32)
-    })?;
-    super::avx2::int_store(&mut a, &acc[..rows], epi)?;
-    super::leaf_end(a)
+    let setup = |a: &mut CodeAssembler| {
+        a.set_prefer_vex(false);
+        Ok(())
+    };
+    int_tile(rows, epi, setup, |a, r, ac| a.vpdpbusd(ac, INT_B, dword_bcst(rdi + (4 * r) as i64)))
 }
