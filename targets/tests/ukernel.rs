@@ -209,27 +209,33 @@ fn avx2_matmul_tiles_equal_the_128_bit_tiles() {
 /// The pattern-sparse conv's register tiles against its 128-bit passes:
 /// row and column blocks with and without remainders, every partial last
 /// vector from 1 to 7 lanes, several blocks of input channels (tiles that
-/// start from partial sums), masks of 2, 4 and 5 taps, one or no kernels
-/// for a channel, removed kernels, padding, dilation, bias and Relu. Same
+/// start from partial sums, the last one applying the epilogue), masks of
+/// 2, 4 and 5 taps, one or no kernels for a channel, removed kernels,
+/// padding, dilation, bias and every epilogue (none, Relu, Clip,
+/// HardSwish, residual in the tiles; LeakyRelu as the second pass). Same
 /// bits, and the reference.
 #[test]
 fn avx2_pattern_tiles_equal_the_128_bit_passes() {
     // masks over the 3x3 taps (row-major) of 4, 2 and 5 taps
     let masks: [&[usize]; 4] = [&[1, 3, 4, 5], &[0, 4, 5, 8], &[4, 7], &[1, 2, 4, 6, 7]];
-    let cases = [
-        (8, 6, (20, 21), 1),
-        (12, 5, (16, 16), 1),
-        (6, 7, (9, 13), 1),
-        (8, 4, (14, 19), 2),
-        (5, 3, (11, 7), 1),
-        (80, 4, (8, 9), 1),
-        (60, 3, (10, 14), 1),
-        (70, 2, (13, 6), 1),
-        (9, 3, (8, 8), 1),
-        (40, 3, (26, 25), 2),
-        (8, 6, (24, 30), 1),
+    // (input channels, output channels, plane, dilation, activation, residual)
+    type Pat = (usize, usize, (usize, usize), usize, &'static str, bool);
+    let cases: [Pat; 13] = [
+        (8, 6, (20, 21), 1, "Relu", false),
+        (12, 5, (16, 16), 1, "None", true),
+        (6, 7, (9, 13), 1, "Clip, act_min=-0.25, act_max=0.5", true),
+        (8, 4, (14, 19), 2, "HardSwish", false),
+        (5, 3, (11, 7), 1, "Relu", true),
+        (80, 4, (8, 9), 1, "Relu", true),
+        (60, 3, (10, 14), 1, "HardSwish", true),
+        (70, 2, (13, 6), 1, "LeakyRelu, act_alpha=0.125", true),
+        (9, 3, (8, 8), 1, "Relu", false),
+        (40, 3, (26, 25), 2, "Clip, act_min=0.0, act_max=6.0", false),
+        (8, 6, (24, 30), 1, "None", false),
+        (200, 3, (9, 10), 1, "Clip, act_min=-0.0, act_max=0.25", true),
+        (64, 3, (12, 16), 1, "LeakyRelu, act_alpha=0.125", false),
     ];
-    for (i, &(c, m, (h, w), d)) in cases.iter().enumerate() {
+    for (i, &(c, m, (h, w), d, act, residual)) in cases.iter().enumerate() {
         let vals = xs(m * c * 9 + 5);
         let mut wt = vec![0f32; m * c * 9];
         for o in 0..m {
@@ -245,12 +251,14 @@ fn avx2_pattern_tiles_equal_the_128_bit_passes() {
         }
         let b: Vec<f32> = (0..m).map(|j| 0.05 * j as f32 - 0.1).collect();
         let x: Vec<f32> = xs(c * h * w).iter().map(|v| v * 0.5).collect();
+        let r: Vec<f32> = xs(m * h * w + 7)[7..].to_vec();
         let text = format!(
-            "graph \"g\"\n  input %0 \"x\": f32[1,{c},{h},{w}]\n  const %1 \"w\": f32[{m},{c},3,3] = {}\n  const %2 \"b\": f32[{m}] = {}\n  %3 = ConvFused{{kernel=[3,3], strides=[1,1], dilations=[{d},{d}], pads=[{d},{d},{d},{d}], group=1, layer=\"c\", act=Relu, residual=false}}(%0, %1, %2): f32[1,{m},{h},{w}] @\"c\"\n  output \"y\" = %3\n",
+            "graph \"g\"\n  input %0 \"x\": f32[1,{c},{h},{w}]\n  input %9 \"r\": f32[1,{m},{h},{w}]\n  const %1 \"w\": f32[{m},{c},3,3] = {}\n  const %2 \"b\": f32[{m}] = {}\n  %3 = ConvFused{{kernel=[3,3], strides=[1,1], dilations=[{d},{d}], pads=[{d},{d},{d},{d}], group=1, layer=\"c\", act={act}, residual={residual}}}(%0, %1, %2{}): f32[1,{m},{h},{w}] @\"c\"\n  output \"y\" = %3\n",
             list(&wt),
-            list(&b)
+            list(&b),
+            if residual { ", %9" } else { "" }
         );
-        if !check(100 + i, &text, &[t(&[1, c, h, w], &x)], true) {
+        if !check(100 + i, &text, &[t(&[1, c, h, w], &x), t(&[1, m, h, w], &r)], true) {
             return;
         }
     }
@@ -543,9 +551,23 @@ fn assembled_kernels_keep_the_leaf_abi() {
     for (accumulate, last_lanes, rows, vecs) in
         [(false, 8, 12, 1), (true, 7, 7, 1), (true, 1, 3, 4), (false, 3, 2, 6), (true, 6, 1, 2), (true, 4, 6, 2)]
     {
-        let t = PatternTile { groups: vec![1, 4, 5], rows, vecs, last_lanes, out_row: 224, in_row: 256, accumulate };
-        assert!(t.fits());
-        kernels.push((format!("pattern tile {t:?}"), pattern_tile(&t).unwrap()));
+        for epi in [
+            None,
+            Some(TileEpi { residual: true, clamp: Some(Clamp { lo: 0.0, hi: Some(6.0) }), ..TileEpi::default() }),
+        ] {
+            let t = PatternTile {
+                groups: vec![1, 4, 5],
+                rows,
+                vecs,
+                last_lanes,
+                out_row: 224,
+                in_row: 256,
+                accumulate,
+                epi,
+            };
+            assert!(t.fits());
+            kernels.push((format!("pattern tile {t:?}"), pattern_tile(&t).unwrap()));
+        }
     }
     {
         use kerf_targets::ukernel::vmath::{stream, VFn};

@@ -20,7 +20,8 @@ use super::conv_geo::{geometry, pad_input, tap_range, Geo};
 use super::epilogue::{apply_act, Act, Epilogue};
 use super::{Kernel, LResult};
 
-/// Conv and ConvFused. The packed-GEMM, depthwise, Winograd and small-K
+/// Conv and ConvFused. The packed-GEMM, depthwise, Winograd, small-K and
+/// pattern (register tiles)
 /// kernels apply a fused epilogue before their stores; every other path
 /// runs it as a second pass over the output.
 pub fn conv(k: &mut Kernel) -> LResult {
@@ -93,7 +94,8 @@ fn conv_inner(k: &mut Kernel, c: &kerf_ir::op::Conv, epi: Epilogue) -> LResult<b
         let layout = k.node.inputs.get(1).and_then(|&v| k.g.const_of(v)).and_then(kerf_ir::Sparsity::detect);
         if let Some(kerf_ir::Sparsity::Pattern { patterns, assignment, .. }) = layout {
             if super::conv_pattern::fits(&gm, k.caps.avx2) {
-                return super::conv_pattern::conv(k, &gm, w, b, &patterns, &assignment).map(|()| false);
+                let wt = super::conv_pattern::Weights { w, bias: b, patterns: &patterns, assignment: &assignment };
+                return super::conv_pattern::conv(k, &gm, &wt, epi);
             }
         }
         // a short reduction on a small plane of narrow rows (e.g. a first

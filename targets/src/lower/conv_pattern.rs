@@ -29,17 +29,23 @@
 //!   the whole plane: per output vector one load, one FMA per tap, one
 //!   store.
 //!
-//! The epilogue runs as a second pass.
+//! The register tiles apply a fused epilogue (residual, Relu/Clip,
+//! HardSwish: [`super::gemm_avx2::act_epi`]) in the last channel block's
+//! tiles, before their stores; other epilogues, and the 128-bit passes',
+//! run as a second pass.
 //!
 //! Threads split the output channels ([`Kernel::parallel_range`]); each
 //! task pads the image into its own scratch copy (a small fraction of its
 //! work), and computes its channels exactly as a serial run does.
 
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Value};
 
 use super::conv_geo::{pad_input, Geo};
+use super::epilogue::Epilogue;
+use super::gemm_avx2::act_epi;
 use super::{Family, Kernel, LResult};
-use crate::ukernel::avx2::{pattern_tile, PatternTile};
+use crate::ukernel::avx2::{pattern_tile, PatternTile, TileEpi};
 
 /// Whether the pattern kernel computes this conv: one group; for the
 /// 128-bit passes stride 1 and an output plane of at least 64 pixels
@@ -71,23 +77,29 @@ fn channel_block(gm: &Geo) -> usize {
     (64 * 1024 / (s * s * rows * row_bytes)).clamp(8, gm.c.max(8))
 }
 
-/// Emits the pattern conv (no epilogue: `conv` runs it as a second pass).
-pub(super) fn conv(
-    k: &mut Kernel,
-    gm: &Geo,
-    w: &[f32],
-    bias: &[f32],
-    patterns: &[u32],
-    assignment: &[Option<u8>],
-) -> LResult {
+/// The layer's weights as the pattern kernel reads them: the dense
+/// weight and bias, and the pattern layout (`Sparsity::Pattern`).
+pub(super) struct Weights<'a> {
+    pub w: &'a [f32],
+    pub bias: &'a [f32],
+    pub patterns: &'a [u32],
+    pub assignment: &'a [Option<u8>],
+}
+
+/// Emits the pattern conv; `Ok(true)` when the kernel applied `epi` (the
+/// register tiles, for the epilogues they have), else `conv` runs it as
+/// a second pass.
+pub(super) fn conv(k: &mut Kernel, gm: &Geo, wt: &Weights, epi: Epilogue) -> LResult<bool> {
     let ph = Phases::new(gm);
-    let prog = Program::new(gm, w, patterns, assignment, &ph)?;
-    let f = Frame::new(k, gm, &prog, bias, &ph)?;
+    let prog = Program::new(gm, wt, &ph)?;
+    let f = Frame::new(k, gm, &prog, wt.bias, &ph, epi.residual)?;
     if k.caps.avx2 {
-        conv_tiles(k, gm, &prog, &ph, &f)
+        let tile_epi = act_epi(epi.act, epi.residual.is_some());
+        conv_tiles(k, gm, &prog, &ph, &f, tile_epi.filter(|e| *e != TileEpi::default()))?;
+        Ok(tile_epi.is_some())
     } else {
         conv_passes(k, gm, &prog, &ph, &f);
-        Ok(())
+        Ok(false)
     }
 }
 
@@ -107,7 +119,8 @@ struct Program {
 }
 
 impl Program {
-    fn new(gm: &Geo, w: &[f32], patterns: &[u32], assignment: &[Option<u8>], ph: &Phases) -> LResult<Program> {
+    fn new(gm: &Geo, wt: &Weights, ph: &Phases) -> LResult<Program> {
+        let (w, patterns, assignment) = (wt.w, wt.patterns, wt.assignment);
         let area = gm.kh * gm.kw;
         let plane = ph.channel_bytes();
         if gm.c * plane > u32::MAX as usize / 2 {
@@ -159,10 +172,12 @@ struct Frame {
     img: Value,
     x: Value,
     out: Value,
+    /// The fused epilogue's residual (output layout), if any.
+    residual: Option<Value>,
 }
 
 impl Frame {
-    fn new(k: &mut Kernel, g: &Geo, p: &Program, bias: &[f32], ph: &Phases) -> LResult<Frame> {
+    fn new(k: &mut Kernel, g: &Geo, p: &Program, bias: &[f32], ph: &Phases, residual: Option<Value>) -> LResult<Frame> {
         let prog = k.blob(p.blob.clone());
         let starts = k.blob(p.starts.iter().flat_map(|x| x.to_le_bytes()).collect());
         let bias = k.blob_f32(bias);
@@ -172,7 +187,7 @@ impl Frame {
         let cap = (super::gemm::TASK_SCRATCH_BUDGET / img_bytes.max(1)).max(2);
         let (lo, hi) = k.parallel_range_capped(g.oc, 1, cost, cap)?;
         let img = k.task_scratch(img_bytes);
-        Ok(Frame { prog, starts, bias, lo, hi, img, x: k.input(0), out: k.output(0) })
+        Ok(Frame { prog, starts, bias, lo, hi, img, x: k.input(0), out: k.output(0), residual })
     }
 
     /// The program of output channel `oc`, channel block `cb`.
@@ -185,12 +200,18 @@ impl Frame {
 
     /// Output channel `oc`'s plane of image `n`, from pixel `pix`.
     fn out_at(&self, k: &mut Kernel, g: &Geo, n: Value, oc: Value, pix: Value) -> Value {
-        let no = k.b.ins().imul_imm_s(n, g.oc as i64);
-        let o = k.b.ins().iadd(no, oc);
-        let o = k.b.ins().imul_imm_s(o, (g.oh * g.ow) as i64);
-        let o = k.b.ins().iadd(o, pix);
-        k.addr(self.out, o, 4)
+        out_at(k, g, self.out, (n, oc, pix))
     }
+}
+
+/// Output channel `oc`'s plane of image `n` in `base` (the output's
+/// layout), from pixel `pix`.
+fn out_at(k: &mut Kernel, g: &Geo, base: Value, (n, oc, pix): (Value, Value, Value)) -> Value {
+    let no = k.b.ins().imul_imm_s(n, g.oc as i64);
+    let o = k.b.ins().iadd(no, oc);
+    let o = k.b.ins().imul_imm_s(o, (g.oh * g.ow) as i64);
+    let o = k.b.ins().iadd(o, pix);
+    k.addr(base, o, 4)
 }
 
 /// The 128-bit passes: per output channel the plane starts as the bias,
@@ -319,7 +340,7 @@ fn schedule(oh: usize, ow: usize) -> Schedule {
 /// The register-tiled pattern conv (AVX2 + FMA): for each tile of the
 /// output plane, for each channel block, for each output channel, one
 /// call of the assembled tile.
-fn conv_tiles(k: &mut Kernel, g: &Geo, p: &Program, ph: &Phases, f: &Frame) -> LResult {
+fn conv_tiles(k: &mut Kernel, g: &Geo, p: &Program, ph: &Phases, f: &Frame, epi: Option<TileEpi>) -> LResult {
     let sch = schedule(g.oh, g.ow);
     let nvec = g.ow.div_ceil(8);
     // column blocks: (first vector, vectors, lanes stored from the last)
@@ -329,32 +350,35 @@ fn conv_tiles(k: &mut Kernel, g: &Geo, p: &Program, ph: &Phases, f: &Frame) -> L
         let last = if v0 + vecs == nvec { g.ow - 8 * (nvec - 1) } else { 8 };
         cols.push((v0, vecs, last));
     }
-    let tile = |k: &mut Kernel, rows: usize, vecs: usize, last_lanes: usize, accumulate: bool| -> LResult<Value> {
-        let t = PatternTile {
-            groups: p.groups.clone(),
-            rows,
-            vecs,
-            last_lanes,
-            out_row: g.ow * 4,
-            in_row: ph.wq * 4,
-            accumulate,
+    let many = p.blocks > 1;
+    // a tile shape's code for the first, middle and last channel blocks:
+    // the first starts from the bias, the others from the partial sums,
+    // the last applies the epilogue
+    let codes = |k: &mut Kernel, rows: usize, vecs: usize, last_lanes: usize| -> LResult<[Value; 3]> {
+        let mut code = |accumulate: bool, epi: Option<TileEpi>| -> LResult<Value> {
+            let (out_row, in_row) = (g.ow * 4, ph.wq * 4);
+            let t = PatternTile { groups: p.groups.clone(), rows, vecs, last_lanes, out_row, in_row, accumulate, epi };
+            if !t.fits() {
+                return Err(format!("internal: pattern tile {rows}x{vecs} does not fit the registers"));
+            }
+            let code = pattern_tile(&t).map_err(|e| format!("assembling the pattern tile: {e}"))?;
+            Ok(k.code(Family::Avx2, code))
         };
-        if !t.fits() {
-            return Err(format!("internal: pattern tile {rows}x{vecs} does not fit the registers"));
+        let first = code(false, if many { None } else { epi })?;
+        if !many {
+            return Ok([first; 3]);
         }
-        let code = pattern_tile(&t).map_err(|e| format!("assembling the pattern tile: {e}"))?;
-        Ok(k.code(Family::Avx2, code))
+        let middle = code(true, None)?;
+        let last = if epi.is_some() { code(true, epi)? } else { middle };
+        Ok([first, middle, last])
     };
-    let sig = k.ukernel_sig(4);
+    let sig = k.ukernel_sig(5);
     // the row blocks: `full` blocks of `sch.rows`, then one of `rest` rows
     let (full, rest) = (g.oh / sch.rows, g.oh % sch.rows);
     let mut blocks = Vec::new();
     for (rows, count) in [(sch.rows, full), (rest, usize::from(rest > 0))] {
         if count > 0 {
-            let mut codes = Vec::with_capacity(cols.len());
-            for &(_, v, last) in &cols {
-                codes.push([tile(k, rows, v, last, false)?, tile(k, rows, v, last, true)?]);
-            }
+            let codes = cols.iter().map(|&(_, v, last)| codes(k, rows, v, last)).collect::<LResult<Vec<_>>>()?;
             blocks.push((rows, count, codes));
         }
     }
@@ -367,22 +391,26 @@ fn conv_tiles(k: &mut Kernel, g: &Geo, p: &Program, ph: &Phases, f: &Frame) -> L
             k.for_n(0, *count as i64, 1, |k, rb| {
                 let oy0 = k.b.ins().imul_imm_s(rb, rows as i64);
                 let oy0 = k.b.ins().iadd_imm_s(oy0, y0 as i64);
-                for (&(v0, _, _), &[first, later]) in cols.iter().zip(codes) {
+                for (&(v0, _, _), &[first, middle, last]) in cols.iter().zip(codes) {
                     let ox0 = (v0 * 8) as i64;
                     let src = k.b.ins().imul_imm_s(oy0, (ph.wq * 4) as i64);
                     let src = k.b.ins().iadd_imm_s(src, ox0 * 4);
                     let src = k.b.ins().iadd(f.img, src);
                     let opix = k.b.ins().imul_imm_s(oy0, g.ow as i64);
                     let opix = k.b.ins().iadd_imm_s(opix, ox0);
-                    // channel block 0 starts from the bias, the others
-                    // from the partial sums
                     k.for_n(0, p.blocks as i64, 1, |k, cb| {
-                        let code = k.b.ins().select(cb, later, first);
+                        let code = k.b.ins().select(cb, middle, first);
+                        let is_last = k.b.ins().icmp_imm_s(IntCC::Equal, cb, p.blocks as i64 - 1);
+                        let code = k.b.ins().select(is_last, last, code);
                         k.for_acc(f.lo, f.hi, 1, &[], |k, oc, _| {
                             let dst = f.out_at(k, g, n, oc, opix);
                             let pr = f.program(k, p, oc, cb);
                             let b = k.addr(f.bias, oc, 4);
-                            k.b.ins().call_indirect(sig, code, &[dst, src, pr, b]);
+                            let res = match f.residual {
+                                Some(r) => out_at(k, g, r, (n, oc, opix)),
+                                None => dst,
+                            };
+                            k.b.ins().call_indirect(sig, code, &[dst, src, pr, b, res]);
                             vec![]
                         });
                     });

@@ -466,6 +466,10 @@ pub struct PatternTile {
     /// Start from the partial sums in the output (a later block of input
     /// channels) instead of the bias.
     pub accumulate: bool,
+    /// The epilogue applied before the store (the last block of input
+    /// channels): the residual (`residual` argument, output layout) and
+    /// the clamp or HardSwish; no `scale` or `addend`.
+    pub epi: Option<TileEpi>,
 }
 
 impl PatternTile {
@@ -475,7 +479,11 @@ impl PatternTile {
     /// Whether the tile fits the registers and its shape is well formed.
     pub fn fits(&self) -> bool {
         let accs = self.rows * self.vecs;
-        (1..=Self::MAX_ACCS).contains(&accs) && (1..=8).contains(&self.last_lanes) && self.groups.iter().all(|&t| t > 0)
+        let epi_ok = self.epi.is_none_or(|e| e.scale.is_none() && e.addend.is_none());
+        (1..=Self::MAX_ACCS).contains(&accs)
+            && (1..=8).contains(&self.last_lanes)
+            && self.groups.iter().all(|&t| t > 0)
+            && epi_ok
     }
 
     /// Bytes of one kernel's program entry for a kernel of `taps` taps.
@@ -486,19 +494,22 @@ impl PatternTile {
 
 /// Machine code of `t` with the arguments (System V order) `out` (the
 /// tile's first output pixel), `src` (the padded input's origin for that
-/// pixel, input channel 0), `prog` (the output channel's program) and
-/// `bias` (its bias). Per pixel it computes `acc = bias` (or the output,
+/// pixel, input channel 0), `prog` (the output channel's program), `bias`
+/// (its bias) and `residual` (the residual at `out`'s pixel, read with
+/// `epi.residual`). Per pixel it computes `acc = bias` (or the output,
 /// `accumulate`)`; for group, for kernel, for tap: acc = w·x + acc` (one
 /// fused multiply-add each, the input a memory operand at `src` plus the
-/// tap's offset).
+/// tap's offset), then `epi`.
 pub fn pattern_tile(t: &PatternTile) -> Result<Vec<u8>, IcedError> {
     let accs = [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11];
     let lows = [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11];
     let wregs = [ymm12, ymm13, ymm14, ymm15];
-    let (out_p, src, prog, bias, n) = (rdi, rsi, rdx, rcx, r8);
+    let (out_p, src, prog, bias, res_p, n) = (rdi, rsi, rdx, rcx, r11, r8);
     // each tap's offset: the 32-bit load zero-extends into the 64-bit register
-    let offs = [(eax, rax), (r9d, r9), (r10d, r10), (r11d, r11)];
+    let offs = [(eax, rax), (r9d, r9), (r10d, r10)];
     let mut a = CodeAssembler::new(64)?;
+    // the residual arrives in r8, the group loops' counter
+    a.mov(res_p, r8)?;
     for r in 0..t.rows {
         for v in 0..t.vecs {
             let i = r * t.vecs + v;
@@ -528,11 +539,29 @@ pub fn pattern_tile(t: &PatternTile) -> Result<Vec<u8>, IcedError> {
             a.add(prog, PatternTile::entry_bytes(nt) as i32)
         })?;
     }
+    let tile = |r: usize, v: usize| {
+        let lanes = if v + 1 == t.vecs { t.last_lanes } else { 8 };
+        ((r * t.out_row + 32 * v) as i64, lanes, r * t.vecs + v)
+    };
+    if let Some(epi) = &t.epi {
+        if epi.residual {
+            for r in 0..t.rows {
+                for v in 0..t.vecs {
+                    let (at, lanes, i) = tile(r, v);
+                    if lanes == 8 {
+                        a.vaddps(accs[i], accs[i], ymmword_ptr(res_p + at))?;
+                    } else {
+                        load_lanes(&mut a, (ymm12, xmm12), res_p, at, lanes)?;
+                        a.vaddps(accs[i], accs[i], ymm12)?;
+                    }
+                }
+            }
+        }
+        activation(&mut a, epi, &accs[..t.rows * t.vecs])?;
+    }
     for r in 0..t.rows {
         for v in 0..t.vecs {
-            let at = (r * t.out_row + 32 * v) as i64;
-            let lanes = if v + 1 == t.vecs { t.last_lanes } else { 8 };
-            let i = r * t.vecs + v;
+            let (at, lanes, i) = tile(r, v);
             store_lanes(&mut a, (accs[i], lows[i]), out_p, at, lanes)?;
         }
     }
