@@ -548,6 +548,7 @@ fn assembled_kernels_keep_the_leaf_abi() {
         let c = DwCopy { rows: 3, cols, split, pad, half: (cols + 2 * pad).div_ceil(2), dst_row: 400 };
         kernels.push((format!("depthwise copy {c:?}"), dw_copy(&c).unwrap()));
     }
+    let kinds = vec![vec![0], vec![0, 1], vec![0, 2], vec![0, 1, 2], vec![0, 2, 4]];
     for (accumulate, last_lanes, rows, vecs) in
         [(false, 8, 12, 1), (true, 7, 7, 1), (true, 1, 3, 4), (false, 3, 2, 6), (true, 6, 1, 2), (true, 4, 6, 2)]
     {
@@ -556,7 +557,7 @@ fn assembled_kernels_keep_the_leaf_abi() {
             Some(TileEpi { residual: true, clamp: Some(Clamp { lo: 0.0, hi: Some(6.0) }), ..TileEpi::default() }),
         ] {
             let t = PatternTile {
-                groups: vec![1, 4, 5],
+                kinds: kinds.clone(),
                 rows,
                 vecs,
                 last_lanes,

@@ -4,11 +4,14 @@
 //! only its kept taps, with no zero MACs.
 //!
 //! **Program**, built at compile time ([`Program`]): per (output channel,
-//! block of input channels), per tap count, the number of kept kernels with
-//! that many taps, then per kernel in channel order each tap's byte offset
-//! into the padded image ([`Phases`]) and its weight. Removed kernels have
-//! no entry and no zero weight is stored; the per-tap offset is the only
-//! index decoding, one scalar load per tap and kernel.
+//! block of input channels), per *kind* of column entry, the number of
+//! entries of that kind, then per entry (channel order) each tap's byte
+//! offset into the padded image ([`Phases`]) and its weight. A column entry
+//! is up to three taps of one kernel that read the same input columns
+//! (one kernel column), its kind their row offsets (`[0]`, `[0, 1]`,
+//! `[0, 1, 2]`, ...), so the register tiles load each input row under the
+//! tile once for all of them. Removed kernels have no entry and no zero
+//! weight is stored; the per-tap offset is the only index decoding.
 //!
 //! **Order**: per output pixel the bias, then the program in order, one
 //! fused multiply-add per kept tap. Both forms below perform exactly that
@@ -25,7 +28,7 @@
 //!   consecutive output pixels still read consecutive floats.
 //! - **128-bit passes** ([`conv_passes`], every ISA; stride 1, planes of
 //!   64 pixels and more): each output plane starts as the bias, then each
-//!   kept kernel (its weights broadcast once into registers) is applied to
+//!   column entry (its weights broadcast once into registers) is applied to
 //!   the whole plane: per output vector one load, one FMA per tap, one
 //!   store.
 //!
@@ -110,12 +113,38 @@ struct Program {
     blob: Vec<u8>,
     /// Where each starts in `blob`, `[oc][block]`.
     starts: Vec<i64>,
-    /// The distinct tap counts, ascending: the groups of each program.
-    groups: Vec<usize>,
+    /// The kinds of column entry, in program order: each one's row offsets
+    /// ([`PatternTile::kinds`]).
+    kinds: Vec<Vec<usize>>,
     /// Channel blocks per output channel.
     blocks: usize,
     /// Kept taps of the whole layer.
     taps: usize,
+}
+
+/// A kernel's kept taps as column entries: taps reading the same input
+/// columns (one phase plane, one column offset) grouped top to bottom, at
+/// most [`PatternTile::MAX_TAPS`] to an entry, as (kind: row offsets from
+/// the entry's first tap, the taps); entries in order of their first tap.
+fn columns(mask: u32, area: usize, ph: &Phases) -> Vec<(Vec<usize>, Vec<usize>)> {
+    let mut cols: Vec<((usize, usize), Vec<usize>)> = Vec::new();
+    for tap in (0..area).filter(|tap| mask & (1 << tap) != 0) {
+        let (col, _) = ph.place(tap);
+        match cols.iter_mut().find(|(c, _)| *c == col) {
+            Some((_, taps)) => taps.push(tap),
+            None => cols.push((col, vec![tap])),
+        }
+    }
+    let mut entries = Vec::new();
+    for (_, taps) in cols {
+        // taps come in row-major order: rows ascending within a column
+        for chunk in taps.chunks(PatternTile::MAX_TAPS) {
+            let d0 = ph.place(chunk[0]).1;
+            entries.push((chunk.iter().map(|&t| ph.place(t).1 - d0).collect(), chunk.to_vec()));
+        }
+    }
+    entries.sort_by_key(|(_, taps)| taps[0]);
+    entries
 }
 
 impl Program {
@@ -129,30 +158,41 @@ impl Program {
                 gm.c
             ));
         }
-        let mut groups: Vec<usize> = patterns.iter().map(|m| m.count_ones() as usize).filter(|&n| n > 0).collect();
-        groups.sort_unstable();
-        groups.dedup();
+        let entries: Vec<Vec<(Vec<usize>, Vec<usize>)>> = patterns.iter().map(|&m| columns(m, area, ph)).collect();
+        let mut used = vec![false; patterns.len()];
+        for p in assignment.iter().flatten() {
+            if let Some(u) = used.get_mut(*p as usize) {
+                *u = true;
+            }
+        }
+        let mut kinds: Vec<Vec<usize>> =
+            entries.iter().zip(&used).filter(|(_, &u)| u).flat_map(|(e, _)| e.iter().map(|(k, _)| k.clone())).collect();
+        kinds.sort_unstable_by(|a, b| (a.len(), a).cmp(&(b.len(), b)));
+        kinds.dedup();
         let cb = channel_block(gm);
-        let mask_of = |o: usize, c: usize| assignment[o * gm.c + c].and_then(|p| patterns.get(p as usize)).copied();
-        let mut p = Program { blob: Vec::new(), starts: Vec::new(), groups, blocks: gm.c.div_ceil(cb), taps: 0 };
+        let pattern_of = |o: usize, c: usize| assignment[o * gm.c + c].filter(|&p| (p as usize) < patterns.len());
+        let mut p = Program { blob: Vec::new(), starts: Vec::new(), kinds, blocks: gm.c.div_ceil(cb), taps: 0 };
         for o in 0..gm.oc {
             for c0 in (0..gm.c).step_by(cb) {
                 p.starts.push(p.blob.len() as i64);
-                for &nt in &p.groups {
-                    let kept: Vec<(usize, u32)> = (c0..(c0 + cb).min(gm.c))
-                        .filter_map(|c| mask_of(o, c).filter(|m| m.count_ones() as usize == nt).map(|m| (c, m)))
+                for kind in &p.kinds {
+                    // this kind's entries of the block's kept kernels, in channel order
+                    let kept: Vec<(usize, &Vec<usize>)> = (c0..(c0 + cb).min(gm.c))
+                        .filter_map(|c| pattern_of(o, c).map(|pi| (c, pi)))
+                        .flat_map(|(c, pi)| {
+                            entries[pi as usize].iter().filter(|(k, _)| k == kind).map(move |(_, t)| (c, t))
+                        })
                         .collect();
                     p.blob.extend((kept.len() as i64).to_le_bytes());
-                    for (c, mask) in kept {
-                        let taps: Vec<usize> = (0..area).filter(|tap| mask & (1 << tap) != 0).collect();
-                        for &tap in &taps {
+                    for (c, taps) in kept {
+                        for &tap in taps {
                             p.blob.extend(((c * plane) as u32 + ph.tap(tap) as u32).to_le_bytes());
                         }
                         let kernel = &w[(o * gm.c + c) * area..(o * gm.c + c + 1) * area];
-                        for &tap in &taps {
+                        for &tap in taps {
                             p.blob.extend(kernel[tap].to_le_bytes());
                         }
-                        p.taps += nt;
+                        p.taps += taps.len();
                     }
                 }
             }
@@ -232,7 +272,8 @@ fn conv_passes(k: &mut Kernel, g: &Geo, p: &Program, ph: &Phases, f: &Frame) {
             });
             k.for_n(0, p.blocks as i64, 1, |k, cb| {
                 let mut at = f.program(k, p, oc, cb);
-                for &nt in &p.groups {
+                for kind in &p.kinds {
+                    let nt = kind.len();
                     let cnt = k.ld_ro(types::I64, at, 0);
                     let entries = k.b.ins().iadd_imm_s(at, 8);
                     k.for_acc(zero, cnt, 1, &[], |k, i, _| {
@@ -357,7 +398,7 @@ fn conv_tiles(k: &mut Kernel, g: &Geo, p: &Program, ph: &Phases, f: &Frame, epi:
     let codes = |k: &mut Kernel, rows: usize, vecs: usize, last_lanes: usize| -> LResult<[Value; 3]> {
         let mut code = |accumulate: bool, epi: Option<TileEpi>| -> LResult<Value> {
             let (out_row, in_row) = (g.ow * 4, ph.wq * 4);
-            let t = PatternTile { groups: p.groups.clone(), rows, vecs, last_lanes, out_row, in_row, accumulate, epi };
+            let t = PatternTile { kinds: p.kinds.clone(), rows, vecs, last_lanes, out_row, in_row, accumulate, epi };
             if !t.fits() {
                 return Err(format!("internal: pattern tile {rows}x{vecs} does not fit the registers"));
             }
@@ -454,9 +495,15 @@ impl Phases {
 
     /// Byte offset of row-major tap `tap` from an output pixel's origin.
     fn tap(&self, tap: usize) -> i32 {
+        let ((phase, col), row) = self.place(tap);
+        ((phase * self.hq * self.wq + row * self.wq + col) * 4) as i32
+    }
+
+    /// Where row-major tap `tap` reads, from an output pixel's origin:
+    /// ((phase plane, column offset), row offset in that plane's rows).
+    fn place(&self, tap: usize) -> ((usize, usize), usize) {
         let (ry, rx) = ((tap / self.kw) * self.dh, (tap % self.kw) * self.dw);
-        let phase = (ry % self.s) * self.s + rx % self.s;
-        ((phase * self.hq * self.wq + (ry / self.s) * self.wq + rx / self.s) * 4) as i32
+        (((ry % self.s) * self.s + rx % self.s, rx / self.s), ry / self.s)
     }
 
     /// Zeroes `img` for the phase split, once per call: every image's

@@ -437,22 +437,30 @@ pub(crate) fn int_store(a: &mut CodeAssembler, acc: &[AsmRegisterYmm], epi: Opti
 /// A register tile of the pattern-sparse conv
 /// ([`crate::lower::conv_pattern`]): `rows` output rows × `vecs` 8-pixel
 /// vectors of one output channel held in `ymm` accumulators (at most 12)
-/// while every kept kernel of the channel, mask by mask, adds its taps:
-/// per tap one broadcast and one fused multiply-add per accumulator, its
-/// input vector a memory operand at the tap's constant offset. The output
-/// is stored once, after the last kernel (no accumulator traffic per
-/// kernel), the last vector of each row only its `last_lanes` pixels.
+/// while every kept kernel of the channel adds its taps. The output is
+/// stored once, after the last kernel (no accumulator traffic per kernel),
+/// the last vector of each row only its `last_lanes` pixels.
 ///
-/// The kernels come from the channel's *program*: for each group (kernels
-/// of `groups[i]` taps) an `i64` count, then per kernel each tap's byte
-/// offset from `src` (`u32`) and its weight (`f32`),
-/// [`PatternTile::entry_bytes`] in all. One loop per group, not per mask:
-/// a block's few kernels of each mask made the per-mask loops' exits
-/// mispredict (measured 15% slower on a 512-channel 7x7 layer).
+/// The taps come from the channel's *program* as **column entries**: up
+/// to three taps of one kernel that read the same input columns, in rows
+/// `kind` apart (`[0]`, `[0, 1]`, `[0, 1, 2]`, ... input rows below the
+/// first). For each kind an `i64` count, then per entry each tap's byte
+/// offset from `src` (`u32`; the tile reads the first, the kind places the
+/// others) and its weight (`f32`), [`PatternTile::entry_bytes`] in all.
+/// An entry's weights are broadcast into registers once; each input row
+/// under the tile is loaded once and multiply-added into every
+/// accumulator row that one of the entry's taps maps it to (PatDNN's load
+/// redundancy elimination: a column of two taps over three output rows
+/// loads four input rows, not six). A row one tap alone reads stays a
+/// memory operand of its FMA. Per accumulator the taps still come in
+/// entry order. One loop per kind, not per mask: a block's few kernels of
+/// each mask made per-mask loops' exits mispredict (measured 15% slower
+/// on a 512-channel 7x7 layer).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PatternTile {
-    /// Taps per kernel of each group, in program order.
-    pub groups: Vec<usize>,
+    /// Each kind's row offsets (input rows from the entry's first tap;
+    /// ascending from 0, one to three taps), in program order.
+    pub kinds: Vec<Vec<usize>>,
     /// Output rows of the tile.
     pub rows: usize,
     /// 8-pixel vectors per row.
@@ -461,7 +469,8 @@ pub struct PatternTile {
     pub last_lanes: usize,
     /// Bytes between output rows.
     pub out_row: usize,
-    /// Bytes between the input rows the tile's output rows start at.
+    /// Bytes between the input rows the tile's output rows start at (and
+    /// a kind's rows are apart).
     pub in_row: usize,
     /// Start from the partial sums in the output (a later block of input
     /// channels) instead of the bias.
@@ -473,20 +482,26 @@ pub struct PatternTile {
 }
 
 impl PatternTile {
-    /// Most accumulators a tile holds (four registers hold the broadcast weights).
+    /// Most accumulators a tile holds (three registers hold an entry's
+    /// broadcast weights, one an input vector).
     pub const MAX_ACCS: usize = 12;
+
+    /// Most taps of a column entry.
+    pub const MAX_TAPS: usize = 3;
 
     /// Whether the tile fits the registers and its shape is well formed.
     pub fn fits(&self) -> bool {
         let accs = self.rows * self.vecs;
+        let kind_ok =
+            |k: &Vec<usize>| (1..=Self::MAX_TAPS).contains(&k.len()) && k[0] == 0 && k.windows(2).all(|w| w[0] < w[1]);
         let epi_ok = self.epi.is_none_or(|e| e.scale.is_none() && e.addend.is_none());
         (1..=Self::MAX_ACCS).contains(&accs)
             && (1..=8).contains(&self.last_lanes)
-            && self.groups.iter().all(|&t| t > 0)
+            && self.kinds.iter().all(kind_ok)
             && epi_ok
     }
 
-    /// Bytes of one kernel's program entry for a kernel of `taps` taps.
+    /// Bytes of one entry of `taps` taps.
     pub fn entry_bytes(taps: usize) -> usize {
         8 * taps
     }
@@ -497,18 +512,15 @@ impl PatternTile {
 /// pixel, input channel 0), `prog` (the output channel's program), `bias`
 /// (its bias) and `residual` (the residual at `out`'s pixel, read with
 /// `epi.residual`). Per pixel it computes `acc = bias` (or the output,
-/// `accumulate`)`; for group, for kernel, for tap: acc = w·x + acc` (one
-/// fused multiply-add each, the input a memory operand at `src` plus the
-/// tap's offset), then `epi`.
+/// `accumulate`)`; for kind, for entry, for tap: acc = w·x + acc` (one
+/// fused multiply-add each), then `epi`.
 pub fn pattern_tile(t: &PatternTile) -> Result<Vec<u8>, IcedError> {
     let accs = [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11];
     let lows = [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11];
-    let wregs = [ymm12, ymm13, ymm14, ymm15];
+    let (wregs, x) = ([ymm12, ymm13, ymm14], ymm15);
     let (out_p, src, prog, bias, res_p, n) = (rdi, rsi, rdx, rcx, r11, r8);
-    // each tap's offset: the 32-bit load zero-extends into the 64-bit register
-    let offs = [(eax, rax), (r9d, r9), (r10d, r10)];
     let mut a = CodeAssembler::new(64)?;
-    // the residual arrives in r8, the group loops' counter
+    // the residual arrives in r8, the kind loops' counter
     a.mov(res_p, r8)?;
     for r in 0..t.rows {
         for v in 0..t.vecs {
@@ -521,18 +533,31 @@ pub fn pattern_tile(t: &PatternTile) -> Result<Vec<u8>, IcedError> {
             }
         }
     }
-    for &nt in &t.groups {
+    for kind in &t.kinds {
+        let nt = kind.len();
         a.mov(n, qword_ptr(prog))?;
         a.add(prog, 8)?;
         super::counted_loop(&mut a, n, |a| {
-            for j in 0..nt {
-                let (w, (off32, off)) = (wregs[j % wregs.len()], offs[j % offs.len()]);
-                a.mov(off32, dword_ptr(prog + (4 * j) as i64))?;
+            // the first tap's offset: the 32-bit load zero-extends into rax
+            a.mov(eax, dword_ptr(prog))?;
+            for (j, &w) in wregs.iter().enumerate().take(nt) {
                 a.vbroadcastss(w, dword_ptr(prog + (4 * (nt + j)) as i64))?;
-                for r in 0..t.rows {
-                    for v in 0..t.vecs {
-                        let at = (r * t.in_row + 32 * v) as i64;
-                        a.vfmadd231ps(accs[r * t.vecs + v], w, ymmword_ptr(src + off + at))?;
+            }
+            // input row `ir` below the first tap feeds tap j's output row ir - kind[j]
+            for ir in 0..t.rows + kind[nt - 1] {
+                let taps: Vec<(usize, usize)> =
+                    (0..nt).filter(|&j| ir >= kind[j] && ir - kind[j] < t.rows).map(|j| (j, ir - kind[j])).collect();
+                for v in 0..t.vecs {
+                    let at = ymmword_ptr(src + rax + (ir * t.in_row + 32 * v) as i64);
+                    match taps[..] {
+                        [] => {}
+                        [(j, r)] => a.vfmadd231ps(accs[r * t.vecs + v], wregs[j], at)?,
+                        _ => {
+                            a.vmovups(x, at)?;
+                            for &(j, r) in &taps {
+                                a.vfmadd231ps(accs[r * t.vecs + v], wregs[j], x)?;
+                            }
+                        }
                     }
                 }
             }
