@@ -25,6 +25,11 @@ pub struct ModelArgs {
     /// (Reshape's shape, Slice's starts, an `If` condition).
     #[arg(long = "bind", value_name = "NAME=FILE")]
     pub bind: Vec<String>,
+    /// Keep every conv on the direct kernels (no Winograd rewrite): to
+    /// compare a layer's forms, e.g. a pattern-pruned conv against the
+    /// dense direct one.
+    #[arg(long = "no-winograd")]
+    pub no_winograd: bool,
     #[command(flatten)]
     pub compress: CompressArgs,
 }
@@ -177,7 +182,16 @@ impl ModelArgs {
         for (input, value) in read_named("--bind", &self.bind)? {
             s = s.bind(&input, value);
         }
-        Ok(s)
+        Ok(s.pass_options(self.passes()))
+    }
+
+    /// The rule-group options the flags ask for.
+    fn passes(&self) -> kerf_pipeline::PassOptions {
+        kerf_pipeline::PassOptions {
+            int8_kernels: !self.compress.no_int8_kernels,
+            winograd: !self.no_winograd,
+            ..Default::default()
+        }
     }
 
     /// Whether any compression flag is given.
@@ -199,8 +213,7 @@ impl ModelArgs {
             return Ok(s);
         };
         let stacked = self.calibration(&s)?;
-        let passes = kerf_pipeline::PassOptions { int8_kernels: !self.compress.no_int8_kernels, ..Default::default() };
-        Ok(s.sample_shapes(&stacked)?.compression(plan, stacked).progress(layer_bar()).pass_options(passes))
+        Ok(s.sample_shapes(&stacked)?.compression(plan, stacked).progress(layer_bar()).pass_options(self.passes()))
     }
 
     /// The `--calib` data (stacked, per input), cut to `--calib-samples`.

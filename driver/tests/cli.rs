@@ -78,6 +78,22 @@ fn dump_ir_is_deterministic_and_parses() {
 }
 
 #[test]
+fn no_winograd_keeps_convs_direct() {
+    let m = fixtures().join("models/digits_cnn/model.onnx");
+    let ir = |extra: &[&str]| {
+        let mut args = vec!["inspect", "--dump-ir", "optimize", m.to_str().unwrap()];
+        args.extend(extra);
+        let o = kerf(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    assert!(ir(&[]).contains("winograd=4"), "digits_cnn's 3x3 convs run as Winograd by default");
+    let direct = ir(&["--no-winograd"]);
+    assert!(!direct.contains("winograd="), "{direct}");
+    assert!(direct.contains("ConvFused{"), "{direct}");
+}
+
+#[test]
 fn unsupported_ops_are_listed_at_once() {
     let m = fixtures().join("bad/unsupported_ops.onnx");
     let out = kerf(&["inspect", m.to_str().unwrap()]);

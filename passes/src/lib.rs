@@ -52,6 +52,11 @@ pub struct PassOptions {
     /// by default; off keeps such layers in f32 on the dequantised grid
     /// (docs/compression.md, "Integer kernels").
     pub int8_kernels: bool,
+    /// Whether [`optimize`] runs the `winograd` group (3x3 convs onto
+    /// Winograd where the cost model prices it cheaper). On by default; off
+    /// keeps every conv on the direct kernels, for comparisons (`kerf bench
+    /// --no-winograd`).
+    pub winograd: bool,
     /// Whether the code generator has the assembled pattern tiles
     /// (AVX2 + FMA micro-kernels): pattern-pruned convs then stay on the
     /// pattern kernel on more planes than the 128-bit one wins on
@@ -103,6 +108,7 @@ impl Default for PassOptions {
             node_limit: 200_000,
             time_limit: Duration::from_secs(20),
             int8_kernels: true,
+            winograd: true,
             wide_patterns: false,
             int8_dot: Int8Dot::Pairs,
         }
@@ -211,7 +217,10 @@ pub fn optimize(g: &Graph, opts: &PassOptions) -> Result<(Graph, Vec<GroupReport
     let mut reports = Vec::new();
     let mut before = kerf_ir::text::print(&cur);
     for _ in 0..MAX_ROUNDS {
-        let groups: Vec<&str> = rule_groups().into_iter().filter(|&g| g != "int8" || opts.int8_kernels).collect();
+        let groups: Vec<&str> = rule_groups()
+            .into_iter()
+            .filter(|&g| (g != "int8" || opts.int8_kernels) && (g != "winograd" || opts.winograd))
+            .collect();
         let (next, mut rs) = run_groups(&cur, &groups, opts)?;
         reports.append(&mut rs);
         let after = kerf_ir::text::print(&next);

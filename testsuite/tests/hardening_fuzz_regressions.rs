@@ -37,9 +37,7 @@ fn pipeline(bytes: &[u8]) -> Outcome {
         iter_limit: 30,
         node_limit: 50_000,
         time_limit: std::time::Duration::from_secs(2),
-        int8_kernels: true,
-        wide_patterns: false,
-        int8_dot: kerf_passes::Int8Dot::Pairs,
+        ..kerf_passes::PassOptions::default()
     };
     let g = match kerf_passes::optimize(&g, &popts) {
         Ok((g, _)) => g,
