@@ -403,6 +403,15 @@ impl Arena {
         self.len == 0
     }
 
+    /// Fills the arena with `byte`. The generated code never reads arena
+    /// bytes it did not write in the same run, so a run's outputs do not
+    /// depend on it; tests poison the arena to check exactly that (as the
+    /// C harness does).
+    pub fn poison(&mut self, byte: u8) {
+        let (offset, len) = (self.offset, self.len);
+        self.buf[offset..offset + len].fill(byte);
+    }
+
     fn as_mut_ptr(&mut self) -> *mut u8 {
         self.buf[self.offset..].as_mut_ptr()
     }

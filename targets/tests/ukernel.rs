@@ -548,7 +548,9 @@ fn assembled_kernels_keep_the_leaf_abi() {
         let c = DwCopy { rows: 3, cols, split, pad, half: (cols + 2 * pad).div_ceil(2), dst_row: 400 };
         kernels.push((format!("depthwise copy {c:?}"), dw_copy(&c).unwrap()));
     }
-    let kinds = vec![vec![0], vec![0, 1], vec![0, 2], vec![0, 1, 2], vec![0, 2, 4]];
+    let kinds: Vec<EntryKind> =
+        [vec![0], vec![0, 1], vec![0, 2], vec![0, 1, 2], vec![0, 2, 4]].into_iter().map(EntryKind::Column).collect();
+    let kinds = [kinds, vec![EntryKind::Kernel(1), EntryKind::Kernel(4), EntryKind::Kernel(5)]].concat();
     for (accumulate, last_lanes, rows, vecs) in
         [(false, 8, 12, 1), (true, 7, 7, 1), (true, 1, 3, 4), (false, 3, 2, 6), (true, 6, 1, 2), (true, 4, 6, 2)]
     {

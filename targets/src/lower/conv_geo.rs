@@ -113,11 +113,8 @@ pub(super) fn tap_range(
 
 /// Fills a padded image of `[channels][hp][wpd]` with batch `n`'s input
 /// planes `first..first + channels` in its interior (offset by the
-/// padding) and zeros around them, so conv taps need no bounds checks.
-/// Each float is written once: per channel the zeros before the first
-/// row, each row followed by the zeros up to the next one's first float
-/// (its right padding and the next row's left padding), the zeros after
-/// the last row.
+/// padding) and zeros around them ([`zero_frame`]), so conv taps need no
+/// bounds checks. Each float is written once.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn pad_input(
     k: &mut Kernel,
@@ -130,41 +127,72 @@ pub(super) fn pad_input(
     hp: usize,
     wpd: usize,
 ) {
-    let zeros = |k: &mut Kernel, at: Value, len: usize| {
-        k.for_vec(len, &mut |k, ty, i| {
-            let z = k.fsplat(ty, 0.0);
-            k.st_at(z, at, i, 4, 0);
-        });
-    };
     let nc = k.b.ins().imul_imm_s(n, g.c as i64);
     let nc = k.b.ins().iadd(nc, first);
     let plane = k.b.ins().imul_imm_s(nc, (g.h * g.w) as i64);
     let xbase = k.addr(xp, plane, 4);
     let g2 = *g;
-    let (head, gap) = (g2.ph * wpd + g2.pw, wpd - g2.w);
-    let tail = hp * wpd - (head + (g2.h - 1) * wpd + g2.w);
     k.for_n(0, channels as i64, 1, |k, c| {
-        let src = k.b.ins().imul_imm_s(c, (g2.h * g2.w) as i64);
-        let sb = k.addr(xbase, src, 4);
         let dst = k.b.ins().imul_imm_s(c, (hp * wpd) as i64);
         let db = k.addr(pad_img, dst, 4);
-        zeros(k, db, head);
-        let db = k.b.ins().iadd_imm_s(db, (head * 4) as i64);
-        // row y at `db + y·wpd`, its gap after it
-        let row = |k: &mut Kernel, y: Value, gap: usize| {
-            let s = k.b.ins().imul_imm_s(y, (g2.w * 4) as i64);
-            let s = k.b.ins().iadd(sb, s);
-            let d = k.b.ins().imul_imm_s(y, (wpd * 4) as i64);
-            let d = k.b.ins().iadd(db, d);
-            k.for_vec(g2.w, &mut |k, ty, j| {
-                let v = k.ld_at(ty, s, j, 4, 0);
-                k.st_at(v, d, j, 4, 0);
-            });
-            let d = k.b.ins().iadd_imm_s(d, (g2.w * 4) as i64);
-            zeros(k, d, gap);
-        };
-        k.for_n(0, g2.h as i64 - 1, 1, |k, y| row(k, y, gap));
-        let last = k.ic(g2.h as i64 - 1);
-        row(k, last, tail);
+        zero_frame(k, db, (hp, wpd), (g2.ph, g2.ph + g2.h), (g2.pw, g2.pw + g2.w));
     });
+    k.for_n(0, (channels * g.h) as i64, 1, |k, row| {
+        // row = c * H + y
+        let src = k.b.ins().imul_imm_s(row, g2.w as i64);
+        let sb = k.addr(xbase, src, 4);
+        let c = k.b.ins().udiv_imm_s(row, g2.h as i64);
+        let y = k.b.ins().urem_imm_s(row, g2.h as i64);
+        let drow = k.b.ins().imul_imm_s(c, hp as i64);
+        let drow = k.b.ins().iadd(drow, y);
+        let drow = k.b.ins().iadd_imm_s(drow, g2.ph as i64);
+        let d = k.b.ins().imul_imm_s(drow, wpd as i64);
+        let d = k.b.ins().iadd_imm_s(d, g2.pw as i64);
+        let db = k.addr(pad_img, d, 4);
+        k.for_vec(g2.w, &mut |k, ty, j| {
+            let v = k.ld_at(ty, sb, j, 4, 0);
+            k.st_at(v, db, j, 4, 0);
+        });
+    });
+}
+
+/// Zeroes a `[hp][wpd]` f32 plane at `plane` except its interior, rows
+/// `rows` × columns `cols` (what a copy writes afterwards): the floats
+/// before the interior's first row, each interior row's gap up to the
+/// next one's first float (its right and the next row's left margin),
+/// and the floats after the last row. An empty interior zeroes it all.
+pub(super) fn zero_frame(
+    k: &mut Kernel,
+    plane: Value,
+    (hp, wpd): (usize, usize),
+    rows: (usize, usize),
+    cols: (usize, usize),
+) {
+    let zeros = |k: &mut Kernel, from: usize, to: usize| {
+        let at = k.b.ins().iadd_imm_s(plane, (4 * from) as i64);
+        k.for_vec(to - from, &mut |k, ty, i| {
+            let z = k.fsplat(ty, 0.0);
+            k.st_at(z, at, i, 4, 0);
+        });
+    };
+    let (r0, r1) = (rows.0.min(hp), rows.1.min(hp));
+    let (c0, c1) = (cols.0.min(wpd), cols.1.min(wpd));
+    if r0 >= r1 || c0 >= c1 {
+        return zeros(k, 0, hp * wpd);
+    }
+    zeros(k, 0, r0 * wpd + c0);
+    if r1 - r0 > 1 {
+        // the gaps after rows r0 .. r1 - 1, `wpd` floats apart
+        let (first, len) = (r0 * wpd + c1, wpd - (c1 - c0));
+        let at = k.b.ins().iadd_imm_s(plane, (4 * first) as i64);
+        k.for_n(0, (r1 - r0 - 1) as i64, 1, |k, i| {
+            let row = k.b.ins().imul_imm_s(i, (4 * wpd) as i64);
+            let row = k.b.ins().iadd(at, row);
+            k.for_vec(len, &mut |k, ty, j| {
+                let z = k.fsplat(ty, 0.0);
+                k.st_at(z, row, j, 4, 0);
+            });
+        });
+    }
+    zeros(k, (r1 - 1) * wpd + c1, hp * wpd);
 }

@@ -36,6 +36,9 @@ pub fn run(text: &str, inputs: &[Tensor], cpu: &str) -> Vec<Vec<f32>> {
     {
         let mut ov: Vec<&mut [u8]> = outs.iter_mut().map(|o| bytemuck_f32_mut(o)).collect();
         let mut arena = m.new_arena();
+        // 0xFF bytes are NaNs: a kernel reading scratch it did not write
+        // (a padded copy's border, say) shows in its outputs
+        arena.poison(0xFF);
         m.run(&views, &mut ov, &mut arena).unwrap();
     }
     outs
@@ -90,6 +93,7 @@ pub fn run_rt(m: &Model, inputs: &[Tensor], rt: Option<&KerfRuntime>) -> Vec<u8>
     let ins: Vec<&[u8]> = inputs.iter().map(|t| t.bytes()).collect();
     let mut out = vec![0u8; m.info().outputs[0].bytes];
     let mut arena = m.new_arena();
+    arena.poison(0xFF);
     // SAFETY: the runtimes passed are a pool's or use `reverse_parallel_for`.
     unsafe { m.run_with(&ins, &mut [out.as_mut_slice()], &mut arena, rt) }.unwrap();
     out
