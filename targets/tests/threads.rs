@@ -143,7 +143,8 @@ fn fixture_models_threaded_equal_serial() {
 /// channels; each task pads the image into its own scratch copy. Threaded
 /// equals serial bit for bit (with the host's `native` preset: the
 /// assembled AVX2 register tiles where the host has them), at stride 1
-/// and at stride 2 (a phase-split image per task).
+/// and at stride 2 (a phase-split image per task), with a residual and
+/// Relu fused (the tiles' epilogue).
 #[test]
 fn pattern_convs_split_over_output_channels() {
     for (st, h, w) in [(1, 20, 21), (2, 29, 30)] {
@@ -156,9 +157,9 @@ fn pattern_convs_split_over_output_channels() {
             .collect();
         let list = |v: &[f32]| format!("[{}]", v.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(","));
         let text = format!(
-            "graph \"p\"\n  input %0 \"x\": f32[{n},{c},{h},{w}]\n  const %1 \"w\": f32[{o},{c},3,3] = {}\n  \
-             const %2 \"b\": f32[{o}] = {}\n  \
-             %3 = Conv{{kernel=[3,3], strides=[{st},{st}], dilations=[1,1], pads=[1,1,1,1], group=1, layer=\"c\"}}(%0, %1, %2): f32[{n},{o},{oh},{ow}] @\"c\"\n  \
+            "graph \"p\"\n  input %0 \"x\": f32[{n},{c},{h},{w}]\n  input %9 \"r\": f32[{n},{o},{oh},{ow}]\n  \
+             const %1 \"w\": f32[{o},{c},3,3] = {}\n  const %2 \"b\": f32[{o}] = {}\n  \
+             %3 = ConvFused{{kernel=[3,3], strides=[{st},{st}], dilations=[1,1], pads=[1,1,1,1], group=1, layer=\"c\", act=Relu, residual=true}}(%0, %1, %2, %9): f32[{n},{o},{oh},{ow}] @\"c\"\n  \
              output \"y\" = %3\n",
             list(&weights),
             list(&(0..o).map(|i| 0.01 * i as f32).collect::<Vec<_>>()),
@@ -167,7 +168,8 @@ fn pattern_convs_split_over_output_channels() {
         let weight = g.const_of(g.nodes[0].inputs[1]).unwrap();
         assert!(kerf_ir::Sparsity::detect(weight).is_some(), "the weight must read as pattern-pruned");
         let x = Tensor::from_f32(vec![n, c, h, w], &xs(n * c * h * w)).unwrap();
-        let calls = check_same(&format!("pattern conv, stride {st}"), &g, std::slice::from_ref(&x));
+        let r = Tensor::from_f32(vec![n, o, oh, ow], &xs(n * o * oh * ow + 3)[3..]).unwrap();
+        let calls = check_same(&format!("pattern conv, stride {st}"), &g, &[x, r]);
         // stride 2 runs on the pattern kernel only with AVX2 + FMA (the
         // register tiles); elsewhere the dense kernel splits its own way
         if st == 1 {
