@@ -150,51 +150,45 @@ fn avx2_matmul_tiles_equal_the_128_bit_tiles() {
         let n: usize = shape.iter().product();
         t(shape, &xs(n + seed)[seed..].iter().map(|x| x * 0.25).collect::<Vec<_>>())
     };
-    let cases: [(&str, Vec<Tensor>, bool); 9] = [
+    // a transposed-A Gemm with a column bias starting at `c0`, clipped to [lo, hi]
+    let clip_gemm = |lo: &str, hi: &str, c0: &str| {
+        format!(
+            "input %0 \"a\": f32[9,7]\n  const %1 \"b\": f32[9,32] = iota(-0.5, 0.003)\n  const %2 \"c\": f32[32] = iota({c0}, 0.01)\n  %3 = GemmFused{{alpha=1.0, beta=1.0, trans_a=true, trans_b=false, layer=\"g\", act=Clip, act_min={lo}, act_max={hi}, residual=false}}(%0, %1, %2): f32[7,32] @\"g\"\n  output \"y\" = %3"
+        )
+    };
+    let cases: [(String, Vec<Tensor>, bool); 9] = [
         (
-            "input %0 \"a\": f32[37,64]\n  const %1 \"b\": f32[64,40] = iota(-1.0, 0.001)\n  %2 = MatMul{layer=\"m\"}(%0, %1): f32[37,40] @\"m\"\n  output \"y\" = %2",
+            "input %0 \"a\": f32[37,64]\n  const %1 \"b\": f32[64,40] = iota(-1.0, 0.001)\n  %2 = MatMul{layer=\"m\"}(%0, %1): f32[37,40] @\"m\"\n  output \"y\" = %2".into(),
             vec![v(&[37, 64], 1)],
             true,
         ),
         // zero bounds: -0 below (negative sums become -0, no +0.0 added),
         // +0 above
+        (clip_gemm("-0.0", "0.25", "-0.2"), vec![v(&[9, 7], 9)], true),
+        (clip_gemm("-0.25", "0.0", "-0.2"), vec![v(&[9, 7], 10)], true),
         (
-            "input %0 \"a\": f32[9,7]\n  const %1 \"b\": f32[9,32] = iota(-0.5, 0.003)\n  const %2 \"c\": f32[32] = iota(-0.2, 0.01)\n  %3 = GemmFused{alpha=1.0, beta=1.0, trans_a=true, trans_b=false, layer=\"g\", act=Clip, act_min=-0.0, act_max=0.25, residual=false}(%0, %1, %2): f32[7,32] @\"g\"\n  output \"y\" = %3",
-            vec![v(&[9, 7], 9)],
-            true,
-        ),
-        (
-            "input %0 \"a\": f32[9,7]\n  const %1 \"b\": f32[9,32] = iota(-0.5, 0.003)\n  const %2 \"c\": f32[32] = iota(-0.2, 0.01)\n  %3 = GemmFused{alpha=1.0, beta=1.0, trans_a=true, trans_b=false, layer=\"g\", act=Clip, act_min=-0.25, act_max=0.0, residual=false}(%0, %1, %2): f32[7,32] @\"g\"\n  output \"y\" = %3",
-            vec![v(&[9, 7], 10)],
-            true,
-        ),
-        (
-            "input %0 \"a\": f32[2,20,48]\n  input %1 \"r\": f32[2,20,36]\n  const %4 \"b\": f32[48,36] = iota(0.5, -0.0007)\n  const %5 \"c\": f32[36] = iota(-0.3, 0.02)\n  %7 = MatMulFused{layer=\"m\", act=Relu, residual=true}(%0, %4, %5, %1): f32[2,20,36] @\"m\"\n  output \"y\" = %7",
+            "input %0 \"a\": f32[2,20,48]\n  input %1 \"r\": f32[2,20,36]\n  const %4 \"b\": f32[48,36] = iota(0.5, -0.0007)\n  const %5 \"c\": f32[36] = iota(-0.3, 0.02)\n  %7 = MatMulFused{layer=\"m\", act=Relu, residual=true}(%0, %4, %5, %1): f32[2,20,36] @\"m\"\n  output \"y\" = %7".into(),
             vec![v(&[2, 20, 48], 2), v(&[2, 20, 36], 3)],
             true,
         ),
         (
-            "input %0 \"a\": f32[13,30]\n  const %1 \"b\": f32[44,30] = iota(0.2, -0.0005)\n  const %2 \"c\": f32[1,44] = iota(0.1, 0.1)\n  %3 = Gemm{alpha=0.5, beta=2.0, trans_a=false, trans_b=true, layer=\"g\"}(%0, %1, %2): f32[13,44] @\"g\"\n  output \"y\" = %3",
+            "input %0 \"a\": f32[13,30]\n  const %1 \"b\": f32[44,30] = iota(0.2, -0.0005)\n  const %2 \"c\": f32[1,44] = iota(0.1, 0.1)\n  %3 = Gemm{alpha=0.5, beta=2.0, trans_a=false, trans_b=true, layer=\"g\"}(%0, %1, %2): f32[13,44] @\"g\"\n  output \"y\" = %3".into(),
             vec![v(&[13, 30], 4)],
             true,
         ),
         (
-            "input %0 \"a\": f32[13,30]\n  const %1 \"b\": f32[30,16] = iota(0.2, -0.001)\n  const %2 \"c\": f32[13,1] = iota(0.1, 0.1)\n  %3 = Gemm{alpha=1.0, beta=0.5, trans_a=false, trans_b=false, layer=\"g\"}(%0, %1, %2): f32[13,16] @\"g\"\n  output \"y\" = %3",
+            "input %0 \"a\": f32[13,30]\n  const %1 \"b\": f32[30,16] = iota(0.2, -0.001)\n  const %2 \"c\": f32[13,1] = iota(0.1, 0.1)\n  %3 = Gemm{alpha=1.0, beta=0.5, trans_a=false, trans_b=false, layer=\"g\"}(%0, %1, %2): f32[13,16] @\"g\"\n  output \"y\" = %3".into(),
             vec![v(&[13, 30], 5)],
             true,
         ),
         (
-            "input %0 \"a\": f32[5,33]\n  input %1 \"b\": f32[33,24]\n  %2 = MatMul{layer=\"m\"}(%0, %1): f32[5,24] @\"m\"\n  output \"y\" = %2",
+            "input %0 \"a\": f32[5,33]\n  input %1 \"b\": f32[33,24]\n  %2 = MatMul{layer=\"m\"}(%0, %1): f32[5,24] @\"m\"\n  output \"y\" = %2".into(),
             vec![v(&[5, 33], 6), v(&[33, 24], 7)],
             true,
         ),
+        (clip_gemm("-1.0", "1.0", "0.0"), vec![v(&[9, 7], 8)], true),
         (
-            "input %0 \"a\": f32[9,7]\n  const %1 \"b\": f32[9,32] = iota(-0.5, 0.003)\n  const %2 \"c\": f32[32] = iota(0.0, 0.01)\n  %3 = GemmFused{alpha=1.0, beta=1.0, trans_a=true, trans_b=false, layer=\"g\", act=Clip, act_min=-1.0, act_max=1.0, residual=false}(%0, %1, %2): f32[7,32] @\"g\"\n  output \"y\" = %3",
-            vec![v(&[9, 7], 8)],
-            true,
-        ),
-        (
-            "input %0 \"a\": f32[2,20,48]\n  input %1 \"r\": f32[2,20,36]\n  const %4 \"b\": f32[48,36] = iota(0.5, -0.0007)\n  const %5 \"c\": f32[36] = iota(-0.3, 0.02)\n  %7 = MatMulFused{layer=\"m\", act=HardSwish, residual=true}(%0, %4, %5, %1): f32[2,20,36] @\"m\"\n  output \"y\" = %7",
+            "input %0 \"a\": f32[2,20,48]\n  input %1 \"r\": f32[2,20,36]\n  const %4 \"b\": f32[48,36] = iota(0.5, -0.0007)\n  const %5 \"c\": f32[36] = iota(-0.3, 0.02)\n  %7 = MatMulFused{layer=\"m\", act=HardSwish, residual=true}(%0, %4, %5, %1): f32[2,20,36] @\"m\"\n  output \"y\" = %7".into(),
             vec![v(&[2, 20, 48], 2), v(&[2, 20, 36], 3)],
             true,
         ),

@@ -4,14 +4,15 @@
 //! only its kept taps, with no zero MACs.
 //!
 //! **Program**, built at compile time ([`Program`]): per (output channel,
-//! block of input channels), per *kind* of column entry, the number of
-//! entries of that kind, then per entry (channel order) each tap's byte
-//! offset into the padded image ([`Phases`]) and its weight. A column entry
-//! is up to three taps of one kernel that read the same input columns
-//! (one kernel column), its kind their row offsets (`[0]`, `[0, 1]`,
+//! block of input channels), per kind of entry ([`EntryKind`]), the number
+//! of entries of that kind, then per entry (channel order) each tap's byte
+//! offset into the padded image ([`Phases`]) and its weight. At stride 1 an
+//! entry is a *column entry*, up to three taps of one kernel that read the
+//! same input columns, its kind their row offsets (`[0]`, `[0, 1]`,
 //! `[0, 1, 2]`, ...), so the register tiles load each input row under the
-//! tile once for all of them. Removed kernels have no entry and no zero
-//! weight is stored; the per-tap offset is the only index decoding.
+//! tile once for all of them; at stride 2 a whole kernel. Removed kernels
+//! have no entry and no zero weight is stored; the per-tap offset is the
+//! only index decoding.
 //!
 //! **Order**: per output pixel the bias, then the program in order, one
 //! fused multiply-add per kept tap. Both forms below perform exactly that
@@ -27,10 +28,10 @@
 //!   output channel reads it. Stride 2 reads a phase-split image, so
 //!   consecutive output pixels still read consecutive floats.
 //! - **128-bit passes** ([`conv_passes`], every ISA; stride 1, planes of
-//!   64 pixels and more): each output plane starts as the bias, then each
-//!   column entry (its weights broadcast once into registers) is applied to
-//!   the whole plane: per output vector one load, one FMA per tap, one
-//!   store.
+//!   64 pixels and more): each output plane starts as the bias, then
+//!   consecutive entries, about four taps at a time (their weights
+//!   broadcast once into registers), are applied to the whole plane: per
+//!   output vector one load, one FMA per tap, one store.
 //!
 //! The register tiles apply a fused epilogue (residual, Relu/Clip,
 //! HardSwish: [`super::gemm_avx2::act_epi`]) in the last channel block's
@@ -266,7 +267,8 @@ fn out_at(k: &mut Kernel, g: &Geo, base: Value, (n, oc, pix): (Value, Value, Val
 }
 
 /// The 128-bit passes: per output channel the plane starts as the bias,
-/// then one pass over it per kept kernel, in program order.
+/// then passes over it of consecutive entries ([`PASS_TAPS`] taps or so), in
+/// program order.
 fn conv_passes(k: &mut Kernel, g: &Geo, p: &Program, ph: &Phases, f: &Frame) {
     let (l, vty, ow) = (k.lanes(), k.vty(), g.ow);
     let row_bytes = (ph.wq * 4) as i64;
@@ -287,20 +289,22 @@ fn conv_passes(k: &mut Kernel, g: &Geo, p: &Program, ph: &Phases, f: &Frame) {
                     let nt = kind.taps();
                     let cnt = k.ld_ro(types::I64, at, 0);
                     let entries = k.b.ins().iadd_imm_s(at, 8);
-                    k.for_acc(zero, cnt, 1, &[], |k, i, _| {
-                        let e = k.addr(entries, i, (8 * nt) as i64);
-                        let srcs: Vec<Value> = (0..nt)
-                            .map(|j| {
-                                let off = k.ld_ro(types::I32, e, (4 * j) as i32);
-                                let off = k.b.ins().uextend(types::I64, off);
-                                k.b.ins().iadd(f.img, off)
-                            })
-                            .collect();
-                        let ws: Vec<Value> = (0..nt).map(|j| k.ld_ro(types::F32, e, (4 * (nt + j)) as i32)).collect();
-                        let wv: Vec<Value> = ws.iter().map(|&w| k.widen(vty, w)).collect();
-                        pass(k, g, obase, &srcs, (&ws, &wv), row_bytes, l);
-                        vec![]
-                    });
+                    // `per` consecutive entries per pass (about four taps, as
+                    // one kernel had before the column entries): the same
+                    // multiply-adds in the same order, one output load and
+                    // store per pass
+                    let per = (PASS_TAPS / nt).max(1);
+                    let whole = k.b.ins().udiv_imm_s(cnt, per as i64);
+                    let split = k.b.ins().imul_imm_s(whole, per as i64);
+                    for (lo, hi, step) in [(zero, split, per), (split, cnt, 1)] {
+                        k.for_acc(lo, hi, step as i64, &[], |k, i, _| {
+                            let e = k.addr(entries, i, (8 * nt) as i64);
+                            let (srcs, ws) = entry_taps(k, f.img, e, nt, step);
+                            let wv: Vec<Value> = ws.iter().map(|&w| k.widen(vty, w)).collect();
+                            pass(k, g, obase, &srcs, (&ws, &wv), row_bytes, l);
+                            vec![]
+                        });
+                    }
                     let len = k.b.ins().imul_imm_s(cnt, (8 * nt) as i64);
                     at = k.b.ins().iadd(entries, len);
                 }
@@ -308,6 +312,25 @@ fn conv_passes(k: &mut Kernel, g: &Geo, p: &Program, ph: &Phases, f: &Frame) {
             vec![]
         });
     });
+}
+
+/// Taps per 128-bit pass over the plane, from consecutive entries.
+const PASS_TAPS: usize = 4;
+
+/// The taps of `count` consecutive entries of `nt` taps from `e`: their
+/// inputs at output pixel 0 (in `img`) and their weights, in program order.
+fn entry_taps(k: &mut Kernel, img: Value, e: Value, nt: usize, count: usize) -> (Vec<Value>, Vec<Value>) {
+    let (mut srcs, mut ws) = (Vec::new(), Vec::new());
+    for q in 0..count {
+        let base = (8 * nt * q) as i32;
+        for j in 0..nt {
+            let off = k.ld_ro(types::I32, e, base + (4 * j) as i32);
+            let off = k.b.ins().uextend(types::I64, off);
+            srcs.push(k.b.ins().iadd(img, off));
+            ws.push(k.ld_ro(types::F32, e, base + (4 * (nt + j)) as i32));
+        }
+    }
+    (srcs, ws)
 }
 
 /// One kept kernel over a whole output plane at `obase`: its taps read
@@ -451,9 +474,13 @@ fn conv_tiles(k: &mut Kernel, g: &Geo, p: &Program, ph: &Phases, f: &Frame, epi:
                     let opix = k.b.ins().imul_imm_s(oy0, g.ow as i64);
                     let opix = k.b.ins().iadd_imm_s(opix, ox0);
                     k.for_n(0, p.blocks as i64, 1, |k, cb| {
-                        let code = k.b.ins().select(cb, middle, first);
-                        let is_last = k.b.ins().icmp_imm_s(IntCC::Equal, cb, p.blocks as i64 - 1);
-                        let code = k.b.ins().select(is_last, last, code);
+                        let code = if many {
+                            let code = k.b.ins().select(cb, middle, first);
+                            let is_last = k.b.ins().icmp_imm_s(IntCC::Equal, cb, p.blocks as i64 - 1);
+                            k.b.ins().select(is_last, last, code)
+                        } else {
+                            first
+                        };
                         k.for_acc(f.lo, f.hi, 1, &[], |k, oc, _| {
                             let dst = f.out_at(k, g, n, oc, opix);
                             let pr = f.program(k, p, oc, cb);
