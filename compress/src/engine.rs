@@ -336,7 +336,7 @@ fn structure(
             if s.nm.is_some() {
                 notes.push("3x3 conv: patterns instead of N:M".to_string());
             }
-            let choice = prune::choose(site, rows_fp, &hinv, s.patterns, s.connectivity, magnitude)?;
+            let choice = prune::choose(site, rows_fp, &hinv, (s.patterns, s.pattern_group), s.connectivity, magnitude)?;
             (choice.keep, choice.sparsity, choice.removed)
         }
     };

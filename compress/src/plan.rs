@@ -13,6 +13,7 @@
 //! observer = "mse"          # "minmax" | "percentile" | "mse"
 //! patterns = 8              # pattern library size for 3x3 convs; 0 = no pattern pruning
 //! connectivity = 0.25       # fraction of 3x3 kernels removed whole
+//! pattern_group = 4         # input channels sharing one pattern (and removed together); 1 = per kernel
 //! selection = "obs"         # "obs" (saliency + least-squares refit) | "magnitude"
 //! low_rank = 16             # Gemm/MatMul/Conv: rank (whole number) or whitened energy kept (0..1)
 //! tucker = [8, 16]          # KxK convs: Tucker-2 ranks (input, output channels): 1x1 → KxK core → 1x1
@@ -222,6 +223,11 @@ pub struct Settings {
     /// Fraction of 3x3 kernels removed whole, in [0, 1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connectivity: Option<f64>,
+    /// Consecutive input channels whose kernels share one pattern and are
+    /// removed together (1, the default: each kernel its own; 4: the
+    /// integer pattern kernel's quads, one byte-quad dot product per tap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pattern_group: Option<usize>,
     /// How pruned weights are chosen: "obs" (default) or "magnitude".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub selection: Option<Selection>,
@@ -293,6 +299,8 @@ pub struct LayerSettings {
     pub patterns: usize,
     /// Fraction of 3x3 kernels removed whole, in [0, 1).
     pub connectivity: f64,
+    /// Input channels per shared pattern (1: per kernel).
+    pub pattern_group: usize,
     /// How pruned weights are chosen.
     pub selection: Selection,
     /// 0: off; (0, 1): whitened energy kept; ≥ 1: the rank.
@@ -377,6 +385,13 @@ impl Plan {
                     )));
                 }
             }
+            if let Some(g) = s.pattern_group {
+                if !(1..=64).contains(&g) {
+                    return Err(CompressError::Plan(format!(
+                        "{site}: pattern_group = {g}, expected 1 to 64 input channels sharing a pattern"
+                    )));
+                }
+            }
             if let Some(c) = s.connectivity {
                 if !(0.0..1.0).contains(&c) {
                     return Err(CompressError::Plan(format!(
@@ -413,6 +428,7 @@ impl Plan {
             s.observer = o.observer.or(s.observer);
             s.patterns = o.patterns.or(s.patterns);
             s.connectivity = o.connectivity.or(s.connectivity);
+            s.pattern_group = o.pattern_group.or(s.pattern_group);
             s.selection = o.selection.or(s.selection);
             s.low_rank = o.low_rank.or(s.low_rank);
             s.nm = o.nm.or(s.nm);
@@ -428,6 +444,7 @@ impl Plan {
             observer: s.observer.unwrap_or_default(),
             patterns: s.patterns.unwrap_or(0),
             connectivity: s.connectivity.unwrap_or(0.0),
+            pattern_group: s.pattern_group.unwrap_or(1),
             selection: s.selection.unwrap_or_default(),
             low_rank: s.low_rank.unwrap_or(0.0),
             tucker: s.tucker,
@@ -526,6 +543,7 @@ mod tests {
             ("[default]\nquant = \"int4\"\n", "int4"),
             ("[default]\nqaunt = \"int8\"\n", "qaunt"),
             ("[default]\nconnectivity = 1.5\n", "connectivity"),
+            ("[default]\npattern_group = 0\n", "pattern_group"),
             ("[default]\npatterns = 99\n", "patterns"),
             ("[default]\nlow_rank = 2.5\n", "low_rank"),
             ("[default]\nlow_rank = 0\n", "low_rank"),

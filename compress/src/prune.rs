@@ -50,12 +50,17 @@ pub struct Choice {
 }
 
 /// Chooses patterns (library of `k`; 0 keeps kernels whole) and removes `connectivity` of the
-/// kernels, from each group's `H⁻¹`.
+/// kernels, from each group's `H⁻¹`. With `share > 1`, each run of `share`
+/// consecutive input channels of an output channel is one *unit*: its
+/// kernels take one pattern and are removed together, a unit's cost the
+/// sum of its kernels' (each kernel's OBS cost from its own block of
+/// `H⁻¹`: the cross-kernel terms are left out). Four channels per unit
+/// make each tap one byte-quad dot product of the integer pattern kernel.
 pub fn choose(
     site: &Site,
     rows: &[Vec<f64>],
     hinv: &[Mat<f64>],
-    k: usize,
+    (k, share): (usize, usize),
     connectivity: f64,
     magnitude: bool,
 ) -> Result<Choice, CompressError> {
@@ -97,6 +102,19 @@ pub fn choose(
             costs.push(per);
         }
     }
+    // units of `share` consecutive kernels of a row: their summed costs
+    let share = share.max(1);
+    let units_per_row = kernels_per_row.div_ceil(share);
+    let unit_of = |kid: usize| (kid / kernels_per_row) * units_per_row + (kid % kernels_per_row) / share;
+    let (mut unit_costs, mut unit_whole) = (vec![vec![0.0; costs[0].len()]; rows.len() * units_per_row], vec![0.0; rows.len() * units_per_row]);
+    for (kid, (per, w)) in costs.iter().zip(&whole).enumerate() {
+        let u = unit_of(kid);
+        unit_whole[u] += w;
+        for (acc, c) in unit_costs[u].iter_mut().zip(per) {
+            *acc += c;
+        }
+    }
+    let (costs, whole) = (unit_costs, unit_whole);
     // no pattern library: kernels are kept whole or removed
     let library = if k == 0 { vec![(1 << AREA) - 1] } else { library(&costs, &cands, k) };
     let mut assignment: Vec<Option<u8>> = costs
@@ -110,13 +128,16 @@ pub fn choose(
             best.map(|(li, _)| li as u8)
         })
         .collect();
-    // connectivity: the cheapest kernels to lose entirely
-    let removed = ((connectivity * assignment.len() as f64).round() as usize).min(assignment.len());
+    // connectivity: the cheapest units to lose entirely
+    let removed_units = ((connectivity * assignment.len() as f64).round() as usize).min(assignment.len());
     let mut order: Vec<usize> = (0..assignment.len()).collect();
     order.sort_by(|&a, &b| whole[a].total_cmp(&whole[b]).then(a.cmp(&b)));
-    for &kid in order.iter().take(removed) {
-        assignment[kid] = None;
+    for &u in order.iter().take(removed_units) {
+        assignment[u] = None;
     }
+    // back from units to kernels
+    let assignment: Vec<Option<u8>> = (0..rows.len() * kernels_per_row).map(|kid| assignment[unit_of(kid)]).collect();
+    let removed = assignment.iter().filter(|a| a.is_none()).count();
     let keep = rows
         .iter()
         .enumerate()

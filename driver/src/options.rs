@@ -47,6 +47,10 @@ pub struct CompressArgs {
     /// Fraction of 3x3 kernels removed whole (connectivity pruning), in [0, 1).
     #[arg(long, value_name = "FRACTION")]
     pub connectivity: Option<f64>,
+    /// Input channels sharing one pattern and removed together (default 1;
+    /// 4 lets int8 pruned convs run on the integer pattern kernel).
+    #[arg(long = "pattern-group", value_name = "N")]
+    pub pattern_group: Option<usize>,
     /// Tucker-2 of one-group KxK convs (1x1 → KxK core → 1x1), ranks of
     /// the input and output channel modes: R_IN,R_OUT.
     #[arg(long, value_name = "R_IN,R_OUT")]
@@ -128,6 +132,9 @@ impl CompressArgs {
         }
         if let Some(c) = self.connectivity {
             d.connectivity = Some(c);
+        }
+        if let Some(g) = self.pattern_group {
+            d.pattern_group = Some(g);
         }
         if let Some(r) = self.low_rank {
             d.low_rank = Some(r);

@@ -396,3 +396,107 @@ fn quantize_matches_the_reference_byte_for_byte() {
         }
     }
 }
+
+/// Weights of a conv pruned with one pattern per quad of input channels
+/// (`pattern_group = 4`): per (output channel, quad) half removed, the
+/// others one of four 4-tap masks of a 3x3 kernel, codes in `lo..=hi`.
+fn quad_pattern_weights(wsh: [usize; 4], lo: i64, hi: i64) -> Vec<i64> {
+    const MASKS: [u32; 4] = [0b000_111_010, 0b010_110_010, 0b000_011_011, 0b010_010_011];
+    let (o, c, area) = (wsh[0], wsh[1], wsh[2] * wsh[3]);
+    let codes = pseudo(o * c * area, 3, lo, hi);
+    (0..o * c * area)
+        .map(|i| {
+            let (oi, ci, tap) = (i / (c * area), i / area % c, i % area);
+            let unit = oi * c.div_ceil(4) + ci / 4;
+            let mask = if (unit * 7 + 3) % 5 < 2 { 0 } else { MASKS[unit * 13 % 4] };
+            if mask & (1 << tap) != 0 && codes[i] != 0 {
+                codes[i]
+            } else if mask & (1 << tap) != 0 {
+                1
+            } else {
+                0
+            }
+        })
+        .collect()
+}
+
+/// Convs pruned with patterns shared by quads of input channels run on
+/// the integer pattern kernel where the host has AVX2 (7-bit codes: its
+/// byte pairs cannot saturate); bit for bit the reference's (None, Relu,
+/// Clip) or the baseline's (HardSwish), like every other tile. Cases:
+/// partial 8-pixel vectors and row blocks, a partial quad (6 channels),
+/// several images, 50 quads (several channel blocks: partial sums between
+/// calls), dilation 2, residuals, and LeakyRelu (which the tiles do not
+/// apply: the integer GEMM takes it).
+#[test]
+fn quad_patterns_on_the_integer_pattern_kernel() {
+    let a3 = &window(3, 1, 1, 1);
+    let cases = [
+        Case { xsh: [1, 8, 12, 12], wsh: [5, 8, 3, 3], osh: [1, 5, 10, 10], attrs: a3, epi: PLAIN, zp: 128 },
+        Case { xsh: [2, 6, 9, 21], wsh: [7, 6, 3, 3], osh: [2, 7, 7, 19], attrs: a3, epi: "act=Relu, residual=false", zp: 3 },
+        Case {
+            xsh: [1, 200, 9, 9],
+            wsh: [3, 200, 3, 3],
+            osh: [1, 3, 7, 7],
+            attrs: a3,
+            epi: "act=Clip, act_min=-1.5, act_max=2.5, residual=true",
+            zp: 9,
+        },
+        Case {
+            xsh: [1, 8, 12, 36],
+            wsh: [4, 8, 3, 3],
+            osh: [1, 4, 8, 32],
+            attrs: &window(3, 1, 2, 1),
+            epi: "act=HardSwish, residual=true",
+            zp: 200,
+        },
+        Case {
+            xsh: [1, 4, 6, 6],
+            wsh: [2, 4, 3, 3],
+            osh: [1, 2, 4, 4],
+            attrs: a3,
+            epi: "act=LeakyRelu, act_alpha=0.1, residual=false",
+            zp: 0,
+        },
+    ];
+    for c in &cases {
+        let nx: usize = c.xsh.iter().product();
+        let x: Vec<u8> = pseudo(nx, 1, 0, 255).into_iter().map(|v| v as u8).collect();
+        check(c, &x, &quad_pattern_weights(c.wsh, -64, 64));
+        // 8-bit codes whose pairs may saturate: the integer GEMM's pair tile
+        check(c, &x, &quad_pattern_weights(c.wsh, -127, 127));
+        // the byte pairs' bound, every input at 255
+        check(c, &vec![255u8; nx], &quad_pattern_weights(c.wsh, -64, -64));
+    }
+}
+
+/// Where the host has AVX2, `haswell` code runs a quad-pattern conv on
+/// the integer pattern kernel, whose program keeps only the kept taps'
+/// weight quads: the object's read-only data is a fraction of the dense
+/// byte layout's. `baseline` code takes the integer GEMM (all weights).
+#[test]
+fn integer_pattern_kernel_stores_only_kept_taps() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use kerf_targets::{jit_compile, CompileOptions};
+        use std::arch::is_x86_feature_detected as has;
+        if !(has!("avx2") && has!("fma")) {
+            eprintln!("skipped: no AVX2 on this CPU");
+            return;
+        }
+        let a3 = &window(3, 1, 1, 1);
+        let c = Case { xsh: [1, 64, 18, 18], wsh: [64, 64, 3, 3], osh: [1, 64, 16, 16], attrs: a3, epi: PLAIN, zp: 0 };
+        let rodata = |cpu: &str| {
+            let g = kerf_ir::text::parse(&graph_text(&c, &quad_pattern_weights(c.wsh, -64, 64))).unwrap();
+            jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap().report().rodata_bytes
+        };
+        // 36864 codes: one byte each in the byte tile's layout (two in the
+        // baseline's pairs); the pattern program holds the kept 4 taps of
+        // 60% of the quads, 8 bytes per tap (offset and weight quad): ~20 KB
+        let (pattern, dense) = (rodata("haswell"), rodata("baseline"));
+        assert!(pattern < 36864 * 2 / 3, "haswell: {pattern} bytes of read-only data (baseline {dense})");
+        assert!(dense > 2 * 36864, "baseline: {dense} bytes");
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    eprintln!("skipped: not an x86-64 host");
+}

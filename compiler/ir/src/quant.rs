@@ -69,9 +69,27 @@ pub fn weights_byte_pairs_exact(w: &crate::Tensor) -> bool {
     w.dtype() == crate::DType::I8 && byte_pairs_exact(&codes, codes.len() / rows)
 }
 
+/// [`byte_pairs_exact`] for the integer pattern kernel's pairing of a
+/// `[O, I, kh, kw]` i8 conv weight: its byte quads are four consecutive
+/// input channels at one tap (`w[o, 4q..4q + 4, t]`, the channels past `I`
+/// zero), paired `(4q, 4q + 1)` and `(4q + 2, 4q + 3)`. False for any
+/// other dtype or rank.
+pub fn channel_pairs_exact(w: &crate::Tensor) -> bool {
+    let s = w.shape();
+    if w.dtype() != crate::DType::I8 || s.len() != 4 {
+        return false;
+    }
+    let (ci, area) = (s[1], s[2] * s[3]);
+    let codes: Vec<i8> = w.bytes().iter().map(|&b| b as i8).collect();
+    let at = |o: usize, c: usize, t: usize| if c < ci { codes[(o * ci + c) * area + t] } else { 0 };
+    (0..s[0]).all(|o| {
+        (0..ci.div_ceil(2)).all(|p| (0..area).all(|t| byte_pairs_exact(&[at(o, 2 * p, t), at(o, 2 * p + 1, t)], 2)))
+    })
+}
+
 #[cfg(test)]
 mod byte_pair_tests {
-    use super::byte_pairs_exact;
+    use super::{byte_pairs_exact, channel_pairs_exact};
 
     /// The bound against brute force: every pair of codes, the extreme
     /// inputs (the sum is linear in each input, so its extremes are at 0 or
@@ -85,6 +103,20 @@ mod byte_pair_tests {
                 assert_eq!(byte_pairs_exact(&[a as i8, b as i8], 2), exact, "({a}, {b})");
             }
         }
+    }
+
+    #[test]
+    fn channel_pairs_meet_at_one_tap() {
+        let t = |shape: &[usize], codes: &[i64]| {
+            crate::Tensor::from_i64_values(crate::DType::I8, shape.to_vec(), codes).expect("i8 tensor")
+        };
+        let w = |codes: &[i64]| t(&[1, 2, 1, 2], codes);
+        // (c0, c1) at tap 0 is (100, 100): saturates; across taps it would not pair
+        assert!(!channel_pairs_exact(&w(&[100, 0, 100, 0])));
+        assert!(channel_pairs_exact(&w(&[100, 100, -100, 0])));
+        // an odd channel count pairs the last channel with a zero
+        assert!(channel_pairs_exact(&t(&[1, 1, 1, 1], &[127])));
+        assert!(!channel_pairs_exact(&crate::Tensor::from_f32(vec![1, 2, 1, 1], &[1.0, 1.0]).expect("f32")));
     }
 
     #[test]

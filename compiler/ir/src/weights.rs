@@ -176,6 +176,71 @@ impl Sparsity {
     }
 }
 
+/// A `[O, I, kh, kw]` conv weight as the integer pattern kernel reads it:
+/// input channels in *quads* (`4q..4q + 4`, the last one padded with zero
+/// channels), each output channel's quad a union of kept taps, the taps
+/// any of its four kernels keeps. One byte-quad dot product per kept tap
+/// computes a quad's four kernels at once, so the kernel's work is
+/// [`ChannelQuads::taps`] dot products per output pixel. Pattern pruning
+/// with the pattern shared by each quad (`pattern_group = 4`) makes every
+/// union one 4-tap pattern; a layer pruned kernel by kernel has unions of
+/// several patterns, and the dense integer GEMM or the f32 pattern kernel
+/// serve it better ([`ChannelQuads::pays`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelQuads {
+    /// Kernel extent `[kh, kw]`.
+    pub kernel: [usize; 2],
+    /// Quads of input channels, `ceil(I / 4)`.
+    pub quads: usize,
+    /// `[o][quad]`: the union of the quad's kept taps (bit `i` is row-major
+    /// tap `i`; 0 when all four kernels are removed).
+    pub unions: Vec<u32>,
+}
+
+impl ChannelQuads {
+    /// The quads of a 4-D weight of any numeric dtype with kernels of at
+    /// most 25 taps; `None` otherwise.
+    pub fn of(t: &Tensor) -> Option<ChannelQuads> {
+        let s = t.shape();
+        if s.len() != 4 || s[2] * s[3] > 25 || t.numel() == 0 {
+            return None;
+        }
+        let (oc, ic, area) = (s[0], s[1], s[2] * s[3]);
+        let quads = ic.div_ceil(4);
+        let v = t.to_f64_vec();
+        let mut unions = vec![0u32; oc * quads];
+        for (k, kernel) in v.chunks(area).enumerate() {
+            let (o, c) = (k / ic, k % ic);
+            for (tap, x) in kernel.iter().enumerate() {
+                if *x != 0.0 {
+                    unions[o * quads + c / 4] |= 1 << tap;
+                }
+            }
+        }
+        Some(ChannelQuads { kernel: [s[2], s[3]], quads, unions })
+    }
+
+    /// Dot products per output pixel: the kept taps of every union.
+    pub fn taps(&self) -> usize {
+        self.unions.iter().map(|u| u.count_ones() as usize).sum()
+    }
+
+    /// The fraction of the dense layer's multiply-adds the kernel does
+    /// (padding channels count as work).
+    pub fn density(&self) -> f64 {
+        self.taps() as f64 / (self.unions.len() * self.kernel[0] * self.kernel[1]).max(1) as f64
+    }
+
+    /// Whether the integer pattern kernel beats the dense integer GEMM on
+    /// this weight: at most 30% of the multiply-adds. Measured (AMD EPYC
+    /// Zen 3, 1 thread, 4 of 9 taps shared per quad, 50% of quads removed,
+    /// so 22% density): see `docs/compression.md`, "The integer pattern
+    /// kernel".
+    pub fn pays(&self) -> bool {
+        self.density() <= 0.3
+    }
+}
+
 /// The grid of an integer value: `real = scale · (q − zero_point)`, per
 /// tensor (`axis = None`, one-element scale and zero point of shape `[]`)
 /// or per channel along `axis` (both 1-D, one element per channel). Scale

@@ -15,7 +15,9 @@
 //!   per output and 4 output channels per group (a depthwise conv stays
 //!   f32, whose direct kernel is faster there), and not a pattern-pruned
 //!   conv the f32 pattern kernel computes (it skips the removed weights;
-//!   the integer GEMM would multiply them).
+//!   the integer GEMM would multiply them) unless the integer pattern
+//!   kernel computes it once quantised (`on_quad_kernel`: patterns shared
+//!   by quads of input channels, the assembled tiles).
 //!
 //! It also matches a one-row `Gemm(a, w[, c])` (or `GemmFused` without a
 //! residual) with `alpha = beta = 1`, `w` transposed and on a per-row int8
@@ -48,7 +50,7 @@ use egg::Id;
 use kerf_ir::op::{ConvAlgo, Epilogue, QConv, QOut};
 use kerf_ir::{BinaryOp, DType, Op, Origin, Tensor, UnaryOp, WeightId, F32};
 
-use super::{add_union, on_pattern_kernel, rewrite, KRewrite, Rule};
+use super::{add_union, on_pattern_kernel, on_quad_kernel, rewrite, KRewrite, Rule};
 use crate::analysis::{KEGraph, MemoKey};
 use crate::lang::{KNode, NodeOp};
 
@@ -149,7 +151,8 @@ impl Rule for Int8Conv {
             // the grid was validated where it was set (compress, the text
             // parser, BatchNorm folding, the importer); codes are read once, in apply
             let on_grid = weight.grid.as_ref().is_some_and(|g| g.axis == 0);
-            if !on_grid || !worth_it(&conv, weight.tensor.shape()) || on_pattern_kernel(eg, class, &conv, w) {
+            let pattern_f32 = on_pattern_kernel(eg, class, &conv, w) && !on_quad_kernel(eg, &conv, w);
+            if !on_grid || !worth_it(&conv, weight.tensor.shape()) || pattern_f32 {
                 continue;
             }
             let b = match ch.get(2) {

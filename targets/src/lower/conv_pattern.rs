@@ -49,7 +49,7 @@ use super::conv_geo::{pad_input, zero_frame, Geo};
 use super::epilogue::Epilogue;
 use super::gemm_avx2::act_epi;
 use super::{Family, Kernel, LResult};
-use crate::ukernel::avx2::{pattern_tile, EntryKind, PatternTile, TileEpi};
+use crate::ukernel::avx2::{pattern_tile, qpattern_tile, EntryKind, PatternTile, QPatternTile, TileEpi};
 
 /// Whether the pattern kernel computes this conv: one group; for the
 /// 128-bit passes stride 1 and an output plane of at least 64 pixels
@@ -74,7 +74,7 @@ const BLOCK: usize = 2;
 /// slower (its band falls out of L2 on 512-channel layers); with stride 2,
 /// 16–256 KB bands 1.05–1.7x slower than 64 KB.
 fn channel_block(gm: &Geo) -> usize {
-    let (sch, s) = (schedule(gm.oh, gm.ow), gm.sh.max(1));
+    let (sch, s) = (schedule(gm.oh, gm.ow, PatternTile::MAX_ACCS), gm.sh.max(1));
     // per channel: the tile's rows of every phase plane ([`Phases`])
     let rows = sch.rows + (gm.kh - 1) * gm.dh / s;
     let row_bytes = ((8 * sch.vecs + (gm.kw - 1) * gm.dw / s) * 4).next_multiple_of(64) + 64;
@@ -95,11 +95,18 @@ pub(super) struct Weights<'a> {
 /// a second pass.
 pub(super) fn conv(k: &mut Kernel, gm: &Geo, wt: &Weights, epi: Epilogue) -> LResult<bool> {
     let ph = Phases::new(gm);
-    let prog = Program::new(gm, wt, &ph)?;
-    let f = Frame::new(k, gm, &prog, wt.bias, &ph, epi.residual)?;
+    let area = gm.kh * gm.kw;
+    let weight = |o: usize, c: usize, tap: usize| wt.w[(o * gm.c + c) * area + tap].to_le_bytes();
+    let layout = Layout { patterns: wt.patterns, assignment: wt.assignment, weight: &weight };
+    let prog = Program::new(gm, &layout, &ph)?;
+    let per_channel = wt.bias.iter().flat_map(|b| b.to_le_bytes()).collect();
+    let f = Frame::new(k, gm, &prog, per_channel, &ph, epi.residual)?;
     if k.caps.avx2 {
         let tile_epi = act_epi(epi.act, epi.residual.is_some());
-        conv_tiles(k, gm, &prog, &ph, &f, tile_epi.filter(|e| *e != TileEpi::default()))?;
+        let tiles = Tiles::F32(tile_epi.filter(|e| *e != TileEpi::default()));
+        ph.clear(k, gm, f.img);
+        let (x, img) = (f.x, f.img);
+        conv_tiles(k, gm, &prog, &ph, &f, &tiles, &mut |k, n| ph.pad(k, gm, x, n, img))?;
         Ok(tile_epi.is_some())
     } else {
         conv_passes(k, gm, &prog, &ph, &f);
@@ -107,9 +114,21 @@ pub(super) fn conv(k: &mut Kernel, gm: &Geo, wt: &Weights, epi: Epilogue) -> LRe
     }
 }
 
+/// A layer's kept kernels as [`Program::new`] reads them: per (output
+/// channel, input channel) kernel its mask (an index into `patterns`, or
+/// removed), and each kept tap's weight as it goes into the program (an
+/// f32, or the integer kernel's quad of i8: then the "input channels" are
+/// quads).
+pub(super) struct Layout<'a> {
+    pub patterns: &'a [u32],
+    pub assignment: &'a [Option<u8>],
+    /// The program bytes of tap `tap` of kernel `(o, c)`.
+    pub weight: &'a dyn Fn(usize, usize, usize) -> [u8; 4],
+}
+
 /// The kept taps of a layer in the order they are applied (see the module
 /// docs).
-struct Program {
+pub(super) struct Program {
     /// Every (output channel, channel block)'s program, one after another.
     blob: Vec<u8>,
     /// Where each starts in `blob`, `[oc][block]`.
@@ -130,7 +149,7 @@ struct Program {
 /// phase split only taps `ky = 0` and `ky = 2` share a plane, and column
 /// entries measured 5% slower there (more, shorter loop iterations for
 /// little sharing).
-fn entries(mask: u32, area: usize, ph: &Phases) -> Vec<(EntryKind, Vec<usize>)> {
+pub(super) fn entries(mask: u32, area: usize, ph: &Phases) -> Vec<(EntryKind, Vec<usize>)> {
     let taps: Vec<usize> = (0..area).filter(|tap| mask & (1 << tap) != 0).collect();
     if taps.is_empty() {
         return Vec::new();
@@ -160,8 +179,8 @@ fn entries(mask: u32, area: usize, ph: &Phases) -> Vec<(EntryKind, Vec<usize>)> 
 }
 
 impl Program {
-    fn new(gm: &Geo, wt: &Weights, ph: &Phases) -> LResult<Program> {
-        let (w, patterns, assignment) = (wt.w, wt.patterns, wt.assignment);
+    pub(super) fn new(gm: &Geo, wt: &Layout, ph: &Phases) -> LResult<Program> {
+        let (patterns, assignment) = (wt.patterns, wt.assignment);
         let area = gm.kh * gm.kw;
         let plane = ph.channel_bytes();
         if gm.c * plane > u32::MAX as usize / 2 {
@@ -200,9 +219,8 @@ impl Program {
                         for &tap in taps {
                             p.blob.extend(((c * plane) as u32 + ph.tap(tap) as u32).to_le_bytes());
                         }
-                        let kernel = &w[(o * gm.c + c) * area..(o * gm.c + c + 1) * area];
                         for &tap in taps {
-                            p.blob.extend(kernel[tap].to_le_bytes());
+                            p.blob.extend((wt.weight)(o, c, tap));
                         }
                         p.taps += taps.len();
                     }
@@ -213,26 +231,37 @@ impl Program {
     }
 }
 
-/// What both forms share: the program and bias as blobs, this task's
-/// output channels and its padded image.
-struct Frame {
+/// What both forms share: the program and the per-channel data as blobs,
+/// this task's output channels and its padded image.
+pub(super) struct Frame {
     prog: Value,
     starts: Value,
+    /// Per output channel: the f32 bias, or the integer tiles' epilogue
+    /// row ([`Tiles::per_channel`] bytes each).
     bias: Value,
     lo: Value,
     hi: Value,
-    img: Value,
-    x: Value,
+    /// This task's padded image (or quad image).
+    pub(super) img: Value,
+    /// The conv's input.
+    pub(super) x: Value,
     out: Value,
     /// The fused epilogue's residual (output layout), if any.
     residual: Option<Value>,
 }
 
 impl Frame {
-    fn new(k: &mut Kernel, g: &Geo, p: &Program, bias: &[f32], ph: &Phases, residual: Option<Value>) -> LResult<Frame> {
+    pub(super) fn new(
+        k: &mut Kernel,
+        g: &Geo,
+        p: &Program,
+        per_channel: Vec<u8>,
+        ph: &Phases,
+        residual: Option<Value>,
+    ) -> LResult<Frame> {
         let prog = k.blob(p.blob.clone());
         let starts = k.blob(p.starts.iter().flat_map(|x| x.to_le_bytes()).collect());
-        let bias = k.blob_f32(bias);
+        let bias = k.blob(per_channel);
         let img_bytes = g.c * ph.channel_bytes();
         // per output channel: every kept tap over the batch's planes
         let cost = 2 * (g.n * g.oh * g.ow * p.taps).div_ceil(g.oc.max(1)) as u64;
@@ -397,7 +426,7 @@ struct Schedule {
 /// the FMA latency, each tap adds a broadcast and the loop's share, and
 /// each row another stream of input lines (tall tiles measured 10% slower
 /// than 3-row ones on 56x56 and 28x28 planes).
-fn schedule(oh: usize, ow: usize) -> Schedule {
+fn schedule(oh: usize, ow: usize, max_accs: usize) -> Schedule {
     let nvec = ow.div_ceil(8);
     let price = |rows: usize, vecs: usize| {
         // (doubled, to stay in integers)
@@ -406,17 +435,102 @@ fn schedule(oh: usize, ow: usize) -> Schedule {
         let (full_v, rem_v) = (nvec / vecs, nvec % vecs);
         full_v * (full_r * tile(rows, vecs) + tile(rem_r, vecs)) + full_r * tile(rows, rem_v) + tile(rem_r, rem_v)
     };
-    (1..=nvec.min(PatternTile::MAX_ACCS))
-        .map(|vecs| Schedule { rows: oh.min(PatternTile::MAX_ACCS / vecs).max(1), vecs })
+    (1..=nvec.min(max_accs))
+        .map(|vecs| Schedule { rows: oh.min(max_accs / vecs).max(1), vecs })
         .min_by_key(|s| (price(s.rows, s.vecs), std::cmp::Reverse(s.vecs)))
         .unwrap_or(Schedule { rows: 1, vecs: 1 })
 }
 
+/// Which register tiles run a layer: f32 (with the fused epilogue, if
+/// any) or the integer conv's byte quads (with `QConv`'s f32 epilogue,
+/// residual and activation included, in the last channel block).
+pub(super) enum Tiles {
+    F32(Option<TileEpi>),
+    Quads(TileEpi),
+}
+
+impl Tiles {
+    /// Bytes per output channel of the frame's per-channel data (an f32
+    /// bias, or the integer epilogue's `(corr, scale, bias)` row).
+    fn per_channel(&self) -> i64 {
+        match self {
+            Tiles::F32(_) => 4,
+            Tiles::Quads(_) => 12,
+        }
+    }
+
+    fn max_accs(&self) -> usize {
+        match self {
+            Tiles::F32(_) => PatternTile::MAX_ACCS,
+            Tiles::Quads(_) => QPatternTile::MAX_ACCS,
+        }
+    }
+
+    /// A tile shape's code for the first, middle and last channel blocks
+    /// (of `blocks`): the first starts from the bias (or zero), the others
+    /// from the partial sums, the last applies the epilogue.
+    fn codes(&self, k: &mut Kernel, p: &Program, t: (usize, usize, usize), rows: (usize, usize)) -> LResult<[Value; 3]> {
+        let ((rows_, vecs, last_lanes), (out_row, in_row)) = (t, rows);
+        let many = p.blocks > 1;
+        let mut code = |accumulate: bool, last: bool| -> LResult<Value> {
+            let bytes = match self {
+                Tiles::F32(epi) => {
+                    let epi = if last { *epi } else { None };
+                    let kinds = p.kinds.clone();
+                    let t = PatternTile { kinds, rows: rows_, vecs, last_lanes, out_row, in_row, accumulate, epi };
+                    if !t.fits() {
+                        return Err(format!("internal: pattern tile {rows_}x{vecs} does not fit the registers"));
+                    }
+                    pattern_tile(&t).map_err(|e| format!("assembling the pattern tile: {e}"))?
+                }
+                Tiles::Quads(epi) => {
+                    let columns = p
+                        .kinds
+                        .iter()
+                        .map(|kind| match kind {
+                            EntryKind::Column(r) => Ok(r.clone()),
+                            EntryKind::Kernel(_) => Err("internal: integer pattern tiles take column entries"),
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let finish = if last { Some(*epi) } else { None };
+                    let t = QPatternTile { columns, rows: rows_, vecs, last_lanes, out_row, in_row, accumulate, finish };
+                    if !t.fits() {
+                        return Err(format!("internal: integer pattern tile {rows_}x{vecs} does not fit the registers"));
+                    }
+                    qpattern_tile(&t).map_err(|e| format!("assembling the integer pattern tile: {e}"))?
+                }
+            };
+            Ok(k.code(Family::Avx2, bytes))
+        };
+        let first = code(false, !many)?;
+        if !many {
+            return Ok([first; 3]);
+        }
+        let middle = code(true, false)?;
+        let has_epi = match self {
+            Tiles::F32(epi) => epi.is_some(),
+            Tiles::Quads(_) => true,
+        };
+        let last = if has_epi { code(true, true)? } else { middle };
+        Ok([first, middle, last])
+    }
+}
+
 /// The register-tiled pattern conv (AVX2 + FMA): for each tile of the
 /// output plane, for each channel block, for each output channel, one
-/// call of the assembled tile.
-fn conv_tiles(k: &mut Kernel, g: &Geo, p: &Program, ph: &Phases, f: &Frame, epi: Option<TileEpi>) -> LResult {
-    let sch = schedule(g.oh, g.ow);
+/// call of the assembled tile. The image is prepared first (per image `n`,
+/// into `f.img`): the padded (phase-split) copy, or for the integer tiles
+/// the quad image ([`super::qconv_pattern`]).
+pub(super) fn conv_tiles(
+    k: &mut Kernel,
+    g: &Geo,
+    p: &Program,
+    ph: &Phases,
+    f: &Frame,
+    tiles: &Tiles,
+    prepare: &mut dyn FnMut(&mut Kernel, Value),
+) -> LResult {
+    let sch = schedule(g.oh, g.ow, tiles.max_accs());
     let nvec = g.ow.div_ceil(8);
     // column blocks: (first vector, vectors, lanes stored from the last)
     let mut cols = Vec::new();
@@ -426,27 +540,8 @@ fn conv_tiles(k: &mut Kernel, g: &Geo, p: &Program, ph: &Phases, f: &Frame, epi:
         cols.push((v0, vecs, last));
     }
     let many = p.blocks > 1;
-    // a tile shape's code for the first, middle and last channel blocks:
-    // the first starts from the bias, the others from the partial sums,
-    // the last applies the epilogue
-    let codes = |k: &mut Kernel, rows: usize, vecs: usize, last_lanes: usize| -> LResult<[Value; 3]> {
-        let mut code = |accumulate: bool, epi: Option<TileEpi>| -> LResult<Value> {
-            let (out_row, in_row) = (g.ow * 4, ph.wq * 4);
-            let t = PatternTile { kinds: p.kinds.clone(), rows, vecs, last_lanes, out_row, in_row, accumulate, epi };
-            if !t.fits() {
-                return Err(format!("internal: pattern tile {rows}x{vecs} does not fit the registers"));
-            }
-            let code = pattern_tile(&t).map_err(|e| format!("assembling the pattern tile: {e}"))?;
-            Ok(k.code(Family::Avx2, code))
-        };
-        let first = code(false, if many { None } else { epi })?;
-        if !many {
-            return Ok([first; 3]);
-        }
-        let middle = code(true, None)?;
-        let last = if epi.is_some() { code(true, epi)? } else { middle };
-        Ok([first, middle, last])
-    };
+    let strides = (g.ow * 4, ph.wq * 4);
+    let codes = |k: &mut Kernel, rows: usize, vecs: usize, last: usize| tiles.codes(k, p, (rows, vecs, last), strides);
     let sig = k.ukernel_sig(5);
     // the row blocks: `full` blocks of `sch.rows`, then one of `rest` rows
     let (full, rest) = (g.oh / sch.rows, g.oh % sch.rows);
@@ -457,9 +552,8 @@ fn conv_tiles(k: &mut Kernel, g: &Geo, p: &Program, ph: &Phases, f: &Frame, epi:
             blocks.push((rows, count, codes));
         }
     }
-    ph.clear(k, g, f.img);
     k.for_n(0, g.n as i64, 1, |k, n| {
-        ph.pad(k, g, f.x, n, f.img);
+        prepare(k, n);
         let mut oy_first = 0;
         for (rows, count, codes) in &blocks {
             let (rows, y0) = (*rows, oy_first);
@@ -484,7 +578,7 @@ fn conv_tiles(k: &mut Kernel, g: &Geo, p: &Program, ph: &Phases, f: &Frame, epi:
                         k.for_acc(f.lo, f.hi, 1, &[], |k, oc, _| {
                             let dst = f.out_at(k, g, n, oc, opix);
                             let pr = f.program(k, p, oc, cb);
-                            let b = k.addr(f.bias, oc, 4);
+                            let b = k.addr(f.bias, oc, tiles.per_channel());
                             let res = match f.residual {
                                 Some(r) => out_at(k, g, r, (n, oc, opix)),
                                 None => dst,
@@ -507,19 +601,19 @@ fn conv_tiles(k: &mut Kernel, g: &Geo, p: &Program, ph: &Phases, f: &Frame, epi:
 /// `(y, x)`'s tap `(ky, kx)` reads phase `(ky·dh mod s, kx·dw mod s)` at
 /// `(y + ky·dh div s, x + kx·dw div s)`: consecutive output pixels read
 /// consecutive floats, whatever the stride.
-struct Phases {
+pub(super) struct Phases {
     s: usize,
-    hq: usize,
+    pub(super) hq: usize,
     /// Floats per phase row (a multiple of 8: the taps of the first
     /// kernel column load aligned).
-    wq: usize,
+    pub(super) wq: usize,
     dh: usize,
     dw: usize,
     kw: usize,
 }
 
 impl Phases {
-    fn new(g: &Geo) -> Phases {
+    pub(super) fn new(g: &Geo) -> Phases {
         let s = g.sh;
         // every tile reads whole vectors, `ow.div_ceil(8)` of them per row
         let hq = (g.h + g.ph).div_ceil(s).max(g.oh + (g.kh - 1) * g.dh / s);
@@ -527,7 +621,7 @@ impl Phases {
         Phases { s, hq, wq, dh: g.dh, dw: g.dw, kw: g.kw }
     }
 
-    fn channel_bytes(&self) -> usize {
+    pub(super) fn channel_bytes(&self) -> usize {
         self.s * self.s * self.hq * self.wq * 4
     }
 

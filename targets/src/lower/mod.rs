@@ -73,6 +73,7 @@ pub mod movement;
 pub mod norm;
 pub mod pool;
 pub mod qconv;
+pub mod qconv_pattern;
 pub mod quantize;
 pub mod reduce;
 pub mod requant;

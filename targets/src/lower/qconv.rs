@@ -145,6 +145,9 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     };
     let act = Act::of(q.epi.act)?;
     let scales: Vec<f32> = w_scale.iter().map(|&s| q.x_scale.get() * s).collect();
+    if let Some((quads, epi)) = super::qconv_pattern::applies(k, &q, w_t, act) {
+        return super::qconv_pattern::conv(k, &q, (&quads, epi), &w, (&scales, &bias));
+    }
 
     let taps = tap_offsets(&d, wd.kernel[0], wd.kernel[1], wd.dilations[0], wd.dilations[1]);
     let a_blob = pack_weights(&d, &w, kk);
@@ -323,7 +326,7 @@ fn pack_weights(d: &Dims, w: &[f64], kk: usize) -> Vec<u8> {
 
 /// The VNNI epilogue's table: per output channel its `zp · Σ_k w[m, k]`
 /// (i32), `x_scale · w_scale[m]` and bias (f32), 12 bytes.
-fn epilogue_table(corr: &[u8], scales: &[f32], bias: &[f32]) -> Vec<u8> {
+pub(super) fn epilogue_table(corr: &[u8], scales: &[f32], bias: &[f32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(12 * scales.len());
     for (m, (s, b)) in scales.iter().zip(bias).enumerate() {
         out.extend_from_slice(&corr[4 * m..4 * m + 4]);
@@ -463,7 +466,7 @@ fn eight_bytes(k: &mut Kernel, d: &Dims, base: Value, tp: Value, j: usize) -> Va
 }
 
 /// A shuffle mask as an immediate.
-fn shuffle_mask(k: &mut Kernel, mask: &[u8]) -> cranelift_codegen::ir::Immediate {
+pub(super) fn shuffle_mask(k: &mut Kernel, mask: &[u8]) -> cranelift_codegen::ir::Immediate {
     k.b.func.dfg.immediates.push(ConstantData::from(mask))
 }
 

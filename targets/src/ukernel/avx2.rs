@@ -12,13 +12,16 @@
 //! [`qgemm_tile`] and [`qbyte_tile`]: the integer conv's tiles (16-bit
 //! pairs; byte quads through `vpmaddubsw` where the weights allow it).
 //!
-//! [`pattern_tile`]: the pattern-sparse conv's register tile; [`dw_plane`]:
+//! [`pattern_tile`] and [`qpattern_tile`]: the pattern-sparse convs'
+//! register tiles (f32, and byte quads of four input channels); [`dw_plane`]:
 //! the depthwise conv's whole-plane pass over a zero-padded input copy.
 
 use iced_x86::code_asm::*;
 
 mod pattern;
+mod qpattern;
 pub use pattern::{pattern_tile, EntryKind, PatternTile};
+pub use qpattern::{qpattern_tile, QPatternTile};
 
 /// A GEMM micro-tile variant: everything but the pointers and the K count
 /// is fixed at assembly time.

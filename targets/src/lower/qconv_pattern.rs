@@ -1,0 +1,171 @@
+//! The integer pattern conv: a [`QConv`] whose weight keeps few taps per
+//! quad of input channels ([`ChannelQuads`]: pattern pruning with the
+//! pattern shared by each four input channels) runs only those taps, four
+//! channels per byte-quad dot product, on the pattern conv's register
+//! tiles ([`super::conv_pattern`]: its program, tile schedule and loop;
+//! the tile is `ukernel::avx2::qpattern_tile`). AVX2 only, stride 1, one
+//! group, the f32 output with an epilogue the tiles apply (residual,
+//! Relu/Clip, HardSwish); every other `QConv` takes the integer GEMM
+//! ([`super::qconv`]).
+//!
+//! **Quad image.** Per image, each task interleaves the u8 input (already
+//! padded with the zero point by `Quantize`) into its own scratch: quad
+//! `q`'s plane holds, per pixel, the bytes of channels `4q..4q + 4`
+//! (`[quad][row][column][4]`, rows [`Phases`]`::wq` pixels wide, a
+//! multiple of 8). Channels past `C` and the columns past the input's
+//! width hold 0: the former have zero weights, the latter feed only lanes
+//! past the output row, which are never stored.
+//!
+//! **Numerics.** Per output channel the tiles sum `x·w` over each kept
+//! tap's quad (`vpmaddubsw`, exact for weights
+//! [`kerf_ir::channel_pairs_exact`] accepts, then `vpmaddwd` by ones), so
+//! the i32 sum is exactly `Σ x·w` over the window, and the epilogue
+//! computes `f32(Σ x·w − zp·Σ w) · scale + bias (+ residual)` and the
+//! activation: the integer GEMM's byte tiles' sums and operations, so both
+//! kernels give the same bits.
+
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+use kerf_ir::op::{QConv, QOut};
+use kerf_ir::{channel_pairs_exact, ChannelQuads, Tensor};
+
+use super::conv_geo::{geometry, Geo};
+use super::conv_pattern::{conv_tiles, Frame, Layout, Phases, Program, Tiles};
+use super::epilogue::Act;
+use super::gemm_avx2::act_epi;
+use super::qconv::epilogue_table;
+use super::{Kernel, LResult};
+use crate::ukernel::avx2::TileEpi;
+
+/// The quads of `w` when the integer pattern kernel computes this conv
+/// (see the module docs: AVX2, stride 1, one group, the real-valued output
+/// with an epilogue the tiles apply, weights whose channel pairs cannot
+/// saturate, and few enough kept taps, [`ChannelQuads::pays`]), and the
+/// tiles' epilogue.
+pub(super) fn applies(k: &Kernel, q: &QConv, w: &Tensor, act: Act) -> Option<(ChannelQuads, TileEpi)> {
+    let wd = &q.conv.window;
+    let simple = k.caps.avx2
+        && q.conv.group == 1
+        && q.out == QOut::Real
+        && wd.rank() == 2
+        && wd.strides.iter().all(|&s| s == 1);
+    if !simple || !channel_pairs_exact(w) {
+        return None;
+    }
+    let epi = act_epi(act, q.epi.residual)?;
+    ChannelQuads::of(w).filter(ChannelQuads::pays).map(|cq| (cq, epi))
+}
+
+/// Emits the integer pattern conv: `w` the weight codes (`[O, C, kh, kw]`),
+/// `scales` `x_scale · w_scale[o]`, `bias` per output channel.
+pub(super) fn conv(
+    k: &mut Kernel,
+    q: &QConv,
+    (cq, epi): (&ChannelQuads, TileEpi),
+    w: &[f64],
+    (scales, bias): (&[f32], &[f32]),
+) -> LResult {
+    let g = geometry(k, &q.conv.window, 1)?;
+    // the pattern conv's geometry over quads: one "channel" per quad
+    let gq = Geo { c: cq.quads, ..g };
+    let area = g.kh * g.kw;
+    let mut patterns: Vec<u32> = cq.unions.iter().copied().filter(|&u| u != 0).collect();
+    patterns.sort_unstable();
+    patterns.dedup();
+    let assignment: Vec<Option<u8>> = cq
+        .unions
+        .iter()
+        .map(|u| patterns.iter().position(|p| p == u).and_then(|i| u8::try_from(i).ok()))
+        .collect();
+    if patterns.len() > usize::from(u8::MAX) {
+        return Err(format!("integer pattern conv: {} distinct tap unions", patterns.len()));
+    }
+    let weight = |o: usize, quad: usize, tap: usize| {
+        [0, 1, 2, 3].map(|j| {
+            let c = 4 * quad + j;
+            if c < g.c {
+                (w[(o * g.c + c) * area + tap] as i8).to_le_bytes()[0]
+            } else {
+                0
+            }
+        })
+    };
+    let layout = Layout { patterns: &patterns, assignment: &assignment, weight: &weight };
+    let ph = Phases::new(&gq);
+    if ph.hq != g.h {
+        return Err(format!("internal: integer pattern conv: {} quad-image rows for a {}-row input", ph.hq, g.h));
+    }
+    let prog = Program::new(&gq, &layout, &ph)?;
+    // `zp · Σ w` per output channel, then the epilogue rows
+    let zp = i64::from(q.x_zp);
+    let corr: Vec<u8> = w
+        .chunks((g.c * area).max(1))
+        .flat_map(|row| ((zp * row.iter().map(|&v| v as i64).sum::<i64>()) as i32).to_le_bytes())
+        .collect();
+    let table = epilogue_table(&corr, scales, bias);
+    let residual = if q.epi.residual { Some(k.input(4)) } else { None };
+    let f = Frame::new(k, &gq, &prog, table, &ph, residual)?;
+    let (x, img) = (f.x, f.img);
+    conv_tiles(k, &gq, &prog, &ph, &f, &Tiles::Quads(epi), &mut |k, n| quad_image(k, &g, &ph, x, n, img))
+}
+
+/// Interleaves image `n` of the u8 input `x` into the quad image at `img`
+/// (see the module docs): sixteen pixels at a time as four byte and four
+/// 16-bit interleaving shuffles (`punpck*` on x86-64), the rest of a row
+/// pixel by pixel, then the row's zero columns.
+fn quad_image(k: &mut Kernel, g: &Geo, ph: &Phases, x: Value, n: Value, img: Value) {
+    let (quads, full) = (g.c.div_ceil(4), g.c / 4);
+    let plane = g.h * g.w;
+    let xn = k.b.ins().imul_imm_s(n, (g.c * plane) as i64);
+    let xn = k.addr(x, xn, 1);
+    let zero8 = k.b.ins().iconst(types::I8, 0);
+    let zeros = k.b.ins().splat(types::I8X16, zero8);
+    let bytes = |lo: u8| -> Vec<u8> { (0..8u8).flat_map(|i| [lo + i, 16 + lo + i]).collect() };
+    let halves = |lo: u8| -> Vec<u8> { (0..4u8).flat_map(|i| [lo + 2 * i, lo + 2 * i + 1, 16 + lo + 2 * i, 17 + lo + 2 * i]).collect() };
+    let masks = [bytes(0), bytes(8), halves(0), halves(8)].map(|m| super::qconv::shuffle_mask(k, &m));
+    // one quad's rows; `present` channels of it are real, the rest zero
+    let quad = |k: &mut Kernel, qi: Value, present: usize| {
+        let src = k.b.ins().imul_imm_s(qi, (4 * plane) as i64);
+        let src = k.b.ins().iadd(xn, src);
+        let dst = k.b.ins().imul_imm_s(qi, (ph.hq * ph.wq * 4) as i64);
+        let dst = k.b.ins().iadd(img, dst);
+        k.for_n(0, g.h as i64, 1, |k, y| {
+            let s = k.b.ins().imul_imm_s(y, g.w as i64);
+            let s = k.b.ins().iadd(src, s);
+            let d = k.b.ins().imul_imm_s(y, (ph.wq * 4) as i64);
+            let d = k.b.ins().iadd(dst, d);
+            k.for_n(0, (g.w / 16 * 16) as i64, 16, |k, x0| {
+                let sp = k.b.ins().iadd(s, x0);
+                let v: Vec<Value> =
+                    (0..4).map(|j| if j < present { k.ld(types::I8X16, sp, (j * plane) as i32) } else { zeros }).collect();
+                let ab = [0, 1].map(|h| k.b.ins().shuffle(v[0], v[1], masks[h]));
+                let cd = [0, 1].map(|h| k.b.ins().shuffle(v[2], v[3], masks[h]));
+                let dp = k.addr(d, x0, 4);
+                for h in 0..2 {
+                    for m in 0..2 {
+                        let out = k.b.ins().shuffle(ab[h], cd[h], masks[2 + m]);
+                        k.st(out, dp, (32 * h + 16 * m) as i32);
+                    }
+                }
+            });
+            for x0 in g.w / 16 * 16..g.w {
+                for j in 0..4 {
+                    let b = if j < present {
+                        k.b.ins().uload8(types::I32, super::loops::mem(), s, (j * plane + x0) as i32)
+                    } else {
+                        k.ic(0)
+                    };
+                    k.b.ins().istore8(super::loops::mem(), b, d, (4 * x0 + j) as i32);
+                }
+            }
+            let z32 = k.b.ins().iconst(types::I32, 0);
+            for x0 in g.w..ph.wq {
+                k.b.ins().store(super::loops::mem(), z32, d, (4 * x0) as i32);
+            }
+        });
+    };
+    k.for_n(0, full as i64, 1, |k, qi| quad(k, qi, 4));
+    if quads > full {
+        let qi = k.ic(full as i64);
+        quad(k, qi, g.c - 4 * full);
+    }
+}
