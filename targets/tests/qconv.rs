@@ -426,8 +426,8 @@ fn quad_pattern_weights(wsh: [usize; 4], lo: i64, hi: i64) -> Vec<i64> {
 /// Clip) or the baseline's (HardSwish), like every other tile. Cases:
 /// partial 8-pixel vectors and row blocks, a partial quad (6 channels),
 /// several images, 50 quads (several channel blocks: partial sums between
-/// calls), dilation 2, residuals, and LeakyRelu (which the tiles do not
-/// apply: the integer GEMM takes it).
+/// calls), dilation 2, stride 2, residuals, and LeakyRelu (which the tiles
+/// do not apply: the integer GEMM takes it).
 #[test]
 fn quad_patterns_on_the_integer_pattern_kernel() {
     let a3 = &window(3, 1, 1, 1);
@@ -457,6 +457,24 @@ fn quad_patterns_on_the_integer_pattern_kernel() {
             attrs: a3,
             epi: "act=LeakyRelu, act_alpha=0.1, residual=false",
             zp: 0,
+        },
+        // stride 2 (phase-split quad images): odd and even input sizes,
+        // rows of 16 + 3 pixels (the vector split and the scalar tail)
+        Case {
+            xsh: [1, 12, 13, 39],
+            wsh: [6, 12, 3, 3],
+            osh: [1, 6, 6, 19],
+            attrs: &window(3, 2, 1, 1),
+            epi: "act=Relu, residual=true",
+            zp: 17,
+        },
+        Case {
+            xsh: [2, 160, 10, 10],
+            wsh: [3, 160, 3, 3],
+            osh: [2, 3, 4, 4],
+            attrs: &window(3, 2, 1, 1),
+            epi: PLAIN,
+            zp: 250,
         },
     ];
     for c in &cases {

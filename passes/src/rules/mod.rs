@@ -204,7 +204,7 @@ pub(crate) fn on_pattern_kernel(eg: &KEGraph, class: Id, c: &kerf_ir::op::Conv, 
 /// Whether the integer pattern kernel would compute the conv `c` with
 /// weight `w` once quantised (the code generator's
 /// `lower::qconv_pattern`): the assembled tiles (`wide`), one group,
-/// stride 1, and a weight whose quads of input channels keep few taps
+/// stride 1 or 2, and a weight whose quads of input channels keep few taps
 /// ([`kerf_ir::ChannelQuads::pays`]: pattern pruning with
 /// `pattern_group = 4`) on a grid whose channel pairs cannot saturate the
 /// byte products ([`kerf_ir::channel_pairs_exact`]). The `int8` group
@@ -214,7 +214,7 @@ pub(crate) fn on_quad_kernel(eg: &KEGraph, c: &kerf_ir::op::Conv, w: kerf_ir::We
     let simple = eg.analysis.wide_patterns
         && c.group == 1
         && c.window.rank() == 2
-        && c.window.strides.iter().all(|&s| s == 1);
+        && (c.window.strides.iter().all(|&s| s == 1) || c.window.strides.iter().all(|&s| s == 2));
     if !simple || !kerf_ir::ChannelQuads::of(&weight.tensor).is_some_and(|q| q.pays()) {
         return false;
     }

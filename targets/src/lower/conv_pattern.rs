@@ -484,16 +484,9 @@ impl Tiles {
                     pattern_tile(&t).map_err(|e| format!("assembling the pattern tile: {e}"))?
                 }
                 Tiles::Quads(epi) => {
-                    let columns = p
-                        .kinds
-                        .iter()
-                        .map(|kind| match kind {
-                            EntryKind::Column(r) => Ok(r.clone()),
-                            EntryKind::Kernel(_) => Err("internal: integer pattern tiles take column entries"),
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
                     let finish = if last { Some(*epi) } else { None };
-                    let t = QPatternTile { columns, rows: rows_, vecs, last_lanes, out_row, in_row, accumulate, finish };
+                    let kinds = p.kinds.clone();
+                    let t = QPatternTile { kinds, rows: rows_, vecs, last_lanes, out_row, in_row, accumulate, finish };
                     if !t.fits() {
                         return Err(format!("internal: integer pattern tile {rows_}x{vecs} does not fit the registers"));
                     }
@@ -602,7 +595,7 @@ pub(super) fn conv_tiles(
 /// `(y + ky·dh div s, x + kx·dw div s)`: consecutive output pixels read
 /// consecutive floats, whatever the stride.
 pub(super) struct Phases {
-    s: usize,
+    pub(super) s: usize,
     pub(super) hq: usize,
     /// Floats per phase row (a multiple of 8: the taps of the first
     /// kernel column load aligned).
@@ -641,7 +634,7 @@ impl Phases {
     /// Zeroes what the phase split of every image leaves alone, once per
     /// call ([`zero_frame`] of each phase plane around the positions the
     /// input's pixels land on; stride 1's copy writes its own padding).
-    fn clear(&self, k: &mut Kernel, g: &Geo, img: Value) {
+    pub(super) fn clear(&self, k: &mut Kernel, g: &Geo, img: Value) {
         if self.s == 1 {
             return;
         }

@@ -3,8 +3,8 @@
 //! pattern shared by each four input channels) runs only those taps, four
 //! channels per byte-quad dot product, on the pattern conv's register
 //! tiles ([`super::conv_pattern`]: its program, tile schedule and loop;
-//! the tile is `ukernel::avx2::qpattern_tile`). AVX2 only, stride 1, one
-//! group, the f32 output with an epilogue the tiles apply (residual,
+//! the tile is `ukernel::avx2::qpattern_tile`). AVX2 only, stride 1 or 2,
+//! one group, the f32 output with an epilogue the tiles apply (residual,
 //! Relu/Clip, HardSwish); every other `QConv` takes the integer GEMM
 //! ([`super::qconv`]).
 //!
@@ -12,9 +12,11 @@
 //! padded with the zero point by `Quantize`) into its own scratch: quad
 //! `q`'s plane holds, per pixel, the bytes of channels `4q..4q + 4`
 //! (`[quad][row][column][4]`, rows [`Phases`]`::wq` pixels wide, a
-//! multiple of 8). Channels past `C` and the columns past the input's
-//! width hold 0: the former have zero weights, the latter feed only lanes
-//! past the output row, which are never stored.
+//! multiple of 8; at stride 2 split into four phase planes by row and
+//! column parity, as the f32 kernel's [`Phases`]). Channels past `C` and
+//! the columns past the input's width hold 0: the former have zero
+//! weights, the latter feed only lanes past the output row, which are
+//! never stored.
 //!
 //! **Numerics.** Per output channel the tiles sum `x·w` over each kept
 //! tap's quad (`vpmaddubsw`, exact for weights
@@ -47,7 +49,7 @@ pub(super) fn applies(k: &Kernel, q: &QConv, w: &Tensor, act: Act) -> Option<(Ch
         && q.conv.group == 1
         && q.out == QOut::Real
         && wd.rank() == 2
-        && wd.strides.iter().all(|&s| s == 1);
+        && (wd.strides.iter().all(|&s| s == 1) || wd.strides.iter().all(|&s| s == 2));
     if !simple || !channel_pairs_exact(w) {
         return None;
     }
@@ -91,7 +93,7 @@ pub(super) fn conv(
     };
     let layout = Layout { patterns: &patterns, assignment: &assignment, weight: &weight };
     let ph = Phases::new(&gq);
-    if ph.hq != g.h {
+    if ph.s == 1 && ph.hq != g.h {
         return Err(format!("internal: integer pattern conv: {} quad-image rows for a {}-row input", ph.hq, g.h));
     }
     let prog = Program::new(&gq, &layout, &ph)?;
@@ -105,13 +107,16 @@ pub(super) fn conv(
     let residual = if q.epi.residual { Some(k.input(4)) } else { None };
     let f = Frame::new(k, &gq, &prog, table, &ph, residual)?;
     let (x, img) = (f.x, f.img);
+    // stride 2: the phase planes' positions no input pixel lands on, once
+    ph.clear(k, &gq, img);
     conv_tiles(k, &gq, &prog, &ph, &f, &Tiles::Quads(epi), &mut |k, n| quad_image(k, &g, &ph, x, n, img))
 }
 
 /// Interleaves image `n` of the u8 input `x` into the quad image at `img`
 /// (see the module docs): sixteen pixels at a time as four byte and four
-/// 16-bit interleaving shuffles (`punpck*` on x86-64), the rest of a row
-/// pixel by pixel, then the row's zero columns.
+/// 16-bit interleaving shuffles (`punpck*` on x86-64; at stride 2 first
+/// one even/odd split per channel), the rest of a row pixel by pixel, then
+/// (stride 1) the row's zero columns.
 fn quad_image(k: &mut Kernel, g: &Geo, ph: &Phases, x: Value, n: Value, img: Value) {
     let (quads, full) = (g.c.div_ceil(4), g.c / 4);
     let plane = g.h * g.w;
@@ -121,41 +126,67 @@ fn quad_image(k: &mut Kernel, g: &Geo, ph: &Phases, x: Value, n: Value, img: Val
     let zeros = k.b.ins().splat(types::I8X16, zero8);
     let bytes = |lo: u8| -> Vec<u8> { (0..8u8).flat_map(|i| [lo + i, 16 + lo + i]).collect() };
     let halves = |lo: u8| -> Vec<u8> { (0..4u8).flat_map(|i| [lo + 2 * i, lo + 2 * i + 1, 16 + lo + 2 * i, 17 + lo + 2 * i]).collect() };
-    let masks = [bytes(0), bytes(8), halves(0), halves(8)].map(|m| super::qconv::shuffle_mask(k, &m));
+    let split: Vec<u8> = (0..8u8).map(|i| 2 * i).chain((0..8u8).map(|i| 2 * i + 1)).collect();
+    let masks = [bytes(0), bytes(8), halves(0), halves(8), split].map(|m| super::qconv::shuffle_mask(k, &m));
+    let s2 = ph.s == 2;
+    let phase_bytes = (ph.hq * ph.wq * 4) as i64;
     // one quad's rows; `present` channels of it are real, the rest zero
     let quad = |k: &mut Kernel, qi: Value, present: usize| {
         let src = k.b.ins().imul_imm_s(qi, (4 * plane) as i64);
         let src = k.b.ins().iadd(xn, src);
-        let dst = k.b.ins().imul_imm_s(qi, (ph.hq * ph.wq * 4) as i64);
+        let dst = k.b.ins().imul_imm_s(qi, ph.channel_bytes() as i64);
         let dst = k.b.ins().iadd(img, dst);
         k.for_n(0, g.h as i64, 1, |k, y| {
             let s = k.b.ins().imul_imm_s(y, g.w as i64);
             let s = k.b.ins().iadd(src, s);
-            let d = k.b.ins().imul_imm_s(y, (ph.wq * 4) as i64);
+            // input row y: row y / 2 of row phase y mod 2 at stride 2
+            let d = if s2 {
+                let (a, i) = (k.b.ins().urem_imm_u(y, 2), k.b.ins().udiv_imm_u(y, 2));
+                let a = k.b.ins().imul_imm_s(a, 2 * phase_bytes);
+                let i = k.b.ins().imul_imm_s(i, (ph.wq * 4) as i64);
+                k.b.ins().iadd(a, i)
+            } else {
+                k.b.ins().imul_imm_s(y, (ph.wq * 4) as i64)
+            };
             let d = k.b.ins().iadd(dst, d);
             k.for_n(0, (g.w / 16 * 16) as i64, 16, |k, x0| {
                 let sp = k.b.ins().iadd(s, x0);
-                let v: Vec<Value> =
+                let mut v: Vec<Value> =
                     (0..4).map(|j| if j < present { k.ld(types::I8X16, sp, (j * plane) as i32) } else { zeros }).collect();
+                if s2 {
+                    // even pixels to the low half, odd ones to the high
+                    v = v.into_iter().map(|c| k.b.ins().shuffle(c, c, masks[4])).collect();
+                }
                 let ab = [0, 1].map(|h| k.b.ins().shuffle(v[0], v[1], masks[h]));
                 let cd = [0, 1].map(|h| k.b.ins().shuffle(v[2], v[3], masks[h]));
-                let dp = k.addr(d, x0, 4);
+                // stride 1: 16 consecutive quads; stride 2: 8 even pixels'
+                // quads to column phase 0, 8 odd ones' to phase 1, from x0 / 2
+                let (dp, at) = if s2 {
+                    let half = k.b.ins().ushr_imm_u(x0, 1);
+                    (k.addr(d, half, 4), [0, 16, phase_bytes as i32, phase_bytes as i32 + 16])
+                } else {
+                    (k.addr(d, x0, 4), [0, 16, 32, 48])
+                };
                 for h in 0..2 {
                     for m in 0..2 {
                         let out = k.b.ins().shuffle(ab[h], cd[h], masks[2 + m]);
-                        k.st(out, dp, (32 * h + 16 * m) as i32);
+                        k.st(out, dp, at[2 * h + m]);
                     }
                 }
             });
             for x0 in g.w / 16 * 16..g.w {
+                let at = if s2 { (x0 % 2) as i64 * phase_bytes + 4 * (x0 / 2) as i64 } else { 4 * x0 as i64 };
                 for j in 0..4 {
                     let b = if j < present {
                         k.b.ins().uload8(types::I32, super::loops::mem(), s, (j * plane + x0) as i32)
                     } else {
                         k.ic(0)
                     };
-                    k.b.ins().istore8(super::loops::mem(), b, d, (4 * x0 + j) as i32);
+                    k.b.ins().istore8(super::loops::mem(), b, d, (at + j as i64) as i32);
                 }
+            }
+            if s2 {
+                return;
             }
             let z32 = k.b.ins().iconst(types::I32, 0);
             for x0 in g.w..ph.wq {

@@ -3,7 +3,7 @@
 
 use iced_x86::code_asm::*;
 
-use super::{activation, load_lanes, store_lanes, TileEpi};
+use super::{activation, load_lanes, store_lanes, EntryKind, TileEpi};
 
 /// A register tile of the integer pattern conv
 /// ([`crate::lower::qconv_pattern`]): `rows` output rows × `vecs` 8-pixel
@@ -20,16 +20,15 @@ use super::{activation, load_lanes, store_lanes, TileEpi};
 /// pairs into the i32 lane) and `vpaddd`: four multiply-adds per lane.
 ///
 /// The program has the pattern tile's form
-/// ([`super::PatternTile`]): per kind (column entries only) an `i64`
-/// count, then per entry its first tap's byte offset (`u32` per tap, the
-/// others unused) and one weight quad (`4 × i8`) per tap. An entry's input
-/// rows are loaded once for all of its taps (PatDNN's load redundancy
-/// elimination).
+/// ([`super::PatternTile`]): per kind an `i64` count, then per entry each
+/// tap's byte offset (`u32`; a column entry reads its first only) and its
+/// weight quad (`4 × i8`). A column entry's input rows are loaded once for
+/// all of its taps (PatDNN's load redundancy elimination); a whole-kernel
+/// entry (stride 2, on a phase-split quad image) loads each tap's rows.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QPatternTile {
-    /// The kinds of entry, in program order: column entries
-    /// ([`super::EntryKind::Column`]), each given by its taps' row offsets.
-    pub columns: Vec<Vec<usize>>,
+    /// The kinds of entry, in program order.
+    pub kinds: Vec<EntryKind>,
     /// Output rows of the tile.
     pub rows: usize,
     /// 8-pixel vectors per row.
@@ -63,13 +62,16 @@ impl QPatternTile {
     /// Whether the tile fits the registers and its shape is well formed.
     pub fn fits(&self) -> bool {
         let accs = self.rows * self.vecs;
-        let kind_ok = |r: &Vec<usize>| {
-            (1..=Self::MAX_TAPS).contains(&r.len()) && r[0] == 0 && r.windows(2).all(|w| w[0] < w[1])
+        let kind_ok = |k: &EntryKind| match k {
+            EntryKind::Column(r) => {
+                (1..=Self::MAX_TAPS).contains(&r.len()) && r[0] == 0 && r.windows(2).all(|w| w[0] < w[1])
+            }
+            EntryKind::Kernel(n) => *n > 0,
         };
         let epi_ok = self.finish.is_none_or(|e| e.scale.is_none() && e.addend.is_none());
         (1..=Self::MAX_ACCS).contains(&accs)
             && (1..=8).contains(&self.last_lanes)
-            && self.columns.iter().all(kind_ok)
+            && self.kinds.iter().all(kind_ok)
             && epi_ok
     }
 
@@ -111,12 +113,15 @@ pub fn qpattern_tile(t: &QPatternTile) -> Result<Vec<u8>, IcedError> {
     // ones in every i16 lane (after the loads: `load_lanes` borrows xmm15)
     a.vpcmpeqw(ones, ones, ones)?;
     a.vpsrlw(ones, ones, 15)?;
-    for rows in &t.columns {
+    for kind in &t.kinds {
         a.mov(n, qword_ptr(prog))?;
         a.add(prog, 8)?;
         super::super::counted_loop(&mut a, n, |a| {
-            column_entry(a, t, rows, &accs)?;
-            a.add(prog, QPatternTile::entry_bytes(rows.len()) as i32)
+            match kind {
+                EntryKind::Column(rows) => column_entry(a, t, rows, &accs)?,
+                EntryKind::Kernel(nt) => kernel_entry(a, t, *nt, &accs)?,
+            }
+            a.add(prog, QPatternTile::entry_bytes(kind.taps()) as i32)
         })?;
     }
     let accs = &accs[..t.rows * t.vecs];
@@ -152,7 +157,7 @@ pub fn qpattern_tile(t: &QPatternTile) -> Result<Vec<u8>, IcedError> {
 }
 
 /// One column entry of [`qpattern_tile`] at `rdx` (see
-/// [`super::EntryKind::Column`]): weight quads in ymm10–12, the input row in
+/// [`EntryKind::Column`]): weight quads in ymm10–12, the input row in
 /// ymm13, the product in ymm14, ones in ymm15.
 fn column_entry(
     a: &mut CodeAssembler,
@@ -179,6 +184,30 @@ fn column_entry(
             for &(j, r) in &taps {
                 let acc = accs[r * t.vecs + v];
                 a.vpmaddubsw(prod, x, wregs[j])?;
+                a.vpmaddwd(prod, prod, ones)?;
+                a.vpaddd(acc, acc, prod)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One whole-kernel entry of [`qpattern_tile`] at `rdx` of `nt` taps (see
+/// [`EntryKind::Kernel`]): per tap its offset in eax, r9d or r10d and its
+/// weight quad in ymm10–12 (rotating), the input in ymm13, the product in
+/// ymm14.
+fn kernel_entry(a: &mut CodeAssembler, t: &QPatternTile, nt: usize, accs: &[AsmRegisterYmm]) -> Result<(), IcedError> {
+    let (wregs, x, prod, ones, (src, prog)) = ([ymm10, ymm11, ymm12], ymm13, ymm14, ymm15, (rsi, rdx));
+    let offs = [(eax, rax), (r9d, r9), (r10d, r10)];
+    for j in 0..nt {
+        let (w, (off32, off)) = (wregs[j % wregs.len()], offs[j % offs.len()]);
+        a.mov(off32, dword_ptr(prog + (4 * j) as i64))?;
+        a.vpbroadcastd(w, dword_ptr(prog + (4 * (nt + j)) as i64))?;
+        for r in 0..t.rows {
+            for v in 0..t.vecs {
+                let acc = accs[r * t.vecs + v];
+                a.vmovdqu(x, ymmword_ptr(src + off + (r * t.in_row + 32 * v) as i64))?;
+                a.vpmaddubsw(prod, x, w)?;
                 a.vpmaddwd(prod, prod, ones)?;
                 a.vpaddd(acc, acc, prod)?;
             }
