@@ -106,7 +106,8 @@ pub fn choose(
     let share = share.max(1);
     let units_per_row = kernels_per_row.div_ceil(share);
     let unit_of = |kid: usize| (kid / kernels_per_row) * units_per_row + (kid % kernels_per_row) / share;
-    let (mut unit_costs, mut unit_whole) = (vec![vec![0.0; costs[0].len()]; rows.len() * units_per_row], vec![0.0; rows.len() * units_per_row]);
+    let (mut unit_costs, mut unit_whole) =
+        (vec![vec![0.0; costs[0].len()]; rows.len() * units_per_row], vec![0.0; rows.len() * units_per_row]);
     for (kid, (per, w)) in costs.iter().zip(&whole).enumerate() {
         let u = unit_of(kid);
         unit_whole[u] += w;
@@ -334,6 +335,53 @@ mod tests {
             );
             assert!((0..cols).all(|j| keep[o][j] || sweep[o][j] == 0.0), "row {o}: pruned weights stay zero");
         }
+    }
+
+    /// With `share = 4` every run of four input channels of an output
+    /// channel takes one pattern and is kept or removed whole (the last,
+    /// partial run of 10 channels too), removing the asked fraction of the
+    /// runs; and the resulting weight has the integer pattern kernel's
+    /// layout (each quad keeps one 4-tap union). `share = 1` leaves the
+    /// kernels independent.
+    #[test]
+    fn shared_patterns_cover_runs_of_input_channels() {
+        let (m, c) = (6usize, 10usize);
+        let cols = c * 9;
+        let ones = vec!["1.0"; m * cols].join(",");
+        let src = format!(
+            "graph \"g\"\n  input %0 \"x\": f32[1,{c},6,6]\n  const %1 \"w\": f32[{m},{c},3,3] = [{ones}]\n  \
+             %2 = Conv{{kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[1,1,1,1], group=1, layer=\"l\"}}(%0, %1): f32[1,{m},6,6] @\"l\"\n  \
+             output \"y\" = %2\n"
+        );
+        let g = kerf_ir::text::parse(&src).unwrap_or_else(|e| panic!("{e}"));
+        let site = crate::layer::sites(&g).remove(0);
+        let mut rnd = crate::testutil::uniform(0x2545_f491_4f6c_dd1d);
+        let x = Mat::from_fn(cols, 400, |_, _| rnd());
+        let hinv =
+            linalg::inverse_spd(&linalg::dampened(&(&x * x.transpose()), 0.01)).unwrap_or_else(|e| panic!("{e}"));
+        let rows: Vec<Vec<f64>> = (0..m).map(|_| (0..cols).map(|_| rnd()).collect()).collect();
+        let units = |ch: &Choice, share: usize| -> Vec<Vec<Option<u8>>> {
+            let Sparsity::Pattern { assignment, .. } = &ch.sparsity else { panic!("not a pattern layout") };
+            assignment.chunks(c).flat_map(|row| row.chunks(share).map(|u| u.to_vec()).collect::<Vec<_>>()).collect()
+        };
+        let shared =
+            choose(&site, &rows, std::slice::from_ref(&hinv), (4, 4), 0.5, false).unwrap_or_else(|e| panic!("{e}"));
+        let us = units(&shared, 4);
+        assert_eq!(us.len(), m * 3);
+        assert!(us.iter().all(|u| u.iter().all(|a| *a == u[0])), "one pattern per run: {us:?}");
+        assert_eq!(us.iter().filter(|u| u[0].is_none()).count(), 9, "half of the 18 runs removed");
+        let removed_kernels: usize = us.iter().filter(|u| u[0].is_none()).map(|u| u.len()).sum();
+        assert_eq!(shared.removed, removed_kernels);
+        let w: Vec<f32> = (0..m * cols).map(|i| if shared.keep[i / cols][i % cols] { 1.0 } else { 0.0 }).collect();
+        let quads = kerf_ir::ChannelQuads::of(
+            &kerf_ir::Tensor::from_f32(vec![m, c, 3, 3], &w).unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_else(|| panic!("quads"));
+        assert!(quads.unions.iter().all(|u| [0, 4].contains(&u.count_ones())));
+        let single =
+            choose(&site, &rows, std::slice::from_ref(&hinv), (4, 1), 0.5, false).unwrap_or_else(|e| panic!("{e}"));
+        assert!(units(&single, 4).iter().any(|u| u.iter().any(|a| *a != u[0])), "independent kernels");
+        assert_eq!(single.removed, 30);
     }
 
     #[test]

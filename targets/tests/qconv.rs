@@ -433,7 +433,14 @@ fn quad_patterns_on_the_integer_pattern_kernel() {
     let a3 = &window(3, 1, 1, 1);
     let cases = [
         Case { xsh: [1, 8, 12, 12], wsh: [5, 8, 3, 3], osh: [1, 5, 10, 10], attrs: a3, epi: PLAIN, zp: 128 },
-        Case { xsh: [2, 6, 9, 21], wsh: [7, 6, 3, 3], osh: [2, 7, 7, 19], attrs: a3, epi: "act=Relu, residual=false", zp: 3 },
+        Case {
+            xsh: [2, 6, 9, 21],
+            wsh: [7, 6, 3, 3],
+            osh: [2, 7, 7, 19],
+            attrs: a3,
+            epi: "act=Relu, residual=false",
+            zp: 3,
+        },
         Case {
             xsh: [1, 200, 9, 9],
             wsh: [3, 200, 3, 3],

@@ -295,20 +295,33 @@ mod tests {
     /// A conv (pads, stride, bias, Relu, `m` channels) whose input goes
     /// through the quantiser and whose weight is on a per-channel grid.
     fn graph(group: usize, m: usize, pads: usize, stride: usize) -> String {
-        graph_pruned(group, m, pads, stride, false)
+        graph_pruned(group, m, pads, stride, Pruning::None)
     }
 
-    /// [`graph`], with `pruned` every other kernel removed and the others
-    /// keeping two taps (11% of the weights: a pattern layout).
-    fn graph_pruned(group: usize, m: usize, pads: usize, stride: usize, pruned: bool) -> String {
+    /// How [`graph_pruned`] prunes the weight.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Pruning {
+        None,
+        /// Every other kernel removed, the others keeping the centre and
+        /// one tap of their own (11% of the weights; each quad of input
+        /// channels keeps three taps: 33%).
+        PerKernel,
+        /// The same, with the quad's kernels keeping the same two taps
+        /// (a quad keeps 22%: the integer pattern kernel's layout).
+        Quads,
+    }
+
+    /// [`graph`], with the weight pruned as `pruning` says.
+    fn graph_pruned(group: usize, m: usize, pads: usize, stride: usize, pruning: Pruning) -> String {
         let (c, k) = (4usize, 3usize);
         let cg = c / group;
         let scales: Vec<f32> = (0..m).map(|i| 0.01 + 0.002 * i as f32).collect();
         let mut codes = random(7, m * cg * k * k, -127.0, 127.0);
-        if pruned {
+        if pruning != Pruning::None {
             for (i, q) in codes.iter_mut().enumerate() {
                 let (kernel, tap) = (i / 9, i % 9);
-                if kernel % 2 == 1 || ![1, 4].contains(&tap) {
+                let own = if pruning == Pruning::Quads { 1 } else { kernel % 4 };
+                if kernel % 2 == 1 || ![own, 4].contains(&tap) {
                     *q = 0.0;
                 }
             }
@@ -474,14 +487,34 @@ mod tests {
         let dw = graph(4, 4, 1, 1);
         assert!(!run(&dw).0.contains("QConv"));
         // pattern-pruned: the f32 pattern kernel skips the removed weights
-        let (text, err) = run(&graph_pruned(1, 8, 1, 1, true));
+        let (text, err) = run(&graph_pruned(1, 8, 1, 1, Pruning::PerKernel));
         assert!(!text.contains("QConv") && err == 0.0, "{text}");
         // stride 2: the pattern kernel takes it only with the AVX2 tiles
-        let g = text::parse(&graph_pruned(1, 8, 1, 2, true)).unwrap();
+        let g = text::parse(&graph_pruned(1, 8, 1, 2, Pruning::PerKernel)).unwrap();
         for (wide, qconv) in [(true, false), (false, true)] {
             let opts = PassOptions { wide_patterns: wide, ..PassOptions::default() };
             let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap();
             assert_eq!(text::print(&out).contains("QConv"), qconv, "stride 2, wide patterns {wide}");
+        }
+    }
+
+    /// A conv pruned with the pattern shared by each quad of input
+    /// channels becomes an integer conv where the AVX2 tiles run it (the
+    /// integer pattern kernel), at stride 1 and 2; without them stride 1
+    /// stays on the f32 pattern kernel (the rule's exactness test,
+    /// `channel_pairs_exact`, is the IR's, tested there).
+    #[test]
+    fn quad_patterns_become_integer_convs_on_the_wide_tiles() {
+        for stride in [1, 2] {
+            let src = graph_pruned(1, 8, 1, stride, Pruning::Quads);
+            let g = text::parse(&src).unwrap();
+            for wide in [true, false] {
+                let opts = PassOptions { wide_patterns: wide, ..PassOptions::default() };
+                let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap();
+                // without the tiles, stride 2 has no pattern kernel at all: the integer GEMM
+                let qconv = wide || stride == 2;
+                assert_eq!(text::print(&out).contains("QConv"), qconv, "stride {stride}, wide {wide}");
+            }
         }
     }
 }

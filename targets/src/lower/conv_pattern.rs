@@ -469,7 +469,13 @@ impl Tiles {
     /// A tile shape's code for the first, middle and last channel blocks
     /// (of `blocks`): the first starts from the bias (or zero), the others
     /// from the partial sums, the last applies the epilogue.
-    fn codes(&self, k: &mut Kernel, p: &Program, t: (usize, usize, usize), rows: (usize, usize)) -> LResult<[Value; 3]> {
+    fn codes(
+        &self,
+        k: &mut Kernel,
+        p: &Program,
+        t: (usize, usize, usize),
+        rows: (usize, usize),
+    ) -> LResult<[Value; 3]> {
         let ((rows_, vecs, last_lanes), (out_row, in_row)) = (t, rows);
         let many = p.blocks > 1;
         let mut code = |accumulate: bool, last: bool| -> LResult<Value> {
@@ -488,7 +494,9 @@ impl Tiles {
                     let kinds = p.kinds.clone();
                     let t = QPatternTile { kinds, rows: rows_, vecs, last_lanes, out_row, in_row, accumulate, finish };
                     if !t.fits() {
-                        return Err(format!("internal: integer pattern tile {rows_}x{vecs} does not fit the registers"));
+                        return Err(format!(
+                            "internal: integer pattern tile {rows_}x{vecs} does not fit the registers"
+                        ));
                     }
                     qpattern_tile(&t).map_err(|e| format!("assembling the integer pattern tile: {e}"))?
                 }

@@ -73,11 +73,8 @@ pub(super) fn conv(
     let mut patterns: Vec<u32> = cq.unions.iter().copied().filter(|&u| u != 0).collect();
     patterns.sort_unstable();
     patterns.dedup();
-    let assignment: Vec<Option<u8>> = cq
-        .unions
-        .iter()
-        .map(|u| patterns.iter().position(|p| p == u).and_then(|i| u8::try_from(i).ok()))
-        .collect();
+    let assignment: Vec<Option<u8>> =
+        cq.unions.iter().map(|u| patterns.iter().position(|p| p == u).and_then(|i| u8::try_from(i).ok())).collect();
     if patterns.len() > usize::from(u8::MAX) {
         return Err(format!("integer pattern conv: {} distinct tap unions", patterns.len()));
     }
@@ -125,7 +122,9 @@ fn quad_image(k: &mut Kernel, g: &Geo, ph: &Phases, x: Value, n: Value, img: Val
     let zero8 = k.b.ins().iconst(types::I8, 0);
     let zeros = k.b.ins().splat(types::I8X16, zero8);
     let bytes = |lo: u8| -> Vec<u8> { (0..8u8).flat_map(|i| [lo + i, 16 + lo + i]).collect() };
-    let halves = |lo: u8| -> Vec<u8> { (0..4u8).flat_map(|i| [lo + 2 * i, lo + 2 * i + 1, 16 + lo + 2 * i, 17 + lo + 2 * i]).collect() };
+    let halves = |lo: u8| -> Vec<u8> {
+        (0..4u8).flat_map(|i| [lo + 2 * i, lo + 2 * i + 1, 16 + lo + 2 * i, 17 + lo + 2 * i]).collect()
+    };
     let split: Vec<u8> = (0..8u8).map(|i| 2 * i).chain((0..8u8).map(|i| 2 * i + 1)).collect();
     let masks = [bytes(0), bytes(8), halves(0), halves(8), split].map(|m| super::qconv::shuffle_mask(k, &m));
     let s2 = ph.s == 2;
@@ -151,8 +150,9 @@ fn quad_image(k: &mut Kernel, g: &Geo, ph: &Phases, x: Value, n: Value, img: Val
             let d = k.b.ins().iadd(dst, d);
             k.for_n(0, (g.w / 16 * 16) as i64, 16, |k, x0| {
                 let sp = k.b.ins().iadd(s, x0);
-                let mut v: Vec<Value> =
-                    (0..4).map(|j| if j < present { k.ld(types::I8X16, sp, (j * plane) as i32) } else { zeros }).collect();
+                let mut v: Vec<Value> = (0..4)
+                    .map(|j| if j < present { k.ld(types::I8X16, sp, (j * plane) as i32) } else { zeros })
+                    .collect();
                 if s2 {
                     // even pixels to the low half, odd ones to the high
                     v = v.into_iter().map(|c| k.b.ins().shuffle(c, c, masks[4])).collect();
