@@ -61,8 +61,22 @@ pub fn extract(eg: &KEGraph, roots: &[Id]) -> Result<Extraction, String> {
     extract_with(eg, roots, |eg, class, node| {
         let ins: Vec<&[TensorType]> = node.children.iter().map(|&c| eg[c].data.types.as_slice()).collect();
         let rate = int8_dot.rate(int8_dot == crate::Int8Dot::ExactBytes && exact_bytes(eg, node));
+        let rate = rate / quad_density(eg, node).unwrap_or(1.0);
         cost::node_cost_with(&node.op, &ins, &eg[class].data.types, rate)
     })
+}
+
+/// The fraction of its multiply-adds a `QConv` does on the integer
+/// pattern kernel (the assembled tiles, [`kerf_ir::ChannelQuads::of_integer_conv`]),
+/// `None` for any other node: its price counts only the kept taps.
+fn quad_density(eg: &KEGraph, node: &KNode) -> Option<f64> {
+    let crate::lang::NodeOp::Op(kerf_ir::Op::QConv(q)) = &node.op else { return None };
+    if !eg.analysis.wide_patterns {
+        return None;
+    }
+    let w = node.children.get(1).and_then(|&c| eg[c].data.constant)?;
+    let quads = kerf_ir::ChannelQuads::of_integer_conv(&q.conv, eg.analysis.weights.tensor(w))?;
+    Some(quads.density().max(0.01))
 }
 
 /// Whether `node` is a `QConv` whose constant weight's byte pairs cannot

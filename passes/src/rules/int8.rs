@@ -302,12 +302,12 @@ mod tests {
     #[derive(Clone, Copy, PartialEq)]
     enum Pruning {
         None,
-        /// Every other kernel removed, the others keeping the centre and
-        /// one tap of their own (11% of the weights; each quad of input
-        /// channels keeps three taps: 33%).
+        /// Each kernel keeping the centre and a corner of its own (22% of
+        /// the weights; each quad of input channels keeps five taps: 56%).
         PerKernel,
-        /// The same, with the quad's kernels keeping the same two taps
-        /// (a quad keeps 22%: the integer pattern kernel's layout).
+        /// Every other kernel removed, the others keeping the same two
+        /// taps (11%; a quad keeps 22%: the integer pattern kernel's
+        /// layout).
         Quads,
     }
 
@@ -320,8 +320,11 @@ mod tests {
         if pruning != Pruning::None {
             for (i, q) in codes.iter_mut().enumerate() {
                 let (kernel, tap) = (i / 9, i % 9);
-                let own = if pruning == Pruning::Quads { 1 } else { kernel % 4 };
-                if kernel % 2 == 1 || ![own, 4].contains(&tap) {
+                let keep = match pruning {
+                    Pruning::Quads => kernel % 2 == 0 && [1, 4].contains(&tap),
+                    _ => [[0, 2, 6, 8][kernel % 4], 4].contains(&tap),
+                };
+                if !keep {
                     *q = 0.0;
                 }
             }

@@ -203,25 +203,19 @@ pub(crate) fn on_pattern_kernel(eg: &KEGraph, class: Id, c: &kerf_ir::op::Conv, 
 
 /// Whether the integer pattern kernel would compute the conv `c` with
 /// weight `w` once quantised (the code generator's
-/// `lower::qconv_pattern`): the assembled tiles (`wide`), one group,
-/// stride 1 or 2, and a weight whose quads of input channels keep few taps
-/// ([`kerf_ir::ChannelQuads::pays`]: pattern pruning with
-/// `pattern_group = 4`) on a grid whose channel pairs cannot saturate the
-/// byte products ([`kerf_ir::channel_pairs_exact`]). The `int8` group
-/// then offers the integer conv for a pattern-pruned conv too.
+/// `lower::qconv_pattern`): the assembled tiles (`wide`) and the grid's
+/// codes as [`kerf_ir::ChannelQuads::of_integer_conv`] asks (pattern
+/// pruning with `pattern_group = 4`). The `int8` group then offers the
+/// integer conv for a pattern-pruned conv too.
 pub(crate) fn on_quad_kernel(eg: &KEGraph, c: &kerf_ir::op::Conv, w: kerf_ir::WeightId) -> bool {
     let weight = eg.analysis.weights.get(w);
-    let simple = eg.analysis.wide_patterns
-        && c.group == 1
-        && c.window.rank() == 2
-        && (c.window.strides.iter().all(|&s| s == 1) || c.window.strides.iter().all(|&s| s == 2));
-    if !simple || !kerf_ir::ChannelQuads::of(&weight.tensor).is_some_and(|q| q.pays()) {
+    if !eg.analysis.wide_patterns {
         return false;
     }
     let Some(codes) = weight.grid.as_ref().and_then(|g| g.codes(&weight.tensor).ok()) else { return false };
     let codes: Vec<i64> = codes.into_iter().map(i64::from).collect();
     kerf_ir::Tensor::from_i64_values(kerf_ir::DType::I8, weight.tensor.shape().to_vec(), &codes)
-        .is_ok_and(|t| kerf_ir::channel_pairs_exact(&t))
+        .is_ok_and(|t| kerf_ir::ChannelQuads::of_integer_conv(c, &t).is_some())
 }
 
 /// The class's only parent class is `parent` (no other user among the

@@ -28,7 +28,7 @@
 
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use kerf_ir::op::{QConv, QOut};
-use kerf_ir::{channel_pairs_exact, ChannelQuads, Tensor};
+use kerf_ir::{ChannelQuads, Tensor};
 
 use super::conv_geo::{geometry, Geo};
 use super::conv_pattern::{conv_tiles, Frame, Layout, Phases, Program, Tiles};
@@ -39,22 +39,14 @@ use super::{Kernel, LResult};
 use crate::ukernel::avx2::TileEpi;
 
 /// The quads of `w` when the integer pattern kernel computes this conv
-/// (see the module docs: AVX2, stride 1, one group, the real-valued output
-/// with an epilogue the tiles apply, weights whose channel pairs cannot
-/// saturate, and few enough kept taps, [`ChannelQuads::pays`]), and the
-/// tiles' epilogue.
+/// (AVX2, the real-valued output with an epilogue the tiles apply, and
+/// [`ChannelQuads::of_integer_conv`]), and the tiles' epilogue.
 pub(super) fn applies(k: &Kernel, q: &QConv, w: &Tensor, act: Act) -> Option<(ChannelQuads, TileEpi)> {
-    let wd = &q.conv.window;
-    let simple = k.caps.avx2
-        && q.conv.group == 1
-        && q.out == QOut::Real
-        && wd.rank() == 2
-        && (wd.strides.iter().all(|&s| s == 1) || wd.strides.iter().all(|&s| s == 2));
-    if !simple || !channel_pairs_exact(w) {
+    if !k.caps.avx2 || q.out != QOut::Real {
         return None;
     }
     let epi = act_epi(act, q.epi.residual)?;
-    ChannelQuads::of(w).filter(ChannelQuads::pays).map(|cq| (cq, epi))
+    ChannelQuads::of_integer_conv(&q.conv, w).map(|cq| (cq, epi))
 }
 
 /// Emits the integer pattern conv: `w` the weight codes (`[O, C, kh, kw]`),
