@@ -266,3 +266,35 @@ fn integer_convs_split_and_match() {
         assert!(!calls.is_empty(), "qconv ±{qmax}: not split");
     }
 }
+
+/// The integer pattern kernel (`lower/qconv_pattern.rs`: weights pruned
+/// with one pattern per quad of input channels, 7-bit codes) splits its
+/// output channels, each task interleaving its own quad image: threaded
+/// equals serial bit for bit, at stride 1 and 2, with a residual and Relu.
+#[test]
+fn integer_pattern_convs_split_and_match() {
+    for (stride, oh, ow) in [(1usize, 28usize, 27usize), (2, 14, 14)] {
+        // a quad keeps taps 1, 3, 4, 5 (the plus without its bottom) or is removed
+        let w: Vec<String> = (0..32 * 64 * 9)
+            .map(|i| {
+                let (unit, tap) = (i / (4 * 9), i % 9);
+                let kept = unit % 3 != 1 && [1, 3, 4, 5].contains(&tap);
+                if kept { ((i * 7919) % 127) as i64 - 63 } else { 0 }.to_string()
+            })
+            .collect();
+        let text = format!(
+            "graph \"q\"\n  input %0 \"x\": u8[2,64,30,29]\n  input %9 \"r\": f32[2,32,{oh},{ow}]\n  const %1 \"w\": i8[32,64,3,3] = [{}]\n  const %2 \"s\": f32[32] = [{}]\n  const %3 \"b\": f32[32] = [{}]\n  %4 = QConv{{kernel=[3,3], strides=[{stride},{stride}], dilations=[1,1], pads=[0,0,0,0], group=1, layer=\"c\", act=Relu, residual=true, x_scale=0.02, x_zp=7}}(%0, %1, %2, %3, %9): f32[2,32,{oh},{ow}] @\"c\"\n  output \"y\" = %4\n",
+            w.join(","),
+            (0..32).map(|i| format!("{:?}", 0.001 + 0.0001 * i as f32)).collect::<Vec<_>>().join(","),
+            (0..32).map(|i| format!("{:?}", 0.1 * i as f32 - 1.0)).collect::<Vec<_>>().join(","),
+        );
+        let g = kerf_ir::text::parse(&text).unwrap();
+        let x: Vec<u8> = (0..2 * 64 * 30 * 29).map(|i| ((i * 31) % 256) as u8).collect();
+        let inputs = [
+            Tensor::from_bytes(kerf_ir::DType::U8, vec![2, 64, 30, 29], x).unwrap(),
+            Tensor::from_f32(vec![2, 32, oh, ow], &xs(2 * 32 * oh * ow)).unwrap(),
+        ];
+        let calls = check_same(&format!("integer pattern conv, stride {stride}"), &g, &inputs);
+        assert!(!calls.is_empty(), "stride {stride}: not split");
+    }
+}
