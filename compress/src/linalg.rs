@@ -54,6 +54,36 @@ pub fn sub(m: &Mat<f64>, idx: &[usize]) -> Mat<f64> {
     Mat::from_fn(idx.len(), idx.len(), |i, j| m[(idx[i], idx[j])])
 }
 
+/// [`obs_cost`] over `n` indices of any count: `a(i, j)` the `H⁻¹` entries
+/// and `w(i)` the weights of the removed set D, `‖L⁻¹w_D‖²` with
+/// `A_DD = L Lᵀ` (a pattern shared by several kernels removes their taps
+/// together).
+pub fn obs_cost_of(n: usize, a: impl Fn(usize, usize) -> f64, w: impl Fn(usize) -> f64) -> Result<f64, CompressError> {
+    let mut l = vec![0f64; n * n];
+    for i in 0..n {
+        for j in 0..=i {
+            let s = a(i, j) - (0..j).map(|p| l[i * n + p] * l[j * n + p]).sum::<f64>();
+            if i == j {
+                if s <= 0.0 || s.is_nan() {
+                    return Err(CompressError::Numeric(
+                        "Cholesky factorisation: a kernel group's H⁻¹ block is not positive definite".into(),
+                    ));
+                }
+                l[i * n + i] = s.sqrt();
+            } else {
+                l[i * n + j] = s / l[j * n + j];
+            }
+        }
+    }
+    let (mut y, mut cost) = (vec![0f64; n], 0.0);
+    for i in 0..n {
+        let s = w(i) - (0..i).map(|p| l[i * n + p] * y[p]).sum::<f64>();
+        y[i] = s / l[i * n + i];
+        cost += y[i] * y[i];
+    }
+    Ok(cost)
+}
+
 /// The OBS cost `w_Dᵀ ([H⁻¹]_DD)⁻¹ w_D` of removing a 3x3 kernel's taps
 /// `idx` (D), on the stack: `a` the kernel's 9 × 9 `H⁻¹` block, `w` its
 /// weights; `‖L⁻¹w_D‖²` with `A_DD = L Lᵀ`. Pattern selection evaluates it

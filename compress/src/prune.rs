@@ -53,8 +53,8 @@ pub struct Choice {
 /// kernels, from each group's `H⁻¹`. With `share > 1`, each run of `share`
 /// consecutive input channels of an output channel is one *unit*: its
 /// kernels take one pattern and are removed together, a unit's cost the
-/// sum of its kernels' (each kernel's OBS cost from its own block of
-/// `H⁻¹`: the cross-kernel terms are left out). Four channels per unit
+/// joint OBS cost of removing those taps from all of its kernels at once
+/// ([`joint_costs`]; with magnitude selection the sum of squares). Four channels per unit
 /// make each tap one byte-quad dot product of the integer pattern kernel.
 pub fn choose(
     site: &Site,
@@ -115,7 +115,11 @@ pub fn choose(
             *acc += c;
         }
     }
-    let (costs, whole) = (unit_costs, unit_whole);
+    let (costs, whole) = if share > 1 && !magnitude && k > 0 {
+        joint_costs(site, rows, hinv, share, &cands)?
+    } else {
+        (unit_costs, unit_whole)
+    };
     // no pattern library: kernels are kept whole or removed
     let library = if k == 0 { vec![(1 << AREA) - 1] } else { library(&costs, &cands, k) };
     let mut assignment: Vec<Option<u8>> = costs
@@ -152,6 +156,44 @@ pub fn choose(
         })
         .collect();
     Ok(Choice { keep, sparsity: Sparsity::Pattern { kernel: [3, 3], patterns: library, assignment }, removed })
+}
+
+/// Per unit of `share` consecutive kernels of a row (see [`choose`]): the
+/// joint OBS cost of each candidate pattern (removing its dropped taps
+/// from every kernel of the unit at once, `w_Dᵀ([H⁻¹]_DD)⁻¹w_D` over all of
+/// them, so the cross-kernel terms count) and of removing the whole unit.
+fn joint_costs(
+    site: &Site,
+    rows: &[Vec<f64>],
+    hinv: &[Mat<f64>],
+    share: usize,
+    cands: &[u32],
+) -> Result<(Vec<Vec<f64>>, Vec<f64>), CompressError> {
+    let kernels_per_row = site.cols / AREA;
+    let rows_per_group = site.rows / site.groups();
+    let (mut costs, mut whole) = (Vec::new(), Vec::new());
+    for (o, row) in rows.iter().enumerate() {
+        let hi = &hinv[o / rows_per_group];
+        for c0 in (0..kernels_per_row).step_by(share) {
+            let kernels: Vec<usize> = (c0..(c0 + share).min(kernels_per_row)).collect();
+            // the columns of taps `taps` in every kernel of the unit
+            let cols = |taps: &[usize]| -> Vec<usize> {
+                kernels.iter().flat_map(|&c| taps.iter().map(move |&t| c * AREA + t)).collect()
+            };
+            let cost = |d: &[usize]| linalg::obs_cost_of(d.len(), |i, j| hi[(d[i], d[j])], |i| row[d[i]]);
+            let all: Vec<usize> = (0..AREA).collect();
+            whole.push(cost(&cols(&all))?);
+            let per = cands
+                .iter()
+                .map(|&m| {
+                    let dropped: Vec<usize> = (0..AREA).filter(|t| m & (1 << t) == 0).collect();
+                    cost(&cols(&dropped))
+                })
+                .collect::<Result<Vec<f64>, _>>()?;
+            costs.push(per);
+        }
+    }
+    Ok((costs, whole))
 }
 
 /// The `k` candidates that are the cheapest choice for the most kernels

@@ -484,6 +484,30 @@ fn quad_patterns_on_the_integer_pattern_kernel() {
             zp: 250,
         },
     ];
+    // quads of hundreds of different tap sets (3 to 5 of the 9 taps, 40%
+    // of the quads removed: 30% density), as kernels pruned one by one
+    // give: the integer GEMM takes them
+    let sets: Vec<u32> = (0u32..512).filter(|m| (3..=5).contains(&m.count_ones())).collect();
+    let scattered: Vec<i64> = pseudo(64 * 64 * 9, 4, -64, 64)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let unit = i / 9 / 64 * 16 + i / 9 % 64 / 4;
+            // a 32-bit integer hash (its mixing: ~270 distinct sets over 1024 quads)
+            let mix = |h: u32| (h ^ (h >> 16)).wrapping_mul(0x045d_9f3b);
+            let h = mix(mix(unit as u32));
+            let h = (h ^ (h >> 16)) as usize;
+            let mask = if h % 5 < 2 { 0 } else { sets[h / 5 % sets.len()] };
+            if mask & (1 << (i % 9)) != 0 {
+                v.max(1)
+            } else {
+                0
+            }
+        })
+        .collect();
+    let c = Case { xsh: [1, 64, 10, 10], wsh: [64, 64, 3, 3], osh: [1, 64, 8, 8], attrs: a3, epi: PLAIN, zp: 5 };
+    let x: Vec<u8> = pseudo(64 * 100, 1, 0, 255).into_iter().map(|v| v as u8).collect();
+    check(&c, &x, &scattered);
     for c in &cases {
         let nx: usize = c.xsh.iter().product();
         let x: Vec<u8> = pseudo(nx, 1, 0, 255).into_iter().map(|v| v as u8).collect();

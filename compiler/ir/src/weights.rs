@@ -253,9 +253,15 @@ impl ChannelQuads {
     /// 64-channel 56x56 layer (AMD EPYC Zen 3, 1 thread, 4 of 9 taps shared
     /// per quad): 0.35 ms at 22% density, 0.51 ms at 33%, 0.86 ms at 44%,
     /// against 1.5–1.6 ms for the dense byte tile; see
-    /// `docs/compression.md`, "The integer pattern kernel".
+    /// `docs/compression.md`, "The integer pattern kernel". At most
+    /// [`MAX_KERNEL_MASKS`] distinct unions: kernels pruned one by one give
+    /// quads of hundreds of different unions (a pattern kernel's masks are
+    /// few by construction), which the f32 pattern kernel serves.
     pub fn pays(&self) -> bool {
-        self.density() <= 0.5
+        let mut distinct: Vec<u32> = self.unions.iter().copied().filter(|&u| u != 0).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        self.density() <= 0.5 && distinct.len() <= MAX_KERNEL_MASKS
     }
 }
 
