@@ -193,7 +193,8 @@ pub struct ChannelQuads {
     /// Quads of input channels, `ceil(I / 4)`.
     pub quads: usize,
     /// `[o][quad]`: the union of the quad's kept taps (bit `i` is row-major
-    /// tap `i`; 0 when all four kernels are removed).
+    /// tap `i`; 0 when all four kernels are removed), or the first larger
+    /// union that contains it.
     pub unions: Vec<u32>,
 }
 
@@ -216,6 +217,17 @@ impl ChannelQuads {
                     unions[o * quads + c / 4] |= 1 << tap;
                 }
             }
+        }
+        // a union inside another one takes that one (a weight int8 rounding
+        // made zero: one zero multiplied, not a set of its own), as `detect` does
+        let mut distinct: Vec<u32> = unions.iter().copied().filter(|&u| u != 0).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let within = |m: u32, p: u32| m & !p == 0;
+        let maximal: Vec<u32> =
+            distinct.iter().copied().filter(|&m| !distinct.iter().any(|&p| p != m && within(m, p))).collect();
+        for u in unions.iter_mut().filter(|u| **u != 0) {
+            *u = maximal.iter().copied().find(|&p| within(*u, p)).unwrap_or(*u);
         }
         Some(ChannelQuads { kernel: [s[2], s[3]], quads, unions })
     }
@@ -462,6 +474,24 @@ mod tests {
         let v: Vec<f32> =
             masks.iter().flat_map(|m| (0..9).map(move |t| if m & (1 << t) != 0 { 0.5 } else { 0.0 })).collect();
         Tensor::from_f32(vec![masks.len(), 1, 3, 3], &v).unwrap()
+    }
+
+    /// Quads of input channels: the union of the four kernels' taps, a
+    /// union inside another taking that one, channels past `I` absent;
+    /// the density counts the unions' taps over the padded quads.
+    #[test]
+    fn channel_quads_are_maximal_unions() {
+        let (a, b) = (0b000_111_010u32, 0b010_010_010u32);
+        // output 0: quad 0 = a ∪ (a without a tap) = a, quad 1 (channel 4 only) = b;
+        // output 1: quad 0 removed, quad 1 = b without a tap -> b
+        let masks = [a, a & !2, 0, a, b, 0, 0, 0, 0, 0, b & !16, 0];
+        let v: Vec<f32> =
+            masks.iter().flat_map(|m| (0..9).map(move |t| if m & (1 << t) != 0 { 0.5 } else { 0.0 })).collect();
+        let q = ChannelQuads::of(&Tensor::from_f32(vec![2, 6, 3, 3], &v).unwrap()).unwrap();
+        assert_eq!((q.quads, q.unions.clone()), (2, vec![a, b, 0, b]));
+        assert_eq!(q.taps(), 4 + 3 + 3);
+        assert!((q.density() - 10.0 / 36.0).abs() < 1e-12);
+        assert!(q.pays());
     }
 
     #[test]
