@@ -54,19 +54,37 @@ pub fn sub(m: &Mat<f64>, idx: &[usize]) -> Mat<f64> {
     Mat::from_fn(idx.len(), idx.len(), |i, j| m[(idx[i], idx[j])])
 }
 
+/// The OBS cost `w_Dᵀ ([H⁻¹]_DD)⁻¹ w_D` of removing a 3x3 kernel's taps
+/// `idx` (D), on the stack: `a` the kernel's 9 × 9 `H⁻¹` block, `w` its
+/// weights. Pattern selection evaluates it 57 times per kernel (a 512 ×
+/// 4608 layer: 15 million times), where allocating matrices dominated.
+pub fn obs_cost(a: &[[f64; 9]; 9], idx: &[usize], w: &[f64; 9]) -> Result<f64, CompressError> {
+    let (mut l, mut y) = ([0f64; 81], [0f64; 9]);
+    obs_cost_in((&mut l, &mut y), idx.len().min(9), |i, j| a[idx[i]][idx[j]], |i| w[idx[i]])
+}
+
 /// [`obs_cost`] over `n` indices of any count: `a(i, j)` the `H⁻¹` entries
-/// and `w(i)` the weights of the removed set D, `‖L⁻¹w_D‖²` with
-/// `A_DD = L Lᵀ` (a pattern shared by several kernels removes their taps
-/// together).
+/// and `w(i)` the weights of the removed set D (a pattern shared by
+/// several kernels removes their taps together).
 pub fn obs_cost_of(n: usize, a: impl Fn(usize, usize) -> f64, w: impl Fn(usize) -> f64) -> Result<f64, CompressError> {
-    let mut l = vec![0f64; n * n];
+    obs_cost_in((&mut vec![0f64; n * n], &mut vec![0f64; n]), n, a, w)
+}
+
+/// `‖L⁻¹w_D‖²` with `A_DD = L Lᵀ` (Cholesky, row-major `L` in the first
+/// scratch slice, `n × n`; the forward substitution in the second).
+fn obs_cost_in(
+    (l, y): (&mut [f64], &mut [f64]),
+    n: usize,
+    a: impl Fn(usize, usize) -> f64,
+    w: impl Fn(usize) -> f64,
+) -> Result<f64, CompressError> {
     for i in 0..n {
         for j in 0..=i {
             let s = a(i, j) - (0..j).map(|p| l[i * n + p] * l[j * n + p]).sum::<f64>();
             if i == j {
                 if s <= 0.0 || s.is_nan() {
                     return Err(CompressError::Numeric(
-                        "Cholesky factorisation: a kernel group's H⁻¹ block is not positive definite".into(),
+                        "Cholesky factorisation: a kernel's H⁻¹ block is not positive definite".into(),
                     ));
                 }
                 l[i * n + i] = s.sqrt();
@@ -75,42 +93,10 @@ pub fn obs_cost_of(n: usize, a: impl Fn(usize, usize) -> f64, w: impl Fn(usize) 
             }
         }
     }
-    let (mut y, mut cost) = (vec![0f64; n], 0.0);
+    let mut cost = 0.0;
     for i in 0..n {
         let s = w(i) - (0..i).map(|p| l[i * n + p] * y[p]).sum::<f64>();
         y[i] = s / l[i * n + i];
-        cost += y[i] * y[i];
-    }
-    Ok(cost)
-}
-
-/// The OBS cost `w_Dᵀ ([H⁻¹]_DD)⁻¹ w_D` of removing a 3x3 kernel's taps
-/// `idx` (D), on the stack: `a` the kernel's 9 × 9 `H⁻¹` block, `w` its
-/// weights; `‖L⁻¹w_D‖²` with `A_DD = L Lᵀ`. Pattern selection evaluates it
-/// 57 times per kernel (a 512 × 4608 layer: 15 million times), where
-/// allocating matrices dominated.
-pub fn obs_cost(a: &[[f64; 9]; 9], idx: &[usize], w: &[f64; 9]) -> Result<f64, CompressError> {
-    let m = idx.len().min(9);
-    let mut l = [[0f64; 9]; 9];
-    for i in 0..m {
-        for j in 0..=i {
-            let s = a[idx[i]][idx[j]] - (0..j).map(|p| l[i][p] * l[j][p]).sum::<f64>();
-            if i == j {
-                if s <= 0.0 || s.is_nan() {
-                    return Err(CompressError::Numeric(
-                        "Cholesky factorisation: a kernel's H⁻¹ block is not positive definite".into(),
-                    ));
-                }
-                l[i][i] = s.sqrt();
-            } else {
-                l[i][j] = s / l[j][j];
-            }
-        }
-    }
-    let (mut y, mut cost) = ([0f64; 9], 0.0);
-    for i in 0..m {
-        let s = w[idx[i]] - (0..i).map(|p| l[i][p] * y[p]).sum::<f64>();
-        y[i] = s / l[i][i];
         cost += y[i] * y[i];
     }
     Ok(cost)

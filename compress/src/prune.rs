@@ -66,59 +66,26 @@ pub fn choose(
 ) -> Result<Choice, CompressError> {
     let cands = candidates();
     let kernels_per_row = site.cols / AREA;
-    let rows_per_group = site.rows / site.groups();
-    // cost[kernel][candidate] and the cost of removing the whole kernel
-    let mut costs: Vec<Vec<f64>> = Vec::with_capacity(site.rows * kernels_per_row);
-    let mut whole: Vec<f64> = Vec::with_capacity(site.rows * kernels_per_row);
-    for (o, row) in rows.iter().enumerate() {
-        let hi = &hinv[o / rows_per_group];
-        for c in 0..kernels_per_row {
-            let (mut block, mut w) = ([[0f64; AREA]; AREA], [0f64; AREA]);
-            for (i, bi) in block.iter_mut().enumerate() {
-                w[i] = row[c * AREA + i];
-                for (j, b) in bi.iter_mut().enumerate() {
-                    *b = hi[(c * AREA + i, c * AREA + j)];
-                }
-            }
-            // removing taps D costs w_Dᵀ([H⁻¹]_DD)⁻¹w_D (OBS), or Σ w_D² (magnitude)
-            let cost = |d: &[usize]| -> Result<f64, CompressError> {
-                if magnitude {
-                    Ok(d.iter().map(|&t| w[t] * w[t]).sum())
-                } else {
-                    linalg::obs_cost(&block, d, &w)
-                }
-            };
-            let all: Vec<usize> = (0..AREA).collect();
-            whole.push(cost(&all)?);
-            let mut per = Vec::with_capacity(cands.len());
-            if k == 0 {
-                costs.push(per);
-                continue;
-            }
-            for &m in &cands {
-                let dropped: Vec<usize> = (0..AREA).filter(|t| m & (1 << t) == 0).collect();
-                per.push(cost(&dropped)?);
-            }
-            costs.push(per);
-        }
-    }
-    // units of `share` consecutive kernels of a row: their summed costs
     let share = share.max(1);
     let units_per_row = kernels_per_row.div_ceil(share);
     let unit_of = |kid: usize| (kid / kernels_per_row) * units_per_row + (kid % kernels_per_row) / share;
-    let (mut unit_costs, mut unit_whole) =
-        (vec![vec![0.0; costs[0].len()]; rows.len() * units_per_row], vec![0.0; rows.len() * units_per_row]);
-    for (kid, (per, w)) in costs.iter().zip(&whole).enumerate() {
-        let u = unit_of(kid);
-        unit_whole[u] += w;
-        for (acc, c) in unit_costs[u].iter_mut().zip(per) {
-            *acc += c;
-        }
-    }
-    let (costs, whole) = if share > 1 && !magnitude && k > 0 {
-        joint_costs(site, rows, hinv, share, &cands)?
+    // per unit: each candidate's cost, and the cost of removing it whole
+    let cands_priced: &[u32] = if k == 0 { &[] } else { &cands };
+    let (costs, whole) = if share > 1 && !magnitude {
+        joint_costs(site, rows, hinv, share, cands_priced)?
     } else {
-        (unit_costs, unit_whole)
+        // kernels alone (`share` 1), or magnitudes, which add up exactly
+        let (costs, whole) = kernel_costs(site, rows, hinv, cands_priced, magnitude)?;
+        let mut units =
+            (vec![vec![0.0; cands_priced.len()]; rows.len() * units_per_row], vec![0.0; rows.len() * units_per_row]);
+        for (kid, (per, w)) in costs.iter().zip(&whole).enumerate() {
+            let u = unit_of(kid);
+            units.1[u] += w;
+            for (acc, c) in units.0[u].iter_mut().zip(per) {
+                *acc += c;
+            }
+        }
+        units
     };
     // no pattern library: kernels are kept whole or removed
     let library = if k == 0 { vec![(1 << AREA) - 1] } else { library(&costs, &cands, k) };
@@ -158,6 +125,49 @@ pub fn choose(
     Ok(Choice { keep, sparsity: Sparsity::Pattern { kernel: [3, 3], patterns: library, assignment }, removed })
 }
 
+/// Per kernel of every row: each candidate's cost of removing its dropped
+/// taps, `w_Dᵀ([H⁻¹]_DD)⁻¹w_D` from the kernel's own 9 × 9 block of `H⁻¹`
+/// (OBS), or `Σ w_D²` (magnitude), and the cost of removing all 9.
+fn kernel_costs(
+    site: &Site,
+    rows: &[Vec<f64>],
+    hinv: &[Mat<f64>],
+    cands: &[u32],
+    magnitude: bool,
+) -> Result<(Vec<Vec<f64>>, Vec<f64>), CompressError> {
+    let kernels_per_row = site.cols / AREA;
+    let rows_per_group = site.rows / site.groups();
+    let (mut costs, mut whole) = (Vec::with_capacity(site.rows * kernels_per_row), Vec::new());
+    for (o, row) in rows.iter().enumerate() {
+        let hi = &hinv[o / rows_per_group];
+        for c in 0..kernels_per_row {
+            let (mut block, mut w) = ([[0f64; AREA]; AREA], [0f64; AREA]);
+            for (i, bi) in block.iter_mut().enumerate() {
+                w[i] = row[c * AREA + i];
+                for (j, b) in bi.iter_mut().enumerate() {
+                    *b = hi[(c * AREA + i, c * AREA + j)];
+                }
+            }
+            let cost = |d: &[usize]| -> Result<f64, CompressError> {
+                if magnitude {
+                    Ok(d.iter().map(|&t| w[t] * w[t]).sum())
+                } else {
+                    linalg::obs_cost(&block, d, &w)
+                }
+            };
+            let all: Vec<usize> = (0..AREA).collect();
+            whole.push(cost(&all)?);
+            costs.push(cands.iter().map(|&m| cost(&dropped(m))).collect::<Result<Vec<f64>, _>>()?);
+        }
+    }
+    Ok((costs, whole))
+}
+
+/// The taps a candidate mask drops, row-major.
+fn dropped(mask: u32) -> Vec<usize> {
+    (0..AREA).filter(|t| mask & (1 << t) == 0).collect()
+}
+
 /// Per unit of `share` consecutive kernels of a row (see [`choose`]): the
 /// joint OBS cost of each candidate pattern (removing its dropped taps
 /// from every kernel of the unit at once, `w_Dᵀ([H⁻¹]_DD)⁻¹w_D` over all of
@@ -183,14 +193,7 @@ fn joint_costs(
             let cost = |d: &[usize]| linalg::obs_cost_of(d.len(), |i, j| hi[(d[i], d[j])], |i| row[d[i]]);
             let all: Vec<usize> = (0..AREA).collect();
             whole.push(cost(&cols(&all))?);
-            let per = cands
-                .iter()
-                .map(|&m| {
-                    let dropped: Vec<usize> = (0..AREA).filter(|t| m & (1 << t) == 0).collect();
-                    cost(&cols(&dropped))
-                })
-                .collect::<Result<Vec<f64>, _>>()?;
-            costs.push(per);
+            costs.push(cands.iter().map(|&m| cost(&cols(&dropped(m)))).collect::<Result<Vec<f64>, _>>()?);
         }
     }
     Ok((costs, whole))

@@ -552,18 +552,24 @@ fn assembled_kernels_keep_the_leaf_abi() {
             None,
             Some(TileEpi { residual: true, clamp: Some(Clamp { lo: 0.0, hi: Some(6.0) }), ..TileEpi::default() }),
         ] {
-            let t = PatternTile {
-                kinds: kinds.clone(),
-                rows,
-                vecs,
-                last_lanes,
-                out_row: 224,
-                in_row: 256,
-                accumulate,
-                epi,
-            };
-            assert!(t.fits());
-            kernels.push((format!("pattern tile {t:?}"), pattern_tile(&t).unwrap()));
+            for elem in [Elem::F32, Elem::Quads] {
+                let t = PatternTile {
+                    elem,
+                    kinds: kinds.clone(),
+                    rows,
+                    vecs,
+                    last_lanes,
+                    out_row: 224,
+                    in_row: 256,
+                    accumulate,
+                    epi,
+                };
+                // quads hold at most 10 accumulators
+                assert_eq!(t.fits(), elem == Elem::F32 || rows * vecs <= 10, "{t:?}");
+                if t.fits() {
+                    kernels.push((format!("pattern tile {t:?}"), pattern_tile(&t).unwrap()));
+                }
+            }
         }
     }
     {

@@ -49,7 +49,7 @@ use super::conv_geo::{pad_input, zero_frame, Geo};
 use super::epilogue::Epilogue;
 use super::gemm_avx2::act_epi;
 use super::{Family, Kernel, LResult};
-use crate::ukernel::avx2::{pattern_tile, qpattern_tile, EntryKind, PatternTile, QPatternTile, TileEpi};
+use crate::ukernel::avx2::{pattern_tile, Elem, EntryKind, PatternTile, TileEpi};
 
 /// Whether the pattern kernel computes this conv: one group; for the
 /// 128-bit passes stride 1 and an output plane of at least 64 pixels
@@ -74,7 +74,7 @@ const BLOCK: usize = 2;
 /// slower (its band falls out of L2 on 512-channel layers); with stride 2,
 /// 16–256 KB bands 1.05–1.7x slower than 64 KB.
 fn channel_block(gm: &Geo) -> usize {
-    let (sch, s) = (schedule(gm.oh, gm.ow, PatternTile::MAX_ACCS), gm.sh.max(1));
+    let (sch, s) = (schedule(gm.oh, gm.ow, Elem::F32.max_accs()), gm.sh.max(1));
     // per channel: the tile's rows of every phase plane ([`Phases`])
     let rows = sch.rows + (gm.kh - 1) * gm.dh / s;
     let row_bytes = ((8 * sch.vecs + (gm.kw - 1) * gm.dw / s) * 4).next_multiple_of(64) + 64;
@@ -103,7 +103,7 @@ pub(super) fn conv(k: &mut Kernel, gm: &Geo, wt: &Weights, epi: Epilogue) -> LRe
     let f = Frame::new(k, gm, &prog, per_channel, &ph, epi.residual)?;
     if k.caps.avx2 {
         let tile_epi = act_epi(epi.act, epi.residual.is_some());
-        let tiles = Tiles::F32(tile_epi.filter(|e| *e != TileEpi::default()));
+        let tiles = Tiles { elem: Elem::F32, epi: tile_epi.filter(|e| *e != TileEpi::default()) };
         ph.clear(k, gm, f.img);
         let (x, img) = (f.x, f.img);
         conv_tiles(k, gm, &prog, &ph, &f, &tiles, &mut |k, n| ph.pad(k, gm, x, n, img))?;
@@ -441,66 +441,42 @@ fn schedule(oh: usize, ow: usize, max_accs: usize) -> Schedule {
         .unwrap_or(Schedule { rows: 1, vecs: 1 })
 }
 
-/// Which register tiles run a layer: f32 (with the fused epilogue, if
-/// any) or the integer conv's byte quads (with `QConv`'s f32 epilogue,
-/// residual and activation included, in the last channel block).
-pub(super) enum Tiles {
-    F32(Option<TileEpi>),
-    Quads(TileEpi),
+/// Which register tiles run a layer: their element type and the epilogue
+/// of the last channel block (f32: the fused one, if any; quads: always
+/// `QConv`'s, which makes the i32 sums real).
+pub(super) struct Tiles {
+    pub elem: Elem,
+    pub epi: Option<TileEpi>,
 }
 
 impl Tiles {
     /// Bytes per output channel of the frame's per-channel data (an f32
     /// bias, or the integer epilogue's `(corr, scale, bias)` row).
     fn per_channel(&self) -> i64 {
-        match self {
-            Tiles::F32(_) => 4,
-            Tiles::Quads(_) => 12,
+        match self.elem {
+            Elem::F32 => 4,
+            Elem::Quads => 12,
         }
     }
 
-    fn max_accs(&self) -> usize {
-        match self {
-            Tiles::F32(_) => PatternTile::MAX_ACCS,
-            Tiles::Quads(_) => QPatternTile::MAX_ACCS,
-        }
-    }
-
-    /// A tile shape's code for the first, middle and last channel blocks
-    /// (of `blocks`): the first starts from the bias (or zero), the others
-    /// from the partial sums, the last applies the epilogue.
+    /// A tile shape's code for the first, middle and last channel blocks:
+    /// the first starts from the bias (or zero), the others from the
+    /// partial sums, the last applies the epilogue.
     fn codes(
         &self,
         k: &mut Kernel,
         p: &Program,
-        t: (usize, usize, usize),
-        rows: (usize, usize),
+        (rows, vecs, last_lanes): (usize, usize, usize),
+        (out_row, in_row): (usize, usize),
     ) -> LResult<[Value; 3]> {
-        let ((rows_, vecs, last_lanes), (out_row, in_row)) = (t, rows);
         let many = p.blocks > 1;
         let mut code = |accumulate: bool, last: bool| -> LResult<Value> {
-            let bytes = match self {
-                Tiles::F32(epi) => {
-                    let epi = if last { *epi } else { None };
-                    let kinds = p.kinds.clone();
-                    let t = PatternTile { kinds, rows: rows_, vecs, last_lanes, out_row, in_row, accumulate, epi };
-                    if !t.fits() {
-                        return Err(format!("internal: pattern tile {rows_}x{vecs} does not fit the registers"));
-                    }
-                    pattern_tile(&t).map_err(|e| format!("assembling the pattern tile: {e}"))?
-                }
-                Tiles::Quads(epi) => {
-                    let finish = if last { Some(*epi) } else { None };
-                    let kinds = p.kinds.clone();
-                    let t = QPatternTile { kinds, rows: rows_, vecs, last_lanes, out_row, in_row, accumulate, finish };
-                    if !t.fits() {
-                        return Err(format!(
-                            "internal: integer pattern tile {rows_}x{vecs} does not fit the registers"
-                        ));
-                    }
-                    qpattern_tile(&t).map_err(|e| format!("assembling the integer pattern tile: {e}"))?
-                }
-            };
+            let (elem, kinds, epi) = (self.elem, p.kinds.clone(), if last { self.epi } else { None });
+            let t = PatternTile { elem, kinds, rows, vecs, last_lanes, out_row, in_row, accumulate, epi };
+            if !t.fits() {
+                return Err(format!("internal: {elem:?} pattern tile {rows}x{vecs} does not fit the registers"));
+            }
+            let bytes = pattern_tile(&t).map_err(|e| format!("assembling the {elem:?} pattern tile: {e}"))?;
             Ok(k.code(Family::Avx2, bytes))
         };
         let first = code(false, !many)?;
@@ -508,11 +484,7 @@ impl Tiles {
             return Ok([first; 3]);
         }
         let middle = code(true, false)?;
-        let has_epi = match self {
-            Tiles::F32(epi) => epi.is_some(),
-            Tiles::Quads(_) => true,
-        };
-        let last = if has_epi { code(true, true)? } else { middle };
+        let last = if self.epi.is_some() { code(true, true)? } else { middle };
         Ok([first, middle, last])
     }
 }
@@ -531,7 +503,7 @@ pub(super) fn conv_tiles(
     tiles: &Tiles,
     prepare: &mut dyn FnMut(&mut Kernel, Value),
 ) -> LResult {
-    let sch = schedule(g.oh, g.ow, tiles.max_accs());
+    let sch = schedule(g.oh, g.ow, tiles.elem.max_accs());
     let nvec = g.ow.div_ceil(8);
     // column blocks: (first vector, vectors, lanes stored from the last)
     let mut cols = Vec::new();

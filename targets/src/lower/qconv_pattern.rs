@@ -3,7 +3,7 @@
 //! pattern shared by each four input channels) runs only those taps, four
 //! channels per byte-quad dot product, on the pattern conv's register
 //! tiles ([`super::conv_pattern`]: its program, tile schedule and loop;
-//! the tile is `ukernel::avx2::qpattern_tile`). AVX2 only, stride 1 or 2,
+//! the tile is `ukernel::avx2::pattern_tile` with `Elem::Quads`). AVX2 only, stride 1 or 2,
 //! one group, the f32 output with an epilogue the tiles apply (residual,
 //! Relu/Clip, HardSwish); every other `QConv` takes the integer GEMM
 //! ([`super::qconv`]).
@@ -36,7 +36,7 @@ use super::epilogue::Act;
 use super::gemm_avx2::act_epi;
 use super::qconv::epilogue_table;
 use super::{Kernel, LResult};
-use crate::ukernel::avx2::TileEpi;
+use crate::ukernel::avx2::{Elem, TileEpi};
 
 /// The quads of `w` when the integer pattern kernel computes this conv
 /// (AVX2, the real-valued output with an epilogue the tiles apply, and
@@ -98,7 +98,9 @@ pub(super) fn conv(
     let (x, img) = (f.x, f.img);
     // stride 2: the phase planes' positions no input pixel lands on, once
     ph.clear(k, &gq, img);
-    conv_tiles(k, &gq, &prog, &ph, &f, &Tiles::Quads(epi), &mut |k, n| quad_image(k, &g, &ph, x, n, img))
+    conv_tiles(k, &gq, &prog, &ph, &f, &Tiles { elem: Elem::Quads, epi: Some(epi) }, &mut |k, n| {
+        quad_image(k, &g, &ph, x, n, img)
+    })
 }
 
 /// Interleaves image `n` of the u8 input `x` into the quad image at `img`

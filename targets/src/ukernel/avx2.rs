@@ -12,16 +12,14 @@
 //! [`qgemm_tile`] and [`qbyte_tile`]: the integer conv's tiles (16-bit
 //! pairs; byte quads through `vpmaddubsw` where the weights allow it).
 //!
-//! [`pattern_tile`] and [`qpattern_tile`]: the pattern-sparse convs'
-//! register tiles (f32, and byte quads of four input channels); [`dw_plane`]:
+//! [`pattern_tile`]: the pattern-sparse convs' register tile (f32, or byte
+//! quads of four input channels); [`dw_plane`]:
 //! the depthwise conv's whole-plane pass over a zero-padded input copy.
 
 use iced_x86::code_asm::*;
 
 mod pattern;
-mod qpattern;
-pub use pattern::{pattern_tile, EntryKind, PatternTile};
-pub use qpattern::{qpattern_tile, QPatternTile};
+pub use pattern::{pattern_tile, Elem, EntryKind, PatternTile};
 
 /// A GEMM micro-tile variant: everything but the pointers and the K count
 /// is fixed at assembly time.
@@ -421,14 +419,7 @@ pub(crate) fn int_store(a: &mut CodeAssembler, acc: &[AsmRegisterYmm], epi: Opti
     };
     let (ldo, t) = (e.ldo as i64, ymm12);
     for (r, &ac) in acc.iter().enumerate() {
-        let row = table + (12 * r) as i64;
-        a.vpbroadcastd(t, dword_ptr(row))?;
-        a.vpsubd(ac, ac, t)?;
-        a.vcvtdq2ps(ac, ac)?;
-        a.vbroadcastss(t, dword_ptr(row + 4))?;
-        a.vmulps(ac, ac, t)?;
-        a.vbroadcastss(t, dword_ptr(row + 8))?;
-        a.vaddps(ac, ac, t)?;
+        int_to_real(a, ac, t, (table, (12 * r) as i64))?;
         if e.epi.residual {
             a.vaddps(ac, ac, ymmword_ptr(res + r as i64 * ldo))?;
         }
@@ -438,6 +429,25 @@ pub(crate) fn int_store(a: &mut CodeAssembler, acc: &[AsmRegisterYmm], epi: Opti
         a.vmovups(ymmword_ptr(out_p + r as i64 * ldo), ac)?;
     }
     Ok(())
+}
+
+/// `acc = f32(acc − corr) · scale + bias` with `(corr, scale, bias)` the
+/// 12-byte epilogue-table row at `table + at` (i32, f32, f32; `t`
+/// scratch): the integer tiles' sums made real, the operations and order
+/// of `lower::qconv`'s Cranelift epilogue.
+pub(crate) fn int_to_real(
+    a: &mut CodeAssembler,
+    acc: AsmRegisterYmm,
+    t: AsmRegisterYmm,
+    (table, at): (AsmRegister64, i64),
+) -> Result<(), IcedError> {
+    a.vpbroadcastd(t, dword_ptr(table + at))?;
+    a.vpsubd(acc, acc, t)?;
+    a.vcvtdq2ps(acc, acc)?;
+    a.vbroadcastss(t, dword_ptr(table + (at + 4)))?;
+    a.vmulps(acc, acc, t)?;
+    a.vbroadcastss(t, dword_ptr(table + (at + 8)))?;
+    a.vaddps(acc, acc, t)
 }
 
 /// Loads `lanes` (1..=8) floats at `base + at` into the first lanes of
