@@ -241,6 +241,25 @@ fn matrix_products_split_and_match() {
     }
 }
 
+/// A 3x3 `QConv` (Relu, residual, `x_zp = 7`) of a u8 input `[n, c, h, w]`
+/// with i8 weights `w` (`m` output channels) at `stride`, and its inputs.
+fn qconv_case(n: usize, c: usize, (h, wd): (usize, usize), m: usize, stride: usize, w: &[i64]) -> (Graph, Vec<Tensor>) {
+    let (oh, ow) = ((h - 3) / stride + 1, (wd - 3) / stride + 1);
+    let list = |v: Vec<String>| v.join(",");
+    let text = format!(
+        "graph \"q\"\n  input %0 \"x\": u8[{n},{c},{h},{wd}]\n  input %9 \"r\": f32[{n},{m},{oh},{ow}]\n  const %1 \"w\": i8[{m},{c},3,3] = [{}]\n  const %2 \"s\": f32[{m}] = [{}]\n  const %3 \"b\": f32[{m}] = [{}]\n  %4 = QConv{{kernel=[3,3], strides=[{stride},{stride}], dilations=[1,1], pads=[0,0,0,0], group=1, layer=\"c\", act=Relu, residual=true, x_scale=0.02, x_zp=7}}(%0, %1, %2, %3, %9): f32[{n},{m},{oh},{ow}] @\"c\"\n  output \"y\" = %4\n",
+        list(w.iter().map(|v| v.to_string()).collect()),
+        list((0..m).map(|i| format!("{:?}", 0.001 + 0.0001 * i as f32)).collect()),
+        list((0..m).map(|i| format!("{:?}", 0.1 * i as f32 - 1.0)).collect()),
+    );
+    let x: Vec<u8> = (0..n * c * h * wd).map(|i| ((i * 31) % 256) as u8).collect();
+    let inputs = vec![
+        Tensor::from_bytes(kerf_ir::DType::U8, vec![n, c, h, wd], x).unwrap(),
+        Tensor::from_f32(vec![n, m, oh, ow], &xs(n * m * oh * ow)).unwrap(),
+    ];
+    (kerf_ir::text::parse(&text).unwrap(), inputs)
+}
+
 /// The integer conv splits over (image, group, 8-pixel unit) tasks, each
 /// packing its own input panels: threaded equals serial bit for bit, with
 /// 8-bit weights (16-bit pairs without VNNI) and 7-bit ones (the byte tile
@@ -248,20 +267,8 @@ fn matrix_products_split_and_match() {
 #[test]
 fn integer_convs_split_and_match() {
     for qmax in [127i64, 63] {
-        let w: Vec<String> =
-            (0..24 * 16 * 9).map(|i| (((i * 7919) % (2 * qmax as usize + 1)) as i64 - qmax).to_string()).collect();
-        let text = format!(
-            "graph \"q\"\n  input %0 \"x\": u8[1,16,22,21]\n  input %9 \"r\": f32[1,24,20,19]\n  const %1 \"w\": i8[24,16,3,3] = [{}]\n  const %2 \"s\": f32[24] = [{}]\n  const %3 \"b\": f32[24] = [{}]\n  %4 = QConv{{kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1, layer=\"c\", act=Relu, residual=true, x_scale=0.02, x_zp=7}}(%0, %1, %2, %3, %9): f32[1,24,20,19] @\"c\"\n  output \"y\" = %4\n",
-            w.join(","),
-            (0..24).map(|i| format!("{:?}", 0.001 + 0.0001 * i as f32)).collect::<Vec<_>>().join(","),
-            (0..24).map(|i| format!("{:?}", 0.1 * i as f32 - 1.0)).collect::<Vec<_>>().join(","),
-        );
-        let g = kerf_ir::text::parse(&text).unwrap();
-        let x: Vec<u8> = (0..16 * 22 * 21).map(|i| ((i * 31) % 256) as u8).collect();
-        let inputs = [
-            Tensor::from_bytes(kerf_ir::DType::U8, vec![1, 16, 22, 21], x).unwrap(),
-            Tensor::from_f32(vec![1, 24, 20, 19], &xs(24 * 20 * 19)).unwrap(),
-        ];
+        let w: Vec<i64> = (0..24 * 16 * 9).map(|i| ((i * 7919) % (2 * qmax as usize + 1)) as i64 - qmax).collect();
+        let (g, inputs) = qconv_case(1, 16, (22, 21), 24, 1, &w);
         let calls = check_same(&format!("qconv ±{qmax}"), &g, &inputs);
         assert!(!calls.is_empty(), "qconv ±{qmax}: not split");
     }
@@ -273,27 +280,20 @@ fn integer_convs_split_and_match() {
 /// equals serial bit for bit, at stride 1 and 2, with a residual and Relu.
 #[test]
 fn integer_pattern_convs_split_and_match() {
-    for (stride, oh, ow) in [(1usize, 28usize, 27usize), (2, 14, 14)] {
-        // a quad keeps taps 1, 3, 4, 5 (the plus without its bottom) or is removed
-        let w: Vec<String> = (0..32 * 64 * 9)
-            .map(|i| {
-                let (unit, tap) = (i / (4 * 9), i % 9);
-                let kept = unit % 3 != 1 && [1, 3, 4, 5].contains(&tap);
-                if kept { ((i * 7919) % 127) as i64 - 63 } else { 0 }.to_string()
-            })
-            .collect();
-        let text = format!(
-            "graph \"q\"\n  input %0 \"x\": u8[2,64,30,29]\n  input %9 \"r\": f32[2,32,{oh},{ow}]\n  const %1 \"w\": i8[32,64,3,3] = [{}]\n  const %2 \"s\": f32[32] = [{}]\n  const %3 \"b\": f32[32] = [{}]\n  %4 = QConv{{kernel=[3,3], strides=[{stride},{stride}], dilations=[1,1], pads=[0,0,0,0], group=1, layer=\"c\", act=Relu, residual=true, x_scale=0.02, x_zp=7}}(%0, %1, %2, %3, %9): f32[2,32,{oh},{ow}] @\"c\"\n  output \"y\" = %4\n",
-            w.join(","),
-            (0..32).map(|i| format!("{:?}", 0.001 + 0.0001 * i as f32)).collect::<Vec<_>>().join(","),
-            (0..32).map(|i| format!("{:?}", 0.1 * i as f32 - 1.0)).collect::<Vec<_>>().join(","),
-        );
-        let g = kerf_ir::text::parse(&text).unwrap();
-        let x: Vec<u8> = (0..2 * 64 * 30 * 29).map(|i| ((i * 31) % 256) as u8).collect();
-        let inputs = [
-            Tensor::from_bytes(kerf_ir::DType::U8, vec![2, 64, 30, 29], x).unwrap(),
-            Tensor::from_f32(vec![2, 32, oh, ow], &xs(2 * 32 * oh * ow)).unwrap(),
-        ];
+    // a quad keeps taps 1, 3, 4, 5 (the plus without its bottom) or is removed
+    let w: Vec<i64> = (0..32 * 64 * 9)
+        .map(|i| {
+            let (unit, tap) = (i / (4 * 9), i % 9);
+            let kept = unit % 3 != 1 && [1, 3, 4, 5].contains(&tap);
+            if kept {
+                ((i * 7919) % 127) as i64 - 63
+            } else {
+                0
+            }
+        })
+        .collect();
+    for stride in [1, 2] {
+        let (g, inputs) = qconv_case(2, 64, (30, 29), 32, stride, &w);
         let calls = check_same(&format!("integer pattern conv, stride {stride}"), &g, &inputs);
         assert!(!calls.is_empty(), "stride {stride}: not split");
     }

@@ -102,6 +102,15 @@ impl Elem {
         }
     }
 
+    /// Loads the input vector at `at` into [`Elem::x`] (in the float or
+    /// the integer domain, as its multiply-adds use it).
+    fn load_x(self, a: &mut CodeAssembler, at: AsmMemoryOperand) -> Result<(), IcedError> {
+        match self {
+            Elem::F32 => a.vmovups(self.x(), at),
+            Elem::Quads => a.vmovdqu(self.x(), at),
+        }
+    }
+
     /// `acc += w · x` with `x` in its register.
     fn mac(self, a: &mut CodeAssembler, acc: AsmRegisterYmm, w: AsmRegisterYmm) -> Result<(), IcedError> {
         match self {
@@ -127,7 +136,7 @@ impl Elem {
         match self {
             Elem::F32 => a.vfmadd231ps(acc, w, at),
             Elem::Quads => {
-                a.vmovdqu(self.x(), at)?;
+                self.load_x(a, at)?;
                 self.mac(a, acc, w)
             }
         }
@@ -293,7 +302,7 @@ fn column_entry(
                 [] => {}
                 [(j, r)] => e.mac_at(a, accs[r * t.vecs + v], wregs[j], at)?,
                 _ => {
-                    a.vmovups(e.x(), at)?;
+                    e.load_x(a, at)?;
                     for &(j, r) in &taps {
                         e.mac(a, accs[r * t.vecs + v], wregs[j])?;
                     }
