@@ -68,6 +68,7 @@ impl CompileOptions {
     pub fn caps(&self, isa: &dyn cranelift_codegen::isa::TargetIsa) -> Caps {
         let mut c = self.target.caps(isa);
         c.avx2 &= self.ukernels;
+        c.avx512 &= self.ukernels;
         c.vnni &= self.ukernels;
         c
     }

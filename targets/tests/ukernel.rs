@@ -17,11 +17,12 @@ use common::{close, list, reference, t, xs};
 use kerf_ir::Tensor;
 use kerf_targets::{jit_compile, CompileOptions};
 
-/// Outputs of `text` compiled for the host (`native`) with micro-kernels
-/// on or off, and how many distinct micro-kernels the code holds.
-fn run(text: &str, inputs: &[Tensor], ukernels: bool) -> (Vec<f32>, usize, bool) {
+/// Outputs of `text` compiled for the host (`cpu`: `native`, or a preset
+/// the host runs) with micro-kernels on or off, and how many distinct
+/// micro-kernels the code holds.
+fn run_on(cpu: &str, text: &str, inputs: &[Tensor], ukernels: bool) -> (Vec<f32>, usize, bool) {
     let g = kerf_ir::text::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let mut o = CompileOptions::parse("host", "native", "t").unwrap();
+    let mut o = CompileOptions::parse("host", cpu, "t").unwrap();
     o.ukernels = ukernels;
     let jm = jit_compile(&g, &o).unwrap_or_else(|e| panic!("{e}"));
     let m = jm.model();
@@ -59,27 +60,51 @@ fn graph(cs: &Case) -> (String, Vec<Tensor>) {
     (text, vec![t(&[1, c, h, w], &x), t(&[1, m, oh, ow], &r)])
 }
 
-/// Case `i`: micro-kernels on and off give the same bits, match the
-/// reference, and the code holds assembled tiles exactly when `wide`.
-/// `false` (after printing why) when the host has no AVX2.
-fn check(i: usize, text: &str, ins: &[Tensor], wide: bool) -> bool {
-    let (on, n_on, avx2) = run(text, ins, true);
-    if !avx2 {
-        eprintln!("skipped: the host has no AVX2 + FMA, so no assembled tiles to check");
-        return false;
+/// [`run_on`] for `native`.
+fn run(text: &str, inputs: &[Tensor], ukernels: bool) -> (Vec<f32>, usize, bool) {
+    run_on("native", text, inputs, ukernels)
+}
+
+/// The presets whose assembled tiles the host runs: `native` (the 512-bit
+/// tiles where the host has AVX-512F + VL, else the 256-bit ones) and,
+/// on an AVX-512 host, `haswell` for the 256-bit tiles too. What the host
+/// cannot run is named as untested.
+fn wide_cpus() -> Vec<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512vl") {
+            return vec!["native", "haswell"];
+        }
+        eprintln!("no AVX-512F + VL on this CPU: the 512-bit tiles are not run here (the 256-bit ones are)");
     }
-    let (off, n_off, _) = run(text, ins, false);
-    assert_eq!(n_off, 0, "case {i}: micro-kernels with ukernels off");
-    assert_eq!(n_on > 0, wide, "case {i}: {n_on} micro-kernels");
-    let diff = on.iter().zip(&off).position(|(a, b)| a.to_bits() != b.to_bits());
-    assert!(
-        diff.is_none(),
-        "case {i}: element {diff:?}: {:?} (AVX2) vs {:?}",
-        diff.map(|d| on[d]),
-        diff.map(|d| off[d])
-    );
-    let g = kerf_ir::text::parse(text).unwrap();
-    close(&format!("case {i}"), &on, &reference(&g, ins).remove(0), 1e-5, 1e-4);
+    vec!["native"]
+}
+
+/// Case `i`: micro-kernels on and off give the same bits, match the
+/// reference, and the code holds assembled tiles exactly when `wide`, for
+/// each of [`wide_cpus`]. `false` (after printing why) when the host has
+/// no AVX2.
+fn check(i: usize, text: &str, ins: &[Tensor], wide: bool) -> bool {
+    for cpu in wide_cpus() {
+        let (on, n_on, avx2) = run_on(cpu, text, ins, true);
+        if !avx2 {
+            eprintln!("skipped: the host has no AVX2 + FMA, so no assembled tiles to check");
+            return false;
+        }
+        let (off, n_off, _) = run_on(cpu, text, ins, false);
+        assert_eq!(n_off, 0, "case {i} ({cpu}): micro-kernels with ukernels off");
+        assert_eq!(n_on > 0, wide, "case {i} ({cpu}): {n_on} micro-kernels");
+        let diff = on.iter().zip(&off).position(|(a, b)| a.to_bits() != b.to_bits());
+        assert!(
+            diff.is_none(),
+            "case {i} ({cpu}): element {diff:?}: {:?} (assembled) vs {:?}",
+            diff.map(|d| on[d]),
+            diff.map(|d| off[d])
+        );
+        let g = kerf_ir::text::parse(text).unwrap();
+        close(&format!("case {i} ({cpu})"), &on, &reference(&g, ins).remove(0), 1e-5, 1e-4);
+    }
     true
 }
 
@@ -469,7 +494,7 @@ fn assembled_kernels_keep_the_leaf_abi() {
     let mut kernels: Vec<(String, Vec<u8>)> = Vec::new();
     let clamp = Some(Clamp { lo: 0.0, hi: Some(6.0) });
     for (pairs, init) in [(1, Init::Zero), (2, Init::RowBias), (2, Init::Partial), (1, Init::RowBias)] {
-        for rows in 1..=max_rows(pairs) {
+        for rows in 1..=12 {
             let epi = TileEpi {
                 scale: Some(0.5),
                 addend: Some(Addend { per_column: pairs == 2 || rows % 4 == 1, row: 64, scale: 2.0 }),
@@ -481,17 +506,22 @@ fn assembled_kernels_keep_the_leaf_abi() {
             let last_lanes = if rows % 2 == 0 { 8 } else { 1 + rows % 7 };
             let t = GemmTile {
                 rows,
-                pairs,
+                vecs: pairs,
                 a_row: 4,
                 a_step: 48,
                 panel: 256,
-                paired: rows % 2 == 1,
+                group: [1, 2, 4][rows % 3],
                 ldo: 400,
                 init,
                 epi,
                 last_lanes,
             };
-            kernels.push((format!("gemm {t:?}"), gemm_tile(&t).unwrap()));
+            if rows <= max_rows(pairs) {
+                kernels.push((format!("gemm {t:?}"), gemm_tile(&t).unwrap()));
+            }
+            // the zmm tile: groups of four, a partial last quad of 1..=15 columns
+            let z = GemmTile { group: 4, last_lanes: if rows % 2 == 0 { 16 } else { 1 + rows % 15 }, ..t };
+            kernels.push((format!("zmm gemm {z:?}"), kerf_targets::ukernel::avx512::zmm_gemm_tile(&z).unwrap()));
         }
     }
     for rows in 1..=12 {
@@ -607,6 +637,44 @@ fn assembled_kernels_keep_the_leaf_abi() {
                     r.register()
                 );
             }
+        }
+    }
+}
+
+/// Which tiles an object's code calls is decided at compile time, so any
+/// host checks it: a 1x1 conv (its product on the GEMM engine) and a
+/// MatMul compiled for `sapphirerapids` call micro-kernels whose FMAs are
+/// on `zmm` registers (the 512-bit tiles, B in groups of four panels);
+/// for `haswell`, on `ymm` only.
+#[test]
+fn sapphirerapids_objects_call_the_zmm_tiles() {
+    use iced_x86::{Decoder, DecoderOptions, Mnemonic, Register};
+    use kerf_targets::compile_object;
+    use object::{Object, ObjectSection, ObjectSymbol};
+    let (conv, _) = graph(&(16, 37, (20, 20), 1, (1, 1), "", "Relu", false));
+    let matmul = "graph \"g\"\n  input %0 \"a\": f32[24,40]\n  input %1 \"b\": f32[40,70]\n  %2 = MatMul{layer=\"m\"}(%0, %1): f32[24,70] @\"m\"\n  output \"y\" = %2\n";
+    for text in [conv.as_str(), matmul] {
+        let g = kerf_ir::text::parse(text).unwrap();
+        for (cpu, zmm) in [("sapphirerapids", true), ("haswell", false)] {
+            let art =
+                compile_object(&g, &CompileOptions::parse("x86_64-unknown-linux-gnu", cpu, "t").unwrap()).unwrap();
+            let f = object::File::parse(&*art.object).unwrap();
+            let mut fmas = (0, 0);
+            for s in f.symbols().filter(|s| s.name().is_ok_and(|n| n.starts_with("t_u"))) {
+                let sec = f.section_by_index(s.section_index().unwrap()).unwrap();
+                let data = sec.data().unwrap();
+                let at = (s.address() - sec.address()) as usize;
+                for i in Decoder::with_ip(64, &data[at..at + s.size() as usize], 0, DecoderOptions::NONE) {
+                    if i.mnemonic() == Mnemonic::Vfmadd231ps {
+                        match i.op0_register().is_zmm() {
+                            true => fmas.0 += 1,
+                            false => fmas.1 += usize::from(i.op0_register() != Register::None),
+                        }
+                    }
+                }
+            }
+            assert_eq!(fmas.0 > 0, zmm, "{cpu}: {} zmm FMAs ({text})", fmas.0);
+            assert_eq!(fmas.1 > 0, !zmm, "{cpu}: {} ymm/xmm FMAs ({text})", fmas.1);
         }
     }
 }

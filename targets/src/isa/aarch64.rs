@@ -18,5 +18,5 @@ pub const ISA: IsaDesc = IsaDesc {
 };
 
 fn caps(_: FlagOn<'_>) -> Caps {
-    Caps { simd: true, fma: true, round: true, cache: ISA.cache, avx2: false, vnni: false }
+    Caps { simd: true, fma: true, round: true, cache: ISA.cache, avx2: false, avx512: false, vnni: false }
 }

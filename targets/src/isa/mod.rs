@@ -59,7 +59,12 @@ pub struct Caps {
     /// 128-bit tiles (x86-64 `haswell` and newer presets, `native` where
     /// the host has them; never `baseline`).
     pub avx2: bool,
-    /// AVX-512 VNNI with AVX-512VL on top of [`Caps::avx2`]: the integer
+    /// AVX-512F with AVX-512VL on top of [`Caps::avx2`]: the GEMM engines'
+    /// 512-bit tiles ([`crate::ukernel::avx512::zmm_gemm_tile`], B packed
+    /// in groups of four panels) replace the 256-bit ones
+    /// (`sapphirerapids`, `native` where the host has them).
+    pub avx512: bool,
+    /// AVX-512 VNNI on top of [`Caps::avx512`]: the integer
     /// conv's EVEX dot-product tile ([`crate::ukernel::avx512`]) replaces
     /// the AVX2 16-bit-pair tile (`sapphirerapids`, `native` where the host
     /// has them).

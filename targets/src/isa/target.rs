@@ -97,7 +97,8 @@ impl Target {
         let on = |name: &str| flags.iter().any(|v| v.name == name && v.as_bool() == Some(true));
         let mut c = (self.desc.caps)(&on);
         c.avx2 &= isa.default_call_conv() == CallConv::SystemV;
-        c.vnni &= c.avx2;
+        c.avx512 &= c.avx2;
+        c.vnni &= c.avx512;
         c
     }
 }

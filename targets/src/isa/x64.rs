@@ -22,6 +22,7 @@ pub const ISA: IsaDesc = IsaDesc {
 fn caps(on: FlagOn<'_>) -> Caps {
     let fma = on("has_avx") && on("has_fma");
     let avx2 = fma && on("has_avx2");
-    let vnni = avx2 && on("has_avx512f") && on("has_avx512vl") && on("has_avx512vnni");
-    Caps { simd: true, fma, round: on("has_sse41"), cache: ISA.cache, avx2, vnni }
+    let avx512 = avx2 && on("has_avx512f") && on("has_avx512vl");
+    let vnni = avx512 && on("has_avx512vnni");
+    Caps { simd: true, fma, round: on("has_sse41"), cache: ISA.cache, avx2, avx512, vnni }
 }

@@ -347,7 +347,7 @@ fn conv_pointwise(k: &mut Kernel, gm: &Geo, wp: Value, bp: Value) -> LResult {
         let nc = k.b.ins().iadd(nc, gi);
         let plane = k.b.ins().imul_imm_s(nc, hw as i64);
         let xbase = k.addr(xp, plane, 4);
-        super::conv_packed::pack_flat(k, xbase, icg, hw, p0, width, panels, false);
+        super::conv_packed::pack_flat(k, xbase, icg, hw, p0, width, panels, 1);
         let a_off = k.b.ins().imul_imm_s(g, (ocg * icg) as i64);
         let boff = k.b.ins().imul_imm_s(g, (ocg * 4) as i64);
         let bias_p = k.b.ins().iadd(bp, boff);

@@ -73,8 +73,8 @@ pub(super) fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi
     let b_ptr = k.blob_f32(bias);
     let items = gm.n * gm.group * nblk;
     let cost = 2 * (ocg * kk * rows * ppr * l) as u64;
-    let paired = gemm::pairs_panels(k);
-    let bbytes = gemm::Panels::new(l, kk, paired).bytes(rows, ppr);
+    let group = gemm::panel_group(k);
+    let bbytes = gemm::Panels::new(l, kk, group).bytes(rows, ppr);
     let cap = (gemm::TASK_SCRATCH_BUDGET / bbytes.max(1)).max(2);
     let (lo, hi) = k.parallel_range_capped(items * rbu, 1, cost.div_ceil(rbu as u64), cap)?;
     let bbuf = k.task_scratch(bbytes);
@@ -95,11 +95,11 @@ pub(super) fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi
         let out_off = k.b.ins().iadd(obase, p0);
         let oy0 = k.b.ins().imul_imm_s(blk, rows as i64);
         if pointwise {
-            pack_flat(k, xbase, icg, g2.h * g2.w, p0, bw, bbuf, paired);
+            pack_flat(k, xbase, icg, g2.h * g2.w, p0, bw, bbuf, group);
         } else if flat_rows {
-            pack_rows_flat(k, &g2, icg, xbase, oy0, nrows, bbuf, paired);
+            pack_rows_flat(k, &g2, icg, xbase, oy0, nrows, bbuf, group);
         } else {
-            pack_rows(k, &g2, icg, xbase, oy0, (nrows, ppr), bbuf, paired);
+            pack_rows(k, &g2, icg, xbase, oy0, (nrows, ppr), bbuf, group);
         }
         let ga = k.b.ins().imul_imm_s(g, (ocg * kk * 4) as i64);
         let gb = k.b.ins().imul_imm_s(g, (ocg * 4) as i64);
@@ -108,9 +108,9 @@ pub(super) fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi
         let bk = if flat_rows {
             // the block's rows as one run of nrows·ow pixels
             let n = nrows * g2.ow;
-            Block { b: bbuf, rows: 1, ppr: n.div_ceil(l), width: n, pitch: n, out_off, paired }
+            Block { b: bbuf, rows: 1, ppr: n.div_ceil(l), width: n, pitch: n, out_off, group }
         } else {
-            Block { b: bbuf, rows: nrows, ppr: bw.div_ceil(l), width: bw, pitch, out_off, paired }
+            Block { b: bbuf, rows: nrows, ppr: bw.div_ceil(l), width: bw, pitch, out_off, group }
         };
         gemm::run_block(k, &gp, &bk);
     };
@@ -165,8 +165,8 @@ pub fn unit_rows(k: &mut Kernel, it: Value, lo: Value, hi: Value, per: usize, si
 }
 
 /// Packs `width` flattened pixels from `p0` of `icg` planes of `hw` floats
-/// into B panels `[c][ic][L]`, or with `paired` into pairs of panels
-/// `[c/2][ic][2L]` ([`gemm::Block::paired`]); the last partial panel is
+/// into B panels in groups of `group` (`[c/group][ic][group·L]`,
+/// [`gemm::Block::group`]); the last partial panel is
 /// zero-filled, nothing past the plane is read.
 ///
 /// Whole units (a pair, or a single panel) are packed one at a time, all
@@ -185,16 +185,16 @@ pub(super) fn pack_flat(
     p0: Value,
     width: usize,
     dst: Value,
-    paired: bool,
+    group: usize,
 ) {
     let l = k.lanes();
     let vty = k.vty();
     let full = width / l;
     let tail = width % l;
     let src0 = k.addr(xbase, p0, 4);
-    let pan = gemm::Panels::new(l, icg, paired);
+    let pan = gemm::Panels::new(l, icg, group);
     // panels per unit, and the units' panels in order
-    let per = if paired { 2 } else { 1 };
+    let per = pan.group();
     let units = full / per;
     let kstep = pan.kstep() as i64;
     let unit_bytes = (per * l * 4) as i64;
@@ -262,7 +262,7 @@ fn pack_rows_flat(
     oy0: Value,
     rows: usize,
     dst: Value,
-    paired: bool,
+    group: usize,
 ) {
     let l = k.lanes();
     let vty = k.vty();
@@ -270,7 +270,7 @@ fn pack_rows_flat(
     let n = rows * g.ow;
     let npan = n.div_ceil(l);
     let kk = icg * g.kh * g.kw;
-    let pan = gemm::Panels::new(l, kk, paired);
+    let pan = gemm::Panels::new(l, kk, group);
     let kstep = pan.kstep();
     let valid = valid_columns(&g);
     k.for_n(0, icg as i64, 1, |k, ic| {
@@ -397,12 +397,12 @@ fn pack_rows(
     oy0: Value,
     (rows, ppr): (usize, usize),
     dst: Value,
-    paired: bool,
+    group: usize,
 ) {
     let l = k.lanes();
     let vty = k.vty();
     let kk = icg * gm.kh * gm.kw;
-    let pan = gemm::Panels::new(l, kk, paired);
+    let pan = gemm::Panels::new(l, kk, group);
     let kstep = pan.kstep();
     let g = *gm;
     let valid = valid_columns(&g);

@@ -34,7 +34,7 @@
 //!   output vector one load, one FMA per tap, one store.
 //!
 //! The register tiles apply a fused epilogue (residual, Relu/Clip,
-//! HardSwish: [`super::gemm_avx2::act_epi`]) in the last channel block's
+//! HardSwish: [`super::gemm_wide::act_epi`]) in the last channel block's
 //! tiles, before their stores; other epilogues, and the 128-bit passes',
 //! run as a second pass.
 //!
@@ -47,7 +47,7 @@ use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Value}
 
 use super::conv_geo::{pad_input, zero_frame, Geo};
 use super::epilogue::Epilogue;
-use super::gemm_avx2::act_epi;
+use super::gemm_wide::act_epi;
 use super::{Family, Kernel, LResult};
 use crate::ukernel::avx2::{pattern_tile, Elem, EntryKind, PatternTile, TileEpi};
 

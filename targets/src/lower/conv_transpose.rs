@@ -160,7 +160,7 @@ fn gemm_col2im(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32]) -> LResult {
         c: k.ic(0),
     };
     let ldc = (p.rows * gm.w).div_ceil(l) * l;
-    let bbytes = gemm::Panels::new(l, icg, gemm::pairs_panels(k)).bytes(1, ldc / l);
+    let bbytes = gemm::Panels::new(l, icg, gemm::panel_group(k)).bytes(1, ldc / l);
     let cbytes = p.cb * taps * ldc * 4;
     let bu = if p.exact { p.nblk } else { 1 };
     let items = gm.n * gm.group * p.nch * bu;
@@ -240,8 +240,8 @@ fn run_task(k: &mut Kernel, gm: &Geo, p: &Plan, ptrs: &Ptrs, t: &Task) {
     let block = |k: &mut Kernel, blk: Value, nrows: usize| {
         let width = nrows * gm.w;
         let p0 = k.b.ins().imul_imm_s(blk, (p.rows * gm.w) as i64);
-        let paired = gemm::pairs_panels(k);
-        super::conv_packed::pack_flat(k, xbase, icg, gm.h * gm.w, p0, width, ptrs.b, paired);
+        let group = gemm::panel_group(k);
+        super::conv_packed::pack_flat(k, xbase, icg, gm.h * gm.w, p0, width, ptrs.b, group);
         let zero = k.ic(0);
         let gp = Gemm {
             a,
@@ -253,7 +253,7 @@ fn run_task(k: &mut Kernel, gm: &Geo, p: &Plan, ptrs: &Ptrs, t: &Task) {
             epi: Epilogue::NONE,
             rows: None,
         };
-        let bk = Block { b: ptrs.b, rows: 1, ppr: width.div_ceil(l), width, pitch: width, out_off: zero, paired };
+        let bk = Block { b: ptrs.b, rows: 1, ppr: width.div_ceil(l), width, pitch: width, out_off: zero, group };
         gemm::run_block(k, &gp, &bk);
         let iy0 = k.b.ins().imul_imm_s(blk, p.rows as i64);
         col2im(k, gm, exact, t.cbi, ldc, ptrs.c, obase, iy0, nrows);

@@ -216,7 +216,7 @@ fn wide_pass(k: &Kernel, g: &Geo, epi: Epilogue) -> Option<Vec<u8>> {
     if !k.caps.avx2 || k.lanes() != 4 || g.sh > 2 || g.sw > 2 {
         return None;
     }
-    let act = super::gemm_avx2::act_epi(epi.act, epi.residual.is_some())?;
+    let act = super::gemm_wide::act_epi(epi.act, epi.residual.is_some())?;
     let pd = Pad::of(g);
     let taps =
         (0..g.kh * g.kw).map(|t| (((t / g.kw) * g.dh * pd.row + pd.col(g, (t % g.kw) * g.dw)) * 4) as i32).collect();

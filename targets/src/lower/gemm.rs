@@ -30,7 +30,7 @@ use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 
 use super::epilogue::{act_rows, act_stream, apply_act, has_streams, Act, Epilogue};
-use super::gemm_avx2;
+use super::gemm_wide;
 use super::loops::{mem, ro};
 use super::Kernel;
 use crate::isa::Caps;
@@ -95,37 +95,46 @@ pub struct Block {
     pub pitch: usize,
     /// Element offset (I64) of the block's first output pixel in channel 0.
     pub out_off: Value,
-    /// B stored in pairs of panels (AVX2 targets): pair `p` (panels `2p`,
-    /// `2p + 1`) of a row is `[k][8]`, panel `2p` in lanes 0–3, at `2p`
-    /// panel strides from the row start, so the assembled tiles load a
-    /// pair with one `ymm` load and the 128-bit tiles read halves (K step
-    /// 32 bytes). Rows hold an even number of panels (`ppr` rounded up).
-    pub paired: bool,
+    /// Panels per stored group of B ([`Panels`]; [`panel_group`]): 1, or
+    /// 2 (AVX2 targets) or 4 (AVX-512), so the assembled tiles load a
+    /// vector of panels with one load per K step and the 128-bit tiles
+    /// read its quarters or halves. Rows hold a whole number of groups
+    /// (`ppr` rounded up).
+    pub group: usize,
 }
 
-/// Whether the conv engine packs B in pairs of panels ([`Block::paired`])
-/// on this target: where the assembled 256-bit tiles run.
-pub fn pairs_panels(k: &Kernel) -> bool {
-    k.caps.avx2 && k.lanes() == 4
+/// How many B panels the conv engine stores in one group ([`Block::group`])
+/// on this target: four where the 512-bit tiles run, two where the 256-bit
+/// ones do, else one.
+pub fn panel_group(k: &Kernel) -> usize {
+    match (k.caps.avx512, k.caps.avx2 && k.lanes() == 4) {
+        (_, false) => 1,
+        (true, true) => 4,
+        (false, true) => 2,
+    }
 }
 
-/// The byte layout of B panels of `l` lanes over `kk` K steps, single or
-/// in pairs ([`Block::paired`]): what the packers write and the tiles read.
+/// The byte layout of B panels of `l` lanes over `kk` K steps, in groups
+/// of `group` panels ([`Block::group`]): what the packers write and the
+/// tiles read. Group `q` (panels `group·q ..`) is `[k][group·l]`, panel
+/// `group·q + i` in lanes `i·l ..`, `group` panel strides after group
+/// `q − 1`.
 #[derive(Clone, Copy, Debug)]
 pub struct Panels {
     l: usize,
     kk: usize,
-    paired: bool,
+    group: usize,
 }
 
 impl Panels {
-    /// The layout of `l`-lane panels over `kk` K steps.
-    pub fn new(l: usize, kk: usize, paired: bool) -> Panels {
-        Panels { l, kk, paired }
+    /// The layout of `l`-lane panels over `kk` K steps, `group` (1, 2 or
+    /// 4) panels per stored group.
+    pub fn new(l: usize, kk: usize, group: usize) -> Panels {
+        Panels { l, kk, group: group.max(1) }
     }
-    /// Whether the panels are stored in pairs.
-    pub fn paired(&self) -> bool {
-        self.paired
+    /// Panels per stored group.
+    pub fn group(&self) -> usize {
+        self.group
     }
     /// K steps per panel.
     pub fn kk(&self) -> usize {
@@ -135,26 +144,17 @@ impl Panels {
     pub fn lanes(&self) -> usize {
         self.l
     }
-    /// Bytes from a panel to the next (single), or from a pair to the
-    /// next over two panels (paired).
+    /// Bytes one panel takes (a group takes `group` of them).
     pub fn stride(&self) -> i64 {
         (self.kk * self.l * 4) as i64
     }
     /// Bytes from one K step of a panel to the next.
     pub fn kstep(&self) -> usize {
-        if self.paired {
-            2 * self.l * 4
-        } else {
-            self.l * 4
-        }
+        self.group * self.l * 4
     }
-    /// Panels a row of `ppr` panels takes in the buffer (pairs: even).
+    /// Panels a row of `ppr` panels takes in the buffer (whole groups).
     pub fn per_row(&self, ppr: usize) -> usize {
-        if self.paired {
-            ppr.next_multiple_of(2)
-        } else {
-            ppr
-        }
+        ppr.next_multiple_of(self.group)
     }
     /// Buffer bytes for `rows` rows of `ppr` panels.
     pub fn bytes(&self, rows: usize, ppr: usize) -> usize {
@@ -162,22 +162,20 @@ impl Panels {
     }
     /// Byte offset of panel `c` from the start of its row.
     pub fn at(&self, c: usize) -> i64 {
-        if self.paired {
-            (c / 2 * 2) as i64 * self.stride() + (c % 2 * self.l * 4) as i64
-        } else {
-            c as i64 * self.stride()
-        }
+        let g = self.group;
+        (c / g * g) as i64 * self.stride() + (c % g * self.l * 4) as i64
     }
     /// [`Panels::at`] for a run-time panel index `c` (I64).
     pub fn at_dyn(&self, k: &mut Kernel, c: Value) -> Value {
-        if !self.paired {
+        let g = self.group as i64;
+        if g == 1 {
             return k.b.ins().imul_imm_s(c, self.stride());
         }
-        let even = k.b.ins().band_imm_s(c, -2);
-        let base = k.b.ins().imul_imm_s(even, self.stride());
-        let odd = k.b.ins().band_imm_s(c, 1);
-        let half = k.b.ins().imul_imm_s(odd, (self.l * 4) as i64);
-        k.b.ins().iadd(base, half)
+        let first = k.b.ins().band_imm_s(c, -g);
+        let base = k.b.ins().imul_imm_s(first, self.stride());
+        let within = k.b.ins().band_imm_s(c, g - 1);
+        let part = k.b.ins().imul_imm_s(within, (self.l * 4) as i64);
+        k.b.ins().iadd(base, part)
     }
 }
 
@@ -259,7 +257,7 @@ fn run_pass(k: &mut Kernel, g: &Gemm, blk: &Block, k0: Value, pass: Pass) {
     let b2 = *blk;
     let l = k.lanes();
     // the B slice starts k0 steps into every panel
-    let bk = k.b.ins().imul_imm_s(k0, Panels::new(l, g.kk, b2.paired).kstep() as i64);
+    let bk = k.b.ins().imul_imm_s(k0, Panels::new(l, g.kk, b2.group).kstep() as i64);
     let bstart = k.b.ins().iadd(b2.b, bk);
     let full_block = |k: &mut Kernel, mb: Value| {
         let a_off = k.b.ins().imul_imm_s(mb, (MR * g2.kk * 4) as i64);
@@ -306,7 +304,7 @@ fn block_rows(k: &mut Kernel, g: &Gemm, blk: &Block, bstart: Value, a_blk: Value
     let np = panels_for(h);
     let full_p = blk.width / l;
     let tail = blk.width % l;
-    let pan = Panels::new(l, g.kk, blk.paired);
+    let pan = Panels::new(l, g.kk, blk.group);
     let kstep = pan.kstep() as i64;
     // A long transcendental activation (Sigmoid, Tanh, Gelu) would keep the
     // block off the assembled tiles: the tiles store `acc + residual`, and
@@ -322,7 +320,7 @@ fn block_rows(k: &mut Kernel, g: &Gemm, blk: &Block, bstart: Value, a_blk: Value
     let mo = k.b.ins().imul_imm_s(m0, g.ldo as i64);
     let o0 = k.b.ins().iadd(mo, blk.out_off);
     // the assembled tiles (AVX2) take whole groups of four, then two, panels
-    let wide_plan = gemm_avx2::plan_conv(k, g, h, pass, blk.paired);
+    let wide_plan = gemm_wide::plan_conv(k, g, h, pass, blk.group);
     let wide = wide_plan.as_ref().map_or(0, |w| w.covers(full_p));
     // the B pointers of `n` panels from panel `c` (I64)
     let panels = |k: &mut Kernel, brow: Value, c: Value, n: usize| -> Vec<Value> {
@@ -362,16 +360,16 @@ fn block_rows(k: &mut Kernel, g: &Gemm, blk: &Block, bstart: Value, a_blk: Value
         let brow = k.b.ins().iadd(bstart, bro);
         let oro = k.b.ins().imul_imm_s(r, b2.pitch as i64);
         let orow = k.b.ins().iadd(o0, oro);
-        let at = gemm_avx2::ConvAt { a_blk, m0, brow, orow, pass };
+        let at = gemm_wide::ConvAt { a_blk, m0, brow, orow, pass };
         if let Some(w) = wide_plan.as_ref().filter(|_| wide > 0) {
-            gemm_avx2::run_conv(k, w, &g2, at, full_p);
+            gemm_wide::run_conv(k, w, &g2, at, full_p);
         }
         // what the wide tiles leave (at most a full panel and the partial
         // one) as one partial pair of the assembled tile, if it can, else
         // on the Cranelift tile
         let rest_px = (full_p - wide) * l + tail;
         let rest_on_wide =
-            wide_plan.as_ref().is_some_and(|w| rest_px > 0 && gemm_avx2::run_conv_last(k, w, &g2, at, wide, rest_px));
+            wide_plan.as_ref().is_some_and(|w| rest_px > 0 && gemm_wide::run_conv_last(k, w, &g2, at, wide, rest_px));
         if !rest_on_wide {
             narrow_rest(k, (brow, orow), wide);
         }
@@ -498,7 +496,7 @@ mod tests {
     use crate::isa::{aarch64, riscv64, x64, CacheParams};
 
     fn caps(cache: CacheParams) -> Caps {
-        Caps { simd: true, fma: true, round: true, cache, avx2: false, vnni: false }
+        Caps { simd: true, fma: true, round: true, cache, avx2: false, avx512: false, vnni: false }
     }
 
     /// The blocks derived from the per-ISA cache parameters. On x86-64 they

@@ -66,12 +66,12 @@ fn tile_shape(mm: usize, n_panels: usize) -> (usize, usize) {
     }
 }
 
-/// The layout of B's panels over `kk` K steps: on AVX2 targets in pairs
-/// (`[pair][k][8]`, one `ymm` load per pair and K step in the assembled
-/// tile, as the conv engine's [`super::gemm::Block::paired`]), else
+/// The layout of B's panels over `kk` K steps: the conv engine's groups
+/// ([`super::gemm::panel_group`]: pairs on AVX2 targets, quads on
+/// AVX-512, one load per vector and K step in the assembled tiles), else
 /// `[panel][k][l]`. Layouts change addresses, not arithmetic.
 fn b_layout(k: &Kernel, kk: usize) -> Panels {
-    Panels::new(k.lanes(), kk, super::gemm::pairs_panels(k))
+    Panels::new(k.lanes(), kk, super::gemm::panel_group(k))
 }
 
 /// Packs a constant B (`b[k*sk + n*sn]`, `pan.kk()` × `n`) into panels
@@ -207,7 +207,7 @@ pub fn gemm_core(
     o_off: Value,
 ) {
     // callers pack their panels `[panel][k][l]`
-    let pan = Panels::new(k.lanes(), kk, false);
+    let pan = Panels::new(k.lanes(), kk, 1);
     let t = Tiles { mm, n, kk, pan, packed: false, rows: Rows::All, epi: StoreEpi::NONE };
     gemm_tiles(k, &t, a, a_off, panel, out, o_off);
 }
@@ -352,7 +352,7 @@ fn gemm_tiles(k: &mut Kernel, t: &Tiles, a: AView, a_off: Value, panel: (Value, 
         // picks the half, so each panel has its own base
         let pan = t.pan;
         let kstep = pan.kstep();
-        let (bases, slots): (Vec<Value>, Vec<(usize, i32)>) = if pan.paired() {
+        let (bases, slots): (Vec<Value>, Vec<(usize, i32)>) = if pan.group() > 1 {
             let bases = (0..np)
                 .map(|j| {
                     let c = k.b.ins().iadd_imm_s(nb0, j as i64);
@@ -450,7 +450,7 @@ fn gemm_tiles(k: &mut Kernel, t: &Tiles, a: AView, a_off: Value, panel: (Value, 
         let wide = match wide_tiles(k, t, a, rows, out, epi) {
             Some(w) => {
                 let ptrs = |k: &mut Kernel, nb: Value| tile_ptrs(k, t, a, a_off, panel, out, o_off, epi, m0, nb);
-                super::gemm_avx2::run(k, &w, full_nb, kk, &ptrs);
+                super::gemm_wide::run(k, &w, full_nb, kk, &ptrs);
                 w.covers(full_nb)
             }
             None => 0,
@@ -476,7 +476,7 @@ fn gemm_tiles(k: &mut Kernel, t: &Tiles, a: AView, a_off: Value, panel: (Value, 
 }
 
 /// The assembled tiles for a block of `rows` rows of `t` (see
-/// `gemm_avx2`), when the target has them and the store's epilogue is one
+/// `gemm_wide`), when the target has them and the store's epilogue is one
 /// they apply (not a row bias and an addend together; no LeakyRelu or
 /// HardSwish).
 fn wide_tiles(
@@ -486,29 +486,30 @@ fn wide_tiles(
     rows: usize,
     out: OutView,
     epi: StoreEpi,
-) -> Option<super::gemm_avx2::Wide> {
+) -> Option<super::gemm_wide::Wide> {
     use crate::ukernel::avx2::{Addend as TileAddend, GemmTile, Init, TileEpi};
     if out.bias.is_some() && epi.addend.is_some() {
         return None;
     }
     let tile = GemmTile {
         rows: 0,
-        pairs: 0,
+        vecs: 0,
         a_row: if t.packed { 4 } else { a.sm * 4 },
         a_step: if t.packed { rows * 4 } else { a.sk * 4 },
         panel: t.pan.stride() as usize,
-        paired: t.pan.paired(),
+        group: t.pan.group(),
         ldo: out.ldo * 4,
         init: if out.bias.is_some() { Init::RowBias } else { Init::Zero },
         epi: TileEpi {
             scale: epi.scale,
             addend: epi.addend.map(|ad| TileAddend { per_column: ad.sn == 1, row: ad.sm * 4, scale: ad.scale }),
-            ..super::gemm_avx2::act_epi(epi.act, epi.residual.is_some())?
+            ..super::gemm_wide::act_epi(epi.act, epi.residual.is_some())?
         },
-        last_lanes: 8,
+        // a whole vector at either width (the ymm tile clamps to 8)
+        last_lanes: 16,
     };
     let bias_row = if out.bias.is_some() { 4 } else { epi.addend.map_or(0, |ad| ad.sm * 4) };
-    super::gemm_avx2::plan(k, tile, rows, bias_row)
+    super::gemm_wide::plan(k, tile, rows, bias_row)
 }
 
 /// The pointers of the assembled tile at rows `m0..`, panels `nb..` (what
@@ -525,7 +526,7 @@ fn tile_ptrs(
     epi: StoreEpi,
     m0: Value,
     nb: Value,
-) -> super::gemm_avx2::TilePtrs {
+) -> super::gemm_wide::TilePtrs {
     let l = k.lanes();
     let abase = if t.packed {
         let mo = k.b.ins().imul_imm_s(m0, t.kk as i64);
@@ -549,7 +550,7 @@ fn tile_ptrs(
         }
         (None, None) => k.ic(0),
     };
-    super::gemm_avx2::TilePtrs {
+    super::gemm_wide::TilePtrs {
         a: abase,
         b: k.b.ins().iadd(panel, pb),
         out: k.addr(out.ptr, e, 4),

@@ -66,7 +66,7 @@ pub mod depthwise;
 pub mod elementwise;
 pub mod epilogue;
 pub mod gemm;
-mod gemm_avx2;
+mod gemm_wide;
 pub mod loops;
 pub mod matmul;
 pub mod movement;

@@ -43,7 +43,7 @@ use kerf_ir::op::QOut;
 use kerf_ir::{weights_byte_pairs_exact, DType, Op};
 
 use super::epilogue::{apply_act, Act};
-use super::gemm_avx2::act_epi;
+use super::gemm_wide::act_epi;
 use super::loops::mem;
 use super::{Family, Kernel, LResult};
 use crate::isa::Caps;

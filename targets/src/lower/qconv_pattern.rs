@@ -33,7 +33,7 @@ use kerf_ir::{ChannelQuads, Tensor};
 use super::conv_geo::{geometry, Geo};
 use super::conv_pattern::{conv_tiles, Frame, Layout, Phases, Program, Tiles};
 use super::epilogue::Act;
-use super::gemm_avx2::act_epi;
+use super::gemm_wide::act_epi;
 use super::qconv::epilogue_table;
 use super::{Kernel, LResult};
 use crate::ukernel::avx2::{Elem, TileEpi};

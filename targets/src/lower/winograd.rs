@@ -303,6 +303,11 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
     let nblk = th.div_ceil(rows);
     let tb = (rows * tw).div_ceil(l) * l;
     let nq = tb / l;
+    // V's panels per position ξ, in the GEMM engine's groups (the last
+    // group's panels past `nq`, if any, are never written: only the lanes
+    // the tiles drop read them)
+    let vpan = super::gemm::Panels::new(l, cin, super::gemm::panel_group(k));
+    let vstride = vpan.bytes(1, nq);
     // a block's zero-padded input strip: its tile rows plus the 2-row halo
     let (sh, sw) = (rows * m + 2, tw * m + 2);
     let strip = cin * sh * sw;
@@ -333,12 +338,12 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
     let rbu = if chan_split { kout.div_ceil(MR) } else { 1 };
     let per_block = 2 * nn * kout * cin * tb + nn * tb * (6 * cin + 4 * kout);
     // (ResNet's 512-channel 7×7 layers: ~0.8 MiB per task, at most 10 tasks)
-    let scratch = (strip + nn * cin * tb + nn * mc * tb) * 4 + 16;
+    let scratch = (strip + nn * mc * tb) * 4 + nn * vstride + 16;
     let cap = (TASK_SCRATCH_BUDGET / scratch).max(2);
     let (lo, hi) = k.parallel_range_capped(batch * nblk * rbu, 1, per_block.div_ceil(rbu) as u64, cap)?;
     // (16 bytes of slack: the quad loads read past the last window)
     let pad = k.task_scratch(strip * 4 + 16);
-    let vbuf = k.task_scratch(nn * cin * tb * 4);
+    let vbuf = k.task_scratch(nn * vstride);
     let mbuf = k.task_scratch(nn * mc * tb * 4);
     let dummy = if edge { Some(k.task_scratch(16)) } else { None };
 
@@ -422,7 +427,8 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
             let one_row = k.b.ins().icmp_imm_s(IntCC::SignedLessThan, lanes[0].1, tw as i64 - 3);
             Some(k.b.ins().band(unclamped, one_row))
         };
-        // 1. input transform into V[ξ][quad][c][L]
+        // 1. input transform into V[ξ] (panels of L tiles over the channels,
+        // in the GEMM engine's groups: `vpan`)
         k.for_n(0, nq as i64, 1, |k, qd| {
             let lanes = lane_tiles(k, qd);
             let bases: Vec<Value> = lanes
@@ -435,7 +441,7 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
                     k.addr(pad, e, 4)
                 })
                 .collect();
-            let vq = k.b.ins().imul_imm_s(qd, (cin * l * 4) as i64);
+            let vq = vpan.at_dyn(k, qd);
             let vq = k.b.ins().iadd(vbuf, vq);
             // each channel's n×n tiles, one vector per position (lane q:
             // tile q), transformed into V
@@ -445,9 +451,9 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
                     let ps: Vec<Value> = bases.iter().map(|&b| k.b.ins().iadd(b, co)).collect();
                     let d = rows_of(k, &ps);
                     let vv = sandwich(k, vty, &t.bt, n, n, &d);
-                    let dst = k.addr(vq, c, (l * 4) as i64);
+                    let dst = k.addr(vq, c, vpan.kstep() as i64);
                     for (xi, v) in vv.into_iter().enumerate() {
-                        k.st(v, dst, (xi * tb * cin * 4) as i32);
+                        k.st(v, dst, (xi * vstride) as i32);
                     }
                 });
             };
@@ -490,14 +496,18 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
             k.for_n(0, nn as i64, 1, |k, xi| {
                 let a = k.b.ins().imul_imm_s(xi, (kout * cin * 4) as i64);
                 let a = k.b.ins().iadd(ublob, a);
-                let vp = k.b.ins().imul_imm_s(xi, (tb * cin * 4) as i64);
+                let vp = k.b.ins().imul_imm_s(xi, vstride as i64);
                 let vp = k.b.ins().iadd(vbuf, vp);
                 let mo = k.b.ins().imul_imm_s(xi, (mc * tb * 4) as i64);
                 let mo = k.b.ins().iadd(mbase, mo);
                 let rows = Some((cs, ce));
                 let g = Gemm { a, bias: zeros, m: kout, kk: cin, out: mo, ldo: tb, epi: Epilogue::NONE, rows };
                 let out_off = k.ic(0);
-                run_block(k, &g, &Block { b: vp, rows: 1, ppr: nq, width: tb, pitch: tb, out_off, paired: false });
+                run_block(
+                    k,
+                    &g,
+                    &Block { b: vp, rows: 1, ppr: nq, width: tb, pitch: tb, out_off, group: vpan.group() },
+                );
             });
             k.for_dyn(cs, ce, 1, |k, ko| {
                 let bv = match bias {

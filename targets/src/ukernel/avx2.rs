@@ -22,49 +22,65 @@ mod pattern;
 pub use pattern::{pattern_tile, Elem, EntryKind, PatternTile};
 
 /// A GEMM micro-tile variant: everything but the pointers and the K count
-/// is fixed at assembly time.
+/// is fixed at assembly time. The same description serves the 256-bit tile
+/// ([`gemm_tile`], 8-column `ymm` vectors) and the 512-bit one
+/// ([`super::avx512::zmm_gemm_tile`], 16-column `zmm` vectors).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GemmTile {
-    /// Rows of the tile, 1..=[`max_rows`]`(pairs)`.
+    /// Rows of the tile, 1..=[`max_rows`]`(vecs)` (or
+    /// [`super::avx512::zmm_max_rows`]).
     pub rows: usize,
-    /// Pairs of B panels (8 columns each), 1 or 2.
-    pub pairs: usize,
+    /// Vectors of B columns per row, 1 or 2: pairs of 4-column panels
+    /// (`ymm`) or quads of them (`zmm`).
+    pub vecs: usize,
     /// Bytes between rows of A (4 in a packed `[k][h]` block).
     pub a_row: usize,
     /// Bytes between consecutive K steps of A (4·h in a packed block).
     pub a_step: usize,
     /// Bytes between consecutive B panels (4 × K × 4 lanes).
     pub panel: usize,
-    /// B stored in pairs of panels (`[pair][k][8]`, a pair every two
-    /// `panel`s): one `ymm` load per pair and K step, 32 bytes per step;
-    /// else two 4-pixel panels joined per step (`vinsertf128`).
-    pub paired: bool,
+    /// Panels per stored group of B (1, 2 or 4; `lower::gemm::Panels`):
+    /// a group is `[k][4·group]`, so a vector of as many panels as the
+    /// group holds is one load per K step (`16·group` bytes per step);
+    /// single panels (group 1) are joined per step (`vinsertf128`). The
+    /// `zmm` tile needs groups of four. The tile's first panel starts a
+    /// group.
+    pub group: usize,
     /// Bytes between output rows.
     pub ldo: usize,
     /// The accumulators' starting values.
     pub init: Init,
     /// What the store applies, in this order.
     pub epi: TileEpi,
-    /// Valid columns (1..=8) of the last pair: its output (and residual,
-    /// partial sums, per-column addend) is read and written for these
-    /// columns only; the lanes past them compute on whatever B holds there
-    /// and are dropped. 8: the whole pair.
+    /// Valid columns of the last vector (1..=8, or 1..=16 for `zmm`): its
+    /// output (and residual, partial sums, per-column addend) is read and
+    /// written for these columns only; the lanes past them compute on
+    /// whatever B holds there and are dropped. 8 (16): the whole vector.
     pub last_lanes: usize,
 }
 
 impl GemmTile {
-    /// Byte offset of element (row `r`, pair `j`) in a tensor of the
-    /// output's layout.
-    fn at(&self, r: usize, j: usize) -> i64 {
-        r as i64 * self.ldo as i64 + 32 * j as i64
+    /// Byte offset of element (row `r`, vector `j` of `width` columns) in
+    /// a tensor of the output's layout.
+    pub(crate) fn at(&self, r: usize, j: usize, width: usize) -> i64 {
+        r as i64 * self.ldo as i64 + (4 * width * j) as i64
     }
-    /// Valid columns of pair `j` of `pairs`.
-    fn lanes(&self, j: usize, pairs: usize) -> usize {
-        if j + 1 == pairs {
-            self.last_lanes.clamp(1, 8)
+    /// Valid columns of vector `j` of `vecs`, `width` columns each.
+    pub(crate) fn lanes(&self, j: usize, vecs: usize, width: usize) -> usize {
+        if j + 1 == vecs {
+            self.last_lanes.clamp(1, width)
         } else {
-            8
+            width
         }
+    }
+    /// Byte offset of B panel `c` (from the tile's first) at a K step.
+    pub(crate) fn panel_at(&self, c: usize) -> i64 {
+        let g = self.group.max(1);
+        ((c / g * g) * self.panel + c % g * 16) as i64
+    }
+    /// Bytes from one K step of B to the next.
+    pub(crate) fn b_step(&self) -> i32 {
+        16 * self.group.max(1) as i32
     }
 }
 
@@ -121,20 +137,20 @@ pub struct Clamp {
     pub hi: Option<f32>,
 }
 
-/// Most rows of a tile of `pairs` panel pairs: 12 accumulators of the 16
+/// Most rows of a tile of `vecs` panel pairs: 12 accumulators of the 16
 /// `ymm` (the others hold the B vectors and the broadcast).
-pub fn max_rows(pairs: usize) -> usize {
-    12 / pairs.clamp(1, 2)
+pub fn max_rows(vecs: usize) -> usize {
+    12 / vecs.clamp(1, 2)
 }
 
 /// Machine code of `t` with the arguments (System V order) `a` (A at the
-/// tile's first row and K step), `b` (the first of the `2·pairs` panels at
+/// tile's first row and K step), `b` (the first of the `2·vecs` panels at
 /// that K step), `out` (the output element of the first row and column),
 /// `bias` (the first row's bias for [`Init::RowBias`], or the addend at the
 /// first row and column), `residual` (at the same element as `out`) and `k`
 /// (K steps, ≥ 0).
 pub fn gemm_tile(t: &GemmTile) -> Result<Vec<u8>, IcedError> {
-    let pairs = t.pairs.clamp(1, 2);
+    let pairs = t.vecs.clamp(1, 2);
     let sh = Shape { rows: t.rows.clamp(1, max_rows(pairs)), pairs };
     let (rows, acc) = (sh.rows, |r, j| sh.acc(r, j));
     let (out_p, bias_p) = (rdx, rcx);
@@ -145,7 +161,7 @@ pub fn gemm_tile(t: &GemmTile) -> Result<Vec<u8>, IcedError> {
                 Init::Zero => a.vxorps(acc(r, j), acc(r, j), acc(r, j))?,
                 Init::RowBias if j == 0 => a.vbroadcastss(acc(r, 0), dword_ptr(bias_p + (4 * r) as i64))?,
                 Init::RowBias => a.vmovaps(acc(r, j), acc(r, 0))?,
-                Init::Partial => load_lanes(&mut a, sh.halves(r, j), out_p, t.at(r, j), t.lanes(j, pairs))?,
+                Init::Partial => load_lanes(&mut a, sh.halves(r, j), out_p, t.at(r, j, 8), t.lanes(j, pairs, 8))?,
             }
         }
     }
@@ -153,7 +169,7 @@ pub fn gemm_tile(t: &GemmTile) -> Result<Vec<u8>, IcedError> {
     epilogue(&mut a, t, &sh)?;
     for r in 0..rows {
         for j in 0..pairs {
-            store_lanes(&mut a, sh.halves(r, j), out_p, t.at(r, j), t.lanes(j, pairs))?;
+            store_lanes(&mut a, sh.halves(r, j), out_p, t.at(r, j, 8), t.lanes(j, pairs, 8))?;
         }
     }
     super::leaf_end(a)
@@ -183,14 +199,13 @@ fn k_loop(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedErr
     let (a_p, b_p, n) = (rdi, rsi, r9);
     let bvecs = [(ymm12, xmm12), (ymm13, xmm13)];
     let av = ymm14;
-    let panel = t.panel as i64;
     super::counted_loop(a, n, |a| {
         for (j, &(bvec, bxmm)) in bvecs.iter().enumerate().take(pairs) {
-            if t.paired {
-                a.vmovups(bvec, ymmword_ptr(b_p + 2 * j as i64 * panel))?;
+            if t.group >= 2 {
+                a.vmovups(bvec, ymmword_ptr(b_p + t.panel_at(2 * j)))?;
             } else {
-                a.vmovups(bxmm, xmmword_ptr(b_p + 2 * j as i64 * panel))?;
-                a.vinsertf128(bvec, bvec, xmmword_ptr(b_p + (2 * j as i64 + 1) * panel), 1)?;
+                a.vmovups(bxmm, xmmword_ptr(b_p + t.panel_at(2 * j)))?;
+                a.vinsertf128(bvec, bvec, xmmword_ptr(b_p + t.panel_at(2 * j + 1)), 1)?;
             }
         }
         for r in 0..rows {
@@ -199,7 +214,7 @@ fn k_loop(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedErr
                 a.vfmadd231ps(acc(r, j), bvec, av)?;
             }
         }
-        a.add(b_p, if t.paired { 32 } else { 16 })?;
+        a.add(b_p, t.b_step())?;
         a.add(a_p, t.a_step as i32)
     })
 }
@@ -223,7 +238,7 @@ fn epilogue(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedE
         each(a, &mut |a, r, j| {
             let p = bias_p + (r * ad.row) as i64;
             if ad.per_column {
-                load_lanes(a, (x, xmm14), bias_p, (r * ad.row) as i64 + 32 * j as i64, t.lanes(j, pairs))?;
+                load_lanes(a, (x, xmm14), bias_p, (r * ad.row) as i64 + 32 * j as i64, t.lanes(j, pairs, 8))?;
             } else {
                 a.vbroadcastss(x, dword_ptr(p))?;
             }
@@ -235,11 +250,11 @@ fn epilogue(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedE
     }
     if t.epi.residual {
         each(a, &mut |a, r, j| {
-            let lanes = t.lanes(j, pairs);
+            let lanes = t.lanes(j, pairs, 8);
             if lanes == 8 {
-                return a.vaddps(acc(r, j), acc(r, j), ymmword_ptr(res_p + t.at(r, j)));
+                return a.vaddps(acc(r, j), acc(r, j), ymmword_ptr(res_p + t.at(r, j, 8)));
             }
-            load_lanes(a, (x, xmm14), res_p, t.at(r, j), lanes)?;
+            load_lanes(a, (x, xmm14), res_p, t.at(r, j, 8), lanes)?;
             a.vaddps(acc(r, j), acc(r, j), x)
         })?;
     }

@@ -1,17 +1,20 @@
-//! The 256-bit path of the GEMM engines: [`crate::ukernel::avx2::gemm_tile`]
-//! micro-kernels called from the Cranelift loops of [`super::gemm`] (convs,
-//! Winograd) and [`super::matmul`] (MatMul, Gemm) on targets with
-//! [`crate::isa::Caps::avx2`].
+//! The assembled tiles of the GEMM engines: [`crate::ukernel::avx2::gemm_tile`]
+//! (256-bit, [`crate::isa::Caps::avx2`]) or
+//! [`crate::ukernel::avx512::zmm_gemm_tile`] (512-bit,
+//! [`crate::isa::Caps::avx512`], B in groups of four panels), called from
+//! the Cranelift loops of [`super::gemm`] (convs, Winograd) and
+//! [`super::matmul`] (MatMul, Gemm).
 //!
-//! Contract: for the panels it covers (whole groups of four full 4-column
-//! B panels, then one group of two; in the conv engine also a row's last,
-//! partial pair: [`run_conv_last`]), an assembled tile computes exactly
-//! what the engine's Cranelift tile would (same layouts, same per-output
-//! FMA chain over K in order, same epilogue operations in the same order),
-//! so a product is bit-identical with and without it. Epilogue activations
-//! other than none, Relu, HardSwish and the Clips the vector selects
-//! express (`epilogue::clamp_select`) keep the Cranelift tile, as do the
-//! MatMul engine's partial and leftover panels.
+//! Contract: for the panels it covers (whole units of the widest tile,
+//! then at most one of the narrower: 8 then 4 panels at 512 bits, 4 then
+//! 2 at 256; in the conv engine also a row's last, partial unit:
+//! [`run_conv_last`]), an assembled tile computes exactly what the
+//! engine's Cranelift tile would (same layouts, same per-output FMA chain
+//! over K in order, same epilogue operations in the same order), so a
+//! product is bit-identical with and without it, at either width.
+//! Epilogue activations other than none, Relu, HardSwish and the Clips
+//! the vector selects express (`epilogue::clamp_select`) keep the
+//! Cranelift tile, as do the MatMul engine's partial and leftover panels.
 
 use cranelift_codegen::ir::{InstBuilder, Value};
 
@@ -19,17 +22,57 @@ use super::epilogue::{Act, Epilogue};
 use super::gemm::{Gemm, Pass};
 use super::{Family, Kernel};
 use crate::ukernel::avx2::{gemm_tile, max_rows, Clamp, GemmTile, Init, TileEpi};
+use crate::ukernel::avx512::{zmm_gemm_tile, zmm_max_rows};
 
-/// Assembled tiles for one block of `h` rows: for each tile width (2, then
-/// 1 panel pairs), the row splits `(first row, code)`.
+/// Assembled tiles for one block of `h` rows: for each tile width (two
+/// vectors, then one), the row splits `(first row, code)`.
 pub(super) struct Wide {
     widths: [Vec<(usize, Vec<u8>)>; 2],
-    /// The tiles' shape but for `rows`, `pairs` and `last_lanes`.
+    /// The tiles' shape but for `rows`, `vecs` and `last_lanes`.
     tile: GemmTile,
+    /// The tiles' vector width.
+    isa: Width,
     /// Rows of the block.
     h: usize,
     /// Bytes between rows of what the `bias` argument points at.
     bias_row: usize,
+}
+
+/// Which assembled tile family a plan uses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Width {
+    /// `ymm`: 8 columns (a pair of panels) per vector.
+    Ymm,
+    /// `zmm`: 16 columns (a quad of panels) per vector; B in groups of four.
+    Zmm,
+}
+
+impl Width {
+    /// Panels per vector.
+    fn panels(self) -> usize {
+        match self {
+            Width::Ymm => 2,
+            Width::Zmm => 4,
+        }
+    }
+    fn family(self) -> Family {
+        match self {
+            Width::Ymm => Family::Avx2,
+            Width::Zmm => Family::Avx512,
+        }
+    }
+    fn max_rows(self, vecs: usize) -> usize {
+        match self {
+            Width::Ymm => max_rows(vecs),
+            Width::Zmm => zmm_max_rows(),
+        }
+    }
+    fn assemble(self, t: &GemmTile) -> Option<Vec<u8>> {
+        match self {
+            Width::Ymm => gemm_tile(t).ok(),
+            Width::Zmm => zmm_gemm_tile(t).ok(),
+        }
+    }
 }
 
 /// A tile's pointers at one panel group, for the block's first row (I64
@@ -45,16 +88,17 @@ pub(super) struct TilePtrs {
 impl Wide {
     /// How many of `full` full panels the tiles cover.
     pub(super) fn covers(&self, full: usize) -> usize {
-        spans(full)[1].1
+        spans(full, self.isa.panels())[1].1
     }
 }
 
 /// The panels each tile width covers of `full` full panels, as (first,
-/// end, panels per tile): whole groups of four, then one group of two.
-fn spans(full: usize) -> [(usize, usize, usize); 2] {
-    let four = full / 4 * 4;
-    let two = if full - four >= 2 { 2 } else { 0 };
-    [(0, four, 4), (four, four + two, 2)]
+/// end, panels per tile): whole units of two vectors (`2·per` panels),
+/// then at most one of one vector.
+fn spans(full: usize, per: usize) -> [(usize, usize, usize); 2] {
+    let two = full / (2 * per) * (2 * per);
+    let one = if full - two >= per { per } else { 0 };
+    [(0, two, 2 * per), (two, two + one, per)]
 }
 
 /// The tile epilogue of an activation (clamp or HardSwish), if the tiles
@@ -72,33 +116,35 @@ pub(super) fn act_epi(act: Act, residual: bool) -> Option<TileEpi> {
     Some(TileEpi { residual, clamp, hardswish, ..TileEpi::default() })
 }
 
-/// The tiles of `t` (its `rows` and `pairs` ignored) for a block of `h`
-/// rows, or `None` without AVX2 or 4-lane panels. `bias_row`: bytes between
-/// rows of the `bias` argument's tensor.
+/// The tiles of `t` (its `rows` and `vecs` ignored) for a block of `h`
+/// rows, or `None` without AVX2 or 4-lane panels: 512-bit where the
+/// target has AVX-512 and B is in groups of four panels, else 256-bit.
+/// `bias_row`: bytes between rows of the `bias` argument's tensor.
 pub(super) fn plan(k: &Kernel, t: GemmTile, h: usize, bias_row: usize) -> Option<Wide> {
     if !k.caps.avx2 || k.lanes() != 4 || h == 0 {
         return None;
     }
-    let widths = [row_splits(GemmTile { pairs: 2, ..t }, h)?, row_splits(GemmTile { pairs: 1, ..t }, h)?];
-    Some(Wide { widths, tile: t, h, bias_row })
+    let isa = if k.caps.avx512 && t.group == 4 { Width::Zmm } else { Width::Ymm };
+    let widths = [row_splits(isa, GemmTile { vecs: 2, ..t }, h)?, row_splits(isa, GemmTile { vecs: 1, ..t }, h)?];
+    Some(Wide { widths, tile: t, isa, h, bias_row })
 }
 
 /// The tiles of `t` (its `rows` ignored) down a block of `h` rows, as
 /// `(first row, code)`: as many rows each as the registers hold.
-fn row_splits(t: GemmTile, h: usize) -> Option<Vec<(usize, Vec<u8>)>> {
-    let step = max_rows(t.pairs);
-    (0..h).step_by(step).map(|r0| Some((r0, gemm_tile(&GemmTile { rows: step.min(h - r0), ..t }).ok()?))).collect()
+fn row_splits(isa: Width, t: GemmTile, h: usize) -> Option<Vec<(usize, Vec<u8>)>> {
+    let step = isa.max_rows(t.vecs);
+    (0..h).step_by(step).map(|r0| Some((r0, isa.assemble(&GemmTile { rows: step.min(h - r0), ..t })?))).collect()
 }
 
 /// Calls the tiles over the first [`Wide::covers`]`(full)` panels: group
 /// `c` (its first panel, I64) has the pointers `ptrs(k, c)`; `steps` K
 /// steps.
 pub(super) fn run(k: &mut Kernel, w: &Wide, full: usize, steps: usize, ptrs: &dyn Fn(&mut Kernel, Value) -> TilePtrs) {
-    for (parts, (lo, hi, step)) in w.widths.iter().zip(spans(full)) {
+    for (parts, (lo, hi, step)) in w.widths.iter().zip(spans(full, w.isa.panels())) {
         if lo >= hi {
             continue;
         }
-        let codes = codes(k, parts);
+        let codes = codes(k, w.isa, parts);
         k.for_n(lo as i64, hi as i64, step as i64, |k, c| {
             let p = ptrs(k, c);
             call_splits(k, w, &codes, &p, steps);
@@ -107,8 +153,8 @@ pub(super) fn run(k: &mut Kernel, w: &Wide, full: usize, steps: usize, ptrs: &dy
 }
 
 /// The row splits' code as kernel parameters.
-fn codes(k: &mut Kernel, parts: &[(usize, Vec<u8>)]) -> Vec<(usize, Value)> {
-    parts.iter().map(|(r0, c)| (*r0, k.code(Family::Avx2, c.clone()))).collect()
+fn codes(k: &mut Kernel, isa: Width, parts: &[(usize, Vec<u8>)]) -> Vec<(usize, Value)> {
+    parts.iter().map(|(r0, c)| (*r0, k.code(isa.family(), c.clone()))).collect()
 }
 
 /// One call per row split, its pointers `p` moved down to its first row.
@@ -125,37 +171,40 @@ fn call_splits(k: &mut Kernel, w: &Wide, codes: &[(usize, Value)], p: &TilePtrs,
 }
 
 /// The conv engine's tiles for an A block of height `h` in `pass`, on B
-/// stored in pairs of panels when `paired` (see [`super::gemm::Block`]).
-pub(super) fn plan_conv(k: &Kernel, g: &Gemm, h: usize, pass: Pass, paired: bool) -> Option<Wide> {
+/// stored in groups of `group` panels (see [`super::gemm::Block`]).
+pub(super) fn plan_conv(k: &Kernel, g: &Gemm, h: usize, pass: Pass, group: usize) -> Option<Wide> {
     let epi = if pass.last { g.epi } else { Epilogue::NONE };
     let t = GemmTile {
         rows: 0,
-        pairs: 0,
+        vecs: 0,
         a_row: 4,
         a_step: h * 4,
         panel: g.kk * k.lanes() * 4,
-        paired,
+        group,
         ldo: g.ldo * 4,
         init: if pass.first { Init::RowBias } else { Init::Partial },
         epi: act_epi(epi.act, epi.residual.is_some())?,
-        last_lanes: 8,
+        // a whole vector at either width (the ymm tile clamps to 8)
+        last_lanes: 16,
     };
     plan(k, t, h, 4)
 }
 
-/// The conv engine's last pair of a row of B panels when it is not whole:
-/// panel `c` (a pair's first; B stored paired) and the next hold `lanes`
-/// (1..=7) valid pixels — a leftover full panel and/or the zero-filled
-/// partial one — computed by one-pair tiles of `w`'s shape that read and
-/// write only those pixels (instead of the 128-bit Cranelift tile over the
-/// whole A block). `false` (nothing emitted) when B is not paired or the
-/// pair is not one.
+/// The conv engine's last vector of a row of B panels when it is not
+/// whole: panel `c` (a vector's first, starting a stored group) and the
+/// next hold `lanes` (1..=7 at 256 bits, 1..=15 at 512) valid pixels —
+/// leftover full panels and/or the zero-filled partial one — computed by
+/// one-vector tiles of `w`'s shape that read and write only those pixels
+/// (instead of the 128-bit Cranelift tile over the whole A block). `false`
+/// (nothing emitted) when B is in single panels or the vector is not one.
 pub(super) fn run_conv_last(k: &mut Kernel, w: &Wide, g: &Gemm, at: ConvAt, c: usize, lanes: usize) -> bool {
-    if !w.tile.paired || !c.is_multiple_of(2) || !(1..8).contains(&lanes) {
+    let per = w.isa.panels();
+    if w.tile.group < 2 || !c.is_multiple_of(per) || !(1..4 * per).contains(&lanes) {
         return false;
     }
-    let Some(parts) = row_splits(GemmTile { pairs: 1, last_lanes: lanes, ..w.tile }, w.h) else { return false };
-    let codes = codes(k, &parts);
+    let t = GemmTile { vecs: 1, last_lanes: lanes, ..w.tile };
+    let Some(parts) = row_splits(w.isa, t, w.h) else { return false };
+    let codes = codes(k, w.isa, &parts);
     let c = k.ic(c as i64);
     let p = conv_ptrs(k, g, at, c);
     call_splits(k, w, &codes, &p, at.pass.len);
