@@ -75,7 +75,8 @@ fn quad_density(eg: &KEGraph, node: &KNode) -> Option<f64> {
         return None;
     }
     let w = node.children.get(1).and_then(|&c| eg[c].data.constant)?;
-    let quads = kerf_ir::ChannelQuads::of_integer_conv(&q.conv, eg.analysis.weights.tensor(w))?;
+    let saturating = eg.analysis.int8_dot.saturates();
+    let quads = kerf_ir::ChannelQuads::of_integer_conv(&q.conv, eg.analysis.weights.tensor(w), saturating)?;
     Some(quads.density().max(0.01))
 }
 

@@ -86,6 +86,11 @@ pub enum Int8Dot {
 }
 
 impl Int8Dot {
+    /// Whether byte quads go through a saturating product (AVX2's
+    /// `vpmaddubsw`), so only weights whose byte pairs fit i16 take them.
+    pub fn saturates(self) -> bool {
+        self != Int8Dot::Bytes
+    }
     /// `QConv`'s multiply-adds per f32 multiply-add of the same time, for
     /// a weight whose byte pairs are `exact` or not: the pair tiles 2
     /// (measured 1.5x the f32 kernel per layer on AVX2), AVX2's byte tile

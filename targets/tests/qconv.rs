@@ -175,6 +175,26 @@ fn byte_tile_is_used_for_seven_bit_weights() {
     eprintln!("skipped: not an x86-64 host");
 }
 
+/// Which integer conv a quad-pattern weight gets is decided at compile
+/// time, so any host checks it: with 8-bit codes (channel pairs that can
+/// saturate `vpmaddubsw`) `sapphirerapids` objects (VNNI's `vpdpbusd`)
+/// hold only the kept taps' program, `haswell` objects the dense byte
+/// layout of the integer GEMM (pairs of 16-bit codes).
+#[test]
+fn vnni_objects_run_eight_bit_quads_on_the_pattern_kernel() {
+    use kerf_targets::{compile_object, CompileOptions};
+    let a3 = &window(3, 1, 1, 1);
+    let c = Case { xsh: [1, 64, 18, 18], wsh: [64, 64, 3, 3], osh: [1, 64, 16, 16], attrs: a3, epi: PLAIN, zp: 0 };
+    let g = kerf_ir::text::parse(&graph_text(&c, &quad_pattern_weights(c.wsh, -127, 127))).unwrap();
+    let rodata = |cpu: &str| {
+        let o = CompileOptions::parse("x86_64-unknown-linux-gnu", cpu, "t").unwrap();
+        compile_object(&g, &o).unwrap().report.rodata_bytes
+    };
+    let (vnni, avx2) = (rodata("sapphirerapids"), rodata("haswell"));
+    assert!(vnni < 36864 * 2 / 3, "sapphirerapids: {vnni} bytes of read-only data (haswell {avx2})");
+    assert!(avx2 > 2 * 36864, "haswell: {avx2} bytes");
+}
+
 fn pseudo(n: usize, seed: usize, lo: i64, hi: i64) -> Vec<i64> {
     (0..n).map(|i| lo + ((i * 7919 + seed * 104729) % 9973) as i64 % (hi - lo + 1)).collect()
 }
@@ -512,7 +532,8 @@ fn quad_patterns_on_the_integer_pattern_kernel() {
         let nx: usize = c.xsh.iter().product();
         let x: Vec<u8> = pseudo(nx, 1, 0, 255).into_iter().map(|v| v as u8).collect();
         check(c, &x, &quad_pattern_weights(c.wsh, -64, 64));
-        // 8-bit codes whose pairs may saturate: the integer GEMM's pair tile
+        // 8-bit codes whose pairs may saturate: the integer GEMM's pair
+        // tile, or with VNNI (native on such a host) the pattern kernel
         check(c, &x, &quad_pattern_weights(c.wsh, -127, 127));
         // the byte pairs' bound, every input at 255
         check(c, &vec![255u8; nx], &quad_pattern_weights(c.wsh, -64, -64));

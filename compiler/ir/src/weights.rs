@@ -233,17 +233,18 @@ impl ChannelQuads {
     }
 
     /// The quads of a conv's i8 weight `codes` when the integer pattern
-    /// kernel can compute it: one group, 2-D, stride 1 or 2, channel pairs
-    /// that cannot saturate the byte products
-    /// ([`crate::channel_pairs_exact`]) and few enough kept taps
+    /// kernel can compute it: one group, 2-D, stride 1 or 2, with a
+    /// `saturating` dot product (AVX2's `vpmaddubsw`; not AVX-512 VNNI's
+    /// `vpdpbusd`) channel pairs that cannot saturate it
+    /// ([`crate::channel_pairs_exact`]), and few enough kept taps
     /// ([`ChannelQuads::pays`]). The code generator (which also needs its
     /// AVX2 tiles and an epilogue they apply), the `int8` rule group and
     /// the extractor's price of the conv all ask this.
-    pub fn of_integer_conv(conv: &crate::op::Conv, codes: &Tensor) -> Option<ChannelQuads> {
+    pub fn of_integer_conv(conv: &crate::op::Conv, codes: &Tensor, saturating: bool) -> Option<ChannelQuads> {
         let wd = &conv.window;
         let stride = |v: usize| wd.strides.iter().all(|&s| s == v);
         let simple = conv.group == 1 && wd.rank() == 2 && (stride(1) || stride(2));
-        if !simple || !crate::channel_pairs_exact(codes) {
+        if !simple || (saturating && !crate::channel_pairs_exact(codes)) {
             return None;
         }
         ChannelQuads::of(codes).filter(ChannelQuads::pays)

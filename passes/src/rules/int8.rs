@@ -309,6 +309,9 @@ mod tests {
         /// taps (11%; a quad keeps 22%: the integer pattern kernel's
         /// layout).
         Quads,
+        /// Every kernel keeping those two taps (22%): two 8-bit codes of
+        /// a channel pair at one tap may saturate `vpmaddubsw`.
+        WholeQuads,
     }
 
     /// [`graph`], with the weight pruned as `pruning` says.
@@ -322,6 +325,7 @@ mod tests {
                 let (kernel, tap) = (i / 9, i % 9);
                 let keep = match pruning {
                     Pruning::Quads => kernel % 2 == 0 && [1, 4].contains(&tap),
+                    Pruning::WholeQuads => [1, 4].contains(&tap),
                     _ => [[0, 2, 6, 8][kernel % 4], 4].contains(&tap),
                 };
                 if !keep {
@@ -518,6 +522,20 @@ mod tests {
                 let qconv = wide || stride == 2;
                 assert_eq!(text::print(&out).contains("QConv"), qconv, "stride {stride}, wide {wide}");
             }
+        }
+    }
+
+    /// Quads of 8-bit codes whose channel pairs can saturate AVX2's
+    /// `vpmaddubsw` become integer convs only where the dot product does
+    /// not saturate (VNNI's `vpdpbusd`, `Int8Dot::Bytes`); with AVX2's
+    /// they stay on the f32 pattern kernel.
+    #[test]
+    fn saturating_quads_become_integer_convs_only_with_vnni() {
+        let g = text::parse(&graph_pruned(1, 8, 1, 1, Pruning::WholeQuads)).unwrap();
+        for (dot, qconv) in [(Int8Dot::Bytes, true), (Int8Dot::ExactBytes, false)] {
+            let opts = PassOptions { wide_patterns: true, int8_dot: dot, ..PassOptions::default() };
+            let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap();
+            assert_eq!(text::print(&out).contains("QConv"), qconv, "{dot:?}");
         }
     }
 }

@@ -215,7 +215,7 @@ pub(crate) fn on_quad_kernel(eg: &KEGraph, c: &kerf_ir::op::Conv, w: kerf_ir::We
     let Some(codes) = weight.grid.as_ref().and_then(|g| g.codes(&weight.tensor).ok()) else { return false };
     let codes: Vec<i64> = codes.into_iter().map(i64::from).collect();
     kerf_ir::Tensor::from_i64_values(kerf_ir::DType::I8, weight.tensor.shape().to_vec(), &codes)
-        .is_ok_and(|t| kerf_ir::ChannelQuads::of_integer_conv(c, &t).is_some())
+        .is_ok_and(|t| kerf_ir::ChannelQuads::of_integer_conv(c, &t, eg.analysis.int8_dot.saturates()).is_some())
 }
 
 /// The class's only parent class is `parent` (no other user among the

@@ -455,7 +455,7 @@ impl Tiles {
     fn per_channel(&self) -> i64 {
         match self.elem {
             Elem::F32 => 4,
-            Elem::Quads => 12,
+            Elem::Quads | Elem::QuadsVnni => 12,
         }
     }
 

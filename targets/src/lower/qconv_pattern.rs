@@ -3,7 +3,8 @@
 //! pattern shared by each four input channels) runs only those taps, four
 //! channels per byte-quad dot product, on the pattern conv's register
 //! tiles ([`super::conv_pattern`]: its program, tile schedule and loop;
-//! the tile is `ukernel::avx2::pattern_tile` with `Elem::Quads`). AVX2 only, stride 1 or 2,
+//! the tile is `ukernel::avx2::pattern_tile` with `Elem::Quads`, or
+//! `Elem::QuadsVnni` where the target has AVX-512 VNNI). AVX2 only, stride 1 or 2,
 //! one group, the f32 output with an epilogue the tiles apply (residual,
 //! Relu/Clip, HardSwish); every other `QConv` takes the integer GEMM
 //! ([`super::qconv`]).
@@ -20,7 +21,8 @@
 //!
 //! **Numerics.** Per output channel the tiles sum `x·w` over each kept
 //! tap's quad (`vpmaddubsw`, exact for weights
-//! [`kerf_ir::channel_pairs_exact`] accepts, then `vpmaddwd` by ones), so
+//! [`kerf_ir::channel_pairs_exact`] accepts, then `vpmaddwd` by ones; or
+//! one `vpdpbusd`, exact for any weights), so
 //! the i32 sum is exactly `Σ x·w` over the window, and the epilogue
 //! computes `f32(Σ x·w − zp·Σ w) · scale + bias (+ residual)` and the
 //! activation: the integer GEMM's byte tiles' sums and operations, so both
@@ -40,13 +42,24 @@ use crate::ukernel::avx2::{Elem, TileEpi};
 
 /// The quads of `w` when the integer pattern kernel computes this conv
 /// (AVX2, the real-valued output with an epilogue the tiles apply, and
-/// [`ChannelQuads::of_integer_conv`]), and the tiles' epilogue.
+/// [`ChannelQuads::of_integer_conv`] for the target's dot product), and
+/// the tiles' epilogue.
 pub(super) fn applies(k: &Kernel, q: &QConv, w: &Tensor, act: Act) -> Option<(ChannelQuads, TileEpi)> {
     if !k.caps.avx2 || q.out != QOut::Real {
         return None;
     }
     let epi = act_epi(act, q.epi.residual)?;
-    ChannelQuads::of_integer_conv(&q.conv, w).map(|cq| (cq, epi))
+    ChannelQuads::of_integer_conv(&q.conv, w, quad_elem(k) == Elem::Quads).map(|cq| (cq, epi))
+}
+
+/// The tiles' element: byte quads through VNNI's `vpdpbusd` where the
+/// target has it, else through AVX2's saturating `vpmaddubsw`.
+fn quad_elem(k: &Kernel) -> Elem {
+    if k.caps.vnni {
+        Elem::QuadsVnni
+    } else {
+        Elem::Quads
+    }
 }
 
 /// Emits the integer pattern conv: `w` the weight codes (`[O, C, kh, kw]`),
@@ -98,7 +111,7 @@ pub(super) fn conv(
     let (x, img) = (f.x, f.img);
     // stride 2: the phase planes' positions no input pixel lands on, once
     ph.clear(k, &gq, img);
-    conv_tiles(k, &gq, &prog, &ph, &f, &Tiles { elem: Elem::Quads, epi: Some(epi) }, &mut |k, n| {
+    conv_tiles(k, &gq, &prog, &ph, &f, &Tiles { elem: quad_elem(k), epi: Some(epi) }, &mut |k, n| {
         quad_image(k, &g, &ph, x, n, img)
     })
 }

@@ -64,6 +64,11 @@ pub enum Elem {
     /// lane. i32 accumulators start from zero; the `bias` argument is the
     /// channel's epilogue-table row.
     Quads,
+    /// [`Elem::Quads`]' layout and contract through AVX-512 VNNI's
+    /// `vpdpbusd` (EVEX on `ymm`, [`crate::isa::Caps::vnni`]): one
+    /// instruction per tap and vector, without saturation (any i8
+    /// weights), so the same exact sums.
+    QuadsVnni,
 }
 
 impl Elem {
@@ -72,9 +77,15 @@ impl Elem {
     /// quads, the input, a product and the ones.
     pub fn max_accs(self) -> usize {
         match self {
-            Elem::F32 => 12,
+            Elem::F32 | Elem::QuadsVnni => 12,
             Elem::Quads => 10,
         }
+    }
+
+    /// Whether the element is a quad of bytes (i32 sums, the integer
+    /// epilogue).
+    pub fn quads(self) -> bool {
+        self != Elem::F32
     }
 
     /// The weight registers of a column entry's taps or, rotating, of a
@@ -84,13 +95,14 @@ impl Elem {
             (Elem::F32, true) => &[ymm12, ymm13, ymm14],
             (Elem::F32, false) => &[ymm12, ymm13, ymm14, ymm15],
             (Elem::Quads, _) => &[ymm10, ymm11, ymm12],
+            (Elem::QuadsVnni, _) => &[ymm12, ymm13, ymm14],
         }
     }
 
     /// The input vector's register (f32 column entries; quads always).
     fn x(self) -> AsmRegisterYmm {
         match self {
-            Elem::F32 => ymm15,
+            Elem::F32 | Elem::QuadsVnni => ymm15,
             Elem::Quads => ymm13,
         }
     }
@@ -98,7 +110,7 @@ impl Elem {
     fn broadcast(self, a: &mut CodeAssembler, w: AsmRegisterYmm, at: AsmMemoryOperand) -> Result<(), IcedError> {
         match self {
             Elem::F32 => a.vbroadcastss(w, at),
-            Elem::Quads => a.vpbroadcastd(w, at),
+            Elem::Quads | Elem::QuadsVnni => a.vpbroadcastd(w, at),
         }
     }
 
@@ -107,7 +119,7 @@ impl Elem {
     fn load_x(self, a: &mut CodeAssembler, at: AsmMemoryOperand) -> Result<(), IcedError> {
         match self {
             Elem::F32 => a.vmovups(self.x(), at),
-            Elem::Quads => a.vmovdqu(self.x(), at),
+            Elem::Quads | Elem::QuadsVnni => a.vmovdqu(self.x(), at),
         }
     }
 
@@ -121,6 +133,7 @@ impl Elem {
                 a.vpmaddwd(prod, prod, ones)?;
                 a.vpaddd(acc, acc, prod)
             }
+            Elem::QuadsVnni => a.vpdpbusd(acc, self.x(), w),
         }
     }
 
@@ -135,7 +148,7 @@ impl Elem {
     ) -> Result<(), IcedError> {
         match self {
             Elem::F32 => a.vfmadd231ps(acc, w, at),
-            Elem::Quads => {
+            Elem::Quads | Elem::QuadsVnni => {
                 self.load_x(a, at)?;
                 self.mac(a, acc, w)
             }
@@ -212,6 +225,8 @@ pub fn pattern_tile(t: &PatternTile) -> Result<Vec<u8>, IcedError> {
     let lows = [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11];
     let (out_p, prog, bias, res_p, n) = (rdi, rdx, rcx, r11, r8);
     let mut a = CodeAssembler::new(64)?;
+    // vpdpbusd's VEX form is AVX-VNNI, which AVX-512 VNNI CPUs lack
+    a.set_prefer_vex(t.elem != Elem::QuadsVnni);
     // the residual arrives in r8, the kind loops' counter
     a.mov(res_p, r8)?;
     let tile = |r: usize, v: usize| {
@@ -224,7 +239,7 @@ pub fn pattern_tile(t: &PatternTile) -> Result<Vec<u8>, IcedError> {
             match (t.accumulate, t.elem) {
                 (true, _) => load_lanes(&mut a, (accs[i], lows[i]), out_p, at, lanes)?,
                 (false, Elem::F32) => a.vbroadcastss(accs[i], dword_ptr(bias))?,
-                (false, Elem::Quads) => a.vpxor(accs[i], accs[i], accs[i])?,
+                (false, Elem::Quads | Elem::QuadsVnni) => a.vpxor(accs[i], accs[i], accs[i])?,
             }
         }
     }
@@ -246,7 +261,7 @@ pub fn pattern_tile(t: &PatternTile) -> Result<Vec<u8>, IcedError> {
     }
     let accs = &accs[..t.rows * t.vecs];
     if let Some(epi) = &t.epi {
-        if t.elem == Elem::Quads {
+        if t.elem.quads() {
             for &ac in accs {
                 int_to_real(&mut a, ac, ymm12, (bias, 0))?;
             }
