@@ -477,7 +477,9 @@ impl Tiles {
                 return Err(format!("internal: {elem:?} pattern tile {rows}x{vecs} does not fit the registers"));
             }
             let bytes = pattern_tile(&t).map_err(|e| format!("assembling the {elem:?} pattern tile: {e}"))?;
-            Ok(k.code(Family::Avx2, bytes))
+            // the VNNI quads are EVEX code: AVX-512's family in profiles
+            let family = if elem == Elem::QuadsVnni { Family::Avx512 } else { Family::Avx2 };
+            Ok(k.code(family, bytes))
         };
         let first = code(false, !many)?;
         if !many {
