@@ -31,7 +31,7 @@ pub(super) struct Wide {
     /// The tiles' shape but for `rows`, `vecs` and `last_lanes`.
     tile: GemmTile,
     /// The tiles' vector width.
-    isa: Width,
+    width: Width,
     /// Rows of the block.
     h: usize,
     /// Bytes between rows of what the `bias` argument points at.
@@ -88,7 +88,7 @@ pub(super) struct TilePtrs {
 impl Wide {
     /// How many of `full` full panels the tiles cover.
     pub(super) fn covers(&self, full: usize) -> usize {
-        spans(full, self.isa.panels())[1].1
+        spans(full, self.width.panels())[1].1
     }
 }
 
@@ -124,27 +124,27 @@ pub(super) fn plan(k: &Kernel, t: GemmTile, h: usize, bias_row: usize) -> Option
     if !k.caps.avx2 || k.lanes() != 4 || h == 0 {
         return None;
     }
-    let isa = if k.caps.avx512 && t.group == 4 { Width::Zmm } else { Width::Ymm };
-    let widths = [row_splits(isa, GemmTile { vecs: 2, ..t }, h)?, row_splits(isa, GemmTile { vecs: 1, ..t }, h)?];
-    Some(Wide { widths, tile: t, isa, h, bias_row })
+    let width = if k.caps.avx512 && t.group == 4 { Width::Zmm } else { Width::Ymm };
+    let widths = [row_splits(width, GemmTile { vecs: 2, ..t }, h)?, row_splits(width, GemmTile { vecs: 1, ..t }, h)?];
+    Some(Wide { widths, tile: t, width, h, bias_row })
 }
 
 /// The tiles of `t` (its `rows` ignored) down a block of `h` rows, as
 /// `(first row, code)`: as many rows each as the registers hold.
-fn row_splits(isa: Width, t: GemmTile, h: usize) -> Option<Vec<(usize, Vec<u8>)>> {
-    let step = isa.max_rows(t.vecs);
-    (0..h).step_by(step).map(|r0| Some((r0, isa.assemble(&GemmTile { rows: step.min(h - r0), ..t })?))).collect()
+fn row_splits(width: Width, t: GemmTile, h: usize) -> Option<Vec<(usize, Vec<u8>)>> {
+    let step = width.max_rows(t.vecs);
+    (0..h).step_by(step).map(|r0| Some((r0, width.assemble(&GemmTile { rows: step.min(h - r0), ..t })?))).collect()
 }
 
 /// Calls the tiles over the first [`Wide::covers`]`(full)` panels: group
 /// `c` (its first panel, I64) has the pointers `ptrs(k, c)`; `steps` K
 /// steps.
 pub(super) fn run(k: &mut Kernel, w: &Wide, full: usize, steps: usize, ptrs: &dyn Fn(&mut Kernel, Value) -> TilePtrs) {
-    for (parts, (lo, hi, step)) in w.widths.iter().zip(spans(full, w.isa.panels())) {
+    for (parts, (lo, hi, step)) in w.widths.iter().zip(spans(full, w.width.panels())) {
         if lo >= hi {
             continue;
         }
-        let codes = codes(k, w.isa, parts);
+        let codes = codes(k, w.width, parts);
         k.for_n(lo as i64, hi as i64, step as i64, |k, c| {
             let p = ptrs(k, c);
             call_splits(k, w, &codes, &p, steps);
@@ -153,8 +153,8 @@ pub(super) fn run(k: &mut Kernel, w: &Wide, full: usize, steps: usize, ptrs: &dy
 }
 
 /// The row splits' code as kernel parameters.
-fn codes(k: &mut Kernel, isa: Width, parts: &[(usize, Vec<u8>)]) -> Vec<(usize, Value)> {
-    parts.iter().map(|(r0, c)| (*r0, k.code(isa.family(), c.clone()))).collect()
+fn codes(k: &mut Kernel, width: Width, parts: &[(usize, Vec<u8>)]) -> Vec<(usize, Value)> {
+    parts.iter().map(|(r0, c)| (*r0, k.code(width.family(), c.clone()))).collect()
 }
 
 /// One call per row split, its pointers `p` moved down to its first row.
@@ -198,13 +198,13 @@ pub(super) fn plan_conv(k: &Kernel, g: &Gemm, h: usize, pass: Pass, group: usize
 /// (instead of the 128-bit Cranelift tile over the whole A block). `false`
 /// (nothing emitted) when B is in single panels or the vector is not one.
 pub(super) fn run_conv_last(k: &mut Kernel, w: &Wide, g: &Gemm, at: ConvAt, c: usize, lanes: usize) -> bool {
-    let per = w.isa.panels();
+    let per = w.width.panels();
     if w.tile.group < 2 || !c.is_multiple_of(per) || !(1..4 * per).contains(&lanes) {
         return false;
     }
     let t = GemmTile { vecs: 1, last_lanes: lanes, ..w.tile };
-    let Some(parts) = row_splits(w.isa, t, w.h) else { return false };
-    let codes = codes(k, w.isa, &parts);
+    let Some(parts) = row_splits(w.width, t, w.h) else { return false };
+    let codes = codes(k, w.width, &parts);
     let c = k.ic(c as i64);
     let p = conv_ptrs(k, g, at, c);
     call_splits(k, w, &codes, &p, at.pass.len);
