@@ -208,7 +208,7 @@ fn bench_prints_times_and_profile() {
     assert!(rows[total].contains("100.0%"), "{text}");
     assert!(rows[total + 1].starts_with("split: ") && rows[total + 1].ends_with("% of the time"), "{text}");
     // every kernel row names its code family; baseline has no assembled kernels
-    let family = |r: &&str| ["scalar", "cl-128", "avx2"].iter().any(|f| r.ends_with(&format!("  {f}")));
+    let family = |r: &&str| ["scalar", "cl-128", "avx2", "avx512"].iter().any(|f| r.ends_with(&format!("  {f}")));
     assert!(rows[..total].iter().all(family), "{text}");
     let out = kerf(&["bench", m.to_str().unwrap(), "--iters", "2", "--warmup", "0", "--cpu", "baseline", "--profile"]);
     assert!(out.status.success(), "{}", stderr(&out));
