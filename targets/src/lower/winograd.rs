@@ -303,10 +303,15 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
     let nblk = th.div_ceil(rows);
     let tb = (rows * tw).div_ceil(l) * l;
     let nq = tb / l;
-    // V's panels per position ξ, in the GEMM engine's groups (the last
-    // group's panels past `nq`, if any, are never written: only the lanes
-    // the tiles drop read them)
-    let vpan = super::gemm::Panels::new(l, cin, super::gemm::panel_group(k));
+    // V's panels per position ξ: single panels, or quads where the 512-bit
+    // tiles run (they need them; the last group's panels past `nq`, if
+    // any, are never written: only the lanes the tiles drop read them).
+    // Not pairs for the 256-bit tiles: the transform writes a panel's K
+    // steps for all channels before the next panel, so a pair's line is
+    // filled half at a time, and on resnet18's 56² layers (V past L2) that
+    // cost more than the join saves (`--cpu haswell`, 1.41 → 1.72 ms).
+    let group = if super::gemm::panel_group(k) == 4 { 4 } else { 1 };
+    let vpan = super::gemm::Panels::new(l, cin, group);
     let vstride = vpan.bytes(1, nq);
     // a block's zero-padded input strip: its tile rows plus the 2-row halo
     let (sh, sw) = (rows * m + 2, tw * m + 2);
