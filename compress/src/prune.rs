@@ -138,6 +138,8 @@ fn kernel_costs(
     let kernels_per_row = site.cols / AREA;
     let rows_per_group = site.rows / site.groups();
     let (mut costs, mut whole) = (Vec::with_capacity(site.rows * kernels_per_row), Vec::new());
+    let (all, drops): (Vec<usize>, Vec<Vec<usize>>) =
+        ((0..AREA).collect(), cands.iter().map(|&m| dropped(m)).collect());
     for (o, row) in rows.iter().enumerate() {
         let hi = &hinv[o / rows_per_group];
         for c in 0..kernels_per_row {
@@ -155,9 +157,8 @@ fn kernel_costs(
                     linalg::obs_cost(&block, d, &w)
                 }
             };
-            let all: Vec<usize> = (0..AREA).collect();
             whole.push(cost(&all)?);
-            costs.push(cands.iter().map(|&m| cost(&dropped(m))).collect::<Result<Vec<f64>, _>>()?);
+            costs.push(drops.iter().map(|d| cost(d)).collect::<Result<Vec<f64>, _>>()?);
         }
     }
     Ok((costs, whole))
@@ -182,6 +183,8 @@ fn joint_costs(
     let kernels_per_row = site.cols / AREA;
     let rows_per_group = site.rows / site.groups();
     let (mut costs, mut whole) = (Vec::new(), Vec::new());
+    let (all, drops): (Vec<usize>, Vec<Vec<usize>>) =
+        ((0..AREA).collect(), cands.iter().map(|&m| dropped(m)).collect());
     for (o, row) in rows.iter().enumerate() {
         let hi = &hinv[o / rows_per_group];
         for c0 in (0..kernels_per_row).step_by(share) {
@@ -191,9 +194,8 @@ fn joint_costs(
                 kernels.iter().flat_map(|&c| taps.iter().map(move |&t| c * AREA + t)).collect()
             };
             let cost = |d: &[usize]| linalg::obs_cost_of(d.len(), |i, j| hi[(d[i], d[j])], |i| row[d[i]]);
-            let all: Vec<usize> = (0..AREA).collect();
             whole.push(cost(&cols(&all))?);
-            costs.push(cands.iter().map(|&m| cost(&cols(&dropped(m)))).collect::<Result<Vec<f64>, _>>()?);
+            costs.push(drops.iter().map(|d| cost(&cols(d))).collect::<Result<Vec<f64>, _>>()?);
         }
     }
     Ok((costs, whole))

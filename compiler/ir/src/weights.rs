@@ -112,17 +112,13 @@ impl Sparsity {
             .chunks(area)
             .map(|kernel| kernel.iter().enumerate().fold(0u32, |m, (i, x)| if *x != 0.0 { m | 1 << i } else { m }))
             .collect();
-        let mut distinct: Vec<u32> = masks.iter().copied().filter(|&m| m != 0).collect();
-        distinct.sort_unstable();
-        distinct.dedup();
+        let distinct = distinct_masks(&masks);
         // (an unstructured weight has about as many masks as kernels: give
         // up before the quadratic subset test)
         if distinct.len() > 16 * MAX_KERNEL_MASKS {
             return None;
         }
-        let within = |m: u32, p: u32| m & !p == 0;
-        let patterns: Vec<u32> =
-            distinct.iter().copied().filter(|&m| !distinct.iter().any(|&p| p != m && within(m, p))).collect();
+        let patterns = maximal_masks(&distinct);
         if patterns.len() > MAX_KERNEL_MASKS {
             return None;
         }
@@ -220,12 +216,7 @@ impl ChannelQuads {
         }
         // a union inside another one takes that one (a weight int8 rounding
         // made zero: one zero multiplied, not a set of its own), as `detect` does
-        let mut distinct: Vec<u32> = unions.iter().copied().filter(|&u| u != 0).collect();
-        distinct.sort_unstable();
-        distinct.dedup();
-        let within = |m: u32, p: u32| m & !p == 0;
-        let maximal: Vec<u32> =
-            distinct.iter().copied().filter(|&m| !distinct.iter().any(|&p| p != m && within(m, p))).collect();
+        let maximal = maximal_masks(&distinct_masks(&unions));
         for u in unions.iter_mut().filter(|u| **u != 0) {
             *u = maximal.iter().copied().find(|&p| within(*u, p)).unwrap_or(*u);
         }
@@ -271,11 +262,33 @@ impl ChannelQuads {
     /// quads of hundreds of different unions (a pattern kernel's masks are
     /// few by construction), which the f32 pattern kernel serves.
     pub fn pays(&self) -> bool {
-        let mut distinct: Vec<u32> = self.unions.iter().copied().filter(|&u| u != 0).collect();
-        distinct.sort_unstable();
-        distinct.dedup();
-        self.density() <= 0.5 && distinct.len() <= MAX_KERNEL_MASKS
+        self.density() <= 0.5 && self.patterns().len() <= MAX_KERNEL_MASKS
     }
+
+    /// The distinct unions of kept taps (the maximal ones), ascending: the
+    /// integer pattern kernel's masks.
+    pub fn patterns(&self) -> Vec<u32> {
+        distinct_masks(&self.unions)
+    }
+}
+
+/// The distinct non-zero tap masks of `masks`, ascending.
+fn distinct_masks(masks: &[u32]) -> Vec<u32> {
+    let mut distinct: Vec<u32> = masks.iter().copied().filter(|&m| m != 0).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    distinct
+}
+
+/// Whether tap mask `m` lies within mask `p`.
+fn within(m: u32, p: u32) -> bool {
+    m & !p == 0
+}
+
+/// The masks of `distinct` ([`distinct_masks`]) that no other one
+/// contains, ascending.
+fn maximal_masks(distinct: &[u32]) -> Vec<u32> {
+    distinct.iter().copied().filter(|&m| !distinct.iter().any(|&p| p != m && within(m, p))).collect()
 }
 
 /// The grid of an integer value: `real = scale · (q − zero_point)`, per

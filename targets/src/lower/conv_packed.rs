@@ -199,7 +199,8 @@ pub(super) fn pack_flat(
     let kstep = pan.kstep() as i64;
     let unit_bytes = (per * l * 4) as i64;
     // `n` units from unit `u`: each plane's `n·per` vectors in one go
-    // (two units read a whole 64-byte line of each plane)
+    // (two units of pairs read a whole 64-byte line of each plane, two of
+    // quads two lines)
     let pack_units = |k: &mut Kernel, u: Value, n: usize| {
         let so = k.b.ins().imul_imm_s(u, unit_bytes);
         let src = k.b.ins().iadd(src0, so);

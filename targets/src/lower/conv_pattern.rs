@@ -453,9 +453,10 @@ impl Tiles {
     /// Bytes per output channel of the frame's per-channel data (an f32
     /// bias, or the integer epilogue's `(corr, scale, bias)` row).
     fn per_channel(&self) -> i64 {
-        match self.elem {
-            Elem::F32 => 4,
-            Elem::Quads | Elem::QuadsVnni => 12,
+        if self.elem.quads() {
+            12
+        } else {
+            4
         }
     }
 

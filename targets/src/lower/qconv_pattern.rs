@@ -75,9 +75,7 @@ pub(super) fn conv(
     // the pattern conv's geometry over quads: one "channel" per quad
     let gq = Geo { c: cq.quads, ..g };
     let area = g.kh * g.kw;
-    let mut patterns: Vec<u32> = cq.unions.iter().copied().filter(|&u| u != 0).collect();
-    patterns.sort_unstable();
-    patterns.dedup();
+    let patterns = cq.patterns();
     let assignment: Vec<Option<u8>> =
         cq.unions.iter().map(|u| patterns.iter().position(|p| p == u).and_then(|i| u8::try_from(i).ok())).collect();
     if patterns.len() > usize::from(u8::MAX) {

@@ -16,6 +16,7 @@
 //! quads of four input channels); [`dw_plane`]:
 //! the depthwise conv's whole-plane pass over a zero-padded input copy.
 
+use iced_x86::code_asm::asm_traits::{CodeAsmVaddps, CodeAsmVmaxps, CodeAsmVminps, CodeAsmVmulps};
 use iced_x86::code_asm::*;
 
 mod pattern;
@@ -262,13 +263,50 @@ fn epilogue(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedE
     activation(a, &t.epi, &accs)
 }
 
-/// The epilogue's activation on `accs`: its clamp, or HardSwish (ymm12–15
-/// free).
-pub(crate) fn activation(a: &mut CodeAssembler, epi: &TileEpi, accs: &[AsmRegisterYmm]) -> Result<(), IcedError> {
-    let (x, zero) = (ymm14, ymm15);
+/// A vector register class the tiles' shared activation code
+/// ([`activation`]) runs on: `ymm` here, `zmm` for
+/// [`super::avx512::zmm_gemm_tile`].
+pub(crate) trait Vreg: Copy {
+    /// Four registers free for the activation once the accumulators are
+    /// final.
+    const SCRATCH: [Self; 4];
+    /// `dst = [v; lanes]` (clobbers `eax`; the `ymm` form `xmm15` too).
+    fn splat(a: &mut CodeAssembler, dst: Self, v: f32) -> Result<(), IcedError>;
+    /// `dst = 0`.
+    fn zero(a: &mut CodeAssembler, dst: Self) -> Result<(), IcedError>;
+}
+
+impl Vreg for AsmRegisterYmm {
+    const SCRATCH: [Self; 4] = [ymm12, ymm13, ymm14, ymm15];
+    fn splat(a: &mut CodeAssembler, dst: Self, v: f32) -> Result<(), IcedError> {
+        splat(a, dst, v)
+    }
+    fn zero(a: &mut CodeAssembler, dst: Self) -> Result<(), IcedError> {
+        a.vxorps(dst, dst, dst)
+    }
+}
+
+/// The assembler's arithmetic the activation uses on register class `R`.
+pub(crate) trait VecOps<R>:
+    CodeAsmVmaxps<R, R, R> + CodeAsmVminps<R, R, R> + CodeAsmVaddps<R, R, R> + CodeAsmVmulps<R, R, R>
+{
+}
+
+impl<R, T> VecOps<R> for T where
+    T: CodeAsmVmaxps<R, R, R> + CodeAsmVminps<R, R, R> + CodeAsmVaddps<R, R, R> + CodeAsmVmulps<R, R, R>
+{
+}
+
+/// The epilogue's activation on `accs`: its clamp, or HardSwish (the
+/// class's [`Vreg::SCRATCH`] free), at either width.
+pub(crate) fn activation<R: Vreg>(a: &mut CodeAssembler, epi: &TileEpi, accs: &[R]) -> Result<(), IcedError>
+where
+    CodeAssembler: VecOps<R>,
+{
+    let [_, _, x, zero] = R::SCRATCH;
     if let Some(c) = epi.clamp {
-        splat(a, x, c.lo)?;
-        a.vxorps(zero, zero, zero)?;
+        R::splat(a, x, c.lo)?;
+        R::zero(a, zero)?;
         for &ac in accs {
             a.vmaxps(ac, x, ac)?;
             if c.lo.to_bits() == 0 {
@@ -276,7 +314,7 @@ pub(crate) fn activation(a: &mut CodeAssembler, epi: &TileEpi, accs: &[AsmRegist
             }
         }
         if let Some(hi) = c.hi {
-            splat(a, x, hi)?;
+            R::splat(a, x, hi)?;
             for &ac in accs {
                 a.vminps(ac, x, ac)?;
             }
@@ -293,15 +331,18 @@ pub(crate) fn activation(a: &mut CodeAssembler, epi: &TileEpi, accs: &[AsmRegist
 /// passes through, as in Cranelift's `fmax`/`fmin`; for other values the
 /// same result, `t` is never -0), then `acc·t`. Four free registers hold
 /// 1/6, 0.5, 1 and `t`; zero borrows 1/6's register per accumulator.
-fn hardswish(a: &mut CodeAssembler, accs: &[AsmRegisterYmm]) -> Result<(), IcedError> {
-    let (sixth, half, one, t) = (ymm12, ymm13, ymm14, ymm15);
-    splat(a, half, 0.5)?;
-    splat(a, one, 1.0)?;
+fn hardswish<R: Vreg>(a: &mut CodeAssembler, accs: &[R]) -> Result<(), IcedError>
+where
+    CodeAssembler: VecOps<R>,
+{
+    let [sixth, half, one, t] = R::SCRATCH;
+    R::splat(a, half, 0.5)?;
+    R::splat(a, one, 1.0)?;
     for &ac in accs {
-        splat(a, sixth, 1.0 / 6.0)?;
+        R::splat(a, sixth, 1.0 / 6.0)?;
         a.vmulps(t, ac, sixth)?;
         a.vaddps(t, t, half)?;
-        a.vxorps(sixth, sixth, sixth)?;
+        R::zero(a, sixth)?;
         a.vmaxps(t, sixth, t)?;
         a.vminps(t, one, t)?;
         a.vmulps(ac, ac, t)?;

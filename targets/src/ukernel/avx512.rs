@@ -25,7 +25,7 @@
 
 use iced_x86::code_asm::*;
 
-use super::avx2::{int_tile, GemmTile, Init, QdotEpi, TileEpi, INT_B};
+use super::avx2::{activation, int_tile, GemmTile, Init, QdotEpi, Vreg, INT_B};
 
 /// Machine code of the VNNI integer tile: `rows` (1..=[`super::avx2::QDOT_ROWS`])
 /// output channels × 8 pixels of i32 sums `Σ x·w` over `k` K quads, with
@@ -99,11 +99,10 @@ pub fn zmm_gemm_tile(t: &GemmTile) -> Result<Vec<u8>, IcedError> {
         }
     }
     // the upper registers hold no state past the call
-    for z in [zmm16, zmm17, zmm18, zmm19, zmm20, zmm21, zmm22, zmm23, zmm24, zmm25, zmm26, zmm27, zmm28, zmm29] {
-        a.vpxord(z, z, z)?;
+    let upper = [zmm24, zmm25, zmm26, zmm27, zmm28, zmm29, zmm30, zmm31];
+    for z in ZMM[16..].iter().chain(&upper) {
+        a.vpxord(*z, *z, *z)?;
     }
-    a.vpxord(zmm30, zmm30, zmm30)?;
-    a.vpxord(zmm31, zmm31, zmm31)?;
     super::leaf_end(a)
 }
 
@@ -162,27 +161,33 @@ fn zmm_k_loop(a: &mut CodeAssembler, t: &GemmTile, sh: &ZmmShape) -> Result<(), 
     })
 }
 
-/// `dst = [v; 16]` through `eax`.
-fn splat(a: &mut CodeAssembler, dst: AsmRegisterZmm, v: f32) -> Result<(), IcedError> {
-    a.mov(eax, v.to_bits())?;
-    a.vpbroadcastd(dst, eax)
+impl Vreg for AsmRegisterZmm {
+    const SCRATCH: [Self; 4] = [zmm28, zmm29, zmm30, zmm31];
+    /// `dst = [v; 16]` through `eax`.
+    fn splat(a: &mut CodeAssembler, dst: Self, v: f32) -> Result<(), IcedError> {
+        a.mov(eax, v.to_bits())?;
+        a.vpbroadcastd(dst, eax)
+    }
+    fn zero(a: &mut CodeAssembler, dst: Self) -> Result<(), IcedError> {
+        a.vpxord(dst, dst, dst)
+    }
 }
 
 /// Scale, addend, residual and activation on the accumulators, the
 /// operations and order of [`super::avx2::gemm_tile`]'s epilogue
-/// (`zmm24`–`zmm31` free).
+/// (`zmm24`–`zmm31` free), the activation [`super::avx2::activation`]'s.
 fn zmm_epilogue(a: &mut CodeAssembler, t: &GemmTile, sh: &ZmmShape, lanes: usize) -> Result<(), IcedError> {
     let (bias_p, res_p) = (rcx, r8);
     let (s, adds, x) = (zmm24, zmm25, zmm26);
     if let Some(v) = t.epi.scale {
-        splat(a, s, v)?;
+        Vreg::splat(a, s, v)?;
         for (r, j) in sh.each() {
             a.vmulps(sh.acc(r, j), sh.acc(r, j), s)?;
         }
     }
     if let Some(ad) = t.epi.addend {
         if ad.scale != 1.0 {
-            splat(a, adds, ad.scale)?;
+            Vreg::splat(a, adds, ad.scale)?;
         }
         for (r, j) in sh.each() {
             let at = (r * ad.row) as i64;
@@ -203,43 +208,5 @@ fn zmm_epilogue(a: &mut CodeAssembler, t: &GemmTile, sh: &ZmmShape, lanes: usize
         }
     }
     let accs: Vec<AsmRegisterZmm> = sh.each().map(|(r, j)| sh.acc(r, j)).collect();
-    zmm_activation(a, &t.epi, &accs)
-}
-
-/// The epilogue's Relu/Clip (compare-selects, `-0` made `+0` by adding
-/// zero when the lower bound is zero) or HardSwish, the operations of
-/// [`super::avx2::activation`] on `zmm` (`zmm26`–`zmm31` free).
-fn zmm_activation(a: &mut CodeAssembler, epi: &TileEpi, accs: &[AsmRegisterZmm]) -> Result<(), IcedError> {
-    let (x, zero) = (zmm26, zmm27);
-    if let Some(c) = epi.clamp {
-        splat(a, x, c.lo)?;
-        a.vpxord(zero, zero, zero)?;
-        for &ac in accs {
-            a.vmaxps(ac, x, ac)?;
-            if c.lo.to_bits() == 0 {
-                a.vaddps(ac, ac, zero)?;
-            }
-        }
-        if let Some(hi) = c.hi {
-            splat(a, x, hi)?;
-            for &ac in accs {
-                a.vminps(ac, x, ac)?;
-            }
-        }
-    }
-    if epi.hardswish {
-        let (sixth, half, one, t, zero) = (zmm27, zmm28, zmm29, zmm30, zmm31);
-        splat(a, sixth, 1.0 / 6.0)?;
-        splat(a, half, 0.5)?;
-        splat(a, one, 1.0)?;
-        a.vpxord(zero, zero, zero)?;
-        for &ac in accs {
-            a.vmulps(t, ac, sixth)?;
-            a.vaddps(t, t, half)?;
-            a.vmaxps(t, zero, t)?;
-            a.vminps(t, one, t)?;
-            a.vmulps(ac, ac, t)?;
-        }
-    }
-    Ok(())
+    activation(a, &t.epi, &accs)
 }

@@ -72,9 +72,9 @@ pub enum Elem {
 }
 
 impl Elem {
-    /// Most accumulators: f32 leaves four registers to an entry's
-    /// broadcast weights and an input vector; quads six, to three weight
-    /// quads, the input, a product and the ones.
+    /// Most accumulators: f32 and VNNI quads leave four registers to an
+    /// entry's broadcast weights and an input vector; AVX2's quads six, to
+    /// three weight quads, the input, a product and the ones.
     pub fn max_accs(self) -> usize {
         match self {
             Elem::F32 | Elem::QuadsVnni => 12,
