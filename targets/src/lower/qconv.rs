@@ -23,9 +23,10 @@
 //!
 //! With VNNI ([`crate::isa::Caps::vnni`]) the K steps are quads instead
 //! of pairs and the operands stay bytes: A holds four i8 per row and step,
-//! B four raw u8 per pixel and step (`[k quad][pixel][4]`, again 32 bytes
-//! for 8 pixels), and the assembled tile (`ukernel::avx512::qdot_tile`)
-//! sums `Σ x·w` with `vpdpbusd`; the epilogue subtracts `zp · Σ_k w[m, k]`
+//! B four raw u8 per pixel and step (`[k quad][pixel][4]`), and the
+//! assembled tile (`ukernel::avx512::qdot_tile`) sums `Σ x·w` with
+//! `vpdpbusd` on `zmm`, 16 pixels per unit (64 bytes per step, packed as
+//! two halves of 8); the epilogue subtracts `zp · Σ_k w[m, k]`
 //! (a compile-time i32 per output channel, zero-weight K padding
 //! included), which gives the same exact `Σ (x − zp)·w`, so both layouts
 //! produce the same bits. The weights take one byte each in the object
@@ -34,8 +35,9 @@
 //! weights [`kerf_ir::byte_pairs_exact`] accepts (every 7-bit grid), which
 //! `byte_quads` checks per weight tensor.
 //!
-//! Work split: tasks take `(image, group, panel pair)` units; each packs its
-//! own B (task scratch) and runs every row block on it.
+//! Work split: tasks take `(image, group, unit)` units of 8 pixels (16
+//! with VNNI); each packs its own B (task scratch) and runs every row
+//! block on it.
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, ConstantData, Endianness, InstBuilder, MemFlagsData, SigRef, Value};
@@ -75,13 +77,16 @@ struct Dims {
     /// Strides.
     sh: usize,
     sw: usize,
-    /// Panel pairs per image (8 pixels each, the last possibly partial).
-    pairs: usize,
+    /// Pixels per unit of work and register tile: 8 (two 4-pixel panels,
+    /// or one `ymm`), or 16 for the VNNI tile on `zmm`.
+    px: usize,
+    /// Units per image (`px` pixels each, the last possibly partial).
+    units: usize,
     /// The input grid's zero point.
     zp: u8,
     /// Output channels per register tile: [`ROWS`], 12 for the assembled
-    /// AVX2 tile or [`QDOT_ROWS`] for the VNNI tile (one `ymm` of 8 pixels
-    /// per row).
+    /// AVX2 tile or [`QDOT_ROWS`] for the byte tiles (one vector of `px`
+    /// pixels per row).
     rows: usize,
 }
 
@@ -93,6 +98,11 @@ impl Dims {
         } else {
             2
         }
+    }
+    /// Bytes of one packed K step of B: `px` pixels × 4 (an i16 pair or a
+    /// byte quad each).
+    fn step_bytes(&self) -> usize {
+        4 * self.px
     }
 }
 
@@ -111,6 +121,8 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     let pixels = os[2] * os[3];
     let w_t = k.node.inputs.get(1).and_then(|&v| k.g.const_of(v)).ok_or("QConv needs constant weights")?;
     let quads = byte_quads(k.caps, w_t);
+    // the VNNI tile runs on zmm (VNNI here implies AVX-512F + VL)
+    let px = if k.caps.vnni { 16 } else { 8 };
     let w = w_t.to_f64_vec();
     let d = Dims {
         c: xs[1],
@@ -125,7 +137,8 @@ pub fn qconv(k: &mut Kernel) -> LResult {
         quads,
         sh: wd.strides[0],
         sw: wd.strides[1],
-        pairs: pixels.div_ceil(8),
+        px,
+        units: pixels.div_ceil(px),
         zp: q.x_zp,
         rows: if quads {
             QDOT_ROWS
@@ -159,11 +172,11 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     let s_p = k.blob_f32(&scales);
     let b_p = k.blob_f32(&bias);
 
-    let units = xs[0] * d.groups * d.pairs;
-    let cost = (8 * d.per_step() * d.steps * d.mg) as u64; // 8 pixels × K × rows
+    let units = xs[0] * d.groups * d.units;
+    let cost = (d.px * d.per_step() * d.steps * d.mg) as u64; // pixels × K × rows
     let (lo, hi) = k.parallel_range(units, 1, cost)?;
-    let bbuf = k.task_scratch(d.steps * 32);
-    let tail = d.pixels - 8 * (d.pairs - 1);
+    let bbuf = k.task_scratch(d.steps * d.step_bytes());
+    let tail = d.pixels - d.px * (d.units - 1);
     // the byte tiles' own f32 epilogue: full units of the real-valued form,
     // for the activations the shared tile code applies
     let fused = match (quads, q.out) {
@@ -174,22 +187,22 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     let zp_terms = if quads { zero_point_terms(&d, &w, kk) } else { Vec::new() };
     let table = fused.map(|_| k.blob(epilogue_table(&zp_terms, &scales, &bias)));
     // the sums-only tiles' correction: where some unit has no fused epilogue
-    let sums_only = fused.is_none() || tail != 8;
+    let sums_only = fused.is_none() || tail != d.px;
     let corr = if quads && sums_only { Some(k.blob(zp_terms)) } else { None };
-    let tiles = if k.caps.avx2 { Some(Assembled::new(k, &d, fused.as_ref(), tail != 8)?) } else { None };
+    let tiles = if k.caps.avx2 { Some(Assembled::new(k, &d, fused.as_ref(), tail != d.px)?) } else { None };
     let ptrs = Ptrs { x, out, res, a, tap, s: s_p, b: b_p, corr, table, bbuf, tiles, acc: q.out == QOut::Acc };
     k.for_dyn(lo, hi, 1, |k, u| {
-        let jp = k.b.ins().urem_imm_u(u, d.pairs as i64);
-        let ng = k.b.ins().udiv_imm_u(u, d.pairs as i64);
+        let jp = k.b.ins().urem_imm_u(u, d.units as i64);
+        let ng = k.b.ins().udiv_imm_u(u, d.units as i64);
         let (gi, ni) = (k.b.ins().urem_imm_u(ng, d.groups as i64), k.b.ins().udiv_imm_u(ng, d.groups as i64));
         let unit = Unit { jp, gi, ni };
-        if tail == 8 {
-            unit_body(k, &d, act, &ptrs, &unit, 8);
+        if tail == d.px {
+            unit_body(k, &d, act, &ptrs, &unit, d.px);
         } else {
-            let last = k.b.ins().icmp_imm_s(IntCC::Equal, jp, (d.pairs - 1) as i64);
-            let not_last = k.b.ins().icmp_imm_s(IntCC::NotEqual, jp, (d.pairs - 1) as i64);
+            let last = k.b.ins().icmp_imm_s(IntCC::Equal, jp, (d.units - 1) as i64);
+            let not_last = k.b.ins().icmp_imm_s(IntCC::NotEqual, jp, (d.units - 1) as i64);
             k.if_then(last, |k| unit_body(k, &d, act, &ptrs, &unit, tail));
-            k.if_then(not_last, |k| unit_body(k, &d, act, &ptrs, &unit, 8));
+            k.if_then(not_last, |k| unit_body(k, &d, act, &ptrs, &unit, d.px));
         }
     });
     Ok(())
@@ -220,9 +233,9 @@ struct Ptrs {
 /// addresses for full and last row blocks (`None` where a block size does
 /// not occur or is not needed, or an AVX2 tile did not assemble: the
 /// Cranelift tile runs there; quads have no Cranelift tile, so there it is
-/// an error), the VNNI tiles with their own epilogue (full 8-pixel units),
+/// an error), the byte tiles with their own epilogue (full units),
 /// their call signature, and the task scratch the sums-only tiles write
-/// their `rows × 8` i32 sums to.
+/// their `rows × px` i32 sums to.
 struct Assembled {
     code: [Option<Value>; 2],
     fused: [Option<Value>; 2],
@@ -231,7 +244,7 @@ struct Assembled {
 }
 
 impl Assembled {
-    /// `partial`: some unit has fewer than 8 pixels (it takes the sums-only
+    /// `partial`: some unit has fewer than `px` pixels (it takes the sums-only
     /// tile and the Cranelift epilogue even when `epi` is given).
     fn new(k: &mut Kernel, d: &Dims, epi: Option<&QdotEpi>, partial: bool) -> Result<Assembled, String> {
         let (mut code, mut fused) = ([None, None], [None, None]);
@@ -239,7 +252,7 @@ impl Assembled {
         let full = if d.mg >= d.rows { d.rows } else { 0 };
         let vnni = k.caps.vnni;
         let quads = |r: usize, e: Option<&QdotEpi>| match vnni {
-            true => qdot_tile(r, e).map(|c| (Family::Avx512, c)).map_err(|e| format!("internal: VNNI tile: {e}")),
+            true => qdot_tile(r, d.px, e).map(|c| (Family::Avx512, c)).map_err(|e| format!("internal: VNNI tile: {e}")),
             false => qbyte_tile(r, e).map(|c| (Family::Avx2, c)).map_err(|e| format!("internal: byte tile: {e}")),
         };
         for (i, r) in [full, d.mg % d.rows].into_iter().enumerate() {
@@ -260,11 +273,11 @@ impl Assembled {
             code[i] = bytes.map(|(f, c)| k.code(f, c));
         }
         let sig = k.ukernel_sig(if d.quads { 6 } else { 4 });
-        Ok(Assembled { code, fused, sig, sums: k.task_scratch(d.rows * 32) })
+        Ok(Assembled { code, fused, sig, sums: k.task_scratch(d.rows * 4 * d.px) })
     }
 }
 
-/// One unit of work: panel pair `jp` of group `gi` of image `ni` (I64 values).
+/// One unit of work: pixels `px·jp..` of group `gi` of image `ni` (I64 values).
 struct Unit {
     jp: Value,
     gi: Value,
@@ -374,32 +387,49 @@ fn unit_body(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, valid: usiz
     }
 }
 
-/// B for the unit's 8 pixels, 32 bytes per K step: `[k pair][pixel][2]`
-/// i16 centred values (two 4-pixel `xmm` panels, or one `ymm`), or
-/// `[k quad][pixel][4]` raw u8 (one `ymm`). Pixels past
-/// `valid` repeat the last valid one (never stored). Eight pixels within
-/// one output row (or of a 1x1 conv whose rows join up) take the vector
-/// path: at stride 1 they are consecutive bytes of every input row they
-/// read, at stride 2 every other byte (with AVX2, whose `pshufb` picks
-/// them); the others the scalar one.
+/// B for the unit's `px` pixels, [`Dims::step_bytes`] per K step:
+/// `[k pair][pixel][2]` i16 centred values (two 4-pixel `xmm` panels, or
+/// one `ymm`), or `[k quad][pixel][4]` raw u8, packed in halves of 8
+/// pixels (32 bytes of each step). Pixels past `valid` repeat the last
+/// valid one (never stored).
 fn pack_b(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit, xb: Value, valid: usize) {
-    let first = k.b.ins().imul_imm_s(u.jp, 8);
-    let vector = valid == 8 && (d.sw == 1 || (d.sw == 2 && k.caps.avx2)) && k.lanes() == 4;
+    let first = k.b.ins().imul_imm_s(u.jp, d.px as i64);
+    for h in 0..d.px / 8 {
+        let dst = k.add_c(p.bbuf, 32 * h as i64);
+        pack_half(k, d, (p, dst), (xb, first), 8 * h, valid);
+    }
+}
+
+/// Pixels `from..from + 8` of the unit into `dst` (each step's half).
+/// Eight pixels within one output row (or of a 1x1 conv whose rows join
+/// up) take the vector path: at stride 1 they are consecutive bytes of
+/// every input row they read, at stride 2 every other byte (with AVX2,
+/// whose `pshufb` picks them); the others the scalar one.
+fn pack_half(
+    k: &mut Kernel,
+    d: &Dims,
+    (p, dst): (&Ptrs, Value),
+    (xb, first): (Value, Value),
+    from: usize,
+    valid: usize,
+) {
+    let vector = valid >= from + 8 && (d.sw == 1 || (d.sw == 2 && k.caps.avx2)) && k.lanes() == 4;
     // a 1x1 stride-1 conv's rows join up (this covers every integer matmul,
     // whose "image" is one column): always consecutive
     if vector && d.sw == 1 && d.sh * d.w == d.ow {
-        let base = pixel_base(k, d, xb, first, 0);
-        return pack_vector(k, d, p, base);
+        let base = pixel_base(k, d, xb, first, from);
+        return pack_vector(k, d, p, base, dst);
     }
-    let bases: Vec<Value> = (0..8).map(|i| pixel_base(k, d, xb, first, i.min(valid - 1))).collect();
+    let bases: Vec<Value> = (0..8).map(|i| pixel_base(k, d, xb, first, (from + i).min(valid - 1))).collect();
     if !vector || d.ow < 8 {
-        return pack_scalar(k, d, p, &bases);
+        return pack_scalar(k, d, p, &bases, dst);
     }
-    let ox = k.b.ins().urem_imm_u(first, d.ow as i64);
+    let at = k.b.ins().iadd_imm_s(first, from as i64);
+    let ox = k.b.ins().urem_imm_u(at, d.ow as i64);
     let fits = k.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, ox, (d.ow - 8) as i64);
     let straddles = k.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, ox, (d.ow - 8) as i64);
-    k.if_then(fits, |k| pack_vector(k, d, p, bases[0]));
-    k.if_then(straddles, |k| pack_scalar(k, d, p, &bases));
+    k.if_then(fits, |k| pack_vector(k, d, p, bases[0], dst));
+    k.if_then(straddles, |k| pack_scalar(k, d, p, &bases, dst));
 }
 
 /// Where output pixel `first + i` of the unit reads its first input byte.
@@ -413,9 +443,9 @@ fn pixel_base(k: &mut Kernel, d: &Dims, xb: Value, first: Value, i: usize) -> Va
     k.b.ins().iadd(xb, off)
 }
 
-/// Per K step: the step's input offsets once, then each pixel's bytes:
-/// centred, as i16 (pairs), or as they are (quads).
-fn pack_scalar(k: &mut Kernel, d: &Dims, p: &Ptrs, bases: &[Value]) {
+/// Per K step: the step's input offsets once, then each of 8 pixels'
+/// bytes into `dst`: centred, as i16 (pairs), or as they are (quads).
+fn pack_scalar(k: &mut Kernel, d: &Dims, p: &Ptrs, bases: &[Value], dst: Value) {
     let per = d.per_step();
     k.for_n(0, d.steps as i64, 1, |k, t| {
         let tp = k.addr(p.tap, t, 4 * per as i64);
@@ -425,7 +455,7 @@ fn pack_scalar(k: &mut Kernel, d: &Dims, p: &Ptrs, bases: &[Value]) {
                 k.b.ins().sextend(types::I64, o)
             })
             .collect();
-        let dp = k.addr(p.bbuf, t, 32);
+        let dp = k.addr(dst, t, d.step_bytes() as i64);
         for (i, &base) in bases.iter().enumerate() {
             for (j, &o) in offs.iter().enumerate() {
                 let a = k.b.ins().iadd(base, o);
@@ -473,10 +503,10 @@ pub(super) fn shuffle_mask(k: &mut Kernel, mask: &[u8]) -> cranelift_codegen::ir
 /// Per K step: the 8 pixels' bytes of each K value as one 8-byte load,
 /// interleaved (`[a0 b0 a1 b1 …]`); pairs are then widened to i16 and
 /// centred, quads interleaved once more by 16-bit units (`[a0 b0 c0 d0
-/// a1 …]`) and stored as bytes.
-fn pack_vector(k: &mut Kernel, d: &Dims, p: &Ptrs, base: Value) {
+/// a1 …]`) and stored as bytes, into `dst`.
+fn pack_vector(k: &mut Kernel, d: &Dims, p: &Ptrs, base: Value, dst: Value) {
     if d.quads {
-        return pack_vector_quads(k, d, p, base);
+        return pack_vector_quads(k, d, p, base, dst);
     }
     let mask: Vec<u8> = (0..8u8).flat_map(|i| [i, 16 + i]).collect();
     let mask = shuffle_mask(k, &mask);
@@ -490,14 +520,14 @@ fn pack_vector(k: &mut Kernel, d: &Dims, p: &Ptrs, base: Value) {
         let hi = k.b.ins().uwiden_high(z);
         let lo = k.b.ins().isub(lo, zp);
         let hi = k.b.ins().isub(hi, zp);
-        let dp = k.addr(p.bbuf, t, 32);
+        let dp = k.addr(dst, t, d.step_bytes() as i64);
         k.st(lo, dp, 0);
         k.st(hi, dp, 16);
     });
 }
 
 /// [`pack_vector`] for byte quads.
-fn pack_vector_quads(k: &mut Kernel, d: &Dims, p: &Ptrs, base: Value) {
+fn pack_vector_quads(k: &mut Kernel, d: &Dims, p: &Ptrs, base: Value, dst: Value) {
     let pairs: Vec<u8> = (0..8u8).flat_map(|i| [i, 16 + i]).collect();
     let pairs = shuffle_mask(k, &pairs);
     let halves = [0u8, 8].map(|h| {
@@ -509,7 +539,7 @@ fn pack_vector_quads(k: &mut Kernel, d: &Dims, p: &Ptrs, base: Value) {
         let v = [0, 1, 2, 3].map(|j| eight_bytes(k, d, base, tp, j));
         let ab = k.b.ins().shuffle(v[0], v[1], pairs);
         let cd = k.b.ins().shuffle(v[2], v[3], pairs);
-        let dp = k.addr(p.bbuf, t, 32);
+        let dp = k.addr(dst, t, d.step_bytes() as i64);
         for (h, &mask) in halves.iter().enumerate() {
             let q = k.b.ins().shuffle(ab, cd, mask);
             k.st(q, dp, 16 * h as i32);
@@ -517,14 +547,14 @@ fn pack_vector_quads(k: &mut Kernel, d: &Dims, p: &Ptrs, base: Value) {
     });
 }
 
-/// One register tile: `rows` output channels from `m0` × the unit's two
-/// panels, over every K pair, then the epilogue and the stores.
+/// One register tile: `rows` output channels from `m0` × the unit's
+/// pixels, over every K step, then the epilogue and the stores.
 #[allow(clippy::too_many_arguments)]
 fn tile(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, a_blk: Value, m0: Value, rows: usize, valid: usize) {
     let which = usize::from(rows != d.rows);
     let fused = p.tiles.as_ref().and_then(|t| Some((t.fused[which]?, t)));
-    if let (Some((code, t)), Some(table), 8) = (fused, p.table, valid) {
-        // the VNNI tile stores the f32 results itself
+    if let (Some((code, t)), Some(table), true) = (fused, p.table, valid == d.px) {
+        // the byte tile stores the f32 results itself
         let e = out_index(k, d, u, m0);
         let out = k.addr(p.out, e, 4);
         let res = p.res.map_or(out, |r| k.addr(r, e, 4));
@@ -543,9 +573,9 @@ fn tile(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, a_blk: Value, m0
                 args.extend([t.sums, t.sums]);
             }
             k.b.ins().call_indirect(t.sig, code, &args);
-            let sums = (0..2 * rows).map(|i| k.ld(types::I32X4, t.sums, (16 * i) as i32)).collect();
+            let sums = (0..rows * d.px / 4).map(|i| k.ld(types::I32X4, t.sums, (16 * i) as i32)).collect();
             match p.corr {
-                Some(corr) => centre(k, corr, m0, sums),
+                Some(corr) => centre(k, corr, m0, sums, d.px / 4),
                 None => sums,
             }
         }
@@ -554,7 +584,7 @@ fn tile(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, a_blk: Value, m0
         None => k_loop_scalar(k, d, p, a_blk, rows),
     };
     let lanes = k.lanes();
-    let (ty, per_row) = (if lanes == 4 { types::F32X4 } else { types::F32 }, 8 / lanes);
+    let (ty, per_row) = (if lanes == 4 { types::F32X4 } else { types::F32 }, d.px / lanes);
     if p.acc {
         store_sums(k, d, p, u, m0, rows, valid, &accs);
         return;
@@ -601,11 +631,12 @@ fn tile(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, a_blk: Value, m0
     }
 }
 
-/// `Σ x·w − zp·Σ w` per row: the VNNI tile's uncentred sums (`rows × 2`
-/// i32x4, row-major) made the exact `Σ (x − zp)·w` of the other tiles.
-fn centre(k: &mut Kernel, corr: Value, m0: Value, sums: Vec<Value>) -> Vec<Value> {
+/// `Σ x·w − zp·Σ w` per row: the byte tiles' uncentred sums (`rows ×
+/// per_row` i32x4, row-major) made the exact `Σ (x − zp)·w` of the other
+/// tiles.
+fn centre(k: &mut Kernel, corr: Value, m0: Value, sums: Vec<Value>, per_row: usize) -> Vec<Value> {
     let mut out = Vec::with_capacity(sums.len());
-    for (r, row) in sums.chunks(2).enumerate() {
+    for (r, row) in sums.chunks(per_row).enumerate() {
         let m = k.b.ins().iadd_imm_s(m0, r as i64);
         let c = k.ld_at(types::I32, corr, m, 4, 0);
         let c = k.b.ins().splat(types::I32X4, c);
@@ -614,13 +645,13 @@ fn centre(k: &mut Kernel, corr: Value, m0: Value, sums: Vec<Value>) -> Vec<Value
     out
 }
 
-/// The element index of `out[n, m, 8·jp]`: where output channel `m`'s
-/// pixels of the unit's panel pair start.
+/// The element index of `out[n, m, px·jp]`: where output channel `m`'s
+/// pixels of the unit start.
 fn out_index(k: &mut Kernel, d: &Dims, u: &Unit, m: Value) -> Value {
     let nm = k.b.ins().imul_imm_s(u.ni, (d.groups * d.mg) as i64);
     let nm = k.b.ins().iadd(nm, m);
     let row = k.b.ins().imul_imm_s(nm, d.pixels as i64);
-    let pix = k.b.ins().imul_imm_s(u.jp, 8);
+    let pix = k.b.ins().imul_imm_s(u.jp, d.px as i64);
     k.b.ins().iadd(row, pix)
 }
 
@@ -629,7 +660,7 @@ fn out_index(k: &mut Kernel, d: &Dims, u: &Unit, m: Value) -> Value {
 #[allow(clippy::too_many_arguments)]
 fn store_sums(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit, m0: Value, rows: usize, valid: usize, accs: &[Value]) {
     let lanes = k.lanes();
-    let per_row = 8 / lanes;
+    let per_row = d.px / lanes;
     for r in 0..rows {
         let m = k.b.ins().iadd_imm_s(m0, r as i64);
         let e = out_index(k, d, u, m);

@@ -16,7 +16,10 @@
 //! quads of four input channels); [`dw_plane`]:
 //! the depthwise conv's whole-plane pass over a zero-padded input copy.
 
-use iced_x86::code_asm::asm_traits::{CodeAsmVaddps, CodeAsmVmaxps, CodeAsmVminps, CodeAsmVmulps};
+use iced_x86::code_asm::asm_traits::{
+    CodeAsmVaddps, CodeAsmVbroadcastss, CodeAsmVcvtdq2ps, CodeAsmVmaxps, CodeAsmVminps, CodeAsmVmovups, CodeAsmVmulps,
+    CodeAsmVpbroadcastd, CodeAsmVpsubd,
+};
 use iced_x86::code_asm::*;
 
 mod pattern;
@@ -366,7 +369,7 @@ fn splat(a: &mut CodeAssembler, dst: AsmRegisterYmm, v: f32) -> Result<(), IcedE
 /// `vpmaddwd` and `vpaddd` (exact: each pair of products fits in i32).
 pub fn qgemm_tile(rows: usize) -> Result<Vec<u8>, IcedError> {
     let tmp = [ymm13, ymm14, ymm15];
-    int_tile(
+    int_tile::<AsmRegisterYmm>(
         rows,
         None,
         |_| Ok(()),
@@ -379,38 +382,98 @@ pub fn qgemm_tile(rows: usize) -> Result<Vec<u8>, IcedError> {
     )
 }
 
-/// The B vector of the integer tiles' K loop ([`int_tile`]).
+/// A register class the integer tiles run on ([`int_tile`]): `ymm`
+/// (8 pixels of i32 sums per row) or `zmm` (16, [`super::avx512::qdot_tile`]).
+pub(crate) trait IntVreg: Vreg + 'static {
+    /// The accumulators, one per row.
+    const ACC: [Self; QDOT_ROWS];
+    /// The K loop's B vector, then the epilogue's scratch.
+    const B: Self;
+    /// Registers past the 16 that survive `vzeroupper` which the tile's
+    /// code may write ([`Vreg::SCRATCH`] of `zmm`): zeroed at its end, so
+    /// no upper state outlives the call.
+    const UPPER: &'static [Self];
+    /// i32 lanes (pixels) per vector.
+    const LANES: usize;
+    /// A memory operand of the class's width.
+    fn ptr(at: AsmMemoryOperand) -> AsmMemoryOperand;
+}
+
+impl IntVreg for AsmRegisterYmm {
+    const ACC: [Self; QDOT_ROWS] = [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11];
+    const B: Self = ymm12;
+    const UPPER: &'static [Self] = &[];
+    const LANES: usize = 8;
+    fn ptr(at: AsmMemoryOperand) -> AsmMemoryOperand {
+        ymmword_ptr(at)
+    }
+}
+
+/// The assembler's operations the integer tiles' frame and stores use on
+/// register class `R`.
+pub(crate) trait IntOps<R>:
+    VecOps<R>
+    + CodeAsmVmovups<R, AsmMemoryOperand>
+    + CodeAsmVmovups<AsmMemoryOperand, R>
+    + CodeAsmVpbroadcastd<R, AsmMemoryOperand>
+    + CodeAsmVpsubd<R, R, R>
+    + CodeAsmVcvtdq2ps<R, R>
+    + CodeAsmVbroadcastss<R, AsmMemoryOperand>
+    + CodeAsmVaddps<R, R, AsmMemoryOperand>
+{
+}
+
+impl<R, T> IntOps<R> for T where
+    T: VecOps<R>
+        + CodeAsmVmovups<R, AsmMemoryOperand>
+        + CodeAsmVmovups<AsmMemoryOperand, R>
+        + CodeAsmVpbroadcastd<R, AsmMemoryOperand>
+        + CodeAsmVpsubd<R, R, R>
+        + CodeAsmVcvtdq2ps<R, R>
+        + CodeAsmVbroadcastss<R, AsmMemoryOperand>
+        + CodeAsmVaddps<R, R, AsmMemoryOperand>
+{
+}
+
+/// The B vector of the `ymm` integer tiles' K loop ([`int_tile`]).
 pub(crate) const INT_B: AsmRegisterYmm = ymm12;
 
 /// The integer tiles' frame ([`qgemm_tile`], [`qbyte_tile`],
-/// [`super::avx512::qdot_tile`]): `setup` (constants, the encoding), the
-/// `rows` (1..=[`QDOT_ROWS`]) accumulators `ymm0`… zeroed, then per K step
-/// (`rcx` of them) one B load into [`INT_B`] and `row(a, r, acc)` for each
-/// row, A (`rdi`) and B (`rsi`) advanced by `4·rows` and 32 bytes, and the
-/// stores ([`int_store`]). `ymm13`–`ymm15` are the rows' to use.
-pub(crate) fn int_tile(
+/// [`super::avx512::qdot_tile`]) on register class `R`: `setup`
+/// (constants, the encoding), the `rows` (1..=[`QDOT_ROWS`]) accumulators
+/// [`IntVreg::ACC`] zeroed, then per K step (`rcx` of them) one B load into
+/// [`IntVreg::B`] and `row(a, r, acc)` for each row, A (`rdi`) and B
+/// (`rsi`) advanced by `4·rows` and `4·lanes` bytes, and the stores
+/// ([`int_store`]). Registers 13–15 of the class are the rows' to use.
+pub(crate) fn int_tile<R: IntVreg>(
     rows: usize,
     epi: Option<&QdotEpi>,
     setup: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
-    mut row: impl FnMut(&mut CodeAssembler, usize, AsmRegisterYmm) -> Result<(), IcedError>,
-) -> Result<Vec<u8>, IcedError> {
+    mut row: impl FnMut(&mut CodeAssembler, usize, R) -> Result<(), IcedError>,
+) -> Result<Vec<u8>, IcedError>
+where
+    CodeAssembler: IntOps<R>,
+{
     let rows = rows.clamp(1, QDOT_ROWS);
-    let acc = &[ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11][..rows];
+    let acc = &R::ACC[..rows];
     let (a_p, b_p, n) = (rdi, rsi, rcx);
     let mut a = CodeAssembler::new(64)?;
     setup(&mut a)?;
     for &r in acc {
-        a.vpxor(r, r, r)?;
+        R::zero(&mut a, r)?;
     }
     super::counted_loop(&mut a, n, |a| {
-        a.vmovdqu(INT_B, ymmword_ptr(b_p))?;
+        a.vmovups(R::B, R::ptr(b_p + 0))?;
         for (r, &ac) in acc.iter().enumerate() {
             row(a, r, ac)?;
         }
-        a.add(b_p, 32)?;
+        a.add(b_p, (4 * R::LANES) as i32)?;
         a.add(a_p, (4 * rows) as i32)
     })?;
     int_store(&mut a, acc, epi)?;
+    for &r in R::UPPER {
+        R::zero(&mut a, r)?;
+    }
     super::leaf_end(a)
 }
 
@@ -451,7 +514,7 @@ pub fn qbyte_tile(rows: usize, epi: Option<&QdotEpi>) -> Result<Vec<u8>, IcedErr
         a.vpcmpeqw(ones, ones, ones)?;
         a.vpsrlw(ones, ones, 15)
     };
-    int_tile(rows, epi, setup, |a, r, ac| {
+    int_tile::<AsmRegisterYmm>(rows, epi, setup, |a, r, ac| {
         let t = tmp[r % 2];
         a.vpbroadcastd(t, dword_ptr(rdi + (4 * r) as i64))?;
         a.vpmaddubsw(t, INT_B, t)?;
@@ -461,28 +524,31 @@ pub fn qbyte_tile(rows: usize, epi: Option<&QdotEpi>) -> Result<Vec<u8>, IcedErr
 }
 
 /// The integer tiles' stores (`out` in `rdx`, the table in `r8`, the
-/// residual in `r9`; `ymm12`–`ymm15` free): without `epi` the i32 sums as
-/// they are (`rows × 8`, row-major); with it, per row `f32(acc − corr) ·
-/// scale + bias (+ residual)`, the activation, and the f32 results, rows
-/// `ldo` bytes apart ([`QdotEpi`]).
-pub(crate) fn int_store(a: &mut CodeAssembler, acc: &[AsmRegisterYmm], epi: Option<&QdotEpi>) -> Result<(), IcedError> {
+/// residual in `r9`; [`IntVreg::B`] and [`Vreg::SCRATCH`] free): without
+/// `epi` the i32 sums as they are (`rows × lanes`, row-major); with it,
+/// per row `f32(acc − corr) · scale + bias (+ residual)`, the activation,
+/// and the f32 results, rows `ldo` bytes apart ([`QdotEpi`]).
+pub(crate) fn int_store<R: IntVreg>(a: &mut CodeAssembler, acc: &[R], epi: Option<&QdotEpi>) -> Result<(), IcedError>
+where
+    CodeAssembler: IntOps<R>,
+{
     let (out_p, table, res) = (rdx, r8, r9);
     let Some(e) = epi else {
         for (r, &ac) in acc.iter().enumerate() {
-            a.vmovdqu(ymmword_ptr(out_p + (32 * r) as i64), ac)?;
+            a.vmovups(R::ptr(out_p + (4 * R::LANES * r) as i64), ac)?;
         }
         return Ok(());
     };
-    let (ldo, t) = (e.ldo as i64, ymm12);
+    let (ldo, t) = (e.ldo as i64, R::B);
     for (r, &ac) in acc.iter().enumerate() {
         int_to_real(a, ac, t, (table, (12 * r) as i64))?;
         if e.epi.residual {
-            a.vaddps(ac, ac, ymmword_ptr(res + r as i64 * ldo))?;
+            a.vaddps(ac, ac, R::ptr(res + r as i64 * ldo))?;
         }
     }
     activation(a, &e.epi, acc)?;
     for (r, &ac) in acc.iter().enumerate() {
-        a.vmovups(ymmword_ptr(out_p + r as i64 * ldo), ac)?;
+        a.vmovups(R::ptr(out_p + r as i64 * ldo), ac)?;
     }
     Ok(())
 }
@@ -491,12 +557,15 @@ pub(crate) fn int_store(a: &mut CodeAssembler, acc: &[AsmRegisterYmm], epi: Opti
 /// 12-byte epilogue-table row at `table + at` (i32, f32, f32; `t`
 /// scratch): the integer tiles' sums made real, the operations and order
 /// of `lower::qconv`'s Cranelift epilogue.
-pub(crate) fn int_to_real(
+pub(crate) fn int_to_real<R: IntVreg>(
     a: &mut CodeAssembler,
-    acc: AsmRegisterYmm,
-    t: AsmRegisterYmm,
+    acc: R,
+    t: R,
     (table, at): (AsmRegister64, i64),
-) -> Result<(), IcedError> {
+) -> Result<(), IcedError>
+where
+    CodeAssembler: IntOps<R>,
+{
     a.vpbroadcastd(t, dword_ptr(table + at))?;
     a.vpsubd(acc, acc, t)?;
     a.vcvtdq2ps(acc, acc)?;
