@@ -607,6 +607,11 @@ fn assembled_kernels_keep_the_leaf_abi() {
             }
         }
     }
+    for zmm in [false, true] {
+        use kerf_targets::ukernel::quantize::{quantize_blocks, QuantBlocks};
+        let q = QuantBlocks { scale: 0.05, zp: 7, zmm };
+        kernels.push((format!("quantizer {q:?}"), quantize_blocks(&q).unwrap()));
+    }
     {
         use kerf_targets::ukernel::vmath::{stream, VFn};
         for f in VFn::ALL {

@@ -8,12 +8,14 @@
 //! compare-selects and the conversion as `+ 2^23` and the low byte (see
 //! `Quantiser::words`); four `f32x4` become one 16-byte store (narrowed
 //! twice with saturation, which never clips here), then 4-byte stores, then
-//! single bytes. The output is walked plane by plane: pad rows
+//! single bytes. With AVX2 the blocks of 16 are an assembled pass
+//! (`ukernel::quantize`, 256 or 512 bits: the same operations, so the
+//! same bytes). The output is walked plane by plane: pad rows
 //! are stores of `zp`, each input row is a run of `zp` bytes, the row's
 //! quantised values and another run of `zp` bytes. Without padding the
 //! whole tensor is one row.
 
-use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, SigRef, Type, Value};
 use kerf_ir::op::ChainStep;
 use kerf_ir::{BinaryOp, Op, UnaryOp, F32};
 
@@ -21,7 +23,8 @@ use super::chain::chain;
 use super::elementwise::{binary_f, unary_f};
 use super::epilogue::sel_lt;
 use super::loops::mem;
-use super::{Kernel, LResult};
+use super::{Family, Kernel, LResult};
+use crate::ukernel::quantize::{quantize_blocks, QuantBlocks};
 
 /// Lowers an [`Op::Quantize`] node.
 pub fn lower(k: &mut Kernel) -> LResult {
@@ -38,7 +41,16 @@ pub fn lower(k: &mut Kernel) -> LResult {
         ChainStep::Unary(UnaryOp::Clip { min: F32::new(-z), max: F32::new(255.0 - z) }),
         ChainStep::Binary { op: BinaryOp::Add, arg: 2, swap: false },
     ];
-    let q = Quantiser { steps, scale: scale.get(), zp, x: k.input(0), y: k.output(0) };
+    let blocks = match k.caps.avx2 {
+        true => {
+            let qb = QuantBlocks { scale: scale.get(), zp, zmm: k.caps.avx512 };
+            let code = quantize_blocks(&qb).map_err(|e| format!("internal: quantiser blocks: {e}"))?;
+            let family = if qb.zmm { Family::Avx512 } else { Family::Avx2 };
+            Some((k.code(family, code), k.ukernel_sig(3)))
+        }
+        false => None,
+    };
+    let q = Quantiser { steps, scale: scale.get(), zp, x: k.input(0), y: k.output(0), blocks };
     if pads.iter().all(|&p| p == 0) || r < 2 {
         return q.run(k, q.x, q.y, n);
     }
@@ -81,6 +93,9 @@ struct Quantiser {
     zp: u8,
     x: Value,
     y: Value,
+    /// With AVX2: the assembled block pass ([`quantize_blocks`]) and its
+    /// call signature.
+    blocks: Option<(Value, SigRef)>,
 }
 
 impl Quantiser {
@@ -126,16 +141,24 @@ impl Quantiser {
             return self.run_scalar(k, src, dst, n);
         }
         let blocks = n / 16;
-        let mut result: LResult = Ok(());
-        k.for_n(0, blocks as i64, 1, |k, i| {
-            if result.is_err() {
-                return;
+        match self.blocks {
+            Some((code, sig)) if blocks > 0 => {
+                let count = k.ic(blocks as i64);
+                k.b.ins().call_indirect(sig, code, &[src, dst, count]);
             }
-            let s = k.addr(src, i, 64);
-            let d = k.addr(dst, i, 16);
-            result = self.block(k, s, d);
-        });
-        result?;
+            _ => {
+                let mut result: LResult = Ok(());
+                k.for_n(0, blocks as i64, 1, |k, i| {
+                    if result.is_err() {
+                        return;
+                    }
+                    let s = k.addr(src, i, 64);
+                    let d = k.addr(dst, i, 16);
+                    result = self.block(k, s, d);
+                });
+                result?;
+            }
+        }
         let mut at = 16 * blocks;
         let le = MemFlagsData::new().with_endianness(Endianness::Little);
         while n - at >= 4 {

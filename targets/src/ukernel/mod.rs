@@ -25,6 +25,7 @@
 
 pub mod avx2;
 pub mod avx512;
+pub mod quantize;
 pub mod vmath;
 
 use iced_x86::code_asm::{AsmRegister64, CodeAssembler};
