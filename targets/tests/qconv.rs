@@ -275,12 +275,18 @@ fn residual_and_clip_epilogue() {
         epi: "act=Clip, act_min=-1.5, act_max=2.5, residual=true",
         zp: 128,
     });
-    // the activations the VNNI tile applies itself (full 8-pixel units) and
-    // one it leaves to the Cranelift epilogue
+    // the activations the byte tiles apply themselves (full units of 8 or
+    // 16 pixels) and one they leave to the Cranelift epilogue; 13 channels
+    // (a block of 12 and one of 1 for the ymm tiles, one partial block of
+    // the 16-row zmm tile) and 37 (whole 12- and 16-row blocks and a
+    // remainder); 64 pixels (whole units) and 36 (a partial last unit)
     for epi in
         ["act=HardSwish, residual=true", "act=Relu, residual=true", "act=LeakyRelu, act_alpha=0.1, residual=false"]
     {
-        run_case(&Case { xsh: [1, 8, 10, 10], wsh: [13, 8, 3, 3], osh: [1, 13, 8, 8], attrs, epi, zp: 9 });
+        for (m, side) in [(13, 8), (37, 8), (37, 6)] {
+            let (xsh, osh) = ([1, 8, side + 2, side + 2], [1, m, side, side]);
+            run_case(&Case { xsh, wsh: [m, 8, 3, 3], osh, attrs, epi, zp: 9 });
+        }
     }
 }
 

@@ -385,8 +385,8 @@ pub fn qgemm_tile(rows: usize) -> Result<Vec<u8>, IcedError> {
 /// A register class the integer tiles run on ([`int_tile`]): `ymm`
 /// (8 pixels of i32 sums per row) or `zmm` (16, [`super::avx512::qdot_tile`]).
 pub(crate) trait IntVreg: Vreg + 'static {
-    /// The accumulators, one per row.
-    const ACC: [Self; QDOT_ROWS];
+    /// The accumulators, one per row: as many as the tile may have rows.
+    const ACC: &'static [Self];
     /// The K loop's B vector, then the epilogue's scratch.
     const B: Self;
     /// Registers past the 16 that survive `vzeroupper` which the tile's
@@ -400,7 +400,7 @@ pub(crate) trait IntVreg: Vreg + 'static {
 }
 
 impl IntVreg for AsmRegisterYmm {
-    const ACC: [Self; QDOT_ROWS] = [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11];
+    const ACC: &'static [Self] = &[ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11];
     const B: Self = ymm12;
     const UPPER: &'static [Self] = &[];
     const LANES: usize = 8;
@@ -440,7 +440,7 @@ pub(crate) const INT_B: AsmRegisterYmm = ymm12;
 
 /// The integer tiles' frame ([`qgemm_tile`], [`qbyte_tile`],
 /// [`super::avx512::qdot_tile`]) on register class `R`: `setup`
-/// (constants, the encoding), the `rows` (1..=[`QDOT_ROWS`]) accumulators
+/// (constants, the encoding), the `rows` (1..=`R::ACC.len()`) accumulators
 /// [`IntVreg::ACC`] zeroed, then per K step (`rcx` of them) one B load into
 /// [`IntVreg::B`] and `row(a, r, acc)` for each row, A (`rdi`) and B
 /// (`rsi`) advanced by `4·rows` and `4·lanes` bytes, and the stores
@@ -454,7 +454,7 @@ pub(crate) fn int_tile<R: IntVreg>(
 where
     CodeAssembler: IntOps<R>,
 {
-    let rows = rows.clamp(1, QDOT_ROWS);
+    let rows = rows.clamp(1, R::ACC.len());
     let acc = &R::ACC[..rows];
     let (a_p, b_p, n) = (rdi, rsi, rcx);
     let mut a = CodeAssembler::new(64)?;
