@@ -423,6 +423,42 @@ fn quantize_matches_the_reference_byte_for_byte() {
     }
 }
 
+/// Inputs within a few ulps of `(k + 1/2)·scale` for every k the clamp
+/// keeps, including those where a product by `1/scale` and the IEEE
+/// quotient round to different integers (scale 0.05: `-6.075` just below,
+/// 32 such inputs in this set; 0.0137: 96): every path must divide, or
+/// decide these as the division does. (A reciprocal with a division
+/// fallback near ties was tried in `ukernel::quantize`; this test caught
+/// it without the fallback, and with it the pass was no faster: it is
+/// bound by its rows' tails and stores, not the division.)
+#[test]
+fn quantize_near_ties_matches_the_division() {
+    use kerf_targets::{jit_compile, CompileOptions};
+    for scale in [0.05f32, 0.1, 0.0137] {
+        let x: Vec<f32> = (-130..130)
+            .flat_map(|k| {
+                let x0 = (k as f32 + 0.5) * scale;
+                (-8i32..=8).map(move |d| f32::from_bits(x0.to_bits().wrapping_add_signed(d)))
+            })
+            .collect();
+        let shape = [1, 1, 17, 260];
+        let text = format!(
+            "graph \"q\"\n  input %0 \"x\": f32[{}]\n  %1 = Quantize{{scale={scale:?}, zp=128, pads=[0,0,0,0,0,0,0,0]}}(%0): u8[{}]\n  output \"y\" = %1\n",
+            dims(&shape),
+            dims(&shape)
+        );
+        let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let ins = vec![Tensor::from_f32(shape.to_vec(), &x).unwrap()];
+        let want = kerf_ir::eval::eval_graph(&g, &ins).unwrap().remove(0);
+        for cpu in cpus() {
+            let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap();
+            let got = common::run_rt(jm.model(), &ins, None);
+            let bad = got.iter().zip(want.bytes()).position(|(a, b)| a != b);
+            assert!(bad.is_none(), "scale {scale} ({cpu}): x = {:?}", bad.map(|i| x[i]));
+        }
+    }
+}
+
 /// Weights of a conv pruned with one pattern per quad of input channels
 /// (`pattern_group = 4`): per (output channel, quad) half removed, the
 /// others one of four 4-tap masks of a 3x3 kernel, codes in `lo..=hi`.
