@@ -477,6 +477,83 @@ fn avx2_math_streams_equal_the_128_bit_loops() {
     }
 }
 
+/// MaxPool's assembled row pass (AVX-512: 16 outputs per `zmm`) against
+/// the 128-bit pass: the same bits (NaN payloads included: the pass sets
+/// all bits) and the reference, on ResNet's 3x3 stride-2 pad-1 pool,
+/// SqueezeNet's unpadded ceil-mode one, 2x2, stride-1 windows and rows
+/// just long enough for one group or not; inputs with NaN, both zeros and
+/// ties. Printed and skipped without AVX-512F + VL.
+#[test]
+fn avx512_max_pool_rows_equal_the_128_bit_pass() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if !(has!("avx512f") && has!("avx512vl")) {
+            eprintln!("no AVX-512F + VL on this CPU: the MaxPool row pass is not run here");
+            return;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    return;
+    // (channels, plane, kernel, stride, pad, ceil mode)
+    let cases = [
+        (3, (40, 112), 3, 2, 1, false),
+        (2, (23, 111), 3, 2, 0, true),
+        (2, (9, 70), 2, 2, 0, false),
+        (2, (10, 37), 3, 1, 1, false),
+        (1, (12, 52), 5, 1, 2, false),
+        (2, (8, 36), 3, 2, 1, false),
+        (1, (7, 18), 3, 1, 0, false),
+    ];
+    for (i, &(c, (h, w), k, s, p, ceil)) in cases.iter().enumerate() {
+        let out = |n: usize| {
+            let span = n + 2 * p - k;
+            if ceil {
+                span.div_ceil(s) + 1
+            } else {
+                span / s + 1
+            }
+        };
+        let (oh, ow) = (out(h), out(w));
+        let x: Vec<f32> = xs(c * h * w)
+            .iter()
+            .enumerate()
+            .map(|(j, &v)| match j % 37 {
+                3 => f32::NAN,
+                5 | 6 => 0.0,
+                7 | 8 => -0.0,
+                11 => f32::from_bits(0x7fc0_1234), // a NaN with a payload
+                _ => (v * 4.0).round() * 0.25,     // ties between taps
+            })
+            .collect();
+        let text = format!(
+            "graph \"mp\"\n  input %0 \"x\": f32[1,{c},{h},{w}]\n  %1 = MaxPool{{kernel=[{k},{k}], strides=[{s},{s}], dilations=[1,1], pads=[{p},{p},{p},{p}], ceil_mode={ceil}}}(%0): f32[1,{c},{oh},{ow}] @\"m\"\n  output \"y\" = %1\n"
+        );
+        let ins = [t(&[1, c, h, w], &x)];
+        let (on, n_on, _) = run(&text, &ins, true);
+        let (off, n_off, _) = run(&text, &ins, false);
+        assert!(n_on > 0 && n_off == 0, "case {i}: {n_on} / {n_off} micro-kernels");
+        let diff = on.iter().zip(&off).position(|(a, b)| a.to_bits() != b.to_bits());
+        assert!(diff.is_none(), "case {i}: element {diff:?}: {:?} vs {:?}", diff.map(|d| on[d]), diff.map(|d| off[d]));
+        // the reference evaluator has no MaxPool: the valid taps' maximum,
+        // NaN where any is NaN
+        for (j, got) in on.iter().enumerate() {
+            let (ch, oy, ox) = (j / (oh * ow), j / ow % oh, j % ow);
+            let mut want = f32::NEG_INFINITY;
+            for ky in 0..k {
+                for kx in 0..k {
+                    let (y, x0) = ((oy * s + ky) as i64 - p as i64, (ox * s + kx) as i64 - p as i64);
+                    if (0..h as i64).contains(&y) && (0..w as i64).contains(&x0) {
+                        let v = x[(ch * h + y as usize) * w + x0 as usize];
+                        want = if v.is_nan() || want.is_nan() { f32::NAN } else { want.max(v) };
+                    }
+                }
+            }
+            assert!(*got == want || (got.is_nan() && want.is_nan()), "case {i}: element {j}: {got} vs {want}");
+        }
+    }
+}
+
 /// Bit equality, any NaN equal to any NaN.
 fn same_bits(name: &str, a: &[f32], b: &[f32]) {
     let diff = a.iter().zip(b).position(|(x, y)| x.to_bits() != y.to_bits() && !(x.is_nan() && y.is_nan()));
@@ -606,6 +683,11 @@ fn assembled_kernels_keep_the_leaf_abi() {
                 }
             }
         }
+    }
+    for (kh, kw, stride) in [(3, 3, 2), (2, 2, 2), (3, 3, 1), (5, 4, 1), (1, 3, 2)] {
+        use kerf_targets::ukernel::avx512::{max_pool_row, PoolRow};
+        let p = PoolRow { kh, kw, stride, row_bytes: 448 };
+        kernels.push((format!("max pool row {p:?}"), max_pool_row(&p).unwrap()));
     }
     for zmm in [false, true] {
         use kerf_targets::ukernel::quantize::{quantize_blocks, QuantBlocks};

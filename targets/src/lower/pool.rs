@@ -12,16 +12,19 @@
 //! take `Fast2d` instead: padding resolved at compile time (interior
 //! without bounds checks + unrolled border columns), hoisted row pointers,
 //! and `f32x4` over output columns for strides 1 and 2 when SIMD is
-//! available (scalar interior otherwise, e.g. rv64gc). Its results are
+//! available (scalar interior otherwise, e.g. rv64gc); with AVX-512,
+//! MaxPool's interior rows first run 16 outputs per `zmm` on an assembled
+//! pass (`ukernel::avx512::max_pool_row`, the same fold). Its results are
 //! bit-identical to the generic path.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, SigRef, Type, Value};
 use kerf_ir::{DType, Op};
 
 use super::conv_geo::tap_range;
 use super::loops::imax;
-use super::{Kernel, LResult};
+use super::{Family, Kernel, LResult};
+use crate::ukernel::avx512::{max_pool_row, PoolRow};
 
 /// How MaxPool compares elements of a dtype.
 #[derive(Clone, Copy)]
@@ -163,7 +166,8 @@ pub fn pool(k: &mut Kernel) -> LResult {
     let xp = k.input(0);
     let out = k.output(0);
     let include_pad = p.count_include_pad;
-    if let Some(f) = Fast2d::new(&axes, elem, is_max, include_pad) {
+    if let Some(mut f) = Fast2d::new(&axes, elem, is_max, include_pad) {
+        f.wide = f.wide_pass(k)?;
         let taps: usize = axes.iter().map(|a| a.kernel).product();
         let (lo, hi) = k.parallel_range(planes, 1, (out_plane * taps + in_plane) as u64)?;
         k.for_dyn(lo, hi, 1, |k, pl| {
@@ -358,6 +362,9 @@ struct Fast2d {
     w: Axis,
     is_max: bool,
     include_pad: bool,
+    /// With AVX-512, MaxPool's interior rows run 16 outputs at a time on
+    /// the assembled row pass ([`max_pool_row`]): its code and signature.
+    wide: Option<(Value, SigRef)>,
 }
 
 /// Output positions `o` whose whole window lies inside `0..size` on axis `a`.
@@ -390,7 +397,7 @@ impl Fast2d {
         if c0 + (w.out - c1) > 32 {
             return None;
         }
-        Some(Fast2d { h, w, is_max, include_pad })
+        Some(Fast2d { h, w, is_max, include_pad, wide: None })
     }
 
     fn combine(&self, k: &mut Kernel, a: Value, v: Value) -> Value {
@@ -451,14 +458,48 @@ impl Fast2d {
         }
     }
 
+    /// The assembled MaxPool row pass where it applies: AVX-512, stride 1
+    /// or 2 along the row.
+    fn wide_pass(&self, k: &mut Kernel) -> LResult<Option<(Value, SigRef)>> {
+        if !(self.is_max && k.caps.avx512 && (self.w.stride == 1 || self.w.stride == 2)) {
+            return Ok(None);
+        }
+        let p = PoolRow { kh: self.h.kernel, kw: self.w.kernel, stride: self.w.stride, row_bytes: 4 * self.w.size };
+        let code = max_pool_row(&p).map_err(|e| format!("internal: MaxPool row pass: {e}"))?;
+        Ok(Some((k.code(Family::Avx512, code), k.ukernel_sig(3))))
+    }
+
+    /// Output columns `c0..` of an interior row on the assembled pass, in
+    /// groups of 16 whose reads stay in the row; returns the first column
+    /// it leaves.
+    fn wide_cols(&self, k: &mut Kernel, rows: &Rows, orow: Value, (c0, c1): (usize, usize)) -> usize {
+        let (Some((code, sig)), Rows::Fixed(ps)) = (self.wide, rows) else { return c0 };
+        let w = self.w;
+        // one past the last float a group from output `o` reads
+        let reach = |o: usize| (o * w.stride) as i64 - w.pb as i64 + w.kernel as i64 + 16 * w.stride as i64;
+        let mut n = 0;
+        while c0 + 16 * (n + 1) <= c1 && reach(c0 + 16 * n) <= w.size as i64 {
+            n += 1;
+        }
+        if n > 0 {
+            let src = k.add_c(ps[0], 4 * ((c0 * w.stride) as i64 - w.pb as i64));
+            let dst = k.add_c(orow, 4 * c0 as i64);
+            let groups = k.ic(n as i64);
+            k.b.ins().call_indirect(sig, code, &[src, dst, groups]);
+        }
+        c0 + 16 * n
+    }
+
     /// Emits all output columns of output row `oh`.
     fn row(&self, k: &mut Kernel, rows: &Rows, rcnt: Value, ob: Value, oh: Value) {
         let w = self.w;
         let oo = k.b.ins().imul_imm_s(oh, (w.out * 4) as i64);
         let orow = k.b.ins().iadd(ob, oo);
         let (c0, c1) = interior(&w);
-        // vector interior c0..cv: groups of 4 outputs whose loads stay in the row
-        let mut cv = c0;
+        // the assembled pass's interior c0..cw, then 128-bit vectors cw..cv
+        let cw = self.wide_cols(k, rows, orow, (c0, c1));
+        // vector interior cw..cv: groups of 4 outputs whose loads stay in the row
+        let mut cv = cw;
         if k.caps.simd && (w.stride == 1 || w.stride == 2) {
             // last float read by a group starting at output `o`, plus one
             let reach = |o: usize| -> i64 {
@@ -470,12 +511,12 @@ impl Fast2d {
                 }
             };
             let mut n = 0usize;
-            while c0 + 4 * (n + 1) <= c1 && reach(c0 + 4 * n) <= w.size as i64 {
+            while cw + 4 * (n + 1) <= c1 && reach(cw + 4 * n) <= w.size as i64 {
                 n += 1;
             }
             if n > 0 {
-                self.vec_cols(k, rows, rcnt, orow, c0, n);
-                cv = c0 + 4 * n;
+                self.vec_cols(k, rows, rcnt, orow, cw, n);
+                cv = cw + 4 * n;
             }
         }
         // scalar interior cv..c1: runtime loop, unrolled kernel columns

@@ -237,3 +237,86 @@ fn zmm_epilogue(a: &mut CodeAssembler, t: &GemmTile, sh: &ZmmShape, lanes: usize
     let accs: Vec<AsmRegisterZmm> = sh.each().map(|(r, j)| sh.acc(r, j)).collect();
     activation(a, &t.epi, &accs)
 }
+
+/// A MaxPool row pass ([`max_pool_row`]): the window and the input's row
+/// pitch, fixed at assembly time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PoolRow {
+    /// Window rows.
+    pub kh: usize,
+    /// Window columns.
+    pub kw: usize,
+    /// Column stride (1 or 2).
+    pub stride: usize,
+    /// Bytes between input rows.
+    pub row_bytes: usize,
+}
+
+/// Machine code of a MaxPool row pass on `zmm` (`lower::pool`'s 2-D fast
+/// path, interior rows and columns): `groups` (`rdx`) runs of 16 outputs
+/// from `src` (`rdi`, the window's top-left input of the first output) to
+/// `dst` (`rsi`). Per output the taps fold in row-major order from −∞
+/// with the fast path's step, `a < v ? v : a`, all bits set where either
+/// is NaN (`vmaxps v, a`, `vcmpunordps` into `k1` and a masked move of
+/// ones), so the bits are the 128-bit pass's. At stride 2 a pair of taps
+/// takes two loads of 16 floats, deinterleaved by `vpermi2ps` with the
+/// even and odd lane indices (built in registers). Reads stay within
+/// `src + row·row_bytes + [0, 64·stride)` plus the window's width: the
+/// caller keeps groups whose reads stay in the row.
+pub fn max_pool_row(p: &PoolRow) -> Result<Vec<u8>, IcedError> {
+    let mut a = CodeAssembler::new(64)?;
+    a.set_prefer_vex(false);
+    let (src, dst, n) = (rdi, rsi, rdx);
+    let (acc, v, lo, hi, ones, ninf, even, odd, t) = (zmm0, zmm1, zmm2, zmm3, zmm8, zmm9, zmm10, zmm11, zmm12);
+    a.vpternlogd(ones, ones, ones, 0xff)?;
+    Vreg::splat(&mut a, ninf, f32::NEG_INFINITY)?;
+    if p.stride == 2 {
+        // even[i] = 2i from its bits: 2 << b added where bit b of i is set
+        a.vpxord(even, even, even)?;
+        for b in 0..4 {
+            let lanes: u32 = (0..16u32).filter(|i| i >> b & 1 == 1).map(|i| 1 << i).sum();
+            a.mov(eax, lanes)?;
+            a.kmovw(k2, eax)?;
+            a.mov(eax, 2u32 << b)?;
+            a.vpbroadcastd(t, eax)?;
+            a.vpaddd(even.k2(), even, t)?;
+        }
+        a.mov(eax, 1u32)?;
+        a.vpbroadcastd(t, eax)?;
+        a.vpaddd(odd, even, t)?;
+    }
+    let fold = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+        a.vcmpps(k1, acc, v, 3)?; // unordered
+        a.vmaxps(acc, v, acc)?;
+        a.vmovaps(acc.k1(), ones)
+    };
+    super::counted_loop(&mut a, n, |a| {
+        a.vmovaps(acc, ninf)?;
+        for ty in 0..p.kh {
+            let row = (ty * p.row_bytes) as i64;
+            if p.stride == 1 {
+                for tx in 0..p.kw {
+                    a.vmovups(v, zmmword_ptr(src + (row + 4 * tx as i64)))?;
+                    fold(a)?;
+                }
+                continue;
+            }
+            for j in 0..p.kw.div_ceil(2) {
+                let at = row + 8 * j as i64;
+                a.vmovups(lo, zmmword_ptr(src + at))?;
+                a.vmovups(hi, zmmword_ptr(src + (at + 64)))?;
+                for (tx, idx) in [(2 * j, even), (2 * j + 1, odd)] {
+                    if tx < p.kw {
+                        a.vmovaps(v, idx)?;
+                        a.vpermi2ps(v, lo, hi)?;
+                        fold(a)?;
+                    }
+                }
+            }
+        }
+        a.vmovups(zmmword_ptr(dst), acc)?;
+        a.add(src, (64 * p.stride) as i32)?;
+        a.add(dst, 64)
+    })?;
+    super::leaf_end(a)
+}
