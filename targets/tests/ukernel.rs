@@ -477,24 +477,14 @@ fn avx2_math_streams_equal_the_128_bit_loops() {
     }
 }
 
-/// MaxPool's assembled row pass (AVX-512: 16 outputs per `zmm`) against
-/// the 128-bit pass: the same bits (NaN payloads included: the pass sets
-/// all bits) and the reference, on ResNet's 3x3 stride-2 pad-1 pool,
-/// SqueezeNet's unpadded ceil-mode one, 2x2, stride-1 windows and rows
-/// just long enough for one group or not; inputs with NaN, both zeros and
-/// ties. Printed and skipped without AVX-512F + VL.
+/// MaxPool's assembled row pass (`ymm` with AVX2, `zmm` with AVX-512,
+/// on each of [`wide_cpus`]) against the 128-bit pass: the same bits (NaN
+/// payloads included: the pass sets all bits) and a naive maximum, on
+/// ResNet's 3x3 stride-2 pad-1 pool, SqueezeNet's unpadded ceil-mode one,
+/// 2x2, stride-1 windows and rows just long enough for one group or not;
+/// inputs with NaN, both zeros and ties. Printed and skipped without AVX2.
 #[test]
-fn avx512_max_pool_rows_equal_the_128_bit_pass() {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::is_x86_feature_detected as has;
-        if !(has!("avx512f") && has!("avx512vl")) {
-            eprintln!("no AVX-512F + VL on this CPU: the MaxPool row pass is not run here");
-            return;
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    return;
+fn max_pool_rows_equal_the_128_bit_pass() {
     // (channels, plane, kernel, stride, pad, ceil mode)
     let cases = [
         (3, (40, 112), 3, 2, 1, false),
@@ -530,14 +520,27 @@ fn avx512_max_pool_rows_equal_the_128_bit_pass() {
             "graph \"mp\"\n  input %0 \"x\": f32[1,{c},{h},{w}]\n  %1 = MaxPool{{kernel=[{k},{k}], strides=[{s},{s}], dilations=[1,1], pads=[{p},{p},{p},{p}], ceil_mode={ceil}}}(%0): f32[1,{c},{oh},{ow}] @\"m\"\n  output \"y\" = %1\n"
         );
         let ins = [t(&[1, c, h, w], &x)];
-        let (on, n_on, _) = run(&text, &ins, true);
-        let (off, n_off, _) = run(&text, &ins, false);
-        assert!(n_on > 0 && n_off == 0, "case {i}: {n_on} / {n_off} micro-kernels");
-        let diff = on.iter().zip(&off).position(|(a, b)| a.to_bits() != b.to_bits());
-        assert!(diff.is_none(), "case {i}: element {diff:?}: {:?} vs {:?}", diff.map(|d| on[d]), diff.map(|d| off[d]));
+        let mut runs = Vec::new();
+        for cpu in wide_cpus() {
+            let (y, n_on, avx2) = run_on(cpu, &text, &ins, true);
+            if !avx2 {
+                eprintln!("skipped: the host has no AVX2, so no MaxPool row pass to check");
+                return;
+            }
+            let (off, n_off, _) = run_on(cpu, &text, &ins, false);
+            assert!(n_on > 0 && n_off == 0, "case {i} ({cpu}): {n_on} / {n_off} micro-kernels");
+            let diff = y.iter().zip(&off).position(|(a, b)| a.to_bits() != b.to_bits());
+            assert!(
+                diff.is_none(),
+                "case {i} ({cpu}): element {diff:?}: {:?} vs {:?}",
+                diff.map(|d| y[d]),
+                diff.map(|d| off[d])
+            );
+            runs.push(y);
+        }
         // the reference evaluator has no MaxPool: the valid taps' maximum,
         // NaN where any is NaN
-        for (j, got) in on.iter().enumerate() {
+        for (j, got) in runs.iter().flat_map(|y| y.iter().enumerate()) {
             let (ch, oy, ox) = (j / (oh * ow), j / ow % oh, j % ow);
             let mut want = f32::NEG_INFINITY;
             for ky in 0..k {
@@ -685,9 +688,11 @@ fn assembled_kernels_keep_the_leaf_abi() {
         }
     }
     for (kh, kw, stride) in [(3, 3, 2), (2, 2, 2), (3, 3, 1), (5, 4, 1), (1, 3, 2)] {
-        use kerf_targets::ukernel::avx512::{max_pool_row, PoolRow};
-        let p = PoolRow { kh, kw, stride, row_bytes: 448 };
-        kernels.push((format!("max pool row {p:?}"), max_pool_row(&p).unwrap()));
+        use kerf_targets::ukernel::pool::{max_pool_row, PoolRow};
+        for zmm in [false, true] {
+            let p = PoolRow { kh, kw, stride, row_bytes: 448, zmm };
+            kernels.push((format!("max pool row {p:?}"), max_pool_row(&p).unwrap()));
+        }
     }
     for zmm in [false, true] {
         use kerf_targets::ukernel::quantize::{quantize_blocks, QuantBlocks};

@@ -12,9 +12,10 @@
 //! take `Fast2d` instead: padding resolved at compile time (interior
 //! without bounds checks + unrolled border columns), hoisted row pointers,
 //! and `f32x4` over output columns for strides 1 and 2 when SIMD is
-//! available (scalar interior otherwise, e.g. rv64gc); with AVX-512,
-//! MaxPool's interior rows first run 16 outputs per `zmm` on an assembled
-//! pass (`ukernel::avx512::max_pool_row`, the same fold). Its results are
+//! available (scalar interior otherwise, e.g. rv64gc); with AVX2,
+//! MaxPool's interior rows first run 8 outputs per `ymm` (16 per `zmm`
+//! with AVX-512) on an assembled pass (`ukernel::pool`, the same fold).
+//! Its results are
 //! bit-identical to the generic path.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
@@ -24,7 +25,7 @@ use kerf_ir::{DType, Op};
 use super::conv_geo::tap_range;
 use super::loops::imax;
 use super::{Family, Kernel, LResult};
-use crate::ukernel::avx512::{max_pool_row, PoolRow};
+use crate::ukernel::pool::{max_pool_row, PoolRow};
 
 /// How MaxPool compares elements of a dtype.
 #[derive(Clone, Copy)]
@@ -362,9 +363,10 @@ struct Fast2d {
     w: Axis,
     is_max: bool,
     include_pad: bool,
-    /// With AVX-512, MaxPool's interior rows run 16 outputs at a time on
-    /// the assembled row pass ([`max_pool_row`]): its code and signature.
-    wide: Option<(Value, SigRef)>,
+    /// With AVX2, MaxPool's interior rows run 8 (AVX-512: 16) outputs at
+    /// a time on the assembled row pass ([`max_pool_row`]): its code,
+    /// signature and outputs per group.
+    wide: Option<(Value, SigRef, usize)>,
 }
 
 /// Output positions `o` whose whole window lies inside `0..size` on axis `a`.
@@ -458,27 +460,30 @@ impl Fast2d {
         }
     }
 
-    /// The assembled MaxPool row pass where it applies: AVX-512, stride 1
-    /// or 2 along the row.
-    fn wide_pass(&self, k: &mut Kernel) -> LResult<Option<(Value, SigRef)>> {
-        if !(self.is_max && k.caps.avx512 && (self.w.stride == 1 || self.w.stride == 2)) {
+    /// The assembled MaxPool row pass where it applies: AVX2 (`zmm` with
+    /// AVX-512), stride 1 or 2 along the row.
+    fn wide_pass(&self, k: &mut Kernel) -> LResult<Option<(Value, SigRef, usize)>> {
+        if !(self.is_max && k.caps.avx2 && (self.w.stride == 1 || self.w.stride == 2)) {
             return Ok(None);
         }
-        let p = PoolRow { kh: self.h.kernel, kw: self.w.kernel, stride: self.w.stride, row_bytes: 4 * self.w.size };
+        let zmm = k.caps.avx512;
+        let p =
+            PoolRow { kh: self.h.kernel, kw: self.w.kernel, stride: self.w.stride, row_bytes: 4 * self.w.size, zmm };
         let code = max_pool_row(&p).map_err(|e| format!("internal: MaxPool row pass: {e}"))?;
-        Ok(Some((k.code(Family::Avx512, code), k.ukernel_sig(3))))
+        let family = if zmm { Family::Avx512 } else { Family::Avx2 };
+        Ok(Some((k.code(family, code), k.ukernel_sig(3), p.lanes())))
     }
 
     /// Output columns `c0..` of an interior row on the assembled pass, in
-    /// groups of 16 whose reads stay in the row; returns the first column
-    /// it leaves.
+    /// groups of a vector whose reads stay in the row; returns the first
+    /// column it leaves.
     fn wide_cols(&self, k: &mut Kernel, rows: &Rows, orow: Value, (c0, c1): (usize, usize)) -> usize {
-        let (Some((code, sig)), Rows::Fixed(ps)) = (self.wide, rows) else { return c0 };
+        let (Some((code, sig, lanes)), Rows::Fixed(ps)) = (self.wide, rows) else { return c0 };
         let w = self.w;
-        // one past the last float a group from output `o` reads
-        let reach = |o: usize| (o * w.stride) as i64 - w.pb as i64 + w.kernel as i64 + 16 * w.stride as i64;
+        // past the last float a group from output `o` reads
+        let reach = |o: usize| (o * w.stride) as i64 - w.pb as i64 + (w.kernel + lanes * w.stride) as i64;
         let mut n = 0;
-        while c0 + 16 * (n + 1) <= c1 && reach(c0 + 16 * n) <= w.size as i64 {
+        while c0 + lanes * (n + 1) <= c1 && reach(c0 + lanes * n) <= w.size as i64 {
             n += 1;
         }
         if n > 0 {
@@ -487,7 +492,7 @@ impl Fast2d {
             let groups = k.ic(n as i64);
             k.b.ins().call_indirect(sig, code, &[src, dst, groups]);
         }
-        c0 + 16 * n
+        c0 + lanes * n
     }
 
     /// Emits all output columns of output row `oh`.
