@@ -69,7 +69,13 @@ fn three_by_three_masks_and_removed_kernels() {
                                                // otherwise), and more input channels than one block of a tile
     check([1, 6, 5, 6], 4, 3, 1, 1, &masks);
     check([2, 80, 7, 7], 5, 3, 1, 1, &masks);
+    // filters of unequal length (the run order is not the channel order:
+    // `lower/conv_pattern/order.rs`)
+    check([1, 12, 9, 10], 9, 3, 1, 1, &UNEVEN);
 }
+
+/// With 12 input channels, filters keep from 1 to 3 of their kernels.
+const UNEVEN: [u32; 7] = [CENTRE4, 0, 0, CORNERS, 0, 0, SINGLE];
 
 /// Stride 2 (the register tiles read a phase-split padded image with
 /// AVX2; dense kernels otherwise): odd and even sizes and pads, dilation,
@@ -83,6 +89,7 @@ fn stride_two() {
     check_strided([1, 3, 15, 16], 4, 3, 2, 2, 2, &masks);
     check_strided([1, 90, 9, 9], 4, 3, 1, 1, 2, &masks);
     check_strided([1, 3, 40, 70], 4, 3, 1, 1, 2, &masks);
+    check_strided([1, 12, 13, 12], 9, 3, 1, 1, 2, &UNEVEN);
     let five = [0b1_0000_0100_0110_0010_0000, 1 << 12, 0b11 << 23, 0];
     check_strided([1, 3, 17, 15], 4, 5, 2, 1, 2, &five);
 }

@@ -144,16 +144,27 @@ fn fixture_models_threaded_equal_serial() {
 /// equals serial bit for bit (with the host's `native` preset: the
 /// assembled AVX2 register tiles where the host has them), at stride 1
 /// and at stride 2 (a phase-split image per task), with a residual and
-/// Relu fused (the tiles' epilogue).
+/// Relu fused (the tiles' epilogue). Filters of equal length, and of very
+/// unequal ones (some removed whole): tasks take ranges of work, not of
+/// filters, in the filter order (`lower/conv_pattern/order.rs`).
 #[test]
 fn pattern_convs_split_over_output_channels() {
-    for (st, h, w) in [(1, 20, 21), (2, 29, 30)] {
+    for (st, h, w, uneven) in [(1, 20, 21, false), (2, 29, 30, false), (1, 20, 21, true), (2, 29, 30, true)] {
         let (n, c, o) = (2, 16, 32);
         let (oh, ow) = ((h - 1) / st + 1, (w - 1) / st + 1);
         let masks = [0b000_111_010u32, 0b001_010_101, 0b110_100_000, 0];
+        // uneven: filter f keeps its first 2·(f mod 8) + 1 kernels, none when f is a multiple of 11
+        let kept = |f: usize, ch: usize| !uneven || f % 11 != 0 && ch <= 2 * (f % 8);
         let vals = xs(o * c * 9);
         let weights: Vec<f32> = (0..o * c * 9)
-            .map(|i| if masks[(i / 9) % masks.len()] & (1 << (i % 9)) != 0 { vals[i] * 0.3 + 0.05 } else { 0.0 })
+            .map(|i| {
+                let on = masks[(i / 9) % masks.len()] & (1 << (i % 9)) != 0 && kept(i / (9 * c), (i / 9) % c);
+                if on {
+                    vals[i] * 0.3 + 0.05
+                } else {
+                    0.0
+                }
+            })
             .collect();
         let list = |v: &[f32]| format!("[{}]", v.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(","));
         let text = format!(
@@ -169,10 +180,10 @@ fn pattern_convs_split_over_output_channels() {
         assert!(kerf_ir::Sparsity::detect(weight).is_some(), "the weight must read as pattern-pruned");
         let x = Tensor::from_f32(vec![n, c, h, w], &xs(n * c * h * w)).unwrap();
         let r = Tensor::from_f32(vec![n, o, oh, ow], &xs(n * o * oh * ow + 3)[3..]).unwrap();
-        let calls = check_same(&format!("pattern conv, stride {st}"), &g, &[x, r]);
+        let calls = check_same(&format!("pattern conv, stride {st}, uneven {uneven}"), &g, &[x, r]);
         // stride 2 runs on the pattern kernel only with AVX2 + FMA (the
         // register tiles); elsewhere the dense kernel splits its own way
-        if st == 1 {
+        if st == 1 && !uneven {
             assert_eq!(calls, vec![4], "one parallel_for of 4 tasks at 4 threads");
         } else if host_has_avx2() {
             // (a quarter of the work: the cost split gives fewer tasks)

@@ -188,7 +188,10 @@ fn variant(name: &str, quant: bool, patterns: usize, connectivity: f64, rank: f6
 
 /// The variants tried for a layer, each family from the mildest up: int8
 /// for every layer; for 3x3 convs, pattern libraries of 8 and 4 patterns,
-/// each with 25% or 50% of the kernels removed, alone and with int8; for
+/// each with 25% or 50% of the kernels removed, alone and with int8, and
+/// for 3x3 convs of at least 8 input channels the library of 8 with int8
+/// and each pattern shared by a quad of input channels (`q4`:
+/// `pattern_group = 4`, what the integer pattern kernel runs); for
 /// products and one-group convs, rank min(N, K)/4 (where cheaper than the
 /// layer), alone and with int8; for one-group KxK convs, Tucker-2 at a
 /// quarter of the input and output channels (where both are reduced and
@@ -207,6 +210,13 @@ pub fn variants(site: &layer::Site) -> Vec<Variant> {
                 let name = format!("p{library}c{}", (removed * 100.0) as usize);
                 v.push(variant(&name, false, library, removed, 0.0));
                 v.push(variant(&format!("{name}+int8"), true, library, removed, 0.0));
+            }
+        }
+        if site.cols / site.kernel_area().max(1) >= 8 {
+            for removed in [0.25, 0.5] {
+                let mut q = variant(&format!("p8c{}q4+int8", (removed * 100.0) as usize), true, 8, removed, 0.0);
+                q.settings.pattern_group = Some(4);
+                v.push(q);
             }
         }
     }
@@ -244,7 +254,8 @@ pub fn variants(site: &layer::Site) -> Vec<Variant> {
 }
 
 /// Whether `b` compresses at least as hard as `a` in every respect (int8
-/// over f32, a smaller pattern library, more kernels removed, a lower
+/// over f32, a smaller pattern library, more kernels removed, patterns
+/// shared by at least as many input channels, a lower
 /// rank, lower Tucker-2 ranks, a smaller N:M fraction kept). The per-layer sweep skips `b` when `a` alone already misses the
 /// budget: losses grow with each of these (the assumption every
 /// accuracy-aware search makes). Under a tight budget most of a sensitive
@@ -253,6 +264,7 @@ fn harsher(b: &Settings, a: &Settings) -> bool {
     let int8 = |s: &Settings| s.quant == Some(Precision::Int8);
     let library = |s: &Settings| s.patterns.unwrap_or(usize::MAX);
     let removed = |s: &Settings| s.connectivity.unwrap_or(0.0);
+    let group = |s: &Settings| s.pattern_group.unwrap_or(1);
     let rank = |s: &Settings| s.low_rank.unwrap_or(f64::INFINITY);
     let tucker = |s: &Settings| s.tucker.unwrap_or([usize::MAX; 2]);
     let kept = |s: &Settings| match s.nm {
@@ -263,6 +275,7 @@ fn harsher(b: &Settings, a: &Settings) -> bool {
     (int8(b) || !int8(a))
         && library(b) <= library(a)
         && removed(b) >= removed(a)
+        && group(b) >= group(a)
         && rank(b) <= rank(a)
         && tb[0] <= ta[0]
         && tb[1] <= ta[1]
@@ -1049,6 +1062,29 @@ mod tests {
         assert_eq!(pick(Objective::Size), vec![1, 3]);
     }
 
+    /// A 3x3 conv layer of `c` input and 8 output channels.
+    fn conv_site(c: usize) -> layer::Site {
+        let w = vec!["0.5"; 8 * c * 9].join(",");
+        let src = format!(
+            "graph \"g\"\n  input %0 \"x\": f32[1,{c},6,6]\n  const %1 \"w\": f32[8,{c},3,3] = [{w}]\n  \
+             %2 = Conv{{kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[1,1,1,1], group=1, layer=\"l\"}}(%0, %1): f32[1,8,6,6] @\"l\"\n  \
+             output \"y\" = %2\n"
+        );
+        let g = kerf_ir::text::parse(&src).unwrap_or_else(|e| panic!("{e}"));
+        layer::sites(&g).remove(0)
+    }
+
+    #[test]
+    fn quad_pattern_variants_for_3x3_convs_of_eight_channels_and_more() {
+        let names = |c| variants(&conv_site(c)).into_iter().map(|v| v.name).collect::<Vec<_>>();
+        let quads = |c| names(c).into_iter().filter(|n| n.contains("q4")).collect::<Vec<_>>();
+        assert_eq!(quads(16), ["p8c25q4+int8", "p8c50q4+int8"]);
+        assert!(quads(4).is_empty() && names(4).contains(&"p8c25+int8".to_string()));
+        let q = variants(&conv_site(8)).into_iter().find(|v| v.name == "p8c50q4+int8").expect("a quad variant");
+        let s = &q.settings;
+        assert_eq!((s.pattern_group, s.patterns, s.connectivity, s.quant), (Some(4), Some(8), Some(0.5), Some(Precision::Int8)));
+    }
+
     #[test]
     fn weight_bits_reach_the_int8_variants_only() {
         let bits = |q, b| variant("", q, 8, 0.25, 0.0).with_weight_bits(b).settings.weight_bits;
@@ -1064,6 +1100,13 @@ mod tests {
         assert!(harsher(&p8c50, &p8c25) && harsher(&p4c25, &p8c25) && harsher(&v(true, 8, 0.25, 0.0), &p8c25));
         assert!(!harsher(&p8c25, &p8c50) && !harsher(&p8c25, &int8) && !harsher(&int8, &p8c25));
         assert!(!harsher(&p4c25, &p8c50) && !harsher(&p8c50, &p4c25));
+        let quads = |mut s: Settings| {
+            s.pattern_group = Some(4);
+            s
+        };
+        let (q8c25, q8c50) = (quads(v(true, 8, 0.25, 0.0)), quads(v(true, 8, 0.5, 0.0)));
+        assert!(harsher(&q8c25, &v(true, 8, 0.25, 0.0)) && harsher(&q8c50, &q8c25) && harsher(&q8c50, &p8c50));
+        assert!(!harsher(&v(true, 8, 0.25, 0.0), &q8c25) && !harsher(&q8c25, &p8c50));
         assert!(harsher(&v(false, 0, 0.0, 8.0), &v(false, 0, 0.0, 16.0)));
         assert!(!harsher(&v(false, 0, 0.0, 16.0), &v(false, 0, 0.0, 8.0)));
         assert!(harsher(&v(true, 0, 0.0, 8.0), &int8) && !harsher(&v(false, 0, 0.0, 8.0), &int8));
