@@ -69,8 +69,8 @@ fn three_by_three_masks_and_removed_kernels() {
                                                // otherwise), and more input channels than one block of a tile
     check([1, 6, 5, 6], 4, 3, 1, 1, &masks);
     check([2, 80, 7, 7], 5, 3, 1, 1, &masks);
-    // filters of unequal length (the run order is not the channel order:
-    // `lower/conv_pattern/order.rs`)
+    // filters of unequal length (threads split them by work:
+    // `lower/conv_pattern/work.rs`)
     check([1, 12, 9, 10], 9, 3, 1, 1, &UNEVEN);
 }
 

@@ -146,7 +146,7 @@ fn fixture_models_threaded_equal_serial() {
 /// and at stride 2 (a phase-split image per task), with a residual and
 /// Relu fused (the tiles' epilogue). Filters of equal length, and of very
 /// unequal ones (some removed whole): tasks take ranges of work, not of
-/// filters, in the filter order (`lower/conv_pattern/order.rs`).
+/// filters (`lower/conv_pattern/work.rs`).
 #[test]
 fn pattern_convs_split_over_output_channels() {
     for (st, h, w, uneven) in [(1, 20, 21, false), (2, 29, 30, false), (1, 20, 21, true), (2, 29, 30, true)] {

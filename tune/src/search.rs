@@ -1082,7 +1082,10 @@ mod tests {
         assert!(quads(4).is_empty() && names(4).contains(&"p8c25+int8".to_string()));
         let q = variants(&conv_site(8)).into_iter().find(|v| v.name == "p8c50q4+int8").expect("a quad variant");
         let s = &q.settings;
-        assert_eq!((s.pattern_group, s.patterns, s.connectivity, s.quant), (Some(4), Some(8), Some(0.5), Some(Precision::Int8)));
+        assert_eq!(
+            (s.pattern_group, s.patterns, s.connectivity, s.quant),
+            (Some(4), Some(8), Some(0.5), Some(Precision::Int8))
+        );
     }
 
     #[test]

@@ -38,12 +38,11 @@
 //! tiles, before their stores; other epilogues, and the 128-bit passes',
 //! run as a second pass.
 //!
-//! **Filter order** ([`order`], PatDNN's filter kernel reordering): the
-//! output channels run longest first, filters of alike shape side by
-//! side, and threads split them by work (kept taps), not by count
-//! ([`Kernel::parallel_range`] over work units); each task pads the image
-//! into its own scratch copy (a small fraction of its work), and computes
-//! its channels exactly as a serial run does.
+//! Threads split the output channels by work ([`work`]: ranges of kept
+//! taps through [`Kernel::parallel_range`], not equal counts of
+//! channels); each task pads the image into its own scratch copy (a small
+//! fraction of its work), and computes its channels exactly as a serial
+//! run does.
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Value};
@@ -54,8 +53,7 @@ use super::gemm_wide::act_epi;
 use super::{Family, Kernel, LResult};
 use crate::ukernel::avx2::{pattern_tile, Elem, EntryKind, PatternTile, TileEpi};
 
-mod order;
-use order::{Filter, Order};
+mod work;
 
 /// Whether the pattern kernel computes this conv: one group; for the
 /// 128-bit passes stride 1 and an output plane of at least 64 pixels
@@ -143,8 +141,9 @@ pub(super) struct Program {
     kinds: Vec<EntryKind>,
     /// Channel blocks per output channel.
     blocks: usize,
-    /// The order the output channels run in, and their work ([`Order`]).
-    order: Order,
+    /// Per output channel its first work unit, then the total
+    /// ([`work::starts`]).
+    work: Vec<u64>,
 }
 
 /// A kernel's kept taps as program entries, in order of their first tap.
@@ -209,9 +208,9 @@ impl Program {
         let cb = channel_block(gm);
         let pattern_of = |o: usize, c: usize| assignment[o * gm.c + c].filter(|&p| (p as usize) < patterns.len());
         let blocks = gm.c.div_ceil(cb);
-        let mut p = Program { blob: Vec::new(), starts: Vec::new(), kinds, blocks, order: Order::new(&[], 0) };
-        let mut filters = vec![Filter::default(); gm.oc];
-        for (o, filter) in filters.iter_mut().enumerate() {
+        let mut p = Program { blob: Vec::new(), starts: Vec::new(), kinds, blocks, work: Vec::new() };
+        let mut taps = vec![0u64; gm.oc];
+        for (o, taps) in taps.iter_mut().enumerate() {
             for c0 in (0..gm.c).step_by(cb) {
                 p.starts.push(p.blob.len() as i64);
                 for kind in &p.kinds {
@@ -223,20 +222,19 @@ impl Program {
                         })
                         .collect();
                     p.blob.extend((kept.len() as i64).to_le_bytes());
-                    filter.shape.push(kept.len() as u32);
-                    for (c, taps) in kept {
-                        for &tap in taps {
+                    for (c, kernel_taps) in kept {
+                        for &tap in kernel_taps {
                             p.blob.extend(((c * plane) as u32 + ph.tap(tap) as u32).to_le_bytes());
                         }
-                        for &tap in taps {
+                        for &tap in kernel_taps {
                             p.blob.extend((wt.weight)(o, c, tap));
                         }
-                        filter.taps += taps.len() as u64;
+                        *taps += kernel_taps.len() as u64;
                     }
                 }
             }
         }
-        p.order = Order::new(&filters, blocks);
+        p.work = work::starts(&taps, blocks);
         Ok(p)
     }
 }
@@ -249,9 +247,7 @@ pub(super) struct Frame {
     /// Per output channel: the f32 bias, or the integer tiles' epilogue
     /// row ([`Tiles::per_channel`] bytes each).
     bias: Value,
-    /// Position → output channel ([`Order::channels`], u32 each).
-    order: Value,
-    /// This task's positions in [`Order::channels`].
+    /// This task's output channels.
     lo: Value,
     hi: Value,
     /// This task's padded image (or quad image).
@@ -275,28 +271,21 @@ impl Frame {
         let prog = k.blob(p.blob.clone());
         let starts = k.blob(p.starts.iter().flat_map(|x| x.to_le_bytes()).collect());
         let bias = k.blob(per_channel);
-        let order = k.blob(p.order.channels.iter().flat_map(|x| x.to_le_bytes()).collect());
         let img_bytes = g.c * ph.channel_bytes();
-        // tasks take ranges of work units ([`Order`]): a unit is one kept
+        // tasks take ranges of work units ([`work`]): a unit is one kept
         // tap of one output channel over the batch's planes
-        let units = usize::try_from(p.order.units()).map_err(|_| "pattern conv: too many taps".to_string())?;
+        let units = p.work.last().map_or(0, |&u| u as usize);
         let cost = 2 * (g.n * g.oh * g.ow) as u64;
         let cap = (super::gemm::TASK_SCRATCH_BUDGET / img_bytes.max(1)).max(2);
         let (ulo, uhi) = k.parallel_range_capped(units, 1, cost, cap)?;
         let (lo, hi) = if k.split.is_some() {
-            let firsts = k.blob(p.order.starts.iter().flat_map(|&x| (x as i64).to_le_bytes()).collect());
-            (positions_before(k, firsts, g.oc, ulo), positions_before(k, firsts, g.oc, uhi))
+            let firsts = k.blob(p.work.iter().flat_map(|&x| (x as i64).to_le_bytes()).collect());
+            (channels_before(k, firsts, g.oc, ulo), channels_before(k, firsts, g.oc, uhi))
         } else {
             (k.ic(0), k.ic(g.oc as i64))
         };
         let img = k.task_scratch(img_bytes);
-        Ok(Frame { prog, starts, bias, order, lo, hi, img, x: k.input(0), out: k.output(0), residual })
-    }
-
-    /// The output channel at position `pos` of the order.
-    fn channel(&self, k: &mut Kernel, pos: Value) -> Value {
-        let oc = k.ld_at(types::I32, self.order, pos, 4, 0);
-        k.b.ins().uextend(types::I64, oc)
+        Ok(Frame { prog, starts, bias, lo, hi, img, x: k.input(0), out: k.output(0), residual })
     }
 
     /// The program of output channel `oc`, channel block `cb`.
@@ -313,13 +302,13 @@ impl Frame {
     }
 }
 
-/// How many of the `n` positions' first work units (`firsts`, i64 each)
-/// are below `unit`: the first position of a task whose units start at
-/// `unit` ([`Order`]). A branch-free scan, once per task and call.
-fn positions_before(k: &mut Kernel, firsts: Value, n: usize, unit: Value) -> Value {
+/// How many of the `n` output channels' first work units (`firsts`, i64
+/// each) are below `unit`: the first channel of a task whose units start
+/// at `unit` ([`work`]). A branch-free scan, once per task and call.
+fn channels_before(k: &mut Kernel, firsts: Value, n: usize, unit: Value) -> Value {
     let zero = k.ic(0);
-    k.for_acc_n(0, n as i64, 1, &[zero], |k, p, acc| {
-        let first = k.ld_at(types::I64, firsts, p, 8, 0);
+    k.for_acc_n(0, n as i64, 1, &[zero], |k, c, acc| {
+        let first = k.ld_at(types::I64, firsts, c, 8, 0);
         let below = k.b.ins().icmp(IntCC::SignedLessThan, first, unit);
         let below = k.b.ins().uextend(types::I64, below);
         vec![k.b.ins().iadd(acc[0], below)]
@@ -345,8 +334,7 @@ fn conv_passes(k: &mut Kernel, g: &Geo, p: &Program, ph: &Phases, f: &Frame) {
     ph.clear(k, g, f.img);
     k.for_n(0, g.n as i64, 1, |k, n| {
         ph.pad(k, g, f.x, n, f.img);
-        k.for_acc(f.lo, f.hi, 1, &[], |k, pos, _| {
-            let oc = f.channel(k, pos);
+        k.for_acc(f.lo, f.hi, 1, &[], |k, oc, _| {
             let zero = k.ic(0);
             let obase = f.out_at(k, g, n, oc, zero);
             let bs = k.ld_at(types::F32, f.bias, oc, 4, 0);
@@ -593,8 +581,7 @@ pub(super) fn conv_tiles(
                         } else {
                             first
                         };
-                        k.for_acc(f.lo, f.hi, 1, &[], |k, pos, _| {
-                            let oc = f.channel(k, pos);
+                        k.for_acc(f.lo, f.hi, 1, &[], |k, oc, _| {
                             let dst = f.out_at(k, g, n, oc, opix);
                             let pr = f.program(k, p, oc, cb);
                             let b = k.addr(f.bias, oc, tiles.per_channel());
