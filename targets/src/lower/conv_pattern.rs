@@ -5,14 +5,15 @@
 //!
 //! **Program**, built at compile time ([`Program`]): per (output channel,
 //! block of input channels), per kind of entry ([`EntryKind`]), the number
-//! of entries of that kind, then per entry (channel order) each tap's byte
-//! offset into the padded image ([`Phases`]) and its weight. At stride 1 an
-//! entry is a *column entry*, up to three taps of one kernel that read the
-//! same input columns, its kind their row offsets (`[0]`, `[0, 1]`,
-//! `[0, 1, 2]`, ...), so the register tiles load each input row under the
-//! tile once for all of them; at stride 2 a whole kernel. Removed kernels
-//! have no entry and no zero weight is stored; the per-tap offset is the
-//! only index decoding.
+//! of entries of that kind, then per entry (channel order) its byte
+//! offsets into the padded image ([`Phases`]) and its taps' weights. At
+//! stride 1 an entry is a *column entry*, up to three taps of one kernel
+//! that read the same input columns, its kind their row offsets (`[0]`,
+//! `[0, 1]`, `[0, 1, 2]`, ...), so the register tiles load each input row
+//! under the tile once for all of them, and it stores one offset, its
+//! first tap's; at stride 2 a whole kernel, with each tap's offset
+//! ([`EntryKind::entry_bytes`]). Removed kernels have no entry and no zero
+//! weight is stored; the entry's offset is the only index decoding.
 //!
 //! **Order**: per output pixel the bias, then the program in order, one
 //! fused multiply-add per kept tap. Both forms below perform exactly that
@@ -223,7 +224,7 @@ impl Program {
                         .collect();
                     p.blob.extend((kept.len() as i64).to_le_bytes());
                     for (c, kernel_taps) in kept {
-                        for &tap in kernel_taps {
+                        for &tap in &kernel_taps[..kind.offsets()] {
                             p.blob.extend(((c * plane) as u32 + ph.tap(tap) as u32).to_le_bytes());
                         }
                         for &tap in kernel_taps {
@@ -357,14 +358,14 @@ fn conv_passes(k: &mut Kernel, g: &Geo, p: &Program, ph: &Phases, f: &Frame) {
                     let split = k.b.ins().imul_imm_s(whole, per as i64);
                     for (lo, hi, step) in [(zero, split, per), (split, cnt, 1)] {
                         k.for_acc(lo, hi, step as i64, &[], |k, i, _| {
-                            let e = k.addr(entries, i, (8 * nt) as i64);
-                            let (srcs, ws) = entry_taps(k, f.img, e, nt, step);
+                            let e = k.addr(entries, i, kind.entry_bytes() as i64);
+                            let (srcs, ws) = entry_taps(k, (f.img, e), kind, step, row_bytes);
                             let wv: Vec<Value> = ws.iter().map(|&w| k.widen(vty, w)).collect();
                             pass(k, g, obase, &srcs, (&ws, &wv), row_bytes, l);
                             vec![]
                         });
                     }
-                    let len = k.b.ins().imul_imm_s(cnt, (8 * nt) as i64);
+                    let len = k.b.ins().imul_imm_s(cnt, kind.entry_bytes() as i64);
                     at = k.b.ins().iadd(entries, len);
                 }
             });
@@ -376,17 +377,34 @@ fn conv_passes(k: &mut Kernel, g: &Geo, p: &Program, ph: &Phases, f: &Frame) {
 /// Taps per 128-bit pass over the plane, from consecutive entries.
 const PASS_TAPS: usize = 4;
 
-/// The taps of `count` consecutive entries of `nt` taps from `e`: their
-/// inputs at output pixel 0 (in `img`) and their weights, in program order.
-fn entry_taps(k: &mut Kernel, img: Value, e: Value, nt: usize, count: usize) -> (Vec<Value>, Vec<Value>) {
+/// The taps of `count` consecutive entries of `kind` from `e`: their
+/// inputs at output pixel 0 (in `img`; a column entry's taps `rows` input
+/// rows of `row_bytes` below its one offset) and their weights, in
+/// program order.
+fn entry_taps(
+    k: &mut Kernel,
+    (img, e): (Value, Value),
+    kind: &EntryKind,
+    count: usize,
+    row_bytes: i64,
+) -> (Vec<Value>, Vec<Value>) {
+    let (nt, no) = (kind.taps(), kind.offsets());
     let (mut srcs, mut ws) = (Vec::new(), Vec::new());
     for q in 0..count {
-        let base = (8 * nt * q) as i32;
+        let base = (kind.entry_bytes() * q) as i32;
+        let offs: Vec<Value> = (0..no)
+            .map(|j| {
+                let off = k.ld_ro(types::I32, e, base + (4 * j) as i32);
+                let off = k.b.ins().uextend(types::I64, off);
+                k.b.ins().iadd(img, off)
+            })
+            .collect();
         for j in 0..nt {
-            let off = k.ld_ro(types::I32, e, base + (4 * j) as i32);
-            let off = k.b.ins().uextend(types::I64, off);
-            srcs.push(k.b.ins().iadd(img, off));
-            ws.push(k.ld_ro(types::F32, e, base + (4 * (nt + j)) as i32));
+            srcs.push(match kind {
+                EntryKind::Column(rows) => k.b.ins().iadd_imm_s(offs[0], rows[j] as i64 * row_bytes),
+                EntryKind::Kernel(_) => offs[j],
+            });
+            ws.push(k.ld_ro(types::F32, e, base + (4 * (no + j)) as i32));
         }
     }
     (srcs, ws)

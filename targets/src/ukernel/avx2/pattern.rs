@@ -14,9 +14,11 @@ use super::{activation, int_to_real, load_lanes, store_lanes, TileEpi};
 /// pixels.
 ///
 /// The taps come from the channel's *program* as entries of a few
-/// [`EntryKind`]s: for each kind an `i64` count, then per entry each tap's
-/// byte offset from `src` (`u32`) and its weight (4 bytes: an `f32`, or a
-/// quad of `i8`), [`PatternTile::entry_bytes`] in all. One loop per kind,
+/// [`EntryKind`]s: for each kind an `i64` count, then per entry its byte
+/// offsets from `src` (`u32`: a column entry only its first tap's, a whole
+/// kernel each tap's, [`EntryKind::offsets`]) and each tap's weight (4
+/// bytes: an `f32`, or a quad of `i8`), [`EntryKind::entry_bytes`] in
+/// all. One loop per kind,
 /// not per mask: a block's few kernels of each mask made per-mask loops'
 /// exits mispredict (measured 15% slower on a 512-channel 7x7 layer).
 #[derive(Clone, Debug, PartialEq)]
@@ -162,7 +164,7 @@ pub enum EntryKind {
     /// **A column entry**: up to [`PatternTile::MAX_TAPS`] taps of one
     /// kernel that read the same input columns, these input rows below the
     /// first (ascending from 0: `[0]`, `[0, 1]`, `[0, 1, 2]`, ...). The
-    /// tile reads the first tap's offset only. It broadcasts the weights
+    /// entry stores the first tap's offset only. It broadcasts the weights
     /// into registers once, loads each input row under the tile once and
     /// multiply-adds it into every accumulator row one of the taps maps it
     /// to (PatDNN's load redundancy elimination: a column of two taps over
@@ -184,6 +186,20 @@ impl EntryKind {
             EntryKind::Kernel(n) => *n,
         }
     }
+
+    /// Offsets one entry stores: a column entry its first tap's (the
+    /// others read the rows below it), a whole kernel each tap's.
+    pub fn offsets(&self) -> usize {
+        match self {
+            EntryKind::Column(_) => 1,
+            EntryKind::Kernel(n) => *n,
+        }
+    }
+
+    /// Bytes of one entry: its offsets, then its taps' weights.
+    pub fn entry_bytes(&self) -> usize {
+        4 * (self.offsets() + self.taps())
+    }
 }
 
 impl PatternTile {
@@ -204,11 +220,6 @@ impl PatternTile {
             && (1..=8).contains(&self.last_lanes)
             && self.kinds.iter().all(kind_ok)
             && epi_ok
-    }
-
-    /// Bytes of one entry of `taps` taps.
-    pub fn entry_bytes(taps: usize) -> usize {
-        8 * taps
     }
 }
 
@@ -256,7 +267,7 @@ pub fn pattern_tile(t: &PatternTile) -> Result<Vec<u8>, IcedError> {
                 EntryKind::Column(rows) => column_entry(a, t, rows, &accs)?,
                 EntryKind::Kernel(nt) => kernel_entry(a, t, *nt, &accs)?,
             }
-            a.add(prog, PatternTile::entry_bytes(kind.taps()) as i32)
+            a.add(prog, kind.entry_bytes() as i32)
         })?;
     }
     let accs = &accs[..t.rows * t.vecs];
@@ -302,10 +313,10 @@ fn column_entry(
     let (e, src, prog) = (t.elem, rsi, rdx);
     let wregs = e.wregs(true);
     let nt = rows.len();
-    // the first tap's offset: the 32-bit load zero-extends into rax
+    // the entry's one offset: the 32-bit load zero-extends into rax
     a.mov(eax, dword_ptr(prog))?;
     for (j, &w) in wregs.iter().enumerate().take(nt) {
-        e.broadcast(a, w, dword_ptr(prog + (4 * (nt + j)) as i64))?;
+        e.broadcast(a, w, dword_ptr(prog + (4 * (1 + j)) as i64))?;
     }
     // input row `ir` below the first tap feeds tap j's output row ir - rows[j]
     for ir in 0..t.rows + rows[nt - 1] {
