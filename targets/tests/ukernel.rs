@@ -660,9 +660,17 @@ fn assembled_kernels_keep_the_leaf_abi() {
     let kinds: Vec<EntryKind> =
         [vec![0], vec![0, 1], vec![0, 2], vec![0, 1, 2], vec![0, 2, 4]].into_iter().map(EntryKind::Column).collect();
     let kinds = [kinds, vec![EntryKind::Kernel(1), EntryKind::Kernel(4), EntryKind::Kernel(5)]].concat();
-    for (accumulate, last_lanes, rows, vecs) in
-        [(false, 8, 12, 1), (true, 7, 7, 1), (true, 1, 3, 4), (false, 3, 2, 6), (true, 6, 1, 2), (true, 4, 6, 2)]
-    {
+    for (accumulate, last_lanes, rows, vecs, lanes) in [
+        (false, 8, 12, 1, 8),
+        (true, 7, 7, 1, 8),
+        (true, 1, 3, 4, 8),
+        (false, 3, 2, 6, 8),
+        (true, 6, 1, 2, 8),
+        (true, 4, 6, 2, 8),
+        (false, 16, 12, 1, 16),
+        (true, 9, 3, 4, 16),
+        (true, 1, 2, 6, 16),
+    ] {
         for epi in [
             None,
             Some(TileEpi { residual: true, clamp: Some(Clamp { lo: 0.0, hi: Some(6.0) }), ..TileEpi::default() }),
@@ -673,14 +681,15 @@ fn assembled_kernels_keep_the_leaf_abi() {
                     kinds: kinds.clone(),
                     rows,
                     vecs,
+                    lanes,
                     last_lanes,
                     out_row: 224,
                     in_row: 256,
                     accumulate,
                     epi,
                 };
-                // AVX2's quads hold at most 10 accumulators
-                assert_eq!(t.fits(), elem != Elem::Quads || rows * vecs <= 10, "{t:?}");
+                // AVX2's quads hold at most 10 accumulators, and are `ymm` only
+                assert_eq!(t.fits(), elem != Elem::Quads || rows * vecs <= 10 && lanes == 8, "{t:?}");
                 if t.fits() {
                     kernels.push((format!("pattern tile {t:?}"), pattern_tile(&t).unwrap()));
                 }

@@ -33,7 +33,7 @@ use kerf_ir::op::{QConv, QOut};
 use kerf_ir::{ChannelQuads, Tensor};
 
 use super::conv_geo::{geometry, Geo};
-use super::conv_pattern::{conv_tiles, Frame, Layout, Phases, Program, Tiles};
+use super::conv_pattern::{conv_tiles, tile_lanes, Frame, Layout, Phases, Program, Tiles};
 use super::epilogue::Act;
 use super::gemm_wide::act_epi;
 use super::qconv::epilogue_table;
@@ -92,7 +92,8 @@ pub(super) fn conv(
         })
     };
     let layout = Layout { patterns: &patterns, assignment: &assignment, weight: &weight };
-    let ph = Phases::new(&gq);
+    let lanes = tile_lanes(k, &gq, quad_elem(k));
+    let ph = Phases::new(&gq, lanes);
     if ph.s == 1 && ph.hq != g.h {
         return Err(format!("internal: integer pattern conv: {} quad-image rows for a {}-row input", ph.hq, g.h));
     }
@@ -109,7 +110,7 @@ pub(super) fn conv(
     let (x, img) = (f.x, f.img);
     // stride 2: the phase planes' positions no input pixel lands on, once
     ph.clear(k, &gq, img);
-    conv_tiles(k, &gq, &prog, &ph, &f, &Tiles { elem: quad_elem(k), epi: Some(epi) }, &mut |k, n| {
+    conv_tiles(k, &gq, &prog, &ph, &f, &Tiles { elem: quad_elem(k), epi: Some(epi), lanes }, &mut |k, n| {
         quad_image(k, &g, &ph, x, n, img)
     })
 }

@@ -1,17 +1,20 @@
 //! The pattern-sparse convs' register tile ([`pattern_tile`]), f32 or byte
-//! quads, run by `lower::conv_pattern` and `lower::qconv_pattern`.
+//! quads, on `ymm` (8 pixels per vector) or, where the target has
+//! AVX-512, `zmm` (16), run by `lower::conv_pattern` and
+//! `lower::qconv_pattern`. One body for both widths ([`PatReg`]: the
+//! registers and the few instructions that differ).
 
 use iced_x86::code_asm::*;
 
-use super::{activation, int_to_real, load_lanes, store_lanes, TileEpi};
+use super::{activation, int_to_real, load_lanes, store_lanes, IntOps, IntVreg, TileEpi};
 
 /// A register tile of the pattern-sparse conv
-/// ([`crate::lower::conv_pattern`]): `rows` output rows × `vecs` 8-pixel
-/// vectors of one output channel held in `ymm` accumulators (at most
-/// [`Elem::max_accs`]) while every kept kernel of the channel adds its
-/// taps. The output is stored once, after the last kernel (no accumulator
-/// traffic per kernel), the last vector of each row only its `last_lanes`
-/// pixels.
+/// ([`crate::lower::conv_pattern`]): `rows` output rows × `vecs` vectors
+/// of `lanes` pixels (8: `ymm`; 16: `zmm`, AVX-512F) of one output channel
+/// held in accumulators (at most [`Elem::max_accs`]) while every kept
+/// kernel of the channel adds its taps. The output is stored once, after
+/// the last kernel (no accumulator traffic per kernel), the last vector of
+/// each row only its `last_lanes` pixels.
 ///
 /// The taps come from the channel's *program* as entries of a few
 /// [`EntryKind`]s: for each kind an `i64` count, then per entry its byte
@@ -29,9 +32,11 @@ pub struct PatternTile {
     pub kinds: Vec<EntryKind>,
     /// Output rows of the tile.
     pub rows: usize,
-    /// 8-pixel vectors per row.
+    /// Vectors per row.
     pub vecs: usize,
-    /// Pixels stored from each row's last vector (1..=8).
+    /// Pixels per vector: 8 (`ymm`) or 16 (`zmm`; not [`Elem::Quads`]).
+    pub lanes: usize,
+    /// Pixels stored from each row's last vector (1..=`lanes`).
     pub last_lanes: usize,
     /// Bytes between output rows (f32 outputs and i32 partial sums alike).
     pub out_row: usize,
@@ -88,73 +93,6 @@ impl Elem {
     /// epilogue).
     pub fn quads(self) -> bool {
         self != Elem::F32
-    }
-
-    /// The weight registers of a column entry's taps or, rotating, of a
-    /// whole kernel's (f32 kernels have the input register too).
-    fn wregs(self, column: bool) -> &'static [AsmRegisterYmm] {
-        match (self, column) {
-            (Elem::F32, true) => &[ymm12, ymm13, ymm14],
-            (Elem::F32, false) => &[ymm12, ymm13, ymm14, ymm15],
-            (Elem::Quads, _) => &[ymm10, ymm11, ymm12],
-            (Elem::QuadsVnni, _) => &[ymm12, ymm13, ymm14],
-        }
-    }
-
-    /// The input vector's register (f32 column entries; quads always).
-    fn x(self) -> AsmRegisterYmm {
-        match self {
-            Elem::F32 | Elem::QuadsVnni => ymm15,
-            Elem::Quads => ymm13,
-        }
-    }
-
-    fn broadcast(self, a: &mut CodeAssembler, w: AsmRegisterYmm, at: AsmMemoryOperand) -> Result<(), IcedError> {
-        match self {
-            Elem::F32 => a.vbroadcastss(w, at),
-            Elem::Quads | Elem::QuadsVnni => a.vpbroadcastd(w, at),
-        }
-    }
-
-    /// Loads the input vector at `at` into [`Elem::x`] (in the float or
-    /// the integer domain, as its multiply-adds use it).
-    fn load_x(self, a: &mut CodeAssembler, at: AsmMemoryOperand) -> Result<(), IcedError> {
-        match self {
-            Elem::F32 => a.vmovups(self.x(), at),
-            Elem::Quads | Elem::QuadsVnni => a.vmovdqu(self.x(), at),
-        }
-    }
-
-    /// `acc += w · x` with `x` in its register.
-    fn mac(self, a: &mut CodeAssembler, acc: AsmRegisterYmm, w: AsmRegisterYmm) -> Result<(), IcedError> {
-        match self {
-            Elem::F32 => a.vfmadd231ps(acc, w, self.x()),
-            Elem::Quads => {
-                let (prod, ones) = (ymm14, ymm15);
-                a.vpmaddubsw(prod, self.x(), w)?;
-                a.vpmaddwd(prod, prod, ones)?;
-                a.vpaddd(acc, acc, prod)
-            }
-            Elem::QuadsVnni => a.vpdpbusd(acc, self.x(), w),
-        }
-    }
-
-    /// `acc += w · [at]`: f32 takes the input as a memory operand, quads
-    /// load it first (`vpmaddubsw`'s unsigned operand is a register).
-    fn mac_at(
-        self,
-        a: &mut CodeAssembler,
-        acc: AsmRegisterYmm,
-        w: AsmRegisterYmm,
-        at: AsmMemoryOperand,
-    ) -> Result<(), IcedError> {
-        match self {
-            Elem::F32 => a.vfmadd231ps(acc, w, at),
-            Elem::Quads | Elem::QuadsVnni => {
-                self.load_x(a, at)?;
-                self.mac(a, acc, w)
-            }
-        }
     }
 }
 
@@ -216,8 +154,10 @@ impl PatternTile {
             EntryKind::Kernel(n) => *n > 0,
         };
         let epi_ok = self.epi.is_none_or(|e| e.scale.is_none() && e.addend.is_none());
-        (1..=self.elem.max_accs()).contains(&accs)
-            && (1..=8).contains(&self.last_lanes)
+        let width_ok = self.lanes == 8 || self.lanes == 16 && self.elem != Elem::Quads;
+        width_ok
+            && (1..=self.elem.max_accs()).contains(&accs)
+            && (1..=self.lanes).contains(&self.last_lanes)
             && self.kinds.iter().all(kind_ok)
             && epi_ok
     }
@@ -230,63 +170,63 @@ impl PatternTile {
 /// at `out`'s pixel, read with `epi.residual`). Per pixel it computes
 /// `acc = bias` (f32), `0` (quads) or the output (`accumulate`)`; for
 /// kind, for entry, for tap: acc += w·x` (one fused multiply-add each, or
-/// one quad's dot product), then `epi`.
+/// one quad's dot product), then `epi`: the same operations in the same
+/// order at either width, so the same bits.
 pub fn pattern_tile(t: &PatternTile) -> Result<Vec<u8>, IcedError> {
-    let accs = [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11];
-    let lows = [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11];
+    match t.lanes {
+        16 => tile::<AsmRegisterZmm>(t),
+        _ => tile::<AsmRegisterYmm>(t),
+    }
+}
+
+fn tile<R: PatReg>(t: &PatternTile) -> Result<Vec<u8>, IcedError>
+where
+    CodeAssembler: IntOps<R>,
+{
+    let accs = &R::ACC[..t.rows * t.vecs];
     let (out_p, prog, bias, res_p, n) = (rdi, rdx, rcx, r11, r8);
     let mut a = CodeAssembler::new(64)?;
-    // vpdpbusd's VEX form is AVX-VNNI, which AVX-512 VNNI CPUs lack
-    a.set_prefer_vex(t.elem != Elem::QuadsVnni);
+    R::begin(&mut a, t)?;
     // the residual arrives in r8, the kind loops' counter
     a.mov(res_p, r8)?;
     let tile = |r: usize, v: usize| {
-        let lanes = if v + 1 == t.vecs { t.last_lanes } else { 8 };
-        ((r * t.out_row + 32 * v) as i64, lanes, r * t.vecs + v)
+        let lanes = if v + 1 == t.vecs { t.last_lanes } else { R::LANES };
+        ((r * t.out_row + 4 * R::LANES * v) as i64, lanes, r * t.vecs + v)
     };
     for r in 0..t.rows {
         for v in 0..t.vecs {
             let (at, lanes, i) = tile(r, v);
             match (t.accumulate, t.elem) {
-                (true, _) => load_lanes(&mut a, (accs[i], lows[i]), out_p, at, lanes)?,
+                (true, _) => R::load_part(&mut a, accs[i], (out_p, at), lanes)?,
                 (false, Elem::F32) => a.vbroadcastss(accs[i], dword_ptr(bias))?,
-                (false, Elem::Quads | Elem::QuadsVnni) => a.vpxor(accs[i], accs[i], accs[i])?,
+                (false, Elem::Quads | Elem::QuadsVnni) => R::zero(&mut a, accs[i])?,
             }
         }
     }
-    if t.elem == Elem::Quads {
-        // ones in every i16 lane (after the loads: `load_lanes` borrows xmm15)
-        a.vpcmpeqw(ymm15, ymm15, ymm15)?;
-        a.vpsrlw(ymm15, ymm15, 15)?;
-    }
+    R::setup(&mut a, t.elem)?;
     for kind in &t.kinds {
         a.mov(n, qword_ptr(prog))?;
         a.add(prog, 8)?;
         super::super::counted_loop(&mut a, n, |a| {
             match kind {
-                EntryKind::Column(rows) => column_entry(a, t, rows, &accs)?,
-                EntryKind::Kernel(nt) => kernel_entry(a, t, *nt, &accs)?,
+                EntryKind::Column(rows) => column_entry::<R>(a, t, rows, accs)?,
+                EntryKind::Kernel(nt) => kernel_entry::<R>(a, t, *nt, accs)?,
             }
             a.add(prog, kind.entry_bytes() as i32)
         })?;
     }
-    let accs = &accs[..t.rows * t.vecs];
     if let Some(epi) = &t.epi {
+        let scratch = R::wregs(t.elem, true)[0];
         if t.elem.quads() {
             for &ac in accs {
-                int_to_real(&mut a, ac, ymm12, (bias, 0))?;
+                int_to_real(&mut a, ac, scratch, (bias, 0))?;
             }
         }
         if epi.residual {
             for r in 0..t.rows {
                 for v in 0..t.vecs {
                     let (at, lanes, i) = tile(r, v);
-                    if lanes == 8 {
-                        a.vaddps(accs[i], accs[i], ymmword_ptr(res_p + at))?;
-                    } else {
-                        load_lanes(&mut a, (ymm12, xmm12), res_p, at, lanes)?;
-                        a.vaddps(accs[i], accs[i], ymm12)?;
-                    }
+                    R::add_part(&mut a, accs[i], (res_p, at), lanes, scratch)?;
                 }
             }
         }
@@ -295,42 +235,45 @@ pub fn pattern_tile(t: &PatternTile) -> Result<Vec<u8>, IcedError> {
     for r in 0..t.rows {
         for v in 0..t.vecs {
             let (at, lanes, i) = tile(r, v);
-            store_lanes(&mut a, (accs[i], lows[i]), out_p, at, lanes)?;
+            R::store_part(&mut a, accs[i], (out_p, at), lanes)?;
         }
+    }
+    for &z in R::UPPER {
+        R::zero(&mut a, z)?;
     }
     super::super::leaf_end(a)
 }
 
 /// One column entry of [`pattern_tile`] at `rdx` (see
-/// [`EntryKind::Column`]): weights in [`Elem::wregs`], input rows through
-/// [`Elem::x`].
-fn column_entry(
+/// [`EntryKind::Column`]): weights in [`PatReg::wregs`], input rows through
+/// [`PatReg::x`].
+fn column_entry<R: PatReg>(
     a: &mut CodeAssembler,
     t: &PatternTile,
     rows: &[usize],
-    accs: &[AsmRegisterYmm],
+    accs: &[R],
 ) -> Result<(), IcedError> {
     let (e, src, prog) = (t.elem, rsi, rdx);
-    let wregs = e.wregs(true);
+    let wregs = R::wregs(e, true);
     let nt = rows.len();
     // the entry's one offset: the 32-bit load zero-extends into rax
     a.mov(eax, dword_ptr(prog))?;
     for (j, &w) in wregs.iter().enumerate().take(nt) {
-        e.broadcast(a, w, dword_ptr(prog + (4 * (1 + j)) as i64))?;
+        R::broadcast(a, e, w, dword_ptr(prog + (4 * (1 + j)) as i64))?;
     }
     // input row `ir` below the first tap feeds tap j's output row ir - rows[j]
     for ir in 0..t.rows + rows[nt - 1] {
         let taps: Vec<(usize, usize)> =
             (0..nt).filter(|&j| ir >= rows[j] && ir - rows[j] < t.rows).map(|j| (j, ir - rows[j])).collect();
         for v in 0..t.vecs {
-            let at = ymmword_ptr(src + rax + (ir * t.in_row + 32 * v) as i64);
+            let at = src + rax + (ir * t.in_row + 4 * R::LANES * v) as i64;
             match taps[..] {
                 [] => {}
-                [(j, r)] => e.mac_at(a, accs[r * t.vecs + v], wregs[j], at)?,
+                [(j, r)] => R::mac_at(a, e, accs[r * t.vecs + v], wregs[j], at)?,
                 _ => {
-                    e.load_x(a, at)?;
+                    R::load_x(a, e, at)?;
                     for &(j, r) in &taps {
-                        e.mac(a, accs[r * t.vecs + v], wregs[j])?;
+                        R::mac(a, e, accs[r * t.vecs + v], wregs[j])?;
                     }
                 }
             }
@@ -340,22 +283,243 @@ fn column_entry(
 }
 
 /// One whole-kernel entry of [`pattern_tile`] at `rdx` of `nt` taps (see
-/// [`EntryKind::Kernel`]): weights rotating through [`Elem::wregs`],
+/// [`EntryKind::Kernel`]): weights rotating through [`PatReg::wregs`],
 /// offsets through eax, r9d and r10d.
-fn kernel_entry(a: &mut CodeAssembler, t: &PatternTile, nt: usize, accs: &[AsmRegisterYmm]) -> Result<(), IcedError> {
+fn kernel_entry<R: PatReg>(a: &mut CodeAssembler, t: &PatternTile, nt: usize, accs: &[R]) -> Result<(), IcedError> {
     let (e, src, prog) = (t.elem, rsi, rdx);
-    let wregs = e.wregs(false);
+    let wregs = R::wregs(e, false);
     let offs = [(eax, rax), (r9d, r9), (r10d, r10)];
     for j in 0..nt {
         let (w, (off32, off)) = (wregs[j % wregs.len()], offs[j % offs.len()]);
         a.mov(off32, dword_ptr(prog + (4 * j) as i64))?;
-        e.broadcast(a, w, dword_ptr(prog + (4 * (nt + j)) as i64))?;
+        R::broadcast(a, e, w, dword_ptr(prog + (4 * (nt + j)) as i64))?;
         for r in 0..t.rows {
             for v in 0..t.vecs {
-                let at = (r * t.in_row + 32 * v) as i64;
-                e.mac_at(a, accs[r * t.vecs + v], w, ymmword_ptr(src + off + at))?;
+                let at = (r * t.in_row + 4 * R::LANES * v) as i64;
+                R::mac_at(a, e, accs[r * t.vecs + v], w, src + off + at)?;
             }
         }
     }
     Ok(())
+}
+
+/// What differs between the `ymm` and `zmm` pattern tiles: the registers
+/// each [`Elem`] uses, its broadcasts and multiply-adds, and how a row's
+/// partial last vector is read and written (`ymm`: its lanes one by one
+/// through the low half, nothing past them touched; `zmm`: through the
+/// mask `k1`, set up by [`PatReg::begin`]).
+pub(crate) trait PatReg: IntVreg {
+    /// Code before the tile: `zmm` selects EVEX and loads `k1`.
+    fn begin(a: &mut CodeAssembler, t: &PatternTile) -> Result<(), IcedError>;
+    /// Code after the accumulators' first values and before the entries
+    /// (AVX2's quads: the i16 ones).
+    fn setup(a: &mut CodeAssembler, e: Elem) -> Result<(), IcedError>;
+    /// The weight registers of a column entry's taps or, rotating, of a
+    /// whole kernel's (f32 kernels have the input register too).
+    fn wregs(e: Elem, column: bool) -> &'static [Self];
+    /// The input vector's register (f32 column entries; quads always).
+    fn x(e: Elem) -> Self;
+    fn broadcast(a: &mut CodeAssembler, e: Elem, w: Self, at: AsmMemoryOperand) -> Result<(), IcedError>;
+    /// Loads the input vector at `at` into [`PatReg::x`] (in the float or
+    /// the integer domain, as its multiply-adds use it).
+    fn load_x(a: &mut CodeAssembler, e: Elem, at: AsmMemoryOperand) -> Result<(), IcedError>;
+    /// `acc += w · x` with `x` in its register.
+    fn mac(a: &mut CodeAssembler, e: Elem, acc: Self, w: Self) -> Result<(), IcedError>;
+    /// `acc += w · [at]`: f32 takes the input as a memory operand, quads
+    /// load it first.
+    fn mac_at(a: &mut CodeAssembler, e: Elem, acc: Self, w: Self, at: AsmMemoryOperand) -> Result<(), IcedError> {
+        match e {
+            Elem::F32 => Self::fma_at(a, acc, w, at),
+            Elem::Quads | Elem::QuadsVnni => {
+                Self::load_x(a, e, at)?;
+                Self::mac(a, e, acc, w)
+            }
+        }
+    }
+    /// `acc += w · [at]` in f32.
+    fn fma_at(a: &mut CodeAssembler, acc: Self, w: Self, at: AsmMemoryOperand) -> Result<(), IcedError>;
+    /// `acc = ` the first `lanes` values at `base + at`, the others zero.
+    fn load_part(a: &mut CodeAssembler, acc: Self, at: (AsmRegister64, i64), lanes: usize) -> Result<(), IcedError>;
+    /// Stores the first `lanes` values of `acc` at `base + at`.
+    fn store_part(a: &mut CodeAssembler, acc: Self, at: (AsmRegister64, i64), lanes: usize) -> Result<(), IcedError>;
+    /// `acc += ` the first `lanes` floats at `base + at` (`tmp` scratch).
+    fn add_part(
+        a: &mut CodeAssembler,
+        acc: Self,
+        at: (AsmRegister64, i64),
+        lanes: usize,
+        tmp: Self,
+    ) -> Result<(), IcedError>;
+}
+
+impl PatReg for AsmRegisterYmm {
+    fn begin(a: &mut CodeAssembler, t: &PatternTile) -> Result<(), IcedError> {
+        // vpdpbusd's VEX form is AVX-VNNI, which AVX-512 VNNI CPUs lack
+        a.set_prefer_vex(t.elem != Elem::QuadsVnni);
+        Ok(())
+    }
+    fn setup(a: &mut CodeAssembler, e: Elem) -> Result<(), IcedError> {
+        if e == Elem::Quads {
+            // ones in every i16 lane (after the loads: `load_lanes` borrows xmm15)
+            a.vpcmpeqw(ymm15, ymm15, ymm15)?;
+            a.vpsrlw(ymm15, ymm15, 15)?;
+        }
+        Ok(())
+    }
+    fn wregs(e: Elem, column: bool) -> &'static [Self] {
+        match (e, column) {
+            (Elem::F32, true) => &[ymm12, ymm13, ymm14],
+            (Elem::F32, false) => &[ymm12, ymm13, ymm14, ymm15],
+            (Elem::Quads, _) => &[ymm10, ymm11, ymm12],
+            (Elem::QuadsVnni, _) => &[ymm12, ymm13, ymm14],
+        }
+    }
+    fn x(e: Elem) -> Self {
+        match e {
+            Elem::F32 | Elem::QuadsVnni => ymm15,
+            Elem::Quads => ymm13,
+        }
+    }
+    fn broadcast(a: &mut CodeAssembler, e: Elem, w: Self, at: AsmMemoryOperand) -> Result<(), IcedError> {
+        match e {
+            Elem::F32 => a.vbroadcastss(w, at),
+            Elem::Quads | Elem::QuadsVnni => a.vpbroadcastd(w, at),
+        }
+    }
+    fn load_x(a: &mut CodeAssembler, e: Elem, at: AsmMemoryOperand) -> Result<(), IcedError> {
+        match e {
+            Elem::F32 => a.vmovups(Self::x(e), ymmword_ptr(at)),
+            Elem::Quads | Elem::QuadsVnni => a.vmovdqu(Self::x(e), ymmword_ptr(at)),
+        }
+    }
+    fn mac(a: &mut CodeAssembler, e: Elem, acc: Self, w: Self) -> Result<(), IcedError> {
+        match e {
+            Elem::F32 => a.vfmadd231ps(acc, w, Self::x(e)),
+            Elem::Quads => {
+                let (prod, ones) = (ymm14, ymm15);
+                a.vpmaddubsw(prod, Self::x(e), w)?;
+                a.vpmaddwd(prod, prod, ones)?;
+                a.vpaddd(acc, acc, prod)
+            }
+            Elem::QuadsVnni => a.vpdpbusd(acc, Self::x(e), w),
+        }
+    }
+    fn fma_at(a: &mut CodeAssembler, acc: Self, w: Self, at: AsmMemoryOperand) -> Result<(), IcedError> {
+        a.vfmadd231ps(acc, w, ymmword_ptr(at))
+    }
+    fn load_part(
+        a: &mut CodeAssembler,
+        acc: Self,
+        (base, at): (AsmRegister64, i64),
+        lanes: usize,
+    ) -> Result<(), IcedError> {
+        load_lanes(a, (acc, low(acc)), base, at, lanes)
+    }
+    fn store_part(
+        a: &mut CodeAssembler,
+        acc: Self,
+        (base, at): (AsmRegister64, i64),
+        lanes: usize,
+    ) -> Result<(), IcedError> {
+        store_lanes(a, (acc, low(acc)), base, at, lanes)
+    }
+    fn add_part(
+        a: &mut CodeAssembler,
+        acc: Self,
+        (base, at): (AsmRegister64, i64),
+        lanes: usize,
+        tmp: Self,
+    ) -> Result<(), IcedError> {
+        if lanes == 8 {
+            return a.vaddps(acc, acc, ymmword_ptr(base + at));
+        }
+        load_lanes(a, (tmp, low(tmp)), base, at, lanes)?;
+        a.vaddps(acc, acc, tmp)
+    }
+}
+
+/// The low `xmm` half of a `ymm` register.
+fn low(y: AsmRegisterYmm) -> AsmRegisterXmm {
+    const YMM: [AsmRegisterYmm; 16] =
+        [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11, ymm12, ymm13, ymm14, ymm15];
+    const XMM: [AsmRegisterXmm; 16] =
+        [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11, xmm12, xmm13, xmm14, xmm15];
+    XMM[YMM.iter().position(|&r| r == y).unwrap_or(0)]
+}
+
+impl PatReg for AsmRegisterZmm {
+    fn begin(a: &mut CodeAssembler, t: &PatternTile) -> Result<(), IcedError> {
+        a.set_prefer_vex(false);
+        if t.last_lanes < 16 {
+            a.mov(eax, (1u32 << t.last_lanes) - 1)?;
+            a.kmovw(k1, eax)?;
+        }
+        Ok(())
+    }
+    fn setup(_: &mut CodeAssembler, _: Elem) -> Result<(), IcedError> {
+        Ok(())
+    }
+    fn wregs(e: Elem, column: bool) -> &'static [Self] {
+        match (e, column) {
+            (Elem::F32, false) => &[zmm12, zmm13, zmm14, zmm15],
+            _ => &[zmm12, zmm13, zmm14],
+        }
+    }
+    fn x(_: Elem) -> Self {
+        zmm15
+    }
+    fn broadcast(a: &mut CodeAssembler, e: Elem, w: Self, at: AsmMemoryOperand) -> Result<(), IcedError> {
+        match e {
+            Elem::F32 => a.vbroadcastss(w, at),
+            Elem::Quads | Elem::QuadsVnni => a.vpbroadcastd(w, at),
+        }
+    }
+    fn load_x(a: &mut CodeAssembler, e: Elem, at: AsmMemoryOperand) -> Result<(), IcedError> {
+        match e {
+            Elem::F32 => a.vmovups(Self::x(e), zmmword_ptr(at)),
+            Elem::Quads | Elem::QuadsVnni => a.vmovdqu32(Self::x(e), zmmword_ptr(at)),
+        }
+    }
+    fn mac(a: &mut CodeAssembler, e: Elem, acc: Self, w: Self) -> Result<(), IcedError> {
+        match e {
+            Elem::F32 => a.vfmadd231ps(acc, w, Self::x(e)),
+            // (`PatternTile::fits` keeps AVX2's byte quads on `ymm`)
+            Elem::Quads | Elem::QuadsVnni => a.vpdpbusd(acc, Self::x(e), w),
+        }
+    }
+    fn fma_at(a: &mut CodeAssembler, acc: Self, w: Self, at: AsmMemoryOperand) -> Result<(), IcedError> {
+        a.vfmadd231ps(acc, w, zmmword_ptr(at))
+    }
+    fn load_part(
+        a: &mut CodeAssembler,
+        acc: Self,
+        (base, at): (AsmRegister64, i64),
+        lanes: usize,
+    ) -> Result<(), IcedError> {
+        match lanes {
+            16 => a.vmovups(acc, zmmword_ptr(base + at)),
+            _ => a.vmovups(acc.k1().z(), zmmword_ptr(base + at)),
+        }
+    }
+    fn store_part(
+        a: &mut CodeAssembler,
+        acc: Self,
+        (base, at): (AsmRegister64, i64),
+        lanes: usize,
+    ) -> Result<(), IcedError> {
+        match lanes {
+            16 => a.vmovups(zmmword_ptr(base + at), acc),
+            _ => a.vmovups(zmmword_ptr(base + at).k1(), acc),
+        }
+    }
+    fn add_part(
+        a: &mut CodeAssembler,
+        acc: Self,
+        at: (AsmRegister64, i64),
+        lanes: usize,
+        tmp: Self,
+    ) -> Result<(), IcedError> {
+        Self::load_part(a, tmp, at, lanes)?;
+        a.vaddps(acc, acc, tmp)
+    }
 }
