@@ -277,9 +277,9 @@ fn residual_and_clip_epilogue() {
     });
     // the activations the byte tiles apply themselves (full units of 8 or
     // 16 pixels) and one they leave to the Cranelift epilogue; 13 channels
-    // (a block of 12 and one of 1 for the ymm tiles, one partial block of
-    // the 16-row zmm tile) and 37 (whole 12- and 16-row blocks and a
-    // remainder); 64 pixels (whole units) and 36 (a partial last unit)
+    // (a block of 12 and one of 1, ymm and zmm tiles alike) and 37 (three
+    // whole 12-row blocks and a remainder); 64 pixels (whole units) and 36
+    // (a partial last unit)
     for epi in
         ["act=HardSwish, residual=true", "act=Relu, residual=true", "act=LeakyRelu, act_alpha=0.1, residual=false"]
     {
@@ -384,12 +384,13 @@ fn requantize_matches_the_reference_byte_for_byte() {
 /// payload, zero points 0, 7, 128 and 255.
 #[test]
 fn quantize_matches_the_reference_byte_for_byte() {
-    use kerf_targets::{jit_compile, CompileOptions};
-    let cases: [([usize; 4], [i64; 8], u8); 4] = [
+    let cases: [([usize; 4], [i64; 8], u8); 5] = [
         ([2, 3, 5, 7], [0, 0, 1, 1, 0, 0, 1, 1], 128),
         ([1, 2, 4, 13], [0, 0, 2, 0, 0, 0, 1, 3], 0),
         ([1, 1, 3, 37], [0; 8], 255),
         ([1, 4, 8, 64], [0, 0, 1, 1, 0, 0, 1, 1], 7),
+        // zero point 0 (a lower bound of -0) on rows the blocks of 16 take
+        ([1, 2, 3, 40], [0, 0, 1, 0, 0, 0, 0, 2], 0),
     ];
     for (shape, pads, zp) in cases {
         let n: usize = shape.iter().product();
@@ -405,22 +406,40 @@ fn quantize_matches_the_reference_byte_for_byte() {
                 _ => ((i * 37 % 101) as f32 - 50.0) * 0.0137,
             })
             .collect();
-        let os: Vec<usize> = (0..4).map(|a| shape[a] + (pads[a] + pads[a + 4]) as usize).collect();
-        let text = format!(
-            "graph \"q\"\n  input %0 \"x\": f32[{}]\n  %1 = Quantize{{scale={scale:?}, zp={zp}, pads={}}}(%0): u8[{}]\n  output \"y\" = %1\n",
-            dims(&shape),
-            ints(&pads),
-            dims(&os)
-        );
-        let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        let ins = vec![Tensor::from_f32(shape.to_vec(), &x).unwrap()];
-        let want = kerf_ir::eval::eval_graph(&g, &ins).unwrap().remove(0);
-        for cpu in cpus() {
-            let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap();
-            let got = common::run_rt(jm.model(), &ins, None);
-            assert_eq!(got, want.bytes(), "{shape:?} pads {pads:?} zp {zp} ({cpu})");
+        let (want, runs) = quantize_runs(&shape, &pads, (scale, zp), &x);
+        for (cpu, got) in runs {
+            assert_eq!(got, want, "{shape:?} pads {pads:?} zp {zp} ({cpu})");
         }
     }
+}
+
+/// `Quantize{scale, zp, pads}` of `x` (`shape`): the reference
+/// evaluator's bytes, and each of [`cpus`]' compiled bytes.
+fn quantize_runs(
+    shape: &[usize; 4],
+    pads: &[i64; 8],
+    (scale, zp): (f32, u8),
+    x: &[f32],
+) -> (Vec<u8>, Vec<(&'static str, Vec<u8>)>) {
+    use kerf_targets::{jit_compile, CompileOptions};
+    let os: Vec<usize> = (0..4).map(|a| shape[a] + (pads[a] + pads[a + 4]) as usize).collect();
+    let text = format!(
+        "graph \"q\"\n  input %0 \"x\": f32[{}]\n  %1 = Quantize{{scale={scale:?}, zp={zp}, pads={}}}(%0): u8[{}]\n  output \"y\" = %1\n",
+        dims(shape),
+        ints(pads),
+        dims(&os)
+    );
+    let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let ins = vec![Tensor::from_f32(shape.to_vec(), x).unwrap()];
+    let want = kerf_ir::eval::eval_graph(&g, &ins).unwrap().remove(0).bytes().to_vec();
+    let runs = cpus()
+        .into_iter()
+        .map(|cpu| {
+            let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap();
+            (cpu, common::run_rt(jm.model(), &ins, None))
+        })
+        .collect();
+    (want, runs)
 }
 
 /// Inputs within a few ulps of `(k + 1/2)·scale` for every k the clamp
@@ -433,7 +452,6 @@ fn quantize_matches_the_reference_byte_for_byte() {
 /// bound by its rows' tails and stores, not the division.)
 #[test]
 fn quantize_near_ties_matches_the_division() {
-    use kerf_targets::{jit_compile, CompileOptions};
     for scale in [0.05f32, 0.1, 0.0137] {
         let x: Vec<f32> = (-130..130)
             .flat_map(|k| {
@@ -441,19 +459,9 @@ fn quantize_near_ties_matches_the_division() {
                 (-8i32..=8).map(move |d| f32::from_bits(x0.to_bits().wrapping_add_signed(d)))
             })
             .collect();
-        let shape = [1, 1, 17, 260];
-        let text = format!(
-            "graph \"q\"\n  input %0 \"x\": f32[{}]\n  %1 = Quantize{{scale={scale:?}, zp=128, pads=[0,0,0,0,0,0,0,0]}}(%0): u8[{}]\n  output \"y\" = %1\n",
-            dims(&shape),
-            dims(&shape)
-        );
-        let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        let ins = vec![Tensor::from_f32(shape.to_vec(), &x).unwrap()];
-        let want = kerf_ir::eval::eval_graph(&g, &ins).unwrap().remove(0);
-        for cpu in cpus() {
-            let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap();
-            let got = common::run_rt(jm.model(), &ins, None);
-            let bad = got.iter().zip(want.bytes()).position(|(a, b)| a != b);
+        let (want, runs) = quantize_runs(&[1, 1, 17, 260], &[0; 8], (scale, 128), &x);
+        for (cpu, got) in runs {
+            let bad = got.iter().zip(&want).position(|(a, b)| a != b);
             assert!(bad.is_none(), "scale {scale} ({cpu}): x = {:?}", bad.map(|i| x[i]));
         }
     }

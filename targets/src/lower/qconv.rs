@@ -365,7 +365,7 @@ fn zero_point_terms(d: &Dims, w: &[f64], kk: usize) -> Vec<u8> {
 }
 
 /// Packs the unit's B panels, then runs every row block; `valid` pixels of
-/// the pair are stored (8, or fewer in an image's last pair).
+/// the unit are stored (`d.px`, or fewer in an image's last unit).
 fn unit_body(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, valid: usize) {
     let img = d.c * d.h * d.w;
     let xb = k.addr(p.x, u.ni, img as i64);

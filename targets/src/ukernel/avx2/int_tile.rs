@@ -1,0 +1,228 @@
+//! The integer tiles of `lower::qconv` ([`qgemm_tile`]: 16-bit pairs;
+//! [`qbyte_tile`]: byte quads through `vpmaddubsw`) and the frame they
+//! share with the VNNI tile ([`crate::ukernel::avx512::qdot_tile`]) at
+//! either width ([`IntVreg`], [`int_tile`], [`int_store`],
+//! [`int_to_real`]).
+
+use iced_x86::code_asm::asm_traits::{
+    CodeAsmVaddps, CodeAsmVbroadcastss, CodeAsmVcvtdq2ps, CodeAsmVmovups, CodeAsmVpbroadcastd, CodeAsmVpsubd,
+};
+use iced_x86::code_asm::*;
+
+use super::{activation, TileEpi, VecOps, Vreg};
+
+/// Machine code of the integer tile of [`crate::lower::qconv`]: `rows` (1..=12)
+/// output channels × 8 pixels of i32 sums over `k` K pairs, with the
+/// arguments (System V order) `a` (the rows' weight pairs, `4·rows` bytes
+/// per K pair: one i16 pair per row), `b` (8 pixels' i16 pairs per K pair,
+/// 32 bytes), `out` (`rows × 8` i32, row-major) and `k` (K pairs, ≥ 0).
+/// Per K pair: one B load, then per row a `vpbroadcastd` of its pair,
+/// `vpmaddwd` and `vpaddd` (exact: each pair of products fits in i32).
+pub fn qgemm_tile(rows: usize) -> Result<Vec<u8>, IcedError> {
+    let tmp = [ymm13, ymm14, ymm15];
+    int_tile::<AsmRegisterYmm>(
+        rows,
+        None,
+        |_| Ok(()),
+        |a, r, ac| {
+            let t = tmp[r % 3];
+            a.vpbroadcastd(t, dword_ptr(rdi + (4 * r) as i64))?;
+            a.vpmaddwd(t, t, INT_B)?;
+            a.vpaddd(ac, ac, t)
+        },
+    )
+}
+
+/// A register class the integer tiles run on ([`int_tile`]): `ymm`
+/// (8 pixels of i32 sums per row) or `zmm` (16, [`crate::ukernel::avx512::qdot_tile`]).
+pub(crate) trait IntVreg: Vreg + 'static {
+    /// The accumulators, one per row: as many as the tile may have rows.
+    const ACC: &'static [Self];
+    /// The K loop's B vector, then the epilogue's scratch.
+    const B: Self;
+    /// Registers past the 16 that survive `vzeroupper` which the tile's
+    /// code may write ([`Vreg::SCRATCH`] of `zmm`): zeroed at its end, so
+    /// no upper state outlives the call.
+    const UPPER: &'static [Self];
+    /// i32 lanes (pixels) per vector.
+    const LANES: usize;
+    /// A memory operand of the class's width.
+    fn ptr(at: AsmMemoryOperand) -> AsmMemoryOperand;
+}
+
+impl IntVreg for AsmRegisterYmm {
+    const ACC: &'static [Self] = &[ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11];
+    const B: Self = ymm12;
+    const UPPER: &'static [Self] = &[];
+    const LANES: usize = 8;
+    fn ptr(at: AsmMemoryOperand) -> AsmMemoryOperand {
+        ymmword_ptr(at)
+    }
+}
+
+/// The assembler's operations the integer tiles' frame and stores use on
+/// register class `R`.
+pub(crate) trait IntOps<R>:
+    VecOps<R>
+    + CodeAsmVmovups<R, AsmMemoryOperand>
+    + CodeAsmVmovups<AsmMemoryOperand, R>
+    + CodeAsmVpbroadcastd<R, AsmMemoryOperand>
+    + CodeAsmVpsubd<R, R, R>
+    + CodeAsmVcvtdq2ps<R, R>
+    + CodeAsmVbroadcastss<R, AsmMemoryOperand>
+    + CodeAsmVaddps<R, R, AsmMemoryOperand>
+{
+}
+
+impl<R, T> IntOps<R> for T where
+    T: VecOps<R>
+        + CodeAsmVmovups<R, AsmMemoryOperand>
+        + CodeAsmVmovups<AsmMemoryOperand, R>
+        + CodeAsmVpbroadcastd<R, AsmMemoryOperand>
+        + CodeAsmVpsubd<R, R, R>
+        + CodeAsmVcvtdq2ps<R, R>
+        + CodeAsmVbroadcastss<R, AsmMemoryOperand>
+        + CodeAsmVaddps<R, R, AsmMemoryOperand>
+{
+}
+
+/// The B vector of the `ymm` integer tiles' K loop ([`int_tile`]).
+const INT_B: AsmRegisterYmm = ymm12;
+
+/// The integer tiles' frame ([`qgemm_tile`], [`qbyte_tile`],
+/// [`crate::ukernel::avx512::qdot_tile`]) on register class `R`: `setup`
+/// (constants, the encoding), the `rows` (1..=`R::ACC.len()`) accumulators
+/// [`IntVreg::ACC`] zeroed, then per K step (`rcx` of them) one B load into
+/// [`IntVreg::B`] and `row(a, r, acc)` for each row, A (`rdi`) and B
+/// (`rsi`) advanced by `4·rows` and `4·lanes` bytes, and the stores
+/// ([`int_store`]). Registers 13–15 of the class are the rows' to use.
+pub(crate) fn int_tile<R: IntVreg>(
+    rows: usize,
+    epi: Option<&QdotEpi>,
+    setup: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
+    mut row: impl FnMut(&mut CodeAssembler, usize, R) -> Result<(), IcedError>,
+) -> Result<Vec<u8>, IcedError>
+where
+    CodeAssembler: IntOps<R>,
+{
+    let rows = rows.clamp(1, R::ACC.len());
+    let acc = &R::ACC[..rows];
+    let (a_p, b_p, n) = (rdi, rsi, rcx);
+    let mut a = CodeAssembler::new(64)?;
+    setup(&mut a)?;
+    for &r in acc {
+        R::zero(&mut a, r)?;
+    }
+    super::super::counted_loop(&mut a, n, |a| {
+        a.vmovups(R::B, R::ptr(b_p + 0))?;
+        for (r, &ac) in acc.iter().enumerate() {
+            row(a, r, ac)?;
+        }
+        a.add(b_p, (4 * R::LANES) as i32)?;
+        a.add(a_p, (4 * rows) as i32)
+    })?;
+    int_store(&mut a, acc, epi)?;
+    for &r in R::UPPER {
+        R::zero(&mut a, r)?;
+    }
+    super::super::leaf_end(a)
+}
+
+/// The f32 epilogue an integer tile ([`qbyte_tile`],
+/// [`crate::ukernel::avx512::qdot_tile`]) applies before storing: per row
+/// `act(f32(acc − corr) · scale + bias (+ residual))`, the operations and
+/// order of the Cranelift epilogue of `lower::qconv` (so the same bits),
+/// with `corr`, `scale` and `bias` read from a per-channel table (12 bytes
+/// per channel: i32, f32, f32).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QdotEpi {
+    /// Residual and activation (`scale`/`addend` unused: the table has them).
+    pub epi: TileEpi,
+    /// Bytes between the output's (and the residual's) channel rows.
+    pub ldo: usize,
+}
+
+/// Most output channels of one integer byte tile ([`qbyte_tile`],
+/// [`crate::ukernel::avx512::qdot_tile`]): 12 accumulators, leaving
+/// registers 12–15 to the loop's operands (and, on `ymm`, to the
+/// epilogue; the `zmm` epilogue takes `zmm28`–`zmm31`).
+pub const QDOT_ROWS: usize = 12;
+
+/// Machine code of the AVX2 byte tile of [`crate::lower::qconv`]: `rows`
+/// (1..=[`QDOT_ROWS`]) output channels × 8 pixels of i32 sums `Σ x·w` over
+/// `k` K quads, the VNNI tile's contract ([`crate::ukernel::avx512::qdot_tile`]:
+/// the same arguments, packing and epilogue) without VNNI. Per K quad: one
+/// B load (8 pixels × 4 u8), then per row a `vpbroadcastd` of its four s8
+/// weights, `vpmaddubsw` (u8 × s8 products of adjacent bytes added into an
+/// i16), `vpmaddwd` by ones (the two i16 into the i32 lane) and `vpaddd`:
+/// 32 multiply-adds for two multiplier µops, twice the 16-bit-pair tile's
+/// rate. `vpmaddubsw` saturates, so the caller uses it only on weights
+/// whose byte pairs fit i16 for every input ([`kerf_ir::byte_pairs_exact`]);
+/// then the sums are exact and equal the VNNI tile's.
+pub fn qbyte_tile(rows: usize, epi: Option<&QdotEpi>) -> Result<Vec<u8>, IcedError> {
+    let (ones, tmp) = (ymm13, [ymm14, ymm15]);
+    // ones in every i16 lane: all bits set, shifted right by 15
+    let setup = |a: &mut CodeAssembler| {
+        a.vpcmpeqw(ones, ones, ones)?;
+        a.vpsrlw(ones, ones, 15)
+    };
+    int_tile::<AsmRegisterYmm>(rows, epi, setup, |a, r, ac| {
+        let t = tmp[r % 2];
+        a.vpbroadcastd(t, dword_ptr(rdi + (4 * r) as i64))?;
+        a.vpmaddubsw(t, INT_B, t)?;
+        a.vpmaddwd(t, t, ones)?;
+        a.vpaddd(ac, ac, t)
+    })
+}
+
+/// The integer tiles' stores (`out` in `rdx`, the table in `r8`, the
+/// residual in `r9`; [`IntVreg::B`] and [`Vreg::SCRATCH`] free): without
+/// `epi` the i32 sums as they are (`rows × lanes`, row-major); with it,
+/// per row `f32(acc − corr) · scale + bias (+ residual)`, the activation,
+/// and the f32 results, rows `ldo` bytes apart ([`QdotEpi`]).
+fn int_store<R: IntVreg>(a: &mut CodeAssembler, acc: &[R], epi: Option<&QdotEpi>) -> Result<(), IcedError>
+where
+    CodeAssembler: IntOps<R>,
+{
+    let (out_p, table, res) = (rdx, r8, r9);
+    let Some(e) = epi else {
+        for (r, &ac) in acc.iter().enumerate() {
+            a.vmovups(R::ptr(out_p + (4 * R::LANES * r) as i64), ac)?;
+        }
+        return Ok(());
+    };
+    let (ldo, t) = (e.ldo as i64, R::B);
+    for (r, &ac) in acc.iter().enumerate() {
+        int_to_real(a, ac, t, (table, (12 * r) as i64))?;
+        if e.epi.residual {
+            a.vaddps(ac, ac, R::ptr(res + r as i64 * ldo))?;
+        }
+    }
+    activation(a, &e.epi, acc)?;
+    for (r, &ac) in acc.iter().enumerate() {
+        a.vmovups(R::ptr(out_p + r as i64 * ldo), ac)?;
+    }
+    Ok(())
+}
+
+/// `acc = f32(acc − corr) · scale + bias` with `(corr, scale, bias)` the
+/// 12-byte epilogue-table row at `table + at` (i32, f32, f32; `t`
+/// scratch): the integer tiles' sums made real, the operations and order
+/// of `lower::qconv`'s Cranelift epilogue.
+pub(crate) fn int_to_real<R: IntVreg>(
+    a: &mut CodeAssembler,
+    acc: R,
+    t: R,
+    (table, at): (AsmRegister64, i64),
+) -> Result<(), IcedError>
+where
+    CodeAssembler: IntOps<R>,
+{
+    a.vpbroadcastd(t, dword_ptr(table + at))?;
+    a.vpsubd(acc, acc, t)?;
+    a.vcvtdq2ps(acc, acc)?;
+    a.vbroadcastss(t, dword_ptr(table + (at + 4)))?;
+    a.vmulps(acc, acc, t)?;
+    a.vbroadcastss(t, dword_ptr(table + (at + 8)))?;
+    a.vaddps(acc, acc, t)
+}
