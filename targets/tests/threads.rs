@@ -154,7 +154,7 @@ fn pattern_convs_split_over_output_channels() {
         let (oh, ow) = ((h - 1) / st + 1, (w - 1) / st + 1);
         let masks = [0b000_111_010u32, 0b001_010_101, 0b110_100_000, 0];
         // uneven: filter f keeps its first 2·(f mod 8) + 1 kernels, none when f is a multiple of 11
-        let kept = |f: usize, ch: usize| !uneven || f % 11 != 0 && ch <= 2 * (f % 8);
+        let kept = |f: usize, ch: usize| !uneven || !f.is_multiple_of(11) && ch <= 2 * (f % 8);
         let vals = xs(o * c * 9);
         let weights: Vec<f32> = (0..o * c * 9)
             .map(|i| {
