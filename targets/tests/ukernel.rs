@@ -608,9 +608,9 @@ fn assembled_kernels_keep_the_leaf_abi() {
     for rows in 1..=12 {
         kernels.push((format!("qgemm {rows}"), qgemm_tile(rows).unwrap()));
     }
-    for rows in 1..=kerf_targets::ukernel::avx512::qdot_rows(16) {
-        use kerf_targets::ukernel::avx2::{qbyte_tile, QdotEpi, QDOT_ROWS};
-        use kerf_targets::ukernel::avx512::{qdot_rows, qdot_tile};
+    for rows in 1..=kerf_targets::ukernel::avx2::QDOT_ROWS {
+        use kerf_targets::ukernel::avx2::{qbyte_tile, QdotEpi};
+        use kerf_targets::ukernel::avx512::qdot_tile;
         let epi = TileEpi {
             residual: rows % 2 == 0,
             clamp: if rows % 3 == 0 { None } else { clamp },
@@ -618,14 +618,10 @@ fn assembled_kernels_keep_the_leaf_abi() {
             ..TileEpi::default()
         };
         let e = QdotEpi { epi, ldo: 784 };
-        for px in [8, 16].into_iter().filter(|&px| rows <= qdot_rows(px)) {
-            kernels.push((format!("qdot {rows}x{px}"), qdot_tile(rows, px, None).unwrap()));
-            kernels.push((format!("qdot {rows}x{px} {e:?}"), qdot_tile(rows, px, Some(&e)).unwrap()));
-        }
-        if rows <= QDOT_ROWS {
-            kernels.push((format!("qbyte {rows}"), qbyte_tile(rows, None).unwrap()));
-            kernels.push((format!("qbyte {rows} {e:?}"), qbyte_tile(rows, Some(&e)).unwrap()));
-        }
+        kernels.push((format!("qdot {rows}"), qdot_tile(rows, None).unwrap()));
+        kernels.push((format!("qdot {rows} {e:?}"), qdot_tile(rows, Some(&e)).unwrap()));
+        kernels.push((format!("qbyte {rows}"), qbyte_tile(rows, None).unwrap()));
+        kernels.push((format!("qbyte {rows} {e:?}"), qbyte_tile(rows, Some(&e)).unwrap()));
     }
     for (cols, hardswish) in [(8, false), (79, true), (70, false), (3, true), (130, false)] {
         let epi = TileEpi {

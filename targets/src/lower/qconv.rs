@@ -50,7 +50,7 @@ use super::loops::mem;
 use super::{Family, Kernel, LResult};
 use crate::isa::Caps;
 use crate::ukernel::avx2::{qbyte_tile, qgemm_tile, QdotEpi, QDOT_ROWS};
-use crate::ukernel::avx512::{qdot_rows, qdot_tile};
+use crate::ukernel::avx512::qdot_tile;
 
 /// Output channels per register tile (× 2 panels = 12 accumulators).
 const ROWS: usize = 6;
@@ -85,8 +85,8 @@ struct Dims {
     /// The input grid's zero point.
     zp: u8,
     /// Output channels per register tile: [`ROWS`], 12 for the assembled
-    /// AVX2 tile, [`QDOT_ROWS`] for the AVX2 byte tile, [`qdot_rows`] for
-    /// the VNNI tile (one vector of `px` pixels per row).
+    /// AVX2 tile, [`QDOT_ROWS`] for the byte tiles (AVX2's, and VNNI's
+    /// with one vector of `px` pixels per row).
     rows: usize,
 }
 
@@ -140,9 +140,7 @@ pub fn qconv(k: &mut Kernel) -> LResult {
         px,
         units: pixels.div_ceil(px),
         zp: q.x_zp,
-        rows: if k.caps.vnni {
-            qdot_rows(px)
-        } else if quads {
+        rows: if quads {
             QDOT_ROWS
         } else if k.caps.avx2 {
             12
@@ -254,7 +252,7 @@ impl Assembled {
         let full = if d.mg >= d.rows { d.rows } else { 0 };
         let vnni = k.caps.vnni;
         let quads = |r: usize, e: Option<&QdotEpi>| match vnni {
-            true => qdot_tile(r, d.px, e).map(|c| (Family::Avx512, c)).map_err(|e| format!("internal: VNNI tile: {e}")),
+            true => qdot_tile(r, e).map(|c| (Family::Avx512, c)).map_err(|e| format!("internal: VNNI tile: {e}")),
             false => qbyte_tile(r, e).map(|c| (Family::Avx2, c)).map_err(|e| format!("internal: byte tile: {e}")),
         };
         for (i, r) in [full, d.mg % d.rows].into_iter().enumerate() {

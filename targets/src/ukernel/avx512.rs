@@ -13,10 +13,9 @@
 //! `vpdpbusd` multiplies four u8 input bytes by four s8 weight bytes and
 //! adds the four products to an i32 lane, without saturation (u8 × s8
 //! products and sums of four fit i32 with room to spare), so each
-//! instruction does 32 multiply-adds of a `ymm` (64 of a `zmm`) where the
-//! AVX2 tile's `vpmaddwd` + `vpaddd` do 16 in two. It runs on `zmm` (16
-//! pixels per row) for the dense conv, whose units widen with it, and on
-//! `ymm` (8 pixels, the other tiles' layout) where a caller keeps that.
+//! instruction does 64 multiply-adds of a `zmm` where the AVX2 tile's
+//! `vpmaddwd` + `vpaddd` do 16 in two. It runs on `zmm`, 16 pixels per
+//! row: the dense conv's units widen with it.
 //!
 //! Every kernel is assembled with `prefer_vex` off: `vpdpbusd` also has a
 //! VEX form (AVX-VNNI) that CPUs with only AVX-512 VNNI (Zen 4, Ice Lake)
@@ -25,41 +24,29 @@
 
 use iced_x86::code_asm::*;
 
-use super::avx2::{activation, int_tile, GemmTile, Init, IntVreg, QdotEpi, Vreg, QDOT_ROWS};
+use super::avx2::{activation, int_tile, GemmTile, Init, IntVreg, QdotEpi, Vreg};
 
-/// Most output channels of one VNNI tile with `pixels` (8 or 16) per row:
-/// [`QDOT_ROWS`] accumulators at either width (B in register 12, the `zmm`
-/// epilogue's scratch `zmm28`–`zmm31`). Sixteen `zmm` rows, whole blocks
-/// for a CNN's 64, 128, … channels, measured no faster on resnet18's
-/// convs (Intel Xeon, 2026-11-25: 0.52 ms either way on its 56² layers).
-pub fn qdot_rows(pixels: usize) -> usize {
-    match pixels {
-        16 => <AsmRegisterZmm as IntVreg>::ACC.len(),
-        _ => QDOT_ROWS,
-    }
-}
-
-/// Machine code of the VNNI integer tile: `rows` (1..=[`qdot_rows`])
-/// output channels × `pixels` (8: one `ymm` per row; 16: one `zmm`) of
-/// i32 sums `Σ x·w` over `k` K quads, with the arguments (System V order)
-/// `a` (the rows' weight quads, `4·rows` bytes per K quad: four s8 per
-/// row), `b` (the pixels' u8 quads per K quad, `4·pixels` bytes), `out`,
-/// `k` (K quads, ≥ 0), `table` and `residual` (read only with an
-/// epilogue). Per K quad ([`int_tile`]'s frame): one B load, then per row
-/// one `vpdpbusd` with the row's quad broadcast from memory (`{1to8}` or
-/// `{1to16}`). Without `epi` the sums are stored as they are
-/// (`rows × pixels` i32, row-major); with it, the f32 results go to `out`
-/// (rows `ldo` bytes apart).
-pub fn qdot_tile(rows: usize, pixels: usize, epi: Option<&QdotEpi>) -> Result<Vec<u8>, IcedError> {
+/// Machine code of the VNNI integer tile: `rows` (1..=[`super::avx2::QDOT_ROWS`]: B in
+/// `zmm12`, the epilogue's scratch `zmm28`–`zmm31`; sixteen rows, whole
+/// blocks for a CNN's 64, 128, … channels, measured no faster on
+/// resnet18's convs, Intel Xeon, 2026-11-25: 0.52 ms either way on its 56²
+/// layers)
+/// output channels × 16 pixels (one `zmm` per row) of i32 sums `Σ x·w`
+/// over `k` K quads, with the arguments (System V order) `a` (the rows'
+/// weight quads, `4·rows` bytes per K quad: four s8 per row), `b` (the
+/// pixels' u8 quads per K quad, 64 bytes), `out`, `k` (K quads, ≥ 0),
+/// `table` and `residual` (read only with an epilogue). Per K quad
+/// ([`int_tile`]'s frame): one B load, then per row one `vpdpbusd` with
+/// the row's quad broadcast from memory (`{1to16}`). Without `epi` the
+/// sums are stored as they are (`rows × 16` i32, row-major); with it, the
+/// f32 results go to `out` (rows `ldo` bytes apart).
+pub fn qdot_tile(rows: usize, epi: Option<&QdotEpi>) -> Result<Vec<u8>, IcedError> {
     let setup = |a: &mut CodeAssembler| {
         a.set_prefer_vex(false);
         Ok(())
     };
     let quad = |r: usize| dword_bcst(rdi + (4 * r) as i64);
-    match pixels {
-        16 => int_tile::<AsmRegisterZmm>(rows, epi, setup, |a, r, ac| a.vpdpbusd(ac, zmm12, quad(r))),
-        _ => int_tile::<AsmRegisterYmm>(rows, epi, setup, |a, r, ac| a.vpdpbusd(ac, ymm12, quad(r))),
-    }
+    int_tile::<AsmRegisterZmm>(rows, epi, setup, |a, r, ac| a.vpdpbusd(ac, zmm12, quad(r)))
 }
 
 impl IntVreg for AsmRegisterZmm {
