@@ -369,6 +369,20 @@ struct Fast2d {
     wide: Option<(Value, SigRef, usize)>,
 }
 
+/// One past the last input a group of `lanes` outputs from output `o` reads
+/// on the row axis `w` (stride 1 or 2): the 128-bit pass's groups of 4 and
+/// the assembled pass's of 8 or 16 (`ukernel::pool`) alike. Stride 1 reads
+/// `kw − 1 + lanes` inputs; stride 2 pairs of vectors, from every other
+/// tap, `2·⌊(kw − 1)/2⌋ + 2·lanes`.
+fn reach(w: &Axis, o: usize, lanes: usize) -> i64 {
+    let ic = (o * w.stride) as i64 - w.pb as i64;
+    let k = w.kernel as i64;
+    match w.stride {
+        1 => ic + k - 1 + lanes as i64,
+        _ => ic + 2 * ((k - 1) / 2) + 2 * lanes as i64,
+    }
+}
+
 /// Output positions `o` whose whole window lies inside `0..size` on axis `a`.
 fn interior(a: &Axis) -> (usize, usize) {
     let lo = a.pb.div_ceil(a.stride);
@@ -480,10 +494,8 @@ impl Fast2d {
     fn wide_cols(&self, k: &mut Kernel, rows: &Rows, orow: Value, (c0, c1): (usize, usize)) -> usize {
         let (Some((code, sig, lanes)), Rows::Fixed(ps)) = (self.wide, rows) else { return c0 };
         let w = self.w;
-        // past the last float a group from output `o` reads
-        let reach = |o: usize| (o * w.stride) as i64 - w.pb as i64 + (w.kernel + lanes * w.stride) as i64;
         let mut n = 0;
-        while c0 + lanes * (n + 1) <= c1 && reach(c0 + lanes * n) <= w.size as i64 {
+        while c0 + lanes * (n + 1) <= c1 && reach(&w, c0 + lanes * n, lanes) <= w.size as i64 {
             n += 1;
         }
         if n > 0 {
@@ -506,17 +518,8 @@ impl Fast2d {
         // vector interior cw..cv: groups of 4 outputs whose loads stay in the row
         let mut cv = cw;
         if k.caps.simd && (w.stride == 1 || w.stride == 2) {
-            // last float read by a group starting at output `o`, plus one
-            let reach = |o: usize| -> i64 {
-                let ic = (o * w.stride) as i64 - w.pb as i64;
-                if w.stride == 1 {
-                    ic + w.kernel as i64 - 1 + 4
-                } else {
-                    ic + 2 * ((w.kernel as i64 - 1) / 2) + 8
-                }
-            };
             let mut n = 0usize;
-            while cw + 4 * (n + 1) <= c1 && reach(cw + 4 * n) <= w.size as i64 {
+            while cw + 4 * (n + 1) <= c1 && reach(&w, cw + 4 * n, 4) <= w.size as i64 {
                 n += 1;
             }
             if n > 0 {

@@ -13,8 +13,9 @@
 //!
 //! Arguments (System V): `src` (the window's top-left input of the first
 //! output), `dst`, `groups` (runs of one vector of outputs, ≥ 0). A group
-//! reads `src + row·row_bytes + [0, 4·(lanes·stride + kw))`: the caller
-//! keeps groups whose reads stay in the row.
+//! reads `src + row·row_bytes + [0, 4·n)`, `n = kw − 1 + lanes` at stride
+//! 1 and `2·⌊(kw − 1)/2⌋ + 2·lanes` at stride 2 (`lower::pool`'s `reach`):
+//! the caller keeps groups whose reads stay in the row.
 
 use iced_x86::code_asm::*;
 
