@@ -764,10 +764,11 @@ fn zeroes(i: &iced_x86::Instruction) -> bool {
 }
 
 /// Which tiles an object's code calls is decided at compile time, so any
-/// host checks it: a 1x1 conv (its product on the GEMM engine) and a
-/// MatMul compiled for `sapphirerapids` call micro-kernels whose FMAs are
-/// on `zmm` registers (the 512-bit tiles, B in groups of four panels);
-/// for `haswell`, on `ymm` only.
+/// host checks it: a 1x1 conv (its product on the GEMM engine), a MatMul
+/// and a pattern-pruned 3x3 conv on 28-pixel rows compiled for
+/// `sapphirerapids` call micro-kernels whose FMAs are on `zmm` registers
+/// (the 512-bit tiles, B in groups of four panels; the pattern tile at 16
+/// pixels per vector); for `haswell`, on `ymm` only.
 #[test]
 fn sapphirerapids_objects_call_the_zmm_tiles() {
     use iced_x86::{Decoder, DecoderOptions, Mnemonic, Register};
@@ -775,7 +776,23 @@ fn sapphirerapids_objects_call_the_zmm_tiles() {
     use object::{Object, ObjectSection, ObjectSymbol};
     let (conv, _) = graph(&(16, 37, (20, 20), 1, (1, 1), "", "Relu", false));
     let matmul = "graph \"g\"\n  input %0 \"a\": f32[24,40]\n  input %1 \"b\": f32[40,70]\n  %2 = MatMul{layer=\"m\"}(%0, %1): f32[24,70] @\"m\"\n  output \"y\" = %2\n";
-    for text in [conv.as_str(), matmul] {
+    // 16 → 8 channels, every kernel the 4-tap mask {1, 3, 4, 5} or removed
+    let w: Vec<String> = (0..8 * 16 * 9)
+        .map(|i| {
+            if (i / 9) % 3 != 2 && [1, 3, 4, 5].contains(&(i % 9)) {
+                format!("{:?}", 0.01 * (i % 7) as f32 + 0.02)
+            } else {
+                "0.0".into()
+            }
+        })
+        .collect();
+    let pattern = format!(
+        "graph \"p\"\n  input %0 \"x\": f32[1,16,12,28]\n  const %1 \"w\": f32[8,16,3,3] = [{}]\n  \
+         %2 = Conv{{kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[1,1,1,1], group=1, layer=\"c\"}}(%0, %1): f32[1,8,12,28] @\"c\"\n  \
+         output \"y\" = %2\n",
+        w.join(",")
+    );
+    for text in [conv.as_str(), matmul, pattern.as_str()] {
         let g = kerf_ir::text::parse(text).unwrap();
         for (cpu, zmm) in [("sapphirerapids", true), ("haswell", false)] {
             let art =
