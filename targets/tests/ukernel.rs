@@ -570,7 +570,14 @@ fn same_bits(name: &str, a: &[f32], b: &[f32]) {
 /// non-zero (`vzeroupper` does not clear them).
 #[test]
 fn assembled_kernels_keep_the_leaf_abi() {
-    use iced_x86::{Decoder, DecoderOptions, InstructionInfoFactory, Mnemonic, OpAccess, Register};
+    for (name, code) in tile_kernels().iter().chain(&other_kernels()) {
+        check_leaf(name, code);
+    }
+}
+
+/// The GEMM tiles (`ymm` and `zmm`) and the integer tiles, in every shape
+/// and epilogue.
+fn tile_kernels() -> Vec<(String, Vec<u8>)> {
     use kerf_targets::ukernel::avx2::*;
     let mut kernels: Vec<(String, Vec<u8>)> = Vec::new();
     let clamp = Some(Clamp { lo: 0.0, hi: Some(6.0) });
@@ -623,6 +630,15 @@ fn assembled_kernels_keep_the_leaf_abi() {
         kernels.push((format!("qbyte {rows}"), qbyte_tile(rows, None).unwrap()));
         kernels.push((format!("qbyte {rows} {e:?}"), qbyte_tile(rows, Some(&e)).unwrap()));
     }
+    kernels
+}
+
+/// The depthwise passes and copies, the pattern tiles, the MaxPool row
+/// passes, the quantisers and the math streams.
+fn other_kernels() -> Vec<(String, Vec<u8>)> {
+    use kerf_targets::ukernel::avx2::*;
+    let mut kernels: Vec<(String, Vec<u8>)> = Vec::new();
+    let clamp = Some(Clamp { lo: 0.0, hi: Some(6.0) });
     for (cols, hardswish) in [(8, false), (79, true), (70, false), (3, true), (130, false)] {
         let epi = TileEpi {
             residual: cols % 2 == 0,
@@ -712,45 +728,49 @@ fn assembled_kernels_keep_the_leaf_abi() {
             kernels.push((format!("math stream {f:?}"), s.bytes[..s.code_len].to_vec()));
         }
     }
+    kernels
+}
+
+/// The leaf ABI of one kernel (see [`assembled_kernels_keep_the_leaf_abi`]).
+fn check_leaf(name: &str, code: &[u8]) {
+    use iced_x86::{Decoder, DecoderOptions, InstructionInfoFactory, Mnemonic, OpAccess, Register};
     let saved = [Register::RBX, Register::RBP, Register::R12, Register::R13, Register::R14, Register::R15];
-    for (name, code) in &kernels {
-        let mut info = InstructionInfoFactory::new();
-        let ins: Vec<_> = Decoder::with_ip(64, code, 0, DecoderOptions::NONE).into_iter().collect();
-        assert!(ins.iter().all(|i| !i.is_invalid()), "{name}: undecodable bytes");
-        let n = ins.len();
-        assert!(n >= 2 && ins[n - 1].mnemonic() == Mnemonic::Ret, "{name}: does not end with ret");
-        assert_eq!(ins[n - 2].mnemonic(), Mnemonic::Vzeroupper, "{name}: no vzeroupper before ret");
-        let mut dirty = std::collections::BTreeSet::new();
-        for i in &ins[..n - 1] {
-            // the VEX form of vpdpbusd is AVX-VNNI, which AVX-512 VNNI CPUs lack
-            if i.mnemonic() == Mnemonic::Vpdpbusd {
-                assert_eq!(i.encoding(), iced_x86::EncodingKind::EVEX, "{name}: VEX-encoded vpdpbusd");
+    let mut info = InstructionInfoFactory::new();
+    let ins: Vec<_> = Decoder::with_ip(64, code, 0, DecoderOptions::NONE).into_iter().collect();
+    assert!(ins.iter().all(|i| !i.is_invalid()), "{name}: undecodable bytes");
+    let n = ins.len();
+    assert!(n >= 2 && ins[n - 1].mnemonic() == Mnemonic::Ret, "{name}: does not end with ret");
+    assert_eq!(ins[n - 2].mnemonic(), Mnemonic::Vzeroupper, "{name}: no vzeroupper before ret");
+    let mut dirty = std::collections::BTreeSet::new();
+    for i in &ins[..n - 1] {
+        // the VEX form of vpdpbusd is AVX-VNNI, which AVX-512 VNNI CPUs lack
+        if i.mnemonic() == Mnemonic::Vpdpbusd {
+            assert_eq!(i.encoding(), iced_x86::EncodingKind::EVEX, "{name}: VEX-encoded vpdpbusd");
+        }
+        assert!(
+            !matches!(i.mnemonic(), Mnemonic::Call | Mnemonic::Ret | Mnemonic::Push | Mnemonic::Pop),
+            "{name}: {:?}",
+            i.mnemonic()
+        );
+        for r in info.info(i).used_registers() {
+            let full = r.register().full_register();
+            let upper = (Register::ZMM16 as u32..=Register::ZMM31 as u32).contains(&(full as u32));
+            if upper && r.access() != OpAccess::Read {
+                // a register xor-ed with itself is clean again
+                match zeroes(i) {
+                    true => dirty.remove(&full),
+                    false => dirty.insert(full),
+                };
             }
             assert!(
-                !matches!(i.mnemonic(), Mnemonic::Call | Mnemonic::Ret | Mnemonic::Push | Mnemonic::Pop),
-                "{name}: {:?}",
-                i.mnemonic()
+                !saved.contains(&full) && full != Register::RSP,
+                "{name}: {:?} uses {:?}",
+                i.mnemonic(),
+                r.register()
             );
-            for r in info.info(i).used_registers() {
-                let full = r.register().full_register();
-                let upper = (Register::ZMM16 as u32..=Register::ZMM31 as u32).contains(&(full as u32));
-                if upper && r.access() != OpAccess::Read {
-                    // a register xor-ed with itself is clean again
-                    match zeroes(i) {
-                        true => dirty.remove(&full),
-                        false => dirty.insert(full),
-                    };
-                }
-                assert!(
-                    !saved.contains(&full) && full != Register::RSP,
-                    "{name}: {:?} uses {:?}",
-                    i.mnemonic(),
-                    r.register()
-                );
-            }
         }
-        assert!(dirty.is_empty(), "{name}: leaves {dirty:?} non-zero");
     }
+    assert!(dirty.is_empty(), "{name}: leaves {dirty:?} non-zero");
 }
 
 /// Whether `i` is a zeroing idiom: an xor of one register with itself.
