@@ -41,7 +41,7 @@
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, ConstantData, Endianness, InstBuilder, MemFlagsData, SigRef, Value};
-use kerf_ir::op::QOut;
+use kerf_ir::op::{QConv, QOut};
 use kerf_ir::{weights_byte_pairs_exact, DType, Op};
 
 use super::epilogue::{apply_act, Act};
@@ -106,6 +106,43 @@ impl Dims {
     }
 }
 
+impl Dims {
+    /// The sizes of `k`'s QConv `q`, on byte quads or 16-bit pairs.
+    fn new(k: &Kernel, q: &QConv, quads: bool) -> Dims {
+        let (xs, ws, os) = (k.in_shape(0), k.in_shape(1), k.out_shape(0));
+        let wd = &q.conv.window;
+        let pixels = os[2] * os[3];
+        // the VNNI tile runs on zmm (VNNI here implies AVX-512F + VL)
+        let px = if k.caps.vnni { 16 } else { 8 };
+        Dims {
+            c: xs[1],
+            h: xs[2],
+            w: xs[3],
+            mg: ws[0] / q.conv.group,
+            groups: q.conv.group,
+            cg: ws[1],
+            ow: os[3],
+            pixels,
+            steps: (ws[1] * ws[2] * ws[3]).div_ceil(if quads { 4 } else { 2 }),
+            quads,
+            sh: wd.strides[0],
+            sw: wd.strides[1],
+            px,
+            units: pixels.div_ceil(px),
+            zp: q.x_zp,
+            rows: if quads {
+                QDOT_ROWS
+            } else if k.caps.avx2 {
+                12
+            } else if k.lanes() == 4 {
+                ROWS
+            } else {
+                2
+            },
+        }
+    }
+}
+
 /// Lowers a [`QConv`] node.
 pub fn qconv(k: &mut Kernel) -> LResult {
     let Op::QConv(q) = &k.node.op else {
@@ -115,41 +152,13 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     if k.in_dtype(0) != DType::U8 || k.in_dtype(1) != DType::I8 {
         return Err("QConv needs a u8 input and i8 weights".into());
     }
-    let (xs, ws, os) = (k.in_shape(0).to_vec(), k.in_shape(1).to_vec(), k.out_shape(0).to_vec());
+    let (xs, ws) = (k.in_shape(0).to_vec(), k.in_shape(1).to_vec());
     let wd = &q.conv.window;
     let kk = ws[1] * ws[2] * ws[3];
-    let pixels = os[2] * os[3];
     let w_t = k.node.inputs.get(1).and_then(|&v| k.g.const_of(v)).ok_or("QConv needs constant weights")?;
     let quads = byte_quads(k.caps, w_t);
-    // the VNNI tile runs on zmm (VNNI here implies AVX-512F + VL)
-    let px = if k.caps.vnni { 16 } else { 8 };
     let w = w_t.to_f64_vec();
-    let d = Dims {
-        c: xs[1],
-        h: xs[2],
-        w: xs[3],
-        mg: ws[0] / q.conv.group,
-        groups: q.conv.group,
-        cg: ws[1],
-        ow: os[3],
-        pixels,
-        steps: kk.div_ceil(if quads { 4 } else { 2 }),
-        quads,
-        sh: wd.strides[0],
-        sw: wd.strides[1],
-        px,
-        units: pixels.div_ceil(px),
-        zp: q.x_zp,
-        rows: if quads {
-            QDOT_ROWS
-        } else if k.caps.avx2 {
-            12
-        } else if k.lanes() == 4 {
-            ROWS
-        } else {
-            2
-        },
-    };
+    let d = Dims::new(k, &q, quads);
     // the accumulating form has no scales or bias: its epilogue stores the sums
     let (w_scale, bias) = match (q.out, k.const_f32(2), k.const_f32(3)) {
         (QOut::Acc, ..) => (vec![0.0; ws[0]], vec![0.0; ws[0]]),
