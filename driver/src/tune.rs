@@ -184,7 +184,15 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         write_report(dir, &outcome)?;
         eprintln!("report: {}", dir.display());
     }
-    if outcome.met && chosen.plan == kerf_compress::Plan::default() {
+    if outcome.searched != outcome.chosen {
+        eprintln!(
+            "note: the best plan within the budget ({}) ran measurably slower than {} timed together; wrote {} as {}",
+            outcome.evaluated[outcome.searched].label,
+            chosen.label,
+            args.output.display(),
+            chosen.label
+        );
+    } else if outcome.met && chosen.plan == kerf_compress::Plan::default() {
         eprintln!(
             "warning: no compression of any layer fits the budget ({}); wrote {} with every layer FP32",
             args.report.as_deref().map_or("--report DIR lists each variant's metric".into(), |d| format!(
