@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use kerf_compress::layer;
 use kerf_compress::plan::{LayerRule, Settings};
-use kerf_compress::{NmSetting, NmSparsity, Plan, Precision};
+use kerf_compress::Plan;
 use kerf_ir::{Graph, Tensor};
 use kerf_pipeline::compression::ProbeMemo;
 use kerf_pipeline::dataset::{run_samples, run_samples_all, top1, Fidelity};
@@ -17,6 +17,7 @@ use crate::cache::Cache;
 use crate::metric::MetricCommand;
 use crate::segment::{layer_segment, sample_for};
 use crate::target_runner::TargetRunner;
+use crate::variants::{harsher, low_rank_everywhere, variant, variants_for, Variant};
 use crate::TuneError;
 
 /// What "accuracy" means for the budget.
@@ -146,140 +147,6 @@ pub struct Data {
     /// The class index of each validation sample, compared with the
     /// arg-max of output 0; required for [`Metric::Top1`].
     pub labels: Option<Vec<i64>>,
-}
-
-/// A per-layer compression choice.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Variant {
-    /// Short name (`int8`, `p8c25`, `rank16+int8`, ...).
-    pub name: String,
-    /// The compression settings the layer gets.
-    pub settings: Settings,
-}
-
-impl Variant {
-    /// The variant with its int8 weights on `bits`-bit codes (`None`: the
-    /// default; a non-quantising variant is left as it is).
-    fn with_weight_bits(mut self, bits: Option<u8>) -> Variant {
-        if self.settings.quant == Some(Precision::Int8) {
-            self.settings.weight_bits = bits;
-        }
-        self
-    }
-}
-
-/// [`variants`] with the options' int8 weight bits.
-fn variants_for(site: &layer::Site, opts: &TuneOptions) -> Vec<Variant> {
-    variants(site).into_iter().map(|v| v.with_weight_bits(opts.weight_bits)).collect()
-}
-
-fn variant(name: &str, quant: bool, patterns: usize, connectivity: f64, rank: f64) -> Variant {
-    Variant {
-        name: name.to_string(),
-        settings: Settings {
-            quant: Some(if quant { Precision::Int8 } else { Precision::F32 }),
-            patterns: (patterns > 0).then_some(patterns),
-            connectivity: (connectivity > 0.0).then_some(connectivity),
-            low_rank: (rank > 0.0).then_some(rank),
-            ..Settings::default()
-        },
-    }
-}
-
-/// The variants tried for a layer, each family from the mildest up: int8
-/// for every layer; for 3x3 convs, pattern libraries of 8 and 4 patterns,
-/// each with 25% or 50% of the kernels removed, alone and with int8, and
-/// for 3x3 convs of at least 8 input channels the library of 8 with int8
-/// and each pattern shared by a quad of input channels (`q4`:
-/// `pattern_group = 4`, what the integer pattern kernel runs); for
-/// products and one-group convs, rank min(N, K)/4 (where cheaper than the
-/// layer), alone and with int8; for one-group KxK convs, Tucker-2 at a
-/// quarter of the input and output channels (where both are reduced and
-/// its three convs hold fewer weights), alone and with int8; for products and convs without
-/// patterns whose input channels come in fours, 2:4 sparsity (smaller
-/// weights, not faster code: no kernel skips its zeros), alone and with
-/// int8. (Rank /8 was a variant too: tuned on the
-/// training split, the trained models' chosen plans then lost 1.1–1.3
-/// points on their test sets, past a 1-point budget; the training data's
-/// top-1 hides what a rank that low costs on unseen data.)
-pub fn variants(site: &layer::Site) -> Vec<Variant> {
-    let mut v = vec![variant("int8", true, 0, 0.0, 0.0)];
-    if kerf_compress::prune::applies(site) {
-        for library in [8, 4] {
-            for removed in [0.25, 0.5] {
-                let name = format!("p{library}c{}", (removed * 100.0) as usize);
-                v.push(variant(&name, false, library, removed, 0.0));
-                v.push(variant(&format!("{name}+int8"), true, library, removed, 0.0));
-            }
-        }
-        if site.cols / site.kernel_area().max(1) >= 8 {
-            for removed in [0.25, 0.5] {
-                let mut q = variant(&format!("p8c{}q4+int8", (removed * 100.0) as usize), true, 8, removed, 0.0);
-                q.settings.pattern_group = Some(4);
-                v.push(q);
-            }
-        }
-    }
-    if site.groups() == 1 {
-        let r = (site.rows.min(site.cols) / 4).max(1);
-        if r * (site.rows + site.cols) < site.rows * site.cols {
-            v.push(variant(&format!("rank{r}"), false, 0, 0.0, r as f64));
-            v.push(variant(&format!("rank{r}+int8"), true, 0, 0.0, r as f64));
-        }
-        let area = site.kernel_area();
-        let c = site.cols / area.max(1);
-        let [r_in, r_out] = kerf_compress::tucker::ranks(c, site.rows, area, [(c / 4).max(1), (site.rows / 4).max(1)]);
-        // (both modes reduced: a first 1x1 conv over all input channels,
-        // e.g. of a one-channel image, only rescales them)
-        let thinner = r_in < c && r_out < site.rows;
-        let weights = kerf_compress::tucker::macs(c, site.rows, area, [r_in, r_out], 1, 1);
-        if area > 1 && thinner && weights < site.rows * site.cols {
-            for int8 in [false, true] {
-                let mut t =
-                    variant(&format!("tucker{r_in},{r_out}{}", if int8 { "+int8" } else { "" }), int8, 0, 0.0, 0.0);
-                t.settings.tucker = Some([r_in, r_out]);
-                v.push(t);
-            }
-        }
-    }
-    let two_four = NmSparsity { n: 2, m: 4 };
-    if !kerf_compress::prune::applies(site) && kerf_compress::nm::applies(site, two_four) {
-        for int8 in [false, true] {
-            let mut t = variant(if int8 { "nm2:4+int8" } else { "nm2:4" }, int8, 0, 0.0, 0.0);
-            t.settings.nm = Some(NmSetting::Sparse(two_four));
-            v.push(t);
-        }
-    }
-    v
-}
-
-/// Whether `b` compresses at least as hard as `a` in every respect (int8
-/// over f32, a smaller pattern library, more kernels removed, patterns
-/// shared by at least as many input channels, a lower
-/// rank, lower Tucker-2 ranks, a smaller N:M fraction kept). The per-layer sweep skips `b` when `a` alone already misses the
-/// budget: losses grow with each of these (the assumption every
-/// accuracy-aware search makes). Under a tight budget most of a sensitive
-/// layer's variants go unmeasured.
-fn harsher(b: &Settings, a: &Settings) -> bool {
-    let int8 = |s: &Settings| s.quant == Some(Precision::Int8);
-    let library = |s: &Settings| s.patterns.unwrap_or(usize::MAX);
-    let removed = |s: &Settings| s.connectivity.unwrap_or(0.0);
-    let group = |s: &Settings| s.pattern_group.unwrap_or(1);
-    let rank = |s: &Settings| s.low_rank.unwrap_or(f64::INFINITY);
-    let tucker = |s: &Settings| s.tucker.unwrap_or([usize::MAX; 2]);
-    let kept = |s: &Settings| match s.nm {
-        Some(NmSetting::Sparse(nm)) => nm.n as f64 / nm.m as f64,
-        _ => 1.0,
-    };
-    let (tb, ta) = (tucker(b), tucker(a));
-    (int8(b) || !int8(a))
-        && library(b) <= library(a)
-        && removed(b) >= removed(a)
-        && group(b) >= group(a)
-        && rank(b) <= rank(a)
-        && tb[0] <= ta[0]
-        && tb[1] <= ta[1]
-        && kept(b) <= kept(a)
 }
 
 /// One measured plan.
@@ -607,7 +474,7 @@ fn single(layer: &str, s: &Settings) -> Plan {
 }
 
 /// A glob matching exactly `name` (glob metacharacters replaced by `?`).
-fn exact(name: &str) -> String {
+pub(crate) fn exact(name: &str) -> String {
     name.chars().map(|c| if c == '*' || c == '?' { '?' } else { c }).collect()
 }
 
@@ -887,21 +754,6 @@ fn skippable(r: Result<Evaluated, TuneError>) -> Result<Result<Evaluated, String
     }
 }
 
-/// Every product at the rank its per-layer variant uses (min(N, K)/4),
-/// where that is cheaper.
-fn low_rank_everywhere(sites: &[layer::Site]) -> Plan {
-    let layers = sites
-        .iter()
-        .filter_map(|site| {
-            let v = variants(site)
-                .into_iter()
-                .find(|v| v.settings.low_rank.is_some() && v.settings.quant != Some(Precision::Int8))?;
-            Some(LayerRule { pattern: exact(&site.layer), settings: v.settings })
-        })
-        .collect();
-    Plan { default: Settings::default(), layers }
-}
-
 type Row = (String, Variant, Evaluated);
 
 /// What `e` buys over the baseline `b` under `objective`: relative latency
@@ -1127,70 +979,6 @@ mod tests {
         let mut e = all(at("chosen", 0.96, 0.9, 30));
         e[2].metric = 0.96;
         assert_eq!(keep(&e, Objective::Latency), 2);
-    }
-
-    /// A 3x3 conv layer of `c` input and 8 output channels.
-    fn conv_site(c: usize) -> layer::Site {
-        let w = vec!["0.5"; 8 * c * 9].join(",");
-        let src = format!(
-            "graph \"g\"\n  input %0 \"x\": f32[1,{c},6,6]\n  const %1 \"w\": f32[8,{c},3,3] = [{w}]\n  \
-             %2 = Conv{{kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[1,1,1,1], group=1, layer=\"l\"}}(%0, %1): f32[1,8,6,6] @\"l\"\n  \
-             output \"y\" = %2\n"
-        );
-        let g = kerf_ir::text::parse(&src).unwrap_or_else(|e| panic!("{e}"));
-        layer::sites(&g).remove(0)
-    }
-
-    #[test]
-    fn quad_pattern_variants_for_3x3_convs_of_eight_channels_and_more() {
-        let names = |c| variants(&conv_site(c)).into_iter().map(|v| v.name).collect::<Vec<_>>();
-        let quads = |c| names(c).into_iter().filter(|n| n.contains("q4")).collect::<Vec<_>>();
-        assert_eq!(quads(16), ["p8c25q4+int8", "p8c50q4+int8"]);
-        assert!(quads(4).is_empty() && names(4).contains(&"p8c25+int8".to_string()));
-        let q = variants(&conv_site(8)).into_iter().find(|v| v.name == "p8c50q4+int8").expect("a quad variant");
-        let s = &q.settings;
-        assert_eq!(
-            (s.pattern_group, s.patterns, s.connectivity, s.quant),
-            (Some(4), Some(8), Some(0.5), Some(Precision::Int8))
-        );
-    }
-
-    #[test]
-    fn weight_bits_reach_the_int8_variants_only() {
-        let bits = |q, b| variant("", q, 8, 0.25, 0.0).with_weight_bits(b).settings.weight_bits;
-        assert_eq!((bits(true, Some(7)), bits(false, Some(7))), (Some(7), None));
-        assert_eq!(bits(true, None), None);
-    }
-
-    #[test]
-    fn harsher_variants_compress_at_least_as_hard_in_every_respect() {
-        let v = |q, p, c, r| variant("", q, p, c, r).settings;
-        let int8 = v(true, 0, 0.0, 0.0);
-        let (p8c25, p8c50, p4c25) = (v(false, 8, 0.25, 0.0), v(false, 8, 0.5, 0.0), v(false, 4, 0.25, 0.0));
-        assert!(harsher(&p8c50, &p8c25) && harsher(&p4c25, &p8c25) && harsher(&v(true, 8, 0.25, 0.0), &p8c25));
-        assert!(!harsher(&p8c25, &p8c50) && !harsher(&p8c25, &int8) && !harsher(&int8, &p8c25));
-        assert!(!harsher(&p4c25, &p8c50) && !harsher(&p8c50, &p4c25));
-        let quads = |mut s: Settings| {
-            s.pattern_group = Some(4);
-            s
-        };
-        let (q8c25, q8c50) = (quads(v(true, 8, 0.25, 0.0)), quads(v(true, 8, 0.5, 0.0)));
-        assert!(harsher(&q8c25, &v(true, 8, 0.25, 0.0)) && harsher(&q8c50, &q8c25) && harsher(&q8c50, &p8c50));
-        assert!(!harsher(&v(true, 8, 0.25, 0.0), &q8c25) && !harsher(&q8c25, &p8c50));
-        assert!(harsher(&v(false, 0, 0.0, 8.0), &v(false, 0, 0.0, 16.0)));
-        assert!(!harsher(&v(false, 0, 0.0, 16.0), &v(false, 0, 0.0, 8.0)));
-        assert!(harsher(&v(true, 0, 0.0, 8.0), &int8) && !harsher(&v(false, 0, 0.0, 8.0), &int8));
-        let with = |mut s: Settings, tucker: Option<[usize; 2]>, nm: Option<(usize, usize)>| {
-            s.tucker = tucker;
-            s.nm = nm.map(|(n, m)| NmSetting::Sparse(NmSparsity { n, m }));
-            s
-        };
-        let (t8, t4) =
-            (with(v(false, 0, 0.0, 0.0), Some([8, 16]), None), with(v(false, 0, 0.0, 0.0), Some([4, 16]), None));
-        assert!(harsher(&t4, &t8) && !harsher(&t8, &t4) && !harsher(&t8, &int8) && !harsher(&int8, &t8));
-        let (nm24, nm14) =
-            (with(v(false, 0, 0.0, 0.0), None, Some((2, 4))), with(v(true, 0, 0.0, 0.0), None, Some((1, 4))));
-        assert!(harsher(&nm14, &nm24) && !harsher(&nm24, &nm14) && harsher(&nm14, &int8) && !harsher(&int8, &nm24));
     }
 
     #[test]
