@@ -481,7 +481,8 @@ fn avx2_math_streams_equal_the_128_bit_loops() {
 /// on each of [`wide_cpus`]) against the 128-bit pass: the same bits (NaN
 /// payloads included: the pass sets all bits) and a naive maximum, on
 /// ResNet's 3x3 stride-2 pad-1 pool, SqueezeNet's unpadded ceil-mode one,
-/// 2x2, stride-1 windows and rows just long enough for one group or not;
+/// 2x2, stride-1 windows, rows just long enough for one group or not, and
+/// rows whose groups of 16 leave room for one of 8 (or have none);
 /// inputs with NaN, both zeros and ties. Printed and skipped without AVX2.
 #[test]
 fn max_pool_rows_equal_the_128_bit_pass() {
@@ -494,6 +495,10 @@ fn max_pool_rows_equal_the_128_bit_pass() {
         (1, (12, 52), 5, 1, 2, false),
         (2, (8, 36), 3, 2, 1, false),
         (1, (7, 18), 3, 1, 0, false),
+        // SqueezeNet's 27 → 13 pool: no group of 16, one of 8 (with AVX-512: the ymm pass after no zmm one)
+        (2, (9, 27), 3, 2, 0, true),
+        // 56 → 28: with AVX-512 one group of 16, then one of 8
+        (2, (10, 56), 3, 2, 1, false),
     ];
     for (i, &(c, (h, w), k, s, p, ceil)) in cases.iter().enumerate() {
         let out = |n: usize| {

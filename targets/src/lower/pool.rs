@@ -168,7 +168,7 @@ pub fn pool(k: &mut Kernel) -> LResult {
     let out = k.output(0);
     let include_pad = p.count_include_pad;
     if let Some(mut f) = Fast2d::new(&axes, elem, is_max, include_pad) {
-        f.wide = f.wide_pass(k)?;
+        f.wide = f.wide_passes(k)?;
         let taps: usize = axes.iter().map(|a| a.kernel).product();
         let (lo, hi) = k.parallel_range(planes, 1, (out_plane * taps + in_plane) as u64)?;
         k.for_dyn(lo, hi, 1, |k, pl| {
@@ -363,10 +363,11 @@ struct Fast2d {
     w: Axis,
     is_max: bool,
     include_pad: bool,
-    /// With AVX2, MaxPool's interior rows run 8 (AVX-512: 16) outputs at
-    /// a time on the assembled row pass ([`max_pool_row`]): its code,
-    /// signature and outputs per group.
-    wide: Option<(Value, SigRef, usize)>,
+    /// With AVX2, MaxPool's interior rows run on the assembled row passes
+    /// ([`max_pool_row`]) in groups of 16 outputs (AVX-512), then of 8:
+    /// each pass that some group uses, with its code, signature and
+    /// outputs per group, widest first.
+    wide: Vec<(Value, SigRef, usize)>,
 }
 
 /// One past the last input a group of `lanes` outputs from output `o` reads
@@ -413,7 +414,7 @@ impl Fast2d {
         if c0 + (w.out - c1) > 32 {
             return None;
         }
-        Some(Fast2d { h, w, is_max, include_pad, wide: None })
+        Some(Fast2d { h, w, is_max, include_pad, wide: Vec::new() })
     }
 
     fn combine(&self, k: &mut Kernel, a: Value, v: Value) -> Value {
@@ -474,37 +475,59 @@ impl Fast2d {
         }
     }
 
-    /// The assembled MaxPool row pass where it applies: AVX2 (`zmm` with
-    /// AVX-512), stride 1 or 2 along the row.
-    fn wide_pass(&self, k: &mut Kernel) -> LResult<Option<(Value, SigRef, usize)>> {
+    /// The assembled MaxPool row passes where they apply (AVX2, stride 1
+    /// or 2 along the row) and some interior row's group uses them: `zmm`
+    /// groups of 16 with AVX-512, then `ymm` groups of 8 for what remains
+    /// (SqueezeNet's 13-wide pool has no group of 16).
+    fn wide_passes(&self, k: &mut Kernel) -> LResult<Vec<(Value, SigRef, usize)>> {
         if !(self.is_max && k.caps.avx2 && (self.w.stride == 1 || self.w.stride == 2)) {
-            return Ok(None);
+            return Ok(Vec::new());
         }
-        let zmm = k.caps.avx512;
-        let p =
-            PoolRow { kh: self.h.kernel, kw: self.w.kernel, stride: self.w.stride, row_bytes: 4 * self.w.size, zmm };
-        let code = max_pool_row(&p).map_err(|e| format!("internal: MaxPool row pass: {e}"))?;
-        let family = if zmm { Family::Avx512 } else { Family::Avx2 };
-        Ok(Some((k.code(family, code), k.ukernel_sig(3), p.lanes())))
+        let (mut c, c1) = interior(&self.w);
+        let widths: &[usize] = if k.caps.avx512 { &[16, 8] } else { &[8] };
+        let mut passes = Vec::new();
+        for &lanes in widths {
+            let n = self.groups(c, c1, lanes);
+            if n == 0 {
+                continue;
+            }
+            let (w, zmm) = (self.w, lanes == 16);
+            let p = PoolRow { kh: self.h.kernel, kw: w.kernel, stride: w.stride, row_bytes: 4 * w.size, zmm };
+            let code = max_pool_row(&p).map_err(|e| format!("internal: MaxPool row pass: {e}"))?;
+            let family = if zmm { Family::Avx512 } else { Family::Avx2 };
+            passes.push((k.code(family, code), k.ukernel_sig(3), lanes));
+            c += lanes * n;
+        }
+        Ok(passes)
     }
 
-    /// Output columns `c0..` of an interior row on the assembled pass, in
-    /// groups of a vector whose reads stay in the row; returns the first
-    /// column it leaves.
-    fn wide_cols(&self, k: &mut Kernel, rows: &Rows, orow: Value, (c0, c1): (usize, usize)) -> usize {
-        let (Some((code, sig, lanes)), Rows::Fixed(ps)) = (self.wide, rows) else { return c0 };
-        let w = self.w;
+    /// Groups of `lanes` outputs from `c0` within `..c1` whose reads stay
+    /// in the row ([`reach`]).
+    fn groups(&self, c0: usize, c1: usize, lanes: usize) -> usize {
         let mut n = 0;
-        while c0 + lanes * (n + 1) <= c1 && reach(&w, c0 + lanes * n, lanes) <= w.size as i64 {
+        while c0 + lanes * (n + 1) <= c1 && reach(&self.w, c0 + lanes * n, lanes) <= self.w.size as i64 {
             n += 1;
         }
-        if n > 0 {
-            let src = k.add_c(ps[0], 4 * ((c0 * w.stride) as i64 - w.pb as i64));
-            let dst = k.add_c(orow, 4 * c0 as i64);
-            let groups = k.ic(n as i64);
-            k.b.ins().call_indirect(sig, code, &[src, dst, groups]);
+        n
+    }
+
+    /// Output columns `c0..` of an interior row on the assembled passes,
+    /// widest groups first; returns the first column they leave.
+    fn wide_cols(&self, k: &mut Kernel, rows: &Rows, orow: Value, (c0, c1): (usize, usize)) -> usize {
+        let Rows::Fixed(ps) = rows else { return c0 };
+        let w = self.w;
+        let mut c = c0;
+        for &(code, sig, lanes) in &self.wide {
+            let n = self.groups(c, c1, lanes);
+            if n > 0 {
+                let src = k.add_c(ps[0], 4 * ((c * w.stride) as i64 - w.pb as i64));
+                let dst = k.add_c(orow, 4 * c as i64);
+                let groups = k.ic(n as i64);
+                k.b.ins().call_indirect(sig, code, &[src, dst, groups]);
+            }
+            c += lanes * n;
         }
-        c0 + lanes * n
+        c
     }
 
     /// Emits all output columns of output row `oh`.
