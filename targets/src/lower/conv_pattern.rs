@@ -83,10 +83,11 @@ const BLOCK: usize = 2;
 /// are sized for the 8-pixel tiles whatever the target's width: every
 /// form of the kernel then sums in the same order.
 fn channel_block(gm: &Geo) -> usize {
-    let (sch, s, lanes) = (schedule(gm.oh, gm.ow, Elem::F32.max_accs(), 8), gm.sh.max(1), 8);
+    const LANES: usize = 8;
+    let (sch, s) = (schedule(gm.oh, gm.ow, Elem::F32.max_accs(), LANES), gm.sh.max(1));
     // per channel: the tile's rows of every phase plane ([`Phases`])
     let rows = sch.rows + (gm.kh - 1) * gm.dh / s;
-    let row_bytes = ((lanes * sch.vecs + (gm.kw - 1) * gm.dw / s) * 4).next_multiple_of(64) + 64;
+    let row_bytes = ((LANES * sch.vecs + (gm.kw - 1) * gm.dw / s) * 4).next_multiple_of(64) + 64;
     (64 * 1024 / (s * s * rows * row_bytes)).clamp(8, gm.c.max(8))
 }
 

@@ -365,9 +365,19 @@ struct Fast2d {
     include_pad: bool,
     /// With AVX2, MaxPool's interior rows run on the assembled row passes
     /// ([`max_pool_row`]) in groups of 16 outputs (AVX-512), then of 8:
-    /// each pass that some group uses, with its code, signature and
-    /// outputs per group, widest first.
-    wide: Vec<(Value, SigRef, usize)>,
+    /// each pass that some group uses, widest first.
+    wide: Vec<RowPass>,
+}
+
+/// An assembled MaxPool row pass in an interior row: its code and
+/// signature, outputs per group, and the groups it runs (the same in
+/// every interior row).
+#[derive(Clone, Copy)]
+struct RowPass {
+    code: Value,
+    sig: SigRef,
+    lanes: usize,
+    groups: usize,
 }
 
 /// One past the last input a group of `lanes` outputs from output `o` reads
@@ -479,7 +489,7 @@ impl Fast2d {
     /// or 2 along the row) and some interior row's group uses them: `zmm`
     /// groups of 16 with AVX-512, then `ymm` groups of 8 for what remains
     /// (SqueezeNet's 13-wide pool has no group of 16).
-    fn wide_passes(&self, k: &mut Kernel) -> LResult<Vec<(Value, SigRef, usize)>> {
+    fn wide_passes(&self, k: &mut Kernel) -> LResult<Vec<RowPass>> {
         if !(self.is_max && k.caps.avx2 && (self.w.stride == 1 || self.w.stride == 2)) {
             return Ok(Vec::new());
         }
@@ -495,7 +505,7 @@ impl Fast2d {
             let p = PoolRow { kh: self.h.kernel, kw: w.kernel, stride: w.stride, row_bytes: 4 * w.size, zmm };
             let code = max_pool_row(&p).map_err(|e| format!("internal: MaxPool row pass: {e}"))?;
             let family = if zmm { Family::Avx512 } else { Family::Avx2 };
-            passes.push((k.code(family, code), k.ukernel_sig(3), lanes));
+            passes.push(RowPass { code: k.code(family, code), sig: k.ukernel_sig(3), lanes, groups: n });
             c += lanes * n;
         }
         Ok(passes)
@@ -511,21 +521,19 @@ impl Fast2d {
         n
     }
 
-    /// Output columns `c0..` of an interior row on the assembled passes,
-    /// widest groups first; returns the first column they leave.
-    fn wide_cols(&self, k: &mut Kernel, rows: &Rows, orow: Value, (c0, c1): (usize, usize)) -> usize {
+    /// Output columns `c0..` of an interior row (every one starts at the
+    /// same `c0`) on the assembled passes, widest groups first; returns
+    /// the first column they leave.
+    fn wide_cols(&self, k: &mut Kernel, rows: &Rows, orow: Value, c0: usize) -> usize {
         let Rows::Fixed(ps) = rows else { return c0 };
         let w = self.w;
         let mut c = c0;
-        for &(code, sig, lanes) in &self.wide {
-            let n = self.groups(c, c1, lanes);
-            if n > 0 {
-                let src = k.add_c(ps[0], 4 * ((c * w.stride) as i64 - w.pb as i64));
-                let dst = k.add_c(orow, 4 * c as i64);
-                let groups = k.ic(n as i64);
-                k.b.ins().call_indirect(sig, code, &[src, dst, groups]);
-            }
-            c += lanes * n;
+        for p in &self.wide {
+            let src = k.add_c(ps[0], 4 * ((c * w.stride) as i64 - w.pb as i64));
+            let dst = k.add_c(orow, 4 * c as i64);
+            let groups = k.ic(p.groups as i64);
+            k.b.ins().call_indirect(p.sig, p.code, &[src, dst, groups]);
+            c += p.lanes * p.groups;
         }
         c
     }
@@ -537,7 +545,7 @@ impl Fast2d {
         let orow = k.b.ins().iadd(ob, oo);
         let (c0, c1) = interior(&w);
         // the assembled pass's interior c0..cw, then 128-bit vectors cw..cv
-        let cw = self.wide_cols(k, rows, orow, (c0, c1));
+        let cw = self.wide_cols(k, rows, orow, c0);
         // vector interior cw..cv: groups of 4 outputs whose loads stay in the row
         let mut cv = cw;
         if k.caps.simd && (w.stride == 1 || w.stride == 2) {

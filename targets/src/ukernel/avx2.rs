@@ -18,6 +18,7 @@
 
 use iced_x86::code_asm::asm_traits::{CodeAsmVaddps, CodeAsmVmaxps, CodeAsmVminps, CodeAsmVmulps};
 use iced_x86::code_asm::*;
+use iced_x86::Register;
 
 mod int_tile;
 mod pattern;
@@ -165,7 +166,7 @@ pub fn gemm_tile(t: &GemmTile) -> Result<Vec<u8>, IcedError> {
                 Init::Zero => a.vxorps(acc(r, j), acc(r, j), acc(r, j))?,
                 Init::RowBias if j == 0 => a.vbroadcastss(acc(r, 0), dword_ptr(bias_p + (4 * r) as i64))?,
                 Init::RowBias => a.vmovaps(acc(r, j), acc(r, 0))?,
-                Init::Partial => load_lanes(&mut a, sh.halves(r, j), out_p, t.at(r, j, 8), t.lanes(j, pairs, 8))?,
+                Init::Partial => load_lanes(&mut a, sh.acc(r, j), out_p, t.at(r, j, 8), t.lanes(j, pairs, 8))?,
             }
         }
     }
@@ -173,7 +174,7 @@ pub fn gemm_tile(t: &GemmTile) -> Result<Vec<u8>, IcedError> {
     epilogue(&mut a, t, &sh)?;
     for r in 0..rows {
         for j in 0..pairs {
-            store_lanes(&mut a, sh.halves(r, j), out_p, t.at(r, j, 8), t.lanes(j, pairs, 8))?;
+            store_lanes(&mut a, sh.acc(r, j), out_p, t.at(r, j, 8), t.lanes(j, pairs, 8))?;
         }
     }
     super::leaf_end(a)
@@ -188,11 +189,6 @@ struct Shape {
 impl Shape {
     fn acc(&self, r: usize, j: usize) -> AsmRegisterYmm {
         [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11][self.pairs * r + j]
-    }
-    /// Accumulator (r, j) and its low half.
-    fn halves(&self, r: usize, j: usize) -> (AsmRegisterYmm, AsmRegisterXmm) {
-        let i = self.pairs * r + j;
-        (self.acc(r, j), [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11][i])
     }
 }
 
@@ -242,7 +238,7 @@ fn epilogue(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedE
         each(a, &mut |a, r, j| {
             let p = bias_p + (r * ad.row) as i64;
             if ad.per_column {
-                load_lanes(a, (x, xmm14), bias_p, (r * ad.row) as i64 + 32 * j as i64, t.lanes(j, pairs, 8))?;
+                load_lanes(a, x, bias_p, (r * ad.row) as i64 + 32 * j as i64, t.lanes(j, pairs, 8))?;
             } else {
                 a.vbroadcastss(x, dword_ptr(p))?;
             }
@@ -258,7 +254,7 @@ fn epilogue(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedE
             if lanes == 8 {
                 return a.vaddps(acc(r, j), acc(r, j), ymmword_ptr(res_p + t.at(r, j, 8)));
             }
-            load_lanes(a, (x, xmm14), res_p, t.at(r, j, 8), lanes)?;
+            load_lanes(a, x, res_p, t.at(r, j, 8), lanes)?;
             a.vaddps(acc(r, j), acc(r, j), x)
         })?;
     }
@@ -360,16 +356,24 @@ fn splat(a: &mut CodeAssembler, dst: AsmRegisterYmm, v: f32) -> Result<(), IcedE
     a.vbroadcastss(dst, xmm15)
 }
 
+/// The low 128 bits of `y` (`xmmN` of `ymmN`).
+fn low_half(y: AsmRegisterYmm) -> AsmRegisterXmm {
+    const XMM: [AsmRegisterXmm; 16] =
+        [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11, xmm12, xmm13, xmm14, xmm15];
+    XMM[Register::from(y) as usize - Register::YMM0 as usize]
+}
+
 /// Loads `lanes` (1..=8) floats at `base + at` into the first lanes of
-/// `acc` (a `ymm` and its low half), zeroing the others: nothing past
-/// them is read (`xmm15` is scratch).
+/// `acc`, zeroing the others: nothing past them is read (`xmm15` is
+/// scratch).
 fn load_lanes(
     a: &mut CodeAssembler,
-    (acc, low): (AsmRegisterYmm, AsmRegisterXmm),
+    acc: AsmRegisterYmm,
     base: AsmRegister64,
     at: i64,
     lanes: usize,
 ) -> Result<(), IcedError> {
+    let low = low_half(acc);
     if lanes == 8 {
         return a.vmovups(acc, ymmword_ptr(base + at));
     }
@@ -394,15 +398,16 @@ fn load_lanes(
     Ok(())
 }
 
-/// Stores the first `lanes` (1..=8) floats of `acc` (a `ymm` and its low
-/// half) at `base + at` (`xmm15` is scratch).
+/// Stores the first `lanes` (1..=8) floats of `acc` at `base + at`
+/// (`xmm15` is scratch).
 fn store_lanes(
     a: &mut CodeAssembler,
-    (acc, low): (AsmRegisterYmm, AsmRegisterXmm),
+    acc: AsmRegisterYmm,
     base: AsmRegister64,
     at: i64,
     lanes: usize,
 ) -> Result<(), IcedError> {
+    let low = low_half(acc);
     if lanes == 8 {
         return a.vmovups(ymmword_ptr(base + at), acc);
     }

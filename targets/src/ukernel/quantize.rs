@@ -42,10 +42,7 @@ pub fn quantize_blocks(q: &QuantBlocks) -> Result<Vec<u8>, IcedError> {
     let (src, dst, n) = (rdi, rsi, rdx);
     if q.zmm {
         a.set_prefer_vex(false);
-        let [s, lo, hi, zp] = [zmm8, zmm9, zmm10, zmm11];
-        for (r, v) in [s, lo, hi, zp].into_iter().zip(consts) {
-            Vreg::splat(&mut a, r, v)?;
-        }
+        let [s, lo, hi, zp] = splats(&mut a, [zmm8, zmm9, zmm10, zmm11], consts)?;
         super::counted_loop(&mut a, n, |a| {
             a.vmovups(zmm0, zmmword_ptr(src))?;
             a.vdivps(zmm0, zmm0, s)?;
@@ -59,10 +56,7 @@ pub fn quantize_blocks(q: &QuantBlocks) -> Result<Vec<u8>, IcedError> {
             a.add(dst, 16)
         })?;
     } else {
-        let [s, lo, hi, zp] = [ymm8, ymm9, ymm10, ymm11];
-        for (r, v) in [s, lo, hi, zp].into_iter().zip(consts) {
-            Vreg::splat(&mut a, r, v)?;
-        }
+        let [s, lo, hi, zp] = splats(&mut a, [ymm8, ymm9, ymm10, ymm11], consts)?;
         super::counted_loop(&mut a, n, |a| {
             for (i, v) in [ymm0, ymm1].into_iter().enumerate() {
                 a.vmovups(v, ymmword_ptr(src + 32 * i as i64))?;
@@ -84,4 +78,12 @@ pub fn quantize_blocks(q: &QuantBlocks) -> Result<Vec<u8>, IcedError> {
         })?;
     }
     super::leaf_end(a)
+}
+
+/// `regs[i] = [values[i]; lanes]`: the grid's constants.
+fn splats<R: Vreg>(a: &mut CodeAssembler, regs: [R; 4], values: [f32; 4]) -> Result<[R; 4], IcedError> {
+    for (r, v) in regs.into_iter().zip(values) {
+        R::splat(a, r, v)?;
+    }
+    Ok(regs)
 }

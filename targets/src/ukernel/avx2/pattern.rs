@@ -4,6 +4,7 @@
 //! `lower::qconv_pattern`. One body for both widths ([`PatReg`]: the
 //! registers and the few instructions that differ).
 
+use iced_x86::code_asm::asm_traits::CodeAsmVfmadd231ps;
 use iced_x86::code_asm::*;
 
 use super::{activation, int_to_real, load_lanes, store_lanes, IntOps, IntVreg, TileEpi};
@@ -181,7 +182,7 @@ pub fn pattern_tile(t: &PatternTile) -> Result<Vec<u8>, IcedError> {
 
 fn tile<R: PatReg>(t: &PatternTile) -> Result<Vec<u8>, IcedError>
 where
-    CodeAssembler: IntOps<R>,
+    CodeAssembler: PatOps<R>,
 {
     let accs = &R::ACC[..t.rows * t.vecs];
     let (out_p, prog, bias, res_p, n) = (rdi, rdx, rcx, r11, r8);
@@ -226,7 +227,7 @@ where
             for r in 0..t.rows {
                 for v in 0..t.vecs {
                     let (at, lanes, i) = tile(r, v);
-                    R::add_part(&mut a, accs[i], (res_p, at), lanes, scratch)?;
+                    add_part::<R>(&mut a, accs[i], (res_p, at), lanes, scratch)?;
                 }
             }
         }
@@ -247,19 +248,17 @@ where
 /// One column entry of [`pattern_tile`] at `rdx` (see
 /// [`EntryKind::Column`]): weights in [`PatReg::wregs`], input rows through
 /// [`PatReg::x`].
-fn column_entry<R: PatReg>(
-    a: &mut CodeAssembler,
-    t: &PatternTile,
-    rows: &[usize],
-    accs: &[R],
-) -> Result<(), IcedError> {
+fn column_entry<R: PatReg>(a: &mut CodeAssembler, t: &PatternTile, rows: &[usize], accs: &[R]) -> Result<(), IcedError>
+where
+    CodeAssembler: PatOps<R>,
+{
     let (e, src, prog) = (t.elem, rsi, rdx);
     let wregs = R::wregs(e, true);
     let nt = rows.len();
     // the entry's one offset: the 32-bit load zero-extends into rax
     a.mov(eax, dword_ptr(prog))?;
     for (j, &w) in wregs.iter().enumerate().take(nt) {
-        R::broadcast(a, e, w, dword_ptr(prog + (4 * (1 + j)) as i64))?;
+        broadcast::<R>(a, e, w, dword_ptr(prog + (4 * (1 + j)) as i64))?;
     }
     // input row `ir` below the first tap feeds tap j's output row ir - rows[j]
     for ir in 0..t.rows + rows[nt - 1] {
@@ -269,9 +268,9 @@ fn column_entry<R: PatReg>(
             let at = src + rax + (ir * t.in_row + 4 * R::LANES * v) as i64;
             match taps[..] {
                 [] => {}
-                [(j, r)] => R::mac_at(a, e, accs[r * t.vecs + v], wregs[j], at)?,
+                [(j, r)] => mac_at::<R>(a, e, accs[r * t.vecs + v], wregs[j], at)?,
                 _ => {
-                    R::load_x(a, e, at)?;
+                    load_x::<R>(a, e, at)?;
                     for &(j, r) in &taps {
                         R::mac(a, e, accs[r * t.vecs + v], wregs[j])?;
                     }
@@ -285,18 +284,21 @@ fn column_entry<R: PatReg>(
 /// One whole-kernel entry of [`pattern_tile`] at `rdx` of `nt` taps (see
 /// [`EntryKind::Kernel`]): weights rotating through [`PatReg::wregs`],
 /// offsets through eax, r9d and r10d.
-fn kernel_entry<R: PatReg>(a: &mut CodeAssembler, t: &PatternTile, nt: usize, accs: &[R]) -> Result<(), IcedError> {
+fn kernel_entry<R: PatReg>(a: &mut CodeAssembler, t: &PatternTile, nt: usize, accs: &[R]) -> Result<(), IcedError>
+where
+    CodeAssembler: PatOps<R>,
+{
     let (e, src, prog) = (t.elem, rsi, rdx);
     let wregs = R::wregs(e, false);
     let offs = [(eax, rax), (r9d, r9), (r10d, r10)];
     for j in 0..nt {
         let (w, (off32, off)) = (wregs[j % wregs.len()], offs[j % offs.len()]);
         a.mov(off32, dword_ptr(prog + (4 * j) as i64))?;
-        R::broadcast(a, e, w, dword_ptr(prog + (4 * (nt + j)) as i64))?;
+        broadcast::<R>(a, e, w, dword_ptr(prog + (4 * (nt + j)) as i64))?;
         for r in 0..t.rows {
             for v in 0..t.vecs {
                 let at = (r * t.in_row + 4 * R::LANES * v) as i64;
-                R::mac_at(a, e, accs[r * t.vecs + v], w, src + off + at)?;
+                mac_at::<R>(a, e, accs[r * t.vecs + v], w, src + off + at)?;
             }
         }
     }
@@ -304,10 +306,11 @@ fn kernel_entry<R: PatReg>(a: &mut CodeAssembler, t: &PatternTile, nt: usize, ac
 }
 
 /// What differs between the `ymm` and `zmm` pattern tiles: the registers
-/// each [`Elem`] uses, its broadcasts and multiply-adds, and how a row's
-/// partial last vector is read and written (`ymm`: its lanes one by one
-/// through the low half, nothing past them touched; `zmm`: through the
-/// mask `k1`, set up by [`PatReg::begin`]).
+/// each [`Elem`] uses, its register multiply-add, and how a row's partial
+/// last vector is read and written (`ymm`: its lanes one by one through
+/// the low half, nothing past them touched; `zmm`: through the mask `k1`,
+/// set up by [`PatReg::begin`]). The rest is one code for both
+/// ([`PatOps`]: [`broadcast`], [`load_x`], [`mac_at`], [`add_part`]).
 pub(crate) trait PatReg: IntVreg {
     /// Code before the tile: `zmm` selects EVEX and loads `k1`.
     fn begin(a: &mut CodeAssembler, t: &PatternTile) -> Result<(), IcedError>;
@@ -319,37 +322,72 @@ pub(crate) trait PatReg: IntVreg {
     fn wregs(e: Elem, column: bool) -> &'static [Self];
     /// The input vector's register (f32 column entries; quads always).
     fn x(e: Elem) -> Self;
-    fn broadcast(a: &mut CodeAssembler, e: Elem, w: Self, at: AsmMemoryOperand) -> Result<(), IcedError>;
-    /// Loads the input vector at `at` into [`PatReg::x`] (in the float or
-    /// the integer domain, as its multiply-adds use it).
-    fn load_x(a: &mut CodeAssembler, e: Elem, at: AsmMemoryOperand) -> Result<(), IcedError>;
     /// `acc += w · x` with `x` in its register.
     fn mac(a: &mut CodeAssembler, e: Elem, acc: Self, w: Self) -> Result<(), IcedError>;
-    /// `acc += w · [at]`: f32 takes the input as a memory operand, quads
-    /// load it first.
-    fn mac_at(a: &mut CodeAssembler, e: Elem, acc: Self, w: Self, at: AsmMemoryOperand) -> Result<(), IcedError> {
-        match e {
-            Elem::F32 => Self::fma_at(a, acc, w, at),
-            Elem::Quads | Elem::QuadsVnni => {
-                Self::load_x(a, e, at)?;
-                Self::mac(a, e, acc, w)
-            }
-        }
-    }
-    /// `acc += w · [at]` in f32.
-    fn fma_at(a: &mut CodeAssembler, acc: Self, w: Self, at: AsmMemoryOperand) -> Result<(), IcedError>;
     /// `acc = ` the first `lanes` values at `base + at`, the others zero.
     fn load_part(a: &mut CodeAssembler, acc: Self, at: (AsmRegister64, i64), lanes: usize) -> Result<(), IcedError>;
     /// Stores the first `lanes` values of `acc` at `base + at`.
     fn store_part(a: &mut CodeAssembler, acc: Self, at: (AsmRegister64, i64), lanes: usize) -> Result<(), IcedError>;
-    /// `acc += ` the first `lanes` floats at `base + at` (`tmp` scratch).
-    fn add_part(
-        a: &mut CodeAssembler,
-        acc: Self,
-        at: (AsmRegister64, i64),
-        lanes: usize,
-        tmp: Self,
-    ) -> Result<(), IcedError>;
+}
+
+/// The assembler's operations the pattern tile's shared code uses on
+/// register class `R`: the integer tiles' ([`IntOps`]) and an FMA with a
+/// memory operand.
+pub(crate) trait PatOps<R>: IntOps<R> + CodeAsmVfmadd231ps<R, R, AsmMemoryOperand> {}
+
+impl<R, T> PatOps<R> for T where T: IntOps<R> + CodeAsmVfmadd231ps<R, R, AsmMemoryOperand> {}
+
+/// `w = ` the tap's weight at `at` in every lane: an f32, or a quad of i8.
+fn broadcast<R: PatReg>(a: &mut CodeAssembler, e: Elem, w: R, at: AsmMemoryOperand) -> Result<(), IcedError>
+where
+    CodeAssembler: PatOps<R>,
+{
+    match e {
+        Elem::F32 => a.vbroadcastss(w, at),
+        Elem::Quads | Elem::QuadsVnni => a.vpbroadcastd(w, at),
+    }
+}
+
+/// Loads the input vector at `at` into [`PatReg::x`] (floats or bytes
+/// alike: a plain load).
+fn load_x<R: PatReg>(a: &mut CodeAssembler, e: Elem, at: AsmMemoryOperand) -> Result<(), IcedError>
+where
+    CodeAssembler: PatOps<R>,
+{
+    a.vmovups(R::x(e), R::ptr(at))
+}
+
+/// `acc += w · [at]`: f32 takes the input as a memory operand, quads load
+/// it first.
+fn mac_at<R: PatReg>(a: &mut CodeAssembler, e: Elem, acc: R, w: R, at: AsmMemoryOperand) -> Result<(), IcedError>
+where
+    CodeAssembler: PatOps<R>,
+{
+    match e {
+        Elem::F32 => a.vfmadd231ps(acc, w, R::ptr(at)),
+        Elem::Quads | Elem::QuadsVnni => {
+            load_x::<R>(a, e, at)?;
+            R::mac(a, e, acc, w)
+        }
+    }
+}
+
+/// `acc += ` the first `lanes` floats at `base + at` (`tmp` scratch).
+fn add_part<R: PatReg>(
+    a: &mut CodeAssembler,
+    acc: R,
+    at: (AsmRegister64, i64),
+    lanes: usize,
+    tmp: R,
+) -> Result<(), IcedError>
+where
+    CodeAssembler: PatOps<R>,
+{
+    if lanes == R::LANES {
+        return a.vaddps(acc, acc, R::ptr(at.0 + at.1));
+    }
+    R::load_part(a, tmp, at, lanes)?;
+    a.vaddps(acc, acc, tmp)
 }
 
 impl PatReg for AsmRegisterYmm {
@@ -380,18 +418,6 @@ impl PatReg for AsmRegisterYmm {
             Elem::Quads => ymm13,
         }
     }
-    fn broadcast(a: &mut CodeAssembler, e: Elem, w: Self, at: AsmMemoryOperand) -> Result<(), IcedError> {
-        match e {
-            Elem::F32 => a.vbroadcastss(w, at),
-            Elem::Quads | Elem::QuadsVnni => a.vpbroadcastd(w, at),
-        }
-    }
-    fn load_x(a: &mut CodeAssembler, e: Elem, at: AsmMemoryOperand) -> Result<(), IcedError> {
-        match e {
-            Elem::F32 => a.vmovups(Self::x(e), ymmword_ptr(at)),
-            Elem::Quads | Elem::QuadsVnni => a.vmovdqu(Self::x(e), ymmword_ptr(at)),
-        }
-    }
     fn mac(a: &mut CodeAssembler, e: Elem, acc: Self, w: Self) -> Result<(), IcedError> {
         match e {
             Elem::F32 => a.vfmadd231ps(acc, w, Self::x(e)),
@@ -404,16 +430,13 @@ impl PatReg for AsmRegisterYmm {
             Elem::QuadsVnni => a.vpdpbusd(acc, Self::x(e), w),
         }
     }
-    fn fma_at(a: &mut CodeAssembler, acc: Self, w: Self, at: AsmMemoryOperand) -> Result<(), IcedError> {
-        a.vfmadd231ps(acc, w, ymmword_ptr(at))
-    }
     fn load_part(
         a: &mut CodeAssembler,
         acc: Self,
         (base, at): (AsmRegister64, i64),
         lanes: usize,
     ) -> Result<(), IcedError> {
-        load_lanes(a, (acc, low(acc)), base, at, lanes)
+        load_lanes(a, acc, base, at, lanes)
     }
     fn store_part(
         a: &mut CodeAssembler,
@@ -421,30 +444,8 @@ impl PatReg for AsmRegisterYmm {
         (base, at): (AsmRegister64, i64),
         lanes: usize,
     ) -> Result<(), IcedError> {
-        store_lanes(a, (acc, low(acc)), base, at, lanes)
+        store_lanes(a, acc, base, at, lanes)
     }
-    fn add_part(
-        a: &mut CodeAssembler,
-        acc: Self,
-        (base, at): (AsmRegister64, i64),
-        lanes: usize,
-        tmp: Self,
-    ) -> Result<(), IcedError> {
-        if lanes == 8 {
-            return a.vaddps(acc, acc, ymmword_ptr(base + at));
-        }
-        load_lanes(a, (tmp, low(tmp)), base, at, lanes)?;
-        a.vaddps(acc, acc, tmp)
-    }
-}
-
-/// The low `xmm` half of a `ymm` register.
-fn low(y: AsmRegisterYmm) -> AsmRegisterXmm {
-    const YMM: [AsmRegisterYmm; 16] =
-        [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11, ymm12, ymm13, ymm14, ymm15];
-    const XMM: [AsmRegisterXmm; 16] =
-        [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11, xmm12, xmm13, xmm14, xmm15];
-    XMM[YMM.iter().position(|&r| r == y).unwrap_or(0)]
 }
 
 impl PatReg for AsmRegisterZmm {
@@ -468,27 +469,12 @@ impl PatReg for AsmRegisterZmm {
     fn x(_: Elem) -> Self {
         zmm15
     }
-    fn broadcast(a: &mut CodeAssembler, e: Elem, w: Self, at: AsmMemoryOperand) -> Result<(), IcedError> {
-        match e {
-            Elem::F32 => a.vbroadcastss(w, at),
-            Elem::Quads | Elem::QuadsVnni => a.vpbroadcastd(w, at),
-        }
-    }
-    fn load_x(a: &mut CodeAssembler, e: Elem, at: AsmMemoryOperand) -> Result<(), IcedError> {
-        match e {
-            Elem::F32 => a.vmovups(Self::x(e), zmmword_ptr(at)),
-            Elem::Quads | Elem::QuadsVnni => a.vmovdqu32(Self::x(e), zmmword_ptr(at)),
-        }
-    }
     fn mac(a: &mut CodeAssembler, e: Elem, acc: Self, w: Self) -> Result<(), IcedError> {
         match e {
             Elem::F32 => a.vfmadd231ps(acc, w, Self::x(e)),
             // (`PatternTile::fits` keeps AVX2's byte quads on `ymm`)
             Elem::Quads | Elem::QuadsVnni => a.vpdpbusd(acc, Self::x(e), w),
         }
-    }
-    fn fma_at(a: &mut CodeAssembler, acc: Self, w: Self, at: AsmMemoryOperand) -> Result<(), IcedError> {
-        a.vfmadd231ps(acc, w, zmmword_ptr(at))
     }
     fn load_part(
         a: &mut CodeAssembler,
@@ -511,15 +497,5 @@ impl PatReg for AsmRegisterZmm {
             16 => a.vmovups(zmmword_ptr(base + at), acc),
             _ => a.vmovups(zmmword_ptr(base + at).k1(), acc),
         }
-    }
-    fn add_part(
-        a: &mut CodeAssembler,
-        acc: Self,
-        at: (AsmRegister64, i64),
-        lanes: usize,
-        tmp: Self,
-    ) -> Result<(), IcedError> {
-        Self::load_part(a, tmp, at, lanes)?;
-        a.vaddps(acc, acc, tmp)
     }
 }
