@@ -253,6 +253,49 @@ fn matrix_products_split_and_match() {
     }
 }
 
+/// Pointwise convs on small planes (`conv_lanes`: the output channels in
+/// the lanes, then a transposing pass) split over pixels: 2 images of 7×7
+/// (the 49th pixel in the last task's scalar tail), a residual with Clip in
+/// the pass, and Relu in the product's store. Threaded equals serial bit for
+/// bit; the values match the reference evaluator.
+#[test]
+fn pointwise_convs_on_small_planes_split_and_match() {
+    let konst = |seed: usize, shape: &[usize]| {
+        let n: usize = shape.iter().product();
+        let v: Vec<String> =
+            (0..n).map(|i| format!("{:?}", (((i * 31 + seed * 17) % 23) as f32 - 11.0) / 80.0)).collect();
+        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        format!("const %{seed} \"c{seed}\": f32[{}] = [{}]\n  ", dims.join(","), v.join(","))
+    };
+    let text = format!(
+        "graph \"pw\"\n  input %0 \"x\": f32[2,96,7,7]\n  input %1 \"r\": f32[2,64,7,7]\n  {}{}{}{}\
+         %6 = ConvFused{{kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1, layer=\"a\", act=Clip, act_min=0.0, act_max=6.0, residual=true}}(%0, %2, %3, %1): f32[2,64,7,7] @\"a\"\n  \
+         %7 = ConvFused{{kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1, layer=\"b\", act=Relu, residual=false}}(%6, %4, %5): f32[2,96,7,7] @\"b\"\n  \
+         output \"y\" = %7\n",
+        konst(2, &[64, 96, 1, 1]),
+        konst(3, &[64]),
+        konst(4, &[96, 64, 1, 1]),
+        konst(5, &[96]),
+    );
+    let g = kerf_ir::text::parse(&text).unwrap();
+    let inputs: Vec<Tensor> = g
+        .inputs
+        .iter()
+        .map(|&v| {
+            let n: usize = g.ty(v).shape.iter().product();
+            Tensor::from_f32(g.ty(v).shape.clone(), &xs(n)).unwrap()
+        })
+        .collect();
+    let calls = check_same("pw", &g, &inputs);
+    assert_eq!(calls.len(), 2, "both convs split: {calls:?}");
+    let got = run(jit_compile(&g, &CompileOptions::host("t")).unwrap().model(), &inputs, None);
+    let got = kerf_runtime::f32_from_bytes(&got[0]);
+    let want = reference(&g, &inputs).remove(0);
+    for (j, (a, b)) in got.iter().zip(&want).enumerate() {
+        assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "element {j}: {a} vs {b}");
+    }
+}
+
 /// A 3x3 `QConv` (Relu, residual, `x_zp = 7`) of a u8 input `[n, c, h, w]`
 /// with i8 weights `w` (`m` output channels) at `stride`, and its inputs.
 fn qconv_case(n: usize, c: usize, (h, wd): (usize, usize), m: usize, stride: usize, w: &[i64]) -> (Graph, Vec<Tensor>) {

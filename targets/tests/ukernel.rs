@@ -147,6 +147,16 @@ fn avx2_tiles_equal_the_128_bit_tiles() {
         (64, 24, (12, 12), 3, (1, 1), "", "Tanh", false),
         (16, 30, (19, 19), 1, (1, 1), "", "Gelu, act_tanh=false", true),
         (8, 12, (9, 11), 3, (1, 2), "", "Gelu, act_tanh=true", false),
+        // pointwise on small planes, channels in the lanes (`conv_lanes`):
+        // 49 pixels (four 12-row blocks and one row), 25, 15 and 2 (A not
+        // packed); the activation in the store, or after the residual in
+        // the transposing pass
+        (40, 32, (7, 7), 1, (1, 1), "", "Clip, act_min=0.0, act_max=6.0", false),
+        (33, 48, (5, 5), 1, (1, 1), "", "Relu", true),
+        (17, 16, (3, 5), 1, (1, 1), "", "HardSwish", true),
+        (24, 64, (1, 2), 1, (1, 1), "", "None", false),
+        (16, 32, (7, 7), 1, (1, 1), "", "Sigmoid", false),
+        (16, 32, (7, 7), 1, (1, 1), "", "LeakyRelu, act_alpha=0.1", false),
         // epilogues left to the Cranelift tile
         (16, 24, (8, 8), 1, (1, 1), "", "LeakyRelu, act_alpha=0.1", false),
         (16, 24, (8, 8), 1, (1, 1), "", "Clip, act_min=-6.0, act_max=-0.0", false),

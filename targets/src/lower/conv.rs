@@ -1,6 +1,7 @@
 //! Convolution (1-D and 2-D, groups, depthwise, dilation, padding); 3-D is
 //! in `conv3d.rs`, Winograd in `winograd.rs`, ConvTranspose in
-//! `conv_transpose.rs`, the packed-GEMM conv (and its task split) in
+//! `conv_transpose.rs`, pointwise convs on small planes in `conv_lanes.rs`,
+//! the packed-GEMM conv (and its task split) in
 //! `conv_packed.rs`, short-K convs on narrow planes in `conv_smallk.rs`,
 //! pattern-pruned weights in `conv_pattern.rs`.
 //!
@@ -103,6 +104,10 @@ fn conv_inner(k: &mut Kernel, c: &kerf_ir::op::Conv, epi: Epilogue) -> LResult<b
         // channels in lanes
         if super::conv_smallk::fits(&gm, &k.caps) {
             return super::conv_smallk::conv(k, &gm, w, b, epi).map(|()| true);
+        }
+        // a pointwise conv on a small plane: output channels in the lanes
+        if super::conv_lanes::fits(&gm, &k.caps) {
+            return super::conv_lanes::conv(k, &gm, w, b, epi).map(|()| true);
         }
         if ocg >= 4 {
             return super::conv_packed::conv_packed(k, &gm, w, b, epi).map(|()| true);

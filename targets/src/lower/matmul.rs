@@ -704,6 +704,67 @@ fn gemm_shaped(k: &mut Kernel, gm: &kerf_ir::op::Gemm, e: Epilogue, (mm, kk, n):
     Ok(())
 }
 
+/// A product by constant weights for kernels other than the matrix-product
+/// ops (the pointwise conv with the channels in the lanes,
+/// [`super::conv_lanes`]): per batch `b < batches`,
+/// `out[m·n + j] = act(Σ_c A_b[m, c] · w[j·kk + c] + bias[j])` for the rows
+/// `m` this call computes, then `after(k, b, lo, hi)` on them (`lo`/`hi`
+/// I64 row bounds; a task's range when the kernel is split). `A_b` is `a`
+/// moved by `b · a_batch` elements; `out` is one batch's `[mm, n]` buffer,
+/// reused.
+pub(super) struct ByWeights<'a> {
+    pub mm: usize,
+    pub kk: usize,
+    pub n: usize,
+    /// `[n, kk]`, row-major (a conv's `[M, C]`).
+    pub w: &'a [f32],
+    pub bias: Option<&'a [f32]>,
+    pub act: Act,
+    pub batches: usize,
+    pub a: AView,
+    pub a_batch: usize,
+}
+
+pub(super) fn by_weights(
+    k: &mut Kernel,
+    p: &ByWeights,
+    out: Value,
+    after: &mut dyn FnMut(&mut Kernel, Value, Value, Value),
+) -> LResult {
+    let (mm, kk, n) = (p.mm, p.kk, p.n);
+    let (rm, _) = tile_shape(mm, n.div_ceil(k.lanes()));
+    let rows = split_rows(k, mm, rm, 2 * kk * n * p.batches)?;
+    let pan = b_layout(k, kk);
+    let panel = {
+        let packed = pack_b(p.w, n, 1, kk, pan, 1.0);
+        k.blob_f32(&packed)
+    };
+    let addend = p.bias.map(|b| Addend { ptr: k.blob_f32(b), sm: 0, sn: 1, scale: 1.0 });
+    let epi = StoreEpi { scale: None, addend, residual: None, act: p.act };
+    let packed = wants_packed_a(k, mm, n);
+    let t = Tiles { mm, n, kk, pan, packed, rows, epi };
+    let packed_a = packed.then(|| k.scratch(mm * kk * 4));
+    let (lo, hi) = match rows {
+        Rows::All => (k.ic(0), k.ic(mm as i64)),
+        Rows::Range(lo, hi) => (lo, hi),
+    };
+    let a = p.a;
+    k.for_n(0, p.batches as i64, 1, |k, b| {
+        let ao = k.b.ins().imul_imm_s(b, p.a_batch as i64);
+        let z = k.ic(0);
+        let ov = OutView { ptr: out, ldo: n, bias: None };
+        match packed_a {
+            Some(ap) => {
+                let ap = pack_a_fenced(k, a, ao, mm, kk, rows, ap);
+                gemm_tiles(k, &t, AView { ptr: ap, sm: kk, sk: 1, ro: false }, ao, (panel, true), ov, z);
+            }
+            None => gemm_tiles(k, &t, a, ao, (panel, true), ov, z),
+        }
+        after(k, b, lo, hi);
+    });
+    Ok(())
+}
+
 /// MatMul (batched, broadcast) and MatMulFused:
 /// `act(A·B + bias + residual)`.
 fn lower_matmul(k: &mut Kernel, fused: Option<Epilogue>) -> LResult {

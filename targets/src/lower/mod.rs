@@ -58,6 +58,7 @@ mod chain;
 pub mod conv;
 pub mod conv3d;
 mod conv_geo;
+mod conv_lanes;
 pub mod conv_packed;
 pub mod conv_pattern;
 pub mod conv_smallk;

@@ -1,0 +1,144 @@
+//! Pointwise convs on small planes with the output channels in the vector
+//! lanes: `Sᵀ = Xᵀ · Wᵀ` on the MatMul engine, then a transposing pass into
+//! the NCHW output.
+//!
+//! The conv engine ([`super::conv_packed`]) puts output pixels in the lanes.
+//! A 7×7 plane (49 pixels) then fills four 16-lane vectors to 77% (seven
+//! 8-lane ones to 88%), and MobileNetV2's last 1x1 convs ran at 55–60% of
+//! the FMA peak. With the channels in the lanes (Cout a multiple of the
+//! vector width) every lane is useful; the pixels are the tile's rows,
+//! broadcast from the input as it lies in memory (`A[p, c] = X[c·hw + p]`;
+//! the MatMul engine repacks tall A into row blocks).
+//!
+//! Contract: `Y[b, j, p] = act(Σ_c X[b, c, p] · W[j, c] + bias[j] +
+//! R[b, j, p])`, each output one multiply-add chain over `c` in order from
+//! zero, the bias added after it (the MatMul engine's per-column addend,
+//! not the conv engine's bias-first chain: the bits differ from the conv
+//! engine's, within the op battery's tolerances). Without a residual the
+//! activation runs in the product's store and the pass only transposes;
+//! with one it runs in the pass, after the residual. Threads split the
+//! pixels; each task transposes the rows it computed.
+
+use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+
+use super::conv_geo::Geo;
+use super::epilogue::{apply_act, Act, Epilogue};
+use super::matmul::{by_weights, AView, ByWeights};
+use super::{Kernel, LResult};
+
+/// Largest plane taken: beyond it the pixel lanes fill well enough
+/// (14×14 = 196 pixels fill 13 16-lane vectors to 94%).
+const MAX_PIXELS: usize = 64;
+
+/// Whether the conv runs here: a one-group, unpadded, unit-stride 1x1
+/// conv on a plane of 2..=[`MAX_PIXELS`] pixels that 16-lane vectors would
+/// fill badly, whole 16-channel vectors of output channels, on SIMD
+/// targets. The choice does not depend on the assembled tiles, so a model
+/// gives the same bits with micro-kernels on and off (the MatMul engine's
+/// contract).
+pub(super) fn fits(g: &Geo, caps: &crate::isa::Caps) -> bool {
+    let hw = g.oh * g.ow;
+    caps.simd
+        && g.group == 1
+        && g.kh == 1
+        && g.kw == 1
+        && g.sh == 1
+        && g.sw == 1
+        && g.ph == 0
+        && g.pw == 0
+        && (g.oh, g.ow) == (g.h, g.w)
+        && (2..=MAX_PIXELS).contains(&hw)
+        && !hw.is_multiple_of(16)
+        && g.oc.is_multiple_of(16)
+}
+
+/// Emits the conv (constant weights `w` `[oc, c]`, bias `b`), epilogue
+/// `epi` applied.
+pub(super) fn conv(k: &mut Kernel, g: &Geo, w: &[f32], b: &[f32], epi: Epilogue) -> LResult {
+    let hw = g.h * g.w;
+    let (c, m) = (g.c, g.oc);
+    let x = k.input(0);
+    let y = k.output(0);
+    let s = k.scratch(hw * m * 4);
+    let bias = b.iter().any(|&v| v != 0.0).then_some(b);
+    let in_store = if epi.residual.is_some() { Act::None } else { epi.act };
+    let p = ByWeights {
+        mm: hw,
+        kk: c,
+        n: m,
+        w,
+        bias,
+        act: in_store,
+        batches: g.n,
+        a: AView { ptr: x, sm: 1, sk: hw, ro: false },
+        a_batch: c * hw,
+    };
+    let post = if epi.residual.is_some() { epi.act } else { Act::None };
+    by_weights(k, &p, s, &mut |k, bi, lo, hi| {
+        let base = k.b.ins().imul_imm_s(bi, (m * hw) as i64);
+        let t = Transpose { s, y: k.addr(y, base, 4), r: epi.residual.map(|r| k.addr(r, base, 4)), act: post, hw, m };
+        t.emit(k, lo, hi);
+    })
+}
+
+/// The pass `Y[j, p] = act(S[p, j] + R[j, p])` over the pixels `lo..hi`
+/// of one image (`S` `[hw, m]`, `Y` and `R` `[m, hw]`).
+struct Transpose {
+    s: Value,
+    y: Value,
+    r: Option<Value>,
+    act: Act,
+    hw: usize,
+    m: usize,
+}
+
+impl Transpose {
+    /// 4×4 blocks (4 pixels × 4 channels, transposed in registers) over
+    /// the whole quads of pixels, one lane at a time over the rest (a task's
+    /// `lo` is a multiple of 4, so only the last task has any).
+    fn emit(&self, k: &mut Kernel, lo: Value, hi: Value) {
+        let span = k.b.ins().isub(hi, lo);
+        let quads = k.b.ins().band_imm_s(span, -4);
+        let mid = k.b.ins().iadd(lo, quads);
+        let m = self.m;
+        k.for_n(0, m as i64, 4, |k, j| {
+            k.for_dyn(lo, mid, 4, |k, px| {
+                let sp = self.s_at(k, px, j);
+                let rows: [Value; 4] = std::array::from_fn(|r| k.ld(types::F32X4, sp, (r * m * 4) as i32));
+                let cols = k.transpose4(rows);
+                for (q, v) in cols.into_iter().enumerate() {
+                    self.finish(k, types::F32X4, v, j, q, px);
+                }
+            });
+            k.for_dyn(mid, hi, 1, |k, px| {
+                let sp = self.s_at(k, px, j);
+                for q in 0..4 {
+                    let v = k.ld(types::F32, sp, (q * 4) as i32);
+                    self.finish(k, types::F32, v, j, q, px);
+                }
+            });
+        });
+    }
+
+    /// Address of `S[px, j]`.
+    fn s_at(&self, k: &mut Kernel, px: Value, j: Value) -> Value {
+        let row = k.addr(self.s, px, (self.m * 4) as i64);
+        k.addr(row, j, 4)
+    }
+
+    /// Stores `act(v + R[j + q, px..])` at `Y[j + q, px..]` (`ty`: a vector
+    /// of 4 pixels or one).
+    fn finish(&self, k: &mut Kernel, ty: Type, v: Value, j: Value, q: usize, px: Value) {
+        let ch = k.b.ins().iadd_imm_s(j, q as i64);
+        let e = k.b.ins().imul_imm_s(ch, self.hw as i64);
+        let e = k.b.ins().iadd(e, px);
+        let mut v = v;
+        if let Some(r) = self.r {
+            let x = k.ld_at(ty, r, e, 4, 0);
+            v = k.b.ins().fadd(v, x);
+        }
+        let v = apply_act(k, ty, self.act, v);
+        let yp = k.addr(self.y, e, 4);
+        k.st(v, yp, 0);
+    }
+}
