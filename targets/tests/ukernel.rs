@@ -306,7 +306,7 @@ fn avx2_pattern_tiles_equal_the_128_bit_passes() {
 fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
     // (batch, channels, plane, kernel, stride, dilation, activation, residual)
     type Dw = (usize, usize, (usize, usize), usize, usize, usize, &'static str, bool);
-    let cases: [Dw; 24] = [
+    let cases: [Dw; 25] = [
         // rows of 4..7 pixels (two overlapping xmm vectors), rows of 2 (the
         // 128-bit kernel)
         (1, 6, (14, 14), 5, 1, 1, "HardSwish", false),
@@ -335,6 +335,8 @@ fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
         (1, 3, (6, 50), 3, 1, 1, "HardSwish", false),
         (1, 4, (28, 28), 3, 1, 1, "Relu", true),
         (1, 4, (14, 14), 5, 2, 1, "HardSwish", false),
+        (2, 3, (40, 10), 3, 2, 1, "None", true),
+        // an output plane of at most 64 pixels: the 128-bit kernel for 3x3
         (2, 3, (10, 10), 3, 2, 1, "None", true),
     ];
     for (i, &(n, c, (h, w), k, st, d, act, residual)) in cases.iter().enumerate() {
@@ -352,8 +354,9 @@ fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
         );
         // the assembled pass runs on rows of at least 4 pixels, for
         // kernels larger than 3x3 and for 3x3 planes other than small
-        // stride-1 "same" ones (`lower::depthwise::wide_pays`)
-        let wide = ow >= 4 && (k > 3 || !(st == 1 && oh == h && ow == w && h * w <= 256));
+        // stride-1 "same" ones and output planes of at most 64 pixels
+        // (`lower::depthwise::wide_pays`)
+        let wide = ow >= 4 && (k > 3 || !((st == 1 && oh == h && ow == w && h * w <= 256) || oh * ow <= 64));
         if !check(200 + i, &text, &[t(&[n, c, h, w], &x), t(&[n, c, oh, ow], &r)], wide) {
             return;
         }
