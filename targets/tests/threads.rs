@@ -201,6 +201,15 @@ fn host_has_avx2() -> bool {
     CompileOptions::parse("host", "native", "t").ok().and_then(|o| o.kernel_caps().ok()).is_some_and(|c| c.avx2)
 }
 
+/// An IR text line `const %seed "name": f32[shape] = [...]` (no newline)
+/// of values in [-11, 11]/`div`, varied by `seed`.
+fn const_line(name: &str, shape: &[usize], seed: usize, div: f32) -> String {
+    let n: usize = shape.iter().product();
+    let v: Vec<String> = (0..n).map(|i| format!("{:?}", (((i * 31 + seed * 17) % 23) as f32 - 11.0) / div)).collect();
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    format!("const %{seed} \"{name}\": f32[{}] = [{}]", dims.join(","), v.join(","))
+}
+
 /// MatMul / Gemm kernels split over rows (each task tiles its range with
 /// 12- and 4-row blocks; the 2 rows past the last 4-row unit of a 50-row
 /// product go to the last task) with every epilogue path: column bias,
@@ -210,13 +219,7 @@ fn host_has_avx2() -> bool {
 /// the reference evaluator.
 #[test]
 fn matrix_products_split_and_match() {
-    let konst = |name: &str, shape: &[usize], seed: usize| {
-        let n: usize = shape.iter().product();
-        let v: Vec<String> =
-            (0..n).map(|i| format!("{:?}", (((i * 31 + seed * 17) % 23) as f32 - 11.0) / 40.0)).collect();
-        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-        format!("const %{seed} \"{name}\": f32[{}] = [{}]\n", dims.join(","), v.join(","))
-    };
+    let konst = |name: &str, shape: &[usize], seed: usize| const_line(name, shape, seed, 40.0) + "\n";
     let text = format!(
         "graph \"mm\"\n  input %0 \"x\": f32[2,50,64]\n  input %1 \"r\": f32[2,50,96]\n  input %2 \"at\": f32[96,64]\n  \
          input %3 \"bt\": f32[96,80]\n  {}  {}  {}  \
@@ -260,13 +263,7 @@ fn matrix_products_split_and_match() {
 /// bit; the values match the reference evaluator.
 #[test]
 fn pointwise_convs_on_small_planes_split_and_match() {
-    let konst = |seed: usize, shape: &[usize]| {
-        let n: usize = shape.iter().product();
-        let v: Vec<String> =
-            (0..n).map(|i| format!("{:?}", (((i * 31 + seed * 17) % 23) as f32 - 11.0) / 80.0)).collect();
-        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-        format!("const %{seed} \"c{seed}\": f32[{}] = [{}]\n  ", dims.join(","), v.join(","))
-    };
+    let konst = |seed: usize, shape: &[usize]| const_line(&format!("c{seed}"), shape, seed, 80.0) + "\n  ";
     let text = format!(
         "graph \"pw\"\n  input %0 \"x\": f32[2,96,7,7]\n  input %1 \"r\": f32[2,64,7,7]\n  {}{}{}{}\
          %6 = ConvFused{{kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1, layer=\"a\", act=Clip, act_min=0.0, act_max=6.0, residual=true}}(%0, %2, %3, %1): f32[2,64,7,7] @\"a\"\n  \
