@@ -15,12 +15,13 @@
 mod common;
 use common::{close, list, reference, t, xs};
 use kerf_ir::Tensor;
+use kerf_targets::isa::Caps;
 use kerf_targets::{jit_compile, CompileOptions};
 
 /// Outputs of `text` compiled for the host (`cpu`: `native`, or a preset
 /// the host runs) with micro-kernels on or off, and how many distinct
 /// micro-kernels the code holds.
-fn run_on(cpu: &str, text: &str, inputs: &[Tensor], ukernels: bool) -> (Vec<f32>, usize, bool) {
+fn run_on(cpu: &str, text: &str, inputs: &[Tensor], ukernels: bool) -> (Vec<f32>, usize, Caps) {
     let g = kerf_ir::text::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let mut o = CompileOptions::parse("host", cpu, "t").unwrap();
     o.ukernels = ukernels;
@@ -32,7 +33,7 @@ fn run_on(cpu: &str, text: &str, inputs: &[Tensor], ukernels: bool) -> (Vec<f32>
     let mut arena = m.new_arena();
     m.run(&bytes, &mut [&mut out[..]], &mut arena).unwrap();
     let y = out.chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    (y, jm.report().micro_kernels, jm.report().caps.avx2)
+    (y, jm.report().micro_kernels, jm.report().caps)
 }
 
 /// A case: `c` → `m` channels on an `(h, w)` plane, `k`×`k` kernel,
@@ -61,7 +62,7 @@ fn graph(cs: &Case) -> (String, Vec<Tensor>) {
 }
 
 /// [`run_on`] for `native`.
-fn run(text: &str, inputs: &[Tensor], ukernels: bool) -> (Vec<f32>, usize, bool) {
+fn run(text: &str, inputs: &[Tensor], ukernels: bool) -> (Vec<f32>, usize, Caps) {
     run_on("native", text, inputs, ukernels)
 }
 
@@ -86,9 +87,16 @@ fn wide_cpus() -> Vec<&'static str> {
 /// each of [`wide_cpus`]. `false` (after printing why) when the host has
 /// no AVX2.
 fn check(i: usize, text: &str, ins: &[Tensor], wide: bool) -> bool {
+    check_on(i, text, ins, &|_| wide)
+}
+
+/// [`check`] where whether the code holds assembled kernels depends on the
+/// preset's capabilities (`wide(caps)`).
+fn check_on(i: usize, text: &str, ins: &[Tensor], wide: &dyn Fn(&Caps) -> bool) -> bool {
     for cpu in wide_cpus() {
-        let (on, n_on, avx2) = run_on(cpu, text, ins, true);
-        if !avx2 {
+        let (on, n_on, caps) = run_on(cpu, text, ins, true);
+        let wide = wide(&caps);
+        if !caps.avx2 {
             eprintln!("skipped: the host has no AVX2 + FMA, so no assembled tiles to check");
             return false;
         }
@@ -353,11 +361,12 @@ fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
             if residual { ", %9" } else { "" }
         );
         // the assembled pass runs on rows of at least 4 pixels, for
-        // kernels larger than 3x3 and for 3x3 planes other than small
-        // stride-1 "same" ones and output planes of at most 64 pixels
-        // (`lower::depthwise::wide_pays`)
-        let wide = ow >= 4 && (k > 3 || !((st == 1 && oh == h && ow == w && h * w <= 256) || oh * ow <= 64));
-        if !check(200 + i, &text, &[t(&[n, c, h, w], &x), t(&[n, c, oh, ow], &r)], wide) {
+        // kernels larger than 3x3 and for 3x3 planes other than output
+        // planes of at most 64 pixels and, without AVX-512, small stride-1
+        // "same" ones (`lower::depthwise::wide_pays`)
+        let small_same = st == 1 && oh == h && ow == w && h * w <= 256;
+        let wide = |caps: &Caps| ow >= 4 && (k > 3 || !(oh * ow <= 64 || small_same && !caps.avx512));
+        if !check_on(200 + i, &text, &[t(&[n, c, h, w], &x), t(&[n, c, oh, ow], &r)], &wide) {
             return;
         }
     }
@@ -417,8 +426,8 @@ fn avx2_math_streams_equal_the_128_bit_loops() {
         let text =
             format!("graph \"g\"\n  input %0 \"x\": f32[{n}]\n  %1 = {op}(%0): f32[{n}] @\"u\"\n  output \"y\" = %1\n");
         let ins = [t(&[n], &x)];
-        let (on, n_on, avx2) = run(&text, &ins, true);
-        if !avx2 {
+        let (on, n_on, caps) = run(&text, &ins, true);
+        if !caps.avx2 {
             eprintln!("skipped: the host has no AVX2 + FMA, so no assembled math streams to check");
             return;
         }
@@ -438,8 +447,8 @@ fn avx2_math_streams_equal_the_128_bit_loops() {
         );
         let x = math_inputs(2 * n);
         let ins = [t(&[2, n], &x), t(&[2, 1], &[0.25, -0.5])];
-        let (on, n_on, avx2) = run(&text, &ins, true);
-        if !avx2 {
+        let (on, n_on, caps) = run(&text, &ins, true);
+        if !caps.avx2 {
             return;
         }
         let (off, _, _) = run(&text, &ins, false);
@@ -454,8 +463,8 @@ fn avx2_math_streams_equal_the_128_bit_loops() {
         );
         let x: Vec<f32> = xs(3 * len).iter().map(|v| v * 30.0).collect();
         let ins = [t(&[3, len], &x)];
-        let (on, n_on, avx2) = run(&text, &ins, true);
-        if !avx2 {
+        let (on, n_on, caps) = run(&text, &ins, true);
+        if !caps.avx2 {
             return;
         }
         let (off, _, _) = run(&text, &ins, false);
@@ -479,8 +488,8 @@ fn avx2_math_streams_equal_the_128_bit_loops() {
         );
         let a: Vec<f32> = xs(2 * 20 * 48).iter().map(|v| v * 2.0).collect();
         let ins = [t(&[2, 20, 48], &a)];
-        let (on, _, avx2) = run(&text, &ins, true);
-        if !avx2 {
+        let (on, _, caps) = run(&text, &ins, true);
+        if !caps.avx2 {
             return;
         }
         let (off, _, _) = run(&text, &ins, false);
@@ -540,8 +549,8 @@ fn max_pool_rows_equal_the_128_bit_pass() {
         let ins = [t(&[1, c, h, w], &x)];
         let mut runs = Vec::new();
         for cpu in wide_cpus() {
-            let (y, n_on, avx2) = run_on(cpu, &text, &ins, true);
-            if !avx2 {
+            let (y, n_on, caps) = run_on(cpu, &text, &ins, true);
+            if !caps.avx2 {
                 eprintln!("skipped: the host has no AVX2, so no MaxPool row pass to check");
                 return;
             }
