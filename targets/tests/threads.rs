@@ -256,6 +256,45 @@ fn matrix_products_split_and_match() {
     }
 }
 
+/// One-row products split over column chunks (`matmul/cols.rs`): a
+/// classifier-shaped Gemm with a per-column bias, a residual and a
+/// per-block activation (Gelu), 520 columns (eight chunks of 64 and a
+/// partial one of 8, the latter only in the last task), and a one-pixel 1x1
+/// conv (the same engine) with Relu; run-time weights keep the text small.
+/// Threaded equals serial bit for bit; the values match the reference
+/// evaluator.
+#[test]
+fn one_row_products_split_over_columns() {
+    let text = format!(
+        "graph \"fc\"\n  input %0 \"x\": f32[1,1000]\n  input %1 \"r\": f32[1,520]\n  input %2 \"w\": f32[1000,520]\n  \
+         input %6 \"p\": f32[1,800,1,1]\n  input %7 \"cw\": f32[520,800,1,1]\n  {}\n  {}\n  \
+         %4 = GemmFused{{alpha=1.0, beta=1.0, trans_a=false, trans_b=false, layer=\"g\", act=Gelu, act_tanh=false, residual=true}}(%0, %2, %3, %1): f32[1,520] @\"g\"\n  \
+         %9 = ConvFused{{kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1, layer=\"c\", act=Relu, residual=false}}(%6, %7, %8): f32[1,520,1,1] @\"c\"\n  \
+         output \"y\" = %4\n  output \"z\" = %9\n",
+        const_line("b", &[520], 3, 40.0),
+        const_line("cb", &[520], 8, 40.0),
+    );
+    let g = kerf_ir::text::parse(&text).unwrap();
+    let inputs: Vec<Tensor> = g
+        .inputs
+        .iter()
+        .map(|&v| {
+            let n: usize = g.ty(v).shape.iter().product();
+            let x: Vec<f32> = xs(n).iter().map(|v| v / 16.0).collect();
+            Tensor::from_f32(g.ty(v).shape.clone(), &x).unwrap()
+        })
+        .collect();
+    let calls = check_same("fc", &g, &inputs);
+    assert_eq!(calls.len(), 2, "both products split: {calls:?}");
+    let got = run(jit_compile(&g, &CompileOptions::host("t")).unwrap().model(), &inputs, None);
+    for (i, (got, want)) in got.iter().zip(reference(&g, &inputs)).enumerate() {
+        let got = kerf_runtime::f32_from_bytes(got);
+        for (j, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "output {i} element {j}: {a} vs {b}");
+        }
+    }
+}
+
 /// Pointwise convs on small planes (`conv_lanes`: the output channels in
 /// the lanes, then a transposing pass) split over pixels: 2 images of 7×7
 /// (the 49th pixel in the last task's scalar tail), a residual with Clip in

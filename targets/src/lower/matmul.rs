@@ -36,6 +36,8 @@ use super::epilogue::{act_rows, apply_act, Act};
 use super::gemm::Panels;
 use super::{Kernel, LResult};
 
+mod cols;
+
 /// At most this many vector accumulators per micro-tile (16 xmm registers:
 /// accumulators + one B vector per panel + a broadcast; DESIGN-NOTES §8).
 const MAX_ACC: usize = 12;
@@ -261,6 +263,7 @@ fn pack_a_fenced(k: &mut Kernel, a: AView, a_off: Value, mm: usize, kk: usize, r
 /// One product's tiling: `mm × kk · kk × n`; `packed` reads A from the row
 /// blocks written by [`pack_a_runtime`] (`a.ptr`, `a_off` ignored); `rows`
 /// the rows to compute; `epi` applied at the store.
+#[derive(Clone, Copy)]
 struct Tiles {
     mm: usize,
     n: usize,
@@ -647,7 +650,12 @@ pub fn pointwise_on_one_pixel(
 fn gemm_shaped(k: &mut Kernel, gm: &kerf_ir::op::Gemm, e: Epilogue, (mm, kk, n): (usize, usize, usize)) -> LResult {
     let l = k.lanes();
     let (rm, _) = tile_shape(mm, n.div_ceil(l));
-    let rows = split_rows(k, mm, rm, 2 * kk * n)?;
+    let by_cols = cols::wants(k, mm, n);
+    let (rows, chunks) = if by_cols {
+        (Rows::All, Some(cols::split(k, n, 2 * mm * kk)?))
+    } else {
+        (split_rows(k, mm, rm, 2 * kk * n)?, None)
+    };
     let a = k.input(0);
     let av = AView { ptr: a, sm: if gm.trans_a { 1 } else { kk }, sk: if gm.trans_a { mm } else { 1 }, ro: false };
     let (sk, sn) = if gm.trans_b { (1, kk) } else { (n, 1) };
@@ -694,7 +702,10 @@ fn gemm_shaped(k: &mut Kernel, gm: &kerf_ir::op::Gemm, e: Epilogue, (mm, kk, n):
     let ro_b = b_const.is_some();
     let packed = wants_packed_a(k, mm, n);
     let t = Tiles { mm, n, kk, pan, packed, rows, epi };
-    if packed {
+    if let Some(range) = chunks {
+        // fewer rows than a row block: A is never packed
+        cols::run(k, &t, (av, z), (panel, ro_b), (ov, z), range);
+    } else if packed {
         let ap = k.scratch(mm * kk * 4);
         let ap = pack_a_fenced(k, av, z, mm, kk, rows, ap);
         gemm_tiles(k, &t, AView { ptr: ap, sm: kk, sk: 1, ro: false }, z, (panel, ro_b), ov, z);
