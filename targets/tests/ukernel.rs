@@ -314,7 +314,7 @@ fn avx2_pattern_tiles_equal_the_128_bit_passes() {
 fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
     // (batch, channels, plane, kernel, stride, dilation, activation, residual)
     type Dw = (usize, usize, (usize, usize), usize, usize, usize, &'static str, bool);
-    let cases: [Dw; 25] = [
+    let cases: [Dw; 26] = [
         // rows of 4..7 pixels (two overlapping xmm vectors), rows of 2 (the
         // 128-bit kernel)
         (1, 6, (14, 14), 5, 1, 1, "HardSwish", false),
@@ -346,6 +346,9 @@ fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
         (2, 3, (40, 10), 3, 2, 1, "None", true),
         // an output plane of at most 64 pixels: the 128-bit kernel for 3x3
         (2, 3, (10, 10), 3, 2, 1, "None", true),
+        // a small "same" plane of 5-pixel rows (DS-CNN's 25x5): the 128-bit
+        // kernel on every preset
+        (1, 4, (25, 5), 3, 1, 1, "Relu", false),
     ];
     for (i, &(n, c, (h, w), k, st, d, act, residual)) in cases.iter().enumerate() {
         let p = d * (k - 1) / 2;
@@ -362,10 +365,10 @@ fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
         );
         // the assembled pass runs on rows of at least 4 pixels, for
         // kernels larger than 3x3 and for 3x3 planes other than output
-        // planes of at most 64 pixels and, without AVX-512, small stride-1
-        // "same" ones (`lower::depthwise::wide_pays`)
+        // planes of at most 64 pixels and small stride-1 "same" ones (but
+        // those with rows of at least 8 on AVX-512: `lower::depthwise::wide_pays`)
         let small_same = st == 1 && oh == h && ow == w && h * w <= 256;
-        let wide = |caps: &Caps| ow >= 4 && (k > 3 || !(oh * ow <= 64 || small_same && !caps.avx512));
+        let wide = |caps: &Caps| ow >= 4 && (k > 3 || !(oh * ow <= 64 || small_same && !(caps.avx512 && ow >= 8)));
         if !check_on(200 + i, &text, &[t(&[n, c, h, w], &x), t(&[n, c, oh, ow], &r)], &wide) {
             return;
         }

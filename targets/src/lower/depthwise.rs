@@ -241,15 +241,17 @@ fn wide_pass(k: &Kernel, g: &Geo, epi: Epilogue) -> Option<Vec<u8>> {
 /// pixels at any stride (MobileNetV2's stride-2 576-channel 14x14 → 7x7
 /// layer, Zen 4: 0.065 ms assembled against 0.043 ms on the 128-bit kernel:
 /// there the per-channel copy and calls outweigh the 9 taps of 7 vectors).
-/// On AVX-512 targets the small "same" planes above 64 pixels go to the
-/// assembled pass after all (measured on Zen 4, MobileNetV2 at 14x14: 384
-/// channels 0.061 → 0.036 ms, 576 channels 0.091 → 0.057 ms; at 7x7, 960
-/// channels, 0.043 → 0.064 ms, so not those); the AVX2-only numbers above
+/// On AVX-512 targets the small "same" planes above 64 pixels with rows of
+/// at least 8 go to the assembled pass after all (measured on Zen 4,
+/// MobileNetV2 at 14x14: 384 channels 0.061 → 0.036 ms, 576 channels
+/// 0.091 → 0.057 ms; not at 7x7, 960 channels, 0.043 → 0.064 ms, nor
+/// DS-CNN's 25x5, 64 channels, 9.1 → 12.9 µs); the AVX2-only numbers above
 /// are Zen 3's.
 fn wide_pays(g: &Geo, caps: &crate::isa::Caps) -> bool {
     let small_same = g.sh == 1 && g.sw == 1 && g.oh == g.h && g.ow == g.w && g.h * g.w <= FLAT_MAX;
     let tiny = g.oh * g.ow <= 64;
-    g.kh * g.kw > 9 || !(tiny || small_same && !caps.avx512)
+    let wide_rows = caps.avx512 && g.ow >= 8;
+    g.kh * g.kw > 9 || !(tiny || small_same && !wide_rows)
 }
 
 /// Depthwise through the assembled pass `code`: per channel, copy the
