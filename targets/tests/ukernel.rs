@@ -598,6 +598,51 @@ fn same_bits(name: &str, a: &[f32], b: &[f32]) {
 /// `vzeroupper` right before its only `ret` (the leaf ABI of
 /// `kerf_targets::ukernel`), and leaving no `zmm16`–`zmm31` it wrote
 /// non-zero (`vzeroupper` does not clear them).
+/// The LSTM recurrence's assembled product (`ukernel::avx512::rnn_product`,
+/// AVX-512 presets) against the 128-bit tile: hidden 64 (16 blocks, two
+/// runs of eight), 100 (25 blocks: a tile of 24 and one of 1), 6 (2 blocks,
+/// the last padded), batch 2 and bidirectional, the coupled input gate and
+/// peepholes; same bits with micro-kernels on and off (the 128-bit tile is
+/// checked against a direct recurrence in `ops.rs`). Skipped, with a
+/// printed reason, without AVX-512F + VL.
+#[test]
+fn avx512_recurrent_products_equal_the_128_bit_tile() {
+    // (hidden, batch, directions, input_forget, peepholes)
+    let cases = [(64, 1, 1, false, false), (100, 2, 2, true, true), (6, 2, 1, false, true)];
+    for (i, &(h, batch, dirs, coupled, peep)) in cases.iter().enumerate() {
+        let (seq, input) = (5, 7);
+        let dir = if dirs == 2 { "bidirectional" } else { "forward" };
+        let pv = if peep { "iota(0.05, -0.002)" } else { "fill(0.0)" };
+        let pc = format!("  const %6 \"p\": f32[{dirs},{}] = {pv}\n", 3 * h);
+        let text = format!(
+            "graph \"lstm\"\n  input %0 \"x\": f32[{seq},{batch},{input}]\n  \
+             const %1 \"w\": f32[{dirs},{g},{input}] = iota(-0.3, 0.0007)\n  \
+             const %2 \"r\": f32[{dirs},{g},{h}] = iota(0.2, -0.00009)\n  \
+             const %3 \"b\": f32[{dirs},{g2}] = iota(-0.1, 0.0003)\n  \
+             const %4 \"h0\": f32[{dirs},{batch},{h}] = fill(0.1)\n  \
+             const %5 \"c0\": f32[{dirs},{batch},{h}] = fill(-0.2)\n{pc}  \
+             %7, %8, %9 = LSTM{{hidden={h}, direction={dir}, activations=\"{acts}\", clip=0.0, input_forget={coupled}, layer=\"l\"}}(%0, %1, %2, %3, %4, %5, %6): f32[{seq},{dirs},{batch},{h}], f32[{dirs},{batch},{h}], f32[{dirs},{batch},{h}] @\"l\"\n  \
+             output \"y\" = %7\n",
+            g = 4 * h,
+            g2 = 8 * h,
+            acts = if dirs == 2 { "Sigmoid,Tanh,Tanh,Sigmoid,Tanh,Tanh" } else { "Sigmoid,Tanh,Tanh" },
+        );
+        let x: Vec<f32> = xs(seq * batch * input).iter().map(|v| v * 0.5).collect();
+        let ins = [t(&[seq, batch, input], &x)];
+        let (on, n_on, caps) = run(&text, &ins, true);
+        if !caps.avx512 {
+            eprintln!("skipped: the host has no AVX-512F + VL, so no assembled recurrent product to check");
+            return;
+        }
+        let (off, n_off, _) = run(&text, &ins, false);
+        assert!(n_on > 0 && n_off == 0, "case {i}: {n_on} / {n_off} micro-kernels");
+        // the reference evaluator has no LSTM: the 128-bit tile is checked
+        // against a direct recurrence in `ops.rs` and the model tests
+        same_bits(&format!("lstm case {i}"), &on, &off);
+        assert!(on.iter().all(|v| v.is_finite() && v.abs() < 1.0), "lstm case {i}: h out of range");
+    }
+}
+
 #[test]
 fn assembled_kernels_keep_the_leaf_abi() {
     for (name, code) in tile_kernels().iter().chain(&other_kernels()) {
@@ -664,10 +709,14 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
 }
 
 /// The depthwise passes and copies, the pattern tiles, the MaxPool row
-/// passes, the quantisers and the math streams.
+/// passes, the quantisers, the math streams and the recurrent products.
 fn other_kernels() -> Vec<(String, Vec<u8>)> {
     use kerf_targets::ukernel::avx2::*;
     let mut kernels: Vec<(String, Vec<u8>)> = Vec::new();
+    for (blocks, kk) in [(1, 1), (8, 64), (16, 64), (24, 100), (3, 7)] {
+        let code = kerf_targets::ukernel::avx512::rnn_product(blocks, kk).unwrap();
+        kernels.push((format!("recurrent product {blocks} x {kk}"), code));
+    }
     let clamp = Some(Clamp { lo: 0.0, hi: Some(6.0) });
     for (cols, hardswish) in [(8, false), (79, true), (70, false), (3, true), (130, false)] {
         let epi = TileEpi {

@@ -40,8 +40,40 @@ use super::loops::{mem, ro};
 use super::matmul::{gemm_core, AView, OutView};
 use super::{Kernel, LResult};
 use crate::math;
+use crate::ukernel::avx512::{rnn_product, RNN_MAX_BLOCKS};
 
 pub mod act;
+
+/// The assembled recurrent product of a tile
+/// ([`crate::ukernel::avx512::rnn_product`]): its accumulators' buffer
+/// (`tb` blocks of 16 floats, the task's) and the most blocks a tile has.
+#[derive(Clone, Copy)]
+struct Wide {
+    acc: Value,
+    tb: usize,
+}
+
+impl Wide {
+    /// The sums of a one-row tile of `blocks` blocks over `kk` steps, from
+    /// `xw + bias` (the rows at `x` and `bias`, one `zmm` a block), as the
+    /// `[block][gate]` vectors of 4 lanes the gate math takes: one call,
+    /// through the buffer.
+    fn product(
+        &self,
+        k: &mut Kernel,
+        (x, bias): (Value, Value),
+        (h, r): (Value, Value),
+        (blocks, kk): (usize, usize),
+        vty: Type,
+    ) -> LResult<Vec<Value>> {
+        debug_assert!(blocks <= self.tb);
+        let code = rnn_product(blocks, kk).map_err(|e| format!("internal: recurrent product: {e}"))?;
+        let code = k.code(super::Family::Avx512, code);
+        let sig = k.ukernel_sig(5);
+        k.b.ins().call_indirect(sig, code, &[self.acc, h, r, x, bias]);
+        Ok((0..4 * blocks).map(|i| k.ld(vty, self.acc, (16 * i) as i32)).collect())
+    }
+}
 
 /// At most this many vector accumulators per recurrent tile (16 xmm
 /// registers: accumulators + a broadcast + a panel vector; DESIGN-NOTES §8).
@@ -597,20 +629,24 @@ impl Rec {
     fn phase(&self, k: &mut Kernel, dir: &Dir, st: &Step, phase: usize, gs: &[usize]) -> LResult {
         let ns = gs.len();
         let nub = self.geo.nub;
-        let rows = if self.batch == 1 { 1 } else { self.batch.min(if ns >= 3 { 2 } else { 3 }) };
-        let tb = (MAX_ACC / (ns * rows)).clamp(1, nub);
+        // With AVX-512, a block's gate vectors that fill a `zmm` (LSTM)
+        // take the assembled product, one row and up to 24 blocks a tile.
+        let wide = k.caps.avx512 && ns * self.geo.l == 16;
+        let rows = if self.batch == 1 || wide { 1 } else { self.batch.min(if ns >= 3 { 2 } else { 3 }) };
+        let tb = if wide { nub.min(RNN_MAX_BLOCKS) } else { (MAX_ACC / (ns * rows)).clamp(1, nub) };
+        let wide = wide.then(|| Wide { acc: k.task_scratch(tb * 64), tb });
         let mut res: LResult = Ok(());
         let mut row_tiles = |k: &mut Kernel, rows: usize, b_lo: usize, b_hi: usize| {
             k.for_n(b_lo as i64, b_hi as i64, rows as i64, |k, b0| {
                 let groups = nub / tb;
                 k.for_n(0, (groups * tb) as i64, tb as i64, |k, ub0| {
                     if res.is_ok() {
-                        res = self.tile(k, dir, st, phase, gs, b0, rows, ub0, tb);
+                        res = self.tile(k, dir, st, (phase, gs, wide), b0, rows, ub0, tb);
                     }
                 });
                 if !nub.is_multiple_of(tb) && res.is_ok() {
                     let ub0 = k.ic((groups * tb) as i64);
-                    res = self.tile(k, dir, st, phase, gs, b0, rows, ub0, nub % tb);
+                    res = self.tile(k, dir, st, (phase, gs, wide), b0, rows, ub0, nub % tb);
                 }
             });
         };
@@ -629,8 +665,7 @@ impl Rec {
         k: &mut Kernel,
         dir: &Dir,
         st: &Step,
-        phase: usize,
-        gs: &[usize],
+        (phase, gs, wide): (usize, &[usize], Option<Wide>),
         b0: Value,
         rows: usize,
         ub0: Value,
@@ -655,7 +690,8 @@ impl Rec {
         let rbf = dir.rb.flags();
         // accumulator init: xw + bias, except the lbr h gate (Rb_h)
         let mut init = Vec::with_capacity(rows * tb * ns);
-        for r in 0..rows {
+        let wide = wide.filter(|_| !self.lbr);
+        for r in 0..if wide.is_some() { 0 } else { rows } {
             for bi in 0..tb {
                 for &g in gs {
                     let c = ((bi * ng + g) * l) as i32;
@@ -706,21 +742,27 @@ impl Rec {
             }
             out
         };
-        // unrolled 4x: measured ~8% faster than 2x on the 12-accumulator
-        // LSTM tile (fewer back-edge accumulator moves per k)
-        let un = K_UNROLL;
-        let even = h / un * un;
-        let mut accs = k.for_acc_n(0, even as i64, un as i64, &init, |k, kv, accs| {
-            let mut a = accs.to_vec();
-            for u in 0..un {
-                a = step(k, kv, u, &a);
+        let accs = match wide {
+            Some(w) => w.product(k, (xrow, xb), (abase, pbase), (tb, h), vty)?,
+            None => {
+                // unrolled 4x: measured ~8% faster than 2x on the 12-accumulator
+                // LSTM tile (fewer back-edge accumulator moves per k)
+                let un = K_UNROLL;
+                let even = h / un * un;
+                let mut accs = k.for_acc_n(0, even as i64, un as i64, &init, |k, kv, accs| {
+                    let mut a = accs.to_vec();
+                    for u in 0..un {
+                        a = step(k, kv, u, &a);
+                    }
+                    a
+                });
+                for kx in even..h {
+                    let kv = k.ic(kx as i64);
+                    accs = step(k, kv, 0, &accs);
+                }
+                accs
             }
-            a
-        });
-        for kx in even..h {
-            let kv = k.ic(kx as i64);
-            accs = step(k, kv, 0, &accs);
-        }
+        };
         // gate math per (row, block)
         for r in 0..rows {
             let b = k.b.ins().iadd_imm_s(b0, r as i64);

@@ -224,3 +224,57 @@ fn zmm_epilogue(a: &mut CodeAssembler, t: &GemmTile, sh: &ZmmShape, lanes: usize
     let accs: Vec<AsmRegisterZmm> = sh.each().map(|(r, j)| sh.acc(r, j)).collect();
     activation(a, &t.epi, &accs)
 }
+
+/// Most blocks of [`rnn_product`] (its accumulators; `zmm31` holds the
+/// broadcast).
+pub const RNN_MAX_BLOCKS: usize = 24;
+
+/// Machine code of the recurrent product of an RNN step whose gate vectors
+/// of one hidden block fill a `zmm` (LSTM: 4 gates × 4 units,
+/// `lower::rnn`): `out[b] = (xw[b] + bias[b]) + Σ_k h[k] · R[b][k]` for
+/// `blocks` blocks (1..=[`RNN_MAX_BLOCKS`]) of 16 floats, arguments `out`
+/// (`rdi`, `[blocks][16]`), `h` (`rsi`, `kk` floats), `R` (`rdx`,
+/// `[blocks][kk][16]`), `xw` (`rcx`) and `bias` (`r8`, both
+/// `[blocks][16]`). Each output is the sum `xw + bias`, then one FMA per
+/// `k` in order: the 128-bit tile's chain (the product `h[k] · R` commutes
+/// exactly), so the same bits.
+pub fn rnn_product(blocks: usize, kk: usize) -> Result<Vec<u8>, IcedError> {
+    let blocks = blocks.clamp(1, RNN_MAX_BLOCKS);
+    let (out_p, h_p, r_p, x_p, b_p, n) = (rdi, rsi, rdx, rcx, r8, rax);
+    let (h_i, r_i) = (r9, r10);
+    let mut a = CodeAssembler::new(64)?;
+    a.set_prefer_vex(false);
+    // Eight blocks at a time: a block's rows are `64·kk` bytes apart (4 KiB
+    // for a hidden size of 64), and sixteen streams at that stride share
+    // one L1 set; eight chains still keep the FMA pipes busy.
+    for b0 in (0..blocks).step_by(RNN_CHUNK) {
+        let chunk = &ZMM[b0..blocks.min(b0 + RNN_CHUNK)];
+        for (i, &z) in chunk.iter().enumerate() {
+            let at = (64 * (b0 + i)) as i64;
+            a.vmovups(z, zmmword_ptr(x_p + at))?;
+            a.vaddps(z, z, zmmword_ptr(b_p + at))?;
+        }
+        a.mov(h_i, h_p)?;
+        a.lea(r_i, qword_ptr(r_p + (b0 * kk * 64) as i64))?;
+        a.mov(n, kk as u64)?;
+        super::counted_loop(&mut a, n, |a| {
+            a.vbroadcastss(zmm31, dword_ptr(h_i))?;
+            for (i, &z) in chunk.iter().enumerate() {
+                a.vfmadd231ps(z, zmm31, zmmword_ptr(r_i + (i * kk * 64) as i64))?;
+            }
+            a.add(h_i, 4)?;
+            a.add(r_i, 64)
+        })?;
+        for (i, &z) in chunk.iter().enumerate() {
+            a.vmovups(zmmword_ptr(out_p + (64 * (b0 + i)) as i64), z)?;
+        }
+    }
+    // the upper registers hold no state past the call
+    for z in ZMM[16..].iter().chain(&[zmm31]) {
+        a.vpxord(*z, *z, *z)?;
+    }
+    super::leaf_end(a)
+}
+
+/// Blocks [`rnn_product`] runs together.
+const RNN_CHUNK: usize = 8;
