@@ -210,6 +210,29 @@ fn const_line(name: &str, shape: &[usize], seed: usize, div: f32) -> String {
     format!("const %{seed} \"{name}\": f32[{}] = [{}]", dims.join(","), v.join(","))
 }
 
+/// Inputs for every graph input of `g`: [`xs`] scaled by `scale`.
+fn graph_inputs(g: &Graph, scale: f32) -> Vec<Tensor> {
+    g.inputs
+        .iter()
+        .map(|&v| {
+            let t = g.ty(v);
+            let n: usize = t.shape.iter().product();
+            let x: Vec<f32> = xs(n).iter().map(|v| v * scale).collect();
+            Tensor::from_f32(t.shape.clone(), &x).unwrap()
+        })
+        .collect()
+}
+
+/// Every output of `outs` within 1e-4·(1 + |ref|) of the reference evaluator.
+fn assert_matches_reference(g: &Graph, inputs: &[Tensor], outs: &[Vec<u8>]) {
+    for (i, (got, want)) in outs.iter().zip(reference(g, inputs)).enumerate() {
+        let got = kerf_runtime::f32_from_bytes(got);
+        for (j, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "output {i} element {j}: {a} vs {b}");
+        }
+    }
+}
+
 /// MatMul / Gemm kernels split over rows (each task tiles its range with
 /// 12- and 4-row blocks; the 2 rows past the last 4-row unit of a 50-row
 /// product go to the last task) with every epilogue path: column bias,
@@ -233,27 +256,12 @@ fn matrix_products_split_and_match() {
         konst("c", &[64, 1], 6),
     );
     let g = kerf_ir::text::parse(&text).unwrap();
-    let inputs: Vec<Tensor> = g
-        .inputs
-        .iter()
-        .map(|&v| {
-            let t = g.ty(v);
-            let n: usize = t.shape.iter().product();
-            let x: Vec<f32> = xs(n).iter().map(|v| v / 4.0).collect();
-            Tensor::from_f32(t.shape.clone(), &x).unwrap()
-        })
-        .collect();
+    let inputs = graph_inputs(&g, 0.25);
     let calls = check_same("mm", &g, &inputs);
     assert_eq!(calls.len(), 3, "every product split: {calls:?}");
     let jm = jit_compile(&g, &CompileOptions::host("t")).unwrap();
     let pool = ThreadPool::new(2);
-    let got = run(jm.model(), &inputs, Some(&pool.runtime()));
-    for (i, (got, want)) in got.iter().zip(reference(&g, &inputs)).enumerate() {
-        let got = kerf_runtime::f32_from_bytes(got);
-        for (j, (a, b)) in got.iter().zip(&want).enumerate() {
-            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "output {i} element {j}: {a} vs {b}");
-        }
-    }
+    assert_matches_reference(&g, &inputs, &run(jm.model(), &inputs, Some(&pool.runtime())));
 }
 
 /// One-row products split over column chunks (`matmul/cols.rs`): a
@@ -275,24 +283,11 @@ fn one_row_products_split_over_columns() {
         const_line("cb", &[520], 8, 40.0),
     );
     let g = kerf_ir::text::parse(&text).unwrap();
-    let inputs: Vec<Tensor> = g
-        .inputs
-        .iter()
-        .map(|&v| {
-            let n: usize = g.ty(v).shape.iter().product();
-            let x: Vec<f32> = xs(n).iter().map(|v| v / 16.0).collect();
-            Tensor::from_f32(g.ty(v).shape.clone(), &x).unwrap()
-        })
-        .collect();
+    let inputs = graph_inputs(&g, 1.0 / 16.0);
     let calls = check_same("fc", &g, &inputs);
     assert_eq!(calls.len(), 2, "both products split: {calls:?}");
-    let got = run(jit_compile(&g, &CompileOptions::host("t")).unwrap().model(), &inputs, None);
-    for (i, (got, want)) in got.iter().zip(reference(&g, &inputs)).enumerate() {
-        let got = kerf_runtime::f32_from_bytes(got);
-        for (j, (a, b)) in got.iter().zip(&want).enumerate() {
-            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "output {i} element {j}: {a} vs {b}");
-        }
-    }
+    let outs = run(jit_compile(&g, &CompileOptions::host("t")).unwrap().model(), &inputs, None);
+    assert_matches_reference(&g, &inputs, &outs);
 }
 
 /// Pointwise convs on small planes (`conv_lanes`: the output channels in
@@ -314,22 +309,11 @@ fn pointwise_convs_on_small_planes_split_and_match() {
         konst(5, &[96]),
     );
     let g = kerf_ir::text::parse(&text).unwrap();
-    let inputs: Vec<Tensor> = g
-        .inputs
-        .iter()
-        .map(|&v| {
-            let n: usize = g.ty(v).shape.iter().product();
-            Tensor::from_f32(g.ty(v).shape.clone(), &xs(n)).unwrap()
-        })
-        .collect();
+    let inputs = graph_inputs(&g, 1.0);
     let calls = check_same("pw", &g, &inputs);
     assert_eq!(calls.len(), 2, "both convs split: {calls:?}");
-    let got = run(jit_compile(&g, &CompileOptions::host("t")).unwrap().model(), &inputs, None);
-    let got = kerf_runtime::f32_from_bytes(&got[0]);
-    let want = reference(&g, &inputs).remove(0);
-    for (j, (a, b)) in got.iter().zip(&want).enumerate() {
-        assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "element {j}: {a} vs {b}");
-    }
+    let outs = run(jit_compile(&g, &CompileOptions::host("t")).unwrap().model(), &inputs, None);
+    assert_matches_reference(&g, &inputs, &outs);
 }
 
 /// A 3x3 `QConv` (Relu, residual, `x_zp = 7`) of a u8 input `[n, c, h, w]`
