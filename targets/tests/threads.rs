@@ -268,14 +268,15 @@ fn matrix_products_split_and_match() {
 /// classifier-shaped Gemm with a per-column bias, a residual and a
 /// per-block activation (Gelu), 520 columns (eight chunks of 64 and a
 /// partial one of 8, the latter only in the last task), and a one-pixel 1x1
-/// conv (the same engine) with Relu; run-time weights keep the text small.
+/// conv (the same engine) with Relu; the weights are constants (a
+/// run-time B is not split: every task would pack all of it).
 /// Threaded equals serial bit for bit; the values match the reference
 /// evaluator.
 #[test]
 fn one_row_products_split_over_columns() {
     let text = format!(
-        "graph \"fc\"\n  input %0 \"x\": f32[1,1000]\n  input %1 \"r\": f32[1,520]\n  input %2 \"w\": f32[1000,520]\n  \
-         input %6 \"p\": f32[1,800,1,1]\n  input %7 \"cw\": f32[520,800,1,1]\n  {}\n  {}\n  \
+        "graph \"fc\"\n  input %0 \"x\": f32[1,1000]\n  input %1 \"r\": f32[1,520]\n  const %2 \"w\": f32[1000,520] = iota(-0.2, 0.0000008)\n  \
+         input %6 \"p\": f32[1,800,1,1]\n  const %7 \"cw\": f32[520,800,1,1] = iota(0.15, -0.0000007)\n  {}\n  {}\n  \
          %4 = GemmFused{{alpha=1.0, beta=1.0, trans_a=false, trans_b=false, layer=\"g\", act=Gelu, act_tanh=false, residual=true}}(%0, %2, %3, %1): f32[1,520] @\"g\"\n  \
          %9 = ConvFused{{kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1, layer=\"c\", act=Relu, residual=false}}(%6, %7, %8): f32[1,520,1,1] @\"c\"\n  \
          output \"y\" = %4\n  output \"z\" = %9\n",

@@ -49,6 +49,7 @@ pub(super) fn fits(g: &Geo, caps: &crate::isa::Caps) -> bool {
         && (g.oh, g.ow) == (g.h, g.w)
         && (2..=MAX_PIXELS).contains(&hw)
         && !hw.is_multiple_of(16)
+        && g.oc >= 16
         && g.oc.is_multiple_of(16)
 }
 

@@ -18,7 +18,8 @@ use crate::lower::{Kernel, LResult};
 const CHUNK: usize = 64;
 
 /// Whether an `mm × kk · kk × n` product splits over columns: SIMD panels,
-/// fewer rows than two row-split units, at least two chunks.
+/// fewer rows than two row-split units, at least two chunks (the caller
+/// also asks for a constant B: a run-time one is packed whole per task).
 pub(super) fn wants(k: &Kernel, mm: usize, n: usize) -> bool {
     k.lanes() == 4 && mm < 2 * SPLIT_ROWS && n >= 2 * CHUNK
 }
