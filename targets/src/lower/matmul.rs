@@ -650,8 +650,7 @@ pub fn pointwise_on_one_pixel(
 fn gemm_shaped(k: &mut Kernel, gm: &kerf_ir::op::Gemm, e: Epilogue, (mm, kk, n): (usize, usize, usize)) -> LResult {
     let l = k.lanes();
     let (rm, _) = tile_shape(mm, n.div_ceil(l));
-    // run-time B would be packed whole by every task: not worth a split
-    let by_cols = cols::wants(k, mm, n) && k.const_f32(1).is_some();
+    let by_cols = cols::wants(k, mm, n);
     let (rows, chunks) = if by_cols {
         (Rows::All, Some(cols::split(k, n, 2 * mm * kk)?))
     } else {

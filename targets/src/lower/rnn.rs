@@ -45,12 +45,11 @@ use crate::ukernel::avx512::{rnn_product, RNN_MAX_BLOCKS};
 pub mod act;
 
 /// The assembled recurrent product of a tile
-/// ([`crate::ukernel::avx512::rnn_product`]): its accumulators' buffer
-/// (`tb` blocks of 16 floats, the task's) and the most blocks a tile has.
+/// ([`crate::ukernel::avx512::rnn_product`]): its sums' buffer (the
+/// task's, 16 floats per block of the largest tile).
 #[derive(Clone, Copy)]
 struct Wide {
     acc: Value,
-    tb: usize,
 }
 
 impl Wide {
@@ -66,7 +65,6 @@ impl Wide {
         (blocks, kk): (usize, usize),
         vty: Type,
     ) -> LResult<Vec<Value>> {
-        debug_assert!(blocks <= self.tb);
         let code = rnn_product(blocks, kk).map_err(|e| format!("internal: recurrent product: {e}"))?;
         let code = k.code(super::Family::Avx512, code);
         let sig = k.ukernel_sig(5);
@@ -634,7 +632,7 @@ impl Rec {
         let wide = k.caps.avx512 && ns * self.geo.l == 16;
         let rows = if self.batch == 1 || wide { 1 } else { self.batch.min(if ns >= 3 { 2 } else { 3 }) };
         let tb = if wide { nub.min(RNN_MAX_BLOCKS) } else { (MAX_ACC / (ns * rows)).clamp(1, nub) };
-        let wide = wide.then(|| Wide { acc: k.task_scratch(tb * 64), tb });
+        let wide = wide.then(|| Wide { acc: k.task_scratch(tb * 64) });
         let mut res: LResult = Ok(());
         let mut row_tiles = |k: &mut Kernel, rows: usize, b_lo: usize, b_hi: usize| {
             k.for_n(b_lo as i64, b_hi as i64, rows as i64, |k, b0| {
@@ -688,10 +686,10 @@ impl Rec {
         let rbp = k.addr(dir.rb.ptr, uo, 4);
         let xbf = dir.xb.flags();
         let rbf = dir.rb.flags();
-        // accumulator init: xw + bias, except the lbr h gate (Rb_h)
+        // accumulator init: xw + bias, except the lbr h gate (Rb_h); the
+        // assembled product (LSTM only) starts from xw + bias itself
         let mut init = Vec::with_capacity(rows * tb * ns);
-        let wide = wide.filter(|_| !self.lbr);
-        for r in 0..if wide.is_some() { 0 } else { rows } {
+        for r in (0..rows).filter(|_| wide.is_none()) {
             for bi in 0..tb {
                 for &g in gs {
                     let c = ((bi * ng + g) * l) as i32;

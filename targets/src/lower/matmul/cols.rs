@@ -17,11 +17,11 @@ use crate::lower::{Kernel, LResult};
 /// stored panel groups, so a chunk's panels start a group).
 const CHUNK: usize = 64;
 
-/// Whether an `mm × kk · kk × n` product splits over columns: SIMD panels,
-/// fewer rows than two row-split units, at least two chunks (the caller
-/// also asks for a constant B: a run-time one is packed whole per task).
+/// Whether an `mm × kk · kk × n` product (B its input 1) splits over
+/// columns: SIMD panels, fewer rows than two row-split units, at least two
+/// chunks, and a constant B (a run-time one is packed whole per task).
 pub(super) fn wants(k: &Kernel, mm: usize, n: usize) -> bool {
-    k.lanes() == 4 && mm < 2 * SPLIT_ROWS && n >= 2 * CHUNK
+    k.lanes() == 4 && mm < 2 * SPLIT_ROWS && n >= 2 * CHUNK && k.is_const(1)
 }
 
 /// The task's chunk range for a product of `n` columns costing `cost`
