@@ -82,6 +82,8 @@ pub struct KerfAnalysis {
     pub wide_patterns: bool,
     /// [`crate::PassOptions::int8_dot`], for the extraction cost.
     pub int8_dot: crate::Int8Dot,
+    /// [`crate::PassOptions::int8_depthwise`], for the `int8` group.
+    pub int8_depthwise: bool,
     /// The pair being unioned (set by `pre_union`, read by `merge`).
     last_union: Cell<Option<(Id, Id)>>,
 }
@@ -100,6 +102,7 @@ impl KerfAnalysis {
             strict: true,
             wide_patterns: false,
             int8_dot: crate::Int8Dot::Pairs,
+            int8_depthwise: false,
             last_union: Cell::new(None),
         }
     }

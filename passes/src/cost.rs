@@ -84,6 +84,11 @@ pub fn node_cost_with(op: &NodeOp, ins: &[&[TensorType]], outs: &[TensorType], i
         // Integer multiply-adds priced at `int8_rate` times the f32 rate
         // (crate::Int8Dot::rate); the input is quantised once (a divide,
         // round and clamp per element).
+        // A depthwise one (one channel per group) converts its input to
+        // floats once and multiply-adds in f32 (the integer depthwise pass).
+        Op::QConv(q) if inp(1).is_some_and(|w| q.conv.group > 1 && w.shape.get(1) == Some(&1)) => {
+            2.0 * macs + in0_n + out_n + epilogue_work(&q.epi, out_n)
+        }
         Op::QConv(q) => 2.0 * macs / int8_rate + 4.0 * in0_n + out_n + epilogue_work(&q.epi, out_n),
         Op::MatMulFused(_, e) | Op::GemmFused(_, e) => 2.0 * macs + out_n + epilogue_work(e, out_n),
         Op::Lstm(r) | Op::Gru(r) | Op::Rnn(r) => {

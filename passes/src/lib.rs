@@ -67,6 +67,11 @@ pub struct PassOptions {
     /// price of `QConv` ([`Int8Dot::rate`]). The pipeline sets it from the
     /// target.
     pub int8_dot: Int8Dot,
+    /// Whether the code generator has the integer depthwise conv (the
+    /// assembled AVX2 depthwise pass over `x − zp`): depthwise convs on an
+    /// int8 grid then become `QConv`s too. The pipeline sets it from the
+    /// target.
+    pub int8_depthwise: bool,
 }
 
 /// How the code generator's integer conv (`QConv`) multiplies, which sets
@@ -116,6 +121,7 @@ impl Default for PassOptions {
             winograd: true,
             wide_patterns: false,
             int8_dot: Int8Dot::Pairs,
+            int8_depthwise: false,
         }
     }
 }

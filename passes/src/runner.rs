@@ -47,6 +47,7 @@ pub fn run_phase(
     let (mut eg, meta) = convert::to_egraph(g, strict)?;
     eg.analysis.wide_patterns = opts.wide_patterns;
     eg.analysis.int8_dot = opts.int8_dot;
+    eg.analysis.int8_depthwise = opts.int8_depthwise;
     let runner: Runner<_, KerfAnalysis, ()> = Runner::new(KerfAnalysis::new(Default::default(), vec![]))
         .with_egraph(eg)
         .with_scheduler(SimpleScheduler)

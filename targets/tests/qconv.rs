@@ -290,6 +290,69 @@ fn residual_and_clip_epilogue() {
     }
 }
 
+/// A depthwise window (one channel per group, `c` groups) with padding `p`.
+fn depthwise(k: usize, s: usize, p: usize, c: usize) -> String {
+    format!("kernel=[{k},{k}], strides=[{s},{s}], dilations=[1,1], pads=[{p},{p},{p},{p}], group={c}")
+}
+
+/// Depthwise QConvs, the only ones with padding (padded taps read the zero
+/// point: they add nothing). With AVX2 (`native`, `haswell`) they run on
+/// the assembled depthwise pass over `x − zp` as floats (exact sums below
+/// 2^24); `baseline` (and rows under 4 pixels, stride 3) on the scalar
+/// integer fallback; unpadded ones elsewhere on the integer GEMM. Rows of
+/// 14 (whole vectors and an overlapping last one), 7 (`xmm` halves) and
+/// 3; stride 2 on rows of 15 and 33 (the u8 copy's 8- and 16-wide
+/// parity splits); 5x5; several images; residual, Relu, Clip, HardSwish.
+#[test]
+fn depthwise_with_padding_on_every_path() {
+    let clip = "act=Clip, act_min=0.0, act_max=6.0, residual=false";
+    for (side, s, p, k, epi, zp) in [
+        (14, 1, 1, 3, clip, 3),
+        (7, 1, 1, 3, PLAIN, 128),
+        (3, 1, 1, 3, "act=Relu, residual=false", 250),
+        (15, 2, 1, 3, clip, 17),
+        (33, 2, 1, 3, "act=Relu, residual=true", 0),
+        (9, 1, 2, 5, "act=HardSwish, residual=true", 99),
+        (11, 3, 1, 3, PLAIN, 42),
+        (12, 1, 0, 3, clip, 7),
+    ] {
+        let (c, n) = (5, 2);
+        let o = (side + 2 * p - k) / s + 1;
+        let attrs = &depthwise(k, s, p, c);
+        run_case(&Case { xsh: [n, c, side, side], wsh: [c, 1, k, k], osh: [n, c, o, o], attrs, epi, zp });
+    }
+    // every product at its extreme over a 7x7 window: 49 · 255 · 128 < 2^24
+    let attrs = &depthwise(7, 1, 3, 2);
+    let c = Case { xsh: [1, 2, 8, 8], wsh: [2, 1, 7, 7], osh: [1, 2, 8, 8], attrs, epi: PLAIN, zp: 0 };
+    let w: Vec<i64> = (0..98).map(|i| if i < 49 { -128 } else { 127 }).collect();
+    check(&c, &[255u8; 128], &w);
+}
+
+/// Where the host has AVX2, a padded depthwise QConv runs on the assembled
+/// pass (its u8 copy and the pass: two micro-kernels), not on the scalar
+/// fallback `baseline` takes; skipped with a printed reason elsewhere.
+#[test]
+fn depthwise_qconv_takes_the_assembled_pass() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use kerf_targets::{jit_compile, CompileOptions};
+        use std::arch::is_x86_feature_detected as has;
+        if !(has!("avx2") && has!("fma")) {
+            eprintln!("skipped: no AVX2 on this CPU");
+            return;
+        }
+        let attrs = &depthwise(3, 1, 1, 4);
+        let c = Case { xsh: [1, 4, 10, 10], wsh: [4, 1, 3, 3], osh: [1, 4, 10, 10], attrs, epi: PLAIN, zp: 1 };
+        let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(36, 5, -127, 127))).unwrap();
+        for (cpu, kernels) in [("haswell", 2), ("baseline", 0)] {
+            let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap();
+            assert_eq!(jm.report().micro_kernels, kernels, "{cpu}");
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    eprintln!("skipped: not an x86-64 host");
+}
+
 #[test]
 fn extreme_products_do_not_overflow() {
     // K = 256·9 = 2304 steps of 255·128: |acc| ≈ 7.5e7, far past i16, inside i32

@@ -117,8 +117,8 @@ pub(crate) fn qconv(op: &Op, q: &QConv, inputs: &[&Tensor], out: &TensorType) ->
     }
 }
 
-/// `Σ (x − x_zp)·w` of a [`QConv`] (no padding), exactly in integers, in
-/// the output's `[N, M, OH, OW]` order.
+/// `Σ (x − x_zp)·w` of a [`QConv`], exactly in integers (padded taps read
+/// `x_zp`: they add nothing), in the output's `[N, M, OH, OW]` order.
 fn qconv_acc(q: &QConv, x: &Tensor, w: &Tensor, out: &[usize]) -> Vec<i32> {
     let (xs, ws) = (x.shape(), w.shape());
     let (xv, wv) = (x.to_i64_vec(), w.to_i64_vec());
@@ -135,9 +135,14 @@ fn qconv_acc(q: &QConv, x: &Tensor, w: &Tensor, out: &[usize]) -> Vec<i32> {
         for c in 0..cg {
             let ci = gi * cg + c;
             for ky in 0..kh {
-                let y = oy * wd.strides[0] + ky * wd.dilations[0];
+                let Some(y) = (oy * wd.strides[0] + ky * wd.dilations[0]).checked_sub(wd.pad_begin(0)) else { continue };
                 for kx in 0..kw {
-                    let xx = ox * wd.strides[1] + kx * wd.dilations[1];
+                    let Some(xx) = (ox * wd.strides[1] + kx * wd.dilations[1]).checked_sub(wd.pad_begin(1)) else {
+                        continue;
+                    };
+                    if y >= xs[2] || xx >= xs[3] {
+                        continue;
+                    }
                     let xi = ((n * xs[1] + ci) * xs[2] + y) * xs[3] + xx;
                     sum += (xv[xi] - z) * wv[((m * cg + c) * kh + ky) * kw + kx];
                 }

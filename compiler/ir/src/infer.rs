@@ -248,8 +248,13 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
         }
         Op::QConv(q) => {
             let wd = &q.conv.window;
-            if wd.rank() != 2 || q.conv.algo != ConvAlgo::Direct || wd.pads.iter().any(|&p| p != 0) {
-                return Err("QConv is a direct 2-D conv without padding".to_string());
+            if wd.rank() != 2 || q.conv.algo != ConvAlgo::Direct {
+                return Err("QConv is a direct 2-D conv".to_string());
+            }
+            let depthwise = ins.get(1).is_some_and(|w| w.shape.first() == Some(&q.conv.group) && w.shape.get(1) == Some(&1))
+                && ins.first().is_some_and(|x| x.shape.get(1) == Some(&q.conv.group));
+            if wd.pads.iter().any(|&p| p != 0) && !depthwise {
+                return Err("only a depthwise QConv (one channel per group) has padding".to_string());
             }
             if q.out == QOut::Acc {
                 arity(ins, 2, 2)?;
@@ -750,6 +755,25 @@ mod tests {
 
     fn t(shape: &[usize]) -> TensorType {
         TensorType::new(DType::F32, shape.to_vec())
+    }
+
+    /// Only a depthwise QConv (one input and one output channel per
+    /// group) may have padding; its output extent counts the padding.
+    #[test]
+    fn only_depthwise_qconvs_have_padding() {
+        use crate::op::{Conv, ConvAlgo, Epilogue, QConv, QOut, Window};
+        let q = |group: usize| {
+            let window = Window { kernel: vec![3, 3], strides: vec![1, 1], dilations: vec![1, 1], pads: vec![1; 4] };
+            let conv = Conv { window, group, layer: Layer("c".into()), algo: ConvAlgo::Direct };
+            Op::QConv(QConv { conv, epi: Epilogue::default(), x_scale: crate::F32::new(0.1), x_zp: 3, out: QOut::Real })
+        };
+        let x = TensorType::new(DType::U8, vec![1, 4, 6, 6]);
+        let (ws, b) = (t(&[4]), t(&[4]));
+        let dw = TensorType::new(DType::I8, vec![4, 1, 3, 3]);
+        assert_eq!(infer(&q(4), &[&x, &dw, &ws, &b]).unwrap()[0].shape, vec![1, 4, 6, 6]);
+        let dense = TensorType::new(DType::I8, vec![4, 4, 3, 3]);
+        let e = infer(&q(1), &[&x, &dense, &ws, &b]).unwrap_err();
+        assert!(e.contains("only a depthwise QConv"), "{e}");
     }
 
     #[test]

@@ -11,9 +11,13 @@
 //!   `0..=255`;
 //! - `w` is a constant on a per-output-channel int8 grid
 //!   ([`kerf_ir::WeightGrid`], axis 0), and `b` is constant (or absent);
-//! - the conv is worth an integer GEMM: one group, or at least 16 products
-//!   per output and 4 output channels per group (a depthwise conv stays
-//!   f32, whose direct kernel is faster there), and not a pattern-pruned
+//! - the conv is worth an integer kernel: one group, or at least 16
+//!   products per output and 4 output channels per group (the GEMM), or
+//!   one input and one output channel per group where the code generator
+//!   has the integer depthwise pass ([`crate::PassOptions::int8_depthwise`])
+//!   and output rows hold one of its vectors (8 pixels; elsewhere a
+//!   depthwise conv stays on the f32 depthwise kernel, which the GEMM does
+//!   not beat), and not a pattern-pruned
 //!   conv the f32 pattern kernel computes (it skips the removed weights;
 //!   the integer GEMM would multiply them) unless the integer pattern
 //!   kernel computes it once quantised (`on_quad_kernel`: patterns shared
@@ -121,10 +125,23 @@ fn quantiser(eg: &KEGraph, class: Id) -> Option<Quantiser> {
     None
 }
 
-/// Whether the integer GEMM pays for this conv (see the module docs).
-fn worth_it(c: &kerf_ir::op::Conv, wshape: &[usize]) -> bool {
+/// Whether the integer kernel pays for this conv (see the module docs):
+/// the GEMM for one group or wide groups, the integer depthwise pass
+/// (`depthwise`: the target has it) for one channel per group on output
+/// rows of at least 8 pixels (`ow`). On narrower rows the f32 depthwise
+/// kernel's unrolled small-plane path wins even with the quantising chain
+/// in front of it (Zen 4: MobileNetV2's 7x7 planes 0.057 against 0.069 ms,
+/// DS-CNN's 25x5 ones 8.4 against 12.0 µs; 14x14 and larger planes gain,
+/// docs/compression.md).
+fn worth_it(c: &kerf_ir::op::Conv, wshape: &[usize], depthwise: bool, ow: usize) -> bool {
     let per_output: usize = wshape[1..].iter().product();
-    c.group == 1 || (per_output >= 16 && wshape[0] / c.group >= 4)
+    let dw = depthwise && ow >= 8 && is_depthwise(c, wshape);
+    c.group == 1 || (per_output >= 16 && wshape[0] / c.group >= 4) || dw
+}
+
+/// One input and one output channel per group.
+fn is_depthwise(c: &kerf_ir::op::Conv, wshape: &[usize]) -> bool {
+    c.group > 1 && wshape.first() == Some(&c.group) && wshape.get(1) == Some(&1)
 }
 
 impl Rule for Int8Conv {
@@ -152,7 +169,8 @@ impl Rule for Int8Conv {
             // parser, BatchNorm folding, the importer); codes are read once, in apply
             let on_grid = weight.grid.as_ref().is_some_and(|g| g.axis == 0);
             let pattern_f32 = on_pattern_kernel(eg, class, &conv, w) && !on_quad_kernel(eg, &conv, w);
-            if !on_grid || !worth_it(&conv, weight.tensor.shape()) || pattern_f32 {
+            let ow = eg[class].data.ty().and_then(|t| t.shape.last().copied()).unwrap_or(0);
+            if !on_grid || !worth_it(&conv, weight.tensor.shape(), eg.analysis.int8_depthwise, ow) || pattern_f32 {
                 continue;
             }
             let b = match ch.get(2) {
@@ -175,8 +193,15 @@ impl Rule for Int8Conv {
         let Some([q, sc, b]) = weights(eg, m) else { return vec![] };
         let konst = |eg: &mut KEGraph, w: WeightId| eg.add(KNode::leaf(NodeOp::Const(w)));
         let wd = &m.conv.window;
-        // the quantiser, padding with z (what a padded zero quantises to), in one pass
-        let pads = vec![0, 0, wd.pad_begin(0), wd.pad_begin(1), 0, 0, wd.pad_end(0), wd.pad_end(1)];
+        // the quantiser, padding with z (what a padded zero quantises to),
+        // in one pass; a depthwise QConv pads itself (its padded taps add
+        // nothing), so its quantiser, unpadded, may fuse into the producer
+        let ws = eg.analysis.weights.tensor(m.w).shape();
+        let depthwise = m.gemm.is_none() && is_depthwise(&m.conv, ws);
+        let pads = match depthwise {
+            true => vec![0; 8],
+            false => vec![0, 0, wd.pad_begin(0), wd.pad_begin(1), 0, 0, wd.pad_end(0), wd.pad_end(1)],
+        };
         let quantise = Op::Quantize { scale: F32::new(m.s), zp: m.z, pads };
         let x = match m.gemm {
             Some((k, _)) => eg.add(KNode::op(Op::Reshape { shape: vec![1, k, 1, 1] }, vec![m.x])),
@@ -184,7 +209,9 @@ impl Rule for Int8Conv {
         };
         let x = eg.add(KNode::op(quantise, vec![x]));
         let mut conv = m.conv.clone();
-        conv.window.pads = vec![0; wd.pads.len()];
+        if !depthwise {
+            conv.window.pads = vec![0; wd.pads.len()];
+        }
         conv.algo = ConvAlgo::Direct;
         let op = Op::QConv(QConv { conv, epi: m.epi, x_scale: F32::new(m.s), x_zp: m.z, out: QOut::Real });
         let mut children = vec![x, konst(eg, q), konst(eg, sc), konst(eg, b)];
@@ -384,6 +411,35 @@ mod tests {
         }
     }
 
+    /// A depthwise conv becomes an integer conv only where the code
+    /// generator has the integer depthwise pass and its output rows hold 8
+    /// pixels (12 at stride 1; 6 at stride 2 stay f32); then the QConv keeps
+    /// the padding (its padded taps add nothing) and its quantiser is
+    /// unpadded, with the f32 conv's values (f32 rounding only).
+    #[test]
+    fn depthwise_convs_become_padded_integer_convs_with_the_pass() {
+        for stride in [1, 2] {
+            let g = text::parse(&graph(4, 4, 1, stride)).unwrap();
+            for int8_depthwise in [false, true] {
+                let opts = PassOptions { int8_depthwise, ..PassOptions::default() };
+                let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap();
+                let printed = text::print(&out);
+                let qconv = int8_depthwise && stride == 1;
+                assert_eq!(printed.contains("QConv{"), qconv, "stride {stride}: {printed}");
+                if !qconv {
+                    continue;
+                }
+                assert!(printed.contains("pads=[0,0,0,0,0,0,0,0]") && printed.contains("pads=[1,1,1,1]"), "{printed}");
+                let x = Tensor::from_f32(vec![2, 4, 12, 12], &random(3, 1152, -2.0, 3.0)).unwrap();
+                let want = interpret(&g, std::slice::from_ref(&x)).remove(0).to_f32_vec();
+                let got = interpret(&out, &[x]).remove(0).to_f32_vec();
+                let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+                let err = got.iter().zip(&want).fold(0f32, |a, (g, w)| a.max((g - w).abs()));
+                assert!(err / scale < 1e-5, "stride {stride}: relative error {}", err / scale);
+            }
+        }
+    }
+
     /// A one-row Gemm head (`[1, 24] × [10, 24]ᵀ + b`, Relu) through the
     /// quantiser becomes the 1x1 QConv between reshapes with the same
     /// values (f32 rounding only); with two rows, or `w` not transposed, it
@@ -490,7 +546,7 @@ mod tests {
         // a clip that is not [-z, 255 - z] is not the quantiser
         let other_clip = src.replace("max=155.0", "max=150.0");
         assert!(!run(&other_clip).0.contains("QConv"));
-        // depthwise: stays on the f32 kernel
+        // depthwise: stays on the f32 kernel without the integer depthwise pass
         let dw = graph(4, 4, 1, 1);
         assert!(!run(&dw).0.contains("QConv"));
         // pattern-pruned: the f32 pattern kernel skips the removed weights

@@ -99,8 +99,10 @@ pub(super) fn depthwise(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: E
             bias.len()
         ));
     }
-    if let Some(code) = wide_pass(k, &g, epi).filter(|_| wide_pays(&g, &k.caps)) {
-        return wide(k, &g, w, bias, epi, code);
+    if let Some(code) = wide_pass(k, &g, epi, false).filter(|_| wide_pays(&g, &k.caps)) {
+        // per channel its taps' weights then its bias
+        let per: Vec<f32> = w.chunks(taps).zip(bias).flat_map(|(wc, b)| wc.iter().chain([b]).copied()).collect();
+        return wide(k, &g, &per, epi, code, None);
     }
     // vector lanes only where the row holds a whole vector span
     let lanes = k.lanes();
@@ -216,7 +218,7 @@ impl Pad {
 
 /// The assembled whole-plane pass for `g`, when it applies (see the module
 /// docs).
-fn wide_pass(k: &Kernel, g: &Geo, epi: Epilogue) -> Option<Vec<u8>> {
+fn wide_pass(k: &Kernel, g: &Geo, epi: Epilogue, scaled: bool) -> Option<Vec<u8>> {
     if !k.caps.avx2 || k.lanes() != 4 || g.sh > 2 || g.sw > 2 {
         return None;
     }
@@ -228,7 +230,8 @@ fn wide_pass(k: &Kernel, g: &Geo, epi: Epilogue) -> Option<Vec<u8>> {
     if g.ow < 4 {
         return None;
     }
-    dw_plane(&DwPlane { taps, rows: g.oh, cols: g.ow, out_row: g.ow * 4, in_row: g.sh * pd.row * 4, epi: act }).ok()
+    let (rows, cols, out_row, in_row) = (g.oh, g.ow, g.ow * 4, g.sh * pd.row * 4);
+    dw_plane(&DwPlane { taps, rows, cols, out_row, in_row, epi: act, scaled }).ok()
 }
 
 /// Whether the assembled pass is the faster kernel for `g` (measured on
@@ -254,17 +257,102 @@ fn wide_pays(g: &Geo, caps: &crate::isa::Caps) -> bool {
     g.kh * g.kw > 9 || !(tiny || small_same && !wide_rows)
 }
 
-/// Depthwise through the assembled pass `code`: per channel, copy the
-/// plane into the task's zero-padded scratch ([`Pad`]), one call.
-fn wide(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: Epilogue, code: Vec<u8>) -> LResult {
+/// A depthwise [`kerf_ir::op::QConv`] (one input and one output channel
+/// per group, no padding: its `Quantize` padded the u8 input with the zero
+/// point) on the assembled pass, where the target has it (`None`
+/// otherwise: the integer GEMM runs it). Each task converts its channel's
+/// plane to the floats `x − zp` (exact) in its scratch plane and the pass
+/// multiplies by the int8 codes as floats: every partial sum is an integer
+/// below 2^24 (taps · 255 · 128), so the sums are `Σ (x − zp)·w` exactly,
+/// and the pass then applies `· s[c] + b[c]`, the residual and the
+/// activation in the op's order: the reference's bits.
+pub(super) fn quantised(k: &mut Kernel, g: &Geo, codes: &[f32], scale: &[f32], bias: &[f32], epi: Epilogue, zp: u8) -> Option<LResult> {
     let taps = g.kh * g.kw;
+    if codes.len() != g.c * taps || scale.len() != g.c || bias.len() != g.c || taps * 255 * 128 >= 1 << 24 {
+        return None;
+    }
+    let code = wide_pass(k, g, epi, true)?;
+    // per channel its taps' codes, its scale, its bias
+    let per: Vec<f32> =
+        codes.chunks(taps).zip(scale.iter().zip(bias)).flat_map(|(wc, (s, b))| wc.iter().chain([s, b]).copied()).collect();
+    Some(wide(k, g, &per, epi, code, Some(zp)))
+}
+
+/// The integer depthwise conv of [`quantised`] where the assembled pass
+/// does not apply (no AVX2, strides above 2, rows under 4 pixels, an
+/// activation the pass lacks): one output at a time, each in-bounds tap's
+/// `(x − zp)·w` summed in i32 (padded taps add nothing), then the op's
+/// epilogue. Exact and slow: it exists so that every padded depthwise
+/// `QConv` runs on every target.
+pub(super) fn quantised_scalar(k: &mut Kernel, g: &Geo, codes: &[f32], scale: &[f32], bias: &[f32], epi: Epilogue, zp: u8) -> LResult {
+    let taps = g.kh * g.kw;
+    if codes.len() != g.c * taps || scale.len() != g.c || bias.len() != g.c {
+        return Err(format!("depthwise QConv: expected {} codes and {} scales and biases", g.c * taps, g.c));
+    }
+    let wb = k.blob(codes.iter().flat_map(|&c| (c as i32).to_le_bytes()).collect());
+    let (sb, bb) = (k.blob_f32(scale), k.blob_f32(bias));
+    let (xp, out) = (k.input(0), k.output(0));
+    let (lo, hi) = k.parallel_range(g.n * g.c, 1, (2 * g.oh * g.ow * taps) as u64)?;
+    k.for_dyn(lo, hi, 1, |k, nc| {
+        let ch = k.b.ins().urem_imm_s(nc, g.c as i64);
+        let xbase = k.addr(xp, nc, (g.h * g.w) as i64);
+        let wrow = k.addr(wb, ch, (taps * 4) as i64);
+        let s = k.ld_at(types::F32, sb, ch, 4, 0);
+        let b = k.ld_at(types::F32, bb, ch, 4, 0);
+        let plane = k.b.ins().imul_imm_s(nc, (g.oh * g.ow) as i64);
+        k.for_n(0, g.oh as i64, 1, |k, oy| {
+            k.for_n(0, g.ow as i64, 1, |k, ox| {
+                let mut acc = k.b.ins().iconst(types::I32, 0);
+                for t in 0..taps {
+                    let (ky, kx) = (t / g.kw, t % g.kw);
+                    let iy = k.b.ins().imul_imm_s(oy, g.sh as i64);
+                    let iy = k.b.ins().iadd_imm_s(iy, (ky * g.dh) as i64 - g.ph as i64);
+                    let ix = k.b.ins().imul_imm_s(ox, g.sw as i64);
+                    let ix = k.b.ins().iadd_imm_s(ix, (kx * g.dw) as i64 - g.pw as i64);
+                    let (oky, okx) = (k.in_range(iy, g.h as i64), k.in_range(ix, g.w as i64));
+                    let ok = k.b.ins().band(oky, okx);
+                    let at = k.b.ins().imul_imm_s(iy, g.w as i64);
+                    let at = k.b.ins().iadd(at, ix);
+                    let zero = k.ic(0);
+                    let at = k.b.ins().select(ok, at, zero);
+                    let p = k.b.ins().iadd(xbase, at);
+                    let x = k.b.ins().uload8(types::I32, super::loops::mem(), p, 0);
+                    let x = k.b.ins().iadd_imm_s(x, -i64::from(zp));
+                    let w = k.ld_ro(types::I32, wrow, (4 * t) as i32);
+                    let prod = k.b.ins().imul(x, w);
+                    let none = k.b.ins().iconst(types::I32, 0);
+                    let prod = k.b.ins().select(ok, prod, none);
+                    acc = k.b.ins().iadd(acc, prod);
+                }
+                let f = k.b.ins().fcvt_from_sint(types::F32, acc);
+                let f = k.b.ins().fmul(f, s);
+                let mut f = k.b.ins().fadd(f, b);
+                let row = k.b.ins().imul_imm_s(oy, g.ow as i64);
+                let e = k.b.ins().iadd(plane, row);
+                let e = k.b.ins().iadd(e, ox);
+                if let Some(r) = epi.residual {
+                    let rv = k.ld_at(types::F32, r, e, 4, 0);
+                    f = k.b.ins().fadd(f, rv);
+                }
+                let y = apply_act(k, types::F32, epi.act, f);
+                k.st_at(y, out, e, 4, 0);
+            });
+        });
+    });
+    Ok(())
+}
+
+/// Depthwise through the assembled pass `code`: per channel, copy the
+/// plane into the task's zero-padded scratch ([`Pad`]), one call. `per`
+/// holds each channel's values of the pass's weight block (taps, then the
+/// bias, or the scale and the bias); `zp`: the input is u8 with this zero
+/// point (the copy converts it).
+fn wide(k: &mut Kernel, g: &Geo, per: &[f32], epi: Epilogue, code: Vec<u8>, zp: Option<u8>) -> LResult {
+    let taps = g.kh * g.kw;
+    let vals = per.len() / g.c.max(1);
     let pd = Pad::of(g);
-    // per channel its taps' weights then its bias, 8 copies each
-    let splat: Vec<f32> = w
-        .chunks(taps)
-        .zip(bias)
-        .flat_map(|(wc, b)| wc.iter().chain([b]).flat_map(|&x| std::iter::repeat_n(x, 8)))
-        .collect();
+    // 8 copies of each value
+    let splat: Vec<f32> = per.iter().flat_map(|&x| std::iter::repeat_n(x, 8)).collect();
     let wb = k.blob_f32(&splat);
     let xp = k.input(0);
     let out = k.output(0);
@@ -282,12 +370,21 @@ fn wide(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: Epilogue, code: V
         k.st_at(z, pad, i, 4, 0);
     });
     let first_row = k.add_c(pad, (g.ph * pd.row * 4) as i64);
-    let copy = DwCopy { rows: g.h, cols: g.w, split: g.sw == 2, pad: g.pw, half: pd.wh, dst_row: pd.row * 4 };
+    let copy = DwCopy {
+        rows: g.h,
+        cols: g.w,
+        split: g.sw == 2,
+        pad: g.pw,
+        half: pd.wh,
+        dst_row: pd.row * 4,
+        zero_point: zp,
+    };
     let copy = k.code(Family::Avx2, dw_copy(&copy).map_err(|e| format!("depthwise copy: {e}"))?);
     let copy_sig = k.ukernel_sig(2);
+    let in_el = if zp.is_some() { 1 } else { 4 };
     k.for_dyn(lo, hi, 1, |k, nc| {
         let ch = k.b.ins().urem_imm_s(nc, g2.c as i64);
-        let xo = k.b.ins().imul_imm_s(nc, (g2.h * g2.w * 4) as i64);
+        let xo = k.b.ins().imul_imm_s(nc, (g2.h * g2.w * in_el) as i64);
         let xbase = k.b.ins().iadd(xp, xo);
         k.b.ins().call_indirect(copy_sig, copy, &[xbase, first_row]);
         let oo = k.b.ins().imul_imm_s(nc, (g2.oh * g2.ow * 4) as i64);
@@ -296,7 +393,7 @@ fn wide(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: Epilogue, code: V
             Some(r) => k.b.ins().iadd(r, oo),
             None => k.ic(0),
         };
-        let wo = k.b.ins().imul_imm_s(ch, ((taps + 1) * 32) as i64);
+        let wo = k.b.ins().imul_imm_s(ch, (vals * 32) as i64);
         let wp = k.b.ins().iadd(wb, wo);
         k.b.ins().call_indirect(sref, code, &[obase, pad, wp, res]);
     });

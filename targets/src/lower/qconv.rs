@@ -44,7 +44,7 @@ use cranelift_codegen::ir::{types, ConstantData, Endianness, InstBuilder, MemFla
 use kerf_ir::op::{QConv, QOut};
 use kerf_ir::{weights_byte_pairs_exact, DType, Op};
 
-use super::epilogue::{apply_act, Act};
+use super::epilogue::{apply_act, Act, Epilogue};
 use super::gemm_wide::act_epi;
 use super::loops::mem;
 use super::{Family, Kernel, LResult};
@@ -169,6 +169,23 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     let scales: Vec<f32> = w_scale.iter().map(|&s| q.x_scale.get() * s).collect();
     if let Some((quads, epi)) = super::qconv_pattern::applies(k, &q, w_t, act) {
         return super::qconv_pattern::conv(k, &q, (&quads, epi), &w, (&scales, &bias));
+    }
+    // depthwise: one input and one output channel per group
+    if ws[0] == q.conv.group && ws[1] == 1 && q.conv.group > 1 && q.out == QOut::Real {
+        let g = super::conv_geo::geometry(k, wd, q.conv.group)?;
+        let residual = if q.epi.residual { Some(k.input(4)) } else { None };
+        let codes: Vec<f32> = w.iter().map(|&c| c as f32).collect();
+        let epi = Epilogue { act, residual };
+        if let Some(done) = super::depthwise::quantised(k, &g, &codes, &scales, &bias, epi, q.x_zp) {
+            return done;
+        }
+        // the GEMM below reads no padding
+        if wd.pads.iter().any(|&p| p != 0) {
+            return super::depthwise::quantised_scalar(k, &g, &codes, &scales, &bias, epi, q.x_zp);
+        }
+    }
+    if wd.pads.iter().any(|&p| p != 0) {
+        return Err("internal: only a depthwise QConv has padding".into());
     }
 
     let taps = tap_offsets(&d, wd.kernel[0], wd.kernel[1], wd.dilations[0], wd.dilations[1]);

@@ -437,7 +437,11 @@ fn store_lanes(
 /// single pixels).
 /// Each output starts as the bias and takes the taps in order, one FMA
 /// each, then the epilogue's residual and activation: the operations of the
-/// Cranelift kernel in the same order. A group holds up to nine taps'
+/// Cranelift kernel in the same order. With `scaled` (the integer
+/// depthwise conv, whose plane holds `x − zp` and whose weights are the
+/// int8 codes, so every partial sum is an integer below 2^24 and exact) an
+/// output starts at zero and is multiplied by the channel's scale, then the
+/// bias added, after the taps: `QConv`'s `f32(acc) · s + b`. A group holds up to nine taps'
 /// pre-broadcast weights in registers at a time, so each FMA reads only its
 /// input from memory (one load per FMA: both FMA ports can issue).
 #[derive(Clone, Debug, PartialEq)]
@@ -455,6 +459,9 @@ pub struct DwPlane {
     pub in_row: usize,
     /// Residual and activation (its `scale` and `addend` must be `None`).
     pub epi: TileEpi,
+    /// Start at zero and apply `· scale + bias` after the taps (the weight
+    /// block then holds the taps, the scale and the bias).
+    pub scaled: bool,
 }
 
 /// The copy of one input plane into the interior of [`dw_plane`]'s
@@ -463,7 +470,8 @@ pub struct DwPlane {
 /// (stride 2: padded column `q = pad + x` goes to half `q % 2` at `q / 2`),
 /// 8 or 16 floats per step, a row's last step ending at the row's end
 /// (it rewrites a few floats with the same values); rows shorter than a
-/// step in `xmm` steps (stride 1) or one float at a time.
+/// step in `xmm` steps (stride 1) or one float at a time. From u8
+/// (`zero_point`) each byte becomes the float `x − zp`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DwCopy {
     /// Input rows.
@@ -479,6 +487,9 @@ pub struct DwCopy {
     pub half: usize,
     /// Bytes between padded rows.
     pub dst_row: usize,
+    /// The source is u8 with this zero point: each byte `x` is written as
+    /// the float `x − zp` (exact), rows `cols` bytes apart.
+    pub zero_point: Option<u8>,
 }
 
 /// Machine code of `c` with the arguments (System V order) `src` (the
@@ -487,14 +498,39 @@ pub fn dw_copy(c: &DwCopy) -> Result<Vec<u8>, IcedError> {
     let (src, dst, n) = (rdi, rsi, rdx);
     // padded column q's byte offset in its row
     let col = |q: usize| if c.split { 4 * ((q % 2) * c.half + q / 2) } else { 4 * q } as i64;
+    // bytes per source element
+    let el = if c.zero_point.is_some() { 1 } else { 4 };
     let mut a = CodeAssembler::new(64)?;
+    if let Some(zp) = c.zero_point {
+        a.mov(eax, u32::from(zp))?;
+        a.vmovd(xmm4, eax)?;
+        a.vpbroadcastd(ymm4, xmm4)?;
+    }
+    // `dst` = the source's `x`.. as floats (8 of them, or 4 in `xmm`)
+    let load = |a: &mut CodeAssembler, dst: AsmRegisterYmm, x: usize, four: bool| -> Result<(), IcedError> {
+        let at = (el * x) as i64;
+        match (c.zero_point.is_some(), four) {
+            (false, false) => a.vmovups(dst, ymmword_ptr(src + at)),
+            (false, true) => a.vmovups(low_half(dst), xmmword_ptr(src + at)),
+            (true, false) => {
+                a.vpmovzxbd(dst, qword_ptr(src + at))?;
+                a.vpsubd(dst, dst, ymm4)?;
+                a.vcvtdq2ps(dst, dst)
+            }
+            (true, true) => {
+                let d = low_half(dst);
+                a.vpmovzxbd(d, dword_ptr(src + at))?;
+                a.vpsubd(d, d, xmm4)?;
+                a.vcvtdq2ps(d, d)
+            }
+        }
+    };
     a.mov(n, c.rows as u64)?;
     super::counted_loop(&mut a, n, |a| {
         if c.split && c.cols >= 16 {
             for x in steps_to_end(c.cols, 16) {
-                let at = (4 * x) as i64;
-                a.vmovups(ymm0, ymmword_ptr(src + at))?;
-                a.vmovups(ymm1, ymmword_ptr(src + (at + 32)))?;
+                load(a, ymm0, x, false)?;
+                load(a, ymm1, x + 8, false)?;
                 // per 128-bit lane the even (odd) floats of both vectors,
                 // then the lanes' halves put in order
                 a.vshufps(ymm2, ymm0, ymm1, 0x88)?;
@@ -504,23 +540,40 @@ pub fn dw_copy(c: &DwCopy) -> Result<Vec<u8>, IcedError> {
                 a.vmovups(ymmword_ptr(dst + col(c.pad + x)), ymm2)?;
                 a.vmovups(ymmword_ptr(dst + col(c.pad + x + 1)), ymm3)?;
             }
+        } else if c.split && c.cols >= 8 {
+            for x in steps_to_end(c.cols, 8) {
+                load(a, ymm0, x, false)?;
+                // the even (odd) floats of the eight, in `xmm`
+                a.vextractf128(xmm1, ymm0, 1)?;
+                a.vshufps(xmm2, xmm0, xmm1, 0x88)?;
+                a.vshufps(xmm3, xmm0, xmm1, 0xDD)?;
+                a.vmovups(xmmword_ptr(dst + col(c.pad + x)), xmm2)?;
+                a.vmovups(xmmword_ptr(dst + col(c.pad + x + 1)), xmm3)?;
+            }
         } else if !c.split && c.cols >= 8 {
             for x in steps_to_end(c.cols, 8) {
-                a.vmovups(ymm0, ymmword_ptr(src + (4 * x) as i64))?;
+                load(a, ymm0, x, false)?;
                 a.vmovups(ymmword_ptr(dst + col(c.pad + x)), ymm0)?;
             }
         } else if !c.split && c.cols >= 4 {
             for x in steps_to_end(c.cols, 4) {
-                a.vmovups(xmm0, xmmword_ptr(src + (4 * x) as i64))?;
+                load(a, ymm0, x, true)?;
                 a.vmovups(xmmword_ptr(dst + col(c.pad + x)), xmm0)?;
             }
         } else {
             for x in 0..c.cols {
-                a.vmovss(xmm0, dword_ptr(src + (4 * x) as i64))?;
+                match c.zero_point {
+                    None => a.vmovss(xmm0, dword_ptr(src + (4 * x) as i64))?,
+                    Some(zp) => {
+                        a.movzx(eax, byte_ptr(src + x as i64))?;
+                        a.sub(eax, i32::from(zp))?;
+                        a.vcvtsi2ss(xmm0, xmm0, eax)?;
+                    }
+                }
                 a.vmovss(dword_ptr(dst + col(c.pad + x)), xmm0)?;
             }
         }
-        a.add(src, (4 * c.cols) as i32)?;
+        a.add(src, (el * c.cols) as i32)?;
         a.add(dst, c.dst_row as i32)
     })?;
     super::leaf_end(a)
@@ -537,7 +590,8 @@ fn steps_to_end(len: usize, step: usize) -> impl Iterator<Item = usize> {
 /// Machine code of `p` with the arguments (System V order) `out` (the
 /// output plane), `src` (the padded input plane, window corner of output
 /// pixel (0, 0)), `w` (the taps' weights then the bias, 8 copies each: 32
-/// bytes per tap and 32 for the bias) and `residual` (a plane of the
+/// bytes per tap and 32 for the bias; with `scaled` the scale's 32 bytes
+/// before the bias) and `residual` (a plane of the
 /// output's layout, read when `p.epi.residual`).
 pub fn dw_plane(p: &DwPlane) -> Result<Vec<u8>, IcedError> {
     // rdx (the weights) is read by `dw_vectors` and `dw_tail`
@@ -593,10 +647,18 @@ fn dw_tail(a: &mut CodeAssembler, p: &DwPlane, at: i64, four: bool) -> Result<()
             a.vmovss(dst, dword_ptr(m))
         }
     };
-    a.vmovups(acc, xmmword_ptr(w_p + 32 * p.taps.len() as i64))?;
+    let nt = p.taps.len() as i64;
+    match p.scaled {
+        true => a.vxorps(acc, acc, acc)?,
+        false => a.vmovups(acc, xmmword_ptr(w_p + 32 * nt))?,
+    }
     for (t, &off) in p.taps.iter().enumerate() {
         load(a, x, src_c + (off as i64 + at))?;
         a.vfmadd231ps(acc, x, xmmword_ptr(w_p + 32 * t as i64))?;
+    }
+    if p.scaled {
+        a.vmulps(acc, acc, xmmword_ptr(w_p + 32 * nt))?;
+        a.vaddps(acc, acc, xmmword_ptr(w_p + 32 * (nt + 1)))?;
     }
     if p.epi.residual {
         load(a, x, res_c + at)?;
@@ -626,8 +688,12 @@ fn dw_vectors(a: &mut CodeAssembler, p: &DwPlane, ats: &[i64]) -> Result<(), Ice
     let m = ats.len();
     let accs = [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5];
     let ws = [ymm6, ymm7, ymm8, ymm9, ymm10, ymm11, ymm12, ymm13, ymm14];
+    let nt = p.taps.len() as i64;
     for &ac in &accs[..m] {
-        a.vmovups(ac, ymmword_ptr(w_p + 32 * p.taps.len() as i64))?;
+        match p.scaled {
+            true => a.vxorps(ac, ac, ac)?,
+            false => a.vmovups(ac, ymmword_ptr(w_p + 32 * nt))?,
+        }
     }
     for (c, chunk) in p.taps.chunks(ws.len()).enumerate() {
         let t0 = c * ws.len();
@@ -638,6 +704,12 @@ fn dw_vectors(a: &mut CodeAssembler, p: &DwPlane, ats: &[i64]) -> Result<(), Ice
             for (&ac, &at) in accs.iter().zip(ats) {
                 a.vfmadd231ps(ac, w, ymmword_ptr(src_c + (off as i64 + at)))?;
             }
+        }
+    }
+    if p.scaled {
+        for &ac in &accs[..m] {
+            a.vmulps(ac, ac, ymmword_ptr(w_p + 32 * nt))?;
+            a.vaddps(ac, ac, ymmword_ptr(w_p + 32 * (nt + 1)))?;
         }
     }
     if p.epi.residual {

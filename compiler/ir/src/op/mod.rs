@@ -526,8 +526,10 @@ impl Conv {
 /// a conv whose input passes through an activation quantiser and whose
 /// weight lies on a per-channel int8 grid. Inputs `x` (u8 `[N, C, H, W]`,
 /// the quantised activation), `w` (i8 `[M, C / group, kh, kw]`), `w_scale`
-/// (f32 `[M]`), `b` (f32 `[M]`)[, `residual` of the output's type]; no
-/// padding (a padded conv reads an explicit `Pad` of `x` with `x_zp`):
+/// (f32 `[M]`), `b` (f32 `[M]`)[, `residual` of the output's type]. Only
+/// a depthwise one (one input and one output channel per group: `M = C =
+/// group`) has padding, whose taps read `x_zp` (they add nothing); others
+/// read an explicit padded `x` (`Quantize`'s pads, or a `Pad` with `x_zp`):
 ///
 /// ```text
 /// acc[n, m, p] = Σ (x − x_zp)·w            (exact, in i32)
@@ -543,7 +545,8 @@ impl Conv {
 /// writes after it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QConv {
-    /// Geometry (pads all zero), groups and layer identity (`algo` is always `Direct`).
+    /// Geometry (pads all zero unless depthwise), groups and layer
+    /// identity (`algo` is always `Direct`).
     pub conv: Conv,
     /// Residual and activation applied at the store.
     pub epi: Epilogue,
