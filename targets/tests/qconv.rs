@@ -353,6 +353,85 @@ fn depthwise_qconv_takes_the_assembled_pass() {
     eprintln!("skipped: not an x86-64 host");
 }
 
+/// [`check`] for the requantising epilogue (`out=quant`): the u8 output
+/// byte for byte against the reference (the real-valued output through
+/// the quantiser's ops), on every preset the host runs, on a grid chosen
+/// from the real-valued output's range so that both ends clamp. The
+/// output's element count is a multiple of 4 (the harness reads outputs
+/// as f32s).
+fn check_quant(c: &Case, x: &[u8], w: &[i64]) {
+    let n: usize = c.osh.iter().product();
+    assert_eq!(n % 4, 0, "the harness reads whole f32s");
+    let real = kerf_ir::text::parse(&graph_text(c, w)).unwrap();
+    let mut ins = vec![Tensor::from_bytes(DType::U8, c.xsh.to_vec(), x.to_vec()).unwrap()];
+    if c.epi.contains("residual=true") {
+        let r: Vec<f32> = (0..n).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.5).collect();
+        ins.push(Tensor::from_f32(c.osh.to_vec(), &r).unwrap());
+    }
+    let y = reference(&real, &ins).remove(0);
+    let (lo, hi) = y.iter().fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+    let scale = (hi - lo) / 270.0;
+    let zp = (-lo / scale - 10.0).round().clamp(0.0, 255.0) as u8;
+    let text = graph_text(c, w)
+        .replace(&format!("x_zp={}}}", c.zp), &format!("x_zp={}, out=quant, out_scale={scale:?}, out_zp={zp}}}", c.zp))
+        .replace(&format!("): f32[{}] @\"c\"", dims(&c.osh)), &format!("): u8[{}] @\"c\"", dims(&c.osh)));
+    let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let want = kerf_ir::eval::eval_graph(&g, &ins).unwrap().remove(0);
+    assert_eq!(want.dtype(), DType::U8);
+    // both ends of the grid are reached (the clamp is exercised)
+    let (lo, hi) = (want.bytes().iter().min().copied(), want.bytes().iter().max().copied());
+    assert!(lo == Some(0) && hi == Some(255), "{}: output bytes {lo:?}..{hi:?}", c.attrs);
+    for cpu in cpus() {
+        let got: Vec<u8> = run(&text, &ins, cpu).remove(0).iter().flat_map(|f| f.to_le_bytes()).collect();
+        for (i, (a, b)) in got.iter().zip(want.bytes()).enumerate() {
+            assert_eq!(a, b, "{} {} ({cpu}): byte {i}", c.attrs, c.epi);
+        }
+    }
+}
+
+/// The requantising epilogue (`out=quant`, a u8 output through the next
+/// layer's quantiser): the integer GEMM's tiles (whole 16- or 8-pixel
+/// units through the byte tiles' own store, partial ones and other
+/// activations through the Cranelift epilogue; 8- and 7-bit weights) and
+/// the scalar depthwise kernel (which every depthwise QConv with a u8
+/// output takes), with Relu, Clip, none and HardSwish.
+#[test]
+fn requantised_outputs_match_the_reference_byte_for_byte() {
+    let clip = "act=Clip, act_min=0.0, act_max=6.0, residual=false";
+    let one = &window(1, 1, 1, 1);
+    let three = &window(3, 1, 1, 1);
+    let gemm = [
+        Case { xsh: [1, 16, 5, 8], wsh: [12, 16, 1, 1], osh: [1, 12, 5, 8], attrs: one, epi: clip, zp: 3 },
+        Case { xsh: [2, 8, 10, 10], wsh: [13, 8, 3, 3], osh: [2, 13, 8, 8], attrs: three, epi: PLAIN, zp: 128 },
+        Case {
+            xsh: [1, 8, 6, 6],
+            wsh: [4, 8, 3, 3],
+            osh: [1, 4, 4, 4],
+            attrs: three,
+            epi: "act=HardSwish, residual=false",
+            zp: 9,
+        },
+    ];
+    for c in &gemm {
+        let nx: usize = c.xsh.iter().product();
+        let nw: usize = c.wsh.iter().product();
+        let x: Vec<u8> = pseudo(nx, 1, 0, 255).into_iter().map(|v| v as u8).collect();
+        for bits in [127, 64] {
+            check_quant(c, &x, &pseudo(nw, 2, -bits, bits));
+        }
+    }
+    for (side, s, p, epi, zp) in
+        [(14, 1, 1, clip, 3), (7, 1, 1, PLAIN, 128), (3, 1, 1, "act=Relu, residual=false", 250), (15, 2, 1, clip, 17)]
+    {
+        let (c, n, k) = (4, 2, 3);
+        let o = (side + 2 * p - k) / s + 1;
+        let attrs = &depthwise(k, s, p, c);
+        let case = Case { xsh: [n, c, side, side], wsh: [c, 1, k, k], osh: [n, c, o, o], attrs, epi, zp };
+        let x: Vec<u8> = pseudo(n * c * side * side, 1, 0, 255).into_iter().map(|v| v as u8).collect();
+        check_quant(&case, &x, &pseudo(c * k * k, 2, -127, 127));
+    }
+}
+
 #[test]
 fn extreme_products_do_not_overflow() {
     // K = 256·9 = 2304 steps of 255·128: |acc| ≈ 7.5e7, far past i16, inside i32

@@ -707,11 +707,15 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
             hardswish: rows % 3 == 0,
             ..TileEpi::default()
         };
-        let e = QdotEpi { epi, ldo: 784 };
+        let e = QdotEpi { epi, ldo: 784, quant: None };
+        // the requantising store (u8 rows, no residual)
+        let q = QdotEpi { epi: TileEpi { residual: false, ..epi }, ldo: 196, quant: Some((0.05, 3)) };
         kernels.push((format!("qdot {rows}"), qdot_tile(rows, None).unwrap()));
-        kernels.push((format!("qdot {rows} {e:?}"), qdot_tile(rows, Some(&e)).unwrap()));
+        for e in [e, q] {
+            kernels.push((format!("qdot {rows} {e:?}"), qdot_tile(rows, Some(&e)).unwrap()));
+            kernels.push((format!("qbyte {rows} {e:?}"), qbyte_tile(rows, Some(&e)).unwrap()));
+        }
         kernels.push((format!("qbyte {rows}"), qbyte_tile(rows, None).unwrap()));
-        kernels.push((format!("qbyte {rows} {e:?}"), qbyte_tile(rows, Some(&e)).unwrap()));
     }
     kernels
 }
@@ -740,8 +744,12 @@ fn other_kernels() -> Vec<(String, Vec<u8>)> {
             out_row: 600,
             in_row: 400,
             epi,
+            scaled: false,
         };
         kernels.push((format!("depthwise {p:?}"), dw_plane(&p).unwrap()));
+        // the integer conv's: scaled sums
+        let q = DwPlane { scaled: true, ..p };
+        kernels.push((format!("depthwise {q:?}"), dw_plane(&q).unwrap()));
     }
     for (cols, split, pad) in [
         (8, false, 1),
@@ -753,8 +761,11 @@ fn other_kernels() -> Vec<(String, Vec<u8>)> {
         (40, true, 0),
         (14, true, 1),
     ] {
-        let c = DwCopy { rows: 3, cols, split, pad, half: (cols + 2 * pad).div_ceil(2), dst_row: 400 };
+        let c =
+            DwCopy { rows: 3, cols, split, pad, half: (cols + 2 * pad).div_ceil(2), dst_row: 400, zero_point: None };
         kernels.push((format!("depthwise copy {c:?}"), dw_copy(&c).unwrap()));
+        let u = DwCopy { zero_point: Some(128), ..c };
+        kernels.push((format!("depthwise copy {u:?}"), dw_copy(&u).unwrap()));
     }
     let kinds: Vec<EntryKind> =
         [vec![0], vec![0, 1], vec![0, 2], vec![0, 1, 2], vec![0, 2, 4]].into_iter().map(EntryKind::Column).collect();

@@ -111,9 +111,13 @@ pub(crate) fn qconv(op: &Op, q: &QConv, inputs: &[&Tensor], out: &TensorType) ->
         })
         .collect();
     let y = Tensor::from_f32(out.shape.clone(), &y)?;
-    match q.epi.act {
-        Some(u) => Ok(crate::eval::eval(&Op::Unary(u), &[&y])?.remove(0)),
-        None => Ok(y),
+    let y = match q.epi.act {
+        Some(u) => crate::eval::eval(&Op::Unary(u), &[&y])?.remove(0),
+        None => y,
+    };
+    match q.out {
+        QOut::Quant { scale, zp } => quantize(&y, scale, zp, &[0; 8]),
+        _ => Ok(y),
     }
 }
 
@@ -135,7 +139,9 @@ fn qconv_acc(q: &QConv, x: &Tensor, w: &Tensor, out: &[usize]) -> Vec<i32> {
         for c in 0..cg {
             let ci = gi * cg + c;
             for ky in 0..kh {
-                let Some(y) = (oy * wd.strides[0] + ky * wd.dilations[0]).checked_sub(wd.pad_begin(0)) else { continue };
+                let Some(y) = (oy * wd.strides[0] + ky * wd.dilations[0]).checked_sub(wd.pad_begin(0)) else {
+                    continue;
+                };
                 for kx in 0..kw {
                     let Some(xx) = (ox * wd.strides[1] + kx * wd.dilations[1]).checked_sub(wd.pad_begin(1)) else {
                         continue;

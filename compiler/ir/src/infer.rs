@@ -251,8 +251,9 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
             if wd.rank() != 2 || q.conv.algo != ConvAlgo::Direct {
                 return Err("QConv is a direct 2-D conv".to_string());
             }
-            let depthwise = ins.get(1).is_some_and(|w| w.shape.first() == Some(&q.conv.group) && w.shape.get(1) == Some(&1))
-                && ins.first().is_some_and(|x| x.shape.get(1) == Some(&q.conv.group));
+            let depthwise =
+                ins.get(1).is_some_and(|w| w.shape.first() == Some(&q.conv.group) && w.shape.get(1) == Some(&1))
+                    && ins.first().is_some_and(|x| x.shape.get(1) == Some(&q.conv.group));
             if wd.pads.iter().any(|&p| p != 0) && !depthwise {
                 return Err("only a depthwise QConv (one channel per group) has padding".to_string());
             }
@@ -286,7 +287,10 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
             if q.epi.residual && out.first().is_some_and(|o| o != ins[4]) {
                 return Err(format!("residual {} must have the output's type {}", ins[4], out[0]));
             }
-            Ok(out)
+            match q.out {
+                QOut::Quant { .. } => Ok(out.into_iter().map(|o| TensorType::new(DType::U8, o.shape)).collect()),
+                _ => Ok(out),
+            }
         }
         Op::MatMulFused(l, e) => {
             let n_in = 3 + usize::from(e.residual);

@@ -795,6 +795,23 @@ graph "t"
                 x_zp: 3,
                 out: QOut::Acc,
             }),
+            Op::QConv(QConv {
+                conv: Conv {
+                    window: Window {
+                        kernel: vec![3, 3],
+                        strides: vec![1, 1],
+                        dilations: vec![1, 1],
+                        pads: vec![1, 1, 1, 1],
+                    },
+                    group: 4,
+                    layer: crate::Layer("dw".into()),
+                    algo: ConvAlgo::Direct,
+                },
+                epi: Epilogue { act: Some(UnaryOp::Clip { min: F32::new(0.0), max: F32::new(6.0) }), residual: false },
+                x_scale: F32::new(0.5),
+                x_zp: 7,
+                out: QOut::Quant { scale: F32::new(0.0625), zp: 0 },
+            }),
             Op::Requantize { axis: 1, zp: -3, out: DType::I8 },
             Op::Quantize { scale: F32::new(0.05), zp: 128, pads: vec![0, 0, 1, 2, 0, 0, 2, 1] },
             Op::Unary(UnaryOp::Clip { min: F32::new(0.0), max: F32::new(6.0) }),

@@ -29,6 +29,7 @@ pub mod fusion;
 pub mod gelu;
 pub mod hardswish;
 pub mod int8;
+pub mod requant;
 pub mod reshape;
 pub mod winograd;
 
@@ -159,6 +160,10 @@ impl<R: Rule> Applier<KNode, KerfAnalysis> for Adapter<R> {
     }
 }
 
+fn int8_group() -> Vec<KRewrite> {
+    int8::rules().into_iter().chain(requant::rules()).collect()
+}
+
 fn cleanup_group() -> Vec<KRewrite> {
     cleanup::rules().into_iter().chain(gelu::rules()).chain(hardswish::rules()).collect()
 }
@@ -174,7 +179,7 @@ pub const GROUPS: &[Group] = &[
     ("const-fold", const_fold::rules),
     ("winograd", winograd::rules),
     ("fusion", fusion::rules),
-    ("int8", int8::rules),
+    ("int8", int8_group),
     ("chain", chain::rules),
 ];
 

@@ -99,7 +99,7 @@ pub(super) fn depthwise(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: E
             bias.len()
         ));
     }
-    if let Some(code) = wide_pass(k, &g, epi, false).filter(|_| wide_pays(&g, &k.caps)) {
+    if let Some(code) = wide_pass(k, &g, epi, None).filter(|_| wide_pays(&g, &k.caps)) {
         // per channel its taps' weights then its bias
         let per: Vec<f32> = w.chunks(taps).zip(bias).flat_map(|(wc, b)| wc.iter().chain([b]).copied()).collect();
         return wide(k, &g, &per, epi, code, None);
@@ -217,8 +217,8 @@ impl Pad {
 }
 
 /// The assembled whole-plane pass for `g`, when it applies (see the module
-/// docs).
-fn wide_pass(k: &Kernel, g: &Geo, epi: Epilogue, scaled: bool) -> Option<Vec<u8>> {
+/// docs); `q`: the integer conv's (scaled sums; f32 output only).
+fn wide_pass(k: &Kernel, g: &Geo, epi: Epilogue, q: Option<&QDepthwise>) -> Option<Vec<u8>> {
     if !k.caps.avx2 || k.lanes() != 4 || g.sh > 2 || g.sw > 2 {
         return None;
     }
@@ -230,7 +230,11 @@ fn wide_pass(k: &Kernel, g: &Geo, epi: Epilogue, scaled: bool) -> Option<Vec<u8>
     if g.ow < 4 {
         return None;
     }
-    let (rows, cols, out_row, in_row) = (g.oh, g.ow, g.ow * 4, g.sh * pd.row * 4);
+    // the pass stores f32 only: a requantised output takes the scalar kernel
+    if q.is_some_and(|q| q.quant.is_some()) {
+        return None;
+    }
+    let (rows, cols, out_row, in_row, scaled) = (g.oh, g.ow, g.ow * 4, g.sh * pd.row * 4, q.is_some());
     dw_plane(&DwPlane { taps, rows, cols, out_row, in_row, epi: act, scaled }).ok()
 }
 
@@ -257,42 +261,71 @@ fn wide_pays(g: &Geo, caps: &crate::isa::Caps) -> bool {
     g.kh * g.kw > 9 || !(tiny || small_same && !wide_rows)
 }
 
-/// A depthwise [`kerf_ir::op::QConv`] (one input and one output channel
-/// per group, no padding: its `Quantize` padded the u8 input with the zero
-/// point) on the assembled pass, where the target has it (`None`
-/// otherwise: the integer GEMM runs it). Each task converts its channel's
-/// plane to the floats `x − zp` (exact) in its scratch plane and the pass
-/// multiplies by the int8 codes as floats: every partial sum is an integer
-/// below 2^24 (taps · 255 · 128), so the sums are `Σ (x − zp)·w` exactly,
-/// and the pass then applies `· s[c] + b[c]`, the residual and the
-/// activation in the op's order: the reference's bits.
-pub(super) fn quantised(k: &mut Kernel, g: &Geo, codes: &[f32], scale: &[f32], bias: &[f32], epi: Epilogue, zp: u8) -> Option<LResult> {
+/// A depthwise [`kerf_ir::op::QConv`]'s constants: the int8 codes as
+/// floats (`[c][kh·kw]`), the per-channel `s[c] = x_scale · w_scale[c]`
+/// and bias, the input's zero point, and the requantising epilogue's grid
+/// (`QOut::Quant`), if any.
+pub(super) struct QDepthwise<'a> {
+    pub(super) codes: &'a [f32],
+    pub(super) scale: &'a [f32],
+    pub(super) bias: &'a [f32],
+    pub(super) zp: u8,
+    pub(super) quant: Option<(f32, u8)>,
+}
+
+impl QDepthwise<'_> {
+    fn check(&self, g: &Geo) -> LResult {
+        let taps = g.kh * g.kw;
+        if self.codes.len() != g.c * taps || self.scale.len() != g.c || self.bias.len() != g.c {
+            return Err(format!("depthwise QConv: expected {} codes and {} scales and biases", g.c * taps, g.c));
+        }
+        Ok(())
+    }
+}
+
+/// A depthwise QConv (one input and one output channel per group; its
+/// padded taps read the zero point) on the assembled pass, where the
+/// target has it (`None` otherwise: the caller runs it on
+/// [`quantised_scalar`] or the integer GEMM). Each task converts its
+/// channel's plane to the floats `x − zp` (exact) in its zero-padded
+/// scratch plane and the pass multiplies by the int8 codes as floats:
+/// every partial sum is an integer below 2^24 (taps · 255 · 128), so the
+/// sums are `Σ (x − zp)·w` exactly, and the pass then applies `· s[c] +
+/// b[c]`, the residual and the activation in the op's order (the
+/// reference's bits). A requantised (u8) output is left to
+/// [`quantised_scalar`]: the `int8-requant` rule does not give a depthwise
+/// conv one (the pass's u8 store measured slower than the separate
+/// quantiser, docs/compression.md), so only hand-written IR has it.
+pub(super) fn quantised(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue) -> Option<LResult> {
     let taps = g.kh * g.kw;
-    if codes.len() != g.c * taps || scale.len() != g.c || bias.len() != g.c || taps * 255 * 128 >= 1 << 24 {
+    if q.check(g).is_err() || taps * 255 * 128 >= 1 << 24 {
         return None;
     }
-    let code = wide_pass(k, g, epi, true)?;
+    let code = wide_pass(k, g, epi, Some(q))?;
     // per channel its taps' codes, its scale, its bias
-    let per: Vec<f32> =
-        codes.chunks(taps).zip(scale.iter().zip(bias)).flat_map(|(wc, (s, b))| wc.iter().chain([s, b]).copied()).collect();
-    Some(wide(k, g, &per, epi, code, Some(zp)))
+    let per: Vec<f32> = q
+        .codes
+        .chunks(taps)
+        .zip(q.scale.iter().zip(q.bias))
+        .flat_map(|(wc, (s, b))| wc.iter().chain([s, b]).copied())
+        .collect();
+    Some(wide(k, g, &per, epi, code, Some(q.zp)))
 }
 
 /// The integer depthwise conv of [`quantised`] where the assembled pass
 /// does not apply (no AVX2, strides above 2, rows under 4 pixels, an
-/// activation the pass lacks): one output at a time, each in-bounds tap's
+/// activation the pass lacks, a u8 output): one output at a time, each in-bounds tap's
 /// `(x − zp)·w` summed in i32 (padded taps add nothing), then the op's
 /// epilogue. Exact and slow: it exists so that every padded depthwise
 /// `QConv` runs on every target.
-pub(super) fn quantised_scalar(k: &mut Kernel, g: &Geo, codes: &[f32], scale: &[f32], bias: &[f32], epi: Epilogue, zp: u8) -> LResult {
-    let taps = g.kh * g.kw;
-    if codes.len() != g.c * taps || scale.len() != g.c || bias.len() != g.c {
-        return Err(format!("depthwise QConv: expected {} codes and {} scales and biases", g.c * taps, g.c));
-    }
-    let wb = k.blob(codes.iter().flat_map(|&c| (c as i32).to_le_bytes()).collect());
-    let (sb, bb) = (k.blob_f32(scale), k.blob_f32(bias));
+pub(super) fn quantised_scalar(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue) -> LResult {
+    q.check(g)?;
+    let (g, taps) = (*g, g.kh * g.kw);
+    let wb = k.blob(q.codes.iter().flat_map(|&c| (c as i32).to_le_bytes()).collect());
+    let (sb, bb) = (k.blob_f32(q.scale), k.blob_f32(q.bias));
     let (xp, out) = (k.input(0), k.output(0));
     let (lo, hi) = k.parallel_range(g.n * g.c, 1, (2 * g.oh * g.ow * taps) as u64)?;
+    let mut result: LResult = Ok(());
     k.for_dyn(lo, hi, 1, |k, nc| {
         let ch = k.b.ins().urem_imm_s(nc, g.c as i64);
         let xbase = k.addr(xp, nc, (g.h * g.w) as i64);
@@ -302,28 +335,7 @@ pub(super) fn quantised_scalar(k: &mut Kernel, g: &Geo, codes: &[f32], scale: &[
         let plane = k.b.ins().imul_imm_s(nc, (g.oh * g.ow) as i64);
         k.for_n(0, g.oh as i64, 1, |k, oy| {
             k.for_n(0, g.ow as i64, 1, |k, ox| {
-                let mut acc = k.b.ins().iconst(types::I32, 0);
-                for t in 0..taps {
-                    let (ky, kx) = (t / g.kw, t % g.kw);
-                    let iy = k.b.ins().imul_imm_s(oy, g.sh as i64);
-                    let iy = k.b.ins().iadd_imm_s(iy, (ky * g.dh) as i64 - g.ph as i64);
-                    let ix = k.b.ins().imul_imm_s(ox, g.sw as i64);
-                    let ix = k.b.ins().iadd_imm_s(ix, (kx * g.dw) as i64 - g.pw as i64);
-                    let (oky, okx) = (k.in_range(iy, g.h as i64), k.in_range(ix, g.w as i64));
-                    let ok = k.b.ins().band(oky, okx);
-                    let at = k.b.ins().imul_imm_s(iy, g.w as i64);
-                    let at = k.b.ins().iadd(at, ix);
-                    let zero = k.ic(0);
-                    let at = k.b.ins().select(ok, at, zero);
-                    let p = k.b.ins().iadd(xbase, at);
-                    let x = k.b.ins().uload8(types::I32, super::loops::mem(), p, 0);
-                    let x = k.b.ins().iadd_imm_s(x, -i64::from(zp));
-                    let w = k.ld_ro(types::I32, wrow, (4 * t) as i32);
-                    let prod = k.b.ins().imul(x, w);
-                    let none = k.b.ins().iconst(types::I32, 0);
-                    let prod = k.b.ins().select(ok, prod, none);
-                    acc = k.b.ins().iadd(acc, prod);
-                }
+                let acc = scalar_sum(k, &g, (xbase, wrow), (oy, ox), q.zp);
                 let f = k.b.ins().fcvt_from_sint(types::F32, acc);
                 let f = k.b.ins().fmul(f, s);
                 let mut f = k.b.ins().fadd(f, b);
@@ -335,11 +347,48 @@ pub(super) fn quantised_scalar(k: &mut Kernel, g: &Geo, codes: &[f32], scale: &[
                     f = k.b.ins().fadd(f, rv);
                 }
                 let y = apply_act(k, types::F32, epi.act, f);
-                k.st_at(y, out, e, 4, 0);
+                match q.quant {
+                    None => k.st_at(y, out, e, 4, 0),
+                    Some((scale, zp)) => match super::quantize::one_value(k, y, scale, zp) {
+                        Ok(v) => {
+                            let d = k.addr(out, e, 1);
+                            k.b.ins().istore8(super::loops::mem(), v, d, 0);
+                        }
+                        Err(e) => result = Err(e),
+                    },
+                }
             });
         });
     });
-    Ok(())
+    result
+}
+
+/// `Σ (x − zp)·w` (I32) of output `(oy, ox)` over the in-bounds taps of
+/// the channel at `xbase` with i32 weights at `wrow`.
+fn scalar_sum(k: &mut Kernel, g: &Geo, (xbase, wrow): (Value, Value), (oy, ox): (Value, Value), zp: u8) -> Value {
+    let mut acc = k.b.ins().iconst(types::I32, 0);
+    for t in 0..g.kh * g.kw {
+        let (ky, kx) = (t / g.kw, t % g.kw);
+        let iy = k.b.ins().imul_imm_s(oy, g.sh as i64);
+        let iy = k.b.ins().iadd_imm_s(iy, (ky * g.dh) as i64 - g.ph as i64);
+        let ix = k.b.ins().imul_imm_s(ox, g.sw as i64);
+        let ix = k.b.ins().iadd_imm_s(ix, (kx * g.dw) as i64 - g.pw as i64);
+        let (oky, okx) = (k.in_range(iy, g.h as i64), k.in_range(ix, g.w as i64));
+        let ok = k.b.ins().band(oky, okx);
+        let at = k.b.ins().imul_imm_s(iy, g.w as i64);
+        let at = k.b.ins().iadd(at, ix);
+        let zero = k.ic(0);
+        let at = k.b.ins().select(ok, at, zero);
+        let p = k.b.ins().iadd(xbase, at);
+        let x = k.b.ins().uload8(types::I32, super::loops::mem(), p, 0);
+        let x = k.b.ins().iadd_imm_s(x, -i64::from(zp));
+        let w = k.ld_ro(types::I32, wrow, (4 * t) as i32);
+        let prod = k.b.ins().imul(x, w);
+        let none = k.b.ins().iconst(types::I32, 0);
+        let prod = k.b.ins().select(ok, prod, none);
+        acc = k.b.ins().iadd(acc, prod);
+    }
+    acc
 }
 
 /// Depthwise through the assembled pass `code`: per channel, copy the
@@ -370,15 +419,8 @@ fn wide(k: &mut Kernel, g: &Geo, per: &[f32], epi: Epilogue, code: Vec<u8>, zp: 
         k.st_at(z, pad, i, 4, 0);
     });
     let first_row = k.add_c(pad, (g.ph * pd.row * 4) as i64);
-    let copy = DwCopy {
-        rows: g.h,
-        cols: g.w,
-        split: g.sw == 2,
-        pad: g.pw,
-        half: pd.wh,
-        dst_row: pd.row * 4,
-        zero_point: zp,
-    };
+    let copy =
+        DwCopy { rows: g.h, cols: g.w, split: g.sw == 2, pad: g.pw, half: pd.wh, dst_row: pd.row * 4, zero_point: zp };
     let copy = k.code(Family::Avx2, dw_copy(&copy).map_err(|e| format!("depthwise copy: {e}"))?);
     let copy_sig = k.ukernel_sig(2);
     let in_el = if zp.is_some() { 1 } else { 4 };

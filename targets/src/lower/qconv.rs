@@ -162,8 +162,13 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     // the accumulating form has no scales or bias: its epilogue stores the sums
     let (w_scale, bias) = match (q.out, k.const_f32(2), k.const_f32(3)) {
         (QOut::Acc, ..) => (vec![0.0; ws[0]], vec![0.0; ws[0]]),
-        (QOut::Real, Some(s), Some(b)) => (s, b),
+        (o, Some(s), Some(b)) if o.is_real() => (s, b),
         _ => return Err("QConv needs a constant weight scale and bias".into()),
+    };
+    // the requantising epilogue's grid
+    let quant = match q.out {
+        QOut::Quant { scale, zp } => Some((scale.get(), zp)),
+        _ => None,
     };
     let act = Act::of(q.epi.act)?;
     let scales: Vec<f32> = w_scale.iter().map(|&s| q.x_scale.get() * s).collect();
@@ -171,17 +176,18 @@ pub fn qconv(k: &mut Kernel) -> LResult {
         return super::qconv_pattern::conv(k, &q, (&quads, epi), &w, (&scales, &bias));
     }
     // depthwise: one input and one output channel per group
-    if ws[0] == q.conv.group && ws[1] == 1 && q.conv.group > 1 && q.out == QOut::Real {
+    if ws[0] == q.conv.group && ws[1] == 1 && q.conv.group > 1 && q.out.is_real() {
         let g = super::conv_geo::geometry(k, wd, q.conv.group)?;
         let residual = if q.epi.residual { Some(k.input(4)) } else { None };
         let codes: Vec<f32> = w.iter().map(|&c| c as f32).collect();
+        let dw = super::depthwise::QDepthwise { codes: &codes, scale: &scales, bias: &bias, zp: q.x_zp, quant };
         let epi = Epilogue { act, residual };
-        if let Some(done) = super::depthwise::quantised(k, &g, &codes, &scales, &bias, epi, q.x_zp) {
+        if let Some(done) = super::depthwise::quantised(k, &g, &dw, epi) {
             return done;
         }
         // the GEMM below reads no padding
         if wd.pads.iter().any(|&p| p != 0) {
-            return super::depthwise::quantised_scalar(k, &g, &codes, &scales, &bias, epi, q.x_zp);
+            return super::depthwise::quantised_scalar(k, &g, &dw, epi);
         }
     }
     if wd.pads.iter().any(|&p| p != 0) {
@@ -205,8 +211,9 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     let tail = d.pixels - d.px * (d.units - 1);
     // the byte tiles' own f32 epilogue: full units of the real-valued form,
     // for the activations the shared tile code applies
-    let fused = match (quads, q.out) {
-        (true, QOut::Real) => act_epi(act, q.epi.residual).map(|epi| QdotEpi { epi, ldo: 4 * d.pixels }),
+    let out_bytes = if quant.is_some() { 1 } else { 4 };
+    let fused = match (quads, q.out.is_real()) {
+        (true, true) => act_epi(act, q.epi.residual).map(|epi| QdotEpi { epi, ldo: out_bytes * d.pixels, quant }),
         _ => None,
     };
     // `zp · Σ_k w[m, k]`, once: the fused tile's table and the sums-only tiles' correction
@@ -216,22 +223,26 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     let sums_only = fused.is_none() || tail != d.px;
     let corr = if quads && sums_only { Some(k.blob(zp_terms)) } else { None };
     let tiles = if k.caps.avx2 { Some(Assembled::new(k, &d, fused.as_ref(), tail != d.px)?) } else { None };
-    let ptrs = Ptrs { x, out, res, a, tap, s: s_p, b: b_p, corr, table, bbuf, tiles, acc: q.out == QOut::Acc };
+    let acc = q.out == QOut::Acc;
+    let ptrs = Ptrs { x, out, res, a, tap, s: s_p, b: b_p, corr, table, bbuf, tiles, acc, quant };
+    let mut result: LResult = Ok(());
     k.for_dyn(lo, hi, 1, |k, u| {
         let jp = k.b.ins().urem_imm_u(u, d.units as i64);
         let ng = k.b.ins().udiv_imm_u(u, d.units as i64);
         let (gi, ni) = (k.b.ins().urem_imm_u(ng, d.groups as i64), k.b.ins().udiv_imm_u(ng, d.groups as i64));
         let unit = Unit { jp, gi, ni };
         if tail == d.px {
-            unit_body(k, &d, act, &ptrs, &unit, d.px);
+            result = unit_body(k, &d, act, &ptrs, &unit, d.px);
         } else {
             let last = k.b.ins().icmp_imm_s(IntCC::Equal, jp, (d.units - 1) as i64);
             let not_last = k.b.ins().icmp_imm_s(IntCC::NotEqual, jp, (d.units - 1) as i64);
-            k.if_then(last, |k| unit_body(k, &d, act, &ptrs, &unit, tail));
-            k.if_then(not_last, |k| unit_body(k, &d, act, &ptrs, &unit, d.px));
+            let mut r = Ok(());
+            k.if_then(last, |k| r = unit_body(k, &d, act, &ptrs, &unit, tail));
+            k.if_then(not_last, |k| r = r.clone().and(unit_body(k, &d, act, &ptrs, &unit, d.px)));
+            result = r;
         }
     });
-    Ok(())
+    result
 }
 
 /// The kernel's pointer parameters.
@@ -253,6 +264,8 @@ struct Ptrs {
     tiles: Option<Assembled>,
     /// Store the i32 sums themselves ([`QOut::Acc`]).
     acc: bool,
+    /// Store u8 through this grid (`scale`, `zp`; [`QOut::Quant`]).
+    quant: Option<(f32, u8)>,
 }
 
 /// The assembled tiles of one kernel (AVX2 pairs, or VNNI quads): their
@@ -390,7 +403,7 @@ fn zero_point_terms(d: &Dims, w: &[f64], kk: usize) -> Vec<u8> {
 
 /// Packs the unit's B panels, then runs every row block; `valid` pixels of
 /// the unit are stored (`d.px`, or fewer in an image's last unit).
-fn unit_body(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, valid: usize) {
+fn unit_body(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, valid: usize) -> LResult {
     let img = d.c * d.h * d.w;
     let xb = k.addr(p.x, u.ni, img as i64);
     let xb = k.addr(xb, u.gi, (d.cg * d.h * d.w) as i64);
@@ -399,18 +412,20 @@ fn unit_body(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, valid: usiz
     let a_group = k.addr(p.a, u.gi, (d.mg * d.steps * 4) as i64);
     let full = d.mg / d.rows;
     let block_bytes = (d.rows * d.steps * 4) as i64;
+    let mut result: LResult = Ok(());
     k.for_n(0, full as i64, 1, |k, blk| {
         let a_blk = k.addr(a_group, blk, block_bytes);
         let m0 = k.b.ins().imul_imm_s(blk, d.rows as i64);
         let m0 = k.b.ins().iadd(m_base, m0);
-        tile(k, d, act, p, u, a_blk, m0, d.rows, valid);
+        result = result.clone().and(tile(k, d, act, p, u, a_blk, m0, d.rows, valid));
     });
     let rest = d.mg % d.rows;
     if rest > 0 {
         let a_blk = k.add_c(a_group, full as i64 * block_bytes);
         let m0 = k.b.ins().iadd_imm_s(m_base, (full * d.rows) as i64);
-        tile(k, d, act, p, u, a_blk, m0, rest, valid);
+        result = result.and(tile(k, d, act, p, u, a_blk, m0, rest, valid));
     }
+    result
 }
 
 /// B for the unit's `px` pixels, [`Dims::step_bytes`] per K step:
@@ -576,18 +591,28 @@ fn pack_vector_quads(k: &mut Kernel, d: &Dims, p: &Ptrs, base: Value, dst: Value
 /// One register tile: `rows` output channels from `m0` × the unit's
 /// pixels, over every K step, then the epilogue and the stores.
 #[allow(clippy::too_many_arguments)]
-fn tile(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, a_blk: Value, m0: Value, rows: usize, valid: usize) {
+fn tile(
+    k: &mut Kernel,
+    d: &Dims,
+    act: Act,
+    p: &Ptrs,
+    u: &Unit,
+    a_blk: Value,
+    m0: Value,
+    rows: usize,
+    valid: usize,
+) -> LResult {
     let which = usize::from(rows != d.rows);
     let fused = p.tiles.as_ref().and_then(|t| Some((t.fused[which]?, t)));
     if let (Some((code, t)), Some(table), true) = (fused, p.table, valid == d.px) {
-        // the byte tile stores the f32 results itself
+        // the byte tile stores the f32 (or requantised u8) results itself
         let e = out_index(k, d, u, m0);
-        let out = k.addr(p.out, e, 4);
+        let out = k.addr(p.out, e, if p.quant.is_some() { 1 } else { 4 });
         let res = p.res.map_or(out, |r| k.addr(r, e, 4));
         let tab = k.addr(table, m0, 12);
         let n = k.ic(d.steps as i64);
         k.b.ins().call_indirect(t.sig, code, &[a_blk, p.bbuf, out, n, tab, res]);
-        return;
+        return Ok(());
     }
     let asm = p.tiles.as_ref().and_then(|t| Some((t.code[which]?, t)));
     let accs = match asm {
@@ -613,7 +638,7 @@ fn tile(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, a_blk: Value, m0
     let (ty, per_row) = (if lanes == 4 { types::F32X4 } else { types::F32 }, d.px / lanes);
     if p.acc {
         store_sums(k, d, p, u, m0, rows, valid, &accs);
-        return;
+        return Ok(());
     }
     for r in 0..rows {
         let m = k.b.ins().iadd_imm_s(m0, r as i64);
@@ -640,7 +665,7 @@ fn tile(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, a_blk: Value, m0
                     None => f,
                 };
                 let y = apply_act(k, ty, act, f);
-                k.st_at(y, p.out, e, 4, off);
+                store_out(k, p, y, e, lanes * j)?;
                 continue;
             }
             // a partial vector (the image's last pixels): lane by lane
@@ -651,10 +676,30 @@ fn tile(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, a_blk: Value, m0
                     x = k.b.ins().fadd(x, rv);
                 }
                 let y = apply_act(k, types::F32, act, x);
-                k.st_at(y, p.out, e, 4, off + 4 * l as i32);
+                store_out(k, p, y, e, lanes * j + l)?;
             }
         }
     }
+    Ok(())
+}
+
+/// Stores the real-valued `y` (`f32x4` or one `f32`) at element `at` past
+/// output element `e`: as it is, or quantised to u8 ([`QOut::Quant`]).
+fn store_out(k: &mut Kernel, p: &Ptrs, y: Value, e: Value, at: usize) -> LResult {
+    let vector = k.b.func.dfg.value_type(y).is_vector();
+    match p.quant {
+        None => k.st_at(y, p.out, e, 4, (4 * at) as i32),
+        Some((scale, zp)) if vector => {
+            let dst = k.addr(p.out, e, 1);
+            super::quantize::store_words(k, y, scale, zp, dst, at as i32)?;
+        }
+        Some((scale, zp)) => {
+            let q = super::quantize::one_value(k, y, scale, zp)?;
+            let dst = k.addr(p.out, e, 1);
+            k.b.ins().istore8(mem(), q, dst, at as i32);
+        }
+    }
+    Ok(())
 }
 
 /// `Σ x·w − zp·Σ w` per row: the byte tiles' uncentred sums (`rows ×

@@ -160,14 +160,9 @@ impl Quantiser {
             }
         }
         let mut at = 16 * blocks;
-        let le = MemFlagsData::new().with_endianness(Endianness::Little);
         while n - at >= 4 {
-            let i = self.words(k, src, 4 * at as i32)?;
-            let h = k.b.ins().snarrow(i, i);
-            let b = k.b.ins().unarrow(h, h);
-            let w = k.b.ins().bitcast(types::I32X4, le, b);
-            let w = k.b.ins().extractlane(w, 0);
-            k.b.ins().store(mem(), w, dst, at as i32);
+            let x = k.ld(types::F32X4, src, 4 * at as i32);
+            store_words(k, x, self.scale, self.zp, dst, at as i32)?;
             at += 4;
         }
         for e in at..n {
@@ -185,24 +180,8 @@ impl Quantiser {
     /// exact for a whole number in `0..=255`, whose bits' low byte is that
     /// number.
     fn words(&self, k: &mut Kernel, src: Value, off: i32) -> LResult<Value> {
-        let ty = types::F32X4;
-        let x = k.ld(ty, src, off);
-        let s = k.fsplat(ty, self.scale);
-        let d = binary_f(k, BinaryOp::Div, ty, x, s, None)?;
-        let r = unary_f(k, UnaryOp::Round, ty, d)?;
-        let z = f32::from(self.zp);
-        let (lo, hi) = (k.fsplat(ty, -z), k.fsplat(ty, 255.0 - z));
-        let c = sel_lt(k, ty, lo, r, r, lo);
-        let c = sel_lt(k, ty, c, hi, c, hi);
-        let zv = k.fsplat(ty, z);
-        let a = k.b.ins().fadd(c, zv);
-        let magic = k.fsplat(ty, 8_388_608.0);
-        let m = k.b.ins().fadd(a, magic);
-        let le = MemFlagsData::new().with_endianness(Endianness::Little);
-        let w = k.b.ins().bitcast(types::I32X4, le, m);
-        let ff = k.b.ins().iconst(types::I32, 0xff);
-        let ff = k.b.ins().splat(types::I32X4, ff);
-        Ok(k.b.ins().band(w, ff))
+        let x = k.ld(types::F32X4, src, off);
+        words(k, x, self.scale, self.zp)
     }
 
     /// 16 elements at `src` to 16 bytes at `dst`.
@@ -238,4 +217,62 @@ impl Quantiser {
         });
         result
     }
+}
+
+/// The quantised values of the `f32x4` `x` (`u8(clip(round(x / scale), −zp,
+/// 255 − zp) + zp)`) as the low bytes of an `i32x4`'s lanes, the rest
+/// zero: the chain's `Div` and `Round` emitters, the clamp as
+/// compare-selects (`lo < r ? r : lo`, then `c < hi ? c : hi`: they differ
+/// from the chain's `fmax`/`fmin` only on −0, which still ends as byte 0,
+/// and NaN, which becomes `lo` and so byte 0, what the reference's cast
+/// makes of NaN), `+ zp`, then `+ 2^23`, exact for a whole number in
+/// `0..=255`, whose bits' low byte is that number. The pass's blocks and a
+/// requantising epilogue (`lower::qconv`) share it.
+pub(super) fn words(k: &mut Kernel, x: Value, scale: f32, zp: u8) -> LResult<Value> {
+    let ty = types::F32X4;
+    let s = k.fsplat(ty, scale);
+    let d = binary_f(k, BinaryOp::Div, ty, x, s, None)?;
+    let r = unary_f(k, UnaryOp::Round, ty, d)?;
+    let z = f32::from(zp);
+    let (lo, hi) = (k.fsplat(ty, -z), k.fsplat(ty, 255.0 - z));
+    let c = sel_lt(k, ty, lo, r, r, lo);
+    let c = sel_lt(k, ty, c, hi, c, hi);
+    let zv = k.fsplat(ty, z);
+    let a = k.b.ins().fadd(c, zv);
+    let magic = k.fsplat(ty, 8_388_608.0);
+    let m = k.b.ins().fadd(a, magic);
+    let le = MemFlagsData::new().with_endianness(Endianness::Little);
+    let w = k.b.ins().bitcast(types::I32X4, le, m);
+    let ff = k.b.ins().iconst(types::I32, 0xff);
+    let ff = k.b.ins().splat(types::I32X4, ff);
+    Ok(k.b.ins().band(w, ff))
+}
+
+/// The quantised value of the f32 `x` as an I32 in `0..=255`: the
+/// quantiser's chain (`Div`, `Round`, `Clip`, `Add`) on one float, then
+/// the saturating conversion (NaN to 0), as the pass's single elements.
+pub(super) fn one_value(k: &mut Kernel, x: Value, scale: f32, zp: u8) -> LResult<Value> {
+    let z = f32::from(zp);
+    let steps = [
+        ChainStep::Binary { op: BinaryOp::Div, arg: 1, swap: false },
+        ChainStep::Unary(UnaryOp::Round),
+        ChainStep::Unary(UnaryOp::Clip { min: F32::new(-z), max: F32::new(255.0 - z) }),
+        ChainStep::Binary { op: BinaryOp::Add, arg: 2, swap: false },
+    ];
+    let s = k.b.ins().f32const(scale);
+    let zc = k.b.ins().f32const(z);
+    let f = chain(k, &steps, types::F32, &[x, s, zc])?;
+    Ok(k.b.ins().fcvt_to_sint_sat(types::I32, f))
+}
+
+/// Stores the quantised `f32x4` `x` as 4 bytes at `dst + off`.
+pub(super) fn store_words(k: &mut Kernel, x: Value, scale: f32, zp: u8, dst: Value, off: i32) -> LResult {
+    let i = words(k, x, scale, zp)?;
+    let h = k.b.ins().snarrow(i, i);
+    let b = k.b.ins().unarrow(h, h);
+    let le = MemFlagsData::new().with_endianness(Endianness::Little);
+    let w = k.b.ins().bitcast(types::I32X4, le, b);
+    let w = k.b.ins().extractlane(w, 0);
+    k.b.ins().store(mem(), w, dst, off);
+    Ok(())
 }

@@ -601,7 +601,7 @@ pub fn dw_plane(p: &DwPlane) -> Result<Vec<u8>, IcedError> {
     let (out_c, src_c, res_c, groups) = (r10, r11, rcx, r8);
     let full = p.cols / (8 * DW_GROUP);
     let done_px = 8 * DW_GROUP * full;
-    let group: Vec<i64> = (0..DW_GROUP as i64).map(|i| 32 * i).collect();
+    let group: Vec<i64> = (0..DW_GROUP as i64).map(|i| 8 * i).collect();
     let mut a = CodeAssembler::new(64)?;
     a.mov(n, p.rows as u64)?;
     super::counted_loop(&mut a, n, |a| {
@@ -614,9 +614,9 @@ pub fn dw_plane(p: &DwPlane) -> Result<Vec<u8>, IcedError> {
                 [out_c, src_c, res_c].into_iter().try_for_each(|c| a.add(c, (32 * DW_GROUP) as i32))
             })?;
         }
-        // the row's last pixels, at byte offsets from the cursors (the
+        // the row's last pixels, at pixel offsets from the cursors (the
         // last vector ending at the row's end)
-        let px = |x: usize| 4 * (x as i64 - done_px as i64);
+        let px = |x: usize| x as i64 - done_px as i64;
         if p.cols >= 8 {
             let ats: Vec<i64> = steps_to_end(p.cols, 8).filter(|&x| x + 8 > done_px).map(px).collect();
             if !ats.is_empty() {
@@ -634,12 +634,13 @@ pub fn dw_plane(p: &DwPlane) -> Result<Vec<u8>, IcedError> {
     super::leaf_end(a)
 }
 
-/// One tail output of [`dw_plane`] at byte `at` past the cursors: four
+/// One tail output of [`dw_plane`] at pixel `at` past the cursors: four
 /// pixels in an `xmm` (`four`) or one (loads and stores of one float; the
 /// FMA on the vector is the scalar FMA in lane 0, the other lanes unused).
 fn dw_tail(a: &mut CodeAssembler, p: &DwPlane, at: i64, four: bool) -> Result<(), IcedError> {
     let (out_c, src_c, res_c, w_p) = (r10, r11, rcx, rdx);
     let (acc, x) = (xmm0, xmm4);
+    let at4 = 4 * at;
     let load = |a: &mut CodeAssembler, dst: AsmRegisterXmm, m: AsmMemoryOperand| {
         if four {
             a.vmovups(dst, xmmword_ptr(m))
@@ -653,7 +654,7 @@ fn dw_tail(a: &mut CodeAssembler, p: &DwPlane, at: i64, four: bool) -> Result<()
         false => a.vmovups(acc, xmmword_ptr(w_p + 32 * nt))?,
     }
     for (t, &off) in p.taps.iter().enumerate() {
-        load(a, x, src_c + (off as i64 + at))?;
+        load(a, x, src_c + (off as i64 + at4))?;
         a.vfmadd231ps(acc, x, xmmword_ptr(w_p + 32 * t as i64))?;
     }
     if p.scaled {
@@ -661,14 +662,14 @@ fn dw_tail(a: &mut CodeAssembler, p: &DwPlane, at: i64, four: bool) -> Result<()
         a.vaddps(acc, acc, xmmword_ptr(w_p + 32 * (nt + 1)))?;
     }
     if p.epi.residual {
-        load(a, x, res_c + at)?;
+        load(a, x, res_c + at4)?;
         a.vaddps(acc, acc, x)?;
     }
     activation(a, &p.epi, &[ymm0])?;
     if four {
-        a.vmovups(xmmword_ptr(out_c + at), acc)
+        a.vmovups(xmmword_ptr(out_c + at4), acc)
     } else {
-        a.vmovss(dword_ptr(out_c + at), acc)
+        a.vmovss(dword_ptr(out_c + at4), acc)
     }
 }
 
@@ -678,11 +679,11 @@ fn dw_tail(a: &mut CodeAssembler, p: &DwPlane, at: i64, four: bool) -> Result<()
 /// with the next group's chains overlapping (out of order).
 const DW_GROUP: usize = 6;
 
-/// Output vectors at byte offsets `ats` (1..=[`DW_GROUP`] of them) from
-/// the cursors (`r10` out, `r11` input, `rcx` residual): bias, taps
-/// (weights loaded into registers nine at a time, inputs as the FMAs'
-/// memory operands), residual, activation (which may clobber weight
-/// registers: the next group reloads them), store.
+/// Output vectors at pixel offsets `ats` (1..=[`DW_GROUP`] of them) from
+/// the cursors (`r10` out, `r11` input, `rcx` residual): bias (or zero),
+/// taps (weights loaded into registers nine at a time, inputs as the FMAs'
+/// memory operands), scale and bias, residual, activation (which may
+/// clobber weight registers: the next group reloads them), store.
 fn dw_vectors(a: &mut CodeAssembler, p: &DwPlane, ats: &[i64]) -> Result<(), IcedError> {
     let (out_c, src_c, res_c, w_p) = (r10, r11, rcx, rdx);
     let m = ats.len();
@@ -702,7 +703,7 @@ fn dw_vectors(a: &mut CodeAssembler, p: &DwPlane, ats: &[i64]) -> Result<(), Ice
         }
         for (&w, &off) in ws.iter().zip(chunk) {
             for (&ac, &at) in accs.iter().zip(ats) {
-                a.vfmadd231ps(ac, w, ymmword_ptr(src_c + (off as i64 + at)))?;
+                a.vfmadd231ps(ac, w, ymmword_ptr(src_c + (off as i64 + 4 * at)))?;
             }
         }
     }
@@ -714,12 +715,12 @@ fn dw_vectors(a: &mut CodeAssembler, p: &DwPlane, ats: &[i64]) -> Result<(), Ice
     }
     if p.epi.residual {
         for (&ac, &at) in accs.iter().zip(ats) {
-            a.vaddps(ac, ac, ymmword_ptr(res_c + at))?;
+            a.vaddps(ac, ac, ymmword_ptr(res_c + 4 * at))?;
         }
     }
     activation(a, &p.epi, &accs[..m])?;
     for (&ac, &at) in accs.iter().zip(ats) {
-        a.vmovups(ymmword_ptr(out_c + at), ac)?;
+        a.vmovups(ymmword_ptr(out_c + 4 * at), ac)?;
     }
     Ok(())
 }

@@ -57,6 +57,12 @@ impl IntVreg for AsmRegisterZmm {
     fn ptr(at: AsmMemoryOperand) -> AsmMemoryOperand {
         zmmword_ptr(at)
     }
+    fn round(a: &mut CodeAssembler, acc: Self) -> Result<(), IcedError> {
+        a.vrndscaleps(acc, acc, 0)
+    }
+    fn store_bytes(a: &mut CodeAssembler, acc: Self, dst: AsmMemoryOperand) -> Result<(), IcedError> {
+        a.vpmovdb(xmmword_ptr(dst), acc)
+    }
 }
 
 /// Most rows of a `zmm` GEMM tile (either width): the conv engine's row

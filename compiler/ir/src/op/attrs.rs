@@ -170,8 +170,14 @@ impl Op {
                 q.epi.attrs(&mut a);
                 a.push(("x_scale", Attr::Float(q.x_scale.get())));
                 a.push(("x_zp", Attr::Int(i64::from(q.x_zp))));
-                if q.out == QOut::Acc {
-                    a.push(("out", Attr::Ident("acc".into())));
+                match q.out {
+                    QOut::Real => {}
+                    QOut::Acc => a.push(("out", Attr::Ident("acc".into()))),
+                    QOut::Quant { scale, zp } => {
+                        a.push(("out", Attr::Ident("quant".into())));
+                        a.push(("out_scale", Attr::Float(scale.get())));
+                        a.push(("out_zp", Attr::Int(i64::from(zp))));
+                    }
                 }
             }
             Op::MatMulFused(l, e) => {
@@ -342,7 +348,18 @@ impl Op {
                 let out = match m.opt_ident("out")?.as_deref() {
                     None => QOut::Real,
                     Some("acc") => QOut::Acc,
-                    Some(o) => return Err(m.error(format!("unknown QConv output '{o}' (acc, or none for real)"))),
+                    Some("quant") => {
+                        let scale = m.float("out_scale")?;
+                        let zp = m.int("out_zp")?;
+                        let zp = u8::try_from(zp).map_err(|_| m.error(format!("out_zp {zp} is not a u8")))?;
+                        if !(scale.get() > 0.0 && scale.get().is_finite()) {
+                            return Err(m.error(format!("out_scale {} must be positive and finite", scale.get())));
+                        }
+                        QOut::Quant { scale, zp }
+                    }
+                    Some(o) => {
+                        return Err(m.error(format!("unknown QConv output '{o}' (acc, quant, or none for real)")))
+                    }
                 };
                 Op::QConv(QConv { conv, epi, x_scale, x_zp, out })
             }

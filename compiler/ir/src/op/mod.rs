@@ -539,7 +539,8 @@ impl Conv {
 /// each step rounded to f32 in that order, so every backend computes the
 /// same bits when the activation is computed exactly (none, Relu, Clip).
 ///
-/// With [`QOut::Acc`] the output is `acc` itself (i32; inputs `x` and `w`
+/// With [`QOut::Quant`] the output is `y` quantised (u8, see there). With
+/// [`QOut::Acc`] the output is `acc` itself (i32; inputs `x` and `w`
 /// only, no epilogue, `x_scale` unused): the integer core of ONNX
 /// `ConvInteger` and `QLinearConv`, whose requantisation the frontend
 /// writes after it.
@@ -566,6 +567,23 @@ pub enum QOut {
     Real,
     /// i32: `acc`, exactly.
     Acc,
+    /// u8: the real-valued output through the next layer's activation
+    /// quantiser, `Quantize{scale, zp}` (no padding) of [`QOut::Real`]'s
+    /// value: the requantising epilogue, which hands the next integer conv
+    /// its input without an f32 tensor in between.
+    Quant {
+        /// The output grid's step (positive, finite).
+        scale: F32,
+        /// The output grid's zero point.
+        zp: u8,
+    },
+}
+
+impl QOut {
+    /// Whether the output is the real-valued result (f32, or quantised to u8).
+    pub fn is_real(self) -> bool {
+        matches!(self, QOut::Real | QOut::Quant { .. })
+    }
 }
 
 /// ONNX ConvTranspose attributes. Inputs `x, w[, b]`: `x` is `[N, C, spatial..]`, `w` is

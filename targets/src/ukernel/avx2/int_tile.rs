@@ -5,7 +5,8 @@
 //! [`int_to_real`]).
 
 use iced_x86::code_asm::asm_traits::{
-    CodeAsmVaddps, CodeAsmVbroadcastss, CodeAsmVcvtdq2ps, CodeAsmVmovups, CodeAsmVpbroadcastd, CodeAsmVpsubd,
+    CodeAsmVaddps, CodeAsmVbroadcastss, CodeAsmVcvtdq2ps, CodeAsmVcvttps2dq, CodeAsmVdivps, CodeAsmVmovups,
+    CodeAsmVpbroadcastd, CodeAsmVpsubd,
 };
 use iced_x86::code_asm::*;
 
@@ -48,6 +49,13 @@ pub(crate) trait IntVreg: Vreg + 'static {
     const LANES: usize;
     /// A memory operand of the class's width.
     fn ptr(at: AsmMemoryOperand) -> AsmMemoryOperand;
+    /// Rounds `acc` to the nearest whole number, ties to even (`vroundps`
+    /// / `vrndscaleps` with immediate 0: Cranelift's `nearest`).
+    fn round(a: &mut CodeAssembler, acc: Self) -> Result<(), IcedError>;
+    /// Stores the low bytes of `acc`'s i32 lanes (whole numbers in
+    /// `0..=255`, so no pack saturates) at `dst`, one byte per lane;
+    /// clobbers `acc`.
+    fn store_bytes(a: &mut CodeAssembler, acc: Self, dst: AsmMemoryOperand) -> Result<(), IcedError>;
 }
 
 impl IntVreg for AsmRegisterYmm {
@@ -57,6 +65,18 @@ impl IntVreg for AsmRegisterYmm {
     const LANES: usize = 8;
     fn ptr(at: AsmMemoryOperand) -> AsmMemoryOperand {
         ymmword_ptr(at)
+    }
+    fn round(a: &mut CodeAssembler, acc: Self) -> Result<(), IcedError> {
+        a.vroundps(acc, acc, 0)
+    }
+    fn store_bytes(a: &mut CodeAssembler, acc: Self, dst: AsmMemoryOperand) -> Result<(), IcedError> {
+        // per 128-bit lane: dwords to words to bytes, the lane's four in its low dword
+        a.vpackusdw(acc, acc, acc)?;
+        a.vpackuswb(acc, acc, acc)?;
+        let x = super::low_half(acc);
+        a.vmovd(dword_ptr(dst), x)?;
+        a.vextracti128(x, acc, 1)?;
+        a.vmovd(dword_ptr(dst + 4), x)
     }
 }
 
@@ -71,6 +91,8 @@ pub(crate) trait IntOps<R>:
     + CodeAsmVcvtdq2ps<R, R>
     + CodeAsmVbroadcastss<R, AsmMemoryOperand>
     + CodeAsmVaddps<R, R, AsmMemoryOperand>
+    + CodeAsmVdivps<R, R, R>
+    + CodeAsmVcvttps2dq<R, R>
 {
 }
 
@@ -83,6 +105,8 @@ impl<R, T> IntOps<R> for T where
         + CodeAsmVcvtdq2ps<R, R>
         + CodeAsmVbroadcastss<R, AsmMemoryOperand>
         + CodeAsmVaddps<R, R, AsmMemoryOperand>
+        + CodeAsmVdivps<R, R, R>
+        + CodeAsmVcvttps2dq<R, R>
 {
 }
 
@@ -140,6 +164,10 @@ pub struct QdotEpi {
     pub epi: TileEpi,
     /// Bytes between the output's (and the residual's) channel rows.
     pub ldo: usize,
+    /// Store u8 through this grid (`scale`, `zp`): the quantiser's
+    /// operations after the activation, `ldo` then counts bytes of the u8
+    /// output (no residual then).
+    pub quant: Option<(f32, u8)>,
 }
 
 /// Most output channels of one integer byte tile ([`qbyte_tile`],
@@ -199,8 +227,43 @@ where
         }
     }
     activation(a, &e.epi, acc)?;
+    if let Some((scale, zp)) = e.quant {
+        return quantise_store(a, acc, (scale, zp), (out_p, ldo));
+    }
     for (r, &ac) in acc.iter().enumerate() {
         a.vmovups(R::ptr(out_p + r as i64 * ldo), ac)?;
+    }
+    Ok(())
+}
+
+/// The requantising store ([`QdotEpi::quant`]): per row
+/// `u8(clip(round(acc / scale), −zp, 255 − zp) + zp)`, the quantiser
+/// pass's operations in its order (`ukernel::quantize`: `vdivps`, round to
+/// nearest even, `vmaxps`/`vminps` against the bounds, `+ zp`, truncating
+/// conversion of the whole number), rows `ldo` bytes apart. The constants
+/// live in [`Vreg::SCRATCH`] (free after the activation).
+pub(crate) fn quantise_store<R: IntVreg>(
+    a: &mut CodeAssembler,
+    acc: &[R],
+    (scale, zp): (f32, u8),
+    (out_p, ldo): (AsmRegister64, i64),
+) -> Result<(), IcedError>
+where
+    CodeAssembler: IntOps<R>,
+{
+    let z = f32::from(zp);
+    let [s, lo, hi, zr] = R::SCRATCH;
+    for (r, v) in [s, lo, hi, zr].into_iter().zip([scale, -z, 255.0 - z, z]) {
+        R::splat(a, r, v)?;
+    }
+    for (r, &ac) in acc.iter().enumerate() {
+        a.vdivps(ac, ac, s)?;
+        R::round(a, ac)?;
+        a.vmaxps(ac, ac, lo)?;
+        a.vminps(ac, ac, hi)?;
+        a.vaddps(ac, ac, zr)?;
+        a.vcvttps2dq(ac, ac)?;
+        R::store_bytes(a, ac, out_p + r as i64 * ldo)?;
     }
     Ok(())
 }
