@@ -432,6 +432,44 @@ fn requantised_outputs_match_the_reference_byte_for_byte() {
     }
 }
 
+/// One-pixel planes (a classifier head as a 1x1 conv): with VNNI the
+/// one-pixel product runs them, output channels in the lanes; partial
+/// 16-channel blocks (10, 1000 = 5 chunks of 192 and 40), two images, a
+/// residual, Relu, and u8 outputs; K = 6 (not whole quads) takes the unit
+/// tiles. Bit for bit on every preset; where the host has VNNI, `native`
+/// code holds one micro-kernel for the 10-channel head (the unit tiles
+/// would need two).
+#[test]
+fn one_pixel_products() {
+    let one = &window(1, 1, 1, 1);
+    for (n, c, m, epi) in [
+        (1, 64, 128, PLAIN),
+        (2, 512, 1000, "act=Relu, residual=false"),
+        (1, 32, 10, "act=Clip, act_min=-1.0, act_max=4.0, residual=true"),
+        (2, 6, 20, PLAIN),
+    ] {
+        let case = Case { xsh: [n, c, 1, 1], wsh: [m, c, 1, 1], osh: [n, m, 1, 1], attrs: one, epi, zp: 77 };
+        run_case(&case);
+        if !epi.contains("residual=true") && (n * m) % 4 == 0 {
+            let x: Vec<u8> = pseudo(n * c, 1, 0, 255).into_iter().map(|v| v as u8).collect();
+            check_quant(&case, &x, &pseudo(m * c, 2, -127, 127));
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        use kerf_targets::{jit_compile, CompileOptions};
+        use std::arch::is_x86_feature_detected as has;
+        if !(has!("avx512f") && has!("avx512vl") && has!("avx512vnni")) {
+            eprintln!("no AVX-512 VNNI on this CPU: the one-pixel product's choice is not checked here");
+            return;
+        }
+        let c = Case { xsh: [1, 32, 1, 1], wsh: [10, 32, 1, 1], osh: [1, 10, 1, 1], attrs: one, epi: PLAIN, zp: 0 };
+        let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(320, 5, -127, 127))).unwrap();
+        let jm = jit_compile(&g, &CompileOptions::parse("host", "native", "t").unwrap()).unwrap();
+        assert_eq!(jm.report().micro_kernels, 1, "the one-pixel product alone");
+    }
+}
+
 #[test]
 fn extreme_products_do_not_overflow() {
     // K = 256·9 = 2304 steps of 255·128: |acc| ≈ 7.5e7, far past i16, inside i32

@@ -716,6 +716,11 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
             kernels.push((format!("qbyte {rows} {e:?}"), qbyte_tile(rows, Some(&e)).unwrap()));
         }
         kernels.push((format!("qbyte {rows}"), qbyte_tile(rows, None).unwrap()));
+        use kerf_targets::ukernel::avx512::{qdot_gemv, QdotGemv};
+        for (quant, last_lanes) in [(None, 16), (Some((0.5, 3)), 1 + rows % 16)] {
+            let g = QdotGemv { blocks: rows, last_lanes, epi: TileEpi { residual: quant.is_none(), ..epi }, quant };
+            kernels.push((format!("qdot gemv {g:?}"), qdot_gemv(&g).unwrap()));
+        }
     }
     kernels
 }

@@ -194,6 +194,9 @@ pub fn qconv(k: &mut Kernel) -> LResult {
         return Err("internal: only a depthwise QConv has padding".into());
     }
 
+    if let Some(g) = gemv_fits(k, &d, kk, act, q.epi.residual).filter(|_| q.out.is_real()) {
+        return gemv(k, &d, g, (&w, kk), (&scales, &bias), quant);
+    }
     let taps = tap_offsets(&d, wd.kernel[0], wd.kernel[1], wd.dilations[0], wd.dilations[1]);
     let a_blob = pack_weights(&d, &w, kk);
     let x = k.input(0);
@@ -810,4 +813,108 @@ fn madd(k: &mut Kernel, a: Value, b: Value) -> Value {
     let lo = k.b.ins().imul(al, bl);
     let hi = k.b.ins().imul(ah, bh);
     k.b.ins().iadd_pairwise(lo, hi)
+}
+
+/// Output channels per call of the one-pixel product: 12 blocks of 16.
+const GEMV_CHUNK: usize = QDOT_ROWS * 16;
+
+/// The one-pixel product's tile epilogue where it applies: VNNI, one
+/// group, a one-pixel output plane, K in whole quads (the tile reads the
+/// input four bytes at a time) and an activation the tile applies.
+fn gemv_fits(k: &Kernel, d: &Dims, kk: usize, act: Act, residual: bool) -> Option<crate::ukernel::avx2::TileEpi> {
+    let fits = k.caps.vnni && d.quads && d.groups == 1 && d.pixels == 1 && kk.is_multiple_of(4) && d.mg > 0;
+    fits.then(|| act_epi(act, residual)).flatten()
+}
+
+/// A `QConv` on a one-pixel plane (a classifier head as a 1x1 conv) on
+/// the VNNI one-pixel product (`ukernel::avx512::qdot_gemv`): output
+/// channels in the lanes, chunks of [`GEMV_CHUNK`] channels per call, each
+/// image and chunk a task. The weights are packed per chunk as `[k
+/// quad][channel][4]`, the epilogue table per 16-channel block as the
+/// i32 zero-point terms, the scales and the biases (zeros past the last
+/// channel); the sums are exact and the epilogue is the op's, so the bits
+/// are the unit tiles'.
+fn gemv(
+    k: &mut Kernel,
+    d: &Dims,
+    epi: crate::ukernel::avx2::TileEpi,
+    (w, kk): (&[f64], usize),
+    (scales, bias): (&[f32], &[f32]),
+    quant: Option<(f32, u8)>,
+) -> LResult {
+    use crate::ukernel::avx512::{qdot_gemv, QdotGemv};
+    let (m, steps) = (d.mg, kk / 4);
+    let chunks = m.div_ceil(GEMV_CHUNK);
+    let zp_terms: Vec<i64> =
+        (0..m).map(|r| i64::from(d.zp) * w[r * kk..(r + 1) * kk].iter().map(|&v| v as i64).sum::<i64>()).collect();
+    let (mut wb, mut tb) = (Vec::new(), Vec::new());
+    for c in 0..chunks {
+        let chans = (c * GEMV_CHUNK..m.min((c + 1) * GEMV_CHUNK)).collect::<Vec<_>>();
+        let lanes = chans.len().div_ceil(16) * 16;
+        for q in 0..steps {
+            for l in 0..lanes {
+                for j in 0..4 {
+                    let v = chans.get(l).map_or(0, |&r| w[r * kk + 4 * q + j] as i8);
+                    wb.push(v as u8);
+                }
+            }
+        }
+        for blk in 0..lanes / 16 {
+            let at = |l: usize| chans.get(16 * blk + l).copied();
+            tb.extend((0..16).flat_map(|l| (at(l).map_or(0, |r| zp_terms[r]) as i32).to_le_bytes()));
+            tb.extend((0..16).flat_map(|l| at(l).map_or(0.0, |r| scales[r]).to_le_bytes()));
+            tb.extend((0..16).flat_map(|l| at(l).map_or(0.0, |r| bias[r]).to_le_bytes()));
+        }
+    }
+    let full = QdotGemv { blocks: QDOT_ROWS, last_lanes: 16, epi, quant };
+    let rest = m % GEMV_CHUNK;
+    let asm = |g: &QdotGemv| qdot_gemv(g).map_err(|e| format!("internal: one-pixel product: {e}"));
+    let full_code = if m >= GEMV_CHUNK { Some(asm(&full)?) } else { None };
+    let last_code = match rest {
+        0 => None,
+        r => Some(asm(&QdotGemv { blocks: r.div_ceil(16), last_lanes: (r - 1) % 16 + 1, ..full })?),
+    };
+    let (wp, tp) = (k.blob(wb), k.blob(tb));
+    let (x, out) = (k.input(0), k.output(0));
+    let res = if epi.residual { Some(k.input(4)) } else { None };
+    let full_code = full_code.map(|c| k.code(Family::Avx512, c));
+    let last_code = last_code.map(|c| k.code(Family::Avx512, c));
+    let sig = k.ukernel_sig(6);
+    let images = k.in_shape(0)[0];
+    let ob = if quant.is_some() { 1 } else { 4 };
+    let (lo, hi) = k.parallel_range(images * chunks, 1, (4 * steps * GEMV_CHUNK) as u64)?;
+    let chunk_w = (steps * GEMV_CHUNK * 4) as i64;
+    k.for_dyn(lo, hi, 1, |k, u| {
+        let (n, c) = (k.b.ins().udiv_imm_u(u, chunks as i64), k.b.ins().urem_imm_u(u, chunks as i64));
+        let wc = k.addr(wp, c, chunk_w);
+        let xn = k.addr(x, n, d.c as i64);
+        let e = k.b.ins().imul_imm_s(n, m as i64);
+        let c0 = k.b.ins().imul_imm_s(c, GEMV_CHUNK as i64);
+        let e = k.b.ins().iadd(e, c0);
+        let o = k.addr(out, e, ob);
+        let r = match res {
+            Some(r) => k.addr(r, e, 4),
+            None => o,
+        };
+        let t = k.addr(tp, c, (QDOT_ROWS * 192) as i64);
+        let steps_v = k.ic(steps as i64);
+        let args = [wc, xn, o, steps_v, t, r];
+        match (full_code, last_code) {
+            (Some(code), None) | (None, Some(code)) => {
+                k.b.ins().call_indirect(sig, code, &args);
+            }
+            (Some(f), Some(l)) => {
+                let is_last = k.b.ins().icmp_imm_s(IntCC::Equal, c, (chunks - 1) as i64);
+                let not_last = k.b.ins().icmp_imm_s(IntCC::NotEqual, c, (chunks - 1) as i64);
+                k.if_then(is_last, |k| {
+                    k.b.ins().call_indirect(sig, l, &args);
+                });
+                k.if_then(not_last, |k| {
+                    k.b.ins().call_indirect(sig, f, &args);
+                });
+            }
+            (None, None) => {}
+        }
+    });
+    Ok(())
 }

@@ -49,6 +49,115 @@ pub fn qdot_tile(rows: usize, epi: Option<&QdotEpi>) -> Result<Vec<u8>, IcedErro
     int_tile::<AsmRegisterZmm>(rows, epi, setup, |a, r, ac| a.vpdpbusd(ac, zmm12, quad(r)))
 }
 
+/// A one-pixel integer product ([`qdot_gemv`]): how many 16-channel
+/// blocks, the last one's valid channels, and the store.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QdotGemv {
+    /// 16-channel blocks (1..=[`super::avx2::QDOT_ROWS`]), one `zmm` each.
+    pub blocks: usize,
+    /// Valid channels of the last block (1..=16): the lanes past them are
+    /// computed on zero weights and not stored.
+    pub last_lanes: usize,
+    /// Residual and activation (`scale`/`addend` unused: the table has them).
+    pub epi: super::avx2::TileEpi,
+    /// Store u8 through this grid (`scale`, `zp`) instead of f32.
+    pub quant: Option<(f32, u8)>,
+}
+
+/// Machine code of the VNNI one-pixel product: `y[m] = Σ_k x[k]·w[m, k]`
+/// for `16·blocks` output channels of one pixel (a classifier head, a
+/// 1x1 conv on a 1x1 plane), the `QConv` tile with the roles turned: the
+/// channels are the vector lanes, so no lane is wasted on absent pixels.
+/// Arguments (System V order): `w` (per K quad, the blocks' 16 channels ×
+/// four s8 weights: `64·blocks` bytes), `x` (the pixel's u8 quads),
+/// `out`, `k` (K quads, ≥ 0), `table` (per block three vectors of 16: the
+/// i32 `zp·Σ_k w[m, k]`, the f32 scale and the f32 bias) and `residual`
+/// (f32, per channel; read only with `epi.residual`). Per K quad: the
+/// quad broadcast to every lane (`vpbroadcastd`, the u8 operand), one
+/// `vpdpbusd` per block with the weights from memory (the s8 operand).
+/// Then per block `f32(acc − corr) · scale + bias (+ residual)`, the
+/// activation and the store of 16 f32 (or u8 through `quant`), the last
+/// block's through the mask `k1`: `QConv`'s epilogue operations in their
+/// order, so the reference's bits.
+pub fn qdot_gemv(g: &QdotGemv) -> Result<Vec<u8>, IcedError> {
+    let (w_p, x_p, out_p, n, table, res) = (rdi, rsi, rdx, rcx, r8, r9);
+    let blocks = g.blocks.clamp(1, super::avx2::QDOT_ROWS);
+    let acc = &<AsmRegisterZmm as IntVreg>::ACC[..blocks];
+    let x = zmm12;
+    let mut a = CodeAssembler::new(64)?;
+    a.set_prefer_vex(false);
+    for &r in acc {
+        a.vpxord(r, r, r)?;
+    }
+    super::counted_loop(&mut a, n, |a| {
+        a.vpbroadcastd(x, dword_ptr(x_p))?;
+        for (j, &ac) in acc.iter().enumerate() {
+            a.vpdpbusd(ac, x, zmmword_ptr(w_p + (64 * j) as i64))?;
+        }
+        a.add(x_p, 4)?;
+        a.add(w_p, (64 * blocks) as i32)
+    })?;
+    for (j, &ac) in acc.iter().enumerate() {
+        let at = (192 * j) as i64;
+        a.vpsubd(ac, ac, zmmword_ptr(table + at))?;
+        a.vcvtdq2ps(ac, ac)?;
+        a.vmulps(ac, ac, zmmword_ptr(table + (at + 64)))?;
+        a.vaddps(ac, ac, zmmword_ptr(table + (at + 128)))?;
+    }
+    let partial = g.last_lanes.clamp(1, 16) < 16;
+    if partial {
+        a.mov(eax, (1u32 << g.last_lanes) - 1)?;
+        a.kmovw(k1, eax)?;
+    }
+    let last = blocks - 1;
+    if g.epi.residual {
+        for (j, &ac) in acc.iter().enumerate() {
+            let m = res + (64 * j) as i64;
+            match partial && j == last {
+                true => a.vmovups(x.k1().z(), zmmword_ptr(m))?,
+                false => a.vmovups(x, zmmword_ptr(m))?,
+            }
+            a.vaddps(ac, ac, x)?;
+        }
+    }
+    activation(&mut a, &g.epi, acc)?;
+    match g.quant {
+        Some((scale, zp)) => {
+            let z = f32::from(zp);
+            let [s, lo, hi, zr] = AsmRegisterZmm::SCRATCH;
+            for (r, v) in [s, lo, hi, zr].into_iter().zip([scale, -z, 255.0 - z, z]) {
+                Vreg::splat(&mut a, r, v)?;
+            }
+            for (j, &ac) in acc.iter().enumerate() {
+                a.vdivps(ac, ac, s)?;
+                a.vrndscaleps(ac, ac, 0)?;
+                a.vmaxps(ac, ac, lo)?;
+                a.vminps(ac, ac, hi)?;
+                a.vaddps(ac, ac, zr)?;
+                a.vcvttps2dq(ac, ac)?;
+                let m = out_p + (16 * j) as i64;
+                match partial && j == last {
+                    true => a.vpmovdb(xmmword_ptr(m).k1(), ac)?,
+                    false => a.vpmovdb(xmmword_ptr(m), ac)?,
+                }
+            }
+        }
+        None => {
+            for (j, &ac) in acc.iter().enumerate() {
+                let m = out_p + (64 * j) as i64;
+                match partial && j == last {
+                    true => a.vmovups(zmmword_ptr(m).k1(), ac)?,
+                    false => a.vmovups(zmmword_ptr(m), ac)?,
+                }
+            }
+        }
+    }
+    for r in AsmRegisterZmm::SCRATCH {
+        a.vpxord(r, r, r)?;
+    }
+    super::leaf_end(a)
+}
+
 impl IntVreg for AsmRegisterZmm {
     const ACC: &'static [Self] = &[zmm0, zmm1, zmm2, zmm3, zmm4, zmm5, zmm6, zmm7, zmm8, zmm9, zmm10, zmm11];
     const B: Self = zmm12;
