@@ -69,16 +69,21 @@ fn graph_text(c: &Case, w: &[i64]) -> String {
     )
 }
 
-fn check(c: &Case, x: &[u8], w: &[i64]) {
-    let residual = c.epi.contains("residual=true");
-    let text = graph_text(c, w);
-    let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+/// The inputs of case `c`: `x`, and a residual when the epilogue adds one.
+fn inputs(c: &Case, x: &[u8]) -> Vec<Tensor> {
     let mut ins = vec![Tensor::from_bytes(DType::U8, c.xsh.to_vec(), x.to_vec()).unwrap()];
-    if residual {
+    if c.epi.contains("residual=true") {
         let n: usize = c.osh.iter().product();
         let r: Vec<f32> = (0..n).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.5).collect();
         ins.push(Tensor::from_f32(c.osh.to_vec(), &r).unwrap());
     }
+    ins
+}
+
+fn check(c: &Case, x: &[u8], w: &[i64]) {
+    let text = graph_text(c, w);
+    let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let ins = inputs(c, x);
     let want = reference(&g, &ins).remove(0);
     // None/Relu/Clip: the reference's bits (the op's contract); the other
     // activations are the kernels' own f32 routines: every tile gives the
@@ -363,11 +368,7 @@ fn check_quant(c: &Case, x: &[u8], w: &[i64]) {
     let n: usize = c.osh.iter().product();
     assert_eq!(n % 4, 0, "the harness reads whole f32s");
     let real = kerf_ir::text::parse(&graph_text(c, w)).unwrap();
-    let mut ins = vec![Tensor::from_bytes(DType::U8, c.xsh.to_vec(), x.to_vec()).unwrap()];
-    if c.epi.contains("residual=true") {
-        let r: Vec<f32> = (0..n).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.5).collect();
-        ins.push(Tensor::from_f32(c.osh.to_vec(), &r).unwrap());
-    }
+    let ins = inputs(c, x);
     let y = reference(&real, &ins).remove(0);
     let (lo, hi) = y.iter().fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
     let scale = (hi - lo) / 270.0;
@@ -392,8 +393,9 @@ fn check_quant(c: &Case, x: &[u8], w: &[i64]) {
 /// The requantising epilogue (`out=quant`, a u8 output through the next
 /// layer's quantiser): the integer GEMM's tiles (whole 16- or 8-pixel
 /// units through the byte tiles' own store, partial ones and other
-/// activations through the Cranelift epilogue; 8- and 7-bit weights) and
-/// the scalar depthwise kernel (which every depthwise QConv with a u8
+/// activations through the Cranelift epilogue; 8- and 7-bit weights; a
+/// residual, whose f32 rows are wider than the u8 output's) and the
+/// scalar depthwise kernel (which every padded depthwise QConv with a u8
 /// output takes), with Relu, Clip, none and HardSwish.
 #[test]
 fn requantised_outputs_match_the_reference_byte_for_byte() {
@@ -402,6 +404,15 @@ fn requantised_outputs_match_the_reference_byte_for_byte() {
     let three = &window(3, 1, 1, 1);
     let gemm = [
         Case { xsh: [1, 16, 5, 8], wsh: [12, 16, 1, 1], osh: [1, 12, 5, 8], attrs: one, epi: clip, zp: 3 },
+        // whole units with a residual: the byte tiles' own store reads f32 residual rows
+        Case {
+            xsh: [1, 8, 10, 10],
+            wsh: [13, 8, 3, 3],
+            osh: [1, 13, 8, 8],
+            attrs: three,
+            epi: "act=Relu, residual=true",
+            zp: 11,
+        },
         Case { xsh: [2, 8, 10, 10], wsh: [13, 8, 3, 3], osh: [2, 13, 8, 8], attrs: three, epi: PLAIN, zp: 128 },
         Case {
             xsh: [1, 8, 6, 6],
@@ -445,16 +456,23 @@ fn one_pixel_products() {
     for (n, c, m, epi) in [
         (1, 64, 128, PLAIN),
         (2, 512, 1000, "act=Relu, residual=false"),
-        (1, 32, 10, "act=Clip, act_min=-1.0, act_max=4.0, residual=true"),
+        (1, 32, 12, "act=Clip, act_min=-1.0, act_max=4.0, residual=true"),
         (2, 6, 20, PLAIN),
     ] {
         let case = Case { xsh: [n, c, 1, 1], wsh: [m, c, 1, 1], osh: [n, m, 1, 1], attrs: one, epi, zp: 77 };
         run_case(&case);
-        if !epi.contains("residual=true") && (n * m) % 4 == 0 {
+        if (n * m) % 4 == 0 {
             let x: Vec<u8> = pseudo(n * c, 1, 0, 255).into_iter().map(|v| v as u8).collect();
             check_quant(&case, &x, &pseudo(m * c, 2, -127, 127));
         }
     }
+    // a one-pixel output whose window is the whole 3x3 input (the product,
+    // two images: each image's 72 bytes), and one whose window is not (a
+    // stride-2 3x3 on 4x4: the unit tiles)
+    let three = &window(3, 1, 1, 1);
+    run_case(&Case { xsh: [2, 8, 3, 3], wsh: [12, 8, 3, 3], osh: [2, 12, 1, 1], attrs: three, epi: PLAIN, zp: 5 });
+    let s2 = &window(3, 2, 1, 1);
+    run_case(&Case { xsh: [2, 8, 4, 4], wsh: [12, 8, 3, 3], osh: [2, 12, 1, 1], attrs: s2, epi: PLAIN, zp: 5 });
     #[cfg(target_arch = "x86_64")]
     {
         use kerf_targets::{jit_compile, CompileOptions};

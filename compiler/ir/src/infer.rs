@@ -251,11 +251,11 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
             if wd.rank() != 2 || q.conv.algo != ConvAlgo::Direct {
                 return Err("QConv is a direct 2-D conv".to_string());
             }
-            let depthwise =
-                ins.get(1).is_some_and(|w| w.shape.first() == Some(&q.conv.group) && w.shape.get(1) == Some(&1))
-                    && ins.first().is_some_and(|x| x.shape.get(1) == Some(&q.conv.group));
-            if wd.pads.iter().any(|&p| p != 0) && !depthwise {
-                return Err("only a depthwise QConv (one channel per group) has padding".to_string());
+            let depthwise = q.conv.group > 1
+                && ins.get(1).is_some_and(|w| w.shape.first() == Some(&q.conv.group) && w.shape.get(1) == Some(&1))
+                && ins.first().is_some_and(|x| x.shape.get(1) == Some(&q.conv.group));
+            if wd.pads.iter().any(|&p| p != 0) && !(depthwise && q.out != QOut::Acc) {
+                return Err("only a real-valued depthwise QConv (one channel per group) has padding".to_string());
             }
             if q.out == QOut::Acc {
                 arity(ins, 2, 2)?;
@@ -777,7 +777,7 @@ mod tests {
         assert_eq!(infer(&q(4), &[&x, &dw, &ws, &b]).unwrap()[0].shape, vec![1, 4, 6, 6]);
         let dense = TensorType::new(DType::I8, vec![4, 4, 3, 3]);
         let e = infer(&q(1), &[&x, &dense, &ws, &b]).unwrap_err();
-        assert!(e.contains("only a depthwise QConv"), "{e}");
+        assert!(e.contains("only a real-valued depthwise QConv"), "{e}");
     }
 
     #[test]

@@ -32,7 +32,8 @@
 //!
 //! It adds `QConv{x_scale = s, x_zp = z}(Quantize{s, z, pads}(x), q, sc,
 //! b'[, r])` to the conv's class, where `x` is the quantiser's input and
-//! `pads` the conv's (the QConv itself has no padding; `Quantize` is by
+//! `pads` the conv's (the QConv itself has no padding, except a depthwise
+//! one, which keeps the conv's and reads an unpadded `Quantize`; `Quantize` is by
 //! definition `Cast<u8>(Add(Clip(Round(Div(Pad{0}(x), s))), z))`, the
 //! quantiser's integers shifted by `z`, in one pass), `q` the grid's codes
 //! (i8), `sc` its steps and
@@ -133,10 +134,27 @@ fn quantiser(eg: &KEGraph, class: Id) -> Option<Quantiser> {
 /// in front of it (Zen 4: MobileNetV2's 7x7 planes 0.057 against 0.069 ms,
 /// DS-CNN's 25x5 ones 8.4 against 12.0 µs; 14x14 and larger planes gain,
 /// docs/compression.md).
-fn worth_it(c: &kerf_ir::op::Conv, wshape: &[usize], depthwise: bool, ow: usize) -> bool {
+fn worth_it(c: &kerf_ir::op::Conv, epi: &Epilogue, wshape: &[usize], depthwise: bool, ow: usize) -> bool {
     let per_output: usize = wshape[1..].iter().product();
-    let dw = depthwise && ow >= 8 && is_depthwise(c, wshape);
+    let dw = depthwise && ow >= 8 && is_depthwise(c, wshape) && on_depthwise_pass(c, epi, wshape);
     c.group == 1 || (per_output >= 16 && wshape[0] / c.group >= 4) || dw
+}
+
+/// What the code generator's integer depthwise pass takes (elsewhere it
+/// runs such a conv on a scalar kernel, far slower than the f32 one):
+/// strides up to 2, exact f32 sums (`taps · 255 · 128 < 2^24`) and an
+/// activation the pass applies (none, Relu, Clip with bounds, HardSwish).
+fn on_depthwise_pass(c: &kerf_ir::op::Conv, epi: &Epilogue, wshape: &[usize]) -> bool {
+    let taps: usize = wshape[2..].iter().product();
+    let act = match epi.act {
+        None | Some(UnaryOp::Relu | UnaryOp::HardSwish) => true,
+        // the tiles' compare-select clamp (an upper bound of −0 is not one)
+        Some(UnaryOp::Clip { min, max }) => {
+            !min.get().is_nan() && !max.get().is_nan() && max.get().to_bits() != (-0.0f32).to_bits()
+        }
+        Some(_) => false,
+    };
+    c.window.strides.iter().all(|&s| s <= 2) && taps * 255 * 128 < 1 << 24 && act
 }
 
 /// One input and one output channel per group.
@@ -170,7 +188,8 @@ impl Rule for Int8Conv {
             let on_grid = weight.grid.as_ref().is_some_and(|g| g.axis == 0);
             let pattern_f32 = on_pattern_kernel(eg, class, &conv, w) && !on_quad_kernel(eg, &conv, w);
             let ow = eg[class].data.ty().and_then(|t| t.shape.last().copied()).unwrap_or(0);
-            if !on_grid || !worth_it(&conv, weight.tensor.shape(), eg.analysis.int8_depthwise, ow) || pattern_f32 {
+            if !on_grid || !worth_it(&conv, &epi, weight.tensor.shape(), eg.analysis.int8_depthwise, ow) || pattern_f32
+            {
                 continue;
             }
             let b = match ch.get(2) {
@@ -438,6 +457,12 @@ mod tests {
                 assert!(err / scale < 1e-5, "stride {stride}: relative error {}", err / scale);
             }
         }
+        // an activation the pass does not apply: stays f32 (not the scalar kernel)
+        let leaky = graph(4, 4, 1, 1).replace("Relu(%8)", "LeakyRelu{alpha=0.1}(%8)");
+        let g = text::parse(&leaky).unwrap();
+        let opts = PassOptions { int8_depthwise: true, ..PassOptions::default() };
+        let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap();
+        assert!(!text::print(&out).contains("QConv{"), "{}", text::print(&out));
     }
 
     /// A one-row Gemm head (`[1, 24] × [10, 24]ᵀ + b`, Relu) through the

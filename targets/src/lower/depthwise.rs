@@ -292,10 +292,11 @@ impl QDepthwise<'_> {
 /// every partial sum is an integer below 2^24 (taps · 255 · 128), so the
 /// sums are `Σ (x − zp)·w` exactly, and the pass then applies `· s[c] +
 /// b[c]`, the residual and the activation in the op's order (the
-/// reference's bits). A requantised (u8) output is left to
-/// [`quantised_scalar`]: the `int8-requant` rule does not give a depthwise
-/// conv one (the pass's u8 store measured slower than the separate
-/// quantiser, docs/compression.md), so only hand-written IR has it.
+/// reference's bits). A requantised (u8) output is left to the caller
+/// (`lower::qconv`: [`quantised_scalar`] when padded, else the integer
+/// GEMM): the `int8-requant` rule does not give a depthwise conv one (the
+/// pass's u8 store measured slower than the separate quantiser,
+/// docs/compression.md), so only hand-written IR has it.
 pub(super) fn quantised(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue) -> Option<LResult> {
     let taps = g.kh * g.kw;
     if q.check(g).is_err() || taps * 255 * 128 >= 1 << 24 {
@@ -313,8 +314,9 @@ pub(super) fn quantised(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue) 
 }
 
 /// The integer depthwise conv of [`quantised`] where the assembled pass
-/// does not apply (no AVX2, strides above 2, rows under 4 pixels, an
-/// activation the pass lacks, a u8 output): one output at a time, each in-bounds tap's
+/// does not apply to a padded depthwise QConv (no AVX2, strides above 2,
+/// rows under 4 pixels, an activation the pass lacks, a u8 output): one
+/// output at a time, each in-bounds tap's
 /// `(x − zp)·w` summed in i32 (padded taps add nothing), then the op's
 /// epilogue. Exact and slow: it exists so that every padded depthwise
 /// `QConv` runs on every target.

@@ -38,6 +38,19 @@
 //! Work split: tasks take `(image, group, unit)` units of 8 pixels (16
 //! with VNNI); each packs its own B (task scratch) and runs every row
 //! block on it.
+//!
+//! Three other routes come first. A depthwise QConv (one channel per
+//! group, the only kind with padding) runs on the assembled depthwise pass
+//! (`depthwise::quantised`) or, padded where the pass does not apply, on
+//! the scalar integer kernel (`depthwise::quantised_scalar`). A one-pixel
+//! plane whose window is the whole input (a classifier head) runs with
+//! VNNI on the one-pixel product (`ukernel::avx512::qdot_gemv`: output
+//! channels in the lanes), tasks `(image, chunk of 192 channels)`. And a
+//! weight of channel quads on the integer pattern kernel
+//! (`qconv_pattern`). A requantised output (`QOut::Quant`) stores u8:
+//! the byte tiles and the one-pixel product quantise in their own store,
+//! the Cranelift epilogue with `quantize::words` (the quantiser pass's
+//! operations, so its bytes).
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, ConstantData, Endianness, InstBuilder, MemFlagsData, SigRef, Value};
@@ -49,7 +62,7 @@ use super::gemm_wide::act_epi;
 use super::loops::mem;
 use super::{Family, Kernel, LResult};
 use crate::isa::Caps;
-use crate::ukernel::avx2::{qbyte_tile, qgemm_tile, QdotEpi, QDOT_ROWS};
+use crate::ukernel::avx2::{qbyte_tile, qgemm_tile, QdotEpi, TileEpi, QDOT_ROWS};
 use crate::ukernel::avx512::qdot_tile;
 
 /// Output channels per register tile (× 2 panels = 12 accumulators).
@@ -194,7 +207,8 @@ pub fn qconv(k: &mut Kernel) -> LResult {
         return Err("internal: only a depthwise QConv has padding".into());
     }
 
-    if let Some(g) = gemv_fits(k, &d, kk, act, q.epi.residual).filter(|_| q.out.is_real()) {
+    let window = (kk, wd.kernel[0], wd.kernel[1]);
+    if let Some(g) = gemv_fits(k, &d, window, act, q.epi.residual).filter(|_| q.out.is_real()) {
         return gemv(k, &d, g, (&w, kk), (&scales, &bias), quant);
     }
     let taps = tap_offsets(&d, wd.kernel[0], wd.kernel[1], wd.dilations[0], wd.dilations[1]);
@@ -819,10 +833,13 @@ fn madd(k: &mut Kernel, a: Value, b: Value) -> Value {
 const GEMV_CHUNK: usize = QDOT_ROWS * 16;
 
 /// The one-pixel product's tile epilogue where it applies: VNNI, one
-/// group, a one-pixel output plane, K in whole quads (the tile reads the
-/// input four bytes at a time) and an activation the tile applies.
-fn gemv_fits(k: &Kernel, d: &Dims, kk: usize, act: Act, residual: bool) -> Option<crate::ukernel::avx2::TileEpi> {
-    let fits = k.caps.vnni && d.quads && d.groups == 1 && d.pixels == 1 && kk.is_multiple_of(4) && d.mg > 0;
+/// group, a one-pixel output plane whose window is the whole input plane
+/// (so an image's K values are its `kk` consecutive bytes), K in whole
+/// quads (the tile reads the input four bytes at a time) and an
+/// activation the tile applies.
+fn gemv_fits(k: &Kernel, d: &Dims, (kk, kh, kw): (usize, usize, usize), act: Act, residual: bool) -> Option<TileEpi> {
+    let whole = d.pixels == 1 && d.h == kh && d.w == kw;
+    let fits = k.caps.vnni && d.quads && d.groups == 1 && whole && kk.is_multiple_of(4) && d.mg > 0;
     fits.then(|| act_epi(act, residual)).flatten()
 }
 
@@ -837,7 +854,7 @@ fn gemv_fits(k: &Kernel, d: &Dims, kk: usize, act: Act, residual: bool) -> Optio
 fn gemv(
     k: &mut Kernel,
     d: &Dims,
-    epi: crate::ukernel::avx2::TileEpi,
+    epi: TileEpi,
     (w, kk): (&[f64], usize),
     (scales, bias): (&[f32], &[f32]),
     quant: Option<(f32, u8)>,
@@ -887,7 +904,7 @@ fn gemv(
     k.for_dyn(lo, hi, 1, |k, u| {
         let (n, c) = (k.b.ins().udiv_imm_u(u, chunks as i64), k.b.ins().urem_imm_u(u, chunks as i64));
         let wc = k.addr(wp, c, chunk_w);
-        let xn = k.addr(x, n, d.c as i64);
+        let xn = k.addr(x, n, (d.c * d.h * d.w) as i64);
         let e = k.b.ins().imul_imm_s(n, m as i64);
         let c0 = k.b.ins().imul_imm_s(c, GEMV_CHUNK as i64);
         let e = k.b.ins().iadd(e, c0);

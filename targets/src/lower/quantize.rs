@@ -34,13 +34,7 @@ pub fn lower(k: &mut Kernel) -> LResult {
     let xs = k.in_shape(0).to_vec();
     let r = xs.len();
     let n: usize = xs.iter().product();
-    let z = f32::from(zp);
-    let steps = [
-        ChainStep::Binary { op: BinaryOp::Div, arg: 1, swap: false },
-        ChainStep::Unary(UnaryOp::Round),
-        ChainStep::Unary(UnaryOp::Clip { min: F32::new(-z), max: F32::new(255.0 - z) }),
-        ChainStep::Binary { op: BinaryOp::Add, arg: 2, swap: false },
-    ];
+    let steps = steps(zp);
     let blocks = match k.caps.avx2 {
         true => {
             let qb = QuantBlocks { scale: scale.get(), zp, zmm: k.caps.avx512 };
@@ -252,16 +246,9 @@ pub(super) fn words(k: &mut Kernel, x: Value, scale: f32, zp: u8) -> LResult<Val
 /// quantiser's chain (`Div`, `Round`, `Clip`, `Add`) on one float, then
 /// the saturating conversion (NaN to 0), as the pass's single elements.
 pub(super) fn one_value(k: &mut Kernel, x: Value, scale: f32, zp: u8) -> LResult<Value> {
-    let z = f32::from(zp);
-    let steps = [
-        ChainStep::Binary { op: BinaryOp::Div, arg: 1, swap: false },
-        ChainStep::Unary(UnaryOp::Round),
-        ChainStep::Unary(UnaryOp::Clip { min: F32::new(-z), max: F32::new(255.0 - z) }),
-        ChainStep::Binary { op: BinaryOp::Add, arg: 2, swap: false },
-    ];
     let s = k.b.ins().f32const(scale);
-    let zc = k.b.ins().f32const(z);
-    let f = chain(k, &steps, types::F32, &[x, s, zc])?;
+    let zc = k.b.ins().f32const(f32::from(zp));
+    let f = chain(k, &steps(zp), types::F32, &[x, s, zc])?;
     Ok(k.b.ins().fcvt_to_sint_sat(types::I32, f))
 }
 
@@ -275,4 +262,16 @@ pub(super) fn store_words(k: &mut Kernel, x: Value, scale: f32, zp: u8, dst: Val
     let w = k.b.ins().extractlane(w, 0);
     k.b.ins().store(mem(), w, dst, off);
     Ok(())
+}
+
+/// The quantiser's steps as a chain over `(x, scale, zp)`: `Div`, `Round`,
+/// `Clip{−zp, 255 − zp}`, `Add`.
+fn steps(zp: u8) -> [ChainStep; 4] {
+    let z = f32::from(zp);
+    [
+        ChainStep::Binary { op: BinaryOp::Div, arg: 1, swap: false },
+        ChainStep::Unary(UnaryOp::Round),
+        ChainStep::Unary(UnaryOp::Clip { min: F32::new(-z), max: F32::new(255.0 - z) }),
+        ChainStep::Binary { op: BinaryOp::Add, arg: 2, swap: false },
+    ]
 }

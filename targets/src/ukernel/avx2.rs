@@ -22,7 +22,7 @@ use iced_x86::Register;
 
 mod int_tile;
 mod pattern;
-pub(crate) use int_tile::{int_tile, int_to_real, IntOps, IntVreg};
+pub(crate) use int_tile::{int_tile, int_to_real, quantise, IntOps, IntVreg};
 pub use int_tile::{qbyte_tile, qgemm_tile, QdotEpi, QDOT_ROWS};
 pub use pattern::{pattern_tile, Elem, EntryKind, PatternTile};
 

@@ -104,9 +104,10 @@ pub fn qdot_gemv(g: &QdotGemv) -> Result<Vec<u8>, IcedError> {
         a.vmulps(ac, ac, zmmword_ptr(table + (at + 64)))?;
         a.vaddps(ac, ac, zmmword_ptr(table + (at + 128)))?;
     }
-    let partial = g.last_lanes.clamp(1, 16) < 16;
+    let lanes = g.last_lanes.clamp(1, 16);
+    let partial = lanes < 16;
     if partial {
-        a.mov(eax, (1u32 << g.last_lanes) - 1)?;
+        a.mov(eax, (1u32 << lanes) - 1)?;
         a.kmovw(k1, eax)?;
     }
     let last = blocks - 1;
@@ -122,19 +123,9 @@ pub fn qdot_gemv(g: &QdotGemv) -> Result<Vec<u8>, IcedError> {
     }
     activation(&mut a, &g.epi, acc)?;
     match g.quant {
-        Some((scale, zp)) => {
-            let z = f32::from(zp);
-            let [s, lo, hi, zr] = AsmRegisterZmm::SCRATCH;
-            for (r, v) in [s, lo, hi, zr].into_iter().zip([scale, -z, 255.0 - z, z]) {
-                Vreg::splat(&mut a, r, v)?;
-            }
+        Some(grid) => {
+            super::avx2::quantise(&mut a, acc, grid)?;
             for (j, &ac) in acc.iter().enumerate() {
-                a.vdivps(ac, ac, s)?;
-                a.vrndscaleps(ac, ac, 0)?;
-                a.vmaxps(ac, ac, lo)?;
-                a.vminps(ac, ac, hi)?;
-                a.vaddps(ac, ac, zr)?;
-                a.vcvttps2dq(ac, ac)?;
                 let m = out_p + (16 * j) as i64;
                 match partial && j == last {
                     true => a.vpmovdb(xmmword_ptr(m).k1(), ac)?,

@@ -162,12 +162,24 @@ where
 pub struct QdotEpi {
     /// Residual and activation (`scale`/`addend` unused: the table has them).
     pub epi: TileEpi,
-    /// Bytes between the output's (and the residual's) channel rows.
+    /// Bytes between the output's channel rows (f32, or u8 with `quant`).
     pub ldo: usize,
     /// Store u8 through this grid (`scale`, `zp`): the quantiser's
-    /// operations after the activation, `ldo` then counts bytes of the u8
-    /// output (no residual then).
+    /// operations after the activation; `ldo` then counts bytes of the u8
+    /// output, and the f32 residual's rows are `4·ldo` bytes apart.
     pub quant: Option<(f32, u8)>,
+}
+
+impl QdotEpi {
+    /// Bytes between the residual's (f32) channel rows.
+    fn residual_row(&self) -> i64 {
+        let ldo = self.ldo as i64;
+        if self.quant.is_some() {
+            4 * ldo
+        } else {
+            ldo
+        }
+    }
 }
 
 /// Most output channels of one integer byte tile ([`qbyte_tile`],
@@ -219,11 +231,11 @@ where
         }
         return Ok(());
     };
-    let (ldo, t) = (e.ldo as i64, R::B);
+    let (ldo, ldr, t) = (e.ldo as i64, e.residual_row(), R::B);
     for (r, &ac) in acc.iter().enumerate() {
         int_to_real(a, ac, t, (table, (12 * r) as i64))?;
         if e.epi.residual {
-            a.vaddps(ac, ac, R::ptr(res + r as i64 * ldo))?;
+            a.vaddps(ac, ac, R::ptr(res + r as i64 * ldr))?;
         }
     }
     activation(a, &e.epi, acc)?;
@@ -236,18 +248,31 @@ where
     Ok(())
 }
 
-/// The requantising store ([`QdotEpi::quant`]): per row
-/// `u8(clip(round(acc / scale), −zp, 255 − zp) + zp)`, the quantiser
-/// pass's operations in its order (`ukernel::quantize`: `vdivps`, round to
-/// nearest even, `vmaxps`/`vminps` against the bounds, `+ zp`, truncating
-/// conversion of the whole number), rows `ldo` bytes apart. The constants
-/// live in [`Vreg::SCRATCH`] (free after the activation).
-pub(crate) fn quantise_store<R: IntVreg>(
+/// The requantising store ([`QdotEpi::quant`]): per row [`quantise`],
+/// then the low bytes, rows `ldo` bytes apart.
+fn quantise_store<R: IntVreg>(
     a: &mut CodeAssembler,
     acc: &[R],
-    (scale, zp): (f32, u8),
+    grid: (f32, u8),
     (out_p, ldo): (AsmRegister64, i64),
 ) -> Result<(), IcedError>
+where
+    CodeAssembler: IntOps<R>,
+{
+    quantise(a, acc, grid)?;
+    for (r, &ac) in acc.iter().enumerate() {
+        R::store_bytes(a, ac, out_p + r as i64 * ldo)?;
+    }
+    Ok(())
+}
+
+/// `acc = i32(clip(round(acc / scale), −zp, 255 − zp) + zp)`, whole
+/// numbers in `0..=255`: the quantiser pass's operations in its order
+/// (`ukernel::quantize`: `vdivps`, round to nearest even, `vmaxps`/`vminps`
+/// against the bounds, `+ zp`, truncating conversion of the whole number),
+/// so its bytes. The constants live in [`Vreg::SCRATCH`] (free after the
+/// activation).
+pub(crate) fn quantise<R: IntVreg>(a: &mut CodeAssembler, acc: &[R], (scale, zp): (f32, u8)) -> Result<(), IcedError>
 where
     CodeAssembler: IntOps<R>,
 {
@@ -256,14 +281,13 @@ where
     for (r, v) in [s, lo, hi, zr].into_iter().zip([scale, -z, 255.0 - z, z]) {
         R::splat(a, r, v)?;
     }
-    for (r, &ac) in acc.iter().enumerate() {
+    for &ac in acc {
         a.vdivps(ac, ac, s)?;
         R::round(a, ac)?;
         a.vmaxps(ac, ac, lo)?;
         a.vminps(ac, ac, hi)?;
         a.vaddps(ac, ac, zr)?;
         a.vcvttps2dq(ac, ac)?;
-        R::store_bytes(a, ac, out_p + r as i64 * ldo)?;
     }
     Ok(())
 }
