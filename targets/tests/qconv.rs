@@ -124,30 +124,60 @@ fn cpus() -> Vec<&'static str> {
     cpus
 }
 
+/// The host CPU features a check needs.
+#[derive(Clone, Copy, PartialEq)]
+enum Cpu {
+    /// AVX2 + FMA (the assembled tiles).
+    Avx2,
+    /// AVX-512 F/VL with VNNI too.
+    Vnni,
+}
+
+/// Whether the host has `need` (an x86-64 host); otherwise prints that the
+/// calling check is skipped, and why.
+fn host_runs(need: Cpu) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let avx2 = has!("avx2") && has!("fma");
+        let vnni = has!("avx512f") && has!("avx512vl") && has!("avx512vnni");
+        match (need, avx2, vnni) {
+            (Cpu::Avx2, true, _) | (Cpu::Vnni, true, true) => true,
+            (Cpu::Avx2, false, _) => {
+                eprintln!("skipped: no AVX2 on this CPU");
+                false
+            }
+            (Cpu::Vnni, ..) => {
+                eprintln!("skipped: no AVX-512 VNNI on this CPU");
+                false
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = need;
+        eprintln!("skipped: not an x86-64 host");
+        false
+    }
+}
+
 /// Where the host has AVX-512 VNNI, `native` code runs the integer conv on
 /// the VNNI tile (assembled, called) and `haswell` code on the AVX2 tile;
 /// skipped with a printed reason elsewhere.
 #[test]
 fn vnni_tile_is_used_where_the_host_has_it() {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use kerf_targets::{jit_compile, CompileOptions};
-        use std::arch::is_x86_feature_detected as has;
-        if !(has!("avx512f") && has!("avx512vl") && has!("avx512vnni")) {
-            eprintln!("skipped: no AVX-512 VNNI on this CPU");
-            return;
-        }
-        let one = &window(1, 1, 1, 1);
-        let c = Case { xsh: [1, 8, 4, 4], wsh: [4, 8, 1, 1], osh: [1, 4, 4, 4], attrs: one, epi: PLAIN, zp: 0 };
-        let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(32, 5, -127, 127))).unwrap();
-        for (cpu, vnni) in [("native", true), ("haswell", false)] {
-            let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap();
-            assert_eq!(jm.report().caps.vnni, vnni, "{cpu}");
-            assert_eq!(jm.report().micro_kernels, 1, "{cpu}: one assembled tile");
-        }
+    use kerf_targets::{jit_compile, CompileOptions};
+    if !host_runs(Cpu::Vnni) {
+        return;
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    eprintln!("skipped: not an x86-64 host");
+    let one = &window(1, 1, 1, 1);
+    let c = Case { xsh: [1, 8, 4, 4], wsh: [4, 8, 1, 1], osh: [1, 4, 4, 4], attrs: one, epi: PLAIN, zp: 0 };
+    let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(32, 5, -127, 127))).unwrap();
+    for (cpu, vnni) in [("native", true), ("haswell", false)] {
+        let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap();
+        assert_eq!(jm.report().caps.vnni, vnni, "{cpu}");
+        assert_eq!(jm.report().micro_kernels, 1, "{cpu}: one assembled tile");
+    }
 }
 
 /// Where the host has AVX2 (and no VNNI), `haswell` code runs a conv
@@ -156,28 +186,21 @@ fn vnni_tile_is_used_where_the_host_has_it() {
 /// the weights' size. `baseline` code keeps the pair layout for both.
 #[test]
 fn byte_tile_is_used_for_seven_bit_weights() {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use kerf_targets::{jit_compile, CompileOptions};
-        use std::arch::is_x86_feature_detected as has;
-        if !(has!("avx2") && has!("fma")) {
-            eprintln!("skipped: no AVX2 on this CPU");
-            return;
-        }
-        let rodata = |cpu: &str, lo: i64, hi: i64| {
-            let one = &window(1, 1, 1, 1);
-            let c = Case { xsh: [1, 64, 8, 8], wsh: [64, 64, 1, 1], osh: [1, 64, 8, 8], attrs: one, epi: PLAIN, zp: 0 };
-            let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(64 * 64, 5, lo, hi))).unwrap();
-            let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap();
-            jm.report().rodata_bytes
-        };
-        // 4096 weights: 8192 bytes as pairs, 4096 as bytes plus a 768-byte epilogue table
-        let (pairs, bytes) = (rodata("haswell", -127, 127), rodata("haswell", -64, 64));
-        assert!(pairs >= bytes + 3000, "haswell: {pairs} bytes with 8-bit weights, {bytes} with 7-bit");
-        assert_eq!(rodata("baseline", -127, 127), rodata("baseline", -64, 64), "baseline: the pair layout for both");
+    use kerf_targets::{jit_compile, CompileOptions};
+    if !host_runs(Cpu::Avx2) {
+        return;
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    eprintln!("skipped: not an x86-64 host");
+    let rodata = |cpu: &str, lo: i64, hi: i64| {
+        let one = &window(1, 1, 1, 1);
+        let c = Case { xsh: [1, 64, 8, 8], wsh: [64, 64, 1, 1], osh: [1, 64, 8, 8], attrs: one, epi: PLAIN, zp: 0 };
+        let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(64 * 64, 5, lo, hi))).unwrap();
+        let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap();
+        jm.report().rodata_bytes
+    };
+    // 4096 weights: 8192 bytes as pairs, 4096 as bytes plus a 768-byte epilogue table
+    let (pairs, bytes) = (rodata("haswell", -127, 127), rodata("haswell", -64, 64));
+    assert!(pairs >= bytes + 3000, "haswell: {pairs} bytes with 8-bit weights, {bytes} with 7-bit");
+    assert_eq!(rodata("baseline", -127, 127), rodata("baseline", -64, 64), "baseline: the pair layout for both");
 }
 
 /// Which integer conv a quad-pattern weight gets is decided at compile
@@ -338,24 +361,17 @@ fn depthwise_with_padding_on_every_path() {
 /// fallback `baseline` takes; skipped with a printed reason elsewhere.
 #[test]
 fn depthwise_qconv_takes_the_assembled_pass() {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use kerf_targets::{jit_compile, CompileOptions};
-        use std::arch::is_x86_feature_detected as has;
-        if !(has!("avx2") && has!("fma")) {
-            eprintln!("skipped: no AVX2 on this CPU");
-            return;
-        }
-        let attrs = &depthwise(3, 1, 1, 4);
-        let c = Case { xsh: [1, 4, 10, 10], wsh: [4, 1, 3, 3], osh: [1, 4, 10, 10], attrs, epi: PLAIN, zp: 1 };
-        let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(36, 5, -127, 127))).unwrap();
-        for (cpu, kernels) in [("haswell", 2), ("baseline", 0)] {
-            let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap();
-            assert_eq!(jm.report().micro_kernels, kernels, "{cpu}");
-        }
+    use kerf_targets::{jit_compile, CompileOptions};
+    if !host_runs(Cpu::Avx2) {
+        return;
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    eprintln!("skipped: not an x86-64 host");
+    let attrs = &depthwise(3, 1, 1, 4);
+    let c = Case { xsh: [1, 4, 10, 10], wsh: [4, 1, 3, 3], osh: [1, 4, 10, 10], attrs, epi: PLAIN, zp: 1 };
+    let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(36, 5, -127, 127))).unwrap();
+    for (cpu, kernels) in [("haswell", 2), ("baseline", 0)] {
+        let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap();
+        assert_eq!(jm.report().micro_kernels, kernels, "{cpu}");
+    }
 }
 
 /// [`check`] for the requantising epilogue (`out=quant`): the u8 output
@@ -473,19 +489,15 @@ fn one_pixel_products() {
     run_case(&Case { xsh: [2, 8, 3, 3], wsh: [12, 8, 3, 3], osh: [2, 12, 1, 1], attrs: three, epi: PLAIN, zp: 5 });
     let s2 = &window(3, 2, 1, 1);
     run_case(&Case { xsh: [2, 8, 4, 4], wsh: [12, 8, 3, 3], osh: [2, 12, 1, 1], attrs: s2, epi: PLAIN, zp: 5 });
-    #[cfg(target_arch = "x86_64")]
-    {
-        use kerf_targets::{jit_compile, CompileOptions};
-        use std::arch::is_x86_feature_detected as has;
-        if !(has!("avx512f") && has!("avx512vl") && has!("avx512vnni")) {
-            eprintln!("no AVX-512 VNNI on this CPU: the one-pixel product's choice is not checked here");
-            return;
-        }
-        let c = Case { xsh: [1, 32, 1, 1], wsh: [10, 32, 1, 1], osh: [1, 10, 1, 1], attrs: one, epi: PLAIN, zp: 0 };
-        let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(320, 5, -127, 127))).unwrap();
-        let jm = jit_compile(&g, &CompileOptions::parse("host", "native", "t").unwrap()).unwrap();
-        assert_eq!(jm.report().micro_kernels, 1, "the one-pixel product alone");
+    // which kernel `native` code chose, where the host has VNNI
+    if !host_runs(Cpu::Vnni) {
+        return;
     }
+    let c = Case { xsh: [1, 32, 1, 1], wsh: [10, 32, 1, 1], osh: [1, 10, 1, 1], attrs: one, epi: PLAIN, zp: 0 };
+    let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(320, 5, -127, 127))).unwrap();
+    let options = kerf_targets::CompileOptions::parse("host", "native", "t").unwrap();
+    let jm = kerf_targets::jit_compile(&g, &options).unwrap();
+    assert_eq!(jm.report().micro_kernels, 1, "the one-pixel product alone");
 }
 
 #[test]
@@ -794,27 +806,20 @@ fn quad_patterns_on_the_integer_pattern_kernel() {
 /// byte layout's. `baseline` code takes the integer GEMM (all weights).
 #[test]
 fn integer_pattern_kernel_stores_only_kept_taps() {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use kerf_targets::{jit_compile, CompileOptions};
-        use std::arch::is_x86_feature_detected as has;
-        if !(has!("avx2") && has!("fma")) {
-            eprintln!("skipped: no AVX2 on this CPU");
-            return;
-        }
-        let a3 = &window(3, 1, 1, 1);
-        let c = Case { xsh: [1, 64, 18, 18], wsh: [64, 64, 3, 3], osh: [1, 64, 16, 16], attrs: a3, epi: PLAIN, zp: 0 };
-        let rodata = |cpu: &str| {
-            let g = kerf_ir::text::parse(&graph_text(&c, &quad_pattern_weights(c.wsh, -64, 64))).unwrap();
-            jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap().report().rodata_bytes
-        };
-        // 36864 codes: one byte each in the byte tile's layout (two in the
-        // baseline's pairs); the pattern program holds the kept 4 taps of
-        // 60% of the quads, 8 bytes per tap (offset and weight quad): ~20 KB
-        let (pattern, dense) = (rodata("haswell"), rodata("baseline"));
-        assert!(pattern < 36864 * 2 / 3, "haswell: {pattern} bytes of read-only data (baseline {dense})");
-        assert!(dense > 2 * 36864, "baseline: {dense} bytes");
+    use kerf_targets::{jit_compile, CompileOptions};
+    if !host_runs(Cpu::Avx2) {
+        return;
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    eprintln!("skipped: not an x86-64 host");
+    let a3 = &window(3, 1, 1, 1);
+    let c = Case { xsh: [1, 64, 18, 18], wsh: [64, 64, 3, 3], osh: [1, 64, 16, 16], attrs: a3, epi: PLAIN, zp: 0 };
+    let rodata = |cpu: &str| {
+        let g = kerf_ir::text::parse(&graph_text(&c, &quad_pattern_weights(c.wsh, -64, 64))).unwrap();
+        jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap().report().rodata_bytes
+    };
+    // 36864 codes: one byte each in the byte tile's layout (two in the
+    // baseline's pairs); the pattern program holds the kept 4 taps of
+    // 60% of the quads, 8 bytes per tap (offset and weight quad): ~20 KB
+    let (pattern, dense) = (rodata("haswell"), rodata("baseline"));
+    assert!(pattern < 36864 * 2 / 3, "haswell: {pattern} bytes of read-only data (baseline {dense})");
+    assert!(dense > 2 * 36864, "baseline: {dense} bytes");
 }
