@@ -86,11 +86,7 @@ pub fn node_cost_with(op: &NodeOp, ins: &[&[TensorType]], outs: &[TensorType], i
         // round and clamp per element).
         // A depthwise one (one channel per group) converts its input to
         // floats once and multiply-adds in f32 (the integer depthwise pass).
-        Op::QConv(q)
-            if inp(1).is_some_and(|w| {
-                q.conv.group > 1 && w.shape.first() == Some(&q.conv.group) && w.shape.get(1) == Some(&1)
-            }) =>
-        {
+        Op::QConv(q) if inp(1).is_some_and(|w| q.conv.is_depthwise(&w.shape)) => {
             2.0 * macs + in0_n + out_n + epilogue_work(&q.epi, out_n)
         }
         Op::QConv(q) => 2.0 * macs / int8_rate + 4.0 * in0_n + out_n + epilogue_work(&q.epi, out_n),

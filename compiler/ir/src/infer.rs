@@ -251,8 +251,7 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
             if wd.rank() != 2 || q.conv.algo != ConvAlgo::Direct {
                 return Err("QConv is a direct 2-D conv".to_string());
             }
-            let depthwise = q.conv.group > 1
-                && ins.get(1).is_some_and(|w| w.shape.first() == Some(&q.conv.group) && w.shape.get(1) == Some(&1))
+            let depthwise = ins.get(1).is_some_and(|w| q.conv.is_depthwise(&w.shape))
                 && ins.first().is_some_and(|x| x.shape.get(1) == Some(&q.conv.group));
             if wd.pads.iter().any(|&p| p != 0) && !(depthwise && q.out != QOut::Acc) {
                 return Err("only a real-valued depthwise QConv (one channel per group) has padding".to_string());

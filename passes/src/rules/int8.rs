@@ -136,7 +136,7 @@ fn quantiser(eg: &KEGraph, class: Id) -> Option<Quantiser> {
 /// docs/compression.md).
 fn worth_it(c: &kerf_ir::op::Conv, epi: &Epilogue, wshape: &[usize], depthwise: bool, ow: usize) -> bool {
     let per_output: usize = wshape[1..].iter().product();
-    let dw = depthwise && ow >= 8 && is_depthwise(c, wshape) && on_depthwise_pass(c, epi, wshape);
+    let dw = depthwise && ow >= 8 && c.is_depthwise(wshape) && on_depthwise_pass(c, epi, wshape);
     c.group == 1 || (per_output >= 16 && wshape[0] / c.group >= 4) || dw
 }
 
@@ -155,11 +155,6 @@ fn on_depthwise_pass(c: &kerf_ir::op::Conv, epi: &Epilogue, wshape: &[usize]) ->
         Some(_) => false,
     };
     c.window.strides.iter().all(|&s| s <= 2) && taps * 255 * 128 < 1 << 24 && act
-}
-
-/// One input and one output channel per group.
-fn is_depthwise(c: &kerf_ir::op::Conv, wshape: &[usize]) -> bool {
-    c.group > 1 && wshape.first() == Some(&c.group) && wshape.get(1) == Some(&1)
 }
 
 impl Rule for Int8Conv {
@@ -216,7 +211,7 @@ impl Rule for Int8Conv {
         // in one pass; a depthwise QConv pads itself (its padded taps add
         // nothing), so its quantiser, unpadded, may fuse into the producer
         let ws = eg.analysis.weights.tensor(m.w).shape();
-        let depthwise = m.gemm.is_none() && is_depthwise(&m.conv, ws);
+        let depthwise = m.gemm.is_none() && m.conv.is_depthwise(ws);
         let pads = match depthwise {
             true => vec![0; 8],
             false => vec![0, 0, wd.pad_begin(0), wd.pad_begin(1), 0, 0, wd.pad_end(0), wd.pad_end(1)],

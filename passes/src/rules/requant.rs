@@ -65,7 +65,7 @@ impl Rule for Requant {
 /// `M` groups.
 fn depthwise(eg: &KEGraph, q: &QConv, n: &KNode) -> bool {
     let w = n.children.get(1).and_then(|&c| eg[c].data.ty());
-    q.conv.group > 1 && w.is_some_and(|w| w.shape.first() == Some(&q.conv.group) && w.shape.get(1) == Some(&1))
+    w.is_some_and(|w| q.conv.is_depthwise(&w.shape))
 }
 
 /// Whether the code generator runs the QConv `n` on the integer pattern

@@ -189,7 +189,7 @@ pub fn qconv(k: &mut Kernel) -> LResult {
         return super::qconv_pattern::conv(k, &q, (&quads, epi), &w, (&scales, &bias));
     }
     // depthwise: one input and one output channel per group
-    if ws[0] == q.conv.group && ws[1] == 1 && q.conv.group > 1 && q.out.is_real() {
+    if q.conv.is_depthwise(&ws) && q.out.is_real() {
         let g = super::conv_geo::geometry(k, wd, q.conv.group)?;
         let residual = if q.epi.residual { Some(k.input(4)) } else { None };
         let codes: Vec<f32> = w.iter().map(|&c| c as f32).collect();
@@ -408,12 +408,17 @@ pub(super) fn epilogue_table(corr: &[u8], scales: &[f32], bias: &[f32]) -> Vec<u
 /// Per output channel, `zp · Σ_k w[m, k]` as i32: what the VNNI tile's
 /// uncentred sums `Σ x·w` carry beyond `Σ (x − zp)·w`.
 fn zero_point_terms(d: &Dims, w: &[f64], kk: usize) -> Vec<u8> {
+    zero_point_sums(d, w, kk).into_iter().flat_map(i32::to_le_bytes).collect()
+}
+
+/// [`zero_point_terms`] as numbers, one per output channel.
+fn zero_point_sums(d: &Dims, w: &[f64], kk: usize) -> Vec<i32> {
     let zp = i64::from(d.zp);
     w.chunks(kk.max(1))
-        .flat_map(|row| {
+        .map(|row| {
             let sum: i64 = row.iter().map(|&v| v as i64).sum();
             // |Σ w| ≤ 128·K, so the product fits i32 for any K the i32 sums allow
-            ((zp * sum) as i32).to_le_bytes()
+            (zp * sum) as i32
         })
         .collect()
 }
@@ -862,8 +867,7 @@ fn gemv(
     use crate::ukernel::avx512::{qdot_gemv, QdotGemv};
     let (m, steps) = (d.mg, kk / 4);
     let chunks = m.div_ceil(GEMV_CHUNK);
-    let zp_terms: Vec<i64> =
-        (0..m).map(|r| i64::from(d.zp) * w[r * kk..(r + 1) * kk].iter().map(|&v| v as i64).sum::<i64>()).collect();
+    let zp_terms = zero_point_sums(d, w, kk);
     let (mut wb, mut tb) = (Vec::new(), Vec::new());
     for c in 0..chunks {
         let chans = (c * GEMV_CHUNK..m.min((c + 1) * GEMV_CHUNK)).collect::<Vec<_>>();
@@ -878,7 +882,7 @@ fn gemv(
         }
         for blk in 0..lanes / 16 {
             let at = |l: usize| chans.get(16 * blk + l).copied();
-            tb.extend((0..16).flat_map(|l| (at(l).map_or(0, |r| zp_terms[r]) as i32).to_le_bytes()));
+            tb.extend((0..16).flat_map(|l| at(l).map_or(0, |r| zp_terms[r]).to_le_bytes()));
             tb.extend((0..16).flat_map(|l| at(l).map_or(0.0, |r| scales[r]).to_le_bytes()));
             tb.extend((0..16).flat_map(|l| at(l).map_or(0.0, |r| bias[r]).to_le_bytes()));
         }

@@ -513,6 +513,12 @@ pub enum ConvAlgo {
 }
 
 impl Conv {
+    /// Whether the conv with weight shape `w` (`[M, C / group, ..]`) is
+    /// depthwise: one input and one output channel per group, more than
+    /// one group.
+    pub fn is_depthwise(&self, w: &[usize]) -> bool {
+        self.group > 1 && w.first() == Some(&self.group) && w.get(1) == Some(&1)
+    }
     /// Whether Winograd F(m×m, 3×3) computes this conv: 2-D, 3×3 kernel,
     /// stride 1, dilation 1, one group (any padding). Dtype and constant
     /// weights are the caller's to check.
