@@ -23,6 +23,13 @@ pub struct InspectArgs {
     /// Inspect the graph after the lossless rewrites instead of as imported.
     #[arg(long)]
     optimized: bool,
+    /// Target triple whose kernels the rewrites plan for (which convs
+    /// become integer, Winograd, assembled passes).
+    #[arg(long, default_value = "host", long_help = format!("Target triple: {}", kerf_targets::isa::targets_help()))]
+    target: String,
+    /// CPU feature preset of the target (`native` shows what `kerf bench` and `kerf run` compile).
+    #[arg(long, default_value = "baseline")]
+    cpu: String,
 }
 
 /// The graph stages `--dump-ir` can show (one per [`Stage`]).
@@ -48,7 +55,7 @@ impl DumpStage {
 }
 
 pub fn run(args: &InspectArgs) -> Result<()> {
-    let session = args.model.session()?;
+    let session = args.model.session()?.target(kerf_targets::Target::parse(&args.target, &args.cpu)?);
     let stage = match (args.dump_ir, args.optimized) {
         (Some(d), _) => d.stage(),
         (None, true) => Stage::Optimize,

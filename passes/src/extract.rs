@@ -16,7 +16,9 @@
 //!    it if the whole program gets strictly cheaper (this catches sharing
 //!    across roots that per-class sets cannot see, e.g. a Conv whose raw
 //!    output is also needed elsewhere, where folding a BatchNorm into a copy
-//!    would cost a second convolution).
+//!    would cost a second convolution). A candidate's child classes that
+//!    nothing reached yet are re-picked with it: their step-1 choice was
+//!    made for the class alone.
 //!
 //! Determinism: classes are visited in id order and candidates in `KNode`
 //! order (sorted, canonical children), and ties keep the earlier candidate.
@@ -185,6 +187,8 @@ fn extract_impl(
     for _ in 0..MAX_REFINE_ROUNDS {
         let mut improved = false;
         let reachable = reach(&cands, &choice, &root_idx);
+        let mut reached = vec![false; n];
+        reachable.iter().for_each(|&c| reached[c] = true);
         for c in reachable {
             for k in 0..cands[c].len() {
                 if k == choice[c] || cands[c][k].children.iter().any(|&ch| choice[ch] == usize::MAX) {
@@ -192,12 +196,18 @@ fn extract_impl(
                 }
                 let old = choice[c];
                 choice[c] = k;
-                match dag_cost(&cands, &choice, &root_idx) {
+                let (cost, repicked) = repick_new_children(&cands, &mut choice, &root_idx, &reached, c);
+                match cost {
                     Some(t) if t < best => {
                         best = t;
                         improved = true;
+                        reached.fill(false);
+                        reach(&cands, &choice, &root_idx).iter().for_each(|&c| reached[c] = true);
                     }
-                    _ => choice[c] = old,
+                    _ => {
+                        choice[c] = old;
+                        repicked.into_iter().rev().for_each(|(ch, was)| choice[ch] = was);
+                    }
                 }
             }
         }
@@ -211,6 +221,45 @@ fn extract_impl(
         out.insert(ids[c], cands[c][choice[c]].node.clone());
     }
     Ok(Extraction { choice: out, cost: best })
+}
+
+/// The whole program's cost after class `c` took a new candidate, with each
+/// child class that candidate newly reaches (`reached` is the set before)
+/// re-picked in this context, and the children it re-picked with their
+/// old choices. A class nothing reached kept its step-1 choice, made for
+/// the class alone: a quantiser that recomputes its producer's conv is
+/// cheaper alone than one reading it, yet not beside a node that needs
+/// the conv anyway (ResNet-18's int8 downsample convs stayed f32 for this).
+fn repick_new_children(
+    cands: &[Vec<Cand>],
+    choice: &mut [usize],
+    roots: &[usize],
+    reached: &[bool],
+    c: usize,
+) -> (Option<f64>, Vec<(usize, usize)>) {
+    let mut cost = dag_cost(cands, choice, roots);
+    let mut repicked = Vec::new();
+    for &ch in &cands[c][choice[c]].children {
+        if reached[ch] || ch == c {
+            continue;
+        }
+        let was = choice[ch];
+        for alt in 0..cands[ch].len() {
+            if alt == choice[ch] || cands[ch][alt].children.iter().any(|&g| choice[g] == usize::MAX) {
+                continue;
+            }
+            let prev = choice[ch];
+            choice[ch] = alt;
+            match dag_cost(cands, choice, roots) {
+                Some(t) if cost.is_none_or(|best| t < best) => cost = Some(t),
+                _ => choice[ch] = prev,
+            }
+        }
+        if choice[ch] != was {
+            repicked.push((ch, was));
+        }
+    }
+    (cost, repicked)
 }
 
 fn own_cost(cands: &[Vec<Cand>], choice: &[Option<usize>], c: usize) -> f64 {
@@ -362,6 +411,41 @@ mod tests {
         let ex = extract_impl(&eg, &[root], |_, _, n| test_cost(&n.op), 0).unwrap();
         assert_eq!(ex.cost, 110.0);
         assert_eq!(ex.choice[&root].to_string(), "Add");
+    }
+
+    #[test]
+    fn refinement_repicks_the_classes_a_new_candidate_reaches() {
+        // P = Exp x is needed anyway (W reads it). Q = Abs P, or Sqrt x, a
+        // recomputation that is cheaper for Q alone (100 against 110), so
+        // step 1 gives Q the Sqrt. Y = Mul(P, W) (151 with P, W) or
+        // Add(Q, W): 206 with Q's Sqrt, 116 with its Abs. Trying Add for Y
+        // alone keeps Sqrt for Q, which nothing reached: a local minimum
+        // unless the new child is re-picked with the move.
+        let t = kerf_ir::TensorType::new(DType::F32, vec![4]);
+        let mut eg = KEGraph::new(KerfAnalysis::new(WeightTable::new(), vec![t]));
+        let x = eg.add(KNode::leaf(NodeOp::Input(0)));
+        let p = eg.add(KNode::op(Op::Unary(UnaryOp::Exp), vec![x]));
+        let w = eg.add(KNode::op(Op::Unary(UnaryOp::Neg), vec![p]));
+        let qa = eg.add(KNode::op(Op::Unary(UnaryOp::Abs), vec![p]));
+        let qr = eg.add(KNode::op(Op::Unary(UnaryOp::Sqrt), vec![x]));
+        eg.union(qa, qr);
+        let f = eg.add(KNode::op(Op::Binary(BinaryOp::Mul), vec![p, w]));
+        let i = eg.add(KNode::op(Op::Binary(BinaryOp::Add), vec![qa, w]));
+        eg.union(f, i);
+        eg.rebuild();
+        let root = eg.find(f);
+        let cost = |n: &KNode| match n.kerf_op() {
+            Some(Op::Unary(UnaryOp::Exp | UnaryOp::Sqrt)) => 100.0,
+            Some(Op::Unary(UnaryOp::Abs)) => 10.0,
+            Some(Op::Binary(BinaryOp::Mul)) => 50.0,
+            Some(Op::Binary(BinaryOp::Add)) => 5.0,
+            Some(_) => 1.0,
+            None => 0.0,
+        };
+        let ex = extract_with(&eg, &[root], |_, _, n| cost(n)).unwrap();
+        assert_eq!(ex.cost, 116.0);
+        assert_eq!(ex.choice[&root].to_string(), "Add");
+        assert_eq!(ex.choice[&eg.find(qa)].to_string(), "Abs");
     }
 
     #[test]
