@@ -63,7 +63,7 @@ use super::loops::mem;
 use super::{Family, Kernel, LResult};
 use crate::isa::Caps;
 use crate::ukernel::avx2::{qbyte_tile, qgemm_tile, QdotEpi, TileEpi, QDOT_ROWS};
-use crate::ukernel::avx512::qdot_tile;
+use crate::ukernel::avx512::{qdot_tail, qdot_tile, QDOT_TAIL_PIXELS};
 
 /// Output channels per register tile (× 2 panels = 12 accumulators).
 const ROWS: usize = 6;
@@ -239,7 +239,7 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     // the sums-only tiles' correction: where some unit has no fused epilogue
     let sums_only = fused.is_none() || tail != d.px;
     let corr = if quads && sums_only { Some(k.blob(zp_terms)) } else { None };
-    let tiles = if k.caps.avx2 { Some(Assembled::new(k, &d, fused.as_ref(), tail != d.px)?) } else { None };
+    let tiles = if k.caps.avx2 { Some(Assembled::new(k, &d, fused.as_ref(), tail)?) } else { None };
     let acc = q.out == QOut::Acc;
     let ptrs = Ptrs { x, out, res, a, tap, s: s_p, b: b_p, corr, table, bbuf, tiles, acc, quant };
     let mut result: LResult = Ok(());
@@ -291,19 +291,25 @@ struct Ptrs {
 /// Cranelift tile runs there; quads have no Cranelift tile, so there it is
 /// an error), the byte tiles with their own epilogue (full units),
 /// their call signature, and the task scratch the sums-only tiles write
-/// their `rows × px` i32 sums to.
+/// their `rows × px` i32 sums to. With VNNI and a last unit of at most
+/// [`QDOT_TAIL_PIXELS`] pixels, the tail products (`ukernel::avx512::qdot_tail`)
+/// that write those sums for it instead, and their row-offset table.
 struct Assembled {
     code: [Option<Value>; 2],
     fused: [Option<Value>; 2],
+    tail: [Option<Value>; 2],
+    index: Option<Value>,
     sig: SigRef,
     sums: Value,
 }
 
 impl Assembled {
-    /// `partial`: some unit has fewer than `px` pixels (it takes the sums-only
-    /// tile and the Cranelift epilogue even when `epi` is given).
-    fn new(k: &mut Kernel, d: &Dims, epi: Option<&QdotEpi>, partial: bool) -> Result<Assembled, String> {
-        let (mut code, mut fused) = ([None, None], [None, None]);
+    /// `tail`: the last unit's pixels; fewer than `px` take the sums-only
+    /// tile (or the tail products) and the Cranelift epilogue even when
+    /// `epi` is given.
+    fn new(k: &mut Kernel, d: &Dims, epi: Option<&QdotEpi>, tail: usize) -> Result<Assembled, String> {
+        let partial = tail != d.px;
+        let (mut code, mut fused, mut tails) = ([None, None], [None, None], [None, None]);
         // a size no block has is not assembled (its bytes would sit unused in the object)
         let full = if d.mg >= d.rows { d.rows } else { 0 };
         let vnni = k.caps.vnni;
@@ -327,9 +333,17 @@ impl Assembled {
                 false => qgemm_tile(r).ok().map(|c| (Family::Avx2, c)),
             };
             code[i] = bytes.map(|(f, c)| k.code(f, c));
+            if vnni && tail <= QDOT_TAIL_PIXELS {
+                let bytes = qdot_tail(r, tail).map_err(|e| format!("internal: VNNI tail: {e}"))?;
+                tails[i] = Some(k.code(Family::Avx512, bytes));
+            }
         }
+        let index = tails.iter().any(Option::is_some).then(|| {
+            let rows: Vec<u8> = (0..16i32).flat_map(|r| (16 * r).to_le_bytes()).collect();
+            k.blob(rows)
+        });
         let sig = k.ukernel_sig(if d.quads { 6 } else { 4 });
-        Ok(Assembled { code, fused, sig, sums: k.task_scratch(d.rows * 4 * d.px) })
+        Ok(Assembled { code, fused, tail: tails, index, sig, sums: k.task_scratch(d.rows * 4 * d.px) })
     }
 }
 
@@ -454,12 +468,17 @@ fn unit_body(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, valid: usiz
 /// `[k pair][pixel][2]` i16 centred values (two 4-pixel `xmm` panels, or
 /// one `ymm`), or `[k quad][pixel][4]` raw u8, packed in halves of 8
 /// pixels (32 bytes of each step). Pixels past `valid` repeat the last
-/// valid one (never stored).
+/// valid one (never stored), or, for the tail products, are not packed.
 fn pack_b(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit, xb: Value, valid: usize) {
     let first = k.b.ins().imul_imm_s(u.jp, d.px as i64);
+    // the tail products read only the valid pixels
+    let tail = valid < d.px && p.tiles.as_ref().is_some_and(|t| t.index.is_some());
     for h in 0..d.px / 8 {
+        if tail && 8 * h >= valid {
+            break;
+        }
         let dst = k.add_c(p.bbuf, 32 * h as i64);
-        pack_half(k, d, (p, dst), (xb, first), 8 * h, valid);
+        pack_half(k, d, (p, dst), (xb, first), 8 * h, valid, tail);
     }
 }
 
@@ -475,6 +494,7 @@ fn pack_half(
     (xb, first): (Value, Value),
     from: usize,
     valid: usize,
+    only_valid: bool,
 ) {
     let vector = valid >= from + 8 && (d.sw == 1 || (d.sw == 2 && k.caps.avx2)) && k.lanes() == 4;
     // a 1x1 stride-1 conv's rows join up (this covers every integer matmul,
@@ -483,7 +503,8 @@ fn pack_half(
         let base = pixel_base(k, d, xb, first, from);
         return pack_vector(k, d, p, base, dst);
     }
-    let bases: Vec<Value> = (0..8).map(|i| pixel_base(k, d, xb, first, (from + i).min(valid - 1))).collect();
+    let count = if only_valid { (valid - from).min(8) } else { 8 };
+    let bases: Vec<Value> = (0..count).map(|i| pixel_base(k, d, xb, first, (from + i).min(valid - 1))).collect();
     if !vector || d.ow < 8 {
         return pack_scalar(k, d, p, &bases, dst);
     }
@@ -641,11 +662,20 @@ fn tile(
         Some((code, t)) => {
             let n = k.ic(d.steps as i64);
             let mut args = vec![a_blk, p.bbuf, t.sums, n];
-            if d.quads {
-                // the sums-only VNNI tile reads neither table nor residual
-                args.extend([t.sums, t.sums]);
+            match (t.tail[which], t.index) {
+                (Some(tail), Some(index)) if valid < d.px => {
+                    // the same sums for the unit's few pixels, channels in the lanes
+                    args.extend([index, t.sums]);
+                    k.b.ins().call_indirect(t.sig, tail, &args);
+                }
+                _ => {
+                    if d.quads {
+                        // the sums-only VNNI tile reads neither table nor residual
+                        args.extend([t.sums, t.sums]);
+                    }
+                    k.b.ins().call_indirect(t.sig, code, &args);
+                }
             }
-            k.b.ins().call_indirect(t.sig, code, &args);
             let sums = (0..rows * d.px / 4).map(|i| k.ld(types::I32X4, t.sums, (16 * i) as i32)).collect();
             match p.corr {
                 Some(corr) => centre(k, corr, m0, sums, d.px / 4),

@@ -149,6 +149,57 @@ pub fn qdot_gemv(g: &QdotGemv) -> Result<Vec<u8>, IcedError> {
     super::leaf_end(a)
 }
 
+/// Most pixels [`qdot_tail`] takes: past 8 the unit tile's 12 products
+/// per K quad cost no more than the tail's one per pixel.
+pub const QDOT_TAIL_PIXELS: usize = 8;
+
+/// Machine code of the VNNI tail product: the sums of [`qdot_tile`]'s
+/// sums-only form (`rows × 16` i32, row-major, at `out`) for only the
+/// first `pixels` (1..=[`QDOT_TAIL_PIXELS`]) of a unit, with the roles
+/// turned as in [`qdot_gemv`]: the tile's `rows` (1..=[`super::avx2::QDOT_ROWS`])
+/// output channels are the lanes. The arguments are the tile's: `a` (per
+/// K quad the rows' four s8 each, `4·rows` bytes), `b` (the unit's packed
+/// B, 64 bytes per K quad, pixel `p`'s quad at `4p`; only the first
+/// `pixels` are read), `out`, `k` (K quads, ≥ 0), then `index` (16 i32
+/// `16·r`, the row offsets of the stores) in the place of the table.
+/// Per K quad: the rows' weights in one masked load (lanes past `rows`
+/// zero), per pixel its quad broadcast and one `vpdpbusd`. Then per
+/// pixel one scatter of its `rows` sums into the tile's layout. A
+/// 7x7 plane's last unit of 16 has one pixel: the unit tile spends 16
+/// products on it, this one.
+pub fn qdot_tail(rows: usize, pixels: usize) -> Result<Vec<u8>, IcedError> {
+    let (a_p, b_p, out_p, n, index) = (rdi, rsi, rdx, rcx, r8);
+    let rows = rows.clamp(1, super::avx2::QDOT_ROWS);
+    let pixels = pixels.clamp(1, QDOT_TAIL_PIXELS);
+    let acc = &<AsmRegisterZmm as IntVreg>::ACC[..pixels];
+    let (w, idx) = (zmm12, zmm15);
+    let x = [zmm13, zmm14];
+    let mut a = CodeAssembler::new(64)?;
+    a.set_prefer_vex(false);
+    a.mov(eax, (1u32 << rows) - 1)?;
+    a.kmovw(k1, eax)?;
+    for &r in acc {
+        a.vpxord(r, r, r)?;
+    }
+    super::counted_loop(&mut a, n, |a| {
+        a.vmovdqu32(w.k1().z(), zmmword_ptr(a_p))?;
+        for (p, &ac) in acc.iter().enumerate() {
+            let xr = x[p % 2];
+            a.vpbroadcastd(xr, dword_ptr(b_p + (4 * p) as i64))?;
+            a.vpdpbusd(ac, xr, w)?;
+        }
+        a.add(a_p, (4 * rows) as i32)?;
+        a.add(b_p, 64)
+    })?;
+    a.vmovdqu32(idx, zmmword_ptr(index))?;
+    for (p, &ac) in acc.iter().enumerate() {
+        // a scatter clears its mask as it goes
+        a.kmovw(k2, k1)?;
+        a.vpscatterdd(dword_ptr(out_p + idx * 4 + (4 * p) as i64).k2(), ac)?;
+    }
+    super::leaf_end(a)
+}
+
 impl IntVreg for AsmRegisterZmm {
     const ACC: &'static [Self] = &[zmm0, zmm1, zmm2, zmm3, zmm4, zmm5, zmm6, zmm7, zmm8, zmm9, zmm10, zmm11];
     const B: Self = zmm12;
