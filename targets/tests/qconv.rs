@@ -500,6 +500,26 @@ fn one_pixel_products() {
     assert_eq!(jm.report().micro_kernels, 1, "the one-pixel product alone");
 }
 
+/// Units whose last has 1..=9 pixels (planes of 16·u + t): with VNNI the
+/// tail products (channels in the lanes) take 1..=8, the tile the rest;
+/// full and partial row blocks (12 + 8 channels), two images, a residual
+/// with Clip, a requantised output, a 3x3 window over 40 input channels
+/// (K = 360: 90 quads): every result bit-exact on every preset.
+#[test]
+fn tail_units_of_every_size() {
+    let three = &window(3, 1, 1, 1);
+    for t in 1..=9 {
+        // an output plane of 16 + t pixels: one row of 16 + t
+        let ow = 16 + t;
+        let case = |epi| Case { xsh: [2, 40, 3, ow + 2], wsh: [20, 40, 3, 3], osh: [2, 20, 1, ow], attrs: three, epi, zp: 9 };
+        run_case(&case(PLAIN));
+        run_case(&case("act=Clip, act_min=-2.0, act_max=3.0, residual=true"));
+        let c = case("act=Relu, residual=false");
+        let x: Vec<u8> = pseudo(2 * 40 * 3 * (ow + 2), 3, 0, 255).into_iter().map(|v| v as u8).collect();
+        check_quant(&c, &x, &pseudo(20 * 40 * 9, 4, -127, 127));
+    }
+}
+
 #[test]
 fn extreme_products_do_not_overflow() {
     // K = 256·9 = 2304 steps of 255·128: |acc| ≈ 7.5e7, far past i16, inside i32

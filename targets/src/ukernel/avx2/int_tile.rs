@@ -116,7 +116,8 @@ const INT_B: AsmRegisterYmm = ymm12;
 /// The integer tiles' frame ([`qgemm_tile`], [`qbyte_tile`],
 /// [`crate::ukernel::avx512::qdot_tile`]) on register class `R`: `setup`
 /// (constants, the encoding), the `rows` (1..=`R::ACC.len()`) accumulators
-/// [`IntVreg::ACC`] zeroed, then per K step (`rcx` of them) one B load into
+/// [`IntVreg::ACC`] zeroed, then per K step (`rcx` of them) a prefetch of A
+/// 1 KiB ahead, one B load into
 /// [`IntVreg::B`] and `row(a, r, acc)` for each row, A (`rdi`) and B
 /// (`rsi`) advanced by `4·rows` and `4·lanes` bytes, and the stores
 /// ([`int_store`]). Registers 13–15 of the class are the rows' to use.
@@ -138,6 +139,10 @@ where
         R::zero(&mut a, r)?;
     }
     super::super::counted_loop(&mut a, n, |a| {
+        // A streams once per unit; past L2 (ResNet-18's 512-channel 3x3
+        // weights, 2.4 MB) the hardware prefetcher alone left the tile at
+        // 300 of 360 GOP/s (Zen 4); ~20 K steps ahead brings it to ~330
+        a.prefetcht0(byte_ptr(a_p + 1024))?;
         a.vmovups(R::B, R::ptr(b_p + 0))?;
         for (r, &ac) in acc.iter().enumerate() {
             row(a, r, ac)?;
