@@ -721,6 +721,11 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
             let g = QdotGemv { blocks: rows, last_lanes, epi: TileEpi { residual: quant.is_none(), ..epi }, quant };
             kernels.push((format!("qdot gemv {g:?}"), qdot_gemv(&g).unwrap()));
         }
+        if rows == 1 {
+            for pixels in [8, 16] {
+                kernels.push((format!("quad pack {pixels}"), kerf_targets::ukernel::avx2::quad_pack(pixels).unwrap()));
+            }
+        }
         for pixels in 1..=kerf_targets::ukernel::avx512::QDOT_TAIL_PIXELS {
             let code = kerf_targets::ukernel::avx512::qdot_tail(rows, pixels).unwrap();
             kernels.push((format!("qdot tail {rows}x{pixels}"), code));

@@ -62,7 +62,7 @@ use super::gemm_wide::act_epi;
 use super::loops::mem;
 use super::{Family, Kernel, LResult};
 use crate::isa::Caps;
-use crate::ukernel::avx2::{qbyte_tile, qgemm_tile, QdotEpi, TileEpi, QDOT_ROWS};
+use crate::ukernel::avx2::{qbyte_tile, qgemm_tile, quad_pack, QdotEpi, TileEpi, QDOT_ROWS};
 use crate::ukernel::avx512::{qdot_tail, qdot_tile, QDOT_TAIL_PIXELS};
 
 /// Output channels per register tile (× 2 panels = 12 accumulators).
@@ -299,6 +299,10 @@ struct Assembled {
     fused: [Option<Value>; 2],
     tail: [Option<Value>; 2],
     index: Option<Value>,
+    /// Stride 1 byte quads: the assembled packer of whole units
+    /// (`ukernel::avx2::quad_pack`) and its signature.
+    pack: Option<Value>,
+    pack_sig: SigRef,
     sig: SigRef,
     sums: Value,
 }
@@ -343,7 +347,14 @@ impl Assembled {
             k.blob(rows)
         });
         let sig = k.ukernel_sig(if d.quads { 6 } else { 4 });
-        Ok(Assembled { code, fused, tail: tails, index, sig, sums: k.task_scratch(d.rows * 4 * d.px) })
+        let pack = match d.quads && d.sw == 1 {
+            true => Some(quad_pack(d.px).map_err(|e| format!("internal: quad packer: {e}"))?),
+            false => None,
+        };
+        let pack = pack.map(|c| k.code(Family::Avx2, c));
+        let pack_sig = k.ukernel_sig(4);
+        let sums = k.task_scratch(d.rows * 4 * d.px);
+        Ok(Assembled { code, fused, tail: tails, index, pack, pack_sig, sig, sums })
     }
 }
 
@@ -471,6 +482,32 @@ fn unit_body(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, valid: usiz
 /// valid one (never stored), or, for the tail products, are not packed.
 fn pack_b(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit, xb: Value, valid: usize) {
     let first = k.b.ins().imul_imm_s(u.jp, d.px as i64);
+    let packer = p.tiles.as_ref().and_then(|t| t.pack.map(|c| (c, t.pack_sig)));
+    if let (Some((code, sig)), true) = (packer, valid == d.px) {
+        // a whole unit of consecutive input bytes: the assembled packer
+        let call = |k: &mut Kernel| {
+            let base = pixel_base(k, d, xb, first, 0);
+            let n = k.ic(d.steps as i64);
+            k.b.ins().call_indirect(sig, code, &[base, p.tap, p.bbuf, n]);
+        };
+        // a 1x1 stride-1 conv's rows join up
+        if d.sh * d.w == d.ow {
+            return call(k);
+        }
+        if d.ow >= d.px {
+            let ox = k.b.ins().urem_imm_u(first, d.ow as i64);
+            let fits = k.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, ox, (d.ow - d.px) as i64);
+            let straddles = k.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, ox, (d.ow - d.px) as i64);
+            k.if_then(fits, call);
+            k.if_then(straddles, |k| pack_halves(k, d, p, (xb, first), valid));
+            return;
+        }
+    }
+    pack_halves(k, d, p, (xb, first), valid);
+}
+
+/// [`pack_b`] in halves of 8 pixels, each on its vector or scalar path.
+fn pack_halves(k: &mut Kernel, d: &Dims, p: &Ptrs, (xb, first): (Value, Value), valid: usize) {
     // the tail products read only the valid pixels
     let tail = valid < d.px && p.tiles.as_ref().is_some_and(|t| t.index.is_some());
     for h in 0..d.px / 8 {

@@ -10,7 +10,8 @@
 //! shuffle port.
 //!
 //! [`qgemm_tile`] and [`qbyte_tile`]: the integer conv's tiles (16-bit
-//! pairs; byte quads through `vpmaddubsw` where the weights allow it).
+//! pairs; byte quads through `vpmaddubsw` where the weights allow it);
+//! [`quad_pack`] packs their byte-quad B (and the VNNI tile's).
 //!
 //! [`pattern_tile`]: the pattern-sparse convs' register tile (f32, or byte
 //! quads of four input channels); [`dw_plane`]:
@@ -22,9 +23,11 @@ use iced_x86::Register;
 
 mod int_tile;
 mod pattern;
+mod quad_pack;
 pub(crate) use int_tile::{int_tile, int_to_real, quantise, IntOps, IntVreg};
 pub use int_tile::{qbyte_tile, qgemm_tile, QdotEpi, QDOT_ROWS};
 pub use pattern::{pattern_tile, Elem, EntryKind, PatternTile};
+pub use quad_pack::quad_pack;
 
 /// A GEMM micro-tile variant: everything but the pointers and the K count
 /// is fixed at assembly time. The same description serves the 256-bit tile
