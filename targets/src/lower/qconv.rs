@@ -62,7 +62,9 @@ use super::gemm_wide::act_epi;
 use super::loops::mem;
 use super::{Family, Kernel, LResult};
 use crate::isa::Caps;
-use crate::ukernel::avx2::{qbyte_tile, qgemm_tile, quad_pack, QdotEpi, TileEpi, QDOT_ROWS};
+use crate::ukernel::avx2::{
+    qbyte_tile, qgemm_tile, quad_pack, quad_pack_rows, quad_pack_table, QdotEpi, TileEpi, QDOT_ROWS,
+};
 use crate::ukernel::avx512::{qdot_tail, qdot_tile, QDOT_TAIL_PIXELS};
 
 /// Output channels per register tile (× 2 panels = 12 accumulators).
@@ -302,6 +304,8 @@ struct Assembled {
     /// Stride 1 byte quads: the assembled packer of whole units
     /// (`ukernel::avx2::quad_pack`) and its signature.
     pack: Option<Value>,
+    /// VNNI: the row-segment packer of whole units, strides 1 and 2.
+    rows_pack: Option<RowsPack>,
     pack_sig: SigRef,
     sig: SigRef,
     sums: Value,
@@ -347,14 +351,15 @@ impl Assembled {
             k.blob(rows)
         });
         let sig = k.ukernel_sig(if d.quads { 6 } else { 4 });
-        let pack = match d.quads && d.sw == 1 {
+        let rows_pack = RowsPack::new(k, d)?;
+        let pack = match d.quads && d.sw == 1 && rows_pack.is_none() {
             true => Some(quad_pack(d.px).map_err(|e| format!("internal: quad packer: {e}"))?),
             false => None,
         };
         let pack = pack.map(|c| k.code(Family::Avx2, c));
-        let pack_sig = k.ukernel_sig(4);
+        let pack_sig = k.ukernel_sig(if rows_pack.is_some() { 5 } else { 4 });
         let sums = k.task_scratch(d.rows * 4 * d.px);
-        Ok(Assembled { code, fused, tail: tails, index, pack, pack_sig, sig, sums })
+        Ok(Assembled { code, fused, tail: tails, index, pack, rows_pack, pack_sig, sig, sums })
     }
 }
 
@@ -482,6 +487,10 @@ fn unit_body(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, valid: usiz
 /// valid one (never stored), or, for the tail products, are not packed.
 fn pack_b(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit, xb: Value, valid: usize) {
     let first = k.b.ins().imul_imm_s(u.jp, d.px as i64);
+    if let (Some(rows), true) = (p.tiles.as_ref().and_then(|t| t.rows_pack.as_ref()), valid == d.px) {
+        let sig = p.tiles.as_ref().map(|t| t.pack_sig);
+        return pack_rows(k, d, p, rows, sig, (xb, first));
+    }
     let packer = p.tiles.as_ref().and_then(|t| t.pack.map(|c| (c, t.pack_sig)));
     if let (Some((code, sig)), true) = (packer, valid == d.px) {
         // a whole unit of consecutive input bytes: the assembled packer
@@ -504,6 +513,77 @@ fn pack_b(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit, xb: Value, valid: usize)
         }
     }
     pack_halves(k, d, p, (xb, first), valid);
+}
+
+/// [`pack_b`] for a whole VNNI unit on the row-segment packer: its first
+/// column's table (masks, and the segment count at byte 96) picks the
+/// variant for that many rows.
+fn pack_rows(k: &mut Kernel, d: &Dims, p: &Ptrs, rows: &RowsPack, sig: Option<SigRef>, (xb, first): (Value, Value)) {
+    let Some(sig) = sig else { return };
+    let base = pixel_base(k, d, xb, first, 0);
+    let ox = k.b.ins().urem_imm_u(first, d.ow as i64);
+    let tab = k.addr(rows.table, ox, ROWS_TABLE as i64);
+    let n = k.ic(d.steps as i64);
+    let args = [base, p.tap, p.bbuf, n, tab];
+    if let [(_, code)] = rows.code[..] {
+        k.b.ins().call_indirect(sig, code, &args);
+        return;
+    }
+    let count = k.ld_ro(types::I32, tab, 96);
+    for &(c, code) in &rows.code {
+        let this = k.b.ins().icmp_imm_s(IntCC::Equal, count, c as i64);
+        k.if_then(this, |k| {
+            k.b.ins().call_indirect(sig, code, &args);
+        });
+    }
+}
+
+/// Bytes of one column's entry in [`RowsPack::table`]: 96 of masks and
+/// shuffles ([`quad_pack_table`]), the segment count (i32), padding.
+const ROWS_TABLE: usize = 112;
+
+/// The row-segment packer of a VNNI QConv's whole units
+/// (`ukernel::avx2::quad_pack_rows`): per output column a table entry,
+/// and the variant for each segment count that occurs.
+struct RowsPack {
+    table: Value,
+    code: Vec<(usize, Value)>,
+}
+
+impl RowsPack {
+    /// Where it applies: VNNI units (16 pixels), strides 1 and 2, an input
+    /// row step no shorter than the output row's span, at most 4 rows per
+    /// unit.
+    fn new(k: &mut Kernel, d: &Dims) -> Result<Option<RowsPack>, String> {
+        let gap = (d.sh * d.w) as i64 - (d.ow * d.sw) as i64;
+        if !(k.caps.vnni && d.quads && d.px == 16 && (d.sw == 1 || d.sw == 2) && gap >= 0) {
+            return Ok(None);
+        }
+        let mut table = Vec::with_capacity(d.ow * ROWS_TABLE);
+        let mut counts = Vec::new();
+        for ox in 0..d.ow {
+            let (t, segments) = quad_pack_table(ox, d.ow);
+            let segments = if gap == 0 { 1 } else { segments };
+            if segments > 4 {
+                return Ok(None);
+            }
+            table.extend(t);
+            table.extend((segments as i32).to_le_bytes());
+            table.extend([0u8; ROWS_TABLE - 100]);
+            counts.push(segments);
+        }
+        // the columns whole units start at (a partial last one packs in halves)
+        let whole = d.pixels / d.px;
+        let mut used: Vec<usize> = (0..whole).map(|u| counts[(16 * u) % d.ow]).collect();
+        used.sort_unstable();
+        used.dedup();
+        let mut code = Vec::new();
+        for c in used {
+            let bytes = quad_pack_rows(c, d.sw, gap).map_err(|e| format!("internal: row packer: {e}"))?;
+            code.push((c, k.code(Family::Avx2, bytes)));
+        }
+        Ok(Some(RowsPack { table: k.blob(table), code }))
+    }
 }
 
 /// [`pack_b`] in halves of 8 pixels, each on its vector or scalar path.
