@@ -522,18 +522,19 @@ fn tail_units_of_every_size() {
     }
 }
 
-/// Whole units whose 16 pixels span 1 to 4 output rows (rows of 28, 14,
-/// 7 and 5 pixels; 5 takes the halves), at strides 1 and 2, 3x3 (a gap
-/// between rows) and 1x1 (rows that join at stride 1; a gap at stride 2),
-/// K not a multiple of 4: the VNNI row-segment packer's every variant,
-/// bit-exact on every preset.
+/// Whole units whose 16 pixels lie in one output row or span 2 to 4 (rows
+/// of 20, 28, 14, 7 and 5 pixels; rows of 4 would take 5 and pack in
+/// halves), at strides 1 and 2, 3x3 (a gap between rows) and 1x1 (rows
+/// that join at stride 1; a gap at stride 2), K not a multiple of 4: the
+/// VNNI row-segment packer's variants, bit-exact on every preset.
 #[test]
 fn units_spanning_output_rows() {
-    for (k, s, ow) in [(3, 1, 28), (3, 1, 14), (3, 1, 7), (3, 2, 14), (3, 2, 7), (1, 1, 7), (1, 2, 14), (3, 1, 5)] {
+    let cases = [(3, 1, 28), (3, 2, 20), (3, 1, 14), (3, 1, 7), (3, 2, 14), (3, 2, 7), (1, 1, 7), (1, 2, 14)];
+    for (k, s, ow) in cases.into_iter().chain([(3, 1, 5), (3, 2, 5), (3, 1, 4)]) {
         let attrs = &window(k, s, 1, 1);
         let iw = (ow - 1) * s + k;
-        let ih = (3 - 1) * s + k;
-        let c = Case { xsh: [1, 5, ih, iw], wsh: [13, 5, k, k], osh: [1, 13, 3, ow], attrs, epi: PLAIN, zp: 17 };
+        let ih = (4 - 1) * s + k;
+        let c = Case { xsh: [1, 5, ih, iw], wsh: [13, 5, k, k], osh: [1, 13, 4, ow], attrs, epi: PLAIN, zp: 17 };
         run_case(&c);
         run_case(&Case { epi: "act=Relu, residual=true", ..c });
     }

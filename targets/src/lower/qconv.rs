@@ -325,14 +325,20 @@ impl Assembled {
             true => qdot_tile(r, e).map(|c| (Family::Avx512, c)).map_err(|e| format!("internal: VNNI tile: {e}")),
             false => qbyte_tile(r, e).map(|c| (Family::Avx2, c)).map_err(|e| format!("internal: byte tile: {e}")),
         };
+        let tail_products = vnni && tail <= QDOT_TAIL_PIXELS;
         for (i, r) in [full, d.mg % d.rows].into_iter().enumerate() {
             if r == 0 {
                 continue;
             }
+            if vnni && partial && tail_products {
+                let bytes = qdot_tail(r, tail).map_err(|e| format!("internal: VNNI tail: {e}"))?;
+                tails[i] = Some(k.code(Family::Avx512, bytes));
+            }
             if let Some(e) = epi {
                 let (family, bytes) = quads(r, Some(e))?;
                 fused[i] = Some(k.code(family, bytes));
-                if !partial {
+                // the last unit takes the tail products, or there is none
+                if !partial || tail_products {
                     continue;
                 }
             }
@@ -341,10 +347,6 @@ impl Assembled {
                 false => qgemm_tile(r).ok().map(|c| (Family::Avx2, c)),
             };
             code[i] = bytes.map(|(f, c)| k.code(f, c));
-            if vnni && tail <= QDOT_TAIL_PIXELS {
-                let bytes = qdot_tail(r, tail).map_err(|e| format!("internal: VNNI tail: {e}"))?;
-                tails[i] = Some(k.code(Family::Avx512, bytes));
-            }
         }
         let index = tails.iter().any(Option::is_some).then(|| {
             let rows: Vec<u8> = (0..16i32).flat_map(|r| (16 * r).to_le_bytes()).collect();
@@ -352,7 +354,8 @@ impl Assembled {
         });
         let sig = k.ukernel_sig(if d.quads { 6 } else { 4 });
         let rows_pack = RowsPack::new(k, d)?;
-        let pack = match d.quads && d.sw == 1 && rows_pack.is_none() {
+        let reachable = d.sh * d.w == d.ow || d.ow >= d.px;
+        let pack = match d.quads && d.sw == 1 && rows_pack.is_none() && reachable {
             true => Some(quad_pack(d.px).map_err(|e| format!("internal: quad packer: {e}"))?),
             false => None,
         };
@@ -774,25 +777,26 @@ fn tile(
         k.b.ins().call_indirect(t.sig, code, &[a_blk, p.bbuf, out, n, tab, res]);
         return Ok(());
     }
-    let asm = p.tiles.as_ref().and_then(|t| Some((t.code[which]?, t)));
+    // the tail products for a last unit of few pixels, else the sums-only tile
+    let asm = p.tiles.as_ref().and_then(|t| {
+        let tail = t.tail[which].zip(t.index).filter(|_| valid < d.px);
+        match tail {
+            Some((code, index)) => Some((code, Some(index), t)),
+            None => Some((t.code[which]?, None, t)),
+        }
+    });
     let accs = match asm {
-        Some((code, t)) => {
+        Some((code, index, t)) => {
             let n = k.ic(d.steps as i64);
             let mut args = vec![a_blk, p.bbuf, t.sums, n];
-            match (t.tail[which], t.index) {
-                (Some(tail), Some(index)) if valid < d.px => {
-                    // the same sums for the unit's few pixels, channels in the lanes
-                    args.extend([index, t.sums]);
-                    k.b.ins().call_indirect(t.sig, tail, &args);
-                }
-                _ => {
-                    if d.quads {
-                        // the sums-only VNNI tile reads neither table nor residual
-                        args.extend([t.sums, t.sums]);
-                    }
-                    k.b.ins().call_indirect(t.sig, code, &args);
-                }
+            match index {
+                // the same sums for the unit's few pixels, channels in the lanes
+                Some(index) => args.extend([index, t.sums]),
+                // the sums-only VNNI tile reads neither table nor residual
+                None if d.quads => args.extend([t.sums, t.sums]),
+                None => {}
             }
+            k.b.ins().call_indirect(t.sig, code, &args);
             let sums = (0..rows * d.px / 4).map(|i| k.ld(types::I32X4, t.sums, (16 * i) as i32)).collect();
             match p.corr {
                 Some(corr) => centre(k, corr, m0, sums, d.px / 4),
