@@ -166,7 +166,6 @@ fn host_runs(need: Cpu) -> bool {
 /// skipped with a printed reason elsewhere.
 #[test]
 fn vnni_tile_is_used_where_the_host_has_it() {
-    use kerf_targets::{jit_compile, CompileOptions};
     if !host_runs(Cpu::Vnni) {
         return;
     }
@@ -175,7 +174,7 @@ fn vnni_tile_is_used_where_the_host_has_it() {
     let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(32, 5, -127, 127))).unwrap();
     // VNNI: the tile and the byte-quad packer; haswell: the pair tile (8-bit weights)
     for (cpu, vnni, kernels) in [("native", true, 2), ("haswell", false, 1)] {
-        let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap();
+        let jm = common::jit(&g, cpu);
         assert_eq!(jm.report().caps.vnni, vnni, "{cpu}");
         assert_eq!(jm.report().micro_kernels, kernels, "{cpu}: assembled kernels");
     }
@@ -187,7 +186,6 @@ fn vnni_tile_is_used_where_the_host_has_it() {
 /// the weights' size. `baseline` code keeps the pair layout for both.
 #[test]
 fn byte_tile_is_used_for_seven_bit_weights() {
-    use kerf_targets::{jit_compile, CompileOptions};
     if !host_runs(Cpu::Avx2) {
         return;
     }
@@ -195,7 +193,7 @@ fn byte_tile_is_used_for_seven_bit_weights() {
         let one = &window(1, 1, 1, 1);
         let c = Case { xsh: [1, 64, 8, 8], wsh: [64, 64, 1, 1], osh: [1, 64, 8, 8], attrs: one, epi: PLAIN, zp: 0 };
         let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(64 * 64, 5, lo, hi))).unwrap();
-        let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap();
+        let jm = common::jit(&g, cpu);
         jm.report().rodata_bytes
     };
     // 4096 weights: 8192 bytes as pairs, 4096 as bytes plus a 768-byte epilogue table
@@ -362,7 +360,6 @@ fn depthwise_with_padding_on_every_path() {
 /// fallback `baseline` takes; skipped with a printed reason elsewhere.
 #[test]
 fn depthwise_qconv_takes_the_assembled_pass() {
-    use kerf_targets::{jit_compile, CompileOptions};
     if !host_runs(Cpu::Avx2) {
         return;
     }
@@ -370,7 +367,7 @@ fn depthwise_qconv_takes_the_assembled_pass() {
     let c = Case { xsh: [1, 4, 10, 10], wsh: [4, 1, 3, 3], osh: [1, 4, 10, 10], attrs, epi: PLAIN, zp: 1 };
     let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(36, 5, -127, 127))).unwrap();
     for (cpu, kernels) in [("haswell", 2), ("baseline", 0)] {
-        let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap();
+        let jm = common::jit(&g, cpu);
         assert_eq!(jm.report().micro_kernels, kernels, "{cpu}");
     }
 }
@@ -496,8 +493,7 @@ fn one_pixel_products() {
     }
     let c = Case { xsh: [1, 32, 1, 1], wsh: [10, 32, 1, 1], osh: [1, 10, 1, 1], attrs: one, epi: PLAIN, zp: 0 };
     let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(320, 5, -127, 127))).unwrap();
-    let options = kerf_targets::CompileOptions::parse("host", "native", "t").unwrap();
-    let jm = kerf_targets::jit_compile(&g, &options).unwrap();
+    let jm = common::jit(&g, "native");
     assert_eq!(jm.report().micro_kernels, 1, "the one-pixel product alone");
 }
 
@@ -671,7 +667,6 @@ fn quantize_runs(
     (scale, zp): (f32, u8),
     x: &[f32],
 ) -> (Vec<u8>, Vec<(&'static str, Vec<u8>)>) {
-    use kerf_targets::{jit_compile, CompileOptions};
     let os: Vec<usize> = (0..4).map(|a| shape[a] + (pads[a] + pads[a + 4]) as usize).collect();
     let text = format!(
         "graph \"q\"\n  input %0 \"x\": f32[{}]\n  %1 = Quantize{{scale={scale:?}, zp={zp}, pads={}}}(%0): u8[{}]\n  output \"y\" = %1\n",
@@ -685,7 +680,7 @@ fn quantize_runs(
     let runs = cpus()
         .into_iter()
         .map(|cpu| {
-            let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap();
+            let jm = common::jit(&g, cpu);
             (cpu, common::run_rt(jm.model(), &ins, None))
         })
         .collect();
@@ -846,7 +841,6 @@ fn quad_patterns_on_the_integer_pattern_kernel() {
 /// byte layout's. `baseline` code takes the integer GEMM (all weights).
 #[test]
 fn integer_pattern_kernel_stores_only_kept_taps() {
-    use kerf_targets::{jit_compile, CompileOptions};
     if !host_runs(Cpu::Avx2) {
         return;
     }
@@ -854,7 +848,7 @@ fn integer_pattern_kernel_stores_only_kept_taps() {
     let c = Case { xsh: [1, 64, 18, 18], wsh: [64, 64, 3, 3], osh: [1, 64, 16, 16], attrs: a3, epi: PLAIN, zp: 0 };
     let rodata = |cpu: &str| {
         let g = kerf_ir::text::parse(&graph_text(&c, &quad_pattern_weights(c.wsh, -64, 64))).unwrap();
-        jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap().report().rodata_bytes
+        common::jit(&g, cpu).report().rodata_bytes
     };
     // 36864 codes: one byte each in the byte tile's layout (two in the
     // baseline's pairs); the pattern program holds the kept 4 taps of

@@ -723,11 +723,10 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
         }
         if rows == 1 {
             for pixels in [8, 16] {
-                kernels.push((format!("quad pack {pixels}"), kerf_targets::ukernel::avx2::quad_pack(pixels).unwrap()));
-            }
-            for (segments, stride) in [(1, 1), (2, 1), (4, 1), (1, 2), (3, 2), (4, 2)] {
-                let code = kerf_targets::ukernel::avx2::quad_pack_rows(segments, stride, 58).unwrap();
-                kernels.push((format!("quad pack rows {segments} stride {stride}"), code));
+                for (segments, stride) in [(1, 1), (2, 1), (4, 1), (1, 2), (3, 2), (4, 2)] {
+                    let code = kerf_targets::ukernel::avx2::quad_pack(pixels, segments, stride, 58).unwrap();
+                    kernels.push((format!("quad pack {pixels} rows {segments} stride {stride}"), code));
+                }
             }
         }
         for pixels in 1..=kerf_targets::ukernel::avx512::QDOT_TAIL_PIXELS {

@@ -62,9 +62,7 @@ use super::gemm_wide::act_epi;
 use super::loops::mem;
 use super::{Family, Kernel, LResult};
 use crate::isa::Caps;
-use crate::ukernel::avx2::{
-    qbyte_tile, qgemm_tile, quad_pack, quad_pack_rows, quad_pack_table, QdotEpi, TileEpi, QDOT_ROWS,
-};
+use crate::ukernel::avx2::{qbyte_tile, qgemm_tile, quad_pack, quad_pack_table, QdotEpi, TileEpi, QDOT_ROWS};
 use crate::ukernel::avx512::{qdot_tail, qdot_tile, QDOT_TAIL_PIXELS};
 
 /// Output channels per register tile (× 2 panels = 12 accumulators).
@@ -301,12 +299,8 @@ struct Assembled {
     fused: [Option<Value>; 2],
     tail: [Option<Value>; 2],
     index: Option<Value>,
-    /// Stride 1 byte quads: the assembled packer of whole units
-    /// (`ukernel::avx2::quad_pack`) and its signature.
-    pack: Option<Value>,
-    /// VNNI: the row-segment packer of whole units, strides 1 and 2.
-    rows_pack: Option<RowsPack>,
-    pack_sig: SigRef,
+    /// Byte quads at strides 1 and 2: the assembled packer of whole units.
+    pack: Option<QuadPack>,
     sig: SigRef,
     sums: Value,
 }
@@ -330,7 +324,7 @@ impl Assembled {
             if r == 0 {
                 continue;
             }
-            if vnni && partial && tail_products {
+            if partial && tail_products {
                 let bytes = qdot_tail(r, tail).map_err(|e| format!("internal: VNNI tail: {e}"))?;
                 tails[i] = Some(k.code(Family::Avx512, bytes));
             }
@@ -353,16 +347,9 @@ impl Assembled {
             k.blob(rows)
         });
         let sig = k.ukernel_sig(if d.quads { 6 } else { 4 });
-        let rows_pack = RowsPack::new(k, d)?;
-        let reachable = d.sh * d.w == d.ow || d.ow >= d.px;
-        let pack = match d.quads && d.sw == 1 && rows_pack.is_none() && reachable {
-            true => Some(quad_pack(d.px).map_err(|e| format!("internal: quad packer: {e}"))?),
-            false => None,
-        };
-        let pack = pack.map(|c| k.code(Family::Avx2, c));
-        let pack_sig = k.ukernel_sig(if rows_pack.is_some() { 5 } else { 4 });
+        let pack = QuadPack::new(k, d)?;
         let sums = k.task_scratch(d.rows * 4 * d.px);
-        Ok(Assembled { code, fused, tail: tails, index, pack, rows_pack, pack_sig, sig, sums })
+        Ok(Assembled { code, fused, tail: tails, index, pack, sig, sums })
     }
 }
 
@@ -490,102 +477,95 @@ fn unit_body(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, valid: usiz
 /// valid one (never stored), or, for the tail products, are not packed.
 fn pack_b(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit, xb: Value, valid: usize) {
     let first = k.b.ins().imul_imm_s(u.jp, d.px as i64);
-    if let (Some(rows), true) = (p.tiles.as_ref().and_then(|t| t.rows_pack.as_ref()), valid == d.px) {
-        let sig = p.tiles.as_ref().map(|t| t.pack_sig);
-        return pack_rows(k, d, p, rows, sig, (xb, first));
-    }
-    let packer = p.tiles.as_ref().and_then(|t| t.pack.map(|c| (c, t.pack_sig)));
-    if let (Some((code, sig)), true) = (packer, valid == d.px) {
-        // a whole unit of consecutive input bytes: the assembled packer
-        let call = |k: &mut Kernel| {
-            let base = pixel_base(k, d, xb, first, 0);
-            let n = k.ic(d.steps as i64);
-            k.b.ins().call_indirect(sig, code, &[base, p.tap, p.bbuf, n]);
-        };
-        // a 1x1 stride-1 conv's rows join up
-        if d.sh * d.w == d.ow {
-            return call(k);
-        }
-        if d.ow >= d.px {
-            let ox = k.b.ins().urem_imm_u(first, d.ow as i64);
-            let fits = k.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, ox, (d.ow - d.px) as i64);
-            let straddles = k.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, ox, (d.ow - d.px) as i64);
-            k.if_then(fits, call);
-            k.if_then(straddles, |k| pack_halves(k, d, p, (xb, first), valid));
-            return;
-        }
-    }
-    pack_halves(k, d, p, (xb, first), valid);
-}
-
-/// [`pack_b`] for a whole VNNI unit on the row-segment packer: its first
-/// column's table (masks, and the segment count at byte 96) picks the
-/// variant for that many rows.
-fn pack_rows(k: &mut Kernel, d: &Dims, p: &Ptrs, rows: &RowsPack, sig: Option<SigRef>, (xb, first): (Value, Value)) {
-    let Some(sig) = sig else { return };
-    let base = pixel_base(k, d, xb, first, 0);
-    let ox = k.b.ins().urem_imm_u(first, d.ow as i64);
-    let tab = k.addr(rows.table, ox, ROWS_TABLE as i64);
-    let n = k.ic(d.steps as i64);
-    let args = [base, p.tap, p.bbuf, n, tab];
-    if let [(_, code)] = rows.code[..] {
-        k.b.ins().call_indirect(sig, code, &args);
-        return;
-    }
-    let count = k.ld_ro(types::I32, tab, 96);
-    for &(c, code) in &rows.code {
-        let this = k.b.ins().icmp_imm_s(IntCC::Equal, count, c as i64);
-        k.if_then(this, |k| {
-            k.b.ins().call_indirect(sig, code, &args);
-        });
+    match p.tiles.as_ref().and_then(|t| t.pack.as_ref()) {
+        Some(pack) if valid == d.px => pack.call(k, d, p, (xb, u.jp, first)),
+        _ => pack_halves(k, d, p, (xb, first), valid),
     }
 }
 
-/// Bytes of one column's entry in [`RowsPack::table`]: 96 of masks and
-/// shuffles ([`quad_pack_table`]), the segment count (i32), padding.
-const ROWS_TABLE: usize = 112;
+/// Bytes of one column's entry in [`QuadPack::table`]: 96 of masks and
+/// shuffles ([`quad_pack_table`]), the row count (i32), padding.
+const PACK_TABLE: usize = 112;
 
-/// The row-segment packer of a VNNI QConv's whole units
-/// (`ukernel::avx2::quad_pack_rows`): per output column a table entry,
-/// and the variant for each segment count that occurs.
-struct RowsPack {
+/// The assembled packer of a byte-quad QConv's whole units
+/// (`ukernel::avx2::quad_pack`): a table entry per unit of the period of
+/// the columns units start at, and the variant for each number of output
+/// rows a whole unit spans.
+struct QuadPack {
     table: Value,
     code: Vec<(usize, Value)>,
+    sig: SigRef,
+    /// Units after which the columns they start at repeat.
+    period: usize,
 }
 
-impl RowsPack {
-    /// Where it applies: VNNI units (16 pixels), strides 1 and 2, an input
-    /// row step no shorter than the output row's span, at most 4 rows per
-    /// unit.
-    fn new(k: &mut Kernel, d: &Dims) -> Result<Option<RowsPack>, String> {
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+impl QuadPack {
+    /// Where it applies: byte quads (AVX2 units of 8, VNNI units of 16),
+    /// strides 1 and 2, an input row step no shorter than the output row's
+    /// span, at most 4 rows per unit.
+    fn new(k: &mut Kernel, d: &Dims) -> Result<Option<QuadPack>, String> {
         let gap = (d.sh * d.w) as i64 - (d.ow * d.sw) as i64;
-        if !(k.caps.vnni && d.quads && d.px == 16 && (d.sw == 1 || d.sw == 2) && gap >= 0) {
+        if !(d.quads && (d.sw == 1 || d.sw == 2) && gap >= 0) {
             return Ok(None);
         }
-        let mut table = Vec::with_capacity(d.ow * ROWS_TABLE);
-        let mut counts = Vec::new();
-        for ox in 0..d.ow {
-            let (t, segments) = quad_pack_table(ox, d.ow);
+        // unit u starts at column (px·u) mod ow: one entry per unit of the
+        // period; the whole units use them (a partial last one packs in halves)
+        let period = d.ow / gcd(d.ow, d.px);
+        let whole = d.pixels / d.px;
+        let mut table = Vec::with_capacity(period * PACK_TABLE);
+        let mut used = Vec::new();
+        for u in 0..period {
+            let (t, segments) = quad_pack_table(d.px * u % d.ow, d.ow, d.px);
             let segments = if gap == 0 { 1 } else { segments };
-            if segments > 4 {
+            if segments > 4 && u < whole {
                 return Ok(None);
             }
             table.extend(t);
             table.extend((segments as i32).to_le_bytes());
-            table.extend([0u8; ROWS_TABLE - 100]);
-            counts.push(segments);
+            table.extend([0u8; PACK_TABLE - 100]);
+            if u < whole {
+                used.push(segments);
+            }
         }
-        // the columns whole units start at (a partial last one packs in halves)
-        let whole = d.pixels / d.px;
-        let mut used: Vec<usize> = (0..whole).map(|u| counts[(16 * u) % d.ow]).collect();
         used.sort_unstable();
         used.dedup();
         let mut code = Vec::new();
         for c in used {
-            let bytes = quad_pack_rows(c, d.sw, gap).map_err(|e| format!("internal: row packer: {e}"))?;
+            let bytes = quad_pack(d.px, c, d.sw, gap).map_err(|e| format!("internal: quad packer: {e}"))?;
             code.push((c, k.code(Family::Avx2, bytes)));
         }
-        Ok(Some(RowsPack { table: k.blob(table), code }))
+        let sig = k.ukernel_sig(5);
+        Ok(Some(QuadPack { table: k.blob(table), code, sig, period }))
+    }
+
+    /// Packs the whole unit `jp` (of the image), starting at pixel
+    /// `first`: its entry (masks, and the row count at byte 96) picks the
+    /// variant.
+    fn call(&self, k: &mut Kernel, d: &Dims, p: &Ptrs, (xb, jp, first): (Value, Value, Value)) {
+        let base = pixel_base(k, d, xb, first, 0);
+        let at = k.b.ins().urem_imm_u(jp, self.period as i64);
+        let tab = k.addr(self.table, at, PACK_TABLE as i64);
+        let n = k.ic(d.steps as i64);
+        let args = [base, p.tap, p.bbuf, n, tab];
+        if let [(_, code)] = self.code[..] {
+            k.b.ins().call_indirect(self.sig, code, &args);
+            return;
+        }
+        let count = k.ld_ro(types::I32, tab, 96);
+        for &(c, code) in &self.code {
+            let this = k.b.ins().icmp_imm_s(IntCC::Equal, count, c as i64);
+            k.if_then(this, |k| {
+                k.b.ins().call_indirect(self.sig, code, &args);
+            });
+        }
     }
 }
 

@@ -27,7 +27,7 @@ mod quad_pack;
 pub(crate) use int_tile::{int_tile, int_to_real, quantise, IntOps, IntVreg};
 pub use int_tile::{qbyte_tile, qgemm_tile, QdotEpi, QDOT_ROWS};
 pub use pattern::{pattern_tile, Elem, EntryKind, PatternTile};
-pub use quad_pack::{quad_pack, quad_pack_rows, quad_pack_table};
+pub use quad_pack::{quad_pack, quad_pack_table};
 
 /// A GEMM micro-tile variant: everything but the pointers and the K count
 /// is fixed at assembly time. The same description serves the 256-bit tile

@@ -7,11 +7,16 @@ use std::sync::Mutex;
 
 use kerf_ir::Tensor;
 use kerf_runtime::{KerfRuntime, Model, TaskFn, ThreadPool, ABI_VERSION};
-use kerf_targets::{jit_compile, CompileOptions};
+use kerf_targets::{jit_compile, CompileOptions, JitModel};
+
+/// `g` compiled in-process for the host with the CPU preset `cpu`.
+pub fn jit(g: &kerf_ir::Graph, cpu: &str) -> JitModel {
+    jit_compile(g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap_or_else(|e| panic!("{cpu}: {e}"))
+}
 
 pub fn run(text: &str, inputs: &[Tensor], cpu: &str) -> Vec<Vec<f32>> {
     let g = kerf_ir::text::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap_or_else(|e| panic!("{e}"));
+    let jm = jit(&g, cpu);
     let m = jm.model();
     // raw bytes of any dtype, in 8-byte aligned storage
     let stores: Vec<Vec<u64>> = inputs
