@@ -61,6 +61,24 @@ pub fn byte_pairs_exact(codes: &[i8], row: usize) -> bool {
     codes.chunks(row.max(1)).all(|r| r.chunks(2).all(|p| fits(p[0], p.get(1).copied().unwrap_or(0))))
 }
 
+/// Whether a depthwise conv's geometry suits the VNNI depthwise quad pass
+/// (`kerf_targets::ukernel::avx512::dw_quad`): `kh` up to 5 rows of `kw`
+/// up to 4 taps (a row of taps is one byte quad), horizontal stride `sw`
+/// 1 or 2, every 128-bit lane's 16-byte window (from the qword its first
+/// pixel starts in) holding its four pixels' taps at dilation `dw`, and
+/// output rows of 1 to 1024 pixels. Stated here because the pass stores
+/// u8 itself: the `int8-requant` rule gives such convs the requantising
+/// epilogue on VNNI targets, and the code generator must then take them.
+pub fn depthwise_quads_fit([kh, kw]: [usize; 2], sw: usize, dw: usize, ow: usize) -> bool {
+    let window = |j: usize| sw * (4 * j + 3) - (sw * 4 * j) / 8 * 8 + kw.saturating_sub(1) * dw;
+    (1..=5).contains(&kh)
+        && (1..=4).contains(&kw)
+        && (1..=2).contains(&sw)
+        && dw >= 1
+        && (1..=1024).contains(&ow)
+        && (0..4).all(|j| window(j) < 16)
+}
+
 /// [`byte_pairs_exact`] of an i8 weight tensor whose first axis is the
 /// output channel (its rows are the rest); false for any other dtype.
 pub fn weights_byte_pairs_exact(w: &crate::Tensor) -> bool {

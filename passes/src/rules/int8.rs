@@ -129,14 +129,17 @@ fn quantiser(eg: &KEGraph, class: Id) -> Option<Quantiser> {
 /// Whether the integer kernel pays for this conv (see the module docs):
 /// the GEMM for one group or wide groups, the integer depthwise pass
 /// (`depthwise`: the target has it) for one channel per group on output
-/// rows of at least 8 pixels (`ow`). On narrower rows the f32 depthwise
-/// kernel's unrolled small-plane path wins even with the quantising chain
-/// in front of it (Zen 4: MobileNetV2's 7x7 planes 0.057 against 0.069 ms,
-/// DS-CNN's 25x5 ones 8.4 against 12.0 µs; 14x14 and larger planes gain,
-/// docs/compression.md).
-fn worth_it(c: &kerf_ir::op::Conv, epi: &Epilogue, wshape: &[usize], depthwise: bool, ow: usize) -> bool {
+/// rows of at least 8 pixels (`ow`). On narrower rows the AVX2 float
+/// pass loses to the f32 depthwise kernel's unrolled small-plane path even
+/// with the quantising chain in front of it (Zen 4: MobileNetV2's 7x7
+/// planes 0.057 against 0.069 ms, DS-CNN's 25x5 ones 8.4 against 12.0 µs;
+/// 14x14 and larger planes gain, docs/compression.md); VNNI's quad pass
+/// (`quads`: [`kerf_ir::depthwise_quads_fit`]) takes them too.
+fn worth_it(c: &kerf_ir::op::Conv, epi: &Epilogue, wshape: &[usize], depthwise: bool, ow: usize, quads: bool) -> bool {
     let per_output: usize = wshape[1..].iter().product();
-    let dw = depthwise && ow >= 8 && c.is_depthwise(wshape) && on_depthwise_pass(c, epi, wshape);
+    let wd = &c.window;
+    let narrow = quads && kerf_ir::depthwise_quads_fit([wshape[2], wshape[3]], wd.strides[1], wd.dilations[1], ow);
+    let dw = depthwise && (ow >= 8 || narrow) && c.is_depthwise(wshape) && on_depthwise_pass(c, epi, wshape);
     c.group == 1 || (per_output >= 16 && wshape[0] / c.group >= 4) || dw
 }
 
@@ -183,8 +186,9 @@ impl Rule for Int8Conv {
             let on_grid = weight.grid.as_ref().is_some_and(|g| g.axis == 0);
             let pattern_f32 = on_pattern_kernel(eg, class, &conv, w) && !on_quad_kernel(eg, &conv, w);
             let ow = eg[class].data.ty().and_then(|t| t.shape.last().copied()).unwrap_or(0);
-            if !on_grid || !worth_it(&conv, &epi, weight.tensor.shape(), eg.analysis.int8_depthwise, ow) || pattern_f32
-            {
+            let quads = eg.analysis.int8_dot == crate::Int8Dot::Bytes;
+            let worth = worth_it(&conv, &epi, weight.tensor.shape(), eg.analysis.int8_depthwise, ow, quads);
+            if !on_grid || !worth || pattern_f32 {
                 continue;
             }
             let b = match ch.get(2) {

@@ -2,10 +2,12 @@
 //!
 //! Matches `Quantize{s, z, pads = 0}(c)` where `c`'s class holds a
 //! `QConv{out: Real}(args)` on the integer GEMM: not one the integer
-//! pattern kernel takes (it has no u8 output), nor a depthwise one (the
-//! depthwise pass's u8 store measured slower than the separate quantiser:
-//! MobileNetV2's stride-2 112x112 layer 0.175 + 0.031 → 0.243 ms on Zen 4,
-//! the pass bound by its extra shuffles and stores). It adds
+//! pattern kernel takes (it has no u8 output), nor a depthwise one except
+//! on the VNNI quad pass (`Int8Dot::Bytes` and
+//! [`kerf_ir::depthwise_quads_fit`]), which stores u8 in its own epilogue:
+//! the AVX2 float pass's u8 store measured slower than the separate
+//! quantiser (MobileNetV2's stride-2 112x112 layer 0.175 + 0.031 → 0.243
+//! ms on Zen 4, bound by its extra shuffles and stores). It adds
 //! `QConv{out: Quant{s, z}}(args)`
 //! to the `Quantize`'s class: the integer conv then hands the next layer's
 //! integer conv its u8 input directly, without writing and re-reading an
@@ -48,7 +50,7 @@ impl Rule for Requant {
             }
             for cn in &eg[*c].nodes {
                 let Some(Op::QConv(q)) = cn.kerf_op() else { continue };
-                if q.out != QOut::Real || depthwise(eg, q, cn) || on_quad_kernel(eg, q, cn) {
+                if q.out != QOut::Real || !stores_bytes(eg, q, cn, *c) || on_quad_kernel(eg, q, cn) {
                     continue;
                 }
                 let q = QConv { out: QOut::Quant { scale: *scale, zp: *zp }, ..q.clone() };
@@ -61,11 +63,19 @@ impl Rule for Requant {
     }
 }
 
-/// Whether the QConv `n` is depthwise: its weight `[M, 1, kh, kw]` with
-/// `M` groups.
-fn depthwise(eg: &KEGraph, q: &QConv, n: &KNode) -> bool {
+/// Whether the code generator gives the QConv `n` (of class `class`) a
+/// u8 store in its own epilogue: every GEMM QConv; a depthwise one (weight
+/// `[M, 1, kh, kw]`, `M` groups) only on the VNNI quad pass.
+fn stores_bytes(eg: &KEGraph, q: &QConv, n: &KNode, class: Id) -> bool {
     let w = n.children.get(1).and_then(|&c| eg[c].data.ty());
-    w.is_some_and(|w| q.conv.is_depthwise(&w.shape))
+    let Some(w) = w.filter(|w| q.conv.is_depthwise(&w.shape)) else { return true };
+    let wd = &q.conv.window;
+    let ow = eg[class].data.ty().and_then(|t| t.shape.get(3).copied());
+    eg.analysis.int8_dot == crate::Int8Dot::Bytes
+        && wd.rank() == 2
+        && ow.is_some_and(|ow| {
+            kerf_ir::depthwise_quads_fit([w.shape[2], w.shape[3]], wd.strides[1], wd.dilations[1], ow)
+        })
 }
 
 /// Whether the code generator runs the QConv `n` on the integer pattern

@@ -274,7 +274,7 @@ pub(super) struct QDepthwise<'a> {
 }
 
 impl QDepthwise<'_> {
-    fn check(&self, g: &Geo) -> LResult {
+    pub(super) fn check(&self, g: &Geo) -> LResult {
         let taps = g.kh * g.kw;
         if self.codes.len() != g.c * taps || self.scale.len() != g.c || self.bias.len() != g.c {
             return Err(format!("depthwise QConv: expected {} codes and {} scales and biases", g.c * taps, g.c));

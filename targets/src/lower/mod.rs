@@ -75,6 +75,7 @@ pub mod norm;
 pub mod pool;
 pub mod qconv;
 pub mod qconv_pattern;
+pub mod qdepthwise;
 pub mod quantize;
 pub mod reduce;
 pub mod requant;

@@ -195,6 +195,9 @@ pub fn qconv(k: &mut Kernel) -> LResult {
         let codes: Vec<f32> = w.iter().map(|&c| c as f32).collect();
         let dw = super::depthwise::QDepthwise { codes: &codes, scale: &scales, bias: &bias, zp: q.x_zp, quant };
         let epi = Epilogue { act, residual };
+        if let Some(done) = super::qdepthwise::vnni(k, &g, &dw, epi) {
+            return done;
+        }
         if let Some(done) = super::depthwise::quantised(k, &g, &dw, epi) {
             return done;
         }

@@ -24,6 +24,9 @@
 
 use iced_x86::code_asm::*;
 
+mod depthwise;
+pub use depthwise::{dw_quad, DwQuad, DW_QUAD_CORR, DW_QUAD_MAX_KH, DW_QUAD_TABLE};
+
 use super::avx2::{activation, int_tile, GemmTile, Init, IntVreg, QdotEpi, Vreg};
 
 /// Machine code of the VNNI integer tile: `rows` (1..=[`super::avx2::QDOT_ROWS`]: B in
@@ -121,10 +124,9 @@ pub fn qdot_gemv(g: &QdotGemv) -> Result<Vec<u8>, IcedError> {
             a.vaddps(ac, ac, x)?;
         }
     }
-    activation(&mut a, &g.epi, acc)?;
     match g.quant {
         Some(grid) => {
-            super::avx2::quantise(&mut a, acc, grid)?;
+            super::avx2::requantise(&mut a, &g.epi, acc, grid)?;
             for (j, &ac) in acc.iter().enumerate() {
                 let m = out_p + (16 * j) as i64;
                 match partial && j == last {
@@ -134,6 +136,7 @@ pub fn qdot_gemv(g: &QdotGemv) -> Result<Vec<u8>, IcedError> {
             }
         }
         None => {
+            activation(&mut a, &g.epi, acc)?;
             for (j, &ac) in acc.iter().enumerate() {
                 let m = out_p + (64 * j) as i64;
                 match partial && j == last {

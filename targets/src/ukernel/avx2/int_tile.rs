@@ -5,8 +5,8 @@
 //! [`int_to_real`]).
 
 use iced_x86::code_asm::asm_traits::{
-    CodeAsmVaddps, CodeAsmVbroadcastss, CodeAsmVcvtdq2ps, CodeAsmVcvttps2dq, CodeAsmVdivps, CodeAsmVmovups,
-    CodeAsmVpbroadcastd, CodeAsmVpsubd,
+    CodeAsmVaddps, CodeAsmVbroadcastss, CodeAsmVcvtdq2ps, CodeAsmVcvtps2dq, CodeAsmVcvttps2dq, CodeAsmVdivps,
+    CodeAsmVmovups, CodeAsmVpaddd, CodeAsmVpbroadcastd, CodeAsmVpsubd,
 };
 use iced_x86::code_asm::*;
 
@@ -93,6 +93,8 @@ pub(crate) trait IntOps<R>:
     + CodeAsmVaddps<R, R, AsmMemoryOperand>
     + CodeAsmVdivps<R, R, R>
     + CodeAsmVcvttps2dq<R, R>
+    + CodeAsmVcvtps2dq<R, R>
+    + CodeAsmVpaddd<R, R, R>
 {
 }
 
@@ -107,6 +109,8 @@ impl<R, T> IntOps<R> for T where
         + CodeAsmVaddps<R, R, AsmMemoryOperand>
         + CodeAsmVdivps<R, R, R>
         + CodeAsmVcvttps2dq<R, R>
+        + CodeAsmVcvtps2dq<R, R>
+        + CodeAsmVpaddd<R, R, R>
 {
 }
 
@@ -243,30 +247,92 @@ where
             a.vaddps(ac, ac, R::ptr(res + r as i64 * ldr))?;
         }
     }
-    activation(a, &e.epi, acc)?;
-    if let Some((scale, zp)) = e.quant {
-        return quantise_store(a, acc, (scale, zp), (out_p, ldo));
+    if let Some(grid) = e.quant {
+        requantise(a, &e.epi, acc, grid)?;
+        for (r, &ac) in acc.iter().enumerate() {
+            R::store_bytes(a, ac, out_p + r as i64 * ldo)?;
+        }
+        return Ok(());
     }
+    activation(a, &e.epi, acc)?;
     for (r, &ac) in acc.iter().enumerate() {
         a.vmovups(R::ptr(out_p + r as i64 * ldo), ac)?;
     }
     Ok(())
 }
 
-/// The requantising store ([`QdotEpi::quant`]): per row [`quantise`],
-/// then the low bytes, rows `ldo` bytes apart.
-fn quantise_store<R: IntVreg>(
+/// The activation of `epi` and the requantising store's arithmetic on the
+/// accumulators (whole numbers in `0..=255` after it): [`activation`] then
+/// [`quantise`], or where [`fused_bounds`] allows, the same values in
+/// fewer operations ([`quantise_clamped`]).
+pub(crate) fn requantise<R: IntVreg>(
     a: &mut CodeAssembler,
+    epi: &TileEpi,
     acc: &[R],
     grid: (f32, u8),
-    (out_p, ldo): (AsmRegister64, i64),
 ) -> Result<(), IcedError>
 where
     CodeAssembler: IntOps<R>,
 {
-    quantise(a, acc, grid)?;
-    for (r, &ac) in acc.iter().enumerate() {
-        R::store_bytes(a, ac, out_p + r as i64 * ldo)?;
+    match fused_bounds(epi, grid) {
+        Some(bounds) => quantise_clamped(a, acc, grid, bounds),
+        None => {
+            activation(a, epi, acc)?;
+            quantise(a, acc, grid)
+        }
+    }
+}
+
+/// The clamp activation of `epi` folded into the quantiser's: integer
+/// bounds `(lo, hi)` on `round(y / scale)` such that
+/// `clamp(round(y / scale), lo, hi) = clamp(round(clip(y) / scale), −zp,
+/// 255 − zp)` for every non-NaN `y`: division by a positive scale, its
+/// rounding and round-to-nearest-even are monotone, so they commute with
+/// `max`/`min` (`lo = max(round(clip_lo / scale), −zp)`, `hi` likewise;
+/// the signs of zero vanish in the conversion). `None` with a residual (a
+/// NaN could reach the epilogue, where the two orders differ), with
+/// HardSwish, or with bounds out of order.
+fn fused_bounds(epi: &TileEpi, (scale, zp): (f32, u8)) -> Option<(f32, f32)> {
+    if epi.residual || epi.hardswish || epi.scale.is_some() || epi.addend.is_some() || scale.is_nan() || scale <= 0.0 {
+        return None;
+    }
+    let z = f32::from(zp);
+    let (lo, hi) = match epi.clamp {
+        None => (-z, 255.0 - z),
+        Some(c) => {
+            let lo = (c.lo / scale).round_ties_even().max(-z);
+            let hi = c.hi.map_or(255.0 - z, |h| (h / scale).round_ties_even().min(255.0 - z));
+            (lo, hi)
+        }
+    };
+    (lo <= hi).then_some((lo, hi))
+}
+
+/// `acc = i32(clamp(acc / scale, lo, hi)) + zp` with the conversion's
+/// round to nearest even ([`fused_bounds`]'s `lo`, `hi`: whole numbers,
+/// so clamping before the rounding is clamping after it): six operations
+/// per vector where the activation then [`quantise`] take nine or ten.
+fn quantise_clamped<R: IntVreg>(
+    a: &mut CodeAssembler,
+    acc: &[R],
+    (scale, zp): (f32, u8),
+    (lo, hi): (f32, f32),
+) -> Result<(), IcedError>
+where
+    CodeAssembler: IntOps<R>,
+{
+    let [s, l, h, z] = R::SCRATCH;
+    for (r, v) in [s, l, h].into_iter().zip([scale, lo, hi]) {
+        R::splat(a, r, v)?;
+    }
+    // the zero point as an i32 (the splat's bits)
+    R::splat(a, z, f32::from_bits(u32::from(zp)))?;
+    for &ac in acc {
+        a.vdivps(ac, ac, s)?;
+        a.vmaxps(ac, ac, l)?;
+        a.vminps(ac, ac, h)?;
+        a.vcvtps2dq(ac, ac)?;
+        a.vpaddd(ac, ac, z)?;
     }
     Ok(())
 }

@@ -1,0 +1,86 @@
+//! A depthwise [`kerf_ir::op::QConv`] on AVX-512 VNNI targets: the
+//! assembled quad pass ([`crate::ukernel::avx512::dw_quad`]) reads each
+//! channel's u8 plane in place (padding masked in as the zero point) and
+//! sums in integers with `vpdpbusd`, a row of up to four taps per
+//! instruction; its epilogue stores f32 or, for a requantising `QConv`
+//! (`QOut::Quant`), the next layer's u8 itself. One call per channel of
+//! each image, the tasks splitting the channels.
+//!
+//! Contract: the reference's bits (f32 out) and bytes (u8 out) for None,
+//! Relu, Clip and HardSwish's tile form, like every integer kernel;
+//! `None` where the target or the geometry is not the pass's (the caller
+//! then takes the f32 pass of `depthwise::quantised` or the scalar kernel).
+
+use cranelift_codegen::ir::InstBuilder;
+
+use super::conv_geo::Geo;
+use super::depthwise::QDepthwise;
+use super::epilogue::Epilogue;
+use super::gemm_wide::act_epi;
+use super::{Family, Kernel, LResult};
+use crate::ukernel::avx512::{dw_quad, DwQuad, DW_QUAD_CORR, DW_QUAD_TABLE};
+
+/// The depthwise QConv `q` on the quad pass, or `None` (see the module docs).
+pub(super) fn vnni(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue) -> Option<LResult> {
+    if !k.caps.vnni || q.check(g).is_err() {
+        return None;
+    }
+    let tile = act_epi(epi.act, epi.residual.is_some())?;
+    let (h, w, oh, ow, kh, kw) = (g.h, g.w, g.oh, g.ow, g.kh, g.kw);
+    let (sh, sw, dh, dw, ph, pw) = (g.sh, g.sw, g.dh, g.dw, g.ph, g.pw);
+    let spec = DwQuad { h, w, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw, zp: q.zp, epi: tile, quant: q.quant };
+    let code = dw_quad(&spec)?;
+    Some(run(k, g, q, epi, code))
+}
+
+/// Per channel its [`DW_QUAD_TABLE`] bytes: the rows' weight quads (s8,
+/// zero past `kw`), the i32 `zp·Σ w` over every tap, the scale, the bias;
+/// repeated per image, so a task's planes read consecutive entries.
+fn table(g: &Geo, q: &QDepthwise) -> Vec<u8> {
+    let taps = g.kh * g.kw;
+    let mut out = Vec::with_capacity(g.c * DW_QUAD_TABLE);
+    for c in 0..g.c {
+        let codes: Vec<i32> = q.codes[c * taps..(c + 1) * taps].iter().map(|&v| v as i32).collect();
+        let mut t = [0u8; DW_QUAD_TABLE];
+        for (i, &v) in codes.iter().enumerate() {
+            t[4 * (i / g.kw) + i % g.kw] = v as i8 as u8;
+        }
+        let corr = i32::from(q.zp) * codes.iter().sum::<i32>();
+        let at = DW_QUAD_CORR;
+        t[at..at + 4].copy_from_slice(&corr.to_le_bytes());
+        t[at + 4..at + 8].copy_from_slice(&q.scale[c].to_le_bytes());
+        t[at + 8..at + 12].copy_from_slice(&q.bias[c].to_le_bytes());
+        out.extend(t);
+    }
+    out.repeat(g.n)
+}
+
+fn run(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue, code: Vec<u8>) -> LResult {
+    let tb = k.blob(table(g, q));
+    let (xp, out) = (k.input(0), k.output(0));
+    let out_el = if q.quant.is_some() { 1 } else { 4 };
+    let cost = (2 * g.oh * g.ow * g.kh * g.kw) as u64;
+    let (lo, hi) = k.parallel_range(g.n * g.c, 1, cost)?;
+    let code = k.code(Family::Avx512, code);
+    let sig = k.ukernel_sig(5);
+    let g = *g;
+    let plane = |k: &mut Kernel, at: cranelift_codegen::ir::Value, bytes: usize| {
+        let o = k.b.ins().imul_imm_s(lo, bytes as i64);
+        k.b.ins().iadd(at, o)
+    };
+    let x = plane(k, xp, g.h * g.w);
+    let o = plane(k, out, g.oh * g.ow * out_el);
+    let t = plane(k, tb, DW_QUAD_TABLE);
+    // the residual addressed from the output: `residual − out·(4 / out_el)`
+    let r = match epi.residual {
+        Some(r) => {
+            let r = plane(k, r, g.oh * g.ow * 4);
+            let scaled = k.b.ins().imul_imm_s(o, (4 / out_el) as i64);
+            k.b.ins().isub(r, scaled)
+        }
+        None => k.ic(0),
+    };
+    let count = k.b.ins().isub(hi, lo);
+    k.b.ins().call_indirect(sig, code, &[x, o, t, r, count]);
+    Ok(())
+}
