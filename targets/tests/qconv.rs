@@ -355,9 +355,63 @@ fn depthwise_with_padding_on_every_path() {
     check(&c, &[255u8; 128], &w);
 }
 
+/// A depthwise window of `c` channels: kernel `kh × kw`, strides,
+/// dilations and pads (top, left, bottom, right).
+fn dw_window(k: [usize; 2], s: [usize; 2], d: [usize; 2], p: [usize; 4], c: usize) -> String {
+    format!(
+        "kernel=[{},{}], strides=[{},{}], dilations=[{},{}], pads=[{},{},{},{}], group={c}",
+        k[0], k[1], s[0], s[1], d[0], d[1], p[0], p[1], p[2], p[3]
+    )
+}
+
+/// The VNNI depthwise quad pass (`ukernel::avx512::dw_quad`, which
+/// `native` code takes where the host has AVX-512 VNNI; every other path
+/// elsewhere) against the reference, bit for bit with f32 outputs and
+/// byte for byte with u8 ones: rows of 1 to 200 pixels (partial last
+/// blocks, more than 12 blocks a row), strides 1 and 2 along either axis,
+/// kernels 1x3, 3x1, 2x4, 5x3 and 3x3 at dilation 2, paddings of 0 to 2 and
+/// lopsided ones, heights giving whole row groups and a rest, two images
+/// (the per-plane table repeats per image), a residual, and none, Relu,
+/// Clip and HardSwish.
+#[test]
+fn depthwise_quad_pass_geometries() {
+    let clip = "act=Clip, act_min=0.0, act_max=6.0, residual=false";
+    let relu_res = "act=Relu, residual=true";
+    let hs = "act=HardSwish, residual=false";
+    // (h, w, kernel, strides, dilations, pads, epilogue, zp)
+    let cases: [(usize, usize, [usize; 2], [usize; 2], [usize; 2], [usize; 4], &str, u8); 12] = [
+        (8, 20, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1], clip, 3),
+        (5, 200, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1], PLAIN, 128),
+        (9, 33, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1], relu_res, 0),
+        (7, 7, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1], clip, 250),
+        (14, 14, [3, 3], [2, 2], [1, 1], [0, 0, 1, 1], clip, 17),
+        (6, 17, [1, 3], [1, 1], [1, 1], [0, 1, 0, 1], hs, 9),
+        (11, 5, [3, 1], [2, 1], [1, 1], [1, 0, 1, 0], PLAIN, 77),
+        (7, 40, [2, 4], [1, 2], [1, 1], [0, 2, 1, 1], relu_res, 200),
+        (12, 19, [5, 3], [1, 1], [1, 1], [2, 1, 2, 1], clip, 1),
+        (10, 36, [3, 3], [1, 1], [2, 2], [2, 2, 2, 2], PLAIN, 60),
+        (1, 3, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1], clip, 5),
+        (4, 70, [3, 3], [1, 2], [1, 1], [0, 0, 0, 0], PLAIN, 33),
+    ];
+    for (h, w, k, st, dl, p, epi, zp) in cases {
+        let (n, c) = (2, 3);
+        let oh = (h + p[0] + p[2] - dl[0] * (k[0] - 1) - 1) / st[0] + 1;
+        let ow = (w + p[1] + p[3] - dl[1] * (k[1] - 1) - 1) / st[1] + 1;
+        let attrs = &dw_window(k, st, dl, p, c);
+        let case = Case { xsh: [n, c, h, w], wsh: [c, 1, k[0], k[1]], osh: [n, c, oh, ow], attrs, epi, zp };
+        let x: Vec<u8> = pseudo(n * c * h * w, 3, 0, 255).into_iter().map(|v| v as u8).collect();
+        let wts = pseudo(c * k[0] * k[1], 4, -128, 127);
+        check(&case, &x, &wts);
+        if (n * c * oh * ow).is_multiple_of(4) {
+            check_quant(&case, &x, &wts);
+        }
+    }
+}
+
 /// Where the host has AVX2, a padded depthwise QConv runs on the assembled
-/// pass (its u8 copy and the pass: two micro-kernels), not on the scalar
-/// fallback `baseline` takes; skipped with a printed reason elsewhere.
+/// pass (its u8 copy and the pass: two micro-kernels; with VNNI, the quad
+/// pass alone), not on the scalar fallback `baseline` takes; skipped with
+/// a printed reason elsewhere.
 #[test]
 fn depthwise_qconv_takes_the_assembled_pass() {
     if !host_runs(Cpu::Avx2) {
@@ -369,6 +423,10 @@ fn depthwise_qconv_takes_the_assembled_pass() {
     for (cpu, kernels) in [("haswell", 2), ("baseline", 0)] {
         let jm = common::jit(&g, cpu);
         assert_eq!(jm.report().micro_kernels, kernels, "{cpu}");
+    }
+    // with VNNI, one: the quad pass reads the u8 plane itself
+    if host_runs(Cpu::Vnni) {
+        assert_eq!(common::jit(&g, "native").report().micro_kernels, 1);
     }
 }
 
@@ -382,25 +440,54 @@ fn check_quant(c: &Case, x: &[u8], w: &[i64]) {
     let n: usize = c.osh.iter().product();
     assert_eq!(n % 4, 0, "the harness reads whole f32s");
     let real = kerf_ir::text::parse(&graph_text(c, w)).unwrap();
-    let ins = inputs(c, x);
-    let y = reference(&real, &ins).remove(0);
+    let y = reference(&real, &inputs(c, x)).remove(0);
     let (lo, hi) = y.iter().fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
     let scale = (hi - lo) / 270.0;
     let zp = (-lo / scale - 10.0).round().clamp(0.0, 255.0) as u8;
+    let want = check_quant_on(c, x, w, (scale, zp));
+    // both ends of the grid are reached (the clamp is exercised)
+    let (lo, hi) = (want.iter().min().copied(), want.iter().max().copied());
+    assert!(lo == Some(0) && hi == Some(255), "{}: output bytes {lo:?}..{hi:?}", c.attrs);
+}
+
+/// [`check_quant`] on the grid `(scale, zp)`; returns the expected bytes.
+fn check_quant_on(c: &Case, x: &[u8], w: &[i64], (scale, zp): (f32, u8)) -> Vec<u8> {
+    let ins = inputs(c, x);
     let text = graph_text(c, w)
         .replace(&format!("x_zp={}}}", c.zp), &format!("x_zp={}, out=quant, out_scale={scale:?}, out_zp={zp}}}", c.zp))
         .replace(&format!("): f32[{}] @\"c\"", dims(&c.osh)), &format!("): u8[{}] @\"c\"", dims(&c.osh)));
     let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let want = kerf_ir::eval::eval_graph(&g, &ins).unwrap().remove(0);
     assert_eq!(want.dtype(), DType::U8);
-    // both ends of the grid are reached (the clamp is exercised)
-    let (lo, hi) = (want.bytes().iter().min().copied(), want.bytes().iter().max().copied());
-    assert!(lo == Some(0) && hi == Some(255), "{}: output bytes {lo:?}..{hi:?}", c.attrs);
     for cpu in cpus() {
         let got: Vec<u8> = run(&text, &ins, cpu).remove(0).iter().flat_map(|f| f.to_le_bytes()).collect();
         for (i, (a, b)) in got.iter().zip(want.bytes()).enumerate() {
             assert_eq!(a, b, "{} {} ({cpu}): byte {i}", c.attrs, c.epi);
         }
+    }
+    want.bytes().to_vec()
+}
+
+/// The requantising epilogue with a clamp activation whose bounds fall
+/// inside the output grid (the epilogue folds them into the grid's own:
+/// `round(6 / scale)` here is 201, not its floor 200, and the lower bound
+/// 0 lies above `−zp`): GEMM tiles and the depthwise passes, byte for byte.
+#[test]
+fn clamp_bounds_inside_the_grid() {
+    let clip = "act=Clip, act_min=0.0, act_max=6.0, residual=false";
+    let grid = (6.0 / 200.6, 10);
+    let one = &window(1, 1, 1, 1);
+    let dw = &depthwise(3, 1, 1, 4);
+    for c in [
+        Case { xsh: [1, 16, 5, 8], wsh: [12, 16, 1, 1], osh: [1, 12, 5, 8], attrs: one, epi: clip, zp: 3 },
+        Case { xsh: [1, 4, 9, 20], wsh: [4, 1, 3, 3], osh: [1, 4, 9, 20], attrs: dw, epi: clip, zp: 3 },
+    ] {
+        let nx: usize = c.xsh.iter().product();
+        let nw: usize = c.wsh.iter().product();
+        let x: Vec<u8> = pseudo(nx, 1, 0, 255).into_iter().map(|v| v as u8).collect();
+        let want = check_quant_on(&c, &x, &pseudo(nw, 2, -127, 127), grid);
+        // both folded bounds bind
+        assert!(want.contains(&10) && want.contains(&211), "{}", c.attrs);
     }
 }
 

@@ -742,6 +742,24 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
 fn other_kernels() -> Vec<(String, Vec<u8>)> {
     use kerf_targets::ukernel::avx2::*;
     let mut kernels: Vec<(String, Vec<u8>)> = Vec::new();
+    for (i, (h, w, kh, kw, sw, quant)) in
+        [(8, 20, 3, 3, 1, false), (5, 200, 3, 3, 1, true), (9, 33, 5, 3, 2, false), (4, 70, 2, 4, 2, true)]
+            .into_iter()
+            .enumerate()
+    {
+        use kerf_targets::ukernel::avx512::{dw_quad, DwQuad};
+        let epi = TileEpi {
+            residual: i % 2 == 0,
+            clamp: (i != 2).then_some(Clamp { lo: 0.0, hi: Some(6.0) }),
+            hardswish: i == 2,
+            ..TileEpi::default()
+        };
+        let (oh, ow) = (h / 2 + 1, (w + 2 - kw) / sw + 1);
+        let (sh, dh, dw, ph, pw, zp) = (2, 1, 1, 1, 1, 7);
+        let quant = quant.then_some((0.05, 3));
+        let g = DwQuad { h, w, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw, zp, epi, quant };
+        kernels.push((format!("depthwise quads {g:?}"), dw_quad(&g).unwrap()));
+    }
     for (blocks, kk) in [(1, 1), (8, 64), (16, 64), (24, 100), (3, 7)] {
         let code = kerf_targets::ukernel::avx512::rnn_product(blocks, kk).unwrap();
         kernels.push((format!("recurrent product {blocks} x {kk}"), code));

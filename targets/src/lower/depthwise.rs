@@ -284,8 +284,9 @@ impl QDepthwise<'_> {
 }
 
 /// A depthwise QConv (one input and one output channel per group; its
-/// padded taps read the zero point) on the assembled pass, where the
-/// target has it (`None` otherwise: the caller runs it on
+/// padded taps read the zero point) on the assembled float pass, where
+/// the target has it and VNNI's quad pass (`lower::qdepthwise`, tried
+/// first) does not apply (`None` otherwise: the caller runs it on
 /// [`quantised_scalar`] or the integer GEMM). Each task converts its
 /// channel's plane to the floats `x − zp` (exact) in its zero-padded
 /// scratch plane and the pass multiplies by the int8 codes as floats:
@@ -294,9 +295,9 @@ impl QDepthwise<'_> {
 /// b[c]`, the residual and the activation in the op's order (the
 /// reference's bits). A requantised (u8) output is left to the caller
 /// (`lower::qconv`: [`quantised_scalar`] when padded, else the integer
-/// GEMM): the `int8-requant` rule does not give a depthwise conv one (the
-/// pass's u8 store measured slower than the separate quantiser,
-/// docs/compression.md), so only hand-written IR has it.
+/// GEMM): the `int8-requant` rule gives a depthwise conv one only on VNNI
+/// targets, whose quad pass stores u8 itself (this pass's u8 store
+/// measured slower than the separate quantiser, docs/compression.md).
 pub(super) fn quantised(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue) -> Option<LResult> {
     let taps = g.kh * g.kw;
     if q.check(g).is_err() || taps * 255 * 128 >= 1 << 24 {

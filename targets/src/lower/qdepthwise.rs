@@ -30,7 +30,7 @@ pub(super) fn vnni(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue) -> Op
     let (sh, sw, dh, dw, ph, pw) = (g.sh, g.sw, g.dh, g.dw, g.ph, g.pw);
     let spec = DwQuad { h, w, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw, zp: q.zp, epi: tile, quant: q.quant };
     let code = dw_quad(&spec)?;
-    Some(run(k, g, q, epi, code))
+    Some(run(k, g, q, epi, (code, spec.indices())))
 }
 
 /// Per channel its [`DW_QUAD_TABLE`] bytes: the rows' weight quads (s8,
@@ -55,14 +55,15 @@ fn table(g: &Geo, q: &QDepthwise) -> Vec<u8> {
     out.repeat(g.n)
 }
 
-fn run(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue, code: Vec<u8>) -> LResult {
+fn run(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue, (code, indices): (Vec<u8>, Vec<u8>)) -> LResult {
     let tb = k.blob(table(g, q));
+    let ib = k.blob(indices);
     let (xp, out) = (k.input(0), k.output(0));
     let out_el = if q.quant.is_some() { 1 } else { 4 };
     let cost = (2 * g.oh * g.ow * g.kh * g.kw) as u64;
     let (lo, hi) = k.parallel_range(g.n * g.c, 1, cost)?;
     let code = k.code(Family::Avx512, code);
-    let sig = k.ukernel_sig(5);
+    let sig = k.ukernel_sig(6);
     let g = *g;
     let plane = |k: &mut Kernel, at: cranelift_codegen::ir::Value, bytes: usize| {
         let o = k.b.ins().imul_imm_s(lo, bytes as i64);
@@ -81,6 +82,6 @@ fn run(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue, code: Vec<u8>) ->
         None => k.ic(0),
     };
     let count = k.b.ins().isub(hi, lo);
-    k.b.ins().call_indirect(sig, code, &[x, o, t, r, count]);
+    k.b.ins().call_indirect(sig, code, &[x, o, t, r, count, ib]);
     Ok(())
 }

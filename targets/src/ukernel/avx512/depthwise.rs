@@ -116,6 +116,34 @@ impl DwQuad {
     fn res_scale(&self) -> i32 {
         4 / self.out_size() as i32
     }
+    /// The pass's `indices` argument: the `vpermq` qword indices that give
+    /// each 128-bit lane its window, then the `vpshufb` byte indices that
+    /// make its four pixels' quads (64 bytes each).
+    pub fn indices(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(128);
+        for j in 0..4 {
+            let q = (self.lane_base(j) / 8) as u64;
+            bytes.extend(q.to_le_bytes());
+            bytes.extend((q + 1).to_le_bytes());
+        }
+        for j in 0..4 {
+            bytes.extend((0..16).map(|e| self.index(j, e / 4, e % 4)));
+        }
+        bytes
+    }
+    /// The distinct non-empty load masks of the row's blocks: at most
+    /// [`MAX_MASKS`] (a span of at most 40 bytes and blocks 16·`sw` apart
+    /// give at most two blocks cut by the left edge, two by the right, and
+    /// the whole ones); [`dw_quad`] refuses more.
+    pub fn masks(&self) -> Vec<u64> {
+        let mut masks: Vec<u64> = Vec::new();
+        for m in (0..self.ow.div_ceil(16)).map(|b| self.mask(b)) {
+            if m != 0 && !masks.contains(&m) {
+                masks.push(m);
+            }
+        }
+        masks
+    }
     /// Bytes per output element.
     fn out_size(&self) -> i64 {
         if self.quant.is_some() {
@@ -134,17 +162,19 @@ impl DwQuad {
 /// the i32 `zp·Σ w`, the f32 scale and the f32 bias), `residual` (f32, the
 /// output's layout: passed as `residual − out·(4 / output element size)`
 /// so that one register addresses it from the output's; read only with
-/// `epi.residual`) and `count` (≥ 0). `None` for a geometry
-/// [`DwQuad::fits`] refuses.
+/// `epi.residual`), `count` (≥ 0) and `indices` ([`DwQuad::indices`]).
+/// `None` for a geometry [`DwQuad::fits`] refuses.
 pub fn dw_quad(g: &DwQuad) -> Option<Vec<u8>> {
-    g.fits().then(|| assemble(g).ok()).flatten()
+    (g.fits() && g.masks().len() <= MAX_MASKS).then(|| assemble(g).ok()).flatten()
 }
+
+/// Most distinct load masks ([`DwQuad::masks`]).
+const MAX_MASKS: usize = 5;
 
 fn assemble(g: &DwQuad) -> Result<Vec<u8>, IcedError> {
     let mut a = CodeAssembler::new(64)?;
     a.set_prefer_vex(false);
-    let mut consts = [a.create_label(), a.create_label()];
-    let p = Pass::setup(&mut a, g, consts)?;
+    let p = Pass::setup(&mut a, g)?;
     let (x, out, table, count) = (rdi, rsi, rdx, r8);
     super::super::counted_loop(&mut a, count, |a| {
         p.plane(a)?;
@@ -155,13 +185,7 @@ fn assemble(g: &DwQuad) -> Result<Vec<u8>, IcedError> {
     for r in (W0..32).filter_map(upper) {
         a.vpxord(r, r, r)?;
     }
-    a.vzeroupper()?;
-    a.ret()?;
-    for (label, bytes) in consts.iter_mut().zip(p.consts.chunks(64)) {
-        a.set_label(label)?;
-        a.db(bytes)?;
-    }
-    a.assemble(0)
+    super::super::leaf_end(a)
 }
 
 /// `zmm16`–`zmm31` by number.
@@ -184,13 +208,11 @@ struct Rows {
 /// The pass's compile-time plan and its registers.
 struct Pass<'g> {
     g: &'g DwQuad,
-    /// The distinct load masks and the `k` register each lives in
-    /// (`k1`..=`k5`; more take `k6`, set before each load).
-    masks: Vec<u64>,
+    /// Per block the mask register of its loads (`k1`..=`k5`, one per
+    /// distinct mask), `None` where its span lies outside the row.
+    block_mask: Vec<Option<AsmRegisterK>>,
     /// Bytes between output rows.
     out_row: i64,
-    /// The `vpermq` and `vpshufb` indices (64 bytes each), placed after the code.
-    consts: Vec<u8>,
 }
 
 /// The epilogue's per-channel i32 `zp·Σ w`, f32 scale and bias.
@@ -203,39 +225,27 @@ const ZP: Z = zmm26;
 
 impl<'g> Pass<'g> {
     /// Loads the indices, the zero-point vector and the masks.
-    fn setup(a: &mut CodeAssembler, g: &'g DwQuad, consts: [CodeLabel; 2]) -> Result<Pass<'g>, IcedError> {
-        let mut bytes = Vec::with_capacity(128);
-        for j in 0..4 {
-            let q = (g.lane_base(j) / 8) as u64;
-            bytes.extend((q).to_le_bytes());
-            bytes.extend((q + 1).to_le_bytes());
-        }
-        for j in 0..4 {
-            bytes.extend((0..16).map(|e| g.index(j, e / 4, e % 4)));
-        }
-        a.vmovdqu64(PERM, zmmword_ptr(consts[0]))?;
-        a.vmovdqu64(SHUF, zmmword_ptr(consts[1]))?;
+    fn setup(a: &mut CodeAssembler, g: &'g DwQuad) -> Result<Pass<'g>, IcedError> {
+        a.vmovdqu64(PERM, zmmword_ptr(r9))?;
+        a.vmovdqu64(SHUF, zmmword_ptr(r9 + 64))?;
         a.mov(eax, u32::from(g.zp) * 0x0101_0101)?;
         a.vpbroadcastd(ZP, eax)?;
         let blocks = g.ow.div_ceil(16);
-        let mut masks: Vec<u64> = Vec::new();
-        for b in 0..blocks {
-            let m = g.mask(b);
-            if m != 0 && !masks.contains(&m) {
-                masks.push(m);
-            }
-        }
-        for (i, &m) in masks.iter().take(5).enumerate() {
+        let masks = g.masks();
+        for (&m, &k) in masks.iter().zip(&MASK_REGS) {
             a.mov(rax, m)?;
-            a.kmovq(kreg(i + 1), rax)?;
+            a.kmovq(k, rax)?;
         }
+        let block_mask = (0..blocks)
+            .map(|b| masks.iter().zip(&MASK_REGS).find(|(&m, _)| m == g.mask(b)).map(|(_, &k)| k))
+            .collect();
         let lanes = g.ow - 16 * (blocks - 1);
         if lanes < 16 {
             a.mov(eax, (1u32 << lanes) - 1)?;
             a.kmovw(k7, eax)?;
         }
         let out_row = g.ow as i64 * g.out_size();
-        Ok(Pass { g, masks, out_row, consts: bytes })
+        Ok(Pass { g, block_mask, out_row })
     }
 
     /// Whether output row `oy` reads input row `ky` of its window inside the plane.
@@ -357,7 +367,7 @@ impl<'g> Pass<'g> {
                     turn += 1;
                     let col = (16 * b * g.sw) as i64 - g.pw as i64;
                     let mem = zmmword_ptr(at.x.0 + (at.x.1 + (d * g.w) as i64 + col));
-                    self.load(a, q, mem, g.mask(b))?;
+                    self.load(a, q, mem, b)?;
                     a.vpermq(q, PERM, q)?;
                     a.vpshufb(q, q, SHUF)?;
                     q
@@ -372,21 +382,12 @@ impl<'g> Pass<'g> {
         Ok(())
     }
 
-    /// `q` = the span at `mem`, bytes outside the row the zero point.
-    fn load(&self, a: &mut CodeAssembler, q: Z, mem: AsmMemoryOperand, m: u64) -> Result<(), IcedError> {
-        let full = m.count_ones() as usize == self.g.span();
-        if m == 0 {
+    /// `q` = block `b`'s span at `mem`, bytes outside the row the zero point.
+    fn load(&self, a: &mut CodeAssembler, q: Z, mem: AsmMemoryOperand, b: usize) -> Result<(), IcedError> {
+        let Some(k) = self.block_mask[b] else {
             return a.vmovdqa64(q, ZP);
-        }
-        let k = match self.masks.iter().take(5).position(|&x| x == m) {
-            Some(i) => i + 1,
-            None => {
-                a.mov(rax, m)?;
-                a.kmovq(k6, rax)?;
-                6
-            }
         };
-        if full {
+        if self.g.mask(b).count_ones() as usize == self.g.span() {
             a.vmovdqu8(masked(q, k).z(), mem)
         } else {
             a.vmovdqa64(q, ZP)?;
@@ -448,19 +449,16 @@ fn weights(ky: usize) -> Z {
     [zmm16, zmm17, zmm18, zmm19, zmm20][ky]
 }
 
-/// Mask register `k1`..=`k7` by number.
-fn kreg(i: usize) -> AsmRegisterK {
-    [k1, k2, k3, k4, k5, k6, k7][i - 1]
-}
+/// The load masks' registers ([`DwQuad::masks`]).
+const MASK_REGS: [AsmRegisterK; MAX_MASKS] = [k1, k2, k3, k4, k5];
 
-/// `q{k_i}`.
-fn masked(q: Z, i: usize) -> Z {
-    match i {
-        1 => q.k1(),
-        2 => q.k2(),
-        3 => q.k3(),
-        4 => q.k4(),
-        5 => q.k5(),
-        _ => q.k6(),
+/// `q{k}`.
+fn masked(q: Z, k: AsmRegisterK) -> Z {
+    match k {
+        k if k == k1 => q.k1(),
+        k if k == k2 => q.k2(),
+        k if k == k3 => q.k3(),
+        k if k == k4 => q.k4(),
+        _ => q.k5(),
     }
 }
