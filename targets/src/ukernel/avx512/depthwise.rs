@@ -421,18 +421,11 @@ impl<'g> Pass<'g> {
             Some(grid) => requantise(a, &g.epi, acc, grid)?,
             None => activation(a, &g.epi, acc)?,
         }
-        for ((&ac, &b), &x) in acc.iter().zip(blocks).zip(&ACC_X[first..]) {
+        for (&ac, &b) in acc.iter().zip(blocks) {
             let off = at.out.1 + 16 * b as i64 * g.out_size();
             match (g.quant.is_some(), partial(b)) {
-                // narrowed in a register, then stored: `vpmovdb` to memory
-                // is microcoded on Zen 4
-                (true, partial) => {
-                    a.vpmovdb(x, ac)?;
-                    match partial {
-                        true => a.vmovdqu8(xmmword_ptr(at.out.0 + off).k7(), x)?,
-                        false => a.vmovdqu(xmmword_ptr(at.out.0 + off), x)?,
-                    }
-                }
+                (true, true) => a.vpmovdb(xmmword_ptr(at.out.0 + off).k7(), ac)?,
+                (true, false) => a.vpmovdb(xmmword_ptr(at.out.0 + off), ac)?,
                 (false, true) => a.vmovups(zmmword_ptr(at.out.0 + off).k7(), ac)?,
                 (false, false) => a.vmovups(zmmword_ptr(at.out.0 + off), ac)?,
             }
@@ -440,9 +433,6 @@ impl<'g> Pass<'g> {
         Ok(())
     }
 }
-
-/// The accumulators' `xmm` halves, for the narrowed u8 stores.
-const ACC_X: [AsmRegisterXmm; 12] = [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11];
 
 /// Row `ky`'s weight quads, broadcast.
 fn weights(ky: usize) -> Z {
