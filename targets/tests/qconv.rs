@@ -364,6 +364,10 @@ fn dw_window(k: [usize; 2], s: [usize; 2], d: [usize; 2], p: [usize; 4], c: usiz
     )
 }
 
+/// A depthwise case: input rows and columns, kernel, strides, dilations,
+/// pads (top, left, bottom, right), epilogue, zero point.
+type DwCase<'a> = (usize, usize, [usize; 2], [usize; 2], [usize; 2], [usize; 4], &'a str, u8);
+
 /// The VNNI depthwise quad pass (`ukernel::avx512::dw_quad`, which
 /// `native` code takes where the host has AVX-512 VNNI; every other path
 /// elsewhere) against the reference, bit for bit with f32 outputs and
@@ -372,14 +376,17 @@ fn dw_window(k: [usize; 2], s: [usize; 2], d: [usize; 2], p: [usize; 4], c: usiz
 /// kernels 1x3, 3x1, 2x4, 5x3 and 3x3 at dilation 2, paddings of 0 to 2 and
 /// lopsided ones, heights giving whole row groups and a rest, two images
 /// (the per-plane table repeats per image), a residual, and none, Relu,
-/// Clip and HardSwish.
+/// Clip and HardSwish; rows of whole blocks, windows at the fit's limit,
+/// vertical stride 3, and a plane with no row's window inside it.
 #[test]
 fn depthwise_quad_pass_geometries() {
     let clip = "act=Clip, act_min=0.0, act_max=6.0, residual=false";
     let relu_res = "act=Relu, residual=true";
     let hs = "act=HardSwish, residual=false";
     // (h, w, kernel, strides, dilations, pads, epilogue, zp)
-    let cases: [(usize, usize, [usize; 2], [usize; 2], [usize; 2], [usize; 4], &str, u8); 12] = [
+    // the quad pass itself runs only where `native` has VNNI (say so elsewhere)
+    host_runs(Cpu::Vnni);
+    let cases: [DwCase; 17] = [
         (8, 20, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1], clip, 3),
         (5, 200, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1], PLAIN, 128),
         (9, 33, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1], relu_res, 0),
@@ -392,6 +399,14 @@ fn depthwise_quad_pass_geometries() {
         (10, 36, [3, 3], [1, 1], [2, 2], [2, 2, 2, 2], PLAIN, 60),
         (1, 3, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1], clip, 5),
         (4, 70, [3, 3], [1, 2], [1, 1], [0, 0, 0, 0], PLAIN, 33),
+        // whole blocks only (rows of 32 and 112): no masked store
+        (6, 32, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1], clip, 21),
+        (3, 112, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1], relu_res, 90),
+        // windows at the fit's limit: (kw − 1)·dw = 8 at stride 1, 9 at stride 2
+        (9, 40, [3, 3], [1, 1], [1, 4], [1, 4, 1, 4], clip, 44),
+        (9, 50, [2, 4], [3, 2], [1, 3], [1, 3, 0, 3], PLAIN, 120),
+        // no row's window inside the plane: every row on its own
+        (2, 24, [5, 3], [1, 1], [1, 1], [2, 1, 2, 1], clip, 8),
     ];
     for (h, w, k, st, dl, p, epi, zp) in cases {
         let (n, c) = (2, 3);
@@ -451,11 +466,21 @@ fn check_quant(c: &Case, x: &[u8], w: &[i64]) {
 }
 
 /// [`check_quant`] on the grid `(scale, zp)`; returns the expected bytes.
-fn check_quant_on(c: &Case, x: &[u8], w: &[i64], (scale, zp): (f32, u8)) -> Vec<u8> {
-    let ins = inputs(c, x);
-    let text = graph_text(c, w)
+fn check_quant_on(c: &Case, x: &[u8], w: &[i64], grid: (f32, u8)) -> Vec<u8> {
+    check_quant_with(c, &inputs(c, x), w, grid)
+}
+
+/// The QConv graph of case `c` with a u8 output through the grid `(scale, zp)`.
+fn quant_text(c: &Case, w: &[i64], (scale, zp): (f32, u8)) -> String {
+    graph_text(c, w)
         .replace(&format!("x_zp={}}}", c.zp), &format!("x_zp={}, out=quant, out_scale={scale:?}, out_zp={zp}}}", c.zp))
-        .replace(&format!("): f32[{}] @\"c\"", dims(&c.osh)), &format!("): u8[{}] @\"c\"", dims(&c.osh)));
+        .replace(&format!("): f32[{}] @\"c\"", dims(&c.osh)), &format!("): u8[{}] @\"c\"", dims(&c.osh)))
+}
+
+/// [`check_quant_on`] with these inputs.
+fn check_quant_with(c: &Case, ins: &[Tensor], w: &[i64], grid: (f32, u8)) -> Vec<u8> {
+    let ins = ins.to_vec();
+    let text = quant_text(c, w, grid);
     let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let want = kerf_ir::eval::eval_graph(&g, &ins).unwrap().remove(0);
     assert_eq!(want.dtype(), DType::U8);
@@ -471,7 +496,9 @@ fn check_quant_on(c: &Case, x: &[u8], w: &[i64], (scale, zp): (f32, u8)) -> Vec<
 /// The requantising epilogue with a clamp activation whose bounds fall
 /// inside the output grid (the epilogue folds them into the grid's own:
 /// `round(6 / scale)` here is 201, not its floor 200, and the lower bound
-/// 0 lies above `−zp`): GEMM tiles and the depthwise passes, byte for byte.
+/// 0 lies above `−zp`): GEMM tiles and the depthwise passes, byte for
+/// byte, also with infinities in a residual; with NaN there, the presets
+/// agree with each other.
 #[test]
 fn clamp_bounds_inside_the_grid() {
     let clip = "act=Clip, act_min=0.0, act_max=6.0, residual=false";
@@ -488,6 +515,40 @@ fn clamp_bounds_inside_the_grid() {
         let want = check_quant_on(&c, &x, &pseudo(nw, 2, -127, 127), grid);
         // both folded bounds bind
         assert!(want.contains(&10) && want.contains(&211), "{}", c.attrs);
+    } // a residual with infinities: the folded epilogue gives the reference's
+      // bytes (+∞ on the grid's top, −∞ on Relu's 0); with NaN, every preset the
+      // same byte, 0 (the kernels' `max` keeps a NaN, which the quantiser
+      // clamps to the grid's low end; the reference's Relu, Rust's `max`,
+      // makes it 0 first, hence the zero point's byte: a known difference)
+    let relu = "act=Relu, residual=true";
+    for c in [
+        Case { xsh: [1, 16, 4, 16], wsh: [12, 16, 1, 1], osh: [1, 12, 4, 16], attrs: one, epi: relu, zp: 3 },
+        Case { xsh: [1, 4, 9, 20], wsh: [4, 1, 3, 3], osh: [1, 4, 9, 20], attrs: dw, epi: relu, zp: 3 },
+    ] {
+        let nx: usize = c.xsh.iter().product();
+        let nw: usize = c.wsh.iter().product();
+        let x: Vec<u8> = pseudo(nx, 1, 0, 255).into_iter().map(|v| v as u8).collect();
+        let w = pseudo(nw, 2, -127, 127);
+        let poison = |v: &[(usize, f32)]| {
+            let mut ins = inputs(&c, &x);
+            let mut r = ins[1].to_f32_vec();
+            for &(i, x) in v {
+                r[i] = x;
+            }
+            ins[1] = Tensor::from_f32(c.osh.to_vec(), &r).unwrap();
+            ins
+        };
+        let want = check_quant_with(&c, &poison(&[(20, f32::INFINITY), (37, f32::NEG_INFINITY)]), &w, grid);
+        assert_eq!([want[20], want[37]], [255, 10], "{}", c.attrs);
+        let ins = poison(&[(3, f32::NAN), (50, -f32::NAN)]);
+        let text = quant_text(&c, &w, grid);
+        let base = run(&text, &ins, "baseline").remove(0);
+        for cpu in cpus() {
+            let got = run(&text, &ins, cpu).remove(0);
+            let bytes: Vec<u8> = got.iter().flat_map(|f| f.to_le_bytes()).collect();
+            assert_eq!([bytes[3], bytes[50]], [0, 0], "{} ({cpu})", c.attrs);
+            assert!(got.iter().zip(&base).all(|(a, b)| a.to_bits() == b.to_bits()), "{} ({cpu})", c.attrs);
+        }
     }
 }
 

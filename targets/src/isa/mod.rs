@@ -67,7 +67,9 @@ pub struct Caps {
     /// AVX-512 VNNI on top of [`Caps::avx512`]: the integer
     /// conv's EVEX dot-product tile ([`crate::ukernel::avx512`]) replaces
     /// the AVX2 16-bit-pair tile (`sapphirerapids`, `native` where the host
-    /// has them).
+    /// has them). Every CPU with AVX-512 VNNI has AVX-512BW too, whose byte
+    /// instructions the VNNI kernels use (Cranelift has no flag for it:
+    /// `native` checks the host too).
     pub vnni: bool,
 }
 

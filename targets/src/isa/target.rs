@@ -98,8 +98,22 @@ impl Target {
         let mut c = (self.desc.caps)(&on);
         c.avx2 &= isa.default_call_conv() == CallConv::SystemV;
         c.avx512 &= c.avx2;
-        c.vnni &= c.avx512;
+        c.vnni &= c.avx512 && (self.cpu != "native" || host_has_avx512bw());
         c
+    }
+}
+
+/// Whether the host has AVX-512BW, which every AVX-512 VNNI CPU has and
+/// the VNNI kernels use ([`Caps::vnni`]); checked for `native` because
+/// Cranelift's flags do not name it (a virtual machine may mask it).
+fn host_has_avx512bw() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512bw")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 

@@ -6,7 +6,7 @@
 
 use iced_x86::code_asm::asm_traits::{
     CodeAsmVaddps, CodeAsmVbroadcastss, CodeAsmVcvtdq2ps, CodeAsmVcvtps2dq, CodeAsmVcvttps2dq, CodeAsmVdivps,
-    CodeAsmVmovups, CodeAsmVpaddd, CodeAsmVpbroadcastd, CodeAsmVpsubd,
+    CodeAsmVmovups, CodeAsmVpbroadcastd, CodeAsmVpmaxsd, CodeAsmVpsubd,
 };
 use iced_x86::code_asm::*;
 
@@ -94,7 +94,7 @@ pub(crate) trait IntOps<R>:
     + CodeAsmVdivps<R, R, R>
     + CodeAsmVcvttps2dq<R, R>
     + CodeAsmVcvtps2dq<R, R>
-    + CodeAsmVpaddd<R, R, R>
+    + CodeAsmVpmaxsd<R, R, R>
 {
 }
 
@@ -110,7 +110,7 @@ impl<R, T> IntOps<R> for T where
         + CodeAsmVdivps<R, R, R>
         + CodeAsmVcvttps2dq<R, R>
         + CodeAsmVcvtps2dq<R, R>
-        + CodeAsmVpaddd<R, R, R>
+        + CodeAsmVpmaxsd<R, R, R>
 {
 }
 
@@ -289,11 +289,12 @@ where
 /// 255 − zp)` for every non-NaN `y`: division by a positive scale, its
 /// rounding and round-to-nearest-even are monotone, so they commute with
 /// `max`/`min` (`lo = max(round(clip_lo / scale), −zp)`, `hi` likewise;
-/// the signs of zero vanish in the conversion). `None` with a residual (a
-/// NaN could reach the epilogue, where the two orders differ), with
-/// HardSwish, or with bounds out of order.
+/// the signs of zero vanish in the conversion; ±∞ land on the bounds as
+/// they do through the clip). A NaN, which the separate steps turn into
+/// byte 0, [`quantise_clamped`] carries to the same byte. `None` with
+/// HardSwish or with bounds out of order.
 fn fused_bounds(epi: &TileEpi, (scale, zp): (f32, u8)) -> Option<(f32, f32)> {
-    if epi.residual || epi.hardswish || epi.scale.is_some() || epi.addend.is_some() || scale.is_nan() || scale <= 0.0 {
+    if epi.hardswish || epi.scale.is_some() || epi.addend.is_some() || scale.is_nan() || scale <= 0.0 {
         return None;
     }
     let z = f32::from(zp);
@@ -308,10 +309,15 @@ fn fused_bounds(epi: &TileEpi, (scale, zp): (f32, u8)) -> Option<(f32, f32)> {
     (lo <= hi).then_some((lo, hi))
 }
 
-/// `acc = i32(clamp(acc / scale, lo, hi)) + zp` with the conversion's
-/// round to nearest even ([`fused_bounds`]'s `lo`, `hi`: whole numbers,
-/// so clamping before the rounding is clamping after it): six operations
-/// per vector where the activation then [`quantise`] take nine or ten.
+/// `acc = max(i32(clamp(acc / scale, lo, hi)), −zp) + zp` with the
+/// conversion's round to nearest even ([`fused_bounds`]'s `lo`, `hi`:
+/// whole numbers, so clamping before the rounding is clamping after it,
+/// and the integer `max` then changes nothing). The clamps keep a NaN
+/// (`vmaxps`/`vminps` return their second operand, the accumulator, when
+/// either is NaN), the conversion makes it `i32::MIN`, and the integer
+/// `max` makes that `−zp`: byte 0, the separate steps' byte. Six
+/// operations per vector where the activation then [`quantise`] take nine
+/// or ten.
 fn quantise_clamped<R: IntVreg>(
     a: &mut CodeAssembler,
     acc: &[R],
@@ -321,18 +327,19 @@ fn quantise_clamped<R: IntVreg>(
 where
     CodeAssembler: IntOps<R>,
 {
-    let [s, l, h, z] = R::SCRATCH;
+    let [s, l, h, nz] = R::SCRATCH;
     for (r, v) in [s, l, h].into_iter().zip([scale, lo, hi]) {
         R::splat(a, r, v)?;
     }
-    // the zero point as an i32 (the splat's bits)
-    R::splat(a, z, f32::from_bits(u32::from(zp)))?;
+    // −zp as an i32 (the splat's bits)
+    R::splat(a, nz, f32::from_bits((-i32::from(zp)) as u32))?;
     for &ac in acc {
         a.vdivps(ac, ac, s)?;
-        a.vmaxps(ac, ac, l)?;
-        a.vminps(ac, ac, h)?;
+        a.vmaxps(ac, l, ac)?;
+        a.vminps(ac, h, ac)?;
         a.vcvtps2dq(ac, ac)?;
-        a.vpaddd(ac, ac, z)?;
+        a.vpmaxsd(ac, ac, nz)?;
+        a.vpsubd(ac, ac, nz)?;
     }
     Ok(())
 }

@@ -101,10 +101,25 @@ impl DwQuad {
         }
         (self.sw * (4 * j + i) + t * self.dw - self.lane_base(j)) as u8
     }
-    /// Whether the kernel takes this geometry ([`kerf_ir::depthwise_quads_fit`]).
+    /// Whether the kernel takes this geometry ([`kerf_ir::depthwise_quads_fit`]),
+    /// with planes whose offsets fit a displacement and at most
+    /// [`MAX_BORDER_ROWS`] output rows whose window leaves the plane (each
+    /// is emitted on its own).
     pub fn fits(&self) -> bool {
         let planes = self.h > 0 && self.w > 0 && self.oh > 0 && self.sh >= 1 && self.dh >= 1;
-        planes && kerf_ir::depthwise_quads_fit([self.kh, self.kw], self.sw, self.dw, self.ow)
+        let small = self.h * self.w < 1 << 28 && self.oh * self.ow < 1 << 26;
+        let fit = kerf_ir::depthwise_quads_fit([self.kh, self.kw], self.sw, self.dw, self.ow);
+        fit && planes && small && self.border_rows() <= MAX_BORDER_ROWS
+    }
+    /// Output rows whose window leaves the plane.
+    fn border_rows(&self) -> usize {
+        let inside = |oy: usize| {
+            (0..self.kh).all(|ky| {
+                let iy = (oy * self.sh + ky * self.dh) as i64 - self.ph as i64;
+                (0..self.h as i64).contains(&iy)
+            })
+        };
+        (0..self.oh).filter(|&oy| !inside(oy)).count()
     }
     /// Block `b`'s load mask: the bytes of its span inside the row.
     fn mask(&self, b: usize) -> u64 {
@@ -168,8 +183,11 @@ pub fn dw_quad(g: &DwQuad) -> Option<Vec<u8>> {
     (g.fits() && g.masks().len() <= MAX_MASKS).then(|| assemble(g).ok()).flatten()
 }
 
-/// Most distinct load masks ([`DwQuad::masks`]).
+/// Most distinct load masks ([`DwQuad::masks`]; no geometry has more:
+/// the check in [`dw_quad`] only guards that argument).
 const MAX_MASKS: usize = 5;
+/// Most output rows emitted one by one ([`DwQuad::fits`]).
+const MAX_BORDER_ROWS: usize = 16;
 
 fn assemble(g: &DwQuad) -> Result<Vec<u8>, IcedError> {
     let mut a = CodeAssembler::new(64)?;
@@ -236,9 +254,8 @@ impl<'g> Pass<'g> {
             a.mov(rax, m)?;
             a.kmovq(k, rax)?;
         }
-        let block_mask = (0..blocks)
-            .map(|b| masks.iter().zip(&MASK_REGS).find(|(&m, _)| m == g.mask(b)).map(|(_, &k)| k))
-            .collect();
+        let block_mask =
+            (0..blocks).map(|b| masks.iter().zip(&MASK_REGS).find(|(&m, _)| m == g.mask(b)).map(|(_, &k)| k)).collect();
         let lanes = g.ow - 16 * (blocks - 1);
         if lanes < 16 {
             a.mov(eax, (1u32 << lanes) - 1)?;
