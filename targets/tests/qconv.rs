@@ -493,6 +493,13 @@ fn check_quant_with(c: &Case, ins: &[Tensor], w: &[i64], grid: (f32, u8)) -> Vec
     want.bytes().to_vec()
 }
 
+/// Case `c`'s input bytes and 8-bit weights (fixed pseudo-random values).
+fn case_data(c: &Case) -> (Vec<u8>, Vec<i64>) {
+    let nx: usize = c.xsh.iter().product();
+    let nw: usize = c.wsh.iter().product();
+    (pseudo(nx, 1, 0, 255).into_iter().map(|v| v as u8).collect(), pseudo(nw, 2, -127, 127))
+}
+
 /// The requantising epilogue with a clamp activation whose bounds fall
 /// inside the output grid (the epilogue folds them into the grid's own:
 /// `round(6 / scale)` here is 201, not its floor 200, and the lower bound
@@ -509,26 +516,22 @@ fn clamp_bounds_inside_the_grid() {
         Case { xsh: [1, 16, 5, 8], wsh: [12, 16, 1, 1], osh: [1, 12, 5, 8], attrs: one, epi: clip, zp: 3 },
         Case { xsh: [1, 4, 9, 20], wsh: [4, 1, 3, 3], osh: [1, 4, 9, 20], attrs: dw, epi: clip, zp: 3 },
     ] {
-        let nx: usize = c.xsh.iter().product();
-        let nw: usize = c.wsh.iter().product();
-        let x: Vec<u8> = pseudo(nx, 1, 0, 255).into_iter().map(|v| v as u8).collect();
-        let want = check_quant_on(&c, &x, &pseudo(nw, 2, -127, 127), grid);
+        let (x, w) = case_data(&c);
+        let want = check_quant_on(&c, &x, &w, grid);
         // both folded bounds bind
         assert!(want.contains(&10) && want.contains(&211), "{}", c.attrs);
-    } // a residual with infinities: the folded epilogue gives the reference's
-      // bytes (+∞ on the grid's top, −∞ on Relu's 0); with NaN, every preset the
-      // same byte, 0 (the kernels' `max` keeps a NaN, which the quantiser
-      // clamps to the grid's low end; the reference's Relu, Rust's `max`,
-      // makes it 0 first, hence the zero point's byte: a known difference)
+    }
+    // a residual with infinities: the folded epilogue gives the reference's
+    // bytes (+∞ on the grid's top, −∞ on Relu's 0); with NaN, every preset
+    // the same byte, 0 (the kernels' `max` keeps a NaN, which the quantiser
+    // clamps to the grid's low end; the reference's Relu, Rust's `max`,
+    // makes it 0 first, hence the zero point's byte: a known difference)
     let relu = "act=Relu, residual=true";
     for c in [
         Case { xsh: [1, 16, 4, 16], wsh: [12, 16, 1, 1], osh: [1, 12, 4, 16], attrs: one, epi: relu, zp: 3 },
         Case { xsh: [1, 4, 9, 20], wsh: [4, 1, 3, 3], osh: [1, 4, 9, 20], attrs: dw, epi: relu, zp: 3 },
     ] {
-        let nx: usize = c.xsh.iter().product();
-        let nw: usize = c.wsh.iter().product();
-        let x: Vec<u8> = pseudo(nx, 1, 0, 255).into_iter().map(|v| v as u8).collect();
-        let w = pseudo(nw, 2, -127, 127);
+        let (x, w) = case_data(&c);
         let poison = |v: &[(usize, f32)]| {
             let mut ins = inputs(&c, &x);
             let mut r = ins[1].to_f32_vec();
