@@ -51,7 +51,7 @@ fn floats(v: &[f32]) -> String {
 fn graph_text(c: &Case, w: &[i64]) -> String {
     let m = c.wsh[0];
     let w_scale: Vec<f32> = (0..m).map(|i| 0.01 + 0.003 * i as f32).collect();
-    let bias: Vec<f32> = (0..m).map(|i| 0.25 * i as f32 - 1.0).collect();
+    let bias = bias_of(c);
     let residual = c.epi.contains("residual=true");
     format!(
         "graph \"q\"\n  input %0 \"x\": u8[{}]\n{}  const %1 \"w\": i8[{}] = {}\n  const %2 \"s\": f32[{m}] = {}\n  const %3 \"b\": f32[{m}] = {}\n  %4 = QConv{{{}, layer=\"c\", {}, x_scale=0.05, x_zp={}}}(%0, %1, %2, %3{}): f32[{}] @\"c\"\n  output \"y\" = %4\n",
@@ -67,6 +67,11 @@ fn graph_text(c: &Case, w: &[i64]) -> String {
         if residual { ", %9" } else { "" },
         dims(&c.osh),
     )
+}
+
+/// The biases [`graph_text`] gives case `c`'s channels.
+fn bias_of(c: &Case) -> Vec<f32> {
+    (0..c.wsh[0]).map(|i| 0.25 * i as f32 - 1.0).collect()
 }
 
 /// The inputs of case `c`: `x`, and a residual when the epilogue adds one.
@@ -550,6 +555,30 @@ fn clamp_bounds_inside_the_grid() {
             let got = run(&text, &ins, cpu).remove(0);
             let bytes: Vec<u8> = got.iter().flat_map(|f| f.to_le_bytes()).collect();
             assert_eq!([bytes[3], bytes[50]], [0, 0], "{} ({cpu})", c.attrs);
+            assert!(got.iter().zip(&base).all(|(a, b)| a.to_bits() == b.to_bits()), "{} ({cpu})", c.attrs);
+        }
+    }
+    // a NaN bias (no residual): channel 0 is NaN throughout, byte 0 on
+    // every preset (the epilogue keeps its NaN step for such constants)
+    for c in [
+        Case { xsh: [1, 16, 5, 8], wsh: [12, 16, 1, 1], osh: [1, 12, 5, 8], attrs: one, epi: clip, zp: 3 },
+        Case { xsh: [1, 4, 9, 20], wsh: [4, 1, 3, 3], osh: [1, 4, 9, 20], attrs: dw, epi: clip, zp: 3 },
+    ] {
+        let (x, w) = case_data(&c);
+        let text = quant_text(&c, &w, grid);
+        let text = text.replace(&format!("= {}", floats(&bias_of(&c))), &{
+            let mut b = bias_of(&c);
+            b[0] = f32::NAN;
+            format!("= {}", floats(&b))
+        });
+        assert!(text.contains("NaN"), "{text}");
+        let ins = inputs(&c, &x);
+        let base = run(&text, &ins, "baseline").remove(0);
+        let plane = c.osh[2] * c.osh[3];
+        for cpu in cpus() {
+            let got = run(&text, &ins, cpu).remove(0);
+            let bytes: Vec<u8> = got.iter().flat_map(|f| f.to_le_bytes()).collect();
+            assert!(bytes[..plane].iter().all(|&b| b == 0), "{} ({cpu})", c.attrs);
             assert!(got.iter().zip(&base).all(|(a, b)| a.to_bits() == b.to_bits()), "{} ({cpu})", c.attrs);
         }
     }

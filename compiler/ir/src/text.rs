@@ -306,10 +306,13 @@ impl Cursor {
             other => Err(self.err(format!("expected a name, found {other:?}"))),
         }
     }
+    /// A number; `NaN` and `inf` too (as `{:?}` prints them).
     fn number(&mut self) -> Result<f64, IrError> {
         match self.next() {
             Some(Tok::Int(v)) => Ok(v as f64),
             Some(Tok::Float(v)) => Ok(v),
+            Some(Tok::Ident(s)) if s == "NaN" => Ok(f64::NAN),
+            Some(Tok::Ident(s)) if s == "inf" => Ok(f64::INFINITY),
             other => Err(self.err(format!("expected a number, found {other:?}"))),
         }
     }

@@ -156,6 +156,12 @@ impl Dims {
     }
 }
 
+/// Whether every scale and bias of an integer epilogue is finite
+/// ([`TileEpi::finite`]).
+pub(super) fn finite(scales: &[f32], bias: &[f32]) -> bool {
+    scales.iter().chain(bias).all(|v| v.is_finite())
+}
+
 /// Lowers a [`QConv`] node.
 pub fn qconv(k: &mut Kernel) -> LResult {
     let Op::QConv(q) = &k.node.op else {
@@ -233,7 +239,11 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     // for the activations the shared tile code applies
     let out_bytes = if quant.is_some() { 1 } else { 4 };
     let fused = match (quads, q.out.is_real()) {
-        (true, true) => act_epi(act, q.epi.residual).map(|epi| QdotEpi { epi, ldo: out_bytes * d.pixels, quant }),
+        (true, true) => act_epi(act, q.epi.residual).map(|epi| QdotEpi {
+            epi: TileEpi { finite: finite(&scales, &bias), ..epi },
+            ldo: out_bytes * d.pixels,
+            quant,
+        }),
         _ => None,
     };
     // `zp · Σ_k w[m, k]`, once: the fused tile's table and the sums-only tiles' correction
@@ -999,6 +1009,7 @@ fn gemv(
     quant: Option<(f32, u8)>,
 ) -> LResult {
     use crate::ukernel::avx512::{qdot_gemv, QdotGemv};
+    let epi = TileEpi { finite: finite(scales, bias), ..epi };
     let (m, steps) = (d.mg, kk / 4);
     let chunks = m.div_ceil(GEMV_CHUNK);
     let zp_terms = zero_point_sums(d, w, kk);

@@ -18,6 +18,7 @@ use super::depthwise::QDepthwise;
 use super::epilogue::Epilogue;
 use super::gemm_wide::act_epi;
 use super::{Family, Kernel, LResult};
+use crate::ukernel::avx2::TileEpi;
 use crate::ukernel::avx512::{dw_quad, DwQuad, DW_QUAD_CORR, DW_QUAD_TABLE};
 
 /// The depthwise QConv `q` on the quad pass, or `None` (see the module docs).
@@ -26,6 +27,7 @@ pub(super) fn vnni(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue) -> Op
         return None;
     }
     let tile = act_epi(epi.act, epi.residual.is_some())?;
+    let tile = TileEpi { finite: super::qconv::finite(q.scale, q.bias), ..tile };
     let (h, w, oh, ow, kh, kw) = (g.h, g.w, g.oh, g.ow, g.kh, g.kw);
     let (sh, sw, dh, dw, ph, pw) = (g.sh, g.sw, g.dh, g.dw, g.ph, g.pw);
     let spec = DwQuad { h, w, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw, zp: q.zp, epi: tile, quant: q.quant };

@@ -119,6 +119,10 @@ pub struct TileEpi {
     /// HardSwish applied last, `x·min(max(x·f32(1/6) + 0.5, 0), 1)` (the
     /// operations of `lower::epilogue`; with no `clamp`).
     pub hardswish: bool,
+    /// The integer tiles' scales and biases are all finite: with no
+    /// residual no NaN reaches a requantising store, which then skips the
+    /// step that carries one (`int_tile::requantise`).
+    pub finite: bool,
 }
 
 /// A tensor added at the store: one value per row (`per_column` false,

@@ -275,7 +275,7 @@ where
     CodeAssembler: IntOps<R>,
 {
     match fused_bounds(epi, grid) {
-        Some(bounds) => quantise_clamped(a, acc, grid, bounds),
+        Some(bounds) => quantise_clamped(a, acc, grid, bounds, epi.residual || !epi.finite),
         None => {
             activation(a, epi, acc)?;
             quantise(a, acc, grid)
@@ -315,14 +315,16 @@ fn fused_bounds(epi: &TileEpi, (scale, zp): (f32, u8)) -> Option<(f32, f32)> {
 /// and the integer `max` then changes nothing). The clamps keep a NaN
 /// (`vmaxps`/`vminps` return their second operand, the accumulator, when
 /// either is NaN), the conversion makes it `i32::MIN`, and the integer
-/// `max` makes that `−zp`: byte 0, the separate steps' byte. Six
-/// operations per vector where the activation then [`quantise`] take nine
-/// or ten.
+/// `max` makes that `−zp`: byte 0, the separate steps' byte. Where no NaN
+/// can arrive (`nan` false: no residual, finite scales and biases,
+/// [`TileEpi::finite`]) the `max` is left out: five operations per vector,
+/// six with it, where the activation then [`quantise`] take nine or ten.
 fn quantise_clamped<R: IntVreg>(
     a: &mut CodeAssembler,
     acc: &[R],
     (scale, zp): (f32, u8),
     (lo, hi): (f32, f32),
+    nan: bool,
 ) -> Result<(), IcedError>
 where
     CodeAssembler: IntOps<R>,
@@ -338,7 +340,9 @@ where
         a.vmaxps(ac, l, ac)?;
         a.vminps(ac, h, ac)?;
         a.vcvtps2dq(ac, ac)?;
-        a.vpmaxsd(ac, ac, nz)?;
+        if nan {
+            a.vpmaxsd(ac, ac, nz)?;
+        }
         a.vpsubd(ac, ac, nz)?;
     }
     Ok(())
