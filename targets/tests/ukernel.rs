@@ -672,6 +672,7 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
                 residual: rows % 2 == 0,
                 clamp: if rows % 3 == 0 { None } else { clamp },
                 hardswish: rows % 3 == 0,
+                finite: false,
             };
             // a partial last pair on every other row count (1..=7 columns)
             let last_lanes = if rows % 2 == 0 { 8 } else { 1 + rows % 7 };
@@ -709,7 +710,11 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
         };
         let e = QdotEpi { epi, ldo: 784, quant: None };
         // the requantising store (u8 rows, no residual)
-        let q = QdotEpi { epi: TileEpi { residual: false, ..epi }, ldo: 196, quant: Some((0.05, 3)) };
+        let q = QdotEpi {
+            epi: TileEpi { residual: false, finite: rows % 2 == 1, ..epi },
+            ldo: 196,
+            quant: Some((0.05, 3)),
+        };
         kernels.push((format!("qdot {rows}"), qdot_tile(rows, None).unwrap()));
         for e in [e, q] {
             kernels.push((format!("qdot {rows} {e:?}"), qdot_tile(rows, Some(&e)).unwrap()));
