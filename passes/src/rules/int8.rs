@@ -134,11 +134,10 @@ fn quantiser(eg: &KEGraph, class: Id) -> Option<Quantiser> {
 /// with the quantising chain in front of it (Zen 4: MobileNetV2's 7x7
 /// planes 0.057 against 0.069 ms, DS-CNN's 25x5 ones 8.4 against 12.0 µs;
 /// 14x14 and larger planes gain, docs/compression.md); VNNI's quad pass
-/// (`quads`: [`kerf_ir::depthwise_quads_fit`]) takes them too.
+/// (`quads`: `Conv::on_depthwise_quads`) takes them too.
 fn worth_it(c: &kerf_ir::op::Conv, epi: &Epilogue, wshape: &[usize], depthwise: bool, ow: usize, quads: bool) -> bool {
     let per_output: usize = wshape[1..].iter().product();
-    let wd = &c.window;
-    let narrow = quads && kerf_ir::depthwise_quads_fit([wshape[2], wshape[3]], wd.strides[1], wd.dilations[1], ow);
+    let narrow = quads && c.on_depthwise_quads(wshape, ow);
     let dw = depthwise && (ow >= 8 || narrow) && c.is_depthwise(wshape) && on_depthwise_pass(c, epi, wshape);
     c.group == 1 || (per_output >= 16 && wshape[0] / c.group >= 4) || dw
 }
@@ -431,18 +430,20 @@ mod tests {
 
     /// A depthwise conv becomes an integer conv only where the code
     /// generator has the integer depthwise pass and its output rows hold 8
-    /// pixels (12 at stride 1; 6 at stride 2 stay f32); then the QConv keeps
-    /// the padding (its padded taps add nothing) and its quantiser is
+    /// pixels (12 at stride 1; 6 at stride 2 stay f32), or any rows with
+    /// VNNI's quad pass (`Int8Dot::Bytes`); then the QConv keeps the
+    /// padding (its padded taps add nothing) and its quantiser is
     /// unpadded, with the f32 conv's values (f32 rounding only).
     #[test]
     fn depthwise_convs_become_padded_integer_convs_with_the_pass() {
         for stride in [1, 2] {
             let g = text::parse(&graph(4, 4, 1, stride)).unwrap();
-            for int8_depthwise in [false, true] {
-                let opts = PassOptions { int8_depthwise, ..PassOptions::default() };
+            for (int8_depthwise, int8_dot) in [(false, Int8Dot::Pairs), (true, Int8Dot::Pairs), (true, Int8Dot::Bytes)]
+            {
+                let opts = PassOptions { int8_depthwise, int8_dot, ..PassOptions::default() };
                 let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap();
                 let printed = text::print(&out);
-                let qconv = int8_depthwise && stride == 1;
+                let qconv = int8_depthwise && (stride == 1 || int8_dot == Int8Dot::Bytes);
                 assert_eq!(printed.contains("QConv{"), qconv, "stride {stride}: {printed}");
                 if !qconv {
                     continue;

@@ -4,7 +4,7 @@
 //! `QConv{out: Real}(args)` on the integer GEMM: not one the integer
 //! pattern kernel takes (it has no u8 output), nor a depthwise one except
 //! on the VNNI quad pass (`Int8Dot::Bytes` and
-//! [`kerf_ir::depthwise_quads_fit`]), which stores u8 in its own epilogue:
+//! `Conv::on_depthwise_quads`), which stores u8 in its own epilogue:
 //! the AVX2 float pass's u8 store measured slower than the separate
 //! quantiser (MobileNetV2's stride-2 112x112 layer 0.175 + 0.031 → 0.243
 //! ms on Zen 4, bound by its extra shuffles and stores). It adds
@@ -69,13 +69,8 @@ impl Rule for Requant {
 fn stores_bytes(eg: &KEGraph, q: &QConv, n: &KNode, class: Id) -> bool {
     let w = n.children.get(1).and_then(|&c| eg[c].data.ty());
     let Some(w) = w.filter(|w| q.conv.is_depthwise(&w.shape)) else { return true };
-    let wd = &q.conv.window;
     let ow = eg[class].data.ty().and_then(|t| t.shape.get(3).copied());
-    eg.analysis.int8_dot == crate::Int8Dot::Bytes
-        && wd.rank() == 2
-        && ow.is_some_and(|ow| {
-            kerf_ir::depthwise_quads_fit([w.shape[2], w.shape[3]], wd.strides[1], wd.dilations[1], ow)
-        })
+    eg.analysis.int8_dot == crate::Int8Dot::Bytes && ow.is_some_and(|ow| q.conv.on_depthwise_quads(&w.shape, ow))
 }
 
 /// Whether the code generator runs the QConv `n` on the integer pattern
@@ -103,32 +98,31 @@ mod tests {
     use crate::testutil::{interpret, random};
     use crate::{Int8Dot, PassOptions};
 
-    /// Two quantised convs in a row, 3x3 then 1x1 (Relu between them, the
-    /// second's input through its unpadded quantiser; a padded one stays
-    /// separate): the first conv's output becomes u8
-    /// through its own epilogue. A second user of the first conv's f32
-    /// output keeps that output f32 (the conv is not computed twice); the
-    /// second conv's output is the same either way, up to f32 rounding.
-    #[test]
-    fn a_conv_feeding_a_quantised_conv_stores_u8() {
+    /// Two quantised layers in a row, a 3x3 conv (`depthwise`: one channel
+    /// per group) then a 1x1 (Relu between them, the second's input
+    /// through its unpadded quantiser), the first conv's f32 output also a
+    /// graph output with `second_user`.
+    fn two_layers(depthwise: bool, second_user: bool) -> String {
         let layer = |i: usize, input: &str| {
             let (k, p) = if i == 0 { (3, 1) } else { (1, 0) };
-            let w: Vec<String> = random(7 + i as u64, 32 * 32 * k * k, -127.0, 127.0)
+            let g = if i == 0 && depthwise { 32 } else { 1 };
+            let w: Vec<String> = random(7 + i as u64, 32 * (32 / g) * k * k, -127.0, 127.0)
                 .iter()
                 .map(|q| format!("{:?}", q.round() * 0.01))
                 .collect();
             let b: Vec<String> = random(9 + i as u64, 32, -0.5, 0.5).iter().map(|v| format!("{v:?}")).collect();
             let base = 10 * i + 10;
             format!(
-                r#"  const %{c1} "w{i}": f32[32,32,{k},{k}] = [{w}] grid=int8(axis=0, scales=[{sc}])
+                r#"  const %{c1} "w{i}": f32[32,{cg},{k},{k}] = [{w}] grid=int8(axis=0, scales=[{sc}])
   const %{c2} "b{i}": f32[32] = [{b}]
   %{d} = Div({input}, %3): f32[1,32,16,16] @"d{i}"
   %{r} = Round(%{d}): f32[1,32,16,16] @"r{i}"
   %{c} = Clip{{min=-100.0, max=155.0}}(%{r}): f32[1,32,16,16] @"c{i}"
   %{q} = Mul(%{c}, %3): f32[1,32,16,16] @"q{i}"
-  %{conv} = Conv{{kernel=[{k},{k}], strides=[1,1], dilations=[1,1], pads=[{p},{p},{p},{p}], group=1, layer="conv{i}"}}(%{q}, %{c1}, %{c2}): f32[1,32,16,16] @"conv{i}"
+  %{conv} = Conv{{kernel=[{k},{k}], strides=[1,1], dilations=[1,1], pads=[{p},{p},{p},{p}], group={g}, layer="conv{i}"}}(%{q}, %{c1}, %{c2}): f32[1,32,16,16] @"conv{i}"
   %{relu} = Relu(%{conv}): f32[1,32,16,16] @"relu{i}"
 "#,
+                cg = 32 / g,
                 c1 = base,
                 c2 = base + 1,
                 d = base + 2,
@@ -142,18 +136,26 @@ mod tests {
                 sc = vec!["0.01"; 32].join(","),
             )
         };
-        let src = |second_user: bool| {
-            let extra = if second_user { "  output \"z\" = %17\n" } else { "" };
-            format!(
-                "graph \"g\"\n  input %0 \"x\": f32[1,32,16,16]\n  const %3 \"s\": f32[] = [0.02]\n{}{}  output \"y\" = %27\n{extra}",
-                layer(0, "%0"),
-                layer(1, "%17")
-            )
-        };
+        let extra = if second_user { "  output \"z\" = %17\n" } else { "" };
+        format!(
+            "graph \"g\"\n  input %0 \"x\": f32[1,32,16,16]\n  const %3 \"s\": f32[] = [0.02]\n{}{}  output \"y\" = %27\n{extra}",
+            layer(0, "%0"),
+            layer(1, "%17")
+        )
+    }
+
+    /// Two quantised convs in a row, 3x3 then 1x1 (Relu between them, the
+    /// second's input through its unpadded quantiser; a padded one stays
+    /// separate): the first conv's output becomes u8
+    /// through its own epilogue. A second user of the first conv's f32
+    /// output keeps that output f32 (the conv is not computed twice); the
+    /// second conv's output is the same either way, up to f32 rounding.
+    #[test]
+    fn a_conv_feeding_a_quantised_conv_stores_u8() {
         let x = Tensor::from_f32(vec![1, 32, 16, 16], &random(3, 32 * 256, -2.0, 3.0)).unwrap();
         let mut ys = Vec::new();
         for second_user in [false, true] {
-            let g = text::parse(&src(second_user)).unwrap_or_else(|e| panic!("{e}"));
+            let g = text::parse(&two_layers(false, second_user)).unwrap_or_else(|e| panic!("{e}"));
             // byte dot products (VNNI's): the 1x1 conv is worth the integer kernel
             let opts = PassOptions { int8_dot: Int8Dot::Bytes, ..PassOptions::default() };
             let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap();
@@ -172,5 +174,22 @@ mod tests {
         assert!(err / scale < 1e-2, "relative error {}", err / scale);
         let close = ys[0].iter().zip(&ys[1]).filter(|(p, q)| (*p - *q).abs() <= 1e-5 * scale).count();
         assert!(close * 100 >= 99 * ys[0].len(), "{close} of {} within f32 rounding", ys[0].len());
+    }
+
+    /// A depthwise QConv stores u8 through the next layer's quantiser only
+    /// where the code generator has VNNI's quad pass (`Int8Dot::Bytes`),
+    /// whose epilogue stores bytes; the AVX2 float pass keeps its f32
+    /// output and the separate quantiser.
+    #[test]
+    fn a_depthwise_conv_stores_u8_only_on_the_quad_pass() {
+        let g = text::parse(&two_layers(true, false)).unwrap_or_else(|e| panic!("{e}"));
+        for int8_dot in [Int8Dot::ExactBytes, Int8Dot::Bytes] {
+            let opts = PassOptions { int8_dot, int8_depthwise: true, ..PassOptions::default() };
+            let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap();
+            let printed = text::print(&out);
+            let dw = printed.lines().find(|l| l.contains("QConv{") && l.contains("group=32"));
+            let dw = dw.unwrap_or_else(|| panic!("no depthwise QConv: {printed}"));
+            assert_eq!(dw.contains("out=quant"), int8_dot == Int8Dot::Bytes, "{printed}");
+        }
     }
 }

@@ -519,6 +519,16 @@ impl Conv {
     pub fn is_depthwise(&self, w: &[usize]) -> bool {
         self.group > 1 && w.first() == Some(&self.group) && w.get(1) == Some(&1)
     }
+    /// Whether this 2-D depthwise conv (weight shape `w`, output rows of
+    /// `ow` pixels) suits the VNNI depthwise quad pass
+    /// ([`crate::depthwise_quads_fit`]).
+    pub fn on_depthwise_quads(&self, w: &[usize], ow: usize) -> bool {
+        let wd = &self.window;
+        self.is_depthwise(w)
+            && wd.rank() == 2
+            && w.len() == 4
+            && crate::depthwise_quads_fit([w[2], w[3]], wd.strides[1], wd.dilations[1], ow)
+    }
     /// Whether Winograd F(m×m, 3×3) computes this conv: 2-D, 3×3 kernel,
     /// stride 1, dilation 1, one group (any padding). Dtype and constant
     /// weights are the caller's to check.

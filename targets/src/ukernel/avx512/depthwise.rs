@@ -113,13 +113,16 @@ impl DwQuad {
     }
     /// Output rows whose window leaves the plane.
     fn border_rows(&self) -> usize {
-        let inside = |oy: usize| {
-            (0..self.kh).all(|ky| {
-                let iy = (oy * self.sh + ky * self.dh) as i64 - self.ph as i64;
-                (0..self.h as i64).contains(&iy)
-            })
-        };
-        (0..self.oh).filter(|&oy| !inside(oy)).count()
+        (0..self.oh).filter(|&oy| !self.inside(oy)).count()
+    }
+    /// Whether output row `oy`'s whole window lies inside the plane.
+    fn inside(&self, oy: usize) -> bool {
+        (0..self.kh).all(|ky| self.row_ok(oy, ky))
+    }
+    /// Whether output row `oy` reads input row `ky` of its window inside the plane.
+    fn row_ok(&self, oy: usize, ky: usize) -> bool {
+        let iy = (oy * self.sh + ky * self.dh) as i64 - self.ph as i64;
+        (0..self.h as i64).contains(&iy)
     }
     /// Block `b`'s load mask: the bytes of its span inside the row.
     fn mask(&self, b: usize) -> u64 {
@@ -265,12 +268,6 @@ impl<'g> Pass<'g> {
         Ok(Pass { g, block_mask, out_row })
     }
 
-    /// Whether output row `oy` reads input row `ky` of its window inside the plane.
-    fn row_ok(&self, oy: usize, ky: usize) -> bool {
-        let iy = (oy * self.g.sh + ky * self.g.dh) as i64 - self.g.ph as i64;
-        (0..self.g.h as i64).contains(&iy)
-    }
-
     /// Byte offset in the plane of output row `oy`'s first window row, column 0.
     fn x_row(&self, oy: usize) -> i64 {
         ((oy * self.g.sh) as i64 - self.g.ph as i64) * self.g.w as i64
@@ -288,12 +285,11 @@ impl<'g> Pass<'g> {
         a.vpbroadcastd(CORR, dword_ptr(rdx + DW_QUAD_CORR as i64))?;
         a.vbroadcastss(SCALE, dword_ptr(rdx + (DW_QUAD_CORR + 4) as i64))?;
         a.vbroadcastss(BIAS, dword_ptr(rdx + (DW_QUAD_CORR + 8) as i64))?;
-        let inside = |oy: usize| (0..g.kh).all(|ky| self.row_ok(oy, ky));
-        let r0 = (0..g.oh).find(|&oy| inside(oy)).unwrap_or(g.oh);
-        let r1 = (r0..g.oh).find(|&oy| !inside(oy)).unwrap_or(g.oh);
+        let r0 = (0..g.oh).find(|&oy| g.inside(oy)).unwrap_or(g.oh);
+        let r1 = (r0..g.oh).find(|&oy| !g.inside(oy)).unwrap_or(g.oh);
         for oy in (0..r0).chain(r1..g.oh) {
             let at = Rows { x: (rdi, self.x_row(oy)), out: (rsi, oy as i64 * self.out_row) };
-            self.rows(a, &at, 1, &|_, ky| self.row_ok(oy, ky))?;
+            self.rows(a, &at, 1, &|_, ky| self.g.row_ok(oy, ky))?;
         }
         let group = self.group();
         let (groups, rest) = ((r1 - r0) / group, (r1 - r0) % group);
