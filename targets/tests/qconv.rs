@@ -116,7 +116,7 @@ fn cpus() -> Vec<&'static str> {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
-        let vnni = has!("avx512f") && has!("avx512vl") && has!("avx512vnni");
+        let vnni = has!("avx512f") && has!("avx512vl") && has!("avx512bw") && has!("avx512vnni");
         if !vnni {
             eprintln!("no AVX-512 VNNI on this CPU: the byte-quad tile is not tested here (the others are)");
         }
@@ -134,7 +134,7 @@ fn cpus() -> Vec<&'static str> {
 enum Cpu {
     /// AVX2 + FMA (the assembled tiles).
     Avx2,
-    /// AVX-512 F/VL with VNNI too.
+    /// AVX-512 F/VL/BW with VNNI too (what `native` needs for its VNNI kernels).
     Vnni,
 }
 
@@ -145,7 +145,7 @@ fn host_runs(need: Cpu) -> bool {
     {
         use std::arch::is_x86_feature_detected as has;
         let avx2 = has!("avx2") && has!("fma");
-        let vnni = has!("avx512f") && has!("avx512vl") && has!("avx512vnni");
+        let vnni = has!("avx512f") && has!("avx512vl") && has!("avx512bw") && has!("avx512vnni");
         match (need, avx2, vnni) {
             (Cpu::Avx2, true, _) | (Cpu::Vnni, true, true) => true,
             (Cpu::Avx2, false, _) => {
