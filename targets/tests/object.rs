@@ -4,6 +4,8 @@
 //! twice, and cross-compiled objects linked into `c/harness.c`, run natively
 //! or under qemu, matching the JIT within |d| <= 1e-5 + 1e-4 * max|ref|.
 
+mod common;
+use common::cross::{Cross, AARCH64, RISCV64};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -226,107 +228,53 @@ fn close(got: &[f32], want: &[f32], what: &str) {
     }
 }
 
-/// True when every program is on `PATH`; otherwise skips the test with a
-/// printed reason, or fails under `KERF_REQUIRE_CROSS=1` (the same contract
-/// as `kerf_testsuite::tools::present_or_skip`, which this crate cannot
-/// depend on).
-fn tools_or_skip(programs: &[&str], package: &str) -> bool {
-    let on_path =
-        |p: &str| std::env::var_os("PATH").is_some_and(|v| std::env::split_paths(&v).any(|d| d.join(p).is_file()));
-    let Some(missing) = programs.iter().find(|p| !on_path(p)) else { return true };
-    let msg = format!("'{missing}' not found; install it: apt-get install {package}");
-    if std::env::var("KERF_REQUIRE_CROSS").is_ok_and(|v| !v.is_empty() && v != "0") {
-        panic!("{msg} (KERF_REQUIRE_CROSS=1)");
-    }
-    eprintln!("SKIPPED: {msg}");
-    false
-}
-
-/// Compiles, links and runs the harness; returns the outputs as f32.
-fn cross_run(triple: &str, cpu: &str, cc: &str, runner: &[&str], archive: bool) -> Vec<f32> {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cross-{triple}-{cpu}-{archive}"));
+/// Compiles the model for `t`, links it with the harness (as an object or
+/// an archive) and runs it; returns the outputs as f32.
+fn cross_run(t: &Cross, archive: bool) -> Vec<f32> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cross-{}-{}-{archive}", t.triple, t.cpu));
     std::fs::create_dir_all(&dir).unwrap();
-    let a = compile_object(&graph(), &CompileOptions::parse(triple, cpu, "small").unwrap()).unwrap();
+    let a = compile_object(&graph(), &CompileOptions::parse(t.triple, t.cpu, "small").unwrap()).unwrap();
     std::fs::write(dir.join("small.h"), &a.header).unwrap();
     let obj = if archive {
-        let ar = write_archive(triple, &[("small.o".into(), a.object.clone())]).unwrap();
+        let ar = write_archive(t.triple, &[("small.o".into(), a.object.clone())]).unwrap();
         std::fs::write(dir.join("libsmall.a"), ar).unwrap();
         dir.join("libsmall.a")
     } else {
         std::fs::write(dir.join("small.o"), &a.object).unwrap();
         dir.join("small.o")
     };
-    let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/harness.c");
-    let exe = dir.join("prog");
-    let st = Command::new(cc)
-        .args(["-O1", "-static", "-DMODEL_HEADER=\"small.h\"", "-DMODEL_NAME=small", "-I"])
-        .arg(&dir)
-        .arg(&harness)
-        .arg(&obj)
-        .arg("-o")
-        .arg(&exe)
-        .status()
-        .unwrap();
-    assert!(st.success(), "{cc} failed to link the harness for {triple}");
+    let exe = t.link(&dir, "small", &obj);
     let (_, bytes) = input_bytes();
-    std::fs::write(dir.join("in.bin"), bytes).unwrap();
-    let mut cmd = if runner.is_empty() {
-        Command::new(&exe)
-    } else {
-        let mut c = Command::new(runner[0]);
-        c.args(&runner[1..]).arg(&exe);
-        c
-    };
-    let out = cmd.arg(dir.join("in.bin")).arg(dir.join("out.bin")).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{triple}: harness failed: {:?} {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let b = std::fs::read(dir.join("out.bin")).unwrap();
+    let b = t.run(None, &exe, &bytes).unwrap_or_else(|e| panic!("{}: harness failed: {e}", t.triple));
     b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
+
+/// The host, natively.
+const X86_64: Cross = Cross { triple: TARGETS[0].0, cpu: "baseline", cc: "cc", runner: &[], package: "gcc" };
 
 #[test]
 fn cross_x86_64_native() {
     let want = jit_reference();
     for cpu in ["baseline", "haswell"] {
-        close(&cross_run(TARGETS[0].0, cpu, "cc", &[], false), &want, cpu);
+        close(&cross_run(&Cross { cpu, ..X86_64 }, false), &want, cpu);
     }
-    close(&cross_run(TARGETS[0].0, "baseline", "cc", &[], true), &want, "archive");
+    close(&cross_run(&X86_64, true), &want, "archive");
 }
 
 #[test]
 fn cross_aarch64_qemu() {
-    if !tools_or_skip(&["aarch64-linux-gnu-gcc", "qemu-aarch64"], "gcc-aarch64-linux-gnu qemu-user") {
+    if !AARCH64.available() {
         return;
     }
-    let want = jit_reference();
-    let got = cross_run(
-        TARGETS[1].0,
-        "baseline",
-        "aarch64-linux-gnu-gcc",
-        &["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"],
-        false,
-    );
-    close(&got, &want, "aarch64");
+    close(&cross_run(&AARCH64, false), &jit_reference(), "aarch64");
 }
 
 #[test]
 fn cross_riscv64_qemu() {
-    if !tools_or_skip(&["riscv64-linux-gnu-gcc", "qemu-riscv64"], "gcc-riscv64-linux-gnu qemu-user") {
+    if !RISCV64.available() {
         return;
     }
-    let want = jit_reference();
-    let got = cross_run(
-        TARGETS[2].0,
-        "rv64gc",
-        "riscv64-linux-gnu-gcc",
-        &["qemu-riscv64", "-L", "/usr/riscv64-linux-gnu"],
-        false,
-    );
-    close(&got, &want, "riscv64");
+    close(&cross_run(&RISCV64, false), &jit_reference(), "riscv64");
 }
 
 #[test]

@@ -16,74 +16,9 @@
 //! `testsuite/tests/cross_isa.rs`.
 
 mod common;
+use common::qcase::*;
 use common::{reference, run};
 use kerf_ir::{DType, Tensor};
-
-/// A QConv graph: x u8 `xsh`, w i8 `wsh` with values `w`, output `osh`.
-struct Case<'a> {
-    xsh: [usize; 4],
-    wsh: [usize; 4],
-    osh: [usize; 4],
-    attrs: &'a str,
-    epi: &'a str,
-    zp: u8,
-}
-
-fn dims(s: &[usize]) -> String {
-    s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",")
-}
-
-/// The attributes of an unpadded square window: kernel, stride, dilation, groups.
-fn window(k: usize, s: usize, d: usize, g: usize) -> String {
-    format!("kernel=[{k},{k}], strides=[{s},{s}], dilations=[{d},{d}], pads=[0,0,0,0], group={g}")
-}
-
-fn ints(v: &[i64]) -> String {
-    format!("[{}]", v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","))
-}
-
-fn floats(v: &[f32]) -> String {
-    format!("[{}]", v.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(","))
-}
-
-/// The QConv graph of case `c` with weights `w` (per-channel steps and
-/// biases of its own, a residual input when the epilogue adds one).
-fn graph_text(c: &Case, w: &[i64]) -> String {
-    let m = c.wsh[0];
-    let w_scale: Vec<f32> = (0..m).map(|i| 0.01 + 0.003 * i as f32).collect();
-    let bias = bias_of(c);
-    let residual = c.epi.contains("residual=true");
-    format!(
-        "graph \"q\"\n  input %0 \"x\": u8[{}]\n{}  const %1 \"w\": i8[{}] = {}\n  const %2 \"s\": f32[{m}] = {}\n  const %3 \"b\": f32[{m}] = {}\n  %4 = QConv{{{}, layer=\"c\", {}, x_scale=0.05, x_zp={}}}(%0, %1, %2, %3{}): f32[{}] @\"c\"\n  output \"y\" = %4\n",
-        dims(&c.xsh),
-        if residual { format!("  input %9 \"r\": f32[{}]\n", dims(&c.osh)) } else { String::new() },
-        dims(&c.wsh),
-        ints(w),
-        floats(&w_scale),
-        floats(&bias),
-        c.attrs,
-        c.epi,
-        c.zp,
-        if residual { ", %9" } else { "" },
-        dims(&c.osh),
-    )
-}
-
-/// The biases [`graph_text`] gives case `c`'s channels.
-fn bias_of(c: &Case) -> Vec<f32> {
-    (0..c.wsh[0]).map(|i| 0.25 * i as f32 - 1.0).collect()
-}
-
-/// The inputs of case `c`: `x`, and a residual when the epilogue adds one.
-fn inputs(c: &Case, x: &[u8]) -> Vec<Tensor> {
-    let mut ins = vec![Tensor::from_bytes(DType::U8, c.xsh.to_vec(), x.to_vec()).unwrap()];
-    if c.epi.contains("residual=true") {
-        let n: usize = c.osh.iter().product();
-        let r: Vec<f32> = (0..n).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.5).collect();
-        ins.push(Tensor::from_f32(c.osh.to_vec(), &r).unwrap());
-    }
-    ins
-}
 
 fn check(c: &Case, x: &[u8], w: &[i64]) {
     let text = graph_text(c, w);
@@ -227,10 +162,6 @@ fn vnni_objects_run_eight_bit_quads_on_the_pattern_kernel() {
     assert!(avx2 > 2 * 36864, "haswell: {avx2} bytes");
 }
 
-fn pseudo(n: usize, seed: usize, lo: i64, hi: i64) -> Vec<i64> {
-    (0..n).map(|i| lo + ((i * 7919 + seed * 104729) % 9973) as i64 % (hi - lo + 1)).collect()
-}
-
 /// Each case twice: 8-bit weights (the 16-bit-pair tile on AVX2) and
 /// 7-bit ones (`|q| ≤ 64`: the AVX2 byte tile, `vpmaddubsw`).
 fn run_case(c: &Case) {
@@ -240,8 +171,6 @@ fn run_case(c: &Case) {
     check(c, &x, &pseudo(nw, 2, -127, 127));
     check(c, &x, &pseudo(nw, 2, -64, 64));
 }
-
-const PLAIN: &str = "act=None, residual=false";
 
 #[test]
 fn three_by_three_with_partial_tiles() {
@@ -322,11 +251,6 @@ fn residual_and_clip_epilogue() {
     }
 }
 
-/// A depthwise window (one channel per group, `c` groups) with padding `p`.
-fn depthwise(k: usize, s: usize, p: usize, c: usize) -> String {
-    format!("kernel=[{k},{k}], strides=[{s},{s}], dilations=[1,1], pads=[{p},{p},{p},{p}], group={c}")
-}
-
 /// Depthwise QConvs, the only ones with padding (padded taps read the zero
 /// point: they add nothing). With AVX2 (`native`, `haswell`) they run on
 /// the assembled depthwise pass over `x − zp` as floats (exact sums below
@@ -358,15 +282,6 @@ fn depthwise_with_padding_on_every_path() {
     let c = Case { xsh: [1, 2, 8, 8], wsh: [2, 1, 7, 7], osh: [1, 2, 8, 8], attrs, epi: PLAIN, zp: 0 };
     let w: Vec<i64> = (0..98).map(|i| if i < 49 { -128 } else { 127 }).collect();
     check(&c, &[255u8; 128], &w);
-}
-
-/// A depthwise window of `c` channels: kernel `kh × kw`, strides,
-/// dilations and pads (top, left, bottom, right).
-fn dw_window(k: [usize; 2], s: [usize; 2], d: [usize; 2], p: [usize; 4], c: usize) -> String {
-    format!(
-        "kernel=[{},{}], strides=[{},{}], dilations=[{},{}], pads=[{},{},{},{}], group={c}",
-        k[0], k[1], s[0], s[1], d[0], d[1], p[0], p[1], p[2], p[3]
-    )
 }
 
 /// A depthwise case: input rows and columns, kernel, strides, dilations,
@@ -475,13 +390,6 @@ fn check_quant_on(c: &Case, x: &[u8], w: &[i64], grid: (f32, u8)) -> Vec<u8> {
     check_quant_with(c, &inputs(c, x), w, grid)
 }
 
-/// The QConv graph of case `c` with a u8 output through the grid `(scale, zp)`.
-fn quant_text(c: &Case, w: &[i64], (scale, zp): (f32, u8)) -> String {
-    graph_text(c, w)
-        .replace(&format!("x_zp={}}}", c.zp), &format!("x_zp={}, out=quant, out_scale={scale:?}, out_zp={zp}}}", c.zp))
-        .replace(&format!("): f32[{}] @\"c\"", dims(&c.osh)), &format!("): u8[{}] @\"c\"", dims(&c.osh)))
-}
-
 /// [`check_quant_on`] with these inputs.
 fn check_quant_with(c: &Case, ins: &[Tensor], w: &[i64], grid: (f32, u8)) -> Vec<u8> {
     let ins = ins.to_vec();
@@ -496,13 +404,6 @@ fn check_quant_with(c: &Case, ins: &[Tensor], w: &[i64], grid: (f32, u8)) -> Vec
         }
     }
     want.bytes().to_vec()
-}
-
-/// Case `c`'s input bytes and 8-bit weights (fixed pseudo-random values).
-fn case_data(c: &Case) -> (Vec<u8>, Vec<i64>) {
-    let nx: usize = c.xsh.iter().product();
-    let nw: usize = c.wsh.iter().product();
-    (pseudo(nx, 1, 0, 255).into_iter().map(|v| v as u8).collect(), pseudo(nw, 2, -127, 127))
 }
 
 /// The requantising epilogue with a clamp activation whose bounds fall
@@ -743,13 +644,7 @@ fn extreme_products_do_not_overflow() {
 #[test]
 fn accumulating_form_stores_exact_sums() {
     let check_acc = |xsh: [usize; 4], wsh: [usize; 4], osh: [usize; 4], attrs: &str, zp: u8, x: &[u8], w: &[i64]| {
-        let text = format!(
-            "graph \"q\"\n  input %0 \"x\": u8[{}]\n  const %1 \"w\": i8[{}] = {}\n  %2 = QConv{{{attrs}, layer=\"c\", act=None, residual=false, x_scale=1.0, x_zp={zp}, out=acc}}(%0, %1): i32[{}] @\"c\"\n  output \"y\" = %2\n",
-            dims(&xsh),
-            dims(&wsh),
-            ints(w),
-            dims(&osh),
-        );
+        let text = acc_text([xsh, wsh, osh], attrs, zp, w);
         let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let ins = vec![Tensor::from_bytes(DType::U8, xsh.to_vec(), x.to_vec()).unwrap()];
         let want = kerf_ir::eval::eval_graph(&g, &ins).unwrap().remove(0).to_i64_vec();

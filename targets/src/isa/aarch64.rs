@@ -17,6 +17,7 @@ pub const ISA: IsaDesc = IsaDesc {
     caps,
 };
 
-fn caps(_: FlagOn<'_>) -> Caps {
-    Caps { simd: true, fma: true, round: true, cache: ISA.cache, avx2: false, avx512: false, vnni: false }
+fn caps(on: FlagOn<'_>) -> Caps {
+    let dotprod = on("has_dotprod");
+    Caps { simd: true, fma: true, round: true, cache: ISA.cache, avx2: false, avx512: false, vnni: false, dotprod }
 }

@@ -71,6 +71,11 @@ pub struct Caps {
     /// instructions the VNNI kernels use (Cranelift has no flag for it:
     /// `native` checks the host too).
     pub vnni: bool,
+    /// AArch64's `dotprod` extension (`sdot`): the integer conv's byte-quad
+    /// tile [`crate::ukernel::neon::sdot_tile`] replaces the Cranelift
+    /// 16-bit-pair tile (the `dotprod` preset; `native` on an AArch64 host
+    /// that has it).
+    pub dotprod: bool,
 }
 
 /// Whether a flag is set on a built ISA.

@@ -496,7 +496,7 @@ mod tests {
     use crate::isa::{aarch64, riscv64, x64, CacheParams};
 
     fn caps(cache: CacheParams) -> Caps {
-        Caps { simd: true, fma: true, round: true, cache, avx2: false, avx512: false, vnni: false }
+        Caps { simd: true, fma: true, round: true, cache, avx2: false, avx512: false, vnni: false, dotprod: false }
     }
 
     /// The blocks derived from the per-ISA cache parameters. On x86-64 they

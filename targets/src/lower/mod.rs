@@ -130,6 +130,9 @@ pub enum Family {
     Scalar,
     /// Cranelift's 128-bit vectors.
     Vec128,
+    /// Calls assembled AArch64 NEON micro-kernels ([`crate::ukernel::neon`]:
+    /// `dotprod`'s `sdot`).
+    Neon,
     /// Calls assembled 256-bit AVX2 micro-kernels ([`crate::ukernel::avx2`]).
     Avx2,
     /// Calls assembled AVX-512 (EVEX) micro-kernels ([`crate::ukernel::avx512`]).
@@ -152,11 +155,12 @@ impl Family {
             Family::Scalar
         }
     }
-    /// Short name: `scalar`, `cl-128`, `avx2`.
+    /// Short name: `scalar`, `cl-128`, `neon`, `avx2`, `avx512`.
     pub fn name(self) -> &'static str {
         match self {
             Family::Scalar => "scalar",
             Family::Vec128 => "cl-128",
+            Family::Neon => "neon",
             Family::Avx2 => "avx2",
             Family::Avx512 => "avx512",
         }

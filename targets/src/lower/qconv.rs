@@ -33,7 +33,12 @@
 //! instead of two. Without VNNI, AVX2's byte tile (`ukernel::avx2::qbyte_tile`)
 //! runs the same layout with `vpmaddubsw` + `vpmaddwd` by ones, exact for
 //! weights [`kerf_ir::byte_pairs_exact`] accepts (every 7-bit grid), which
-//! `byte_quads` checks per weight tensor.
+//! `byte_quads` checks per weight tensor. On AArch64 with `dotprod`
+//! ([`crate::isa::Caps::dotprod`]) the assembled `sdot` tile
+//! (`ukernel::neon::sdot_tile`, [`SDOT_ROWS`] channels × 8 pixels, sums
+//! only) runs the same layout for every weight: `sdot` takes signed bytes,
+//! so the tile sums `Σ (x − 128)·w` and the correction is `(zp − 128) · Σ
+//! w` ([`SDOT_INPUT_OFFSET`]); the Cranelift epilogue does the rest.
 //!
 //! Work split: tasks take `(image, group, unit)` units of 8 pixels (16
 //! with VNNI); each packs its own B (task scratch) and runs every row
@@ -64,6 +69,7 @@ use super::{Family, Kernel, LResult};
 use crate::isa::Caps;
 use crate::ukernel::avx2::{qbyte_tile, qgemm_tile, quad_pack, quad_pack_table, QdotEpi, TileEpi, QDOT_ROWS};
 use crate::ukernel::avx512::{qdot_tail, qdot_tile, QDOT_TAIL_PIXELS};
+use crate::ukernel::neon::{sdot_tile, SDOT_INPUT_OFFSET, SDOT_ROWS};
 
 /// Output channels per register tile (× 2 panels = 12 accumulators).
 const ROWS: usize = 6;
@@ -99,8 +105,13 @@ struct Dims {
     zp: u8,
     /// Output channels per register tile: [`ROWS`], 12 for the assembled
     /// AVX2 tile, [`QDOT_ROWS`] for the byte tiles (AVX2's, and VNNI's
-    /// with one vector of `px` pixels per row).
+    /// with one vector of `px` pixels per row), [`SDOT_ROWS`] for
+    /// AArch64's `sdot` tile.
     rows: usize,
+    /// What the byte tile adds to every input byte before multiplying (0,
+    /// or [`SDOT_INPUT_OFFSET`] for `sdot`'s signed bytes): the zero-point
+    /// correction is `(zp − offset) · Σ w`.
+    x_offset: i64,
 }
 
 impl Dims {
@@ -143,7 +154,9 @@ impl Dims {
             px,
             units: pixels.div_ceil(px),
             zp: q.x_zp,
-            rows: if quads {
+            rows: if quads && k.caps.dotprod {
+                SDOT_ROWS
+            } else if quads {
                 QDOT_ROWS
             } else if k.caps.avx2 {
                 12
@@ -152,6 +165,7 @@ impl Dims {
             } else {
                 2
             },
+            x_offset: if quads && k.caps.dotprod { SDOT_INPUT_OFFSET } else { 0 },
         }
     }
 }
@@ -238,7 +252,7 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     // the byte tiles' own f32 epilogue: full units of the real-valued form,
     // for the activations the shared tile code applies
     let out_bytes = if quant.is_some() { 1 } else { 4 };
-    let fused = match (quads, q.out.is_real()) {
+    let fused = match (quads && k.caps.avx2, q.out.is_real()) {
         (true, true) => act_epi(act, q.epi.residual).map(|epi| QdotEpi {
             epi: TileEpi { finite: finite(&scales, &bias), ..epi },
             ldo: out_bytes * d.pixels,
@@ -252,7 +266,10 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     // the sums-only tiles' correction: where some unit has no fused epilogue
     let sums_only = fused.is_none() || tail != d.px;
     let corr = if quads && sums_only { Some(k.blob(zp_terms)) } else { None };
-    let tiles = if k.caps.avx2 { Some(Assembled::new(k, &d, fused.as_ref(), tail)?) } else { None };
+    let tiles = match k.caps.avx2 || (quads && k.caps.dotprod) {
+        true => Some(Assembled::new(k, &d, fused.as_ref(), tail)?),
+        false => None,
+    };
     let acc = q.out == QOut::Acc;
     let ptrs = Ptrs { x, out, res, a, tap, s: s_p, b: b_p, corr, table, bbuf, tiles, acc, quant };
     let mut result: LResult = Ok(());
@@ -327,10 +344,12 @@ impl Assembled {
         let (mut code, mut fused, mut tails) = ([None, None], [None, None], [None, None]);
         // a size no block has is not assembled (its bytes would sit unused in the object)
         let full = if d.mg >= d.rows { d.rows } else { 0 };
-        let vnni = k.caps.vnni;
-        let quads = |r: usize, e: Option<&QdotEpi>| match vnni {
-            true => qdot_tile(r, e).map(|c| (Family::Avx512, c)).map_err(|e| format!("internal: VNNI tile: {e}")),
-            false => qbyte_tile(r, e).map(|c| (Family::Avx2, c)).map_err(|e| format!("internal: byte tile: {e}")),
+        let (vnni, dotprod) = (k.caps.vnni, k.caps.dotprod);
+        let quads = |r: usize, e: Option<&QdotEpi>| match (vnni, dotprod) {
+            (true, _) => qdot_tile(r, e).map(|c| (Family::Avx512, c)).map_err(|e| format!("internal: VNNI tile: {e}")),
+            // sums only: the Cranelift epilogue does the rest
+            (_, true) => sdot_tile(r).map(|c| (Family::Neon, c)).map_err(|e| format!("internal: {e}")),
+            _ => qbyte_tile(r, e).map(|c| (Family::Avx2, c)).map_err(|e| format!("internal: byte tile: {e}")),
         };
         let tail_products = vnni && tail <= QDOT_TAIL_PIXELS;
         for (i, r) in [full, d.mg % d.rows].into_iter().enumerate() {
@@ -373,12 +392,12 @@ struct Unit {
     ni: Value,
 }
 
-/// Whether the K steps are byte quads: with VNNI always (`vpdpbusd` sums
-/// u8 × s8 products without saturation); with AVX2 where the weights'
+/// Whether the K steps are byte quads: with VNNI or `dotprod` always
+/// (`vpdpbusd`, `sdot` sum byte products without saturation); with AVX2 where the weights'
 /// byte pairs cannot saturate `vpmaddubsw`'s i16 ([`weights_byte_pairs_exact`]:
 /// every 7-bit grid, `--weight-bits 7`); otherwise 16-bit pairs.
 fn byte_quads(caps: Caps, w: &kerf_ir::Tensor) -> bool {
-    caps.vnni || (caps.avx2 && weights_byte_pairs_exact(w))
+    caps.vnni || caps.dotprod || (caps.avx2 && weights_byte_pairs_exact(w))
 }
 
 /// Byte offset in the input of each K value (`ci, ky, kx` in the weight's
@@ -438,19 +457,21 @@ pub(super) fn epilogue_table(corr: &[u8], scales: &[f32], bias: &[f32]) -> Vec<u
     out
 }
 
-/// Per output channel, `zp · Σ_k w[m, k]` as i32: what the VNNI tile's
-/// uncentred sums `Σ x·w` carry beyond `Σ (x − zp)·w`.
+/// Per output channel, `(zp − offset) · Σ_k w[m, k]` as i32 (offset
+/// [`Dims::x_offset`]): what the byte tiles' sums `Σ (x − offset)·w`
+/// carry beyond `Σ (x − zp)·w`.
 fn zero_point_terms(d: &Dims, w: &[f64], kk: usize) -> Vec<u8> {
     zero_point_sums(d, w, kk).into_iter().flat_map(i32::to_le_bytes).collect()
 }
 
 /// [`zero_point_terms`] as numbers, one per output channel.
 fn zero_point_sums(d: &Dims, w: &[f64], kk: usize) -> Vec<i32> {
-    let zp = i64::from(d.zp);
+    let zp = i64::from(d.zp) - d.x_offset;
     w.chunks(kk.max(1))
         .map(|row| {
             let sum: i64 = row.iter().map(|&v| v as i64).sum();
-            // |Σ w| ≤ 128·K, so the product fits i32 for any K the i32 sums allow
+            // |Σ w| ≤ 128·K and |zp − offset| ≤ 255, so the product fits
+            // i32 for any K the i32 sums allow
             (zp * sum) as i32
         })
         .collect()
@@ -526,7 +547,7 @@ impl QuadPack {
     /// span, at most 4 rows per unit.
     fn new(k: &mut Kernel, d: &Dims) -> Result<Option<QuadPack>, String> {
         let gap = (d.sh * d.w) as i64 - (d.ow * d.sw) as i64;
-        if !(d.quads && (d.sw == 1 || d.sw == 2) && gap >= 0) {
+        if !(k.caps.avx2 && d.quads && (d.sw == 1 || d.sw == 2) && gap >= 0) {
             return Ok(None);
         }
         // unit u starts at column (px·u) mod ow: one entry per unit of the
@@ -868,7 +889,7 @@ fn store_out(k: &mut Kernel, p: &Ptrs, y: Value, e: Value, at: usize) -> LResult
     Ok(())
 }
 
-/// `Σ x·w − zp·Σ w` per row: the byte tiles' uncentred sums (`rows ×
+/// `Σ (x − offset)·w − (zp − offset)·Σ w` per row: the byte tiles' sums (`rows ×
 /// per_row` i32x4, row-major) made the exact `Σ (x − zp)·w` of the other
 /// tiles.
 fn centre(k: &mut Kernel, corr: Value, m0: Value, sums: Vec<Value>, per_row: usize) -> Vec<Value> {

@@ -2,6 +2,9 @@
 //! Helpers shared by the integration tests: JIT a text-format graph for the
 //! host and run it on f32 inputs; compare with explicit tolerances.
 
+pub mod cross;
+pub mod qcase;
+
 use std::ffi::c_void;
 use std::sync::Mutex;
 

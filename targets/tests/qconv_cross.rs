@@ -1,0 +1,162 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The integer conv (`QConv`) compiled for AArch64 and RISC-V 64, linked
+//! with the C harness by the cross GCCs and run under qemu-user, against
+//! the reference evaluator bit for bit (f32 outputs), byte for byte (u8)
+//! and exactly (i32 sums): AArch64 `baseline` (Cranelift's 16-bit-pair
+//! tile), AArch64 `dotprod` (the assembled `sdot` tile, whose object must
+//! hold it and whose program must die where the CPU lacks `sdot`), and
+//! riscv64 `rv64gc` (the scalar tile).
+//!
+//! The shapes cover the `sdot` tile's row blocks of 8 (1 to 8 rows in the
+//! last), units of 8 pixels with a partial last one, K not a multiple of
+//! 4, strides, dilation, groups, two images, a residual, Relu and Clip,
+//! requantised u8 outputs, the accumulating form, products at their
+//! extremes over K = 2304 (`x − 128 = −128` against `w = −128`), and a
+//! padded depthwise conv (the depthwise kernels). Each runs with 8-bit
+//! weights over the whole grid.
+
+mod common;
+use common::cross::{Cross, AARCH64, AARCH64_DOTPROD, RISCV64};
+use common::qcase::*;
+use kerf_ir::{DType, Tensor};
+use kerf_targets::{compile_object, CompileOptions};
+
+/// One compiled case: a name, its graph text, inputs and the reference's
+/// output bytes.
+struct Run {
+    name: String,
+    text: String,
+    inputs: Vec<Tensor>,
+    want: Vec<u8>,
+}
+
+impl Run {
+    fn new(name: String, text: String, inputs: Vec<Tensor>) -> Run {
+        let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
+        let want = kerf_ir::eval::eval_graph(&g, &inputs).unwrap().remove(0).bytes().to_vec();
+        Run { name, text, inputs, want }
+    }
+}
+
+/// The real-valued cases: `(case, weights)` with the case's input data.
+fn real_cases() -> Vec<Run> {
+    let clip = "act=Clip, act_min=-1.5, act_max=2.5, residual=false";
+    let relu_res = "act=Relu, residual=true";
+    let a3 = window(3, 1, 1, 1);
+    let (a1, s2, dil, grouped) = (window(1, 1, 1, 1), window(3, 2, 1, 1), window(3, 1, 2, 1), window(3, 1, 1, 2));
+    let s7 = window(7, 2, 1, 1);
+    let dw = depthwise(3, 1, 1, 5);
+    let cases = [
+        // 25 pixels (a partial unit), K = 27 (a partial quad), 7 rows
+        Case { xsh: [1, 3, 7, 7], wsh: [7, 3, 3, 3], osh: [1, 7, 5, 5], attrs: &a3, epi: PLAIN, zp: 128 },
+        Case { xsh: [2, 3, 7, 7], wsh: [11, 3, 3, 3], osh: [2, 11, 5, 5], attrs: &a3, epi: relu_res, zp: 3 },
+        Case { xsh: [1, 16, 4, 4], wsh: [12, 16, 1, 1], osh: [1, 12, 4, 4], attrs: &a1, epi: PLAIN, zp: 0 },
+        Case { xsh: [1, 4, 9, 11], wsh: [6, 4, 3, 3], osh: [1, 6, 4, 5], attrs: &s2, epi: clip, zp: 255 },
+        Case { xsh: [1, 2, 8, 8], wsh: [5, 2, 3, 3], osh: [1, 5, 4, 4], attrs: &dil, epi: PLAIN, zp: 77 },
+        Case { xsh: [1, 6, 6, 6], wsh: [8, 3, 3, 3], osh: [1, 8, 4, 4], attrs: &grouped, epi: clip, zp: 100 },
+        // 12-pixel rows (units inside a row and straddling two), 9 rows (8 + 1)
+        Case { xsh: [1, 5, 14, 14], wsh: [9, 5, 3, 3], osh: [1, 9, 12, 12], attrs: &a3, epi: PLAIN, zp: 90 },
+        // a 7x7 stride-2 stem, 13 rows (8 + 5); 37 rows (4 × 8 + 5), 64 pixels
+        Case { xsh: [1, 3, 23, 37], wsh: [13, 3, 7, 7], osh: [1, 13, 9, 16], attrs: &s7, epi: PLAIN, zp: 0 },
+        Case { xsh: [1, 8, 10, 10], wsh: [37, 8, 3, 3], osh: [1, 37, 8, 8], attrs: &a3, epi: relu_res, zp: 9 },
+        Case { xsh: [1, 8, 9, 9], wsh: [14, 8, 3, 3], osh: [1, 14, 7, 7], attrs: &a3, epi: clip, zp: 200 },
+        // padded depthwise: the depthwise kernels, not the GEMM tile
+        Case { xsh: [2, 5, 14, 14], wsh: [5, 1, 3, 3], osh: [2, 5, 14, 14], attrs: &dw, epi: clip, zp: 17 },
+    ];
+    let mut runs = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let (x, _) = case_data(c);
+        let nw: usize = c.wsh.iter().product();
+        let w = pseudo(nw, 2, -128, 127);
+        runs.push(Run::new(format!("real{i}"), graph_text(c, &w), inputs(c, &x)));
+    }
+    // every product at its extreme over K = 2304, both signs of x − 128
+    let c = Case { xsh: [1, 256, 3, 3], wsh: [2, 256, 3, 3], osh: [1, 2, 1, 1], attrs: &a3, epi: PLAIN, zp: 0 };
+    let w: Vec<i64> = (0..2 * 256 * 9).map(|i| if i < 256 * 9 { -128 } else { 127 }).collect();
+    for (name, x, zp) in [("extreme_lo", 0u8, 255), ("extreme_hi", 255, 0)] {
+        let c = Case { zp, ..c };
+        runs.push(Run::new(name.into(), graph_text(&c, &w), inputs(&c, &vec![x; 256 * 9])));
+    }
+    runs
+}
+
+/// Requantised u8 outputs and the accumulating form's i32 sums.
+fn integer_cases() -> Vec<Run> {
+    let (a1, a3) = (window(1, 1, 1, 1), window(3, 1, 1, 1));
+    let clip = "act=Clip, act_min=0.0, act_max=6.0, residual=false";
+    let mut runs = Vec::new();
+    for (i, c) in [
+        Case { xsh: [1, 16, 5, 8], wsh: [12, 16, 1, 1], osh: [1, 12, 5, 8], attrs: &a1, epi: clip, zp: 3 },
+        Case { xsh: [2, 8, 10, 10], wsh: [13, 8, 3, 3], osh: [2, 13, 8, 8], attrs: &a3, epi: PLAIN, zp: 128 },
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (x, w) = case_data(c);
+        runs.push(Run::new(format!("quant{i}"), quant_text(c, &w, (0.02, 10)), inputs(c, &x)));
+    }
+    let (xsh, wsh, osh) = ([1, 3, 9, 11], [7, 3, 3, 3], [1, 7, 7, 9]);
+    let x: Vec<u8> = pseudo(3 * 9 * 11, 1, 0, 255).into_iter().map(|v| v as u8).collect();
+    let text = acc_text([xsh, wsh, osh], &a3, 17, &pseudo(7 * 27, 2, -128, 127));
+    runs.push(Run::new("acc".into(), text, vec![Tensor::from_bytes(DType::U8, xsh.to_vec(), x).unwrap()]));
+    runs
+}
+
+/// Compiles, links and runs every case on `t`; the failures, one line each.
+fn run_all(t: &Cross, runs: &[Run]) -> Vec<String> {
+    let root = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("qconv-{}-{}", t.triple, t.cpu));
+    let mut failures = Vec::new();
+    for r in runs {
+        let dir = root.join(&r.name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let g = kerf_ir::text::parse(&r.text).unwrap();
+        let art = compile_object(&g, &CompileOptions::parse(t.triple, t.cpu, &r.name).unwrap())
+            .unwrap_or_else(|e| panic!("{} {}: {e}", t.cpu, r.name));
+        // the GEMM tile of `dotprod` is assembled; the depthwise kernels are Cranelift's
+        let dotprod = t.cpu == "dotprod" && !r.text.contains("group=5");
+        assert_eq!(art.report.micro_kernels > 0, dotprod, "{} {}: micro-kernels", t.cpu, r.name);
+        std::fs::write(dir.join(format!("{}.h", r.name)), &art.header).unwrap();
+        std::fs::write(dir.join("m.o"), &art.object).unwrap();
+        let exe = t.link(&dir, &r.name, &dir.join("m.o"));
+        let input: Vec<u8> = r.inputs.iter().flat_map(|t| t.bytes().to_vec()).collect();
+        match t.run(None, &exe, &input) {
+            Ok(got) if got == r.want => {}
+            Ok(got) => {
+                let at = got.iter().zip(&r.want).position(|(a, b)| a != b);
+                failures.push(format!("{} {}: {} bytes, first difference at byte {at:?}", t.cpu, r.name, got.len()));
+            }
+            Err(e) => failures.push(format!("{} {}: {e}", t.cpu, r.name)),
+        }
+        // the sdot tile runs: a CPU without `dotprod` cannot run the program
+        if dotprod && r.name == "real0" {
+            let a53 = ["qemu-aarch64", "-cpu", "cortex-a53", "-L", "/usr/aarch64-linux-gnu"];
+            assert!(t.run(Some(&a53), &exe, &input).is_err(), "the dotprod program ran on a Cortex-A53");
+        }
+    }
+    failures
+}
+
+fn check_target(t: &Cross) {
+    if !t.available() {
+        return;
+    }
+    let runs: Vec<Run> = real_cases().into_iter().chain(integer_cases()).collect();
+    let failures = run_all(t, &runs);
+    assert!(failures.is_empty(), "{} --cpu {}:\n{}", t.triple, t.cpu, failures.join("\n"));
+    eprintln!("{} --cpu {}: {} cases bit for bit", t.triple, t.cpu, runs.len());
+}
+
+#[test]
+fn aarch64_dotprod_sdot_tile() {
+    check_target(&AARCH64_DOTPROD);
+}
+
+#[test]
+fn aarch64_baseline_pair_tile() {
+    check_target(&AARCH64);
+}
+
+#[test]
+fn riscv64_scalar_tile() {
+    check_target(&RISCV64);
+}
