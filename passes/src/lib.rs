@@ -88,23 +88,28 @@ pub enum Int8Dot {
     ExactBytes,
     /// Byte quads for every weight (AVX-512 VNNI's `vpdpbusd`).
     Bytes,
+    /// Byte quads for every weight through AArch64 `dotprod`'s `sdot`, in
+    /// the conv GEMM only (the depthwise quad pass is VNNI's).
+    Sdot,
 }
 
 impl Int8Dot {
     /// Whether byte quads go through a saturating product (AVX2's
     /// `vpmaddubsw`), so only weights whose byte pairs fit i16 take them.
     pub fn saturates(self) -> bool {
-        self != Int8Dot::Bytes
+        !matches!(self, Int8Dot::Bytes | Int8Dot::Sdot)
     }
     /// `QConv`'s multiply-adds per f32 multiply-add of the same time, for
     /// a weight whose byte pairs are `exact` or not: the pair tiles 2
     /// (measured 1.5x the f32 kernel per layer on AVX2), AVX2's byte tile
     /// 3 (1.45x the pair tile on a 64-channel 3x3 layer, as fast as f32
     /// Winograd there, docs/compression.md), VNNI 4 (2x the pair tile on
-    /// Zen 4).
+    /// Zen 4); `sdot` 4 by instruction counts, not measured (16
+    /// multiply-adds per instruction where `fmla` does 4, both two per
+    /// cycle on Neoverse N1/V1; here only qemu runs AArch64).
     pub fn rate(self, exact: bool) -> f64 {
         match self {
-            Int8Dot::Bytes => 4.0,
+            Int8Dot::Bytes | Int8Dot::Sdot => 4.0,
             Int8Dot::ExactBytes if exact => 3.0,
             _ => 2.0,
         }

@@ -410,6 +410,7 @@ impl Session {
         opts.int8_depthwise = caps.is_some_and(|c| c.avx2);
         opts.int8_dot = match caps {
             Some(c) if c.vnni => kerf_passes::Int8Dot::Bytes,
+            Some(c) if c.dotprod => kerf_passes::Int8Dot::Sdot,
             Some(c) if c.avx2 => kerf_passes::Int8Dot::ExactBytes,
             _ => kerf_passes::Int8Dot::Pairs,
         };

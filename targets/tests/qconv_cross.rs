@@ -130,7 +130,8 @@ fn run_all(t: &Cross, runs: &[Run]) -> Vec<String> {
         // the sdot tile runs: a CPU without `dotprod` cannot run the program
         if dotprod && r.name == "real0" {
             let a53 = ["qemu-aarch64", "-cpu", "cortex-a53", "-L", "/usr/aarch64-linux-gnu"];
-            assert!(t.run(Some(&a53), &exe, &input).is_err(), "the dotprod program ran on a Cortex-A53");
+            let died = t.run(Some(&a53), &exe, &input).err().unwrap_or_default();
+            assert!(died.contains("SIGILL"), "the dotprod program on a Cortex-A53: {died:?}");
         }
     }
     failures
@@ -159,4 +160,55 @@ fn aarch64_baseline_pair_tile() {
 #[test]
 fn riscv64_scalar_tile() {
     check_target(&RISCV64);
+}
+
+/// The `sdot` tile in every row count, disassembled by binutils: a leaf of
+/// the AAPCS64 (no call, no stack, only caller-saved registers: `x0`–`x17`
+/// and `v0`–`v7`, `v16`–`v31`, never the callee-saved low halves of
+/// `v8`–`v15`), ending in its only `ret`, with one `sdot` pair per row.
+#[test]
+fn sdot_tile_keeps_the_leaf_abi() {
+    use kerf_targets::ukernel::neon::{sdot_tile, SDOT_ROWS};
+    let objdump = "aarch64-linux-gnu-objdump";
+    if !common::cross::tools_or_skip(&[objdump], "binutils-aarch64-linux-gnu") {
+        return;
+    }
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sdot-abi");
+    std::fs::create_dir_all(&dir).unwrap();
+    for rows in 1..=SDOT_ROWS {
+        let bin = dir.join(format!("sdot{rows}.bin"));
+        std::fs::write(&bin, sdot_tile(rows).unwrap()).unwrap();
+        let out = std::process::Command::new(objdump).args(["-D", "-b", "binary", "-m", "aarch64"]).arg(&bin).output();
+        let text = String::from_utf8(out.unwrap().stdout).unwrap();
+        // "   4:\t4fa6e825 \tsdot\tv5.4s, v1.16b, v6.4b[3]": mnemonic and operands
+        let insns: Vec<(&str, &str)> = text
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split('\t');
+                f.next().filter(|a| a.trim_end().ends_with(':'))?;
+                f.next()?;
+                Some((f.next()?.trim(), f.next().unwrap_or("").trim()))
+            })
+            .collect();
+        assert!(insns.len() > 8, "rows {rows}: {text}");
+        let ctx = |i: usize| format!("rows {rows}, instruction {i} {:?}", insns[i]);
+        for (i, (op, args)) in insns.iter().enumerate() {
+            assert!(!matches!(*op, "bl" | "blr" | "br" | "svc" | "udf" | ".inst"), "{}", ctx(i));
+            assert!(*op != "ret" || i == insns.len() - 1, "{}: a ret before the end", ctx(i));
+            for reg in args.split(|c: char| !c.is_ascii_alphanumeric()).filter(|t| !t.is_empty()) {
+                let (class, num) = reg.split_at(1);
+                let Ok(n) = num.parse::<u32>() else {
+                    assert!(reg != "sp" && reg != "wsp", "{}: the stack", ctx(i));
+                    continue;
+                };
+                match class {
+                    "x" | "w" => assert!(n <= 17, "{}: callee-saved {reg}", ctx(i)),
+                    "v" | "q" | "d" | "s" | "h" | "b" => assert!(!(8..=15).contains(&n), "{}: {reg}", ctx(i)),
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(insns.last().map(|i| i.0), Some("ret"), "rows {rows}");
+        assert_eq!(insns.iter().filter(|i| i.0 == "sdot").count(), 2 * rows, "rows {rows}: sdot per row");
+    }
 }

@@ -1,7 +1,8 @@
 //! Real models compiled ahead of time for each ISA, linked with the generic
 //! C harness (`testsuite/c/harness.c`) and run: x86-64 natively (`cc`),
 //! aarch64 and riscv64 under qemu-user (`aarch64-linux-gnu-gcc -static`,
-//! `riscv64-linux-gnu-gcc -static`), riscv64 also with the `v` CPU preset
+//! `riscv64-linux-gnu-gcc -static`), aarch64 also with the `dotprod` preset
+//! under `qemu-aarch64 -cpu max`, riscv64 also with the `v` CPU preset
 //! under `qemu-riscv64 -cpu rv64,v=true,vlen=128`.
 //!
 //! Models: the fixture models digits_mlp, digits_cnn, ds_cnn_kws,
@@ -9,7 +10,7 @@
 //! (`testsuite/run-all.sh` makes it), and digits_cnn compressed two ways —
 //! pattern pruning + int8 on the f32 kernels, and int8 on the integer conv
 //! kernel — against the host JIT with the baseline preset. All models of one ISA are linked into
-//! one program and run in one process; the four ISAs run as parallel tests.
+//! one program and run in one process; the five targets run as parallel tests.
 //!
 //! Tolerance per output tensor, against the ONNX Runtime reference: every
 //! element within `1e-4 * max|ref| + 1e-5` (see `e2e/mod.rs`).
@@ -139,6 +140,12 @@ fn x86_64_native() {
 #[test]
 fn aarch64_qemu() {
     run_target(&e2e::AARCH64);
+}
+
+/// The `dotprod` preset: digits_cnn's integer conv on the `sdot` tile.
+#[test]
+fn aarch64_dotprod_qemu() {
+    run_target(&e2e::AARCH64_DOTPROD);
 }
 
 #[test]

@@ -556,6 +556,7 @@ mod tests {
         };
         assert_eq!(picked(&g8, Int8Dot::Pairs), "winograd");
         assert_eq!(picked(&g8, Int8Dot::Bytes), "integer");
+        assert_eq!(picked(&g8, Int8Dot::Sdot), "integer");
         // AVX2's byte tile: only for weights whose byte pairs cannot saturate
         assert_eq!(picked(&g8, Int8Dot::ExactBytes), "winograd");
         assert_eq!(picked(&g7, Int8Dot::ExactBytes), "integer");

@@ -20,5 +20,14 @@ pub const ISA: IsaDesc = IsaDesc {
 // Scalar path (the V extension is a Tier-3 experiment in Cranelift); F/D
 // have fused multiply-add; rounding goes through libcalls unless Zfa.
 fn caps(on: FlagOn<'_>) -> Caps {
-    Caps { simd: false, fma: true, round: on("has_zfa"), cache: ISA.cache, avx2: false, avx512: false, vnni: false, dotprod: false }
+    Caps {
+        simd: false,
+        fma: true,
+        round: on("has_zfa"),
+        cache: ISA.cache,
+        avx2: false,
+        avx512: false,
+        vnni: false,
+        dotprod: false,
+    }
 }

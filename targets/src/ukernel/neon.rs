@@ -11,6 +11,9 @@
 //! the Cranelift tile it replaces; the offset below is undone by the
 //! caller's compile-time correction.
 
+// `dynasm!` converts dynamic register numbers with `.into()`, also from u8
+#![allow(clippy::useless_conversion)]
+
 use dynasmrt::aarch64::Aarch64Relocation;
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi, VecAssembler};
 

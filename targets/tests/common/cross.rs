@@ -86,7 +86,7 @@ impl Cross {
         };
         let out = cmd.arg(&inp).arg(&outp).output().map_err(|e| e.to_string())?;
         if !out.status.success() {
-            return Err(format!("{:?} {}", out.status, String::from_utf8_lossy(&out.stderr).trim()));
+            return Err(format!("{} {}", out.status, String::from_utf8_lossy(&out.stderr).trim()));
         }
         std::fs::read(&outp).map_err(|e| e.to_string())
     }

@@ -274,6 +274,15 @@ pub const AARCH64: Target = Target {
     runner_package: "qemu-user",
 };
 
+/// AArch64 with `dotprod` (the integer conv's `sdot` tile), on qemu's
+/// `max` CPU, which has it.
+pub const AARCH64_DOTPROD: Target = Target {
+    label: "aarch64-dotprod",
+    cpu: "dotprod",
+    runner: &["qemu-aarch64", "-cpu", "max", "-L", "/usr/aarch64-linux-gnu"],
+    ..AARCH64
+};
+
 pub const RISCV64: Target = Target {
     label: "riscv64",
     triple: "riscv64gc-unknown-linux-gnu",
