@@ -55,6 +55,8 @@ const HEAVY: &[(&str, &str)] = &[
     ("object", "kerf-targets"),
     ("ar_archive_writer", "kerf-targets"),
     ("iced-x86", "kerf-targets"),
+    ("dynasm", "kerf-targets"),
+    ("dynasmrt", "kerf-targets"),
     ("petgraph", "kerf-ir"),
     ("faer", "kerf-compress"),
     ("toml", "kerf-compress"),
