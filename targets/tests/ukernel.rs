@@ -314,7 +314,7 @@ fn avx2_pattern_tiles_equal_the_128_bit_passes() {
 fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
     // (batch, channels, plane, kernel, stride, dilation, activation, residual)
     type Dw = (usize, usize, (usize, usize), usize, usize, usize, &'static str, bool);
-    let cases: [Dw; 26] = [
+    let cases: [Dw; 32] = [
         // rows of 4..7 pixels (two overlapping xmm vectors), rows of 2 (the
         // 128-bit kernel)
         (1, 6, (14, 14), 5, 1, 1, "HardSwish", false),
@@ -346,9 +346,17 @@ fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
         (2, 3, (40, 10), 3, 2, 1, "None", true),
         // an output plane of at most 64 pixels: the 128-bit kernel for 3x3
         (2, 3, (10, 10), 3, 2, 1, "None", true),
-        // a small "same" plane of 5-pixel rows (DS-CNN's 25x5): the 128-bit
-        // kernel on every preset
+        // small "same" planes: the 128-bit kernel's flat path, on AVX-512
+        // its assembled form (`dw_flat`): DS-CNN's 25x5 (125 pixels, the
+        // last 4-lane group overlapping), 7x7, 16 pixels (one vector), 42,
+        // 54 at dilation 2, 169, and 253 (16 vectors: two passes of 8)
         (1, 4, (25, 5), 3, 1, 1, "Relu", false),
+        (2, 3, (7, 7), 3, 1, 1, "HardSwish", true),
+        (1, 3, (4, 4), 3, 1, 1, "Relu", false),
+        (1, 3, (6, 7), 3, 1, 1, "Clip, act_min=-0.5, act_max=0.75", true),
+        (1, 3, (9, 6), 3, 1, 2, "None", true),
+        (1, 5, (13, 13), 3, 1, 1, "None", true),
+        (1, 2, (11, 23), 3, 1, 1, "Relu", false),
     ];
     for (i, &(n, c, (h, w), k, st, d, act, residual)) in cases.iter().enumerate() {
         let p = d * (k - 1) / 2;
@@ -366,12 +374,49 @@ fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
         // the assembled pass runs on rows of at least 4 pixels, for
         // kernels larger than 3x3 and for 3x3 planes other than output
         // planes of at most 64 pixels and small stride-1 "same" ones (but
-        // those with rows of at least 8 on AVX-512: `lower::depthwise::wide_pays`)
+        // those with rows of at least 8 on AVX-512: `lower::depthwise::wide_pays`);
+        // with AVX-512, 3x3 stride-1 "same" planes of up to 16384 pixels
+        // with rows of at least 4 on `dw_flat`
         let small_same = st == 1 && oh == h && ow == w && h * w <= 256;
-        let wide = |caps: &Caps| ow >= 4 && (k > 3 || !(oh * ow <= 64 || small_same && !(caps.avx512 && ow >= 8)));
+        let flat = |caps: &Caps| caps.avx512 && k == 3 && st == 1 && oh == h && ow == w && w >= 4 && h * w <= 16384;
+        let wide = |caps: &Caps| {
+            flat(caps) || ow >= 4 && (k > 3 || !(oh * ow <= 64 || small_same && !(caps.avx512 && ow >= 8)))
+        };
         if !check_on(200 + i, &text, &[t(&[n, c, h, w], &x), t(&[n, c, oh, ow], &r)], &wide) {
             return;
         }
+    }
+}
+
+/// The signed zeros of the depthwise kernels' skipped and zeroed lanes:
+/// with every input `-0.0`, positive weights and a `-0.0` bias, each sum
+/// stays `-0.0` until the 128-bit kernel adds a zeroed lane (`+0·w`),
+/// which makes it `+0.0`; so the output's signs map which taps each lane's
+/// group skipped. `dw_flat` (AVX-512) must give the same map on the flat
+/// path's planes (up to 256 pixels, `Groups::Flat`) and the row kernel's
+/// (`Groups::Rows`); skipped with a printed reason without AVX-512.
+#[test]
+fn depthwise_signed_zeros_follow_the_128_bit_groups() {
+    for (i, (c, h, w)) in
+        [(3, 25, 5), (2, 7, 7), (2, 6, 7), (2, 28, 28), (2, 9, 40), (2, 5, 57)].into_iter().enumerate()
+    {
+        let wt = list(&vec![0.5f32; c * 9]);
+        let b = list(&vec![-0.0f32; c]);
+        let text = format!(
+            "graph \"g\"\n  input %0 \"x\": f32[1,{c},{h},{w}]\n  const %1 \"w\": f32[{c},1,3,3] = {wt}\n  const %2 \"b\": f32[{c}] = {b}\n  %3 = ConvFused{{kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[1,1,1,1], group={c}, layer=\"c\", act=None, residual=false}}(%0, %1, %2): f32[1,{c},{h},{w}] @\"c\"\n  output \"y\" = %3\n"
+        );
+        let x = t(&[1, c, h, w], &vec![-0.0; c * h * w]);
+        let (off, _, _) = run_on("native", &text, std::slice::from_ref(&x), false);
+        let (on, n_on, caps) = run_on("native", &text, &[x], true);
+        if !caps.avx512 {
+            eprintln!("skipped: no AVX-512F + VL on this CPU, so no dw_flat to check");
+            return;
+        }
+        assert!(n_on > 0, "case {i}: dw_flat did not run");
+        let negative = off.iter().filter(|v| v.is_sign_negative()).count();
+        assert!(negative > 0 && negative < off.len(), "case {i}: {negative} of {} signs negative", off.len());
+        let diff = on.iter().zip(&off).position(|(a, b)| a.to_bits() != b.to_bits());
+        assert!(diff.is_none(), "case {i} ({h}x{w}): pixel {diff:?} differs in sign");
     }
 }
 
@@ -764,6 +809,19 @@ fn other_kernels() -> Vec<(String, Vec<u8>)> {
         let quant = quant.then_some((0.05, 3));
         let g = DwQuad { h, w, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw, zp, epi, quant };
         kernels.push((format!("depthwise quads {g:?}"), dw_quad(&g).unwrap()));
+    }
+    for (i, (h, w)) in [(25, 5), (7, 7), (11, 23), (4, 4), (30, 31)].into_iter().enumerate() {
+        use kerf_targets::ukernel::avx512::{dw_flat, DwFlat, Groups};
+        let epi = TileEpi {
+            residual: i % 2 == 0,
+            clamp: (i != 1).then_some(Clamp { lo: 0.0, hi: Some(6.0) }),
+            hardswish: i == 1,
+            ..TileEpi::default()
+        };
+        let taps = (0..9).map(|t| (t / 3 - 1, t % 3 - 1)).collect();
+        let groups = if h * w <= 256 { Groups::Flat } else { Groups::Rows };
+        let p = DwFlat { h, w, taps, epi, groups };
+        kernels.push((format!("depthwise flat {p:?}"), dw_flat(&p).unwrap()));
     }
     for (blocks, kk) in [(1, 1), (8, 64), (16, 64), (24, 100), (3, 7)] {
         let code = kerf_targets::ukernel::avx512::rnn_product(blocks, kk).unwrap();
