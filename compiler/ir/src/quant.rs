@@ -61,6 +61,17 @@ pub fn byte_pairs_exact(codes: &[i8], row: usize) -> bool {
     codes.chunks(row.max(1)).all(|r| r.chunks(2).all(|p| fits(p[0], p.get(1).copied().unwrap_or(0))))
 }
 
+/// Whether the one-pixel integer product (VNNI's `qdot_gemv`: a `QConv`
+/// whose planes are one pixel and whose window is the whole input, output
+/// channels in the lanes) takes an input of `k` values: it reads whole
+/// byte quads. Stated here because the `int8` rules run a multi-row
+/// product as such convs, one image per row, only where the product takes
+/// them (elsewhere the unit tiles would spend a whole pixel unit on each
+/// row).
+pub fn one_pixel_product_fits(k: usize) -> bool {
+    k > 0 && k.is_multiple_of(4)
+}
+
 /// Whether a depthwise conv's geometry suits the VNNI depthwise quad pass
 /// (`kerf_targets::ukernel::avx512::dw_quad`): `kh` up to 5 rows of `kw`
 /// up to 4 taps (a row of taps is one byte quad), horizontal stride `sw`

@@ -23,12 +23,21 @@
 //!   kernel computes it once quantised (`on_quad_kernel`: patterns shared
 //!   by quads of input channels, the assembled tiles).
 //!
-//! It also matches a one-row `Gemm(a, w[, c])` (or `GemmFused` without a
-//! residual) with `alpha = beta = 1`, `w` transposed and on a per-row int8
-//! grid, `c` a constant `[N]` and `a: [1, K]` through the quantiser (a
-//! classifier head): the same 1x1 conv of `a` viewed as `[1, K, 1, 1]`,
-//! between two reshapes (`Reshape{[1, N]}(QConv(Quantize(Reshape{[1, K, 1,
-//! 1]}(x)), q[N, K, 1, 1], ...))`).
+//! It also matches a product with a constant weight on a per-output int8
+//! grid: `Gemm(a, w[, c])` / `GemmFused` (`alpha = beta = 1`, `a` not
+//! transposed; `w` `[N, K]` transposed on a per-row grid or `[K, N]` on a
+//! per-column one, `c` a constant of `N` values), `MatMul(a, w)` and
+//! `MatMulFused(a, w, c[, r])` (`w` `[K, N]` on a per-column grid), `a:
+//! [.., M, K]` through the quantiser: the 1x1 conv of the `M` rows viewed
+//! as `M` one-pixel images `[M, K, 1, 1]`, between reshapes
+//! (`Reshape{out}(QConv(Quantize(Reshape{[M, K, 1, 1]}(x)), q[N, K, 1, 1],
+//! ...))`, the codes transposed at compile time for `[K, N]`, a residual
+//! reshaped to `[M, N, 1, 1]`), so no transposes. One row (a classifier
+//! head) on every target; several rows only where the code generator
+//! runs one-pixel images on the one-pixel product (`Int8Dot::Bytes` and
+//! [`kerf_ir::one_pixel_product_fits`]: elsewhere each row would take a
+//! whole pixel unit of the tiles), with an activation that product does
+//! not apply (Gelu, Sigmoid, …) moved after the QConv as its own op.
 //!
 //! It adds `QConv{x_scale = s, x_zp = z}(Quantize{s, z, pads}(x), q, sc,
 //! b'[, r])` to the conv's class, where `x` is the quantiser's input and
@@ -65,9 +74,8 @@ pub struct Int8Conv;
 /// A match of `int8-conv`.
 pub struct Int8Match {
     conv: kerf_ir::op::Conv,
-    /// A one-row Gemm run as a 1x1 QConv: its `(K, N)` (the input is
-    /// reshaped to `[1, K, 1, 1]`, the output back to `[1, N]`).
-    gemm: Option<(usize, usize)>,
+    /// A product run as a 1x1 QConv on one-pixel images.
+    gemm: Option<Product>,
     epi: Epilogue,
     /// The quantiser's input.
     x: Id,
@@ -76,6 +84,23 @@ pub struct Int8Match {
     w: WeightId,
     b: Option<WeightId>,
     residual: Option<Id>,
+}
+
+/// A product (`Gemm`, `MatMul`) as a 1x1 QConv: its rows become one-pixel
+/// images `[rows, k, 1, 1]`, the result `[rows, n, 1, 1]` is reshaped back
+/// to `out`.
+#[derive(Clone)]
+pub struct Product {
+    rows: usize,
+    k: usize,
+    n: usize,
+    /// The product's output shape.
+    out: Vec<usize>,
+    /// The weight is `[K, N]` (per-column grid): its codes are transposed.
+    kn: bool,
+    /// An activation of the product the one-pixel product does not apply,
+    /// applied after the QConv.
+    after: Option<UnaryOp>,
 }
 
 /// The single positive finite f32 value of a constant class.
@@ -148,15 +173,20 @@ fn worth_it(c: &kerf_ir::op::Conv, epi: &Epilogue, wshape: &[usize], depthwise: 
 /// activation the pass applies (none, Relu, Clip with bounds, HardSwish).
 fn on_depthwise_pass(c: &kerf_ir::op::Conv, epi: &Epilogue, wshape: &[usize]) -> bool {
     let taps: usize = wshape[2..].iter().product();
-    let act = match epi.act {
+    c.window.strides.iter().all(|&s| s <= 2) && taps * 255 * 128 < 1 << 24 && tiles_apply(epi.act)
+}
+
+/// Whether the assembled integer passes apply activation `act` themselves
+/// (none, Relu, Clip with bounds, HardSwish).
+fn tiles_apply(act: Option<UnaryOp>) -> bool {
+    match act {
         None | Some(UnaryOp::Relu | UnaryOp::HardSwish) => true,
         // the tiles' compare-select clamp (an upper bound of −0 is not one)
         Some(UnaryOp::Clip { min, max }) => {
             !min.get().is_nan() && !max.get().is_nan() && max.get().to_bits() != (-0.0f32).to_bits()
         }
         Some(_) => false,
-    };
-    c.window.strides.iter().all(|&s| s <= 2) && taps * 255 * 128 < 1 << 24 && act
+    }
 }
 
 impl Rule for Int8Conv {
@@ -203,7 +233,7 @@ impl Rule for Int8Conv {
             out.push(Int8Match { conv, gemm: None, epi, x, s, z, w, b, residual });
         }
         for n in &eg[class].nodes {
-            out.extend(gemm_match(eg, n));
+            out.extend(product_match(eg, n, class));
         }
     }
     fn apply(&self, eg: &mut KEGraph, class: Id, m: &Int8Match) -> Vec<Id> {
@@ -220,8 +250,8 @@ impl Rule for Int8Conv {
             false => vec![0, 0, wd.pad_begin(0), wd.pad_begin(1), 0, 0, wd.pad_end(0), wd.pad_end(1)],
         };
         let quantise = Op::Quantize { scale: F32::new(m.s), zp: m.z, pads };
-        let x = match m.gemm {
-            Some((k, _)) => eg.add(KNode::op(Op::Reshape { shape: vec![1, k, 1, 1] }, vec![m.x])),
+        let x = match &m.gemm {
+            Some(p) => eg.add(KNode::op(Op::Reshape { shape: vec![p.rows, p.k, 1, 1] }, vec![m.x])),
             None => m.x,
         };
         let x = eg.add(KNode::op(quantise, vec![x]));
@@ -232,55 +262,75 @@ impl Rule for Int8Conv {
         conv.algo = ConvAlgo::Direct;
         let op = Op::QConv(QConv { conv, epi: m.epi, x_scale: F32::new(m.s), x_zp: m.z, out: QOut::Real });
         let mut children = vec![x, konst(eg, q), konst(eg, sc), konst(eg, b)];
-        children.extend(m.residual);
-        match m.gemm {
-            Some((_, n)) => {
-                let y = eg.add(KNode::op(op, children));
-                add_union(eg, class, KNode::op(Op::Reshape { shape: vec![1, n] }, vec![y]))
-            }
-            None => add_union(eg, class, KNode::op(op, children)),
+        let Some(p) = &m.gemm else {
+            children.extend(m.residual);
+            return add_union(eg, class, KNode::op(op, children));
+        };
+        // the residual as the images' outputs
+        let image = vec![p.rows, p.n, 1, 1];
+        children.extend(m.residual.map(|r| eg.add(KNode::op(Op::Reshape { shape: image.clone() }, vec![r]))));
+        let mut y = eg.add(KNode::op(op, children));
+        if let Some(u) = p.after {
+            y = eg.add(KNode::op(Op::Unary(u), vec![y]));
         }
+        add_union(eg, class, KNode::op(Op::Reshape { shape: p.out.clone() }, vec![y]))
     }
 }
 
-/// A one-row `Gemm(a, w[, c])` / `GemmFused` without residual, `alpha = 1`,
-/// `beta = 1`, `a` not transposed and `w` transposed (`[N, K]`, ONNX's
-/// Linear), `a` of type `[1, K]` through the quantiser, `w` constant on a
-/// per-row int8 grid and `c` a constant `[N]`: the 1x1 conv of `a` as a
-/// `[1, K, 1, 1]` image, so the same integer kernel runs it (a classifier
-/// head; several rows would need transposes around it).
-fn gemm_match(eg: &KEGraph, n: &KNode) -> Option<Int8Match> {
-    let (g, epi) = match n.kerf_op()? {
-        Op::Gemm(g) => (g, Epilogue::default()),
-        Op::GemmFused(g, e) if !e.residual => (g, *e),
+/// A product with a constant weight on a per-output int8 grid whose input
+/// comes through the quantiser (see the module docs): `Gemm`/`GemmFused`
+/// (`alpha = beta = 1`, `a` not transposed) and `MatMul`/`MatMulFused`
+/// with a 2-D weight, run as a 1x1 QConv on one-pixel images.
+fn product_match(eg: &KEGraph, n: &KNode, class: Id) -> Option<Int8Match> {
+    let (layer, mut epi, kn) = match n.kerf_op()? {
+        Op::Gemm(g) | Op::GemmFused(g, _) if g.alpha.get() != 1.0 || g.beta.get() != 1.0 || g.trans_a => return None,
+        Op::Gemm(g) => (g.layer.clone(), Epilogue::default(), !g.trans_b),
+        Op::GemmFused(g, e) => (g.layer.clone(), *e, !g.trans_b),
+        Op::MatMul(l) => (l.clone(), Epilogue::default(), true),
+        Op::MatMulFused(l, e) => (l.clone(), *e, true),
         _ => return None,
     };
-    if g.alpha.get() != 1.0 || g.beta.get() != 1.0 || g.trans_a || !g.trans_b {
-        return None;
-    }
     let ch = &n.children;
     let a = eg[*ch.first()?].data.ty()?;
-    let [1, k] = a.shape[..] else { return None };
-    let w = eg[*ch.get(1)?].data.constant?;
-    let weight = eg.analysis.weights.get(w);
-    let [nn, kw] = weight.tensor.shape()[..] else { return None };
-    if kw != k || weight.grid.as_ref().is_none_or(|g| g.axis != 0) {
+    let (&k, lead) = a.shape.split_last()?;
+    let rows: usize = lead.iter().product();
+    if lead.is_empty() || rows == 0 {
         return None;
     }
+    let w = eg[*ch.get(1)?].data.constant?;
+    let weight = eg.analysis.weights.get(w);
+    let [nn, kw] = match (weight.tensor.shape(), kn) {
+        (&[kw, nn], true) => [nn, kw],
+        (&[nn, kw], false) => [nn, kw],
+        _ => return None,
+    };
+    if kw != k || weight.grid.as_ref().is_none_or(|g| g.axis != usize::from(kn)) {
+        return None;
+    }
+    // several rows: one-pixel images, only where the one-pixel product runs them
+    let after = match rows {
+        1 => None,
+        _ if eg.analysis.int8_dot != crate::Int8Dot::Bytes || !kerf_ir::one_pixel_product_fits(k) => return None,
+        _ if tiles_apply(epi.act) => None,
+        _ => epi.act.take(),
+    };
     let b = match ch.get(2) {
         None => None,
         Some(&c) => {
             let c = eg[c].data.constant?;
             let t = &eg.analysis.weights.get(c).tensor;
-            (t.shape() == [nn] && t.dtype() == DType::F32).then_some(c)?;
+            (t.numel() == nn && t.dtype() == DType::F32).then_some(c)?;
             Some(c)
         }
     };
+    let residual = if epi.residual { Some(*ch.get(3)?) } else { None };
+    let out = eg[class].data.ty()?.shape.clone();
     let q = quantiser(eg, *ch.first()?)?;
     let window =
         kerf_ir::op::Window { kernel: vec![1, 1], strides: vec![1, 1], dilations: vec![1, 1], pads: vec![0; 4] };
-    let conv = kerf_ir::op::Conv { window, group: 1, layer: g.layer.clone(), algo: ConvAlgo::Direct };
-    Some(Int8Match { conv, gemm: Some((k, nn)), epi, x: q.x, s: q.s, z: q.z, w, b, residual: None })
+    let conv = kerf_ir::op::Conv { window, group: 1, layer, algo: ConvAlgo::Direct };
+    let gemm = Some(Product { rows, k, n: nn, out, kn, after });
+    Some(Int8Match { conv, gemm, epi, x: q.x, s: q.s, z: q.z, w, b, residual })
 }
 
 /// The codes, steps and bias of a match (memoized by the source weights).
@@ -300,11 +350,15 @@ fn make_weights(eg: &mut KEGraph, m: &Int8Match) -> Option<[WeightId; 3]> {
     let weight = eg.analysis.weights.get(m.w);
     let grid = weight.grid.as_ref()?;
     let mut shape = weight.tensor.shape().to_vec();
-    if m.gemm.is_some() {
-        // the Gemm's [N, K] as the 1x1 conv's [N, K, 1, 1]
-        shape.extend([1, 1]);
+    let mut codes = grid.codes(&weight.tensor).ok()?;
+    if let Some(p) = &m.gemm {
+        // the product's [N, K] (or [K, N], transposed) as the 1x1 conv's [N, K, 1, 1]
+        if p.kn {
+            codes = (0..p.n * p.k).map(|i| codes[(i % p.k) * p.n + i / p.k]).collect();
+        }
+        shape = vec![p.n, p.k, 1, 1];
     }
-    let bytes: Vec<u8> = grid.codes(&weight.tensor).ok()?.iter().map(|&c| c as u8).collect();
+    let bytes: Vec<u8> = codes.iter().map(|&c| c as u8).collect();
     let q = Tensor::from_bytes(DType::I8, shape.clone(), bytes).ok()?;
     let scales = Tensor::from_f32(vec![shape[0]], &grid.scales).ok()?;
     let (name, is_param, sparsity) = (weight.name.clone(), weight.is_param, weight.sparsity.clone());
@@ -314,6 +368,11 @@ fn make_weights(eg: &mut KEGraph, m: &Int8Match) -> Option<[WeightId; 3]> {
     w.get_mut(qid).sparsity = sparsity;
     let sid = w.add(format!("{name}.int8_scale"), scales, Origin::Derived);
     let bid = match m.b {
+        // a product's bias of shape [.., 1, N] as the conv's [N]
+        Some(b) if w.tensor(b).shape() != [shape[0]] => {
+            let t = Tensor::from_f32(vec![shape[0]], &w.tensor(b).to_f32_vec()).ok()?;
+            w.add(format!("{name}.int8_bias"), t, Origin::Derived)
+        }
         Some(b) => b,
         None => {
             let zeros = Tensor::from_f32(vec![shape[0]], &vec![0.0; shape[0]]).ok()?;
@@ -515,6 +574,70 @@ mod tests {
         assert!(rel < 1e-5, "relative error {rel}");
         assert!(!run(&gemm(2, true), 2).0.contains("QConv"));
         assert!(!run(&gemm(1, false), 1).0.contains("QConv"));
+    }
+
+    /// A multi-row product `x[2, 3, 8] · w[8, 12] + b (+ r)` through the
+    /// quantiser, `w` on a per-column grid, fused with an activation: on
+    /// `Int8Dot::Bytes` it becomes the 1x1 QConv over six one-pixel images
+    /// (the codes transposed, the residual reshaped, Gelu after the QConv,
+    /// Relu inside it) with the same values up to f32 rounding; without
+    /// byte quads, or with K = 6 (not whole quads), it stays f32.
+    #[test]
+    fn multi_row_products_become_integer_convs_on_one_pixel_images() {
+        let graph = |k: usize, act: &str| {
+            let n = 12usize;
+            let scales: Vec<f32> = (0..n).map(|i| 0.01 + 0.002 * i as f32).collect();
+            let codes = random(7, n * k, -127.0, 127.0);
+            // [K, N]: the column's step
+            let w: Vec<String> =
+                codes.iter().enumerate().map(|(i, q)| format!("{:?}", q.round() * scales[i % n])).collect();
+            let b: Vec<String> = random(8, n, -0.5, 0.5).iter().map(|v| format!("{v:?}")).collect();
+            let s: Vec<String> = scales.iter().map(|v| format!("{v:?}")).collect();
+            format!(
+                r#"graph "g"
+  input %0 "x": f32[2,3,{k}]
+  input %9 "r": f32[2,3,{n}]
+  const %1 "w": f32[{k},{n}] = [{}] grid=int8(axis=1, scales=[{}])
+  const %2 "b": f32[{n}] = [{}]
+  const %3 "s": f32[] = [0.02]
+  %4 = Div(%0, %3): f32[2,3,{k}] @"d"
+  %5 = Round(%4): f32[2,3,{k}] @"r"
+  %6 = Clip{{min=-100.0, max=155.0}}(%5): f32[2,3,{k}] @"c"
+  %7 = Mul(%6, %3): f32[2,3,{k}] @"q"
+  %8 = MatMul{{layer="fc"}}(%7, %1): f32[2,3,{n}] @"fc"
+  %10 = Add(%8, %2): f32[2,3,{n}] @"bias"
+  %11 = Add(%10, %9): f32[2,3,{n}] @"res"
+  %12 = {act}(%11): f32[2,3,{n}] @"act"
+  output "y" = %12
+"#,
+                w.join(","),
+                s.join(","),
+                b.join(",")
+            )
+        };
+        let run = |src: &str, k: usize, int8_dot: Int8Dot| {
+            let g = text::parse(src).unwrap_or_else(|e| panic!("{e}\n{src}"));
+            let opts = PassOptions { int8_dot, ..PassOptions::default() };
+            let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap();
+            let x = Tensor::from_f32(vec![2, 3, k], &random(3, 6 * k, -2.0, 3.0)).unwrap();
+            let r = Tensor::from_f32(vec![2, 3, 12], &random(4, 72, -1.0, 1.0)).unwrap();
+            let want = interpret(&g, &[x.clone(), r.clone()]).remove(0).to_f32_vec();
+            let got = interpret(&out, &[x, r]).remove(0).to_f32_vec();
+            let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let err = got.iter().zip(&want).fold(0f32, |a, (g, w)| a.max((g - w).abs()));
+            (text::print(&out), err / scale)
+        };
+        for (act, inside) in [("Gelu{tanh=false}", false), ("Relu", true)] {
+            let (out, rel) = run(&graph(8, act), 8, Int8Dot::Bytes);
+            assert!(out.contains("QConv{") && out.contains("Reshape{shape=[6,8,1,1]}"), "{out}");
+            assert!(out.contains("Reshape{shape=[6,12,1,1]}") && out.contains("Reshape{shape=[2,3,12]}"), "{out}");
+            assert!(!out.contains("= MatMul"), "{out}");
+            let qconv = out.lines().find(|l| l.contains("QConv{")).unwrap();
+            assert_eq!(qconv.contains(&format!("act={act}")), inside, "{qconv}");
+            assert!(rel < 1e-5, "{act}: relative error {rel}");
+        }
+        assert!(!run(&graph(8, "Gelu{tanh=false}"), 8, Int8Dot::Pairs).0.contains("QConv"));
+        assert!(!run(&graph(6, "Gelu{tanh=false}"), 6, Int8Dot::Bytes).0.contains("QConv"));
     }
 
     /// A 3x3 stride-1 conv on a plane where Winograd is the f32 choice:

@@ -1009,7 +1009,7 @@ const GEMV_CHUNK: usize = QDOT_ROWS * 16;
 /// activation the tile applies.
 fn gemv_fits(k: &Kernel, d: &Dims, (kk, kh, kw): (usize, usize, usize), act: Act, residual: bool) -> Option<TileEpi> {
     let whole = d.pixels == 1 && d.h == kh && d.w == kw;
-    let fits = k.caps.vnni && d.quads && d.groups == 1 && whole && kk.is_multiple_of(4) && d.mg > 0;
+    let fits = k.caps.vnni && d.quads && d.groups == 1 && whole && kerf_ir::one_pixel_product_fits(kk) && d.mg > 0;
     fits.then(|| act_epi(act, residual)).flatten()
 }
 
