@@ -553,6 +553,11 @@ fn one_pixel_products() {
         (2, 512, 1000, "act=Relu, residual=false"),
         (1, 32, 12, "act=Clip, act_min=-1.0, act_max=4.0, residual=true"),
         (2, 6, 20, PLAIN),
+        // a product's rows as images: groups of two sharing each weight
+        // load, an odd last group, chunks of 192 channels and a rest
+        (5, 128, 200, "act=Relu, residual=true"),
+        (7, 64, 384, "act=HardSwish, residual=false"),
+        (4, 96, 40, PLAIN),
     ] {
         let case = Case { xsh: [n, c, 1, 1], wsh: [m, c, 1, 1], osh: [n, m, 1, 1], attrs: one, epi, zp: 77 };
         run_case(&case);
@@ -576,6 +581,10 @@ fn one_pixel_products() {
     let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(320, 5, -127, 127))).unwrap();
     let jm = common::jit(&g, "native");
     assert_eq!(jm.report().micro_kernels, 1, "the one-pixel product alone");
+    // five rows: a group of four images and a last one of one (two variants)
+    let c = Case { xsh: [5, 32, 1, 1], wsh: [10, 32, 1, 1], osh: [5, 10, 1, 1], attrs: one, epi: PLAIN, zp: 0 };
+    let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(320, 5, -127, 127))).unwrap();
+    assert_eq!(common::jit(&g, "native").report().micro_kernels, 2, "products of four images and of one");
 }
 
 /// Units whose last has 1..=9 pixels (planes of 16·u + t): with VNNI the

@@ -768,7 +768,9 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
         kernels.push((format!("qbyte {rows}"), qbyte_tile(rows, None).unwrap()));
         use kerf_targets::ukernel::avx512::{qdot_gemv, QdotGemv};
         for (quant, last_lanes) in [(None, 16), (Some((0.5, 3)), 1 + rows % 16)] {
-            let g = QdotGemv { blocks: rows, last_lanes, epi: TileEpi { residual: quant.is_none(), ..epi }, quant };
+            let images = 1 + rows % 2;
+            let epi = TileEpi { residual: quant.is_none(), ..epi };
+            let g = QdotGemv { blocks: rows, last_lanes, epi, quant, images, x_stride: 100, out_stride: 300 };
             kernels.push((format!("qdot gemv {g:?}"), qdot_gemv(&g).unwrap()));
         }
         if rows == 1 {

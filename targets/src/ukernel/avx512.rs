@@ -55,7 +55,7 @@ pub fn qdot_tile(rows: usize, epi: Option<&QdotEpi>) -> Result<Vec<u8>, IcedErro
 }
 
 /// A one-pixel integer product ([`qdot_gemv`]): how many 16-channel
-/// blocks, the last one's valid channels, and the store.
+/// blocks and images, the last block's valid channels, and the store.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct QdotGemv {
     /// 16-channel blocks (1..=[`super::avx2::QDOT_ROWS`]), one `zmm` each.
@@ -67,89 +67,116 @@ pub struct QdotGemv {
     pub epi: super::avx2::TileEpi,
     /// Store u8 through this grid (`scale`, `zp`) instead of f32.
     pub quant: Option<(f32, u8)>,
+    /// Images per call (`images · blocks` ≤ [`GEMV_ACCS`]), each weight
+    /// load shared by all of them: image `i` reads its input `i ·
+    /// x_stride` bytes past the first's, its output and residual `i ·
+    /// out_stride` elements past theirs.
+    pub images: usize,
+    /// Bytes between the images' inputs.
+    pub x_stride: usize,
+    /// Elements between the images' outputs (and residuals).
+    pub out_stride: usize,
 }
+
+/// Accumulators of the one-pixel product (`zmm0`–`zmm23`): `images ·
+/// blocks` at most.
+pub const GEMV_ACCS: usize = 24;
+
+const GEMV_REGS: [AsmRegisterZmm; GEMV_ACCS] = [
+    zmm0, zmm1, zmm2, zmm3, zmm4, zmm5, zmm6, zmm7, zmm8, zmm9, zmm10, zmm11, zmm12, zmm13, zmm14, zmm15, zmm16, zmm17,
+    zmm18, zmm19, zmm20, zmm21, zmm22, zmm23,
+];
 
 /// Machine code of the VNNI one-pixel product: `y[m] = Σ_k x[k]·w[m, k]`
 /// for `16·blocks` output channels of one pixel (a classifier head, a
-/// 1x1 conv on a 1x1 plane), the `QConv` tile with the roles turned: the
-/// channels are the vector lanes, so no lane is wasted on absent pixels.
+/// 1x1 conv on a 1x1 plane, a product's row) in each of `images` images,
+/// the `QConv` tile with the roles turned: the channels are the vector
+/// lanes, so no lane is wasted on absent pixels.
 /// Arguments (System V order): `w` (per K quad, the blocks' 16 channels ×
-/// four s8 weights: `64·blocks` bytes), `x` (the pixel's u8 quads),
+/// four s8 weights: `64·blocks` bytes), `x` (the first image's u8 quads),
 /// `out`, `k` (K quads, ≥ 0), `table` (per block three vectors of 16: the
 /// i32 `zp·Σ_k w[m, k]`, the f32 scale and the f32 bias) and `residual`
-/// (f32, per channel; read only with `epi.residual`). Per K quad: the
-/// quad broadcast to every lane (`vpbroadcastd`, the u8 operand), one
-/// `vpdpbusd` per block with the weights from memory (the s8 operand).
-/// Then per block `f32(acc − corr) · scale + bias (+ residual)`, the
-/// activation and the store of 16 f32 (or u8 through `quant`), the last
-/// block's through the mask `k1`: `QConv`'s epilogue operations in their
-/// order, so the reference's bits.
+/// (f32, per channel; read only with `epi.residual`). Per K quad: each
+/// image's quad broadcast to every lane (`vpbroadcastd`, the u8 operand),
+/// then per block one load of its weights (the s8 operand) and one
+/// `vpdpbusd` per image. Then per image and block
+/// `f32(acc − corr) · scale + bias (+ residual)`, the activation and the
+/// store of 16 f32 (or u8 through `quant`), the last block's through the
+/// mask `k1`: `QConv`'s epilogue operations in their order, so the
+/// reference's bits.
 pub fn qdot_gemv(g: &QdotGemv) -> Result<Vec<u8>, IcedError> {
     let (w_p, x_p, out_p, n, table, res) = (rdi, rsi, rdx, rcx, r8, r9);
     let blocks = g.blocks.clamp(1, super::avx2::QDOT_ROWS);
-    let acc = &<AsmRegisterZmm as IntVreg>::ACC[..blocks];
-    let x = zmm12;
+    let images = g.images.clamp(1, GEMV_ACCS / blocks);
+    let acc = &GEMV_REGS[..images * blocks];
+    let at = |i: usize, j: usize| acc[i * blocks + j];
+    let bcast = [zmm24, zmm25, zmm26, zmm27];
+    let (wr, x) = ([zmm28, zmm29], zmm24);
     let mut a = CodeAssembler::new(64)?;
     a.set_prefer_vex(false);
     for &r in acc {
         a.vpxord(r, r, r)?;
     }
     super::counted_loop(&mut a, n, |a| {
-        a.vpbroadcastd(x, dword_ptr(x_p))?;
-        for (j, &ac) in acc.iter().enumerate() {
-            a.vpdpbusd(ac, x, zmmword_ptr(w_p + (64 * j) as i64))?;
+        for i in 0..images {
+            a.vpbroadcastd(bcast[i % 4], dword_ptr(x_p + (i * g.x_stride) as i64))?;
+        }
+        for j in 0..blocks {
+            let m = zmmword_ptr(w_p + (64 * j) as i64);
+            match images {
+                1 => a.vpdpbusd(at(0, j), bcast[0], m)?,
+                _ => {
+                    a.vmovdqu32(wr[j % 2], m)?;
+                    for i in 0..images {
+                        a.vpdpbusd(at(i, j), bcast[i % 4], wr[j % 2])?;
+                    }
+                }
+            }
         }
         a.add(x_p, 4)?;
         a.add(w_p, (64 * blocks) as i32)
     })?;
-    for (j, &ac) in acc.iter().enumerate() {
-        let at = (192 * j) as i64;
-        a.vpsubd(ac, ac, zmmword_ptr(table + at))?;
-        a.vcvtdq2ps(ac, ac)?;
-        a.vmulps(ac, ac, zmmword_ptr(table + (at + 64)))?;
-        a.vaddps(ac, ac, zmmword_ptr(table + (at + 128)))?;
+    for i in 0..images {
+        for j in 0..blocks {
+            let (ac, t) = (at(i, j), (192 * j) as i64);
+            a.vpsubd(ac, ac, zmmword_ptr(table + t))?;
+            a.vcvtdq2ps(ac, ac)?;
+            a.vmulps(ac, ac, zmmword_ptr(table + (t + 64)))?;
+            a.vaddps(ac, ac, zmmword_ptr(table + (t + 128)))?;
+        }
     }
     let lanes = g.last_lanes.clamp(1, 16);
-    let partial = lanes < 16;
-    if partial {
+    let partial = |j: usize| lanes < 16 && j == blocks - 1;
+    if lanes < 16 {
         a.mov(eax, (1u32 << lanes) - 1)?;
         a.kmovw(k1, eax)?;
     }
-    let last = blocks - 1;
-    if g.epi.residual {
-        for (j, &ac) in acc.iter().enumerate() {
-            let m = res + (64 * j) as i64;
-            match partial && j == last {
-                true => a.vmovups(x.k1().z(), zmmword_ptr(m))?,
-                false => a.vmovups(x, zmmword_ptr(m))?,
-            }
-            a.vaddps(ac, ac, x)?;
+    for (i, j) in (0..images).flat_map(|i| (0..blocks).map(move |j| (i, j))).filter(|_| g.epi.residual) {
+        let m = res + (4 * (i * g.out_stride + 16 * j)) as i64;
+        match partial(j) {
+            true => a.vmovups(x.k1().z(), zmmword_ptr(m))?,
+            false => a.vmovups(x, zmmword_ptr(m))?,
         }
+        a.vaddps(at(i, j), at(i, j), x)?;
     }
+    let el = if g.quant.is_some() { 1 } else { 4 };
     match g.quant {
-        Some(grid) => {
-            super::avx2::requantise(&mut a, &g.epi, acc, grid)?;
-            for (j, &ac) in acc.iter().enumerate() {
-                let m = out_p + (16 * j) as i64;
-                match partial && j == last {
-                    true => a.vpmovdb(xmmword_ptr(m).k1(), ac)?,
-                    false => a.vpmovdb(xmmword_ptr(m), ac)?,
-                }
-            }
-        }
-        None => {
-            activation(&mut a, &g.epi, acc)?;
-            for (j, &ac) in acc.iter().enumerate() {
-                let m = out_p + (64 * j) as i64;
-                match partial && j == last {
-                    true => a.vmovups(zmmword_ptr(m).k1(), ac)?,
-                    false => a.vmovups(zmmword_ptr(m), ac)?,
-                }
+        Some(grid) => super::avx2::requantise(&mut a, &g.epi, acc, grid)?,
+        None => activation(&mut a, &g.epi, acc)?,
+    }
+    for i in 0..images {
+        for j in 0..blocks {
+            let m = out_p + (el * (i * g.out_stride + 16 * j)) as i64;
+            match (g.quant.is_some(), partial(j)) {
+                (true, true) => a.vpmovdb(xmmword_ptr(m).k1(), at(i, j))?,
+                (true, false) => a.vpmovdb(xmmword_ptr(m), at(i, j))?,
+                (false, true) => a.vmovups(zmmword_ptr(m).k1(), at(i, j))?,
+                (false, false) => a.vmovups(zmmword_ptr(m), at(i, j))?,
             }
         }
     }
-    for r in AsmRegisterZmm::SCRATCH {
-        a.vpxord(r, r, r)?;
+    for r in GEMV_REGS[16..].iter().chain(&bcast).chain(&AsmRegisterZmm::SCRATCH) {
+        a.vpxord(*r, *r, *r)?;
     }
     super::leaf_end(a)
 }
