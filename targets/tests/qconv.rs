@@ -553,8 +553,8 @@ fn one_pixel_products() {
         (2, 512, 1000, "act=Relu, residual=false"),
         (1, 32, 12, "act=Clip, act_min=-1.0, act_max=4.0, residual=true"),
         (2, 6, 20, PLAIN),
-        // a product's rows as images: groups of two sharing each weight
-        // load, an odd last group, chunks of 192 channels and a rest
+        // a product's rows as images: groups of four sharing each weight
+        // load, a last group of one or three, chunks of 96 channels and a rest
         (5, 128, 200, "act=Relu, residual=true"),
         (7, 64, 384, "act=HardSwish, residual=false"),
         (4, 96, 40, PLAIN),

@@ -371,17 +371,14 @@ fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
             list(&b),
             if residual { ", %9" } else { "" }
         );
-        // the assembled pass runs on rows of at least 4 pixels, for
-        // kernels larger than 3x3 and for 3x3 planes other than output
-        // planes of at most 64 pixels and small stride-1 "same" ones (but
-        // those with rows of at least 8 on AVX-512: `lower::depthwise::wide_pays`);
         // with AVX-512, 3x3 stride-1 "same" planes of up to 16384 pixels
-        // with rows of at least 4 on `dw_flat`
+        // with rows of at least 4 run on `dw_flat`; else the assembled pass
+        // runs on rows of at least 4 pixels, for kernels larger than 3x3
+        // and for 3x3 planes other than output planes of at most 64 pixels
+        // and small stride-1 "same" ones (`lower::depthwise::wide_pays`)
         let small_same = st == 1 && oh == h && ow == w && h * w <= 256;
         let flat = |caps: &Caps| caps.avx512 && k == 3 && st == 1 && oh == h && ow == w && w >= 4 && h * w <= 16384;
-        let wide = |caps: &Caps| {
-            flat(caps) || ow >= 4 && (k > 3 || !(oh * ow <= 64 || small_same && !(caps.avx512 && ow >= 8)))
-        };
+        let wide = |caps: &Caps| flat(caps) || ow >= 4 && (k > 3 || !(oh * ow <= 64 || small_same));
         if !check_on(200 + i, &text, &[t(&[n, c, h, w], &x), t(&[n, c, oh, ow], &r)], &wide) {
             return;
         }
@@ -768,10 +765,15 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
         kernels.push((format!("qbyte {rows}"), qbyte_tile(rows, None).unwrap()));
         use kerf_targets::ukernel::avx512::{qdot_gemv, QdotGemv};
         for (quant, last_lanes) in [(None, 16), (Some((0.5, 3)), 1 + rows % 16)] {
-            let images = 1 + rows % 2;
+            // one to four images per call, as many as the accumulators allow
+            let images = (1 + rows % 4).min(24 / rows);
             let epi = TileEpi { residual: quant.is_none(), ..epi };
             let g = QdotGemv { blocks: rows, last_lanes, epi, quant, images, x_stride: 100, out_stride: 300 };
             kernels.push((format!("qdot gemv {g:?}"), qdot_gemv(&g).unwrap()));
+            // past the broadcast registers or the accumulators: an error, not code
+            for images in [5, 24 / rows + 1] {
+                assert!(qdot_gemv(&QdotGemv { images, ..g }).is_err(), "{rows} blocks of {images} images");
+            }
         }
         if rows == 1 {
             for pixels in [8, 16] {
@@ -1032,6 +1034,48 @@ fn sapphirerapids_objects_call_the_zmm_tiles() {
             }
             assert_eq!(fmas.0 > 0, zmm, "{cpu}: {} zmm FMAs ({text})", fmas.0);
             assert_eq!(fmas.1 > 0, !zmm, "{cpu}: {} ymm/xmm FMAs ({text})", fmas.1);
+        }
+    }
+}
+
+/// `dw_flat` on windows other than square and centred: 1x3, 3x1 and 2x2
+/// "same" convs with lopsided pads (the taps' offsets from the output
+/// pixel, not the window's centre), dilation 2 along one axis, a residual
+/// and Relu; same bits as the 128-bit kernels (flat path and row kernel),
+/// and the reference.
+#[test]
+fn dw_flat_takes_any_same_window() {
+    // (plane, kernel, pads top/left/bottom/right, dilations)
+    type W = ((usize, usize), (usize, usize), [usize; 4], (usize, usize));
+    let cases: [W; 6] = [
+        ((9, 7), (1, 3), [0, 1, 0, 1], (1, 1)),
+        ((12, 6), (3, 1), [1, 0, 1, 0], (1, 1)),
+        ((8, 8), (2, 2), [0, 0, 1, 1], (1, 1)),
+        ((10, 9), (2, 2), [1, 1, 0, 0], (1, 1)),
+        ((20, 30), (3, 3), [2, 1, 2, 1], (2, 1)),
+        ((7, 40), (1, 3), [0, 2, 0, 2], (1, 2)),
+    ];
+    for (i, &((h, w), (kh, kw), p, (dh, dw))) in cases.iter().enumerate() {
+        let c = 3;
+        let wt: Vec<f32> = xs(c * kh * kw + 5)[5..].iter().map(|v| v * 0.1).collect();
+        let b: Vec<f32> = (0..c).map(|j| 0.1 * j as f32 - 0.1).collect();
+        let x: Vec<f32> = xs(c * h * w).iter().map(|v| v * 0.5).collect();
+        let r: Vec<f32> = xs(c * h * w + 3)[3..].to_vec();
+        let text = format!(
+            "graph \"g\"\n  input %0 \"x\": f32[1,{c},{h},{w}]\n  input %9 \"r\": f32[1,{c},{h},{w}]\n  const %1 \"w\": f32[{c},1,{kh},{kw}] = {}\n  const %2 \"b\": f32[{c}] = {}\n  %3 = ConvFused{{kernel=[{kh},{kw}], strides=[1,1], dilations=[{dh},{dw}], pads=[{},{},{},{}], group={c}, layer=\"c\", act=Relu, residual=true}}(%0, %1, %2, %9): f32[1,{c},{h},{w}] @\"c\"\n  output \"y\" = %3\n",
+            list(&wt),
+            list(&b),
+            p[0],
+            p[1],
+            p[2],
+            p[3],
+        );
+        let ins = [t(&[1, c, h, w], &x), t(&[1, c, h, w], &r)];
+        // with AVX-512 `dw_flat`; with AVX2 only the assembled pass on
+        // planes past the 128-bit flat path's 256 pixels (rows of at least 4)
+        let wide = |caps: &Caps| caps.avx512 || (w >= 4 && h * w > 256);
+        if !check_on(400 + i, &text, &ins, &wide) {
+            return;
         }
     }
 }

@@ -319,7 +319,10 @@ fn product_match(eg: &KEGraph, n: &KNode, class: Id) -> Option<Int8Match> {
         Some(&c) => {
             let c = eg[c].data.constant?;
             let t = &eg.analysis.weights.get(c).tensor;
-            (t.numel() == nn && t.dtype() == DType::F32).then_some(c)?;
+            // one value per output column: `[N]` or `[.., 1, N]` (not a
+            // per-row `[M, 1]`, even where `M = N`)
+            let (last, lead) = t.shape().split_last()?;
+            (*last == nn && lead.iter().all(|&d| d == 1) && t.dtype() == DType::F32).then_some(c)?;
             Some(c)
         }
     };
@@ -638,6 +641,54 @@ mod tests {
         }
         assert!(!run(&graph(8, "Gelu{tanh=false}"), 8, Int8Dot::Pairs).0.contains("QConv"));
         assert!(!run(&graph(6, "Gelu{tanh=false}"), 6, Int8Dot::Bytes).0.contains("QConv"));
+    }
+
+    /// A Gemm `x[4, 8] · w[8, 4] + C` with `w` not transposed (a
+    /// per-column grid): with `C: [1, 4]` (one bias per column) it becomes
+    /// the QConv over four one-pixel images with the same values; with `C:
+    /// [4, 1]` (one bias per row, here as many as the columns) it stays a
+    /// Gemm.
+    #[test]
+    fn gemm_biases_must_be_per_column() {
+        let graph = |c_shape: &str| {
+            let (k, n) = (8usize, 4usize);
+            let scales: Vec<f32> = (0..n).map(|i| 0.02 + 0.01 * i as f32).collect();
+            let w: Vec<String> = random(5, k * n, -127.0, 127.0)
+                .iter()
+                .enumerate()
+                .map(|(i, q)| format!("{:?}", q.round() * scales[i % n]))
+                .collect();
+            let s: Vec<String> = scales.iter().map(|v| format!("{v:?}")).collect();
+            format!(
+                r#"graph "g"
+  input %0 "x": f32[4,{k}]
+  const %1 "w": f32[{k},{n}] = [{}] grid=int8(axis=1, scales=[{}])
+  const %2 "c": f32[{c_shape}] = [0.5,-0.25,1.0,0.125]
+  const %3 "s": f32[] = [0.03]
+  %4 = Div(%0, %3): f32[4,{k}] @"d"
+  %5 = Round(%4): f32[4,{k}] @"r"
+  %6 = Clip{{min=-128.0, max=127.0}}(%5): f32[4,{k}] @"c"
+  %7 = Mul(%6, %3): f32[4,{k}] @"q"
+  %8 = Gemm{{alpha=1.0, beta=1.0, trans_a=false, trans_b=false, layer="fc"}}(%7, %1, %2): f32[4,{n}] @"fc"
+  output "y" = %8
+"#,
+                w.join(","),
+                s.join(",")
+            )
+        };
+        let opts = PassOptions { int8_dot: Int8Dot::Bytes, ..PassOptions::default() };
+        for (c_shape, integer) in [("1,4", true), ("4,1", false)] {
+            let g = text::parse(&graph(c_shape)).unwrap_or_else(|e| panic!("{e}"));
+            let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap();
+            let printed = text::print(&out);
+            assert_eq!(printed.contains("QConv{"), integer, "C: [{c_shape}]\n{printed}");
+            let x = Tensor::from_f32(vec![4, 8], &random(6, 32, -2.0, 2.0)).unwrap();
+            let want = interpret(&g, std::slice::from_ref(&x)).remove(0).to_f32_vec();
+            let got = interpret(&out, &[x]).remove(0).to_f32_vec();
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "C: [{c_shape}]: {a} vs {b}");
+            }
+        }
     }
 
     /// A 3x3 stride-1 conv on a plane where Winograd is the f32 choice:

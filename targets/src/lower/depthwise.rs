@@ -48,7 +48,7 @@
 //! 16384 pixels run on `ukernel::avx512::dw_flat` first ([`flat_zmm`]):
 //! the flat scheme at 16 lanes straight from the input plane, no copy, the
 //! lanes outside the plane masked, the bits of the 128-bit kernel the
-//! plane would otherwise take.
+//! plane takes without micro-kernels (the flat path or the row kernel).
 
 use cranelift_codegen::ir::{types, ConstantData, Endianness, Immediate, InstBuilder, MemFlagsData, Type, Value};
 
@@ -112,14 +112,7 @@ pub(super) fn depthwise(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: E
         ));
     }
     if let Some(code) = flat_zmm(k, &g, epi) {
-        let lanes = k.lanes();
-        let splat: Vec<f32> = w.iter().flat_map(|&x| std::iter::repeat_n(x, lanes)).collect();
-        let (wb, bb) = (k.blob_f32(&splat), k.blob_f32(bias));
-        let p = Plan { g, l: lanes, ty: k.vty(), vecs: VECS, wb, pair: None };
-        let (xp, out) = (k.input(0), k.output(0));
-        let (lo, hi) = k.parallel_range(g.n * g.c, 1, (2 * g.oh * g.ow * taps + g.w) as u64)?;
-        flat_assembled(k, &p, (bb, xp, out), epi, (lo, hi), code);
-        return Ok(());
+        return flat_assembled(k, &g, (w, bias), epi, code);
     }
     if let Some(code) = wide_pass(k, &g, epi, None).filter(|_| wide_pays(&g)) {
         // per channel its taps' weights then its bias
@@ -271,7 +264,8 @@ fn wide_pass(k: &Kernel, g: &Geo, epi: Epilogue, q: Option<&QDepthwise>) -> Opti
 /// layer, Zen 4: 0.065 ms assembled against 0.043 ms on the 128-bit kernel:
 /// there the per-channel copy and calls outweigh the 9 taps of 7 vectors).
 /// The AVX2-only numbers above are Zen 3's. On AVX-512 targets the
-/// stride-1 "same" 3x3 planes never get here: [`flat_zmm`] takes them.
+/// stride-1 "same" planes of up to 9 taps and [`FLAT_ZMM_MAX`] pixels do
+/// not get here: [`flat_zmm`] takes them.
 fn wide_pays(g: &Geo) -> bool {
     let small_same = g.sh == 1 && g.sw == 1 && g.oh == g.h && g.ow == g.w && g.h * g.w <= FLAT_MAX;
     let tiny = g.oh * g.ow <= 64;
@@ -565,29 +559,28 @@ fn flat_zmm(k: &Kernel, g: &Geo, epi: Epilogue) -> Option<Vec<u8>> {
 }
 
 /// [`flat`] on the assembled pass: one call per plane, with the plane's
-/// input, output and residual, its taps' splat weights and its bias.
-fn flat_assembled(
-    k: &mut Kernel,
-    p: &Plan,
-    (bb, xp, out): (Value, Value, Value),
-    epi: Epilogue,
-    (lo, hi): (Value, Value),
-    code: Vec<u8>,
-) {
-    let g = p.g;
+/// input, output and residual, its taps' weights (16 bytes apart: the
+/// 128-bit path's splat layout, lane 0 read) and its bias.
+fn flat_assembled(k: &mut Kernel, g: &Geo, (w, bias): (&[f32], &[f32]), epi: Epilogue, code: Vec<u8>) -> LResult {
     let (n, taps) = (g.h * g.w, g.kh * g.kw);
+    let splat: Vec<f32> = w.iter().flat_map(|&x| [x; 4]).collect();
+    let (wb, bb) = (k.blob_f32(&splat), k.blob_f32(bias));
+    let (xp, out) = (k.input(0), k.output(0));
+    let (lo, hi) = k.parallel_range(g.n * g.c, 1, (2 * n * taps + g.w) as u64)?;
     let code = k.code(Family::Avx512, code);
     let sig = k.ukernel_sig(5);
+    let c = g.c;
     k.for_dyn(lo, hi, 1, |k, nc| {
-        let ch = k.b.ins().urem_imm_s(nc, g.c as i64);
+        let ch = k.b.ins().urem_imm_s(nc, c as i64);
         let xo = k.b.ins().imul_imm_s(nc, (n * 4) as i64);
         let x = k.b.ins().iadd(xp, xo);
         let o = k.b.ins().iadd(out, xo);
         let r = epi.residual.map_or(o, |r| k.b.ins().iadd(r, xo));
-        let w = k.addr(p.wb, ch, (taps * p.l * 4) as i64);
+        let wc = k.addr(wb, ch, (taps * 16) as i64);
         let b = k.addr(bb, ch, 4);
-        k.b.ins().call_indirect(sig, code, &[o, x, w, b, r]);
+        k.b.ins().call_indirect(sig, code, &[o, x, wc, b, r]);
     });
+    Ok(())
 }
 
 /// Per-row values shared by the passes of one output row.

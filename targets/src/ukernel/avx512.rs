@@ -67,10 +67,10 @@ pub struct QdotGemv {
     pub epi: super::avx2::TileEpi,
     /// Store u8 through this grid (`scale`, `zp`) instead of f32.
     pub quant: Option<(f32, u8)>,
-    /// Images per call (`images · blocks` ≤ [`GEMV_ACCS`]), each weight
-    /// load shared by all of them: image `i` reads its input `i ·
-    /// x_stride` bytes past the first's, its output and residual `i ·
-    /// out_stride` elements past theirs.
+    /// Images per call (1..=[`GEMV_IMAGES_MAX`], `images · blocks` ≤
+    /// [`GEMV_ACCS`]), each weight load shared by all of them: image `i`
+    /// reads its input `i · x_stride` bytes past the first's, its output
+    /// and residual `i · out_stride` elements past theirs.
     pub images: usize,
     /// Bytes between the images' inputs.
     pub x_stride: usize,
@@ -81,6 +81,10 @@ pub struct QdotGemv {
 /// Accumulators of the one-pixel product (`zmm0`–`zmm23`): `images ·
 /// blocks` at most.
 pub const GEMV_ACCS: usize = 24;
+
+/// Most images per call of the one-pixel product (their broadcasts live in
+/// `zmm24`–`zmm27` through the K loop).
+pub const GEMV_IMAGES_MAX: usize = 4;
 
 const GEMV_REGS: [AsmRegisterZmm; GEMV_ACCS] = [
     zmm0, zmm1, zmm2, zmm3, zmm4, zmm5, zmm6, zmm7, zmm8, zmm9, zmm10, zmm11, zmm12, zmm13, zmm14, zmm15, zmm16, zmm17,
@@ -104,10 +108,19 @@ const GEMV_REGS: [AsmRegisterZmm; GEMV_ACCS] = [
 /// store of 16 f32 (or u8 through `quant`), the last block's through the
 /// mask `k1`: `QConv`'s epilogue operations in their order, so the
 /// reference's bits.
-pub fn qdot_gemv(g: &QdotGemv) -> Result<Vec<u8>, IcedError> {
+/// An error where `blocks` or `images` is out of range.
+pub fn qdot_gemv(g: &QdotGemv) -> Result<Vec<u8>, String> {
+    let (blocks, images) = (g.blocks, g.images);
+    let fits = (1..=super::avx2::QDOT_ROWS).contains(&blocks) && (1..=GEMV_IMAGES_MAX).contains(&images);
+    if !fits || images * blocks > GEMV_ACCS {
+        return Err(format!("one-pixel product: {blocks} blocks of {images} images"));
+    }
+    gemv_code(g).map_err(|e| e.to_string())
+}
+
+fn gemv_code(g: &QdotGemv) -> Result<Vec<u8>, IcedError> {
     let (w_p, x_p, out_p, n, table, res) = (rdi, rsi, rdx, rcx, r8, r9);
-    let blocks = g.blocks.clamp(1, super::avx2::QDOT_ROWS);
-    let images = g.images.clamp(1, GEMV_ACCS / blocks);
+    let (blocks, images) = (g.blocks, g.images);
     let acc = &GEMV_REGS[..images * blocks];
     let at = |i: usize, j: usize| acc[i * blocks + j];
     let bcast = [zmm24, zmm25, zmm26, zmm27];
@@ -118,8 +131,8 @@ pub fn qdot_gemv(g: &QdotGemv) -> Result<Vec<u8>, IcedError> {
         a.vpxord(r, r, r)?;
     }
     super::counted_loop(&mut a, n, |a| {
-        for i in 0..images {
-            a.vpbroadcastd(bcast[i % 4], dword_ptr(x_p + (i * g.x_stride) as i64))?;
+        for (i, &b) in bcast.iter().enumerate().take(images) {
+            a.vpbroadcastd(b, dword_ptr(x_p + (i * g.x_stride) as i64))?;
         }
         for j in 0..blocks {
             let m = zmmword_ptr(w_p + (64 * j) as i64);
@@ -127,8 +140,8 @@ pub fn qdot_gemv(g: &QdotGemv) -> Result<Vec<u8>, IcedError> {
                 1 => a.vpdpbusd(at(0, j), bcast[0], m)?,
                 _ => {
                     a.vmovdqu32(wr[j % 2], m)?;
-                    for i in 0..images {
-                        a.vpdpbusd(at(i, j), bcast[i % 4], wr[j % 2])?;
+                    for (i, &b) in bcast.iter().enumerate().take(images) {
+                        a.vpdpbusd(at(i, j), b, wr[j % 2])?;
                     }
                 }
             }

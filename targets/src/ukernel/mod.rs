@@ -1,9 +1,10 @@
-//! Micro-kernels assembled by kerf (with `iced-x86`) and placed into the
-//! same object as the Cranelift code: the hot inner loops at the vector
-//! width Cranelift does not lower (256-bit AVX2 on x86-64) and with the
-//! instructions it does not emit (AVX-512 VNNI's dot products).
+//! Micro-kernels assembled by kerf (with `iced-x86` on x86-64, `dynasm`
+//! on AArch64: [`neon`]) and placed into the same object as the Cranelift
+//! code: the hot inner loops at the vector width Cranelift does not lower
+//! (256-bit AVX2 and 512-bit AVX-512 on x86-64) and with the instructions
+//! it does not emit (AVX-512 VNNI's and `dotprod`'s dot products).
 //!
-//! **Leaf ABI.** Every micro-kernel is a leaf function of the target's C
+//! **Leaf ABI** (x86-64; AArch64's is in [`neon`]). Every micro-kernel is a leaf function of the target's C
 //! calling convention (System V only: [`crate::isa::Caps::avx2`] is false
 //! for any other), taking only integer/pointer arguments in registers,
 //! returning nothing, using no stack, touching no callee-saved register,

@@ -39,8 +39,10 @@ pub const SDOT_INPUT_OFFSET: i64 = 128;
 /// offset), the rows' quads in one to two registers, then per row two
 /// `sdot`s by element (pixels 0–3 and 4–7, the row's quad as the
 /// element), 16 multiply-adds each. Exact: `|x − 128| ≤ 128`, `|w| ≤
-/// 128`, so a lane gains at most `4 · 2¹⁴` per step and i32 holds the
-/// sums of any K under 2¹⁷ quads.
+/// 128`, so a lane gains at most `2¹⁶` per K quad and i32 holds the sums
+/// of up to 2¹⁵ quads (2¹⁷ K values); past that the sums and the caller's
+/// correction wrap together, so the corrected result is still exact
+/// wherever the op's own `Σ (x − zp)·w` fits i32.
 pub fn sdot_tile(rows: usize) -> Result<Vec<u8>, String> {
     if !(1..=SDOT_ROWS).contains(&rows) {
         return Err(format!("sdot tile: {rows} rows (1..={SDOT_ROWS})"));

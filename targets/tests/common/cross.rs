@@ -75,6 +75,8 @@ impl Cross {
         let dir = exe.parent().unwrap_or(Path::new("."));
         let (inp, outp) = (dir.join("in.bin"), dir.join("out.bin"));
         std::fs::write(&inp, input).map_err(|e| e.to_string())?;
+        // a run that writes nothing must not read the last run's outputs
+        let _ = std::fs::remove_file(&outp);
         let runner = runner.unwrap_or(self.runner);
         let mut cmd = match runner.split_first() {
             Some((r, args)) => {

@@ -1,0 +1,178 @@
+//! The one-pixel integer product's lowering: a `QConv` on one-pixel
+//! planes whose window is the whole input (a classifier head as a 1x1
+//! conv, a product's rows as images) on VNNI's `ukernel::avx512::qdot_gemv`,
+//! output channels in the lanes.
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+
+use super::super::epilogue::Act;
+use super::super::gemm_wide::act_epi;
+use super::super::{Family, Kernel, LResult};
+use super::{finite, zero_point_sums, Dims, QDOT_ROWS};
+use crate::ukernel::avx2::TileEpi;
+
+/// Images per call of the one-pixel product where a plane's batch holds
+/// several (a product's rows): they share each weight load (Zen 4,
+/// tiny_transformer's int8 products: one image per call 0.030 / 0.041 /
+/// 0.038 ms, two 0.015 / 0.019 / 0.019, four 0.014 / 0.019 / 0.018).
+const GEMV_IMAGES: usize = 4;
+
+/// Images per call and 16-channel blocks per chunk of the one-pixel
+/// product for a batch of `images`: [`GEMV_IMAGES`] images and as many
+/// blocks as their accumulators allow, or one image and [`QDOT_ROWS`].
+fn gemv_shape(images: usize) -> (usize, usize) {
+    use crate::ukernel::avx512::GEMV_ACCS;
+    match images >= GEMV_IMAGES {
+        true => (GEMV_IMAGES, QDOT_ROWS.min(GEMV_ACCS / GEMV_IMAGES)),
+        false => (1, QDOT_ROWS),
+    }
+}
+
+/// The one-pixel product's tile epilogue where it applies: VNNI, one
+/// group, a one-pixel output plane whose window is the whole input plane
+/// (so an image's K values are its `kk` consecutive bytes), K in whole
+/// quads (the tile reads the input four bytes at a time) and an
+/// activation the tile applies.
+pub(super) fn gemv_fits(
+    k: &Kernel,
+    d: &Dims,
+    (kk, kh, kw): (usize, usize, usize),
+    act: Act,
+    residual: bool,
+) -> Option<TileEpi> {
+    let whole = d.pixels == 1 && d.h == kh && d.w == kw;
+    let fits = k.caps.vnni && d.quads && d.groups == 1 && whole && kerf_ir::one_pixel_product_fits(kk) && d.mg > 0;
+    fits.then(|| act_epi(act, residual)).flatten()
+}
+
+/// A `QConv` on one-pixel planes (a classifier head as a 1x1 conv, a
+/// product's rows as images) on the VNNI one-pixel product
+/// (`ukernel::avx512::qdot_gemv`): output channels in the lanes, chunks of
+/// `16 · blocks` channels per call, and per call a group of images
+/// sharing each weight load ([`gemv_shape`]); each (chunk, group) a task,
+/// chunk-major so that consecutive tasks reuse a chunk's weights. The
+/// weights are packed per chunk as `[k quad][channel][4]`, the epilogue
+/// table per 16-channel block as the i32 zero-point terms, the scales and
+/// the biases (zeros past the last channel); the sums are exact and the
+/// epilogue is the op's, so the bits are the unit tiles'.
+pub(super) fn gemv(
+    k: &mut Kernel,
+    d: &Dims,
+    epi: TileEpi,
+    (w, kk): (&[f64], usize),
+    (scales, bias): (&[f32], &[f32]),
+    quant: Option<(f32, u8)>,
+) -> LResult {
+    use crate::ukernel::avx512::{qdot_gemv, QdotGemv};
+    let epi = TileEpi { finite: finite(scales, bias), ..epi };
+    let (m, steps, images) = (d.mg, kk / 4, k.in_shape(0)[0]);
+    let (per_call, blocks) = gemv_shape(images);
+    let chunk = 16 * blocks;
+    let (chunks, groups) = (m.div_ceil(chunk), images.div_ceil(per_call));
+    let (wb, tb) = gemv_pack(d, (w, kk), (scales, bias), chunk);
+    // the variants: [last chunk][last group], where those differ
+    let (rest, last_group) = (m % chunk, images % per_call);
+    let full = QdotGemv {
+        blocks,
+        last_lanes: 16,
+        epi,
+        quant,
+        images: per_call,
+        x_stride: d.c * d.h * d.w,
+        out_stride: d.groups * d.mg,
+    };
+    let mut code = [[None, None], [None, None]];
+    for (lc, lg) in [(false, false), (false, true), (true, false), (true, true)] {
+        let occurs =
+            (if lc { rest != 0 } else { m >= chunk }) && (if lg { last_group != 0 } else { images >= per_call });
+        if !occurs {
+            continue;
+        }
+        let mut g = full;
+        if lc {
+            (g.blocks, g.last_lanes) = (rest.div_ceil(16), (rest - 1) % 16 + 1);
+        }
+        if lg {
+            g.images = last_group;
+        }
+        let bytes = qdot_gemv(&g).map_err(|e| format!("internal: one-pixel product: {e}"))?;
+        code[usize::from(lc)][usize::from(lg)] = Some(k.code(Family::Avx512, bytes));
+    }
+    let (wp, tp) = (k.blob(wb), k.blob(tb));
+    let (x, out) = (k.input(0), k.output(0));
+    let res = if epi.residual { Some(k.input(4)) } else { None };
+    let sig = k.ukernel_sig(6);
+    let ob = if quant.is_some() { 1 } else { 4 };
+    let (lo, hi) = k.parallel_range(chunks * groups, 1, (4 * steps * chunk * per_call) as u64)?;
+    k.for_dyn(lo, hi, 1, |k, u| {
+        let (c, g) = (k.b.ins().udiv_imm_u(u, groups as i64), k.b.ins().urem_imm_u(u, groups as i64));
+        let wc = k.addr(wp, c, (steps * chunk * 4) as i64);
+        let n = k.b.ins().imul_imm_s(g, per_call as i64);
+        let xn = k.addr(x, n, (d.c * d.h * d.w) as i64);
+        let e = k.b.ins().imul_imm_s(n, m as i64);
+        let c0 = k.b.ins().imul_imm_s(c, chunk as i64);
+        let e = k.b.ins().iadd(e, c0);
+        let o = k.addr(out, e, ob);
+        let r = match res {
+            Some(r) => k.addr(r, e, 4),
+            None => o,
+        };
+        let t = k.addr(tp, c, (blocks * 192) as i64);
+        let steps_v = k.ic(steps as i64);
+        let args = [wc, xn, o, steps_v, t, r];
+        let present: Vec<(bool, bool, Value)> = [(false, false), (false, true), (true, false), (true, true)]
+            .into_iter()
+            .filter_map(|(lc, lg)| code[usize::from(lc)][usize::from(lg)].map(|v| (lc, lg, v)))
+            .collect();
+        if let [(_, _, only)] = present[..] {
+            k.b.ins().call_indirect(sig, only, &args);
+            return;
+        }
+        // a dimension whose last is whole has one kind: it is not tested
+        let last = |k: &mut Kernel, v: Value, n: usize, varies: bool, want: bool| match varies {
+            true => {
+                let cc = if want { IntCC::Equal } else { IntCC::NotEqual };
+                k.b.ins().icmp_imm_s(cc, v, (n - 1) as i64)
+            }
+            false => k.b.ins().iconst(types::I8, 1),
+        };
+        for (lc, lg, v) in present {
+            let on_c = last(k, c, chunks, rest != 0, lc);
+            let on_g = last(k, g, groups, last_group != 0, lg);
+            let on = k.b.ins().band(on_c, on_g);
+            k.if_then(on, |k| {
+                k.b.ins().call_indirect(sig, v, &args);
+            });
+        }
+    });
+    Ok(())
+}
+
+/// The one-pixel product's weights per chunk of `chunk` channels (`[k
+/// quad][channel][4]`, channels past the last zero) and its epilogue table
+/// per 16-channel block (zero-point terms, scales, biases).
+fn gemv_pack(d: &Dims, (w, kk): (&[f64], usize), (scales, bias): (&[f32], &[f32]), chunk: usize) -> (Vec<u8>, Vec<u8>) {
+    let (m, steps) = (d.mg, kk / 4);
+    let zp_terms = zero_point_sums(d, w, kk);
+    let (mut wb, mut tb) = (Vec::new(), Vec::new());
+    for c in 0..m.div_ceil(chunk) {
+        let chans = (c * chunk..m.min((c + 1) * chunk)).collect::<Vec<_>>();
+        let lanes = chans.len().div_ceil(16) * 16;
+        for q in 0..steps {
+            for l in 0..lanes {
+                for j in 0..4 {
+                    let v = chans.get(l).map_or(0, |&r| w[r * kk + 4 * q + j] as i8);
+                    wb.push(v as u8);
+                }
+            }
+        }
+        for blk in 0..lanes / 16 {
+            let at = |l: usize| chans.get(16 * blk + l).copied();
+            tb.extend((0..16).flat_map(|l| at(l).map_or(0, |r| zp_terms[r]).to_le_bytes()));
+            tb.extend((0..16).flat_map(|l| at(l).map_or(0.0, |r| scales[r]).to_le_bytes()));
+            tb.extend((0..16).flat_map(|l| at(l).map_or(0.0, |r| bias[r]).to_le_bytes()));
+        }
+    }
+    (wb, tb)
+}
