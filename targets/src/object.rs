@@ -70,6 +70,7 @@ impl CompileOptions {
         c.avx2 &= self.ukernels;
         c.avx512 &= self.ukernels;
         c.vnni &= self.ukernels;
+        c.dotprod &= self.ukernels;
         c
     }
     /// [`CompileOptions::caps`] on the target's own ISA: what kernels the

@@ -360,17 +360,9 @@ fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
     ];
     for (i, &(n, c, (h, w), k, st, d, act, residual)) in cases.iter().enumerate() {
         let p = d * (k - 1) / 2;
-        let (oh, ow) = ((h + 2 * p - d * (k - 1) - 1) / st + 1, (w + 2 * p - d * (k - 1) - 1) / st + 1);
-        let wt: Vec<f32> = xs(c * k * k + 3)[3..].iter().map(|v| v * 0.1).collect();
-        let b: Vec<f32> = (0..c).map(|j| 0.1 * j as f32 - 0.2).collect();
-        let x: Vec<f32> = xs(n * c * h * w).iter().map(|v| v * 0.5).collect();
-        let r: Vec<f32> = xs(n * c * oh * ow + 7)[7..].to_vec();
-        let text = format!(
-            "graph \"g\"\n  input %0 \"x\": f32[{n},{c},{h},{w}]\n  input %9 \"r\": f32[{n},{c},{oh},{ow}]\n  const %1 \"w\": f32[{c},1,{k},{k}] = {}\n  const %2 \"b\": f32[{c}] = {}\n  %3 = ConvFused{{kernel=[{k},{k}], strides=[{st},{st}], dilations=[{d},{d}], pads=[{p},{p},{p},{p}], group={c}, layer=\"c\", act={act}, residual={residual}}}(%0, %1, %2{}): f32[{n},{c},{oh},{ow}] @\"c\"\n  output \"y\" = %3\n",
-            list(&wt),
-            list(&b),
-            if residual { ", %9" } else { "" }
-        );
+        let dw =
+            DwConv { n, c, plane: (h, w), kernel: (k, k), stride: st, dilation: (d, d), pads: [p; 4], act, residual };
+        let (text, ins, (oh, ow)) = dw.graph();
         // with AVX-512, 3x3 stride-1 "same" planes of up to 16384 pixels
         // with rows of at least 4 run on `dw_flat`; else the assembled pass
         // runs on rows of at least 4 pixels, for kernels larger than 3x3
@@ -379,9 +371,50 @@ fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
         let small_same = st == 1 && oh == h && ow == w && h * w <= 256;
         let flat = |caps: &Caps| caps.avx512 && k == 3 && st == 1 && oh == h && ow == w && w >= 4 && h * w <= 16384;
         let wide = |caps: &Caps| flat(caps) || ow >= 4 && (k > 3 || !(oh * ow <= 64 || small_same));
-        if !check_on(200 + i, &text, &[t(&[n, c, h, w], &x), t(&[n, c, oh, ow], &r)], &wide) {
+        if !check_on(200 + i, &text, &ins, &wide) {
             return;
         }
+    }
+}
+
+/// A depthwise `ConvFused` case: batch, channels, input plane, kernel
+/// `(kh, kw)`, stride, dilations, pads (top, left, bottom, right), the
+/// activation's attributes and whether a residual is added.
+struct DwConv {
+    n: usize,
+    c: usize,
+    plane: (usize, usize),
+    kernel: (usize, usize),
+    stride: usize,
+    dilation: (usize, usize),
+    pads: [usize; 4],
+    act: &'static str,
+    residual: bool,
+}
+
+impl DwConv {
+    /// The graph text, its inputs (fixed pseudo-random data, a residual
+    /// input always: unused without `residual`) and the output plane.
+    fn graph(&self) -> (String, Vec<Tensor>, (usize, usize)) {
+        let &DwConv { n, c, plane: (h, w), kernel: (kh, kw), stride: st, dilation: (dh, dw), pads: p, act, residual } =
+            self;
+        let oh = (h + p[0] + p[2] - dh * (kh - 1) - 1) / st + 1;
+        let ow = (w + p[1] + p[3] - dw * (kw - 1) - 1) / st + 1;
+        let wt: Vec<f32> = xs(c * kh * kw + 3)[3..].iter().map(|v| v * 0.1).collect();
+        let b: Vec<f32> = (0..c).map(|j| 0.1 * j as f32 - 0.2).collect();
+        let x: Vec<f32> = xs(n * c * h * w).iter().map(|v| v * 0.5).collect();
+        let r: Vec<f32> = xs(n * c * oh * ow + 7)[7..].to_vec();
+        let text = format!(
+            "graph \"g\"\n  input %0 \"x\": f32[{n},{c},{h},{w}]\n  input %9 \"r\": f32[{n},{c},{oh},{ow}]\n  const %1 \"w\": f32[{c},1,{kh},{kw}] = {}\n  const %2 \"b\": f32[{c}] = {}\n  %3 = ConvFused{{kernel=[{kh},{kw}], strides=[{st},{st}], dilations=[{dh},{dw}], pads=[{},{},{},{}], group={c}, layer=\"c\", act={act}, residual={residual}}}(%0, %1, %2{}): f32[{n},{c},{oh},{ow}] @\"c\"\n  output \"y\" = %3\n",
+            list(&wt),
+            list(&b),
+            p[0],
+            p[1],
+            p[2],
+            p[3],
+            if residual { ", %9" } else { "" }
+        );
+        (text, vec![t(&[n, c, h, w], &x), t(&[n, c, oh, ow], &r)], (oh, ow))
     }
 }
 
@@ -1055,22 +1088,9 @@ fn dw_flat_takes_any_same_window() {
         ((20, 30), (3, 3), [2, 1, 2, 1], (2, 1)),
         ((7, 40), (1, 3), [0, 2, 0, 2], (1, 2)),
     ];
-    for (i, &((h, w), (kh, kw), p, (dh, dw))) in cases.iter().enumerate() {
-        let c = 3;
-        let wt: Vec<f32> = xs(c * kh * kw + 5)[5..].iter().map(|v| v * 0.1).collect();
-        let b: Vec<f32> = (0..c).map(|j| 0.1 * j as f32 - 0.1).collect();
-        let x: Vec<f32> = xs(c * h * w).iter().map(|v| v * 0.5).collect();
-        let r: Vec<f32> = xs(c * h * w + 3)[3..].to_vec();
-        let text = format!(
-            "graph \"g\"\n  input %0 \"x\": f32[1,{c},{h},{w}]\n  input %9 \"r\": f32[1,{c},{h},{w}]\n  const %1 \"w\": f32[{c},1,{kh},{kw}] = {}\n  const %2 \"b\": f32[{c}] = {}\n  %3 = ConvFused{{kernel=[{kh},{kw}], strides=[1,1], dilations=[{dh},{dw}], pads=[{},{},{},{}], group={c}, layer=\"c\", act=Relu, residual=true}}(%0, %1, %2, %9): f32[1,{c},{h},{w}] @\"c\"\n  output \"y\" = %3\n",
-            list(&wt),
-            list(&b),
-            p[0],
-            p[1],
-            p[2],
-            p[3],
-        );
-        let ins = [t(&[1, c, h, w], &x), t(&[1, c, h, w], &r)];
+    for (i, &((h, w), kernel, pads, dilation)) in cases.iter().enumerate() {
+        let dw = DwConv { n: 1, c: 3, plane: (h, w), kernel, stride: 1, dilation, pads, act: "Relu", residual: true };
+        let (text, ins, _) = dw.graph();
         // with AVX-512 `dw_flat`; with AVX2 only the assembled pass on
         // planes past the 128-bit flat path's 256 pixels (rows of at least 4)
         let wide = |caps: &Caps| caps.avx512 || (w >= 4 && h * w > 256);

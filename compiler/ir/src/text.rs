@@ -243,7 +243,8 @@ fn lex(line: &str, ln: usize) -> Result<Vec<Tok>, IrError> {
             let t: String = cs[s..i].iter().collect();
             match t.as_str() {
                 "inf" => toks.push(Tok::Float(f64::INFINITY)),
-                "nan" => toks.push(Tok::Float(f64::NAN)),
+                // `NaN` as `{:?}` prints it
+                "nan" | "NaN" => toks.push(Tok::Float(f64::NAN)),
                 _ => toks.push(Tok::Ident(t)),
             }
         } else if "=,()[]{}:@".contains(c) {
@@ -306,13 +307,12 @@ impl Cursor {
             other => Err(self.err(format!("expected a name, found {other:?}"))),
         }
     }
-    /// A number; `NaN` and `inf` too (as `{:?}` prints them).
+    /// A number; `NaN` and `inf` too (as `{:?}` prints them: the lexer
+    /// makes them floats).
     fn number(&mut self) -> Result<f64, IrError> {
         match self.next() {
             Some(Tok::Int(v)) => Ok(v as f64),
             Some(Tok::Float(v)) => Ok(v),
-            Some(Tok::Ident(s)) if s == "NaN" => Ok(f64::NAN),
-            Some(Tok::Ident(s)) if s == "inf" => Ok(f64::INFINITY),
             other => Err(self.err(format!("expected a number, found {other:?}"))),
         }
     }
@@ -743,6 +743,21 @@ graph "t"
         assert_eq!(print(&g2), once);
         assert!(once.contains("const %1 \"w\": f32[3,4] = #"), "{once}");
         assert!(once.contains("const %2 \"b\": f32[3] = [0.5,0.25,-1.0]"), "{once}");
+    }
+
+    /// Non-finite values as `{:?}` prints them (`NaN`, `inf`, `-inf`),
+    /// in constants and in attributes alike.
+    #[test]
+    fn non_finite_values_parse() {
+        let src = "graph \"g\"\n  input %0 \"x\": f32[3]\n  const %1 \"c\": f32[3] = [NaN,inf,-inf]\n  \
+                   %2 = Clip{min=-inf, max=inf}(%0): f32[3] @\"c\"\n  %3 = Add(%2, %1): f32[3] @\"a\"\n  output \"y\" = %3\n";
+        let g = parse(src).unwrap_or_else(|e| panic!("{e}"));
+        let c = g.nodes.iter().find_map(|n| n.inputs.get(1).and_then(|&v| g.const_of(v))).unwrap().to_f32_vec();
+        assert!(c[0].is_nan() && c[1] == f32::INFINITY && c[2] == f32::NEG_INFINITY, "{c:?}");
+        let printed = print(&g);
+        assert!(printed.contains("min=-inf, max=inf"), "{printed}");
+        assert_eq!(print(&parse(&printed).unwrap_or_else(|e| panic!("{e}"))), printed);
+        parse(&src.replace("min=-inf", "min=NaN")).unwrap_or_else(|e| panic!("NaN in an attribute: {e}"));
     }
 
     #[test]

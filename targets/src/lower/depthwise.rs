@@ -115,9 +115,7 @@ pub(super) fn depthwise(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: E
         return flat_assembled(k, &g, (w, bias), epi, code);
     }
     if let Some(code) = wide_pass(k, &g, epi, None).filter(|_| wide_pays(&g)) {
-        // per channel its taps' weights then its bias
-        let per: Vec<f32> = w.chunks(taps).zip(bias).flat_map(|(wc, b)| wc.iter().chain([b]).copied()).collect();
-        return wide(k, &g, &per, epi, code, None);
+        return wide(k, &g, &per_channel(w, bias, taps), epi, code, None);
     }
     // vector lanes only where the row holds a whole vector span
     let lanes = k.lanes();
@@ -558,17 +556,20 @@ fn flat_zmm(k: &Kernel, g: &Geo, epi: Epilogue) -> Option<Vec<u8>> {
     dw_flat(&DwFlat { h: g.h, w: g.w, taps, epi: act, groups })
 }
 
+/// Per channel its `taps` weights then its bias: the assembled passes' weights.
+fn per_channel(w: &[f32], bias: &[f32], taps: usize) -> Vec<f32> {
+    w.chunks(taps).zip(bias).flat_map(|(wc, b)| wc.iter().chain([b]).copied()).collect()
+}
+
 /// [`flat`] on the assembled pass: one call per plane, with the plane's
-/// input, output and residual, its taps' weights (16 bytes apart: the
-/// 128-bit path's splat layout, lane 0 read) and its bias.
+/// input, output and residual and its channel's taps' weights then bias.
 fn flat_assembled(k: &mut Kernel, g: &Geo, (w, bias): (&[f32], &[f32]), epi: Epilogue, code: Vec<u8>) -> LResult {
     let (n, taps) = (g.h * g.w, g.kh * g.kw);
-    let splat: Vec<f32> = w.iter().flat_map(|&x| [x; 4]).collect();
-    let (wb, bb) = (k.blob_f32(&splat), k.blob_f32(bias));
+    let wb = k.blob_f32(&per_channel(w, bias, taps));
     let (xp, out) = (k.input(0), k.output(0));
     let (lo, hi) = k.parallel_range(g.n * g.c, 1, (2 * n * taps + g.w) as u64)?;
     let code = k.code(Family::Avx512, code);
-    let sig = k.ukernel_sig(5);
+    let sig = k.ukernel_sig(4);
     let c = g.c;
     k.for_dyn(lo, hi, 1, |k, nc| {
         let ch = k.b.ins().urem_imm_s(nc, c as i64);
@@ -576,9 +577,8 @@ fn flat_assembled(k: &mut Kernel, g: &Geo, (w, bias): (&[f32], &[f32]), epi: Epi
         let x = k.b.ins().iadd(xp, xo);
         let o = k.b.ins().iadd(out, xo);
         let r = epi.residual.map_or(o, |r| k.b.ins().iadd(r, xo));
-        let wc = k.addr(wb, ch, (taps * 16) as i64);
-        let b = k.addr(bb, ch, 4);
-        k.b.ins().call_indirect(sig, code, &[o, x, wc, b, r]);
+        let wc = k.addr(wb, ch, ((taps + 1) * 4) as i64);
+        k.b.ins().call_indirect(sig, code, &[o, x, wc, r]);
     });
     Ok(())
 }

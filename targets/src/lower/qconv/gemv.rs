@@ -4,7 +4,7 @@
 //! output channels in the lanes.
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, InstBuilder, Value};
+use cranelift_codegen::ir::{InstBuilder, Value};
 
 use super::super::epilogue::Act;
 use super::super::gemm_wide::act_epi;
@@ -99,6 +99,7 @@ pub(super) fn gemv(
         let bytes = qdot_gemv(&g).map_err(|e| format!("internal: one-pixel product: {e}"))?;
         code[usize::from(lc)][usize::from(lg)] = Some(k.code(Family::Avx512, bytes));
     }
+    let any = code.iter().flatten().flatten().copied().next().ok_or("internal: one-pixel product: no variant")?;
     let (wp, tp) = (k.blob(wb), k.blob(tb));
     let (x, out) = (k.input(0), k.output(0));
     let res = if epi.residual { Some(k.input(4)) } else { None };
@@ -121,30 +122,21 @@ pub(super) fn gemv(
         let t = k.addr(tp, c, (blocks * 192) as i64);
         let steps_v = k.ic(steps as i64);
         let args = [wc, xn, o, steps_v, t, r];
-        let present: Vec<(bool, bool, Value)> = [(false, false), (false, true), (true, false), (true, true)]
-            .into_iter()
-            .filter_map(|(lc, lg)| code[usize::from(lc)][usize::from(lg)].map(|v| (lc, lg, v)))
-            .collect();
-        if let [(_, _, only)] = present[..] {
-            k.b.ins().call_indirect(sig, only, &args);
-            return;
-        }
-        // a dimension whose last is whole has one kind: it is not tested
-        let last = |k: &mut Kernel, v: Value, n: usize, varies: bool, want: bool| match varies {
-            true => {
-                let cc = if want { IntCC::Equal } else { IntCC::NotEqual };
-                k.b.ins().icmp_imm_s(cc, v, (n - 1) as i64)
+        // the variant: a dimension with both kinds picks by a select on
+        // its last index, one with a single kind takes it
+        let pick = |k: &mut Kernel, v: Value, n: usize, kinds: (bool, bool), [full, last]: [Value; 2]| match kinds {
+            (true, true) => {
+                let is_last = k.b.ins().icmp_imm_s(IntCC::Equal, v, (n - 1) as i64);
+                k.b.ins().select(is_last, last, full)
             }
-            false => k.b.ins().iconst(types::I8, 1),
+            (false, _) => last,
+            (true, false) => full,
         };
-        for (lc, lg, v) in present {
-            let on_c = last(k, c, chunks, rest != 0, lc);
-            let on_g = last(k, g, groups, last_group != 0, lg);
-            let on = k.b.ins().band(on_c, on_g);
-            k.if_then(on, |k| {
-                k.b.ins().call_indirect(sig, v, &args);
-            });
-        }
+        let g_kinds = (images >= per_call, last_group != 0);
+        let rows = code.map(|row| row.map(|v| v.unwrap_or(any)));
+        let in_chunk = rows.map(|row| pick(k, g, groups, g_kinds, row));
+        let variant = pick(k, c, chunks, (m >= chunk, rest != 0), in_chunk);
+        k.b.ins().call_indirect(sig, variant, &args);
     });
     Ok(())
 }

@@ -294,7 +294,7 @@ where
 /// byte 0, [`quantise_clamped`] carries to the same byte. `None` with
 /// HardSwish or with bounds out of order.
 fn fused_bounds(epi: &TileEpi, (scale, zp): (f32, u8)) -> Option<(f32, f32)> {
-    if epi.hardswish || epi.scale.is_some() || epi.addend.is_some() || scale.is_nan() || scale <= 0.0 {
+    if epi.hardswish || epi.scale.is_some() || epi.addend.is_some() || !scale.is_finite() || scale <= 0.0 {
         return None;
     }
     let z = f32::from(zp);

@@ -115,8 +115,8 @@ impl DwFlat {
 
 /// Machine code of the pass over one plane, with the arguments (System V
 /// order) `out` (the output plane), `x` (the input plane), `w` (the taps'
-/// weights, 16 bytes apart: the 128-bit path's splat blob, lane 0 read),
-/// `bias` (one f32) and `residual` (a plane, read with `epi.residual`).
+/// weights then the bias, one f32 each) and `residual` (a plane, read with
+/// `epi.residual`).
 /// `None` where the plane does not fit the pass: rows shorter than a
 /// group, more taps than [`DW_FLAT_MAX_TAPS`], a scale or an addend.
 pub fn dw_flat(p: &DwFlat) -> Option<Vec<u8>> {
@@ -128,16 +128,16 @@ pub fn dw_flat(p: &DwFlat) -> Option<Vec<u8>> {
 }
 
 fn assemble(p: &DwFlat) -> Result<Vec<u8>, IcedError> {
-    let (out, x, w, bias, res) = (rdi, rsi, rdx, rcx, r8);
+    let (out, x, w, res) = (rdi, rsi, rdx, rcx);
     let weights =
         [zmm0, zmm1, zmm2, zmm3, zmm4, zmm5, zmm6, zmm7, zmm8, zmm9, zmm10, zmm11, zmm12, zmm13, zmm14, zmm15];
     let (tmp, b, r) = (zmm24, zmm25, zmm26);
     let mut a = CodeAssembler::new(64)?;
     a.set_prefer_vex(false);
     for (t, &wr) in weights.iter().enumerate().take(p.taps.len()) {
-        a.vbroadcastss(wr, dword_ptr(w + (16 * t) as i64))?;
+        a.vbroadcastss(wr, dword_ptr(w + (4 * t) as i64))?;
     }
-    a.vbroadcastss(b, dword_ptr(bias))?;
+    a.vbroadcastss(b, dword_ptr(w + (4 * p.taps.len()) as i64))?;
     let positions = p.n().div_ceil(16);
     let mut masks = Masks::default();
     for first in (0..positions).step_by(ACC.len()) {
@@ -219,13 +219,7 @@ struct Masks {
 
 impl Masks {
     fn set(&mut self, a: &mut CodeAssembler, k: AsmRegisterK, m: u16) -> Result<(), IcedError> {
-        let i = if k == k1 {
-            0
-        } else if k == k2 {
-            1
-        } else {
-            2
-        };
+        let i = [k1, k2, k3].iter().position(|&r| r == k).unwrap_or(2);
         if self.held[i] != Some(m) {
             a.mov(eax, u32::from(m))?;
             a.kmovw(k, eax)?;
