@@ -90,6 +90,67 @@ pub fn depthwise_quads_fit([kh, kw]: [usize; 2], sw: usize, dw: usize, ow: usize
         && (0..4).all(|j| window(j) < 16)
 }
 
+/// Most output rows whose window leaves the plane that the VNNI quad pass
+/// takes: it emits each such row on its own.
+pub const DW_QUAD_MAX_BORDER_ROWS: usize = 16;
+
+/// A 2-D depthwise conv's plane as the VNNI quad pass sees it: input and
+/// output plane sizes, window rows and columns, strides, dilations, and
+/// the top and left pads. The whole fit is stated here
+/// ([`DepthwisePlane::quads_fit`]), for the pass itself and for the rules
+/// that must know it will take a conv.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DepthwisePlane {
+    /// Input plane rows.
+    pub h: usize,
+    /// Input plane columns.
+    pub w: usize,
+    /// Output plane rows.
+    pub oh: usize,
+    /// Output plane columns.
+    pub ow: usize,
+    /// Window rows.
+    pub kh: usize,
+    /// Window columns.
+    pub kw: usize,
+    /// Vertical stride.
+    pub sh: usize,
+    /// Horizontal stride.
+    pub sw: usize,
+    /// Vertical dilation.
+    pub dh: usize,
+    /// Horizontal dilation.
+    pub dw: usize,
+    /// Top padding.
+    pub ph: usize,
+    /// Left padding.
+    pub pw: usize,
+}
+
+impl DepthwisePlane {
+    /// Whether output row `oy` reads row `ky` of its window inside the plane.
+    pub fn row_ok(&self, oy: usize, ky: usize) -> bool {
+        let iy = (oy * self.sh + ky * self.dh) as i64 - self.ph as i64;
+        (0..self.h as i64).contains(&iy)
+    }
+    /// Whether output row `oy`'s whole window lies inside the plane.
+    pub fn inside(&self, oy: usize) -> bool {
+        (0..self.kh).all(|ky| self.row_ok(oy, ky))
+    }
+    /// Whether the quad pass takes this plane: [`depthwise_quads_fit`],
+    /// plane offsets that fit a displacement, and at most
+    /// [`DW_QUAD_MAX_BORDER_ROWS`] output rows whose window leaves the plane.
+    pub fn quads_fit(&self) -> bool {
+        let planes = self.h > 0 && self.w > 0 && self.oh > 0 && self.sh >= 1 && self.dh >= 1;
+        let small = self.h * self.w < 1 << 28 && self.oh * self.ow < 1 << 26;
+        let border = (0..self.oh).filter(|&oy| !self.inside(oy)).count();
+        planes
+            && small
+            && depthwise_quads_fit([self.kh, self.kw], self.sw, self.dw, self.ow)
+            && border <= DW_QUAD_MAX_BORDER_ROWS
+    }
+}
+
 /// [`byte_pairs_exact`] of an i8 weight tensor whose first axis is the
 /// output channel (its rows are the rest); false for any other dtype.
 pub fn weights_byte_pairs_exact(w: &crate::Tensor) -> bool {
@@ -155,5 +216,31 @@ mod byte_pair_tests {
         assert!(!byte_pairs_exact(&[100, 0, 100, 100, 0, 0], 6));
         assert!(byte_pairs_exact(&[-64, -64, 64, 64], 4));
         assert!(!byte_pairs_exact(&[-64, -65], 2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::op::{Conv, ConvAlgo, Window};
+
+    /// A 3x1 depthwise conv, dilated `dh` rows and padded as much above
+    /// and below, on a 40x20 plane of 8 channels.
+    fn tall(dh: usize) -> Conv {
+        let window =
+            Window { kernel: vec![3, 1], strides: vec![1, 1], dilations: vec![dh, 1], pads: vec![dh, 0, dh, 0] };
+        Conv { window, group: 8, layer: crate::Layer("dw".into()), algo: ConvAlgo::Direct }
+    }
+
+    /// The quad pass's fit counts the output rows whose window leaves the
+    /// plane (each emitted on its own): 2·dh of them here, taken up to
+    /// [`super::DW_QUAD_MAX_BORDER_ROWS`]; the rules see the same answer
+    /// through `Conv::on_depthwise_quads`.
+    #[test]
+    fn border_rows_bound_the_quad_pass() {
+        let (w, x, y) = ([8, 1, 3, 1], [1, 8, 40, 20], [1, 8, 40, 20]);
+        assert!(tall(8).on_depthwise_quads(&w, &x, &y), "16 border rows");
+        assert!(!tall(9).on_depthwise_quads(&w, &x, &y), "18 border rows");
+        // and the horizontal fit alone still decides the rest
+        assert!(!tall(1).on_depthwise_quads(&[8, 1, 3, 1], &x, &[1, 8, 40, 2000]), "rows of 2000 pixels");
     }
 }

@@ -159,10 +159,19 @@ fn quantiser(eg: &KEGraph, class: Id) -> Option<Quantiser> {
 /// with the quantising chain in front of it (Zen 4: MobileNetV2's 7x7
 /// planes 0.057 against 0.069 ms, DS-CNN's 25x5 ones 8.4 against 12.0 µs;
 /// 14x14 and larger planes gain, docs/compression.md); VNNI's quad pass
-/// (`quads`: `Conv::on_depthwise_quads`) takes them too.
-fn worth_it(c: &kerf_ir::op::Conv, epi: &Epilogue, wshape: &[usize], depthwise: bool, ow: usize, quads: bool) -> bool {
+/// (`quads`: `Conv::on_depthwise_quads` on the input and output shapes
+/// `xy`) takes them too.
+fn worth_it(
+    c: &kerf_ir::op::Conv,
+    epi: &Epilogue,
+    wshape: &[usize],
+    depthwise: bool,
+    xy: (&[usize], &[usize]),
+    quads: bool,
+) -> bool {
     let per_output: usize = wshape[1..].iter().product();
-    let narrow = quads && c.on_depthwise_quads(wshape, ow);
+    let ow = xy.1.last().copied().unwrap_or(0);
+    let narrow = quads && c.on_depthwise_quads(wshape, xy.0, xy.1);
     let dw = depthwise && (ow >= 8 || narrow) && c.is_depthwise(wshape) && on_depthwise_pass(c, epi, wshape);
     c.group == 1 || (per_output >= 16 && wshape[0] / c.group >= 4) || dw
 }
@@ -214,9 +223,10 @@ impl Rule for Int8Conv {
             // parser, BatchNorm folding, the importer); codes are read once, in apply
             let on_grid = weight.grid.as_ref().is_some_and(|g| g.axis == 0);
             let pattern_f32 = on_pattern_kernel(eg, class, &conv, w) && !on_quad_kernel(eg, &conv, w);
-            let ow = eg[class].data.ty().and_then(|t| t.shape.last().copied()).unwrap_or(0);
+            let shape = |c: Option<&Id>| c.and_then(|&c| eg[c].data.ty()).map_or(&[][..], |t| &t.shape[..]);
+            let xy = (shape(ch.first()), shape(Some(&class)));
             let quads = eg.analysis.int8_dot == crate::Int8Dot::Bytes;
-            let worth = worth_it(&conv, &epi, weight.tensor.shape(), eg.analysis.int8_depthwise, ow, quads);
+            let worth = worth_it(&conv, &epi, weight.tensor.shape(), eg.analysis.int8_depthwise, xy, quads);
             if !on_grid || !worth || pattern_f32 {
                 continue;
             }

@@ -69,8 +69,9 @@ impl Rule for Requant {
 fn stores_bytes(eg: &KEGraph, q: &QConv, n: &KNode, class: Id) -> bool {
     let w = n.children.get(1).and_then(|&c| eg[c].data.ty());
     let Some(w) = w.filter(|w| q.conv.is_depthwise(&w.shape)) else { return true };
-    let ow = eg[class].data.ty().and_then(|t| t.shape.get(3).copied());
-    eg.analysis.int8_dot == crate::Int8Dot::Bytes && ow.is_some_and(|ow| q.conv.on_depthwise_quads(&w.shape, ow))
+    let shape = |c: Option<&Id>| c.and_then(|&c| eg[c].data.ty()).map_or(&[][..], |t| &t.shape[..]);
+    let (x, y) = (shape(n.children.first()), shape(Some(&class)));
+    eg.analysis.int8_dot == crate::Int8Dot::Bytes && q.conv.on_depthwise_quads(&w.shape, x, y)
 }
 
 /// Whether the code generator runs the QConv `n` on the integer pattern

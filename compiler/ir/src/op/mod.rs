@@ -519,15 +519,30 @@ impl Conv {
     pub fn is_depthwise(&self, w: &[usize]) -> bool {
         self.group > 1 && w.first() == Some(&self.group) && w.get(1) == Some(&1)
     }
-    /// Whether this 2-D depthwise conv (weight shape `w`, output rows of
-    /// `ow` pixels) suits the VNNI depthwise quad pass
-    /// ([`crate::depthwise_quads_fit`]).
-    pub fn on_depthwise_quads(&self, w: &[usize], ow: usize) -> bool {
+    /// Whether this 2-D depthwise conv (weight shape `w`, NCHW input and
+    /// output shapes `x`, `y`) suits the VNNI depthwise quad pass
+    /// ([`crate::DepthwisePlane::quads_fit`]).
+    pub fn on_depthwise_quads(&self, w: &[usize], x: &[usize], y: &[usize]) -> bool {
         let wd = &self.window;
-        self.is_depthwise(w)
-            && wd.rank() == 2
-            && w.len() == 4
-            && crate::depthwise_quads_fit([w[2], w[3]], wd.strides[1], wd.dilations[1], ow)
+        if !self.is_depthwise(w) || wd.rank() != 2 || w.len() != 4 || x.len() != 4 || y.len() != 4 {
+            return false;
+        }
+        let (s, d) = (&wd.strides, &wd.dilations);
+        crate::DepthwisePlane {
+            h: x[2],
+            w: x[3],
+            oh: y[2],
+            ow: y[3],
+            kh: w[2],
+            kw: w[3],
+            sh: s[0],
+            sw: s[1],
+            dh: d[0],
+            dw: d[1],
+            ph: wd.pad_begin(0),
+            pw: wd.pad_begin(1),
+        }
+        .quads_fit()
     }
     /// Whether Winograd F(m×m, 3×3) computes this conv: 2-D, 3×3 kernel,
     /// stride 1, dilation 1, one group (any padding). Dtype and constant

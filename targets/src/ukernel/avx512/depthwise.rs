@@ -101,28 +101,37 @@ impl DwQuad {
         }
         (self.sw * (4 * j + i) + t * self.dw - self.lane_base(j)) as u8
     }
-    /// Whether the kernel takes this geometry ([`kerf_ir::depthwise_quads_fit`]),
-    /// with planes whose offsets fit a displacement and at most
-    /// [`MAX_BORDER_ROWS`] output rows whose window leaves the plane (each
-    /// is emitted on its own).
-    pub fn fits(&self) -> bool {
-        let planes = self.h > 0 && self.w > 0 && self.oh > 0 && self.sh >= 1 && self.dh >= 1;
-        let small = self.h * self.w < 1 << 28 && self.oh * self.ow < 1 << 26;
-        let fit = kerf_ir::depthwise_quads_fit([self.kh, self.kw], self.sw, self.dw, self.ow);
-        fit && planes && small && self.border_rows() <= MAX_BORDER_ROWS
+    /// The plane's geometry, whose fit the rules share
+    /// ([`kerf_ir::DepthwisePlane::quads_fit`]: each output row whose
+    /// window leaves the plane is emitted on its own).
+    pub fn plane(&self) -> kerf_ir::DepthwisePlane {
+        let g = self;
+        kerf_ir::DepthwisePlane {
+            h: g.h,
+            w: g.w,
+            oh: g.oh,
+            ow: g.ow,
+            kh: g.kh,
+            kw: g.kw,
+            sh: g.sh,
+            sw: g.sw,
+            dh: g.dh,
+            dw: g.dw,
+            ph: g.ph,
+            pw: g.pw,
+        }
     }
-    /// Output rows whose window leaves the plane.
-    fn border_rows(&self) -> usize {
-        (0..self.oh).filter(|&oy| !self.inside(oy)).count()
+    /// Whether the kernel takes this geometry.
+    pub fn fits(&self) -> bool {
+        self.plane().quads_fit()
     }
     /// Whether output row `oy`'s whole window lies inside the plane.
     fn inside(&self, oy: usize) -> bool {
-        (0..self.kh).all(|ky| self.row_ok(oy, ky))
+        self.plane().inside(oy)
     }
     /// Whether output row `oy` reads input row `ky` of its window inside the plane.
     fn row_ok(&self, oy: usize, ky: usize) -> bool {
-        let iy = (oy * self.sh + ky * self.dh) as i64 - self.ph as i64;
-        (0..self.h as i64).contains(&iy)
+        self.plane().row_ok(oy, ky)
     }
     /// Block `b`'s load mask: the bytes of its span inside the row.
     fn mask(&self, b: usize) -> u64 {
@@ -185,12 +194,6 @@ impl DwQuad {
 pub fn dw_quad(g: &DwQuad) -> Option<Vec<u8>> {
     (g.fits() && g.masks().len() <= MAX_MASKS).then(|| assemble(g).ok()).flatten()
 }
-
-/// Most distinct load masks ([`DwQuad::masks`]; no geometry has more:
-/// the check in [`dw_quad`] only guards that argument).
-const MAX_MASKS: usize = 5;
-/// Most output rows emitted one by one ([`DwQuad::fits`]).
-const MAX_BORDER_ROWS: usize = 16;
 
 fn assemble(g: &DwQuad) -> Result<Vec<u8>, IcedError> {
     let mut a = CodeAssembler::new(64)?;
@@ -451,6 +454,10 @@ impl<'g> Pass<'g> {
 fn weights(ky: usize) -> Z {
     [zmm16, zmm17, zmm18, zmm19, zmm20][ky]
 }
+
+/// Most distinct load masks ([`DwQuad::masks`]; no geometry has more:
+/// the check in [`dw_quad`] only guards that argument).
+const MAX_MASKS: usize = 5;
 
 /// The load masks' registers ([`DwQuad::masks`]).
 const MASK_REGS: [AsmRegisterK; MAX_MASKS] = [k1, k2, k3, k4, k5];
