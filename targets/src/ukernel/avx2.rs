@@ -24,7 +24,7 @@ use iced_x86::Register;
 mod int_tile;
 mod pattern;
 mod quad_pack;
-pub(crate) use int_tile::{int_tile, int_to_real, requantise, IntOps, IntVreg};
+pub(crate) use int_tile::{int_tile, int_to_real, requantise, requantise_setup, IntOps, IntVreg};
 pub use int_tile::{qbyte_tile, qgemm_tile, QdotEpi, QDOT_ROWS};
 pub use pattern::{pattern_tile, Elem, EntryKind, PatternTile};
 pub use quad_pack::{quad_pack, quad_pack_table};

@@ -174,7 +174,7 @@ fn gemv_code(g: &QdotGemv) -> Result<Vec<u8>, IcedError> {
     }
     let el = if g.quant.is_some() { 1 } else { 4 };
     match g.quant {
-        Some(grid) => super::avx2::requantise(&mut a, &g.epi, acc, grid)?,
+        Some(grid) => super::avx2::requantise(&mut a, &g.epi, acc, grid, false)?,
         None => activation(&mut a, &g.epi, acc)?,
     }
     for i in 0..images {

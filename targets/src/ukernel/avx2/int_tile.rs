@@ -248,7 +248,7 @@ where
         }
     }
     if let Some(grid) = e.quant {
-        requantise(a, &e.epi, acc, grid)?;
+        requantise(a, &e.epi, acc, grid, false)?;
         for (r, &ac) in acc.iter().enumerate() {
             R::store_bytes(a, ac, out_p + r as i64 * ldo)?;
         }
@@ -264,23 +264,66 @@ where
 /// The activation of `epi` and the requantising store's arithmetic on the
 /// accumulators (whole numbers in `0..=255` after it): [`activation`] then
 /// [`quantise`], or where [`fused_bounds`] allows, the same values in
-/// fewer operations ([`quantise_clamped`]).
+/// fewer operations ([`quantise_clamped`]). `preset`: the folded form's
+/// constants are already in [`Vreg::SCRATCH`] ([`requantise_setup`]).
 pub(crate) fn requantise<R: IntVreg>(
     a: &mut CodeAssembler,
     epi: &TileEpi,
     acc: &[R],
     grid: (f32, u8),
+    preset: bool,
 ) -> Result<(), IcedError>
 where
     CodeAssembler: IntOps<R>,
 {
     match fused_bounds(epi, grid) {
-        Some(bounds) => quantise_clamped(a, acc, grid, bounds, epi.residual || !epi.finite),
+        Some(bounds) => {
+            if !preset {
+                clamped_constants::<R>(a, grid, bounds)?;
+            }
+            quantise_clamped(a, acc, epi.residual || !epi.finite)
+        }
         None => {
             activation(a, epi, acc)?;
             quantise(a, acc, grid)
         }
     }
+}
+
+/// Loads the constants of [`requantise`]'s folded form into
+/// [`Vreg::SCRATCH`] once, for a caller that calls it many times and
+/// leaves those registers alone (the depthwise quad pass, per row):
+/// whether it did (`false`: that form does not apply, and each call
+/// loads what it needs itself).
+pub(crate) fn requantise_setup<R: IntVreg>(
+    a: &mut CodeAssembler,
+    epi: &TileEpi,
+    grid: (f32, u8),
+) -> Result<bool, IcedError>
+where
+    CodeAssembler: IntOps<R>,
+{
+    match fused_bounds(epi, grid) {
+        Some(bounds) => clamped_constants::<R>(a, grid, bounds).map(|()| true),
+        None => Ok(false),
+    }
+}
+
+/// [`quantise_clamped`]'s constants: the scale, the bounds and `−zp` (as
+/// an i32, the splat's bits) in [`Vreg::SCRATCH`].
+fn clamped_constants<R: IntVreg>(
+    a: &mut CodeAssembler,
+    (scale, zp): (f32, u8),
+    (lo, hi): (f32, f32),
+) -> Result<(), IcedError>
+where
+    CodeAssembler: IntOps<R>,
+{
+    let nz = f32::from_bits((-i32::from(zp)) as u32);
+    for (r, v) in R::SCRATCH.into_iter().zip([scale, lo, hi, nz]) {
+        R::splat(a, r, v)?;
+    }
+    Ok(())
 }
 
 /// The clamp activation of `epi` folded into the quantiser's: integer
@@ -319,22 +362,12 @@ fn fused_bounds(epi: &TileEpi, (scale, zp): (f32, u8)) -> Option<(f32, f32)> {
 /// can arrive (`nan` false: no residual, finite scales and biases,
 /// [`TileEpi::finite`]) the `max` is left out: five operations per vector,
 /// six with it, where the activation then [`quantise`] take nine or ten.
-fn quantise_clamped<R: IntVreg>(
-    a: &mut CodeAssembler,
-    acc: &[R],
-    (scale, zp): (f32, u8),
-    (lo, hi): (f32, f32),
-    nan: bool,
-) -> Result<(), IcedError>
+/// The constants are in [`Vreg::SCRATCH`] ([`clamped_constants`]).
+fn quantise_clamped<R: IntVreg>(a: &mut CodeAssembler, acc: &[R], nan: bool) -> Result<(), IcedError>
 where
     CodeAssembler: IntOps<R>,
 {
     let [s, l, h, nz] = R::SCRATCH;
-    for (r, v) in [s, l, h].into_iter().zip([scale, lo, hi]) {
-        R::splat(a, r, v)?;
-    }
-    // −zp as an i32 (the splat's bits)
-    R::splat(a, nz, f32::from_bits((-i32::from(zp)) as u32))?;
     for &ac in acc {
         a.vdivps(ac, ac, s)?;
         a.vmaxps(ac, l, ac)?;

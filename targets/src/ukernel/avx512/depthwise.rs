@@ -30,7 +30,7 @@
 
 use iced_x86::code_asm::*;
 
-use super::super::avx2::{activation, requantise, TileEpi};
+use super::super::avx2::{activation, requantise, requantise_setup, TileEpi};
 use super::AsmRegisterZmm as Z;
 
 /// Most accumulators in flight (blocks of 16 pixels per pass over a row).
@@ -237,6 +237,8 @@ struct Pass<'g> {
     block_mask: Vec<Option<AsmRegisterK>>,
     /// Bytes between output rows.
     out_row: i64,
+    /// The requantiser's constants are loaded once, in `setup`.
+    requant_set: bool,
 }
 
 /// The epilogue's per-channel i32 `zp·Σ w`, f32 scale and bias.
@@ -268,7 +270,12 @@ impl<'g> Pass<'g> {
             a.kmovw(k7, eax)?;
         }
         let out_row = g.ow as i64 * g.out_size();
-        Ok(Pass { g, block_mask, out_row })
+        // the requantiser's constants once (`zmm28`–`zmm31` hold nothing else here)
+        let requant_set = match g.quant {
+            Some(grid) => requantise_setup::<Z>(a, &g.epi, grid)?,
+            None => false,
+        };
+        Ok(Pass { g, block_mask, out_row, requant_set })
     }
 
     /// Byte offset in the plane of output row `oy`'s first window row, column 0.
@@ -434,7 +441,7 @@ impl<'g> Pass<'g> {
             }
         }
         match g.quant {
-            Some(grid) => requantise(a, &g.epi, acc, grid)?,
+            Some(grid) => requantise(a, &g.epi, acc, grid, self.requant_set)?,
             None => activation(a, &g.epi, acc)?,
         }
         for (&ac, &b) in acc.iter().zip(blocks) {
