@@ -844,7 +844,8 @@ fn other_kernels() -> Vec<(String, Vec<u8>)> {
         let (oh, ow) = (h / 2 + 1, (w + 2 - kw) / sw + 1);
         let (sh, dh, dw, ph, pw, zp) = (2, 1, 1, 1, 1, 7);
         let quant = quant.then_some((0.05, 3));
-        let g = DwQuad { h, w, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw, zp, epi, quant };
+        let plane = kerf_ir::DepthwisePlane { h, w, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw };
+        let g = DwQuad { plane, zp, epi, quant };
         kernels.push((format!("depthwise quads {g:?}"), dw_quad(&g).unwrap()));
     }
     for (i, (h, w)) in [(25, 5), (7, 7), (11, 23), (4, 4), (30, 31)].into_iter().enumerate() {

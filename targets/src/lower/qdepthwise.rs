@@ -30,7 +30,8 @@ pub(super) fn vnni(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue) -> Op
     let tile = TileEpi { finite: super::qconv::finite(q.scale, q.bias), ..tile };
     let (h, w, oh, ow, kh, kw) = (g.h, g.w, g.oh, g.ow, g.kh, g.kw);
     let (sh, sw, dh, dw, ph, pw) = (g.sh, g.sw, g.dh, g.dw, g.ph, g.pw);
-    let spec = DwQuad { h, w, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw, zp: q.zp, epi: tile, quant: q.quant };
+    let plane = kerf_ir::DepthwisePlane { h, w, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw };
+    let spec = DwQuad { plane, zp: q.zp, epi: tile, quant: q.quant };
     let code = dw_quad(&spec)?;
     Some(run(k, g, q, epi, (code, spec.indices())))
 }

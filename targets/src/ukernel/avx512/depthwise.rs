@@ -50,30 +50,10 @@ pub const DW_QUAD_TABLE: usize = 64;
 /// A depthwise plane's geometry and epilogue.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DwQuad {
-    /// Input plane rows.
-    pub h: usize,
-    /// Input plane columns.
-    pub w: usize,
-    /// Output plane rows.
-    pub oh: usize,
-    /// Output plane columns (1..=1024).
-    pub ow: usize,
-    /// Rows of taps (1..=[`DW_QUAD_MAX_KH`]).
-    pub kh: usize,
-    /// Columns of taps (1..=4: one quad).
-    pub kw: usize,
-    /// Vertical stride.
-    pub sh: usize,
-    /// Horizontal stride (1 or 2).
-    pub sw: usize,
-    /// Vertical dilation.
-    pub dh: usize,
-    /// Horizontal dilation.
-    pub dw: usize,
-    /// Padding above the plane.
-    pub ph: usize,
-    /// Padding left of the plane.
-    pub pw: usize,
+    /// The plane's geometry (kernel bounds: `kh` up to [`DW_QUAD_MAX_KH`],
+    /// `kw` up to 4, `sw` 1 or 2, `ow` up to 1024; the whole fit is
+    /// [`kerf_ir::DepthwisePlane::quads_fit`]).
+    pub plane: kerf_ir::DepthwisePlane,
     /// The input's zero point (what padded taps read).
     pub zp: u8,
     /// Residual and activation.
@@ -91,52 +71,26 @@ impl DwQuad {
     /// Byte offset (from the block's first column) of 128-bit lane `j`'s
     /// window: the qword its first pixel's first tap falls in.
     fn lane_base(&self, j: usize) -> usize {
-        (self.sw * 4 * j) / 8 * 8
+        (self.plane.sw * 4 * j) / 8 * 8
     }
     /// The `vpshufb` index of lane `j`'s pixel `i` and tap `t` (0x80: a
     /// zero byte past the row's taps).
     fn index(&self, j: usize, i: usize, t: usize) -> u8 {
-        if t >= self.kw {
+        if t >= self.plane.kw {
             return 0x80;
         }
-        (self.sw * (4 * j + i) + t * self.dw - self.lane_base(j)) as u8
+        (self.plane.sw * (4 * j + i) + t * self.plane.dw - self.lane_base(j)) as u8
     }
-    /// The plane's geometry, whose fit the rules share
-    /// ([`kerf_ir::DepthwisePlane::quads_fit`]: each output row whose
-    /// window leaves the plane is emitted on its own).
-    pub fn plane(&self) -> kerf_ir::DepthwisePlane {
-        let g = self;
-        kerf_ir::DepthwisePlane {
-            h: g.h,
-            w: g.w,
-            oh: g.oh,
-            ow: g.ow,
-            kh: g.kh,
-            kw: g.kw,
-            sh: g.sh,
-            sw: g.sw,
-            dh: g.dh,
-            dw: g.dw,
-            ph: g.ph,
-            pw: g.pw,
-        }
-    }
-    /// Whether the kernel takes this geometry.
+    /// Whether the kernel takes this geometry
+    /// ([`kerf_ir::DepthwisePlane::quads_fit`], the fit the rules share:
+    /// each output row whose window leaves the plane is emitted on its own).
     pub fn fits(&self) -> bool {
-        self.plane().quads_fit()
-    }
-    /// Whether output row `oy`'s whole window lies inside the plane.
-    fn inside(&self, oy: usize) -> bool {
-        self.plane().inside(oy)
-    }
-    /// Whether output row `oy` reads input row `ky` of its window inside the plane.
-    fn row_ok(&self, oy: usize, ky: usize) -> bool {
-        self.plane().row_ok(oy, ky)
+        self.plane.quads_fit()
     }
     /// Block `b`'s load mask: the bytes of its span inside the row.
     fn mask(&self, b: usize) -> u64 {
-        let c0 = (16 * b * self.sw) as i64 - self.pw as i64;
-        (0..self.span()).filter(|&i| (0..self.w as i64).contains(&(c0 + i as i64))).fold(0, |m, i| m | 1 << i)
+        let c0 = (16 * b * self.plane.sw) as i64 - self.plane.pw as i64;
+        (0..self.span()).filter(|&i| (0..self.plane.w as i64).contains(&(c0 + i as i64))).fold(0, |m, i| m | 1 << i)
     }
     /// The residual's address over the output's (f32 against the
     /// output's element).
@@ -164,7 +118,7 @@ impl DwQuad {
     /// the whole ones); [`dw_quad`] refuses more.
     pub fn masks(&self) -> Vec<u64> {
         let mut masks: Vec<u64> = Vec::new();
-        for m in (0..self.ow.div_ceil(16)).map(|b| self.mask(b)) {
+        for m in (0..self.plane.ow.div_ceil(16)).map(|b| self.mask(b)) {
             if m != 0 && !masks.contains(&m) {
                 masks.push(m);
             }
@@ -202,8 +156,8 @@ fn assemble(g: &DwQuad) -> Result<Vec<u8>, IcedError> {
     let (x, out, table, count) = (rdi, rsi, rdx, r8);
     super::super::counted_loop(&mut a, count, |a| {
         p.plane(a)?;
-        a.add(x, (g.h * g.w) as i32)?;
-        a.add(out, (g.oh as i64 * p.out_row) as i32)?;
+        a.add(x, (g.plane.h * g.plane.w) as i32)?;
+        a.add(out, (g.plane.oh as i64 * p.out_row) as i32)?;
         a.add(table, DW_QUAD_TABLE as i32)
     })?;
     for r in (W0..32).filter_map(upper) {
@@ -256,7 +210,7 @@ impl<'g> Pass<'g> {
         a.vmovdqu64(SHUF, zmmword_ptr(r9 + 64))?;
         a.mov(eax, u32::from(g.zp) * 0x0101_0101)?;
         a.vpbroadcastd(ZP, eax)?;
-        let blocks = g.ow.div_ceil(16);
+        let blocks = g.plane.ow.div_ceil(16);
         let masks = g.masks();
         for (&m, &k) in masks.iter().zip(&MASK_REGS) {
             a.mov(rax, m)?;
@@ -264,12 +218,12 @@ impl<'g> Pass<'g> {
         }
         let block_mask =
             (0..blocks).map(|b| masks.iter().zip(&MASK_REGS).find(|(&m, _)| m == g.mask(b)).map(|(_, &k)| k)).collect();
-        let lanes = g.ow - 16 * (blocks - 1);
+        let lanes = g.plane.ow - 16 * (blocks - 1);
         if lanes < 16 {
             a.mov(eax, (1u32 << lanes) - 1)?;
             a.kmovw(k7, eax)?;
         }
-        let out_row = g.ow as i64 * g.out_size();
+        let out_row = g.plane.ow as i64 * g.out_size();
         // the requantiser's constants once (`zmm28`–`zmm31` hold nothing else here)
         let requant_set = match g.quant {
             Some(grid) => requantise_setup::<Z>(a, &g.epi, grid)?,
@@ -280,7 +234,7 @@ impl<'g> Pass<'g> {
 
     /// Byte offset in the plane of output row `oy`'s first window row, column 0.
     fn x_row(&self, oy: usize) -> i64 {
-        ((oy * self.g.sh) as i64 - self.g.ph as i64) * self.g.w as i64
+        ((oy * self.g.plane.sh) as i64 - self.g.plane.ph as i64) * self.g.plane.w as i64
     }
 
     /// One channel's plane (`x` in `rdi`, `out` in `rsi`, its table at
@@ -289,17 +243,17 @@ impl<'g> Pass<'g> {
     /// `r11` the count).
     fn plane(&self, a: &mut CodeAssembler) -> Result<(), IcedError> {
         let g = self.g;
-        for ky in 0..g.kh {
+        for ky in 0..g.plane.kh {
             a.vpbroadcastd(weights(ky), dword_ptr(rdx + (4 * ky) as i64))?;
         }
         a.vpbroadcastd(CORR, dword_ptr(rdx + DW_QUAD_CORR as i64))?;
         a.vbroadcastss(SCALE, dword_ptr(rdx + (DW_QUAD_CORR + 4) as i64))?;
         a.vbroadcastss(BIAS, dword_ptr(rdx + (DW_QUAD_CORR + 8) as i64))?;
-        let r0 = (0..g.oh).find(|&oy| g.inside(oy)).unwrap_or(g.oh);
-        let r1 = (r0..g.oh).find(|&oy| !g.inside(oy)).unwrap_or(g.oh);
-        for oy in (0..r0).chain(r1..g.oh) {
+        let r0 = (0..g.plane.oh).find(|&oy| g.plane.inside(oy)).unwrap_or(g.plane.oh);
+        let r1 = (r0..g.plane.oh).find(|&oy| !g.plane.inside(oy)).unwrap_or(g.plane.oh);
+        for oy in (0..r0).chain(r1..g.plane.oh) {
             let at = Rows { x: (rdi, self.x_row(oy)), out: (rsi, oy as i64 * self.out_row) };
-            self.rows(a, &at, 1, &|_, ky| self.g.row_ok(oy, ky))?;
+            self.rows(a, &at, 1, &|_, ky| self.g.plane.row_ok(oy, ky))?;
         }
         let group = self.group();
         let (groups, rest) = ((r1 - r0) / group, (r1 - r0) % group);
@@ -311,7 +265,7 @@ impl<'g> Pass<'g> {
             a.mov(n, groups as u64)?;
             super::super::counted_loop(a, n, |a| {
                 self.rows(a, &at, group, &|_, _| true)?;
-                a.add(x, (group * g.sh * g.w) as i32)?;
+                a.add(x, (group * g.plane.sh * g.plane.w) as i32)?;
                 a.add(out, (group as i64 * self.out_row) as i32)
             })?;
         }
@@ -325,7 +279,7 @@ impl<'g> Pass<'g> {
     /// quads are built once for all of them (stride 1: 5 builds for 3
     /// rows instead of 9).
     fn group(&self) -> usize {
-        if self.g.sh == 1 {
+        if self.g.plane.sh == 1 {
             3
         } else {
             2
@@ -342,7 +296,7 @@ impl<'g> Pass<'g> {
         n: usize,
         ok: &dyn Fn(usize, usize) -> bool,
     ) -> Result<(), IcedError> {
-        let blocks: Vec<usize> = (0..self.g.ow.div_ceil(16)).collect();
+        let blocks: Vec<usize> = (0..self.g.plane.ow.div_ceil(16)).collect();
         for chunk in blocks.chunks(ACC.len() / n) {
             self.sums(a, at, n, ok, chunk)?;
             for r in 0..n {
@@ -372,8 +326,8 @@ impl<'g> Pass<'g> {
         // input rows (from the first row's window top) and their readers
         let mut reads: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
         for r in 0..n {
-            for ky in 0..g.kh {
-                let d = r * g.sh + ky * g.dh;
+            for ky in 0..g.plane.kh {
+                let d = r * g.plane.sh + ky * g.plane.dh;
                 match reads.iter_mut().find(|(e, _)| *e == d) {
                     Some((_, users)) => users.push((r, ky)),
                     None => reads.push((d, vec![(r, ky)])),
@@ -388,8 +342,8 @@ impl<'g> Pass<'g> {
                 let q = if inside {
                     let q = TMP[turn % TMP.len()];
                     turn += 1;
-                    let col = (16 * b * g.sw) as i64 - g.pw as i64;
-                    let mem = zmmword_ptr(at.x.0 + (at.x.1 + (d * g.w) as i64 + col));
+                    let col = (16 * b * g.plane.sw) as i64 - g.plane.pw as i64;
+                    let mem = zmmword_ptr(at.x.0 + (at.x.1 + (d * g.plane.w) as i64 + col));
                     self.load(a, q, mem, b)?;
                     a.vpermq(q, PERM, q)?;
                     a.vpshufb(q, q, SHUF)?;
@@ -424,7 +378,7 @@ impl<'g> Pass<'g> {
     fn store(&self, a: &mut CodeAssembler, at: &Rows, first: usize, blocks: &[usize]) -> Result<(), IcedError> {
         let g = self.g;
         let acc = &ACC[first..first + blocks.len()];
-        let partial = |b: usize| 16 * (b + 1) > g.ow;
+        let partial = |b: usize| 16 * (b + 1) > g.plane.ow;
         for (&ac, &b) in acc.iter().zip(blocks) {
             // `int_to_real`'s operations, the table's values held in registers
             a.vpsubd(ac, ac, CORR)?;
