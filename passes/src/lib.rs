@@ -99,6 +99,14 @@ impl Int8Dot {
     pub fn saturates(self) -> bool {
         !matches!(self, Int8Dot::Bytes | Int8Dot::Sdot)
     }
+    /// Whether the code generator has a one-pixel integer product that
+    /// runs several one-pixel images per call (output channels in the
+    /// lanes): VNNI's on `zmm`, AVX2's on `ymm` (the targets of `Bytes` and
+    /// `ExactBytes`). Elsewhere each image would take a whole pixel unit of
+    /// the integer tiles.
+    pub fn one_pixel_rows(self) -> bool {
+        matches!(self, Int8Dot::Bytes | Int8Dot::ExactBytes)
+    }
     /// `QConv`'s multiply-adds per f32 multiply-add of the same time, for
     /// a weight whose byte pairs are `exact` or not: the pair tiles 2
     /// (measured 1.5x the f32 kernel per layer on AVX2), AVX2's byte tile

@@ -386,7 +386,7 @@ fn check_quant(c: &Case, x: &[u8], w: &[i64]) {
     let want = check_quant_on(c, x, w, (scale, zp));
     // both ends of the grid are reached (the clamp is exercised)
     let (lo, hi) = (want.iter().min().copied(), want.iter().max().copied());
-    assert!(lo == Some(0) && hi == Some(255), "{}: output bytes {lo:?}..{hi:?}", c.attrs);
+    assert!(lo == Some(0) && hi == Some(255), "{} {} {:?}: output bytes {lo:?}..{hi:?}", c.attrs, c.epi, c.osh);
 }
 
 /// [`check_quant`] on the grid `(scale, zp)`; returns the expected bytes.
@@ -542,13 +542,16 @@ fn requantised_outputs_match_the_reference_byte_for_byte() {
     }
 }
 
-/// One-pixel planes (a classifier head as a 1x1 conv): with VNNI the
-/// one-pixel product runs them, output channels in the lanes; partial
-/// 16-channel blocks (10, 1000 = 5 chunks of 192 and 40), two images, a
-/// residual, Relu, and u8 outputs; K = 6 (not whole quads) takes the unit
-/// tiles. Bit for bit on every preset; where the host has VNNI, `native`
-/// code holds one micro-kernel for the 10-channel head (the unit tiles
-/// would need two).
+/// One-pixel planes (a classifier head as a 1x1 conv): with VNNI or AVX2
+/// the one-pixel product runs them, output channels in the lanes; partial
+/// blocks (10, 1000 = 5 chunks of 192 and 40; every last block of 1..=7
+/// of AVX2's 8 lanes, f32 and u8), two images, a residual, Relu, and u8
+/// outputs; K = 6 (not whole quads) takes the unit tiles with VNNI and
+/// AVX2's byte quads, AVX2's pair product with 8-bit weights. Bit for bit
+/// on every preset, with 8-bit weights (AVX2: pairs) and 7-bit ones
+/// (AVX2: byte quads); where the host has them, `native` and `haswell`
+/// code hold the product's variants (the unit tiles would need other
+/// counts).
 #[test]
 fn one_pixel_products() {
     let one = &window(1, 1, 1, 1);
@@ -562,6 +565,15 @@ fn one_pixel_products() {
         (5, 128, 200, "act=Relu, residual=true"),
         (7, 64, 384, "act=HardSwish, residual=false"),
         (4, 96, 40, PLAIN),
+        // AVX2's last blocks of 1..=7 lanes, in groups of two images and a last one
+        (4, 16, 1, PLAIN),
+        (4, 16, 2, "act=Relu, residual=true"),
+        (3, 16, 4, PLAIN),
+        (4, 8, 3, PLAIN),
+        (4, 24, 5, "act=Clip, act_min=-1.0, act_max=4.0, residual=false"),
+        (4, 16, 6, PLAIN),
+        (4, 40, 7, PLAIN),
+        (4, 16, 13, PLAIN),
     ] {
         let case = Case { xsh: [n, c, 1, 1], wsh: [m, c, 1, 1], osh: [n, m, 1, 1], attrs: one, epi, zp: 77 };
         run_case(&case);
@@ -577,7 +589,17 @@ fn one_pixel_products() {
     run_case(&Case { xsh: [2, 8, 3, 3], wsh: [12, 8, 3, 3], osh: [2, 12, 1, 1], attrs: three, epi: PLAIN, zp: 5 });
     let s2 = &window(3, 2, 1, 1);
     run_case(&Case { xsh: [2, 8, 4, 4], wsh: [12, 8, 3, 3], osh: [2, 12, 1, 1], attrs: s2, epi: PLAIN, zp: 5 });
-    // which kernel `native` code chose, where the host has VNNI
+    // which kernel `haswell` and `native` code chose, where the host has them:
+    // five rows of ten channels, a pair of images twice and a last one
+    // (two variants; the unit tiles: one)
+    if !host_runs(Cpu::Avx2) {
+        return;
+    }
+    let c = Case { xsh: [5, 32, 1, 1], wsh: [10, 32, 1, 1], osh: [5, 10, 1, 1], attrs: one, epi: PLAIN, zp: 0 };
+    for bits in [127, 64] {
+        let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(320, 5, -bits, bits))).unwrap();
+        assert_eq!(common::jit(&g, "haswell").report().micro_kernels, 2, "products of two images and of one");
+    }
     if !host_runs(Cpu::Vnni) {
         return;
     }

@@ -796,7 +796,7 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
             kernels.push((format!("qbyte {rows} {e:?}"), qbyte_tile(rows, Some(&e)).unwrap()));
         }
         kernels.push((format!("qbyte {rows}"), qbyte_tile(rows, None).unwrap()));
-        use kerf_targets::ukernel::avx512::{qdot_gemv, QdotGemv};
+        use kerf_targets::ukernel::{avx2::QdotGemv, avx512::qdot_gemv};
         for (quant, last_lanes) in [(None, 16), (Some((0.5, 3)), 1 + rows % 16)] {
             // one to four images per call, as many as the accumulators allow
             let images = (1 + rows % 4).min(24 / rows);
@@ -806,6 +806,17 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
             // past the broadcast registers or the accumulators: an error, not code
             for images in [5, 24 / rows + 1] {
                 assert!(qdot_gemv(&QdotGemv { images, ..g }).is_err(), "{rows} blocks of {images} images");
+            }
+        }
+        // AVX2's one-pixel product: 8 lanes, one or two images per call
+        use kerf_targets::ukernel::avx2::{ymm_gemv, GemvStep};
+        for (quant, last_lanes, step) in [(None, 8, GemvStep::Pairs), (Some((0.5, 3)), 1 + rows % 8, GemvStep::Bytes)] {
+            let images = (1 + rows % 2).min(12 / rows);
+            let epi = TileEpi { residual: quant.is_none(), ..epi };
+            let g = QdotGemv { blocks: rows, last_lanes, epi, quant, images, x_stride: 100, out_stride: 300 };
+            kernels.push((format!("ymm gemv {step:?} {g:?}"), ymm_gemv(&g, step).unwrap()));
+            for images in [3, 12 / rows + 1] {
+                assert!(ymm_gemv(&QdotGemv { images, ..g }, step).is_err(), "{rows} blocks of {images} images");
             }
         }
         if rows == 1 {

@@ -61,10 +61,11 @@ pub fn byte_pairs_exact(codes: &[i8], row: usize) -> bool {
     codes.chunks(row.max(1)).all(|r| r.chunks(2).all(|p| fits(p[0], p.get(1).copied().unwrap_or(0))))
 }
 
-/// Whether the one-pixel integer product (VNNI's `qdot_gemv`: a `QConv`
-/// whose planes are one pixel and whose window is the whole input, output
-/// channels in the lanes) takes an input of `k` values: it reads whole
-/// byte quads. Stated here because the `int8` rules run a multi-row
+/// Whether the one-pixel integer product (VNNI's `qdot_gemv`, AVX2's
+/// `ymm_gemv`: a `QConv` whose planes are one pixel and whose window is
+/// the whole input, output channels in the lanes) takes an input of `k`
+/// values in every form: it reads whole byte quads (AVX2's pair form,
+/// whole pairs). Stated here because the `int8` rules run a multi-row
 /// product as such convs, one image per row, only where the product takes
 /// them (elsewhere the unit tiles would spend a whole pixel unit on each
 /// row).

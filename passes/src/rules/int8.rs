@@ -34,7 +34,8 @@
 //! ...))`, the codes transposed at compile time for `[K, N]`, a residual
 //! reshaped to `[M, N, 1, 1]`), so no transposes. One row (a classifier
 //! head) on every target; several rows only where the code generator
-//! runs one-pixel images on the one-pixel product (`Int8Dot::Bytes` and
+//! runs one-pixel images on the one-pixel product
+//! ([`crate::Int8Dot::one_pixel_rows`] and
 //! [`kerf_ir::one_pixel_product_fits`]: elsewhere each row would take a
 //! whole pixel unit of the tiles), with an activation that product does
 //! not apply (Gelu, Sigmoid, …) moved after the QConv as its own op.
@@ -320,7 +321,7 @@ fn product_match(eg: &KEGraph, n: &KNode, class: Id) -> Option<Int8Match> {
     // several rows: one-pixel images, only where the one-pixel product runs them
     let after = match rows {
         1 => None,
-        _ if eg.analysis.int8_dot != crate::Int8Dot::Bytes || !kerf_ir::one_pixel_product_fits(k) => return None,
+        _ if !eg.analysis.int8_dot.one_pixel_rows() || !kerf_ir::one_pixel_product_fits(k) => return None,
         _ if tiles_apply(epi.act) => None,
         _ => epi.act.take(),
     };
@@ -591,10 +592,11 @@ mod tests {
 
     /// A multi-row product `x[2, 3, 8] · w[8, 12] + b (+ r)` through the
     /// quantiser, `w` on a per-column grid, fused with an activation: on
-    /// `Int8Dot::Bytes` it becomes the 1x1 QConv over six one-pixel images
-    /// (the codes transposed, the residual reshaped, Gelu after the QConv,
-    /// Relu inside it) with the same values up to f32 rounding; without
-    /// byte quads, or with K = 6 (not whole quads), it stays f32.
+    /// `Int8Dot::Bytes` (VNNI) and `ExactBytes` (AVX2) it becomes the 1x1
+    /// QConv over six one-pixel images (the codes transposed, the residual
+    /// reshaped, Gelu after the QConv, Relu inside it) with the same values
+    /// up to f32 rounding; on targets without a one-pixel product (`Pairs`,
+    /// `Sdot`), or with K = 6 (not whole quads), it stays f32.
     #[test]
     fn multi_row_products_become_integer_convs_on_one_pixel_images() {
         let graph = |k: usize, act: &str| {
@@ -640,8 +642,10 @@ mod tests {
             let err = got.iter().zip(&want).fold(0f32, |a, (g, w)| a.max((g - w).abs()));
             (text::print(&out), err / scale)
         };
-        for (act, inside) in [("Gelu{tanh=false}", false), ("Relu", true)] {
-            let (out, rel) = run(&graph(8, act), 8, Int8Dot::Bytes);
+        for (act, inside, dot) in
+            [("Gelu{tanh=false}", false, Int8Dot::Bytes), ("Relu", true, Int8Dot::Bytes), ("Relu", true, Int8Dot::ExactBytes)]
+        {
+            let (out, rel) = run(&graph(8, act), 8, dot);
             assert!(out.contains("QConv{") && out.contains("Reshape{shape=[6,8,1,1]}"), "{out}");
             assert!(out.contains("Reshape{shape=[6,12,1,1]}") && out.contains("Reshape{shape=[2,3,12]}"), "{out}");
             assert!(!out.contains("= MatMul"), "{out}");
@@ -650,6 +654,7 @@ mod tests {
             assert!(rel < 1e-5, "{act}: relative error {rel}");
         }
         assert!(!run(&graph(8, "Gelu{tanh=false}"), 8, Int8Dot::Pairs).0.contains("QConv"));
+        assert!(!run(&graph(8, "Gelu{tanh=false}"), 8, Int8Dot::Sdot).0.contains("QConv"));
         assert!(!run(&graph(6, "Gelu{tanh=false}"), 6, Int8Dot::Bytes).0.contains("QConv"));
     }
 

@@ -49,10 +49,11 @@
 //! group, the only kind with padding) runs on the assembled depthwise pass
 //! (`depthwise::quantised`) or, padded where the pass does not apply, on
 //! the scalar integer kernel (`depthwise::quantised_scalar`). A one-pixel
-//! plane whose window is the whole input (a classifier head) runs with
-//! VNNI on the one-pixel product (`ukernel::avx512::qdot_gemv`: output
-//! channels in the lanes; `gemv.rs`: several images per call sharing each
-//! weight load, chunk-major tasks). And a
+//! plane whose window is the whole input (a classifier head, a product's
+//! rows) runs on the one-pixel product, output channels in the lanes:
+//! VNNI's (`ukernel::avx512::qdot_gemv`) or AVX2's
+//! (`ukernel::avx2::ymm_gemv`, pairs or byte quads as above); `gemv.rs`:
+//! several images per call sharing each weight load, chunk-major tasks. And a
 //! weight of channel quads on the integer pattern kernel
 //! (`qconv_pattern`). A requantised output (`QOut::Quant`) stores u8:
 //! the byte tiles and the one-pixel product quantise in their own store,

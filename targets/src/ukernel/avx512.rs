@@ -29,7 +29,7 @@ mod dw_flat;
 pub use depthwise::{dw_quad, DwQuad, DW_QUAD_CORR, DW_QUAD_MAX_KH, DW_QUAD_TABLE};
 pub use dw_flat::{dw_flat, DwFlat, Groups, DW_FLAT_MAX_TAPS};
 
-use super::avx2::{activation, int_tile, GemmTile, Init, IntVreg, QdotEpi, Vreg};
+use super::avx2::{activation, int_tile, GemmTile, Init, IntVreg, QdotEpi, QdotGemv, Vreg};
 
 /// Machine code of the VNNI integer tile: `rows` (1..=[`super::avx2::QDOT_ROWS`]: B in
 /// `zmm12`, the epilogue's scratch `zmm28`–`zmm31`; sixteen rows, whole
@@ -52,30 +52,6 @@ pub fn qdot_tile(rows: usize, epi: Option<&QdotEpi>) -> Result<Vec<u8>, IcedErro
     };
     let quad = |r: usize| dword_bcst(rdi + (4 * r) as i64);
     int_tile::<AsmRegisterZmm>(rows, epi, setup, |a, r, ac| a.vpdpbusd(ac, zmm12, quad(r)))
-}
-
-/// A one-pixel integer product ([`qdot_gemv`]): how many 16-channel
-/// blocks and images, the last block's valid channels, and the store.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct QdotGemv {
-    /// 16-channel blocks (1..=[`super::avx2::QDOT_ROWS`]), one `zmm` each.
-    pub blocks: usize,
-    /// Valid channels of the last block (1..=16): the lanes past them are
-    /// computed on zero weights and not stored.
-    pub last_lanes: usize,
-    /// Residual and activation (`scale`/`addend` unused: the table has them).
-    pub epi: super::avx2::TileEpi,
-    /// Store u8 through this grid (`scale`, `zp`) instead of f32.
-    pub quant: Option<(f32, u8)>,
-    /// Images per call (1..=[`GEMV_IMAGES_MAX`], `images · blocks` ≤
-    /// [`GEMV_ACCS`]), each weight load shared by all of them: image `i`
-    /// reads its input `i · x_stride` bytes past the first's, its output
-    /// and residual `i · out_stride` elements past theirs.
-    pub images: usize,
-    /// Bytes between the images' inputs.
-    pub x_stride: usize,
-    /// Elements between the images' outputs (and residuals).
-    pub out_stride: usize,
 }
 
 /// Accumulators of the one-pixel product (`zmm0`–`zmm23`): `images ·

@@ -1,7 +1,9 @@
 //! The one-pixel integer product's lowering: a `QConv` on one-pixel
 //! planes whose window is the whole input (a classifier head as a 1x1
-//! conv, a product's rows as images) on VNNI's `ukernel::avx512::qdot_gemv`,
-//! output channels in the lanes.
+//! conv, a product's rows as images), output channels in the lanes: on
+//! VNNI's `ukernel::avx512::qdot_gemv` (16 channels per `zmm`), or without
+//! VNNI on AVX2's `ukernel::avx2::ymm_gemv` (8 per `ymm`, 16-bit pairs or,
+//! for weights whose byte pairs cannot saturate, byte quads).
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Value};
@@ -10,72 +12,120 @@ use super::super::epilogue::Act;
 use super::super::gemm_wide::act_epi;
 use super::super::{Family, Kernel, LResult};
 use super::{finite, zero_point_sums, Dims, QDOT_ROWS};
-use crate::ukernel::avx2::TileEpi;
+use crate::ukernel::avx2::{GemvStep, QdotGemv, TileEpi, YMM_GEMV_ACCS, YMM_GEMV_IMAGES_MAX};
 
-/// Images per call of the one-pixel product where a plane's batch holds
-/// several (a product's rows): they share each weight load (Zen 4,
+/// Images per call of the VNNI one-pixel product where a plane's batch
+/// holds several (a product's rows): they share each weight load (Zen 4,
 /// tiny_transformer's int8 products: one image per call 0.030 / 0.041 /
 /// 0.038 ms, two 0.015 / 0.019 / 0.019, four 0.014 / 0.019 / 0.018).
 const GEMV_IMAGES: usize = 4;
 
-/// Images per call and 16-channel blocks per chunk of the one-pixel
-/// product for a batch of `images`: [`GEMV_IMAGES`] images and as many
-/// blocks as their accumulators allow, or one image and [`QDOT_ROWS`].
-fn gemv_shape(images: usize) -> (usize, usize) {
-    use crate::ukernel::avx512::GEMV_ACCS;
-    match images >= GEMV_IMAGES {
-        true => (GEMV_IMAGES, QDOT_ROWS.min(GEMV_ACCS / GEMV_IMAGES)),
-        false => (1, QDOT_ROWS),
+/// The one-pixel product a target has: VNNI's on `zmm`, or AVX2's on
+/// `ymm` with its K step.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Form {
+    Zmm,
+    Ymm(GemvStep),
+}
+
+impl Form {
+    /// The form for `k`'s target and `d`'s weights, if it has one.
+    fn of(k: &Kernel, d: &Dims) -> Option<Form> {
+        match (k.caps.vnni, k.caps.avx2) {
+            (true, _) => d.quads.then_some(Form::Zmm),
+            (false, true) => Some(Form::Ymm(if d.quads { GemvStep::Bytes } else { GemvStep::Pairs })),
+            _ => None,
+        }
+    }
+    /// Output channels per block (vector lanes).
+    fn lanes(self) -> usize {
+        match self {
+            Form::Zmm => 16,
+            Form::Ymm(_) => 8,
+        }
+    }
+    /// K values per step.
+    fn step_k(self) -> usize {
+        match self {
+            Form::Zmm => 4,
+            Form::Ymm(s) => s.k(),
+        }
+    }
+    /// Images per call and blocks per chunk for a batch of `images`:
+    /// several images and as many blocks as their accumulators allow, or
+    /// one image and [`QDOT_ROWS`] blocks.
+    fn shape(self, images: usize) -> (usize, usize) {
+        let (most, accs) = match self {
+            Form::Zmm => (GEMV_IMAGES, crate::ukernel::avx512::GEMV_ACCS),
+            Form::Ymm(_) => (YMM_GEMV_IMAGES_MAX, YMM_GEMV_ACCS),
+        };
+        match images >= most {
+            true => (most, QDOT_ROWS.min(accs / most)),
+            false => (1, QDOT_ROWS),
+        }
+    }
+    /// The machine code of variant `g`.
+    fn code(self, g: &QdotGemv) -> Result<Vec<u8>, String> {
+        match self {
+            Form::Zmm => crate::ukernel::avx512::qdot_gemv(g),
+            Form::Ymm(step) => crate::ukernel::avx2::ymm_gemv(g, step),
+        }
+    }
+    fn family(self) -> Family {
+        match self {
+            Form::Zmm => Family::Avx512,
+            Form::Ymm(_) => Family::Avx2,
+        }
     }
 }
 
-/// The one-pixel product's tile epilogue where it applies: VNNI, one
-/// group, a one-pixel output plane whose window is the whole input plane
-/// (so an image's K values are its `kk` consecutive bytes), K in whole
-/// quads (the tile reads the input four bytes at a time) and an
-/// activation the tile applies.
+/// The one-pixel product's form and tile epilogue where it applies: a
+/// target with one ([`Form::of`]), one group, a one-pixel output plane
+/// whose window is the whole input plane (so an image's K values are its
+/// `kk` consecutive bytes), K in whole steps of the form (it reads the
+/// input a step at a time) and an activation the tile applies.
 pub(super) fn gemv_fits(
     k: &Kernel,
     d: &Dims,
     (kk, kh, kw): (usize, usize, usize),
     act: Act,
     residual: bool,
-) -> Option<TileEpi> {
+) -> Option<(Form, TileEpi)> {
     let whole = d.pixels == 1 && d.h == kh && d.w == kw;
-    let fits = k.caps.vnni && d.quads && d.groups == 1 && whole && kerf_ir::one_pixel_product_fits(kk) && d.mg > 0;
-    fits.then(|| act_epi(act, residual)).flatten()
+    let form = Form::of(k, d).filter(|f| kk > 0 && kk.is_multiple_of(f.step_k()))?;
+    let fits = d.groups == 1 && whole && d.mg > 0;
+    fits.then(|| act_epi(act, residual).map(|e| (form, e))).flatten()
 }
 
 /// A `QConv` on one-pixel planes (a classifier head as a 1x1 conv, a
-/// product's rows as images) on the VNNI one-pixel product
-/// (`ukernel::avx512::qdot_gemv`): output channels in the lanes, chunks of
-/// `16 · blocks` channels per call, and per call a group of images
-/// sharing each weight load ([`gemv_shape`]); each (chunk, group) a task,
-/// chunk-major so that consecutive tasks reuse a chunk's weights. The
-/// weights are packed per chunk as `[k quad][channel][4]`, the epilogue
-/// table per 16-channel block as the i32 zero-point terms, the scales and
-/// the biases (zeros past the last channel); the sums are exact and the
-/// epilogue is the op's, so the bits are the unit tiles'.
+/// product's rows as images) on the one-pixel product of `form`: output
+/// channels in the lanes, chunks of `lanes · blocks` channels per call,
+/// and per call a group of images sharing each weight load
+/// ([`Form::shape`]); each (chunk, group) a task, chunk-major so that
+/// consecutive tasks reuse a chunk's weights. The weights are packed per
+/// chunk as `[k step][channel][4 bytes]`, the epilogue table per block as
+/// the i32 zero-point terms, the scales and the biases (zeros past the
+/// last channel); the sums are exact and the epilogue is the op's, so the
+/// bits are the unit tiles'.
 pub(super) fn gemv(
     k: &mut Kernel,
     d: &Dims,
-    epi: TileEpi,
+    (form, epi): (Form, TileEpi),
     (w, kk): (&[f64], usize),
     (scales, bias): (&[f32], &[f32]),
     quant: Option<(f32, u8)>,
 ) -> LResult {
-    use crate::ukernel::avx512::{qdot_gemv, QdotGemv};
     let epi = TileEpi { finite: finite(scales, bias), ..epi };
-    let (m, steps, images) = (d.mg, kk / 4, k.in_shape(0)[0]);
-    let (per_call, blocks) = gemv_shape(images);
-    let chunk = 16 * blocks;
+    let (m, steps, images, lanes) = (d.mg, kk / form.step_k(), k.in_shape(0)[0], form.lanes());
+    let (per_call, blocks) = form.shape(images);
+    let chunk = lanes * blocks;
     let (chunks, groups) = (m.div_ceil(chunk), images.div_ceil(per_call));
-    let (wb, tb) = gemv_pack(d, (w, kk), (scales, bias), chunk);
+    let (wb, tb) = gemv_pack(d, form, (w, kk), (scales, bias), chunk);
     // the variants: [last chunk][last group], where those differ
     let (rest, last_group) = (m % chunk, images % per_call);
     let full = QdotGemv {
         blocks,
-        last_lanes: 16,
+        last_lanes: lanes,
         epi,
         quant,
         images: per_call,
@@ -91,13 +141,13 @@ pub(super) fn gemv(
         }
         let mut g = full;
         if lc {
-            (g.blocks, g.last_lanes) = (rest.div_ceil(16), (rest - 1) % 16 + 1);
+            (g.blocks, g.last_lanes) = (rest.div_ceil(lanes), (rest - 1) % lanes + 1);
         }
         if lg {
             g.images = last_group;
         }
-        let bytes = qdot_gemv(&g).map_err(|e| format!("internal: one-pixel product: {e}"))?;
-        code[usize::from(lc)][usize::from(lg)] = Some(k.code(Family::Avx512, bytes));
+        let bytes = form.code(&g).map_err(|e| format!("internal: one-pixel product: {e}"))?;
+        code[usize::from(lc)][usize::from(lg)] = Some(k.code(form.family(), bytes));
     }
     let any = code.iter().flatten().flatten().copied().next().ok_or("internal: one-pixel product: no variant")?;
     let (wp, tp) = (k.blob(wb), k.blob(tb));
@@ -105,7 +155,7 @@ pub(super) fn gemv(
     let res = if epi.residual { Some(k.input(4)) } else { None };
     let sig = k.ukernel_sig(6);
     let ob = if quant.is_some() { 1 } else { 4 };
-    let (lo, hi) = k.parallel_range(chunks * groups, 1, (4 * steps * chunk * per_call) as u64)?;
+    let (lo, hi) = k.parallel_range(chunks * groups, 1, (kk * chunk * per_call) as u64)?;
     k.for_dyn(lo, hi, 1, |k, u| {
         let (c, g) = (k.b.ins().udiv_imm_u(u, groups as i64), k.b.ins().urem_imm_u(u, groups as i64));
         let wc = k.addr(wp, c, (steps * chunk * 4) as i64);
@@ -119,7 +169,7 @@ pub(super) fn gemv(
             Some(r) => k.addr(r, e, 4),
             None => o,
         };
-        let t = k.addr(tp, c, (blocks * 192) as i64);
+        let t = k.addr(tp, c, (blocks * 12 * lanes) as i64);
         let steps_v = k.ic(steps as i64);
         let args = [wc, xn, o, steps_v, t, r];
         // the variant: a dimension with both kinds picks by a select on
@@ -142,28 +192,36 @@ pub(super) fn gemv(
 }
 
 /// The one-pixel product's weights per chunk of `chunk` channels (`[k
-/// quad][channel][4]`, channels past the last zero) and its epilogue table
-/// per 16-channel block (zero-point terms, scales, biases).
-fn gemv_pack(d: &Dims, (w, kk): (&[f64], usize), (scales, bias): (&[f32], &[f32]), chunk: usize) -> (Vec<u8>, Vec<u8>) {
-    let (m, steps) = (d.mg, kk / 4);
+/// step][channel][4 bytes]`: four s8, or one i16 pair for
+/// [`GemvStep::Pairs`]; channels past the last zero) and its epilogue
+/// table per block of lanes (zero-point terms, scales, biases).
+fn gemv_pack(
+    d: &Dims,
+    form: Form,
+    (w, kk): (&[f64], usize),
+    (scales, bias): (&[f32], &[f32]),
+    chunk: usize,
+) -> (Vec<u8>, Vec<u8>) {
+    let (m, sk, lanes) = (d.mg, form.step_k(), form.lanes());
     let zp_terms = zero_point_sums(d, w, kk);
     let (mut wb, mut tb) = (Vec::new(), Vec::new());
     for c in 0..m.div_ceil(chunk) {
         let chans = (c * chunk..m.min((c + 1) * chunk)).collect::<Vec<_>>();
-        let lanes = chans.len().div_ceil(16) * 16;
-        for q in 0..steps {
-            for l in 0..lanes {
-                for j in 0..4 {
-                    let v = chans.get(l).map_or(0, |&r| w[r * kk + 4 * q + j] as i8);
-                    wb.push(v as u8);
+        let width = chans.len().div_ceil(lanes) * lanes;
+        for q in 0..kk / sk {
+            for l in 0..width {
+                let code = |j: usize| chans.get(l).map_or(0, |&r| w[r * kk + sk * q + j] as i8);
+                match sk {
+                    2 => wb.extend((0..2).flat_map(|j| i16::from(code(j)).to_le_bytes())),
+                    _ => wb.extend((0..4).map(|j| code(j) as u8)),
                 }
             }
         }
-        for blk in 0..lanes / 16 {
-            let at = |l: usize| chans.get(16 * blk + l).copied();
-            tb.extend((0..16).flat_map(|l| at(l).map_or(0, |r| zp_terms[r]).to_le_bytes()));
-            tb.extend((0..16).flat_map(|l| at(l).map_or(0.0, |r| scales[r]).to_le_bytes()));
-            tb.extend((0..16).flat_map(|l| at(l).map_or(0.0, |r| bias[r]).to_le_bytes()));
+        for blk in 0..width / lanes {
+            let at = |l: usize| chans.get(lanes * blk + l).copied();
+            tb.extend((0..lanes).flat_map(|l| at(l).map_or(0, |r| zp_terms[r]).to_le_bytes()));
+            tb.extend((0..lanes).flat_map(|l| at(l).map_or(0.0, |r| scales[r]).to_le_bytes()));
+            tb.extend((0..lanes).flat_map(|l| at(l).map_or(0.0, |r| bias[r]).to_le_bytes()));
         }
     }
     (wb, tb)
