@@ -642,9 +642,11 @@ mod tests {
             let err = got.iter().zip(&want).fold(0f32, |a, (g, w)| a.max((g - w).abs()));
             (text::print(&out), err / scale)
         };
-        for (act, inside, dot) in
-            [("Gelu{tanh=false}", false, Int8Dot::Bytes), ("Relu", true, Int8Dot::Bytes), ("Relu", true, Int8Dot::ExactBytes)]
-        {
+        for (act, inside, dot) in [
+            ("Gelu{tanh=false}", false, Int8Dot::Bytes),
+            ("Relu", true, Int8Dot::Bytes),
+            ("Relu", true, Int8Dot::ExactBytes),
+        ] {
             let (out, rel) = run(&graph(8, act), 8, dot);
             assert!(out.contains("QConv{") && out.contains("Reshape{shape=[6,8,1,1]}"), "{out}");
             assert!(out.contains("Reshape{shape=[6,12,1,1]}") && out.contains("Reshape{shape=[2,3,12]}"), "{out}");
