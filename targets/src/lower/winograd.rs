@@ -261,6 +261,19 @@ fn sandwich(k: &mut Kernel, ty: Type, p_mat: &[f64], p: usize, n: usize, x: &[Va
 /// output channel count.
 const MC: usize = 8 * MR;
 
+/// `bytes` rounded up to an odd number of 64-byte lines: the stride
+/// between the n² positions ξ of V and of M. The output transform reads a
+/// vector at each of the n² positions, the input transform writes one;
+/// with a stride of an even number of lines those addresses fall into a
+/// fraction of L1's 64 sets (a 16 → 64 conv on 55x55 had M's 7168-byte
+/// stride: its 36 loads went to 4 sets of 8 ways, 8.2 µs per output
+/// channel where 60 or 72 channels took 6.5; Zen 4); with an odd number
+/// they cycle through all 64.
+fn odd_lines(bytes: usize) -> usize {
+    let lines = bytes.div_ceil(64);
+    64 * (lines | 1)
+}
+
 /// Lowers a Winograd conv (`Conv.algo = Winograd { tile }`) with its fused
 /// epilogue `epi` (applied after the output transform and the bias, before
 /// the store).
@@ -312,7 +325,9 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
     // cost more than the join saves (`--cpu haswell`, 1.41 → 1.72 ms).
     let group = if super::gemm::panel_group(k) == 4 { 4 } else { 1 };
     let vpan = super::gemm::Panels::new(l, cin, group);
-    let vstride = vpan.bytes(1, nq);
+    let vstride = odd_lines(vpan.bytes(1, nq));
+    // M's bytes per position ξ (a chunk's `mc` rows of `tb` tiles)
+    let mstride = odd_lines(mc * tb * 4);
     // a block's zero-padded input strip: its tile rows plus the 2-row halo
     let (sh, sw) = (rows * m + 2, tw * m + 2);
     let strip = cin * sh * sw;
@@ -343,13 +358,13 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
     let rbu = if chan_split { kout.div_ceil(MR) } else { 1 };
     let per_block = 2 * nn * kout * cin * tb + nn * tb * (6 * cin + 4 * kout);
     // (ResNet's 512-channel 7×7 layers: ~0.8 MiB per task, at most 10 tasks)
-    let scratch = (strip + nn * mc * tb) * 4 + nn * vstride + 16;
+    let scratch = strip * 4 + nn * mstride + nn * vstride + 16;
     let cap = (TASK_SCRATCH_BUDGET / scratch).max(2);
     let (lo, hi) = k.parallel_range_capped(batch * nblk * rbu, 1, per_block.div_ceil(rbu) as u64, cap)?;
     // (16 bytes of slack: the quad loads read past the last window)
     let pad = k.task_scratch(strip * 4 + 16);
     let vbuf = k.task_scratch(nn * vstride);
-    let mbuf = k.task_scratch(nn * mc * tb * 4);
+    let mbuf = k.task_scratch(nn * mstride);
     let dummy = if edge { Some(k.task_scratch(16)) } else { None };
 
     let (b_lo, b_hi) = if chan_split { super::conv_packed::unit_items(k, lo, hi, rbu) } else { (lo, hi) };
@@ -495,7 +510,7 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
         k.for_dyn(c_lo, c_hi, mc as i64, |k, cs| {
             let ce = k.b.ins().iadd_imm_s(cs, mc as i64);
             let ce = super::loops::imin(k, ce, c_hi);
-            // M chunk row r (absolute channel) at mbuf + (ξ·mc + r − cs)·tb
+            // M chunk row r (absolute channel) at mbuf + ξ·mstride + (r − cs)·tb·4
             let shift = k.b.ins().imul_imm_s(cs, -((tb * 4) as i64));
             let mbase = k.b.ins().iadd(mbuf, shift);
             k.for_n(0, nn as i64, 1, |k, xi| {
@@ -503,7 +518,7 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
                 let a = k.b.ins().iadd(ublob, a);
                 let vp = k.b.ins().imul_imm_s(xi, vstride as i64);
                 let vp = k.b.ins().iadd(vbuf, vp);
-                let mo = k.b.ins().imul_imm_s(xi, (mc * tb * 4) as i64);
+                let mo = k.b.ins().imul_imm_s(xi, mstride as i64);
                 let mo = k.b.ins().iadd(mbase, mo);
                 let rows = Some((cs, ce));
                 let g = Gemm { a, bias: zeros, m: kout, kk: cin, out: mo, ldo: tb, epi: Epilogue::NONE, rows };
@@ -527,7 +542,7 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
                 let oplane = k.b.ins().iadd(oplane, ob);
                 k.for_n(0, nq as i64, 1, |k, qd| {
                     let mp = k.addr(mrow, qd, (l * 4) as i64);
-                    let mv: Vec<Value> = (0..nn).map(|xi| k.ld(vty, mp, (xi * mc * tb * 4) as i32)).collect();
+                    let mv: Vec<Value> = (0..nn).map(|xi| k.ld(vty, mp, (xi * mstride) as i32)).collect();
                     let y = sandwich(k, vty, &t.at, m, n, &mv);
                     let y: Vec<Value> = y.into_iter().map(|v| k.b.ins().fadd(v, bv)).collect();
                     // without a residual the activation runs on whole vectors
