@@ -1028,17 +1028,43 @@ fn zeroes(i: &iced_x86::Instruction) -> bool {
         && i.op2_register() == i.op0_register()
 }
 
+/// The FMAs of the micro-kernels an object for `cpu` calls: (on `zmm`,
+/// on `ymm` or `xmm`).
+fn tile_fmas(text: &str, cpu: &str) -> (usize, usize) {
+    use iced_x86::{Decoder, DecoderOptions, Mnemonic, Register};
+    use kerf_targets::compile_object;
+    use object::{Object, ObjectSection, ObjectSymbol};
+    let g = kerf_ir::text::parse(text).unwrap();
+    let art = compile_object(&g, &CompileOptions::parse("x86_64-unknown-linux-gnu", cpu, "t").unwrap()).unwrap();
+    let f = object::File::parse(&*art.object).unwrap();
+    let mut fmas = (0, 0);
+    for s in f.symbols().filter(|s| s.name().is_ok_and(|n| n.starts_with("t_u"))) {
+        let sec = f.section_by_index(s.section_index().unwrap()).unwrap();
+        let data = sec.data().unwrap();
+        let at = (s.address() - sec.address()) as usize;
+        for i in Decoder::with_ip(64, &data[at..at + s.size() as usize], 0, DecoderOptions::NONE) {
+            if i.mnemonic() == Mnemonic::Vfmadd231ps {
+                match i.op0_register().is_zmm() {
+                    true => fmas.0 += 1,
+                    false => fmas.1 += usize::from(i.op0_register() != Register::None),
+                }
+            }
+        }
+    }
+    fmas
+}
+
 /// Which tiles an object's code calls is decided at compile time, so any
 /// host checks it: a 1x1 conv (its product on the GEMM engine), a MatMul
 /// and a pattern-pruned 3x3 conv on 28-pixel rows compiled for
 /// `sapphirerapids` call micro-kernels whose FMAs are on `zmm` registers
 /// (the 512-bit tiles, B in groups of four panels; the pattern tile at 16
-/// pixels per vector); for `haswell`, on `ymm` only.
+/// pixels per vector); for `haswell`, on `ymm` only. A conv's last vector
+/// of at most 8 pixels runs on the 256-bit tile at either width: a 3x3
+/// conv on rows of 20 pixels (16 + 4) calls it for `sapphirerapids`, one
+/// on rows of 25 (16 + 9) does not.
 #[test]
 fn sapphirerapids_objects_call_the_zmm_tiles() {
-    use iced_x86::{Decoder, DecoderOptions, Mnemonic, Register};
-    use kerf_targets::compile_object;
-    use object::{Object, ObjectSection, ObjectSymbol};
     let (conv, _) = graph(&(16, 37, (20, 20), 1, (1, 1), "", "Relu", false));
     let matmul = "graph \"g\"\n  input %0 \"a\": f32[24,40]\n  input %1 \"b\": f32[40,70]\n  %2 = MatMul{layer=\"m\"}(%0, %1): f32[24,70] @\"m\"\n  output \"y\" = %2\n";
     // 16 → 8 channels, every kernel the 4-tap mask {1, 3, 4, 5} or removed
@@ -1058,28 +1084,16 @@ fn sapphirerapids_objects_call_the_zmm_tiles() {
         w.join(",")
     );
     for text in [conv.as_str(), matmul, pattern.as_str()] {
-        let g = kerf_ir::text::parse(text).unwrap();
-        for (cpu, zmm) in [("sapphirerapids", true), ("haswell", false)] {
-            let art =
-                compile_object(&g, &CompileOptions::parse("x86_64-unknown-linux-gnu", cpu, "t").unwrap()).unwrap();
-            let f = object::File::parse(&*art.object).unwrap();
-            let mut fmas = (0, 0);
-            for s in f.symbols().filter(|s| s.name().is_ok_and(|n| n.starts_with("t_u"))) {
-                let sec = f.section_by_index(s.section_index().unwrap()).unwrap();
-                let data = sec.data().unwrap();
-                let at = (s.address() - sec.address()) as usize;
-                for i in Decoder::with_ip(64, &data[at..at + s.size() as usize], 0, DecoderOptions::NONE) {
-                    if i.mnemonic() == Mnemonic::Vfmadd231ps {
-                        match i.op0_register().is_zmm() {
-                            true => fmas.0 += 1,
-                            false => fmas.1 += usize::from(i.op0_register() != Register::None),
-                        }
-                    }
-                }
-            }
-            assert_eq!(fmas.0 > 0, zmm, "{cpu}: {} zmm FMAs ({text})", fmas.0);
-            assert_eq!(fmas.1 > 0, !zmm, "{cpu}: {} ymm/xmm FMAs ({text})", fmas.1);
-        }
+        let (zmm, _) = tile_fmas(text, "sapphirerapids");
+        assert!(zmm > 0, "sapphirerapids: no zmm FMAs ({text})");
+        let (zmm, other) = tile_fmas(text, "haswell");
+        assert!(zmm == 0 && other > 0, "haswell: {zmm} zmm FMAs, {other} others ({text})");
+    }
+    for (w, last_ymm) in [(20, true), (25, false)] {
+        let h = 6;
+        let (text, _) = graph(&(16, 24, (h, w), 3, (1, 1), "", "Relu", false));
+        let (zmm, other) = tile_fmas(&text, "sapphirerapids");
+        assert!(zmm > 0 && (other > 0) == last_ymm, "{h}x{w}: {zmm} zmm FMAs, {other} others");
     }
 }
 

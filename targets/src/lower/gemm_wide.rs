@@ -195,16 +195,21 @@ pub(super) fn plan_conv(k: &Kernel, g: &Gemm, h: usize, pass: Pass, group: usize
 /// next hold `lanes` (1..=7 at 256 bits, 1..=15 at 512) valid pixels —
 /// leftover full panels and/or the zero-filled partial one — computed by
 /// one-vector tiles of `w`'s shape that read and write only those pixels
-/// (instead of the 128-bit Cranelift tile over the whole A block). `false`
+/// (instead of the 128-bit Cranelift tile over the whole A block), at 256
+/// bits where a 512-bit vector has at most 8 of them. `false`
 /// (nothing emitted) when B is in single panels or the vector is not one.
 pub(super) fn run_conv_last(k: &mut Kernel, w: &Wide, g: &Gemm, at: ConvAt, c: usize, lanes: usize) -> bool {
     let per = w.width.panels();
     if w.tile.group < 2 || !c.is_multiple_of(per) || !(1..4 * per).contains(&lanes) {
         return false;
     }
+    // at most 8 pixels of a 512-bit vector: the 256-bit tile over its
+    // first two panels (same operations, so the same bits) at half the
+    // price where a zmm FMA is two ymm ones (Zen 4)
+    let width = if w.width == Width::Zmm && lanes <= 8 { Width::Ymm } else { w.width };
     let t = GemmTile { vecs: 1, last_lanes: lanes, ..w.tile };
-    let Some(parts) = row_splits(w.width, t, w.h) else { return false };
-    let codes = codes(k, w.width, &parts);
+    let Some(parts) = row_splits(width, t, w.h) else { return false };
+    let codes = codes(k, width, &parts);
     let c = k.ic(c as i64);
     let p = conv_ptrs(k, g, at, c);
     call_splits(k, w, &codes, &p, at.pass.len);
