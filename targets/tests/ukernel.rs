@@ -143,6 +143,13 @@ fn avx2_tiles_equal_the_128_bit_tiles() {
         (32, 26, (14, 14), 1, (2, 1), "", "None", false),
         (8, 12, (9, 11), 3, (1, 2), "", "None", false),
         (6, 16, (6, 5), 5, (1, 1), "", "Clip, act_min=-0.5, act_max=0.75", false),
+        // stride 2 on wide rows: panels per output row, their whole groups
+        // by the assembled even-lane packer (`even_pack`), the rest (the
+        // left border, a partial group, the columns past the last pair of
+        // floats) lane by lane; odd and even input widths, a 7x7 stem
+        (3, 16, (40, 70), 3, (2, 1), "", "Relu", true),
+        (4, 13, (33, 67), 3, (2, 1), "", "HardSwish", false),
+        (3, 12, (30, 61), 7, (2, 1), "", "None", false),
         // one input channel, K = 9, 5-pixel rows: the small-K direct conv
         // without the tiles (`conv_smallk`), the packed conv with them
         (1, 16, (13, 10), 3, (2, 1), "", "Relu", false),
@@ -820,6 +827,10 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
             }
         }
         if rows == 1 {
+            for group in [2, 4] {
+                let code = kerf_targets::ukernel::avx2::even_pack(group, 4608 * group).unwrap();
+                kernels.push((format!("even pack, groups of {group}"), code));
+            }
             for pixels in [8, 16] {
                 for (segments, stride) in [(1, 1), (2, 1), (4, 1), (1, 2), (3, 2), (4, 2)] {
                     let code = kerf_targets::ukernel::avx2::quad_pack(pixels, segments, stride, 58).unwrap();

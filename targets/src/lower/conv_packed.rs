@@ -327,6 +327,20 @@ fn pack_rows_flat(
     });
 }
 
+/// The assembled stride-2 packer for `g`'s B panels (`pan`) and its call
+/// signature, where the target has AVX2 and B is stored in groups of
+/// panels (`ukernel::avx2::even_pack`: the even-lane panels' whole groups
+/// at once; the same floats as [`even_lanes`] panel by panel).
+fn even_packer(k: &mut Kernel, g: &Geo, pan: &gemm::Panels) -> Option<(Value, cranelift_codegen::ir::SigRef)> {
+    if !k.caps.avx2 || k.lanes() != 4 || g.sw != 2 || pan.group() < 2 {
+        return None;
+    }
+    let group_bytes = pan.group() * pan.stride() as usize;
+    let code = crate::ukernel::avx2::even_pack(pan.group(), group_bytes).ok()?;
+    let code = k.code(super::Family::Avx2, code);
+    Some((code, k.ukernel_sig(3)))
+}
+
 /// The input row that output row `oy` reads at kernel row offset `t`
 /// (`ky·dh`, I64) in the channel plane `xch`: its pointer (valid only when
 /// inside the image), and whether it is inside (`ok`) or padding (`bad`).
@@ -407,6 +421,8 @@ fn pack_rows(
     let kstep = pan.kstep();
     let g = *gm;
     let valid = valid_columns(&g);
+    // stride 2 on AVX2 targets: whole groups of panels by the assembled packer
+    let even = even_packer(k, &g, &pan);
     k.for_n(0, rows as i64, 1, |k, r| {
         let oy = k.b.ins().iadd(oy0, r);
         let ro_ = k.b.ins().imul_imm_s(r, pan.per_row(ppr) as i64 * pan.stride());
@@ -444,7 +460,20 @@ fn pack_rows(
                         // the row take their even lanes (one shuffle); the rest
                         // of the interior goes lane by lane
                         let c_pair = if g.sw == 2 && l == 4 { pair_end(&g, ix0, l).clamp(c_lo, c_hi) } else { c_lo };
-                        let spans = [(c_lo, c_pair, true), (c_pair, c_hi, false)];
+                        // the whole groups among the even-lane panels, if assembled
+                        let grp = pan.group();
+                        let (g_lo, g_hi) = match even {
+                            Some(_) => (c_lo.next_multiple_of(grp).min(c_pair), c_pair / grp * grp),
+                            None => (c_pair, c_pair),
+                        };
+                        if let (Some((code, sig)), true) = (even, g_hi > g_lo) {
+                            let src = k.add_c(xrow, (ix0 + (2 * l * g_lo) as i64) * 4);
+                            let dst = k.add_c(dkx, pan.at(g_lo));
+                            let n = k.ic(((g_hi - g_lo) / grp) as i64);
+                            k.b.ins().call_indirect(sig, code, &[src, dst, n]);
+                        }
+                        let g_hi = g_hi.max(g_lo);
+                        let spans = [(c_lo, g_lo, true), (g_hi, c_pair, true), (c_pair, c_hi, false)];
                         for (a, b, pairs) in spans.into_iter().filter(|&(a, b, _)| b > a) {
                             k.for_n(a as i64, b as i64, 1, |k, c| {
                                 let d = pan.at_dyn(k, c);

@@ -13,7 +13,7 @@
 //! pairs; byte quads through `vpmaddubsw` where the weights allow it);
 //! [`quad_pack`] packs their byte-quad B (and the VNNI tile's);
 //! [`ymm_gemv`]: the one-pixel integer product (output channels in the
-//! lanes).
+//! lanes); [`even_pack`]: the f32 conv's B panels at stride 2.
 //!
 //! [`pattern_tile`]: the pattern-sparse convs' register tile (f32, or byte
 //! quads of four input channels); [`dw_plane`]:
@@ -23,10 +23,12 @@ use iced_x86::code_asm::asm_traits::{CodeAsmVaddps, CodeAsmVmaxps, CodeAsmVminps
 use iced_x86::code_asm::*;
 use iced_x86::Register;
 
+mod even_pack;
 mod gemv;
 mod int_tile;
 mod pattern;
 mod quad_pack;
+pub use even_pack::even_pack;
 pub use gemv::{ymm_gemv, GemvStep, QdotGemv, YMM_GEMV_ACCS, YMM_GEMV_IMAGES_MAX};
 pub(crate) use int_tile::{int_tile, int_to_real, requantise, requantise_setup, IntOps, IntVreg};
 pub use int_tile::{qbyte_tile, qgemm_tile, QdotEpi, QDOT_ROWS};
