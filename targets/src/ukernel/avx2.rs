@@ -30,7 +30,7 @@ mod pattern;
 mod quad_pack;
 pub use even_pack::even_pack;
 pub use gemv::{ymm_gemv, GemvStep, QdotGemv, YMM_GEMV_ACCS, YMM_GEMV_IMAGES_MAX};
-pub(crate) use int_tile::{int_tile, int_to_real, requantise, requantise_setup, IntOps, IntVreg};
+pub(crate) use int_tile::{int_tile, int_to_real, int_to_real_lanes, requantise, requantise_setup, IntOps, IntVreg};
 pub use int_tile::{qbyte_tile, qgemm_tile, QdotEpi, QDOT_ROWS};
 pub use pattern::{pattern_tile, Elem, EntryKind, PatternTile};
 pub use quad_pack::{quad_pack, quad_pack_table};
@@ -420,25 +420,61 @@ fn store_lanes(
     at: i64,
     lanes: usize,
 ) -> Result<(), IcedError> {
-    let low = low_half(acc);
     if lanes == 8 {
         return a.vmovups(ymmword_ptr(base + at), acc);
     }
-    let (part, rest, at) = if lanes >= 4 {
-        a.vmovups(xmmword_ptr(base + at), low)?;
-        a.vextractf128(xmm15, acc, 1)?;
-        (xmm15, lanes - 4, at + 16)
-    } else {
-        (low, lanes, at)
-    };
-    match rest {
-        0 => Ok(()),
-        1 => a.vmovss(dword_ptr(base + at), part),
-        2 => a.vmovlps(qword_ptr(base + at), part),
-        _ => {
-            a.vmovlps(qword_ptr(base + at), part)?;
-            a.vextractps(dword_ptr(base + (at + 8)), part, 2)
+    store_prefix(a, acc, (base, at), lanes, Lane::F32)
+}
+
+/// What each lane of a partial store ([`store_prefix`]) holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// An f32, in its own place.
+    F32,
+    /// A byte: each 128-bit half of the vector holds its four in its low
+    /// dword (i32 lanes packed to bytes by `vpackusdw` + `vpackuswb`).
+    Byte,
+}
+
+/// Stores the first `lanes` (1..=7) lanes of `acc` (as `kind` holds them)
+/// at `base + at`, nothing past them: four from the low half, then the
+/// rest from the high half (extracted into `xmm15`, scratch) one, two or
+/// three at a time.
+pub(crate) fn store_prefix(
+    a: &mut CodeAssembler,
+    acc: AsmRegisterYmm,
+    (base, at): (AsmRegister64, i64),
+    lanes: usize,
+    kind: Lane,
+) -> Result<(), IcedError> {
+    let low = low_half(acc);
+    let size = if kind == Lane::F32 { 4 } else { 1 };
+    let (part, rest, at) = match (lanes >= 4, kind) {
+        (true, Lane::F32) => {
+            a.vmovups(xmmword_ptr(base + at), low)?;
+            a.vextractf128(xmm15, acc, 1)?;
+            (xmm15, lanes - 4, at + 16)
         }
+        (true, Lane::Byte) => {
+            a.vmovd(dword_ptr(base + at), low)?;
+            a.vextracti128(xmm15, acc, 1)?;
+            (xmm15, lanes - 4, at + 4)
+        }
+        (false, _) => (low, lanes, at),
+    };
+    if rest == 0 {
+        return Ok(());
+    }
+    match (rest, kind) {
+        (1, Lane::F32) => return a.vmovss(dword_ptr(base + at), part),
+        (1, Lane::Byte) => return a.vpextrb(byte_ptr(base + at), part, 0),
+        (_, Lane::F32) => a.vmovlps(qword_ptr(base + at), part)?,
+        (_, Lane::Byte) => a.vpextrw(word_ptr(base + at), part, 0)?,
+    }
+    match (rest, kind) {
+        (3, Lane::F32) => a.vextractps(dword_ptr(base + (at + 2 * size)), part, 2),
+        (3, Lane::Byte) => a.vpextrb(byte_ptr(base + (at + 2 * size)), part, 2),
+        _ => Ok(()),
     }
 }
 

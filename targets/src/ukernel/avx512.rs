@@ -29,7 +29,7 @@ mod dw_flat;
 pub use depthwise::{dw_quad, DwQuad, DW_QUAD_CORR, DW_QUAD_MAX_KH, DW_QUAD_TABLE};
 pub use dw_flat::{dw_flat, DwFlat, Groups, DW_FLAT_MAX_TAPS};
 
-use super::avx2::{activation, int_tile, GemmTile, Init, IntVreg, QdotEpi, QdotGemv, Vreg};
+use super::avx2::{activation, int_tile, int_to_real_lanes, GemmTile, Init, IntVreg, QdotEpi, QdotGemv, Vreg};
 
 /// Machine code of the VNNI integer tile: `rows` (1..=[`super::avx2::QDOT_ROWS`]: B in
 /// `zmm12`, the epilogue's scratch `zmm28`–`zmm31`; sixteen rows, whole
@@ -127,11 +127,7 @@ fn gemv_code(g: &QdotGemv) -> Result<Vec<u8>, IcedError> {
     })?;
     for i in 0..images {
         for j in 0..blocks {
-            let (ac, t) = (at(i, j), (192 * j) as i64);
-            a.vpsubd(ac, ac, zmmword_ptr(table + t))?;
-            a.vcvtdq2ps(ac, ac)?;
-            a.vmulps(ac, ac, zmmword_ptr(table + (t + 64)))?;
-            a.vaddps(ac, ac, zmmword_ptr(table + (t + 128)))?;
+            int_to_real_lanes(&mut a, at(i, j), (table, (192 * j) as i64))?;
         }
     }
     let lanes = g.last_lanes.clamp(1, 16);

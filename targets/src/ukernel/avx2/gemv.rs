@@ -9,7 +9,9 @@
 
 use iced_x86::code_asm::*;
 
-use super::{activation, load_lanes, low_half, requantise, store_lanes, IntVreg, TileEpi};
+use super::{
+    activation, int_to_real_lanes, load_lanes, low_half, requantise, store_lanes, store_prefix, IntVreg, Lane, TileEpi,
+};
 
 /// A one-pixel integer product's variant: how many channel blocks and
 /// images, the last block's valid channels, and the store.
@@ -139,11 +141,8 @@ fn ymm_code(g: &QdotGemv, step: GemvStep) -> Result<Vec<u8>, IcedError> {
     let lanes = |j: usize| if j == blocks - 1 { g.last_lanes } else { 8 };
     for i in 0..images {
         for j in 0..blocks {
-            let (ac, tb) = (at(i, j), (96 * j) as i64);
-            a.vpsubd(ac, ac, ymmword_ptr(table + tb))?;
-            a.vcvtdq2ps(ac, ac)?;
-            a.vmulps(ac, ac, ymmword_ptr(table + (tb + 32)))?;
-            a.vaddps(ac, ac, ymmword_ptr(table + (tb + 64)))?;
+            let ac = at(i, j);
+            int_to_real_lanes(&mut a, ac, (table, (96 * j) as i64))?;
             if g.epi.residual {
                 let r = (4 * (i * g.out_stride + 8 * j)) as i64;
                 load_lanes(&mut a, ymm14, res, r, lanes(j))?;
@@ -182,21 +181,5 @@ fn store_byte_lanes(
     // per 128-bit lane: dwords to words to bytes, the lane's four in its low dword
     a.vpackusdw(acc, acc, acc)?;
     a.vpackuswb(acc, acc, acc)?;
-    let low = low_half(acc);
-    let (part, rest, at) = if lanes >= 4 {
-        a.vmovd(dword_ptr(base + at), low)?;
-        a.vextracti128(xmm15, acc, 1)?;
-        (xmm15, lanes - 4, at + 4)
-    } else {
-        (low, lanes, at)
-    };
-    match rest {
-        0 => Ok(()),
-        1 => a.vpextrb(byte_ptr(base + at), part, 0),
-        2 => a.vpextrw(word_ptr(base + at), part, 0),
-        _ => {
-            a.vpextrw(word_ptr(base + at), part, 0)?;
-            a.vpextrb(byte_ptr(base + (at + 2)), part, 2)
-        }
-    }
+    store_prefix(a, acc, (base, at), lanes, Lane::Byte)
 }

@@ -6,7 +6,7 @@
 
 use iced_x86::code_asm::asm_traits::{
     CodeAsmVaddps, CodeAsmVbroadcastss, CodeAsmVcvtdq2ps, CodeAsmVcvtps2dq, CodeAsmVcvttps2dq, CodeAsmVdivps,
-    CodeAsmVmovups, CodeAsmVpbroadcastd, CodeAsmVpmaxsd, CodeAsmVpsubd,
+    CodeAsmVmovups, CodeAsmVmulps, CodeAsmVpbroadcastd, CodeAsmVpmaxsd, CodeAsmVpsubd,
 };
 use iced_x86::code_asm::*;
 
@@ -88,9 +88,11 @@ pub(crate) trait IntOps<R>:
     + CodeAsmVmovups<AsmMemoryOperand, R>
     + CodeAsmVpbroadcastd<R, AsmMemoryOperand>
     + CodeAsmVpsubd<R, R, R>
+    + CodeAsmVpsubd<R, R, AsmMemoryOperand>
     + CodeAsmVcvtdq2ps<R, R>
     + CodeAsmVbroadcastss<R, AsmMemoryOperand>
     + CodeAsmVaddps<R, R, AsmMemoryOperand>
+    + CodeAsmVmulps<R, R, AsmMemoryOperand>
     + CodeAsmVdivps<R, R, R>
     + CodeAsmVcvttps2dq<R, R>
     + CodeAsmVcvtps2dq<R, R>
@@ -104,9 +106,11 @@ impl<R, T> IntOps<R> for T where
         + CodeAsmVmovups<AsmMemoryOperand, R>
         + CodeAsmVpbroadcastd<R, AsmMemoryOperand>
         + CodeAsmVpsubd<R, R, R>
+        + CodeAsmVpsubd<R, R, AsmMemoryOperand>
         + CodeAsmVcvtdq2ps<R, R>
         + CodeAsmVbroadcastss<R, AsmMemoryOperand>
         + CodeAsmVaddps<R, R, AsmMemoryOperand>
+        + CodeAsmVmulps<R, R, AsmMemoryOperand>
         + CodeAsmVdivps<R, R, R>
         + CodeAsmVcvttps2dq<R, R>
         + CodeAsmVcvtps2dq<R, R>
@@ -427,4 +431,23 @@ where
     a.vmulps(acc, acc, t)?;
     a.vbroadcastss(t, dword_ptr(table + (at + 8)))?;
     a.vaddps(acc, acc, t)
+}
+
+/// [`int_to_real`] with the output channels in the lanes (the one-pixel
+/// products): `acc = f32(acc − corr) · scale + bias` lane by lane, with
+/// `corr`, `scale` and `bias` three whole vectors at `table + at` (i32,
+/// f32, f32).
+pub(crate) fn int_to_real_lanes<R: IntVreg>(
+    a: &mut CodeAssembler,
+    acc: R,
+    (table, at): (AsmRegister64, i64),
+) -> Result<(), IcedError>
+where
+    CodeAssembler: IntOps<R>,
+{
+    let v = (4 * R::LANES) as i64;
+    a.vpsubd(acc, acc, R::ptr(table + at))?;
+    a.vcvtdq2ps(acc, acc)?;
+    a.vmulps(acc, acc, R::ptr(table + (at + v)))?;
+    a.vaddps(acc, acc, R::ptr(table + (at + 2 * v)))
 }
