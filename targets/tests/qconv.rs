@@ -580,6 +580,7 @@ fn one_pixel_products() {
         if (n * m) % 4 == 0 {
             let x: Vec<u8> = pseudo(n * c, 1, 0, 255).into_iter().map(|v| v as u8).collect();
             check_quant(&case, &x, &pseudo(m * c, 2, -127, 127));
+            check_quant(&case, &x, &pseudo(m * c, 2, -64, 64));
         }
     }
     // a one-pixel output whose window is the whole 3x3 input (the product,
@@ -589,16 +590,19 @@ fn one_pixel_products() {
     run_case(&Case { xsh: [2, 8, 3, 3], wsh: [12, 8, 3, 3], osh: [2, 12, 1, 1], attrs: three, epi: PLAIN, zp: 5 });
     let s2 = &window(3, 2, 1, 1);
     run_case(&Case { xsh: [2, 8, 4, 4], wsh: [12, 8, 3, 3], osh: [2, 12, 1, 1], attrs: s2, epi: PLAIN, zp: 5 });
-    // which kernel `haswell` and `native` code chose, where the host has them:
-    // five rows of ten channels, a pair of images twice and a last one
-    // (two variants; the unit tiles: one)
+    // which kernel `haswell` and `native` code chose, where the host has
+    // them: with 8-bit weights five rows of ten channels, a pair of images
+    // twice and a last one (two variants of the pair product; the unit
+    // tiles: one, the pair tile), with 7-bit ones four rows (one variant of
+    // the byte-quad product; the unit tiles: two, a fused byte tile and a
+    // sums-only one for the partial unit)
     if !host_runs(Cpu::Avx2) {
         return;
     }
-    let c = Case { xsh: [5, 32, 1, 1], wsh: [10, 32, 1, 1], osh: [5, 10, 1, 1], attrs: one, epi: PLAIN, zp: 0 };
-    for bits in [127, 64] {
+    for (bits, n, variants) in [(127, 5, 2), (64, 4, 1)] {
+        let c = Case { xsh: [n, 32, 1, 1], wsh: [10, 32, 1, 1], osh: [n, 10, 1, 1], attrs: one, epi: PLAIN, zp: 0 };
         let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(320, 5, -bits, bits))).unwrap();
-        assert_eq!(common::jit(&g, "haswell").report().micro_kernels, 2, "products of two images and of one");
+        assert_eq!(common::jit(&g, "haswell").report().micro_kernels, variants, "{n} images, {bits}");
     }
     if !host_runs(Cpu::Vnni) {
         return;

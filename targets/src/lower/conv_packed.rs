@@ -327,6 +327,25 @@ fn pack_rows_flat(
     });
 }
 
+/// A row's panels for a kernel column whose valid output columns are
+/// `vlo..vhi` and whose output column 0 reads input column `ix0`: panels
+/// `c_lo..c_hi` are whole inside the valid columns (the others go lane by
+/// lane), and at stride 2 with 4-lane vectors those before `c_pair` have
+/// their `2L` floats inside the input row (their even lanes by vector
+/// loads; `c_pair = c_lo` elsewhere).
+fn panel_spans(g: &Geo, (vlo, vhi): (usize, usize), ix0: i64, l: usize) -> (usize, usize, usize) {
+    let c_lo = vlo.div_ceil(l);
+    let c_hi = (vhi / l).max(c_lo);
+    let c_pair = if g.sw == 2 && l == 4 { pair_end(g, ix0, l).clamp(c_lo, c_hi) } else { c_lo };
+    (c_lo, c_pair, c_hi)
+}
+
+/// The whole groups of `group` panels among panels `c_lo..c_pair`, as the
+/// panel range `g_lo..g_hi` (empty when `g_hi ≤ g_lo`).
+fn whole_groups(c_lo: usize, c_pair: usize, group: usize) -> (usize, usize) {
+    (c_lo.next_multiple_of(group).min(c_pair), c_pair / group * group)
+}
+
 /// The assembled stride-2 packer for `g`'s B panels (`pan`) and its call
 /// signature, where the target has AVX2 and B is stored in groups of
 /// panels (`ukernel::avx2::even_pack`: the even-lane panels' whole groups
@@ -421,8 +440,14 @@ fn pack_rows(
     let kstep = pan.kstep();
     let g = *gm;
     let valid = valid_columns(&g);
-    // stride 2 on AVX2 targets: whole groups of panels by the assembled packer
-    let even = even_packer(k, &g, &pan);
+    // stride 2 on AVX2 targets: whole groups of panels by the assembled
+    // packer, where some kernel column has one
+    let grouped = valid.iter().enumerate().any(|(kx, &v)| {
+        let (c_lo, c_pair, _) = panel_spans(&g, v, (kx * g.dw) as i64 - g.pw as i64, l);
+        let (g_lo, g_hi) = whole_groups(c_lo, c_pair, pan.group());
+        g_hi > g_lo
+    });
+    let even = if grouped { even_packer(k, &g, &pan) } else { None };
     k.for_n(0, rows as i64, 1, |k, r| {
         let oy = k.b.ins().iadd(oy0, r);
         let ro_ = k.b.ins().imul_imm_s(r, pan.per_row(ppr) as i64 * pan.stride());
@@ -439,8 +464,7 @@ fn pack_rows(
                         let dkx = k.add_c(dky, (kx * kstep) as i64);
                         // ix of output column 0 for this kx (may be negative)
                         let ix0 = (kx * g.dw) as i64 - g.pw as i64;
-                        let c_lo = vlo.div_ceil(l);
-                        let c_hi = (vhi / l).max(c_lo);
+                        let (c_lo, c_pair, c_hi) = panel_spans(&g, (vlo, vhi), ix0, l);
                         let lane = |k: &mut Kernel, c: usize| {
                             for q in 0..l {
                                 let ox = c * l + q;
@@ -459,11 +483,10 @@ fn pack_rows(
                         // stride 2 with vectors: panels whose 2L floats lie in
                         // the row take their even lanes (one shuffle); the rest
                         // of the interior goes lane by lane
-                        let c_pair = if g.sw == 2 && l == 4 { pair_end(&g, ix0, l).clamp(c_lo, c_hi) } else { c_lo };
                         // the whole groups among the even-lane panels, if assembled
                         let grp = pan.group();
                         let (g_lo, g_hi) = match even {
-                            Some(_) => (c_lo.next_multiple_of(grp).min(c_pair), c_pair / grp * grp),
+                            Some(_) => whole_groups(c_lo, c_pair, grp),
                             None => (c_pair, c_pair),
                         };
                         if let (Some((code, sig)), true) = (even, g_hi > g_lo) {

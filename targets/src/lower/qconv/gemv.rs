@@ -29,13 +29,17 @@ pub(super) enum Form {
 }
 
 impl Form {
-    /// The form for `k`'s target and `d`'s weights, if it has one.
-    fn of(k: &Kernel, d: &Dims) -> Option<Form> {
-        match (k.caps.vnni, k.caps.avx2) {
-            (true, _) => d.quads.then_some(Form::Zmm),
-            (false, true) => Some(Form::Ymm(if d.quads { GemvStep::Bytes } else { GemvStep::Pairs })),
-            _ => None,
-        }
+    /// The form for `k`'s target and `d`'s weights and a K of `kk`, if it
+    /// has one: VNNI's, or AVX2's byte quads where the weights allow them
+    /// and K is whole quads, else its pairs where K is whole pairs.
+    fn of(k: &Kernel, d: &Dims, kk: usize) -> Option<Form> {
+        let whole = |f: Form| kk > 0 && kk.is_multiple_of(f.step_k());
+        let forms = match (k.caps.vnni, k.caps.avx2) {
+            (true, _) => [d.quads.then_some(Form::Zmm), None],
+            (false, true) => [d.quads.then_some(Form::Ymm(GemvStep::Bytes)), Some(Form::Ymm(GemvStep::Pairs))],
+            _ => [None, None],
+        };
+        forms.into_iter().flatten().find(|&f| whole(f))
     }
     /// Output channels per block (vector lanes).
     fn lanes(self) -> usize {
@@ -80,10 +84,10 @@ impl Form {
 }
 
 /// The one-pixel product's form and tile epilogue where it applies: a
-/// target with one ([`Form::of`]), one group, a one-pixel output plane
-/// whose window is the whole input plane (so an image's K values are its
-/// `kk` consecutive bytes), K in whole steps of the form (it reads the
-/// input a step at a time) and an activation the tile applies.
+/// target with one for K in whole steps of it (it reads the input a step
+/// at a time; [`Form::of`]), one group, a one-pixel output plane whose
+/// window is the whole input plane (so an image's K values are its `kk`
+/// consecutive bytes) and an activation the tile applies.
 pub(super) fn gemv_fits(
     k: &Kernel,
     d: &Dims,
@@ -92,7 +96,7 @@ pub(super) fn gemv_fits(
     residual: bool,
 ) -> Option<(Form, TileEpi)> {
     let whole = d.pixels == 1 && d.h == kh && d.w == kw;
-    let form = Form::of(k, d).filter(|f| kk > 0 && kk.is_multiple_of(f.step_k()))?;
+    let form = Form::of(k, d, kk)?;
     let fits = d.groups == 1 && whole && d.mg > 0;
     fits.then(|| act_epi(act, residual).map(|e| (form, e))).flatten()
 }

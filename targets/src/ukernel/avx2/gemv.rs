@@ -61,7 +61,8 @@ impl GemvStep {
 }
 
 /// Accumulators of [`ymm_gemv`] (`ymm0`–`ymm11`): `images · blocks` at
-/// most; `ymm12`–`ymm15` hold the broadcasts and products in the K loop and
+/// most; in the K loop `ymm12` and `ymm13` hold the broadcasts, `ymm14`
+/// the ones of the byte-quad step and `ymm15` the products; after it they
 /// are the epilogue's [`super::Vreg::SCRATCH`].
 pub const YMM_GEMV_ACCS: usize = 12;
 
