@@ -201,11 +201,18 @@ pub(super) fn pack_flat(
     // `n` units from unit `u`: each plane's `n·per` vectors in one go
     // (two units of pairs read a whole 64-byte line of each plane, two of
     // quads two lines)
+    // with AVX2 and panels in groups: the assembled copy
+    let wide = flat_packers(k, &pan, hw, units);
     let pack_units = |k: &mut Kernel, u: Value, n: usize| {
         let so = k.b.ins().imul_imm_s(u, unit_bytes);
         let src = k.b.ins().iadd(src0, so);
         let d0 = k.b.ins().imul_imm_s(u, per as i64 * pan.stride());
         let d0 = k.b.ins().iadd(dst, d0);
+        if let Some((Some(code), sig)) = wide.map(|(c, sig)| (c[n - 1], sig)) {
+            let count = k.ic(icg as i64);
+            k.b.ins().call_indirect(sig, code, &[src, d0, count]);
+            return;
+        }
         k.for_n(0, icg as i64, 1, |k, ic| {
             let xo = k.b.ins().imul_imm_s(ic, (hw * 4) as i64);
             let xs = k.b.ins().iadd(src, xo);
@@ -245,6 +252,32 @@ pub(super) fn pack_flat(
             }
         }
     });
+}
+
+/// The assembled copies of [`pack_flat`]'s whole units
+/// (`ukernel::avx2::flat_pack`; runs of one unit and of two, each only
+/// where it occurs) and their call signature, where the target has AVX2
+/// and B is stored in groups of panels: the same floats to the same
+/// places as the Cranelift copy.
+fn flat_packers(
+    k: &mut Kernel,
+    pan: &gemm::Panels,
+    hw: usize,
+    units: usize,
+) -> Option<([Option<Value>; 2], cranelift_codegen::ir::SigRef)> {
+    if !k.caps.avx2 || k.lanes() != 4 || pan.group() < 2 {
+        return None;
+    }
+    let (per, mut codes) = (pan.group(), [None, None]);
+    let occurs = [units % 2 == 1, units >= 2];
+    for (n, code) in [1, 2].into_iter().zip(&mut codes) {
+        if occurs[n - 1] {
+            let bytes =
+                crate::ukernel::avx2::flat_pack(per, n, per * pan.stride() as usize, hw * 4, pan.kstep()).ok()?;
+            *code = Some(k.code(super::Family::Avx2, bytes));
+        }
+    }
+    Some((codes, k.ukernel_sig(3)))
 }
 
 /// Packs the patches of output rows `oy0..oy0+rows` as one flat run of

@@ -13,7 +13,8 @@
 //! pairs; byte quads through `vpmaddubsw` where the weights allow it);
 //! [`quad_pack`] packs their byte-quad B (and the VNNI tile's);
 //! [`ymm_gemv`]: the one-pixel integer product (output channels in the
-//! lanes); [`even_pack`]: the f32 conv's B panels at stride 2.
+//! lanes); [`even_pack`] and [`flat_pack`]: the f32 conv's B panels at
+//! stride 2 and of 1x1 convs.
 //!
 //! [`pattern_tile`]: the pattern-sparse convs' register tile (f32, or byte
 //! quads of four input channels); [`dw_plane`]:
@@ -28,7 +29,7 @@ mod gemv;
 mod int_tile;
 mod pattern;
 mod quad_pack;
-pub use even_pack::even_pack;
+pub use even_pack::{even_pack, flat_pack};
 pub use gemv::{ymm_gemv, GemvStep, QdotGemv, YMM_GEMV_ACCS, YMM_GEMV_IMAGES_MAX};
 pub(crate) use int_tile::{int_tile, int_to_real, int_to_real_lanes, requantise, requantise_setup, IntOps, IntVreg};
 pub use int_tile::{qbyte_tile, qgemm_tile, QdotEpi, QDOT_ROWS};
