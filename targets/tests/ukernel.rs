@@ -437,13 +437,14 @@ impl DwConv {
 /// (`Groups::Rows`); skipped with a printed reason without AVX-512.
 #[test]
 fn depthwise_signed_zeros_follow_the_128_bit_groups() {
-    for (i, (c, h, w)) in
-        [(3, 25, 5), (2, 7, 7), (2, 6, 7), (2, 28, 28), (2, 9, 40), (2, 5, 57)].into_iter().enumerate()
-    {
-        let wt = list(&vec![0.5f32; c * 9]);
+    let planes =
+        [(3, 25, 5, 3), (2, 7, 7, 3), (2, 6, 7, 3), (2, 28, 28, 3), (2, 9, 40, 3), (2, 5, 57, 3), (2, 14, 14, 5)];
+    for (i, (c, h, w, k)) in planes.into_iter().enumerate() {
+        let wt = list(&vec![0.5f32; c * k * k]);
         let b = list(&vec![-0.0f32; c]);
+        let p = k / 2;
         let text = format!(
-            "graph \"g\"\n  input %0 \"x\": f32[1,{c},{h},{w}]\n  const %1 \"w\": f32[{c},1,3,3] = {wt}\n  const %2 \"b\": f32[{c}] = {b}\n  %3 = ConvFused{{kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[1,1,1,1], group={c}, layer=\"c\", act=None, residual=false}}(%0, %1, %2): f32[1,{c},{h},{w}] @\"c\"\n  output \"y\" = %3\n"
+            "graph \"g\"\n  input %0 \"x\": f32[1,{c},{h},{w}]\n  const %1 \"w\": f32[{c},1,{k},{k}] = {wt}\n  const %2 \"b\": f32[{c}] = {b}\n  %3 = ConvFused{{kernel=[{k},{k}], strides=[1,1], dilations=[1,1], pads=[{p},{p},{p},{p}], group={c}, layer=\"c\", act=None, residual=false}}(%0, %1, %2): f32[1,{c},{h},{w}] @\"c\"\n  output \"y\" = %3\n"
         );
         let x = t(&[1, c, h, w], &vec![-0.0; c * h * w]);
         let (off, _, _) = run_on("native", &text, std::slice::from_ref(&x), false);
@@ -1135,6 +1136,26 @@ fn dw_flat_takes_any_same_window() {
         // planes past the 128-bit flat path's 256 pixels (rows of at least 4)
         let wide = |caps: &Caps| caps.avx512 || (w >= 4 && h * w > 256);
         if !check_on(400 + i, &text, &ins, &wide) {
+            return;
+        }
+    }
+    // 5x5 windows: with AVX-512 on planes of up to 256 pixels `dw_flat`
+    // (the taps past 16 with broadcast weights from memory), else, and
+    // with AVX2 only, the assembled pass (`dw_plane`)
+    for (i, (h, w)) in [(14, 14), (7, 9), (16, 17)].into_iter().enumerate() {
+        let dw = DwConv {
+            n: 1,
+            c: 3,
+            plane: (h, w),
+            kernel: (5, 5),
+            stride: 1,
+            dilation: (1, 1),
+            pads: [2; 4],
+            act: "HardSwish",
+            residual: i != 1,
+        };
+        let (text, ins, _) = dw.graph();
+        if !check_on(410 + i, &text, &ins, &|_| true) {
             return;
         }
     }

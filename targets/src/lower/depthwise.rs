@@ -56,7 +56,7 @@ use super::conv_geo::Geo;
 use super::epilogue::{apply_act, Epilogue};
 use super::{Family, Kernel, LResult};
 use crate::ukernel::avx2::{dw_copy, dw_plane, DwCopy, DwPlane};
-use crate::ukernel::avx512::{dw_flat, DwFlat, Groups};
+use crate::ukernel::avx512::{dw_flat, DwFlat, Groups, DW_FLAT_MAX_TAPS};
 
 /// Positions computed together per pass (accumulators in flight).
 const VECS: usize = 8;
@@ -262,8 +262,8 @@ fn wide_pass(k: &Kernel, g: &Geo, epi: Epilogue, q: Option<&QDepthwise>) -> Opti
 /// layer, Zen 4: 0.065 ms assembled against 0.043 ms on the 128-bit kernel:
 /// there the per-channel copy and calls outweigh the 9 taps of 7 vectors).
 /// The AVX2-only numbers above are Zen 3's. On AVX-512 targets the
-/// stride-1 "same" planes of up to 9 taps and [`FLAT_ZMM_MAX`] pixels do
-/// not get here: [`flat_zmm`] takes them.
+/// stride-1 "same" planes of up to 9 taps and [`FLAT_ZMM_MAX`] pixels (25
+/// taps and [`FLAT_MAX`]) do not get here: [`flat_zmm`] takes them.
 fn wide_pays(g: &Geo) -> bool {
     let small_same = g.sh == 1 && g.sw == 1 && g.oh == g.h && g.ow == g.w && g.h * g.w <= FLAT_MAX;
     let tiny = g.oh * g.ow <= 64;
@@ -532,8 +532,12 @@ fn flat(k: &mut Kernel, p: &Plan, bb: Value, xp: Value, out: Value, epi: Epilogu
 /// The assembled flat pass ([`dw_flat`]: 16 lanes, masks for the lanes
 /// the 128-bit kernel zeroes or skips, so its bits) where the target has
 /// AVX-512F, the conv is a stride-1 "same" one of at most 9 taps on a plane
-/// of at most [`FLAT_ZMM_MAX`] pixels with rows of at least 4, and the pass
-/// applies the activation. Measured on Zen 4 (1 thread, per layer,
+/// of at most [`FLAT_ZMM_MAX`] pixels, or of up to 25 (5x5) on one of at
+/// most [`FLAT_MAX`], with rows of at least 4, and the pass applies the
+/// activation. 5x5 windows, 1 thread, minimum of `kerf bench`, against
+/// `dw_plane`: 7x7, 512 channels 0.082 → 0.029 ms; 14x14, 256 channels
+/// (PP-LCNet's) 0.058 → 0.042 ms; 28x28, 128 channels 0.087 → 0.088–0.090
+/// ms (left to `dw_plane`). Measured on Zen 4 (1 thread, per layer,
 /// `kerf bench --profile`): DS-CNN's 25x5, 64 channels, 6.2 → 2.5 µs
 /// (128-bit flat path before); MobileNetV2's 7x7, 960 channels, 0.043 →
 /// 0.025 ms (128-bit); 14x14, 384 channels, 0.035 → 0.025 ms and 576,
@@ -543,7 +547,11 @@ fn flat(k: &mut Kernel, p: &Plan, bb: Value, xp: Value, out: Value, epi: Epilogu
 /// to 259 KB; its read-only data shrinks by 560 KB: no 8-fold weights).
 fn flat_zmm(k: &Kernel, g: &Geo, epi: Epilogue) -> Option<Vec<u8>> {
     let same = g.sh == 1 && g.sw == 1 && g.oh == g.h && g.ow == g.w;
-    let fits = same && g.w >= 4 && g.h * g.w <= FLAT_ZMM_MAX && g.kh * g.kw <= 9;
+    // more than 9 taps (up to 5x5) only on small planes: 7x7 and 14x14
+    // gain, 28x28 does not (see above)
+    let taps = g.kh * g.kw;
+    let window = taps <= 9 || (taps <= DW_FLAT_MAX_TAPS && g.h * g.w <= FLAT_MAX);
+    let fits = same && g.w >= 4 && g.h * g.w <= FLAT_ZMM_MAX && window;
     if !k.caps.avx512 || k.lanes() != 4 || !fits {
         return None;
     }

@@ -33,8 +33,12 @@ use super::super::avx2::{activation, TileEpi};
 const GROUP: usize = 4;
 /// Accumulators in flight (`zmm16`–`zmm23`): positions per pass.
 const ACC: [AsmRegisterZmm; 8] = [zmm16, zmm17, zmm18, zmm19, zmm20, zmm21, zmm22, zmm23];
-/// Most taps (their weights live in `zmm0`–`zmm15`).
-pub const DW_FLAT_MAX_TAPS: usize = 16;
+/// Taps whose weights live in registers (`zmm0`–`zmm15`); the FMAs of
+/// later taps read theirs from the weights argument, broadcast
+/// (`{1to16}`).
+const REG_TAPS: usize = 16;
+/// Most taps (a 5x5 window).
+pub const DW_FLAT_MAX_TAPS: usize = 25;
 
 /// One plane's geometry and epilogue.
 #[derive(Clone, Debug, PartialEq)]
@@ -134,7 +138,7 @@ fn assemble(p: &DwFlat) -> Result<Vec<u8>, IcedError> {
     let (tmp, b, r) = (zmm24, zmm25, zmm26);
     let mut a = CodeAssembler::new(64)?;
     a.set_prefer_vex(false);
-    for (t, &wr) in weights.iter().enumerate().take(p.taps.len()) {
+    for (t, &wr) in weights.iter().enumerate().take(p.taps.len().min(REG_TAPS)) {
         a.vbroadcastss(wr, dword_ptr(w + (4 * t) as i64))?;
     }
     a.vbroadcastss(b, dword_ptr(w + (4 * p.taps.len()) as i64))?;
@@ -153,18 +157,28 @@ fn assemble(p: &DwFlat) -> Result<Vec<u8>, IcedError> {
                     continue;
                 }
                 let at = x + 4 * ((16 * j) as i64 + tap.0 * p.w as i64 + tap.1);
-                if load == u16::MAX {
+                if load == u16::MAX && t < REG_TAPS {
                     a.vfmadd231ps(ac, weights[t], zmmword_ptr(at))?;
                     continue;
                 }
-                masks.set(&mut a, k1, load)?;
-                a.vmovups(tmp.k1().z(), zmmword_ptr(at))?;
-                match fma {
-                    u16::MAX => a.vfmadd231ps(ac, weights[t], tmp)?,
+                match load {
+                    u16::MAX => a.vmovups(tmp, zmmword_ptr(at))?,
+                    _ => {
+                        masks.set(&mut a, k1, load)?;
+                        a.vmovups(tmp.k1().z(), zmmword_ptr(at))?;
+                    }
+                }
+                // x·w + acc either way round: the same fused result
+                let ac = match fma {
+                    u16::MAX => ac,
                     m => {
                         masks.set(&mut a, k2, m)?;
-                        a.vfmadd231ps(ac.k2(), weights[t], tmp)?;
+                        ac.k2()
                     }
+                };
+                match weights.get(t) {
+                    Some(&wr) => a.vfmadd231ps(ac, wr, tmp)?,
+                    None => a.vfmadd231ps(ac, tmp, dword_bcst(w + (4 * t) as i64))?,
                 }
             }
         }
