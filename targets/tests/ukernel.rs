@@ -374,12 +374,14 @@ fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
             DwConv { n, c, plane: (h, w), kernel: (k, k), stride: st, dilation: (d, d), pads: [p; 4], act, residual };
         let (text, ins, (oh, ow)) = dw.graph();
         // with AVX-512, 3x3 stride-1 "same" planes of up to 16384 pixels
-        // with rows of at least 4 run on `dw_flat`; else the assembled pass
-        // runs on rows of at least 4 pixels, for kernels larger than 3x3
-        // and for 3x3 planes other than output planes of at most 64 pixels
-        // and small stride-1 "same" ones (`lower::depthwise::wide_pays`)
+        // (5x5 ones of up to 256) with rows of at least 4 run on `dw_flat`;
+        // else the assembled pass runs on rows of at least 4 pixels, for
+        // kernels larger than 3x3 and for 3x3 planes other than output
+        // planes of at most 64 pixels and small stride-1 "same" ones
+        // (`lower::depthwise::wide_pays`)
         let small_same = st == 1 && oh == h && ow == w && h * w <= 256;
-        let flat = |caps: &Caps| caps.avx512 && k == 3 && st == 1 && oh == h && ow == w && w >= 4 && h * w <= 16384;
+        let same = st == 1 && oh == h && ow == w && w >= 4;
+        let flat = |caps: &Caps| caps.avx512 && same && (k == 3 && h * w <= 16384 || k == 5 && small_same);
         let wide = |caps: &Caps| flat(caps) || ow >= 4 && (k > 3 || !(oh * ow <= 64 || small_same));
         if !check_on(200 + i, &text, &ins, &wide) {
             return;
@@ -453,7 +455,8 @@ fn depthwise_signed_zeros_follow_the_128_bit_groups() {
             eprintln!("skipped: no AVX-512F + VL on this CPU, so no dw_flat to check");
             return;
         }
-        assert!(n_on > 0, "case {i}: dw_flat did not run");
+        // `dw_flat`'s FMAs are on `zmm` (`dw_plane`'s on `ymm`)
+        assert!(n_on > 0 && tile_fmas(&text, "native").0 > 0, "case {i}: dw_flat did not run");
         let negative = off.iter().filter(|v| v.is_sign_negative()).count();
         assert!(negative > 0 && negative < off.len(), "case {i}: {negative} of {} signs negative", off.len());
         let diff = on.iter().zip(&off).position(|(a, b)| a.to_bits() != b.to_bits());
@@ -834,6 +837,10 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
             for group in [2, 4] {
                 let code = kerf_targets::ukernel::avx2::even_pack(group, 4608 * group).unwrap();
                 kernels.push((format!("even pack, groups of {group}"), code));
+                for units in [1, 2] {
+                    let code = kerf_targets::ukernel::avx2::flat_pack(group, units, 4608, 12100, 256).unwrap();
+                    kernels.push((format!("flat pack, {units} units of groups of {group}"), code));
+                }
             }
             for pixels in [8, 16] {
                 for (segments, stride) in [(1, 1), (2, 1), (4, 1), (1, 2), (3, 2), (4, 2)] {
@@ -882,7 +889,9 @@ fn other_kernels() -> Vec<(String, Vec<u8>)> {
             hardswish: i == 1,
             ..TileEpi::default()
         };
-        let taps = (0..9).map(|t| (t / 3 - 1, t % 3 - 1)).collect();
+        // 3x3 windows, and a 5x5 one whose taps past 16 read broadcast weights
+        let k = if i == 2 { 5 } else { 3 };
+        let taps = (0..k * k).map(|t| (t / k - k / 2, t % k - k / 2)).collect();
         let groups = if h * w <= 256 { Groups::Flat } else { Groups::Rows };
         let p = DwFlat { h, w, taps, epi, groups };
         kernels.push((format!("depthwise flat {p:?}"), dw_flat(&p).unwrap()));

@@ -40,21 +40,23 @@ pub fn even_pack(group: usize, group_bytes: usize) -> Result<Vec<u8>, IcedError>
 
 /// Machine code packing whole units of 1x1-conv B panels from the input
 /// planes: per input channel (`n` of them, the K steps), `units` units of
-/// `4·group` consecutive floats, unit `q` stored `unit_bytes · q` past the
-/// channel's K step and read `16·group · q` bytes past the channel's first
-/// float; the next channel's floats are `plane_bytes` further on, its K
-/// step `kstep` further. `ymm` loads and stores (two per unit of quads,
-/// one of pairs): data moved, never computed on.
+/// `4·group` consecutive floats (`group` 2 or 4), unit `q` read `16·group
+/// · q` bytes past the channel's first float and stored `dst_unit · q`
+/// bytes past the channel's K step; the next channel's floats are
+/// `plane_bytes` further on, its K step `kstep` further. `ymm` loads and
+/// stores (two per unit of quads, one of pairs): data moved, never
+/// computed on.
 ///
 /// Arguments (System V order): `src` (the first unit's first float of
 /// channel 0), `dst` (its K step 0), `n` (channels, ≥ 0).
 pub fn flat_pack(
     group: usize,
     units: usize,
-    unit_bytes: usize,
+    dst_unit: usize,
     plane_bytes: usize,
     kstep: usize,
 ) -> Result<Vec<u8>, IcedError> {
+    debug_assert!(group == 2 || group == 4, "flat_pack: groups of {group} panels");
     let (src, dst, n) = (rdi, rsi, rdx);
     let halves = group.clamp(2, 4) / 2;
     let regs = [ymm0, ymm1, ymm2, ymm3];
@@ -64,7 +66,7 @@ pub fn flat_pack(
             for h in 0..halves {
                 let r = regs[(q * halves + h) % regs.len()];
                 a.vmovups(r, ymmword_ptr(src + (16 * group * q + 32 * h) as i64))?;
-                a.vmovups(ymmword_ptr(dst + (unit_bytes * q + 32 * h) as i64), r)?;
+                a.vmovups(ymmword_ptr(dst + (dst_unit * q + 32 * h) as i64), r)?;
             }
         }
         a.add(src, plane_bytes as i32)?;
