@@ -413,7 +413,7 @@ fn load_lanes(
 }
 
 /// Stores the first `lanes` (1..=8) floats of `acc` at `base + at`
-/// (`xmm15` is scratch).
+/// (clobbers `acc`).
 fn store_lanes(
     a: &mut CodeAssembler,
     acc: AsmRegisterYmm,
@@ -421,61 +421,72 @@ fn store_lanes(
     at: i64,
     lanes: usize,
 ) -> Result<(), IcedError> {
-    if lanes == 8 {
-        return a.vmovups(ymmword_ptr(base + at), acc);
-    }
-    store_prefix(a, acc, (base, at), lanes, Lane::F32)
+    store_prefix(a, acc, base + at, lanes, Lane::F32)
 }
 
-/// What each lane of a partial store ([`store_prefix`]) holds.
+/// What each lane of a store through [`store_prefix`] holds.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Lane {
-    /// An f32, in its own place.
+    /// An f32, stored as it is.
     F32,
-    /// A byte: each 128-bit half of the vector holds its four in its low
-    /// dword (i32 lanes packed to bytes by `vpackusdw` + `vpackuswb`).
+    /// An i32 holding a whole number in `0..=255` (no pack saturates),
+    /// stored as one byte.
     Byte,
 }
 
-/// Stores the first `lanes` (1..=7) lanes of `acc` (as `kind` holds them)
-/// at `base + at`, nothing past them: four from the low half, then the
-/// rest from the high half (extracted into `xmm15`, scratch) one, two or
-/// three at a time.
+/// Stores the first `lanes` (1..=8) lanes of `acc` (as `kind` says) at
+/// `dst`, nothing past them; clobbers `acc`. Bytes are packed first
+/// (`vpackusdw` + `vpackuswb`: each 128-bit half's four in its low dword);
+/// then four lanes from the low half, the high half moved into the low
+/// one, and the rest one, two, three or four at a time.
 pub(crate) fn store_prefix(
     a: &mut CodeAssembler,
     acc: AsmRegisterYmm,
-    (base, at): (AsmRegister64, i64),
+    dst: AsmMemoryOperand,
     lanes: usize,
     kind: Lane,
 ) -> Result<(), IcedError> {
+    if kind == Lane::F32 && lanes >= 8 {
+        return a.vmovups(ymmword_ptr(dst), acc);
+    }
     let low = low_half(acc);
-    let size = if kind == Lane::F32 { 4 } else { 1 };
-    let (part, rest, at) = match (lanes >= 4, kind) {
+    let size = match kind {
+        Lane::F32 => 4,
+        Lane::Byte => {
+            a.vpackusdw(acc, acc, acc)?;
+            a.vpackuswb(acc, acc, acc)?;
+            1
+        }
+    };
+    let (rest, at) = match (lanes >= 4, kind) {
         (true, Lane::F32) => {
-            a.vmovups(xmmword_ptr(base + at), low)?;
-            a.vextractf128(xmm15, acc, 1)?;
-            (xmm15, lanes - 4, at + 16)
+            a.vmovups(xmmword_ptr(dst), low)?;
+            a.vextractf128(low, acc, 1)?;
+            (lanes - 4, dst + 16)
         }
         (true, Lane::Byte) => {
-            a.vmovd(dword_ptr(base + at), low)?;
-            a.vextracti128(xmm15, acc, 1)?;
-            (xmm15, lanes - 4, at + 4)
+            a.vmovd(dword_ptr(dst), low)?;
+            a.vextracti128(low, acc, 1)?;
+            (lanes - 4, dst + 4)
         }
-        (false, _) => (low, lanes, at),
+        (false, _) => (lanes, dst),
     };
-    if rest == 0 {
-        return Ok(());
-    }
     match (rest, kind) {
-        (1, Lane::F32) => return a.vmovss(dword_ptr(base + at), part),
-        (1, Lane::Byte) => return a.vpextrb(byte_ptr(base + at), part, 0),
-        (_, Lane::F32) => a.vmovlps(qword_ptr(base + at), part)?,
-        (_, Lane::Byte) => a.vpextrw(word_ptr(base + at), part, 0)?,
-    }
-    match (rest, kind) {
-        (3, Lane::F32) => a.vextractps(dword_ptr(base + (at + 2 * size)), part, 2),
-        (3, Lane::Byte) => a.vpextrb(byte_ptr(base + (at + 2 * size)), part, 2),
-        _ => Ok(()),
+        (0, _) => Ok(()),
+        (1, Lane::F32) => a.vmovss(dword_ptr(at), low),
+        (1, Lane::Byte) => a.vpextrb(byte_ptr(at), low, 0),
+        (2, Lane::F32) => a.vmovlps(qword_ptr(at), low),
+        (2, Lane::Byte) => a.vpextrw(word_ptr(at), low, 0),
+        (3, Lane::F32) => {
+            a.vmovlps(qword_ptr(at), low)?;
+            a.vextractps(dword_ptr(at + 2 * size), low, 2)
+        }
+        (3, Lane::Byte) => {
+            a.vpextrw(word_ptr(at), low, 0)?;
+            a.vpextrb(byte_ptr(at + 2 * size), low, 2)
+        }
+        // the high half's four bytes of a whole vector
+        _ => a.vmovd(dword_ptr(at), low),
     }
 }
 

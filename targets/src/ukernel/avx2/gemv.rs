@@ -9,9 +9,7 @@
 
 use iced_x86::code_asm::*;
 
-use super::{
-    activation, int_to_real_lanes, load_lanes, low_half, requantise, store_lanes, store_prefix, IntVreg, Lane, TileEpi,
-};
+use super::{activation, int_to_real_lanes, load_lanes, low_half, requantise, store_prefix, Lane, TileEpi};
 
 /// A one-pixel integer product's variant: how many channel blocks and
 /// images, the last block's valid channels, and the store.
@@ -159,28 +157,9 @@ fn ymm_code(g: &QdotGemv, step: GemvStep) -> Result<Vec<u8>, IcedError> {
     for i in 0..images {
         for j in 0..blocks {
             let o = (el * (i * g.out_stride + 8 * j)) as i64;
-            match (g.quant.is_some(), lanes(j)) {
-                (true, 8) => <AsmRegisterYmm as IntVreg>::store_bytes(&mut a, at(i, j), out_p + o)?,
-                (true, l) => store_byte_lanes(&mut a, at(i, j), out_p, o, l)?,
-                (false, l) => store_lanes(&mut a, at(i, j), out_p, o, l)?,
-            }
+            let kind = if g.quant.is_some() { Lane::Byte } else { Lane::F32 };
+            store_prefix(&mut a, at(i, j), out_p + o, lanes(j), kind)?;
         }
     }
     super::super::leaf_end(a)
-}
-
-/// Stores the low bytes of the first `lanes` (1..=7) i32 lanes of `acc`
-/// (whole numbers in `0..=255`) at `base + at`, one byte each, nothing
-/// past them; clobbers `acc` and `xmm15`.
-fn store_byte_lanes(
-    a: &mut CodeAssembler,
-    acc: AsmRegisterYmm,
-    base: AsmRegister64,
-    at: i64,
-    lanes: usize,
-) -> Result<(), IcedError> {
-    // per 128-bit lane: dwords to words to bytes, the lane's four in its low dword
-    a.vpackusdw(acc, acc, acc)?;
-    a.vpackuswb(acc, acc, acc)?;
-    store_prefix(a, acc, (base, at), lanes, Lane::Byte)
 }

@@ -70,13 +70,7 @@ impl IntVreg for AsmRegisterYmm {
         a.vroundps(acc, acc, 0)
     }
     fn store_bytes(a: &mut CodeAssembler, acc: Self, dst: AsmMemoryOperand) -> Result<(), IcedError> {
-        // per 128-bit lane: dwords to words to bytes, the lane's four in its low dword
-        a.vpackusdw(acc, acc, acc)?;
-        a.vpackuswb(acc, acc, acc)?;
-        let x = super::low_half(acc);
-        a.vmovd(dword_ptr(dst), x)?;
-        a.vextracti128(x, acc, 1)?;
-        a.vmovd(dword_ptr(dst + 4), x)
+        super::store_prefix(a, acc, dst, 8, super::Lane::Byte)
     }
 }
 
