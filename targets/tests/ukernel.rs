@@ -1164,6 +1164,10 @@ fn dw_flat_takes_any_same_window() {
             residual: i != 1,
         };
         let (text, ins, _) = dw.graph();
+        // which pass an AVX-512 object calls is decided at compile time:
+        // `dw_flat`'s FMAs are on `zmm`, `dw_plane`'s on `ymm` (any host)
+        let (zmm, ymm) = tile_fmas(&text, "sapphirerapids");
+        assert_eq!((zmm > 0, ymm > 0), (h * w <= 256, h * w > 256), "5x5 on {h}x{w}");
         if !check_on(410 + i, &text, &ins, &|_| true) {
             return;
         }

@@ -64,8 +64,9 @@ pub fn byte_pairs_exact(codes: &[i8], row: usize) -> bool {
 /// Whether the one-pixel integer product (VNNI's `qdot_gemv`, AVX2's
 /// `ymm_gemv`: a `QConv` whose planes are one pixel and whose window is
 /// the whole input, output channels in the lanes) takes an input of `k`
-/// values in every form: it reads whole byte quads (AVX2's pair form,
-/// whole pairs). Stated here because the `int8` rules run a multi-row
+/// values in every form: the byte-quad forms read whole quads (AVX2's
+/// pair form needs only whole pairs, which the code generator's choice of
+/// form checks per layer). Stated here because the `int8` rules run a multi-row
 /// product as such convs, one image per row, only where the product takes
 /// them (elsewhere the unit tiles would spend a whole pixel unit on each
 /// row).

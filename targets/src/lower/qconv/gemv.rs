@@ -14,12 +14,6 @@ use super::super::{Family, Kernel, LResult};
 use super::{finite, zero_point_sums, Dims, QDOT_ROWS};
 use crate::ukernel::avx2::{GemvStep, QdotGemv, TileEpi, YMM_GEMV_ACCS, YMM_GEMV_IMAGES_MAX};
 
-/// Images per call of the VNNI one-pixel product where a plane's batch
-/// holds several (a product's rows): they share each weight load (Zen 4,
-/// tiny_transformer's int8 products: one image per call 0.030 / 0.041 /
-/// 0.038 ms, two 0.015 / 0.019 / 0.019, four 0.014 / 0.019 / 0.018).
-const GEMV_IMAGES: usize = 4;
-
 /// The one-pixel product a target has: VNNI's on `zmm`, or AVX2's on
 /// `ymm` with its K step.
 #[derive(Clone, Copy, Debug)]
@@ -55,18 +49,20 @@ impl Form {
             Form::Ymm(s) => s.k(),
         }
     }
-    /// Images per call and blocks per chunk for a batch of `images`:
-    /// several images and as many blocks as their accumulators allow, or
-    /// one image and [`QDOT_ROWS`] blocks.
+    /// Images per call and blocks per chunk for a batch of `images`: as
+    /// many images as the form takes (they share each weight load; Zen 4,
+    /// tiny_transformer's int8 products on VNNI: one image per call 0.030
+    /// / 0.041 / 0.038 ms, two 0.015 / 0.019 / 0.019, four 0.014 / 0.019 /
+    /// 0.018), and as many blocks as their accumulators allow, at most
+    /// [`QDOT_ROWS`].
     fn shape(self, images: usize) -> (usize, usize) {
+        use crate::ukernel::avx512::{GEMV_ACCS, GEMV_IMAGES_MAX};
         let (most, accs) = match self {
-            Form::Zmm => (GEMV_IMAGES, crate::ukernel::avx512::GEMV_ACCS),
+            Form::Zmm => (GEMV_IMAGES_MAX, GEMV_ACCS),
             Form::Ymm(_) => (YMM_GEMV_IMAGES_MAX, YMM_GEMV_ACCS),
         };
-        match images >= most {
-            true => (most, QDOT_ROWS.min(accs / most)),
-            false => (1, QDOT_ROWS),
-        }
+        let per = images.clamp(1, most);
+        (per, QDOT_ROWS.min(accs / per))
     }
     /// The machine code of variant `g`.
     fn code(self, g: &QdotGemv) -> Result<Vec<u8>, String> {
