@@ -142,6 +142,13 @@ fn byte_tile_is_used_for_seven_bit_weights() {
     assert_eq!(rodata("baseline", -127, 127), rodata("baseline", -64, 64), "baseline: the pair layout for both");
 }
 
+/// Micro-kernels of `g`'s x86-64 object for `cpu`: which kernels code
+/// calls is decided at compile time, so any host checks it.
+fn object_kernels(g: &kerf_ir::Graph, cpu: &str) -> usize {
+    let o = kerf_targets::CompileOptions::parse("x86_64-unknown-linux-gnu", cpu, "t").unwrap();
+    kerf_targets::compile_object(g, &o).unwrap().report.micro_kernels
+}
+
 /// Which integer conv a quad-pattern weight gets is decided at compile
 /// time, so any host checks it: with 8-bit codes (channel pairs that can
 /// saturate `vpmaddubsw`) `sapphirerapids` objects (VNNI's `vpdpbusd`)
@@ -304,9 +311,9 @@ fn depthwise_quad_pass_geometries() {
     let relu_res = "act=Relu, residual=true";
     let hs = "act=HardSwish, residual=false";
     // (h, w, kernel, strides, dilations, pads, epilogue, zp)
-    // the quad pass itself runs only where `native` has VNNI (say so
-    // elsewhere); there it must take every case (one micro-kernel)
-    let vnni = host_runs(Cpu::Vnni);
+    // the quad pass runs only where `native` has VNNI (the bits are checked
+    // on every preset the host runs); a VNNI object takes every case (one
+    // micro-kernel), checked on any host
     let cases: [DwCase; 17] = [
         (8, 20, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1], clip, 3),
         (5, 200, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1], PLAIN, 128),
@@ -340,10 +347,8 @@ fn depthwise_quad_pass_geometries() {
         let wts = pseudo(c * k[0] * k[1], 4, -128, 127);
         check(&case, &x, &wts);
         check_quant(&case, &x, &wts);
-        if vnni {
-            let g = kerf_ir::text::parse(&graph_text(&case, &wts)).unwrap();
-            assert_eq!(common::jit(&g, "native").report().micro_kernels, 1, "{}: the quad pass", case.attrs);
-        }
+        let g = kerf_ir::text::parse(&graph_text(&case, &wts)).unwrap();
+        assert_eq!(object_kernels(&g, "sapphirerapids"), 1, "{}: the quad pass", case.attrs);
     }
 }
 
@@ -549,9 +554,9 @@ fn requantised_outputs_match_the_reference_byte_for_byte() {
 /// outputs; K = 6 (not whole quads) takes the unit tiles with VNNI and
 /// AVX2's byte quads, AVX2's pair product with 8-bit weights. Bit for bit
 /// on every preset, with 8-bit weights (AVX2: pairs) and 7-bit ones
-/// (AVX2: byte quads); where the host has them, `native` and `haswell`
-/// code hold the product's variants (the unit tiles would need other
-/// counts).
+/// (AVX2: byte quads); `haswell` and `sapphirerapids` objects hold the
+/// product's variants (the unit tiles would need other counts), checked
+/// at compile time on any host.
 #[test]
 fn one_pixel_products() {
     let one = &window(1, 1, 1, 1);
@@ -595,26 +600,19 @@ fn one_pixel_products() {
     // twice and a last one (two variants of the pair product; the unit
     // tiles: one, the pair tile), with 7-bit ones four rows (one variant of
     // the byte-quad product; the unit tiles: two, a fused byte tile and a
-    // sums-only one for the partial unit)
-    if !host_runs(Cpu::Avx2) {
-        return;
-    }
+    // sums-only one for the partial unit); compiled, so on any host
     for (bits, n, variants) in [(127, 5, 2), (64, 4, 1)] {
         let c = Case { xsh: [n, 32, 1, 1], wsh: [10, 32, 1, 1], osh: [n, 10, 1, 1], attrs: one, epi: PLAIN, zp: 0 };
         let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(320, 5, -bits, bits))).unwrap();
-        assert_eq!(common::jit(&g, "haswell").report().micro_kernels, variants, "{n} images, {bits}");
+        assert_eq!(object_kernels(&g, "haswell"), variants, "{n} images, {bits}");
     }
-    if !host_runs(Cpu::Vnni) {
-        return;
+    // with VNNI: one row, the product alone; five rows, a group of four
+    // images and a last one of one (two variants)
+    for (n, variants) in [(1, 1), (5, 2)] {
+        let c = Case { xsh: [n, 32, 1, 1], wsh: [10, 32, 1, 1], osh: [n, 10, 1, 1], attrs: one, epi: PLAIN, zp: 0 };
+        let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(320, 5, -127, 127))).unwrap();
+        assert_eq!(object_kernels(&g, "sapphirerapids"), variants, "sapphirerapids, {n} rows");
     }
-    let c = Case { xsh: [1, 32, 1, 1], wsh: [10, 32, 1, 1], osh: [1, 10, 1, 1], attrs: one, epi: PLAIN, zp: 0 };
-    let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(320, 5, -127, 127))).unwrap();
-    let jm = common::jit(&g, "native");
-    assert_eq!(jm.report().micro_kernels, 1, "the one-pixel product alone");
-    // five rows: a group of four images and a last one of one (two variants)
-    let c = Case { xsh: [5, 32, 1, 1], wsh: [10, 32, 1, 1], osh: [5, 10, 1, 1], attrs: one, epi: PLAIN, zp: 0 };
-    let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(320, 5, -127, 127))).unwrap();
-    assert_eq!(common::jit(&g, "native").report().micro_kernels, 2, "products of four images and of one");
 }
 
 /// Units whose last has 1..=9 pixels (planes of 16·u + t): with VNNI the
