@@ -352,25 +352,33 @@ fn depthwise_quad_pass_geometries() {
     }
 }
 
-/// Where the host has AVX2, a padded depthwise QConv runs on the assembled
-/// pass (its u8 copy and the pass: two micro-kernels; with VNNI, the quad
-/// pass alone), not on the scalar fallback `baseline` takes; skipped with
-/// a printed reason elsewhere.
+/// Which pass a padded depthwise QConv takes is decided at compile time,
+/// so any host checks it: a small stride-1 "same" plane (10x10) the flat
+/// pass (one micro-kernel, `ymm` FMAs, on `haswell` and on
+/// `sapphirerapids`); a larger one (17x17) the padded-plane pass on
+/// `haswell` (its u8 copy and the pass: two) and the quad pass with VNNI
+/// (one, `vpdpbusd`); never the scalar fallback `baseline` takes.
 #[test]
-fn depthwise_qconv_takes_the_assembled_pass() {
-    if !host_runs(Cpu::Avx2) {
-        return;
-    }
+fn depthwise_qconv_takes_the_assembled_passes() {
+    use iced_x86::Mnemonic;
     let attrs = &depthwise(3, 1, 1, 4);
-    let c = Case { xsh: [1, 4, 10, 10], wsh: [4, 1, 3, 3], osh: [1, 4, 10, 10], attrs, epi: PLAIN, zp: 1 };
-    let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(36, 5, -127, 127))).unwrap();
-    for (cpu, kernels) in [("haswell", 2), ("baseline", 0)] {
-        let jm = common::jit(&g, cpu);
-        assert_eq!(jm.report().micro_kernels, kernels, "{cpu}");
-    }
-    // with VNNI, one: the quad pass reads the u8 plane itself
-    if host_runs(Cpu::Vnni) {
-        assert_eq!(common::jit(&g, "native").report().micro_kernels, 1);
+    for side in [10, 17] {
+        let plane = [1, 4, side, side];
+        let c = Case { xsh: plane, wsh: [4, 1, 3, 3], osh: plane, attrs, epi: PLAIN, zp: 1 };
+        let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(36, 5, -127, 127))).unwrap();
+        for cpu in ["haswell", "sapphirerapids", "baseline"] {
+            let code = common::kernel_instructions(&g, cpu);
+            let has = |m: Mnemonic| code.iter().any(|i| i.mnemonic() == m);
+            let ymm_fma = code.iter().any(|i| i.mnemonic() == Mnemonic::Vfmadd231ps && i.op0_register().is_ymm());
+            let want = match (side, cpu) {
+                (_, "baseline") => (0, false, false),
+                (10, _) => (1, true, false),
+                (_, "haswell") => (2, true, false),
+                _ => (1, false, true),
+            };
+            let got = (object_kernels(&g, cpu), ymm_fma, has(Mnemonic::Vpdpbusd));
+            assert_eq!(got, want, "{side}x{side} ({cpu}): kernels, ymm FMAs, vpdpbusd");
+        }
     }
 }
 

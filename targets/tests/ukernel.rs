@@ -379,10 +379,13 @@ fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
         // kernels larger than 3x3 and for 3x3 planes other than output
         // planes of at most 64 pixels and small stride-1 "same" ones
         // (`lower::depthwise::wide_pays`)
+        // with AVX2 only, stride-1 "same" planes of 8 to 256 pixels with
+        // rows of at least 4 and up to 25 taps run on `ymm_dw_flat`
         let small_same = st == 1 && oh == h && ow == w && h * w <= 256;
         let same = st == 1 && oh == h && ow == w && w >= 4;
         let flat = |caps: &Caps| caps.avx512 && same && (k == 3 && h * w <= 16384 || k == 5 && small_same);
-        let wide = |caps: &Caps| flat(caps) || ow >= 4 && (k > 3 || !(oh * ow <= 64 || small_same));
+        let flat_ymm = same && small_same && h * w >= 8 && k <= 5;
+        let wide = |caps: &Caps| flat(caps) || flat_ymm || ow >= 4 && (k > 3 || !(oh * ow <= 64 || small_same));
         if !check_on(200 + i, &text, &ins, &wide) {
             return;
         }
@@ -434,33 +437,60 @@ impl DwConv {
 /// with every input `-0.0`, positive weights and a `-0.0` bias, each sum
 /// stays `-0.0` until the 128-bit kernel adds a zeroed lane (`+0·w`),
 /// which makes it `+0.0`; so the output's signs map which taps each lane's
-/// group skipped. `dw_flat` (AVX-512) must give the same map on the flat
-/// path's planes (up to 256 pixels, `Groups::Flat`) and the row kernel's
-/// (`Groups::Rows`); skipped with a printed reason without AVX-512.
+/// group skipped. `dw_flat` (AVX-512, `native`) must give the same map on
+/// the flat path's planes (up to 256 pixels, `Groups::Flat`) and the row
+/// kernel's (`Groups::Rows`), and `ymm_dw_flat` (AVX2, `haswell`) on the
+/// flat path's; each skipped with a printed reason where the host lacks
+/// the ISA.
 #[test]
 fn depthwise_signed_zeros_follow_the_128_bit_groups() {
     let planes =
         [(3, 25, 5, 3), (2, 7, 7, 3), (2, 6, 7, 3), (2, 28, 28, 3), (2, 9, 40, 3), (2, 5, 57, 3), (2, 14, 14, 5)];
-    for (i, (c, h, w, k)) in planes.into_iter().enumerate() {
-        let wt = list(&vec![0.5f32; c * k * k]);
-        let b = list(&vec![-0.0f32; c]);
-        let p = k / 2;
-        let text = format!(
-            "graph \"g\"\n  input %0 \"x\": f32[1,{c},{h},{w}]\n  const %1 \"w\": f32[{c},1,{k},{k}] = {wt}\n  const %2 \"b\": f32[{c}] = {b}\n  %3 = ConvFused{{kernel=[{k},{k}], strides=[1,1], dilations=[1,1], pads=[{p},{p},{p},{p}], group={c}, layer=\"c\", act=None, residual=false}}(%0, %1, %2): f32[1,{c},{h},{w}] @\"c\"\n  output \"y\" = %3\n"
-        );
-        let x = t(&[1, c, h, w], &vec![-0.0; c * h * w]);
-        let (off, _, _) = run_on("native", &text, std::slice::from_ref(&x), false);
-        let (on, n_on, caps) = run_on("native", &text, &[x], true);
-        if !caps.avx512 {
-            eprintln!("skipped: no AVX-512F + VL on this CPU, so no dw_flat to check");
-            return;
+    for cpu in ["native", "haswell"] {
+        for (i, &(c, h, w, k)) in planes.iter().enumerate() {
+            if cpu == "haswell" && h * w > 256 {
+                continue;
+            }
+            let wt = list(&vec![0.5f32; c * k * k]);
+            let b = list(&vec![-0.0f32; c]);
+            let p = k / 2;
+            let text = format!(
+                "graph \"g\"\n  input %0 \"x\": f32[1,{c},{h},{w}]\n  const %1 \"w\": f32[{c},1,{k},{k}] = {wt}\n  const %2 \"b\": f32[{c}] = {b}\n  %3 = ConvFused{{kernel=[{k},{k}], strides=[1,1], dilations=[1,1], pads=[{p},{p},{p},{p}], group={c}, layer=\"c\", act=None, residual=false}}(%0, %1, %2): f32[1,{c},{h},{w}] @\"c\"\n  output \"y\" = %3\n"
+            );
+            let x = t(&[1, c, h, w], &vec![-0.0; c * h * w]);
+            let (off, _, _) = run_on("native", &text, std::slice::from_ref(&x), false);
+            if !host_runs(cpu) {
+                eprintln!("skipped: this CPU cannot run the {cpu} preset's flat depthwise pass");
+                break;
+            }
+            let (on, n_on, caps) = run_on(cpu, &text, &[x], true);
+            if cpu == "native" && !caps.avx512 {
+                eprintln!("skipped: no AVX-512F + VL on this CPU, so no dw_flat to check");
+                break;
+            }
+            // `dw_flat`'s FMAs are on `zmm`; `ymm_dw_flat`'s on `ymm`
+            let (zmm, ymm) = tile_fmas(&text, cpu);
+            let ran = if cpu == "native" { zmm > 0 } else { ymm > 0 };
+            assert!(n_on > 0 && ran, "case {i} ({cpu}): the flat pass did not run");
+            let negative = off.iter().filter(|v| v.is_sign_negative()).count();
+            assert!(negative > 0 && negative < off.len(), "case {i}: {negative} of {} signs negative", off.len());
+            let diff = on.iter().zip(&off).position(|(a, b)| a.to_bits() != b.to_bits());
+            assert!(diff.is_none(), "case {i} ({cpu}, {h}x{w}): pixel {diff:?} differs in sign");
         }
-        // `dw_flat`'s FMAs are on `zmm` (`dw_plane`'s on `ymm`)
-        assert!(n_on > 0 && tile_fmas(&text, "native").0 > 0, "case {i}: dw_flat did not run");
-        let negative = off.iter().filter(|v| v.is_sign_negative()).count();
-        assert!(negative > 0 && negative < off.len(), "case {i}: {negative} of {} signs negative", off.len());
-        let diff = on.iter().zip(&off).position(|(a, b)| a.to_bits() != b.to_bits());
-        assert!(diff.is_none(), "case {i} ({h}x{w}): pixel {diff:?} differs in sign");
+    }
+}
+
+/// Whether this host runs code compiled for `cpu` (`native` always;
+/// `haswell` with AVX2 + FMA).
+fn host_runs(cpu: &str) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        cpu == "native" || has!("avx2") && has!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        cpu == "native"
     }
 }
 
@@ -786,7 +816,7 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
         }
     }
     for rows in 1..=12 {
-        kernels.push((format!("qgemm {rows}"), qgemm_tile(rows).unwrap()));
+        kernels.push((format!("qgemm {rows}"), qgemm_tile(rows, None).unwrap()));
     }
     for rows in 1..=kerf_targets::ukernel::avx2::QDOT_ROWS {
         use kerf_targets::ukernel::avx2::{qbyte_tile, QdotEpi};
@@ -808,6 +838,7 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
         for e in [e, q] {
             kernels.push((format!("qdot {rows} {e:?}"), qdot_tile(rows, Some(&e)).unwrap()));
             kernels.push((format!("qbyte {rows} {e:?}"), qbyte_tile(rows, Some(&e)).unwrap()));
+            kernels.push((format!("qgemm {rows} {e:?}"), qgemm_tile(rows, Some(&e)).unwrap()));
         }
         kernels.push((format!("qbyte {rows}"), qbyte_tile(rows, None).unwrap()));
         use kerf_targets::ukernel::{avx2::QdotGemv, avx512::qdot_gemv};
@@ -882,7 +913,8 @@ fn other_kernels() -> Vec<(String, Vec<u8>)> {
         kernels.push((format!("depthwise quads {g:?}"), dw_quad(&g).unwrap()));
     }
     for (i, (h, w)) in [(25, 5), (7, 7), (11, 23), (4, 4), (30, 31)].into_iter().enumerate() {
-        use kerf_targets::ukernel::avx512::{dw_flat, DwFlat, Groups};
+        use kerf_targets::ukernel::avx2::{DwFlat, Groups};
+        use kerf_targets::ukernel::avx512::dw_flat;
         let epi = TileEpi {
             residual: i % 2 == 0,
             clamp: (i != 1).then_some(Clamp { lo: 0.0, hi: Some(6.0) }),
@@ -895,6 +927,14 @@ fn other_kernels() -> Vec<(String, Vec<u8>)> {
         let groups = if h * w <= 256 { Groups::Flat } else { Groups::Rows };
         let p = DwFlat { h, w, taps, epi, groups };
         kernels.push((format!("depthwise flat {p:?}"), dw_flat(&p).unwrap()));
+        // the 8-lane pass on planes of up to 256 pixels: f32, and from u8
+        // to f32 or to u8
+        use kerf_targets::ukernel::avx2::{ymm_dw_flat, Int, YmmFlat};
+        let ints = [None, Some(Int { zp: 3, quant: None }), Some(Int { zp: 7, quant: Some((0.05, 3)) })];
+        for int in ints.into_iter().filter(|_| h * w <= 256) {
+            let q = YmmFlat { plane: p.clone(), int };
+            kernels.push((format!("depthwise flat {q:?}"), ymm_dw_flat(&q).unwrap()));
+        }
     }
     for (blocks, kk) in [(1, 1), (8, 64), (16, 64), (24, 100), (3, 7)] {
         let code = kerf_targets::ukernel::avx512::rnn_product(blocks, kk).unwrap();
@@ -1055,24 +1095,13 @@ fn zeroes(i: &iced_x86::Instruction) -> bool {
 /// The FMAs of the micro-kernels an object for `cpu` calls: (on `zmm`,
 /// on `ymm` or `xmm`).
 fn tile_fmas(text: &str, cpu: &str) -> (usize, usize) {
-    use iced_x86::{Decoder, DecoderOptions, Mnemonic, Register};
-    use kerf_targets::compile_object;
-    use object::{Object, ObjectSection, ObjectSymbol};
+    use iced_x86::{Mnemonic, Register};
     let g = kerf_ir::text::parse(text).unwrap();
-    let art = compile_object(&g, &CompileOptions::parse("x86_64-unknown-linux-gnu", cpu, "t").unwrap()).unwrap();
-    let f = object::File::parse(&*art.object).unwrap();
     let mut fmas = (0, 0);
-    for s in f.symbols().filter(|s| s.name().is_ok_and(|n| n.starts_with("t_u"))) {
-        let sec = f.section_by_index(s.section_index().unwrap()).unwrap();
-        let data = sec.data().unwrap();
-        let at = (s.address() - sec.address()) as usize;
-        for i in Decoder::with_ip(64, &data[at..at + s.size() as usize], 0, DecoderOptions::NONE) {
-            if i.mnemonic() == Mnemonic::Vfmadd231ps {
-                match i.op0_register().is_zmm() {
-                    true => fmas.0 += 1,
-                    false => fmas.1 += usize::from(i.op0_register() != Register::None),
-                }
-            }
+    for i in common::kernel_instructions(&g, cpu).iter().filter(|i| i.mnemonic() == Mnemonic::Vfmadd231ps) {
+        match i.op0_register().is_zmm() {
+            true => fmas.0 += 1,
+            false => fmas.1 += usize::from(i.op0_register() != Register::None),
         }
     }
     fmas
@@ -1121,7 +1150,7 @@ fn sapphirerapids_objects_call_the_zmm_tiles() {
     }
 }
 
-/// `dw_flat` on windows other than square and centred: 1x3, 3x1 and 2x2
+/// `dw_flat` and `ymm_dw_flat` on windows other than square and centred: 1x3, 3x1 and 2x2
 /// "same" convs with lopsided pads (the taps' offsets from the output
 /// pixel, not the window's centre), dilation 2 along one axis, a residual
 /// and Relu; same bits as the 128-bit kernels (flat path and row kernel),
@@ -1141,10 +1170,10 @@ fn dw_flat_takes_any_same_window() {
     for (i, &((h, w), kernel, pads, dilation)) in cases.iter().enumerate() {
         let dw = DwConv { n: 1, c: 3, plane: (h, w), kernel, stride: 1, dilation, pads, act: "Relu", residual: true };
         let (text, ins, _) = dw.graph();
-        // with AVX-512 `dw_flat`; with AVX2 only the assembled pass on
-        // planes past the 128-bit flat path's 256 pixels (rows of at least 4)
-        let wide = |caps: &Caps| caps.avx512 || (w >= 4 && h * w > 256);
-        if !check_on(400 + i, &text, &ins, &wide) {
+        // with AVX-512 `dw_flat`; with AVX2 only `ymm_dw_flat` on planes
+        // of up to 256 pixels, the padded-plane pass past them (every row
+        // here holds at least 4 pixels)
+        if !check_on(400 + i, &text, &ins, &|_| true) {
             return;
         }
     }

@@ -82,7 +82,7 @@ pub fn one_pixel_product_fits(k: usize) -> bool {
 /// output rows of 1 to 1024 pixels. Stated here because the pass stores
 /// u8 itself: the `int8-requant` rule gives such convs the requantising
 /// epilogue on VNNI targets, and the code generator must then take them.
-pub fn depthwise_quads_fit([kh, kw]: [usize; 2], sw: usize, dw: usize, ow: usize) -> bool {
+fn depthwise_quads_fit([kh, kw]: [usize; 2], sw: usize, dw: usize, ow: usize) -> bool {
     let window = |j: usize| sw * (4 * j + 3) - (sw * 4 * j) / 8 * 8 + kw.saturating_sub(1) * dw;
     (1..=5).contains(&kh)
         && (1..=4).contains(&kw)
@@ -150,6 +150,31 @@ impl DepthwisePlane {
             && small
             && depthwise_quads_fit([self.kh, self.kw], self.sw, self.dw, self.ow)
             && border <= DW_QUAD_MAX_BORDER_ROWS
+    }
+}
+
+/// Most pixels of a plane the flat depthwise passes take (AVX2's
+/// `ymm_dw_flat`; their code is unrolled over the plane).
+pub const DW_FLAT_MAX_PIXELS: usize = 256;
+/// Most taps of the flat depthwise passes (a 5x5 window; their integer
+/// sums stay exact in f32: `25 · 255 · 128 < 2^24`).
+pub const DW_FLAT_MAX_TAPS: usize = 25;
+
+impl DepthwisePlane {
+    /// Whether the flat depthwise pass (`kerf_targets::ukernel::avx2::ymm_dw_flat`)
+    /// takes this plane: stride 1, output the input's size ("same"), 8 to
+    /// [`DW_FLAT_MAX_PIXELS`] pixels, rows of at least 4 and at most
+    /// [`DW_FLAT_MAX_TAPS`] taps.
+    /// Stated here because that pass stores u8 itself: the `int8` rules
+    /// give such convs the integer kernel and the requantising epilogue on
+    /// AVX2 targets, and the code generator must then take them.
+    pub fn flat_fits(&self) -> bool {
+        let same = self.sh == 1 && self.sw == 1 && self.oh == self.h && self.ow == self.w;
+        let n = self.h * self.w;
+        same && (8..=DW_FLAT_MAX_PIXELS).contains(&n)
+            && self.w >= 4
+            && self.kh * self.kw <= DW_FLAT_MAX_TAPS
+            && self.dh >= 1
     }
 }
 

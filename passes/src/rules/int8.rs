@@ -15,9 +15,9 @@
 //!   products per output and 4 output channels per group (the GEMM), or
 //!   one input and one output channel per group where the code generator
 //!   has the integer depthwise pass ([`crate::PassOptions::int8_depthwise`])
-//!   and output rows hold one of its vectors (8 pixels; elsewhere a
-//!   depthwise conv stays on the f32 depthwise kernel, which the GEMM does
-//!   not beat), and not a pattern-pruned
+//!   and output rows hold one of its vectors (8 pixels) or the plane suits
+//!   its flat or quad pass (elsewhere a depthwise conv stays on the f32
+//!   depthwise kernel, which the GEMM does not beat), and not a pattern-pruned
 //!   conv the f32 pattern kernel computes (it skips the removed weights;
 //!   the integer GEMM would multiply them) unless the integer pattern
 //!   kernel computes it once quantised (`on_quad_kernel`: patterns shared
@@ -155,13 +155,14 @@ fn quantiser(eg: &KEGraph, class: Id) -> Option<Quantiser> {
 /// Whether the integer kernel pays for this conv (see the module docs):
 /// the GEMM for one group or wide groups, the integer depthwise pass
 /// (`depthwise`: the target has it) for one channel per group on output
-/// rows of at least 8 pixels (`ow`). On narrower rows the AVX2 float
+/// rows of at least 8 pixels (`ow`). On narrower rows the AVX2 padded-plane
 /// pass loses to the f32 depthwise kernel's unrolled small-plane path even
 /// with the quantising chain in front of it (Zen 4: MobileNetV2's 7x7
 /// planes 0.057 against 0.069 ms, DS-CNN's 25x5 ones 8.4 against 12.0 µs;
-/// 14x14 and larger planes gain, docs/compression.md); VNNI's quad pass
-/// (`quads`: `Conv::on_depthwise_quads` on the input and output shapes
-/// `xy`) takes them too.
+/// 14x14 and larger planes gain, docs/compression.md); the flat pass
+/// (`Conv::on_depthwise_flat` on the input and output shapes `xy`: small
+/// stride-1 "same" planes) and VNNI's quad pass (`quads`:
+/// `Conv::on_depthwise_quads`) take them too.
 fn worth_it(
     c: &kerf_ir::op::Conv,
     epi: &Epilogue,
@@ -172,7 +173,7 @@ fn worth_it(
 ) -> bool {
     let per_output: usize = wshape[1..].iter().product();
     let ow = xy.1.last().copied().unwrap_or(0);
-    let narrow = quads && c.on_depthwise_quads(wshape, xy.0, xy.1);
+    let narrow = quads && c.on_depthwise_quads(wshape, xy.0, xy.1) || c.on_depthwise_flat(wshape, xy.0, xy.1);
     let dw = depthwise && (ow >= 8 || narrow) && c.is_depthwise(wshape) && on_depthwise_pass(c, epi, wshape);
     c.group == 1 || (per_output >= 16 && wshape[0] / c.group >= 4) || dw
 }
@@ -503,8 +504,9 @@ mod tests {
 
     /// A depthwise conv becomes an integer conv only where the code
     /// generator has the integer depthwise pass and its output rows hold 8
-    /// pixels (12 at stride 1; 6 at stride 2 stay f32), or any rows with
-    /// VNNI's quad pass (`Int8Dot::Bytes`); then the QConv keeps the
+    /// pixels (12 at stride 1; 6 at stride 2 stay f32) or its plane suits
+    /// the flat pass (25x5), or any rows with VNNI's quad pass
+    /// (`Int8Dot::Bytes`); then the QConv keeps the
     /// padding (its padded taps add nothing) and its quantiser is
     /// unpadded, with the f32 conv's values (f32 rounding only).
     #[test]
@@ -529,6 +531,14 @@ mod tests {
                 let err = got.iter().zip(&want).fold(0f32, |a, (g, w)| a.max((g - w).abs()));
                 assert!(err / scale < 1e-5, "stride {stride}: relative error {}", err / scale);
             }
+        }
+        // rows of 5 pixels: integer on the flat pass's small stride-1
+        // "same" planes (25x5), not on a 70x5 plane (350 pixels), without VNNI
+        for (h, qconv) in [(25, true), (70, false)] {
+            let g = text::parse(&graph(4, 4, 1, 1).replace(",12,12]", &format!(",{h},5]"))).unwrap();
+            let opts = PassOptions { int8_depthwise: true, ..PassOptions::default() };
+            let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap();
+            assert_eq!(text::print(&out).contains("QConv{"), qconv, "{h}x5: {}", text::print(&out));
         }
         // an activation the pass does not apply: stays f32 (not the scalar kernel)
         let leaky = graph(4, 4, 1, 1).replace("Relu(%8)", "LeakyRelu{alpha=0.1}(%8)");

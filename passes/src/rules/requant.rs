@@ -3,9 +3,10 @@
 //! Matches `Quantize{s, z, pads = 0}(c)` where `c`'s class holds a
 //! `QConv{out: Real}(args)` on the integer GEMM: not one the integer
 //! pattern kernel takes (it has no u8 output), nor a depthwise one except
-//! on the VNNI quad pass (`Int8Dot::Bytes` and
-//! `Conv::on_depthwise_quads`), which stores u8 in its own epilogue:
-//! the AVX2 float pass's u8 store measured slower than the separate
+//! on the flat pass (AVX2 targets, `Conv::on_depthwise_flat`: small
+//! stride-1 "same" planes) or the VNNI quad pass (`Int8Dot::Bytes` and
+//! `Conv::on_depthwise_quads`), which store u8 in their own epilogues:
+//! the AVX2 padded-plane pass's u8 store measured slower than the separate
 //! quantiser (MobileNetV2's stride-2 112x112 layer 0.175 + 0.031 → 0.243
 //! ms on Zen 4, bound by its extra shuffles and stores). It adds
 //! `QConv{out: Quant{s, z}}(args)`
@@ -65,13 +66,15 @@ impl Rule for Requant {
 
 /// Whether the code generator gives the QConv `n` (of class `class`) a
 /// u8 store in its own epilogue: every GEMM QConv; a depthwise one (weight
-/// `[M, 1, kh, kw]`, `M` groups) only on the VNNI quad pass.
+/// `[M, 1, kh, kw]`, `M` groups) only on the flat pass (AVX2 targets) or
+/// the VNNI quad pass.
 fn stores_bytes(eg: &KEGraph, q: &QConv, n: &KNode, class: Id) -> bool {
     let w = n.children.get(1).and_then(|&c| eg[c].data.ty());
     let Some(w) = w.filter(|w| q.conv.is_depthwise(&w.shape)) else { return true };
     let shape = |c: Option<&Id>| c.and_then(|&c| eg[c].data.ty()).map_or(&[][..], |t| &t.shape[..]);
     let (x, y) = (shape(n.children.first()), shape(Some(&class)));
-    eg.analysis.int8_dot == crate::Int8Dot::Bytes && q.conv.on_depthwise_quads(&w.shape, x, y)
+    let flat = eg.analysis.int8_depthwise && q.conv.on_depthwise_flat(&w.shape, x, y);
+    flat || eg.analysis.int8_dot == crate::Int8Dot::Bytes && q.conv.on_depthwise_quads(&w.shape, x, y)
 }
 
 /// Whether the code generator runs the QConv `n` on the integer pattern
@@ -178,19 +181,25 @@ mod tests {
     }
 
     /// A depthwise QConv stores u8 through the next layer's quantiser only
-    /// where the code generator has VNNI's quad pass (`Int8Dot::Bytes`),
-    /// whose epilogue stores bytes; the AVX2 float pass keeps its f32
+    /// where the code generator has a pass whose epilogue stores bytes:
+    /// the flat pass on small stride-1 "same" planes (a 16x16 plane, any
+    /// AVX2 target) or VNNI's quad pass (`Int8Dot::Bytes`, also on 17x17);
+    /// the AVX2 padded-plane pass (17x17 without VNNI) keeps its f32
     /// output and the separate quantiser.
     #[test]
-    fn a_depthwise_conv_stores_u8_only_on_the_quad_pass() {
-        let g = text::parse(&two_layers(true, false)).unwrap_or_else(|e| panic!("{e}"));
-        for int8_dot in [Int8Dot::ExactBytes, Int8Dot::Bytes] {
-            let opts = PassOptions { int8_dot, int8_depthwise: true, ..PassOptions::default() };
-            let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap();
-            let printed = text::print(&out);
-            let dw = printed.lines().find(|l| l.contains("QConv{") && l.contains("group=32"));
-            let dw = dw.unwrap_or_else(|| panic!("no depthwise QConv: {printed}"));
-            assert_eq!(dw.contains("out=quant"), int8_dot == Int8Dot::Bytes, "{printed}");
+    fn a_depthwise_conv_stores_u8_only_on_a_byte_storing_pass() {
+        for side in [16, 17] {
+            let text = two_layers(true, false).replace(",16,16]", &format!(",{side},{side}]"));
+            let g = text::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+            for int8_dot in [Int8Dot::ExactBytes, Int8Dot::Bytes] {
+                let opts = PassOptions { int8_dot, int8_depthwise: true, ..PassOptions::default() };
+                let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap();
+                let printed = text::print(&out);
+                let dw = printed.lines().find(|l| l.contains("QConv{") && l.contains("group=32"));
+                let dw = dw.unwrap_or_else(|| panic!("no depthwise QConv: {printed}"));
+                let bytes = side == 16 || int8_dot == Int8Dot::Bytes;
+                assert_eq!(dw.contains("out=quant"), bytes, "{side}x{side}, {int8_dot:?}: {printed}");
+            }
         }
     }
 }

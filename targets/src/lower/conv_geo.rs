@@ -30,6 +30,15 @@ pub(super) struct Geo {
     pub(super) group: usize,
 }
 
+impl Geo {
+    /// The plane as `kerf_ir` states the depthwise passes' fits
+    /// ([`kerf_ir::DepthwisePlane`]).
+    pub(super) fn plane(&self) -> kerf_ir::DepthwisePlane {
+        let Geo { h, w, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw, .. } = *self;
+        kerf_ir::DepthwisePlane { h, w, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw }
+    }
+}
+
 pub(super) fn geometry(k: &Kernel, window: &kerf_ir::op::Window, group: usize) -> LResult<Geo> {
     let x = k.in_shape(0);
     let o = k.out_shape(0);

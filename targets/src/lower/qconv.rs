@@ -224,6 +224,9 @@ pub fn qconv(k: &mut Kernel) -> LResult {
         let codes: Vec<f32> = w.iter().map(|&c| c as f32).collect();
         let dw = super::depthwise::QDepthwise { codes: &codes, scale: &scales, bias: &bias, zp: q.x_zp, quant };
         let epi = Epilogue { act, residual };
+        if let Some(done) = super::qdepthwise::flat(k, &g, &dw, epi) {
+            return done;
+        }
         if let Some(done) = super::qdepthwise::vnni(k, &g, &dw, epi) {
             return done;
         }
@@ -258,10 +261,11 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     let (lo, hi) = k.parallel_range(units, 1, cost)?;
     let bbuf = k.task_scratch(d.steps * d.step_bytes());
     let tail = d.pixels - d.px * (d.units - 1);
-    // the byte tiles' own f32 epilogue: full units of the real-valued form,
-    // for the activations the shared tile code applies
+    // the assembled tiles' own epilogue (AVX2's pair and byte tiles, VNNI's):
+    // full units of the real-valued form, for the activations the shared
+    // tile code applies
     let out_bytes = if quant.is_some() { 1 } else { 4 };
-    let fused = match (quads && k.caps.avx2, q.out.is_real()) {
+    let fused = match (k.caps.avx2, q.out.is_real()) {
         (true, true) => act_epi(act, q.epi.residual).map(|epi| QdotEpi {
             epi: TileEpi { finite: finite(&scales, &bias), ..epi },
             ldo: out_bytes * d.pixels,
@@ -269,8 +273,9 @@ pub fn qconv(k: &mut Kernel) -> LResult {
         }),
         _ => None,
     };
-    // `zp · Σ_k w[m, k]`, once: the fused tile's table and the sums-only tiles' correction
-    let zp_terms = if quads { zero_point_terms(&d, &w, kk) } else { Vec::new() };
+    // `zp · Σ_k w[m, k]`, once: the fused tile's table and the sums-only
+    // tiles' correction (none for pairs, which hold `x − zp`)
+    let zp_terms = if quads { zero_point_terms(&d, &w, kk) } else { vec![0; 4 * d.groups * d.mg] };
     let table = fused.map(|_| k.blob(epilogue_table(&zp_terms, &scales, &bias)));
     // the sums-only tiles' correction: where some unit has no fused epilogue
     let sums_only = fused.is_none() || tail != d.px;
@@ -372,7 +377,10 @@ impl Assembled {
                 tails[i] = Some(k.code(Family::Avx512, bytes));
             }
             if let Some(e) = epi {
-                let (family, bytes) = quads(r, Some(e))?;
+                let (family, bytes) = match d.quads {
+                    true => quads(r, Some(e))?,
+                    false => (Family::Avx2, qgemm_tile(r, Some(e)).map_err(|e| format!("internal: pair tile: {e}"))?),
+                };
                 fused[i] = Some(k.code(family, bytes));
                 // the last unit takes the tail products, or there is none
                 if !partial || tail_products {
@@ -381,7 +389,7 @@ impl Assembled {
             }
             let bytes = match d.quads {
                 true => Some(quads(r, None)?),
-                false => qgemm_tile(r).ok().map(|c| (Family::Avx2, c)),
+                false => qgemm_tile(r, None).ok().map(|c| (Family::Avx2, c)),
             };
             code[i] = bytes.map(|(f, c)| k.code(f, c));
         }
@@ -389,7 +397,7 @@ impl Assembled {
             let rows: Vec<u8> = (0..16i32).flat_map(|r| (16 * r).to_le_bytes()).collect();
             k.blob(rows)
         });
-        let sig = k.ukernel_sig(if d.quads { 6 } else { 4 });
+        let sig = k.ukernel_sig(6);
         let pack = QuadPack::new(k, d)?;
         let sums = k.task_scratch(d.rows * 4 * d.px);
         Ok(Assembled { code, fused, tail: tails, index, pack, sig, sums })
@@ -556,9 +564,8 @@ fn tile(
             match index {
                 // the same sums for the unit's few pixels, channels in the lanes
                 Some(index) => args.extend([index, t.sums]),
-                // the sums-only VNNI tile reads neither table nor residual
-                None if d.quads => args.extend([t.sums, t.sums]),
-                None => {}
+                // the sums-only tiles read neither table nor residual
+                None => args.extend([t.sums, t.sums]),
             }
             k.b.ins().call_indirect(t.sig, code, &args);
             let sums = (0..rows * d.px / 4).map(|i| k.ld(types::I32X4, t.sums, (16 * i) as i32)).collect();

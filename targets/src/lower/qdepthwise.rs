@@ -1,10 +1,13 @@
-//! A depthwise [`kerf_ir::op::QConv`] on AVX-512 VNNI targets: the
-//! assembled quad pass ([`crate::ukernel::avx512::dw_quad`]) reads each
-//! channel's u8 plane in place (padding masked in as the zero point) and
-//! sums in integers with `vpdpbusd`, a row of up to four taps per
-//! instruction; its epilogue stores f32 or, for a requantising `QConv`
-//! (`QOut::Quant`), the next layer's u8 itself. One call per channel of
-//! each image, the tasks splitting the channels.
+//! A depthwise [`kerf_ir::op::QConv`] on the assembled integer passes.
+//! On AVX2 targets small stride-1 "same" planes take the 8-lane flat pass
+//! ([`flat`]): f32 sums of `x − zp`, which are exact integers. On AVX-512
+//! VNNI targets the others take the quad pass
+//! ([`crate::ukernel::avx512::dw_quad`]): it reads each channel's u8 plane
+//! in place (padding masked in as the zero point) and sums in integers
+//! with `vpdpbusd`, a row of up to four taps per instruction. Both store
+//! f32 or, for a requantising `QConv` (`QOut::Quant`), the next layer's u8
+//! themselves; one call per channel of each image, the tasks splitting
+//! the channels.
 //!
 //! Contract: the reference's bits (f32 out) and bytes (u8 out) for None,
 //! Relu, Clip and HardSwish's tile form, like every integer kernel;
@@ -14,11 +17,11 @@
 use cranelift_codegen::ir::InstBuilder;
 
 use super::conv_geo::Geo;
-use super::depthwise::QDepthwise;
+use super::depthwise::{FlatRun, QDepthwise};
 use super::epilogue::Epilogue;
 use super::gemm_wide::act_epi;
 use super::{Family, Kernel, LResult};
-use crate::ukernel::avx2::TileEpi;
+use crate::ukernel::avx2::{Int, TileEpi};
 use crate::ukernel::avx512::{dw_quad, DwQuad, DW_QUAD_CORR, DW_QUAD_TABLE};
 
 /// The depthwise QConv `q` on the quad pass, or `None` (see the module docs).
@@ -28,12 +31,26 @@ pub(super) fn vnni(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue) -> Op
     }
     let tile = act_epi(epi.act, epi.residual.is_some())?;
     let tile = TileEpi { finite: super::qconv::finite(q.scale, q.bias), ..tile };
-    let (h, w, oh, ow, kh, kw) = (g.h, g.w, g.oh, g.ow, g.kh, g.kw);
-    let (sh, sw, dh, dw, ph, pw) = (g.sh, g.sw, g.dh, g.dw, g.ph, g.pw);
-    let plane = kerf_ir::DepthwisePlane { h, w, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw };
-    let spec = DwQuad { plane, zp: q.zp, epi: tile, quant: q.quant };
+    let spec = DwQuad { plane: g.plane(), zp: q.zp, epi: tile, quant: q.quant };
     let code = dw_quad(&spec)?;
     Some(run(k, g, q, epi, (code, spec.indices())))
+}
+
+/// The depthwise QConv `q` on the 8-lane flat pass
+/// ([`crate::ukernel::avx2::ymm_dw_flat`], from the u8 plane: small
+/// stride-1 "same" planes, [`kerf_ir::DepthwisePlane::flat_fits`]), which
+/// stores f32 or the next layer's u8 itself; `None` where the target or
+/// the geometry is not the pass's.
+pub(super) fn flat(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue) -> Option<LResult> {
+    if q.check(g).is_err() {
+        return None;
+    }
+    let tile = act_epi(epi.act, epi.residual.is_some())?;
+    let tile = TileEpi { finite: super::qconv::finite(q.scale, q.bias), ..tile };
+    let (p, code) = super::depthwise::flat_ymm(k, g, tile, Some(Int { zp: q.zp, quant: q.quant }))?;
+    let out_el = if q.quant.is_some() { 1 } else { 4 };
+    let run = FlatRun { family: Family::Avx2, code, io: (1, out_el), scratch: Some(p.scratch_bytes()) };
+    Some(super::depthwise::flat_assembled(k, g, &q.per_channel(g.kh * g.kw), epi, run))
 }
 
 /// Per channel its [`DW_QUAD_TABLE`] bytes: the rows' weight quads (s8,

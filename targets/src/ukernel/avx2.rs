@@ -18,17 +18,21 @@
 //!
 //! [`pattern_tile`]: the pattern-sparse convs' register tile (f32, or byte
 //! quads of four input channels); [`dw_plane`]:
-//! the depthwise conv's whole-plane pass over a zero-padded input copy.
+//! the depthwise conv's whole-plane pass over a zero-padded input copy;
+//! [`ymm_dw_flat`]: small stride-1 "same" depthwise planes flattened
+//! ([`DwFlat`], shared with `avx512::dw_flat`), f32 or from u8.
 
 use iced_x86::code_asm::asm_traits::{CodeAsmVaddps, CodeAsmVmaxps, CodeAsmVminps, CodeAsmVmulps};
 use iced_x86::code_asm::*;
 use iced_x86::Register;
 
+mod dw_flat;
 mod even_pack;
 mod gemv;
 mod int_tile;
 mod pattern;
 mod quad_pack;
+pub use dw_flat::{ymm_dw_flat, DwFlat, Groups, Int, YmmFlat, DW_FLAT_MAX_TAPS};
 pub use even_pack::{even_pack, flat_pack};
 pub use gemv::{ymm_gemv, GemvStep, QdotGemv, YMM_GEMV_ACCS, YMM_GEMV_IMAGES_MAX};
 pub(crate) use int_tile::{int_tile, int_to_real, int_to_real_lanes, requantise, requantise_setup, IntOps, IntVreg};

@@ -27,7 +27,7 @@ use iced_x86::code_asm::*;
 mod depthwise;
 mod dw_flat;
 pub use depthwise::{dw_quad, DwQuad, DW_QUAD_CORR, DW_QUAD_MAX_KH, DW_QUAD_TABLE};
-pub use dw_flat::{dw_flat, DwFlat, Groups, DW_FLAT_MAX_TAPS};
+pub use dw_flat::dw_flat;
 
 use super::avx2::{activation, int_tile, int_to_real_lanes, GemmTile, Init, IntVreg, QdotEpi, QdotGemv, Vreg};
 

@@ -17,6 +17,25 @@ pub fn jit(g: &kerf_ir::Graph, cpu: &str) -> JitModel {
     jit_compile(g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap_or_else(|e| panic!("{cpu}: {e}"))
 }
 
+/// The instructions of the micro-kernels `g`'s x86-64 object for `cpu`
+/// holds: which kernels code calls is decided at compile time, so any
+/// host checks it.
+pub fn kernel_instructions(g: &kerf_ir::Graph, cpu: &str) -> Vec<iced_x86::Instruction> {
+    use iced_x86::{Decoder, DecoderOptions};
+    use object::{Object, ObjectSection, ObjectSymbol};
+    let o = CompileOptions::parse("x86_64-unknown-linux-gnu", cpu, "t").unwrap();
+    let art = kerf_targets::compile_object(g, &o).unwrap();
+    let f = object::File::parse(&*art.object).unwrap();
+    let mut out = Vec::new();
+    for s in f.symbols().filter(|s| s.name().is_ok_and(|n| n.starts_with("t_u"))) {
+        let sec = f.section_by_index(s.section_index().unwrap()).unwrap();
+        let data = sec.data().unwrap();
+        let at = (s.address() - sec.address()) as usize;
+        out.extend(Decoder::with_ip(64, &data[at..at + s.size() as usize], 0, DecoderOptions::NONE));
+    }
+    out
+}
+
 pub fn run(text: &str, inputs: &[Tensor], cpu: &str) -> Vec<Vec<f32>> {
     let g = kerf_ir::text::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let jm = jit(&g, cpu);

@@ -519,16 +519,15 @@ impl Conv {
     pub fn is_depthwise(&self, w: &[usize]) -> bool {
         self.group > 1 && w.first() == Some(&self.group) && w.get(1) == Some(&1)
     }
-    /// Whether this 2-D depthwise conv (weight shape `w`, NCHW input and
-    /// output shapes `x`, `y`) suits the VNNI depthwise quad pass
-    /// ([`crate::DepthwisePlane::quads_fit`]).
-    pub fn on_depthwise_quads(&self, w: &[usize], x: &[usize], y: &[usize]) -> bool {
+    /// This 2-D depthwise conv's plane (weight shape `w`, NCHW input and
+    /// output shapes `x`, `y`), or `None` for any other conv.
+    pub fn depthwise_plane(&self, w: &[usize], x: &[usize], y: &[usize]) -> Option<crate::DepthwisePlane> {
         let wd = &self.window;
         if !self.is_depthwise(w) || wd.rank() != 2 || w.len() != 4 || x.len() != 4 || y.len() != 4 {
-            return false;
+            return None;
         }
         let (s, d) = (&wd.strides, &wd.dilations);
-        crate::DepthwisePlane {
+        Some(crate::DepthwisePlane {
             h: x[2],
             w: x[3],
             oh: y[2],
@@ -541,8 +540,17 @@ impl Conv {
             dw: d[1],
             ph: wd.pad_begin(0),
             pw: wd.pad_begin(1),
-        }
-        .quads_fit()
+        })
+    }
+    /// Whether this 2-D depthwise conv suits the VNNI depthwise quad pass
+    /// ([`crate::DepthwisePlane::quads_fit`]).
+    pub fn on_depthwise_quads(&self, w: &[usize], x: &[usize], y: &[usize]) -> bool {
+        self.depthwise_plane(w, x, y).is_some_and(|p| p.quads_fit())
+    }
+    /// Whether this 2-D depthwise conv suits the flat depthwise pass
+    /// ([`crate::DepthwisePlane::flat_fits`]).
+    pub fn on_depthwise_flat(&self, w: &[usize], x: &[usize], y: &[usize]) -> bool {
+        self.depthwise_plane(w, x, y).is_some_and(|p| p.flat_fits())
     }
     /// Whether Winograd F(m×m, 3×3) computes this conv: 2-D, 3×3 kernel,
     /// stride 1, dilation 1, one group (any padding). Dtype and constant

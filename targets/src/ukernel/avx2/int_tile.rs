@@ -19,11 +19,14 @@ use super::{activation, TileEpi, VecOps, Vreg};
 /// 32 bytes), `out` (`rows × 8` i32, row-major) and `k` (K pairs, ≥ 0).
 /// Per K pair: one B load, then per row a `vpbroadcastd` of its pair,
 /// `vpmaddwd` and `vpaddd` (exact: each pair of products fits in i32).
-pub fn qgemm_tile(rows: usize) -> Result<Vec<u8>, IcedError> {
+/// With `epi`, the f32 (or requantised u8) epilogue of [`QdotEpi`] and its
+/// stores instead of the sums, the arguments then as [`qbyte_tile`]'s (the
+/// pairs hold `x − zp`: the table's corrections are zero).
+pub fn qgemm_tile(rows: usize, epi: Option<&QdotEpi>) -> Result<Vec<u8>, IcedError> {
     let tmp = [ymm13, ymm14, ymm15];
     int_tile::<AsmRegisterYmm>(
         rows,
-        None,
+        epi,
         |_| Ok(()),
         |a, r, ac| {
             let t = tmp[r % 3];
