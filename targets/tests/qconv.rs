@@ -284,6 +284,26 @@ fn depthwise_with_padding_on_every_path() {
         let attrs = &depthwise(k, s, p, c);
         run_case(&Case { xsh: [n, c, side, side], wsh: [c, 1, k, k], osh: [n, c, o, o], attrs, epi, zp });
     }
+    // rows under 7 pixels: the flat pass on `native` too where it has VNNI
+    for (h, w, k, epi, zp) in [(25, 5, 3, "act=Relu, residual=true", 30), (4, 6, 5, clip, 200)] {
+        let (c, n, p) = (5, 2, k / 2);
+        let attrs = &depthwise(k, 1, p, c);
+        run_case(&Case { xsh: [n, c, h, w], wsh: [c, 1, k, k], osh: [n, c, h, w], attrs, epi, zp });
+        if epi == clip {
+            continue;
+        }
+        // and its requantising store (n·c·h·w a multiple of 4: the harness)
+        let case = Case {
+            xsh: [n, 4, h, w],
+            wsh: [4, 1, k, k],
+            osh: [n, 4, h, w],
+            attrs: &depthwise(k, 1, p, 4),
+            epi: clip,
+            zp,
+        };
+        let x: Vec<u8> = pseudo(n * 4 * h * w, 1, 0, 255).into_iter().map(|v| v as u8).collect();
+        check_quant(&case, &x, &pseudo(4 * k * k, 2, -127, 127));
+    }
     // every product at its extreme over a 7x7 window: 49 · 255 · 128 < 2^24
     let attrs = &depthwise(7, 1, 3, 2);
     let c = Case { xsh: [1, 2, 8, 8], wsh: [2, 1, 7, 7], osh: [1, 2, 8, 8], attrs, epi: PLAIN, zp: 0 };
@@ -353,31 +373,34 @@ fn depthwise_quad_pass_geometries() {
 }
 
 /// Which pass a padded depthwise QConv takes is decided at compile time,
-/// so any host checks it: a small stride-1 "same" plane (10x10) the flat
-/// pass (one micro-kernel, `ymm` FMAs, on `haswell` and on
-/// `sapphirerapids`); a larger one (17x17) the padded-plane pass on
-/// `haswell` (its u8 copy and the pass: two) and the quad pass with VNNI
-/// (one, `vpdpbusd`); never the scalar fallback `baseline` takes.
+/// so any host checks it: small stride-1 "same" planes (25x5, 10x10) the
+/// flat pass on `haswell` (one micro-kernel, `ymm` FMAs); with VNNI
+/// (`sapphirerapids`) the flat pass on rows under 7 pixels (25x5) and the
+/// quad pass on the others (one, `vpdpbusd`); a larger plane (17x17) the
+/// padded-plane pass on `haswell` (its u8 copy and the pass: two); never
+/// the scalar fallback `baseline` takes.
 #[test]
 fn depthwise_qconv_takes_the_assembled_passes() {
     use iced_x86::Mnemonic;
     let attrs = &depthwise(3, 1, 1, 4);
-    for side in [10, 17] {
-        let plane = [1, 4, side, side];
+    for (h, w) in [(25, 5), (10, 10), (17, 17)] {
+        let plane = [1, 4, h, w];
         let c = Case { xsh: plane, wsh: [4, 1, 3, 3], osh: plane, attrs, epi: PLAIN, zp: 1 };
         let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(36, 5, -127, 127))).unwrap();
         for cpu in ["haswell", "sapphirerapids", "baseline"] {
             let code = common::kernel_instructions(&g, cpu);
             let has = |m: Mnemonic| code.iter().any(|i| i.mnemonic() == m);
             let ymm_fma = code.iter().any(|i| i.mnemonic() == Mnemonic::Vfmadd231ps && i.op0_register().is_ymm());
-            let want = match (side, cpu) {
+            let (flat, quad, padded) = ((1, true, false), (1, false, true), (2, true, false));
+            let want = match (w, cpu) {
                 (_, "baseline") => (0, false, false),
-                (10, _) => (1, true, false),
-                (_, "haswell") => (2, true, false),
-                _ => (1, false, true),
+                (5, _) => flat,
+                (10, "haswell") => flat,
+                (_, "haswell") => padded,
+                _ => quad,
             };
             let got = (object_kernels(&g, cpu), ymm_fma, has(Mnemonic::Vpdpbusd));
-            assert_eq!(got, want, "{side}x{side} ({cpu}): kernels, ymm FMAs, vpdpbusd");
+            assert_eq!(got, want, "{h}x{w} ({cpu}): kernels, ymm FMAs, vpdpbusd");
         }
     }
 }

@@ -1,7 +1,8 @@
 //! A depthwise [`kerf_ir::op::QConv`] on the assembled integer passes.
 //! On AVX2 targets small stride-1 "same" planes take the 8-lane flat pass
 //! ([`flat`]): f32 sums of `x − zp`, which are exact integers. On AVX-512
-//! VNNI targets the others take the quad pass
+//! VNNI targets the others, and those with rows of [`QUAD_ROWS_FROM`]
+//! pixels or more, take the quad pass
 //! ([`crate::ukernel::avx512::dw_quad`]): it reads each channel's u8 plane
 //! in place (padding masked in as the zero point) and sums in integers
 //! with `vpdpbusd`, a row of up to four taps per instruction. Both store
@@ -36,13 +37,22 @@ pub(super) fn vnni(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue) -> Op
     Some(run(k, g, q, epi, (code, spec.indices())))
 }
 
+/// Output rows from which the quad pass beats the flat one, where the
+/// target has both (VNNI) and the quad pass takes the plane. The quad
+/// pass spends a 16-pixel block per output row and row of taps, the flat
+/// pass an 8-pixel vector per tap: 1 thread, Zen 4, `kerf bench
+/// --profile`, quad against flat: DS-CNN's 25x5 planes (64 channels) 5.9
+/// against 4.0 µs; MobileNetV2's 7x7 (960) 26 against 33 µs and 14x14
+/// (384) 20 against 36 µs.
+const QUAD_ROWS_FROM: usize = 7;
+
 /// The depthwise QConv `q` on the 8-lane flat pass
 /// ([`crate::ukernel::avx2::ymm_dw_flat`], from the u8 plane: small
 /// stride-1 "same" planes, [`kerf_ir::DepthwisePlane::flat_fits`]), which
 /// stores f32 or the next layer's u8 itself; `None` where the target or
 /// the geometry is not the pass's.
 pub(super) fn flat(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue) -> Option<LResult> {
-    if q.check(g).is_err() {
+    if q.check(g).is_err() || k.caps.vnni && g.ow >= QUAD_ROWS_FROM && g.plane().quads_fit() {
         return None;
     }
     let tile = act_epi(epi.act, epi.residual.is_some())?;
