@@ -67,10 +67,11 @@ pub struct PassOptions {
     /// price of `QConv` ([`Int8Dot::rate`]). The pipeline sets it from the
     /// target.
     pub int8_dot: Int8Dot,
-    /// Whether the code generator has the integer depthwise conv (the
-    /// assembled AVX2 depthwise pass over `x − zp`): depthwise convs on an
-    /// int8 grid then become `QConv`s too. The pipeline sets it from the
-    /// target.
+    /// Whether the code generator has the integer depthwise passes of AVX2
+    /// targets (the padded-plane pass over `x − zp`, and the flat pass,
+    /// which stores u8 itself, on `kerf_ir::DepthwisePlane::flat_fits`
+    /// planes): depthwise convs on an int8 grid then become `QConv`s too.
+    /// The pipeline sets it from the target.
     pub int8_depthwise: bool,
 }
 

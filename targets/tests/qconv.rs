@@ -103,15 +103,21 @@ fn host_runs(need: Cpu) -> bool {
 
 /// Where the host has AVX-512 VNNI, `native` code runs the integer conv on
 /// the VNNI tile (assembled, called) and `haswell` code on the AVX2 tile;
-/// skipped with a printed reason elsewhere.
+/// skipped with a printed reason elsewhere. On any host: a `haswell`
+/// object's pair tile applies the epilogue itself on whole units (the
+/// conversion to f32 is in the tile, `vpmaddwd` beside it).
 #[test]
 fn vnni_tile_is_used_where_the_host_has_it() {
-    if !host_runs(Cpu::Vnni) {
-        return;
-    }
+    use iced_x86::Mnemonic;
     let one = &window(1, 1, 1, 1);
     let c = Case { xsh: [1, 8, 4, 4], wsh: [4, 8, 1, 1], osh: [1, 4, 4, 4], attrs: one, epi: PLAIN, zp: 0 };
     let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(32, 5, -127, 127))).unwrap();
+    let code = common::kernel_instructions(&g, "haswell");
+    let has = |m: Mnemonic| code.iter().any(|i| i.mnemonic() == m);
+    assert!(has(Mnemonic::Vpmaddwd) && has(Mnemonic::Vcvtdq2ps), "haswell: the pair tile with its epilogue");
+    if !host_runs(Cpu::Vnni) {
+        return;
+    }
     // VNNI: the tile and the byte-quad packer; haswell: the pair tile (8-bit weights)
     for (cpu, vnni, kernels) in [("native", true, 2), ("haswell", false, 1)] {
         let jm = common::jit(&g, cpu);
@@ -260,12 +266,15 @@ fn residual_and_clip_epilogue() {
 
 /// Depthwise QConvs, the only ones with padding (padded taps read the zero
 /// point: they add nothing). With AVX2 (`native`, `haswell`) they run on
-/// the assembled depthwise pass over `x − zp` as floats (exact sums below
-/// 2^24); `baseline` (and rows under 4 pixels, stride 3) on the scalar
-/// integer fallback; unpadded ones elsewhere on the integer GEMM. Rows of
-/// 14 (whole vectors and an overlapping last one), 7 (`xmm` halves) and
-/// 3; stride 2 on rows of 15 and 33 (the u8 copy's 8- and 16-wide
-/// parity splits); 5x5; several images; residual, Relu, Clip, HardSwish.
+/// the assembled passes over `x − zp` as floats (exact sums below 2^24):
+/// small stride-1 "same" planes on the flat pass (on `native` with VNNI
+/// only rows under 7 pixels, the others on the quad pass), the rest on
+/// the padded-plane pass; `baseline` (and rows under 4 pixels, stride 3)
+/// on the scalar integer fallback; unpadded ones elsewhere on the integer
+/// GEMM. The padded-plane pass on rows of 14 (whole vectors and an
+/// overlapping last one) and 7 (`xmm` halves) on 280-pixel planes, and
+/// 3; stride 2 on rows of 15 and 33 (the u8 copy's 8- and 16-wide parity
+/// splits); 5x5; several images; residual, Relu, Clip, HardSwish.
 #[test]
 fn depthwise_with_padding_on_every_path() {
     let clip = "act=Clip, act_min=0.0, act_max=6.0, residual=false";
@@ -283,6 +292,13 @@ fn depthwise_with_padding_on_every_path() {
         let o = (side + 2 * p - k) / s + 1;
         let attrs = &depthwise(k, s, p, c);
         run_case(&Case { xsh: [n, c, side, side], wsh: [c, 1, k, k], osh: [n, c, o, o], attrs, epi, zp });
+    }
+    // planes past the flat pass's 256 pixels: the padded-plane pass on
+    // `haswell` (rows of 14 and 7)
+    for (h, w, epi, zp) in [(20, 14, clip, 3), (40, 7, "act=HardSwish, residual=true", 128)] {
+        let (c, n) = (3, 2);
+        let attrs = &depthwise(3, 1, 1, c);
+        run_case(&Case { xsh: [n, c, h, w], wsh: [c, 1, 3, 3], osh: [n, c, h, w], attrs, epi, zp });
     }
     // rows under 7 pixels: the flat pass on `native` too where it has VNNI
     for (h, w, k, epi, zp) in [(25, 5, 3, "act=Relu, residual=true", 30), (4, 6, 5, clip, 200)] {
@@ -327,6 +343,7 @@ type DwCase<'a> = (usize, usize, [usize; 2], [usize; 2], [usize; 2], [usize; 4],
 /// vertical stride 3, and a plane with no row's window inside it.
 #[test]
 fn depthwise_quad_pass_geometries() {
+    use iced_x86::Mnemonic::Vpdpbusd;
     let clip = "act=Clip, act_min=0.0, act_max=6.0, residual=false";
     let relu_res = "act=Relu, residual=true";
     let hs = "act=HardSwish, residual=false";
@@ -368,7 +385,8 @@ fn depthwise_quad_pass_geometries() {
         check(&case, &x, &wts);
         check_quant(&case, &x, &wts);
         let g = kerf_ir::text::parse(&graph_text(&case, &wts)).unwrap();
-        assert_eq!(object_kernels(&g, "sapphirerapids"), 1, "{}: the quad pass", case.attrs);
+        let quad = common::kernel_instructions(&g, "sapphirerapids").iter().any(|i| i.mnemonic() == Vpdpbusd);
+        assert!(object_kernels(&g, "sapphirerapids") == 1 && quad, "{}: the quad pass", case.attrs);
     }
 }
 
@@ -401,6 +419,16 @@ fn depthwise_qconv_takes_the_assembled_passes() {
             };
             let got = (object_kernels(&g, cpu), ymm_fma, has(Mnemonic::Vpdpbusd));
             assert_eq!(got, want, "{h}x{w} ({cpu}): kernels, ymm FMAs, vpdpbusd");
+            // a u8 output (which the rules give only where the flat or the
+            // quad pass takes the plane): the same passes; the padded-plane
+            // pass stores f32 only, so 17x17 on `haswell` falls to the
+            // scalar kernel
+            let q = kerf_ir::text::parse(&quant_text(&c, &pseudo(36, 5, -127, 127), (0.05, 3))).unwrap();
+            let qcode = common::kernel_instructions(&q, cpu);
+            let q_fma = qcode.iter().any(|i| i.mnemonic() == Mnemonic::Vfmadd231ps && i.op0_register().is_ymm());
+            let q_quad = qcode.iter().any(|i| i.mnemonic() == Mnemonic::Vpdpbusd);
+            let want = if want == padded { (0, false, false) } else { want };
+            assert_eq!((object_kernels(&q, cpu), q_fma, q_quad), want, "{h}x{w} ({cpu}), u8 out");
         }
     }
 }

@@ -324,15 +324,19 @@ fn avx2_pattern_tiles_equal_the_128_bit_passes() {
 fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
     // (batch, channels, plane, kernel, stride, dilation, activation, residual)
     type Dw = (usize, usize, (usize, usize), usize, usize, usize, &'static str, bool);
-    let cases: [Dw; 32] = [
-        // rows of 4..7 pixels (two overlapping xmm vectors), rows of 2 (the
-        // 128-bit kernel)
+    let cases: [Dw; 34] = [
+        // rows of 4..7 pixels on planes past 256 pixels (`dw_plane`'s two
+        // overlapping xmm vectors; smaller ones take the flat passes), rows
+        // of 2 (the 128-bit kernel)
+        (1, 3, (60, 6), 5, 1, 1, "HardSwish", false),
+        (1, 3, (50, 7), 3, 1, 1, "Relu", true),
         (1, 6, (14, 14), 5, 1, 1, "HardSwish", false),
         (2, 5, (7, 7), 5, 1, 1, "None", false),
         (1, 4, (3, 2), 5, 1, 1, "Relu", false),
         (1, 3, (9, 12), 5, 1, 2, "Clip, act_min=-0.5, act_max=0.75", false),
         (1, 3, (9, 12), 7, 1, 1, "None", true),
-        // a narrow 3x3 plane: the 128-bit kernel's small-plane path
+        // a small 3x3 "same" plane: the flat passes (the 128-bit kernel's
+        // small-plane path without micro-kernels)
         (1, 4, (14, 14), 3, 1, 1, "Relu", false),
         (1, 6, (9, 40), 3, 1, 1, "None", false),
         (2, 5, (11, 13), 5, 1, 1, "HardSwish", false),
@@ -357,7 +361,7 @@ fn avx2_depthwise_passes_equal_the_128_bit_kernel() {
         // an output plane of at most 64 pixels: the 128-bit kernel for 3x3
         (2, 3, (10, 10), 3, 2, 1, "None", true),
         // small "same" planes: the 128-bit kernel's flat path, on AVX-512
-        // its assembled form (`dw_flat`): DS-CNN's 25x5 (125 pixels, the
+        // its assembled form (`dw_flat`), with AVX2 only `ymm_dw_flat`: DS-CNN's 25x5 (125 pixels, the
         // last 4-lane group overlapping), 7x7, 16 pixels (one vector), 42,
         // 54 at dilation 2, 169, and 253 (16 vectors: two passes of 8)
         (1, 4, (25, 5), 3, 1, 1, "Relu", false),
@@ -470,7 +474,8 @@ fn depthwise_signed_zeros_follow_the_128_bit_groups() {
             }
             // `dw_flat`'s FMAs are on `zmm`; `ymm_dw_flat`'s on `ymm`
             let (zmm, ymm) = tile_fmas(&text, cpu);
-            let ran = if cpu == "native" { zmm > 0 } else { ymm > 0 };
+            // (`ymm_dw_flat` alone: `dw_plane` would add its copy kernel)
+            let ran = if cpu == "native" { zmm > 0 } else { ymm > 0 && n_on == 1 };
             assert!(n_on > 0 && ran, "case {i} ({cpu}): the flat pass did not run");
             let negative = off.iter().filter(|v| v.is_sign_negative()).count();
             assert!(negative > 0 && negative < off.len(), "case {i}: {negative} of {} signs negative", off.len());
@@ -1147,6 +1152,29 @@ fn sapphirerapids_objects_call_the_zmm_tiles() {
         let (text, _) = graph(&(16, 24, (h, w), 3, (1, 1), "", "Relu", false));
         let (zmm, other) = tile_fmas(&text, "sapphirerapids");
         assert!(zmm > 0 && (other > 0) == last_ymm, "{h}x{w}: {zmm} zmm FMAs, {other} others");
+    }
+}
+
+/// 1-D depthwise "same" convs (`h = 1`: rows of 40 and 9 pixels, windows
+/// of 3 and 5) on the flat passes: same bits as the 128-bit flat path, and
+/// the reference.
+#[test]
+fn one_dimensional_depthwise_convs_take_the_flat_passes() {
+    for (i, (w, k)) in [(40, 3), (9, 5)].into_iter().enumerate() {
+        let c = 3;
+        let p = k / 2;
+        let wt: Vec<f32> = xs(c * k + 3)[3..].iter().map(|v| v * 0.1).collect();
+        let b: Vec<f32> = (0..c).map(|j| 0.1 * j as f32 - 0.2).collect();
+        let text = format!(
+            "graph \"g\"\n  input %0 \"x\": f32[1,{c},{w}]\n  input %9 \"r\": f32[1,{c},{w}]\n  const %1 \"w\": f32[{c},1,{k}] = {}\n  const %2 \"b\": f32[{c}] = {}\n  %3 = ConvFused{{kernel=[{k}], strides=[1], dilations=[1], pads=[{p},{p}], group={c}, layer=\"c\", act=Relu, residual=true}}(%0, %1, %2, %9): f32[1,{c},{w}] @\"c\"\n  output \"y\" = %3\n",
+            list(&wt),
+            list(&b)
+        );
+        let x: Vec<f32> = xs(c * w).iter().map(|v| v * 0.5).collect();
+        let r: Vec<f32> = xs(c * w + 7)[7..].to_vec();
+        if !check_on(450 + i, &text, &[t(&[1, c, w], &x), t(&[1, c, w], &r)], &|_| true) {
+            return;
+        }
     }
 }
 

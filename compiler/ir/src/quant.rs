@@ -96,11 +96,20 @@ fn depthwise_quads_fit([kh, kw]: [usize; 2], sw: usize, dw: usize, ow: usize) ->
 /// takes: it emits each such row on its own.
 pub const DW_QUAD_MAX_BORDER_ROWS: usize = 16;
 
-/// A 2-D depthwise conv's plane as the VNNI quad pass sees it: input and
+/// Most pixels of a plane the 8-lane flat depthwise pass takes (AVX2's
+/// `ymm_dw_flat`, and the 128-bit kernel's flat path; its code is
+/// unrolled over the plane).
+pub const DW_FLAT_MAX_PIXELS: usize = 256;
+/// Most taps of the flat depthwise passes (a 5x5 window; their integer
+/// sums stay exact in f32: `25 · 255 · 128 < 2^24`).
+pub const DW_FLAT_MAX_TAPS: usize = 25;
+
+/// A 2-D depthwise conv's plane as the depthwise passes see it: input and
 /// output plane sizes, window rows and columns, strides, dilations, and
-/// the top and left pads. The whole fit is stated here
-/// ([`DepthwisePlane::quads_fit`]), for the pass itself and for the rules
-/// that must know it will take a conv.
+/// the top and left pads. The passes' whole fits are stated here
+/// ([`DepthwisePlane::quads_fit`], [`DepthwisePlane::flat_fits`]), for the
+/// passes themselves and for the rules that must know which will take a
+/// conv.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DepthwisePlane {
     /// Input plane rows.
@@ -139,7 +148,7 @@ impl DepthwisePlane {
     pub fn inside(&self, oy: usize) -> bool {
         (0..self.kh).all(|ky| self.row_ok(oy, ky))
     }
-    /// Whether the quad pass takes this plane: [`depthwise_quads_fit`],
+    /// Whether the VNNI quad pass takes this plane: `depthwise_quads_fit`,
     /// plane offsets that fit a displacement, and at most
     /// [`DW_QUAD_MAX_BORDER_ROWS`] output rows whose window leaves the plane.
     pub fn quads_fit(&self) -> bool {
@@ -151,30 +160,18 @@ impl DepthwisePlane {
             && depthwise_quads_fit([self.kh, self.kw], self.sw, self.dw, self.ow)
             && border <= DW_QUAD_MAX_BORDER_ROWS
     }
-}
-
-/// Most pixels of a plane the flat depthwise passes take (AVX2's
-/// `ymm_dw_flat`; their code is unrolled over the plane).
-pub const DW_FLAT_MAX_PIXELS: usize = 256;
-/// Most taps of the flat depthwise passes (a 5x5 window; their integer
-/// sums stay exact in f32: `25 · 255 · 128 < 2^24`).
-pub const DW_FLAT_MAX_TAPS: usize = 25;
-
-impl DepthwisePlane {
-    /// Whether the flat depthwise pass (`kerf_targets::ukernel::avx2::ymm_dw_flat`)
-    /// takes this plane: stride 1, output the input's size ("same"), 8 to
+    /// Whether the 8-lane flat depthwise pass
+    /// (`kerf_targets::ukernel::avx2::ymm_dw_flat`) takes this plane:
+    /// stride 1, output the input's size ("same"), 8 to
     /// [`DW_FLAT_MAX_PIXELS`] pixels, rows of at least 4 and at most
-    /// [`DW_FLAT_MAX_TAPS`] taps.
-    /// Stated here because that pass stores u8 itself: the `int8` rules
-    /// give such convs the integer kernel and the requantising epilogue on
-    /// AVX2 targets, and the code generator must then take them.
+    /// [`DW_FLAT_MAX_TAPS`] taps. Stated here because that pass stores u8
+    /// itself: the `int8` rules give such convs the integer kernel and the
+    /// requantising epilogue on AVX2 targets, and the code generator must
+    /// then take them.
     pub fn flat_fits(&self) -> bool {
         let same = self.sh == 1 && self.sw == 1 && self.oh == self.h && self.ow == self.w;
         let n = self.h * self.w;
-        same && (8..=DW_FLAT_MAX_PIXELS).contains(&n)
-            && self.w >= 4
-            && self.kh * self.kw <= DW_FLAT_MAX_TAPS
-            && self.dh >= 1
+        same && (8..=DW_FLAT_MAX_PIXELS).contains(&n) && self.w >= 4 && self.kh * self.kw <= DW_FLAT_MAX_TAPS
     }
 }
 

@@ -173,7 +173,7 @@ fn worth_it(
 ) -> bool {
     let per_output: usize = wshape[1..].iter().product();
     let ow = xy.1.last().copied().unwrap_or(0);
-    let narrow = quads && c.on_depthwise_quads(wshape, xy.0, xy.1) || c.on_depthwise_flat(wshape, xy.0, xy.1);
+    let narrow = (quads && c.on_depthwise_quads(wshape, xy.0, xy.1)) || c.on_depthwise_flat(wshape, xy.0, xy.1);
     let dw = depthwise && (ow >= 8 || narrow) && c.is_depthwise(wshape) && on_depthwise_pass(c, epi, wshape);
     c.group == 1 || (per_output >= 16 && wshape[0] / c.group >= 4) || dw
 }

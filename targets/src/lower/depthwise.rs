@@ -70,8 +70,9 @@ const VECS: usize = 8;
 /// shuffle and the row's weights in registers (16 vector registers on x86-64).
 const VECS_S2: usize = 6;
 /// Largest `h·w` of the flat small-plane path (its code is unrolled over
-/// the plane: `h·w/4` positions × taps).
-const FLAT_MAX: usize = 256;
+/// the plane: `h·w/4` positions × taps), the 8-lane flat pass's
+/// ([`kerf_ir::DepthwisePlane::flat_fits`]).
+const FLAT_MAX: usize = kerf_ir::DW_FLAT_MAX_PIXELS;
 
 /// Largest `h·w` of the assembled flat path ([`flat_zmm`]: its code is
 /// unrolled over the plane, about 10 bytes per tap and 16 pixels; 112x112
@@ -313,20 +314,21 @@ impl QDepthwise<'_> {
 }
 
 /// A depthwise QConv (one input and one output channel per group; its
-/// padded taps read the zero point) on the assembled float pass, where
-/// the target has it and VNNI's quad pass (`lower::qdepthwise`, tried
-/// first) does not apply (`None` otherwise: the caller runs it on
-/// [`quantised_scalar`] or the integer GEMM). Each task converts its
+/// padded taps read the zero point) on the assembled padded-plane float
+/// pass, where the target has it and neither the flat nor VNNI's quad
+/// pass (`lower::qdepthwise`, tried first) applies (`None` otherwise: the
+/// caller runs it on [`quantised_scalar`] or the integer GEMM). Each task converts its
 /// channel's plane to the floats `x − zp` (exact) in its zero-padded
 /// scratch plane and the pass multiplies by the int8 codes as floats:
 /// every partial sum is an integer below 2^24 (taps · 255 · 128), so the
 /// sums are `Σ (x − zp)·w` exactly, and the pass then applies `· s[c] +
 /// b[c]`, the residual and the activation in the op's order (the
 /// reference's bits). A requantised (u8) output is left to the caller
-/// (`lower::qconv`: [`quantised_scalar`] when padded, else the integer
-/// GEMM): the `int8-requant` rule gives a depthwise conv one only on VNNI
-/// targets, whose quad pass stores u8 itself (this pass's u8 store
-/// measured slower than the separate quantiser, docs/compression.md).
+/// (`lower::qdepthwise`: [`quantised_scalar`] when padded, else the
+/// integer GEMM): the `int8-requant` rule gives a depthwise conv one only
+/// where the flat or the quad pass takes it, which store u8 themselves
+/// (this pass's u8 store measured slower than the separate quantiser,
+/// docs/compression.md).
 pub(super) fn quantised(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue) -> Option<LResult> {
     let taps = g.kh * g.kw;
     if q.check(g).is_err() || taps * 255 * 128 >= 1 << 24 {
@@ -600,8 +602,10 @@ pub(super) fn flat_ymm(k: &Kernel, g: &Geo, epi: TileEpi, int: Option<Int>) -> O
         return None;
     }
     let p = YmmFlat { plane: flat_plane(g, epi), int };
-    let code = ymm_dw_flat(&p)?;
-    Some((p, code))
+    let code = ymm_dw_flat(&p);
+    // the rules give such planes u8 outputs only this pass stores
+    debug_assert!(code.is_some(), "internal: the flat pass refused a plane flat_fits takes: {p:?}");
+    Some((p, code?))
 }
 
 /// Per channel its `taps` weights then its bias: the assembled passes' weights.

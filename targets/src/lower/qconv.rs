@@ -46,9 +46,9 @@
 //! every row block on it.
 //!
 //! Three other routes come first. A depthwise QConv (one channel per
-//! group, the only kind with padding) runs on the assembled depthwise pass
-//! (`depthwise::quantised`) or, padded where the pass does not apply, on
-//! the scalar integer kernel (`depthwise::quantised_scalar`). A one-pixel
+//! group, the only kind with padding) runs on the depthwise passes
+//! (`qdepthwise::conv`: the flat and quad passes, the padded-plane pass,
+//! or, padded where none applies, the scalar integer kernel). A one-pixel
 //! plane whose window is the whole input (a classifier head, a product's
 //! rows) runs on the one-pixel product, output channels in the lanes:
 //! VNNI's (`ukernel::avx512::qdot_gemv`) or AVX2's
@@ -227,19 +227,9 @@ pub fn qconv(k: &mut Kernel) -> LResult {
         let residual = if q.epi.residual { Some(k.input(4)) } else { None };
         let codes: Vec<f32> = w.iter().map(|&c| c as f32).collect();
         let dw = super::depthwise::QDepthwise { codes: &codes, scale: &scales, bias: &bias, zp: q.x_zp, quant };
-        let epi = Epilogue { act, residual };
-        if let Some(done) = super::qdepthwise::flat(k, &g, &dw, epi) {
+        let padded = wd.pads.iter().any(|&p| p != 0);
+        if let Some(done) = super::qdepthwise::conv(k, &g, &dw, Epilogue { act, residual }, padded) {
             return done;
-        }
-        if let Some(done) = super::qdepthwise::vnni(k, &g, &dw, epi) {
-            return done;
-        }
-        if let Some(done) = super::depthwise::quantised(k, &g, &dw, epi) {
-            return done;
-        }
-        // the GEMM below reads no padding
-        if wd.pads.iter().any(|&p| p != 0) {
-            return super::depthwise::quantised_scalar(k, &g, &dw, epi);
         }
     }
     if wd.pads.iter().any(|&p| p != 0) {
@@ -322,8 +312,8 @@ struct Ptrs {
     /// With byte quads: `(zp − offset) · Σ_k w[m, k]` per output channel
     /// (i32; [`Dims::x_offset`]).
     corr: Option<Value>,
-    /// With the VNNI tile's own epilogue: `(corr, scale, bias)` per output
-    /// channel (i32, f32, f32).
+    /// With the assembled tiles' own epilogue: `(corr, scale, bias)` per
+    /// output channel (i32, f32, f32; `corr` zero for 16-bit pairs).
     table: Option<Value>,
     bbuf: Value,
     /// With AVX2, or byte quads on `dotprod`: the assembled tiles.
@@ -339,7 +329,7 @@ struct Ptrs {
 /// addresses for full and last row blocks (`None` where a block size does
 /// not occur or is not needed, or an AVX2 tile did not assemble: the
 /// Cranelift tile runs there; quads have no Cranelift tile, so there it is
-/// an error), the byte tiles with their own epilogue (full units),
+/// an error), the tiles with their own epilogue (full units),
 /// their call signature, and the task scratch the sums-only tiles write
 /// their `rows × px` i32 sums to. With VNNI and a last unit of at most
 /// [`QDOT_TAIL_PIXELS`] pixels, the tail products (`ukernel::avx512::qdot_tail`)
@@ -544,7 +534,7 @@ fn tile(
     let which = usize::from(rows != d.rows);
     let fused = p.tiles.as_ref().and_then(|t| Some((t.fused[which]?, t)));
     if let (Some((code, t)), Some(table), true) = (fused, p.table, valid == d.px) {
-        // the byte tile stores the f32 (or requantised u8) results itself
+        // the tile stores the f32 (or requantised u8) results itself
         let e = out_index(k, d, u, m0);
         let out = k.addr(p.out, e, if p.quant.is_some() { 1 } else { 4 });
         let res = p.res.map_or(out, |r| k.addr(r, e, 4));

@@ -1,14 +1,14 @@
-//! A depthwise [`kerf_ir::op::QConv`] on the assembled integer passes.
-//! On AVX2 targets small stride-1 "same" planes take the 8-lane flat pass
-//! ([`flat`]): f32 sums of `x − zp`, which are exact integers. On AVX-512
-//! VNNI targets the others, and those with rows of [`QUAD_ROWS_FROM`]
-//! pixels or more, take the quad pass
+//! A depthwise [`kerf_ir::op::QConv`] on the assembled integer passes
+//! ([`conv`] picks). On AVX2 targets small stride-1 "same" planes take the
+//! 8-lane flat pass ([`flat`]): f32 sums of `x − zp`, which are exact
+//! integers. On AVX-512 VNNI targets the others, and those with rows of
+//! [`QUAD_ROWS_FROM`] pixels or more, take the quad pass
 //! ([`crate::ukernel::avx512::dw_quad`]): it reads each channel's u8 plane
 //! in place (padding masked in as the zero point) and sums in integers
 //! with `vpdpbusd`, a row of up to four taps per instruction. Both store
 //! f32 or, for a requantising `QConv` (`QOut::Quant`), the next layer's u8
-//! themselves; one call per channel of each image, the tasks splitting
-//! the channels.
+//! themselves; the flat pass is called once per plane, the quad pass once
+//! per task's run of planes.
 //!
 //! Contract: the reference's bits (f32 out) and bytes (u8 out) for None,
 //! Relu, Clip and HardSwish's tile form, like every integer kernel;
@@ -26,7 +26,7 @@ use crate::ukernel::avx2::{Int, TileEpi};
 use crate::ukernel::avx512::{dw_quad, DwQuad, DW_QUAD_CORR, DW_QUAD_TABLE};
 
 /// The depthwise QConv `q` on the quad pass, or `None` (see the module docs).
-pub(super) fn vnni(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue) -> Option<LResult> {
+fn vnni(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue) -> Option<LResult> {
     if !k.caps.vnni || q.check(g).is_err() {
         return None;
     }
@@ -35,6 +35,15 @@ pub(super) fn vnni(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue) -> Op
     let spec = DwQuad { plane: g.plane(), zp: q.zp, epi: tile, quant: q.quant };
     let code = dw_quad(&spec)?;
     Some(run(k, g, q, epi, (code, spec.indices())))
+}
+
+/// The depthwise QConv `q` on the first pass that takes it: the flat pass
+/// ([`flat`]), VNNI's quad pass ([`vnni`]), the padded-plane float pass
+/// (`depthwise::quantised`, f32 out), else, `padded`, the scalar integer
+/// kernel (the integer GEMM, the caller's `None`, reads no padding).
+pub(super) fn conv(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue, padded: bool) -> Option<LResult> {
+    let done = flat(k, g, q, epi).or_else(|| vnni(k, g, q, epi)).or_else(|| super::depthwise::quantised(k, g, q, epi));
+    done.or_else(|| padded.then(|| super::depthwise::quantised_scalar(k, g, q, epi)))
 }
 
 /// Output rows from which the quad pass beats the flat one, where the
@@ -51,7 +60,7 @@ const QUAD_ROWS_FROM: usize = 7;
 /// stride-1 "same" planes, [`kerf_ir::DepthwisePlane::flat_fits`]), which
 /// stores f32 or the next layer's u8 itself; `None` where the target or
 /// the geometry is not the pass's.
-pub(super) fn flat(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue) -> Option<LResult> {
+fn flat(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue) -> Option<LResult> {
     if q.check(g).is_err() || k.caps.vnni && g.ow >= QUAD_ROWS_FROM && g.plane().quads_fit() {
         return None;
     }

@@ -174,7 +174,7 @@ impl YmmFlat {
     /// Bytes of scratch the pass needs: the front margin, the plane, and
     /// the back margin every vector of the last position reads.
     pub fn scratch_bytes(&self) -> usize {
-        4 * (self.front() + self.plane.n().next_multiple_of(8) + self.front() + 8)
+        4 * (self.front() + self.plane.n().next_multiple_of(8) + self.front())
     }
 }
 
@@ -273,7 +273,7 @@ fn copy(a: &mut CodeAssembler, p: &YmmFlat) -> Result<(), IcedError> {
     let (x, scratch) = (rsi, r8);
     let (front, n) = (p.front(), p.plane.n());
     let back = front + n / 8 * 8;
-    let end = front + n.next_multiple_of(8) + front + 8;
+    let end = front + n.next_multiple_of(8) + front;
     for at in (0..front).step_by(8).chain((back..end).step_by(8)) {
         a.vmovups(ymmword_ptr(scratch + (4 * at) as i64), ZERO)?;
     }

@@ -162,7 +162,7 @@ where
     super::super::leaf_end(a)
 }
 
-/// The f32 epilogue an integer tile ([`qbyte_tile`],
+/// The f32 epilogue an integer tile ([`qgemm_tile`], [`qbyte_tile`],
 /// [`crate::ukernel::avx512::qdot_tile`]) applies before storing: per row
 /// `act(f32(acc − corr) · scale + bias (+ residual))`, the operations and
 /// order of the Cranelift epilogue of `lower::qconv` (so the same bits),
