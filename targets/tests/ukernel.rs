@@ -811,6 +811,7 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
                 init,
                 epi,
                 last_lanes,
+                prefetch: rows % 2 == 1,
             };
             if rows <= max_rows(pairs) {
                 kernels.push((format!("gemm {t:?}"), gemm_tile(&t).unwrap()));

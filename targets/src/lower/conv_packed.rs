@@ -104,7 +104,7 @@ pub(super) fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi
         let ga = k.b.ins().imul_imm_s(g, (ocg * kk * 4) as i64);
         let gb = k.b.ins().imul_imm_s(g, (ocg * 4) as i64);
         let (a, bias) = (k.b.ins().iadd(a_ptr, ga), k.b.ins().iadd(b_ptr, gb));
-        let gp = Gemm { a, bias, m: ocg, kk, out, ldo: ohw, epi, rows: mrows };
+        let gp = Gemm { a, bias, m: ocg, kk, out, ldo: ohw, epi, rows: mrows, a_bytes: 4 * g2.group * ocg * kk };
         let bk = if flat_rows {
             // the block's rows as one run of nrows·ow pixels
             let n = nrows * g2.ow;

@@ -252,6 +252,7 @@ fn run_task(k: &mut Kernel, gm: &Geo, p: &Plan, ptrs: &Ptrs, t: &Task) {
             ldo: ldc,
             epi: Epilogue::NONE,
             rows: None,
+            a_bytes: 4 * t.cbi * taps * icg,
         };
         let bk = Block { b: ptrs.b, rows: 1, ppr: width.div_ceil(l), width, pitch: width, out_off: zero, group };
         gemm::run_block(k, &gp, &bk);

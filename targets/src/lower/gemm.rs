@@ -203,6 +203,10 @@ pub struct Gemm {
     /// over row ranges (threads over output channels) is bit-identical to
     /// the unsplit one.
     pub rows: Option<(Value, Value)>,
+    /// Bytes of all the A the kernel streams (every group, every Winograd
+    /// position): past L2 the assembled tiles prefetch A
+    /// (`ukernel::avx2::GemmTile::prefetch`).
+    pub a_bytes: usize,
 }
 
 /// Largest K slice per pass over a block: the largest even `KC` with

@@ -521,7 +521,8 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
                 let mo = k.b.ins().imul_imm_s(xi, mstride as i64);
                 let mo = k.b.ins().iadd(mbase, mo);
                 let rows = Some((cs, ce));
-                let g = Gemm { a, bias: zeros, m: kout, kk: cin, out: mo, ldo: tb, epi: Epilogue::NONE, rows };
+                let a_bytes = 4 * nn * kout * cin;
+                let g = Gemm { a, bias: zeros, m: kout, kk: cin, out: mo, ldo: tb, epi: Epilogue::NONE, rows, a_bytes };
                 let out_off = k.ic(0);
                 run_block(
                     k,

@@ -334,6 +334,9 @@ fn zmm_k_loop(a: &mut CodeAssembler, t: &GemmTile, sh: &ZmmShape) -> Result<(), 
     let bvecs = [zmm24, zmm25];
     let bcast = [zmm26, zmm27, zmm28, zmm29];
     super::counted_loop(a, n, |a| {
+        if t.prefetch {
+            a.prefetcht0(byte_ptr(a_p + 1024))?;
+        }
         for (j, &bv) in bvecs.iter().enumerate().take(sh.vecs) {
             a.vmovups(bv, zmmword_ptr(b_p + t.panel_at(4 * j)))?;
         }
