@@ -153,29 +153,30 @@ fn quantiser(eg: &KEGraph, class: Id) -> Option<Quantiser> {
 }
 
 /// Whether the integer kernel pays for this conv (see the module docs):
-/// the GEMM for one group or wide groups, the integer depthwise pass
-/// (`depthwise`: the target has it) for one channel per group on output
-/// rows of at least 8 pixels (`ow`). On narrower rows the AVX2 padded-plane
+/// the GEMM for one group or wide groups, the integer depthwise passes
+/// (where the target has them, `PassOptions::int8_depthwise`) for one
+/// channel per group on output rows of at least 8 pixels or on a byte
+/// pass's plane ([`on_byte_pass`]). On narrower rows the AVX2 padded-plane
 /// pass loses to the f32 depthwise kernel's unrolled small-plane path even
 /// with the quantising chain in front of it (Zen 4: MobileNetV2's 7x7
 /// planes 0.057 against 0.069 ms, DS-CNN's 25x5 ones 8.4 against 12.0 µs;
-/// 14x14 and larger planes gain, docs/compression.md); the flat pass
-/// (`Conv::on_depthwise_flat` on the input and output shapes `xy`: small
-/// stride-1 "same" planes) and VNNI's quad pass (`quads`:
-/// `Conv::on_depthwise_quads`) take them too.
-fn worth_it(
-    c: &kerf_ir::op::Conv,
-    epi: &Epilogue,
-    wshape: &[usize],
-    depthwise: bool,
-    xy: (&[usize], &[usize]),
-    quads: bool,
-) -> bool {
+/// 14x14 and larger planes gain, docs/compression.md).
+fn worth_it(eg: &KEGraph, c: &kerf_ir::op::Conv, epi: &Epilogue, wshape: &[usize], xy: (&[usize], &[usize])) -> bool {
     let per_output: usize = wshape[1..].iter().product();
     let ow = xy.1.last().copied().unwrap_or(0);
-    let narrow = (quads && c.on_depthwise_quads(wshape, xy.0, xy.1)) || c.on_depthwise_flat(wshape, xy.0, xy.1);
-    let dw = depthwise && (ow >= 8 || narrow) && c.is_depthwise(wshape) && on_depthwise_pass(c, epi, wshape);
+    let rows = ow >= 8 || on_byte_pass(eg, c, wshape, xy);
+    let dw = eg.analysis.int8_depthwise && rows && c.is_depthwise(wshape) && on_depthwise_pass(c, epi, wshape);
     c.group == 1 || (per_output >= 16 && wshape[0] / c.group >= 4) || dw
+}
+
+/// Whether the depthwise conv `c` (weight shape `w`, input and output
+/// shapes `xy`) runs on a pass that stores u8 in its own epilogue: the
+/// flat pass on AVX2 targets (`PassOptions::int8_depthwise` and
+/// `Conv::on_depthwise_flat`: small stride-1 "same" planes) or VNNI's
+/// quad pass (`Int8Dot::Bytes` and `Conv::on_depthwise_quads`).
+pub(super) fn on_byte_pass(eg: &KEGraph, c: &kerf_ir::op::Conv, w: &[usize], (x, y): (&[usize], &[usize])) -> bool {
+    let flat = eg.analysis.int8_depthwise && c.on_depthwise_flat(w, x, y);
+    flat || (eg.analysis.int8_dot == crate::Int8Dot::Bytes && c.on_depthwise_quads(w, x, y))
 }
 
 /// What the code generator's integer depthwise pass takes (elsewhere it
@@ -227,8 +228,7 @@ impl Rule for Int8Conv {
             let pattern_f32 = on_pattern_kernel(eg, class, &conv, w) && !on_quad_kernel(eg, &conv, w);
             let shape = |c: Option<&Id>| c.and_then(|&c| eg[c].data.ty()).map_or(&[][..], |t| &t.shape[..]);
             let xy = (shape(ch.first()), shape(Some(&class)));
-            let quads = eg.analysis.int8_dot == crate::Int8Dot::Bytes;
-            let worth = worth_it(&conv, &epi, weight.tensor.shape(), eg.analysis.int8_depthwise, xy, quads);
+            let worth = worth_it(eg, &conv, &epi, weight.tensor.shape(), xy);
             if !on_grid || !worth || pattern_f32 {
                 continue;
             }

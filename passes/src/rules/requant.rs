@@ -67,14 +67,12 @@ impl Rule for Requant {
 /// Whether the code generator gives the QConv `n` (of class `class`) a
 /// u8 store in its own epilogue: every GEMM QConv; a depthwise one (weight
 /// `[M, 1, kh, kw]`, `M` groups) only on the flat pass (AVX2 targets) or
-/// the VNNI quad pass.
+/// the VNNI quad pass (`int8::on_byte_pass`).
 fn stores_bytes(eg: &KEGraph, q: &QConv, n: &KNode, class: Id) -> bool {
     let w = n.children.get(1).and_then(|&c| eg[c].data.ty());
     let Some(w) = w.filter(|w| q.conv.is_depthwise(&w.shape)) else { return true };
     let shape = |c: Option<&Id>| c.and_then(|&c| eg[c].data.ty()).map_or(&[][..], |t| &t.shape[..]);
-    let (x, y) = (shape(n.children.first()), shape(Some(&class)));
-    let flat = eg.analysis.int8_depthwise && q.conv.on_depthwise_flat(&w.shape, x, y);
-    flat || eg.analysis.int8_dot == crate::Int8Dot::Bytes && q.conv.on_depthwise_quads(&w.shape, x, y)
+    super::int8::on_byte_pass(eg, &q.conv, &w.shape, (shape(n.children.first()), shape(Some(&class))))
 }
 
 /// Whether the code generator runs the QConv `n` on the integer pattern

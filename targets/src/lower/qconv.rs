@@ -189,6 +189,13 @@ pub(super) fn finite(scales: &[f32], bias: &[f32]) -> bool {
     scales.iter().chain(bias).all(|v| v.is_finite())
 }
 
+/// The assembled integer kernels' epilogue for `act` (and a residual):
+/// [`act_epi`]'s, with [`TileEpi::finite`] from the per-channel `scales`
+/// and `bias`; `None` for an activation they do not apply.
+pub(super) fn int_epi(act: Act, residual: bool, (scales, bias): (&[f32], &[f32])) -> Option<TileEpi> {
+    act_epi(act, residual).map(|e| TileEpi { finite: finite(scales, bias), ..e })
+}
+
 /// Lowers a [`QConv`] node.
 pub fn qconv(k: &mut Kernel) -> LResult {
     let Op::QConv(q) = &k.node.op else {
@@ -260,11 +267,9 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     // tile code applies
     let out_bytes = if quant.is_some() { 1 } else { 4 };
     let fused = match (k.caps.avx2, q.out.is_real()) {
-        (true, true) => act_epi(act, q.epi.residual).map(|epi| QdotEpi {
-            epi: TileEpi { finite: finite(&scales, &bias), ..epi },
-            ldo: out_bytes * d.pixels,
-            quant,
-        }),
+        (true, true) => {
+            int_epi(act, q.epi.residual, (&scales, &bias)).map(|epi| QdotEpi { epi, ldo: out_bytes * d.pixels, quant })
+        }
         _ => None,
     };
     // `zp · Σ_k w[m, k]`, once: the fused tile's table and the sums-only

@@ -20,9 +20,8 @@ use cranelift_codegen::ir::InstBuilder;
 use super::conv_geo::Geo;
 use super::depthwise::{FlatRun, QDepthwise};
 use super::epilogue::Epilogue;
-use super::gemm_wide::act_epi;
 use super::{Family, Kernel, LResult};
-use crate::ukernel::avx2::{Int, TileEpi};
+use crate::ukernel::avx2::Int;
 use crate::ukernel::avx512::{dw_quad, DwQuad, DW_QUAD_CORR, DW_QUAD_TABLE};
 
 /// The depthwise QConv `q` on the quad pass, or `None` (see the module docs).
@@ -30,8 +29,7 @@ fn vnni(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue) -> Option<LResul
     if !k.caps.vnni || q.check(g).is_err() {
         return None;
     }
-    let tile = act_epi(epi.act, epi.residual.is_some())?;
-    let tile = TileEpi { finite: super::qconv::finite(q.scale, q.bias), ..tile };
+    let tile = super::qconv::int_epi(epi.act, epi.residual.is_some(), (q.scale, q.bias))?;
     let spec = DwQuad { plane: g.plane(), zp: q.zp, epi: tile, quant: q.quant };
     let code = dw_quad(&spec)?;
     Some(run(k, g, q, epi, (code, spec.indices())))
@@ -64,8 +62,7 @@ fn flat(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue) -> Option<LResul
     if q.check(g).is_err() || k.caps.vnni && g.ow >= QUAD_ROWS_FROM && g.plane().quads_fit() {
         return None;
     }
-    let tile = act_epi(epi.act, epi.residual.is_some())?;
-    let tile = TileEpi { finite: super::qconv::finite(q.scale, q.bias), ..tile };
+    let tile = super::qconv::int_epi(epi.act, epi.residual.is_some(), (q.scale, q.bias))?;
     let (p, code) = super::depthwise::flat_ymm(k, g, tile, Some(Int { zp: q.zp, quant: q.quant }))?;
     let out_el = if q.quant.is_some() { 1 } else { 4 };
     let run = FlatRun { family: Family::Avx2, code, io: (1, out_el), scratch: Some(p.scratch_bytes()) };
