@@ -320,6 +320,16 @@ fn depthwise_with_padding_on_every_path() {
         let x: Vec<u8> = pseudo(n * 4 * h * w, 1, 0, 255).into_iter().map(|v| v as u8).collect();
         check_quant(&case, &x, &pseudo(4 * k * k, 2, -127, 127));
     }
+    // the flat pass at dilation 2 (a 12x6 "same" plane, pads 2) and with a
+    // lopsided 2x2 window, f32 and u8 out
+    for (k, d, p, epi) in [([3, 3], [2, 2], [2, 2, 2, 2], clip), ([2, 2], [1, 1], [0, 0, 1, 1], PLAIN)] {
+        let attrs = &dw_window(k, [1, 1], d, p, 4);
+        let case = Case { xsh: [2, 4, 12, 6], wsh: [4, 1, k[0], k[1]], osh: [2, 4, 12, 6], attrs, epi, zp: 77 };
+        let x: Vec<u8> = pseudo(2 * 4 * 72, 6, 0, 255).into_iter().map(|v| v as u8).collect();
+        let wts = pseudo(4 * k[0] * k[1], 7, -128, 127);
+        check(&case, &x, &wts);
+        check_quant(&case, &x, &wts);
+    }
     // every product at its extreme over a 7x7 window: 49 · 255 · 128 < 2^24
     let attrs = &depthwise(7, 1, 3, 2);
     let c = Case { xsh: [1, 2, 8, 8], wsh: [2, 1, 7, 7], osh: [1, 2, 8, 8], attrs, epi: PLAIN, zp: 0 };

@@ -770,6 +770,66 @@ fn avx512_recurrent_products_equal_the_128_bit_tile() {
     }
 }
 
+/// Every memory access of the 8-lane flat depthwise pass
+/// (`ymm_dw_flat`) stays inside its arguments, decoded from the machine
+/// code on any host: the scratch (`r8`, `YmmFlat::scratch_bytes`), the
+/// input plane (`rsi`: f32, or u8), the output plane (`rdi`: f32, or u8),
+/// the residual plane (`rcx`, f32) and the weight block (`rdx`: taps, then
+/// the bias, or the scale and the bias). Planes of 8 pixels up to 256,
+/// partial last vectors, 3x3 and 5x5 windows, dilation 2, lopsided
+/// windows; f32, u8 → f32 and u8 → u8, with a residual.
+#[test]
+fn flat_depthwise_pass_stays_inside_its_buffers() {
+    use iced_x86::{Decoder, DecoderOptions, Register};
+    use kerf_targets::ukernel::avx2::{ymm_dw_flat, DwFlat, Groups, Int, TileEpi, YmmFlat};
+    let windows = |k: i64, d: i64| -> Vec<(i64, i64)> {
+        (0..k * k).map(|t| ((t / k - k / 2) * d, (t % k - k / 2) * d)).collect()
+    };
+    let planes = [
+        (2, 4, windows(3, 1)),
+        (25, 5, windows(3, 1)),
+        (16, 16, windows(5, 1)),
+        (7, 9, windows(3, 2)),
+        (11, 23, windows(5, 1)),
+        (3, 6, vec![(0, 0), (0, 1), (1, 0), (1, 1)]),
+    ];
+    for (h, w, taps) in planes {
+        let n = h * w;
+        for int in [None, Some(Int { zp: 9, quant: None }), Some(Int { zp: 200, quant: Some((0.1, 7)) })] {
+            let epi = TileEpi { residual: true, ..TileEpi::default() };
+            let nt = taps.len();
+            let p = YmmFlat { plane: DwFlat { h, w, taps: taps.clone(), epi, groups: Groups::Flat }, int };
+            let code = ymm_dw_flat(&p).unwrap_or_else(|| panic!("{h}x{w}: no pass"));
+            let (in_el, out_el) =
+                (if int.is_some() { 1 } else { 4 }, if p.int.and_then(|i| i.quant).is_some() { 1 } else { 4 });
+            let weights = 4 * (nt + if int.is_some() { 2 } else { 1 });
+            let limit = |r: Register| match r {
+                Register::R8 => p.scratch_bytes(),
+                Register::RSI => n * in_el,
+                Register::RDI => n * out_el,
+                Register::RCX => 4 * n,
+                Register::RDX => weights,
+                other => panic!("{h}x{w}: an access through {other:?}"),
+            };
+            for i in Decoder::with_ip(64, &code, 0, DecoderOptions::NONE) {
+                if !(0..i.op_count()).any(|o| i.op_kind(o) == iced_x86::OpKind::Memory) {
+                    continue;
+                }
+                let (base, at, size) =
+                    (i.memory_base(), i.memory_displacement64() as i64, i.memory_size().size() as i64);
+                assert_eq!(i.memory_index(), Register::None, "{h}x{w} {int:?}: {:?}", i.mnemonic());
+                let end = limit(base) as i64;
+                assert!(
+                    at >= 0 && at + size <= end,
+                    "{h}x{w} {int:?}: {:?} via {base:?} reaches {at}..{} of {end}",
+                    i.mnemonic(),
+                    at + size
+                );
+            }
+        }
+    }
+}
+
 /// Every assembled micro-kernel, decoded: a leaf (no call, no stack use),
 /// touching no callee-saved register (System V: rbx, rbp, r12–r15), with
 /// `vzeroupper` right before its only `ret` (the leaf ABI of
