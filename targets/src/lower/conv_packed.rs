@@ -69,7 +69,7 @@ pub(super) fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi
     let rbu = if chan_split { ocg.div_ceil(gemm::MR) } else { 1 };
     let xp = k.input(0);
     let out = k.output(0);
-    let a_ptr = k.blob_f32(&a);
+    let (a_ptr, a_bytes) = (k.blob_f32(&a), 4 * a.len());
     let b_ptr = k.blob_f32(bias);
     let items = gm.n * gm.group * nblk;
     let cost = 2 * (ocg * kk * rows * ppr * l) as u64;
@@ -104,7 +104,7 @@ pub(super) fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi
         let ga = k.b.ins().imul_imm_s(g, (ocg * kk * 4) as i64);
         let gb = k.b.ins().imul_imm_s(g, (ocg * 4) as i64);
         let (a, bias) = (k.b.ins().iadd(a_ptr, ga), k.b.ins().iadd(b_ptr, gb));
-        let gp = Gemm { a, bias, m: ocg, kk, out, ldo: ohw, epi, rows: mrows, a_bytes: 4 * g2.group * ocg * kk };
+        let gp = Gemm { a, bias, m: ocg, kk, out, ldo: ohw, epi, rows: mrows, a_bytes };
         let bk = if flat_rows {
             // the block's rows as one run of nrows·ow pixels
             let n = nrows * g2.ow;

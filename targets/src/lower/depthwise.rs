@@ -641,7 +641,15 @@ pub(super) fn flat_assembled(k: &mut Kernel, g: &Geo, per: &[f32], epi: Epilogue
         None => k.parallel_range(g.n * g.c, 1, cost)?,
     };
     let scratch = match run.scratch {
-        Some(bytes) => k.task_scratch(bytes),
+        Some(bytes) => {
+            // the margins stay zero: each plane's copy writes only the plane
+            let s = k.task_scratch(bytes);
+            k.for_vec(bytes / 4, &mut |k, ty, i| {
+                let z = k.fsplat(ty, 0.0);
+                k.st_at(z, s, i, 4, 0);
+            });
+            s
+        }
         None => k.ic(0),
     };
     let (in_el, out_el) = run.io;

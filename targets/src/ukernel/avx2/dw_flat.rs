@@ -13,7 +13,8 @@
 //!
 //! **The copy.** AVX2 has no fault-suppressing zeroing load as cheap as
 //! AVX-512's masks, so the pass first writes the plane into the caller's
-//! scratch between two zero margins of [`DwFlat::reach`] floats or more
+//! scratch between two zero margins (zeroed once by the caller) of
+//! [`DwFlat::reach`] floats or more
 //! (from u8, each byte `x` as the float `x − zp`, exact). Every load of
 //! the pass then stays inside the scratch, lanes above or below the plane
 //! read zeros, and only lanes that wrap to a neighbouring row are zeroed,
@@ -183,7 +184,8 @@ impl YmmFlat {
 /// input plane: f32, or u8 with `int`), `w` (the taps' weights then the
 /// bias, one f32 each; with `int` the codes, the scale, the bias),
 /// `residual` (an f32 plane, read with `epi.residual`) and `scratch`
-/// ([`YmmFlat::scratch_bytes`]).
+/// ([`YmmFlat::scratch_bytes`], zero outside the plane's floats: the
+/// caller zeroes it once, the pass writes only the plane).
 /// `None` where the plane does not fit the pass: fewer than 8 pixels,
 /// rows shorter than a group, more than [`DW_FLAT_MAX_PIXELS`] pixels or
 /// [`DW_FLAT_MAX_TAPS`] taps, a scale or an addend.
@@ -222,17 +224,17 @@ fn assemble(p: &YmmFlat) -> Result<Vec<u8>, IcedError> {
             }
             a.vbroadcastss(WEIGHT, dword_ptr(w + (4 * t) as i64))?;
             for ((&j, &ac), &(load, fma)) in group.iter().zip(accs).zip(&masks) {
-                // lanes past the plane are never stored: any value will do
-                let live = live_lanes(d.n(), j);
-                let (load, fma) = (load | !live & 0xFF, fma | !live & 0xFF);
-                if fma == !live & 0xFF {
+                if fma == 0 {
                     continue;
                 }
+                // lanes past the plane (in no mask) are never stored: any
+                // value will do there
+                let live = live_lanes(d.n(), j);
                 let at = (8 * j) as i64 + d.offset(tap);
                 let mem = ymmword_ptr(base + 4 * at);
                 // integer sums are exact: zeroed lanes may take the FMA too
-                let merge = p.int.is_none() && fma != 0xFF;
-                let zeroed = !load & 0xFF & reads_data(d.n(), at);
+                let merge = p.int.is_none() && fma != live;
+                let zeroed = live & !load & reads_data(d.n(), at);
                 if zeroed == 0 && !merge {
                     a.vfmadd231ps(ac, WEIGHT, mem)?;
                     continue;
@@ -266,17 +268,12 @@ fn reads_data(n: usize, at: i64) -> u32 {
     (0..8).filter(|&i| (0..n as i64).contains(&(at + i))).fold(0, |m, i| m | 1 << i)
 }
 
-/// Writes the scratch: the front margin's zeros, the back margin's
-/// (which may overlap the plane's last vector: the copy comes after), and
-/// the plane, 8 floats at a time, the last step ending at the plane's end.
+/// Copies the plane into the scratch between its margins, 8 floats at a
+/// time, the last step ending at the plane's end: nothing outside the
+/// plane's floats is written, so margins the caller zeroed once stay zero.
 fn copy(a: &mut CodeAssembler, p: &YmmFlat) -> Result<(), IcedError> {
     let (x, scratch) = (rsi, r8);
     let (front, n) = (p.front(), p.plane.n());
-    let back = front + n / 8 * 8;
-    let end = front + n.next_multiple_of(8) + front;
-    for at in (0..front).step_by(8).chain((back..end).step_by(8)) {
-        a.vmovups(ymmword_ptr(scratch + (4 * at) as i64), ZERO)?;
-    }
     if let Some(int) = p.int {
         a.mov(eax, u32::from(int.zp))?;
         a.vmovd(xmm15, eax)?;
