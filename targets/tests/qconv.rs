@@ -620,8 +620,8 @@ fn requantised_outputs_match_the_reference_byte_for_byte() {
 /// the one-pixel product runs them, output channels in the lanes; partial
 /// blocks (10, 1000 = 5 chunks of 192 and 40; every last block of 1..=7
 /// of AVX2's 8 lanes, f32 and u8), two images, a residual, Relu, and u8
-/// outputs; K = 6 (not whole quads) takes the unit tiles with VNNI and
-/// AVX2's byte quads, AVX2's pair product with 8-bit weights. Bit for bit
+/// outputs; K = 6 (not whole quads) takes the unit tiles with VNNI, and
+/// AVX2's pair product with either weight width. Bit for bit
 /// on every preset, with 8-bit weights (AVX2: pairs) and 7-bit ones
 /// (AVX2: byte quads); `haswell` and `sapphirerapids` objects hold the
 /// product's variants (the unit tiles would need other counts), checked

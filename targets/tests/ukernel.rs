@@ -1202,9 +1202,12 @@ fn sapphirerapids_objects_call_the_zmm_tiles() {
          output \"y\" = %2\n",
         w.join(",")
     );
-    for text in [conv.as_str(), matmul, pattern.as_str()] {
-        let (zmm, _) = tile_fmas(text, "sapphirerapids");
-        assert!(zmm > 0, "sapphirerapids: no zmm FMAs ({text})");
+    // the conv engine's last vector of at most 8 on the 256-bit tile: the
+    // 1x1 conv's two pixel blocks of 200 (12 vectors and 8); the MatMul
+    // and the pattern tile stay on `zmm` alone
+    for (text, last_ymm) in [(conv.as_str(), true), (matmul, false), (pattern.as_str(), false)] {
+        let (zmm, other) = tile_fmas(text, "sapphirerapids");
+        assert!(zmm > 0 && (other > 0) == last_ymm, "sapphirerapids: {zmm} zmm FMAs, {other} others ({text})");
         let (zmm, other) = tile_fmas(text, "haswell");
         assert!(zmm == 0 && other > 0, "haswell: {zmm} zmm FMAs, {other} others ({text})");
     }
@@ -1213,6 +1216,26 @@ fn sapphirerapids_objects_call_the_zmm_tiles() {
         let (text, _) = graph(&(16, 24, (h, w), 3, (1, 1), "", "Relu", false));
         let (zmm, other) = tile_fmas(&text, "sapphirerapids");
         assert!(zmm > 0 && (other > 0) == last_ymm, "{h}x{w}: {zmm} zmm FMAs, {other} others");
+    }
+}
+
+/// The f32 conv's assembled B packers run where they apply, decided at
+/// compile time, so any host checks it: `haswell` objects of a stride-2
+/// 3x3 stem (`even_pack`) and of a 1x1 conv (`flat_pack`) hold a
+/// micro-kernel without multiply-adds beside the tiles; with micro-kernels
+/// the layers' bits are the 128-bit ones (`avx2_tiles_equal_the_128_bit_tiles`).
+#[test]
+fn packers_are_called_where_they_apply() {
+    use iced_x86::Mnemonic;
+    for (case, what) in [
+        ((3, 16, (56, 56), 3, (2, 1), "", "Relu", false), "even_pack"),
+        ((128, 16, (55, 55), 1, (1, 1), "", "Relu", false), "flat_pack"),
+    ] {
+        let g = kerf_ir::text::parse(&graph(&case).0).unwrap();
+        let kernels = common::kernels(&g, "haswell");
+        let fma = |k: &Vec<iced_x86::Instruction>| k.iter().any(|i| i.mnemonic() == Mnemonic::Vfmadd231ps);
+        let packers = kernels.iter().filter(|k| !fma(k)).count();
+        assert!(packers > 0 && kernels.iter().any(fma), "{what}: {} kernels, {packers} without FMAs", kernels.len());
     }
 }
 

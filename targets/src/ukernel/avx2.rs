@@ -498,8 +498,10 @@ pub(crate) fn store_prefix(
             a.vpextrw(word_ptr(at), low, 0)?;
             a.vpextrb(byte_ptr(at + 2 * size), low, 2)
         }
-        // the high half's four bytes of a whole vector
-        _ => a.vmovd(dword_ptr(at), low),
+        // the high half's four bytes of a whole vector (four f32 lanes
+        // never get here: eight return at the top)
+        (4, Lane::Byte) => a.vmovd(dword_ptr(at), low),
+        _ => unreachable!("store_prefix: {lanes} lanes"),
     }
 }
 

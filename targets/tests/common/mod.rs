@@ -21,6 +21,11 @@ pub fn jit(g: &kerf_ir::Graph, cpu: &str) -> JitModel {
 /// holds: which kernels code calls is decided at compile time, so any
 /// host checks it.
 pub fn kernel_instructions(g: &kerf_ir::Graph, cpu: &str) -> Vec<iced_x86::Instruction> {
+    kernels(g, cpu).into_iter().flatten().collect()
+}
+
+/// [`kernel_instructions`] per micro-kernel.
+pub fn kernels(g: &kerf_ir::Graph, cpu: &str) -> Vec<Vec<iced_x86::Instruction>> {
     use iced_x86::{Decoder, DecoderOptions};
     use object::{Object, ObjectSection, ObjectSymbol};
     let o = CompileOptions::parse("x86_64-unknown-linux-gnu", cpu, "t").unwrap();
@@ -31,7 +36,9 @@ pub fn kernel_instructions(g: &kerf_ir::Graph, cpu: &str) -> Vec<iced_x86::Instr
         let sec = f.section_by_index(s.section_index().unwrap()).unwrap();
         let data = sec.data().unwrap();
         let at = (s.address() - sec.address()) as usize;
-        out.extend(Decoder::with_ip(64, &data[at..at + s.size() as usize], 0, DecoderOptions::NONE));
+        out.push(
+            Decoder::with_ip(64, &data[at..at + s.size() as usize], 0, DecoderOptions::NONE).into_iter().collect(),
+        );
     }
     out
 }
