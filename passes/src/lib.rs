@@ -89,8 +89,9 @@ pub enum Int8Dot {
     ExactBytes,
     /// Byte quads for every weight (AVX-512 VNNI's `vpdpbusd`).
     Bytes,
-    /// Byte quads for every weight through AArch64 `dotprod`'s `sdot`, in
-    /// the conv GEMM only (the depthwise quad pass is VNNI's).
+    /// Byte quads for every weight through AArch64 `dotprod`'s `sdot`: the
+    /// conv GEMM and the one-pixel product (the depthwise quad pass is
+    /// VNNI's).
     Sdot,
 }
 
@@ -103,10 +104,10 @@ impl Int8Dot {
     /// Whether the code generator has a one-pixel integer product that
     /// runs several one-pixel images per call (output channels in the
     /// lanes): VNNI's on `zmm`, AVX2's on `ymm` (the targets of `Bytes` and
-    /// `ExactBytes`). Elsewhere each image would take a whole pixel unit of
-    /// the integer tiles.
+    /// `ExactBytes`), `dotprod`'s `sdot` on AArch64. Elsewhere each image
+    /// would take a whole pixel unit of the integer tiles.
     pub fn one_pixel_rows(self) -> bool {
-        matches!(self, Int8Dot::Bytes | Int8Dot::ExactBytes)
+        matches!(self, Int8Dot::Bytes | Int8Dot::ExactBytes | Int8Dot::Sdot)
     }
     /// `QConv`'s multiply-adds per f32 multiply-add of the same time, for
     /// a weight whose byte pairs are `exact` or not: the pair tiles 2

@@ -11,9 +11,12 @@
 //! last), units of 8 pixels with a partial last one, K not a multiple of
 //! 4, strides, dilation, groups, two images, a residual, Relu and Clip,
 //! requantised u8 outputs, the accumulating form, products at their
-//! extremes over K = 2304 (`x − 128 = −128` against `w = −128`), and a
-//! padded depthwise conv (the depthwise kernels). Each runs with 8-bit
-//! weights over the whole grid.
+//! extremes over K = 2304 (`x − 128 = −128` against `w = −128`), a
+//! padded depthwise conv (the depthwise kernels), and one-pixel planes
+//! (`dotprod`'s one-pixel product, `sdot_gemv`: every variant of its
+//! channel chunks and image groups, K in steps of four quads and single
+//! ones, f32 and u8 out). Each runs with 8-bit weights over the whole
+//! grid.
 
 mod common;
 use common::cross::{Cross, AARCH64, AARCH64_DOTPROD, RISCV64};
@@ -68,6 +71,15 @@ fn real_cases() -> Vec<Run> {
         Case { xsh: [1, 8, 9, 9], wsh: [14, 8, 3, 3], osh: [1, 14, 7, 7], attrs: &a3, epi: clip, zp: 200 },
         // padded depthwise: the depthwise kernels, not the GEMM tile
         Case { xsh: [2, 5, 14, 14], wsh: [5, 1, 3, 3], osh: [2, 5, 14, 14], attrs: &dw, epi: clip, zp: 17 },
+        // one-pixel planes (`dotprod`: the one-pixel product): K = 20 (a
+        // step of four quads and one more), 70 channels (64 + 6: a last
+        // chunk of two blocks, two live lanes); 5 images (3 + 2 per call)
+        // in one chunk of 13; 7 images (3 + 3 + 1) × 40 channels (two full
+        // chunks of 20) at K = 8 (single quads only); K = 4
+        Case { xsh: [1, 20, 1, 1], wsh: [70, 20, 1, 1], osh: [1, 70, 1, 1], attrs: &a1, epi: relu_res, zp: 31 },
+        Case { xsh: [5, 16, 1, 1], wsh: [13, 16, 1, 1], osh: [5, 13, 1, 1], attrs: &a1, epi: clip, zp: 250 },
+        Case { xsh: [7, 8, 1, 1], wsh: [40, 8, 1, 1], osh: [7, 40, 1, 1], attrs: &a1, epi: PLAIN, zp: 128 },
+        Case { xsh: [2, 4, 1, 1], wsh: [6, 4, 1, 1], osh: [2, 6, 1, 1], attrs: &a1, epi: relu_res, zp: 0 },
     ];
     let mut runs = Vec::new();
     for (i, c) in cases.iter().enumerate() {
@@ -94,6 +106,9 @@ fn integer_cases() -> Vec<Run> {
     for (i, c) in [
         Case { xsh: [1, 16, 5, 8], wsh: [12, 16, 1, 1], osh: [1, 12, 5, 8], attrs: &a1, epi: clip, zp: 3 },
         Case { xsh: [2, 8, 10, 10], wsh: [13, 8, 3, 3], osh: [2, 13, 8, 8], attrs: &a3, epi: PLAIN, zp: 128 },
+        // the one-pixel product's u8 store: 4 images (3 + 1), 9 channels
+        // (a last block of one lane), K = 12
+        Case { xsh: [4, 12, 1, 1], wsh: [9, 12, 1, 1], osh: [4, 9, 1, 1], attrs: &a1, epi: clip, zp: 60 },
     ]
     .iter()
     .enumerate()
@@ -171,22 +186,34 @@ fn riscv64_scalar_tile() {
     check_target(&RISCV64);
 }
 
-/// The `sdot` tile in every row count, disassembled by binutils: a leaf of
-/// the AAPCS64 (no call, no stack, only caller-saved registers: `x0`–`x17`
-/// and `v0`–`v7`, `v16`–`v31`, never the callee-saved low halves of
-/// `v8`–`v15`), ending in its only `ret`, with one `sdot` pair per row.
+/// The `sdot` tile in every row count and the one-pixel product in each
+/// of its image counts (with one, a middling and the most blocks),
+/// disassembled by binutils: leaves of the AAPCS64 (no call, no stack,
+/// only caller-saved registers: `x0`–`x17` and `v0`–`v7`, `v16`–`v31`,
+/// never the callee-saved low halves of `v8`–`v15`), ending in their only
+/// `ret`, with one `sdot` pair per tile row and, in the product, one
+/// `sdot` per image and block in each of the four quads of a step and in
+/// the single quad after them.
 #[test]
-fn sdot_tile_keeps_the_leaf_abi() {
-    use kerf_targets::ukernel::neon::{sdot_tile, SDOT_ROWS};
+fn sdot_kernels_keep_the_leaf_abi() {
+    use kerf_targets::ukernel::neon::{sdot_gemv, sdot_tile, SDOT_GEMV_ACCS, SDOT_GEMV_IMAGES_MAX, SDOT_ROWS};
     let objdump = "aarch64-linux-gnu-objdump";
     if !common::cross::tools_or_skip(&[objdump], "binutils-aarch64-linux-gnu") {
         return;
     }
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sdot-abi");
     std::fs::create_dir_all(&dir).unwrap();
-    for rows in 1..=SDOT_ROWS {
-        let bin = dir.join(format!("sdot{rows}.bin"));
-        std::fs::write(&bin, sdot_tile(rows).unwrap()).unwrap();
+    let mut kernels: Vec<(String, Vec<u8>, usize)> =
+        (1..=SDOT_ROWS).map(|rows| (format!("tile{rows}"), sdot_tile(rows).unwrap(), 2 * rows)).collect();
+    for images in 1..=SDOT_GEMV_IMAGES_MAX {
+        for blocks in [1, 3, SDOT_GEMV_ACCS / images] {
+            let code = sdot_gemv(blocks, images, 70_000).unwrap();
+            kernels.push((format!("gemv{images}x{blocks}"), code, 5 * images * blocks));
+        }
+    }
+    for (name, code, sdots) in kernels {
+        let bin = dir.join(format!("{name}.bin"));
+        std::fs::write(&bin, code).unwrap();
         let out = std::process::Command::new(objdump).args(["-D", "-b", "binary", "-m", "aarch64"]).arg(&bin).output();
         let text = String::from_utf8(out.unwrap().stdout).unwrap();
         // "   4:\t4fa6e825 \tsdot\tv5.4s, v1.16b, v6.4b[3]": mnemonic and operands
@@ -199,8 +226,8 @@ fn sdot_tile_keeps_the_leaf_abi() {
                 Some((f.next()?.trim(), f.next().unwrap_or("").trim()))
             })
             .collect();
-        assert!(insns.len() > 8, "rows {rows}: {text}");
-        let ctx = |i: usize| format!("rows {rows}, instruction {i} {:?}", insns[i]);
+        assert!(insns.len() > 8, "{name}: {text}");
+        let ctx = |i: usize| format!("{name}, instruction {i} {:?}", insns[i]);
         for (i, (op, args)) in insns.iter().enumerate() {
             assert!(!matches!(*op, "bl" | "blr" | "br" | "svc" | "udf" | ".inst"), "{}", ctx(i));
             assert!(*op != "ret" || i == insns.len() - 1, "{}: a ret before the end", ctx(i));
@@ -217,7 +244,25 @@ fn sdot_tile_keeps_the_leaf_abi() {
                 }
             }
         }
-        assert_eq!(insns.last().map(|i| i.0), Some("ret"), "rows {rows}");
-        assert_eq!(insns.iter().filter(|i| i.0 == "sdot").count(), 2 * rows, "rows {rows}: sdot per row");
+        assert_eq!(insns.last().map(|i| i.0), Some("ret"), "{name}");
+        assert_eq!(insns.iter().filter(|i| i.0 == "sdot").count(), sdots, "{name}: sdots");
     }
+}
+
+/// On any host: a `dotprod` object of one-pixel planes holds the one-pixel
+/// product's code for both of its variants (7 images: calls of 3 and a
+/// last one of 1, 5 blocks of 4 channels each), and not the unit tile.
+#[test]
+fn one_pixel_planes_take_the_sdot_product() {
+    use kerf_targets::ukernel::neon::{sdot_gemv, sdot_tile, SDOT_ROWS};
+    let a1 = window(1, 1, 1, 1);
+    let c = Case { xsh: [7, 8, 1, 1], wsh: [40, 8, 1, 1], osh: [7, 40, 1, 1], attrs: &a1, epi: PLAIN, zp: 128 };
+    let (_, w) = case_data(&c);
+    let g = kerf_ir::text::parse(&graph_text(&c, &w)).unwrap();
+    let t = &AARCH64_DOTPROD;
+    let art = compile_object(&g, &CompileOptions::parse(t.triple, t.cpu, "p").unwrap()).unwrap();
+    let holds = |code: Vec<u8>| art.object.windows(code.len()).any(|w| w == code.as_slice());
+    assert!(holds(sdot_gemv(5, 3, 8).unwrap()), "the product of 3 images");
+    assert!(holds(sdot_gemv(5, 1, 8).unwrap()), "the product of the last image");
+    assert!(!holds(sdot_tile(SDOT_ROWS).unwrap()), "the unit tile");
 }

@@ -7,9 +7,11 @@
 //!
 //! Models: the fixture models digits_mlp, digits_cnn, ds_cnn_kws,
 //! lstm_kws, gru_kws, tiny_transformer and the generated mobilenet_v2
-//! (`testsuite/run-all.sh` makes it), and digits_cnn compressed two ways —
+//! (`testsuite/run-all.sh` makes it), digits_cnn compressed two ways —
 //! pattern pruning + int8 on the f32 kernels, and int8 on the integer conv
-//! kernel — against the host JIT with the baseline preset. All models of one ISA are linked into
+//! kernel — and tiny_transformer in int8 (its products on the one-pixel
+//! product with `dotprod`, f32 on the grid elsewhere), against the host
+//! JIT with the baseline preset. All models of one ISA are linked into
 //! one program and run in one process; the five targets run as parallel tests.
 //!
 //! Tolerance per output tensor, against the ONNX Runtime reference: every
@@ -66,12 +68,17 @@ fn run_target(t: &Target) {
     }
     // compressed models, against the host JIT running the same graph: 8
     // patterns + 25% connectivity + int8 (the pattern conv kernel and the
-    // input quantisers), and int8 on the integer conv kernel (QConv)
-    for (name, plan, int8_kernels) in [
-        ("digits_cnn_pruned", "[default]\nquant = \"int8\"\npatterns = 8\nconnectivity = 0.25\n", false),
-        ("digits_cnn_int8", "[default]\nquant = \"int8\"\n", true),
+    // input quantisers), int8 on the integer conv kernel (QConv), and
+    // tiny_transformer's int8 products, on the one-pixel product where the
+    // target has one (`dotprod`), else f32 on the grid
+    let int8 = "[default]\nquant = \"int8\"\n";
+    let pruned = "[default]\nquant = \"int8\"\npatterns = 8\nconnectivity = 0.25\n";
+    for (name, model, plan, int8_kernels, qconvs) in [
+        ("digits_cnn_pruned", "digits_cnn", pruned, false, false),
+        ("digits_cnn_int8", "digits_cnn", int8, true, true),
+        ("tiny_transformer_int8", "tiny_transformer", int8, true, t.cpu == "dotprod"),
     ] {
-        let (g, art, inputs, want) = compressed(t, name, plan, int8_kernels);
+        let (g, art, inputs, want) = compressed(t, (name, model), plan, (int8_kernels, qconvs));
         let case_dir = scratch.join(name);
         e2e::write_inputs(&case_dir, &inputs).unwrap_or_else(|e| panic!("{e}"));
         objects.push((name.to_string(), art.object));
@@ -103,18 +110,25 @@ fn run_target(t: &Target) {
     assert!(failures.is_empty(), "{}: {} models failed:\n{}", t.label, failures.len(), failures.join("\n"));
 }
 
-/// digits_cnn compressed by `plan` for `t` (with the `int8` group when
-/// `int8_kernels`): the graph, the artifact, the inputs and the host JIT's
-/// outputs on them (baseline preset, so the reference is CPU-independent).
+/// The fixture `model` compressed by `plan` for `t` (with the `int8` group
+/// when `int8_kernels`; calibrated on its `calib_x.npy`, else its input):
+/// the graph, which must hold `QConv`s where `qconvs` says, the artifact,
+/// the inputs and the host JIT's outputs on them (baseline preset, so the
+/// reference is CPU-independent).
 fn compressed(
     t: &Target,
-    name: &str,
+    (name, model): (&str, &str),
     plan: &str,
-    int8_kernels: bool,
+    (int8_kernels, want_qconvs): (bool, bool),
 ) -> (kerf_ir::Graph, kerf_targets::Artifact, Vec<kerf_ir::Tensor>, Vec<kerf_ir::Tensor>) {
-    let dir = e2e::testsuite_dir().join("fixtures/models/digits_cnn");
+    let dir = e2e::testsuite_dir().join("fixtures/models").join(model);
     let plan = kerf_compress::Plan::parse(plan).unwrap_or_else(|e| panic!("{e}"));
-    let calib = vec![("input".to_string(), e2e::read_npy(&dir.join("calib_x.npy")).unwrap_or_else(|e| panic!("{e}")))];
+    let calib_file = ["calib_x.npy", "input_0.npy"].map(|f| dir.join(f)).into_iter().find(|p| p.exists());
+    let calib_file = calib_file.unwrap_or_else(|| panic!("{model}: no calibration data"));
+    let fp32 = kerf_pipeline::Session::new(dir.join("model.onnx")).graph().unwrap_or_else(|e| panic!("{model}: {e}"));
+    let fp32 = fp32.graph;
+    let input_name = fp32.value(fp32.inputs[0]).name.clone();
+    let calib = vec![(input_name, e2e::read_npy(&calib_file).unwrap_or_else(|e| panic!("{e}")))];
     let passes = kerf_pipeline::PassOptions { int8_kernels, ..Default::default() };
     let s = kerf_pipeline::Session::new(dir.join("model.onnx"))
         .name(name)
@@ -123,7 +137,7 @@ fn compressed(
         .pass_options(passes);
     let g = s.graph().unwrap_or_else(|e| panic!("{}: {name}: {e}", t.label)).graph;
     let qconvs = g.nodes.iter().filter(|n| matches!(n.op, kerf_ir::Op::QConv(_))).count();
-    assert_eq!(qconvs > 0, int8_kernels, "{name}: {qconvs} QConv nodes");
+    assert_eq!(qconvs > 0, want_qconvs, "{name}: {qconvs} QConv nodes");
     let art = s.compile(&g).unwrap_or_else(|e| panic!("{}: {name}: compile: {e}", t.label));
     let inputs = e2e::read_numbered(&dir, "input").unwrap_or_else(|e| panic!("{name}: {e}"));
     // the host's baseline preset: the same reference bits on every x86-64

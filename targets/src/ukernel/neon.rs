@@ -1,6 +1,7 @@
 //! AArch64 micro-kernels, assembled with `dynasm` (its `aarch64` syntax:
 //! nothing is hand-encoded): the instructions Cranelift does not emit,
-//! here the `dotprod` extension's `sdot`.
+//! here the `dotprod` extension's `sdot`, in the integer conv's tile
+//! ([`sdot_tile`]) and its one-pixel product ([`sdot_gemv`]).
 //!
 //! **Leaf ABI (AAPCS64).** Pointer and integer arguments in `x0`–`x7`, no
 //! result, no stack, and only caller-saved registers: `x0`–`x17` and the
@@ -105,6 +106,122 @@ fn load_rows(a: &mut VecAssembler<Aarch64Relocation>, rows: usize) {
                 }
             }
             _ => dynasm!(a ; .arch aarch64 ; ldr Q(v), [x0], #16),
+        }
+    }
+}
+
+/// Most images per call of [`sdot_gemv`]: one input register each
+/// (`v4`–`v6`), beside the offset (`v7`) and four weight registers
+/// (`v0`–`v3`); `v8`–`v15` are callee-saved.
+pub const SDOT_GEMV_IMAGES_MAX: usize = 3;
+
+/// Accumulators of [`sdot_gemv`] (`v16`–`v31`): `images × blocks` of them.
+pub const SDOT_GEMV_ACCS: usize = 16;
+
+/// Machine code of the `dotprod` one-pixel product of
+/// [`crate::lower::qconv`] (a `QConv` on one-pixel planes: a classifier
+/// head, a product's rows as images), output channels in the lanes:
+/// `images` (1..=[`SDOT_GEMV_IMAGES_MAX`]) images × `blocks` blocks of 4
+/// channels (`images · blocks ≤` [`SDOT_GEMV_ACCS`]) of i32 sums
+/// `Σ (x − 128)·w` (the offset of [`SDOT_INPUT_OFFSET`], undone by the
+/// caller's correction as for [`sdot_tile`]; the same bound).
+///
+/// Arguments: `x0` the weights (`[k quad][channel][4]` s8, `16·blocks`
+/// bytes per quad), `x1` the first image's u8 (its K values consecutive;
+/// image `i` at `x1 + i·x_stride`), `x2` the sums out (`[image][4·blocks]`
+/// i32), `x3` the K quads (≥ 0). Four quads per step: per image one
+/// 16-byte load and an `eor` (the offset), then per quad and block one
+/// `sdot` by element per image (the block's 4 channel quads against the
+/// image's quad, 16 multiply-adds), the weights loaded 4 blocks at a
+/// time; the last `k mod 4` quads one at a time (a 4-byte load per image).
+pub fn sdot_gemv(blocks: usize, images: usize, x_stride: usize) -> Result<Vec<u8>, String> {
+    if !(1..=SDOT_GEMV_IMAGES_MAX).contains(&images) || blocks == 0 || images * blocks > SDOT_GEMV_ACCS {
+        return Err(format!("sdot one-pixel product: {images} images × {blocks} blocks"));
+    }
+    let stride = u32::try_from(x_stride).map_err(|_| format!("sdot one-pixel product: image stride {x_stride}"))?;
+    let mut a: VecAssembler<Aarch64Relocation> = VecAssembler::new(0);
+    let acc = |i: usize, b: usize| (16 + i * blocks + b) as u8;
+    dynasm!(a ; .arch aarch64 ; movi v7.b16, #0x80 ; mov x4, x1);
+    if images > 1 {
+        let (lo, hi) = (stride & 0xffff, stride >> 16);
+        dynasm!(a ; .arch aarch64 ; movz x9, lo ; movk x9, hi, lsl #16 ; add x5, x4, x9);
+    }
+    if images > 2 {
+        dynasm!(a ; .arch aarch64 ; add x6, x5, x9);
+    }
+    for i in 0..images {
+        for b in 0..blocks {
+            dynasm!(a ; .arch aarch64 ; movi V(acc(i, b)).s4, #0);
+        }
+    }
+    // x10: steps of four quads, x11: the quads after them
+    dynasm!(a
+        ; .arch aarch64
+        ; lsr x10, x3, #2
+        ; and x11, x3, #3
+        ; cbz x10, ->rest
+        ; ->four:
+    );
+    for i in 0..images {
+        let (v, x) = ((4 + i) as u8, (4 + i) as u8);
+        dynasm!(a ; .arch aarch64 ; ldr Q(v), [X(x)], #16 ; eor V(v).b16, V(v).b16, v7.b16);
+    }
+    for quad in 0..4 {
+        gemv_quad(&mut a, blocks, images, quad, &acc);
+    }
+    dynasm!(a
+        ; .arch aarch64
+        ; subs x10, x10, #1
+        ; b.ne ->four
+        ; ->rest:
+        ; cbz x11, ->done
+        ; ->one:
+    );
+    for i in 0..images {
+        let (v, x) = ((4 + i) as u8, (4 + i) as u8);
+        dynasm!(a ; .arch aarch64 ; ldr S(v), [X(x)], #4 ; eor V(v).b16, V(v).b16, v7.b16);
+    }
+    gemv_quad(&mut a, blocks, images, 0, &acc);
+    dynasm!(a
+        ; .arch aarch64
+        ; subs x11, x11, #1
+        ; b.ne ->one
+        ; ->done:
+    );
+    for i in 0..images {
+        for b in 0..blocks {
+            let off = (16 * (i * blocks + b)) as u32;
+            dynasm!(a ; .arch aarch64 ; str Q(acc(i, b)), [x2, off]);
+        }
+    }
+    dynasm!(a ; .arch aarch64 ; ret);
+    a.finalize().map_err(|e| format!("sdot one-pixel product: {e}"))
+}
+
+/// One K quad of [`sdot_gemv`]: the blocks' weights, four registers
+/// (`v0`–`v3`) at a time from `x0` (stepping it), each against every
+/// image's quad `quad` of `v4`–`v6`.
+fn gemv_quad(
+    a: &mut VecAssembler<Aarch64Relocation>,
+    blocks: usize,
+    images: usize,
+    quad: u32,
+    acc: &dyn Fn(usize, usize) -> u8,
+) {
+    for first in (0..blocks).step_by(4) {
+        let n = (blocks - first).min(4);
+        // a register list names its registers statically
+        match n {
+            1 => dynasm!(a ; .arch aarch64 ; ld1 {v0.b16}, [x0], #16),
+            2 => dynasm!(a ; .arch aarch64 ; ld1 {v0.b16, v1.b16}, [x0], #32),
+            3 => dynasm!(a ; .arch aarch64 ; ld1 {v0.b16, v1.b16, v2.b16}, [x0], #48),
+            _ => dynasm!(a ; .arch aarch64 ; ld1 {v0.b16, v1.b16, v2.b16, v3.b16}, [x0], #64),
+        }
+        for j in 0..n {
+            for i in 0..images {
+                let (w, x) = (j as u8, (4 + i) as u8);
+                dynasm!(a ; .arch aarch64 ; sdot V(acc(i, first + j)).s4, V(w).b16, V(x).b4[quad]);
+            }
         }
     }
 }

@@ -3,34 +3,42 @@
 //! conv, a product's rows as images), output channels in the lanes: on
 //! VNNI's `ukernel::avx512::qdot_gemv` (16 channels per `zmm`), or without
 //! VNNI on AVX2's `ukernel::avx2::ymm_gemv` (8 per `ymm`, 16-bit pairs or,
-//! for weights whose byte pairs cannot saturate, byte quads).
+//! for weights whose byte pairs cannot saturate, byte quads), or on
+//! AArch64's `dotprod` `ukernel::neon::sdot_gemv` (4 per register, sums
+//! only: the epilogue is Cranelift's, [`sums_epilogue`]).
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Value};
 
-use super::super::epilogue::Act;
+use cranelift_codegen::ir::types;
+
+use super::super::epilogue::{apply_act, Act};
 use super::super::gemm_wide::act_epi;
 use super::super::{Family, Kernel, LResult};
 use super::{finite, zero_point_sums, Dims, QDOT_ROWS};
 use crate::ukernel::avx2::{GemvStep, QdotGemv, TileEpi, YMM_GEMV_ACCS, YMM_GEMV_IMAGES_MAX};
+use crate::ukernel::neon::{SDOT_GEMV_ACCS, SDOT_GEMV_IMAGES_MAX};
 
-/// The one-pixel product a target has: VNNI's on `zmm`, or AVX2's on
-/// `ymm` with its K step.
+/// The one-pixel product a target has: VNNI's on `zmm`, AVX2's on `ymm`
+/// with its K step, or `dotprod`'s `sdot` (sums only).
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Form {
     Zmm,
     Ymm(GemvStep),
+    Sdot,
 }
 
 impl Form {
     /// The form for `k`'s target and `d`'s weights and a K of `kk`, if it
-    /// has one: VNNI's, or AVX2's byte quads where the weights allow them
-    /// and K is whole quads, else its pairs where K is whole pairs.
+    /// has one: VNNI's or `dotprod`'s (byte quads for every weight), or
+    /// AVX2's byte quads where the weights allow them and K is whole quads,
+    /// else its pairs where K is whole pairs.
     fn of(k: &Kernel, d: &Dims, kk: usize) -> Option<Form> {
         let whole = |f: Form| kk > 0 && kk.is_multiple_of(f.step_k());
-        let forms = match (k.caps.vnni, k.caps.avx2) {
-            (true, _) => [d.quads.then_some(Form::Zmm), None],
-            (false, true) => [d.quads.then_some(Form::Ymm(GemvStep::Bytes)), Some(Form::Ymm(GemvStep::Pairs))],
+        let forms = match (k.caps.vnni, k.caps.avx2, k.caps.dotprod) {
+            (true, ..) => [d.quads.then_some(Form::Zmm), None],
+            (false, true, _) => [d.quads.then_some(Form::Ymm(GemvStep::Bytes)), Some(Form::Ymm(GemvStep::Pairs))],
+            (.., true) => [d.quads.then_some(Form::Sdot), None],
             _ => [None, None],
         };
         forms.into_iter().flatten().find(|&f| whole(f))
@@ -40,12 +48,13 @@ impl Form {
         match self {
             Form::Zmm => 16,
             Form::Ymm(_) => 8,
+            Form::Sdot => 4,
         }
     }
     /// K values per step.
     fn step_k(self) -> usize {
         match self {
-            Form::Zmm => 4,
+            Form::Zmm | Form::Sdot => 4,
             Form::Ymm(s) => s.k(),
         }
     }
@@ -54,27 +63,30 @@ impl Form {
     /// tiny_transformer's int8 products on VNNI: one image per call 0.030
     /// / 0.041 / 0.038 ms, two 0.015 / 0.019 / 0.019, four 0.014 / 0.019 /
     /// 0.018), and as many blocks as their accumulators allow, at most
-    /// [`QDOT_ROWS`].
+    /// [`QDOT_ROWS`] on x86 (its epilogue table's blocks).
     fn shape(self, images: usize) -> (usize, usize) {
         use crate::ukernel::avx512::{GEMV_ACCS, GEMV_IMAGES_MAX};
-        let (most, accs) = match self {
-            Form::Zmm => (GEMV_IMAGES_MAX, GEMV_ACCS),
-            Form::Ymm(_) => (YMM_GEMV_IMAGES_MAX, YMM_GEMV_ACCS),
+        let (most, accs, blocks) = match self {
+            Form::Zmm => (GEMV_IMAGES_MAX, GEMV_ACCS, QDOT_ROWS),
+            Form::Ymm(_) => (YMM_GEMV_IMAGES_MAX, YMM_GEMV_ACCS, QDOT_ROWS),
+            Form::Sdot => (SDOT_GEMV_IMAGES_MAX, SDOT_GEMV_ACCS, SDOT_GEMV_ACCS),
         };
         let per = images.clamp(1, most);
-        (per, QDOT_ROWS.min(accs / per))
+        (per, blocks.min(accs / per))
     }
     /// The machine code of variant `g`.
     fn code(self, g: &QdotGemv) -> Result<Vec<u8>, String> {
         match self {
             Form::Zmm => crate::ukernel::avx512::qdot_gemv(g),
             Form::Ymm(step) => crate::ukernel::avx2::ymm_gemv(g, step),
+            Form::Sdot => crate::ukernel::neon::sdot_gemv(g.blocks, g.images, g.x_stride),
         }
     }
     fn family(self) -> Family {
         match self {
             Form::Zmm => Family::Avx512,
             Form::Ymm(_) => Family::Avx2,
+            Form::Sdot => Family::Neon,
         }
     }
 }
@@ -90,11 +102,11 @@ pub(super) fn gemv_fits(
     (kk, kh, kw): (usize, usize, usize),
     act: Act,
     residual: bool,
-) -> Option<(Form, TileEpi)> {
+) -> Option<(Form, TileEpi, Act)> {
     let whole = d.pixels == 1 && d.h == kh && d.w == kw;
     let form = Form::of(k, d, kk)?;
     let fits = d.groups == 1 && whole && d.mg > 0;
-    fits.then(|| act_epi(act, residual).map(|e| (form, e))).flatten()
+    fits.then(|| act_epi(act, residual).map(|e| (form, e, act))).flatten()
 }
 
 /// A `QConv` on one-pixel planes (a classifier head as a 1x1 conv, a
@@ -106,11 +118,12 @@ pub(super) fn gemv_fits(
 /// chunk as `[k step][channel][4 bytes]`, the epilogue table per block as
 /// the i32 zero-point terms, the scales and the biases (zeros past the
 /// last channel); the sums are exact and the epilogue is the op's, so the
-/// bits are the unit tiles'.
+/// bits are the unit tiles'. `sdot`'s product stores its sums in task
+/// scratch and [`sums_epilogue`] finishes each call.
 pub(super) fn gemv(
     k: &mut Kernel,
     d: &Dims,
-    (form, epi): (Form, TileEpi),
+    (form, epi, act): (Form, TileEpi, Act),
     (w, kk): (&[f64], usize),
     (scales, bias): (&[f32], &[f32]),
     quant: Option<(f32, u8)>,
@@ -133,6 +146,7 @@ pub(super) fn gemv(
         out_stride: d.groups * d.mg,
     };
     let mut code = [[None, None], [None, None]];
+    let mut shapes = [[full; 2]; 2];
     for (lc, lg) in [(false, false), (false, true), (true, false), (true, true)] {
         let occurs =
             (if lc { rest != 0 } else { m >= chunk }) && (if lg { last_group != 0 } else { images >= per_call });
@@ -148,6 +162,7 @@ pub(super) fn gemv(
         }
         let bytes = form.code(&g).map_err(|e| format!("internal: one-pixel product: {e}"))?;
         code[usize::from(lc)][usize::from(lg)] = Some(k.code(form.family(), bytes));
+        shapes[usize::from(lc)][usize::from(lg)] = g;
     }
     let any = code.iter().flatten().flatten().copied().next().ok_or("internal: one-pixel product: no variant")?;
     let (wp, tp) = (k.blob(wb), k.blob(tb));
@@ -155,7 +170,9 @@ pub(super) fn gemv(
     let res = if epi.residual { Some(k.input(4)) } else { None };
     let sig = k.ukernel_sig(6);
     let ob = if quant.is_some() { 1 } else { 4 };
+    let sums = matches!(form, Form::Sdot).then(|| k.task_scratch(4 * chunk * per_call));
     let (lo, hi) = k.parallel_range(chunks * groups, 1, (kk * chunk * per_call) as u64)?;
+    let mut result: LResult = Ok(());
     k.for_dyn(lo, hi, 1, |k, u| {
         let (c, g) = (k.b.ins().udiv_imm_u(u, groups as i64), k.b.ins().urem_imm_u(u, groups as i64));
         let wc = k.addr(wp, c, (steps * chunk * 4) as i64);
@@ -171,6 +188,33 @@ pub(super) fn gemv(
         };
         let t = k.addr(tp, c, (blocks * 12 * lanes) as i64);
         let steps_v = k.ic(steps as i64);
+        if let Some(sums) = sums {
+            let kinds = [(m >= chunk, rest != 0), (images >= per_call, last_group != 0)];
+            let ends = [is_last(k, c, chunks, kinds[0]), is_last(k, g, groups, kinds[1])];
+            for (lc, lg) in [(false, false), (false, true), (true, false), (true, true)] {
+                let Some(variant) = code[usize::from(lc)][usize::from(lg)] else { continue };
+                let shape = shapes[usize::from(lc)][usize::from(lg)];
+                let conds: Vec<Value> = [(ends[0], lc), (ends[1], lg)]
+                    .into_iter()
+                    .filter_map(|(end, last)| end.map(|e| if last { e } else { k.b.ins().bxor_imm_u(e, 1) }))
+                    .collect();
+                let ptrs = SumsPtrs { sums, table: t, out: o, res: res.map(|_| r), quant };
+                let mut body = |k: &mut Kernel| {
+                    k.b.ins().call_indirect(sig, variant, &[wc, xn, sums, steps_v, sums, sums]);
+                    result = result.clone().and(sums_epilogue(k, &shape, act, &ptrs, m));
+                };
+                match conds.as_slice() {
+                    [] => body(k),
+                    [one] => k.if_then(*one, body),
+                    [a, b] => {
+                        let both = k.b.ins().band(*a, *b);
+                        k.if_then(both, body)
+                    }
+                    _ => unreachable!("two dimensions"),
+                }
+            }
+            return;
+        }
         let args = [wc, xn, o, steps_v, t, r];
         // the variant: a dimension with both kinds picks by a select on
         // its last index, one with a single kind takes it
@@ -188,6 +232,77 @@ pub(super) fn gemv(
         let variant = pick(k, c, chunks, (m >= chunk, rest != 0), in_chunk);
         k.b.ins().call_indirect(sig, variant, &args);
     });
+    result
+}
+
+/// Whether index `v` of `n` is the last, as an `i8` (`None` where a
+/// dimension has only one kind of index, `(full, last)`, so no test).
+fn is_last(k: &mut Kernel, v: Value, n: usize, kinds: (bool, bool)) -> Option<Value> {
+    (kinds == (true, true)).then(|| k.b.ins().icmp_imm_s(IntCC::Equal, v, (n - 1) as i64))
+}
+
+/// Where [`sums_epilogue`] reads and writes, for one call: the call's
+/// sums (task scratch), its chunk's epilogue table, its first image's
+/// output (and residual) at its first channel, and the output grid.
+struct SumsPtrs {
+    sums: Value,
+    table: Value,
+    out: Value,
+    res: Option<Value>,
+    quant: Option<(f32, u8)>,
+}
+
+/// The unit tiles' epilogue over one call of the sums-only product `g`
+/// (`sdot`'s: `[image][4·blocks]` i32 sums `Σ (x − 128)·w`): per block of
+/// 4 channels the sums less the table's zero-point terms (`(zp − 128)·Σ
+/// w`), `f32(acc)·s + b`, the residual, the activation, then the f32 or
+/// requantised u8 store; the last block's lanes past `last_lanes` are not
+/// stored. Images are `m` output elements apart.
+fn sums_epilogue(k: &mut Kernel, g: &QdotGemv, act: Act, p: &SumsPtrs, m: usize) -> LResult {
+    for i in 0..g.images {
+        for b in 0..g.blocks {
+            let acc = k.ld(types::I32X4, p.sums, (16 * (i * g.blocks + b)) as i32);
+            let corr = k.ld(types::I32X4, p.table, (48 * b) as i32);
+            let scale = k.ld(types::F32X4, p.table, (48 * b + 16) as i32);
+            let bias = k.ld(types::F32X4, p.table, (48 * b + 32) as i32);
+            let acc = k.b.ins().isub(acc, corr);
+            let f = k.b.ins().fcvt_from_sint(types::F32X4, acc);
+            let f = k.b.ins().fmul(f, scale);
+            let f = k.b.ins().fadd(f, bias);
+            let at = (i * m + 4 * b) as i32;
+            let live = if b + 1 == g.blocks { g.last_lanes } else { 4 };
+            if live == 4 {
+                let f = match p.res {
+                    Some(r) => {
+                        let rv = k.ld(types::F32X4, r, 4 * at);
+                        k.b.ins().fadd(f, rv)
+                    }
+                    None => f,
+                };
+                let y = apply_act(k, types::F32X4, act, f);
+                match p.quant {
+                    None => k.st(y, p.out, 4 * at),
+                    Some((s, zp)) => super::super::quantize::store_words(k, y, s, zp, p.out, at)?,
+                }
+                continue;
+            }
+            for l in 0..live {
+                let mut x = k.b.ins().extractlane(f, l as u8);
+                if let Some(r) = p.res {
+                    let rv = k.ld(types::F32, r, 4 * (at + l as i32));
+                    x = k.b.ins().fadd(x, rv);
+                }
+                let y = apply_act(k, types::F32, act, x);
+                match p.quant {
+                    None => k.st(y, p.out, 4 * (at + l as i32)),
+                    Some((s, zp)) => {
+                        let q = super::super::quantize::one_value(k, y, s, zp)?;
+                        k.b.ins().istore8(super::super::loops::mem(), q, p.out, at + l as i32);
+                    }
+                }
+            }
+        }
+    }
     Ok(())
 }
 
