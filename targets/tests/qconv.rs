@@ -444,8 +444,8 @@ fn depthwise_qconv_takes_the_assembled_passes() {
 }
 
 /// [`check`] for the requantising epilogue (`out=quant`): the u8 output
-/// byte for byte against the reference (the real-valued output through
-/// the quantiser's ops), on every preset the host runs, on a grid chosen
+/// byte for byte against the reference (the real-valued output on the
+/// grid, `QOut::Quant`'s ops), on every preset the host runs, on a grid chosen
 /// from the real-valued output's range so that both ends clamp. The
 /// output's element count is a multiple of 4 (the harness reads outputs
 /// as f32s).
@@ -486,7 +486,7 @@ fn check_quant_with(c: &Case, ins: &[Tensor], w: &[i64], grid: (f32, u8)) -> Vec
 
 /// The requantising epilogue with a clamp activation whose bounds fall
 /// inside the output grid (the epilogue folds them into the grid's own:
-/// `round(6 / scale)` here is 201, not its floor 200, and the lower bound
+/// `round(6 · f)`, `f = 1 / scale`, here is 201, not its floor 200, and the lower bound
 /// 0 lies above `−zp`): GEMM tiles and the depthwise passes, byte for
 /// byte, also with infinities in a residual; with NaN there, the presets
 /// agree with each other.
@@ -614,6 +614,87 @@ fn requantised_outputs_match_the_reference_byte_for_byte() {
         let x: Vec<u8> = pseudo(n * c * side * side, 1, 0, 255).into_iter().map(|v| v as u8).collect();
         check_quant(&case, &x, &pseudo(c * k * k, 2, -127, 127));
     }
+}
+
+/// The requantising epilogue multiplies by the grid's factor
+/// (`QOut::factor`, `1 / scale` in f32) where the quantiser divides by the
+/// scale: outputs whose real value lies within a few ulps of a half step,
+/// where the two round apart, come out as the multiplication's bytes on
+/// every preset and path (the GEMM tiles' own stores, the Cranelift
+/// epilogue, the one-pixel product, the depthwise passes; no activation
+/// and Relu, the clamp folded into the grid, and HardSwish, the unfolded
+/// requantiser, on values from 3.5 up, where it is the identity). Zero
+/// weights and the residual place every output on such a value; the test
+/// asserts, per case, that the division would give other bytes on some of
+/// them, so a path that divides fails it.
+#[test]
+fn requantised_near_ties_follow_the_multiplication() {
+    let one = &window(1, 1, 1, 1);
+    let dw = &depthwise(3, 1, 1, 4);
+    let mut split = 0;
+    for epi in ["act=None, residual=true", "act=Relu, residual=true", "act=HardSwish, residual=true"] {
+        for c in [
+            Case { xsh: [1, 16, 4, 8], wsh: [12, 16, 1, 1], osh: [1, 12, 4, 8], attrs: one, epi, zp: 3 },
+            Case { xsh: [8, 16, 1, 1], wsh: [40, 16, 1, 1], osh: [8, 40, 1, 1], attrs: one, epi, zp: 3 },
+            Case { xsh: [1, 4, 9, 20], wsh: [4, 1, 3, 3], osh: [1, 4, 9, 20], attrs: dw, epi, zp: 3 },
+            Case { xsh: [1, 4, 5, 8], wsh: [4, 1, 3, 3], osh: [1, 4, 5, 8], attrs: dw, epi, zp: 3 },
+        ] {
+            let (x, _) = case_data(&c);
+            let w = vec![0; c.wsh.iter().product()];
+            // HardSwish is the identity from 3 up
+            let from = if epi.contains("HardSwish") { 35 } else { -3 };
+            let (grid, r) = near_ties(&c, from);
+            let mut ins = inputs(&c, &x);
+            ins[1] = Tensor::from_f32(c.osh.to_vec(), &r).unwrap();
+            let want = check_quant_with(&c, &ins, &w, grid);
+            // the division's bytes: y = b + r exactly as the epilogue adds them
+            let plane = c.osh[2] * c.osh[3];
+            let bias = bias_of(&c);
+            let z = f32::from(grid.1);
+            let by_division = r.iter().enumerate().map(|(i, &r)| {
+                let y = bias[i / plane % c.osh[1]] + r;
+                let y = if epi.contains("Relu") { y.max(0.0) } else { y };
+                ((y / grid.0).round_ties_even().clamp(-z, 255.0 - z) + z) as u8
+            });
+            let apart = by_division.zip(&want).filter(|(d, w)| d != *w).count();
+            assert!(apart > 0, "{} {}: no output where the division and the multiplication round apart", c.attrs, epi);
+            split += apart;
+        }
+    }
+    eprintln!("{split} outputs where the division would give another byte");
+}
+
+/// A grid and a residual for case `c` (zero weights, so each output's real
+/// value is its bias plus the residual) placing the outputs on values
+/// within a few ulps of half steps `k + 0.5` of the grid, `k` from `from`,
+/// cycling through them.
+fn near_ties(c: &Case, from: i32) -> ((f32, u8), Vec<f32>) {
+    let (scale, zp) = (0.1f32, 3u8);
+    let f = 1.0 / scale;
+    let near = |h: f32, d: i32| f32::from_bits((h.to_bits() as i32 + d) as u32);
+    // the values a few ulps from half steps where the two round apart, each
+    // with its neighbours (where they may not)
+    let mut targets = Vec::new();
+    for k in from..250 {
+        let h = (k as f32 + 0.5) * scale;
+        for d in -3i32..=3 {
+            let t = near(h, d);
+            if (t / scale).round_ties_even() != (t * f).round_ties_even() {
+                targets.extend([near(t, -1), t, near(t, 1)]);
+            }
+        }
+    }
+    let plane = c.osh[2] * c.osh[3];
+    let bias = bias_of(c);
+    let n: usize = c.osh.iter().product();
+    // a residual `r` with `b + r` exactly the target (a nearby one where
+    // the sum cannot hit it)
+    let residual = |t: f32, b: f32| {
+        let r0 = t - b;
+        (-4i32..=4).map(|d| f32::from_bits((r0.to_bits() as i32 + d) as u32)).find(|&r| b + r == t).unwrap_or(r0)
+    };
+    let r = (0..n).map(|i| residual(targets[i % targets.len()], bias[i / plane % c.osh[1]])).collect();
+    ((scale, zp), r)
 }
 
 /// One-pixel planes (a classifier head as a 1x1 conv): with VNNI or AVX2

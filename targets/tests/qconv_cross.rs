@@ -75,11 +75,14 @@ fn real_cases() -> Vec<Run> {
         // step of four quads and one more), 70 channels (64 + 6: a last
         // chunk of two blocks, two live lanes); 5 images (3 + 2 per call)
         // in one chunk of 13; 7 images (3 + 3 + 1) × 40 channels (two full
-        // chunks of 20) at K = 8 (single quads only); K = 4
+        // chunks of 20) at K = 8 (single quads only); K = 4; 5 images × 30
+        // channels (chunks of 20 and 10 × groups of 3 and 2: all four
+        // variants, each under both tests)
         Case { xsh: [1, 20, 1, 1], wsh: [70, 20, 1, 1], osh: [1, 70, 1, 1], attrs: &a1, epi: relu_res, zp: 31 },
         Case { xsh: [5, 16, 1, 1], wsh: [13, 16, 1, 1], osh: [5, 13, 1, 1], attrs: &a1, epi: clip, zp: 250 },
         Case { xsh: [7, 8, 1, 1], wsh: [40, 8, 1, 1], osh: [7, 40, 1, 1], attrs: &a1, epi: PLAIN, zp: 128 },
         Case { xsh: [2, 4, 1, 1], wsh: [6, 4, 1, 1], osh: [2, 6, 1, 1], attrs: &a1, epi: relu_res, zp: 0 },
+        Case { xsh: [5, 8, 1, 1], wsh: [30, 8, 1, 1], osh: [5, 30, 1, 1], attrs: &a1, epi: clip, zp: 77 },
     ];
     let mut runs = Vec::new();
     for (i, c) in cases.iter().enumerate() {

@@ -795,6 +795,7 @@ fn flat_depthwise_pass_stays_inside_its_buffers() {
     ];
     for (h, w, taps) in planes {
         let n = h * w;
+        // (a u8 grid's `quant` is `(factor, zp)`, `QOut::grid`; any value serves these checks)
         for int in [None, Some(Int { zp: 9, quant: None }), Some(Int { zp: 200, quant: Some((0.1, 7)) })] {
             let epi = TileEpi { residual: true, ..TileEpi::default() };
             let nt = taps.len();

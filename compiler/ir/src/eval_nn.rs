@@ -5,7 +5,7 @@
 //! folding) and fold small constant convolutions; they are not fast.
 
 use crate::eval::strides;
-use crate::op::{Conv, QConv, QOut};
+use crate::op::{Conv, GridStep, QConv, QOut};
 use crate::{DType, IrError, Op, Tensor, TensorType};
 
 fn err(op: &Op, msg: impl Into<String>) -> IrError {
@@ -116,7 +116,11 @@ pub(crate) fn qconv(op: &Op, q: &QConv, inputs: &[&Tensor], out: &TensorType) ->
         None => y,
     };
     match q.out {
-        QOut::Quant { scale, zp } => quantize(&y, scale, zp, &[0; 8]),
+        QOut::Quant { scale, .. } => {
+            let (f, zp) =
+                q.out.grid().ok_or_else(|| IrError::Invalid(format!("QConv: output step {}", scale.get())))?;
+            on_grid(&y, GridStep::Mul(f), zp)
+        }
         _ => Ok(y),
     }
 }
@@ -163,14 +167,28 @@ fn qconv_acc(q: &QConv, x: &Tensor, w: &Tensor, out: &[usize]) -> Vec<i32> {
 /// [`Op::Quantize`]: its definition, op by op through the reference
 /// evaluator (so it is those ops' values by construction).
 pub(crate) fn quantize(x: &Tensor, scale: crate::F32, zp: u8, pads: &[usize]) -> Result<Tensor, IrError> {
-    use crate::op::{BinaryOp, PadMode, UnaryOp};
+    use crate::op::PadMode;
     use crate::F32;
-    let one = |op: Op, args: &[&Tensor]| -> Result<Tensor, IrError> {
-        crate::eval::eval(&op, args)?.pop().ok_or_else(|| IrError::Invalid("Quantize: a step without a result".into()))
-    };
+    let padded = step(Op::Pad { pads: pads.to_vec(), mode: PadMode::Constant, value: F32::new(0.0) }, &[x])?;
+    on_grid(&padded, GridStep::Div(scale.get()), zp)
+}
+
+/// One elementwise op of a quantiser, through the reference evaluator.
+fn step(op: Op, args: &[&Tensor]) -> Result<Tensor, IrError> {
+    crate::eval::eval(&op, args)?.pop().ok_or_else(|| IrError::Invalid("a quantiser step without a result".into()))
+}
+
+/// `u8(clip(round(x ∘ step), −zp, 255 − zp) + zp)`, each step the
+/// elementwise op's own evaluation.
+fn on_grid(x: &Tensor, by: GridStep, zp: u8) -> Result<Tensor, IrError> {
+    use crate::op::{BinaryOp, UnaryOp};
+    use crate::F32;
+    let one = step;
     let z = f32::from(zp);
-    let padded = one(Op::Pad { pads: pads.to_vec(), mode: PadMode::Constant, value: F32::new(0.0) }, &[x])?;
-    let d = one(Op::Binary(BinaryOp::Div), &[&padded, &Tensor::scalar_f32(scale.get())])?;
+    let d = match by {
+        GridStep::Div(s) => one(Op::Binary(BinaryOp::Div), &[x, &Tensor::scalar_f32(s)])?,
+        GridStep::Mul(f) => one(Op::Binary(BinaryOp::Mul), &[x, &Tensor::scalar_f32(f)])?,
+    };
     let r = one(Op::Unary(UnaryOp::Round), &[&d])?;
     let c = one(Op::Unary(UnaryOp::Clip { min: F32::new(-z), max: F32::new(255.0 - z) }), &[&r])?;
     let a = one(Op::Binary(BinaryOp::Add), &[&c, &Tensor::scalar_f32(z)])?;

@@ -287,6 +287,9 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
                 return Err(format!("residual {} must have the output's type {}", ins[4], out[0]));
             }
             match q.out {
+                QOut::Quant { scale, .. } if QOut::factor(scale.get()).is_none() => {
+                    Err(format!("QConv's output step {} has no finite normal reciprocal", scale.get()))
+                }
                 QOut::Quant { .. } => Ok(out.into_iter().map(|o| TensorType::new(DType::U8, o.shape)).collect()),
                 _ => Ok(out),
             }

@@ -14,8 +14,12 @@
 //! integer conv its u8 input directly, without writing and re-reading an
 //! f32 tensor.
 //!
-//! Sound by definition: [`QOut::Quant`]'s output is `Quantize{s, z}` (no
-//! padding) of [`QOut::Real`]'s value, the same ops on the same value. The
+//! Sound up to f32 rounding (as the `int8-conv` rule): [`QOut::Quant`]'s
+//! output is [`QOut::Real`]'s value on the grid `(s, z)` with the division
+//! by `s` a multiplication by its f32 reciprocal ([`QOut::factor`]; grids
+//! without a finite normal one are not matched). The two quotients differ
+//! by at most a few ulps, so the bytes are `Quantize{s, z}`'s except where
+//! the value lies that close to a half step (one step apart there). The
 //! f32 output may still be needed elsewhere (a residual); the DAG-aware
 //! extraction then weighs computing the conv twice against the separate
 //! quantiser. Directional: nothing turns a `Quant` output back.
@@ -46,7 +50,7 @@ impl Rule for Requant {
         for n in &eg[class].nodes {
             let Some(Op::Quantize { scale, zp, pads }) = n.kerf_op() else { continue };
             let [c] = n.children.as_slice() else { continue };
-            if pads.iter().any(|&p| p != 0) {
+            if pads.iter().any(|&p| p != 0) || QOut::factor(scale.get()).is_none() {
                 continue;
             }
             for cn in &eg[*c].nodes {

@@ -288,7 +288,7 @@ fn wide_pays(g: &Geo) -> bool {
 /// A depthwise [`kerf_ir::op::QConv`]'s constants: the int8 codes as
 /// floats (`[c][kh·kw]`), the per-channel `s[c] = x_scale · w_scale[c]`
 /// and bias, the input's zero point, and the requantising epilogue's grid
-/// (`QOut::Quant`), if any.
+/// as `(factor, zp)` (`QOut::grid`), if any.
 pub(super) struct QDepthwise<'a> {
     pub(super) codes: &'a [f32],
     pub(super) scale: &'a [f32],
@@ -376,7 +376,7 @@ pub(super) fn quantised_scalar(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epi
                 let y = apply_act(k, types::F32, epi.act, f);
                 match q.quant {
                     None => k.st_at(y, out, e, 4, 0),
-                    Some((scale, zp)) => match super::quantize::one_value(k, y, scale, zp) {
+                    Some((f, zp)) => match super::quantize::one_value(k, y, kerf_ir::op::GridStep::Mul(f), zp) {
                         Ok(v) => {
                             let d = k.addr(out, e, 1);
                             k.b.ins().istore8(super::loops::mem(), v, d, 0);

@@ -51,22 +51,25 @@
 //! or, padded where none applies, the scalar integer kernel). A one-pixel
 //! plane whose window is the whole input (a classifier head, a product's
 //! rows) runs on the one-pixel product, output channels in the lanes:
-//! VNNI's (`ukernel::avx512::qdot_gemv`) or AVX2's
-//! (`ukernel::avx2::ymm_gemv`, pairs or byte quads as above); `gemv.rs`:
-//! several images per call sharing each weight load, chunk-major tasks. And a
+//! VNNI's (`ukernel::avx512::qdot_gemv`), AVX2's
+//! (`ukernel::avx2::ymm_gemv`, pairs or byte quads as above) or
+//! `dotprod`'s (`ukernel::neon::sdot_gemv`, sums only, then Cranelift's
+//! epilogue); `gemv.rs`: several images per call sharing each weight load,
+//! chunk-major tasks. And a
 //! weight of channel quads on the integer pattern kernel
 //! (`qconv_pattern`). The assembled x86 tiles (AVX2's pair and byte
 //! tiles, VNNI's) apply the f32 epilogue in their own store for whole
 //! units (AVX2's pair tile stored sums for the Cranelift epilogue until
 //! 2026-11-26: DS-CNN's requantised 64-channel 1x1 layers on `haswell`,
 //! 12.4 → 8.8 µs). A requantised output (`QOut::Quant`) stores u8: those
-//! tiles and the one-pixel product quantise in their own store, the
-//! Cranelift epilogue with `quantize::words` (the quantiser pass's
-//! operations, so its bytes).
+//! tiles and the one-pixel product requantise in their own store, the
+//! Cranelift epilogue ([`finish`]) with `quantize::words` (the quantiser
+//! pass's operations, the division by the step a multiplication by
+//! `QOut::factor`, so the reference's bytes).
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, SigRef, Value};
-use kerf_ir::op::{QConv, QOut};
+use kerf_ir::op::{GridStep, QConv, QOut};
 use kerf_ir::{weights_byte_pairs_exact, DType, Op};
 
 use super::epilogue::{apply_act, Act, Epilogue};
@@ -196,6 +199,15 @@ pub(super) fn int_epi(act: Act, residual: bool, (scales, bias): (&[f32], &[f32])
     act_epi(act, residual).map(|e| TileEpi { finite: finite(scales, bias), ..e })
 }
 
+/// The requantising epilogue's grid `(factor, zp)` ([`QOut::grid`]), if
+/// the output is u8.
+fn out_grid(out: QOut) -> LResult<Option<(f32, u8)>> {
+    match out {
+        QOut::Quant { scale, .. } => out.grid().map(Some).ok_or_else(|| format!("QConv: output step {}", scale.get())),
+        _ => Ok(None),
+    }
+}
+
 /// Lowers a [`QConv`] node.
 pub fn qconv(k: &mut Kernel) -> LResult {
     let Op::QConv(q) = &k.node.op else {
@@ -218,11 +230,7 @@ pub fn qconv(k: &mut Kernel) -> LResult {
         (o, Some(s), Some(b)) if o.is_real() => (s, b),
         _ => return Err("QConv needs a constant weight scale and bias".into()),
     };
-    // the requantising epilogue's grid
-    let quant = match q.out {
-        QOut::Quant { scale, zp } => Some((scale.get(), zp)),
-        _ => None,
-    };
+    let quant = out_grid(q.out)?;
     let act = Act::of(q.epi.act)?;
     let scales: Vec<f32> = w_scale.iter().map(|&s| q.x_scale.get() * s).collect();
     if let Some((quads, epi)) = super::qconv_pattern::applies(k, &q, w_t, act) {
@@ -325,7 +333,7 @@ struct Ptrs {
     tiles: Option<Assembled>,
     /// Store the i32 sums themselves ([`QOut::Acc`]).
     acc: bool,
-    /// Store u8 through this grid (`scale`, `zp`; [`QOut::Quant`]).
+    /// Store u8 through this grid (`factor`, `zp`; [`QOut::grid`]).
     quant: Option<(f32, u8)>,
 }
 
@@ -583,6 +591,7 @@ fn tile(
         store_sums(k, d, p, u, m0, rows, valid, &accs);
         return Ok(());
     }
+    let ob = if p.quant.is_some() { 1 } else { 4 };
     for r in 0..rows {
         let m = k.b.ins().iadd_imm_s(m0, r as i64);
         let s = k.ld_at(types::F32, p.s, m, 4, 0);
@@ -590,6 +599,7 @@ fn tile(
         let bias = k.ld_at(types::F32, p.b, m, 4, 0);
         let bias = k.widen(ty, bias);
         let e = out_index(k, d, u, m);
+        let st = Store { out: k.addr(p.out, e, ob), res: p.res.map(|r| k.addr(r, e, 4)), quant: p.quant };
         for j in 0..per_row {
             let n = valid.saturating_sub(lanes * j).min(lanes);
             if n == 0 {
@@ -598,48 +608,63 @@ fn tile(
             let f = k.b.ins().fcvt_from_sint(ty, accs[per_row * r + j]);
             let f = k.b.ins().fmul(f, s);
             let f = k.b.ins().fadd(f, bias);
-            let off = (4 * lanes * j) as i32;
-            if n == lanes {
-                let f = match p.res {
-                    Some(res) => {
-                        let rv = k.ld_at(ty, res, e, 4, off);
-                        k.b.ins().fadd(f, rv)
-                    }
-                    None => f,
-                };
-                let y = apply_act(k, ty, act, f);
-                store_out(k, p, y, e, lanes * j)?;
-                continue;
-            }
-            // a partial vector (the image's last pixels): lane by lane
-            for l in 0..n {
-                let mut x = k.b.ins().extractlane(f, l as u8);
-                if let Some(res) = p.res {
-                    let rv = k.ld_at(types::F32, res, e, 4, off + 4 * l as i32);
-                    x = k.b.ins().fadd(x, rv);
-                }
-                let y = apply_act(k, types::F32, act, x);
-                store_out(k, p, y, e, lanes * j + l)?;
-            }
+            finish(k, act, &st, f, n, lanes * j)?;
         }
     }
     Ok(())
 }
 
-/// Stores the real-valued `y` (`f32x4` or one `f32`) at element `at` past
-/// output element `e`: as it is, or quantised to u8 ([`QOut::Quant`]).
-fn store_out(k: &mut Kernel, p: &Ptrs, y: Value, e: Value, at: usize) -> LResult {
-    let vector = k.b.func.dfg.value_type(y).is_vector();
-    match p.quant {
-        None => k.st_at(y, p.out, e, 4, (4 * at) as i32),
-        Some((scale, zp)) if vector => {
-            let dst = k.addr(p.out, e, 1);
-            super::quantize::store_words(k, y, scale, zp, dst, at as i32)?;
+/// Where [`finish`] puts a real-valued result: the output and the
+/// residual (each addressed at element 0 of the run it stores), f32 or
+/// u8 on the requantiser's grid `(factor, zp)` ([`QOut::grid`]).
+pub(super) struct Store {
+    pub(super) out: Value,
+    pub(super) res: Option<Value>,
+    pub(super) quant: Option<(f32, u8)>,
+}
+
+/// The rest of the integer epilogue on `f = f32(acc)·s + b` (an `f32x4`,
+/// or one `f32` on targets without SIMD) at element `at`: the residual,
+/// the activation, then the f32 or requantised u8 store, `live` of its
+/// lanes (all of them as one vector, fewer one by one: an image's last
+/// pixels, a block's last channels).
+pub(super) fn finish(k: &mut Kernel, act: Act, st: &Store, f: Value, live: usize, at: usize) -> LResult {
+    let ty = k.b.func.dfg.value_type(f);
+    let lanes = if ty.is_vector() { ty.lane_count() as usize } else { 1 };
+    if live == lanes {
+        let f = match st.res {
+            Some(r) => {
+                let rv = k.ld(ty, r, (4 * at) as i32);
+                k.b.ins().fadd(f, rv)
+            }
+            None => f,
+        };
+        let y = apply_act(k, ty, act, f);
+        return store_one(k, st, y, at);
+    }
+    for l in 0..live {
+        let mut x = k.b.ins().extractlane(f, l as u8);
+        if let Some(r) = st.res {
+            let rv = k.ld(types::F32, r, (4 * (at + l)) as i32);
+            x = k.b.ins().fadd(x, rv);
         }
-        Some((scale, zp)) => {
-            let q = super::quantize::one_value(k, y, scale, zp)?;
-            let dst = k.addr(p.out, e, 1);
-            k.b.ins().istore8(mem(), q, dst, at as i32);
+        let y = apply_act(k, types::F32, act, x);
+        store_one(k, st, y, at + l)?;
+    }
+    Ok(())
+}
+
+/// Stores the real-valued `y` (`f32x4` or one `f32`) at element `at`: as
+/// it is, or on the requantiser's grid (`QOut::Quant`: a multiplication by
+/// the factor, [`GridStep::Mul`]).
+fn store_one(k: &mut Kernel, st: &Store, y: Value, at: usize) -> LResult {
+    let vector = k.b.func.dfg.value_type(y).is_vector();
+    match st.quant {
+        None => k.st(y, st.out, (4 * at) as i32),
+        Some((f, zp)) if vector => super::quantize::store_words(k, y, GridStep::Mul(f), zp, st.out, at as i32)?,
+        Some((f, zp)) => {
+            let q = super::quantize::one_value(k, y, GridStep::Mul(f), zp)?;
+            k.b.ins().istore8(mem(), q, st.out, at as i32);
         }
     }
     Ok(())

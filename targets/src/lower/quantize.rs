@@ -16,7 +16,7 @@
 //! whole tensor is one row.
 
 use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, SigRef, Type, Value};
-use kerf_ir::op::ChainStep;
+use kerf_ir::op::{ChainStep, GridStep};
 use kerf_ir::{BinaryOp, Op, UnaryOp, F32};
 
 use super::chain::chain;
@@ -34,7 +34,7 @@ pub fn lower(k: &mut Kernel) -> LResult {
     let xs = k.in_shape(0).to_vec();
     let r = xs.len();
     let n: usize = xs.iter().product();
-    let steps = steps(zp);
+    let steps = steps(BinaryOp::Div, zp);
     let blocks = match k.caps.avx2 {
         true => {
             let qb = QuantBlocks { scale: scale.get(), zp, zmm: k.caps.avx512 };
@@ -156,7 +156,7 @@ impl Quantiser {
         let mut at = 16 * blocks;
         while n - at >= 4 {
             let x = k.ld(types::F32X4, src, 4 * at as i32);
-            store_words(k, x, self.scale, self.zp, dst, at as i32)?;
+            store_words(k, x, GridStep::Div(self.scale), self.zp, dst, at as i32)?;
             at += 4;
         }
         for e in at..n {
@@ -175,7 +175,7 @@ impl Quantiser {
     /// number.
     fn words(&self, k: &mut Kernel, src: Value, off: i32) -> LResult<Value> {
         let x = k.ld(types::F32X4, src, off);
-        words(k, x, self.scale, self.zp)
+        words(k, x, GridStep::Div(self.scale), self.zp)
     }
 
     /// 16 elements at `src` to 16 bytes at `dst`.
@@ -213,19 +213,28 @@ impl Quantiser {
     }
 }
 
-/// The quantised values of the `f32x4` `x` (`u8(clip(round(x / scale), −zp,
-/// 255 − zp) + zp)`) as the low bytes of an `i32x4`'s lanes, the rest
-/// zero: the chain's `Div` and `Round` emitters, the clamp as
+/// [`GridStep`]'s operation and operand.
+fn parts(by: GridStep) -> (BinaryOp, f32) {
+    match by {
+        GridStep::Div(s) => (BinaryOp::Div, s),
+        GridStep::Mul(f) => (BinaryOp::Mul, f),
+    }
+}
+
+/// The quantised values of the `f32x4` `x` (`u8(clip(round(x ∘ step),
+/// −zp, 255 − zp) + zp)`) as the low bytes of an `i32x4`'s lanes, the rest
+/// zero: the chain's `Div` (or `Mul`) and `Round` emitters, the clamp as
 /// compare-selects (`lo < r ? r : lo`, then `c < hi ? c : hi`: they differ
 /// from the chain's `fmax`/`fmin` only on −0, which still ends as byte 0,
 /// and NaN, which becomes `lo` and so byte 0, what the reference's cast
 /// makes of NaN), `+ zp`, then `+ 2^23`, exact for a whole number in
 /// `0..=255`, whose bits' low byte is that number. The pass's blocks and a
 /// requantising epilogue (`lower::qconv`) share it.
-pub(super) fn words(k: &mut Kernel, x: Value, scale: f32, zp: u8) -> LResult<Value> {
+pub(super) fn words(k: &mut Kernel, x: Value, step: GridStep, zp: u8) -> LResult<Value> {
     let ty = types::F32X4;
-    let s = k.fsplat(ty, scale);
-    let d = binary_f(k, BinaryOp::Div, ty, x, s, None)?;
+    let (op, by) = parts(step);
+    let s = k.fsplat(ty, by);
+    let d = binary_f(k, op, ty, x, s, None)?;
     let r = unary_f(k, UnaryOp::Round, ty, d)?;
     let z = f32::from(zp);
     let (lo, hi) = (k.fsplat(ty, -z), k.fsplat(ty, 255.0 - z));
@@ -243,18 +252,20 @@ pub(super) fn words(k: &mut Kernel, x: Value, scale: f32, zp: u8) -> LResult<Val
 }
 
 /// The quantised value of the f32 `x` as an I32 in `0..=255`: the
-/// quantiser's chain (`Div`, `Round`, `Clip`, `Add`) on one float, then
-/// the saturating conversion (NaN to 0), as the pass's single elements.
-pub(super) fn one_value(k: &mut Kernel, x: Value, scale: f32, zp: u8) -> LResult<Value> {
-    let s = k.b.ins().f32const(scale);
+/// quantiser's chain (`Div` or `Mul`, `Round`, `Clip`, `Add`) on one
+/// float, then the saturating conversion (NaN to 0), as the pass's single
+/// elements.
+pub(super) fn one_value(k: &mut Kernel, x: Value, step: GridStep, zp: u8) -> LResult<Value> {
+    let (op, by) = parts(step);
+    let s = k.b.ins().f32const(by);
     let zc = k.b.ins().f32const(f32::from(zp));
-    let f = chain(k, &steps(zp), types::F32, &[x, s, zc])?;
+    let f = chain(k, &steps(op, zp), types::F32, &[x, s, zc])?;
     Ok(k.b.ins().fcvt_to_sint_sat(types::I32, f))
 }
 
 /// Stores the quantised `f32x4` `x` as 4 bytes at `dst + off`.
-pub(super) fn store_words(k: &mut Kernel, x: Value, scale: f32, zp: u8, dst: Value, off: i32) -> LResult {
-    let i = words(k, x, scale, zp)?;
+pub(super) fn store_words(k: &mut Kernel, x: Value, step: GridStep, zp: u8, dst: Value, off: i32) -> LResult {
+    let i = words(k, x, step, zp)?;
     let h = k.b.ins().snarrow(i, i);
     let b = k.b.ins().unarrow(h, h);
     let le = MemFlagsData::new().with_endianness(Endianness::Little);
@@ -264,12 +275,12 @@ pub(super) fn store_words(k: &mut Kernel, x: Value, scale: f32, zp: u8, dst: Val
     Ok(())
 }
 
-/// The quantiser's steps as a chain over `(x, scale, zp)`: `Div`, `Round`,
-/// `Clip{−zp, 255 − zp}`, `Add`.
-fn steps(zp: u8) -> [ChainStep; 4] {
+/// The quantiser's steps as a chain over `(x, step, zp)`: `op` (`Div` or
+/// `Mul`), `Round`, `Clip{−zp, 255 − zp}`, `Add`.
+fn steps(op: BinaryOp, zp: u8) -> [ChainStep; 4] {
     let z = f32::from(zp);
     [
-        ChainStep::Binary { op: BinaryOp::Div, arg: 1, swap: false },
+        ChainStep::Binary { op, arg: 1, swap: false },
         ChainStep::Unary(UnaryOp::Round),
         ChainStep::Unary(UnaryOp::Clip { min: F32::new(-z), max: F32::new(255.0 - z) }),
         ChainStep::Binary { op: BinaryOp::Add, arg: 2, swap: false },

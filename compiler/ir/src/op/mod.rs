@@ -606,22 +606,54 @@ pub enum QOut {
     Real,
     /// i32: `acc`, exactly.
     Acc,
-    /// u8: the real-valued output through the next layer's activation
-    /// quantiser, `Quantize{scale, zp}` (no padding) of [`QOut::Real`]'s
-    /// value: the requantising epilogue, which hands the next integer conv
-    /// its input without an f32 tensor in between.
+    /// u8: the real-valued output `y` of [`QOut::Real`] on the next
+    /// layer's activation grid, `u8(clip(round(y · f), −zp, 255 − zp) +
+    /// zp)` with `f = `[`QOut::factor`]`(scale)`, each step in f32, round
+    /// to nearest even: the requantising epilogue, which hands the next
+    /// integer conv its input without an f32 tensor in between. A
+    /// multiplication, where `Quantize` divides by the scale: the same
+    /// value except where `y / scale` lies within a few ulps of a
+    /// half-integer (one step apart there), and a division bounds the
+    /// kernels' stores (MobileNetV2's int8 model with VNNI: 8% of its time).
     Quant {
-        /// The output grid's step (positive, finite).
+        /// The output grid's step (positive, finite, with a finite normal
+        /// reciprocal: [`QOut::factor`]).
         scale: F32,
         /// The output grid's zero point.
         zp: u8,
     },
 }
 
+/// How a real value reaches its grid's integers before rounding:
+/// `Quantize` divides by the grid's step, [`QOut::Quant`] multiplies by its
+/// factor ([`QOut::factor`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum GridStep {
+    /// Divide by the grid's step.
+    Div(f32),
+    /// Multiply by the grid's factor.
+    Mul(f32),
+}
+
 impl QOut {
     /// Whether the output is the real-valued result (f32, or quantised to u8).
     pub fn is_real(self) -> bool {
         matches!(self, QOut::Real | QOut::Quant { .. })
+    }
+    /// What [`QOut::Quant`] multiplies by for a grid of step `scale`: `1 /
+    /// scale` rounded to f32, where that is a finite normal number (`None`
+    /// otherwise: such a grid has no requantising epilogue).
+    pub fn factor(scale: f32) -> Option<f32> {
+        let f = 1.0 / scale;
+        (scale > 0.0 && f.is_normal()).then_some(f)
+    }
+    /// The requantising grid as `(factor, zp)` ([`QOut::factor`]), for
+    /// [`QOut::Quant`] with a valid step.
+    pub fn grid(self) -> Option<(f32, u8)> {
+        match self {
+            QOut::Quant { scale, zp } => QOut::factor(scale.get()).map(|f| (f, zp)),
+            _ => None,
+        }
     }
 }
 

@@ -8,14 +8,12 @@
 //! only: the epilogue is Cranelift's, [`sums_epilogue`]).
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{InstBuilder, Value};
+use cranelift_codegen::ir::{types, InstBuilder, Value};
 
-use cranelift_codegen::ir::types;
-
-use super::super::epilogue::{apply_act, Act};
+use super::super::epilogue::Act;
 use super::super::gemm_wide::act_epi;
 use super::super::{Family, Kernel, LResult};
-use super::{finite, zero_point_sums, Dims, QDOT_ROWS};
+use super::{finish, finite, zero_point_sums, Dims, Store, QDOT_ROWS};
 use crate::ukernel::avx2::{GemvStep, QdotGemv, TileEpi, YMM_GEMV_ACCS, YMM_GEMV_IMAGES_MAX};
 use crate::ukernel::neon::{SDOT_GEMV_ACCS, SDOT_GEMV_IMAGES_MAX};
 
@@ -132,10 +130,7 @@ pub(super) fn gemv(
     let (m, steps, images, lanes) = (d.mg, kk / form.step_k(), k.in_shape(0)[0], form.lanes());
     let (per_call, blocks) = form.shape(images);
     let chunk = lanes * blocks;
-    let (chunks, groups) = (m.div_ceil(chunk), images.div_ceil(per_call));
     let (wb, tb) = gemv_pack(d, form, (w, kk), (scales, bias), chunk);
-    // the variants: [last chunk][last group], where those differ
-    let (rest, last_group) = (m % chunk, images % per_call);
     let full = QdotGemv {
         blocks,
         last_lanes: lanes,
@@ -145,26 +140,8 @@ pub(super) fn gemv(
         x_stride: d.c * d.h * d.w,
         out_stride: d.groups * d.mg,
     };
-    let mut code = [[None, None], [None, None]];
-    let mut shapes = [[full; 2]; 2];
-    for (lc, lg) in [(false, false), (false, true), (true, false), (true, true)] {
-        let occurs =
-            (if lc { rest != 0 } else { m >= chunk }) && (if lg { last_group != 0 } else { images >= per_call });
-        if !occurs {
-            continue;
-        }
-        let mut g = full;
-        if lc {
-            (g.blocks, g.last_lanes) = (rest.div_ceil(lanes), (rest - 1) % lanes + 1);
-        }
-        if lg {
-            g.images = last_group;
-        }
-        let bytes = form.code(&g).map_err(|e| format!("internal: one-pixel product: {e}"))?;
-        code[usize::from(lc)][usize::from(lg)] = Some(k.code(form.family(), bytes));
-        shapes[usize::from(lc)][usize::from(lg)] = g;
-    }
-    let any = code.iter().flatten().flatten().copied().next().ok_or("internal: one-pixel product: no variant")?;
+    let v = Variants::new(k, form, full, (m, images))?;
+    let [chunks, groups] = v.counts;
     let (wp, tp) = (k.blob(wb), k.blob(tb));
     let (x, out) = (k.input(0), k.output(0));
     let res = if epi.residual { Some(k.input(4)) } else { None };
@@ -188,51 +165,113 @@ pub(super) fn gemv(
         };
         let t = k.addr(tp, c, (blocks * 12 * lanes) as i64);
         let steps_v = k.ic(steps as i64);
-        if let Some(sums) = sums {
-            let kinds = [(m >= chunk, rest != 0), (images >= per_call, last_group != 0)];
-            let ends = [is_last(k, c, chunks, kinds[0]), is_last(k, g, groups, kinds[1])];
-            for (lc, lg) in [(false, false), (false, true), (true, false), (true, true)] {
-                let Some(variant) = code[usize::from(lc)][usize::from(lg)] else { continue };
-                let shape = shapes[usize::from(lc)][usize::from(lg)];
-                let conds: Vec<Value> = [(ends[0], lc), (ends[1], lg)]
-                    .into_iter()
-                    .filter_map(|(end, last)| end.map(|e| if last { e } else { k.b.ins().bxor_imm_u(e, 1) }))
-                    .collect();
-                let ptrs = SumsPtrs { sums, table: t, out: o, res: res.map(|_| r), quant };
-                let mut body = |k: &mut Kernel| {
-                    k.b.ins().call_indirect(sig, variant, &[wc, xn, sums, steps_v, sums, sums]);
-                    result = result.clone().and(sums_epilogue(k, &shape, act, &ptrs, m));
+        match sums {
+            Some(sums) => {
+                let ptrs = SumsPtrs { sums, table: t, store: Store { out: o, res: res.map(|_| r), quant } };
+                let call = |k: &mut Kernel, code: Value, shape: &QdotGemv| {
+                    k.b.ins().call_indirect(sig, code, &[wc, xn, sums, steps_v, sums, sums]);
+                    sums_epilogue(k, shape, act, &ptrs, m)
                 };
-                match conds.as_slice() {
-                    [] => body(k),
-                    [one] => k.if_then(*one, body),
-                    [a, b] => {
-                        let both = k.b.ins().band(*a, *b);
-                        k.if_then(both, body)
-                    }
-                    _ => unreachable!("two dimensions"),
-                }
+                result = result.clone().and(v.branch(k, [c, g], call));
             }
-            return;
+            None => {
+                let variant = v.select(k, [c, g]);
+                k.b.ins().call_indirect(sig, variant, &[wc, xn, o, steps_v, t, r]);
+            }
         }
-        let args = [wc, xn, o, steps_v, t, r];
-        // the variant: a dimension with both kinds picks by a select on
-        // its last index, one with a single kind takes it
-        let pick = |k: &mut Kernel, v: Value, n: usize, kinds: (bool, bool), [full, last]: [Value; 2]| match kinds {
-            (true, true) => {
-                let is_last = k.b.ins().icmp_imm_s(IntCC::Equal, v, (n - 1) as i64);
-                k.b.ins().select(is_last, last, full)
-            }
-            (false, _) => last,
-            (true, false) => full,
-        };
-        let g_kinds = (images >= per_call, last_group != 0);
-        let rows = code.map(|row| row.map(|v| v.unwrap_or(any)));
-        let in_chunk = rows.map(|row| pick(k, g, groups, g_kinds, row));
-        let variant = pick(k, c, chunks, (m >= chunk, rest != 0), in_chunk);
-        k.b.ins().call_indirect(sig, variant, &args);
     });
     result
+}
+
+/// A one-pixel product's variants: per (last chunk, last group) its code
+/// and shape where that pair occurs. A dimension's `kinds` say whether
+/// full (`.0`) and last (`.1`) indices occur; `counts` are the chunks and
+/// the image groups.
+struct Variants {
+    code: [[Option<Value>; 2]; 2],
+    /// Some variant's code (the one [`Variants::select`] gives pairs that
+    /// do not occur).
+    any: Value,
+    shapes: [[QdotGemv; 2]; 2],
+    kinds: [(bool, bool); 2],
+    counts: [usize; 2],
+}
+
+impl Variants {
+    /// The variants of `full` (a full chunk of a full image group) for
+    /// `m` channels and `images` images, assembled.
+    fn new(k: &mut Kernel, form: Form, full: QdotGemv, (m, images): (usize, usize)) -> Result<Variants, String> {
+        let (lanes, chunk, per_call) = (form.lanes(), form.lanes() * full.blocks, full.images);
+        let (rest, last_group) = (m % chunk, images % per_call);
+        let kinds = [(m >= chunk, rest != 0), (images >= per_call, last_group != 0)];
+        let (mut code, mut shapes) = ([[None; 2]; 2], [[full; 2]; 2]);
+        for (lc, lg) in [(false, false), (false, true), (true, false), (true, true)] {
+            let occurs = |(whole, part): (bool, bool), last: bool| if last { part } else { whole };
+            if !(occurs(kinds[0], lc) && occurs(kinds[1], lg)) {
+                continue;
+            }
+            let mut g = full;
+            if lc {
+                (g.blocks, g.last_lanes) = (rest.div_ceil(lanes), (rest - 1) % lanes + 1);
+            }
+            if lg {
+                g.images = last_group;
+            }
+            let bytes = form.code(&g).map_err(|e| format!("internal: one-pixel product: {e}"))?;
+            code[usize::from(lc)][usize::from(lg)] = Some(k.code(form.family(), bytes));
+            shapes[usize::from(lc)][usize::from(lg)] = g;
+        }
+        let any = code.iter().flatten().flatten().copied().next().ok_or("internal: one-pixel product: no variant")?;
+        Ok(Variants { code, any, shapes, kinds, counts: [m.div_ceil(chunk), images.div_ceil(per_call)] })
+    }
+
+    /// The variant of chunk `c` and group `g` as a value: a dimension with
+    /// both kinds picks by a select on its last index, one with a single
+    /// kind takes it.
+    fn select(&self, k: &mut Kernel, [c, g]: [Value; 2]) -> Value {
+        let pick = |k: &mut Kernel, v: Value, n: usize, kinds: (bool, bool), [full, last]: [Value; 2]| match is_last(
+            k, v, n, kinds,
+        ) {
+            Some(end) => k.b.ins().select(end, last, full),
+            None if kinds.0 => full,
+            None => last,
+        };
+        let rows = self.code.map(|row| row.map(|v| v.unwrap_or(self.any)));
+        let in_chunk = rows.map(|row| pick(k, g, self.counts[1], self.kinds[1], row));
+        pick(k, c, self.counts[0], self.kinds[0], in_chunk)
+    }
+
+    /// `call` for the variant of chunk `c` and group `g` (its code and
+    /// shape), each variant under its own branch: for code whose
+    /// epilogue depends on the shape (`sdot`'s sums).
+    fn branch(
+        &self,
+        k: &mut Kernel,
+        [c, g]: [Value; 2],
+        mut call: impl FnMut(&mut Kernel, Value, &QdotGemv) -> LResult,
+    ) -> LResult {
+        let ends = [is_last(k, c, self.counts[0], self.kinds[0]), is_last(k, g, self.counts[1], self.kinds[1])];
+        let mut result = Ok(());
+        for (lc, lg) in [(false, false), (false, true), (true, false), (true, true)] {
+            let Some(code) = self.code[usize::from(lc)][usize::from(lg)] else { continue };
+            let shape = self.shapes[usize::from(lc)][usize::from(lg)];
+            let conds: Vec<Value> = [(ends[0], lc), (ends[1], lg)]
+                .into_iter()
+                .filter_map(|(end, last)| end.map(|e| if last { e } else { k.b.ins().bxor_imm_u(e, 1) }))
+                .collect();
+            let mut body = |k: &mut Kernel| result = result.clone().and(call(k, code, &shape));
+            match conds.as_slice() {
+                [] => body(k),
+                [one] => k.if_then(*one, body),
+                [a, b] => {
+                    let both = k.b.ins().band(*a, *b);
+                    k.if_then(both, body)
+                }
+                _ => unreachable!("two dimensions"),
+            }
+        }
+        result
+    }
 }
 
 /// Whether index `v` of `n` is the last, as an `i8` (`None` where a
@@ -242,22 +281,20 @@ fn is_last(k: &mut Kernel, v: Value, n: usize, kinds: (bool, bool)) -> Option<Va
 }
 
 /// Where [`sums_epilogue`] reads and writes, for one call: the call's
-/// sums (task scratch), its chunk's epilogue table, its first image's
-/// output (and residual) at its first channel, and the output grid.
+/// sums (task scratch), its chunk's epilogue table, and where its first
+/// image's results go.
 struct SumsPtrs {
     sums: Value,
     table: Value,
-    out: Value,
-    res: Option<Value>,
-    quant: Option<(f32, u8)>,
+    store: Store,
 }
 
 /// The unit tiles' epilogue over one call of the sums-only product `g`
 /// (`sdot`'s: `[image][4·blocks]` i32 sums `Σ (x − 128)·w`): per block of
 /// 4 channels the sums less the table's zero-point terms (`(zp − 128)·Σ
-/// w`), `f32(acc)·s + b`, the residual, the activation, then the f32 or
-/// requantised u8 store; the last block's lanes past `last_lanes` are not
-/// stored. Images are `m` output elements apart.
+/// w`), `f32(acc)·s + b`, then [`finish`] (residual, activation, f32 or
+/// requantised u8 store; the last block's lanes past `last_lanes` not
+/// stored). Images are `m` output elements apart.
 fn sums_epilogue(k: &mut Kernel, g: &QdotGemv, act: Act, p: &SumsPtrs, m: usize) -> LResult {
     for i in 0..g.images {
         for b in 0..g.blocks {
@@ -269,38 +306,8 @@ fn sums_epilogue(k: &mut Kernel, g: &QdotGemv, act: Act, p: &SumsPtrs, m: usize)
             let f = k.b.ins().fcvt_from_sint(types::F32X4, acc);
             let f = k.b.ins().fmul(f, scale);
             let f = k.b.ins().fadd(f, bias);
-            let at = (i * m + 4 * b) as i32;
             let live = if b + 1 == g.blocks { g.last_lanes } else { 4 };
-            if live == 4 {
-                let f = match p.res {
-                    Some(r) => {
-                        let rv = k.ld(types::F32X4, r, 4 * at);
-                        k.b.ins().fadd(f, rv)
-                    }
-                    None => f,
-                };
-                let y = apply_act(k, types::F32X4, act, f);
-                match p.quant {
-                    None => k.st(y, p.out, 4 * at),
-                    Some((s, zp)) => super::super::quantize::store_words(k, y, s, zp, p.out, at)?,
-                }
-                continue;
-            }
-            for l in 0..live {
-                let mut x = k.b.ins().extractlane(f, l as u8);
-                if let Some(r) = p.res {
-                    let rv = k.ld(types::F32, r, 4 * (at + l as i32));
-                    x = k.b.ins().fadd(x, rv);
-                }
-                let y = apply_act(k, types::F32, act, x);
-                match p.quant {
-                    None => k.st(y, p.out, 4 * (at + l as i32)),
-                    Some((s, zp)) => {
-                        let q = super::super::quantize::one_value(k, y, s, zp)?;
-                        k.b.ins().istore8(super::super::loops::mem(), q, p.out, at + l as i32);
-                    }
-                }
-            }
+            finish(k, act, &p.store, f, live, i * m + 4 * b)?;
         }
     }
     Ok(())

@@ -153,7 +153,7 @@ impl DwFlat {
 pub struct Int {
     /// The input's zero point.
     pub zp: u8,
-    /// The output grid (scale, zero point) of a u8 output.
+    /// The output grid (factor, zero point; `kerf_ir::op::QOut::grid`) of a u8 output.
     pub quant: Option<(f32, u8)>,
 }
 

@@ -23,7 +23,7 @@ pub struct QdotGemv {
     pub last_lanes: usize,
     /// Residual and activation (`scale`/`addend` unused: the table has them).
     pub epi: TileEpi,
-    /// Store u8 through this grid (`scale`, `zp`) instead of f32.
+    /// Store u8 through this grid (`factor`, `zp`; `kerf_ir::op::QOut::grid`) instead of f32.
     pub quant: Option<(f32, u8)>,
     /// Images per call, each weight load shared by all of them: image `i`
     /// reads its input `i · x_stride` bytes past the first's, its output

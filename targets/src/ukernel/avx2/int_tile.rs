@@ -5,8 +5,8 @@
 //! [`int_to_real`]).
 
 use iced_x86::code_asm::asm_traits::{
-    CodeAsmVaddps, CodeAsmVbroadcastss, CodeAsmVcvtdq2ps, CodeAsmVcvtps2dq, CodeAsmVcvttps2dq, CodeAsmVdivps,
-    CodeAsmVmovups, CodeAsmVmulps, CodeAsmVpbroadcastd, CodeAsmVpmaxsd, CodeAsmVpsubd,
+    CodeAsmVaddps, CodeAsmVbroadcastss, CodeAsmVcvtdq2ps, CodeAsmVcvtps2dq, CodeAsmVcvttps2dq, CodeAsmVmovups,
+    CodeAsmVmulps, CodeAsmVpbroadcastd, CodeAsmVpmaxsd, CodeAsmVpsubd,
 };
 use iced_x86::code_asm::*;
 
@@ -90,7 +90,6 @@ pub(crate) trait IntOps<R>:
     + CodeAsmVbroadcastss<R, AsmMemoryOperand>
     + CodeAsmVaddps<R, R, AsmMemoryOperand>
     + CodeAsmVmulps<R, R, AsmMemoryOperand>
-    + CodeAsmVdivps<R, R, R>
     + CodeAsmVcvttps2dq<R, R>
     + CodeAsmVcvtps2dq<R, R>
     + CodeAsmVpmaxsd<R, R, R>
@@ -108,7 +107,6 @@ impl<R, T> IntOps<R> for T where
         + CodeAsmVbroadcastss<R, AsmMemoryOperand>
         + CodeAsmVaddps<R, R, AsmMemoryOperand>
         + CodeAsmVmulps<R, R, AsmMemoryOperand>
-        + CodeAsmVdivps<R, R, R>
         + CodeAsmVcvttps2dq<R, R>
         + CodeAsmVcvtps2dq<R, R>
         + CodeAsmVpmaxsd<R, R, R>
@@ -174,8 +172,9 @@ pub struct QdotEpi {
     pub epi: TileEpi,
     /// Bytes between the output's channel rows (f32, or u8 with `quant`).
     pub ldo: usize,
-    /// Store u8 through this grid (`scale`, `zp`): the quantiser's
-    /// operations after the activation; `ldo` then counts bytes of the u8
+    /// Store u8 through this grid (`factor`, `zp`;
+    /// `kerf_ir::op::QOut::grid`): the requantiser's operations after the
+    /// activation ([`requantise`]); `ldo` then counts bytes of the u8
     /// output, and the f32 residual's rows are `4·ldo` bytes apart.
     pub quant: Option<(f32, u8)>,
 }
@@ -310,50 +309,50 @@ where
     }
 }
 
-/// [`quantise_clamped`]'s constants: the scale, the bounds and `−zp` (as
+/// [`quantise_clamped`]'s constants: the factor, the bounds and `−zp` (as
 /// an i32, the splat's bits) in [`Vreg::SCRATCH`].
 fn clamped_constants<R: IntVreg>(
     a: &mut CodeAssembler,
-    (scale, zp): (f32, u8),
+    (f, zp): (f32, u8),
     (lo, hi): (f32, f32),
 ) -> Result<(), IcedError>
 where
     CodeAssembler: IntOps<R>,
 {
     let nz = f32::from_bits((-i32::from(zp)) as u32);
-    for (r, v) in R::SCRATCH.into_iter().zip([scale, lo, hi, nz]) {
+    for (r, v) in R::SCRATCH.into_iter().zip([f, lo, hi, nz]) {
         R::splat(a, r, v)?;
     }
     Ok(())
 }
 
-/// The clamp activation of `epi` folded into the quantiser's: integer
-/// bounds `(lo, hi)` on `round(y / scale)` such that
-/// `clamp(round(y / scale), lo, hi) = clamp(round(clip(y) / scale), −zp,
-/// 255 − zp)` for every non-NaN `y`: division by a positive scale, its
-/// rounding and round-to-nearest-even are monotone, so they commute with
-/// `max`/`min` (`lo = max(round(clip_lo / scale), −zp)`, `hi` likewise;
+/// The clamp activation of `epi` folded into the requantiser's: integer
+/// bounds `(lo, hi)` on `round(y · f)` such that
+/// `clamp(round(y · f), lo, hi) = clamp(round(clip(y) · f), −zp,
+/// 255 − zp)` for every non-NaN `y`: multiplication by a positive factor,
+/// its rounding and round-to-nearest-even are monotone, so they commute
+/// with `max`/`min` (`lo = max(round(clip_lo · f), −zp)`, `hi` likewise;
 /// the signs of zero vanish in the conversion; ±∞ land on the bounds as
 /// they do through the clip). A NaN, which the separate steps turn into
 /// byte 0, [`quantise_clamped`] carries to the same byte. `None` with
 /// HardSwish or with bounds out of order.
-fn fused_bounds(epi: &TileEpi, (scale, zp): (f32, u8)) -> Option<(f32, f32)> {
-    if epi.hardswish || epi.scale.is_some() || epi.addend.is_some() || !scale.is_finite() || scale <= 0.0 {
+fn fused_bounds(epi: &TileEpi, (f, zp): (f32, u8)) -> Option<(f32, f32)> {
+    if epi.hardswish || epi.scale.is_some() || epi.addend.is_some() || !f.is_finite() || f <= 0.0 {
         return None;
     }
     let z = f32::from(zp);
     let (lo, hi) = match epi.clamp {
         None => (-z, 255.0 - z),
         Some(c) => {
-            let lo = (c.lo / scale).round_ties_even().max(-z);
-            let hi = c.hi.map_or(255.0 - z, |h| (h / scale).round_ties_even().min(255.0 - z));
+            let lo = (c.lo * f).round_ties_even().max(-z);
+            let hi = c.hi.map_or(255.0 - z, |h| (h * f).round_ties_even().min(255.0 - z));
             (lo, hi)
         }
     };
     (lo <= hi).then_some((lo, hi))
 }
 
-/// `acc = max(i32(clamp(acc / scale, lo, hi)), −zp) + zp` with the
+/// `acc = max(i32(clamp(acc · f, lo, hi)), −zp) + zp` with the
 /// conversion's round to nearest even ([`fused_bounds`]'s `lo`, `hi`:
 /// whole numbers, so clamping before the rounding is clamping after it,
 /// and the integer `max` then changes nothing). The clamps keep a NaN
@@ -368,9 +367,9 @@ fn quantise_clamped<R: IntVreg>(a: &mut CodeAssembler, acc: &[R], nan: bool) -> 
 where
     CodeAssembler: IntOps<R>,
 {
-    let [s, l, h, nz] = R::SCRATCH;
+    let [f, l, h, nz] = R::SCRATCH;
     for &ac in acc {
-        a.vdivps(ac, ac, s)?;
+        a.vmulps(ac, ac, f)?;
         a.vmaxps(ac, l, ac)?;
         a.vminps(ac, h, ac)?;
         a.vcvtps2dq(ac, ac)?;
@@ -382,23 +381,24 @@ where
     Ok(())
 }
 
-/// `acc = i32(clip(round(acc / scale), −zp, 255 − zp) + zp)`, whole
-/// numbers in `0..=255`: the quantiser pass's operations in its order
-/// (`ukernel::quantize`: `vdivps`, round to nearest even, `vmaxps`/`vminps`
-/// against the bounds, `+ zp`, truncating conversion of the whole number),
-/// so its bytes. The constants live in [`Vreg::SCRATCH`] (free after the
-/// activation).
-pub(crate) fn quantise<R: IntVreg>(a: &mut CodeAssembler, acc: &[R], (scale, zp): (f32, u8)) -> Result<(), IcedError>
+/// `acc = i32(clip(round(acc · f), −zp, 255 − zp) + zp)`, whole
+/// numbers in `0..=255`: `kerf_ir::op::QOut::Quant`'s operations in its
+/// order (`vmulps` by the factor, round to nearest even, `vmaxps`/`vminps`
+/// against the bounds, `+ zp`, truncating conversion of the whole number;
+/// the quantiser pass's, `ukernel::quantize`, with its division by the
+/// step a multiplication), so the reference's bytes. The constants live in
+/// [`Vreg::SCRATCH`] (free after the activation).
+pub(crate) fn quantise<R: IntVreg>(a: &mut CodeAssembler, acc: &[R], (f, zp): (f32, u8)) -> Result<(), IcedError>
 where
     CodeAssembler: IntOps<R>,
 {
     let z = f32::from(zp);
     let [s, lo, hi, zr] = R::SCRATCH;
-    for (r, v) in [s, lo, hi, zr].into_iter().zip([scale, -z, 255.0 - z, z]) {
+    for (r, v) in [s, lo, hi, zr].into_iter().zip([f, -z, 255.0 - z, z]) {
         R::splat(a, r, v)?;
     }
     for &ac in acc {
-        a.vdivps(ac, ac, s)?;
+        a.vmulps(ac, ac, s)?;
         R::round(a, ac)?;
         a.vmaxps(ac, ac, lo)?;
         a.vminps(ac, ac, hi)?;

@@ -20,8 +20,9 @@
 //!
 //! **Epilogue.** `QConv`'s operations in their order, as in the integer
 //! tiles (`int_to_real`): `f32(acc − corr) · scale + bias`, the residual,
-//! the activation, then the f32 store or the requantising one (the
-//! quantiser's operations, `vpmovdb`): the reference's bits and bytes.
+//! the activation, then the f32 store or the requantising one
+//! (`int_tile::requantise`, then `vpmovdb`): the reference's bits and
+//! bytes.
 //!
 //! The row loop runs the rows whose window lies inside the plane; the
 //! rows at the top and bottom (a padded window) are emitted one by one.
@@ -58,7 +59,7 @@ pub struct DwQuad {
     pub zp: u8,
     /// Residual and activation.
     pub epi: TileEpi,
-    /// Store u8 through this grid (`scale`, `zp`) instead of f32.
+    /// Store u8 through this grid (`factor`, `zp`; `kerf_ir::op::QOut::grid`) instead of f32.
     pub quant: Option<(f32, u8)>,
 }
 
