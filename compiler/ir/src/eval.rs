@@ -483,6 +483,9 @@ fn unary_f(u: UnaryOp, x: f64) -> f64 {
         Erf => erf(x),
         Tanh => x.tanh(),
         Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        // NaN stays NaN (ONNX's `max(0, x)` and `clip` are numpy's, which
+        // propagate it; Rust's `max` would return the other operand)
+        Relu if x.is_nan() => x,
         Relu => x.max(0.0),
         Floor => x.floor(),
         Ceil => x.ceil(),
@@ -520,6 +523,7 @@ fn unary_f(u: UnaryOp, x: f64) -> f64 {
             }
         }
         HardSigmoid { alpha, beta } => (alpha.get() as f64 * x + beta.get() as f64).clamp(0.0, 1.0),
+        Clip { .. } if x.is_nan() => x,
         Clip { min, max } => x.max(min.get() as f64).min(max.get() as f64),
         Gelu { tanh: false } => 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
         Gelu { tanh: true } => {
@@ -721,6 +725,19 @@ mod tests {
         // an input of the wrong shape: the Add fails, and the error says which node
         let e = eval_graph(&g, &[f(&[2], &[1.0, 2.0])]).unwrap_err();
         assert!(matches!(&e, IrError::Node { op, .. } if op == "Add"), "{e}");
+    }
+
+    /// Relu and Clip keep a NaN, as ONNX's numpy definitions (and every
+    /// kernel) do; the other values as usual.
+    #[test]
+    fn relu_and_clip_keep_nan() {
+        let x = f(&[4], &[f32::NAN, -1.0, 0.5, 9.0]);
+        let clip = UnaryOp::Clip { min: crate::F32::new(0.0), max: crate::F32::new(6.0) };
+        for (u, rest) in [(UnaryOp::Relu, [0.0, 0.5, 9.0]), (clip, [0.0, 0.5, 6.0])] {
+            let y = eval(&Op::Unary(u), &[&x]).unwrap().remove(0).to_f32_vec();
+            assert!(y[0].is_nan(), "{u:?}: {y:?}");
+            assert_eq!(y[1..], rest, "{u:?}");
+        }
     }
 
     #[test]
