@@ -1,10 +1,14 @@
 //! QConv cases as data: a case's graph in the IR text format (per-channel
 //! steps and biases of its own, a residual input when the epilogue adds
 //! one, a u8 output through a grid), its inputs and fixed pseudo-random
-//! data, shared by the host battery (`qconv.rs`) and the cross-ISA one
-//! (`qconv_cross.rs`).
+//! data, shared by the host batteries (`qconv.rs`, `qconv_pattern.rs`,
+//! `quantize.rs`) and the cross-ISA one (`qconv_cross.rs`); the checks
+//! the host batteries share ([`check`], [`cpus`], [`host_runs`],
+//! [`object_kernels`]).
 
 use kerf_ir::{DType, Tensor};
+
+use super::{reference, run};
 
 /// A QConv graph: x u8 `xsh`, w i8 `wsh` with values `w`, output `osh`.
 pub struct Case<'a> {
@@ -122,4 +126,96 @@ pub fn acc_text(shapes: [[usize; 4]; 3], attrs: &str, zp: u8, w: &[i64]) -> Stri
         ints(w),
         dims(&osh),
     )
+}
+
+/// Case `c` with input `x` and weights `w` on every preset the host runs
+/// ([`cpus`]) against the reference evaluator: bit for bit for None, Relu
+/// and Clip; for the other activations (the kernels' own f32 routines)
+/// every preset gives the baseline's bits, within 1e-5 of the reference.
+pub fn check(c: &Case, x: &[u8], w: &[i64]) {
+    let text = graph_text(c, w);
+    let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let ins = inputs(c, x);
+    let want = reference(&g, &ins).remove(0);
+    // None/Relu/Clip: the reference's bits (the op's contract); the other
+    // activations are the kernels' own f32 routines: every tile gives the
+    // baseline's bits, and those are close to the reference
+    let exact = ["act=None", "act=Relu", "act=Clip"].iter().any(|a| c.epi.starts_with(a));
+    let base = run(&text, &ins, "baseline").remove(0);
+    if !exact {
+        super::close(&format!("{} {}", c.attrs, c.epi), &base, &want, 1e-5, 1e-5);
+    }
+    let want = if exact { want } else { base };
+    for cpu in cpus() {
+        let got = run(&text, &ins, cpu).remove(0);
+        assert_eq!(got.len(), want.len());
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert!(a.to_bits() == b.to_bits(), "{} {} ({cpu}): element {i}: got {a}, want {b}", c.attrs, c.epi);
+        }
+    }
+}
+
+/// The CPU presets the host can run: `native`, `baseline`, and `haswell`
+/// (the AVX2 pair tile) where that is not what `native` already is; the
+/// tiles the host cannot run are named as untested.
+pub fn cpus() -> Vec<&'static str> {
+    let mut cpus = vec!["native", "baseline"];
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let vnni = has!("avx512f") && has!("avx512vl") && has!("avx512bw") && has!("avx512vnni");
+        if !vnni {
+            eprintln!("no AVX-512 VNNI on this CPU: the byte-quad tile is not tested here (the others are)");
+        }
+        if has!("avx2") && has!("fma") {
+            cpus.push("haswell");
+        } else {
+            eprintln!("no AVX2 on this CPU: the assembled integer tiles are not tested here (the 128-bit tile is)");
+        }
+    }
+    cpus
+}
+
+/// The host CPU features a check needs.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Cpu {
+    /// AVX2 + FMA (the assembled tiles).
+    Avx2,
+    /// AVX-512 F/VL/BW with VNNI too (what `native` needs for its VNNI kernels).
+    Vnni,
+}
+
+/// Whether the host has `need` (an x86-64 host); otherwise prints that the
+/// calling check is skipped, and why.
+pub fn host_runs(need: Cpu) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let avx2 = has!("avx2") && has!("fma");
+        let vnni = has!("avx512f") && has!("avx512vl") && has!("avx512bw") && has!("avx512vnni");
+        match (need, avx2, vnni) {
+            (Cpu::Avx2, true, _) | (Cpu::Vnni, true, true) => true,
+            (Cpu::Avx2, false, _) => {
+                eprintln!("skipped: no AVX2 on this CPU");
+                false
+            }
+            (Cpu::Vnni, ..) => {
+                eprintln!("skipped: no AVX-512 VNNI on this CPU");
+                false
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = need;
+        eprintln!("skipped: not an x86-64 host");
+        false
+    }
+}
+
+/// Micro-kernels of `g`'s x86-64 object for `cpu`: which kernels code
+/// calls is decided at compile time, so any host checks it.
+pub fn object_kernels(g: &kerf_ir::Graph, cpu: &str) -> usize {
+    let o = kerf_targets::CompileOptions::parse("x86_64-unknown-linux-gnu", cpu, "t").unwrap();
+    kerf_targets::compile_object(g, &o).unwrap().report.micro_kernels
 }
