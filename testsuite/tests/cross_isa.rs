@@ -125,9 +125,8 @@ fn compressed(
     let plan = kerf_compress::Plan::parse(plan).unwrap_or_else(|e| panic!("{e}"));
     let calib_file = ["calib_x.npy", "input_0.npy"].map(|f| dir.join(f)).into_iter().find(|p| p.exists());
     let calib_file = calib_file.unwrap_or_else(|| panic!("{model}: no calibration data"));
-    let fp32 = kerf_pipeline::Session::new(dir.join("model.onnx")).graph().unwrap_or_else(|e| panic!("{model}: {e}"));
-    let fp32 = fp32.graph;
-    let input_name = fp32.value(fp32.inputs[0]).name.clone();
+    let names = kerf_pipeline::Session::new(dir.join("model.onnx")).model_inputs();
+    let input_name = names.unwrap_or_else(|e| panic!("{model}: {e}")).remove(0);
     let calib = vec![(input_name, e2e::read_npy(&calib_file).unwrap_or_else(|e| panic!("{e}")))];
     let passes = kerf_pipeline::PassOptions { int8_kernels, ..Default::default() };
     let s = kerf_pipeline::Session::new(dir.join("model.onnx"))

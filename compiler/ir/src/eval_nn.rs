@@ -183,16 +183,13 @@ fn step(op: Op, args: &[&Tensor]) -> Result<Tensor, IrError> {
 fn on_grid(x: &Tensor, by: GridStep, zp: u8) -> Result<Tensor, IrError> {
     use crate::op::{BinaryOp, UnaryOp};
     use crate::F32;
-    let one = step;
     let z = f32::from(zp);
-    let d = match by {
-        GridStep::Div(s) => one(Op::Binary(BinaryOp::Div), &[x, &Tensor::scalar_f32(s)])?,
-        GridStep::Mul(f) => one(Op::Binary(BinaryOp::Mul), &[x, &Tensor::scalar_f32(f)])?,
-    };
-    let r = one(Op::Unary(UnaryOp::Round), &[&d])?;
-    let c = one(Op::Unary(UnaryOp::Clip { min: F32::new(-z), max: F32::new(255.0 - z) }), &[&r])?;
-    let a = one(Op::Binary(BinaryOp::Add), &[&c, &Tensor::scalar_f32(z)])?;
-    one(Op::Cast(DType::U8), &[&a])
+    let (op, by) = by.binary();
+    let d = step(Op::Binary(op), &[x, &Tensor::scalar_f32(by)])?;
+    let r = step(Op::Unary(UnaryOp::Round), &[&d])?;
+    let c = step(Op::Unary(UnaryOp::Clip { min: F32::new(-z), max: F32::new(255.0 - z) }), &[&r])?;
+    let a = step(Op::Binary(BinaryOp::Add), &[&c, &Tensor::scalar_f32(z)])?;
+    step(Op::Cast(DType::U8), &[&a])
 }
 
 /// [`Op::Requantize`]: in f64, as the ONNX reference's numpy computes it.

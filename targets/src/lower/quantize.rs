@@ -213,14 +213,6 @@ impl Quantiser {
     }
 }
 
-/// [`GridStep`]'s operation and operand.
-fn parts(by: GridStep) -> (BinaryOp, f32) {
-    match by {
-        GridStep::Div(s) => (BinaryOp::Div, s),
-        GridStep::Mul(f) => (BinaryOp::Mul, f),
-    }
-}
-
 /// The quantised values of the `f32x4` `x` (`u8(clip(round(x ∘ step),
 /// −zp, 255 − zp) + zp)`) as the low bytes of an `i32x4`'s lanes, the rest
 /// zero: the chain's `Div` (or `Mul`) and `Round` emitters, the clamp as
@@ -232,7 +224,7 @@ fn parts(by: GridStep) -> (BinaryOp, f32) {
 /// requantising epilogue (`lower::qconv`) share it.
 pub(super) fn words(k: &mut Kernel, x: Value, step: GridStep, zp: u8) -> LResult<Value> {
     let ty = types::F32X4;
-    let (op, by) = parts(step);
+    let (op, by) = step.binary();
     let s = k.fsplat(ty, by);
     let d = binary_f(k, op, ty, x, s, None)?;
     let r = unary_f(k, UnaryOp::Round, ty, d)?;
@@ -256,7 +248,7 @@ pub(super) fn words(k: &mut Kernel, x: Value, step: GridStep, zp: u8) -> LResult
 /// float, then the saturating conversion (NaN to 0), as the pass's single
 /// elements.
 pub(super) fn one_value(k: &mut Kernel, x: Value, step: GridStep, zp: u8) -> LResult<Value> {
-    let (op, by) = parts(step);
+    let (op, by) = step.binary();
     let s = k.b.ins().f32const(by);
     let zc = k.b.ins().f32const(f32::from(zp));
     let f = chain(k, &steps(op, zp), types::F32, &[x, s, zc])?;

@@ -163,8 +163,9 @@ pub fn sdot_gemv(blocks: usize, images: usize, x_stride: usize) -> Result<Vec<u8
         ; ->four:
     );
     for i in 0..images {
-        let (v, x) = ((4 + i) as u8, (4 + i) as u8);
-        dynasm!(a ; .arch aarch64 ; ldr Q(v), [X(x)], #16 ; eor V(v).b16, V(v).b16, v7.b16);
+        // image i: its pointer in x(4 + i), its quads in v(4 + i)
+        let r = (4 + i) as u8;
+        dynasm!(a ; .arch aarch64 ; ldr Q(r), [X(r)], #16 ; eor V(r).b16, V(r).b16, v7.b16);
     }
     for quad in 0..4 {
         gemv_quad(&mut a, blocks, images, quad, &acc);
@@ -178,8 +179,8 @@ pub fn sdot_gemv(blocks: usize, images: usize, x_stride: usize) -> Result<Vec<u8
         ; ->one:
     );
     for i in 0..images {
-        let (v, x) = ((4 + i) as u8, (4 + i) as u8);
-        dynasm!(a ; .arch aarch64 ; ldr S(v), [X(x)], #4 ; eor V(v).b16, V(v).b16, v7.b16);
+        let r = (4 + i) as u8;
+        dynasm!(a ; .arch aarch64 ; ldr S(r), [X(r)], #4 ; eor V(r).b16, V(r).b16, v7.b16);
     }
     gemv_quad(&mut a, blocks, images, 0, &acc);
     dynasm!(a

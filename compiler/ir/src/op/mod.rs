@@ -635,6 +635,17 @@ pub enum GridStep {
     Mul(f32),
 }
 
+impl GridStep {
+    /// The elementwise op and its scalar operand: `Div` by the step or
+    /// `Mul` by the factor.
+    pub fn binary(self) -> (BinaryOp, f32) {
+        match self {
+            GridStep::Div(s) => (BinaryOp::Div, s),
+            GridStep::Mul(f) => (BinaryOp::Mul, f),
+        }
+    }
+}
+
 impl QOut {
     /// Whether the output is the real-valued result (f32, or quantised to u8).
     pub fn is_real(self) -> bool {
