@@ -5,7 +5,8 @@
 //! and exactly (i32 sums): AArch64 `baseline` (Cranelift's 16-bit-pair
 //! tile), AArch64 `dotprod` (the assembled `sdot` tile, whose object must
 //! hold it and whose program must die where the CPU lacks `sdot`), and
-//! riscv64 `rv64gc` (the scalar tile).
+//! riscv64 `rv64gc` (the scalar tile) and `v` (the 16-bit-pair tile on
+//! Cranelift's RVV lowering).
 //!
 //! The shapes cover the `sdot` tile's row blocks of 8 (1 to 8 rows in the
 //! last), units of 8 pixels with a partial last one, K not a multiple of
@@ -19,7 +20,7 @@
 //! grid.
 
 mod common;
-use common::cross::{Cross, AARCH64, AARCH64_DOTPROD, RISCV64};
+use common::cross::{Cross, AARCH64, AARCH64_DOTPROD, RISCV64, RISCV64_V};
 use common::qcase::*;
 use kerf_ir::{DType, Tensor};
 use kerf_targets::{compile_object, CompileOptions};
@@ -187,6 +188,11 @@ fn aarch64_baseline_pair_tile() {
 #[test]
 fn riscv64_scalar_tile() {
     check_target(&RISCV64);
+}
+
+#[test]
+fn riscv64_v_pair_tile() {
+    check_target(&RISCV64_V);
 }
 
 /// The `sdot` tile in every row count and the one-pixel product in each

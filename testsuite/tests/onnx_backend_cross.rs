@@ -6,7 +6,8 @@
 //! (`testsuite/conformance/cross_isa_ops.txt`, derived by
 //! `testsuite/scripts/model_ops.py`) is imported and optimised exactly as the
 //! host run does it (same binding of shape inputs), compiled to an object for
-//! aarch64 and for riscv64 (rv64gc, the non-SIMD path), all objects of one
+//! aarch64, for riscv64 (rv64gc, the non-SIMD path) and for riscv64 with
+//! `v` (the 128-bit vector kernels), all objects of one
 //! ISA linked into one program with `testsuite/c/harness.c` by the cross GCC
 //! (`-static`) and run in one process under qemu-user. Outputs are compared
 //! with the case's reference `.pb` with the conformance tolerances
@@ -186,4 +187,10 @@ fn aarch64_qemu() {
 #[test]
 fn riscv64_qemu() {
     run_isa(&e2e::RISCV64);
+}
+
+/// riscv64 with the V extension: Cranelift's 128-bit vector kernels.
+#[test]
+fn riscv64_v_qemu() {
+    run_isa(&e2e::RISCV64_V);
 }

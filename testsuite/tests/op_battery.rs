@@ -3,7 +3,8 @@
 //! `case.json`) goes through import → lossless rewrites and then
 //! - `host`: JIT on the host;
 //! - `x86_64` (object, baseline CPU, run natively), `aarch64`, `riscv64`,
-//!   `riscv64-v` (V preset): an object per case, all linked into one
+//!   `riscv64-v` (V preset, Cranelift's 128-bit vector kernels; its objects
+//!   run again on a 256-bit-VLEN CPU): an object per case, all linked into one
 //!   program with `testsuite/c/harness.c` (cc or cross GCC `-static`) and
 //!   run in one process, under qemu-user for the foreign ISAs (a crash
 //!   restarts it after the crashing case).
@@ -222,6 +223,12 @@ fn riscv64_qemu() {
 #[test]
 fn riscv64_v_qemu() {
     cross(&e2e::RISCV64_V);
+}
+
+/// The same `v` objects on a 256-bit-VLEN CPU.
+#[test]
+fn riscv64_v_vlen256_qemu() {
+    cross(&e2e::RISCV64_V256);
 }
 
 /// The batch protocol itself: a model that crashes the harness process is

@@ -318,6 +318,15 @@ pub const RISCV64_V: Target = Target {
     runner_package: "qemu-user",
 };
 
+/// The `v` objects on a CPU with 256-bit vector registers: the kernels use
+/// 128-bit vectors whatever the VLEN (`has_zvl128b` is a minimum), so the
+/// same objects must give the same results.
+pub const RISCV64_V256: Target = Target {
+    label: "riscv64-v-vlen256",
+    runner: &["qemu-riscv64", "-cpu", "rv64,v=true,vlen=256", "-L", "/usr/riscv64-linux-gnu"],
+    ..RISCV64_V
+};
+
 /// Fails the calling test when the target's compiler or emulator is
 /// missing, naming the Debian packages to install.
 pub fn require_tools(t: &Target) {
