@@ -58,7 +58,8 @@ pub struct PassOptions {
     /// --no-winograd`).
     pub winograd: bool,
     /// Whether the code generator has the assembled pattern tiles
-    /// (AVX2 + FMA micro-kernels): pattern-pruned convs then stay on the
+    /// (AVX2 + FMA micro-kernels, or AArch64 `dotprod`'s; the prices are
+    /// x86's, measured): pattern-pruned convs then stay on the
     /// pattern kernel on more planes than the 128-bit one wins on
     /// ([`kerf_ir::Sparsity::pattern_beats_winograd`]). The pipeline sets
     /// it from the target.

@@ -4,10 +4,14 @@
 //! (4-tap shapes with and without the centre, single taps, removed
 //! kernels), on awkward widths (a full 16-pixel block plus a partial
 //! vector), padding, dilation, 5x5 kernels and batches; every CPU preset
-//! the host runs. Tolerance 1e-5 + 1e-5 * max|ref|.
+//! the host runs, and AArch64 `dotprod` (the NEON register tiles) and
+//! `baseline` (the 128-bit passes) under qemu. Tolerance 1e-5 + 1e-5 *
+//! max|ref|.
 
 mod common;
+use common::cross::AARCH64;
 use common::{close, list, reference, run, t, xs};
+use kerf_targets::{compile_object, CompileOptions};
 
 /// A `[o, c, k, k]` weight whose kernel `(o, c)` keeps `masks[(o*c + c) % len]`.
 fn pruned(o: usize, c: usize, k: usize, masks: &[u32]) -> Vec<f32> {
@@ -27,29 +31,63 @@ fn pruned(o: usize, c: usize, k: usize, masks: &[u32]) -> Vec<f32> {
     w
 }
 
-fn check(x: [usize; 4], o: usize, k: usize, pad: usize, dil: usize, masks: &[u32]) {
-    check_strided(x, o, k, pad, dil, 1, masks);
+/// One pattern conv: input shape, output channels, kernel size, padding,
+/// dilation, stride and the masks its kernels keep in turn.
+struct Shape {
+    x: [usize; 4],
+    o: usize,
+    k: usize,
+    pad: usize,
+    dil: usize,
+    st: usize,
+    masks: Vec<u32>,
 }
 
-fn check_strided(x: [usize; 4], o: usize, k: usize, pad: usize, dil: usize, st: usize, masks: &[u32]) {
-    let [n, c, h, wd] = x;
-    let oh = (h + 2 * pad - dil * (k - 1) - 1) / st + 1;
-    let ow = (wd + 2 * pad - dil * (k - 1) - 1) / st + 1;
-    let w = pruned(o, c, k, masks);
-    assert!(kerf_ir::Sparsity::detect(&t(&[o, c, k, k], &w)).is_some(), "the weight must read as pattern-pruned");
-    let b: Vec<f32> = (0..o).map(|i| 0.1 * i as f32 - 0.3).collect();
-    let text = format!(
-        "graph \"p\"\n  input %0 \"x\": f32[{n},{c},{h},{wd}]\n  const %1 \"w\": f32[{o},{c},{k},{k}] = {}\n  const %2 \"b\": f32[{o}] = {}\n  \
-         %3 = Conv{{kernel=[{k},{k}], strides=[{st},{st}], dilations=[{dil},{dil}], pads=[{pad},{pad},{pad},{pad}], group=1, layer=\"c\"}}(%0, %1, %2): f32[{n},{o},{oh},{ow}] @\"c\"\n  output \"y\" = %3\n",
-        list(&w),
-        list(&b)
-    );
-    let xin = t(&x, &xs(n * c * h * wd));
+impl Shape {
+    fn new(x: [usize; 4], o: usize, k: usize, (pad, dil, st): (usize, usize, usize), masks: &[u32]) -> Shape {
+        Shape { x, o, k, pad, dil, st, masks: masks.to_vec() }
+    }
+
+    fn name(&self) -> String {
+        let Shape { x, o, k, pad, dil, st, .. } = self;
+        format!("pattern conv {x:?} o{o} k{k} pad{pad} dil{dil} stride{st}")
+    }
+
+    /// The conv's graph text and its input.
+    fn graph(&self) -> (String, kerf_ir::Tensor) {
+        let Shape { x, o, k, pad, dil, st, .. } = *self;
+        let [n, c, h, wd] = x;
+        let oh = (h + 2 * pad - dil * (k - 1) - 1) / st + 1;
+        let ow = (wd + 2 * pad - dil * (k - 1) - 1) / st + 1;
+        let w = pruned(o, c, k, &self.masks);
+        assert!(kerf_ir::Sparsity::detect(&t(&[o, c, k, k], &w)).is_some(), "the weight must read as pattern-pruned");
+        let b: Vec<f32> = (0..o).map(|i| 0.1 * i as f32 - 0.3).collect();
+        let text = format!(
+            "graph \"p\"\n  input %0 \"x\": f32[{n},{c},{h},{wd}]\n  const %1 \"w\": f32[{o},{c},{k},{k}] = {}\n  const %2 \"b\": f32[{o}] = {}\n  \
+             %3 = Conv{{kernel=[{k},{k}], strides=[{st},{st}], dilations=[{dil},{dil}], pads=[{pad},{pad},{pad},{pad}], group=1, layer=\"c\"}}(%0, %1, %2): f32[{n},{o},{oh},{ow}] @\"c\"\n  output \"y\" = %3\n",
+            list(&w),
+            list(&b)
+        );
+        (text, t(&x, &xs(n * c * h * wd)))
+    }
+
+    /// Whether AArch64 `baseline` runs it on the 128-bit passes (stride
+    /// 1, planes of 64 pixels and more), which sum in the tiles' order.
+    fn on_passes(&self) -> bool {
+        let [_, _, h, w] = self.x;
+        let span = self.dil * (self.k - 1);
+        self.st == 1 && (h + 2 * self.pad - span) * (w + 2 * self.pad - span) >= 64
+    }
+}
+
+/// Every preset the host runs against the reference.
+fn check(s: &Shape) {
+    let (text, xin) = s.graph();
     let g = kerf_ir::text::parse(&text).unwrap();
     let want = reference(&g, std::slice::from_ref(&xin)).remove(0);
     for cpu in ["native", "baseline"] {
         let got = run(&text, std::slice::from_ref(&xin), cpu).remove(0);
-        close(&format!("pattern conv {x:?} o{o} k{k} pad{pad} dil{dil} stride{st} ({cpu})"), &got, &want, 1e-5, 1e-5);
+        close(&format!("{} ({cpu})", s.name()), &got, &want, 1e-5, 1e-5);
     }
 }
 
@@ -57,45 +95,98 @@ const CENTRE4: u32 = 0b000_111_010; // centre, its left and right, top middle
 const CORNERS: u32 = 0b001_010_101; // three corners and the centre
 const OFFCENTRE: u32 = 0b110_100_000;
 const SINGLE: u32 = 0b000_010_000;
+const MASKS: [u32; 5] = [CENTRE4, CORNERS, OFFCENTRE, SINGLE, 0];
+/// With 12 input channels, filters keep from 1 to 3 of their kernels.
+const UNEVEN: [u32; 7] = [CENTRE4, 0, 0, CORNERS, 0, 0, SINGLE];
+const FIVE: [u32; 4] = [0b1_0000_0100_0110_0010_0000, 1 << 12, 0b11 << 23, 0];
+
+/// Stride 1, 3x3: a 16-pixel block + 3, a batch of 2 with one 8-pixel
+/// rest, no padding, dilation 2, planes under 64 pixels (register tiles
+/// where the target has them, dense kernels otherwise), more input
+/// channels than one block of a tile, filters of unequal length (threads
+/// split them by work: `lower/conv_pattern/work.rs`).
+fn stride_one() -> Vec<Shape> {
+    vec![
+        Shape::new([1, 5, 7, 19], 6, 3, (1, 1, 1), &MASKS),
+        Shape::new([2, 3, 9, 8], 4, 3, (1, 1, 1), &MASKS),
+        Shape::new([1, 4, 6, 21], 3, 3, (0, 1, 1), &MASKS),
+        Shape::new([1, 3, 11, 13], 5, 3, (2, 2, 1), &MASKS),
+        Shape::new([1, 6, 5, 6], 4, 3, (1, 1, 1), &MASKS),
+        Shape::new([2, 80, 7, 7], 5, 3, (1, 1, 1), &MASKS),
+        Shape::new([1, 12, 9, 10], 9, 3, (1, 1, 1), &UNEVEN),
+    ]
+}
+
+/// Stride 2 (the register tiles read a phase-split padded image; dense
+/// kernels without them): odd and even sizes and pads, dilation, 5x5,
+/// several blocks of input channels, a batch.
+fn stride_two() -> Vec<Shape> {
+    vec![
+        Shape::new([1, 5, 14, 14], 6, 3, (1, 1, 2), &MASKS),
+        Shape::new([2, 4, 13, 19], 3, 3, (1, 1, 2), &MASKS),
+        Shape::new([1, 3, 12, 11], 5, 3, (0, 1, 2), &MASKS),
+        Shape::new([1, 3, 15, 16], 4, 3, (2, 2, 2), &MASKS),
+        Shape::new([1, 90, 9, 9], 4, 3, (1, 1, 2), &MASKS),
+        Shape::new([1, 3, 40, 70], 4, 3, (1, 1, 2), &MASKS),
+        Shape::new([1, 12, 13, 12], 9, 3, (1, 1, 2), &UNEVEN),
+        Shape::new([1, 3, 17, 15], 4, 5, (2, 1, 2), &FIVE),
+    ]
+}
+
+fn five_by_five() -> Vec<Shape> {
+    vec![Shape::new([1, 3, 10, 17], 4, 5, (2, 1, 1), &FIVE)]
+}
 
 #[test]
 fn three_by_three_masks_and_removed_kernels() {
-    let masks = [CENTRE4, CORNERS, OFFCENTRE, SINGLE, 0];
-    check([1, 5, 7, 19], 6, 3, 1, 1, &masks); // 16-pixel block + 3
-    check([2, 3, 9, 8], 4, 3, 1, 1, &masks); // batch 2, one 8-pixel rest
-    check([1, 4, 6, 21], 3, 3, 0, 1, &masks); // no padding
-    check([1, 3, 11, 13], 5, 3, 2, 2, &masks); // dilation 2
-                                               // planes under 64 pixels (register tiles with AVX2, dense kernels
-                                               // otherwise), and more input channels than one block of a tile
-    check([1, 6, 5, 6], 4, 3, 1, 1, &masks);
-    check([2, 80, 7, 7], 5, 3, 1, 1, &masks);
-    // filters of unequal length (threads split them by work:
-    // `lower/conv_pattern/work.rs`)
-    check([1, 12, 9, 10], 9, 3, 1, 1, &UNEVEN);
+    stride_one().iter().for_each(check);
 }
 
-/// With 12 input channels, filters keep from 1 to 3 of their kernels.
-const UNEVEN: [u32; 7] = [CENTRE4, 0, 0, CORNERS, 0, 0, SINGLE];
-
-/// Stride 2 (the register tiles read a phase-split padded image with
-/// AVX2; dense kernels otherwise): odd and even sizes and pads, dilation,
-/// 5x5, several blocks of input channels, a batch.
 #[test]
-fn stride_two() {
-    let masks = [CENTRE4, CORNERS, OFFCENTRE, SINGLE, 0];
-    check_strided([1, 5, 14, 14], 6, 3, 1, 1, 2, &masks);
-    check_strided([2, 4, 13, 19], 3, 3, 1, 1, 2, &masks);
-    check_strided([1, 3, 12, 11], 5, 3, 0, 1, 2, &masks);
-    check_strided([1, 3, 15, 16], 4, 3, 2, 2, 2, &masks);
-    check_strided([1, 90, 9, 9], 4, 3, 1, 1, 2, &masks);
-    check_strided([1, 3, 40, 70], 4, 3, 1, 1, 2, &masks);
-    check_strided([1, 12, 13, 12], 9, 3, 1, 1, 2, &UNEVEN);
-    let five = [0b1_0000_0100_0110_0010_0000, 1 << 12, 0b11 << 23, 0];
-    check_strided([1, 3, 17, 15], 4, 5, 2, 1, 2, &five);
+fn stride_two_tiles() {
+    stride_two().iter().for_each(check);
 }
 
 #[test]
 fn five_by_five_masks() {
-    let masks = [0b1_0000_0100_0110_0010_0000, 1 << 12, 0b11 << 23, 0];
-    check([1, 3, 10, 17], 4, 5, 2, 1, &masks);
+    five_by_five().iter().for_each(check);
+}
+
+/// Every shape above compiled for AArch64 `dotprod` (the NEON register
+/// tiles, `ukernel::neon::pattern_tile`: each object must call them) and
+/// `baseline` (the 128-bit passes or the dense kernels), run under qemu:
+/// `dotprod` against the reference, and bit for bit against `baseline`
+/// where that runs the passes, which sum in the same order.
+#[test]
+fn aarch64_dotprod_pattern_tiles() {
+    let dotprod = common::cross::AARCH64_DOTPROD;
+    if !dotprod.available() {
+        return;
+    }
+    let root = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("conv_pattern-aarch64");
+    let shapes: Vec<Shape> = [stride_one(), stride_two(), five_by_five()].into_iter().flatten().collect();
+    for (i, s) in shapes.iter().enumerate() {
+        let (text, xin) = s.graph();
+        let g = kerf_ir::text::parse(&text).unwrap();
+        let want = reference(&g, std::slice::from_ref(&xin)).remove(0);
+        let mut outs = Vec::new();
+        for t in [&dotprod, &AARCH64] {
+            let name = format!("p{i}");
+            let dir = root.join(t.cpu).join(&name);
+            std::fs::create_dir_all(&dir).unwrap();
+            let art = compile_object(&g, &CompileOptions::parse(t.triple, t.cpu, &name).unwrap()).unwrap();
+            assert_eq!(art.report.micro_kernels > 0, t.cpu == "dotprod", "{} ({}): micro-kernels", s.name(), t.cpu);
+            std::fs::write(dir.join(format!("{name}.h")), &art.header).unwrap();
+            std::fs::write(dir.join("m.o"), &art.object).unwrap();
+            let exe = t.link(&dir, &name, &dir.join("m.o"));
+            let got = t.run(None, &exe, xin.bytes()).unwrap_or_else(|e| panic!("{} ({}): {e}", s.name(), t.cpu));
+            let got: Vec<f32> = got.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+            close(&format!("{} ({})", s.name(), t.cpu), &got, &want, 1e-5, 1e-5);
+            outs.push(got);
+        }
+        if s.on_passes() {
+            let same = outs[0].iter().zip(&outs[1]).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{}: the tiles' bits differ from the passes'", s.name());
+        }
+    }
 }

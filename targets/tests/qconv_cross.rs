@@ -195,7 +195,8 @@ fn riscv64_v_pair_tile() {
     check_target(&RISCV64_V);
 }
 
-/// The `sdot` tile in every row count and the one-pixel product in each
+/// The `sdot` tile in every row count, the pattern tiles
+/// ([`pattern_tiles`]) and the one-pixel product in each
 /// of its image counts (with one, a middling and the most blocks),
 /// disassembled by binutils: leaves of the AAPCS64 (no call, no stack,
 /// only caller-saved registers: `x0`–`x17` and `v0`–`v7`, `v16`–`v31`,
@@ -220,6 +221,7 @@ fn sdot_kernels_keep_the_leaf_abi() {
             kernels.push((format!("gemv{images}x{blocks}"), code, 5 * images * blocks));
         }
     }
+    kernels.extend(pattern_tiles());
     for (name, code, sdots) in kernels {
         let bin = dir.join(format!("{name}.bin"));
         std::fs::write(&bin, code).unwrap();
@@ -254,8 +256,58 @@ fn sdot_kernels_keep_the_leaf_abi() {
             }
         }
         assert_eq!(insns.last().map(|i| i.0), Some("ret"), "{name}");
-        assert_eq!(insns.iter().filter(|i| i.0 == "sdot").count(), sdots, "{name}: sdots");
+        let macs = insns.iter().filter(|i| i.0 == "sdot" || i.0 == "fmla").count();
+        assert_eq!(macs, sdots, "{name}: sdots (fmlas)");
     }
+}
+
+/// AArch64 pattern tiles (`ukernel::neon::pattern_tile`) of every entry
+/// kind, f32 and `sdot` quads, small and full register tiles, partial
+/// last vectors, rows too far apart for an immediate offset, a first and
+/// an accumulating call, with and without epilogues; each with its count
+/// of `sdot`s (or f32 `fmla`s): one per tap, row and vector.
+fn pattern_tiles() -> Vec<(String, Vec<u8>, usize)> {
+    use kerf_targets::ukernel::avx2::{Clamp, TileEpi};
+    use kerf_targets::ukernel::neon::pattern_tile;
+    use kerf_targets::ukernel::pattern::{Elem, EntryKind, PatternTile};
+    let kinds = vec![
+        EntryKind::Column(vec![0]),
+        EntryKind::Column(vec![0, 1]),
+        EntryKind::Column(vec![0, 1, 2]),
+        EntryKind::Kernel(4),
+    ];
+    let clip = Clamp { lo: -1.5, hi: Some(2.5) };
+    let epis = [
+        None,
+        Some(TileEpi { residual: true, clamp: Some(clip), ..TileEpi::default() }),
+        Some(TileEpi { hardswish: true, ..TileEpi::default() }),
+    ];
+    let mut out = Vec::new();
+    for elem in [Elem::F32, Elem::QuadsSdot] {
+        for (rows, vecs, last_lanes) in [(1, 1, 1), (4, 4, 4), (3, 5, 3), (16, 1, 2)] {
+            for (e, epi) in epis.iter().enumerate() {
+                for (out_row, in_row) in [(28, 64), (4096, 70_000)] {
+                    let accumulate = e == 1;
+                    let t = PatternTile {
+                        elem,
+                        kinds: kinds.clone(),
+                        rows,
+                        vecs,
+                        lanes: 4,
+                        last_lanes,
+                        out_row,
+                        in_row,
+                        accumulate,
+                        epi: *epi,
+                    };
+                    let macs = kinds.iter().map(|k| k.taps()).sum::<usize>() * rows * vecs;
+                    let name = format!("pattern{elem:?}{rows}x{vecs}l{last_lanes}e{e}r{in_row}");
+                    out.push((name, pattern_tile(&t).unwrap(), macs));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// On any host: a `dotprod` object of one-pixel planes holds the one-pixel
@@ -274,4 +326,37 @@ fn one_pixel_planes_take_the_sdot_product() {
     assert!(holds(sdot_gemv(5, 3, 8).unwrap()), "the product of 3 images");
     assert!(holds(sdot_gemv(5, 1, 8).unwrap()), "the product of the last image");
     assert!(!holds(sdot_tile(SDOT_ROWS).unwrap()), "the unit tile");
+}
+
+/// The integer pattern kernel on AArch64 `dotprod` (`sdot` by element on
+/// `x ^ 0x80` quad images, `ukernel::neon::pattern_tile`): the host
+/// battery's quad-pattern convs ([`quad_pattern_cases`]) with 7-bit and
+/// 8-bit codes and the products' extreme, bit for bit the reference's
+/// (None, Relu, Clip) or the host `baseline` kernels' (HardSwish, whose
+/// bits every tile shares). That the objects hold the tile is checked on
+/// any host (`qconv_pattern.rs`).
+#[test]
+fn aarch64_dotprod_pattern_tile() {
+    let t = &AARCH64_DOTPROD;
+    if !t.available() {
+        return;
+    }
+    let mut runs = Vec::new();
+    for (i, c) in quad_pattern_cases().iter().enumerate() {
+        let nx: usize = c.xsh.iter().product();
+        let x: Vec<u8> = pseudo(nx, 1, 0, 255).into_iter().map(|v| v as u8).collect();
+        let data = [(x.clone(), (-64, 64)), (x, (-127, 127)), (vec![255u8; nx], (-128, -128))];
+        for (j, (x, (lo, hi))) in data.into_iter().enumerate() {
+            let w = quad_pattern_weights(c.wsh, lo, hi);
+            let mut r = Run::new(format!("pattern{i}_{j}"), graph_text(c, &w), inputs(c, &x));
+            if c.epi.starts_with("act=HardSwish") {
+                let base = common::run(&graph_text(c, &w), &r.inputs, "baseline").remove(0);
+                r.want = base.iter().flat_map(|v| v.to_le_bytes()).collect();
+            }
+            runs.push(r);
+        }
+    }
+    let failures = run_all(t, &runs);
+    assert!(failures.is_empty(), "{} --cpu {}:\n{}", t.triple, t.cpu, failures.join("\n"));
+    eprintln!("{} --cpu {}: {} pattern cases bit for bit", t.triple, t.cpu, runs.len());
 }

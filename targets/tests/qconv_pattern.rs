@@ -28,93 +28,34 @@ fn vnni_objects_run_eight_bit_quads_on_the_pattern_kernel() {
     assert!(avx2 > 2 * 36864, "haswell: {avx2} bytes");
 }
 
-/// Weights of a conv pruned with one pattern per quad of input channels
-/// (`pattern_group = 4`): per (output channel, quad) half removed, the
-/// others one of four 4-tap masks of a 3x3 kernel, codes in `lo..=hi`.
-fn quad_pattern_weights(wsh: [usize; 4], lo: i64, hi: i64) -> Vec<i64> {
-    const MASKS: [u32; 4] = [0b000_111_010, 0b010_110_010, 0b000_011_011, 0b010_010_011];
-    let (o, c, area) = (wsh[0], wsh[1], wsh[2] * wsh[3]);
-    let codes = pseudo(o * c * area, 3, lo, hi);
-    (0..o * c * area)
-        .map(|i| {
-            let (oi, ci, tap) = (i / (c * area), i / area % c, i % area);
-            let unit = oi * c.div_ceil(4) + ci / 4;
-            let mask = if (unit * 7 + 3) % 5 < 2 { 0 } else { MASKS[unit * 13 % 4] };
-            if mask & (1 << tap) != 0 && codes[i] != 0 {
-                codes[i]
-            } else if mask & (1 << tap) != 0 {
-                1
-            } else {
-                0
-            }
-        })
-        .collect()
+/// AArch64 `dotprod` objects run quad patterns on the `sdot` pattern tile
+/// (any codes: `sdot` does not saturate), whose program keeps only the
+/// kept taps; `baseline` objects take the integer GEMM's 16-bit pairs.
+#[test]
+fn dotprod_objects_run_quad_patterns_on_the_pattern_tile() {
+    use kerf_targets::{compile_object, CompileOptions};
+    let a3 = &window(3, 1, 1, 1);
+    let c = Case { xsh: [1, 64, 18, 18], wsh: [64, 64, 3, 3], osh: [1, 64, 16, 16], attrs: a3, epi: PLAIN, zp: 0 };
+    let g = kerf_ir::text::parse(&graph_text(&c, &quad_pattern_weights(c.wsh, -128, 127))).unwrap();
+    let rodata = |cpu: &str| {
+        let o = CompileOptions::parse("aarch64-unknown-linux-gnu", cpu, "t").unwrap();
+        compile_object(&g, &o).unwrap().report.rodata_bytes
+    };
+    let (pattern, dense) = (rodata("dotprod"), rodata("baseline"));
+    assert!(pattern < 36864 * 2 / 3, "dotprod: {pattern} bytes of read-only data (baseline {dense})");
+    assert!(dense > 2 * 36864, "baseline: {dense} bytes");
 }
 
 /// Convs pruned with patterns shared by quads of input channels run on
 /// the integer pattern kernel where the host has AVX2 (7-bit codes: its
 /// byte pairs cannot saturate); bit for bit the reference's (None, Relu,
 /// Clip) or the baseline's (HardSwish), like every other tile. Cases:
-/// partial 8-pixel vectors and row blocks, a partial quad (6 channels),
-/// several images, 50 quads (several channel blocks: partial sums between
-/// calls), dilation 2, stride 2, residuals, and LeakyRelu (which the tiles
-/// do not apply: the integer GEMM takes it).
+/// [`quad_pattern_cases`] (AArch64 `dotprod` runs them too, under qemu:
+/// `qconv_cross.rs`) and quads of scattered tap sets.
 #[test]
 fn quad_patterns_on_the_integer_pattern_kernel() {
+    let cases = quad_pattern_cases();
     let a3 = &window(3, 1, 1, 1);
-    let cases = [
-        Case { xsh: [1, 8, 12, 12], wsh: [5, 8, 3, 3], osh: [1, 5, 10, 10], attrs: a3, epi: PLAIN, zp: 128 },
-        Case {
-            xsh: [2, 6, 9, 21],
-            wsh: [7, 6, 3, 3],
-            osh: [2, 7, 7, 19],
-            attrs: a3,
-            epi: "act=Relu, residual=false",
-            zp: 3,
-        },
-        Case {
-            xsh: [1, 200, 9, 9],
-            wsh: [3, 200, 3, 3],
-            osh: [1, 3, 7, 7],
-            attrs: a3,
-            epi: "act=Clip, act_min=-1.5, act_max=2.5, residual=true",
-            zp: 9,
-        },
-        Case {
-            xsh: [1, 8, 12, 36],
-            wsh: [4, 8, 3, 3],
-            osh: [1, 4, 8, 32],
-            attrs: &window(3, 1, 2, 1),
-            epi: "act=HardSwish, residual=true",
-            zp: 200,
-        },
-        Case {
-            xsh: [1, 4, 6, 6],
-            wsh: [2, 4, 3, 3],
-            osh: [1, 2, 4, 4],
-            attrs: a3,
-            epi: "act=LeakyRelu, act_alpha=0.1, residual=false",
-            zp: 0,
-        },
-        // stride 2 (phase-split quad images): odd and even input sizes,
-        // rows of 16 + 3 pixels (the vector split and the scalar tail)
-        Case {
-            xsh: [1, 12, 13, 39],
-            wsh: [6, 12, 3, 3],
-            osh: [1, 6, 6, 19],
-            attrs: &window(3, 2, 1, 1),
-            epi: "act=Relu, residual=true",
-            zp: 17,
-        },
-        Case {
-            xsh: [2, 160, 10, 10],
-            wsh: [3, 160, 3, 3],
-            osh: [2, 3, 4, 4],
-            attrs: &window(3, 2, 1, 1),
-            epi: PLAIN,
-            zp: 250,
-        },
-    ];
     // quads of hundreds of different tap sets (3 to 5 of the 9 taps, 40%
     // of the quads removed: 30% density), as kernels pruned one by one
     // give: the integer GEMM takes them

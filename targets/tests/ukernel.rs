@@ -959,6 +959,7 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
 /// passes, the quantisers, the math streams and the recurrent products.
 fn other_kernels() -> Vec<(String, Vec<u8>)> {
     use kerf_targets::ukernel::avx2::*;
+    use kerf_targets::ukernel::pattern::{Elem, EntryKind, PatternTile};
     let mut kernels: Vec<(String, Vec<u8>)> = Vec::new();
     for (i, (h, w, kh, kw, sw, quant)) in
         [(8, 20, 3, 3, 1, false), (5, 200, 3, 3, 1, true), (9, 33, 5, 3, 2, false), (4, 70, 2, 4, 2, true)]

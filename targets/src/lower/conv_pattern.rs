@@ -19,10 +19,11 @@
 //! fused multiply-add per kept tap. Both forms below perform exactly that
 //! sequence, so `--no-micro-kernels` gives the same bits.
 //!
-//! - **Register tiles** ([`conv_tiles`], AVX2 + FMA; stride 1 or 2, any
-//!   plane): the output plane is cut into tiles of up to 12 `ymm`
-//!   accumulators (rows × 8-pixel vectors, [`schedule`]); an assembled
-//!   tile (`ukernel::avx2::pattern_tile`) holds one output channel's tile
+//! - **Register tiles** ([`conv_tiles`], AVX2 + FMA or AArch64 `dotprod`:
+//!   [`has_tiles`]; stride 1 or 2, any plane): the output plane is cut
+//!   into tiles of up to 12 `ymm` accumulators (rows × 8-pixel vectors,
+//!   [`schedule`]; 16 of 4 pixels on AArch64); an assembled tile
+//!   (`ukernel::avx2::pattern_tile`, `ukernel::neon::pattern_tile`) holds one output channel's tile
 //!   in registers while one channel block's program adds its taps, then
 //!   stores it once. Tiles are the outer loop, then channel blocks, then
 //!   output channels, so a block's input band stays in cache while every
@@ -52,7 +53,8 @@ use super::conv_geo::{pad_input, zero_frame, Geo};
 use super::epilogue::Epilogue;
 use super::gemm_wide::act_epi;
 use super::{Family, Kernel, LResult};
-use crate::ukernel::avx2::{pattern_tile, Elem, EntryKind, PatternTile, TileEpi};
+use crate::ukernel::avx2::TileEpi;
+use crate::ukernel::pattern::{max_accs, Elem, EntryKind, PatternTile};
 
 mod work;
 
@@ -84,7 +86,7 @@ const BLOCK: usize = 2;
 /// form of the kernel then sums in the same order.
 fn channel_block(gm: &Geo) -> usize {
     const LANES: usize = 8;
-    let (sch, s) = (schedule(gm.oh, gm.ow, Elem::F32.max_accs(), LANES), gm.sh.max(1));
+    let (sch, s) = (schedule(gm.oh, gm.ow, max_accs(Elem::F32, LANES), LANES), gm.sh.max(1));
     // per channel: the tile's rows of every phase plane ([`Phases`])
     let rows = sch.rows + (gm.kh - 1) * gm.dh / s;
     let row_bytes = ((LANES * sch.vecs + (gm.kw - 1) * gm.dw / s) * 4).next_multiple_of(64) + 64;
@@ -112,8 +114,9 @@ pub(super) fn conv(k: &mut Kernel, gm: &Geo, wt: &Weights, epi: Epilogue) -> LRe
     let prog = Program::new(gm, &layout, &ph)?;
     let per_channel = wt.bias.iter().flat_map(|b| b.to_le_bytes()).collect();
     let f = Frame::new(k, gm, &prog, per_channel, &ph, epi.residual)?;
-    if k.caps.avx2 {
-        let tile_epi = act_epi(epi.act, epi.residual.is_some());
+    if has_tiles(k) {
+        let tile_epi =
+            act_epi(epi.act, epi.residual.is_some()).filter(|e| lanes != 4 || crate::ukernel::neon::takes_epi(e));
         let tiles = Tiles { elem: Elem::F32, epi: tile_epi.filter(|e| *e != TileEpi::default()), lanes };
         ph.clear(k, gm, f.img);
         let (x, img) = (f.x, f.img);
@@ -505,7 +508,8 @@ pub(super) struct Tiles {
     pub lanes: usize,
 }
 
-/// Pixels per vector of the register tiles for `elem` on this conv: 16
+/// Pixels per vector of the register tiles for `elem` on this conv: 4 on
+/// AArch64 (`dotprod`, [`has_tiles`]); on x86-64 16
 /// (`zmm`) where the target has AVX-512F, the output rows are at least 16
 /// pixels wide and 16-pixel vectors cover them with no more lanes to spare
 /// than 8-pixel ones (28 pixels: yes; 56: no), else 8 (`ymm`). Measured
@@ -515,11 +519,22 @@ pub(super) struct Tiles {
 /// 14-pixel rows 10% slower (one 16-lane vector holds 14).
 pub(super) fn tile_lanes(k: &Kernel, g: &Geo, elem: Elem) -> usize {
     let fills = g.ow >= 16 && g.ow.div_ceil(16) * 16 <= g.ow.div_ceil(8) * 8;
-    if k.caps.avx512 && elem != Elem::Quads && fills {
+    if !k.caps.avx2 && k.caps.dotprod {
+        crate::ukernel::neon::PATTERN_LANES
+    } else if k.caps.avx512 && elem != Elem::Quads && fills {
         16
     } else {
         8
     }
+}
+
+/// Whether the target has the assembled register tiles: AVX2 + FMA
+/// (`ukernel::avx2::pattern_tile`) or AArch64 `dotprod`
+/// (`ukernel::neon::pattern_tile`; its f32 tile needs only NEON, but the
+/// assembled AArch64 kernels are the `dotprod` preset's, `baseline` keeps
+/// Cranelift's).
+pub(super) fn has_tiles(k: &Kernel) -> bool {
+    k.caps.avx2 || k.caps.dotprod
 }
 
 impl Tiles {
@@ -551,9 +566,14 @@ impl Tiles {
             if !t.fits() {
                 return Err(format!("internal: {elem:?} pattern tile {rows}x{vecs} does not fit the registers"));
             }
-            let bytes = pattern_tile(&t).map_err(|e| format!("assembling the {elem:?} pattern tile: {e}"))?;
-            // the VNNI quads are EVEX code: AVX-512's family in profiles
-            let family = if elem == Elem::QuadsVnni { Family::Avx512 } else { Family::Avx2 };
+            let assembled = if lanes == crate::ukernel::neon::PATTERN_LANES {
+                crate::ukernel::neon::pattern_tile(&t).map(|c| (Family::Neon, c))
+            } else {
+                // the VNNI quads are EVEX code: AVX-512's family in profiles
+                let family = if elem == Elem::QuadsVnni { Family::Avx512 } else { Family::Avx2 };
+                crate::ukernel::avx2::pattern_tile(&t).map(|c| (family, c)).map_err(|e| e.to_string())
+            };
+            let (family, bytes) = assembled.map_err(|e| format!("assembling the {elem:?} pattern tile: {e}"))?;
             Ok(k.code(family, bytes))
         };
         let first = code(false, !many)?;
@@ -566,7 +586,7 @@ impl Tiles {
     }
 }
 
-/// The register-tiled pattern conv (AVX2 + FMA): for each tile of the
+/// The register-tiled pattern conv ([`has_tiles`]): for each tile of the
 /// output plane, for each channel block, for each output channel, one
 /// call of the assembled tile. The image is prepared first (per image `n`,
 /// into `f.img`): the padded (phase-split) copy, or for the integer tiles
@@ -581,7 +601,7 @@ pub(super) fn conv_tiles(
     prepare: &mut dyn FnMut(&mut Kernel, Value),
 ) -> LResult {
     let l = tiles.lanes;
-    let sch = schedule(g.oh, g.ow, tiles.elem.max_accs(), l);
+    let sch = schedule(g.oh, g.ow, max_accs(tiles.elem, l), l);
     let nvec = g.ow.div_ceil(l);
     // column blocks: (first vector, vectors, lanes stored from the last)
     let mut cols = Vec::new();

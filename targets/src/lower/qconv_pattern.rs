@@ -4,7 +4,9 @@
 //! channels per byte-quad dot product, on the pattern conv's register
 //! tiles ([`super::conv_pattern`]: its program, tile schedule and loop;
 //! the tile is `ukernel::avx2::pattern_tile` with `Elem::Quads`, or
-//! `Elem::QuadsVnni` where the target has AVX-512 VNNI). AVX2 only, stride 1 or 2,
+//! `Elem::QuadsVnni` where the target has AVX-512 VNNI; on AArch64
+//! `dotprod` `ukernel::neon::pattern_tile` with `Elem::QuadsSdot`). AVX2
+//! or `dotprod` only, stride 1 or 2,
 //! one group, the f32 output with an epilogue the tiles apply (residual,
 //! Relu/Clip, HardSwish); every other `QConv` takes the integer GEMM
 //! ([`super::qconv`]).
@@ -17,13 +19,15 @@
 //! column parity, as the f32 kernel's [`Phases`]). Channels past `C` and
 //! the columns past the input's width hold 0: the former have zero
 //! weights, the latter feed only lanes past the output row, which are
-//! never stored.
+//! never stored. For `sdot` (signed bytes only) every byte is stored as
+//! `x ^ 0x80`, i.e. `x − 128` as an i8.
 //!
 //! **Numerics.** Per output channel the tiles sum `x·w` over each kept
 //! tap's quad (`vpmaddubsw`, exact for weights
 //! [`kerf_ir::channel_pairs_exact`] accepts, then `vpmaddwd` by ones; or
-//! one `vpdpbusd`, exact for any weights), so
-//! the i32 sum is exactly `Σ x·w` over the window, and the epilogue
+//! one `vpdpbusd` or `sdot`, exact for any weights), so
+//! the i32 sum is exactly `Σ x·w` over the window (`Σ (x − 128)·w` with
+//! `sdot`, whose correction is `(zp − 128)·Σ w`), and the epilogue
 //! computes `f32(Σ x·w − zp·Σ w) · scale + bias (+ residual)` and the
 //! activation: the integer GEMM's byte tiles' sums and operations, so both
 //! kernels give the same bits.
@@ -38,25 +42,32 @@ use super::epilogue::Act;
 use super::gemm_wide::act_epi;
 use super::qconv::epilogue_table;
 use super::{Kernel, LResult};
-use crate::ukernel::avx2::{Elem, TileEpi};
+use crate::ukernel::avx2::TileEpi;
+use crate::ukernel::pattern::Elem;
 
 /// The quads of `w` when the integer pattern kernel computes this conv
-/// (AVX2, the real-valued output with an epilogue the tiles apply, and
+/// (AVX2 or `dotprod`, the real-valued output with an epilogue the tiles apply, and
 /// [`ChannelQuads::of_integer_conv`] for the target's dot product), and
 /// the tiles' epilogue.
 pub(super) fn applies(k: &Kernel, q: &QConv, w: &Tensor, act: Act) -> Option<(ChannelQuads, TileEpi)> {
-    if !k.caps.avx2 || q.out != QOut::Real {
+    if !super::conv_pattern::has_tiles(k) || q.out != QOut::Real {
         return None;
     }
     let epi = act_epi(act, q.epi.residual)?;
+    if quad_elem(k) == Elem::QuadsSdot && !crate::ukernel::neon::takes_epi(&epi) {
+        return None;
+    }
     ChannelQuads::of_integer_conv(&q.conv, w, quad_elem(k) == Elem::Quads).map(|cq| (cq, epi))
 }
 
 /// The tiles' element: byte quads through VNNI's `vpdpbusd` where the
-/// target has it, else through AVX2's saturating `vpmaddubsw`.
+/// target has it, AArch64 `dotprod`'s `sdot`, else AVX2's saturating
+/// `vpmaddubsw`.
 fn quad_elem(k: &Kernel) -> Elem {
     if k.caps.vnni {
         Elem::QuadsVnni
+    } else if k.caps.dotprod {
+        Elem::QuadsSdot
     } else {
         Elem::Quads
     }
@@ -98,8 +109,10 @@ pub(super) fn conv(
         return Err(format!("internal: integer pattern conv: {} quad-image rows for a {}-row input", ph.hq, g.h));
     }
     let prog = Program::new(&gq, &layout, &ph)?;
-    // `zp · Σ w` per output channel, then the epilogue rows
-    let zp = i64::from(q.x_zp);
+    // `zp · Σ w` per output channel (`(zp − 128) · Σ w` for `sdot`'s
+    // offset bytes), then the epilogue rows
+    let sdot = quad_elem(k) == Elem::QuadsSdot;
+    let zp = i64::from(q.x_zp) - if sdot { crate::ukernel::neon::SDOT_INPUT_OFFSET } else { 0 };
     let corr: Vec<u8> = w
         .chunks((g.c * area).max(1))
         .flat_map(|row| ((zp * row.iter().map(|&v| v as i64).sum::<i64>()) as i32).to_le_bytes())
@@ -111,7 +124,7 @@ pub(super) fn conv(
     // stride 2: the phase planes' positions no input pixel lands on, once
     ph.clear(k, &gq, img);
     conv_tiles(k, &gq, &prog, &ph, &f, &Tiles { elem: quad_elem(k), epi: Some(epi), lanes }, &mut |k, n| {
-        quad_image(k, &g, &ph, x, n, img)
+        quad_image(k, &g, &ph, (x, n, img), sdot)
     })
 }
 
@@ -119,14 +132,17 @@ pub(super) fn conv(
 /// (see the module docs): sixteen pixels at a time as four byte and four
 /// 16-bit interleaving shuffles (`punpck*` on x86-64; at stride 2 first
 /// one even/odd split per channel), the rest of a row pixel by pixel, then
-/// (stride 1) the row's zero columns.
-fn quad_image(k: &mut Kernel, g: &Geo, ph: &Phases, x: Value, n: Value, img: Value) {
+/// (stride 1) the row's zero columns. `flip`: every input byte stored as
+/// `x ^ 0x80` (`sdot`'s signed bytes).
+fn quad_image(k: &mut Kernel, g: &Geo, ph: &Phases, (x, n, img): (Value, Value, Value), flip: bool) {
     let (quads, full) = (g.c.div_ceil(4), g.c / 4);
     let plane = g.h * g.w;
     let xn = k.b.ins().imul_imm_s(n, (g.c * plane) as i64);
     let xn = k.addr(x, xn, 1);
     let zero8 = k.b.ins().iconst(types::I8, 0);
     let zeros = k.b.ins().splat(types::I8X16, zero8);
+    let top8 = k.b.ins().iconst(types::I8, 0x80);
+    let tops = k.b.ins().splat(types::I8X16, top8);
     let bytes = |lo: u8| -> Vec<u8> { (0..8u8).flat_map(|i| [lo + i, 16 + lo + i]).collect() };
     let halves = |lo: u8| -> Vec<u8> {
         (0..4u8).flat_map(|i| [lo + 2 * i, lo + 2 * i + 1, 16 + lo + 2 * i, 17 + lo + 2 * i]).collect()
@@ -157,7 +173,17 @@ fn quad_image(k: &mut Kernel, g: &Geo, ph: &Phases, x: Value, n: Value, img: Val
             k.for_n(0, (g.w / 16 * 16) as i64, 16, |k, x0| {
                 let sp = k.b.ins().iadd(s, x0);
                 let mut v: Vec<Value> = (0..4)
-                    .map(|j| if j < present { k.ld(types::I8X16, sp, (j * plane) as i32) } else { zeros })
+                    .map(|j| {
+                        if j >= present {
+                            return zeros;
+                        }
+                        let v = k.ld(types::I8X16, sp, (j * plane) as i32);
+                        if flip {
+                            k.b.ins().bxor(v, tops)
+                        } else {
+                            v
+                        }
+                    })
                     .collect();
                 if s2 {
                     // even pixels to the low half, odd ones to the high
@@ -184,7 +210,12 @@ fn quad_image(k: &mut Kernel, g: &Geo, ph: &Phases, x: Value, n: Value, img: Val
                 let at = if s2 { (x0 % 2) as i64 * phase_bytes + 4 * (x0 / 2) as i64 } else { 4 * x0 as i64 };
                 for j in 0..4 {
                     let b = if j < present {
-                        k.b.ins().uload8(types::I32, super::loops::mem(), s, (j * plane + x0) as i32)
+                        let b = k.b.ins().uload8(types::I32, super::loops::mem(), s, (j * plane + x0) as i32);
+                        if flip {
+                            k.b.ins().bxor_imm_s(b, 0x80)
+                        } else {
+                            b
+                        }
                     } else {
                         k.ic(0)
                     };

@@ -37,7 +37,7 @@ pub use even_pack::{even_pack, flat_pack};
 pub use gemv::{ymm_gemv, GemvStep, QdotGemv, YMM_GEMV_ACCS, YMM_GEMV_IMAGES_MAX};
 pub(crate) use int_tile::{int_tile, int_to_real, int_to_real_lanes, requantise, requantise_setup, IntOps, IntVreg};
 pub use int_tile::{qbyte_tile, qgemm_tile, QdotEpi, QDOT_ROWS};
-pub use pattern::{pattern_tile, Elem, EntryKind, PatternTile};
+pub use pattern::pattern_tile;
 pub use quad_pack::{quad_pack, quad_pack_table};
 
 /// A GEMM micro-tile variant: everything but the pointers and the K count

@@ -27,6 +27,7 @@
 pub mod avx2;
 pub mod avx512;
 pub mod neon;
+pub mod pattern;
 pub mod pool;
 pub mod quantize;
 pub mod vmath;

@@ -1,7 +1,10 @@
 //! AArch64 micro-kernels, assembled with `dynasm` (its `aarch64` syntax:
 //! nothing is hand-encoded): the instructions Cranelift does not emit,
 //! here the `dotprod` extension's `sdot`, in the integer conv's tile
-//! ([`sdot_tile`]) and its one-pixel product ([`sdot_gemv`]).
+//! ([`sdot_tile`]) and its one-pixel product ([`sdot_gemv`]), and the
+//! pattern-sparse convs' register tile ([`pattern_tile`]: f32, or byte
+//! quads through `sdot`), which keeps a tile's sums in registers across a
+//! channel's kept taps as Cranelift's passes cannot.
 //!
 //! **Leaf ABI (AAPCS64).** Pointer and integer arguments in `x0`–`x7`, no
 //! result, no stack, and only caller-saved registers: `x0`–`x17` and the
@@ -14,6 +17,9 @@
 
 // `dynasm!` converts dynamic register numbers with `.into()`, also from u8
 #![allow(clippy::useless_conversion)]
+
+mod pattern;
+pub use pattern::{pattern_tile, takes_epi, PATTERN_LANES};
 
 use dynasmrt::aarch64::Aarch64Relocation;
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi, VecAssembler};

@@ -40,9 +40,11 @@ pub const RISCV64: Cross = Cross {
 };
 
 /// riscv64 with the V extension (VLEN 128): Cranelift's 128-bit kernels.
-pub const RISCV64_V: Cross =
-    Cross { cpu: "v", runner: &["qemu-riscv64", "-cpu", "rv64,v=true,vlen=128", "-L", "/usr/riscv64-linux-gnu"], ..RISCV64 };
-
+pub const RISCV64_V: Cross = Cross {
+    cpu: "v",
+    runner: &["qemu-riscv64", "-cpu", "rv64,v=true,vlen=128", "-L", "/usr/riscv64-linux-gnu"],
+    ..RISCV64
+};
 
 impl Cross {
     /// Whether the compiler and emulator are installed (else skipped with

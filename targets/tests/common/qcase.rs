@@ -219,3 +219,92 @@ pub fn object_kernels(g: &kerf_ir::Graph, cpu: &str) -> usize {
     let o = kerf_targets::CompileOptions::parse("x86_64-unknown-linux-gnu", cpu, "t").unwrap();
     kerf_targets::compile_object(g, &o).unwrap().report.micro_kernels
 }
+
+/// Weights of a conv pruned with one pattern per quad of input channels
+/// (`pattern_group = 4`): per (output channel, quad) half removed, the
+/// others one of four 4-tap masks of a 3x3 kernel, codes in `lo..=hi`.
+pub fn quad_pattern_weights(wsh: [usize; 4], lo: i64, hi: i64) -> Vec<i64> {
+    const MASKS: [u32; 4] = [0b000_111_010, 0b010_110_010, 0b000_011_011, 0b010_010_011];
+    let (o, c, area) = (wsh[0], wsh[1], wsh[2] * wsh[3]);
+    let codes = pseudo(o * c * area, 3, lo, hi);
+    (0..o * c * area)
+        .map(|i| {
+            let (oi, ci, tap) = (i / (c * area), i / area % c, i % area);
+            let unit = oi * c.div_ceil(4) + ci / 4;
+            let mask = if (unit * 7 + 3) % 5 < 2 { 0 } else { MASKS[unit * 13 % 4] };
+            if mask & (1 << tap) != 0 && codes[i] != 0 {
+                codes[i]
+            } else if mask & (1 << tap) != 0 {
+                1
+            } else {
+                0
+            }
+        })
+        .collect()
+}
+
+/// The integer pattern kernel's cases (shared by its host battery and the
+/// AArch64 run under qemu): partial vectors and row blocks, a partial quad
+/// (6 channels), several images, 50 quads (several channel blocks:
+/// partial sums between calls), dilation 2, stride 2 (phase-split quad
+/// images, odd and even sizes, rows of 16 + 3 pixels), residuals, Relu,
+/// Clip, HardSwish, and LeakyRelu (which the tiles do not apply: the
+/// integer GEMM takes it).
+pub fn quad_pattern_cases() -> Vec<Case<'static>> {
+    // the cases outlive the call: their window texts are leaked (a test)
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let a3 = leak(window(3, 1, 1, 1));
+    vec![
+        Case { xsh: [1, 8, 12, 12], wsh: [5, 8, 3, 3], osh: [1, 5, 10, 10], attrs: a3, epi: PLAIN, zp: 128 },
+        Case {
+            xsh: [2, 6, 9, 21],
+            wsh: [7, 6, 3, 3],
+            osh: [2, 7, 7, 19],
+            attrs: a3,
+            epi: "act=Relu, residual=false",
+            zp: 3,
+        },
+        Case {
+            xsh: [1, 200, 9, 9],
+            wsh: [3, 200, 3, 3],
+            osh: [1, 3, 7, 7],
+            attrs: a3,
+            epi: "act=Clip, act_min=-1.5, act_max=2.5, residual=true",
+            zp: 9,
+        },
+        Case {
+            xsh: [1, 8, 12, 36],
+            wsh: [4, 8, 3, 3],
+            osh: [1, 4, 8, 32],
+            attrs: leak(window(3, 1, 2, 1)),
+            epi: "act=HardSwish, residual=true",
+            zp: 200,
+        },
+        Case {
+            xsh: [1, 4, 6, 6],
+            wsh: [2, 4, 3, 3],
+            osh: [1, 2, 4, 4],
+            attrs: a3,
+            epi: "act=LeakyRelu, act_alpha=0.1, residual=false",
+            zp: 0,
+        },
+        // stride 2 (phase-split quad images): odd and even input sizes,
+        // rows of 16 + 3 pixels (the vector split and the scalar tail)
+        Case {
+            xsh: [1, 12, 13, 39],
+            wsh: [6, 12, 3, 3],
+            osh: [1, 6, 6, 19],
+            attrs: leak(window(3, 2, 1, 1)),
+            epi: "act=Relu, residual=true",
+            zp: 17,
+        },
+        Case {
+            xsh: [2, 160, 10, 10],
+            wsh: [3, 160, 3, 3],
+            osh: [2, 3, 4, 4],
+            attrs: leak(window(3, 2, 1, 1)),
+            epi: PLAIN,
+            zp: 250,
+        },
+    ]
+}

@@ -7,162 +7,8 @@
 use iced_x86::code_asm::asm_traits::CodeAsmVfmadd231ps;
 use iced_x86::code_asm::*;
 
-use super::{activation, int_to_real, load_lanes, store_lanes, IntOps, IntVreg, TileEpi};
-
-/// A register tile of the pattern-sparse conv
-/// ([`crate::lower::conv_pattern`]): `rows` output rows × `vecs` vectors
-/// of `lanes` pixels (8: `ymm`; 16: `zmm`, AVX-512F) of one output channel
-/// held in accumulators (at most [`Elem::max_accs`]) while every kept
-/// kernel of the channel adds its taps. The output is stored once, after
-/// the last kernel (no accumulator traffic per kernel), the last vector of
-/// each row only its `last_lanes` pixels.
-///
-/// The taps come from the channel's *program* as entries of a few
-/// [`EntryKind`]s: for each kind an `i64` count, then per entry its byte
-/// offsets from `src` (`u32`: a column entry only its first tap's, a whole
-/// kernel each tap's, [`EntryKind::offsets`]) and each tap's weight (4
-/// bytes: an `f32`, or a quad of `i8`), [`EntryKind::entry_bytes`] in
-/// all. One loop per kind,
-/// not per mask: a block's few kernels of each mask made per-mask loops'
-/// exits mispredict (measured 15% slower on a 512-channel 7x7 layer).
-#[derive(Clone, Debug, PartialEq)]
-pub struct PatternTile {
-    /// What the tile multiplies (see [`Elem`]).
-    pub elem: Elem,
-    /// The kinds of entry, in program order.
-    pub kinds: Vec<EntryKind>,
-    /// Output rows of the tile.
-    pub rows: usize,
-    /// Vectors per row.
-    pub vecs: usize,
-    /// Pixels per vector: 8 (`ymm`) or 16 (`zmm`; not [`Elem::Quads`]).
-    pub lanes: usize,
-    /// Pixels stored from each row's last vector (1..=`lanes`).
-    pub last_lanes: usize,
-    /// Bytes between output rows (f32 outputs and i32 partial sums alike).
-    pub out_row: usize,
-    /// Bytes between the input rows the tile's output rows start at (and
-    /// a kind's rows are apart).
-    pub in_row: usize,
-    /// Start from the partial sums in the output (a later block of input
-    /// channels) instead of the bias (f32) or zero (quads).
-    pub accumulate: bool,
-    /// The epilogue applied before the store (the last block of input
-    /// channels): for quads first the sums made real
-    /// (`f32(acc − corr) · scale + bias` from the channel's 12-byte table
-    /// row, [`super::int_to_real`]; `None` stores the i32 sums for the next
-    /// block), then the residual (`residual` argument, output layout) and
-    /// the clamp or HardSwish; no `scale` or `addend`.
-    pub epi: Option<TileEpi>,
-}
-
-/// The element type of a pattern tile.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Elem {
-    /// f32 input and weights, one fused multiply-add per tap and vector;
-    /// accumulators start from the bias (the `bias` argument).
-    F32,
-    /// A *quad image*: four consecutive input channels interleaved, 4 u8
-    /// per pixel (`[quad][row][column][4]`), so eight pixels of a quad are
-    /// one 32-byte load and a tap's four i8 weights one broadcast dword.
-    /// Per tap and vector: `vpmaddubsw` (u8 × s8 products of channel pairs
-    /// into saturating i16: exact for weights
-    /// [`kerf_ir::channel_pairs_exact`] accepts), `vpmaddwd` by ones (the
-    /// two pairs into the i32 lane) and `vpaddd`: four multiply-adds per
-    /// lane. i32 accumulators start from zero; the `bias` argument is the
-    /// channel's epilogue-table row.
-    Quads,
-    /// [`Elem::Quads`]' layout and contract through AVX-512 VNNI's
-    /// `vpdpbusd` (EVEX on `ymm`, [`crate::isa::Caps::vnni`]): one
-    /// instruction per tap and vector, without saturation (any i8
-    /// weights), so the same exact sums.
-    QuadsVnni,
-}
-
-impl Elem {
-    /// Most accumulators: f32 and VNNI quads leave four registers to an
-    /// entry's broadcast weights and an input vector; AVX2's quads six, to
-    /// three weight quads, the input, a product and the ones.
-    pub fn max_accs(self) -> usize {
-        match self {
-            Elem::F32 | Elem::QuadsVnni => 12,
-            Elem::Quads => 10,
-        }
-    }
-
-    /// Whether the element is a quad of bytes (i32 sums, the integer
-    /// epilogue).
-    pub fn quads(self) -> bool {
-        self != Elem::F32
-    }
-}
-
-/// What one entry of a pattern tile's program is.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum EntryKind {
-    /// **A column entry**: up to [`PatternTile::MAX_TAPS`] taps of one
-    /// kernel that read the same input columns, these input rows below the
-    /// first (ascending from 0: `[0]`, `[0, 1]`, `[0, 1, 2]`, ...). The
-    /// entry stores the first tap's offset only. It broadcasts the weights
-    /// into registers once, loads each input row under the tile once and
-    /// multiply-adds it into every accumulator row one of the taps maps it
-    /// to (PatDNN's load redundancy elimination: a column of two taps over
-    /// three output rows loads four input rows, not six); an f32 row one
-    /// tap alone reads stays a memory operand of its FMA. Per accumulator
-    /// the taps come in entry order.
-    Column(Vec<usize>),
-    /// **A whole kernel** of this many taps anywhere: per tap one
-    /// broadcast and one multiply-add per accumulator with the input at
-    /// the tap's offset.
-    Kernel(usize),
-}
-
-impl EntryKind {
-    /// Taps of one entry.
-    pub fn taps(&self) -> usize {
-        match self {
-            EntryKind::Column(rows) => rows.len(),
-            EntryKind::Kernel(n) => *n,
-        }
-    }
-
-    /// Offsets one entry stores: a column entry its first tap's (the
-    /// others read the rows below it), a whole kernel each tap's.
-    pub fn offsets(&self) -> usize {
-        match self {
-            EntryKind::Column(_) => 1,
-            EntryKind::Kernel(n) => *n,
-        }
-    }
-
-    /// Bytes of one entry: its offsets, then its taps' weights.
-    pub fn entry_bytes(&self) -> usize {
-        4 * (self.offsets() + self.taps())
-    }
-}
-
-impl PatternTile {
-    /// Most taps of a column entry.
-    pub const MAX_TAPS: usize = 3;
-
-    /// Whether the tile fits the registers and its shape is well formed.
-    pub fn fits(&self) -> bool {
-        let accs = self.rows * self.vecs;
-        let kind_ok = |k: &EntryKind| match k {
-            EntryKind::Column(r) => {
-                (1..=Self::MAX_TAPS).contains(&r.len()) && r[0] == 0 && r.windows(2).all(|w| w[0] < w[1])
-            }
-            EntryKind::Kernel(n) => *n > 0,
-        };
-        let epi_ok = self.epi.is_none_or(|e| e.scale.is_none() && e.addend.is_none());
-        let width_ok = self.lanes == 8 || self.lanes == 16 && self.elem != Elem::Quads;
-        width_ok
-            && (1..=self.elem.max_accs()).contains(&accs)
-            && (1..=self.lanes).contains(&self.last_lanes)
-            && self.kinds.iter().all(kind_ok)
-            && epi_ok
-    }
-}
+use super::{activation, int_to_real, load_lanes, store_lanes, IntOps, IntVreg};
+use crate::ukernel::pattern::{Elem, EntryKind, PatternTile};
 
 /// Machine code of `t` with the arguments (System V order) `out` (the
 /// tile's first output pixel), `src` (the input's origin for that pixel,
@@ -200,7 +46,7 @@ where
             match (t.accumulate, t.elem) {
                 (true, _) => R::load_part(&mut a, accs[i], (out_p, at), lanes)?,
                 (false, Elem::F32) => a.vbroadcastss(accs[i], dword_ptr(bias))?,
-                (false, Elem::Quads | Elem::QuadsVnni) => R::zero(&mut a, accs[i])?,
+                (false, _) => R::zero(&mut a, accs[i])?,
             }
         }
     }
@@ -344,7 +190,7 @@ where
 {
     match e {
         Elem::F32 => a.vbroadcastss(w, at),
-        Elem::Quads | Elem::QuadsVnni => a.vpbroadcastd(w, at),
+        _ => a.vpbroadcastd(w, at),
     }
 }
 
@@ -365,7 +211,7 @@ where
 {
     match e {
         Elem::F32 => a.vfmadd231ps(acc, w, R::ptr(at)),
-        Elem::Quads | Elem::QuadsVnni => {
+        _ => {
             load_x::<R>(a, e, at)?;
             R::mac(a, e, acc, w)
         }
@@ -409,13 +255,13 @@ impl PatReg for AsmRegisterYmm {
             (Elem::F32, true) => &[ymm12, ymm13, ymm14],
             (Elem::F32, false) => &[ymm12, ymm13, ymm14, ymm15],
             (Elem::Quads, _) => &[ymm10, ymm11, ymm12],
-            (Elem::QuadsVnni, _) => &[ymm12, ymm13, ymm14],
+            (_, _) => &[ymm12, ymm13, ymm14],
         }
     }
     fn x(e: Elem) -> Self {
         match e {
-            Elem::F32 | Elem::QuadsVnni => ymm15,
             Elem::Quads => ymm13,
+            _ => ymm15,
         }
     }
     fn mac(a: &mut CodeAssembler, e: Elem, acc: Self, w: Self) -> Result<(), IcedError> {
@@ -427,7 +273,8 @@ impl PatReg for AsmRegisterYmm {
                 a.vpmaddwd(prod, prod, ones)?;
                 a.vpaddd(acc, acc, prod)
             }
-            Elem::QuadsVnni => a.vpdpbusd(acc, Self::x(e), w),
+            // (`PatternTile::fits` keeps `sdot` quads on AArch64)
+            Elem::QuadsVnni | Elem::QuadsSdot => a.vpdpbusd(acc, Self::x(e), w),
         }
     }
     fn load_part(
@@ -473,7 +320,7 @@ impl PatReg for AsmRegisterZmm {
         match e {
             Elem::F32 => a.vfmadd231ps(acc, w, Self::x(e)),
             // (`PatternTile::fits` keeps AVX2's byte quads on `ymm`)
-            Elem::Quads | Elem::QuadsVnni => a.vpdpbusd(acc, Self::x(e), w),
+            _ => a.vpdpbusd(acc, Self::x(e), w),
         }
     }
     fn load_part(
