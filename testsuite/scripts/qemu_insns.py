@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Guest instructions one inference of a kerf object executes under
+qemu-user: a proxy for kernel work on ISAs without hardware here (AArch64,
+RISC-V), never a time.
+
+    qemu_insns.py KERF MODEL.onnx --target aarch64 --cpu dotprod [-- KERF_COMPILE_FLAGS...]
+
+Compiles MODEL for the target (`kerf compile --name m`), links it with a
+small static C driver (inputs filled with a fixed pattern, one `m_run`,
+an output checksum) by the cross GCC, runs it under qemu with
+`-d in_asm,exec,nochain` and sums the translated blocks' instruction
+counts over their executions. The driver alone (the same program with the
+call skipped) is run too and subtracted, so the number printed is the
+model's. Needs the cross GCC and qemu-user (testsuite/install-deps.sh).
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DRIVER = r"""
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "kerf_runtime.h"
+extern int32_t m_run(const void *const *inputs, void *const *outputs, void *arena, const kerf_runtime *rt);
+extern const kerf_model_desc *m_describe(void);
+int main(void) {
+    const kerf_model_desc *d = m_describe();
+    void *in[64], *out[64];
+    if (d->num_inputs > 64 || d->num_outputs > 64) return 2;
+    for (uint32_t i = 0; i < d->num_inputs; i++) {
+        unsigned char *p = malloc(d->inputs[i].bytes + 1);
+        for (uint64_t j = 0; j < d->inputs[i].bytes; j++) p[j] = (unsigned char)(j % 4 == 3 ? 0x3f : (j * 37) % 251);
+        in[i] = p;
+    }
+    for (uint32_t i = 0; i < d->num_outputs; i++) out[i] = malloc(d->outputs[i].bytes + 1);
+    void *arena = aligned_alloc(64, (d->arena_bytes + 64) / 64 * 64);
+    int r = getenv("KERF_SKIP_RUN") ? 0 : m_run((const void *const *)in, out, arena, NULL);
+    unsigned long sum = 0;
+    for (uint64_t j = 0; j < d->outputs[0].bytes; j++) sum = sum * 31 + ((unsigned char *)out[0])[j];
+    printf("status %d checksum %lx\n", r, sum);
+    return r;
+}
+"""
+TARGETS = {
+    "aarch64": ("aarch64-unknown-linux-gnu", "aarch64-linux-gnu-gcc", "qemu-aarch64", "/usr/aarch64-linux-gnu"),
+    "riscv64": ("riscv64gc-unknown-linux-gnu", "riscv64-linux-gnu-gcc", "qemu-riscv64", "/usr/riscv64-linux-gnu"),
+}
+# qemu's CPU for each preset that needs more than its default
+QEMU_CPU = {"dotprod": ["-cpu", "max"], "v": ["-cpu", "rv64,v=true,vlen=128"]}
+TRACE = re.compile(rb"Trace \d+: 0x[0-9a-f]+ \[[0-9a-f]+/([0-9a-f]+)/")
+INSN = re.compile(rb"0x([0-9a-f]+):\s")
+
+
+def count(log: Path) -> int:
+    """Guest instructions executed: each block's length (from its `IN:`
+    listing) summed over its `Trace` lines."""
+    lengths, start, total = {}, None, 0
+    with open(log, "rb") as f:
+        for line in f:
+            if line.startswith(b"IN:"):
+                start = None
+                continue
+            m = TRACE.match(line)
+            if m:
+                total += lengths.get(int(m[1], 16), 0)
+                continue
+            m = INSN.match(line)
+            if m:
+                if start is None:
+                    start = int(m[1], 16)
+                    lengths[start] = 0
+                lengths[start] += 1
+    return total
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("kerf")
+    ap.add_argument("model")
+    ap.add_argument("--target", choices=sorted(TARGETS), required=True)
+    ap.add_argument("--cpu", default="baseline")
+    argv = sys.argv[1:]
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    a = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    a.flags = extra
+    triple, cc, qemu, sysroot = TARGETS[a.target]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        obj, drv, exe, log = tmp / "m.o", tmp / "drv.c", tmp / "m", tmp / "q.log"
+        compile_cmd = [a.kerf, "compile", a.model, "--target", triple, "--cpu", a.cpu, "--name", "m", "-o", str(obj)]
+        built = subprocess.run(compile_cmd + a.flags, capture_output=True, text=True)
+        if built.returncode != 0:
+            sys.exit(f"kerf compile failed:\n{built.stdout}{built.stderr}")
+        drv.write_text(DRIVER)
+        subprocess.run([cc, "-static", "-O2", "-I", str(REPO / "runtime/include"), str(drv), str(obj), "-o", str(exe)],
+                       check=True)
+        counts = {}
+        for skip in (False, True):
+            env = dict(os.environ)
+            env.pop("KERF_SKIP_RUN", None)
+            if skip:
+                env["KERF_SKIP_RUN"] = "1"
+            cmd = [qemu, *QEMU_CPU.get(a.cpu, []), "-L", sysroot, "-d", "in_asm,exec,nochain", "-D", str(log), str(exe)]
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if out.returncode != 0:
+                sys.exit(f"{exe.name}: exit {out.returncode}: {out.stdout}{out.stderr}")
+            counts[skip] = (count(log), out.stdout.strip())
+            log.unlink()
+    n = counts[False][0] - counts[True][0]
+    print(f"{Path(a.model).name} {a.target} --cpu {a.cpu} {' '.join(a.flags)}: {n} instructions "
+          f"({n / 1e6:.2f} M; driver {counts[True][0] / 1e6:.2f} M subtracted), {counts[False][1]}")
+
+
+if __name__ == "__main__":
+    main()
