@@ -5,7 +5,7 @@ For every model (a folder with model.onnx and optionally input_*.npy, or a
 .onnx file; default: the nine in /work/shared/models if present, else
 testsuite/fixtures/models + testsuite/generated):
 
-1. `kerf compile --cpu native -o m.o --name m` and
+1. `kerf compile --cpu native -o m.o --name m` (`--cpu` sets another preset) and
    `cc -shared m.o runtime/c/kerf_pool.c -o m.so` (the object plus the C
    pthread pool), loaded with ctypes;
 2. ONNX Runtime sessions with intra_op_num_threads 1 and 2,
@@ -223,8 +223,8 @@ def time_calls(fn, n):
     return out
 
 
-def native_bench(kerf, onnx, threads, input_files, seconds):
-    cmd = [str(kerf), "bench", str(onnx), "--threads", str(threads)]
+def native_bench(kerf, onnx, threads, input_files, cpu):
+    cmd = [str(kerf), "bench", str(onnx), "--threads", str(threads), "--cpu", cpu]
     for f in input_files:
         cmd += ["--input", str(f)]
     r = subprocess.run(cmd, capture_output=True, text=True)
@@ -272,7 +272,7 @@ def bench_model(args, m, tmp):
     work.mkdir(parents=True, exist_ok=True)
     obj, so = work / "m.o", work / "m.so"
     t0 = time.perf_counter()
-    r = subprocess.run([str(args.kerf), "compile", str(onnx), "--cpu", "native", "--name", "m", "-o", str(obj)],
+    r = subprocess.run([str(args.kerf), "compile", str(onnx), "--cpu", args.cpu, "--name", "m", "-o", str(obj)],
                        capture_output=True, text=True)
     compile_s = time.perf_counter() - t0
     if r.returncode != 0:
@@ -337,8 +337,8 @@ def bench_model(args, m, tmp):
     same_threads = all(np.array_equal(a, b) for a, b in zip(k.outputs, out1))
     k.close()
     med = {key: statistics.median(v) / 1e6 for key, v in samples.items()}
-    nat1, c1 = native_bench(args.kerf, onnx, 1, input_files, args.seconds)
-    nat2, _ = native_bench(args.kerf, onnx, 2, input_files, args.seconds)
+    nat1, c1 = native_bench(args.kerf, onnx, 1, input_files, args.cpu)
+    nat2, _ = native_bench(args.kerf, onnx, 2, input_files, args.cpu)
     return {"name": name, "med": med, "nat1": nat1, "nat2": nat2, "diff": diff, "compile_s": compile_s,
             "jit_ms": c1, "threads_equal": same_threads, "tract_diff": tract_diff}
 
@@ -351,6 +351,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=1.0, help="timed seconds per engine per model")
     ap.add_argument("--rounds", type=int, default=10, help="alternation rounds")
     ap.add_argument("--no-tract", action="store_true", help="leave tract out even if installed")
+    ap.add_argument("--cpu", default="native",
+                    help="kerf's CPU preset (e.g. haswell: the AVX2 kernels on an AVX-512 host; ORT picks its own)")
     args = ap.parse_args()
     if not Path(args.kerf).is_file():
         sys.exit(f"{args.kerf} not found: cargo build --release -p kerf")
@@ -365,7 +367,8 @@ def main():
     shutil.rmtree(tmp, ignore_errors=True)
     lines = []
     lines.append(f"Machine: {cpu_model()}, {os.cpu_count()} logical CPUs, measured clock "
-                 f"{clock:.2f} GHz (dependent-add loop)" if clock else f"Machine: {cpu_model()}")
+                 f"{clock:.2f} GHz (dependent-add loop); kerf --cpu {args.cpu}" if clock
+                 else f"Machine: {cpu_model()}; kerf --cpu {args.cpu}")
     tv = f"tract {tract.version()}, " if tract is not None and not args.no_tract else "tract not installed, "
     lines.append(f"{tv}onnxruntime {ort.__version__}, numpy {np.__version__}, Python {platform.python_version()}; "
                  f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
