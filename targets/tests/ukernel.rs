@@ -717,15 +717,17 @@ fn same_bits(name: &str, a: &[f32], b: &[f32]) {
     assert!(diff.is_none(), "{name}: element {diff:?}: {:?} (AVX2) vs {:?}", diff.map(|d| a[d]), diff.map(|d| b[d]));
 }
 
-/// The LSTM recurrence's assembled product (`ukernel::avx512::rnn_product`,
-/// AVX-512 presets) against the 128-bit tile: hidden 64 (16 blocks, two
-/// runs of eight), 100 (25 blocks: a tile of 24 and one of 1), 6 (2 blocks,
-/// the last padded), batch 2 and bidirectional, the coupled input gate and
-/// peepholes; same bits with micro-kernels on and off (the 128-bit tile is
-/// checked against a direct recurrence in `ops.rs`). Skipped, with a
-/// printed reason, without AVX-512F + VL.
+/// The LSTM recurrence's assembled product (`ukernel::avx2::rnn_product`:
+/// `ymm` with AVX2, `zmm` with AVX-512) against the 128-bit tile: hidden
+/// 64 (16 blocks: runs of six on `ymm`, eight on `zmm`), 100 (25 blocks:
+/// a tile of 24 and one of 1), 6 (2 blocks, the last padded), batch 2 and
+/// bidirectional, the coupled input gate and peepholes; same bits with
+/// micro-kernels on and off on every preset the host runs (the 128-bit
+/// tile is checked against a direct recurrence in `ops.rs`), and each
+/// preset's object holds the products of its width (any host).
 #[test]
-fn avx512_recurrent_products_equal_the_128_bit_tile() {
+fn recurrent_products_equal_the_128_bit_tile() {
+    use kerf_targets::ukernel::avx2::{rnn_product, RNN_MAX_BLOCKS};
     // (hidden, batch, directions, input_forget, peepholes)
     let cases = [(64, 1, 1, false, false), (100, 2, 2, true, true), (6, 2, 1, false, true)];
     for (i, &(h, batch, dirs, coupled, peep)) in cases.iter().enumerate() {
@@ -746,27 +748,34 @@ fn avx512_recurrent_products_equal_the_128_bit_tile() {
             g2 = 8 * h,
             acts = if dirs == 2 { "Sigmoid,Tanh,Tanh,Sigmoid,Tanh,Tanh" } else { "Sigmoid,Tanh,Tanh" },
         );
+        // which products each width's object holds: a tile of up to 24
+        // blocks and the rest, over K = hidden
+        let g = kerf_ir::text::parse(&text).unwrap();
+        let blocks = usize::div_ceil(h, 4);
+        let mut tiles = vec![blocks.min(RNN_MAX_BLOCKS)];
+        tiles.extend((blocks > RNN_MAX_BLOCKS && blocks % RNN_MAX_BLOCKS != 0).then_some(blocks % RNN_MAX_BLOCKS));
+        for (cpu, zmm) in [("haswell", false), ("sapphirerapids", true)] {
+            let held = common::kernels(&g, cpu);
+            for &n in &tiles {
+                let code = rnn_product(n, h, zmm).unwrap();
+                let want: Vec<_> =
+                    iced_x86::Decoder::with_ip(64, &code, 0, iced_x86::DecoderOptions::NONE).into_iter().collect();
+                assert!(held.contains(&want), "case {i} ({cpu}): no recurrent product of {n} blocks");
+            }
+        }
         let x: Vec<f32> = xs(seq * batch * input).iter().map(|v| v * 0.5).collect();
         let ins = [t(&[seq, batch, input], &x)];
-        let (on, n_on, caps) = run(&text, &ins, true);
-        if !caps.avx512 {
-            eprintln!("skipped: the host has no AVX-512F + VL, so no assembled recurrent product to check");
-            return;
-        }
         let (off, n_off, _) = run(&text, &ins, false);
-        assert!(n_on > 0 && n_off == 0, "case {i}: {n_on} / {n_off} micro-kernels");
-        // the input projection has assembled tiles on any AVX2 preset: the
-        // recurrent products (one per tile height: 24 blocks and the rest)
-        // are what `native` holds more
-        let (ymm, n_ymm, _) = run_on("haswell", &text, &ins, true);
-        let blocks = usize::div_ceil(h, 4);
-        let products = if blocks > 24 && blocks % 24 != 0 { 2 } else { 1 };
-        assert_eq!(n_on, n_ymm + products, "case {i}: the recurrent products are not used");
-        same_bits(&format!("lstm case {i} (haswell)"), &ymm, &off);
-        // the reference evaluator has no LSTM: the 128-bit tile is checked
-        // against a direct recurrence in `ops.rs` and the model tests
-        same_bits(&format!("lstm case {i}"), &on, &off);
-        assert!(on.iter().all(|v| v.is_finite() && v.abs() < 1.0), "lstm case {i}: h out of range");
+        assert_eq!(n_off, 0, "case {i}: micro-kernels off");
+        for cpu in wide_cpus() {
+            let (on, n_on, _) = run_on(cpu, &text, &ins, true);
+            assert!(n_on > 0, "case {i} ({cpu}): no micro-kernels");
+            // the reference evaluator has no LSTM: the 128-bit tile is
+            // checked against a direct recurrence in `ops.rs` and the
+            // model tests
+            same_bits(&format!("lstm case {i} ({cpu})"), &on, &off);
+            assert!(on.iter().all(|v| v.is_finite() && v.abs() < 1.0), "lstm case {i}: h out of range");
+        }
     }
 }
 
@@ -1005,8 +1014,10 @@ fn other_kernels() -> Vec<(String, Vec<u8>)> {
         }
     }
     for (blocks, kk) in [(1, 1), (8, 64), (16, 64), (24, 100), (3, 7)] {
-        let code = kerf_targets::ukernel::avx512::rnn_product(blocks, kk).unwrap();
-        kernels.push((format!("recurrent product {blocks} x {kk}"), code));
+        for zmm in [false, true] {
+            let code = kerf_targets::ukernel::avx2::rnn_product(blocks, kk, zmm).unwrap();
+            kernels.push((format!("recurrent product {blocks} x {kk} (zmm: {zmm})"), code));
+        }
     }
     let clamp = Some(Clamp { lo: 0.0, hi: Some(6.0) });
     for (cols, hardswish) in [(8, false), (79, true), (70, false), (3, true), (130, false)] {

@@ -40,16 +40,18 @@ use super::loops::{mem, ro};
 use super::matmul::{gemm_core, AView, OutView};
 use super::{Kernel, LResult};
 use crate::math;
-use crate::ukernel::avx512::{rnn_product, RNN_MAX_BLOCKS};
+use crate::ukernel::avx2::{rnn_product, RNN_MAX_BLOCKS};
 
 pub mod act;
 
 /// The assembled recurrent product of a tile
-/// ([`crate::ukernel::avx512::rnn_product`]): its sums' buffer (the
-/// task's, 16 floats per block of the largest tile).
+/// ([`crate::ukernel::avx2::rnn_product`], `zmm` where the target has
+/// AVX-512): its sums' buffer (the task's, 16 floats per block of the
+/// largest tile).
 #[derive(Clone, Copy)]
 struct Wide {
     acc: Value,
+    zmm: bool,
 }
 
 impl Wide {
@@ -65,8 +67,9 @@ impl Wide {
         (blocks, kk): (usize, usize),
         vty: Type,
     ) -> LResult<Vec<Value>> {
-        let code = rnn_product(blocks, kk).map_err(|e| format!("internal: recurrent product: {e}"))?;
-        let code = k.code(super::Family::Avx512, code);
+        let code = rnn_product(blocks, kk, self.zmm).map_err(|e| format!("internal: recurrent product: {e}"))?;
+        let family = if self.zmm { super::Family::Avx512 } else { super::Family::Avx2 };
+        let code = k.code(family, code);
         let sig = k.ukernel_sig(5);
         k.b.ins().call_indirect(sig, code, &[self.acc, h, r, x, bias]);
         Ok((0..4 * blocks).map(|i| k.ld(vty, self.acc, (16 * i) as i32)).collect())
@@ -627,12 +630,13 @@ impl Rec {
     fn phase(&self, k: &mut Kernel, dir: &Dir, st: &Step, phase: usize, gs: &[usize]) -> LResult {
         let ns = gs.len();
         let nub = self.geo.nub;
-        // With AVX-512, a block's gate vectors that fill a `zmm` (LSTM)
-        // take the assembled product, one row and up to 24 blocks a tile.
-        let wide = k.caps.avx512 && ns * self.geo.l == 16;
+        // With AVX2, a block's gate vectors that fill a `zmm` or two `ymm`
+        // (LSTM) take the assembled product, one row and up to 24 blocks a
+        // tile.
+        let wide = k.caps.avx2 && ns * self.geo.l == 16;
         let rows = if self.batch == 1 || wide { 1 } else { self.batch.min(if ns >= 3 { 2 } else { 3 }) };
         let tb = if wide { nub.min(RNN_MAX_BLOCKS) } else { (MAX_ACC / (ns * rows)).clamp(1, nub) };
-        let wide = wide.then(|| Wide { acc: k.task_scratch(tb * 64) });
+        let wide = wide.then(|| Wide { acc: k.task_scratch(tb * 64), zmm: k.caps.avx512 });
         let mut res: LResult = Ok(());
         let mut row_tiles = |k: &mut Kernel, rows: usize, b_lo: usize, b_hi: usize| {
             k.for_n(b_lo as i64, b_hi as i64, rows as i64, |k, b0| {

@@ -32,6 +32,7 @@ mod gemv;
 mod int_tile;
 mod pattern;
 mod quad_pack;
+mod rnn;
 pub use dw_flat::{ymm_dw_flat, DwFlat, Groups, Int, YmmFlat, DW_FLAT_MAX_TAPS};
 pub use even_pack::{even_pack, flat_pack};
 pub use gemv::{ymm_gemv, GemvStep, QdotGemv, YMM_GEMV_ACCS, YMM_GEMV_IMAGES_MAX};
@@ -39,6 +40,7 @@ pub(crate) use int_tile::{int_tile, int_to_real, int_to_real_lanes, requantise, 
 pub use int_tile::{qbyte_tile, qgemm_tile, QdotEpi, QDOT_ROWS};
 pub use pattern::pattern_tile;
 pub use quad_pack::{quad_pack, quad_pack_table};
+pub use rnn::{rnn_product, RNN_MAX_BLOCKS};
 
 /// A GEMM micro-tile variant: everything but the pointers and the K count
 /// is fixed at assembly time. The same description serves the 256-bit tile
