@@ -406,7 +406,7 @@ impl Session {
         // what the passes may count on from the code generator
         let mut opts = self.passes.clone();
         let caps = self.compile_options().kernel_caps().ok();
-        opts.wide_patterns = caps.is_some_and(|c| c.avx2 || c.dotprod);
+        opts.wide_patterns = caps.is_some_and(|c| c.pattern_tiles());
         opts.int8_depthwise = caps.is_some_and(|c| c.avx2);
         opts.int8_dot = match caps {
             Some(c) if c.vnni => kerf_passes::Int8Dot::Bytes,

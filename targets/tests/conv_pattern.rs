@@ -32,7 +32,8 @@ fn pruned(o: usize, c: usize, k: usize, masks: &[u32]) -> Vec<f32> {
 }
 
 /// One pattern conv: input shape, output channels, kernel size, padding,
-/// dilation, stride and the masks its kernels keep in turn.
+/// dilation, stride, the masks its kernels keep in turn, and a fused
+/// epilogue (`ConvFused`'s activation attributes, with a residual input).
 struct Shape {
     x: [usize; 4],
     o: usize,
@@ -41,20 +42,25 @@ struct Shape {
     dil: usize,
     st: usize,
     masks: Vec<u32>,
+    epi: Option<&'static str>,
 }
 
 impl Shape {
     fn new(x: [usize; 4], o: usize, k: usize, (pad, dil, st): (usize, usize, usize), masks: &[u32]) -> Shape {
-        Shape { x, o, k, pad, dil, st, masks: masks.to_vec() }
+        Shape { x, o, k, pad, dil, st, masks: masks.to_vec(), epi: None }
+    }
+
+    fn fused(self, act: &'static str) -> Shape {
+        Shape { epi: Some(act), ..self }
     }
 
     fn name(&self) -> String {
         let Shape { x, o, k, pad, dil, st, .. } = self;
-        format!("pattern conv {x:?} o{o} k{k} pad{pad} dil{dil} stride{st}")
+        format!("pattern conv {x:?} o{o} k{k} pad{pad} dil{dil} stride{st} {:?}", self.epi)
     }
 
-    /// The conv's graph text and its input.
-    fn graph(&self) -> (String, kerf_ir::Tensor) {
+    /// The conv's graph text and its inputs (the residual second).
+    fn graph(&self) -> (String, Vec<kerf_ir::Tensor>) {
         let Shape { x, o, k, pad, dil, st, .. } = *self;
         let [n, c, h, wd] = x;
         let oh = (h + 2 * pad - dil * (k - 1) - 1) / st + 1;
@@ -62,13 +68,29 @@ impl Shape {
         let w = pruned(o, c, k, &self.masks);
         assert!(kerf_ir::Sparsity::detect(&t(&[o, c, k, k], &w)).is_some(), "the weight must read as pattern-pruned");
         let b: Vec<f32> = (0..o).map(|i| 0.1 * i as f32 - 0.3).collect();
+        let attrs = format!(
+            "kernel=[{k},{k}], strides=[{st},{st}], dilations=[{dil},{dil}], pads=[{pad},{pad},{pad},{pad}], group=1, layer=\"c\""
+        );
+        let out = format!("f32[{n},{o},{oh},{ow}]");
+        let (res_in, op) = match self.epi {
+            None => (String::new(), format!("Conv{{{attrs}}}(%0, %1, %2)")),
+            Some(act) => (
+                format!("  input %9 \"r\": {out}\n"),
+                format!("ConvFused{{{attrs}, {act}, residual=true}}(%0, %1, %2, %9)"),
+            ),
+        };
         let text = format!(
-            "graph \"p\"\n  input %0 \"x\": f32[{n},{c},{h},{wd}]\n  const %1 \"w\": f32[{o},{c},{k},{k}] = {}\n  const %2 \"b\": f32[{o}] = {}\n  \
-             %3 = Conv{{kernel=[{k},{k}], strides=[{st},{st}], dilations=[{dil},{dil}], pads=[{pad},{pad},{pad},{pad}], group=1, layer=\"c\"}}(%0, %1, %2): f32[{n},{o},{oh},{ow}] @\"c\"\n  output \"y\" = %3\n",
+            "graph \"p\"\n  input %0 \"x\": f32[{n},{c},{h},{wd}]\n{res_in}  const %1 \"w\": f32[{o},{c},{k},{k}] = {}\n  \
+             const %2 \"b\": f32[{o}] = {}\n  %3 = {op}: {out} @\"c\"\n  output \"y\" = %3\n",
             list(&w),
             list(&b)
         );
-        (text, t(&x, &xs(n * c * h * wd)))
+        let mut ins = vec![t(&x, &xs(n * c * h * wd))];
+        if self.epi.is_some() {
+            let r: Vec<f32> = xs(n * o * oh * ow + 3)[3..].iter().map(|v| v - 0.2).collect();
+            ins.push(t(&[n, o, oh, ow], &r));
+        }
+        (text, ins)
     }
 
     /// Whether AArch64 `baseline` runs it on the 128-bit passes (stride
@@ -82,11 +104,11 @@ impl Shape {
 
 /// Every preset the host runs against the reference.
 fn check(s: &Shape) {
-    let (text, xin) = s.graph();
+    let (text, ins) = s.graph();
     let g = kerf_ir::text::parse(&text).unwrap();
-    let want = reference(&g, std::slice::from_ref(&xin)).remove(0);
+    let want = reference(&g, &ins).remove(0);
     for cpu in ["native", "baseline"] {
-        let got = run(&text, std::slice::from_ref(&xin), cpu).remove(0);
+        let got = run(&text, &ins, cpu).remove(0);
         close(&format!("{} ({cpu})", s.name()), &got, &want, 1e-5, 1e-5);
     }
 }
@@ -114,6 +136,12 @@ fn stride_one() -> Vec<Shape> {
         Shape::new([1, 6, 5, 6], 4, 3, (1, 1, 1), &MASKS),
         Shape::new([2, 80, 7, 7], 5, 3, (1, 1, 1), &MASKS),
         Shape::new([1, 12, 9, 10], 9, 3, (1, 1, 1), &UNEVEN),
+        // fused epilogues (the tiles' own, or a second pass), and two
+        // blocks of input channels on a plane the 128-bit passes take
+        Shape::new([1, 6, 8, 13], 5, 3, (1, 1, 1), &MASKS).fused("act=Relu"),
+        Shape::new([2, 5, 6, 6], 4, 3, (1, 1, 1), &MASKS).fused("act=Clip, act_min=-0.5, act_max=0.75"),
+        Shape::new([1, 4, 9, 9], 3, 3, (1, 1, 1), &MASKS).fused("act=HardSwish"),
+        Shape::new([1, 80, 9, 9], 6, 3, (1, 1, 1), &MASKS),
     ]
 }
 
@@ -130,6 +158,7 @@ fn stride_two() -> Vec<Shape> {
         Shape::new([1, 3, 40, 70], 4, 3, (1, 1, 2), &MASKS),
         Shape::new([1, 12, 13, 12], 9, 3, (1, 1, 2), &UNEVEN),
         Shape::new([1, 3, 17, 15], 4, 5, (2, 1, 2), &FIVE),
+        Shape::new([1, 5, 14, 14], 6, 3, (1, 1, 2), &MASKS).fused("act=Relu"),
     ]
 }
 
@@ -166,9 +195,10 @@ fn aarch64_dotprod_pattern_tiles() {
     let root = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("conv_pattern-aarch64");
     let shapes: Vec<Shape> = [stride_one(), stride_two(), five_by_five()].into_iter().flatten().collect();
     for (i, s) in shapes.iter().enumerate() {
-        let (text, xin) = s.graph();
+        let (text, ins) = s.graph();
         let g = kerf_ir::text::parse(&text).unwrap();
-        let want = reference(&g, std::slice::from_ref(&xin)).remove(0);
+        let want = reference(&g, &ins).remove(0);
+        let input: Vec<u8> = ins.iter().flat_map(|t| t.bytes().to_vec()).collect();
         let mut outs = Vec::new();
         for t in [&dotprod, &AARCH64] {
             let name = format!("p{i}");
@@ -179,7 +209,7 @@ fn aarch64_dotprod_pattern_tiles() {
             std::fs::write(dir.join(format!("{name}.h")), &art.header).unwrap();
             std::fs::write(dir.join("m.o"), &art.object).unwrap();
             let exe = t.link(&dir, &name, &dir.join("m.o"));
-            let got = t.run(None, &exe, xin.bytes()).unwrap_or_else(|e| panic!("{} ({}): {e}", s.name(), t.cpu));
+            let got = t.run(None, &exe, &input).unwrap_or_else(|e| panic!("{} ({}): {e}", s.name(), t.cpu));
             let got: Vec<f32> = got.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
             close(&format!("{} ({})", s.name(), t.cpu), &got, &want, 1e-5, 1e-5);
             outs.push(got);

@@ -350,3 +350,34 @@ fn codegen_progress_reaches_the_end_and_changes_nothing() {
     assert_eq!(calls.len(), n + 1, "{calls:?}");
     assert!(calls.iter().enumerate().all(|(i, &c)| c == (i, n)), "{calls:?}");
 }
+
+/// RISC-V `v` objects hold vector code (Cranelift's RVV lowering of the
+/// 128-bit kernels), `rv64gc` ones none: instructions of the OP-V major
+/// opcode (`0x57`: `vsetivli`, the vector arithmetic) counted by walking
+/// the code sections with the C extension's instruction lengths.
+#[test]
+fn riscv_v_objects_hold_vector_code() {
+    use object::{ObjectSection, SectionKind};
+    let op_v = |cpu: &str| {
+        let o = CompileOptions::parse("riscv64gc-unknown-linux-gnu", cpu, "small").unwrap();
+        let art = compile_object(&graph(), &o).unwrap();
+        let f = object::File::parse(&*art.object).unwrap();
+        let mut n = 0;
+        for s in f.sections().filter(|s| s.kind() == SectionKind::Text) {
+            let code = s.data().unwrap();
+            let mut i = 0;
+            while i + 2 <= code.len() {
+                if code[i] & 3 != 3 {
+                    i += 2; // a compressed instruction
+                    continue;
+                }
+                n += usize::from(code.get(i).is_some_and(|b| b & 0x7f == 0x57) && i + 4 <= code.len());
+                i += 4;
+            }
+        }
+        n
+    };
+    let (scalar, vector) = (op_v("rv64gc"), op_v("v"));
+    assert_eq!(scalar, 0, "rv64gc: {scalar} vector instructions");
+    assert!(vector > 50, "v: {vector} vector instructions");
+}

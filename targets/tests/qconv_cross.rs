@@ -333,12 +333,15 @@ fn one_pixel_planes_take_the_sdot_product() {
 /// battery's quad-pattern convs ([`quad_pattern_cases`]) with 7-bit and
 /// 8-bit codes and the products' extreme, bit for bit the reference's
 /// (None, Relu, Clip) or the host `baseline` kernels' (HardSwish, whose
-/// bits every tile shares). That the objects hold the tile is checked on
-/// any host (`qconv_pattern.rs`).
+/// bits every tile shares). Each object must hold the tile's `sdot`s
+/// (input quads from `v4`–`v7`, the weight quad lane 0 of `v0`–`v3`: no
+/// other kernel has that form), except LeakyRelu's, which the tiles do
+/// not apply (the integer GEMM takes it).
 #[test]
 fn aarch64_dotprod_pattern_tile() {
     let t = &AARCH64_DOTPROD;
-    if !t.available() {
+    let objdump = "aarch64-linux-gnu-objdump";
+    if !t.available() || !common::cross::tools_or_skip(&[objdump], "binutils-aarch64-linux-gnu") {
         return;
     }
     let mut runs = Vec::new();
@@ -349,7 +352,10 @@ fn aarch64_dotprod_pattern_tile() {
         for (j, (x, (lo, hi))) in data.into_iter().enumerate() {
             let w = quad_pattern_weights(c.wsh, lo, hi);
             let mut r = Run::new(format!("pattern{i}_{j}"), graph_text(c, &w), inputs(c, &x));
-            if c.epi.starts_with("act=HardSwish") {
+            let o = CompileOptions::parse(t.triple, t.cpu, &r.name).unwrap();
+            let sdots = pattern_sdots(objdump, &compile_object(&r.graph, &o).unwrap().object, &r.name);
+            assert_eq!(sdots > 0, !c.epi.starts_with("act=LeakyRelu"), "{}: {sdots} pattern-tile sdots", r.name);
+            if !exact_act(c.epi) {
                 let base = common::run(&graph_text(c, &w), &r.inputs, "baseline").remove(0);
                 r.want = base.iter().flat_map(|v| v.to_le_bytes()).collect();
             }
@@ -359,4 +365,23 @@ fn aarch64_dotprod_pattern_tile() {
     let failures = run_all(t, &runs);
     assert!(failures.is_empty(), "{} --cpu {}:\n{}", t.triple, t.cpu, failures.join("\n"));
     eprintln!("{} --cpu {}: {} pattern cases bit for bit", t.triple, t.cpu, runs.len());
+}
+
+/// The pattern tile's `sdot`s in `object` (`sdot vA.4s, v4..v7.16b,
+/// v0..v3.4b[0]`), by binutils' disassembly.
+fn pattern_sdots(objdump: &str, object: &[u8], name: &str) -> usize {
+    let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("pattern-sdots-{name}.o"));
+    std::fs::write(&path, object).unwrap();
+    let out = std::process::Command::new(objdump).arg("-d").arg(&path).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let is_tile = |l: &str| {
+        let Some(args) = l.split("sdot\t").nth(1) else { return false };
+        let ops: Vec<&str> = args.split(", ").map(str::trim).collect();
+        let reg =
+            |op: &str, suffix: &str| op.strip_prefix('v').and_then(|r| r.strip_suffix(suffix)?.parse::<u8>().ok());
+        ops.len() == 3
+            && reg(ops[1], ".16b").is_some_and(|r| (4..=7).contains(&r))
+            && reg(ops[2], ".4b[0]").is_some_and(|r| r <= 3)
+    };
+    text.lines().filter(|l| is_tile(l)).count()
 }

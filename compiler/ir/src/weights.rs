@@ -229,7 +229,8 @@ impl ChannelQuads {
     /// `vpdpbusd`) channel pairs that cannot saturate it
     /// ([`crate::channel_pairs_exact`]), and few enough kept taps
     /// ([`ChannelQuads::pays`]). The code generator (which also needs its
-    /// AVX2 tiles and an epilogue they apply), the `int8` rule group and
+    /// assembled tiles, AVX2 or AArch64 `dotprod`, and an epilogue they
+    /// apply), the `int8` rule group and
     /// the extractor's price of the conv all ask this.
     pub fn of_integer_conv(conv: &crate::op::Conv, codes: &Tensor, saturating: bool) -> Option<ChannelQuads> {
         let wd = &conv.window;

@@ -780,7 +780,7 @@ mod tests {
         // pattern-pruned: the f32 pattern kernel skips the removed weights
         let (text, err) = run(&graph_pruned(1, 8, 1, 1, Pruning::PerKernel));
         assert!(!text.contains("QConv") && err == 0.0, "{text}");
-        // stride 2: the pattern kernel takes it only with the AVX2 tiles
+        // stride 2: the pattern kernel takes it only with the assembled tiles
         let g = text::parse(&graph_pruned(1, 8, 1, 2, Pruning::PerKernel)).unwrap();
         for (wide, qconv) in [(true, false), (false, true)] {
             let opts = PassOptions { wide_patterns: wide, ..PassOptions::default() };
@@ -790,7 +790,7 @@ mod tests {
     }
 
     /// A conv pruned with the pattern shared by each quad of input
-    /// channels becomes an integer conv where the AVX2 tiles run it (the
+    /// channels becomes an integer conv where the assembled tiles run it (the
     /// integer pattern kernel), at stride 1 and 2; without them stride 1
     /// stays on the f32 pattern kernel (the rule's exactness test,
     /// `channel_pairs_exact`, is the IR's, tested there).

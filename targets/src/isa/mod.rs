@@ -78,6 +78,17 @@ pub struct Caps {
     pub dotprod: bool,
 }
 
+impl Caps {
+    /// Whether the pattern-sparse convs have assembled register tiles:
+    /// AVX2 + FMA (`ukernel::avx2::pattern_tile`) or AArch64 `dotprod`
+    /// (`ukernel::neon::pattern_tile`; its f32 tile needs only NEON, but
+    /// the assembled AArch64 kernels are the `dotprod` preset's, `baseline`
+    /// keeps Cranelift's).
+    pub fn pattern_tiles(&self) -> bool {
+        self.avx2 || self.dotprod
+    }
+}
+
 /// Whether a flag is set on a built ISA.
 pub type FlagOn<'a> = &'a dyn Fn(&str) -> bool;
 /// A target's capabilities from its flags.

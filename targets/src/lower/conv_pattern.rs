@@ -115,8 +115,7 @@ pub(super) fn conv(k: &mut Kernel, gm: &Geo, wt: &Weights, epi: Epilogue) -> LRe
     let per_channel = wt.bias.iter().flat_map(|b| b.to_le_bytes()).collect();
     let f = Frame::new(k, gm, &prog, per_channel, &ph, epi.residual)?;
     if has_tiles(k) {
-        let tile_epi =
-            act_epi(epi.act, epi.residual.is_some()).filter(|e| lanes != 4 || crate::ukernel::neon::takes_epi(e));
+        let tile_epi = act_epi(epi.act, epi.residual.is_some());
         let tiles = Tiles { elem: Elem::F32, epi: tile_epi.filter(|e| *e != TileEpi::default()), lanes };
         ph.clear(k, gm, f.img);
         let (x, img) = (f.x, f.img);
@@ -470,7 +469,8 @@ fn pass(
 }
 
 /// How [`conv_tiles`] cuts an output plane: tiles of `rows` rows × `vecs`
-/// 8-pixel vectors, the last row and column blocks smaller.
+/// vectors ([`tile_lanes`] pixels each), the last row and column blocks
+/// smaller.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Schedule {
     rows: usize,
@@ -528,13 +528,10 @@ pub(super) fn tile_lanes(k: &Kernel, g: &Geo, elem: Elem) -> usize {
     }
 }
 
-/// Whether the target has the assembled register tiles: AVX2 + FMA
-/// (`ukernel::avx2::pattern_tile`) or AArch64 `dotprod`
-/// (`ukernel::neon::pattern_tile`; its f32 tile needs only NEON, but the
-/// assembled AArch64 kernels are the `dotprod` preset's, `baseline` keeps
-/// Cranelift's).
+/// Whether the target has the assembled register tiles
+/// ([`crate::isa::Caps::pattern_tiles`]).
 pub(super) fn has_tiles(k: &Kernel) -> bool {
-    k.caps.avx2 || k.caps.dotprod
+    k.caps.pattern_tiles()
 }
 
 impl Tiles {
@@ -571,7 +568,7 @@ impl Tiles {
             } else {
                 // the VNNI quads are EVEX code: AVX-512's family in profiles
                 let family = if elem == Elem::QuadsVnni { Family::Avx512 } else { Family::Avx2 };
-                crate::ukernel::avx2::pattern_tile(&t).map(|c| (family, c)).map_err(|e| e.to_string())
+                crate::ukernel::avx2::pattern_tile(&t).map(|c| (family, c))
             };
             let (family, bytes) = assembled.map_err(|e| format!("assembling the {elem:?} pattern tile: {e}"))?;
             Ok(k.code(family, bytes))
@@ -685,7 +682,7 @@ pub(super) struct Phases {
 
 impl Phases {
     /// The phases of `g`'s input for register tiles of `lanes`-pixel
-    /// vectors (8 or 16; the 128-bit passes take 8).
+    /// vectors ([`tile_lanes`]: 4, 8 or 16; the 128-bit passes take 8).
     pub(super) fn new(g: &Geo, lanes: usize) -> Phases {
         let s = g.sh;
         // every tile reads whole vectors, `ow.div_ceil(lanes)` of them per row

@@ -224,13 +224,11 @@ pub(super) fn clamp_select(k: &mut Kernel, ty: Type, act: Act, x: Value) -> Opti
     Some(y)
 }
 
-/// Whether [`clamp_select`]'s compare-selects (`x < lo ? lo : x`, `+0.0`
-/// added after a `+0` lower bound, then `hi < y ? hi : y`) give
-/// `fmax`/`fmin`'s bits for these bounds: all but NaN bounds and a `-0`
-/// upper bound. The AVX2 tiles' clamp (`ukernel::avx2::Clamp`) is the same
-/// selects (`vmaxps`/`vminps`), so the tiles take the same bounds.
+/// Whether [`clamp_select`]'s compare-selects give `fmax`/`fmin`'s bits
+/// for these bounds ([`crate::ukernel::avx2::Clamp::selects_equal_fmax_fmin`]:
+/// the tiles' clamp is the same selects, so they take the same bounds).
 pub(super) fn selects_clamp(lo: f32, hi: Option<f32>) -> bool {
-    !lo.is_nan() && hi.is_none_or(|h| !h.is_nan() && h.to_bits() != (-0.0f32).to_bits())
+    crate::ukernel::avx2::Clamp { lo, hi }.selects_equal_fmax_fmin()
 }
 
 /// `(a < b) ? pick_a : pick_b` on vectors, in the shape the x86-64 backend

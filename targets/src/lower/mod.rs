@@ -131,7 +131,7 @@ pub enum Family {
     /// Cranelift's 128-bit vectors.
     Vec128,
     /// Calls assembled AArch64 NEON micro-kernels ([`crate::ukernel::neon`]:
-    /// `dotprod`'s `sdot`).
+    /// `dotprod`'s `sdot` tiles and the pattern tiles).
     Neon,
     /// Calls assembled 256-bit AVX2 micro-kernels ([`crate::ukernel::avx2`]).
     Avx2,

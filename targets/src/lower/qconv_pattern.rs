@@ -54,9 +54,6 @@ pub(super) fn applies(k: &Kernel, q: &QConv, w: &Tensor, act: Act) -> Option<(Ch
         return None;
     }
     let epi = act_epi(act, q.epi.residual)?;
-    if quad_elem(k) == Elem::QuadsSdot && !crate::ukernel::neon::takes_epi(&epi) {
-        return None;
-    }
     ChannelQuads::of_integer_conv(&q.conv, w, quad_elem(k) == Elem::Quads).map(|cq| (cq, epi))
 }
 
@@ -208,19 +205,7 @@ fn quad_image(k: &mut Kernel, g: &Geo, ph: &Phases, (x, n, img): (Value, Value, 
             });
             for x0 in g.w / 16 * 16..g.w {
                 let at = if s2 { (x0 % 2) as i64 * phase_bytes + 4 * (x0 / 2) as i64 } else { 4 * x0 as i64 };
-                for j in 0..4 {
-                    let b = if j < present {
-                        let b = k.b.ins().uload8(types::I32, super::loops::mem(), s, (j * plane + x0) as i32);
-                        if flip {
-                            k.b.ins().bxor_imm_s(b, 0x80)
-                        } else {
-                            b
-                        }
-                    } else {
-                        k.ic(0)
-                    };
-                    k.b.ins().istore8(super::loops::mem(), b, d, (at + j as i64) as i32);
-                }
+                tail_pixel(k, (s, d), (x0, plane, at), present, flip);
             }
             if s2 {
                 return;
@@ -235,5 +220,31 @@ fn quad_image(k: &mut Kernel, g: &Geo, ph: &Phases, (x, n, img): (Value, Value, 
     if quads > full {
         let qi = k.ic(full as i64);
         quad(k, qi, g.c - 4 * full);
+    }
+}
+
+/// One pixel of a quad row past its 16-pixel blocks, byte by byte: the
+/// `present` channels' bytes of input pixel `x0` (channel planes `plane`
+/// bytes apart from `src`), flipped for `sdot`, the rest zero, at
+/// `dst + at`.
+fn tail_pixel(
+    k: &mut Kernel,
+    (src, dst): (Value, Value),
+    (x0, plane, at): (usize, usize, i64),
+    present: usize,
+    flip: bool,
+) {
+    for j in 0..4 {
+        let b = if j < present {
+            let b = k.b.ins().uload8(types::I32, super::loops::mem(), src, (j * plane + x0) as i32);
+            if flip {
+                k.b.ins().bxor_imm_s(b, 0x80)
+            } else {
+                b
+            }
+        } else {
+            k.ic(0)
+        };
+        k.b.ins().istore8(super::loops::mem(), b, dst, (at + j as i64) as i32);
     }
 }

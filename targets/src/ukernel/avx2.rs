@@ -168,6 +168,17 @@ pub struct Clamp {
     pub hi: Option<f32>,
 }
 
+impl Clamp {
+    /// Whether these selects (`x < lo ? lo : x`, `+0.0` added after a `+0`
+    /// lower bound, then `hi < y ? hi : y`) give `fmax`/`fmin`'s bits: all
+    /// bounds but NaN ones and a `-0` upper bound (`fmin(+0, -0)` is `-0`,
+    /// the select keeps `+0`). The tiles and Cranelift's clamp take only
+    /// such bounds, so every form (and AArch64's `fmax`/`fmin`) agrees.
+    pub fn selects_equal_fmax_fmin(self) -> bool {
+        !self.lo.is_nan() && self.hi.is_none_or(|h| !h.is_nan() && h.to_bits() != (-0.0f32).to_bits())
+    }
+}
+
 /// Most rows of a tile of `vecs` panel pairs: 12 accumulators of the 16
 /// `ymm` (the others hold the B vectors and the broadcast).
 pub fn max_rows(vecs: usize) -> usize {

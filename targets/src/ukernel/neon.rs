@@ -19,7 +19,7 @@
 #![allow(clippy::useless_conversion)]
 
 mod pattern;
-pub use pattern::{pattern_tile, takes_epi, PATTERN_LANES};
+pub use pattern::{pattern_tile, PATTERN_LANES};
 
 use dynasmrt::aarch64::Aarch64Relocation;
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi, VecAssembler};

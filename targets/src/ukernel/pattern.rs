@@ -33,7 +33,8 @@ pub struct PatternTile {
     pub rows: usize,
     /// Vectors per row.
     pub vecs: usize,
-    /// Pixels per vector: 8 (`ymm`) or 16 (`zmm`; not [`Elem::Quads`]).
+    /// Pixels per vector: 8 (`ymm`), 16 (`zmm`; f32 and VNNI quads) or 4
+    /// (AArch64; f32 and `sdot` quads).
     pub lanes: usize,
     /// Pixels stored from each row's last vector (1..=`lanes`).
     pub last_lanes: usize,
@@ -89,11 +90,6 @@ impl Elem {
     /// epilogue).
     pub fn quads(self) -> bool {
         self != Elem::F32
-    }
-
-    /// Whether the element is multiplied on AArch64 (4-lane tiles).
-    pub fn aarch64(self) -> bool {
-        self == Elem::QuadsSdot
     }
 }
 

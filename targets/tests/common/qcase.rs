@@ -140,7 +140,7 @@ pub fn check(c: &Case, x: &[u8], w: &[i64]) {
     // None/Relu/Clip: the reference's bits (the op's contract); the other
     // activations are the kernels' own f32 routines: every tile gives the
     // baseline's bits, and those are close to the reference
-    let exact = ["act=None", "act=Relu", "act=Clip"].iter().any(|a| c.epi.starts_with(a));
+    let exact = exact_act(c.epi);
     let base = run(&text, &ins, "baseline").remove(0);
     if !exact {
         super::close(&format!("{} {}", c.attrs, c.epi), &base, &want, 1e-5, 1e-5);
@@ -153,6 +153,14 @@ pub fn check(c: &Case, x: &[u8], w: &[i64]) {
             assert!(a.to_bits() == b.to_bits(), "{} {} ({cpu}): element {i}: got {a}, want {b}", c.attrs, c.epi);
         }
     }
+}
+
+/// Whether a case's epilogue `epi` has the reference's bits on every
+/// kernel (None, Relu, Clip: the op's contract); the other activations
+/// are the kernels' own f32 routines, whose bits every tile shares with
+/// `baseline`'s.
+pub fn exact_act(epi: &str) -> bool {
+    ["act=None", "act=Relu", "act=Clip"].iter().any(|a| epi.starts_with(a))
 }
 
 /// The CPU presets the host can run: `native`, `baseline`, and `haswell`

@@ -18,12 +18,17 @@ use crate::ukernel::pattern::{Elem, EntryKind, PatternTile};
 /// `acc = bias` (f32), `0` (quads) or the output (`accumulate`)`; for
 /// kind, for entry, for tap: acc += w·x` (one fused multiply-add each, or
 /// one quad's dot product), then `epi`: the same operations in the same
-/// order at either width, so the same bits.
-pub fn pattern_tile(t: &PatternTile) -> Result<Vec<u8>, IcedError> {
-    match t.lanes {
+/// order at either width, so the same bits. `t` must fit
+/// ([`PatternTile::fits`]) on 8 or 16 lanes (AArch64's 4-lane tiles are
+/// `ukernel::neon::pattern_tile`'s).
+pub fn pattern_tile(t: &PatternTile) -> Result<Vec<u8>, String> {
+    let code = match t.lanes {
+        _ if !t.fits() || t.elem == Elem::QuadsSdot => return Err(format!("x86 pattern tile: {t:?} does not fit")),
         16 => tile::<AsmRegisterZmm>(t),
-        _ => tile::<AsmRegisterYmm>(t),
-    }
+        8 => tile::<AsmRegisterYmm>(t),
+        _ => return Err(format!("x86 pattern tile: {} lanes", t.lanes)),
+    };
+    code.map_err(|e| format!("x86 pattern tile: {e}"))
 }
 
 fn tile<R: PatReg>(t: &PatternTile) -> Result<Vec<u8>, IcedError>
@@ -273,7 +278,7 @@ impl PatReg for AsmRegisterYmm {
                 a.vpmaddwd(prod, prod, ones)?;
                 a.vpaddd(acc, acc, prod)
             }
-            // (`PatternTile::fits` keeps `sdot` quads on AArch64)
+            // (`pattern_tile` leaves `sdot` quads to AArch64)
             Elem::QuadsVnni | Elem::QuadsSdot => a.vpdpbusd(acc, Self::x(e), w),
         }
     }

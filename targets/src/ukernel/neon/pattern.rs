@@ -11,9 +11,6 @@
 //! `v0`–`v3`, input vectors `v4`–`v7` (in turn), the epilogue's constants
 //! `v3`–`v7`. No stack, nothing callee-saved ([`super`]'s leaf ABI).
 
-// `dynasm!` converts dynamic register numbers with `.into()`, also from u8
-#![allow(clippy::useless_conversion)]
-
 use dynasmrt::aarch64::Aarch64Relocation;
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi, VecAssembler};
 
@@ -25,20 +22,13 @@ type Asm = VecAssembler<Aarch64Relocation>;
 /// Pixels per vector of the AArch64 tiles.
 pub const PATTERN_LANES: usize = 4;
 
-/// Whether the AArch64 tile applies `e` with the x86 tiles' bits: their
-/// clamps are compare-selects (`lo > x ? lo : x`, `hi < y ? hi : y`),
-/// which `fmax`/`fmin` equal except for NaN bounds and an upper bound of
-/// −0 (`fmin(+0, −0)` is −0, the select gives +0); a multiply or an
-/// addend it does not have.
-pub fn takes_epi(e: &TileEpi) -> bool {
-    let bound_ok = |c: crate::ukernel::avx2::Clamp| {
-        !c.lo.is_nan() && c.hi.is_none_or(|h| !h.is_nan() && h.to_bits() != (-0.0f32).to_bits())
-    };
-    e.scale.is_none() && e.addend.is_none() && e.clamp.is_none_or(bound_ok)
-}
+/// Most bytes a tile addresses from one base (`movz`/`movk` of 32 bits).
+const MAX_OFFSET: usize = u32::MAX as usize;
 
-/// Machine code of `t` (4 lanes, [`PatternTile::fits`], an epilogue
-/// [`takes_epi`] accepts) with the arguments (AAPCS64 order) of the x86
+/// Machine code of `t` (4 lanes, [`PatternTile::fits`], a clamp whose
+/// selects equal `fmax`/`fmin`,
+/// [`crate::ukernel::avx2::Clamp::selects_equal_fmax_fmin`], which is all
+/// any lowering builds) with the arguments (AAPCS64 order) of the x86
 /// tile: `out`, `src`, `prog`, `bias` (or the table row), `residual`. Per
 /// pixel: `acc = bias` (f32), `0` (quads) or the output (`accumulate`);
 /// for kind, for entry, for tap: `acc += w·x` (one `fmla` or one `sdot`);
@@ -48,8 +38,13 @@ pub fn pattern_tile(t: &PatternTile) -> Result<Vec<u8>, String> {
     if t.lanes != PATTERN_LANES || !t.fits() || !matches!(t.elem, Elem::F32 | Elem::QuadsSdot) {
         return Err(format!("AArch64 pattern tile: {t:?} does not fit"));
     }
-    if t.epi.as_ref().is_some_and(|e| !takes_epi(e)) {
-        return Err(format!("AArch64 pattern tile: epilogue {:?}", t.epi));
+    if t.epi.and_then(|e| e.clamp).is_some_and(|c| !c.selects_equal_fmax_fmin()) {
+        return Err(format!("AArch64 pattern tile: clamp {:?} (fmax/fmin would differ from the selects)", t.epi));
+    }
+    // entry steps are `add` immediates (12 bits); offsets 32-bit constants
+    let span = (t.rows + 2 * PatternTile::MAX_TAPS) * t.in_row.max(t.out_row) + 16 * t.vecs;
+    if t.kinds.iter().any(|k| k.entry_bytes() > 4095) || span > MAX_OFFSET {
+        return Err(format!("AArch64 pattern tile: entries or rows too large: {t:?}"));
     }
     let mut a = Asm::new(0);
     let tile = Tile { t, accs: t.rows * t.vecs };
