@@ -11,39 +11,28 @@ use common::qcase::*;
 /// Which integer conv a quad-pattern weight gets is decided at compile
 /// time, so any host checks it: with 8-bit codes (channel pairs that can
 /// saturate `vpmaddubsw`) `sapphirerapids` objects (VNNI's `vpdpbusd`)
-/// hold only the kept taps' program, `haswell` objects the dense byte
+/// and AArch64 `dotprod` ones (`sdot`, any codes) hold only the kept
+/// taps' program, `haswell` and AArch64 `baseline` objects the dense
 /// layout of the integer GEMM (pairs of 16-bit codes).
 #[test]
-fn vnni_objects_run_eight_bit_quads_on_the_pattern_kernel() {
+fn dot_product_objects_run_eight_bit_quads_on_the_pattern_kernel() {
     use kerf_targets::{compile_object, CompileOptions};
     let a3 = &window(3, 1, 1, 1);
     let c = Case { xsh: [1, 64, 18, 18], wsh: [64, 64, 3, 3], osh: [1, 64, 16, 16], attrs: a3, epi: PLAIN, zp: 0 };
-    let g = kerf_ir::text::parse(&graph_text(&c, &quad_pattern_weights(c.wsh, -127, 127))).unwrap();
-    let rodata = |cpu: &str| {
-        let o = CompileOptions::parse("x86_64-unknown-linux-gnu", cpu, "t").unwrap();
-        compile_object(&g, &o).unwrap().report.rodata_bytes
-    };
-    let (vnni, avx2) = (rodata("sapphirerapids"), rodata("haswell"));
-    assert!(vnni < 36864 * 2 / 3, "sapphirerapids: {vnni} bytes of read-only data (haswell {avx2})");
-    assert!(avx2 > 2 * 36864, "haswell: {avx2} bytes");
-}
-
-/// AArch64 `dotprod` objects run quad patterns on the `sdot` pattern tile
-/// (any codes: `sdot` does not saturate), whose program keeps only the
-/// kept taps; `baseline` objects take the integer GEMM's 16-bit pairs.
-#[test]
-fn dotprod_objects_run_quad_patterns_on_the_pattern_tile() {
-    use kerf_targets::{compile_object, CompileOptions};
-    let a3 = &window(3, 1, 1, 1);
-    let c = Case { xsh: [1, 64, 18, 18], wsh: [64, 64, 3, 3], osh: [1, 64, 16, 16], attrs: a3, epi: PLAIN, zp: 0 };
-    let g = kerf_ir::text::parse(&graph_text(&c, &quad_pattern_weights(c.wsh, -128, 127))).unwrap();
-    let rodata = |cpu: &str| {
-        let o = CompileOptions::parse("aarch64-unknown-linux-gnu", cpu, "t").unwrap();
-        compile_object(&g, &o).unwrap().report.rodata_bytes
-    };
-    let (pattern, dense) = (rodata("dotprod"), rodata("baseline"));
-    assert!(pattern < 36864 * 2 / 3, "dotprod: {pattern} bytes of read-only data (baseline {dense})");
-    assert!(dense > 2 * 36864, "baseline: {dense} bytes");
+    let cases = [
+        ("x86_64-unknown-linux-gnu", "sapphirerapids", "haswell", -127),
+        ("aarch64-unknown-linux-gnu", "dotprod", "baseline", -128),
+    ];
+    for (triple, pattern_cpu, dense_cpu, lo) in cases {
+        let g = kerf_ir::text::parse(&graph_text(&c, &quad_pattern_weights(c.wsh, lo, 127))).unwrap();
+        let rodata = |cpu: &str| {
+            let o = CompileOptions::parse(triple, cpu, "t").unwrap();
+            compile_object(&g, &o).unwrap().report.rodata_bytes
+        };
+        let (pattern, dense) = (rodata(pattern_cpu), rodata(dense_cpu));
+        assert!(pattern < 36864 * 2 / 3, "{pattern_cpu}: {pattern} bytes of read-only data ({dense_cpu} {dense})");
+        assert!(dense > 2 * 36864, "{dense_cpu}: {dense} bytes");
+    }
 }
 
 /// Convs pruned with patterns shared by quads of input channels run on
