@@ -2,7 +2,7 @@
 //! The C threading path on every ISA: models compiled ahead of time, linked
 //! with the C harness and the pthread pool (`runtime/c/kerf_pool.c`), run
 //! once single-threaded and once with `KERF_THREADS=3` (x86-64 natively,
-//! aarch64 and riscv64 under qemu-user). The outputs must be bit-identical,
+//! aarch64, riscv64 and riscv64 `v` under qemu-user). The outputs must be bit-identical,
 //! and the models whose kernels are split must really have gone through
 //! `parallel_for` (the harness reports the count on stderr).
 //!
@@ -142,4 +142,10 @@ fn aarch64_qemu() {
 #[test]
 fn riscv64_qemu() {
     run_target(&e2e::RISCV64);
+}
+
+/// riscv64 `v`: the vector kernels' splits (4-lane panels, as AArch64's).
+#[test]
+fn riscv64_v_qemu() {
+    run_target(&e2e::RISCV64_V);
 }
