@@ -3,7 +3,7 @@
 qemu-user: a proxy for kernel work on ISAs without hardware here (AArch64,
 RISC-V), never a time.
 
-    qemu_insns.py KERF MODEL.onnx --target aarch64 --cpu dotprod [-- KERF_COMPILE_FLAGS...]
+    qemu_insns.py KERF MODEL.onnx --target aarch64 --cpu dotprod [--per-kernel N] [-- KERF_COMPILE_FLAGS...]
 
 Compiles MODEL for the target (`kerf compile --name m`), links it with a
 small static C driver (inputs filled with a fixed pattern, one `m_run`,
@@ -11,7 +11,11 @@ an output checksum) by the cross GCC, runs it under qemu with
 `-d in_asm,exec,nochain` and sums the translated blocks' instruction
 counts over their executions. The driver alone (the same program with the
 call skipped) is run too and subtracted, so the number printed is the
-model's. Needs the cross GCC and qemu-user (testsuite/install-deps.sh).
+model's. `--per-kernel N` also lists the N functions executing the most
+instructions (the model's kernels are `m_k<i>`, numbered in call order as
+`kerf bench --profile` numbers them; `m_u<i>` are assembled
+micro-kernels). Needs the cross GCC, binutils and qemu-user
+(testsuite/install-deps.sh).
 """
 
 import argparse
@@ -52,16 +56,17 @@ TARGETS = {
     "aarch64": ("aarch64-unknown-linux-gnu", "aarch64-linux-gnu-gcc", "qemu-aarch64", "/usr/aarch64-linux-gnu"),
     "riscv64": ("riscv64gc-unknown-linux-gnu", "riscv64-linux-gnu-gcc", "qemu-riscv64", "/usr/riscv64-linux-gnu"),
 }
+NM = {"aarch64": "aarch64-linux-gnu-nm", "riscv64": "riscv64-linux-gnu-nm"}
 # qemu's CPU for each preset that needs more than its default
 QEMU_CPU = {"dotprod": ["-cpu", "max"], "v": ["-cpu", "rv64,v=true,vlen=128"]}
 TRACE = re.compile(rb"Trace \d+: 0x[0-9a-f]+ \[[0-9a-f]+/([0-9a-f]+)/")
 INSN = re.compile(rb"0x([0-9a-f]+):\s")
 
 
-def count(log: Path) -> int:
+def count(log: Path) -> tuple[int, dict[int, int]]:
     """Guest instructions executed: each block's length (from its `IN:`
-    listing) summed over its `Trace` lines."""
-    lengths, start, total = {}, None, 0
+    listing) summed over its `Trace` lines; also per block start."""
+    lengths, start, total, per = {}, None, 0, {}
     with open(log, "rb") as f:
         for line in f:
             if line.startswith(b"IN:"):
@@ -69,7 +74,10 @@ def count(log: Path) -> int:
                 continue
             m = TRACE.match(line)
             if m:
-                total += lengths.get(int(m[1], 16), 0)
+                pc = int(m[1], 16)
+                n = lengths.get(pc, 0)
+                total += n
+                per[pc] = per.get(pc, 0) + n
                 continue
             m = INSN.match(line)
             if m:
@@ -77,7 +85,25 @@ def count(log: Path) -> int:
                     start = int(m[1], 16)
                     lengths[start] = 0
                 lengths[start] += 1
-    return total
+    return total, per
+
+
+def by_function(exe: Path, nm: str, per: dict[int, int]) -> list[tuple[str, int]]:
+    """`per` (block start → instructions) summed per function symbol of
+    `exe` (`nm -n`: the last symbol at or below each address)."""
+    import bisect
+    syms = []
+    for line in subprocess.run([nm, "-n", str(exe)], capture_output=True, text=True, check=True).stdout.splitlines():
+        f = line.split()
+        if len(f) == 3 and f[1] in "tTwW":
+            syms.append((int(f[0], 16), f[2]))
+    addrs = [a for a, _ in syms]
+    out = {}
+    for pc, n in per.items():
+        i = bisect.bisect_right(addrs, pc) - 1
+        name = syms[i][1] if i >= 0 else "?"
+        out[name] = out.get(name, 0) + n
+    return sorted(out.items(), key=lambda kv: -kv[1])
 
 
 def main():
@@ -86,6 +112,7 @@ def main():
     ap.add_argument("model")
     ap.add_argument("--target", choices=sorted(TARGETS), required=True)
     ap.add_argument("--cpu", default="baseline")
+    ap.add_argument("--per-kernel", type=int, default=0, metavar="N", help="list the N busiest functions")
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     a = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
@@ -101,7 +128,7 @@ def main():
         drv.write_text(DRIVER)
         subprocess.run([cc, "-static", "-O2", "-I", str(REPO / "runtime/include"), str(drv), str(obj), "-o", str(exe)],
                        check=True)
-        counts = {}
+        counts, funcs = {}, {}
         for skip in (False, True):
             env = dict(os.environ)
             env.pop("KERF_SKIP_RUN", None)
@@ -111,11 +138,19 @@ def main():
             out = subprocess.run(cmd, env=env, capture_output=True, text=True)
             if out.returncode != 0:
                 sys.exit(f"{exe.name}: exit {out.returncode}: {out.stdout}{out.stderr}")
-            counts[skip] = (count(log), out.stdout.strip())
+            total, per = count(log)
+            counts[skip] = (total, out.stdout.strip())
+            if a.per_kernel:
+                funcs[skip] = dict(by_function(exe, NM[a.target], per))
             log.unlink()
     n = counts[False][0] - counts[True][0]
     print(f"{Path(a.model).name} {a.target} --cpu {a.cpu} {' '.join(a.flags)}: {n} instructions "
           f"({n / 1e6:.2f} M; driver {counts[True][0] / 1e6:.2f} M subtracted), {counts[False][1]}")
+    if a.per_kernel:
+        # each function's own count, the driver's run subtracted (main's fill loop)
+        own = {k: v - funcs[True].get(k, 0) for k, v in funcs[False].items()}
+        for name, c in sorted(own.items(), key=lambda kv: -kv[1])[:a.per_kernel]:
+            print(f"  {name:24} {c / 1e6:9.3f} M  {100 * c / max(n, 1):5.1f}%")
 
 
 if __name__ == "__main__":
