@@ -49,7 +49,7 @@ pub struct PatternTile {
     /// The epilogue applied before the store (the last block of input
     /// channels): for quads first the sums made real
     /// (`f32(acc − corr) · scale + bias` from the channel's 12-byte table
-    /// row, [`super::int_to_real`]; `None` stores the i32 sums for the next
+    /// row, `avx2::int_to_real`; `None` stores the i32 sums for the next
     /// block), then the residual (`residual` argument, output layout) and
     /// the clamp or HardSwish; no `scale` or `addend`.
     pub epi: Option<TileEpi>,
