@@ -107,6 +107,15 @@ impl KerfAnalysis {
         }
     }
 
+    /// Whether the code generator has the integer pattern kernel: the
+    /// assembled pattern tiles ([`KerfAnalysis::wide_patterns`]) taking
+    /// byte quads, which every target whose integer conv multiplies byte
+    /// quads has ([`crate::Int8Dot::byte_quads`]; AArch64 `baseline` has
+    /// the f32 tiles only).
+    pub fn quad_tiles(&self) -> bool {
+        self.wide_patterns && self.int8_dot.byte_quads()
+    }
+
     /// Records a contradiction (keeping the first) and, if strict, panics in
     /// debug builds.
     pub fn contradict(&mut self, what: String) {

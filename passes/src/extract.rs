@@ -73,7 +73,7 @@ pub fn extract(eg: &KEGraph, roots: &[Id]) -> Result<Extraction, String> {
 /// `None` for any other node: its price counts only the kept taps.
 fn quad_density(eg: &KEGraph, node: &KNode) -> Option<f64> {
     let crate::lang::NodeOp::Op(kerf_ir::Op::QConv(q)) = &node.op else { return None };
-    if !eg.analysis.wide_patterns {
+    if !eg.analysis.quad_tiles() {
         return None;
     }
     let w = node.children.get(1).and_then(|&c| eg[c].data.constant)?;

@@ -58,7 +58,7 @@ pub struct PassOptions {
     /// --no-winograd`).
     pub winograd: bool,
     /// Whether the code generator has the assembled pattern tiles
-    /// (AVX2 + FMA micro-kernels, or AArch64 `dotprod`'s; the prices are
+    /// (AVX2 + FMA micro-kernels, or AArch64's NEON ones; the prices are
     /// x86's, measured): pattern-pruned convs then stay on the
     /// pattern kernel on more planes than the 128-bit one wins on
     /// ([`kerf_ir::Sparsity::pattern_beats_winograd`]). The pipeline sets
@@ -97,6 +97,12 @@ pub enum Int8Dot {
 }
 
 impl Int8Dot {
+    /// Whether the integer conv multiplies byte quads (AVX2's, VNNI's or
+    /// `dotprod`'s tiles), whose targets also have the integer pattern
+    /// kernel's tiles.
+    pub fn byte_quads(self) -> bool {
+        self != Int8Dot::Pairs
+    }
     /// Whether byte quads go through a saturating product (AVX2's
     /// `vpmaddubsw`), so only weights whose byte pairs fit i16 take them.
     pub fn saturates(self) -> bool {

@@ -71,6 +71,7 @@ impl CompileOptions {
         c.avx512 &= self.ukernels;
         c.vnni &= self.ukernels;
         c.dotprod &= self.ukernels;
+        c.neon &= self.ukernels;
         c
     }
     /// [`CompileOptions::caps`] on the target's own ISA: what kernels the

@@ -93,8 +93,9 @@ impl Shape {
         (text, ins)
     }
 
-    /// Whether AArch64 `baseline` runs it on the 128-bit passes (stride
-    /// 1, planes of 64 pixels and more), which sum in the tiles' order.
+    /// Whether AArch64 without micro-kernels runs it on the 128-bit
+    /// passes (stride 1, planes of 64 pixels and more), which sum in the
+    /// tiles' order.
     fn on_passes(&self) -> bool {
         let [_, _, h, w] = self.x;
         let span = self.dil * (self.k - 1);
@@ -181,11 +182,12 @@ fn five_by_five_masks() {
     five_by_five().iter().for_each(check);
 }
 
-/// Every shape above compiled for AArch64 `dotprod` (the NEON register
-/// tiles, `ukernel::neon::pattern_tile`: each object must call them) and
-/// `baseline` (the 128-bit passes or the dense kernels), run under qemu:
-/// `dotprod` against the reference, and bit for bit against `baseline`
-/// where that runs the passes, which sum in the same order.
+/// Every shape above compiled for AArch64 `dotprod` and `baseline` (the
+/// NEON register tiles, `ukernel::neon::pattern_tile`: each object must
+/// call them) and `baseline` without micro-kernels (the 128-bit passes or
+/// the dense kernels), run under qemu: each against the reference, and the
+/// tiles bit for bit against the passes where those run, which sum in the
+/// same order.
 #[test]
 fn aarch64_dotprod_pattern_tiles() {
     let dotprod = common::cross::AARCH64_DOTPROD;
@@ -200,12 +202,14 @@ fn aarch64_dotprod_pattern_tiles() {
         let want = reference(&g, &ins).remove(0);
         let input: Vec<u8> = ins.iter().flat_map(|t| t.bytes().to_vec()).collect();
         let mut outs = Vec::new();
-        for t in [&dotprod, &AARCH64] {
+        for (t, ukernels) in [(&dotprod, true), (&AARCH64, true), (&AARCH64, false)] {
             let name = format!("p{i}");
-            let dir = root.join(t.cpu).join(&name);
+            let dir = root.join(format!("{}-{ukernels}", t.cpu)).join(&name);
             std::fs::create_dir_all(&dir).unwrap();
-            let art = compile_object(&g, &CompileOptions::parse(t.triple, t.cpu, &name).unwrap()).unwrap();
-            assert_eq!(art.report.micro_kernels > 0, t.cpu == "dotprod", "{} ({}): micro-kernels", s.name(), t.cpu);
+            let mut o = CompileOptions::parse(t.triple, t.cpu, &name).unwrap();
+            o.ukernels = ukernels;
+            let art = compile_object(&g, &o).unwrap();
+            assert_eq!(art.report.micro_kernels > 0, ukernels, "{} ({}): micro-kernels", s.name(), t.cpu);
             std::fs::write(dir.join(format!("{name}.h")), &art.header).unwrap();
             std::fs::write(dir.join("m.o"), &art.object).unwrap();
             let exe = t.link(&dir, &name, &dir.join("m.o"));
@@ -214,9 +218,10 @@ fn aarch64_dotprod_pattern_tiles() {
             close(&format!("{} ({})", s.name(), t.cpu), &got, &want, 1e-5, 1e-5);
             outs.push(got);
         }
+        let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same(&outs[0], &outs[1]), "{}: dotprod's and baseline's tiles differ", s.name());
         if s.on_passes() {
-            let same = outs[0].iter().zip(&outs[1]).all(|(a, b)| a.to_bits() == b.to_bits());
-            assert!(same, "{}: the tiles' bits differ from the passes'", s.name());
+            assert!(same(&outs[0], &outs[2]), "{}: the tiles' bits differ from the passes'", s.name());
         }
     }
 }

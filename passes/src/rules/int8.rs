@@ -790,21 +790,25 @@ mod tests {
     }
 
     /// A conv pruned with the pattern shared by each quad of input
-    /// channels becomes an integer conv where the assembled tiles run it (the
-    /// integer pattern kernel), at stride 1 and 2; without them stride 1
-    /// stays on the f32 pattern kernel (the rule's exactness test,
-    /// `channel_pairs_exact`, is the IR's, tested there).
+    /// channels becomes an integer conv where the assembled quad tiles run
+    /// it (the integer pattern kernel), at stride 1 and 2; with f32 tiles
+    /// only (AArch64 `baseline`) it stays on the f32 pattern kernel at
+    /// either stride, without tiles at stride 1 (the rule's exactness
+    /// test, `channel_pairs_exact`, is the IR's, tested there).
     #[test]
     fn quad_patterns_become_integer_convs_on_the_wide_tiles() {
         for stride in [1, 2] {
             let src = graph_pruned(1, 8, 1, stride, Pruning::Quads);
             let g = text::parse(&src).unwrap();
-            for wide in [true, false] {
-                let opts = PassOptions { wide_patterns: wide, ..PassOptions::default() };
+            // (AVX2: f32 and quad tiles; AArch64 baseline: f32 tiles only; neither)
+            for (wide, dot) in [(true, Int8Dot::ExactBytes), (true, Int8Dot::Pairs), (false, Int8Dot::Pairs)] {
+                let opts = PassOptions { wide_patterns: wide, int8_dot: dot, ..PassOptions::default() };
                 let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap();
-                // without the tiles, stride 2 has no pattern kernel at all: the integer GEMM
-                let qconv = wide || stride == 2;
-                assert_eq!(text::print(&out).contains("QConv"), qconv, "stride {stride}, wide {wide}");
+                // with quad tiles the integer pattern kernel; with f32 tiles
+                // only, the f32 pattern kernel at either stride; without
+                // tiles stride 2 has no pattern kernel at all: the integer GEMM
+                let qconv = wide && dot.byte_quads() || !wide && stride == 2;
+                assert_eq!(text::print(&out).contains("QConv"), qconv, "stride {stride}, wide {wide}, {dot:?}");
             }
         }
     }

@@ -208,13 +208,14 @@ pub(crate) fn on_pattern_kernel(eg: &KEGraph, class: Id, c: &kerf_ir::op::Conv, 
 
 /// Whether the integer pattern kernel would compute the conv `c` with
 /// weight `w` once quantised (the code generator's
-/// `lower::qconv_pattern`): the assembled tiles (`wide`) and the grid's
+/// `lower::qconv_pattern`): the assembled quad tiles
+/// ([`crate::analysis::KerfAnalysis::quad_tiles`]) and the grid's
 /// codes as [`kerf_ir::ChannelQuads::of_integer_conv`] asks (pattern
 /// pruning with `pattern_group = 4`). The `int8` group then offers the
 /// integer conv for a pattern-pruned conv too.
 pub(crate) fn on_quad_kernel(eg: &KEGraph, c: &kerf_ir::op::Conv, w: kerf_ir::WeightId) -> bool {
     let weight = eg.analysis.weights.get(w);
-    if !eg.analysis.wide_patterns {
+    if !eg.analysis.quad_tiles() {
         return false;
     }
     let Some(codes) = weight.grid.as_ref().and_then(|g| g.codes(&weight.tensor).ok()) else { return false };

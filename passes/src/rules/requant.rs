@@ -84,7 +84,7 @@ fn stores_bytes(eg: &KEGraph, q: &QConv, n: &KNode, class: Id) -> bool {
 /// extraction prices it), which stores f32 only.
 fn on_quad_kernel(eg: &KEGraph, q: &QConv, n: &KNode) -> bool {
     let w = n.children.get(1).and_then(|&c| eg[c].data.constant);
-    eg.analysis.wide_patterns
+    eg.analysis.quad_tiles()
         && w.is_some_and(|w| {
             let saturating = eg.analysis.int8_dot.saturates();
             kerf_ir::ChannelQuads::of_integer_conv(&q.conv, eg.analysis.weights.tensor(w), saturating).is_some()

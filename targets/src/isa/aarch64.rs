@@ -19,5 +19,6 @@ pub const ISA: IsaDesc = IsaDesc {
 
 fn caps(on: FlagOn<'_>) -> Caps {
     let dotprod = on("has_dotprod");
-    Caps { simd: true, fma: true, round: true, cache: ISA.cache, avx2: false, avx512: false, vnni: false, dotprod }
+    let cache = ISA.cache;
+    Caps { simd: true, fma: true, round: true, cache, avx2: false, avx512: false, vnni: false, dotprod, neon: true }
 }

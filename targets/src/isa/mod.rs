@@ -76,15 +76,27 @@ pub struct Caps {
     /// 16-bit-pair tile (the `dotprod` preset; `native` on an AArch64 host
     /// that has it).
     pub dotprod: bool,
+    /// AArch64's Advanced SIMD for assembled kernels (every AArch64 preset):
+    /// the pattern-sparse convs' f32 register tile
+    /// ([`crate::ukernel::neon::pattern_tile`]), which keeps a tile's sums
+    /// in registers across a channel's kept taps where Cranelift's 128-bit
+    /// passes load and store them per entry (3x the instructions,
+    /// `docs/compression.md`).
+    pub neon: bool,
 }
 
 impl Caps {
     /// Whether the pattern-sparse convs have assembled register tiles:
-    /// AVX2 + FMA (`ukernel::avx2::pattern_tile`) or AArch64 `dotprod`
-    /// (`ukernel::neon::pattern_tile`; its f32 tile needs only NEON, but
-    /// the assembled AArch64 kernels are the `dotprod` preset's, `baseline`
-    /// keeps Cranelift's).
+    /// AVX2 + FMA (`ukernel::avx2::pattern_tile`) or NEON
+    /// (`ukernel::neon::pattern_tile`).
     pub fn pattern_tiles(&self) -> bool {
+        self.avx2 || self.neon
+    }
+
+    /// Whether those tiles also take byte quads (the integer pattern
+    /// kernel): AVX2's `vpmaddubsw` or VNNI's `vpdpbusd`, or `dotprod`'s
+    /// `sdot`.
+    pub fn pattern_quads(&self) -> bool {
         self.avx2 || self.dotprod
     }
 }

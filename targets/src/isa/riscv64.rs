@@ -36,5 +36,6 @@ fn caps(on: FlagOn<'_>) -> Caps {
         avx512: false,
         vnni: false,
         dotprod: false,
+        neon: false,
     }
 }

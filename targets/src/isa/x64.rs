@@ -24,5 +24,6 @@ fn caps(on: FlagOn<'_>) -> Caps {
     let avx2 = fma && on("has_avx2");
     let avx512 = avx2 && on("has_avx512f") && on("has_avx512vl");
     let vnni = avx512 && on("has_avx512vnni");
-    Caps { simd: true, fma, round: on("has_sse41"), cache: ISA.cache, avx2, avx512, vnni, dotprod: false }
+    let round = on("has_sse41");
+    Caps { simd: true, fma, round, cache: ISA.cache, avx2, avx512, vnni, dotprod: false, neon: false }
 }

@@ -19,7 +19,7 @@
 //! fused multiply-add per kept tap. Both forms below perform exactly that
 //! sequence, so `--no-micro-kernels` gives the same bits.
 //!
-//! - **Register tiles** ([`conv_tiles`], AVX2 + FMA or AArch64 `dotprod`:
+//! - **Register tiles** ([`conv_tiles`], AVX2 + FMA or AArch64 NEON:
 //!   [`has_tiles`]; stride 1 or 2, any plane): the output plane is cut
 //!   into tiles of up to 12 `ymm` accumulators (rows × 8-pixel vectors,
 //!   [`schedule`]; 16 of 4 pixels on AArch64); an assembled tile
@@ -509,7 +509,7 @@ pub(super) struct Tiles {
 }
 
 /// Pixels per vector of the register tiles for `elem` on this conv: 4 on
-/// AArch64 (`dotprod`, [`has_tiles`]); on x86-64 16
+/// AArch64 ([`has_tiles`]); on x86-64 16
 /// (`zmm`) where the target has AVX-512F, the output rows are at least 16
 /// pixels wide and 16-pixel vectors cover them with no more lanes to spare
 /// than 8-pixel ones (28 pixels: yes; 56: no), else 8 (`ymm`). Measured
@@ -519,7 +519,7 @@ pub(super) struct Tiles {
 /// 14-pixel rows 10% slower (one 16-lane vector holds 14).
 pub(super) fn tile_lanes(k: &Kernel, g: &Geo, elem: Elem) -> usize {
     let fills = g.ow >= 16 && g.ow.div_ceil(16) * 16 <= g.ow.div_ceil(8) * 8;
-    if !k.caps.avx2 && k.caps.dotprod {
+    if !k.caps.avx2 && k.caps.neon {
         crate::ukernel::neon::PATTERN_LANES
     } else if k.caps.avx512 && elem != Elem::Quads && fills {
         16

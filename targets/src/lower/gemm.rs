@@ -500,7 +500,8 @@ mod tests {
     use crate::isa::{aarch64, riscv64, x64, CacheParams};
 
     fn caps(cache: CacheParams) -> Caps {
-        Caps { simd: true, fma: true, round: true, cache, avx2: false, avx512: false, vnni: false, dotprod: false }
+        let (avx2, avx512, vnni, dotprod, neon) = (false, false, false, false, false);
+        Caps { simd: true, fma: true, round: true, cache, avx2, avx512, vnni, dotprod, neon }
     }
 
     /// The blocks derived from the per-ISA cache parameters. On x86-64 they

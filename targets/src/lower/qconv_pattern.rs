@@ -50,7 +50,7 @@ use crate::ukernel::pattern::Elem;
 /// [`ChannelQuads::of_integer_conv`] for the target's dot product), and
 /// the tiles' epilogue.
 pub(super) fn applies(k: &Kernel, q: &QConv, w: &Tensor, act: Act) -> Option<(ChannelQuads, TileEpi)> {
-    if !super::conv_pattern::has_tiles(k) || q.out != QOut::Real {
+    if !k.caps.pattern_quads() || q.out != QOut::Real {
         return None;
     }
     let epi = act_epi(act, q.epi.residual)?;
