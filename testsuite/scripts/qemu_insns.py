@@ -12,9 +12,10 @@ an output checksum) by the cross GCC, runs it under qemu with
 counts over their executions. The driver alone (the same program with the
 call skipped) is run too and subtracted, so the number printed is the
 model's. `--per-kernel N` also lists the N functions executing the most
-instructions (the model's kernels are `m_k<i>`, numbered in call order as
-`kerf bench --profile` numbers them; `m_u<i>` are assembled
-micro-kernels). Needs the cross GCC, binutils and qemu-user
+instructions: the model's kernels `m_k<i>` (node `i` of the graph that
+`kerf inspect --dump-ir optimize` prints for the same target and flags,
+named here by its op and layer) and the assembled micro-kernels
+`m_u<i>`. Needs the cross GCC, binutils and qemu-user
 (testsuite/install-deps.sh).
 """
 
@@ -88,6 +89,22 @@ def count(log: Path) -> tuple[int, dict[int, int]]:
     return total, per
 
 
+NODE = re.compile(r"^  %\d+(?:, %\d+)* = (\w+)(?:\{.*\})?\(.*@\"([^\"]*)\"$")
+
+
+def node_names(kerf, model, triple, cpu, flags) -> list[str]:
+    """`op layer` of each node of the optimised graph, in node order (a
+    kernel `m_k<i>` runs node `i`)."""
+    cmd = [kerf, "inspect", model, "--dump-ir", "optimize", "--target", triple, "--cpu", cpu] + flags
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    names = []
+    for line in out.stdout.splitlines():
+        m = NODE.match(line)
+        if m:
+            names.append(f"{m[1]} {m[2]}")
+    return names
+
+
 def by_function(exe: Path, nm: str, per: dict[int, int]) -> list[tuple[str, int]]:
     """`per` (block start → instructions) summed per function symbol of
     `exe` (`nm -n`: the last symbol at or below each address)."""
@@ -149,8 +166,11 @@ def main():
     if a.per_kernel:
         # each function's own count, the driver's run subtracted (main's fill loop)
         own = {k: v - funcs[True].get(k, 0) for k, v in funcs[False].items()}
+        nodes = node_names(a.kerf, a.model, triple, a.cpu, a.flags)
         for name, c in sorted(own.items(), key=lambda kv: -kv[1])[:a.per_kernel]:
-            print(f"  {name:24} {c / 1e6:9.3f} M  {100 * c / max(n, 1):5.1f}%")
+            k = re.fullmatch(r"m_k(\d+)", name)
+            what = nodes[int(k[1])] if k and int(k[1]) < len(nodes) else ""
+            print(f"  {name:10} {c / 1e6:9.3f} M  {100 * c / max(n, 1):5.1f}%  {what}")
 
 
 if __name__ == "__main__":
