@@ -94,7 +94,7 @@ fn conv_inner(k: &mut Kernel, c: &kerf_ir::op::Conv, epi: Epilogue) -> LResult<b
         // a pattern-pruned weight: only its kept taps, mask by mask
         let layout = k.node.inputs.get(1).and_then(|&v| k.g.const_of(v)).and_then(kerf_ir::Sparsity::detect);
         if let Some(kerf_ir::Sparsity::Pattern { patterns, assignment, .. }) = layout {
-            if super::conv_pattern::fits(&gm, super::conv_pattern::has_tiles(k)) {
+            if super::conv_pattern::fits(&gm, k.caps.pattern_tiles()) {
                 let wt = super::conv_pattern::Weights { w, bias: b, patterns: &patterns, assignment: &assignment };
                 return super::conv_pattern::conv(k, &gm, &wt, epi);
             }

@@ -20,7 +20,7 @@
 //! sequence, so `--no-micro-kernels` gives the same bits.
 //!
 //! - **Register tiles** ([`conv_tiles`], AVX2 + FMA or AArch64 NEON:
-//!   [`has_tiles`]; stride 1 or 2, any plane): the output plane is cut
+//!   [`crate::isa::Caps::pattern_tiles`]; stride 1 or 2, any plane): the output plane is cut
 //!   into tiles of up to 12 `ymm` accumulators (rows × 8-pixel vectors,
 //!   [`schedule`]; 16 of 4 pixels on AArch64); an assembled tile
 //!   (`ukernel::avx2::pattern_tile`, `ukernel::neon::pattern_tile`) holds one output channel's tile
@@ -114,7 +114,7 @@ pub(super) fn conv(k: &mut Kernel, gm: &Geo, wt: &Weights, epi: Epilogue) -> LRe
     let prog = Program::new(gm, &layout, &ph)?;
     let per_channel = wt.bias.iter().flat_map(|b| b.to_le_bytes()).collect();
     let f = Frame::new(k, gm, &prog, per_channel, &ph, epi.residual)?;
-    if has_tiles(k) {
+    if k.caps.pattern_tiles() {
         let tile_epi = act_epi(epi.act, epi.residual.is_some());
         let tiles = Tiles { elem: Elem::F32, epi: tile_epi.filter(|e| *e != TileEpi::default()), lanes };
         ph.clear(k, gm, f.img);
@@ -509,7 +509,7 @@ pub(super) struct Tiles {
 }
 
 /// Pixels per vector of the register tiles for `elem` on this conv: 4 on
-/// AArch64 ([`has_tiles`]); on x86-64 16
+/// AArch64 ([`crate::isa::Caps::pattern_tiles`]); on x86-64 16
 /// (`zmm`) where the target has AVX-512F, the output rows are at least 16
 /// pixels wide and 16-pixel vectors cover them with no more lanes to spare
 /// than 8-pixel ones (28 pixels: yes; 56: no), else 8 (`ymm`). Measured
@@ -526,12 +526,6 @@ pub(super) fn tile_lanes(k: &Kernel, g: &Geo, elem: Elem) -> usize {
     } else {
         8
     }
-}
-
-/// Whether the target has the assembled register tiles
-/// ([`crate::isa::Caps::pattern_tiles`]).
-pub(super) fn has_tiles(k: &Kernel) -> bool {
-    k.caps.pattern_tiles()
 }
 
 impl Tiles {
@@ -583,7 +577,7 @@ impl Tiles {
     }
 }
 
-/// The register-tiled pattern conv ([`has_tiles`]): for each tile of the
+/// The register-tiled pattern conv ([`crate::isa::Caps::pattern_tiles`]): for each tile of the
 /// output plane, for each channel block, for each output channel, one
 /// call of the assembled tile. The image is prepared first (per image `n`,
 /// into `f.img`): the padded (phase-split) copy, or for the integer tiles

@@ -267,26 +267,30 @@ fn mov_x10(a: &mut Asm, value: usize) {
     }
 }
 
-/// `q = ` the 16 bytes at `x(base) + at`: the scaled immediate where it
-/// encodes (a multiple of 16 below 64 KiB), else through `x10`.
-fn ldr_q(a: &mut Asm, q: u8, base: u8, at: usize) {
+/// `at` as a `q` load's or store's scaled immediate where it encodes (a
+/// multiple of 16 below 64 KiB); else `None`, with `x10 = at` for the
+/// register-offset form.
+fn q_offset(a: &mut Asm, at: usize) -> Option<u32> {
     if at.is_multiple_of(16) && at < 16 << 12 {
-        let at = at as u32;
-        dynasm!(a ; .arch aarch64 ; ldr Q(q), [X(base), #at]);
-    } else {
-        mov_x10(a, at);
-        dynasm!(a ; .arch aarch64 ; ldr Q(q), [X(base), x10]);
+        return Some(at as u32);
+    }
+    mov_x10(a, at);
+    None
+}
+
+/// `q = ` the 16 bytes at `x(base) + at` ([`q_offset`]).
+fn ldr_q(a: &mut Asm, q: u8, base: u8, at: usize) {
+    match q_offset(a, at) {
+        Some(at) => dynasm!(a ; .arch aarch64 ; ldr Q(q), [X(base), #at]),
+        None => dynasm!(a ; .arch aarch64 ; ldr Q(q), [X(base), x10]),
     }
 }
 
-/// Stores `q` at `x(base) + at` (as [`ldr_q`]).
+/// Stores `q` at `x(base) + at` ([`q_offset`]).
 fn str_q(a: &mut Asm, q: u8, base: u8, at: usize) {
-    if at.is_multiple_of(16) && at < 16 << 12 {
-        let at = at as u32;
-        dynasm!(a ; .arch aarch64 ; str Q(q), [X(base), #at]);
-    } else {
-        mov_x10(a, at);
-        dynasm!(a ; .arch aarch64 ; str Q(q), [X(base), x10]);
+    match q_offset(a, at) {
+        Some(at) => dynasm!(a ; .arch aarch64 ; str Q(q), [X(base), #at]),
+        None => dynasm!(a ; .arch aarch64 ; str Q(q), [X(base), x10]),
     }
 }
 
