@@ -267,7 +267,7 @@ fn sdot_kernels_keep_the_leaf_abi() {
 /// an accumulating call, with and without epilogues; each with its count
 /// of `sdot`s (or f32 `fmla`s): one per tap, row and vector.
 fn pattern_tiles() -> Vec<(String, Vec<u8>, usize)> {
-    use kerf_targets::ukernel::avx2::{Clamp, TileEpi};
+    use kerf_targets::ukernel::epi::{Clamp, TileEpi};
     use kerf_targets::ukernel::neon::pattern_tile;
     use kerf_targets::ukernel::pattern::{Elem, EntryKind, PatternTile};
     let kinds = vec![

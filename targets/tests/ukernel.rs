@@ -790,7 +790,8 @@ fn recurrent_products_equal_the_128_bit_tile() {
 #[test]
 fn flat_depthwise_pass_stays_inside_its_buffers() {
     use iced_x86::{Decoder, DecoderOptions, Register};
-    use kerf_targets::ukernel::avx2::{ymm_dw_flat, DwFlat, Groups, Int, TileEpi, YmmFlat};
+    use kerf_targets::ukernel::avx2::{ymm_dw_flat, DwFlat, Groups, Int, YmmFlat};
+    use kerf_targets::ukernel::epi::TileEpi;
     let windows = |k: i64, d: i64| -> Vec<(i64, i64)> {
         (0..k * k).map(|t| ((t / k - k / 2) * d, (t % k - k / 2) * d)).collect()
     };
@@ -856,6 +857,7 @@ fn assembled_kernels_keep_the_leaf_abi() {
 /// and epilogue.
 fn tile_kernels() -> Vec<(String, Vec<u8>)> {
     use kerf_targets::ukernel::avx2::*;
+    use kerf_targets::ukernel::epi::{Addend, Clamp, TileEpi};
     let mut kernels: Vec<(String, Vec<u8>)> = Vec::new();
     let clamp = Some(Clamp { lo: 0.0, hi: Some(6.0) });
     for (pairs, init) in [(1, Init::Zero), (2, Init::RowBias), (2, Init::Partial), (1, Init::RowBias)] {
@@ -968,6 +970,7 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
 /// passes, the quantisers, the math streams and the recurrent products.
 fn other_kernels() -> Vec<(String, Vec<u8>)> {
     use kerf_targets::ukernel::avx2::*;
+    use kerf_targets::ukernel::epi::{Clamp, TileEpi};
     use kerf_targets::ukernel::pattern::{Elem, EntryKind, PatternTile};
     let mut kernels: Vec<(String, Vec<u8>)> = Vec::new();
     for (i, (h, w, kh, kw, sw, quant)) in

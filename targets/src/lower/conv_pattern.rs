@@ -53,7 +53,7 @@ use super::conv_geo::{pad_input, zero_frame, Geo};
 use super::epilogue::Epilogue;
 use super::gemm_wide::act_epi;
 use super::{Family, Kernel, LResult};
-use crate::ukernel::avx2::TileEpi;
+use crate::ukernel::epi::TileEpi;
 use crate::ukernel::pattern::{max_accs, Elem, EntryKind, PatternTile};
 
 mod work;

@@ -60,9 +60,10 @@ use super::conv_geo::Geo;
 use super::epilogue::{apply_act, Epilogue};
 use super::{Family, Kernel, LResult};
 use crate::ukernel::avx2::{
-    dw_copy, dw_plane, ymm_dw_flat, DwCopy, DwFlat, DwPlane, Groups, Int, TileEpi, YmmFlat, DW_FLAT_MAX_TAPS,
+    dw_copy, dw_plane, ymm_dw_flat, DwCopy, DwFlat, DwPlane, Groups, Int, YmmFlat, DW_FLAT_MAX_TAPS,
 };
 use crate::ukernel::avx512::dw_flat;
+use crate::ukernel::epi::TileEpi;
 
 /// Positions computed together per pass (accumulators in flight).
 const VECS: usize = 8;

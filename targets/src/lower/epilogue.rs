@@ -225,10 +225,10 @@ pub(super) fn clamp_select(k: &mut Kernel, ty: Type, act: Act, x: Value) -> Opti
 }
 
 /// Whether [`clamp_select`]'s compare-selects give `fmax`/`fmin`'s bits
-/// for these bounds ([`crate::ukernel::avx2::Clamp::selects_equal_fmax_fmin`]:
+/// for these bounds ([`crate::ukernel::epi::Clamp::selects_equal_fmax_fmin`]:
 /// the tiles' clamp is the same selects, so they take the same bounds).
 pub(super) fn selects_clamp(lo: f32, hi: Option<f32>) -> bool {
-    crate::ukernel::avx2::Clamp { lo, hi }.selects_equal_fmax_fmin()
+    crate::ukernel::epi::Clamp { lo, hi }.selects_equal_fmax_fmin()
 }
 
 /// `(a < b) ? pick_a : pick_b` on vectors, in the shape the x86-64 backend

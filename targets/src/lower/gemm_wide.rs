@@ -21,8 +21,9 @@ use cranelift_codegen::ir::{InstBuilder, Value};
 use super::epilogue::{Act, Epilogue};
 use super::gemm::{Gemm, Pass};
 use super::{Family, Kernel};
-use crate::ukernel::avx2::{gemm_tile, max_rows, Clamp, GemmTile, Init, TileEpi};
+use crate::ukernel::avx2::{gemm_tile, max_rows, GemmTile, Init};
 use crate::ukernel::avx512::{zmm_gemm_tile, zmm_max_rows};
+use crate::ukernel::epi::{Clamp, TileEpi};
 
 /// Assembled tiles for one block of `h` rows: for each tile width (two
 /// vectors, then one), the row splits `(first row, code)`.

@@ -490,7 +490,8 @@ fn wide_tiles(
     out: OutView,
     epi: StoreEpi,
 ) -> Option<super::gemm_wide::Wide> {
-    use crate::ukernel::avx2::{Addend as TileAddend, GemmTile, Init, TileEpi};
+    use crate::ukernel::avx2::{GemmTile, Init};
+    use crate::ukernel::epi::{Addend as TileAddend, TileEpi};
     if out.bias.is_some() && epi.addend.is_some() {
         return None;
     }

@@ -77,8 +77,9 @@ use super::gemm_wide::act_epi;
 use super::loops::mem;
 use super::{Family, Kernel, LResult};
 use crate::isa::Caps;
-use crate::ukernel::avx2::{qbyte_tile, qgemm_tile, QdotEpi, TileEpi, QDOT_ROWS};
+use crate::ukernel::avx2::{qbyte_tile, qgemm_tile, QdotEpi, QDOT_ROWS};
 use crate::ukernel::avx512::{qdot_tail, qdot_tile, QDOT_TAIL_PIXELS};
+use crate::ukernel::epi::TileEpi;
 use crate::ukernel::neon::{sdot_tile, SDOT_INPUT_OFFSET, SDOT_ROWS};
 
 mod gemv;

@@ -42,7 +42,7 @@ use super::epilogue::Act;
 use super::gemm_wide::act_epi;
 use super::qconv::epilogue_table;
 use super::{Kernel, LResult};
-use crate::ukernel::avx2::TileEpi;
+use crate::ukernel::epi::TileEpi;
 use crate::ukernel::pattern::Elem;
 
 /// The quads of `w` when the integer pattern kernel computes this conv

@@ -42,6 +42,8 @@ pub use pattern::pattern_tile;
 pub use quad_pack::{quad_pack, quad_pack_table};
 pub use rnn::{rnn_product, RNN_MAX_BLOCKS};
 
+use super::epi::TileEpi;
+
 /// A GEMM micro-tile variant: everything but the pointers and the K count
 /// is fixed at assembly time. The same description serves the 256-bit tile
 /// ([`gemm_tile`], 8-column `ymm` vectors) and the 512-bit one
@@ -120,63 +122,6 @@ pub enum Init {
     RowBias,
     /// The partial sums already in the output (a later pass over K).
     Partial,
-}
-
-/// The store's epilogue: `clamp(acc · scale + addend·addend_scale +
-/// residual)` with each part optional, the order and operations of the
-/// Cranelift tiles (`lower::matmul::finish`, `lower::epilogue`).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct TileEpi {
-    /// Factor the accumulators are multiplied by first (`None`: no multiply).
-    pub scale: Option<f32>,
-    /// A tensor read through the `bias` argument (then not a row bias).
-    pub addend: Option<Addend>,
-    /// Add the residual tensor (the `residual` argument, output layout).
-    pub residual: bool,
-    /// Relu/Clip applied last, if any.
-    pub clamp: Option<Clamp>,
-    /// HardSwish applied last, `x·min(max(x·f32(1/6) + 0.5, 0), 1)` (the
-    /// operations of `lower::epilogue`; with no `clamp`).
-    pub hardswish: bool,
-    /// The integer tiles' scales and biases are all finite: with no
-    /// residual no NaN reaches a requantising store, which then skips the
-    /// step that carries one (`int_tile::requantise`).
-    pub finite: bool,
-}
-
-/// A tensor added at the store: one value per row (`per_column` false,
-/// broadcast) or one per column, rows `row` bytes apart, times `scale`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Addend {
-    /// One value per column (a full row vector) instead of one broadcast value per row.
-    pub per_column: bool,
-    /// Bytes between the addend's rows.
-    pub row: usize,
-    /// Factor the addend is multiplied by (no multiply when 1).
-    pub scale: f32,
-}
-
-/// The vector Relu/Clip of `lower::epilogue` as compare-selects: `lo`
-/// (`x < lo ? lo : x`, then `+ 0.0` when `lo` is zero, so `-0` becomes
-/// `+0`) and an optional `hi` (`hi < y ? hi : y`). `vmaxps a, lo, x` and
-/// `vminps a, hi, y` are exactly these selects, NaN passing through.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Clamp {
-    /// Lower bound (0 for Relu).
-    pub lo: f32,
-    /// Upper bound, if any (Clip).
-    pub hi: Option<f32>,
-}
-
-impl Clamp {
-    /// Whether these selects (`x < lo ? lo : x`, `+0.0` added after a `+0`
-    /// lower bound, then `hi < y ? hi : y`) give `fmax`/`fmin`'s bits: all
-    /// bounds but NaN ones and a `-0` upper bound (`fmin(+0, -0)` is `-0`,
-    /// the select keeps `+0`). The tiles and Cranelift's clamp take only
-    /// such bounds, so every form (and AArch64's `fmax`/`fmin`) agrees.
-    pub fn selects_equal_fmax_fmin(self) -> bool {
-        !self.lo.is_nan() && self.hi.is_none_or(|h| !h.is_nan() && h.to_bits() != (-0.0f32).to_bits())
-    }
 }
 
 /// Most rows of a tile of `vecs` panel pairs: 12 accumulators of the 16

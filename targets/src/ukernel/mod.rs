@@ -26,6 +26,7 @@
 
 pub mod avx2;
 pub mod avx512;
+pub mod epi;
 pub mod neon;
 pub mod pattern;
 pub mod pool;

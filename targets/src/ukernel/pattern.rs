@@ -4,7 +4,7 @@
 //! ([`crate::ukernel::neon::pattern_tile`]), which perform the same
 //! operations in the same order, so every form gives the same bits.
 
-use super::avx2::TileEpi;
+use super::epi::TileEpi;
 
 /// A register tile of the pattern-sparse conv
 /// ([`crate::lower::conv_pattern`]): `rows` output rows × `vecs` vectors

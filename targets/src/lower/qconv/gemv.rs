@@ -14,7 +14,8 @@ use super::super::epilogue::Act;
 use super::super::gemm_wide::act_epi;
 use super::super::{Family, Kernel, LResult};
 use super::{finish, finite, zero_point_sums, Dims, Store, QDOT_ROWS};
-use crate::ukernel::avx2::{GemvStep, QdotGemv, TileEpi, YMM_GEMV_ACCS, YMM_GEMV_IMAGES_MAX};
+use crate::ukernel::avx2::{GemvStep, QdotGemv, YMM_GEMV_ACCS, YMM_GEMV_IMAGES_MAX};
+use crate::ukernel::epi::TileEpi;
 use crate::ukernel::neon::{SDOT_GEMV_ACCS, SDOT_GEMV_IMAGES_MAX};
 
 /// The one-pixel product a target has: VNNI's on `zmm`, AVX2's on `ymm`

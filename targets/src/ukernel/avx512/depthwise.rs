@@ -31,7 +31,8 @@
 
 use iced_x86::code_asm::*;
 
-use super::super::avx2::{activation, requantise, requantise_setup, TileEpi};
+use super::super::avx2::{activation, requantise, requantise_setup};
+use super::super::epi::TileEpi;
 use super::AsmRegisterZmm as Z;
 
 /// Most accumulators in flight (blocks of 16 pixels per pass over a row).

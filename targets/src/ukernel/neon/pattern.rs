@@ -14,7 +14,7 @@
 use dynasmrt::aarch64::Aarch64Relocation;
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi, VecAssembler};
 
-use crate::ukernel::avx2::TileEpi;
+use crate::ukernel::epi::TileEpi;
 use crate::ukernel::pattern::{Elem, EntryKind, PatternTile};
 
 type Asm = VecAssembler<Aarch64Relocation>;
@@ -27,7 +27,7 @@ const MAX_OFFSET: usize = u32::MAX as usize;
 
 /// Machine code of `t` (4 lanes, [`PatternTile::fits`], a clamp whose
 /// selects equal `fmax`/`fmin`,
-/// [`crate::ukernel::avx2::Clamp::selects_equal_fmax_fmin`], which is all
+/// [`crate::ukernel::epi::Clamp::selects_equal_fmax_fmin`], which is all
 /// any lowering builds) with the arguments (AAPCS64 order) of the x86
 /// tile: `out`, `src`, `prog`, `bias` (or the table row), `residual`. Per
 /// pixel: `acc = bias` (f32), `0` (quads) or the output (`accumulate`);
