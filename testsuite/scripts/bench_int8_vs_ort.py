@@ -53,6 +53,7 @@ from bench_vs_ort import (REPO, PUBLIC, KerfLib, cpu_model, fmt, measured_clock,
                           time_calls)
 
 DEFAULT = ["resnet18", "mobilenet_v2", "squeezenet1_1"]
+ort.set_default_logger_severity(3)  # the QDQ models' unused-initializer warnings
 
 
 def ort_qdq(model, calib, out):

@@ -1,28 +1,30 @@
-"""ONNX Runtime's own int8 of a model beside its FP32, for the int8 tables
-of docs/compression.md: `quantize_static` (QDQ, per-channel s8 weights, u8
-activations) calibrated on the given samples (N x the input's shape, the
-same file `kerf ... --calib` takes), then ORT FP32 and ORT int8 timed in
-alternating rounds, 1 thread; prints both medians.
+"""ONNX Runtime's own int8 of a model beside its FP32 (the ORT columns of the
+older int8 tables in docs/compression.md): `quantize_static` (QDQ,
+per-channel s8 weights, u8 activations, `bench_int8_vs_ort.ort_qdq`)
+calibrated on the given samples (N x the input's shape, the same file
+`kerf ... --calib` takes), then ORT FP32 and ORT int8 timed in alternating
+rounds, 1 thread; prints both medians. `bench_int8_vs_ort.py` times kerf's
+FP32 and int8 in the same rounds.
 
     python testsuite/scripts/ort_qdq_bench.py model.onnx calib.npy out_qdq.onnx
 """
-import sys, time
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_int8_vs_ort import ort_qdq  # noqa: E402
+
 model, calib_path, out = sys.argv[1], sys.argv[2], sys.argv[3]
 calib = np.load(calib_path).astype(np.float32)
-name = onnx.load(model).graph.input[0].name
-shape = [d.dim_value for d in onnx.load(model).graph.input[0].type.tensor_type.shape.dim]
-class R(CalibrationDataReader):
-    def __init__(s): s.i = 0
-    def get_next(s):
-        if s.i >= len(calib): return None
-        s.i += 1
-        return {name: calib[s.i - 1].reshape(shape)}
-quantize_static(model, out, R(), quant_format=QuantFormat.QDQ, per_channel=True,
-                weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
+inp = onnx.load(model).graph.input[0]
+name = inp.name
+shape = [d.dim_value or 1 for d in inp.type.tensor_type.shape.dim]
+ort_qdq(model, calib, out)
 so = ort.SessionOptions(); so.intra_op_num_threads = 1; so.inter_op_num_threads = 1
 s32 = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 s8 = ort.InferenceSession(out, so, providers=["CPUExecutionProvider"])
