@@ -34,7 +34,6 @@ Usage: .venv/bin/python testsuite/scripts/bench_int8_vs_ort.py [--weight-bits 8,
        [--rounding nearest|gptq] [--seconds 2] [--out table.md] [MODEL_DIR ...]
 """
 
-import argparse
 import os
 import platform
 import statistics
@@ -50,7 +49,7 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_vs_ort import (REPO, PUBLIC, KerfLib, cpu_model, fmt, measured_clock, ort_session,  # noqa: E402
-                          time_calls)
+                          time_calls, timing_args)
 
 DEFAULT = ["resnet18", "mobilenet_v2", "squeezenet1_1"]
 ort.set_default_logger_severity(3)  # the QDQ models' unused-initializer warnings
@@ -191,12 +190,7 @@ def table(args, rows, clock):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("models", nargs="*")
-    ap.add_argument("--kerf", default=str(REPO / "target/release/kerf"))
-    ap.add_argument("--out", help="write the Markdown table here too")
-    ap.add_argument("--seconds", type=float, default=2.0, help="timed seconds per engine per model")
-    ap.add_argument("--rounds", type=int, default=10, help="alternation rounds")
+    ap = timing_args(__doc__, seconds=2.0)
     ap.add_argument("--weight-bits", default="8,7", help="kerf int8 variants, comma-separated (8, 7)")
     ap.add_argument("--rounding", default="nearest", choices=["nearest", "gptq"])
     ap.add_argument("--samples", type=int, default=500, help="calibration rows taken from train_x.npy")

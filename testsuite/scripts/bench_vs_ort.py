@@ -343,13 +343,20 @@ def bench_model(args, m, tmp):
             "jit_ms": c1, "threads_equal": same_threads, "tract_diff": tract_diff}
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def timing_args(doc, seconds):
+    """The arguments every kerf-against-ORT timing script takes: models,
+    the kerf binary, the table's file, seconds and rounds."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="*")
     ap.add_argument("--kerf", default=str(REPO / "target/release/kerf"))
     ap.add_argument("--out", help="write the Markdown table here too")
-    ap.add_argument("--seconds", type=float, default=1.0, help="timed seconds per engine per model")
+    ap.add_argument("--seconds", type=float, default=seconds, help="timed seconds per engine per model")
     ap.add_argument("--rounds", type=int, default=10, help="alternation rounds")
+    return ap
+
+
+def main():
+    ap = timing_args(__doc__, seconds=1.0)
     ap.add_argument("--no-tract", action="store_true", help="leave tract out even if installed")
     ap.add_argument("--cpu", default="native",
                     help="kerf's CPU preset (e.g. haswell: the AVX2 kernels on an AVX-512 host; ORT picks its own)")

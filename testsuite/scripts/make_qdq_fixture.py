@@ -15,26 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_int8_vs_ort import ort_qdq  # noqa: E402
 
 d = Path(sys.argv[1])
 calib = np.load(d / "calib_x.npy").astype(np.float32)
 
-
-class Reader(CalibrationDataReader):
-    def __init__(self):
-        self.i = 0
-
-    def get_next(self):
-        if self.i >= len(calib):
-            return None
-        self.i += 1
-        return {"input": calib[self.i - 1].reshape(1, 1, 8, 8)}
-
-
 out = d / "model_qdq_ort.onnx"
-quantize_static(str(d / "model.onnx"), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+ort_qdq(d / "model.onnx", calib, out)
 x = np.load(d / "test_x.npy").astype(np.float32)
 y = np.load(d / "test_y.npy")
 for level, name in [(ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "QDQ semantics"),
