@@ -49,7 +49,7 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_vs_ort import (REPO, PUBLIC, KerfLib, cpu_model, fmt, measured_clock, ort_session,  # noqa: E402
-                          time_calls, timing_args)
+                          alternate, timing_args)
 
 DEFAULT = ["resnet18", "mobilenet_v2", "squeezenet1_1"]
 ort.set_default_logger_severity(3)  # the QDQ models' unused-initializer warnings
@@ -144,14 +144,7 @@ def bench_model(args, folder, tmp):
         for _ in range(3):
             r = fn()
         outs[key] = libs[key].outputs[0].copy() if key in libs else r[0]
-    per = {}
-    for key, fn in engines.items():
-        t = min(time_calls(fn, 3)) / 1e9
-        per[key] = max(3, min(20000, int(args.seconds / args.rounds / max(t, 1e-7))))
-    samples = {key: [] for key in engines}
-    for _ in range(args.rounds):
-        for key, fn in engines.items():
-            samples[key] += time_calls(fn, per[key])
+    samples = alternate(engines, args)
     for k in libs.values():
         k.close()
     med = {key: statistics.median(v) / 1e6 for key, v in samples.items()}

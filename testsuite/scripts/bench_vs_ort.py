@@ -223,6 +223,25 @@ def time_calls(fn, n):
     return out
 
 
+def alternate(engines, args, before=None):
+    """Every engine in turn runs a batch of calls, `args.rounds` times, each
+    call timed on its own (ns); a batch lasts about `args.seconds /
+    args.rounds`. `before(key)` runs before each batch, untimed."""
+    per = {}
+    for key, fn in engines.items():
+        if before:
+            before(key)
+        t = min(time_calls(fn, 3)) / 1e9
+        per[key] = max(3, min(20000, int(args.seconds / args.rounds / max(t, 1e-7))))
+    samples = {key: [] for key in engines}
+    for _ in range(args.rounds):
+        for key, fn in engines.items():
+            if before:
+                before(key)
+            samples[key] += time_calls(fn, per[key])
+    return samples
+
+
 def native_bench(kerf, onnx, threads, input_files, cpu):
     cmd = [str(kerf), "bench", str(onnx), "--threads", str(threads), "--cpu", cpu]
     for f in input_files:
@@ -308,18 +327,10 @@ def bench_model(args, m, tmp):
     for fn in engines.values():
         for _ in range(3):
             fn()
-    per = {}
-    for key, fn in engines.items():
-        t = min(time_calls(fn, 3)) / 1e9
-        per[key] = max(3, min(20000, int(args.seconds / args.rounds / max(t, 1e-7))))
-    samples = {key: [] for key in engines}
-    for _ in range(args.rounds):
-        for key, fn in engines.items():
-            if key.startswith("kerf"):
-                k.set_threads(1 if key == "kerf1" else 2)
-                samples[key] += time_calls(k.call, per[key])
-            else:
-                samples[key] += time_calls(fn, per[key])
+    # kerf's thread count is set before a batch, outside the timed calls
+    timed = {key: (k.call if key.startswith("kerf") else fn) for key, fn in engines.items()}
+    samples = alternate(timed, args, before=lambda key: key.startswith("kerf")
+                        and k.set_threads(1 if key == "kerf1" else 2))
     # tract runs in its own rounds after the others: its kernels return with the upper halves of the
     # AVX registers dirty (no vzeroupper), and kerf's code, which has legacy-SSE register moves and
     # loads (Cranelift 0.135 emits movdqa/movdqu without VEX), then runs ~1.8x slower until some
@@ -328,10 +339,7 @@ def bench_model(args, m, tmp):
     if tract_run is not None:
         for _ in range(3):
             tract_run()
-        n = max(3, min(20000, int(args.seconds / args.rounds / max(min(time_calls(tract_run, 3)) / 1e9, 1e-7))))
-        samples["tract1"] = []
-        for _ in range(args.rounds):
-            samples["tract1"] += time_calls(tract_run, n)
+        samples.update(alternate({"tract1": tract_run}, args))
     k.set_threads(2)
     k.call()
     same_threads = all(np.array_equal(a, b) for a, b in zip(k.outputs, out1))
