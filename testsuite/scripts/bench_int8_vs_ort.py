@@ -27,11 +27,15 @@ For every model folder (default: resnet18, mobilenet_v2, squeezenet1_1 in
    own; medians.
 
 Prints (and writes with --out) a Markdown table: medians in ms, kerf int8's
-speed-up over kerf FP32, kerf int8 / ORT int8 (< 1: kerf faster), and each
-int8 output's SNR against its own FP32 output on the timed input.
+speed-up over kerf FP32, kerf int8 / ORT int8 (< 1: kerf faster), ORT int8's
+speed-up over ORT FP32, and each int8 output's SNR against its own FP32
+output on the timed input. `--reduce-range` gives ORT 7-bit weights (its
+remedy for `vpmaddubsw`'s saturation without VNNI), the like-for-like
+partner of kerf's 7-bit column. A model that fails to compile stops the run.
 
 Usage: .venv/bin/python testsuite/scripts/bench_int8_vs_ort.py [--weight-bits 8,7]
-       [--rounding nearest|gptq] [--seconds 2] [--out table.md] [MODEL_DIR ...]
+       [--rounding nearest|gptq] [--reduce-range] [--samples 500] [--noise 8]
+       [--seconds 2] [--rounds 10] [--out table.md] [MODEL_DIR ...]
 """
 
 import os
@@ -52,13 +56,14 @@ from bench_vs_ort import (REPO, PUBLIC, KerfLib, cpu_model, fmt, measured_clock,
                           alternate, timing_args)
 
 DEFAULT = ["resnet18", "mobilenet_v2", "squeezenet1_1"]
-ort.set_default_logger_severity(3)  # the QDQ models' unused-initializer warnings
 
 
-def ort_qdq(model, calib, out):
+def ort_qdq(model, calib, out, reduce_range=False):
     """ONNX Runtime's own int8 model of `model` (QDQ, per-channel s8
     weights, u8 activations) calibrated on the samples `calib` (N x the
-    input's shape, or N x it without the batch-1 axis)."""
+    input's shape, or N x it without the batch-1 axis); `reduce_range`:
+    7-bit weights, ORT's remedy for `vpmaddubsw`'s saturation without
+    VNNI."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     g = onnx.load(str(model)).graph
@@ -76,15 +81,19 @@ def ort_qdq(model, calib, out):
             return {name: calib[self.i - 1].reshape(shape).astype(np.float32)}
 
     quantize_static(str(model), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
+                    weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8, reduce_range=reduce_range)
 
 
 def calibration(folder, onnx_path, args):
     train = folder / "train_x.npy"
     if train.is_file():
-        return np.load(train)[: args.samples].astype(np.float32), f"{args.samples} training samples"
-    g = onnx.load(str(onnx_path)).graph
-    shape = [d.dim_value or 1 for d in g.input[0].type.tensor_type.shape.dim]
+        calib = np.load(train)[: args.samples].astype(np.float32)
+        return calib, f"{len(calib)} training samples"
+    if (folder / "input_0.npy").is_file():
+        shape = list(np.load(folder / "input_0.npy").shape)
+    else:
+        g = onnx.load(str(onnx_path)).graph
+        shape = [d.dim_value or 1 for d in g.input[0].type.tensor_type.shape.dim]
     rng = np.random.default_rng(0)
     return rng.standard_normal([args.noise] + shape[1:]).astype(np.float32), f"{args.noise} noise samples"
 
@@ -126,11 +135,18 @@ def bench_model(args, folder, tmp):
     calib, calib_what = calibration(folder, onnx_path, args)
     cfile = work / "calib.npy"
     np.save(cfile, calib)
-    inputs = [np.load(folder / "input_0.npy")] if (folder / "input_0.npy").is_file() else [calib[:1]]
+    # the timed input: the folder's own, else the sample after the calibration rows (else the
+    # first of them, which makes the SNR optimistic)
+    if (folder / "input_0.npy").is_file():
+        inputs = [np.load(folder / "input_0.npy")]
+    elif (folder / "train_x.npy").is_file() and len(np.load(folder / "train_x.npy")) > len(calib):
+        inputs = [np.load(folder / "train_x.npy")[len(calib):len(calib) + 1].astype(np.float32)]
+    else:
+        inputs = [calib[:1]]
     s32 = ort_session(onnx_path, 1)
     feed = {s32.get_inputs()[0].name: inputs[0].astype(np.float32)}
     qdq = work / "model_qdq.onnx"
-    ort_qdq(onnx_path, calib, qdq)
+    ort_qdq(onnx_path, calib, qdq, reduce_range=args.reduce_range)
     s8 = ort_session(qdq, 1)
     libs = {"kerf FP32": kerf_lib(args, onnx_path, work, "fp32", [], inputs)}
     for bits in args.weight_bits:
@@ -159,7 +175,8 @@ def table(args, rows, clock):
              + (f", measured clock {clock:.2f} GHz (dependent-add loop)" if clock else "")
              + "; kerf --cpu native, 1 thread",
              f"onnxruntime {ort.__version__}, numpy {np.__version__}, Python {platform.python_version()}; "
-             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; kerf int8: --rounding {args.rounding}",
+             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; kerf int8: --rounding {args.rounding}; "
+             f"ORT int8: {'7-bit weights (reduce_range)' if args.reduce_range else '8-bit weights'}",
              "",
              "Medians in ms over alternating rounds in one process. *speed-up*: kerf FP32 / kerf int8. "
              "*/ ORT int8*: kerf int8 / ORT int8 (< 1: kerf faster). SNR: each int8 output against its own "
@@ -188,7 +205,10 @@ def main():
     ap.add_argument("--rounding", default="nearest", choices=["nearest", "gptq"])
     ap.add_argument("--samples", type=int, default=500, help="calibration rows taken from train_x.npy")
     ap.add_argument("--noise", type=int, default=8, help="noise samples for a model without train_x.npy")
+    ap.add_argument("--reduce-range", action="store_true",
+                    help="ORT's int8 model with 7-bit weights (quantize_static reduce_range=True)")
     args = ap.parse_args()
+    ort.set_default_logger_severity(3)  # the QDQ models' unused-initializer warnings
     args.weight_bits = [int(b) for b in args.weight_bits.split(",") if b]
     if not Path(args.kerf).is_file():
         sys.exit(f"{args.kerf} not found: cargo build --release -p kerf")

@@ -1,9 +1,10 @@
-//! The epilogue the assembled tiles apply in their stores, as data shared
-//! by every ISA's tiles: the x86 GEMM, integer and pattern tiles
-//! ([`super::avx2`], [`super::avx512`]) and AArch64's pattern tile
-//! ([`super::neon`]). Each tile emits these operations in this order, the
-//! order of the Cranelift epilogues (`lower::matmul::finish`,
-//! `lower::epilogue`), so every form gives the same bits.
+//! The epilogue assembled kernels apply in their stores, as data: the x86
+//! kernels' ([`super::avx2`], [`super::avx512`]: GEMM, integer and pattern
+//! tiles, depthwise passes, one-pixel products) and AArch64's pattern tile
+//! ([`super::neon`]; its `sdot` tile and product store sums only). Each
+//! kernel emits these operations in this order, the order of the Cranelift
+//! epilogues (`lower::matmul::finish`, `lower::epilogue`), so every form
+//! gives the same bits.
 
 /// The store's epilogue: `clamp(acc · scale + addend·addend_scale +
 /// residual)` with each part optional, the order and operations of the
@@ -23,7 +24,7 @@ pub struct TileEpi {
     pub hardswish: bool,
     /// The integer tiles' scales and biases are all finite: with no
     /// residual no NaN reaches a requantising store, which then skips the
-    /// step that carries one (`int_tile::requantise`).
+    /// step that carries one (`avx2::requantise`).
     pub finite: bool,
 }
 

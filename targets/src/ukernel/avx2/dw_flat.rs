@@ -47,7 +47,8 @@ use super::int_tile::requantise;
 use kerf_ir::DW_FLAT_MAX_PIXELS;
 pub use kerf_ir::DW_FLAT_MAX_TAPS;
 
-use super::{activation, load_lanes, store_prefix, Lane, TileEpi};
+use super::{activation, load_lanes, store_prefix, Lane};
+use crate::ukernel::epi::TileEpi;
 
 /// Lanes of the 128-bit path's groups the pass reproduces.
 const GROUP: usize = 4;

@@ -10,7 +10,8 @@ use iced_x86::code_asm::asm_traits::{
 };
 use iced_x86::code_asm::*;
 
-use super::{activation, TileEpi, VecOps, Vreg};
+use super::{activation, VecOps, Vreg};
+use crate::ukernel::epi::TileEpi;
 
 /// Machine code of the integer tile of [`crate::lower::qconv`]: `rows` (1..=12)
 /// output channels × 8 pixels of i32 sums over `k` K pairs, with the
