@@ -84,18 +84,30 @@ def ort_qdq(model, calib, out, reduce_range=False):
                     weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8, reduce_range=reduce_range)
 
 
-def calibration(folder, onnx_path, args):
-    train = folder / "train_x.npy"
-    if train.is_file():
-        calib = np.load(train)[: args.samples].astype(np.float32)
-        return calib, f"{len(calib)} training samples"
-    if (folder / "input_0.npy").is_file():
-        shape = list(np.load(folder / "input_0.npy").shape)
+def model_data(folder, onnx_path, args):
+    """The calibration samples, what they are, and the timed input: the
+    folder's `input_0.npy`, else the training row after the calibration
+    rows, else the first calibration sample (which makes the SNR
+    optimistic). Each file is read once."""
+    own = np.load(folder / "input_0.npy") if (folder / "input_0.npy").is_file() else None
+    train = np.load(folder / "train_x.npy").astype(np.float32) if (folder / "train_x.npy").is_file() else None
+    if train is not None:
+        calib, what = train[: args.samples], f"{min(args.samples, len(train))} training samples"
     else:
-        g = onnx.load(str(onnx_path)).graph
-        shape = [d.dim_value or 1 for d in g.input[0].type.tensor_type.shape.dim]
-    rng = np.random.default_rng(0)
-    return rng.standard_normal([args.noise] + shape[1:]).astype(np.float32), f"{args.noise} noise samples"
+        if own is not None:
+            shape = list(own.shape)
+        else:
+            g = onnx.load(str(onnx_path)).graph
+            shape = [d.dim_value or 1 for d in g.input[0].type.tensor_type.shape.dim]
+        rng = np.random.default_rng(0)
+        calib, what = rng.standard_normal([args.noise] + shape[1:]).astype(np.float32), f"{args.noise} noise samples"
+    if own is not None:
+        timed = own
+    elif train is not None and len(train) > len(calib):
+        timed = train[len(calib):len(calib) + 1]
+    else:
+        timed = calib[:1]
+    return calib, what, timed
 
 
 def fixed_shape(onnx_path, x):
@@ -108,9 +120,10 @@ def fixed_shape(onnx_path, x):
 
 
 def kerf_lib(args, onnx_path, work, tag, flags, inputs):
+    """`flags` include the model's `--input-shape` where it needs one
+    (`fixed_shape`, computed once per model)."""
     obj, so = work / f"{tag}.o", work / f"{tag}.so"
-    cmd = [args.kerf, "compile", str(onnx_path), "--cpu", "native", "--name", "m", "-o", str(obj)]
-    cmd += fixed_shape(onnx_path, inputs[0]) + flags
+    cmd = [args.kerf, "compile", str(onnx_path), "--cpu", "native", "--name", "m", "-o", str(obj)] + flags
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)}: {(r.stderr.strip().splitlines() or ['failed'])[-1]}")
@@ -132,25 +145,19 @@ def bench_model(args, folder, tmp):
     name, onnx_path = folder.name, folder / "model.onnx"
     work = tmp / name
     work.mkdir(parents=True, exist_ok=True)
-    calib, calib_what = calibration(folder, onnx_path, args)
+    calib, calib_what, timed = model_data(folder, onnx_path, args)
+    inputs = [timed]
+    shape = fixed_shape(onnx_path, timed)
     cfile = work / "calib.npy"
     np.save(cfile, calib)
-    # the timed input: the folder's own, else the sample after the calibration rows (else the
-    # first of them, which makes the SNR optimistic)
-    if (folder / "input_0.npy").is_file():
-        inputs = [np.load(folder / "input_0.npy")]
-    elif (folder / "train_x.npy").is_file() and len(np.load(folder / "train_x.npy")) > len(calib):
-        inputs = [np.load(folder / "train_x.npy")[len(calib):len(calib) + 1].astype(np.float32)]
-    else:
-        inputs = [calib[:1]]
     s32 = ort_session(onnx_path, 1)
     feed = {s32.get_inputs()[0].name: inputs[0].astype(np.float32)}
     qdq = work / "model_qdq.onnx"
     ort_qdq(onnx_path, calib, qdq, reduce_range=args.reduce_range)
     s8 = ort_session(qdq, 1)
-    libs = {"kerf FP32": kerf_lib(args, onnx_path, work, "fp32", [], inputs)}
+    libs = {"kerf FP32": kerf_lib(args, onnx_path, work, "fp32", shape, inputs)}
     for bits in args.weight_bits:
-        flags = ["--quantize", "int8", "--calib", str(cfile), "--rounding", args.rounding, "--weight-bits", str(bits)]
+        flags = shape + ["--quantize", "int8", "--calib", str(cfile), "--rounding", args.rounding, "--weight-bits", str(bits)]
         libs[f"kerf int8 {bits}-bit"] = kerf_lib(args, onnx_path, work, f"int8_{bits}", flags, inputs)
     engines = {key: k.call for key, k in libs.items()}
     engines["ORT FP32"] = lambda: s32.run(None, feed)
