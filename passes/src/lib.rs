@@ -120,8 +120,8 @@ impl Int8Dot {
     /// a weight whose byte pairs are `exact` or not: the pair tiles 2
     /// (measured 1.5x the f32 kernel per layer on AVX2), AVX2's byte tile
     /// 4 (1.45x the pair tile on a 64-channel 3x3 layer; in resnet18 on
-    /// Zen 3 its 3x3 layers run 1.45–1.6 ms on 56x56 planes where f32
-    /// Winograd takes 1.7–2.3, and the whole model is 8% faster with
+    /// Zen 3 its 3x3 layers run 1.35–1.6 ms on 56x56 and 28x28 planes
+    /// where f32 Winograd takes 1.7–2.5, and the whole model is faster with
     /// every 3x3 layer on it: docs/compression.md), VNNI 4 (2x the pair
     /// tile on Zen 4); `sdot` 4 by instruction counts, not measured (16
     /// multiply-adds per instruction where `fmla` does 4, both two per

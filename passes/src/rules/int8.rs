@@ -731,6 +731,7 @@ mod tests {
         // both (measured in resnet18 and squeezenet1_1, docs/compression.md)
         for plane in ["14,14]", "56,56]"] {
             let src = src.replace("12,12]", plane);
+            assert!(src.contains(plane), "the graph's plane is not {plane}");
             // 64 input channels: the weight list grows with the channel count
             let g = |m: usize, qmax: f32| {
                 let scales: Vec<f32> = (0..m).map(|i| 0.01 + 0.002 * i as f32).collect();
