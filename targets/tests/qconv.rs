@@ -651,9 +651,11 @@ fn one_pixel_products() {
 
 /// Units whose last has 1..=9 pixels (planes of 16·u + t): with VNNI the
 /// tail products (channels in the lanes) take 1..=8, the tile the rest;
-/// full and partial row blocks (12 + 8 channels), two images, a residual
-/// with Clip, a requantised output, a 3x3 window over 40 input channels
-/// (K = 360: 90 quads): every result bit-exact on every preset.
+/// with AVX2 and no VNNI (units of 8) its tail products take 1..=4, pairs
+/// (8-bit weights) and byte quads (7-bit); full and partial row blocks
+/// (12 + 8 channels), two images, a residual with Clip, a requantised
+/// output, a 3x3 window over 40 input channels (K = 360: 90 quads): every
+/// result bit-exact on every preset.
 #[test]
 fn tail_units_of_every_size() {
     let three = &window(3, 1, 1, 1);
@@ -667,6 +669,7 @@ fn tail_units_of_every_size() {
         let c = case("act=Relu, residual=false");
         let x: Vec<u8> = pseudo(2 * 40 * 3 * (ow + 2), 3, 0, 255).into_iter().map(|v| v as u8).collect();
         check_quant(&c, &x, &pseudo(20 * 40 * 9, 4, -127, 127));
+        check_quant(&c, &x, &pseudo(20 * 40 * 9, 4, -63, 63));
     }
 }
 

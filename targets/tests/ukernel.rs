@@ -962,6 +962,12 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
             let code = kerf_targets::ukernel::avx512::qdot_tail(rows, pixels).unwrap();
             kernels.push((format!("qdot tail {rows}x{pixels}"), code));
         }
+        for pixels in 1..=kerf_targets::ukernel::avx2::YMM_TAIL_PIXELS {
+            for quads in [false, true] {
+                let code = kerf_targets::ukernel::avx2::ymm_qdot_tail(rows, pixels, quads).unwrap();
+                kernels.push((format!("ymm tail {rows}x{pixels} quads {quads}"), code));
+            }
+        }
     }
     kernels
 }

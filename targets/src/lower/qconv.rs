@@ -77,7 +77,9 @@ use super::gemm_wide::act_epi;
 use super::loops::mem;
 use super::{Family, Kernel, LResult};
 use crate::isa::Caps;
-use crate::ukernel::avx2::{qbyte_tile, qgemm_tile, QdotEpi, QDOT_ROWS};
+use crate::ukernel::avx2::{
+    qbyte_tile, qgemm_tile, ymm_qdot_tail, ymm_tail_lanes, QdotEpi, QDOT_ROWS, YMM_TAIL_PIXELS,
+};
 use crate::ukernel::avx512::{qdot_tail, qdot_tile, QDOT_TAIL_PIXELS};
 use crate::ukernel::epi::TileEpi;
 use crate::ukernel::neon::{sdot_tile, SDOT_INPUT_OFFSET, SDOT_ROWS};
@@ -347,7 +349,10 @@ struct Ptrs {
 /// their call signature, and the task scratch the sums-only tiles write
 /// their `rows × px` i32 sums to. With VNNI and a last unit of at most
 /// [`QDOT_TAIL_PIXELS`] pixels, the tail products (`ukernel::avx512::qdot_tail`)
-/// that write those sums for it instead, and their row-offset table.
+/// that write those sums for it instead, and their row-offset table; with
+/// AVX2 and no VNNI, for a last unit of at most [`YMM_TAIL_PIXELS`], AVX2's
+/// (`ukernel::avx2::ymm_qdot_tail`, pairs or quads as the tiles) and its
+/// lane table.
 struct Assembled {
     code: [Option<Value>; 2],
     fused: [Option<Value>; 2],
@@ -375,14 +380,22 @@ impl Assembled {
             (_, true) => sdot_tile(r).map(|c| (Family::Neon, c)).map_err(|e| format!("internal: {e}")),
             _ => qbyte_tile(r, e).map(|c| (Family::Avx2, c)).map_err(|e| format!("internal: byte tile: {e}")),
         };
-        let tail_products = vnni && tail <= QDOT_TAIL_PIXELS;
+        // AVX2's tail products (without VNNI) take pairs and AVX2's byte quads
+        let ymm_tail = !vnni && k.caps.avx2 && tail <= YMM_TAIL_PIXELS;
+        let tail_products = (vnni && tail <= QDOT_TAIL_PIXELS) || ymm_tail;
         for (i, r) in [full, d.mg % d.rows].into_iter().enumerate() {
             if r == 0 {
                 continue;
             }
             if partial && tail_products {
-                let bytes = qdot_tail(r, tail).map_err(|e| format!("internal: VNNI tail: {e}"))?;
-                tails[i] = Some(k.code(Family::Avx512, bytes));
+                let (family, bytes) = match ymm_tail {
+                    true => (
+                        Family::Avx2,
+                        ymm_qdot_tail(r, tail, d.quads).map_err(|e| format!("internal: AVX2 tail: {e}"))?,
+                    ),
+                    false => (Family::Avx512, qdot_tail(r, tail).map_err(|e| format!("internal: VNNI tail: {e}"))?),
+                };
+                tails[i] = Some(k.code(family, bytes));
             }
             if let Some(e) = epi {
                 let (family, bytes) = match d.quads {
@@ -401,9 +414,9 @@ impl Assembled {
             };
             code[i] = bytes.map(|(f, c)| k.code(f, c));
         }
-        let index = tails.iter().any(Option::is_some).then(|| {
-            let rows: Vec<u8> = (0..16i32).flat_map(|r| (16 * r).to_le_bytes()).collect();
-            k.blob(rows)
+        let index = tails.iter().any(Option::is_some).then(|| match vnni {
+            true => k.blob((0..16i32).flat_map(|r| (16 * r).to_le_bytes()).collect()),
+            false => k.blob(ymm_tail_lanes()),
         });
         let sig = k.ukernel_sig(6);
         let pack = QuadPack::new(k, d)?;
