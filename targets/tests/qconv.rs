@@ -671,6 +671,19 @@ fn tail_units_of_every_size() {
         check_quant(&c, &x, &pseudo(20 * 40 * 9, 4, -127, 127));
         check_quant(&c, &x, &pseudo(20 * 40 * 9, 4, -63, 63));
     }
+    // row blocks of 7 and 11 channels (partial lane masks in the tail
+    // products' first and second halves), tails of 1..=4 pixels
+    for (m, t) in [(7, 1), (11, 3), (7, 4), (11, 2)] {
+        let ow = 16 + t;
+        run_case(&Case {
+            xsh: [1, 40, 3, ow + 2],
+            wsh: [m, 40, 3, 3],
+            osh: [1, m, 1, ow],
+            attrs: three,
+            epi: PLAIN,
+            zp: 5,
+        });
+    }
 }
 
 /// Whole units whose 16 pixels lie in one output row or span 2 to 4 (rows

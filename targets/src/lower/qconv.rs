@@ -14,8 +14,8 @@
 //! Layout: A (the weights) is packed at compile time per group into blocks
 //! of [`ROWS`] output channels, `[block][k pair][row]` of two i16 each, so
 //! one 32-bit load and a splat give a row's pair in every lane. B (the
-//! input) is packed per task into pairs of 4-pixel panels,
-//! `[panel][k pair][pixel][2]` of i16, centred (`x − x_zp`), from the u8
+//! input) is packed per task and unit of 8 pixels, `[k pair][pixel][2]`
+//! of i16 (32 bytes per K pair, pixel `p` at byte `4p`; `pack.rs`), centred (`x − x_zp`), from the u8
 //! input through a compile-time table of tap offsets (the op has no
 //! padding, so every tap is in bounds). A tile is `rows × 2` accumulators of
 //! 4 i32 lanes (at most 12), over all K pairs; its epilogue converts to f32
@@ -414,9 +414,9 @@ impl Assembled {
             };
             code[i] = bytes.map(|(f, c)| k.code(f, c));
         }
-        let index = tails.iter().any(Option::is_some).then(|| match vnni {
-            true => k.blob((0..16i32).flat_map(|r| (16 * r).to_le_bytes()).collect()),
-            false => k.blob(ymm_tail_lanes()),
+        let index = tails.iter().any(Option::is_some).then(|| match ymm_tail {
+            true => k.blob(ymm_tail_lanes()),
+            false => k.blob((0..16i32).flat_map(|r| (16 * r).to_le_bytes()).collect()),
         });
         let sig = k.ukernel_sig(6);
         let pack = QuadPack::new(k, d)?;
