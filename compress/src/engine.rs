@@ -7,7 +7,7 @@ use kerf_ir::{Graph, Sparsity, Tensor, ValueId};
 
 use crate::hessian::Moments;
 use crate::layer::{self, Kind, Site};
-use crate::plan::{LayerSettings, Plan, Precision, Rounding, Selection};
+use crate::plan::{BytePairs, Granularity, LayerSettings, Plan, Precision, Rounding, Selection};
 use crate::probe::{Probe, ProbeFn};
 use crate::quant::{self, ActQuant, RangeObserver};
 use crate::report::{LayerReport, Report};
@@ -248,11 +248,20 @@ fn compress_layer(
 
     // 2. int8 grid
     let scales = if int8 {
-        // the grid in f32, as stored and exported
         let qmax = quant::qmax(s.weight_bits);
-        let scales: Vec<f64> = quant::scales_for(&rows, s.granularity, qmax).iter().map(|&x| x as f32 as f64).collect();
-        round_rows(site, &mut rows, &m.h, quant::Grid { scales: &scales, qmax }, keep.as_deref(), s.rounding)?;
-        Some(scales)
+        // depthwise convs: no byte tile multiplies them; and a grid of at
+        // most ±64 has no pair to hold back
+        let depthwise = site.groups() > 1 && site.cols == site.kernel_area();
+        if s.byte_pairs == BytePairs::Exact && !depthwise && qmax > PAIR_STEPS[PAIR_STEPS.len() - 1] {
+            let (scales, tops) = exact_pair_grid(site, &mut rows, &m.h, s, keep.as_deref())?;
+            notes.push(pair_note(&tops));
+            Some(scales)
+        } else {
+            let scales = f32_scales(&quant::scales_for(&rows, s.granularity, qmax));
+            let grid = quant::Grid { scales: &scales, qmax, exact_pairs: false };
+            round_rows(site, &mut rows, &m.h, grid, keep.as_deref(), s.rounding)?;
+            Some(scales)
+        }
     } else {
         None
     };
@@ -603,6 +612,68 @@ fn round_rows(
     Ok(())
 }
 
+/// Grid steps as stored and exported: f32.
+fn f32_scales(scales: &[f64]) -> Vec<f64> {
+    scales.iter().map(|&x| x as f32 as f64).collect()
+}
+
+/// The top codes an exact-pair grid tries, from the 8-bit grid's down to
+/// 64, where no pair can saturate (`64 + 64 = 128`,
+/// [`kerf_ir::byte_pair_partners`]).
+const PAIR_STEPS: [f64; 7] = [127.0, 112.0, 100.0, 90.0, 80.0, 72.0, 64.0];
+
+/// Rounds `rows` onto an int8 grid whose byte pairs are exact
+/// ([`quant::Grid::exact_pairs`]) and returns its steps and each row's top
+/// code. Holding a pair's second code back costs more the more codes are
+/// large, so a coarser step can lose less: each output channel takes the
+/// step `max |w| / q` over [`PAIR_STEPS`] whose nearest rounding leaves the
+/// least error weighted by `H`'s diagonal (the inputs' second moments; the
+/// cross terms would cost a product with `H` per step, as much as GPTQ's
+/// sweep), per-tensor steps the one with the least sum; then the layer is
+/// rounded once, as its settings say, on those steps.
+fn exact_pair_grid(
+    site: &Site,
+    rows: &mut [Vec<f64>],
+    h: &[Mat<f64>],
+    s: LayerSettings,
+    keep: Option<&[Vec<bool>]>,
+) -> Result<(Vec<f64>, Vec<f64>), CompressError> {
+    let per = (site.rows / site.groups()).max(1);
+    let diag = |o: usize, c: usize| h.get(o / per).map_or(1.0, |hm| hm[(c, c)]);
+    let candidate = |top: f64| -> (Vec<f64>, Vec<f64>) {
+        let scales = f32_scales(&quant::scales_for(rows, s.granularity, top));
+        let mut q = rows.to_vec();
+        quant::round_nearest(&mut q, quant::Grid { scales: &scales, qmax: quant::qmax(8), exact_pairs: true }, keep);
+        let err = (0..rows.len())
+            .map(|o| rows[o].iter().zip(&q[o]).enumerate().map(|(c, (w, v))| diag(o, c) * (w - v) * (w - v)).sum())
+            .collect();
+        (scales, err)
+    };
+    let (mut scales, mut best) = candidate(PAIR_STEPS[0]);
+    let mut tops = vec![PAIR_STEPS[0]; rows.len()];
+    for &top in &PAIR_STEPS[1..] {
+        let (sc, err) = candidate(top);
+        let take: Vec<bool> = match s.granularity {
+            Granularity::Channel => err.iter().zip(&best).map(|(e, b)| e < b).collect(),
+            Granularity::Tensor => vec![err.iter().sum::<f64>() < best.iter().sum::<f64>(); rows.len()],
+        };
+        for (o, _) in take.iter().enumerate().filter(|(_, &t)| t) {
+            (scales[o], best[o], tops[o]) = (sc[o], err[o], top);
+        }
+    }
+    let grid = quant::Grid { scales: &scales, qmax: quant::qmax(8), exact_pairs: true };
+    round_rows(site, rows, h, grid, keep, s.rounding)?;
+    Ok((scales, tops))
+}
+
+/// The layer report's note on an exact-pair grid: the top codes its rows took.
+fn pair_note(tops: &[f64]) -> String {
+    let mut t = tops.to_vec();
+    t.sort_by(f64::total_cmp);
+    let (lo, mid, hi) = (t[0], t[t.len() / 2], t[t.len() - 1]);
+    format!("exact byte pairs: top codes {lo}..{hi} (median {mid})")
+}
+
 /// `rows` with the masked-off weights zeroed.
 fn mask(rows: &[Vec<f64>], keep: &[Vec<bool>]) -> Vec<Vec<f64>> {
     rows.iter().zip(keep).map(|(r, k)| r.iter().zip(k).map(|(&w, &kp)| if kp { w } else { 0.0 }).collect()).collect()
@@ -622,44 +693,42 @@ fn stored(rows: &[Vec<f64>], scales: Option<&[f64]>) -> Vec<Vec<f64>> {
 
 /// `Σ (w − ŵ)ᵀ H (w − ŵ) / Σ wᵀ H w` over rows: the layer's relative output
 /// error on the calibration inputs.
-///
-/// Per group, the rows `[W − Ŵ; W]` go through one product with `H`
-/// (`faer`, blocked), and each quadratic form is a row's dot product with
-/// its image: a 512 × 4608 layer takes a fraction of a second, where the
-/// row-by-row forms took minutes.
 fn relative_error(site: &Site, rows_fp: &[Vec<f64>], rows: &[Vec<f64>], h: &[Mat<f64>]) -> f64 {
-    let per = site.rows / site.groups();
-    let (mut num, mut den) = (0.0, 0.0);
-    for (grp, hm) in h.iter().enumerate() {
-        let lo = (grp * per).min(rows.len());
-        let hi = ((grp + 1) * per).min(rows.len());
-        let n = hi - lo;
-        let k = hm.nrows();
-        if n == 0 || k == 0 {
-            continue;
-        }
-        let v = Mat::from_fn(2 * n, k, |r, c| {
-            let o = lo + r % n;
-            if r < n {
-                rows_fp[o][c] - rows[o][c]
-            } else {
-                rows_fp[o][c]
-            }
-        });
-        let vh = &v * hm;
-        // column-major: walk down the columns
-        let mut q = vec![0.0; 2 * n];
-        for c in 0..k {
-            for (r, q) in q.iter_mut().enumerate() {
-                *q += vh[(r, c)] * v[(r, c)];
-            }
-        }
-        num += q[..n].iter().sum::<f64>();
-        den += q[n..].iter().sum::<f64>();
-    }
+    let diff: Vec<Vec<f64>> =
+        rows_fp.iter().zip(rows).map(|(a, b)| a.iter().zip(b).map(|(x, y)| x - y).collect()).collect();
+    let num: f64 = quad_forms(site, &diff, h).iter().sum();
+    let den: f64 = quad_forms(site, rows_fp, h).iter().sum();
     if den > 0.0 {
         num / den
     } else {
         0.0
     }
+}
+
+/// Each row's `vᵀ H v`, `H` its group's input moments.
+///
+/// Per group, the rows go through one product with `H` (`faer`, blocked),
+/// and each quadratic form is a row's dot product with its image: a 512 ×
+/// 4608 layer takes a fraction of a second, where the row-by-row forms took
+/// minutes.
+fn quad_forms(site: &Site, rows: &[Vec<f64>], h: &[Mat<f64>]) -> Vec<f64> {
+    let per = site.rows / site.groups();
+    let mut out = vec![0.0; rows.len()];
+    for (grp, hm) in h.iter().enumerate() {
+        let lo = (grp * per).min(rows.len());
+        let hi = ((grp + 1) * per).min(rows.len());
+        let k = hm.nrows();
+        if hi == lo || k == 0 {
+            continue;
+        }
+        let v = Mat::from_fn(hi - lo, k, |r, c| rows[lo + r][c]);
+        let vh = &v * hm;
+        // column-major: walk down the columns
+        for c in 0..k {
+            for (r, q) in out[lo..hi].iter_mut().enumerate() {
+                *q += vh[(r, c)] * v[(r, c)];
+            }
+        }
+    }
+    out
 }

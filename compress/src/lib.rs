@@ -48,7 +48,9 @@ mod testutil;
 pub mod tucker;
 
 pub use engine::{compress, compress_with_progress, Calibration};
-pub use plan::{Granularity, LayerSettings, NmSetting, NmSparsity, Observer, Plan, Precision, Rounding, Selection};
+pub use plan::{
+    BytePairs, Granularity, LayerSettings, NmSetting, NmSparsity, Observer, Plan, Precision, Rounding, Selection,
+};
 pub use probe::Probe;
 pub use quant::ActQuant;
 pub use report::{LayerReport, Report};

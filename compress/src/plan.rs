@@ -21,6 +21,7 @@
 //! bias_correction = true     # shift Conv/Gemm biases by the mean output error
 //! granularity = "tensor"     # int8 weight steps: "channel" (default) | "tensor"
 //! weight_bits = 7            # int8 weight codes within ±(2^(bits-1) - 1): 8 (default) .. 2
+//! byte_pairs = "exact"        # "exact": each row's code pairs fit vpmaddubsw's i16 | "any"
 //! equalize = true            # cross-layer equalisation of ReLU-joined layers first
 //!
 //! [[layer]]
@@ -59,6 +60,25 @@ pub enum Granularity {
     /// One step for the whole tensor (what per-tensor-only hardware and
     /// runtimes take; pair it with `equalize` on depthwise-separable nets).
     Tensor,
+}
+
+/// Whether a row's adjacent weight codes, `(2j, 2j + 1)`, may be any two
+/// codes or must be an exact byte pair ([`kerf_ir::byte_pairs_exact`]: no
+/// `u8 × s8` pair sum past i16), which AVX2's `vpmaddubsw` then multiplies
+/// without saturating, at twice the rate of the 16-bit pairs. When a plan
+/// does not say, the pipeline decides from the target (exact for x86-64
+/// CPUs with AVX2 and no VNNI, any elsewhere).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BytePairs {
+    /// Every code of the grid, in any pair.
+    #[default]
+    Any,
+    /// A pair's second code clamped to the first's partners
+    /// ([`kerf_ir::byte_pair_partners`]) as it is rounded, the clamp's
+    /// error compensated like any rounding error. Depthwise convs (one
+    /// input channel per group), which no byte tile multiplies, stay free.
+    Exact,
 }
 
 /// How weights are put on the int8 grid.
@@ -195,6 +215,7 @@ parse_as_in_plan!(Precision, "f32" => Precision::F32, "int8" => Precision::Int8)
 parse_as_in_plan!(Granularity, "channel" => Granularity::Channel, "tensor" => Granularity::Tensor);
 parse_as_in_plan!(Rounding, "gptq" => Rounding::Gptq, "nearest" => Rounding::Nearest);
 parse_as_in_plan!(Selection, "obs" => Selection::Obs, "magnitude" => Selection::Magnitude);
+parse_as_in_plan!(BytePairs, "exact" => BytePairs::Exact, "any" => BytePairs::Any);
 parse_as_in_plan!(
     Observer,
     "mse" => Observer::Mse,
@@ -255,6 +276,10 @@ pub struct Settings {
     /// the rate of the 16-bit pairs CPUs without VNNI otherwise need).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight_bits: Option<u8>,
+    /// Whether each row's adjacent int8 codes must be exact byte pairs
+    /// (see [`BytePairs`]; unset: the target decides).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub byte_pairs: Option<BytePairs>,
     /// Cross-layer equalisation before compressing: rescale the channels
     /// between two layers joined by a ReLU so both have the same range
     /// (exact: the function does not change).
@@ -316,6 +341,8 @@ pub struct LayerSettings {
     pub granularity: Granularity,
     /// Bits of the int8 weight codes (8, or fewer).
     pub weight_bits: u8,
+    /// Whether adjacent int8 codes must be exact byte pairs.
+    pub byte_pairs: BytePairs,
     /// Equalise this layer's channel ranges with its neighbours'.
     pub equalize: bool,
 }
@@ -436,6 +463,7 @@ impl Plan {
             s.bias_correction = o.bias_correction.or(s.bias_correction);
             s.granularity = o.granularity.or(s.granularity);
             s.weight_bits = o.weight_bits.or(s.weight_bits);
+            s.byte_pairs = o.byte_pairs.or(s.byte_pairs);
             s.equalize = o.equalize.or(s.equalize);
         }
         LayerSettings {
@@ -455,6 +483,7 @@ impl Plan {
             bias_correction: s.bias_correction.unwrap_or(false),
             granularity: s.granularity.unwrap_or_default(),
             weight_bits: s.weight_bits.unwrap_or(8),
+            byte_pairs: s.byte_pairs.unwrap_or_default(),
             equalize: s.equalize.unwrap_or(false),
         }
     }

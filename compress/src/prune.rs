@@ -270,7 +270,7 @@ pub fn refit_sweep(
     let per = site.rows / site.groups();
     for (grp, hm) in h.iter().enumerate() {
         let (lo, hi) = ((grp * per).min(rows.len()), ((grp + 1) * per).min(rows.len()));
-        quant::obs_sweep(&mut rows[lo..hi], hm, |o, c, v| if keep[lo + o][c] { v } else { 0.0 })?;
+        quant::obs_sweep(&mut rows[lo..hi], hm, |o, c, _, v| if keep[lo + o][c] { v } else { 0.0 })?;
     }
     Ok(rows)
 }

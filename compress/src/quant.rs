@@ -50,36 +50,50 @@ pub fn row_scales(rows: &[Vec<f64>], qmax: f64) -> Vec<f64> {
         .collect()
 }
 
-/// A weight's grid: one step per row, codes in `[−qmax, qmax]`.
+/// A weight's grid: one step per row, codes in `[−qmax, qmax]`, and with
+/// `exact_pairs` each row's codes `(2j, 2j + 1)` an exact byte pair
+/// ([`kerf_ir::byte_pairs_exact`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Grid<'a> {
     /// One step per row.
     pub scales: &'a [f64],
     /// Largest code ([`qmax`]).
     pub qmax: f64,
+    /// Whether a pair's second code is held to the first's partners.
+    pub exact_pairs: bool,
 }
 
 impl Grid<'_> {
-    /// The grid point of row `o` nearest `w` (ties to even, like the
-    /// exported `round`).
-    pub fn nearest(&self, o: usize, w: f64) -> f64 {
+    /// The grid point for column `c` of row `o` nearest `w` (ties to even,
+    /// like the exported `round`), given the row's codes already decided
+    /// (`done`, columns `0..c`, on the grid); for the second code of a pair under
+    /// `exact_pairs` the nearest of the first code's partners
+    /// ([`kerf_ir::byte_pair_partners`]).
+    pub fn decide(&self, o: usize, c: usize, done: &[f64], w: f64) -> f64 {
         let s = self.scales[o];
-        (w / s).round_ties_even().clamp(-self.qmax, self.qmax) * s
+        let q = (w / s).round_ties_even().clamp(-self.qmax, self.qmax);
+        if !(self.exact_pairs && c % 2 == 1) {
+            return q * s;
+        }
+        // the first code, on the grid by contract (|code| <= 127)
+        let first = (done[c - 1] / s).round() as i8;
+        let partners = kerf_ir::byte_pair_partners(first);
+        q.clamp(f64::from(*partners.start()), f64::from(*partners.end())) * s
     }
 
     /// The grid of rows `r` only (a conv group's).
     pub fn rows(&self, r: std::ops::Range<usize>) -> Grid<'_> {
-        Grid { scales: &self.scales[r], qmax: self.qmax }
+        Grid { scales: &self.scales[r], ..*self }
     }
 }
 
-/// Rounds every weight to its nearest grid point; masked-off weights
-/// (`keep[o][j] == false`) become zero.
+/// Rounds every weight to its nearest grid point ([`Grid::decide`], in
+/// column order); masked-off weights (`keep[o][j] == false`) become zero.
 pub fn round_nearest(rows: &mut [Vec<f64>], grid: Grid, keep: Option<&[Vec<bool>]>) {
     for (o, r) in rows.iter_mut().enumerate() {
-        for (j, w) in r.iter_mut().enumerate() {
+        for j in 0..r.len() {
             let kept = keep.is_none_or(|k| k[o][j]);
-            *w = if kept { grid.nearest(o, *w) } else { 0.0 };
+            r[j] = if kept { grid.decide(o, j, &r[..j], r[j]) } else { 0.0 };
         }
     }
 }
@@ -94,11 +108,12 @@ pub fn round_nearest(rows: &mut [Vec<f64>], grid: Grid, keep: Option<&[Vec<bool>
 /// alone. Deterministic: plain arithmetic in a fixed order ([`obs_sweep`],
 /// in GPTQ's lazy blocks).
 pub fn gptq(rows: &mut [Vec<f64>], h: &Mat<f64>, grid: Grid, keep: Option<&[Vec<bool>]>) -> Result<(), CompressError> {
-    obs_sweep(rows, h, |o, c, v| if keep.is_none_or(|k| k[o][c]) { grid.nearest(o, v) } else { 0.0 })
+    obs_sweep(rows, h, |o, c, done, v| if keep.is_none_or(|k| k[o][c]) { grid.decide(o, c, done, v) } else { 0.0 })
 }
 
 /// The sweep GPTQ and SparseGPT share: column by column, every row's
-/// weight becomes `decide(row, column, weight)` and the change, scaled
+/// weight becomes `decide(row, column, the row's columns decided so far,
+/// weight)` and the change, scaled
 /// through the upper Cholesky factor `U` of `H⁻¹` (1% dampening), is pushed
 /// onto the row's columns not yet decided, in lazy blocks of
 /// [`GPTQ_BLOCK`] columns (inside a block column by column; the columns
@@ -108,7 +123,7 @@ pub fn gptq(rows: &mut [Vec<f64>], h: &Mat<f64>, grid: Grid, keep: Option<&[Vec<
 pub fn obs_sweep(
     rows: &mut [Vec<f64>],
     h: &Mat<f64>,
-    decide: impl Fn(usize, usize, f64) -> f64,
+    decide: impl Fn(usize, usize, &[f64], f64) -> f64,
 ) -> Result<(), CompressError> {
     let n = h.nrows();
     let u = linalg::inverse_upper_cholesky(h, 0.01)?;
@@ -123,7 +138,7 @@ pub fn obs_sweep(
             let d = ub[i * w + i];
             for (o, r) in rows.iter_mut().enumerate() {
                 let c = b0 + i;
-                let q = decide(o, c, r[c]);
+                let q = decide(o, c, &r[..c], r[c]);
                 let e = (r[c] - q) / d;
                 r[c] = q;
                 err[(o, i)] = e;
@@ -342,7 +357,7 @@ mod tests {
         let u = linalg::inverse_upper_cholesky(h, 0.01).unwrap_or_else(|e| panic!("{e}"));
         for i in 0..n {
             for (o, r) in rows.iter_mut().enumerate() {
-                let q = if keep.is_none_or(|k| k[o][i]) { grid.nearest(o, r[i]) } else { 0.0 };
+                let q = if keep.is_none_or(|k| k[o][i]) { grid.decide(o, i, &r[..i], r[i]) } else { 0.0 };
                 let e = (r[i] - q) / u[(i, i)];
                 r[i] = q;
                 for j in i + 1..n {
@@ -364,7 +379,7 @@ mod tests {
         let scales: Vec<f64> = (0..m).map(|o| 0.004 + 0.001 * o as f64).collect();
         for mask in [None, Some(keep.as_slice())] {
             let (mut a, mut b) = (rows.clone(), rows.clone());
-            let grid = Grid { scales: &scales, qmax: qmax(8) };
+            let grid = Grid { scales: &scales, qmax: qmax(8), exact_pairs: false };
             gptq(&mut a, &h, grid, mask).unwrap_or_else(|e| panic!("{e}"));
             gptq_reference(&mut b, &h, grid, mask);
             let differ = a.iter().flatten().zip(b.iter().flatten()).filter(|(x, y)| x != y).count();
@@ -408,7 +423,7 @@ mod tests {
         }
         let w: Vec<Vec<f64>> = (0..rows).map(|_| (0..n).map(|_| rnd()).collect()).collect();
         let scales: Vec<f64> = row_scales(&w, qmax(8)).iter().map(|s| s * 8.0).collect(); // a coarse grid
-        let grid = Grid { scales: &scales, qmax: qmax(8) };
+        let grid = Grid { scales: &scales, qmax: qmax(8), exact_pairs: false };
         let loss = |q: &[Vec<f64>]| -> f64 {
             xs.iter()
                 .map(|x| {
@@ -427,6 +442,43 @@ mod tests {
             }
         }
         assert!(loss(&opt) < 0.5 * loss(&near), "gptq {} vs nearest {}", loss(&opt), loss(&near));
+    }
+
+    /// Uniform weights, where half the pairs would saturate: every row's
+    /// pairs come out exact, codes stay on the grid, a pair's second code is
+    /// only ever held back (never moved away from its nearest point
+    /// otherwise), and a zero first code holds nothing back.
+    #[test]
+    fn exact_pairs_hold_back_only_the_second_code() {
+        let mut seed = 7u64;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        };
+        let w: Vec<Vec<f64>> = (0..16).map(|_| (0..37).map(|_| rnd()).collect()).collect();
+        let scales = row_scales(&w, qmax(8));
+        let grid = Grid { scales: &scales, qmax: qmax(8), exact_pairs: true };
+        let mut q = w.clone();
+        round_nearest(&mut q, grid, None);
+        let mut held = 0;
+        for (o, (r, rq)) in w.iter().zip(&q).enumerate() {
+            let codes: Vec<i8> = rq.iter().map(|&x| (x / scales[o]).round() as i8).collect();
+            assert!(kerf_ir::byte_pairs_exact(&codes, codes.len()), "row {o}: {codes:?}");
+            for (j, (&x, &c)) in r.iter().zip(&codes).enumerate() {
+                let nearest = (x / scales[o]).round_ties_even();
+                if j % 2 == 0 || f64::from(c) == nearest {
+                    assert_eq!(f64::from(c), nearest, "row {o} column {j}");
+                } else {
+                    assert!(f64::from(c).abs() < nearest.abs() && f64::from(c) * nearest >= 0.0, "{c} vs {nearest}");
+                    held += 1;
+                }
+            }
+        }
+        assert!(held > 16, "only {held} codes held back: the test's weights do not press the bound");
+        let free = |a: i8| grid.decide(0, 1, &[f64::from(a) * scales[0]], 127.0 * scales[0]) / scales[0];
+        assert_eq!(free(0), 127.0);
+        assert_eq!(free(-100), 127.0);
+        assert_eq!(free(100), 28.0);
     }
 
     #[test]

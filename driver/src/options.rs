@@ -84,6 +84,12 @@ pub struct CompressArgs {
     /// twice as fast (`vpmaddubsw` without saturation; docs/compression.md).
     #[arg(long = "weight-bits", value_name = "BITS")]
     pub weight_bits: Option<u8>,
+    /// Whether each row's adjacent int8 weight codes must fit `vpmaddubsw`
+    /// without saturating (exact) or may be any (default: exact when
+    /// compiling for AVX2 without VNNI, where it doubles the integer
+    /// conv's rate; any elsewhere).
+    #[arg(long = "byte-pairs", value_name = "exact|any")]
+    pub byte_pairs: Option<String>,
     /// Cross-layer equalisation first: rescale the channels between layers
     /// joined by a ReLU to equal ranges (exact; helps per-tensor int8).
     #[arg(long)]
@@ -157,6 +163,9 @@ impl CompressArgs {
         if let Some(b) = self.weight_bits {
             d.weight_bits = Some(b);
         }
+        if let Some(p) = &self.byte_pairs {
+            d.byte_pairs = Some(p.parse().map_err(|e| anyhow!("--byte-pairs {e}"))?);
+        }
         plan.check()?;
         let asked = self.plan.is_some()
             || self.quantize.is_some()
@@ -167,6 +176,7 @@ impl CompressArgs {
             || self.tucker.is_some()
             || self.granularity.is_some()
             || self.weight_bits.is_some()
+            || self.byte_pairs.is_some()
             || self.equalize
             || self.bias_correction;
         Ok(asked.then_some(plan))

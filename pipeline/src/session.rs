@@ -113,8 +113,9 @@ fn int8_notes(g: &Graph, dot: kerf_passes::Int8Dot) -> Vec<String> {
         return Vec::new();
     }
     vec![format!(
-        "{pairs} integer conv(s) have 8-bit weights: without VNNI they multiply 16-bit pairs; --weight-bits 7 \
-         (plan: weight_bits = 7) lets this CPU's AVX2 byte tile take them, about 1.5x faster (docs/compression.md)"
+        "{pairs} integer conv(s) have 8-bit weights whose byte pairs can saturate: without VNNI they multiply \
+         16-bit pairs; --byte-pairs exact or --weight-bits 7 (plan: byte_pairs = \"exact\", weight_bits = 7) \
+         lets this CPU's AVX2 byte tile take them, about 1.5x faster (docs/compression.md)"
     )]
 }
 
@@ -297,7 +298,7 @@ impl Session {
             self.optimize,
             self.passes
         ));
-        if let Some(p) = &self.plan {
+        if let Some(p) = self.plan() {
             s.push_str(&p.to_toml());
         }
         for (name, t) in &self.calib {
@@ -419,11 +420,27 @@ impl Session {
         Ok(Optimized { graph, groups, compression: None, notes })
     }
 
+    /// The compression plan as the compress stage runs it: what the
+    /// session was given, with what it leaves open that depends on the
+    /// target decided for the target. So far one setting: `byte_pairs`,
+    /// exact where the integer conv multiplies byte pairs through AVX2's
+    /// saturating `vpmaddubsw` (x86-64 with AVX2, no VNNI), so 8-bit codes
+    /// take the byte tile there.
+    pub fn plan(&self) -> Option<Plan> {
+        let mut plan = self.plan.clone()?;
+        if plan.default.byte_pairs.is_none() {
+            let saturating = self.compile_options().kernel_caps().is_ok_and(|c| c.avx2 && !c.vnni);
+            let pairs = if saturating { kerf_compress::BytePairs::Exact } else { kerf_compress::BytePairs::Any };
+            plan.default.byte_pairs = Some(pairs);
+        }
+        Some(plan)
+    }
+
     /// Stage `compress`: the plan's lossy transforms, calibrated on the
     /// session's samples (see [`Session::compression`]); `None` without a
     /// plan.
     pub fn compress(&self, g: &Graph) -> Result<Option<(Graph, kerf_compress::Report)>, PipelineError> {
-        let Some(plan) = &self.plan else { return Ok(None) };
+        let Some(plan) = self.plan() else { return Ok(None) };
         let samples = if self.calib.is_empty() { Vec::new() } else { crate::compression::samples_for(g, &self.calib)? };
         let calib = kerf_compress::Calibration { samples };
         let hook = self.progress.clone();
@@ -434,7 +451,7 @@ impl Session {
         };
         let (cg, report) = kerf_compress::compress_with_progress(
             g,
-            plan,
+            &plan,
             &calib,
             &mut crate::compression::JitProbe { memo: self.probe_memo.clone() },
             &mut report_progress,
@@ -485,7 +502,7 @@ impl Session {
             .chain(self.auto_bound(g))
             .map(|n| format!("Model input '{n}' was bound to a constant at compile time: it is not an input here."))
             .collect();
-        if let Some(plan) = &self.plan {
+        if let Some(plan) = self.plan() {
             let text = plan.to_toml().replace('\n', " ").replace("  ", " ");
             notes.push(format!("Compressed with the plan: {}", text.trim()));
         }
@@ -549,5 +566,26 @@ mod tests {
         assert!(!w.is_empty(), "{:?}", o.groups);
         assert!(w[0].contains("iteration limit"), "{w:?}");
         assert!(Session::new(digits()).graph().unwrap().warnings().is_empty());
+    }
+
+    /// `byte_pairs` left open by a plan is the target's: exact where the
+    /// integer conv's byte products saturate (AVX2 without VNNI), free
+    /// elsewhere; a plan that says is obeyed everywhere.
+    #[test]
+    fn the_target_decides_open_byte_pairs() {
+        use kerf_compress::BytePairs;
+        let int8 = || Plan::parse("[default]\nquant = \"int8\"\n").unwrap();
+        let pairs = |triple: &str, cpu: &str, plan: Plan| {
+            let s = Session::new(digits()).target(Target::parse(triple, cpu).unwrap()).compression(plan, Vec::new());
+            s.plan().and_then(|p| p.default.byte_pairs)
+        };
+        let x86 = "x86_64-unknown-linux-gnu";
+        assert_eq!(pairs(x86, "haswell", int8()), Some(BytePairs::Exact));
+        assert_eq!(pairs(x86, "sapphirerapids", int8()), Some(BytePairs::Any));
+        assert_eq!(pairs(x86, "baseline", int8()), Some(BytePairs::Any));
+        assert_eq!(pairs("aarch64-unknown-linux-gnu", "baseline", int8()), Some(BytePairs::Any));
+        let any = Plan::parse("[default]\nquant = \"int8\"\nbyte_pairs = \"any\"\n").unwrap();
+        assert_eq!(pairs(x86, "haswell", any), Some(BytePairs::Any));
+        assert!(Session::new(digits()).plan().is_none());
     }
 }

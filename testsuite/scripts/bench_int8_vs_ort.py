@@ -16,10 +16,12 @@ For every model folder (default: resnet18, mobilenet_v2, squeezenet1_1 in
    standard-normal samples of the input's shape (seed 0; random-weight
    models have no data);
 2. `kerf compile --cpu native --name m` for FP32 and for each
-   `--weight-bits` of `--quantize int8 --calib C --rounding R`, each linked
+   `--weight-bits` variant of `--quantize int8 --calib C --rounding R`
+   (`8`, `7`, or `8:any` / `8:exact` to set `--byte-pairs`), each linked
    with `runtime/c/kerf_pool.c` into a shared library and loaded with
-   ctypes (8-bit weights run on 16-bit pairs without VNNI, 7-bit ones on
-   AVX2's byte tile: docs/compression.md);
+   ctypes (without VNNI, 8-bit weights with free byte pairs run on 16-bit
+   pairs, 7-bit ones and exact pairs on AVX2's byte tile:
+   docs/compression.md);
 3. ONNX Runtime: the FP32 model and `quantize_static(QDQ, per_channel,
    QInt8 weights, QUInt8 activations)` of it on the same samples, both with
    one intra-op thread, ORT_ENABLE_ALL;
@@ -33,7 +35,7 @@ output on the timed input. `--reduce-range` gives ORT 7-bit weights (its
 remedy for `vpmaddubsw`'s saturation without VNNI), the like-for-like
 partner of kerf's 7-bit column. A model that fails to compile stops the run.
 
-Usage: .venv/bin/python testsuite/scripts/bench_int8_vs_ort.py [--weight-bits 8,7]
+Usage: .venv/bin/python testsuite/scripts/bench_int8_vs_ort.py [--weight-bits 8,8:any,7]
        [--rounding nearest|gptq] [--reduce-range] [--samples 500] [--noise 8]
        [--seconds 2] [--rounds 10] [--out table.md] [MODEL_DIR ...]
 """
@@ -156,9 +158,12 @@ def bench_model(args, folder, tmp):
     ort_qdq(onnx_path, calib, qdq, reduce_range=args.reduce_range)
     s8 = ort_session(qdq, 1)
     libs = {"kerf FP32": kerf_lib(args, onnx_path, work, "fp32", shape, inputs)}
-    for bits in args.weight_bits:
-        flags = shape + ["--quantize", "int8", "--calib", str(cfile), "--rounding", args.rounding, "--weight-bits", str(bits)]
-        libs[f"kerf int8 {bits}-bit"] = kerf_lib(args, onnx_path, work, f"int8_{bits}", flags, inputs)
+    for spec in args.weight_bits:
+        bits, _, pairs = spec.partition(":")
+        flags = shape + ["--quantize", "int8", "--calib", str(cfile), "--rounding", args.rounding, "--weight-bits", bits]
+        flags += ["--byte-pairs", pairs] if pairs else []
+        tag = f"int8_{bits}_{pairs}" if pairs else f"int8_{bits}"
+        libs[f"kerf int8 {label(spec)}"] = kerf_lib(args, onnx_path, work, tag, flags, inputs)
     engines = {key: k.call for key, k in libs.items()}
     engines["ORT FP32"] = lambda: s32.run(None, feed)
     engines["ORT int8"] = lambda: s8.run(None, feed)
@@ -176,8 +181,14 @@ def bench_model(args, folder, tmp):
     return {"name": name, "calib": calib_what, "med": med, "snr": snr}
 
 
+def label(spec):
+    """A `--weight-bits` variant's column name: `8-bit`, `8-bit any pairs`."""
+    bits, _, pairs = spec.partition(":")
+    return f"{bits}-bit" + (f" {pairs} pairs" if pairs else "")
+
+
 def table(args, rows, clock):
-    kerf_int8 = [f"kerf int8 {b}-bit" for b in args.weight_bits]
+    kerf_int8 = [f"kerf int8 {label(b)}" for b in args.weight_bits]
     lines = [f"Machine: {cpu_model()}, {os.cpu_count()} logical CPUs"
              + (f", measured clock {clock:.2f} GHz (dependent-add loop)" if clock else "")
              + "; kerf --cpu native, 1 thread",
@@ -190,8 +201,8 @@ def table(args, rows, clock):
              "engine's FP32 output on the timed input.",
              ""]
     head = ["model", "calibration", "kerf FP32"] + kerf_int8 + ["ORT FP32", "ORT int8"]
-    head += [f"speed-up {b}-bit" for b in args.weight_bits] + [f"{b}-bit / ORT int8" for b in args.weight_bits]
-    head += ["ORT int8 speed-up"] + [f"SNR {b}-bit" for b in args.weight_bits] + ["SNR ORT int8"]
+    head += [f"speed-up {label(b)}" for b in args.weight_bits] + [f"{label(b)} / ORT int8" for b in args.weight_bits]
+    head += ["ORT int8 speed-up"] + [f"SNR {label(b)}" for b in args.weight_bits] + ["SNR ORT int8"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|---|---|" + "---:|" * (len(head) - 2))
     for r in rows:
@@ -208,7 +219,8 @@ def table(args, rows, clock):
 
 def main():
     ap = timing_args(__doc__, seconds=2.0)
-    ap.add_argument("--weight-bits", default="8,7", help="kerf int8 variants, comma-separated (8, 7)")
+    ap.add_argument("--weight-bits", default="8,7",
+                    help="kerf int8 variants, comma-separated: 8, 7, or 8:any / 8:exact (--byte-pairs)")
     ap.add_argument("--rounding", default="nearest", choices=["nearest", "gptq"])
     ap.add_argument("--samples", type=int, default=500, help="calibration rows taken from train_x.npy")
     ap.add_argument("--noise", type=int, default=8, help="noise samples for a model without train_x.npy")
@@ -216,7 +228,7 @@ def main():
                     help="ORT's int8 model with 7-bit weights (quantize_static reduce_range=True)")
     args = ap.parse_args()
     ort.set_default_logger_severity(3)  # the QDQ models' unused-initializer warnings
-    args.weight_bits = [int(b) for b in args.weight_bits.split(",") if b]
+    args.weight_bits = [b.strip() for b in args.weight_bits.split(",") if b.strip()]
     if not Path(args.kerf).is_file():
         sys.exit(f"{args.kerf} not found: cargo build --release -p kerf")
     models = args.models or [PUBLIC / m for m in DEFAULT if (PUBLIC / m / "model.onnx").is_file()]

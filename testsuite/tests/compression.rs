@@ -101,6 +101,33 @@ fn seven_bit_weights_keep_accuracy() {
     }
 }
 
+/// `byte_pairs = "exact"` (the default where AVX2 has no VNNI): 8-bit
+/// grids whose byte pairs all pass the byte tile's exactness test, with
+/// codes past ±64 (more than the 7-bit grid's range), each layer's output
+/// error below the 7-bit grid's on the same layer, and the FP32 top-1 kept.
+#[test]
+fn exact_byte_pairs_beat_seven_bits() {
+    let plan = "[default]\nquant = \"int8\"\nbyte_pairs = \"exact\"\n";
+    let (fp32, _, _) = evaluate(None);
+    let (int8, _, report) = evaluate(Some(plan));
+    eprintln!("fp32 {fp32:.4} int8 exact pairs {int8:.4}");
+    assert!(int8 >= fp32 - 0.005, "exact-pair int8 top-1 {int8} vs FP32 {fp32}");
+    let g = session(Some(plan)).graph_at(kerf_pipeline::Stage::Compress).unwrap().graph;
+    let mut wide = 0;
+    for (_, w) in g.weights.iter().filter(|(_, w)| w.grid.is_some()) {
+        let codes = w.grid.as_ref().unwrap().codes(&w.tensor).unwrap();
+        let rows = w.tensor.shape()[0];
+        assert!(kerf_ir::byte_pairs_exact(&codes, codes.len() / rows), "{}: a pair saturates", w.name);
+        wide += usize::from(codes.iter().any(|&c| c.unsigned_abs() > 64));
+    }
+    assert_eq!(wide, 3, "{wide} of 3 layers with codes past ±64: the others no wider than 7 bits");
+    let (_, _, seven) = evaluate(Some("[default]\nquant = \"int8\"\nweight_bits = 7\n"));
+    for (e, s) in report.unwrap().layers.iter().zip(&seven.unwrap().layers) {
+        eprintln!("{}: exact pairs {:.3e}, 7-bit {:.3e}", e.layer, e.error, s.error);
+        assert!(e.error < s.error, "{}: exact pairs {} not below 7-bit {}", e.layer, e.error, s.error);
+    }
+}
+
 #[test]
 fn patterns_connectivity_and_int8_meet_the_target() {
     let (top1, g, report) = evaluate(Some("[default]\nquant = \"int8\"\npatterns = 8\nconnectivity = 0.25\n"));

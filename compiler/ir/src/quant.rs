@@ -57,8 +57,17 @@ impl ActQuant {
 /// test is `|a| + |b| ≤ 128` for same-sign pairs: every 7-bit grid
 /// (`|q| ≤ 64`) passes, an 8-bit one only where its large codes never meet.
 pub fn byte_pairs_exact(codes: &[i8], row: usize) -> bool {
-    let fits = |a: i8, b: i8| (a >= 0) != (b >= 0) || i32::from(a).abs() + i32::from(b).abs() <= 128;
+    let fits = |a: i8, b: i8| byte_pair_partners(a).contains(&i32::from(b));
     codes.chunks(row.max(1)).all(|r| r.chunks(2).all(|p| fits(p[0], p.get(1).copied().unwrap_or(0))))
+}
+
+/// The codes `b` that make `(a, b)` an exact byte pair in
+/// [`byte_pairs_exact`]'s sense: all of them when `a` is zero, those of the
+/// other sign or with `|a| + |b| ≤ 128` otherwise. What a weight rounding
+/// that must keep a row's pairs exact clamps a pair's second code to.
+pub fn byte_pair_partners(a: i8) -> std::ops::RangeInclusive<i32> {
+    let a = i32::from(a);
+    (-128 - a.min(0))..=(128 - a.max(0)).min(127)
 }
 
 /// Whether the one-pixel integer product (VNNI's `qdot_gemv`, AVX2's
