@@ -9,7 +9,7 @@ use crate::hessian::Moments;
 use crate::layer::{self, Kind, Site};
 use crate::plan::{BytePairs, Granularity, LayerSettings, Plan, Precision, Rounding, Selection};
 use crate::probe::{Probe, ProbeFn};
-use crate::quant::{self, ActQuant, RangeObserver};
+use crate::quant::{self, ActQuant, Pairing, RangeObserver};
 use crate::report::{LayerReport, Report};
 use crate::{equalize, linalg, nm, prune, rewrite, tucker, CompressError};
 
@@ -247,23 +247,9 @@ fn compress_layer(
     let Structure { mut rows, keep, sparsity, removed } = structure(site, s, &rows_fp, &m, &mut notes)?;
 
     // 2. int8 grid
-    let scales = if int8 {
-        let qmax = quant::qmax(s.weight_bits);
-        // depthwise convs: no byte tile multiplies them; and a grid of at
-        // most ±64 has no pair to hold back
-        let depthwise = site.groups() > 1 && site.cols == site.kernel_area();
-        if s.byte_pairs == BytePairs::Exact && !depthwise && qmax > PAIR_STEPS[PAIR_STEPS.len() - 1] {
-            let (scales, tops) = exact_pair_grid(site, &mut rows, &m.h, s, keep.as_deref())?;
-            notes.push(pair_note(&tops));
-            Some(scales)
-        } else {
-            let scales = f32_scales(&quant::scales_for(&rows, s.granularity, qmax));
-            let grid = quant::Grid { scales: &scales, qmax, exact_pairs: false };
-            round_rows(site, &mut rows, &m.h, grid, keep.as_deref(), s.rounding)?;
-            Some(scales)
-        }
-    } else {
-        None
+    let scales = match int8 {
+        true => Some(int8_grid(site, &mut rows, &m.h, s, pairing(site, s, &sparsity), keep.as_deref(), &mut notes)?),
+        false => None,
     };
 
     let final_rows = stored(&rows, scales.as_deref());
@@ -612,6 +598,44 @@ fn round_rows(
     Ok(())
 }
 
+/// Which of a layer's int8 codes must be exact byte pairs: none unless the
+/// settings ask; none of a depthwise conv's (no byte tile multiplies them);
+/// with a pattern shared by channel quads the integer pattern kernel's
+/// channel pairs as well as the adjacent ones.
+fn pairing(site: &Site, s: LayerSettings, sparsity: &Sparsity) -> Pairing {
+    let depthwise = site.groups() > 1 && site.cols == site.kernel_area();
+    let quads = matches!(sparsity, Sparsity::Pattern { .. }) && s.pattern_group % 4 == 0;
+    match (s.byte_pairs, depthwise, quads) {
+        (BytePairs::Any, _, _) | (_, true, _) => Pairing::Free,
+        (BytePairs::Exact, false, true) => Pairing::Channels { area: site.kernel_area() },
+        (BytePairs::Exact, false, false) => Pairing::Adjacent,
+    }
+}
+
+/// Puts `rows` on their int8 grid and returns its steps: the plain grid of
+/// `weight_bits`, or, where codes must pair exactly and the grid is wider
+/// than ±64 (narrower ones have no pair to hold back), [`exact_pair_grid`]
+/// with a note in the report.
+fn int8_grid(
+    site: &Site,
+    rows: &mut [Vec<f64>],
+    h: &[Mat<f64>],
+    s: LayerSettings,
+    pairing: Pairing,
+    keep: Option<&[Vec<bool>]>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<f64>, CompressError> {
+    let qmax = quant::qmax(s.weight_bits);
+    if pairing != Pairing::Free && qmax > PAIR_STEPS[PAIR_STEPS.len() - 1] {
+        let (scales, tops) = exact_pair_grid(site, rows, h, s, pairing, keep)?;
+        notes.push(pair_note(&tops));
+        return Ok(scales);
+    }
+    let scales = f32_scales(&quant::scales_for(rows, s.granularity, qmax));
+    round_rows(site, rows, h, quant::Grid { scales: &scales, qmax, pairing: Pairing::Free }, keep, s.rounding)?;
+    Ok(scales)
+}
+
 /// Grid steps as stored and exported: f32.
 fn f32_scales(scales: &[f64]) -> Vec<f64> {
     scales.iter().map(|&x| x as f32 as f64).collect()
@@ -623,7 +647,7 @@ fn f32_scales(scales: &[f64]) -> Vec<f64> {
 const PAIR_STEPS: [f64; 7] = [127.0, 112.0, 100.0, 90.0, 80.0, 72.0, 64.0];
 
 /// Rounds `rows` onto an int8 grid whose byte pairs are exact
-/// ([`quant::Grid::exact_pairs`]) and returns its steps and each row's top
+/// (as `pairing` says, [`quant::Pairing`]) and returns its steps and each row's top
 /// code. Holding a pair's second code back costs more the more codes are
 /// large, so a coarser step can lose less: each output channel takes the
 /// step `max |w| / q` over [`PAIR_STEPS`] whose nearest rounding leaves the
@@ -636,6 +660,7 @@ fn exact_pair_grid(
     rows: &mut [Vec<f64>],
     h: &[Mat<f64>],
     s: LayerSettings,
+    pairing: Pairing,
     keep: Option<&[Vec<bool>]>,
 ) -> Result<(Vec<f64>, Vec<f64>), CompressError> {
     let per = (site.rows / site.groups()).max(1);
@@ -643,7 +668,7 @@ fn exact_pair_grid(
     let candidate = |top: f64| -> (Vec<f64>, Vec<f64>) {
         let scales = f32_scales(&quant::scales_for(rows, s.granularity, top));
         let mut q = rows.to_vec();
-        quant::round_nearest(&mut q, quant::Grid { scales: &scales, qmax: quant::qmax(8), exact_pairs: true }, keep);
+        quant::round_nearest(&mut q, quant::Grid { scales: &scales, qmax: quant::qmax(8), pairing }, keep);
         let err = (0..rows.len())
             .map(|o| rows[o].iter().zip(&q[o]).enumerate().map(|(c, (w, v))| diag(o, c) * (w - v) * (w - v)).sum())
             .collect();
@@ -661,7 +686,7 @@ fn exact_pair_grid(
             (scales[o], best[o], tops[o]) = (sc[o], err[o], top);
         }
     }
-    let grid = quant::Grid { scales: &scales, qmax: quant::qmax(8), exact_pairs: true };
+    let grid = quant::Grid { scales: &scales, qmax: quant::qmax(8), pairing };
     round_rows(site, rows, h, grid, keep, s.rounding)?;
     Ok((scales, tops))
 }

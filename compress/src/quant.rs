@@ -50,35 +50,66 @@ pub fn row_scales(rows: &[Vec<f64>], qmax: f64) -> Vec<f64> {
         .collect()
 }
 
-/// A weight's grid: one step per row, codes in `[−qmax, qmax]`, and with
-/// `exact_pairs` each row's codes `(2j, 2j + 1)` an exact byte pair
-/// ([`kerf_ir::byte_pairs_exact`]).
+/// Which codes of a row a saturating byte product (AVX2's `vpmaddubsw`)
+/// multiplies as pairs, each of which must then be an exact byte pair
+/// ([`kerf_ir::byte_pair_partners`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pairing {
+    /// None: every code free.
+    Free,
+    /// Adjacent codes `(2j, 2j + 1)`: the integer conv's byte tile and the
+    /// one-pixel product ([`kerf_ir::byte_pairs_exact`]).
+    Adjacent,
+    /// Adjacent codes, and the same tap of input channels `(2i, 2i + 1)`
+    /// (`area` taps per channel): the integer pattern kernel's channel
+    /// quads as well ([`kerf_ir::channel_pairs_exact`]).
+    Channels {
+        /// Taps per input channel (the kernel's area).
+        area: usize,
+    },
+}
+
+impl Pairing {
+    /// The earlier columns column `c` is paired with.
+    fn partners(self, c: usize) -> impl Iterator<Item = usize> {
+        let adjacent = (self != Pairing::Free && c % 2 == 1).then(|| c - 1);
+        let channel = match self {
+            Pairing::Channels { area } if area > 0 && (c / area) % 2 == 1 => Some(c - area),
+            _ => None,
+        };
+        adjacent.into_iter().chain(channel)
+    }
+}
+
+/// A weight's grid: one step per row, codes in `[−qmax, qmax]`, paired as
+/// `pairing` says.
 #[derive(Clone, Copy, Debug)]
 pub struct Grid<'a> {
     /// One step per row.
     pub scales: &'a [f64],
     /// Largest code ([`qmax`]).
     pub qmax: f64,
-    /// Whether a pair's second code is held to the first's partners.
-    pub exact_pairs: bool,
+    /// Which codes must be exact byte pairs.
+    pub pairing: Pairing,
 }
 
 impl Grid<'_> {
     /// The grid point for column `c` of row `o` nearest `w` (ties to even,
     /// like the exported `round`), given the row's codes already decided
-    /// (`done`, columns `0..c`, on the grid); for the second code of a pair under
-    /// `exact_pairs` the nearest of the first code's partners
-    /// ([`kerf_ir::byte_pair_partners`]).
+    /// (`done`, columns `0..c`, on the grid); for the second code of a pair
+    /// the nearest of the first code's partners
+    /// ([`kerf_ir::byte_pair_partners`]; of both firsts' where the column
+    /// is the second of two pairs, ranges that both hold 0).
     pub fn decide(&self, o: usize, c: usize, done: &[f64], w: f64) -> f64 {
         let s = self.scales[o];
-        let q = (w / s).round_ties_even().clamp(-self.qmax, self.qmax);
-        if !(self.exact_pairs && c % 2 == 1) {
-            return q * s;
+        let mut q = (w / s).round_ties_even().clamp(-self.qmax, self.qmax);
+        for p in self.pairing.partners(c) {
+            // the first code, on the grid by contract (|code| <= 127)
+            let first = (done[p] / s).round() as i8;
+            let partners = kerf_ir::byte_pair_partners(first);
+            q = q.clamp(f64::from(*partners.start()), f64::from(*partners.end()));
         }
-        // the first code, on the grid by contract (|code| <= 127)
-        let first = (done[c - 1] / s).round() as i8;
-        let partners = kerf_ir::byte_pair_partners(first);
-        q.clamp(f64::from(*partners.start()), f64::from(*partners.end())) * s
+        q * s
     }
 
     /// The grid of rows `r` only (a conv group's).
@@ -379,7 +410,7 @@ mod tests {
         let scales: Vec<f64> = (0..m).map(|o| 0.004 + 0.001 * o as f64).collect();
         for mask in [None, Some(keep.as_slice())] {
             let (mut a, mut b) = (rows.clone(), rows.clone());
-            let grid = Grid { scales: &scales, qmax: qmax(8), exact_pairs: false };
+            let grid = Grid { scales: &scales, qmax: qmax(8), pairing: Pairing::Free };
             gptq(&mut a, &h, grid, mask).unwrap_or_else(|e| panic!("{e}"));
             gptq_reference(&mut b, &h, grid, mask);
             let differ = a.iter().flatten().zip(b.iter().flatten()).filter(|(x, y)| x != y).count();
@@ -423,7 +454,7 @@ mod tests {
         }
         let w: Vec<Vec<f64>> = (0..rows).map(|_| (0..n).map(|_| rnd()).collect()).collect();
         let scales: Vec<f64> = row_scales(&w, qmax(8)).iter().map(|s| s * 8.0).collect(); // a coarse grid
-        let grid = Grid { scales: &scales, qmax: qmax(8), exact_pairs: false };
+        let grid = Grid { scales: &scales, qmax: qmax(8), pairing: Pairing::Free };
         let loss = |q: &[Vec<f64>]| -> f64 {
             xs.iter()
                 .map(|x| {
@@ -457,7 +488,7 @@ mod tests {
         };
         let w: Vec<Vec<f64>> = (0..16).map(|_| (0..37).map(|_| rnd()).collect()).collect();
         let scales = row_scales(&w, qmax(8));
-        let grid = Grid { scales: &scales, qmax: qmax(8), exact_pairs: true };
+        let grid = Grid { scales: &scales, qmax: qmax(8), pairing: Pairing::Adjacent };
         let mut q = w.clone();
         round_nearest(&mut q, grid, None);
         let mut held = 0;
@@ -479,6 +510,46 @@ mod tests {
         assert_eq!(free(0), 127.0);
         assert_eq!(free(-100), 127.0);
         assert_eq!(free(100), 28.0);
+    }
+
+    /// A pattern layer's pairing: rows of `[channels, taps]` come out with
+    /// both the adjacent pairs and the channel pairs at each tap exact
+    /// (the integer pattern kernel's test), odd channel counts included.
+    #[test]
+    fn channel_pairing_makes_both_kernels_exact() {
+        let mut seed = 11u64;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        };
+        for (o, ci) in [(6, 8), (4, 5)] {
+            let area = 9;
+            let w: Vec<Vec<f64>> = (0..o).map(|_| (0..ci * area).map(|_| rnd()).collect()).collect();
+            let scales = row_scales(&w, qmax(8));
+            let grid = Grid { scales: &scales, qmax: qmax(8), pairing: Pairing::Channels { area } };
+            let mut q = w.clone();
+            round_nearest(&mut q, grid, None);
+            let tensor = |q: &[Vec<f64>]| {
+                let codes: Vec<i64> = q
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(r, row)| {
+                        let step = scales[r];
+                        row.iter().map(move |&x| (x / step).round() as i64)
+                    })
+                    .collect();
+                kerf_ir::Tensor::from_i64_values(kerf_ir::DType::I8, vec![o, ci, 3, 3], &codes)
+                    .unwrap_or_else(|e| panic!("{e}"))
+            };
+            let t = tensor(&q);
+            assert!(kerf_ir::channel_pairs_exact(&t), "{o}x{ci}: a channel pair saturates");
+            assert!(kerf_ir::weights_byte_pairs_exact(&t), "{o}x{ci}: an adjacent pair saturates");
+            // the uniform weights press the bound: a free grid fails both tests
+            let mut free = w.clone();
+            round_nearest(&mut free, Grid { pairing: Pairing::Free, ..grid }, None);
+            let t = tensor(&free);
+            assert!(!kerf_ir::channel_pairs_exact(&t) && !kerf_ir::weights_byte_pairs_exact(&t));
+        }
     }
 
     #[test]

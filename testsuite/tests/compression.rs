@@ -128,6 +128,31 @@ fn exact_byte_pairs_beat_seven_bits() {
     }
 }
 
+/// Patterns shared by channel quads with exact byte pairs: the integer
+/// pattern kernel's channel pairs and the byte tile's adjacent pairs both
+/// exact on every pruned conv (so AVX2 without VNNI runs them on the
+/// integer pattern kernel with 8-bit codes), and the accuracy
+/// floor kept.
+#[test]
+fn exact_pairs_fit_the_integer_pattern_kernel() {
+    let plan =
+        "[default]\nquant = \"int8\"\npatterns = 8\nconnectivity = 0.25\npattern_group = 4\nbyte_pairs = \"exact\"\n";
+    let (int8, _, _) = evaluate(Some(plan));
+    eprintln!("patterns + 25% + int8, exact pairs: {int8:.4}");
+    assert!(int8 >= 0.968, "top-1 {int8} under the 96.8% floor");
+    let g = session(Some(plan)).graph_at(kerf_pipeline::Stage::Compress).unwrap().graph;
+    let mut convs = 0;
+    for (_, w) in g.weights.iter().filter(|(_, w)| w.grid.is_some() && w.tensor.shape().len() == 4) {
+        let codes = w.grid.as_ref().unwrap().codes(&w.tensor).unwrap();
+        let values: Vec<i64> = codes.iter().map(|&c| i64::from(c)).collect();
+        let t = Tensor::from_i64_values(kerf_ir::DType::I8, w.tensor.shape().to_vec(), &values).unwrap();
+        assert!(kerf_ir::channel_pairs_exact(&t), "{}: a channel pair saturates", w.name);
+        assert!(kerf_ir::weights_byte_pairs_exact(&t), "{}: an adjacent pair saturates", w.name);
+        convs += 1;
+    }
+    assert_eq!(convs, 2, "both convs' weights on exact-pair grids");
+}
+
 #[test]
 fn patterns_connectivity_and_int8_meet_the_target() {
     let (top1, g, report) = evaluate(Some("[default]\nquant = \"int8\"\npatterns = 8\nconnectivity = 0.25\n"));
