@@ -604,7 +604,7 @@ fn round_rows(
 /// channel pairs as well as the adjacent ones.
 fn pairing(site: &Site, s: LayerSettings, sparsity: &Sparsity) -> Pairing {
     let depthwise = site.groups() > 1 && site.cols == site.kernel_area();
-    let quads = matches!(sparsity, Sparsity::Pattern { .. }) && s.pattern_group % 4 == 0;
+    let quads = matches!(sparsity, Sparsity::Pattern { .. }) && s.pattern_group.is_multiple_of(4);
     match (s.byte_pairs, depthwise, quads) {
         (BytePairs::Any, _, _) | (_, true, _) => Pairing::Free,
         (BytePairs::Exact, false, true) => Pairing::Channels { area: site.kernel_area() },
