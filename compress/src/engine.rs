@@ -604,7 +604,8 @@ fn round_rows(
 /// channel pairs as well as the adjacent ones.
 fn pairing(site: &Site, s: LayerSettings, sparsity: &Sparsity) -> Pairing {
     let depthwise = site.groups() > 1 && site.cols == site.kernel_area();
-    let quads = matches!(sparsity, Sparsity::Pattern { .. }) && s.pattern_group.is_multiple_of(4);
+    // what `kerf_ir::ChannelQuads::of_integer_conv` takes
+    let quads = matches!(sparsity, Sparsity::Pattern { .. }) && s.pattern_group.is_multiple_of(4) && site.groups() == 1;
     match (s.byte_pairs, depthwise, quads) {
         (BytePairs::Any, _, _) | (_, true, _) => Pairing::Free,
         (BytePairs::Exact, false, true) => Pairing::Channels { area: site.kernel_area() },

@@ -21,7 +21,7 @@
 //! bias_correction = true     # shift Conv/Gemm biases by the mean output error
 //! granularity = "tensor"     # int8 weight steps: "channel" (default) | "tensor"
 //! weight_bits = 7            # int8 weight codes within ±(2^(bits-1) - 1): 8 (default) .. 2
-//! byte_pairs = "exact"        # "exact": each row's code pairs fit vpmaddubsw's i16 | "any"
+//! byte_pairs = "exact"       # "exact": each row's code pairs fit vpmaddubsw's i16 | "any"
 //! equalize = true            # cross-layer equalisation of ReLU-joined layers first
 //!
 //! [[layer]]
@@ -65,9 +65,11 @@ pub enum Granularity {
 /// Whether a row's adjacent weight codes, `(2j, 2j + 1)`, may be any two
 /// codes or must be an exact byte pair ([`kerf_ir::byte_pairs_exact`]: no
 /// `u8 × s8` pair sum past i16), which AVX2's `vpmaddubsw` then multiplies
-/// without saturating, at twice the rate of the 16-bit pairs. When a plan
-/// does not say, the pipeline decides from the target (exact for x86-64
-/// CPUs with AVX2 and no VNNI, any elsewhere).
+/// without saturating, at twice the rate of the 16-bit pairs; for convs
+/// whose pattern is shared by channel quads also the channel pairs at each
+/// tap ([`kerf_ir::channel_pairs_exact`], the integer pattern kernel's).
+/// When a plan does not say, the pipeline decides from the target (exact
+/// for x86-64 with AVX2 and the micro-kernels but no VNNI, any elsewhere).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BytePairs {
@@ -272,8 +274,8 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub granularity: Option<Granularity>,
     /// Bits of the int8 weight codes (2..=8; default 8): 7 keeps them
-    /// within ±63, which AVX2's byte tile multiplies exactly (about twice
-    /// the rate of the 16-bit pairs CPUs without VNNI otherwise need).
+    /// within ±63, which AVX2's byte tile multiplies exactly, as it does
+    /// 8-bit codes with exact byte pairs ([`BytePairs`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight_bits: Option<u8>,
     /// Whether each row's adjacent int8 codes must be exact byte pairs

@@ -25,7 +25,11 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
-    let DataSet { session: fp, samples, labels } = args.data.load(args.model.uncompressed()?, args.limit)?;
+    // compressed, optimised and run for this host: what `kerf run` and
+    // `kerf bench` build (target-dependent plan settings included)
+    let native = kerf_targets::Target::host("native")?;
+    let DataSet { session: fp, samples, labels } =
+        args.data.load(args.model.uncompressed()?.target(native), args.limit)?;
     let fp_graph = fp.graph()?;
     let fp_out = outputs(&fp, &fp_graph, &samples)?;
     println!("samples: {}", samples.len());
@@ -35,7 +39,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let cs = args.model.session()?;
+    let cs = args.model.session()?.target(native);
     let c_graph = cs.graph()?;
     warn(&c_graph);
     let c_out = outputs(&cs, &c_graph, &samples)?;
@@ -52,6 +56,6 @@ pub fn run(args: &EvalArgs) -> Result<()> {
 
 /// Output 0 of the JIT-compiled graph on every sample.
 fn outputs(s: &Session, o: &Optimized, samples: &[Vec<Tensor>]) -> Result<Vec<Tensor>> {
-    let jit = s.clone().target(kerf_targets::Target::host("native")?).jit(&o.graph)?;
+    let jit = s.jit(&o.graph)?;
     Ok(run_samples(jit.model(), &o.graph, samples)?)
 }

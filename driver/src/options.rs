@@ -81,13 +81,15 @@ pub struct CompressArgs {
     pub granularity: Option<String>,
     /// Bits of the int8 weight codes, 2..=8 (default 8). 7 keeps codes
     /// within ±63, which x86-64 CPUs with AVX2 but no VNNI multiply about
-    /// twice as fast (`vpmaddubsw` without saturation; docs/compression.md).
+    /// twice as fast as free 8-bit codes (`vpmaddubsw` without saturation;
+    /// so do 8-bit codes with --byte-pairs exact; docs/compression.md).
     #[arg(long = "weight-bits", value_name = "BITS")]
     pub weight_bits: Option<u8>,
     /// Whether each row's adjacent int8 weight codes must fit `vpmaddubsw`
     /// without saturating (exact) or may be any (default: exact when
-    /// compiling for AVX2 without VNNI, where it doubles the integer
-    /// conv's rate; any elsewhere).
+    /// compiling for AVX2 without VNNI, e.g. `--cpu haswell`, or `native`
+    /// on such a CPU, where it doubles the integer conv's rate; any
+    /// elsewhere, and for `kerf compress`).
     #[arg(long = "byte-pairs", value_name = "exact|any")]
     pub byte_pairs: Option<String>,
     /// Cross-layer equalisation first: rescale the channels between layers

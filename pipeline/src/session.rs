@@ -97,7 +97,8 @@ impl Optimized {
 }
 
 /// Where the target's integer conv has AVX2's byte tile but no VNNI, the
-/// integer convs whose 8-bit weights keep them on the 16-bit pairs.
+/// integer convs whose 8-bit weights keep them on the 16-bit pairs
+/// (depthwise ones aside: no byte tile multiplies them).
 fn int8_notes(g: &Graph, dot: kerf_passes::Int8Dot) -> Vec<String> {
     if dot != kerf_passes::Int8Dot::ExactBytes {
         return Vec::new();
@@ -105,9 +106,11 @@ fn int8_notes(g: &Graph, dot: kerf_passes::Int8Dot) -> Vec<String> {
     let pairs = g
         .nodes
         .iter()
-        .filter(|n| matches!(n.op, kerf_ir::Op::QConv(_)))
-        .filter_map(|n| n.inputs.get(1).and_then(|&w| g.const_of(w)))
-        .filter(|w| !kerf_ir::weights_byte_pairs_exact(w))
+        .filter_map(|n| match &n.op {
+            kerf_ir::Op::QConv(q) => n.inputs.get(1).and_then(|&w| g.const_of(w)).map(|w| (q, w)),
+            _ => None,
+        })
+        .filter(|(q, w)| !q.conv.is_depthwise(w.shape()) && !kerf_ir::weights_byte_pairs_exact(w))
         .count();
     if pairs == 0 {
         return Vec::new();
@@ -424,12 +427,13 @@ impl Session {
     /// session was given, with what it leaves open that depends on the
     /// target decided for the target. So far one setting: `byte_pairs`,
     /// exact where the integer conv multiplies byte pairs through AVX2's
-    /// saturating `vpmaddubsw` (x86-64 with AVX2, no VNNI), so 8-bit codes
-    /// take the byte tile there.
+    /// saturating `vpmaddubsw` (x86-64 with AVX2 and the micro-kernels, no
+    /// VNNI, integer kernels on), so 8-bit codes take the byte tile there.
     pub fn plan(&self) -> Option<Plan> {
         let mut plan = self.plan.clone()?;
         if plan.default.byte_pairs.is_none() {
-            let saturating = self.compile_options().kernel_caps().is_ok_and(|c| c.avx2 && !c.vnni);
+            let byte_tile = self.micro_kernels && self.passes.int8_kernels;
+            let saturating = byte_tile && self.compile_options().kernel_caps().is_ok_and(|c| c.avx2 && !c.vnni);
             let pairs = if saturating { kerf_compress::BytePairs::Exact } else { kerf_compress::BytePairs::Any };
             plan.default.byte_pairs = Some(pairs);
         }
@@ -586,6 +590,11 @@ mod tests {
         assert_eq!(pairs("aarch64-unknown-linux-gnu", "baseline", int8()), Some(BytePairs::Any));
         let any = Plan::parse("[default]\nquant = \"int8\"\nbyte_pairs = \"any\"\n").unwrap();
         assert_eq!(pairs(x86, "haswell", any), Some(BytePairs::Any));
+        // no byte tile to feed: integer kernels off, or no micro-kernels
+        let s = Session::new(digits()).target(Target::parse(x86, "haswell").unwrap()).compression(int8(), Vec::new());
+        let off = s.clone().pass_options(PassOptions { int8_kernels: false, ..PassOptions::default() });
+        assert_eq!(off.plan().and_then(|p| p.default.byte_pairs), Some(BytePairs::Any));
+        assert_eq!(s.micro_kernels(false).plan().and_then(|p| p.default.byte_pairs), Some(BytePairs::Any));
         assert!(Session::new(digits()).plan().is_none());
     }
 }
