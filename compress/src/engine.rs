@@ -654,8 +654,8 @@ const PAIR_STEPS: [f64; 7] = [127.0, 112.0, 100.0, 90.0, 80.0, 72.0, 64.0];
 /// step `max |w| / q` over [`PAIR_STEPS`] whose nearest rounding leaves the
 /// least error weighted by `H`'s diagonal (the inputs' second moments; the
 /// cross terms would cost a product with `H` per step, as much as GPTQ's
-/// sweep), per-tensor steps the one with the least sum; then the layer is
-/// rounded once, as its settings say, on those steps.
+/// sweep), per-tensor steps the one with the least sum; then GPTQ rounds
+/// the layer once on those steps (nearest rounding keeps the search's).
 fn exact_pair_grid(
     site: &Site,
     rows: &mut [Vec<f64>],
@@ -666,29 +666,36 @@ fn exact_pair_grid(
 ) -> Result<(Vec<f64>, Vec<f64>), CompressError> {
     let per = (site.rows / site.groups()).max(1);
     let diag = |o: usize, c: usize| h.get(o / per).map_or(1.0, |hm| hm[(c, c)]);
-    let candidate = |top: f64| -> (Vec<f64>, Vec<f64>) {
+    let candidate = |top: f64| -> (Vec<Vec<f64>>, Vec<f64>, Vec<f64>) {
         let scales = f32_scales(&quant::scales_for(rows, s.granularity, top));
         let mut q = rows.to_vec();
         quant::round_nearest(&mut q, quant::Grid { scales: &scales, qmax: quant::qmax(8), pairing }, keep);
         let err = (0..rows.len())
             .map(|o| rows[o].iter().zip(&q[o]).enumerate().map(|(c, (w, v))| diag(o, c) * (w - v) * (w - v)).sum())
             .collect();
-        (scales, err)
+        (q, scales, err)
     };
-    let (mut scales, mut best) = candidate(PAIR_STEPS[0]);
+    let (mut near, mut scales, mut best) = candidate(PAIR_STEPS[0]);
     let mut tops = vec![PAIR_STEPS[0]; rows.len()];
     for &top in &PAIR_STEPS[1..] {
-        let (sc, err) = candidate(top);
+        let (q, sc, err) = candidate(top);
         let take: Vec<bool> = match s.granularity {
             Granularity::Channel => err.iter().zip(&best).map(|(e, b)| e < b).collect(),
             Granularity::Tensor => vec![err.iter().sum::<f64>() < best.iter().sum::<f64>(); rows.len()],
         };
         for (o, _) in take.iter().enumerate().filter(|(_, &t)| t) {
+            near[o].clone_from(&q[o]);
             (scales[o], best[o], tops[o]) = (sc[o], err[o], top);
         }
     }
-    let grid = quant::Grid { scales: &scales, qmax: quant::qmax(8), pairing };
-    round_rows(site, rows, h, grid, keep, s.rounding)?;
+    match s.rounding {
+        // the search's own rounding of the chosen steps
+        Rounding::Nearest => rows.clone_from_slice(&near),
+        Rounding::Gptq => {
+            let grid = quant::Grid { scales: &scales, qmax: quant::qmax(8), pairing };
+            round_rows(site, rows, h, grid, keep, s.rounding)?;
+        }
+    }
     Ok((scales, tops))
 }
 

@@ -481,11 +481,8 @@ mod tests {
     /// otherwise), and a zero first code holds nothing back.
     #[test]
     fn exact_pairs_hold_back_only_the_second_code() {
-        let mut seed = 7u64;
-        let mut rnd = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((seed >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-        };
+        let mut uniform = crate::testutil::uniform(7);
+        let mut rnd = || 2.0 * uniform();
         let w: Vec<Vec<f64>> = (0..16).map(|_| (0..37).map(|_| rnd()).collect()).collect();
         let scales = row_scales(&w, qmax(8));
         let grid = Grid { scales: &scales, qmax: qmax(8), pairing: Pairing::Adjacent };
@@ -517,11 +514,8 @@ mod tests {
     /// (the integer pattern kernel's test), odd channel counts included.
     #[test]
     fn channel_pairing_makes_both_kernels_exact() {
-        let mut seed = 11u64;
-        let mut rnd = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((seed >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-        };
+        let mut uniform = crate::testutil::uniform(11);
+        let mut rnd = || 2.0 * uniform();
         for (o, ci) in [(6, 8), (4, 5)] {
             let area = 9;
             let w: Vec<Vec<f64>> = (0..o).map(|_| (0..ci * area).map(|_| rnd()).collect()).collect();
