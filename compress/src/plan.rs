@@ -289,6 +289,28 @@ pub struct Settings {
     pub equalize: Option<bool>,
 }
 
+impl Settings {
+    /// These settings with every field `o` gives replaced by `o`'s (a
+    /// layer rule over the defaults).
+    pub fn overlay(&mut self, o: &Settings) {
+        self.quant = o.quant.or(self.quant);
+        self.rounding = o.rounding.or(self.rounding);
+        self.observer = o.observer.or(self.observer);
+        self.patterns = o.patterns.or(self.patterns);
+        self.connectivity = o.connectivity.or(self.connectivity);
+        self.pattern_group = o.pattern_group.or(self.pattern_group);
+        self.selection = o.selection.or(self.selection);
+        self.low_rank = o.low_rank.or(self.low_rank);
+        self.nm = o.nm.or(self.nm);
+        self.tucker = o.tucker.or(self.tucker);
+        self.bias_correction = o.bias_correction.or(self.bias_correction);
+        self.granularity = o.granularity.or(self.granularity);
+        self.weight_bits = o.weight_bits.or(self.weight_bits);
+        self.byte_pairs = o.byte_pairs.or(self.byte_pairs);
+        self.equalize = o.equalize.or(self.equalize);
+    }
+}
+
 /// A per-layer override.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -451,22 +473,7 @@ impl Plan {
     fn settings_of(&self, layer: &str) -> LayerSettings {
         let mut s = self.default.clone();
         for rule in self.layers.iter().filter(|r| glob(&r.pattern, layer)) {
-            let o = &rule.settings;
-            s.quant = o.quant.or(s.quant);
-            s.rounding = o.rounding.or(s.rounding);
-            s.observer = o.observer.or(s.observer);
-            s.patterns = o.patterns.or(s.patterns);
-            s.connectivity = o.connectivity.or(s.connectivity);
-            s.pattern_group = o.pattern_group.or(s.pattern_group);
-            s.selection = o.selection.or(s.selection);
-            s.low_rank = o.low_rank.or(s.low_rank);
-            s.nm = o.nm.or(s.nm);
-            s.tucker = o.tucker.or(s.tucker);
-            s.bias_correction = o.bias_correction.or(s.bias_correction);
-            s.granularity = o.granularity.or(s.granularity);
-            s.weight_bits = o.weight_bits.or(s.weight_bits);
-            s.byte_pairs = o.byte_pairs.or(s.byte_pairs);
-            s.equalize = o.equalize.or(s.equalize);
+            s.overlay(&rule.settings);
         }
         LayerSettings {
             quant: s.quant.unwrap_or_default(),

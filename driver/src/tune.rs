@@ -75,6 +75,32 @@ pub struct TuneArgs {
     no_cache: bool,
 }
 
+/// The settings every variant starts from: the compression flags that say
+/// how to compress (rounding, observer, granularity, weight bits, byte
+/// pairs, selection, pattern group, bias correction, equalisation). The
+/// ones that say what to compress are the search's to choose: giving one
+/// is an error that says so.
+fn base_settings(c: &crate::options::CompressArgs) -> Result<kerf_compress::plan::Settings> {
+    let searched = [
+        ("--plan", c.plan.is_some()),
+        ("--quantize", c.quantize.is_some()),
+        ("--prune-patterns", c.prune_patterns.is_some()),
+        ("--connectivity", c.connectivity.is_some()),
+        ("--low-rank", c.low_rank.is_some()),
+        ("--tucker", c.tucker.is_some()),
+        ("--prune-nm", c.prune_nm.is_some()),
+    ];
+    let given: Vec<&str> = searched.iter().filter(|(_, on)| *on).map(|(f, _)| *f).collect();
+    if !given.is_empty() {
+        bail!(
+            "kerf tune chooses precision, pruning and rank per layer itself: drop {} (the settings flags, \
+             e.g. --rounding, --observer, --weight-bits, --byte-pairs, apply to every variant it tries)",
+            given.join(", ")
+        );
+    }
+    Ok(c.plan()?.map(|p| p.default).unwrap_or_default())
+}
+
 /// The default measurement cache: `$XDG_CACHE_HOME/kerf/tune`, else
 /// `$HOME/.cache/kerf/tune`; none when neither is set.
 fn default_cache() -> Option<PathBuf> {
@@ -92,6 +118,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
     if args.model.compress.calib.is_empty() {
         bail!("kerf tune needs --calib (calibration samples, disjoint from --data)");
     }
+    let settings = base_settings(&args.model.compress)?;
     if !(args.max_drop.is_finite() && args.max_drop >= 0.0) {
         bail!("--max-drop {} must be a non-negative number", args.max_drop);
     }
@@ -137,7 +164,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         runner,
         estimate_for,
         cache: if args.no_cache { None } else { args.cache.clone().or_else(default_cache) },
-        weight_bits: args.model.compress.weight_bits,
+        base: settings,
     };
     let data = Data { calib, val: samples, labels };
     // on a terminal: a bar over the measurements with the best choice so

@@ -311,3 +311,18 @@ fn bind_folds_an_input_at_compile_time() {
     assert_user_error(&bad, &["--bind 'sr'", "NAME=FILE.npy"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `kerf tune` chooses precision, pruning and rank itself: the flags that
+/// say what to compress are an error naming them; the settings flags
+/// are read and checked like everywhere else (a bad `--byte-pairs`).
+#[test]
+fn tune_rejects_what_it_searches_and_checks_the_settings() {
+    let m = fixtures().join("models/digits_cnn");
+    let p = |f: &str| m.join(f).to_str().unwrap().to_string();
+    let (model, calib, data, labels) = (p("model.onnx"), p("calib_x.npy"), p("test_x.npy"), p("test_y.npy"));
+    let common = ["tune", &model, "--calib", &calib, "--data", &data, "--labels", &labels];
+    let o = kerf(&[&common[..], &["--quantize", "int8", "--prune-patterns", "8"]].concat());
+    assert_user_error(&o, &["chooses precision, pruning and rank per layer itself", "--quantize, --prune-patterns"]);
+    let o = kerf(&[&common[..], &["--byte-pairs", "sometimes"]].concat());
+    assert_user_error(&o, &["--byte-pairs"]);
+}

@@ -99,10 +99,12 @@ pub struct TuneOptions {
     /// [`kerf_pipeline::measure::estimated_cost`] of the optimized graph,
     /// in the cost model's units, and the report says so.
     pub estimate_for: Option<String>,
-    /// Bits of the int8 variants' weight codes (`weight_bits`; `None`: the
-    /// plan default, 8). 7 is what AVX2 CPUs without VNNI multiply fastest
-    /// (docs/compression.md).
-    pub weight_bits: Option<u8>,
+    /// The settings every variant starts from (the user's settings flags:
+    /// rounding, observer, granularity, weight bits, byte pairs, selection,
+    /// pattern group, bias correction, equalisation); a variant's own
+    /// choices override them, and the int8 ones reach only the variants
+    /// that quantise ([`crate::variants`]). Default: none.
+    pub base: Settings,
 }
 
 impl TuneOptions {
@@ -117,7 +119,7 @@ impl TuneOptions {
             runner: None,
             cache: None,
             estimate_for: None,
-            weight_bits: None,
+            base: Settings::default(),
         }
     }
 }
@@ -555,7 +557,7 @@ pub fn tune(
     // single-technique plans, for the report
     let everywhere = |s: Settings| Plan { default: s, layers: Vec::new() };
     for (label, plan) in [
-        ("int8 everywhere", everywhere(variant("", true, 0, 0.0, 0.0).with_weight_bits(opts.weight_bits).settings)),
+        ("int8 everywhere", everywhere(variant("", true, 0, 0.0, 0.0).on(&opts.base).settings)),
         ("patterns 8 + 25% everywhere", everywhere(variant("", false, 8, 0.25, 0.0).settings)),
         ("low rank 1/4 everywhere", low_rank_everywhere(&sites)),
     ] {

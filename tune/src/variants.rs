@@ -17,19 +17,26 @@ pub struct Variant {
 }
 
 impl Variant {
-    /// The variant with its int8 weights on `bits`-bit codes (`None`: the
-    /// default; a non-quantising variant is left as it is).
-    pub(crate) fn with_weight_bits(mut self, bits: Option<u8>) -> Variant {
-        if self.settings.quant == Some(Precision::Int8) {
-            self.settings.weight_bits = bits;
+    /// The variant over the settings `base` ([`TuneOptions::base`]): its
+    /// own settings win, and the search's dimensions (precision, patterns,
+    /// connectivity, low rank, Tucker, N:M) are its alone; the int8
+    /// settings of `base` (rounding, observer, granularity, weight bits,
+    /// byte pairs) reach it only if it quantises.
+    pub(crate) fn on(mut self, base: &Settings) -> Variant {
+        let mut s = base.clone();
+        (s.quant, s.patterns, s.connectivity, s.low_rank, s.tucker, s.nm) = (None, None, None, None, None, None);
+        if self.settings.quant != Some(Precision::Int8) {
+            (s.rounding, s.observer, s.granularity, s.weight_bits, s.byte_pairs) = (None, None, None, None, None);
         }
+        s.overlay(&self.settings);
+        self.settings = s;
         self
     }
 }
 
-/// [`variants`] with the options' int8 weight bits.
+/// [`variants`] over the options' base settings.
 pub(crate) fn variants_for(site: &layer::Site, opts: &TuneOptions) -> Vec<Variant> {
-    variants(site).into_iter().map(|v| v.with_weight_bits(opts.weight_bits)).collect()
+    variants(site).into_iter().map(|v| v.on(&opts.base)).collect()
 }
 
 pub(crate) fn variant(name: &str, quant: bool, patterns: usize, connectivity: f64, rank: f64) -> Variant {
@@ -186,11 +193,31 @@ mod tests {
         );
     }
 
+    /// The base settings reach every variant, their int8 ones only the
+    /// variants that quantise; a variant's own choices win.
     #[test]
-    fn weight_bits_reach_the_int8_variants_only() {
-        let bits = |q, b| variant("", q, 8, 0.25, 0.0).with_weight_bits(b).settings.weight_bits;
-        assert_eq!((bits(true, Some(7)), bits(false, Some(7))), (Some(7), None));
-        assert_eq!(bits(true, None), None);
+    fn base_settings_reach_the_variants_int8_ones_only_the_int8_variants() {
+        use kerf_compress::plan::{BytePairs, Observer, Selection};
+        let base = Settings {
+            weight_bits: Some(7),
+            byte_pairs: Some(BytePairs::Any),
+            observer: Some(Observer::Kl),
+            selection: Some(Selection::Magnitude),
+            patterns: Some(4),
+            ..Settings::default()
+        };
+        let int8 = variant("", true, 8, 0.25, 0.0).on(&base).settings;
+        let f32 = variant("", false, 8, 0.25, 0.0).on(&base).settings;
+        assert_eq!(
+            (int8.weight_bits, int8.byte_pairs, int8.observer),
+            (Some(7), Some(BytePairs::Any), Some(Observer::Kl))
+        );
+        assert_eq!((f32.weight_bits, f32.byte_pairs, f32.observer), (None, None, None));
+        assert_eq!((int8.selection, f32.selection), (Some(Selection::Magnitude), Some(Selection::Magnitude)));
+        assert_eq!((int8.patterns, f32.patterns), (Some(8), Some(8)), "the variant's own choice wins");
+        let plain = variant("", true, 0, 0.0, 0.0).on(&base).settings;
+        assert_eq!((plain.patterns, plain.weight_bits), (None, Some(7)), "the search's dimensions are the variant's");
+        assert_eq!(variant("", true, 0, 0.0, 0.0).on(&Settings::default()).settings.weight_bits, None);
     }
 
     #[test]
