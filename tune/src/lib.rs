@@ -42,6 +42,7 @@
 #![warn(unreachable_pub)]
 
 mod cache;
+mod choose;
 pub mod metric;
 mod report;
 mod search;
