@@ -108,6 +108,19 @@ impl Int8Dot {
     pub fn saturates(self) -> bool {
         !matches!(self, Int8Dot::Bytes | Int8Dot::Sdot)
     }
+    /// Whether the integer conv's tiles store requantised u8 in their own
+    /// assembled epilogue: the x86 tiles (AVX2's, VNNI's; the targets of
+    /// `ExactBytes` and `Bytes`). Elsewhere (`Pairs`: x86-64 `baseline`,
+    /// AArch64 without `dotprod`, RISC-V; `Sdot`, whose tile leaves its
+    /// sums to Cranelift) the Cranelift epilogue would quantise each 4-lane
+    /// vector, which measured slower than storing f32 and running the
+    /// separate quantiser: x86-64 `baseline` on Zen 3, MobileNetV2's
+    /// QConvs and quantisers 17.1–17.8 ms with the u8 stores against
+    /// 16.3–16.9 ms without, three alternating `kerf bench --profile`
+    /// rounds (docs/compression.md).
+    pub fn tiles_store_u8(self) -> bool {
+        matches!(self, Int8Dot::Bytes | Int8Dot::ExactBytes)
+    }
     /// Whether the code generator has a one-pixel integer product that
     /// runs several one-pixel images per call (output channels in the
     /// lanes): VNNI's on `zmm`, AVX2's on `ymm` (the targets of `Bytes` and

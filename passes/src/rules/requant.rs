@@ -1,7 +1,10 @@
 //! `int8-requant` (in the `int8` group): the requantising epilogue.
 //!
 //! Matches `Quantize{s, z, pads = 0}(c)` where `c`'s class holds a
-//! `QConv{out: Real}(args)` on the integer GEMM: not one the integer
+//! `QConv{out: Real}(args)` on the integer GEMM of an x86 target with the
+//! assembled tiles, which store u8 in their own epilogue (elsewhere the
+//! Cranelift epilogue's per-vector u8 store is slower than the separate
+//! quantiser: `Int8Dot::tiles_store_u8`): not one the integer
 //! pattern kernel takes (it has no u8 output), nor a depthwise one except
 //! on the flat pass (AVX2 targets, `Conv::on_depthwise_flat`: small
 //! stride-1 "same" planes) or the VNNI quad pass (`Int8Dot::Bytes` and
@@ -69,12 +72,13 @@ impl Rule for Requant {
 }
 
 /// Whether the code generator gives the QConv `n` (of class `class`) a
-/// u8 store in its own epilogue: every GEMM QConv; a depthwise one (weight
-/// `[M, 1, kh, kw]`, `M` groups) only on the flat pass (AVX2 targets) or
-/// the VNNI quad pass (`int8::on_byte_pass`).
+/// u8 store in its own epilogue: a GEMM QConv where the tiles are the
+/// assembled x86 ones (`Int8Dot::tiles_store_u8`); a depthwise one
+/// (weight `[M, 1, kh, kw]`, `M` groups) only on the flat pass (AVX2
+/// targets) or the VNNI quad pass (`int8::on_byte_pass`).
 fn stores_bytes(eg: &KEGraph, q: &QConv, n: &KNode, class: Id) -> bool {
     let w = n.children.get(1).and_then(|&c| eg[c].data.ty());
-    let Some(w) = w.filter(|w| q.conv.is_depthwise(&w.shape)) else { return true };
+    let Some(w) = w.filter(|w| q.conv.is_depthwise(&w.shape)) else { return eg.analysis.int8_dot.tiles_store_u8() };
     let shape = |c: Option<&Id>| c.and_then(|&c| eg[c].data.ty()).map_or(&[][..], |t| &t.shape[..]);
     super::int8::on_byte_pass(eg, &q.conv, &w.shape, (shape(n.children.first()), shape(Some(&class))))
 }
@@ -153,7 +157,8 @@ mod tests {
     /// Two quantised convs in a row, 3x3 then 1x1 (Relu between them, the
     /// second's input through its unpadded quantiser; a padded one stays
     /// separate): the first conv's output becomes u8
-    /// through its own epilogue. A second user of the first conv's f32
+    /// through its own epilogue on targets with the assembled x86 tiles
+    /// (`Int8Dot::Bytes`), not on the others (`Pairs`, `Sdot`). A second user of the first conv's f32
     /// output keeps that output f32 (the conv is not computed twice); the
     /// second conv's output is the same either way, up to f32 rounding.
     #[test]
@@ -168,6 +173,13 @@ mod tests {
             let printed = text::print(&out);
             // with a second user the first conv is not computed twice
             assert_eq!(printed.contains("out=quant"), !second_user, "{printed}");
+            // without the assembled x86 tiles the quantiser stays separate
+            for int8_dot in [Int8Dot::Pairs, Int8Dot::Sdot] {
+                let opts = PassOptions { int8_dot, ..PassOptions::default() };
+                let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap();
+                let printed = text::print(&out);
+                assert!(printed.contains("QConv{") && !printed.contains("out=quant"), "{int8_dot:?}: {printed}");
+            }
             let y = interpret(&out, std::slice::from_ref(&x)).remove(0);
             assert_eq!(y.dtype(), DType::F32);
             ys.push(y.to_f32_vec());
