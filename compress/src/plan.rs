@@ -293,21 +293,39 @@ impl Settings {
     /// These settings with every field `o` gives replaced by `o`'s (a
     /// layer rule over the defaults).
     pub fn overlay(&mut self, o: &Settings) {
-        self.quant = o.quant.or(self.quant);
-        self.rounding = o.rounding.or(self.rounding);
-        self.observer = o.observer.or(self.observer);
-        self.patterns = o.patterns.or(self.patterns);
-        self.connectivity = o.connectivity.or(self.connectivity);
-        self.pattern_group = o.pattern_group.or(self.pattern_group);
-        self.selection = o.selection.or(self.selection);
-        self.low_rank = o.low_rank.or(self.low_rank);
-        self.nm = o.nm.or(self.nm);
-        self.tucker = o.tucker.or(self.tucker);
-        self.bias_correction = o.bias_correction.or(self.bias_correction);
-        self.granularity = o.granularity.or(self.granularity);
-        self.weight_bits = o.weight_bits.or(self.weight_bits);
-        self.byte_pairs = o.byte_pairs.or(self.byte_pairs);
-        self.equalize = o.equalize.or(self.equalize);
+        // every field by name, so that a new one cannot be forgotten here
+        let Settings {
+            quant,
+            rounding,
+            observer,
+            patterns,
+            connectivity,
+            pattern_group,
+            selection,
+            low_rank,
+            tucker,
+            nm,
+            bias_correction,
+            granularity,
+            weight_bits,
+            byte_pairs,
+            equalize,
+        } = o;
+        self.quant = quant.or(self.quant);
+        self.rounding = rounding.or(self.rounding);
+        self.observer = observer.or(self.observer);
+        self.patterns = patterns.or(self.patterns);
+        self.connectivity = connectivity.or(self.connectivity);
+        self.pattern_group = pattern_group.or(self.pattern_group);
+        self.selection = selection.or(self.selection);
+        self.low_rank = low_rank.or(self.low_rank);
+        self.tucker = tucker.or(self.tucker);
+        self.nm = nm.or(self.nm);
+        self.bias_correction = bias_correction.or(self.bias_correction);
+        self.granularity = granularity.or(self.granularity);
+        self.weight_bits = weight_bits.or(self.weight_bits);
+        self.byte_pairs = byte_pairs.or(self.byte_pairs);
+        self.equalize = equalize.or(self.equalize);
     }
 }
 

@@ -115,6 +115,26 @@ pub struct CompressArgs {
 impl CompressArgs {
     /// The plan these flags ask for, or `None` when they ask for nothing.
     pub fn plan(&self) -> Result<Option<Plan>> {
+        let plan = self.parsed_plan()?;
+        let asked = self.plan.is_some()
+            || self.quantize.is_some()
+            || self.prune_patterns.is_some()
+            || self.connectivity.is_some()
+            || self.low_rank.is_some()
+            || self.prune_nm.is_some()
+            || self.tucker.is_some()
+            || self.granularity.is_some()
+            || self.weight_bits.is_some()
+            || self.byte_pairs.is_some()
+            || self.equalize
+            || self.bias_correction;
+        Ok(asked.then_some(plan))
+    }
+
+    /// The plan file (if any) with every flag given written into its
+    /// defaults, parsed and checked, whether or not the flags ask for any
+    /// compression (`kerf tune` takes the settings flags alone).
+    pub fn parsed_plan(&self) -> Result<Plan> {
         let mut plan = match &self.plan {
             Some(p) => {
                 let text = std::fs::read_to_string(p).with_context(|| format!("cannot read plan '{}'", p.display()))?;
@@ -169,19 +189,7 @@ impl CompressArgs {
             d.byte_pairs = Some(p.parse().map_err(|e| anyhow!("--byte-pairs {e}"))?);
         }
         plan.check()?;
-        let asked = self.plan.is_some()
-            || self.quantize.is_some()
-            || self.prune_patterns.is_some()
-            || self.connectivity.is_some()
-            || self.low_rank.is_some()
-            || self.prune_nm.is_some()
-            || self.tucker.is_some()
-            || self.granularity.is_some()
-            || self.weight_bits.is_some()
-            || self.byte_pairs.is_some()
-            || self.equalize
-            || self.bias_correction;
-        Ok(asked.then_some(plan))
+        Ok(plan)
     }
 }
 

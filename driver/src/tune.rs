@@ -76,16 +76,18 @@ pub struct TuneArgs {
 }
 
 /// The settings every variant starts from: the compression flags that say
-/// how to compress (rounding, observer, granularity, weight bits, byte
-/// pairs, selection, pattern group, bias correction, equalisation). The
-/// ones that say what to compress are the search's to choose: giving one
-/// is an error that says so.
+/// how to compress a layer (rounding, observer, granularity, weight bits,
+/// byte pairs, selection, bias correction). The ones that say what to
+/// compress are the search's to choose (`--pattern-group 4` is one of its
+/// variants), and `--equalize` rewrites pairs of layers, which per-layer
+/// measurements cannot price: giving one is an error that says so.
 fn base_settings(c: &crate::options::CompressArgs) -> Result<kerf_compress::plan::Settings> {
     let searched = [
         ("--plan", c.plan.is_some()),
         ("--quantize", c.quantize.is_some()),
         ("--prune-patterns", c.prune_patterns.is_some()),
         ("--connectivity", c.connectivity.is_some()),
+        ("--pattern-group", c.pattern_group.is_some()),
         ("--low-rank", c.low_rank.is_some()),
         ("--tucker", c.tucker.is_some()),
         ("--prune-nm", c.prune_nm.is_some()),
@@ -98,7 +100,13 @@ fn base_settings(c: &crate::options::CompressArgs) -> Result<kerf_compress::plan
             given.join(", ")
         );
     }
-    Ok(c.plan()?.map(|p| p.default).unwrap_or_default())
+    if c.equalize {
+        bail!(
+            "kerf tune cannot price --equalize layer by layer (it rescales pairs of layers): equalise first \
+             (kerf compress MODEL --equalize -o MODEL.eq.onnx, an exact rewrite) and tune that model"
+        );
+    }
+    Ok(c.parsed_plan()?.default)
 }
 
 /// The default measurement cache: `$XDG_CACHE_HOME/kerf/tune`, else

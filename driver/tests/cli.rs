@@ -325,4 +325,44 @@ fn tune_rejects_what_it_searches_and_checks_the_settings() {
     assert_user_error(&o, &["chooses precision, pruning and rank per layer itself", "--quantize, --prune-patterns"]);
     let o = kerf(&[&common[..], &["--byte-pairs", "sometimes"]].concat());
     assert_user_error(&o, &["--byte-pairs"]);
+    let o = kerf(&[&common[..], &["--pattern-group", "4"]].concat());
+    assert_user_error(&o, &["drop --pattern-group"]);
+    let o = kerf(&[&common[..], &["--equalize"]].concat());
+    assert_user_error(&o, &["--equalize", "kerf compress MODEL --equalize"]);
+}
+
+/// A settings flag given alone reaches the int8 variants `kerf tune`
+/// writes (a size search: every layer takes an int8 variant).
+#[test]
+fn tune_writes_the_settings_flags_into_its_int8_variants() {
+    let m = fixtures().join("models/digits_cnn");
+    let p = |f: &str| m.join(f).to_str().unwrap().to_string();
+    let dir = std::env::temp_dir().join(format!("kerf-cli-tune-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plan = dir.join("plan.toml");
+    let args = [
+        "tune",
+        &p("model.onnx"),
+        "--calib",
+        &p("calib_x.npy"),
+        "--data",
+        &p("test_x.npy"),
+        "--labels",
+        &p("test_y.npy"),
+        "--objective",
+        "size",
+        "--iters",
+        "3",
+        "--no-cache",
+        "--observer",
+        "kl",
+        "-o",
+        plan.to_str().unwrap(),
+    ];
+    let o = kerf(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let int8 = text.matches("quant = \"int8\"").count();
+    assert!(int8 > 0 && text.matches("observer = \"kl\"").count() == int8, "{text}");
 }

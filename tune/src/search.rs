@@ -559,8 +559,8 @@ pub fn tune(
     let everywhere = |s: Settings| Plan { default: s, layers: Vec::new() };
     for (label, plan) in [
         ("int8 everywhere", everywhere(variant("", true, 0, 0.0, 0.0).on(&opts.base).settings)),
-        ("patterns 8 + 25% everywhere", everywhere(variant("", false, 8, 0.25, 0.0).settings)),
-        ("low rank 1/4 everywhere", low_rank_everywhere(&sites)),
+        ("patterns 8 + 25% everywhere", everywhere(variant("", false, 8, 0.25, 0.0).on(&opts.base).settings)),
+        ("low rank 1/4 everywhere", low_rank_everywhere(&sites, opts)),
     ] {
         if plan == Plan::default() {
             continue;

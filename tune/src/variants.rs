@@ -19,14 +19,20 @@ pub struct Variant {
 impl Variant {
     /// The variant over the settings `base` ([`TuneOptions::base`]): its
     /// own settings win, and the search's dimensions (precision, patterns,
-    /// connectivity, low rank, Tucker, N:M) are its alone; the int8
-    /// settings of `base` (rounding, observer, granularity, weight bits,
-    /// byte pairs) reach it only if it quantises.
+    /// connectivity, pattern group, low rank, Tucker, N:M) and
+    /// equalisation are its alone; the int8 settings of `base` (rounding,
+    /// observer, granularity, weight bits, byte pairs) reach it only if it
+    /// quantises, the pruning one (selection) only if it prunes.
     pub(crate) fn on(mut self, base: &Settings) -> Variant {
         let mut s = base.clone();
-        (s.quant, s.patterns, s.connectivity, s.low_rank, s.tucker, s.nm) = (None, None, None, None, None, None);
+        (s.quant, s.patterns, s.connectivity, s.pattern_group) = (None, None, None, None);
+        (s.low_rank, s.tucker, s.nm, s.equalize) = (None, None, None, None);
         if self.settings.quant != Some(Precision::Int8) {
             (s.rounding, s.observer, s.granularity, s.weight_bits, s.byte_pairs) = (None, None, None, None, None);
+        }
+        let prunes = self.settings.patterns.is_some() || matches!(self.settings.nm, Some(NmSetting::Sparse(_)));
+        if !prunes {
+            s.selection = None;
         }
         s.overlay(&self.settings);
         self.settings = s;
@@ -149,12 +155,12 @@ pub(crate) fn harsher(b: &Settings, a: &Settings) -> bool {
 }
 
 /// Every product at the rank its per-layer variant uses (min(N, K)/4),
-/// where that is cheaper.
-pub(crate) fn low_rank_everywhere(sites: &[layer::Site]) -> Plan {
+/// where that is cheaper, over the options' base settings.
+pub(crate) fn low_rank_everywhere(sites: &[layer::Site], opts: &TuneOptions) -> Plan {
     let layers = sites
         .iter()
         .filter_map(|site| {
-            let v = variants(site)
+            let v = variants_for(site, opts)
                 .into_iter()
                 .find(|v| v.settings.low_rank.is_some() && v.settings.quant != Some(Precision::Int8))?;
             Some(LayerRule { pattern: exact(&site.layer), settings: v.settings })
@@ -214,6 +220,8 @@ mod tests {
         );
         assert_eq!((f32.weight_bits, f32.byte_pairs, f32.observer), (None, None, None));
         assert_eq!((int8.selection, f32.selection), (Some(Selection::Magnitude), Some(Selection::Magnitude)));
+        let rank = variant("", false, 0, 0.0, 4.0).on(&base).settings;
+        assert_eq!(rank.selection, None, "selection reaches only the variants that prune");
         assert_eq!((int8.patterns, f32.patterns), (Some(8), Some(8)), "the variant's own choice wins");
         let plain = variant("", true, 0, 0.0, 0.0).on(&base).settings;
         assert_eq!((plain.patterns, plain.weight_bits), (None, Some(7)), "the search's dimensions are the variant's");
