@@ -613,10 +613,18 @@ fn pairing(site: &Site, s: LayerSettings, sparsity: &Sparsity) -> Pairing {
     }
 }
 
-/// Puts `rows` on their int8 grid and returns its steps: the plain grid of
-/// `weight_bits`, or, where codes must pair exactly and the grid is wider
-/// than ±64 (narrower ones have no pair to hold back), [`exact_pair_grid`]
-/// with a note in the report.
+/// Rounds `rows` onto their int8 grid and returns its steps. Where codes
+/// must pair exactly (`pairing`, [`quant::Pairing`]) and the grid is wider
+/// than ±64 (narrower ones have no pair to hold back), holding a pair's
+/// second code back costs more the more codes are large, so a coarser step
+/// can lose less: each output channel takes the step `max |w| / q` over
+/// [`PAIR_STEPS`] whose nearest rounding leaves the least error weighted by
+/// `H`'s diagonal (the inputs' second moments; the cross terms would cost
+/// a product with `H` per step, as much as GPTQ's sweep), per-tensor steps
+/// the one with the least sum, and the report notes the top codes taken.
+/// Otherwise the one step is `weight_bits`' `max |w| / qmax`. Then GPTQ
+/// rounds the layer once on those steps (nearest rounding keeps the
+/// search's).
 fn int8_grid(
     site: &Site,
     rows: &mut [Vec<f64>],
@@ -627,57 +635,22 @@ fn int8_grid(
     notes: &mut Vec<String>,
 ) -> Result<Vec<f64>, CompressError> {
     let qmax = quant::qmax(s.weight_bits);
-    if pairing != Pairing::Free && qmax > PAIR_STEPS[PAIR_STEPS.len() - 1] {
-        let (scales, tops) = exact_pair_grid(site, rows, h, s, pairing, keep)?;
-        notes.push(pair_note(&tops));
-        return Ok(scales);
-    }
-    let scales = f32_scales(&quant::scales_for(rows, s.granularity, qmax));
-    round_rows(site, rows, h, quant::Grid { scales: &scales, qmax, pairing: Pairing::Free }, keep, s.rounding)?;
-    Ok(scales)
-}
-
-/// Grid steps as stored and exported: f32.
-fn f32_scales(scales: &[f64]) -> Vec<f64> {
-    scales.iter().map(|&x| x as f32 as f64).collect()
-}
-
-/// The top codes an exact-pair grid tries, from the 8-bit grid's down to
-/// 64, where no pair can saturate (`64 + 64 = 128`,
-/// [`kerf_ir::byte_pair_partners`]).
-const PAIR_STEPS: [f64; 7] = [127.0, 112.0, 100.0, 90.0, 80.0, 72.0, 64.0];
-
-/// Rounds `rows` onto an int8 grid whose byte pairs are exact
-/// (as `pairing` says, [`quant::Pairing`]) and returns its steps and each row's top
-/// code. Holding a pair's second code back costs more the more codes are
-/// large, so a coarser step can lose less: each output channel takes the
-/// step `max |w| / q` over [`PAIR_STEPS`] whose nearest rounding leaves the
-/// least error weighted by `H`'s diagonal (the inputs' second moments; the
-/// cross terms would cost a product with `H` per step, as much as GPTQ's
-/// sweep), per-tensor steps the one with the least sum; then GPTQ rounds
-/// the layer once on those steps (nearest rounding keeps the search's).
-fn exact_pair_grid(
-    site: &Site,
-    rows: &mut [Vec<f64>],
-    h: &[Mat<f64>],
-    s: LayerSettings,
-    pairing: Pairing,
-    keep: Option<&[Vec<bool>]>,
-) -> Result<(Vec<f64>, Vec<f64>), CompressError> {
+    let pairing = if qmax > PAIR_STEPS[PAIR_STEPS.len() - 1] { pairing } else { Pairing::Free };
+    let steps: &[f64] = if pairing == Pairing::Free { &[qmax] } else { &PAIR_STEPS };
     let per = (site.rows / site.groups()).max(1);
     let diag = |o: usize, c: usize| h.get(o / per).map_or(1.0, |hm| hm[(c, c)]);
     let candidate = |top: f64| -> (Vec<Vec<f64>>, Vec<f64>, Vec<f64>) {
         let scales = f32_scales(&quant::scales_for(rows, s.granularity, top));
         let mut q = rows.to_vec();
-        quant::round_nearest(&mut q, quant::Grid { scales: &scales, qmax: quant::qmax(8), pairing }, keep);
+        quant::round_nearest(&mut q, quant::Grid { scales: &scales, qmax, pairing }, keep);
         let err = (0..rows.len())
             .map(|o| rows[o].iter().zip(&q[o]).enumerate().map(|(c, (w, v))| diag(o, c) * (w - v) * (w - v)).sum())
             .collect();
         (q, scales, err)
     };
-    let (mut near, mut scales, mut best) = candidate(PAIR_STEPS[0]);
-    let mut tops = vec![PAIR_STEPS[0]; rows.len()];
-    for &top in &PAIR_STEPS[1..] {
+    let (mut near, mut scales, mut best) = candidate(steps[0]);
+    let mut tops = vec![steps[0]; rows.len()];
+    for &top in &steps[1..] {
         let (q, sc, err) = candidate(top);
         let take: Vec<bool> = match s.granularity {
             Granularity::Channel => err.iter().zip(&best).map(|(e, b)| e < b).collect(),
@@ -691,13 +664,23 @@ fn exact_pair_grid(
     match s.rounding {
         // the search's own rounding of the chosen steps
         Rounding::Nearest => rows.clone_from_slice(&near),
-        Rounding::Gptq => {
-            let grid = quant::Grid { scales: &scales, qmax: quant::qmax(8), pairing };
-            round_rows(site, rows, h, grid, keep, s.rounding)?;
-        }
+        Rounding::Gptq => round_rows(site, rows, h, quant::Grid { scales: &scales, qmax, pairing }, keep, s.rounding)?,
     }
-    Ok((scales, tops))
+    if pairing != Pairing::Free {
+        notes.push(pair_note(&tops));
+    }
+    Ok(scales)
 }
+
+/// Grid steps as stored and exported: f32.
+fn f32_scales(scales: &[f64]) -> Vec<f64> {
+    scales.iter().map(|&x| x as f32 as f64).collect()
+}
+
+/// The top codes an exact-pair grid tries, from the 8-bit grid's down to
+/// 64, where no pair can saturate (`64 + 64 = 128`,
+/// [`kerf_ir::byte_pair_partners`]).
+const PAIR_STEPS: [f64; 7] = [127.0, 112.0, 100.0, 90.0, 80.0, 72.0, 64.0];
 
 /// The layer report's note on an exact-pair grid: the top codes its rows took.
 fn pair_note(tops: &[f64]) -> String {
