@@ -331,12 +331,17 @@ impl<'a> Emitter<'a> {
     }
 
     /// A node's name: the original node's when it survived unchanged,
-    /// else `"<name of the class's first node>.<Op>"`, made unique.
+    /// else `"<name of the class's first node>.<Op>"`; in a class no
+    /// original node computed (a rule made it: a requantising conv in the
+    /// class of the quantiser another rule wrote) `"<layer>.<Op>"` for an
+    /// op with a layer identity, else `"<Op>.<class>"`; made unique.
     fn node_name(&mut self, u: Id, n: &KNode, op: &kerf_ir::Op) -> String {
-        let base = match (self.orig_name.get(n), self.class_node_name.get(&u)) {
-            (Some(name), _) => (*name).to_string(),
-            (None, Some(b)) => format!("{b}.{}", op.name()),
-            (None, None) => format!("{}.{u}", op.name()),
+        let layer = op.layer().filter(|l| !l.0.is_empty());
+        let base = match (self.orig_name.get(n), self.class_node_name.get(&u), layer) {
+            (Some(name), _, _) => (*name).to_string(),
+            (None, Some(b), _) => format!("{b}.{}", op.name()),
+            (None, None, Some(l)) => format!("{}.{}", l.0, op.name()),
+            (None, None, None) => format!("{}.{u}", op.name()),
         };
         let mut name = base.clone();
         let mut k = 1;

@@ -568,6 +568,64 @@ fn max_pool_nan_and_signed_zeros_bit_exact() {
     }
 }
 
+/// MaxPool of bytes (`lower/pool.rs`, `Fast2d` over 16-byte vectors: the
+/// `int8-maxpool` rule's pool of u8 codes), u8 compared unsigned and i8
+/// signed, bit for bit against a max over the valid taps: the vector body
+/// at strides 1 and 2 (stride 2 deinterleaves 16-bit lanes), its scalar
+/// interior and border columns, ceil mode, and the generic path
+/// (dilation 2), on `native` and `baseline`.
+#[test]
+fn max_pool_bytes_bit_exact() {
+    let (c, h, w) = (3usize, 9usize, 71usize);
+    let codes: Vec<u8> = (0..c * h * w).map(|i| ((i * 7919 + i / 13) % 256) as u8).collect();
+    for (dt, signed) in [("u8", false), ("i8", true)] {
+        let value = |b: u8| if signed { i64::from(b as i8) } else { i64::from(b) };
+        for (k, s, p, d, ceil) in
+            [(3, 2, 1, 1, false), (3, 1, 1, 1, false), (2, 2, 0, 1, false), (3, 2, 0, 1, true), (3, 1, 2, 2, false)]
+        {
+            let span = |n: usize| {
+                let e = n + 2 * p - d * (k - 1) - 1;
+                if ceil {
+                    e.div_ceil(s) + 1
+                } else {
+                    e / s + 1
+                }
+            };
+            let (oh, ow) = (span(h), span(w));
+            let mut want = Vec::new();
+            for ch in 0..c {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut acc = if signed { -128 } else { 0 };
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let (iy, ix) =
+                                    ((oy * s + ky * d) as i64 - p as i64, (ox * s + kx * d) as i64 - p as i64);
+                                if (0..h as i64).contains(&iy) && (0..w as i64).contains(&ix) {
+                                    acc = acc.max(value(codes[(ch * h + iy as usize) * w + ix as usize]));
+                                }
+                            }
+                        }
+                        want.push(acc as u8);
+                    }
+                }
+            }
+            let text = format!(
+                "graph \"mp\"\n  input %0 \"x\": {dt}[1,{c},{h},{w}]\n  %1 = MaxPool{{kernel=[{k},{k}], strides=[{s},{s}], dilations=[{d},{d}], pads=[{p},{p},{p},{p}], ceil_mode={ceil}}}(%0): {dt}[1,{c},{oh},{ow}] @\"m\"\n  output \"y\" = %1\n"
+            );
+            let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let dtype = if signed { kerf_ir::DType::I8 } else { kerf_ir::DType::U8 };
+            let input = Tensor::from_bytes(dtype, vec![1, c, h, w], codes.clone()).unwrap();
+            for cpu in ["native", "baseline"] {
+                let got = run_jit(&g, std::slice::from_ref(&input), cpu);
+                for (i, (a, b)) in got[0].iter().zip(&want).enumerate() {
+                    assert_eq!(a, b, "{dt} MaxPool k{k} s{s} p{p} d{d} ceil {ceil} ({cpu}): element {i}");
+                }
+            }
+        }
+    }
+}
+
 /// Concats written in place (`arena::decide_aliases`): the producers write
 /// their slices of the output. Members read again after the concat, a
 /// member that is also an input of a second concat (copied, not aliased:

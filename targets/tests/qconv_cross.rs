@@ -17,7 +17,9 @@
 //! (`dotprod`'s one-pixel product, `sdot_gemv`: every variant of its
 //! channel chunks and image groups, K in steps of four quads and single
 //! ones, f32 and u8 out). Each runs with 8-bit weights over the whole
-//! grid.
+//! grid. Beside them, the byte MaxPool the `int8-maxpool` rule puts
+//! between integer convs (16-byte vectors, stride 2 deinterleaved as
+//! 16-bit lanes), byte for byte.
 
 mod common;
 use common::cross::{Cross, AARCH64, AARCH64_DOTPROD, RISCV64, RISCV64_V};
@@ -127,6 +129,25 @@ fn integer_cases() -> Vec<Run> {
     runs
 }
 
+/// MaxPools of u8 codes: ResNet's 3x3 stride-2 pads-1 window and
+/// SqueezeNet's ceil-mode one on rows holding two 16-byte groups and a
+/// scalar rest, and a stride-1 window.
+fn byte_pool_cases() -> Vec<Run> {
+    let (c, h, w) = (3usize, 9usize, 71usize);
+    let x: Vec<u8> = pseudo(c * h * w, 5, 0, 255).into_iter().map(|v| v as u8).collect();
+    let x = Tensor::from_bytes(DType::U8, vec![1, c, h, w], x).unwrap();
+    [(2, 1, false, [5, 36]), (2, 0, true, [4, 35]), (1, 1, false, [9, 71])]
+        .iter()
+        .enumerate()
+        .map(|(i, &(s, p, ceil, [oh, ow]))| {
+            let text = format!(
+                "graph \"pool{i}\"\n  input %0 \"x\": u8[1,{c},{h},{w}]\n  %1 = MaxPool{{kernel=[3,3], strides=[{s},{s}], dilations=[1,1], pads=[{p},{p},{p},{p}], ceil_mode={ceil}}}(%0): u8[1,{c},{oh},{ow}] @\"m\"\n  output \"y\" = %1\n"
+            );
+            Run::new(format!("pool{i}"), text, vec![x.clone()])
+        })
+        .collect()
+}
+
 /// Compiles, links and runs every case on `t`; the failures, one line each.
 fn run_all(t: &Cross, runs: &[Run]) -> Vec<String> {
     let root = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("qconv-{}-{}", t.triple, t.cpu));
@@ -169,7 +190,7 @@ fn check_target(t: &Cross) {
     if !t.available() {
         return;
     }
-    let runs: Vec<Run> = real_cases().into_iter().chain(integer_cases()).collect();
+    let runs: Vec<Run> = real_cases().into_iter().chain(integer_cases()).chain(byte_pool_cases()).collect();
     let failures = run_all(t, &runs);
     assert!(failures.is_empty(), "{} --cpu {}:\n{}", t.triple, t.cpu, failures.join("\n"));
     eprintln!("{} --cpu {}: {} cases bit for bit", t.triple, t.cpu, runs.len());

@@ -355,6 +355,7 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, IrError> {
             y
         }
         Op::QConv(q) => crate::eval_nn::qconv(op, q, inputs, out0)?,
+        Op::MaxPool(p) => crate::eval_nn::max_pool(op, p, x, out0)?,
         Op::MatMulFused(l, e) | Op::GemmFused(Gemm { layer: l, .. }, e) => {
             // act((product + bias) + residual), in that order
             let (prod, bias) = match op {

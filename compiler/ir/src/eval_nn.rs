@@ -1,11 +1,11 @@
-//! Reference Conv and BatchNormalization for the evaluator.
+//! Reference Conv, MaxPool and BatchNormalization for the evaluator.
 //!
 //! Plain loops with f64 accumulation, rounded once to the output dtype. They
 //! exist so passes can check rewrites of these ops numerically (BatchNorm
 //! folding) and fold small constant convolutions; they are not fast.
 
 use crate::eval::strides;
-use crate::op::{Conv, GridStep, QConv, QOut};
+use crate::op::{Conv, GridStep, Pool, QConv, QOut};
 use crate::{DType, IrError, Op, Tensor, TensorType};
 
 fn err(op: &Op, msg: impl Into<String>) -> IrError {
@@ -75,6 +75,58 @@ pub(crate) fn conv(op: &Op, c: &Conv, inputs: &[&Tensor], out: &TensorType) -> R
         }
     }
     Tensor::from_f64_values(out.dtype, os.clone(), &res)
+}
+
+/// N-D MaxPool over the valid taps of each window (padding is never read),
+/// on floats or integers: a float window holding a NaN gives NaN, a window
+/// of padding only the dtype's lowest value (−inf for floats). Shapes
+/// (ceil mode included) were decided by inference (`out`).
+pub(crate) fn max_pool(op: &Op, p: &Pool, x: &Tensor, out: &TensorType) -> Result<Tensor, IrError> {
+    let w = &p.window;
+    let (xs, os) = (x.shape(), &out.shape);
+    let r = w.rank();
+    if xs.len() != r + 2 {
+        return Err(err(op, format!("{r}-D window on input {xs:?}")));
+    }
+    let (xst, ost) = (strides(xs), strides(os));
+    let (out_sp, k_sp) = (os[2..].to_vec(), w.kernel.clone());
+    let (n_out_sp, n_k): (usize, usize) = (out_sp.iter().product(), k_sp.iter().product());
+    let float = x.dtype().is_float();
+    let xv = x.to_f64_vec();
+    let lowest = match x.dtype().int_range() {
+        Some((lo, _)) if !float => lo as f64,
+        _ => f64::NEG_INFINITY,
+    };
+    let mut res = vec![lowest; out.numel()];
+    let (mut opos, mut kpos) = (vec![0usize; r], vec![0usize; r]);
+    for plane in 0..xs[0] * xs[1] {
+        for osi in 0..n_out_sp {
+            unravel(osi, &out_sp, &mut opos);
+            let mut acc = lowest;
+            for ki in 0..n_k {
+                unravel(ki, &k_sp, &mut kpos);
+                let mut xoff = plane * xst[1];
+                let mut inside = true;
+                for a in 0..r {
+                    let i = (opos[a] * w.strides[a] + kpos[a] * w.dilations[a]) as isize - w.pad_begin(a) as isize;
+                    inside &= i >= 0 && (i as usize) < xs[2 + a];
+                    xoff += i.max(0) as usize * xst[2 + a];
+                }
+                if inside {
+                    let v = xv[xoff];
+                    acc = if acc.is_nan() || v.is_nan() { f64::NAN } else { acc.max(v) };
+                }
+            }
+            let ooff = plane * ost[1] + (0..r).map(|a| opos[a] * ost[2 + a]).sum::<usize>();
+            res[ooff] = acc;
+        }
+    }
+    if float {
+        Tensor::from_f64_values(out.dtype, os.clone(), &res)
+    } else {
+        let v: Vec<i64> = res.iter().map(|&a| a as i64).collect();
+        Tensor::from_i64_values(out.dtype, os.clone(), &v)
+    }
 }
 
 /// [`QConv`] as its contract states it: the integer sums (exact in f64),

@@ -29,6 +29,7 @@ pub mod fusion;
 pub mod gelu;
 pub mod hardswish;
 pub mod int8;
+pub mod quant_move;
 pub mod requant;
 pub mod reshape;
 pub mod winograd;
@@ -161,7 +162,7 @@ impl<R: Rule> Applier<KNode, KerfAnalysis> for Adapter<R> {
 }
 
 fn int8_group() -> Vec<KRewrite> {
-    int8::rules().into_iter().chain(requant::rules()).collect()
+    int8::rules().into_iter().chain(requant::rules()).chain(quant_move::rules()).collect()
 }
 
 fn cleanup_group() -> Vec<KRewrite> {

@@ -8,15 +8,16 @@
 //! dtype says), AveragePool on f32 only. The global pools reduce each plane
 //! with `f32x4` steps and a horizontal reduction.
 //!
-//! 2-D f32 pools with dilation 1 (the CNN case: ResNet/SqueezeNet MaxPool)
-//! take `Fast2d` instead: padding resolved at compile time (interior
-//! without bounds checks + unrolled border columns), hoisted row pointers,
-//! and `f32x4` over output columns for strides 1 and 2 when SIMD is
-//! available (scalar interior otherwise, e.g. rv64gc); with AVX2,
-//! MaxPool's interior rows first run 8 outputs per `ymm` (16 per `zmm`
-//! with AVX-512) on an assembled pass (`ukernel::pool`, the same fold).
-//! Its results are
-//! bit-identical to the generic path.
+//! 2-D f32 pools and byte MaxPools (u8/i8: the `int8-maxpool` rule's
+//! pool between an integer conv and the next one's quantiser) with
+//! dilation 1 (the CNN case: ResNet/SqueezeNet MaxPool) take `Fast2d`
+//! instead: padding resolved at compile time (interior without bounds
+//! checks + unrolled border columns), hoisted row pointers, and 128-bit
+//! vectors over output columns for strides 1 and 2 when SIMD is available
+//! (4 floats or 16 bytes; scalar interior otherwise, e.g. rv64gc); with
+//! AVX2, f32 MaxPool's interior rows first run 8 outputs per `ymm` (16 per
+//! `zmm` with AVX-512) on an assembled pass (`ukernel::pool`, the same
+//! fold). Its results are bit-identical to the generic path.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, SigRef, Type, Value};
@@ -79,8 +80,11 @@ impl Elem {
         }
     }
     fn max(self, k: &mut Kernel, a: Value, b: Value) -> Value {
+        let vector = k.b.func.dfg.value_type(a).is_vector();
         match self {
             Elem::F32 => max_f32(k, a, b),
+            Elem::Int(_, true) if vector => k.b.ins().smax(a, b),
+            Elem::Int(_, false) if vector => k.b.ins().umax(a, b),
             Elem::Int(_, signed) => {
                 let cc = if signed { IntCC::SignedGreaterThan } else { IntCC::UnsignedGreaterThan };
                 let c = k.b.ins().icmp(cc, a, b);
@@ -172,9 +176,9 @@ pub fn pool(k: &mut Kernel) -> LResult {
         let taps: usize = axes.iter().map(|a| a.kernel).product();
         let (lo, hi) = k.parallel_range(planes, 1, (out_plane * taps + in_plane) as u64)?;
         k.for_dyn(lo, hi, 1, |k, pl| {
-            let xo = k.b.ins().imul_imm_s(pl, (in_plane * 4) as i64);
+            let xo = k.b.ins().imul_imm_s(pl, (in_plane * eb) as i64);
             let xb = k.b.ins().iadd(xp, xo);
-            let oo = k.b.ins().imul_imm_s(pl, (out_plane * 4) as i64);
+            let oo = k.b.ins().imul_imm_s(pl, (out_plane * eb) as i64);
             let ob = k.b.ins().iadd(out, oo);
             f.plane(k, xb, ob);
         });
@@ -349,18 +353,21 @@ impl Rows {
     }
 }
 
-/// The 2-D f32 fast path (dilation 1): the output columns are split at
-/// compile time into border columns (exact tap ranges, unrolled) and an
-/// interior where every kernel column is valid, so the interior needs no
-/// bounds checks; interior rows likewise get hoisted row pointers and fully
-/// unrolled taps. With SIMD, interior columns run 4 outputs per `f32x4`
-/// (stride 1: unaligned loads; stride 2: two loads deinterleaved by a shuffle).
-/// Taps are folded in the same row-major order and from the same initial
-/// value as the generic path, so results are bit-identical to it (fmax
-/// propagates NaN like ONNX max).
+/// The 2-D fast path (dilation 1; f32, or a MaxPool of bytes): the output
+/// columns are split at compile time into border columns (exact tap
+/// ranges, unrolled) and an interior where every kernel column is valid,
+/// so the interior needs no bounds checks; interior rows likewise get
+/// hoisted row pointers and fully unrolled taps. With SIMD, interior
+/// columns run one 128-bit vector of outputs at a time, 4 floats or 16
+/// bytes (stride 1: unaligned loads; stride 2: two loads deinterleaved, by
+/// a shuffle of floats, or for bytes as 16-bit lanes masked or shifted and
+/// narrowed, which SSE2 has). Taps are folded in the same row-major order
+/// and from the same initial value as the generic path, so results are
+/// bit-identical to it (the f32 step propagates NaN like ONNX max).
 struct Fast2d {
     h: Axis,
     w: Axis,
+    elem: Elem,
     is_max: bool,
     include_pad: bool,
     /// With AVX2, MaxPool's interior rows run on the assembled row passes
@@ -415,7 +422,9 @@ fn col_taps(a: &Axis, o: usize, include_pad: bool) -> (usize, usize, usize) {
 impl Fast2d {
     /// `None` when the fast path does not apply (the generic path is used).
     fn new(axes: &[Axis], elem: Elem, is_max: bool, include_pad: bool) -> Option<Fast2d> {
-        if axes.len() != 2 || !matches!(elem, Elem::F32) || axes.iter().any(|a| a.dil != 1 || a.kernel > 16) {
+        let bytes = is_max && elem.bytes() == 1;
+        if axes.len() != 2 || !(matches!(elem, Elem::F32) || bytes) || axes.iter().any(|a| a.dil != 1 || a.kernel > 16)
+        {
             return None;
         }
         let (h, w) = (axes[0], axes[1]);
@@ -424,19 +433,46 @@ impl Fast2d {
         if c0 + (w.out - c1) > 32 {
             return None;
         }
-        Some(Fast2d { h, w, is_max, include_pad, wide: Vec::new() })
+        Some(Fast2d { h, w, elem, is_max, include_pad, wide: Vec::new() })
     }
 
     fn combine(&self, k: &mut Kernel, a: Value, v: Value) -> Value {
         if self.is_max {
-            max_f32(k, a, v)
+            self.elem.max(k, a, v)
         } else {
             k.b.ins().fadd(a, v)
         }
     }
 
-    fn init(&self, k: &mut Kernel, ty: Type) -> Value {
-        k.fsplat(ty, if self.is_max { f32::NEG_INFINITY } else { 0.0 })
+    /// The fold's initial value, a scalar or (`vector`) a 128-bit vector.
+    fn init(&self, k: &mut Kernel, vector: bool) -> Value {
+        let ty = self.ty(vector);
+        match self.elem {
+            Elem::F32 => k.fsplat(ty, if self.is_max { f32::NEG_INFINITY } else { 0.0 }),
+            Elem::Int(..) => {
+                let low = self.elem.lowest(k);
+                if vector {
+                    k.b.ins().splat(ty, low)
+                } else {
+                    low
+                }
+            }
+        }
+    }
+
+    /// The element type, or the 128-bit vector of it.
+    fn ty(&self, vector: bool) -> Type {
+        let t = self.elem.ty();
+        if vector {
+            t.by(self.lanes() as u32).unwrap_or(t)
+        } else {
+            t
+        }
+    }
+
+    /// Outputs per 128-bit vector: 4 floats or 16 bytes.
+    fn lanes(&self) -> usize {
+        16 / self.elem.bytes()
     }
 
     /// Turns a sum into a mean: `rcnt` (runtime row count) × `ccnt` taps, at least 1.
@@ -456,7 +492,7 @@ impl Fast2d {
     /// Emits one plane: `xb`/`ob` point at the input/output plane.
     fn plane(&self, k: &mut Kernel, xb: Value, ob: Value) {
         let (h, w) = (self.h, self.w);
-        let row_bytes = (w.size * 4) as i64;
+        let row_bytes = (w.size * self.elem.bytes()) as i64;
         let (r0, r1) = interior(&h);
         // interior rows: hoisted row pointers, kh taps, constant count
         k.for_n(r0 as i64, r1 as i64, 1, |k, oh| {
@@ -490,7 +526,8 @@ impl Fast2d {
     /// groups of 16 with AVX-512, then `ymm` groups of 8 for what remains
     /// (SqueezeNet's 13-wide pool has no group of 16).
     fn wide_passes(&self, k: &mut Kernel) -> LResult<Vec<RowPass>> {
-        if !(self.is_max && k.caps.avx2 && (self.w.stride == 1 || self.w.stride == 2)) {
+        let f32_max = self.is_max && matches!(self.elem, Elem::F32);
+        if !(f32_max && k.caps.avx2 && (self.w.stride == 1 || self.w.stride == 2)) {
             return Ok(Vec::new());
         }
         let (mut c, c1) = interior(&self.w);
@@ -541,91 +578,89 @@ impl Fast2d {
     /// Emits all output columns of output row `oh`.
     fn row(&self, k: &mut Kernel, rows: &Rows, rcnt: Value, ob: Value, oh: Value) {
         let w = self.w;
-        let oo = k.b.ins().imul_imm_s(oh, (w.out * 4) as i64);
+        let (eb, ty) = (self.elem.bytes() as i64, self.elem.ty());
+        let oo = k.b.ins().imul_imm_s(oh, w.out as i64 * eb);
         let orow = k.b.ins().iadd(ob, oo);
         let (c0, c1) = interior(&w);
         // the assembled pass's interior c0..cw, then 128-bit vectors cw..cv
         let cw = self.wide_cols(k, rows, orow, c0);
-        // vector interior cw..cv: groups of 4 outputs whose loads stay in the row
+        // vector interior cw..cv: groups of a vector's outputs whose loads stay in the row
         let mut cv = cw;
+        let lanes = self.lanes();
         if k.caps.simd && (w.stride == 1 || w.stride == 2) {
             let mut n = 0usize;
-            while cw + 4 * (n + 1) <= c1 && reach(&w, cw + 4 * n, 4) <= w.size as i64 {
+            while cw + lanes * (n + 1) <= c1 && reach(&w, cw + lanes * n, lanes) <= w.size as i64 {
                 n += 1;
             }
             if n > 0 {
                 self.vec_cols(k, rows, rcnt, orow, cw, n);
-                cv = cw + 4 * n;
+                cv = cw + lanes * n;
             }
         }
         // scalar interior cv..c1: runtime loop, unrolled kernel columns
         let kw = w.kernel;
         k.for_n(cv as i64, c1 as i64, 1, |k, oc| {
-            let ic = k.b.ins().imul_imm_s(oc, (w.stride * 4) as i64);
-            let init = self.init(k, types::F32);
+            let ic = k.b.ins().imul_imm_s(oc, w.stride as i64 * eb);
+            let init = self.init(k, false);
             let acc = rows.fold(k, &[init], &mut |k, rp, a| {
                 let p = k.b.ins().iadd(rp, ic);
                 let mut a = a[0];
                 for t in 0..kw {
-                    let v = k.ld(types::F32, p, ((t as i64 - w.pb as i64) * 4) as i32);
+                    let v = k.ld(ty, p, ((t as i64 - w.pb as i64) * eb) as i32);
                     a = self.combine(k, a, v);
                 }
                 vec![a]
             })[0];
             let r = self.finish(k, acc, rcnt, kw);
-            k.st_at(r, orow, oc, 4, 0);
+            k.st_at(r, orow, oc, eb, 0);
         });
         // border columns: exact compile-time tap ranges
         for oc in (0..c0).chain(c1..w.out) {
             let (lo, hi, cnt) = col_taps(&w, oc, self.include_pad);
             let start = (oc * w.stride) as i64 - w.pb as i64;
-            let init = self.init(k, types::F32);
+            let init = self.init(k, false);
             let acc = rows.fold(k, &[init], &mut |k, rp, a| {
                 let mut a = a[0];
                 for t in lo..hi {
-                    let v = k.ld(types::F32, rp, ((start + t as i64) * 4) as i32);
+                    let v = k.ld(ty, rp, ((start + t as i64) * eb) as i32);
                     a = self.combine(k, a, v);
                 }
                 vec![a]
             })[0];
             let r = self.finish(k, acc, rcnt, cnt);
-            k.st(r, orow, (oc * 4) as i32);
+            k.st(r, orow, (oc as i64 * eb) as i32);
         }
     }
 
-    /// `n` groups of 4 interior outputs starting at output column `c0`.
+    /// `n` groups of a vector's interior outputs (4 floats or 16 bytes)
+    /// starting at output column `c0`.
     fn vec_cols(&self, k: &mut Kernel, rows: &Rows, rcnt: Value, orow: Value, c0: usize, n: usize) {
         let w = self.w;
         let kw = w.kernel;
-        let vty = types::F32X4;
-        let even = k.lane_mask(&[0, 2, 4, 6]);
-        let odd = k.lane_mask(&[1, 3, 5, 7]);
-        let le = MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little);
+        let (eb, lanes) = (self.elem.bytes() as i64, self.lanes() as i64);
         k.for_n(0, n as i64, 1, |k, g| {
-            // input float of tap 0 for the group's first output, relative to the row
-            let ic = k.b.ins().imul_imm_s(g, (4 * w.stride * 4) as i64);
+            // input element of tap 0 for the group's first output, relative to the row
+            let ic = k.b.ins().imul_imm_s(g, lanes * w.stride as i64 * eb);
             let first = (c0 * w.stride) as i64 - w.pb as i64;
-            let init = self.init(k, vty);
+            let init = self.init(k, true);
             let acc = rows.fold(k, &[init], &mut |k, rp, a| {
                 let p = k.b.ins().iadd(rp, ic);
                 let mut a = a[0];
                 if w.stride == 1 {
                     for t in 0..kw {
-                        let v = k.ld(vty, p, ((first + t as i64) * 4) as i32);
+                        let v = k.ld(self.ty(true), p, ((first + t as i64) * eb) as i32);
                         a = self.combine(k, a, v);
                     }
                 } else {
-                    // taps 2j and 2j+1 are the even/odd floats of 8 from first+2j
+                    // taps 2j and 2j+1 are the even/odd elements of two vectors from first+2j
                     for j in 0..kw.div_ceil(2) {
-                        let off = ((first + 2 * j as i64) * 4) as i32;
+                        let off = ((first + 2 * j as i64) * eb) as i32;
                         let lo = k.ld(types::I8X16, p, off);
                         let hi = k.ld(types::I8X16, p, off + 16);
-                        for (t, m) in [(2 * j, even), (2 * j + 1, odd)] {
-                            if t < kw {
-                                let s = k.b.ins().shuffle(lo, hi, m);
-                                let v = k.b.ins().bitcast(vty, le, s);
-                                a = self.combine(k, a, v);
-                            }
+                        let (even, odd) = self.deinterleave(k, lo, hi, 2 * j + 1 < kw);
+                        a = self.combine(k, a, even);
+                        if let Some(odd) = odd {
+                            a = self.combine(k, a, odd);
                         }
                     }
                 }
@@ -634,7 +669,40 @@ impl Fast2d {
             let r = self.finish(k, acc, rcnt, kw);
             let oc = k.b.ins().imul_imm_s(g, 16);
             let dst = k.b.ins().iadd(orow, oc);
-            k.st(r, dst, (c0 * 4) as i32);
+            k.st(r, dst, (c0 as i64 * eb) as i32);
         });
+    }
+
+    /// The even elements of the 32 bytes `lo`, `hi` as one vector of the
+    /// element type, and (`odd`) the odd ones. Floats by a shuffle; bytes
+    /// as 16-bit lanes, the even byte the low half (masked), the odd one
+    /// the high half (shifted down), each narrowed with unsigned
+    /// saturation, exact for values below 256 (`packuswb` on SSE2).
+    fn deinterleave(&self, k: &mut Kernel, lo: Value, hi: Value, odd: bool) -> (Value, Option<Value>) {
+        let le = MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little);
+        if let Elem::F32 = self.elem {
+            let pick = |k: &mut Kernel, lanes: &[u8]| {
+                let m = k.lane_mask(lanes);
+                let s = k.b.ins().shuffle(lo, hi, m);
+                k.b.ins().bitcast(types::F32X4, le, s)
+            };
+            let even = pick(k, &[0, 2, 4, 6]);
+            return (even, odd.then(|| pick(k, &[1, 3, 5, 7])));
+        }
+        let (lo, hi) = (k.b.ins().bitcast(types::I16X8, le, lo), k.b.ins().bitcast(types::I16X8, le, hi));
+        let ty = self.ty(true);
+        let narrow = |k: &mut Kernel, a: Value, b: Value| {
+            let v = k.b.ins().unarrow(a, b);
+            k.b.ins().bitcast(ty, le, v)
+        };
+        let mask = k.b.ins().iconst(types::I16, 0xff);
+        let mask = k.b.ins().splat(types::I16X8, mask);
+        let (el, eh) = (k.b.ins().band(lo, mask), k.b.ins().band(hi, mask));
+        let even = narrow(k, el, eh);
+        let odd = odd.then(|| {
+            let (ol, oh) = (k.b.ins().ushr_imm_u(lo, 8), k.b.ins().ushr_imm_u(hi, 8));
+            narrow(k, ol, oh)
+        });
+        (even, odd)
     }
 }
