@@ -252,6 +252,24 @@ fn xs(n: usize) -> Vec<f64> {
     (0..n).map(|i| (((i * 7919) % 97) as f64 / 24.0) - 2.0).collect()
 }
 
+/// Constant padding of byte and 2- and 8-byte tensors (the integer conv's
+/// zero-point padding of u8 codes): the fill in 16-byte vectors and
+/// single elements, each row copied in 16-byte vectors and 8-, 4-, 2-
+/// and 1-byte moves (rows of 1 to 37 bytes), against the reference on
+/// `native` and `baseline`.
+#[test]
+fn constant_pads_of_narrow_elements() {
+    for (dt, v) in [("u8", "100.0"), ("i16", "-7.0"), ("f64", "3.0")] {
+        for w in [1usize, 3, 14, 16, 23, 37] {
+            let (h, pw) = (5usize, w + 3);
+            check(&format!(
+                "graph \"p\"\n  input %0 \"x\": {dt}[1,2,{h},{w}]\n  %1 = Pad{{pads=[0,0,1,2,0,0,1,1], mode=constant, value={v}}}(%0): {dt}[1,2,{},{pw}] @\"p\"\n  output \"y\" = %1\n",
+                h + 2
+            ));
+        }
+    }
+}
+
 #[test]
 fn pad_modes() {
     let x = xs(6); // [2,3]

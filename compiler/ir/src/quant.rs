@@ -83,6 +83,28 @@ pub fn one_pixel_product_fits(k: usize) -> bool {
     k > 0 && k.is_multiple_of(4)
 }
 
+/// Whether a byte MaxPool's rows (`w`: window along the row, input rows of
+/// `in_w` bytes, `pad` before each) hold a whole 16-byte vector of outputs on the code
+/// generator's vector body (`kerf_targets`' `lower/pool.rs`, `Fast2d`):
+/// stride 1 or 2, no dilation, and the first group of 16 interior
+/// outputs (whose windows lie inside the row) reading within the row.
+/// Narrower rows pool a byte at a time, slower than the f32 pool's
+/// vectors; stated here because the `int8-maxpool` rule moves a
+/// quantiser in front of a pool only where its bytes take the vectors.
+pub fn byte_pool_rows_fit(kernel: usize, stride: usize, dilation: usize, pad: usize, in_w: usize) -> bool {
+    if dilation != 1 || !(1..=2).contains(&stride) || kernel == 0 || in_w + pad < kernel {
+        return false;
+    }
+    let first = pad.div_ceil(stride);
+    let last = (in_w + pad - kernel) / stride + 1;
+    let start = (first * stride) as i64 - pad as i64;
+    let reach = match stride {
+        1 => start + kernel as i64 - 1 + 16,
+        _ => start + 2 * ((kernel as i64 - 1) / 2) + 32,
+    };
+    first + 16 <= last && reach <= in_w as i64
+}
+
 /// Whether a depthwise conv's geometry suits the VNNI depthwise quad pass
 /// (`kerf_targets::ukernel::avx512::dw_quad`): `kh` up to 5 rows of `kw`
 /// up to 4 taps (a row of taps is one byte quad), horizontal stride `sw`
@@ -249,6 +271,24 @@ mod byte_pair_tests {
         assert!(!byte_pairs_exact(&[100, 0, 100, 100, 0, 0], 6));
         assert!(byte_pairs_exact(&[-64, -64, 64, 64], 4));
         assert!(!byte_pairs_exact(&[-64, -65], 2));
+    }
+
+    /// A byte pool's rows fit where 16 interior outputs read within the
+    /// row: ResNet's 3x3/2 pads-1 pool from 112 wide, SqueezeNet's
+    /// unpadded one from 55; not MNIST's 2x2/2 from 28 (14 outputs), nor a
+    /// row one input short of a group (32 + 1 inputs for 16 outputs of a
+    /// 3x3/2 window), nor dilation or stride 3.
+    #[test]
+    fn byte_pool_rows_hold_a_vector_group() {
+        assert!(super::byte_pool_rows_fit(3, 2, 1, 1, 112));
+        assert!(super::byte_pool_rows_fit(3, 2, 1, 0, 55));
+        assert!(super::byte_pool_rows_fit(3, 2, 1, 0, 34));
+        assert!(!super::byte_pool_rows_fit(3, 2, 1, 0, 33));
+        assert!(!super::byte_pool_rows_fit(2, 2, 1, 0, 28));
+        assert!(super::byte_pool_rows_fit(2, 2, 1, 0, 32));
+        assert!(super::byte_pool_rows_fit(3, 1, 1, 1, 18));
+        assert!(!super::byte_pool_rows_fit(3, 1, 1, 1, 17));
+        assert!(!super::byte_pool_rows_fit(3, 1, 2, 1, 112) && !super::byte_pool_rows_fit(3, 3, 1, 1, 112));
     }
 }
 

@@ -4,7 +4,9 @@
 //! the f32 tensor nor the pass over it is left.
 //!
 //! `int8-maxpool` matches `Quantize{s, z, pads}(m)` where `m`'s class holds
-//! a 2-D f32 `MaxPool{p}(y)`, and adds
+//! a 2-D f32 `MaxPool{p}(y)` whose rows hold a vector of byte outputs
+//! ([`kerf_ir::byte_pool_rows_fit`]; narrower ones pool a byte at a time,
+//! slower than the f32 pool), and adds
 //! `Pad{pads, z}(MaxPool{p}(Quantize{s, z, 0}(y)))` to the quantiser's
 //! class (without the `Pad` when `pads` are all zero; the integer conv
 //! behind it reads an explicitly padded input, and its padding holds the
@@ -99,7 +101,12 @@ impl Rule for QuantizeBeforeMaxPool {
             for pn in &eg[*m].nodes {
                 let Some(Op::MaxPool(pool)) = pn.kerf_op() else { continue };
                 let [y] = pn.children.as_slice() else { continue };
-                let f32_2d = eg[*y].data.ty().is_some_and(|t| t.dtype == DType::F32 && t.shape.len() == 4);
+                let w = &pool.window;
+                let fits = |t: &kerf_ir::TensorType| {
+                    let [.., in_w] = t.shape[..] else { return false };
+                    kerf_ir::byte_pool_rows_fit(w.kernel[1], w.strides[1], w.dilations[1], w.pad_begin(1), in_w)
+                };
+                let f32_2d = eg[*y].data.ty().is_some_and(|t| t.dtype == DType::F32 && t.shape.len() == 4 && fits(t));
                 if f32_2d {
                     let (scale, zp, pads) = (*scale, *zp, pads.clone());
                     out.push(PoolMatch { scale, zp, pads, pool: pool.clone(), input: *y });

@@ -86,6 +86,8 @@ pub fn strided_copy(
                 let v = k.ld_at(t, sb, j, 4, 0);
                 k.st_at(v, db, j, 4, 0);
             });
+        } else if si == 1 && di == 1 && k.caps.simd {
+            copy_bytes(k, sb, db, inner * esize);
         } else {
             k.for_n(0, inner as i64, 1, |k, j| {
                 let v = k.ld_at(ity, sb, j, si * e, 0);
@@ -93,6 +95,23 @@ pub fn strided_copy(
             });
         }
     });
+}
+
+/// Copies `n` contiguous bytes: 16-byte vectors, then the rest in 8-, 4-,
+/// 2- and 1-byte moves (unrolled: `n` is known).
+fn copy_bytes(k: &mut Kernel, src: Value, dst: Value, n: usize) {
+    k.for_n(0, (n / 16) as i64, 1, |k, i| {
+        let v = k.ld_at(types::I8X16, src, i, 16, 0);
+        k.st_at(v, dst, i, 16, 0);
+    });
+    let mut at = n / 16 * 16;
+    for (w, t) in [(8, types::I64), (4, types::I32), (2, types::I16), (1, types::I8)] {
+        if (n - at) & w != 0 {
+            let v = k.ld(t, src, at as i32);
+            k.st(v, dst, at as i32);
+            at += w;
+        }
+    }
 }
 
 /// `off + Σ idx·strides` with signed strides.
@@ -139,7 +158,18 @@ fn fill(k: &mut Kernel, dst: Value, n: usize, d: DType, v: f32) -> LResult {
         _ => return Err(format!("padding {d} is not supported")),
     };
     let es = d.size() as i64;
-    k.for_n(0, n as i64, 1, |k, i| k.st_at(val, dst, i, es, 0));
+    // whole 16-byte vectors of the value, then single elements
+    let per = 16 / es as usize;
+    let vty = k.b.func.dfg.value_type(val).by(per as u32).filter(|_| k.caps.simd && per > 1);
+    let done = match vty {
+        Some(vty) => {
+            let v = k.b.ins().splat(vty, val);
+            k.for_n(0, (n / per) as i64, 1, |k, i| k.st_at(v, dst, i, 16, 0));
+            n / per * per
+        }
+        None => 0,
+    };
+    k.for_n(done as i64, n as i64, 1, |k, i| k.st_at(val, dst, i, es, 0));
     Ok(())
 }
 
