@@ -169,7 +169,7 @@ mod tests {
             relu = base + 7,
             w = w.join(","),
             b = b.join(","),
-            sc = vec!["0.01"; 16].join(","),
+            sc = ["0.01"; 16].join(","),
         )
     }
 
@@ -236,7 +236,7 @@ mod tests {
             layer(0, 1, 0, "%0", 8),
             layer(1, 3, 1, "%0", 8),
             head.join(","),
-            vec!["0.01"; 8].join(","),
+            ["0.01"; 8].join(","),
         );
         let g = text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let x = Tensor::from_f32(vec![1, 16, 8, 8], &random(3, 16 * 64, -2.0, 3.0)).unwrap();
@@ -287,6 +287,6 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let got = interpret(&moved, std::slice::from_ref(&x)).remove(0);
         assert_eq!(got.bytes(), want.bytes());
-        assert!(want.bytes().iter().any(|&b| b == 0) && want.bytes().iter().any(|&b| b == 255));
+        assert!(want.bytes().contains(&0) && want.bytes().contains(&255));
     }
 }
