@@ -78,31 +78,52 @@ pub(crate) fn conv(op: &Op, c: &Conv, inputs: &[&Tensor], out: &TensorType) -> R
 }
 
 /// N-D MaxPool over the valid taps of each window (padding is never read),
-/// on floats or integers: a float window holding a NaN gives NaN, a window
-/// of padding only the dtype's lowest value (−inf for floats). Shapes
-/// (ceil mode included) were decided by inference (`out`).
+/// on floats (in f64: a window holding a NaN gives NaN) or integers
+/// (exactly, in i128); a window of padding only gives the dtype's lowest
+/// value (−inf for floats). Shapes (ceil mode included) were decided by
+/// inference (`out`).
 pub(crate) fn max_pool(op: &Op, p: &Pool, x: &Tensor, out: &TensorType) -> Result<Tensor, IrError> {
-    let w = &p.window;
-    let (xs, os) = (x.shape(), &out.shape);
-    let r = w.rank();
-    if xs.len() != r + 2 {
-        return Err(err(op, format!("{r}-D window on input {xs:?}")));
+    let xs = x.shape();
+    if xs.len() != p.window.rank() + 2 {
+        return Err(err(op, format!("{}-D window on input {xs:?}", p.window.rank())));
     }
+    if x.dtype().is_float() {
+        let v = x.to_f64_vec();
+        let res = pool_windows(p, xs, &out.shape, f64::NEG_INFINITY, |acc, i| {
+            if acc.is_nan() || v[i].is_nan() {
+                f64::NAN
+            } else {
+                acc.max(v[i])
+            }
+        });
+        return Tensor::from_f64_values(out.dtype, out.shape.clone(), &res);
+    }
+    let Some((lowest, _)) = x.dtype().int_range() else {
+        return Err(err(op, format!("MaxPool on {} is not supported", x.dtype())));
+    };
+    let unsigned64 = x.dtype() == DType::U64;
+    let v: Vec<i128> =
+        x.to_i64_vec().iter().map(|&a| if unsigned64 { i128::from(a as u64) } else { i128::from(a) }).collect();
+    let res = pool_windows(p, xs, &out.shape, i128::from(lowest), |acc, i| acc.max(v[i]));
+    let res: Vec<i64> = res.iter().map(|&a| a as i64).collect();
+    Tensor::from_i64_values(out.dtype, out.shape.clone(), &res)
+}
+
+/// Folds `step(acc, input index)` from `init` over the valid taps of each
+/// output window of the pool `p` (input shape `xs`, output `os`), in the
+/// output's order.
+fn pool_windows<T: Copy>(p: &Pool, xs: &[usize], os: &[usize], init: T, step: impl Fn(T, usize) -> T) -> Vec<T> {
+    let w = &p.window;
+    let r = w.rank();
     let (xst, ost) = (strides(xs), strides(os));
     let (out_sp, k_sp) = (os[2..].to_vec(), w.kernel.clone());
     let (n_out_sp, n_k): (usize, usize) = (out_sp.iter().product(), k_sp.iter().product());
-    let float = x.dtype().is_float();
-    let xv = x.to_f64_vec();
-    let lowest = match x.dtype().int_range() {
-        Some((lo, _)) if !float => lo as f64,
-        _ => f64::NEG_INFINITY,
-    };
-    let mut res = vec![lowest; out.numel()];
+    let mut res = vec![init; os.iter().product()];
     let (mut opos, mut kpos) = (vec![0usize; r], vec![0usize; r]);
     for plane in 0..xs[0] * xs[1] {
         for osi in 0..n_out_sp {
             unravel(osi, &out_sp, &mut opos);
-            let mut acc = lowest;
+            let mut acc = init;
             for ki in 0..n_k {
                 unravel(ki, &k_sp, &mut kpos);
                 let mut xoff = plane * xst[1];
@@ -113,20 +134,13 @@ pub(crate) fn max_pool(op: &Op, p: &Pool, x: &Tensor, out: &TensorType) -> Resul
                     xoff += i.max(0) as usize * xst[2 + a];
                 }
                 if inside {
-                    let v = xv[xoff];
-                    acc = if acc.is_nan() || v.is_nan() { f64::NAN } else { acc.max(v) };
+                    acc = step(acc, xoff);
                 }
             }
-            let ooff = plane * ost[1] + (0..r).map(|a| opos[a] * ost[2 + a]).sum::<usize>();
-            res[ooff] = acc;
+            res[plane * ost[1] + (0..r).map(|a| opos[a] * ost[2 + a]).sum::<usize>()] = acc;
         }
     }
-    if float {
-        Tensor::from_f64_values(out.dtype, os.clone(), &res)
-    } else {
-        let v: Vec<i64> = res.iter().map(|&a| a as i64).collect();
-        Tensor::from_i64_values(out.dtype, os.clone(), &v)
-    }
+    res
 }
 
 /// [`QConv`] as its contract states it: the integer sums (exact in f64),

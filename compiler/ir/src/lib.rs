@@ -34,8 +34,8 @@ pub use graph::{Graph, GraphOutput, Node, TensorType, Value, ValueDef, ValueId};
 pub use op::{BinaryOp, Layer, Op, UnaryOp};
 pub use quant::{
     byte_pair_partners, byte_pairs_exact, byte_pool_rows_fit, channel_pairs_exact, one_pixel_product_fits,
-    weights_byte_pairs_exact, ActQuant, AxisQuant, DepthwisePlane, DW_FLAT_MAX_PIXELS, DW_FLAT_MAX_TAPS,
-    DW_QUAD_MAX_BORDER_ROWS,
+    pool_group_reach, pool_row_interior, weights_byte_pairs_exact, ActQuant, AxisQuant, DepthwisePlane,
+    DW_FLAT_MAX_PIXELS, DW_FLAT_MAX_TAPS, DW_QUAD_MAX_BORDER_ROWS,
 };
 pub use tensor::{numel, Tensor, MAX_CONST_ELEMENTS};
 pub use weights::{ChannelQuads, Origin, Quant, Sparsity, Weight, WeightGrid, WeightId, WeightTable, GRID_QMAX};

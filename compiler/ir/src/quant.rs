@@ -83,26 +83,46 @@ pub fn one_pixel_product_fits(k: usize) -> bool {
     k > 0 && k.is_multiple_of(4)
 }
 
-/// Whether a byte MaxPool's rows (`w`: window along the row, input rows of
-/// `in_w` bytes, `pad` before each) hold a whole 16-byte vector of outputs on the code
-/// generator's vector body (`kerf_targets`' `lower/pool.rs`, `Fast2d`):
-/// stride 1 or 2, no dilation, and the first group of 16 interior
-/// outputs (whose windows lie inside the row) reading within the row.
-/// Narrower rows pool a byte at a time, slower than the f32 pool's
-/// vectors; stated here because the `int8-maxpool` rule moves a
-/// quantiser in front of a pool only where its bytes take the vectors.
+/// The outputs `lo..hi` of a pool row (input `size` wide, window
+/// `kernel`, `stride`, `pad` before the row) whose whole window lies in the
+/// row: the interior the code generator's pools run without bounds checks
+/// (`kerf_targets`' `lower/pool.rs`), stated here with [`pool_group_reach`]
+/// for [`byte_pool_rows_fit`].
+pub fn pool_row_interior(size: usize, kernel: usize, stride: usize, pad: usize) -> (usize, usize) {
+    let lo = pad.div_ceil(stride);
+    let hi = if size + pad >= kernel { (size + pad - kernel) / stride + 1 } else { 0 };
+    (lo.min(hi), hi)
+}
+
+/// One past the last input that a group of `lanes` pool outputs from
+/// output `o` reads along a row (window `kernel`, `stride` 1 or 2, `pad`
+/// before the row), as the code generator's vector bodies load it: stride
+/// 1 `kernel − 1 + lanes` inputs from the first window's start; stride 2
+/// pairs of vectors from every other tap, `2·⌊(kernel − 1)/2⌋ + 2·lanes`.
+pub fn pool_group_reach(kernel: usize, stride: usize, pad: usize, o: usize, lanes: usize) -> i64 {
+    let start = (o * stride) as i64 - pad as i64;
+    let k = kernel as i64;
+    match stride {
+        1 => start + k - 1 + lanes as i64,
+        _ => start + 2 * ((k - 1) / 2) + 2 * lanes as i64,
+    }
+}
+
+/// Whether a byte MaxPool's rows (window `kernel`, `stride`, `dilation`,
+/// `pad` before the row, input rows of `in_w` bytes) hold a whole 16-byte
+/// vector of outputs on the code generator's vector body (`lower/pool.rs`,
+/// `Fast2d`): stride 1 or 2, no dilation, and the first group of 16
+/// interior outputs ([`pool_row_interior`]) reading within the row
+/// ([`pool_group_reach`]). Narrower rows pool a byte at a time, slower
+/// than the f32 pool's vectors; stated here because the `int8-maxpool`
+/// rule moves a quantiser in front of a pool only where its bytes take the
+/// vectors.
 pub fn byte_pool_rows_fit(kernel: usize, stride: usize, dilation: usize, pad: usize, in_w: usize) -> bool {
-    if dilation != 1 || !(1..=2).contains(&stride) || kernel == 0 || in_w + pad < kernel {
+    if dilation != 1 || !(1..=2).contains(&stride) || kernel == 0 {
         return false;
     }
-    let first = pad.div_ceil(stride);
-    let last = (in_w + pad - kernel) / stride + 1;
-    let start = (first * stride) as i64 - pad as i64;
-    let reach = match stride {
-        1 => start + kernel as i64 - 1 + 16,
-        _ => start + 2 * ((kernel as i64 - 1) / 2) + 32,
-    };
-    first + 16 <= last && reach <= in_w as i64
+    let (lo, hi) = pool_row_interior(in_w, kernel, stride, pad);
+    lo + 16 <= hi && pool_group_reach(kernel, stride, pad, lo, 16) <= in_w as i64
 }
 
 /// Whether a depthwise conv's geometry suits the VNNI depthwise quad pass

@@ -176,12 +176,13 @@ mod tests {
     /// A ResNet stem in small: a quantised 3x3 conv with Relu, a 3x3
     /// stride-2 MaxPool (pads 1), then a quantised 3x3 conv (pads 1, so its
     /// quantiser pads) or 1x1 (`pointwise`: an unpadded quantiser).
-    fn stem(pointwise: bool) -> String {
+    fn stem(pointwise: bool, side: usize) -> String {
         let (k, p) = if pointwise { (1, 0) } else { (3, 1) };
         format!(
-            "graph \"g\"\n  input %0 \"x\": f32[1,16,32,32]\n  const %3 \"s\": f32[] = [0.02]\n{}  %18 = MaxPool{{kernel=[3,3], strides=[2,2], dilations=[1,1], pads=[1,1,1,1], ceil_mode=false}}(%17): f32[1,16,16,16] @\"pool\"\n{}  output \"y\" = %27\n",
-            layer(0, 3, 1, "%0", 32),
-            layer(1, k, p, "%18", 16)
+            "graph \"g\"\n  input %0 \"x\": f32[1,16,{side},{side}]\n  const %3 \"s\": f32[] = [0.02]\n{}  %18 = MaxPool{{kernel=[3,3], strides=[2,2], dilations=[1,1], pads=[1,1,1,1], ceil_mode=false}}(%17): f32[1,16,{half},{half}] @\"pool\"\n{}  output \"y\" = %27\n",
+            layer(0, 3, 1, "%0", side),
+            layer(1, k, p, "%18", side / 2),
+            half = side / 2
         )
     }
 
@@ -194,15 +195,15 @@ mod tests {
     /// stays f32 before the quantiser.
     #[test]
     fn the_quantiser_moves_before_the_pool_where_the_conv_stores_bytes() {
-        let x = Tensor::from_f32(vec![1, 16, 32, 32], &random(3, 16 * 1024, -2.0, 3.0)).unwrap();
+        let x = Tensor::from_f32(vec![1, 16, 40, 40], &random(3, 16 * 1600, -2.0, 3.0)).unwrap();
         for pointwise in [false, true] {
-            let g = text::parse(&stem(pointwise)).unwrap_or_else(|e| panic!("{e}"));
+            let g = text::parse(&stem(pointwise, 40)).unwrap_or_else(|e| panic!("{e}"));
             let want = interpret(&g, std::slice::from_ref(&x)).remove(0).to_f32_vec();
             let opts = PassOptions { int8_dot: Int8Dot::Bytes, ..PassOptions::default() };
             let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap();
             let printed = text::print(&out);
             let pool = printed.lines().find(|l| l.contains("MaxPool{")).unwrap_or_else(|| panic!("{printed}"));
-            assert!(pool.contains(": u8[1,16,16,16]"), "{printed}");
+            assert!(pool.contains(": u8[1,16,20,20]"), "{printed}");
             assert!(printed.contains("out=quant"), "{printed}");
             assert_eq!(printed.contains("Pad{"), !pointwise, "{printed}");
             let got = interpret(&out, std::slice::from_ref(&x)).remove(0).to_f32_vec();
@@ -214,8 +215,14 @@ mod tests {
             let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap();
             let printed = text::print(&out);
             let pool = printed.lines().find(|l| l.contains("MaxPool{")).unwrap_or_else(|| panic!("{printed}"));
-            assert!(pool.contains(": f32[1,16,16,16]") && !printed.contains("out=quant"), "{printed}");
+            assert!(pool.contains(": f32[1,16,20,20]") && !printed.contains("out=quant"), "{printed}");
         }
+        // rows of 32 pool to 16 outputs, 15 of them interior: no byte vector
+        let g = text::parse(&stem(true, 32)).unwrap_or_else(|e| panic!("{e}"));
+        let opts = PassOptions { int8_dot: Int8Dot::Bytes, ..PassOptions::default() };
+        let printed = text::print(&crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap().0);
+        let pool = printed.lines().find(|l| l.contains("MaxPool{")).unwrap_or_else(|| panic!("{printed}"));
+        assert!(pool.contains(": f32[1,16,16,16]"), "{printed}");
     }
 
     /// A fire module in small (SqueezeNet): a quantised 1x1 and a
@@ -257,30 +264,31 @@ mod tests {
 
     /// The moved form alone, without the integer convs: `Quantize` of a
     /// byte pool equals the pool of the quantised floats code for code,
-    /// ties and clamped values included.
+    /// ties and clamped values included, in ceil mode with a partial last
+    /// window on both axes (odd spans: 10 + 2 − 3, 12 + 2 − 3).
     #[test]
     fn pooling_codes_equals_quantising_the_pool() {
         let text = "graph \"p\"
-  input %0 \"x\": f32[1,2,9,11]
-  %1 = MaxPool{kernel=[3,3], strides=[2,2], dilations=[1,1], pads=[1,1,1,1], ceil_mode=true}(%0): f32[1,2,5,6] @\"pool\"
-  %2 = Quantize{scale=0.05, zp=100, pads=[0,0,1,1,0,0,1,1]}(%1): u8[1,2,7,8] @\"q\"
+  input %0 \"x\": f32[1,2,10,12]
+  %1 = MaxPool{kernel=[3,3], strides=[2,2], dilations=[1,1], pads=[1,1,1,1], ceil_mode=true}(%0): f32[1,2,6,7] @\"pool\"
+  %2 = Quantize{scale=0.05, zp=100, pads=[0,0,1,1,0,0,1,1]}(%1): u8[1,2,8,9] @\"q\"
   output \"y\" = %2
 ";
         let g = text::parse(text).unwrap_or_else(|e| panic!("{e}"));
         // values on and between grid points (ties), beyond both ends of the
         // grid, and a block of windows below it (pooled to code 0)
-        let x: Vec<f32> = (0..2 * 9 * 11)
+        let x: Vec<f32> = (0..2 * 10 * 12)
             .map(|i| if i % 99 < 30 { -9.0 } else { ((i * 37 % 101) as f32 - 50.0) * 0.2 + 0.025 * (i % 3) as f32 })
             .collect();
-        let x = Tensor::from_f32(vec![1, 2, 9, 11], &x).unwrap();
+        let x = Tensor::from_f32(vec![1, 2, 10, 12], &x).unwrap();
         let want = interpret(&g, std::slice::from_ref(&x)).remove(0);
         // what the rule writes for it
         let moved = text::parse(
             "graph \"p\"
-  input %0 \"x\": f32[1,2,9,11]
-  %1 = Quantize{scale=0.05, zp=100, pads=[0,0,0,0,0,0,0,0]}(%0): u8[1,2,9,11] @\"q\"
-  %2 = MaxPool{kernel=[3,3], strides=[2,2], dilations=[1,1], pads=[1,1,1,1], ceil_mode=true}(%1): u8[1,2,5,6] @\"pool\"
-  %3 = Pad{pads=[0,0,1,1,0,0,1,1], mode=constant, value=100.0}(%2): u8[1,2,7,8] @\"pad\"
+  input %0 \"x\": f32[1,2,10,12]
+  %1 = Quantize{scale=0.05, zp=100, pads=[0,0,0,0,0,0,0,0]}(%0): u8[1,2,10,12] @\"q\"
+  %2 = MaxPool{kernel=[3,3], strides=[2,2], dilations=[1,1], pads=[1,1,1,1], ceil_mode=true}(%1): u8[1,2,6,7] @\"pool\"
+  %3 = Pad{pads=[0,0,1,1,0,0,1,1], mode=constant, value=100.0}(%2): u8[1,2,8,9] @\"pad\"
   output \"y\" = %3
 ",
         )

@@ -1,6 +1,6 @@
 //! `int8-requant` (in the `int8` group): the requantising epilogue.
 //!
-//! Matches `Quantize{s, z, pads = 0}(c)` where `c`'s class holds a
+//! Matches `Quantize{s, z, pads}(c)` where `c`'s class holds a
 //! `QConv{out: Real}(args)` on the integer GEMM of an x86 target with the
 //! assembled tiles, which store u8 in their own epilogue (elsewhere the
 //! Cranelift epilogue's per-vector u8 store is slower than the separate
@@ -13,9 +13,13 @@
 //! quantiser (MobileNetV2's stride-2 112x112 layer 0.175 + 0.031 → 0.243
 //! ms on Zen 4, bound by its extra shuffles and stores). It adds
 //! `QConv{out: Quant{s, z}}(args)`
-//! to the `Quantize`'s class: the integer conv then hands the next layer's
-//! integer conv its u8 input directly, without writing and re-reading an
-//! f32 tensor.
+//! to the `Quantize`'s class, or `Pad{pads, z}(QConv{out: Quant{s, z}}(args))`
+//! where the quantiser pads (the next conv is KxK): the integer conv then
+//! hands the next layer's integer conv its u8 input directly, without
+//! writing and re-reading an f32 tensor, and a padded consumer pays a
+//! byte copy instead of a pass over the floats. The padding is exact:
+//! `Quantize` pads with zeros before dividing, and a zero quantises to the
+//! code `z`.
 //!
 //! Sound up to f32 rounding (as the `int8-conv` rule): [`QOut::Quant`]'s
 //! output is [`QOut::Real`]'s value on the grid `(s, z)` with the division
@@ -28,8 +32,8 @@
 //! quantiser. Directional: nothing turns a `Quant` output back.
 
 use egg::Id;
-use kerf_ir::op::{QConv, QOut};
-use kerf_ir::Op;
+use kerf_ir::op::{PadMode, QConv, QOut};
+use kerf_ir::{Op, F32};
 
 use super::{add_union, rewrite, KRewrite, Rule};
 use crate::analysis::KEGraph;
@@ -42,6 +46,7 @@ pub struct Requant;
 pub struct RequantMatch {
     q: QConv,
     children: Vec<Id>,
+    pads: Vec<usize>,
 }
 
 impl Rule for Requant {
@@ -53,7 +58,7 @@ impl Rule for Requant {
         for n in &eg[class].nodes {
             let Some(Op::Quantize { scale, zp, pads }) = n.kerf_op() else { continue };
             let [c] = n.children.as_slice() else { continue };
-            if pads.iter().any(|&p| p != 0) || QOut::factor(scale.get()).is_none() {
+            if QOut::factor(scale.get()).is_none() {
                 continue;
             }
             for cn in &eg[*c].nodes {
@@ -62,12 +67,19 @@ impl Rule for Requant {
                     continue;
                 }
                 let q = QConv { out: QOut::Quant { scale: *scale, zp: *zp }, ..q.clone() };
-                out.push(RequantMatch { q, children: cn.children.clone() });
+                out.push(RequantMatch { q, children: cn.children.clone(), pads: pads.clone() });
             }
         }
     }
     fn apply(&self, eg: &mut KEGraph, class: Id, m: &RequantMatch) -> Vec<Id> {
-        add_union(eg, class, KNode::op(Op::QConv(m.q.clone()), m.children.clone()))
+        let conv = KNode::op(Op::QConv(m.q.clone()), m.children.clone());
+        let QOut::Quant { zp, .. } = m.q.out else { return Vec::new() };
+        if m.pads.iter().all(|&p| p == 0) {
+            return add_union(eg, class, conv);
+        }
+        let conv = eg.add(conv);
+        let value = F32::new(f32::from(zp));
+        add_union(eg, class, KNode::op(Op::Pad { pads: m.pads.clone(), mode: PadMode::Constant, value }, vec![conv]))
     }
 }
 
@@ -113,8 +125,14 @@ mod tests {
     /// through its unpadded quantiser), the first conv's f32 output also a
     /// graph output with `second_user`.
     fn two_layers(depthwise: bool, second_user: bool) -> String {
+        two_layers_k(depthwise, second_user, 1)
+    }
+
+    /// [`two_layers`] with a `k2`x`k2` second conv ("same" padding: its
+    /// quantiser pads for `k2 > 1`).
+    fn two_layers_k(depthwise: bool, second_user: bool, k2: usize) -> String {
         let layer = |i: usize, input: &str| {
-            let (k, p) = if i == 0 { (3, 1) } else { (1, 0) };
+            let (k, p) = if i == 0 { (3, 1) } else { (k2, k2 / 2) };
             let g = if i == 0 && depthwise { 32 } else { 1 };
             let w: Vec<String> = random(7 + i as u64, 32 * (32 / g) * k * k, -127.0, 127.0)
                 .iter()
@@ -193,6 +211,31 @@ mod tests {
         assert!(err / scale < 1e-2, "relative error {}", err / scale);
         let close = ys[0].iter().zip(&ys[1]).filter(|(p, q)| (*p - *q).abs() <= 1e-5 * scale).count();
         assert!(close * 100 >= 99 * ys[0].len(), "{close} of {} within f32 rounding", ys[0].len());
+    }
+
+    /// A conv feeding a 3x3 conv, whose quantiser pads: with the
+    /// assembled x86 tiles the first conv stores u8 and a `Pad` with the
+    /// zero point makes the padded input (no pass over floats), equal to
+    /// the original up to f32 rounding; without them (`Pairs`) the padding
+    /// quantiser stays.
+    #[test]
+    fn a_conv_feeding_a_padded_quantised_conv_stores_u8_then_pads() {
+        let x = Tensor::from_f32(vec![1, 32, 16, 16], &random(3, 32 * 256, -2.0, 3.0)).unwrap();
+        let g = text::parse(&two_layers_k(false, false, 3)).unwrap_or_else(|e| panic!("{e}"));
+        let want = interpret(&g, std::slice::from_ref(&x)).remove(0).to_f32_vec();
+        let opts = PassOptions { int8_dot: Int8Dot::ExactBytes, ..PassOptions::default() };
+        let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap();
+        let printed = text::print(&out);
+        let pad = printed.lines().find(|l| l.contains("Pad{")).unwrap_or_else(|| panic!("{printed}"));
+        assert!(pad.contains("value=") && pad.contains(": u8[1,32,18,18]"), "{printed}");
+        assert_eq!(printed.matches("out=quant").count(), 1, "{printed}");
+        let got = interpret(&out, std::slice::from_ref(&x)).remove(0).to_f32_vec();
+        let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let close = got.iter().zip(&want).filter(|(p, q)| (*p - *q).abs() <= 1e-5 * scale).count();
+        assert!(close * 100 >= 99 * want.len(), "{close} of {} within f32 rounding", want.len());
+        let opts = PassOptions { int8_dot: Int8Dot::Pairs, ..PassOptions::default() };
+        let printed = text::print(&crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap().0);
+        assert!(!printed.contains("Pad{") && !printed.contains("out=quant"), "{printed}");
     }
 
     /// A depthwise QConv stores u8 through the next layer's quantiser only

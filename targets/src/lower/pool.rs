@@ -20,7 +20,7 @@
 //! fold). Its results are bit-identical to the generic path.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, SigRef, Type, Value};
+use cranelift_codegen::ir::{types, Immediate, InstBuilder, MemFlagsData, SigRef, Type, Value};
 use kerf_ir::{DType, Op};
 
 use super::conv_geo::tap_range;
@@ -388,23 +388,17 @@ struct RowPass {
 }
 
 /// One past the last input a group of `lanes` outputs from output `o` reads
-/// on the row axis `w` (stride 1 or 2): the 128-bit pass's groups of 4 and
-/// the assembled pass's of 8 or 16 (`ukernel::pool`) alike. Stride 1 reads
-/// `kw − 1 + lanes` inputs; stride 2 pairs of vectors, from every other
-/// tap, `2·⌊(kw − 1)/2⌋ + 2·lanes`.
+/// on the row axis `w` (stride 1 or 2): the 128-bit pass's groups of 4
+/// floats or 16 bytes and the assembled pass's of 8 or 16 floats
+/// (`ukernel::pool`) alike ([`kerf_ir::pool_group_reach`], which the
+/// `int8-maxpool` rule's [`kerf_ir::byte_pool_rows_fit`] shares).
 fn reach(w: &Axis, o: usize, lanes: usize) -> i64 {
-    let ic = (o * w.stride) as i64 - w.pb as i64;
-    let k = w.kernel as i64;
-    match w.stride {
-        1 => ic + k - 1 + lanes as i64,
-        _ => ic + 2 * ((k - 1) / 2) + 2 * lanes as i64,
-    }
+    kerf_ir::pool_group_reach(w.kernel, w.stride, w.pb, o, lanes)
 }
 
 /// Output positions `o` whose whole window lies inside `0..size` on axis `a`.
 fn interior(a: &Axis) -> (usize, usize) {
-    let lo = a.pb.div_ceil(a.stride);
-    let hi = if a.size + a.pb >= a.kernel { (a.size + a.pb - a.kernel) / a.stride + 1 } else { 0 };
+    let (lo, hi) = kerf_ir::pool_row_interior(a.size, a.kernel, a.stride, a.pb);
     let hi = hi.min(a.out);
     (lo.min(hi), hi)
 }
@@ -588,10 +582,7 @@ impl Fast2d {
         let mut cv = cw;
         let lanes = self.lanes();
         if k.caps.simd && (w.stride == 1 || w.stride == 2) {
-            let mut n = 0usize;
-            while cw + lanes * (n + 1) <= c1 && reach(&w, cw + lanes * n, lanes) <= w.size as i64 {
-                n += 1;
-            }
+            let n = self.groups(cw, c1, lanes);
             if n > 0 {
                 self.vec_cols(k, rows, rcnt, orow, cw, n);
                 cv = cw + lanes * n;
@@ -638,6 +629,11 @@ impl Fast2d {
         let w = self.w;
         let kw = w.kernel;
         let (eb, lanes) = (self.elem.bytes() as i64, self.lanes() as i64);
+        // the float shuffles' lane masks (bytes narrow 16-bit lanes instead)
+        let masks = match self.elem {
+            Elem::F32 if w.stride == 2 => Some((k.lane_mask(&[0, 2, 4, 6]), k.lane_mask(&[1, 3, 5, 7]))),
+            _ => None,
+        };
         k.for_n(0, n as i64, 1, |k, g| {
             // input element of tap 0 for the group's first output, relative to the row
             let ic = k.b.ins().imul_imm_s(g, lanes * w.stride as i64 * eb);
@@ -657,7 +653,7 @@ impl Fast2d {
                         let off = ((first + 2 * j as i64) * eb) as i32;
                         let lo = k.ld(types::I8X16, p, off);
                         let hi = k.ld(types::I8X16, p, off + 16);
-                        let (even, odd) = self.deinterleave(k, lo, hi, 2 * j + 1 < kw);
+                        let (even, odd) = self.deinterleave(k, (lo, hi), masks, 2 * j + 1 < kw);
                         a = self.combine(k, a, even);
                         if let Some(odd) = odd {
                             a = self.combine(k, a, odd);
@@ -674,20 +670,26 @@ impl Fast2d {
     }
 
     /// The even elements of the 32 bytes `lo`, `hi` as one vector of the
-    /// element type, and (`odd`) the odd ones. Floats by a shuffle; bytes
-    /// as 16-bit lanes, the even byte the low half (masked), the odd one
-    /// the high half (shifted down), each narrowed with unsigned
-    /// saturation, exact for values below 256 (`packuswb` on SSE2).
-    fn deinterleave(&self, k: &mut Kernel, lo: Value, hi: Value, odd: bool) -> (Value, Option<Value>) {
+    /// element type, and (`odd`) the odd ones. Floats by a shuffle with the
+    /// `masks` (even, odd); bytes as 16-bit lanes, the even byte the low
+    /// half (masked), the odd one the high half (shifted down), each
+    /// narrowed with unsigned saturation, exact for values below 256
+    /// (`packuswb` on SSE2).
+    fn deinterleave(
+        &self,
+        k: &mut Kernel,
+        (lo, hi): (Value, Value),
+        masks: Option<(Immediate, Immediate)>,
+        odd: bool,
+    ) -> (Value, Option<Value>) {
         let le = MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little);
-        if let Elem::F32 = self.elem {
-            let pick = |k: &mut Kernel, lanes: &[u8]| {
-                let m = k.lane_mask(lanes);
+        if let Some((even_mask, odd_mask)) = masks {
+            let pick = |k: &mut Kernel, m: Immediate| {
                 let s = k.b.ins().shuffle(lo, hi, m);
                 k.b.ins().bitcast(types::F32X4, le, s)
             };
-            let even = pick(k, &[0, 2, 4, 6]);
-            return (even, odd.then(|| pick(k, &[1, 3, 5, 7])));
+            let even = pick(k, even_mask);
+            return (even, odd.then(|| pick(k, odd_mask)));
         }
         let (lo, hi) = (k.b.ins().bitcast(types::I16X8, le, lo), k.b.ins().bitcast(types::I16X8, le, hi));
         let ty = self.ty(true);
