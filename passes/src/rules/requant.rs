@@ -173,8 +173,8 @@ mod tests {
     }
 
     /// Two quantised convs in a row, 3x3 then 1x1 (Relu between them, the
-    /// second's input through its unpadded quantiser; a padded one stays
-    /// separate): the first conv's output becomes u8
+    /// second's input through its unpadded quantiser; padded ones below):
+    /// the first conv's output becomes u8
     /// through its own epilogue on targets with the assembled x86 tiles
     /// (`Int8Dot::Bytes`), not on the others (`Pairs`, `Sdot`). A second user of the first conv's f32
     /// output keeps that output f32 (the conv is not computed twice); the
