@@ -35,3 +35,63 @@ pub(crate) fn random(seed: u64, n: usize, lo: f32, hi: f32) -> Vec<f32> {
         })
         .collect()
 }
+
+/// A quantised conv layer in IR text, as the compress stage writes it: the
+/// activation quantiser `Mul(Clip(Round(Div(input, %3))), %3)` (the step
+/// `%3` defined by the caller, codes clipped to `clip`), a `k`x`k` conv
+/// (`pads` each side, stride 1, `group`s) of `c` channels to `c` on an int8
+/// weight grid of step 0.01 (codes from seed `7 + i`, bias from `9 + i`)
+/// and Relu; on `side`x`side` planes. Values `%{10 i + 10}` to
+/// `%{10 i + 17}`, the Relu last.
+pub(crate) struct QLayer {
+    pub(crate) c: usize,
+    pub(crate) group: usize,
+    pub(crate) k: usize,
+    pub(crate) pads: usize,
+    pub(crate) side: usize,
+    pub(crate) clip: (f32, f32),
+}
+
+impl QLayer {
+    /// Layer `i` over `input`.
+    pub(crate) fn text(&self, i: usize, input: &str) -> String {
+        let QLayer { c, group, k, pads: p, side, clip: (lo, hi) } = *self;
+        let cg = c / group;
+        let w: Vec<String> = random(7 + i as u64, c * cg * k * k, -127.0, 127.0)
+            .iter()
+            .map(|q| format!("{:?}", q.round() * 0.01))
+            .collect();
+        let b: Vec<String> = random(9 + i as u64, c, -0.5, 0.5).iter().map(|v| format!("{v:?}")).collect();
+        let v = |j: usize| 10 * i + 10 + j;
+        let t = format!("f32[1,{c},{side},{side}]");
+        format!(
+            r#"  const %{} "w{i}": f32[{c},{cg},{k},{k}] = [{}] grid=int8(axis=0, scales=[{}])
+  const %{} "b{i}": f32[{c}] = [{}]
+  %{} = Div({input}, %3): {t} @"d{i}"
+  %{} = Round(%{}): {t} @"r{i}"
+  %{} = Clip{{min={lo:?}, max={hi:?}}}(%{}): {t} @"c{i}"
+  %{} = Mul(%{}, %3): {t} @"q{i}"
+  %{} = Conv{{kernel=[{k},{k}], strides=[1,1], dilations=[1,1], pads=[{p},{p},{p},{p}], group={group}, layer="conv{i}"}}(%{}, %{}, %{}): {t} @"conv{i}"
+  %{} = Relu(%{}): {t} @"relu{i}"
+"#,
+            v(0),
+            w.join(","),
+            vec!["0.01"; c].join(","),
+            v(1),
+            b.join(","),
+            v(2),
+            v(3),
+            v(2),
+            v(4),
+            v(3),
+            v(5),
+            v(4),
+            v(6),
+            v(5),
+            v(0),
+            v(1),
+            v(7),
+            v(6),
+        )
+    }
+}

@@ -118,13 +118,21 @@ impl Rule for QuantizeBeforeMaxPool {
         let flat = vec![0; m.pads.len()];
         let q = eg.add(KNode::op(Op::Quantize { scale: m.scale, zp: m.zp, pads: flat }, vec![m.input]));
         let pooled = KNode::op(Op::MaxPool(m.pool.clone()), vec![q]);
-        if m.pads.iter().all(|&p| p == 0) {
-            return add_union(eg, class, pooled);
-        }
-        let pooled = eg.add(pooled);
-        let value = F32::new(f32::from(m.zp));
-        add_union(eg, class, KNode::op(Op::Pad { pads: m.pads.clone(), mode: PadMode::Constant, value }, vec![pooled]))
+        union_padded(eg, class, pooled, &m.pads, m.zp)
     }
+}
+
+/// Unions the u8 codes `node` computes with the class of a quantiser
+/// whose padding is `pads`: directly where they are all zero, else through
+/// `Pad{pads, zp}` (the quantiser pads with zeros before dividing, and a
+/// zero is the code `zp`). `int8-maxpool` and `int8-requant` share it.
+pub(super) fn union_padded(eg: &mut KEGraph, class: Id, node: KNode, pads: &[usize], zp: u8) -> Vec<Id> {
+    if pads.iter().all(|&p| p == 0) {
+        return add_union(eg, class, node);
+    }
+    let codes = eg.add(node);
+    let value = F32::new(f32::from(zp));
+    add_union(eg, class, KNode::op(Op::Pad { pads: pads.to_vec(), mode: PadMode::Constant, value }, vec![codes]))
 }
 
 /// The rules.
@@ -137,40 +145,13 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use kerf_ir::{text, Tensor};
 
-    use crate::testutil::{interpret, random};
+    use crate::testutil::{interpret, random, QLayer};
     use crate::{Int8Dot, PassOptions};
 
-    /// A quantised conv `i` with Relu over the 16-channel `input` (`side`
+    /// A quantised 16-channel conv `i` with Relu over `input` (`side`
     /// square), kernel `k`, pads `p`: its lines, output `%{10 i + 17}`.
     fn layer(i: usize, k: usize, p: usize, input: &str, side: usize) -> String {
-        let w: Vec<String> = random(7 + i as u64, 16 * 16 * k * k, -127.0, 127.0)
-            .iter()
-            .map(|q| format!("{:?}", q.round() * 0.01))
-            .collect();
-        let b: Vec<String> = random(9 + i as u64, 16, -0.5, 0.5).iter().map(|v| format!("{v:?}")).collect();
-        let base = 10 * i + 10;
-        format!(
-            r#"  const %{c1} "w{i}": f32[16,16,{k},{k}] = [{w}] grid=int8(axis=0, scales=[{sc}])
-  const %{c2} "b{i}": f32[16] = [{b}]
-  %{d} = Div({input}, %3): f32[1,16,{side},{side}] @"d{i}"
-  %{r} = Round(%{d}): f32[1,16,{side},{side}] @"r{i}"
-  %{c} = Clip{{min=0.0, max=255.0}}(%{r}): f32[1,16,{side},{side}] @"c{i}"
-  %{q} = Mul(%{c}, %3): f32[1,16,{side},{side}] @"q{i}"
-  %{conv} = Conv{{kernel=[{k},{k}], strides=[1,1], dilations=[1,1], pads=[{p},{p},{p},{p}], group=1, layer="conv{i}"}}(%{q}, %{c1}, %{c2}): f32[1,16,{side},{side}] @"conv{i}"
-  %{relu} = Relu(%{conv}): f32[1,16,{side},{side}] @"relu{i}"
-"#,
-            c1 = base,
-            c2 = base + 1,
-            d = base + 2,
-            r = base + 3,
-            c = base + 4,
-            q = base + 5,
-            conv = base + 6,
-            relu = base + 7,
-            w = w.join(","),
-            b = b.join(","),
-            sc = ["0.01"; 16].join(","),
-        )
+        QLayer { c: 16, group: 1, k, pads: p, side, clip: (0.0, 255.0) }.text(i, input)
     }
 
     /// A ResNet stem in small: a quantised 3x3 conv with Relu, a 3x3

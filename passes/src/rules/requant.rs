@@ -32,10 +32,10 @@
 //! quantiser. Directional: nothing turns a `Quant` output back.
 
 use egg::Id;
-use kerf_ir::op::{PadMode, QConv, QOut};
-use kerf_ir::{Op, F32};
+use kerf_ir::op::{QConv, QOut};
+use kerf_ir::Op;
 
-use super::{add_union, rewrite, KRewrite, Rule};
+use super::{rewrite, KRewrite, Rule};
 use crate::analysis::KEGraph;
 use crate::lang::KNode;
 
@@ -74,12 +74,7 @@ impl Rule for Requant {
     fn apply(&self, eg: &mut KEGraph, class: Id, m: &RequantMatch) -> Vec<Id> {
         let conv = KNode::op(Op::QConv(m.q.clone()), m.children.clone());
         let QOut::Quant { zp, .. } = m.q.out else { return Vec::new() };
-        if m.pads.iter().all(|&p| p == 0) {
-            return add_union(eg, class, conv);
-        }
-        let conv = eg.add(conv);
-        let value = F32::new(f32::from(zp));
-        add_union(eg, class, KNode::op(Op::Pad { pads: m.pads.clone(), mode: PadMode::Constant, value }, vec![conv]))
+        super::quant_move::union_padded(eg, class, conv, &m.pads, zp)
     }
 }
 
@@ -117,7 +112,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use kerf_ir::{text, DType, Tensor};
 
-    use crate::testutil::{interpret, random};
+    use crate::testutil::{interpret, random, QLayer};
     use crate::{Int8Dot, PassOptions};
 
     /// Two quantised layers in a row, a 3x3 conv (`depthwise`: one channel
@@ -132,37 +127,9 @@ mod tests {
     /// quantiser pads for `k2 > 1`).
     fn two_layers_k(depthwise: bool, second_user: bool, k2: usize) -> String {
         let layer = |i: usize, input: &str| {
-            let (k, p) = if i == 0 { (3, 1) } else { (k2, k2 / 2) };
-            let g = if i == 0 && depthwise { 32 } else { 1 };
-            let w: Vec<String> = random(7 + i as u64, 32 * (32 / g) * k * k, -127.0, 127.0)
-                .iter()
-                .map(|q| format!("{:?}", q.round() * 0.01))
-                .collect();
-            let b: Vec<String> = random(9 + i as u64, 32, -0.5, 0.5).iter().map(|v| format!("{v:?}")).collect();
-            let base = 10 * i + 10;
-            format!(
-                r#"  const %{c1} "w{i}": f32[32,{cg},{k},{k}] = [{w}] grid=int8(axis=0, scales=[{sc}])
-  const %{c2} "b{i}": f32[32] = [{b}]
-  %{d} = Div({input}, %3): f32[1,32,16,16] @"d{i}"
-  %{r} = Round(%{d}): f32[1,32,16,16] @"r{i}"
-  %{c} = Clip{{min=-100.0, max=155.0}}(%{r}): f32[1,32,16,16] @"c{i}"
-  %{q} = Mul(%{c}, %3): f32[1,32,16,16] @"q{i}"
-  %{conv} = Conv{{kernel=[{k},{k}], strides=[1,1], dilations=[1,1], pads=[{p},{p},{p},{p}], group={g}, layer="conv{i}"}}(%{q}, %{c1}, %{c2}): f32[1,32,16,16] @"conv{i}"
-  %{relu} = Relu(%{conv}): f32[1,32,16,16] @"relu{i}"
-"#,
-                cg = 32 / g,
-                c1 = base,
-                c2 = base + 1,
-                d = base + 2,
-                r = base + 3,
-                c = base + 4,
-                q = base + 5,
-                conv = base + 6,
-                relu = base + 7,
-                w = w.join(","),
-                b = b.join(","),
-                sc = vec!["0.01"; 32].join(","),
-            )
+            let (k, pads) = if i == 0 { (3, 1) } else { (k2, k2 / 2) };
+            let group = if i == 0 && depthwise { 32 } else { 1 };
+            QLayer { c: 32, group, k, pads, side: 16, clip: (-100.0, 155.0) }.text(i, input)
         };
         let extra = if second_user { "  output \"z\" = %17\n" } else { "" };
         format!(
