@@ -55,12 +55,40 @@ pub(crate) struct QLayer {
 impl QLayer {
     /// Layer `i` over `input`.
     pub(crate) fn text(&self, i: usize, input: &str) -> String {
+        let n = self.c * self.c / self.group * self.k * self.k;
+        let codes: Vec<f32> = random(7 + i as u64, n, -127.0, 127.0).iter().map(|q| q.round()).collect();
+        self.text_codes(i, input, &codes)
+    }
+
+    /// [`QLayer::text`] pruned with patterns shared by quads of input
+    /// channels (a 3x3 conv of one group): per (output channel, quad) one
+    /// of four 4-tap masks, or (a third of them) none; 7-bit codes, so the
+    /// integer pattern kernel takes the layer on AVX2 as well.
+    pub(crate) fn pattern_text(&self, i: usize, input: &str) -> String {
+        const MASKS: [u32; 4] = [0b000_111_010, 0b010_110_010, 0b000_011_011, 0b010_010_011];
+        assert!(self.k == 3 && self.group == 1, "pattern layers are 3x3 convs of one group");
+        let c = self.c;
+        let codes = random(7 + i as u64, c * c * 9, -63.0, 63.0);
+        let codes: Vec<f32> = (0..c * c * 9)
+            .map(|j| {
+                let unit = j / 9 / c * c.div_ceil(4) + j / 9 % c / 4;
+                let mask = if unit % 3 == 0 { 0 } else { MASKS[unit * 7 % 4] };
+                let q = codes[j].round();
+                match mask & (1 << (j % 9)) {
+                    0 => 0.0,
+                    _ if q == 0.0 => 1.0,
+                    _ => q,
+                }
+            })
+            .collect();
+        self.text_codes(i, input, &codes)
+    }
+
+    /// Layer `i` over `input` with these weight codes.
+    fn text_codes(&self, i: usize, input: &str, codes: &[f32]) -> String {
         let QLayer { c, group, k, pads: p, side, clip: (lo, hi) } = *self;
         let cg = c / group;
-        let w: Vec<String> = random(7 + i as u64, c * cg * k * k, -127.0, 127.0)
-            .iter()
-            .map(|q| format!("{:?}", q.round() * 0.01))
-            .collect();
+        let w: Vec<String> = codes.iter().map(|q| format!("{:?}", q * 0.01)).collect();
         let b: Vec<String> = random(9 + i as u64, c, -0.5, 0.5).iter().map(|v| format!("{v:?}")).collect();
         let v = |j: usize| 10 * i + 10 + j;
         let t = format!("f32[1,{c},{side},{side}]");

@@ -321,6 +321,7 @@ fn pattern_tiles() -> Vec<(String, Vec<u8>, usize)> {
                         in_row,
                         accumulate,
                         epi: *epi,
+                        quant: None,
                     };
                     let macs = kinds.iter().map(|k| k.taps()).sum::<usize>() * rows * vecs;
                     let name = format!("pattern{elem:?}{rows}x{vecs}l{last_lanes}e{e}r{in_row}");

@@ -1080,9 +1080,12 @@ fn other_kernels() -> Vec<(String, Vec<u8>)> {
         (true, 9, 3, 4, 16),
         (true, 1, 2, 6, 16),
     ] {
-        for epi in [
-            None,
-            Some(TileEpi { residual: true, clamp: Some(Clamp { lo: 0.0, hi: Some(6.0) }), ..TileEpi::default() }),
+        let relu = TileEpi { clamp: Some(Clamp { lo: 0.0, hi: None }), ..TileEpi::default() };
+        for (epi, quant) in [
+            (None, None),
+            (Some(TileEpi { residual: true, clamp: Some(Clamp { lo: 0.0, hi: Some(6.0) }), ..TileEpi::default() }), None),
+            // the requantising byte store (quads only)
+            (Some(relu), Some((20.0, 3))),
         ] {
             for elem in [Elem::F32, Elem::Quads, Elem::QuadsVnni] {
                 let t = PatternTile {
@@ -1096,9 +1099,12 @@ fn other_kernels() -> Vec<(String, Vec<u8>)> {
                     in_row: 256,
                     accumulate,
                     epi,
+                    quant,
                 };
-                // AVX2's quads hold at most 10 accumulators, and are `ymm` only
-                assert_eq!(t.fits(), elem != Elem::Quads || rows * vecs <= 10 && lanes == 8, "{t:?}");
+                // AVX2's quads hold at most 10 accumulators, and are `ymm`
+                // only; bytes are stored from quads only
+                let shape_ok = elem != Elem::Quads || rows * vecs <= 10 && lanes == 8;
+                assert_eq!(t.fits(), shape_ok && (quant.is_none() || elem.quads()), "{t:?}");
                 if t.fits() {
                     kernels.push((format!("pattern tile {t:?}"), pattern_tile(&t).unwrap()));
                 }

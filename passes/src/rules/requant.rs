@@ -1,11 +1,12 @@
 //! `int8-requant` (in the `int8` group): the requantising epilogue.
 //!
 //! Matches `Quantize{s, z, pads}(c)` where `c`'s class holds a
-//! `QConv{out: Real}(args)` on the integer GEMM of an x86 target with the
-//! assembled tiles, which store u8 in their own epilogue (elsewhere the
-//! Cranelift epilogue's per-vector u8 store is slower than the separate
-//! quantiser: `Int8Dot::tiles_store_u8`): not one the integer
-//! pattern kernel takes (it has no u8 output), nor a depthwise one except
+//! `QConv{out: Real}(args)` on an x86 target with the assembled tiles,
+//! which store u8 in their own epilogue (elsewhere the Cranelift
+//! epilogue's per-vector u8 store is slower than the separate quantiser:
+//! `Int8Dot::tiles_store_u8`): the integer GEMM's, or the integer pattern
+//! kernel's where the conv has no residual (its tiles' u8 store takes
+//! none); not a depthwise one except
 //! on the flat pass (AVX2 targets, `Conv::on_depthwise_flat`: small
 //! stride-1 "same" planes) or the VNNI quad pass (`Int8Dot::Bytes` and
 //! `Conv::on_depthwise_quads`), which store u8 in their own epilogues:
@@ -63,7 +64,8 @@ impl Rule for Requant {
             }
             for cn in &eg[*c].nodes {
                 let Some(Op::QConv(q)) = cn.kerf_op() else { continue };
-                if q.out != QOut::Real || !stores_bytes(eg, q, cn, *c) || on_quad_kernel(eg, q, cn) {
+                let pattern_residual = q.epi.residual && on_quad_kernel(eg, q, cn);
+                if q.out != QOut::Real || !stores_bytes(eg, q, cn, *c) || pattern_residual {
                     continue;
                 }
                 let q = QConv { out: QOut::Quant { scale: *scale, zp: *zp }, ..q.clone() };
@@ -92,7 +94,7 @@ fn stores_bytes(eg: &KEGraph, q: &QConv, n: &KNode, class: Id) -> bool {
 
 /// Whether the code generator runs the QConv `n` on the integer pattern
 /// kernel (the assembled tiles and a weight of channel quads, as the
-/// extraction prices it), which stores f32 only.
+/// extraction prices it), whose u8 store takes no residual.
 fn on_quad_kernel(eg: &KEGraph, q: &QConv, n: &KNode) -> bool {
     let w = n.children.get(1).and_then(|&c| eg[c].data.constant);
     eg.analysis.quad_tiles()
@@ -203,6 +205,42 @@ mod tests {
         let opts = PassOptions { int8_dot: Int8Dot::Pairs, ..PassOptions::default() };
         let printed = text::print(&crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap().0);
         assert!(!printed.contains("Pad{") && !printed.contains("out=quant"), "{printed}");
+    }
+
+    /// A pattern-pruned conv (one 4-tap pattern per quad of input
+    /// channels) feeding a padded quantised conv: on the integer pattern
+    /// kernel (AVX2's byte quads, `wide_patterns`) it stores u8 and a
+    /// `Pad` makes the padded input, as the integer GEMM's convs do, equal
+    /// to the original up to f32 rounding; with a residual added before
+    /// its Relu it keeps the f32 output and the separate quantiser (the
+    /// pattern tiles' u8 store takes no residual).
+    #[test]
+    fn a_pattern_conv_stores_u8_without_a_residual() {
+        let x = Tensor::from_f32(vec![1, 32, 16, 16], &random(3, 32 * 256, -2.0, 3.0)).unwrap();
+        let layer = |i: usize| QLayer { c: 32, group: 1, k: 3, pads: 1, side: 16, clip: (-100.0, 155.0) };
+        let first = layer(0).pattern_text(0, "%0");
+        let residual = first.replace(
+            "  %17 = Relu(%16)",
+            "  %19 = Add(%16, %0): f32[1,32,16,16] @\"add0\"\n  %17 = Relu(%19)",
+        );
+        assert_ne!(first, residual);
+        let opts = PassOptions { int8_dot: Int8Dot::ExactBytes, wide_patterns: true, ..PassOptions::default() };
+        for (body, bytes) in [(first, true), (residual, false)] {
+            let text = format!(
+                "graph \"g\"\n  input %0 \"x\": f32[1,32,16,16]\n  const %3 \"s\": f32[] = [0.02]\n{body}{}  output \"y\" = %27\n",
+                layer(1).text(1, "%17")
+            );
+            let g = text::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+            let want = interpret(&g, std::slice::from_ref(&x)).remove(0).to_f32_vec();
+            let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap();
+            let printed = text::print(&out);
+            assert_eq!(printed.matches("QConv{").count(), 2, "{printed}");
+            assert_eq!(printed.contains("out=quant") && printed.contains("Pad{"), bytes, "{printed}");
+            let got = interpret(&out, std::slice::from_ref(&x)).remove(0).to_f32_vec();
+            let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let close = got.iter().zip(&want).filter(|(p, q)| (*p - *q).abs() <= 1e-5 * scale).count();
+            assert!(close * 100 >= 99 * want.len(), "{close} of {} within f32 rounding", want.len());
+        }
     }
 
     /// A depthwise QConv stores u8 through the next layer's quantiser only

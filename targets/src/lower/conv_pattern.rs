@@ -113,10 +113,10 @@ pub(super) fn conv(k: &mut Kernel, gm: &Geo, wt: &Weights, epi: Epilogue) -> LRe
     let layout = Layout { patterns: wt.patterns, assignment: wt.assignment, weight: &weight };
     let prog = Program::new(gm, &layout, &ph)?;
     let per_channel = wt.bias.iter().flat_map(|b| b.to_le_bytes()).collect();
-    let f = Frame::new(k, gm, &prog, per_channel, &ph, epi.residual)?;
+    let f = Frame::new(k, gm, &prog, per_channel, &ph, (epi.residual, false))?;
     if k.caps.pattern_tiles() {
         let tile_epi = act_epi(epi.act, epi.residual.is_some());
-        let tiles = Tiles { elem: Elem::F32, epi: tile_epi.filter(|e| *e != TileEpi::default()), lanes };
+        let tiles = Tiles { elem: Elem::F32, epi: tile_epi.filter(|e| *e != TileEpi::default()), lanes, quant: None };
         ph.clear(k, gm, f.img);
         let (x, img) = (f.x, f.img);
         conv_tiles(k, gm, &prog, &ph, &f, &tiles, &mut |k, n| ph.pad(k, gm, x, n, img))?;
@@ -266,26 +266,32 @@ pub(super) struct Frame {
     out: Value,
     /// The fused epilogue's residual (output layout), if any.
     residual: Option<Value>,
+    /// A u8 output ([`Tiles::quant`]) over several channel blocks: the
+    /// task's i32 partial sums between blocks (the output's layout, 4
+    /// bytes per element), which the u8 output cannot hold.
+    partials: Option<Value>,
 }
 
 impl Frame {
+    /// `bytes_out`: the output is u8 ([`Tiles::quant`]).
     pub(super) fn new(
         k: &mut Kernel,
         g: &Geo,
         p: &Program,
         per_channel: Vec<u8>,
         ph: &Phases,
-        residual: Option<Value>,
+        (residual, bytes_out): (Option<Value>, bool),
     ) -> LResult<Frame> {
         let prog = k.blob(p.blob.clone());
         let starts = k.blob(p.starts.iter().flat_map(|x| x.to_le_bytes()).collect());
         let bias = k.blob(per_channel);
         let img_bytes = g.c * ph.channel_bytes();
+        let partial_bytes = if bytes_out && p.blocks > 1 { 4 * g.oc * g.oh * g.ow } else { 0 };
         // tasks take ranges of work units ([`work`]): a unit is one kept
         // tap of one output channel over the batch's planes
         let units = p.work.last().map_or(0, |&u| u as usize);
         let cost = 2 * (g.n * g.oh * g.ow) as u64;
-        let cap = (super::gemm::TASK_SCRATCH_BUDGET / img_bytes.max(1)).max(2);
+        let cap = (super::gemm::TASK_SCRATCH_BUDGET / (img_bytes + partial_bytes).max(1)).max(2);
         let (ulo, uhi) = k.parallel_range_capped(units, 1, cost, cap)?;
         let (lo, hi) = if k.split.is_some() {
             let firsts = k.blob(p.work.iter().flat_map(|&x| (x as i64).to_le_bytes()).collect());
@@ -294,7 +300,8 @@ impl Frame {
             (k.ic(0), k.ic(g.oc as i64))
         };
         let img = k.task_scratch(img_bytes);
-        Ok(Frame { prog, starts, bias, lo, hi, img, x: k.input(0), out: k.output(0), residual })
+        let partials = (partial_bytes > 0).then(|| k.task_scratch(partial_bytes));
+        Ok(Frame { prog, starts, bias, lo, hi, img, x: k.input(0), out: k.output(0), residual, partials })
     }
 
     /// The program of output channel `oc`, channel block `cb`.
@@ -307,7 +314,29 @@ impl Frame {
 
     /// Output channel `oc`'s plane of image `n`, from pixel `pix`.
     fn out_at(&self, k: &mut Kernel, g: &Geo, n: Value, oc: Value, pix: Value) -> Value {
-        out_at(k, g, self.out, (n, oc, pix))
+        out_at(k, g, self.out, (n, oc, pix), 4)
+    }
+
+    /// The two addresses a tile call at output channel `oc` of image `n`,
+    /// pixel `pix` takes ([`PatternTile`]'s `out` and `residual`): the
+    /// f32 output and the residual (or the output again); for a u8 output
+    /// the partial sums (or, with one channel block, nothing: the bytes'
+    /// address again) and the bytes.
+    fn tile_out(&self, k: &mut Kernel, g: &Geo, bytes_out: bool, (n, oc, pix): (Value, Value, Value)) -> [Value; 2] {
+        if bytes_out {
+            let bytes = out_at(k, g, self.out, (n, oc, pix), 1);
+            // (one image's partial sums at a time)
+            let sums = match self.partials {
+                Some(p) => {
+                    let first = k.ic(0);
+                    out_at(k, g, p, (first, oc, pix), 4)
+                }
+                None => bytes,
+            };
+            return [sums, bytes];
+        }
+        let dst = self.out_at(k, g, n, oc, pix);
+        [dst, self.residual.map_or(dst, |r| out_at(k, g, r, (n, oc, pix), 4))]
     }
 }
 
@@ -325,13 +354,13 @@ fn channels_before(k: &mut Kernel, firsts: Value, n: usize, unit: Value) -> Valu
 }
 
 /// Output channel `oc`'s plane of image `n` in `base` (the output's
-/// layout), from pixel `pix`.
-fn out_at(k: &mut Kernel, g: &Geo, base: Value, (n, oc, pix): (Value, Value, Value)) -> Value {
+/// layout, `size`-byte elements), from pixel `pix`.
+fn out_at(k: &mut Kernel, g: &Geo, base: Value, (n, oc, pix): (Value, Value, Value), size: i64) -> Value {
     let no = k.b.ins().imul_imm_s(n, g.oc as i64);
     let o = k.b.ins().iadd(no, oc);
     let o = k.b.ins().imul_imm_s(o, (g.oh * g.ow) as i64);
     let o = k.b.ins().iadd(o, pix);
-    k.addr(base, o, 4)
+    k.addr(base, o, size)
 }
 
 /// The 128-bit passes: per output channel the plane starts as the bias,
@@ -506,6 +535,9 @@ pub(super) struct Tiles {
     pub epi: Option<TileEpi>,
     /// Pixels per vector ([`tile_lanes`]).
     pub lanes: usize,
+    /// The last channel block's tiles store u8 on this grid
+    /// ([`PatternTile::quant`]; quads only).
+    pub quant: Option<(f32, u8)>,
 }
 
 /// Pixels per vector of the register tiles for `elem` on this conv: 4 on
@@ -552,8 +584,8 @@ impl Tiles {
         let many = p.blocks > 1;
         let mut code = |accumulate: bool, last: bool| -> LResult<Value> {
             let (elem, kinds, epi) = (self.elem, p.kinds.clone(), if last { self.epi } else { None });
-            let lanes = self.lanes;
-            let t = PatternTile { elem, kinds, rows, vecs, lanes, last_lanes, out_row, in_row, accumulate, epi };
+            let (lanes, quant) = (self.lanes, if last { self.quant } else { None });
+            let t = PatternTile { elem, kinds, rows, vecs, lanes, last_lanes, out_row, in_row, accumulate, epi, quant };
             if !t.fits() {
                 return Err(format!("internal: {elem:?} pattern tile {rows}x{vecs} does not fit the registers"));
             }
@@ -638,14 +670,10 @@ pub(super) fn conv_tiles(
                             first
                         };
                         k.for_acc(f.lo, f.hi, 1, &[], |k, oc, _| {
-                            let dst = f.out_at(k, g, n, oc, opix);
+                            let [dst, aux] = f.tile_out(k, g, tiles.quant.is_some(), (n, oc, opix));
                             let pr = f.program(k, p, oc, cb);
                             let b = k.addr(f.bias, oc, tiles.per_channel());
-                            let res = match f.residual {
-                                Some(r) => out_at(k, g, r, (n, oc, opix)),
-                                None => dst,
-                            };
-                            k.b.ins().call_indirect(sig, code, &[dst, src, pr, b, res]);
+                            k.b.ins().call_indirect(sig, code, &[dst, src, pr, b, aux]);
                             vec![]
                         });
                     });

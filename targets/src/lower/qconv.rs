@@ -237,7 +237,7 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     let act = Act::of(q.epi.act)?;
     let scales: Vec<f32> = w_scale.iter().map(|&s| q.x_scale.get() * s).collect();
     if let Some((quads, epi)) = super::qconv_pattern::applies(k, &q, w_t, act) {
-        return super::qconv_pattern::conv(k, &q, (&quads, epi), &w, (&scales, &bias));
+        return super::qconv_pattern::conv(k, &q, (&quads, epi, quant), &w, (&scales, &bias));
     }
     // depthwise: one input and one output channel per group
     if q.conv.is_depthwise(&ws) && q.out.is_real() {

@@ -46,11 +46,18 @@ use crate::ukernel::epi::TileEpi;
 use crate::ukernel::pattern::Elem;
 
 /// The quads of `w` when the integer pattern kernel computes this conv
-/// (AVX2 or `dotprod`, the real-valued output with an epilogue the tiles apply, and
+/// (AVX2 or `dotprod`, an epilogue the tiles apply, and
 /// [`ChannelQuads::of_integer_conv`] for the target's dot product), and
-/// the tiles' epilogue.
+/// the tiles' epilogue. The output is real-valued, or u8 on the x86 tiles
+/// (`QOut::Quant` without a residual: their requantising store,
+/// [`crate::ukernel::pattern::PatternTile::quant`]).
 pub(super) fn applies(k: &Kernel, q: &QConv, w: &Tensor, act: Act) -> Option<(ChannelQuads, TileEpi)> {
-    if !k.caps.pattern_quads() || q.out != QOut::Real {
+    let out_ok = match q.out {
+        QOut::Real => true,
+        QOut::Quant { .. } => !q.epi.residual && quad_elem(k) != Elem::QuadsSdot,
+        QOut::Acc => false,
+    };
+    if !k.caps.pattern_quads() || !out_ok {
         return None;
     }
     let epi = act_epi(act, q.epi.residual)?;
@@ -71,11 +78,12 @@ fn quad_elem(k: &Kernel) -> Elem {
 }
 
 /// Emits the integer pattern conv: `w` the weight codes (`[O, C, kh, kw]`),
-/// `scales` `x_scale · w_scale[o]`, `bias` per output channel.
+/// `scales` `x_scale · w_scale[o]`, `bias` per output channel, `quant`
+/// the u8 output's grid ([`QOut::grid`]) if it has one.
 pub(super) fn conv(
     k: &mut Kernel,
     q: &QConv,
-    (cq, epi): (&ChannelQuads, TileEpi),
+    (cq, epi, quant): (&ChannelQuads, TileEpi, Option<(f32, u8)>),
     w: &[f64],
     (scales, bias): (&[f32], &[f32]),
 ) -> LResult {
@@ -116,11 +124,13 @@ pub(super) fn conv(
         .collect();
     let table = epilogue_table(&corr, scales, bias);
     let residual = if q.epi.residual { Some(k.input(4)) } else { None };
-    let f = Frame::new(k, &gq, &prog, table, &ph, residual)?;
+    let f = Frame::new(k, &gq, &prog, table, &ph, (residual, quant.is_some()))?;
     let (x, img) = (f.x, f.img);
     // stride 2: the phase planes' positions no input pixel lands on, once
     ph.clear(k, &gq, img);
-    conv_tiles(k, &gq, &prog, &ph, &f, &Tiles { elem: quad_elem(k), epi: Some(epi), lanes }, &mut |k, n| {
+    let epi = TileEpi { finite: super::qconv::finite(scales, bias), ..epi };
+    let tiles = Tiles { elem: quad_elem(k), epi: Some(epi), lanes, quant };
+    conv_tiles(k, &gq, &prog, &ph, &f, &tiles, &mut |k, n| {
         quad_image(k, &g, &ph, (x, n, img), sdot)
     })
 }

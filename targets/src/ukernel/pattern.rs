@@ -53,6 +53,13 @@ pub struct PatternTile {
     /// block), then the residual (`residual` argument, output layout) and
     /// the clamp or HardSwish; no `scale` or `addend`.
     pub epi: Option<TileEpi>,
+    /// Store bytes on this grid (`(factor, zp)`: `kerf_ir::op::QOut::grid`,
+    /// the requantising store of the integer tiles, `avx2::requantise`)
+    /// instead of floats: quads only, with an epilogue and no residual.
+    /// The bytes go to the `residual` argument's address, rows
+    /// `out_row / 4` bytes apart; partial sums (`accumulate`) still come
+    /// from `out`.
+    pub quant: Option<(f32, u8)>,
 }
 
 /// The element type of a pattern tile.
@@ -165,6 +172,8 @@ impl PatternTile {
             EntryKind::Kernel(n) => *n > 0,
         };
         let epi_ok = self.epi.is_none_or(|e| e.scale.is_none() && e.addend.is_none());
+        let quant_ok = self.quant.is_none()
+            || self.elem.quads() && self.epi.is_some_and(|e| !e.residual) && self.out_row % 4 == 0;
         let width_ok = match self.lanes {
             4 => matches!(self.elem, Elem::F32 | Elem::QuadsSdot),
             8 => self.elem != Elem::QuadsSdot,
@@ -176,5 +185,6 @@ impl PatternTile {
             && (1..=self.lanes).contains(&self.last_lanes)
             && self.kinds.iter().all(kind_ok)
             && epi_ok
+            && quant_ok
     }
 }

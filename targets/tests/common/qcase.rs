@@ -3,7 +3,7 @@
 //! one, a u8 output through a grid), its inputs and fixed pseudo-random
 //! data, shared by the host batteries (`qconv.rs`, `qconv_pattern.rs`,
 //! `quantize.rs`) and the cross-ISA one (`qconv_cross.rs`); the checks
-//! the host batteries share ([`check`], [`cpus`], [`host_runs`],
+//! the host batteries share ([`check`], [`check_quant`], [`cpus`], [`host_runs`],
 //! [`object_kernels`]).
 
 use kerf_ir::{DType, Tensor};
@@ -153,6 +153,47 @@ pub fn check(c: &Case, x: &[u8], w: &[i64]) {
             assert!(a.to_bits() == b.to_bits(), "{} {} ({cpu}): element {i}: got {a}, want {b}", c.attrs, c.epi);
         }
     }
+}
+
+/// [`check`] for the requantising epilogue (`out=quant`): the u8 output
+/// byte for byte against the reference (the real-valued output on the
+/// grid, `QOut::Quant`'s ops), on every preset the host runs, on a grid chosen
+/// from the real-valued output's range so that both ends clamp. The
+/// output's element count is a multiple of 4 (the harness reads outputs
+/// as f32s).
+pub fn check_quant(c: &Case, x: &[u8], w: &[i64]) {
+    let n: usize = c.osh.iter().product();
+    assert_eq!(n % 4, 0, "the harness reads whole f32s");
+    let real = kerf_ir::text::parse(&graph_text(c, w)).unwrap();
+    let y = reference(&real, &inputs(c, x)).remove(0);
+    let (lo, hi) = y.iter().fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+    let scale = (hi - lo) / 270.0;
+    let zp = (-lo / scale - 10.0).round().clamp(0.0, 255.0) as u8;
+    let want = check_quant_on(c, x, w, (scale, zp));
+    // both ends of the grid are reached (the clamp is exercised)
+    let (lo, hi) = (want.iter().min().copied(), want.iter().max().copied());
+    assert!(lo == Some(0) && hi == Some(255), "{} {} {:?}: output bytes {lo:?}..{hi:?}", c.attrs, c.epi, c.osh);
+}
+
+/// [`check_quant`] on the grid `(scale, zp)`; returns the expected bytes.
+pub fn check_quant_on(c: &Case, x: &[u8], w: &[i64], grid: (f32, u8)) -> Vec<u8> {
+    check_quant_with(c, &inputs(c, x), w, grid)
+}
+
+/// [`check_quant_on`] with these inputs.
+pub fn check_quant_with(c: &Case, ins: &[Tensor], w: &[i64], grid: (f32, u8)) -> Vec<u8> {
+    let ins = ins.to_vec();
+    let text = quant_text(c, w, grid);
+    let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let want = kerf_ir::eval::eval_graph(&g, &ins).unwrap().remove(0);
+    assert_eq!(want.dtype(), DType::U8);
+    for cpu in cpus() {
+        let got: Vec<u8> = run(&text, &ins, cpu).remove(0).iter().flat_map(|f| f.to_le_bytes()).collect();
+        for (i, (a, b)) in got.iter().zip(want.bytes()).enumerate() {
+            assert_eq!(a, b, "{} {} ({cpu}): byte {i}", c.attrs, c.epi);
+        }
+    }
+    want.bytes().to_vec()
 }
 
 /// Whether a case's epilogue `epi` has the reference's bits on every

@@ -7,7 +7,7 @@
 use iced_x86::code_asm::asm_traits::CodeAsmVfmadd231ps;
 use iced_x86::code_asm::*;
 
-use super::{activation, int_to_real, load_lanes, store_lanes, IntOps, IntVreg};
+use super::{activation, int_to_real, load_lanes, requantise, store_lanes, store_prefix, IntOps, IntVreg, Lane};
 use crate::ukernel::pattern::{Elem, EntryKind, PatternTile};
 
 /// Machine code of `t` with the arguments (System V order) `out` (the
@@ -82,6 +82,18 @@ where
                 }
             }
         }
+        if let Some(grid) = t.quant {
+            // the requantised bytes, at the residual argument's address
+            requantise(&mut a, epi, accs, grid, false)?;
+            for r in 0..t.rows {
+                for v in 0..t.vecs {
+                    let (_, lanes, i) = tile(r, v);
+                    let at = (r * t.out_row / 4 + R::LANES * v) as i64;
+                    R::store_bytes_part(&mut a, accs[i], (res_p, at), lanes)?;
+                }
+            }
+            return finish::<R>(a);
+        }
         activation(&mut a, epi, accs)?;
     }
     for r in 0..t.rows {
@@ -90,6 +102,14 @@ where
             R::store_part(&mut a, accs[i], (out_p, at), lanes)?;
         }
     }
+    finish::<R>(a)
+}
+
+/// The tile's end: no upper state outlives the call.
+fn finish<R: PatReg>(mut a: CodeAssembler) -> Result<Vec<u8>, IcedError>
+where
+    CodeAssembler: PatOps<R>,
+{
     for &z in R::UPPER {
         R::zero(&mut a, z)?;
     }
@@ -179,6 +199,15 @@ pub(crate) trait PatReg: IntVreg {
     fn load_part(a: &mut CodeAssembler, acc: Self, at: (AsmRegister64, i64), lanes: usize) -> Result<(), IcedError>;
     /// Stores the first `lanes` values of `acc` at `base + at`.
     fn store_part(a: &mut CodeAssembler, acc: Self, at: (AsmRegister64, i64), lanes: usize) -> Result<(), IcedError>;
+    /// Stores the low bytes of the first `lanes` i32 lanes of `acc`
+    /// (whole numbers in `0..=255`) at `base + at`, nothing past them;
+    /// clobbers `acc`.
+    fn store_bytes_part(
+        a: &mut CodeAssembler,
+        acc: Self,
+        at: (AsmRegister64, i64),
+        lanes: usize,
+    ) -> Result<(), IcedError>;
 }
 
 /// The assembler's operations the pattern tile's shared code uses on
@@ -298,6 +327,14 @@ impl PatReg for AsmRegisterYmm {
     ) -> Result<(), IcedError> {
         store_lanes(a, acc, base, at, lanes)
     }
+    fn store_bytes_part(
+        a: &mut CodeAssembler,
+        acc: Self,
+        (base, at): (AsmRegister64, i64),
+        lanes: usize,
+    ) -> Result<(), IcedError> {
+        store_prefix(a, acc, base + at, lanes, Lane::Byte)
+    }
 }
 
 impl PatReg for AsmRegisterZmm {
@@ -348,6 +385,17 @@ impl PatReg for AsmRegisterZmm {
         match lanes {
             16 => a.vmovups(zmmword_ptr(base + at), acc),
             _ => a.vmovups(zmmword_ptr(base + at).k1(), acc),
+        }
+    }
+    fn store_bytes_part(
+        a: &mut CodeAssembler,
+        acc: Self,
+        (base, at): (AsmRegister64, i64),
+        lanes: usize,
+    ) -> Result<(), IcedError> {
+        match lanes {
+            16 => a.vpmovdb(xmmword_ptr(base + at), acc),
+            _ => a.vpmovdb(xmmword_ptr(base + at).k1(), acc),
         }
     }
 }
