@@ -108,23 +108,26 @@ fn integer_pattern_kernel_stores_only_kept_taps() {
 /// `int8-requant` folds into the conv) on the integer pattern kernel: the
 /// tiles' requantising store, byte for byte against the reference on
 /// every preset the host runs ([`check_quant`]: a grid on which both ends
-/// clamp). One channel block and several (50 and 40 quads: the partial
-/// sums between blocks live in the task's scratch, reused per image),
-/// stride 1 and 2, partial vectors and row blocks, two images, None, Relu
-/// and Clip; 7-bit codes (AVX2's byte quads) and 8-bit ones (VNNI's, or
-/// the integer GEMM's tiles without it). The `haswell` object of such a
-/// conv holds only the kept taps: the pattern kernel runs it, not the
-/// dense GEMM.
+/// clamp). One channel block and several (64 quads on a 7x7 plane at
+/// stride 1, 40 at stride 2: the partial sums between blocks live in the
+/// task's scratch, reused per image), partial vectors and row blocks (28-
+/// pixel rows: on AVX-512 hosts `zmm` tiles whose last vector stores 12
+/// bytes through a mask), two images, None, Relu, Clip and HardSwish; 7-bit
+/// codes (AVX2's byte quads) and 8-bit ones (VNNI's, or the integer GEMM's
+/// tiles without it). The `haswell` object of such a conv holds only the
+/// kept taps: the pattern kernel runs it, not the dense GEMM.
 #[test]
 fn quad_patterns_store_requantised_bytes() {
     let a3 = &window(3, 1, 1, 1);
     let s2 = &window(3, 2, 1, 1);
     let relu = "act=Relu, residual=false";
     let clip = "act=Clip, act_min=-1.5, act_max=2.5, residual=false";
+    let hswish = "act=HardSwish, residual=false";
     let cases = [
         Case { xsh: [1, 8, 12, 12], wsh: [5, 8, 3, 3], osh: [1, 5, 10, 10], attrs: a3, epi: PLAIN, zp: 128 },
         Case { xsh: [2, 6, 9, 22], wsh: [7, 6, 3, 3], osh: [2, 7, 7, 20], attrs: a3, epi: relu, zp: 3 },
-        Case { xsh: [2, 200, 9, 9], wsh: [4, 200, 3, 3], osh: [2, 4, 7, 7], attrs: a3, epi: clip, zp: 9 },
+        Case { xsh: [2, 256, 9, 9], wsh: [4, 256, 3, 3], osh: [2, 4, 7, 7], attrs: a3, epi: clip, zp: 9 },
+        Case { xsh: [1, 8, 30, 30], wsh: [8, 8, 3, 3], osh: [1, 8, 28, 28], attrs: a3, epi: hswish, zp: 40 },
         Case { xsh: [1, 64, 18, 18], wsh: [64, 64, 3, 3], osh: [1, 64, 16, 16], attrs: a3, epi: relu, zp: 0 },
         Case { xsh: [1, 12, 13, 39], wsh: [6, 12, 3, 3], osh: [1, 6, 6, 19], attrs: s2, epi: relu, zp: 17 },
         Case { xsh: [2, 160, 10, 10], wsh: [3, 160, 3, 3], osh: [2, 3, 4, 4], attrs: s2, epi: PLAIN, zp: 250 },
@@ -138,7 +141,7 @@ fn quad_patterns_store_requantised_bytes() {
     if !host_runs(Cpu::Avx2) {
         return;
     }
-    let c = &cases[3];
+    let c = &cases[4];
     let w = quad_pattern_weights(c.wsh, -64, 64);
     let rodata = |text: String| common::jit(&kerf_ir::text::parse(&text).unwrap(), "haswell").report().rodata_bytes;
     let (bytes_out, real_out) = (rodata(quant_text(c, &w, (0.05, 3))), rodata(graph_text(c, &w)));

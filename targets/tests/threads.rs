@@ -319,7 +319,20 @@ fn pointwise_convs_on_small_planes_split_and_match() {
 
 /// A 3x3 `QConv` (Relu, residual, `x_zp = 7`) of a u8 input `[n, c, h, w]`
 /// with i8 weights `w` (`m` output channels) at `stride`, and its inputs.
-fn qconv_case(n: usize, c: usize, (h, wd): (usize, usize), m: usize, stride: usize, w: &[i64]) -> (Graph, Vec<Tensor>) {
+fn qconv_case(n: usize, c: usize, hw: (usize, usize), m: usize, stride: usize, w: &[i64]) -> (Graph, Vec<Tensor>) {
+    let (text, inputs) = qconv_case_text(n, c, hw, m, stride, w);
+    (kerf_ir::text::parse(&text).unwrap(), inputs)
+}
+
+/// [`qconv_case`]'s graph as IR text.
+fn qconv_case_text(
+    n: usize,
+    c: usize,
+    (h, wd): (usize, usize),
+    m: usize,
+    stride: usize,
+    w: &[i64],
+) -> (String, Vec<Tensor>) {
     let (oh, ow) = ((h - 3) / stride + 1, (wd - 3) / stride + 1);
     let list = |v: Vec<String>| v.join(",");
     let text = format!(
@@ -333,7 +346,7 @@ fn qconv_case(n: usize, c: usize, (h, wd): (usize, usize), m: usize, stride: usi
         Tensor::from_bytes(kerf_ir::DType::U8, vec![n, c, h, wd], x).unwrap(),
         Tensor::from_f32(vec![n, m, oh, ow], &xs(n * m * oh * ow)).unwrap(),
     ];
-    (kerf_ir::text::parse(&text).unwrap(), inputs)
+    (text, inputs)
 }
 
 /// The integer conv splits over (image, group, 8-pixel unit) tasks, each
@@ -353,7 +366,8 @@ fn integer_convs_split_and_match() {
 /// The integer pattern kernel (`lower/qconv_pattern.rs`: weights pruned
 /// with one pattern per quad of input channels, 7-bit codes) splits its
 /// output channels, each task interleaving its own quad image: threaded
-/// equals serial bit for bit, at stride 1 and 2, with a residual and Relu.
+/// equals serial bit for bit, at stride 1 and 2, with a residual and Relu,
+/// and with a u8 output.
 #[test]
 fn integer_pattern_convs_split_and_match() {
     // a quad keeps taps 1, 3, 4, 5 (the plus without its bottom) or is removed
@@ -372,5 +386,20 @@ fn integer_pattern_convs_split_and_match() {
         let (g, inputs) = qconv_case(2, 64, (30, 29), 32, stride, &w);
         let calls = check_same(&format!("integer pattern conv, stride {stride}"), &g, &inputs);
         assert!(!calls.is_empty(), "stride {stride}: not split");
+    }
+    // a u8 output (the tiles' requantising store; no residual): with 256
+    // input channels several channel blocks, whose partial sums each task
+    // keeps in its own scratch
+    for (c, stride) in [(64, 1), (256, 1), (256, 2)] {
+        let w: Vec<i64> = (0..32 * c * 9).map(|i| w[i % w.len()]).collect();
+        let (text, inputs) = qconv_case_text(2, c, (30, 29), 32, stride, &w);
+        let text = text
+            .replace("residual=true", "residual=false")
+            .replace("x_zp=7}", "x_zp=7, out=quant, out_scale=0.05, out_zp=3}")
+            .replace(", %9): f32[", "): u8[");
+        let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(text.contains("out=quant") && text.contains("): u8["), "{text}");
+        let calls = check_same(&format!("integer pattern conv, u8 out, {c} channels, stride {stride}"), &g, &inputs);
+        assert!(!calls.is_empty(), "u8 out, {c} channels, stride {stride}: not split");
     }
 }

@@ -267,8 +267,11 @@ pub(super) struct Frame {
     /// The fused epilogue's residual (output layout), if any.
     residual: Option<Value>,
     /// A u8 output ([`Tiles::quant`]) over several channel blocks: the
-    /// task's i32 partial sums between blocks (the output's layout, 4
-    /// bytes per element), which the u8 output cannot hold.
+    /// task's i32 partial sums between blocks (one image's output layout, 4
+    /// bytes per element), which the u8 output cannot hold. Sized for
+    /// every output channel of the plane although a task uses only its
+    /// own and only one tile's rows at a time: simple, and at most a few
+    /// hundred KB on ResNet-18's layers (it counts against the task cap).
     partials: Option<Value>,
 }
 

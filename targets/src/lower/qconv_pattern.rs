@@ -7,9 +7,12 @@
 //! `Elem::QuadsVnni` where the target has AVX-512 VNNI; on AArch64
 //! `dotprod` `ukernel::neon::pattern_tile` with `Elem::QuadsSdot`). AVX2
 //! or `dotprod` only, stride 1 or 2,
-//! one group, the f32 output with an epilogue the tiles apply (residual,
-//! Relu/Clip, HardSwish); every other `QConv` takes the integer GEMM
-//! ([`super::qconv`]).
+//! one group, an epilogue the tiles apply (residual, Relu/Clip,
+//! HardSwish), the f32 output or, on x86 and without a residual, the
+//! next layer's u8 (`QOut::Quant`: the tiles requantise in their own
+//! store, `PatternTile::quant`; the partial sums between channel blocks,
+//! which a u8 output cannot hold, in the task's scratch); every other
+//! `QConv` takes the integer GEMM ([`super::qconv`]).
 //!
 //! **Quad image.** Per image, each task interleaves the u8 input (already
 //! padded with the zero point by `Quantize`) into its own scratch: quad
@@ -29,8 +32,9 @@
 //! the i32 sum is exactly `Σ x·w` over the window (`Σ (x − 128)·w` with
 //! `sdot`, whose correction is `(zp − 128)·Σ w`), and the epilogue
 //! computes `f32(Σ x·w − zp·Σ w) · scale + bias (+ residual)` and the
-//! activation: the integer GEMM's byte tiles' sums and operations, so both
-//! kernels give the same bits.
+//! activation, and for a u8 output the requantiser's operations: the
+//! integer GEMM's byte tiles' sums and operations, so both kernels give
+//! the same bits (and bytes).
 
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use kerf_ir::op::{QConv, QOut};

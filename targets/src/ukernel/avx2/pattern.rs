@@ -14,11 +14,14 @@ use crate::ukernel::pattern::{Elem, EntryKind, PatternTile};
 /// tile's first output pixel), `src` (the input's origin for that pixel,
 /// channel or quad 0), `prog` (the output channel's program), `bias` (its
 /// bias, or for quads its epilogue-table row) and `residual` (the residual
-/// at `out`'s pixel, read with `epi.residual`). Per pixel it computes
+/// at `out`'s pixel, read with `epi.residual`; with `quant`, where the
+/// bytes go instead, `out` then holding only partial sums). Per pixel it computes
 /// `acc = bias` (f32), `0` (quads) or the output (`accumulate`)`; for
 /// kind, for entry, for tap: acc += w·x` (one fused multiply-add each, or
 /// one quad's dot product), then `epi`: the same operations in the same
-/// order at either width, so the same bits. `t` must fit
+/// order at either width, so the same bits; with `quant` the requantising
+/// store (`int_tile::requantise`, the integer GEMM tiles' operations) and
+/// bytes. `t` must fit
 /// ([`PatternTile::fits`]) on 8 or 16 lanes (AArch64's 4-lane tiles are
 /// `ukernel::neon::pattern_tile`'s).
 pub fn pattern_tile(t: &PatternTile) -> Result<Vec<u8>, String> {
