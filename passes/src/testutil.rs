@@ -72,7 +72,7 @@ impl QLayer {
         let codes: Vec<f32> = (0..c * c * 9)
             .map(|j| {
                 let unit = j / 9 / c * c.div_ceil(4) + j / 9 % c / 4;
-                let mask = if unit % 3 == 0 { 0 } else { MASKS[unit * 7 % 4] };
+                let mask = if unit.is_multiple_of(3) { 0 } else { MASKS[unit * 7 % 4] };
                 let q = codes[j].round();
                 match mask & (1 << (j % 9)) {
                     0 => 0.0,

@@ -17,7 +17,7 @@
 
 mod common;
 use common::qcase::*;
-use common::{reference, run};
+use common::run;
 use kerf_ir::{DType, Tensor};
 
 /// Where the host has AVX-512 VNNI, `native` code runs the integer conv on

@@ -1083,7 +1083,10 @@ fn other_kernels() -> Vec<(String, Vec<u8>)> {
         let relu = TileEpi { clamp: Some(Clamp { lo: 0.0, hi: None }), ..TileEpi::default() };
         for (epi, quant) in [
             (None, None),
-            (Some(TileEpi { residual: true, clamp: Some(Clamp { lo: 0.0, hi: Some(6.0) }), ..TileEpi::default() }), None),
+            (
+                Some(TileEpi { residual: true, clamp: Some(Clamp { lo: 0.0, hi: Some(6.0) }), ..TileEpi::default() }),
+                None,
+            ),
             // the requantising byte store (quads only)
             (Some(relu), Some((20.0, 3))),
         ] {

@@ -217,18 +217,16 @@ mod tests {
     #[test]
     fn a_pattern_conv_stores_u8_without_a_residual() {
         let x = Tensor::from_f32(vec![1, 32, 16, 16], &random(3, 32 * 256, -2.0, 3.0)).unwrap();
-        let layer = |i: usize| QLayer { c: 32, group: 1, k: 3, pads: 1, side: 16, clip: (-100.0, 155.0) };
-        let first = layer(0).pattern_text(0, "%0");
-        let residual = first.replace(
-            "  %17 = Relu(%16)",
-            "  %19 = Add(%16, %0): f32[1,32,16,16] @\"add0\"\n  %17 = Relu(%19)",
-        );
+        let layer = QLayer { c: 32, group: 1, k: 3, pads: 1, side: 16, clip: (-100.0, 155.0) };
+        let first = layer.pattern_text(0, "%0");
+        let residual =
+            first.replace("  %17 = Relu(%16)", "  %19 = Add(%16, %0): f32[1,32,16,16] @\"add0\"\n  %17 = Relu(%19)");
         assert_ne!(first, residual);
         let opts = PassOptions { int8_dot: Int8Dot::ExactBytes, wide_patterns: true, ..PassOptions::default() };
         for (body, bytes) in [(first, true), (residual, false)] {
             let text = format!(
                 "graph \"g\"\n  input %0 \"x\": f32[1,32,16,16]\n  const %3 \"s\": f32[] = [0.02]\n{body}{}  output \"y\" = %27\n",
-                layer(1).text(1, "%17")
+                layer.text(1, "%17")
             );
             let g = text::parse(&text).unwrap_or_else(|e| panic!("{e}"));
             let want = interpret(&g, std::slice::from_ref(&x)).remove(0).to_f32_vec();

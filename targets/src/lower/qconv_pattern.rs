@@ -134,9 +134,7 @@ pub(super) fn conv(
     ph.clear(k, &gq, img);
     let epi = TileEpi { finite: super::qconv::finite(scales, bias), ..epi };
     let tiles = Tiles { elem: quad_elem(k), epi: Some(epi), lanes, quant };
-    conv_tiles(k, &gq, &prog, &ph, &f, &tiles, &mut |k, n| {
-        quad_image(k, &g, &ph, (x, n, img), sdot)
-    })
+    conv_tiles(k, &gq, &prog, &ph, &f, &tiles, &mut |k, n| quad_image(k, &g, &ph, (x, n, img), sdot))
 }
 
 /// Interleaves image `n` of the u8 input `x` into the quad image at `img`

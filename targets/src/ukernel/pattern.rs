@@ -173,7 +173,7 @@ impl PatternTile {
         };
         let epi_ok = self.epi.is_none_or(|e| e.scale.is_none() && e.addend.is_none());
         let quant_ok = self.quant.is_none()
-            || self.elem.quads() && self.epi.is_some_and(|e| !e.residual) && self.out_row % 4 == 0;
+            || self.elem.quads() && self.epi.is_some_and(|e| !e.residual) && self.out_row.is_multiple_of(4);
         let width_ok = match self.lanes {
             4 => matches!(self.elem, Elem::F32 | Elem::QuadsSdot),
             8 => self.elem != Elem::QuadsSdot,
