@@ -188,9 +188,9 @@ fn on_depthwise_pass(c: &kerf_ir::op::Conv, epi: &Epilogue, wshape: &[usize]) ->
     c.window.strides.iter().all(|&s| s <= 2) && taps * 255 * 128 < 1 << 24 && tiles_apply(epi.act)
 }
 
-/// Whether the assembled integer passes apply activation `act` themselves
-/// (none, Relu, Clip with bounds, HardSwish).
-fn tiles_apply(act: Option<UnaryOp>) -> bool {
+/// Whether the assembled integer passes and tiles apply activation `act`
+/// themselves (none, Relu, Clip with bounds, HardSwish).
+pub(super) fn tiles_apply(act: Option<UnaryOp>) -> bool {
     match act {
         None | Some(UnaryOp::Relu | UnaryOp::HardSwish) => true,
         // the tiles' compare-select clamp (an upper bound of −0 is not one)

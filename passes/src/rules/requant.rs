@@ -4,9 +4,11 @@
 //! `QConv{out: Real}(args)` on an x86 target with the assembled tiles,
 //! which store u8 in their own epilogue (elsewhere the Cranelift
 //! epilogue's per-vector u8 store is slower than the separate quantiser:
-//! `Int8Dot::tiles_store_u8`): the integer GEMM's, or the integer pattern
-//! kernel's where the conv has no residual (its tiles' u8 store takes
-//! none); not a depthwise one except
+//! `Int8Dot::tiles_store_u8`) with an activation they apply themselves
+//! (`int8::tiles_apply`: others, LeakyRelu or Sigmoid, would take the
+//! Cranelift epilogue's slower u8 store): the integer GEMM's, or the
+//! integer pattern kernel's where the conv has no residual (its tiles' u8
+//! store takes none); not a depthwise one except
 //! on the flat pass (AVX2 targets, `Conv::on_depthwise_flat`: small
 //! stride-1 "same" planes) or the VNNI quad pass (`Int8Dot::Bytes` and
 //! `Conv::on_depthwise_quads`), which store u8 in their own epilogues:
@@ -65,7 +67,8 @@ impl Rule for Requant {
             for cn in &eg[*c].nodes {
                 let Some(Op::QConv(q)) = cn.kerf_op() else { continue };
                 let pattern_residual = q.epi.residual && on_quad_kernel(eg, q, cn);
-                if q.out != QOut::Real || !stores_bytes(eg, q, cn, *c) || pattern_residual {
+                let tiles = super::int8::tiles_apply(q.epi.act);
+                if q.out != QOut::Real || !tiles || !stores_bytes(eg, q, cn, *c) || pattern_residual {
                     continue;
                 }
                 let q = QConv { out: QOut::Quant { scale: *scale, zp: *zp }, ..q.clone() };
@@ -205,6 +208,24 @@ mod tests {
         let opts = PassOptions { int8_dot: Int8Dot::Pairs, ..PassOptions::default() };
         let printed = text::print(&crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap().0);
         assert!(!printed.contains("Pad{") && !printed.contains("out=quant"), "{printed}");
+    }
+
+    /// A conv whose activation the assembled tiles do not apply
+    /// (LeakyRelu) keeps its f32 output and the separate quantiser: its u8
+    /// store would be the Cranelift epilogue's, slower than the quantiser
+    /// pass; with Relu the same graph stores u8.
+    #[test]
+    fn an_activation_the_tiles_lack_keeps_the_quantiser() {
+        let relu = two_layers_k(false, false, 3);
+        let leaky = relu.replace("  %17 = Relu(%16)", "  %17 = LeakyRelu{alpha=0.1}(%16)");
+        assert_ne!(relu, leaky);
+        let opts = PassOptions { int8_dot: Int8Dot::ExactBytes, ..PassOptions::default() };
+        for (text, bytes) in [(relu, true), (leaky, false)] {
+            let g = text::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+            let printed = text::print(&crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap().0);
+            assert_eq!(printed.matches("QConv{").count(), 2, "{printed}");
+            assert_eq!(printed.contains("out=quant"), bytes, "{printed}");
+        }
     }
 
     /// A pattern-pruned conv (one 4-tap pattern per quad of input
