@@ -193,10 +193,8 @@ fn on_depthwise_pass(c: &kerf_ir::op::Conv, epi: &Epilogue, wshape: &[usize]) ->
 pub(super) fn tiles_apply(act: Option<UnaryOp>) -> bool {
     match act {
         None | Some(UnaryOp::Relu | UnaryOp::HardSwish) => true,
-        // the tiles' compare-select clamp (an upper bound of −0 is not one)
-        Some(UnaryOp::Clip { min, max }) => {
-            !min.get().is_nan() && !max.get().is_nan() && max.get().to_bits() != (-0.0f32).to_bits()
-        }
+        // the tiles' compare-select clamp
+        Some(UnaryOp::Clip { min, max }) => Epilogue::clamp_by_selects(min.get(), Some(max.get())),
         Some(_) => false,
     }
 }

@@ -80,13 +80,7 @@ pub fn strided_copy(
         let dof = lin_i(k, idx, &d2[..r - 1], doff);
         let sb = k.addr(src, so, e);
         let db = k.addr(dst, dof, e);
-        if si == 1 && di == 1 && esize == 4 && k.caps.simd {
-            k.for_vec(inner, &mut |k, ty, j| {
-                let t = if ty.is_vector() { types::I32X4 } else { types::I32 };
-                let v = k.ld_at(t, sb, j, 4, 0);
-                k.st_at(v, db, j, 4, 0);
-            });
-        } else if si == 1 && di == 1 && k.caps.simd {
+        if si == 1 && di == 1 && k.caps.simd {
             copy_bytes(k, sb, db, inner * esize);
         } else {
             k.for_n(0, inner as i64, 1, |k, j| {

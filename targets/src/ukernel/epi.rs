@@ -53,12 +53,11 @@ pub struct Clamp {
 }
 
 impl Clamp {
-    /// Whether these selects (`x < lo ? lo : x`, `+0.0` added after a `+0`
-    /// lower bound, then `hi < y ? hi : y`) give `fmax`/`fmin`'s bits: all
-    /// bounds but NaN ones and a `-0` upper bound (`fmin(+0, -0)` is `-0`,
-    /// the select keeps `+0`). The tiles and Cranelift's clamp take only
-    /// such bounds, so every form (and AArch64's `fmax`/`fmin`) agrees.
+    /// Whether these selects (`+0.0` added after a `+0` lower bound) give
+    /// `fmax`/`fmin`'s bits ([`kerf_ir::op::Epilogue::clamp_by_selects`]).
+    /// The tiles and Cranelift's clamp take only such bounds, so every form
+    /// (and AArch64's `fmax`/`fmin`) agrees.
     pub fn selects_equal_fmax_fmin(self) -> bool {
-        !self.lo.is_nan() && self.hi.is_none_or(|h| !h.is_nan() && h.to_bits() != (-0.0f32).to_bits())
+        kerf_ir::op::Epilogue::clamp_by_selects(self.lo, self.hi)
     }
 }

@@ -458,6 +458,15 @@ pub struct Epilogue {
 }
 
 impl Epilogue {
+    /// Whether a clamp to `[lo, hi]` done as compare-selects (`x < lo ? lo
+    /// : x`, then `hi < y ? hi : y`) gives `fmax`/`fmin`'s bits: all bounds
+    /// but NaN ones and a `-0` upper bound (`fmin(+0, -0)` is `-0`, the
+    /// select keeps `+0`). The assembled tiles clamp that way, so the code
+    /// generator and the rules that count on those tiles ask this.
+    pub fn clamp_by_selects(lo: f32, hi: Option<f32>) -> bool {
+        !lo.is_nan() && hi.is_none_or(|h| !h.is_nan() && h.to_bits() != (-0.0f32).to_bits())
+    }
+
     /// The activations conv kernels apply in registers.
     pub fn fusable(u: UnaryOp) -> bool {
         matches!(
