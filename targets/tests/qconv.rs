@@ -459,6 +459,90 @@ fn requantised_outputs_match_the_reference_byte_for_byte() {
     }
 }
 
+/// A u8 residual on its own grid (`res_scale`, `res_zp`: `QConv::res_grid`,
+/// `f32(r − zp) · scale` added where an f32 residual is): on every preset
+/// the host runs, the same bits as the f32-residual form fed that
+/// dequantised residual (f32 and requantised u8 outputs), and for None,
+/// Relu and Clip the reference's. Whole units through the assembled tiles'
+/// own stores (byte quads with 7-bit weights, pairs with 8-bit ones without
+/// VNNI), partial last units and row blocks through the Cranelift
+/// epilogue, two images, 1x1 and 3x3.
+#[test]
+fn u8_residuals_add_their_dequantised_values() {
+    let (one, three) = (&window(1, 1, 1, 1), &window(3, 1, 1, 1));
+    let cases = [
+        Case {
+            xsh: [1, 8, 10, 10],
+            wsh: [13, 8, 3, 3],
+            osh: [1, 13, 8, 8],
+            attrs: three,
+            epi: "act=Relu, residual=true",
+            zp: 11,
+        },
+        Case {
+            xsh: [2, 16, 5, 9],
+            wsh: [20, 16, 1, 1],
+            osh: [2, 20, 5, 9],
+            attrs: one,
+            epi: "act=None, residual=true",
+            zp: 128,
+        },
+        Case {
+            xsh: [1, 12, 6, 19],
+            wsh: [24, 12, 3, 3],
+            osh: [1, 24, 4, 17],
+            attrs: three,
+            epi: "act=Clip, act_min=-1.0, act_max=4.0, residual=true",
+            zp: 3,
+        },
+        Case {
+            xsh: [1, 8, 16, 4],
+            wsh: [12, 8, 1, 1],
+            osh: [1, 12, 16, 4],
+            attrs: one,
+            epi: "act=HardSwish, residual=true",
+            zp: 40,
+        },
+    ];
+    let res = (0.0625, 100);
+    for c in &cases {
+        let (x, _) = case_data(c);
+        let nw: usize = c.wsh.iter().product();
+        let (codes, real) = u8_residual(c, res);
+        let xt = Tensor::from_bytes(DType::U8, c.xsh.to_vec(), x.clone()).unwrap();
+        let (ins_u8, ins_f32) = ([xt.clone(), codes], [xt, real]);
+        for bits in [127, 63] {
+            let w = pseudo(nw, 2, -bits, bits);
+            for out in [None, Some((0.04, 7))] {
+                let u8_text = u8_residual_text(c, &w, out, res);
+                let f32_text = match out {
+                    Some(grid) => quant_text(c, &w, grid),
+                    None => graph_text(c, &w),
+                };
+                let parse = |t: &str| kerf_ir::text::parse(t).unwrap_or_else(|e| panic!("{e}\n{t}"));
+                let want = kerf_ir::eval::eval_graph(&parse(&u8_text), &ins_u8).unwrap().remove(0);
+                let same = kerf_ir::eval::eval_graph(&parse(&f32_text), &ins_f32).unwrap().remove(0);
+                assert_eq!(want.bytes(), same.bytes(), "the reference: {} {out:?}", c.epi);
+                for cpu in cpus() {
+                    let got = run(&u8_text, &ins_u8, cpu).remove(0);
+                    let f32_form = run(&f32_text, &ins_f32, cpu).remove(0);
+                    let bits_of = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits_of(&got), bits_of(&f32_form), "{} {} {out:?} ({cpu}, {bits})", c.attrs, c.epi);
+                    if exact_act(c.epi) {
+                        let want_bits: Vec<u32> = match out {
+                            Some(_) => {
+                                want.bytes().chunks(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect()
+                            }
+                            None => want.to_f32_vec().iter().map(|f| f.to_bits()).collect(),
+                        };
+                        assert_eq!(bits_of(&got), want_bits, "{} {} {out:?} ({cpu}, {bits})", c.attrs, c.epi);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The requantising epilogue multiplies by the grid's factor
 /// (`QOut::factor`, `1 / scale` in f32) where the quantiser divides by the
 /// scale: outputs whose real value lies within a few ulps of a half step,

@@ -164,6 +164,15 @@ impl AttrMap {
         }
     }
 
+    /// An optional float attribute: `None` when absent.
+    pub fn opt_float(&mut self, name: &str) -> Result<Option<F32>, IrError> {
+        if self.items.iter().any(|(n, _)| n == name) {
+            self.float(name).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     /// Removes and returns the boolean attribute `name`.
     pub fn bool(&mut self, name: &str) -> Result<bool, IrError> {
         match self.take(name)? {

@@ -163,7 +163,10 @@ pub(crate) fn qconv(op: &Op, q: &QConv, inputs: &[&Tensor], out: &TensorType) ->
     let scale: Vec<f32> = ws.to_f32_vec().iter().map(|&w| q.x_scale.get() * w).collect();
     let m = scale.len();
     let plane: usize = out.shape[2..].iter().product();
-    let res = rest.first().map(|r| r.to_f32_vec());
+    let res = match (rest.first(), q.res_grid) {
+        (Some(r), Some(g)) => Some(r.bytes().iter().map(|&c| g.value(c)).collect::<Vec<f32>>()),
+        (r, _) => r.map(|r| r.to_f32_vec()),
+    };
     let y: Vec<f32> = acc
         .iter()
         .enumerate()

@@ -283,8 +283,18 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
             }
             let (xf, wf) = (TensorType::new(DType::F32, x.shape.clone()), TensorType::new(DType::F32, w.shape.clone()));
             let out = infer(&Op::Conv(q.conv.clone()), &[&xf, &wf])?;
-            if q.epi.residual && out.first().is_some_and(|o| o != ins[4]) {
-                return Err(format!("residual {} must have the output's type {}", ins[4], out[0]));
+            match (q.epi.residual, q.res_grid) {
+                (false, Some(_)) => return Err("a QConv without a residual has no residual grid".to_string()),
+                (true, Some(_)) if depthwise => {
+                    return Err("a depthwise QConv takes an f32 residual, not a u8 one".to_string())
+                }
+                (true, g) => {
+                    let dtype = if g.is_some() { DType::U8 } else { DType::F32 };
+                    if out.first().is_some_and(|o| o.shape != ins[4].shape || ins[4].dtype != dtype) {
+                        return Err(format!("residual {} must be {dtype}{:?}", ins[4], out[0].shape));
+                    }
+                }
+                (false, None) => {}
             }
             match q.out {
                 QOut::Quant { scale, .. } if QOut::factor(scale.get()).is_none() => {
@@ -771,7 +781,14 @@ mod tests {
         let q = |group: usize| {
             let window = Window { kernel: vec![3, 3], strides: vec![1, 1], dilations: vec![1, 1], pads: vec![1; 4] };
             let conv = Conv { window, group, layer: Layer("c".into()), algo: ConvAlgo::Direct };
-            Op::QConv(QConv { conv, epi: Epilogue::default(), x_scale: crate::F32::new(0.1), x_zp: 3, out: QOut::Real })
+            Op::QConv(QConv {
+                conv,
+                epi: Epilogue::default(),
+                x_scale: crate::F32::new(0.1),
+                x_zp: 3,
+                out: QOut::Real,
+                res_grid: None,
+            })
         };
         let x = TensorType::new(DType::U8, vec![1, 4, 6, 6]);
         let (ws, b) = (t(&[4]), t(&[4]));

@@ -795,6 +795,7 @@ graph "t"
                 x_scale: F32::new(0.0125),
                 x_zp: 200,
                 out: QOut::Real,
+                res_grid: Some(ResGrid { scale: F32::new(0.03125), zp: 17 }),
             }),
             Op::QConv(QConv {
                 conv: Conv {
@@ -812,6 +813,7 @@ graph "t"
                 x_scale: F32::new(1.0),
                 x_zp: 3,
                 out: QOut::Acc,
+                res_grid: None,
             }),
             Op::QConv(QConv {
                 conv: Conv {
@@ -829,6 +831,7 @@ graph "t"
                 x_scale: F32::new(0.5),
                 x_zp: 7,
                 out: QOut::Quant { scale: F32::new(0.0625), zp: 0 },
+                res_grid: None,
             }),
             Op::Requantize { axis: 1, zp: -3, out: DType::I8 },
             Op::Quantize { scale: F32::new(0.05), zp: 128, pads: vec![0, 0, 1, 2, 0, 0, 2, 1] },

@@ -270,7 +270,8 @@ impl Rule for Int8Conv {
             conv.window.pads = vec![0; wd.pads.len()];
         }
         conv.algo = ConvAlgo::Direct;
-        let op = Op::QConv(QConv { conv, epi: m.epi, x_scale: F32::new(m.s), x_zp: m.z, out: QOut::Real });
+        let op =
+            Op::QConv(QConv { conv, epi: m.epi, x_scale: F32::new(m.s), x_zp: m.z, out: QOut::Real, res_grid: None });
         let mut children = vec![x, konst(eg, q), konst(eg, sc), konst(eg, b)];
         let Some(p) = &m.gemm else {
             children.extend(m.residual);

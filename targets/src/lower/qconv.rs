@@ -255,7 +255,9 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     }
 
     let window = (kk, wd.kernel[0], wd.kernel[1]);
-    if let Some(g) = gemv_fits(k, &d, window, act, q.epi.residual).filter(|_| q.out.is_real()) {
+    let res_grid = q.res_grid.map(|g| (g.scale.get(), g.zp));
+    // the one-pixel product adds an f32 residual only
+    if let Some(g) = gemv_fits(k, &d, window, act, q.epi.residual).filter(|_| q.out.is_real() && res_grid.is_none()) {
         return gemv(k, &d, g, (&w, kk), (&scales, &bias), quant);
     }
     let taps = tap_offsets(&d, wd.kernel[0], wd.kernel[1], wd.dilations[0], wd.dilations[1]);
@@ -279,7 +281,8 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     let out_bytes = if quant.is_some() { 1 } else { 4 };
     let fused = match (k.caps.avx2, q.out.is_real()) {
         (true, true) => {
-            int_epi(act, q.epi.residual, (&scales, &bias)).map(|epi| QdotEpi { epi, ldo: out_bytes * d.pixels, quant })
+            let ldo = out_bytes * d.pixels;
+            int_epi(act, q.epi.residual, (&scales, &bias)).map(|epi| QdotEpi { epi, ldo, quant, res_grid })
         }
         _ => None,
     };
@@ -295,7 +298,7 @@ pub fn qconv(k: &mut Kernel) -> LResult {
         false => None,
     };
     let acc = q.out == QOut::Acc;
-    let ptrs = Ptrs { x, out, res, a, tap, s: s_p, b: b_p, corr, table, bbuf, tiles, acc, quant };
+    let ptrs = Ptrs { x, out, res, res_grid, a, tap, s: s_p, b: b_p, corr, table, bbuf, tiles, acc, quant };
     let mut result: LResult = Ok(());
     k.for_dyn(lo, hi, 1, |k, u| {
         let jp = k.b.ins().urem_imm_u(u, d.units as i64);
@@ -321,6 +324,8 @@ struct Ptrs {
     x: Value,
     out: Value,
     res: Option<Value>,
+    /// The residual is u8 on this grid (`scale`, `zp`; [`QConv::res_grid`]).
+    res_grid: Option<(f32, u8)>,
     a: Value,
     tap: Value,
     s: Value,
@@ -564,7 +569,7 @@ fn tile(
         // the tile stores the f32 (or requantised u8) results itself
         let e = out_index(k, d, u, m0);
         let out = k.addr(p.out, e, if p.quant.is_some() { 1 } else { 4 });
-        let res = p.res.map_or(out, |r| k.addr(r, e, 4));
+        let res = p.res.map_or(out, |r| k.addr(r, e, res_bytes(p.res_grid)));
         let tab = k.addr(table, m0, 12);
         let n = k.ic(d.steps as i64);
         k.b.ins().call_indirect(t.sig, code, &[a_blk, p.bbuf, out, n, tab, res]);
@@ -613,7 +618,8 @@ fn tile(
         let bias = k.ld_at(types::F32, p.b, m, 4, 0);
         let bias = k.widen(ty, bias);
         let e = out_index(k, d, u, m);
-        let st = Store { out: k.addr(p.out, e, ob), res: p.res.map(|r| k.addr(r, e, 4)), quant: p.quant };
+        let res = p.res.map(|r| k.addr(r, e, res_bytes(p.res_grid)));
+        let st = Store { out: k.addr(p.out, e, ob), res, res_grid: p.res_grid, quant: p.quant };
         for j in 0..per_row {
             let n = valid.saturating_sub(lanes * j).min(lanes);
             if n == 0 {
@@ -634,7 +640,43 @@ fn tile(
 pub(super) struct Store {
     pub(super) out: Value,
     pub(super) res: Option<Value>,
+    /// The residual is u8 on this grid (`scale`, `zp`), else f32.
+    pub(super) res_grid: Option<(f32, u8)>,
     pub(super) quant: Option<(f32, u8)>,
+}
+
+/// Bytes per residual element: 1 on a u8 grid, else 4 (f32).
+fn res_bytes(grid: Option<(f32, u8)>) -> i64 {
+    if grid.is_some() {
+        1
+    } else {
+        4
+    }
+}
+
+/// The residual's value(s) of type `ty` (`f32x4` or `f32`) at element `at`
+/// of `st.res`: f32 as stored, or a u8 code `r` as `f32(r − zp) · scale`.
+fn residual(k: &mut Kernel, st: &Store, r: Value, ty: types::Type, at: usize) -> Value {
+    let Some((scale, zp)) = st.res_grid else {
+        return k.ld(ty, r, (4 * at) as i32);
+    };
+    let codes = if ty.is_vector() {
+        let four = k.b.ins().load(types::I32, mem(), r, at as i32);
+        let v = k.b.ins().scalar_to_vector(types::I32X4, four);
+        let v = k.b.ins().bitcast(types::I8X16, MemFlagsData::new().with_endianness(Endianness::Little), v);
+        let v = k.b.ins().uwiden_low(v);
+        k.b.ins().uwiden_low(v)
+    } else {
+        k.b.ins().uload8(types::I32, mem(), r, at as i32)
+    };
+    let ity = if ty.is_vector() { types::I32X4 } else { types::I32 };
+    let z = k.b.ins().iconst(types::I32, i64::from(zp));
+    let z = if ty.is_vector() { k.b.ins().splat(ity, z) } else { z };
+    let c = k.b.ins().isub(codes, z);
+    let f = k.b.ins().fcvt_from_sint(ty, c);
+    let s = k.b.ins().f32const(scale);
+    let s = if ty.is_vector() { k.b.ins().splat(ty, s) } else { s };
+    k.b.ins().fmul(f, s)
 }
 
 /// The rest of the integer epilogue on `f = f32(acc)·s + b` (an `f32x4`,
@@ -648,7 +690,7 @@ pub(super) fn finish(k: &mut Kernel, act: Act, st: &Store, f: Value, live: usize
     if live == lanes {
         let f = match st.res {
             Some(r) => {
-                let rv = k.ld(ty, r, (4 * at) as i32);
+                let rv = residual(k, st, r, ty, at);
                 k.b.ins().fadd(f, rv)
             }
             None => f,
@@ -659,7 +701,7 @@ pub(super) fn finish(k: &mut Kernel, act: Act, st: &Store, f: Value, live: usize
     for l in 0..live {
         let mut x = k.b.ins().extractlane(f, l as u8);
         if let Some(r) = st.res {
-            let rv = k.ld(types::F32, r, (4 * (at + l)) as i32);
+            let rv = residual(k, st, r, types::F32, at + l);
             x = k.b.ins().fadd(x, rv);
         }
         let y = apply_act(k, types::F32, act, x);

@@ -61,7 +61,9 @@ pub(super) fn applies(k: &Kernel, q: &QConv, w: &Tensor, act: Act) -> Option<(Ch
         QOut::Quant { .. } => !q.epi.residual && quad_elem(k) != Elem::QuadsSdot,
         QOut::Acc => false,
     };
-    if !k.caps.pattern_quads() || !out_ok {
+    // the tiles add an f32 residual only (`int8-conv` gives a conv this
+    // kernel runs no u8 one)
+    if !k.caps.pattern_quads() || !out_ok || q.res_grid.is_some() {
         return None;
     }
     let epi = act_epi(act, q.epi.residual)?;

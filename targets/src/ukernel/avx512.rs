@@ -231,6 +231,9 @@ impl IntVreg for AsmRegisterZmm {
     fn store_bytes(a: &mut CodeAssembler, acc: Self, dst: AsmMemoryOperand) -> Result<(), IcedError> {
         a.vpmovdb(xmmword_ptr(dst), acc)
     }
+    fn load_bytes(a: &mut CodeAssembler, dst: Self, src: AsmMemoryOperand) -> Result<(), IcedError> {
+        a.vpmovzxbd(dst, xmmword_ptr(src))
+    }
 }
 
 /// Most rows of a `zmm` GEMM tile (either width): the conv engine's row

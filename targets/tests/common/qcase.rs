@@ -108,6 +108,32 @@ pub fn quant_text(c: &Case, w: &[i64], (scale, zp): (f32, u8)) -> String {
         .replace(&format!("): f32[{}] @\"c\"", dims(&c.osh)), &format!("): u8[{}] @\"c\"", dims(&c.osh)))
 }
 
+/// Case `c`'s graph ([`graph_text`], or [`quant_text`] with `out`) with
+/// its residual a u8 input on the grid `res` (`QConv::res_grid`).
+pub fn u8_residual_text(c: &Case, w: &[i64], out: Option<(f32, u8)>, (scale, zp): (f32, u8)) -> String {
+    let text = match out {
+        Some(grid) => quant_text(c, w, grid),
+        None => graph_text(c, w),
+    };
+    let residual = format!("  input %9 \"r\": f32[{}]", dims(&c.osh));
+    assert!(text.contains(&residual), "case {} has no residual", c.epi);
+    let at = text.find(", x_zp=").expect("a QConv");
+    let end = at + text[at..].find('}').expect("the attributes' end");
+    let mut t = text.clone();
+    t.insert_str(end, &format!(", res_scale={scale:?}, res_zp={zp}"));
+    t.replace(&residual, &format!("  input %9 \"r\": u8[{}]", dims(&c.osh)))
+}
+
+/// Fixed pseudo-random residual codes for case `c`, and the same residual
+/// dequantised on `(scale, zp)` (`f32(r − zp) · scale`) as the f32 input
+/// the u8 one stands for.
+pub fn u8_residual(c: &Case, (scale, zp): (f32, u8)) -> (Tensor, Tensor) {
+    let n: usize = c.osh.iter().product();
+    let codes: Vec<u8> = pseudo(n, 7, 0, 255).into_iter().map(|v| v as u8).collect();
+    let real: Vec<f32> = codes.iter().map(|&r| (i32::from(r) - i32::from(zp)) as f32 * scale).collect();
+    (Tensor::from_bytes(DType::U8, c.osh.to_vec(), codes).unwrap(), Tensor::from_f32(c.osh.to_vec(), &real).unwrap())
+}
+
 /// Case `c`'s input bytes and 8-bit weights (fixed pseudo-random values).
 pub fn case_data(c: &Case) -> (Vec<u8>, Vec<i64>) {
     let nx: usize = c.xsh.iter().product();

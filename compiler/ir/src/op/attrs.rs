@@ -179,6 +179,10 @@ impl Op {
                         a.push(("out_zp", Attr::Int(i64::from(zp))));
                     }
                 }
+                if let Some(r) = q.res_grid {
+                    a.push(("res_scale", Attr::Float(r.scale.get())));
+                    a.push(("res_zp", Attr::Int(i64::from(r.zp))));
+                }
             }
             Op::MatMulFused(l, e) => {
                 a.push(("layer", Attr::Str(l.0.clone())));
@@ -361,7 +365,18 @@ impl Op {
                         return Err(m.error(format!("unknown QConv output '{o}' (acc, quant, or none for real)")))
                     }
                 };
-                Op::QConv(QConv { conv, epi, x_scale, x_zp, out })
+                let res_grid = match m.opt_float("res_scale")? {
+                    None => None,
+                    Some(scale) => {
+                        let zp = m.int("res_zp")?;
+                        let zp = u8::try_from(zp).map_err(|_| m.error(format!("res_zp {zp} is not a u8")))?;
+                        if !(scale.get() > 0.0 && scale.get().is_finite()) {
+                            return Err(m.error(format!("res_scale {} must be positive and finite", scale.get())));
+                        }
+                        Some(ResGrid { scale, zp })
+                    }
+                };
+                Op::QConv(QConv { conv, epi, x_scale, x_zp, out, res_grid })
             }
             "MatMulFused" => Op::MatMulFused(layer(m)?, Epilogue::from_attrs(m)?),
             "GemmFused" => Op::GemmFused(

@@ -586,6 +586,9 @@ impl Conv {
 ///
 /// each step rounded to f32 in that order, so every backend computes the
 /// same bits when the activation is computed exactly (none, Relu, Clip).
+/// With [`QConv::res_grid`] the residual input is u8 on that grid and
+/// enters as `f32(r − zp) · scale` (the integer difference is exact in
+/// f32, so one rounding: `DequantizeLinear`'s value).
 ///
 /// With [`QOut::Quant`] the output is `y` quantised (u8, see there). With
 /// [`QOut::Acc`] the output is `acc` itself (i32; inputs `x` and `w`
@@ -605,6 +608,26 @@ pub struct QConv {
     pub x_zp: u8,
     /// What the conv outputs.
     pub out: QOut,
+    /// The residual's grid, where the residual input is u8 (`None`: it is
+    /// of the real-valued output's type, f32). Only with a residual.
+    pub res_grid: Option<ResGrid>,
+}
+
+/// The grid of a u8 residual ([`QConv::res_grid`]): the code `r` stands
+/// for `f32(r − zp) · scale`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResGrid {
+    /// The grid's step (positive, finite).
+    pub scale: F32,
+    /// The code standing for 0.
+    pub zp: u8,
+}
+
+impl ResGrid {
+    /// The real value of code `r`: `f32(r − zp) · scale`.
+    pub fn value(self, r: u8) -> f32 {
+        (i32::from(r) - i32::from(self.zp)) as f32 * self.scale.get()
+    }
 }
 
 /// The output of a [`QConv`].

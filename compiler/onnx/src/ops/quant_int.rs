@@ -322,7 +322,7 @@ fn integer_conv(cx: &mut Cx, x: ValueId, zp: u8, w: ValueId, win: Window, group:
     };
     let window = Window { pads: vec![0; 2 * n], ..win };
     let conv = Conv { window, group, layer: cx.layer(), algo: ConvAlgo::Direct };
-    let q = QConv { conv, epi: Epilogue::default(), x_scale: F32::new(1.0), x_zp: zp, out: QOut::Acc };
+    let q = QConv { conv, epi: Epilogue::default(), x_scale: F32::new(1.0), x_zp: zp, out: QOut::Acc, res_grid: None };
     cx.add1(Op::QConv(q), vec![x, w])
 }
 

@@ -168,7 +168,8 @@ pub(super) fn gemv(
         let steps_v = k.ic(steps as i64);
         match sums {
             Some(sums) => {
-                let ptrs = SumsPtrs { sums, table: t, store: Store { out: o, res: res.map(|_| r), quant } };
+                let ptrs =
+                    SumsPtrs { sums, table: t, store: Store { out: o, res: res.map(|_| r), res_grid: None, quant } };
                 let call = |k: &mut Kernel, code: Value, shape: &QdotGemv| {
                     k.b.ins().call_indirect(sig, code, &[wc, xn, sums, steps_v, sums, sums]);
                     sums_epilogue(k, shape, act, &ptrs, m)

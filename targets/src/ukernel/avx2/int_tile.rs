@@ -60,6 +60,9 @@ pub(crate) trait IntVreg: Vreg + 'static {
     /// `0..=255`, so no pack saturates) at `dst`, one byte per lane;
     /// clobbers `acc`.
     fn store_bytes(a: &mut CodeAssembler, acc: Self, dst: AsmMemoryOperand) -> Result<(), IcedError>;
+    /// Loads one vector's worth of u8 at `src`, each zero-extended into an
+    /// i32 lane (`vpmovzxbd`).
+    fn load_bytes(a: &mut CodeAssembler, dst: Self, src: AsmMemoryOperand) -> Result<(), IcedError>;
 }
 
 impl IntVreg for AsmRegisterYmm {
@@ -75,6 +78,9 @@ impl IntVreg for AsmRegisterYmm {
     }
     fn store_bytes(a: &mut CodeAssembler, acc: Self, dst: AsmMemoryOperand) -> Result<(), IcedError> {
         super::store_prefix(a, acc, dst, 8, super::Lane::Byte)
+    }
+    fn load_bytes(a: &mut CodeAssembler, dst: Self, src: AsmMemoryOperand) -> Result<(), IcedError> {
+        a.vpmovzxbd(dst, qword_ptr(src))
     }
 }
 
@@ -176,19 +182,20 @@ pub struct QdotEpi {
     /// Store u8 through this grid (`factor`, `zp`;
     /// `kerf_ir::op::QOut::grid`): the requantiser's operations after the
     /// activation ([`requantise`]); `ldo` then counts bytes of the u8
-    /// output, and the f32 residual's rows are `4·ldo` bytes apart.
+    /// output.
     pub quant: Option<(f32, u8)>,
+    /// The residual is u8 on this grid (`scale`, `zp`;
+    /// `kerf_ir::op::QConv::res_grid`): it enters as `f32(r − zp) · scale`.
+    pub res_grid: Option<(f32, u8)>,
 }
 
 impl QdotEpi {
-    /// Bytes between the residual's (f32) channel rows.
+    /// Bytes between the residual's channel rows: as many pixels as the
+    /// output's, of 4 bytes (f32) or 1 (u8, [`QdotEpi::res_grid`]).
     fn residual_row(&self) -> i64 {
-        let ldo = self.ldo as i64;
-        if self.quant.is_some() {
-            4 * ldo
-        } else {
-            ldo
-        }
+        let pixels = if self.quant.is_some() { self.ldo } else { self.ldo / 4 };
+        let bytes = if self.res_grid.is_some() { 1 } else { 4 };
+        (pixels * bytes) as i64
     }
 }
 
@@ -242,10 +249,29 @@ where
         return Ok(());
     };
     let (ldo, ldr, t) = (e.ldo as i64, e.residual_row(), R::B);
+    // a u8 residual's step and zero point (as an i32's bits), in scratch
+    // registers other than `t`
+    let [_, step, zp, _] = R::SCRATCH;
+    if let (true, Some((s, z))) = (e.epi.residual, e.res_grid) {
+        R::splat(a, step, s)?;
+        R::splat(a, zp, f32::from_bits(u32::from(z)))?;
+    }
     for (r, &ac) in acc.iter().enumerate() {
         int_to_real(a, ac, t, (table, (12 * r) as i64))?;
-        if e.epi.residual {
-            a.vaddps(ac, ac, R::ptr(res + r as i64 * ldr))?;
+        if !e.epi.residual {
+            continue;
+        }
+        let at = res + r as i64 * ldr;
+        match e.res_grid {
+            None => a.vaddps(ac, ac, R::ptr(at))?,
+            // f32(r − zp) · step: the difference is exact, one rounding
+            Some(_) => {
+                R::load_bytes(a, t, at)?;
+                a.vpsubd(t, t, zp)?;
+                a.vcvtdq2ps(t, t)?;
+                a.vmulps(t, t, step)?;
+                a.vaddps(ac, ac, t)?;
+            }
         }
     }
     if let Some(grid) = e.quant {
