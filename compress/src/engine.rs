@@ -101,6 +101,23 @@ pub fn compress_with_progress(
     }
     progress(done, done, "");
     record_equalized(&cur, &changed, &mut report);
+    // residuals on int8 grids, once every layer's input grid is known
+    let residual: std::collections::HashMap<&str, bool> = names
+        .iter()
+        .zip(&settings)
+        .map(|(n, s)| (*n, s.residual == Precision::Int8 && s.quant == Precision::Int8))
+        .collect();
+    if residual.values().any(|&r| r) {
+        let (g, notes) = rewrite::quantize_residuals(&cur, |layer| residual.get(layer).copied().unwrap_or(false))?;
+        cur = g;
+        for e in notes {
+            if let Some(r) = report.layers.iter_mut().find(|r| r.layer == e.layer) {
+                let (s, z) = (e.grid.scale, e.grid.zero_point);
+                r.notes.push(format!("residual '{}' read on its int8 grid (step {s:e}, zero point {z})", e.residual));
+                r.residual_quant = Some(e.grid);
+            }
+        }
+    }
     Ok((cur, report))
 }
 

@@ -23,6 +23,7 @@
 //! weight_bits = 7            # int8 weight codes within ±(2^(bits-1) - 1): 8 (default) .. 2
 //! byte_pairs = "exact"       # "exact": each row's code pairs fit vpmaddubsw's i16 | "any"
 //! equalize = true            # cross-layer equalisation of ReLU-joined layers first
+//! residual = "int8"          # a residual added to this conv's output reads its int8 grid | "f32" (default)
 //!
 //! [[layer]]
 //! match = "conv1*"          # glob over layer names: * and ? wildcards
@@ -287,6 +288,12 @@ pub struct Settings {
     /// (exact: the function does not change).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub equalize: Option<bool>,
+    /// A residual added to this conv's output (`Add(conv, x)`) reads `x`
+    /// on the int8 grid the model already quantises it to for another
+    /// layer ("int8"), or as it is ("f32", the default): see
+    /// [`crate::rewrite::quantize_residuals`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub residual: Option<Precision>,
 }
 
 impl Settings {
@@ -310,6 +317,7 @@ impl Settings {
             weight_bits,
             byte_pairs,
             equalize,
+            residual,
         } = o;
         self.quant = quant.or(self.quant);
         self.rounding = rounding.or(self.rounding);
@@ -326,6 +334,7 @@ impl Settings {
         self.weight_bits = weight_bits.or(self.weight_bits);
         self.byte_pairs = byte_pairs.or(self.byte_pairs);
         self.equalize = equalize.or(self.equalize);
+        self.residual = residual.or(self.residual);
     }
 }
 
@@ -387,6 +396,8 @@ pub struct LayerSettings {
     pub byte_pairs: BytePairs,
     /// Equalise this layer's channel ranges with its neighbours'.
     pub equalize: bool,
+    /// A residual added to this conv's output reads its int8 grid.
+    pub residual: Precision,
 }
 
 impl LayerSettings {
@@ -512,6 +523,7 @@ impl Plan {
             weight_bits: s.weight_bits.unwrap_or(8),
             byte_pairs: s.byte_pairs.unwrap_or_default(),
             equalize: s.equalize.unwrap_or(false),
+            residual: s.residual.unwrap_or_default(),
         }
     }
 }

@@ -51,6 +51,9 @@ pub struct LayerReport {
     pub bias: Option<Tensor>,
     /// Remarks for the report (why a setting did not apply, the rank, ...).
     pub notes: Vec<String>,
+    /// The int8 grid the residual added to this conv's output is read on
+    /// (`residual = "int8"`, [`crate::rewrite::quantize_residuals`]).
+    pub residual_quant: Option<ActQuant>,
     /// The rank a factored layer was given.
     pub rank: Option<usize>,
     /// The Tucker-2 ranks `[r_in, r_out]` a conv was factored with (its
@@ -98,6 +101,7 @@ impl LayerReport {
             weight: None,
             bias: None,
             notes: Vec::new(),
+            residual_quant: None,
             rank: None,
             tucker: None,
             factors: Vec::new(),

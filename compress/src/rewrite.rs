@@ -261,3 +261,134 @@ fn mapped(
     map[v.0 as usize] = Some(m);
     Ok(m)
 }
+
+/// A residual [`quantize_residuals`] put on an int8 grid.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResidualEdit {
+    /// The conv whose output the residual is added to.
+    pub layer: String,
+    /// The residual's value name.
+    pub residual: String,
+    /// Its grid (another layer's input grid).
+    pub grid: ActQuant,
+}
+
+/// The activation quantisers [`quantize_input`] wrote into `g`, by the
+/// value they quantise: `x → (Mul(Clip(Round(Div(x, s))), s), the Mul's
+/// node index, s, z)`, the first one of each `x`.
+fn input_quantisers(g: &Graph) -> std::collections::HashMap<ValueId, (ValueId, usize, f32, u8)> {
+    let producer = |v: ValueId| match g.value(v).def {
+        ValueDef::Node { node, .. } => Some(&g.nodes[node]),
+        _ => None,
+    };
+    let scalar = |v: ValueId| g.const_of(v).filter(|t| t.numel() == 1).map(|t| t.to_f32_vec()[0]);
+    let mut out = std::collections::HashMap::new();
+    for (i, n) in g.nodes.iter().enumerate() {
+        let (Op::Binary(BinaryOp::Mul), [c, s]) = (&n.op, n.inputs.as_slice()) else { continue };
+        let Some(step) = scalar(*s) else { continue };
+        let Some(clip) = producer(*c) else { continue };
+        let Op::Unary(UnaryOp::Clip { min, max }) = clip.op else { continue };
+        let z = -min.get();
+        if !(0.0..=255.0).contains(&z) || z.fract() != 0.0 || max.get() != 255.0 - z {
+            continue;
+        }
+        let Some(round) = clip.inputs.first().and_then(|&r| producer(r)) else { continue };
+        let Some(div) = round.inputs.first().and_then(|&d| producer(d)) else { continue };
+        match (&round.op, &div.op, div.inputs.as_slice()) {
+            (Op::Unary(UnaryOp::Round), Op::Binary(BinaryOp::Div), [x, s2]) if scalar(*s2) == Some(step) => {
+                out.entry(*x).or_insert((n.outputs[0], i, step, z as u8));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A copy of `g` where each residual `Add(conv(…), x)` (either order,
+/// operands of one type) whose conv's layer `int8` names reads `x` through
+/// the activation quantiser `g` already has for `x` in front of another
+/// layer (ResNet's and MobileNetV2's skip connections: the next block's
+/// first conv quantises the same tensor), instead of `x` itself. This is
+/// the lossy step (the residual takes that grid's rounding, as ONNX
+/// Runtime's `QLinearAdd` does); the `int8` rule group then lets the
+/// integer conv read the residual as u8 (`QConv::res_grid`), so no f32
+/// tensor need pass between the blocks. Returns the graph and, per changed
+/// layer, the residual's name and grid.
+pub fn quantize_residuals(g: &Graph, int8: impl Fn(&str) -> bool) -> Result<(Graph, Vec<ResidualEdit>), CompressError> {
+    let quantisers = input_quantisers(g);
+    let mut out = g.clone();
+    let mut notes = Vec::new();
+    for (ai, n) in g.nodes.iter().enumerate() {
+        let (Op::Binary(BinaryOp::Add), [a, b]) = (&n.op, n.inputs.as_slice()) else { continue };
+        if g.ty(*a) != g.ty(*b) {
+            continue;
+        }
+        for (conv, other, at) in [(*a, *b, 1), (*b, *a, 0)] {
+            let ValueDef::Node { node: ci, .. } = g.value(conv).def else { continue };
+            let Op::Conv(c) = &g.nodes[ci].op else { continue };
+            let Some(&(fq, qi, s, z)) = quantisers.get(&other) else { continue };
+            // the quantiser must come before the Add (it is another layer's input)
+            if !int8(&c.layer.0) || qi >= ai {
+                continue;
+            }
+            out.nodes[ai].inputs[at] = fq;
+            let residual = g.value(other).name.clone();
+            notes.push(ResidualEdit { layer: c.layer.0.clone(), residual, grid: ActQuant { scale: s, zero_point: z } });
+            break;
+        }
+    }
+    out.validate().map_err(|e| CompressError::Numeric(format!("quantising residuals: {e}")))?;
+    Ok((out, notes))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use kerf_ir::{text, ValueId};
+
+    use super::quantize_residuals;
+
+    /// `x` quantised for conv `c1` (step 0.5, zero point 10), `c2` after
+    /// `c1`, and a residual `Add` of `c2`'s output and `x` (`swap`: `x`
+    /// first).
+    fn block(swap: bool) -> String {
+        let add = if swap { "%0, %8" } else { "%8, %0" };
+        format!(
+            r#"graph "g"
+  input %0 "x": f32[1,2,2,2]
+  const %1 "s": f32[] = [0.5]
+  const %6 "w": f32[2,2,1,1] = [1.0,0.5,-0.5,1.0]
+  %2 = Div(%0, %1): f32[1,2,2,2] @"d"
+  %3 = Round(%2): f32[1,2,2,2] @"r"
+  %4 = Clip{{min=-10.0, max=245.0}}(%3): f32[1,2,2,2] @"c"
+  %5 = Mul(%4, %1): f32[1,2,2,2] @"q"
+  %7 = Conv{{kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1, layer="c1"}}(%5, %6): f32[1,2,2,2] @"c1"
+  %8 = Conv{{kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1, layer="c2"}}(%7, %6): f32[1,2,2,2] @"c2"
+  %9 = Add({add}): f32[1,2,2,2] @"add"
+  output "y" = %9
+"#
+        )
+    }
+
+    /// The residual operand of `c2`'s Add is replaced by the quantiser
+    /// `c1` already reads, on either side of the Add, only where the
+    /// layer asks for it; its grid is reported.
+    #[test]
+    fn a_residual_reads_the_quantiser_of_its_tensor() {
+        for swap in [false, true] {
+            let g = text::parse(&block(swap)).unwrap();
+            let add = g.nodes.iter().position(|n| n.name == "add").unwrap();
+            let fq = g.nodes.iter().find(|n| n.name == "q").unwrap().outputs[0];
+            let (q, edits) = quantize_residuals(&g, |l| l == "c2").unwrap();
+            let x = usize::from(!swap);
+            assert_eq!(q.nodes[add].inputs[x], fq, "swap {swap}");
+            assert_eq!(q.nodes[add].inputs[1 - x], g.nodes[add].inputs[1 - x]);
+            assert_eq!(edits.len(), 1);
+            assert_eq!((edits[0].layer.as_str(), edits[0].grid.scale, edits[0].grid.zero_point), ("c2", 0.5, 10));
+            let (same, none) = quantize_residuals(&g, |l| l == "c1").unwrap();
+            assert!(none.is_empty());
+            assert_eq!(same.nodes[add].inputs, g.nodes[add].inputs);
+            assert_ne!(q.nodes[add].inputs[x], ValueId(0));
+        }
+    }
+}

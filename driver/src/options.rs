@@ -96,6 +96,12 @@ pub struct CompressArgs {
     /// joined by a ReLU to equal ranges (exact; helps per-tensor int8).
     #[arg(long)]
     pub equalize: bool,
+    /// int8: a residual added to a quantised conv's output (ResNet's and
+    /// MobileNetV2's skip connections) reads the int8 grid its other
+    /// consumer already quantises it to, so the integer conv adds it as u8
+    /// (lossy, as ONNX Runtime's `QLinearAdd`); f32 (default): as it is.
+    #[arg(long, value_name = "f32|int8")]
+    pub residual: Option<String>,
     /// A compression plan file (TOML; per-layer overrides).
     #[arg(long, value_name = "plan.toml")]
     pub plan: Option<PathBuf>,
@@ -127,6 +133,7 @@ impl CompressArgs {
             || self.weight_bits.is_some()
             || self.byte_pairs.is_some()
             || self.equalize
+            || self.residual.is_some()
             || self.bias_correction;
         Ok(asked.then_some(plan))
     }
@@ -187,6 +194,9 @@ impl CompressArgs {
         }
         if let Some(p) = &self.byte_pairs {
             d.byte_pairs = Some(p.parse().map_err(|e| anyhow!("--byte-pairs {e}"))?);
+        }
+        if let Some(r) = &self.residual {
+            d.residual = Some(r.parse().map_err(|e| anyhow!("--residual {e}"))?);
         }
         plan.check()?;
         Ok(plan)

@@ -211,6 +211,13 @@ pub fn export_onnx(model: &Path, report: &kerf_compress::Report) -> Result<(Vec<
 fn export_edits(report: &kerf_compress::Report) -> Result<Vec<kerf_onnx::export::LayerEdit>, PipelineError> {
     use kerf_onnx::export::{FactorEdit, LayerEdit};
     let mut edits = Vec::new();
+    if let Some(l) = report.layers.iter().find(|l| l.residual_quant.is_some()) {
+        return Err(PipelineError::Config(format!(
+            "layer '{}': residual = \"int8\" (--residual int8) has no ONNX export yet; compress with the residual \
+             in f32 (the default) to write a model",
+            l.layer
+        )));
+    }
     for l in report.layers.iter().filter(|l| l.parent.is_none()) {
         if l.is_factored() {
             let (vname, uname) = kerf_compress::rewrite::factor_names(&l.layer);

@@ -62,7 +62,7 @@
 //! Directional: nothing turns a `QConv` back into f32.
 
 use egg::Id;
-use kerf_ir::op::{ConvAlgo, Epilogue, QConv, QOut};
+use kerf_ir::op::{ConvAlgo, Epilogue, QConv, QOut, ResGrid};
 use kerf_ir::{BinaryOp, DType, Op, Origin, Tensor, UnaryOp, WeightId, F32};
 
 use super::{add_union, on_pattern_kernel, on_quad_kernel, rewrite, KRewrite, Rule};
@@ -85,6 +85,9 @@ pub struct Int8Match {
     w: WeightId,
     b: Option<WeightId>,
     residual: Option<Id>,
+    /// The residual's class holds an activation quantiser: the conv may
+    /// read it as u8 instead (`QConv::res_grid`).
+    res_q: Option<Quantiser>,
 }
 
 /// A product (`Gemm`, `MatMul`) as a 1x1 QConv: its rows become one-pixel
@@ -239,8 +242,12 @@ impl Rule for Int8Conv {
             };
             let Some(q) = ch.first().and_then(|&a| quantiser(eg, a)) else { continue };
             let residual = if epi.residual { ch.get(3).copied() } else { None };
+            // a u8 residual: not on the depthwise passes or the pattern
+            // tiles, which add f32 ones only
+            let plain = !conv.is_depthwise(weight.tensor.shape()) && !on_quad_kernel(eg, &conv, w);
+            let res_q = residual.filter(|_| plain).and_then(|r| quantiser(eg, r));
             let (x, s, z) = (q.x, q.s, q.z);
-            out.push(Int8Match { conv, gemm: None, epi, x, s, z, w, b, residual });
+            out.push(Int8Match { conv, gemm: None, epi, x, s, z, w, b, residual, res_q });
         }
         for n in &eg[class].nodes {
             out.extend(product_match(eg, n, class));
@@ -274,8 +281,20 @@ impl Rule for Int8Conv {
             Op::QConv(QConv { conv, epi: m.epi, x_scale: F32::new(m.s), x_zp: m.z, out: QOut::Real, res_grid: None });
         let mut children = vec![x, konst(eg, q), konst(eg, sc), konst(eg, b)];
         let Some(p) = &m.gemm else {
+            let mut changed = vec![];
+            // the residual on its grid, as u8 (`int8-residual`)
+            if let (Some(rq), Op::QConv(qc)) = (&m.res_q, &op) {
+                let quantise = Op::Quantize { scale: F32::new(rq.s), zp: rq.z, pads: vec![0; 8] };
+                let r = eg.add(KNode::op(quantise, vec![rq.x]));
+                let res_grid = Some(ResGrid { scale: F32::new(rq.s), zp: rq.z });
+                let u8_form = Op::QConv(QConv { res_grid, ..qc.clone() });
+                let mut ch = children.clone();
+                ch.push(r);
+                changed.extend(add_union(eg, class, KNode::op(u8_form, ch)));
+            }
             children.extend(m.residual);
-            return add_union(eg, class, KNode::op(op, children));
+            changed.extend(add_union(eg, class, KNode::op(op, children)));
+            return changed;
         };
         // the residual as the images' outputs
         let image = vec![p.rows, p.n, 1, 1];
@@ -344,7 +363,7 @@ fn product_match(eg: &KEGraph, n: &KNode, class: Id) -> Option<Int8Match> {
         kerf_ir::op::Window { kernel: vec![1, 1], strides: vec![1, 1], dilations: vec![1, 1], pads: vec![0; 4] };
     let conv = kerf_ir::op::Conv { window, group: 1, layer, algo: ConvAlgo::Direct };
     let gemm = Some(Product { rows, k, n: nn, out, kn, after });
-    Some(Int8Match { conv, gemm, epi, x: q.x, s: q.s, z: q.z, w, b, residual })
+    Some(Int8Match { conv, gemm, epi, x: q.x, s: q.s, z: q.z, w, b, residual, res_q: None })
 }
 
 /// The codes, steps and bias of a match (memoized by the source weights).

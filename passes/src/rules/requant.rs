@@ -210,6 +210,46 @@ mod tests {
         assert!(!printed.contains("Pad{") && !printed.contains("out=quant"), "{printed}");
     }
 
+    /// A residual block over two quantised 3x3 convs: the second conv's
+    /// output plus a residual, then Relu. Where the residual is the value
+    /// the second conv's own quantiser makes of the block input
+    /// (`residual = "int8"`'s graph), `int8-conv` lets the conv read it as
+    /// u8 (`res_scale`/`res_zp`) and the first conv stores u8 once for
+    /// both of its users (no quantiser pass, no f32 tensor between the
+    /// convs), equal to the original up to f32 rounding; where it is the
+    /// f32 block input itself, the residual stays f32.
+    #[test]
+    fn a_quantised_residual_is_read_as_u8() {
+        let x = Tensor::from_f32(vec![1, 32, 16, 16], &random(3, 32 * 256, -2.0, 3.0)).unwrap();
+        let block = |residual: &str| {
+            let t = two_layers_k(false, false, 3);
+            let relu = "  %27 = Relu(%26): f32[1,32,16,16] @\"relu1\"\n";
+            assert!(t.contains(relu), "{t}");
+            let add = format!(
+                "  %28 = Add(%26, {residual}): f32[1,32,16,16] @\"add\"\n  %27 = Relu(%28): f32[1,32,16,16] @\"relu1\"\n"
+            );
+            t.replace(relu, &add)
+        };
+        let opts = PassOptions { int8_dot: Int8Dot::ExactBytes, ..PassOptions::default() };
+        for (residual, u8_residual) in [("%25", true), ("%17", false)] {
+            let g = text::parse(&block(residual)).unwrap_or_else(|e| panic!("{e}"));
+            let want = interpret(&g, std::slice::from_ref(&x)).remove(0).to_f32_vec();
+            let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &opts).unwrap();
+            let printed = text::print(&out);
+            assert_eq!(printed.contains("res_scale=0.02, res_zp=100"), u8_residual, "{residual}:\n{printed}");
+            assert_eq!(printed.matches("QConv{").count(), 2, "{printed}");
+            if u8_residual {
+                // the first conv's bytes serve the Pad and the residual:
+                // the graph input's quantiser is the only one
+                assert_eq!(printed.matches("Quantize{").count(), 1, "{printed}");
+            }
+            let got = interpret(&out, std::slice::from_ref(&x)).remove(0).to_f32_vec();
+            let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let close = got.iter().zip(&want).filter(|(p, q)| (*p - *q).abs() <= 1e-5 * scale).count();
+            assert!(close * 100 >= 99 * want.len(), "{close} of {} within f32 rounding", want.len());
+        }
+    }
+
     /// A conv whose activation the assembled tiles do not apply
     /// (LeakyRelu) keeps its f32 output and the separate quantiser: its u8
     /// store would be the Cranelift epilogue's, slower than the quantiser
