@@ -905,15 +905,18 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
             hardswish: rows % 3 == 0,
             ..TileEpi::default()
         };
-        let e = QdotEpi { epi, ldo: 784, quant: None };
+        let e = QdotEpi { epi, ldo: 784, quant: None, res_grid: None };
         // the requantising store (u8 rows, no residual)
         let q = QdotEpi {
             epi: TileEpi { residual: false, finite: rows % 2 == 1, ..epi },
             ldo: 196,
             quant: Some((0.05, 3)),
+            res_grid: None,
         };
+        // a u8 residual (its step and zero point in scratch registers), u8 rows
+        let r = QdotEpi { epi: TileEpi { residual: true, ..epi }, res_grid: Some((0.25, 7)), ..q };
         kernels.push((format!("qdot {rows}"), qdot_tile(rows, None).unwrap()));
-        for e in [e, q] {
+        for e in [e, q, r] {
             kernels.push((format!("qdot {rows} {e:?}"), qdot_tile(rows, Some(&e)).unwrap()));
             kernels.push((format!("qbyte {rows} {e:?}"), qbyte_tile(rows, Some(&e)).unwrap()));
             kernels.push((format!("qgemm {rows} {e:?}"), qgemm_tile(rows, Some(&e)).unwrap()));
