@@ -211,13 +211,6 @@ pub fn export_onnx(model: &Path, report: &kerf_compress::Report) -> Result<(Vec<
 fn export_edits(report: &kerf_compress::Report) -> Result<Vec<kerf_onnx::export::LayerEdit>, PipelineError> {
     use kerf_onnx::export::{FactorEdit, LayerEdit};
     let mut edits = Vec::new();
-    if let Some(l) = report.layers.iter().find(|l| l.residual_quant.is_some()) {
-        return Err(PipelineError::Config(format!(
-            "layer '{}': residual = \"int8\" (--residual int8) has no ONNX export yet; compress with the residual \
-             in f32 (the default) to write a model",
-            l.layer
-        )));
-    }
     for l in report.layers.iter().filter(|l| l.parent.is_none()) {
         if l.is_factored() {
             let (vname, uname) = kerf_compress::rewrite::factor_names(&l.layer);
@@ -255,6 +248,7 @@ fn export_edits(report: &kerf_compress::Report) -> Result<Vec<kerf_onnx::export:
                 weight_quant: ur.and_then(|r| r.weight_quant.clone()),
                 bias: ur.and_then(|r| r.bias.clone()).or_else(|| l.bias.clone()),
                 input_quant: ur.and_then(|r| r.input_quant),
+                residual_quant: l.residual_quant,
                 factor: Some(FactorEdit {
                     weight: vw,
                     weight_quant: vr.and_then(|r| r.weight_quant.clone()),
@@ -271,6 +265,7 @@ fn export_edits(report: &kerf_compress::Report) -> Result<Vec<kerf_onnx::export:
             weight_quant: l.weight_quant.clone(),
             bias: l.bias.clone(),
             input_quant: l.input_quant,
+            residual_quant: l.residual_quant,
             factor: None,
         });
     }

@@ -347,11 +347,32 @@ def build_bn_convnet(seed: int) -> Builder:
     return b
 
 
+def build_residual_cnn(seed: int) -> Builder:
+    """Two ResNet basic blocks over 16 channels of 16x16 (a 3x3 stem with
+    Relu, then per block conv-Relu-conv, Add of the block input, Relu), a
+    global pool and a 10-way Gemm: small enough for compression tests of
+    residual adds in a debug build."""
+    b = Builder(seed)
+    x = b.conv("/stem", "input", 3, 16, 3, 1, 1, bias=True)
+    x = b.op("Relu", "/stem_relu", [x])
+    for i in range(2):
+        s = f"/block{i}"
+        y = b.conv(f"{s}/conv1", x, 16, 16, 3, 1, 1, bias=True)
+        y = b.op("Relu", f"{s}/relu", [y])
+        y = b.conv(f"{s}/conv2", y, 16, 16, 3, 1, 1, bias=True)
+        y = b.op("Add", f"{s}/add", [y, x])
+        x = b.op("Relu", f"{s}/relu_1", [y])
+    x = b.op("GlobalAveragePool", "/pool", [x])
+    x = b.op("Flatten", "", [x], axis=1)
+    b.gemm("/fc", x, 16, 10, "fc", output="output")
+    return b
+
+
 # ------------------------------------------------------------------------------------------
 # driver
 # ------------------------------------------------------------------------------------------
 NAMES = ["mobilenet_v2", "mobilenet_v2_bn", "resnet18", "resnet18_bn", "squeezenet1_1", "tiny_transformer",
-         "tiny_transformer_affine", "lstm_kws", "gru_kws", "lstm_bidir_kws", "bn_convnet"]
+         "tiny_transformer_affine", "lstm_kws", "gru_kws", "lstm_bidir_kws", "bn_convnet", "residual_cnn"]
 
 
 def _io(shape_in, shape_out):
@@ -420,6 +441,13 @@ def make_all(only: set[str] | None):
         yield "bn_convnet", "tiny CNN with explicit BatchNormalization, Dropout, Identity, Transpose pairs and " \
                             "Reshape chains, 1x3x32x32", 111, b.model(ins, outs), \
             np.random.default_rng(112).standard_normal(shape).astype(np.float32)
+    if want("residual_cnn"):
+        b = build_residual_cnn(113)
+        shape = [1, 3, 16, 16]
+        ins, outs = _io(shape, [1, 10])
+        yield "residual_cnn", "two ResNet basic blocks (16 channels, 16x16) with residual Adds, pool, fc10, " \
+                              "1x3x16x16", 113, b.model(ins, outs), \
+            np.random.default_rng(114).standard_normal(shape).astype(np.float32)
 
 
 def write_model(out_dir: str, name: str, desc: str, seed: int, model: onnx.ModelProto, x: np.ndarray) -> dict:

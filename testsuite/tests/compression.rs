@@ -567,6 +567,7 @@ fn export_errors_name_the_layer() {
         weight_quant: q,
         bias: None,
         input_quant: None,
+        residual_quant: None,
         factor: None,
     };
     let factored = |v: Tensor, u: Tensor| LayerEdit {
@@ -677,4 +678,52 @@ fn ort_qdq_model_runs_on_integer_kernels() {
     eprintln!("kerf top-1 {ours_top1:.4} (ORT {ort_top1:.4}), largest logit difference {worst:.1} steps of {step}");
     assert!(worst <= 1.01, "logits differ from the QDQ semantics by {worst} steps");
     assert!((ours_top1 - ort_top1).abs() <= 0.0023, "top-1 {ours_top1} vs ORT's {ort_top1}");
+}
+
+/// `residual = "int8"` on two ResNet basic blocks (the generated
+/// `residual_cnn`, random weights, noise calibration): each block's second
+/// conv adds its input on the grid the block's first conv quantises it to
+/// (reported per layer; the function changes, so the output moves), the
+/// integer convs read those residuals as u8, and `kerf compress` writes a
+/// QDQ pair on each Add's residual: the exported model, imported again,
+/// computes what the compressed graph computes.
+#[test]
+fn int8_residuals_export_and_compute_the_same() {
+    use kerf_pipeline::compression::export_onnx;
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("generated/residual_cnn/model.onnx");
+    assert!(model.is_file(), "{} is missing: run testsuite/run-all.sh (make_models.py)", model.display());
+    let noise: Vec<f32> = (0..8 * 3 * 256).map(|i| ((i * 7919 % 2003) as f32 / 1001.0) - 1.0).collect();
+    let calib = vec![("input".to_string(), Tensor::from_f32(vec![8, 3, 16, 16], &noise).unwrap())];
+    let x = npy::read(&model.with_file_name("input_0.npy")).unwrap();
+    let run = |s: &Session| {
+        let g = s.graph().unwrap().graph;
+        let samples = samples_for(&g, &[("input".to_string(), x.clone())]).unwrap();
+        let jit = s.jit(&g).unwrap();
+        run_samples(jit.model(), &g, &samples).unwrap()[0].to_f32_vec()
+    };
+    let session = |residual: &str| {
+        let plan = format!("[default]\nquant = \"int8\"\nrounding = \"nearest\"\nresidual = \"{residual}\"\n");
+        Session::new(&model)
+            .target(kerf_targets::Target::host_baseline())
+            .compression(Plan::parse(&plan).unwrap(), calib.clone())
+    };
+    let (s, f32_residual) = (session("int8"), session("f32"));
+    let report = s.graph().unwrap().compression.unwrap();
+    let layers: Vec<&str> =
+        report.layers.iter().filter(|l| l.residual_quant.is_some()).map(|l| l.layer.as_str()).collect();
+    assert_eq!(layers, ["/block0/conv2/Conv", "/block1/conv2/Conv"]);
+    let printed = kerf_ir::text::print(&s.graph().unwrap().graph);
+    let (want, other) = (run(&s), run(&f32_residual));
+    assert_ne!(want, other, "the residual's grid changes the output");
+    let (bytes, _) = export_onnx(&model, &report).unwrap();
+    let got = with_exported(&bytes, "residual", |e| {
+        let text = kerf_ir::text::print(&e.import().unwrap());
+        // each residual through its own QDQ pair: two more quantisers than the six layers'
+        assert_eq!(text.matches("= Round(").count(), 8, "{text}");
+        run(e)
+    });
+    let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+        assert!((a - b).abs() <= 1e-4 * scale, "output {i}: exported {a}, compressed {b}\n{printed}");
+    }
 }

@@ -46,6 +46,10 @@ pub struct LayerEdit {
     pub bias: Option<Tensor>,
     /// Quantise input 0 (the activation).
     pub input_quant: Option<ActQuant>,
+    /// The `Add` that takes this layer's output (a residual block's) reads
+    /// its other operand through `QuantizeLinear → DequantizeLinear` with
+    /// this grid (`residual = "int8"`).
+    pub residual_quant: Option<ActQuant>,
     /// The layer is factored (low rank): this input side is inserted before
     /// it, and the layer itself takes the thin result with `weight` as the
     /// output side (a different shape from the file's; see [`FactorEdit`]).
@@ -123,8 +127,20 @@ pub fn export_edited(model: &Path, edits: &[LayerEdit]) -> Result<Vec<u8>, Impor
     }
     let g = m.graph.as_mut().ok_or_else(|| ImportError::model("model has no graph"))?;
     let mut names = Names::of(g);
+    // the residuals' layers by their outputs, named before any node moves
+    let mut residuals = Vec::new();
+    for e in edits {
+        if let Some(q) = e.residual_quant {
+            let at = layer_node(g, &e.layer)?;
+            let out = g.node[at].output.first().cloned().ok_or_else(|| err(&e.layer, "has no output"))?;
+            residuals.push((e.layer.as_str(), out, q));
+        }
+    }
     for e in edits {
         edit_layer(g, &mut names, e)?;
+    }
+    for (layer, out, q) in residuals {
+        quantize_residual(g, &mut names, layer, &out, q)?;
     }
     drop_unused_initializers(g);
     m.write_to_bytes().map_err(|e| ImportError::Protobuf(e.to_string()))
@@ -161,14 +177,50 @@ fn display_name(n: &NodeProto, index: usize) -> String {
     crate::import::node_display_name(&n.name, &n.op_type, index)
 }
 
+/// The index of the one node named `layer`.
+fn layer_node(g: &GraphProto, layer: &str) -> Result<usize, ImportError> {
+    let found: Vec<usize> = (0..g.node.len()).filter(|&i| display_name(&g.node[i], i) == layer).collect();
+    match found.as_slice() {
+        [i] => Ok(*i),
+        [] => Err(err(layer, "no node of that name")),
+        _ => Err(err(layer, "several nodes have that name")),
+    }
+}
+
+/// The one two-input `Add` reading `layer`'s output `out` reads its other
+/// operand through `QuantizeLinear → DequantizeLinear` with `q`, inserted
+/// before it.
+fn quantize_residual(
+    g: &mut GraphProto,
+    names: &mut Names,
+    layer: &str,
+    out: &str,
+    q: ActQuant,
+) -> Result<(), ImportError> {
+    let adds: Vec<usize> = (0..g.node.len())
+        .filter(|&i| {
+            g.node[i].op_type == "Add" && g.node[i].domain.is_empty() && g.node[i].input.iter().any(|x| x == out)
+        })
+        .collect();
+    let [at] = adds.as_slice() else {
+        return Err(err(layer, format!("its output feeds {} Add nodes; a residual needs one", adds.len())));
+    };
+    let at = *at;
+    let other = match g.node[at].input.as_slice() {
+        [a, b] if a == out && b != out => 1,
+        [a, b] if b == out && a != out => 0,
+        _ => return Err(err(layer, "the Add of its residual does not take two distinct operands")),
+    };
+    let mut before = Vec::new();
+    let r = g.node[at].input[other].clone();
+    g.node[at].input[other] = quantized_input(g, names, &format!("{layer}.residual"), &r, Some(q), &mut before)?;
+    g.node.splice(at..at, before);
+    Ok(())
+}
+
 fn edit_layer(g: &mut GraphProto, names: &mut Names, e: &LayerEdit) -> Result<(), ImportError> {
     let layer = e.layer.as_str();
-    let found: Vec<usize> = (0..g.node.len()).filter(|&i| display_name(&g.node[i], i) == layer).collect();
-    let at = match found.as_slice() {
-        [i] => *i,
-        [] => return Err(err(layer, "no node of that name")),
-        _ => return Err(err(layer, "several nodes have that name")),
-    };
+    let at = layer_node(g, layer)?;
     let op = g.node[at].op_type.clone();
     if !g.node[at].domain.is_empty() || !["Conv", "Gemm", "MatMul"].contains(&op.as_str()) {
         return Err(err(layer, format!("is a {op}; only Conv, Gemm and MatMul layers are exported")));
