@@ -104,7 +104,7 @@ fn real_cases() -> Vec<Run> {
     runs
 }
 
-/// Requantised u8 outputs and the accumulating form's i32 sums.
+/// Requantised u8 outputs, u8 residuals and the accumulating form's i32 sums.
 fn integer_cases() -> Vec<Run> {
     let (a1, a3) = (window(1, 1, 1, 1), window(3, 1, 1, 1));
     let clip = "act=Clip, act_min=0.0, act_max=6.0, residual=false";
@@ -121,6 +121,30 @@ fn integer_cases() -> Vec<Run> {
     {
         let (x, w) = case_data(c);
         runs.push(Run::new(format!("quant{i}"), quant_text(c, &w, (0.02, 10)), inputs(c, &x)));
+    }
+    // u8 residuals on their own grid, f32 and requantised outputs
+    let relu_res = "act=Relu, residual=true";
+    for (i, c) in [
+        Case { xsh: [2, 8, 10, 10], wsh: [13, 8, 3, 3], osh: [2, 13, 8, 8], attrs: &a3, epi: relu_res, zp: 11 },
+        Case {
+            xsh: [1, 16, 5, 9],
+            wsh: [12, 16, 1, 1],
+            osh: [1, 12, 5, 9],
+            attrs: &a1,
+            epi: "act=None, residual=true",
+            zp: 128,
+        },
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (x, w) = case_data(c);
+        let res = (0.0625, 100);
+        let xt = Tensor::from_bytes(DType::U8, c.xsh.to_vec(), x).unwrap();
+        let ins = vec![xt, u8_residual(c, res).0];
+        for (j, out) in [None, Some((0.03, 5))].into_iter().enumerate() {
+            runs.push(Run::new(format!("u8res{i}{j}"), u8_residual_text(c, &w, out, res), ins.clone()));
+        }
     }
     let (xsh, wsh, osh) = ([1, 3, 9, 11], [7, 3, 3, 3], [1, 7, 7, 9]);
     let x: Vec<u8> = pseudo(3 * 9 * 11, 1, 0, 255).into_iter().map(|v| v as u8).collect();
