@@ -366,3 +366,13 @@ fn tune_writes_the_settings_flags_into_its_int8_variants() {
     let int8 = text.matches("quant = \"int8\"").count();
     assert!(int8 > 0 && text.matches("observer = \"kl\"").count() == int8, "{text}");
 }
+
+/// `--residual` takes the plan's spellings: anything else is an error
+/// naming the flag and what it takes, exit 1, before any work.
+#[test]
+fn residual_flag_is_checked() {
+    let m = fixtures().join("models/digits_cnn");
+    let p = |f: &str| m.join(f).to_str().unwrap().to_string();
+    let o = kerf(&["run", &p("model.onnx"), "--quantize", "int8", "--calib", &p("calib_x.npy"), "--residual", "int4"]);
+    assert_user_error(&o, &["--residual", "'int4'", "f32, int8"]);
+}
