@@ -684,7 +684,8 @@ fn ort_qdq_model_runs_on_integer_kernels() {
 /// `residual_cnn`, random weights, noise calibration): each block's second
 /// conv adds its input on the grid the block's first conv quantises it to
 /// (reported per layer; the function changes, so the output moves), the
-/// integer convs read those residuals as u8, and `kerf compress` writes a
+/// integer convs read those residuals as u8 where the convs store u8 (the
+/// assembled x86 tiles), and `kerf compress` writes a
 /// QDQ pair on each Add's residual: the exported model, imported again,
 /// computes what the compressed graph computes.
 #[test]
@@ -712,6 +713,19 @@ fn int8_residuals_export_and_compute_the_same() {
     let layers: Vec<&str> =
         report.layers.iter().filter(|l| l.residual_quant.is_some()).map(|l| l.layer.as_str()).collect();
     assert_eq!(layers, ["/block0/conv2/Conv", "/block1/conv2/Conv"]);
+    // compiled for x86-64 with the assembled AVX2 tiles (graphs only: any
+    // host builds them), both convs read their residual as u8 and no
+    // quantiser pass is left between the blocks; `baseline`, which stores
+    // no u8 from its convs, may keep the f32 form
+    let haswell = kerf_ir::text::print(
+        &session("int8")
+            .target(kerf_targets::Target::parse("x86_64-unknown-linux-gnu", "haswell").unwrap())
+            .graph()
+            .unwrap()
+            .graph,
+    );
+    assert_eq!(haswell.matches("res_scale=").count(), 2, "{haswell}");
+    assert_eq!(haswell.matches("= Quantize{").count(), 2, "the input's and the classifier's: {haswell}");
     let printed = kerf_ir::text::print(&s.graph().unwrap().graph);
     let (want, other) = (run(&s), run(&f32_residual));
     assert_ne!(want, other, "the residual's grid changes the output");

@@ -256,6 +256,9 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
             if wd.pads.iter().any(|&p| p != 0) && !(depthwise && q.out != QOut::Acc) {
                 return Err("only a real-valued depthwise QConv (one channel per group) has padding".to_string());
             }
+            if q.res_grid.is_some() && !q.epi.residual {
+                return Err("a QConv without a residual has no residual grid".to_string());
+            }
             if q.out == QOut::Acc {
                 arity(ins, 2, 2)?;
                 if ins[0].dtype != DType::U8 || ins[1].dtype != DType::I8 || q.epi != Epilogue::default() {
@@ -284,7 +287,6 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
             let (xf, wf) = (TensorType::new(DType::F32, x.shape.clone()), TensorType::new(DType::F32, w.shape.clone()));
             let out = infer(&Op::Conv(q.conv.clone()), &[&xf, &wf])?;
             match (q.epi.residual, q.res_grid) {
-                (false, Some(_)) => return Err("a QConv without a residual has no residual grid".to_string()),
                 (true, Some(_)) if depthwise => {
                     return Err("a depthwise QConv takes an f32 residual, not a u8 one".to_string())
                 }
@@ -294,7 +296,7 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
                         return Err(format!("residual {} must be {dtype}{:?}", ins[4], out[0].shape));
                     }
                 }
-                (false, None) => {}
+                (false, _) => {}
             }
             match q.out {
                 QOut::Quant { scale, .. } if QOut::factor(scale.get()).is_none() => {

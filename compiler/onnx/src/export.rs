@@ -187,9 +187,10 @@ fn layer_node(g: &GraphProto, layer: &str) -> Result<usize, ImportError> {
     }
 }
 
-/// The one two-input `Add` reading `layer`'s output `out` reads its other
-/// operand through `QuantizeLinear → DequantizeLinear` with `q`, inserted
-/// before it.
+/// The one two-input `Add` reading `layer`'s output `out` (or the output
+/// of a `BatchNormalization` that alone reads it) reads its other operand
+/// through `QuantizeLinear → DequantizeLinear` with `q`, inserted before
+/// it.
 fn quantize_residual(
     g: &mut GraphProto,
     names: &mut Names,
@@ -197,6 +198,14 @@ fn quantize_residual(
     out: &str,
     q: ActQuant,
 ) -> Result<(), ImportError> {
+    let readers: Vec<usize> = (0..g.node.len()).filter(|&i| g.node[i].input.iter().any(|x| x == out)).collect();
+    let out = match readers.as_slice() {
+        [i] if g.node[*i].op_type == "BatchNormalization" && g.node[*i].domain.is_empty() => {
+            g.node[*i].output.first().cloned().unwrap_or_default()
+        }
+        _ => out.to_string(),
+    };
+    let out = out.as_str();
     let adds: Vec<usize> = (0..g.node.len())
         .filter(|&i| {
             g.node[i].op_type == "Add" && g.node[i].domain.is_empty() && g.node[i].input.iter().any(|x| x == out)

@@ -41,7 +41,15 @@
 //! not apply (Gelu, Sigmoid, …) moved after the QConv as its own op.
 //!
 //! It adds `QConv{x_scale = s, x_zp = z}(Quantize{s, z, pads}(x), q, sc,
-//! b'[, r])` to the conv's class, where `x` is the quantiser's input and
+//! b'[, r])` to the conv's class (and, where the residual `r`'s class holds
+//! an activation quantiser of its own, `Mul(Clip(Round(Div(y, s_r))),
+//! s_r)` with zero point `z_r` — what `residual = "int8"` writes — also the
+//! form reading it as u8, `QConv{res_grid = (s_r, z_r)}(…, Quantize{s_r,
+//! z_r}(y))`, except for depthwise convs, one-pixel planes and convs on the
+//! integer pattern kernel, whose kernels add f32 residuals only: exact, as
+//! `f32(u8 − z_r) · s_r` is the quantiser's `Clip(Round(…)) · s_r` with the
+//! same single rounding, NaN aside (the u8 form makes it the code 0) and
+//! the sign of a zero residual (`Round` may give −0, the code gives +0)), where `x` is the quantiser's input and
 //! `pads` the conv's (the QConv itself has no padding, except a depthwise
 //! one, which keeps the conv's and reads an unpadded `Quantize`; `Quantize` is by
 //! definition `Cast<u8>(Add(Clip(Round(Div(Pad{0}(x), s))), z))`, the
@@ -242,9 +250,11 @@ impl Rule for Int8Conv {
             };
             let Some(q) = ch.first().and_then(|&a| quantiser(eg, a)) else { continue };
             let residual = if epi.residual { ch.get(3).copied() } else { None };
-            // a u8 residual: not on the depthwise passes or the pattern
-            // tiles, which add f32 ones only
-            let plain = !conv.is_depthwise(weight.tensor.shape()) && !on_quad_kernel(eg, &conv, w);
+            // a u8 residual: not on the depthwise passes, the pattern
+            // tiles or the one-pixel product (one-pixel planes), which add
+            // f32 ones only
+            let one_pixel = xy.1.get(2..).is_some_and(|p| p.iter().product::<usize>() == 1);
+            let plain = !conv.is_depthwise(weight.tensor.shape()) && !on_quad_kernel(eg, &conv, w) && !one_pixel;
             let res_q = residual.filter(|_| plain).and_then(|r| quantiser(eg, r));
             let (x, s, z) = (q.x, q.s, q.z);
             out.push(Int8Match { conv, gemm: None, epi, x, s, z, w, b, residual, res_q });
@@ -277,17 +287,17 @@ impl Rule for Int8Conv {
             conv.window.pads = vec![0; wd.pads.len()];
         }
         conv.algo = ConvAlgo::Direct;
-        let op =
-            Op::QConv(QConv { conv, epi: m.epi, x_scale: F32::new(m.s), x_zp: m.z, out: QOut::Real, res_grid: None });
+        let qconv = QConv { conv, epi: m.epi, x_scale: F32::new(m.s), x_zp: m.z, out: QOut::Real, res_grid: None };
+        let op = Op::QConv(qconv.clone());
         let mut children = vec![x, konst(eg, q), konst(eg, sc), konst(eg, b)];
         let Some(p) = &m.gemm else {
             let mut changed = vec![];
             // the residual on its grid, as u8 (`int8-residual`)
-            if let (Some(rq), Op::QConv(qc)) = (&m.res_q, &op) {
+            if let Some(rq) = &m.res_q {
                 let quantise = Op::Quantize { scale: F32::new(rq.s), zp: rq.z, pads: vec![0; 8] };
                 let r = eg.add(KNode::op(quantise, vec![rq.x]));
                 let res_grid = Some(ResGrid { scale: F32::new(rq.s), zp: rq.z });
-                let u8_form = Op::QConv(QConv { res_grid, ..qc.clone() });
+                let u8_form = Op::QConv(QConv { res_grid, ..qconv.clone() });
                 let mut ch = children.clone();
                 ch.push(r);
                 changed.extend(add_union(eg, class, KNode::op(u8_form, ch)));
