@@ -346,6 +346,7 @@ fn pattern_tiles() -> Vec<(String, Vec<u8>, usize)> {
                         accumulate,
                         epi: *epi,
                         quant: None,
+                        res_u8: None,
                     };
                     let macs = kinds.iter().map(|k| k.taps()).sum::<usize>() * rows * vecs;
                     let name = format!("pattern{elem:?}{rows}x{vecs}l{last_lanes}e{e}r{in_row}");

@@ -7,6 +7,8 @@
 
 mod common;
 use common::qcase::*;
+use common::run;
+use kerf_ir::{DType, Tensor};
 
 /// Which integer conv a quad-pattern weight gets is decided at compile
 /// time, so any host checks it: with 8-bit codes (channel pairs that can
@@ -146,4 +148,87 @@ fn quad_patterns_store_requantised_bytes() {
     let rodata = |text: String| common::jit(&kerf_ir::text::parse(&text).unwrap(), "haswell").report().rodata_bytes;
     let (bytes_out, real_out) = (rodata(quant_text(c, &w, (0.05, 3))), rodata(graph_text(c, &w)));
     assert!(bytes_out < 36864 * 2 / 3, "u8 output: {bytes_out} bytes of read-only data (f32 output {real_out})");
+}
+
+/// A u8 residual on its own grid (`QConv::res_grid`) on the integer pattern
+/// kernel's x86 tiles: with an f32 output at strides 1 and 2, and with a
+/// u8 output (stride 1: the residual at the tile's sixth argument), over
+/// rows whose last vector is partial (7 and 20 pixels: byte-wise loads on
+/// `ymm`, masked ones on `zmm`), one and two channel blocks, two images:
+/// on every preset the host runs, the f32-residual form's bits fed the
+/// dequantised residual, and the reference's (None, Relu, Clip). With
+/// AVX2 a `haswell` object runs it on the pattern kernel, not the GEMM.
+#[test]
+fn quad_patterns_add_u8_residuals() {
+    let (a3, s2) = (&window(3, 1, 1, 1), &window(3, 2, 1, 1));
+    let relu = "act=Relu, residual=true";
+    let cases = [
+        Case { xsh: [2, 8, 9, 9], wsh: [4, 8, 3, 3], osh: [2, 4, 7, 7], attrs: a3, epi: relu, zp: 128 },
+        Case {
+            xsh: [1, 256, 9, 22],
+            wsh: [4, 256, 3, 3],
+            osh: [1, 4, 7, 20],
+            attrs: a3,
+            epi: "act=None, residual=true",
+            zp: 3,
+        },
+        Case {
+            xsh: [1, 8, 30, 30],
+            wsh: [8, 8, 3, 3],
+            osh: [1, 8, 28, 28],
+            attrs: a3,
+            epi: "act=Clip, act_min=-1.5, act_max=2.5, residual=true",
+            zp: 40,
+        },
+        Case { xsh: [1, 12, 13, 39], wsh: [6, 12, 3, 3], osh: [1, 6, 6, 19], attrs: s2, epi: relu, zp: 17 },
+    ];
+    let res = (0.0625, 100);
+    for c in &cases {
+        let nx: usize = c.xsh.iter().product();
+        let x: Vec<u8> = pseudo(nx, 1, 0, 255).into_iter().map(|v| v as u8).collect();
+        let (codes, real) = u8_residual(c, res);
+        let xt = Tensor::from_bytes(DType::U8, c.xsh.to_vec(), x).unwrap();
+        let (ins_u8, ins_f32) = ([xt.clone(), codes], [xt, real]);
+        let stride1 = c.attrs == a3;
+        for bits in [64, 127] {
+            let w = quad_pattern_weights(c.wsh, -bits, bits);
+            let outs: &[Option<(f32, u8)>] = if stride1 { &[None, Some((0.04, 7))] } else { &[None] };
+            for &out in outs {
+                let u8_text = u8_residual_text(c, &w, out, res);
+                let f32_text = match out {
+                    Some(grid) => quant_text(c, &w, grid),
+                    None => graph_text(c, &w),
+                };
+                let want =
+                    kerf_ir::eval::eval_graph(&kerf_ir::text::parse(&u8_text).unwrap(), &ins_u8).unwrap().remove(0);
+                let bits_of = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                for cpu in cpus() {
+                    let got = run(&u8_text, &ins_u8, cpu).remove(0);
+                    let f32_form = run(&f32_text, &ins_f32, cpu).remove(0);
+                    assert_eq!(bits_of(&got), bits_of(&f32_form), "{} {} {out:?} ({cpu}, {bits})", c.attrs, c.epi);
+                    if exact_act(c.epi) {
+                        let want_bits: Vec<u32> = match out {
+                            Some(_) => {
+                                want.bytes().chunks(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect()
+                            }
+                            None => want.to_f32_vec().iter().map(|f| f.to_bits()).collect(),
+                        };
+                        assert_eq!(bits_of(&got), want_bits, "{} {} {out:?} ({cpu}, {bits})", c.attrs, c.epi);
+                    }
+                }
+            }
+        }
+    }
+    if !host_runs(Cpu::Avx2) {
+        return;
+    }
+    // the pattern kernel runs it (only the kept taps' codes in the
+    // object), not the dense GEMM (all 36864)
+    let c = Case { xsh: [1, 64, 18, 18], wsh: [64, 64, 3, 3], osh: [1, 64, 16, 16], attrs: a3, epi: relu, zp: 0 };
+    let w = quad_pattern_weights(c.wsh, -64, 64);
+    for out in [None, Some((0.04, 7))] {
+        let g = kerf_ir::text::parse(&u8_residual_text(&c, &w, out, res)).unwrap();
+        let rodata = common::jit(&g, "haswell").report().rodata_bytes;
+        assert!(rodata < 36864 * 2 / 3, "{out:?}: {rodata} bytes of read-only data");
+    }
 }

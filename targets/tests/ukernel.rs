@@ -1106,6 +1106,7 @@ fn other_kernels() -> Vec<(String, Vec<u8>)> {
                     accumulate,
                     epi,
                     quant,
+                    res_u8: None,
                 };
                 // AVX2's quads hold at most 10 accumulators, and are `ymm`
                 // only; bytes are stored from quads only
@@ -1113,6 +1114,22 @@ fn other_kernels() -> Vec<(String, Vec<u8>)> {
                 assert_eq!(t.fits(), shape_ok && (quant.is_none() || elem.quads()), "{t:?}");
                 if t.fits() {
                     kernels.push((format!("pattern tile {t:?}"), pattern_tile(&t).unwrap()));
+                }
+                // a u8 residual (quads only; with the byte store, column
+                // entries only: the sixth argument's register)
+                let residual = TileEpi { residual: true, ..relu };
+                for quant in [None, Some((20.0, 3))] {
+                    let columns: Vec<EntryKind> =
+                        kinds.iter().filter(|k| matches!(k, EntryKind::Column(_))).cloned().collect();
+                    for kinds in [kinds.clone(), columns] {
+                        let all_columns = kinds.iter().all(|k| matches!(k, EntryKind::Column(_)));
+                        let u = PatternTile { kinds, epi: Some(residual), quant, res_u8: Some((0.25, 9)), ..t.clone() };
+                        let fits = shape_ok && elem.quads() && (quant.is_none() || all_columns);
+                        assert_eq!(u.fits(), fits, "{u:?}");
+                        if fits {
+                            kernels.push((format!("pattern tile {u:?}"), pattern_tile(&u).unwrap()));
+                        }
+                    }
                 }
             }
         }

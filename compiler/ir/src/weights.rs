@@ -223,6 +223,16 @@ impl ChannelQuads {
         Some(ChannelQuads { kernel: [s[2], s[3]], quads, unions })
     }
 
+    /// Whether the integer pattern kernel's x86 tiles add a u8 residual
+    /// (`crate::op::QConv::res_grid`) to this conv: with an f32 output at
+    /// any stride, with a u8 one (`bytes_out`) only at stride 1, where the
+    /// tiles' program has column entries only and a register is left for
+    /// the residual's address. The code generator and the `int8` rules
+    /// both ask this (AArch64's `sdot` tile takes no u8 residual at all).
+    pub fn u8_residual_fits(conv: &crate::op::Conv, bytes_out: bool) -> bool {
+        !bytes_out || conv.window.strides.iter().all(|&s| s == 1)
+    }
+
     /// The quads of a conv's i8 weight `codes` when the integer pattern
     /// kernel can compute it: one group, 2-D, stride 1 or 2, with a
     /// `saturating` dot product (AVX2's `vpmaddubsw`; not AVX-512 VNNI's

@@ -45,8 +45,8 @@
 //! an activation quantiser of its own, `Mul(Clip(Round(Div(y, s_r))),
 //! s_r)` with zero point `z_r` — what `residual = "int8"` writes — also the
 //! form reading it as u8, `QConv{res_grid = (s_r, z_r)}(…, Quantize{s_r,
-//! z_r}(y))`, except for depthwise convs, one-pixel planes and convs on the
-//! integer pattern kernel, whose kernels add f32 residuals only: exact, as
+//! z_r}(y))`, except for depthwise convs, one-pixel planes and convs on
+//! AArch64's integer pattern tiles, whose kernels add f32 residuals only: exact, as
 //! `f32(u8 − z_r) · s_r` is the quantiser's `Clip(Round(…)) · s_r` with the
 //! same single rounding, NaN aside (the u8 form makes it the code 0) and
 //! the sign of a zero residual (`Round` may give −0, the code gives +0)), where `x` is the quantiser's input and
@@ -250,11 +250,12 @@ impl Rule for Int8Conv {
             };
             let Some(q) = ch.first().and_then(|&a| quantiser(eg, a)) else { continue };
             let residual = if epi.residual { ch.get(3).copied() } else { None };
-            // a u8 residual: not on the depthwise passes, the pattern
-            // tiles or the one-pixel product (one-pixel planes), which add
-            // f32 ones only
+            // a u8 residual: not on the depthwise passes, AArch64's
+            // pattern tiles or the one-pixel product (one-pixel planes),
+            // which add f32 ones only
             let one_pixel = xy.1.get(2..).is_some_and(|p| p.iter().product::<usize>() == 1);
-            let plain = !conv.is_depthwise(weight.tensor.shape()) && !on_quad_kernel(eg, &conv, w) && !one_pixel;
+            let sdot_pattern = eg.analysis.int8_dot == crate::Int8Dot::Sdot && on_quad_kernel(eg, &conv, w);
+            let plain = !conv.is_depthwise(weight.tensor.shape()) && !sdot_pattern && !one_pixel;
             let res_q = residual.filter(|_| plain).and_then(|r| quantiser(eg, r));
             let (x, s, z) = (q.x, q.s, q.z);
             out.push(Int8Match { conv, gemm: None, epi, x, s, z, w, b, residual, res_q });

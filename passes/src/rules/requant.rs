@@ -7,8 +7,9 @@
 //! `Int8Dot::tiles_store_u8`) with an activation they apply themselves
 //! (`int8::tiles_apply`: others, LeakyRelu or Sigmoid, would take the
 //! Cranelift epilogue's slower u8 store): the integer GEMM's, or the
-//! integer pattern kernel's where the conv has no residual (its tiles' u8
-//! store takes none); not a depthwise one except
+//! integer pattern kernel's where the conv has no residual or a u8 one at
+//! stride 1 (`ChannelQuads::u8_residual_fits`: its tiles' u8 store takes
+//! no f32 residual); not a depthwise one except
 //! on the flat pass (AVX2 targets, `Conv::on_depthwise_flat`: small
 //! stride-1 "same" planes) or the VNNI quad pass (`Int8Dot::Bytes` and
 //! `Conv::on_depthwise_quads`), which store u8 in their own epilogues:
@@ -66,7 +67,9 @@ impl Rule for Requant {
             }
             for cn in &eg[*c].nodes {
                 let Some(Op::QConv(q)) = cn.kerf_op() else { continue };
-                let pattern_residual = q.epi.residual && on_quad_kernel(eg, q, cn);
+                // the pattern tiles' u8 store takes a residual only as u8, where it fits
+                let u8_residual = q.res_grid.is_some() && kerf_ir::ChannelQuads::u8_residual_fits(&q.conv, true);
+                let pattern_residual = q.epi.residual && !u8_residual && on_quad_kernel(eg, q, cn);
                 let tiles = super::int8::tiles_apply(q.epi.act);
                 if q.out != QOut::Real || !tiles || !stores_bytes(eg, q, cn, *c) || pattern_residual {
                     continue;
@@ -97,7 +100,7 @@ fn stores_bytes(eg: &KEGraph, q: &QConv, n: &KNode, class: Id) -> bool {
 
 /// Whether the code generator runs the QConv `n` on the integer pattern
 /// kernel (the assembled tiles and a weight of channel quads, as the
-/// extraction prices it), whose u8 store takes no residual.
+/// extraction prices it), whose u8 store takes no f32 residual.
 fn on_quad_kernel(eg: &KEGraph, q: &QConv, n: &KNode) -> bool {
     let w = n.children.get(1).and_then(|&c| eg[c].data.constant);
     eg.analysis.quad_tiles()
@@ -274,7 +277,9 @@ mod tests {
     /// `Pad` makes the padded input, as the integer GEMM's convs do, equal
     /// to the original up to f32 rounding; with a residual added before
     /// its Relu it keeps the f32 output and the separate quantiser (the
-    /// pattern tiles' u8 store takes no residual).
+    /// pattern tiles' u8 store takes no f32 residual), unless the residual
+    /// is on an int8 grid (`residual = "int8"`): then the tiles read it as
+    /// u8 and store u8.
     #[test]
     fn a_pattern_conv_stores_u8_without_a_residual() {
         let x = Tensor::from_f32(vec![1, 32, 16, 16], &random(3, 32 * 256, -2.0, 3.0)).unwrap();
@@ -283,8 +288,11 @@ mod tests {
         let residual =
             first.replace("  %17 = Relu(%16)", "  %19 = Add(%16, %0): f32[1,32,16,16] @\"add0\"\n  %17 = Relu(%19)");
         assert_ne!(first, residual);
+        // the residual on the conv's own input grid (`residual = "int8"`): read as u8, stored as u8
+        let on_grid = residual.replace("Add(%16, %0)", "Add(%16, %15)");
         let opts = PassOptions { int8_dot: Int8Dot::ExactBytes, wide_patterns: true, ..PassOptions::default() };
-        for (body, bytes) in [(first, true), (residual, false)] {
+        for (body, bytes) in [(first, true), (residual, false), (on_grid.clone(), true)] {
+            let u8_residual = body == on_grid;
             let text = format!(
                 "graph \"g\"\n  input %0 \"x\": f32[1,32,16,16]\n  const %3 \"s\": f32[] = [0.02]\n{body}{}  output \"y\" = %27\n",
                 layer.text(1, "%17")
@@ -295,6 +303,7 @@ mod tests {
             let printed = text::print(&out);
             assert_eq!(printed.matches("QConv{").count(), 2, "{printed}");
             assert_eq!(printed.contains("out=quant") && printed.contains("Pad{"), bytes, "{printed}");
+            assert_eq!(printed.contains("res_scale=0.02, res_zp=100"), u8_residual, "{printed}");
             let got = interpret(&out, std::slice::from_ref(&x)).remove(0).to_f32_vec();
             let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
             let close = got.iter().zip(&want).filter(|(p, q)| (*p - *q).abs() <= 1e-5 * scale).count();

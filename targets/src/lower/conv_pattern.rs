@@ -113,10 +113,11 @@ pub(super) fn conv(k: &mut Kernel, gm: &Geo, wt: &Weights, epi: Epilogue) -> LRe
     let layout = Layout { patterns: wt.patterns, assignment: wt.assignment, weight: &weight };
     let prog = Program::new(gm, &layout, &ph)?;
     let per_channel = wt.bias.iter().flat_map(|b| b.to_le_bytes()).collect();
-    let f = Frame::new(k, gm, &prog, per_channel, &ph, (epi.residual, false))?;
+    let f = Frame::new(k, gm, &prog, per_channel, &ph, (epi.residual.map(|r| (r, 4)), false))?;
     if k.caps.pattern_tiles() {
         let tile_epi = act_epi(epi.act, epi.residual.is_some());
-        let tiles = Tiles { elem: Elem::F32, epi: tile_epi.filter(|e| *e != TileEpi::default()), lanes, quant: None };
+        let epi = tile_epi.filter(|e| *e != TileEpi::default());
+        let tiles = Tiles { elem: Elem::F32, epi, lanes, quant: None, res_u8: None };
         ph.clear(k, gm, f.img);
         let (x, img) = (f.x, f.img);
         conv_tiles(k, gm, &prog, &ph, &f, &tiles, &mut |k, n| ph.pad(k, gm, x, n, img))?;
@@ -264,8 +265,9 @@ pub(super) struct Frame {
     /// The conv's input.
     pub(super) x: Value,
     out: Value,
-    /// The fused epilogue's residual (output layout), if any.
-    residual: Option<Value>,
+    /// The fused epilogue's residual (output layout), if any, and its
+    /// element's bytes (4: f32; 1: u8, [`Tiles::res_u8`]).
+    residual: Option<(Value, i64)>,
     /// A u8 output ([`Tiles::quant`]) over several channel blocks: the
     /// task's i32 partial sums between blocks (one image's output layout, 4
     /// bytes per element), which the u8 output cannot hold. Sized for
@@ -283,7 +285,7 @@ impl Frame {
         p: &Program,
         per_channel: Vec<u8>,
         ph: &Phases,
-        (residual, bytes_out): (Option<Value>, bool),
+        (residual, bytes_out): (Option<(Value, i64)>, bool),
     ) -> LResult<Frame> {
         let prog = k.blob(p.blob.clone());
         let starts = k.blob(p.starts.iter().flat_map(|x| x.to_le_bytes()).collect());
@@ -320,12 +322,14 @@ impl Frame {
         out_at(k, g, self.out, (n, oc, pix), 4)
     }
 
-    /// The two addresses a tile call at output channel `oc` of image `n`,
-    /// pixel `pix` takes ([`PatternTile`]'s `out` and `residual`): the
-    /// f32 output and the residual (or the output again); for a u8 output
-    /// the partial sums (or, with one channel block, nothing: the bytes'
-    /// address again) and the bytes.
-    fn tile_out(&self, k: &mut Kernel, g: &Geo, bytes_out: bool, (n, oc, pix): (Value, Value, Value)) -> [Value; 2] {
+    /// The three addresses a tile call at output channel `oc` of image `n`,
+    /// pixel `pix` takes ([`PatternTile`]'s `out`, `residual` and sixth
+    /// argument): the f32 output and the residual (or the output again);
+    /// for a u8 output the partial sums (or, with one channel block,
+    /// nothing: the bytes' address again), the bytes and a u8 residual
+    /// ([`PatternTile::res_u8`]; else the bytes' address again).
+    fn tile_out(&self, k: &mut Kernel, g: &Geo, bytes_out: bool, (n, oc, pix): (Value, Value, Value)) -> [Value; 3] {
+        let residual = |k: &mut Kernel| self.residual.map(|(r, size)| out_at(k, g, r, (n, oc, pix), size));
         if bytes_out {
             let bytes = out_at(k, g, self.out, (n, oc, pix), 1);
             // (one image's partial sums at a time)
@@ -336,10 +340,11 @@ impl Frame {
                 }
                 None => bytes,
             };
-            return [sums, bytes];
+            return [sums, bytes, residual(k).unwrap_or(bytes)];
         }
         let dst = self.out_at(k, g, n, oc, pix);
-        [dst, self.residual.map_or(dst, |r| out_at(k, g, r, (n, oc, pix), 4))]
+        let res = residual(k).unwrap_or(dst);
+        [dst, res, res]
     }
 }
 
@@ -541,6 +546,8 @@ pub(super) struct Tiles {
     /// The last channel block's tiles store u8 on this grid
     /// ([`PatternTile::quant`]; quads only).
     pub quant: Option<(f32, u8)>,
+    /// The residual is u8 on this grid ([`PatternTile::res_u8`]; quads only).
+    pub res_u8: Option<(f32, u8)>,
 }
 
 /// Pixels per vector of the register tiles for `elem` on this conv: 4 on
@@ -588,7 +595,21 @@ impl Tiles {
         let mut code = |accumulate: bool, last: bool| -> LResult<Value> {
             let (elem, kinds, epi) = (self.elem, p.kinds.clone(), if last { self.epi } else { None });
             let (lanes, quant) = (self.lanes, if last { self.quant } else { None });
-            let t = PatternTile { elem, kinds, rows, vecs, lanes, last_lanes, out_row, in_row, accumulate, epi, quant };
+            let res_u8 = if last { self.res_u8 } else { None };
+            let t = PatternTile {
+                elem,
+                kinds,
+                rows,
+                vecs,
+                lanes,
+                last_lanes,
+                out_row,
+                in_row,
+                accumulate,
+                epi,
+                quant,
+                res_u8,
+            };
             if !t.fits() {
                 return Err(format!("internal: {elem:?} pattern tile {rows}x{vecs} does not fit the registers"));
             }
@@ -639,7 +660,7 @@ pub(super) fn conv_tiles(
     let many = p.blocks > 1;
     let strides = (g.ow * 4, ph.wq * 4);
     let codes = |k: &mut Kernel, rows: usize, vecs: usize, last: usize| tiles.codes(k, p, (rows, vecs, last), strides);
-    let sig = k.ukernel_sig(5);
+    let sig = k.ukernel_sig(6);
     // the row blocks: `full` blocks of `sch.rows`, then one of `rest` rows
     let (full, rest) = (g.oh / sch.rows, g.oh % sch.rows);
     let mut blocks = Vec::new();
@@ -673,10 +694,10 @@ pub(super) fn conv_tiles(
                             first
                         };
                         k.for_acc(f.lo, f.hi, 1, &[], |k, oc, _| {
-                            let [dst, aux] = f.tile_out(k, g, tiles.quant.is_some(), (n, oc, opix));
+                            let [dst, aux, res] = f.tile_out(k, g, tiles.quant.is_some(), (n, oc, opix));
                             let pr = f.program(k, p, oc, cb);
                             let b = k.addr(f.bias, oc, tiles.per_channel());
-                            k.b.ins().call_indirect(sig, code, &[dst, src, pr, b, aux]);
+                            k.b.ins().call_indirect(sig, code, &[dst, src, pr, b, aux, res]);
                             vec![]
                         });
                     });

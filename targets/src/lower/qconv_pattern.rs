@@ -58,12 +58,15 @@ use crate::ukernel::pattern::Elem;
 pub(super) fn applies(k: &Kernel, q: &QConv, w: &Tensor, act: Act) -> Option<(ChannelQuads, TileEpi)> {
     let out_ok = match q.out {
         QOut::Real => true,
-        QOut::Quant { .. } => !q.epi.residual && quad_elem(k) != Elem::QuadsSdot,
+        // a residual with a u8 output: only a u8 one where it fits
+        QOut::Quant { .. } => {
+            let u8_residual = q.res_grid.is_some() && ChannelQuads::u8_residual_fits(&q.conv, true);
+            (!q.epi.residual || u8_residual) && quad_elem(k) != Elem::QuadsSdot
+        }
         QOut::Acc => false,
     };
-    // the tiles add an f32 residual only (`int8-conv` gives a conv this
-    // kernel runs no u8 one)
-    if !k.caps.pattern_quads() || !out_ok || q.res_grid.is_some() {
+    // a u8 residual on the x86 tiles only
+    if !k.caps.pattern_quads() || !out_ok || q.res_grid.is_some() && quad_elem(k) == Elem::QuadsSdot {
         return None;
     }
     let epi = act_epi(act, q.epi.residual)?;
@@ -129,13 +132,15 @@ pub(super) fn conv(
         .flat_map(|row| ((zp * row.iter().map(|&v| v as i64).sum::<i64>()) as i32).to_le_bytes())
         .collect();
     let table = epilogue_table(&corr, scales, bias);
-    let residual = if q.epi.residual { Some(k.input(4)) } else { None };
+    let res_size = if q.res_grid.is_some() { 1 } else { 4 };
+    let residual = if q.epi.residual { Some((k.input(4), res_size)) } else { None };
     let f = Frame::new(k, &gq, &prog, table, &ph, (residual, quant.is_some()))?;
     let (x, img) = (f.x, f.img);
     // stride 2: the phase planes' positions no input pixel lands on, once
     ph.clear(k, &gq, img);
     let epi = TileEpi { finite: super::qconv::finite(scales, bias), ..epi };
-    let tiles = Tiles { elem: quad_elem(k), epi: Some(epi), lanes, quant };
+    let res_u8 = q.res_grid.map(|g| (g.scale.get(), g.zp));
+    let tiles = Tiles { elem: quad_elem(k), epi: Some(epi), lanes, quant, res_u8 };
     conv_tiles(k, &gq, &prog, &ph, &f, &tiles, &mut |k, n| quad_image(k, &g, &ph, (x, n, img), sdot))
 }
 

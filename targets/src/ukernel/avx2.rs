@@ -344,7 +344,7 @@ fn splat(a: &mut CodeAssembler, dst: AsmRegisterYmm, v: f32) -> Result<(), IcedE
 }
 
 /// The low 128 bits of `y` (`xmmN` of `ymmN`).
-fn low_half(y: AsmRegisterYmm) -> AsmRegisterXmm {
+pub(crate) fn low_half(y: AsmRegisterYmm) -> AsmRegisterXmm {
     const XMM: [AsmRegisterXmm; 16] =
         [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11, xmm12, xmm13, xmm14, xmm15];
     XMM[Register::from(y) as usize - Register::YMM0 as usize]

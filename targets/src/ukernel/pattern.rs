@@ -55,11 +55,18 @@ pub struct PatternTile {
     pub epi: Option<TileEpi>,
     /// Store bytes on this grid (`(factor, zp)`: `kerf_ir::op::QOut::grid`,
     /// the requantising store of the integer tiles, `avx2::requantise`)
-    /// instead of floats: quads only, with an epilogue and no residual.
-    /// The bytes go to the `residual` argument's address, rows
-    /// `out_row / 4` bytes apart; partial sums (`accumulate`) still come
-    /// from `out`.
+    /// instead of floats: quads only, with an epilogue, and a residual only
+    /// a u8 one (`res_u8`). The bytes go to the `residual` argument's
+    /// address, rows `out_row / 4` bytes apart; partial sums (`accumulate`)
+    /// still come from `out`.
     pub quant: Option<(f32, u8)>,
+    /// The residual is u8 on this grid (`(scale, zp)`:
+    /// `kerf_ir::op::QConv::res_grid`), added as `f32(r − zp) · scale`,
+    /// rows `out_row / 4` bytes apart: quads only. At the `residual`
+    /// argument's address, or with `quant` (whose bytes take that one) at
+    /// a sixth argument's, which only column entries leave free (the whole
+    /// kernels' offsets take every spare register).
+    pub res_u8: Option<(f32, u8)>,
 }
 
 /// The element type of a pattern tile.
@@ -172,8 +179,15 @@ impl PatternTile {
             EntryKind::Kernel(n) => *n > 0,
         };
         let epi_ok = self.epi.is_none_or(|e| e.scale.is_none() && e.addend.is_none());
+        let residual = self.epi.is_some_and(|e| e.residual);
         let quant_ok = self.quant.is_none()
-            || self.elem.quads() && self.epi.is_some_and(|e| !e.residual) && self.out_row.is_multiple_of(4);
+            || self.elem.quads()
+                && self.epi.is_some()
+                && (!residual || self.res_u8.is_some())
+                && self.out_row.is_multiple_of(4);
+        let columns = self.kinds.iter().all(|k| matches!(k, EntryKind::Column(_)));
+        let res_ok = self.res_u8.is_none()
+            || self.elem.quads() && residual && self.out_row.is_multiple_of(4) && (self.quant.is_none() || columns);
         let width_ok = match self.lanes {
             4 => matches!(self.elem, Elem::F32 | Elem::QuadsSdot),
             8 => self.elem != Elem::QuadsSdot,
@@ -186,5 +200,6 @@ impl PatternTile {
             && self.kinds.iter().all(kind_ok)
             && epi_ok
             && quant_ok
+            && res_ok
     }
 }

@@ -77,13 +77,35 @@ where
                 int_to_real(&mut a, ac, scratch, (bias, 0))?;
             }
         }
-        if epi.residual {
-            for r in 0..t.rows {
-                for v in 0..t.vecs {
-                    let (at, lanes, i) = tile(r, v);
-                    add_part::<R>(&mut a, accs[i], (res_p, at), lanes, scratch)?;
+        match (epi.residual, t.res_u8) {
+            (true, None) => {
+                for r in 0..t.rows {
+                    for v in 0..t.vecs {
+                        let (at, lanes, i) = tile(r, v);
+                        add_part::<R>(&mut a, accs[i], (res_p, at), lanes, scratch)?;
+                    }
                 }
             }
+            // `f32(r − zp) · step` (the integer GEMM tiles' operations);
+            // with `quant` the sixth argument's address
+            (true, Some((step, zp))) => {
+                let base = if t.quant.is_some() { r9 } else { res_p };
+                let [_, s, z, _] = R::SCRATCH;
+                R::splat(&mut a, s, step)?;
+                R::splat(&mut a, z, f32::from_bits(u32::from(zp)))?;
+                for r in 0..t.rows {
+                    for v in 0..t.vecs {
+                        let (_, lanes, i) = tile(r, v);
+                        let at = (r * t.out_row / 4 + R::LANES * v) as i64;
+                        R::load_bytes_part(&mut a, scratch, (base, at), lanes)?;
+                        a.vpsubd(scratch, scratch, z)?;
+                        a.vcvtdq2ps(scratch, scratch)?;
+                        a.vmulps(scratch, scratch, s)?;
+                        a.vaddps(accs[i], accs[i], scratch)?;
+                    }
+                }
+            }
+            (false, _) => {}
         }
         if let Some(grid) = t.quant {
             // the requantised bytes, at the residual argument's address
@@ -208,6 +230,14 @@ pub(crate) trait PatReg: IntVreg {
     fn store_bytes_part(
         a: &mut CodeAssembler,
         acc: Self,
+        at: (AsmRegister64, i64),
+        lanes: usize,
+    ) -> Result<(), IcedError>;
+    /// Loads the first `lanes` bytes at `base + at`, each zero-extended
+    /// into an i32 lane (the others zero), reading nothing past them.
+    fn load_bytes_part(
+        a: &mut CodeAssembler,
+        dst: Self,
         at: (AsmRegister64, i64),
         lanes: usize,
     ) -> Result<(), IcedError>;
@@ -338,6 +368,23 @@ impl PatReg for AsmRegisterYmm {
     ) -> Result<(), IcedError> {
         store_prefix(a, acc, base + at, lanes, Lane::Byte)
     }
+    fn load_bytes_part(
+        a: &mut CodeAssembler,
+        dst: Self,
+        (base, at): (AsmRegister64, i64),
+        lanes: usize,
+    ) -> Result<(), IcedError> {
+        if lanes == 8 {
+            return a.vpmovzxbd(dst, qword_ptr(base + at));
+        }
+        // byte by byte: nothing past the row's last pixel is read
+        let low = super::low_half(dst);
+        a.vpxor(low, low, low)?;
+        for i in 0..lanes {
+            a.vpinsrb(low, low, byte_ptr(base + (at + i as i64)), i as i32)?;
+        }
+        a.vpmovzxbd(dst, low)
+    }
 }
 
 impl PatReg for AsmRegisterZmm {
@@ -400,5 +447,24 @@ impl PatReg for AsmRegisterZmm {
             16 => a.vpmovdb(xmmword_ptr(base + at), acc),
             _ => a.vpmovdb(xmmword_ptr(base + at).k1(), acc),
         }
+    }
+    fn load_bytes_part(
+        a: &mut CodeAssembler,
+        dst: Self,
+        (base, at): (AsmRegister64, i64),
+        lanes: usize,
+    ) -> Result<(), IcedError> {
+        if lanes == 16 {
+            return a.vpmovzxbd(dst, xmmword_ptr(base + at));
+        }
+        // the masked byte load reads (and faults on) none past the row's last pixel
+        const XMM: [AsmRegisterXmm; 32] = [
+            xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11, xmm12, xmm13, xmm14, xmm15,
+            xmm16, xmm17, xmm18, xmm19, xmm20, xmm21, xmm22, xmm23, xmm24, xmm25, xmm26, xmm27, xmm28, xmm29, xmm30,
+            xmm31,
+        ];
+        let low = XMM[iced_x86::Register::from(dst) as usize - iced_x86::Register::ZMM0 as usize];
+        a.vmovdqu8(low.k1().z(), xmmword_ptr(base + at))?;
+        a.vpmovzxbd(dst, low)
     }
 }

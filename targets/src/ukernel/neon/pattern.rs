@@ -35,7 +35,12 @@ const MAX_OFFSET: usize = u32::MAX as usize;
 /// then the epilogue: for quads `f32(acc − corr) · scale + bias`, the
 /// residual, the clamp or HardSwish.
 pub fn pattern_tile(t: &PatternTile) -> Result<Vec<u8>, String> {
-    if t.lanes != PATTERN_LANES || !t.fits() || t.quant.is_some() || !matches!(t.elem, Elem::F32 | Elem::QuadsSdot) {
+    if t.lanes != PATTERN_LANES
+        || !t.fits()
+        || t.quant.is_some()
+        || t.res_u8.is_some()
+        || !matches!(t.elem, Elem::F32 | Elem::QuadsSdot)
+    {
         return Err(format!("AArch64 pattern tile: {t:?} does not fit"));
     }
     if t.epi.and_then(|e| e.clamp).is_some_and(|c| !c.selects_equal_fmax_fmin()) {
