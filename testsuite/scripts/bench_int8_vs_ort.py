@@ -159,12 +159,12 @@ def bench_model(args, folder, tmp):
     s8 = ort_session(qdq, 1)
     libs = {"kerf FP32": kerf_lib(args, onnx_path, work, "fp32", shape, inputs)}
     for spec in args.weight_bits:
-        base, res = spec.removesuffix("+res"), spec.endswith("+res")
+        base, res = residual_of(spec)
         bits, _, pairs = base.partition(":")
         flags = shape + ["--quantize", "int8", "--calib", str(cfile), "--rounding", args.rounding, "--weight-bits", bits]
         flags += ["--byte-pairs", pairs] if pairs else []
-        flags += ["--residual", "int8"] if res else []
-        tag = (f"int8_{bits}_{pairs}" if pairs else f"int8_{bits}") + ("_res" if res else "")
+        flags += ["--residual", res] if res else []
+        tag = (f"int8_{bits}_{pairs}" if pairs else f"int8_{bits}") + (f"_{res}res" if res else "")
         libs[f"kerf int8 {label(spec)}"] = kerf_lib(args, onnx_path, work, tag, flags, inputs)
     engines = {key: k.call for key, k in libs.items()}
     engines["ORT FP32"] = lambda: s32.run(None, feed)
@@ -183,12 +183,21 @@ def bench_model(args, folder, tmp):
     return {"name": name, "calib": calib_what, "med": med, "snr": snr}
 
 
+def residual_of(spec):
+    """A variant's spec without its residual suffix, and the `--residual`
+    it asks for: `+res` int8, `+f32res` f32, none the default (int8)."""
+    for suffix, res in (("+f32res", "f32"), ("+res", "int8")):
+        if spec.endswith(suffix):
+            return spec.removesuffix(suffix), res
+    return spec, None
+
+
 def label(spec):
     """A `--weight-bits` variant's column name: `8-bit`, `8-bit any pairs`,
-    `8-bit int8 residual`."""
-    base, res = spec.removesuffix("+res"), spec.endswith("+res")
+    `8-bit f32 residual`."""
+    base, res = residual_of(spec)
     bits, _, pairs = base.partition(":")
-    return f"{bits}-bit" + (f" {pairs} pairs" if pairs else "") + (" int8 residual" if res else "")
+    return f"{bits}-bit" + (f" {pairs} pairs" if pairs else "") + (f" {res} residual" if res else "")
 
 
 def table(args, rows, clock):
@@ -225,7 +234,7 @@ def main():
     ap = timing_args(__doc__, seconds=2.0)
     ap.add_argument("--weight-bits", default="8,7",
                     help="kerf int8 variants, comma-separated: 8, 7, or 8:any / 8:exact (--byte-pairs); "
-                         "a +res suffix adds --residual int8 (e.g. 8+res)")
+                         "a +f32res suffix adds --residual f32 (e.g. 8+f32res), +res --residual int8 (the default)")
     ap.add_argument("--rounding", default="nearest", choices=["nearest", "gptq"])
     ap.add_argument("--samples", type=int, default=500, help="calibration rows taken from train_x.npy")
     ap.add_argument("--noise", type=int, default=8, help="noise samples for a model without train_x.npy")
