@@ -23,7 +23,7 @@
 //! weight_bits = 7            # int8 weight codes within ±(2^(bits-1) - 1): 8 (default) .. 2
 //! byte_pairs = "exact"       # "exact": each row's code pairs fit vpmaddubsw's i16 | "any"
 //! equalize = true            # cross-layer equalisation of ReLU-joined layers first
-//! residual = "f32"           # a residual added to this int8 conv's output as it is | "int8" (default): on its int8 grid
+//! residual = "int8"          # a residual added to this int8 conv's output on its int8 grid | "f32": as it is; unset: the target decides
 //!
 //! [[layer]]
 //! match = "conv1*"          # glob over layer names: * and ? wildcards
@@ -290,8 +290,9 @@ pub struct Settings {
     pub equalize: Option<bool>,
     /// A residual added to this int8 conv's output (`Add(conv, x)`) reads
     /// `x` on the int8 grid the model already quantises it to for another
-    /// layer ("int8", the default), or as it is ("f32"): see
-    /// [`crate::rewrite::quantize_residuals`]. Only for an int8 layer.
+    /// layer ("int8"), or as it is ("f32", what unset resolves to here;
+    /// the pipeline's session decides an unset default for its target):
+    /// see [`crate::rewrite::quantize_residuals`]. Only for an int8 layer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub residual: Option<Precision>,
 }
@@ -397,7 +398,7 @@ pub struct LayerSettings {
     /// Equalise this layer's channel ranges with its neighbours'.
     pub equalize: bool,
     /// A residual added to this conv's output reads its int8 grid (where
-    /// the layer is int8; the default).
+    /// the layer is int8).
     pub residual: Precision,
 }
 
@@ -524,7 +525,7 @@ impl Plan {
             weight_bits: s.weight_bits.unwrap_or(8),
             byte_pairs: s.byte_pairs.unwrap_or_default(),
             equalize: s.equalize.unwrap_or(false),
-            residual: s.residual.unwrap_or(Precision::Int8),
+            residual: s.residual.unwrap_or_default(),
         }
     }
 }

@@ -96,11 +96,13 @@ pub struct CompressArgs {
     /// joined by a ReLU to equal ranges (exact; helps per-tensor int8).
     #[arg(long)]
     pub equalize: bool,
-    /// int8 (default with --quantize int8): a residual added to a
-    /// quantised conv's output (ResNet's and MobileNetV2's skip
-    /// connections) reads the int8 grid its other consumer already
-    /// quantises it to, so the integer conv adds it as u8 (lossy, as ONNX
-    /// Runtime's `QLinearAdd`); f32: as it is.
+    /// int8: a residual added to a quantised conv's output (ResNet's and
+    /// MobileNetV2's skip connections) reads the int8 grid its other
+    /// consumer already quantises it to, so the integer conv adds it as u8
+    /// (lossy, as ONNX Runtime's `QLinearAdd`); f32: as it is (default:
+    /// int8 when compiling for x86-64 with AVX2, e.g. `--cpu native` there
+    /// or `haswell`, whose tiles read u8 residuals; f32 elsewhere, and for
+    /// `kerf compress`).
     #[arg(long, value_name = "f32|int8")]
     pub residual: Option<String>,
     /// A compression plan file (TOML; per-layer overrides).

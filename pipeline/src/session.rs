@@ -425,17 +425,29 @@ impl Session {
 
     /// The compression plan as the compress stage runs it: what the
     /// session was given, with what it leaves open that depends on the
-    /// target decided for the target. So far one setting: `byte_pairs`,
-    /// exact where the integer conv multiplies byte pairs through AVX2's
-    /// saturating `vpmaddubsw` (x86-64 with AVX2 and the micro-kernels, no
-    /// VNNI, integer kernels on), so 8-bit codes take the byte tile there.
+    /// target decided for the target:
+    /// - `byte_pairs`: exact where the integer conv multiplies byte pairs
+    ///   through AVX2's saturating `vpmaddubsw` (x86-64 with AVX2 and the
+    ///   micro-kernels, no VNNI, integer kernels on), so 8-bit codes take
+    ///   the byte tile there;
+    /// - `residual`: int8 where the integer convs store u8 and read u8
+    ///   residuals in their assembled tiles (x86-64 with AVX2 and the
+    ///   micro-kernels, integer kernels on), so no f32 tensor passes
+    ///   between residual blocks; f32 elsewhere, where the residual's
+    ///   quantiser would be one more pass.
     pub fn plan(&self) -> Option<Plan> {
         let mut plan = self.plan.clone()?;
+        let tiles = self.micro_kernels && self.passes.int8_kernels;
+        let caps = self.compile_options().kernel_caps().ok();
         if plan.default.byte_pairs.is_none() {
-            let byte_tile = self.micro_kernels && self.passes.int8_kernels;
-            let saturating = byte_tile && self.compile_options().kernel_caps().is_ok_and(|c| c.avx2 && !c.vnni);
+            let saturating = tiles && caps.is_some_and(|c| c.avx2 && !c.vnni);
             let pairs = if saturating { kerf_compress::BytePairs::Exact } else { kerf_compress::BytePairs::Any };
             plan.default.byte_pairs = Some(pairs);
+        }
+        if plan.default.residual.is_none() {
+            let u8_residuals = tiles && caps.is_some_and(|c| c.avx2);
+            let residual = if u8_residuals { kerf_compress::Precision::Int8 } else { kerf_compress::Precision::F32 };
+            plan.default.residual = Some(residual);
         }
         Some(plan)
     }
@@ -596,5 +608,28 @@ mod tests {
         assert_eq!(off.plan().and_then(|p| p.default.byte_pairs), Some(BytePairs::Any));
         assert_eq!(s.micro_kernels(false).plan().and_then(|p| p.default.byte_pairs), Some(BytePairs::Any));
         assert!(Session::new(digits()).plan().is_none());
+    }
+
+    /// `residual` left open by a plan is the target's: int8 where the
+    /// integer convs' assembled x86 tiles read and store u8 (AVX2, VNNI),
+    /// f32 elsewhere (baseline x86, AArch64, no micro-kernels); a plan that
+    /// says is obeyed everywhere.
+    #[test]
+    fn the_target_decides_open_residuals() {
+        use kerf_compress::Precision;
+        let plan = |extra: &str| Plan::parse(&format!("[default]\nquant = \"int8\"\n{extra}")).unwrap();
+        let residual = |triple: &str, cpu: &str, plan: Plan| {
+            let s = Session::new(digits()).target(Target::parse(triple, cpu).unwrap()).compression(plan, Vec::new());
+            s.plan().and_then(|p| p.default.residual)
+        };
+        let x86 = "x86_64-unknown-linux-gnu";
+        assert_eq!(residual(x86, "haswell", plan("")), Some(Precision::Int8));
+        assert_eq!(residual(x86, "sapphirerapids", plan("")), Some(Precision::Int8));
+        assert_eq!(residual(x86, "baseline", plan("")), Some(Precision::F32));
+        assert_eq!(residual("aarch64-unknown-linux-gnu", "dotprod", plan("")), Some(Precision::F32));
+        assert_eq!(residual(x86, "haswell", plan("residual = \"f32\"\n")), Some(Precision::F32));
+        assert_eq!(residual(x86, "baseline", plan("residual = \"int8\"\n")), Some(Precision::Int8));
+        let s = Session::new(digits()).target(Target::parse(x86, "haswell").unwrap()).compression(plan(""), Vec::new());
+        assert_eq!(s.micro_kernels(false).plan().and_then(|p| p.default.residual), Some(Precision::F32));
     }
 }

@@ -508,36 +508,10 @@ fn u8_residuals_add_their_dequantised_values() {
     for c in &cases {
         let (x, _) = case_data(c);
         let nw: usize = c.wsh.iter().product();
-        let (codes, real) = u8_residual(c, res);
-        let xt = Tensor::from_bytes(DType::U8, c.xsh.to_vec(), x.clone()).unwrap();
-        let (ins_u8, ins_f32) = ([xt.clone(), codes], [xt, real]);
         for bits in [127, 63] {
             let w = pseudo(nw, 2, -bits, bits);
             for out in [None, Some((0.04, 7))] {
-                let u8_text = u8_residual_text(c, &w, out, res);
-                let f32_text = match out {
-                    Some(grid) => quant_text(c, &w, grid),
-                    None => graph_text(c, &w),
-                };
-                let parse = |t: &str| kerf_ir::text::parse(t).unwrap_or_else(|e| panic!("{e}\n{t}"));
-                let want = kerf_ir::eval::eval_graph(&parse(&u8_text), &ins_u8).unwrap().remove(0);
-                let same = kerf_ir::eval::eval_graph(&parse(&f32_text), &ins_f32).unwrap().remove(0);
-                assert_eq!(want.bytes(), same.bytes(), "the reference: {} {out:?}", c.epi);
-                for cpu in cpus() {
-                    let got = run(&u8_text, &ins_u8, cpu).remove(0);
-                    let f32_form = run(&f32_text, &ins_f32, cpu).remove(0);
-                    let bits_of = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(bits_of(&got), bits_of(&f32_form), "{} {} {out:?} ({cpu}, {bits})", c.attrs, c.epi);
-                    if exact_act(c.epi) {
-                        let want_bits: Vec<u32> = match out {
-                            Some(_) => {
-                                want.bytes().chunks(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect()
-                            }
-                            None => want.to_f32_vec().iter().map(|f| f.to_bits()).collect(),
-                        };
-                        assert_eq!(bits_of(&got), want_bits, "{} {} {out:?} ({cpu}, {bits})", c.attrs, c.epi);
-                    }
-                }
+                check_u8_residual(c, &x, &w, out, res);
             }
         }
     }

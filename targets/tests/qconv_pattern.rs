@@ -7,8 +7,6 @@
 
 mod common;
 use common::qcase::*;
-use common::run;
-use kerf_ir::{DType, Tensor};
 
 /// Which integer conv a quad-pattern weight gets is decided at compile
 /// time, so any host checks it: with 8-bit codes (channel pairs that can
@@ -186,36 +184,12 @@ fn quad_patterns_add_u8_residuals() {
     for c in &cases {
         let nx: usize = c.xsh.iter().product();
         let x: Vec<u8> = pseudo(nx, 1, 0, 255).into_iter().map(|v| v as u8).collect();
-        let (codes, real) = u8_residual(c, res);
-        let xt = Tensor::from_bytes(DType::U8, c.xsh.to_vec(), x).unwrap();
-        let (ins_u8, ins_f32) = ([xt.clone(), codes], [xt, real]);
-        let stride1 = c.attrs == a3;
+        // a u8 output with a residual: stride 1 only (`ChannelQuads::u8_residual_fits`)
+        let outs: &[Option<(f32, u8)>] = if c.attrs == a3 { &[None, Some((0.04, 7))] } else { &[None] };
         for bits in [64, 127] {
             let w = quad_pattern_weights(c.wsh, -bits, bits);
-            let outs: &[Option<(f32, u8)>] = if stride1 { &[None, Some((0.04, 7))] } else { &[None] };
             for &out in outs {
-                let u8_text = u8_residual_text(c, &w, out, res);
-                let f32_text = match out {
-                    Some(grid) => quant_text(c, &w, grid),
-                    None => graph_text(c, &w),
-                };
-                let want =
-                    kerf_ir::eval::eval_graph(&kerf_ir::text::parse(&u8_text).unwrap(), &ins_u8).unwrap().remove(0);
-                let bits_of = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                for cpu in cpus() {
-                    let got = run(&u8_text, &ins_u8, cpu).remove(0);
-                    let f32_form = run(&f32_text, &ins_f32, cpu).remove(0);
-                    assert_eq!(bits_of(&got), bits_of(&f32_form), "{} {} {out:?} ({cpu}, {bits})", c.attrs, c.epi);
-                    if exact_act(c.epi) {
-                        let want_bits: Vec<u32> = match out {
-                            Some(_) => {
-                                want.bytes().chunks(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect()
-                            }
-                            None => want.to_f32_vec().iter().map(|f| f.to_bits()).collect(),
-                        };
-                        assert_eq!(bits_of(&got), want_bits, "{} {} {out:?} ({cpu}, {bits})", c.attrs, c.epi);
-                    }
-                }
+                check_u8_residual(c, &x, &w, out, res);
             }
         }
     }

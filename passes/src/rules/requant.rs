@@ -281,7 +281,7 @@ mod tests {
     /// is on an int8 grid (`residual = "int8"`): then the tiles read it as
     /// u8 and store u8.
     #[test]
-    fn a_pattern_conv_stores_u8_without_a_residual() {
+    fn a_pattern_conv_stores_u8_without_an_f32_residual() {
         let x = Tensor::from_f32(vec![1, 32, 16, 16], &random(3, 32 * 256, -2.0, 3.0)).unwrap();
         let layer = QLayer { c: 32, group: 1, k: 3, pads: 1, side: 16, clip: (-100.0, 155.0) };
         let first = layer.pattern_text(0, "%0");

@@ -8,11 +8,13 @@
 //! `dotprod` `ukernel::neon::pattern_tile` with `Elem::QuadsSdot`). AVX2
 //! or `dotprod` only, stride 1 or 2,
 //! one group, an epilogue the tiles apply (residual, Relu/Clip,
-//! HardSwish), the f32 output or, on x86 and without a residual, the
-//! next layer's u8 (`QOut::Quant`: the tiles requantise in their own
-//! store, `PatternTile::quant`; the partial sums between channel blocks,
-//! which a u8 output cannot hold, in the task's scratch); every other
-//! `QConv` takes the integer GEMM ([`super::qconv`]).
+//! HardSwish; on x86 a residual may be u8, `PatternTile::res_u8`), the f32
+//! output or, on x86 and without a residual or with a u8 one where
+//! [`ChannelQuads::u8_residual_fits`], the next layer's u8 (`QOut::Quant`:
+//! the tiles requantise in their own store, `PatternTile::quant`; the
+//! partial sums between channel blocks, which a u8 output cannot hold, in
+//! the task's scratch); every other `QConv` takes the integer GEMM
+//! ([`super::qconv`]).
 //!
 //! **Quad image.** Per image, each task interleaves the u8 input (already
 //! padded with the zero point by `Quantize`) into its own scratch: quad
@@ -53,20 +55,20 @@ use crate::ukernel::pattern::Elem;
 /// (AVX2 or `dotprod`, an epilogue the tiles apply, and
 /// [`ChannelQuads::of_integer_conv`] for the target's dot product), and
 /// the tiles' epilogue. The output is real-valued, or u8 on the x86 tiles
-/// (`QOut::Quant` without a residual: their requantising store,
-/// [`crate::ukernel::pattern::PatternTile::quant`]).
+/// (`QOut::Quant` without a residual or with a u8 one: their requantising
+/// store, [`crate::ukernel::pattern::PatternTile::quant`]); a u8 residual
+/// on the x86 tiles where [`ChannelQuads::u8_residual_fits`].
 pub(super) fn applies(k: &Kernel, q: &QConv, w: &Tensor, act: Act) -> Option<(ChannelQuads, TileEpi)> {
+    let x86 = quad_elem(k) != Elem::QuadsSdot;
+    let bytes_out = matches!(q.out, QOut::Quant { .. });
     let out_ok = match q.out {
         QOut::Real => true,
-        // a residual with a u8 output: only a u8 one where it fits
-        QOut::Quant { .. } => {
-            let u8_residual = q.res_grid.is_some() && ChannelQuads::u8_residual_fits(&q.conv, true);
-            (!q.epi.residual || u8_residual) && quad_elem(k) != Elem::QuadsSdot
-        }
+        // with a residual, only a u8 one
+        QOut::Quant { .. } => x86 && (!q.epi.residual || q.res_grid.is_some()),
         QOut::Acc => false,
     };
-    // a u8 residual on the x86 tiles only
-    if !k.caps.pattern_quads() || !out_ok || q.res_grid.is_some() && quad_elem(k) == Elem::QuadsSdot {
+    let res_ok = q.res_grid.is_none() || x86 && ChannelQuads::u8_residual_fits(&q.conv, bytes_out);
+    if !k.caps.pattern_quads() || !out_ok || !res_ok {
         return None;
     }
     let epi = act_epi(act, q.epi.residual)?;

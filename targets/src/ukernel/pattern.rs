@@ -62,7 +62,7 @@ pub struct PatternTile {
     pub quant: Option<(f32, u8)>,
     /// The residual is u8 on this grid (`(scale, zp)`:
     /// `kerf_ir::op::QConv::res_grid`), added as `f32(r − zp) · scale`,
-    /// rows `out_row / 4` bytes apart: quads only. At the `residual`
+    /// rows `out_row / 4` bytes apart: x86 quads only. At the `residual`
     /// argument's address, or with `quant` (whose bytes take that one) at
     /// a sixth argument's, which only column entries leave free (the whole
     /// kernels' offsets take every spare register).
@@ -186,8 +186,13 @@ impl PatternTile {
                 && (!residual || self.res_u8.is_some())
                 && self.out_row.is_multiple_of(4);
         let columns = self.kinds.iter().all(|k| matches!(k, EntryKind::Column(_)));
+        // (x86 only: AArch64's 4-lane tiles take none)
         let res_ok = self.res_u8.is_none()
-            || self.elem.quads() && residual && self.out_row.is_multiple_of(4) && (self.quant.is_none() || columns);
+            || self.elem.quads()
+                && self.lanes != 4
+                && residual
+                && self.out_row.is_multiple_of(4)
+                && (self.quant.is_none() || columns);
         let width_ok = match self.lanes {
             4 => matches!(self.elem, Elem::F32 | Elem::QuadsSdot),
             8 => self.elem != Elem::QuadsSdot,

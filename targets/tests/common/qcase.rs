@@ -134,6 +134,37 @@ pub fn u8_residual(c: &Case, (scale, zp): (f32, u8)) -> (Tensor, Tensor) {
     (Tensor::from_bytes(DType::U8, c.osh.to_vec(), codes).unwrap(), Tensor::from_f32(c.osh.to_vec(), &real).unwrap())
 }
 
+/// Case `c` with input `x`, weights `w` and a u8 residual on the grid
+/// `res` ([`u8_residual`]), its output f32 or u8 through `out`: on every
+/// preset the host runs ([`cpus`]) the bits of the f32-residual form fed
+/// the dequantised residual, which the reference computes alike, and for
+/// None/Relu/Clip the reference's.
+pub fn check_u8_residual(c: &Case, x: &[u8], w: &[i64], out: Option<(f32, u8)>, res: (f32, u8)) {
+    let (codes, real) = u8_residual(c, res);
+    let xt = Tensor::from_bytes(DType::U8, c.xsh.to_vec(), x.to_vec()).unwrap();
+    let (ins_u8, ins_f32) = ([xt.clone(), codes], [xt, real]);
+    let u8_text = u8_residual_text(c, w, out, res);
+    let f32_text = match out {
+        Some(grid) => quant_text(c, w, grid),
+        None => graph_text(c, w),
+    };
+    let parse = |t: &str| kerf_ir::text::parse(t).unwrap_or_else(|e| panic!("{e}\n{t}"));
+    let want = kerf_ir::eval::eval_graph(&parse(&u8_text), &ins_u8).unwrap().remove(0);
+    let same = kerf_ir::eval::eval_graph(&parse(&f32_text), &ins_f32).unwrap().remove(0);
+    assert_eq!(want.bytes(), same.bytes(), "the reference: {} {out:?}", c.epi);
+    let bits_of = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    // a u8 output is read as f32s: compare its bytes four at a time
+    let want_bits: Vec<u32> = want.bytes().chunks(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect();
+    for cpu in cpus() {
+        let got = bits_of(&run(&u8_text, &ins_u8, cpu).remove(0));
+        let f32_form = bits_of(&run(&f32_text, &ins_f32, cpu).remove(0));
+        assert_eq!(got, f32_form, "{} {} {out:?} ({cpu})", c.attrs, c.epi);
+        if exact_act(c.epi) {
+            assert_eq!(got, want_bits, "{} {} {out:?} ({cpu}): the reference", c.attrs, c.epi);
+        }
+    }
+}
+
 /// Case `c`'s input bytes and 8-bit weights (fixed pseudo-random values).
 pub fn case_data(c: &Case) -> (Vec<u8>, Vec<i64>) {
     let nx: usize = c.xsh.iter().product();

@@ -15,7 +15,9 @@ use crate::ukernel::pattern::{Elem, EntryKind, PatternTile};
 /// channel or quad 0), `prog` (the output channel's program), `bias` (its
 /// bias, or for quads its epilogue-table row) and `residual` (the residual
 /// at `out`'s pixel, read with `epi.residual`; with `quant`, where the
-/// bytes go instead, `out` then holding only partial sums). Per pixel it computes
+/// bytes go instead, `out` then holding only partial sums), and a sixth,
+/// a u8 residual's address where the tile has both `quant` and `res_u8`
+/// (`r9`, which the column entries leave alone). Per pixel it computes
 /// `acc = bias` (f32), `0` (quads) or the output (`accumulate`)`; for
 /// kind, for entry, for tap: acc += w·x` (one fused multiply-add each, or
 /// one quad's dot product), then `epi`: the same operations in the same
