@@ -234,7 +234,9 @@ impl Rule for Int8Conv {
             // the grid was validated where it was set (compress, the text
             // parser, BatchNorm folding, the importer); codes are read once, in apply
             let on_grid = weight.grid.as_ref().is_some_and(|g| g.axis == 0);
-            let pattern_f32 = on_pattern_kernel(eg, class, &conv, w) && !on_quad_kernel(eg, &conv, w);
+            // (decodes the weight's codes: once per match)
+            let quad = on_quad_kernel(eg, &conv, w);
+            let pattern_f32 = on_pattern_kernel(eg, class, &conv, w) && !quad;
             let shape = |c: Option<&Id>| c.and_then(|&c| eg[c].data.ty()).map_or(&[][..], |t| &t.shape[..]);
             let xy = (shape(ch.first()), shape(Some(&class)));
             let worth = worth_it(eg, &conv, &epi, weight.tensor.shape(), xy);
@@ -254,7 +256,7 @@ impl Rule for Int8Conv {
             // pattern tiles or the one-pixel product (one-pixel planes),
             // which add f32 ones only
             let one_pixel = xy.1.get(2..).is_some_and(|p| p.iter().product::<usize>() == 1);
-            let sdot_pattern = eg.analysis.int8_dot == crate::Int8Dot::Sdot && on_quad_kernel(eg, &conv, w);
+            let sdot_pattern = eg.analysis.int8_dot == crate::Int8Dot::Sdot && quad;
             let plain = !conv.is_depthwise(weight.tensor.shape()) && !sdot_pattern && !one_pixel;
             let res_q = residual.filter(|_| plain).and_then(|r| quantiser(eg, r));
             let (x, s, z) = (q.x, q.s, q.z);
