@@ -45,6 +45,26 @@ fn vnni_tile_is_used_where_the_host_has_it() {
     }
 }
 
+/// `haswell` code (AVX2, no VNNI) runs whole units of byte quads in
+/// pairs on the wide tile, whose `vpmaddwd` reads its ones from memory,
+/// where an image has two whole units or more; with one, the byte tile
+/// alone. Which code an object holds is decided at compile time, so any
+/// host checks it; the numeric batteries run both where the host can.
+#[test]
+fn whole_units_run_in_pairs_on_the_wide_tile() {
+    use iced_x86::{Mnemonic, OpKind};
+    let one = &window(1, 1, 1, 1);
+    let wide = |h: usize| {
+        let c = Case { xsh: [1, 16, h, 4], wsh: [8, 16, 1, 1], osh: [1, 8, h, 4], attrs: one, epi: PLAIN, zp: 0 };
+        let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(8 * 16, 5, -64, 64))).unwrap();
+        let code = common::kernel_instructions(&g, "haswell");
+        assert!(code.iter().any(|i| i.mnemonic() == Mnemonic::Vpmaddubsw), "h = {h}: byte quads");
+        code.iter().any(|i| i.mnemonic() == Mnemonic::Vpmaddwd && i.op2_kind() == OpKind::Memory)
+    };
+    assert!(!wide(2), "one whole unit: the byte tile");
+    assert!(wide(4) && wide(5), "two whole units (and a partial one): the wide tile");
+}
+
 /// Where the host has AVX2 (and no VNNI), `haswell` code runs a conv
 /// whose weights are 7-bit on the byte tile, which stores them one byte
 /// each (the pair tile two): the object's read-only data shrinks by about

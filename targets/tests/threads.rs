@@ -352,7 +352,9 @@ fn qconv_case_text(
 /// The integer conv splits over (image, group, 8-pixel unit) tasks, each
 /// packing its own input panels: threaded equals serial bit for bit, with
 /// 8-bit weights (16-bit pairs without VNNI) and 7-bit ones (the byte tile
-/// on AVX2), a partial last unit and a residual, Relu epilogue.
+/// on AVX2, whose whole units run in pairs on the wide tile without VNNI:
+/// 47 whole units, an odd one left), a partial last unit and a residual,
+/// Relu epilogue.
 #[test]
 fn integer_convs_split_and_match() {
     for qmax in [127i64, 63] {

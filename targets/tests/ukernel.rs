@@ -897,7 +897,7 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
         kernels.push((format!("qgemm {rows}"), qgemm_tile(rows, None).unwrap()));
     }
     for rows in 1..=kerf_targets::ukernel::avx2::QDOT_ROWS {
-        use kerf_targets::ukernel::avx2::{qbyte_tile, QdotEpi};
+        use kerf_targets::ukernel::avx2::{qbyte_tile, qbyte_wide_tile, QdotEpi, QBYTE_WIDE_ROWS};
         use kerf_targets::ukernel::avx512::qdot_tile;
         let epi = TileEpi {
             residual: rows % 2 == 0,
@@ -920,6 +920,12 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
             kernels.push((format!("qdot {rows} {e:?}"), qdot_tile(rows, Some(&e)).unwrap()));
             kernels.push((format!("qbyte {rows} {e:?}"), qbyte_tile(rows, Some(&e)).unwrap()));
             kernels.push((format!("qgemm {rows} {e:?}"), qgemm_tile(rows, Some(&e)).unwrap()));
+            if rows <= QBYTE_WIDE_ROWS {
+                // the instructions only: the ones of its constant pool follow the `ret`
+                let w = qbyte_wide_tile(rows, &e).unwrap();
+                assert_eq!(w.bytes.len() % 32, 0, "wide {rows}: the pool ends the function");
+                kernels.push((format!("qbyte wide {rows} {e:?}"), w.bytes[..w.code_len].to_vec()));
+            }
         }
         kernels.push((format!("qbyte {rows}"), qbyte_tile(rows, None).unwrap()));
         use kerf_targets::ukernel::{avx2::QdotGemv, avx512::qdot_gemv};

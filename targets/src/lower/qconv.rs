@@ -43,7 +43,10 @@
 //!
 //! Work split: tasks take `(image, group, unit)` units of 8 pixels (16
 //! with VNNI); each packs its own B (task scratch, `pack.rs`) and runs
-//! every row block on it.
+//! every row block on it. AVX2's byte quads without VNNI take whole units
+//! in pairs instead (`pairs.rs`): the wide tile
+//! (`ukernel::avx2::qbyte_wide_tile`, [`QBYTE_WIDE_ROWS`] channels × 16
+//! pixels) broadcasts each row's weights once for both units.
 //!
 //! Three other routes come first. A depthwise QConv (one channel per
 //! group, the only kind with padding) runs on the depthwise passes
@@ -78,7 +81,7 @@ use super::loops::mem;
 use super::{Family, Kernel, LResult};
 use crate::isa::Caps;
 use crate::ukernel::avx2::{
-    qbyte_tile, qgemm_tile, ymm_qdot_tail, ymm_tail_lanes, QdotEpi, QDOT_ROWS, YMM_TAIL_PIXELS,
+    qbyte_tile, qgemm_tile, ymm_qdot_tail, ymm_tail_lanes, QdotEpi, QBYTE_WIDE_ROWS, QDOT_ROWS, YMM_TAIL_PIXELS,
 };
 use crate::ukernel::avx512::{qdot_tail, qdot_tile, QDOT_TAIL_PIXELS};
 use crate::ukernel::epi::TileEpi;
@@ -86,6 +89,7 @@ use crate::ukernel::neon::{sdot_tile, SDOT_INPUT_OFFSET, SDOT_ROWS};
 
 mod gemv;
 mod pack;
+mod pairs;
 use gemv::{gemv, gemv_fits};
 pub(super) use pack::shuffle_mask;
 use pack::{pack_b, QuadPack};
@@ -127,6 +131,9 @@ struct Dims {
     /// with one vector of `px` pixels per row), [`SDOT_ROWS`] for
     /// AArch64's `sdot` tile.
     rows: usize,
+    /// Whole units run in pairs on AVX2's wide byte tile ([`pairs`]);
+    /// `rows` is then its [`QBYTE_WIDE_ROWS`].
+    paired: bool,
     /// What the byte tile adds to every input byte before multiplying (0,
     /// or [`SDOT_INPUT_OFFSET`] for `sdot`'s signed bytes): the zero-point
     /// correction is `(zp − offset) · Σ w`.
@@ -185,6 +192,7 @@ impl Dims {
                 2
             },
             x_offset: if quads && k.caps.dotprod { SDOT_INPUT_OFFSET } else { 0 },
+            paired: false,
         }
     }
 }
@@ -260,21 +268,6 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     if let Some(g) = gemv_fits(k, &d, window, act, q.epi.residual).filter(|_| q.out.is_real() && res_grid.is_none()) {
         return gemv(k, &d, g, (&w, kk), (&scales, &bias), quant);
     }
-    let taps = tap_offsets(&d, wd.kernel[0], wd.kernel[1], wd.dilations[0], wd.dilations[1]);
-    let a_blob = pack_weights(&d, &w, kk);
-    let x = k.input(0);
-    let out = k.output(0);
-    let res = if q.epi.residual { Some(k.input(4)) } else { None };
-    let a = k.blob(a_blob);
-    let tap = k.blob(taps.iter().flat_map(|t| t.to_le_bytes()).collect());
-    let s_p = k.blob_f32(&scales);
-    let b_p = k.blob_f32(&bias);
-
-    let units = xs[0] * d.groups * d.units;
-    let cost = (d.px * d.per_step() * d.steps * d.mg) as u64; // pixels × K × rows
-    let (lo, hi) = k.parallel_range(units, 1, cost)?;
-    let bbuf = k.task_scratch(d.steps * d.step_bytes());
-    let tail = d.pixels - d.px * (d.units - 1);
     // the assembled tiles' own epilogue (AVX2's pair and byte tiles, VNNI's):
     // full units of the real-valued form, for the activations the shared
     // tile code applies
@@ -286,6 +279,30 @@ pub fn qconv(k: &mut Kernel) -> LResult {
         }
         _ => None,
     };
+    // AVX2's byte quads without VNNI: whole units in pairs, on the wide tile
+    let d = match pairs::applies(k.caps, &d, fused.is_some()) {
+        true => Dims { rows: QBYTE_WIDE_ROWS, paired: true, ..d },
+        false => d,
+    };
+    let taps = tap_offsets(&d, wd.kernel[0], wd.kernel[1], wd.dilations[0], wd.dilations[1]);
+    let a_blob = pack_weights(&d, &w, kk);
+    let x = k.input(0);
+    let out = k.output(0);
+    let res = if q.epi.residual { Some(k.input(4)) } else { None };
+    let a = k.blob(a_blob);
+    let tap = k.blob(taps.iter().flat_map(|t| t.to_le_bytes()).collect());
+    let s_p = k.blob_f32(&scales);
+    let b_p = k.blob_f32(&bias);
+
+    // work items per image and group: units, or pairs of them
+    let (per, unit_px) = match d.paired {
+        true => (pairs::items(&d), 2 * d.px),
+        false => (d.units, d.px),
+    };
+    let cost = (unit_px * d.per_step() * d.steps * d.mg) as u64; // pixels × K × rows
+    let (lo, hi) = k.parallel_range(xs[0] * d.groups * per, 1, cost)?;
+    let bbuf = k.task_scratch(d.steps * d.step_bytes() * unit_px / d.px);
+    let tail = d.pixels - d.px * (d.units - 1);
     // `zp · Σ_k w[m, k]`, once: the fused tile's table and the sums-only
     // tiles' correction (none for pairs, which hold `x − zp`)
     let zp_terms = if quads { zero_point_terms(&d, &w, kk) } else { vec![0; 4 * d.groups * d.mg] };
@@ -297,15 +314,22 @@ pub fn qconv(k: &mut Kernel) -> LResult {
         true => Some(Assembled::new(k, &d, fused.as_ref(), tail)?),
         false => None,
     };
+    let wide = match (d.paired, &fused) {
+        (true, Some(e)) => Some(pairs::Wide::new(k, &d, e)?),
+        _ => None,
+    };
     let acc = q.out == QOut::Acc;
-    let ptrs = Ptrs { x, out, res, res_grid, a, tap, s: s_p, b: b_p, corr, table, bbuf, tiles, acc, quant };
+    let ptrs = Ptrs { x, out, res, res_grid, a, tap, s: s_p, b: b_p, corr, table, bbuf, tiles, wide, acc, quant };
     let mut result: LResult = Ok(());
     k.for_dyn(lo, hi, 1, |k, u| {
-        let jp = k.b.ins().urem_imm_u(u, d.units as i64);
-        let ng = k.b.ins().udiv_imm_u(u, d.units as i64);
+        let jp = k.b.ins().urem_imm_u(u, per as i64);
+        let ng = k.b.ins().udiv_imm_u(u, per as i64);
         let (gi, ni) = (k.b.ins().urem_imm_u(ng, d.groups as i64), k.b.ins().udiv_imm_u(ng, d.groups as i64));
         let unit = Unit { jp, gi, ni };
-        if tail == d.px {
+        if d.paired {
+            // `jp` counts pairs here
+            result = pairs::item(k, &d, act, &ptrs, &unit, tail);
+        } else if tail == d.px {
             result = unit_body(k, &d, act, &ptrs, &unit, d.px);
         } else {
             let last = k.b.ins().icmp_imm_s(IntCC::Equal, jp, (d.units - 1) as i64);
@@ -339,6 +363,8 @@ struct Ptrs {
     bbuf: Value,
     /// With AVX2, or byte quads on `dotprod`: the assembled tiles.
     tiles: Option<Assembled>,
+    /// With [`Dims::paired`]: the wide tiles.
+    wide: Option<pairs::Wide>,
     /// Store the i32 sums themselves ([`QOut::Acc`]).
     acc: bool,
     /// Store u8 through this grid (`factor`, `zp`; [`QOut::grid`]).
@@ -402,7 +428,7 @@ impl Assembled {
                 };
                 tails[i] = Some(k.code(family, bytes));
             }
-            if let Some(e) = epi {
+            if let Some(e) = epi.filter(|_| pairs::single_whole_units(d)) {
                 let (family, bytes) = match d.quads {
                     true => quads(r, Some(e))?,
                     false => (Family::Avx2, qgemm_tile(r, Some(e)).map_err(|e| format!("internal: pair tile: {e}"))?),
@@ -525,10 +551,27 @@ fn zero_point_sums(d: &Dims, w: &[f64], kk: usize) -> Vec<i32> {
 /// Packs the unit's B panels, then runs every row block; `valid` pixels of
 /// the unit are stored (`d.px`, or fewer in an image's last unit).
 fn unit_body(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, valid: usize) -> LResult {
-    let img = d.c * d.h * d.w;
-    let xb = k.addr(p.x, u.ni, img as i64);
-    let xb = k.addr(xb, u.gi, (d.cg * d.h * d.w) as i64);
-    pack_b(k, d, p, u, xb, valid);
+    let xb = unit_input(k, d, p, u);
+    pack_b(k, d, p, u, xb, valid, p.bbuf);
+    row_blocks(k, d, p, u, |k, a_blk, m0, rows| tile(k, d, act, p, u, a_blk, m0, rows, valid))
+}
+
+/// The input of unit `u`'s image and group.
+fn unit_input(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit) -> Value {
+    let xb = k.addr(p.x, u.ni, (d.c * d.h * d.w) as i64);
+    k.addr(xb, u.gi, (d.cg * d.h * d.w) as i64)
+}
+
+/// `each(k, a_blk, m0, rows)` for every block of `d.rows` output channels
+/// of unit `u`'s group (the last block possibly shorter): its packed
+/// weights and first channel.
+fn row_blocks(
+    k: &mut Kernel,
+    d: &Dims,
+    p: &Ptrs,
+    u: &Unit,
+    mut each: impl FnMut(&mut Kernel, Value, Value, usize) -> LResult,
+) -> LResult {
     let m_base = k.b.ins().imul_imm_s(u.gi, d.mg as i64);
     let a_group = k.addr(p.a, u.gi, (d.mg * d.steps * 4) as i64);
     let full = d.mg / d.rows;
@@ -538,15 +581,37 @@ fn unit_body(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, valid: usiz
         let a_blk = k.addr(a_group, blk, block_bytes);
         let m0 = k.b.ins().imul_imm_s(blk, d.rows as i64);
         let m0 = k.b.ins().iadd(m_base, m0);
-        result = result.clone().and(tile(k, d, act, p, u, a_blk, m0, d.rows, valid));
+        result = result.clone().and(each(k, a_blk, m0, d.rows));
     });
     let rest = d.mg % d.rows;
     if rest > 0 {
         let a_blk = k.add_c(a_group, full as i64 * block_bytes);
         let m0 = k.b.ins().iadd_imm_s(m_base, (full * d.rows) as i64);
-        result = result.and(tile(k, d, act, p, u, a_blk, m0, rest, valid));
+        result = result.and(each(k, a_blk, m0, rest));
     }
     result
+}
+
+/// Calls a tile with its own epilogue (`code`, signature `sig`, reading B
+/// at [`Ptrs::bbuf`]) on the block of output channels from `m0` and unit
+/// `u`'s pixels: it stores the f32 (or requantised u8) results itself.
+#[allow(clippy::too_many_arguments)]
+fn call_fused(
+    k: &mut Kernel,
+    d: &Dims,
+    p: &Ptrs,
+    u: &Unit,
+    (code, sig): (Value, SigRef),
+    table: Value,
+    a_blk: Value,
+    m0: Value,
+) {
+    let e = out_index(k, d, u, m0);
+    let out = k.addr(p.out, e, if p.quant.is_some() { 1 } else { 4 });
+    let res = p.res.map_or(out, |r| k.addr(r, e, res_bytes(p.res_grid)));
+    let tab = k.addr(table, m0, 12);
+    let n = k.ic(d.steps as i64);
+    k.b.ins().call_indirect(sig, code, &[a_blk, p.bbuf, out, n, tab, res]);
 }
 
 /// One register tile: `rows` output channels from `m0` × the unit's
@@ -566,13 +631,7 @@ fn tile(
     let which = usize::from(rows != d.rows);
     let fused = p.tiles.as_ref().and_then(|t| Some((t.fused[which]?, t)));
     if let (Some((code, t)), Some(table), true) = (fused, p.table, valid == d.px) {
-        // the tile stores the f32 (or requantised u8) results itself
-        let e = out_index(k, d, u, m0);
-        let out = k.addr(p.out, e, if p.quant.is_some() { 1 } else { 4 });
-        let res = p.res.map_or(out, |r| k.addr(r, e, res_bytes(p.res_grid)));
-        let tab = k.addr(table, m0, 12);
-        let n = k.ic(d.steps as i64);
-        k.b.ins().call_indirect(t.sig, code, &[a_blk, p.bbuf, out, n, tab, res]);
+        call_fused(k, d, p, u, (code, t.sig), table, a_blk, m0);
         return Ok(());
     }
     // the tail products for a last unit of few pixels, else the sums-only tile

@@ -36,6 +36,16 @@ pub mod vmath;
 use iced_x86::code_asm::{AsmRegister64, CodeAssembler};
 use iced_x86::IcedError;
 
+/// A leaf micro-kernel with a constant pool: its instructions first
+/// (`code_len` bytes, ending with `vzeroupper; ret`), then the constants
+/// they read rip-relative, 32-byte aligned from the function's start.
+pub struct PooledCode {
+    /// The whole function.
+    pub bytes: Vec<u8>,
+    /// Bytes of instructions before the pool.
+    pub code_len: usize,
+}
+
 /// A loop run `n` times (the register counts down; zero runs nothing):
 /// the tiles' K loops, the depthwise passes' rows and groups.
 pub(crate) fn counted_loop(

@@ -31,6 +31,7 @@ use std::sync::OnceLock;
 use iced_x86::code_asm::*;
 use iced_x86::BlockEncoderOptions;
 
+use super::PooledCode;
 use crate::math::{self, Emit};
 
 /// A function the streams compute.
@@ -260,19 +261,10 @@ enum Loc {
     Pool(usize),
 }
 
-/// An assembled stream: the function's bytes, its instructions first
-/// (`code_len` bytes, ending with `ret`), then its constant pool.
-pub struct StreamCode {
-    /// The whole function.
-    pub bytes: Vec<u8>,
-    /// Bytes of instructions before the pool.
-    pub code_len: usize,
-}
-
 /// Machine code of the stream of `f` (arguments `src`, `dst`, `n`
 /// vectors), assembled once per process: the bytes depend on `f` alone.
-pub fn stream(f: VFn) -> Result<&'static StreamCode, String> {
-    static CODE: [OnceLock<Result<StreamCode, String>>; VFn::ALL.len()] = [const { OnceLock::new() }; VFn::ALL.len()];
+pub fn stream(f: VFn) -> Result<&'static PooledCode, String> {
+    static CODE: [OnceLock<Result<PooledCode, String>>; VFn::ALL.len()] = [const { OnceLock::new() }; VFn::ALL.len()];
     let i = VFn::ALL.iter().position(|&g| g == f).unwrap_or(0);
     CODE[i].get_or_init(|| assemble_stream(f)).as_ref().map_err(Clone::clone)
 }
@@ -281,7 +273,7 @@ pub fn stream(f: VFn) -> Result<&'static StreamCode, String> {
 /// one-vector body, scheduled once, then assembled: once to learn where
 /// the code ends, again with the pool padded to a 32-byte boundary (the
 /// function is 64-byte aligned).
-fn assemble_stream(f: VFn) -> Result<StreamCode, String> {
+fn assemble_stream(f: VFn) -> Result<PooledCode, String> {
     let t = f.trace();
     let one = plan(&t, 1).ok_or_else(|| format!("vmath {f:?}: one vector needs more than 16 registers"))?;
     let wide = (2..=MAX_WIDTH).rev().find_map(|u| plan(&t, u).map(|s| (u, s)));
@@ -294,7 +286,7 @@ fn assemble_stream(f: VFn) -> Result<StreamCode, String> {
     if at != code_len + pad || at % 32 != 0 {
         return Err(format!("vmath {f:?}: constant pool at offset {at}, code ends at {code_len}"));
     }
-    Ok(StreamCode { bytes, code_len })
+    Ok(PooledCode { bytes, code_len })
 }
 
 /// A scheduled operation of one copy: operand locations, the constants

@@ -17,11 +17,13 @@ use crate::ukernel::avx2::{quad_pack, quad_pack_table};
 /// one `ymm`), or `[k quad][pixel][4]` raw u8, packed in halves of 8
 /// pixels (32 bytes of each step). Pixels past `valid` repeat the last
 /// valid one (never stored), or, for the tail products, are not packed.
-pub(super) fn pack_b(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit, xb: Value, valid: usize) {
+/// Into `dst` ([`Ptrs::bbuf`], or further on in it for a pair's second
+/// unit).
+pub(super) fn pack_b(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit, xb: Value, valid: usize, dst: Value) {
     let first = k.b.ins().imul_imm_s(u.jp, d.px as i64);
     match p.tiles.as_ref().and_then(|t| t.pack.as_ref()) {
-        Some(pack) if valid == d.px => pack.call(k, d, p, (xb, u.jp, first)),
-        _ => pack_halves(k, d, p, (xb, first), valid),
+        Some(pack) if valid == d.px => pack.call(k, d, p, (xb, u.jp, first), dst),
+        _ => pack_halves(k, d, p, (xb, first), valid, dst),
     }
 }
 
@@ -91,12 +93,12 @@ impl QuadPack {
     /// Packs the whole unit `jp` (of the image), starting at pixel
     /// `first`: its entry (masks, and the row count at byte 96) picks the
     /// variant.
-    fn call(&self, k: &mut Kernel, d: &Dims, p: &Ptrs, (xb, jp, first): (Value, Value, Value)) {
+    fn call(&self, k: &mut Kernel, d: &Dims, p: &Ptrs, (xb, jp, first): (Value, Value, Value), dst: Value) {
         let base = pixel_base(k, d, xb, first, 0);
         let at = k.b.ins().urem_imm_u(jp, self.period as i64);
         let tab = k.addr(self.table, at, PACK_TABLE as i64);
         let n = k.ic(d.steps as i64);
-        let args = [base, p.tap, p.bbuf, n, tab];
+        let args = [base, p.tap, dst, n, tab];
         if let [(_, code)] = self.code[..] {
             k.b.ins().call_indirect(self.sig, code, &args);
             return;
@@ -112,14 +114,14 @@ impl QuadPack {
 }
 
 /// [`pack_b`] in halves of 8 pixels, each on its vector or scalar path.
-fn pack_halves(k: &mut Kernel, d: &Dims, p: &Ptrs, (xb, first): (Value, Value), valid: usize) {
+fn pack_halves(k: &mut Kernel, d: &Dims, p: &Ptrs, (xb, first): (Value, Value), valid: usize, to: Value) {
     // the tail products read only the valid pixels
     let tail = valid < d.px && p.tiles.as_ref().is_some_and(|t| t.index.is_some());
     for h in 0..d.px / 8 {
         if tail && 8 * h >= valid {
             break;
         }
-        let dst = k.add_c(p.bbuf, 32 * h as i64);
+        let dst = k.add_c(to, 32 * h as i64);
         pack_half(k, d, (p, dst), (xb, first), 8 * h, valid, tail);
     }
 }
