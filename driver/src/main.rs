@@ -1,7 +1,8 @@
 //! `kerf`: the command-line driver.
 //!
 //! Errors are printed like rustc's (`error: node 'conv_3' (Conv): ...`) with
-//! exit code 1; a user mistake never produces a panic or a backtrace.
+//! exit code 1, a malformed command line (clap's message) included; a user
+//! mistake never produces a panic or a backtrace.
 
 mod bench;
 mod compile;
@@ -43,7 +44,18 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // `--help` and `--version`: printed, exit 0
+        Err(e) if !e.use_stderr() => e.exit(),
+        // a malformed command line is a user error like any other: exit 1
+        // (clap's own `exit` would give 2)
+        Err(e) => {
+            // a failed write to stderr leaves nothing else to report it on
+            let _ = e.print();
+            return ExitCode::from(1);
+        }
+    };
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(&args),
         Command::Compile(args) => compile::run(&args),

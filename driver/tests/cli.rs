@@ -110,7 +110,7 @@ fn dynamic_dims_need_input_shape() {
     let j: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
     assert_eq!(j["outputs"][0]["shape"], serde_json::json!([3, 4]));
     let bad = kerf(&["inspect", "--input-shape", "x=3,-4", m.to_str().unwrap()]);
-    assert_eq!(bad.status.code(), Some(2), "clap rejects a malformed --input-shape");
+    assert_user_error(&bad, &["--input-shape"]);
 }
 
 /// `inspect` and `compile`/`run` go through one pipeline: a repeated
@@ -375,4 +375,38 @@ fn residual_flag_is_checked() {
     let p = |f: &str| m.join(f).to_str().unwrap().to_string();
     let o = kerf(&["run", &p("model.onnx"), "--quantize", "int8", "--calib", &p("calib_x.npy"), "--residual", "int4"]);
     assert_user_error(&o, &["--residual", "'int4'", "f32, int8"]);
+}
+
+/// Issue 15's bad input, as a user meets it: pruning flags on a model
+/// without 3x3 convs compile it dense with a note per layer (not an
+/// error); fractions, ranks and pattern counts out of range, a missing or
+/// absent calibration file, `--calib` alone and a malformed number are
+/// errors naming what is wrong, exit 1, before any work.
+#[test]
+fn compression_flags_are_checked() {
+    let m = fixtures().join("models/digits_mlp");
+    let p = |f: &str| m.join(f).to_str().unwrap().to_string();
+    let (model, calib) = (p("model.onnx"), p("calib_x.npy"));
+    let dir = std::env::temp_dir().join(format!("kerf-cli-flags-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let obj = dir.join("m.o");
+    let compile = |extra: &[&str]| kerf(&[&["compile", &model, "-o", obj.to_str().unwrap()], extra].concat());
+    let o = compile(&["--prune-patterns", "8", "--calib", &calib]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // the per-layer report goes to stderr, beside the compile summary
+    let err = stderr(&o);
+    assert_eq!(err.matches("pruning applies to 3x3 convs only: left dense").count(), 3, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+    for (flags, needles) in [
+        (&["--connectivity", "1.5"][..], &["connectivity = 1.5", "[0, 1)"][..]),
+        (&["--low-rank", "0"], &["low_rank = 0", "(0, 1)"]),
+        (&["--prune-patterns", "99"], &["patterns = 99", "56"]),
+        (&["--prune-nm", "5:4"], &["--prune-nm '5:4'", "N:M"]),
+        (&["--connectivity", "abc"], &["'abc'", "--connectivity"]),
+    ] {
+        assert_user_error(&compile(&[flags, &["--calib", &calib]].concat()), needles);
+    }
+    assert_user_error(&compile(&["--prune-patterns", "8"]), &["calibration data", "--calib"]);
+    assert_user_error(&compile(&["--prune-patterns", "8", "--calib", "/nonexistent/c.npy"]), &["/nonexistent/c.npy"]);
+    assert_user_error(&compile(&["--calib", &calib]), &["--calib given without a compression flag"]);
 }
