@@ -7,11 +7,14 @@
 //!
 //! Models: the fixture models digits_mlp, digits_cnn, ds_cnn_kws,
 //! lstm_kws, gru_kws, tiny_transformer and the generated mobilenet_v2
-//! (`testsuite/run-all.sh` makes it), digits_cnn compressed two ways —
-//! pattern pruning + int8 on the f32 kernels, and int8 on the integer conv
-//! kernel — and tiny_transformer in int8 (its products on the one-pixel
-//! product with `dotprod`, f32 on the grid elsewhere), against the host
-//! JIT with the baseline preset. All models of one ISA are linked into
+//! (`testsuite/run-all.sh` makes it), and compressed models against the
+//! host JIT with the baseline preset running the same graph: digits_cnn
+//! with pattern pruning + int8 (kernel-by-kernel patterns on the f32
+//! pattern kernels; patterns shared by channel quads on the integer
+//! pattern kernel where the target has one), int8 on the integer conv
+//! kernel, low rank + int8 and Tucker-2; digits_mlp at 2:4 + int8; and
+//! tiny_transformer in int8 (its products on the one-pixel product with
+//! `dotprod`, f32 on the grid elsewhere). All models of one ISA are linked into
 //! one program and run in one process; the five targets run as parallel tests.
 //!
 //! Tolerance per output tensor, against the ONNX Runtime reference: every
@@ -73,12 +76,22 @@ fn run_target(t: &Target) {
     // target has one (`dotprod`), else f32 on the grid
     let int8 = "[default]\nquant = \"int8\"\n";
     let pruned = "[default]\nquant = \"int8\"\npatterns = 8\nconnectivity = 0.25\n";
-    for (name, model, plan, int8_kernels, qconvs) in [
-        ("digits_cnn_pruned", "digits_cnn", pruned, false, false),
-        ("digits_cnn_int8", "digits_cnn", int8, true, true),
-        ("tiny_transformer_int8", "tiny_transformer", int8, true, t.cpu == "dotprod"),
+    let quads = "[default]\nquant = \"int8\"\npatterns = 8\nconnectivity = 0.25\npattern_group = 4\n";
+    let low_rank = "[default]\nquant = \"int8\"\nlow_rank = 16\n";
+    let tucker = "[default]\ntucker = [8, 16]\n";
+    let nm = "[default]\nquant = \"int8\"\nnm = \"2:4\"\n";
+    // (name, fixture, plan, the int8 rule group, whether QConvs must be
+    // there (None: either), whether the plan removes MACs)
+    for (name, model, plan, int8_kernels, qconvs, fewer) in [
+        ("digits_cnn_pruned", "digits_cnn", pruned, false, Some(false), true),
+        ("digits_cnn_quads", "digits_cnn", quads, true, None, true),
+        ("digits_cnn_int8", "digits_cnn", int8, true, Some(true), false),
+        ("digits_cnn_low_rank", "digits_cnn", low_rank, true, None, true),
+        ("digits_cnn_tucker", "digits_cnn", tucker, false, Some(false), true),
+        ("digits_mlp_nm", "digits_mlp", nm, true, None, true),
+        ("tiny_transformer_int8", "tiny_transformer", int8, true, Some(t.cpu == "dotprod"), false),
     ] {
-        let (g, art, inputs, want) = compressed(t, (name, model), plan, (int8_kernels, qconvs));
+        let (g, art, inputs, want) = compressed(t, (name, model), plan, (int8_kernels, qconvs, fewer));
         let case_dir = scratch.join(name);
         e2e::write_inputs(&case_dir, &inputs).unwrap_or_else(|e| panic!("{e}"));
         objects.push((name.to_string(), art.object));
@@ -112,14 +125,16 @@ fn run_target(t: &Target) {
 
 /// The fixture `model` compressed by `plan` for `t` (with the `int8` group
 /// when `int8_kernels`; calibrated on its `calib_x.npy`, else its input):
-/// the graph, which must hold `QConv`s where `qconvs` says, the artifact,
+/// the graph, which must hold `QConv`s where `qconvs` says (`None`: it may
+/// or may not, as the target's kernels decide) and fewer MACs than the
+/// model where `fewer` says (the compression report's totals), the artifact,
 /// the inputs and the host JIT's outputs on them (baseline preset, so the
 /// reference is CPU-independent).
 fn compressed(
     t: &Target,
     (name, model): (&str, &str),
     plan: &str,
-    (int8_kernels, want_qconvs): (bool, bool),
+    (int8_kernels, want_qconvs, fewer): (bool, Option<bool>, bool),
 ) -> (kerf_ir::Graph, kerf_targets::Artifact, Vec<kerf_ir::Tensor>, Vec<kerf_ir::Tensor>) {
     let dir = e2e::testsuite_dir().join("fixtures/models").join(model);
     let plan = kerf_compress::Plan::parse(plan).unwrap_or_else(|e| panic!("{e}"));
@@ -134,9 +149,14 @@ fn compressed(
         .target(t.target())
         .compression(plan, calib)
         .pass_options(passes);
-    let g = s.graph().unwrap_or_else(|e| panic!("{}: {name}: {e}", t.label)).graph;
+    let opt = s.graph().unwrap_or_else(|e| panic!("{}: {name}: {e}", t.label));
+    let (macs, kept, ..) = opt.compression.as_ref().map(|r| r.totals()).unwrap_or_else(|| panic!("{name}: no report"));
+    assert_eq!(kept < macs, fewer, "{name}: MACs {macs} -> {kept}");
+    let g = opt.graph;
     let qconvs = g.nodes.iter().filter(|n| matches!(n.op, kerf_ir::Op::QConv(_))).count();
-    assert_eq!(qconvs > 0, want_qconvs, "{name}: {qconvs} QConv nodes");
+    if let Some(want) = want_qconvs {
+        assert_eq!(qconvs > 0, want, "{name}: {qconvs} QConv nodes");
+    }
     let art = s.compile(&g).unwrap_or_else(|e| panic!("{}: {name}: compile: {e}", t.label));
     let inputs = e2e::read_numbered(&dir, "input").unwrap_or_else(|e| panic!("{name}: {e}"));
     // the host's baseline preset: the same reference bits on every x86-64
