@@ -368,11 +368,55 @@ def build_residual_cnn(seed: int) -> Builder:
     return b
 
 
+def pattern_prune(rng: np.random.Generator, w: np.ndarray, patterns: int, connectivity: float) -> np.ndarray:
+    """What a training-time tool leaves in a 3x3 conv weight (PatDNN's
+    form, chosen here by magnitude as such tools do): every kernel keeps
+    the 4 taps of one of `patterns` centred 4-tap masks (the one keeping
+    the most of its magnitude), and the `connectivity` fraction of kernels
+    with the least magnitude left are zeroed whole."""
+    taps = [i for i in range(9) if i != 4]
+    lib = []
+    while len(lib) < patterns:
+        m = np.zeros(9, bool)
+        m[4] = True
+        m[rng.choice(taps, 3, replace=False)] = True
+        if not any((m == l).all() for l in lib):
+            lib.append(m)
+    lib = np.array(lib, np.float32)  # [patterns, 9]
+    k = w.reshape(-1, 9)
+    best = np.argmax((k * k) @ lib.T, axis=1)
+    k = k * lib[best]
+    mag = (k * k).sum(axis=1)
+    k[np.argsort(mag, kind="stable")[: int(connectivity * len(k))]] = 0.0
+    return k.reshape(w.shape).astype(np.float32)
+
+
+def build_pattern_pruned_cnn(seed: int) -> Builder:
+    """Three 3x3 convs over 32 channels of 28x28 (stem, two pruned), a
+    global pool and a 10-way Gemm; the two 32-channel convs' weights are
+    pattern-pruned as a training script would leave them (8 patterns, half
+    the kernels removed: `pattern_prune`), so `kerf compile` without any
+    compression flag should find the structure and run the pattern
+    kernels."""
+    b = Builder(seed)
+    x = b.conv("/stem", "input", 3, 32, 3, 1, 1, bias=True)
+    x = b.op("Relu", "/stem_relu", [x])
+    for i in range(2):
+        w = pattern_prune(b.rng, b.he_normal((32, 32, 3, 3), 32 * 9), 8, 0.5)
+        x = b.conv(f"/conv{i}", x, 32, 32, 3, 1, 1, bias=True, w=w)
+        x = b.op("Relu", f"/relu{i}", [x])
+    x = b.op("GlobalAveragePool", "/pool", [x])
+    x = b.op("Flatten", "", [x], axis=1)
+    b.gemm("/fc", x, 32, 10, "fc", output="output")
+    return b
+
+
 # ------------------------------------------------------------------------------------------
 # driver
 # ------------------------------------------------------------------------------------------
 NAMES = ["mobilenet_v2", "mobilenet_v2_bn", "resnet18", "resnet18_bn", "squeezenet1_1", "tiny_transformer",
-         "tiny_transformer_affine", "lstm_kws", "gru_kws", "lstm_bidir_kws", "bn_convnet", "residual_cnn"]
+         "tiny_transformer_affine", "lstm_kws", "gru_kws", "lstm_bidir_kws", "bn_convnet", "residual_cnn",
+         "pattern_pruned_cnn"]
 
 
 def _io(shape_in, shape_out):
@@ -448,6 +492,13 @@ def make_all(only: set[str] | None):
         yield "residual_cnn", "two ResNet basic blocks (16 channels, 16x16) with residual Adds, pool, fc10, " \
                               "1x3x16x16", 113, b.model(ins, outs), \
             np.random.default_rng(114).standard_normal(shape).astype(np.float32)
+    if want("pattern_pruned_cnn"):
+        b = build_pattern_pruned_cnn(115)
+        shape = [1, 3, 28, 28]
+        ins, outs = _io(shape, [1, 10])
+        yield "pattern_pruned_cnn", "three 3x3 convs (32 channels, 28x28), two pattern-pruned by numpy (8 " \
+                                    "patterns, 50% connectivity), pool, fc10, 1x3x28x28", 115, b.model(ins, outs), \
+            np.random.default_rng(116).standard_normal(shape).astype(np.float32)
 
 
 def write_model(out_dir: str, name: str, desc: str, seed: int, model: onnx.ModelProto, x: np.ndarray) -> dict:
