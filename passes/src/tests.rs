@@ -70,6 +70,40 @@ fn optimizes_a_small_model() {
     assert!(e.ends_with("(known: cleanup, reshape, bn-fold, const-fold, winograd, fusion, int8, chain)"), "{e}");
 }
 
+/// A squeeze-excitation gate as exporters spell it, `relu6(conv + 3)/6`:
+/// `recognise-hardsigmoid` (cleanup) makes it one HardSigmoid, and
+/// `fuse-conv-hardsigmoid` (fusion) folds it into the conv, which then
+/// clamps to `[0, 1]` in its epilogue: one kernel where there were four.
+#[test]
+fn a_spelt_out_hardsigmoid_gate_becomes_one_conv() {
+    let src = r#"
+graph "gate"
+  input %0 "x": f32[1,8,1,1]
+  const %1 "w": f32[4,8,1,1] = iota(-0.4, 0.025)
+  const %2 "b": f32[4] = [0.1,-0.2,0.3,0.0]
+  const %3 "three": f32[] = [3.0]
+  const %4 "six": f32[] = [6.0]
+  %5 = Conv{kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1, layer="se"}(%0, %1, %2): f32[1,4,1,1] @"se"
+  %6 = Add(%5, %3): f32[1,4,1,1] @"add"
+  %7 = Clip{min=0.0, max=6.0}(%6): f32[1,4,1,1] @"relu6"
+  %8 = Div(%7, %4): f32[1,4,1,1] @"div"
+  output "gate" = %8
+"#;
+    let g = text::parse(src).unwrap();
+    let (out, _) = optimize(&g, &PassOptions::default()).unwrap();
+    let t = text::print(&out);
+    let ops: Vec<&str> = out.nodes.iter().map(|n| n.op.name()).collect();
+    assert_eq!(ops, ["ConvFused"], "{t}");
+    assert!(t.contains("act=Clip") && t.contains("act_max=1.0"), "{t}");
+    for seed in [1, 2] {
+        let x = Tensor::from_f32(vec![1, 8, 1, 1], &random(seed, 8, -20.0, 20.0)).unwrap();
+        let (a, b) = (interpret(&g, std::slice::from_ref(&x)), interpret(&out, &[x]));
+        for (p, q) in a[0].to_f32_vec().iter().zip(b[0].to_f32_vec()) {
+            assert!((p - q).abs() <= 1e-6, "{p} vs {q}");
+        }
+    }
+}
+
 #[test]
 fn output_is_deterministic() {
     let g = text::parse(MINI).unwrap();

@@ -19,7 +19,7 @@
 
 use egg::Id;
 use kerf_ir::op::Gemm;
-use kerf_ir::{infer, BinaryOp, DType, Op, Origin, Tensor, WeightGrid, WeightId, F32};
+use kerf_ir::{infer, BinaryOp, DType, Op, Origin, Tensor, UnaryOp, WeightGrid, WeightId, F32};
 
 use super::{add_union, rewrite, KRewrite, Rule};
 use crate::analysis::{KEGraph, MemoKey};
@@ -58,6 +58,9 @@ enum Norm {
     Scale(WeightId),
     /// A per-channel shift.
     Shift(WeightId),
+    /// `alpha · y + beta` on every channel: a HardSigmoid's affine step
+    /// (the fusion group's [`conv_affine`]).
+    Affine(F32, F32),
 }
 
 /// A match of `bn-fold-conv`, `bn-fold-gemm` or `fold-conv-affine`: the
@@ -143,6 +146,7 @@ fn scale_shift(eg: &KEGraph, m: &BnMatch, c: usize) -> (Vec<f64>, Vec<f64>, Vec<
         }
         Norm::Scale(w) => (per_channel(w), vec![0.0; c], vec![0.0; c]),
         Norm::Shift(w) => (vec![1.0; c], vec![0.0; c], per_channel(w)),
+        Norm::Affine(alpha, beta) => (vec![alpha.get() as f64; c], vec![0.0; c], vec![beta.get() as f64; c]),
     }
 }
 
@@ -152,6 +156,7 @@ fn norm_parts(n: Norm) -> (Op, Vec<WeightId>) {
         Norm::Bn(epsilon, bn) => (Op::BatchNorm { epsilon }, bn.to_vec()),
         Norm::Scale(w) => (Op::Binary(BinaryOp::Mul), vec![w]),
         Norm::Shift(w) => (Op::Binary(BinaryOp::Add), vec![w]),
+        Norm::Affine(alpha, beta) => (Op::Unary(UnaryOp::HardSigmoid { alpha, beta }), vec![]),
     }
 }
 
@@ -286,6 +291,7 @@ fn compute(eg: &mut KEGraph, m: &BnMatch) -> Option<Vec<WeightId>> {
         Norm::Bn(..) => "bn",
         Norm::Scale(_) => "scaled",
         Norm::Shift(_) => "shifted",
+        Norm::Affine(..) => "affine",
     };
     let w_id = add_weight(eg, format!("{wname}.{suffix}"), w2, &src);
     if keeps_layout {
@@ -324,6 +330,25 @@ fn fold_grid(g: &WeightGrid, wt: &Tensor, s: &[f64], axis: usize) -> Option<(Ten
         .collect();
     let t = Tensor::from_f32(wt.shape().to_vec(), &v).ok()?;
     Some((t, WeightGrid { axis, scales }))
+}
+
+/// The constant weight and bias of `Conv(x, W, b)` (`conv`, a bias
+/// present or not) scaled so that the conv computes `alpha · Conv(x, W, b)
+/// + beta`: `(W·alpha, b·alpha + beta)`, the module docs' identity with
+/// `s = alpha`, `mean = 0`, `bias = beta`, memoized under `rule` like the
+/// group's own folds. `None` where the fold does not apply.
+pub(super) fn conv_affine(
+    eg: &mut KEGraph,
+    rule: &'static str,
+    (conv, x): (&Op, Id),
+    (w, b): (WeightId, Option<WeightId>),
+    (alpha, beta): (F32, F32),
+) -> Option<(WeightId, WeightId)> {
+    let m = BnMatch { op: conv.clone(), x, w, b, norm: Norm::Affine(alpha, beta) };
+    match folded(eg, rule, &m)?.as_slice() {
+        [w, b] => Some((*w, *b)),
+        _ => None,
+    }
 }
 
 fn apply(eg: &mut KEGraph, rule: &'static str, class: Id, m: &BnMatch) -> Vec<Id> {

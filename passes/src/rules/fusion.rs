@@ -6,6 +6,17 @@
 //!   HardSwish, Sigmoid, Tanh or Gelu ([`Epilogue::fusable`]) and class `c` holds a direct
 //!   f32 `Conv(x, w, b)` (or a `ConvFused` without an activation); it adds
 //!   `ConvFused{act}(x, w, b[, r])` to the activation's class.
+//! - `fuse-conv-hardsigmoid` matches `HardSigmoid{alpha, beta}(c)` where
+//!   class `c` holds such a conv without a residual and with constant
+//!   weight and bias; it adds `ConvFused{Clip(0, 1)}(x, alpha·w, alpha·b +
+//!   beta)`: the conv computes the HardSigmoid's affine step itself (the
+//!   `bn-fold` identity, `bn_fold::conv_affine`) and its epilogue the
+//!   clamp. Sound up to rounding, as BatchNorm folding is: `clamp(alpha·(w∗x
+//!   + b) + beta, 0, 1) = clamp((alpha·w)∗x + (alpha·b + beta), 0, 1)` in
+//!   exact arithmetic; the folded weights round once each (f64, then f32).
+//!   The SE gates of MobileNetV3-style networks (a 1x1 conv, then a
+//!   HardSigmoid, spelt `relu6(x + 3)/6` by some exporters, which
+//!   `recognise-hardsigmoid` has made one op) become one kernel.
 //! - `fuse-conv-residual` matches `Add(c, y)` or `Add(y, c)` where `c` holds
 //!   a direct `Conv(x, w, b)` and `y` has exactly the conv output's type (no
 //!   broadcasting); it adds `ConvFused{residual}(x, w, b, y)`.
@@ -38,11 +49,11 @@
 use egg::Id;
 use kerf_ir::op::{Conv, ConvAlgo, Epilogue, Gemm};
 use kerf_ir::Layer;
-use kerf_ir::{BinaryOp, DType, Op, UnaryOp};
+use kerf_ir::{BinaryOp, DType, Op, UnaryOp, WeightId, F32};
 
 use super::{add_union, rewrite, single_user, KRewrite, Rule};
 use crate::analysis::KEGraph;
-use crate::lang::KNode;
+use crate::lang::{KNode, NodeOp};
 
 /// A conv (plain or fused without activation) found in a class.
 #[derive(Clone)]
@@ -141,6 +152,48 @@ impl Rule for FuseAct {
         let (f, u) = m;
         let op = Op::ConvFused(f.conv.clone(), Epilogue { act: Some(*u), residual: f.epi.residual });
         add_union(eg, class, KNode::op(op, f.children.clone()))
+    }
+}
+
+/// `fuse-conv-hardsigmoid` (see the module docs): matches `HardSigmoid` of a
+/// single-use f32 direct or Winograd conv with constant weight and bias and
+/// no residual, and adds the `ConvFused` with the affine step folded into
+/// its weights and `Clip(0, 1)` as its activation to the HardSigmoid's class.
+pub struct FuseHardSigmoid;
+
+/// A conv a HardSigmoid folds into: the conv, its weight and bias, and
+/// the HardSigmoid's `(alpha, beta)`.
+type HardSigmoidMatch = (Found, (WeightId, WeightId), (F32, F32));
+
+impl Rule for FuseHardSigmoid {
+    type Match = HardSigmoidMatch;
+    fn name(&self) -> &'static str {
+        "fuse-conv-hardsigmoid"
+    }
+    fn find(&self, eg: &KEGraph, class: Id, out: &mut Vec<HardSigmoidMatch>) {
+        for n in &eg[class].nodes {
+            let Some(&Op::Unary(UnaryOp::HardSigmoid { alpha, beta })) = n.kerf_op() else { continue };
+            let Some(&c) = n.children.first().filter(|&&c| single_user(eg, c, class)) else { continue };
+            for f in convs(eg, c, false) {
+                let consts = (eg[f.children[1]].data.constant, eg[f.children[2]].data.constant);
+                if let (false, (Some(w), Some(b))) = (f.epi.residual, consts) {
+                    out.push((f, (w, b), (alpha, beta)));
+                }
+            }
+        }
+    }
+    fn apply(&self, eg: &mut KEGraph, class: Id, m: &HardSigmoidMatch) -> Vec<Id> {
+        let (f, (w, b), affine) = m;
+        let conv = Op::Conv(f.conv.clone());
+        let Some((w, b)) =
+            super::bn_fold::conv_affine(eg, self.name(), (&conv, f.children[0]), (*w, Some(*b)), *affine)
+        else {
+            return vec![];
+        };
+        let (w, b) = (eg.add(KNode::leaf(NodeOp::Const(w))), eg.add(KNode::leaf(NodeOp::Const(b))));
+        let clip = UnaryOp::Clip { min: F32::new(0.0), max: F32::new(1.0) };
+        let op = Op::ConvFused(f.conv.clone(), Epilogue { act: Some(clip), residual: false });
+        add_union(eg, class, KNode::op(op, vec![f.children[0], w, b]))
     }
 }
 
@@ -319,6 +372,7 @@ pub fn rules() -> Vec<KRewrite> {
     vec![
         rewrite(FuseResidual),
         rewrite(FuseAct),
+        rewrite(FuseHardSigmoid),
         rewrite(FuseMatMulBias),
         rewrite(FuseMatMulResidual),
         rewrite(FuseMatMulAct),
@@ -370,6 +424,22 @@ mod tests {
              output \"o\" = %4\n"
         ));
         assert!(out.contains("act=Clip") && out.contains("act_max=6.0"), "{out}");
+    }
+
+    #[test]
+    fn hardsigmoid_folds_into_the_conv_as_a_clip() {
+        let out = fuse(&format!(
+            "  %3 = {CONV}(%0, %1, %2): f32[1,4,5,5] @\"c\"\n  %4 = HardSigmoid{{alpha=0.2, beta=0.5}}(%3): f32[1,4,5,5]\n  \
+             output \"o\" = %4\n"
+        ));
+        assert!(out.contains("act=Clip") && out.contains("act_max=1.0") && !out.contains("HardSigmoid"), "{out}");
+        assert!(out.contains("\"w.affine\"") && out.contains("\"w.affine_bias\""), "{out}");
+        // after a residual add the affine step would scale the residual too: it stays
+        let out = fuse(&format!(
+            "  %3 = {CONV}(%0, %1, %2): f32[1,4,5,5] @\"c\"\n  %4 = Add(%3, %9): f32[1,4,5,5]\n  \
+             %5 = HardSigmoid{{alpha=0.2, beta=0.5}}(%4): f32[1,4,5,5]\n  output \"o\" = %5\n"
+        ));
+        assert!(out.contains("residual=true") && out.contains("= HardSigmoid{"), "{out}");
     }
 
     #[test]
