@@ -10,7 +10,7 @@
 //! [default]
 //! quant = "int8"            # "f32" | "int8"
 //! rounding = "gptq"         # "nearest" | "gptq"
-//! observer = "mse"          # "minmax" | "percentile" | "mse"
+//! observer = "mse"          # "minmax" | "percentile" | "mse" | "kl"
 //! patterns = 8              # pattern library size for 3x3 convs; 0 = no pattern pruning
 //! connectivity = 0.25       # fraction of 3x3 kernels removed whole
 //! pattern_group = 4         # input channels sharing one pattern (and removed together); 1 = per kernel

@@ -578,6 +578,27 @@ mod tests {
     }
 
     #[test]
+    fn percentile_drops_the_outermost_hundredth_of_a_percent() {
+        // 100,000 values in [0, 1) and five outliers on either side: the
+        // 0.01% and 99.99% quantiles fall inside the bulk, so the grid
+        // covers [0, 0.999]; min/max covers [−100, 100]
+        let mut o = RangeObserver::new(1 << 20);
+        let mut v: Vec<f32> = (0..100_000).map(|i| (i % 1000) as f32 / 1000.0).collect();
+        v.extend([100.0; 5]);
+        v.extend([-100.0; 5]);
+        o.add(&v, "x").unwrap_or_else(|e| panic!("{e}"));
+        let (p, mm) = (o.choose(Observer::Percentile), o.choose(Observer::MinMax));
+        assert_eq!(p, ActQuant::covering(0.0, 0.999), "percentile {p:?}");
+        assert_eq!(mm, ActQuant::covering(-100.0, 100.0), "minmax {mm:?}");
+        // a tail of 0.1% is kept: it is more than the quantile drops
+        let mut t = RangeObserver::new(1 << 20);
+        let mut v: Vec<f32> = (0..100_000).map(|i| (i % 1000) as f32 / 1000.0).collect();
+        v.extend([100.0; 100]);
+        t.add(&v, "t").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.choose(Observer::Percentile), ActQuant::covering(0.0, 100.0));
+    }
+
+    #[test]
     fn mse_clips_a_rare_outlier_and_never_loses_to_minmax() {
         // a million values in [0, 1) and one at 2: the rounding error saved
         // on the many outweighs the clipping error of the one

@@ -379,7 +379,7 @@ fn residual_flag_is_checked() {
 
 /// Issue 15's bad input, as a user meets it: pruning flags on a model
 /// without 3x3 convs compile it dense with a note per layer (not an
-/// error); fractions, ranks and pattern counts out of range, a missing or
+/// error); `--calib` given a folder reads `<input>.npy` from it; fractions, ranks and pattern counts out of range, a missing or
 /// absent calibration file, `--calib` alone and a malformed number are
 /// errors naming what is wrong, exit 1, before any work.
 #[test]
@@ -396,6 +396,14 @@ fn compression_flags_are_checked() {
     // the per-layer report goes to stderr, beside the compile summary
     let err = stderr(&o);
     assert_eq!(err.matches("pruning applies to 3x3 convs only: left dense").count(), 3, "{err}");
+    // a folder of `<input>.npy` files calibrates too; one without them is an error naming the file
+    let folder = dir.join("calib");
+    std::fs::create_dir_all(&folder).unwrap();
+    let o = compile(&["--quantize", "int8", "--calib", folder.to_str().unwrap()]);
+    assert_user_error(&o, &["'input'", "input.npy", "no calibration file"]);
+    std::fs::copy(&calib, folder.join("input.npy")).unwrap();
+    let o = compile(&["--quantize", "int8", "--calib", folder.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&dir);
     for (flags, needles) in [
         (&["--connectivity", "1.5"][..], &["connectivity = 1.5", "[0, 1)"][..]),

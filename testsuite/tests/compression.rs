@@ -534,6 +534,15 @@ fn bad_calibration_and_plans_are_clear_errors() {
     let nan = Tensor::from_f32(vec![2, 1, 8, 8], &v).unwrap();
     let e = error_of(base().compression(int8.clone(), vec![("input".into(), nan)]));
     assert!(e.contains("NaN"), "{e}");
+    // an infinity
+    v[7] = f32::NEG_INFINITY;
+    let inf = Tensor::from_f32(vec![2, 1, 8, 8], &v).unwrap();
+    let e = error_of(base().compression(int8.clone(), vec![("input".into(), inf)]));
+    assert!(e.contains("'input'") && e.contains("Inf"), "{e}");
+    // the wrong element type
+    let bytes = Tensor::from_bytes(kerf_ir::DType::U8, vec![2, 1, 8, 8], vec![7; 128]).unwrap();
+    let e = error_of(base().compression(int8.clone(), vec![("input".into(), bytes)]));
+    assert!(e.contains("input") && e.contains("u8") && e.contains("f32"), "{e}");
     // a plan naming a layer the model lacks
     let plan = Plan::parse("[[layer]]\nmatch = \"conv9*\"\nquant = \"int8\"\n").unwrap();
     let e = error_of(base().compression(plan, calib()));

@@ -375,4 +375,11 @@ fn quantisation_scales_and_grids() {
     for bad in [0.0, -1.0, f32::NAN, f32::INFINITY] {
         assert_contains(&qdq(bad).err(), &["QuantizeLinear", "y_scale element 0 is", "must be positive and finite"]);
     }
+    // per-axis scales must have one value per element of the axis: 3 for 4 columns
+    let per_axis = M::new(13)
+        .input("x", &[1, 4])
+        .init_f32("s", &[3], &[0.5, 0.25, 0.125])
+        .op("QuantizeLinear", &["x", "s"], "q", vec![ai("axis", 1)])
+        .output("q");
+    assert_contains(&per_axis.err(), &["QuantizeLinear", "of shape [3]", "1-D of length 4", "axis 1"]);
 }
