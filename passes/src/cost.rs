@@ -90,7 +90,9 @@ pub fn node_cost_with(op: &NodeOp, ins: &[&[TensorType]], outs: &[TensorType], i
             2.0 * macs + in0_n + out_n + epilogue_work(&q.epi, out_n)
         }
         Op::QConv(q) => 2.0 * macs / int8_rate + 4.0 * in0_n + out_n + epilogue_work(&q.epi, out_n),
-        Op::MatMulFused(_, e) | Op::GemmFused(_, e) => 2.0 * macs + out_n + epilogue_work(e, out_n),
+        Op::MatMulFused(_, e) | Op::GemmFused(_, e) | Op::ConvTransposeFused(_, e) => {
+            2.0 * macs + out_n + epilogue_work(e, out_n)
+        }
         Op::Lstm(r) | Op::Gru(r) | Op::Rnn(r) => {
             let gates = match op {
                 Op::Lstm(_) => 4.0,

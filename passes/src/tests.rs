@@ -104,6 +104,62 @@ graph "gate"
     }
 }
 
+/// A detector's upsampling head: a bias-less ConvTranspose (two groups),
+/// its bias as a separate per-channel Add, a BatchNormalization and a Relu.
+/// `bn-fold` folds the Add and the BatchNorm into the ConvTranspose (group
+/// `g`'s output channel `j` scales the slices `W[c, j]` of the group's
+/// input channels), `fusion` the Relu: one `ConvTransposeFused`, whose
+/// weight and bias are checked here against the fold's arithmetic (the
+/// reference evaluator has no ConvTranspose; `targets/tests/conv_transpose.rs`
+/// checks the fused kernel's values).
+#[test]
+fn a_transposed_conv_head_becomes_one_kernel() {
+    let src = r#"
+graph "head"
+  input %0 "x": f32[1,4,3,3]
+  const %1 "w": f32[4,3,2,2] = iota(-0.5, 0.02)
+  const %2 "b": f32[1,6,1,1] = [0.1,-0.2,0.3,0.0,0.5,-0.4]
+  const %3 "scale": f32[6] = [1.0,0.5,2.0,1.5,0.25,3.0]
+  const %4 "shift": f32[6] = [0.0,0.1,-0.1,0.2,0.3,-0.3]
+  const %5 "mean": f32[6] = [0.05,-0.05,0.1,0.0,0.2,-0.1]
+  const %6 "var": f32[6] = [1.0,0.5,2.0,0.25,4.0,1.5]
+  %7 = ConvTranspose{kernel=[2,2], strides=[2,2], dilations=[1,1], pads=[0,0,0,0], group=2, output_padding=[0,0], layer="up"}(%0, %1): f32[1,6,6,6] @"up"
+  %8 = Add(%7, %2): f32[1,6,6,6] @"bias"
+  %9 = BatchNormalization{epsilon=1e-05}(%8, %3, %4, %5, %6): f32[1,6,6,6] @"bn"
+  %10 = Relu(%9): f32[1,6,6,6] @"relu"
+  output "y" = %10
+"#;
+    let g = text::parse(src).unwrap();
+    let (out, _) = optimize(&g, &PassOptions::default()).unwrap();
+    let t = text::print(&out);
+    let [n] = out.nodes.as_slice() else { panic!("one node expected:\n{t}") };
+    assert!(
+        matches!(&n.op, Op::ConvTransposeFused(c, e) if c.group == 2 && e.act == Some(kerf_ir::UnaryOp::Relu)),
+        "{t}"
+    );
+    let konst = |i: usize| out.const_of(n.inputs[i]).unwrap().to_f64_vec();
+    let (w, b) = (konst(1), konst(2));
+    let w0: Vec<f64> = (0..48).map(|i| f64::from(-0.5f32 + 0.02 * i as f32)).collect();
+    let (b0, sc, sh, mean, var) = (
+        [0.1, -0.2, 0.3, 0.0, 0.5, -0.4],
+        [1.0, 0.5, 2.0, 1.5, 0.25, 3.0],
+        [0.0, 0.1, -0.1, 0.2, 0.3, -0.3],
+        [0.05, -0.05, 0.1, 0.0, 0.2, -0.1],
+        [1.0, 0.5, 2.0, 0.25, 4.0, 1.5],
+    );
+    let s = |o: usize| sc[o] / (var[o] + 1e-5f64).sqrt();
+    for (i, (&got, &w0)) in w.iter().zip(&w0).enumerate() {
+        // w is [4, 3, 2, 2]: input channel c (group c / 2), output j of the group
+        let (c, j) = (i / 12, i / 4 % 3);
+        let want = w0 * s(c / 2 * 3 + j);
+        assert!((got - want).abs() <= 1e-6 * want.abs().max(1.0), "w[{i}] {got} vs {want}");
+    }
+    for o in 0..6 {
+        let want = (f64::from(b0[o] as f32) - mean[o]) * s(o) + sh[o];
+        assert!((b[o] - want).abs() <= 1e-6, "b[{o}] {} vs {want}", b[o]);
+    }
+}
+
 #[test]
 fn output_is_deterministic() {
     let g = text::parse(MINI).unwrap();

@@ -46,12 +46,17 @@ impl Case {
         o
     }
     fn text(&self) -> String {
+        self.text_with("ConvTranspose", "")
+    }
+    /// The graph of `op` (`ConvTranspose` or `ConvTransposeFused`) with
+    /// `epi` appended to its attributes (`, act=Relu, residual=false`).
+    fn text_with(&self, op: &str, epi: &str) -> String {
         let x: Vec<usize> = [vec![self.n, self.c], self.spatial.clone()].concat();
         let w: Vec<usize> = [vec![self.c, self.ocg], self.kernel.clone()].concat();
         let oc = self.ocg * self.group;
         let pads: Vec<usize> = self.pads.iter().map(|p| p.0).chain(self.pads.iter().map(|p| p.1)).collect();
         format!(
-            "graph \"ct\"\n  input %0 \"x\": f32[{}]\n  const %1 \"w\": f32[{}] = {}\n  const %2 \"b\": f32[{oc}] = {}\n  %3 = ConvTranspose{{kernel=[{}], strides=[{}], dilations=[{}], pads=[{}], group={}, output_padding=[{}], layer=\"ct\"}}(%0, %1, %2): f32[{}] @\"ct\"\n  output \"y\" = %3\n",
+            "graph \"ct\"\n  input %0 \"x\": f32[{}]\n  const %1 \"w\": f32[{}] = {}\n  const %2 \"b\": f32[{oc}] = {}\n  %3 = {op}{{kernel=[{}], strides=[{}], dilations=[{}], pads=[{}], group={}, output_padding=[{}], layer=\"ct\"{epi}}}(%0, %1, %2): f32[{}] @\"ct\"\n  output \"y\" = %3\n",
             dims(&x),
             dims(&w),
             list(&self.weights()),
@@ -226,4 +231,45 @@ fn large_planes_split_and_stay_bit_identical() {
     let overlap = sq(1, 32, (45, 30), 10, 1, 4, 2, 1, 1, 0);
     check("4x4 s2 p1 45x30 32->10", &overlap);
     threaded_equals_serial("4x4 s2 p1 45x30 32->10", &overlap.text(), &[overlap.input()]);
+}
+
+/// `ConvTransposeFused` (the `fusion` group's) applies its activation
+/// where each output is final: in the GEMM's epilogue when the kernel tiles
+/// the output exactly, else over the task's planes after its last pixel
+/// block. Against the f64 definition with the activation applied, on both
+/// paths, small and split into several blocks and tasks (threaded equal to
+/// serial).
+#[test]
+fn fused_activations_apply_where_each_output_is_final() {
+    let relu = |v: f32| v.max(0.0);
+    let clip = |v: f32| v.clamp(-0.25, 0.5);
+    let sigmoid = |v: f32| (1.0 / (1.0 + f64::from(-v).exp())) as f32;
+    let acts: [(&str, &dyn Fn(f32) -> f32); 3] = [
+        (", act=Relu, residual=false", &relu),
+        (", act=Clip, act_min=-0.25, act_max=0.5, residual=false", &clip),
+        (", act=Sigmoid, residual=false", &sigmoid),
+    ];
+    // (name, case, large enough to be split over threads)
+    let cases = [
+        ("2x2 s2 exact, 20 ch", sq(1, 8, (9, 11), 20, 1, 2, 2, 1, 0, 0), false),
+        ("3x3 s2 p1 op1 overlapping", sq(1, 6, (7, 5), 13, 1, 3, 2, 1, 1, 1), false),
+        ("2x2 s3 op2, 3 groups (gaps keep the bias)", sq(2, 6, (3, 5), 4, 3, 2, 3, 1, 0, 2), false),
+        ("2x2 s2 61x40 64->24 (pixel blocks)", sq(1, 64, (61, 40), 24, 1, 2, 2, 1, 0, 0), true),
+        ("4x4 s2 p1 45x30 32->10 (task planes)", sq(1, 32, (45, 30), 10, 1, 4, 2, 1, 1, 0), true),
+    ];
+    for (name, c, split) in &cases {
+        let x = c.input();
+        let plain = c.reference(&x.to_f32_vec());
+        for (epi, f) in acts {
+            let text = c.text_with("ConvTransposeFused", epi);
+            let want: Vec<f32> = plain.iter().map(|&v| f(v)).collect();
+            for cpu in ["native", "baseline"] {
+                let got = run(&text, std::slice::from_ref(&x), cpu).remove(0);
+                close(&format!("{name}{epi} ({cpu})"), &got, &want, 1e-5, 1e-4);
+            }
+            if *split {
+                threaded_equals_serial(&format!("{name}{epi}"), &text, std::slice::from_ref(&x));
+            }
+        }
+    }
 }

@@ -238,6 +238,13 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
             arity(ins, 1, 1)?;
             Ok(vec![ins[0].clone()])
         }
+        Op::ConvTransposeFused(c, e) => {
+            if e.residual {
+                return Err("a ConvTransposeFused has no residual".to_string());
+            }
+            arity(ins, 3, 3)?;
+            infer(&Op::ConvTranspose(c.clone()), ins)
+        }
         Op::ConvFused(c, e) => {
             arity(ins, 3 + usize::from(e.residual), 3 + usize::from(e.residual))?;
             let out = infer(&Op::Conv(c.clone()), &ins[..3])?;

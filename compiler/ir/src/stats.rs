@@ -24,7 +24,7 @@ pub fn macs(op: &Op, ins: &[&TensorType], out: &TensorType) -> u64 {
         // each output reads (C_in/group) * kernel weights
         Op::Conv(_) | Op::ConvFused(..) | Op::QConv(_) => out.numel() * inner(1),
         // every input element is multiplied into (C_out/group) * kernel outputs
-        Op::ConvTranspose(_) => ins.first().map_or(0, |x| x.numel()) * inner(1),
+        Op::ConvTranspose(_) | Op::ConvTransposeFused(..) => ins.first().map_or(0, |x| x.numel()) * inner(1),
         Op::Gemm(gm) | Op::GemmFused(gm, _) => out.numel() * dim(0, if gm.trans_a { 0 } else { 1 }),
         Op::MatMul(_) | Op::MatMulFused(..) => {
             out.numel() * ins.first().and_then(|a| a.shape.last()).copied().unwrap_or(0)

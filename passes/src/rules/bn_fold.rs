@@ -13,6 +13,13 @@
 //! exported as a separate Add) is the same identity with `mean = 0` and,
 //! for a scale, `bias = 0`, for a shift, `s = 1, bias = t`.
 //!
+//! A ConvTranspose's weight is `[C_in, M / group, k...]`: output channel
+//! `o = g·(M / group) + j` of group `g` reads the slices `W[c, j]` of that
+//! group's input channels `c`, which are scaled by `s[o]`; the identity is
+//! the same. The BatchNorm fold and the per-channel affine fold take it
+//! like a conv (the upsampling heads of detectors: ConvTranspose, a bias
+//! exported as an Add, BatchNorm, Relu).
+//!
 //! The fold only *adds* the folded op to the BatchNorm's class; when the
 //! un-normalised output has another consumer both stay available and
 //! extraction keeps whichever program is cheaper.
@@ -27,9 +34,9 @@ use crate::lang::KNode;
 
 /// `bn-fold-conv`: matches `BatchNormalization{eps}(y, scale, bias, mean,
 /// var)` with constant parameters where `y`'s class contains `Conv(x, W[,
-/// b])` with constant `W` (and `b`); adds `Conv(x, W', b')` with the same
-/// attributes (and layer identity) to the BatchNorm's class. Sound by the
-/// identity in the module docs.
+/// b])` or `ConvTranspose(x, W[, b])` with constant `W` (and `b`); adds the
+/// same op on `(x, W', b')` with the same attributes (and layer identity)
+/// to the BatchNorm's class. Sound by the identity in the module docs.
 pub struct BnFoldConv;
 
 /// `bn-fold-gemm`: matches `BatchNormalization{eps}(y, ...)` with constant
@@ -44,8 +51,8 @@ pub struct BnFoldGemm;
 /// with a constant f32 `s`/`t` that is one value or one value per output
 /// channel (shape `[C, 1, ..]` aligned to the channel axis, broadcasting to
 /// `y`'s type without growing it) where `y`'s class contains `Conv(x, W[,
-/// b])` with constant `W` (and `b`); adds `Conv(x, W·s, b·s)` or `Conv(x,
-/// W, b + t)` to the class. Sound by the identity in the module docs:
+/// b])` or `ConvTranspose(x, W[, b])` with constant `W` (and `b`); adds
+/// the op on `(x, W·s, b·s)` or `(x, W, b + t)` to the class. Sound by the identity in the module docs:
 /// scaling output channel `o` of `W` and `b` by `s[o]` scales `y[:, o]`.
 pub struct FoldConvAffine;
 
@@ -73,6 +80,12 @@ pub struct BnMatch {
     w: WeightId,
     b: Option<WeightId>,
     norm: Norm,
+}
+
+/// The ops whose output channels are the weight's per-channel slices:
+/// `Conv` and `ConvTranspose` (see the module docs).
+fn conv_like(op: &Op) -> bool {
+    matches!(op, Op::Conv(_) | Op::ConvTranspose(_))
 }
 
 /// BatchNorm nodes in `class` with constant parameters: `(eps, y, params)`.
@@ -201,6 +214,7 @@ fn folded(eg: &mut KEGraph, rule: &'static str, m: &BnMatch) -> Option<Vec<Weigh
 fn compute(eg: &mut KEGraph, m: &BnMatch) -> Option<Vec<WeightId>> {
     let channels = match &m.op {
         Op::Conv(_) => *eg.analysis.weights.tensor(m.w).shape().first()?,
+        Op::ConvTranspose(ct) => *eg.analysis.weights.tensor(m.w).shape().get(1)? * ct.group,
         _ => 0,
     };
     let (s, mean, bias) = scale_shift(eg, m, channels);
@@ -224,6 +238,24 @@ fn compute(eg: &mut KEGraph, m: &BnMatch) -> Option<Vec<WeightId>> {
                 return None;
             }
             let w2: Vec<f64> = wv.iter().enumerate().map(|(i, &x)| x * s[i / inner]).collect();
+            let b0 = bv.map(|b| b.to_f64_vec()).unwrap_or_else(|| vec![0.0; c]);
+            if b0.len() != c {
+                return None;
+            }
+            let b2: Vec<f64> = (0..c).map(|o| (b0[o] - mean[o]) * s[o] + bias[o]).collect();
+            let b2 = Tensor::from_f64_values(wt.dtype(), vec![c], &b2).ok()?;
+            (w2, b2)
+        }
+        Op::ConvTranspose(ct) => {
+            // W is [C_in, M/group, k...]: (input channel, j) slices, output channel g·(M/group) + j
+            let (cin, ocg) = (*wt.shape().first()?, *wt.shape().get(1)?);
+            let area = wt.numel() / (cin * ocg).max(1);
+            if ct.group == 0 || cin % ct.group != 0 || ocg * ct.group != c || area == 0 {
+                return None;
+            }
+            let icg = cin / ct.group;
+            let at = |i: usize| (i / (ocg * area) / icg) * ocg + (i / area) % ocg;
+            let w2: Vec<f64> = wv.iter().enumerate().map(|(i, &x)| x * s[at(i)]).collect();
             let b0 = bv.map(|b| b.to_f64_vec()).unwrap_or_else(|| vec![0.0; c]);
             if b0.len() != c {
                 return None;
@@ -277,7 +309,8 @@ fn compute(eg: &mut KEGraph, m: &BnMatch) -> Option<Vec<WeightId>> {
         Op::Gemm(g) if !g.trans_b => 1,
         _ => 0,
     };
-    let src_grid = eg.analysis.weights.get(m.w).grid.clone();
+    // a ConvTranspose's channels are not one weight axis: no grid to keep
+    let src_grid = eg.analysis.weights.get(m.w).grid.clone().filter(|_| !matches!(m.op, Op::ConvTranspose(_)));
     let (w2, grid) = match src_grid.and_then(|g| fold_grid(&g, &wt, &s, axis)) {
         Some((t, g)) => (t, Some(g)),
         None => (Tensor::from_f64_values(wt.dtype(), wt.shape().to_vec(), &w2).ok()?, None),
@@ -369,7 +402,7 @@ impl Rule for BnFoldConv {
         "bn-fold-conv"
     }
     fn find(&self, eg: &KEGraph, class: Id, out: &mut Vec<BnMatch>) {
-        find(eg, class, out, |op| matches!(op, Op::Conv(_)))
+        find(eg, class, out, conv_like)
     }
     fn apply(&self, eg: &mut KEGraph, class: Id, m: &BnMatch) -> Vec<Id> {
         apply(eg, self.name(), class, m)
@@ -426,7 +459,7 @@ impl Rule for FoldConvAffine {
                 if eg[y].data.ty() != Some(ty) || !per_channel(eg, w, ty) {
                     continue;
                 }
-                for (op, x, wt, bt) in producers(eg, y, |op| matches!(op, Op::Conv(_))) {
+                for (op, x, wt, bt) in producers(eg, y, conv_like) {
                     out.push(BnMatch { op, x, w: wt, b: bt, norm: norm(w) });
                 }
             }

@@ -17,6 +17,13 @@
 //!   The SE gates of MobileNetV3-style networks (a 1x1 conv, then a
 //!   HardSigmoid, spelt `relu6(x + 3)/6` by some exporters, which
 //!   `recognise-hardsigmoid` has made one op) become one kernel.
+//! - `fuse-convtranspose-act` matches `Act(c)` (`Act` as above) where `c`
+//!   holds an f32 1-D or 2-D `ConvTranspose(x, w, b)` with constant weight
+//!   and bias; it adds `ConvTransposeFused{act}(x, w, b)`, defined as
+//!   `act(ConvTranspose(x, w, b))`: its kernel applies the activation where
+//!   each output is final (`targets/src/lower/conv_transpose.rs`). With the
+//!   `bn-fold` group's folds of a bias Add and a BatchNorm into the
+//!   ConvTranspose, a detector's upsampling head is one kernel.
 //! - `fuse-conv-residual` matches `Add(c, y)` or `Add(y, c)` where `c` holds
 //!   a direct `Conv(x, w, b)` and `y` has exactly the conv output's type (no
 //!   broadcasting); it adds `ConvFused{residual}(x, w, b, y)`.
@@ -47,7 +54,7 @@
 //!   such a product without activation; it adds the fused op with `act`.
 
 use egg::Id;
-use kerf_ir::op::{Conv, ConvAlgo, Epilogue, Gemm};
+use kerf_ir::op::{Conv, ConvAlgo, ConvTranspose, Epilogue, Gemm};
 use kerf_ir::Layer;
 use kerf_ir::{BinaryOp, DType, Op, UnaryOp, WeightId, F32};
 
@@ -194,6 +201,38 @@ impl Rule for FuseHardSigmoid {
         let clip = UnaryOp::Clip { min: F32::new(0.0), max: F32::new(1.0) };
         let op = Op::ConvFused(f.conv.clone(), Epilogue { act: Some(clip), residual: false });
         add_union(eg, class, KNode::op(op, vec![f.children[0], w, b]))
+    }
+}
+
+/// `fuse-convtranspose-act` (see the module docs): matches a fusable
+/// activation of a single-use f32 1-D or 2-D ConvTranspose with constant
+/// weight and bias, and adds the `ConvTransposeFused` with that activation
+/// to the activation's class.
+pub struct FuseConvTransposeAct;
+
+impl Rule for FuseConvTransposeAct {
+    type Match = (ConvTranspose, Vec<Id>, UnaryOp);
+    fn name(&self) -> &'static str {
+        "fuse-convtranspose-act"
+    }
+    fn find(&self, eg: &KEGraph, class: Id, out: &mut Vec<(ConvTranspose, Vec<Id>, UnaryOp)>) {
+        for (c, u) in act_operands(eg, class) {
+            if eg[c].data.ty().is_none_or(|t| t.dtype != DType::F32) {
+                continue;
+            }
+            for n in &eg[c].nodes {
+                let Some(Op::ConvTranspose(ct)) = n.kerf_op() else { continue };
+                let constant = n.children.len() == 3 && n.children[1..].iter().all(|&i| eg[i].data.constant.is_some());
+                if constant && ct.window.rank() <= 2 {
+                    out.push((ct.clone(), n.children.clone(), u));
+                }
+            }
+        }
+    }
+    fn apply(&self, eg: &mut KEGraph, class: Id, m: &(ConvTranspose, Vec<Id>, UnaryOp)) -> Vec<Id> {
+        let (ct, children, u) = m;
+        let op = Op::ConvTransposeFused(ct.clone(), Epilogue { act: Some(*u), residual: false });
+        add_union(eg, class, KNode::op(op, children.clone()))
     }
 }
 
@@ -373,6 +412,7 @@ pub fn rules() -> Vec<KRewrite> {
         rewrite(FuseResidual),
         rewrite(FuseAct),
         rewrite(FuseHardSigmoid),
+        rewrite(FuseConvTransposeAct),
         rewrite(FuseMatMulBias),
         rewrite(FuseMatMulResidual),
         rewrite(FuseMatMulAct),

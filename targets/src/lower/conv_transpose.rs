@@ -21,29 +21,46 @@
 //!
 //! Run-time weights keep a scalar scatter: every input element adds
 //! `x * w` into each output it reaches, after the output is set to the bias.
+//!
+//! A `ConvTransposeFused` (the `fusion` group's, constant weights, 1-D or
+//! 2-D) applies its activation where each output is final: in the GEMM's
+//! epilogue when the output is tiled exactly (each C element is one output
+//! with its bias), else in a pass over the task's own output planes after
+//! its last pixel block, while they are still in cache.
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Type, Value};
 use kerf_ir::Op;
 
 use super::conv_geo::{geometry, Geo};
-use super::epilogue::Epilogue;
+use super::epilogue::{apply_act, Act, Epilogue};
 use super::gemm::{self, Block, Gemm};
 use super::{Kernel, LResult};
 
-/// Lowers a `ConvTranspose` (f32); three or more spatial axes go to [`super::conv3d`].
+/// Lowers a `ConvTranspose` or `ConvTransposeFused` (f32); three or more
+/// spatial axes go to [`super::conv3d`].
 pub fn conv_transpose(k: &mut Kernel) -> LResult {
     k.require_f32()?;
-    let Op::ConvTranspose(c) = k.node.op.clone() else { return Err("not a ConvTranspose".into()) };
+    let (c, act) = match k.node.op.clone() {
+        Op::ConvTranspose(c) => (c, Act::None),
+        Op::ConvTransposeFused(c, e) => (c, Act::of(e.act)?),
+        _ => return Err("not a ConvTranspose".into()),
+    };
+    let fused = act != Act::None;
     if c.window.rank() > 2 {
-        return super::conv3d::conv_transpose(k);
+        return match fused {
+            true => Err("internal: a fused ConvTranspose of more than two spatial axes".into()),
+            false => super::conv3d::conv_transpose(k),
+        };
     }
     let gm = geometry(k, &c.window, c.group)?;
     let wconst = k.const_f32(1);
     let bconst = if k.node.inputs.len() >= 3 { k.const_f32(2) } else { Some(vec![0.0; gm.oc]) };
     let empty = [gm.n, gm.c, gm.h, gm.w, gm.oc, gm.oh, gm.ow].contains(&0);
     match (wconst, bconst) {
-        (Some(w), Some(b)) if !empty => gemm_col2im(k, &gm, &w, &b),
+        (Some(w), Some(b)) if !empty => gemm_col2im(k, &gm, &w, &b, act),
+        // an empty output has nothing to activate
+        _ if fused && !empty => Err("internal: a fused ConvTranspose without constant weights".into()),
         _ => scatter(k, &gm),
     }
 }
@@ -122,7 +139,7 @@ fn tap_cols(w: usize, o: usize, s: usize, d: usize, p: usize, t: usize) -> (usiz
 }
 
 /// Constant weights: GEMM + col2im (see the module docs).
-fn gemm_col2im(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32]) -> LResult {
+fn gemm_col2im(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], act: Act) -> LResult {
     let (icg, ocg) = (gm.c / gm.group, gm.oc / gm.group);
     let taps = gm.kh * gm.kw;
     let p = plan(gm, gemm::b_block_bytes(&k.caps));
@@ -176,7 +193,7 @@ fn gemm_col2im(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32]) -> LResult {
         let blk = if p.exact { Some(k.b.ins().urem_imm_s(it, bu as i64)) } else { None };
         let ng = k.b.ins().udiv_imm_s(ngc, p.nch as i64);
         let cblk = k.b.ins().urem_imm_s(ngc, p.nch as i64);
-        let task = |k: &mut Kernel, cbi: usize| run_task(k, &g2, &p, &ptrs, &Task { ng, cblk, cbi, blk });
+        let task = |k: &mut Kernel, cbi: usize| run_task(k, &g2, &p, &ptrs, &Task { ng, cblk, cbi, blk, act });
         if last_cb == p.cb {
             task(k, p.cb);
         } else {
@@ -208,6 +225,8 @@ struct Task {
     cblk: Value,
     cbi: usize,
     blk: Option<Value>,
+    /// The fused activation.
+    act: Act,
 }
 
 fn run_task(k: &mut Kernel, gm: &Geo, p: &Plan, ptrs: &Ptrs, t: &Task) {
@@ -250,7 +269,8 @@ fn run_task(k: &mut Kernel, gm: &Geo, p: &Plan, ptrs: &Ptrs, t: &Task) {
             kk: icg,
             out: ptrs.c,
             ldo: ldc,
-            epi: Epilogue::NONE,
+            // tiled exactly, each C element is one output, bias included
+            epi: Epilogue { act: if exact { t.act } else { Act::None }, residual: None },
             rows: None,
             a_bytes: 4 * t.cbi * taps * icg,
         };
@@ -274,8 +294,21 @@ fn run_task(k: &mut Kernel, gm: &Geo, p: &Plan, ptrs: &Ptrs, t: &Task) {
             }
             let lastb = k.ic((p.nblk - 1) as i64);
             block(k, lastb, last_rows);
+            // the task's planes are final: the fused activation, in place
+            if t.act != Act::None {
+                activate_planes(k, t.act, t.cbi, ohw, obase);
+            }
         }
     }
+}
+
+/// `act` in place on the `cbi` output planes of `ohw` values at `obase`.
+fn activate_planes(k: &mut Kernel, act: Act, cbi: usize, ohw: usize, obase: Value) {
+    k.for_vec(cbi * ohw, &mut |k, ty, i| {
+        let v = k.ld_at(ty, obase, i, 4, 0);
+        let y = apply_act(k, ty, act, v);
+        k.st_at(y, obase, i, 4, 0);
+    });
 }
 
 /// Sets the `cbi` output planes at `obase` to their channels' bias

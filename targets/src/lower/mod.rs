@@ -373,7 +373,7 @@ pub fn lower_node(k: &mut Kernel) -> LResult {
         Op::Identity | Op::Dropout | Op::Reshape { .. } => movement::copy(k),
         Op::Conv(_) | Op::ConvFused(..) => conv::conv(k),
         Op::QConv(_) => qconv::qconv(k),
-        Op::ConvTranspose(_) => conv_transpose::conv_transpose(k),
+        Op::ConvTranspose(_) | Op::ConvTransposeFused(..) => conv_transpose::conv_transpose(k),
         Op::Gemm(_) | Op::MatMul(_) | Op::GemmFused(..) | Op::MatMulFused(..) => matmul::lower(k),
         Op::MaxPool(_) | Op::AveragePool(_) => pool::pool(k),
         Op::GlobalAveragePool | Op::GlobalMaxPool => pool::global(k),

@@ -86,6 +86,25 @@ impl Conv {
     }
 }
 
+impl ConvTranspose {
+    /// A transposed conv's own attributes (window, group, output padding,
+    /// layer) of a `ConvTranspose` or `ConvTransposeFused`.
+    fn attrs(&self, out: &mut Vec<(&'static str, Attr)>) {
+        self.window.attrs(out);
+        out.push(("group", Attr::Int(self.group as i64)));
+        out.push(("output_padding", ints(&self.output_padding)));
+        out.push(("layer", Attr::Str(self.layer.0.clone())));
+    }
+    fn from_attrs(m: &mut AttrMap) -> Result<ConvTranspose, IrError> {
+        Ok(ConvTranspose {
+            window: Window::from_attrs(m)?,
+            group: m.usize("group")?,
+            output_padding: m.usizes("output_padding")?,
+            layer: Layer(m.string("layer")?),
+        })
+    }
+}
+
 impl Window {
     pub(super) fn attrs(&self, out: &mut Vec<(&'static str, Attr)>) {
         out.push(("kernel", ints(&self.kernel)));
@@ -196,11 +215,10 @@ impl Op {
                 a.push(("layer", Attr::Str(g.layer.0.clone())));
                 e.attrs(&mut a);
             }
-            Op::ConvTranspose(c) => {
-                c.window.attrs(&mut a);
-                a.push(("group", Attr::Int(c.group as i64)));
-                a.push(("output_padding", ints(&c.output_padding)));
-                a.push(("layer", Attr::Str(c.layer.0.clone())));
+            Op::ConvTranspose(c) => c.attrs(&mut a),
+            Op::ConvTransposeFused(c, e) => {
+                c.attrs(&mut a);
+                e.attrs(&mut a);
             }
             Op::Gemm(g) => {
                 a.push(("alpha", Attr::Float(g.alpha.get())));
@@ -389,12 +407,8 @@ impl Op {
                 },
                 Epilogue::from_attrs(m)?,
             ),
-            "ConvTranspose" => Op::ConvTranspose(ConvTranspose {
-                window: Window::from_attrs(m)?,
-                group: m.usize("group")?,
-                output_padding: m.usizes("output_padding")?,
-                layer: layer(m)?,
-            }),
+            "ConvTranspose" => Op::ConvTranspose(ConvTranspose::from_attrs(m)?),
+            "ConvTransposeFused" => Op::ConvTransposeFused(ConvTranspose::from_attrs(m)?, Epilogue::from_attrs(m)?),
             "Gemm" => Op::Gemm(Gemm {
                 alpha: m.float("alpha")?,
                 beta: m.float("beta")?,

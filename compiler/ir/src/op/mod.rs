@@ -965,6 +965,10 @@ pub enum Op {
     ConvFused(Conv, Epilogue),
     /// ONNX ConvTranspose (see [`ConvTranspose`]).
     ConvTranspose(ConvTranspose),
+    /// A ConvTranspose with an activation, inputs `x, w, b` (the bias is
+    /// required): `act(ConvTranspose(x, w, b))`; produced only by the
+    /// `fusion` rule group. The epilogue has no residual.
+    ConvTransposeFused(ConvTranspose, Epilogue),
     /// ONNX Gemm (see [`Gemm`]).
     Gemm(Gemm),
     /// NumPy-style matrix product with broadcast batch axes (ONNX MatMul); a rank-1 operand is
@@ -1133,6 +1137,7 @@ impl Op {
             Op::Conv(_) => "Conv",
             Op::ConvFused(..) => "ConvFused",
             Op::ConvTranspose(_) => "ConvTranspose",
+            Op::ConvTransposeFused(..) => "ConvTransposeFused",
             Op::Gemm(_) => "Gemm",
             Op::MatMul(_) => "MatMul",
             Op::MatMulFused(..) => "MatMulFused",
@@ -1170,7 +1175,7 @@ impl Op {
     pub fn layer(&self) -> Option<&Layer> {
         match self {
             Op::Conv(c) | Op::ConvFused(c, _) | Op::QConv(QConv { conv: c, .. }) => Some(&c.layer),
-            Op::ConvTranspose(c) => Some(&c.layer),
+            Op::ConvTranspose(c) | Op::ConvTransposeFused(c, _) => Some(&c.layer),
             Op::Gemm(g) | Op::GemmFused(g, _) => Some(&g.layer),
             Op::MatMul(l) | Op::MatMulFused(l, _) => Some(l),
             Op::Lstm(r) | Op::Gru(r) | Op::Rnn(r) => Some(&r.layer),
