@@ -47,22 +47,24 @@ fn vnni_tile_is_used_where_the_host_has_it() {
 
 /// `haswell` code (AVX2, no VNNI) runs whole units of byte quads in
 /// pairs on the wide tile, whose `vpmaddwd` reads its ones from memory,
-/// where an image has two whole units or more; with one, the byte tile
-/// alone. Which code an object holds is decided at compile time, so any
-/// host checks it; the numeric batteries run both where the host can.
+/// where the pairs make at least 8 work items; with fewer (7 units of a
+/// 7x7 plane make 4), the byte tile alone. Which code an object holds is
+/// decided at compile time, so any host checks it; the numeric batteries
+/// run both where the host can.
 #[test]
 fn whole_units_run_in_pairs_on_the_wide_tile() {
     use iced_x86::{Mnemonic, OpKind};
     let one = &window(1, 1, 1, 1);
-    let wide = |h: usize| {
-        let c = Case { xsh: [1, 16, h, 4], wsh: [8, 16, 1, 1], osh: [1, 8, h, 4], attrs: one, epi: PLAIN, zp: 0 };
+    let wide = |n: usize, h: usize, w: usize| {
+        let c = Case { xsh: [n, 16, h, w], wsh: [8, 16, 1, 1], osh: [n, 8, h, w], attrs: one, epi: PLAIN, zp: 0 };
         let g = kerf_ir::text::parse(&graph_text(&c, &pseudo(8 * 16, 5, -64, 64))).unwrap();
         let code = common::kernel_instructions(&g, "haswell");
-        assert!(code.iter().any(|i| i.mnemonic() == Mnemonic::Vpmaddubsw), "h = {h}: byte quads");
+        assert!(code.iter().any(|i| i.mnemonic() == Mnemonic::Vpmaddubsw), "{n}x{h}x{w}: byte quads");
         code.iter().any(|i| i.mnemonic() == Mnemonic::Vpmaddwd && i.op2_kind() == OpKind::Memory)
     };
-    assert!(!wide(2), "one whole unit: the byte tile");
-    assert!(wide(4) && wide(5), "two whole units (and a partial one): the wide tile");
+    assert!(!wide(1, 7, 7), "7 units, 4 pairs: the byte tile");
+    assert!(wide(1, 16, 8) && wide(1, 15, 9), "16 whole units (and a partial one): the wide tile");
+    assert!(wide(2, 8, 8), "8 units in each of two images: 8 pairs");
 }
 
 /// Where the host has AVX2 (and no VNNI), `haswell` code runs a conv
@@ -165,11 +167,12 @@ fn residual_and_clip_epilogue() {
     // 16 pixels) and one they leave to the Cranelift epilogue; 13 channels
     // (a block of 12 and one of 1, ymm and zmm tiles alike) and 37 (three
     // whole 12-row blocks and a remainder); 64 pixels (whole units) and 36
-    // (a partial last unit)
+    // (a partial last unit); 144 and 169 pixels run whole units in pairs on
+    // AVX2's wide tile (169: 21 whole units, an odd one left, and a pixel)
     for epi in
         ["act=HardSwish, residual=true", "act=Relu, residual=true", "act=LeakyRelu, act_alpha=0.1, residual=false"]
     {
-        for (m, side) in [(13, 8), (37, 8), (37, 6)] {
+        for (m, side) in [(13, 8), (37, 8), (37, 6), (13, 12), (37, 13)] {
             let (xsh, osh) = ([1, 8, side + 2, side + 2], [1, m, side, side]);
             run_case(&Case { xsh, wsh: [m, 8, 3, 3], osh, attrs, epi, zp: 9 });
         }
@@ -490,11 +493,13 @@ fn requantised_outputs_match_the_reference_byte_for_byte() {
 #[test]
 fn u8_residuals_add_their_dequantised_values() {
     let (one, three) = (&window(1, 1, 1, 1), &window(3, 1, 1, 1));
+    // the first and last run whole units in pairs on AVX2 (the wide tile's
+    // two vectors per row), the third one at a time
     let cases = [
         Case {
-            xsh: [1, 8, 10, 10],
+            xsh: [2, 8, 10, 10],
             wsh: [13, 8, 3, 3],
-            osh: [1, 13, 8, 8],
+            osh: [2, 13, 8, 8],
             attrs: three,
             epi: "act=Relu, residual=true",
             zp: 11,
@@ -516,9 +521,9 @@ fn u8_residuals_add_their_dequantised_values() {
             zp: 3,
         },
         Case {
-            xsh: [1, 8, 16, 4],
+            xsh: [1, 8, 32, 4],
             wsh: [12, 8, 1, 1],
-            osh: [1, 12, 16, 4],
+            osh: [1, 12, 32, 4],
             attrs: one,
             epi: "act=HardSwish, residual=true",
             zp: 40,

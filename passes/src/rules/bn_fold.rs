@@ -70,8 +70,9 @@ enum Norm {
     Affine(F32, F32),
 }
 
-/// A match of `bn-fold-conv`, `bn-fold-gemm` or `fold-conv-affine`: the
-/// Conv or Gemm and the constant weights to fold into it.
+/// A match of `bn-fold-conv`, `bn-fold-gemm` or `fold-conv-affine` (or the
+/// fusion group's `fuse-conv-hardsigmoid`, through [`conv_affine`]): the
+/// Conv, ConvTranspose or Gemm and the constant weights to fold into it.
 pub struct BnMatch {
     /// The Conv or Gemm op (attributes and layer kept).
     op: Op,
@@ -339,8 +340,8 @@ fn compute(eg: &mut KEGraph, m: &BnMatch) -> Option<Vec<WeightId>> {
 /// `c`'s codes `q` and step `sc` become `sign(s[c])·q` and `f32(|sc·s[c]|)`,
 /// and the values `f32(q'·sc')` (the same product up to one rounding, as
 /// the plain fold). `None` (fold without a grid) when the grid is not along
-/// the scaled `axis`, the data is off it, or a step would be zero or not
-/// finite.
+/// the scaled `axis`, the data is off it, a step would be zero or not
+/// finite, or a code of −128 would be negated.
 fn fold_grid(g: &WeightGrid, wt: &Tensor, s: &[f64], axis: usize) -> Option<(Tensor, WeightGrid)> {
     if g.axis != axis || g.scales.len() != s.len() {
         return None;
@@ -352,6 +353,10 @@ fn fold_grid(g: &WeightGrid, wt: &Tensor, s: &[f64], axis: usize) -> Option<(Ten
     }
     let inner: usize = wt.shape()[axis + 1..].iter().product();
     let n = s.len();
+    // a negated −128 is off the int8 grid: fold without one
+    if n == 0 || codes.iter().enumerate().any(|(i, &q)| i32::from(q) == -128 && s[i / inner.max(1) % n] < 0.0) {
+        return None;
+    }
     let v: Vec<f32> = codes
         .iter()
         .enumerate()

@@ -72,27 +72,28 @@
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, SigRef, Value};
-use kerf_ir::op::{GridStep, QConv, QOut};
+use kerf_ir::op::{QConv, QOut};
 use kerf_ir::{weights_byte_pairs_exact, DType, Op};
 
-use super::epilogue::{apply_act, Act, Epilogue};
+use super::epilogue::{Act, Epilogue};
 use super::gemm_wide::act_epi;
 use super::loops::mem;
-use super::{Family, Kernel, LResult};
+use super::{Kernel, LResult};
 use crate::isa::Caps;
-use crate::ukernel::avx2::{
-    qbyte_tile, qgemm_tile, ymm_qdot_tail, ymm_tail_lanes, QdotEpi, QBYTE_WIDE_ROWS, QDOT_ROWS, YMM_TAIL_PIXELS,
-};
-use crate::ukernel::avx512::{qdot_tail, qdot_tile, QDOT_TAIL_PIXELS};
+use crate::ukernel::avx2::{QdotEpi, QBYTE_WIDE_ROWS, QDOT_ROWS};
 use crate::ukernel::epi::TileEpi;
-use crate::ukernel::neon::{sdot_tile, SDOT_INPUT_OFFSET, SDOT_ROWS};
+use crate::ukernel::neon::{SDOT_INPUT_OFFSET, SDOT_ROWS};
 
 mod gemv;
 mod pack;
 mod pairs;
+mod store;
+mod tiles;
 use gemv::{gemv, gemv_fits};
+use pack::pack_b;
 pub(super) use pack::shuffle_mask;
-use pack::{pack_b, QuadPack};
+use store::{finish, res_bytes, Store};
+use tiles::Assembled;
 
 /// Output channels per register tile (× 2 panels = 12 accumulators).
 const ROWS: usize = 6;
@@ -228,7 +229,7 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     if k.in_dtype(0) != DType::U8 || k.in_dtype(1) != DType::I8 {
         return Err("QConv needs a u8 input and i8 weights".into());
     }
-    let (xs, ws) = (k.in_shape(0).to_vec(), k.in_shape(1).to_vec());
+    let ws = k.in_shape(1).to_vec();
     let wd = &q.conv.window;
     let kk = ws[1] * ws[2] * ws[3];
     let w_t = k.node.inputs.get(1).and_then(|&v| k.g.const_of(v)).ok_or("QConv needs constant weights")?;
@@ -268,6 +269,23 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     if let Some(g) = gemv_fits(k, &d, window, act, q.epi.residual).filter(|_| q.out.is_real() && res_grid.is_none()) {
         return gemv(k, &d, g, (&w, kk), (&scales, &bias), quant);
     }
+    gemm(k, &q, d, (&w, kk), (&scales, &bias), act)
+}
+
+/// The GEMM route of [`qconv`] (no padding, not the one-pixel product):
+/// per task and unit (or pair of units), B packed, then every row block on
+/// the assembled tiles or the Cranelift ones.
+fn gemm(
+    k: &mut Kernel,
+    q: &QConv,
+    d: Dims,
+    (w, kk): (&[f64], usize),
+    (scales, bias): (&[f32], &[f32]),
+    act: Act,
+) -> LResult {
+    let quant = out_grid(q.out)?;
+    let res_grid = q.res_grid.map(|g| (g.scale.get(), g.zp));
+    let wd = &q.conv.window;
     // the assembled tiles' own epilogue (AVX2's pair and byte tiles, VNNI's):
     // full units of the real-valued form, for the activations the shared
     // tile code applies
@@ -275,24 +293,24 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     let fused = match (k.caps.avx2, q.out.is_real()) {
         (true, true) => {
             let ldo = out_bytes * d.pixels;
-            int_epi(act, q.epi.residual, (&scales, &bias)).map(|epi| QdotEpi { epi, ldo, quant, res_grid })
+            int_epi(act, q.epi.residual, (scales, bias)).map(|epi| QdotEpi { epi, ldo, quant, res_grid })
         }
         _ => None,
     };
     // AVX2's byte quads without VNNI: whole units in pairs, on the wide tile
-    let d = match pairs::applies(k.caps, &d, fused.is_some()) {
+    let d = match pairs::applies(k.caps, &d, fused.is_some(), k.in_shape(0)[0] * d.groups) {
         true => Dims { rows: QBYTE_WIDE_ROWS, paired: true, ..d },
         false => d,
     };
     let taps = tap_offsets(&d, wd.kernel[0], wd.kernel[1], wd.dilations[0], wd.dilations[1]);
-    let a_blob = pack_weights(&d, &w, kk);
+    let a_blob = pack_weights(&d, w, kk);
     let x = k.input(0);
     let out = k.output(0);
     let res = if q.epi.residual { Some(k.input(4)) } else { None };
     let a = k.blob(a_blob);
     let tap = k.blob(taps.iter().flat_map(|t| t.to_le_bytes()).collect());
-    let s_p = k.blob_f32(&scales);
-    let b_p = k.blob_f32(&bias);
+    let s_p = k.blob_f32(scales);
+    let b_p = k.blob_f32(bias);
 
     // work items per image and group: units, or pairs of them
     let (per, unit_px) = match d.paired {
@@ -300,17 +318,17 @@ pub fn qconv(k: &mut Kernel) -> LResult {
         false => (d.units, d.px),
     };
     let cost = (unit_px * d.per_step() * d.steps * d.mg) as u64; // pixels × K × rows
-    let (lo, hi) = k.parallel_range(xs[0] * d.groups * per, 1, cost)?;
+    let (lo, hi) = k.parallel_range(k.in_shape(0)[0] * d.groups * per, 1, cost)?;
     let bbuf = k.task_scratch(d.steps * d.step_bytes() * unit_px / d.px);
     let tail = d.pixels - d.px * (d.units - 1);
     // `zp · Σ_k w[m, k]`, once: the fused tile's table and the sums-only
     // tiles' correction (none for pairs, which hold `x − zp`)
-    let zp_terms = if quads { zero_point_terms(&d, &w, kk) } else { vec![0; 4 * d.groups * d.mg] };
-    let table = fused.map(|_| k.blob(epilogue_table(&zp_terms, &scales, &bias)));
+    let zp_terms = if d.quads { zero_point_terms(&d, w, kk) } else { vec![0; 4 * d.groups * d.mg] };
+    let table = fused.map(|_| k.blob(epilogue_table(&zp_terms, scales, bias)));
     // the sums-only tiles' correction: where some unit has no fused epilogue
     let sums_only = fused.is_none() || tail != d.px;
-    let corr = if quads && sums_only { Some(k.blob(zp_terms)) } else { None };
-    let tiles = match k.caps.avx2 || (quads && k.caps.dotprod) {
+    let corr = if d.quads && sums_only { Some(k.blob(zp_terms)) } else { None };
+    let tiles = match k.caps.avx2 || (d.quads && k.caps.dotprod) {
         true => Some(Assembled::new(k, &d, fused.as_ref(), tail)?),
         false => None,
     };
@@ -320,6 +338,20 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     };
     let acc = q.out == QOut::Acc;
     let ptrs = Ptrs { x, out, res, res_grid, a, tap, s: s_p, b: b_p, corr, table, bbuf, tiles, wide, acc, quant };
+    run_items(k, &d, act, &ptrs, (lo, hi), per, tail)
+}
+
+/// Work items `lo..hi` of [`gemm`]: `per` per image and group (units, or
+/// pairs of them), the last unit of an image `tail` pixels.
+fn run_items(
+    k: &mut Kernel,
+    d: &Dims,
+    act: Act,
+    ptrs: &Ptrs,
+    (lo, hi): (Value, Value),
+    per: usize,
+    tail: usize,
+) -> LResult {
     let mut result: LResult = Ok(());
     k.for_dyn(lo, hi, 1, |k, u| {
         let jp = k.b.ins().urem_imm_u(u, per as i64);
@@ -328,15 +360,15 @@ pub fn qconv(k: &mut Kernel) -> LResult {
         let unit = Unit { jp, gi, ni };
         if d.paired {
             // `jp` counts pairs here
-            result = pairs::item(k, &d, act, &ptrs, &unit, tail);
+            result = pairs::item(k, d, act, ptrs, &unit, tail);
         } else if tail == d.px {
-            result = unit_body(k, &d, act, &ptrs, &unit, d.px);
+            result = unit_body(k, d, act, ptrs, &unit, d.px);
         } else {
             let last = k.b.ins().icmp_imm_s(IntCC::Equal, jp, (d.units - 1) as i64);
             let not_last = k.b.ins().icmp_imm_s(IntCC::NotEqual, jp, (d.units - 1) as i64);
             let mut r = Ok(());
-            k.if_then(last, |k| r = unit_body(k, &d, act, &ptrs, &unit, tail));
-            k.if_then(not_last, |k| r = r.clone().and(unit_body(k, &d, act, &ptrs, &unit, d.px)));
+            k.if_then(last, |k| r = unit_body(k, d, act, ptrs, &unit, tail));
+            k.if_then(not_last, |k| r = r.clone().and(unit_body(k, d, act, ptrs, &unit, d.px)));
             result = r;
         }
     });
@@ -369,91 +401,6 @@ struct Ptrs {
     acc: bool,
     /// Store u8 through this grid (`factor`, `zp`; [`QOut::grid`]).
     quant: Option<(f32, u8)>,
-}
-
-/// The assembled tiles of one kernel (AVX2 pairs, or VNNI, AVX2 or `sdot`
-/// quads): their
-/// addresses for full and last row blocks (`None` where a block size does
-/// not occur or is not needed, or an AVX2 tile did not assemble: the
-/// Cranelift tile runs there; quads have no Cranelift tile, so there it is
-/// an error), the tiles with their own epilogue (full units),
-/// their call signature, and the task scratch the sums-only tiles write
-/// their `rows × px` i32 sums to. With VNNI and a last unit of at most
-/// [`QDOT_TAIL_PIXELS`] pixels, the tail products (`ukernel::avx512::qdot_tail`)
-/// that write those sums for it instead, and their row-offset table; with
-/// AVX2 and no VNNI, for a last unit of at most [`YMM_TAIL_PIXELS`], AVX2's
-/// (`ukernel::avx2::ymm_qdot_tail`, pairs or quads as the tiles) and its
-/// lane table.
-struct Assembled {
-    code: [Option<Value>; 2],
-    fused: [Option<Value>; 2],
-    tail: [Option<Value>; 2],
-    index: Option<Value>,
-    /// Byte quads at strides 1 and 2: the assembled packer of whole units.
-    pack: Option<QuadPack>,
-    sig: SigRef,
-    sums: Value,
-}
-
-impl Assembled {
-    /// `tail`: the last unit's pixels; fewer than `px` take the sums-only
-    /// tile (or the tail products) and the Cranelift epilogue even when
-    /// `epi` is given.
-    fn new(k: &mut Kernel, d: &Dims, epi: Option<&QdotEpi>, tail: usize) -> Result<Assembled, String> {
-        let partial = tail != d.px;
-        let (mut code, mut fused, mut tails) = ([None, None], [None, None], [None, None]);
-        // a size no block has is not assembled (its bytes would sit unused in the object)
-        let full = if d.mg >= d.rows { d.rows } else { 0 };
-        let (vnni, dotprod) = (k.caps.vnni, k.caps.dotprod);
-        let quads = |r: usize, e: Option<&QdotEpi>| match (vnni, dotprod) {
-            (true, _) => qdot_tile(r, e).map(|c| (Family::Avx512, c)).map_err(|e| format!("internal: VNNI tile: {e}")),
-            // sums only: the Cranelift epilogue does the rest
-            (_, true) => sdot_tile(r).map(|c| (Family::Neon, c)).map_err(|e| format!("internal: {e}")),
-            _ => qbyte_tile(r, e).map(|c| (Family::Avx2, c)).map_err(|e| format!("internal: byte tile: {e}")),
-        };
-        // AVX2's tail products (without VNNI) take pairs and AVX2's byte quads
-        let ymm_tail = !vnni && k.caps.avx2 && tail <= YMM_TAIL_PIXELS;
-        let tail_products = (vnni && tail <= QDOT_TAIL_PIXELS) || ymm_tail;
-        for (i, r) in [full, d.mg % d.rows].into_iter().enumerate() {
-            if r == 0 {
-                continue;
-            }
-            if partial && tail_products {
-                let (family, bytes) = match ymm_tail {
-                    true => (
-                        Family::Avx2,
-                        ymm_qdot_tail(r, tail, d.quads).map_err(|e| format!("internal: AVX2 tail: {e}"))?,
-                    ),
-                    false => (Family::Avx512, qdot_tail(r, tail).map_err(|e| format!("internal: VNNI tail: {e}"))?),
-                };
-                tails[i] = Some(k.code(family, bytes));
-            }
-            if let Some(e) = epi.filter(|_| pairs::single_whole_units(d)) {
-                let (family, bytes) = match d.quads {
-                    true => quads(r, Some(e))?,
-                    false => (Family::Avx2, qgemm_tile(r, Some(e)).map_err(|e| format!("internal: pair tile: {e}"))?),
-                };
-                fused[i] = Some(k.code(family, bytes));
-                // the last unit takes the tail products, or there is none
-                if !partial || tail_products {
-                    continue;
-                }
-            }
-            let bytes = match d.quads {
-                true => Some(quads(r, None)?),
-                false => qgemm_tile(r, None).ok().map(|c| (Family::Avx2, c)),
-            };
-            code[i] = bytes.map(|(f, c)| k.code(f, c));
-        }
-        let index = tails.iter().any(Option::is_some).then(|| match ymm_tail {
-            true => k.blob(ymm_tail_lanes()),
-            false => k.blob((0..16i32).flat_map(|r| (16 * r).to_le_bytes()).collect()),
-        });
-        let sig = k.ukernel_sig(6);
-        let pack = QuadPack::new(k, d)?;
-        let sums = k.task_scratch(d.rows * 4 * d.px);
-        Ok(Assembled { code, fused, tail: tails, index, pack, sig, sums })
-    }
 }
 
 /// One unit of work: pixels `px·jp..` of group `gi` of image `ni` (I64 values).
@@ -688,98 +635,6 @@ fn tile(
             let f = k.b.ins().fmul(f, s);
             let f = k.b.ins().fadd(f, bias);
             finish(k, act, &st, f, n, lanes * j)?;
-        }
-    }
-    Ok(())
-}
-
-/// Where [`finish`] puts a real-valued result: the output and the
-/// residual (each addressed at element 0 of the run it stores), f32 or
-/// u8 on the requantiser's grid `(factor, zp)` ([`QOut::grid`]).
-pub(super) struct Store {
-    pub(super) out: Value,
-    pub(super) res: Option<Value>,
-    /// The residual is u8 on this grid (`scale`, `zp`), else f32.
-    pub(super) res_grid: Option<(f32, u8)>,
-    pub(super) quant: Option<(f32, u8)>,
-}
-
-/// Bytes per residual element: 1 on a u8 grid, else 4 (f32).
-fn res_bytes(grid: Option<(f32, u8)>) -> i64 {
-    if grid.is_some() {
-        1
-    } else {
-        4
-    }
-}
-
-/// The residual's value(s) of type `ty` (`f32x4` or `f32`) at element `at`
-/// of `st.res`: f32 as stored, or a u8 code `r` as `f32(r − zp) · scale`.
-fn residual(k: &mut Kernel, st: &Store, r: Value, ty: types::Type, at: usize) -> Value {
-    let Some((scale, zp)) = st.res_grid else {
-        return k.ld(ty, r, (4 * at) as i32);
-    };
-    let codes = if ty.is_vector() {
-        let four = k.b.ins().load(types::I32, mem(), r, at as i32);
-        let v = k.b.ins().scalar_to_vector(types::I32X4, four);
-        let v = k.b.ins().bitcast(types::I8X16, MemFlagsData::new().with_endianness(Endianness::Little), v);
-        let v = k.b.ins().uwiden_low(v);
-        k.b.ins().uwiden_low(v)
-    } else {
-        k.b.ins().uload8(types::I32, mem(), r, at as i32)
-    };
-    let ity = if ty.is_vector() { types::I32X4 } else { types::I32 };
-    let z = k.b.ins().iconst(types::I32, i64::from(zp));
-    let z = if ty.is_vector() { k.b.ins().splat(ity, z) } else { z };
-    let c = k.b.ins().isub(codes, z);
-    let f = k.b.ins().fcvt_from_sint(ty, c);
-    let s = k.b.ins().f32const(scale);
-    let s = if ty.is_vector() { k.b.ins().splat(ty, s) } else { s };
-    k.b.ins().fmul(f, s)
-}
-
-/// The rest of the integer epilogue on `f = f32(acc)·s + b` (an `f32x4`,
-/// or one `f32` on targets without SIMD) at element `at`: the residual,
-/// the activation, then the f32 or requantised u8 store, `live` of its
-/// lanes (all of them as one vector, fewer one by one: an image's last
-/// pixels, a block's last channels).
-pub(super) fn finish(k: &mut Kernel, act: Act, st: &Store, f: Value, live: usize, at: usize) -> LResult {
-    let ty = k.b.func.dfg.value_type(f);
-    let lanes = if ty.is_vector() { ty.lane_count() as usize } else { 1 };
-    if live == lanes {
-        let f = match st.res {
-            Some(r) => {
-                let rv = residual(k, st, r, ty, at);
-                k.b.ins().fadd(f, rv)
-            }
-            None => f,
-        };
-        let y = apply_act(k, ty, act, f);
-        return store_one(k, st, y, at);
-    }
-    for l in 0..live {
-        let mut x = k.b.ins().extractlane(f, l as u8);
-        if let Some(r) = st.res {
-            let rv = residual(k, st, r, types::F32, at + l);
-            x = k.b.ins().fadd(x, rv);
-        }
-        let y = apply_act(k, types::F32, act, x);
-        store_one(k, st, y, at + l)?;
-    }
-    Ok(())
-}
-
-/// Stores the real-valued `y` (`f32x4` or one `f32`) at element `at`: as
-/// it is, or on the requantiser's grid (`QOut::Quant`: a multiplication by
-/// the factor, [`GridStep::Mul`]).
-fn store_one(k: &mut Kernel, st: &Store, y: Value, at: usize) -> LResult {
-    let vector = k.b.func.dfg.value_type(y).is_vector();
-    match st.quant {
-        None => k.st(y, st.out, (4 * at) as i32),
-        Some((f, zp)) if vector => super::quantize::store_words(k, y, GridStep::Mul(f), zp, st.out, at as i32)?,
-        Some((f, zp)) => {
-            let q = super::quantize::one_value(k, y, GridStep::Mul(f), zp)?;
-            k.b.ins().istore8(mem(), q, st.out, at as i32);
         }
     }
     Ok(())

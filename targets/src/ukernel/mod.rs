@@ -38,7 +38,9 @@ use iced_x86::IcedError;
 
 /// A leaf micro-kernel with a constant pool: its instructions first
 /// (`code_len` bytes, ending with `vzeroupper; ret`), then the constants
-/// they read rip-relative, 32-byte aligned from the function's start.
+/// they read rip-relative, 32-byte aligned from the function's start
+/// (aligned in memory as the code generator places every function at 64
+/// bytes, `codegen::rodata`).
 pub struct PooledCode {
     /// The whole function.
     pub bytes: Vec<u8>,

@@ -5,9 +5,10 @@
 //!
 //! A work item is a pair index `j` of an image and group: units `2j` and
 //! `2j + 1` are packed one after the other into the task's B buffer and
-//! every row block runs the wide tile over both. Units left over (an odd
-//! whole unit, the image's partial last unit) run one at a time on the
-//! byte tile of the same row blocks (`unit_body`), in the last item. Which
+//! every row block runs the wide tile over both. Units left over run one
+//! at a time in the last item (`unit_body`), on the same row blocks: an odd
+//! whole unit on the byte tile, the image's partial last unit on the tail
+//! products or the sums-only tile and the Cranelift epilogue. Which
 //! tile computes a pixel depends on its unit's index alone, and every
 //! tile's sums are exact with the same epilogue, so the split over tasks
 //! changes no bit.
@@ -24,10 +25,18 @@ use crate::ukernel::avx2::{qbyte_wide_tile, QdotEpi};
 
 /// Whether a QConv's whole units run in pairs: byte quads on AVX2 without
 /// VNNI (whose tile is one `zmm` of 16 pixels already), with the tiles'
-/// own epilogue (`fused`), and at least two whole units per image.
-pub(super) fn applies(caps: Caps, d: &Dims, fused: bool) -> bool {
-    d.quads && caps.avx2 && !caps.vnni && !caps.dotprod && fused && whole_units(d) >= 2
+/// own epilogue (`fused`), at least two whole units per image, and at
+/// least [`MIN_ITEMS`] work items over the `planes` (images × groups).
+pub(super) fn applies(caps: Caps, d: &Dims, fused: bool, planes: usize) -> bool {
+    let enough = planes * items(d) >= MIN_ITEMS;
+    d.quads && caps.avx2 && !caps.vnni && !caps.dotprod && fused && whole_units(d) >= 2 && enough
 }
+
+/// Fewest work items a paired kernel keeps: pairing halves them, and the
+/// work is split over items only, so a small plane would leave the threads
+/// of an 8-core device idle (ResNet-18's 7x7 planes: 7 units, 4 pairs; they
+/// stay unpaired, 14x14 planes pair into 13 items).
+const MIN_ITEMS: usize = 8;
 
 /// Whole units (`d.px` pixels) per image.
 fn whole_units(d: &Dims) -> usize {
@@ -59,7 +68,7 @@ impl Wide {
         let mut code = [None, None];
         for (slot, rows) in code.iter_mut().zip([full, d.mg % d.rows]) {
             if rows > 0 {
-                let c = qbyte_wide_tile(rows, epi).map_err(|e| format!("internal: wide byte tile: {e}"))?;
+                let c = qbyte_wide_tile(rows, epi).map_err(|e| format!("internal: {e}"))?;
                 *slot = Some(k.code(Family::Avx2, c.bytes));
             }
         }

@@ -1,8 +1,9 @@
 //! The integer tiles of `lower::qconv` ([`qgemm_tile`]: 16-bit pairs;
-//! [`qbyte_tile`]: byte quads through `vpmaddubsw`) and the frame they
-//! share with the VNNI tile ([`crate::ukernel::avx512::qdot_tile`]) at
-//! either width ([`IntVreg`], [`int_tile`], [`int_store`],
-//! [`int_to_real`]).
+//! [`qbyte_tile`]: byte quads through `vpmaddubsw`; [`qbyte_wide_tile`]:
+//! the same for two units at once, its ones in a constant pool after the
+//! code) and the frame they share with the VNNI tile
+//! ([`crate::ukernel::avx512::qdot_tile`]) at either width ([`IntVreg`],
+//! [`int_tile`], [`int_store`], [`int_to_real`]).
 
 use iced_x86::code_asm::asm_traits::{
     CodeAsmVaddps, CodeAsmVbroadcastss, CodeAsmVcvtdq2ps, CodeAsmVcvtps2dq, CodeAsmVcvttps2dq, CodeAsmVmovups,
@@ -250,10 +251,17 @@ pub const QBYTE_WIDE_ROWS: usize = 6;
 /// All sixteen registers are taken (12 accumulators, two B vectors, the
 /// weights, one product), so the ones are read from the constant pool
 /// after the code.
-pub fn qbyte_wide_tile(rows: usize, epi: &QdotEpi) -> Result<PooledCode, IcedError> {
-    let code_len = wide_tile(rows, epi, 0)?.len() - WIDE_POOL;
+pub fn qbyte_wide_tile(rows: usize, epi: &QdotEpi) -> Result<PooledCode, String> {
+    let assemble = |pad| wide_tile(rows, epi, pad).map_err(|e| format!("wide byte tile: {e}"));
+    let code_len = assemble(0)?.len() - WIDE_POOL;
     let pad = (32 - code_len % 32) % 32;
-    Ok(PooledCode { bytes: wide_tile(rows, epi, pad)?, code_len })
+    let bytes = assemble(pad)?;
+    // the padding must not have moved the code: a rip-relative operand is
+    // always a 32-bit displacement and the branches end before the `ret`
+    if bytes.len() != code_len + pad + WIDE_POOL {
+        return Err(format!("wide byte tile: the code ({code_len} bytes) moved with the pool's padding"));
+    }
+    Ok(PooledCode { bytes, code_len })
 }
 
 /// Bytes of [`qbyte_wide_tile`]'s constant pool: sixteen i16 ones.
