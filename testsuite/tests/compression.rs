@@ -370,6 +370,38 @@ fn equalization_rescues_per_tensor_int8() {
     assert!(equalized > 40.0, "per-tensor int8 after equalisation: {equalized:.1} dB");
 }
 
+/// Issue 14's fidelity target for a depthwise-separable model with random
+/// weights (no labels, so no accuracy): ds_cnn_kws at the default int8
+/// plan (per-channel weights, GPTQ), calibrated on 32 noise samples, keeps
+/// an output SNR of at least 30 dB and a cosine of at least 0.999 against
+/// FP32 on 32 others.
+#[test]
+fn int8_keeps_the_depthwise_separable_model_faithful() {
+    let model = fixture_of("ds_cnn_kws", "model.onnx");
+    let mut data = Vec::new();
+    for t in kws_samples(32, 1) {
+        data.extend(t.to_f32_vec());
+    }
+    let calib = vec![("input".to_string(), Tensor::from_f32(vec![32, 1, 1, 49, 10], &data).unwrap())];
+    let val: Vec<Vec<Tensor>> = kws_samples(32, 2).into_iter().map(|t| vec![t]).collect();
+    let outputs = |int8: bool| -> Vec<Tensor> {
+        let s = Session::new(&model).target(kerf_targets::Target::host_baseline());
+        let s = match int8 {
+            true => s.compression(Plan::parse("[default]\nquant = \"int8\"\n").unwrap(), calib.clone()),
+            false => s,
+        };
+        let g = s.graph().unwrap().graph;
+        let jit = s.jit(&g).unwrap();
+        run_samples(jit.model(), &g, &val).unwrap()
+    };
+    let mut f = kerf_pipeline::dataset::Fidelity::default();
+    for (a, b) in outputs(true).iter().zip(&outputs(false)) {
+        f.add(a, b);
+    }
+    eprintln!("ds_cnn_kws int8: {:.1} dB, cosine {:.6}", f.snr_db(), f.cosine());
+    assert!(f.snr_db() >= 30.0 && f.cosine() >= 0.999, "{:.1} dB, cosine {:.6}", f.snr_db(), f.cosine());
+}
+
 /// A conv's channel SVD: `/2/Conv` (32x16x3x3) at rank 16 becomes a 16-output
 /// 3x3 conv and a 1x1 conv, fitted to the calibration data's im2col moments,
 /// with fewer MACs and the FP32 top-1 kept; `/0/Conv` (16x1x3x3) and the
