@@ -210,6 +210,14 @@ fn bench_prints_times_and_profile() {
     // every kernel row names its code family; baseline has no assembled kernels
     let family = |r: &&str| ["scalar", "cl-128", "avx2", "avx512"].iter().any(|f| r.ends_with(&format!("  {f}")));
     assert!(rows[..total].iter().all(family), "{text}");
+    // on a host with AVX2 + FMA, the native build's convs and Gemm run assembled kernels and say so
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        let wide = ["  avx2", "  avx512"];
+        assert!(rows[..total].iter().any(|r| wide.iter().any(|f| r.ends_with(f))), "{text}");
+    } else {
+        eprintln!("the host lacks AVX2 + FMA: no assembled kernel family to expect");
+    }
     let out = kerf(&["bench", m.to_str().unwrap(), "--iters", "2", "--warmup", "0", "--cpu", "baseline", "--profile"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let base = String::from_utf8(out.stdout).unwrap();

@@ -156,6 +156,8 @@ fn avx2_tiles_equal_the_128_bit_tiles() {
         // one input channel, K = 9, 5-pixel rows: the small-K direct conv
         // without the tiles (`conv_smallk`), the packed conv with them
         (1, 16, (13, 10), 3, (2, 1), "", "Relu", false),
+        // K = 1: one input channel, 1x1 (a single K step in the tiles)
+        (1, 37, (20, 20), 1, (1, 1), "", "Relu", true),
         // HardSwish (Paddle/MobileNetV3 exports)
         (16, 37, (9, 9), 1, (1, 1), "", "HardSwish", true),
         (24, 40, (16, 16), 3, (1, 1), ", winograd=4", "HardSwish", false),
@@ -209,7 +211,13 @@ fn avx2_matmul_tiles_equal_the_128_bit_tiles() {
             "input %0 \"a\": f32[9,7]\n  const %1 \"b\": f32[9,32] = iota(-0.5, 0.003)\n  const %2 \"c\": f32[32] = iota({c0}, 0.01)\n  %3 = GemmFused{{alpha=1.0, beta=1.0, trans_a=true, trans_b=false, layer=\"g\", act=Clip, act_min={lo}, act_max={hi}, residual=false}}(%0, %1, %2): f32[7,32] @\"g\"\n  output \"y\" = %3"
         )
     };
-    let cases: [(String, Vec<Tensor>, bool); 9] = [
+    let cases: [(String, Vec<Tensor>, bool); 10] = [
+        // K = 1: one K step
+        (
+            "input %0 \"a\": f32[37,1]\n  const %1 \"b\": f32[1,40] = iota(-1.0, 0.05)\n  %2 = MatMul{layer=\"m\"}(%0, %1): f32[37,40] @\"m\"\n  output \"y\" = %2".into(),
+            vec![v(&[37, 1], 11)],
+            true,
+        ),
         (
             "input %0 \"a\": f32[37,64]\n  const %1 \"b\": f32[64,40] = iota(-1.0, 0.001)\n  %2 = MatMul{layer=\"m\"}(%0, %1): f32[37,40] @\"m\"\n  output \"y\" = %2".into(),
             vec![v(&[37, 64], 1)],
