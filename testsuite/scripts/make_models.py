@@ -411,12 +411,27 @@ def build_pattern_pruned_cnn(seed: int) -> Builder:
     return b
 
 
+def constants_variant(path: str) -> onnx.ModelProto:
+    """The model at `path` with every initializer moved into a `Constant`
+    node at the graph's start, as converters (tf2onnx, paddle2onnx) often
+    write weights: compression and export must treat both alike."""
+    m = onnx.load(path)
+    g = m.graph
+    consts = [onnx.helper.make_node("Constant", [], [t.name], name=f"const_{t.name}", value=t)
+              for t in g.initializer]
+    nodes = consts + list(g.node)
+    del g.initializer[:]
+    del g.node[:]
+    g.node.extend(nodes)
+    return m
+
+
 # ------------------------------------------------------------------------------------------
 # driver
 # ------------------------------------------------------------------------------------------
 NAMES = ["mobilenet_v2", "mobilenet_v2_bn", "resnet18", "resnet18_bn", "squeezenet1_1", "tiny_transformer",
          "tiny_transformer_affine", "lstm_kws", "gru_kws", "lstm_bidir_kws", "bn_convnet", "residual_cnn",
-         "pattern_pruned_cnn"]
+         "pattern_pruned_cnn", "digits_cnn_constants"]
 
 
 def _io(shape_in, shape_out):
@@ -492,6 +507,10 @@ def make_all(only: set[str] | None):
         yield "residual_cnn", "two ResNet basic blocks (16 channels, 16x16) with residual Adds, pool, fc10, " \
                               "1x3x16x16", 113, b.model(ins, outs), \
             np.random.default_rng(114).standard_normal(shape).astype(np.float32)
+    if want("digits_cnn_constants"):
+        fixture = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../fixtures/models/digits_cnn")
+        yield "digits_cnn_constants", "the digits_cnn fixture with its weights in Constant nodes, 1x1x8x8", 117, \
+            constants_variant(os.path.join(fixture, "model.onnx")), np.load(os.path.join(fixture, "input_0.npy"))
     if want("pattern_pruned_cnn"):
         b = build_pattern_pruned_cnn(115)
         shape = [1, 3, 28, 28]

@@ -598,6 +598,32 @@ fn exported_qdq_model_computes_the_compressed_model() {
     assert_eq!(reimported, top1, "top-1 of the exported model {reimported} vs the compressed graph {top1}");
 }
 
+/// Weights in `Constant` nodes (as converters write them; the generated
+/// `digits_cnn_constants` is the fixture so rewritten) compress and export
+/// like initializers: the same layers, bytes and top-1 as the fixture's
+/// own int8 model, and the exported QDQ file imports to the same top-1.
+#[test]
+fn weights_in_constant_nodes_compress_and_export_like_initializers() {
+    use kerf_pipeline::compression::export_onnx;
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("generated/digits_cnn_constants/model.onnx");
+    assert!(model.is_file(), "{} is missing: run testsuite/run-all.sh (make_models.py)", model.display());
+    let plan = "[default]\nquant = \"int8\"\n";
+    let s = Session::new(&model)
+        .target(kerf_targets::Target::host_baseline())
+        .compression(Plan::parse(plan).unwrap(), calib());
+    let o = s.graph().unwrap();
+    let report = o.compression.unwrap();
+    let (top1, _, want) = evaluate(Some(plan));
+    let want = want.unwrap();
+    let layers = |r: &Report| r.layers.iter().map(|l| (l.layer.clone(), l.bytes_after)).collect::<Vec<_>>();
+    assert_eq!(layers(&report), layers(&want), "the same layers compressed to the same bytes");
+    assert_eq!(top1_on(&s, &o.graph, "digits_cnn"), top1, "top-1 as the fixture's int8 model");
+    let (bytes, edited) = export_onnx(&model, &report).unwrap();
+    assert_eq!(edited, 3, "both convs and the Gemm are edited");
+    let (_, reimported) = with_exported(&bytes, "constants", text_and_top1);
+    assert_eq!(reimported, top1, "the exported model's top-1");
+}
+
 #[test]
 fn export_errors_name_the_layer() {
     use kerf_onnx::export::{export_edited, AxisQuant, LayerEdit};
