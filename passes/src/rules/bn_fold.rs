@@ -229,34 +229,11 @@ fn compute(eg: &mut KEGraph, m: &BnMatch) -> Option<Vec<WeightId>> {
     let wv = wt.to_f64_vec();
     let bv = m.b.map(|b| eg.analysis.weights.tensor(b));
     let (w2, b2) = match &m.op {
-        Op::Conv(_) => {
-            // W is [O, I/g, k...]: output channel o is the outer axis.
-            if wt.shape().first() != Some(&c) {
-                return None;
-            }
-            let inner = wt.numel() / c;
-            if inner == 0 {
-                return None;
-            }
-            let w2: Vec<f64> = wv.iter().enumerate().map(|(i, &x)| x * s[i / inner]).collect();
-            let b0 = bv.map(|b| b.to_f64_vec()).unwrap_or_else(|| vec![0.0; c]);
-            if b0.len() != c {
-                return None;
-            }
-            let b2: Vec<f64> = (0..c).map(|o| (b0[o] - mean[o]) * s[o] + bias[o]).collect();
-            let b2 = Tensor::from_f64_values(wt.dtype(), vec![c], &b2).ok()?;
-            (w2, b2)
-        }
-        Op::ConvTranspose(ct) => {
-            // W is [C_in, M/group, k...]: (input channel, j) slices, output channel g·(M/group) + j
-            let (cin, ocg) = (*wt.shape().first()?, *wt.shape().get(1)?);
-            let area = wt.numel() / (cin * ocg).max(1);
-            if ct.group == 0 || cin % ct.group != 0 || ocg * ct.group != c || area == 0 {
-                return None;
-            }
-            let icg = cin / ct.group;
-            let at = |i: usize| (i / (ocg * area) / icg) * ocg + (i / area) % ocg;
-            let w2: Vec<f64> = wv.iter().enumerate().map(|(i, &x)| x * s[at(i)]).collect();
+        Op::Conv(_) | Op::ConvTranspose(_) => {
+            let (ocg, icg, area) = channel_layout(&m.op, wt.shape(), c)?;
+            // element i's output channel: group (i / (ocg·area) / icg), j = (i / area) % ocg
+            let w2: Vec<f64> =
+                wv.iter().enumerate().map(|(i, &x)| x * s[i / (ocg * area) / icg * ocg + i / area % ocg]).collect();
             let b0 = bv.map(|b| b.to_f64_vec()).unwrap_or_else(|| vec![0.0; c]);
             if b0.len() != c {
                 return None;
@@ -334,6 +311,28 @@ fn compute(eg: &mut KEGraph, m: &BnMatch) -> Option<Vec<WeightId>> {
     eg.analysis.weights.get_mut(w_id).grid = grid;
     let b_id = add_weight(eg, format!("{wname}.{suffix}_bias"), b2, &src);
     Some(vec![w_id, b_id])
+}
+
+/// How a conv-like weight's elements map to the `c` output channels, as
+/// `(ocg, icg, area)`: element `i` feeds channel `(i / (ocg·area) / icg)·ocg
+/// + (i / area) % ocg`. A Conv's `[O, I/g, k...]` has the channel outermost
+/// (`(c, 1, I/g·k)`); a ConvTranspose's `[C_in, M/g, k...]` holds group
+/// `g`'s channel `j` in the slices `W[c, j]` of the group's input channels
+/// (`(M/g, C_in/g, k)`). `None` for a shape that does not fit.
+fn channel_layout(op: &Op, shape: &[usize], c: usize) -> Option<(usize, usize, usize)> {
+    let numel: usize = shape.iter().product();
+    let (ocg, icg, area) = match op {
+        Op::Conv(_) if shape.first() == Some(&c) => (c, 1, numel / c.max(1)),
+        Op::ConvTranspose(ct) => {
+            let (cin, ocg) = (*shape.first()?, *shape.get(1)?);
+            if ct.group == 0 || cin % ct.group != 0 || ocg * ct.group != c {
+                return None;
+            }
+            (ocg, cin / ct.group, numel / (cin * ocg).max(1))
+        }
+        _ => return None,
+    };
+    (area > 0).then_some((ocg, icg, area))
 }
 
 /// The folded weight of a weight on an int8 grid, kept on a grid: channel
