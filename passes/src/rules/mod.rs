@@ -29,6 +29,7 @@ pub mod fusion;
 pub mod gelu;
 pub mod hardswish;
 pub mod int8;
+pub mod pointwise;
 pub mod quant_move;
 pub mod requant;
 pub mod reshape;
@@ -165,6 +166,10 @@ fn int8_group() -> Vec<KRewrite> {
     int8::rules().into_iter().chain(requant::rules()).chain(quant_move::rules()).collect()
 }
 
+fn bn_fold_group() -> Vec<KRewrite> {
+    bn_fold::rules().into_iter().chain(pointwise::rules()).collect()
+}
+
 fn cleanup_group() -> Vec<KRewrite> {
     cleanup::rules().into_iter().chain(gelu::rules()).chain(hardswish::rules()).collect()
 }
@@ -176,7 +181,7 @@ pub type Group = (&'static str, fn() -> Vec<KRewrite>);
 pub const GROUPS: &[Group] = &[
     ("cleanup", cleanup_group),
     ("reshape", reshape::rules),
-    ("bn-fold", bn_fold::rules),
+    ("bn-fold", bn_fold_group),
     ("const-fold", const_fold::rules),
     ("winograd", winograd::rules),
     ("fusion", fusion::rules),
