@@ -399,6 +399,7 @@ fn int8_keeps_the_depthwise_separable_model_faithful() {
         f.add(a, b);
     }
     eprintln!("ds_cnn_kws int8: {:.1} dB, cosine {:.6}", f.snr_db(), f.cosine());
+    assert!(f.snr_db().is_finite(), "int8 changed nothing");
     assert!(f.snr_db() >= 30.0 && f.cosine() >= 0.999, "{:.1} dB, cosine {:.6}", f.snr_db(), f.cosine());
 }
 

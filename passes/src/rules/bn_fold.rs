@@ -180,14 +180,17 @@ fn memo_key(rule: &'static str, m: &BnMatch) -> MemoKey {
     inputs.extend(m.b);
     inputs.extend(norm);
     let mut ops = vec![op];
-    if let Op::Gemm(g) = &m.op {
-        ops.push(Op::Gemm(g.clone()));
+    // the folded op decides the weight's layout (a Conv's channels are its
+    // weight's outer axis, a ConvTranspose's are not): a weight both use
+    // folds differently for each
+    if matches!(m.op, Op::Gemm(_) | Op::ConvTranspose(_)) {
+        ops.push(m.op.clone());
     }
     MemoKey { rule, ops, inputs }
 }
 
 /// Adds a derived weight; it is a parameter when any source is.
-fn add_weight(eg: &mut KEGraph, name: String, t: Tensor, sources: &[WeightId]) -> WeightId {
+pub(super) fn add_weight(eg: &mut KEGraph, name: String, t: Tensor, sources: &[WeightId]) -> WeightId {
     let param = sources.iter().any(|&w| eg.analysis.weights.get(w).is_param) && t.numel() > 1;
     let id = eg.analysis.weights.add(name, t, Origin::Derived);
     eg.analysis.weights.get_mut(id).is_param = param;

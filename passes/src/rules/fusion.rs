@@ -23,7 +23,9 @@
 //!   `act(ConvTranspose(x, w, b))`: its kernel applies the activation where
 //!   each output is final (`targets/src/lower/conv_transpose.rs`). With the
 //!   `bn-fold` group's folds of a bias Add and a BatchNorm into the
-//!   ConvTranspose, a detector's upsampling head is one kernel.
+//!   ConvTranspose, a detector's upsampling head is one kernel. A
+//!   ConvTranspose without a bias that nothing folds one into keeps its
+//!   activation as a separate pass.
 //! - `fuse-conv-residual` matches `Add(c, y)` or `Add(y, c)` where `c` holds
 //!   a direct `Conv(x, w, b)` and `y` has exactly the conv output's type (no
 //!   broadcasting); it adds `ConvFused{residual}(x, w, b, y)`.

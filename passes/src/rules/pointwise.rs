@@ -18,13 +18,19 @@
 //! Sound up to rounding: a 1x1 conv is a matrix product per pixel, so
 //! `W2·(W1·x + b1) + b2 = (W2·W1)·x + (W2·b1 + b2)` in exact arithmetic;
 //! the merged weights are computed in f64 and rounded once, so the result
-//! differs from the two rounded products by a few ulp, as BatchNorm
-//! folding's does. Directional: nothing splits a conv.
+//! differs from the two rounded products by rounding in the sums' terms,
+//! like BatchNorm folding's. Directional: nothing splits a conv.
+//!
+//! The merged conv keeps the outer conv's layer: the inner layer's work is
+//! reported under it by `kerf bench --profile`, and the compress report
+//! (made before the passes) and `kerf tune`'s per-layer timings (one layer
+//! at a time) do not see the merge.
 
 use egg::Id;
 use kerf_ir::op::{Conv, ConvAlgo};
-use kerf_ir::{DType, Op, Origin, Sparsity, Tensor, WeightId};
+use kerf_ir::{DType, Op, Sparsity, Tensor, WeightId};
 
+use super::bn_fold::add_weight;
 use super::{add_union, rewrite, single_user, KRewrite, Rule};
 use crate::analysis::{KEGraph, MemoKey};
 use crate::lang::{KNode, NodeOp};
@@ -127,15 +133,11 @@ impl Rule for MergePointwise {
         let ws = match eg.analysis.memo.get(&key) {
             Some(r) => r.clone(),
             None => {
+                let sources = key.inputs.clone();
                 let r = merged(eg, outer, inner).map(|(w, b)| {
                     let name = eg.analysis.weights.get(outer.w).name.clone();
-                    let param = eg.analysis.weights.get(outer.w).is_param;
-                    let w = eg.analysis.weights.add(format!("{name}.merged"), w, Origin::Derived);
-                    let b = eg.analysis.weights.add(format!("{name}.merged_bias"), b, Origin::Derived);
-                    for id in [w, b] {
-                        eg.analysis.weights.get_mut(id).is_param = param;
-                    }
-                    vec![w, b]
+                    let w = add_weight(eg, format!("{name}.merged"), w, &sources);
+                    vec![w, add_weight(eg, format!("{name}.merged_bias"), b, &sources)]
                 });
                 eg.analysis.memo.insert(key, r.clone());
                 r
@@ -201,6 +203,37 @@ mod tests {
             let out = run(4, 8, 2, bias);
             assert_eq!(out.matches("= Conv{").count(), 2, "{out}");
             assert!(out.contains("layer=\"next\"") && !out.contains("layer=\"u\""), "{out}");
+        }
+    }
+
+    /// The inner conv without a bias merges (zeros); with a second user of
+    /// its output it stays, or both products would be computed.
+    #[test]
+    fn a_bias_less_inner_conv_merges_and_a_shared_one_stays() {
+        let k = |seed: u64, n: usize| {
+            random(seed, n, -0.5, 0.5).iter().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(",")
+        };
+        let graph = |second_user: bool| {
+            let out = if second_user { "  output \"z\" = %3\n" } else { "" };
+            format!(
+                "graph \"g\"\n  input %0 \"x\": f32[1,4,3,3]\n  const %1 \"w1\": f32[8,4,1,1] = [{}]\n  \
+                 %3 = Conv{{{ONE}, layer=\"u\"}}(%0, %1): f32[1,8,3,3] @\"u\"\n  const %4 \"w2\": f32[2,8,1,1] = [{}]\n  \
+                 const %5 \"b2\": f32[2] = [0.5,-0.25]\n  %6 = Conv{{{ONE}, layer=\"next\"}}(%3, %4, %5): f32[1,2,3,3] @\"next\"\n  \
+                 output \"y\" = %6\n{out}",
+                k(1, 32),
+                k(2, 16)
+            )
+        };
+        for (second_user, convs) in [(false, 1), (true, 2)] {
+            let g0 = text::parse(&graph(second_user)).unwrap();
+            let (g1, _) = crate::run_groups(&g0, &["bn-fold"], &crate::PassOptions::default()).unwrap();
+            let out = text::print(&g1);
+            assert_eq!(out.matches("= Conv{").count(), convs, "{out}");
+            let x = Tensor::from_f32(vec![1, 4, 3, 3], &random(3, 36, -1.0, 1.0)).unwrap();
+            let (a, b) = (interpret(&g0, std::slice::from_ref(&x)), interpret(&g1, &[x]));
+            for (p, q) in a[0].to_f32_vec().iter().zip(b[0].to_f32_vec()) {
+                assert!((p - q).abs() <= 1e-5 * p.abs().max(1.0), "{p} vs {q}");
+            }
         }
     }
 

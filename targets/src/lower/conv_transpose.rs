@@ -59,9 +59,16 @@ pub fn conv_transpose(k: &mut Kernel) -> LResult {
     let empty = [gm.n, gm.c, gm.h, gm.w, gm.oc, gm.oh, gm.ow].contains(&0);
     match (wconst, bconst) {
         (Some(w), Some(b)) if !empty => gemm_col2im(k, &gm, &w, &b, act),
-        // an empty output has nothing to activate
-        _ if fused && !empty => Err("internal: a fused ConvTranspose without constant weights".into()),
-        _ => scatter(k, &gm),
+        // run-time weights, or an empty input (the output is the bias) or
+        // output: the scatter, then the activation over the whole output
+        _ => {
+            scatter(k, &gm)?;
+            if fused {
+                let out = k.output(0);
+                activate_planes(k, act, gm.n * gm.oc, gm.oh * gm.ow, out);
+            }
+            Ok(())
+        }
     }
 }
 
