@@ -269,8 +269,12 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     if let Some(g) = gemv_fits(k, &d, window, act, q.epi.residual).filter(|_| q.out.is_real() && res_grid.is_none()) {
         return gemv(k, &d, g, (&w, kk), (&scales, &bias), quant);
     }
-    gemm(k, &q, d, (&w, kk), (&scales, &bias), act)
+    gemm(k, &q, d, (&w, kk), (&scales, &bias), (act, quant, res_grid))
 }
+
+/// A u8 grid `(factor or step, zero point)`, if the value is on one: the
+/// output's ([`QOut::grid`]) or the residual's ([`QConv::res_grid`]).
+type U8Grid = Option<(f32, u8)>;
 
 /// The GEMM route of [`qconv`] (no padding, not the one-pixel product):
 /// per task and unit (or pair of units), B packed, then every row block on
@@ -281,10 +285,8 @@ fn gemm(
     d: Dims,
     (w, kk): (&[f64], usize),
     (scales, bias): (&[f32], &[f32]),
-    act: Act,
+    (act, quant, res_grid): (Act, U8Grid, U8Grid),
 ) -> LResult {
-    let quant = out_grid(q.out)?;
-    let res_grid = q.res_grid.map(|g| (g.scale.get(), g.zp));
     let wd = &q.conv.window;
     // the assembled tiles' own epilogue (AVX2's pair and byte tiles, VNNI's):
     // full units of the real-valued form, for the activations the shared

@@ -376,8 +376,8 @@ impl PatReg for AsmRegisterYmm {
         (base, at): (AsmRegister64, i64),
         lanes: usize,
     ) -> Result<(), IcedError> {
-        if lanes == 8 {
-            return a.vpmovzxbd(dst, qword_ptr(base + at));
+        if lanes == Self::LANES {
+            return Self::load_bytes(a, dst, base + at);
         }
         // byte by byte: nothing past the row's last pixel is read
         let low = super::low_half(dst);
@@ -457,7 +457,7 @@ impl PatReg for AsmRegisterZmm {
         lanes: usize,
     ) -> Result<(), IcedError> {
         if lanes == 16 {
-            return a.vpmovzxbd(dst, xmmword_ptr(base + at));
+            return Self::load_bytes(a, dst, base + at);
         }
         // the masked byte load reads (and faults on) none past the row's last pixel
         const XMM: [AsmRegisterXmm; 32] = [
