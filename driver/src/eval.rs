@@ -3,9 +3,15 @@
 //! Runs every sample through the JIT-compiled model. With `--labels`, prints
 //! top-1 accuracy; with compression flags, the same for the FP32 model,
 //! measured the same way, and the compressed model's agreement with it
-//! (same arg-max), output SNR and cosine similarity.
+//! (same arg-max), output SNR and cosine similarity. `--save-outputs`
+//! writes what the evaluated model (the compressed one, with compression
+//! flags) computed: output 0 of every sample, stacked on a leading axis,
+//! for checks outside kerf (`testsuite/scripts/check_export.py` compares
+//! ONNX Runtime's run of `kerf compress`'s file against it).
 
-use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
 use clap::Args;
 use kerf_ir::Tensor;
 use kerf_pipeline::dataset::{run_samples, top1, Fidelity};
@@ -22,6 +28,10 @@ pub struct EvalArgs {
     /// Use only the first N samples.
     #[arg(long)]
     limit: Option<usize>,
+    /// Write output 0 of every sample (the compressed model's, with
+    /// compression flags) to this .npy file, stacked: [N, output shape...], f32.
+    #[arg(long, value_name = "FILE.npy")]
+    save_outputs: Option<PathBuf>,
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
@@ -37,7 +47,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         if let Some(l) = &labels {
             println!("top1: {:.4}", top1(&fp_out, l));
         }
-        return Ok(());
+        return save(args.save_outputs.as_deref(), &fp_out);
     }
     let cs = args.model.session()?.target(native);
     let c_graph = cs.graph()?;
@@ -51,7 +61,17 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         f.add(a, b);
     }
     println!("agreement: {:.4}  snr: {:.1} dB  cosine: {:.5}", f.agreement(), f.snr_db(), f.cosine());
-    Ok(())
+    save(args.save_outputs.as_deref(), &c_out)
+}
+
+/// Writes the outputs stacked on a new leading axis as f32 (`--save-outputs`).
+fn save(path: Option<&Path>, outs: &[Tensor]) -> Result<()> {
+    let Some(path) = path else { return Ok(()) };
+    let shape = outs.first().map(|t| t.shape().to_vec()).unwrap_or_default();
+    let values: Vec<f32> = outs.iter().flat_map(|t| t.to_f32_vec()).collect();
+    let stacked = Tensor::from_f32([vec![outs.len()], shape].concat(), &values)
+        .context("--save-outputs: the samples' outputs differ in shape")?;
+    kerf_pipeline::npy::write(path, &stacked).with_context(|| format!("--save-outputs: writing {}", path.display()))
 }
 
 /// Output 0 of the JIT-compiled graph on every sample.

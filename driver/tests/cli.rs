@@ -426,3 +426,47 @@ fn compression_flags_are_checked() {
     assert_user_error(&compile(&["--prune-patterns", "8", "--calib", "/nonexistent/c.npy"]), &["/nonexistent/c.npy"]);
     assert_user_error(&compile(&["--calib", &calib]), &["--calib given without a compression flag"]);
 }
+
+/// `kerf eval --save-outputs` writes what it scored: output 0 of every
+/// sample, stacked, from the compressed model when compression flags are
+/// given; its arg-max per row is the printed top-1, and the int8 logits
+/// are close to, but not, the FP32 ones. A file it cannot write is a user
+/// error.
+#[test]
+fn eval_saves_the_outputs_it_scored() {
+    let d = fixtures().join("models/digits_cnn");
+    let dir = std::env::temp_dir().join(format!("kerf-cli-eval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |f: &str| d.join(f).to_str().unwrap().to_string();
+    let (model, x, y, calib) = (path("model.onnx"), path("test_x.npy"), path("test_y.npy"), path("calib_x.npy"));
+    let run = |name: &str, flags: &[&str]| {
+        let out = dir.join(name);
+        let mut args = vec!["eval", &model, "--data", &x, "--labels", &y, "--limit", "60"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--save-outputs", out.to_str().unwrap()]);
+        let o = kerf(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+        let top1: f64 = stdout.lines().find_map(|l| l.strip_prefix("top1: ")).unwrap()[..6].parse().unwrap();
+        (kerf_pipeline::npy::read(&out).unwrap(), top1)
+    };
+    let labels = kerf_pipeline::npy::read(&d.join("test_y.npy")).unwrap().to_i64_vec();
+    let (fp32, fp32_top1) = run("fp32.npy", &[]);
+    let (int8, int8_top1) = run("int8.npy", &["--quantize", "int8", "--calib", &calib]);
+    for (t, top1) in [(&fp32, fp32_top1), (&int8, int8_top1)] {
+        assert_eq!(t.shape(), &[60, 1, 10]);
+        let v = t.to_f32_vec();
+        let hits = v
+            .chunks(10)
+            .zip(&labels)
+            .filter(|(r, &l)| r.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 as i64 == l)
+            .count();
+        assert!((hits as f64 / 60.0 - top1).abs() < 1e-4, "{hits}/60 vs top1 {top1}");
+    }
+    let (a, b) = (fp32.to_f32_vec(), int8.to_f32_vec());
+    let worst = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+    assert!(worst > 0.0 && worst < 1.0, "int8 logits {worst} from FP32's");
+    let o = kerf(&["eval", &model, "--data", &x, "--limit", "2", "--save-outputs", "/nonexistent-dir/o.npy"]);
+    assert_user_error(&o, &["--save-outputs", "/nonexistent-dir/o.npy"]);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -4,7 +4,8 @@
 # second conv by channel SVD, the Gemm) + int8; Tucker-2 of the second
 # conv + int8: three convs) is written as
 # ONNX QDQ, loaded by ORT, run on the 450 test images; ORT's top-1 must be
-# within half a point of kerf's own (`kerf eval`) and above the floors.
+# within half a point of kerf's own (`kerf eval`) and above the floors, and
+# every logit within one output quantisation step of kerf's (check_export.py).
 # Usage: export_vs_ort.sh KERF PYTHON
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,10 +20,12 @@ while IFS='|' read -r plan floor; do
   # the same model `kerf compress` wrote: eval compresses for this host,
   # whose byte pairs would otherwise be exact on AVX2 without VNNI
   # shellcheck disable=SC2086
-  kt=$("$KERF" eval "$d/model.onnx" --data "$d/test_x.npy" --labels "$d/test_y.npy" --calib "$d/calib_x.npy" --byte-pairs any $plan 2>/dev/null |
+  kt=$("$KERF" eval "$d/model.onnx" --data "$d/test_x.npy" --labels "$d/test_y.npy" --calib "$d/calib_x.npy" --byte-pairs any \
+    --save-outputs "$tmp/kerf.npy" $plan 2>/dev/null |
     sed -n 's/^top1: \([0-9.]*\).*/\1/p')
   echo "plan: $plan (kerf top1 $kt)"
-  "$PY" testsuite/scripts/check_export.py "$tmp/q.onnx" "$d/test_x.npy" "$d/test_y.npy" --kerf-top1 "$kt" --min-top1 "$floor"
+  "$PY" testsuite/scripts/check_export.py "$tmp/q.onnx" "$d/test_x.npy" "$d/test_y.npy" --kerf-top1 "$kt" --min-top1 "$floor" \
+    --kerf-outputs "$tmp/kerf.npy"
 done <<'PLANS'
 --quantize int8|0.973
 --prune-patterns 8 --connectivity 0.25 --quantize int8|0.968

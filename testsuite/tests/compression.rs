@@ -727,6 +727,18 @@ fn ort_qdq_model_runs_on_integer_kernels() {
         "the first conv and the head on the integer kernel:\n{}",
         kerf_ir::text::print(&g)
     );
+    // the file quantises again on one grid after the second conv's Relu,
+    // its MaxPool and the Flatten: one `Quantize` of the pooled floats is
+    // left (`int8-same-grid`, `int8-reshape`) and the Flatten moves bytes;
+    // with VNNI (a graph for that preset: any host builds it) both convs
+    // are integer and the only chain left dequantises the logits
+    let vnni = kerf_targets::Target::parse("x86_64-unknown-linux-gnu", "sapphirerapids").unwrap();
+    let vnni = Session::new(fixture("model_qdq_ort.onnx")).target(vnni).graph().unwrap().graph;
+    for (printed, chains) in [(kerf_ir::text::print(&g), 2), (kerf_ir::text::print(&vnni), 1)] {
+        let flatten = printed.lines().find(|l| l.contains("Reshape{shape=[1,512,1,1]}")).unwrap_or_default();
+        assert!(flatten.contains(": u8["), "{printed}");
+        assert_eq!(printed.matches("Chain{").count(), chains, "{printed}");
+    }
     let x = npy::read(&fixture("test_x.npy")).unwrap();
     let y = npy::read(&fixture("test_y.npy")).unwrap().to_i64_vec();
     let samples = samples_for(&g, &[("input".to_string(), x)]).unwrap();

@@ -123,15 +123,15 @@ fn scalar(eg: &KEGraph, class: Id) -> Option<f32> {
 }
 
 /// The quantiser in a class: `Mul(Clip{−z, 255 − z}(Round(Div(x, s))), s)`.
-struct Quantiser {
+pub(super) struct Quantiser {
     /// The quantiser's input `x`.
-    x: Id,
-    s: f32,
-    z: u8,
+    pub(super) x: Id,
+    pub(super) s: f32,
+    pub(super) z: u8,
 }
 
 /// The activation quantiser `class` holds, if any.
-fn quantiser(eg: &KEGraph, class: Id) -> Option<Quantiser> {
+pub(super) fn quantiser(eg: &KEGraph, class: Id) -> Option<Quantiser> {
     for n in &eg[class].nodes {
         if n.kerf_op() != Some(&Op::Binary(BinaryOp::Mul)) {
             continue;

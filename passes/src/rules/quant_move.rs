@@ -1,4 +1,5 @@
-//! `int8-maxpool` and `int8-concat` (in the `int8` group): the activation
+//! `int8-maxpool`, `int8-concat`, `int8-reshape` and `int8-same-grid` (in
+//! the `int8` group): the activation
 //! quantiser moved toward the ops that produce its input, so that it meets
 //! an integer conv whose epilogue can store u8 (`int8-requant`) and neither
 //! the f32 tensor nor the pass over it is left.
@@ -29,7 +30,37 @@
 //! quantiser). Exact: `Quantize` is elementwise, and padding the other axes
 //! of each piece pads the same places of the concatenation.
 //!
-//! Both are directional. The extractor weighs the moved forms against the
+//! `int8-reshape` matches `Quantize{s, z, pads}(Reshape{shape}(y))` with
+//! no padding and adds `Reshape{shape}(Quantize{s, z, 0}(y))`, and
+//! `Quantize{s, z, pads}(Transpose{perm}(y))`, adding
+//! `Transpose{perm}(Quantize{s, z, pads'}(y))` with each axis's padding
+//! carried to the axis it comes from (`pads'[perm[i]] = pads[i]`, begin
+//! and end; where that stays on the last two axes, the only ones
+//! `Quantize` pads): the quantiser then meets what makes the tensor (a Flatten in
+//! front of a classifier head is a Reshape). Exact: `Quantize` is
+//! elementwise, and row-major reshapes and axis permutations only move
+//! elements (a padded transpose pads the same places either way).
+//!
+//! `int8-same-grid` matches `Quantize{s, z, pads}(q)` where `q`'s class
+//! holds the activation quantiser on the same grid, `Mul(Clip{−z, 255 −
+//! z}(Round(Div(x, s))), s)`, and adds `Quantize{s, z, pads}(x)`: putting a
+//! value on a grid it is already on changes nothing. It also reads through
+//! a MaxPool: `Quantize{s, z, pads}(MaxPool(q))` gets
+//! `Quantize{s, z, pads}(MaxPool(x))`, since the quantiser is
+//! non-decreasing and so commutes with the maximum (as for
+//! `int8-maxpool`). Other tools' QDQ
+//! models quantise again after every op that keeps the grid (ONNX
+//! Runtime's `quantize_static` writes `Q → DQ` after a Relu, a MaxPool and a
+//! Flatten on one scale), and each pair imports as such a
+//! quantiser; with this rule the repeated ones go. Exact for a normal `s` with `255·s`
+//! finite: the quantiser's value is `v = fl(c·s)` for an integer `c` in
+//! `[−z, 255 − z]`, and `fl(v / s) = c·(1 + δ)` with `|δ| ≤ 2⁻²³`, within
+//! `255·2⁻²³ < ½` of `c`, so it rounds to `c` again (with the reciprocal's
+//! product instead of the division, a few ulps more, the same); `±∞`
+//! clamps to the same end code either way and NaN stays NaN into the
+//! second `Quantize`.
+//!
+//! All four are directional. The extractor weighs the moved forms against the
 //! originals: where no conv takes the quantiser over, the moved one
 //! quantises as many elements or more (four times as many before a
 //! stride-2 pool), and where the f32 tensor has another user (ResNet's
@@ -135,9 +166,112 @@ pub(super) fn union_padded(eg: &mut KEGraph, class: Id, node: KNode, pads: &[usi
     add_union(eg, class, KNode::op(Op::Pad { pads: pads.to_vec(), mode: PadMode::Constant, value }, vec![codes]))
 }
 
+/// `int8-reshape` (see the module docs).
+pub struct QuantizeBeforeReshape;
+
+/// A match of `int8-reshape`: the moved quantiser (its padding carried to
+/// the input's axes), the reshape or transpose, and its input.
+pub struct MoveMatch {
+    quantize: Op,
+    movement: Op,
+    input: Id,
+}
+
+impl Rule for QuantizeBeforeReshape {
+    type Match = MoveMatch;
+    fn name(&self) -> &'static str {
+        "int8-reshape"
+    }
+    fn find(&self, eg: &KEGraph, class: Id, out: &mut Vec<MoveMatch>) {
+        for n in &eg[class].nodes {
+            let Some(Op::Quantize { scale, zp, pads }) = n.kerf_op() else { continue };
+            let [m] = n.children.as_slice() else { continue };
+            for mn in &eg[*m].nodes {
+                let [y] = mn.children.as_slice() else { continue };
+                let Some(t) = eg[*y].data.ty().filter(|t| t.dtype == DType::F32) else { continue };
+                let rank = t.shape.len();
+                let moved = match mn.kerf_op() {
+                    Some(Op::Reshape { .. }) if pads.iter().all(|&p| p == 0) => vec![0; 2 * rank],
+                    Some(Op::Transpose { perm }) if perm.len() == rank && pads.len() == 2 * rank => {
+                        let mut moved = vec![0; 2 * rank];
+                        for (i, &from) in perm.iter().enumerate() {
+                            moved[from] = pads[i];
+                            moved[rank + from] = pads[rank + i];
+                        }
+                        // `Quantize` pads the last two axes only (a conv's plane)
+                        let plane = rank.saturating_sub(2);
+                        if moved[..plane].iter().chain(&moved[rank..rank + plane]).any(|&p| p != 0) {
+                            continue;
+                        }
+                        moved
+                    }
+                    _ => continue,
+                };
+                let Some(movement) = mn.kerf_op() else { continue };
+                let quantize = Op::Quantize { scale: *scale, zp: *zp, pads: moved };
+                out.push(MoveMatch { quantize, movement: movement.clone(), input: *y });
+            }
+        }
+    }
+    fn apply(&self, eg: &mut KEGraph, class: Id, m: &MoveMatch) -> Vec<Id> {
+        let q = eg.add(KNode::op(m.quantize.clone(), vec![m.input]));
+        add_union(eg, class, KNode::op(m.movement.clone(), vec![q]))
+    }
+}
+
+/// `int8-same-grid` (see the module docs).
+pub struct QuantizeOnItsGrid;
+
+/// A match of `int8-same-grid`: the quantiser, the MaxPool it reads
+/// through (if any), and the input of the quantiser on its grid.
+pub struct GridMatch {
+    quantize: Op,
+    pool: Option<Op>,
+    x: Id,
+}
+
+impl Rule for QuantizeOnItsGrid {
+    type Match = GridMatch;
+    fn name(&self) -> &'static str {
+        "int8-same-grid"
+    }
+    fn find(&self, eg: &KEGraph, class: Id, out: &mut Vec<GridMatch>) {
+        for n in &eg[class].nodes {
+            let Some(quantize @ Op::Quantize { scale, zp, .. }) = n.kerf_op() else { continue };
+            let [q] = n.children.as_slice() else { continue };
+            let s = scale.get();
+            if !s.is_normal() || !(s * 255.0).is_finite() {
+                continue;
+            }
+            let on_grid = |c: Id| super::int8::quantiser(eg, c).filter(|inner| inner.s == s && inner.z == *zp);
+            if let Some(inner) = on_grid(*q) {
+                out.push(GridMatch { quantize: quantize.clone(), pool: None, x: inner.x });
+            }
+            for pn in &eg[*q].nodes {
+                let (Some(pool @ Op::MaxPool(_)), [p]) = (pn.kerf_op(), pn.children.as_slice()) else { continue };
+                if let Some(inner) = on_grid(*p) {
+                    out.push(GridMatch { quantize: quantize.clone(), pool: Some(pool.clone()), x: inner.x });
+                }
+            }
+        }
+    }
+    fn apply(&self, eg: &mut KEGraph, class: Id, m: &GridMatch) -> Vec<Id> {
+        let x = match &m.pool {
+            Some(pool) => eg.add(KNode::op(pool.clone(), vec![m.x])),
+            None => m.x,
+        };
+        add_union(eg, class, KNode::op(m.quantize.clone(), vec![x]))
+    }
+}
+
 /// The rules.
 pub fn rules() -> Vec<KRewrite> {
-    vec![rewrite(QuantizeBeforeMaxPool), rewrite(QuantizeConcatPieces)]
+    vec![
+        rewrite(QuantizeBeforeMaxPool),
+        rewrite(QuantizeConcatPieces),
+        rewrite(QuantizeBeforeReshape),
+        rewrite(QuantizeOnItsGrid),
+    ]
 }
 
 #[cfg(test)]
@@ -277,5 +411,69 @@ mod tests {
         let got = interpret(&moved, std::slice::from_ref(&x)).remove(0);
         assert_eq!(got.bytes(), want.bytes());
         assert!(want.bytes().contains(&0) && want.bytes().contains(&255));
+    }
+
+    /// `x` quantised on `(s, zp = 100)` as the compress stage writes it,
+    /// then `movement` (a line of the graph text, `%6` of `%5`) and the
+    /// quantiser `Quantize{scale = outer, zp = 100, pads}` of it.
+    fn requantised(outer: &str, movement: &str, pads: &str, out: &str) -> String {
+        format!(
+            "graph \"q\"
+  input %0 \"x\": f32[1,2,4,6]
+  const %1 \"s\": f32[] = [0.05]
+  %2 = Div(%0, %1): f32[1,2,4,6] @\"d\"
+  %3 = Round(%2): f32[1,2,4,6] @\"r\"
+  %4 = Clip{{min=-100.0, max=155.0}}(%3): f32[1,2,4,6] @\"c\"
+  %5 = Mul(%4, %1): f32[1,2,4,6] @\"m\"
+{movement}  %7 = Quantize{{scale={outer}, zp=100, pads={pads}}}(%6): u8{out} @\"q\"
+  output \"y\" = %7
+"
+        )
+    }
+
+    /// A quantiser behind a Flatten, a padded transpose or a MaxPool,
+    /// reading a value already on its grid (ONNX Runtime's `Q → DQ` after
+    /// ops that keep the grid): `int8-reshape` moves it before the movement
+    /// and `int8-same-grid` drops the chain (through the pool), so one
+    /// `Quantize` is left, and its codes are the original's byte for byte: ties, values
+    /// past both ends of the grid, ±∞ and NaN included. On another grid the
+    /// chain stays.
+    #[test]
+    fn quantising_again_on_the_same_grid_changes_nothing() {
+        let flatten = "  %6 = Reshape{shape=[1,48]}(%5): f32[1,48] @\"flat\"\n";
+        let transpose = "  %6 = Transpose{perm=[0,1,3,2]}(%5): f32[1,2,6,4] @\"t\"\n";
+        // a 2x2 pool of 3-pixel rows: no byte vector, so it stays f32
+        // (`int8-maxpool` does not apply) and the quantiser reads through it
+        let pool = "  %6 = MaxPool{kernel=[2,2], strides=[2,2], dilations=[1,1], pads=[0,0,0,0], ceil_mode=false}(%5): f32[1,2,2,3] @\"p\"\n";
+        let cases = [
+            (flatten, "[0,0,0,0]", "[1,48]", "Reshape{", true),
+            (transpose, "[0,0,1,0,0,0,1,2]", "[1,2,8,6]", "Transpose{", true),
+            (pool, "[0,0,0,1,0,0,0,1]", "[1,2,2,5]", "MaxPool{", false),
+        ];
+        let mut x: Vec<f32> = (0..48).map(|i| (i as f32 - 24.0) * 0.5 * 0.05 + 0.0125 * (i % 3) as f32).collect();
+        x[5] = f32::INFINITY;
+        x[6] = f32::NEG_INFINITY;
+        x[7] = f32::NAN;
+        x[8] = 9.0;
+        x[9] = -9.0;
+        let x = Tensor::from_f32(vec![1, 2, 4, 6], &x).unwrap();
+        for (movement, pads, out, kept, on_codes) in cases {
+            let g = text::parse(&requantised("0.05", movement, pads, out)).unwrap_or_else(|e| panic!("{e}"));
+            let want = interpret(&g, std::slice::from_ref(&x)).remove(0);
+            let (opt, reports) = crate::run_groups(&g, &["int8"], &PassOptions::default()).unwrap();
+            let printed = text::print(&opt);
+            assert!(!printed.contains("Round(") && !printed.contains("Div("), "{printed}");
+            let moved = printed.lines().find(|l| l.contains(kept)).unwrap_or_else(|| panic!("{printed}"));
+            assert_eq!(moved.contains(": u8["), on_codes, "the movement runs on the codes: {printed}");
+            assert!(reports[0].rules_fired.contains_key("int8-same-grid"), "{reports:?}");
+            let got = interpret(&opt, std::slice::from_ref(&x)).remove(0);
+            assert_eq!(got.shape(), want.shape());
+            assert_eq!(got.bytes(), want.bytes(), "{printed}");
+            assert!(want.bytes().contains(&0) && want.bytes().contains(&255));
+
+            let g = text::parse(&requantised("0.04", movement, pads, out)).unwrap_or_else(|e| panic!("{e}"));
+            let printed = text::print(&crate::run_groups(&g, &["int8"], &PassOptions::default()).unwrap().0);
+            assert!(printed.contains("Round("), "another grid requantises: {printed}");
+        }
     }
 }
