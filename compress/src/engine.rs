@@ -242,7 +242,7 @@ fn compress_layer(
         notes.push("Tucker-2 applies to one-group convs with kernels larger than 1x1: left whole".to_string());
     }
     if s.low_rank > 0.0 && tucker.is_none() {
-        if site.groups() == 1 {
+        if site.groups() == 1 && !matches!(site.kind, Kind::ConvTranspose { .. }) {
             let m = moments(&mut probes, site, cur, None, calib)?;
             if let Some(split) = low_rank(cur, job, site, &rows_fp, &m)? {
                 return Ok(split);
@@ -325,13 +325,16 @@ fn structure(
     let dense = || Structure { rows: rows_fp.to_vec(), keep: None, sparsity: Sparsity::Dense, removed: 0 };
     let patterns = s.patterns > 0 || s.connectivity > 0.0;
     let patterned = patterns && prune::applies(site);
-    let nm = s.nm.filter(|&nm| !patterned && nm::applies(site, nm));
+    let transposed = matches!(site.kind, Kind::ConvTranspose { .. });
+    let nm = s.nm.filter(|&nm| !patterned && !transposed && nm::applies(site, nm));
     if !patterned && nm.is_none() {
         if patterns {
             notes.push("pruning applies to 3x3 convs only: left dense".to_string());
         }
-        if let Some(nm) = s.nm {
-            notes.push(format!("{nm} needs input channels in groups of {}: left dense", nm.m));
+        match s.nm {
+            Some(_) if transposed => notes.push("N:M applies to Conv, Gemm and MatMul: left dense".to_string()),
+            Some(nm) => notes.push(format!("{nm} needs input channels in groups of {}: left dense", nm.m)),
+            None => {}
         }
         return Ok(dense());
     }
@@ -416,6 +419,8 @@ fn low_rank(
         Kind::MatMulKn => {
             (Tensor::from_f32(vec![site.cols, r], &transpose(&v)), Tensor::from_f32(vec![r, site.rows], &transpose(&u)))
         }
+        // not factored (`compress_layer` leaves it whole)
+        Kind::ConvTranspose { .. } => return Ok(None),
     };
     let err = |e: kerf_ir::IrError| CompressError::layer(&site.layer, e.to_string());
     let (vt, u_t) = (vt.map_err(err)?, u_t.map_err(err)?);

@@ -76,6 +76,10 @@ fn kind_name(site: &Site) -> String {
             let dw = if *group > 1 { format!(" g{group}") } else { String::new() };
             format!("Conv {}{dw}", k.join("x"))
         }
+        Kind::ConvTranspose { kernel, .. } => {
+            let k: Vec<String> = kernel.iter().map(|k| k.to_string()).collect();
+            format!("ConvT {}", k.join("x"))
+        }
         Kind::MatMulKn | Kind::MatMulNk => "MatMul".to_string(),
     }
 }

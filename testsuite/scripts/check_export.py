@@ -21,12 +21,12 @@ may differ by more than --max-steps, and none by more than twice that. ORT with 
 kernels, which saturate u8 x s8 products on CPUs without VNNI) is reported
 beside, not checked.
 
-Usage: check_export.py MODEL.q.onnx TEST_X.npy TEST_Y.npy [--kerf-top1 T]
+Usage: check_export.py MODEL.q.onnx TEST_X.npy TEST_Y.npy|- [--kerf-top1 T]
        [--min-top1 M] [--kerf-outputs kerf.npy] [--max-steps 1.0]
 Exit 1 when ORT cannot load the model, top-1 is below --min-top1 or differs
 from --kerf-top1 by more than 0.5 point, or the logits differ from kerf's
 by more than the steps allowed above (or the output has no quantised
-product to take the step from)."""
+product to take the step from). TEST_Y `-`: no labels, logits only."""
 import argparse
 import sys
 
@@ -79,35 +79,39 @@ plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
 s_qdq = ort.InferenceSession(a.model, plain, providers=["CPUExecutionProvider"])
 inp = s.get_inputs()[0]
 x = np.load(a.x)
-y = np.load(a.y)
+y = None if a.y == "-" else np.load(a.y)
 shape = [d if isinstance(d, int) else 1 for d in inp.shape]
 hits = 0
 fused, qdq = [], []
 for i in range(len(x)):
     out = s.run(None, {inp.name: x[i].reshape(shape)})[0]
-    hits += int(np.argmax(out) == y[i])
+    hits += int(y is not None and np.argmax(out) == y[i])
     fused.append(out)
     qdq.append(s_qdq.run(None, {inp.name: x[i].reshape(shape)})[0])
 top1 = hits / len(x)
 print(f"ops: {' '.join(ops)}")
-print(f"ort top1: {top1:.4f}")
+if y is not None:
+    print(f"ort top1: {top1:.4f}")
 ok = top1 >= a.min_top1
 if a.kerf_top1 is not None:
     print(f"kerf top1: {a.kerf_top1:.4f}")
     ok = ok and abs(top1 - a.kerf_top1) <= 0.005
 if a.kerf_outputs:
-    ours = np.load(a.kerf_outputs).astype(np.float64).reshape(len(x), -1)
-    theirs = np.stack(qdq).astype(np.float64).reshape(len(x), -1)
+    # [samples, output channels, pixels] (a Gemm head has one pixel)
+    theirs = np.stack(qdq).astype(np.float64).reshape(len(x), qdq[0].shape[1], -1)
+    ours = np.load(a.kerf_outputs).astype(np.float64)
     steps = output_steps(m)
-    if steps is None or ours.shape != theirs.shape or steps.size != ours.shape[1]:
+    if steps is None or ours.size != theirs.size or steps.size != theirs.shape[1]:
         print(f"logits: no per-output step (output not a quantised product, or shapes {ours.shape} vs {theirs.shape})")
         ok = False
     else:
+        ours = ours.reshape(theirs.shape)
+        steps = steps[None, :, None]
         d = np.abs(ours - theirs) / steps
         worst = float(d.max())
         print(f"logits vs the QDQ semantics (ORT, optimisations off): max {worst:.3f} output steps, "
               f"{float((d <= 1e-3).mean()):.4f} of them within 0.001 of a step (steps {steps.min():.3g}..{steps.max():.3g})")
-        f = np.abs(ours - np.stack(fused).astype(np.float64).reshape(len(x), -1)) / steps
+        f = np.abs(ours - np.stack(fused).astype(np.float64).reshape(theirs.shape)) / steps
         print(f"logits vs ORT's own integer kernels (reported, not checked): max {float(f.max()):.3f} output steps")
         over = float((d > a.max_steps).mean())
         print(f"logits past {a.max_steps} step(s): {over:.4%} (allowed: 0.1%, none past {2 * a.max_steps})")

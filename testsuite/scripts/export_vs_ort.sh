@@ -32,3 +32,12 @@ done <<'PLANS'
 --low-rank 8 --quantize int8|0.95
 --tucker 8,16 --quantize int8|0.968
 PLANS
+# a detector's upsampling head (generated, random weights: logits only, no
+# labels): int8 ConvTransposes, their weights per output channel on axis 1
+m=testsuite/generated/upsample_head
+"$PY" -c "import numpy as np; r = np.random.default_rng(5); np.save('$tmp/calib.npy', r.standard_normal((16, 3, 12, 12)).astype(np.float32)); np.save('$tmp/x.npy', r.standard_normal((8, 3, 12, 12)).astype(np.float32))"
+"$KERF" compress "$m/model.onnx" --calib "$tmp/calib.npy" --quantize int8 -o "$tmp/q.onnx" 2>/dev/null
+"$KERF" eval "$m/model.onnx" --data "$tmp/x.npy" --calib "$tmp/calib.npy" --quantize int8 --byte-pairs any \
+  --save-outputs "$tmp/kerf.npy" >/dev/null 2>&1
+echo "model: upsample_head --quantize int8"
+"$PY" testsuite/scripts/check_export.py "$tmp/q.onnx" "$tmp/x.npy" - --kerf-outputs "$tmp/kerf.npy"

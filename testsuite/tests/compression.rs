@@ -821,3 +821,75 @@ fn int8_residuals_export_and_compute_the_same() {
         assert!((a - b).abs() <= 1e-4 * scale, "output {i}: exported {a}, compressed {b}\n{printed}");
     }
 }
+
+/// `--quantize int8` quantises ConvTransposes too (the generated
+/// `upsample_head`: a 2x2 stride-2 one, and a 3x3 stride-2 one with pads
+/// and output padding; random weights, noise calibration, so fidelity, not
+/// accuracy): each one's weight lies on a per-output-channel int8 grid
+/// along axis 1 (`[in, out, k, k]`), rounded by GPTQ with the transposed
+/// conv's own input moments, its input through a quantiser; the output
+/// stays within 30 dB SNR / 0.999 cosine of FP32; and `kerf compress`
+/// writes it with a per-axis `DequantizeLinear` on axis 1 that, imported
+/// again, computes what the compressed graph computes.
+#[test]
+fn int8_quantises_transposed_convs_and_exports_them() {
+    use kerf_pipeline::compression::export_onnx;
+    use kerf_pipeline::Stage;
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("generated/upsample_head/model.onnx");
+    assert!(model.is_file(), "{} is missing: run testsuite/run-all.sh (make_models.py)", model.display());
+    // about standard normal, as the model's input: four uniforms summed
+    let u = |k: usize| (k * 7919 % 2003) as f32 / 2003.0;
+    let noise: Vec<f32> =
+        (0..16 * 3 * 144).map(|i| ((0..4).map(|j| u(4 * i + j)).sum::<f32>() - 2.0) * 1.732).collect();
+    let calib = vec![("input".to_string(), Tensor::from_f32(vec![16, 3, 12, 12], &noise).unwrap())];
+    let plan = Plan::parse("[default]\nquant = \"int8\"\n").unwrap();
+    let s = Session::new(&model).target(kerf_targets::Target::host_baseline()).compression(plan, calib);
+    let compressed = s.graph_at(Stage::Compress).unwrap();
+    let report = compressed.compression.clone().unwrap();
+    let transposed: Vec<(&str, &str, Option<&str>)> = report
+        .layers
+        .iter()
+        .filter(|l| l.kind.starts_with("ConvT"))
+        .map(|l| (l.layer.as_str(), l.kind.as_str(), l.input_quant.map(|_| "int8")))
+        .collect();
+    assert_eq!(
+        transposed,
+        [("/up1/ConvTranspose", "ConvT 2x2", Some("int8")), ("/up2/ConvTranspose", "ConvT 3x3", Some("int8"))]
+    );
+    let g = &compressed.graph;
+    for n in g.nodes.iter().filter(|n| matches!(n.op, kerf_ir::Op::ConvTranspose(_))) {
+        let kerf_ir::ValueDef::Const(w) = g.value(n.inputs[1]).def else { panic!("{} has a constant weight", n.name) };
+        let w = g.weights.get(w);
+        let grid = w.grid.as_ref().unwrap_or_else(|| panic!("{}: no grid", n.name));
+        let shape = w.tensor.shape();
+        assert_eq!((grid.axis, grid.scales.len()), (1, shape[1]), "{}", n.name);
+        let (inner, v) = (shape[2..].iter().product::<usize>(), w.tensor.to_f32_vec());
+        for (i, x) in v.iter().enumerate() {
+            let code = x / grid.scales[(i / inner) % shape[1]];
+            assert!((code - code.round()).abs() < 1e-3 && code.abs() <= 127.5, "{}[{i}]: {x} is code {code}", n.name);
+        }
+    }
+    let x = npy::read(&model.with_file_name("input_0.npy")).unwrap();
+    let run = |s: &Session| {
+        let g = s.graph().unwrap().graph;
+        let samples = samples_for(&g, &[("input".to_string(), x.clone())]).unwrap();
+        let jit = s.jit(&g).unwrap();
+        run_samples(jit.model(), &g, &samples).unwrap()[0].to_f32_vec()
+    };
+    let (int8, fp32) = (run(&s), run(&Session::new(&model).target(kerf_targets::Target::host_baseline())));
+    let (mut num, mut den, mut dot, mut aa, mut bb) = (0f64, 0f64, 0f64, 0f64, 0f64);
+    for (a, b) in int8.iter().zip(&fp32) {
+        let (a, b) = (f64::from(*a), f64::from(*b));
+        (num, den, dot, aa, bb) = (num + (a - b).powi(2), den + b * b, dot + a * b, aa + a * a, bb + b * b);
+    }
+    let (snr, cosine) = (10.0 * (den / num).log10(), dot / (aa * bb).sqrt());
+    eprintln!("upsample_head int8: SNR {snr:.1} dB, cosine {cosine:.6}");
+    assert!(snr >= 30.0 && cosine >= 0.999 && num > 0.0, "SNR {snr} dB, cosine {cosine}");
+    let (bytes, layers) = export_onnx(&model, &report).unwrap();
+    assert_eq!(layers, 4);
+    let got = with_exported(&bytes, "convtranspose", run);
+    let scale = int8.iter().fold(0f32, |a, v| a.max(v.abs()));
+    for (i, (a, b)) in got.iter().zip(&int8).enumerate() {
+        assert!((a - b).abs() <= 1e-4 * scale, "output {i}: exported {a}, compressed {b}");
+    }
+}

@@ -231,8 +231,11 @@ fn edit_layer(g: &mut GraphProto, names: &mut Names, e: &LayerEdit) -> Result<()
     let layer = e.layer.as_str();
     let at = layer_node(g, layer)?;
     let op = g.node[at].op_type.clone();
-    if !g.node[at].domain.is_empty() || !["Conv", "Gemm", "MatMul"].contains(&op.as_str()) {
-        return Err(err(layer, format!("is a {op}; only Conv, Gemm and MatMul layers are exported")));
+    if !g.node[at].domain.is_empty() || !["Conv", "ConvTranspose", "Gemm", "MatMul"].contains(&op.as_str()) {
+        return Err(err(layer, format!("is a {op}; only Conv, ConvTranspose, Gemm and MatMul layers are exported")));
+    }
+    if op == "ConvTranspose" && e.factor.is_some() {
+        return Err(err(layer, "a factored ConvTranspose (compression never factors one)".to_string()));
     }
     let w_name = g.node[at].input.get(1).cloned().unwrap_or_default();
     // nodes to insert before the layer, in order
