@@ -828,7 +828,8 @@ fn int8_residuals_export_and_compute_the_same() {
 /// accuracy): each one's weight lies on a per-output-channel int8 grid
 /// along axis 1 (`[in, out, k, k]`), rounded by GPTQ with the transposed
 /// conv's own input moments, its input through a quantiser; the output
-/// stays within 30 dB SNR / 0.999 cosine of FP32; and `kerf compress`
+/// stays within 30 dB SNR / 0.999 cosine of FP32; an exactly tiling one
+/// runs on the integer conv kernel; and `kerf compress`
 /// writes it with a per-axis `DequantizeLinear` on axis 1 that, imported
 /// again, computes what the compressed graph computes.
 #[test]
@@ -877,6 +878,23 @@ fn int8_quantises_transposed_convs_and_exports_them() {
         run_samples(jit.model(), &g, &samples).unwrap()[0].to_f32_vec()
     };
     let (int8, fp32) = (run(&s), run(&Session::new(&model).target(kerf_targets::Target::host_baseline())));
+    // the 2x2 stride-2 one on the integer conv kernel (`int8-convtranspose`:
+    // a 1x1 QConv of 8·2·2 channels and a pixel shuffle), the overlapping
+    // 3x3 one f32 on its grid; the same output as with every layer f32 on
+    // its grid (no integer kernels) up to f32 rounding and the odd code it
+    // flips in the layers after
+    let printed = kerf_ir::text::print(&s.graph().unwrap().graph);
+    let up1 = printed.lines().find(|l| l.contains("layer=\"/up1/ConvTranspose\"")).unwrap_or_default();
+    assert!(up1.contains("= QConv{kernel=[1,1]") && up1.contains("f32[1,32,12,12]"), "{printed}");
+    assert!(
+        printed.contains("Transpose{perm=[0,1,4,2,5,3]}") && printed.contains("= ConvTransposeFused{"),
+        "{printed}"
+    );
+    let off = s.clone().pass_options(kerf_passes::PassOptions { int8_kernels: false, ..Default::default() });
+    let on_grid = run(&off);
+    let scale = on_grid.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let close = int8.iter().zip(&on_grid).filter(|(a, b)| (*a - *b).abs() <= 1e-4 * scale).count();
+    assert!(close * 100 >= 99 * int8.len(), "{close} of {} outputs as on the grid in f32", int8.len());
     let (mut num, mut den, mut dot, mut aa, mut bb) = (0f64, 0f64, 0f64, 0f64, 0f64);
     for (a, b) in int8.iter().zip(&fp32) {
         let (a, b) = (f64::from(*a), f64::from(*b));

@@ -29,6 +29,7 @@ pub mod fusion;
 pub mod gelu;
 pub mod hardswish;
 pub mod int8;
+pub mod int8_transposed;
 pub mod pointwise;
 pub mod quant_move;
 pub mod requant;
@@ -163,7 +164,12 @@ impl<R: Rule> Applier<KNode, KerfAnalysis> for Adapter<R> {
 }
 
 fn int8_group() -> Vec<KRewrite> {
-    int8::rules().into_iter().chain(requant::rules()).chain(quant_move::rules()).collect()
+    int8::rules()
+        .into_iter()
+        .chain(int8_transposed::rules())
+        .chain(requant::rules())
+        .chain(quant_move::rules())
+        .collect()
 }
 
 fn bn_fold_group() -> Vec<KRewrite> {
