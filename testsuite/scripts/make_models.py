@@ -370,15 +370,18 @@ def build_residual_cnn(seed: int) -> Builder:
 
 def build_upsample_head(seed: int) -> Builder:
     """A detector's upsampling head in small (DBNet-style): a 3x3 conv with
-    Relu over 16 channels of 12x12, a 2x2 stride-2 ConvTranspose with Relu
-    (each output pixel one tap), a 3x3 stride-2 ConvTranspose with pads 1
+    Relu over 16 channels of 12x12, a 2x2 stride-2 ConvTranspose with its
+    bias Add, BatchNormalization and Relu (each output pixel one tap), a 3x3 stride-2 ConvTranspose with pads 1
     and output padding 1 (overlapping taps), then a 1x1 conv to one map."""
     b = Builder(seed)
     x = b.conv("/stem", "input", 3, 16, 3, 1, 1, bias=True)
     x = b.op("Relu", "/stem_relu", [x])
+    # as paddle2onnx writes PP-OCR's DB head: no bias input, an Add of the
+    # bias, a BatchNormalization (folded into the int8 weight's grid)
     w1 = b.he_normal((16, 8, 2, 2), 16 * 4)
-    x = b.op("ConvTranspose", "/up1", [x, b.init("up1.weight", w1), b.init("up1.bias", b.uniform((8,), 0.25))],
-             kernel_shape=[2, 2], strides=[2, 2])
+    x = b.op("ConvTranspose", "/up1", [x, b.init("up1.weight", w1)], kernel_shape=[2, 2], strides=[2, 2])
+    x = b.op("Add", "/up1_bias", [x, b.init("up1.bias", b.uniform((1, 8, 1, 1), 0.25))])
+    x = b.bn("/up1_bn", x, 8, "up1_bn")
     x = b.op("Relu", "/up1_relu", [x])
     w2 = b.he_normal((8, 8, 3, 3), 8 * 9)
     x = b.op("ConvTranspose", "/up2", [x, b.init("up2.weight", w2), b.init("up2.bias", b.uniform((8,), 0.25))],

@@ -288,10 +288,13 @@ fn compute(eg: &mut KEGraph, m: &BnMatch) -> Option<Vec<WeightId>> {
     };
     let axis = match &m.op {
         Op::Gemm(g) if !g.trans_b => 1,
+        // `[in, out, k...]`: one group's output channels are axis 1
+        Op::ConvTranspose(_) => 1,
         _ => 0,
     };
-    // a ConvTranspose's channels are not one weight axis: no grid to keep
-    let src_grid = eg.analysis.weights.get(m.w).grid.clone().filter(|_| !matches!(m.op, Op::ConvTranspose(_)));
+    // a grouped ConvTranspose's channels are not one weight axis: no grid to keep
+    let grouped = matches!(&m.op, Op::ConvTranspose(ct) if ct.group != 1);
+    let src_grid = eg.analysis.weights.get(m.w).grid.clone().filter(|_| !grouped);
     let (w2, grid) = match src_grid.and_then(|g| fold_grid(&g, &wt, &s, axis)) {
         Some((t, g)) => (t, Some(g)),
         None => (Tensor::from_f64_values(wt.dtype(), wt.shape().to_vec(), &w2).ok()?, None),
