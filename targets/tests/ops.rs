@@ -715,3 +715,33 @@ fn stride2_packed_conv_rows() {
         check(&text);
     }
 }
+
+/// A pixel shuffle (DepthToSpace CRD, and the integer ConvTranspose's
+/// output, `int8-convtranspose`): `[n, c, 2, 2, h, w] → [n, c, h, 2, w, 2]`.
+/// Its copy interleaves two source rows into one output row, 16 bytes of
+/// each per vector step: lanes of 4 bytes (f32), 2 (i16) and 1 (u8), rows
+/// of whole vectors and of vectors plus a tail, and a row too short for a
+/// vector (element by element).
+#[test]
+fn pixel_shuffles_interleave_rows() {
+    for (dt, w) in [("f32", 13), ("f32", 8), ("f32", 3), ("i16", 19), ("u8", 37), ("u8", 16), ("u8", 9)] {
+        let (c, h) = (3, 5);
+        let cast_in = if dt == "f32" {
+            "  %5 = Identity(%0): f32[1,12,5,W] @\"c\"\n".to_string()
+        } else {
+            // 0..=100: exact in every type
+            format!("  %3 = Relu(%0): f32[1,12,5,W] @\"r\"\n  const %4 \"k\": f32[] = [50.0]\n  %6 = Mul(%3, %4): f32[1,12,5,W] @\"m\"\n  %5 = Cast{{to={dt}}}(%6): {dt}[1,12,5,W] @\"c\"\n")
+        };
+        let text = format!(
+            "graph \"shuffle\"\n  input %0 \"x\": f32[1,12,5,W]\n{cast_in}  %7 = Reshape{{shape=[1,{c},2,2,{h},W]}}(%5): {dt}[1,{c},2,2,{h},W] @\"a\"\n  %8 = Transpose{{perm=[0,1,4,2,5,3]}}(%7): {dt}[1,{c},{h},2,W,2] @\"t\"\n  %9 = Reshape{{shape=[1,{c},{},{}]}}(%8): {dt}[1,{c},{},{}] @\"b\"\n  %10 = Cast{{to=f32}}(%9): f32[1,{c},{},{}] @\"o\"\n  output \"y\" = %10\n",
+            2 * h,
+            2 * w,
+            2 * h,
+            2 * w,
+            2 * h,
+            2 * w
+        )
+        .replace('W', &w.to_string());
+        check(&text);
+    }
+}

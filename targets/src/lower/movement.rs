@@ -70,7 +70,20 @@ pub fn strided_copy(
         s2.push(1);
         d2.push(1);
     }
+    // a short innermost axis (a pixel shuffle's 2) makes the loop nest's
+    // overhead per element: run a long axis that one side walks with unit
+    // stride innermost instead (the loop order moves nothing differently)
     let r = sh.len();
+    if sh[r - 1] < 8 {
+        if let Some(a) = (0..r - 1).rev().find(|&a| sh[a] >= 8 && (s2[a] == 1 || d2[a] == 1)) {
+            sh.swap(a, r - 1);
+            s2.swap(a, r - 1);
+            d2.swap(a, r - 1);
+        }
+    }
+    if let Some(b) = interleaved_pair(&sh, &s2, &d2, esize, k.caps.simd) {
+        return interleave(k, esize, (&sh, &s2, &d2, b), (src, soff), (dst, doff));
+    }
     let inner = sh[r - 1];
     let (si, di) = (s2[r - 1], d2[r - 1]);
     let ity = int_ty(esize);
@@ -88,6 +101,65 @@ pub fn strided_copy(
                 k.st_at(v, db, j, di * e, 0);
             });
         }
+    });
+}
+
+/// The axis `b` of a copy that interleaves two source rows (a pixel
+/// shuffle's or a 2x2 upsampling's last step): the innermost axis reads
+/// contiguously and writes every second element, and `b`, of extent 2,
+/// writes the elements between. Lanes of 1, 2 or 4 bytes, a vector of
+/// them at least, on targets with SIMD.
+fn interleaved_pair(sh: &[usize], ss: &[i64], ds: &[i64], esize: usize, simd: bool) -> Option<usize> {
+    let r = sh.len();
+    let fits = simd && r >= 2 && matches!(esize, 1 | 2 | 4) && sh[r - 1] * esize >= 16;
+    if !fits || ss[r - 1] != 1 || ds[r - 1] != 2 {
+        return None;
+    }
+    (0..r - 1).find(|&b| sh[b] == 2 && ds[b] == 1)
+}
+
+/// [`strided_copy`] of an interleaving copy ([`interleaved_pair`]): per
+/// outer index, 16 bytes of each source row become 32 interleaved bytes
+/// (two byte shuffles, `punpckl`/`punpckh` on x86), the tail one element
+/// pair at a time.
+fn interleave(
+    k: &mut Kernel,
+    esize: usize,
+    (sh, ss, ds, b): (&[usize], &[i64], &[i64], usize),
+    (src, soff): (Value, i64),
+    (dst, doff): (Value, i64),
+) {
+    let r = sh.len();
+    let outer: Vec<usize> = (0..r - 1).filter(|&a| a != b).collect();
+    let dims: Vec<usize> = outer.iter().map(|&a| sh[a]).collect();
+    let (os, od): (Vec<i64>, Vec<i64>) = outer.iter().map(|&a| (ss[a], ds[a])).unzip();
+    let (inner, e, lanes) = (sh[r - 1], esize as i64, 16 / esize);
+    let vecs = inner / lanes;
+    let lane = |i: usize| (0..esize).map(move |x| (i * esize + x) as u8);
+    let lo: Vec<u8> = (0..lanes / 2).flat_map(|i| lane(i).chain(lane(lanes + i))).collect();
+    let hi: Vec<u8> = (lanes / 2..lanes).flat_map(|i| lane(i).chain(lane(lanes + i))).collect();
+    let mut mask = |m: &[u8]| k.b.func.dfg.immediates.push(cranelift_codegen::ir::ConstantData::from(m));
+    let (lo, hi) = (mask(&lo), mask(&hi));
+    let ity = int_ty(esize);
+    k.nest(&dims, &mut |k, idx| {
+        let so = lin_i(k, idx, &os, soff);
+        let dof = lin_i(k, idx, &od, doff);
+        let a = k.addr(src, so, e);
+        let c = k.add_c(a, ss[b] * e);
+        let d = k.addr(dst, dof, e);
+        k.for_n(0, vecs as i64, 1, |k, v| {
+            let va = k.ld_at(types::I8X16, a, v, 16, 0);
+            let vc = k.ld_at(types::I8X16, c, v, 16, 0);
+            let (zl, zh) = (k.b.ins().shuffle(va, vc, lo), k.b.ins().shuffle(va, vc, hi));
+            k.st_at(zl, d, v, 32, 0);
+            k.st_at(zh, d, v, 32, 16);
+        });
+        k.for_n((vecs * lanes) as i64, inner as i64, 1, |k, j| {
+            let va = k.ld_at(ity, a, j, e, 0);
+            let vc = k.ld_at(ity, c, j, e, 0);
+            k.st_at(va, d, j, 2 * e, 0);
+            k.st_at(vc, d, j, 2 * e, e as i32);
+        });
     });
 }
 
