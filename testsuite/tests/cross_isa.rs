@@ -73,7 +73,8 @@ fn run_target(t: &Target) {
     // patterns + 25% connectivity + int8 (the pattern conv kernel and the
     // input quantisers), int8 on the integer conv kernel (QConv), and
     // tiny_transformer's int8 products, on the one-pixel product where the
-    // target has one (`dotprod`), else f32 on the grid
+    // target has one (`dotprod`), else f32 on the grid; the generated
+    // upsample_head's integer ConvTranspose
     let int8 = "[default]\nquant = \"int8\"\n";
     let pruned = "[default]\nquant = \"int8\"\npatterns = 8\nconnectivity = 0.25\n";
     let quads = "[default]\nquant = \"int8\"\npatterns = 8\nconnectivity = 0.25\npattern_group = 4\n";
@@ -90,6 +91,8 @@ fn run_target(t: &Target) {
         ("digits_cnn_tucker", "digits_cnn", tucker, false, Some(false), true),
         ("digits_mlp_nm", "digits_mlp", nm, true, None, true),
         ("tiny_transformer_int8", "tiny_transformer", int8, true, Some(t.cpu == "dotprod"), false),
+        // an integer ConvTranspose: a 1x1 QConv and the interleaving pixel shuffle
+        ("upsample_head_int8", "upsample_head", int8, true, Some(true), false),
     ] {
         let (g, art, inputs, want) = compressed(t, (name, model), plan, (int8_kernels, qconvs, fewer));
         let case_dir = scratch.join(name);
@@ -123,7 +126,7 @@ fn run_target(t: &Target) {
     assert!(failures.is_empty(), "{}: {} models failed:\n{}", t.label, failures.len(), failures.join("\n"));
 }
 
-/// The fixture `model` compressed by `plan` for `t` (with the `int8` group
+/// The fixture (or generated model) `model` compressed by `plan` for `t` (with the `int8` group
 /// when `int8_kernels`; calibrated on its `calib_x.npy`, else its input):
 /// the graph, which must hold `QConv`s where `qconvs` says (`None`: it may
 /// or may not, as the target's kernels decide) and fewer MACs than the
@@ -136,7 +139,8 @@ fn compressed(
     plan: &str,
     (int8_kernels, want_qconvs, fewer): (bool, Option<bool>, bool),
 ) -> (kerf_ir::Graph, kerf_targets::Artifact, Vec<kerf_ir::Tensor>, Vec<kerf_ir::Tensor>) {
-    let dir = e2e::testsuite_dir().join("fixtures/models").join(model);
+    let fixture = e2e::testsuite_dir().join("fixtures/models").join(model);
+    let dir = if fixture.is_dir() { fixture } else { e2e::testsuite_dir().join("generated").join(model) };
     let plan = kerf_compress::Plan::parse(plan).unwrap_or_else(|e| panic!("{e}"));
     let calib_file = ["calib_x.npy", "input_0.npy"].map(|f| dir.join(f)).into_iter().find(|p| p.exists());
     let calib_file = calib_file.unwrap_or_else(|| panic!("{model}: no calibration data"));
