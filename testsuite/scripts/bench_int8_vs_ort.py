@@ -60,12 +60,12 @@ from bench_vs_ort import (REPO, PUBLIC, KerfLib, cpu_model, fmt, measured_clock,
 DEFAULT = ["resnet18", "mobilenet_v2", "squeezenet1_1"]
 
 
-def ort_qdq(model, calib, out, reduce_range=False):
+def ort_qdq(model, calib, out, reduce_range=False, operators=False):
     """ONNX Runtime's own int8 model of `model` (QDQ, per-channel s8
     weights, u8 activations) calibrated on the samples `calib` (N x the
     input's shape, or N x it without the batch-1 axis); `reduce_range`:
     7-bit weights, ORT's remedy for `vpmaddubsw`'s saturation without
-    VNNI."""
+    VNNI; `operators`: the QOperator format (QLinearConv, ...) instead."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     g = onnx.load(str(model)).graph
@@ -82,7 +82,8 @@ def ort_qdq(model, calib, out, reduce_range=False):
             self.i += 1
             return {name: calib[self.i - 1].reshape(shape).astype(np.float32)}
 
-    quantize_static(str(model), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+    fmt = QuantFormat.QOperator if operators else QuantFormat.QDQ
+    quantize_static(str(model), str(out), Reader(), quant_format=fmt, per_channel=True,
                     weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8, reduce_range=reduce_range)
 
 

@@ -1,12 +1,14 @@
-"""ONNX Runtime's own int8 model of the digits CNN and its outputs, for the
-QDQ import test (testsuite/tests/compression.rs): `quantize_static`, QDQ
+"""ONNX Runtime's own int8 models of the digits CNN and their outputs, for the
+QDQ and QOperator import tests (testsuite/tests/compression.rs): `quantize_static`, QDQ
 format, per-channel int8 weights, uint8 activations, calibrated on the
 fixture's 500 calibration images (disjoint from the test set); ORT's logits
 on the 450 test images with graph optimisations off, i.e. the QDQ model's
 own semantics (Q and DQ as float ops): with them on, ORT fuses the pairs
 into its integer kernels, whose results differ from those semantics by up
 to 19 output steps on an AVX2 CPU without VNNI (they also differ between
-CPUs), so they are no reference.
+CPUs), so they are no reference. The same in the QOperator format
+(`model_qop_ort.onnx`: QLinearConv, MaxPool on u8, com.microsoft's QGemm;
+`qop_ort_logits.npy`, ORT's integer operators with optimisations off).
 
     python testsuite/scripts/make_qdq_fixture.py testsuite/fixtures/models/digits_cnn
 """
@@ -35,3 +37,12 @@ for level, name in [(ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "QDQ semantics"
     print(f"ORT top-1 on its QDQ model, {name}:", (logits.argmax(1) == y).mean())
     if level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL:
         np.save(d / "qdq_ort_logits.npy", logits.astype(np.float32))
+
+qop = d / "model_qop_ort.onnx"
+ort_qdq(d / "model.onnx", calib, qop, operators=True)
+so = ort.SessionOptions()
+so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+sess = ort.InferenceSession(str(qop), so, providers=["CPUExecutionProvider"])
+logits = np.stack([sess.run(None, {"input": s.reshape(1, 1, 8, 8)})[0][0] for s in x])
+print("ORT top-1 on its QOperator model:", (logits.argmax(1) == y).mean())
+np.save(d / "qop_ort_logits.npy", logits.astype(np.float32))

@@ -911,3 +911,42 @@ fn int8_quantises_transposed_convs_and_exports_them() {
         assert!((a - b).abs() <= 1e-4 * scale, "output {i}: exported {a}, compressed {b}");
     }
 }
+
+/// ONNX Runtime's own int8 digits CNN in the QOperator format
+/// (`quantize_static`, per-channel; `scripts/make_qdq_fixture.py`):
+/// QLinearConv, a MaxPool on u8 and `com.microsoft`'s QGemm for the head.
+/// Every layer imports onto the integer conv kernel (accumulating `QConv`s
+/// and one `Requantize` pass each), nothing runs as an f32 conv or Gemm,
+/// and the logits are ORT's (its integer operators) within one output step
+/// (the output grid's), top-1 the same.
+#[test]
+fn ort_qoperator_model_runs_on_integer_kernels() {
+    let s = Session::new(fixture("model_qop_ort.onnx")).target(kerf_targets::Target::host_baseline());
+    let g = s.graph().unwrap().graph;
+    let count = |f: fn(&kerf_ir::Op) -> bool| g.nodes.iter().filter(|n| f(&n.op)).count();
+    let qconvs = count(|op| matches!(op, kerf_ir::Op::QConv(_)));
+    let requants = count(|op| matches!(op, kerf_ir::Op::Requantize { .. }));
+    let floats = count(|op| {
+        matches!(
+            op,
+            kerf_ir::Op::Conv(_) | kerf_ir::Op::ConvFused(..) | kerf_ir::Op::Gemm(_) | kerf_ir::Op::GemmFused(..)
+        )
+    });
+    assert!((qconvs, requants, floats) == (3, 3, 0), "{}", kerf_ir::text::print(&g));
+    let x = npy::read(&fixture("test_x.npy")).unwrap();
+    let y = npy::read(&fixture("test_y.npy")).unwrap().to_i64_vec();
+    let samples = samples_for(&g, &[("input".to_string(), x)]).unwrap();
+    let jit = s.jit(&g).unwrap();
+    let ours = run_samples(jit.model(), &g, &samples).unwrap();
+    let theirs = npy::read(&fixture("qop_ort_logits.npy")).unwrap().to_f32_vec();
+    let got: Vec<f32> = ours.iter().flat_map(|o| o.to_f32_vec()).collect();
+    assert_eq!(got.len(), theirs.len());
+    // the output grid's step (the logits are dequantised u8 codes)
+    let step = 0.235_090_91f32;
+    let worst = got.iter().zip(&theirs).map(|(a, b)| ((a - b) / step).abs()).fold(0f32, f32::max);
+    let ort: Vec<Tensor> = theirs.chunks(10).map(|c| Tensor::from_f32(vec![1, 10], c).unwrap()).collect();
+    let (ours_top1, ort_top1) = (top1(&ours, &y), top1(&ort, &y));
+    eprintln!("QOperator: kerf top-1 {ours_top1:.4} (ORT {ort_top1:.4}), largest logit difference {worst:.2} steps");
+    assert!(worst <= 1.01, "logits differ from ORT's by {worst} steps");
+    assert!((ours_top1 - ort_top1).abs() <= 0.0023, "top-1 {ours_top1} vs ORT's {ort_top1}");
+}

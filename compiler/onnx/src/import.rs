@@ -423,7 +423,7 @@ pub(crate) fn run_nodes(
 ) -> Result<(), ImportError> {
     for (i, n) in nodes.iter().enumerate() {
         let name = format!("{scope}{}", display_name(n, i));
-        if !is_default_domain(&n.domain) && !is_control_op(&qualified(n)) {
+        if !known_domain(n) && !is_control_op(&qualified(n)) {
             return Err(ImportError::model(format!(
                 "node '{name}' ({}) is in unknown domain '{}'",
                 n.op_type, n.domain
@@ -457,7 +457,7 @@ pub(crate) fn run_nodes(
             if is_control_op(&qualified(n)) || ins.iter().flatten().any(|v| !matches!(v, Val::Tensor(_))) {
                 ops::control::convert(st, n, &name, ins, env)?
             } else {
-                let conv = ops::lookup(&n.op_type).ok_or_else(|| {
+                let conv = ops::lookup(&qualified(n)).ok_or_else(|| {
                     ImportError::Unsupported(vec![UnsupportedOp { op: n.op_type.clone(), nodes: vec![name.clone()] }])
                 })?;
                 let tins = ins
@@ -580,6 +580,13 @@ fn is_default_domain(d: &str) -> bool {
     d.is_empty() || d == "ai.onnx"
 }
 
+/// Whether the node's domain is one this frontend reads: ONNX's own, or an
+/// op of another domain that has a converter under its qualified name
+/// (`com.microsoft:QGemm`, which ONNX Runtime's quantiser writes).
+fn known_domain(n: &NodeDef) -> bool {
+    is_default_domain(&n.domain) || ops::lookup(&qualified(n)).is_some()
+}
+
 /// Imports a parsed model: checks, graph inputs and initializers, every
 /// node in a topological order, the outputs; the result is compacted and
 /// validated.
@@ -660,7 +667,7 @@ fn default_opset(model: &ModelDef) -> Result<i64, ImportError> {
 /// unsupported op (subgraphs too) is reported at once.
 fn check_nodes(nodes: &[NodeDef]) -> Result<(), ImportError> {
     for (i, n) in nodes.iter().enumerate() {
-        if !is_default_domain(&n.domain) && !is_control_op(&qualified(n)) {
+        if !known_domain(n) && !is_control_op(&qualified(n)) {
             return Err(ImportError::model(format!(
                 "node '{}' ({}) is in unknown domain '{}'",
                 display_name(n, i),

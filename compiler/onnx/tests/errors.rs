@@ -383,3 +383,62 @@ fn quantisation_scales_and_grids() {
         .output("q");
     assert_contains(&per_axis.err(), &["QuantizeLinear", "of shape [3]", "1-D of length 4", "axis 1"]);
 }
+
+/// ONNX Runtime's `com.microsoft` QGemm (what its QOperator quantiser
+/// writes for a Gemm) imports: `alpha · a_scale·b_scale[n] · (Σ (a −
+/// a_zp)·b + C[n])` (C joins the int32 sum, as ONNX Runtime's kernel adds
+/// it), f32 out without `y_scale`; other contrib ops stay unknown, and a
+/// non-int32 C is an error naming the node.
+#[test]
+fn onnx_runtime_qgemm() {
+    let int_tensor = |name: &str, dtype: i32, dims: &[i64], vals: &[i32]| {
+        let mut t = TensorProto::new();
+        t.name = name.into();
+        t.data_type = dtype;
+        t.dims = dims.to_vec();
+        t.int32_data = vals.to_vec();
+        t
+    };
+    let (u8_, i8_, i32_) = (2, 3, 6);
+    let b: Vec<i32> = vec![1, -2, 3, -4, 5, 6, -7, 8, -9, 10, 11, -12];
+    let qgemm = |c_type: i32| {
+        let mut m = M::new(13)
+            .input("x", &[2, 4])
+            .init_f32("sx", &[], &[0.5])
+            .init(int_tensor("zx", u8_, &[], &[3]))
+            .init_f32("sb", &[3], &[0.25, 0.5, 1.0])
+            .init(int_tensor("zb", i8_, &[3], &[0, 0, 0]))
+            .init(int_tensor("b", i8_, &[3, 4], &b))
+            .init(int_tensor("c", c_type, &[3], &[8, -4, 2]))
+            .op("QuantizeLinear", &["x", "sx", "zx"], "q", vec![])
+            .node(
+                "QGemm",
+                "qg",
+                &["q", "sx", "zx", "b", "sb", "zb", "c"],
+                &["y"],
+                vec![af("alpha", 2.0), ai("transB", 1)],
+            )
+            .output("y");
+        m.model.graph.as_mut().unwrap().node[1].domain = "com.microsoft".into();
+        if c_type != i32_ {
+            let g = m.model.graph.as_mut().unwrap();
+            g.initializer.retain(|t| t.name != "c");
+            g.initializer.push(tensor_f32("c", &[3], &[8.0, -4.0, 2.0]));
+        }
+        m
+    };
+    let g = qgemm(i32_).ok();
+    let xv = [1.0f32, -0.5, 2.0, 0.0, 3.0, 1.5, -1.0, 0.5];
+    let x = kerf_ir::Tensor::from_f32(vec![2, 4], &xv).unwrap();
+    let got = kerf_ir::eval::eval_graph(&g, &[x]).unwrap()[0].to_f32_vec();
+    let (sb, c) = ([0.25f64, 0.5, 1.0], [8.0f64, -4.0, 2.0]);
+    for r in 0..2 {
+        for n in 0..3 {
+            // the codes QuantizeLinear gives, centred on the zero point
+            let dot: f64 = (0..4).map(|k| (f64::from(xv[r * 4 + k]) / 0.5).round() * f64::from(b[n * 4 + k])).sum();
+            let want = 2.0 * 0.5 * sb[n] * (dot + c[n]);
+            assert!((f64::from(got[r * 3 + n]) - want).abs() < 1e-5, "y[{r}, {n}] = {} vs {want}", got[r * 3 + n]);
+        }
+    }
+    assert_contains(&qgemm(1).err(), &["qg", "C must be int32, got f32"]);
+}

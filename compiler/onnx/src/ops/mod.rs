@@ -85,9 +85,11 @@ pub(crate) fn lookup(op: &str) -> Option<Converter> {
     r.binary_search_by_key(&op, |(n, _)| *n).ok().and_then(|i| r.get(i)).map(|(_, f)| *f)
 }
 
+/// The ONNX (default-domain) op types with a converter; other domains'
+/// ops are registered under `domain:op` and not listed.
 pub(crate) fn names() -> &'static [&'static str] {
     static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
-    NAMES.get_or_init(|| registry().iter().map(|(n, _)| *n).collect())
+    NAMES.get_or_init(|| registry().iter().map(|(n, _)| *n).filter(|n| !n.contains(':')).collect())
 }
 
 /// Checks a shaping integer is non-negative.

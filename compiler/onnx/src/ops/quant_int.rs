@@ -1,5 +1,7 @@
-//! Integer linear algebra: MatMulInteger, ConvInteger, QLinearMatMul and
-//! QLinearConv, as compositions that are exact against the ONNX reference.
+//! Integer linear algebra: MatMulInteger, ConvInteger, QLinearMatMul,
+//! QLinearConv and ONNX Runtime's `com.microsoft` QGemm (what its
+//! `quantize_static` writes for a Gemm in the QOperator format), as
+//! compositions that are exact against the ONNX reference.
 //!
 //! A 2-D conv of a u8 input (constant per-tensor zero point) with constant
 //! i8 weights (zero zero points) runs on the integer conv kernel: an
@@ -38,6 +40,7 @@ pub(super) fn register(r: &mut Vec<(&'static str, Converter)>) {
     r.push(("ConvInteger", conv_integer));
     r.push(("QLinearMatMul", qlinear_matmul));
     r.push(("QLinearConv", qlinear_conv));
+    r.push(("com.microsoft:QGemm", qgemm));
 }
 
 /// Largest integer every f32 partial sum must stay below to be exact.
@@ -488,5 +491,68 @@ fn qlinear_conv(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         }
         None => c,
     };
+    Ok(vec![requantize(cx, acc, mult, yzp, out)?])
+}
+
+/// ONNX Runtime's QGemm (`com.microsoft`): `alpha · a_scale·b_scale ·
+/// ((A − a_zp)·(B − b_zp) + C)` with `C` an int32 bias joining the int32
+/// sum (ONNX Runtime's kernel adds it to the accumulator and scales both),
+/// then quantised to `(y_scale, y_zero_point)` when `y_scale` is given,
+/// else f32. `A` and `B` are 2-D (`transA`, `transB` as Gemm's); `b_scale` one
+/// value or one per column. The int32 sum is [`int_product`]'s (the
+/// integer kernel where `B` is a constant i8 with zero zero points); the
+/// requantisation is QLinearMatMul's with the multiplier `alpha ·
+/// a_scale·b_scale / y_scale`.
+fn qgemm(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
+    let (a, sa, azp) = (cx.input(0)?, cx.input(1)?, cx.opt_input(2));
+    let (b, sb, bzp) = (cx.input(3)?, cx.input(4)?, cx.opt_input(5));
+    let (c, sy, yzp) = (cx.opt_input(6), cx.opt_input(7), cx.opt_input(8));
+    let at = cx.attrs();
+    let (alpha, trans_a, trans_b) = (at.float("alpha", 1.0)?, at.bool("transA", false)?, at.bool("transB", false)?);
+    if cx.shape(a).len() != 2 || cx.shape(b).len() != 2 {
+        return Err(cx.err(format!("A {:?} and B {:?} must be 2-D", cx.shape(a), cx.shape(b))));
+    }
+    let a = if trans_a { cx.add1(Op::Transpose { perm: vec![1, 0] }, vec![a])? } else { a };
+    let b = match (trans_b, cx.g.const_of(b).cloned()) {
+        (false, _) => b,
+        // a constant B transposed here, so the integer kernel sees a constant
+        (true, Some(t)) => {
+            let (n, k) = (t.shape()[0], t.shape()[1]);
+            let v = t.to_i64_vec();
+            let bt: Vec<i64> = (0..k * n).map(|i| v[(i % n) * k + i / n]).collect();
+            let bt = kerf_ir::Tensor::from_i64_values(t.dtype(), vec![k, n], &bt).map_err(|e| cx.err(e.to_string()))?;
+            cx.derived("b_t", bt)
+        }
+        (true, None) => cx.add1(Op::Transpose { perm: vec![1, 0] }, vec![b])?,
+    };
+    let n = cx.shape(b)[1];
+    let mut acc = int_product(cx, a, azp, b, bzp)?;
+    if let Some(c) = c {
+        if cx.ty(c).dtype != DType::I32 {
+            return Err(cx.err(format!("C must be int32, got {}", cx.ty(c).dtype)));
+        }
+        acc = bin(cx, BinaryOp::Add, acc, c)?;
+    }
+    let sa = shaped(cx, sa, 1, vec![], "a_scale")?;
+    let sb = shaped(cx, sb, n, vec![n], "b_scale")?;
+    let al = scalar(cx, cx.ty(sa).dtype, f64::from(alpha))?;
+    let scale = bin(cx, BinaryOp::Mul, al, sa)?;
+    let Some(sy) = sy else {
+        // f32 out: the exact int32 sum times its scale, once
+        let scale = bin(cx, BinaryOp::Mul, scale, sb)?;
+        let accf = cast(cx, acc, DType::F32)?;
+        let scale = if cx.ty(scale).dtype == DType::F32 { scale } else { cast(cx, scale, DType::F32)? };
+        return Ok(vec![bin(cx, BinaryOp::Mul, accf, scale)?]);
+    };
+    let out = yzp.map_or(DType::U8, |z| cx.ty(z).dtype);
+    let sy = shaped(cx, sy, 1, vec![], "y_scale")?;
+    let mult = multiplier(cx, scale, sb, sy)?;
+    let yzp = match yzp {
+        Some(z) => Some(shaped(cx, z, 1, vec![], "y_zero_point")?),
+        None => None,
+    };
+    if let Some(y) = requantize_fused(cx, acc, None, mult, 1, yzp, out) {
+        return Ok(vec![y?]);
+    }
     Ok(vec![requantize(cx, acc, mult, yzp, out)?])
 }
