@@ -104,6 +104,26 @@ graph "gate"
     }
 }
 
+/// A bias-less ConvTranspose followed by its activation (nothing folds a
+/// bias in) is one `ConvTransposeFused` of two inputs.
+#[test]
+fn a_bias_less_transposed_conv_takes_its_activation() {
+    let src = r#"
+graph "up"
+  input %0 "x": f32[1,4,3,3]
+  const %1 "w": f32[4,3,2,2] = iota(-0.5, 0.02)
+  %2 = ConvTranspose{kernel=[2,2], strides=[2,2], dilations=[1,1], pads=[0,0,0,0], group=1, output_padding=[0,0], layer="up"}(%0, %1): f32[1,3,6,6] @"up"
+  %3 = Sigmoid(%2): f32[1,3,6,6] @"act"
+  output "y" = %3
+"#;
+    let g = text::parse(src).unwrap();
+    let (out, _) = optimize(&g, &PassOptions::default()).unwrap();
+    let t = text::print(&out);
+    let [n] = out.nodes.as_slice() else { panic!("one node expected:\n{t}") };
+    assert!(matches!(&n.op, Op::ConvTransposeFused(_, e) if e.act == Some(kerf_ir::UnaryOp::Sigmoid)), "{t}");
+    assert_eq!(n.inputs.len(), 2, "{t}");
+}
+
 /// A detector's upsampling head: a bias-less ConvTranspose (two groups),
 /// its bias as a separate per-channel Add, a BatchNormalization and a Relu.
 /// `bn-fold` folds the Add and the BatchNorm into the ConvTranspose (group

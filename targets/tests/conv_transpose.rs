@@ -271,5 +271,13 @@ fn fused_activations_apply_where_each_output_is_final() {
                 threaded_equals_serial(&format!("{name}{epi}"), &text, std::slice::from_ref(&x));
             }
         }
+        // without a bias (fused as exported: the outputs start from zero)
+        let text = c.text_with("ConvTransposeFused", ", act=Relu, residual=false").replace("(%0, %1, %2)", "(%0, %1)");
+        let (bias, plane) = (c.bias(), c.out_shape()[2..].iter().product::<usize>());
+        let want: Vec<f32> = plain.iter().enumerate().map(|(i, &v)| relu(v - bias[i / plane % bias.len()])).collect();
+        for cpu in ["native", "baseline"] {
+            let got = run(&text, std::slice::from_ref(&x), cpu).remove(0);
+            close(&format!("{name}, no bias ({cpu})"), &got, &want, 1e-5, 1e-4);
+        }
     }
 }

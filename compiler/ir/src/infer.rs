@@ -242,7 +242,7 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
             if e.residual {
                 return Err("a ConvTransposeFused has no residual".to_string());
             }
-            arity(ins, 3, 3)?;
+            arity(ins, 2, 3)?;
             infer(&Op::ConvTranspose(c.clone()), ins)
         }
         Op::ConvFused(c, e) => {

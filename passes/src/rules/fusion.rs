@@ -18,14 +18,14 @@
 //!   HardSigmoid, spelt `relu6(x + 3)/6` by some exporters, which
 //!   `recognise-hardsigmoid` has made one op) become one kernel.
 //! - `fuse-convtranspose-act` matches `Act(c)` (`Act` as above) where `c`
-//!   holds an f32 1-D or 2-D `ConvTranspose(x, w, b)` with constant weight
-//!   and bias; it adds `ConvTransposeFused{act}(x, w, b)`, defined as
-//!   `act(ConvTranspose(x, w, b))`: its kernel applies the activation where
-//!   each output is final (`targets/src/lower/conv_transpose.rs`). With the
-//!   `bn-fold` group's folds of a bias Add and a BatchNorm into the
-//!   ConvTranspose, a detector's upsampling head is one kernel. A
-//!   ConvTranspose without a bias that nothing folds one into keeps its
-//!   activation as a separate pass.
+//!   holds an f32 1-D or 2-D `ConvTranspose(x, w[, b])` with constant
+//!   weight (and bias); it adds `ConvTransposeFused{act}(x, w[, b])`,
+//!   defined as `act(ConvTranspose(x, w[, b]))`: its kernel applies the
+//!   activation where each output is final
+//!   (`targets/src/lower/conv_transpose.rs`; without a bias the outputs
+//!   start from zero). With the `bn-fold` group's folds of a bias Add and a
+//!   BatchNorm into the ConvTranspose, a detector's upsampling head is one
+//!   kernel.
 //! - `fuse-conv-residual` matches `Add(c, y)` or `Add(y, c)` where `c` holds
 //!   a direct `Conv(x, w, b)` and `y` has exactly the conv output's type (no
 //!   broadcasting); it adds `ConvFused{residual}(x, w, b, y)`.
@@ -208,7 +208,7 @@ impl Rule for FuseHardSigmoid {
 
 /// `fuse-convtranspose-act` (see the module docs): matches a fusable
 /// activation of a single-use f32 1-D or 2-D ConvTranspose with constant
-/// weight and bias, and adds the `ConvTransposeFused` with that activation
+/// weight (and bias, if it has one), and adds the `ConvTransposeFused` with that activation
 /// to the activation's class.
 pub struct FuseConvTransposeAct;
 
@@ -224,7 +224,8 @@ impl Rule for FuseConvTransposeAct {
             }
             for n in &eg[c].nodes {
                 let Some(Op::ConvTranspose(ct)) = n.kerf_op() else { continue };
-                let constant = n.children.len() == 3 && n.children[1..].iter().all(|&i| eg[i].data.constant.is_some());
+                let arity = (2..=3).contains(&n.children.len());
+                let constant = arity && n.children[1..].iter().all(|&i| eg[i].data.constant.is_some());
                 if constant && ct.window.rank() <= 2 {
                     out.push((ct.clone(), n.children.clone(), u));
                 }

@@ -965,9 +965,9 @@ pub enum Op {
     ConvFused(Conv, Epilogue),
     /// ONNX ConvTranspose (see [`ConvTranspose`]).
     ConvTranspose(ConvTranspose),
-    /// A ConvTranspose with an activation, inputs `x, w, b` (the bias is
-    /// required): `act(ConvTranspose(x, w, b))`; produced only by the
-    /// `fusion` rule group. The epilogue has no residual.
+    /// A ConvTranspose with an activation, inputs `x, w[, b]`:
+    /// `act(ConvTranspose(x, w[, b]))`; produced only by the `fusion` rule
+    /// group. The epilogue has no residual.
     ConvTransposeFused(ConvTranspose, Epilogue),
     /// ONNX Gemm (see [`Gemm`]).
     Gemm(Gemm),
