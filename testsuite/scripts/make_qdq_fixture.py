@@ -8,7 +8,11 @@ into its integer kernels, whose results differ from those semantics by up
 to 19 output steps on an AVX2 CPU without VNNI (they also differ between
 CPUs), so they are no reference. The same in the QOperator format
 (`model_qop_ort.onnx`: QLinearConv, MaxPool on u8, com.microsoft's QGemm;
-`qop_ort_logits.npy`, ORT's integer operators with optimisations off).
+`qop_ort_logits.npy`, ORT's integer operators with optimisations off,
+recorded on a CPU with VNNI, where ORT's u8 x s8 products are exact: on
+one without, they may saturate and the file would no longer be the
+operators' exact values; the test reads the stored file, so it does not
+depend on the CPU it runs on).
 
     python testsuite/scripts/make_qdq_fixture.py testsuite/fixtures/models/digits_cnn
 """

@@ -739,25 +739,34 @@ fn ort_qdq_model_runs_on_integer_kernels() {
         assert!(flatten.contains(": u8["), "{printed}");
         assert_eq!(printed.matches("Chain{").count(), chains, "{printed}");
     }
+    let (worst, ours_top1, ort_top1) = against_ort_logits(&s, &g, "qdq_ort_logits.npy");
+    assert!(worst <= 1.01, "logits differ from the QDQ semantics by {worst} steps");
+    assert!((ours_top1 - ort_top1).abs() <= 0.0023, "top-1 {ours_top1} vs ORT's {ort_top1}");
+}
+
+/// `g` (of session `s`) on the digits test set against ONNX Runtime's
+/// logits in the fixture file `logits`: the largest difference in output
+/// steps (the logits are dequantised codes: the step is the smallest
+/// non-zero gap between ORT's values), kerf's top-1 and ORT's.
+fn against_ort_logits(s: &Session, g: &Graph, logits: &str) -> (f32, f64, f64) {
     let x = npy::read(&fixture("test_x.npy")).unwrap();
     let y = npy::read(&fixture("test_y.npy")).unwrap().to_i64_vec();
-    let samples = samples_for(&g, &[("input".to_string(), x)]).unwrap();
-    let jit = s.jit(&g).unwrap();
-    let ours = run_samples(jit.model(), &g, &samples).unwrap();
-    let theirs = npy::read(&fixture("qdq_ort_logits.npy")).unwrap().to_f32_vec();
+    let samples = samples_for(g, &[("input".to_string(), x)]).unwrap();
+    let jit = s.jit(g).unwrap();
+    let ours = run_samples(jit.model(), g, &samples).unwrap();
+    let theirs = npy::read(&fixture(logits)).unwrap().to_f32_vec();
     let got: Vec<f32> = ours.iter().flat_map(|o| o.to_f32_vec()).collect();
     assert_eq!(got.len(), theirs.len());
-    // the logits' grid step: the smallest non-zero gap between ORT's values
     let mut v = theirs.clone();
     v.sort_by(f32::total_cmp);
     let step = v.windows(2).map(|w| w[1] - w[0]).filter(|&d| d > 1e-6).fold(f32::INFINITY, f32::min);
     let worst = got.iter().zip(&theirs).map(|(a, b)| ((a - b) / step).abs()).fold(0f32, f32::max);
-    let ours_top1 = top1(&ours, &y);
     let ort: Vec<Tensor> = theirs.chunks(10).map(|c| Tensor::from_f32(vec![1, 10], c).unwrap()).collect();
-    let ort_top1 = top1(&ort, &y);
-    eprintln!("kerf top-1 {ours_top1:.4} (ORT {ort_top1:.4}), largest logit difference {worst:.1} steps of {step}");
-    assert!(worst <= 1.01, "logits differ from the QDQ semantics by {worst} steps");
-    assert!((ours_top1 - ort_top1).abs() <= 0.0023, "top-1 {ours_top1} vs ORT's {ort_top1}");
+    let (ours_top1, ort_top1) = (top1(&ours, &y), top1(&ort, &y));
+    eprintln!(
+        "{logits}: kerf top-1 {ours_top1:.4} (ORT {ort_top1:.4}), largest logit difference {worst:.2} steps of {step}"
+    );
+    (worst, ours_top1, ort_top1)
 }
 
 /// `residual = "int8"` on two ResNet basic blocks (the generated
@@ -895,14 +904,12 @@ fn int8_quantises_transposed_convs_and_exports_them() {
     let scale = on_grid.iter().fold(0f32, |a, v| a.max(v.abs()));
     let close = int8.iter().zip(&on_grid).filter(|(a, b)| (*a - *b).abs() <= 1e-4 * scale).count();
     assert!(close * 100 >= 99 * int8.len(), "{close} of {} outputs as on the grid in f32", int8.len());
-    let (mut num, mut den, mut dot, mut aa, mut bb) = (0f64, 0f64, 0f64, 0f64, 0f64);
-    for (a, b) in int8.iter().zip(&fp32) {
-        let (a, b) = (f64::from(*a), f64::from(*b));
-        (num, den, dot, aa, bb) = (num + (a - b).powi(2), den + b * b, dot + a * b, aa + a * a, bb + b * b);
-    }
-    let (snr, cosine) = (10.0 * (den / num).log10(), dot / (aa * bb).sqrt());
+    let mut f = kerf_pipeline::dataset::Fidelity::default();
+    let flat = |v: &[f32]| Tensor::from_f32(vec![v.len()], v).unwrap();
+    f.add(&flat(&int8), &flat(&fp32));
+    let (snr, cosine) = (f.snr_db(), f.cosine());
     eprintln!("upsample_head int8: SNR {snr:.1} dB, cosine {cosine:.6}");
-    assert!(snr >= 30.0 && cosine >= 0.999 && num > 0.0, "SNR {snr} dB, cosine {cosine}");
+    assert!(int8 != fp32 && snr >= 30.0 && cosine >= 0.999, "SNR {snr} dB, cosine {cosine}");
     let (bytes, layers) = export_onnx(&model, &report).unwrap();
     assert_eq!(layers, 4);
     let got = with_exported(&bytes, "convtranspose", run);
@@ -933,20 +940,7 @@ fn ort_qoperator_model_runs_on_integer_kernels() {
         )
     });
     assert!((qconvs, requants, floats) == (3, 3, 0), "{}", kerf_ir::text::print(&g));
-    let x = npy::read(&fixture("test_x.npy")).unwrap();
-    let y = npy::read(&fixture("test_y.npy")).unwrap().to_i64_vec();
-    let samples = samples_for(&g, &[("input".to_string(), x)]).unwrap();
-    let jit = s.jit(&g).unwrap();
-    let ours = run_samples(jit.model(), &g, &samples).unwrap();
-    let theirs = npy::read(&fixture("qop_ort_logits.npy")).unwrap().to_f32_vec();
-    let got: Vec<f32> = ours.iter().flat_map(|o| o.to_f32_vec()).collect();
-    assert_eq!(got.len(), theirs.len());
-    // the output grid's step (the logits are dequantised u8 codes)
-    let step = 0.235_090_91f32;
-    let worst = got.iter().zip(&theirs).map(|(a, b)| ((a - b) / step).abs()).fold(0f32, f32::max);
-    let ort: Vec<Tensor> = theirs.chunks(10).map(|c| Tensor::from_f32(vec![1, 10], c).unwrap()).collect();
-    let (ours_top1, ort_top1) = (top1(&ours, &y), top1(&ort, &y));
-    eprintln!("QOperator: kerf top-1 {ours_top1:.4} (ORT {ort_top1:.4}), largest logit difference {worst:.2} steps");
+    let (worst, ours_top1, ort_top1) = against_ort_logits(&s, &g, "qop_ort_logits.npy");
     assert!(worst <= 1.01, "logits differ from ORT's by {worst} steps");
     assert!((ours_top1 - ort_top1).abs() <= 0.0023, "top-1 {ours_top1} vs ORT's {ort_top1}");
 }

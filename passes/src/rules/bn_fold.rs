@@ -206,13 +206,7 @@ fn sources(m: &BnMatch) -> Vec<WeightId> {
 
 /// Computes (or recalls) the folded weights.
 fn folded(eg: &mut KEGraph, rule: &'static str, m: &BnMatch) -> Option<Vec<WeightId>> {
-    let key = memo_key(rule, m);
-    if let Some(r) = eg.analysis.memo.get(&key) {
-        return r.clone();
-    }
-    let r = compute(eg, m);
-    eg.analysis.memo.insert(key, r.clone());
-    r
+    super::memoized(eg, memo_key(rule, m), |eg| compute(eg, m))
 }
 
 fn compute(eg: &mut KEGraph, m: &BnMatch) -> Option<Vec<WeightId>> {

@@ -384,12 +384,7 @@ fn weights(eg: &mut KEGraph, m: &Int8Match) -> Option<[WeightId; 3]> {
     let mut inputs = vec![m.w];
     inputs.extend(m.b);
     let key = MemoKey { rule: "int8-conv", ops: vec![], inputs };
-    if let Some(r) = eg.analysis.memo.get(&key) {
-        return r.as_ref().and_then(|v| v.as_slice().try_into().ok());
-    }
-    let made = make_weights(eg, m);
-    eg.analysis.memo.insert(key, made.as_ref().map(|a| a.to_vec()));
-    made
+    super::memoized(eg, key, |eg| make_weights(eg, m).map(Vec::from))?.try_into().ok()
 }
 
 fn make_weights(eg: &mut KEGraph, m: &Int8Match) -> Option<[WeightId; 3]> {

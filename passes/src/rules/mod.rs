@@ -67,6 +67,23 @@ pub fn add_union(eg: &mut KEGraph, class: Id, node: KNode) -> Vec<Id> {
     union(eg, class, id)
 }
 
+/// The weights `make` derives for `key`, made once per e-graph: a rule
+/// finds its match again in every iteration, and new weights each time
+/// would be new e-nodes each time. `None` (nothing to derive) is
+/// remembered too.
+pub fn memoized(
+    eg: &mut KEGraph,
+    key: crate::analysis::MemoKey,
+    make: impl FnOnce(&mut KEGraph) -> Option<Vec<kerf_ir::WeightId>>,
+) -> Option<Vec<kerf_ir::WeightId>> {
+    if let Some(r) = eg.analysis.memo.get(&key) {
+        return r.clone();
+    }
+    let made = make(eg);
+    eg.analysis.memo.insert(key, made.clone());
+    made
+}
+
 /// Wraps a [`Rule`] as both egg searcher and applier.
 pub struct Adapter<R: Rule> {
     rule: Arc<R>,
