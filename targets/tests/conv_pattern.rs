@@ -167,6 +167,27 @@ fn five_by_five() -> Vec<Shape> {
     vec![Shape::new([1, 3, 10, 17], 4, 5, (2, 1, 1), &FIVE)]
 }
 
+/// A `[o, c, 1, 1]` weight keeping `kept` of every 8 input channels of
+/// each output channel (rotating with the channel): N:M-style sparsity,
+/// which reads as a pattern layout of single-tap kernels.
+fn pointwise_nm(x: [usize; 4], o: usize, kept: usize) -> Shape {
+    let masks: Vec<u32> = (0..8).map(|i| u32::from(i < kept)).collect();
+    Shape::new(x, o, 1, (0, 1, 1), &masks)
+}
+
+/// 1x1 convs with a quarter, 3/8 and half of their kernels kept, on a
+/// plane of 12x12 and one of 9x9 with a residual: with the assembled tiles
+/// the first two run on the pattern kernel and half kept on the dense
+/// pointwise GEMM (`Sparsity::pattern_beats_pointwise_gemm`), without
+/// them (`baseline`) all on the 128-bit passes; all against the reference.
+#[test]
+fn pointwise_kernels_kept_or_removed() {
+    for kept in [2, 3, 4] {
+        check(&pointwise_nm([1, 16, 12, 12], 12, kept));
+        check(&pointwise_nm([2, 24, 9, 9], 7, kept).fused("act=Relu"));
+    }
+}
+
 #[test]
 fn three_by_three_masks_and_removed_kernels() {
     stride_one().iter().for_each(check);

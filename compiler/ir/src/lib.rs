@@ -38,4 +38,6 @@ pub use quant::{
     DW_FLAT_MAX_PIXELS, DW_FLAT_MAX_TAPS, DW_QUAD_MAX_BORDER_ROWS,
 };
 pub use tensor::{numel, Tensor, MAX_CONST_ELEMENTS};
-pub use weights::{ChannelQuads, Origin, Quant, Sparsity, Weight, WeightGrid, WeightId, WeightTable, GRID_QMAX};
+pub use weights::{
+    ChannelQuads, Origin, Quant, Sparsity, Weight, WeightGrid, WeightId, WeightTable, GRID_QMAX, POINTWISE_DENSITY_MAX,
+};

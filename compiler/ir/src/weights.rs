@@ -55,6 +55,12 @@ pub enum Sparsity {
 /// specialised loop in a pattern kernel.
 pub(crate) const MAX_KERNEL_MASKS: usize = 32;
 
+/// Most weights a pointwise conv may keep for the pattern kernel to beat
+/// the dense GEMM with the assembled tiles
+/// ([`Sparsity::pattern_beats_pointwise_gemm`]): 2:4 sparsity (half) stays
+/// dense, 1:4 and 3:8 run sparse.
+pub const POINTWISE_DENSITY_MAX: f64 = 0.4;
+
 impl Sparsity {
     /// Whether a conv with this pattern layout and an output plane of
     /// `pixels` should run on the pattern kernel rather than be offered
@@ -77,14 +83,37 @@ impl Sparsity {
     /// ~40 GFLOP/s, Winograd the dense layer at ~140–170 GFLOP/s-equivalent,
     /// so it needs the fraction of weights kept at most 1/4.
     pub fn pattern_beats_winograd(&self, pixels: usize, wide: bool) -> bool {
-        let Sparsity::Pattern { kernel, patterns, assignment } = self else { return false };
+        let Sparsity::Pattern { .. } = self else { return false };
         if !wide {
             return (64..=1024).contains(&pixels);
         }
+        self.density() <= 0.25
+    }
+
+    /// Whether a pointwise (1x1) conv with this pattern layout (kernels
+    /// kept or removed: connectivity or N:M sparsity) should run on the
+    /// pattern kernel rather than the dense pointwise GEMM (`false` for any
+    /// other layout). With the assembled register tiles (`wide`) the dense
+    /// GEMM runs near the FMA peak and the pattern tiles do the kept MACs
+    /// at 40–60% of it, so the pattern kernel needs at most
+    /// [`POINTWISE_DENSITY_MAX`] of the weights kept. Measured (AMD EPYC
+    /// Zen 4, 1 thread, `kerf bench`, ms, dense → 25% / 37.5% / 50% kept):
+    /// 256 channels on 28x28 0.92 → 0.54 / 0.81 / 1.07; 128 on 56x56
+    /// 0.95 → 0.61 / 0.85 / 1.20; 64 on 112x112 1.04 → 0.61 / 0.82 / 1.09;
+    /// 512 on 7x7 0.245 → 0.139 / 0.190. Without the tiles the 128-bit
+    /// passes beat the 128-bit GEMM even at half kept (256 on 28x28: 3.67
+    /// dense, 2.86 at 50%, 1.56 at 25%).
+    pub fn pattern_beats_pointwise_gemm(&self, wide: bool) -> bool {
+        matches!(self, Sparsity::Pattern { .. }) && (!wide || self.density() <= POINTWISE_DENSITY_MAX)
+    }
+
+    /// The fraction of a pattern layout's kernel taps that are kept (1 for
+    /// any other layout).
+    pub fn density(&self) -> f64 {
+        let Sparsity::Pattern { kernel, patterns, assignment } = self else { return 1.0 };
         let kept: u32 =
             assignment.iter().flatten().map(|&p| patterns.get(p as usize).map_or(0, |m| m.count_ones())).sum();
-        let density = f64::from(kept) / (assignment.len() * kernel[0] * kernel[1]).max(1) as f64;
-        density <= 0.25
+        f64::from(kept) / (assignment.len() * kernel[0] * kernel[1]).max(1) as f64
     }
 
     /// The pattern layout a `[O, I, kh, kw]` f32 conv weight already has:
@@ -531,6 +560,27 @@ mod tests {
         let ia = patterns.iter().position(|&p| p == a).map(|i| i as u8);
         let ib = patterns.iter().position(|&p| p == b).map(|i| i as u8);
         assert_eq!(assignment, vec![ia, ib, ia, None, ib]);
+    }
+
+    /// A `[16, 32, 1, 1]` layout keeping `kept` of every 8 input channels
+    /// of each output channel.
+    fn pointwise(kept: usize) -> Sparsity {
+        let v: Vec<f32> = (0..16 * 32).map(|i| if i % 8 < kept { 0.5 } else { 0.0 }).collect();
+        Sparsity::detect(&Tensor::from_f32(vec![16, 32, 1, 1], &v).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn pointwise_layouts_take_the_pattern_kernel_only_when_sparse_enough() {
+        let (quarter, three_eighths, half) = (pointwise(2), pointwise(3), pointwise(4));
+        assert_eq!((quarter.density(), three_eighths.density(), half.density()), (0.25, 0.375, 0.5));
+        // with the assembled tiles: 2:4 stays on the dense GEMM
+        assert!(quarter.pattern_beats_pointwise_gemm(true));
+        assert!(three_eighths.pattern_beats_pointwise_gemm(true));
+        assert!(!half.pattern_beats_pointwise_gemm(true));
+        // the 128-bit passes beat the 128-bit GEMM at half kept
+        assert!(half.pattern_beats_pointwise_gemm(false));
+        assert!(!Sparsity::Dense.pattern_beats_pointwise_gemm(false));
+        assert_eq!(Sparsity::Dense.density(), 1.0);
     }
 
     #[test]
