@@ -313,7 +313,7 @@ struct Structure {
 }
 
 /// Prunes the layer as its settings ask: patterns and connectivity on 3x3
-/// convs (which take precedence), N:M on other layers whose input channels
+/// and 5x5 convs (which take precedence), N:M on other layers whose input channels
 /// divide into groups; weights refitted unless `selection` is magnitude.
 fn structure(
     site: &Site,
@@ -329,7 +329,7 @@ fn structure(
     let nm = s.nm.filter(|&nm| !patterned && !transposed && nm::applies(site, nm));
     if !patterned && nm.is_none() {
         if patterns {
-            notes.push("pruning applies to 3x3 convs only: left dense".to_string());
+            notes.push("pruning applies to 3x3 and 5x5 convs only: left dense".to_string());
         }
         match s.nm {
             Some(_) if transposed => notes.push("N:M applies to Conv, Gemm and MatMul: left dense".to_string()),
@@ -349,7 +349,7 @@ fn structure(
         }
         None => {
             if s.nm.is_some() {
-                notes.push("3x3 conv: patterns instead of N:M".to_string());
+                notes.push("patterned conv: patterns instead of N:M".to_string());
             }
             let choice = prune::choose(site, rows_fp, &hinv, (s.patterns, s.pattern_group), s.connectivity, magnitude)?;
             (choice.keep, choice.sparsity, choice.removed)

@@ -11,8 +11,8 @@
 //! quant = "int8"            # "f32" | "int8"
 //! rounding = "gptq"         # "nearest" | "gptq"
 //! observer = "mse"          # "minmax" | "percentile" | "mse" | "kl"
-//! patterns = 8              # pattern library size for 3x3 convs; 0 = no pattern pruning
-//! connectivity = 0.25       # fraction of 3x3 kernels removed whole
+//! patterns = 8              # pattern library size for 3x3 and 5x5 convs; 0 = no pattern pruning
+//! connectivity = 0.25       # fraction of 3x3/5x5 kernels removed whole
 //! pattern_group = 4         # input channels sharing one pattern (and removed together); 1 = per kernel
 //! selection = "obs"         # "obs" (saliency + least-squares refit) | "magnitude"
 //! low_rank = 16             # Gemm/MatMul/Conv: rank (whole number) or whitened energy kept (0..1)
@@ -241,10 +241,11 @@ pub struct Settings {
     /// How the input activation's int8 range is chosen.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observer: Option<Observer>,
-    /// Pattern library size (4-tap patterns of 3x3 kernels); 0 disables.
+    /// Pattern library size (4-tap patterns of 3x3 kernels, 8-tap ones of
+    /// 5x5 kernels: `prune::taps`); 0 disables.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub patterns: Option<usize>,
-    /// Fraction of 3x3 kernels removed whole, in [0, 1).
+    /// Fraction of 3x3/5x5 kernels removed whole, in [0, 1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connectivity: Option<f64>,
     /// Consecutive input channels whose kernels share one pattern and are
@@ -374,7 +375,7 @@ pub struct LayerSettings {
     pub observer: Observer,
     /// Pattern library size; 0: no pattern pruning.
     pub patterns: usize,
-    /// Fraction of 3x3 kernels removed whole, in [0, 1).
+    /// Fraction of 3x3/5x5 kernels removed whole, in [0, 1).
     pub connectivity: f64,
     /// Input channels per shared pattern (1: per kernel).
     pub pattern_group: usize,
@@ -415,7 +416,9 @@ impl LayerSettings {
 }
 
 /// The largest pattern library: every 4-tap pattern of a 3x3 kernel that
-/// keeps the centre (C(8,3) = 56).
+/// keeps the centre (C(8,3) = 56). 5x5 libraries are fitted and held to
+/// the same bound; the pattern kernel takes layers of at most 32 masks
+/// (`kerf_ir::Sparsity::detect`), beyond which a pruned layer runs dense.
 pub const MAX_PATTERNS: usize = 56;
 
 impl Plan {

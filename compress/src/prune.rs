@@ -1,15 +1,25 @@
-//! Pattern and connectivity pruning of 3x3 convs (PatDNN's structure), with
-//! masks chosen by Optimal-Brain-Surgeon saliency and the kept weights
-//! re-solved by least squares instead of retraining.
+//! Pattern and connectivity pruning of 3x3 and 5x5 convs (PatDNN's
+//! structure), with masks chosen by Optimal-Brain-Surgeon saliency and the
+//! kept weights re-solved by least squares instead of retraining.
 //!
-//! - A **pattern** keeps 4 of a 3x3 kernel's 9 taps, the centre always
-//!   (56 candidates). The cost of a pattern on kernel `(o, c)` is the OBS
-//!   cost of removing its 5 dropped taps, `w_Dᵀ ([H⁻¹]_DD)⁻¹ w_D`: how much
-//!   the layer's output error grows when the rest of the row adapts. Each
-//!   layer's library is the `K` candidates that are cheapest for most
-//!   kernels; each kernel then takes the library pattern it loses least by.
+//! - A **pattern** of a 3x3 kernel keeps 4 of its 9 taps, the centre
+//!   always (56 candidates). The cost of a pattern on kernel `(o, c)` is
+//!   the OBS cost of removing its 5 dropped taps, `w_Dᵀ ([H⁻¹]_DD)⁻¹ w_D`:
+//!   how much the layer's output error grows when the rest of the row
+//!   adapts. Each layer's library is the `K` candidates that are cheapest
+//!   for most kernels; each kernel then takes the library pattern it loses
+//!   least by.
+//! - A pattern of a 5x5 kernel keeps [`taps`]`(25)` = 8 of its 25 taps
+//!   (PatDNN defines patterns for 3x3 only; this is the same fraction of
+//!   a kernel kept after a 4-tap pattern and 25% connectivity, 1/3). With
+//!   C(25, 8) ≈ 10⁶ candidates, voting over all of them is out of reach
+//!   and rarely two kernels would agree, so the library is *fitted*
+//!   ([`fitted_library`]): a k-means over the kernels' normalised per-tap
+//!   saliencies (OBS `w²/[H⁻¹]_tt`, or `w²`), each centre the `taps` most
+//!   salient taps of its members. Kernels then take the library pattern
+//!   of least OBS cost, as for 3x3.
 //! - **Connectivity** pruning removes whole kernels: the given fraction of
-//!   the layer's kernels with the least OBS cost of removing all 9 taps.
+//!   the layer's kernels with the least OBS cost of removing all taps.
 //! - **Compensation**: with the mask fixed, each output row's kept weights
 //!   are the least-squares fit of the FP32 layer's output on the
 //!   compressed network's input, `ŵ_M = H_MM⁻¹ (G w)_M` (see
@@ -27,15 +37,26 @@ use crate::CompressError;
 const AREA: usize = 9;
 const CENTRE: u32 = 1 << 4;
 
-/// Every 4-tap mask that keeps the centre, in increasing order.
+/// Every 4-tap mask of a 3x3 kernel that keeps the centre, in increasing
+/// order.
 pub fn candidates() -> Vec<u32> {
     (0u32..1 << AREA).filter(|m| m.count_ones() == 4 && m & CENTRE != 0).collect()
 }
 
 /// Whether a layer is one pattern pruning applies to: a 2-D conv with 3x3
-/// kernels.
+/// or 5x5 kernels.
 pub fn applies(site: &Site) -> bool {
-    matches!(&site.kind, Kind::Conv { kernel, .. } if kernel.as_slice() == [3, 3])
+    matches!(&site.kind, Kind::Conv { kernel, .. } if [[3, 3], [5, 5]].iter().any(|k| kernel.as_slice() == k))
+}
+
+/// Taps a pattern keeps of a kernel of `area` taps: 4 of a 3x3 kernel's
+/// 9, 8 of a 5x5 kernel's 25.
+pub fn taps(area: usize) -> usize {
+    if area == AREA {
+        4
+    } else {
+        (area / 3).max(1)
+    }
 }
 
 /// The chosen structure of one layer.
@@ -64,13 +85,25 @@ pub fn choose(
     connectivity: f64,
     magnitude: bool,
 ) -> Result<Choice, CompressError> {
-    let cands = candidates();
-    let kernels_per_row = site.cols / AREA;
+    let area = site.kernel_area();
+    let kernel = match &site.kind {
+        Kind::Conv { kernel, .. } if kernel.len() == 2 => [kernel[0], kernel[1]],
+        _ => [area, 1],
+    };
+    // 3x3: every centred 4-tap mask, the library voted from them; else the
+    // library fitted to the layer is the only candidates
+    let fitted = area != AREA;
+    let cands = match (k, fitted) {
+        (0, _) => Vec::new(),
+        (_, false) => candidates(),
+        (_, true) => fitted_library(site, rows, hinv, k, taps(area), magnitude),
+    };
+    let kernels_per_row = site.cols / area;
     let share = share.max(1);
     let units_per_row = kernels_per_row.div_ceil(share);
     let unit_of = |kid: usize| (kid / kernels_per_row) * units_per_row + (kid % kernels_per_row) / share;
     // per unit: each candidate's cost, and the cost of removing it whole
-    let cands_priced: &[u32] = if k == 0 { &[] } else { &cands };
+    let cands_priced: &[u32] = &cands;
     let (costs, whole) = if share > 1 && !magnitude {
         joint_costs(site, rows, hinv, share, cands_priced)?
     } else {
@@ -88,7 +121,11 @@ pub fn choose(
         units
     };
     // no pattern library: kernels are kept whole or removed
-    let library = if k == 0 { vec![(1 << AREA) - 1] } else { library(&costs, &cands, k) };
+    let library = match (k, fitted) {
+        (0, _) => vec![((1u64 << area) - 1) as u32],
+        (_, false) => library(&costs, &cands, k),
+        (_, true) => cands.clone(),
+    };
     let mut assignment: Vec<Option<u8>> = costs
         .iter()
         .map(|per| {
@@ -116,18 +153,19 @@ pub fn choose(
         .map(|(o, _)| {
             (0..site.cols)
                 .map(|j| {
-                    let (c, t) = (j / AREA, j % AREA);
+                    let (c, t) = (j / area, j % area);
                     assignment[o * kernels_per_row + c].is_some_and(|p| library[p as usize] & (1 << t) != 0)
                 })
                 .collect()
         })
         .collect();
-    Ok(Choice { keep, sparsity: Sparsity::Pattern { kernel: [3, 3], patterns: library, assignment }, removed })
+    Ok(Choice { keep, sparsity: Sparsity::Pattern { kernel, patterns: library, assignment }, removed })
 }
 
 /// Per kernel of every row: each candidate's cost of removing its dropped
-/// taps, `w_Dᵀ([H⁻¹]_DD)⁻¹w_D` from the kernel's own 9 × 9 block of `H⁻¹`
-/// (OBS), or `Σ w_D²` (magnitude), and the cost of removing all 9.
+/// taps, `w_Dᵀ([H⁻¹]_DD)⁻¹w_D` from the kernel's own `area × area` block
+/// of `H⁻¹` (OBS), or `Σ w_D²` (magnitude), and the cost of removing all
+/// its taps.
 fn kernel_costs(
     site: &Site,
     rows: &[Vec<f64>],
@@ -135,27 +173,32 @@ fn kernel_costs(
     cands: &[u32],
     magnitude: bool,
 ) -> Result<(Vec<Vec<f64>>, Vec<f64>), CompressError> {
-    let kernels_per_row = site.cols / AREA;
+    let area = site.kernel_area();
+    let kernels_per_row = site.cols / area;
     let rows_per_group = site.rows / site.groups();
     let (mut costs, mut whole) = (Vec::with_capacity(site.rows * kernels_per_row), Vec::new());
     let (all, drops): (Vec<usize>, Vec<Vec<usize>>) =
-        ((0..AREA).collect(), cands.iter().map(|&m| dropped(m)).collect());
+        ((0..area).collect(), cands.iter().map(|&m| dropped(m, area)).collect());
     for (o, row) in rows.iter().enumerate() {
         let hi = &hinv[o / rows_per_group];
         for c in 0..kernels_per_row {
-            let (mut block, mut w) = ([[0f64; AREA]; AREA], [0f64; AREA]);
-            for (i, bi) in block.iter_mut().enumerate() {
-                w[i] = row[c * AREA + i];
-                for (j, b) in bi.iter_mut().enumerate() {
-                    *b = hi[(c * AREA + i, c * AREA + j)];
-                }
-            }
+            let at = c * area;
             let cost = |d: &[usize]| -> Result<f64, CompressError> {
                 if magnitude {
-                    Ok(d.iter().map(|&t| w[t] * w[t]).sum())
-                } else {
-                    linalg::obs_cost(&block, d, &w)
+                    return Ok(d.iter().map(|&t| row[at + t] * row[at + t]).sum());
                 }
+                if area != AREA {
+                    return linalg::obs_cost_of(d.len(), |i, j| hi[(at + d[i], at + d[j])], |i| row[at + d[i]]);
+                }
+                // 3x3 (up to 57 costs a kernel): on the stack
+                let (mut block, mut w) = ([[0f64; AREA]; AREA], [0f64; AREA]);
+                for (i, bi) in block.iter_mut().enumerate() {
+                    w[i] = row[at + i];
+                    for (j, b) in bi.iter_mut().enumerate() {
+                        *b = hi[(at + i, at + j)];
+                    }
+                }
+                linalg::obs_cost(&block, d, &w)
             };
             whole.push(cost(&all)?);
             costs.push(drops.iter().map(|d| cost(d)).collect::<Result<Vec<f64>, _>>()?);
@@ -164,9 +207,93 @@ fn kernel_costs(
     Ok((costs, whole))
 }
 
-/// The taps a candidate mask drops, row-major.
-fn dropped(mask: u32) -> Vec<usize> {
-    (0..AREA).filter(|t| mask & (1 << t) == 0).collect()
+/// A pattern library fitted to a layer whose kernels have too many tap
+/// masks to enumerate (5x5): `k` masks of `taps` taps, by k-means over
+/// the kernels' per-tap saliencies (OBS `w_t²/[H⁻¹]_tt`, or `w_t²` with
+/// `magnitude`), each normalised to sum 1 so every kernel votes alike.
+/// A kernel belongs to the mask that keeps the most of its saliency; a
+/// mask is the `taps` taps of most summed saliency over its members.
+/// Seeds: the `taps` taps of most saliency over the whole layer, then
+/// repeatedly the own best mask of the kernel the library serves worst
+/// (farthest-point seeding). At most 20 rounds; deterministic (ties to
+/// the lower tap, kernel and mask). Returns the distinct masks, ascending.
+pub fn fitted_library(
+    site: &Site,
+    rows: &[Vec<f64>],
+    hinv: &[Mat<f64>],
+    k: usize,
+    taps: usize,
+    magnitude: bool,
+) -> Vec<u32> {
+    let area = site.kernel_area();
+    let rows_per_group = (site.rows / site.groups()).max(1);
+    let mut kernels: Vec<Vec<f64>> = Vec::new();
+    for (o, row) in rows.iter().enumerate() {
+        let hi = &hinv[o / rows_per_group];
+        for (c, w) in row.chunks_exact(area).enumerate() {
+            let s: Vec<f64> = (0..area)
+                .map(|t| {
+                    let d = if magnitude { 1.0 } else { hi[(c * area + t, c * area + t)] };
+                    w[t] * w[t] / d.max(f64::MIN_POSITIVE)
+                })
+                .collect();
+            let total: f64 = s.iter().sum();
+            if total > 0.0 && total.is_finite() {
+                kernels.push(s.iter().map(|v| v / total).collect());
+            }
+        }
+    }
+    let top = |s: &[f64]| -> u32 {
+        let mut order: Vec<usize> = (0..area).collect();
+        order.sort_by(|&a, &b| s[b].total_cmp(&s[a]).then(a.cmp(&b)));
+        order.iter().take(taps).fold(0u32, |m, &t| m | 1 << t)
+    };
+    let kept = |s: &[f64], m: u32| -> f64 { (0..area).filter(|t| m & (1 << t) != 0).map(|t| s[t]).sum() };
+    let best = |s: &[f64], lib: &[u32]| -> (usize, f64) {
+        lib.iter().enumerate().map(|(i, &m)| (i, kept(s, m))).fold((0, f64::NEG_INFINITY), |b, x| {
+            if x.1 > b.1 {
+                x
+            } else {
+                b
+            }
+        })
+    };
+    let pooled: Vec<f64> = (0..area).map(|t| kernels.iter().map(|s| s[t]).sum()).collect();
+    let mut lib = vec![top(&pooled)];
+    while lib.len() < k {
+        let worst = kernels.iter().map(|s| best(s, &lib).1).enumerate().fold((None, f64::INFINITY), |b, (i, v)| {
+            if v < b.1 {
+                (Some(i), v)
+            } else {
+                b
+            }
+        });
+        match worst.0.map(|i| top(&kernels[i])) {
+            Some(m) if !lib.contains(&m) => lib.push(m),
+            _ => break,
+        }
+    }
+    for _ in 0..20 {
+        let mut sums = vec![vec![0.0; area]; lib.len()];
+        for s in &kernels {
+            let (i, _) = best(s, &lib);
+            sums[i].iter_mut().zip(s).for_each(|(a, v)| *a += v);
+        }
+        let next: Vec<u32> =
+            sums.iter().zip(&lib).map(|(sum, &m)| if sum.iter().all(|v| *v == 0.0) { m } else { top(sum) }).collect();
+        if next == lib {
+            break;
+        }
+        lib = next;
+    }
+    lib.sort_unstable();
+    lib.dedup();
+    lib
+}
+
+/// The taps a candidate mask of a kernel of `area` taps drops, row-major.
+fn dropped(mask: u32, area: usize) -> Vec<usize> {
+    (0..area).filter(|t| mask & (1 << t) == 0).collect()
 }
 
 /// Per unit of `share` consecutive kernels of a row (see [`choose`]): the
@@ -180,18 +307,19 @@ fn joint_costs(
     share: usize,
     cands: &[u32],
 ) -> Result<(Vec<Vec<f64>>, Vec<f64>), CompressError> {
-    let kernels_per_row = site.cols / AREA;
+    let area = site.kernel_area();
+    let kernels_per_row = site.cols / area;
     let rows_per_group = site.rows / site.groups();
     let (mut costs, mut whole) = (Vec::new(), Vec::new());
     let (all, drops): (Vec<usize>, Vec<Vec<usize>>) =
-        ((0..AREA).collect(), cands.iter().map(|&m| dropped(m)).collect());
+        ((0..area).collect(), cands.iter().map(|&m| dropped(m, area)).collect());
     for (o, row) in rows.iter().enumerate() {
         let hi = &hinv[o / rows_per_group];
         for c0 in (0..kernels_per_row).step_by(share) {
             let kernels: Vec<usize> = (c0..(c0 + share).min(kernels_per_row)).collect();
             // the columns of taps `taps` in every kernel of the unit
             let cols = |taps: &[usize]| -> Vec<usize> {
-                kernels.iter().flat_map(|&c| taps.iter().map(move |&t| c * AREA + t)).collect()
+                kernels.iter().flat_map(|&c| taps.iter().map(move |&t| c * area + t)).collect()
             };
             let cost = |d: &[usize]| linalg::obs_cost_of(d.len(), |i, j| hi[(d[i], d[j])], |i| row[d[i]]);
             whole.push(cost(&cols(&all))?);
@@ -429,6 +557,59 @@ mod tests {
             choose(&site, &rows, std::slice::from_ref(&hinv), (4, 1), 0.5, false).unwrap_or_else(|e| panic!("{e}"));
         assert!(units(&single, 4).iter().any(|u| u.iter().any(|a| *a != u[0])), "independent kernels");
         assert_eq!(single.removed, 30);
+    }
+
+    /// A 5x5 conv whose kernels each favour one of three planted 8-tap
+    /// masks (weight 1 on the mask's taps, 0.05 elsewhere, random signs;
+    /// `H⁻¹` the identity, so saliency is `w²`): the fitted library of
+    /// three is exactly the planted masks, every kept kernel keeps 8 taps of
+    /// one of them, and 25% connectivity removes a quarter of the kernels.
+    #[test]
+    fn fitted_5x5_libraries_find_planted_masks() {
+        let planted: [u32; 3] = [0b11111111, 0b1_1000_1100_0110_0011 << 3, (0b11111111 << 17) & 0x1ff_ffff];
+        assert!(planted.iter().all(|m| m.count_ones() == 8));
+        let (m, c) = (6usize, 10usize);
+        let src = format!(
+            "graph \"g\"\n  input %0 \"x\": f32[1,{c},9,9]\n  const %1 \"w\": f32[{m},{c},5,5] = [{}]\n  \
+             %2 = Conv{{kernel=[5,5], strides=[1,1], dilations=[1,1], pads=[2,2,2,2], group=1, layer=\"l\"}}(%0, %1): f32[1,{m},9,9] @\"l\"\n  \
+             output \"y\" = %2\n",
+            vec!["0.5"; m * c * 25].join(",")
+        );
+        let g = kerf_ir::text::parse(&src).unwrap_or_else(|e| panic!("{e}"));
+        let site = crate::layer::sites(&g).remove(0);
+        assert!(applies(&site));
+        let mut rnd = crate::testutil::uniform(0x51_7cc1_b727_220a);
+        let rows: Vec<Vec<f64>> = (0..m)
+            .map(|o| {
+                (0..c * 25)
+                    .map(|j| {
+                        let mask = planted[(o * c + j / 25) % 3];
+                        let mag = if mask & (1 << (j % 25)) != 0 { 1.0 } else { 0.05 };
+                        if rnd() < 0.0 {
+                            -mag
+                        } else {
+                            mag
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let eye = Mat::<f64>::identity(c * 25, c * 25);
+        let mut want = planted.to_vec();
+        want.sort_unstable();
+        assert_eq!(fitted_library(&site, &rows, std::slice::from_ref(&eye), 3, taps(25), false), want);
+        let ch =
+            choose(&site, &rows, std::slice::from_ref(&eye), (3, 1), 0.25, false).unwrap_or_else(|e| panic!("{e}"));
+        let Sparsity::Pattern { kernel, patterns, assignment } = &ch.sparsity else { panic!("not a pattern layout") };
+        assert_eq!((*kernel, patterns.clone()), ([5, 5], want));
+        assert_eq!(ch.removed, 15, "a quarter of the 60 kernels");
+        for (kid, a) in assignment.iter().enumerate() {
+            let kept = (0..25).filter(|&t| ch.keep[kid / c][(kid % c) * 25 + t]).count();
+            assert_eq!(kept, if a.is_some() { 8 } else { 0 }, "kernel {kid}");
+            if let Some(p) = a {
+                assert_eq!(patterns[*p as usize], planted[kid % 3], "kernel {kid} takes its own planted mask");
+            }
+        }
     }
 
     #[test]

@@ -41,10 +41,10 @@ pub struct CompressArgs {
     /// Quantise weights (int8 per channel) and layer inputs (uint8).
     #[arg(long, value_name = "int8|f32")]
     pub quantize: Option<String>,
-    /// Pattern pruning of 3x3 convs: library size K (4..12 typical; at most 56).
+    /// Pattern pruning of 3x3 convs (4-tap patterns) and 5x5 convs (8-tap patterns fitted to the layer): library size K (4..12 typical; at most 56).
     #[arg(long = "prune-patterns", value_name = "K")]
     pub prune_patterns: Option<usize>,
-    /// Fraction of 3x3 kernels removed whole (connectivity pruning), in [0, 1).
+    /// Fraction of 3x3/5x5 kernels removed whole (connectivity pruning), in [0, 1).
     #[arg(long, value_name = "FRACTION")]
     pub connectivity: Option<f64>,
     /// Input channels sharing one pattern and removed together (default 1;

@@ -403,7 +403,7 @@ fn compression_flags_are_checked() {
     assert!(o.status.success(), "{}", stderr(&o));
     // the per-layer report goes to stderr, beside the compile summary
     let err = stderr(&o);
-    assert_eq!(err.matches("pruning applies to 3x3 convs only: left dense").count(), 3, "{err}");
+    assert_eq!(err.matches("pruning applies to 3x3 and 5x5 convs only: left dense").count(), 3, "{err}");
     // a folder of `<input>.npy` files calibrates too; one without them is an error naming the file
     let folder = dir.join("calib");
     std::fs::create_dir_all(&folder).unwrap();

@@ -4,7 +4,7 @@
 //!
 //! 1. **Baseline**: the FP32 model's metric on the validation data and its
 //!    latency (median of timed JIT runs on this machine).
-//! 2. **Per-layer variants** ([`variants`]): int8, 3x3 patterns with 25% or
+//! 2. **Per-layer variants** ([`variants`]): int8, 3x3/5x5 patterns with 25% or
 //!    50% connectivity (alone and with int8; with int8, patterns shared by
 //!    quads of input channels too), low rank for products and
 //!    convs, Tucker-2 for KxK convs, 2:4 sparsity. Each is

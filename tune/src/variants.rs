@@ -59,9 +59,9 @@ pub(crate) fn variant(name: &str, quant: bool, patterns: usize, connectivity: f6
 }
 
 /// The variants tried for a layer, each family from the mildest up: int8
-/// for every layer; for 3x3 convs, pattern libraries of 8 and 4 patterns,
+/// for every layer; for 3x3 and 5x5 convs, pattern libraries of 8 and 4 patterns,
 /// each with 25% or 50% of the kernels removed, alone and with int8, and
-/// for 3x3 convs of at least 8 input channels the library of 8 with int8
+/// for such convs of at least 8 input channels the library of 8 with int8
 /// and each pattern shared by a quad of input channels (`q4`:
 /// `pattern_group = 4`, what the integer pattern kernel runs); for
 /// products and one-group convs, rank min(N, K)/4 (where cheaper than the
