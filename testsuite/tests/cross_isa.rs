@@ -12,7 +12,9 @@
 //! with pattern pruning + int8 (kernel-by-kernel patterns on the f32
 //! pattern kernels; patterns shared by channel quads on the integer
 //! pattern kernel where the target has one), int8 on the integer conv
-//! kernel, low rank + int8 and Tucker-2; digits_mlp at 2:4 + int8; and
+//! kernel, low rank + int8 and Tucker-2; digits_cnn5 with 5x5 patterns
+//! (fitted libraries; f32 on the grid and in channel quads); ds_cnn_kws at
+//! 1:4 (its 1x1 convs on the pattern kernel); digits_mlp at 2:4 + int8; and
 //! tiny_transformer in int8 (its products on the one-pixel product with
 //! `dotprod`, f32 on the grid elsewhere). All models of one ISA are linked into
 //! one program and run in one process; the five targets run as parallel tests.
@@ -81,6 +83,8 @@ fn run_target(t: &Target) {
     let low_rank = "[default]\nquant = \"int8\"\nlow_rank = 16\n";
     let tucker = "[default]\ntucker = [8, 16]\n";
     let nm = "[default]\nquant = \"int8\"\nnm = \"2:4\"\n";
+    // a quarter of each 1x1 conv's kernels kept: the pattern kernel's one-tap entries
+    let nm_quarter = "[default]\nnm = \"1:4\"\n";
     // (name, fixture, plan, the int8 rule group, whether QConvs must be
     // there (None: either), whether the plan removes MACs)
     for (name, model, plan, int8_kernels, qconvs, fewer) in [
@@ -90,6 +94,10 @@ fn run_target(t: &Target) {
         ("digits_cnn_low_rank", "digits_cnn", low_rank, true, None, true),
         ("digits_cnn_tucker", "digits_cnn", tucker, false, Some(false), true),
         ("digits_mlp_nm", "digits_mlp", nm, true, None, true),
+        // 5x5 patterns (fitted 8-tap libraries), f32 on the grid and in quads
+        ("digits_cnn5_pruned", "digits_cnn5", pruned, false, Some(false), true),
+        ("digits_cnn5_quads", "digits_cnn5", quads, true, None, true),
+        ("ds_cnn_kws_nm", "ds_cnn_kws", nm_quarter, false, Some(false), true),
         ("tiny_transformer_int8", "tiny_transformer", int8, true, Some(t.cpu == "dotprod"), false),
         // an integer ConvTranspose: a 1x1 QConv and the interleaving pixel shuffle
         ("upsample_head_int8", "upsample_head", int8, true, Some(true), false),
