@@ -2,14 +2,15 @@
 //! The integer conv (`QConv`) compiled for AArch64 and RISC-V 64, linked
 //! with the C harness by the cross GCCs and run under qemu-user, against
 //! the reference evaluator bit for bit (f32 outputs), byte for byte (u8)
-//! and exactly (i32 sums): AArch64 `baseline` (Cranelift's 16-bit-pair
-//! tile), AArch64 `dotprod` (the assembled `sdot` tile, whose object must
+//! and exactly (i32 sums): AArch64 `baseline` (the assembled
+//! `smull`/`sadalp` tile, whose program must also run on a Cortex-A53),
+//! AArch64 `dotprod` (the assembled `sdot` tile, whose object must
 //! hold it and whose program must die where the CPU lacks `sdot`), and
 //! riscv64 `rv64gc` (the scalar tile) and `v` (the 16-bit-pair tile on
 //! Cranelift's RVV lowering).
 //!
 //! The shapes cover the `sdot` tile's row blocks of 8 (1 to 8 rows in the
-//! last), units of 8 pixels with a partial last one, K not a multiple of
+//! last) and the `smull` tile's of 4, units of 8 pixels with a partial last one, K not a multiple of
 //! 4, strides, dilation, groups, two images, a residual, Relu and Clip,
 //! requantised u8 outputs, the accumulating form, products at their
 //! extremes over K = 2304 (`x − 128 = −128` against `w = −128`), a
@@ -182,9 +183,11 @@ fn run_all(t: &Cross, runs: &[Run]) -> Vec<String> {
         std::fs::create_dir_all(&dir).unwrap();
         let art = compile_object(&r.graph, &CompileOptions::parse(t.triple, t.cpu, &r.name).unwrap())
             .unwrap_or_else(|e| panic!("{} {}: {e}", t.cpu, r.name));
-        // the GEMM tile of `dotprod` is assembled; the depthwise kernels are Cranelift's
+        // AArch64's GEMM tiles are assembled (`sdot`, or `smull`/`sadalp`
+        // without `dotprod`); the depthwise kernels are Cranelift's
+        let assembled = t.triple.starts_with("aarch64") && r.gemm;
         let dotprod = t.cpu == "dotprod" && r.gemm;
-        assert_eq!(art.report.micro_kernels > 0, dotprod, "{} {}: micro-kernels", t.cpu, r.name);
+        assert_eq!(art.report.micro_kernels > 0, assembled, "{} {}: micro-kernels", t.cpu, r.name);
         // without micro-kernels, the Cranelift tiles (the bits are the same: `baseline` checks them)
         let mut plain = CompileOptions::parse(t.triple, t.cpu, &r.name).unwrap();
         plain.ukernels = false;
@@ -201,11 +204,20 @@ fn run_all(t: &Cross, runs: &[Run]) -> Vec<String> {
             }
             Err(e) => failures.push(format!("{} {}: {e}", t.cpu, r.name)),
         }
-        // the sdot tile runs: a CPU without `dotprod` cannot run the program
-        if dotprod && r.name == "real0" {
+        // on a Cortex-A53 (ARMv8.0): the sdot tile cannot run, the smull
+        // tile gives the same bytes
+        if assembled && r.name == "real0" {
             let a53 = ["qemu-aarch64", "-cpu", "cortex-a53", "-L", "/usr/aarch64-linux-gnu"];
-            let died = t.run(Some(&a53), &exe, &input).err().unwrap_or_default();
-            assert!(died.contains("SIGILL"), "the dotprod program on a Cortex-A53: {died:?}");
+            match (dotprod, t.run(Some(&a53), &exe, &input)) {
+                (true, ran) => {
+                    let died = ran.err().unwrap_or_default();
+                    assert!(died.contains("SIGILL"), "the dotprod program on a Cortex-A53: {died:?}");
+                }
+                (false, ran) => {
+                    let same = ran.as_deref().is_ok_and(|got| got == &r.want[..]);
+                    assert!(same, "the baseline program on a Cortex-A53: {:?}", ran.err());
+                }
+            }
         }
     }
     failures
@@ -227,7 +239,7 @@ fn aarch64_dotprod_sdot_tile() {
 }
 
 #[test]
-fn aarch64_baseline_pair_tile() {
+fn aarch64_baseline_mull_tile() {
     check_target(&AARCH64);
 }
 
@@ -249,10 +261,13 @@ fn riscv64_v_pair_tile() {
 /// never the callee-saved low halves of `v8`–`v15`), ending in their only
 /// `ret`, with one `sdot` pair per tile row and, in the product, one
 /// `sdot` per image and block in each of the four quads of a step and in
-/// the single quad after them.
+/// the single quad after them; and the `smull` tile of every row count,
+/// four `smull`/`smull2` per row.
 #[test]
 fn sdot_kernels_keep_the_leaf_abi() {
-    use kerf_targets::ukernel::neon::{sdot_gemv, sdot_tile, SDOT_GEMV_ACCS, SDOT_GEMV_IMAGES_MAX, SDOT_ROWS};
+    use kerf_targets::ukernel::neon::{
+        mull_tile, sdot_gemv, sdot_tile, MULL_ROWS, SDOT_GEMV_ACCS, SDOT_GEMV_IMAGES_MAX, SDOT_ROWS,
+    };
     let objdump = "aarch64-linux-gnu-objdump";
     if !common::cross::tools_or_skip(&[objdump], "binutils-aarch64-linux-gnu") {
         return;
@@ -267,6 +282,7 @@ fn sdot_kernels_keep_the_leaf_abi() {
             kernels.push((format!("gemv{images}x{blocks}"), code, 5 * images * blocks));
         }
     }
+    kernels.extend((1..=MULL_ROWS).map(|rows| (format!("mull{rows}"), mull_tile(rows).unwrap(), 4 * rows)));
     kernels.extend(pattern_tiles());
     for (name, code, sdots) in kernels {
         let bin = dir.join(format!("{name}.bin"));
@@ -302,8 +318,8 @@ fn sdot_kernels_keep_the_leaf_abi() {
             }
         }
         assert_eq!(insns.last().map(|i| i.0), Some("ret"), "{name}");
-        let macs = insns.iter().filter(|i| i.0 == "sdot" || i.0 == "fmla").count();
-        assert_eq!(macs, sdots, "{name}: sdots (fmlas)");
+        let macs = insns.iter().filter(|i| ["sdot", "fmla", "smull", "smull2"].contains(&i.0)).count();
+        assert_eq!(macs, sdots, "{name}: sdots (fmlas, smulls)");
     }
 }
 

@@ -82,7 +82,7 @@ use super::{Kernel, LResult};
 use crate::isa::Caps;
 use crate::ukernel::avx2::{QdotEpi, QBYTE_WIDE_ROWS, QDOT_ROWS};
 use crate::ukernel::epi::TileEpi;
-use crate::ukernel::neon::{SDOT_INPUT_OFFSET, SDOT_ROWS};
+use crate::ukernel::neon::{MULL_ROWS, SDOT_INPUT_OFFSET, SDOT_ROWS};
 
 mod gemv;
 mod pack;
@@ -130,13 +130,13 @@ struct Dims {
     /// Output channels per register tile: [`ROWS`], 12 for the assembled
     /// AVX2 tile, [`QDOT_ROWS`] for the byte tiles (AVX2's, and VNNI's
     /// with one vector of `px` pixels per row), [`SDOT_ROWS`] for
-    /// AArch64's `sdot` tile.
+    /// AArch64's `sdot` tile, [`MULL_ROWS`] for its `smull` tile.
     rows: usize,
     /// Whole units run in pairs on AVX2's wide byte tile ([`pairs`]);
     /// `rows` is then its [`QBYTE_WIDE_ROWS`].
     paired: bool,
     /// What the byte tile adds to every input byte before multiplying (0,
-    /// or [`SDOT_INPUT_OFFSET`] for `sdot`'s signed bytes): the zero-point
+    /// or [`SDOT_INPUT_OFFSET`] for AArch64's signed bytes): the zero-point
     /// correction is `(zp − offset) · Σ w`.
     x_offset: i64,
 }
@@ -183,6 +183,8 @@ impl Dims {
             zp: q.x_zp,
             rows: if quads && k.caps.dotprod {
                 SDOT_ROWS
+            } else if quads && k.caps.neon {
+                MULL_ROWS
             } else if quads {
                 QDOT_ROWS
             } else if k.caps.avx2 {
@@ -192,7 +194,7 @@ impl Dims {
             } else {
                 2
             },
-            x_offset: if quads && k.caps.dotprod { SDOT_INPUT_OFFSET } else { 0 },
+            x_offset: if quads && k.caps.neon { SDOT_INPUT_OFFSET } else { 0 },
             paired: false,
         }
     }
@@ -330,7 +332,7 @@ fn gemm(
     // the sums-only tiles' correction: where some unit has no fused epilogue
     let sums_only = fused.is_none() || tail != d.px;
     let corr = if d.quads && sums_only { Some(k.blob(zp_terms)) } else { None };
-    let tiles = match k.caps.avx2 || (d.quads && k.caps.dotprod) {
+    let tiles = match k.caps.avx2 || (d.quads && k.caps.neon) {
         true => Some(Assembled::new(k, &d, fused.as_ref(), tail)?),
         false => None,
     };
@@ -395,7 +397,7 @@ struct Ptrs {
     /// output channel (i32, f32, f32; `corr` zero for 16-bit pairs).
     table: Option<Value>,
     bbuf: Value,
-    /// With AVX2, or byte quads on `dotprod`: the assembled tiles.
+    /// With AVX2, or byte quads on AArch64: the assembled tiles.
     tiles: Option<Assembled>,
     /// With [`Dims::paired`]: the wide tiles.
     wide: Option<pairs::Wide>,
@@ -412,12 +414,13 @@ struct Unit {
     ni: Value,
 }
 
-/// Whether the K steps are byte quads: with VNNI or `dotprod` always
-/// (`vpdpbusd`, `sdot` sum byte products without saturation); with AVX2 where the weights'
+/// Whether the K steps are byte quads: with VNNI or on AArch64 always
+/// (`vpdpbusd`, `sdot`, `smull`/`sadalp` sum byte products without
+/// saturation); with AVX2 where the weights'
 /// byte pairs cannot saturate `vpmaddubsw`'s i16 ([`weights_byte_pairs_exact`]:
 /// every 7-bit grid, `--weight-bits 7`); otherwise 16-bit pairs.
 fn byte_quads(caps: Caps, w: &kerf_ir::Tensor) -> bool {
-    caps.vnni || caps.dotprod || (caps.avx2 && weights_byte_pairs_exact(w))
+    caps.vnni || caps.neon || (caps.avx2 && weights_byte_pairs_exact(w))
 }
 
 /// Byte offset in the input of each K value (`ci, ky, kx` in the weight's

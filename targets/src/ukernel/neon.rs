@@ -1,7 +1,8 @@
 //! AArch64 micro-kernels, assembled with `dynasm` (its `aarch64` syntax:
 //! nothing is hand-encoded): the instructions Cranelift does not emit,
 //! here the `dotprod` extension's `sdot`, in the integer conv's tile
-//! ([`sdot_tile`]) and its one-pixel product ([`sdot_gemv`]), and the
+//! ([`sdot_tile`]) and its one-pixel product ([`sdot_gemv`]), the
+//! integer conv's tile without `dotprod` (`smull`/`sadalp`: [`mull_tile`]), and the
 //! pattern-sparse convs' register tile ([`pattern_tile`]: f32, or byte
 //! quads through `sdot`), which keeps a tile's sums in registers across a
 //! channel's kept taps as Cranelift's passes cannot.
@@ -92,6 +93,78 @@ pub fn sdot_tile(rows: usize) -> Result<Vec<u8>, String> {
     }
     dynasm!(a ; .arch aarch64 ; ret);
     a.finalize().map_err(|e| format!("sdot tile: {e}"))
+}
+
+/// Output channels of the ARMv8.0 integer tile ([`mull_tile`]): four
+/// accumulators per row in `v16`–`v31`.
+pub const MULL_ROWS: usize = 4;
+
+/// Machine code of the integer conv's tile on AArch64 without `dotprod`
+/// (every AArch64 CPU; [`crate::isa::Caps::neon`]): the contract of
+/// [`sdot_tile`] (same arguments and packed layouts, the same i32 sums
+/// `Σ (x − 128)·w`, exact) for `rows` (1..=[`MULL_ROWS`]) output channels
+/// × 8 pixels, through the widening multiplies every AArch64 has: per K
+/// quad and row, the row's weight quad repeated over four pixels (`dup`
+/// by element), `smull`/`smull2` of the flipped input bytes (s8 × s8 →
+/// i16, at most 2¹⁴ in magnitude: exact) and `sadalp` adding each pair of
+/// products into an i32 lane: 4 + 4 instructions per 32 multiply-adds, where
+/// Cranelift's 16-bit pairs widen the bytes first and multiply 4 lanes
+/// at a time. A pixel's sum lives in two adjacent lanes (taps 0+1 and
+/// 2+3) until the end, where `addp` joins them.
+pub fn mull_tile(rows: usize) -> Result<Vec<u8>, String> {
+    if !(1..=MULL_ROWS).contains(&rows) {
+        return Err(format!("mull tile: {rows} rows (1..={MULL_ROWS})"));
+    }
+    let mut a: VecAssembler<Aarch64Relocation> = VecAssembler::new(0);
+    // accumulator q of row r: pixels 2q, 2q + 1, two lanes each
+    let acc = |r: usize, q: usize| (16 + 4 * r + q) as u8;
+    dynasm!(a ; .arch aarch64 ; movi v4.b16, #0x80);
+    for r in 0..rows {
+        for q in 0..4 {
+            dynasm!(a ; .arch aarch64 ; movi V(acc(r, q)).s4, #0);
+        }
+    }
+    dynasm!(a
+        ; .arch aarch64
+        ; cbz x3, ->done
+        ; ->top:
+        ; ld1 {v0.b16, v1.b16}, [x1], #32
+        ; eor v0.b16, v0.b16, v4.b16
+        ; eor v1.b16, v1.b16, v4.b16
+    );
+    load_rows(&mut a, rows);
+    for r in 0..rows {
+        let lane = r as u32;
+        dynasm!(a
+            ; .arch aarch64
+            ; dup v5.s4, v2.s[lane]
+            ; smull v6.h8, v0.b8, v5.b8
+            ; smull2 v7.h8, v0.b16, v5.b16
+            ; sadalp V(acc(r, 0)).s4, v6.h8
+            ; sadalp V(acc(r, 1)).s4, v7.h8
+            ; smull v6.h8, v1.b8, v5.b8
+            ; smull2 v7.h8, v1.b16, v5.b16
+            ; sadalp V(acc(r, 2)).s4, v6.h8
+            ; sadalp V(acc(r, 3)).s4, v7.h8
+        );
+    }
+    dynasm!(a
+        ; .arch aarch64
+        ; subs x3, x3, #1
+        ; b.ne ->top
+        ; ->done:
+    );
+    for r in 0..rows {
+        let off = (32 * r) as i32;
+        dynasm!(a
+            ; .arch aarch64
+            ; addp v0.s4, V(acc(r, 0)).s4, V(acc(r, 1)).s4
+            ; addp v1.s4, V(acc(r, 2)).s4, V(acc(r, 3)).s4
+            ; stp q0, q1, [x2, #off]
+        );
+    }
+    dynasm!(a ; .arch aarch64 ; ret);
+    a.finalize().map_err(|e| format!("mull tile: {e}"))
 }
 
 /// The K quad's weight quads of `rows` rows into `v2` (rows 0–3) and `v3`

@@ -10,10 +10,10 @@ use super::pack::QuadPack;
 use super::{pairs, Dims};
 use crate::ukernel::avx2::{qbyte_tile, qgemm_tile, ymm_qdot_tail, ymm_tail_lanes, QdotEpi, YMM_TAIL_PIXELS};
 use crate::ukernel::avx512::{qdot_tail, qdot_tile, QDOT_TAIL_PIXELS};
-use crate::ukernel::neon::sdot_tile;
+use crate::ukernel::neon::{mull_tile, sdot_tile};
 
-/// The assembled tiles of one kernel (AVX2 pairs, or VNNI, AVX2 or `sdot`
-/// quads): their
+/// The assembled tiles of one kernel (AVX2 pairs, or VNNI, AVX2, `sdot`
+/// or `smull` quads): their
 /// addresses for full and last row blocks (`None` where a block size does
 /// not occur or is not needed, or an AVX2 tile did not assemble: the
 /// Cranelift tile runs there; quads have no Cranelift tile, so there it is
@@ -46,11 +46,12 @@ impl Assembled {
         let (mut code, mut fused, mut tails) = ([None, None], [None, None], [None, None]);
         // a size no block has is not assembled (its bytes would sit unused in the object)
         let full = if d.mg >= d.rows { d.rows } else { 0 };
-        let (vnni, dotprod) = (k.caps.vnni, k.caps.dotprod);
-        let quads = |r: usize, e: Option<&QdotEpi>| match (vnni, dotprod) {
-            (true, _) => qdot_tile(r, e).map(|c| (Family::Avx512, c)).map_err(|e| format!("internal: VNNI tile: {e}")),
+        let (vnni, dotprod, neon) = (k.caps.vnni, k.caps.dotprod, k.caps.neon);
+        let quads = |r: usize, e: Option<&QdotEpi>| match (vnni, dotprod, neon) {
+            (true, ..) => qdot_tile(r, e).map(|c| (Family::Avx512, c)).map_err(|e| format!("internal: VNNI tile: {e}")),
             // sums only: the Cranelift epilogue does the rest
-            (_, true) => sdot_tile(r).map(|c| (Family::Neon, c)).map_err(|e| format!("internal: {e}")),
+            (_, true, _) => sdot_tile(r).map(|c| (Family::Neon, c)).map_err(|e| format!("internal: {e}")),
+            (.., true) => mull_tile(r).map(|c| (Family::Neon, c)).map_err(|e| format!("internal: {e}")),
             _ => qbyte_tile(r, e).map(|c| (Family::Avx2, c)).map_err(|e| format!("internal: byte tile: {e}")),
         };
         // AVX2's tail products (without VNNI) take pairs and AVX2's byte quads
