@@ -53,8 +53,12 @@ pub(super) fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi
         let cap = if chan_split { ohw.div_ceil(l) * l } else { ohw.div_ceil(2).div_ceil(l) * l };
         let nb = per_flat.min(cap).max(l);
         // balanced: equal blocks (up to a panel), so that equal task
-        // chunks are equal work
-        let nb = ohw.div_ceil(ohw.div_ceil(nb)).div_ceil(l) * l;
+        // chunks are equal work, and without a channel split a count that
+        // two or four threads share evenly (MobileNetV2's 56x56
+        // projections made 7 blocks: 4 + 3 at two threads, 1.60x)
+        let count = ohw.div_ceil(nb);
+        let count = if chan_split { count } else { balanced_count(count, ohw.div_ceil(l)) };
+        let nb = ohw.div_ceil(count).div_ceil(l) * l;
         (1, nb / l, nb, nb, ohw.div_ceil(nb))
     } else {
         // without a channel split: at least two blocks when there are two
@@ -62,7 +66,10 @@ pub(super) fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi
         let cap = if chan_split { gm.oh } else { gm.oh.div_ceil(2) };
         let r = fit_rows.min(cap).max(1);
         // balanced: the fewest rows per block that keeps the block count
-        let r = gm.oh.div_ceil(gm.oh.div_ceil(r));
+        // (rounded as for pointwise convs)
+        let count = gm.oh.div_ceil(r);
+        let count = if chan_split { count } else { balanced_count(count, gm.oh) };
+        let r = gm.oh.div_ceil(count);
         (r, ppr_rows, gm.ow, gm.ow, gm.oh.div_ceil(r))
     };
     // units per pixel block: GEMM row blocks when splitting channels
@@ -566,4 +573,32 @@ fn pack_rows(
             });
         });
     });
+}
+
+/// A pixel block count of at least `count` that threads share evenly: from
+/// 3 to 15 blocks, the next multiple of four (two or four threads then
+/// take equal shares), at most `most` (one panel or row per block).
+fn balanced_count(count: usize, most: usize) -> usize {
+    if (3..16).contains(&count) {
+        count.next_multiple_of(4).min(most.max(count))
+    } else {
+        count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::balanced_count;
+
+    #[test]
+    fn block_counts_split_evenly_over_two_and_four_threads() {
+        let cases = [(7, 100, 8), (5, 100, 8), (3, 100, 4), (13, 100, 16), (5, 6, 6), (7, 7, 7)];
+        for (count, most, want) in cases {
+            assert_eq!(balanced_count(count, most), want, "{count} blocks, at most {most}");
+        }
+        // one or two blocks (already even), and sixteen and more (dynamic claiming evens them out)
+        for count in [1, 2, 16, 17, 40] {
+            assert_eq!(balanced_count(count, 100), count);
+        }
+    }
 }

@@ -65,6 +65,14 @@ use crate::ukernel::avx2::{
 use crate::ukernel::avx512::dw_flat;
 use crate::ukernel::epi::TileEpi;
 
+/// Weight of a depthwise conv's FLOPs in its task cost
+/// ([`super::Kernel::parallel_range`], calibrated on GEMM kernels at
+/// 80–110 GFLOP/s): the depthwise kernels run at 10–25 (few taps per
+/// loaded value), so a FLOP costs them about four times the time, and
+/// counted plainly the small late layers (7x7 and 14x14 planes of
+/// MobileNetV2, 20–45 µs) ran as one or two tasks.
+pub(super) const DW_COST: u64 = 4;
+
 /// Positions computed together per pass (accumulators in flight).
 const VECS: usize = 8;
 /// Positions per pass for stride 2, which also keeps a loaded pair, its
@@ -144,7 +152,7 @@ pub(super) fn depthwise(k: &mut Kernel, g: &Geo, w: &[f32], bias: &[f32], epi: E
     let p = Plan { g, l, ty, vecs, wb, pair };
     let xp = k.input(0);
     let out = k.output(0);
-    let (lo, hi) = k.parallel_range(g.n * g.c, 1, (2 * g.oh * g.ow * taps + g.w) as u64)?;
+    let (lo, hi) = k.parallel_range(g.n * g.c, 1, DW_COST * (2 * g.oh * g.ow * taps + g.w) as u64)?;
     if l > 1 && g.sh == 1 && g.sw == 1 && g.oh == g.h && g.ow == g.w && g.h * g.w <= FLAT_MAX {
         flat(k, &p, bb, xp, out, epi, lo, hi);
         return Ok(());
@@ -352,7 +360,7 @@ pub(super) fn quantised_scalar(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epi
     let wb = k.blob(q.codes.iter().flat_map(|&c| (c as i32).to_le_bytes()).collect());
     let (sb, bb) = (k.blob_f32(q.scale), k.blob_f32(q.bias));
     let (xp, out) = (k.input(0), k.output(0));
-    let (lo, hi) = k.parallel_range(g.n * g.c, 1, (2 * g.oh * g.ow * taps) as u64)?;
+    let (lo, hi) = k.parallel_range(g.n * g.c, 1, DW_COST * (2 * g.oh * g.ow * taps) as u64)?;
     let mut result: LResult = Ok(());
     k.for_dyn(lo, hi, 1, |k, nc| {
         let ch = k.b.ins().urem_imm_s(nc, g.c as i64);
@@ -435,7 +443,7 @@ fn wide(k: &mut Kernel, g: &Geo, per: &[f32], epi: Epilogue, code: Vec<u8>, zp: 
     let out = k.output(0);
     let plane = pd.hp * pd.row * 4;
     let cap = (super::gemm::TASK_SCRATCH_BUDGET / plane.max(1)).max(2);
-    let cost = (2 * g.oh * g.ow * taps + pd.hp * pd.wpd) as u64;
+    let cost = DW_COST * (2 * g.oh * g.ow * taps + pd.hp * pd.wpd) as u64;
     let (lo, hi) = k.parallel_range_capped(g.n * g.c, 1, cost, cap)?;
     let pad = k.task_scratch(plane);
     let code = k.code(Family::Avx2, code);
@@ -633,7 +641,7 @@ pub(super) fn flat_assembled(k: &mut Kernel, g: &Geo, per: &[f32], epi: Epilogue
     let vals = per.len() / g.c.max(1);
     let wb = k.blob_f32(per);
     let (xp, out) = (k.input(0), k.output(0));
-    let cost = (2 * n * taps + g.w) as u64;
+    let cost = DW_COST * (2 * n * taps + g.w) as u64;
     let (lo, hi) = match run.scratch {
         Some(bytes) => {
             let cap = (super::gemm::TASK_SCRATCH_BUDGET / bytes.max(1)).max(2);

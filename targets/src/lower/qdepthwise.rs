@@ -96,7 +96,7 @@ fn run(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue, (code, indices): 
     let ib = k.blob(indices);
     let (xp, out) = (k.input(0), k.output(0));
     let out_el = if q.quant.is_some() { 1 } else { 4 };
-    let cost = (2 * g.oh * g.ow * g.kh * g.kw) as u64;
+    let cost = super::depthwise::DW_COST * (2 * g.oh * g.ow * g.kh * g.kw) as u64;
     let (lo, hi) = k.parallel_range(g.n * g.c, 1, cost)?;
     let code = k.code(Family::Avx512, code);
     let sig = k.ukernel_sig(6);
