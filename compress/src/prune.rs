@@ -183,22 +183,24 @@ fn kernel_costs(
         let hi = &hinv[o / rows_per_group];
         for c in 0..kernels_per_row {
             let at = c * area;
-            let cost = |d: &[usize]| -> Result<f64, CompressError> {
-                if magnitude {
-                    return Ok(d.iter().map(|&t| row[at + t] * row[at + t]).sum());
-                }
-                if area != AREA {
-                    return linalg::obs_cost_of(d.len(), |i, j| hi[(at + d[i], at + d[j])], |i| row[at + d[i]]);
-                }
-                // 3x3 (up to 57 costs a kernel): on the stack
-                let (mut block, mut w) = ([[0f64; AREA]; AREA], [0f64; AREA]);
+            // 3x3 (57 costs a kernel): the kernel's H⁻¹ block on the stack, once
+            let (mut block, mut w) = ([[0f64; AREA]; AREA], [0f64; AREA]);
+            if area == AREA && !magnitude {
                 for (i, bi) in block.iter_mut().enumerate() {
                     w[i] = row[at + i];
                     for (j, b) in bi.iter_mut().enumerate() {
                         *b = hi[(at + i, at + j)];
                     }
                 }
-                linalg::obs_cost(&block, d, &w)
+            }
+            let cost = |d: &[usize]| -> Result<f64, CompressError> {
+                match (magnitude, area == AREA) {
+                    (true, _) => Ok(d.iter().map(|&t| row[at + t] * row[at + t]).sum()),
+                    (false, true) => linalg::obs_cost(&block, d, &w),
+                    (false, false) => {
+                        linalg::obs_cost_of(d.len(), |i, j| hi[(at + d[i], at + d[j])], |i| row[at + d[i]])
+                    }
+                }
             };
             whole.push(cost(&all)?);
             costs.push(drops.iter().map(|d| cost(d)).collect::<Result<Vec<f64>, _>>()?);
@@ -226,53 +228,33 @@ pub fn fitted_library(
     magnitude: bool,
 ) -> Vec<u32> {
     let area = site.kernel_area();
-    let rows_per_group = (site.rows / site.groups()).max(1);
-    let mut kernels: Vec<Vec<f64>> = Vec::new();
-    for (o, row) in rows.iter().enumerate() {
-        let hi = &hinv[o / rows_per_group];
-        for (c, w) in row.chunks_exact(area).enumerate() {
-            let s: Vec<f64> = (0..area)
-                .map(|t| {
-                    let d = if magnitude { 1.0 } else { hi[(c * area + t, c * area + t)] };
-                    w[t] * w[t] / d.max(f64::MIN_POSITIVE)
-                })
-                .collect();
-            let total: f64 = s.iter().sum();
-            if total > 0.0 && total.is_finite() {
-                kernels.push(s.iter().map(|v| v / total).collect());
-            }
-        }
-    }
+    let kernels = saliencies(site, rows, hinv, magnitude);
+    // the `taps` most salient taps of `s`
     let top = |s: &[f64]| -> u32 {
         let mut order: Vec<usize> = (0..area).collect();
         order.sort_by(|&a, &b| s[b].total_cmp(&s[a]).then(a.cmp(&b)));
         order.iter().take(taps).fold(0u32, |m, &t| m | 1 << t)
     };
-    let kept = |s: &[f64], m: u32| -> f64 { (0..area).filter(|t| m & (1 << t) != 0).map(|t| s[t]).sum() };
+    // the library mask keeping the most of `s`, and how much it keeps
     let best = |s: &[f64], lib: &[u32]| -> (usize, f64) {
-        lib.iter().enumerate().map(|(i, &m)| (i, kept(s, m))).fold((0, f64::NEG_INFINITY), |b, x| {
-            if x.1 > b.1 {
-                x
-            } else {
-                b
-            }
-        })
+        let kept = |m: u32| (0..area).filter(|t| m & (1 << t) != 0).map(|t| s[t]).sum::<f64>();
+        lib.iter()
+            .enumerate()
+            .map(|(i, &m)| (i, kept(m)))
+            .fold((0, f64::NEG_INFINITY), |b, x| if x.1 > b.1 { x } else { b })
     };
+    // seeds: the layer's pooled top taps, then the worst-served kernel's own mask
     let pooled: Vec<f64> = (0..area).map(|t| kernels.iter().map(|s| s[t]).sum()).collect();
     let mut lib = vec![top(&pooled)];
     while lib.len() < k {
-        let worst = kernels.iter().map(|s| best(s, &lib).1).enumerate().fold((None, f64::INFINITY), |b, (i, v)| {
-            if v < b.1 {
-                (Some(i), v)
-            } else {
-                b
-            }
-        });
+        let served = kernels.iter().map(|s| best(s, &lib).1);
+        let worst = served.enumerate().fold((None, f64::INFINITY), |b, (i, v)| if v < b.1 { (Some(i), v) } else { b });
         match worst.0.map(|i| top(&kernels[i])) {
             Some(m) if !lib.contains(&m) => lib.push(m),
             _ => break,
         }
     }
+    // k-means: members by the most saliency kept, masks by their members' sums
     for _ in 0..20 {
         let mut sums = vec![vec![0.0; area]; lib.len()];
         for s in &kernels {
@@ -289,6 +271,28 @@ pub fn fitted_library(
     lib.sort_unstable();
     lib.dedup();
     lib
+}
+
+/// Per kernel with any weight, its taps' saliencies (OBS `w_t²/[H⁻¹]_tt`,
+/// or `w_t²` with `magnitude`) normalised to sum 1.
+fn saliencies(site: &Site, rows: &[Vec<f64>], hinv: &[Mat<f64>], magnitude: bool) -> Vec<Vec<f64>> {
+    let area = site.kernel_area();
+    let rows_per_group = (site.rows / site.groups()).max(1);
+    let mut kernels = Vec::new();
+    for (o, row) in rows.iter().enumerate() {
+        let hi = &hinv[o / rows_per_group];
+        for (c, w) in row.chunks_exact(area).enumerate() {
+            let at = c * area;
+            let s: Vec<f64> = (0..area)
+                .map(|t| w[t] * w[t] / if magnitude { 1.0 } else { hi[(at + t, at + t)].max(f64::MIN_POSITIVE) })
+                .collect();
+            let total: f64 = s.iter().sum();
+            if total > 0.0 && total.is_finite() {
+                kernels.push(s.iter().map(|v| v / total).collect());
+            }
+        }
+    }
+    kernels
 }
 
 /// The taps a candidate mask of a kernel of `area` taps drops, row-major.

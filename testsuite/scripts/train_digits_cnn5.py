@@ -11,7 +11,8 @@ kernels: conv5x5(16, pad 2)-relu-conv5x5(32, pad 2)-relu-maxpool2-fc10 on
 1x1x8x8; Adam (lr 1e-3), 40 epochs, batches of 32, seed 0, He-normal
 initialisation. Deterministic: the same inputs give the same file.
 Writes OUT_DIR/model.onnx, input_0.npy (the first test image),
-output_0.npy (its logits) and meta.json (test accuracy).
+output_0.npy (its logits) and meta.json (test accuracy, parameter and
+multiply-add counts).
 """
 
 import json
@@ -158,11 +159,25 @@ def main():
     acc = float((logits.argmax(1) == ty).mean())
     np.save(os.path.join(out, "input_0.npy"), tx[:1])
     np.save(os.path.join(out, "output_0.npy"), logits[:1].astype(np.float32))
+    # the counts `kerf inspect` reports (tests compare them): weights and
+    # biases; multiply-adds of the two convs (8x8 outputs) and the Gemm
+    params = sum(int(v.size) for v in p.values())
+    macs = 16 * 25 * 64 + 32 * 16 * 25 * 64 + 10 * 512
     meta = {
         "name": "digits_cnn5",
-        "source": "testsuite/scripts/train_digits_cnn5.py on ../shared/models/digits_cnn's train split",
+        "group": "a-trained",
+        "source": "testsuite/scripts/train_digits_cnn5.py (numpy) on ../shared/models/digits_cnn's train split: Adam lr 1e-3, 40 epochs, batch 32, seed 0",
         "description": "CNN conv5x5(16)-relu-conv5x5(32)-relu-maxpool2-fc10 on 1x1x8x8",
-        "test_set": {"x": "../digits_cnn/test_x.npy", "y": "../digits_cnn/test_y.npy", "n": len(ty), "accuracy": acc},
+        "test_set": {"x": "test_x.npy", "y": "test_y.npy", "n": len(ty), "numpy_accuracy": acc},
+        "inputs": [{"name": "input", "shape": [1, 1, 8, 8], "dtype": "float32", "file": "input_0.npy"}],
+        "outputs": [{"name": "logits", "shape": [1, 10], "dtype": "float32", "file": "output_0.npy"}],
+        "opset": {"ai.onnx": 13},
+        "ir_version": 8,
+        "op_types": {"Conv": 2, "Flatten": 1, "Gemm": 1, "MaxPool": 1, "Relu": 2},
+        "n_nodes": 7,
+        "params": params,
+        "macs": macs,
+        "reference": "the numpy forward pass in float64, rounded to float32",
     }
     with open(os.path.join(out, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1)

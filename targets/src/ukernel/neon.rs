@@ -55,14 +55,42 @@ pub fn sdot_tile(rows: usize) -> Result<Vec<u8>, String> {
     if !(1..=SDOT_ROWS).contains(&rows) {
         return Err(format!("sdot tile: {rows} rows (1..={SDOT_ROWS})"));
     }
-    let mut a: VecAssembler<Aarch64Relocation> = VecAssembler::new(0);
     let acc = |r: usize, half: usize| (16 + 2 * r + half) as u8;
-    // the offset in every byte of v4; zeroed accumulators
+    let row = |a: &mut Asm, r: usize| {
+        let (w, lane) = ((2 + r / 4) as u8, (r % 4) as u32);
+        dynasm!(a
+            ; .arch aarch64
+            ; sdot V(acc(r, 0)).s4, v0.b16, V(w).b4[lane]
+            ; sdot V(acc(r, 1)).s4, v1.b16, V(w).b4[lane]
+        );
+    };
+    let store = |a: &mut Asm, r: usize| {
+        let off = (32 * r) as i32;
+        dynasm!(a ; .arch aarch64 ; stp Q(acc(r, 0)), Q(acc(r, 1)), [x2, #off]);
+    };
+    quad_tile("sdot tile", rows, 2, row, store)
+}
+
+/// One assembler of this module.
+type Asm = VecAssembler<Aarch64Relocation>;
+
+/// The frame of the integer tiles ([`sdot_tile`], [`mull_tile`]): `v4`
+/// the input offset in every byte, `per_row` zeroed i32 accumulators per
+/// row (`v16 + per_row·r + i`), then per K quad (`x3` of them) its 32
+/// input bytes into `v0`/`v1`, flipped by `eor`, and the rows' weight
+/// quads into `v2`/`v3` ([`load_rows`]), and `row(a, r)` for each row;
+/// after the loop `store(a, r)` for each row, then `ret`.
+fn quad_tile(
+    name: &str,
+    rows: usize,
+    per_row: usize,
+    row: impl Fn(&mut Asm, usize),
+    store: impl Fn(&mut Asm, usize),
+) -> Result<Vec<u8>, String> {
+    let mut a: Asm = VecAssembler::new(0);
     dynasm!(a ; .arch aarch64 ; movi v4.b16, #0x80);
-    for r in 0..rows {
-        for h in 0..2 {
-            dynasm!(a ; .arch aarch64 ; movi V(acc(r, h)).s4, #0);
-        }
+    for acc in 16..16 + per_row * rows {
+        dynasm!(a ; .arch aarch64 ; movi V(acc as u8).s4, #0);
     }
     dynasm!(a
         ; .arch aarch64
@@ -73,26 +101,16 @@ pub fn sdot_tile(rows: usize) -> Result<Vec<u8>, String> {
         ; eor v1.b16, v1.b16, v4.b16
     );
     load_rows(&mut a, rows);
-    for r in 0..rows {
-        let (w, lane) = ((2 + r / 4) as u8, (r % 4) as u32);
-        dynasm!(a
-            ; .arch aarch64
-            ; sdot V(acc(r, 0)).s4, v0.b16, V(w).b4[lane]
-            ; sdot V(acc(r, 1)).s4, v1.b16, V(w).b4[lane]
-        );
-    }
+    (0..rows).for_each(|r| row(&mut a, r));
     dynasm!(a
         ; .arch aarch64
         ; subs x3, x3, #1
         ; b.ne ->top
         ; ->done:
     );
-    for r in 0..rows {
-        let off = (32 * r) as i32;
-        dynasm!(a ; .arch aarch64 ; stp Q(acc(r, 0)), Q(acc(r, 1)), [x2, #off]);
-    }
+    (0..rows).for_each(|r| store(&mut a, r));
     dynasm!(a ; .arch aarch64 ; ret);
-    a.finalize().map_err(|e| format!("sdot tile: {e}"))
+    a.finalize().map_err(|e| format!("{name}: {e}"))
 }
 
 /// Output channels of the ARMv8.0 integer tile ([`mull_tile`]): four
@@ -115,25 +133,9 @@ pub fn mull_tile(rows: usize) -> Result<Vec<u8>, String> {
     if !(1..=MULL_ROWS).contains(&rows) {
         return Err(format!("mull tile: {rows} rows (1..={MULL_ROWS})"));
     }
-    let mut a: VecAssembler<Aarch64Relocation> = VecAssembler::new(0);
     // accumulator q of row r: pixels 2q, 2q + 1, two lanes each
     let acc = |r: usize, q: usize| (16 + 4 * r + q) as u8;
-    dynasm!(a ; .arch aarch64 ; movi v4.b16, #0x80);
-    for r in 0..rows {
-        for q in 0..4 {
-            dynasm!(a ; .arch aarch64 ; movi V(acc(r, q)).s4, #0);
-        }
-    }
-    dynasm!(a
-        ; .arch aarch64
-        ; cbz x3, ->done
-        ; ->top:
-        ; ld1 {v0.b16, v1.b16}, [x1], #32
-        ; eor v0.b16, v0.b16, v4.b16
-        ; eor v1.b16, v1.b16, v4.b16
-    );
-    load_rows(&mut a, rows);
-    for r in 0..rows {
+    let row = |a: &mut Asm, r: usize| {
         let lane = r as u32;
         dynasm!(a
             ; .arch aarch64
@@ -147,14 +149,8 @@ pub fn mull_tile(rows: usize) -> Result<Vec<u8>, String> {
             ; sadalp V(acc(r, 2)).s4, v6.h8
             ; sadalp V(acc(r, 3)).s4, v7.h8
         );
-    }
-    dynasm!(a
-        ; .arch aarch64
-        ; subs x3, x3, #1
-        ; b.ne ->top
-        ; ->done:
-    );
-    for r in 0..rows {
+    };
+    let store = |a: &mut Asm, r: usize| {
         let off = (32 * r) as i32;
         dynasm!(a
             ; .arch aarch64
@@ -162,15 +158,14 @@ pub fn mull_tile(rows: usize) -> Result<Vec<u8>, String> {
             ; addp v1.s4, V(acc(r, 2)).s4, V(acc(r, 3)).s4
             ; stp q0, q1, [x2, #off]
         );
-    }
-    dynasm!(a ; .arch aarch64 ; ret);
-    a.finalize().map_err(|e| format!("mull tile: {e}"))
+    };
+    quad_tile("mull tile", rows, 4, row, store)
 }
 
 /// The K quad's weight quads of `rows` rows into `v2` (rows 0–3) and `v3`
 /// (rows 4–7), reading exactly `4·rows` bytes (the last block of a weight
 /// is no longer) and stepping `x0` past them.
-fn load_rows(a: &mut VecAssembler<Aarch64Relocation>, rows: usize) {
+fn load_rows(a: &mut Asm, rows: usize) {
     for g in 0..rows.div_ceil(4) {
         let v = (2 + g) as u8;
         match rows - 4 * g {
@@ -218,7 +213,7 @@ pub fn sdot_gemv(blocks: usize, images: usize, x_stride: usize) -> Result<Vec<u8
         return Err(format!("sdot one-pixel product: {images} images × {blocks} blocks"));
     }
     let stride = u32::try_from(x_stride).map_err(|_| format!("sdot one-pixel product: image stride {x_stride}"))?;
-    let mut a: VecAssembler<Aarch64Relocation> = VecAssembler::new(0);
+    let mut a: Asm = VecAssembler::new(0);
     let acc = |i: usize, b: usize| (16 + i * blocks + b) as u8;
     dynasm!(a ; .arch aarch64 ; movi v7.b16, #0x80 ; mov x4, x1);
     if images > 1 {
@@ -281,13 +276,7 @@ pub fn sdot_gemv(blocks: usize, images: usize, x_stride: usize) -> Result<Vec<u8
 /// One K quad of [`sdot_gemv`]: the blocks' weights, four registers
 /// (`v0`–`v3`) at a time from `x0` (stepping it), each against every
 /// image's quad `quad` of `v4`–`v6`.
-fn gemv_quad(
-    a: &mut VecAssembler<Aarch64Relocation>,
-    blocks: usize,
-    images: usize,
-    quad: u32,
-    acc: &dyn Fn(usize, usize) -> u8,
-) {
+fn gemv_quad(a: &mut Asm, blocks: usize, images: usize, quad: u32, acc: &dyn Fn(usize, usize) -> u8) {
     for first in (0..blocks).step_by(4) {
         let n = (blocks - first).min(4);
         // a register list names its registers statically
