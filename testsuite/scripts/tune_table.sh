@@ -17,11 +17,17 @@ mkdir -p "$out"
 
 echo "| model | chosen plan | tune time | val top-1 (FP32) | test top-1 (FP32) | plans in the tuner, ms: FP32 / int8 / patterns / low rank / chosen | single plans within budget | weights |"
 echo "|---|---|---:|---:|---:|---|---|---:|"
-for m in digits_mlp digits_cnn mnist_cnn; do
-  d="$models/$m"
+# MODEL[:DATA]: the model's folder under $models (digits_cnn5, the 5x5
+# digits CNN, is a fixture of this repository trained on digits_cnn's data)
+here=$(cd "$(dirname "$0")/../.." && pwd)
+for spec in digits_mlp digits_cnn mnist_cnn "$here/testsuite/fixtures/models/digits_cnn5:digits_cnn"; do
+  m=${spec%%:*}
+  data=$models/${spec#*:}
+  [ "$spec" = "$m" ] && data=$models/$m
+  case $m in /*) d=$m; m=$(basename "$m") ;; *) d="$models/$m" ;; esac
   w="$out/$m"
   mkdir -p "$w"
-  "$py" - "$d" "$w" <<'EOF'
+  "$py" - "$data" "$w" <<'EOF'
 import sys, numpy as np
 d, w = sys.argv[1], sys.argv[2]
 x, y = np.load(d + "/train_x.npy"), np.load(d + "/train_y.npy")
@@ -33,8 +39,8 @@ EOF
   "$kerf" tune "$d/model.onnx" --calib "$w/calib.npy" --data "$w/val_x.npy" --labels "$w/val_y.npy" \
     --max-drop 1.0 --iters 300 --no-cache -o "$w/plan.toml" --report "$w/report" > "$w/tune.log" 2>&1
   secs=$(echo "$(date +%s.%N) - $start" | bc)
-  test_fp=$("$kerf" eval "$d/model.onnx" --data "$d/test_x.npy" --labels "$d/test_y.npy" 2>/dev/null | awk '/^top1:/ {print $2}')
-  test_tuned=$("$kerf" eval "$d/model.onnx" --data "$d/test_x.npy" --labels "$d/test_y.npy" \
+  test_fp=$("$kerf" eval "$d/model.onnx" --data "$data/test_x.npy" --labels "$data/test_y.npy" 2>/dev/null | awk '/^top1:/ {print $2}')
+  test_tuned=$("$kerf" eval "$d/model.onnx" --data "$data/test_x.npy" --labels "$data/test_y.npy" \
     --calib "$w/calib.npy" --plan "$w/plan.toml" 2>/dev/null | awk '/^top1:/ {print $2}')
   "$py" - "$w" "$m" "$secs" "$test_fp" "$test_tuned" <<'EOF'
 import csv, sys
