@@ -924,16 +924,22 @@ fn int8_quantises_transposed_convs_and_exports_them() {
     let (int8, fp32) = (run(&s), run(&Session::new(&model).target(kerf_targets::Target::host_baseline())));
     // the 2x2 stride-2 one on the integer conv kernel (`int8-convtranspose`:
     // a 1x1 QConv of 8·2·2 channels and a pixel shuffle), the overlapping
-    // 3x3 one f32 on its grid; the same output as with every layer f32 on
+    // 3x3 stride-2 one as its four output phases (`int8-convtranspose-phases`:
+    // QConvs of 1x1, 1x2, 2x1 and 2x2 taps, concatenated and interleaved);
+    // no transposed conv left; the same output as with every layer f32 on
     // its grid (no integer kernels) up to f32 rounding and the odd code it
     // flips in the layers after
     let printed = kerf_ir::text::print(&s.graph().unwrap().graph);
     let up1 = printed.lines().find(|l| l.contains("layer=\"/up1/ConvTranspose\"")).unwrap_or_default();
     assert!(up1.contains("= QConv{kernel=[1,1]") && up1.contains("f32[1,32,12,12]"), "{printed}");
-    assert!(
-        printed.contains("Transpose{perm=[0,1,4,2,5,3]}") && printed.contains("= ConvTransposeFused{"),
-        "{printed}"
-    );
+    assert!(printed.contains("Transpose{perm=[0,1,4,2,5,3]}") && !printed.contains("ConvTranspose{"), "{printed}");
+    let up2: Vec<&str> = printed.lines().filter(|l| l.contains("layer=\"/up2/ConvTranspose\"")).collect();
+    for kernel in ["[1,1]", "[1,2]", "[2,1]", "[2,2]"] {
+        let phase =
+            up2.iter().any(|l| l.contains(&format!("= QConv{{kernel={kernel}")) && l.contains("f32[1,8,24,24]"));
+        assert!(phase, "no {kernel} phase: {printed}");
+    }
+    assert!(printed.contains("Transpose{perm=[0,3,4,1,5,2]}") && !printed.contains("ConvTransposeFused{"), "{printed}");
     let off = s.clone().pass_options(kerf_passes::PassOptions { int8_kernels: false, ..Default::default() });
     let on_grid = run(&off);
     let scale = on_grid.iter().fold(0f32, |a, v| a.max(v.abs()));
