@@ -167,17 +167,38 @@ fn make_weights(eg: &mut KEGraph, m: &Match) -> Option<[WeightId; 3]> {
         (0..rows * c).map(|k| codes[((k % c) * ch + (k / c) / area) * area + (k / c) % area] as u8).collect();
     let q = Tensor::from_bytes(DType::I8, vec![rows, c, 1, 1], bytes).ok()?;
     let steps: Vec<f32> = (0..rows).map(|r| grid.scales[r / area]).collect();
-    let bias: Vec<f32> = match m.b {
+    let bias = bias_of(eg, m, ch);
+    let bias: Vec<f32> = (0..rows).map(|r| bias[r / area]).collect();
+    let tag = format!("{}.int8", weight.name);
+    add_derived(eg, m.w, &tag, q, &steps, &bias)
+}
+
+/// The transposed conv's bias (zeros without one), `ch` values.
+fn bias_of(eg: &KEGraph, m: &Match, ch: usize) -> Vec<f32> {
+    match m.b {
         Some(b) => eg.analysis.weights.tensor(b).to_f32_vec(),
         None => vec![0.0; ch],
-    };
-    let bias: Vec<f32> = (0..rows).map(|r| bias[r / area]).collect();
-    let (name, is_param) = (weight.name.clone(), weight.is_param);
-    let w = &mut eg.analysis.weights;
-    let qid = w.add(format!("{name}.int8"), q, Origin::Derived);
-    w.get_mut(qid).is_param = is_param;
-    let sid = w.add(format!("{name}.int8_scale"), Tensor::from_f32(vec![rows], &steps).ok()?, Origin::Derived);
-    let bid = w.add(format!("{name}.int8_bias"), Tensor::from_f32(vec![rows], &bias).ok()?, Origin::Derived);
+    }
+}
+
+/// The derived integer conv's codes `q` (a parameter where `w` is), its
+/// per-row steps and bias, named after `tag`.
+fn add_derived(
+    eg: &mut KEGraph,
+    w: WeightId,
+    tag: &str,
+    q: Tensor,
+    steps: &[f32],
+    bias: &[f32],
+) -> Option<[WeightId; 3]> {
+    let is_param = eg.analysis.weights.get(w).is_param;
+    let rows = steps.len();
+    let (steps, bias) = (Tensor::from_f32(vec![rows], steps).ok()?, Tensor::from_f32(vec![rows], bias).ok()?);
+    let table = &mut eg.analysis.weights;
+    let qid = table.add(tag.to_string(), q, Origin::Derived);
+    table.get_mut(qid).is_param = is_param;
+    let sid = table.add(format!("{tag}_scale"), steps, Origin::Derived);
+    let bid = table.add(format!("{tag}_bias"), bias, Origin::Derived);
     Some([qid, sid, bid])
 }
 
@@ -312,18 +333,9 @@ fn make_phase_weights(eg: &mut KEGraph, m: &Match, py: &Phase, px: &Phase) -> Op
     }
     let q = Tensor::from_bytes(DType::I8, vec![ch, c, ty, tx], bytes).ok()?;
     let steps = grid.scales.clone();
-    let bias: Vec<f32> = match m.b {
-        Some(b) => eg.analysis.weights.tensor(b).to_f32_vec(),
-        None => vec![0.0; ch],
-    };
-    let (name, is_param) = (weight.name.clone(), weight.is_param);
-    let tag = format!("{name}.int8_phase{}x{}", py.first, px.first);
-    let w = &mut eg.analysis.weights;
-    let qid = w.add(tag.clone(), q, Origin::Derived);
-    w.get_mut(qid).is_param = is_param;
-    let sid = w.add(format!("{tag}_scale"), Tensor::from_f32(vec![ch], &steps).ok()?, Origin::Derived);
-    let bid = w.add(format!("{tag}_bias"), Tensor::from_f32(vec![ch], &bias).ok()?, Origin::Derived);
-    Some([qid, sid, bid])
+    let tag = format!("{}.int8_phase{}x{}", weight.name, py.first, px.first);
+    let bias = bias_of(eg, m, ch);
+    add_derived(eg, m.w, &tag, q, &steps, &bias)
 }
 
 /// The rules.
