@@ -57,7 +57,7 @@ pub(crate) const MAX_KERNEL_MASKS: usize = 32;
 
 /// Most weights a pointwise conv may keep for the pattern kernel to beat
 /// the dense GEMM with the assembled tiles
-/// ([`Sparsity::pattern_beats_pointwise_gemm`]): 2:4 sparsity (half) stays
+/// ([`Sparsity::pattern_beats_dense`]): 2:4 sparsity (half) stays
 /// dense, 1:4 and 3:8 run sparse.
 pub const POINTWISE_DENSITY_MAX: f64 = 0.4;
 
@@ -90,10 +90,13 @@ impl Sparsity {
         self.density() <= 0.25
     }
 
-    /// Whether a pointwise (1x1) conv with this pattern layout (kernels
-    /// kept or removed: connectivity or N:M sparsity) should run on the
-    /// pattern kernel rather than the dense pointwise GEMM (`false` for any
-    /// other layout). With the assembled register tiles (`wide`) the dense
+    /// Whether a conv with this pattern layout should run on the pattern
+    /// kernel rather than the dense direct kernels (`false` for any other
+    /// layout; Winograd is decided apart, [`Sparsity::pattern_beats_winograd`]).
+    /// Kernels of several taps always (the dense direct conv does every
+    /// tap). A pointwise (1x1) layout (kernels kept or removed: connectivity
+    /// or N:M sparsity) competes with the dense pointwise GEMM: with the
+    /// assembled register tiles (`wide`) the dense
     /// GEMM runs near the FMA peak and the pattern tiles do the kept MACs
     /// at 40–60% of it, so the pattern kernel needs at most
     /// [`POINTWISE_DENSITY_MAX`] of the weights kept. Measured (AMD EPYC
@@ -103,8 +106,10 @@ impl Sparsity {
     /// 512 on 7x7 0.245 → 0.139 / 0.190. Without the tiles the 128-bit
     /// passes beat the 128-bit GEMM even at half kept (256 on 28x28: 3.67
     /// dense, 2.86 at 50%, 1.56 at 25%).
-    pub fn pattern_beats_pointwise_gemm(&self, wide: bool) -> bool {
-        matches!(self, Sparsity::Pattern { .. }) && (!wide || self.density() <= POINTWISE_DENSITY_MAX)
+    pub fn pattern_beats_dense(&self, wide: bool) -> bool {
+        let Sparsity::Pattern { kernel, .. } = self else { return false };
+        let pointwise = kernel[0] * kernel[1] == 1;
+        !pointwise || !wide || self.density() <= POINTWISE_DENSITY_MAX
     }
 
     /// The fraction of a pattern layout's kernel taps that are kept (1 for
@@ -574,12 +579,15 @@ mod tests {
         let (quarter, three_eighths, half) = (pointwise(2), pointwise(3), pointwise(4));
         assert_eq!((quarter.density(), three_eighths.density(), half.density()), (0.25, 0.375, 0.5));
         // with the assembled tiles: 2:4 stays on the dense GEMM
-        assert!(quarter.pattern_beats_pointwise_gemm(true));
-        assert!(three_eighths.pattern_beats_pointwise_gemm(true));
-        assert!(!half.pattern_beats_pointwise_gemm(true));
+        assert!(quarter.pattern_beats_dense(true));
+        assert!(three_eighths.pattern_beats_dense(true));
+        assert!(!half.pattern_beats_dense(true));
         // the 128-bit passes beat the 128-bit GEMM at half kept
-        assert!(half.pattern_beats_pointwise_gemm(false));
-        assert!(!Sparsity::Dense.pattern_beats_pointwise_gemm(false));
+        assert!(half.pattern_beats_dense(false));
+        assert!(!Sparsity::Dense.pattern_beats_dense(false));
+        // kernels of several taps always beat the dense direct conv
+        let Sparsity::Pattern { patterns, assignment, .. } = half else { panic!("a pattern layout") };
+        assert!(Sparsity::Pattern { kernel: [3, 3], patterns, assignment }.pattern_beats_dense(true));
         assert_eq!(Sparsity::Dense.density(), 1.0);
     }
 

@@ -303,10 +303,13 @@ fn phase_weights(eg: &mut KEGraph, m: &Match, py: &[Phase], px: &[Phase]) -> Opt
     inputs.extend(m.b);
     let key = MemoKey { rule: "int8-convtranspose-phases", ops: vec![], inputs };
     let ids = super::memoized(eg, key, |eg| {
+        // the codes, decoded once for every phase
+        let weight = eg.analysis.weights.get(m.w);
+        let codes = weight.grid.as_ref()?.codes(&weight.tensor).ok()?;
         let mut ids = Vec::with_capacity(3 * py.len() * px.len());
         for y in py {
             for x in px {
-                ids.extend(make_phase_weights(eg, m, y, x)?);
+                ids.extend(make_phase_weights(eg, m, &codes, y, x)?);
             }
         }
         Some(ids)
@@ -314,10 +317,11 @@ fn phase_weights(eg: &mut KEGraph, m: &Match, py: &[Phase], px: &[Phase]) -> Opt
     Some(ids.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect())
 }
 
-fn make_phase_weights(eg: &mut KEGraph, m: &Match, py: &Phase, px: &Phase) -> Option<[WeightId; 3]> {
+/// Phase `(py, px)`'s codes `[M, C, Ty, Tx]` from the weight's `codes`,
+/// its steps and bias.
+fn make_phase_weights(eg: &mut KEGraph, m: &Match, codes: &[i8], py: &Phase, px: &Phase) -> Option<[WeightId; 3]> {
     let weight = eg.analysis.weights.get(m.w);
     let grid = weight.grid.as_ref()?;
-    let codes = grid.codes(&weight.tensor).ok()?;
     let &[c, ch, kh, kw] = weight.tensor.shape() else { return None };
     let (ty, tx) = (py.taps, px.taps);
     let mut bytes = Vec::with_capacity(ch * c * ty * tx);

@@ -226,7 +226,7 @@ pub fn group(name: &str) -> Option<(&'static str, Vec<KRewrite>)> {
 /// pattern kernel does only the kept multiply-adds, Winograd and the
 /// integer GEMM all of them. Pointwise (1x1) convs are never left f32:
 /// the pattern kernel takes them only at most 40% kept
-/// ([`kerf_ir::Sparsity::pattern_beats_pointwise_gemm`]), where the dense
+/// ([`kerf_ir::Sparsity::pattern_beats_dense`]), where the dense
 /// integer GEMM is faster still (256 channels on 28x28 with a quarter
 /// kept, AMD EPYC Zen 4 with VNNI, 1 thread: f32 pattern kernel 0.62 ms,
 /// dense int8 0.26 ms).

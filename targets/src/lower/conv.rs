@@ -95,8 +95,7 @@ fn conv_inner(k: &mut Kernel, c: &kerf_ir::op::Conv, epi: Epilogue) -> LResult<b
         let layout = k.node.inputs.get(1).and_then(|&v| k.g.const_of(v)).and_then(kerf_ir::Sparsity::detect);
         if let Some(sp @ kerf_ir::Sparsity::Pattern { patterns, assignment, .. }) = &layout {
             let wide = k.caps.pattern_tiles();
-            let pointwise = gm.kh * gm.kw == 1;
-            if super::conv_pattern::fits(&gm, wide) && (!pointwise || sp.pattern_beats_pointwise_gemm(wide)) {
+            if super::conv_pattern::fits(&gm, wide) && sp.pattern_beats_dense(wide) {
                 let wt = super::conv_pattern::Weights { w, bias: b, patterns, assignment };
                 return super::conv_pattern::conv(k, &gm, &wt, epi);
             }
