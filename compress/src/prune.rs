@@ -17,7 +17,9 @@
 //!   ([`fitted_library`]): a k-means over the kernels' normalised per-tap
 //!   saliencies (OBS `w²/[H⁻¹]_tt`, or `w²`), each centre the `taps` most
 //!   salient taps of its members. Kernels then take the library pattern
-//!   of least OBS cost, as for 3x3.
+//!   of least OBS cost, as for 3x3. The layout keeps only the masks some
+//!   kept kernel takes (either size), so a layer's reported library is
+//!   the one its code runs.
 //! - **Connectivity** pruning removes whole kernels: the given fraction of
 //!   the layer's kernels with the least OBS cost of removing all taps.
 //! - **Compensation**: with the mask fixed, each output row's kept weights
@@ -146,6 +148,7 @@ pub fn choose(
     }
     // back from units to kernels
     let assignment: Vec<Option<u8>> = (0..rows.len() * kernels_per_row).map(|kid| assignment[unit_of(kid)]).collect();
+    let (library, assignment) = used_only(library, assignment);
     let removed = assignment.iter().filter(|a| a.is_none()).count();
     let keep = rows
         .iter()
@@ -160,6 +163,22 @@ pub fn choose(
         })
         .collect();
     Ok(Choice { keep, sparsity: Sparsity::Pattern { kernel, patterns: library, assignment }, removed })
+}
+
+/// The library masks some kernel uses, in library order, and the
+/// assignment renumbered to them: a mask no kernel took (its k-means
+/// cluster emptied, or all its kernels removed) is not part of the layout.
+/// A layer with every kernel removed keeps its library.
+fn used_only(library: Vec<u32>, assignment: Vec<Option<u8>>) -> (Vec<u32>, Vec<Option<u8>>) {
+    let mut used = vec![false; library.len()];
+    assignment.iter().flatten().for_each(|&p| used[p as usize] = true);
+    if !used.contains(&true) {
+        return (library, assignment);
+    }
+    // each used mask's new index: how many used masks precede it
+    let renumber: Vec<u8> = used.iter().scan(0u8, |n, &u| Some(std::mem::replace(n, *n + u as u8))).collect();
+    let kept = library.iter().zip(&used).filter(|(_, &u)| u).map(|(&m, _)| m).collect();
+    (kept, assignment.into_iter().map(|a| a.map(|p| renumber[p as usize])).collect())
 }
 
 /// Per kernel of every row: each candidate's cost of removing its dropped
@@ -614,6 +633,17 @@ mod tests {
                 assert_eq!(patterns[*p as usize], planted[kid % 3], "kernel {kid} takes its own planted mask");
             }
         }
+    }
+
+    /// Masks no kernel takes leave the layout; the rest keep their order
+    /// and every kernel keeps its mask.
+    #[test]
+    fn unused_library_masks_are_dropped() {
+        let (lib, a) = used_only(vec![0b1, 0b10, 0b100, 0b1000], vec![Some(3), None, Some(1), Some(3)]);
+        assert_eq!(lib, vec![0b10, 0b1000]);
+        assert_eq!(a, vec![Some(1), None, Some(0), Some(1)]);
+        let (lib, a) = used_only(vec![0b1, 0b10], vec![None, None]);
+        assert_eq!((lib, a), (vec![0b1, 0b10], vec![None, None]), "all removed: the library stays");
     }
 
     #[test]

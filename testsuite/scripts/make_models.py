@@ -392,6 +392,28 @@ def build_upsample_head(seed: int) -> Builder:
     return b
 
 
+def build_upsample_odd(seed: int) -> Builder:
+    """Upsampling whose output is not a multiple of the stride: a 3x3 conv
+    with Relu over 16 channels of 12x12, a 3x3 stride-2 ConvTranspose with
+    pads 1 and no output padding (PyTorch's default: 12 -> 23, 2·len − 1)
+    and Relu, a 3x3 stride-2 one without pads (23 -> 47, 2·len + 1), then a
+    1x1 conv to one map."""
+    b = Builder(seed)
+    x = b.conv("/stem", "input", 3, 16, 3, 1, 1, bias=True)
+    x = b.op("Relu", "/stem_relu", [x])
+    w1 = b.he_normal((16, 16, 3, 3), 16 * 9)
+    x = b.op("ConvTranspose", "/up1", [x, b.init("up1.weight", w1), b.init("up1.bias", b.uniform((16,), 0.25))],
+             kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    x = b.op("Relu", "/up1_relu", [x])
+    w2 = b.he_normal((16, 16, 3, 3), 16 * 9)
+    x = b.op("ConvTranspose", "/up2", [x, b.init("up2.weight", w2), b.init("up2.bias", b.uniform((16,), 0.25))],
+             kernel_shape=[3, 3], strides=[2, 2])
+    x = b.op("Relu", "/up2_relu", [x])
+    b.conv("/head", x, 16, 1, 1, 1, 0, bias=True, w_name="head.weight", b_name="head.bias")
+    b.nodes[-1].output[0] = "output"
+    return b
+
+
 def pattern_prune(rng: np.random.Generator, w: np.ndarray, patterns: int, connectivity: float) -> np.ndarray:
     """What a training-time tool leaves in a 3x3 conv weight (PatDNN's
     form, chosen here by magnitude as such tools do): every kernel keeps
@@ -455,7 +477,7 @@ def constants_variant(path: str) -> onnx.ModelProto:
 # ------------------------------------------------------------------------------------------
 NAMES = ["mobilenet_v2", "mobilenet_v2_bn", "resnet18", "resnet18_bn", "squeezenet1_1", "tiny_transformer",
          "tiny_transformer_affine", "lstm_kws", "gru_kws", "lstm_bidir_kws", "bn_convnet", "residual_cnn",
-         "pattern_pruned_cnn", "digits_cnn_constants", "upsample_head"]
+         "pattern_pruned_cnn", "digits_cnn_constants", "upsample_head", "upsample_odd"]
 
 
 def _io(shape_in, shape_out):
@@ -538,6 +560,14 @@ def make_all(only: set[str] | None):
         yield "upsample_head", "a 3x3 conv, two ConvTransposes (2x2 stride 2; 3x3 stride 2, pads 1, output " \
                                "padding 1) with Relu, a 1x1 conv to one map, 1x3x12x12", 119, b.model(ins, outs), \
             np.random.default_rng(120).standard_normal(shape).astype(np.float32)
+    if want("upsample_odd"):
+        b = build_upsample_odd(121)
+        shape = [1, 3, 12, 12]
+        ins, outs = _io(shape, [1, 1, 47, 47])
+        yield "upsample_odd", "a 3x3 conv, two 3x3 stride-2 ConvTransposes whose outputs are not twice their " \
+                              "inputs (pads 1: 12 -> 23; no pads: 23 -> 47) with Relu, a 1x1 conv to one map, " \
+                              "1x3x12x12", 121, b.model(ins, outs), \
+            np.random.default_rng(122).standard_normal(shape).astype(np.float32)
     if want("digits_cnn_constants"):
         fixture = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../fixtures/models/digits_cnn")
         yield "digits_cnn_constants", "the digits_cnn fixture with its weights in Constant nodes, 1x1x8x8", 117, \

@@ -960,6 +960,67 @@ fn int8_quantises_transposed_convs_and_exports_them() {
     }
 }
 
+/// Overlapping ConvTransposes whose output is not `s` times their input
+/// (the generated `upsample_odd`: 3x3 stride 2 with pads 1 and no output
+/// padding, 12 → 23, and without pads, 23 → 47) also run as their four
+/// output phases on the integer conv kernel: each phase computes
+/// `⌈out/2⌉` pixels per axis and a `Slice` crops the interleaved result;
+/// no transposed conv is left, the output is the f32-on-grid form's (up
+/// to f32 rounding and the odd code it flips), within 30 dB / 0.999 of
+/// FP32, and the exported QDQ file computes the same.
+#[test]
+fn int8_phases_crop_outputs_the_stride_does_not_divide() {
+    use kerf_pipeline::compression::export_onnx;
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("generated/upsample_odd/model.onnx");
+    assert!(model.is_file(), "{} is missing: run testsuite/run-all.sh (make_models.py)", model.display());
+    let u = |k: usize| (k * 7919 % 2003) as f32 / 2003.0;
+    let noise: Vec<f32> =
+        (0..16 * 3 * 144).map(|i| ((0..4).map(|j| u(4 * i + j)).sum::<f32>() - 2.0) * 1.732).collect();
+    let calib = vec![("input".to_string(), Tensor::from_f32(vec![16, 3, 12, 12], &noise).unwrap())];
+    let plan = Plan::parse("[default]\nquant = \"int8\"\n").unwrap();
+    let s = Session::new(&model).target(kerf_targets::Target::host_baseline()).compression(plan, calib);
+    let x = npy::read(&model.with_file_name("input_0.npy")).unwrap();
+    let run = |s: &Session| {
+        let g = s.graph().unwrap().graph;
+        let samples = samples_for(&g, &[("input".to_string(), x.clone())]).unwrap();
+        let jit = s.jit(&g).unwrap();
+        run_samples(jit.model(), &g, &samples).unwrap()[0].to_f32_vec()
+    };
+    let printed = kerf_ir::text::print(&s.graph().unwrap().graph);
+    assert!(!printed.contains("= ConvTranspose"), "{printed}");
+    // per layer: the four phases' kernels, each phase's output, the cropped output
+    for (layer, phase_out, out) in [
+        ("/up1/ConvTranspose", "f32[1,16,12,12]", "[1,16,23,23]"),
+        ("/up2/ConvTranspose", "f32[1,16,24,24]", "[1,16,47,47]"),
+    ] {
+        let lines: Vec<&str> = printed.lines().filter(|l| l.contains(&format!("layer=\"{layer}\""))).collect();
+        for kernel in ["[1,1]", "[1,2]", "[2,1]", "[2,2]"] {
+            let phase = lines.iter().any(|l| l.contains(&format!("= QConv{{kernel={kernel}")) && l.contains(phase_out));
+            assert!(phase, "{layer}: no {kernel} phase of {phase_out}: {printed}");
+        }
+        let crop = format!("Slice{{starts=[0,0,0,0], ends={out}, steps=[1,1,1,1]}}");
+        assert!(printed.contains(&crop), "{layer}: no {crop}: {printed}");
+    }
+    let int8 = run(&s);
+    let on_grid = run(&s.clone().pass_options(kerf_passes::PassOptions { int8_kernels: false, ..Default::default() }));
+    let fp32 = run(&Session::new(&model).target(kerf_targets::Target::host_baseline()));
+    let scale = on_grid.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let close = int8.iter().zip(&on_grid).filter(|(a, b)| (*a - *b).abs() <= 1e-4 * scale).count();
+    assert!(close * 100 >= 99 * int8.len(), "{close} of {} outputs as on the grid in f32", int8.len());
+    let mut f = kerf_pipeline::dataset::Fidelity::default();
+    let flat = |v: &[f32]| Tensor::from_f32(vec![v.len()], v).unwrap();
+    f.add(&flat(&int8), &flat(&fp32));
+    let (snr, cosine) = (f.snr_db(), f.cosine());
+    eprintln!("upsample_odd int8: SNR {snr:.1} dB, cosine {cosine:.6}");
+    assert!(int8 != fp32 && snr >= 30.0 && cosine >= 0.999, "SNR {snr} dB, cosine {cosine}");
+    let report = s.graph_at(kerf_pipeline::Stage::Compress).unwrap().compression.unwrap();
+    let (bytes, _) = export_onnx(&model, &report).unwrap();
+    let got = with_exported(&bytes, "odd", run);
+    for (i, (a, b)) in got.iter().zip(&int8).enumerate() {
+        assert!((a - b).abs() <= 1e-4 * scale, "output {i}: exported {a}, compressed {b}");
+    }
+}
+
 /// ONNX Runtime's own int8 digits CNN in the QOperator format
 /// (`quantize_static`, per-channel; `scripts/make_qdq_fixture.py`):
 /// QLinearConv, a MaxPool on u8 and `com.microsoft`'s QGemm for the head.

@@ -101,6 +101,8 @@ fn run_target(t: &Target) {
         ("tiny_transformer_int8", "tiny_transformer", int8, true, Some(t.cpu == "dotprod"), false),
         // an integer ConvTranspose: a 1x1 QConv and the interleaving pixel shuffle
         ("upsample_head_int8", "upsample_head", int8, true, Some(true), false),
+        // overlapping ones whose output the stride does not divide: phases and a crop
+        ("upsample_odd_int8", "upsample_odd", int8, true, Some(true), false),
     ] {
         let (g, art, inputs, want) = compressed(t, (name, model), plan, (int8_kernels, qconvs, fewer));
         let case_dir = scratch.join(name);

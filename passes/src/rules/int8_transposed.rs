@@ -26,20 +26,23 @@
 //!
 //! `int8-convtranspose-phases`: a transposed conv whose taps overlap
 //! (kernel larger than the stride: the 3x3 and 4x4 stride-2 upsampling of
-//! segmentation decoders) and whose output is exactly `s` times its input
-//! per axis splits into its `sy·sx` output phases (sub-pixel
+//! segmentation decoders) splits into its `sy·sx` output phases (sub-pixel
 //! convolution): output pixel `(s·m + r)` along an axis receives only the
 //! kernel taps `ky ≡ (r + pb) mod s`, from inputs `m + q − t`, so each
 //! phase is an ordinary conv of the input with `T = ⌈(k − r')/s⌉` taps
 //! (`r' = (r + pb) mod s`, `q = (r + pb) div s`), pads `T − 1 − q` before
-//! and `q` after, and the flipped sub-kernel `K[o, c, j] = w[c, o, s·(T −
-//! 1 − j) + r']` ([`Phase`]). Each phase is a `QConv` on the same
-//! quantised input (padded per phase), the phases are concatenated on the
-//! channel axis and interleaved: `Reshape{[n, M, H·sy, W·sx]}(Transpose{[0,
-//! 3, 4, 1, 5, 2]}(Reshape{[n, sy, sx, M, H, W]}(Concat{1}(phases))))`.
-//! Every output pixel gets exactly its taps' products, summed exactly in
-//! integers and scaled once by `f32(s·sc[o])` (as `int8-conv`), the
-//! activation per element before the moves.
+//! and `L − len + q` after for `L = ⌈out/s⌉` pixels per phase, and the
+//! flipped sub-kernel `K[o, c, j] = w[c, o, s·(T − 1 − j) + r']`
+//! ([`Phase`]). Each phase is a `QConv` on the same quantised input (padded
+//! per phase), the phases are concatenated on the channel axis and
+//! interleaved: `Reshape{[n, M, Ly·sy, Lx·sx]}(Transpose{[0, 3, 4, 1, 5,
+//! 2]}(Reshape{[n, sy, sx, M, Ly, Lx]}(Concat{1}(phases))))`, then cropped
+//! by a `Slice` to the output when `s` does not divide it (PyTorch's 3x3
+//! stride 2 padding 1 without output padding gives `2·len − 1`: the odd
+//! phase computes one pixel past the end). Every output pixel gets exactly
+//! its taps' products, summed exactly in integers and scaled once by
+//! `f32(s·sc[o])` (as `int8-conv`), the activation per element before the
+//! moves.
 //!
 //! The extractor weighs either integer form, its quantiser and the pixel
 //! shuffle against the f32 GEMM + col2im; a `Quantize` after it moves
@@ -224,27 +227,33 @@ impl Phase {
 }
 
 /// The `s` output phases of an axis with kernel `k`, stride `s`, pads
-/// `pb`/`pe` and output padding `op` over an input of `len`, when the
-/// output is exactly `s·len` and every phase is an ordinary conv (at
-/// least one tap, no negative pad); `None` otherwise.
-pub fn phases(k: usize, s: usize, (pb, pe, op): (usize, usize, usize), len: usize) -> Option<Vec<Phase>> {
+/// `pb`/`pe` and output padding `op` over an input of `len`, each an
+/// ordinary conv (at least one tap, no negative pad) of `⌈out/s⌉` pixels,
+/// and the axis' output length `out`; `None` otherwise. When `s` does not
+/// divide `out`, the last `s·⌈out/s⌉ − out` phases compute one pixel past
+/// the output (the same transposed conv with that much more output padding,
+/// which leaves the first `out` pixels as they are), cropped afterwards.
+pub fn phases(k: usize, s: usize, (pb, pe, op): (usize, usize, usize), len: usize) -> Option<(Vec<Phase>, usize)> {
     let out = (s * (len.checked_sub(1)?) + k + op).checked_sub(pb + pe)?;
-    if s < 2 || out != s * len {
+    if s < 2 || out == 0 {
         return None;
     }
-    (0..s)
+    let per_phase = out.div_ceil(s);
+    let phases = (0..s)
         .map(|r| {
             let (first, q) = ((r + pb) % s, (r + pb) / s);
             let taps = k.checked_sub(first)?.div_ceil(s);
             let pad_begin = (taps.checked_sub(1)?).checked_sub(q)?;
-            Some(Phase { taps, pad_begin, pad_end: q, first, stride: s })
+            let pad_end = (per_phase + q).checked_sub(len)?;
+            Some(Phase { taps, pad_begin, pad_end, first, stride: s })
         })
-        .collect()
+        .collect::<Option<_>>()?;
+    Some((phases, out))
 }
 
 /// The phases of both axes of `m`'s transposed conv (no dilation, taps
 /// overlapping on at least one axis), or `None`.
-fn both_phases(m: &Match) -> Option<[Vec<Phase>; 2]> {
+fn both_phases(m: &Match) -> Option<[(Vec<Phase>, usize); 2]> {
     let (w, [_, _, kh, kw, h, wd]) = (&m.c.window, m.dims);
     let op = |i: usize| m.c.output_padding.get(i).copied().unwrap_or(0);
     if w.dilations.iter().any(|&d| d != 1) || tiles_exactly(&m.c) {
@@ -264,9 +273,10 @@ impl Rule for Int8ConvTransposePhases {
         out.extend(matches(eg, class).into_iter().filter(|m| both_phases(m).is_some()));
     }
     fn apply(&self, eg: &mut KEGraph, class: Id, m: &Match) -> Vec<Id> {
-        let Some([py, px]) = both_phases(m) else { return vec![] };
-        let [n, ch, _, _, h, w] = m.dims;
+        let Some([(py, out_h), (px, out_w)]) = both_phases(m) else { return vec![] };
+        let [n, ch, ..] = m.dims;
         let (sy, sx) = (py.len(), px.len());
+        let (h, w) = (out_h.div_ceil(sy), out_w.div_ceil(sx));
         let konst = |eg: &mut KEGraph, w: WeightId| eg.add(KNode::leaf(NodeOp::Const(w)));
         let Some(ws) = phase_weights(eg, m, &py, &px) else { return vec![] };
         let mut parts = Vec::with_capacity(sy * sx);
@@ -292,7 +302,13 @@ impl Rule for Int8ConvTransposePhases {
         let y = eg.add(KNode::op(Op::Concat { axis: 1 }, parts));
         let y = eg.add(KNode::op(Op::Reshape { shape: vec![n, sy, sx, ch, h, w] }, vec![y]));
         let y = eg.add(KNode::op(Op::Transpose { perm: vec![0, 3, 4, 1, 5, 2] }, vec![y]));
-        add_union(eg, class, KNode::op(Op::Reshape { shape: vec![n, ch, h * sy, w * sx] }, vec![y]))
+        let shuffled = KNode::op(Op::Reshape { shape: vec![n, ch, h * sy, w * sx] }, vec![y]);
+        if (h * sy, w * sx) == (out_h, out_w) {
+            return add_union(eg, class, shuffled);
+        }
+        let y = eg.add(shuffled);
+        let ends = [n, ch, out_h, out_w].map(|e| e as i64).to_vec();
+        add_union(eg, class, KNode::op(Op::Slice { starts: vec![0; 4], ends, steps: vec![1; 4] }, vec![y]))
     }
 }
 
@@ -357,11 +373,27 @@ mod tests {
     /// 3x3 and 4x4 stride 2, 3x3 stride 3, with and without output padding.
     #[test]
     fn phases_gather_exactly_the_taps_of_their_pixels() {
-        for (k, s, pb, pe, op) in [(3, 2, 1, 1, 1), (4, 2, 1, 1, 0), (3, 3, 0, 0, 0), (5, 2, 2, 2, 1), (6, 3, 1, 2, 0)]
-        {
+        let cases = [
+            // output s·len
+            (3, 2, 1, 1, 1),
+            (4, 2, 1, 1, 0),
+            (3, 3, 0, 0, 0),
+            (5, 2, 2, 2, 1),
+            (6, 3, 1, 2, 0),
+            // s·len − 1 (PyTorch's k3 s2 p1 without output padding), s·len + 1, s·len − 2,
+            // s·len + 2, and FSRCNN's k9 s3 p4 op2
+            (3, 2, 1, 1, 0),
+            (3, 2, 0, 0, 0),
+            (5, 3, 2, 2, 0),
+            (4, 2, 0, 0, 0),
+            (9, 3, 4, 4, 2),
+        ];
+        for (k, s, pb, pe, op) in cases {
             let len = 5;
-            let ph = phases(k, s, (pb, pe, op), len).unwrap_or_else(|| panic!("k{k} s{s} pads {pb},{pe} op{op}"));
-            for oy in 0..s * len {
+            let (ph, out) =
+                phases(k, s, (pb, pe, op), len).unwrap_or_else(|| panic!("k{k} s{s} pads {pb},{pe} op{op}"));
+            assert_eq!(out, s * (len - 1) + k + op - pb - pe);
+            for oy in 0..out {
                 let p = &ph[oy % s];
                 let m = oy / s;
                 // the phase conv: input m − pad_begin + j for j in 0..taps, in range
@@ -380,8 +412,8 @@ mod tests {
                 assert_eq!(got, want, "k{k} s{s} pads {pb},{pe} op{op}: output {oy}");
             }
         }
-        // an output that is not s·len, and a kernel that leaves a phase without taps
-        assert!(phases(3, 2, (0, 0, 0), 5).is_none());
+        // a kernel that leaves a phase without taps; pads cropping more than a phase's taps reach
         assert!(phases(1, 2, (0, 0, 1), 5).is_none());
+        assert!(phases(3, 2, (3, 3, 0), 5).is_none());
     }
 }
