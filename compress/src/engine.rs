@@ -236,7 +236,7 @@ fn compress_layer(
                 let m = moments(&mut probes, site, cur, None, calib)?;
                 return tucker2(cur, job, site, &rows_fp, &m, shape);
             }
-            None => notes.push("Tucker-2 not cheaper at these ranks: left whole".to_string()),
+            None => notes.push("Tucker-2 would not be faster at these ranks (price.rs): left whole".to_string()),
         }
     } else if s.tucker.is_some() {
         notes.push("Tucker-2 applies to one-group convs with kernels larger than 1x1: left whole".to_string());
@@ -247,7 +247,7 @@ fn compress_layer(
             if let Some(split) = low_rank(cur, job, site, &rows_fp, &m)? {
                 return Ok(split);
             }
-            notes.push("low rank not cheaper at this rank: left whole".to_string());
+            notes.push("low rank would not be faster at this rank (price.rs): left whole".to_string());
             unquantised = Some(m);
         } else {
             notes.push("low rank applies to Gemm/MatMul and one-group convs: left whole".to_string());
@@ -378,9 +378,10 @@ fn mean_output_error(site: &Site, fp: &[Vec<f64>], now: &[Vec<f64>], m: &Moments
         .collect()
 }
 
-/// Factors a product or one-group conv layer by whitened SVD when that is
-/// cheaper (`r·(rows + cols) < rows·cols` multiply-accumulates per output
-/// position, for both): the graph with the two thinner layers (for a conv,
+/// Factors a product or one-group conv layer by whitened SVD when that
+/// pays ([`crate::price::low_rank_pays`]: `r·(rows + cols)` against
+/// `rows·cols` multiply-accumulates per output position, a 3x3 conv's
+/// Winograd parts priced as such): the graph with the two thinner layers (for a conv,
 /// an r-channel conv and a 1x1 conv: the channel SVD), the layer's report,
 /// and the two parts as jobs carrying the rest of the layer's settings.
 fn low_rank(
@@ -397,7 +398,7 @@ fn low_rank(
     // digits_mlp, rank 16: 30.3 dB output SNR with the refit, 34.3 without.)
     let w = linalg::Whitened::new(rows_fp, &m.h[0])?;
     let r = if s.low_rank < 1.0 { w.rank_for(s.low_rank) } else { s.low_rank as usize }.max(1);
-    if r * (site.rows + site.cols) >= site.rows * site.cols {
+    if !crate::price::low_rank_pays(site, r) {
         return Ok(None);
     }
     let (u, v) = w.factors(r);
@@ -451,7 +452,8 @@ struct TuckerShape {
 }
 
 /// The shape of the layer's Tucker-2 split at the `requested` ranks, when
-/// it is fewer multiply-accumulates than the layer.
+/// it pays ([`crate::price`]: its two 1x1 convs at their multiply-adds,
+/// its core and the layer priced as their kernel runs).
 fn tucker_shape(cur: &Graph, site: &Site, requested: [usize; 2]) -> Option<TuckerShape> {
     let area = site.kernel_area();
     let c = site.cols / area;
@@ -461,8 +463,13 @@ fn tucker_shape(cur: &Graph, site: &Site, requested: [usize; 2]) -> Option<Tucke
         let shape = &cur.ty(v).shape;
         shape.first().copied().unwrap_or(1) * shape.iter().skip(2).product::<usize>()
     };
-    let macs = tucker::macs(c, site.rows, area, ranks, pixels(site.input), pixels(cur.nodes[site.node].outputs[0]));
-    (macs < site.macs(cur)).then_some(TuckerShape { ranks, macs })
+    let (p_in, p_out) = (pixels(site.input), pixels(cur.nodes[site.node].outputs[0]));
+    let macs = tucker::macs(c, site.rows, area, ranks, p_in, p_out);
+    let [r_in, r_out] = ranks;
+    let core = crate::price::kxk(&site.kind, (r_in, r_out), p_out * r_out * r_in * area);
+    let split = (p_in * c * r_in + p_out * site.rows * r_out) as f64 + core;
+    let dense = crate::price::kxk(&site.kind, (c, site.rows), site.macs(cur));
+    crate::price::pays(split, dense).then_some(TuckerShape { ranks, macs })
 }
 
 /// Factors a one-group KxK conv by Tucker-2 ([`crate::tucker`]) into

@@ -38,6 +38,7 @@ pub mod layer;
 pub mod linalg;
 pub mod nm;
 pub mod plan;
+pub mod price;
 pub mod probe;
 pub mod prune;
 pub mod quant;

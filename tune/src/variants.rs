@@ -64,8 +64,8 @@ pub(crate) fn variant(name: &str, quant: bool, patterns: usize, connectivity: f6
 /// for such convs of at least 8 input channels the library of 8 with int8
 /// and each pattern shared by a quad of input channels (`q4`:
 /// `pattern_group = 4`, what the integer pattern kernel runs); for
-/// products and one-group convs, rank min(N, K)/4 (where cheaper than the
-/// layer), alone and with int8; for one-group KxK convs, Tucker-2 at a
+/// products and one-group convs, rank min(N, K)/4 (where that pays,
+/// `kerf_compress::price::low_rank_pays`), alone and with int8; for one-group KxK convs, Tucker-2 at a
 /// quarter of the input and output channels (where both are reduced and
 /// its three convs hold fewer weights), alone and with int8; for products and convs without
 /// patterns whose input channels come in fours, 2:4 sparsity (smaller
@@ -94,7 +94,7 @@ pub fn variants(site: &layer::Site) -> Vec<Variant> {
     }
     if site.groups() == 1 {
         let r = (site.rows.min(site.cols) / 4).max(1);
-        if r * (site.rows + site.cols) < site.rows * site.cols {
+        if kerf_compress::price::low_rank_pays(site, r) {
             v.push(variant(&format!("rank{r}"), false, 0, 0.0, r as f64));
             v.push(variant(&format!("rank{r}+int8"), true, 0, 0.0, r as f64));
         }
