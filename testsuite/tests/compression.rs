@@ -878,17 +878,9 @@ fn int8_residuals_export_and_compute_the_same() {
 /// again, computes what the compressed graph computes.
 #[test]
 fn int8_quantises_transposed_convs_and_exports_them() {
-    use kerf_pipeline::compression::export_onnx;
     use kerf_pipeline::Stage;
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("generated/upsample_head/model.onnx");
-    assert!(model.is_file(), "{} is missing: run testsuite/run-all.sh (make_models.py)", model.display());
-    // about standard normal, as the model's input: four uniforms summed
-    let u = |k: usize| (k * 7919 % 2003) as f32 / 2003.0;
-    let noise: Vec<f32> =
-        (0..16 * 3 * 144).map(|i| ((0..4).map(|j| u(4 * i + j)).sum::<f32>() - 2.0) * 1.732).collect();
-    let calib = vec![("input".to_string(), Tensor::from_f32(vec![16, 3, 12, 12], &noise).unwrap())];
-    let plan = Plan::parse("[default]\nquant = \"int8\"\n").unwrap();
-    let s = Session::new(&model).target(kerf_targets::Target::host_baseline()).compression(plan, calib);
+    let u = Upsampling::int8("upsample_head");
+    let s = &u.s;
     let compressed = s.graph_at(Stage::Compress).unwrap();
     let report = compressed.compression.clone().unwrap();
     let transposed: Vec<(&str, &str, Option<&str>)> = report
@@ -914,21 +906,11 @@ fn int8_quantises_transposed_convs_and_exports_them() {
             assert!((code - code.round()).abs() < 1e-3 && code.abs() <= 127.5, "{}[{i}]: {x} is code {code}", n.name);
         }
     }
-    let x = npy::read(&model.with_file_name("input_0.npy")).unwrap();
-    let run = |s: &Session| {
-        let g = s.graph().unwrap().graph;
-        let samples = samples_for(&g, &[("input".to_string(), x.clone())]).unwrap();
-        let jit = s.jit(&g).unwrap();
-        run_samples(jit.model(), &g, &samples).unwrap()[0].to_f32_vec()
-    };
-    let (int8, fp32) = (run(&s), run(&Session::new(&model).target(kerf_targets::Target::host_baseline())));
     // the 2x2 stride-2 one on the integer conv kernel (`int8-convtranspose`:
     // a 1x1 QConv of 8·2·2 channels and a pixel shuffle), the overlapping
     // 3x3 stride-2 one as its four output phases (`int8-convtranspose-phases`:
     // QConvs of 1x1, 1x2, 2x1 and 2x2 taps, concatenated and interleaved);
-    // no transposed conv left; the same output as with every layer f32 on
-    // its grid (no integer kernels) up to f32 rounding and the odd code it
-    // flips in the layers after
+    // no transposed conv left
     let printed = kerf_ir::text::print(&s.graph().unwrap().graph);
     let up1 = printed.lines().find(|l| l.contains("layer=\"/up1/ConvTranspose\"")).unwrap_or_default();
     assert!(up1.contains("= QConv{kernel=[1,1]") && up1.contains("f32[1,32,12,12]"), "{printed}");
@@ -940,24 +922,8 @@ fn int8_quantises_transposed_convs_and_exports_them() {
         assert!(phase, "no {kernel} phase: {printed}");
     }
     assert!(printed.contains("Transpose{perm=[0,3,4,1,5,2]}") && !printed.contains("ConvTransposeFused{"), "{printed}");
-    let off = s.clone().pass_options(kerf_passes::PassOptions { int8_kernels: false, ..Default::default() });
-    let on_grid = run(&off);
-    let scale = on_grid.iter().fold(0f32, |a, v| a.max(v.abs()));
-    let close = int8.iter().zip(&on_grid).filter(|(a, b)| (*a - *b).abs() <= 1e-4 * scale).count();
-    assert!(close * 100 >= 99 * int8.len(), "{close} of {} outputs as on the grid in f32", int8.len());
-    let mut f = kerf_pipeline::dataset::Fidelity::default();
-    let flat = |v: &[f32]| Tensor::from_f32(vec![v.len()], v).unwrap();
-    f.add(&flat(&int8), &flat(&fp32));
-    let (snr, cosine) = (f.snr_db(), f.cosine());
-    eprintln!("upsample_head int8: SNR {snr:.1} dB, cosine {cosine:.6}");
-    assert!(int8 != fp32 && snr >= 30.0 && cosine >= 0.999, "SNR {snr} dB, cosine {cosine}");
-    let (bytes, layers) = export_onnx(&model, &report).unwrap();
-    assert_eq!(layers, 4);
-    let got = with_exported(&bytes, "convtranspose", run);
-    let scale = int8.iter().fold(0f32, |a, v| a.max(v.abs()));
-    for (i, (a, b)) in got.iter().zip(&int8).enumerate() {
-        assert!((a - b).abs() <= 1e-4 * scale, "output {i}: exported {a}, compressed {b}");
-    }
+    let int8 = u.int8_outputs_checked();
+    assert_eq!(u.exported_outputs_match(&report, &int8), 4);
 }
 
 /// Overlapping ConvTransposes whose output is not `s` times their input
@@ -970,23 +936,8 @@ fn int8_quantises_transposed_convs_and_exports_them() {
 /// FP32, and the exported QDQ file computes the same.
 #[test]
 fn int8_phases_crop_outputs_the_stride_does_not_divide() {
-    use kerf_pipeline::compression::export_onnx;
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("generated/upsample_odd/model.onnx");
-    assert!(model.is_file(), "{} is missing: run testsuite/run-all.sh (make_models.py)", model.display());
-    let u = |k: usize| (k * 7919 % 2003) as f32 / 2003.0;
-    let noise: Vec<f32> =
-        (0..16 * 3 * 144).map(|i| ((0..4).map(|j| u(4 * i + j)).sum::<f32>() - 2.0) * 1.732).collect();
-    let calib = vec![("input".to_string(), Tensor::from_f32(vec![16, 3, 12, 12], &noise).unwrap())];
-    let plan = Plan::parse("[default]\nquant = \"int8\"\n").unwrap();
-    let s = Session::new(&model).target(kerf_targets::Target::host_baseline()).compression(plan, calib);
-    let x = npy::read(&model.with_file_name("input_0.npy")).unwrap();
-    let run = |s: &Session| {
-        let g = s.graph().unwrap().graph;
-        let samples = samples_for(&g, &[("input".to_string(), x.clone())]).unwrap();
-        let jit = s.jit(&g).unwrap();
-        run_samples(jit.model(), &g, &samples).unwrap()[0].to_f32_vec()
-    };
-    let printed = kerf_ir::text::print(&s.graph().unwrap().graph);
+    let u = Upsampling::int8("upsample_odd");
+    let printed = kerf_ir::text::print(&u.s.graph().unwrap().graph);
     assert!(!printed.contains("= ConvTranspose"), "{printed}");
     // per layer: the four phases' kernels, each phase's output, the cropped output
     for (layer, phase_out, out) in [
@@ -1001,23 +952,77 @@ fn int8_phases_crop_outputs_the_stride_does_not_divide() {
         let crop = format!("Slice{{starts=[0,0,0,0], ends={out}, steps=[1,1,1,1]}}");
         assert!(printed.contains(&crop), "{layer}: no {crop}: {printed}");
     }
-    let int8 = run(&s);
-    let on_grid = run(&s.clone().pass_options(kerf_passes::PassOptions { int8_kernels: false, ..Default::default() }));
-    let fp32 = run(&Session::new(&model).target(kerf_targets::Target::host_baseline()));
-    let scale = on_grid.iter().fold(0f32, |a, v| a.max(v.abs()));
-    let close = int8.iter().zip(&on_grid).filter(|(a, b)| (*a - *b).abs() <= 1e-4 * scale).count();
-    assert!(close * 100 >= 99 * int8.len(), "{close} of {} outputs as on the grid in f32", int8.len());
-    let mut f = kerf_pipeline::dataset::Fidelity::default();
-    let flat = |v: &[f32]| Tensor::from_f32(vec![v.len()], v).unwrap();
-    f.add(&flat(&int8), &flat(&fp32));
-    let (snr, cosine) = (f.snr_db(), f.cosine());
-    eprintln!("upsample_odd int8: SNR {snr:.1} dB, cosine {cosine:.6}");
-    assert!(int8 != fp32 && snr >= 30.0 && cosine >= 0.999, "SNR {snr} dB, cosine {cosine}");
-    let report = s.graph_at(kerf_pipeline::Stage::Compress).unwrap().compression.unwrap();
-    let (bytes, _) = export_onnx(&model, &report).unwrap();
-    let got = with_exported(&bytes, "odd", run);
-    for (i, (a, b)) in got.iter().zip(&int8).enumerate() {
-        assert!((a - b).abs() <= 1e-4 * scale, "output {i}: exported {a}, compressed {b}");
+    let int8 = u.int8_outputs_checked();
+    let report = u.s.graph_at(kerf_pipeline::Stage::Compress).unwrap().compression.unwrap();
+    u.exported_outputs_match(&report, &int8);
+}
+
+/// A generated upsampling model (`testsuite/generated/NAME`, input
+/// `[1, 3, 12, 12]`) with `--quantize int8` on 16 noise samples (about
+/// standard normal, as its input: four uniforms summed), for the host's
+/// baseline target; random weights, so fidelity, not accuracy.
+struct Upsampling {
+    model: PathBuf,
+    s: Session,
+    x: Tensor,
+}
+
+impl Upsampling {
+    fn int8(name: &str) -> Upsampling {
+        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("generated/{name}/model.onnx"));
+        assert!(model.is_file(), "{} is missing: run testsuite/run-all.sh (make_models.py)", model.display());
+        let u = |k: usize| (k * 7919 % 2003) as f32 / 2003.0;
+        let noise: Vec<f32> =
+            (0..16 * 3 * 144).map(|i| ((0..4).map(|j| u(4 * i + j)).sum::<f32>() - 2.0) * 1.732).collect();
+        let calib = vec![("input".to_string(), Tensor::from_f32(vec![16, 3, 12, 12], &noise).unwrap())];
+        let plan = Plan::parse("[default]\nquant = \"int8\"\n").unwrap();
+        let s = Session::new(&model).target(kerf_targets::Target::host_baseline()).compression(plan, calib);
+        let x = npy::read(&model.with_file_name("input_0.npy")).unwrap();
+        Upsampling { model, s, x }
+    }
+
+    /// Output 0 of `s`'s graph on the model's input.
+    fn run(&self, s: &Session) -> Vec<f32> {
+        let g = s.graph().unwrap().graph;
+        let samples = samples_for(&g, &[("input".to_string(), self.x.clone())]).unwrap();
+        let jit = s.jit(&g).unwrap();
+        run_samples(jit.model(), &g, &samples).unwrap()[0].to_f32_vec()
+    }
+
+    /// The int8 outputs, checked: the same as with every layer f32 on its
+    /// grid (no integer kernels) up to f32 rounding and the odd code it
+    /// flips in the layers after (≥ 99% within 1e-4 of the largest), and
+    /// within 30 dB SNR / 0.999 cosine of FP32.
+    fn int8_outputs_checked(&self) -> Vec<f32> {
+        let int8 = self.run(&self.s);
+        let off = kerf_passes::PassOptions { int8_kernels: false, ..Default::default() };
+        let on_grid = self.run(&self.s.clone().pass_options(off));
+        let scale = on_grid.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let close = int8.iter().zip(&on_grid).filter(|(a, b)| (*a - *b).abs() <= 1e-4 * scale).count();
+        assert!(close * 100 >= 99 * int8.len(), "{close} of {} outputs as on the grid in f32", int8.len());
+        let fp32 = self.run(&Session::new(&self.model).target(kerf_targets::Target::host_baseline()));
+        let mut f = kerf_pipeline::dataset::Fidelity::default();
+        let flat = |v: &[f32]| Tensor::from_f32(vec![v.len()], v).unwrap();
+        f.add(&flat(&int8), &flat(&fp32));
+        let (snr, cosine) = (f.snr_db(), f.cosine());
+        eprintln!("{}: int8 SNR {snr:.1} dB, cosine {cosine:.6}", self.model.display());
+        assert!(int8 != fp32 && snr >= 30.0 && cosine >= 0.999, "SNR {snr} dB, cosine {cosine}");
+        int8
+    }
+
+    /// `kerf compress`'s file of `report` (per-axis `DequantizeLinear`s
+    /// on the transposed convs' axis 1), imported again, computes `want`
+    /// (within 1e-4 of its largest output); the layers it wrote.
+    fn exported_outputs_match(&self, report: &Report, want: &[f32]) -> usize {
+        let (bytes, layers) = kerf_pipeline::compression::export_onnx(&self.model, report).unwrap();
+        // the model's own name: tests export in parallel
+        let tag = self.model.parent().and_then(|d| d.file_name()).map_or("upsampling".into(), |n| n.to_string_lossy());
+        let got = with_exported(&bytes, &tag, |e| self.run(e));
+        let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+        for (i, (a, b)) in got.iter().zip(want).enumerate() {
+            assert!((a - b).abs() <= 1e-4 * scale, "output {i}: exported {a}, compressed {b}");
+        }
+        layers
     }
 }
 
