@@ -952,6 +952,10 @@ fn int8_phases_crop_outputs_the_stride_does_not_divide() {
         let crop = format!("Slice{{starts=[0,0,0,0], ends={out}, steps=[1,1,1,1]}}");
         assert!(printed.contains(&crop), "{layer}: no {crop}: {printed}");
     }
+    // the head's (unpadded) quantiser moved before the crop and the pixel
+    // shuffle (`int8-reshape`): they move its bytes
+    let last_crop = printed.lines().find(|l| l.contains("ends=[1,16,47,47]")).unwrap_or_default();
+    assert!(last_crop.contains(": u8[1,16,47,47]"), "{printed}");
     let int8 = u.int8_outputs_checked();
     let report = u.s.graph_at(kerf_pipeline::Stage::Compress).unwrap().compression.unwrap();
     u.exported_outputs_match(&report, &int8);

@@ -30,16 +30,19 @@
 //! quantiser). Exact: `Quantize` is elementwise, and padding the other axes
 //! of each piece pads the same places of the concatenation.
 //!
-//! `int8-reshape` matches `Quantize{s, z, pads}(Reshape{shape}(y))` with
-//! no padding and adds `Reshape{shape}(Quantize{s, z, 0}(y))`, and
+//! `int8-reshape` matches `Quantize{s, z, pads}(Reshape{shape}(y))` or
+//! `Quantize{s, z, pads}(Slice{..}(y))` with no padding and adds
+//! `Reshape{shape}(Quantize{s, z, 0}(y))` (`Slice{..}(Quantize{s, z,
+//! 0}(y))`: the crop after an `int8-convtranspose-phases` interleave), and
 //! `Quantize{s, z, pads}(Transpose{perm}(y))`, adding
 //! `Transpose{perm}(Quantize{s, z, pads'}(y))` with each axis's padding
 //! carried to the axis it comes from (`pads'[perm[i]] = pads[i]`, begin
 //! and end; where that stays on the last two axes, the only ones
 //! `Quantize` pads): the quantiser then meets what makes the tensor (a Flatten in
 //! front of a classifier head is a Reshape). Exact: `Quantize` is
-//! elementwise, and row-major reshapes and axis permutations only move
-//! elements (a padded transpose pads the same places either way).
+//! elementwise, and row-major reshapes, slices and axis permutations only
+//! move or drop elements (a padded transpose pads the same places either
+//! way).
 //!
 //! `int8-same-grid` matches `Quantize{s, z, pads}(q)` where `q`'s class
 //! holds the activation quantiser on the same grid, `Mul(Clip{−z, 255 −
@@ -191,7 +194,7 @@ impl Rule for QuantizeBeforeReshape {
                 let Some(t) = eg[*y].data.ty().filter(|t| t.dtype == DType::F32) else { continue };
                 let rank = t.shape.len();
                 let moved = match mn.kerf_op() {
-                    Some(Op::Reshape { .. }) if pads.iter().all(|&p| p == 0) => vec![0; 2 * rank],
+                    Some(Op::Reshape { .. } | Op::Slice { .. }) if pads.iter().all(|&p| p == 0) => vec![0; 2 * rank],
                     Some(Op::Transpose { perm }) if perm.len() == rank && pads.len() == 2 * rank => {
                         let mut moved = vec![0; 2 * rank];
                         for (i, &from) in perm.iter().enumerate() {
@@ -431,7 +434,7 @@ mod tests {
         )
     }
 
-    /// A quantiser behind a Flatten, a padded transpose or a MaxPool,
+    /// A quantiser behind a Flatten, a crop, a padded transpose or a MaxPool,
     /// reading a value already on its grid (ONNX Runtime's `Q → DQ` after
     /// ops that keep the grid): `int8-reshape` moves it before the movement
     /// and `int8-same-grid` drops the chain (through the pool), so one
@@ -445,8 +448,10 @@ mod tests {
         // a 2x2 pool of 3-pixel rows: no byte vector, so it stays f32
         // (`int8-maxpool` does not apply) and the quantiser reads through it
         let pool = "  %6 = MaxPool{kernel=[2,2], strides=[2,2], dilations=[1,1], pads=[0,0,0,0], ceil_mode=false}(%5): f32[1,2,2,3] @\"p\"\n";
+        let crop = "  %6 = Slice{starts=[0,0,1,0], ends=[1,2,4,5], steps=[1,1,1,1]}(%5): f32[1,2,3,5] @\"c\"\n";
         let cases = [
             (flatten, "[0,0,0,0]", "[1,48]", "Reshape{", true),
+            (crop, "[0,0,0,0,0,0,0,0]", "[1,2,3,5]", "Slice{", true),
             (transpose, "[0,0,1,0,0,0,1,2]", "[1,2,8,6]", "Transpose{", true),
             (pool, "[0,0,0,1,0,0,0,1]", "[1,2,2,5]", "MaxPool{", false),
         ];
