@@ -370,7 +370,9 @@ mod tests {
     /// Each phase's taps, read back through [`Phase::kernel_index`] and
     /// its pads, are exactly the kernel taps that reach its output pixels
     /// by the transposed conv's definition (`oy = iy·s − pb + ky`), for
-    /// 3x3 and 4x4 stride 2, 3x3 stride 3, with and without output padding.
+    /// 3x3 and 4x4 stride 2, 3x3 stride 3, with and without output padding,
+    /// for every pixel of outputs the stride divides and of outputs it does
+    /// not (the crop keeps the first `out`).
     #[test]
     fn phases_gather_exactly_the_taps_of_their_pixels() {
         let cases = [
