@@ -150,6 +150,21 @@ fn movement_ops() {
     check("graph \"reshape_out\"\n  input %0 \"x\": f32[2,6]\n  %1 = Reshape{shape=[3,4]}(%0): f32[3,4] @\"r\"\n  output \"y\" = %1\n  output \"x\" = %0\n");
 }
 
+/// Contiguous row copies of every length class: whole vectors within one
+/// unrolled run (8 of 16 bytes), loop trips plus leftover vectors, byte
+/// tails, and rows shorter than a vector; f32 and u8.
+#[test]
+fn row_copies_of_every_length() {
+    for (width, dt) in [(32, "f32"), (47, "f32"), (48, "f32"), (200, "f32"), (3, "f32"), (47, "u8"), (300, "u8")] {
+        let text = format!(
+            "graph \"rows\"\n  input %0 \"x\": {dt}[3,{}]\n  %1 = Slice{{starts=[0,1], ends=[3,{}], steps=[1,1]}}(%0): {dt}[3,{width}] @\"s\"\n  output \"y\" = %1\n",
+            width + 5,
+            width + 1
+        );
+        check(&text);
+    }
+}
+
 #[test]
 fn reductions() {
     for k in ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceL2", "ReduceSumSquare"] {

@@ -163,13 +163,28 @@ fn interleave(
     });
 }
 
-/// Copies `n` contiguous bytes: 16-byte vectors, then the rest in 8-, 4-,
-/// 2- and 1-byte moves (unrolled: `n` is known).
+/// Vectors a row copy moves per loop trip (and the most it moves with no
+/// loop): one address computation per trip, constant offsets within it.
+const COPY_UNROLL: usize = 8;
+
+/// Copies `n` contiguous bytes: 16-byte vectors, [`COPY_UNROLL`] per loop
+/// trip (rows of up to that many vectors with no loop), then the rest in
+/// 8-, 4-, 2- and 1-byte moves (unrolled: `n` is known).
 fn copy_bytes(k: &mut Kernel, src: Value, dst: Value, n: usize) {
-    k.for_n(0, (n / 16) as i64, 1, |k, i| {
-        let v = k.ld_at(types::I8X16, src, i, 16, 0);
-        k.st_at(v, dst, i, 16, 0);
+    let vecs = n / 16;
+    let copy = |k: &mut Kernel, s: Value, d: Value, count: usize| {
+        for j in 0..count {
+            let v = k.ld(types::I8X16, s, (16 * j) as i32);
+            k.st(v, d, (16 * j) as i32);
+        }
+    };
+    let looped = if vecs > COPY_UNROLL { vecs / COPY_UNROLL * COPY_UNROLL } else { 0 };
+    k.for_n(0, looped as i64, COPY_UNROLL as i64, |k, i| {
+        let (s, d) = (k.addr(src, i, 16), k.addr(dst, i, 16));
+        copy(k, s, d, COPY_UNROLL);
     });
+    let (s, d) = (k.add_c(src, (16 * looped) as i64), k.add_c(dst, (16 * looped) as i64));
+    copy(k, s, d, vecs - looped);
     let mut at = n / 16 * 16;
     for (w, t) in [(8, types::I64), (4, types::I32), (2, types::I16), (1, types::I8)] {
         if (n - at) & w != 0 {
