@@ -150,6 +150,19 @@ fn movement_ops() {
     check("graph \"reshape_out\"\n  input %0 \"x\": f32[2,6]\n  %1 = Reshape{shape=[3,4]}(%0): f32[3,4] @\"r\"\n  output \"y\" = %1\n  output \"x\" = %0\n");
 }
 
+/// Interleaving copies (two source rows into alternate elements: a pixel
+/// shuffle's last step) of every length class: whole vectors in loop trips
+/// and leftover steps, a tail shorter than a vector, f32 and u8.
+#[test]
+fn interleaving_copies_of_every_length() {
+    for (n, dt) in [(20, "f32"), (23, "f32"), (203, "f32"), (16, "u8"), (23, "u8"), (40, "u8"), (203, "u8")] {
+        let text = format!(
+            "graph \"zip\"\n  input %0 \"x\": {dt}[3,2,{n}]\n  %1 = Transpose{{perm=[0,2,1]}}(%0): {dt}[3,{n},2] @\"t\"\n  output \"y\" = %1\n"
+        );
+        check(&text);
+    }
+}
+
 /// Contiguous row copies of every length class: whole vectors within one
 /// unrolled run (8 of 16 bytes), loop trips plus leftover vectors, byte
 /// tails, and rows shorter than a vector; f32 and u8.

@@ -120,8 +120,8 @@ fn interleaved_pair(sh: &[usize], ss: &[i64], ds: &[i64], esize: usize, simd: bo
 
 /// [`strided_copy`] of an interleaving copy ([`interleaved_pair`]): per
 /// outer index, 16 bytes of each source row become 32 interleaved bytes
-/// (two byte shuffles, `punpckl`/`punpckh` on x86), the tail one element
-/// pair at a time.
+/// (two byte shuffles, `punpckl`/`punpckh` on x86; [`unrolled`]), the
+/// tail as one more such step ending at the rows' last element.
 fn interleave(
     k: &mut Kernel,
     esize: usize,
@@ -140,26 +140,31 @@ fn interleave(
     let hi: Vec<u8> = (lanes / 2..lanes).flat_map(|i| lane(i).chain(lane(lanes + i))).collect();
     let mut mask = |m: &[u8]| k.b.func.dfg.immediates.push(cranelift_codegen::ir::ConstantData::from(m));
     let (lo, hi) = (mask(&lo), mask(&hi));
-    let ity = int_ty(esize);
     k.nest(&dims, &mut |k, idx| {
         let so = lin_i(k, idx, &os, soff);
         let dof = lin_i(k, idx, &od, doff);
         let a = k.addr(src, so, e);
         let c = k.add_c(a, ss[b] * e);
         let d = k.addr(dst, dof, e);
-        k.for_n(0, vecs as i64, 1, |k, v| {
-            let va = k.ld_at(types::I8X16, a, v, 16, 0);
-            let vc = k.ld_at(types::I8X16, c, v, 16, 0);
+        let mut pair = |k: &mut Kernel, t: Value, j: usize| {
+            let (so, doff) = ((16 * j) as i32, (32 * j) as i32);
+            let va = k.ld_at(types::I8X16, a, t, 16, so);
+            let vc = k.ld_at(types::I8X16, c, t, 16, so);
             let (zl, zh) = (k.b.ins().shuffle(va, vc, lo), k.b.ins().shuffle(va, vc, hi));
-            k.st_at(zl, d, v, 32, 0);
-            k.st_at(zh, d, v, 32, 16);
-        });
-        k.for_n((vecs * lanes) as i64, inner as i64, 1, |k, j| {
-            let va = k.ld_at(ity, a, j, e, 0);
-            let vc = k.ld_at(ity, c, j, e, 0);
-            k.st_at(va, d, j, 2 * e, 0);
-            k.st_at(vc, d, j, 2 * e, e as i32);
-        });
+            k.st_at(zl, d, t, 32, doff);
+            k.st_at(zh, d, t, 32, doff + 16);
+        };
+        unrolled(k, vecs, &mut pair);
+        if !inner.is_multiple_of(lanes) {
+            // the tail as one more vector of each row ending at its last
+            // element: the outputs it overlaps get the same values again
+            // (source and destination are distinct buffers)
+            let at = ((inner - lanes) * esize) as i32;
+            let (va, vc) = (k.ld(types::I8X16, a, at), k.ld(types::I8X16, c, at));
+            let (zl, zh) = (k.b.ins().shuffle(va, vc, lo), k.b.ins().shuffle(va, vc, hi));
+            k.st(zl, d, 2 * at);
+            k.st(zh, d, 2 * at + 16);
+        }
     });
 }
 
@@ -167,24 +172,32 @@ fn interleave(
 /// loop): one address computation per trip, constant offsets within it.
 const COPY_UNROLL: usize = 8;
 
-/// Copies `n` contiguous bytes: 16-byte vectors, [`COPY_UNROLL`] per loop
-/// trip (rows of up to that many vectors with no loop), then the rest in
-/// 8-, 4-, 2- and 1-byte moves (unrolled: `n` is known).
-fn copy_bytes(k: &mut Kernel, src: Value, dst: Value, n: usize) {
-    let vecs = n / 16;
-    let copy = |k: &mut Kernel, s: Value, d: Value, count: usize| {
-        for j in 0..count {
-            let v = k.ld(types::I8X16, s, (16 * j) as i32);
-            k.st(v, d, (16 * j) as i32);
+/// Runs `body(k, t, j)` for the `count` steps `t + j` of a row, unrolled:
+/// loop trips of [`COPY_UNROLL`] steps (`t` the trip's first, `j` the
+/// constant step within it), then the leftover steps with `t` constant.
+/// Bodies compute their addresses from `t` and offsets from `j`, so each
+/// trip computes its addresses once (Cranelift recomputed addresses built
+/// outside a loop once per iteration).
+fn unrolled(k: &mut Kernel, count: usize, body: &mut dyn FnMut(&mut Kernel, Value, usize)) {
+    let looped = if count > COPY_UNROLL { count / COPY_UNROLL * COPY_UNROLL } else { 0 };
+    k.for_n(0, looped as i64, COPY_UNROLL as i64, |k, t| {
+        for j in 0..COPY_UNROLL {
+            body(k, t, j);
         }
-    };
-    let looped = if vecs > COPY_UNROLL { vecs / COPY_UNROLL * COPY_UNROLL } else { 0 };
-    k.for_n(0, looped as i64, COPY_UNROLL as i64, |k, i| {
-        let (s, d) = (k.addr(src, i, 16), k.addr(dst, i, 16));
-        copy(k, s, d, COPY_UNROLL);
     });
-    let (s, d) = (k.add_c(src, (16 * looped) as i64), k.add_c(dst, (16 * looped) as i64));
-    copy(k, s, d, vecs - looped);
+    let t = k.ic(looped as i64);
+    for j in 0..count - looped {
+        body(k, t, j);
+    }
+}
+
+/// Copies `n` contiguous bytes: 16-byte vectors ([`unrolled`]), then the
+/// rest in 8-, 4-, 2- and 1-byte moves (unrolled: `n` is known).
+fn copy_bytes(k: &mut Kernel, src: Value, dst: Value, n: usize) {
+    unrolled(k, n / 16, &mut |k, t, j| {
+        let v = k.ld_at(types::I8X16, src, t, 16, (16 * j) as i32);
+        k.st_at(v, dst, t, 16, (16 * j) as i32);
+    });
     let mut at = n / 16 * 16;
     for (w, t) in [(8, types::I64), (4, types::I32), (2, types::I16), (1, types::I8)] {
         if (n - at) & w != 0 {
