@@ -23,10 +23,11 @@ use crate::layer::{Kind, Site};
 /// F(2x2,3x3) 2.25x, transforms aside), as fitted to the break-evens above.
 pub const WINOGRAD_GAIN: f64 = 2.5;
 
-/// The fewest input and output channels with which the passes put a conv
-/// on the Winograd kernels (their transforms are per channel, the savings
-/// per channel pair): the digits CNN's 1 → 16 3x3 conv stays direct, its
-/// Tucker-2 core 8 → 16 runs F(4x4,3x3) (on 8x8 planes).
+/// Below this many input or output channels a conv is priced as direct.
+/// The passes choose Winograd by their cost model (transforms per channel,
+/// savings per channel pair), not by a count: they left the digits CNN's
+/// 1 → 16 3x3 conv direct and put its 8 → 16 Tucker-2 core on F(4x4,3x3)
+/// (8x8 planes); counts in between are not measured.
 pub const WINOGRAD_MIN_CHANNELS: usize = 8;
 
 /// The share of the layer's price the factored form may cost at most: its
