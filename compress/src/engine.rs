@@ -452,8 +452,7 @@ struct TuckerShape {
 }
 
 /// The shape of the layer's Tucker-2 split at the `requested` ranks, when
-/// it pays ([`crate::price`]: its two 1x1 convs at their multiply-adds,
-/// its core and the layer priced as their kernel runs).
+/// it pays ([`crate::price::tucker_pays`]).
 fn tucker_shape(cur: &Graph, site: &Site, requested: [usize; 2]) -> Option<TuckerShape> {
     let area = site.kernel_area();
     let c = site.cols / area;
@@ -465,11 +464,7 @@ fn tucker_shape(cur: &Graph, site: &Site, requested: [usize; 2]) -> Option<Tucke
     };
     let (p_in, p_out) = (pixels(site.input), pixels(cur.nodes[site.node].outputs[0]));
     let macs = tucker::macs(c, site.rows, area, ranks, p_in, p_out);
-    let [r_in, r_out] = ranks;
-    let core = crate::price::kxk(&site.kind, (r_in, r_out), p_out * r_out * r_in * area);
-    let split = (p_in * c * r_in + p_out * site.rows * r_out) as f64 + core;
-    let dense = crate::price::kxk(&site.kind, (c, site.rows), site.macs(cur));
-    crate::price::pays(split, dense).then_some(TuckerShape { ranks, macs })
+    crate::price::tucker_pays(site, ranks, p_in, p_out).then_some(TuckerShape { ranks, macs })
 }
 
 /// Factors a one-group KxK conv by Tucker-2 ([`crate::tucker`]) into

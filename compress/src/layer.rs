@@ -50,6 +50,16 @@ pub enum Kind {
     MatMulNk,
 }
 
+impl Kind {
+    /// The taps of one input channel's kernel (`Πk` for a conv, 1 otherwise).
+    pub fn kernel_area(&self) -> usize {
+        match self {
+            Kind::Conv { kernel, .. } | Kind::ConvTranspose { kernel, .. } => kernel.iter().product(),
+            _ => 1,
+        }
+    }
+}
+
 /// A compressible layer: a node with a constant f32 weight.
 #[derive(Clone, Debug)]
 pub struct Site {
@@ -81,12 +91,9 @@ impl Site {
         }
     }
 
-    /// The taps of one input channel's kernel (`Πk` for a conv, 1 otherwise).
+    /// The taps of one input channel's kernel ([`Kind::kernel_area`]).
     pub fn kernel_area(&self) -> usize {
-        match &self.kind {
-            Kind::Conv { kernel, .. } | Kind::ConvTranspose { kernel, .. } => kernel.iter().product(),
-            _ => 1,
-        }
+        self.kind.kernel_area()
     }
 
     /// Where entry `k` of output channel `o`'s row lies in the weight

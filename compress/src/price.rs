@@ -66,18 +66,26 @@ pub fn pays(factored: f64, dense: f64) -> bool {
 /// kernel, then a 1x1 conv or product of `r` inputs) pays, per output
 /// position.
 pub fn low_rank_pays(site: &Site, r: usize) -> bool {
-    split_pays(&site.kind, site.rows, site.cols / site.kernel_area().max(1), r)
+    split_pays(&site.kind, site.rows, site.cols, r)
 }
 
-/// [`low_rank_pays`] of a layer of `kind` with `rows` outputs and `c`
-/// input channels.
-fn split_pays(kind: &Kind, rows: usize, c: usize, r: usize) -> bool {
-    let area = match kind {
-        Kind::Conv { kernel, .. } => kernel.iter().product(),
-        _ => 1,
-    };
-    let dense = kxk(kind, (c, rows), rows * c * area);
-    pays(kxk(kind, (c, r), r * c * area) + (rows * r) as f64, dense)
+/// [`low_rank_pays`] of a layer of `kind` with `rows` outputs of `cols`
+/// inputs each (input channels times kernel taps).
+fn split_pays(kind: &Kind, rows: usize, cols: usize, r: usize) -> bool {
+    let c = cols / kind.kernel_area().max(1);
+    pays(kxk(kind, (c, r), r * cols) + (rows * r) as f64, kxk(kind, (c, rows), rows * cols))
+}
+
+/// Whether the Tucker-2 split of `site` at `[r_in, r_out]` pays: its 1x1
+/// convs on `p_in` input and `p_out` output pixels at their multiply-adds,
+/// its core and the layer as their kernel runs. (`kerf tune`, which has
+/// no graph to count pixels in, asks with both 1.)
+pub fn tucker_pays(site: &Site, [r_in, r_out]: [usize; 2], p_in: usize, p_out: usize) -> bool {
+    let (area, kind) = (site.kernel_area(), &site.kind);
+    let c = site.cols / area.max(1);
+    let core = kxk(kind, (r_in, r_out), p_out * r_out * r_in * area);
+    let split = (p_in * c * r_in + p_out * site.rows * r_out) as f64 + core;
+    pays(split, kxk(kind, (c, site.rows), p_out * site.rows * site.cols))
 }
 
 #[cfg(test)]
@@ -93,14 +101,14 @@ mod tests {
     /// (equal) at 205; a 512 x 512 product's at 230 and slower at 250.
     #[test]
     fn break_evens_fall_where_measured() {
-        let c = |r: usize, ch: usize| split_pays(&conv(1), ch, ch, r);
+        let c = |r: usize, ch: usize| split_pays(&conv(1), ch, 9 * ch, r);
         assert!(c(43, 64) && !c(52, 64));
         assert!(c(171, 256) && !c(205, 256));
         // by multiply-adds alone rank 56 (of 57.6) would pass
         assert!(56 * (64 + 576) < 64 * 576 && !c(56, 64));
         // stride 2 or one input channel: direct kernels, multiply-adds with the margin
-        assert!(split_pays(&conv(2), 64, 64, 52));
-        assert!(split_pays(&conv(1), 16, 1, 4) && !split_pays(&conv(1), 16, 1, 6));
+        assert!(split_pays(&conv(2), 64, 576, 52));
+        assert!(split_pays(&conv(1), 16, 9, 4) && !split_pays(&conv(1), 16, 9, 6));
         assert!(split_pays(&Kind::MatMulKn, 512, 512, 230) && !split_pays(&Kind::MatMulKn, 512, 512, 250));
     }
 }

@@ -67,7 +67,7 @@ pub(crate) fn variant(name: &str, quant: bool, patterns: usize, connectivity: f6
 /// products and one-group convs, rank min(N, K)/4 (where that pays,
 /// `kerf_compress::price::low_rank_pays`), alone and with int8; for one-group KxK convs, Tucker-2 at a
 /// quarter of the input and output channels (where both are reduced and
-/// its three convs hold fewer weights), alone and with int8; for products and convs without
+/// that pays, `kerf_compress::price::tucker_pays`), alone and with int8; for products and convs without
 /// patterns whose input channels come in fours, 2:4 sparsity (smaller
 /// weights, not faster code: no kernel skips its zeros), alone and with
 /// int8. (Rank /8 was a variant too: tuned on the
@@ -104,8 +104,7 @@ pub fn variants(site: &layer::Site) -> Vec<Variant> {
         // (both modes reduced: a first 1x1 conv over all input channels,
         // e.g. of a one-channel image, only rescales them)
         let thinner = r_in < c && r_out < site.rows;
-        let weights = kerf_compress::tucker::macs(c, site.rows, area, [r_in, r_out], 1, 1);
-        if area > 1 && thinner && weights < site.rows * site.cols {
+        if area > 1 && thinner && kerf_compress::price::tucker_pays(site, [r_in, r_out], 1, 1) {
             for int8 in [false, true] {
                 let mut t =
                     variant(&format!("tucker{r_in},{r_out}{}", if int8 { "+int8" } else { "" }), int8, 0, 0.0, 0.0);

@@ -140,6 +140,26 @@ impl Kernel<'_, '_> {
         });
     }
 
+    /// `body(k, t, j)` for the `count` steps `t + j` of a row, unrolled:
+    /// loop trips of `unroll` steps (`t` the trip's first, `j` the constant
+    /// step within it), then the leftover steps with `t` constant. Bodies
+    /// compute their addresses from `t` and constant offsets from `j`, so
+    /// each trip computes its addresses once (Cranelift recomputes an
+    /// address built outside a loop, e.g. a row's start, once per
+    /// iteration inside it).
+    pub fn for_unrolled(&mut self, count: usize, unroll: usize, body: &mut dyn FnMut(&mut Self, Value, usize)) {
+        let looped = if count > unroll { count / unroll * unroll } else { 0 };
+        self.for_n(0, looped as i64, unroll as i64, |k, t| {
+            for j in 0..unroll {
+                body(k, t, j);
+            }
+        });
+        let t = self.ic(looped as i64);
+        for j in 0..count - looped {
+            body(self, t, j);
+        }
+    }
+
     /// `for i in (lo..hi).step_by(step)` with run-time bounds.
     pub fn for_dyn(&mut self, lo: Value, hi: Value, step: i64, mut body: impl FnMut(&mut Self, Value)) {
         self.for_acc(lo, hi, step, &[], |k, i, _| {

@@ -120,8 +120,9 @@ fn interleaved_pair(sh: &[usize], ss: &[i64], ds: &[i64], esize: usize, simd: bo
 
 /// [`strided_copy`] of an interleaving copy ([`interleaved_pair`]): per
 /// outer index, 16 bytes of each source row become 32 interleaved bytes
-/// (two byte shuffles, `punpckl`/`punpckh` on x86; [`unrolled`]), the
-/// tail as one more such step ending at the rows' last element.
+/// (two byte shuffles, `punpckl`/`punpckh` on x86; [`COPY_UNROLL`] per
+/// loop trip), the tail as one more such step ending at the rows' last
+/// element.
 fn interleave(
     k: &mut Kernel,
     esize: usize,
@@ -146,55 +147,34 @@ fn interleave(
         let a = k.addr(src, so, e);
         let c = k.add_c(a, ss[b] * e);
         let d = k.addr(dst, dof, e);
-        let mut pair = |k: &mut Kernel, t: Value, j: usize| {
-            let (so, doff) = ((16 * j) as i32, (32 * j) as i32);
-            let va = k.ld_at(types::I8X16, a, t, 16, so);
-            let vc = k.ld_at(types::I8X16, c, t, 16, so);
+        // 16 bytes of each row from `t·16 + at` into 32 bytes from `t·32 + 2·at`
+        let zip = |k: &mut Kernel, t: Value, at: i32| {
+            let va = k.ld_at(types::I8X16, a, t, 16, at);
+            let vc = k.ld_at(types::I8X16, c, t, 16, at);
             let (zl, zh) = (k.b.ins().shuffle(va, vc, lo), k.b.ins().shuffle(va, vc, hi));
-            k.st_at(zl, d, t, 32, doff);
-            k.st_at(zh, d, t, 32, doff + 16);
+            k.st_at(zl, d, t, 32, 2 * at);
+            k.st_at(zh, d, t, 32, 2 * at + 16);
         };
-        unrolled(k, vecs, &mut pair);
+        k.for_unrolled(vecs, COPY_UNROLL, &mut |k, t, j| zip(k, t, (16 * j) as i32));
         if !inner.is_multiple_of(lanes) {
-            // the tail as one more vector of each row ending at its last
-            // element: the outputs it overlaps get the same values again
-            // (source and destination are distinct buffers)
-            let at = ((inner - lanes) * esize) as i32;
-            let (va, vc) = (k.ld(types::I8X16, a, at), k.ld(types::I8X16, c, at));
-            let (zl, zh) = (k.b.ins().shuffle(va, vc, lo), k.b.ins().shuffle(va, vc, hi));
-            k.st(zl, d, 2 * at);
-            k.st(zh, d, 2 * at + 16);
+            // the tail as one more step ending at each row's last element:
+            // the outputs it overlaps get the same values again (source and
+            // destination are distinct buffers)
+            let zero = k.ic(0);
+            zip(k, zero, ((inner - lanes) * esize) as i32);
         }
     });
 }
 
-/// Vectors a row copy moves per loop trip (and the most it moves with no
-/// loop): one address computation per trip, constant offsets within it.
+/// 16-byte steps a row copy makes per loop trip ([`Kernel::for_unrolled`];
+/// rows of up to that many make no loop).
 const COPY_UNROLL: usize = 8;
 
-/// Runs `body(k, t, j)` for the `count` steps `t + j` of a row, unrolled:
-/// loop trips of [`COPY_UNROLL`] steps (`t` the trip's first, `j` the
-/// constant step within it), then the leftover steps with `t` constant.
-/// Bodies compute their addresses from `t` and offsets from `j`, so each
-/// trip computes its addresses once (Cranelift recomputed addresses built
-/// outside a loop once per iteration).
-fn unrolled(k: &mut Kernel, count: usize, body: &mut dyn FnMut(&mut Kernel, Value, usize)) {
-    let looped = if count > COPY_UNROLL { count / COPY_UNROLL * COPY_UNROLL } else { 0 };
-    k.for_n(0, looped as i64, COPY_UNROLL as i64, |k, t| {
-        for j in 0..COPY_UNROLL {
-            body(k, t, j);
-        }
-    });
-    let t = k.ic(looped as i64);
-    for j in 0..count - looped {
-        body(k, t, j);
-    }
-}
-
-/// Copies `n` contiguous bytes: 16-byte vectors ([`unrolled`]), then the
-/// rest in 8-, 4-, 2- and 1-byte moves (unrolled: `n` is known).
+/// Copies `n` contiguous bytes: 16-byte vectors ([`COPY_UNROLL`] per
+/// loop trip), then the rest in 8-, 4-, 2- and 1-byte moves (unrolled:
+/// `n` is known).
 fn copy_bytes(k: &mut Kernel, src: Value, dst: Value, n: usize) {
-    unrolled(k, n / 16, &mut |k, t, j| {
+    k.for_unrolled(n / 16, COPY_UNROLL, &mut |k, t, j| {
         let v = k.ld_at(types::I8X16, src, t, 16, (16 * j) as i32);
         k.st_at(v, dst, t, 16, (16 * j) as i32);
     });
