@@ -861,6 +861,41 @@ fn assembled_kernels_keep_the_leaf_abi() {
     }
 }
 
+/// The one-quad `zmm` tile (a 28-pixel row's 16 + 12, a 7x7 plane's
+/// leftovers) takes A's broadcast inside each FMA (`{1to16}`): a separate
+/// `vbroadcastss zmm, m32` per FMA held Zen 4 to 75% of its FMA peak
+/// (`docs/performance.md`, "Broadcasts inside the FMA"). The two-quad tile
+/// shares one broadcast between its two FMAs and keeps it (fewer loads per
+/// FMA, which a core with two 512-bit FMA ports needs).
+#[test]
+fn one_quad_zmm_tiles_broadcast_inside_their_fmas() {
+    use iced_x86::{Decoder, DecoderOptions, Mnemonic, OpKind};
+    use kerf_targets::ukernel::avx2::{GemmTile, Init};
+    use kerf_targets::ukernel::epi::TileEpi;
+    for (vecs, rows, lanes) in [(1, 12, 16), (1, 12, 12), (1, 5, 3), (2, 12, 16), (2, 7, 9)] {
+        let t = GemmTile {
+            rows,
+            vecs,
+            a_row: 4,
+            a_step: 48,
+            panel: 256,
+            group: 4,
+            ldo: 400,
+            init: Init::RowBias,
+            epi: TileEpi::default(),
+            last_lanes: lanes,
+            prefetch: false,
+        };
+        let code = kerf_targets::ukernel::avx512::zmm_gemm_tile(&t).unwrap();
+        let ins: Vec<_> = Decoder::with_ip(64, &code, 0, DecoderOptions::NONE).into_iter().collect();
+        let fmas: Vec<_> = ins.iter().filter(|i| i.mnemonic() == Mnemonic::Vfmadd231ps).collect();
+        assert_eq!(fmas.len(), rows * vecs, "{vecs} quads x {rows} rows: one FMA per accumulator and K step");
+        let embedded = fmas.iter().filter(|i| i.op_kind(2) == OpKind::Memory && i.is_broadcast()).count();
+        let want = if vecs == 1 { rows } else { 0 };
+        assert_eq!(embedded, want, "{vecs} quads x {rows} rows: FMAs with an embedded broadcast");
+    }
+}
+
 /// The GEMM tiles (`ymm` and `zmm`) and the integer tiles, in every shape
 /// and epilogue.
 fn tile_kernels() -> Vec<(String, Vec<u8>)> {
