@@ -39,7 +39,9 @@ fn subsets(nm: NmSparsity) -> Vec<u32> {
 }
 
 /// The kept weights (`[rows][cols]`) of an N:M layer, chosen from each conv
-/// group's `H⁻¹` (OBS) or by magnitude.
+/// group's `H⁻¹` (OBS) or by magnitude; with `nm.block` > 1 each block of
+/// that many consecutive output channels (within a conv group; the last
+/// one shorter) keeps the subset whose summed cost over its rows is least.
 pub fn choose(
     site: &Site,
     rows: &[Vec<f64>],
@@ -49,49 +51,68 @@ pub fn choose(
 ) -> Result<Vec<Vec<bool>>, CompressError> {
     let area = site.kernel_area().max(1);
     let channels = site.cols / area;
-    let rows_per_group = site.rows / site.groups();
+    let rows_per_group = (site.rows / site.groups()).max(1);
     let subsets = subsets(nm);
     let mut keep = vec![vec![false; site.cols]; rows.len()];
-    for (o, row) in rows.iter().enumerate() {
-        let hi = &hinv[o / rows_per_group];
+    let mut o0 = 0;
+    while o0 < rows.len() {
+        // a block: `nm.block` rows, not past the end of its conv group
+        let group_end = (o0 / rows_per_group + 1) * rows_per_group;
+        let o1 = (o0 + nm.block).min(group_end).min(rows.len());
+        let hi = &hinv[o0 / rows_per_group];
         for c0 in (0..channels).step_by(nm.m) {
             for t in 0..area {
                 let cols: Vec<usize> = (0..nm.m).map(|i| (c0 + i) * area + t).collect();
-                let best = best_subset(&cols, row, hi, &subsets, nm.m, magnitude)?;
-                for (i, &j) in cols.iter().enumerate() {
-                    keep[o][j] = best & (1 << i) != 0;
+                let best = best_subset(&cols, &rows[o0..o1], hi, &subsets, nm.m, magnitude)?;
+                for row in &mut keep[o0..o1] {
+                    for (i, &j) in cols.iter().enumerate() {
+                        row[j] = best & (1 << i) != 0;
+                    }
                 }
             }
         }
+        o0 = o1;
     }
     Ok(keep)
 }
 
-/// The subset of the group `cols` of `row` whose dropped weights cost least
-/// (ties: the lowest mask).
+/// The subset of the group `cols` whose dropped weights cost least, summed
+/// over `rows` (ties: the lowest mask).
 fn best_subset(
     cols: &[usize],
-    row: &[f64],
+    rows: &[Vec<f64>],
     hinv: &Mat<f64>,
     subsets: &[u32],
     m: usize,
     magnitude: bool,
 ) -> Result<u32, CompressError> {
-    let (mut block, mut w) = ([[0f64; 9]; 9], [0f64; 9]);
+    let mut block = [[0f64; 9]; 9];
     for (i, &ci) in cols.iter().enumerate() {
-        w[i] = row[ci];
         for (k, &ck) in cols.iter().enumerate() {
             block[i][k] = hinv[(ci, ck)];
         }
     }
+    let ws: Vec<[f64; 9]> = rows
+        .iter()
+        .map(|row| {
+            let mut w = [0f64; 9];
+            for (i, &ci) in cols.iter().enumerate() {
+                w[i] = row[ci];
+            }
+            w
+        })
+        .collect();
     let mut best = (f64::INFINITY, subsets[0]);
     for &s in subsets {
         let dropped: Vec<usize> = (0..m).filter(|i| s & (1 << i) == 0).collect();
-        let cost = if magnitude {
-            dropped.iter().map(|&i| w[i] * w[i]).sum()
-        } else {
-            linalg::obs_cost(&block, &dropped, &w)?
-        };
+        let mut cost = 0.0;
+        for w in &ws {
+            cost += if magnitude {
+                dropped.iter().map(|&i| w[i] * w[i]).sum()
+            } else {
+                linalg::obs_cost(&block, &dropped, w)?
+            };
+        }
         if cost < best.0 {
             best = (cost, s);
         }
@@ -100,10 +121,11 @@ fn best_subset(
 }
 
 /// Bytes of an N:M weight's stored form: `kept` values of `value_bytes`
-/// each plus `⌈log₂ m⌉` bits of position per kept value.
+/// each plus `⌈log₂ m⌉` bits of position per kept value, shared by a
+/// block's `nm.block` rows.
 pub fn stored_bytes(kept: usize, value_bytes: usize, nm: NmSparsity) -> usize {
     let bits = usize::BITS - (nm.m - 1).leading_zeros();
-    kept * value_bytes + (kept * bits as usize).div_ceil(8)
+    kept * value_bytes + (kept * bits as usize).div_ceil(8 * nm.block)
 }
 
 #[cfg(test)]
@@ -130,7 +152,7 @@ mod tests {
         let x = Mat::from_fn(cols, 200, |_, _| rnd());
         let hinv =
             linalg::inverse_spd(&linalg::dampened(&(&x * x.transpose()), 0.01)).unwrap_or_else(|e| panic!("{e}"));
-        for nm in [NmSparsity { n: 2, m: 4 }, NmSparsity { n: 1, m: 4 }, NmSparsity { n: 3, m: 8 }] {
+        for nm in [NmSparsity::per_row(2, 4), NmSparsity::per_row(1, 4), NmSparsity::per_row(3, 8)] {
             for magnitude in [false, true] {
                 let keep = choose(&s, &w, std::slice::from_ref(&hinv), nm, magnitude).unwrap_or_else(|e| panic!("{e}"));
                 for row in &keep {
@@ -139,6 +161,37 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// Blocks of `nm.block` consecutive output channels (the last one
+    /// shorter) keep the same positions, `n` of every group; storage counts
+    /// a block's positions once.
+    #[test]
+    fn blocks_share_their_positions() {
+        let (rows, cols) = (20, 16);
+        let s = site(rows, cols);
+        let mut rnd = crate::testutil::uniform(11);
+        let w: Vec<Vec<f64>> = (0..rows).map(|_| (0..cols).map(|_| rnd()).collect()).collect();
+        let x = Mat::from_fn(cols, 200, |_, _| rnd());
+        let hinv =
+            linalg::inverse_spd(&linalg::dampened(&(&x * x.transpose()), 0.01)).unwrap_or_else(|e| panic!("{e}"));
+        let nm: NmSparsity = "2:4/8".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(nm.to_string(), "2:4/8");
+        let keep = choose(&s, &w, std::slice::from_ref(&hinv), nm, false).unwrap_or_else(|e| panic!("{e}"));
+        for (b, block) in keep.chunks(8).enumerate() {
+            assert!(block.iter().all(|r| r == &block[0]), "block {b} rows differ");
+            for group in block[0].chunks(4) {
+                assert_eq!(group.iter().filter(|&&k| k).count(), 2, "block {b}");
+            }
+        }
+        // per-row choices differ between rows of a block on random weights
+        let own = choose(&s, &w, std::slice::from_ref(&hinv), NmSparsity::per_row(2, 4), false)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(own[..8].iter().any(|r| r != &own[0]), "per-row choices are not all alike");
+        assert_eq!(stored_bytes(64, 1, nm), 64 + 16 / 8);
+        for bad in ["2:4/0", "2:4/65", "2:4/x", "2:4/"] {
+            assert!(bad.parse::<NmSparsity>().is_err(), "{bad}");
         }
     }
 
@@ -157,7 +210,7 @@ mod tests {
         let h = &x * x.transpose();
         let hinv = linalg::inverse_spd(&linalg::dampened(&h, 0.01)).unwrap_or_else(|e| panic!("{e}"));
         let w: Vec<Vec<f64>> = (0..rows).map(|_| (0..cols).map(|_| rnd()).collect()).collect();
-        let nm = NmSparsity { n: 2, m: 4 };
+        let nm = NmSparsity::per_row(2, 4);
         let err = |wh: &[Vec<f64>]| -> f64 {
             let mut e = 0.0;
             for (r, rh) in w.iter().zip(wh) {
@@ -189,7 +242,7 @@ mod tests {
 
     #[test]
     fn storage_counts_position_bits() {
-        let nm = |n, m| NmSparsity { n, m };
+        let nm = |n, m| NmSparsity::per_row(n, m);
         // 2:4: 2 bits per kept value (NVIDIA's metadata)
         assert_eq!(stored_bytes(8, 1, nm(2, 4)), 8 + 2);
         assert_eq!(stored_bytes(3, 4, nm(1, 2)), 12 + 1);

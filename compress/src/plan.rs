@@ -130,14 +130,30 @@ pub enum Selection {
 /// N:M sparsity: of every `m` consecutive input channels (per output
 /// channel and kernel tap), `n` weights are kept (NVIDIA's 2:4 is `2:4`).
 /// Written `"N:M"` in the plan file (through [`NmSetting`]) and on the
-/// command line.
+/// command line; `"N:M/B"` makes each block of `B` consecutive output
+/// channels keep the same positions (`2:4/16`), the structure the products'
+/// block-sparse kernels skip (16 output channels per vector on AVX-512,
+/// two vectors on AVX2: `docs/compression.md`, "Block-shared N:M").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NmSparsity {
     /// Weights kept per group.
     pub n: usize,
     /// Input channels per group.
     pub m: usize,
+    /// Output channels sharing one choice of kept positions (1: each its
+    /// own).
+    pub block: usize,
 }
+
+impl NmSparsity {
+    /// `n` of every `m`, each output channel choosing its own positions.
+    pub const fn per_row(n: usize, m: usize) -> NmSparsity {
+        NmSparsity { n, m, block: 1 }
+    }
+}
+
+/// The largest block of output channels sharing N:M positions.
+pub const MAX_NM_BLOCK: usize = 64;
 
 /// The plan file's `nm` value: `"N:M"`, or `"dense"` (no N:M; what a
 /// `[[layer]]` entry says to exempt layers from a `[default]` N:M).
@@ -184,19 +200,31 @@ pub const MAX_NM_GROUP: usize = 8;
 impl std::str::FromStr for NmSparsity {
     type Err = String;
     fn from_str(s: &str) -> Result<NmSparsity, String> {
-        let bad = || format!("'{s}': expected N:M with 1 <= N < M <= {MAX_NM_GROUP}, e.g. 2:4");
-        let (n, m) = s.split_once(':').ok_or_else(bad)?;
+        let bad = || {
+            format!(
+                "'{s}': expected N:M with 1 <= N < M <= {MAX_NM_GROUP}, e.g. 2:4, optionally /B with \
+                 1 <= B <= {MAX_NM_BLOCK} output channels sharing the positions, e.g. 2:4/16"
+            )
+        };
+        let (nm, block) = match s.split_once('/') {
+            Some((nm, b)) => (nm, b.trim().parse::<usize>().map_err(|_| bad())?),
+            None => (s, 1),
+        };
+        let (n, m) = nm.split_once(':').ok_or_else(bad)?;
         let (n, m): (usize, usize) = (n.trim().parse().map_err(|_| bad())?, m.trim().parse().map_err(|_| bad())?);
-        if n == 0 || n >= m || m > MAX_NM_GROUP {
+        if n == 0 || n >= m || m > MAX_NM_GROUP || !(1..=MAX_NM_BLOCK).contains(&block) {
             return Err(bad());
         }
-        Ok(NmSparsity { n, m })
+        Ok(NmSparsity { n, m, block })
     }
 }
 
 impl std::fmt::Display for NmSparsity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.n, self.m)
+        match self.block {
+            1 => write!(f, "{}:{}", self.n, self.m),
+            b => write!(f, "{}:{}/{b}", self.n, self.m),
+        }
     }
 }
 
@@ -598,7 +626,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let s = plan.resolve(&["fc1", "fc2"]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s[0].nm, None);
-        assert_eq!(s[1].nm, Some(NmSparsity { n: 2, m: 4 }));
+        assert_eq!(s[1].nm, Some(NmSparsity::per_row(2, 4)));
         assert_eq!(Plan::parse(&plan.to_toml()).unwrap_or_else(|e| panic!("{e}")), plan);
     }
 

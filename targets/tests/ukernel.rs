@@ -885,6 +885,7 @@ fn one_quad_zmm_tiles_broadcast_inside_their_fmas() {
             epi: TileEpi::default(),
             last_lanes: lanes,
             prefetch: false,
+            indexed: None,
         };
         let code = kerf_targets::ukernel::avx512::zmm_gemm_tile(&t).unwrap();
         let ins: Vec<_> = Decoder::with_ip(64, &code, 0, DecoderOptions::NONE).into_iter().collect();
@@ -927,6 +928,7 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
                 epi,
                 last_lanes,
                 prefetch: rows % 2 == 1,
+                indexed: None,
             };
             if rows <= max_rows(pairs) {
                 kernels.push((format!("gemm {t:?}"), gemm_tile(&t).unwrap()));
@@ -934,6 +936,14 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
             // the zmm tile: groups of four, a partial last quad of 1..=15 columns
             let z = GemmTile { group: 4, last_lanes: if rows % 2 == 0 { 16 } else { 1 + rows % 15 }, ..t };
             kernels.push((format!("zmm gemm {z:?}"), kerf_targets::ukernel::avx512::zmm_gemm_tile(&z).unwrap()));
+            // block-sparse B: a 16-column block, its A offsets listed before it
+            let ix = GemmTile { indexed: Some(64 * (1 + rows % 3)), vecs: 2, group: 2, ..t };
+            if rows <= max_rows(2) {
+                kernels.push((format!("indexed gemm {ix:?}"), gemm_tile(&ix).unwrap()));
+            }
+            let zx = GemmTile { indexed: Some(64), ..z };
+            kernels
+                .push((format!("indexed zmm gemm {zx:?}"), kerf_targets::ukernel::avx512::zmm_gemm_tile(&zx).unwrap()));
         }
     }
     for rows in 1..=12 {

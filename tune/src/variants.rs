@@ -113,7 +113,7 @@ pub fn variants(site: &layer::Site) -> Vec<Variant> {
             }
         }
     }
-    let two_four = NmSparsity { n: 2, m: 4 };
+    let two_four = NmSparsity::per_row(2, 4);
     if !kerf_compress::prune::applies(site) && kerf_compress::nm::applies(site, two_four) {
         for int8 in [false, true] {
             let mut t = variant(if int8 { "nm2:4+int8" } else { "nm2:4" }, int8, 0, 0.0, 0.0);
@@ -247,7 +247,7 @@ mod tests {
         assert!(harsher(&v(true, 0, 0.0, 8.0), &int8) && !harsher(&v(false, 0, 0.0, 8.0), &int8));
         let with = |mut s: Settings, tucker: Option<[usize; 2]>, nm: Option<(usize, usize)>| {
             s.tucker = tucker;
-            s.nm = nm.map(|(n, m)| NmSetting::Sparse(NmSparsity { n, m }));
+            s.nm = nm.map(|(n, m)| NmSetting::Sparse(NmSparsity::per_row(n, m)));
             s
         };
         let (t8, t4) =

@@ -188,6 +188,7 @@ pub(super) fn plan_conv(k: &Kernel, g: &Gemm, h: usize, pass: Pass, group: usize
         // a whole vector at either width (the ymm tile clamps to 8)
         last_lanes: 16,
         prefetch: g.a_bytes > k.caps.cache.l2,
+        indexed: None,
     };
     plan(k, t, h, 4)
 }

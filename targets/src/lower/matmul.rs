@@ -37,6 +37,7 @@ use super::gemm::Panels;
 use super::{Kernel, LResult};
 
 mod cols;
+mod sparse;
 
 /// At most this many vector accumulators per micro-tile (16 xmm registers:
 /// accumulators + one B vector per panel + a broadcast; DESIGN-NOTES §8).
@@ -210,7 +211,7 @@ pub fn gemm_core(
 ) {
     // callers pack their panels `[panel][k][l]`
     let pan = Panels::new(k.lanes(), kk, 1);
-    let t = Tiles { mm, n, kk, pan, packed: false, rows: Rows::All, epi: StoreEpi::NONE };
+    let t = Tiles { mm, n, kk, pan, packed: false, rows: Rows::All, epi: StoreEpi::NONE, sparse: None };
     gemm_tiles(k, &t, a, a_off, panel, out, o_off);
 }
 
@@ -273,6 +274,9 @@ struct Tiles {
     packed: bool,
     rows: Rows,
     epi: StoreEpi,
+    /// B in [`sparse`]'s block-sparse form (the `panel` pointer is its
+    /// blob; A is not packed).
+    sparse: Option<sparse::Sparse>,
 }
 
 /// `act(x * scale + addend + residual)` on one vector (`ty` the vector
@@ -308,6 +312,33 @@ fn finish(k: &mut Kernel, e: &StoreEpi, ty: Type, x: Value, ap: Option<Value>, r
     apply_act(k, ty, e.act, v)
 }
 
+/// Whether the store applies `act` in registers (the others run as a
+/// vector loop over each finished row block, [`act_rows`]).
+fn cheap_act(act: Act) -> bool {
+    matches!(act, Act::None | Act::Relu | Act::Clip { .. } | Act::LeakyRelu { .. } | Act::HardSwish)
+}
+
+/// The block-sparse form of a constant B ([`sparse::layout`]: `b` is `dims`
+/// = `(K, N)` with strides `strides`, times `scale`) and its blob, where
+/// the tiles apply the product's store `epi` and A (`a`, read in place)
+/// steps evenly along K.
+#[allow(clippy::too_many_arguments)]
+fn sparse_b(
+    k: &mut Kernel,
+    b: &[f32],
+    dims: (usize, usize),
+    strides: (usize, usize),
+    scale: f32,
+    a: AView,
+    epi: StoreEpi,
+    row_bias: bool,
+) -> Option<(sparse::Sparse, Value)> {
+    let in_regs = StoreEpi { act: if cheap_act(epi.act) { epi.act } else { Act::None }, ..epi };
+    sparse::tile_epi(row_bias, in_regs)?;
+    let (sp, bytes) = sparse::layout(k, b, dims, strides, scale, a.sk * 4)?;
+    Some((sp, k.blob(bytes)))
+}
+
 /// [`gemm_core`] with the tiling, A layout, row range and store epilogue
 /// of `t`.
 fn gemm_tiles(k: &mut Kernel, t: &Tiles, a: AView, a_off: Value, panel: (Value, bool), out: OutView, o_off: Value) {
@@ -316,7 +347,7 @@ fn gemm_tiles(k: &mut Kernel, t: &Tiles, a: AView, a_off: Value, panel: (Value, 
     // transcendental ones (Gelu, Sigmoid, ...) would be inlined into every
     // tile shape and, with the accumulators live, spill: they run instead
     // as a vector loop over each finished row block, still in L1.
-    let cheap = matches!(epi.act, Act::None | Act::Relu | Act::Clip { .. } | Act::LeakyRelu { .. } | Act::HardSwish);
+    let cheap = cheap_act(epi.act);
     let block_act = if cheap { None } else { Some(epi.act) };
     if !cheap {
         epi.act = Act::None;
@@ -439,6 +470,19 @@ fn gemm_tiles(k: &mut Kernel, t: &Tiles, a: AView, a_off: Value, panel: (Value, 
         }
     };
     let (rm, np0) = tile_shape(mm, n.div_ceil(l));
+    if let Some(sp) = t.sparse {
+        let at = sparse::At { a, a_off, blob: panel, out, o_off, epi };
+        row_blocks(k, mm, rm, t.rows, &mut |k, m0, rows| {
+            sparse::run(k, sp, n, &at, m0, rows);
+            if let Some(act) = block_act {
+                let e = k.b.ins().imul_imm_s(m0, out.ldo as i64);
+                let e = k.b.ins().iadd(e, o_off);
+                let first = k.addr(out.ptr, e, 4);
+                act_rows(k, act, first, rows, out.ldo * 4, n);
+            }
+        });
+        return;
+    }
     // Full groups of np full panels, then the remaining full panels one
     // group, then the partial panel.
     row_blocks(k, mm, rm, t.rows, &mut |k, m0, rows| {
@@ -490,11 +534,8 @@ fn wide_tiles(
     out: OutView,
     epi: StoreEpi,
 ) -> Option<super::gemm_wide::Wide> {
-    use crate::ukernel::avx2::{GemmTile, Init};
-    use crate::ukernel::epi::{Addend as TileAddend, TileEpi};
-    if out.bias.is_some() && epi.addend.is_some() {
-        return None;
-    }
+    use crate::ukernel::avx2::GemmTile;
+    let (init, tile_epi) = sparse::tile_epi(out.bias.is_some(), epi)?;
     let tile = GemmTile {
         rows: 0,
         vecs: 0,
@@ -503,16 +544,13 @@ fn wide_tiles(
         panel: t.pan.stride() as usize,
         group: t.pan.group(),
         ldo: out.ldo * 4,
-        init: if out.bias.is_some() { Init::RowBias } else { Init::Zero },
-        epi: TileEpi {
-            scale: epi.scale,
-            addend: epi.addend.map(|ad| TileAddend { per_column: ad.sn == 1, row: ad.sm * 4, scale: ad.scale }),
-            ..super::gemm_wide::act_epi(epi.act, epi.residual.is_some())?
-        },
+        init,
+        epi: tile_epi,
         // a whole vector at either width (the ymm tile clamps to 8)
         last_lanes: 16,
         // not measured to pay on the products (tiny_transformer: unchanged)
         prefetch: false,
+        indexed: None,
     };
     let bias_row = if out.bias.is_some() { 4 } else { epi.addend.map_or(0, |ad| ad.sm * 4) };
     super::gemm_wide::plan(k, tile, rows, bias_row)
@@ -665,20 +703,6 @@ fn gemm_shaped(k: &mut Kernel, gm: &kerf_ir::op::Gemm, e: Epilogue, (mm, kk, n):
     let alpha = gm.alpha.get();
     let b_const = k.const_f32(1);
     let pan = b_layout(k, kk);
-    let panel = match &b_const {
-        Some(bv) => {
-            let p = pack_b(bv, n, sk, sn, pan, alpha);
-            k.blob_f32(&p)
-        }
-        None => {
-            // every task packs all of B into its own scratch
-            let s = k.task_scratch(pan.bytes(1, n.div_ceil(l)));
-            let bp = k.input(1);
-            let z = k.ic(0);
-            pack_runtime(k, bp, z, n, sk, sn, pan, s);
-            s
-        }
-    };
     let beta = gm.beta.get();
     let addend = if k.node.inputs.len() > 2 && beta != 0.0 {
         let cs = bcast_strides(k.in_shape(2), &[mm, n]);
@@ -699,12 +723,29 @@ fn gemm_shaped(k: &mut Kernel, gm: &kerf_ir::op::Gemm, e: Epilogue, (mm, kk, n):
         residual: if e.residual { Some(k.input(3)) } else { None },
         act: Act::of(e.act)?,
     };
+    let sparse = b_const.as_ref().and_then(|bv| sparse_b(k, bv, (kk, n), (sk, sn), alpha, av, epi, false));
+    let panel = match (&b_const, sparse) {
+        (_, Some((_, blob))) => blob,
+        (Some(bv), None) => {
+            let p = pack_b(bv, n, sk, sn, pan, alpha);
+            k.blob_f32(&p)
+        }
+        (None, None) => {
+            // every task packs all of B into its own scratch
+            let s = k.task_scratch(pan.bytes(1, n.div_ceil(l)));
+            let bp = k.input(1);
+            let z = k.ic(0);
+            pack_runtime(k, bp, z, n, sk, sn, pan, s);
+            s
+        }
+    };
     let out = k.output(0);
     let z = k.ic(0);
     let ov = OutView { ptr: out, ldo: n, bias: None };
     let ro_b = b_const.is_some();
-    let packed = wants_packed_a(k, mm, n);
-    let t = Tiles { mm, n, kk, pan, packed, rows, epi };
+    let sparse = sparse.map(|(sp, _)| sp);
+    let packed = sparse.is_none() && wants_packed_a(k, mm, n);
+    let t = Tiles { mm, n, kk, pan, packed, rows, epi, sparse };
     if let Some(range) = chunks {
         // fewer rows than a row block: A is never packed
         cols::run(k, &t, (av, z), (panel, ro_b), (ov, z), range);
@@ -749,14 +790,19 @@ pub(super) fn by_weights(
     let (rm, _) = tile_shape(mm, n.div_ceil(k.lanes()));
     let rows = split_rows(k, mm, rm, 2 * kk * n * p.batches)?;
     let pan = b_layout(k, kk);
-    let panel = {
-        let packed = pack_b(p.w, n, 1, kk, pan, 1.0);
-        k.blob_f32(&packed)
-    };
     let addend = p.bias.map(|b| Addend { ptr: k.blob_f32(b), sm: 0, sn: 1, scale: 1.0 });
     let epi = StoreEpi { scale: None, addend, residual: None, act: p.act };
-    let packed = wants_packed_a(k, mm, n);
-    let t = Tiles { mm, n, kk, pan, packed, rows, epi };
+    let sparse = sparse_b(k, p.w, (kk, n), (1, kk), 1.0, p.a, epi, false);
+    let panel = match sparse {
+        Some((_, blob)) => blob,
+        None => {
+            let packed = pack_b(p.w, n, 1, kk, pan, 1.0);
+            k.blob_f32(&packed)
+        }
+    };
+    let sparse = sparse.map(|(sp, _)| sp);
+    let packed = sparse.is_none() && wants_packed_a(k, mm, n);
+    let t = Tiles { mm, n, kk, pan, packed, rows, epi, sparse };
     let packed_a = packed.then(|| k.scratch(mm * kk * 4));
     let (lo, hi) = match rows {
         Rows::All => (k.ic(0), k.ic(mm as i64)),
@@ -808,8 +854,15 @@ fn lower_matmul(k: &mut Kernel, fused: Option<Epilogue>) -> LResult {
     let out = k.output(0);
     let pan = b_layout(k, kk);
     let panel_elems = pan.bytes(1, n.div_ceil(l)) / 4;
-    let packed = wants_packed_a(k, mm, n);
-    let t = Tiles { mm, n, kk, pan, packed, rows, epi };
+    // one constant B for every batch: its block-sparse form, if it has one
+    let one_b = bsh[..bsh.len() - 2].iter().product::<usize>() == 1;
+    let b_const = k.const_f32(1);
+    let sparse = match &b_const {
+        Some(bv) if one_b => sparse_b(k, bv, (kk, n), (n, 1), 1.0, av, epi, false),
+        _ => None,
+    };
+    let packed = sparse.is_none() && wants_packed_a(k, mm, n);
+    let t = Tiles { mm, n, kk, pan, packed, rows, epi, sparse: sparse.map(|(sp, _)| sp) };
     // One batch's A, repacked into row blocks (reused across batches; the
     // tasks pack disjoint rows).
     let packed_a = if packed { Some(k.scratch(mm * kk * 4)) } else { None };
@@ -824,8 +877,16 @@ fn lower_matmul(k: &mut Kernel, fused: Option<Epilogue>) -> LResult {
             None => gemm_tiles(k, &t, av, ao, panel, ov, oo),
         }
     };
-    match k.const_f32(1) {
-        Some(bv) => {
+    match (b_const, sparse) {
+        (_, Some((_, blob))) => {
+            k.nest(&batch, &mut |k, idx| {
+                let ao = k.linear(idx, &a_bs);
+                let bi = k.linear(idx, &kerf_ir::eval::strides(&batch));
+                let oo = k.b.ins().imul_imm_s(bi, (mm * n) as i64);
+                product(k, ao, (blob, true), oo);
+            });
+        }
+        (Some(bv), None) => {
             // One packed panel set per distinct B batch.
             let nbb: usize = bsh[..bsh.len() - 2].iter().product();
             let mut all = Vec::with_capacity(nbb * panel_elems);
@@ -843,7 +904,7 @@ fn lower_matmul(k: &mut Kernel, fused: Option<Epilogue>) -> LResult {
                 product(k, ao, (pp, true), oo);
             });
         }
-        None => {
+        (None, _) => {
             // every task packs each batch's B into its own scratch
             let bp = k.input(1);
             let s = k.task_scratch(panel_elems * 4);

@@ -88,7 +88,20 @@ pub struct GemmTile {
     /// (MobileNetV2 +2% with them; ResNet-18 −5% to −6%, Zen 4, both
     /// widths).
     pub prefetch: bool,
+    /// Block-sparse B (`Some(bytes)`): `b` points at one block of 16
+    /// columns in its compact form, the `k` argument counts its kept K
+    /// steps, and per kept step the list that starts at `b` holds a `u32`:
+    /// the byte offset of that step's A column from `a` (`a_step` unused);
+    /// the list takes `bytes` (a multiple of 64), then come the steps'
+    /// B values, 16 f32 (64 bytes) each, vector `j` at `32·j` (`ymm`,
+    /// `vecs` 2, or 1 for a last block of at most 8 columns) or the one
+    /// `zmm`. No prefetch. `None`: dense, B in panels as above.
+    pub indexed: Option<usize>,
 }
+
+/// Bytes of one kept K step of a block-sparse B ([`GemmTile::indexed`]):
+/// 16 f32, the columns of a block.
+pub const INDEXED_STEP: usize = 64;
 
 impl GemmTile {
     /// Byte offset of element (row `r`, vector `j` of `width` columns) in
@@ -183,6 +196,20 @@ fn k_loop(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedErr
     let (a_p, b_p, n) = (rdi, rsi, r9);
     let bvecs = [(ymm12, xmm12), (ymm13, xmm13)];
     let av = ymm14;
+    if let Some(list) = t.indexed {
+        return indexed_loop(a, list, n, |a| {
+            for (j, &(bvec, _)) in bvecs.iter().enumerate().take(pairs) {
+                a.vmovups(bvec, ymmword_ptr(INDEXED_B + (32 * j) as i64))?;
+            }
+            for r in 0..rows {
+                a.vbroadcastss(av, dword_ptr(a_p + rax + (r * t.a_row) as i64))?;
+                for (j, &(bvec, _)) in bvecs.iter().enumerate().take(pairs) {
+                    a.vfmadd231ps(acc(r, j), bvec, av)?;
+                }
+            }
+            Ok(())
+        });
+    }
     super::counted_loop(a, n, |a| {
         if t.prefetch {
             a.prefetcht0(byte_ptr(a_p + 1024))?;
@@ -203,6 +230,28 @@ fn k_loop(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedErr
         }
         a.add(b_p, t.b_step())?;
         a.add(a_p, t.a_step as i32)
+    })
+}
+
+/// The B pointer of a block-sparse tile's K loop ([`indexed_loop`]).
+pub(crate) const INDEXED_B: AsmRegister64 = r10;
+
+/// A block-sparse tile's K loop ([`GemmTile::indexed`]): `n` kept steps;
+/// before each `step`, `rax` holds the step's A offset (from the list at
+/// `rsi`) and [`INDEXED_B`] points at its 16 B values.
+pub(crate) fn indexed_loop(
+    a: &mut CodeAssembler,
+    list: usize,
+    n: AsmRegister64,
+    mut step: impl FnMut(&mut CodeAssembler) -> Result<(), IcedError>,
+) -> Result<(), IcedError> {
+    a.lea(INDEXED_B, qword_ptr(rsi + list as i64))?;
+    super::counted_loop(a, n, |a| {
+        // the 32-bit load zero-extends into rax
+        a.mov(eax, dword_ptr(rsi))?;
+        step(a)?;
+        a.add(rsi, 4)?;
+        a.add(INDEXED_B, INDEXED_STEP as i32)
     })
 }
 

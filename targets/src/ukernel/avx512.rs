@@ -262,7 +262,9 @@ pub fn zmm_max_rows() -> usize {
 /// of 12; the two-quad tile runs at peak either way).
 pub fn zmm_gemm_tile(t: &GemmTile) -> Result<Vec<u8>, IcedError> {
     debug_assert_eq!(t.group, 4, "the zmm tile reads B in groups of four panels");
-    let sh = ZmmShape { rows: t.rows.clamp(1, zmm_max_rows()), vecs: t.vecs.clamp(1, 2) };
+    // a block-sparse B is one quad of columns
+    let vecs = if t.indexed.is_some() { 1 } else { t.vecs.clamp(1, 2) };
+    let sh = ZmmShape { rows: t.rows.clamp(1, zmm_max_rows()), vecs };
     let lanes = t.last_lanes.clamp(1, 16);
     let out_p = rdx;
     let mut a = CodeAssembler::new(64)?;
@@ -340,6 +342,16 @@ fn zmm_k_loop(a: &mut CodeAssembler, t: &GemmTile, sh: &ZmmShape) -> Result<(), 
     let (a_p, b_p, n) = (rdi, rsi, r9);
     let bvecs = [zmm24, zmm25];
     let bcast = [zmm26, zmm27, zmm28, zmm29];
+    if let Some(list) = t.indexed {
+        // one block of 16 columns: one quad, A's broadcast in the FMA
+        return super::avx2::indexed_loop(a, list, n, |a| {
+            a.vmovups(bvecs[0], zmmword_ptr(super::avx2::INDEXED_B))?;
+            for r in 0..sh.rows {
+                a.vfmadd231ps(sh.acc(r, 0), bvecs[0], dword_bcst(a_p + rax + (r * t.a_row) as i64))?;
+            }
+            Ok(())
+        });
+    }
     super::counted_loop(a, n, |a| {
         if t.prefetch {
             a.prefetcht0(byte_ptr(a_p + 1024))?;

@@ -44,9 +44,15 @@ pub(super) fn run(
     let l = k.lanes();
     let chunk = |k: &mut Kernel, u: Value, width: usize| {
         let c0 = k.b.ins().imul_imm_s(u, CHUNK as i64);
-        let p0 = k.b.ins().imul_imm_s(u, (CHUNK / l) as i64);
-        let pb = t.pan.at_dyn(k, p0);
-        let pp = k.b.ins().iadd(panel, pb);
+        let pp = match t.sparse {
+            // the chunk's first block
+            Some(sp) => k.addr(panel, u, (CHUNK / super::sparse::BLOCK * sp.stride) as i64),
+            None => {
+                let p0 = k.b.ins().imul_imm_s(u, (CHUNK / l) as i64);
+                let pb = t.pan.at_dyn(k, p0);
+                k.b.ins().iadd(panel, pb)
+            }
+        };
         let oo = k.b.ins().iadd(o_off, c0);
         let mut epi = t.epi;
         if let Some(ad) = epi.addend.as_mut().filter(|ad| ad.sn == 1) {

@@ -1,0 +1,201 @@
+//! Block-sparse products by constant weights: where every block of 16
+//! output columns of B skips the same K rows (block-shared N:M,
+//! `--prune-nm 2:4/16`, or zeros a training-time tool left in that shape),
+//! the assembled tiles run only the kept K steps of each block
+//! ([`crate::ukernel::avx2::GemmTile::indexed`]): per kept step one `u32`
+//! offset into A, one 16-column B vector (`zmm`, or two `ymm`) and one
+//! A broadcast per row. No zero is multiplied and none is stored.
+//!
+//! Contract: for every output, the multiply-add chain runs over the
+//! block's kept K rows in increasing order, then the epilogue of the dense
+//! tiles; the dense product adds the skipped rows' zero products too, so
+//! results equal the dense ones for finite inputs (`+0` added, not
+//! always the same bits: `x + 0·y` rounds like `x`). Lists shorter than
+//! the layer's longest are padded with steps of zero weights (exact the
+//! same way). A is read in place (never packed: the offsets are its
+//! column offsets). Only where the target has the assembled tiles
+//! (AVX2 + FMA) and the epilogue is one they apply; elsewhere the dense
+//! engine runs the zeros.
+
+use cranelift_codegen::ir::{InstBuilder, Value};
+
+use super::super::gemm_wide::act_epi;
+use super::super::{Family, Kernel};
+use super::{AView, OutView, StoreEpi};
+use crate::ukernel::avx2::{gemm_tile, max_rows, GemmTile, Init, INDEXED_STEP};
+use crate::ukernel::avx512::{zmm_gemm_tile, zmm_max_rows};
+use crate::ukernel::epi::{Addend as TileAddend, TileEpi};
+
+/// Output columns per block (one `zmm`, two `ymm`).
+pub(super) const BLOCK: usize = 16;
+
+/// The most kept K steps, as a fraction of K, at which the block-sparse
+/// tiles run instead of the dense ones (fewer steps, but A read with
+/// per-step offsets and no packing).
+pub(super) const MAX_KEPT: f64 = 0.75;
+
+/// A constant B in blocks: each `stride` bytes, `list` bytes of A offsets
+/// then `steps` × 64 bytes of B values.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sparse {
+    pub steps: usize,
+    pub list: usize,
+    pub stride: usize,
+}
+
+/// A constant B's block-sparse form, if it has one worth running: `b` is
+/// `kk × n` with element `(k, j)` at `b[k·sk + j·sn]`, times `scale`; the
+/// step of A between K columns is `a_step` bytes. `None` without the
+/// assembled tiles, with more than [`MAX_KEPT`] of K kept in some block,
+/// or with offsets past `u32`.
+pub(crate) fn layout(
+    k: &Kernel,
+    b: &[f32],
+    (kk, n): (usize, usize),
+    (sk, sn): (usize, usize),
+    scale: f32,
+    a_step: usize,
+) -> Option<(Sparse, Vec<u8>)> {
+    if !k.caps.avx2 || k.lanes() != 4 || kk == 0 || n == 0 || (kk * a_step) > u32::MAX as usize {
+        return None;
+    }
+    let blocks = n.div_ceil(BLOCK);
+    let kept: Vec<Vec<usize>> = (0..blocks)
+        .map(|c| {
+            let cols = c * BLOCK..(c * BLOCK + BLOCK).min(n);
+            (0..kk).filter(|&r| cols.clone().any(|j| b[r * sk + j * sn] != 0.0)).collect()
+        })
+        .collect();
+    let steps = kept.iter().map(Vec::len).max().unwrap_or(0);
+    if steps as f64 > MAX_KEPT * kk as f64 {
+        return None;
+    }
+    let list = (4 * steps).div_ceil(INDEXED_STEP) * INDEXED_STEP;
+    let stride = list + steps * INDEXED_STEP;
+    let mut bytes = Vec::with_capacity(blocks * stride);
+    for (c, rows) in kept.iter().enumerate() {
+        // padding steps: the block's first kept row (or row 0), zero weights
+        let pad = rows.first().copied().unwrap_or(0);
+        let at = |i: usize| rows.get(i).copied();
+        for i in 0..list / 4 {
+            let off = if i < steps { (at(i).unwrap_or(pad) * a_step) as u32 } else { 0 };
+            bytes.extend(off.to_le_bytes());
+        }
+        for i in 0..steps {
+            for l in 0..BLOCK {
+                let j = c * BLOCK + l;
+                let v = match at(i) {
+                    Some(r) if j < n => scale * b[r * sk + j * sn],
+                    _ => 0.0,
+                };
+                bytes.extend(v.to_le_bytes());
+            }
+        }
+    }
+    Some((Sparse { steps, list, stride }, bytes))
+}
+
+/// Whether the tiles apply the store `epi` (after the engine moved long
+/// activations out of it) with or without a row bias.
+pub(super) fn tile_epi(row_bias: bool, epi: StoreEpi) -> Option<(Init, TileEpi)> {
+    if row_bias && epi.addend.is_some() {
+        return None;
+    }
+    let tile = TileEpi {
+        scale: epi.scale,
+        addend: epi.addend.map(|ad| TileAddend { per_column: ad.sn == 1, row: ad.sm * 4, scale: ad.scale }),
+        ..act_epi(epi.act, epi.residual.is_some())?
+    };
+    Some((if row_bias { Init::RowBias } else { Init::Zero }, tile))
+}
+
+/// Where one call of the block-sparse tiles works.
+pub(super) struct At {
+    /// The product's A (read in place) at this batch: `a.ptr + a_off`.
+    pub a: AView,
+    pub a_off: Value,
+    /// The blocks' blob.
+    pub blob: Value,
+    pub out: OutView,
+    pub o_off: Value,
+    pub epi: StoreEpi,
+}
+
+/// The block-sparse tiles over every column block of the rows `m0 ..
+/// m0 + rows` of an `n`-column product.
+pub(super) fn run(k: &mut Kernel, sp: Sparse, n: usize, at: &At, m0: Value, rows: usize) {
+    let Some((init, epi)) = tile_epi(at.out.bias.is_some(), at.epi) else {
+        unreachable!("block-sparse products are planned only with a tile epilogue")
+    };
+    let zmm = k.caps.avx512;
+    let step = if zmm { zmm_max_rows() } else { max_rows(2) };
+    let tile = |r: usize, lanes: usize| {
+        let vecs = if zmm || lanes > 8 { 2 } else { 1 };
+        let last = if zmm { lanes } else { lanes - 8 * (vecs - 1) };
+        let t = GemmTile {
+            rows: r,
+            vecs,
+            a_row: at.a.sm * 4,
+            a_step: 0,
+            panel: 0,
+            group: if zmm { 4 } else { 2 },
+            ldo: at.out.ldo * 4,
+            init,
+            epi,
+            last_lanes: last,
+            prefetch: false,
+            indexed: Some(sp.list),
+        };
+        let code = if zmm { zmm_gemm_tile(&t) } else { gemm_tile(&t) };
+        code.unwrap_or_else(|e| unreachable!("block-sparse tile {t:?}: {e}"))
+    };
+    let (full, tail) = (n / BLOCK, n % BLOCK);
+    let family = if zmm { Family::Avx512 } else { Family::Avx2 };
+    let sref = k.ukernel_sig(6);
+    for r0 in (0..rows).step_by(step) {
+        let h = step.min(rows - r0);
+        let call = |k: &mut Kernel, c: Value, code: Value| {
+            let p = ptrs(k, sp, at, m0, r0, c);
+            let steps = k.ic(sp.steps as i64);
+            k.b.ins().call_indirect(sref, code, &[p[0], p[1], p[2], p[3], p[4], steps]);
+        };
+        if full > 0 {
+            let code = k.code(family, tile(h, BLOCK));
+            k.for_n(0, full as i64, 1, |k, c| call(k, c, code));
+        }
+        if tail > 0 {
+            let code = k.code(family, tile(h, tail));
+            let c = k.ic(full as i64);
+            call(k, c, code);
+        }
+    }
+}
+
+/// The tile arguments `a, b, out, bias, residual` for rows `m0 + r0 ..`
+/// and column block `c` (I64).
+fn ptrs(k: &mut Kernel, sp: Sparse, at: &At, m0: Value, r0: usize, c: Value) -> [Value; 5] {
+    let m = k.b.ins().iadd_imm_s(m0, r0 as i64);
+    let mo = k.b.ins().imul_imm_s(m, at.a.sm as i64);
+    let ao = k.b.ins().iadd(mo, at.a_off);
+    let a = k.addr(at.a.ptr, ao, 4);
+    let b = k.addr(at.blob, c, sp.stride as i64);
+    let col = k.b.ins().imul_imm_s(c, BLOCK as i64);
+    let row = k.b.ins().imul_imm_s(m, at.out.ldo as i64);
+    let e = k.b.ins().iadd(row, col);
+    let e = k.b.ins().iadd(e, at.o_off);
+    let out = k.addr(at.out.ptr, e, 4);
+    let bias = match (at.out.bias, at.epi.addend) {
+        (Some(bp), _) => k.addr(bp, m, 4),
+        (None, Some(ad)) => {
+            let ae = k.b.ins().imul_imm_s(m, ad.sm as i64);
+            let ae = if ad.sn == 0 { ae } else { k.b.ins().iadd(ae, col) };
+            k.addr(ad.ptr, ae, 4)
+        }
+        (None, None) => k.ic(0),
+    };
+    let residual = match at.epi.residual {
+        Some(rb) => k.addr(rb, e, 4),
+        None => k.ic(0),
+    };
+    [a, b, out, bias, residual]
+}
