@@ -120,6 +120,14 @@ pub fn variants(site: &layer::Site) -> Vec<Variant> {
             t.settings.nm = Some(NmSetting::Sparse(two_four));
             v.push(t);
         }
+        // products: 16 output channels sharing their positions, which the
+        // f32 block-sparse tiles run at half the time (int8 products run
+        // the dense integer kernels)
+        if matches!(site.kind, kerf_compress::layer::Kind::MatMulKn | kerf_compress::layer::Kind::MatMulNk) {
+            let mut t = variant("nm2:4/16", false, 0, 0.0, 0.0);
+            t.settings.nm = Some(NmSetting::Sparse(NmSparsity { block: 16, ..two_four }));
+            v.push(t);
+        }
     }
     v
 }
@@ -127,7 +135,8 @@ pub fn variants(site: &layer::Site) -> Vec<Variant> {
 /// Whether `b` compresses at least as hard as `a` in every respect (int8
 /// over f32, a smaller pattern library, more kernels removed, patterns
 /// shared by at least as many input channels, a lower
-/// rank, lower Tucker-2 ranks, a smaller N:M fraction kept). The per-layer sweep skips `b` when `a` alone already misses the
+/// rank, lower Tucker-2 ranks, a smaller N:M fraction kept, N:M positions
+/// shared by more output channels). The per-layer sweep skips `b` when `a` alone already misses the
 /// budget: losses grow with each of these (the assumption every
 /// accuracy-aware search makes). Under a tight budget most of a sensitive
 /// layer's variants go unmeasured.
@@ -142,6 +151,10 @@ pub(crate) fn harsher(b: &Settings, a: &Settings) -> bool {
         Some(NmSetting::Sparse(nm)) => nm.n as f64 / nm.m as f64,
         _ => 1.0,
     };
+    let block = |s: &Settings| match s.nm {
+        Some(NmSetting::Sparse(nm)) => nm.block,
+        _ => 1,
+    };
     let (tb, ta) = (tucker(b), tucker(a));
     (int8(b) || !int8(a))
         && library(b) <= library(a)
@@ -151,6 +164,7 @@ pub(crate) fn harsher(b: &Settings, a: &Settings) -> bool {
         && tb[0] <= ta[0]
         && tb[1] <= ta[1]
         && kept(b) <= kept(a)
+        && block(b) >= block(a)
 }
 
 /// Every product at the rank its per-layer variant uses (min(N, K)/4),
@@ -256,5 +270,9 @@ mod tests {
         let (nm24, nm14) =
             (with(v(false, 0, 0.0, 0.0), None, Some((2, 4))), with(v(true, 0, 0.0, 0.0), None, Some((1, 4))));
         assert!(harsher(&nm14, &nm24) && !harsher(&nm24, &nm14) && harsher(&nm14, &int8) && !harsher(&int8, &nm24));
+        // positions shared by a block of output channels: harsher than each its own
+        let mut nm24b = nm24.clone();
+        nm24b.nm = Some(NmSetting::Sparse(NmSparsity { block: 16, ..NmSparsity::per_row(2, 4) }));
+        assert!(harsher(&nm24b, &nm24) && !harsher(&nm24, &nm24b) && !harsher(&nm24b, &nm14));
     }
 }

@@ -30,9 +30,20 @@ use crate::ukernel::epi::{Addend as TileAddend, TileEpi};
 pub(super) const BLOCK: usize = 16;
 
 /// The most kept K steps, as a fraction of K, at which the block-sparse
-/// tiles run instead of the dense ones (fewer steps, but A read with
-/// per-step offsets and no packing).
-pub(super) const MAX_KEPT: f64 = 0.75;
+/// tiles run instead of the dense ones for a product of `mm` rows. With
+/// four rows or more a tile has as many independent FMA chains as the
+/// dense one and its time follows the kept steps (128 × 384 · 384 × 1536,
+/// Zen 4: 1:4 0.33, 2:4 0.65, 5:8 0.81, 3:4 0.99 ms against 1.32 dense;
+/// 20 and 4 rows faster at 7:8 too). A one-row product's tile is one
+/// chain per block where the dense one has two (512 × 1000: 2:4 0.016,
+/// 3:4 0.025 ms against 0.023 dense): break-even near 0.69.
+fn max_kept(mm: usize) -> f64 {
+    if mm >= 4 {
+        0.9
+    } else {
+        0.65
+    }
+}
 
 /// A constant B in blocks: each `stride` bytes, `list` bytes of A offsets
 /// then `steps` × 64 bytes of B values.
@@ -45,16 +56,16 @@ pub(crate) struct Sparse {
 
 /// A constant B's block-sparse form, if it has one worth running: `b` is
 /// `kk × n` with element `(k, j)` at `b[k·sk + j·sn]`, times `scale`; the
-/// step of A between K columns is `a_step` bytes. `None` without the
-/// assembled tiles, with more than [`MAX_KEPT`] of K kept in some block,
-/// or with offsets past `u32`.
+/// step of A between K columns is `a_step` bytes; the product has `mm`
+/// rows. `None` without the assembled tiles, with more than
+/// [`max_kept`]`(mm)` of K kept in some block, or with offsets past `u32`.
 pub(crate) fn layout(
     k: &Kernel,
     b: &[f32],
     (kk, n): (usize, usize),
     (sk, sn): (usize, usize),
     scale: f32,
-    a_step: usize,
+    (a_step, mm): (usize, usize),
 ) -> Option<(Sparse, Vec<u8>)> {
     if !k.caps.avx2 || k.lanes() != 4 || kk == 0 || n == 0 || (kk * a_step) > u32::MAX as usize {
         return None;
@@ -67,7 +78,7 @@ pub(crate) fn layout(
         })
         .collect();
     let steps = kept.iter().map(Vec::len).max().unwrap_or(0);
-    if steps as f64 > MAX_KEPT * kk as f64 {
+    if steps as f64 > max_kept(mm) * kk as f64 {
         return None;
     }
     let list = (4 * steps).div_ceil(INDEXED_STEP) * INDEXED_STEP;

@@ -1,0 +1,204 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Block-sparse products (`lower/matmul/sparse.rs`): constant weights
+//! whose 16-column blocks skip the same K rows run only the kept steps on
+//! the assembled tiles. The results equal the dense engine's bit for bit
+//! (a skipped step adds `0·x = +0`, which leaves a finite sum as it is)
+//! and the reference evaluator's within 1e-5 + 1e-4·max|ref|; threaded
+//! runs equal serial ones; and the objects for `haswell` and
+//! `sapphirerapids` call tiles that read A at listed offsets and hold
+//! fewer weight bytes, on any host. The shapes cover every row count of
+//! a tile (1..13), a last block of 1..15 columns (and of more than and at
+//! most 8, the `ymm` tile's one- and two-vector forms), blocks with fewer
+//! kept rows than the longest (padded) and with none, transposed Gemm
+//! operands, row and column addends, `alpha`, Relu / HardSwish /
+//! residual in the tile, Gelu after it and LeakyRelu (dense: not a tile epilogue), batched MatMul and the
+//! column-chunked one-row product.
+
+mod common;
+use common::{close, list, reference, t, xs};
+use kerf_ir::Tensor;
+use kerf_targets::{jit_compile, CompileOptions};
+
+/// `k × n` weights (row-major) where each block of 16 columns keeps 2 of
+/// every 4 rows (`keep` rotates the choice per block), block `empty` (if
+/// any) keeps no row, and block `short` keeps one of every 4.
+fn weights(kk: usize, n: usize, empty: Option<usize>, short: Option<usize>) -> Vec<f32> {
+    let v = xs(kk * n + 5);
+    let mut w = vec![0f32; kk * n];
+    for r in 0..kk {
+        for j in 0..n {
+            let blk = j / 16;
+            let pos = (r + blk) % 4;
+            let kept = match () {
+                _ if Some(blk) == empty => false,
+                _ if Some(blk) == short => pos == 0,
+                _ => pos < 2,
+            };
+            if kept {
+                w[r * n + j] = v[r * n + j + 5] * 0.05;
+            }
+        }
+    }
+    w
+}
+
+/// `w` (`k × n`, row-major) transposed.
+fn transposed(w: &[f32], kk: usize, n: usize) -> Vec<f32> {
+    (0..n).flat_map(|j| (0..kk).map(move |r| w[r * n + j])).collect()
+}
+
+fn input(shape: &[usize], seed: usize) -> Tensor {
+    let n: usize = shape.iter().product();
+    t(shape, &xs(n + seed)[seed..].iter().map(|x| x * 0.25).collect::<Vec<_>>())
+}
+
+/// A `MatMulFused` of `[m, k]` by block-sparse `[k, n]` weights, bias and
+/// `act`, with a residual when `residual`.
+fn matmul(m: usize, kk: usize, n: usize, act: &str, residual: bool) -> (String, Vec<Tensor>) {
+    let w = weights(kk, n, (n > 48).then_some(1), (n > 32).then_some(2));
+    let b: Vec<f32> = (0..n).map(|i| 0.02 * i as f32 - 0.3).collect();
+    let text = format!(
+        "graph \"g\"\n  input %0 \"a\": f32[{m},{kk}]\n  input %9 \"r\": f32[{m},{n}]\n  const %1 \"w\": f32[{kk},{n}] = {}\n  const %2 \"b\": f32[{n}] = {}\n  %3 = MatMulFused{{layer=\"m\", act={act}, residual={residual}}}(%0, %1, %2{}): f32[{m},{n}] @\"m\"\n  output \"y\" = %3\n",
+        list(&w),
+        list(&b),
+        if residual { ", %9" } else { "" }
+    );
+    (text, vec![input(&[m, kk], 1), input(&[m, n], 2)])
+}
+
+/// A `Gemm` by block-sparse weights stored transposed (`trans_b`), with
+/// `alpha`, and `C` one value per row (`[m, 1]`) or per column.
+fn gemm(m: usize, kk: usize, n: usize, trans_a: bool, per_row: bool) -> (String, Vec<Tensor>) {
+    let w = transposed(&weights(kk, n, None, Some(0)), kk, n);
+    let (c_shape, c) = if per_row { (format!("{m},1"), m) } else { (format!("{n}"), n) };
+    let cv: Vec<f32> = (0..c).map(|i| 0.1 * i as f32 - 0.4).collect();
+    let a_shape = if trans_a { [kk, m] } else { [m, kk] };
+    let text = format!(
+        "graph \"g\"\n  input %0 \"a\": f32[{},{}]\n  const %1 \"w\": f32[{n},{kk}] = {}\n  const %2 \"c\": f32[{c_shape}] = {}\n  %3 = Gemm{{alpha=0.5, beta=2.0, trans_a={trans_a}, trans_b=true, layer=\"g\"}}(%0, %1, %2): f32[{m},{n}] @\"g\"\n  output \"y\" = %3\n",
+        a_shape[0],
+        a_shape[1],
+        list(&w),
+        list(&cv)
+    );
+    (text, vec![input(&a_shape, 3)])
+}
+
+/// A batched MatMul: `[2, m, k]` by one block-sparse `[k, n]`.
+fn batched(m: usize, kk: usize, n: usize) -> (String, Vec<Tensor>) {
+    let w = weights(kk, n, None, None);
+    let text = format!(
+        "graph \"g\"\n  input %0 \"a\": f32[2,{m},{kk}]\n  const %1 \"w\": f32[{kk},{n}] = {}\n  %2 = MatMul{{layer=\"m\"}}(%0, %1): f32[2,{m},{n}] @\"m\"\n  output \"y\" = %2\n",
+        list(&w)
+    );
+    (text, vec![input(&[2, m, kk], 4)])
+}
+
+fn cases() -> Vec<(String, Vec<Tensor>)> {
+    let mut cs = Vec::new();
+    // every tile height (12-row blocks, the ymm tile's 6) and last block width
+    for m in 1..=13 {
+        let n = 16 * (1 + m % 3) + m % 16;
+        cs.push(matmul(m, 4 * (m % 5) + 8, n, if m % 2 == 0 { "Relu" } else { "None" }, m % 3 == 0));
+    }
+    cs.push(matmul(37, 64, 70, "HardSwish", true));
+    // an activation the tile does not apply: a pass over each row block
+    cs.push(matmul(20, 48, 40, "Gelu, act_tanh=false", false));
+    cs.push(matmul(7, 32, 24, "LeakyRelu, act_alpha=0.1", true));
+    cs.push(gemm(13, 32, 44, false, true));
+    cs.push(gemm(9, 24, 37, true, false));
+    cs.push(batched(20, 48, 36));
+    // one row, 200 columns: split over column chunks of 64
+    cs.push(matmul(1, 64, 200, "Relu", false));
+    cs
+}
+
+/// Micro-kernels on (block-sparse where the host has AVX2) and off (the
+/// dense 128-bit engine multiplying the zeros) give the same bits, and
+/// the reference's values.
+#[test]
+fn block_sparse_products_equal_the_dense_ones() {
+    for cpu in host_cpus() {
+        for (i, (text, ins)) in cases().iter().enumerate() {
+            check(cpu, i, text, ins);
+        }
+    }
+}
+
+/// The presets whose tiles the host runs: `native`, and `haswell` too
+/// where `native` means the 512-bit tiles. Without AVX2 only the dense
+/// engine runs (said once).
+fn host_cpus() -> Vec<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if !(has!("avx2") && has!("fma")) {
+            eprintln!("no AVX2 + FMA on this CPU: the block-sparse tiles are not run here (the objects are checked)");
+        } else if has!("avx512f") && has!("avx512vl") {
+            return vec!["native", "haswell"];
+        } else {
+            eprintln!("no AVX-512F + VL on this CPU: the 512-bit block-sparse tile is not run here");
+        }
+    }
+    vec!["native"]
+}
+
+fn check(cpu: &str, i: usize, text: &str, ins: &[Tensor]) {
+    {
+        let g = kerf_ir::text::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let want = reference(&g, ins).remove(0);
+        let mut outs = Vec::new();
+        for ukernels in [true, false] {
+            let mut o = CompileOptions::parse("host", cpu, "t").unwrap();
+            o.ukernels = ukernels;
+            let jm = jit_compile(&g, &o).unwrap_or_else(|e| panic!("case {i}: {e}"));
+            let y = common::run_rt(jm.model(), ins, None);
+            let y: Vec<f32> = y.chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            close(&format!("case {i} ({cpu}, micro-kernels {ukernels})"), &y, &want, 1e-5, 1e-4);
+            outs.push(y);
+        }
+        let diff = outs[0].iter().zip(&outs[1]).position(|(a, b)| a.to_bits() != b.to_bits());
+        assert!(diff.is_none(), "case {i} ({cpu}): element {diff:?} differs from the dense engine's");
+    }
+}
+
+#[test]
+fn block_sparse_threads_equal_serial() {
+    let (text, ins) = matmul(64, 96, 100, "Relu", true);
+    common::threaded_equals_serial("block-sparse 64x96x100", &text, &ins);
+}
+
+/// For `haswell` (`ymm`) and `sapphirerapids` (`zmm`) the object's tiles
+/// read A at a listed offset (`[rdi + rax + row]`) and its constant data
+/// holds about half the dense weight bytes (2:4 kept plus one `u32` per
+/// kept row and block); with every row kept (zeros scattered, one column
+/// in eight) the product stays dense. `baseline` has no tiles: dense.
+#[test]
+fn block_sparse_objects_skip_the_zeros() {
+    use iced_x86::Register;
+    let (kk, n) = (96, 64);
+    let sparse = matmul(24, kk, n, "Relu", false).0;
+    let dense_w: Vec<f32> = (0..kk * n).map(|i| if i % 8 == 0 { 0.0 } else { 0.01 * (i % 13) as f32 }).collect();
+    let dense = sparse.replace(&list(&weights(kk, n, (n > 48).then_some(1), (n > 32).then_some(2))), &list(&dense_w));
+    assert_ne!(dense, sparse);
+    let compile = |text: &str, cpu: &str| {
+        let g = kerf_ir::text::parse(text).unwrap();
+        let o = CompileOptions::parse("x86_64-unknown-linux-gnu", cpu, "t").unwrap();
+        let rodata = kerf_targets::compile_object(&g, &o).unwrap().report.rodata_bytes;
+        let listed = common::kernel_instructions(&g, cpu).iter().any(|i| {
+            i.memory_base() == Register::RDI && i.memory_index() == Register::RAX && i.memory_index_scale() == 1
+        });
+        (rodata, listed)
+    };
+    let weight_bytes = kk * n * 4;
+    for cpu in ["haswell", "sapphirerapids"] {
+        let (sparse_rodata, listed) = compile(&sparse, cpu);
+        assert!(listed, "{cpu}: no tile reads A at listed offsets");
+        let (dense_rodata, dense_listed) = compile(&dense, cpu);
+        assert!(!dense_listed, "{cpu}: every row kept, yet block-sparse");
+        assert!(
+            dense_rodata - sparse_rodata > weight_bytes * 4 / 10,
+            "{cpu}: constant data {sparse_rodata} B sparse vs {dense_rodata} B dense ({weight_bytes} B of weights)"
+        );
+    }
+    assert!(!compile(&sparse, "baseline").1, "baseline: block-sparse tiles without AVX2");
+}
