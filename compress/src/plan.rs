@@ -17,7 +17,7 @@
 //! selection = "obs"         # "obs" (saliency + least-squares refit) | "magnitude"
 //! low_rank = 16             # Gemm/MatMul/Conv: rank (whole number) or whitened energy kept (0..1)
 //! tucker = [8, 16]          # KxK convs: Tucker-2 ranks (input, output channels): 1x1 → KxK core → 1x1
-//! nm = "2:4"                # N:M sparsity of Gemm/MatMul and convs without patterns: N of every M input channels kept; "dense": none
+//! nm = "2:4"                # N:M sparsity of Gemm/MatMul and convs without patterns: N of every M input channels kept; "2:4/16": shared by blocks of 16 output channels (the block-sparse product kernels); "dense": none
 //! bias_correction = true     # shift Conv/Gemm biases by the mean output error
 //! granularity = "tensor"     # int8 weight steps: "channel" (default) | "tensor"
 //! weight_bits = 7            # int8 weight codes within ±(2^(bits-1) - 1): 8 (default) .. 2

@@ -35,6 +35,8 @@ MLP_PLANS='--quantize int8 --rounding nearest
 --prune-nm 1:4 --selection magnitude
 --prune-nm 1:4
 --prune-nm 2:4 --quantize int8
+--prune-nm 2:4/16
+--prune-nm 2:4/16 --selection magnitude
 --low-rank 0.9
 --low-rank 16
 --low-rank 16 --quantize int8
