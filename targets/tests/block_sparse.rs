@@ -106,6 +106,8 @@ fn cases() -> Vec<(String, Vec<Tensor>)> {
     cs.push(matmul(7, 32, 24, "LeakyRelu, act_alpha=0.1", true));
     cs.push(gemm(13, 32, 44, false, true));
     cs.push(gemm(9, 24, 37, true, false));
+    // column chunks of 64 (four blocks) and a last chunk of 1..3 blocks
+    cs.push(gemm(30, 40, 232, false, false));
     cs.push(batched(20, 48, 36));
     // one row, 200 columns: split over column chunks of 64
     cs.push(matmul(1, 64, 200, "Relu", false));
@@ -161,10 +163,14 @@ fn check(cpu: &str, i: usize, text: &str, ins: &[Tensor]) {
     }
 }
 
+/// Threaded runs equal serial ones: a MatMul split over rows, a Gemm
+/// over column chunks (every block-sparse Gemm of 128 columns or more).
 #[test]
 fn block_sparse_threads_equal_serial() {
     let (text, ins) = matmul(64, 96, 100, "Relu", true);
-    common::threaded_equals_serial("block-sparse 64x96x100", &text, &ins);
+    common::threaded_equals_serial("block-sparse MatMul 64x96x100", &text, &ins);
+    let (text, ins) = gemm(40, 64, 200, false, false);
+    common::threaded_equals_serial("block-sparse Gemm 40x64x200", &text, &ins);
 }
 
 /// For `haswell` (`ymm`) and `sapphirerapids` (`zmm`) the object's tiles

@@ -690,12 +690,6 @@ pub fn pointwise_on_one_pixel(
 fn gemm_shaped(k: &mut Kernel, gm: &kerf_ir::op::Gemm, e: Epilogue, (mm, kk, n): (usize, usize, usize)) -> LResult {
     let l = k.lanes();
     let (rm, _) = tile_shape(mm, n.div_ceil(l));
-    let by_cols = cols::wants(k, mm, n);
-    let (rows, chunks) = if by_cols {
-        (Rows::All, Some(cols::split(k, n, 2 * mm * kk)?))
-    } else {
-        (split_rows(k, mm, rm, 2 * kk * n)?, None)
-    };
     let a = k.input(0);
     let av = AView { ptr: a, sm: if gm.trans_a { 1 } else { kk }, sk: if gm.trans_a { mm } else { 1 }, ro: false };
     let (sk, sn) = if gm.trans_b { (1, kk) } else { (n, 1) };
@@ -723,6 +717,12 @@ fn gemm_shaped(k: &mut Kernel, gm: &kerf_ir::op::Gemm, e: Epilogue, (mm, kk, n):
         act: Act::of(e.act)?,
     };
     let sparse = b_const.as_ref().and_then(|bv| sparse_b(k, bv, (kk, n), (sk, sn), alpha, (av, mm), epi));
+    let by_cols = cols::wants(k, mm, n) || (sparse.is_some() && cols::wants_sparse(n));
+    let (rows, chunks) = if by_cols {
+        (Rows::All, Some(cols::split(k, n, 2 * mm * kk)?))
+    } else {
+        (split_rows(k, mm, rm, 2 * kk * n)?, None)
+    };
     let panel = match (&b_const, sparse) {
         (_, Some((_, blob))) => blob,
         (Some(bv), None) => {

@@ -24,6 +24,13 @@ pub(super) fn wants(k: &Kernel, mm: usize, n: usize) -> bool {
     k.lanes() == 4 && mm < 2 * SPLIT_ROWS && n >= 2 * CHUNK && k.is_const(1)
 }
 
+/// Whether a block-sparse product of `n` columns splits over columns
+/// whatever its row count: each task then reads its columns' weights once
+/// for all rows (a row split re-reads every weight per task).
+pub(super) fn wants_sparse(n: usize) -> bool {
+    n >= 2 * CHUNK
+}
+
 /// The task's chunk range for a product of `n` columns costing `cost`
 /// per column.
 pub(super) fn split(k: &mut Kernel, n: usize, cost: usize) -> LResult<(Value, Value)> {
