@@ -937,11 +937,15 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
             let z = GemmTile { group: 4, last_lanes: if rows % 2 == 0 { 16 } else { 1 + rows % 15 }, ..t };
             kernels.push((format!("zmm gemm {z:?}"), kerf_targets::ukernel::avx512::zmm_gemm_tile(&z).unwrap()));
             // block-sparse B: a 16-column block, its A offsets listed before it
-            let ix = GemmTile { indexed: Some(64 * (1 + rows % 3)), vecs: 2, group: 2, ..t };
+            let list = 64 * (1 + rows % 3);
+            let one = Indexed { list, blocks: 1, stride: list + 640 };
+            let ix = GemmTile { indexed: Some(one), vecs: 2, group: 2, ..t };
             if rows <= max_rows(2) {
                 kernels.push((format!("indexed gemm {ix:?}"), gemm_tile(&ix).unwrap()));
             }
-            let zx = GemmTile { indexed: Some(64), ..z };
+            // one to four blocks per call (their accumulators: rows × blocks ≤ 24)
+            let blocks = 1 + rows % 4;
+            let zx = GemmTile { indexed: Some(Indexed { blocks, ..one }), rows: rows.min(24 / blocks), ..z };
             kernels
                 .push((format!("indexed zmm gemm {zx:?}"), kerf_targets::ukernel::avx512::zmm_gemm_tile(&zx).unwrap()));
         }

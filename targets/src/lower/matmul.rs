@@ -320,8 +320,8 @@ fn cheap_act(act: Act) -> bool {
 
 /// The block-sparse form of a constant B ([`sparse::layout`]: `b` is `dims`
 /// = `(K, N)` with strides `strides`, times `scale`) and its blob, for a
-/// product of `mm` rows (no row bias) whose store `epi` the tiles apply; A
-/// (`a`, read in place) steps evenly along K.
+/// product (no row bias) whose store `epi` the tiles apply; A (`a`, read
+/// in place) steps evenly along K.
 #[allow(clippy::too_many_arguments)]
 fn sparse_b(
     k: &mut Kernel,
@@ -329,12 +329,12 @@ fn sparse_b(
     dims: (usize, usize),
     strides: (usize, usize),
     scale: f32,
-    (a, mm): (AView, usize),
+    a: AView,
     epi: StoreEpi,
 ) -> Option<(sparse::Sparse, Value)> {
     let in_regs = StoreEpi { act: if cheap_act(epi.act) { epi.act } else { Act::None }, ..epi };
     sparse::tile_epi(false, in_regs)?;
-    let (sp, bytes) = sparse::layout(k, b, dims, strides, scale, (a.sk * 4, mm))?;
+    let (sp, bytes) = sparse::layout(k, b, dims, strides, scale, a.sk * 4)?;
     Some((sp, k.blob(bytes)))
 }
 
@@ -716,7 +716,7 @@ fn gemm_shaped(k: &mut Kernel, gm: &kerf_ir::op::Gemm, e: Epilogue, (mm, kk, n):
         residual: if e.residual { Some(k.input(3)) } else { None },
         act: Act::of(e.act)?,
     };
-    let sparse = b_const.as_ref().and_then(|bv| sparse_b(k, bv, (kk, n), (sk, sn), alpha, (av, mm), epi));
+    let sparse = b_const.as_ref().and_then(|bv| sparse_b(k, bv, (kk, n), (sk, sn), alpha, av, epi));
     let by_cols = cols::wants(k, mm, n) || (sparse.is_some() && cols::wants_sparse(n));
     let (rows, chunks) = if by_cols {
         (Rows::All, Some(cols::split(k, n, 2 * mm * kk)?))
@@ -791,7 +791,7 @@ pub(super) fn by_weights(
     let pan = b_layout(k, kk);
     let addend = p.bias.map(|b| Addend { ptr: k.blob_f32(b), sm: 0, sn: 1, scale: 1.0 });
     let epi = StoreEpi { scale: None, addend, residual: None, act: p.act };
-    let sparse = sparse_b(k, p.w, (kk, n), (1, kk), 1.0, (p.a, mm), epi);
+    let sparse = sparse_b(k, p.w, (kk, n), (1, kk), 1.0, p.a, epi);
     let panel = match sparse {
         Some((_, blob)) => blob,
         None => {
@@ -857,7 +857,7 @@ fn lower_matmul(k: &mut Kernel, fused: Option<Epilogue>) -> LResult {
     let one_b = bsh[..bsh.len() - 2].iter().product::<usize>() == 1;
     let b_const = k.const_f32(1);
     let sparse = match &b_const {
-        Some(bv) if one_b => sparse_b(k, bv, (kk, n), (n, 1), 1.0, (av, mm), epi),
+        Some(bv) if one_b => sparse_b(k, bv, (kk, n), (n, 1), 1.0, av, epi),
         _ => None,
     };
     let packed = sparse.is_none() && wants_packed_a(k, mm, n);

@@ -88,15 +88,28 @@ pub struct GemmTile {
     /// (MobileNetV2 +2% with them; ResNet-18 −5% to −6%, Zen 4, both
     /// widths).
     pub prefetch: bool,
-    /// Block-sparse B (`Some(bytes)`): `b` points at one block of 16
-    /// columns in its compact form, the `k` argument counts its kept K
-    /// steps, and per kept step the list that starts at `b` holds a `u32`:
-    /// the byte offset of that step's A column from `a` (`a_step` unused);
-    /// the list takes `bytes` (a multiple of 64), then come the steps'
-    /// B values, 16 f32 (64 bytes) each, vector `j` at `32·j` (`ymm`,
-    /// `vecs` 2, or 1 for a last block of at most 8 columns) or the one
-    /// `zmm`. No prefetch. `None`: dense, B in panels as above.
-    pub indexed: Option<usize>,
+    /// Block-sparse B ([`Indexed`]). `None`: dense, B in panels as above.
+    pub indexed: Option<Indexed>,
+}
+
+/// A block-sparse B: `b` points at a block of 16 columns in its compact
+/// form, the `k` argument counts its kept K steps, and per kept step the
+/// list that starts at `b` holds a `u32`, the byte offset of that step's A
+/// column from `a` (`a_step` unused); the list takes `list` bytes (a
+/// multiple of 64), then come the steps' B values, 16 f32 (64 bytes) each:
+/// on `ymm` vector `j` at `32·j` (`vecs` 2, or 1 for a last block of at
+/// most 8 columns), on `zmm` one vector per block. The `zmm` tile takes
+/// `blocks` consecutive blocks (`stride` bytes apart, the same step
+/// count; `vecs` ignored): one FMA chain per row and block, so a product
+/// of one to three rows still has four chains in flight. No prefetch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Indexed {
+    /// Bytes of a block's offset list.
+    pub list: usize,
+    /// Blocks per call (`zmm`: 1..=4, at most 24 accumulators; `ymm`: 1).
+    pub blocks: usize,
+    /// Bytes from one block to the next.
+    pub stride: usize,
 }
 
 /// Bytes of one kept K step of a block-sparse B ([`GemmTile::indexed`]):
@@ -196,8 +209,9 @@ fn k_loop(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedErr
     let (a_p, b_p, n) = (rdi, rsi, r9);
     let bvecs = [(ymm12, xmm12), (ymm13, xmm13)];
     let av = ymm14;
-    if let Some(list) = t.indexed {
-        return indexed_loop(a, list, n, |a| {
+    if let Some(ix) = t.indexed {
+        return indexed_loop(a, ix.list, n, |a| {
+            a.mov(eax, dword_ptr(rsi))?;
             for (j, &(bvec, _)) in bvecs.iter().enumerate().take(pairs) {
                 a.vmovups(bvec, ymmword_ptr(INDEXED_B + (32 * j) as i64))?;
             }
@@ -237,8 +251,9 @@ fn k_loop(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedErr
 pub(crate) const INDEXED_B: AsmRegister64 = r10;
 
 /// A block-sparse tile's K loop ([`GemmTile::indexed`]): `n` kept steps;
-/// before each `step`, `rax` holds the step's A offset (from the list at
-/// `rsi`) and [`INDEXED_B`] points at its 16 B values.
+/// in each `step`, `rsi` points at the first block's A offset of the step
+/// (the 32-bit load into `eax` zero-extends into `rax`) and [`INDEXED_B`]
+/// at its 16 B values; block `q`'s are `q · stride` further.
 pub(crate) fn indexed_loop(
     a: &mut CodeAssembler,
     list: usize,
@@ -247,8 +262,6 @@ pub(crate) fn indexed_loop(
 ) -> Result<(), IcedError> {
     a.lea(INDEXED_B, qword_ptr(rsi + list as i64))?;
     super::counted_loop(a, n, |a| {
-        // the 32-bit load zero-extends into rax
-        a.mov(eax, dword_ptr(rsi))?;
         step(a)?;
         a.add(rsi, 4)?;
         a.add(INDEXED_B, INDEXED_STEP as i32)

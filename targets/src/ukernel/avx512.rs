@@ -236,6 +236,10 @@ impl IntVreg for AsmRegisterZmm {
     }
 }
 
+/// Most blocks of a block-sparse B one `zmm` tile takes
+/// ([`super::avx2::Indexed::blocks`]: their B quads in `zmm24`–`zmm27`).
+pub const INDEXED_BLOCKS: usize = 4;
+
 /// Most rows of a `zmm` GEMM tile (either width): the conv engine's row
 /// block ([`crate::lower::gemm::MR`]); 12 × 2 accumulators leave `zmm24`–
 /// `zmm31` to the B vectors, the broadcasts and the epilogue.
@@ -262,9 +266,15 @@ pub fn zmm_max_rows() -> usize {
 /// of 12; the two-quad tile runs at peak either way).
 pub fn zmm_gemm_tile(t: &GemmTile) -> Result<Vec<u8>, IcedError> {
     debug_assert_eq!(t.group, 4, "the zmm tile reads B in groups of four panels");
-    // a block-sparse B is one quad of columns
-    let vecs = if t.indexed.is_some() { 1 } else { t.vecs.clamp(1, 2) };
-    let sh = ZmmShape { rows: t.rows.clamp(1, zmm_max_rows()), vecs };
+    // a block-sparse B: one quad of columns per block
+    let (vecs, max_rows) = match t.indexed {
+        Some(ix) => {
+            let blocks = ix.blocks.clamp(1, INDEXED_BLOCKS);
+            (blocks, (ZMM.len() / blocks).min(zmm_max_rows()))
+        }
+        None => (t.vecs.clamp(1, 2), zmm_max_rows()),
+    };
+    let sh = ZmmShape { rows: t.rows.clamp(1, max_rows), vecs };
     let lanes = t.last_lanes.clamp(1, 16);
     let out_p = rdx;
     let mut a = CodeAssembler::new(64)?;
@@ -342,12 +352,18 @@ fn zmm_k_loop(a: &mut CodeAssembler, t: &GemmTile, sh: &ZmmShape) -> Result<(), 
     let (a_p, b_p, n) = (rdi, rsi, r9);
     let bvecs = [zmm24, zmm25];
     let bcast = [zmm26, zmm27, zmm28, zmm29];
-    if let Some(list) = t.indexed {
-        // one block of 16 columns: one quad, A's broadcast in the FMA
-        return super::avx2::indexed_loop(a, list, n, |a| {
-            a.vmovups(bvecs[0], zmmword_ptr(super::avx2::INDEXED_B))?;
-            for r in 0..sh.rows {
-                a.vfmadd231ps(sh.acc(r, 0), bvecs[0], dword_bcst(a_p + rax + (r * t.a_row) as i64))?;
+    if let Some(ix) = t.indexed {
+        // per block of 16 columns: its offset, its quad, then per row an
+        // FMA with A's broadcast inside
+        let bregs = [zmm24, zmm25, zmm26, zmm27];
+        return super::avx2::indexed_loop(a, ix.list, n, |a| {
+            for (q, &bq) in bregs.iter().enumerate().take(sh.vecs) {
+                let at = (q * ix.stride) as i64;
+                a.mov(eax, dword_ptr(b_p + at))?;
+                a.vmovups(bq, zmmword_ptr(super::avx2::INDEXED_B + at))?;
+                for r in 0..sh.rows {
+                    a.vfmadd231ps(sh.acc(r, q), bq, dword_bcst(a_p + rax + (r * t.a_row) as i64))?;
+                }
             }
             Ok(())
         });

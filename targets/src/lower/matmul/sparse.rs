@@ -8,42 +8,36 @@
 //!
 //! Contract: for every output, the multiply-add chain runs over the
 //! block's kept K rows in increasing order, then the epilogue of the dense
-//! tiles; the dense product adds the skipped rows' zero products too, so
-//! results equal the dense ones for finite inputs (`+0` added, not
-//! always the same bits: `x + 0·y` rounds like `x`). Lists shorter than
-//! the layer's longest are padded with steps of zero weights (exact the
-//! same way). A is read in place (never packed: the offsets are its
-//! column offsets). Only where the target has the assembled tiles
-//! (AVX2 + FMA) and the epilogue is one they apply; elsewhere the dense
-//! engine runs the zeros.
+//! tiles; the dense product adds the skipped rows' zero products too, and
+//! adding `0·y` leaves a finite non-zero sum as it is, so results equal
+//! the dense engine's bit for bit for finite inputs (a zero sum's sign
+//! aside). Lists shorter than the layer's longest are padded with steps
+//! of zero weights (the same argument). A is read in place (never packed:
+//! the offsets are its column offsets). With `zmm`, products of fewer
+//! than four rows take four blocks per call (four FMA chains in flight).
+//! Only where the target has the assembled tiles (AVX2 + FMA), the
+//! epilogue is one they apply and at most [`MAX_KEPT`] of K is kept;
+//! elsewhere the dense engine runs the zeros.
 
 use cranelift_codegen::ir::{InstBuilder, Value};
 
 use super::super::gemm_wide::act_epi;
 use super::super::{Family, Kernel};
 use super::{AView, OutView, StoreEpi};
-use crate::ukernel::avx2::{gemm_tile, max_rows, GemmTile, Init, INDEXED_STEP};
-use crate::ukernel::avx512::{zmm_gemm_tile, zmm_max_rows};
+use crate::ukernel::avx2::{gemm_tile, max_rows, GemmTile, Indexed, Init, INDEXED_STEP};
+use crate::ukernel::avx512::{zmm_gemm_tile, zmm_max_rows, INDEXED_BLOCKS};
 use crate::ukernel::epi::{Addend as TileAddend, TileEpi};
 
 /// Output columns per block (one `zmm`, two `ymm`).
 pub(super) const BLOCK: usize = 16;
 
 /// The most kept K steps, as a fraction of K, at which the block-sparse
-/// tiles run instead of the dense ones for a product of `mm` rows. With
-/// four rows or more a tile has as many independent FMA chains as the
-/// dense one and its time follows the kept steps (128 × 384 · 384 × 1536,
-/// Zen 4: 1:4 0.33, 2:4 0.65, 5:8 0.81, 3:4 0.99 ms against 1.32 dense;
-/// 20 and 4 rows faster at 7:8 too). A one-row product's tile is one
-/// chain per block where the dense one has two (512 × 1000: 2:4 0.016,
-/// 3:4 0.025 ms against 0.023 dense): break-even near 0.69.
-fn max_kept(mm: usize) -> f64 {
-    if mm >= 4 {
-        0.9
-    } else {
-        0.65
-    }
-}
+/// tiles run instead of the dense ones. Their time follows the kept steps
+/// (128 × 384 · 384 × 1536, Zen 4: 1:4 0.33, 2:4 0.65, 5:8 0.81, 3:4 0.99
+/// ms against 1.32 dense; 20 × 512 · 512 × 1000 at 7:8 0.157 against
+/// 0.182); a one-row product (four blocks a call) breaks even near 7:8
+/// (1 × 512 · 512 × 1000: 2:4 0.011, 3:4 0.019, 7:8 0.022 ms, dense 0.023).
+pub(super) const MAX_KEPT: f64 = 0.85;
 
 /// A constant B in blocks: each `stride` bytes, `list` bytes of A offsets
 /// then `steps` × 64 bytes of B values.
@@ -56,16 +50,16 @@ pub(crate) struct Sparse {
 
 /// A constant B's block-sparse form, if it has one worth running: `b` is
 /// `kk × n` with element `(k, j)` at `b[k·sk + j·sn]`, times `scale`; the
-/// step of A between K columns is `a_step` bytes; the product has `mm`
-/// rows. `None` without the assembled tiles, with more than
-/// [`max_kept`]`(mm)` of K kept in some block, or with offsets past `u32`.
+/// step of A between K columns is `a_step` bytes. `None` without the
+/// assembled tiles, with more than [`MAX_KEPT`] of K kept in some block, or
+/// with offsets past `u32`.
 pub(crate) fn layout(
     k: &Kernel,
     b: &[f32],
     (kk, n): (usize, usize),
     (sk, sn): (usize, usize),
     scale: f32,
-    (a_step, mm): (usize, usize),
+    a_step: usize,
 ) -> Option<(Sparse, Vec<u8>)> {
     if !k.caps.avx2 || k.lanes() != 4 || kk == 0 || n == 0 || (kk * a_step) > u32::MAX as usize {
         return None;
@@ -78,7 +72,7 @@ pub(crate) fn layout(
         })
         .collect();
     let steps = kept.iter().map(Vec::len).max().unwrap_or(0);
-    if steps as f64 > max_kept(mm) * kk as f64 {
+    if steps as f64 > MAX_KEPT * kk as f64 {
         return None;
     }
     let list = (4 * steps).div_ceil(INDEXED_STEP) * INDEXED_STEP;
@@ -133,14 +127,17 @@ pub(super) struct At {
 }
 
 /// The block-sparse tiles over every column block of the rows `m0 ..
-/// m0 + rows` of an `n`-column product.
+/// m0 + rows` of an `n`-column product. With `zmm` and fewer than four
+/// rows a call takes [`INDEXED_BLOCKS`] blocks (one FMA chain per row and
+/// block: four in flight), else one.
 pub(super) fn run(k: &mut Kernel, sp: Sparse, n: usize, at: &At, m0: Value, rows: usize) {
     let Some((init, epi)) = tile_epi(at.out.bias.is_some(), at.epi) else {
         unreachable!("block-sparse products are planned only with a tile epilogue")
     };
     let zmm = k.caps.avx512;
     let step = if zmm { zmm_max_rows() } else { max_rows(2) };
-    let tile = |r: usize, lanes: usize| {
+    let per_call = if zmm && rows < 4 { INDEXED_BLOCKS } else { 1 };
+    let tile = |r: usize, blocks: usize, lanes: usize| {
         let vecs = if zmm || lanes > 8 { 2 } else { 1 };
         let last = if zmm { lanes } else { lanes - 8 * (vecs - 1) };
         let t = GemmTile {
@@ -155,12 +152,17 @@ pub(super) fn run(k: &mut Kernel, sp: Sparse, n: usize, at: &At, m0: Value, rows
             epi,
             last_lanes: last,
             prefetch: false,
-            indexed: Some(sp.list),
+            indexed: Some(Indexed { list: sp.list, blocks, stride: sp.stride }),
         };
         let code = if zmm { zmm_gemm_tile(&t) } else { gemm_tile(&t) };
         code.unwrap_or_else(|e| unreachable!("block-sparse tile {t:?}: {e}"))
     };
-    let (full, tail) = (n / BLOCK, n % BLOCK);
+    // calls of `per_call` blocks: those of whole blocks, the one holding a
+    // partial last block, then the blocks left over
+    let (nb, tail) = (n.div_ceil(BLOCK), n % BLOCK);
+    let (groups, rest) = (nb / per_call, nb % per_call);
+    let whole = if rest == 0 && tail > 0 { groups - 1 } else { groups };
+    let last_lanes = if tail > 0 { tail } else { BLOCK };
     let family = if zmm { Family::Avx512 } else { Family::Avx2 };
     let sref = k.ukernel_sig(6);
     for r0 in (0..rows).step_by(step) {
@@ -170,20 +172,25 @@ pub(super) fn run(k: &mut Kernel, sp: Sparse, n: usize, at: &At, m0: Value, rows
             let steps = k.ic(sp.steps as i64);
             k.b.ins().call_indirect(sref, code, &[p[0], p[1], p[2], p[3], p[4], steps]);
         };
-        if full > 0 {
-            let code = k.code(family, tile(h, BLOCK));
-            k.for_n(0, full as i64, 1, |k, c| call(k, c, code));
+        if whole > 0 {
+            let code = k.code(family, tile(h, per_call, BLOCK));
+            k.for_n(0, (whole * per_call) as i64, per_call as i64, |k, c| call(k, c, code));
         }
-        if tail > 0 {
-            let code = k.code(family, tile(h, tail));
-            let c = k.ic(full as i64);
+        if whole < groups {
+            let code = k.code(family, tile(h, per_call, last_lanes));
+            let c = k.ic((whole * per_call) as i64);
+            call(k, c, code);
+        }
+        if rest > 0 {
+            let code = k.code(family, tile(h, rest, last_lanes));
+            let c = k.ic((groups * per_call) as i64);
             call(k, c, code);
         }
     }
 }
 
 /// The tile arguments `a, b, out, bias, residual` for rows `m0 + r0 ..`
-/// and column block `c` (I64).
+/// and column blocks from `c` (I64).
 fn ptrs(k: &mut Kernel, sp: Sparse, at: &At, m0: Value, r0: usize, c: Value) -> [Value; 5] {
     let m = k.b.ins().iadd_imm_s(m0, r0 as i64);
     let mo = k.b.ins().imul_imm_s(m, at.a.sm as i64);
