@@ -100,6 +100,9 @@ fn cases() -> Vec<(String, Vec<Tensor>)> {
         let n = 16 * (1 + m % 3) + m % 16;
         cs.push(matmul(m, 4 * (m % 5) + 8, n, if m % 2 == 0 { "Relu" } else { "None" }, m % 3 == 0));
     }
+    // fewer than four rows: four blocks a call (zmm), whole calls and a rest
+    cs.push(matmul(1, 40, 101, "Relu", true));
+    cs.push(matmul(2, 24, 128, "None", false));
     cs.push(matmul(37, 64, 70, "HardSwish", true));
     // an activation the tile does not apply: a pass over each row block
     cs.push(matmul(20, 48, 40, "Gelu, act_tanh=false", false));
