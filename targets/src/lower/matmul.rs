@@ -581,28 +581,32 @@ fn tile_ptrs(
     };
     let pb = t.pan.at_dyn(k, nb);
     let col = k.b.ins().imul_imm_s(nb, l as i64);
-    let row = k.b.ins().imul_imm_s(m0, out.ldo as i64);
+    let [out, bias, residual] = store_ptrs(k, (out, o_off), epi, m0, col);
+    super::gemm_wide::TilePtrs { a: abase, b: k.b.ins().iadd(panel, pb), out, bias, residual }
+}
+
+/// The assembled tiles' `out`, `bias` (the row bias at row `m`, or the
+/// addend at (`m`, `col`), or 0) and `residual` (or 0) arguments for the
+/// outputs from row `m`, column `col` (I64) of the product stored at
+/// `out` + `o_off`.
+fn store_ptrs(k: &mut Kernel, (out, o_off): (OutView, Value), epi: StoreEpi, m: Value, col: Value) -> [Value; 3] {
+    let row = k.b.ins().imul_imm_s(m, out.ldo as i64);
     let e = k.b.ins().iadd(row, col);
     let e = k.b.ins().iadd(e, o_off);
     let bias = match (out.bias, epi.addend) {
-        (Some(bp), _) => k.addr(bp, m0, 4),
+        (Some(bp), _) => k.addr(bp, m, 4),
         (None, Some(ad)) => {
-            let ae = k.b.ins().imul_imm_s(m0, ad.sm as i64);
+            let ae = k.b.ins().imul_imm_s(m, ad.sm as i64);
             let ae = if ad.sn == 0 { ae } else { k.b.ins().iadd(ae, col) };
             k.addr(ad.ptr, ae, 4)
         }
         (None, None) => k.ic(0),
     };
-    super::gemm_wide::TilePtrs {
-        a: abase,
-        b: k.b.ins().iadd(panel, pb),
-        out: k.addr(out.ptr, e, 4),
-        bias,
-        residual: match epi.residual {
-            Some(rb) => k.addr(rb, e, 4),
-            None => k.ic(0),
-        },
-    }
+    let residual = match epi.residual {
+        Some(rb) => k.addr(rb, e, 4),
+        None => k.ic(0),
+    };
+    [k.addr(out.ptr, e, 4), bias, residual]
 }
 
 /// Packs a run-time B (`b[off + k*sk + n*sn]`) into panels laid out as

@@ -198,22 +198,6 @@ fn ptrs(k: &mut Kernel, sp: Sparse, at: &At, m0: Value, r0: usize, c: Value) -> 
     let a = k.addr(at.a.ptr, ao, 4);
     let b = k.addr(at.blob, c, sp.stride as i64);
     let col = k.b.ins().imul_imm_s(c, BLOCK as i64);
-    let row = k.b.ins().imul_imm_s(m, at.out.ldo as i64);
-    let e = k.b.ins().iadd(row, col);
-    let e = k.b.ins().iadd(e, at.o_off);
-    let out = k.addr(at.out.ptr, e, 4);
-    let bias = match (at.out.bias, at.epi.addend) {
-        (Some(bp), _) => k.addr(bp, m, 4),
-        (None, Some(ad)) => {
-            let ae = k.b.ins().imul_imm_s(m, ad.sm as i64);
-            let ae = if ad.sn == 0 { ae } else { k.b.ins().iadd(ae, col) };
-            k.addr(ad.ptr, ae, 4)
-        }
-        (None, None) => k.ic(0),
-    };
-    let residual = match at.epi.residual {
-        Some(rb) => k.addr(rb, e, 4),
-        None => k.ic(0),
-    };
+    let [out, bias, residual] = super::store_ptrs(k, (at.out, at.o_off), at.epi, m, col);
     [a, b, out, bias, residual]
 }
