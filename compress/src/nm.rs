@@ -143,15 +143,20 @@ mod tests {
         crate::layer::sites(&g).remove(0)
     }
 
-    #[test]
-    fn every_group_keeps_exactly_n() {
-        let (rows, cols) = (5, 16);
-        let s = site(rows, cols);
-        let mut rnd = crate::testutil::uniform(7);
+    /// A `rows × cols` product layer with uniform random weights and the
+    /// `H⁻¹` of 200 uniform random input columns (seed `seed`).
+    fn random_layer(rows: usize, cols: usize, seed: u64) -> (Site, Vec<Vec<f64>>, Mat<f64>) {
+        let mut rnd = crate::testutil::uniform(seed);
         let w: Vec<Vec<f64>> = (0..rows).map(|_| (0..cols).map(|_| rnd()).collect()).collect();
         let x = Mat::from_fn(cols, 200, |_, _| rnd());
         let hinv =
             linalg::inverse_spd(&linalg::dampened(&(&x * x.transpose()), 0.01)).unwrap_or_else(|e| panic!("{e}"));
+        (site(rows, cols), w, hinv)
+    }
+
+    #[test]
+    fn every_group_keeps_exactly_n() {
+        let (s, w, hinv) = random_layer(5, 16, 7);
         for nm in [NmSparsity::per_row(2, 4), NmSparsity::per_row(1, 4), NmSparsity::per_row(3, 8)] {
             for magnitude in [false, true] {
                 let keep = choose(&s, &w, std::slice::from_ref(&hinv), nm, magnitude).unwrap_or_else(|e| panic!("{e}"));
@@ -169,13 +174,7 @@ mod tests {
     /// a block's positions once.
     #[test]
     fn blocks_share_their_positions() {
-        let (rows, cols) = (20, 16);
-        let s = site(rows, cols);
-        let mut rnd = crate::testutil::uniform(11);
-        let w: Vec<Vec<f64>> = (0..rows).map(|_| (0..cols).map(|_| rnd()).collect()).collect();
-        let x = Mat::from_fn(cols, 200, |_, _| rnd());
-        let hinv =
-            linalg::inverse_spd(&linalg::dampened(&(&x * x.transpose()), 0.01)).unwrap_or_else(|e| panic!("{e}"));
+        let (s, w, hinv) = random_layer(20, 16, 11);
         let nm: NmSparsity = "2:4/8".parse().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(nm.to_string(), "2:4/8");
         let keep = choose(&s, &w, std::slice::from_ref(&hinv), nm, false).unwrap_or_else(|e| panic!("{e}"));
