@@ -7,12 +7,13 @@
 //! runs equal serial ones; and the objects for `haswell` and
 //! `sapphirerapids` call tiles that read A at listed offsets and hold
 //! fewer weight bytes, on any host. The shapes cover every row count of
-//! a tile (1..13), a last block of 1..15 columns (and of more than and at
+//! a tile (1..13, and last tiles of 5, 9 and 11 rows), a last block of 1..15 columns (and of more than and at
 //! most 8, the `ymm` tile's one- and two-vector forms), blocks with fewer
 //! kept rows than the longest (padded) and with none, transposed Gemm
 //! operands, row and column addends, `alpha`, Relu / HardSwish /
-//! residual in the tile, Gelu after it and LeakyRelu (dense: not a tile epilogue), batched MatMul and the
-//! column-chunked one-row product.
+//! residual in the tile, Gelu after it and LeakyRelu (dense: not a tile epilogue), batched MatMul, the
+//! column-chunked Gemm of one and three rows (four blocks a call), 1x1
+//! convs on the MatMul engine and an all-zero weight.
 
 mod common;
 use common::{close, list, reference, t, xs};
@@ -112,9 +113,38 @@ fn cases() -> Vec<(String, Vec<Tensor>)> {
     // column chunks of 64 (four blocks) and a last chunk of 1..3 blocks
     cs.push(gemm(30, 40, 232, false, false));
     cs.push(batched(20, 48, 36));
-    // one row, 200 columns: split over column chunks of 64
-    cs.push(matmul(1, 64, 200, "Relu", false));
+    // one and three rows, 200 columns: a Gemm split over column chunks of
+    // 64, four blocks a call inside a chunk
+    cs.push(gemm(1, 64, 200, false, false));
+    cs.push(gemm(3, 40, 200, true, true));
+    // row counts whose last tile has 11, 5 and 9 rows (the dense tiling's
+    // 4-row blocks are not the sparse tiles')
+    for m in [23, 29, 33] {
+        cs.push(matmul(m, 24, 40, "Relu", false));
+    }
+    // 1x1 convs on the MatMul engine: a 7x7 plane (channels in the lanes)
+    // and a one-pixel plane
+    cs.push(conv(64, 48, 7));
+    cs.push(conv(96, 40, 1));
+    // an all-zero weight: no kept step in any block
+    cs.push((
+        matmul(5, 16, 32, "Relu", false).0.replace(&list(&weights(16, 32, None, None)), &list(&[0.0; 16 * 32])),
+        vec![input(&[5, 16], 1), input(&[5, 32], 2)],
+    ));
     cs
+}
+
+/// A 1x1 `ConvFused` (+ Relu) of `c` to `m` channels on a `p`x`p` plane,
+/// by weights whose 16-output-channel blocks skip the same input channels.
+fn conv(c: usize, m: usize, p: usize) -> (String, Vec<Tensor>) {
+    let w = transposed(&weights(c, m, None, Some(1)), c, m);
+    let b: Vec<f32> = (0..m).map(|i| 0.05 * i as f32 - 0.5).collect();
+    let text = format!(
+        "graph \"g\"\n  input %0 \"x\": f32[1,{c},{p},{p}]\n  const %1 \"w\": f32[{m},{c},1,1] = {}\n  const %2 \"b\": f32[{m}] = {}\n  %3 = ConvFused{{kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1, layer=\"c\", act=Relu, residual=false}}(%0, %1, %2): f32[1,{m},{p},{p}] @\"c\"\n  output \"y\" = %3\n",
+        list(&w),
+        list(&b)
+    );
+    (text, vec![input(&[1, c, p, p], 6)])
 }
 
 /// Micro-kernels on (block-sparse where the host has AVX2) and off (the
@@ -127,6 +157,30 @@ fn block_sparse_products_equal_the_dense_ones() {
             check(cpu, i, text, ins);
         }
     }
+}
+
+/// Every case but the LeakyRelu one (an epilogue the tiles do not apply)
+/// compiles (the all-zero weight too: tiles of no step), for `haswell` and
+/// `sapphirerapids`, to tiles that read A at listed offsets: the cases
+/// above test the block-sparse path, not a dense fallback. Any host.
+#[test]
+fn block_sparse_cases_take_the_block_sparse_tiles() {
+    for (i, (text, _)) in cases().iter().enumerate() {
+        let g = kerf_ir::text::parse(text).unwrap();
+        let dense = text.contains("LeakyRelu");
+        for cpu in ["haswell", "sapphirerapids"] {
+            assert_eq!(reads_listed_offsets(&g, cpu), !dense, "case {i} ({cpu})");
+        }
+    }
+}
+
+/// Whether `g`'s object for `cpu` holds a tile reading A at a listed
+/// offset (`[rdi + rax + row]`).
+fn reads_listed_offsets(g: &kerf_ir::Graph, cpu: &str) -> bool {
+    use iced_x86::Register;
+    common::kernel_instructions(g, cpu)
+        .iter()
+        .any(|i| i.memory_base() == Register::RDI && i.memory_index() == Register::RAX && i.memory_index_scale() == 1)
 }
 
 /// The presets whose tiles the host runs: `native`, and `haswell` too
@@ -183,7 +237,6 @@ fn block_sparse_threads_equal_serial() {
 /// in eight) the product stays dense. `baseline` has no tiles: dense.
 #[test]
 fn block_sparse_objects_skip_the_zeros() {
-    use iced_x86::Register;
     let (kk, n) = (96, 64);
     let sparse = matmul(24, kk, n, "Relu", false).0;
     let dense_w: Vec<f32> = (0..kk * n).map(|i| if i % 8 == 0 { 0.0 } else { 0.01 * (i % 13) as f32 }).collect();
@@ -193,10 +246,7 @@ fn block_sparse_objects_skip_the_zeros() {
         let g = kerf_ir::text::parse(text).unwrap();
         let o = CompileOptions::parse("x86_64-unknown-linux-gnu", cpu, "t").unwrap();
         let rodata = kerf_targets::compile_object(&g, &o).unwrap().report.rodata_bytes;
-        let listed = common::kernel_instructions(&g, cpu).iter().any(|i| {
-            i.memory_base() == Register::RDI && i.memory_index() == Register::RAX && i.memory_index_scale() == 1
-        });
-        (rodata, listed)
+        (rodata, reads_listed_offsets(&g, cpu))
     };
     let weight_bytes = kk * n * 4;
     for cpu in ["haswell", "sapphirerapids"] {

@@ -471,7 +471,9 @@ fn gemm_tiles(k: &mut Kernel, t: &Tiles, a: AView, a_off: Value, panel: (Value, 
     let (rm, np0) = tile_shape(mm, n.div_ceil(l));
     if let Some(sp) = t.sparse {
         let at = sparse::At { a, a_off, blob: panel, out, o_off, epi };
-        row_blocks(k, mm, rm, t.rows, &mut |k, m0, rows| {
+        // blocks of the tiles' own height (the dense tiling's 4-row
+        // blocks for 4..11 rows would stream B once per 4 rows)
+        row_blocks(k, mm, MAX_ACC, t.rows, &mut |k, m0, rows| {
             sparse::run(k, sp, n, &at, m0, rows);
             if let Some(act) = block_act {
                 let e = k.b.ins().imul_imm_s(m0, out.ldo as i64);
@@ -750,7 +752,7 @@ fn gemm_shaped(k: &mut Kernel, gm: &kerf_ir::op::Gemm, e: Epilogue, (mm, kk, n):
     let packed = sparse.is_none() && wants_packed_a(k, mm, n);
     let t = Tiles { mm, n, kk, pan, packed, rows, epi, sparse };
     if let Some(range) = chunks {
-        // fewer rows than a row block: A is never packed
+        // fewer rows than a row block, or block-sparse: A is never packed
         cols::run(k, &t, (av, z), (panel, ro_b), (ov, z), range);
     } else if packed {
         let ap = k.scratch(mm * kk * 4);

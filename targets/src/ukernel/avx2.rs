@@ -53,7 +53,8 @@ use super::epi::TileEpi;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GemmTile {
     /// Rows of the tile, 1..=[`max_rows`]`(vecs)` (or
-    /// [`super::avx512::zmm_max_rows`]).
+    /// [`super::avx512::zmm_max_rows`]; with a block-sparse B of `blocks`
+    /// blocks on `zmm`, at most `24 / blocks` too).
     pub rows: usize,
     /// Vectors of B columns per row, 1 or 2: pairs of 4-column panels
     /// (`ymm`) or quads of them (`zmm`).
@@ -210,6 +211,7 @@ fn k_loop(a: &mut CodeAssembler, t: &GemmTile, sh: &Shape) -> Result<(), IcedErr
     let bvecs = [(ymm12, xmm12), (ymm13, xmm13)];
     let av = ymm14;
     if let Some(ix) = t.indexed {
+        debug_assert_eq!(ix.blocks, 1, "the ymm tile takes one block of a block-sparse B per call");
         return indexed_loop(a, ix.list, n, |a| {
             a.mov(eax, dword_ptr(rsi))?;
             for (j, &(bvec, _)) in bvecs.iter().enumerate().take(pairs) {

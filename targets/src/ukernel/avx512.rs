@@ -270,7 +270,14 @@ pub fn zmm_gemm_tile(t: &GemmTile) -> Result<Vec<u8>, IcedError> {
     let (vecs, max_rows) = match t.indexed {
         Some(ix) => {
             let blocks = ix.blocks.clamp(1, INDEXED_BLOCKS);
-            (blocks, (ZMM.len() / blocks).min(zmm_max_rows()))
+            let rows = (ZMM.len() / blocks).min(zmm_max_rows());
+            debug_assert!(
+                ix.blocks == blocks && t.rows <= rows,
+                "block-sparse zmm tile: {} rows of {} blocks",
+                t.rows,
+                ix.blocks
+            );
+            (blocks, rows)
         }
         None => (t.vecs.clamp(1, 2), zmm_max_rows()),
     };
