@@ -201,23 +201,23 @@ fn host_cpus() -> Vec<&'static str> {
     vec!["native"]
 }
 
+/// Case `i` on preset `cpu`: micro-kernels on and off give the same bits,
+/// and both the reference's values.
 fn check(cpu: &str, i: usize, text: &str, ins: &[Tensor]) {
-    {
-        let g = kerf_ir::text::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        let want = reference(&g, ins).remove(0);
-        let mut outs = Vec::new();
-        for ukernels in [true, false] {
-            let mut o = CompileOptions::parse("host", cpu, "t").unwrap();
-            o.ukernels = ukernels;
-            let jm = jit_compile(&g, &o).unwrap_or_else(|e| panic!("case {i}: {e}"));
-            let y = common::run_rt(jm.model(), ins, None);
-            let y: Vec<f32> = y.chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-            close(&format!("case {i} ({cpu}, micro-kernels {ukernels})"), &y, &want, 1e-5, 1e-4);
-            outs.push(y);
-        }
-        let diff = outs[0].iter().zip(&outs[1]).position(|(a, b)| a.to_bits() != b.to_bits());
-        assert!(diff.is_none(), "case {i} ({cpu}): element {diff:?} differs from the dense engine's");
+    let g = kerf_ir::text::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let want = reference(&g, ins).remove(0);
+    let mut outs = Vec::new();
+    for ukernels in [true, false] {
+        let mut o = CompileOptions::parse("host", cpu, "t").unwrap();
+        o.ukernels = ukernels;
+        let jm = jit_compile(&g, &o).unwrap_or_else(|e| panic!("case {i}: {e}"));
+        let y = common::run_rt(jm.model(), ins, None);
+        let y: Vec<f32> = y.chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        close(&format!("case {i} ({cpu}, micro-kernels {ukernels})"), &y, &want, 1e-5, 1e-4);
+        outs.push(y);
     }
+    let diff = outs[0].iter().zip(&outs[1]).position(|(a, b)| a.to_bits() != b.to_bits());
+    assert!(diff.is_none(), "case {i} ({cpu}): element {diff:?} differs from the dense engine's");
 }
 
 /// Threaded runs equal serial ones: a MatMul split over rows, a Gemm

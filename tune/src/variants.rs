@@ -69,8 +69,10 @@ pub(crate) fn variant(name: &str, quant: bool, patterns: usize, connectivity: f6
 /// quarter of the input and output channels (where both are reduced and
 /// that pays, `kerf_compress::price::tucker_pays`), alone and with int8; for products and convs without
 /// patterns whose input channels come in fours, 2:4 sparsity (smaller
-/// weights, not faster code: no kernel skips its zeros), alone and with
-/// int8. (Rank /8 was a variant too: tuned on the
+/// weights, not faster code: no kernel skips per-row zeros), alone and with
+/// int8, and for products 2:4 shared by blocks of the block-sparse
+/// kernels' width (`kerf_targets::lower::matmul::SPARSE_BLOCK` output
+/// channels; f32 only: int8 products run the dense integer kernels). (Rank /8 was a variant too: tuned on the
 /// training split, the trained models' chosen plans then lost 1.1–1.3
 /// points on their test sets, past a 1-point budget; the training data's
 /// top-1 hides what a rank that low costs on unseen data.)
@@ -120,12 +122,10 @@ pub fn variants(site: &layer::Site) -> Vec<Variant> {
             t.settings.nm = Some(NmSetting::Sparse(two_four));
             v.push(t);
         }
-        // products: 16 output channels sharing their positions, which the
-        // f32 block-sparse tiles run at half the time (int8 products run
-        // the dense integer kernels)
         if matches!(site.kind, kerf_compress::layer::Kind::MatMulKn | kerf_compress::layer::Kind::MatMulNk) {
-            let mut t = variant("nm2:4/16", false, 0, 0.0, 0.0);
-            t.settings.nm = Some(NmSetting::Sparse(NmSparsity { block: 16, ..two_four }));
+            let shared = NmSparsity { block: kerf_targets::lower::matmul::SPARSE_BLOCK, ..two_four };
+            let mut t = variant(&format!("nm{shared}"), false, 0, 0.0, 0.0);
+            t.settings.nm = Some(NmSetting::Sparse(shared));
             v.push(t);
         }
     }

@@ -35,9 +35,13 @@ use super::elementwise::bcast_strides;
 use super::epilogue::{act_rows, apply_act, Act};
 use super::gemm::Panels;
 use super::{Kernel, LResult};
+use crate::ukernel::avx2::Init;
+use crate::ukernel::epi::{Addend as TileAddend, TileEpi};
 
 mod cols;
 mod sparse;
+
+pub use sparse::BLOCK as SPARSE_BLOCK;
 
 /// At most this many vector accumulators per micro-tile (16 xmm registers:
 /// accumulators + one B vector per panel + a broadcast; DESIGN-NOTES §8).
@@ -133,6 +137,32 @@ struct StoreEpi {
 
 impl StoreEpi {
     const NONE: StoreEpi = StoreEpi { scale: None, addend: None, residual: None, act: Act::None };
+
+    /// What the store applies in registers, and the activation it leaves
+    /// to a vector loop over each finished row block ([`act_rows`]): the
+    /// long transcendental ones (Gelu, Sigmoid, ...) would be inlined into
+    /// every tile shape and, with the accumulators live, spill.
+    fn in_registers(self) -> (StoreEpi, Option<Act>) {
+        match self.act {
+            Act::None | Act::Relu | Act::Clip { .. } | Act::LeakyRelu { .. } | Act::HardSwish => (self, None),
+            act => (StoreEpi { act: Act::None, ..self }, Some(act)),
+        }
+    }
+
+    /// The assembled tiles' start and epilogue for this store (in
+    /// registers, [`StoreEpi::in_registers`]) with or without a row bias,
+    /// if they apply it.
+    fn tile(self, row_bias: bool) -> Option<(Init, TileEpi)> {
+        if row_bias && self.addend.is_some() {
+            return None;
+        }
+        let tile = TileEpi {
+            scale: self.scale,
+            addend: self.addend.map(|ad| TileAddend { per_column: ad.sn == 1, row: ad.sm * 4, scale: ad.scale }),
+            ..super::gemm_wide::act_epi(self.act, self.residual.is_some())?
+        };
+        Some((if row_bias { Init::RowBias } else { Init::Zero }, tile))
+    }
 }
 
 /// The rows of a product one kernel call computes: all, or a task's range
@@ -312,12 +342,6 @@ fn finish(k: &mut Kernel, e: &StoreEpi, ty: Type, x: Value, ap: Option<Value>, r
     apply_act(k, ty, e.act, v)
 }
 
-/// Whether the store applies `act` in registers (the others run as a
-/// vector loop over each finished row block, [`act_rows`]).
-fn cheap_act(act: Act) -> bool {
-    matches!(act, Act::None | Act::Relu | Act::Clip { .. } | Act::LeakyRelu { .. } | Act::HardSwish)
-}
-
 /// The block-sparse form of a constant B ([`sparse::layout`]: `b` is `dims`
 /// = `(K, N)` with strides `strides`, times `scale`) and its blob, for a
 /// product (no row bias) whose store `epi` the tiles apply; A (`a`, read
@@ -332,25 +356,18 @@ fn sparse_b(
     a: AView,
     epi: StoreEpi,
 ) -> Option<(sparse::Sparse, Value)> {
-    let in_regs = StoreEpi { act: if cheap_act(epi.act) { epi.act } else { Act::None }, ..epi };
-    sparse::tile_epi(false, in_regs)?;
-    let (sp, bytes) = sparse::layout(k, b, dims, strides, scale, a.sk * 4)?;
+    let (_, epi) = epi.in_registers().0.tile(false)?;
+    let (sp, bytes) = sparse::layout(k, b, dims, strides, scale, a.sk * 4, epi)?;
     Some((sp, k.blob(bytes)))
 }
 
 /// [`gemm_core`] with the tiling, A layout, row range and store epilogue
 /// of `t`.
 fn gemm_tiles(k: &mut Kernel, t: &Tiles, a: AView, a_off: Value, panel: (Value, bool), out: OutView, o_off: Value) {
-    let (mm, n, kk, packed, mut epi) = (t.mm, t.n, t.kk, t.packed, t.epi);
-    // Min/max/mul activations run in registers at the store. The long
-    // transcendental ones (Gelu, Sigmoid, ...) would be inlined into every
-    // tile shape and, with the accumulators live, spill: they run instead
-    // as a vector loop over each finished row block, still in L1.
-    let cheap = cheap_act(epi.act);
-    let block_act = if cheap { None } else { Some(epi.act) };
-    if !cheap {
-        epi.act = Act::None;
-    }
+    let (mm, n, kk, packed) = (t.mm, t.n, t.kk, t.packed);
+    // min/max/mul activations at the store, the others over each finished
+    // row block, still in L1
+    let (epi, block_act) = t.epi.in_registers();
     // (pointer, read-only): panels packed at run time in this very kernel
     // must not be marked read-only, or their loads could move above the
     // stores that pack them.
@@ -536,7 +553,7 @@ fn wide_tiles(
     epi: StoreEpi,
 ) -> Option<super::gemm_wide::Wide> {
     use crate::ukernel::avx2::GemmTile;
-    let (init, tile_epi) = sparse::tile_epi(out.bias.is_some(), epi)?;
+    let (init, tile_epi) = epi.tile(out.bias.is_some())?;
     let tile = GemmTile {
         rows: 0,
         vecs: 0,
@@ -882,23 +899,21 @@ fn lower_matmul(k: &mut Kernel, fused: Option<Epilogue>) -> LResult {
             None => gemm_tiles(k, &t, av, ao, panel, ov, oo),
         }
     };
-    match (b_const, sparse) {
-        (_, Some((_, blob))) => {
-            k.nest(&batch, &mut |k, idx| {
-                let ao = k.linear(idx, &a_bs);
-                let bi = k.linear(idx, &kerf_ir::eval::strides(&batch));
-                let oo = k.b.ins().imul_imm_s(bi, (mm * n) as i64);
-                product(k, ao, (blob, true), oo);
-            });
-        }
-        (Some(bv), None) => {
-            // One packed panel set per distinct B batch.
-            let nbb: usize = bsh[..bsh.len() - 2].iter().product();
-            let mut all = Vec::with_capacity(nbb * panel_elems);
-            for bi in 0..nbb {
-                all.extend(pack_b(&bv[bi * kk * n..], n, n, 1, pan, 1.0));
-            }
-            let panels = k.blob_f32(&all);
+    match b_const {
+        Some(bv) => {
+            // One packed panel set per distinct B batch (the one B's
+            // block-sparse form: every batch offset is 0).
+            let panels = match sparse {
+                Some((_, blob)) => blob,
+                None => {
+                    let nbb: usize = bsh[..bsh.len() - 2].iter().product();
+                    let mut all = Vec::with_capacity(nbb * panel_elems);
+                    for bi in 0..nbb {
+                        all.extend(pack_b(&bv[bi * kk * n..], n, n, 1, pan, 1.0));
+                    }
+                    k.blob_f32(&all)
+                }
+            };
             let b_ps: Vec<usize> = b_bs.iter().map(|s| s / (kk * n).max(1) * panel_elems).collect();
             k.nest(&batch, &mut |k, idx| {
                 let ao = k.linear(idx, &a_bs);
@@ -909,7 +924,7 @@ fn lower_matmul(k: &mut Kernel, fused: Option<Epilogue>) -> LResult {
                 product(k, ao, (pp, true), oo);
             });
         }
-        (None, _) => {
+        None => {
             // every task packs each batch's B into its own scratch
             let bp = k.input(1);
             let s = k.task_scratch(panel_elems * 4);

@@ -21,15 +21,15 @@
 
 use cranelift_codegen::ir::{InstBuilder, Value};
 
-use super::super::gemm_wide::act_epi;
 use super::super::{Family, Kernel};
 use super::{AView, OutView, StoreEpi};
 use crate::ukernel::avx2::{gemm_tile, max_rows, GemmTile, Indexed, Init, INDEXED_STEP};
 use crate::ukernel::avx512::{zmm_gemm_tile, zmm_max_rows, INDEXED_BLOCKS};
-use crate::ukernel::epi::{Addend as TileAddend, TileEpi};
+use crate::ukernel::epi::TileEpi;
 
-/// Output columns per block (one `zmm`, two `ymm`).
-pub(super) const BLOCK: usize = 16;
+/// Output columns per block (one `zmm`, two `ymm`): the block size of
+/// block-shared N:M that these kernels skip by (`kerf tune`'s variant).
+pub const BLOCK: usize = 16;
 
 /// The most kept K steps, as a fraction of K, at which the block-sparse
 /// tiles run instead of the dense ones. Their time follows the kept steps
@@ -40,18 +40,20 @@ pub(super) const BLOCK: usize = 16;
 pub(super) const MAX_KEPT: f64 = 0.85;
 
 /// A constant B in blocks: each `stride` bytes, `list` bytes of A offsets
-/// then `steps` × 64 bytes of B values.
+/// then `steps` × 64 bytes of B values; the tiles' store epilogue `epi`
+/// (no row bias: they start from zero).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Sparse {
     pub steps: usize,
     pub list: usize,
     pub stride: usize,
+    pub epi: TileEpi,
 }
 
 /// A constant B's block-sparse form, if it has one worth running: `b` is
 /// `kk × n` with element `(k, j)` at `b[k·sk + j·sn]`, times `scale`; the
-/// step of A between K columns is `a_step` bytes. `None` without the
-/// assembled tiles, with more than [`MAX_KEPT`] of K kept in some block, or
+/// step of A between K columns is `a_step` bytes; the tiles apply `epi`.
+/// `None` without the assembled tiles, with more than [`MAX_KEPT`] of K kept in some block, or
 /// with offsets past `u32`.
 pub(crate) fn layout(
     k: &Kernel,
@@ -60,6 +62,7 @@ pub(crate) fn layout(
     (sk, sn): (usize, usize),
     scale: f32,
     a_step: usize,
+    epi: TileEpi,
 ) -> Option<(Sparse, Vec<u8>)> {
     if !k.caps.avx2 || k.lanes() != 4 || kk == 0 || n == 0 || (kk * a_step) > u32::MAX as usize {
         return None;
@@ -97,21 +100,7 @@ pub(crate) fn layout(
             }
         }
     }
-    Some((Sparse { steps, list, stride }, bytes))
-}
-
-/// Whether the tiles apply the store `epi` (after the engine moved long
-/// activations out of it) with or without a row bias.
-pub(super) fn tile_epi(row_bias: bool, epi: StoreEpi) -> Option<(Init, TileEpi)> {
-    if row_bias && epi.addend.is_some() {
-        return None;
-    }
-    let tile = TileEpi {
-        scale: epi.scale,
-        addend: epi.addend.map(|ad| TileAddend { per_column: ad.sn == 1, row: ad.sm * 4, scale: ad.scale }),
-        ..act_epi(epi.act, epi.residual.is_some())?
-    };
-    Some((if row_bias { Init::RowBias } else { Init::Zero }, tile))
+    Some((Sparse { steps, list, stride, epi }, bytes))
 }
 
 /// Where one call of the block-sparse tiles works.
@@ -123,6 +112,8 @@ pub(super) struct At {
     pub blob: Value,
     pub out: OutView,
     pub o_off: Value,
+    /// The store (its addend and residual pointers; the tiles apply
+    /// [`Sparse::epi`]).
     pub epi: StoreEpi,
 }
 
@@ -131,14 +122,13 @@ pub(super) struct At {
 /// rows a call takes [`INDEXED_BLOCKS`] blocks (one FMA chain per row and
 /// block: four in flight), else one.
 pub(super) fn run(k: &mut Kernel, sp: Sparse, n: usize, at: &At, m0: Value, rows: usize) {
-    let Some((init, epi)) = tile_epi(at.out.bias.is_some(), at.epi) else {
-        unreachable!("block-sparse products are planned only with a tile epilogue")
-    };
     let zmm = k.caps.avx512;
     let step = if zmm { zmm_max_rows() } else { max_rows(2) };
     let per_call = if zmm && rows < 4 { INDEXED_BLOCKS } else { 1 };
     let tile = |r: usize, blocks: usize, lanes: usize| {
-        let vecs = if zmm || lanes > 8 { 2 } else { 1 };
+        // `ymm`: a block's two vectors, or one for a last block of at most
+        // 8 columns; `zmm`: one per block (`blocks` of them)
+        let vecs = if zmm { blocks } else { 1 + usize::from(lanes > 8) };
         let last = if zmm { lanes } else { lanes - 8 * (vecs - 1) };
         let t = GemmTile {
             rows: r,
@@ -148,8 +138,8 @@ pub(super) fn run(k: &mut Kernel, sp: Sparse, n: usize, at: &At, m0: Value, rows
             panel: 0,
             group: if zmm { 4 } else { 2 },
             ldo: at.out.ldo * 4,
-            init,
-            epi,
+            init: Init::Zero,
+            epi: sp.epi,
             last_lanes: last,
             prefetch: false,
             indexed: Some(Indexed { list: sp.list, blocks, stride: sp.stride }),
