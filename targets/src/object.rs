@@ -48,6 +48,10 @@ pub struct CompileOptions {
     /// target has them (default). Off, every kernel is Cranelift's own
     /// code: the same bits, at 128-bit speed.
     pub ukernels: bool,
+    /// Products by block-sparse constant weights run only their kept K
+    /// steps (default; [`Caps::skip_zeros`]). Off, the dense engine
+    /// multiplies the zeros: the same bits, for tests to compare.
+    pub skip_zeros: bool,
     /// Told of each node's code generation (for a progress bar); never
     /// changes the output.
     pub progress: Option<ProgressHook>,
@@ -56,7 +60,14 @@ pub struct CompileOptions {
 impl CompileOptions {
     /// Options for `target` with symbol prefix `name`, no notes and micro-kernels on.
     pub fn new(target: Target, name: &str) -> CompileOptions {
-        CompileOptions { target, name: name.into(), notes: Vec::new(), ukernels: true, progress: None }
+        CompileOptions {
+            target,
+            name: name.into(),
+            notes: Vec::new(),
+            ukernels: true,
+            skip_zeros: true,
+            progress: None,
+        }
     }
     /// [`CompileOptions::new`] with the target parsed from a triple and a
     /// CPU preset ([`Target::parse`]).
@@ -64,7 +75,8 @@ impl CompileOptions {
         Ok(CompileOptions::new(Target::parse(triple, cpu)?, name))
     }
     /// The capabilities the kernels are built for: the ISA's, less the
-    /// micro-kernels when [`CompileOptions::ukernels`] is off.
+    /// micro-kernels when [`CompileOptions::ukernels`] is off and the
+    /// block-sparse products when [`CompileOptions::skip_zeros`] is.
     pub fn caps(&self, isa: &dyn cranelift_codegen::isa::TargetIsa) -> Caps {
         let mut c = self.target.caps(isa);
         c.avx2 &= self.ukernels;
@@ -72,6 +84,7 @@ impl CompileOptions {
         c.vnni &= self.ukernels;
         c.dotprod &= self.ukernels;
         c.neon &= self.ukernels;
+        c.skip_zeros &= self.skip_zeros;
         c
     }
     /// [`CompileOptions::caps`] on the target's own ISA: what kernels the

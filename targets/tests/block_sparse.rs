@@ -1,17 +1,21 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Block-sparse products (`lower/matmul/sparse.rs`): constant weights
-//! whose 16-column blocks skip the same K rows run only the kept steps on
-//! the assembled tiles. The results equal the dense engine's bit for bit
-//! (a skipped step adds `0·x = +0`, which leaves a finite sum as it is)
-//! and the reference evaluator's within 1e-5 + 1e-4·max|ref|; threaded
-//! runs equal serial ones; and the objects for `haswell` and
-//! `sapphirerapids` call tiles that read A at listed offsets and hold
-//! fewer weight bytes, on any host. The shapes cover every row count of
+//! whose 16-column blocks skip the same K rows run only the kept steps,
+//! on the assembled tiles (AVX2, AVX-512) or Cranelift's 128-bit ones
+//! (x86-64 `baseline`, AArch64, RISC-V `v`). The results equal the dense
+//! engine's (`CompileOptions::skip_zeros` off) bit for bit (a skipped
+//! step adds `0·x = +0`, which leaves a finite sum as it is) and the
+//! reference evaluator's within 1e-5 + 1e-4·max|ref|, on the host's
+//! presets and, linked by the cross GCCs, under qemu for AArch64 and
+//! RISC-V `v`; threaded runs equal serial ones; and the objects for
+//! `haswell` and `sapphirerapids` call tiles that read A at listed
+//! offsets, and every preset's objects hold fewer weight bytes, on any
+//! host. The shapes cover every row count of
 //! a tile (1..13, and last tiles of 5, 9 and 11 rows), a last block of 1..15 columns (and of more than and at
 //! most 8, the `ymm` tile's one- and two-vector forms), blocks with fewer
 //! kept rows than the longest (padded) and with none, transposed Gemm
 //! operands, row and column addends, `alpha`, Relu / HardSwish /
-//! residual in the tile, Gelu after it and LeakyRelu (dense: not a tile epilogue), batched MatMul, the
+//! residual in the tile, Gelu after it and LeakyRelu (dense on AVX2: not an assembled tile epilogue), batched MatMul, the
 //! column-chunked Gemm of one and three rows (four blocks a call), 1x1
 //! convs on the MatMul engine and an all-zero weight.
 
@@ -147,9 +151,9 @@ fn conv(c: usize, m: usize, p: usize) -> (String, Vec<Tensor>) {
     (text, vec![input(&[1, c, p, p], 6)])
 }
 
-/// Micro-kernels on (block-sparse where the host has AVX2) and off (the
-/// dense 128-bit engine multiplying the zeros) give the same bits, and
-/// the reference's values.
+/// Block-sparse on the preset's tiles, block-sparse on Cranelift's
+/// (micro-kernels off) and dense (`skip_zeros` off) give the same bits,
+/// and the reference's values.
 #[test]
 fn block_sparse_products_equal_the_dense_ones() {
     for cpu in host_cpus() {
@@ -162,7 +166,9 @@ fn block_sparse_products_equal_the_dense_ones() {
 /// Every case but the LeakyRelu one (an epilogue the tiles do not apply)
 /// compiles (the all-zero weight too: tiles of no step), for `haswell` and
 /// `sapphirerapids`, to tiles that read A at listed offsets: the cases
-/// above test the block-sparse path, not a dense fallback. Any host.
+/// above test the block-sparse path, not a dense fallback. On Cranelift's
+/// tiles (x86-64 `baseline`, AArch64, RISC-V `v`) every case, the
+/// LeakyRelu one too, holds less constant data than dense. Any host.
 #[test]
 fn block_sparse_cases_take_the_block_sparse_tiles() {
     for (i, (text, _)) in cases().iter().enumerate() {
@@ -171,7 +177,25 @@ fn block_sparse_cases_take_the_block_sparse_tiles() {
         for cpu in ["haswell", "sapphirerapids"] {
             assert_eq!(reads_listed_offsets(&g, cpu), !dense, "case {i} ({cpu})");
         }
+        for (triple, cpu) in CRANELIFT_TILES {
+            let [sparse, dense] = [true, false].map(|skip| rodata(&g, triple, cpu, skip));
+            assert!(sparse < dense, "case {i} ({triple} {cpu}): {sparse} B block-sparse, {dense} B dense");
+        }
     }
+}
+
+/// Presets whose block-sparse products run on Cranelift's tiles.
+const CRANELIFT_TILES: [(&str, &str); 3] = [
+    ("x86_64-unknown-linux-gnu", "baseline"),
+    ("aarch64-unknown-linux-gnu", "baseline"),
+    ("riscv64gc-unknown-linux-gnu", "v"),
+];
+
+/// Constant data of `g`'s object, block-sparse (`skip`) or dense.
+fn rodata(g: &kerf_ir::Graph, triple: &str, cpu: &str, skip: bool) -> usize {
+    let mut o = CompileOptions::parse(triple, cpu, "t").unwrap();
+    o.skip_zeros = skip;
+    kerf_targets::compile_object(g, &o).unwrap().report.rodata_bytes
 }
 
 /// Whether `g`'s object for `cpu` holds a tile reading A at a listed
@@ -183,41 +207,85 @@ fn reads_listed_offsets(g: &kerf_ir::Graph, cpu: &str) -> bool {
         .any(|i| i.memory_base() == Register::RDI && i.memory_index() == Register::RAX && i.memory_index_scale() == 1)
 }
 
-/// The presets whose tiles the host runs: `native`, and `haswell` too
-/// where `native` means the 512-bit tiles. Without AVX2 only the dense
-/// engine runs (said once).
+/// The presets whose tiles the host runs: `baseline` (Cranelift's),
+/// `native`, and `haswell` too where `native` means the 512-bit tiles.
+/// Without AVX2 `native` runs Cranelift's tiles (said once).
 fn host_cpus() -> Vec<&'static str> {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
         if !(has!("avx2") && has!("fma")) {
-            eprintln!("no AVX2 + FMA on this CPU: the block-sparse tiles are not run here (the objects are checked)");
+            eprintln!("no AVX2 + FMA on this CPU: the assembled block-sparse tiles are not run here (the objects are checked)");
         } else if has!("avx512f") && has!("avx512vl") {
-            return vec!["native", "haswell"];
+            return vec!["baseline", "native", "haswell"];
         } else {
             eprintln!("no AVX-512F + VL on this CPU: the 512-bit block-sparse tile is not run here");
         }
+        vec!["baseline", "native"]
     }
+    #[cfg(not(target_arch = "x86_64"))]
     vec!["native"]
 }
 
-/// Case `i` on preset `cpu`: micro-kernels on and off give the same bits,
-/// and both the reference's values.
+/// Case `i` on preset `cpu`: block-sparse with micro-kernels on and off
+/// and dense give the same bits, and each the reference's values.
 fn check(cpu: &str, i: usize, text: &str, ins: &[Tensor]) {
     let g = kerf_ir::text::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let want = reference(&g, ins).remove(0);
     let mut outs = Vec::new();
-    for ukernels in [true, false] {
+    for (ukernels, skip_zeros) in [(true, true), (false, true), (true, false)] {
         let mut o = CompileOptions::parse("host", cpu, "t").unwrap();
-        o.ukernels = ukernels;
+        (o.ukernels, o.skip_zeros) = (ukernels, skip_zeros);
         let jm = jit_compile(&g, &o).unwrap_or_else(|e| panic!("case {i}: {e}"));
         let y = common::run_rt(jm.model(), ins, None);
         let y: Vec<f32> = y.chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        close(&format!("case {i} ({cpu}, micro-kernels {ukernels})"), &y, &want, 1e-5, 1e-4);
-        outs.push(y);
+        let name = format!("case {i} ({cpu}, micro-kernels {ukernels}, skipping zeros {skip_zeros})");
+        close(&name, &y, &want, 1e-5, 1e-4);
+        outs.push((name, y));
     }
-    let diff = outs[0].iter().zip(&outs[1]).position(|(a, b)| a.to_bits() != b.to_bits());
-    assert!(diff.is_none(), "case {i} ({cpu}): element {diff:?} differs from the dense engine's");
+    for (name, y) in &outs[1..] {
+        let diff = outs[0].1.iter().zip(y).position(|(a, b)| a.to_bits() != b.to_bits());
+        assert!(diff.is_none(), "case {i}: element {diff:?} of {name} differs from {}", outs[0].0);
+    }
+}
+
+/// Every case compiled for AArch64 (`baseline`) and RISC-V `v`,
+/// block-sparse and dense, linked with the C harness by the cross GCCs
+/// and run under qemu-user: the two give the same bytes, and the
+/// reference's values.
+#[test]
+fn block_sparse_products_under_qemu() {
+    use common::cross::{AARCH64, RISCV64_V};
+    for t in [AARCH64, RISCV64_V] {
+        if !t.available() {
+            continue;
+        }
+        let root = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("block-sparse-{}", t.triple));
+        let all = cases();
+        for (i, (text, ins)) in all.iter().enumerate() {
+            let g = kerf_ir::text::parse(text).unwrap();
+            let want = reference(&g, ins).remove(0);
+            let input: Vec<u8> = ins.iter().flat_map(|x| x.bytes().to_vec()).collect();
+            let mut outs = Vec::new();
+            for skip in [true, false] {
+                let dir = root.join(format!("case{i}-{skip}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                let mut o = CompileOptions::parse(t.triple, t.cpu, "m").unwrap();
+                o.skip_zeros = skip;
+                let art = kerf_targets::compile_object(&g, &o).unwrap();
+                std::fs::write(dir.join("m.h"), &art.header).unwrap();
+                std::fs::write(dir.join("m.o"), &art.object).unwrap();
+                let exe = t.link(&dir, "m", &dir.join("m.o"));
+                let got =
+                    t.run(None, &exe, &input).unwrap_or_else(|e| panic!("case {i} ({} {}): {e}", t.triple, t.cpu));
+                outs.push(got);
+            }
+            assert!(outs[0] == outs[1], "case {i} ({} {}): block-sparse and dense bytes differ", t.triple, t.cpu);
+            let y: Vec<f32> = outs[0].chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            close(&format!("case {i} ({} {})", t.triple, t.cpu), &y, &want, 1e-5, 1e-4);
+        }
+        eprintln!("{} --cpu {}: {} block-sparse cases equal the dense engine", t.triple, t.cpu, all.len());
+    }
 }
 
 /// Threaded runs equal serial ones: a MatMul split over rows, a Gemm
@@ -231,10 +299,11 @@ fn block_sparse_threads_equal_serial() {
 }
 
 /// For `haswell` (`ymm`) and `sapphirerapids` (`zmm`) the object's tiles
-/// read A at a listed offset (`[rdi + rax + row]`) and its constant data
-/// holds about half the dense weight bytes (2:4 kept plus one `u32` per
-/// kept row and block); with every row kept (zeros scattered, one column
-/// in eight) the product stays dense. `baseline` has no tiles: dense.
+/// read A at a listed offset (`[rdi + rax + row]`); there and on the
+/// presets of Cranelift's tiles its constant data holds about half the
+/// dense weight bytes (2:4 kept plus one `u32` per kept row and block);
+/// with every row kept (zeros scattered, one column in eight) the product
+/// stays dense.
 #[test]
 fn block_sparse_objects_skip_the_zeros() {
     let (kk, n) = (96, 64);
@@ -242,22 +311,24 @@ fn block_sparse_objects_skip_the_zeros() {
     let dense_w: Vec<f32> = (0..kk * n).map(|i| if i % 8 == 0 { 0.0 } else { 0.01 * (i % 13) as f32 }).collect();
     let dense = sparse.replace(&list(&weights(kk, n, (n > 48).then_some(1), (n > 32).then_some(2))), &list(&dense_w));
     assert_ne!(dense, sparse);
-    let compile = |text: &str, cpu: &str| {
-        let g = kerf_ir::text::parse(text).unwrap();
-        let o = CompileOptions::parse("x86_64-unknown-linux-gnu", cpu, "t").unwrap();
-        let rodata = kerf_targets::compile_object(&g, &o).unwrap().report.rodata_bytes;
-        (rodata, reads_listed_offsets(&g, cpu))
-    };
+    let [sparse, dense] = [sparse, dense].map(|t| kerf_ir::text::parse(&t).unwrap());
     let weight_bytes = kk * n * 4;
-    for cpu in ["haswell", "sapphirerapids"] {
-        let (sparse_rodata, listed) = compile(&sparse, cpu);
-        assert!(listed, "{cpu}: no tile reads A at listed offsets");
-        let (dense_rodata, dense_listed) = compile(&dense, cpu);
-        assert!(!dense_listed, "{cpu}: every row kept, yet block-sparse");
+    let x86 = "x86_64-unknown-linux-gnu";
+    let presets = [(x86, "haswell"), (x86, "sapphirerapids")].into_iter().chain(CRANELIFT_TILES);
+    for (triple, cpu) in presets {
+        if cpu == "haswell" || cpu == "sapphirerapids" {
+            assert!(reads_listed_offsets(&sparse, cpu), "{cpu}: no tile reads A at listed offsets");
+            assert!(!reads_listed_offsets(&dense, cpu), "{cpu}: every row kept, yet block-sparse");
+        }
+        let (sparse_rodata, dense_rodata) = (rodata(&sparse, triple, cpu, true), rodata(&dense, triple, cpu, true));
+        assert_eq!(
+            dense_rodata,
+            rodata(&dense, triple, cpu, false),
+            "{triple} {cpu}: every row kept, yet block-sparse"
+        );
         assert!(
             dense_rodata - sparse_rodata > weight_bytes * 4 / 10,
-            "{cpu}: constant data {sparse_rodata} B sparse vs {dense_rodata} B dense ({weight_bytes} B of weights)"
+            "{triple} {cpu}: constant data {sparse_rodata} B sparse vs {dense_rodata} B dense ({weight_bytes} B of weights)"
         );
     }
-    assert!(!compile(&sparse, "baseline").1, "baseline: block-sparse tiles without AVX2");
 }

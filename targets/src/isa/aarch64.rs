@@ -20,5 +20,17 @@ pub const ISA: IsaDesc = IsaDesc {
 fn caps(on: FlagOn<'_>) -> Caps {
     let dotprod = on("has_dotprod");
     let cache = ISA.cache;
-    Caps { simd: true, fma: true, round: true, cache, avx2: false, avx512: false, vnni: false, dotprod, neon: true }
+    Caps {
+        simd: true,
+        fma: true,
+        round: true,
+        cache,
+        avx2: false,
+        avx512: false,
+        vnni: false,
+        dotprod,
+        neon: true,
+        vector_registers: 32,
+        skip_zeros: true,
+    }
 }

@@ -83,6 +83,16 @@ pub struct Caps {
     /// passes load and store them per entry (3x the instructions,
     /// `docs/compression.md`).
     pub neon: bool,
+    /// Vector registers Cranelift's register allocator gives kernels
+    /// (x86-64: `xmm0`–`xmm15`, whatever the CPU; AArch64 and RISC-V: 32):
+    /// how many accumulators a 128-bit tile may hold.
+    pub vector_registers: usize,
+    /// Products by constant weights whose 16-column blocks skip the same K
+    /// rows run only the kept rows (`lower/matmul/sparse.rs`; every preset
+    /// with SIMD). Off only through [`crate::CompileOptions::skip_zeros`],
+    /// so tests can compare against the dense engine, which gives the same
+    /// bits.
+    pub skip_zeros: bool,
 }
 
 impl Caps {

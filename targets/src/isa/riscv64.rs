@@ -37,5 +37,7 @@ fn caps(on: FlagOn<'_>) -> Caps {
         vnni: false,
         dotprod: false,
         neon: false,
+        vector_registers: 32,
+        skip_zeros: true,
     }
 }

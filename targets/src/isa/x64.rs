@@ -25,5 +25,17 @@ fn caps(on: FlagOn<'_>) -> Caps {
     let avx512 = avx2 && on("has_avx512f") && on("has_avx512vl");
     let vnni = avx512 && on("has_avx512vnni");
     let round = on("has_sse41");
-    Caps { simd: true, fma, round, cache: ISA.cache, avx2, avx512, vnni, dotprod: false, neon: false }
+    Caps {
+        simd: true,
+        fma,
+        round,
+        cache: ISA.cache,
+        avx2,
+        avx512,
+        vnni,
+        dotprod: false,
+        neon: false,
+        vector_registers: 16,
+        skip_zeros: true,
+    }
 }

@@ -501,7 +501,20 @@ mod tests {
 
     fn caps(cache: CacheParams) -> Caps {
         let (avx2, avx512, vnni, dotprod, neon) = (false, false, false, false, false);
-        Caps { simd: true, fma: true, round: true, cache, avx2, avx512, vnni, dotprod, neon }
+        let (vector_registers, skip_zeros) = (16, true);
+        Caps {
+            simd: true,
+            fma: true,
+            round: true,
+            cache,
+            avx2,
+            avx512,
+            vnni,
+            dotprod,
+            neon,
+            vector_registers,
+            skip_zeros,
+        }
     }
 
     /// The blocks derived from the per-ISA cache parameters. On x86-64 they

@@ -344,8 +344,9 @@ fn finish(k: &mut Kernel, e: &StoreEpi, ty: Type, x: Value, ap: Option<Value>, r
 
 /// The block-sparse form of a constant B ([`sparse::layout`]: `b` is `dims`
 /// = `(K, N)` with strides `strides`, times `scale`) and its blob, for a
-/// product (no row bias) whose store `epi` the tiles apply; A (`a`, read
-/// in place) steps evenly along K.
+/// product (no row bias) with store `epi`: on the assembled tiles where
+/// the target has them (only if they apply `epi`), else on Cranelift's; A
+/// (`a`, read in place) steps evenly along K.
 #[allow(clippy::too_many_arguments)]
 fn sparse_b(
     k: &mut Kernel,
@@ -356,7 +357,12 @@ fn sparse_b(
     a: AView,
     epi: StoreEpi,
 ) -> Option<(sparse::Sparse, Value)> {
-    let (_, epi) = epi.in_registers().0.tile(false)?;
+    // the assembled tiles where the target has them (if they apply the
+    // store), else Cranelift's
+    let epi = match k.caps.avx2 {
+        true => Some(epi.in_registers().0.tile(false)?.1),
+        false => None,
+    };
     let (sp, bytes) = sparse::layout(k, b, dims, strides, scale, a.sk * 4, epi)?;
     Some((sp, k.blob(bytes)))
 }

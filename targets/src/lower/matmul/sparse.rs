@@ -1,10 +1,19 @@
 //! Block-sparse products by constant weights: where every block of 16
 //! output columns of B skips the same K rows (block-shared N:M,
 //! `--prune-nm 2:4/16`, or zeros a training-time tool left in that shape),
-//! the assembled tiles run only the kept K steps of each block
-//! ([`crate::ukernel::avx2::GemmTile::indexed`]): per kept step one `u32`
-//! offset into A, one 16-column B vector (`zmm`, or two `ymm`) and one
-//! A broadcast per row. No zero is multiplied and none is stored.
+//! the tiles run only the kept K steps of each block: per kept step one
+//! `u32` offset into A, the block's 16 B values and one A broadcast per
+//! row. No zero is multiplied and none is stored. Two forms of the tiles
+//! read the same blocks:
+//!
+//! - the assembled ones ([`crate::ukernel::avx2::GemmTile::indexed`],
+//!   AVX2 + FMA): a block is one `zmm` or two `ymm`;
+//! - Cranelift's 128-bit ones ([`run_cranelift`]) on every other SIMD
+//!   target (AArch64, RISC-V `v`, x86-64 `baseline`): a block is four
+//!   `f32x4`, as many accumulators a tile as the target's registers
+//!   allow ([`cl_accs`]: rows of one block, or one row of several
+//!   blocks), the dense 128-bit tiles' multiply-add and store epilogue
+//!   ([`super::finish`]).
 //!
 //! Contract: for every output, the multiply-add chain runs over the
 //! block's kept K rows in increasing order, then the epilogue of the dense
@@ -15,14 +24,16 @@
 //! of zero weights (the same argument). A is read in place (never packed:
 //! the offsets are its column offsets). With `zmm`, products of fewer
 //! than four rows take four blocks per call (four FMA chains in flight).
-//! Only where the target has the assembled tiles (AVX2 + FMA), the
-//! epilogue is one they apply and at most [`MAX_KEPT`] of K is kept;
-//! elsewhere the dense engine runs the zeros.
+//! Only with SIMD and [`crate::isa::Caps::skip_zeros`] (on unless a test
+//! compares against the dense engine), where at most [`MAX_KEPT`] of K is
+//! kept, and on AVX2 targets where the epilogue is one the assembled
+//! tiles apply; elsewhere the dense engine runs the zeros.
 
-use cranelift_codegen::ir::{InstBuilder, Value};
+use cranelift_codegen::ir::{types, InstBuilder, Value};
 
+use super::super::loops::{mem, ro};
 use super::super::{Family, Kernel};
-use super::{AView, OutView, StoreEpi};
+use super::{finish, AView, OutView, StoreEpi};
 use crate::ukernel::avx2::{gemm_tile, max_rows, GemmTile, Indexed, Init, INDEXED_STEP};
 use crate::ukernel::avx512::{zmm_gemm_tile, zmm_max_rows, INDEXED_BLOCKS};
 use crate::ukernel::epi::TileEpi;
@@ -40,21 +51,34 @@ pub const BLOCK: usize = 16;
 pub(super) const MAX_KEPT: f64 = 0.85;
 
 /// A constant B in blocks: each `stride` bytes, `list` bytes of A offsets
-/// then `steps` × 64 bytes of B values; the tiles' store epilogue `epi`
-/// (no row bias: they start from zero).
+/// then `steps` × 64 bytes of B values; the assembled tiles' store
+/// epilogue `epi` (no row bias: they start from zero), or `None` for
+/// Cranelift's tiles (which apply the product's [`StoreEpi`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Sparse {
     pub steps: usize,
     pub list: usize,
     pub stride: usize,
-    pub epi: TileEpi,
+    pub epi: Option<TileEpi>,
 }
+
+/// Vector accumulators of a Cranelift tile on this target: whole rows of
+/// a block's [`CL_VECS`] vectors, leaving registers for those B vectors,
+/// a broadcast and two spare (x86-64: 8, two rows; AArch64 and RISC-V:
+/// 24, six rows).
+fn cl_accs(k: &Kernel) -> usize {
+    (k.caps.vector_registers.saturating_sub(CL_VECS + 3) / CL_VECS).max(1) * CL_VECS
+}
+
+/// `f32x4` vectors per block.
+const CL_VECS: usize = BLOCK / 4;
 
 /// A constant B's block-sparse form, if it has one worth running: `b` is
 /// `kk × n` with element `(k, j)` at `b[k·sk + j·sn]`, times `scale`; the
-/// step of A between K columns is `a_step` bytes; the tiles apply `epi`.
-/// `None` without the assembled tiles, with more than [`MAX_KEPT`] of K kept in some block, or
-/// with offsets past `u32`.
+/// step of A between K columns is `a_step` bytes; the assembled tiles
+/// apply `epi` (`None`: Cranelift's). `None` without SIMD or
+/// [`crate::isa::Caps::skip_zeros`], with more than [`MAX_KEPT`] of K
+/// kept in some block, or with offsets past `u32`.
 pub(crate) fn layout(
     k: &Kernel,
     b: &[f32],
@@ -62,9 +86,9 @@ pub(crate) fn layout(
     (sk, sn): (usize, usize),
     scale: f32,
     a_step: usize,
-    epi: TileEpi,
+    epi: Option<TileEpi>,
 ) -> Option<(Sparse, Vec<u8>)> {
-    if !k.caps.avx2 || k.lanes() != 4 || kk == 0 || n == 0 || (kk * a_step) > u32::MAX as usize {
+    if !k.caps.skip_zeros || k.lanes() != 4 || kk == 0 || n == 0 || (kk * a_step) > u32::MAX as usize {
         return None;
     }
     let blocks = n.div_ceil(BLOCK);
@@ -122,6 +146,9 @@ pub(super) struct At {
 /// rows a call takes [`INDEXED_BLOCKS`] blocks (one FMA chain per row and
 /// block: four in flight), else one.
 pub(super) fn run(k: &mut Kernel, sp: Sparse, n: usize, at: &At, m0: Value, rows: usize) {
+    let Some(epi) = sp.epi else {
+        return run_cranelift(k, sp, n, at, m0, rows);
+    };
     let zmm = k.caps.avx512;
     let step = if zmm { zmm_max_rows() } else { max_rows(2) };
     let per_call = if zmm && rows < 4 { INDEXED_BLOCKS } else { 1 };
@@ -139,7 +166,7 @@ pub(super) fn run(k: &mut Kernel, sp: Sparse, n: usize, at: &At, m0: Value, rows
             group: if zmm { 4 } else { 2 },
             ldo: at.out.ldo * 4,
             init: Init::Zero,
-            epi: sp.epi,
+            epi,
             last_lanes: last,
             prefetch: false,
             indexed: Some(Indexed { list: sp.list, blocks, stride: sp.stride }),
@@ -190,4 +217,108 @@ fn ptrs(k: &mut Kernel, sp: Sparse, at: &At, m0: Value, r0: usize, c: Value) -> 
     let col = k.b.ins().imul_imm_s(c, BLOCK as i64);
     let [out, bias, residual] = super::store_ptrs(k, (at.out, at.o_off), at.epi, m, col);
     [a, b, out, bias, residual]
+}
+
+/// [`run`] on Cranelift's 128-bit tiles of [`cl_accs`] accumulators:
+/// as many rows of one block as fit, a last tile of fewer rows taking as
+/// many blocks a call as fit; calls of whole blocks, then one holding the
+/// partial last block and what is left.
+fn run_cranelift(k: &mut Kernel, sp: Sparse, n: usize, at: &At, m0: Value, rows: usize) {
+    let (nb, tail) = (n.div_ceil(BLOCK), n % BLOCK);
+    let last_cols = if tail > 0 { tail } else { BLOCK };
+    let accs = cl_accs(k);
+    let max_rows = accs / CL_VECS;
+    for r0 in (0..rows).step_by(max_rows) {
+        let h = max_rows.min(rows - r0);
+        let per_call = (accs / (CL_VECS * h)).max(1);
+        // calls whose blocks are all whole, then the rest in one call
+        let whole = if tail > 0 { (nb - 1) / per_call } else { nb / per_call };
+        k.for_n(0, (whole * per_call) as i64, per_call as i64, |k, c| {
+            cl_tile(k, sp, at, (m0, r0, h), c, (per_call, BLOCK));
+        });
+        let rest = nb - whole * per_call;
+        if rest > 0 {
+            let c = k.ic((whole * per_call) as i64);
+            cl_tile(k, sp, at, (m0, r0, h), c, (rest, last_cols));
+        }
+    }
+}
+
+/// One Cranelift tile: rows `m0 + r0 ..` (`h` of them) by `blocks` blocks
+/// from block `c` (I64), the last holding `last_cols` columns. Per kept
+/// step and block: its A offset, its B vectors, per row one broadcast and
+/// a multiply-add into each vector's accumulator; then the dense tiles'
+/// store ([`finish`]) of each output vector, lane by lane past the
+/// product's last column.
+fn cl_tile(
+    k: &mut Kernel,
+    sp: Sparse,
+    at: &At,
+    (m0, r0, h): (Value, usize, usize),
+    c: Value,
+    (blocks, last_cols): (usize, usize),
+) {
+    let vty = k.vty();
+    let vecs = |b: usize| if b + 1 == blocks { last_cols.div_ceil(4) } else { CL_VECS };
+    let m = k.b.ins().iadd_imm_s(m0, r0 as i64);
+    let mo = k.b.ins().imul_imm_s(m, at.a.sm as i64);
+    let ao = k.b.ins().iadd(mo, at.a_off);
+    let abase = k.addr(at.a.ptr, ao, 4);
+    let a_flags = if at.a.ro { ro() } else { mem() };
+    let bases: Vec<Value> = (0..blocks)
+        .map(|b| {
+            let cb = k.b.ins().iadd_imm_s(c, b as i64);
+            k.addr(at.blob, cb, sp.stride as i64)
+        })
+        .collect();
+    // accumulators in (row, block, vector) order
+    let slots: Vec<(usize, usize, usize)> =
+        (0..h).flat_map(|r| (0..blocks).flat_map(move |b| (0..vecs(b)).map(move |j| (r, b, j)))).collect();
+    let zero = k.fsplat(vty, 0.0);
+    let init = vec![zero; slots.len()];
+    let accs = k.for_acc_n(0, sp.steps as i64, 1, &init, |k, i, accs| {
+        let mut next = accs.to_vec();
+        for (b, &base) in bases.iter().enumerate() {
+            let lp = k.addr(base, i, 4);
+            let off = k.b.ins().uload32(ro(), lp, 0);
+            let vp = k.addr(base, i, (CL_VECS * 16) as i64);
+            let bv: Vec<Value> =
+                (0..vecs(b)).map(|j| k.b.ins().load(vty, ro(), vp, (sp.list + 16 * j) as i32)).collect();
+            let ap = k.b.ins().iadd(abase, off);
+            for r in 0..h {
+                let a = k.b.ins().load(types::F32, a_flags, ap, (r * at.a.sm * 4) as i32);
+                let a = k.widen(vty, a);
+                for (s, &(sr, sb, j)) in slots.iter().enumerate() {
+                    if (sr, sb) == (r, b) {
+                        next[s] = k.fmadd(a, bv[j], next[s]);
+                    }
+                }
+            }
+        }
+        next
+    });
+    let col = k.b.ins().imul_imm_s(c, BLOCK as i64);
+    for r in 0..h {
+        let mr = k.b.ins().iadd_imm_s(m, r as i64);
+        let [p, ap, rp] = super::store_ptrs(k, (at.out, at.o_off), at.epi, mr, col);
+        let (ap, rp) = (at.epi.addend.map(|_| ap), at.epi.residual.map(|_| rp));
+        for (s, &(sr, b, j)) in slots.iter().enumerate() {
+            if sr != r {
+                continue;
+            }
+            let first = b * BLOCK + 4 * j;
+            let width = if b + 1 == blocks { (last_cols - 4 * j).min(4) } else { 4 };
+            if width == 4 {
+                let y = finish(k, &at.epi, vty, accs[s], ap, rp, (first * 4) as i32);
+                k.st(y, p, (first * 4) as i32);
+            } else {
+                for q in 0..width {
+                    let x = k.b.ins().extractlane(accs[s], q as u8);
+                    let off = ((first + q) * 4) as i32;
+                    let y = finish(k, &at.epi, types::F32, x, ap, rp, off);
+                    k.st(y, p, off);
+                }
+            }
+        }
+    }
 }
