@@ -127,9 +127,15 @@ fn cases() -> Vec<(String, Vec<Tensor>)> {
         cs.push(matmul(m, 24, 40, "Relu", false));
     }
     // 1x1 convs on the MatMul engine: a 7x7 plane (channels in the lanes)
-    // and a one-pixel plane
-    cs.push(conv(64, 48, 7));
-    cs.push(conv(96, 40, 1));
+    // and a one-pixel plane; planes the conv engine would take dense (a
+    // whole number of 16-pixel vectors, more than 64 pixels), two images,
+    // a residual added in the transposing pass, 40 channels (a last block
+    // of 8)
+    cs.push(conv(64, 48, 7, 1, false));
+    cs.push(conv(96, 40, 1, 1, false));
+    cs.push(conv(40, 48, 12, 2, true));
+    cs.push(conv(32, 40, 9, 1, false));
+    cs.push(conv(24, 32, 20, 1, true));
     // an all-zero weight: no kept step in any block
     cs.push((
         matmul(5, 16, 32, "Relu", false).0.replace(&list(&weights(16, 32, None, None)), &list(&[0.0; 16 * 32])),
@@ -138,17 +144,19 @@ fn cases() -> Vec<(String, Vec<Tensor>)> {
     cs
 }
 
-/// A 1x1 `ConvFused` (+ Relu) of `c` to `m` channels on a `p`x`p` plane,
-/// by weights whose 16-output-channel blocks skip the same input channels.
-fn conv(c: usize, m: usize, p: usize) -> (String, Vec<Tensor>) {
+/// A 1x1 `ConvFused` (+ Relu) of `c` to `m` channels on `n` images of a
+/// `p`x`p` plane, by weights whose 16-output-channel blocks skip the same
+/// input channels, plus a residual when `residual`.
+fn conv(c: usize, m: usize, p: usize, n: usize, residual: bool) -> (String, Vec<Tensor>) {
     let w = transposed(&weights(c, m, None, Some(1)), c, m);
     let b: Vec<f32> = (0..m).map(|i| 0.05 * i as f32 - 0.5).collect();
     let text = format!(
-        "graph \"g\"\n  input %0 \"x\": f32[1,{c},{p},{p}]\n  const %1 \"w\": f32[{m},{c},1,1] = {}\n  const %2 \"b\": f32[{m}] = {}\n  %3 = ConvFused{{kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1, layer=\"c\", act=Relu, residual=false}}(%0, %1, %2): f32[1,{m},{p},{p}] @\"c\"\n  output \"y\" = %3\n",
+        "graph \"g\"\n  input %0 \"x\": f32[{n},{c},{p},{p}]\n  input %9 \"r\": f32[{n},{m},{p},{p}]\n  const %1 \"w\": f32[{m},{c},1,1] = {}\n  const %2 \"b\": f32[{m}] = {}\n  %3 = ConvFused{{kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1, layer=\"c\", act=Relu, residual={residual}}}(%0, %1, %2{}): f32[{n},{m},{p},{p}] @\"c\"\n  output \"y\" = %3\n",
         list(&w),
-        list(&b)
+        list(&b),
+        if residual { ", %9" } else { "" }
     );
-    (text, vec![input(&[1, c, p, p], 6)])
+    (text, vec![input(&[n, c, p, p], 6), input(&[n, m, p, p], 7)])
 }
 
 /// Block-sparse on the preset's tiles, block-sparse on Cranelift's
@@ -289,13 +297,16 @@ fn block_sparse_products_under_qemu() {
 }
 
 /// Threaded runs equal serial ones: a MatMul split over rows, a Gemm
-/// over column chunks (every block-sparse Gemm of 128 columns or more).
+/// over column chunks (every block-sparse Gemm of 128 columns or more), a
+/// pointwise conv over pixels.
 #[test]
 fn block_sparse_threads_equal_serial() {
     let (text, ins) = matmul(64, 96, 100, "Relu", true);
     common::threaded_equals_serial("block-sparse MatMul 64x96x100", &text, &ins);
     let (text, ins) = gemm(40, 64, 200, false, false);
     common::threaded_equals_serial("block-sparse Gemm 40x64x200", &text, &ins);
+    let (text, ins) = conv(40, 48, 12, 2, true);
+    common::threaded_equals_serial("block-sparse 1x1 conv 40 -> 48, 12x12", &text, &ins);
 }
 
 /// For `haswell` (`ymm`) and `sapphirerapids` (`zmm`) the object's tiles

@@ -91,6 +91,11 @@ fn conv_inner(k: &mut Kernel, c: &kerf_ir::op::Conv, epi: Epilogue) -> LResult<b
     let wconst = k.const_f32(1);
     let bconst = if k.node.inputs.len() >= 3 { k.const_f32(2) } else { Some(vec![0.0; gm.oc]) };
     if let (Some(w), Some(b)) = (&wconst, &bconst) {
+        // a pointwise conv by block-sparse weights (block-shared N:M): the
+        // kept input channels only, output channels in the lanes
+        if super::conv_lanes::fits_block_sparse(&gm, &k.caps, w) {
+            return super::conv_lanes::conv(k, &gm, w, b, epi).map(|()| true);
+        }
         // a pattern-pruned weight: only its kept taps, mask by mask
         let layout = k.node.inputs.get(1).and_then(|&v| k.g.const_of(v)).and_then(kerf_ir::Sparsity::detect);
         if let Some(sp @ kerf_ir::Sparsity::Pattern { patterns, assignment, .. }) = &layout {

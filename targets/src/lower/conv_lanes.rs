@@ -1,6 +1,6 @@
-//! Pointwise convs on small planes with the output channels in the vector
-//! lanes: `Sᵀ = Xᵀ · Wᵀ` on the MatMul engine, then a transposing pass into
-//! the NCHW output.
+//! Pointwise convs on small planes, and block-sparse pointwise convs on
+//! any plane, with the output channels in the vector lanes: `Sᵀ = Xᵀ · Wᵀ`
+//! on the MatMul engine, then a transposing pass into the NCHW output.
 //!
 //! The conv engine ([`super::conv_packed`]) puts output pixels in the lanes.
 //! A 7×7 plane (49 pixels) then fills four 16-lane vectors to 77% (seven
@@ -9,6 +9,14 @@
 //! vector width) every lane is useful; the pixels are the tile's rows,
 //! broadcast from the input as it lies in memory (`A[p, c] = X[c·hw + p]`;
 //! the MatMul engine repacks tall A into row blocks).
+//!
+//! Block-sparse weights (each block of 16 output channels keeps the same
+//! input channels: block-shared N:M, `--prune-nm 2:4/16`) take this form
+//! on any plane ([`fits_block_sparse`]): `Wᵀ` is then a product weight
+//! whose 16-column blocks skip the same K rows, and the MatMul engine's
+//! block-sparse tiles run only the kept input channels, reading each
+//! pixel's input in place at the listed channel offsets. The conv engine
+//! keeps pixels in the lanes and has no such tiles.
 //!
 //! Contract: `Y[b, j, p] = act(Σ_c X[b, c, p] · W[j, c] + bias[j] +
 //! R[b, j, p])`, each output one multiply-add chain over `c` in order from
@@ -30,27 +38,45 @@ use super::{Kernel, LResult};
 /// (14×14 = 196 pixels fill 13 16-lane vectors to 94%).
 const MAX_PIXELS: usize = 64;
 
-/// Whether the conv runs here: a one-group, unpadded, unit-stride 1x1
-/// conv on a plane of 2..=[`MAX_PIXELS`] pixels that 16-lane vectors would
-/// fill badly, whole 16-channel vectors of output channels, on SIMD
-/// targets. The choice does not depend on the assembled tiles, so a model
-/// gives the same bits with micro-kernels on and off (the MatMul engine's
-/// contract).
-pub(super) fn fits(g: &Geo, caps: &crate::isa::Caps) -> bool {
-    let hw = g.oh * g.ow;
+/// Largest product `[hw, m]` (bytes of scratch, per image) a block-sparse
+/// conv takes: a 56×56 plane of 256 channels. Larger planes stay on the
+/// conv engine, dense.
+const MAX_SPARSE_SCRATCH: usize = 4 << 20;
+
+/// A one-group, unpadded, unit-stride 1x1 conv, on SIMD targets.
+fn pointwise(g: &Geo, caps: &crate::isa::Caps) -> bool {
     caps.simd
         && g.group == 1
-        && g.kh == 1
-        && g.kw == 1
-        && g.sh == 1
-        && g.sw == 1
-        && g.ph == 0
-        && g.pw == 0
+        && (g.kh, g.kw, g.sh, g.sw, g.ph, g.pw) == (1, 1, 1, 1, 0, 0)
         && (g.oh, g.ow) == (g.h, g.w)
+}
+
+/// Whether the conv runs here for its plane: a [`pointwise`] conv on a
+/// plane of 2..=[`MAX_PIXELS`] pixels that 16-lane vectors would fill
+/// badly, whole 16-channel vectors of output channels. The choice does
+/// not depend on the assembled tiles, so a model gives the same bits with
+/// micro-kernels on and off (the MatMul engine's contract).
+pub(super) fn fits(g: &Geo, caps: &crate::isa::Caps) -> bool {
+    let hw = g.oh * g.ow;
+    pointwise(g, caps)
         && (2..=MAX_PIXELS).contains(&hw)
         && !hw.is_multiple_of(16)
         && g.oc >= 16
         && g.oc.is_multiple_of(16)
+}
+
+/// Whether the conv runs here for its weights `w` (`[oc, c]`): a
+/// [`pointwise`] conv of at least 16 output channels whose blocks of 16
+/// skip the same input channels, enough of them for the block-sparse tiles
+/// ([`super::matmul::block_sparse_worth`], by the weights alone, so the
+/// same route with the tiles on and off), on a plane whose product fits
+/// [`MAX_SPARSE_SCRATCH`].
+pub(super) fn fits_block_sparse(g: &Geo, caps: &crate::isa::Caps, w: &[f32]) -> bool {
+    pointwise(g, caps)
+        && g.h * g.w >= 2
+        && g.oc >= 16
+        && g.h * g.w * g.oc * 4 <= MAX_SPARSE_SCRATCH
+        && super::matmul::block_sparse_worth(w, (g.c, g.oc), (1, g.c))
 }
 
 /// Emits the conv (constant weights `w` `[oc, c]`, bias `b`), epilogue

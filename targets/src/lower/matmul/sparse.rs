@@ -88,20 +88,11 @@ pub(crate) fn layout(
     a_step: usize,
     epi: Option<TileEpi>,
 ) -> Option<(Sparse, Vec<u8>)> {
-    if !k.caps.skip_zeros || k.lanes() != 4 || kk == 0 || n == 0 || (kk * a_step) > u32::MAX as usize {
+    if !k.caps.skip_zeros || k.lanes() != 4 || (kk * a_step) > u32::MAX as usize {
         return None;
     }
-    let blocks = n.div_ceil(BLOCK);
-    let kept: Vec<Vec<usize>> = (0..blocks)
-        .map(|c| {
-            let cols = c * BLOCK..(c * BLOCK + BLOCK).min(n);
-            (0..kk).filter(|&r| cols.clone().any(|j| b[r * sk + j * sn] != 0.0)).collect()
-        })
-        .collect();
-    let steps = kept.iter().map(Vec::len).max().unwrap_or(0);
-    if steps as f64 > MAX_KEPT * kk as f64 {
-        return None;
-    }
+    let (kept, steps) = kept_rows(b, (kk, n), (sk, sn))?;
+    let blocks = kept.len();
     let list = (4 * steps).div_ceil(INDEXED_STEP) * INDEXED_STEP;
     let stride = list + steps * INDEXED_STEP;
     let mut bytes = Vec::with_capacity(blocks * stride);
@@ -125,6 +116,33 @@ pub(crate) fn layout(
         }
     }
     Some((Sparse { steps, list, stride, epi }, bytes))
+}
+
+/// Per block of [`BLOCK`] columns of a `kk × n` B (`b[k·sk + j·sn]`) the
+/// K rows it keeps (any non-zero), and the most any block keeps; `None`
+/// for an empty B or one with more than [`MAX_KEPT`] of K kept in some
+/// block (not worth the block-sparse tiles).
+fn kept_rows(b: &[f32], (kk, n): (usize, usize), (sk, sn): (usize, usize)) -> Option<(Vec<Vec<usize>>, usize)> {
+    if kk == 0 || n == 0 {
+        return None;
+    }
+    let kept: Vec<Vec<usize>> = (0..n.div_ceil(BLOCK))
+        .map(|c| {
+            let cols = c * BLOCK..(c * BLOCK + BLOCK).min(n);
+            (0..kk).filter(|&r| cols.clone().any(|j| b[r * sk + j * sn] != 0.0)).collect()
+        })
+        .collect();
+    let steps = kept.iter().map(Vec::len).max().unwrap_or(0);
+    (steps as f64 <= MAX_KEPT * kk as f64).then_some((kept, steps))
+}
+
+/// Whether a constant B (`kk × n`, element `(k, j)` at `b[k·sk + j·sn]`)
+/// has a block-sparse form worth running, whatever the target: what a
+/// kernel choosing its route by the weights alone asks (a route that
+/// depends on no target capability gives the same bits with the
+/// block-sparse tiles on and off).
+pub(crate) fn worth(b: &[f32], dims: (usize, usize), strides: (usize, usize)) -> bool {
+    kept_rows(b, dims, strides).is_some()
 }
 
 /// Where one call of the block-sparse tiles works.
