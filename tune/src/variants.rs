@@ -70,7 +70,8 @@ pub(crate) fn variant(name: &str, quant: bool, patterns: usize, connectivity: f6
 /// that pays, `kerf_compress::price::tucker_pays`), alone and with int8; for products and convs without
 /// patterns whose input channels come in fours, 2:4 sparsity (smaller
 /// weights, not faster code: no kernel skips per-row zeros), alone and with
-/// int8, and for products 2:4 shared by blocks of the block-sparse
+/// int8, and for products and pointwise convs (one group, unit stride,
+/// unpadded) 2:4 shared by blocks of the block-sparse
 /// kernels' width (`kerf_targets::lower::matmul::SPARSE_BLOCK` output
 /// channels; f32 only: int8 products run the dense integer kernels). (Rank /8 was a variant too: tuned on the
 /// training split, the trained models' chosen plans then lost 1.1–1.3
@@ -122,7 +123,7 @@ pub fn variants(site: &layer::Site) -> Vec<Variant> {
             t.settings.nm = Some(NmSetting::Sparse(two_four));
             v.push(t);
         }
-        if matches!(site.kind, kerf_compress::layer::Kind::MatMulKn | kerf_compress::layer::Kind::MatMulNk) {
+        if block_sparse_runs(&site.kind) {
             let shared = NmSparsity { block: kerf_targets::lower::matmul::SPARSE_BLOCK, ..two_four };
             let mut t = variant(&format!("nm{shared}"), false, 0, 0.0, 0.0);
             t.settings.nm = Some(NmSetting::Sparse(shared));
@@ -130,6 +131,20 @@ pub fn variants(site: &layer::Site) -> Vec<Variant> {
         }
     }
     v
+}
+
+/// Whether the code generator has block-sparse kernels for this kind of
+/// layer (`lower/matmul/sparse.rs`): products, and pointwise convs (one
+/// group, unit stride, unpadded) on the MatMul engine's tiles.
+fn block_sparse_runs(kind: &kerf_compress::layer::Kind) -> bool {
+    use kerf_compress::layer::Kind;
+    match kind {
+        Kind::MatMulKn | Kind::MatMulNk => true,
+        Kind::Conv { group, kernel, strides, pads, .. } => {
+            *group == 1 && kernel.iter().chain(strides).all(|&d| d == 1) && pads.iter().all(|&p| p == 0)
+        }
+        _ => false,
+    }
 }
 
 /// Whether `b` compresses at least as hard as `a` in every respect (int8
@@ -196,6 +211,29 @@ mod tests {
         );
         let g = kerf_ir::text::parse(&src).unwrap_or_else(|e| panic!("{e}"));
         layer::sites(&g).remove(0)
+    }
+
+    /// A 1x1 conv of 16 to 32 channels, with `stride`.
+    fn pointwise_site(stride: usize) -> layer::Site {
+        let w = vec!["0.5"; 32 * 16].join(",");
+        let o = 8 / stride;
+        let src = format!(
+            "graph \"g\"\n  input %0 \"x\": f32[1,16,8,8]\n  const %1 \"w\": f32[32,16,1,1] = [{w}]\n  \
+             %2 = Conv{{kernel=[1,1], strides=[{stride},{stride}], dilations=[1,1], pads=[0,0,0,0], group=1, layer=\"l\"}}(%0, %1): f32[1,32,{o},{o}] @\"l\"\n  \
+             output \"y\" = %2\n"
+        );
+        let g = kerf_ir::text::parse(&src).unwrap_or_else(|e| panic!("{e}"));
+        layer::sites(&g).remove(0)
+    }
+
+    /// Block-shared 2:4 is a variant where the code generator skips its
+    /// zeros: a unit-stride pointwise conv, not a strided one or a 3x3 conv.
+    #[test]
+    fn block_shared_nm_variants_where_kernels_skip_the_blocks() {
+        let has = |site: &layer::Site| variants(site).iter().any(|v| v.name == "nm2:4/16");
+        assert!(has(&pointwise_site(1)));
+        assert!(!has(&pointwise_site(2)) && !has(&conv_site(16)));
+        assert!(variants(&pointwise_site(2)).iter().any(|v| v.name == "nm2:4"), "per-row 2:4 stays a size variant");
     }
 
     #[test]
