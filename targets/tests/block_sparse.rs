@@ -199,6 +199,19 @@ const CRANELIFT_TILES: [(&str, &str); 3] = [
     ("riscv64gc-unknown-linux-gnu", "v"),
 ];
 
+/// A pointwise conv keeping 8 of 16 input channels per block (fewer than
+/// the transposing pass pays for) stays on the conv engine, dense; with
+/// 24 input channels (12 kept) it takes the block-sparse tiles.
+#[test]
+fn short_block_sparse_convs_stay_on_the_conv_engine() {
+    for (c, sparse) in [(16, false), (24, true)] {
+        let g = kerf_ir::text::parse(&conv(c, 32, 9, 1, false).0).unwrap();
+        for cpu in ["haswell", "sapphirerapids"] {
+            assert_eq!(reads_listed_offsets(&g, cpu), sparse, "{c} input channels ({cpu})");
+        }
+    }
+}
+
 /// Constant data of `g`'s object, block-sparse (`skip`) or dense.
 fn rodata(g: &kerf_ir::Graph, triple: &str, cpu: &str, skip: bool) -> usize {
     let mut o = CompileOptions::parse(triple, cpu, "t").unwrap();

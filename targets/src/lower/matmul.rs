@@ -41,7 +41,7 @@ use crate::ukernel::epi::{Addend as TileAddend, TileEpi};
 mod cols;
 mod sparse;
 
-pub(super) use sparse::worth as block_sparse_worth;
+pub(super) use sparse::kept_steps as block_sparse_steps;
 pub use sparse::BLOCK as SPARSE_BLOCK;
 
 /// At most this many vector accumulators per micro-tile (16 xmm registers:

@@ -136,13 +136,14 @@ fn kept_rows(b: &[f32], (kk, n): (usize, usize), (sk, sn): (usize, usize)) -> Op
     (steps as f64 <= MAX_KEPT * kk as f64).then_some((kept, steps))
 }
 
-/// Whether a constant B (`kk × n`, element `(k, j)` at `b[k·sk + j·sn]`)
-/// has a block-sparse form worth running, whatever the target: what a
-/// kernel choosing its route by the weights alone asks (a route that
-/// depends on no target capability gives the same bits with the
-/// block-sparse tiles on and off).
-pub(crate) fn worth(b: &[f32], dims: (usize, usize), strides: (usize, usize)) -> bool {
-    kept_rows(b, dims, strides).is_some()
+/// The kept K steps of a constant B's block-sparse form (`kk × n`,
+/// element `(k, j)` at `b[k·sk + j·sn]`; the most any block keeps), if it
+/// has one worth running, whatever the target: what a kernel choosing its
+/// route by the weights alone asks (a route that depends on no target
+/// capability gives the same bits with the block-sparse tiles on and
+/// off).
+pub(crate) fn kept_steps(b: &[f32], dims: (usize, usize), strides: (usize, usize)) -> Option<usize> {
+    kept_rows(b, dims, strides).map(|(_, steps)| steps)
 }
 
 /// Where one call of the block-sparse tiles works.
