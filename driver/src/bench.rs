@@ -105,6 +105,29 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// The share of non-zero values in a conv's or product's constant weight
+/// (its input 1): with `MFLOP` (every weight's multiply-adds) what a
+/// kernel skipping zeros (pattern, block-sparse) has left to do.
+fn nonzero_share(g: &Graph, n: &kerf_ir::Node) -> Option<f64> {
+    use kerf_ir::Op;
+    let weighted = matches!(
+        n.op,
+        Op::Conv(_)
+            | Op::ConvFused(..)
+            | Op::QConv(_)
+            | Op::ConvTranspose(_)
+            | Op::ConvTransposeFused(..)
+            | Op::Gemm(_)
+            | Op::GemmFused(..)
+            | Op::MatMul(_)
+            | Op::MatMulFused(..)
+    );
+    let w = n.inputs.get(1).filter(|_| weighted).and_then(|&v| g.const_of(v))?;
+    let numel = w.numel();
+    (numel > 0).then(|| w.to_f32_vec().iter().filter(|x| **x != 0.0).count() as f64 / numel as f64)
+}
+
+/// `kerf bench --profile`: every kernel timed through the profiling hook.
 fn profile(
     session: &Session,
     g: &Graph,
@@ -147,15 +170,18 @@ fn profile(
     println!();
     println!("profile: {nk} kernels, median per kernel over {iters} runs (sum {total:.4} ms)");
     println!(
-        "{:>4}  {:<18} {:<32} {:>10} {:>6} {:>10} {:>8} {:>5}  code",
-        "#", "op", "layer", "ms", "share", "MFLOP", "GFLOP/s", "tasks"
+        "{:>4}  {:<18} {:<32} {:>10} {:>6} {:>10} {:>8} {:>5} {:>5}  code",
+        "#", "op", "layer", "ms", "share", "MFLOP", "GFLOP/s", "nz%", "tasks"
     );
     let mut flops_total = 0u64;
     for (i, &(node, t)) in rows.iter().enumerate() {
-        let (op, layer, flops) = match g.nodes.get(node) {
-            Some(n) => (n.op.name().to_string(), n.name.clone(), 2 * kerf_ir::stats::node_macs(g, n)),
-            None => ("?".to_string(), kernels[i].clone(), 0),
+        let (op, layer, flops, nz) = match g.nodes.get(node) {
+            Some(n) => {
+                (n.op.name().to_string(), n.name.clone(), 2 * kerf_ir::stats::node_macs(g, n), nonzero_share(g, n))
+            }
+            None => ("?".to_string(), kernels[i].clone(), 0, None),
         };
+        let nz = nz.map_or("-".to_string(), |f| format!("{:.0}", 100.0 * f));
         flops_total += flops;
         let gflops = if t > 0.0 { flops as f64 / (t * 1e6) } else { 0.0 };
         let share = if total > 0.0 { 100.0 * t / total } else { 0.0 };
@@ -169,7 +195,7 @@ fn profile(
         let tasks = splits.get(i).copied().flatten().map_or(1, |s| s.max_tasks);
         let family = families.get(i).map_or("?", |f| f.name());
         println!(
-            "{i:>4}  {op:<18} {layer:<32} {t:>10.4} {share:>5.1}% {:>10.3} {gflops:>8.2} {tasks:>5}  {family}",
+            "{i:>4}  {op:<18} {layer:<32} {t:>10.4} {share:>5.1}% {:>10.3} {gflops:>8.2} {nz:>5} {tasks:>5}  {family}",
             flops as f64 / 1e6
         );
     }

@@ -205,6 +205,14 @@ fn bench_prints_times_and_profile() {
     let rows: Vec<&str> = text.lines().skip_while(|l| !l.contains("GFLOP/s")).skip(1).collect();
     assert!(rows.iter().any(|r| r.contains("Conv")) && rows.iter().any(|r| r.contains("Gemm")), "{text}");
     let total = rows.iter().position(|r| r.contains("total")).unwrap_or_else(|| panic!("no total: {text}"));
+    // the non-zero share of each weighted kernel's weight (dense: all of
+    // it, bar a stray exact zero), "-" for kernels without one
+    for r in &rows[..total] {
+        let nz = r.split_whitespace().rev().nth(2).unwrap_or_else(|| panic!("{r}"));
+        let op = r.split_whitespace().nth(1).unwrap_or_default();
+        let weighted = ["Conv", "QConv", "Gemm", "MatMul"].iter().any(|w| op.starts_with(w));
+        assert!(if weighted { nz.parse::<f64>().is_ok_and(|p| p >= 99.0) } else { nz == "-" }, "{r}\n{text}");
+    }
     assert!(rows[total].contains("100.0%"), "{text}");
     assert!(rows[total + 1].starts_with("split: ") && rows[total + 1].ends_with("% of the time"), "{text}");
     // every kernel row names its code family; baseline has no assembled kernels
