@@ -3,8 +3,10 @@
 //! whose 16-column blocks skip the same K rows run only the kept steps,
 //! on the assembled tiles (AVX2, AVX-512) or Cranelift's 128-bit ones
 //! (x86-64 `baseline`, AArch64, RISC-V `v`). The results equal the dense
-//! engine's (`CompileOptions::skip_zeros` off) bit for bit (a skipped
-//! step adds `0·x = +0`, which leaves a finite sum as it is) and the
+//! engine's (`CompileOptions::skip_zeros` off) bit for bit on these
+//! finite inputs (a skipped step adds `0·x = ±0`, which leaves a non-zero
+//! finite sum as it is; a sum of zero may differ in sign, and an infinite
+//! or NaN input the dense engine multiplies by a zero gives it NaN) and the
 //! reference evaluator's within 1e-5 + 1e-4·max|ref|, on the host's
 //! presets and, linked by the cross GCCs, under qemu for AArch64 and
 //! RISC-V `v`; threaded runs equal serial ones; and the objects for
@@ -136,6 +138,12 @@ fn cases() -> Vec<(String, Vec<Tensor>)> {
     cs.push(conv(40, 48, 12, 2, true));
     cs.push(conv(32, 40, 9, 1, false));
     cs.push(conv(24, 32, 20, 1, true));
+    // HardSwish in the product's store; on the conv engine, dense (the
+    // route asks the op, not the target): LeakyRelu (not a tile
+    // epilogue) and 18 output channels (not whole quads)
+    cs.push(conv_act(32, 48, 10, 1, false, "HardSwish"));
+    cs.push(conv_act(32, 48, 10, 1, false, "LeakyRelu, act_alpha=0.1"));
+    cs.push(conv(32, 18, 10, 1, false));
     // an all-zero weight: no kept step in any block
     cs.push((
         matmul(5, 16, 32, "Relu", false).0.replace(&list(&weights(16, 32, None, None)), &list(&[0.0; 16 * 32])),
@@ -148,10 +156,15 @@ fn cases() -> Vec<(String, Vec<Tensor>)> {
 /// `p`x`p` plane, by weights whose 16-output-channel blocks skip the same
 /// input channels, plus a residual when `residual`.
 fn conv(c: usize, m: usize, p: usize, n: usize, residual: bool) -> (String, Vec<Tensor>) {
+    conv_act(c, m, p, n, residual, "Relu")
+}
+
+/// [`conv`] with activation `act`.
+fn conv_act(c: usize, m: usize, p: usize, n: usize, residual: bool, act: &str) -> (String, Vec<Tensor>) {
     let w = transposed(&weights(c, m, None, Some(1)), c, m);
     let b: Vec<f32> = (0..m).map(|i| 0.05 * i as f32 - 0.5).collect();
     let text = format!(
-        "graph \"g\"\n  input %0 \"x\": f32[{n},{c},{p},{p}]\n  input %9 \"r\": f32[{n},{m},{p},{p}]\n  const %1 \"w\": f32[{m},{c},1,1] = {}\n  const %2 \"b\": f32[{m}] = {}\n  %3 = ConvFused{{kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1, layer=\"c\", act=Relu, residual={residual}}}(%0, %1, %2{}): f32[{n},{m},{p},{p}] @\"c\"\n  output \"y\" = %3\n",
+        "graph \"g\"\n  input %0 \"x\": f32[{n},{c},{p},{p}]\n  input %9 \"r\": f32[{n},{m},{p},{p}]\n  const %1 \"w\": f32[{m},{c},1,1] = {}\n  const %2 \"b\": f32[{m}] = {}\n  %3 = ConvFused{{kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1, layer=\"c\", act={act}, residual={residual}}}(%0, %1, %2{}): f32[{n},{m},{p},{p}] @\"c\"\n  output \"y\" = %3\n",
         list(&w),
         list(&b),
         if residual { ", %9" } else { "" }
@@ -171,23 +184,31 @@ fn block_sparse_products_equal_the_dense_ones() {
     }
 }
 
-/// Every case but the LeakyRelu one (an epilogue the tiles do not apply)
-/// compiles (the all-zero weight too: tiles of no step), for `haswell` and
-/// `sapphirerapids`, to tiles that read A at listed offsets: the cases
-/// above test the block-sparse path, not a dense fallback. On Cranelift's
-/// tiles (x86-64 `baseline`, AArch64, RISC-V `v`) every case, the
-/// LeakyRelu one too, holds less constant data than dense. Any host.
+/// Every case but the LeakyRelu ones (an epilogue the tiles do not
+/// apply) and the 18-channel conv compiles (the all-zero weight too: tiles
+/// of no step), for `haswell` and `sapphirerapids`, to tiles that read A
+/// at listed offsets: the cases above test the block-sparse path, not a
+/// dense fallback. On Cranelift's tiles (x86-64 `baseline`, AArch64,
+/// RISC-V `v`) every case, the LeakyRelu product too, holds less constant
+/// data than dense, except the convs the route leaves on the conv engine.
+/// Any host.
 #[test]
 fn block_sparse_cases_take_the_block_sparse_tiles() {
     for (i, (text, _)) in cases().iter().enumerate() {
         let g = kerf_ir::text::parse(text).unwrap();
         let dense = text.contains("LeakyRelu");
+        // convs the route keeps on the conv engine: dense on every target
+        let conv_engine = text.contains("ConvFused") && (dense || text.contains("f32[18,"));
         for cpu in ["haswell", "sapphirerapids"] {
-            assert_eq!(reads_listed_offsets(&g, cpu), !dense, "case {i} ({cpu})");
+            assert_eq!(reads_listed_offsets(&g, cpu), !dense && !conv_engine, "case {i} ({cpu})");
         }
         for (triple, cpu) in CRANELIFT_TILES {
             let [sparse, dense] = [true, false].map(|skip| rodata(&g, triple, cpu, skip));
-            assert!(sparse < dense, "case {i} ({triple} {cpu}): {sparse} B block-sparse, {dense} B dense");
+            assert_eq!(
+                sparse < dense,
+                !conv_engine,
+                "case {i} ({triple} {cpu}): {sparse} B block-sparse, {dense} B dense"
+            );
         }
     }
 }
@@ -200,14 +221,20 @@ const CRANELIFT_TILES: [(&str, &str); 3] = [
 ];
 
 /// A pointwise conv keeping 8 of 16 input channels per block (fewer than
-/// the transposing pass pays for) stays on the conv engine, dense; with
-/// 24 input channels (12 kept) it takes the block-sparse tiles.
+/// the transposing pass pays for) stays on the conv engine, dense, on
+/// every preset; with 24 input channels (12 kept) it takes the
+/// block-sparse tiles; and so does a 64 → 64 conv on a 128x128 plane
+/// (4 MiB of product), not on 129x129.
 #[test]
 fn short_block_sparse_convs_stay_on_the_conv_engine() {
-    for (c, sparse) in [(16, false), (24, true)] {
-        let g = kerf_ir::text::parse(&conv(c, 32, 9, 1, false).0).unwrap();
+    for (c, m, p, sparse) in [(16, 32, 9, false), (24, 32, 9, true), (32, 64, 128, true), (32, 64, 129, false)] {
+        let g = kerf_ir::text::parse(&conv(c, m, p, 1, false).0).unwrap();
         for cpu in ["haswell", "sapphirerapids"] {
-            assert_eq!(reads_listed_offsets(&g, cpu), sparse, "{c} input channels ({cpu})");
+            assert_eq!(reads_listed_offsets(&g, cpu), sparse, "{c} -> {m}, {p}x{p} ({cpu})");
+        }
+        for (triple, cpu) in CRANELIFT_TILES {
+            let [on, off] = [true, false].map(|skip| rodata(&g, triple, cpu, skip));
+            assert_eq!(on < off, sparse, "{c} -> {m}, {p}x{p} ({triple} {cpu}): {on} B vs {off} B dense");
         }
     }
 }

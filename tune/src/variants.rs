@@ -123,7 +123,7 @@ pub fn variants(site: &layer::Site) -> Vec<Variant> {
             t.settings.nm = Some(NmSetting::Sparse(two_four));
             v.push(t);
         }
-        if block_sparse_runs(&site.kind) {
+        if block_sparse_runs(site) {
             let shared = NmSparsity { block: kerf_targets::lower::matmul::SPARSE_BLOCK, ..two_four };
             let mut t = variant(&format!("nm{shared}"), false, 0, 0.0, 0.0);
             t.settings.nm = Some(NmSetting::Sparse(shared));
@@ -133,15 +133,23 @@ pub fn variants(site: &layer::Site) -> Vec<Variant> {
     v
 }
 
-/// Whether the code generator has block-sparse kernels for this kind of
-/// layer (`lower/matmul/sparse.rs`): products, and pointwise convs (one
-/// group, unit stride, unpadded) on the MatMul engine's tiles.
-fn block_sparse_runs(kind: &kerf_compress::layer::Kind) -> bool {
+/// Whether the code generator has block-sparse kernels for this layer at
+/// 2:4/16 (`lower/matmul/sparse.rs`): products, and pointwise convs (one
+/// group, unit stride, unpadded) of at least 16 output channels in whole
+/// quads and 24 input channels (12 kept, `conv_lanes::MIN_SPARSE_STEPS`)
+/// on the MatMul engine's tiles. (The plane's scratch limit and the
+/// epilogue are the code generator's to check; the search measures.)
+fn block_sparse_runs(site: &layer::Site) -> bool {
     use kerf_compress::layer::Kind;
-    match kind {
+    match &site.kind {
         Kind::MatMulKn | Kind::MatMulNk => true,
         Kind::Conv { group, kernel, strides, pads, .. } => {
-            *group == 1 && kernel.iter().chain(strides).all(|&d| d == 1) && pads.iter().all(|&p| p == 0)
+            *group == 1
+                && kernel.iter().chain(strides).all(|&d| d == 1)
+                && pads.iter().all(|&p| p == 0)
+                && site.rows >= 16
+                && site.rows.is_multiple_of(4)
+                && site.cols >= 24
         }
         _ => false,
     }
@@ -213,12 +221,12 @@ mod tests {
         layer::sites(&g).remove(0)
     }
 
-    /// A 1x1 conv of 16 to 32 channels, with `stride`.
-    fn pointwise_site(stride: usize) -> layer::Site {
-        let w = vec!["0.5"; 32 * 16].join(",");
+    /// A 1x1 conv of `c` to 32 channels, with `stride`.
+    fn pointwise_site(c: usize, stride: usize) -> layer::Site {
+        let w = vec!["0.5"; 32 * c].join(",");
         let o = 8 / stride;
         let src = format!(
-            "graph \"g\"\n  input %0 \"x\": f32[1,16,8,8]\n  const %1 \"w\": f32[32,16,1,1] = [{w}]\n  \
+            "graph \"g\"\n  input %0 \"x\": f32[1,{c},8,8]\n  const %1 \"w\": f32[32,{c},1,1] = [{w}]\n  \
              %2 = Conv{{kernel=[1,1], strides=[{stride},{stride}], dilations=[1,1], pads=[0,0,0,0], group=1, layer=\"l\"}}(%0, %1): f32[1,32,{o},{o}] @\"l\"\n  \
              output \"y\" = %2\n"
         );
@@ -227,13 +235,14 @@ mod tests {
     }
 
     /// Block-shared 2:4 is a variant where the code generator skips its
-    /// zeros: a unit-stride pointwise conv, not a strided one or a 3x3 conv.
+    /// zeros: a unit-stride pointwise conv of 24 input channels or more,
+    /// not one of 16 (8 kept), a strided one or a 3x3 conv.
     #[test]
     fn block_shared_nm_variants_where_kernels_skip_the_blocks() {
         let has = |site: &layer::Site| variants(site).iter().any(|v| v.name == "nm2:4/16");
-        assert!(has(&pointwise_site(1)));
-        assert!(!has(&pointwise_site(2)) && !has(&conv_site(16)));
-        assert!(variants(&pointwise_site(2)).iter().any(|v| v.name == "nm2:4"), "per-row 2:4 stays a size variant");
+        assert!(has(&pointwise_site(24, 1)));
+        assert!(!has(&pointwise_site(16, 1)) && !has(&pointwise_site(24, 2)) && !has(&conv_site(16)));
+        assert!(variants(&pointwise_site(24, 2)).iter().any(|v| v.name == "nm2:4"), "per-row 2:4 stays a size variant");
     }
 
     #[test]

@@ -93,7 +93,7 @@ fn conv_inner(k: &mut Kernel, c: &kerf_ir::op::Conv, epi: Epilogue) -> LResult<b
     if let (Some(w), Some(b)) = (&wconst, &bconst) {
         // a pointwise conv by block-sparse weights (block-shared N:M): the
         // kept input channels only, output channels in the lanes
-        if super::conv_lanes::fits_block_sparse(&gm, &k.caps, w) {
+        if super::conv_lanes::fits_block_sparse(&gm, &k.caps, w, &epi) {
             return super::conv_lanes::conv(k, &gm, w, b, epi).map(|()| true);
         }
         // a pattern-pruned weight: only its kept taps, mask by mask

@@ -40,8 +40,7 @@ const MAX_PIXELS: usize = 64;
 
 /// Largest product `[hw, m]` (bytes of scratch, per image) a block-sparse
 /// conv takes: a 56×56 plane of 256 channels. Larger planes stay on the
-/// conv engine, dense (MobileNetV2's 16 → 96 channels on 112x112, 4.8
-/// MB, ran 0.43 → 0.87 ms at 2:4/16 here: eight kept channels).
+/// conv engine, dense: the scratch is arena memory the device must hold.
 const MAX_SPARSE_SCRATCH: usize = 4 << 20;
 
 /// A one-group, unpadded, unit-stride 1x1 conv, on SIMD targets.
@@ -69,20 +68,27 @@ pub(super) fn fits(g: &Geo, caps: &crate::isa::Caps) -> bool {
 /// Fewest kept input channels a block-sparse conv takes: below them the
 /// transposing pass costs more than the skipped steps save (56x56, 2:4/16,
 /// Zen 4: 16 → 96 channels, 8 kept, 0.097 ms dense against 0.104; 24 →
-/// 144, 12 kept, 0.207 / 0.188; 32 → 96, 16 kept, 0.183 / 0.144).
+/// 144, 12 kept, 0.207 / 0.188; 32 → 96, 16 kept, 0.183 / 0.144;
+/// MobileNetV2's 16 → 96 on 112x112 0.43 → 0.87 ms).
 const MIN_SPARSE_STEPS: usize = 12;
 
-/// Whether the conv runs here for its weights `w` (`[oc, c]`): a
-/// [`pointwise`] conv of at least 16 output channels whose blocks of 16
+/// Whether the conv (epilogue `epi`) runs here for its weights `w`
+/// (`[oc, c]`): a [`pointwise`] conv of at least 16 output channels, whole
+/// quads of them (the transposing pass's 4×4 blocks), whose blocks of 16
 /// skip the same input channels and keep at least [`MIN_SPARSE_STEPS`]
-/// ([`super::matmul::block_sparse_steps`], by the weights alone, so the
-/// same route with the tiles on and off), on a plane whose product fits
-/// [`MAX_SPARSE_SCRATCH`].
-pub(super) fn fits_block_sparse(g: &Geo, caps: &crate::isa::Caps, w: &[f32]) -> bool {
+/// ([`super::matmul::block_sparse_steps`]), with a store the assembled
+/// tiles apply ([`super::matmul::block_sparse_store`]: else AVX2 targets
+/// would run the product dense, plus the pass), on a plane whose product
+/// fits [`MAX_SPARSE_SCRATCH`]. A question of the op and its weights
+/// alone, so the same route with the tiles on and off.
+pub(super) fn fits_block_sparse(g: &Geo, caps: &crate::isa::Caps, w: &[f32], epi: &Epilogue) -> bool {
+    let in_store = if epi.residual.is_some() { Act::None } else { epi.act };
     pointwise(g, caps)
         && g.h * g.w >= 2
         && g.oc >= 16
+        && g.oc.is_multiple_of(4)
         && g.h * g.w * g.oc * 4 <= MAX_SPARSE_SCRATCH
+        && super::matmul::block_sparse_store(in_store)
         && super::matmul::block_sparse_steps(w, (g.c, g.oc), (1, g.c)).is_some_and(|s| s >= MIN_SPARSE_STEPS)
 }
 

@@ -166,6 +166,17 @@ impl StoreEpi {
     }
 }
 
+/// Whether the assembled tiles apply the store of a product by constant
+/// weights (a per-column addend, no scale or residual) ending in `act`:
+/// where they do not, an AVX2 target runs a block-sparse B dense
+/// ([`sparse_b`]), so a kernel choosing a product route for its
+/// block-sparse weights asks this too (a question of the op alone, not of
+/// the target).
+pub(super) fn block_sparse_store(act: Act) -> bool {
+    let (e, _) = StoreEpi { act, ..StoreEpi::NONE }.in_registers();
+    e.tile(false).is_some()
+}
+
 /// The rows of a product one kernel call computes: all, or a task's range
 /// from [`Kernel::parallel_range`] (I64 values; `lo` a multiple of the tile
 /// height, `hi` a multiple of it or the row count).

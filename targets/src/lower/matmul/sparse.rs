@@ -243,6 +243,9 @@ fn ptrs(k: &mut Kernel, sp: Sparse, at: &At, m0: Value, r0: usize, c: Value) -> 
 /// many blocks a call as fit; calls of whole blocks, then one holding the
 /// partial last block and what is left.
 fn run_cranelift(k: &mut Kernel, sp: Sparse, n: usize, at: &At, m0: Value, rows: usize) {
+    // the tiles start from zero: no caller gives a block-sparse product a
+    // row bias (`store_ptrs` would pass it where the addend goes)
+    debug_assert!(at.out.bias.is_none(), "a row bias on the block-sparse tiles");
     let (nb, tail) = (n.div_ceil(BLOCK), n % BLOCK);
     let last_cols = if tail > 0 { tail } else { BLOCK };
     let accs = cl_accs(k);
