@@ -64,13 +64,23 @@ fn input(shape: &[usize], seed: usize) -> Tensor {
 fn matmul(m: usize, kk: usize, n: usize, act: &str, residual: bool) -> (String, Vec<Tensor>) {
     let w = weights(kk, n, (n > 48).then_some(1), (n > 32).then_some(2));
     let b: Vec<f32> = (0..n).map(|i| 0.02 * i as f32 - 0.3).collect();
-    let text = format!(
-        "graph \"g\"\n  input %0 \"a\": f32[{m},{kk}]\n  input %9 \"r\": f32[{m},{n}]\n  const %1 \"w\": f32[{kk},{n}] = {}\n  const %2 \"b\": f32[{n}] = {}\n  %3 = MatMulFused{{layer=\"m\", act={act}, residual={residual}}}(%0, %1, %2{}): f32[{m},{n}] @\"m\"\n  output \"y\" = %3\n",
-        list(&w),
-        list(&b),
+    let op = format!("MatMulFused{{layer=\"m\", act={act}, residual={residual}}}");
+    (fused(&op, [&[m, kk], &[kk, n], &[m, n]], (&w, &b), residual), vec![input(&[m, kk], 1), input(&[m, n], 2)])
+}
+
+/// The graph `y = op(x, w, b[, r])` of shapes `[x, w, y]`: input `x`,
+/// constants `w` and `b`, and the input `r` of `y`'s shape (passed to `op`
+/// when `residual`).
+fn fused(op: &str, [x, w, y]: [&[usize]; 3], (wv, bv): (&[f32], &[f32]), residual: bool) -> String {
+    let dims = |s: &[usize]| s.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    let (x, w, y) = (dims(x), dims(w), dims(y));
+    format!(
+        "graph \"g\"\n  input %0 \"x\": f32[{x}]\n  input %9 \"r\": f32[{y}]\n  const %1 \"w\": f32[{w}] = {}\n  const %2 \"b\": f32[{}] = {}\n  %3 = {op}(%0, %1, %2{}): f32[{y}] @\"l\"\n  output \"y\" = %3\n",
+        list(wv),
+        bv.len(),
+        list(bv),
         if residual { ", %9" } else { "" }
-    );
-    (text, vec![input(&[m, kk], 1), input(&[m, n], 2)])
+    )
 }
 
 /// A `Gemm` by block-sparse weights stored transposed (`trans_b`), with
@@ -163,12 +173,10 @@ fn conv(c: usize, m: usize, p: usize, n: usize, residual: bool) -> (String, Vec<
 fn conv_act(c: usize, m: usize, p: usize, n: usize, residual: bool, act: &str) -> (String, Vec<Tensor>) {
     let w = transposed(&weights(c, m, None, Some(1)), c, m);
     let b: Vec<f32> = (0..m).map(|i| 0.05 * i as f32 - 0.5).collect();
-    let text = format!(
-        "graph \"g\"\n  input %0 \"x\": f32[{n},{c},{p},{p}]\n  input %9 \"r\": f32[{n},{m},{p},{p}]\n  const %1 \"w\": f32[{m},{c},1,1] = {}\n  const %2 \"b\": f32[{m}] = {}\n  %3 = ConvFused{{kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1, layer=\"c\", act={act}, residual={residual}}}(%0, %1, %2{}): f32[{n},{m},{p},{p}] @\"c\"\n  output \"y\" = %3\n",
-        list(&w),
-        list(&b),
-        if residual { ", %9" } else { "" }
+    let op = format!(
+        "ConvFused{{kernel=[1,1], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1, layer=\"c\", act={act}, residual={residual}}}"
     );
+    let text = fused(&op, [&[n, c, p, p], &[m, c, 1, 1], &[n, m, p, p]], (&w, &b), residual);
     (text, vec![input(&[n, c, p, p], 6), input(&[n, m, p, p], 7)])
 }
 

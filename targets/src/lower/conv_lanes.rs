@@ -82,14 +82,23 @@ const MIN_SPARSE_STEPS: usize = 12;
 /// fits [`MAX_SPARSE_SCRATCH`]. A question of the op and its weights
 /// alone, so the same route with the tiles on and off.
 pub(super) fn fits_block_sparse(g: &Geo, caps: &crate::isa::Caps, w: &[f32], epi: &Epilogue) -> bool {
-    let in_store = if epi.residual.is_some() { Act::None } else { epi.act };
     pointwise(g, caps)
         && g.h * g.w >= 2
         && g.oc >= 16
         && g.oc.is_multiple_of(4)
         && g.h * g.w * g.oc * 4 <= MAX_SPARSE_SCRATCH
-        && super::matmul::block_sparse_store(in_store)
+        && super::matmul::block_sparse_store(acts(epi).0)
         && super::matmul::block_sparse_steps(w, (g.c, g.oc), (1, g.c)).is_some_and(|s| s >= MIN_SPARSE_STEPS)
+}
+
+/// Where `epi`'s activation runs: in the product's store without a
+/// residual, else in the transposing pass after it (the first, the
+/// second).
+fn acts(epi: &Epilogue) -> (Act, Act) {
+    match epi.residual {
+        Some(_) => (Act::None, epi.act),
+        None => (epi.act, Act::None),
+    }
 }
 
 /// Emits the conv (constant weights `w` `[oc, c]`, bias `b`), epilogue
@@ -101,7 +110,7 @@ pub(super) fn conv(k: &mut Kernel, g: &Geo, w: &[f32], b: &[f32], epi: Epilogue)
     let y = k.output(0);
     let s = k.scratch(hw * m * 4);
     let bias = b.iter().any(|&v| v != 0.0).then_some(b);
-    let in_store = if epi.residual.is_some() { Act::None } else { epi.act };
+    let (in_store, post) = acts(&epi);
     let p = ByWeights {
         mm: hw,
         kk: c,
@@ -113,7 +122,6 @@ pub(super) fn conv(k: &mut Kernel, g: &Geo, w: &[f32], b: &[f32], epi: Epilogue)
         a: AView { ptr: x, sm: 1, sk: hw, ro: false },
         a_batch: c * hw,
     };
-    let post = if epi.residual.is_some() { epi.act } else { Act::None };
     by_weights(k, &p, s, &mut |k, bi, lo, hi| {
         let base = k.b.ins().imul_imm_s(bi, (m * hw) as i64);
         let t = Transpose { s, y: k.addr(y, base, 4), r: epi.residual.map(|r| k.addr(r, base, 4)), act: post, hw, m };

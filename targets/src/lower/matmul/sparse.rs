@@ -165,6 +165,9 @@ pub(super) struct At {
 /// rows a call takes [`INDEXED_BLOCKS`] blocks (one FMA chain per row and
 /// block: four in flight), else one.
 pub(super) fn run(k: &mut Kernel, sp: Sparse, n: usize, at: &At, m0: Value, rows: usize) {
+    // both forms start from zero: no caller gives a block-sparse product
+    // a row bias (`store_ptrs` would pass it where the addend goes)
+    debug_assert!(at.out.bias.is_none(), "a row bias on the block-sparse tiles");
     let Some(epi) = sp.epi else {
         return run_cranelift(k, sp, n, at, m0, rows);
     };
@@ -193,14 +196,9 @@ pub(super) fn run(k: &mut Kernel, sp: Sparse, n: usize, at: &At, m0: Value, rows
         let code = if zmm { zmm_gemm_tile(&t) } else { gemm_tile(&t) };
         code.unwrap_or_else(|e| unreachable!("block-sparse tile {t:?}: {e}"))
     };
-    // calls of `per_call` blocks: those of whole blocks, the one holding a
-    // partial last block, then the blocks left over
-    let (nb, tail) = (n.div_ceil(BLOCK), n % BLOCK);
-    let (groups, rest) = (nb / per_call, nb % per_call);
-    let whole = if rest == 0 && tail > 0 { groups - 1 } else { groups };
-    let last_lanes = if tail > 0 { tail } else { BLOCK };
     let family = if zmm { Family::Avx512 } else { Family::Avx2 };
     let sref = k.ukernel_sig(6);
+    let calls = BlockCalls::new(n, per_call);
     for r0 in (0..rows).step_by(step) {
         let h = step.min(rows - r0);
         let call = |k: &mut Kernel, c: Value, code: Value| {
@@ -208,30 +206,49 @@ pub(super) fn run(k: &mut Kernel, sp: Sparse, n: usize, at: &At, m0: Value, rows
             let steps = k.ic(sp.steps as i64);
             k.b.ins().call_indirect(sref, code, &[p[0], p[1], p[2], p[3], p[4], steps]);
         };
-        if whole > 0 {
+        if calls.whole > 0 {
             let code = k.code(family, tile(h, per_call, BLOCK));
-            k.for_n(0, (whole * per_call) as i64, per_call as i64, |k, c| call(k, c, code));
+            k.for_n(0, (calls.whole * per_call) as i64, per_call as i64, |k, c| call(k, c, code));
         }
-        if whole < groups {
-            let code = k.code(family, tile(h, per_call, last_lanes));
-            let c = k.ic((whole * per_call) as i64);
-            call(k, c, code);
-        }
-        if rest > 0 {
-            let code = k.code(family, tile(h, rest, last_lanes));
-            let c = k.ic((groups * per_call) as i64);
+        if calls.rest > 0 {
+            let code = k.code(family, tile(h, calls.rest, calls.last_cols));
+            let c = k.ic((calls.whole * per_call) as i64);
             call(k, c, code);
         }
     }
 }
 
-/// The tile arguments `a, b, out, bias, residual` for rows `m0 + r0 ..`
-/// and column blocks from `c` (I64).
-fn ptrs(k: &mut Kernel, sp: Sparse, at: &At, m0: Value, r0: usize, c: Value) -> [Value; 5] {
+/// How the column blocks of an `n`-column product fall into tile calls of
+/// `per_call` blocks: `whole` calls of whole blocks, then one call of the
+/// `rest` (0..=`per_call`) blocks left, the last of them holding
+/// `last_cols` columns.
+struct BlockCalls {
+    whole: usize,
+    rest: usize,
+    last_cols: usize,
+}
+
+impl BlockCalls {
+    fn new(n: usize, per_call: usize) -> BlockCalls {
+        let (nb, tail) = (n.div_ceil(BLOCK), n % BLOCK);
+        // a partial last block goes into the last call
+        let whole = if tail > 0 { (nb - 1) / per_call } else { nb / per_call };
+        BlockCalls { whole, rest: nb - whole * per_call, last_cols: if tail > 0 { tail } else { BLOCK } }
+    }
+}
+
+/// Row `m0 + r0` of the product (I64) and its first A element's address.
+fn a_rows(k: &mut Kernel, at: &At, m0: Value, r0: usize) -> (Value, Value) {
     let m = k.b.ins().iadd_imm_s(m0, r0 as i64);
     let mo = k.b.ins().imul_imm_s(m, at.a.sm as i64);
     let ao = k.b.ins().iadd(mo, at.a_off);
-    let a = k.addr(at.a.ptr, ao, 4);
+    (m, k.addr(at.a.ptr, ao, 4))
+}
+
+/// The tile arguments `a, b, out, bias, residual` for rows `m0 + r0 ..`
+/// and column blocks from `c` (I64).
+fn ptrs(k: &mut Kernel, sp: Sparse, at: &At, m0: Value, r0: usize, c: Value) -> [Value; 5] {
+    let (m, a) = a_rows(k, at, m0, r0);
     let b = k.addr(at.blob, c, sp.stride as i64);
     let col = k.b.ins().imul_imm_s(c, BLOCK as i64);
     let [out, bias, residual] = super::store_ptrs(k, (at.out, at.o_off), at.epi, m, col);
@@ -243,25 +260,18 @@ fn ptrs(k: &mut Kernel, sp: Sparse, at: &At, m0: Value, r0: usize, c: Value) -> 
 /// many blocks a call as fit; calls of whole blocks, then one holding the
 /// partial last block and what is left.
 fn run_cranelift(k: &mut Kernel, sp: Sparse, n: usize, at: &At, m0: Value, rows: usize) {
-    // the tiles start from zero: no caller gives a block-sparse product a
-    // row bias (`store_ptrs` would pass it where the addend goes)
-    debug_assert!(at.out.bias.is_none(), "a row bias on the block-sparse tiles");
-    let (nb, tail) = (n.div_ceil(BLOCK), n % BLOCK);
-    let last_cols = if tail > 0 { tail } else { BLOCK };
     let accs = cl_accs(k);
     let max_rows = accs / CL_VECS;
     for r0 in (0..rows).step_by(max_rows) {
         let h = max_rows.min(rows - r0);
         let per_call = (accs / (CL_VECS * h)).max(1);
-        // calls whose blocks are all whole, then the rest in one call
-        let whole = if tail > 0 { (nb - 1) / per_call } else { nb / per_call };
-        k.for_n(0, (whole * per_call) as i64, per_call as i64, |k, c| {
+        let calls = BlockCalls::new(n, per_call);
+        k.for_n(0, (calls.whole * per_call) as i64, per_call as i64, |k, c| {
             cl_tile(k, sp, at, (m0, r0, h), c, (per_call, BLOCK));
         });
-        let rest = nb - whole * per_call;
-        if rest > 0 {
-            let c = k.ic((whole * per_call) as i64);
-            cl_tile(k, sp, at, (m0, r0, h), c, (rest, last_cols));
+        if calls.rest > 0 {
+            let c = k.ic((calls.whole * per_call) as i64);
+            cl_tile(k, sp, at, (m0, r0, h), c, (calls.rest, calls.last_cols));
         }
     }
 }
@@ -282,10 +292,7 @@ fn cl_tile(
 ) {
     let vty = k.vty();
     let vecs = |b: usize| if b + 1 == blocks { last_cols.div_ceil(4) } else { CL_VECS };
-    let m = k.b.ins().iadd_imm_s(m0, r0 as i64);
-    let mo = k.b.ins().imul_imm_s(m, at.a.sm as i64);
-    let ao = k.b.ins().iadd(mo, at.a_off);
-    let abase = k.addr(at.a.ptr, ao, 4);
+    let (m, abase) = a_rows(k, at, m0, r0);
     let a_flags = if at.a.ro { ro() } else { mem() };
     let bases: Vec<Value> = (0..blocks)
         .map(|b| {
