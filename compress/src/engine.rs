@@ -333,7 +333,7 @@ fn structure(
         }
         match s.nm {
             Some(_) if transposed => notes.push("N:M applies to Conv, Gemm and MatMul: left dense".to_string()),
-            Some(nm) => notes.push(format!("{nm} needs input channels in groups of {}: left dense", nm.m)),
+            Some(nm) => notes.push(format!("{nm} needs input channels in groups of {}: left dense", nm.span())),
             None => {}
         }
         return Ok(dense());

@@ -7,6 +7,10 @@
 //! convs: a fixed fraction `n/m` of every row is kept, in groups small
 //! enough that the kept positions cost `⌈log₂ m⌉` bits each.
 //!
+//! With `unit` > 1 the group's members are runs of that many consecutive
+//! input channels (byte quads for the integer kernels), kept or dropped
+//! whole.
+//!
 //! - **Choice**: for each group, the kept subset whose dropped weights `D`
 //!   have the least Optimal-Brain-Surgeon cost `w_Dᵀ([H⁻¹]_DD)⁻¹w_D` (the
 //!   output error when the rest of the group adapts; the same saliency as
@@ -16,8 +20,8 @@
 //!   by least squares against the FP32 layer's output
 //!   ([`crate::prune::compensate`]).
 //!
-//! Contract: the returned mask keeps exactly `n` of every group; the layer
-//! needs input channels (per conv group) divisible by `m`.
+//! Contract: the returned mask keeps exactly `n` runs of every group; the
+//! layer needs input channels (per conv group) divisible by `m · unit`.
 
 use faer::Mat;
 
@@ -27,10 +31,10 @@ use crate::plan::NmSparsity;
 use crate::CompressError;
 
 /// Whether N:M applies to the layer: its input channels per group are a
-/// multiple of `m` (products: `K`).
+/// multiple of `m · unit` (products: `K`).
 pub fn applies(site: &Site, nm: NmSparsity) -> bool {
     let channels = site.cols / site.kernel_area().max(1);
-    channels > 0 && channels.is_multiple_of(nm.m)
+    channels > 0 && channels.is_multiple_of(nm.span())
 }
 
 /// Every `n`-subset of `0..m`, as bitmasks in increasing order.
@@ -60,13 +64,13 @@ pub fn choose(
         let group_end = (o0 / rows_per_group + 1) * rows_per_group;
         let o1 = (o0 + nm.block).min(group_end).min(rows.len());
         let hi = &hinv[o0 / rows_per_group];
-        for c0 in (0..channels).step_by(nm.m) {
+        for c0 in (0..channels).step_by(nm.span()) {
             for t in 0..area {
-                let cols: Vec<usize> = (0..nm.m).map(|i| (c0 + i) * area + t).collect();
-                let best = best_subset(&cols, &rows[o0..o1], hi, &subsets, nm.m, magnitude)?;
+                let cols: Vec<usize> = (0..nm.span()).map(|i| (c0 + i) * area + t).collect();
+                let best = best_subset(&cols, &rows[o0..o1], hi, &subsets, nm, magnitude)?;
                 for row in &mut keep[o0..o1] {
                     for (i, &j) in cols.iter().enumerate() {
-                        row[j] = best & (1 << i) != 0;
+                        row[j] = best & (1 << (i / nm.unit)) != 0;
                     }
                 }
             }
@@ -76,41 +80,27 @@ pub fn choose(
     Ok(keep)
 }
 
-/// The subset of the group `cols` whose dropped weights cost least, summed
-/// over `rows` (ties: the lowest mask).
+/// The subset of the group `cols` (`nm.m` runs of `nm.unit` columns)
+/// whose dropped runs cost least, summed over `rows` (ties: the lowest
+/// mask).
 fn best_subset(
     cols: &[usize],
     rows: &[Vec<f64>],
     hinv: &Mat<f64>,
     subsets: &[u32],
-    m: usize,
+    nm: NmSparsity,
     magnitude: bool,
 ) -> Result<u32, CompressError> {
-    let mut block = [[0f64; 9]; 9];
-    for (i, &ci) in cols.iter().enumerate() {
-        for (k, &ck) in cols.iter().enumerate() {
-            block[i][k] = hinv[(ci, ck)];
-        }
-    }
-    let ws: Vec<[f64; 9]> = rows
-        .iter()
-        .map(|row| {
-            let mut w = [0f64; 9];
-            for (i, &ci) in cols.iter().enumerate() {
-                w[i] = row[ci];
-            }
-            w
-        })
-        .collect();
     let mut best = (f64::INFINITY, subsets[0]);
     for &s in subsets {
-        let dropped: Vec<usize> = (0..m).filter(|i| s & (1 << i) == 0).collect();
+        // the dropped columns: every column of each run not in `s`
+        let dropped: Vec<usize> = (0..cols.len()).filter(|i| s & (1 << (i / nm.unit)) == 0).map(|i| cols[i]).collect();
         let mut cost = 0.0;
-        for w in &ws {
+        for w in rows {
             cost += if magnitude {
-                dropped.iter().map(|&i| w[i] * w[i]).sum()
+                dropped.iter().map(|&c| w[c] * w[c]).sum()
             } else {
-                linalg::obs_cost(&block, &dropped, w)?
+                linalg::obs_cost_of(dropped.len(), |i, j| hinv[(dropped[i], dropped[j])], |i| w[dropped[i]])?
             };
         }
         if cost < best.0 {
@@ -121,11 +111,11 @@ fn best_subset(
 }
 
 /// Bytes of an N:M weight's stored form: `kept` values of `value_bytes`
-/// each plus `⌈log₂ m⌉` bits of position per kept value, shared by a
-/// block's `nm.block` rows.
+/// each plus `⌈log₂ m⌉` bits of position per kept run of `nm.unit`
+/// values, shared by a block's `nm.block` rows.
 pub fn stored_bytes(kept: usize, value_bytes: usize, nm: NmSparsity) -> usize {
     let bits = usize::BITS - (nm.m - 1).leading_zeros();
-    kept * value_bytes + (kept * bits as usize).div_ceil(8 * nm.block)
+    kept * value_bytes + (kept.div_ceil(nm.unit) * bits as usize).div_ceil(8 * nm.block)
 }
 
 #[cfg(test)]
@@ -190,6 +180,36 @@ mod tests {
         assert!(own[..8].iter().any(|r| r != &own[0]), "per-row choices are not all alike");
         assert_eq!(stored_bytes(64, 1, nm), 64 + 16 / 8);
         for bad in ["2:4/0", "2:4/65", "2:4/x", "2:4/"] {
+            assert!(bad.parse::<NmSparsity>().is_err(), "{bad}");
+        }
+    }
+
+    /// With runs (`2:4x4/16`), each block keeps two of every four runs of
+    /// four input channels, each run whole; the text round-trips, and
+    /// layers whose channels are not whole groups of runs are refused.
+    #[test]
+    fn runs_are_kept_and_dropped_whole() {
+        let (s, w, hinv) = random_layer(32, 64, 13);
+        let nm: NmSparsity = "2:4x4/16".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((nm.n, nm.m, nm.unit, nm.block, nm.span()), (2, 4, 4, 16, 16));
+        assert_eq!(nm.to_string(), "2:4x4/16");
+        assert_eq!("1:2x2".parse::<NmSparsity>().map(|n| n.to_string()), Ok("1:2x2".to_string()));
+        for magnitude in [false, true] {
+            let keep = choose(&s, &w, std::slice::from_ref(&hinv), nm, magnitude).unwrap_or_else(|e| panic!("{e}"));
+            for block in keep.chunks(16) {
+                assert!(block.iter().all(|r| r == &block[0]));
+                for group in block[0].chunks(16) {
+                    let runs: Vec<&[bool]> = group.chunks(4).collect();
+                    assert!(runs.iter().all(|r| r.iter().all(|&k| k == r[0])), "a run split: {group:?}");
+                    assert_eq!(runs.iter().filter(|r| r[0]).count(), 2, "{group:?}");
+                }
+            }
+        }
+        assert!(applies(&s, nm));
+        assert!(!applies(&site(4, 24), nm), "24 channels are not whole groups of 16");
+        // positions: one 2-bit index per kept run, shared by the block
+        assert_eq!(stored_bytes(32, 1, nm), 32 + (8 * 2usize).div_ceil(8 * 16));
+        for bad in ["2:4x0", "2:4x9", "2:4x", "2:4xq/16"] {
             assert!(bad.parse::<NmSparsity>().is_err(), "{bad}");
         }
     }

@@ -133,7 +133,10 @@ pub enum Selection {
 /// command line; `"N:M/B"` makes each block of `B` consecutive output
 /// channels keep the same positions (`2:4/16`), the structure the products'
 /// block-sparse kernels skip (16 output channels per vector on AVX-512,
-/// two vectors on AVX2: `docs/compression.md`, "Block-shared N:M").
+/// two vectors on AVX2: `docs/compression.md`, "Block-shared N:M");
+/// `"N:MxU"` keeps and drops runs of `U` consecutive input channels
+/// together (`2:4x4/16`: two of every four runs of four), the byte quads
+/// the integer kernels' dot products take whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NmSparsity {
     /// Weights kept per group.
@@ -143,14 +146,26 @@ pub struct NmSparsity {
     /// Output channels sharing one choice of kept positions (1: each its
     /// own).
     pub block: usize,
+    /// Consecutive input channels kept or dropped together (1: each on
+    /// its own); `n` and `m` count these runs.
+    pub unit: usize,
 }
 
 impl NmSparsity {
     /// `n` of every `m`, each output channel choosing its own positions.
     pub const fn per_row(n: usize, m: usize) -> NmSparsity {
-        NmSparsity { n, m, block: 1 }
+        NmSparsity { n, m, block: 1, unit: 1 }
+    }
+
+    /// Input channels per group: `m` runs of `unit`.
+    pub const fn span(&self) -> usize {
+        self.m * self.unit
     }
 }
+
+/// The longest run of input channels [`NmSparsity::unit`] takes: a byte
+/// quad and its double.
+pub const MAX_NM_UNIT: usize = 8;
 
 /// The largest block of output channels sharing N:M positions.
 pub const MAX_NM_BLOCK: usize = 64;
@@ -193,8 +208,9 @@ impl From<NmSetting> for String {
 }
 
 /// The largest group [`NmSparsity`] takes: the OBS choice tries every kept
-/// subset of a group (`C(8, 4) = 70` at most) through
-/// [`crate::linalg::obs_cost`], whose blocks hold at most 9 taps.
+/// subset of a group (`C(8, 4) = 70` at most), each a Cholesky
+/// factorisation of its dropped columns' `H⁻¹` block
+/// ([`crate::linalg::obs_cost_of`]).
 pub const MAX_NM_GROUP: usize = 8;
 
 impl std::str::FromStr for NmSparsity {
@@ -202,7 +218,8 @@ impl std::str::FromStr for NmSparsity {
     fn from_str(s: &str) -> Result<NmSparsity, String> {
         let bad = || {
             format!(
-                "'{s}': expected N:M with 1 <= N < M <= {MAX_NM_GROUP}, e.g. 2:4, optionally /B with \
+                "'{s}': expected N:M with 1 <= N < M <= {MAX_NM_GROUP}, e.g. 2:4, optionally xU with \
+                 1 <= U <= {MAX_NM_UNIT} consecutive input channels kept together, e.g. 2:4x4, and /B with \
                  1 <= B <= {MAX_NM_BLOCK} output channels sharing the positions, e.g. 2:4/16"
             )
         };
@@ -210,20 +227,29 @@ impl std::str::FromStr for NmSparsity {
             Some((nm, b)) => (nm, b.trim().parse::<usize>().map_err(|_| bad())?),
             None => (s, 1),
         };
+        let (nm, unit) = match nm.split_once('x') {
+            Some((nm, u)) => (nm, u.trim().parse::<usize>().map_err(|_| bad())?),
+            None => (nm, 1),
+        };
         let (n, m) = nm.split_once(':').ok_or_else(bad)?;
         let (n, m): (usize, usize) = (n.trim().parse().map_err(|_| bad())?, m.trim().parse().map_err(|_| bad())?);
-        if n == 0 || n >= m || m > MAX_NM_GROUP || !(1..=MAX_NM_BLOCK).contains(&block) {
+        let ranges = (1..=MAX_NM_BLOCK).contains(&block) && (1..=MAX_NM_UNIT).contains(&unit);
+        if n == 0 || n >= m || m > MAX_NM_GROUP || !ranges {
             return Err(bad());
         }
-        Ok(NmSparsity { n, m, block })
+        Ok(NmSparsity { n, m, block, unit })
     }
 }
 
 impl std::fmt::Display for NmSparsity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.n, self.m)?;
+        if self.unit > 1 {
+            write!(f, "x{}", self.unit)?;
+        }
         match self.block {
-            1 => write!(f, "{}:{}", self.n, self.m),
-            b => write!(f, "{}:{}/{b}", self.n, self.m),
+            1 => Ok(()),
+            b => write!(f, "/{b}"),
         }
     }
 }

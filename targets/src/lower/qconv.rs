@@ -85,11 +85,13 @@ use crate::ukernel::epi::TileEpi;
 use crate::ukernel::neon::{MULL_ROWS, SDOT_INPUT_OFFSET, SDOT_ROWS};
 
 mod gemv;
+mod listed;
 mod pack;
 mod pairs;
 mod store;
 mod tiles;
 use gemv::{gemv, gemv_fits};
+use listed::LISTED_ROWS;
 use pack::pack_b;
 pub(super) use pack::shuffle_mask;
 use store::{finish, res_bytes, Store};
@@ -135,6 +137,9 @@ struct Dims {
     /// Whole units run in pairs on AVX2's wide byte tile ([`pairs`]);
     /// `rows` is then its [`QBYTE_WIDE_ROWS`].
     paired: bool,
+    /// With block-sparse weights ([`listed`]): the K steps each row block
+    /// of [`listed::LISTED_ROWS`] lists (padded to the longest list).
+    listed: Option<usize>,
     /// What the byte tile adds to every input byte before multiplying (0,
     /// or [`SDOT_INPUT_OFFSET`] for AArch64's signed bytes): the zero-point
     /// correction is `(zp − offset) · Σ w`.
@@ -154,6 +159,15 @@ impl Dims {
     /// byte quad each).
     fn step_bytes(&self) -> usize {
         4 * self.px
+    }
+    /// K steps of A per row block: the listed ones, or every one.
+    fn a_steps(&self) -> usize {
+        self.listed.unwrap_or(self.steps)
+    }
+    /// Bytes of A per K step of a block of `rows` output channels: a quad
+    /// or pair per row, after the step's B offset when listed.
+    fn a_step_bytes(&self, rows: usize) -> usize {
+        4 * rows + if self.listed.is_some() { 4 } else { 0 }
     }
 }
 
@@ -196,6 +210,7 @@ impl Dims {
             },
             x_offset: if quads && k.caps.neon { SDOT_INPUT_OFFSET } else { 0 },
             paired: false,
+            listed: None,
         }
     }
 }
@@ -247,7 +262,11 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     let quant = out_grid(q.out)?;
     let act = Act::of(q.epi.act)?;
     let scales: Vec<f32> = w_scale.iter().map(|&s| q.x_scale.get() * s).collect();
-    if let Some((quads, epi)) = super::qconv_pattern::applies(k, &q, w_t, act) {
+    // a pointwise conv with listed quads: the byte tiles beat the pattern
+    // kernel's one-tap rows (`listed`)
+    let pointwise = wd.kernel.iter().all(|&k| k == 1) && wd.pads.iter().all(|&p| p == 0);
+    let listed = pointwise && listed::layout(k, &d, &w, kk).is_some();
+    if let Some((quads, epi)) = super::qconv_pattern::applies(k, &q, w_t, act).filter(|_| !listed) {
         return super::qconv_pattern::conv(k, &q, (&quads, epi, quant), &w, (&scales, &bias));
     }
     // depthwise: one input and one output channel per group
@@ -301,13 +320,19 @@ fn gemm(
         }
         _ => None,
     };
-    // AVX2's byte quads without VNNI: whole units in pairs, on the wide tile
-    let d = match pairs::applies(k.caps, &d, fused.is_some(), k.in_shape(0)[0] * d.groups) {
-        true => Dims { rows: QBYTE_WIDE_ROWS, paired: true, ..d },
-        false => d,
+    // block-sparse weights on the byte tiles: the listed K quads only
+    let (d, a_blob) = match listed::layout(k, &d, w, kk) {
+        Some((kept, bytes)) => (Dims { rows: LISTED_ROWS, listed: Some(kept), ..d }, bytes),
+        None => {
+            // AVX2's byte quads without VNNI: whole units in pairs, on the wide tile
+            let d = match pairs::applies(k.caps, &d, fused.is_some(), k.in_shape(0)[0] * d.groups) {
+                true => Dims { rows: QBYTE_WIDE_ROWS, paired: true, ..d },
+                false => d,
+            };
+            (d, pack_weights(&d, w, kk))
+        }
     };
     let taps = tap_offsets(&d, wd.kernel[0], wd.kernel[1], wd.dilations[0], wd.dilations[1]);
-    let a_blob = pack_weights(&d, w, kk);
     let x = k.input(0);
     let out = k.output(0);
     let res = if q.epi.residual { Some(k.input(4)) } else { None };
@@ -525,9 +550,11 @@ fn row_blocks(
     mut each: impl FnMut(&mut Kernel, Value, Value, usize) -> LResult,
 ) -> LResult {
     let m_base = k.b.ins().imul_imm_s(u.gi, d.mg as i64);
-    let a_group = k.addr(p.a, u.gi, (d.mg * d.steps * 4) as i64);
     let full = d.mg / d.rows;
-    let block_bytes = (d.rows * d.steps * 4) as i64;
+    let rest = d.mg % d.rows;
+    let block_bytes = (d.a_steps() * d.a_step_bytes(d.rows)) as i64;
+    let rest_bytes = if rest > 0 { d.a_steps() * d.a_step_bytes(rest) } else { 0 };
+    let a_group = k.addr(p.a, u.gi, full as i64 * block_bytes + rest_bytes as i64);
     let mut result: LResult = Ok(());
     k.for_n(0, full as i64, 1, |k, blk| {
         let a_blk = k.addr(a_group, blk, block_bytes);
@@ -535,7 +562,6 @@ fn row_blocks(
         let m0 = k.b.ins().iadd(m_base, m0);
         result = result.clone().and(each(k, a_blk, m0, d.rows));
     });
-    let rest = d.mg % d.rows;
     if rest > 0 {
         let a_blk = k.add_c(a_group, full as i64 * block_bytes);
         let m0 = k.b.ins().iadd_imm_s(m_base, (full * d.rows) as i64);
@@ -562,7 +588,7 @@ fn call_fused(
     let out = k.addr(p.out, e, if p.quant.is_some() { 1 } else { 4 });
     let res = p.res.map_or(out, |r| k.addr(r, e, res_bytes(p.res_grid)));
     let tab = k.addr(table, m0, 12);
-    let n = k.ic(d.steps as i64);
+    let n = k.ic(d.a_steps() as i64);
     k.b.ins().call_indirect(sig, code, &[a_blk, p.bbuf, out, n, tab, res]);
 }
 
@@ -596,7 +622,7 @@ fn tile(
     });
     let accs = match asm {
         Some((code, index, t)) => {
-            let n = k.ic(d.steps as i64);
+            let n = k.ic(d.a_steps() as i64);
             let mut args = vec![a_blk, p.bbuf, t.sums, n];
             match index {
                 // the same sums for the unit's few pixels, channels in the lanes

@@ -29,7 +29,7 @@ mod dw_flat;
 pub use depthwise::{dw_quad, DwQuad, DW_QUAD_CORR, DW_QUAD_MAX_KH, DW_QUAD_TABLE};
 pub use dw_flat::dw_flat;
 
-use super::avx2::{activation, int_tile, int_to_real_lanes, GemmTile, Init, IntVreg, QdotEpi, QdotGemv, Vreg};
+use super::avx2::{activation, int_tile, int_to_real_lanes, GemmTile, Init, IntVreg, KSteps, QdotEpi, QdotGemv, Vreg};
 
 /// Machine code of the VNNI integer tile: `rows` (1..=[`super::avx2::QDOT_ROWS`]: B in
 /// `zmm12`, the epilogue's scratch `zmm28`–`zmm31`; sixteen rows, whole
@@ -44,14 +44,16 @@ use super::avx2::{activation, int_tile, int_to_real_lanes, GemmTile, Init, IntVr
 /// ([`int_tile`]'s frame): one B load, then per row one `vpdpbusd` with
 /// the row's quad broadcast from memory (`{1to16}`). Without `epi` the
 /// sums are stored as they are (`rows × 16` i32, row-major); with it, the
-/// f32 results go to `out` (rows `ldo` bytes apart).
-pub fn qdot_tile(rows: usize, epi: Option<&QdotEpi>) -> Result<Vec<u8>, IcedError> {
+/// f32 results go to `out` (rows `ldo` bytes apart). With
+/// [`KSteps::Listed`], `k` counts the listed steps and each leads its
+/// weights with its B offset.
+pub fn qdot_tile(rows: usize, epi: Option<&QdotEpi>, steps: KSteps) -> Result<Vec<u8>, IcedError> {
     let setup = |a: &mut CodeAssembler| {
         a.set_prefer_vex(false);
         Ok(())
     };
     let quad = |r: usize| dword_bcst(rdi + (4 * r) as i64);
-    int_tile::<AsmRegisterZmm>(rows, epi, setup, |a, r, ac| a.vpdpbusd(ac, zmm12, quad(r)))
+    int_tile::<AsmRegisterZmm>(rows, (epi, steps), setup, |a, r, ac| a.vpdpbusd(ac, zmm12, quad(r)))
 }
 
 /// Accumulators of the one-pixel product (`zmm0`–`zmm23`): `images ·

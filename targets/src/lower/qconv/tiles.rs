@@ -47,16 +47,21 @@ impl Assembled {
         // a size no block has is not assembled (its bytes would sit unused in the object)
         let full = if d.mg >= d.rows { d.rows } else { 0 };
         let (vnni, dotprod, neon) = (k.caps.vnni, k.caps.dotprod, k.caps.neon);
+        let steps = super::listed::steps(d);
         let quads = |r: usize, e: Option<&QdotEpi>| match (vnni, dotprod, neon) {
-            (true, ..) => qdot_tile(r, e).map(|c| (Family::Avx512, c)).map_err(|e| format!("internal: VNNI tile: {e}")),
+            (true, ..) => {
+                qdot_tile(r, e, steps).map(|c| (Family::Avx512, c)).map_err(|e| format!("internal: VNNI tile: {e}"))
+            }
             // sums only: the Cranelift epilogue does the rest
             (_, true, _) => sdot_tile(r).map(|c| (Family::Neon, c)).map_err(|e| format!("internal: {e}")),
             (.., true) => mull_tile(r).map(|c| (Family::Neon, c)).map_err(|e| format!("internal: {e}")),
-            _ => qbyte_tile(r, e).map(|c| (Family::Avx2, c)).map_err(|e| format!("internal: byte tile: {e}")),
+            _ => qbyte_tile(r, e, steps).map(|c| (Family::Avx2, c)).map_err(|e| format!("internal: byte tile: {e}")),
         };
         // AVX2's tail products (without VNNI) take pairs and AVX2's byte quads
-        let ymm_tail = !vnni && k.caps.avx2 && tail <= YMM_TAIL_PIXELS;
-        let tail_products = (vnni && tail <= QDOT_TAIL_PIXELS) || ymm_tail;
+        // (listed steps: the sums-only tile takes the last unit)
+        let dense = d.listed.is_none();
+        let ymm_tail = dense && !vnni && k.caps.avx2 && tail <= YMM_TAIL_PIXELS;
+        let tail_products = (dense && vnni && tail <= QDOT_TAIL_PIXELS) || ymm_tail;
         for (i, r) in [full, d.mg % d.rows].into_iter().enumerate() {
             if r == 0 {
                 continue;

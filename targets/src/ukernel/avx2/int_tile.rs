@@ -29,7 +29,7 @@ pub fn qgemm_tile(rows: usize, epi: Option<&QdotEpi>) -> Result<Vec<u8>, IcedErr
     let tmp = [ymm13, ymm14, ymm15];
     int_tile::<AsmRegisterYmm>(
         rows,
-        epi,
+        (epi, KSteps::Dense),
         |_| Ok(()),
         |a, r, ac| {
             let t = tmp[r % 3];
@@ -122,6 +122,19 @@ impl<R, T> IntOps<R> for T where
 {
 }
 
+/// How an integer tile ([`qbyte_tile`], [`crate::ukernel::avx512::qdot_tile`])
+/// walks its K steps: every one in order, B advancing a vector per step;
+/// or the steps a list names (block-sparse weights: a block of output
+/// channels that shares its zero K quads runs only its kept ones), each
+/// step of A led by the `u32` byte offset of its B vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KSteps {
+    /// Every K step, in order.
+    Dense,
+    /// The listed steps: A holds per step the B offset, then the weights.
+    Listed,
+}
+
 /// The B vector of the `ymm` integer tiles' K loop ([`int_tile`]).
 const INT_B: AsmRegisterYmm = ymm12;
 
@@ -133,9 +146,12 @@ const INT_B: AsmRegisterYmm = ymm12;
 /// [`IntVreg::B`] and `row(a, r, acc)` for each row, A (`rdi`) and B
 /// (`rsi`) advanced by `4·rows` and `4·lanes` bytes, and the stores
 /// ([`int_store`]). Registers 13–15 of the class are the rows' to use.
+/// With [`KSteps::Listed`] each step of A starts with the `u32` byte
+/// offset of its B vector from `b` (which stays put), then the rows'
+/// weights.
 pub(crate) fn int_tile<R: IntVreg>(
     rows: usize,
-    epi: Option<&QdotEpi>,
+    (epi, steps): (Option<&QdotEpi>, KSteps),
     setup: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
     mut row: impl FnMut(&mut CodeAssembler, usize, R) -> Result<(), IcedError>,
 ) -> Result<Vec<u8>, IcedError>
@@ -155,11 +171,21 @@ where
         // weights, 2.4 MB) the hardware prefetcher alone left the tile at
         // 300 of 360 GOP/s (Zen 4); ~20 K steps ahead brings it to ~330
         a.prefetcht0(byte_ptr(a_p + 1024))?;
-        a.vmovups(R::B, R::ptr(b_p + 0))?;
+        match steps {
+            KSteps::Dense => a.vmovups(R::B, R::ptr(b_p + 0))?,
+            KSteps::Listed => {
+                // the step's byte offset into B, then its weights
+                a.mov(eax, dword_ptr(a_p))?;
+                a.add(a_p, 4)?;
+                a.vmovups(R::B, R::ptr(b_p + rax))?;
+            }
+        }
         for (r, &ac) in acc.iter().enumerate() {
             row(a, r, ac)?;
         }
-        a.add(b_p, (4 * R::LANES) as i32)?;
+        if steps == KSteps::Dense {
+            a.add(b_p, (4 * R::LANES) as i32)?;
+        }
         a.add(a_p, (4 * rows) as i32)
     })?;
     int_store(&mut a, acc, 1, epi)?;
@@ -218,14 +244,14 @@ pub const QDOT_ROWS: usize = 12;
 /// rate. `vpmaddubsw` saturates, so the caller uses it only on weights
 /// whose byte pairs fit i16 for every input ([`kerf_ir::byte_pairs_exact`]);
 /// then the sums are exact and equal the VNNI tile's.
-pub fn qbyte_tile(rows: usize, epi: Option<&QdotEpi>) -> Result<Vec<u8>, IcedError> {
+pub fn qbyte_tile(rows: usize, epi: Option<&QdotEpi>, steps: KSteps) -> Result<Vec<u8>, IcedError> {
     let (ones, tmp) = (ymm13, [ymm14, ymm15]);
     // ones in every i16 lane: all bits set, shifted right by 15
     let setup = |a: &mut CodeAssembler| {
         a.vpcmpeqw(ones, ones, ones)?;
         a.vpsrlw(ones, ones, 15)
     };
-    int_tile::<AsmRegisterYmm>(rows, epi, setup, |a, r, ac| {
+    int_tile::<AsmRegisterYmm>(rows, (epi, steps), setup, |a, r, ac| {
         let t = tmp[r % 2];
         a.vpbroadcastd(t, dword_ptr(rdi + (4 * r) as i64))?;
         a.vpmaddubsw(t, INT_B, t)?;

@@ -1,0 +1,87 @@
+//! Block-sparse integer weights: where each block of [`LISTED_ROWS`]
+//! output channels has whole K quads of zeros (block-shared N:M in runs
+//! of four input channels, `--prune-nm 2:4x4/16`, or zeros a training-time
+//! tool left in that shape), the byte tiles run only the block's kept
+//! quads ([`KSteps::Listed`]): per kept step A holds the `u32` offset of
+//! its B vector in the unit's packed panels, then the rows' weight quads.
+//! No zero quad is multiplied or stored.
+//!
+//! Contract: the sums are the dense tiles' exactly (integer products; a
+//! skipped quad's products are all zero), so every output has the dense
+//! kernel's bits. Lists shorter than the layer's longest are padded with
+//! steps of zero weights at the block's first kept offset. Only where the
+//! byte tiles are assembled (VNNI's, AVX2's byte tile), with
+//! [`crate::isa::Caps::skip_zeros`], and where no block keeps more than
+//! [`MAX_KEPT`] of the steps.
+
+use super::super::Kernel;
+use super::Dims;
+use crate::ukernel::avx2::KSteps;
+
+/// Output channels per listed tile: half a block of 16 (the N:M blocks of
+/// the products' kernels), so blocks of 16 and 8 channels align with it,
+/// within the `ymm` tile's 12 accumulators and one `zmm` B vector per
+/// eight `vpdpbusd`.
+pub(super) const LISTED_ROWS: usize = 8;
+
+/// The most kept K quads, as a fraction of the steps, at which the listed
+/// tiles run instead of the dense ones (the offset load and the shorter
+/// row block cost a few percent: 1x1 convs at 3/4 kept measured no faster,
+/// `docs/compression.md`, "Block-sparse integer convs").
+pub(super) const MAX_KEPT: f64 = 0.85;
+
+/// Whether the tiles walk K steps in order or by list.
+pub(super) fn steps(d: &Dims) -> KSteps {
+    match d.listed {
+        Some(_) => KSteps::Listed,
+        None => KSteps::Dense,
+    }
+}
+
+/// The listed form of `w` (`[groups · mg][kk]` integer codes) for `d`'s
+/// byte quads in blocks of [`LISTED_ROWS`], if `k`'s target runs the byte
+/// tiles (AVX2 or VNNI; not AArch64's) and skips zeros and the weights
+/// have a form worth running:
+/// the kept steps of the longest list and A's bytes (per group, per block:
+/// per kept step the B offset `4·px·t` then a quad per row).
+pub(super) fn layout(k: &Kernel, d: &Dims, w: &[f64], kk: usize) -> Option<(usize, Vec<u8>)> {
+    if !(d.quads && k.caps.skip_zeros && k.caps.avx2) {
+        return None;
+    }
+    let d = &Dims { rows: LISTED_ROWS, ..*d };
+    let quad = |m: usize, t: usize| -> [u8; 4] {
+        std::array::from_fn(|j| {
+            let k = 4 * t + j;
+            // the grid is −128..=127: one byte, two's complement
+            if k < kk {
+                (w[m * kk + k] as i8) as u8
+            } else {
+                0
+            }
+        })
+    };
+    let mut lists = Vec::new();
+    for g in 0..d.groups {
+        for r0 in (0..d.mg).step_by(LISTED_ROWS) {
+            let rows = g * d.mg + r0..g * d.mg + (r0 + LISTED_ROWS).min(d.mg);
+            let kept: Vec<usize> = (0..d.steps).filter(|&t| rows.clone().any(|m| quad(m, t) != [0; 4])).collect();
+            lists.push((rows, kept));
+        }
+    }
+    let kept = lists.iter().map(|(_, l)| l.len()).max()?;
+    if kept as f64 > MAX_KEPT * d.steps as f64 || (4 * d.px * d.steps) > u32::MAX as usize {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(lists.len() * kept * (4 + 4 * LISTED_ROWS));
+    for (rows, list) in &lists {
+        let pad = list.first().copied().unwrap_or(0);
+        for i in 0..kept {
+            let t = list.get(i).copied().unwrap_or(pad);
+            bytes.extend(((4 * d.px * t) as u32).to_le_bytes());
+            for m in rows.clone() {
+                bytes.extend(if i < list.len() { quad(m, t) } else { [0; 4] });
+            }
+        }
+    }
+    Some((kept, bytes))
+}

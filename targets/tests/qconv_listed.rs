@@ -1,0 +1,145 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Block-sparse integer convs (`lower/qconv/listed.rs`): weights whose
+//! blocks of 8 output channels share whole zero K quads (block-shared N:M
+//! in runs of four input channels, `2:4x4/16`) run only the kept quads on
+//! the byte tiles (VNNI's `vpdpbusd`, AVX2's `vpmaddubsw` for weights with
+//! exact byte pairs), each step's B offset read from A. Integer sums are
+//! exact, so every preset the host runs gives the reference's bits (the
+//! shared QConv battery's `check`, byte for byte with u8 outputs). The
+//! shapes cover 1x1 convs with a partial last row block (37 channels:
+//! four blocks of 8 and one of 5), blocks keeping fewer quads than the
+//! longest list (padded) and none, partial last units of 1..15 pixels
+//! (the sums-only tile and Cranelift's epilogue), two images, groups, a
+//! 3x3 conv whose K quads mix taps, a residual, Relu / Clip / HardSwish,
+//! the requantising and accumulating forms. Which code runs is decided
+//! at compile time, so any host checks that `sapphirerapids` and
+//! `haswell` objects load B at listed offsets (`[rsi + rax]`) and that
+//! denser weights (3 of 4 quads kept) and `baseline` do not.
+
+mod common;
+use common::qcase::*;
+use iced_x86::{Mnemonic, OpKind, Register};
+
+/// Weights `[m, c·kh·kw]` whose blocks of 8 output channels keep two of
+/// every four K quads (rotating by block), block `empty` none and block
+/// `short` one of four; kept codes in `lo..=hi`.
+fn listed_weights(wsh: [usize; 4], (lo, hi): (i64, i64), empty: Option<usize>, short: Option<usize>) -> Vec<i64> {
+    let kk = wsh[1] * wsh[2] * wsh[3];
+    let codes = pseudo(wsh[0] * kk, 3, lo, hi);
+    let mut w = vec![0i64; codes.len()];
+    for m in 0..wsh[0] {
+        let blk = m / 8;
+        for k in 0..kk {
+            let pos = (k / 4 + blk) % 4;
+            let kept = match () {
+                _ if Some(blk) == empty => false,
+                _ if Some(blk) == short => pos == 0,
+                _ => pos < 2,
+            };
+            if kept {
+                w[m * kk + k] = codes[m * kk + k];
+            }
+        }
+    }
+    w
+}
+
+/// `check` (f32 out) on 8-bit and 7-bit codes (AVX2's byte tile takes the
+/// latter), and `check_quant` where the output has whole f32s' worth of u8.
+fn run_listed(c: &Case, empty: Option<usize>, short: Option<usize>) {
+    let nx: usize = c.xsh.iter().product();
+    let x: Vec<u8> = pseudo(nx, 1, 0, 255).into_iter().map(|v| v as u8).collect();
+    for range in [(-128, 127), (-64, 64)] {
+        let w = listed_weights(c.wsh, range, empty, short);
+        check(c, &x, &w);
+        if c.osh.iter().product::<usize>() % 4 == 0 && !c.epi.contains("residual=true") {
+            check_quant(c, &x, &w);
+        }
+    }
+}
+
+#[test]
+fn pointwise_convs_on_listed_quads() {
+    let one = &window(1, 1, 1, 1);
+    let relu_res = "act=Relu, residual=true";
+    let clip = "act=Clip, act_min=0.0, act_max=6.0, residual=false";
+    let hs = "act=HardSwish, residual=true";
+    // (images, channels in, out, rows, cols, epilogue, zp)
+    for (n, ci, co, h, w, epi, zp) in [
+        (1, 64, 32, 8, 8, PLAIN, 0),
+        (1, 64, 37, 8, 8, relu_res, 3),
+        (2, 32, 37, 5, 7, clip, 128),
+        (1, 48, 16, 4, 4, hs, 9),
+        (1, 64, 24, 3, 3, PLAIN, 255),
+        (2, 96, 40, 9, 9, "act=Relu, residual=false", 17),
+    ] {
+        let c = Case { xsh: [n, ci, h, w], wsh: [co, ci, 1, 1], osh: [n, co, h, w], attrs: one, epi, zp };
+        run_listed(&c, (co > 16).then_some(1), (co > 24).then_some(2));
+    }
+}
+
+#[test]
+fn grouped_and_three_by_three_listed_quads() {
+    // two groups of 16 outputs over 32 inputs each
+    let grouped = &window(1, 1, 1, 2);
+    let c = Case { xsh: [1, 64, 6, 6], wsh: [32, 32, 1, 1], osh: [1, 32, 6, 6], attrs: grouped, epi: PLAIN, zp: 5 };
+    run_listed(&c, None, Some(3));
+    // a 3x3 conv: K = 16·9 = 144, its quads across taps and channels
+    let three = &window(3, 1, 1, 1);
+    let c = Case { xsh: [1, 16, 10, 10], wsh: [24, 16, 3, 3], osh: [1, 24, 8, 8], attrs: three, epi: PLAIN, zp: 77 };
+    run_listed(&c, Some(2), None);
+}
+
+/// The accumulating form stores the exact sums (`QOut::Acc`) from the
+/// listed tiles too.
+#[test]
+fn accumulating_form_on_listed_quads() {
+    let shapes = [[1, 64, 5, 5], [20, 64, 1, 1], [1, 20, 5, 5]];
+    let w = listed_weights(shapes[1], (-128, 127), Some(1), None);
+    let text = acc_text(shapes, &window(1, 1, 1, 1), 7, &w);
+    let g = kerf_ir::text::parse(&text).unwrap();
+    let x: Vec<u8> = pseudo(64 * 25, 4, 0, 255).into_iter().map(|v| v as u8).collect();
+    let ins = vec![kerf_ir::Tensor::from_bytes(kerf_ir::DType::U8, shapes[0].to_vec(), x).unwrap()];
+    let want = kerf_ir::eval::eval_graph(&g, &ins).unwrap().remove(0).to_i64_vec();
+    for cpu in cpus() {
+        let got = common::run(&text, &ins, cpu).remove(0);
+        assert_eq!(got.len(), want.len());
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(i64::from(a.to_bits() as i32), *b, "{cpu}: element {i}");
+        }
+    }
+}
+
+/// Whether `g`'s object for `cpu` holds a kernel that loads a vector at
+/// `[rsi + rax]`: the listed tiles' B load.
+fn loads_listed(g: &kerf_ir::Graph, cpu: &str) -> bool {
+    common::kernel_instructions(g, cpu).iter().any(|i| {
+        (0..i.op_count()).any(|o| i.op_kind(o) == OpKind::Memory)
+            && i.memory_base() == Register::RSI
+            && i.memory_index() == Register::RAX
+            && matches!(i.mnemonic(), Mnemonic::Vmovups | Mnemonic::Vmovdqu32 | Mnemonic::Vmovdqu8)
+    })
+}
+
+/// Which code runs is decided at compile time: `sapphirerapids` (VNNI)
+/// and `haswell` with 7-bit codes (the byte tile) take the listed tiles
+/// for 2:4-of-quads weights; weights keeping 3 of 4 quads, and `baseline`,
+/// the dense ones. Any host checks it.
+#[test]
+fn listed_tiles_are_taken_where_they_pay() {
+    let one = &window(1, 1, 1, 1);
+    let c = Case { xsh: [1, 64, 8, 8], wsh: [32, 64, 1, 1], osh: [1, 32, 8, 8], attrs: one, epi: PLAIN, zp: 0 };
+    let graph = |w: &[i64]| kerf_ir::text::parse(&graph_text(&c, w)).unwrap();
+    let sparse = graph(&listed_weights(c.wsh, (-64, 64), None, None));
+    assert!(loads_listed(&sparse, "sapphirerapids"), "VNNI: the listed tile");
+    assert!(loads_listed(&sparse, "haswell"), "AVX2, 7-bit codes: the listed byte tile");
+    assert!(!loads_listed(&sparse, "baseline"), "baseline: the 128-bit tile");
+    // three of every four quads kept: past `MAX_KEPT`, the dense tiles
+    let mut dense = listed_weights(c.wsh, (-64, 64), None, None);
+    for (i, v) in dense.iter_mut().enumerate() {
+        if *v == 0 && (i / 4) % 4 == 2 {
+            *v = 1;
+        }
+    }
+    assert!(!loads_listed(&graph(&dense), "sapphirerapids"), "3 of 4 quads kept: dense");
+}
