@@ -972,10 +972,15 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
         };
         // a u8 residual (its step and zero point in scratch registers), u8 rows
         let r = QdotEpi { epi: TileEpi { residual: true, ..epi }, res_grid: Some((0.25, 7)), ..q };
-        kernels.push((format!("qdot {rows}"), qdot_tile(rows, None, KSteps::Dense).unwrap()));
+        for steps in [KSteps::Dense, KSteps::Listed] {
+            kernels.push((format!("qdot {rows} {steps:?}"), qdot_tile(rows, None, steps).unwrap()));
+            kernels.push((format!("qbyte {rows} {steps:?}"), qbyte_tile(rows, None, steps).unwrap()));
+            for e in [e, q, r] {
+                kernels.push((format!("qdot {rows} {e:?} {steps:?}"), qdot_tile(rows, Some(&e), steps).unwrap()));
+                kernels.push((format!("qbyte {rows} {e:?} {steps:?}"), qbyte_tile(rows, Some(&e), steps).unwrap()));
+            }
+        }
         for e in [e, q, r] {
-            kernels.push((format!("qdot {rows} {e:?}"), qdot_tile(rows, Some(&e), KSteps::Dense).unwrap()));
-            kernels.push((format!("qbyte {rows} {e:?}"), qbyte_tile(rows, Some(&e), KSteps::Dense).unwrap()));
             kernels.push((format!("qgemm {rows} {e:?}"), qgemm_tile(rows, Some(&e)).unwrap()));
             if rows <= QBYTE_WIDE_ROWS {
                 // the instructions only: the ones of its constant pool follow the `ret`
@@ -984,7 +989,6 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
                 kernels.push((format!("qbyte wide {rows} {e:?}"), w.bytes[..w.code_len].to_vec()));
             }
         }
-        kernels.push((format!("qbyte {rows}"), qbyte_tile(rows, None, KSteps::Dense).unwrap()));
         use kerf_targets::ukernel::{avx2::QdotGemv, avx512::qdot_gemv};
         for (quant, last_lanes) in [(None, 16), (Some((0.5, 3)), 1 + rows % 16)] {
             // one to four images per call, as many as the accumulators allow
