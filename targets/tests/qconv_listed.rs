@@ -11,7 +11,9 @@
 //! longest list (padded) and none, partial last units of 1..15 pixels
 //! (the sums-only tile and Cranelift's epilogue), two images, groups, a
 //! 3x3 conv whose K quads mix taps, a residual, Relu / Clip / HardSwish,
-//! the requantising and accumulating forms. Which code runs is decided
+//! the requantising and accumulating forms; one-pixel products (VNNI's
+//! listed `qdot_gemv`: each block's quads broadcast at its own offsets).
+//! Which code runs is decided
 //! at compile time, so any host checks that `sapphirerapids` and
 //! `haswell` objects load B at listed offsets (`[rsi + rax]`) and that
 //! denser weights (15 of 16 quads kept) and `baseline` do not.
@@ -20,7 +22,7 @@ mod common;
 use common::qcase::*;
 use iced_x86::{Mnemonic, OpKind, Register};
 
-/// Weights `[m, c·kh·kw]` whose blocks of 8 output channels keep two of
+/// Weights `[m, c·kh·kw]` whose blocks of 16 output channels keep two of
 /// every four K quads (rotating by block), block `empty` none and block
 /// `short` one of four; kept codes in `lo..=hi`.
 fn listed_weights(wsh: [usize; 4], (lo, hi): (i64, i64), empty: Option<usize>, short: Option<usize>) -> Vec<i64> {
@@ -28,7 +30,7 @@ fn listed_weights(wsh: [usize; 4], (lo, hi): (i64, i64), empty: Option<usize>, s
     let codes = pseudo(wsh[0] * kk, 3, lo, hi);
     let mut w = vec![0i64; codes.len()];
     for m in 0..wsh[0] {
-        let blk = m / 8;
+        let blk = m / 16;
         for k in 0..kk {
             let pos = (k / 4 + blk) % 4;
             let kept = match () {
@@ -74,7 +76,7 @@ fn pointwise_convs_on_listed_quads() {
         (2, 96, 40, 9, 9, "act=Relu, residual=false", 17),
     ] {
         let c = Case { xsh: [n, ci, h, w], wsh: [co, ci, 1, 1], osh: [n, co, h, w], attrs: one, epi, zp };
-        run_listed(&c, (co > 16).then_some(1), (co > 24).then_some(2));
+        run_listed(&c, (co > 16).then_some(1), (co > 32).then_some(2));
     }
 }
 
@@ -83,11 +85,30 @@ fn grouped_and_three_by_three_listed_quads() {
     // two groups of 16 outputs over 32 inputs each
     let grouped = &window(1, 1, 1, 2);
     let c = Case { xsh: [1, 64, 6, 6], wsh: [32, 32, 1, 1], osh: [1, 32, 6, 6], attrs: grouped, epi: PLAIN, zp: 5 };
-    run_listed(&c, None, Some(3));
+    run_listed(&c, None, Some(1));
     // a 3x3 conv: K = 16·9 = 144, its quads across taps and channels
     let three = &window(3, 1, 1, 1);
     let c = Case { xsh: [1, 16, 10, 10], wsh: [24, 16, 3, 3], osh: [1, 24, 8, 8], attrs: three, epi: PLAIN, zp: 77 };
-    run_listed(&c, Some(2), None);
+    run_listed(&c, Some(1), None);
+}
+
+/// One-pixel products (a classifier head, a product's rows as images) on
+/// VNNI's listed product: one to six images (groups of four and a rest),
+/// 37 channels (a partial last block) and 200 (two chunks of six blocks,
+/// the last partial), blocks keeping fewer quads than the longest and
+/// none; f32 with a residual and Relu, and u8 out.
+#[test]
+fn one_pixel_products_on_listed_quads() {
+    let one = &window(1, 1, 1, 1);
+    for (n, ci, co, epi) in [
+        (1, 64, 37, "act=Relu, residual=true"),
+        (6, 128, 200, PLAIN),
+        (3, 32, 16, "act=Clip, act_min=0.0, act_max=6.0, residual=false"),
+        (4, 256, 48, "act=HardSwish, residual=false"),
+    ] {
+        let c = Case { xsh: [n, ci, 1, 1], wsh: [co, ci, 1, 1], osh: [n, co, 1, 1], attrs: one, epi, zp: 11 };
+        run_listed(&c, (co > 32).then_some(1), (co > 16).then_some(0));
+    }
 }
 
 /// The accumulating form stores the exact sums (`QOut::Acc`) from the
@@ -111,13 +132,14 @@ fn accumulating_form_on_listed_quads() {
 }
 
 /// Whether `g`'s object for `cpu` holds a kernel that loads a vector at
-/// `[rsi + rax]`: the listed tiles' B load.
+/// `[rsi + rax]`: the listed tiles' B load, or the listed one-pixel
+/// product's broadcast of an input quad.
 fn loads_listed(g: &kerf_ir::Graph, cpu: &str) -> bool {
     common::kernel_instructions(g, cpu).iter().any(|i| {
         (0..i.op_count()).any(|o| i.op_kind(o) == OpKind::Memory)
             && i.memory_base() == Register::RSI
             && i.memory_index() == Register::RAX
-            && matches!(i.mnemonic(), Mnemonic::Vmovups | Mnemonic::Vmovdqu32 | Mnemonic::Vmovdqu8)
+            && matches!(i.mnemonic(), Mnemonic::Vmovups | Mnemonic::Vmovdqu32 | Mnemonic::Vpbroadcastd)
     })
 }
 
@@ -142,4 +164,9 @@ fn listed_tiles_are_taken_where_they_pay() {
         }
     }
     assert!(!loads_listed(&graph(&dense), "sapphirerapids"), "15 of 16 quads kept: dense");
+    // one-pixel images: VNNI's listed product; AVX2's stays dense
+    let c = Case { xsh: [4, 64, 1, 1], wsh: [32, 64, 1, 1], osh: [4, 32, 1, 1], attrs: one, epi: PLAIN, zp: 0 };
+    let head = kerf_ir::text::parse(&graph_text(&c, &listed_weights(c.wsh, (-64, 64), None, None))).unwrap();
+    assert!(loads_listed(&head, "sapphirerapids"), "VNNI: the listed one-pixel product");
+    assert!(!loads_listed(&head, "haswell"), "AVX2: the dense one-pixel product");
 }

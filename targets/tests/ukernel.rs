@@ -994,8 +994,19 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
             // one to four images per call, as many as the accumulators allow
             let images = (1 + rows % 4).min(24 / rows);
             let epi = TileEpi { residual: quant.is_none(), ..epi };
-            let g = QdotGemv { blocks: rows, last_lanes, epi, quant, images, x_stride: 100, out_stride: 300 };
+            let g = QdotGemv {
+                blocks: rows,
+                last_lanes,
+                epi,
+                quant,
+                images,
+                x_stride: 100,
+                out_stride: 300,
+                steps: KSteps::Dense,
+            };
             kernels.push((format!("qdot gemv {g:?}"), qdot_gemv(&g).unwrap()));
+            let listed = QdotGemv { steps: KSteps::Listed, ..g };
+            kernels.push((format!("qdot gemv {listed:?}"), qdot_gemv(&listed).unwrap()));
             // past the broadcast registers or the accumulators: an error, not code
             for images in [5, 24 / rows + 1] {
                 assert!(qdot_gemv(&QdotGemv { images, ..g }).is_err(), "{rows} blocks of {images} images");
@@ -1006,7 +1017,16 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
         for (quant, last_lanes, step) in [(None, 8, GemvStep::Pairs), (Some((0.5, 3)), 1 + rows % 8, GemvStep::Bytes)] {
             let images = (1 + rows % 2).min(12 / rows);
             let epi = TileEpi { residual: quant.is_none(), ..epi };
-            let g = QdotGemv { blocks: rows, last_lanes, epi, quant, images, x_stride: 100, out_stride: 300 };
+            let g = QdotGemv {
+                blocks: rows,
+                last_lanes,
+                epi,
+                quant,
+                images,
+                x_stride: 100,
+                out_stride: 300,
+                steps: KSteps::Dense,
+            };
             kernels.push((format!("ymm gemv {step:?} {g:?}"), ymm_gemv(&g, step).unwrap()));
             for images in [3, 12 / rows + 1] {
                 assert!(ymm_gemv(&QdotGemv { images, ..g }, step).is_err(), "{rows} blocks of {images} images");

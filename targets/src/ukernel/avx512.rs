@@ -85,11 +85,15 @@ const GEMV_REGS: [AsmRegisterZmm; GEMV_ACCS] = [
 /// `f32(acc − corr) · scale + bias (+ residual)`, the activation and the
 /// store of 16 f32 (or u8 through `quant`), the last block's through the
 /// mask `k1`: `QConv`'s epilogue operations in their order, so the
-/// reference's bits.
+/// reference's bits. With [`KSteps::Listed`] (block-sparse weights) `k`
+/// counts listed steps, `x` stays put, and each step of `w` starts with a
+/// 64-byte header of the blocks' `u32` byte offsets into the input (each
+/// block its own quads, each broadcast per block), then the weights.
 /// An error where `blocks` or `images` is out of range.
 pub fn qdot_gemv(g: &QdotGemv) -> Result<Vec<u8>, String> {
     let (blocks, images) = (g.blocks, g.images);
     let fits = (1..=super::avx2::QDOT_ROWS).contains(&blocks) && (1..=GEMV_IMAGES_MAX).contains(&images);
+    // (the listed header holds at most 16 offsets)
     if !fits || images * blocks > GEMV_ACCS {
         return Err(format!("one-pixel product: {blocks} blocks of {images} images"));
     }
@@ -108,12 +112,23 @@ fn gemv_code(g: &QdotGemv) -> Result<Vec<u8>, IcedError> {
     for &r in acc {
         a.vpxord(r, r, r)?;
     }
+    let listed = g.steps == KSteps::Listed;
+    // listed: the step's 64-byte header of block offsets comes first
+    let head = if listed { 64 } else { 0 };
     super::counted_loop(&mut a, n, |a| {
-        for (i, &b) in bcast.iter().enumerate().take(images) {
-            a.vpbroadcastd(b, dword_ptr(x_p + (i * g.x_stride) as i64))?;
-        }
         for j in 0..blocks {
-            let m = zmmword_ptr(w_p + (64 * j) as i64);
+            if listed {
+                // block `j`'s quad: its own offset into each image's input
+                a.mov(eax, dword_ptr(w_p + (4 * j) as i64))?;
+                for (i, &b) in bcast.iter().enumerate().take(images) {
+                    a.vpbroadcastd(b, dword_ptr(x_p + rax + (i * g.x_stride) as i64))?;
+                }
+            } else if j == 0 {
+                for (i, &b) in bcast.iter().enumerate().take(images) {
+                    a.vpbroadcastd(b, dword_ptr(x_p + (i * g.x_stride) as i64))?;
+                }
+            }
+            let m = zmmword_ptr(w_p + (head + 64 * j) as i64);
             match images {
                 1 => a.vpdpbusd(at(0, j), bcast[0], m)?,
                 _ => {
@@ -124,8 +139,10 @@ fn gemv_code(g: &QdotGemv) -> Result<Vec<u8>, IcedError> {
                 }
             }
         }
-        a.add(x_p, 4)?;
-        a.add(w_p, (64 * blocks) as i32)
+        if !listed {
+            a.add(x_p, 4)?;
+        }
+        a.add(w_p, (head + 64 * blocks) as i32)
     })?;
     for i in 0..images {
         for j in 0..blocks {

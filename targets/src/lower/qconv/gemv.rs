@@ -15,7 +15,7 @@ use super::super::gemm_wide::act_epi;
 use super::super::{Family, Kernel, LResult};
 use super::store::{finish, Store};
 use super::{finite, zero_point_sums, Dims, QDOT_ROWS};
-use crate::ukernel::avx2::{GemvStep, QdotGemv, YMM_GEMV_ACCS, YMM_GEMV_IMAGES_MAX};
+use crate::ukernel::avx2::{GemvStep, KSteps, QdotGemv, YMM_GEMV_ACCS, YMM_GEMV_IMAGES_MAX};
 use crate::ukernel::epi::TileEpi;
 use crate::ukernel::neon::{SDOT_GEMV_ACCS, SDOT_GEMV_IMAGES_MAX};
 
@@ -133,6 +133,15 @@ pub(super) fn gemv(
     let (per_call, blocks) = form.shape(images);
     let chunk = lanes * blocks;
     let (wb, tb) = gemv_pack(d, form, (w, kk), (scales, bias), chunk);
+    // block-sparse weights: each block's listed quads (`listed`)
+    let listed = match form {
+        Form::Zmm => super::listed::gemv_layout(k, d, (w, kk), blocks),
+        _ => None,
+    };
+    let (steps, step_bytes, wb, ksteps) = match listed {
+        Some((kept, wb)) => (kept, 64 * (blocks + 1), wb, KSteps::Listed),
+        None => (steps, chunk * 4, wb, KSteps::Dense),
+    };
     let full = QdotGemv {
         blocks,
         last_lanes: lanes,
@@ -141,6 +150,7 @@ pub(super) fn gemv(
         images: per_call,
         x_stride: d.c * d.h * d.w,
         out_stride: d.groups * d.mg,
+        steps: ksteps,
     };
     let v = Variants::new(k, form, full, (m, images))?;
     let [chunks, groups] = v.counts;
@@ -154,7 +164,7 @@ pub(super) fn gemv(
     let mut result: LResult = Ok(());
     k.for_dyn(lo, hi, 1, |k, u| {
         let (c, g) = (k.b.ins().udiv_imm_u(u, groups as i64), k.b.ins().urem_imm_u(u, groups as i64));
-        let wc = k.addr(wp, c, (steps * chunk * 4) as i64);
+        let wc = k.addr(wp, c, (steps * step_bytes) as i64);
         let n = k.b.ins().imul_imm_s(g, per_call as i64);
         let xn = k.addr(x, n, (d.c * d.h * d.w) as i64);
         let e = k.b.ins().imul_imm_s(n, m as i64);

@@ -9,7 +9,7 @@
 
 use iced_x86::code_asm::*;
 
-use super::{activation, int_to_real_lanes, load_lanes, low_half, requantise, store_prefix, Lane};
+use super::{activation, int_to_real_lanes, load_lanes, low_half, requantise, store_prefix, KSteps, Lane};
 use crate::ukernel::epi::TileEpi;
 
 /// A one-pixel integer product's variant: how many channel blocks and
@@ -34,6 +34,10 @@ pub struct QdotGemv {
     pub x_stride: usize,
     /// Elements between the images' outputs (and residuals).
     pub out_stride: usize,
+    /// Every K step in order, or the steps each block lists
+    /// ([`KSteps::Listed`], VNNI's product only: per step a 64-byte
+    /// header of the blocks' `u32` input offsets, then their weights).
+    pub steps: KSteps,
 }
 
 /// What [`ymm_gemv`] multiplies per K step.
@@ -87,6 +91,9 @@ pub const YMM_GEMV_IMAGES_MAX: usize = 2;
 pub fn ymm_gemv(g: &QdotGemv, step: GemvStep) -> Result<Vec<u8>, String> {
     let (blocks, images) = (g.blocks, g.images);
     let fits = blocks >= 1 && (1..=YMM_GEMV_IMAGES_MAX).contains(&images) && (1..=8).contains(&g.last_lanes);
+    if g.steps == KSteps::Listed {
+        return Err("one-pixel product: listed steps on ymm".into());
+    }
     if !fits || images * blocks > YMM_GEMV_ACCS {
         return Err(format!("one-pixel product: {blocks} blocks of {images} images, {} lanes", g.last_lanes));
     }
