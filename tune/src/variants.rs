@@ -130,7 +130,28 @@ pub fn variants(site: &layer::Site) -> Vec<Variant> {
             v.push(t);
         }
     }
+    // block-shared 2:4 in byte quads: the integer kernels' listed steps
+    let quads = NmSparsity { block: 16, unit: 4, ..two_four };
+    if pointwise_or_product(site) && kerf_compress::nm::applies(site, quads) {
+        let mut t = variant(&format!("nm{quads}+int8"), true, 0, 0.0, 0.0);
+        t.settings.nm = Some(NmSetting::Sparse(quads));
+        v.push(t);
+    }
     v
+}
+
+/// Whether the integer kernels run the layer's block-shared N:M in byte
+/// quads on their listed steps (`lower/qconv/listed.rs`): products (the
+/// one-pixel product, VNNI) and unpadded pointwise convs (the byte tiles,
+/// before the pattern kernel). 3x3 convs' K quads mix taps, so their
+/// runs of four input channels do not make whole quads.
+fn pointwise_or_product(site: &layer::Site) -> bool {
+    use kerf_compress::layer::Kind;
+    match &site.kind {
+        Kind::MatMulKn | Kind::MatMulNk => true,
+        Kind::Conv { kernel, pads, .. } => kernel.iter().all(|&d| d == 1) && pads.iter().all(|&p| p == 0),
+        _ => false,
+    }
 }
 
 /// Whether the code generator has block-sparse kernels for this layer at
@@ -178,6 +199,10 @@ pub(crate) fn harsher(b: &Settings, a: &Settings) -> bool {
         Some(NmSetting::Sparse(nm)) => nm.block,
         _ => 1,
     };
+    let unit = |s: &Settings| match s.nm {
+        Some(NmSetting::Sparse(nm)) => nm.unit,
+        _ => 1,
+    };
     let (tb, ta) = (tucker(b), tucker(a));
     (int8(b) || !int8(a))
         && library(b) <= library(a)
@@ -188,6 +213,7 @@ pub(crate) fn harsher(b: &Settings, a: &Settings) -> bool {
         && tb[1] <= ta[1]
         && kept(b) <= kept(a)
         && block(b) >= block(a)
+        && unit(b) >= unit(a)
 }
 
 /// Every product at the rank its per-layer variant uses (min(N, K)/4),
@@ -321,5 +347,22 @@ mod tests {
         let mut nm24b = nm24.clone();
         nm24b.nm = Some(NmSetting::Sparse(NmSparsity { block: 16, ..NmSparsity::per_row(2, 4) }));
         assert!(harsher(&nm24b, &nm24) && !harsher(&nm24, &nm24b) && !harsher(&nm24b, &nm14));
+        // positions in runs of four input channels: harsher than one by one
+        let mut nm24q = nm24b.clone();
+        nm24q.nm =
+            Some(NmSetting::Sparse(NmSparsity { unit: 4, ..NmSparsity { block: 16, ..NmSparsity::per_row(2, 4) } }));
+        assert!(harsher(&nm24q, &nm24b) && !harsher(&nm24b, &nm24q));
+    }
+
+    /// Block-shared 2:4 in quads with int8 is a variant where the integer
+    /// kernels list their steps: pointwise convs (any stride) of 16 input
+    /// channels and more, not 3x3 convs or 8 input channels.
+    #[test]
+    fn quad_nm_variants_for_pointwise_int8_layers() {
+        let has = |site: &layer::Site| variants(site).iter().any(|v| v.name == "nm2:4x4/16+int8");
+        assert!(has(&pointwise_site(16, 1)) && has(&pointwise_site(32, 2)));
+        assert!(!has(&pointwise_site(8, 1)) && !has(&conv_site(16)));
+        let t = variants(&pointwise_site(16, 1)).into_iter().find(|v| v.name == "nm2:4x4/16+int8").expect("variant");
+        assert_eq!(t.settings.quant, Some(Precision::Int8));
     }
 }
