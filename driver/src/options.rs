@@ -58,9 +58,10 @@ pub struct CompressArgs {
     /// N:M sparsity of Gemm/MatMul and convs without patterns: N of every M
     /// input channels kept (e.g. 2:4), chosen by saliency and refitted;
     /// N:M/B makes blocks of B output channels share the kept positions
-    /// (2:4/16: Gemm/MatMul then run the block-sparse kernels, about twice
-    /// as fast in f32 on x86-64 with AVX2).
-    #[arg(long = "prune-nm", value_name = "N:M[/B]")]
+    /// (2:4/16: Gemm/MatMul and pointwise convs then run the block-sparse
+    /// kernels, about twice as fast in f32); N:MxU keeps runs of U input
+    /// channels whole (2:4x4/16: the same with int8 on x86-64).
+    #[arg(long = "prune-nm", value_name = "N:M[xU][/B]")]
     pub prune_nm: Option<String>,
     /// Weight rounding for int8: gptq (default) or nearest.
     #[arg(long, value_name = "gptq|nearest")]

@@ -24,6 +24,10 @@ CNN_PLANS='--quantize int8 --rounding nearest
 --prune-patterns 8 --connectivity 0.5 --selection magnitude
 --prune-patterns 8 --connectivity 0.5
 --prune-patterns 8 --connectivity 0.5 --quantize int8
+--prune-nm 2:4/16 --quantize int8
+--prune-nm 2:4x4/16 --quantize int8
+--prune-nm 2:4x4/16 --selection magnitude --quantize int8
+--prune-nm 3:4x4/16 --quantize int8
 --low-rank 16
 --low-rank 16 --quantize int8
 --tucker 8,16
@@ -37,6 +41,10 @@ MLP_PLANS='--quantize int8 --rounding nearest
 --prune-nm 2:4 --quantize int8
 --prune-nm 2:4/16
 --prune-nm 2:4/16 --selection magnitude
+--prune-nm 2:4/16 --quantize int8
+--prune-nm 2:4x4/16 --quantize int8
+--prune-nm 2:4x4/16 --selection magnitude --quantize int8
+--prune-nm 3:4x4/16 --quantize int8
 --low-rank 0.9
 --low-rank 16
 --low-rank 16 --quantize int8
