@@ -93,7 +93,7 @@ fn grouped_and_three_by_three_listed_quads() {
 }
 
 /// One-pixel products (a classifier head, a product's rows as images) on
-/// VNNI's listed product: one to six images (groups of four and a rest),
+/// the listed products (VNNI's; AVX2's with 7-bit codes): one to six images (groups of four and a rest),
 /// 37 channels (a partial last block) and 200 (two chunks of six blocks,
 /// the last partial), blocks keeping fewer quads than the longest and
 /// none; f32 with a residual and Relu, and u8 out.
@@ -164,9 +164,12 @@ fn listed_tiles_are_taken_where_they_pay() {
         }
     }
     assert!(!loads_listed(&graph(&dense), "sapphirerapids"), "15 of 16 quads kept: dense");
-    // one-pixel images: VNNI's listed product; AVX2's stays dense
+    // one-pixel images: VNNI's listed product, AVX2's on byte quads (7-bit
+    // codes), not on 16-bit pairs (8-bit codes) nor on `baseline`
     let c = Case { xsh: [4, 64, 1, 1], wsh: [32, 64, 1, 1], osh: [4, 32, 1, 1], attrs: one, epi: PLAIN, zp: 0 };
-    let head = kerf_ir::text::parse(&graph_text(&c, &listed_weights(c.wsh, (-64, 64), None, None))).unwrap();
-    assert!(loads_listed(&head, "sapphirerapids"), "VNNI: the listed one-pixel product");
-    assert!(!loads_listed(&head, "haswell"), "AVX2: the dense one-pixel product");
+    let head = |range| kerf_ir::text::parse(&graph_text(&c, &listed_weights(c.wsh, range, None, None))).unwrap();
+    assert!(loads_listed(&head((-64, 64)), "sapphirerapids"), "VNNI: the listed one-pixel product");
+    assert!(loads_listed(&head((-64, 64)), "haswell"), "AVX2 byte quads: the listed one-pixel product");
+    assert!(!loads_listed(&head((-128, 127)), "haswell"), "AVX2 16-bit pairs: dense");
+    assert!(!loads_listed(&head((-64, 64)), "baseline"), "baseline: dense");
 }

@@ -1028,6 +1028,11 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
                 steps: KSteps::Dense,
             };
             kernels.push((format!("ymm gemv {step:?} {g:?}"), ymm_gemv(&g, step).unwrap()));
+            let listed = QdotGemv { steps: KSteps::Listed, ..g };
+            match step {
+                GemvStep::Bytes => kernels.push((format!("ymm gemv {listed:?}"), ymm_gemv(&listed, step).unwrap())),
+                GemvStep::Pairs => assert!(ymm_gemv(&listed, step).is_err(), "listed 16-bit pairs: an error"),
+            }
             for images in [3, 12 / rows + 1] {
                 assert!(ymm_gemv(&QdotGemv { images, ..g }, step).is_err(), "{rows} blocks of {images} images");
             }

@@ -135,11 +135,11 @@ pub(super) fn gemv(
     let (wb, tb) = gemv_pack(d, form, (w, kk), (scales, bias), chunk);
     // block-sparse weights: each block's listed quads (`listed`)
     let listed = match form {
-        Form::Zmm => super::listed::gemv_layout(k, d, (w, kk), blocks),
+        Form::Zmm | Form::Ymm(GemvStep::Bytes) => super::listed::gemv_layout(k, d, (w, kk), (lanes, blocks)),
         _ => None,
     };
     let (steps, step_bytes, wb, ksteps) = match listed {
-        Some((kept, wb)) => (kept, 64 * (blocks + 1), wb, KSteps::Listed),
+        Some((kept, wb)) => (kept, 64 + 4 * chunk, wb, KSteps::Listed),
         None => (steps, chunk * 4, wb, KSteps::Dense),
     };
     let full = QdotGemv {

@@ -86,24 +86,30 @@ pub(super) fn layout(k: &Kernel, d: &Dims, w: &[f64], kk: usize) -> Option<(usiz
     Some((kept, bytes))
 }
 
-/// The listed form of the one-pixel product's weights (VNNI's, 16
-/// channels a block, `blocks` blocks a chunk; `w` is `[mg][kk]`), if `k`
-/// skips zeros and the weights have one worth running: the kept steps of
-/// the longest list and the bytes, per chunk and kept step a 64-byte
-/// header of its blocks' `u32` input offsets (`4·t` for quad `t`), then
-/// per block its 16 channels' weight quads (zeros past the last channel;
-/// lists padded with zero-weight steps at the block's first offset).
-pub(super) fn gemv_layout(k: &Kernel, d: &Dims, (w, kk): (&[f64], usize), blocks: usize) -> Option<(usize, Vec<u8>)> {
-    const LANES: usize = 16;
-    if !k.caps.skip_zeros || kk == 0 || !kk.is_multiple_of(4) || blocks > LANES {
+/// The listed form of the one-pixel product's weights in byte quads
+/// (`lanes` channels a block: VNNI's 16, AVX2's 8; `blocks` blocks a
+/// chunk; `w` is `[mg][kk]`), if `k` skips zeros and the weights have one
+/// worth running: the kept steps of the longest list and the bytes, per
+/// chunk and kept step a 64-byte header of its blocks' `u32` input
+/// offsets (`4·t` for quad `t`), then per block its channels' weight
+/// quads (zeros past the last channel; lists padded with zero-weight steps
+/// at the block's first offset).
+pub(super) fn gemv_layout(
+    k: &Kernel,
+    d: &Dims,
+    (w, kk): (&[f64], usize),
+    (lanes, blocks): (usize, usize),
+) -> Option<(usize, Vec<u8>)> {
+    const LANES_MAX: usize = 16;
+    if !k.caps.skip_zeros || kk == 0 || !kk.is_multiple_of(4) || blocks > LANES_MAX {
         return None;
     }
     let steps = kk / 4;
     let code = |m: usize, t: usize, j: usize| if m < d.mg { (w[m * kk + 4 * t + j] as i8) as u8 } else { 0 };
     let nonzero = |m: usize, t: usize| (0..4).any(|j| code(m, t, j) != 0);
     // per block of 16 channels, its kept quads
-    let lists: Vec<Vec<usize>> = (0..d.mg.div_ceil(LANES))
-        .map(|b| (0..steps).filter(|&t| (b * LANES..(b + 1) * LANES).any(|m| nonzero(m, t))).collect())
+    let lists: Vec<Vec<usize>> = (0..d.mg.div_ceil(lanes))
+        .map(|b| (0..steps).filter(|&t| (b * lanes..(b + 1) * lanes).any(|m| nonzero(m, t))).collect())
         .collect();
     let kept = lists.iter().map(Vec::len).max()?;
     if kept as f64 > MAX_KEPT * steps as f64 {
@@ -121,8 +127,8 @@ pub(super) fn gemv_layout(k: &Kernel, d: &Dims, (w, kk): (&[f64], usize), blocks
             }
             bytes.extend(head);
             for (j, list) in chunk.iter().enumerate() {
-                let m0 = (c * blocks + j) * LANES;
-                for m in m0..m0 + LANES {
+                let m0 = (c * blocks + j) * lanes;
+                for m in m0..m0 + lanes {
                     bytes.extend((0..4).map(|q| at(list).map_or(0, |t| code(m, t, q))));
                 }
             }

@@ -86,13 +86,16 @@ pub const YMM_GEMV_IMAGES_MAX: usize = 2;
 /// `vpaddd`. Then per image and block `f32(acc − corr) · scale + bias (+
 /// residual)`, the activation and the store of 8 f32 (or u8 through
 /// `quant`), the last block's first `last_lanes` only: `QConv`'s epilogue
-/// operations in their order, so the reference's bits.
-/// An error where `blocks` or `images` is out of range.
+/// operations in their order, so the reference's bits. With
+/// [`KSteps::Listed`] (byte quads only) each step of `w` starts with the
+/// 64-byte header of the blocks' input offsets, as in `qdot_gemv`.
+/// An error where `blocks` or `images` is out of range, or for listed
+/// 16-bit pairs.
 pub fn ymm_gemv(g: &QdotGemv, step: GemvStep) -> Result<Vec<u8>, String> {
     let (blocks, images) = (g.blocks, g.images);
     let fits = blocks >= 1 && (1..=YMM_GEMV_IMAGES_MAX).contains(&images) && (1..=8).contains(&g.last_lanes);
-    if g.steps == KSteps::Listed {
-        return Err("one-pixel product: listed steps on ymm".into());
+    if g.steps == KSteps::Listed && step != GemvStep::Bytes {
+        return Err("one-pixel product: listed steps of 16-bit pairs".into());
     }
     if !fits || images * blocks > YMM_GEMV_ACCS {
         return Err(format!("one-pixel product: {blocks} blocks of {images} images, {} lanes", g.last_lanes));
@@ -118,19 +121,30 @@ fn ymm_code(g: &QdotGemv, step: GemvStep) -> Result<Vec<u8>, IcedError> {
         a.vpcmpeqw(ones, ones, ones)?;
         a.vpsrlw(ones, ones, 15)?;
     }
+    let listed = g.steps == KSteps::Listed;
+    // listed: the step's 64-byte header of block offsets comes first
+    let head = if listed { 64 } else { 0 };
     super::super::counted_loop(&mut a, n, |a| {
-        for (i, &b) in bcast.iter().enumerate().take(images) {
-            let x = x_p + (i * g.x_stride) as i64;
-            match step {
-                GemvStep::Pairs => {
-                    a.vpbroadcastw(low_half(b), word_ptr(x))?;
-                    a.vpmovzxbw(b, low_half(b))?;
-                }
-                GemvStep::Bytes => a.vpbroadcastd(b, dword_ptr(x))?,
-            }
-        }
         for j in 0..blocks {
-            let w = ymmword_ptr(w_p + (32 * j) as i64);
+            if listed {
+                // block `j`'s quad: its own offset into each image's input
+                a.mov(eax, dword_ptr(w_p + (4 * j) as i64))?;
+                for (i, &b) in bcast.iter().enumerate().take(images) {
+                    a.vpbroadcastd(b, dword_ptr(x_p + rax + (i * g.x_stride) as i64))?;
+                }
+            } else if j == 0 {
+                for (i, &b) in bcast.iter().enumerate().take(images) {
+                    let x = x_p + (i * g.x_stride) as i64;
+                    match step {
+                        GemvStep::Pairs => {
+                            a.vpbroadcastw(low_half(b), word_ptr(x))?;
+                            a.vpmovzxbw(b, low_half(b))?;
+                        }
+                        GemvStep::Bytes => a.vpbroadcastd(b, dword_ptr(x))?,
+                    }
+                }
+            }
+            let w = ymmword_ptr(w_p + (head + 32 * j) as i64);
             for (i, &b) in bcast.iter().enumerate().take(images) {
                 match step {
                     GemvStep::Pairs => a.vpmaddwd(t, b, w)?,
@@ -142,8 +156,10 @@ fn ymm_code(g: &QdotGemv, step: GemvStep) -> Result<Vec<u8>, IcedError> {
                 a.vpaddd(at(i, j), at(i, j), t)?;
             }
         }
-        a.add(x_p, step.k() as i32)?;
-        a.add(w_p, (32 * blocks) as i32)
+        if !listed {
+            a.add(x_p, step.k() as i32)?;
+        }
+        a.add(w_p, (head + 32 * blocks) as i32)
     })?;
     let lanes = |j: usize| if j == blocks - 1 { g.last_lanes } else { 8 };
     for i in 0..images {
