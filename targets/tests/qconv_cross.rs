@@ -17,7 +17,8 @@
 //! padded depthwise conv (the depthwise kernels), and one-pixel planes
 //! (`dotprod`'s one-pixel product, `sdot_gemv`: every variant of its
 //! channel chunks and image groups, K in steps of four quads and single
-//! ones, f32 and u8 out). Each runs with 8-bit weights over the whole
+//! ones, f32 and u8 out), and block-sparse weights on the AArch64 tiles'
+//! listed steps (`listed_cases`). Each runs with 8-bit weights over the whole
 //! grid. Beside them, the byte MaxPool the `int8-maxpool` rule puts
 //! between integer convs (16-byte vectors, stride 2 deinterleaved as
 //! 16-bit lanes), byte for byte.
@@ -26,6 +27,7 @@ mod common;
 use common::cross::{Cross, AARCH64, AARCH64_DOTPROD, RISCV64, RISCV64_V};
 use common::qcase::*;
 use kerf_ir::{DType, Tensor};
+use kerf_targets::ukernel::KSteps;
 use kerf_targets::{compile_object, CompileOptions};
 
 /// One compiled case: a name, its graph, inputs and the reference's
@@ -223,11 +225,54 @@ fn run_all(t: &Cross, runs: &[Run]) -> Vec<String> {
     failures
 }
 
+/// Block-sparse weights (blocks of 16 output channels keeping two of
+/// every four K quads, one block none, one one of four): AArch64's tiles
+/// on their listed steps (`lower/qconv/listed.rs`), f32 with a residual
+/// and u8 out, a partial row block (37 channels) and unit, and a 3x3 conv.
+fn listed_cases() -> Vec<Run> {
+    let (a1, a3) = (window(1, 1, 1, 1), window(3, 1, 1, 1));
+    let relu_res = "act=Relu, residual=true";
+    let pw = Case { xsh: [1, 64, 5, 7], wsh: [37, 64, 1, 1], osh: [1, 37, 5, 7], attrs: &a1, epi: relu_res, zp: 3 };
+    let three = Case { xsh: [1, 16, 8, 8], wsh: [24, 16, 3, 3], osh: [1, 24, 6, 6], attrs: &a3, epi: PLAIN, zp: 77 };
+    let mut runs = Vec::new();
+    for (name, c) in [("listed_pw", &pw), ("listed_3x3", &three)] {
+        let (x, _) = case_data(c);
+        let w = listed_weights(c.wsh, (-128, 127), Some(1), Some(2));
+        runs.push(Run::new(name.into(), graph_text(c, &w), inputs(c, &x)));
+    }
+    let q = Case { epi: PLAIN, osh: [1, 32, 5, 8], wsh: [32, 64, 1, 1], xsh: [1, 64, 5, 8], ..pw };
+    let (x, _) = case_data(&q);
+    let w = listed_weights(q.wsh, (-128, 127), None, Some(1));
+    runs.push(Run::new("listed_quant".into(), quant_text(&q, &w, (0.05, 10)), inputs(&q, &x)));
+    runs
+}
+
+/// Which code runs is decided at compile time: objects for AArch64
+/// (`dotprod` and without) hold listed A for block-sparse weights, fewer
+/// bytes than the dense tiles' (skip zeros off), on any host.
+#[test]
+fn aarch64_objects_list_the_kept_quads() {
+    let a1 = window(1, 1, 1, 1);
+    let c = Case { xsh: [1, 64, 8, 8], wsh: [32, 64, 1, 1], osh: [1, 32, 8, 8], attrs: &a1, epi: PLAIN, zp: 0 };
+    let g = kerf_ir::text::parse(&graph_text(&c, &listed_weights(c.wsh, (-128, 127), None, None))).unwrap();
+    for cpu in ["dotprod", "baseline"] {
+        let rodata = |skip: bool| {
+            let mut o = CompileOptions::parse("aarch64-unknown-linux-gnu", cpu, "t").unwrap();
+            o.skip_zeros = skip;
+            compile_object(&g, &o).unwrap().report.rodata_bytes
+        };
+        // dense A: 32 · 64 bytes; listed: half the quads plus a u32 per step and block
+        let (listed, dense) = (rodata(true), rodata(false));
+        assert!(listed + 600 <= dense, "{cpu}: {listed} bytes of read-only data listed, {dense} dense");
+    }
+}
+
 fn check_target(t: &Cross) {
     if !t.available() {
         return;
     }
-    let runs: Vec<Run> = real_cases().into_iter().chain(integer_cases()).chain(byte_pool_cases()).collect();
+    let runs: Vec<Run> =
+        real_cases().into_iter().chain(integer_cases()).chain(byte_pool_cases()).chain(listed_cases()).collect();
     let failures = run_all(t, &runs);
     assert!(failures.is_empty(), "{} --cpu {}:\n{}", t.triple, t.cpu, failures.join("\n"));
     eprintln!("{} --cpu {}: {} cases bit for bit", t.triple, t.cpu, runs.len());
@@ -274,15 +319,20 @@ fn sdot_kernels_keep_the_leaf_abi() {
     }
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sdot-abi");
     std::fs::create_dir_all(&dir).unwrap();
-    let mut kernels: Vec<(String, Vec<u8>, usize)> =
-        (1..=SDOT_ROWS).map(|rows| (format!("tile{rows}"), sdot_tile(rows).unwrap(), 2 * rows)).collect();
+    let mut kernels: Vec<(String, Vec<u8>, usize)> = (1..=SDOT_ROWS)
+        .map(|rows| (format!("tile{rows}"), sdot_tile(rows, KSteps::Dense).unwrap(), 2 * rows))
+        .collect();
     for images in 1..=SDOT_GEMV_IMAGES_MAX {
         for blocks in [1, 3, SDOT_GEMV_ACCS / images] {
             let code = sdot_gemv(blocks, images, 70_000).unwrap();
             kernels.push((format!("gemv{images}x{blocks}"), code, 5 * images * blocks));
         }
     }
-    kernels.extend((1..=MULL_ROWS).map(|rows| (format!("mull{rows}"), mull_tile(rows).unwrap(), 4 * rows)));
+    kernels
+        .extend((1..=MULL_ROWS).map(|rows| (format!("mull{rows}"), mull_tile(rows, KSteps::Dense).unwrap(), 4 * rows)));
+    // the listed tiles: the same products, each step's B through x9/x10
+    kernels.extend((1..=SDOT_ROWS).map(|r| (format!("listed{r}"), sdot_tile(r, KSteps::Listed).unwrap(), 2 * r)));
+    kernels.extend((1..=MULL_ROWS).map(|r| (format!("lmull{r}"), mull_tile(r, KSteps::Listed).unwrap(), 4 * r)));
     kernels.extend(pattern_tiles());
     for (name, code, sdots) in kernels {
         let bin = dir.join(format!("{name}.bin"));
@@ -389,7 +439,7 @@ fn one_pixel_planes_take_the_sdot_product() {
     let holds = |code: Vec<u8>| art.object.windows(code.len()).any(|w| w == code.as_slice());
     assert!(holds(sdot_gemv(5, 3, 8).unwrap()), "the product of 3 images");
     assert!(holds(sdot_gemv(5, 1, 8).unwrap()), "the product of the last image");
-    assert!(!holds(sdot_tile(SDOT_ROWS).unwrap()), "the unit tile");
+    assert!(!holds(sdot_tile(SDOT_ROWS, KSteps::Dense).unwrap()), "the unit tile");
 }
 
 /// The integer pattern kernel on AArch64 `dotprod` (`sdot` by element on

@@ -22,30 +22,6 @@ mod common;
 use common::qcase::*;
 use iced_x86::{Mnemonic, OpKind, Register};
 
-/// Weights `[m, c·kh·kw]` whose blocks of 16 output channels keep two of
-/// every four K quads (rotating by block), block `empty` none and block
-/// `short` one of four; kept codes in `lo..=hi`.
-fn listed_weights(wsh: [usize; 4], (lo, hi): (i64, i64), empty: Option<usize>, short: Option<usize>) -> Vec<i64> {
-    let kk = wsh[1] * wsh[2] * wsh[3];
-    let codes = pseudo(wsh[0] * kk, 3, lo, hi);
-    let mut w = vec![0i64; codes.len()];
-    for m in 0..wsh[0] {
-        let blk = m / 16;
-        for k in 0..kk {
-            let pos = (k / 4 + blk) % 4;
-            let kept = match () {
-                _ if Some(blk) == empty => false,
-                _ if Some(blk) == short => pos == 0,
-                _ => pos < 2,
-            };
-            if kept {
-                w[m * kk + k] = codes[m * kk + k];
-            }
-        }
-    }
-    w
-}
-
 /// `check` (f32 out) on 8-bit and 7-bit codes (AVX2's byte tile takes the
 /// latter), and `check_quant` where the output has whole f32s' worth of u8.
 fn run_listed(c: &Case, empty: Option<usize>, short: Option<usize>) {

@@ -16,6 +16,7 @@ mod common;
 use common::{close, list, reference, t, xs};
 use kerf_ir::Tensor;
 use kerf_targets::isa::Caps;
+use kerf_targets::ukernel::KSteps;
 use kerf_targets::{jit_compile, CompileOptions};
 
 /// Outputs of `text` compiled for the host (`cpu`: `native`, or a preset

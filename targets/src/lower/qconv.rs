@@ -91,7 +91,6 @@ mod pairs;
 mod store;
 mod tiles;
 use gemv::{gemv, gemv_fits};
-use listed::LISTED_ROWS;
 use pack::pack_b;
 pub(super) use pack::shuffle_mask;
 use store::{finish, res_bytes, Store};
@@ -138,7 +137,7 @@ struct Dims {
     /// `rows` is then its [`QBYTE_WIDE_ROWS`].
     paired: bool,
     /// With block-sparse weights ([`listed`]): the K steps each row block
-    /// of [`listed::LISTED_ROWS`] lists (padded to the longest list).
+    /// of [`listed::rows`] lists (padded to the longest list).
     listed: Option<usize>,
     /// What the byte tile adds to every input byte before multiplying (0,
     /// or [`SDOT_INPUT_OFFSET`] for AArch64's signed bytes): the zero-point
@@ -322,7 +321,7 @@ fn gemm(
     };
     // block-sparse weights on the byte tiles: the listed K quads only
     let (d, a_blob) = match listed::layout(k, &d, w, kk) {
-        Some((kept, bytes)) => (Dims { rows: LISTED_ROWS, listed: Some(kept), ..d }, bytes),
+        Some((kept, bytes)) => (Dims { rows: listed::rows(k), listed: Some(kept), ..d }, bytes),
         None => {
             // AVX2's byte quads without VNNI: whole units in pairs, on the wide tile
             let d = match pairs::applies(k.caps, &d, fused.is_some(), k.in_shape(0)[0] * d.groups) {

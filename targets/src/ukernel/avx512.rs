@@ -29,7 +29,8 @@ mod dw_flat;
 pub use depthwise::{dw_quad, DwQuad, DW_QUAD_CORR, DW_QUAD_MAX_KH, DW_QUAD_TABLE};
 pub use dw_flat::dw_flat;
 
-use super::avx2::{activation, int_tile, int_to_real_lanes, GemmTile, Init, IntVreg, KSteps, QdotEpi, QdotGemv, Vreg};
+use super::avx2::{activation, int_tile, int_to_real_lanes, GemmTile, Init, IntVreg, QdotEpi, QdotGemv, Vreg};
+use super::KSteps;
 
 /// Machine code of the VNNI integer tile: `rows` (1..=[`super::avx2::QDOT_ROWS`]: B in
 /// `zmm12`, the epilogue's scratch `zmm28`–`zmm31`; sixteen rows, whole

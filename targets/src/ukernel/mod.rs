@@ -36,6 +36,19 @@ pub mod vmath;
 use iced_x86::code_asm::{AsmRegister64, CodeAssembler};
 use iced_x86::IcedError;
 
+/// How an integer tile (`avx2::qbyte_tile`, `avx512::qdot_tile`, the
+/// one-pixel products, `neon::sdot_tile` / `mull_tile`) walks its K steps: every one in order, B advancing a vector per step;
+/// or the steps a list names (block-sparse weights: a block of output
+/// channels that shares its zero K quads runs only its kept ones), each
+/// step of A led by the `u32` byte offset of its B vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KSteps {
+    /// Every K step, in order.
+    Dense,
+    /// The listed steps: A holds per step the B offset, then the weights.
+    Listed,
+}
+
 /// A leaf micro-kernel with a constant pool: its instructions first
 /// (`code_len` bytes, ending with `vzeroupper; ret`), then the constants
 /// they read rip-relative, 32-byte aligned from the function's start

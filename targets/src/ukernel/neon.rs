@@ -22,6 +22,7 @@
 mod pattern;
 pub use pattern::{pattern_tile, PATTERN_LANES};
 
+use crate::ukernel::KSteps;
 use dynasmrt::aarch64::Aarch64Relocation;
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi, VecAssembler};
 
@@ -51,7 +52,7 @@ pub const SDOT_INPUT_OFFSET: i64 = 128;
 /// of up to 2¹⁵ quads (2¹⁷ K values); past that the sums and the caller's
 /// correction wrap together, so the corrected result is still exact
 /// wherever the op's own `Σ (x − zp)·w` fits i32.
-pub fn sdot_tile(rows: usize) -> Result<Vec<u8>, String> {
+pub fn sdot_tile(rows: usize, steps: KSteps) -> Result<Vec<u8>, String> {
     if !(1..=SDOT_ROWS).contains(&rows) {
         return Err(format!("sdot tile: {rows} rows (1..={SDOT_ROWS})"));
     }
@@ -68,7 +69,7 @@ pub fn sdot_tile(rows: usize) -> Result<Vec<u8>, String> {
         let off = (32 * r) as i32;
         dynasm!(a ; .arch aarch64 ; stp Q(acc(r, 0)), Q(acc(r, 1)), [x2, #off]);
     };
-    quad_tile("sdot tile", rows, 2, row, store)
+    quad_tile("sdot tile", (rows, steps), 2, row, store)
 }
 
 /// One assembler of this module.
@@ -79,10 +80,12 @@ type Asm = VecAssembler<Aarch64Relocation>;
 /// row (`v16 + per_row·r + i`), then per K quad (`x3` of them) its 32
 /// input bytes into `v0`/`v1`, flipped by `eor`, and the rows' weight
 /// quads into `v2`/`v3` ([`load_rows`]), and `row(a, r)` for each row;
-/// after the loop `store(a, r)` for each row, then `ret`.
+/// after the loop `store(a, r)` for each row, then `ret`. With
+/// [`KSteps::Listed`] each quad of A starts with the `u32` byte offset of
+/// its 32 input bytes from `x1` (through `x9`/`x10`), as on x86.
 fn quad_tile(
     name: &str,
-    rows: usize,
+    (rows, steps): (usize, KSteps),
     per_row: usize,
     row: impl Fn(&mut Asm, usize),
     store: impl Fn(&mut Asm, usize),
@@ -96,7 +99,19 @@ fn quad_tile(
         ; .arch aarch64
         ; cbz x3, ->done
         ; ->top:
-        ; ld1 {v0.b16, v1.b16}, [x1], #32
+    );
+    match steps {
+        KSteps::Dense => dynasm!(a ; .arch aarch64 ; ld1 {v0.b16, v1.b16}, [x1], #32),
+        // the step's byte offset into B (`x1` stays put), then its weights
+        KSteps::Listed => dynasm!(a
+            ; .arch aarch64
+            ; ldr w9, [x0], #4
+            ; add x10, x1, x9
+            ; ld1 {v0.b16, v1.b16}, [x10]
+        ),
+    }
+    dynasm!(a
+        ; .arch aarch64
         ; eor v0.b16, v0.b16, v4.b16
         ; eor v1.b16, v1.b16, v4.b16
     );
@@ -129,7 +144,7 @@ pub const MULL_ROWS: usize = 4;
 /// Cranelift's 16-bit pairs widen the bytes first and multiply 4 lanes
 /// at a time. A pixel's sum lives in two adjacent lanes (taps 0+1 and
 /// 2+3) until the end, where `addp` joins them.
-pub fn mull_tile(rows: usize) -> Result<Vec<u8>, String> {
+pub fn mull_tile(rows: usize, steps: KSteps) -> Result<Vec<u8>, String> {
     if !(1..=MULL_ROWS).contains(&rows) {
         return Err(format!("mull tile: {rows} rows (1..={MULL_ROWS})"));
     }
@@ -159,7 +174,7 @@ pub fn mull_tile(rows: usize) -> Result<Vec<u8>, String> {
             ; stp q0, q1, [x2, #off]
         );
     };
-    quad_tile("mull tile", rows, 4, row, store)
+    quad_tile("mull tile", (rows, steps), 4, row, store)
 }
 
 /// The K quad's weight quads of `rows` rows into `v2` (rows 0–3) and `v3`

@@ -15,9 +15,10 @@ use super::super::gemm_wide::act_epi;
 use super::super::{Family, Kernel, LResult};
 use super::store::{finish, Store};
 use super::{finite, zero_point_sums, Dims, QDOT_ROWS};
-use crate::ukernel::avx2::{GemvStep, KSteps, QdotGemv, YMM_GEMV_ACCS, YMM_GEMV_IMAGES_MAX};
+use crate::ukernel::avx2::{GemvStep, QdotGemv, YMM_GEMV_ACCS, YMM_GEMV_IMAGES_MAX};
 use crate::ukernel::epi::TileEpi;
 use crate::ukernel::neon::{SDOT_GEMV_ACCS, SDOT_GEMV_IMAGES_MAX};
+use crate::ukernel::KSteps;
 
 /// The one-pixel product a target has: VNNI's on `zmm`, AVX2's on `ymm`
 /// with its K step, or `dotprod`'s `sdot` (sums only).

@@ -1,4 +1,4 @@
-//! Block-sparse integer weights: where each block of [`LISTED_ROWS`]
+//! Block-sparse integer weights: where each block of [`rows`] (8, or 4)
 //! output channels has whole K quads of zeros (block-shared N:M in runs
 //! of four input channels, `--prune-nm 2:4x4/16`, or zeros a training-time
 //! tool left in that shape), the byte tiles run only the block's kept
@@ -10,19 +10,29 @@
 //! skipped quad's products are all zero), so every output has the dense
 //! kernel's bits. Lists shorter than the layer's longest are padded with
 //! steps of zero weights at the block's first kept offset. Only where the
-//! byte tiles are assembled (VNNI's, AVX2's byte tile), with
+//! byte tiles are assembled (VNNI's, AVX2's byte tile, AArch64's `sdot` and
+//! `smull` tiles), with
 //! [`crate::isa::Caps::skip_zeros`], and where no block keeps more than
 //! [`MAX_KEPT`] of the steps.
 
 use super::super::Kernel;
 use super::Dims;
-use crate::ukernel::avx2::KSteps;
+use crate::ukernel::neon::{MULL_ROWS, SDOT_ROWS};
+use crate::ukernel::KSteps;
 
-/// Output channels per listed tile: half a block of 16 (the N:M blocks of
-/// the products' kernels), so blocks of 16 and 8 channels align with it,
-/// within the `ymm` tile's 12 accumulators and one `zmm` B vector per
-/// eight `vpdpbusd`.
-pub(super) const LISTED_ROWS: usize = 8;
+/// Output channels per listed tile on `k`'s target: half a block of 16
+/// (the N:M blocks of the products' kernels), so blocks of 16 and 8
+/// channels align with it, within the `ymm` tile's 12 accumulators, one
+/// `zmm` B vector per eight `vpdpbusd`, and `dotprod`'s `sdot` tile
+/// ([`SDOT_ROWS`]); a quarter block on AArch64 without `dotprod`
+/// ([`MULL_ROWS`]).
+pub(super) fn rows(k: &Kernel) -> usize {
+    match (k.caps.neon, k.caps.dotprod) {
+        (true, false) => MULL_ROWS,
+        (true, true) => SDOT_ROWS,
+        _ => 8,
+    }
+}
 
 /// The most kept K quads, as a fraction of the steps, at which the listed
 /// tiles run instead of the dense ones (the offset load and the shorter
@@ -39,16 +49,16 @@ pub(super) fn steps(d: &Dims) -> KSteps {
 }
 
 /// The listed form of `w` (`[groups · mg][kk]` integer codes) for `d`'s
-/// byte quads in blocks of [`LISTED_ROWS`], if `k`'s target runs the byte
-/// tiles (AVX2 or VNNI; not AArch64's) and skips zeros and the weights
-/// have a form worth running:
+/// byte quads in blocks of [`rows`], if `k`'s target runs the byte tiles
+/// (AVX2, VNNI, AArch64's) and skips zeros and the weights have a form
+/// worth running:
 /// the kept steps of the longest list and A's bytes (per group, per block:
 /// per kept step the B offset `4·px·t` then a quad per row).
 pub(super) fn layout(k: &Kernel, d: &Dims, w: &[f64], kk: usize) -> Option<(usize, Vec<u8>)> {
-    if !(d.quads && k.caps.skip_zeros && k.caps.avx2) {
+    if !(d.quads && k.caps.skip_zeros && (k.caps.avx2 || k.caps.neon)) {
         return None;
     }
-    let d = &Dims { rows: LISTED_ROWS, ..*d };
+    let d = &Dims { rows: rows(k), ..*d };
     let quad = |m: usize, t: usize| -> [u8; 4] {
         std::array::from_fn(|j| {
             let k = 4 * t + j;
@@ -62,8 +72,8 @@ pub(super) fn layout(k: &Kernel, d: &Dims, w: &[f64], kk: usize) -> Option<(usiz
     };
     let mut lists = Vec::new();
     for g in 0..d.groups {
-        for r0 in (0..d.mg).step_by(LISTED_ROWS) {
-            let rows = g * d.mg + r0..g * d.mg + (r0 + LISTED_ROWS).min(d.mg);
+        for r0 in (0..d.mg).step_by(d.rows) {
+            let rows = g * d.mg + r0..g * d.mg + (r0 + d.rows).min(d.mg);
             let kept: Vec<usize> = (0..d.steps).filter(|&t| rows.clone().any(|m| quad(m, t) != [0; 4])).collect();
             lists.push((rows, kept));
         }
@@ -72,7 +82,7 @@ pub(super) fn layout(k: &Kernel, d: &Dims, w: &[f64], kk: usize) -> Option<(usiz
     if kept as f64 > MAX_KEPT * d.steps as f64 || (4 * d.px * d.steps) > u32::MAX as usize {
         return None;
     }
-    let mut bytes = Vec::with_capacity(lists.len() * kept * (4 + 4 * LISTED_ROWS));
+    let mut bytes = Vec::with_capacity(lists.len() * kept * (4 + 4 * d.rows));
     for (rows, list) in &lists {
         let pad = list.first().copied().unwrap_or(0);
         for i in 0..kept {

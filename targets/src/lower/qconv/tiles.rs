@@ -53,8 +53,8 @@ impl Assembled {
                 qdot_tile(r, e, steps).map(|c| (Family::Avx512, c)).map_err(|e| format!("internal: VNNI tile: {e}"))
             }
             // sums only: the Cranelift epilogue does the rest
-            (_, true, _) => sdot_tile(r).map(|c| (Family::Neon, c)).map_err(|e| format!("internal: {e}")),
-            (.., true) => mull_tile(r).map(|c| (Family::Neon, c)).map_err(|e| format!("internal: {e}")),
+            (_, true, _) => sdot_tile(r, steps).map(|c| (Family::Neon, c)).map_err(|e| format!("internal: {e}")),
+            (.., true) => mull_tile(r, steps).map(|c| (Family::Neon, c)).map_err(|e| format!("internal: {e}")),
             _ => qbyte_tile(r, e, steps).map(|c| (Family::Avx2, c)).map_err(|e| format!("internal: byte tile: {e}")),
         };
         // AVX2's tail products (without VNNI) take pairs and AVX2's byte quads

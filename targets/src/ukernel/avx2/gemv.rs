@@ -9,8 +9,9 @@
 
 use iced_x86::code_asm::*;
 
-use super::{activation, int_to_real_lanes, load_lanes, low_half, requantise, store_prefix, KSteps, Lane};
+use super::{activation, int_to_real_lanes, load_lanes, low_half, requantise, store_prefix, Lane};
 use crate::ukernel::epi::TileEpi;
+use crate::ukernel::KSteps;
 
 /// A one-pixel integer product's variant: how many channel blocks and
 /// images, the last block's valid channels, and the store.

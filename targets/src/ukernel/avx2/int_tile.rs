@@ -13,6 +13,7 @@ use iced_x86::code_asm::*;
 
 use super::{activation, VecOps, Vreg};
 use crate::ukernel::epi::TileEpi;
+use crate::ukernel::KSteps;
 use crate::ukernel::PooledCode;
 
 /// Machine code of the integer tile of [`crate::lower::qconv`]: `rows` (1..=12)
@@ -120,19 +121,6 @@ impl<R, T> IntOps<R> for T where
         + CodeAsmVcvtps2dq<R, R>
         + CodeAsmVpmaxsd<R, R, R>
 {
-}
-
-/// How an integer tile ([`qbyte_tile`], [`crate::ukernel::avx512::qdot_tile`])
-/// walks its K steps: every one in order, B advancing a vector per step;
-/// or the steps a list names (block-sparse weights: a block of output
-/// channels that shares its zero K quads runs only its kept ones), each
-/// step of A led by the `u32` byte offset of its B vector.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KSteps {
-    /// Every K step, in order.
-    Dense,
-    /// The listed steps: A holds per step the B offset, then the weights.
-    Listed,
 }
 
 /// The B vector of the `ymm` integer tiles' K loop ([`int_tile`]).
