@@ -2,7 +2,8 @@
 # `kerf compress` output checked by ONNX Runtime: the trained digits CNN
 # fixture compressed (int8; patterns + connectivity + int8; low rank (the
 # second conv by channel SVD, the Gemm) + int8; Tucker-2 of the second
-# conv + int8: three convs) is written as
+# conv + int8: three convs; block-shared 2:4 in runs of four channels +
+# int8) is written as
 # ONNX QDQ, loaded by ORT, run on the 450 test images; ORT's top-1 must be
 # within half a point of kerf's own (`kerf eval`) and above the floors, and
 # every logit within one output quantisation step of kerf's (check_export.py).
@@ -31,6 +32,7 @@ done <<'PLANS'
 --prune-patterns 8 --connectivity 0.25 --quantize int8|0.968
 --low-rank 8 --quantize int8|0.95
 --tucker 8,16 --quantize int8|0.968
+--prune-nm 2:4x4/16 --quantize int8|0.965
 PLANS
 # a detector's upsampling head (generated, random weights: logits only, no
 # labels): int8 ConvTransposes, their weights per output channel on axis 1
