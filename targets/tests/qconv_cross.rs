@@ -228,14 +228,24 @@ fn run_all(t: &Cross, runs: &[Run]) -> Vec<String> {
 /// Block-sparse weights (blocks of 16 output channels keeping two of
 /// every four K quads, one block none, one one of four): AArch64's tiles
 /// on their listed steps (`lower/qconv/listed.rs`), f32 with a residual
-/// and u8 out, a partial row block (37 channels) and unit, and a 3x3 conv.
+/// and u8 out, a partial row block (37 channels) and unit, a 3x3 conv, and
+/// one-pixel images.
 fn listed_cases() -> Vec<Run> {
     let (a1, a3) = (window(1, 1, 1, 1), window(3, 1, 1, 1));
     let relu_res = "act=Relu, residual=true";
     let pw = Case { xsh: [1, 64, 5, 7], wsh: [37, 64, 1, 1], osh: [1, 37, 5, 7], attrs: &a1, epi: relu_res, zp: 3 };
     let three = Case { xsh: [1, 16, 8, 8], wsh: [24, 16, 3, 3], osh: [1, 24, 6, 6], attrs: &a3, epi: PLAIN, zp: 77 };
+    // one-pixel images (`dotprod`'s product, listed per 16 channels): 5
+    // images (3 + 2) × 37 channels (chunks of 16 and a last of 5), and 2
+    // images × 40 channels (a chunk of 32 and one of 8), f32 with Relu
+    let gemv1 = Case { xsh: [5, 64, 1, 1], wsh: [37, 64, 1, 1], osh: [5, 37, 1, 1], attrs: &a1, epi: relu_res, zp: 9 };
+    let gemv2 = Case { xsh: [2, 128, 1, 1], wsh: [40, 128, 1, 1], osh: [2, 40, 1, 1], attrs: &a1, epi: PLAIN, zp: 200 };
+    // two groups of 13 outputs (partial row blocks of 8 and of 4 in each)
+    let a1g = window(1, 1, 1, 2);
+    let grouped = Case { xsh: [1, 64, 4, 6], wsh: [26, 32, 1, 1], osh: [1, 26, 4, 6], attrs: &a1g, epi: PLAIN, zp: 1 };
     let mut runs = Vec::new();
-    for (name, c) in [("listed_pw", &pw), ("listed_3x3", &three)] {
+    let cases = [("listed_pw", &pw), ("listed_3x3", &three), ("listed_grouped", &grouped)];
+    for (name, c) in cases.into_iter().chain([("listed_gemv1", &gemv1), ("listed_gemv2", &gemv2)]) {
         let (x, _) = case_data(c);
         let w = listed_weights(c.wsh, (-128, 127), Some(1), Some(2));
         runs.push(Run::new(name.into(), graph_text(c, &w), inputs(c, &x)));
@@ -324,8 +334,10 @@ fn sdot_kernels_keep_the_leaf_abi() {
         .collect();
     for images in 1..=SDOT_GEMV_IMAGES_MAX {
         for blocks in [1, 3, SDOT_GEMV_ACCS / images] {
-            let code = sdot_gemv(blocks, images, 70_000).unwrap();
+            let code = sdot_gemv(blocks, images, 70_000, KSteps::Dense).unwrap();
             kernels.push((format!("gemv{images}x{blocks}"), code, 5 * images * blocks));
+            let code = sdot_gemv(blocks, images, 70_000, KSteps::Listed).unwrap();
+            kernels.push((format!("lgemv{images}x{blocks}"), code, images * blocks));
         }
     }
     kernels
@@ -437,8 +449,8 @@ fn one_pixel_planes_take_the_sdot_product() {
     let t = &AARCH64_DOTPROD;
     let art = compile_object(&g, &CompileOptions::parse(t.triple, t.cpu, "p").unwrap()).unwrap();
     let holds = |code: Vec<u8>| art.object.windows(code.len()).any(|w| w == code.as_slice());
-    assert!(holds(sdot_gemv(5, 3, 8).unwrap()), "the product of 3 images");
-    assert!(holds(sdot_gemv(5, 1, 8).unwrap()), "the product of the last image");
+    assert!(holds(sdot_gemv(5, 3, 8, KSteps::Dense).unwrap()), "the product of 3 images");
+    assert!(holds(sdot_gemv(5, 1, 8, KSteps::Dense).unwrap()), "the product of the last image");
     assert!(!holds(sdot_tile(SDOT_ROWS, KSteps::Dense).unwrap()), "the unit tile");
 }
 

@@ -58,10 +58,13 @@ fn pointwise_convs_on_listed_quads() {
 
 #[test]
 fn grouped_and_three_by_three_listed_quads() {
-    // two groups of 16 outputs over 32 inputs each
+    // two groups of 16 outputs over 32 inputs each, and of 13 (a partial
+    // row block in each group: the group's A stride counts it)
     let grouped = &window(1, 1, 1, 2);
     let c = Case { xsh: [1, 64, 6, 6], wsh: [32, 32, 1, 1], osh: [1, 32, 6, 6], attrs: grouped, epi: PLAIN, zp: 5 };
     run_listed(&c, None, Some(1));
+    let c = Case { xsh: [1, 64, 6, 6], wsh: [26, 32, 1, 1], osh: [1, 26, 6, 6], attrs: grouped, epi: PLAIN, zp: 5 };
+    run_listed(&c, None, None);
     // a 3x3 conv: K = 16·9 = 144, its quads across taps and channels
     let three = &window(3, 1, 1, 1);
     let c = Case { xsh: [1, 16, 10, 10], wsh: [24, 16, 3, 3], osh: [1, 24, 8, 8], attrs: three, epi: PLAIN, zp: 77 };
@@ -84,6 +87,22 @@ fn one_pixel_products_on_listed_quads() {
     ] {
         let c = Case { xsh: [n, ci, 1, 1], wsh: [co, ci, 1, 1], osh: [n, co, 1, 1], attrs: one, epi, zp: 11 };
         run_listed(&c, (co > 32).then_some(1), (co > 16).then_some(0));
+    }
+}
+
+/// A u8 residual on its own grid (`res_grid`), f32 and requantised
+/// outputs: the listed tiles' fused epilogue reads it as the dense ones.
+#[test]
+fn u8_residuals_on_listed_quads() {
+    let one = &window(1, 1, 1, 1);
+    for epi in ["act=Relu, residual=true", "act=None, residual=true"] {
+        let c = Case { xsh: [1, 64, 5, 8], wsh: [32, 64, 1, 1], osh: [1, 32, 5, 8], attrs: one, epi, zp: 7 };
+        let x: Vec<u8> = pseudo(64 * 40, 1, 0, 255).into_iter().map(|v| v as u8).collect();
+        for range in [(-128, 127), (-64, 64)] {
+            let w = listed_weights(c.wsh, range, Some(1), None);
+            check_u8_residual(&c, &x, &w, None, (0.03, 9));
+            check_u8_residual(&c, &x, &w, Some((0.05, 4)), (0.03, 9));
+        }
     }
 }
 

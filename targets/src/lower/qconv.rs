@@ -345,7 +345,7 @@ fn gemm(
         true => (pairs::items(&d), 2 * d.px),
         false => (d.units, d.px),
     };
-    let cost = (unit_px * d.per_step() * d.steps * d.mg) as u64; // pixels × K × rows
+    let cost = (unit_px * d.per_step() * d.a_steps() * d.mg) as u64; // pixels × K (kept) × rows
     let (lo, hi) = k.parallel_range(k.in_shape(0)[0] * d.groups * per, 1, cost)?;
     let bbuf = k.task_scratch(d.steps * d.step_bytes() * unit_px / d.px);
     let tail = d.pixels - d.px * (d.units - 1);

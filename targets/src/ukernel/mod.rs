@@ -36,11 +36,13 @@ pub mod vmath;
 use iced_x86::code_asm::{AsmRegister64, CodeAssembler};
 use iced_x86::IcedError;
 
-/// How an integer tile (`avx2::qbyte_tile`, `avx512::qdot_tile`, the
-/// one-pixel products, `neon::sdot_tile` / `mull_tile`) walks its K steps: every one in order, B advancing a vector per step;
-/// or the steps a list names (block-sparse weights: a block of output
-/// channels that shares its zero K quads runs only its kept ones), each
-/// step of A led by the `u32` byte offset of its B vector.
+/// How an integer tile (`avx2::qbyte_tile`, `avx512::qdot_tile`,
+/// `neon::sdot_tile` / `mull_tile`, and the one-pixel products) walks its
+/// K steps: every one in order, B advancing a vector per step; or the
+/// steps a list names (block-sparse weights: a block of output channels
+/// that shares its zero K quads runs only its kept ones), each step of A
+/// led by the `u32` byte offset of its B vector (the one-pixel products:
+/// by the offsets of their blocks' input quads, stated with each).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KSteps {
     /// Every K step, in order.

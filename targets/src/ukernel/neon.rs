@@ -223,7 +223,10 @@ pub const SDOT_GEMV_ACCS: usize = 16;
 /// `sdot` by element per image (the block's 4 channel quads against the
 /// image's quad, 16 multiply-adds), the weights loaded 4 blocks at a
 /// time; the last `k mod 4` quads one at a time (a 4-byte load per image).
-pub fn sdot_gemv(blocks: usize, images: usize, x_stride: usize) -> Result<Vec<u8>, String> {
+/// With [`KSteps::Listed`] (`blocks` in groups of four: 16 channels, the
+/// last group possibly shorter) `x3` counts listed quads and each group's
+/// weights per step follow its `u32` input offset.
+pub fn sdot_gemv(blocks: usize, images: usize, x_stride: usize, steps: KSteps) -> Result<Vec<u8>, String> {
     if !(1..=SDOT_GEMV_IMAGES_MAX).contains(&images) || blocks == 0 || images * blocks > SDOT_GEMV_ACCS {
         return Err(format!("sdot one-pixel product: {images} images × {blocks} blocks"));
     }
@@ -243,6 +246,24 @@ pub fn sdot_gemv(blocks: usize, images: usize, x_stride: usize) -> Result<Vec<u8
             dynasm!(a ; .arch aarch64 ; movi V(acc(i, b)).s4, #0);
         }
     }
+    if steps == KSteps::Listed {
+        gemv_listed(&mut a, blocks, images, &acc);
+    } else {
+        gemv_dense(&mut a, blocks, images, &acc);
+    }
+    for i in 0..images {
+        for b in 0..blocks {
+            let off = (16 * (i * blocks + b)) as u32;
+            dynasm!(a ; .arch aarch64 ; str Q(acc(i, b)), [x2, off]);
+        }
+    }
+    dynasm!(a ; .arch aarch64 ; ret);
+    a.finalize().map_err(|e| format!("sdot one-pixel product: {e}"))
+}
+
+/// [`sdot_gemv`]'s K loop over every quad: four at a time, then the rest
+/// one by one.
+fn gemv_dense(a: &mut Asm, blocks: usize, images: usize, acc: &dyn Fn(usize, usize) -> u8) {
     // x10: steps of four quads, x11: the quads after them
     dynasm!(a
         ; .arch aarch64
@@ -257,7 +278,7 @@ pub fn sdot_gemv(blocks: usize, images: usize, x_stride: usize) -> Result<Vec<u8
         dynasm!(a ; .arch aarch64 ; ldr Q(r), [X(r)], #16 ; eor V(r).b16, V(r).b16, v7.b16);
     }
     for quad in 0..4 {
-        gemv_quad(&mut a, blocks, images, quad, &acc);
+        gemv_quad(a, blocks, images, quad, acc);
     }
     dynasm!(a
         ; .arch aarch64
@@ -271,21 +292,35 @@ pub fn sdot_gemv(blocks: usize, images: usize, x_stride: usize) -> Result<Vec<u8
         let r = (4 + i) as u8;
         dynasm!(a ; .arch aarch64 ; ldr S(r), [X(r)], #4 ; eor V(r).b16, V(r).b16, v7.b16);
     }
-    gemv_quad(&mut a, blocks, images, 0, &acc);
+    gemv_quad(a, blocks, images, 0, acc);
     dynasm!(a
         ; .arch aarch64
         ; subs x11, x11, #1
         ; b.ne ->one
         ; ->done:
     );
-    for i in 0..images {
-        for b in 0..blocks {
-            let off = (16 * (i * blocks + b)) as u32;
-            dynasm!(a ; .arch aarch64 ; str Q(acc(i, b)), [x2, off]);
+}
+
+/// [`sdot_gemv`]'s K loop over listed quads ([`KSteps::Listed`]): per
+/// step and group of four blocks (16 channels, one N:M block) a `u32`
+/// byte offset into the images' inputs (`x9`; the image pointers stay
+/// put), each image's quad loaded from there, then the group's weights.
+fn gemv_listed(a: &mut Asm, blocks: usize, images: usize, acc: &dyn Fn(usize, usize) -> u8) {
+    dynasm!(a ; .arch aarch64 ; cbz x3, ->ldone ; ->ltop:);
+    for first in (0..blocks).step_by(4) {
+        dynasm!(a ; .arch aarch64 ; ldr w9, [x0], #4);
+        for i in 0..images {
+            let r = (4 + i) as u8;
+            dynasm!(a ; .arch aarch64 ; ldr S(r), [X(r), x9] ; eor V(r).b16, V(r).b16, v7.b16);
         }
+        gemv_group(a, (first, (blocks - first).min(4)), images, 0, acc);
     }
-    dynasm!(a ; .arch aarch64 ; ret);
-    a.finalize().map_err(|e| format!("sdot one-pixel product: {e}"))
+    dynasm!(a
+        ; .arch aarch64
+        ; subs x3, x3, #1
+        ; b.ne ->ltop
+        ; ->ldone:
+    );
 }
 
 /// One K quad of [`sdot_gemv`]: the blocks' weights, four registers
@@ -293,19 +328,25 @@ pub fn sdot_gemv(blocks: usize, images: usize, x_stride: usize) -> Result<Vec<u8
 /// image's quad `quad` of `v4`–`v6`.
 fn gemv_quad(a: &mut Asm, blocks: usize, images: usize, quad: u32, acc: &dyn Fn(usize, usize) -> u8) {
     for first in (0..blocks).step_by(4) {
-        let n = (blocks - first).min(4);
-        // a register list names its registers statically
-        match n {
-            1 => dynasm!(a ; .arch aarch64 ; ld1 {v0.b16}, [x0], #16),
-            2 => dynasm!(a ; .arch aarch64 ; ld1 {v0.b16, v1.b16}, [x0], #32),
-            3 => dynasm!(a ; .arch aarch64 ; ld1 {v0.b16, v1.b16, v2.b16}, [x0], #48),
-            _ => dynasm!(a ; .arch aarch64 ; ld1 {v0.b16, v1.b16, v2.b16, v3.b16}, [x0], #64),
-        }
-        for j in 0..n {
-            for i in 0..images {
-                let (w, x) = (j as u8, (4 + i) as u8);
-                dynasm!(a ; .arch aarch64 ; sdot V(acc(i, first + j)).s4, V(w).b16, V(x).b4[quad]);
-            }
+        gemv_group(a, (first, (blocks - first).min(4)), images, quad, acc);
+    }
+}
+
+/// `n` (1..=4) blocks from `first` of one K quad: their weights into
+/// `v0`–`v3` from `x0` (stepping it), each against every image's quad
+/// `quad` of `v4`–`v6`.
+fn gemv_group(a: &mut Asm, (first, n): (usize, usize), images: usize, quad: u32, acc: &dyn Fn(usize, usize) -> u8) {
+    // a register list names its registers statically
+    match n {
+        1 => dynasm!(a ; .arch aarch64 ; ld1 {v0.b16}, [x0], #16),
+        2 => dynasm!(a ; .arch aarch64 ; ld1 {v0.b16, v1.b16}, [x0], #32),
+        3 => dynasm!(a ; .arch aarch64 ; ld1 {v0.b16, v1.b16, v2.b16}, [x0], #48),
+        _ => dynasm!(a ; .arch aarch64 ; ld1 {v0.b16, v1.b16, v2.b16, v3.b16}, [x0], #64),
+    }
+    for j in 0..n {
+        for i in 0..images {
+            let (w, x) = (j as u8, (4 + i) as u8);
+            dynasm!(a ; .arch aarch64 ; sdot V(acc(i, first + j)).s4, V(w).b16, V(x).b4[quad]);
         }
     }
 }

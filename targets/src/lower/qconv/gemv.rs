@@ -80,7 +80,7 @@ impl Form {
         match self {
             Form::Zmm => crate::ukernel::avx512::qdot_gemv(g),
             Form::Ymm(step) => crate::ukernel::avx2::ymm_gemv(g, step),
-            Form::Sdot => crate::ukernel::neon::sdot_gemv(g.blocks, g.images, g.x_stride),
+            Form::Sdot => crate::ukernel::neon::sdot_gemv(g.blocks, g.images, g.x_stride, g.steps),
         }
     }
     fn family(self) -> Family {
@@ -132,15 +132,23 @@ pub(super) fn gemv(
     let epi = TileEpi { finite: finite(scales, bias), ..epi };
     let (m, steps, images, lanes) = (d.mg, kk / form.step_k(), k.in_shape(0)[0], form.lanes());
     let (per_call, blocks) = form.shape(images);
-    let chunk = lanes * blocks;
-    let (wb, tb) = gemv_pack(d, form, (w, kk), (scales, bias), chunk);
-    // block-sparse weights: each block's listed quads (`listed`)
+    // block-sparse weights: each block's listed quads (`listed`); `sdot`'s
+    // in groups of four blocks (one offset per 16 channels)
     let listed = match form {
-        Form::Zmm | Form::Ymm(GemvStep::Bytes) => super::listed::gemv_layout(k, d, (w, kk), (lanes, blocks)),
+        Form::Zmm | Form::Ymm(GemvStep::Bytes) => {
+            super::listed::gemv_layout(k, d, (w, kk), (lanes, blocks)).map(|l| (l, blocks, 64 + 4 * lanes * blocks))
+        }
+        Form::Sdot => {
+            let b4 = blocks / 4 * 4;
+            super::listed::sdot_gemv_layout(k, d, (w, kk), b4).map(|l| (l, b4, 17 * b4))
+        }
         _ => None,
     };
+    let blocks = listed.as_ref().map_or(blocks, |l| l.1);
+    let chunk = lanes * blocks;
+    let (wb, tb) = gemv_pack(d, form, (w, kk), (scales, bias), chunk);
     let (steps, step_bytes, wb, ksteps) = match listed {
-        Some((kept, wb)) => (kept, 64 + 4 * chunk, wb, KSteps::Listed),
+        Some(((kept, wb), _, step_bytes)) => (kept, step_bytes, wb, KSteps::Listed),
         None => (steps, chunk * 4, wb, KSteps::Dense),
     };
     let full = QdotGemv {

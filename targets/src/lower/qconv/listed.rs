@@ -4,7 +4,10 @@
 //! tool left in that shape), the byte tiles run only the block's kept
 //! quads ([`KSteps::Listed`]): per kept step A holds the `u32` offset of
 //! its B vector in the unit's packed panels, then the rows' weight quads.
-//! No zero quad is multiplied or stored.
+//! No skipped quad is multiplied or stored (only the padding steps below,
+//! zeros, in blocks keeping fewer than the longest list). The one-pixel
+//! products list per block of their lanes ([`gemv_layout`],
+//! [`sdot_gemv_layout`]).
 //!
 //! Contract: the sums are the dense tiles' exactly (integer products; a
 //! skipped quad's products are all zero), so every output has the dense
@@ -35,9 +38,11 @@ pub(super) fn rows(k: &Kernel) -> usize {
 }
 
 /// The most kept K quads, as a fraction of the steps, at which the listed
-/// tiles run instead of the dense ones (the offset load and the shorter
-/// row block cost a few percent: 1x1 convs at 3/4 kept measured no faster,
-/// `docs/compression.md`, "Block-sparse integer convs").
+/// tiles run instead of the dense ones: they do the kept work at about the
+/// dense tiles' rate (Zen 4: 3/4 kept 0.178 ms against dense 0.236 on a
+/// 256-channel 28² 1x1 conv; 7/8 kept on a 512-channel 7² one 0.067
+/// against 0.063), `docs/compression.md`, "Block-sparse integer convs and
+/// products".
 pub(super) const MAX_KEPT: f64 = 0.85;
 
 /// Whether the tiles walk K steps in order or by list.
@@ -117,7 +122,7 @@ pub(super) fn gemv_layout(
     let steps = kk / 4;
     let code = |m: usize, t: usize, j: usize| if m < d.mg { (w[m * kk + 4 * t + j] as i8) as u8 } else { 0 };
     let nonzero = |m: usize, t: usize| (0..4).any(|j| code(m, t, j) != 0);
-    // per block of 16 channels, its kept quads
+    // per block of `lanes` channels, its kept quads
     let lists: Vec<Vec<usize>> = (0..d.mg.div_ceil(lanes))
         .map(|b| (0..steps).filter(|&t| (b * lanes..(b + 1) * lanes).any(|m| nonzero(m, t))).collect())
         .collect();
@@ -140,6 +145,53 @@ pub(super) fn gemv_layout(
                 let m0 = (c * blocks + j) * lanes;
                 for m in m0..m0 + lanes {
                     bytes.extend((0..4).map(|q| at(list).map_or(0, |t| code(m, t, q))));
+                }
+            }
+        }
+    }
+    Some((kept, bytes))
+}
+
+/// The listed form of `dotprod`'s one-pixel product's weights (blocks of
+/// 4 channels in groups of four, 16 channels: one N:M block; `blocks` a
+/// chunk, a multiple of four; `w` is `[mg][kk]`), if `k` skips zeros and
+/// the weights have one worth running: the kept steps of the longest list
+/// and the bytes, per chunk, kept step and group the `u32` input offset
+/// (`4·t` for quad `t`) then the group's channels' weight quads (zeros past
+/// the last channel; lists padded with zero-weight steps).
+pub(super) fn sdot_gemv_layout(
+    k: &Kernel,
+    d: &Dims,
+    (w, kk): (&[f64], usize),
+    blocks: usize,
+) -> Option<(usize, Vec<u8>)> {
+    const GROUP: usize = 16;
+    if !k.caps.skip_zeros || kk == 0 || !kk.is_multiple_of(4) || !blocks.is_multiple_of(4) {
+        return None;
+    }
+    let steps = kk / 4;
+    let code = |m: usize, t: usize, j: usize| if m < d.mg { (w[m * kk + 4 * t + j] as i8) as u8 } else { 0 };
+    let lists: Vec<Vec<usize>> = (0..d.mg.div_ceil(GROUP))
+        .map(|g| {
+            (0..steps).filter(|&t| (g * GROUP..(g + 1) * GROUP).any(|m| (0..4).any(|j| code(m, t, j) != 0))).collect()
+        })
+        .collect();
+    let kept = lists.iter().map(Vec::len).max()?;
+    if kept as f64 > MAX_KEPT * steps as f64 {
+        return None;
+    }
+    let chunk = 4 * blocks;
+    let mut bytes = Vec::new();
+    for c in 0..d.mg.div_ceil(chunk) {
+        // this chunk's channels, in whole blocks of 4
+        let width = (d.mg - c * chunk).min(chunk).div_ceil(4) * 4;
+        for i in 0..kept {
+            for g in (0..width).step_by(GROUP) {
+                let list = &lists[(c * chunk + g) / GROUP];
+                let t = list.get(i).copied();
+                bytes.extend(((4 * t.or(list.first().copied()).unwrap_or(0)) as u32).to_le_bytes());
+                for m in c * chunk + g..c * chunk + (g + GROUP).min(width) {
+                    bytes.extend((0..4).map(|j| t.map_or(0, |t| code(m, t, j))));
                 }
             }
         }

@@ -25,7 +25,8 @@ use crate::ukernel::neon::{mull_tile, sdot_tile};
 /// that write those sums for it instead, and their row-offset table; with
 /// AVX2 and no VNNI, for a last unit of at most [`YMM_TAIL_PIXELS`], AVX2's
 /// (`ukernel::avx2::ymm_qdot_tail`, pairs or quads as the tiles) and its
-/// lane table.
+/// lane table. With listed steps (`Dims::listed`) no tail products: the
+/// sums-only listed tile takes a last partial unit.
 pub(super) struct Assembled {
     pub(super) code: [Option<Value>; 2],
     pub(super) fused: [Option<Value>; 2],

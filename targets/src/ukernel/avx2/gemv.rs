@@ -36,8 +36,8 @@ pub struct QdotGemv {
     /// Elements between the images' outputs (and residuals).
     pub out_stride: usize,
     /// Every K step in order, or the steps each block lists
-    /// ([`KSteps::Listed`], VNNI's product only: per step a 64-byte
-    /// header of the blocks' `u32` input offsets, then their weights).
+    /// ([`KSteps::Listed`], byte quads only: per step a 64-byte header of
+    /// the blocks' `u32` input offsets, then their weights).
     pub steps: KSteps,
 }
 
