@@ -136,8 +136,8 @@ pub enum Selection {
 /// two vectors on AVX2: `docs/compression.md`, "Block-shared N:M");
 /// `"N:MxU"` keeps and drops runs of `U` consecutive input channels
 /// together (`2:4x4/16`: two of every four runs of four), the byte quads
-/// the integer kernels' dot products take whole in products and pointwise
-/// convs (a KxK conv's K quads mix taps: there the runs buy size only).
+/// the integer kernels' dot products take whole (a KxK conv's with its K
+/// ordered tap-major).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NmSparsity {
     /// Weights kept per group.

@@ -244,6 +244,11 @@ fn listed_cases() -> Vec<Run> {
     let a1g = window(1, 1, 1, 2);
     let grouped = Case { xsh: [1, 64, 4, 6], wsh: [26, 32, 1, 1], osh: [1, 26, 4, 6], attrs: &a1g, epi: PLAIN, zp: 1 };
     let mut runs = Vec::new();
+    // a 3x3 conv pruned in runs of four channels at each tap: tap-major K
+    let taps = Case { xsh: [1, 16, 7, 9], wsh: [20, 16, 3, 3], osh: [1, 20, 5, 7], attrs: &a3, epi: relu_res, zp: 40 };
+    let (x, _) = case_data(&taps);
+    let w = tap_run_weights(taps.wsh, (-128, 127));
+    runs.push(Run::new("listed_taps".into(), graph_text(&taps, &w), inputs(&taps, &x)));
     let cases = [("listed_pw", &pw), ("listed_3x3", &three), ("listed_grouped", &grouped)];
     for (name, c) in cases.into_iter().chain([("listed_gemv1", &gemv1), ("listed_gemv2", &gemv2)]) {
         let (x, _) = case_data(c);

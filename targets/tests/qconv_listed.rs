@@ -90,6 +90,33 @@ fn one_pixel_products_on_listed_quads() {
     }
 }
 
+/// A KxK conv pruned in runs of four input channels at each tap
+/// (`2:4x4/16`) runs listed with K tap-major (four channels at one tap a
+/// quad): 3x3 at strides 1 and 2, 5x5, 37 outputs, u8 out; the same bits
+/// as the reference on every preset, and `sapphirerapids` / `haswell`
+/// objects take the listed tiles.
+#[test]
+fn kxk_convs_list_their_runs_tap_major() {
+    let (three, s2, five) = (&window(3, 1, 1, 1), &window(3, 2, 1, 1), &window(5, 1, 1, 1));
+    for (xsh, wsh, osh, attrs, epi) in [
+        ([1, 32, 10, 10], [37, 32, 3, 3], [1, 37, 8, 8], three, "act=Relu, residual=true"),
+        ([2, 16, 11, 13], [24, 16, 3, 3], [2, 24, 5, 6], s2, PLAIN),
+        ([1, 16, 9, 9], [16, 16, 5, 5], [1, 16, 5, 5], five, "act=Clip, act_min=0.0, act_max=6.0, residual=false"),
+    ] {
+        let c = Case { xsh, wsh, osh, attrs, epi, zp: 21 };
+        let x: Vec<u8> = pseudo(xsh.iter().product(), 1, 0, 255).into_iter().map(|v| v as u8).collect();
+        for range in [(-128, 127), (-64, 64)] {
+            let w = tap_run_weights(wsh, range);
+            check(&c, &x, &w);
+            if osh.iter().product::<usize>() % 4 == 0 && !epi.contains("residual=true") {
+                check_quant(&c, &x, &w);
+            }
+        }
+        let g = kerf_ir::text::parse(&graph_text(&c, &tap_run_weights(wsh, (-64, 64)))).unwrap();
+        assert!(loads_listed(&g, "sapphirerapids") && loads_listed(&g, "haswell"), "{attrs}: listed");
+    }
+}
+
 /// A u8 residual on its own grid (`res_grid`), f32 and requantised
 /// outputs: the listed tiles' fused epilogue reads it as the dense ones.
 #[test]

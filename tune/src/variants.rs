@@ -132,7 +132,7 @@ pub fn variants(site: &layer::Site) -> Vec<Variant> {
     }
     // block-shared 2:4 in byte quads: the integer kernels' listed steps
     let quads = NmSparsity { block: 16, unit: 4, ..two_four };
-    if pointwise_or_product(site) && kerf_compress::nm::applies(site, quads) {
+    if lists_runs(site) && kerf_compress::nm::applies(site, quads) {
         let mut t = variant(&format!("nm{quads}+int8"), true, 0, 0.0, 0.0);
         t.settings.nm = Some(NmSetting::Sparse(quads));
         v.push(t);
@@ -142,16 +142,11 @@ pub fn variants(site: &layer::Site) -> Vec<Variant> {
 
 /// Whether the integer kernels run the layer's block-shared N:M in byte
 /// quads on their listed steps (`lower/qconv/listed.rs`): products (the
-/// one-pixel product, VNNI) and unpadded pointwise convs (the byte tiles,
-/// before the pattern kernel). 3x3 convs' K quads mix taps, so their
-/// runs of four input channels do not make whole quads.
-fn pointwise_or_product(site: &layer::Site) -> bool {
+/// one-pixel products) and convs (the byte tiles; a KxK conv's K
+/// tap-major, so that four channels at one tap are a quad).
+fn lists_runs(site: &layer::Site) -> bool {
     use kerf_compress::layer::Kind;
-    match &site.kind {
-        Kind::MatMulKn | Kind::MatMulNk => true,
-        Kind::Conv { kernel, pads, .. } => kernel.iter().all(|&d| d == 1) && pads.iter().all(|&p| p == 0),
-        _ => false,
-    }
+    matches!(&site.kind, Kind::MatMulKn | Kind::MatMulNk | Kind::Conv { .. })
 }
 
 /// Whether the code generator has block-sparse kernels for this layer at
@@ -355,13 +350,13 @@ mod tests {
     }
 
     /// Block-shared 2:4 in quads with int8 is a variant where the integer
-    /// kernels list their steps: pointwise convs (any stride) of 16 input
-    /// channels and more, not 3x3 convs or 8 input channels.
+    /// kernels list their steps: convs (pointwise at any stride, 3x3) of
+    /// 16 input channels and more, not of 8.
     #[test]
-    fn quad_nm_variants_for_pointwise_int8_layers() {
+    fn quad_nm_variants_for_int8_convs() {
         let has = |site: &layer::Site| variants(site).iter().any(|v| v.name == "nm2:4x4/16+int8");
-        assert!(has(&pointwise_site(16, 1)) && has(&pointwise_site(32, 2)));
-        assert!(!has(&pointwise_site(8, 1)) && !has(&conv_site(16)));
+        assert!(has(&pointwise_site(16, 1)) && has(&pointwise_site(32, 2)) && has(&conv_site(16)));
+        assert!(!has(&pointwise_site(8, 1)) && !has(&conv_site(8)));
         let t = variants(&pointwise_site(16, 1)).into_iter().find(|v| v.name == "nm2:4x4/16+int8").expect("variant");
         assert_eq!(t.settings.quant, Some(Precision::Int8));
     }

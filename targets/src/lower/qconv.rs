@@ -86,6 +86,7 @@ use crate::ukernel::neon::{MULL_ROWS, SDOT_INPUT_OFFSET, SDOT_ROWS};
 
 mod gemv;
 mod listed;
+use listed::KOrder;
 mod pack;
 mod pairs;
 mod store;
@@ -262,9 +263,10 @@ pub fn qconv(k: &mut Kernel) -> LResult {
     let act = Act::of(q.epi.act)?;
     let scales: Vec<f32> = w_scale.iter().map(|&s| q.x_scale.get() * s).collect();
     // a pointwise conv with listed quads: the byte tiles beat the pattern
-    // kernel's one-tap rows (`listed`)
+    // kernel's one-tap rows (`listed`); a KxK conv's patterns stay the
+    // pattern kernel's where it takes them
     let pointwise = wd.kernel.iter().all(|&k| k == 1) && wd.pads.iter().all(|&p| p == 0);
-    let listed = pointwise && listed::layout(k, &d, &w, kk).is_some();
+    let listed = pointwise && listed::plan(k, &d, &w, kk, 1).is_some();
     if let Some((quads, epi)) = super::qconv_pattern::applies(k, &q, w_t, act).filter(|_| !listed) {
         return super::qconv_pattern::conv(k, &q, (&quads, epi, quant), &w, (&scales, &bias));
     }
@@ -320,18 +322,18 @@ fn gemm(
         _ => None,
     };
     // block-sparse weights on the byte tiles: the listed K quads only
-    let (d, a_blob) = match listed::layout(k, &d, w, kk) {
-        Some((kept, bytes)) => (Dims { rows: listed::rows(k), listed: Some(kept), ..d }, bytes),
+    let (d, a_blob, order) = match listed::plan(k, &d, w, kk, wd.kernel[0] * wd.kernel[1]) {
+        Some((order, kept, bytes)) => (Dims { rows: listed::rows(k), listed: Some(kept), ..d }, bytes, order),
         None => {
             // AVX2's byte quads without VNNI: whole units in pairs, on the wide tile
             let d = match pairs::applies(k.caps, &d, fused.is_some(), k.in_shape(0)[0] * d.groups) {
                 true => Dims { rows: QBYTE_WIDE_ROWS, paired: true, ..d },
                 false => d,
             };
-            (d, pack_weights(&d, w, kk))
+            (d, pack_weights(&d, w, kk), KOrder::Channel)
         }
     };
-    let taps = tap_offsets(&d, wd.kernel[0], wd.kernel[1], wd.dilations[0], wd.dilations[1]);
+    let taps = tap_offsets(&d, (wd.kernel[0], wd.kernel[1]), (wd.dilations[0], wd.dilations[1]), order);
     let x = k.input(0);
     let out = k.output(0);
     let res = if q.epi.residual { Some(k.input(4)) } else { None };
@@ -448,14 +450,23 @@ fn byte_quads(caps: Caps, w: &kerf_ir::Tensor) -> bool {
 }
 
 /// Byte offset in the input of each K value (`ci, ky, kx` in the weight's
-/// row order) from a pixel's top-left tap; K padded to whole steps repeats
-/// the last value (its weight is zero).
-fn tap_offsets(d: &Dims, kh: usize, kw: usize, dh: usize, dw: usize) -> Vec<i32> {
+/// row order, or `ky, kx, ci` tap-major: [`KOrder`]) from a pixel's
+/// top-left tap; K padded to whole steps repeats the last value (its
+/// weight is zero).
+fn tap_offsets(d: &Dims, (kh, kw): (usize, usize), (dh, dw): (usize, usize), order: KOrder) -> Vec<i32> {
     let mut t = Vec::with_capacity(d.per_step() * d.steps);
-    for ci in 0..d.cg {
-        for ky in 0..kh {
-            for kx in 0..kw {
-                t.push((ci * d.h * d.w + ky * dh * d.w + kx * dw) as i32);
+    let at = |ci: usize, ky: usize, kx: usize| (ci * d.h * d.w + ky * dh * d.w + kx * dw) as i32;
+    match order {
+        KOrder::Channel => {
+            for ci in 0..d.cg {
+                for (ky, kx) in (0..kh).flat_map(|ky| (0..kw).map(move |kx| (ky, kx))) {
+                    t.push(at(ci, ky, kx));
+                }
+            }
+        }
+        KOrder::Tap => {
+            for (ky, kx) in (0..kh).flat_map(|ky| (0..kw).map(move |kx| (ky, kx))) {
+                t.extend((0..d.cg).map(|ci| at(ci, ky, kx)));
             }
         }
     }

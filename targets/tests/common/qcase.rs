@@ -438,3 +438,23 @@ pub fn listed_weights(wsh: [usize; 4], (lo, hi): (i64, i64), empty: Option<usize
     }
     w
 }
+
+/// Weights `[m, c, kh, kw]` pruned as block-shared N:M in runs of four
+/// input channels at each tap (`2:4x4/16`): each block of 16 output
+/// channels keeps two of every four runs at every tap (rotating with the
+/// block and the tap); kept codes in `lo..=hi`.
+pub fn tap_run_weights(wsh: [usize; 4], (lo, hi): (i64, i64)) -> Vec<i64> {
+    let (c, area) = (wsh[1], wsh[2] * wsh[3]);
+    let codes = pseudo(wsh[0] * c * area, 5, lo, hi);
+    let kept = |m: usize, ci: usize, t: usize| (ci / 4 + m / 16 + t) % 4 < 2;
+    (0..codes.len())
+        .map(|i| {
+            let (m, ci, t) = (i / (c * area), i / area % c, i % area);
+            if kept(m, ci, t) {
+                codes[i]
+            } else {
+                0
+            }
+        })
+        .collect()
+}

@@ -53,13 +53,44 @@ pub(super) fn steps(d: &Dims) -> KSteps {
     }
 }
 
+/// The order of a `QConv`'s K values in its packed operands: the weight's
+/// own (channel, kernel row, kernel column), or tap-major (kernel row,
+/// kernel column, channel), where four consecutive input channels at one
+/// tap, an N:M run of four, make one K quad. Integer sums do not depend
+/// on the order, so both give the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum KOrder {
+    Channel,
+    Tap,
+}
+
+/// `w` (`[rows][cg · area]`, channel-major) with its columns tap-major.
+fn tap_major(w: &[f64], kk: usize, area: usize) -> Vec<f64> {
+    let cg = kk / area;
+    w.chunks(kk).flat_map(|row| (0..area).flat_map(move |t| (0..cg).map(move |c| row[c * area + t]))).collect()
+}
+
+/// The listed form of `w` in the K order that has one ([`layout`]): the
+/// weight's own, else, for a KxK conv of whole quads of input channels per
+/// group (`area` taps), tap-major; the order, the kept steps and A's bytes.
+pub(super) fn plan(k: &Kernel, d: &Dims, w: &[f64], kk: usize, area: usize) -> Option<(KOrder, usize, Vec<u8>)> {
+    if let Some((kept, bytes)) = layout(k, d, w, kk) {
+        return Some((KOrder::Channel, kept, bytes));
+    }
+    if area > 1 && d.cg.is_multiple_of(4) {
+        let (kept, bytes) = layout(k, d, &tap_major(w, kk, area), kk)?;
+        return Some((KOrder::Tap, kept, bytes));
+    }
+    None
+}
+
 /// The listed form of `w` (`[groups · mg][kk]` integer codes) for `d`'s
 /// byte quads in blocks of [`rows`], if `k`'s target runs the byte tiles
 /// (AVX2, VNNI, AArch64's) and skips zeros and the weights have a form
 /// worth running:
 /// the kept steps of the longest list and A's bytes (per group, per block:
 /// per kept step the B offset `4·px·t` then a quad per row).
-pub(super) fn layout(k: &Kernel, d: &Dims, w: &[f64], kk: usize) -> Option<(usize, Vec<u8>)> {
+fn layout(k: &Kernel, d: &Dims, w: &[f64], kk: usize) -> Option<(usize, Vec<u8>)> {
     if !(d.quads && k.caps.skip_zeros && (k.caps.avx2 || k.caps.neon)) {
         return None;
     }
