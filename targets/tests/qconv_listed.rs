@@ -101,7 +101,7 @@ fn kxk_convs_list_their_runs_tap_major() {
     for (xsh, wsh, osh, attrs, epi) in [
         ([1, 32, 10, 10], [37, 32, 3, 3], [1, 37, 8, 8], three, "act=Relu, residual=true"),
         ([2, 16, 11, 13], [24, 16, 3, 3], [2, 24, 5, 6], s2, PLAIN),
-        ([1, 16, 9, 9], [16, 16, 5, 5], [1, 16, 5, 5], five, "act=Clip, act_min=0.0, act_max=6.0, residual=false"),
+        ([1, 32, 9, 9], [80, 32, 5, 5], [1, 80, 5, 5], five, "act=Clip, act_min=0.0, act_max=6.0, residual=false"),
     ] {
         let c = Case { xsh, wsh, osh, attrs, epi, zp: 21 };
         let x: Vec<u8> = pseudo(xsh.iter().product(), 1, 0, 255).into_iter().map(|v| v as u8).collect();
@@ -153,15 +153,26 @@ fn accumulating_form_on_listed_quads() {
     }
 }
 
-/// Whether `g`'s object for `cpu` holds a kernel that loads a vector at
-/// `[rsi + rax]`: the listed tiles' B load, or the listed one-pixel
-/// product's broadcast of an input quad.
+/// Whether `g`'s object for `cpu` holds a kernel that reads a `u32` at
+/// `[rdi + d]` into `eax` and loads a vector at `[rsi + rax + d]`: the
+/// listed tiles' step offset and B load, or the listed one-pixel
+/// product's offset and broadcast of an input quad.
 fn loads_listed(g: &kerf_ir::Graph, cpu: &str) -> bool {
-    common::kernel_instructions(g, cpu).iter().any(|i| {
-        (0..i.op_count()).any(|o| i.op_kind(o) == OpKind::Memory)
-            && i.memory_base() == Register::RSI
-            && i.memory_index() == Register::RAX
-            && matches!(i.mnemonic(), Mnemonic::Vmovups | Mnemonic::Vmovdqu32 | Mnemonic::Vpbroadcastd)
+    common::kernels(g, cpu).iter().any(|code| {
+        let offset = code.iter().any(|i| {
+            i.mnemonic() == Mnemonic::Mov
+                && i.op0_register() == Register::EAX
+                && i.op_kind(1) == OpKind::Memory
+                && i.memory_base() == Register::RDI
+                && i.memory_index() == Register::None
+        });
+        let load = code.iter().any(|i| {
+            (0..i.op_count()).any(|o| i.op_kind(o) == OpKind::Memory)
+                && i.memory_base() == Register::RSI
+                && i.memory_index() == Register::RAX
+                && matches!(i.mnemonic(), Mnemonic::Vmovups | Mnemonic::Vmovdqu32 | Mnemonic::Vpbroadcastd)
+        });
+        offset && load
     })
 }
 
@@ -186,6 +197,11 @@ fn listed_tiles_are_taken_where_they_pay() {
         }
     }
     assert!(!loads_listed(&graph(&dense), "sapphirerapids"), "15 of 16 quads kept: dense");
+    // a 3x3 conv pruned in patterns shared by channel quads: the integer
+    // pattern kernel, not the listed tiles
+    let q = Case { xsh: [1, 16, 10, 10], wsh: [16, 16, 3, 3], osh: [1, 16, 8, 8], attrs: &window(3, 1, 1, 1), ..c };
+    let pat = kerf_ir::text::parse(&graph_text(&q, &quad_pattern_weights(q.wsh, -64, 64))).unwrap();
+    assert!(!loads_listed(&pat, "sapphirerapids") && !loads_listed(&pat, "haswell"), "patterns: the pattern kernel");
     // one-pixel images: VNNI's listed product, AVX2's on byte quads (7-bit
     // codes), not on 16-bit pairs (8-bit codes) nor on `baseline`
     let c = Case { xsh: [4, 64, 1, 1], wsh: [32, 64, 1, 1], osh: [4, 32, 1, 1], attrs: one, epi: PLAIN, zp: 0 };

@@ -441,12 +441,19 @@ pub fn listed_weights(wsh: [usize; 4], (lo, hi): (i64, i64), empty: Option<usize
 
 /// Weights `[m, c, kh, kw]` pruned as block-shared N:M in runs of four
 /// input channels at each tap (`2:4x4/16`): each block of 16 output
-/// channels keeps two of every four runs at every tap (rotating with the
-/// block and the tap); kept codes in `lo..=hi`.
+/// channels keeps two of every four runs at every tap, the pair
+/// pseudo-random per (block, tap, group of runs), so a quad of channels
+/// keeps scattered taps (too many shapes for the pattern kernel, as
+/// OBS-chosen masks); kept codes in `lo..=hi`.
 pub fn tap_run_weights(wsh: [usize; 4], (lo, hi): (i64, i64)) -> Vec<i64> {
+    const PAIRS: [[usize; 2]; 6] = [[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]];
     let (c, area) = (wsh[1], wsh[2] * wsh[3]);
     let codes = pseudo(wsh[0] * c * area, 5, lo, hi);
-    let kept = |m: usize, ci: usize, t: usize| (ci / 4 + m / 16 + t) % 4 < 2;
+    let kept = |m: usize, ci: usize, t: usize| {
+        let (blk, run, group) = (m / 16, ci / 4 % 4, ci / 16);
+        let pick = (blk * 7919 + t * 104_729 + group * 13 + t * t * 31) % 9973 % 6;
+        PAIRS[pick].contains(&run)
+    };
     (0..codes.len())
         .map(|i| {
             let (m, ci, t) = (i / (c * area), i / area % c, i % area);
