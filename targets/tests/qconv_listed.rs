@@ -50,6 +50,8 @@ fn pointwise_convs_on_listed_quads() {
         (1, 48, 16, 4, 4, hs, 9),
         (1, 64, 24, 3, 3, PLAIN, 255),
         (2, 96, 40, 9, 9, "act=Relu, residual=false", 17),
+        // an activation the tiles leave to Cranelift's epilogue: the sums-only tiles
+        (1, 64, 32, 8, 8, "act=LeakyRelu, act_alpha=0.1, residual=false", 5),
     ] {
         let c = Case { xsh: [n, ci, h, w], wsh: [co, ci, 1, 1], osh: [n, co, h, w], attrs: one, epi, zp };
         run_listed(&c, (co > 16).then_some(1), (co > 32).then_some(2));
@@ -101,6 +103,7 @@ fn kxk_convs_list_their_runs_tap_major() {
     for (xsh, wsh, osh, attrs, epi) in [
         ([1, 32, 10, 10], [37, 32, 3, 3], [1, 37, 8, 8], three, "act=Relu, residual=true"),
         ([2, 16, 11, 13], [24, 16, 3, 3], [2, 24, 5, 6], s2, PLAIN),
+        ([1, 32, 10, 10], [37, 32, 3, 3], [1, 37, 8, 8], three, "act=LeakyRelu, act_alpha=0.1, residual=false"),
         ([1, 32, 9, 9], [80, 32, 5, 5], [1, 80, 5, 5], five, "act=Clip, act_min=0.0, act_max=6.0, residual=false"),
     ] {
         let c = Case { xsh, wsh, osh, attrs, epi, zp: 21 };
@@ -115,6 +118,26 @@ fn kxk_convs_list_their_runs_tap_major() {
         let g = kerf_ir::text::parse(&graph_text(&c, &tap_run_weights(wsh, (-64, 64)))).unwrap();
         assert!(loads_listed(&g, "sapphirerapids") && loads_listed(&g, "haswell"), "{attrs}: listed");
     }
+}
+
+/// AVX2's byte tile adds adjacent byte products in an i16: codes whose
+/// pairs are exact in the weight's order (channel, row, column) but not
+/// tap-major (two channels at one tap: 100 and 100) keep the weight's
+/// order there, the dense tile; VNNI lists them tap-major. The same bits
+/// either way.
+#[test]
+fn tap_major_pairs_must_be_exact_on_the_byte_tile() {
+    let two = &window(2, 1, 1, 1);
+    let c = Case { xsh: [1, 32, 6, 6], wsh: [80, 32, 2, 2], osh: [1, 80, 5, 5], attrs: two, epi: PLAIN, zp: 0 };
+    // ±100 by tap parity: channel-order pairs (taps 0, 1 and 2, 3) of opposite signs
+    let w: Vec<i64> =
+        tap_run_weights(c.wsh, (1, 1)).iter().enumerate().map(|(i, &k)| k * (100 - 200 * (i % 2) as i64)).collect();
+    let g = kerf_ir::text::parse(&graph_text(&c, &w)).unwrap();
+    assert!(loads_listed(&g, "sapphirerapids"), "VNNI: tap-major listed");
+    assert!(!loads_listed(&g, "haswell"), "AVX2: its pairs would saturate tap-major");
+    check(&c, &vec![255u8; 32 * 36], &w);
+    let x: Vec<u8> = pseudo(32 * 36, 2, 0, 255).into_iter().map(|v| v as u8).collect();
+    check(&c, &x, &w);
 }
 
 /// A u8 residual on its own grid (`res_grid`), f32 and requantised

@@ -991,20 +991,22 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
             }
         }
         use kerf_targets::ukernel::{avx2::QdotGemv, avx512::qdot_gemv};
+        // a one-pixel product of `rows` blocks, inputs 100 bytes and outputs 300 elements apart
+        let shape = |last_lanes, epi, quant, images| QdotGemv {
+            blocks: rows,
+            last_lanes,
+            epi,
+            quant,
+            images,
+            x_stride: 100,
+            out_stride: 300,
+            steps: KSteps::Dense,
+        };
         for (quant, last_lanes) in [(None, 16), (Some((0.5, 3)), 1 + rows % 16)] {
             // one to four images per call, as many as the accumulators allow
             let images = (1 + rows % 4).min(24 / rows);
             let epi = TileEpi { residual: quant.is_none(), ..epi };
-            let g = QdotGemv {
-                blocks: rows,
-                last_lanes,
-                epi,
-                quant,
-                images,
-                x_stride: 100,
-                out_stride: 300,
-                steps: KSteps::Dense,
-            };
+            let g = shape(last_lanes, epi, quant, images);
             kernels.push((format!("qdot gemv {g:?}"), qdot_gemv(&g).unwrap()));
             let listed = QdotGemv { steps: KSteps::Listed, ..g };
             kernels.push((format!("qdot gemv {listed:?}"), qdot_gemv(&listed).unwrap()));
@@ -1018,16 +1020,7 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
         for (quant, last_lanes, step) in [(None, 8, GemvStep::Pairs), (Some((0.5, 3)), 1 + rows % 8, GemvStep::Bytes)] {
             let images = (1 + rows % 2).min(12 / rows);
             let epi = TileEpi { residual: quant.is_none(), ..epi };
-            let g = QdotGemv {
-                blocks: rows,
-                last_lanes,
-                epi,
-                quant,
-                images,
-                x_stride: 100,
-                out_stride: 300,
-                steps: KSteps::Dense,
-            };
+            let g = shape(last_lanes, epi, quant, images);
             kernels.push((format!("ymm gemv {step:?} {g:?}"), ymm_gemv(&g, step).unwrap()));
             let listed = QdotGemv { steps: KSteps::Listed, ..g };
             match step {

@@ -36,6 +36,7 @@ mod quad_pack;
 mod rnn;
 pub use dw_flat::{ymm_dw_flat, DwFlat, Groups, Int, YmmFlat, DW_FLAT_MAX_TAPS};
 pub use even_pack::{even_pack, flat_pack};
+pub(crate) use gemv::listed_quads;
 pub use gemv::{ymm_gemv, GemvStep, QdotGemv, YMM_GEMV_ACCS, YMM_GEMV_IMAGES_MAX};
 pub use int_tail::{ymm_qdot_tail, ymm_tail_lanes, YMM_TAIL_PIXELS};
 pub(crate) use int_tile::{int_tile, int_to_real, int_to_real_lanes, requantise, requantise_setup, IntOps, IntVreg};

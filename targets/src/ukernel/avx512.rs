@@ -119,11 +119,7 @@ fn gemv_code(g: &QdotGemv) -> Result<Vec<u8>, IcedError> {
     super::counted_loop(&mut a, n, |a| {
         for j in 0..blocks {
             if listed {
-                // block `j`'s quad: its own offset into each image's input
-                a.mov(eax, dword_ptr(w_p + (4 * j) as i64))?;
-                for (i, &b) in bcast.iter().enumerate().take(images) {
-                    a.vpbroadcastd(b, dword_ptr(x_p + rax + (i * g.x_stride) as i64))?;
-                }
+                super::avx2::listed_quads(a, j, &bcast[..images], g.x_stride)?;
             } else if j == 0 {
                 for (i, &b) in bcast.iter().enumerate().take(images) {
                     a.vpbroadcastd(b, dword_ptr(x_p + (i * g.x_stride) as i64))?;

@@ -7,6 +7,7 @@
 //! pairs or `vpmaddubsw` byte quads), [`crate::ukernel::avx512::qdot_gemv`]
 //! the VNNI one (16 per `zmm`, `vpdpbusd`).
 
+use iced_x86::code_asm::asm_traits::CodeAsmVpbroadcastd;
 use iced_x86::code_asm::*;
 
 use super::{activation, int_to_real_lanes, load_lanes, low_half, requantise, store_prefix, Lane};
@@ -128,11 +129,7 @@ fn ymm_code(g: &QdotGemv, step: GemvStep) -> Result<Vec<u8>, IcedError> {
     super::super::counted_loop(&mut a, n, |a| {
         for j in 0..blocks {
             if listed {
-                // block `j`'s quad: its own offset into each image's input
-                a.mov(eax, dword_ptr(w_p + (4 * j) as i64))?;
-                for (i, &b) in bcast.iter().enumerate().take(images) {
-                    a.vpbroadcastd(b, dword_ptr(x_p + rax + (i * g.x_stride) as i64))?;
-                }
+                listed_quads(a, j, &bcast[..images], g.x_stride)?;
             } else if j == 0 {
                 for (i, &b) in bcast.iter().enumerate().take(images) {
                     let x = x_p + (i * g.x_stride) as i64;
@@ -187,4 +184,24 @@ fn ymm_code(g: &QdotGemv, step: GemvStep) -> Result<Vec<u8>, IcedError> {
         }
     }
     super::super::leaf_end(a)
+}
+
+/// The listed one-pixel products' input quads for block `j`
+/// ([`KSteps::Listed`]): its `u32` offset from the step's header at `w`
+/// (`rdi`) into `eax`, then each image's quad at `x + offset` (`rsi`,
+/// images `x_stride` bytes apart) broadcast into its register of `bcast`.
+pub(crate) fn listed_quads<R: Copy>(
+    a: &mut CodeAssembler,
+    j: usize,
+    bcast: &[R],
+    x_stride: usize,
+) -> Result<(), IcedError>
+where
+    CodeAssembler: CodeAsmVpbroadcastd<R, AsmMemoryOperand>,
+{
+    a.mov(eax, dword_ptr(rdi + (4 * j) as i64))?;
+    for (i, &b) in bcast.iter().enumerate() {
+        a.vpbroadcastd(b, dword_ptr(rsi + rax + (i * x_stride) as i64))?;
+    }
+    Ok(())
 }
