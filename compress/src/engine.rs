@@ -625,11 +625,16 @@ fn round_rows(
 /// Which of a layer's int8 codes must be exact byte pairs: none unless the
 /// settings ask; none of a depthwise conv's (no byte tile multiplies them);
 /// with a pattern shared by channel quads the integer pattern kernel's
-/// channel pairs as well as the adjacent ones.
+/// channel pairs as well as the adjacent ones, and so with a KxK conv's
+/// N:M in runs of whole quads (the byte tiles list those with K ordered
+/// tap-major, pairing channels at one tap: `lower/qconv/listed.rs`).
 fn pairing(site: &Site, s: LayerSettings, sparsity: &Sparsity) -> Pairing {
     let depthwise = site.groups() > 1 && site.cols == site.kernel_area();
     // what `kerf_ir::ChannelQuads::of_integer_conv` takes
-    let quads = matches!(sparsity, Sparsity::Pattern { .. }) && s.pattern_group.is_multiple_of(4) && site.groups() == 1;
+    let pattern_quads =
+        matches!(sparsity, Sparsity::Pattern { .. }) && s.pattern_group.is_multiple_of(4) && site.groups() == 1;
+    let run_quads = site.kernel_area() > 1 && s.nm.is_some_and(|nm| nm.unit.is_multiple_of(4));
+    let quads = pattern_quads || run_quads;
     match (s.byte_pairs, depthwise, quads) {
         (BytePairs::Any, _, _) | (_, true, _) => Pairing::Free,
         (BytePairs::Exact, false, true) => Pairing::Channels { area: site.kernel_area() },
