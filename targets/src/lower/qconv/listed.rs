@@ -100,32 +100,41 @@ pub(super) fn plan(k: &Kernel, d: &Dims, w: &[f64], kk: usize, area: usize) -> O
 /// worth running:
 /// the kept steps of the longest list and A's bytes (per group, per block:
 /// per kept step the B offset `4·px·t` then a quad per row).
+/// Row `m`'s weight quad `t` as bytes (`w` is `[rows][kk]` integer codes;
+/// K past `kk` and rows past `w` are zeros).
+fn quad(w: &[f64], kk: usize, m: usize, t: usize) -> [u8; 4] {
+    // the grid is −128..=127: one byte, two's complement
+    std::array::from_fn(|j| match 4 * t + j < kk {
+        true => w.get(m * kk + 4 * t + j).map_or(0, |&c| (c as i8) as u8),
+        false => 0,
+    })
+}
+
+/// The K quads (of `steps`) some row of `rows` keeps.
+fn kept_quads(w: &[f64], kk: usize, steps: usize, rows: std::ops::Range<usize>) -> Vec<usize> {
+    (0..steps).filter(|&t| rows.clone().any(|m| quad(w, kk, m, t) != [0; 4])).collect()
+}
+
+/// The longest of `lists`, if it keeps at most [`MAX_KEPT`] of `steps`.
+fn longest<'a>(lists: impl IntoIterator<Item = &'a Vec<usize>>, steps: usize) -> Option<usize> {
+    let kept = lists.into_iter().map(Vec::len).max()?;
+    (kept as f64 <= MAX_KEPT * steps as f64).then_some(kept)
+}
+
 fn layout(k: &Kernel, d: &Dims, w: &[f64], kk: usize) -> Option<(usize, Vec<u8>)> {
     if !(d.quads && k.caps.skip_zeros && (k.caps.avx2 || k.caps.neon)) {
         return None;
     }
     let d = &Dims { rows: rows(k), ..*d };
-    let quad = |m: usize, t: usize| -> [u8; 4] {
-        std::array::from_fn(|j| {
-            let k = 4 * t + j;
-            // the grid is −128..=127: one byte, two's complement
-            if k < kk {
-                (w[m * kk + k] as i8) as u8
-            } else {
-                0
-            }
-        })
-    };
     let mut lists = Vec::new();
     for g in 0..d.groups {
         for r0 in (0..d.mg).step_by(d.rows) {
             let rows = g * d.mg + r0..g * d.mg + (r0 + d.rows).min(d.mg);
-            let kept: Vec<usize> = (0..d.steps).filter(|&t| rows.clone().any(|m| quad(m, t) != [0; 4])).collect();
-            lists.push((rows, kept));
+            lists.push((rows.clone(), kept_quads(w, kk, d.steps, rows)));
         }
     }
-    let kept = lists.iter().map(|(_, l)| l.len()).max()?;
-    if kept as f64 > MAX_KEPT * d.steps as f64 || (4 * d.px * d.steps) > u32::MAX as usize {
+    let kept = longest(lists.iter().map(|(_, l)| l), d.steps)?;
+    if (4 * d.px * d.steps) > u32::MAX as usize {
         return None;
     }
     let mut bytes = Vec::with_capacity(lists.len() * kept * (4 + 4 * d.rows));
@@ -135,7 +144,7 @@ fn layout(k: &Kernel, d: &Dims, w: &[f64], kk: usize) -> Option<(usize, Vec<u8>)
             let t = list.get(i).copied().unwrap_or(pad);
             bytes.extend(((4 * d.px * t) as u32).to_le_bytes());
             for m in rows.clone() {
-                bytes.extend(if i < list.len() { quad(m, t) } else { [0; 4] });
+                bytes.extend(if i < list.len() { quad(w, kk, m, t) } else { [0; 4] });
             }
         }
     }
@@ -161,16 +170,10 @@ pub(super) fn gemv_layout(
         return None;
     }
     let steps = kk / 4;
-    let code = |m: usize, t: usize, j: usize| if m < d.mg { (w[m * kk + 4 * t + j] as i8) as u8 } else { 0 };
-    let nonzero = |m: usize, t: usize| (0..4).any(|j| code(m, t, j) != 0);
     // per block of `lanes` channels, its kept quads
-    let lists: Vec<Vec<usize>> = (0..d.mg.div_ceil(lanes))
-        .map(|b| (0..steps).filter(|&t| (b * lanes..(b + 1) * lanes).any(|m| nonzero(m, t))).collect())
-        .collect();
-    let kept = lists.iter().map(Vec::len).max()?;
-    if kept as f64 > MAX_KEPT * steps as f64 {
-        return None;
-    }
+    let lists: Vec<Vec<usize>> =
+        (0..d.mg.div_ceil(lanes)).map(|b| kept_quads(w, kk, steps, b * lanes..((b + 1) * lanes).min(d.mg))).collect();
+    let kept = longest(&lists, steps)?;
     let mut bytes = Vec::new();
     for chunk in lists.chunks(blocks).enumerate() {
         let (c, chunk) = chunk;
@@ -185,7 +188,7 @@ pub(super) fn gemv_layout(
             for (j, list) in chunk.iter().enumerate() {
                 let m0 = (c * blocks + j) * lanes;
                 for m in m0..m0 + lanes {
-                    bytes.extend((0..4).map(|q| at(list).map_or(0, |t| code(m, t, q))));
+                    bytes.extend(at(list).map_or([0; 4], |t| quad(w, kk, m, t)));
                 }
             }
         }
@@ -211,16 +214,9 @@ pub(super) fn sdot_gemv_layout(
         return None;
     }
     let steps = kk / 4;
-    let code = |m: usize, t: usize, j: usize| if m < d.mg { (w[m * kk + 4 * t + j] as i8) as u8 } else { 0 };
-    let lists: Vec<Vec<usize>> = (0..d.mg.div_ceil(GROUP))
-        .map(|g| {
-            (0..steps).filter(|&t| (g * GROUP..(g + 1) * GROUP).any(|m| (0..4).any(|j| code(m, t, j) != 0))).collect()
-        })
-        .collect();
-    let kept = lists.iter().map(Vec::len).max()?;
-    if kept as f64 > MAX_KEPT * steps as f64 {
-        return None;
-    }
+    let lists: Vec<Vec<usize>> =
+        (0..d.mg.div_ceil(GROUP)).map(|g| kept_quads(w, kk, steps, g * GROUP..((g + 1) * GROUP).min(d.mg))).collect();
+    let kept = longest(&lists, steps)?;
     let chunk = 4 * blocks;
     let mut bytes = Vec::new();
     for c in 0..d.mg.div_ceil(chunk) {
@@ -232,7 +228,7 @@ pub(super) fn sdot_gemv_layout(
                 let t = list.get(i).copied();
                 bytes.extend(((4 * t.or(list.first().copied()).unwrap_or(0)) as u32).to_le_bytes());
                 for m in c * chunk + g..c * chunk + (g + GROUP).min(width) {
-                    bytes.extend((0..4).map(|j| t.map_or(0, |t| code(m, t, j))));
+                    bytes.extend(t.map_or([0; 4], |t| quad(w, kk, m, t)));
                 }
             }
         }
