@@ -728,6 +728,33 @@ fn tail_units_of_every_size() {
     }
 }
 
+/// Weights past 256 KiB (224 channels × K = 130·9 = 1170: 293 quads, 586
+/// pairs) run their units in chunks, every row block over the chunk's
+/// units in turn (`lower::qconv::chunks`): planes of 7x7 (a last unit of 1
+/// pixel: the tail products' six chains, 293 quads leaving 5 past the
+/// last whole group of six) and 6x6 (a last unit of 4: two chains, one
+/// quad left), two images so that a chunk spans both, full and partial
+/// row blocks (18 × 12 + 8), a residual and a requantised output: every
+/// result bit-exact on every preset.
+#[test]
+fn large_weights_run_units_in_chunks() {
+    let three = &window(3, 1, 1, 1);
+    for side in [7, 6] {
+        let case = |epi| Case {
+            xsh: [2, 130, side + 2, side + 2],
+            wsh: [224, 130, 3, 3],
+            osh: [2, 224, side, side],
+            attrs: three,
+            epi,
+            zp: 11,
+        };
+        run_case(&case("act=Relu, residual=true"));
+        let c = case("act=Relu, residual=false");
+        let x: Vec<u8> = pseudo(2 * 130 * (side + 2) * (side + 2), 3, 0, 255).into_iter().map(|v| v as u8).collect();
+        check_quant(&c, &x, &pseudo(224 * 130 * 9, 4, -127, 127));
+    }
+}
+
 /// Whole units whose 16 pixels lie in one output row or span 2 to 4 (rows
 /// of 20, 28, 14, 7 and 5 pixels; rows of 4 would take 5 and pack in
 /// halves), at strides 1 and 2, 3x3 (a gap between rows) and 1x1 (rows

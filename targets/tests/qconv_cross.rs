@@ -75,6 +75,9 @@ fn real_cases() -> Vec<Run> {
         Case { xsh: [1, 3, 23, 37], wsh: [13, 3, 7, 7], osh: [1, 13, 9, 16], attrs: &s7, epi: PLAIN, zp: 0 },
         Case { xsh: [1, 8, 10, 10], wsh: [37, 8, 3, 3], osh: [1, 37, 8, 8], attrs: &a3, epi: relu_res, zp: 9 },
         Case { xsh: [1, 8, 9, 9], wsh: [14, 8, 3, 3], osh: [1, 14, 7, 7], attrs: &a3, epi: clip, zp: 200 },
+        // weights past 256 KiB: units in chunks (`lower::qconv::chunks`), two
+        // images of 25 pixels (units of 8 and a last of 1)
+        Case { xsh: [2, 130, 7, 7], wsh: [224, 130, 3, 3], osh: [2, 224, 5, 5], attrs: &a3, epi: relu_res, zp: 21 },
         // padded depthwise: the depthwise kernels, not the GEMM tile
         Case { xsh: [2, 5, 14, 14], wsh: [5, 1, 3, 3], osh: [2, 5, 14, 14], attrs: &dw, epi: clip, zp: 17 },
         // one-pixel planes (`dotprod`: the one-pixel product): K = 20 (a

@@ -84,6 +84,7 @@ use crate::ukernel::avx2::{QdotEpi, QBYTE_WIDE_ROWS, QDOT_ROWS};
 use crate::ukernel::epi::TileEpi;
 use crate::ukernel::neon::{MULL_ROWS, SDOT_INPUT_OFFSET, SDOT_ROWS};
 
+mod chunks;
 mod gemv;
 mod listed;
 use listed::KOrder;
@@ -349,7 +350,9 @@ fn gemm(
     };
     let cost = (unit_px * d.per_step() * d.a_steps() * d.mg) as u64; // pixels × K (kept) × rows
     let (lo, hi) = k.parallel_range(k.in_shape(0)[0] * d.groups * per, 1, cost)?;
-    let bbuf = k.task_scratch(d.steps * d.step_bytes() * unit_px / d.px);
+    // units per chunk sharing each row block's weights (1 for a pair's two)
+    let span = chunks::span(&d);
+    let bbuf = k.task_scratch(d.steps * d.step_bytes() * span.max(unit_px / d.px));
     let tail = d.pixels - d.px * (d.units - 1);
     // `zp · Σ_k w[m, k]`, once: the fused tile's table and the sums-only
     // tiles' correction (none for pairs, which hold `x − zp`)
@@ -368,7 +371,10 @@ fn gemm(
     };
     let acc = q.out == QOut::Acc;
     let ptrs = Ptrs { x, out, res, res_grid, a, tap, s: s_p, b: b_p, corr, table, bbuf, tiles, wide, acc, quant };
-    run_items(k, &d, act, &ptrs, (lo, hi), per, tail)
+    match span {
+        1 => run_items(k, &d, act, &ptrs, (lo, hi), per, tail),
+        _ => chunks::run(k, &d, act, &ptrs, (lo, hi), span, tail),
+    }
 }
 
 /// Work items `lo..hi` of [`gemm`]: `per` per image and group (units, or
@@ -387,7 +393,7 @@ fn run_items(
         let jp = k.b.ins().urem_imm_u(u, per as i64);
         let ng = k.b.ins().udiv_imm_u(u, per as i64);
         let (gi, ni) = (k.b.ins().urem_imm_u(ng, d.groups as i64), k.b.ins().udiv_imm_u(ng, d.groups as i64));
-        let unit = Unit { jp, gi, ni };
+        let unit = Unit { jp, gi, ni, packed: ptrs.bbuf };
         if d.paired {
             // `jp` counts pairs here
             result = pairs::item(k, d, act, ptrs, &unit, tail);
@@ -433,11 +439,14 @@ struct Ptrs {
     quant: Option<(f32, u8)>,
 }
 
-/// One unit of work: pixels `px·jp..` of group `gi` of image `ni` (I64 values).
+/// One unit of work: pixels `px·jp..` of group `gi` of image `ni` (I64
+/// values), its B packed at `packed` ([`Ptrs::bbuf`], or further on in it for a
+/// chunk's later units).
 struct Unit {
     jp: Value,
     gi: Value,
     ni: Value,
+    packed: Value,
 }
 
 /// Whether the K steps are byte quads: with VNNI or on AArch64 always
@@ -539,7 +548,7 @@ fn zero_point_sums(d: &Dims, w: &[f64], kk: usize) -> Vec<i32> {
 /// the unit are stored (`d.px`, or fewer in an image's last unit).
 fn unit_body(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, valid: usize) -> LResult {
     let xb = unit_input(k, d, p, u);
-    pack_b(k, d, p, u, xb, valid, p.bbuf);
+    pack_b(k, d, p, u, xb, valid, u.packed);
     row_blocks(k, d, p, u, |k, a_blk, m0, rows| tile(k, d, act, p, u, a_blk, m0, rows, valid))
 }
 
@@ -599,7 +608,7 @@ fn call_fused(
     let res = p.res.map_or(out, |r| k.addr(r, e, res_bytes(p.res_grid)));
     let tab = k.addr(table, m0, 12);
     let n = k.ic(d.a_steps() as i64);
-    k.b.ins().call_indirect(sig, code, &[a_blk, p.bbuf, out, n, tab, res]);
+    k.b.ins().call_indirect(sig, code, &[a_blk, u.packed, out, n, tab, res]);
 }
 
 /// One register tile: `rows` output channels from `m0` × the unit's
@@ -633,7 +642,7 @@ fn tile(
     let accs = match asm {
         Some((code, index, t)) => {
             let n = k.ic(d.a_steps() as i64);
-            let mut args = vec![a_blk, p.bbuf, t.sums, n];
+            let mut args = vec![a_blk, u.packed, t.sums, n];
             match index {
                 // the same sums for the unit's few pixels, channels in the lanes
                 Some(index) => args.extend([index, t.sums]),
@@ -648,8 +657,8 @@ fn tile(
             }
         }
         // no AVX2, or the tile did not assemble: the Cranelift tile
-        None if k.lanes() == 4 => k_loop(k, d, p, a_blk, rows),
-        None => k_loop_scalar(k, d, p, a_blk, rows),
+        None if k.lanes() == 4 => k_loop(k, d, u.packed, a_blk, rows),
+        None => k_loop_scalar(k, d, u.packed, a_blk, rows),
     };
     let lanes = k.lanes();
     let (ty, per_row) = (if lanes == 4 { types::F32X4 } else { types::F32 }, d.px / lanes);
@@ -732,11 +741,11 @@ fn store_sums(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit, m0: Value, rows: usi
 
 /// The scalar tile's sums (targets without SIMD): `rows × 8` i32 values
 /// (row-major) over every K pair.
-fn k_loop_scalar(k: &mut Kernel, d: &Dims, p: &Ptrs, a_blk: Value, rows: usize) -> Vec<Value> {
+fn k_loop_scalar(k: &mut Kernel, d: &Dims, b: Value, a_blk: Value, rows: usize) -> Vec<Value> {
     let zero = k.b.ins().iconst(types::I32, 0);
     let init = vec![zero; 8 * rows];
     k.for_acc_n(0, d.steps as i64, 1, &init, |k, t, acc| {
-        let bp = k.addr(p.bbuf, t, 32);
+        let bp = k.addr(b, t, 32);
         let bv: Vec<Value> = (0..16).map(|i| k.b.ins().sload16(types::I32, mem(), bp, 2 * i)).collect();
         let ap = k.addr(a_blk, t, (4 * rows) as i64);
         let mut next = Vec::with_capacity(acc.len());
@@ -756,13 +765,13 @@ fn k_loop_scalar(k: &mut Kernel, d: &Dims, p: &Ptrs, a_blk: Value, rows: usize) 
 
 /// The Cranelift tile's sums: `rows × 2` i32x4 accumulators (row-major,
 /// 4 pixels each) over every K pair.
-fn k_loop(k: &mut Kernel, d: &Dims, p: &Ptrs, a_blk: Value, rows: usize) -> Vec<Value> {
+fn k_loop(k: &mut Kernel, d: &Dims, b: Value, a_blk: Value, rows: usize) -> Vec<Value> {
     let le = MemFlagsData::new().with_endianness(Endianness::Little);
     let zero = k.b.ins().iconst(types::I32, 0);
     let z4 = k.b.ins().splat(types::I32X4, zero);
     let init = vec![z4; 2 * rows];
     k.for_acc_n(0, d.steps as i64, 1, &init, |k, t, acc| {
-        let bp = k.addr(p.bbuf, t, 32);
+        let bp = k.addr(b, t, 32);
         let bv = [k.ld(types::I16X8, bp, 0), k.ld(types::I16X8, bp, 16)];
         let ap = k.addr(a_blk, t, (4 * rows) as i64);
         let mut next = Vec::with_capacity(acc.len());

@@ -186,26 +186,39 @@ fn gemv_code(g: &QdotGemv) -> Result<Vec<u8>, IcedError> {
 /// per K quad cost no more than the tail's one per pixel.
 pub const QDOT_TAIL_PIXELS: usize = 8;
 
+/// Independent sums a tail keeps in flight: `vpdpbusd` has a latency of
+/// 4–5 cycles and a throughput of one `zmm` per cycle (Zen 4, Ice Lake),
+/// so a pixel's one accumulator would leave the unit idle most cycles.
+const TAIL_CHAINS: usize = 6;
+
 /// Machine code of the VNNI tail product: the sums of [`qdot_tile`]'s
 /// sums-only form (`rows × 16` i32, row-major, at `out`) for only the
 /// first `pixels` (1..=[`QDOT_TAIL_PIXELS`]) of a unit, with the roles
 /// turned as in [`qdot_gemv`]: the tile's `rows` (1..=[`super::avx2::QDOT_ROWS`])
 /// output channels are the lanes. The arguments are the tile's: `a` (per
-/// K quad the rows' four s8 each, `4·rows` bytes), `b` (the unit's packed
-/// B, 64 bytes per K quad, pixel `p`'s quad at `4p`; only the first
-/// `pixels` are read), `out`, `k` (K quads, ≥ 0), then `index` (16 i32
+/// K quad the rows' four s8 each, `4·rows` bytes), `b` (the unit's B
+/// compacted to its `pixels`: `4·pixels` bytes per K quad, pixel `p`'s
+/// quad at `4p`), `out`, `k` (K quads, ≥ 0), then `index` (16 i32
 /// `16·r`, the row offsets of the stores) in the place of the table.
 /// Per K quad: the rows' weights in one masked load (lanes past `rows`
-/// zero), per pixel its quad broadcast and one `vpdpbusd`. Then per
-/// pixel one scatter of its `rows` sums into the tile's layout. A
-/// 7x7 plane's last unit of 16 has one pixel: the unit tile spends 16
-/// products on it, this one.
+/// zero), per pixel its quad broadcast and one `vpdpbusd`. Few pixels
+/// split their sums over [`TAIL_CHAINS`]` / pixels` accumulators each
+/// (consecutive K quads in turn, added at the end: integer sums, the same
+/// result), so the products do not wait on one another. Then per pixel
+/// one scatter of its `rows` sums into the tile's layout. A 7x7 plane's
+/// last unit of 16 has one pixel: the unit tile spends 16 products on it,
+/// this one. Compacted, B stays in L1: read at the tile's 64 bytes per
+/// quad, 4 of them used, B and A streamed from L2 at 112 bytes per quad
+/// bounded the product (resnet18's 512-channel 7x7 convs, Zen 4, 0.05 ms
+/// of the tail's 0.56 ms conv).
 pub fn qdot_tail(rows: usize, pixels: usize) -> Result<Vec<u8>, IcedError> {
     let (a_p, b_p, out_p, n, index) = (rdi, rsi, rdx, rcx, r8);
     let rows = rows.clamp(1, super::avx2::QDOT_ROWS);
     let pixels = pixels.clamp(1, QDOT_TAIL_PIXELS);
-    let acc = &<AsmRegisterZmm as IntVreg>::ACC[..pixels];
-    let (w, idx) = (zmm12, zmm15);
+    let all = <AsmRegisterZmm as IntVreg>::ACC;
+    let chains = TAIL_CHAINS.div_ceil(pixels).min(all.len() / pixels).max(1);
+    let acc = &all[..pixels * chains];
+    let (w, idx) = ([zmm12, zmm15], zmm15);
     let x = [zmm13, zmm14];
     let mut a = CodeAssembler::new(64)?;
     a.set_prefer_vex(false);
@@ -214,18 +227,43 @@ pub fn qdot_tail(rows: usize, pixels: usize) -> Result<Vec<u8>, IcedError> {
     for &r in acc {
         a.vpxord(r, r, r)?;
     }
-    super::counted_loop(&mut a, n, |a| {
-        a.vmovdqu32(w.k1().z(), zmmword_ptr(a_p))?;
-        for (p, &ac) in acc.iter().enumerate() {
-            let xr = x[p % 2];
-            a.vpbroadcastd(xr, dword_ptr(b_p + (4 * p) as i64))?;
-            a.vpdpbusd(ac, xr, w)?;
+    // K quad `j` of a step group of `chains` into chain `j`'s sums
+    let quad = |a: &mut CodeAssembler, j: usize| -> Result<(), IcedError> {
+        let wr = w[j % 2];
+        a.vmovdqu32(wr.k1().z(), zmmword_ptr(a_p + (4 * rows * j) as i64))?;
+        for p in 0..pixels {
+            let xr = x[(j * pixels + p) % 2];
+            a.vpbroadcastd(xr, dword_ptr(b_p + (4 * (pixels * j + p)) as i64))?;
+            a.vpdpbusd(acc[j * pixels + p], xr, wr)?;
         }
+        Ok(())
+    };
+    let (mut rest, mut top) = (a.create_label(), a.create_label());
+    a.cmp(n, chains as i32)?;
+    a.jb(rest)?;
+    a.set_label(&mut top)?;
+    for j in 0..chains {
+        quad(&mut a, j)?;
+    }
+    a.add(a_p, (4 * rows * chains) as i32)?;
+    a.add(b_p, (4 * pixels * chains) as i32)?;
+    a.sub(n, chains as i32)?;
+    a.cmp(n, chains as i32)?;
+    a.jae(top)?;
+    // the last `k mod chains` quads one at a time (`counted_loop` skips none)
+    a.set_label(&mut rest)?;
+    super::counted_loop(&mut a, n, |a| {
+        quad(a, 0)?;
         a.add(a_p, (4 * rows) as i32)?;
-        a.add(b_p, 64)
+        a.add(b_p, (4 * pixels) as i32)
     })?;
+    for j in 1..chains {
+        for p in 0..pixels {
+            a.vpaddd(acc[p], acc[p], acc[j * pixels + p])?;
+        }
+    }
     a.vmovdqu32(idx, zmmword_ptr(index))?;
-    for (p, &ac) in acc.iter().enumerate() {
+    for (p, &ac) in acc.iter().take(pixels).enumerate() {
         // a scatter clears its mask as it goes
         a.kmovw(k2, k1)?;
         a.vpscatterdd(dword_ptr(out_p + idx * 4 + (4 * p) as i64).k2(), ac)?;

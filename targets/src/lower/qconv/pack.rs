@@ -16,15 +16,40 @@ use crate::ukernel::avx2::{quad_pack, quad_pack_table};
 /// `[k pair][pixel][2]` i16 centred values (two 4-pixel `xmm` panels, or
 /// one `ymm`), or `[k quad][pixel][4]` raw u8, packed in halves of 8
 /// pixels (32 bytes of each step). Pixels past `valid` repeat the last
-/// valid one (never stored), or, for the tail products, are not packed.
-/// Into `dst` ([`Ptrs::bbuf`], or further on in it for a pair's second
-/// unit).
+/// valid one (never stored), or, for the tail products, are not packed:
+/// their `valid` pixels are then compacted ([`compact`]). Into `dst`
+/// ([`Ptrs::bbuf`], or further on in it for a pair's second unit or a
+/// chunk's later units).
 pub(super) fn pack_b(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit, xb: Value, valid: usize, dst: Value) {
     let first = k.b.ins().imul_imm_s(u.jp, d.px as i64);
     match p.tiles.as_ref().and_then(|t| t.pack.as_ref()) {
         Some(pack) if valid == d.px => pack.call(k, d, p, (xb, u.jp, first), dst),
         _ => pack_halves(k, d, p, (xb, first), valid, dst),
     }
+    let tail_products = p.tiles.as_ref().is_some_and(|t| t.tail.iter().any(Option::is_some));
+    if valid < d.px && tail_products {
+        compact(k, d, dst, valid);
+    }
+}
+
+/// The tail products' B: each K step's first `valid` pixels (4 bytes
+/// each) moved to `4·valid` bytes apart, in place. The tail reads only
+/// those; left at the tile's [`Dims::step_bytes`] apart, each of its
+/// 4-byte reads took a cache line of its own, and B with the weights
+/// streamed from L2 bounded it. In place is safe: step `t`'s destination
+/// ends at `4·valid·(t + 1) ≤ step_bytes · t` for `t ≥ 1` (`valid ≤ px/2`),
+/// below every source not yet read.
+fn compact(k: &mut Kernel, d: &Dims, b: Value, valid: usize) {
+    debug_assert!(2 * valid <= d.px, "tail products take at most half a unit");
+    let (from, to) = (d.step_bytes() as i64, 4 * valid as i64);
+    k.for_n(1, d.steps as i64, 1, |k, t| {
+        let src = k.addr(b, t, from);
+        let dst = k.addr(b, t, to);
+        let words: Vec<Value> = (0..valid).map(|i| k.ld(types::I32, src, (4 * i) as i32)).collect();
+        for (i, w) in words.into_iter().enumerate() {
+            k.st(w, dst, (4 * i) as i32);
+        }
+    });
 }
 
 /// Bytes of one column's entry in [`QuadPack::table`]: 96 of masks and

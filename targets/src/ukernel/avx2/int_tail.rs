@@ -22,8 +22,8 @@ pub fn ymm_tail_lanes() -> Vec<u8> {
 /// [`crate::ukernel::avx512::qdot_tail`]: the tile's `rows`
 /// (1..=[`QDOT_ROWS`]) output channels are the lanes. The arguments are
 /// the tiles': `a` (per K step the rows' four bytes each, `4·rows`
-/// bytes), `b` (the unit's packed B, 32 bytes per K step, pixel `p`'s at
-/// `4p`; only the first `pixels` are read), `out` (`rows × 8` i32,
+/// bytes), `b` (the unit's B compacted to its `pixels`: `4·pixels` bytes
+/// per K step, pixel `p`'s at `4p`), `out` (`rows × 8` i32,
 /// row-major; only the first `pixels` of each row written), `k` (K steps,
 /// ≥ 0), then the lane table [`ymm_tail_lanes`] in the place of the
 /// epilogue table. Per K step: the rows' weights in one or two masked
@@ -77,7 +77,7 @@ pub fn ymm_qdot_tail(rows: usize, pixels: usize, quads: bool) -> Result<Vec<u8>,
             }
         }
         a.add(a_p, (4 * rows) as i32)?;
-        a.add(b_p, 32)
+        a.add(b_p, (4 * pixels) as i32)
     })?;
     let xmm = [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7];
     for p in 0..pixels {
