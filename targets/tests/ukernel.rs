@@ -1046,6 +1046,10 @@ fn tile_kernels() -> Vec<(String, Vec<u8>)> {
                     kernels.push((format!("quad pack {pixels} rows {segments} stride {stride}"), code));
                 }
             }
+            for (segments, stride) in [(1, 1), (2, 1), (4, 1), (1, 2), (3, 2), (4, 2)] {
+                let code = kerf_targets::ukernel::avx512::quad_pack_vbmi(segments, stride, 58).unwrap();
+                kernels.push((format!("VBMI quad pack rows {segments} stride {stride}"), code));
+            }
         }
         for pixels in 1..=kerf_targets::ukernel::avx512::QDOT_TAIL_PIXELS {
             let code = kerf_targets::ukernel::avx512::qdot_tail(rows, pixels).unwrap();

@@ -28,6 +28,7 @@ fn caps(on: FlagOn<'_>) -> Caps {
         avx2: false,
         avx512: false,
         vnni: false,
+        vbmi: false,
         dotprod,
         neon: true,
         vector_registers: 32,

@@ -71,6 +71,12 @@ pub struct Caps {
     /// instructions the VNNI kernels use (Cranelift has no flag for it:
     /// `native` checks the host too).
     pub vnni: bool,
+    /// AVX-512 VBMI's byte permutes on top of [`Caps::vnni`]: the integer
+    /// conv's B packer for whole units of 16 pixels
+    /// ([`crate::ukernel::avx512::quad_pack_vbmi`]) replaces AVX2's
+    /// (`sapphirerapids`, `native` where the host has it: Ice Lake, Zen 4
+    /// and later; Cascade Lake has VNNI without it).
+    pub vbmi: bool,
     /// AArch64's `dotprod` extension (`sdot`): the integer conv's byte-quad
     /// tile [`crate::ukernel::neon::sdot_tile`] replaces the Cranelift
     /// 16-bit-pair tile (the `dotprod` preset; `native` on an AArch64 host

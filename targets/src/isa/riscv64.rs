@@ -35,6 +35,7 @@ fn caps(on: FlagOn<'_>) -> Caps {
         avx2: false,
         avx512: false,
         vnni: false,
+        vbmi: false,
         dotprod: false,
         neon: false,
         vector_registers: 32,

@@ -99,6 +99,7 @@ impl Target {
         c.avx2 &= isa.default_call_conv() == CallConv::SystemV;
         c.avx512 &= c.avx2;
         c.vnni &= c.avx512 && (self.cpu != "native" || host_has_avx512bw());
+        c.vbmi &= c.vnni;
         c
     }
 }

@@ -24,6 +24,7 @@ fn caps(on: FlagOn<'_>) -> Caps {
     let avx2 = fma && on("has_avx2");
     let avx512 = avx2 && on("has_avx512f") && on("has_avx512vl");
     let vnni = avx512 && on("has_avx512vnni");
+    let vbmi = vnni && on("has_avx512vbmi");
     let round = on("has_sse41");
     Caps {
         simd: true,
@@ -33,6 +34,7 @@ fn caps(on: FlagOn<'_>) -> Caps {
         avx2,
         avx512,
         vnni,
+        vbmi,
         dotprod: false,
         neon: false,
         vector_registers: 16,

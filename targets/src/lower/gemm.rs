@@ -500,7 +500,7 @@ mod tests {
     use crate::isa::{aarch64, riscv64, x64, CacheParams};
 
     fn caps(cache: CacheParams) -> Caps {
-        let (avx2, avx512, vnni, dotprod, neon) = (false, false, false, false, false);
+        let (avx2, avx512, vnni, vbmi, dotprod, neon) = (false, false, false, false, false, false);
         let (vector_registers, skip_zeros) = (16, true);
         Caps {
             simd: true,
@@ -510,6 +510,7 @@ mod tests {
             avx2,
             avx512,
             vnni,
+            vbmi,
             dotprod,
             neon,
             vector_registers,

@@ -26,8 +26,10 @@ use iced_x86::code_asm::*;
 
 mod depthwise;
 mod dw_flat;
+mod quad_pack;
 pub use depthwise::{dw_quad, DwQuad, DW_QUAD_CORR, DW_QUAD_MAX_KH, DW_QUAD_TABLE};
 pub use dw_flat::dw_flat;
+pub use quad_pack::quad_pack_vbmi;
 
 use super::avx2::{activation, int_tile, int_to_real_lanes, GemmTile, Init, IntVreg, QdotEpi, QdotGemv, Vreg};
 use super::KSteps;

@@ -272,6 +272,8 @@ pub fn cpus() -> Vec<&'static str> {
         let vnni = has!("avx512f") && has!("avx512vl") && has!("avx512bw") && has!("avx512vnni");
         if !vnni {
             eprintln!("no AVX-512 VNNI on this CPU: the byte-quad tile is not tested here (the others are)");
+        } else if !has!("avx512vbmi") {
+            eprintln!("no AVX-512 VBMI on this CPU: the VBMI quad packer is not tested here (AVX2's is)");
         }
         if has!("avx2") && has!("fma") {
             cpus.push("haswell");

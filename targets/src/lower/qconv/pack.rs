@@ -1,7 +1,8 @@
 //! The integer conv's B packing: a unit's pixels as `[k pair][pixel][2]`
 //! centred i16 or `[k quad][pixel][4]` raw u8 per K step, by the
-//! assembled quad packer (`ukernel::avx2::quad_pack`) for whole units of
-//! byte quads at strides 1 and 2, else by Cranelift vector loads in halves
+//! assembled quad packer (`ukernel::avx2::quad_pack`, or with AVX-512
+//! VBMI `ukernel::avx512::quad_pack_vbmi`) for whole units of byte quads
+//! at strides 1 and 2, else by Cranelift vector loads in halves
 //! of 8 pixels, or byte by byte.
 
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -11,6 +12,7 @@ use super::super::loops::mem;
 use super::super::{Family, Kernel};
 use super::{Dims, Ptrs, Unit};
 use crate::ukernel::avx2::{quad_pack, quad_pack_table};
+use crate::ukernel::avx512::quad_pack_vbmi;
 
 /// B for the unit's `px` pixels, [`Dims::step_bytes`] per K step:
 /// `[k pair][pixel][2]` i16 centred values (two 4-pixel `xmm` panels, or
@@ -108,8 +110,12 @@ impl QuadPack {
         used.dedup();
         let mut code = Vec::new();
         for c in used {
-            let bytes = quad_pack(d.px, c, d.sw, gap).map_err(|e| format!("internal: quad packer: {e}"))?;
-            code.push((c, k.code(Family::Avx2, bytes)));
+            let (family, bytes) = match k.caps.vbmi && d.px == 16 {
+                true => (Family::Avx512, quad_pack_vbmi(c, d.sw, gap)),
+                false => (Family::Avx2, quad_pack(d.px, c, d.sw, gap)),
+            };
+            let bytes = bytes.map_err(|e| format!("internal: quad packer: {e}"))?;
+            code.push((c, k.code(family, bytes)));
         }
         let sig = k.ukernel_sig(5);
         Ok(Some(QuadPack { table: k.blob(table), code, sig, period }))
