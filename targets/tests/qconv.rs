@@ -753,6 +753,20 @@ fn large_weights_run_units_in_chunks() {
         let x: Vec<u8> = pseudo(2 * 130 * (side + 2) * (side + 2), 3, 0, 255).into_iter().map(|v| v as u8).collect();
         check_quant(&c, &x, &pseudo(224 * 130 * 9, 4, -127, 127));
     }
+    // 7x10 planes (VNNI: four units of 16 and one of 6), 60 × 600 channels
+    // (1350 quads: three units per chunk): two images' units in chunks of
+    // three from unit 0, so one chunk spans both images and the second
+    // image's last unit starts a chunk of its own (it runs alone, its
+    // predecessor in the chunk before)
+    let c = Case {
+        xsh: [2, 600, 9, 12],
+        wsh: [60, 600, 3, 3],
+        osh: [2, 60, 7, 10],
+        attrs: three,
+        epi: "act=Relu, residual=true",
+        zp: 7,
+    };
+    run_case(&c);
 }
 
 /// Whole units whose 16 pixels lie in one output row or span 2 to 4 (rows

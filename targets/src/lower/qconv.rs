@@ -362,7 +362,7 @@ fn gemm(
     let sums_only = fused.is_none() || tail != d.px;
     let corr = if d.quads && sums_only { Some(k.blob(zp_terms)) } else { None };
     let tiles = match k.caps.avx2 || (d.quads && k.caps.neon) {
-        true => Some(Assembled::new(k, &d, fused.as_ref(), tail)?),
+        true => Some(Assembled::new(k, &d, fused.as_ref(), tail, span > 1)?),
         false => None,
     };
     let wide = match (d.paired, &fused) {
@@ -650,20 +650,45 @@ fn tile(
                 None => args.extend([t.sums, t.sums]),
             }
             k.b.ins().call_indirect(t.sig, code, &args);
-            let sums = (0..rows * d.px / 4).map(|i| k.ld(types::I32X4, t.sums, (16 * i) as i32)).collect();
-            match p.corr {
-                Some(corr) => centre(k, corr, m0, sums, d.px / 4),
-                None => sums,
-            }
+            tile_sums(k, d, p, t, m0, rows)
         }
         // no AVX2, or the tile did not assemble: the Cranelift tile
         None if k.lanes() == 4 => k_loop(k, d, u.packed, a_blk, rows),
         None => k_loop_scalar(k, d, u.packed, a_blk, rows),
     };
+    epilogue(k, d, act, p, u, (m0, rows), valid, &accs)
+}
+
+/// The sums a sums-only tile (or the tail products) left in
+/// [`Assembled::sums`] for `rows` channels from `m0`, made exact
+/// `Σ (x − zp)·w` ([`centre`]) where the tiles sum raw bytes.
+fn tile_sums(k: &mut Kernel, d: &Dims, p: &Ptrs, t: &Assembled, m0: Value, rows: usize) -> Vec<Value> {
+    let sums = (0..rows * d.px / 4).map(|i| k.ld(types::I32X4, t.sums, (16 * i) as i32)).collect();
+    match p.corr {
+        Some(corr) => centre(k, corr, m0, sums, d.px / 4),
+        None => sums,
+    }
+}
+
+/// The Cranelift epilogue of a tile's sums `accs` (`rows × px / lanes`
+/// vectors, row-major) for the channels from `m0` and unit `u`'s first
+/// `valid` pixels: `· s + b`, the residual, the activation and the store
+/// ([`finish`]), or the sums themselves ([`QOut::Acc`]).
+#[allow(clippy::too_many_arguments)]
+fn epilogue(
+    k: &mut Kernel,
+    d: &Dims,
+    act: Act,
+    p: &Ptrs,
+    u: &Unit,
+    (m0, rows): (Value, usize),
+    valid: usize,
+    accs: &[Value],
+) -> LResult {
     let lanes = k.lanes();
     let (ty, per_row) = (if lanes == 4 { types::F32X4 } else { types::F32 }, d.px / lanes);
     if p.acc {
-        store_sums(k, d, p, u, m0, rows, valid, &accs);
+        store_sums(k, d, p, u, m0, rows, valid, accs);
         return Ok(());
     }
     let ob = if p.quant.is_some() { 1 } else { 4 };

@@ -39,7 +39,9 @@ pub use even_pack::{even_pack, flat_pack};
 pub(crate) use gemv::listed_quads;
 pub use gemv::{ymm_gemv, GemvStep, QdotGemv, YMM_GEMV_ACCS, YMM_GEMV_IMAGES_MAX};
 pub use int_tail::{ymm_qdot_tail, ymm_tail_lanes, YMM_TAIL_PIXELS};
-pub(crate) use int_tile::{int_tile, int_to_real, int_to_real_lanes, requantise, requantise_setup, IntOps, IntVreg};
+pub(crate) use int_tile::{
+    int_tile, int_tile_then, int_to_real, int_to_real_lanes, requantise, requantise_setup, IntOps, IntVreg,
+};
 pub use int_tile::{qbyte_tile, qbyte_wide_tile, qgemm_tile, QdotEpi, QBYTE_WIDE_ROWS, QDOT_ROWS};
 pub use pattern::pattern_tile;
 pub use quad_pack::{quad_pack, quad_pack_table};

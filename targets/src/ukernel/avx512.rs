@@ -31,7 +31,9 @@ pub use depthwise::{dw_quad, DwQuad, DW_QUAD_CORR, DW_QUAD_MAX_KH, DW_QUAD_TABLE
 pub use dw_flat::dw_flat;
 pub use quad_pack::quad_pack_vbmi;
 
-use super::avx2::{activation, int_tile, int_to_real_lanes, GemmTile, Init, IntVreg, QdotEpi, QdotGemv, Vreg};
+use super::avx2::{
+    activation, int_tile, int_tile_then, int_to_real_lanes, GemmTile, Init, IntVreg, QdotEpi, QdotGemv, Vreg,
+};
 use super::KSteps;
 
 /// Machine code of the VNNI integer tile: `rows` (1..=[`super::avx2::QDOT_ROWS`]: B in
@@ -57,6 +59,72 @@ pub fn qdot_tile(rows: usize, epi: Option<&QdotEpi>, steps: KSteps) -> Result<Ve
     };
     let quad = |r: usize| dword_bcst(rdi + (4 * r) as i64);
     int_tile::<AsmRegisterZmm>(rows, (epi, steps), setup, |a, r, ac| a.vpdpbusd(ac, zmm12, quad(r)))
+}
+
+/// The tail's accumulators in [`qdot_tile_tail`]: registers the tile and
+/// its epilogue leave alone.
+const RIDE_ACC: [AsmRegisterZmm; QDOT_TAIL_PIXELS] = [zmm16, zmm17, zmm18, zmm19, zmm20, zmm21, zmm22, zmm23];
+
+/// Machine code of [`qdot_tile`] with its own epilogue and a plane's short
+/// last unit riding along: the unit's `rows` × 16 results as
+/// [`qdot_tile`] stores them, and the next unit's first `tail`
+/// (1..=[`QDOT_TAIL_PIXELS`]) pixels' sums as [`qdot_tail`] leaves them
+/// (`rows × 16` i32, row-major, at a seventh argument: the stack's first
+/// word). That unit's B, compacted to its pixels (`4·tail` bytes per K
+/// quad), follows this one's (`64·k` bytes on: a chunk's consecutive
+/// units, `lower::qconv::chunks`). Per K quad, after the tile's rows: the
+/// rows' weights in one masked load (the lines the broadcasts just read)
+/// and per tail pixel a broadcast and one `vpdpbusd`. Alone, the tail
+/// products stream a block's weights from L2 a second time for a pixel
+/// or four.
+pub fn qdot_tile_tail(rows: usize, epi: &QdotEpi, tail: usize) -> Result<Vec<u8>, IcedError> {
+    let rows = rows.clamp(1, super::avx2::QDOT_ROWS);
+    let tail = tail.clamp(1, QDOT_TAIL_PIXELS);
+    let acc = &RIDE_ACC[..tail];
+    let (w, x, idx) = (zmm13, [zmm14, zmm15], zmm13);
+    let (tail_b, sums) = (r10, r11);
+    let setup = |a: &mut CodeAssembler| {
+        a.set_prefer_vex(false);
+        a.mov(tail_b, rcx)?;
+        a.shl(tail_b, 6)?;
+        a.add(tail_b, rsi)?;
+        a.mov(sums, qword_ptr(rsp + 8))?;
+        a.mov(eax, (1u32 << rows) - 1)?;
+        a.kmovw(k1, eax)?;
+        for &r in acc {
+            a.vpxord(r, r, r)?;
+        }
+        Ok(())
+    };
+    let row = |a: &mut CodeAssembler, r: usize, ac: AsmRegisterZmm| {
+        a.vpdpbusd(ac, zmm12, dword_bcst(rdi + (4 * r) as i64))?;
+        if r + 1 < rows {
+            return Ok(());
+        }
+        a.vmovdqu32(w.k1().z(), zmmword_ptr(rdi))?;
+        for (p, &t) in acc.iter().enumerate() {
+            a.vpbroadcastd(x[p % 2], dword_ptr(tail_b + (4 * p) as i64))?;
+            a.vpdpbusd(t, x[p % 2], w)?;
+        }
+        a.add(tail_b, (4 * tail) as i32)
+    };
+    let after = |a: &mut CodeAssembler| {
+        // row r's sums 16·r dwords on: the scatter's index
+        a.mov(rax, 0x0706_0504_0302_0100u64)?;
+        a.vmovq(xmm13, rax)?;
+        a.mov(rax, 0x0f0e_0d0c_0b0a_0908u64)?;
+        a.vpinsrq(xmm13, xmm13, rax, 1)?;
+        a.vpmovzxbd(idx, xmm13)?;
+        a.vpslld(idx, idx, 4)?;
+        for (p, &t) in acc.iter().enumerate() {
+            // a scatter clears its mask as it goes
+            a.kmovw(k2, k1)?;
+            a.vpscatterdd(dword_ptr(sums + idx * 4 + (4 * p) as i64).k2(), t)?;
+            a.vpxord(t, t, t)?;
+        }
+        Ok(())
+    };
+    int_tile_then::<AsmRegisterZmm>(rows, (Some(epi), KSteps::Dense), setup, row, after)
 }
 
 /// Accumulators of the one-pixel product (`zmm0`–`zmm23`): `images ·
@@ -204,8 +272,8 @@ const TAIL_CHAINS: usize = 6;
 /// `16·r`, the row offsets of the stores) in the place of the table.
 /// Per K quad: the rows' weights in one masked load (lanes past `rows`
 /// zero), per pixel its quad broadcast and one `vpdpbusd`. Few pixels
-/// split their sums over [`TAIL_CHAINS`]` / pixels` accumulators each
-/// (consecutive K quads in turn, added at the end: integer sums, the same
+/// split their sums over ⌈[`TAIL_CHAINS`]` / pixels`⌉ accumulators each,
+/// at most `12 / pixels` (consecutive K quads in turn, added at the end: integer sums, the same
 /// result), so the products do not wait on one another. Then per pixel
 /// one scatter of its `rows` sums into the tile's layout. A 7x7 plane's
 /// last unit of 16 has one pixel: the unit tile spends 16 products on it,

@@ -6,8 +6,10 @@
 //!
 //! **Leaf ABI** (x86-64; AArch64's is in [`neon`]). Every micro-kernel is a leaf function of the target's C
 //! calling convention (System V only: [`crate::isa::Caps::avx2`] is false
-//! for any other), taking only integer/pointer arguments in registers,
-//! returning nothing, using no stack, touching no callee-saved register,
+//! for any other), taking only integer/pointer arguments (six in
+//! registers; a seventh, [`avx512::qdot_tile_tail`]'s, read from the
+//! caller's stack by one `mov` from `[rsp + 8]`), returning nothing,
+//! pushing nothing and writing no stack, touching no callee-saved register,
 //! and ending with `vzeroupper` (Cranelift's own code may use legacy-SSE
 //! encodings, which a dirty upper state slows down by an order of
 //! magnitude: DESIGN-NOTES §8 rule 5).

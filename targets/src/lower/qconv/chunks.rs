@@ -20,7 +20,9 @@ use cranelift_codegen::ir::{InstBuilder, Value};
 
 use super::super::epilogue::Act;
 use super::super::{Kernel, LResult};
-use super::{pack_b, row_blocks, tile, unit_input, Dims, Ptrs, Unit};
+use super::store::res_bytes;
+use super::tiles::Assembled;
+use super::{epilogue, out_index, pack_b, row_blocks, tile, tile_sums, unit_input, Dims, Ptrs, Unit};
 
 /// Weights (bytes of A per group) past which units run in chunks: about
 /// half of the smallest L2 the x86-64 targets have (512 KiB on Zen 2/3).
@@ -34,7 +36,9 @@ const CHUNK_B_BYTES: usize = 320 << 10;
 /// Units per chunk for `d` (1: no chunks): one group, weights past
 /// [`CHUNK_WEIGHTS`], as many units as [`CHUNK_B_BYTES`] holds, evened
 /// out over the image's units (so a plane's short last unit joins the
-/// units before it rather than running alone).
+/// units before it rather than running alone: exactly so where a task
+/// starts at an image's first unit, as one thread's single task does;
+/// chunks step from the task's first unit and may span images).
 pub(super) fn span(d: &Dims) -> usize {
     let a_bytes = d.a_steps() * d.a_step_bytes(d.rows) * d.mg.div_ceil(d.rows);
     let unit_b = d.steps * d.step_bytes();
@@ -83,15 +87,69 @@ pub(super) fn run(
         });
         let first = unit(k, c);
         result = result.clone().and(row_blocks(k, d, p, &first, |k, a_blk, m0, rows| {
+            let ride = p.tiles.as_ref().and_then(|t| Some((t.ride[usize::from(rows != d.rows)]?, t)));
             let mut r: LResult = Ok(());
-            k.for_dyn(c, end, 1, |k, u| {
-                let u = unit(k, u);
-                r = r.clone().and(by_unit(k, d, &u, tail, |k, valid| tile(k, d, act, p, &u, a_blk, m0, rows, valid)));
+            k.for_dyn(c, end, 1, |k, at| {
+                let u = unit(k, at);
+                let Some((code, t)) = ride else {
+                    r = r
+                        .clone()
+                        .and(by_unit(k, d, &u, tail, |k, valid| tile(k, d, act, p, &u, a_blk, m0, rows, valid)));
+                    return;
+                };
+                // an image's last whole unit with its tail in the chunk: both in
+                // one call; the tail after it in the chunk: done; else alone
+                let next = k.b.ins().iadd_imm_s(at, 1);
+                let held = k.b.ins().icmp(IntCC::SignedLessThan, next, end);
+                let before = k.b.ins().icmp_imm_s(IntCC::Equal, u.jp, (d.units - 2) as i64);
+                let both = k.b.ins().band(held, before);
+                let after_first = k.b.ins().icmp(IntCC::SignedGreaterThan, at, c);
+                let last = k.b.ins().icmp_imm_s(IntCC::Equal, u.jp, (d.units - 1) as i64);
+                let done = k.b.ins().band(after_first, last);
+                let taken = k.b.ins().bor(both, done);
+                k.if_then(both, |k| {
+                    let tail_unit =
+                        Unit { jp: k.b.ins().iadd_imm_s(u.jp, 1), packed: k.add_c(u.packed, unit_bytes), ..u };
+                    r = r.clone().and(ride_along(k, d, act, p, (&u, &tail_unit), (code, t), (a_blk, m0, rows), tail));
+                });
+                let alone = k.b.ins().icmp_imm_s(IntCC::Equal, taken, 0);
+                k.if_then(alone, |k| {
+                    r = r
+                        .clone()
+                        .and(by_unit(k, d, &u, tail, |k, valid| tile(k, d, act, p, &u, a_blk, m0, rows, valid)));
+                });
             });
             r
         }));
     });
     result
+}
+
+/// Unit `u` (whole) and the image's last unit `t` (`tail` pixels, its B
+/// compacted right after `u`'s) on the row block `(a_blk, m0, rows)`: the
+/// fused tile with the tail riding along (`ukernel::avx512::qdot_tile_tail`)
+/// stores `u`'s results and leaves `t`'s sums in [`Assembled::sums`]; then
+/// `t`'s Cranelift epilogue.
+#[allow(clippy::too_many_arguments)]
+fn ride_along(
+    k: &mut Kernel,
+    d: &Dims,
+    act: Act,
+    p: &Ptrs,
+    (u, t): (&Unit, &Unit),
+    (code, tiles): (Value, &Assembled),
+    (a_blk, m0, rows): (Value, Value, usize),
+    tail: usize,
+) -> LResult {
+    let table = p.table.ok_or("internal: a riding tail without the tile's epilogue table")?;
+    let e = out_index(k, d, u, m0);
+    let out = k.addr(p.out, e, if p.quant.is_some() { 1 } else { 4 });
+    let res = p.res.map_or(out, |r| k.addr(r, e, res_bytes(p.res_grid)));
+    let tab = k.addr(table, m0, 12);
+    let n = k.ic(d.a_steps() as i64);
+    k.b.ins().call_indirect(tiles.ride_sig, code, &[a_blk, u.packed, out, n, tab, res, tiles.sums]);
+    let sums = tile_sums(k, d, p, tiles, m0, rows);
+    epilogue(k, d, act, p, t, (m0, rows), tail, &sums)
 }
 
 /// `body(k, valid)` for unit `u`'s pixels: `d.px`, or `tail` in an

@@ -9,7 +9,7 @@ use super::super::{Family, Kernel};
 use super::pack::QuadPack;
 use super::{pairs, Dims};
 use crate::ukernel::avx2::{qbyte_tile, qgemm_tile, ymm_qdot_tail, ymm_tail_lanes, QdotEpi, YMM_TAIL_PIXELS};
-use crate::ukernel::avx512::{qdot_tail, qdot_tile, QDOT_TAIL_PIXELS};
+use crate::ukernel::avx512::{qdot_tail, qdot_tile, qdot_tile_tail, QDOT_TAIL_PIXELS};
 use crate::ukernel::neon::{mull_tile, sdot_tile};
 
 /// The assembled tiles of one kernel (AVX2 pairs, or VNNI, AVX2, `sdot`
@@ -26,11 +26,16 @@ use crate::ukernel::neon::{mull_tile, sdot_tile};
 /// AVX2 and no VNNI, for a last unit of at most [`YMM_TAIL_PIXELS`], AVX2's
 /// (`ukernel::avx2::ymm_qdot_tail`, pairs or quads as the tiles) and its
 /// lane table. With listed steps (`Dims::listed`) no tail products: the
-/// sums-only listed tile takes a last partial unit.
+/// sums-only listed tile takes a last partial unit. Where units run in
+/// chunks (VNNI, dense), the fused tile with that tail riding along
+/// (`ukernel::avx512::qdot_tile_tail`) for a chunk holding both.
 pub(super) struct Assembled {
     pub(super) code: [Option<Value>; 2],
     pub(super) fused: [Option<Value>; 2],
     pub(super) tail: [Option<Value>; 2],
+    pub(super) ride: [Option<Value>; 2],
+    /// The signature of [`Assembled::ride`] (a seventh argument).
+    pub(super) ride_sig: SigRef,
     pub(super) index: Option<Value>,
     /// Byte quads at strides 1 and 2: the assembled packer of whole units.
     pub(super) pack: Option<QuadPack>,
@@ -41,10 +46,16 @@ pub(super) struct Assembled {
 impl Assembled {
     /// `tail`: the last unit's pixels; fewer than `px` take the sums-only
     /// tile (or the tail products) and the Cranelift epilogue even when
-    /// `epi` is given.
-    pub(super) fn new(k: &mut Kernel, d: &Dims, epi: Option<&QdotEpi>, tail: usize) -> Result<Assembled, String> {
+    /// `epi` is given. `chunked`: units run in chunks ([`super::chunks`]).
+    pub(super) fn new(
+        k: &mut Kernel,
+        d: &Dims,
+        epi: Option<&QdotEpi>,
+        tail: usize,
+        chunked: bool,
+    ) -> Result<Assembled, String> {
         let partial = tail != d.px;
-        let (mut code, mut fused, mut tails) = ([None, None], [None, None], [None, None]);
+        let (mut code, mut fused, mut tails, mut ride) = ([None, None], [None, None], [None, None], [None, None]);
         // a size no block has is not assembled (its bytes would sit unused in the object)
         let full = if d.mg >= d.rows { d.rows } else { 0 };
         let (vnni, dotprod, neon) = (k.caps.vnni, k.caps.dotprod, k.caps.neon);
@@ -76,6 +87,10 @@ impl Assembled {
                     false => (Family::Avx512, qdot_tail(r, tail).map_err(|e| format!("internal: VNNI tail: {e}"))?),
                 };
                 tails[i] = Some(k.code(family, bytes));
+                if let Some(e) = epi.filter(|_| vnni && chunked && d.units >= 2) {
+                    let bytes = qdot_tile_tail(r, e, tail).map_err(|e| format!("internal: VNNI tile and tail: {e}"))?;
+                    ride[i] = Some(k.code(Family::Avx512, bytes));
+                }
             }
             if let Some(e) = epi {
                 // whole units all in pairs (the wide tiles) need no tile of their own
@@ -104,8 +119,9 @@ impl Assembled {
             false => k.blob((0..16i32).flat_map(|r| (16 * r).to_le_bytes()).collect()),
         });
         let sig = k.ukernel_sig(6);
+        let ride_sig = k.ukernel_sig(7);
         let pack = QuadPack::new(k, d)?;
         let sums = k.task_scratch(d.rows * 4 * d.px);
-        Ok(Assembled { code, fused, tail: tails, index, pack, sig, sums })
+        Ok(Assembled { code, fused, tail: tails, ride, ride_sig, index, pack, sig, sums })
     }
 }

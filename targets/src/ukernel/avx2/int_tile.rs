@@ -141,7 +141,22 @@ pub(crate) fn int_tile<R: IntVreg>(
     rows: usize,
     (epi, steps): (Option<&QdotEpi>, KSteps),
     setup: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
+    row: impl FnMut(&mut CodeAssembler, usize, R) -> Result<(), IcedError>,
+) -> Result<Vec<u8>, IcedError>
+where
+    CodeAssembler: IntOps<R>,
+{
+    int_tile_then(rows, (epi, steps), setup, row, |_| Ok(()))
+}
+
+/// [`int_tile`] with `after` between the K loop and the stores (whatever
+/// else the loop summed, stored from registers the stores leave alone).
+pub(crate) fn int_tile_then<R: IntVreg>(
+    rows: usize,
+    (epi, steps): (Option<&QdotEpi>, KSteps),
+    setup: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
     mut row: impl FnMut(&mut CodeAssembler, usize, R) -> Result<(), IcedError>,
+    after: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
 ) -> Result<Vec<u8>, IcedError>
 where
     CodeAssembler: IntOps<R>,
@@ -176,6 +191,7 @@ where
         }
         a.add(a_p, (4 * rows) as i32)
     })?;
+    after(&mut a)?;
     int_store(&mut a, acc, 1, epi)?;
     for &r in R::UPPER {
         R::zero(&mut a, r)?;

@@ -25,9 +25,11 @@ pub fn quad_pack_vbmi(segments: usize, stride: usize, gap: i64) -> Result<Vec<u8
     let merge = [k2, k3, k4];
     let mut a = CodeAssembler::new(64)?;
     a.set_prefer_vex(false);
-    // the loads' bytes: pixel 15's quad ends 15·stride bytes on
-    a.mov(eax, ((1u64 << (15 * stride + 1)) - 1) as u32)?;
-    a.kmovd(k1, eax)?;
+    // stride 2's loads: 31 bytes, pixel 15's quad ends 30 bytes on
+    if stride == 2 {
+        a.mov(eax, 0x7fff_ffffu32)?;
+        a.kmovd(k1, eax)?;
+    }
     // byte 4p + j of a step is K value j of pixel p, `stride · p` bytes into
     // value j's span (values 0 and 1 in the first table's halves, 2 and 3
     // in the second's): dword p of the index is `0x60402000 + stride · p ·
