@@ -1303,7 +1303,7 @@ fn stack_argument(i: &iced_x86::Instruction) -> bool {
         && i.memory_base() == Register::RSP
         && i.memory_index() == Register::None
         && i.memory_displacement64() >= 8
-        && i.memory_displacement64() % 8 == 0
+        && i.memory_displacement64().is_multiple_of(8)
 }
 
 /// Whether `i` is a zeroing idiom: an xor of one register with itself.
