@@ -394,19 +394,11 @@ fn run_items(
         let ng = k.b.ins().udiv_imm_u(u, per as i64);
         let (gi, ni) = (k.b.ins().urem_imm_u(ng, d.groups as i64), k.b.ins().udiv_imm_u(ng, d.groups as i64));
         let unit = Unit { jp, gi, ni, packed: ptrs.bbuf };
-        if d.paired {
+        result = match d.paired {
             // `jp` counts pairs here
-            result = pairs::item(k, d, act, ptrs, &unit, tail);
-        } else if tail == d.px {
-            result = unit_body(k, d, act, ptrs, &unit, d.px);
-        } else {
-            let last = k.b.ins().icmp_imm_s(IntCC::Equal, jp, (d.units - 1) as i64);
-            let not_last = k.b.ins().icmp_imm_s(IntCC::NotEqual, jp, (d.units - 1) as i64);
-            let mut r = Ok(());
-            k.if_then(last, |k| r = unit_body(k, d, act, ptrs, &unit, tail));
-            k.if_then(not_last, |k| r = r.clone().and(unit_body(k, d, act, ptrs, &unit, d.px)));
-            result = r;
-        }
+            true => pairs::item(k, d, act, ptrs, &unit, tail),
+            false => by_unit(k, d, &unit, tail, |k, valid| unit_body(k, d, act, ptrs, &unit, valid)),
+        };
     });
     result
 }
@@ -544,6 +536,26 @@ fn zero_point_sums(d: &Dims, w: &[f64], kk: usize) -> Vec<i32> {
         .collect()
 }
 
+/// `body(k, valid)` for unit `u`'s pixels: `d.px`, or `tail` in an
+/// image's last unit (a branch where the two differ).
+fn by_unit(
+    k: &mut Kernel,
+    d: &Dims,
+    u: &Unit,
+    tail: usize,
+    mut body: impl FnMut(&mut Kernel, usize) -> LResult,
+) -> LResult {
+    if tail == d.px {
+        return body(k, d.px);
+    }
+    let last = k.b.ins().icmp_imm_s(IntCC::Equal, u.jp, (d.units - 1) as i64);
+    let not_last = k.b.ins().icmp_imm_s(IntCC::NotEqual, u.jp, (d.units - 1) as i64);
+    let mut r = Ok(());
+    k.if_then(last, |k| r = body(k, tail));
+    k.if_then(not_last, |k| r = r.clone().and(body(k, d.px)));
+    r
+}
+
 /// Packs the unit's B panels, then runs every row block; `valid` pixels of
 /// the unit are stored (`d.px`, or fewer in an image's last unit).
 fn unit_body(k: &mut Kernel, d: &Dims, act: Act, p: &Ptrs, u: &Unit, valid: usize) -> LResult {
@@ -590,8 +602,9 @@ fn row_blocks(
 }
 
 /// Calls a tile with its own epilogue (`code`, signature `sig`, reading B
-/// at [`Ptrs::bbuf`]) on the block of output channels from `m0` and unit
+/// at [`Unit::packed`]) on the block of output channels from `m0` and unit
 /// `u`'s pixels: it stores the f32 (or requantised u8) results itself.
+/// `more`: arguments past the tile's six (the riding tail's sums).
 #[allow(clippy::too_many_arguments)]
 fn call_fused(
     k: &mut Kernel,
@@ -600,15 +613,17 @@ fn call_fused(
     u: &Unit,
     (code, sig): (Value, SigRef),
     table: Value,
-    a_blk: Value,
-    m0: Value,
+    (a_blk, m0): (Value, Value),
+    more: &[Value],
 ) {
     let e = out_index(k, d, u, m0);
     let out = k.addr(p.out, e, if p.quant.is_some() { 1 } else { 4 });
     let res = p.res.map_or(out, |r| k.addr(r, e, res_bytes(p.res_grid)));
     let tab = k.addr(table, m0, 12);
     let n = k.ic(d.a_steps() as i64);
-    k.b.ins().call_indirect(sig, code, &[a_blk, u.packed, out, n, tab, res]);
+    let mut args = vec![a_blk, u.packed, out, n, tab, res];
+    args.extend_from_slice(more);
+    k.b.ins().call_indirect(sig, code, &args);
 }
 
 /// One register tile: `rows` output channels from `m0` × the unit's
@@ -628,7 +643,7 @@ fn tile(
     let which = usize::from(rows != d.rows);
     let fused = p.tiles.as_ref().and_then(|t| Some((t.fused[which]?, t)));
     if let (Some((code, t)), Some(table), true) = (fused, p.table, valid == d.px) {
-        call_fused(k, d, p, u, (code, t.sig), table, a_blk, m0);
+        call_fused(k, d, p, u, (code, t.sig), table, (a_blk, m0), &[]);
         return Ok(());
     }
     // the tail products for a last unit of few pixels, else the sums-only tile

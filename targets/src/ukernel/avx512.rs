@@ -61,6 +61,17 @@ pub fn qdot_tile(rows: usize, epi: Option<&QdotEpi>, steps: KSteps) -> Result<Ve
     int_tile::<AsmRegisterZmm>(rows, (epi, steps), setup, |a, r, ac| a.vpdpbusd(ac, zmm12, quad(r)))
 }
 
+/// The dwords `0, 1, …, 15` in `dst` (`rax` and `tmp`, the low 128 bits
+/// of `dst` or another register, clobbered): the lane numbers the
+/// assembled kernels build scatter and permute indices from.
+fn lane_indices(a: &mut CodeAssembler, dst: AsmRegisterZmm, tmp: AsmRegisterXmm) -> Result<(), IcedError> {
+    a.mov(rax, 0x0706_0504_0302_0100u64)?;
+    a.vmovq(tmp, rax)?;
+    a.mov(rax, 0x0f0e_0d0c_0b0a_0908u64)?;
+    a.vpinsrq(tmp, tmp, rax, 1)?;
+    a.vpmovzxbd(dst, tmp)
+}
+
 /// The tail's accumulators in [`qdot_tile_tail`]: registers the tile and
 /// its epilogue leave alone.
 const RIDE_ACC: [AsmRegisterZmm; QDOT_TAIL_PIXELS] = [zmm16, zmm17, zmm18, zmm19, zmm20, zmm21, zmm22, zmm23];
@@ -110,11 +121,7 @@ pub fn qdot_tile_tail(rows: usize, epi: &QdotEpi, tail: usize) -> Result<Vec<u8>
     };
     let after = |a: &mut CodeAssembler| {
         // row r's sums 16·r dwords on: the scatter's index
-        a.mov(rax, 0x0706_0504_0302_0100u64)?;
-        a.vmovq(xmm13, rax)?;
-        a.mov(rax, 0x0f0e_0d0c_0b0a_0908u64)?;
-        a.vpinsrq(xmm13, xmm13, rax, 1)?;
-        a.vpmovzxbd(idx, xmm13)?;
+        lane_indices(a, idx, xmm13)?;
         a.vpslld(idx, idx, 4)?;
         for (p, &t) in acc.iter().enumerate() {
             // a scatter clears its mask as it goes

@@ -20,9 +20,8 @@ use cranelift_codegen::ir::{InstBuilder, Value};
 
 use super::super::epilogue::Act;
 use super::super::{Kernel, LResult};
-use super::store::res_bytes;
 use super::tiles::Assembled;
-use super::{epilogue, out_index, pack_b, row_blocks, tile, tile_sums, unit_input, Dims, Ptrs, Unit};
+use super::{by_unit, call_fused, epilogue, pack_b, row_blocks, tile, tile_sums, unit_input, Dims, Ptrs, Unit};
 
 /// Weights (bytes of A per group) past which units run in chunks: about
 /// half of the smallest L2 the x86-64 targets have (512 KiB on Zen 2/3).
@@ -87,42 +86,54 @@ pub(super) fn run(
         });
         let first = unit(k, c);
         result = result.clone().and(row_blocks(k, d, p, &first, |k, a_blk, m0, rows| {
-            let ride = p.tiles.as_ref().and_then(|t| Some((t.ride[usize::from(rows != d.rows)]?, t)));
             let mut r: LResult = Ok(());
             k.for_dyn(c, end, 1, |k, at| {
                 let u = unit(k, at);
-                let Some((code, t)) = ride else {
-                    r = r
-                        .clone()
-                        .and(by_unit(k, d, &u, tail, |k, valid| tile(k, d, act, p, &u, a_blk, m0, rows, valid)));
-                    return;
-                };
-                // an image's last whole unit with its tail in the chunk: both in
-                // one call; the tail after it in the chunk: done; else alone
-                let next = k.b.ins().iadd_imm_s(at, 1);
-                let held = k.b.ins().icmp(IntCC::SignedLessThan, next, end);
-                let before = k.b.ins().icmp_imm_s(IntCC::Equal, u.jp, (d.units - 2) as i64);
-                let both = k.b.ins().band(held, before);
-                let after_first = k.b.ins().icmp(IntCC::SignedGreaterThan, at, c);
-                let last = k.b.ins().icmp_imm_s(IntCC::Equal, u.jp, (d.units - 1) as i64);
-                let done = k.b.ins().band(after_first, last);
-                let taken = k.b.ins().bor(both, done);
-                k.if_then(both, |k| {
-                    let tail_unit =
-                        Unit { jp: k.b.ins().iadd_imm_s(u.jp, 1), packed: k.add_c(u.packed, unit_bytes), ..u };
-                    r = r.clone().and(ride_along(k, d, act, p, (&u, &tail_unit), (code, t), (a_blk, m0, rows), tail));
-                });
-                let alone = k.b.ins().icmp_imm_s(IntCC::Equal, taken, 0);
-                k.if_then(alone, |k| {
-                    r = r
-                        .clone()
-                        .and(by_unit(k, d, &u, tail, |k, valid| tile(k, d, act, p, &u, a_blk, m0, rows, valid)));
-                });
+                r = r.clone().and(unit_tile(k, d, act, p, (&u, at), (c, end), (a_blk, m0, rows), tail));
             });
             r
         }));
     });
     result
+}
+
+/// Unit `u` (item `at` of the chunk `c..end`) on the row block `(a_blk,
+/// m0, rows)`: its own tile, or where the target has the riding tail
+/// (`ukernel::avx512::qdot_tile_tail`), an image's last whole unit and
+/// the short last unit after it in the chunk in one call (which that
+/// last unit then skips).
+#[allow(clippy::too_many_arguments)]
+fn unit_tile(
+    k: &mut Kernel,
+    d: &Dims,
+    act: Act,
+    p: &Ptrs,
+    (u, at): (&Unit, Value),
+    (c, end): (Value, Value),
+    (a_blk, m0, rows): (Value, Value, usize),
+    tail: usize,
+) -> LResult {
+    let alone = |k: &mut Kernel| by_unit(k, d, u, tail, |k, valid| tile(k, d, act, p, u, a_blk, m0, rows, valid));
+    let Some((code, t)) = p.tiles.as_ref().and_then(|t| Some((t.ride[usize::from(rows != d.rows)]?, t))) else {
+        return alone(k);
+    };
+    let next = k.b.ins().iadd_imm_s(at, 1);
+    let held = k.b.ins().icmp(IntCC::SignedLessThan, next, end);
+    let before = k.b.ins().icmp_imm_s(IntCC::Equal, u.jp, (d.units - 2) as i64);
+    let both = k.b.ins().band(held, before);
+    let after_first = k.b.ins().icmp(IntCC::SignedGreaterThan, at, c);
+    let last = k.b.ins().icmp_imm_s(IntCC::Equal, u.jp, (d.units - 1) as i64);
+    let done = k.b.ins().band(after_first, last);
+    let taken = k.b.ins().bor(both, done);
+    let mut r: LResult = Ok(());
+    k.if_then(both, |k| {
+        let unit_bytes = (d.steps * d.step_bytes()) as i64;
+        let tail_unit = Unit { jp: k.b.ins().iadd_imm_s(u.jp, 1), packed: k.add_c(u.packed, unit_bytes), ..*u };
+        r = ride_along(k, d, act, p, (u, &tail_unit), (code, t), (a_blk, m0, rows), tail);
+    });
+    let single = k.b.ins().icmp_imm_s(IntCC::Equal, taken, 0);
+    k.if_then(single, |k| r = r.clone().and(alone(k)));
+    r
 }
 
 /// Unit `u` (whole) and the image's last unit `t` (`tail` pixels, its B
@@ -142,32 +153,8 @@ fn ride_along(
     tail: usize,
 ) -> LResult {
     let table = p.table.ok_or("internal: a riding tail without the tile's epilogue table")?;
-    let e = out_index(k, d, u, m0);
-    let out = k.addr(p.out, e, if p.quant.is_some() { 1 } else { 4 });
-    let res = p.res.map_or(out, |r| k.addr(r, e, res_bytes(p.res_grid)));
-    let tab = k.addr(table, m0, 12);
-    let n = k.ic(d.a_steps() as i64);
-    k.b.ins().call_indirect(tiles.ride_sig, code, &[a_blk, u.packed, out, n, tab, res, tiles.sums]);
+    let sig = k.ukernel_sig(7);
+    call_fused(k, d, p, u, (code, sig), table, (a_blk, m0), &[tiles.sums]);
     let sums = tile_sums(k, d, p, tiles, m0, rows);
     epilogue(k, d, act, p, t, (m0, rows), tail, &sums)
-}
-
-/// `body(k, valid)` for unit `u`'s pixels: `d.px`, or `tail` in an
-/// image's last unit (a branch where the two differ).
-fn by_unit(
-    k: &mut Kernel,
-    d: &Dims,
-    u: &Unit,
-    tail: usize,
-    mut body: impl FnMut(&mut Kernel, usize) -> LResult,
-) -> LResult {
-    if tail == d.px {
-        return body(k, d.px);
-    }
-    let last = k.b.ins().icmp_imm_s(IntCC::Equal, u.jp, (d.units - 1) as i64);
-    let not_last = k.b.ins().icmp_imm_s(IntCC::NotEqual, u.jp, (d.units - 1) as i64);
-    let mut r = Ok(());
-    k.if_then(last, |k| r = body(k, tail));
-    k.if_then(not_last, |k| r = r.clone().and(body(k, d.px)));
-    r
 }

@@ -28,10 +28,15 @@ pub(super) fn pack_b(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit, xb: Value, va
         Some(pack) if valid == d.px => pack.call(k, d, p, (xb, u.jp, first), dst),
         _ => pack_halves(k, d, p, (xb, first), valid, dst),
     }
-    let tail_products = p.tiles.as_ref().is_some_and(|t| t.tail.iter().any(Option::is_some));
-    if valid < d.px && tail_products {
+    if valid < d.px && tail_products(p) {
         compact(k, d, dst, valid);
     }
+}
+
+/// Whether a last partial unit runs on the tail products (which read
+/// only its valid pixels, compacted).
+fn tail_products(p: &Ptrs) -> bool {
+    p.tiles.as_ref().is_some_and(|t| t.index.is_some())
 }
 
 /// The tail products' B: each K step's first `valid` pixels (4 bytes
@@ -147,7 +152,7 @@ impl QuadPack {
 /// [`pack_b`] in halves of 8 pixels, each on its vector or scalar path.
 fn pack_halves(k: &mut Kernel, d: &Dims, p: &Ptrs, (xb, first): (Value, Value), valid: usize, to: Value) {
     // the tail products read only the valid pixels
-    let tail = valid < d.px && p.tiles.as_ref().is_some_and(|t| t.index.is_some());
+    let tail = valid < d.px && tail_products(p);
     for h in 0..d.px / 8 {
         if tail && 8 * h >= valid {
             break;

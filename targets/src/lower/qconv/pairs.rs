@@ -112,7 +112,7 @@ fn pair(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit) -> LResult {
     pack_b(k, d, p, &second, xb, d.px, dst);
     row_blocks(k, d, p, u, |k, a_blk, m0, rows| {
         let code = w.code[usize::from(rows != d.rows)].ok_or("internal: no wide tile for the row block")?;
-        call_fused(k, d, p, u, (code, w.sig), table, a_blk, m0);
+        call_fused(k, d, p, u, (code, w.sig), table, (a_blk, m0), &[]);
         Ok(())
     })
 }

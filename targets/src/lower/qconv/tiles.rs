@@ -33,9 +33,9 @@ pub(super) struct Assembled {
     pub(super) code: [Option<Value>; 2],
     pub(super) fused: [Option<Value>; 2],
     pub(super) tail: [Option<Value>; 2],
+    /// The fused tile with a tail riding along (a seventh argument:
+    /// `Kernel::ukernel_sig(7)`).
     pub(super) ride: [Option<Value>; 2],
-    /// The signature of [`Assembled::ride`] (a seventh argument).
-    pub(super) ride_sig: SigRef,
     pub(super) index: Option<Value>,
     /// Byte quads at strides 1 and 2: the assembled packer of whole units.
     pub(super) pack: Option<QuadPack>,
@@ -87,7 +87,7 @@ impl Assembled {
                     false => (Family::Avx512, qdot_tail(r, tail).map_err(|e| format!("internal: VNNI tail: {e}"))?),
                 };
                 tails[i] = Some(k.code(family, bytes));
-                if let Some(e) = epi.filter(|_| vnni && chunked && d.units >= 2) {
+                if let Some(e) = epi.filter(|_| vnni && chunked) {
                     let bytes = qdot_tile_tail(r, e, tail).map_err(|e| format!("internal: VNNI tile and tail: {e}"))?;
                     ride[i] = Some(k.code(Family::Avx512, bytes));
                 }
@@ -119,9 +119,8 @@ impl Assembled {
             false => k.blob((0..16i32).flat_map(|r| (16 * r).to_le_bytes()).collect()),
         });
         let sig = k.ukernel_sig(6);
-        let ride_sig = k.ukernel_sig(7);
         let pack = QuadPack::new(k, d)?;
         let sums = k.task_scratch(d.rows * 4 * d.px);
-        Ok(Assembled { code, fused, tail: tails, ride, ride_sig, index, pack, sig, sums })
+        Ok(Assembled { code, fused, tail: tails, ride, index, pack, sig, sums })
     }
 }

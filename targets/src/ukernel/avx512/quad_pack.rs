@@ -34,11 +34,7 @@ pub fn quad_pack_vbmi(segments: usize, stride: usize, gap: i64) -> Result<Vec<u8
     // value j's span (values 0 and 1 in the first table's halves, 2 and 3
     // in the second's): dword p of the index is `0x60402000 + stride · p ·
     // 0x01010101` (no carries: stride · p < 32)
-    a.mov(rax, 0x0706_0504_0302_0100u64)?;
-    a.vmovq(xmm6, rax)?;
-    a.mov(rax, 0x0f0e_0d0c_0b0a_0908u64)?;
-    a.vpinsrq(xmm6, xmm6, rax, 1)?;
-    a.vpmovzxbd(idx, xmm6)?;
+    super::lane_indices(&mut a, idx, xmm6)?;
     a.mov(eax, (stride as u32) * 0x0101_0101)?;
     a.vpbroadcastd(t, eax)?;
     a.vpmulld(idx, idx, t)?;
