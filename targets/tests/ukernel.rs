@@ -720,6 +720,87 @@ fn max_pool_rows_equal_the_128_bit_pass() {
     }
 }
 
+/// The assembled plane pad (`ukernel::avx512::pad_planes`, a constant Pad
+/// of the last two axes on AVX-512BW targets) against a naive pad and
+/// against Cranelift's (micro-kernels off): u8, i8, i16, f32 and f64
+/// planes; output rows of fewer than 64 bytes, exactly 64 and 128, and
+/// several chunks with a partial one; a left border wider than a chunk
+/// (a chunk of the value only); pads on one side, on the row axis only,
+/// on the column axis only; one row; many planes. Printed and skipped
+/// without AVX-512 VNNI (whose CPUs all have AVX-512BW).
+#[test]
+fn plane_pads_equal_a_naive_pad() {
+    // (dtype, element bytes, value, value's bits, planes, (h, w), [top, left, bottom, right])
+    let cases: [(&str, usize, &str, u64, usize, (usize, usize), [usize; 4]); 12] = [
+        ("u8", 1, "128.0", 128, 64, (7, 7), [1, 1, 1, 1]),
+        ("u8", 1, "0.0", 0, 3, (56, 56), [1, 1, 1, 1]),
+        ("u8", 1, "3.0", 3, 2, (5, 62), [1, 1, 1, 1]),
+        ("u8", 1, "3.0", 3, 2, (4, 126), [0, 1, 2, 1]),
+        ("u8", 1, "9.0", 9, 2, (3, 150), [2, 3, 0, 5]),
+        ("u8", 1, "7.0", 7, 2, (4, 10), [0, 70, 0, 3]),
+        ("i8", 1, "-5.0", 0xfb, 3, (1, 9), [3, 0, 0, 4]),
+        ("u8", 1, "1.0", 1, 5, (6, 8), [2, 0, 3, 0]),
+        ("i16", 2, "-7.0", 0xfff9, 2, (5, 33), [1, 2, 1, 2]),
+        ("f32", 4, "0.5", 0x3f00_0000, 2, (4, 40), [1, 3, 2, 1]),
+        ("f32", 4, "-2.0", 0xc000_0000, 1, (3, 16), [0, 0, 0, 0]),
+        ("f64", 8, "3.0", 0x4008_0000_0000_0000, 2, (3, 9), [1, 1, 1, 1]),
+    ];
+    for (i, &(dt, es, v, bits, planes, (h, w), [top, left, bottom, right])) in cases.iter().enumerate() {
+        let (oh, ow) = (top + h + bottom, left + w + right);
+        let text = format!(
+            "graph \"p\"\n  input %0 \"x\": {dt}[1,{planes},{h},{w}]\n  %1 = Pad{{pads=[0,0,{top},{left},0,0,{bottom},{right}], mode=constant, value={v}}}(%0): {dt}[1,{planes},{oh},{ow}] @\"p\"\n  output \"y\" = %1\n"
+        );
+        let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let x: Vec<u8> = (0..planes * h * w * es).map(|j| (j * 7919 % 251) as u8).collect();
+        let dtype = g.ty(g.inputs[0]).dtype;
+        let input = Tensor::from_bytes(dtype, vec![1, planes, h, w], x.clone()).unwrap();
+        let run = |ukernels: bool| {
+            let mut o = CompileOptions::parse("host", "native", "t").unwrap();
+            o.ukernels = ukernels;
+            let jm = jit_compile(&g, &o).unwrap_or_else(|e| panic!("{e}"));
+            let m = jm.model();
+            let mut out = vec![0u8; m.info().outputs[0].bytes];
+            let mut arena = m.new_arena();
+            m.run(&[input.bytes()], &mut [&mut out[..]], &mut arena).unwrap();
+            (out, jm.report().micro_kernels, jm.report().caps)
+        };
+        let (on, n_on, caps) = run(true);
+        if !caps.vnni {
+            eprintln!("skipped: the host has no AVX-512 VNNI (and so no AVX-512BW promised), so no plane pad to check");
+            return;
+        }
+        let (off, n_off, _) = run(false);
+        let no_pad = top + left + bottom + right == 0;
+        assert!((n_on == 1 || no_pad) && n_off == 0, "case {i}: {n_on} / {n_off} micro-kernels");
+        let value = &bits.to_le_bytes()[..es];
+        let mut want = Vec::with_capacity(on.len());
+        for p in 0..planes {
+            for y in 0..oh {
+                for c in 0..ow {
+                    let inside = (top..top + h).contains(&y) && (left..left + w).contains(&c);
+                    match inside {
+                        true => {
+                            let at = ((p * h + y - top) * w + c - left) * es;
+                            want.extend_from_slice(&x[at..at + es]);
+                        }
+                        false => want.extend_from_slice(value),
+                    }
+                }
+            }
+        }
+        assert_eq!(on.len(), want.len(), "case {i}");
+        let diff = on.iter().zip(&want).position(|(a, b)| a != b);
+        assert!(
+            diff.is_none(),
+            "case {i}: byte {diff:?} of {}: {:?} vs {:?}",
+            on.len(),
+            diff.map(|d| on[d]),
+            diff.map(|d| want[d])
+        );
+        assert!(off == want, "case {i}: Cranelift's pad differs from the naive one");
+    }
+}
+
 /// Bit equality, any NaN equal to any NaN.
 fn same_bits(name: &str, a: &[f32], b: &[f32]) {
     let diff = a.iter().zip(b).position(|(x, y)| x.to_bits() != y.to_bits() && !(x.is_nan() && y.is_nan()));
@@ -1233,6 +1314,16 @@ fn other_kernels() -> Vec<(String, Vec<u8>)> {
             let p = PoolRow { kh, kw, stride, row_bytes: 448, zmm };
             kernels.push((format!("max pool row {p:?}"), max_pool_row(&p).unwrap()));
         }
+    }
+    {
+        use kerf_targets::ukernel::avx512::{pad_planes, PadPlanes};
+        for (w, left, right, top) in [(7, 1, 1, 1), (150, 3, 5, 2), (10, 70, 3, 0), (62, 1, 1, 20)] {
+            let p = PadPlanes { h: 4, w, top, bottom: 1, left, right, value: 9, elem: 1 };
+            kernels.push((format!("plane pad {p:?}"), pad_planes(&p).unwrap().unwrap()));
+        }
+        // four-byte elements, a row of 16 whole chunks
+        let p = PadPlanes { h: 2, w: 8, top: 1, bottom: 1, left: 4, right: 1012, value: 1, elem: 4 };
+        kernels.push((format!("plane pad {p:?}"), pad_planes(&p).unwrap().unwrap()));
     }
     for zmm in [false, true] {
         use kerf_targets::ukernel::quantize::{quantize_blocks, QuantBlocks};

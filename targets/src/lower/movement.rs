@@ -13,6 +13,7 @@ use kerf_ir::op::{CoordMode, NearestMode, PadMode, ResizeMode};
 use kerf_ir::{DType, Op};
 
 use super::{Kernel, LResult};
+use crate::ukernel::avx512::PadPlanes;
 
 fn int_ty(size: usize) -> Type {
     match size {
@@ -210,27 +211,30 @@ pub fn copy(k: &mut Kernel) -> LResult {
     Ok(())
 }
 
-fn fill(k: &mut Kernel, dst: Value, n: usize, d: DType, v: f32) -> LResult {
-    let val = match d {
-        DType::F32 => k.fc(v),
-        d if d.is_int() || d == DType::Bool => {
-            let t = int_ty(d.size());
-            k.b.ins().iconst(t, v as i64)
-        }
-        // f16/bf16/f64: the value's bit pattern (as the reference encodes it),
-        // stored as a same-width integer, zero-extended as Cranelift wants
+/// The bits of the pad value `v` as an element of `d` (zero-extended from
+/// the element's size): the float's bits, the integer's two's complement,
+/// f16/bf16/f64 as the reference evaluator encodes them.
+fn value_bits(d: DType, v: f32) -> LResult<u64> {
+    let bits = match d {
+        DType::F32 => u64::from(v.to_bits()),
+        d if d.is_int() || d == DType::Bool => v as i64 as u64,
         DType::F16 | DType::BF16 | DType::F64 => {
             let t = kerf_ir::Tensor::from_f64_values(d, vec![], &[f64::from(v)]).map_err(|e| e.to_string())?;
-            let b = t.bytes();
-            let bits = match *b {
-                [x, y] => i64::from(u16::from_le_bytes([x, y])),
-                [b0, b1, b2, b3, b4, b5, b6, b7] => i64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7]),
+            match *t.bytes() {
+                [x, y] => u64::from(u16::from_le_bytes([x, y])),
+                [b0, b1, b2, b3, b4, b5, b6, b7] => u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7]),
                 _ => return Err(format!("padding {d} is not supported")),
-            };
-            k.b.ins().iconst(int_ty(b.len()), bits)
+            }
         }
         _ => return Err(format!("padding {d} is not supported")),
     };
+    let width = 8 * d.size() as u32;
+    Ok(if width >= 64 { bits } else { bits & ((1u64 << width) - 1) })
+}
+
+/// `n` elements of `d` holding `v` from `dst`.
+fn fill(k: &mut Kernel, dst: Value, n: usize, d: DType, v: f32) -> LResult {
+    let val = k.b.ins().iconst(int_ty(d.size()), value_bits(d, v)? as i64);
     let es = d.size() as i64;
     // whole 16-byte vectors of the value, then single elements
     let per = 16 / es as usize;
@@ -327,6 +331,9 @@ fn pad(k: &mut Kernel, xs: &[usize], pads: &[usize], mode: PadMode, value: f32) 
     let r = xs.len();
     let (src, dst) = (k.input(0), k.output(0));
     if mode == PadMode::Constant {
+        if let Some(p) = plane_pad(k, xs, pads, d, value)? {
+            return pad_planes(k, xs, p);
+        }
         fill(k, dst, os.iter().product(), d, value)?;
         let off: i64 = (0..r).map(|a| pads[a] as i64 * ost[a]).sum();
         strided_copy(k, es, xs, src, 0, &xst, dst, off, &ost);
@@ -371,6 +378,42 @@ fn pad(k: &mut Kernel, xs: &[usize], pads: &[usize], mode: PadMode, value: f32) 
         k.st_at(v, dst, o, es as i64, 0);
     });
     let _ = ost;
+    Ok(())
+}
+
+/// The assembled plane pad ([`crate::ukernel::avx512::pad_planes`]) of a
+/// constant Pad where it applies: AVX-512BW (every VNNI target has it),
+/// pads on the last two axes only, rows that fit it.
+fn plane_pad(k: &Kernel, xs: &[usize], pads: &[usize], d: DType, value: f32) -> LResult<Option<PadPlanes>> {
+    let r = xs.len();
+    if !k.caps.vnni || r < 2 || xs.contains(&0) || (0..r - 2).any(|a| pads[a] != 0 || pads[r + a] != 0) {
+        return Ok(None);
+    }
+    let es = d.size();
+    let p = PadPlanes {
+        h: xs[r - 2],
+        w: xs[r - 1] * es,
+        top: pads[r - 2],
+        bottom: pads[2 * r - 2],
+        left: pads[r - 1] * es,
+        right: pads[2 * r - 1] * es,
+        value: value_bits(d, value)?,
+        elem: es,
+    };
+    Ok(p.fits().then_some(p))
+}
+
+/// A constant Pad of the last two axes by [`plane_pad`]'s kernel: one call
+/// over every plane.
+fn pad_planes(k: &mut Kernel, xs: &[usize], p: PadPlanes) -> LResult {
+    let code = crate::ukernel::avx512::pad_planes(&p)
+        .map_err(|e| format!("internal: plane pad: {e}"))?
+        .ok_or("internal: plane pad does not fit")?;
+    let (src, dst) = (k.input(0), k.output(0));
+    let code = k.code(super::Family::Avx512, code);
+    let sig = k.ukernel_sig(3);
+    let planes = k.ic(xs[..xs.len() - 2].iter().product::<usize>() as i64);
+    k.b.ins().call_indirect(sig, code, &[src, dst, planes]);
     Ok(())
 }
 

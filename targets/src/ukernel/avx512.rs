@@ -26,9 +26,11 @@ use iced_x86::code_asm::*;
 
 mod depthwise;
 mod dw_flat;
+mod pad;
 mod quad_pack;
 pub use depthwise::{dw_quad, DwQuad, DW_QUAD_CORR, DW_QUAD_MAX_KH, DW_QUAD_TABLE};
 pub use dw_flat::dw_flat;
+pub use pad::{pad_planes, PadPlanes, PAD_MAX_ROW};
 pub use quad_pack::quad_pack_vbmi;
 
 use super::avx2::{
