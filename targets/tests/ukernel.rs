@@ -730,22 +730,23 @@ fn max_pool_rows_equal_the_128_bit_pass() {
 /// without AVX-512 VNNI (whose CPUs all have AVX-512BW).
 #[test]
 fn plane_pads_equal_a_naive_pad() {
-    // (dtype, element bytes, value, value's bits, planes, (h, w), [top, left, bottom, right])
-    let cases: [(&str, usize, &str, u64, usize, (usize, usize), [usize; 4]); 12] = [
-        ("u8", 1, "128.0", 128, 64, (7, 7), [1, 1, 1, 1]),
-        ("u8", 1, "0.0", 0, 3, (56, 56), [1, 1, 1, 1]),
-        ("u8", 1, "3.0", 3, 2, (5, 62), [1, 1, 1, 1]),
-        ("u8", 1, "3.0", 3, 2, (4, 126), [0, 1, 2, 1]),
-        ("u8", 1, "9.0", 9, 2, (3, 150), [2, 3, 0, 5]),
-        ("u8", 1, "7.0", 7, 2, (4, 10), [0, 70, 0, 3]),
-        ("i8", 1, "-5.0", 0xfb, 3, (1, 9), [3, 0, 0, 4]),
-        ("u8", 1, "1.0", 1, 5, (6, 8), [2, 0, 3, 0]),
-        ("i16", 2, "-7.0", 0xfff9, 2, (5, 33), [1, 2, 1, 2]),
-        ("f32", 4, "0.5", 0x3f00_0000, 2, (4, 40), [1, 3, 2, 1]),
-        ("f32", 4, "-2.0", 0xc000_0000, 1, (3, 16), [0, 0, 0, 0]),
-        ("f64", 8, "3.0", 0x4008_0000_0000_0000, 2, (3, 9), [1, 1, 1, 1]),
+    // (dtype, element bytes, value, value's bits), planes, (h, w), [top, left, bottom, right]
+    type PadCase = ((&'static str, usize, &'static str, u64), usize, (usize, usize), [usize; 4]);
+    let cases: [PadCase; 12] = [
+        (("u8", 1, "128.0", 128), 64, (7, 7), [1, 1, 1, 1]),
+        (("u8", 1, "0.0", 0), 3, (56, 56), [1, 1, 1, 1]),
+        (("u8", 1, "3.0", 3), 2, (5, 62), [1, 1, 1, 1]),
+        (("u8", 1, "3.0", 3), 2, (4, 126), [0, 1, 2, 1]),
+        (("u8", 1, "9.0", 9), 2, (3, 150), [2, 3, 0, 5]),
+        (("u8", 1, "7.0", 7), 2, (4, 10), [0, 70, 0, 3]),
+        (("i8", 1, "-5.0", 0xfb), 3, (1, 9), [3, 0, 0, 4]),
+        (("u8", 1, "1.0", 1), 5, (6, 8), [2, 0, 3, 0]),
+        (("i16", 2, "-7.0", 0xfff9), 2, (5, 33), [1, 2, 1, 2]),
+        (("f32", 4, "0.5", 0x3f00_0000), 2, (4, 40), [1, 3, 2, 1]),
+        (("f32", 4, "-2.0", 0xc000_0000), 1, (3, 16), [0, 0, 0, 0]),
+        (("f64", 8, "3.0", 0x4008_0000_0000_0000), 2, (3, 9), [1, 1, 1, 1]),
     ];
-    for (i, &(dt, es, v, bits, planes, (h, w), [top, left, bottom, right])) in cases.iter().enumerate() {
+    for (i, &((dt, es, v, bits), planes, (h, w), [top, left, bottom, right])) in cases.iter().enumerate() {
         let (oh, ow) = (top + h + bottom, left + w + right);
         let text = format!(
             "graph \"p\"\n  input %0 \"x\": {dt}[1,{planes},{h},{w}]\n  %1 = Pad{{pads=[0,0,{top},{left},0,0,{bottom},{right}], mode=constant, value={v}}}(%0): {dt}[1,{planes},{oh},{ow}] @\"p\"\n  output \"y\" = %1\n"

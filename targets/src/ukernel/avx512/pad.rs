@@ -57,7 +57,7 @@ impl PadPlanes {
             && self.h >= 1
             && self.w >= 1
             && self.out_row() <= PAD_MAX_ROW
-            && [self.w, self.left, self.right].iter().all(|n| n % self.elem == 0)
+            && [self.w, self.left, self.right].iter().all(|n| n.is_multiple_of(self.elem))
     }
 
     /// The value repeated over eight bytes.
@@ -150,7 +150,7 @@ fn fill(a: &mut CodeAssembler, masks: &mut Masks, n: usize) -> Result<(), IcedEr
             a.add(rsi, (64 * whole) as i32)?;
         }
     }
-    if n % 64 != 0 {
+    if !n.is_multiple_of(64) {
         store_value(a, masks, rsi + 0, (1u64 << (n % 64)) - 1)?;
         a.add(rsi, (n % 64) as i32)?;
     }
