@@ -82,6 +82,7 @@ impl CompileOptions {
         c.avx2 &= self.ukernels;
         c.avx512 &= self.ukernels;
         c.vnni &= self.ukernels;
+        c.vbmi &= self.ukernels;
         c.dotprod &= self.ukernels;
         c.neon &= self.ukernels;
         c.skip_zeros &= self.skip_zeros;

@@ -751,26 +751,13 @@ fn plane_pads_equal_a_naive_pad() {
         let text = format!(
             "graph \"p\"\n  input %0 \"x\": {dt}[1,{planes},{h},{w}]\n  %1 = Pad{{pads=[0,0,{top},{left},0,0,{bottom},{right}], mode=constant, value={v}}}(%0): {dt}[1,{planes},{oh},{ow}] @\"p\"\n  output \"y\" = %1\n"
         );
-        let g = kerf_ir::text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let x: Vec<u8> = (0..planes * h * w * es).map(|j| (j * 7919 % 251) as u8).collect();
-        let dtype = g.ty(g.inputs[0]).dtype;
-        let input = Tensor::from_bytes(dtype, vec![1, planes, h, w], x.clone()).unwrap();
-        let run = |ukernels: bool| {
-            let mut o = CompileOptions::parse("host", "native", "t").unwrap();
-            o.ukernels = ukernels;
-            let jm = jit_compile(&g, &o).unwrap_or_else(|e| panic!("{e}"));
-            let m = jm.model();
-            let mut out = vec![0u8; m.info().outputs[0].bytes];
-            let mut arena = m.new_arena();
-            m.run(&[input.bytes()], &mut [&mut out[..]], &mut arena).unwrap();
-            (out, jm.report().micro_kernels, jm.report().caps)
-        };
-        let (on, n_on, caps) = run(true);
+        let (on, n_on, caps) = run_bytes(&text, &x, true);
         if !caps.vnni {
             eprintln!("skipped: the host has no AVX-512 VNNI (and so no AVX-512BW promised), so no plane pad to check");
             return;
         }
-        let (off, n_off, _) = run(false);
+        let (off, n_off, _) = run_bytes(&text, &x, false);
         let no_pad = top + left + bottom + right == 0;
         assert!((n_on == 1 || no_pad) && n_off == 0, "case {i}: {n_on} / {n_off} micro-kernels");
         let value = &bits.to_le_bytes()[..es];
@@ -799,6 +786,104 @@ fn plane_pads_equal_a_naive_pad() {
             diff.map(|d| want[d])
         );
         assert!(off == want, "case {i}: Cranelift's pad differs from the naive one");
+    }
+}
+
+/// The one-input graph `text` compiled for `native` with micro-kernels on
+/// or off, run on the input's bytes `x`: the output's bytes, how many
+/// distinct micro-kernels the code holds, the capabilities.
+fn run_bytes(text: &str, x: &[u8], ukernels: bool) -> (Vec<u8>, usize, Caps) {
+    let g = kerf_ir::text::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let ty = g.ty(g.inputs[0]);
+    let input = Tensor::from_bytes(ty.dtype, ty.shape.clone(), x.to_vec()).unwrap();
+    let mut o = CompileOptions::parse("host", "native", "t").unwrap();
+    o.ukernels = ukernels;
+    let jm = jit_compile(&g, &o).unwrap_or_else(|e| panic!("{e}"));
+    let m = jm.model();
+    let mut out = vec![0u8; m.info().outputs[0].bytes];
+    let mut arena = m.new_arena();
+    m.run(&[input.bytes()], &mut [&mut out[..]], &mut arena).unwrap();
+    (out, jm.report().micro_kernels, jm.report().caps)
+}
+
+/// The assembled byte MaxPool rows (`ukernel::avx512::byte_pool_rows`,
+/// AVX-512BW + VBMI) against a naive maximum over the valid taps and
+/// against the 128-bit pass (micro-kernels off), u8 and i8: ResNet's 3x3
+/// stride-2 pad-1 pool (56 outputs: one masked group), SqueezeNet's
+/// unpadded ceil-mode one (a window past the row's end), rows of 64
+/// outputs and of several groups with a short last one (stride 1: 3
+/// groups; stride 2: a last group of at most 32 outputs, one load per
+/// pair of taps; of 33, the fewest that take two), 2x2 and 5x5 windows, a 3x2 window with row stride 1 and
+/// column stride 2, a 1-wide window. Inputs run through every byte value.
+/// Printed and skipped without VBMI.
+#[test]
+fn byte_max_pool_rows_equal_a_naive_max() {
+    // (planes, (h, w), (kh, kw), (sh, sw), (pad rows, pad columns), ceil mode)
+    type PoolCase = (usize, (usize, usize), (usize, usize), (usize, usize), (usize, usize), bool);
+    let cases: [PoolCase; 11] = [
+        (4, (20, 112), (3, 3), (2, 2), (1, 1), false),
+        (2, (13, 111), (3, 3), (2, 2), (0, 0), true),
+        (2, (6, 64), (3, 3), (1, 1), (1, 1), false),
+        (2, (5, 150), (3, 3), (1, 1), (1, 1), false),
+        (2, (7, 150), (3, 3), (2, 2), (1, 1), false),
+        (3, (8, 30), (2, 2), (2, 2), (0, 0), false),
+        (2, (9, 41), (5, 5), (1, 1), (2, 2), false),
+        (2, (9, 77), (3, 2), (1, 2), (1, 0), false),
+        (2, (6, 40), (1, 1), (1, 2), (0, 0), false),
+        (1, (4, 255), (3, 3), (2, 2), (1, 1), true),
+        // a last group of 33 outputs: the first that needs both halves
+        (1, (5, 194), (3, 3), (2, 2), (1, 1), false),
+    ];
+    for (dt, signed) in [("u8", false), ("i8", true)] {
+        for (i, &(c, (h, w), (kh, kw), (sh, sw), (ph, pw), ceil)) in cases.iter().enumerate() {
+            let out = |n: usize, k: usize, s: usize, p: usize| {
+                let span = n + 2 * p - k;
+                if ceil {
+                    span.div_ceil(s) + 1
+                } else {
+                    span / s + 1
+                }
+            };
+            let (oh, ow) = (out(h, kh, sh, ph), out(w, kw, sw, pw));
+            let text = format!(
+                "graph \"mp\"\n  input %0 \"x\": {dt}[1,{c},{h},{w}]\n  %1 = MaxPool{{kernel=[{kh},{kw}], strides=[{sh},{sw}], dilations=[1,1], pads=[{ph},{pw},{ph},{pw}], ceil_mode={ceil}}}(%0): {dt}[1,{c},{oh},{ow}] @\"m\"\n  output \"y\" = %1\n"
+            );
+            let x: Vec<u8> = (0..c * h * w).map(|j| ((j * 7919 + j / 13) % 256) as u8).collect();
+            let (on, n_on, caps) = run_bytes(&text, &x, true);
+            if !caps.vbmi {
+                eprintln!("skipped: the host has no AVX-512 VBMI, so no byte MaxPool rows to check");
+                return;
+            }
+            let (off, n_off, _) = run_bytes(&text, &x, false);
+            assert!(n_on == 1 && n_off == 0, "{dt} case {i}: {n_on} / {n_off} micro-kernels");
+            let value = |b: u8| if signed { i32::from(b as i8) } else { i32::from(b) };
+            let mut want = Vec::new();
+            for ch in 0..c {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut acc = if signed { -128 } else { 0 };
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let (y, x0) = ((oy * sh + ky) as i64 - ph as i64, (ox * sw + kx) as i64 - pw as i64);
+                                if (0..h as i64).contains(&y) && (0..w as i64).contains(&x0) {
+                                    acc = acc.max(value(x[(ch * h + y as usize) * w + x0 as usize]));
+                                }
+                            }
+                        }
+                        want.push(acc as u8);
+                    }
+                }
+            }
+            let diff = on.iter().zip(&want).position(|(a, b)| a != b);
+            assert!(
+                diff.is_none(),
+                "{dt} case {i}: output {diff:?} of {}: {:?} vs {:?}",
+                on.len(),
+                diff.map(|d| on[d]),
+                diff.map(|d| want[d])
+            );
+            assert!(off == want, "{dt} case {i}: the 128-bit pass differs from the naive max");
+        }
     }
 }
 
@@ -1325,6 +1410,16 @@ fn other_kernels() -> Vec<(String, Vec<u8>)> {
         // four-byte elements, a row of 16 whole chunks
         let p = PadPlanes { h: 2, w: 8, top: 1, bottom: 1, left: 4, right: 1012, value: 1, elem: 4 };
         kernels.push((format!("plane pad {p:?}"), pad_planes(&p).unwrap().unwrap()));
+    }
+    {
+        use kerf_targets::ukernel::avx512::{byte_pool_rows, BytePoolRows};
+        for (kh, kw, stride, pad, out_w, signed) in
+            [(3, 3, 2, 1, 56, false), (3, 3, 1, 1, 150, true), (2, 2, 2, 0, 75, false), (5, 5, 1, 2, 64, false)]
+        {
+            let in_w = out_w * stride + 1;
+            let p = BytePoolRows { kh, kw, stride, pad, in_w, out_w, row_step: 2 * in_w, signed };
+            kernels.push((format!("byte pool rows {p:?}"), byte_pool_rows(&p).unwrap().unwrap()));
+        }
     }
     for zmm in [false, true] {
         use kerf_targets::ukernel::quantize::{quantize_blocks, QuantBlocks};

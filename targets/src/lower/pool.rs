@@ -26,6 +26,7 @@ use kerf_ir::{DType, Op};
 use super::conv_geo::tap_range;
 use super::loops::imax;
 use super::{Family, Kernel, LResult};
+use crate::ukernel::avx512::{byte_pool_rows, BytePoolRows};
 use crate::ukernel::pool::{max_pool_row, PoolRow};
 
 /// How MaxPool compares elements of a dtype.
@@ -173,6 +174,7 @@ pub fn pool(k: &mut Kernel) -> LResult {
     let include_pad = p.count_include_pad;
     if let Some(mut f) = Fast2d::new(&axes, elem, is_max, include_pad) {
         f.wide = f.wide_passes(k)?;
+        f.byte_rows = f.byte_rows(k)?;
         let taps: usize = axes.iter().map(|a| a.kernel).product();
         let (lo, hi) = k.parallel_range(planes, 1, (out_plane * taps + in_plane) as u64)?;
         k.for_dyn(lo, hi, 1, |k, pl| {
@@ -374,6 +376,10 @@ struct Fast2d {
     /// ([`max_pool_row`]) in groups of 16 outputs (AVX-512), then of 8:
     /// each pass that some group uses, widest first.
     wide: Vec<RowPass>,
+    /// With AVX-512BW + VBMI, a byte MaxPool's interior rows run on one
+    /// call of the assembled pass ([`byte_pool_rows`]) per plane, border
+    /// columns included: its code and signature.
+    byte_rows: Option<(Value, SigRef)>,
 }
 
 /// An assembled MaxPool row pass in an interior row: its code and
@@ -427,7 +433,7 @@ impl Fast2d {
         if c0 + (w.out - c1) > 32 {
             return None;
         }
-        Some(Fast2d { h, w, elem, is_max, include_pad, wide: Vec::new() })
+        Some(Fast2d { h, w, elem, is_max, include_pad, wide: Vec::new(), byte_rows: None })
     }
 
     fn combine(&self, k: &mut Kernel, a: Value, v: Value) -> Value {
@@ -488,14 +494,23 @@ impl Fast2d {
         let (h, w) = (self.h, self.w);
         let row_bytes = (w.size * self.elem.bytes()) as i64;
         let (r0, r1) = interior(&h);
-        // interior rows: hoisted row pointers, kh taps, constant count
-        k.for_n(r0 as i64, r1 as i64, 1, |k, oh| {
-            let top = k.b.ins().imul_imm_s(oh, (h.stride as i64) * row_bytes);
-            let top = k.b.ins().iadd(xb, top);
-            let ps: Vec<Value> = (0..h.kernel).map(|t| k.add_c(top, (t as i64 - h.pb as i64) * row_bytes)).collect();
-            let rcnt = k.ic(h.kernel as i64);
-            self.row(k, &Rows::Fixed(ps), rcnt, ob, oh);
-        });
+        // interior rows: the assembled byte pass, or hoisted row pointers,
+        // kh taps, constant count
+        if let Some((code, sig)) = self.byte_rows {
+            let src = k.add_c(xb, (r0 * h.stride) as i64 * row_bytes - (h.pb as i64) * row_bytes);
+            let dst = k.add_c(ob, (r0 * w.out) as i64 * self.elem.bytes() as i64);
+            let rows = k.ic((r1 - r0) as i64);
+            k.b.ins().call_indirect(sig, code, &[src, dst, rows]);
+        } else {
+            k.for_n(r0 as i64, r1 as i64, 1, |k, oh| {
+                let top = k.b.ins().imul_imm_s(oh, (h.stride as i64) * row_bytes);
+                let top = k.b.ins().iadd(xb, top);
+                let ps: Vec<Value> =
+                    (0..h.kernel).map(|t| k.add_c(top, (t as i64 - h.pb as i64) * row_bytes)).collect();
+                let rcnt = k.ic(h.kernel as i64);
+                self.row(k, &Rows::Fixed(ps), rcnt, ob, oh);
+            });
+        }
         // border rows: runtime tap range (as the generic path computes it)
         for (lo, hi) in [(0, r0), (r1, h.out)] {
             k.for_n(lo as i64, hi as i64, 1, |k, oh| {
@@ -540,6 +555,36 @@ impl Fast2d {
             c += lanes * n;
         }
         Ok(passes)
+    }
+
+    /// The assembled byte pass ([`byte_pool_rows`]) where it applies: a
+    /// MaxPool of u8 or i8, AVX-512BW + VBMI, rows it takes, some
+    /// interior row.
+    fn byte_rows(&self, k: &mut Kernel) -> LResult<Option<(Value, SigRef)>> {
+        let (r0, r1) = interior(&self.h);
+        let signed = match self.elem {
+            Elem::Int(t, signed) if t == types::I8 && self.is_max => signed,
+            _ => return Ok(None),
+        };
+        let (h, w) = (self.h, self.w);
+        let p = BytePoolRows {
+            kh: h.kernel,
+            kw: w.kernel,
+            stride: w.stride,
+            pad: w.pb,
+            in_w: w.size,
+            out_w: w.out,
+            row_step: h.stride * w.size,
+            signed,
+        };
+        if !k.caps.vbmi || r0 >= r1 || !p.fits() {
+            return Ok(None);
+        }
+        let code = byte_pool_rows(&p)
+            .map_err(|e| format!("internal: byte MaxPool rows: {e}"))?
+            .ok_or("internal: byte MaxPool rows do not fit")?;
+        let code = k.code(Family::Avx512, code);
+        Ok(Some((code, k.ukernel_sig(3))))
     }
 
     /// Groups of `lanes` outputs from `c0` within `..c1` whose reads stay

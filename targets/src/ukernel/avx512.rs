@@ -24,10 +24,13 @@
 
 use iced_x86::code_asm::*;
 
+mod byte_pool;
 mod depthwise;
 mod dw_flat;
+mod masks;
 mod pad;
 mod quad_pack;
+pub use byte_pool::{byte_pool_rows, BytePoolRows, BYTE_POOL_MAX_OUT};
 pub use depthwise::{dw_quad, DwQuad, DW_QUAD_CORR, DW_QUAD_MAX_KH, DW_QUAD_TABLE};
 pub use dw_flat::dw_flat;
 pub use pad::{pad_planes, PadPlanes, PAD_MAX_ROW};

@@ -18,6 +18,8 @@
 
 use iced_x86::code_asm::*;
 
+use super::masks::{masked, merge, span, MaskRegs};
+
 /// A plane pad ([`pad_planes`]): the plane, the pads (bytes along a row,
 /// rows across) and the value, fixed at assembly time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,11 +72,8 @@ impl PadPlanes {
     /// Per 64-byte chunk of an output row: the bytes read from the input
     /// row (as a mask; zero when none) and the bytes stored.
     fn chunks(&self) -> Vec<(u64, u64)> {
-        let ow = self.out_row();
-        let bits = |lo: usize, hi: usize, o0: usize| {
-            (0..64).filter(|i| (lo..hi).contains(&(o0 + i))).fold(0u64, |m, i| m | 1 << i)
-        };
-        (0..ow.div_ceil(64)).map(|c| (bits(self.left, self.left + self.w, 64 * c), bits(0, ow, 64 * c))).collect()
+        let (ow, left, w) = (self.out_row() as i64, self.left as i64, self.w as i64);
+        (0..(ow + 63) / 64).map(|c| (span(64 * c, left, left + w), span(64 * c, 0, ow))).collect()
     }
 }
 
@@ -93,23 +92,23 @@ pub fn pad_planes(p: &PadPlanes) -> Result<Option<Vec<u8>>, IcedError> {
     let (src, dst, planes) = (rdi, rsi, rdx);
     a.mov(rax, p.pattern())?;
     a.vpbroadcastq(VALUE, rax)?;
-    let mut masks = Masks::hoist(&mut a, p)?;
+    let masks = MaskRegs::hoist(&mut a, p.chunks().iter().flat_map(|&(l, s)| [l, s]))?;
     let ow = p.out_row();
     super::super::counted_loop(&mut a, planes, |a| {
-        fill(a, &mut masks, p.top * ow)?;
+        fill(a, &masks, p.top * ow)?;
         a.mov(r8, p.h as u64)?;
         super::super::counted_loop(a, r8, |a| {
-            row(a, &mut masks, p)?;
+            row(a, &masks, p)?;
             a.add(src, p.w as i32)?;
             a.add(dst, ow as i32)
         })?;
-        fill(a, &mut masks, p.bottom * ow)
+        fill(a, &masks, p.bottom * ow)
     })?;
     super::super::leaf_end(a).map(Some)
 }
 
 /// One interior output row at `rsi` from the input row at `rdi`.
-fn row(a: &mut CodeAssembler, masks: &mut Masks, p: &PadPlanes) -> Result<(), IcedError> {
+fn row(a: &mut CodeAssembler, masks: &MaskRegs, p: &PadPlanes) -> Result<(), IcedError> {
     for (c, &(load, store)) in p.chunks().iter().enumerate() {
         let at = 64 * c as i64;
         if load == 0 {
@@ -134,7 +133,7 @@ fn row(a: &mut CodeAssembler, masks: &mut Masks, p: &PadPlanes) -> Result<(), Ic
 
 /// `n` bytes of the value from `rsi`, leaving `rsi` past them: whole
 /// chunks (a loop past 8), then a masked one.
-fn fill(a: &mut CodeAssembler, masks: &mut Masks, n: usize) -> Result<(), IcedError> {
+fn fill(a: &mut CodeAssembler, masks: &MaskRegs, n: usize) -> Result<(), IcedError> {
     let whole = n / 64;
     if whole > 8 {
         a.mov(rcx, whole as u64)?;
@@ -158,67 +157,9 @@ fn fill(a: &mut CodeAssembler, masks: &mut Masks, n: usize) -> Result<(), IcedEr
 }
 
 /// The value stored at `to` under byte mask `m`.
-fn store_value(a: &mut CodeAssembler, masks: &mut Masks, to: AsmMemoryOperand, m: u64) -> Result<(), IcedError> {
+fn store_value(a: &mut CodeAssembler, masks: &MaskRegs, to: AsmMemoryOperand, m: u64) -> Result<(), IcedError> {
     match masks.get(a, m)? {
         None => a.vmovdqu8(zmmword_ptr(to), VALUE),
         Some(k) => a.vmovdqu8(masked(zmmword_ptr(to), k), VALUE),
-    }
-}
-
-/// The byte masks the code uses: the row chunks' partial masks (at most
-/// three: the loads of the chunks holding a row's first and last input
-/// bytes, the store of its last chunk) in `k1`–`k3`, loaded once before
-/// the loops; a border fill's last store loads its own into `k7`.
-struct Masks {
-    hoisted: Vec<(u64, AsmRegisterK)>,
-}
-
-impl Masks {
-    fn hoist(a: &mut CodeAssembler, p: &PadPlanes) -> Result<Masks, IcedError> {
-        let mut partial: Vec<u64> =
-            p.chunks().iter().flat_map(|&(l, s)| [l, s]).filter(|&m| m != 0 && m != u64::MAX).collect();
-        partial.sort_unstable();
-        partial.dedup();
-        debug_assert!(partial.len() <= 3, "{p:?}");
-        let mut hoisted = Vec::new();
-        for (m, k) in partial.into_iter().zip([k1, k2, k3]) {
-            a.mov(rax, m)?;
-            a.kmovq(k, rax)?;
-            hoisted.push((m, k));
-        }
-        Ok(Masks { hoisted })
-    }
-
-    /// The mask register holding `m` (`None`: all bytes).
-    fn get(&mut self, a: &mut CodeAssembler, m: u64) -> Result<Option<AsmRegisterK>, IcedError> {
-        if m == u64::MAX {
-            return Ok(None);
-        }
-        if let Some(&(_, k)) = self.hoisted.iter().find(|(h, _)| *h == m) {
-            return Ok(Some(k));
-        }
-        a.mov(rax, m)?;
-        a.kmovq(k7, rax)?;
-        Ok(Some(k7))
-    }
-}
-
-/// `r` under merge masking by `k`.
-fn merge(r: AsmRegisterZmm, k: AsmRegisterK) -> AsmRegisterZmm {
-    match k {
-        k if k == k1 => r.k1(),
-        k if k == k2 => r.k2(),
-        k if k == k3 => r.k3(),
-        _ => r.k7(),
-    }
-}
-
-/// A memory operand under mask `k`.
-fn masked(m: AsmMemoryOperand, k: AsmRegisterK) -> AsmMemoryOperand {
-    match k {
-        k if k == k1 => m.k1(),
-        k if k == k2 => m.k2(),
-        k if k == k3 => m.k3(),
-        _ => m.k7(),
     }
 }
