@@ -1412,6 +1412,24 @@ fn other_kernels() -> Vec<(String, Vec<u8>)> {
         kernels.push((format!("plane pad {p:?}"), pad_planes(&p).unwrap().unwrap()));
     }
     {
+        use kerf_targets::ukernel::avx512::{quad_pack_windows, WindowPlan};
+        // a 3x3 conv's taps over 8 channels of 58x58 planes (a period), a
+        // 7x7 stem's over 3 channels of 230-wide ones (unrolled)
+        for (c, k, (h, w), stride) in [(8, 3, (58, 58), 1), (3, 7, (229, 230), 2)] {
+            let mut taps: Vec<i32> =
+                (0..c * k * k).map(|i| ((i / (k * k)) * h * w + (i % (k * k) / k) * w + i % k) as i32).collect();
+            while taps.len() % 4 != 0 {
+                taps.push(*taps.last().unwrap());
+            }
+            let plan = WindowPlan::new(&taps, stride).unwrap();
+            assert_eq!(plan.period.is_some(), stride == 1, "{plan:?}");
+            for segments in 1..=4 {
+                let code = quad_pack_windows(&plan, segments, 2).unwrap();
+                kernels.push((format!("window packer {c}x{k}x{k} stride {stride}, {segments} segments"), code));
+            }
+        }
+    }
+    {
         use kerf_targets::ukernel::avx512::{byte_pool_rows, BytePoolRows};
         for (kh, kw, stride, pad, out_w, signed) in
             [(3, 3, 2, 1, 56, false), (3, 3, 1, 1, 150, true), (2, 2, 2, 0, 75, false), (5, 5, 1, 2, 64, false)]

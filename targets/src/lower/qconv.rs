@@ -362,7 +362,7 @@ fn gemm(
     let sums_only = fused.is_none() || tail != d.px;
     let corr = if d.quads && sums_only { Some(k.blob(zp_terms)) } else { None };
     let tiles = match k.caps.avx2 || (d.quads && k.caps.neon) {
-        true => Some(Assembled::new(k, &d, fused.as_ref(), tail, span > 1)?),
+        true => Some(Assembled::new(k, &d, fused.as_ref(), tail, span > 1, &taps)?),
         false => None,
     };
     let wide = match (d.paired, &fused) {

@@ -34,7 +34,7 @@ pub use byte_pool::{byte_pool_rows, BytePoolRows, BYTE_POOL_MAX_OUT};
 pub use depthwise::{dw_quad, DwQuad, DW_QUAD_CORR, DW_QUAD_MAX_KH, DW_QUAD_TABLE};
 pub use dw_flat::dw_flat;
 pub use pad::{pad_planes, PadPlanes, PAD_MAX_ROW};
-pub use quad_pack::quad_pack_vbmi;
+pub use quad_pack::{quad_pack_vbmi, quad_pack_windows, WindowPlan, WindowStep};
 
 use super::avx2::{
     activation, int_tile, int_tile_then, int_to_real_lanes, GemmTile, Init, IntVreg, QdotEpi, QdotGemv, Vreg,

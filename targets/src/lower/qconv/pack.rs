@@ -12,7 +12,7 @@ use super::super::loops::mem;
 use super::super::{Family, Kernel};
 use super::{Dims, Ptrs, Unit};
 use crate::ukernel::avx2::{quad_pack, quad_pack_table};
-use crate::ukernel::avx512::quad_pack_vbmi;
+use crate::ukernel::avx512::{quad_pack_vbmi, quad_pack_windows, WindowPlan};
 
 /// B for the unit's `px` pixels, [`Dims::step_bytes`] per K step:
 /// `[k pair][pixel][2]` i16 centred values (two 4-pixel `xmm` panels, or
@@ -73,6 +73,9 @@ pub(super) struct QuadPack {
     sig: SigRef,
     /// Units after which the columns they start at repeat.
     period: usize,
+    /// With the window packer ([`quad_pack_windows`]), its index blob,
+    /// which it takes in place of the tap table.
+    indices: Option<Value>,
 }
 
 fn gcd(a: usize, b: usize) -> usize {
@@ -87,7 +90,7 @@ impl QuadPack {
     /// Where it applies: byte quads (AVX2 units of 8, VNNI units of 16),
     /// strides 1 and 2, an input row step no shorter than the output row's
     /// span, at most 4 rows per unit.
-    pub(super) fn new(k: &mut Kernel, d: &Dims) -> Result<Option<QuadPack>, String> {
+    pub(super) fn new(k: &mut Kernel, d: &Dims, taps: &[i32]) -> Result<Option<QuadPack>, String> {
         let gap = (d.sh * d.w) as i64 - (d.ow * d.sw) as i64;
         if !(k.caps.avx2 && d.quads && (d.sw == 1 || d.sw == 2) && gap >= 0) {
             return Ok(None);
@@ -113,17 +116,21 @@ impl QuadPack {
         }
         used.sort_unstable();
         used.dedup();
+        let vbmi = k.caps.vbmi && d.px == 16;
+        let windows = if vbmi { WindowPlan::new(taps, d.sw) } else { None };
         let mut code = Vec::new();
         for c in used {
-            let (family, bytes) = match k.caps.vbmi && d.px == 16 {
-                true => (Family::Avx512, quad_pack_vbmi(c, d.sw, gap)),
-                false => (Family::Avx2, quad_pack(d.px, c, d.sw, gap)),
+            let (family, bytes) = match (&windows, vbmi) {
+                (Some(plan), _) => (Family::Avx512, quad_pack_windows(plan, c, gap)),
+                (None, true) => (Family::Avx512, quad_pack_vbmi(c, d.sw, gap)),
+                (None, false) => (Family::Avx2, quad_pack(d.px, c, d.sw, gap)),
             };
             let bytes = bytes.map_err(|e| format!("internal: quad packer: {e}"))?;
             code.push((c, k.code(family, bytes)));
         }
         let sig = k.ukernel_sig(5);
-        Ok(Some(QuadPack { table: k.blob(table), code, sig, period }))
+        let indices = windows.map(|plan| k.blob(plan.index_blob()));
+        Ok(Some(QuadPack { table: k.blob(table), code, sig, period, indices }))
     }
 
     /// Packs the whole unit `jp` (of the image), starting at pixel
@@ -134,7 +141,7 @@ impl QuadPack {
         let at = k.b.ins().urem_imm_u(jp, self.period as i64);
         let tab = k.addr(self.table, at, PACK_TABLE as i64);
         let n = k.ic(d.steps as i64);
-        let args = [base, p.tap, dst, n, tab];
+        let args = [base, self.indices.unwrap_or(p.tap), dst, n, tab];
         if let [(_, code)] = self.code[..] {
             k.b.ins().call_indirect(self.sig, code, &args);
             return;

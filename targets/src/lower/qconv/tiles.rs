@@ -53,6 +53,7 @@ impl Assembled {
         epi: Option<&QdotEpi>,
         tail: usize,
         chunked: bool,
+        taps: &[i32],
     ) -> Result<Assembled, String> {
         let partial = tail != d.px;
         let (mut code, mut fused, mut tails, mut ride) = ([None, None], [None, None], [None, None], [None, None]);
@@ -119,7 +120,7 @@ impl Assembled {
             false => k.blob((0..16i32).flat_map(|r| (16 * r).to_le_bytes()).collect()),
         });
         let sig = k.ukernel_sig(6);
-        let pack = QuadPack::new(k, d)?;
+        let pack = QuadPack::new(k, d, taps)?;
         let sums = k.task_scratch(d.rows * 4 * d.px);
         Ok(Assembled { code, fused, tail: tails, ride, index, pack, sig, sums })
     }
