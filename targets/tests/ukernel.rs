@@ -1417,7 +1417,7 @@ fn other_kernels() -> Vec<(String, Vec<u8>)> {
         // 7x7 stem's over 3 channels of 230-wide ones (unrolled)
         for (c, k, (h, w), stride) in [(8, 3, (58, 58), 1), (3, 7, (229, 230), 2)] {
             let mut taps: Vec<i32> =
-                (0..c * k * k).map(|i| ((i / (k * k)) * h * w + (i % (k * k) / k) * w + i % k) as i32).collect();
+                (0..c * k * k).map(|i| (i / (k * k)) * h * w + (i % (k * k) / k) * w + i % k).collect();
             while taps.len() % 4 != 0 {
                 taps.push(*taps.last().unwrap());
             }
