@@ -1418,7 +1418,7 @@ fn other_kernels() -> Vec<(String, Vec<u8>)> {
         for (c, k, (h, w), stride) in [(8, 3, (58, 58), 1), (3, 7, (229, 230), 2)] {
             let mut taps: Vec<i32> =
                 (0..c * k * k).map(|i| (i / (k * k)) * h * w + (i % (k * k) / k) * w + i % k).collect();
-            while taps.len() % 4 != 0 {
+            while !taps.len().is_multiple_of(4) {
                 taps.push(*taps.last().unwrap());
             }
             let plan = WindowPlan::new(&taps, stride).unwrap();
