@@ -4,6 +4,7 @@
 //! the host and, for the vector/scalar split, for the SSE2 baseline as well.
 //! Tolerance: |got - ref| <= 1e-5 + 1e-4 * max|ref| elementwise.
 
+mod common;
 use kerf_ir::{Graph, Tensor};
 use kerf_targets::{jit_compile, CompileOptions};
 
@@ -626,7 +627,6 @@ fn max_pool_bytes_bit_exact() {
     let (c, h, w) = (3usize, 10usize, 72usize);
     let codes: Vec<u8> = (0..c * h * w).map(|i| ((i * 7919 + i / 13) % 256) as u8).collect();
     for (dt, signed) in [("u8", false), ("i8", true)] {
-        let value = |b: u8| if signed { i64::from(b as i8) } else { i64::from(b) };
         for (k, s, p, d, ceil) in
             [(3, 2, 1, 1, false), (3, 1, 1, 1, false), (2, 2, 0, 1, false), (3, 2, 0, 1, true), (3, 1, 2, 2, false)]
         {
@@ -639,24 +639,16 @@ fn max_pool_bytes_bit_exact() {
                 }
             };
             let (oh, ow) = (span(h), span(w));
-            let mut want = Vec::new();
-            for ch in 0..c {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let mut acc = if signed { -128 } else { 0 };
-                        for ky in 0..k {
-                            for kx in 0..k {
-                                let (iy, ix) =
-                                    ((oy * s + ky * d) as i64 - p as i64, (ox * s + kx * d) as i64 - p as i64);
-                                if (0..h as i64).contains(&iy) && (0..w as i64).contains(&ix) {
-                                    acc = acc.max(value(codes[(ch * h + iy as usize) * w + ix as usize]));
-                                }
-                            }
-                        }
-                        want.push(acc as u8);
-                    }
-                }
-            }
+            let geo = common::PoolGeo {
+                c,
+                hw: (h, w),
+                kernel: (k, k),
+                strides: (s, s),
+                dilations: (d, d),
+                pads: (p, p),
+                out: (oh, ow),
+            };
+            let want = common::byte_max_pool(&codes, signed, &geo);
             let text = format!(
                 "graph \"mp\"\n  input %0 \"x\": {dt}[1,{c},{h},{w}]\n  %1 = MaxPool{{kernel=[{k},{k}], strides=[{s},{s}], dilations=[{d},{d}], pads=[{p},{p},{p},{p}], ceil_mode={ceil}}}(%0): {dt}[1,{c},{oh},{ow}] @\"m\"\n  output \"y\" = %1\n"
             );

@@ -856,24 +856,16 @@ fn byte_max_pool_rows_equal_a_naive_max() {
             }
             let (off, n_off, _) = run_bytes(&text, &x, false);
             assert!(n_on == 1 && n_off == 0, "{dt} case {i}: {n_on} / {n_off} micro-kernels");
-            let value = |b: u8| if signed { i32::from(b as i8) } else { i32::from(b) };
-            let mut want = Vec::new();
-            for ch in 0..c {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let mut acc = if signed { -128 } else { 0 };
-                        for ky in 0..kh {
-                            for kx in 0..kw {
-                                let (y, x0) = ((oy * sh + ky) as i64 - ph as i64, (ox * sw + kx) as i64 - pw as i64);
-                                if (0..h as i64).contains(&y) && (0..w as i64).contains(&x0) {
-                                    acc = acc.max(value(x[(ch * h + y as usize) * w + x0 as usize]));
-                                }
-                            }
-                        }
-                        want.push(acc as u8);
-                    }
-                }
-            }
+            let geo = common::PoolGeo {
+                c,
+                hw: (h, w),
+                kernel: (kh, kw),
+                strides: (sh, sw),
+                dilations: (1, 1),
+                pads: (ph, pw),
+                out: (oh, ow),
+            };
+            let want = common::byte_max_pool(&x, signed, &geo);
             let diff = on.iter().zip(&want).position(|(a, b)| a != b);
             assert!(
                 diff.is_none(),

@@ -158,3 +158,42 @@ pub fn threaded_equals_serial(name: &str, text: &str, inputs: &[Tensor]) {
         assert!(run_rt(m, inputs, Some(&pool.runtime())) == want, "{name}: pool of {threads}");
     }
 }
+
+/// A 2-D pool's geometry over `c` planes of `h × w`: window, strides,
+/// dilations, padding before (rows, columns), output plane.
+pub struct PoolGeo {
+    pub c: usize,
+    pub hw: (usize, usize),
+    pub kernel: (usize, usize),
+    pub strides: (usize, usize),
+    pub dilations: (usize, usize),
+    pub pads: (usize, usize),
+    pub out: (usize, usize),
+}
+
+/// MaxPool of u8 (or, `signed`, i8) codes by its definition: per output
+/// the maximum over the taps inside the plane, the dtype's lowest value
+/// where there are none (the reference evaluator has no MaxPool).
+pub fn byte_max_pool(x: &[u8], signed: bool, g: &PoolGeo) -> Vec<u8> {
+    let value = |b: u8| if signed { i32::from(b as i8) } else { i32::from(b) };
+    let ((h, w), (kh, kw), (sh, sw), (dh, dw), (ph, pw), (oh, ow)) =
+        (g.hw, g.kernel, g.strides, g.dilations, g.pads, g.out);
+    let mut want = Vec::with_capacity(g.c * oh * ow);
+    for ch in 0..g.c {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut acc = if signed { -128 } else { 0 };
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let (y, x0) = ((oy * sh + ky * dh) as i64 - ph as i64, (ox * sw + kx * dw) as i64 - pw as i64);
+                        if (0..h as i64).contains(&y) && (0..w as i64).contains(&x0) {
+                            acc = acc.max(value(x[(ch * h + y as usize) * w + x0 as usize]));
+                        }
+                    }
+                }
+                want.push(acc as u8);
+            }
+        }
+    }
+    want
+}
