@@ -769,28 +769,29 @@ fn large_weights_run_units_in_chunks() {
     run_case(&c);
 }
 
-/// Whole units whose 16 pixels lie in one output row or span 2 to 4 (rows
-/// of 20, 28, 14, 7 and 5 pixels; rows of 4 would take 5 and pack in
-/// halves), at strides 1 and 2, 3x3 (a gap between rows) and 1x1 (rows
-/// that join at stride 1; a gap at stride 2), K not a multiple of 4: the
-/// VNNI row-segment packer's variants, bit-exact on every preset.
 /// The VBMI window packer's plans (`ukernel::avx512::quad_pack_windows`,
 /// where the host has VBMI; the other hosts run the same shapes on their
 /// packers): 3x3 convs of 8 and 12 input channels, whose K steps repeat
 /// every 9 (a loop over four channels at a time), at strides 1 and 2 on
 /// rows of 28, 14, 7 and 5 output pixels (units in one row and across 2,
-/// 3 and 4), and 2x2 ones (a period of one step, one window per step).
+/// 3 and 4; 4 rows of output, so a plane of 5-pixel rows holds a whole
+/// unit), and 2x2 ones (a period of one step, one window per step).
 #[test]
 fn window_packer_periods_and_segments() {
     for (k, s, ow, c) in
         [(3, 1, 28, 8), (3, 2, 14, 8), (3, 1, 7, 12), (3, 2, 5, 8), (3, 1, 5, 8), (2, 1, 14, 8), (2, 2, 7, 4)]
     {
         let attrs = &window(k, s, 1, 1);
-        let (iw, ih) = ((ow - 1) * s + k, (3 - 1) * s + k);
-        run_case(&Case { xsh: [1, c, ih, iw], wsh: [9, c, k, k], osh: [1, 9, 3, ow], attrs, epi: PLAIN, zp: 31 });
+        let (iw, ih) = ((ow - 1) * s + k, (4 - 1) * s + k);
+        run_case(&Case { xsh: [1, c, ih, iw], wsh: [9, c, k, k], osh: [1, 9, 4, ow], attrs, epi: PLAIN, zp: 31 });
     }
 }
 
+/// Whole units whose 16 pixels lie in one output row or span 2 to 4 (rows
+/// of 20, 28, 14, 7 and 5 pixels; rows of 4 would take 5 and pack in
+/// halves), at strides 1 and 2, 3x3 (a gap between rows) and 1x1 (rows
+/// that join at stride 1; a gap at stride 2), K not a multiple of 4: the
+/// VNNI row-segment packer's variants, bit-exact on every preset.
 #[test]
 fn units_spanning_output_rows() {
     let cases = [(3, 1, 28), (3, 2, 20), (3, 1, 14), (3, 1, 7), (3, 2, 14), (3, 2, 7), (1, 1, 7), (1, 2, 14)];

@@ -726,13 +726,14 @@ fn max_pool_rows_equal_the_128_bit_pass() {
 /// planes; output rows of fewer than 64 bytes, exactly 64 and 128, and
 /// several chunks with a partial one; a left border wider than a chunk
 /// (a chunk of the value only); pads on one side, on the row axis only,
-/// on the column axis only; one row; many planes. Printed and skipped
+/// on the column axis only; one row; many planes; border rows longer than
+/// eight chunks (the fill's loop). Printed and skipped
 /// without AVX-512 VNNI (whose CPUs all have AVX-512BW).
 #[test]
 fn plane_pads_equal_a_naive_pad() {
     // (dtype, element bytes, value, value's bits), planes, (h, w), [top, left, bottom, right]
     type PadCase = ((&'static str, usize, &'static str, u64), usize, (usize, usize), [usize; 4]);
-    let cases: [PadCase; 12] = [
+    let cases: [PadCase; 13] = [
         (("u8", 1, "128.0", 128), 64, (7, 7), [1, 1, 1, 1]),
         (("u8", 1, "0.0", 0), 3, (56, 56), [1, 1, 1, 1]),
         (("u8", 1, "3.0", 3), 2, (5, 62), [1, 1, 1, 1]),
@@ -745,6 +746,8 @@ fn plane_pads_equal_a_naive_pad() {
         (("f32", 4, "0.5", 0x3f00_0000), 2, (4, 40), [1, 3, 2, 1]),
         (("f32", 4, "-2.0", 0xc000_0000), 1, (3, 16), [0, 0, 0, 0]),
         (("f64", 8, "3.0", 0x4008_0000_0000_0000), 2, (3, 9), [1, 1, 1, 1]),
+        // border rows of more than eight chunks: the fill's loop
+        (("u8", 1, "5.0", 5), 2, (3, 200), [4, 1, 3, 1]),
     ];
     for (i, &((dt, es, v, bits), planes, (h, w), [top, left, bottom, right])) in cases.iter().enumerate() {
         let (oh, ow) = (top + h + bottom, left + w + right);
@@ -814,13 +817,14 @@ fn run_bytes(text: &str, x: &[u8], ukernels: bool) -> (Vec<u8>, usize, Caps) {
 /// outputs and of several groups with a short last one (stride 1: 3
 /// groups; stride 2: a last group of at most 32 outputs, one load per
 /// pair of taps; of 33, the fewest that take two), 2x2 and 5x5 windows, a 3x2 window with row stride 1 and
-/// column stride 2, a 1-wide window. Inputs run through every byte value.
+/// column stride 2, a 1-wide window, seven distinct partial masks (one
+/// loaded where it is used). Inputs run through every byte value.
 /// Printed and skipped without VBMI.
 #[test]
 fn byte_max_pool_rows_equal_a_naive_max() {
     // (planes, (h, w), (kh, kw), (sh, sw), (pad rows, pad columns), ceil mode)
     type PoolCase = (usize, (usize, usize), (usize, usize), (usize, usize), (usize, usize), bool);
-    let cases: [PoolCase; 11] = [
+    let cases: [PoolCase; 12] = [
         (4, (20, 112), (3, 3), (2, 2), (1, 1), false),
         (2, (13, 111), (3, 3), (2, 2), (0, 0), true),
         (2, (6, 64), (3, 3), (1, 1), (1, 1), false),
@@ -833,6 +837,8 @@ fn byte_max_pool_rows_equal_a_naive_max() {
         (1, (4, 255), (3, 3), (2, 2), (1, 1), true),
         // a last group of 33 outputs: the first that needs both halves
         (1, (5, 194), (3, 3), (2, 2), (1, 1), false),
+        // seven distinct partial masks: one loaded where it is used (k7)
+        (2, (5, 150), (5, 5), (1, 1), (2, 2), false),
     ];
     for (dt, signed) in [("u8", false), ("i8", true)] {
         for (i, &(c, (h, w), (kh, kw), (sh, sw), (ph, pw), ceil)) in cases.iter().enumerate() {

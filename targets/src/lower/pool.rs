@@ -174,7 +174,7 @@ pub fn pool(k: &mut Kernel) -> LResult {
     let include_pad = p.count_include_pad;
     if let Some(mut f) = Fast2d::new(&axes, elem, is_max, include_pad) {
         f.wide = f.wide_passes(k)?;
-        f.byte_rows = f.byte_rows(k)?;
+        f.byte_rows = f.byte_pass(k)?;
         let taps: usize = axes.iter().map(|a| a.kernel).product();
         let (lo, hi) = k.parallel_range(planes, 1, (out_plane * taps + in_plane) as u64)?;
         k.for_dyn(lo, hi, 1, |k, pl| {
@@ -560,7 +560,7 @@ impl Fast2d {
     /// The assembled byte pass ([`byte_pool_rows`]) where it applies: a
     /// MaxPool of u8 or i8, AVX-512BW + VBMI, rows it takes, some
     /// interior row.
-    fn byte_rows(&self, k: &mut Kernel) -> LResult<Option<(Value, SigRef)>> {
+    fn byte_pass(&self, k: &mut Kernel) -> LResult<Option<(Value, SigRef)>> {
         let (r0, r1) = interior(&self.h);
         let signed = match self.elem {
             Elem::Int(t, signed) if t == types::I8 && self.is_max => signed,

@@ -1,7 +1,8 @@
 //! The integer conv's B packing: a unit's pixels as `[k pair][pixel][2]`
 //! centred i16 or `[k quad][pixel][4]` raw u8 per K step, by the
 //! assembled quad packer (`ukernel::avx2::quad_pack`, or with AVX-512
-//! VBMI `ukernel::avx512::quad_pack_vbmi`) for whole units of byte quads
+//! VBMI `ukernel::avx512::quad_pack_windows` where the tap offsets plan
+//! it, else `quad_pack_vbmi`) for whole units of byte quads
 //! at strides 1 and 2, else by Cranelift vector loads in halves
 //! of 8 pixels, or byte by byte.
 
@@ -64,7 +65,8 @@ fn compact(k: &mut Kernel, d: &Dims, b: Value, valid: usize) {
 const PACK_TABLE: usize = 112;
 
 /// The assembled packer of a byte-quad QConv's whole units
-/// (`ukernel::avx2::quad_pack`): a table entry per unit of the period of
+/// (`ukernel::avx2::quad_pack`, `ukernel::avx512::quad_pack_windows` or
+/// `quad_pack_vbmi`): a table entry per unit of the period of
 /// the columns units start at, and the variant for each number of output
 /// rows a whole unit spans.
 pub(super) struct QuadPack {

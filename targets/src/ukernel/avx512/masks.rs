@@ -13,7 +13,8 @@ pub(super) struct MaskRegs {
 
 impl MaskRegs {
     /// Loads the partial masks among `masks` (neither empty nor full),
-    /// the first six distinct ones, into `k1`–`k6` (`rax` clobbered).
+    /// the six numerically smallest distinct ones, into `k1`–`k6` (`rax`
+    /// clobbered).
     pub(super) fn hoist(a: &mut CodeAssembler, masks: impl IntoIterator<Item = u64>) -> Result<MaskRegs, IcedError> {
         let mut partial: Vec<u64> = masks.into_iter().filter(|&m| m != 0 && m != u64::MAX).collect();
         partial.sort_unstable();

@@ -1,6 +1,10 @@
-//! [`quad_pack_vbmi`]: the integer GEMM's B packing for a whole unit of
-//! 16 output pixels with AVX-512 VBMI's byte permutes, where AVX2's
-//! [`crate::ukernel::avx2::quad_pack`] transposes through unpacks.
+//! The integer GEMM's B packing for a whole unit of 16 output pixels
+//! with AVX-512 VBMI's byte permutes, where AVX2's
+//! [`crate::ukernel::avx2::quad_pack`] transposes through unpacks:
+//! [`quad_pack_windows`] where the conv's tap offsets make a
+//! [`WindowPlan`] (per K step one or two windows and an index vector,
+//! fixed at compile time), else [`quad_pack_vbmi`] (each K value's span
+//! on its own, its offset read from the tap table).
 
 use iced_x86::code_asm::*;
 
@@ -124,6 +128,9 @@ pub struct WindowPlan {
     /// Steps per period (a divisor of the step count) and the bytes a
     /// period moves the windows by (`None`: every step unrolled).
     pub period: Option<(usize, i64)>,
+    /// The window lengths whose loads are masked (at most 4: `k1`, `k5`–
+    /// `k7`): those that fill no whole `xmm`, `ymm` or `zmm`.
+    pub masked: Vec<usize>,
 }
 
 /// Steps a plan without a period may unroll; a period's longest.
@@ -170,9 +177,15 @@ impl WindowPlan {
             };
             steps.push(WindowStep { a, b, index: at });
         }
-        let lengths: std::collections::BTreeSet<usize> =
-            steps.iter().flat_map(|s| [Some(s.a.1), s.b.map(|b| b.1)]).flatten().filter(|&l| l < 64).collect();
-        if indices.len() > 16 || lengths.len() > 4 || steps.is_empty() {
+        let mut masked: Vec<usize> = steps
+            .iter()
+            .flat_map(|s| [Some(s.a.1), s.b.map(|b| b.1)])
+            .flatten()
+            .filter(|l| ![16, 32, 64].contains(l))
+            .collect();
+        masked.sort_unstable();
+        masked.dedup();
+        if indices.len() > 16 || masked.len() > 4 || steps.is_empty() {
             return None;
         }
         // whole periods only: a conv's K padding (its last step's repeated
@@ -184,7 +197,7 @@ impl WindowPlan {
         if period.is_none() && steps.len() > UNROLLED_STEPS {
             return None;
         }
-        Some(WindowPlan { steps, indices, period })
+        Some(WindowPlan { steps, indices, period, masked })
     }
 
     /// The index vectors as the blob the code reads them from.
@@ -198,7 +211,8 @@ impl WindowPlan {
 /// argument, the plan's index blob ([`WindowPlan::index_blob`]) in place
 /// of the tap table, and the fourth, unused (the plan fixes the steps).
 /// Per K step and row segment: the step's windows in one or two
-/// zero-masked `vmovdqu8` of exactly the bytes its spans cover (a 3x3
+/// zero-masked `vmovdqu8`, each of the bytes from its first span's start
+/// to its last span's end, no more (a 3x3
 /// conv's three taps of a row share one), one `vpermb`/`vpermt2b` by the
 /// step's index vector (held in `zmm16`–`zmm31`), a byte-masked merge for
 /// segments past the first, one store. [`quad_pack_vbmi`] loads each K
@@ -213,9 +227,7 @@ pub fn quad_pack_windows(plan: &WindowPlan, segments: usize, gap: i64) -> Result
     for i in 0..plan.indices.len() {
         a.vmovdqu8(idx(i), zmmword_ptr(indices + (64 * i) as i64))?;
     }
-    let lengths: std::collections::BTreeSet<usize> =
-        plan.steps.iter().flat_map(|s| [Some(s.a.1), s.b.map(|b| b.1)]).flatten().filter(|&l| l < 64).collect();
-    let length_masks: Vec<(usize, AsmRegisterK)> = lengths.into_iter().zip([k1, k5, k6, k7]).collect();
+    let length_masks: Vec<(usize, AsmRegisterK)> = plan.masked.iter().copied().zip([k1, k5, k6, k7]).collect();
     for &(l, k) in &length_masks {
         a.mov(rax, (1u64 << l) - 1)?;
         a.kmovq(k, rax)?;
@@ -288,7 +300,7 @@ fn window(
 ) -> Result<(), IcedError> {
     let (x, y, r) = ([xmm0, xmm1, xmm2, xmm3][r], [ymm0, ymm1, ymm2, ymm3][r], [zmm0, zmm1, zmm2, zmm3][r]);
     let width = [16, 32, 64].into_iter().find(|&w| len <= w).unwrap_or(64);
-    let k = masks.iter().find(|(l, _)| *l == len && len < width).map(|&(_, k)| k);
+    let k = masks.iter().find(|(l, _)| *l == len).map(|&(_, k)| k);
     let on = |k: AsmRegisterK| match k {
         k if k == k1 => (x.k1().z(), y.k1().z(), r.k1().z()),
         k if k == k5 => (x.k5().z(), y.k5().z(), r.k5().z()),
