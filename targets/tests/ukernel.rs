@@ -779,16 +779,8 @@ fn plane_pads_equal_a_naive_pad() {
                 }
             }
         }
-        assert_eq!(on.len(), want.len(), "case {i}");
-        let diff = on.iter().zip(&want).position(|(a, b)| a != b);
-        assert!(
-            diff.is_none(),
-            "case {i}: byte {diff:?} of {}: {:?} vs {:?}",
-            on.len(),
-            diff.map(|d| on[d]),
-            diff.map(|d| want[d])
-        );
-        assert!(off == want, "case {i}: Cranelift's pad differs from the naive one");
+        same_bytes(&format!("case {i}, assembled"), &on, &want);
+        same_bytes(&format!("case {i}, Cranelift"), &off, &want);
     }
 }
 
@@ -872,17 +864,18 @@ fn byte_max_pool_rows_equal_a_naive_max() {
                 out: (oh, ow),
             };
             let want = common::byte_max_pool(&x, signed, &geo);
-            let diff = on.iter().zip(&want).position(|(a, b)| a != b);
-            assert!(
-                diff.is_none(),
-                "{dt} case {i}: output {diff:?} of {}: {:?} vs {:?}",
-                on.len(),
-                diff.map(|d| on[d]),
-                diff.map(|d| want[d])
-            );
-            assert!(off == want, "{dt} case {i}: the 128-bit pass differs from the naive max");
+            same_bytes(&format!("{dt} case {i}, assembled"), &on, &want);
+            same_bytes(&format!("{dt} case {i}, 128-bit pass"), &off, &want);
         }
     }
+}
+
+/// `got` equals `want` byte for byte, lengths included; else the first
+/// difference.
+fn same_bytes(name: &str, got: &[u8], want: &[u8]) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    let diff = got.iter().zip(want).position(|(a, b)| a != b);
+    assert!(diff.is_none(), "{name}: byte {diff:?}: {:?} vs {:?}", diff.map(|d| got[d]), diff.map(|d| want[d]));
 }
 
 /// Bit equality, any NaN equal to any NaN.

@@ -331,8 +331,8 @@ fn pad(k: &mut Kernel, xs: &[usize], pads: &[usize], mode: PadMode, value: f32) 
     let r = xs.len();
     let (src, dst) = (k.input(0), k.output(0));
     if mode == PadMode::Constant {
-        if let Some(p) = plane_pad(k, xs, pads, d, value)? {
-            return pad_planes(k, xs, p);
+        if let Some(code) = plane_pad(k, xs, pads, d, value)? {
+            return pad_planes(k, xs, code);
         }
         fill(k, dst, os.iter().product(), d, value)?;
         let off: i64 = (0..r).map(|a| pads[a] as i64 * ost[a]).sum();
@@ -381,10 +381,11 @@ fn pad(k: &mut Kernel, xs: &[usize], pads: &[usize], mode: PadMode, value: f32) 
     Ok(())
 }
 
-/// The assembled plane pad ([`crate::ukernel::avx512::pad_planes`]) of a
-/// constant Pad where it applies: AVX-512BW (every VNNI target has it),
-/// pads on the last two axes only, rows that fit it.
-fn plane_pad(k: &Kernel, xs: &[usize], pads: &[usize], d: DType, value: f32) -> LResult<Option<PadPlanes>> {
+/// The machine code of the assembled plane pad
+/// ([`crate::ukernel::avx512::pad_planes`]) of a constant Pad where it
+/// applies: AVX-512BW (every VNNI target has it), pads on the last two
+/// axes only, rows it takes ([`PadPlanes::fits`]).
+fn plane_pad(k: &Kernel, xs: &[usize], pads: &[usize], d: DType, value: f32) -> LResult<Option<Vec<u8>>> {
     let r = xs.len();
     if !k.caps.vnni || r < 2 || xs.contains(&0) || (0..r - 2).any(|a| pads[a] != 0 || pads[r + a] != 0) {
         return Ok(None);
@@ -400,15 +401,12 @@ fn plane_pad(k: &Kernel, xs: &[usize], pads: &[usize], d: DType, value: f32) -> 
         value: value_bits(d, value)?,
         elem: es,
     };
-    Ok(p.fits().then_some(p))
+    crate::ukernel::avx512::pad_planes(&p).map_err(|e| format!("internal: plane pad: {e}"))
 }
 
-/// A constant Pad of the last two axes by [`plane_pad`]'s kernel: one call
-/// over every plane.
-fn pad_planes(k: &mut Kernel, xs: &[usize], p: PadPlanes) -> LResult {
-    let code = crate::ukernel::avx512::pad_planes(&p)
-        .map_err(|e| format!("internal: plane pad: {e}"))?
-        .ok_or("internal: plane pad does not fit")?;
+/// A constant Pad of the last two axes by [`plane_pad`]'s `code`: one
+/// call over every plane.
+fn pad_planes(k: &mut Kernel, xs: &[usize], code: Vec<u8>) -> LResult {
     let (src, dst) = (k.input(0), k.output(0));
     let code = k.code(super::Family::Avx512, code);
     let sig = k.ukernel_sig(3);

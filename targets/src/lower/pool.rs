@@ -558,8 +558,8 @@ impl Fast2d {
     }
 
     /// The assembled byte pass ([`byte_pool_rows`]) where it applies: a
-    /// MaxPool of u8 or i8, AVX-512BW + VBMI, rows it takes, some
-    /// interior row.
+    /// MaxPool of u8 or i8, AVX-512BW + VBMI, some interior row, rows it
+    /// takes (`None` from it where not).
     fn byte_pass(&self, k: &mut Kernel) -> LResult<Option<(Value, SigRef)>> {
         let (r0, r1) = interior(&self.h);
         let signed = match self.elem {
@@ -577,12 +577,12 @@ impl Fast2d {
             row_step: h.stride * w.size,
             signed,
         };
-        if !k.caps.vbmi || r0 >= r1 || !p.fits() {
+        if !k.caps.vbmi || r0 >= r1 {
             return Ok(None);
         }
-        let code = byte_pool_rows(&p)
-            .map_err(|e| format!("internal: byte MaxPool rows: {e}"))?
-            .ok_or("internal: byte MaxPool rows do not fit")?;
+        let Some(code) = byte_pool_rows(&p).map_err(|e| format!("internal: byte MaxPool rows: {e}"))? else {
+            return Ok(None);
+        };
         let code = k.code(Family::Avx512, code);
         Ok(Some((code, k.ukernel_sig(3))))
     }

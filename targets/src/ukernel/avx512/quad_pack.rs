@@ -240,8 +240,9 @@ pub fn quad_pack_windows(plan: &WindowPlan, segments: usize, gap: i64) -> Result
     let step = |a: &mut CodeAssembler, st: &WindowStep, at: i64| -> Result<(), IcedError> {
         for s in 0..segments {
             let disp = s as i64 * gap;
+            // the first segment's windows in zmm0/zmm1, the others' in zmm2/zmm3
             let (l, h) = if s == 0 { (0, 1) } else { (2, 3) };
-            let (lo, hi) = ([zmm0, zmm2][l / 2], [zmm1, zmm3][l / 2]);
+            let (lo, hi) = (WINDOW_REGS[l], WINDOW_REGS[h]);
             window(a, &length_masks, l, base + (disp + st.a.0), st.a.1)?;
             match st.b {
                 Some((b0, b_len)) => {
@@ -283,6 +284,9 @@ pub fn quad_pack_windows(plan: &WindowPlan, segments: usize, gap: i64) -> Result
     super::super::leaf_end(a)
 }
 
+/// The windows' registers.
+const WINDOW_REGS: [AsmRegisterZmm; 4] = [zmm0, zmm1, zmm2, zmm3];
+
 /// The index vectors' registers.
 const INDEX_REGS: [AsmRegisterZmm; 16] =
     [zmm16, zmm17, zmm18, zmm19, zmm20, zmm21, zmm22, zmm23, zmm24, zmm25, zmm26, zmm27, zmm28, zmm29, zmm30, zmm31];
@@ -298,7 +302,7 @@ fn window(
     at: AsmMemoryOperand,
     len: usize,
 ) -> Result<(), IcedError> {
-    let (x, y, r) = ([xmm0, xmm1, xmm2, xmm3][r], [ymm0, ymm1, ymm2, ymm3][r], [zmm0, zmm1, zmm2, zmm3][r]);
+    let (x, y, r) = ([xmm0, xmm1, xmm2, xmm3][r], [ymm0, ymm1, ymm2, ymm3][r], WINDOW_REGS[r]);
     let width = [16, 32, 64].into_iter().find(|&w| len <= w).unwrap_or(64);
     let k = masks.iter().find(|(l, _)| *l == len).map(|&(_, k)| k);
     let on = |k: AsmRegisterK| match k {
