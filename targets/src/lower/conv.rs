@@ -278,7 +278,7 @@ fn conv_gemm(k: &mut Kernel, gm: &Geo, wp: Value, bp: Value) -> LResult {
         k.for_n(0, g2.group as i64, 1, |k, g| {
             // zero-padded copy of this group's input planes
             let first = k.b.ins().imul_imm_s(g, icg as i64);
-            pad_input(k, &g2, xp, n, first, icg, pad_img, hp, wpd);
+            pad_input(k, &g2, xp, n, first, icg, pad_img, (hp, wpd, wpd));
             let a_off = k.b.ins().imul_imm_s(g, (ocg * kk) as i64);
             let boff = k.b.ins().imul_imm_s(g, (ocg * 4) as i64);
             let bias_p = k.b.ins().iadd(bp, boff);
@@ -407,7 +407,7 @@ fn conv_narrow(k: &mut Kernel, gm: &Geo, wp: Value, bp: Value) -> LResult {
     let taps = icg * gm.kh * gm.kw;
     k.for_n(0, gm.n as i64, 1, |k, n| {
         let first = k.ic(0);
-        pad_input(k, &g2, xp, n, first, g2.c, pad_img, hp, wpd);
+        pad_input(k, &g2, xp, n, first, g2.c, pad_img, (hp, wpd, wpd));
         k.for_n(0, g2.oc as i64, 1, |k, oc| {
             let g = k.b.ins().udiv_imm_s(oc, ocg as i64);
             let bv = k.ld_at(types::F32, bp, oc, 4, 0);

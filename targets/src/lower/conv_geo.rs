@@ -122,8 +122,9 @@ pub(super) fn tap_range(
 
 /// Fills a padded image of `[channels][hp][wpd]` with batch `n`'s input
 /// planes `first..first + channels` in its interior (offset by the
-/// padding) and zeros around them ([`zero_frame`]), so conv taps need no
-/// bounds checks. Each float is written once.
+/// padding) and zeros around them as far as the first `read` floats of a
+/// row ([`zero_frame`]), so conv taps need no bounds checks. Each float
+/// is written at most once.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn pad_input(
     k: &mut Kernel,
@@ -133,8 +134,7 @@ pub(super) fn pad_input(
     first: Value,
     channels: usize,
     pad_img: Value,
-    hp: usize,
-    wpd: usize,
+    (hp, wpd, read): (usize, usize, usize),
 ) {
     let nc = k.b.ins().imul_imm_s(n, g.c as i64);
     let nc = k.b.ins().iadd(nc, first);
@@ -144,7 +144,7 @@ pub(super) fn pad_input(
     k.for_n(0, channels as i64, 1, |k, c| {
         let dst = k.b.ins().imul_imm_s(c, (hp * wpd) as i64);
         let db = k.addr(pad_img, dst, 4);
-        zero_frame(k, db, (hp, wpd), (g2.ph, g2.ph + g2.h), (g2.pw, g2.pw + g2.w));
+        zero_frame(k, db, (hp, wpd), (g2.ph, g2.ph + g2.h), (g2.pw, g2.pw + g2.w), read);
     });
     k.for_n(0, (channels * g.h) as i64, 1, |k, row| {
         // row = c * H + y
@@ -166,42 +166,60 @@ pub(super) fn pad_input(
 }
 
 /// Zeroes a `[hp][wpd]` f32 plane at `plane` except its interior, rows
-/// `rows` × columns `cols` (what a copy writes afterwards): the floats
-/// before the interior's first row, each interior row's gap up to the
-/// next one's first float (its right and the next row's left margin),
-/// and the floats after the last row. An empty interior zeroes it all.
+/// `rows` × columns `cols` (what a copy writes afterwards), as far as the
+/// plane's reader reads: the first `read` floats of each row (`read ≤
+/// wpd`; the columns past it are never loaded and stay as they are). With
+/// `read == wpd`: the floats before the interior's first row, each
+/// interior row's gap up to the next one's first float (its right and the
+/// next row's left margin), and the floats after the last row. An empty
+/// interior zeroes it all.
 pub(super) fn zero_frame(
     k: &mut Kernel,
     plane: Value,
     (hp, wpd): (usize, usize),
     rows: (usize, usize),
     cols: (usize, usize),
+    read: usize,
 ) {
-    let zeros = |k: &mut Kernel, from: usize, to: usize| {
-        let at = k.b.ins().iadd_imm_s(plane, (4 * from) as i64);
-        k.for_vec(to - from, &mut |k, ty, i| {
+    let read = read.min(wpd);
+    let (r0, r1) = (rows.0.min(hp), rows.1.min(hp));
+    let (c0, c1) = (cols.0.min(read), cols.1.min(read));
+    if r0 >= r1 || c0 >= c1 {
+        return zero_runs(k, plane, (0, hp), (0, read), wpd);
+    }
+    if read < wpd {
+        // row by row: the margins, and whole rows above and below
+        zero_runs(k, plane, (0, r0), (0, read), wpd);
+        zero_runs(k, plane, (r0, r1), (0, c0), wpd);
+        zero_runs(k, plane, (r0, r1), (c1, read), wpd);
+        return zero_runs(k, plane, (r1, hp), (0, read), wpd);
+    }
+    zero_runs(k, plane, (0, 1), (0, r0 * wpd + c0), wpd);
+    // the gaps after rows r0 .. r1 - 1, `wpd` floats apart
+    let gap = r0 * wpd + c1;
+    zero_runs(k, plane, (0, r1 - r0 - 1), (gap, gap + wpd - (c1 - c0)), wpd);
+    zero_runs(k, plane, (0, 1), ((r1 - 1) * wpd + c1, hp * wpd), wpd);
+}
+
+/// Zeroes floats `cols` of rows `rows` of a plane of `wpd`-float rows (a
+/// run may reach past its row: the single-run calls of [`zero_frame`]).
+fn zero_runs(k: &mut Kernel, plane: Value, (r0, r1): (usize, usize), (c0, c1): (usize, usize), wpd: usize) {
+    if r0 >= r1 || c0 >= c1 {
+        return;
+    }
+    let at = k.b.ins().iadd_imm_s(plane, (4 * (r0 * wpd + c0)) as i64);
+    let row = |k: &mut Kernel, row: Value| {
+        k.for_vec(c1 - c0, &mut |k, ty, j| {
             let z = k.fsplat(ty, 0.0);
-            k.st_at(z, at, i, 4, 0);
+            k.st_at(z, row, j, 4, 0);
         });
     };
-    let (r0, r1) = (rows.0.min(hp), rows.1.min(hp));
-    let (c0, c1) = (cols.0.min(wpd), cols.1.min(wpd));
-    if r0 >= r1 || c0 >= c1 {
-        return zeros(k, 0, hp * wpd);
+    if r1 - r0 == 1 {
+        return row(k, at);
     }
-    zeros(k, 0, r0 * wpd + c0);
-    if r1 - r0 > 1 {
-        // the gaps after rows r0 .. r1 - 1, `wpd` floats apart
-        let (first, len) = (r0 * wpd + c1, wpd - (c1 - c0));
-        let at = k.b.ins().iadd_imm_s(plane, (4 * first) as i64);
-        k.for_n(0, (r1 - r0 - 1) as i64, 1, |k, i| {
-            let row = k.b.ins().imul_imm_s(i, (4 * wpd) as i64);
-            let row = k.b.ins().iadd(at, row);
-            k.for_vec(len, &mut |k, ty, j| {
-                let z = k.fsplat(ty, 0.0);
-                k.st_at(z, row, j, 4, 0);
-            });
-        });
-    }
-    zeros(k, (r1 - 1) * wpd + c1, hp * wpd);
+    k.for_n(0, (r1 - r0) as i64, 1, |k, i| {
+        let off = k.b.ins().imul_imm_s(i, (4 * wpd) as i64);
+        let at = k.b.ins().iadd(at, off);
+        row(k, at);
+    });
 }

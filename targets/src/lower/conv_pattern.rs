@@ -721,6 +721,9 @@ pub(super) struct Phases {
     /// Floats per phase row (a multiple of `lanes`: the taps of the first
     /// kernel column load aligned).
     pub(super) wq: usize,
+    /// Floats of each phase row that any tile or pass reads (whole vectors
+    /// from every tap's column offset); the rest of a row is never zeroed.
+    pub(super) read: usize,
     dh: usize,
     dw: usize,
     kw: usize,
@@ -733,9 +736,9 @@ impl Phases {
         let s = g.sh;
         // every tile reads whole vectors, `ow.div_ceil(lanes)` of them per row
         let hq = (g.h + g.ph).div_ceil(s).max(g.oh + (g.kh - 1) * g.dh / s);
-        let wq =
-            (g.w + g.pw).div_ceil(s).max(g.ow.div_ceil(lanes) * lanes + (g.kw - 1) * g.dw / s).next_multiple_of(lanes);
-        Phases { s, hq, wq, dh: g.dh, dw: g.dw, kw: g.kw }
+        let read = g.ow.div_ceil(lanes) * lanes + (g.kw - 1) * g.dw / s;
+        let wq = (g.w + g.pw).div_ceil(s).max(read).next_multiple_of(lanes);
+        Phases { s, hq, wq, read, dh: g.dh, dw: g.dw, kw: g.kw }
     }
 
     pub(super) fn channel_bytes(&self) -> usize {
@@ -777,7 +780,7 @@ impl Phases {
                     let at = k.b.ins().imul_imm_s(c, (s * s * plane) as i64);
                     let at = k.b.ins().iadd_imm_s(at, ((a * s + b) * plane) as i64);
                     let p = k.addr(img, at, 4);
-                    zero_frame(k, p, (self.hq, self.wq), rows, cols);
+                    zero_frame(k, p, (self.hq, self.wq), rows, cols, self.read);
                 });
             }
         }
@@ -788,7 +791,7 @@ impl Phases {
     fn pad(&self, k: &mut Kernel, g: &Geo, x: Value, n: Value, img: Value) {
         if self.s == 1 {
             let first = k.ic(0);
-            return pad_input(k, g, x, n, first, g.c, img, self.hq, self.wq);
+            return pad_input(k, g, x, n, first, g.c, img, (self.hq, self.wq, self.read));
         }
         debug_assert_eq!(self.s, 2, "phase splits are written for stride 2");
         let (s, hq, wq, gc) = (self.s as i64, self.hq as i64, self.wq as i64, *g);
@@ -814,11 +817,16 @@ impl Phases {
     }
 }
 
+/// Eight-float steps of [`split_row`] written out rather than looped.
+const SPLIT_UNROLL: usize = 16;
+
 /// Splits one input row at `src` (`w` floats) into the two column phases
 /// of stride 2: padded column `x + pw` goes to phase `(x + pw) mod 2`
 /// (`phase` floats after phase 0) at `(x + pw) div 2` from `dst`. Eight
 /// floats at a time, as two `f32x4` loads and their even and odd lanes
-/// (one `shufps` each on x86-64), the rest one by one.
+/// (one `shufps` each on x86-64), at constant offsets from the row's two
+/// addresses for rows of up to [`SPLIT_UNROLL`] such steps (a loop
+/// recomputed both row addresses on every step), the rest one by one.
 fn split_row(k: &mut Kernel, src: Value, dst: Value, w: usize, pw: usize, phase: usize) {
     let le = MemFlagsData::new().with_endianness(Endianness::Little);
     let (even, odd) = (k.lane_mask(&[0, 2, 4, 6]), k.lane_mask(&[1, 3, 5, 7]));
@@ -827,19 +835,26 @@ fn split_row(k: &mut Kernel, src: Value, dst: Value, w: usize, pw: usize, phase:
     let (pe, po) = ((pw % 2) * phase, ((pw + 1) % 2) * phase);
     let (je, jo) = (pw / 2, pw.div_ceil(2));
     let body = w / 8;
-    k.for_n(0, body as i64, 1, |k, i| {
-        let x = k.b.ins().imul_imm_s(i, 32);
-        let sp = k.b.ins().iadd(src, x);
-        let a = k.ld(types::F32X4, sp, 0);
-        let b = k.ld(types::F32X4, sp, 16);
+    let step = |k: &mut Kernel, sp: Value, dp: Value, at: usize| {
+        let a = k.ld(types::F32X4, sp, (32 * at) as i32);
+        let b = k.ld(types::F32X4, sp, (32 * at + 16) as i32);
         let (a, b) = (k.b.ins().bitcast(types::I8X16, le, a), k.b.ins().bitcast(types::I8X16, le, b));
         let (ev, od) = (k.b.ins().shuffle(a, b, even), k.b.ins().shuffle(a, b, odd));
         let (ev, od) = (k.b.ins().bitcast(types::F32X4, le, ev), k.b.ins().bitcast(types::F32X4, le, od));
-        let j = k.b.ins().imul_imm_s(i, 16);
-        let dp = k.b.ins().iadd(dst, j);
-        k.st(ev, dp, ((pe + je) * 4) as i32);
-        k.st(od, dp, ((po + jo) * 4) as i32);
-    });
+        k.st(ev, dp, ((pe + je + 4 * at) * 4) as i32);
+        k.st(od, dp, ((po + jo + 4 * at) * 4) as i32);
+    };
+    if body <= SPLIT_UNROLL {
+        (0..body).for_each(|at| step(k, src, dst, at));
+    } else {
+        k.for_n(0, body as i64, 1, |k, i| {
+            let x = k.b.ins().imul_imm_s(i, 32);
+            let sp = k.b.ins().iadd(src, x);
+            let j = k.b.ins().imul_imm_s(i, 16);
+            let dp = k.b.ins().iadd(dst, j);
+            step(k, sp, dp, 0);
+        });
+    }
     for x in body * 8..w {
         let v = k.ld(types::F32, src, (4 * x) as i32);
         let px = x + pw;

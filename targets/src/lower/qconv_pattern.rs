@@ -232,7 +232,8 @@ fn quad_image(k: &mut Kernel, g: &Geo, ph: &Phases, (x, n, img): (Value, Value, 
                 return;
             }
             let z32 = k.b.ins().iconst(types::I32, 0);
-            for x0 in g.w..ph.wq {
+            // the columns past the row that the tiles read ([`Phases::read`])
+            for x0 in g.w..ph.read {
                 k.b.ins().store(super::loops::mem(), z32, d, (4 * x0) as i32);
             }
         });
