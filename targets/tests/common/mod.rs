@@ -66,17 +66,31 @@ pub fn run(text: &str, inputs: &[Tensor], cpu: &str) -> Vec<Vec<f32>> {
         .zip(inputs)
         .map(|(s, t)| unsafe { std::slice::from_raw_parts(s.as_ptr() as *const u8, t.bytes().len()) })
         .collect();
-    let mut outs: Vec<Vec<f32>> = m.info().outputs.iter().map(|o| vec![0f32; o.bytes / 4]).collect();
+    // each output followed by GUARD_FLOATS that no kernel may write
+    let lens: Vec<usize> = m.info().outputs.iter().map(|o| o.bytes / 4).collect();
+    let mut outs: Vec<Vec<f32>> = lens.iter().map(|&n| vec![GUARD; n + GUARD_FLOATS]).collect();
     {
-        let mut ov: Vec<&mut [u8]> = outs.iter_mut().map(|o| bytemuck_f32_mut(o)).collect();
+        let mut ov: Vec<&mut [u8]> = outs.iter_mut().zip(&lens).map(|(o, &n)| bytemuck_f32_mut(&mut o[..n])).collect();
         let mut arena = m.new_arena();
         // 0xFF bytes are NaNs: a kernel reading scratch it did not write
         // (a padded copy's border, say) shows in its outputs
         arena.poison(0xFF);
         m.run(&views, &mut ov, &mut arena).unwrap();
     }
+    for (i, (o, &n)) in outs.iter_mut().zip(&lens).enumerate() {
+        let past = o[n..].iter().position(|g| g.to_bits() != GUARD.to_bits());
+        assert!(past.is_none(), "output {i}: written {past:?} floats past its end\n{text}");
+        o.truncate(n);
+    }
     outs
 }
+
+/// Floats after each output of [`run`] that no kernel may write (a 64-byte
+/// vector store past the end reaches at most this far), holding [`GUARD`].
+const GUARD_FLOATS: usize = 16;
+
+/// A bit pattern no kernel stores by chance (a NaN with a payload).
+const GUARD: f32 = f32::from_bits(0x7FC0_5A5A);
 
 fn bytemuck_f32_mut(v: &mut [f32]) -> &mut [u8] {
     // SAFETY: as above; any byte pattern is a valid f32.
@@ -125,11 +139,15 @@ pub unsafe extern "C" fn reverse_parallel_for(ctx: *mut c_void, n: u32, task: Ta
 
 pub fn run_rt(m: &Model, inputs: &[Tensor], rt: Option<&KerfRuntime>) -> Vec<u8> {
     let ins: Vec<&[u8]> = inputs.iter().map(|t| t.bytes()).collect();
-    let mut out = vec![0u8; m.info().outputs[0].bytes];
+    let len = m.info().outputs[0].bytes;
+    let mut out = vec![0xA5u8; len + 4 * GUARD_FLOATS];
     let mut arena = m.new_arena();
     arena.poison(0xFF);
     // SAFETY: the runtimes passed are a pool's or use `reverse_parallel_for`.
-    unsafe { m.run_with(&ins, &mut [out.as_mut_slice()], &mut arena, rt) }.unwrap();
+    unsafe { m.run_with(&ins, &mut [&mut out[..len]], &mut arena, rt) }.unwrap();
+    let past = out[len..].iter().position(|&b| b != 0xA5);
+    assert!(past.is_none(), "written {past:?} bytes past the output's end");
+    out.truncate(len);
     out
 }
 
