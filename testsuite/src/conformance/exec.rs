@@ -92,8 +92,11 @@ fn run_jit(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, ExecError> {
     let in_store: Vec<Vec<u64>> = inputs.iter().map(|t| aligned_copy(t.bytes())).collect();
     let in_views: Vec<&[u8]> =
         in_store.iter().zip(inputs).map(|(s, t)| u64_bytes(s).get(..t.bytes().len()).unwrap_or(&[])).collect();
-    let mut out_store: Vec<Vec<u64>> = model.info().outputs.iter().map(|t| vec![0u64; t.bytes.div_ceil(8)]).collect();
+    // outputs start as GUARD bytes and are followed by GUARD_WORDS more:
+    // an element no kernel writes, or a store past an output's end, shows
     let out_lens: Vec<usize> = model.info().outputs.iter().map(|t| t.bytes).collect();
+    let mut out_store: Vec<Vec<u64>> =
+        out_lens.iter().map(|&len| vec![u64::from_ne_bytes([GUARD; 8]); len.div_ceil(8) + GUARD_WORDS]).collect();
     {
         let mut out_views: Vec<&mut [u8]> = out_store
             .iter_mut()
@@ -101,7 +104,14 @@ fn run_jit(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, ExecError> {
             .map(|(s, &len)| u64_bytes_mut(s).get_mut(..len).unwrap_or(&mut []))
             .collect();
         let mut arena = model.new_arena();
+        // 0xFF bytes (NaNs): scratch read before it is written shows
+        arena.poison(0xFF);
         model.run(&in_views, &mut out_views, &mut arena).map_err(|e| ExecError::Other(format!("run: {e}")))?;
+    }
+    for (i, (s, &len)) in out_store.iter().zip(&out_lens).enumerate() {
+        if let Some(at) = u64_bytes(s)[len..].iter().position(|&b| b != GUARD) {
+            return Err(ExecError::Other(format!("output {i}: a store {at} bytes past its end")));
+        }
     }
     if g.outputs.len() != out_store.len() {
         return Err(ExecError::Other(format!(
@@ -121,6 +131,13 @@ fn run_jit(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, ExecError> {
         })
         .collect()
 }
+
+/// The byte every output buffer starts as and its guard words hold.
+const GUARD: u8 = 0xA5;
+
+/// 8-byte words after each output that no kernel may write (a 64-byte
+/// vector store past the end reaches at most this far).
+const GUARD_WORDS: usize = 8;
 
 fn u64_bytes(v: &[u64]) -> &[u8] {
     // SAFETY: u8 has alignment 1 and every byte of a u64 is initialised;
