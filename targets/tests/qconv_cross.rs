@@ -17,8 +17,8 @@
 //! padded depthwise conv (the depthwise kernels), and one-pixel planes
 //! (`dotprod`'s one-pixel product, `sdot_gemv`: every variant of its
 //! channel chunks and image groups, K in steps of four quads and single
-//! ones, f32 and u8 out), and block-sparse weights on the AArch64 tiles'
-//! listed steps (`listed_cases`). Each runs with 8-bit weights over the whole
+//! ones, f32 and u8 out), and block-sparse weights on the listed steps of
+//! the AArch64 tiles and of RISC-V's 16-bit-pair tiles (`listed_cases`). Each runs with 8-bit weights over the whole
 //! grid. Beside them, the byte MaxPool the `int8-maxpool` rule puts
 //! between integer convs (16-byte vectors, stride 2 deinterleaved as
 //! 16-bit lanes), byte for byte.
@@ -230,7 +230,8 @@ fn run_all(t: &Cross, runs: &[Run]) -> Vec<String> {
 
 /// Block-sparse weights (blocks of 16 output channels keeping two of
 /// every four K quads, one block none, one one of four): AArch64's tiles
-/// on their listed steps (`lower/qconv/listed.rs`), f32 with a residual
+/// and RISC-V's 16-bit-pair tiles on their listed steps
+/// (`lower/qconv/listed.rs`), f32 with a residual
 /// and u8 out, a partial row block (37 channels) and unit, a 3x3 conv, and
 /// one-pixel images.
 fn listed_cases() -> Vec<Run> {
@@ -266,22 +267,32 @@ fn listed_cases() -> Vec<Run> {
 }
 
 /// Which code runs is decided at compile time: objects for AArch64
-/// (`dotprod` and without) hold listed A for block-sparse weights, fewer
-/// bytes than the dense tiles' (skip zeros off), on any host.
+/// (`dotprod` and without: the `sdot` and `smull` tiles), RISC-V 64
+/// (`rv64gc`, `v`) and x86-64 `baseline` (Cranelift's 16-bit-pair tiles)
+/// hold listed A for block-sparse weights, fewer bytes than the dense
+/// tiles' (skip zeros off), on any host.
 #[test]
-fn aarch64_objects_list_the_kept_quads() {
+fn objects_list_the_kept_steps() {
     let a1 = window(1, 1, 1, 1);
     let c = Case { xsh: [1, 64, 8, 8], wsh: [32, 64, 1, 1], osh: [1, 32, 8, 8], attrs: &a1, epi: PLAIN, zp: 0 };
     let g = kerf_ir::text::parse(&graph_text(&c, &listed_weights(c.wsh, (-128, 127), None, None))).unwrap();
-    for cpu in ["dotprod", "baseline"] {
+    let targets = [
+        ("aarch64-unknown-linux-gnu", "dotprod"),
+        ("aarch64-unknown-linux-gnu", "baseline"),
+        ("riscv64gc-unknown-linux-gnu", "rv64gc"),
+        ("riscv64gc-unknown-linux-gnu", "v"),
+        ("x86_64-unknown-linux-gnu", "baseline"),
+    ];
+    for (triple, cpu) in targets {
         let rodata = |skip: bool| {
-            let mut o = CompileOptions::parse("aarch64-unknown-linux-gnu", cpu, "t").unwrap();
+            let mut o = CompileOptions::parse(triple, cpu, "t").unwrap();
             o.skip_zeros = skip;
             compile_object(&g, &o).unwrap().report.rodata_bytes
         };
-        // dense A: 32 · 64 bytes; listed: half the quads plus a u32 per step and block
+        // dense A: 32 · 64 bytes (quads; pairs: the same 4 bytes per row
+        // and step); listed: half the steps plus a u32 per step and block
         let (listed, dense) = (rodata(true), rodata(false));
-        assert!(listed + 600 <= dense, "{cpu}: {listed} bytes of read-only data listed, {dense} dense");
+        assert!(listed + 600 <= dense, "{triple} {cpu}: {listed} bytes of read-only data listed, {dense} dense");
     }
 }
 

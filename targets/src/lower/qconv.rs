@@ -324,7 +324,7 @@ fn gemm(
     };
     // block-sparse weights on the byte tiles: the listed K quads only
     let (d, a_blob, order) = match listed::plan(k, &d, w, kk, wd.kernel[0] * wd.kernel[1]) {
-        Some((order, kept, bytes)) => (Dims { rows: listed::rows(k), listed: Some(kept), ..d }, bytes, order),
+        Some((order, kept, bytes)) => (Dims { rows: listed::rows(k, !d.quads), listed: Some(kept), ..d }, bytes, order),
         None => {
             // AVX2's byte quads without VNNI: whole units in pairs, on the wide tile
             let d = match pairs::applies(k.caps, &d, fused.is_some(), k.in_shape(0)[0] * d.groups) {
@@ -784,10 +784,9 @@ fn store_sums(k: &mut Kernel, d: &Dims, p: &Ptrs, u: &Unit, m0: Value, rows: usi
 fn k_loop_scalar(k: &mut Kernel, d: &Dims, b: Value, a_blk: Value, rows: usize) -> Vec<Value> {
     let zero = k.b.ins().iconst(types::I32, 0);
     let init = vec![zero; 8 * rows];
-    k.for_acc_n(0, d.steps as i64, 1, &init, |k, t, acc| {
-        let bp = k.addr(b, t, 32);
+    k.for_acc_n(0, d.a_steps() as i64, 1, &init, |k, t, acc| {
+        let (bp, ap) = pair_step(k, d, (b, a_blk), t, rows);
         let bv: Vec<Value> = (0..16).map(|i| k.b.ins().sload16(types::I32, mem(), bp, 2 * i)).collect();
-        let ap = k.addr(a_blk, t, (4 * rows) as i64);
         let mut next = Vec::with_capacity(acc.len());
         for r in 0..rows {
             let w0 = k.b.ins().sload16(types::I32, super::loops::ro(), ap, (4 * r) as i32);
@@ -804,16 +803,15 @@ fn k_loop_scalar(k: &mut Kernel, d: &Dims, b: Value, a_blk: Value, rows: usize) 
 }
 
 /// The Cranelift tile's sums: `rows × 2` i32x4 accumulators (row-major,
-/// 4 pixels each) over every K pair.
+/// 4 pixels each) over every K pair, or over the listed ones.
 fn k_loop(k: &mut Kernel, d: &Dims, b: Value, a_blk: Value, rows: usize) -> Vec<Value> {
     let le = MemFlagsData::new().with_endianness(Endianness::Little);
     let zero = k.b.ins().iconst(types::I32, 0);
     let z4 = k.b.ins().splat(types::I32X4, zero);
     let init = vec![z4; 2 * rows];
-    k.for_acc_n(0, d.steps as i64, 1, &init, |k, t, acc| {
-        let bp = k.addr(b, t, 32);
+    k.for_acc_n(0, d.a_steps() as i64, 1, &init, |k, t, acc| {
+        let (bp, ap) = pair_step(k, d, (b, a_blk), t, rows);
         let bv = [k.ld(types::I16X8, bp, 0), k.ld(types::I16X8, bp, 16)];
-        let ap = k.addr(a_blk, t, (4 * rows) as i64);
         let mut next = Vec::with_capacity(acc.len());
         for r in 0..rows {
             let a32 = k.ld_ro(types::I32, ap, (4 * r) as i32);
@@ -826,6 +824,21 @@ fn k_loop(k: &mut Kernel, d: &Dims, b: Value, a_blk: Value, rows: usize) -> Vec<
         }
         next
     })
+}
+
+/// Where the Cranelift tiles' step `t` reads: its B pair vectors (32 bytes
+/// a step in the unit's panel at `b`) and its rows' weight pairs in the
+/// block at `a_blk`; listed ([`listed`]), A's step starts with the `u32`
+/// offset of its B step and the pairs follow.
+fn pair_step(k: &mut Kernel, d: &Dims, (b, a_blk): (Value, Value), t: Value, rows: usize) -> (Value, Value) {
+    let ap = k.addr(a_blk, t, d.a_step_bytes(rows) as i64);
+    match d.listed {
+        Some(_) => {
+            let off = k.b.ins().uload32(super::loops::ro(), ap, 0);
+            (k.b.ins().iadd(b, off), k.b.ins().iadd_imm_s(ap, 4))
+        }
+        None => (k.addr(b, t, d.step_bytes() as i64), ap),
+    }
 }
 
 /// `[a0·b0 + a1·b1, …]`: pairs of i16 lanes multiplied and added into i32

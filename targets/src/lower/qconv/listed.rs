@@ -1,9 +1,16 @@
-//! Block-sparse integer weights: where each block of [`rows`] (8, or 4)
+//! Block-sparse integer weights: where each block of [`rows`] (8, 4 or 2)
 //! output channels has whole K quads of zeros (block-shared N:M in runs
 //! of four input channels, `--prune-nm 2:4x4/16`, or zeros a training-time
 //! tool left in that shape), the byte tiles run only the block's kept
 //! quads ([`KSteps::Listed`]): per kept step A holds the `u32` offset of
 //! its B vector in the unit's packed panels, then the rows' weight quads.
+//! Cranelift's 16-bit-pair tiles (targets without assembled ones: RISC-V,
+//! x86-64 `baseline`) list their kept K pairs the same way, a pair of
+//! i16 weights per row after each step's offset (a zero quad is two zero
+//! pairs); `qconv.rs`'s `pair_step` reads them. RISC-V `v`, ds_cnn_kws
+//! with `--prune-nm 2:4x4/16 --quantize int8`: 9.88 M → 4.93 M
+//! instructions an inference under qemu (`rv64gc` 15.8 M → 10.0 M), the
+//! same output bytes.
 //! No skipped quad is multiplied or stored (only the padding steps below,
 //! zeros, in blocks keeping fewer than the longest list). The one-pixel
 //! products list per block of their lanes ([`gemv_layout`],
@@ -14,7 +21,7 @@
 //! kernel's bits. Lists shorter than the layer's longest are padded with
 //! steps of zero weights at the block's first kept offset. Only where the
 //! byte tiles are assembled (VNNI's, AVX2's byte tile, AArch64's `sdot` and
-//! `smull` tiles), with
+//! `smull` tiles) or the pair tiles are Cranelift's, with
 //! [`crate::isa::Caps::skip_zeros`], and where no block keeps more than
 //! [`MAX_KEPT`] of the steps.
 
@@ -28,9 +35,15 @@ use crate::ukernel::KSteps;
 /// channels align with it, within the `ymm` tile's 12 accumulators, one
 /// `zmm` B vector per eight `vpdpbusd`, and `dotprod`'s `sdot` tile
 /// ([`SDOT_ROWS`]); a quarter block on AArch64 without `dotprod`
-/// ([`MULL_ROWS`]).
-pub(super) fn rows(k: &Kernel) -> usize {
+/// ([`MULL_ROWS`]). Cranelift's 16-bit-pair tiles (`pairs`: the targets
+/// without assembled tiles) take 8 rows where 32 vector registers hold
+/// their 16 accumulators (RISC-V `v`), else 4 (x86-64 `baseline`'s 16),
+/// and the scalar tile its 2 (16 accumulators).
+pub(super) fn rows(k: &Kernel, pairs: bool) -> usize {
     match (k.caps.neon, k.caps.dotprod) {
+        _ if pairs && k.lanes() == 1 => 2,
+        _ if pairs && k.caps.vector_registers >= 32 => 8,
+        _ if pairs => 4,
         (true, false) => MULL_ROWS,
         (true, true) => SDOT_ROWS,
         _ => 8,
@@ -84,7 +97,7 @@ pub(super) fn plan(k: &Kernel, d: &Dims, w: &[f64], kk: usize, area: usize) -> O
     }
     if area > 1 && d.cg.is_multiple_of(4) {
         let tap = tap_major(w, kk, area);
-        let saturating = !(k.caps.vnni || k.caps.neon);
+        let saturating = d.quads && !(k.caps.vnni || k.caps.neon);
         if saturating && !kerf_ir::byte_pairs_exact(&tap.iter().map(|&c| c as i8).collect::<Vec<_>>(), kk) {
             return None;
         }
@@ -94,12 +107,6 @@ pub(super) fn plan(k: &Kernel, d: &Dims, w: &[f64], kk: usize, area: usize) -> O
     None
 }
 
-/// The listed form of `w` (`[groups · mg][kk]` integer codes) for `d`'s
-/// byte quads in blocks of [`rows`], if `k`'s target runs the byte tiles
-/// (AVX2, VNNI, AArch64's) and skips zeros and the weights have a form
-/// worth running:
-/// the kept steps of the longest list and A's bytes (per group, per block:
-/// per kept step the B offset `4·px·t` then a quad per row).
 /// Row `m`'s weight quad `t` as bytes (`w` is `[rows][kk]` integer codes;
 /// K past `kk` and rows past `w` are zeros).
 fn quad(w: &[f64], kk: usize, m: usize, t: usize) -> [u8; 4] {
@@ -110,9 +117,26 @@ fn quad(w: &[f64], kk: usize, m: usize, t: usize) -> [u8; 4] {
     })
 }
 
+/// Row `m`'s K step `t` as the tiles read it: a byte quad, or (`pairs`)
+/// the pair `(w[m, 2t], w[m, 2t + 1])` as two little-endian i16
+/// (`pack_weights`' dense layout of one step and row).
+fn step(w: &[f64], kk: usize, m: usize, t: usize, pairs: bool) -> [u8; 4] {
+    if !pairs {
+        return quad(w, kk, m, t);
+    }
+    let at = |j: usize| if j < kk { w.get(m * kk + j).map_or(0, |&c| c as i16) } else { 0 };
+    let (a, b) = (at(2 * t).to_le_bytes(), at(2 * t + 1).to_le_bytes());
+    [a[0], a[1], b[0], b[1]]
+}
+
 /// The K quads (of `steps`) some row of `rows` keeps.
 fn kept_quads(w: &[f64], kk: usize, steps: usize, rows: std::ops::Range<usize>) -> Vec<usize> {
-    (0..steps).filter(|&t| rows.clone().any(|m| quad(w, kk, m, t) != [0; 4])).collect()
+    kept_steps(w, kk, steps, rows, false)
+}
+
+/// The K steps (quads, or `pairs`) some row of `rows` keeps.
+fn kept_steps(w: &[f64], kk: usize, steps: usize, rows: std::ops::Range<usize>, pairs: bool) -> Vec<usize> {
+    (0..steps).filter(|&t| rows.clone().any(|m| step(w, kk, m, t, pairs) != [0; 4])).collect()
 }
 
 /// The longest of `lists`, if it keeps at most [`MAX_KEPT`] of `steps`.
@@ -121,16 +145,24 @@ fn longest<'a>(lists: impl IntoIterator<Item = &'a Vec<usize>>, steps: usize) ->
     (kept as f64 <= MAX_KEPT * steps as f64).then_some(kept)
 }
 
+/// The listed form of `w` (`[groups · mg][kk]` integer codes) for `d`'s
+/// byte quads (or i16 pairs) in blocks of [`rows`], if `k`'s target runs
+/// the byte tiles (AVX2, VNNI, AArch64's) or Cranelift's pair tiles
+/// ([`pair_tiles`]) and skips zeros and the weights have a form
+/// worth running:
+/// the kept steps of the longest list and A's bytes (per group, per block:
+/// per kept step the B offset `4·px·t` then a quad or pair per row).
 fn layout(k: &Kernel, d: &Dims, w: &[f64], kk: usize) -> Option<(usize, Vec<u8>)> {
-    if !(d.quads && k.caps.skip_zeros && (k.caps.avx2 || k.caps.neon)) {
+    if !k.caps.skip_zeros || !(d.quads && (k.caps.avx2 || k.caps.neon) || pair_tiles(k, d)) {
         return None;
     }
-    let d = &Dims { rows: rows(k), ..*d };
+    let pairs = !d.quads;
+    let d = &Dims { rows: rows(k, pairs), ..*d };
     let mut lists = Vec::new();
     for g in 0..d.groups {
         for r0 in (0..d.mg).step_by(d.rows) {
             let rows = g * d.mg + r0..g * d.mg + (r0 + d.rows).min(d.mg);
-            lists.push((rows.clone(), kept_quads(w, kk, d.steps, rows)));
+            lists.push((rows.clone(), kept_steps(w, kk, d.steps, rows, pairs)));
         }
     }
     let kept = longest(lists.iter().map(|(_, l)| l), d.steps)?;
@@ -144,11 +176,18 @@ fn layout(k: &Kernel, d: &Dims, w: &[f64], kk: usize) -> Option<(usize, Vec<u8>)
             let t = list.get(i).copied().unwrap_or(pad);
             bytes.extend(((4 * d.px * t) as u32).to_le_bytes());
             for m in rows.clone() {
-                bytes.extend(if i < list.len() { quad(w, kk, m, t) } else { [0; 4] });
+                bytes.extend(if i < list.len() { step(w, kk, m, t, pairs) } else { [0; 4] });
             }
         }
     }
     Some((kept, bytes))
+}
+
+/// Whether `d` runs on Cranelift's 16-bit-pair tiles (`qconv.rs`'s
+/// `k_loop` and `k_loop_scalar`: no assembled tile on the target, i16
+/// pairs of `x − zp` and the weights), which read listed steps too.
+fn pair_tiles(k: &Kernel, d: &Dims) -> bool {
+    !d.quads && !k.caps.avx2 && !k.caps.neon
 }
 
 /// The listed form of the one-pixel product's weights in byte quads
