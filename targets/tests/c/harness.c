@@ -2,10 +2,17 @@
  * Build: cc -DMODEL_HEADER='"model.h"' -DMODEL_NAME=model harness.c model.o
  * Run:   ./prog input.bin output.bin
  * input.bin holds every input's bytes back to back (descriptor order);
- * output.bin receives every output's bytes back to back. */
+ * output.bin receives every output's bytes back to back.
+ * Outputs start as GUARD bytes and are followed by 64 more that no kernel
+ * may write (exit 108 otherwise); the arena is poisoned with 0xFF bytes
+ * (NaNs), so a kernel reading scratch it did not write shows in its
+ * outputs. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#define GUARD 0xA5
 #include MODEL_HEADER
 
 #define CAT2(a, b) a##b
@@ -30,14 +37,28 @@ int main(int argc, char **argv) {
         ins[i] = p;
     }
     fclose(f);
-    for (uint32_t i = 0; i < d->num_outputs; i++)
-        outs[i] = aligned_alloc(64, (d->outputs[i].bytes + 63) / 64 * 64 + 64);
-    void *arena = aligned_alloc(64, (d->arena_bytes + 63) / 64 * 64 + 64);
+    for (uint32_t i = 0; i < d->num_outputs; i++) {
+        size_t n = (d->outputs[i].bytes + 63) / 64 * 64 + 64;
+        outs[i] = aligned_alloc(64, n);
+        memset(outs[i], GUARD, n);
+    }
+    size_t arena_n = (d->arena_bytes + 63) / 64 * 64 + 64;
+    void *arena = aligned_alloc(64, arena_n);
+    memset(arena, 0xFF, arena_n);
     kerf_runtime rt = {KERF_ABI_VERSION, 1, 0, 0};
     int32_t st = RUN(ins, (void *const *)outs, arena, &rt);
     if (st != 0) {
         fprintf(stderr, "run returned %d\n", st);
         return 104;
+    }
+    for (uint32_t i = 0; i < d->num_outputs; i++) {
+        const unsigned char *o = outs[i];
+        size_t n = (d->outputs[i].bytes + 63) / 64 * 64 + 64;
+        for (size_t j = d->outputs[i].bytes; j < n; j++)
+            if (o[j] != GUARD) {
+                fprintf(stderr, "output %u: a store %zu bytes past its end\n", i, j - d->outputs[i].bytes);
+                return 108;
+            }
     }
     /* the NULL checks must work too */
     if (RUN(0, (void *const *)outs, arena, 0) != KERF_STATUS_NULL_POINTER) return 105;

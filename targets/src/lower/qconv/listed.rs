@@ -86,25 +86,30 @@ fn tap_major(w: &[f64], kk: usize, area: usize) -> Vec<f64> {
 /// The listed form of `w` in the K order that has one ([`layout`]): the
 /// weight's own, else, for a KxK conv of whole quads of input channels per
 /// group (`area` taps), tap-major; the order, the kept steps and A's bytes.
+/// Cranelift's pair tiles ([`pair_tiles`]) take whichever order keeps
+/// fewer steps (their packers read any order from the tap table at the
+/// same cost; the assembled byte tiles' window packing does not, so they
+/// keep the weight's own order where it lists).
 /// AVX2's byte tile without VNNI adds adjacent byte products in an i16
 /// (`vpmaddubsw`), exact only for the pairs `kerf_ir::byte_pairs_exact`
 /// accepts, which the caller checked in the weight's own order: tap-major
 /// pairs other codes, so there it is taken only where those pairs are
 /// exact too.
 pub(super) fn plan(k: &Kernel, d: &Dims, w: &[f64], kk: usize, area: usize) -> Option<(KOrder, usize, Vec<u8>)> {
-    if let Some((kept, bytes)) = layout(k, d, w, kk) {
-        return Some((KOrder::Channel, kept, bytes));
+    let own = layout(k, d, w, kk).map(|(kept, bytes)| (KOrder::Channel, kept, bytes));
+    if own.is_some() && !pair_tiles(k, d) || !(area > 1 && d.cg.is_multiple_of(4)) {
+        return own;
     }
-    if area > 1 && d.cg.is_multiple_of(4) {
-        let tap = tap_major(w, kk, area);
-        let saturating = d.quads && !(k.caps.vnni || k.caps.neon);
-        if saturating && !kerf_ir::byte_pairs_exact(&tap.iter().map(|&c| c as i8).collect::<Vec<_>>(), kk) {
-            return None;
-        }
-        let (kept, bytes) = layout(k, d, &tap, kk)?;
-        return Some((KOrder::Tap, kept, bytes));
+    let tap = tap_major(w, kk, area);
+    let saturating = d.quads && !(k.caps.vnni || k.caps.neon);
+    if saturating && !kerf_ir::byte_pairs_exact(&tap.iter().map(|&c| c as i8).collect::<Vec<_>>(), kk) {
+        return own;
     }
-    None
+    let taps = layout(k, d, &tap, kk).map(|(kept, bytes)| (KOrder::Tap, kept, bytes));
+    match (own, taps) {
+        (Some(o), Some(t)) => Some(if t.1 < o.1 { t } else { o }),
+        (o, t) => o.or(t),
+    }
 }
 
 /// Row `m`'s weight quad `t` as bytes (`w` is `[rows][kk]` integer codes;
