@@ -785,9 +785,9 @@ fn plane_pads_equal_a_naive_pad() {
 }
 
 /// The one-input graph `text` compiled for `native` with micro-kernels on
-/// or off, run on the input's bytes `x`: the output's bytes (and nothing
-/// written past them: [`GUARD_BYTES`]), how many distinct micro-kernels
-/// the code holds, the capabilities.
+/// or off, run on the input's bytes `x` ([`common::run_rt`]: a poisoned
+/// arena, nothing written past the output): the output's bytes, how many
+/// distinct micro-kernels the code holds, the capabilities.
 fn run_bytes(text: &str, x: &[u8], ukernels: bool) -> (Vec<u8>, usize, Caps) {
     let g = kerf_ir::text::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let ty = g.ty(g.inputs[0]);
@@ -795,21 +795,9 @@ fn run_bytes(text: &str, x: &[u8], ukernels: bool) -> (Vec<u8>, usize, Caps) {
     let mut o = CompileOptions::parse("host", "native", "t").unwrap();
     o.ukernels = ukernels;
     let jm = jit_compile(&g, &o).unwrap_or_else(|e| panic!("{e}"));
-    let m = jm.model();
-    // guard bytes after the output: a store past its end shows
-    let (len, guard) = (m.info().outputs[0].bytes, 0xA5u8);
-    let mut out = vec![guard; len + GUARD_BYTES];
-    let mut arena = m.new_arena();
-    m.run(&[input.bytes()], &mut [&mut out[..len]], &mut arena).unwrap();
-    let past = out[len..].iter().position(|&b| b != guard);
-    assert!(past.is_none(), "a store {past:?} bytes past the output's end\n{text}");
-    out.truncate(len);
+    let out = common::run_rt(jm.model(), &[input], None);
     (out, jm.report().micro_kernels, jm.report().caps)
 }
-
-/// Bytes after a [`run_bytes`] output that no kernel may write (a 64-byte
-/// vector store past the end reaches at most this far).
-const GUARD_BYTES: usize = 64;
 
 /// The assembled byte MaxPool rows (`ukernel::avx512::byte_pool_rows`,
 /// AVX-512BW + VBMI) against a naive maximum over the valid taps and

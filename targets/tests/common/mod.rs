@@ -46,55 +46,56 @@ pub fn kernels(g: &kerf_ir::Graph, cpu: &str) -> Vec<Vec<iced_x86::Instruction>>
 pub fn run(text: &str, inputs: &[Tensor], cpu: &str) -> Vec<Vec<f32>> {
     let g = kerf_ir::text::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let jm = jit(&g, cpu);
-    let m = jm.model();
-    // raw bytes of any dtype, in 8-byte aligned storage
-    let stores: Vec<Vec<u64>> = inputs
-        .iter()
-        .map(|t| {
-            let mut s = vec![0u64; t.bytes().len().div_ceil(8)];
-            for (i, c) in t.bytes().chunks(8).enumerate() {
-                let mut w = [0u8; 8];
-                w[..c.len()].copy_from_slice(c);
-                s[i] = u64::from_le_bytes(w);
-            }
-            s
-        })
-        .collect();
-    // SAFETY: u64 has no padding; each view covers the tensor's bytes within its vector.
-    let views: Vec<&[u8]> = stores
-        .iter()
-        .zip(inputs)
-        .map(|(s, t)| unsafe { std::slice::from_raw_parts(s.as_ptr() as *const u8, t.bytes().len()) })
-        .collect();
-    // each output followed by GUARD_FLOATS that no kernel may write
-    let lens: Vec<usize> = m.info().outputs.iter().map(|o| o.bytes / 4).collect();
-    let mut outs: Vec<Vec<f32>> = lens.iter().map(|&n| vec![GUARD; n + GUARD_FLOATS]).collect();
-    {
-        let mut ov: Vec<&mut [u8]> = outs.iter_mut().zip(&lens).map(|(o, &n)| bytemuck_f32_mut(&mut o[..n])).collect();
-        let mut arena = m.new_arena();
-        // 0xFF bytes are NaNs: a kernel reading scratch it did not write
-        // (a padded copy's border, say) shows in its outputs
-        arena.poison(0xFF);
-        m.run(&views, &mut ov, &mut arena).unwrap();
-    }
-    for (i, (o, &n)) in outs.iter_mut().zip(&lens).enumerate() {
-        let past = o[n..].iter().position(|g| g.to_bits() != GUARD.to_bits());
-        assert!(past.is_none(), "output {i}: written {past:?} floats past its end\n{text}");
-        o.truncate(n);
-    }
-    outs
+    let outs = run_guarded(jm.model(), inputs, None).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    outs.iter().map(|o| o.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()).collect()
 }
 
-/// Floats after each output of [`run`] that no kernel may write (a 64-byte
-/// vector store past the end reaches at most this far), holding [`GUARD`].
-const GUARD_FLOATS: usize = 16;
+/// Runs `m` once on `inputs` (in 8-byte aligned copies) with `rt` and
+/// returns every output's bytes: the arena poisoned (0xFF bytes are
+/// NaNs: a kernel reading scratch it did not write, a padded copy's
+/// border say, shows in its outputs), each output followed by
+/// [`GUARD_WORDS`] of [`GUARD`] bytes that no kernel may write.
+fn run_guarded(m: &Model, inputs: &[Tensor], rt: Option<&KerfRuntime>) -> Result<Vec<Vec<u8>>, String> {
+    let aligned = |len: usize, fill: u8| vec![u64::from_ne_bytes([fill; 8]); len.div_ceil(8)];
+    let mut stores: Vec<Vec<u64>> = inputs.iter().map(|t| aligned(t.bytes().len(), 0)).collect();
+    for (s, t) in stores.iter_mut().zip(inputs) {
+        u64_bytes_mut(s)[..t.bytes().len()].copy_from_slice(t.bytes());
+    }
+    let views: Vec<&[u8]> = stores.iter().zip(inputs).map(|(s, t)| &u64_bytes(s)[..t.bytes().len()]).collect();
+    let lens: Vec<usize> = m.info().outputs.iter().map(|o| o.bytes).collect();
+    let mut outs: Vec<Vec<u64>> = lens.iter().map(|&n| aligned(n + 8 * GUARD_WORDS, GUARD)).collect();
+    {
+        let mut ov: Vec<&mut [u8]> = outs.iter_mut().zip(&lens).map(|(o, &n)| &mut u64_bytes_mut(o)[..n]).collect();
+        let mut arena = m.new_arena();
+        arena.poison(0xFF);
+        // SAFETY: the runtimes passed are a pool's or use `reverse_parallel_for`.
+        unsafe { m.run_with(&views, &mut ov, &mut arena, rt) }.map_err(|e| format!("run: {e}"))?;
+    }
+    outs.iter()
+        .zip(&lens)
+        .enumerate()
+        .map(|(i, (o, &n))| match u64_bytes(o)[n..].iter().position(|&b| b != GUARD) {
+            Some(at) => Err(format!("output {i}: written {at} bytes past its end")),
+            None => Ok(u64_bytes(o)[..n].to_vec()),
+        })
+        .collect()
+}
 
-/// A bit pattern no kernel stores by chance (a NaN with a payload).
-const GUARD: f32 = f32::from_bits(0x7FC0_5A5A);
+/// 8-byte words after each output of [`run_guarded`] that no kernel may
+/// write (a 64-byte vector store past the end reaches at most this far).
+const GUARD_WORDS: usize = 8;
 
-fn bytemuck_f32_mut(v: &mut [f32]) -> &mut [u8] {
-    // SAFETY: as above; any byte pattern is a valid f32.
-    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, v.len() * 4) }
+/// The byte the guard words hold.
+const GUARD: u8 = 0xA5;
+
+fn u64_bytes(v: &[u64]) -> &[u8] {
+    // SAFETY: u64 has no padding; the view covers exactly the storage.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+}
+
+fn u64_bytes_mut(v: &mut [u64]) -> &mut [u8] {
+    // SAFETY: as above; any byte pattern is a valid u64, the borrow exclusive.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
 }
 
 pub fn close(name: &str, got: &[f32], want: &[f32], abs: f32, rel: f32) {
@@ -138,17 +139,7 @@ pub unsafe extern "C" fn reverse_parallel_for(ctx: *mut c_void, n: u32, task: Ta
 }
 
 pub fn run_rt(m: &Model, inputs: &[Tensor], rt: Option<&KerfRuntime>) -> Vec<u8> {
-    let ins: Vec<&[u8]> = inputs.iter().map(|t| t.bytes()).collect();
-    let len = m.info().outputs[0].bytes;
-    let mut out = vec![0xA5u8; len + 4 * GUARD_FLOATS];
-    let mut arena = m.new_arena();
-    arena.poison(0xFF);
-    // SAFETY: the runtimes passed are a pool's or use `reverse_parallel_for`.
-    unsafe { m.run_with(&ins, &mut [&mut out[..len]], &mut arena, rt) }.unwrap();
-    let past = out[len..].iter().position(|&b| b != 0xA5);
-    assert!(past.is_none(), "written {past:?} bytes past the output's end");
-    out.truncate(len);
-    out
+    run_guarded(m, inputs, rt).unwrap_or_else(|e| panic!("{e}")).swap_remove(0)
 }
 
 /// Threaded runs equal the serial run bit for bit; the kernel is split.

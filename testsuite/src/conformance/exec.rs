@@ -6,7 +6,7 @@
 //! Select with `KERF_BACKEND=jit|interp`.
 
 use kerf_ir::{Graph, Tensor};
-use kerf_targets::{jit_compile, CompileOptions, TargetError};
+use kerf_targets::{jit_compile, CompileOptions, JitModel, TargetError};
 use thiserror::Error;
 
 use super::interp;
@@ -88,12 +88,36 @@ fn aligned_copy(bytes: &[u8]) -> Vec<u64> {
 
 fn run_jit(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, ExecError> {
     let jit = jit_compile(g, &CompileOptions::host("kerf_case")).map_err(from_target)?;
+    let outs = run_guarded(&jit, inputs).map_err(ExecError::Other)?;
+    if g.outputs.len() != outs.len() {
+        return Err(ExecError::Other(format!(
+            "compiled model has {} outputs, graph has {}",
+            outs.len(),
+            g.outputs.len()
+        )));
+    }
+    g.outputs
+        .iter()
+        .zip(outs)
+        .map(|(o, bytes)| {
+            let ty = g.ty(o.value);
+            Tensor::from_bytes(ty.dtype, ty.shape.clone(), bytes)
+                .map_err(|e| ExecError::Other(format!("output '{}': {e}", o.name)))
+        })
+        .collect()
+}
+
+/// Runs `jit`'s model once on `inputs` (copied to 8-byte aligned storage) and
+/// returns each output's bytes, as strictly as a test can: the arena is
+/// poisoned (0xFF bytes, NaNs: scratch read before it is written shows),
+/// every output starts as [`GUARD`] bytes (an element no kernel writes
+/// shows) and is followed by [`GUARD_WORDS`] more that must stay (a store
+/// past its end is an error).
+pub fn run_guarded(jit: &JitModel, inputs: &[Tensor]) -> Result<Vec<Vec<u8>>, String> {
     let model = jit.model();
     let in_store: Vec<Vec<u64>> = inputs.iter().map(|t| aligned_copy(t.bytes())).collect();
     let in_views: Vec<&[u8]> =
         in_store.iter().zip(inputs).map(|(s, t)| u64_bytes(s).get(..t.bytes().len()).unwrap_or(&[])).collect();
-    // outputs start as GUARD bytes and are followed by GUARD_WORDS more:
-    // an element no kernel writes, or a store past an output's end, shows
     let out_lens: Vec<usize> = model.info().outputs.iter().map(|t| t.bytes).collect();
     let mut out_store: Vec<Vec<u64>> =
         out_lens.iter().map(|&len| vec![u64::from_ne_bytes([GUARD; 8]); len.div_ceil(8) + GUARD_WORDS]).collect();
@@ -104,30 +128,19 @@ fn run_jit(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, ExecError> {
             .map(|(s, &len)| u64_bytes_mut(s).get_mut(..len).unwrap_or(&mut []))
             .collect();
         let mut arena = model.new_arena();
-        // 0xFF bytes (NaNs): scratch read before it is written shows
         arena.poison(0xFF);
-        model.run(&in_views, &mut out_views, &mut arena).map_err(|e| ExecError::Other(format!("run: {e}")))?;
+        model.run(&in_views, &mut out_views, &mut arena).map_err(|e| format!("run: {e}"))?;
     }
-    for (i, (s, &len)) in out_store.iter().zip(&out_lens).enumerate() {
-        if let Some(at) = u64_bytes(s)[len..].iter().position(|&b| b != GUARD) {
-            return Err(ExecError::Other(format!("output {i}: a store {at} bytes past its end")));
-        }
-    }
-    if g.outputs.len() != out_store.len() {
-        return Err(ExecError::Other(format!(
-            "compiled model has {} outputs, graph has {}",
-            out_store.len(),
-            g.outputs.len()
-        )));
-    }
-    g.outputs
+    out_store
         .iter()
-        .zip(out_store.iter().zip(&out_lens))
-        .map(|(o, (s, &len))| {
-            let ty = g.ty(o.value);
-            let bytes = u64_bytes(s).get(..len).unwrap_or(&[]).to_vec();
-            Tensor::from_bytes(ty.dtype, ty.shape.clone(), bytes)
-                .map_err(|e| ExecError::Other(format!("output '{}': {e}", o.name)))
+        .zip(&out_lens)
+        .enumerate()
+        .map(|(i, (s, &len))| {
+            let bytes = u64_bytes(s);
+            match bytes[len..].iter().position(|&b| b != GUARD) {
+                Some(at) => Err(format!("output {i}: a store {at} bytes past its end")),
+                None => Ok(bytes[..len].to_vec()),
+            }
         })
         .collect()
 }

@@ -180,60 +180,9 @@ pub fn jit_run(g: &Graph, name: &str, inputs: &[Tensor]) -> Result<Vec<Tensor>, 
 pub fn jit_run_with(g: &Graph, opts: &CompileOptions, inputs: &[Tensor]) -> Result<Vec<Tensor>, String> {
     check_inputs(g, inputs)?;
     let jm = jit_compile(g, opts).map_err(|e| format!("jit: {e}"))?;
-    let m = jm.model();
-    let mut bufs: Vec<Vec<u8>> = m.info().outputs.iter().map(|t| vec![0u8; t.bytes]).collect();
-    // Inputs may be misaligned in a Vec<u8>: copy into u64-aligned storage.
-    let stores: Vec<Vec<u64>> = inputs
-        .iter()
-        .map(|t| {
-            let mut v = vec![0u64; t.bytes().len().div_ceil(8)];
-            for (k, c) in t.bytes().chunks(8).enumerate() {
-                let mut w = [0u8; 8];
-                w[..c.len()].copy_from_slice(c);
-                v[k] = u64::from_le_bytes(w);
-            }
-            v
-        })
-        .collect();
-    let ins: Vec<&[u8]> = stores
-        .iter()
-        .zip(inputs)
-        // SAFETY: u64 storage viewed as its first `len` bytes (len <= 8 * v.len()).
-        .map(|(v, t)| unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, t.bytes().len()) })
-        .collect();
-    // outputs start as GUARD bytes with GUARD_WORDS more after them that
-    // no kernel may write; the arena is poisoned (0xFF bytes, NaNs), so a
-    // kernel reading scratch it did not write shows in the outputs
-    let fill = u64::from_ne_bytes([GUARD; 8]);
-    let mut out_stores: Vec<Vec<u64>> = bufs.iter().map(|b| vec![fill; b.len().div_ceil(8) + GUARD_WORDS]).collect();
-    {
-        let mut outs: Vec<&mut [u8]> = out_stores
-            .iter_mut()
-            .zip(&bufs)
-            // SAFETY: as above, mutable and disjoint (b.len() <= 8 * v.len()).
-            .map(|(v, b)| unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, b.len()) })
-            .collect();
-        let mut arena = m.new_arena();
-        arena.poison(0xFF);
-        m.run(&ins, &mut outs, &mut arena).map_err(|e| format!("run: {e}"))?;
-    }
-    for (i, (b, v)) in bufs.iter_mut().zip(&out_stores).enumerate() {
-        let n = b.len();
-        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-        if let Some(at) = bytes[n..].iter().position(|&x| x != GUARD) {
-            return Err(format!("output {i}: a store {at} bytes past its end"));
-        }
-        b.copy_from_slice(&bytes[..n]);
-    }
+    let bufs = kerf_testsuite::conformance::exec::run_guarded(&jm, inputs)?;
     outputs_from_bytes(g, bufs)
 }
-
-/// The byte [`jit_run_with`]'s outputs start as and its guard words hold.
-const GUARD: u8 = 0xA5;
-
-/// 8-byte words after each [`jit_run_with`] output that no kernel may
-/// write (a 64-byte vector store past the end reaches at most this far).
-const GUARD_WORDS: usize = 8;
 
 /// A target the cross tests build for and how to run its programs.
 #[derive(Clone, Copy, Debug)]
