@@ -24,6 +24,11 @@ testsuite/fixtures/models + testsuite/generated):
    the ratio kerf/tract (the issue asks for "faster than tract on every
    model"; PEERS.md's tract times come from another CPU).
 
+6. at the start of every round, the host's own two-thread
+   scaling (`Ceiling`: a register-only multiply-add loop in C on one thread,
+   then on two at once): what the machine gave any code at that moment, the
+   ceiling of the 1t/2t columns (a VM's second vCPU may share a core).
+
 Prints and writes (--out) a Markdown table: medians in ms and the ratios
 kerf/ORT (< 1: kerf faster), the max |kerf - ORT| of the outputs, and the
 machine (CPU model, a measured clock from a dependent-add loop).
@@ -134,6 +139,73 @@ int main(void) {
     return 0;
 }
 """
+
+
+SCALING_C = r"""
+#include <pthread.h>
+#include <stdio.h>
+#include <time.h>
+typedef float v8 __attribute__((vector_size(32)));
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
+static volatile float sink;
+/* eight independent multiply-add chains in registers: no memory traffic */
+static void *spin(void *arg) {
+    long n = (long)arg;
+    v8 m = {0.999999f, 0.999999f, 0.999999f, 0.999999f, 0.999999f, 0.999999f, 0.999999f, 0.999999f};
+    v8 c = m - m + 1e-7f, x[8];
+    for (int j = 0; j < 8; j++) x[j] = c + (float)j;
+    for (long i = 0; i < n; i++)
+        for (int j = 0; j < 8; j++) x[j] = x[j] * m + c;
+    v8 s = x[0] + x[1] + x[2] + x[3] + x[4] + x[5] + x[6] + x[7];
+    sink = s[0];
+    return 0;
+}
+int main(void) {
+    long n = 4000000;
+    for (int r = 0; r < 5; r++) {
+        double t0 = now();
+        spin((void *)n);
+        double one = now() - t0;
+        pthread_t a, b;
+        t0 = now();
+        pthread_create(&a, 0, spin, (void *)n);
+        pthread_create(&b, 0, spin, (void *)n);
+        pthread_join(a, 0);
+        pthread_join(b, 0);
+        double two = now() - t0;
+        printf("%.3f\n", 2.0 * one / two);
+    }
+    return 0;
+}
+"""
+
+
+class Ceiling:
+    """The host's own two-thread scaling: the same register-only
+    multiply-add loop on one thread and on two at once (2 x the work), as
+    1t time / 2t time per unit of work. On a quiet machine with two real
+    cores it is 2.0; a shared or throttled second core shows here, so a
+    model's kerf 1t/2t can be read against what the host gave any code at
+    that moment."""
+
+    def __init__(self, tmp):
+        src, self.exe = tmp / "scaling.c", tmp / "scaling"
+        src.write_text(SCALING_C)
+        try:
+            subprocess.run(["cc", "-O2", "-march=native", "-pthread", str(src), "-o", str(self.exe)],
+                           check=True, capture_output=True)
+        except (OSError, subprocess.CalledProcessError):
+            self.exe = None
+
+    def measure(self):
+        """Median scaling over five pairs of runs, or None without a C compiler."""
+        if self.exe is None:
+            return None
+        try:
+            out = subprocess.run([str(self.exe)], check=True, capture_output=True, text=True).stdout.split()
+            return statistics.median(float(x) for x in out)
+        except (OSError, subprocess.CalledProcessError, ValueError):
+            return None
 
 
 def measured_clock(tmp):
@@ -266,6 +338,14 @@ def fmt(v):
     return f"{v:.3f}"
 
 
+def ceiling(c):
+    """The host's two-thread scaling over a model's rounds: median (min–max)."""
+    c = [x for x in c if x is not None]
+    if not c:
+        return "—"
+    return f"{statistics.median(c):.2f} ({min(c):.2f}–{max(c):.2f})"
+
+
 def ratio(a, b):
     return "—" if a is None or b is None or b == 0 else f"{a / b:.2f}"
 
@@ -329,8 +409,15 @@ def bench_model(args, m, tmp):
             fn()
     # kerf's thread count is set before a batch, outside the timed calls
     timed = {key: (k.call if key.startswith("kerf") else fn) for key, fn in engines.items()}
-    samples = alternate(timed, args, before=lambda key: key.startswith("kerf")
-                        and k.set_threads(1 if key == "kerf1" else 2))
+    ceiling = []
+
+    def before(key):
+        if key == "kerf1":  # each round starts with the host's own two-thread scaling
+            ceiling.append(args.ceiling.measure())
+        if key.startswith("kerf"):
+            k.set_threads(1 if key == "kerf1" else 2)
+
+    samples = alternate(timed, args, before=before)
     # tract runs in its own rounds after the others: its kernels return with the upper halves of the
     # AVX registers dirty (no vzeroupper), and kerf's code, which has legacy-SSE register moves and
     # loads (Cranelift 0.135 emits movdqa/movdqu without VEX), then runs ~1.8x slower until some
@@ -348,7 +435,7 @@ def bench_model(args, m, tmp):
     nat1, c1 = native_bench(args.kerf, onnx, 1, input_files, args.cpu)
     nat2, _ = native_bench(args.kerf, onnx, 2, input_files, args.cpu)
     return {"name": name, "med": med, "nat1": nat1, "nat2": nat2, "diff": diff, "compile_s": compile_s,
-            "jit_ms": c1, "threads_equal": same_threads, "tract_diff": tract_diff}
+            "jit_ms": c1, "threads_equal": same_threads, "tract_diff": tract_diff, "ceiling": ceiling}
 
 
 def timing_args(doc, seconds):
@@ -374,6 +461,7 @@ def main():
     models = args.models or default_models()
     tmp = Path(tempfile.mkdtemp(prefix="kerf-bench-"))
     clock = measured_clock(tmp)
+    args.ceiling = Ceiling(tmp)
     rows = []
     for m in models:
         res = bench_model(args, m, tmp)
@@ -392,22 +480,26 @@ def main():
                  "with ORT's `session.run` in the same process (same input). *native*: `kerf bench` (JIT, no Python). "
                  "Ratios kerf/ORT at the same thread count: < 1 means kerf is faster. "
                  "*tract*: tract's runnable model called from the same process, single-threaded; kerf/tract "
-                 "compares kerf's ctypes time with it.")
+                 "compares kerf's ctypes time with it. *host 1t/2t*: what two threads gave a register-only "
+                 "multiply-add loop on this machine at the start of each of the model's rounds, median (min–max) "
+                 "(2.00 on two idle cores; below it the second core is shared or slower): the ceiling of the "
+                 "1t/2t columns.")
     lines.append("")
     lines.append("| model | kerf 1t (ctypes) | ORT 1t | ratio 1t | kerf 2t (ctypes) | ORT 2t | ratio 2t | "
-                 "kerf 1t native | native/ORT 1t | kerf 2t native | native/ORT 2t | kerf 1t/2t | "
-                 "compile s | max abs diff | 2t == 1t | tract 1t | kerf/tract 1t | tract diff |")
-    lines.append("|---|" + "---:|" * 13 + "---|" + "---:|" * 3)
+                 "kerf 1t native | native/ORT 1t | kerf 2t native | native/ORT 2t | kerf 1t/2t | ORT 1t/2t | "
+                 "host 1t/2t | compile s | max abs diff | 2t == 1t | tract 1t | kerf/tract 1t | tract diff |")
+    lines.append("|---|" + "---:|" * 15 + "---|" + "---:|" * 3)
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['name']} | error: {r['error']} |" + " |" * 16)
+            lines.append(f"| {r['name']} | error: {r['error']} |" + " |" * 18)
             continue
         md = r["med"]
         lines.append(
             f"| {r['name']} | {fmt(md['kerf1'])} | {fmt(md['ort1'])} | {ratio(md['kerf1'], md['ort1'])} | "
             f"{fmt(md['kerf2'])} | {fmt(md['ort2'])} | {ratio(md['kerf2'], md['ort2'])} | "
             f"{fmt(r['nat1'])} | {ratio(r['nat1'], md['ort1'])} | {fmt(r['nat2'])} | {ratio(r['nat2'], md['ort2'])} | "
-            f"{ratio(md['kerf1'], md['kerf2'])} | {r['compile_s']:.2f} | {r['diff']:.1e} | "
+            f"{ratio(md['kerf1'], md['kerf2'])} | {ratio(md['ort1'], md['ort2'])} | {ceiling(r['ceiling'])} | "
+            f"{r['compile_s']:.2f} | {r['diff']:.1e} | "
             f"{'yes' if r['threads_equal'] else 'NO'} | {fmt(md.get('tract1'))} | "
             f"{ratio(md['kerf1'], md.get('tract1'))} | "
             f"{'—' if r['tract_diff'] is None else format(r['tract_diff'], '.1e')} |")

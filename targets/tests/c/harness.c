@@ -3,8 +3,8 @@
  * Run:   ./prog input.bin output.bin
  * input.bin holds every input's bytes back to back (descriptor order);
  * output.bin receives every output's bytes back to back.
- * Outputs start as GUARD bytes and are followed by 64 more that no kernel
- * may write (exit 108 otherwise); the arena is poisoned with 0xFF bytes
+ * Outputs start as GUARD bytes and have 64 more before and after them that
+ * no kernel may write (exit 108 otherwise); the arena is poisoned with 0xFF bytes
  * (NaNs), so a kernel reading scratch it did not write shows in its
  * outputs. */
 #include <stdint.h>
@@ -37,10 +37,13 @@ int main(int argc, char **argv) {
         ins[i] = p;
     }
     fclose(f);
+    /* each output: 64 guard bytes, the output (rounded up to 64), 64 guard bytes */
+    unsigned char **blocks = calloc(d->num_outputs + 1, sizeof(unsigned char *));
     for (uint32_t i = 0; i < d->num_outputs; i++) {
-        size_t n = (d->outputs[i].bytes + 63) / 64 * 64 + 64;
-        outs[i] = aligned_alloc(64, n);
-        memset(outs[i], GUARD, n);
+        size_t n = 64 + (d->outputs[i].bytes + 63) / 64 * 64 + 64;
+        blocks[i] = aligned_alloc(64, n);
+        memset(blocks[i], GUARD, n);
+        outs[i] = blocks[i] + 64;
     }
     size_t arena_n = (d->arena_bytes + 63) / 64 * 64 + 64;
     void *arena = aligned_alloc(64, arena_n);
@@ -52,6 +55,11 @@ int main(int argc, char **argv) {
         return 104;
     }
     for (uint32_t i = 0; i < d->num_outputs; i++) {
+        for (size_t j = 0; j < 64; j++)
+            if (blocks[i][j] != GUARD) {
+                fprintf(stderr, "output %u: a store %zu bytes before its start\n", i, 64 - j);
+                return 108;
+            }
         const unsigned char *o = outs[i];
         size_t n = (d->outputs[i].bytes + 63) / 64 * 64 + 64;
         for (size_t j = d->outputs[i].bytes; j < n; j++)

@@ -63,9 +63,12 @@ fn run_guarded(m: &Model, inputs: &[Tensor], rt: Option<&KerfRuntime>) -> Result
     }
     let views: Vec<&[u8]> = stores.iter().zip(inputs).map(|(s, t)| &u64_bytes(s)[..t.bytes().len()]).collect();
     let lens: Vec<usize> = m.info().outputs.iter().map(|o| o.bytes).collect();
-    let mut outs: Vec<Vec<u64>> = lens.iter().map(|&n| aligned(n + 8 * GUARD_WORDS, GUARD)).collect();
+    // each output: guard words, the output (starting as guard bytes), guard words
+    let head = 8 * GUARD_WORDS;
+    let mut outs: Vec<Vec<u64>> = lens.iter().map(|&n| aligned(head + n + 8 * GUARD_WORDS, GUARD)).collect();
     {
-        let mut ov: Vec<&mut [u8]> = outs.iter_mut().zip(&lens).map(|(o, &n)| &mut u64_bytes_mut(o)[..n]).collect();
+        let mut ov: Vec<&mut [u8]> =
+            outs.iter_mut().zip(&lens).map(|(o, &n)| &mut u64_bytes_mut(o)[head..head + n]).collect();
         let mut arena = m.new_arena();
         arena.poison(0xFF);
         // SAFETY: the runtimes passed are a pool's or use `reverse_parallel_for`.
@@ -74,15 +77,22 @@ fn run_guarded(m: &Model, inputs: &[Tensor], rt: Option<&KerfRuntime>) -> Result
     outs.iter()
         .zip(&lens)
         .enumerate()
-        .map(|(i, (o, &n))| match u64_bytes(o)[n..].iter().position(|&b| b != GUARD) {
-            Some(at) => Err(format!("output {i}: written {at} bytes past its end")),
-            None => Ok(u64_bytes(o)[..n].to_vec()),
+        .map(|(i, (o, &n))| {
+            let b = u64_bytes(o);
+            if let Some(at) = b[..head].iter().position(|&x| x != GUARD) {
+                return Err(format!("output {i}: written {} bytes before its start", head - at));
+            }
+            match b[head + n..].iter().position(|&x| x != GUARD) {
+                Some(at) => Err(format!("output {i}: written {at} bytes past its end")),
+                None => Ok(b[head..head + n].to_vec()),
+            }
         })
         .collect()
 }
 
-/// 8-byte words after each output of [`run_guarded`] that no kernel may
-/// write (a 64-byte vector store past the end reaches at most this far).
+/// 8-byte words before and after each output of [`run_guarded`] that no
+/// kernel may write (a 64-byte vector store past either end reaches at most
+/// this far).
 const GUARD_WORDS: usize = 8;
 
 /// The byte the guard words hold.

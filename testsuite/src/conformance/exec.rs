@@ -111,21 +111,25 @@ fn run_jit(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, ExecError> {
 /// returns each output's bytes, as strictly as a test can: the arena is
 /// poisoned (0xFF bytes, NaNs: scratch read before it is written shows),
 /// every output starts as [`GUARD`] bytes (an element no kernel writes
-/// shows) and is followed by [`GUARD_WORDS`] more that must stay (a store
-/// past its end is an error).
+/// shows) and has [`GUARD_WORDS`] more before and after it that must stay (a
+/// store before its start or past its end is an error).
 pub fn run_guarded(jit: &JitModel, inputs: &[Tensor]) -> Result<Vec<Vec<u8>>, String> {
     let model = jit.model();
     let in_store: Vec<Vec<u64>> = inputs.iter().map(|t| aligned_copy(t.bytes())).collect();
     let in_views: Vec<&[u8]> =
         in_store.iter().zip(inputs).map(|(s, t)| u64_bytes(s).get(..t.bytes().len()).unwrap_or(&[])).collect();
     let out_lens: Vec<usize> = model.info().outputs.iter().map(|t| t.bytes).collect();
-    let mut out_store: Vec<Vec<u64>> =
-        out_lens.iter().map(|&len| vec![u64::from_ne_bytes([GUARD; 8]); len.div_ceil(8) + GUARD_WORDS]).collect();
+    // each output: guard words, the output (starting as guard bytes), guard words
+    let head = 8 * GUARD_WORDS;
+    let mut out_store: Vec<Vec<u64>> = out_lens
+        .iter()
+        .map(|&len| vec![u64::from_ne_bytes([GUARD; 8]); GUARD_WORDS + len.div_ceil(8) + GUARD_WORDS])
+        .collect();
     {
         let mut out_views: Vec<&mut [u8]> = out_store
             .iter_mut()
             .zip(&out_lens)
-            .map(|(s, &len)| u64_bytes_mut(s).get_mut(..len).unwrap_or(&mut []))
+            .map(|(s, &len)| u64_bytes_mut(s).get_mut(head..head + len).unwrap_or(&mut []))
             .collect();
         let mut arena = model.new_arena();
         arena.poison(0xFF);
@@ -137,9 +141,12 @@ pub fn run_guarded(jit: &JitModel, inputs: &[Tensor]) -> Result<Vec<Vec<u8>>, St
         .enumerate()
         .map(|(i, (s, &len))| {
             let bytes = u64_bytes(s);
-            match bytes[len..].iter().position(|&b| b != GUARD) {
+            if let Some(at) = bytes[..head].iter().position(|&b| b != GUARD) {
+                return Err(format!("output {i}: a store {} bytes before its start", head - at));
+            }
+            match bytes[head + len..].iter().position(|&b| b != GUARD) {
                 Some(at) => Err(format!("output {i}: a store {at} bytes past its end")),
-                None => Ok(bytes[..len].to_vec()),
+                None => Ok(bytes[head..head + len].to_vec()),
             }
         })
         .collect()
@@ -148,8 +155,8 @@ pub fn run_guarded(jit: &JitModel, inputs: &[Tensor]) -> Result<Vec<Vec<u8>>, St
 /// The byte every output buffer starts as and its guard words hold.
 const GUARD: u8 = 0xA5;
 
-/// 8-byte words after each output that no kernel may write (a 64-byte
-/// vector store past the end reaches at most this far).
+/// 8-byte words before and after each output that no kernel may write (a
+/// 64-byte vector store past either end reaches at most this far).
 const GUARD_WORDS: usize = 8;
 
 fn u64_bytes(v: &[u64]) -> &[u8] {
