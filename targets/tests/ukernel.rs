@@ -786,13 +786,18 @@ fn plane_pads_equal_a_naive_pad() {
 
 /// The one-input graph `text` compiled for `native` with micro-kernels on
 /// or off, run on the input's bytes `x` ([`common::run_rt`]: a poisoned
-/// arena, nothing written past the output): the output's bytes, how many
+/// arena, nothing written outside the output): the output's bytes, how many
 /// distinct micro-kernels the code holds, the capabilities.
 fn run_bytes(text: &str, x: &[u8], ukernels: bool) -> (Vec<u8>, usize, Caps) {
+    run_bytes_on("native", text, x, ukernels)
+}
+
+/// [`run_bytes`] for the x86-64 preset `cpu` (the host must run it).
+fn run_bytes_on(cpu: &str, text: &str, x: &[u8], ukernels: bool) -> (Vec<u8>, usize, Caps) {
     let g = kerf_ir::text::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let ty = g.ty(g.inputs[0]);
     let input = Tensor::from_bytes(ty.dtype, ty.shape.clone(), x.to_vec()).unwrap();
-    let mut o = CompileOptions::parse("host", "native", "t").unwrap();
+    let mut o = CompileOptions::parse("host", cpu, "t").unwrap();
     o.ukernels = ukernels;
     let jm = jit_compile(&g, &o).unwrap_or_else(|e| panic!("{e}"));
     let out = common::run_rt(jm.model(), &[input], None);
@@ -800,7 +805,7 @@ fn run_bytes(text: &str, x: &[u8], ukernels: bool) -> (Vec<u8>, usize, Caps) {
 }
 
 /// The assembled byte MaxPool rows (`ukernel::avx512::byte_pool_rows`,
-/// AVX-512BW + VBMI) against a naive maximum over the valid taps and
+/// AVX-512BW, and VBMI at stride 2) against a naive maximum over the valid taps and
 /// against the 128-bit pass (micro-kernels off), u8 and i8: ResNet's 3x3
 /// stride-2 pad-1 pool (56 outputs: one masked group), SqueezeNet's
 /// unpadded ceil-mode one (a window past the row's end), rows of 64
@@ -809,9 +814,24 @@ fn run_bytes(text: &str, x: &[u8], ukernels: bool) -> (Vec<u8>, usize, Caps) {
 /// pair of taps; of 33, the fewest that take two), 2x2 and 5x5 windows, a 3x2 window with row stride 1 and
 /// column stride 2, a 1-wide window, seven distinct partial masks (one
 /// loaded where it is used). Inputs run through every byte value.
-/// Printed and skipped without VBMI.
+/// On `native`, and on `cascadelake` where the host has VBMI (so `native`
+/// is not already that): AVX-512BW without VBMI runs the stride-1 rows
+/// assembled and the stride-2 ones on the 128-bit pass. Printed and
+/// skipped without AVX-512 VNNI (BW).
 #[test]
 fn byte_max_pool_rows_equal_a_naive_max() {
+    let mut cpus = vec!["native"];
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512vbmi") && std::arch::is_x86_feature_detected!("avx512vnni") {
+        cpus.push("cascadelake");
+    }
+    for cpu in cpus {
+        byte_max_pool_rows_on(cpu);
+    }
+}
+
+/// [`byte_max_pool_rows_equal_a_naive_max`] on one preset.
+fn byte_max_pool_rows_on(cpu: &str) {
     // (planes, (h, w), (kh, kw), (sh, sw), (pad rows, pad columns), ceil mode)
     type PoolCase = (usize, (usize, usize), (usize, usize), (usize, usize), (usize, usize), bool);
     let cases: [PoolCase; 12] = [
@@ -845,13 +865,15 @@ fn byte_max_pool_rows_equal_a_naive_max() {
                 "graph \"mp\"\n  input %0 \"x\": {dt}[1,{c},{h},{w}]\n  %1 = MaxPool{{kernel=[{kh},{kw}], strides=[{sh},{sw}], dilations=[1,1], pads=[{ph},{pw},{ph},{pw}], ceil_mode={ceil}}}(%0): {dt}[1,{c},{oh},{ow}] @\"m\"\n  output \"y\" = %1\n"
             );
             let x: Vec<u8> = (0..c * h * w).map(|j| ((j * 7919 + j / 13) % 256) as u8).collect();
-            let (on, n_on, caps) = run_bytes(&text, &x, true);
-            if !caps.vbmi {
-                eprintln!("skipped: the host has no AVX-512 VBMI, so no byte MaxPool rows to check");
+            let (on, n_on, caps) = run_bytes_on(cpu, &text, &x, true);
+            if !caps.vnni {
+                eprintln!("skipped: the host has no AVX-512 VNNI (BW), so no byte MaxPool rows to check");
                 return;
             }
-            let (off, n_off, _) = run_bytes(&text, &x, false);
-            assert!(n_on == 1 && n_off == 0, "{dt} case {i}: {n_on} / {n_off} micro-kernels");
+            let (off, n_off, _) = run_bytes_on(cpu, &text, &x, false);
+            // stride 2 deinterleaves by VBMI's `vpermt2b`
+            let assembled = usize::from(sw == 1 || caps.vbmi);
+            assert!(n_on == assembled && n_off == 0, "{cpu} {dt} case {i}: {n_on} / {n_off} micro-kernels");
             let geo = common::PoolGeo {
                 c,
                 hw: (h, w),
@@ -862,8 +884,8 @@ fn byte_max_pool_rows_equal_a_naive_max() {
                 out: (oh, ow),
             };
             let want = common::byte_max_pool(&x, signed, &geo);
-            same_bytes(&format!("{dt} case {i}, assembled"), &on, &want);
-            same_bytes(&format!("{dt} case {i}, 128-bit pass"), &off, &want);
+            same_bytes(&format!("{cpu} {dt} case {i}, assembled"), &on, &want);
+            same_bytes(&format!("{cpu} {dt} case {i}, 128-bit pass"), &off, &want);
         }
     }
 }

@@ -1,7 +1,9 @@
 //! x86-64: `baseline` is SSE2 only (no FMA, no SSE4.1 rounding: kernels
-//! use their own rounding); `haswell` and `sapphirerapids` set both
-//! `has_avx` and `has_fma`, which Cranelift needs before it emits `vfmadd`
-//! instead of calls to `fmaf`.
+//! use their own rounding); `haswell`, `cascadelake` and `sapphirerapids`
+//! set both `has_avx` and `has_fma`, which Cranelift needs before it emits
+//! `vfmadd` instead of calls to `fmaf`. `cascadelake` is AVX-512 with VNNI
+//! but without VBMI (Intel's Cascade Lake and Cooper Lake servers): the
+//! VNNI tiles with AVX2's quad packer, and no VBMI byte permutes.
 
 use super::{CacheParams, Caps, FlagOn, IsaDesc};
 
@@ -9,7 +11,12 @@ use super::{CacheParams, Caps, FlagOn, IsaDesc};
 pub const ISA: IsaDesc = IsaDesc {
     triple: "x86_64-unknown-linux-gnu",
     formats: &["x86_64-apple-darwin", "x86_64-pc-windows-msvc"],
-    presets: &[("baseline", &[]), ("haswell", &["haswell"]), ("sapphirerapids", &["sapphirerapids"])],
+    presets: &[
+        ("baseline", &[]),
+        ("haswell", &["haswell"]),
+        ("cascadelake", &["cascadelake"]),
+        ("sapphirerapids", &["sapphirerapids"]),
+    ],
     aliases: &[],
     // 32 KiB L1d, 1 MiB L2 per core (AMD Zen 2-4 EPYC, the measured host;
     // Intel server cores have 48 KiB / 1.25-2 MiB, which these blocks

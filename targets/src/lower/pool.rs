@@ -558,8 +558,9 @@ impl Fast2d {
     }
 
     /// The assembled byte pass ([`byte_pool_rows`]) where it applies: a
-    /// MaxPool of u8 or i8, AVX-512BW + VBMI, some interior row, rows it
-    /// takes (`None` from it where not).
+    /// MaxPool of u8 or i8, AVX-512BW (which `Caps::vnni` vouches for) and,
+    /// at stride 2, VBMI (`vpermt2b`), some interior row, rows it takes
+    /// (`None` from it where not).
     fn byte_pass(&self, k: &mut Kernel) -> LResult<Option<(Value, SigRef)>> {
         let (r0, r1) = interior(&self.h);
         let signed = match self.elem {
@@ -577,7 +578,8 @@ impl Fast2d {
             row_step: h.stride * w.size,
             signed,
         };
-        if !k.caps.vbmi || r0 >= r1 {
+        let isa = if w.stride == 1 { k.caps.vnni } else { k.caps.vbmi };
+        if !isa || r0 >= r1 {
             return Ok(None);
         }
         let Some(code) = byte_pool_rows(&p).map_err(|e| format!("internal: byte MaxPool rows: {e}"))? else {

@@ -261,9 +261,11 @@ pub fn exact_act(epi: &str) -> bool {
     ["act=None", "act=Relu", "act=Clip"].iter().any(|a| epi.starts_with(a))
 }
 
-/// The CPU presets the host can run: `native`, `baseline`, and `haswell`
-/// (the AVX2 pair tile) where that is not what `native` already is; the
-/// tiles the host cannot run are named as untested.
+/// The CPU presets the host can run: `native`, `baseline`, `haswell`
+/// (the AVX2 pair tile) where that is not what `native` already is, and
+/// `cascadelake` (the VNNI tiles with AVX2's quad packer) where the host
+/// has VBMI, so that `native` packs with VBMI; the tiles the host cannot
+/// run are named as untested.
 pub fn cpus() -> Vec<&'static str> {
     let mut cpus = vec!["native", "baseline"];
     #[cfg(target_arch = "x86_64")]
@@ -274,6 +276,8 @@ pub fn cpus() -> Vec<&'static str> {
             eprintln!("no AVX-512 VNNI on this CPU: the byte-quad tile is not tested here (the others are)");
         } else if !has!("avx512vbmi") {
             eprintln!("no AVX-512 VBMI on this CPU: the VBMI quad packer is not tested here (AVX2's is)");
+        } else {
+            cpus.push("cascadelake");
         }
         if has!("avx2") && has!("fma") {
             cpus.push("haswell");

@@ -1,6 +1,6 @@
 //! MaxPool of bytes (`lower::pool`'s 2-D fast path on u8/i8 planes: the
-//! integer convs' pools) over whole interior rows with AVX-512BW and
-//! VBMI: 64 outputs per `zmm`, border columns included.
+//! integer convs' pools) over whole interior rows with AVX-512BW (and, at
+//! stride 2, VBMI): 64 outputs per `zmm`, border columns included.
 //!
 //! Per group of up to 64 outputs of a row and per tap, one `vmovdqu8` of
 //! the inputs under a byte mask of the row's extent (compile-time: the
