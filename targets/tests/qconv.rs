@@ -856,3 +856,51 @@ fn accumulating_form_stores_exact_sums() {
     let sums = check_acc([1, 256, 3, 3], [2, 256, 3, 3], [1, 2, 1, 1], a3, 0, &vec![255u8; 256 * 9], &w);
     assert_eq!(sums, [-2304 * 255 * 128, 2304 * 255 * 127]);
 }
+
+/// Which packer builds a VNNI `QConv`'s byte quads is decided at compile
+/// time, so any host checks it from the object: with VBMI
+/// (`sapphirerapids`) the windows packer (`quad_pack_windows`: its index
+/// vectors loaded once, no tap table read per step: no `movsxd`, no
+/// `vpmulld`) where the tap offsets make a `WindowPlan` (3x3 at strides 1
+/// and 2, a 7x7 stride-2 stem, a 1x2 conv), `quad_pack_vbmi` (each step's
+/// offsets read from the tap table, `movsxd`, its index vector computed,
+/// `vpmulld`) where they do not (1x1 convs: a K quad's four input
+/// channels a plane apart need four windows); without VBMI
+/// (`cascadelake`) neither, and the VNNI tile all the same.
+#[test]
+fn vbmi_packers_by_plan() {
+    use iced_x86::Mnemonic::{Movsxd, Vpdpbusd, Vpermb, Vpermt2b, Vpmulld};
+    let [w33, w33s2, w77s2, w11, w11s2] =
+        [window(3, 1, 1, 1), window(3, 2, 1, 1), window(7, 2, 1, 1), window(1, 1, 1, 1), window(1, 2, 1, 1)];
+    let w12 = "kernel=[1,2], strides=[1,1], dilations=[1,1], pads=[0,0,0,0], group=1".to_string();
+    let case = |xsh, wsh, osh, attrs| Case { xsh, wsh, osh, attrs, epi: PLAIN, zp: 9 };
+    // (case, whether the tap offsets plan windows)
+    let cases = [
+        (case([1, 8, 14, 30], [12, 8, 3, 3], [1, 12, 12, 28], &w33), true),
+        (case([1, 8, 21, 40], [12, 8, 3, 3], [1, 12, 10, 19], &w33s2), true),
+        (case([1, 3, 23, 70], [13, 3, 7, 7], [1, 13, 9, 32], &w77s2), true),
+        (case([1, 8, 20, 60], [12, 8, 1, 2], [1, 12, 20, 59], &w12), true),
+        (case([1, 8, 20, 60], [12, 8, 1, 1], [1, 12, 20, 60], &w11), false),
+        (case([1, 8, 20, 60], [12, 8, 1, 1], [1, 12, 10, 30], &w11s2), false),
+    ];
+    for (c, windows) in cases {
+        let (_, w) = case_data(&c);
+        let g = kerf_ir::text::parse(&graph_text(&c, &w)).unwrap();
+        for cpu in ["sapphirerapids", "cascadelake"] {
+            let ks = common::kernels(&g, cpu);
+            let has = |k: &[iced_x86::Instruction], m| k.iter().any(|i| i.mnemonic() == m);
+            let packers: Vec<_> = ks.iter().filter(|k| has(k, Vpermb) || has(k, Vpermt2b)).collect();
+            let what = format!("{} {:?} ({cpu})", c.attrs, c.wsh);
+            assert!(ks.iter().any(|k| has(k, Vpdpbusd)), "{what}: no VNNI tile");
+            if cpu == "cascadelake" {
+                assert!(packers.is_empty(), "{what}: a VBMI packer without VBMI");
+                continue;
+            }
+            assert!(!packers.is_empty(), "{what}: no VBMI packer");
+            for k in packers {
+                let reads_taps = has(k, Movsxd) && has(k, Vpmulld);
+                assert_eq!(!reads_taps, windows, "{what}: windows packer expected: {windows}");
+            }
+        }
+    }
+}
