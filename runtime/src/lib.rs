@@ -262,6 +262,18 @@ pub enum RuntimeError {
     Arena(String),
     /// The generated code returned a nonzero status.
     Status(i32),
+    /// [`Model::run_guarded`]: the run wrote outside an output buffer.
+    Stray {
+        /// Position of the output.
+        index: usize,
+        /// The output's name from the descriptor.
+        name: String,
+        /// Where: `"before its start"` (the bytes to the farthest one
+        /// written) or `"past its end"` (the bytes to the first one).
+        side: &'static str,
+        /// How far from the buffer.
+        bytes: usize,
+    },
 }
 
 impl fmt::Display for RuntimeError {
@@ -276,6 +288,9 @@ impl fmt::Display for RuntimeError {
             }
             RuntimeError::Arena(m) => write!(f, "arena: {m}"),
             RuntimeError::Status(s) => write!(f, "generated code returned status {s}"),
+            RuntimeError::Stray { index, name, side, bytes } => {
+                write!(f, "output {index} ('{name}'): a store {bytes} bytes {side}")
+            }
         }
     }
 }
@@ -365,6 +380,15 @@ pub fn c_types_block() -> &'static str {
     let end = C_HEADER[start..].find(END).map_or(C_HEADER.len(), |e| start + e + END.len());
     &C_HEADER[start..end]
 }
+
+/// The byte [`Model::run_guarded`] starts every output buffer as and its
+/// guards hold.
+pub const GUARD: u8 = 0xA5;
+
+/// Bytes before and after each output of [`Model::run_guarded`] that no
+/// kernel may write (a 64-byte vector store past either end reaches at most
+/// this far).
+pub const GUARD_BYTES: usize = 64;
 
 /// A 64-byte aligned scratch buffer for a model's activations.
 pub struct Arena {
@@ -555,6 +579,52 @@ impl Model {
         Ok(())
     }
 
+    /// The strictest run a test can make, for checking generated code:
+    /// [`Model::run_with`] on 8-byte aligned copies of `inputs`, with an
+    /// arena poisoned with 0xFF bytes (NaNs: a kernel reading scratch it
+    /// did not write shows in the outputs), and every output buffer
+    /// starting as [`GUARD`] bytes (an element no kernel writes shows) with
+    /// [`GUARD_BYTES`] more on each side that must stay ([`RuntimeError::Stray`]
+    /// otherwise). Returns each output's bytes.
+    ///
+    /// # Safety
+    /// As for [`Model::run_with`].
+    pub unsafe fn run_guarded(&self, inputs: &[&[u8]], rt: Option<&KerfRuntime>) -> Result<Vec<Vec<u8>>, RuntimeError> {
+        let words = |bytes: usize, fill: u8| vec![u64::from_ne_bytes([fill; 8]); bytes.div_ceil(8)];
+        let mut in_store: Vec<Vec<u64>> = inputs.iter().map(|b| words(b.len(), 0)).collect();
+        for (s, b) in in_store.iter_mut().zip(inputs) {
+            bytes_of_mut(s)[..b.len()].copy_from_slice(b);
+        }
+        let in_views: Vec<&[u8]> = in_store.iter().zip(inputs).map(|(s, b)| &bytes_of(s)[..b.len()]).collect();
+        let head = GUARD_BYTES;
+        let lens: Vec<usize> = self.info.outputs.iter().map(|t| t.bytes).collect();
+        let mut out_store: Vec<Vec<u64>> = lens.iter().map(|&n| words(head + n + GUARD_BYTES, GUARD)).collect();
+        {
+            let mut out_views: Vec<&mut [u8]> =
+                out_store.iter_mut().zip(&lens).map(|(s, &n)| &mut bytes_of_mut(s)[head..head + n]).collect();
+            let mut arena = self.new_arena();
+            arena.poison(0xFF);
+            // SAFETY: the caller's guarantee for `rt`.
+            unsafe { self.run_with(&in_views, &mut out_views, &mut arena, rt) }?;
+        }
+        let stray = |index: usize, side, bytes| {
+            let name = self.info.outputs[index].name.clone();
+            Err(RuntimeError::Stray { index, name, side, bytes })
+        };
+        let mut outs = Vec::with_capacity(lens.len());
+        for (i, (s, &n)) in out_store.iter().zip(&lens).enumerate() {
+            let b = bytes_of(s);
+            if let Some(at) = b[..head].iter().position(|&x| x != GUARD) {
+                return stray(i, "before its start", head - at);
+            }
+            if let Some(at) = b[head + n..].iter().position(|&x| x != GUARD) {
+                return stray(i, "past its end", at);
+            }
+            outs.push(b[head..head + n].to_vec());
+        }
+        Ok(outs)
+    }
+
     /// Runs a model whose inputs and outputs are all f32.
     pub fn run_f32(&self, inputs: &[&[f32]], arena: &mut Arena) -> Result<Vec<Vec<f32>>, RuntimeError> {
         let in_views: Vec<&[u8]> = inputs.iter().map(|v| bytes_of(v)).collect();
@@ -668,16 +738,43 @@ mod tests {
         0
     }
 
-    #[test]
-    fn wrapper_checks_and_runs() {
+    /// `double_it`, but it also writes one float `OFF` floats from the
+    /// output's start (outside it for `OFF` < 0 or ≥ 3).
+    unsafe extern "C" fn double_and_stray<const OFF: isize>(
+        inputs: *const *const c_void,
+        outputs: *const *mut c_void,
+        arena: *mut c_void,
+        rt: *const KerfRuntime,
+    ) -> i32 {
+        // SAFETY: as in `double_it`; the stray store lands in the guards
+        // `Model::run_guarded` puts around the output (|OFF| ≤ 16 floats).
+        unsafe {
+            double_it(inputs, outputs, arena, rt);
+            *(*outputs as *mut f32).offset(OFF) = 1.0;
+        }
+        0
+    }
+
+    /// `double_it` for the first two elements only.
+    unsafe extern "C" fn double_first_two(
+        inputs: *const *const c_void,
+        outputs: *const *mut c_void,
+        _arena: *mut c_void,
+        _rt: *const KerfRuntime,
+    ) -> i32 {
+        // SAFETY: called only with one 3-float input and output.
+        unsafe {
+            let (x, y) = (*inputs as *const f32, *outputs as *mut f32);
+            for i in 0..2 {
+                *y.add(i) = 2.0 * *x.add(i);
+            }
+        }
+        0
+    }
+
+    /// A model of one 3-float input and output behind `run`.
+    fn model(run: RunFn) -> Model {
         let t = TensorDescRaw {
-            name: NAME.as_ptr() as *const c_char,
-            dtype: dtype::FLOAT,
-            rank: 2,
-            dims: DIMS.as_ptr(),
-            bytes: 12,
-        };
-        let t2 = TensorDescRaw {
             name: NAME.as_ptr() as *const c_char,
             dtype: dtype::FLOAT,
             rank: 2,
@@ -691,11 +788,35 @@ mod tests {
             arena_align: 64,
             arena_bytes: 0,
             inputs: &t,
-            outputs: &t2,
+            outputs: &t,
             name: NAME.as_ptr() as *const c_char,
         };
-        // SAFETY: double_it matches the descriptor.
-        let m = unsafe { Model::from_raw(double_it, &d) }.unwrap();
+        // SAFETY: every `run` passed matches the descriptor.
+        unsafe { Model::from_raw(run, &d) }.unwrap()
+    }
+
+    #[test]
+    fn guarded_run_names_stray_stores() {
+        let x = bytes_of(&[1.0f32, 2.0, 3.0]).to_vec();
+        let run = |f: RunFn| {
+            // SAFETY: no runtime.
+            unsafe { model(f).run_guarded(&[&x], None) }
+        };
+        assert_eq!(run(double_it).unwrap(), vec![bytes_of(&[2.0f32, 4.0, 6.0]).to_vec()]);
+        let stray = |side, bytes| RuntimeError::Stray { index: 0, name: "x".into(), side, bytes };
+        assert_eq!(run(double_and_stray::<-1>).unwrap_err(), stray("before its start", 4));
+        assert_eq!(run(double_and_stray::<-16>).unwrap_err(), stray("before its start", 64));
+        assert_eq!(run(double_and_stray::<3>).unwrap_err(), stray("past its end", 0));
+        assert_eq!(run(double_and_stray::<18>).unwrap_err(), stray("past its end", 60));
+        // an element the run does not write keeps the guard bytes
+        let mut want = bytes_of(&[2.0f32, 4.0, 6.0]).to_vec();
+        want[8..].fill(GUARD);
+        assert_eq!(run(double_first_two).unwrap(), vec![want]);
+    }
+
+    #[test]
+    fn wrapper_checks_and_runs() {
+        let m = model(double_it);
         assert_eq!(m.info().inputs[0].dims, vec![1, 3]);
         let mut arena = m.new_arena();
         let out = m.run_f32(&[&[1.0, 2.0, 3.0]], &mut arena).unwrap();

@@ -148,20 +148,25 @@ SCALING_C = r"""
 typedef float v8 __attribute__((vector_size(32)));
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
 static volatile float sink;
-/* eight independent multiply-add chains in registers: no memory traffic */
+/* eight independent multiply-add chains, each its own variable so that the
+   compiler keeps them in registers (an array indexed by a loop stays on the
+   stack at -O2): no memory traffic at all */
 static void *spin(void *arg) {
     long n = (long)arg;
     v8 m = {0.999999f, 0.999999f, 0.999999f, 0.999999f, 0.999999f, 0.999999f, 0.999999f, 0.999999f};
-    v8 c = m - m + 1e-7f, x[8];
-    for (int j = 0; j < 8; j++) x[j] = c + (float)j;
-    for (long i = 0; i < n; i++)
-        for (int j = 0; j < 8; j++) x[j] = x[j] * m + c;
-    v8 s = x[0] + x[1] + x[2] + x[3] + x[4] + x[5] + x[6] + x[7];
+    v8 c = m - m + 1e-7f;
+    v8 x0 = c, x1 = c + 1.0f, x2 = c + 2.0f, x3 = c + 3.0f, x4 = c + 4.0f, x5 = c + 5.0f, x6 = c + 6.0f,
+       x7 = c + 7.0f;
+    for (long i = 0; i < n; i++) {
+        x0 = x0 * m + c; x1 = x1 * m + c; x2 = x2 * m + c; x3 = x3 * m + c;
+        x4 = x4 * m + c; x5 = x5 * m + c; x6 = x6 * m + c; x7 = x7 * m + c;
+    }
+    v8 s = x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7;
     sink = s[0];
     return 0;
 }
 int main(void) {
-    long n = 4000000;
+    long n = 16000000;
     for (int r = 0; r < 5; r++) {
         double t0 = now();
         spin((void *)n);
@@ -295,10 +300,11 @@ def time_calls(fn, n):
     return out
 
 
-def alternate(engines, args, before=None):
+def alternate(engines, args, before=None, round_start=None):
     """Every engine in turn runs a batch of calls, `args.rounds` times, each
     call timed on its own (ns); a batch lasts about `args.seconds /
-    args.rounds`. `before(key)` runs before each batch, untimed."""
+    args.rounds`. `before(key)` runs before each batch and `round_start()`
+    at the start of each round, untimed."""
     per = {}
     for key, fn in engines.items():
         if before:
@@ -307,6 +313,8 @@ def alternate(engines, args, before=None):
         per[key] = max(3, min(20000, int(args.seconds / args.rounds / max(t, 1e-7))))
     samples = {key: [] for key in engines}
     for _ in range(args.rounds):
+        if round_start:
+            round_start()
         for key, fn in engines.items():
             if before:
                 before(key)
@@ -409,15 +417,10 @@ def bench_model(args, m, tmp):
             fn()
     # kerf's thread count is set before a batch, outside the timed calls
     timed = {key: (k.call if key.startswith("kerf") else fn) for key, fn in engines.items()}
-    ceiling = []
-
-    def before(key):
-        if key == "kerf1":  # each round starts with the host's own two-thread scaling
-            ceiling.append(args.ceiling.measure())
-        if key.startswith("kerf"):
-            k.set_threads(1 if key == "kerf1" else 2)
-
-    samples = alternate(timed, args, before=before)
+    host_scaling = []
+    samples = alternate(timed, args, before=lambda key: key.startswith("kerf")
+                        and k.set_threads(1 if key == "kerf1" else 2),
+                        round_start=lambda: host_scaling.append(args.ceiling.measure()))
     # tract runs in its own rounds after the others: its kernels return with the upper halves of the
     # AVX registers dirty (no vzeroupper), and kerf's code, which has legacy-SSE register moves and
     # loads (Cranelift 0.135 emits movdqa/movdqu without VEX), then runs ~1.8x slower until some
@@ -435,7 +438,7 @@ def bench_model(args, m, tmp):
     nat1, c1 = native_bench(args.kerf, onnx, 1, input_files, args.cpu)
     nat2, _ = native_bench(args.kerf, onnx, 2, input_files, args.cpu)
     return {"name": name, "med": med, "nat1": nat1, "nat2": nat2, "diff": diff, "compile_s": compile_s,
-            "jit_ms": c1, "threads_equal": same_threads, "tract_diff": tract_diff, "ceiling": ceiling}
+            "jit_ms": c1, "threads_equal": same_threads, "tract_diff": tract_diff, "ceiling": host_scaling}
 
 
 def timing_args(doc, seconds):

@@ -62,12 +62,12 @@ pub struct Caps {
     /// AVX-512F with AVX-512VL on top of [`Caps::avx2`]: the GEMM engines'
     /// 512-bit tiles ([`crate::ukernel::avx512::zmm_gemm_tile`], B packed
     /// in groups of four panels) replace the 256-bit ones
-    /// (`sapphirerapids`, `native` where the host has them).
+    /// (`cascadelake`, `sapphirerapids`, `native` where the host has them).
     pub avx512: bool,
     /// AVX-512 VNNI on top of [`Caps::avx512`]: the integer
     /// conv's EVEX dot-product tile ([`crate::ukernel::avx512`]) replaces
-    /// the AVX2 16-bit-pair tile (`sapphirerapids`, `native` where the host
-    /// has them). Every CPU with AVX-512 VNNI has AVX-512BW too, whose byte
+    /// the AVX2 16-bit-pair tile (`cascadelake`, `sapphirerapids`, `native`
+    /// where the host has them). Every CPU with AVX-512 VNNI has AVX-512BW too, whose byte
     /// instructions the VNNI kernels use (Cranelift has no flag for it:
     /// `native` checks the host too).
     pub vnni: bool,

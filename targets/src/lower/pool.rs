@@ -376,7 +376,7 @@ struct Fast2d {
     /// ([`max_pool_row`]) in groups of 16 outputs (AVX-512), then of 8:
     /// each pass that some group uses, widest first.
     wide: Vec<RowPass>,
-    /// With AVX-512BW + VBMI, a byte MaxPool's interior rows run on one
+    /// With AVX-512BW (and VBMI at stride 2), a byte MaxPool's interior rows run on one
     /// call of the assembled pass ([`byte_pool_rows`]) per plane, border
     /// columns included: its code and signature.
     byte_rows: Option<(Value, SigRef)>,

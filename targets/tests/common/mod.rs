@@ -50,62 +50,14 @@ pub fn run(text: &str, inputs: &[Tensor], cpu: &str) -> Vec<Vec<f32>> {
     outs.iter().map(|o| o.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()).collect()
 }
 
-/// Runs `m` once on `inputs` (in 8-byte aligned copies) with `rt` and
-/// returns every output's bytes: the arena poisoned (0xFF bytes are
-/// NaNs: a kernel reading scratch it did not write, a padded copy's
-/// border say, shows in its outputs), each output followed by
-/// [`GUARD_WORDS`] of [`GUARD`] bytes that no kernel may write.
+/// Runs `m` once on `inputs` with `rt` through the runtime's strictest
+/// run ([`Model::run_guarded`]: aligned input copies, a poisoned arena,
+/// every output between guard bytes no kernel may write) and returns every
+/// output's bytes.
 fn run_guarded(m: &Model, inputs: &[Tensor], rt: Option<&KerfRuntime>) -> Result<Vec<Vec<u8>>, String> {
-    let aligned = |len: usize, fill: u8| vec![u64::from_ne_bytes([fill; 8]); len.div_ceil(8)];
-    let mut stores: Vec<Vec<u64>> = inputs.iter().map(|t| aligned(t.bytes().len(), 0)).collect();
-    for (s, t) in stores.iter_mut().zip(inputs) {
-        u64_bytes_mut(s)[..t.bytes().len()].copy_from_slice(t.bytes());
-    }
-    let views: Vec<&[u8]> = stores.iter().zip(inputs).map(|(s, t)| &u64_bytes(s)[..t.bytes().len()]).collect();
-    let lens: Vec<usize> = m.info().outputs.iter().map(|o| o.bytes).collect();
-    // each output: guard words, the output (starting as guard bytes), guard words
-    let head = 8 * GUARD_WORDS;
-    let mut outs: Vec<Vec<u64>> = lens.iter().map(|&n| aligned(head + n + 8 * GUARD_WORDS, GUARD)).collect();
-    {
-        let mut ov: Vec<&mut [u8]> =
-            outs.iter_mut().zip(&lens).map(|(o, &n)| &mut u64_bytes_mut(o)[head..head + n]).collect();
-        let mut arena = m.new_arena();
-        arena.poison(0xFF);
-        // SAFETY: the runtimes passed are a pool's or use `reverse_parallel_for`.
-        unsafe { m.run_with(&views, &mut ov, &mut arena, rt) }.map_err(|e| format!("run: {e}"))?;
-    }
-    outs.iter()
-        .zip(&lens)
-        .enumerate()
-        .map(|(i, (o, &n))| {
-            let b = u64_bytes(o);
-            if let Some(at) = b[..head].iter().position(|&x| x != GUARD) {
-                return Err(format!("output {i}: written {} bytes before its start", head - at));
-            }
-            match b[head + n..].iter().position(|&x| x != GUARD) {
-                Some(at) => Err(format!("output {i}: written {at} bytes past its end")),
-                None => Ok(b[head..head + n].to_vec()),
-            }
-        })
-        .collect()
-}
-
-/// 8-byte words before and after each output of [`run_guarded`] that no
-/// kernel may write (a 64-byte vector store past either end reaches at most
-/// this far).
-const GUARD_WORDS: usize = 8;
-
-/// The byte the guard words hold.
-const GUARD: u8 = 0xA5;
-
-fn u64_bytes(v: &[u64]) -> &[u8] {
-    // SAFETY: u64 has no padding; the view covers exactly the storage.
-    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
-}
-
-fn u64_bytes_mut(v: &mut [u64]) -> &mut [u8] {
-    // SAFETY: as above; any byte pattern is a valid u64, the borrow exclusive.
-    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
+    let views: Vec<&[u8]> = inputs.iter().map(Tensor::bytes).collect();
+    // SAFETY: the runtimes passed are a pool's or use `reverse_parallel_for`.
+    unsafe { m.run_guarded(&views, rt) }.map_err(|e| format!("run: {e}"))
 }
 
 pub fn close(name: &str, got: &[f32], want: &[f32], abs: f32, rel: f32) {
