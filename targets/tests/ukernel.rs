@@ -821,8 +821,7 @@ fn run_bytes_on(cpu: &str, text: &str, x: &[u8], ukernels: bool) -> (Vec<u8>, us
 #[test]
 fn byte_max_pool_rows_equal_a_naive_max() {
     let mut cpus = vec!["native"];
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512vbmi") && std::arch::is_x86_feature_detected!("avx512vnni") {
+    if common::qcase::cascadelake_adds() {
         cpus.push("cascadelake");
     }
     for cpu in cpus {

@@ -276,7 +276,8 @@ pub fn cpus() -> Vec<&'static str> {
             eprintln!("no AVX-512 VNNI on this CPU: the byte-quad tile is not tested here (the others are)");
         } else if !has!("avx512vbmi") {
             eprintln!("no AVX-512 VBMI on this CPU: the VBMI quad packer is not tested here (AVX2's is)");
-        } else {
+        }
+        if cascadelake_adds() {
             cpus.push("cascadelake");
         }
         if has!("avx2") && has!("fma") {
@@ -286,6 +287,21 @@ pub fn cpus() -> Vec<&'static str> {
         }
     }
     cpus
+}
+
+/// Whether the host runs `cascadelake` (AVX-512 + VNNI without VBMI) and
+/// `native` is not already that: a host with VNNI and VBMI, whose `native`
+/// packs with VBMI and pools bytes at stride 2 with it.
+pub fn cascadelake_adds() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        has!("avx512f") && has!("avx512vl") && has!("avx512bw") && has!("avx512vnni") && has!("avx512vbmi")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// The host CPU features a check needs.
