@@ -721,56 +721,36 @@ mod tests {
     static NAME: &[u8] = b"x\0";
     static DIMS: [i64; 2] = [1, 3];
 
-    unsafe extern "C" fn double_it(
+    /// Doubles the first `N` of the 3-float input into the output (`N` < 3
+    /// leaves the rest unwritten) and, unless `OFF` is `NONE`, writes one
+    /// more float `OFF` floats from the output's start (outside it for
+    /// `OFF` < 0 or ≥ 3).
+    unsafe extern "C" fn double_and_store<const N: usize, const OFF: isize>(
         inputs: *const *const c_void,
         outputs: *const *mut c_void,
         _arena: *mut c_void,
         _rt: *const KerfRuntime,
     ) -> i32 {
-        // SAFETY: called only by Model::run with one 3-float input and output.
-        unsafe {
-            let x = *inputs as *const f32;
-            let y = *outputs as *mut f32;
-            for i in 0..3 {
-                *y.add(i) = 2.0 * *x.add(i);
-            }
-        }
-        0
-    }
-
-    /// `double_it`, but it also writes one float `OFF` floats from the
-    /// output's start (outside it for `OFF` < 0 or ≥ 3).
-    unsafe extern "C" fn double_and_stray<const OFF: isize>(
-        inputs: *const *const c_void,
-        outputs: *const *mut c_void,
-        arena: *mut c_void,
-        rt: *const KerfRuntime,
-    ) -> i32 {
-        // SAFETY: as in `double_it`; the stray store lands in the guards
-        // `Model::run_guarded` puts around the output (|OFF| ≤ 16 floats).
-        unsafe {
-            double_it(inputs, outputs, arena, rt);
-            *(*outputs as *mut f32).offset(OFF) = 1.0;
-        }
-        0
-    }
-
-    /// `double_it` for the first two elements only.
-    unsafe extern "C" fn double_first_two(
-        inputs: *const *const c_void,
-        outputs: *const *mut c_void,
-        _arena: *mut c_void,
-        _rt: *const KerfRuntime,
-    ) -> i32 {
-        // SAFETY: called only with one 3-float input and output.
+        // SAFETY: called only with one 3-float input and output; a stray
+        // store lands in the guards `Model::run_guarded` puts around the
+        // output (|OFF| ≤ 16 floats).
         unsafe {
             let (x, y) = (*inputs as *const f32, *outputs as *mut f32);
-            for i in 0..2 {
+            for i in 0..N {
                 *y.add(i) = 2.0 * *x.add(i);
+            }
+            if OFF != NONE {
+                *y.offset(OFF) = 1.0;
             }
         }
         0
     }
+
+    /// [`double_and_store`]'s `OFF` for no extra store.
+    const NONE: isize = isize::MIN;
+
+    /// The well-behaved model: doubles its input.
+    const DOUBLE_IT: RunFn = double_and_store::<3, NONE>;
 
     /// A model of one 3-float input and output behind `run`.
     fn model(run: RunFn) -> Model {
@@ -802,21 +782,21 @@ mod tests {
             // SAFETY: no runtime.
             unsafe { model(f).run_guarded(&[&x], None) }
         };
-        assert_eq!(run(double_it).unwrap(), vec![bytes_of(&[2.0f32, 4.0, 6.0]).to_vec()]);
+        assert_eq!(run(DOUBLE_IT).unwrap(), vec![bytes_of(&[2.0f32, 4.0, 6.0]).to_vec()]);
         let stray = |side, bytes| RuntimeError::Stray { index: 0, name: "x".into(), side, bytes };
-        assert_eq!(run(double_and_stray::<-1>).unwrap_err(), stray("before its start", 4));
-        assert_eq!(run(double_and_stray::<-16>).unwrap_err(), stray("before its start", 64));
-        assert_eq!(run(double_and_stray::<3>).unwrap_err(), stray("past its end", 0));
-        assert_eq!(run(double_and_stray::<18>).unwrap_err(), stray("past its end", 60));
+        assert_eq!(run(double_and_store::<3, -1>).unwrap_err(), stray("before its start", 4));
+        assert_eq!(run(double_and_store::<3, -16>).unwrap_err(), stray("before its start", 64));
+        assert_eq!(run(double_and_store::<3, 3>).unwrap_err(), stray("past its end", 0));
+        assert_eq!(run(double_and_store::<3, 18>).unwrap_err(), stray("past its end", 60));
         // an element the run does not write keeps the guard bytes
         let mut want = bytes_of(&[2.0f32, 4.0, 6.0]).to_vec();
         want[8..].fill(GUARD);
-        assert_eq!(run(double_first_two).unwrap(), vec![want]);
+        assert_eq!(run(double_and_store::<2, NONE>).unwrap(), vec![want]);
     }
 
     #[test]
     fn wrapper_checks_and_runs() {
-        let m = model(double_it);
+        let m = model(DOUBLE_IT);
         assert_eq!(m.info().inputs[0].dims, vec![1, 3]);
         let mut arena = m.new_arena();
         let out = m.run_f32(&[&[1.0, 2.0, 3.0]], &mut arena).unwrap();
