@@ -26,8 +26,10 @@ testsuite/fixtures/models + testsuite/generated):
 
 6. at the start of every round, the host's own two-thread
    scaling (`Ceiling`: a register-only multiply-add loop in C on one thread,
-   then on two at once): what the machine gave any code at that moment, the
-   ceiling of the 1t/2t columns (a VM's second vCPU may share a core).
+   then on two at once; and streaming reads of 64 MiB per thread, the same
+   way): what the machine gave compute-bound and memory-bound code at that
+   moment, the ceilings of the 1t/2t columns (a VM's second vCPU may share a
+   core, and its two vCPUs share the memory path).
 
 Prints and writes (--out) a Markdown table: medians in ms and the ratios
 kerf/ORT (< 1: kerf faster), the max |kerf - ORT| of the outputs, and the
@@ -144,6 +146,7 @@ int main(void) {
 SCALING_C = r"""
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 typedef float v8 __attribute__((vector_size(32)));
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
@@ -165,20 +168,46 @@ static void *spin(void *arg) {
     sink = s[0];
     return 0;
 }
+/* streaming reads of a thread's own 64 MiB (past any L3 of this kind of
+   machine), four independent sums: what a memory-bound kernel gets */
+#define WORDS (16L << 20)
+static v8 *buf[2];
+static void *stream(void *arg) {
+    const v8 *p = buf[(long)arg];
+    v8 s0 = p[0] - p[0], s1 = s0, s2 = s0, s3 = s0;
+    for (int r = 0; r < 2; r++)
+        for (long i = 0; i < WORDS / 8; i += 4) {
+            s0 += p[i]; s1 += p[i + 1]; s2 += p[i + 2]; s3 += p[i + 3];
+        }
+    v8 s = s0 + s1 + s2 + s3;
+    sink = s[0];
+    return 0;
+}
+/* one thread, then two at once on twice the work: 1t time / 2t time per
+   unit of work */
+static double pair(void *(*f)(void *), void *a0, void *a1) {
+    double t0 = now();
+    f(a0);
+    double one = now() - t0;
+    pthread_t a, b;
+    t0 = now();
+    pthread_create(&a, 0, f, a0);
+    pthread_create(&b, 0, f, a1);
+    pthread_join(a, 0);
+    pthread_join(b, 0);
+    return 2.0 * one / (now() - t0);
+}
 int main(void) {
+    for (int i = 0; i < 2; i++) {
+        buf[i] = aligned_alloc(64, WORDS * 4);
+        if (!buf[i]) return 1;
+        for (long j = 0; j < WORDS / 8; j++) buf[i][j] = buf[i][j] - buf[i][j] + 1.0f;
+    }
     long n = 16000000;
     for (int r = 0; r < 5; r++) {
-        double t0 = now();
-        spin((void *)n);
-        double one = now() - t0;
-        pthread_t a, b;
-        t0 = now();
-        pthread_create(&a, 0, spin, (void *)n);
-        pthread_create(&b, 0, spin, (void *)n);
-        pthread_join(a, 0);
-        pthread_join(b, 0);
-        double two = now() - t0;
-        printf("%.3f\n", 2.0 * one / two);
+        double reg = pair(spin, (void *)n, (void *)n);
+        double mem = pair(stream, (void *)0, (void *)1);
+        printf("%.3f %.3f\n", reg, mem);
     }
     return 0;
 }
@@ -186,12 +215,15 @@ int main(void) {
 
 
 class Ceiling:
-    """The host's own two-thread scaling: the same register-only
-    multiply-add loop on one thread and on two at once (2 x the work), as
-    1t time / 2t time per unit of work. On a quiet machine with two real
-    cores it is 2.0; a shared or throttled second core shows here, so a
-    model's kerf 1t/2t can be read against what the host gave any code at
-    that moment."""
+    """The host's own two-thread scaling, two probes: a register-only
+    multiply-add loop, and streaming reads of a 64 MiB buffer per thread
+    (past the L3), each on one thread and then on two at once (2 x the
+    work), as 1t time / 2t time per unit of work. On a quiet machine with
+    two real cores the first is 2.0; a shared or throttled second core shows
+    there. The second is what a memory-bound kernel can get from a second
+    thread (a VM's two vCPUs share the memory path: 1.4-1.5x measured on
+    the Zen 4 VMs). A model's kerf 1t/2t reads against both: what the host
+    gave compute-bound and memory-bound code at that moment."""
 
     def __init__(self, tmp):
         src, self.exe = tmp / "scaling.c", tmp / "scaling"
@@ -203,12 +235,14 @@ class Ceiling:
             self.exe = None
 
     def measure(self):
-        """Median scaling over five pairs of runs, or None without a C compiler."""
+        """(register, memory) median scalings over five pairs of runs each,
+        or None without a C compiler."""
         if self.exe is None:
             return None
         try:
             out = subprocess.run([str(self.exe)], check=True, capture_output=True, text=True).stdout.split()
-            return statistics.median(float(x) for x in out)
+            pairs = [(float(a), float(b)) for a, b in zip(out[0::2], out[1::2])]
+            return tuple(statistics.median(p[i] for p in pairs) for i in range(2))
         except (OSError, subprocess.CalledProcessError, ValueError):
             return None
 
@@ -346,9 +380,10 @@ def fmt(v):
     return f"{v:.3f}"
 
 
-def ceiling(c):
-    """The host's two-thread scaling over a model's rounds: median (min–max)."""
-    c = [x for x in c if x is not None]
+def ceiling(c, probe):
+    """The host's two-thread scaling by one probe (0: registers, 1: memory)
+    over a model's rounds: median (min–max)."""
+    c = [x[probe] for x in c if x is not None]
     if not c:
         return "—"
     return f"{statistics.median(c):.2f} ({min(c):.2f}–{max(c):.2f})"
@@ -486,22 +521,24 @@ def main():
                  "compares kerf's ctypes time with it. *host 1t/2t*: what two threads gave a register-only "
                  "multiply-add loop on this machine at the start of each of the model's rounds, median (min–max) "
                  "(2.00 on two idle cores; below it the second core is shared or slower): the ceiling of the "
-                 "1t/2t columns.")
+                 "1t/2t columns for compute-bound code. *host mem 1t/2t*: the same for streaming reads of 64 MiB "
+                 "per thread (past the L3): the ceiling for memory-bound code.")
     lines.append("")
     lines.append("| model | kerf 1t (ctypes) | ORT 1t | ratio 1t | kerf 2t (ctypes) | ORT 2t | ratio 2t | "
                  "kerf 1t native | native/ORT 1t | kerf 2t native | native/ORT 2t | kerf 1t/2t | ORT 1t/2t | "
-                 "host 1t/2t | compile s | max abs diff | 2t == 1t | tract 1t | kerf/tract 1t | tract diff |")
-    lines.append("|---|" + "---:|" * 15 + "---|" + "---:|" * 3)
+                 "host 1t/2t | host mem 1t/2t | compile s | max abs diff | 2t == 1t | tract 1t | kerf/tract 1t | tract diff |")
+    lines.append("|---|" + "---:|" * 16 + "---|" + "---:|" * 3)
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['name']} | error: {r['error']} |" + " |" * 18)
+            lines.append(f"| {r['name']} | error: {r['error']} |" + " |" * 19)
             continue
         md = r["med"]
         lines.append(
             f"| {r['name']} | {fmt(md['kerf1'])} | {fmt(md['ort1'])} | {ratio(md['kerf1'], md['ort1'])} | "
             f"{fmt(md['kerf2'])} | {fmt(md['ort2'])} | {ratio(md['kerf2'], md['ort2'])} | "
             f"{fmt(r['nat1'])} | {ratio(r['nat1'], md['ort1'])} | {fmt(r['nat2'])} | {ratio(r['nat2'], md['ort2'])} | "
-            f"{ratio(md['kerf1'], md['kerf2'])} | {ratio(md['ort1'], md['ort2'])} | {ceiling(r['ceiling'])} | "
+            f"{ratio(md['kerf1'], md['kerf2'])} | {ratio(md['ort1'], md['ort2'])} | {ceiling(r['ceiling'], 0)} | "
+            f"{ceiling(r['ceiling'], 1)} | "
             f"{r['compile_s']:.2f} | {r['diff']:.1e} | "
             f"{'yes' if r['threads_equal'] else 'NO'} | {fmt(md.get('tract1'))} | "
             f"{ratio(md['kerf1'], md.get('tract1'))} | "

@@ -2,7 +2,7 @@
 """Where a model's time goes, kerf beside ONNX Runtime, per op type.
 
     .venv/bin/python testsuite/scripts/profile_vs_ort.py MODEL.onnx [--kerf target/release/kerf]
-        [--runs 60] [--top 15] [--input x.npy]
+        [--runs 60] [--top 15] [--input x.npy] [--threads N | --scaling]
 
 ONNX Runtime runs the model with one intra-op thread, ORT_ENABLE_ALL and
 its node profiler on (`SessionOptions.enable_profiling`); the median of each
@@ -15,6 +15,14 @@ kerf's after its rewrites: `ConvFused`, `Chain`, ...), then each engine's
 slowest kernels. Kernel names differ between the engines, so nothing is
 paired one to one; compare types and shapes. ORT's profiler adds a little
 time per node, so its sum is an upper bound of its run time.
+
+`--threads N` profiles both engines with N threads instead of one.
+`--scaling` profiles each engine at one and at two threads and prints,
+per engine, the kernels (kerf) and nodes (ORT) that lose the most time to
+imperfect scaling (2t time - 1t time / 2, with the 1t/2t ratio): which
+layers of a model fall short of 2x, and whether the other engine's
+layers of the same kind do too (a memory-bound layer is bound by the
+host's memory path in both).
 """
 import argparse
 import collections
@@ -28,9 +36,9 @@ import numpy as np
 import onnxruntime as ort
 
 
-def ort_profile(model, x, runs):
+def ort_profile(model, x, runs, threads=1):
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
+    opts.intra_op_num_threads = threads
     opts.enable_profiling = True
     opts.profile_file_prefix = str(pathlib.Path(tempfile.mkdtemp()) / "ort")
     sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
@@ -48,8 +56,8 @@ def ort_profile(model, x, runs):
     return [(float(np.median(v)), op, name) for (op, name), v in times.items()]
 
 
-def kerf_profile(kerf, model, inp):
-    cmd = [kerf, "bench", model, "--threads", "1", "--profile", "--iters", "100"]
+def kerf_profile(kerf, model, inp, threads=1):
+    cmd = [kerf, "bench", model, "--threads", str(threads), "--profile", "--iters", "100"]
     if inp:
         cmd += ["--input", inp]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -58,7 +66,7 @@ def kerf_profile(kerf, model, inp):
         p = line.split()
         # "   #  op  layer  ms  share  MFLOP  GFLOP/s  tasks  code"
         if len(p) >= 9 and p[0].isdigit():
-            rows.append((float(p[3]), p[1], p[2]))
+            rows.append((float(p[3]), p[1], f"#{p[0]} {p[2]}"))
     return rows
 
 
@@ -69,6 +77,22 @@ def by_type(rows):
     return t
 
 
+def scaling(title, one, two, top):
+    """Per kernel of one engine: the time lost to imperfect two-thread
+    scaling, worst first."""
+    t1, t2 = sum(r[0] for r in one), sum(r[0] for r in two)
+    print(f"\n{title}: 1 thread {t1:.3f} ms, 2 threads {t2:.3f} ms, {t1 / t2:.2f}x; "
+          f"the {top} kernels losing most (2t - 1t/2)")
+    second = {(op, name): ms for ms, op, name in two}
+    lost = []
+    for ms, op, name in one:
+        if (op, name) in second:
+            ms2 = second[(op, name)]
+            lost.append((ms2 - ms / 2, ms, ms2, op, name))
+    for loss, ms, ms2, op, name in sorted(lost, reverse=True)[:top]:
+        print(f"  {loss:8.4f}  {ms:8.4f} -> {ms2:8.4f} ms  {ms / ms2 if ms2 else 0:5.2f}x  {op:<14} {name}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model")
@@ -76,10 +100,20 @@ def main():
     ap.add_argument("--runs", type=int, default=60)
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--input", help="an .npy input (default: standard normal, seed 0)")
+    ap.add_argument("--threads", type=int, default=1, help="threads of both engines (default 1)")
+    ap.add_argument("--scaling", action="store_true", help="one against two threads, per kernel")
     a = ap.parse_args()
     x = np.load(a.input) if a.input else None
-    o = ort_profile(a.model, x, a.runs)
-    k = kerf_profile(a.kerf, a.model, a.input)
+    if a.threads < 1:
+        ap.error("--threads must be at least 1")
+    if a.scaling:
+        o1, o2 = ort_profile(a.model, x, a.runs, 1), ort_profile(a.model, x, a.runs, 2)
+        k1, k2 = kerf_profile(a.kerf, a.model, a.input, 1), kerf_profile(a.kerf, a.model, a.input, 2)
+        scaling("ORT", o1, o2, a.top)
+        scaling("kerf", k1, k2, a.top)
+        return 0
+    o = ort_profile(a.model, x, a.runs, a.threads)
+    k = kerf_profile(a.kerf, a.model, a.input, a.threads)
     print(f"ORT (profiled nodes) {sum(r[0] for r in o):.3f} ms   kerf {sum(r[0] for r in k):.3f} ms")
     ot, kt = by_type(o), by_type(k)
     print("\nORT op type           ms   | kerf op type         ms")
