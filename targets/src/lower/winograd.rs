@@ -35,6 +35,13 @@
 //! The input is first copied into a zero-padded scratch image covering every
 //! tile, so the input transform needs no bounds checks.
 //!
+//! Code map: this file holds the transforms (construction, weight
+//! transform, the constant-coefficient `sandwich`) and [`conv`], which
+//! reads like the list above; `plan` decides the numbers (blocks, buffer
+//! strides, task split) before any code is emitted; `block` emits what one
+//! task runs for one block (strip, steps 2–4); `quads` the whole-vector
+//! moves of four tiles of one row.
+//!
 //! Transform matrices come from the Toom-Cook construction on the points
 //! [`points`] (plus ∞): `Aᵀ` and `G` in closed form, `Bᵀ` solved exactly
 //! from the defining identity. F(4×4, 3×3) uses 0, ±1, ±1/2 (powers of two
@@ -44,16 +51,17 @@
 //! 1e-4; on resnet18 end to end, max|kerf − ORT| is 1.4e-5 direct, 1.5e-5
 //! with Winograd (max|ref| 17).
 
-use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+use cranelift_codegen::ir::{InstBuilder, Type, Value};
 use kerf_ir::op::{Conv, ConvAlgo};
 
-use super::epilogue::{apply_act, Epilogue};
-use super::gemm::{pack_a, run_block, Block, Gemm, MR, SPLIT_UNITS, TASK_SCRATCH_BUDGET};
+use super::epilogue::Epilogue;
+use super::gemm::{pack_a, MR};
 use super::{Kernel, LResult};
 
+mod block;
+mod plan;
 mod quads;
-use quads::{quad_rows, store_quad};
+use plan::Plan;
 
 /// The interpolation points (besides ∞) of F(m×m, 3×3).
 pub fn points(m: usize) -> &'static [f64] {
@@ -276,68 +284,24 @@ fn odd_lines(bytes: usize) -> usize {
 
 /// Lowers a Winograd conv (`Conv.algo = Winograd { tile }`) with its fused
 /// epilogue `epi` (applied after the output transform and the bias, before
-/// the store).
+/// the store): the plan ([`plan::Plan`]), the weights transformed and
+/// packed at compile time, then per unit of the task split one block's
+/// code ([`block::emit`]).
 pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
     k.require_f32()?;
     let ConvAlgo::Winograd { tile } = cv.algo else { return Err("not a Winograd conv".into()) };
     if !cv.winograd_eligible() {
         return Err("Winograd needs a 2-D 3x3 stride-1 dilation-1 conv with one group".into());
     }
-    let m = usize::from(tile);
-    let t = transform_for(m)?;
-    let n = t.n;
-    let nn = n * n;
+    let t = transform_for(usize::from(tile))?;
     let w = k.const_f32(1).ok_or("Winograd needs constant weights")?;
-    let (x, o) = (k.in_shape(0).to_vec(), k.out_shape(0).to_vec());
-    let (batch, cin, h, wd) = (x[0], x[1], x[2], x[3]);
-    let (kout, oh, ow) = (o[1], o[2], o[3]);
-    let (ph, pw) = (cv.window.pad_begin(0), cv.window.pad_begin(1));
-    if oh == 0 || ow == 0 || batch == 0 || kout == 0 {
-        return Ok(());
-    }
-    let (th, tw) = (oh.div_ceil(m), ow.div_ceil(m));
-    let tiles = th * tw;
-    let l = k.lanes();
-    let vty = k.vty();
-    // rows of M per chunk (a multiple of MR, or all of them)
-    let mc = kout.min(MC);
-    // Blocks of whole tile rows, balanced, sized so V and a chunk of M stay
-    // within the L2 budget (at least one tile row); every block covers `tb`
-    // tiles (surplus lanes recompute the block's own last tile).
-    let per_tile = nn * (cin + mc) * 4;
-    let rows_max = (k.caps.cache.l2 / per_tile / tw).clamp(1, th);
-    // Every block computes `tb` tiles (its surplus lanes recompute its last
-    // tile), so pick the block height, between half the
-    // budget's and the budget's, that computes the fewest tiles in all
-    // (the larger on ties): 14 tile rows of 4 at most are 7 blocks of 2
-    // (196 tiles), not 4 blocks of 4 (224).
-    let computed = |r: usize| th.div_ceil(r) * (r * tw).div_ceil(l) * l;
-    let rows = (rows_max.div_ceil(2)..=rows_max).rev().min_by_key(|&r| computed(r)).unwrap_or(rows_max);
-    let nblk = th.div_ceil(rows);
-    let tb = (rows * tw).div_ceil(l) * l;
-    let nq = tb / l;
-    // V's panels per position ξ: single panels, or quads where the 512-bit
-    // tiles run (they need them; the last group's panels past `nq`, if
-    // any, are never written: only the lanes the tiles drop read them).
-    // Not pairs for the 256-bit tiles: the transform writes a panel's K
-    // steps for all channels before the next panel, so a pair's line is
-    // filled half at a time, and on resnet18's 56² layers (V past L2) that
-    // cost more than the join saves (`--cpu haswell`, 1.41 → 1.72 ms).
-    let group = if super::gemm::panel_group(k) == 4 { 4 } else { 1 };
-    let vpan = super::gemm::Panels::new(l, cin, group);
-    let vstride = odd_lines(vpan.bytes(1, nq));
-    // M's bytes per position ξ (a chunk's `mc` rows of `tb` tiles)
-    let mstride = odd_lines(mc * tb * 4);
-    // a block's zero-padded input strip: its tile rows plus the 2-row halo
-    let (sh, sw) = (rows * m + 2, tw * m + 2);
-    let strip = cin * sh * sw;
-
-    let u = weight_transform(&t, &w, kout, cin);
-    let packed: Vec<f32> = u.chunks(kout * cin).flat_map(|ux| pack_a(ux, kout, cin, cin)).collect();
-    let ublob = k.blob_f32(&packed);
+    let Some(p) = Plan::new(k, cv, t.m) else { return Ok(()) };
+    let u = weight_transform(&t, &w, p.kout, p.cin);
+    let packed: Vec<f32> = u.chunks(p.kout * p.cin).flat_map(|ux| pack_a(ux, p.kout, p.cin, p.cin)).collect();
+    let u = k.blob_f32(&packed);
     // the GEMM engine starts from a per-row bias; the bias is added after
     // the output transform instead (Aᵀ has no constant row sum to fold it)
-    let zeros = k.blob_f32(&vec![0.0; kout]);
+    let zeros = k.blob_f32(&vec![0.0; p.kout]);
     let bias = match k.node.inputs.len() {
         3.. => match k.const_f32(2) {
             Some(b) => Some(k.blob_f32(&b)),
@@ -345,297 +309,23 @@ pub fn conv(k: &mut Kernel, cv: &Conv, epi: Epilogue) -> LResult {
         },
         _ => None,
     };
-    let xp = k.input(0);
-    let out = k.output(0);
-    let edge = oh % m != 0 || ow % m != 0;
-    // Tasks: blocks (over the batch too) and, when there are too few of
-    // them for the threads (the late 7×7 / 14×14 layers), also GEMM row
-    // blocks of output channels. A task transforms the input of each block
-    // it touches once, then computes and transforms its channels' products
-    // (every output the same sums whichever task computes it). Each task
-    // has private strip, V and M buffers.
-    let chan_split = batch * nblk < SPLIT_UNITS && kout >= 4 * MR;
-    let rbu = if chan_split { kout.div_ceil(MR) } else { 1 };
-    let per_block = 2 * nn * kout * cin * tb + nn * tb * (6 * cin + 4 * kout);
-    // (ResNet's 512-channel 7×7 layers: ~0.8 MiB per task, at most 10 tasks)
-    let scratch = strip * 4 + nn * mstride + nn * vstride + 16;
-    let cap = (TASK_SCRATCH_BUDGET / scratch).max(2);
-    let (lo, hi) = k.parallel_range_capped(batch * nblk * rbu, 1, per_block.div_ceil(rbu) as u64, cap)?;
+    let (x, out) = (k.input(0), k.output(0));
+    let (lo, hi) = k.parallel_range_capped(p.units(), 1, p.unit_cost, p.max_tasks)?;
     // (16 bytes of slack: the quad loads read past the last window)
-    let pad = k.task_scratch(strip * 4 + 16);
-    let vbuf = k.task_scratch(nn * vstride);
-    let mbuf = k.task_scratch(nn * mstride);
-    let dummy = if edge { Some(k.task_scratch(16)) } else { None };
-
-    let (b_lo, b_hi) = if chan_split { super::conv_packed::unit_items(k, lo, hi, rbu) } else { (lo, hi) };
+    let strip = k.task_scratch(p.strip * 4 + 16);
+    let v = k.task_scratch(p.nn * p.vstride);
+    let m = k.task_scratch(p.nn * p.mstride);
+    let dummy = if p.edge { Some(k.task_scratch(16)) } else { None };
+    let bufs = block::Bufs { x, out, u, zeros, bias, strip, v, m, dummy };
+    let code = block::Code { p: &p, t: &t, b: &bufs, epi };
+    let (b_lo, b_hi) = if p.chan_split { super::conv_packed::unit_items(k, lo, hi, p.rbu) } else { (lo, hi) };
     k.for_dyn(b_lo, b_hi, 1, |k, bi| {
-        let (c_lo, c_hi) = if chan_split {
-            super::conv_packed::unit_rows(k, bi, lo, hi, rbu, MR, kout)
+        let channels = if p.chan_split {
+            super::conv_packed::unit_rows(k, bi, lo, hi, p.rbu, MR, p.kout)
         } else {
-            (k.ic(0), k.ic(kout as i64))
+            (k.ic(0), k.ic(p.kout as i64))
         };
-        let bn = k.b.ins().udiv_imm_s(bi, nblk as i64);
-        let blk = k.b.ins().urem_imm_s(bi, nblk as i64);
-        let ty0 = k.b.ins().imul_imm_s(blk, rows as i64);
-        let t0 = k.b.ins().imul_imm_s(ty0, tw as i64);
-        // zero-padded strip: padded rows ty0*m .. ty0*m + sh
-        k.for_vec(strip, &mut |k, ty, i| {
-            let z = k.fsplat(ty, 0.0);
-            k.st_at(z, pad, i, 4, 0);
-        });
-        let xo = k.b.ins().imul_imm_s(bn, (cin * h * wd) as i64);
-        let xbase = k.addr(xp, xo, 4);
-        let y0 = k.b.ins().imul_imm_s(ty0, m as i64);
-        let y0 = k.b.ins().iadd_imm_s(y0, -(ph as i64));
-        k.for_n(0, sh as i64, 1, |k, r| {
-            let y = k.b.ins().iadd(y0, r);
-            let ok = k.in_range(y, h as i64);
-            k.if_then(ok, |k| {
-                let srow = k.b.ins().imul_imm_s(y, wd as i64);
-                let srow = k.addr(xbase, srow, 4);
-                let drow = k.b.ins().imul_imm_s(r, sw as i64);
-                let drow = k.b.ins().iadd_imm_s(drow, pw as i64);
-                let drow = k.addr(pad, drow, 4);
-                k.for_n(0, cin as i64, 1, |k, c| {
-                    let so = k.b.ins().imul_imm_s(c, (h * wd * 4) as i64);
-                    let sb = k.b.ins().iadd(srow, so);
-                    let d_o = k.b.ins().imul_imm_s(c, (sh * sw * 4) as i64);
-                    let db = k.b.ins().iadd(drow, d_o);
-                    k.for_vec(wd, &mut |k, ty, j| {
-                        let v = k.ld_at(ty, sb, j, 4, 0);
-                        k.st_at(v, db, j, 4, 0);
-                    });
-                });
-            });
-        });
-        let ob = k.b.ins().imul_imm_s(bn, (kout * oh * ow) as i64);
-        // tile (row, column) of lane q of quad `qd`, clamped to the block's
-        // last tile: clamped lanes recompute (and store) that tile again.
-        // Clamping to the block, not to the whole plane, matters: a surplus
-        // lane past the block would read outside this block's input strip
-        // and store a wrong value into the next block's tile, which another
-        // task may already have written (serial order hid it).
-        let block_last = {
-            let e = k.b.ins().iadd_imm_s(t0, (rows * tw) as i64 - 1);
-            let last = k.ic(tiles as i64 - 1);
-            super::loops::imin(k, e, last)
-        };
-        let lane_tiles = |k: &mut Kernel, qd: Value| -> Vec<(Value, Value)> {
-            let first = k.b.ins().imul_imm_s(qd, l as i64);
-            let first = k.b.ins().iadd(first, t0);
-            (0..l)
-                .map(|q| {
-                    let ti = k.b.ins().iadd_imm_s(first, q as i64);
-                    let ti = super::loops::imin(k, ti, block_last);
-                    let ty_ = k.b.ins().udiv_imm_s(ti, tw as i64);
-                    let tx = k.b.ins().urem_imm_s(ti, tw as i64);
-                    (ty_, tx)
-                })
-                .collect()
-        };
-        // Whether quad `qd`'s four tiles are consecutive tiles of one tile
-        // row (none clamped), so that its lanes read one run of the strip
-        // ([`quad_rows`]); `None` without 4-lane vectors.
-        let quad_in_row = |k: &mut Kernel, qd: Value, lanes: &[(Value, Value)]| -> Option<Value> {
-            if l != 4 {
-                return None;
-            }
-            let first = k.b.ins().imul_imm_s(qd, 4);
-            let first = k.b.ins().iadd(first, t0);
-            let last = k.b.ins().iadd_imm_s(first, 3);
-            let unclamped = k.b.ins().icmp(IntCC::SignedLessThanOrEqual, last, block_last);
-            let one_row = k.b.ins().icmp_imm_s(IntCC::SignedLessThan, lanes[0].1, tw as i64 - 3);
-            Some(k.b.ins().band(unclamped, one_row))
-        };
-        // 1. input transform into V[ξ] (panels of L tiles over the channels,
-        // in the GEMM engine's groups: `vpan`)
-        k.for_n(0, nq as i64, 1, |k, qd| {
-            let lanes = lane_tiles(k, qd);
-            let bases: Vec<Value> = lanes
-                .iter()
-                .map(|&(ty_, tx)| {
-                    let r = k.b.ins().isub(ty_, ty0);
-                    let r = k.b.ins().imul_imm_s(r, (m * sw) as i64);
-                    let c = k.b.ins().imul_imm_s(tx, m as i64);
-                    let e = k.b.ins().iadd(r, c);
-                    k.addr(pad, e, 4)
-                })
-                .collect();
-            let vq = vpan.at_dyn(k, qd);
-            let vq = k.b.ins().iadd(vbuf, vq);
-            // each channel's n×n tiles, one vector per position (lane q:
-            // tile q), transformed into V
-            let transform = |k: &mut Kernel, rows_of: &dyn Fn(&mut Kernel, &[Value]) -> Vec<Value>| {
-                k.for_n(0, cin as i64, 1, |k, c| {
-                    let co = k.b.ins().imul_imm_s(c, (sh * sw * 4) as i64);
-                    let ps: Vec<Value> = bases.iter().map(|&b| k.b.ins().iadd(b, co)).collect();
-                    let d = rows_of(k, &ps);
-                    let vv = sandwich(k, vty, &t.bt, n, n, &d);
-                    let dst = k.addr(vq, c, vpan.kstep() as i64);
-                    for (xi, v) in vv.into_iter().enumerate() {
-                        k.st(v, dst, (xi * vstride) as i32);
-                    }
-                });
-            };
-            // a lane at a time (tiles anywhere: across tile rows, clamped)
-            let gather = |k: &mut Kernel, ps: &[Value]| {
-                let mut d = Vec::with_capacity(nn);
-                for i in 0..n {
-                    for j in 0..n {
-                        let off = ((i * sw + j) * 4) as i32;
-                        let mut v = k.ld(types::F32, ps[0], off);
-                        if l > 1 {
-                            v = k.b.ins().scalar_to_vector(vty, v);
-                            for (q, &p) in ps.iter().enumerate().skip(1) {
-                                let s = k.ld(types::F32, p, off);
-                                v = k.b.ins().insertlane(v, s, q as u8);
-                            }
-                        }
-                        d.push(v);
-                    }
-                }
-                d
-            };
-            match quad_in_row(k, qd, &lanes) {
-                Some(in_row) => {
-                    let across = k.b.ins().bxor_imm_s(in_row, 1);
-                    k.if_then(in_row, |k| transform(k, &|k, ps| quad_rows(k, ps[0], m, sw)));
-                    k.if_then(across, |k| transform(k, &gather));
-                }
-                None => transform(k, &gather),
-            }
-        });
-        // 2.-3. per chunk of at most `mc` of this task's channels
-        // c_lo..c_hi: M[ξ] = U[ξ] · V[ξ], then the output transform.
-        k.for_dyn(c_lo, c_hi, mc as i64, |k, cs| {
-            let ce = k.b.ins().iadd_imm_s(cs, mc as i64);
-            let ce = super::loops::imin(k, ce, c_hi);
-            // M chunk row r (absolute channel) at mbuf + ξ·mstride + (r − cs)·tb·4
-            let shift = k.b.ins().imul_imm_s(cs, -((tb * 4) as i64));
-            let mbase = k.b.ins().iadd(mbuf, shift);
-            k.for_n(0, nn as i64, 1, |k, xi| {
-                let a = k.b.ins().imul_imm_s(xi, (kout * cin * 4) as i64);
-                let a = k.b.ins().iadd(ublob, a);
-                let vp = k.b.ins().imul_imm_s(xi, vstride as i64);
-                let vp = k.b.ins().iadd(vbuf, vp);
-                let mo = k.b.ins().imul_imm_s(xi, mstride as i64);
-                let mo = k.b.ins().iadd(mbase, mo);
-                let rows = Some((cs, ce));
-                let a_bytes = 4 * nn * kout * cin;
-                let g = Gemm { a, bias: zeros, m: kout, kk: cin, out: mo, ldo: tb, epi: Epilogue::NONE, rows, a_bytes };
-                let out_off = k.ic(0);
-                run_block(
-                    k,
-                    &g,
-                    &Block { b: vp, rows: 1, ppr: nq, width: tb, pitch: tb, out_off, group: vpan.group() },
-                );
-            });
-            k.for_dyn(cs, ce, 1, |k, ko| {
-                let bv = match bias {
-                    Some(bp) => {
-                        let s = k.ld_at(types::F32, bp, ko, 4, 0);
-                        k.widen(vty, s)
-                    }
-                    None => k.fsplat(vty, 0.0),
-                };
-                let mrow = k.addr(mbase, ko, (tb * 4) as i64);
-                let oplane = k.b.ins().imul_imm_s(ko, (oh * ow) as i64);
-                let oplane = k.b.ins().iadd(oplane, ob);
-                k.for_n(0, nq as i64, 1, |k, qd| {
-                    let mp = k.addr(mrow, qd, (l * 4) as i64);
-                    let mv: Vec<Value> = (0..nn).map(|xi| k.ld(vty, mp, (xi * mstride) as i32)).collect();
-                    let y = sandwich(k, vty, &t.at, m, n, &mv);
-                    let y: Vec<Value> = y.into_iter().map(|v| k.b.ins().fadd(v, bv)).collect();
-                    // without a residual the activation runs on whole vectors
-                    let y: Vec<Value> = if epi.residual.is_none() {
-                        y.into_iter().map(|v| apply_act(k, vty, epi.act, v)).collect()
-                    } else {
-                        y
-                    };
-                    let lanes = lane_tiles(k, qd);
-                    let per_lane = |k: &mut Kernel| {
-                        for (q, &(ty_, tx)) in lanes.iter().enumerate() {
-                            let r0 = k.b.ins().imul_imm_s(ty_, m as i64);
-                            let c0 = k.b.ins().imul_imm_s(tx, m as i64);
-                            let e = k.b.ins().imul_imm_s(r0, ow as i64);
-                            let e = k.b.ins().iadd(e, c0);
-                            let e = k.b.ins().iadd(e, oplane);
-                            let p = k.addr(out, e, 4);
-                            let rp = epi.residual.map(|r| k.addr(r, e, 4));
-                            let (rok, cok): (Vec<Option<Value>>, Vec<Option<Value>>) = if edge {
-                                let rk = (0..m)
-                                    .map(|r| {
-                                        Some(k.b.ins().icmp_imm_s(IntCC::SignedLessThan, r0, oh as i64 - r as i64))
-                                    })
-                                    .collect();
-                                let ck = (0..m)
-                                    .map(|c| {
-                                        Some(k.b.ins().icmp_imm_s(IntCC::SignedLessThan, c0, ow as i64 - c as i64))
-                                    })
-                                    .collect();
-                                (rk, ck)
-                            } else {
-                                (vec![None; m], vec![None; m])
-                            };
-                            for r in 0..m {
-                                for c in 0..m {
-                                    let v = y[r * m + c];
-                                    let mut s = if l > 1 { k.b.ins().extractlane(v, q as u8) } else { v };
-                                    let off = ((r * ow + c) * 4) as i64;
-                                    // outside the output: store (and read the
-                                    // residual) at the dummy slot instead
-                                    let (at, rat) = match (rok[r], cok[c], dummy) {
-                                        (Some(a), Some(b), Some(dm)) => {
-                                            let ok = k.b.ins().band(a, b);
-                                            let real = k.add_c(p, off);
-                                            let at = k.b.ins().select(ok, real, dm);
-                                            let rat = rp.map(|rp| {
-                                                let real = k.add_c(rp, off);
-                                                k.b.ins().select(ok, real, dm)
-                                            });
-                                            (at, rat)
-                                        }
-                                        _ => (k.add_c(p, off), rp.map(|rp| k.add_c(rp, off))),
-                                    };
-                                    if let Some(ra) = rat {
-                                        let x = k.ld(types::F32, ra, 0);
-                                        s = k.b.ins().fadd(s, x);
-                                        s = apply_act(k, types::F32, epi.act, s);
-                                    }
-                                    k.st(s, at, 0);
-                                }
-                            }
-                        }
-                    };
-                    // four tiles of one row inside the output: whole vectors
-                    let Some(mut fast) = quad_in_row(k, qd, &lanes) else {
-                        per_lane(k);
-                        return;
-                    };
-                    let (ty_, tx) = lanes[0];
-                    let r0 = k.b.ins().imul_imm_s(ty_, m as i64);
-                    let c0 = k.b.ins().imul_imm_s(tx, m as i64);
-                    if edge {
-                        // (signed: a plane narrower than a quad has no quad inside)
-                        let (ow_i, oh_i, m_i) = (ow as i64, oh as i64, m as i64);
-                        let cols_in = k.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, c0, ow_i - 4 * m_i);
-                        let rows_in = k.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, r0, oh_i - m_i);
-                        let inside = k.b.ins().band(cols_in, rows_in);
-                        fast = k.b.ins().band(fast, inside);
-                    }
-                    let slow = k.b.ins().bxor_imm_s(fast, 1);
-                    k.if_then(fast, |k| {
-                        let e = k.b.ins().imul_imm_s(r0, ow as i64);
-                        let e = k.b.ins().iadd(e, c0);
-                        let e = k.b.ins().iadd(e, oplane);
-                        let p = k.addr(out, e, 4);
-                        let rp = epi.residual.map(|r| k.addr(r, e, 4));
-                        store_quad(k, &y, m, ow, (p, rp), epi.act);
-                    });
-                    k.if_then(slow, per_lane);
-                });
-            });
-        });
+        block::emit(k, &code, bi, channels);
     });
     Ok(())
 }
