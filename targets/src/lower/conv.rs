@@ -145,39 +145,39 @@ fn conv_inner(k: &mut Kernel, c: &kerf_ir::op::Conv, epi: Epilogue) -> LResult<b
         return conv_narrow(k, &gm, wp, bp).map(|()| false);
     }
     let (Some(wv), Some(bias)) = (wconst, bconst) else { return Err("unreachable: constant weights".into()) };
-    let l = if k.caps.simd && ocg >= 4 { 4 } else { 1 };
-    let ty = if l == 4 { types::F32X4 } else { types::F32 };
-    let nob = ocg.div_ceil(l);
-    // pack weights [g][ob][kh][kw][ic][l]
-    let mut wp = vec![0f32; gm.group * nob * gm.kh * gm.kw * icg * l];
-    let mut bp = vec![0f32; gm.group * nob * l];
-    for g in 0..gm.group {
-        for o in 0..ocg {
-            let (ob, j) = (o / l, o % l);
-            let oc = g * ocg + o;
-            bp[(g * nob + ob) * l + j] = bias[oc];
-            for i in 0..icg {
-                for y in 0..gm.kh {
-                    for x in 0..gm.kw {
-                        let src = ((oc * icg + i) * gm.kh + y) * gm.kw + x;
-                        let dst = (((((g * nob + ob) * gm.kh + y) * gm.kw + x) * icg + i) * l) + j;
-                        wp[dst] = wv[src];
-                    }
+    conv_scalar(k, &gm, &wv, &bias).map(|()| false)
+}
+
+/// A conv with constant weights and fewer than four output channels per
+/// group on a target without SIMD: per output pixel and channel, one
+/// scalar multiply-add chain over the taps inside the input and the
+/// group's input channels, from the bias, weights repacked
+/// `[g][o][kh][kw][ic]` so that a tap's channels are consecutive.
+fn conv_scalar(k: &mut Kernel, gm: &Geo, wv: &[f32], bias: &[f32]) -> LResult {
+    let icg = gm.c / gm.group;
+    let ocg = gm.oc / gm.group;
+    let ty = types::F32;
+    let mut wp = vec![0f32; gm.group * ocg * gm.kh * gm.kw * icg];
+    for oc in 0..gm.oc {
+        for i in 0..icg {
+            for y in 0..gm.kh {
+                for x in 0..gm.kw {
+                    let src = ((oc * icg + i) * gm.kh + y) * gm.kw + x;
+                    let dst = ((oc * gm.kh + y) * gm.kw + x) * icg + i;
+                    wp[dst] = wv[src];
                 }
             }
         }
     }
     let xp = k.input(0);
     let wptr = k.blob_f32(&wp);
-    let bptr = k.blob_f32(&bp);
+    let bptr = k.blob_f32(bias);
     let out = k.output(0);
-    let full = ocg / l;
-    let tail = ocg % l;
-    let block = |k: &mut Kernel, n: Value, g: Value, ob: Value, width: usize| {
-        let gob = k.b.ins().imul_imm_s(g, nob as i64);
-        let gob = k.b.ins().iadd(gob, ob);
-        let bias_v = k.ld_at(ty, bptr, gob, (l * 4) as i64, 0);
-        let wblk = k.b.ins().imul_imm_s(gob, (gm.kh * gm.kw * icg * l * 4) as i64);
+    let channel = |k: &mut Kernel, n: Value, g: Value, o: Value| {
+        let go = k.b.ins().imul_imm_s(g, ocg as i64);
+        let go = k.b.ins().iadd(go, o);
+        let bias_v = k.ld_at(ty, bptr, go, 4, 0);
+        let wblk = k.b.ins().imul_imm_s(go, (gm.kh * gm.kw * icg * 4) as i64);
         let wblk = k.b.ins().iadd(wptr, wblk);
         // input plane base for (n, g*icg)
         let ng = k.b.ins().imul_imm_s(n, gm.c as i64);
@@ -187,10 +187,7 @@ fn conv_inner(k: &mut Kernel, c: &kerf_ir::op::Conv, epi: Epilogue) -> LResult<b
         let xbase = k.addr(xp, xplane, 4);
         // output channel base
         let no = k.b.ins().imul_imm_s(n, gm.oc as i64);
-        let go = k.b.ins().imul_imm_s(g, ocg as i64);
-        let oo = k.b.ins().imul_imm_s(ob, l as i64);
         let oc0 = k.b.ins().iadd(no, go);
-        let oc0 = k.b.ins().iadd(oc0, oo);
         let oplane = k.b.ins().imul_imm_s(oc0, (gm.oh * gm.ow) as i64);
         let obase = k.addr(out, oplane, 4);
         k.for_n(0, gm.oh as i64, 1, |k, oy| {
@@ -206,20 +203,19 @@ fn conv_inner(k: &mut Kernel, c: &kerf_ir::op::Conv, epi: Epilogue) -> LResult<b
                     let iy = k.b.ins().iadd(iy, iy0);
                     let xrow = k.b.ins().imul_imm_s(iy, gm.w as i64);
                     let xrow = k.b.ins().iadd(xrow, ix0);
-                    let wrow = k.b.ins().imul_imm_s(ty_, (gm.kw * icg * l * 4) as i64);
+                    let wrow = k.b.ins().imul_imm_s(ty_, (gm.kw * icg * 4) as i64);
                     let wrow = k.b.ins().iadd(wblk, wrow);
                     k.for_acc(xlo, xhi, 1, a, |k, tx, a| {
                         let ix = k.b.ins().imul_imm_s(tx, gm.dw as i64);
                         let xe = k.b.ins().iadd(xrow, ix);
                         let xpp = k.addr(xbase, xe, 4);
-                        let wpp = k.b.ins().imul_imm_s(tx, (icg * l * 4) as i64);
+                        let wpp = k.b.ins().imul_imm_s(tx, (icg * 4) as i64);
                         let wpp = k.b.ins().iadd(wrow, wpp);
                         k.for_acc_n(0, icg as i64, 1, a, |k, ic, a| {
                             let xo = k.b.ins().imul_imm_s(ic, (gm.h * gm.w * 4) as i64);
                             let xa = k.b.ins().iadd(xpp, xo);
-                            let xv = k.ld(types::F32, xa, 0);
-                            let xv = k.widen(ty, xv);
-                            let wv = k.ld_at(ty, wpp, ic, (l * 4) as i64, 0);
+                            let xv = k.ld(ty, xa, 0);
+                            let wv = k.ld_at(ty, wpp, ic, 4, 0);
                             vec![k.fmadd(xv, wv, a[0])]
                         })
                     })
@@ -227,27 +223,16 @@ fn conv_inner(k: &mut Kernel, c: &kerf_ir::op::Conv, epi: Epilogue) -> LResult<b
                 let pix = k.b.ins().imul_imm_s(oy, gm.ow as i64);
                 let pix = k.b.ins().iadd(pix, ox);
                 let op = k.addr(obase, pix, 4);
-                if l == 1 {
-                    k.st(acc[0], op, 0);
-                } else {
-                    for j in 0..width {
-                        let v = k.b.ins().extractlane(acc[0], j as u8);
-                        k.st(v, op, (j * gm.oh * gm.ow * 4) as i32);
-                    }
-                }
+                k.st(acc[0], op, 0);
             });
         });
     };
     k.for_n(0, gm.n as i64, 1, |k, n| {
         k.for_n(0, gm.group as i64, 1, |k, g| {
-            k.for_n(0, full as i64, 1, |k, ob| block(k, n, g, ob, l));
-            if tail > 0 {
-                let ob = k.ic(full as i64);
-                block(k, n, g, ob, tail);
-            }
+            k.for_n(0, ocg as i64, 1, |k, o| channel(k, n, g, o));
         });
     });
-    Ok(false)
+    Ok(())
 }
 
 /// Conv as GEMM per group and output row: `out[oc, oy, ox] = bias[oc] +
