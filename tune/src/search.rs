@@ -495,22 +495,7 @@ pub fn tune(
     opts: &TuneOptions,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Outcome, TuneError> {
-    if data.val.is_empty() {
-        return Err(TuneError::Config("no validation samples".into()));
-    }
-    match (&opts.metric, &data.labels) {
-        (Metric::Top1 { .. }, None) => {
-            return Err(TuneError::Config("top-1 needs labels: pass --labels, or use --max-drop-snr".into()))
-        }
-        (Metric::Top1 { .. }, Some(l)) if l.len() != data.val.len() => {
-            return Err(TuneError::Config(format!(
-                "{} labels for {} validation samples: they must match one to one",
-                l.len(),
-                data.val.len()
-            )))
-        }
-        _ => {}
-    }
+    check_data(data, opts)?;
     let start = Instant::now();
     // every variant of a layer probes the same FP32 prefix on the same
     // calibration samples: once is enough
@@ -536,97 +521,13 @@ pub fn tune(
         graphs: Vec::new(),
     };
     let mut say = |done: usize, best: &str, line: &str| progress(&Progress { line, done, total, best });
-    // measured (or read back) like every plan, so a re-run from the cache
-    // compares against the same baseline and chooses the same plan; its
-    // outputs are the SNR metric's and the per-sample errors' reference
-    // (the baseline itself scores the ceiling)
-    let cached_baseline = ctx.cache.as_ref().and_then(|c| c.get("fp32", &Plan::default()));
-    ctx.done += 1;
-    let mut baseline = match &cached_baseline {
-        Some(e) => {
-            ctx.fp_out = ctx.fp32_outputs()?;
-            e.clone()
-        }
-        None => {
-            let (e, outs) = ctx.evaluate("fp32", &Plan::default(), None)?;
-            ctx.fp_out = outs;
-            e
-        }
-    };
-    say(ctx.done, "", &format!("fp32: metric {:.4}, {:.4} ms", baseline.metric, baseline.latency_ms));
+    let (mut baseline, cached) = ctx.baseline(&mut say)?;
     let mut evaluated = vec![baseline.clone()];
-    // single-technique plans, for the report
-    let everywhere = |s: Settings| Plan { default: s, layers: Vec::new() };
-    for (label, plan) in [
-        ("int8 everywhere", everywhere(variant("", true, 0, 0.0, 0.0).on(&opts.base).settings)),
-        ("patterns 8 + 25% everywhere", everywhere(variant("", false, 8, 0.25, 0.0).on(&opts.base).settings)),
-        ("low rank 1/4 everywhere", low_rank_everywhere(&sites, opts)),
-    ] {
-        if plan == Plan::default() {
-            continue;
-        }
-        match skippable(ctx.measure(label, &plan, None))? {
-            Ok(e) => {
-                say(ctx.done, "", &format!("{label}: metric {:.4}, {:.4} ms", e.metric, e.latency_ms));
-                evaluated.push(e);
-            }
-            Err(why) => say(ctx.done, "", &format!("{label}: left out: {why}")),
-        }
-    }
+    ctx.technique_plans(&sites, &mut evaluated, &mut say)?;
     let singles = 1..evaluated.len();
-    // every (layer, variant) alone
-    let mut rows = Vec::new();
-    let mut best = (0.0, String::new());
-    'outer: for site in &sites {
-        // the variants that alone miss the budget
-        let mut missed: Vec<Variant> = Vec::new();
-        for v in variants_for(site, opts) {
-            if opts.time_budget.is_some_and(|b| start.elapsed() > b) {
-                say(ctx.done, &best.1, "time budget reached: searching over what was measured");
-                break 'outer;
-            }
-            let label = format!("{} {}", site.layer, v.name);
-            if let Some(a) = missed.iter().find(|a| harsher(&v.settings, &a.settings)) {
-                ctx.done += 1;
-                say(ctx.done, &best.1, &format!("{label}: skipped: {} alone already misses the budget", a.name));
-                continue;
-            }
-            let e = match skippable(ctx.measure(&label, &single(&site.layer, &v.settings), Some(&site.layer)))? {
-                Ok(e) => e,
-                Err(why) => {
-                    say(ctx.done, &best.1, &format!("{label}: left out: {why}"));
-                    continue;
-                }
-            };
-            let e = with_delta(e, &baseline);
-            if !ctx.meets(baseline.metric, e.metric) {
-                missed.push(v.clone());
-            }
-            let gain = benefit(opts.objective, &baseline, &e);
-            if ctx.meets(baseline.metric, e.metric) && gain > best.0 {
-                best = (gain, format!("{label} ({:.2}x, metric {:.4})", baseline.latency_ms / e.latency_ms, e.metric));
-            }
-            let delta = e.layer_delta_ms.map(|d| format!(" (layer {:+.4} ms)", d)).unwrap_or_default();
-            say(ctx.done, &best.1, &format!("{label}: metric {:.4}, {:.4} ms{delta}", e.metric, e.latency_ms));
-            rows.push((site.layer.clone(), v, e));
-        }
-    }
-    // A fresh baseline is timed again after the variants and keeps the
-    // lesser time (a first timing in a cold process can run slow, and every
-    // benefit is relative to it); then it is cached, so a re-run from the
-    // cache compares against the same baseline and chooses the same plan.
-    if cached_baseline.is_none() {
-        let again = ctx.evaluate("fp32", &Plan::default(), None)?.0;
-        say(
-            ctx.done,
-            &best.1,
-            &format!("fp32 timed again: {:.4} ms (first {:.4} ms)", again.latency_ms, baseline.latency_ms),
-        );
-        baseline.latency_ms = baseline.latency_ms.min(again.latency_ms);
-        evaluated[0].latency_ms = baseline.latency_ms;
-        if let Some(c) = &ctx.cache {
-            c.put(&baseline)?;
-        }
+    let (mut rows, best) = ctx.layer_variants(&sites, &baseline, start, &mut say)?;
+    if !cached {
+        ctx.baseline_again(&mut baseline, &mut evaluated, &best, &mut say)?;
     }
     for row in &mut rows {
         row.2 = with_delta(row.2.clone(), &baseline);
@@ -645,8 +546,170 @@ pub fn tune(
             say(ctx.done, "", &format!("{s} is measurably slower than {c} timed together: {c} is kept"));
         }
     }
-    let layers = rows
-        .iter()
+    let layers = layer_table(&rows, &chosen_rows);
+    let latency_source = latency_source(base, opts);
+    Ok(Outcome { metric: opts.metric.clone(), baseline, evaluated, layers, chosen, searched, met, latency_source })
+}
+
+/// How [`tune`] reports a line: measurements done, the best layer
+/// variant so far, the line.
+type Say<'s> = dyn FnMut(usize, &str, &str) + 's;
+
+/// A measured (layer, variant) pair.
+type LayerVariant = (String, Variant, Evaluated);
+
+/// The validation data can be judged by the metric: samples, and with
+/// top-1 one label each.
+fn check_data(data: &Data, opts: &TuneOptions) -> Result<(), TuneError> {
+    if data.val.is_empty() {
+        return Err(TuneError::Config("no validation samples".into()));
+    }
+    match (&opts.metric, &data.labels) {
+        (Metric::Top1 { .. }, None) => {
+            Err(TuneError::Config("top-1 needs labels: pass --labels, or use --max-drop-snr".into()))
+        }
+        (Metric::Top1 { .. }, Some(l)) if l.len() != data.val.len() => Err(TuneError::Config(format!(
+            "{} labels for {} validation samples: they must match one to one",
+            l.len(),
+            data.val.len()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+impl Ctx<'_> {
+    /// The FP32 baseline, measured (or read back) like every plan, so a
+    /// re-run from the cache compares against the same baseline and
+    /// chooses the same plan; its outputs become the SNR metric's and the
+    /// per-sample errors' reference (the baseline itself scores the
+    /// ceiling). Also whether it came from the cache.
+    fn baseline(&mut self, say: &mut Say) -> Result<(Evaluated, bool), TuneError> {
+        let cached = self.cache.as_ref().and_then(|c| c.get("fp32", &Plan::default()));
+        self.done += 1;
+        let baseline = match &cached {
+            Some(e) => {
+                self.fp_out = self.fp32_outputs()?;
+                e.clone()
+            }
+            None => {
+                let (e, outs) = self.evaluate("fp32", &Plan::default(), None)?;
+                self.fp_out = outs;
+                e
+            }
+        };
+        say(self.done, "", &format!("fp32: metric {:.4}, {:.4} ms", baseline.metric, baseline.latency_ms));
+        Ok((baseline, cached.is_some()))
+    }
+
+    /// The single-technique plans (int8, patterns, low rank everywhere),
+    /// for the report: measured and added to `evaluated`, or left out with
+    /// a note.
+    fn technique_plans(
+        &mut self,
+        sites: &[layer::Site],
+        evaluated: &mut Vec<Evaluated>,
+        say: &mut Say,
+    ) -> Result<(), TuneError> {
+        let opts = self.opts;
+        let everywhere = |s: Settings| Plan { default: s, layers: Vec::new() };
+        for (label, plan) in [
+            ("int8 everywhere", everywhere(variant("", true, 0, 0.0, 0.0).on(&opts.base).settings)),
+            ("patterns 8 + 25% everywhere", everywhere(variant("", false, 8, 0.25, 0.0).on(&opts.base).settings)),
+            ("low rank 1/4 everywhere", low_rank_everywhere(sites, opts)),
+        ] {
+            if plan == Plan::default() {
+                continue;
+            }
+            match skippable(self.measure(label, &plan, None))? {
+                Ok(e) => {
+                    say(self.done, "", &format!("{label}: metric {:.4}, {:.4} ms", e.metric, e.latency_ms));
+                    evaluated.push(e);
+                }
+                Err(why) => say(self.done, "", &format!("{label}: left out: {why}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Every (layer, variant) alone, until the time budget runs out;
+    /// variants harsher than one that alone misses the budget are skipped.
+    /// Also the best variant's label so far (for the progress line).
+    fn layer_variants(
+        &mut self,
+        sites: &[layer::Site],
+        baseline: &Evaluated,
+        start: Instant,
+        say: &mut Say,
+    ) -> Result<(Vec<LayerVariant>, String), TuneError> {
+        let opts = self.opts;
+        let mut rows = Vec::new();
+        let mut best = (0.0, String::new());
+        'outer: for site in sites {
+            // the variants that alone miss the budget
+            let mut missed: Vec<Variant> = Vec::new();
+            for v in variants_for(site, opts) {
+                if opts.time_budget.is_some_and(|b| start.elapsed() > b) {
+                    say(self.done, &best.1, "time budget reached: searching over what was measured");
+                    break 'outer;
+                }
+                let label = format!("{} {}", site.layer, v.name);
+                if let Some(a) = missed.iter().find(|a| harsher(&v.settings, &a.settings)) {
+                    self.done += 1;
+                    say(self.done, &best.1, &format!("{label}: skipped: {} alone already misses the budget", a.name));
+                    continue;
+                }
+                let e = match skippable(self.measure(&label, &single(&site.layer, &v.settings), Some(&site.layer)))? {
+                    Ok(e) => e,
+                    Err(why) => {
+                        say(self.done, &best.1, &format!("{label}: left out: {why}"));
+                        continue;
+                    }
+                };
+                let e = with_delta(e, baseline);
+                let meets = self.meets(baseline.metric, e.metric);
+                if !meets {
+                    missed.push(v.clone());
+                }
+                let gain = benefit(opts.objective, baseline, &e);
+                if meets && gain > best.0 {
+                    let speed = baseline.latency_ms / e.latency_ms;
+                    best = (gain, format!("{label} ({speed:.2}x, metric {:.4})", e.metric));
+                }
+                let delta = e.layer_delta_ms.map(|d| format!(" (layer {:+.4} ms)", d)).unwrap_or_default();
+                say(self.done, &best.1, &format!("{label}: metric {:.4}, {:.4} ms{delta}", e.metric, e.latency_ms));
+                rows.push((site.layer.clone(), v, e));
+            }
+        }
+        Ok((rows, best.1))
+    }
+
+    /// A fresh baseline timed again after the variants keeps the lesser
+    /// time (a first timing in a cold process can run slow, and every
+    /// benefit is relative to it); then it is cached, so a re-run from the
+    /// cache compares against the same baseline and chooses the same plan.
+    fn baseline_again(
+        &mut self,
+        baseline: &mut Evaluated,
+        evaluated: &mut [Evaluated],
+        best: &str,
+        say: &mut Say,
+    ) -> Result<(), TuneError> {
+        let again = self.evaluate("fp32", &Plan::default(), None)?.0;
+        let line = format!("fp32 timed again: {:.4} ms (first {:.4} ms)", again.latency_ms, baseline.latency_ms);
+        say(self.done, best, &line);
+        baseline.latency_ms = baseline.latency_ms.min(again.latency_ms);
+        evaluated[0].latency_ms = baseline.latency_ms;
+        if let Some(c) = &self.cache {
+            c.put(baseline)?;
+        }
+        Ok(())
+    }
+}
+
+/// The report's layer table: every measured (layer, variant), with the
+/// chosen plan's rows marked.
+fn layer_table(rows: &[LayerVariant], chosen_rows: &[usize]) -> Vec<LayerRow> {
+    rows.iter()
         .enumerate()
         .map(|(i, (l, v, e))| LayerRow {
             layer: l.clone(),
@@ -658,15 +721,18 @@ pub fn tune(
             weight_bytes: e.weight_bytes,
             chosen: chosen_rows.contains(&i),
         })
-        .collect();
-    let latency_source = match (&opts.runner, &opts.estimate_for) {
+        .collect()
+}
+
+/// Where the latencies come from, as the report states it.
+fn latency_source(base: &Session, opts: &TuneOptions) -> String {
+    match (&opts.runner, &opts.estimate_for) {
         (Some(r), _) => format!("{} through `{}`", base.compile_options().target.triple(), r.runner),
         (None, Some(t)) => format!("the cost model's estimate for {t} (FLOPs + bytes, not ms: no runner)"),
         (None, None) => {
             format!("host JIT ({} {})", base.compile_options().target.triple(), base.compile_options().target.cpu())
         }
-    };
-    Ok(Outcome { metric: opts.metric.clone(), baseline, evaluated, layers, chosen, searched, met, latency_source })
+    }
 }
 
 /// Rounds of [`retime`].
