@@ -40,6 +40,7 @@ use crate::ukernel::epi::{Addend as TileAddend, TileEpi};
 
 mod cols;
 mod sparse;
+mod tile;
 
 pub(super) use sparse::kept_steps as block_sparse_steps;
 pub use sparse::BLOCK as SPARSE_BLOCK;
@@ -392,7 +393,6 @@ fn gemm_tiles(k: &mut Kernel, t: &Tiles, a: AView, a_off: Value, panel: (Value, 
     let (panel, panel_ro) = panel;
     let b_flags = if panel_ro { super::loops::ro() } else { super::loops::mem() };
     let l = k.lanes();
-    let vty = k.vty();
     let full_nb = n / l;
     let tail = n % l;
     // Packed A comes from [`pack_a_fenced`], whose pointer is only known
@@ -400,108 +400,9 @@ fn gemm_tiles(k: &mut Kernel, t: &Tiles, a: AView, a_off: Value, panel: (Value, 
     // folded into the broadcast): with in-order loads the 2·rows scalars of
     // an unrolled k step are all live at once and spill.
     let a_flags = if a.ro || packed { super::loops::ro() } else { super::loops::mem() };
-    // One tile: rows m0.., panels nb0..nb0+np, the last of width `width`.
+    let tile = tile::Operands { t, a, a_off, a_flags, panel, b_flags, out, o_off, epi };
     let emit_tile = |k: &mut Kernel, m0: Value, rows: usize, nb0: Value, np: usize, width: usize| {
-        let mut init = Vec::with_capacity(rows * np);
-        for r in 0..rows {
-            let v = match out.bias {
-                Some(bp) => {
-                    let m = k.b.ins().iadd_imm_s(m0, r as i64);
-                    let p = k.addr(bp, m, 4);
-                    let x = k.ld_ro(types::F32, p, 0);
-                    k.widen(vty, x)
-                }
-                None => k.fsplat(vty, 0.0),
-            };
-            init.extend(std::iter::repeat_n(v, np));
-        }
-        // panel j's K-step-0 address as a base and a constant offset:
-        // single panels share one base; in pairs the parity of nb0 + j
-        // picks the half, so each panel has its own base
-        let pan = t.pan;
-        let kstep = pan.kstep();
-        let (bases, slots): (Vec<Value>, Vec<(usize, i32)>) = if pan.group() > 1 {
-            let bases = (0..np)
-                .map(|j| {
-                    let c = k.b.ins().iadd_imm_s(nb0, j as i64);
-                    let off = pan.at_dyn(k, c);
-                    k.b.ins().iadd(panel, off)
-                })
-                .collect();
-            (bases, (0..np).map(|j| (j, 0)).collect())
-        } else {
-            let off = pan.at_dyn(k, nb0);
-            (vec![k.b.ins().iadd(panel, off)], (0..np).map(|j| (0, pan.at(j) as i32)).collect())
-        };
-        // One A base pointer per tile; rows are constant offsets folded
-        // into the loads (no per-row address arithmetic in the k loop).
-        // Row r, step k of the tile at element offset r*sr + k*sk from abase.
-        let (abase, sr, sk) = if packed {
-            let mo = k.b.ins().imul_imm_s(m0, kk as i64);
-            (k.addr(a.ptr, mo, 4), 1, rows)
-        } else {
-            let mo = k.b.ins().imul_imm_s(m0, a.sm as i64);
-            let off = k.b.ins().iadd(mo, a_off);
-            (k.addr(a.ptr, off, 4), a.sm, a.sk)
-        };
-        // One k step: B vectors for each panel, a broadcast per row.
-        let step = |k: &mut Kernel, kv: Value, koff: usize, accs: &[Value]| -> Vec<Value> {
-            let ko = k.b.ins().imul_imm_s(kv, kstep as i64);
-            let bps: Vec<Value> = bases.iter().map(|&b| k.b.ins().iadd(b, ko)).collect();
-            let bvs: Vec<Value> = slots
-                .iter()
-                .map(|&(i, off)| k.b.ins().load(vty, b_flags, bps[i], off + (koff * kstep) as i32))
-                .collect();
-            let ap = k.addr(abase, kv, (sk * 4) as i64);
-            let mut next = Vec::with_capacity(rows * np);
-            for r in 0..rows {
-                let av = k.b.ins().load(types::F32, a_flags, ap, ((r * sr + koff * sk) * 4) as i32);
-                let av = k.widen(vty, av);
-                for j in 0..np {
-                    next.push(k.fmadd(av, bvs[j], accs[r * np + j]));
-                }
-            }
-            next
-        };
-        // Unrolled by 2: halves the loop overhead and the accumulator moves
-        // the register allocator inserts at the back edge.
-        let even = kk / 2 * 2;
-        let mut accs = k.for_acc_n(0, even as i64, 2, &init, |k, kv, accs| {
-            let a1 = step(k, kv, 0, accs);
-            step(k, kv, 1, &a1)
-        });
-        if even < kk {
-            let kv = k.ic(even as i64);
-            accs = step(k, kv, 0, &accs);
-        }
-        let col = k.b.ins().imul_imm_s(nb0, l as i64);
-        for r in 0..rows {
-            let m = k.b.ins().iadd_imm_s(m0, r as i64);
-            let row = k.b.ins().imul_imm_s(m, out.ldo as i64);
-            let e = k.b.ins().iadd(row, col);
-            let e = k.b.ins().iadd(e, o_off);
-            let p = k.addr(out.ptr, e, 4);
-            let rp = epi.residual.map(|rb| k.addr(rb, e, 4));
-            let ap = epi.addend.map(|ad| {
-                let ae = k.b.ins().imul_imm_s(m, ad.sm as i64);
-                let ae = if ad.sn == 0 { ae } else { k.b.ins().iadd(ae, col) };
-                k.addr(ad.ptr, ae, 4)
-            });
-            for j in 0..np {
-                let acc = accs[r * np + j];
-                let w = if j + 1 == np { width } else { l };
-                if w == l {
-                    let y = finish(k, &epi, vty, acc, ap, rp, (j * l * 4) as i32);
-                    k.st(y, p, (j * l * 4) as i32);
-                } else {
-                    for q in 0..w {
-                        let x = k.b.ins().extractlane(acc, q as u8);
-                        let y = finish(k, &epi, types::F32, x, ap, rp, ((j * l + q) * 4) as i32);
-                        k.st(y, p, ((j * l + q) * 4) as i32);
-                    }
-                }
-            }
-        }
+        tile::emit(k, &tile, m0, (rows, np), nb0, width);
     };
     let (rm, np0) = tile_shape(mm, n.div_ceil(l));
     if let Some(sp) = t.sparse {
