@@ -765,7 +765,27 @@ impl Rec {
                 accs
             }
         };
-        // gate math per (row, block)
+        let at = TileAt { b0, rows, ub0, tb, xrow, xb, xbf };
+        self.gates(k, dir, st, (phase, ns), &accs, &at)
+    }
+
+    /// The gate math of a tile per (row, block) on its accumulators
+    /// (`[row][block][gate]`): the cell's new state and output, stored to
+    /// the next state and, when the hidden size is whole vectors, to Y; in
+    /// the GRU's first phase z and r ⊙ h_prev for the second.
+    fn gates(
+        &self,
+        k: &mut Kernel,
+        dir: &Dir,
+        st: &Step,
+        (phase, ns): (usize, usize),
+        accs: &[Value],
+        at: &TileAt,
+    ) -> LResult {
+        let Geo { h, l, nub } = self.geo;
+        let (hp, ng, vty) = (nub * l, self.ng, self.vty);
+        let nw = nub * ng * l;
+        let TileAt { b0, rows, ub0, tb, xrow, xb, xbf } = *at;
         for r in 0..rows {
             let b = k.b.ins().iadd_imm_s(b0, r as i64);
             let so = k.b.ins().imul_imm_s(b, hp as i64);
@@ -892,6 +912,20 @@ impl Rec {
         let hc = act(k, vty, acts[2], c)?;
         Ok((c, k.b.ins().fmul(o, hc)))
     }
+}
+
+/// Where an RNN tile is: batch rows `b0..b0 + rows`, hidden blocks
+/// `ub0..ub0 + tb`; its row of xW (`xrow`) and the input bias at the block
+/// (`xb`, loaded with `xbf`).
+#[derive(Clone, Copy)]
+struct TileAt {
+    b0: Value,
+    rows: usize,
+    ub0: Value,
+    tb: usize,
+    xrow: Value,
+    xb: Value,
+    xbf: MemFlagsData,
 }
 
 /// Per-step values.
