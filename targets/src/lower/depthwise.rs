@@ -58,6 +58,7 @@ use cranelift_codegen::ir::{types, ConstantData, Endianness, Immediate, InstBuil
 
 use super::conv_geo::Geo;
 use super::epilogue::{apply_act, Epilogue};
+use super::qdepthwise::QDepthwise;
 use super::{Family, Kernel, LResult};
 use crate::ukernel::avx2::{
     dw_copy, dw_plane, ymm_dw_flat, DwCopy, DwFlat, DwPlane, Groups, Int, YmmFlat, DW_FLAT_MAX_TAPS,
@@ -294,46 +295,18 @@ fn wide_pays(g: &Geo) -> bool {
     g.kh * g.kw > 9 || !(tiny || small_same)
 }
 
-/// A depthwise [`kerf_ir::op::QConv`]'s constants: the int8 codes as
-/// floats (`[c][kh·kw]`), the per-channel `s[c] = x_scale · w_scale[c]`
-/// and bias, the input's zero point, and the requantising epilogue's grid
-/// as `(factor, zp)` (`QOut::grid`), if any.
-pub(super) struct QDepthwise<'a> {
-    pub(super) codes: &'a [f32],
-    pub(super) scale: &'a [f32],
-    pub(super) bias: &'a [f32],
-    pub(super) zp: u8,
-    pub(super) quant: Option<(f32, u8)>,
-}
-
-impl QDepthwise<'_> {
-    pub(super) fn check(&self, g: &Geo) -> LResult {
-        let taps = g.kh * g.kw;
-        if self.codes.len() != g.c * taps || self.scale.len() != g.c || self.bias.len() != g.c {
-            return Err(format!("depthwise QConv: expected {} codes and {} scales and biases", g.c * taps, g.c));
-        }
-        Ok(())
-    }
-    /// Per channel its `taps` codes, its scale, its bias: the float
-    /// passes' weight block.
-    pub(super) fn per_channel(&self, taps: usize) -> Vec<f32> {
-        let per = self.scale.iter().zip(self.bias);
-        self.codes.chunks(taps).zip(per).flat_map(|(wc, (s, b))| wc.iter().chain([s, b]).copied()).collect()
-    }
-}
-
 /// A depthwise QConv (one input and one output channel per group; its
 /// padded taps read the zero point) on the assembled padded-plane float
 /// pass, where the target has it and neither the flat nor VNNI's quad
 /// pass (`lower::qdepthwise`, tried first) applies (`None` otherwise: the
-/// caller runs it on [`quantised_scalar`] or the integer GEMM). Each task converts its
+/// caller runs it on `qdepthwise::quantised_scalar` or the integer GEMM). Each task converts its
 /// channel's plane to the floats `x − zp` (exact) in its zero-padded
 /// scratch plane and the pass multiplies by the int8 codes as floats:
 /// every partial sum is an integer below 2^24 (taps · 255 · 128), so the
 /// sums are `Σ (x − zp)·w` exactly, and the pass then applies `· s[c] +
 /// b[c]`, the residual and the activation in the op's order (the
 /// reference's bits). A requantised (u8) output is left to the caller
-/// (`lower::qdepthwise`: [`quantised_scalar`] when padded, else the
+/// (`lower::qdepthwise`: `quantised_scalar` when padded, else the
 /// integer GEMM): the `int8-requant` rule gives a depthwise conv one only
 /// where the flat or the quad pass takes it, which store u8 themselves
 /// (this pass's u8 store measured slower than the separate quantiser,
@@ -345,86 +318,6 @@ pub(super) fn quantised(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue) 
     }
     let code = wide_pass(k, g, epi, Some(q))?;
     Some(wide(k, g, &q.per_channel(taps), epi, code, Some(q.zp)))
-}
-
-/// The integer depthwise conv of [`quantised`] where the assembled pass
-/// does not apply to a padded depthwise QConv (no AVX2, strides above 2,
-/// rows under 4 pixels, an activation the pass lacks, a u8 output): one
-/// output at a time, each in-bounds tap's
-/// `(x − zp)·w` summed in i32 (padded taps add nothing), then the op's
-/// epilogue. Exact and slow: it exists so that every padded depthwise
-/// `QConv` runs on every target.
-pub(super) fn quantised_scalar(k: &mut Kernel, g: &Geo, q: &QDepthwise, epi: Epilogue) -> LResult {
-    q.check(g)?;
-    let (g, taps) = (*g, g.kh * g.kw);
-    let wb = k.blob(q.codes.iter().flat_map(|&c| (c as i32).to_le_bytes()).collect());
-    let (sb, bb) = (k.blob_f32(q.scale), k.blob_f32(q.bias));
-    let (xp, out) = (k.input(0), k.output(0));
-    let (lo, hi) = k.parallel_range(g.n * g.c, 1, DW_COST * (2 * g.oh * g.ow * taps) as u64)?;
-    let mut result: LResult = Ok(());
-    k.for_dyn(lo, hi, 1, |k, nc| {
-        let ch = k.b.ins().urem_imm_s(nc, g.c as i64);
-        let xbase = k.addr(xp, nc, (g.h * g.w) as i64);
-        let wrow = k.addr(wb, ch, (taps * 4) as i64);
-        let s = k.ld_at(types::F32, sb, ch, 4, 0);
-        let b = k.ld_at(types::F32, bb, ch, 4, 0);
-        let plane = k.b.ins().imul_imm_s(nc, (g.oh * g.ow) as i64);
-        k.for_n(0, g.oh as i64, 1, |k, oy| {
-            k.for_n(0, g.ow as i64, 1, |k, ox| {
-                let acc = scalar_sum(k, &g, (xbase, wrow), (oy, ox), q.zp);
-                let f = k.b.ins().fcvt_from_sint(types::F32, acc);
-                let f = k.b.ins().fmul(f, s);
-                let mut f = k.b.ins().fadd(f, b);
-                let row = k.b.ins().imul_imm_s(oy, g.ow as i64);
-                let e = k.b.ins().iadd(plane, row);
-                let e = k.b.ins().iadd(e, ox);
-                if let Some(r) = epi.residual {
-                    let rv = k.ld_at(types::F32, r, e, 4, 0);
-                    f = k.b.ins().fadd(f, rv);
-                }
-                let y = apply_act(k, types::F32, epi.act, f);
-                match q.quant {
-                    None => k.st_at(y, out, e, 4, 0),
-                    Some((f, zp)) => match super::quantize::one_value(k, y, kerf_ir::op::GridStep::Mul(f), zp) {
-                        Ok(v) => {
-                            let d = k.addr(out, e, 1);
-                            k.b.ins().istore8(super::loops::mem(), v, d, 0);
-                        }
-                        Err(e) => result = Err(e),
-                    },
-                }
-            });
-        });
-    });
-    result
-}
-
-/// `Σ (x − zp)·w` (I32) of output `(oy, ox)` over the in-bounds taps of
-/// the channel at `xbase` with i32 weights at `wrow`.
-fn scalar_sum(k: &mut Kernel, g: &Geo, (xbase, wrow): (Value, Value), (oy, ox): (Value, Value), zp: u8) -> Value {
-    let mut acc = k.b.ins().iconst(types::I32, 0);
-    for t in 0..g.kh * g.kw {
-        let (ky, kx) = (t / g.kw, t % g.kw);
-        let iy = k.b.ins().imul_imm_s(oy, g.sh as i64);
-        let iy = k.b.ins().iadd_imm_s(iy, (ky * g.dh) as i64 - g.ph as i64);
-        let ix = k.b.ins().imul_imm_s(ox, g.sw as i64);
-        let ix = k.b.ins().iadd_imm_s(ix, (kx * g.dw) as i64 - g.pw as i64);
-        let (oky, okx) = (k.in_range(iy, g.h as i64), k.in_range(ix, g.w as i64));
-        let ok = k.b.ins().band(oky, okx);
-        let at = k.b.ins().imul_imm_s(iy, g.w as i64);
-        let at = k.b.ins().iadd(at, ix);
-        let zero = k.ic(0);
-        let at = k.b.ins().select(ok, at, zero);
-        let p = k.b.ins().iadd(xbase, at);
-        let x = k.b.ins().uload8(types::I32, super::loops::mem(), p, 0);
-        let x = k.b.ins().iadd_imm_s(x, -i64::from(zp));
-        let w = k.ld_ro(types::I32, wrow, (4 * t) as i32);
-        let prod = k.b.ins().imul(x, w);
-        let none = k.b.ins().iconst(types::I32, 0);
-        let prod = k.b.ins().select(ok, prod, none);
-        acc = k.b.ins().iadd(acc, prod);
-    }
-    acc
 }
 
 /// Depthwise through the assembled pass `code`: per channel, copy the

@@ -276,7 +276,7 @@ pub fn qconv(k: &mut Kernel) -> LResult {
         let g = super::conv_geo::geometry(k, wd, q.conv.group)?;
         let residual = if q.epi.residual { Some(k.input(4)) } else { None };
         let codes: Vec<f32> = w.iter().map(|&c| c as f32).collect();
-        let dw = super::depthwise::QDepthwise { codes: &codes, scale: &scales, bias: &bias, zp: q.x_zp, quant };
+        let dw = super::qdepthwise::QDepthwise { codes: &codes, scale: &scales, bias: &bias, zp: q.x_zp, quant };
         let padded = wd.pads.iter().any(|&p| p != 0);
         if let Some(done) = super::qdepthwise::conv(k, &g, &dw, Epilogue { act, residual }, padded) {
             return done;
