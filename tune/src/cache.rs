@@ -30,7 +30,7 @@ use kerf_ir::Graph;
 use kerf_pipeline::Session;
 use sha2::{Digest, Sha256};
 
-use crate::search::{Data, Evaluated, Metric, TuneOptions};
+use crate::options::{Data, Evaluated, Metric, TuneOptions};
 use crate::TuneError;
 
 /// A folder of cached measurements for one tuning context.

@@ -6,7 +6,7 @@
 //! baseline and the single-technique plans timed together
 //! ([`keep_the_best`]).
 
-use crate::search::{Evaluated, Objective, NOISE};
+use crate::options::{Evaluated, Objective, NOISE};
 use crate::variants::Variant;
 
 /// The plan to keep after `search::retime`: the search's `chosen` plan unless,

@@ -44,6 +44,7 @@
 mod cache;
 mod choose;
 pub mod metric;
+mod options;
 mod report;
 mod search;
 mod segment;
@@ -51,8 +52,9 @@ pub mod target_runner;
 mod variants;
 
 pub use cache::Cache;
+pub use options::{Data, Evaluated, LayerRow, Metric, Objective, Outcome, Progress, TuneOptions, NOISE};
 pub use report::write_report;
-pub use search::{tune, Data, Evaluated, LayerRow, Metric, Objective, Outcome, Progress, TuneOptions, NOISE};
+pub use search::tune;
 pub use target_runner::TargetRunner;
 pub use variants::{variants, Variant};
 

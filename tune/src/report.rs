@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::search::{Metric, Outcome};
+use crate::options::{Metric, Outcome};
 use crate::TuneError;
 
 /// Writes the report files into `dir` (created if needed).

@@ -5,7 +5,8 @@ use kerf_compress::layer;
 use kerf_compress::plan::{LayerRule, Settings};
 use kerf_compress::{NmSetting, NmSparsity, Plan, Precision};
 
-use crate::search::{exact, TuneOptions};
+use crate::options::TuneOptions;
+use crate::search::exact;
 
 /// A per-layer compression choice.
 #[derive(Clone, Debug, PartialEq)]
