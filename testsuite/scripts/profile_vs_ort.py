@@ -100,8 +100,9 @@ def main():
     ap.add_argument("--runs", type=int, default=60)
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--input", help="an .npy input (default: standard normal, seed 0)")
-    ap.add_argument("--threads", type=int, default=1, help="threads of both engines (default 1)")
-    ap.add_argument("--scaling", action="store_true", help="one against two threads, per kernel")
+    how = ap.add_mutually_exclusive_group()
+    how.add_argument("--threads", type=int, default=1, help="threads of both engines (default 1)")
+    how.add_argument("--scaling", action="store_true", help="one against two threads, per kernel")
     a = ap.parse_args()
     x = np.load(a.input) if a.input else None
     if a.threads < 1:
