@@ -26,10 +26,11 @@ testsuite/fixtures/models + testsuite/generated):
 
 6. at the start of every round, the host's own two-thread
    scaling (`Ceiling`: a register-only multiply-add loop in C on one thread,
-   then on two at once; and streaming reads of 64 MiB per thread, the same
-   way): what the machine gave compute-bound and memory-bound code at that
+   then on two at once; streaming reads of 64 MiB per thread, the same
+   way; and repeated reads of 4 MiB per thread, inside the L3): what the
+   machine gave compute-bound, memory-bound and L3-bound code at that
    moment, the ceilings of the 1t/2t columns (a VM's second vCPU may share a
-   core, and its two vCPUs share the memory path).
+   core, and its two vCPUs share the memory path and the L3).
 
 Prints and writes (--out) a Markdown table: medians in ms and the ratios
 kerf/ORT (< 1: kerf faster), the max |kerf - ORT| of the outputs, and the
@@ -169,18 +170,27 @@ static void *spin(void *arg) {
     return 0;
 }
 /* streaming reads of a thread's own 64 MiB (past any L3 of this kind of
-   machine), four independent sums: what a memory-bound kernel gets */
+   machine), four independent sums: what a memory-bound kernel gets; and of
+   its first 4 MiB, 32 times (past the L2, inside the shared L3): what a
+   kernel re-reading a few MiB of weights per block gets */
 #define WORDS (16L << 20)
+#define L3_WORDS (1L << 20)
 static v8 *buf[2];
-static void *stream(void *arg) {
-    const v8 *p = buf[(long)arg];
+static void sweep(const v8 *p, long words, int reps) {
     v8 s0 = {0}, s1 = s0, s2 = s0, s3 = s0;
-    for (int r = 0; r < 2; r++)
-        for (long i = 0; i < WORDS / 8; i += 4) {
+    for (int r = 0; r < reps; r++)
+        for (long i = 0; i < words / 8; i += 4) {
             s0 += p[i]; s1 += p[i + 1]; s2 += p[i + 2]; s3 += p[i + 3];
         }
     v8 s = s0 + s1 + s2 + s3;
     sink = s[0];
+}
+static void *stream(void *arg) {
+    sweep(buf[(long)arg], WORDS, 2);
+    return 0;
+}
+static void *stream_l3(void *arg) {
+    sweep(buf[(long)arg], L3_WORDS, 32);
     return 0;
 }
 /* one thread, then two at once on twice the work: 1t time / 2t time per
@@ -208,7 +218,9 @@ int main(void) {
     for (int r = 0; r < 5; r++) {
         double reg = pair(spin, (void *)n, (void *)n);
         double mem = pair(stream, (void *)0, (void *)1);
-        printf("%.3f %.3f\n", reg, mem);
+        sweep(buf[0], L3_WORDS, 1); /* warm this thread's 4 MiB */
+        double l3 = pair(stream_l3, (void *)0, (void *)1);
+        printf("%.3f %.3f %.3f\n", reg, mem, l3);
     }
     return 0;
 }
@@ -216,15 +228,18 @@ int main(void) {
 
 
 class Ceiling:
-    """The host's own two-thread scaling, two probes: a register-only
-    multiply-add loop, and streaming reads of a 64 MiB buffer per thread
-    (past the L3), each on one thread and then on two at once (2 x the
+    """The host's own two-thread scaling, three probes: a register-only
+    multiply-add loop, streaming reads of a 64 MiB buffer per thread
+    (past the L3), and repeated reads of 4 MiB per thread (past the L2,
+    inside the L3), each on one thread and then on two at once (2 x the
     work), as 1t time / 2t time per unit of work. On a quiet machine with
     two real cores the first is 2.0; a shared or throttled second core shows
     there. The second is what a memory-bound kernel can get from a second
     thread (a VM's two vCPUs share the memory path: 1.4-1.5x measured on
-    the Zen 4 VMs). A model's kerf 1t/2t reads against both: what the host
-    gave compute-bound and memory-bound code at that moment."""
+    the Zen 4 VMs); the third what a kernel gets whose working set (a
+    layer's weights re-read per block) lives in the shared L3 (1.5-1.6x
+    there). A model's kerf 1t/2t reads against all three: what the host
+    gave compute-bound, memory-bound and L3-bound code at that moment."""
 
     def __init__(self, tmp):
         src, self.exe = tmp / "scaling.c", tmp / "scaling"
@@ -236,14 +251,14 @@ class Ceiling:
             self.exe = None
 
     def measure(self):
-        """(register, memory) median scalings over five pairs of runs each,
-        or None without a C compiler."""
+        """(register, memory, L3) median scalings over five pairs of runs
+        each, or None without a C compiler."""
         if self.exe is None:
             return None
         try:
             out = subprocess.run([str(self.exe)], check=True, capture_output=True, text=True).stdout.split()
-            pairs = [(float(a), float(b)) for a, b in zip(out[0::2], out[1::2])]
-            return tuple(statistics.median(p[i] for p in pairs) for i in range(2))
+            rows = [tuple(map(float, out[i:i + 3])) for i in range(0, len(out) - 2, 3)]
+            return tuple(statistics.median(r[i] for r in rows) for i in range(3))
         except (OSError, subprocess.CalledProcessError, ValueError):
             return None
 
@@ -382,7 +397,7 @@ def fmt(v):
 
 
 def ceiling(c, probe):
-    """The host's two-thread scaling by one probe (0: registers, 1: memory)
+    """The host's two-thread scaling by one probe (0: registers, 1: memory, 2: L3)
     over a model's rounds: median (min–max)."""
     c = [x[probe] for x in c if x is not None]
     if not c:
@@ -523,15 +538,17 @@ def main():
                  "multiply-add loop on this machine at the start of each of the model's rounds, median (min–max) "
                  "(2.00 on two idle cores; below it the second core is shared or slower): the ceiling of the "
                  "1t/2t columns for compute-bound code. *host mem 1t/2t*: the same for streaming reads of 64 MiB "
-                 "per thread (past the L3): the ceiling for memory-bound code.")
+                 "per thread (past the L3): the ceiling for memory-bound code. *host L3 1t/2t*: the same for reads "
+                 "of 4 MiB per thread, 32 times (past the L2, inside the shared L3): the ceiling for kernels "
+                 "whose weights are re-read from the L3.")
     lines.append("")
     lines.append("| model | kerf 1t (ctypes) | ORT 1t | ratio 1t | kerf 2t (ctypes) | ORT 2t | ratio 2t | "
                  "kerf 1t native | native/ORT 1t | kerf 2t native | native/ORT 2t | kerf 1t/2t | ORT 1t/2t | "
-                 "host 1t/2t | host mem 1t/2t | compile s | max abs diff | 2t == 1t | tract 1t | kerf/tract 1t | tract diff |")
-    lines.append("|---|" + "---:|" * 16 + "---|" + "---:|" * 3)
+                 "host 1t/2t | host mem 1t/2t | host L3 1t/2t | compile s | max abs diff | 2t == 1t | tract 1t | kerf/tract 1t | tract diff |")
+    lines.append("|---|" + "---:|" * 17 + "---|" + "---:|" * 3)
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['name']} | error: {r['error']} |" + " |" * 19)
+            lines.append(f"| {r['name']} | error: {r['error']} |" + " |" * 20)
             continue
         md = r["med"]
         lines.append(
@@ -539,7 +556,7 @@ def main():
             f"{fmt(md['kerf2'])} | {fmt(md['ort2'])} | {ratio(md['kerf2'], md['ort2'])} | "
             f"{fmt(r['nat1'])} | {ratio(r['nat1'], md['ort1'])} | {fmt(r['nat2'])} | {ratio(r['nat2'], md['ort2'])} | "
             f"{ratio(md['kerf1'], md['kerf2'])} | {ratio(md['ort1'], md['ort2'])} | {ceiling(r['ceiling'], 0)} | "
-            f"{ceiling(r['ceiling'], 1)} | "
+            f"{ceiling(r['ceiling'], 1)} | {ceiling(r['ceiling'], 2)} | "
             f"{r['compile_s']:.2f} | {r['diff']:.1e} | "
             f"{'yes' if r['threads_equal'] else 'NO'} | {fmt(md.get('tract1'))} | "
             f"{ratio(md['kerf1'], md.get('tract1'))} | "

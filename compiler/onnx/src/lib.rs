@@ -14,6 +14,7 @@
 mod attrs;
 mod error;
 pub mod export;
+mod graph_io;
 mod import;
 mod ops;
 mod order;
