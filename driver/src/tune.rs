@@ -9,7 +9,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kerf_tune::{tune, write_report, Data, Metric, Objective, Progress, TuneOptions};
+use kerf_pipeline::Session;
+use kerf_tune::{tune, write_report, Data, Metric, Objective, Outcome, Progress, TuneOptions};
 
 use crate::options::{DataArgs, DataSet, ModelArgs};
 
@@ -146,17 +147,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
     let base = if estimate_for.is_some() { base } else { base.target(target) };
     let calib = args.model.calibration(&base)?;
     let DataSet { session: base, samples, labels } = args.data.load(base, None)?;
-    let metric = match (&args.metric_cmd, args.min_snr, &labels) {
-        (Some(cmd), _, _) => Metric::Command { cmd: cmd.clone(), max_drop: args.max_drop },
-        (None, Some(db), _) => Metric::Snr { min_db: db },
-        (None, None, Some(_)) => {
-            if args.max_drop > 100.0 {
-                bail!("--max-drop {} is not a number of points in [0, 100]", args.max_drop);
-            }
-            Metric::Top1 { max_drop: args.max_drop / 100.0 }
-        }
-        (None, None, None) => bail!("give --labels (top-1 budget, --max-drop), --max-drop-snr DB or --metric-cmd CMD"),
-    };
+    let metric = metric(args, labels.is_some())?;
     let runner = match &args.runner {
         Some(r) => Some(kerf_tune::TargetRunner::new(&target, r, args.cc.as_deref())?),
         None => None,
@@ -175,8 +166,36 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         base: settings,
     };
     let data = Data { calib, val: samples, labels };
-    // on a terminal: a bar over the measurements with the best choice so
-    // far, the lines above it; plain lines otherwise
+    let outcome = tune_with_progress(&base, &data, &opts)?;
+    write_plan(&args.output, &outcome)?;
+    if let Some(dir) = &args.report {
+        write_report(dir, &outcome)?;
+        eprintln!("report: {}", dir.display());
+    }
+    summarise(args, &outcome);
+    Ok(())
+}
+
+/// The budget's metric from the flags: a command's score, an output SNR, or
+/// top-1 against the labels.
+fn metric(args: &TuneArgs, labelled: bool) -> Result<Metric> {
+    Ok(match (&args.metric_cmd, args.min_snr, labelled) {
+        (Some(cmd), _, _) => Metric::Command { cmd: cmd.clone(), max_drop: args.max_drop },
+        (None, Some(db), _) => Metric::Snr { min_db: db },
+        (None, None, true) => {
+            if args.max_drop > 100.0 {
+                bail!("--max-drop {} is not a number of points in [0, 100]", args.max_drop);
+            }
+            Metric::Top1 { max_drop: args.max_drop / 100.0 }
+        }
+        (None, None, false) => bail!("give --labels (top-1 budget, --max-drop), --max-drop-snr DB or --metric-cmd CMD"),
+    })
+}
+
+/// [`tune`] with its progress on stderr: on a terminal a bar over the
+/// measurements with the best choice so far, the lines above it; plain
+/// lines otherwise.
+fn tune_with_progress(base: &Session, data: &Data, opts: &TuneOptions) -> Result<Outcome> {
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let bar = indicatif::ProgressBar::new(0);
     if tty {
@@ -187,7 +206,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
     } else {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let outcome = tune(&base, &data, &opts, &mut |p: &Progress| {
+    let outcome = tune(base, data, opts, &mut |p: &Progress| {
         if tty {
             bar.set_length(p.total as u64);
             if p.done > 0 {
@@ -200,7 +219,12 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         }
     });
     bar.finish_and_clear();
-    let outcome = outcome?;
+    Ok(outcome?)
+}
+
+/// Writes the chosen plan (a TOML plan file under a comment line with its
+/// metric and latency against FP32) to `output`.
+fn write_plan(output: &std::path::Path, outcome: &Outcome) -> Result<()> {
     let chosen = outcome.chosen();
     let text = format!(
         "# kerf tune: metric {:.4} (FP32 {:.4}), {:.4} ms (FP32 {:.4} ms) on {}\n{}",
@@ -211,14 +235,17 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         outcome.latency_source,
         chosen.plan.to_toml()
     );
-    if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create '{}'", dir.display()))?;
     }
-    std::fs::write(&args.output, text).with_context(|| format!("cannot write '{}'", args.output.display()))?;
-    if let Some(dir) = &args.report {
-        write_report(dir, &outcome)?;
-        eprintln!("report: {}", dir.display());
-    }
+    std::fs::write(output, text).with_context(|| format!("cannot write '{}'", output.display()))?;
+    Ok(())
+}
+
+/// What the run found, on stderr: the chosen plan against FP32, or why it
+/// is not the searched one, or by how much the budget was missed.
+fn summarise(args: &TuneArgs, outcome: &Outcome) {
+    let chosen = outcome.chosen();
     if outcome.searched != outcome.chosen {
         eprintln!(
             "note: the best plan within the budget ({}) ran measurably slower than {} timed together; wrote {} as {}",
@@ -258,5 +285,4 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         };
         eprintln!("warning: no plan met the budget ({miss}); wrote the best found to {}", args.output.display());
     }
-    Ok(())
 }

@@ -29,51 +29,7 @@ pub(super) fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi
     for g in 0..gm.group {
         a.extend(gemm::pack_a(&w[g * ocg * kk..], ocg, kk, kk));
     }
-    let pointwise = gm.kh == 1 && gm.kw == 1 && gm.sh == 1 && gm.sw == 1 && gm.ph == 0 && gm.pw == 0;
-    // narrow output rows (fewer than four panels: the late layers of a
-    // CNN, 7 or 14 pixels wide) pack a block's rows as one flat run of
-    // pixels, so that panels are full and the wide GEMM tiles apply
-    let flat_rows = !pointwise && gm.ow < 4 * l && l > 1;
-    let budget = gemm::b_block_bytes(&k.caps);
-    // Pixel blocks as large as the B budget allows.
-    let per_flat = (budget / (kk * 4)).clamp(l, 512) / l * l;
-    let ppr_rows = gm.ow.div_ceil(l);
-    let fit_rows = (budget / (ppr_rows * kk * l * 4)).max(1);
-    let nblk_fit = if pointwise { ohw.div_ceil(per_flat.min(ohw.div_ceil(l) * l)) } else { gm.oh.div_ceil(fit_rows) };
-    // Too few pixel blocks to keep the threads busy (the late, small
-    // layers): the tasks also split the output channels, in row blocks of
-    // the GEMM (a task packs its pixel block's B once and computes its
-    // rows of A against it).
-    let chan_split = gm.n * gm.group * nblk_fit < gemm::SPLIT_UNITS && ocg >= 4 * gemm::MR;
-    // Pixel block: `rows` rows of `ppr` panels whose B fits the budget.
-    let (rows, ppr, width, pitch, nblk) = if pointwise {
-        // without a channel split: at least two blocks when the plane has
-        // two panels, so that two threads have work on the small late
-        // layers too (A is re-read from L2 once more)
-        let cap = if chan_split { ohw.div_ceil(l) * l } else { ohw.div_ceil(2).div_ceil(l) * l };
-        let nb = per_flat.min(cap).max(l);
-        // balanced: equal blocks (up to a panel), so that equal task
-        // chunks are equal work, and without a channel split a count that
-        // two or four threads share evenly (MobileNetV2's 56x56
-        // projections made 7 blocks: 4 + 3 at two threads, 1.60x)
-        let count = ohw.div_ceil(nb);
-        let count = if chan_split { count } else { balanced_count(count, ohw.div_ceil(l)) };
-        let nb = ohw.div_ceil(count).div_ceil(l) * l;
-        (1, nb / l, nb, nb, ohw.div_ceil(nb))
-    } else {
-        // without a channel split: at least two blocks when there are two
-        // rows, so that two threads have work even on the last layers
-        let cap = if chan_split { gm.oh } else { gm.oh.div_ceil(2) };
-        let r = fit_rows.min(cap).max(1);
-        // balanced: the fewest rows per block that keeps the block count
-        // (rounded as for pointwise convs)
-        let count = gm.oh.div_ceil(r);
-        let count = if chan_split { count } else { balanced_count(count, gm.oh) };
-        let r = gm.oh.div_ceil(count);
-        (r, ppr_rows, gm.ow, gm.ow, gm.oh.div_ceil(r))
-    };
-    // units per pixel block: GEMM row blocks when splitting channels
-    let rbu = if chan_split { ocg.div_ceil(gemm::MR) } else { 1 };
+    let Blocks { pointwise, flat_rows, rows, ppr, width, pitch, nblk, rbu } = Blocks::new(k, gm, kk);
     let xp = k.input(0);
     let out = k.output(0);
     let (a_ptr, a_bytes) = (k.blob_f32(&a), 4 * a.len());
@@ -143,6 +99,79 @@ pub(super) fn conv_packed(k: &mut Kernel, gm: &Geo, w: &[f32], bias: &[f32], epi
         });
     }
     Ok(())
+}
+
+/// How a packed conv cuts its output into pixel blocks (whose B panels fit
+/// the L2 budget) and its task units, decided before any code.
+struct Blocks {
+    /// A 1x1 stride-1 conv without padding: blocks of flattened pixels.
+    pointwise: bool,
+    /// Output rows narrower than four panels, packed as one flat run.
+    flat_rows: bool,
+    /// Output rows per block (1 for pointwise convs), panels per row,
+    /// pixels per row (or per block), the output's pitch between rows.
+    rows: usize,
+    ppr: usize,
+    width: usize,
+    pitch: usize,
+    /// Pixel blocks per image and group.
+    nblk: usize,
+    /// Units per pixel block: GEMM row blocks of output channels when the
+    /// tasks split channels too, else 1.
+    rbu: usize,
+}
+
+impl Blocks {
+    fn new(k: &Kernel, gm: &Geo, kk: usize) -> Blocks {
+        let (l, ohw, ocg) = (k.lanes(), gm.oh * gm.ow, gm.oc / gm.group);
+        let pointwise = gm.kh == 1 && gm.kw == 1 && gm.sh == 1 && gm.sw == 1 && gm.ph == 0 && gm.pw == 0;
+        // narrow output rows (fewer than four panels: the late layers of a
+        // CNN, 7 or 14 pixels wide) pack a block's rows as one flat run of
+        // pixels, so that panels are full and the wide GEMM tiles apply
+        let flat_rows = !pointwise && gm.ow < 4 * l && l > 1;
+        let budget = gemm::b_block_bytes(&k.caps);
+        // Pixel blocks as large as the B budget allows.
+        let per_flat = (budget / (kk * 4)).clamp(l, 512) / l * l;
+        let ppr_rows = gm.ow.div_ceil(l);
+        let fit_rows = (budget / (ppr_rows * kk * l * 4)).max(1);
+        let nblk_fit =
+            if pointwise { ohw.div_ceil(per_flat.min(ohw.div_ceil(l) * l)) } else { gm.oh.div_ceil(fit_rows) };
+        // Too few pixel blocks to keep the threads busy (the late, small
+        // layers): the tasks also split the output channels, in row blocks of
+        // the GEMM (a task packs its pixel block's B once and computes its
+        // rows of A against it).
+        let chan_split = gm.n * gm.group * nblk_fit < gemm::SPLIT_UNITS && ocg >= 4 * gemm::MR;
+        // Pixel block: `rows` rows of `ppr` panels whose B fits the budget.
+        let (rows, ppr, width, pitch, nblk) = if pointwise {
+            // without a channel split: at least two blocks when the plane has
+            // two panels, so that two threads have work on the small late
+            // layers too (A is re-read from L2 once more)
+            let cap = if chan_split { ohw.div_ceil(l) * l } else { ohw.div_ceil(2).div_ceil(l) * l };
+            let nb = per_flat.min(cap).max(l);
+            // balanced: equal blocks (up to a panel), so that equal task
+            // chunks are equal work, and without a channel split a count that
+            // two or four threads share evenly (MobileNetV2's 56x56
+            // projections made 7 blocks: 4 + 3 at two threads, 1.60x)
+            let count = ohw.div_ceil(nb);
+            let count = if chan_split { count } else { balanced_count(count, ohw.div_ceil(l)) };
+            let nb = ohw.div_ceil(count).div_ceil(l) * l;
+            (1, nb / l, nb, nb, ohw.div_ceil(nb))
+        } else {
+            // without a channel split: at least two blocks when there are two
+            // rows, so that two threads have work even on the last layers
+            let cap = if chan_split { gm.oh } else { gm.oh.div_ceil(2) };
+            let r = fit_rows.min(cap).max(1);
+            // balanced: the fewest rows per block that keeps the block count
+            // (rounded as for pointwise convs)
+            let count = gm.oh.div_ceil(r);
+            let count = if chan_split { count } else { balanced_count(count, gm.oh) };
+            let r = gm.oh.div_ceil(count);
+            (r, ppr_rows, gm.ow, gm.ow, gm.oh.div_ceil(r))
+        };
+        // units per pixel block: GEMM row blocks when splitting channels
+        let rbu = if chan_split { ocg.div_ceil(gemm::MR) } else { 1 };
+        Blocks { pointwise, flat_rows, rows, ppr, width, pitch, nblk, rbu }
+    }
 }
 
 /// Items `lo / per .. ceil(hi / per)` that units `lo..hi` touch when each

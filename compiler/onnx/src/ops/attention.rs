@@ -135,33 +135,100 @@ fn attention(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let k = repeat(cx, k)?;
     let v = repeat(cx, v)?;
 
+    let qk = scores(cx, dt, (q, k), d, scale, softcap)?;
+    let offset = match nonpad {
+        Some(np) => {
+            let nt = cx.ty(np).clone();
+            if nt.dtype != DType::I64 || nt.numel() != b {
+                return Err(cx.err(format!("nonpad_kv_seqlen {nt} must be int64 with {b} elements")));
+            }
+            Offset::PerBatch(np)
+        }
+        None => Offset::Fixed(past_len as i64),
+    };
+    let masks = Masks { mask, is_causal, window: (left >= 0 || right >= 0).then_some((left, right)), nonpad, offset };
+    let bias = bias(cx, dt, &masks, (b, sq, skv))?;
+    let with_bias = match bias {
+        Some(bv) => cx.add1(Op::Binary(BinaryOp::Add), vec![qk, bv])?,
+        None => qk,
+    };
+    let probs = masked_softmax(cx, dt, with_bias, bias)?;
+    let layer = cx.layer();
+    let mut y = cx.add1(Op::MatMul(layer), vec![probs, v])?;
+    if three_d {
+        let dv = cx.shape(y).get(3).copied().unwrap_or(0);
+        let t = cx.add1(Op::Transpose { perm: vec![0, 2, 1, 3] }, vec![y])?;
+        y = cx.add1(Op::Reshape { shape: vec![b, sq, hq * dv] }, vec![t])?;
+    }
+    let qk_out = match mode {
+        0 | 1 => qk,
+        2 => with_bias,
+        3 => probs,
+        m => return Err(cx.err(format!("qk_matmul_output_mode {m} is not supported"))),
+    };
+    let mut outs = vec![y, present_k, present_v, qk_out];
+    if half {
+        for o in &mut outs {
+            *o = cx.add1(Op::Cast(out_dt), vec![*o])?;
+        }
+    }
+    Ok(outs)
+}
+
+/// `qk = (Q·√scale)(K·√scale)ᵀ` (the scale defaults to `1/√d`), then
+/// `softcap·tanh(qk/softcap)` when `softcap > 0`.
+fn scores(
+    cx: &mut Cx,
+    dt: DType,
+    (q, k): (ValueId, ValueId),
+    d: usize,
+    scale: Option<f32>,
+    softcap: f32,
+) -> Result<ValueId, ImportError> {
     let scale = scale.map_or(1.0 / (d as f64).sqrt(), f64::from).sqrt();
     let sc = konst_f(cx, dt, "scale", vec![], &[scale])?;
     let qsc = cx.add1(Op::Binary(BinaryOp::Mul), vec![q, sc])?;
     let ksc = cx.add1(Op::Binary(BinaryOp::Mul), vec![k, sc])?;
     let kt = cx.add1(Op::Transpose { perm: vec![0, 1, 3, 2] }, vec![ksc])?;
     let layer = cx.layer();
-    let mut qk = cx.add1(Op::MatMul(layer), vec![qsc, kt])?;
-    if softcap > 0.0 {
-        let c = konst_f(cx, dt, "softcap", vec![], &[f64::from(softcap)])?;
-        let t = cx.add1(Op::Binary(BinaryOp::Div), vec![qk, c])?;
-        let t = cx.add1(Op::Unary(UnaryOp::Tanh), vec![t])?;
-        qk = cx.add1(Op::Binary(BinaryOp::Mul), vec![t, c])?;
+    let qk = cx.add1(Op::MatMul(layer), vec![qsc, kt])?;
+    if softcap <= 0.0 {
+        return Ok(qk);
     }
-    let qk_capped = qk;
+    let c = konst_f(cx, dt, "softcap", vec![], &[f64::from(softcap)])?;
+    let t = cx.add1(Op::Binary(BinaryOp::Div), vec![qk, c])?;
+    let t = cx.add1(Op::Unary(UnaryOp::Tanh), vec![t])?;
+    cx.add1(Op::Binary(BinaryOp::Mul), vec![t, c])
+}
 
-    // The bias: mask (0/-inf for booleans, padded with -inf), plus the
-    // causal and window masks at their offset, plus the key padding.
-    let ninf = f64::NEG_INFINITY;
+/// What masks the scores: the attention mask, the causal and sliding-window
+/// masks at their offset, and the key padding of `nonpad_kv_seqlen`.
+struct Masks {
+    mask: Option<ValueId>,
+    is_causal: bool,
+    window: Option<(i64, i64)>,
+    nonpad: Option<ValueId>,
+    offset: Offset,
+}
+
+/// The bias added to the scores (`None`: no mask at all): the attention
+/// mask (0/-inf for booleans, padded with -inf up to the key length), plus
+/// the causal and window masks, plus the key padding.
+fn bias(
+    cx: &mut Cx,
+    dt: DType,
+    m: &Masks,
+    (b, sq, skv): (usize, usize, usize),
+) -> Result<Option<ValueId>, ImportError> {
     let mut bias: Option<ValueId> = None;
-    if let Some(m) = mask {
-        let mt = cx.ty(m).clone();
+    if let Some(mask) = m.mask {
+        let mt = cx.ty(mask).clone();
         let mut mf = if mt.dtype == DType::Bool {
             let zero = konst_f(cx, dt, "mask_zero", vec![], &[0.0])?;
-            let inf = konst_f(cx, dt, "mask_ninf", vec![], &[ninf])?;
-            cx.add1(Op::Where, vec![m, zero, inf])?
+            let inf = konst_f(cx, dt, "mask_ninf", vec![], &[f64::NEG_INFINITY])?;
+            cx.add1(Op::Where, vec![mask, zero, inf])?
         } else if mt.dtype == dt {
-            m
+            mask
         } else {
             return Err(cx.err(format!("attn_mask {mt} must be bool or {dt}")));
         };
@@ -174,25 +241,14 @@ fn attention(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         }
         bias = Some(mf);
     }
-    let window = (left >= 0 || right >= 0).then_some((left, right));
-    let offset = match nonpad {
-        Some(np) => {
-            let nt = cx.ty(np).clone();
-            if nt.dtype != DType::I64 || nt.numel() != b {
-                return Err(cx.err(format!("nonpad_kv_seqlen {nt} must be int64 with {b} elements")));
-            }
-            Offset::PerBatch(np)
-        }
-        None => Offset::Fixed(past_len as i64),
-    };
     let mut extra = Vec::new();
-    if is_causal {
-        extra.push(position_mask(cx, dt, &offset, sq, skv, None, b)?);
+    if m.is_causal {
+        extra.push(position_mask(cx, dt, &m.offset, sq, skv, None, b)?);
     }
-    if let Some(w) = window {
-        extra.push(position_mask(cx, dt, &offset, sq, skv, Some(w), b)?);
+    if let Some(w) = m.window {
+        extra.push(position_mask(cx, dt, &m.offset, sq, skv, Some(w), b)?);
     }
-    if let Some(np) = nonpad {
+    if let Some(np) = m.nonpad {
         extra.push(key_padding(cx, dt, np, skv, b)?);
     }
     for e in extra {
@@ -201,41 +257,20 @@ fn attention(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
             None => e,
         });
     }
-    let with_bias = match bias {
-        Some(bv) => cx.add1(Op::Binary(BinaryOp::Add), vec![qk, bv])?,
-        None => qk,
-    };
-    let mut probs = cx.add1(Op::Softmax { axis: 3 }, vec![with_bias])?;
-    if let Some(bv) = bias {
-        // Rows the bias masks completely give 0 (softmax alone gives NaN).
-        let r = cx.ty(bv).rank();
-        let last = r.saturating_sub(1);
-        let mx = cx.add1(Op::Reduce { kind: ReduceKind::Max, axes: vec![last], keepdims: true }, vec![bv])?;
-        let inf = konst_f(cx, dt, "row_ninf", vec![], &[ninf])?;
-        let dead = cx.add1(Op::Binary(BinaryOp::Equal), vec![mx, inf])?;
-        let zero = konst_f(cx, dt, "row_zero", vec![], &[0.0])?;
-        probs = cx.add1(Op::Where, vec![dead, zero, probs])?;
-    }
-    let layer = cx.layer();
-    let mut y = cx.add1(Op::MatMul(layer), vec![probs, v])?;
-    if three_d {
-        let dv = cx.shape(y).get(3).copied().unwrap_or(0);
-        let t = cx.add1(Op::Transpose { perm: vec![0, 2, 1, 3] }, vec![y])?;
-        y = cx.add1(Op::Reshape { shape: vec![b, sq, hq * dv] }, vec![t])?;
-    }
-    let qk_out = match mode {
-        0 | 1 => qk_capped,
-        2 => with_bias,
-        3 => probs,
-        m => return Err(cx.err(format!("qk_matmul_output_mode {m} is not supported"))),
-    };
-    let mut outs = vec![y, present_k, present_v, qk_out];
-    if half {
-        for o in &mut outs {
-            *o = cx.add1(Op::Cast(out_dt), vec![*o])?;
-        }
-    }
-    Ok(outs)
+    Ok(bias)
+}
+
+/// Softmax over the keys of the biased scores; rows the bias masks
+/// completely give 0 (softmax alone gives NaN there), as the reference.
+fn masked_softmax(cx: &mut Cx, dt: DType, with_bias: ValueId, bias: Option<ValueId>) -> Result<ValueId, ImportError> {
+    let probs = cx.add1(Op::Softmax { axis: 3 }, vec![with_bias])?;
+    let Some(bv) = bias else { return Ok(probs) };
+    let last = cx.ty(bv).rank().saturating_sub(1);
+    let mx = cx.add1(Op::Reduce { kind: ReduceKind::Max, axes: vec![last], keepdims: true }, vec![bv])?;
+    let inf = konst_f(cx, dt, "row_ninf", vec![], &[f64::NEG_INFINITY])?;
+    let dead = cx.add1(Op::Binary(BinaryOp::Equal), vec![mx, inf])?;
+    let zero = konst_f(cx, dt, "row_zero", vec![], &[0.0])?;
+    cx.add1(Op::Where, vec![dead, zero, probs])
 }
 
 /// Where the causal/window frontier of query row `i` sits: key `j` is at
