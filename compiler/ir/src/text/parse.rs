@@ -46,22 +46,12 @@ pub fn parse_with_weights(text: &str, table: Option<&WeightTable>) -> Result<Gra
         };
         match head {
             Some(Tok::Ident(k)) if k == "input" => {
-                c.next();
-                let n = c.val()?;
-                let name = c.string()?;
-                c.punct(':')?;
-                let ty = c.ty()?;
-                let quant = parse_quant(&mut c, graph, &by_hash, &ty)?;
+                let (n, name, ty, quant) = declaration(&mut c, graph, &by_hash)?;
                 let v = graph.add_input(name, TensorType { quant, ..ty });
                 define(&mut vals, &c, n, v)?;
             }
             Some(Tok::Ident(k)) if k == "const" => {
-                c.next();
-                let n = c.val()?;
-                let name = c.string()?;
-                c.punct(':')?;
-                let ty = c.ty()?;
-                let quant = parse_quant(&mut c, graph, &by_hash, &ty)?;
+                let (n, name, ty, quant) = declaration(&mut c, graph, &by_hash)?;
                 c.punct('=')?;
                 let t = parse_const(&mut c, &ty, &by_hash)?;
                 let layout = parse_layout(&mut c, &t)?;
@@ -96,6 +86,21 @@ pub fn parse_with_weights(text: &str, table: Option<&WeightTable>) -> Result<Gra
     let g = g.ok_or(IrError::Parse { line: 1, msg: "empty input".into() })?;
     g.validate()?;
     Ok(g)
+}
+
+/// A declared value: its number, name, type and grid.
+type Declaration = (usize, String, TensorType, Option<Quant>);
+
+/// The head of an `input` or `const` line after its keyword: `%N "name":
+/// type`, then an optional `quant(…)` ([`parse_quant`]).
+fn declaration(c: &mut Cursor, g: &mut Graph, by_hash: &HashMap<String, Tensor>) -> Result<Declaration, IrError> {
+    c.next();
+    let n = c.val()?;
+    let name = c.string()?;
+    c.punct(':')?;
+    let ty = c.ty()?;
+    let quant = parse_quant(c, g, by_hash, &ty)?;
+    Ok((n, name, ty, quant))
 }
 
 /// A node line, `%3, %4 = Op{attrs}(%1, %2): types @"name"`: the node is
