@@ -214,26 +214,7 @@ pub fn pool(k: &mut Kernel) -> LResult {
             let res = if is_max {
                 acc
             } else {
-                let mut cnt: Option<Value> = None;
-                for (i, (a, &oi)) in axes.iter().zip(opos).enumerate() {
-                    let c = if include_pad {
-                        // taps inside the padded extent
-                        let (lo, hi) = tap_range(k, oi, a.stride, 0, a.dil, a.size + a.pb + a.pe, a.kernel);
-                        k.b.ins().isub(hi, lo)
-                    } else {
-                        k.b.ins().isub(ranges[i].1, ranges[i].0)
-                    };
-                    cnt = Some(match cnt {
-                        None => c,
-                        Some(p) => k.b.ins().imul(p, c),
-                    });
-                }
-                let one = k.ic(1);
-                let cnt = match cnt {
-                    Some(c) => imax(k, c, one),
-                    None => one,
-                };
-                let cf = k.b.ins().fcvt_from_sint(types::F32, cnt);
+                let cf = average_divisor(k, &axes, opos, &ranges, include_pad);
                 k.b.ins().fdiv(acc, cf)
             };
             let pix = k.linear(opos, &out_strides);
@@ -241,6 +222,38 @@ pub fn pool(k: &mut Kernel) -> LResult {
         });
     });
     Ok(())
+}
+
+/// AveragePool's divisor at output position `opos` (f32): the number of
+/// taps inside the input (`ranges`, each axis's valid tap range), or with
+/// `count_include_pad` inside the padded extent; at least 1.
+fn average_divisor(
+    k: &mut Kernel,
+    axes: &[Axis],
+    opos: &[Value],
+    ranges: &[(Value, Value)],
+    include_pad: bool,
+) -> Value {
+    let mut cnt: Option<Value> = None;
+    for (i, (a, &oi)) in axes.iter().zip(opos).enumerate() {
+        let c = if include_pad {
+            // taps inside the padded extent
+            let (lo, hi) = tap_range(k, oi, a.stride, 0, a.dil, a.size + a.pb + a.pe, a.kernel);
+            k.b.ins().isub(hi, lo)
+        } else {
+            k.b.ins().isub(ranges[i].1, ranges[i].0)
+        };
+        cnt = Some(match cnt {
+            None => c,
+            Some(p) => k.b.ins().imul(p, c),
+        });
+    }
+    let one = k.ic(1);
+    let cnt = match cnt {
+        Some(c) => imax(k, c, one),
+        None => one,
+    };
+    k.b.ins().fcvt_from_sint(types::F32, cnt)
 }
 
 /// Folds `f` over the valid taps of axes `d..`: `base` is the element offset

@@ -3,7 +3,7 @@
 //! over the reduced axes, scalar accumulation.
 
 use cranelift_codegen::ir::condcodes::FloatCC;
-use cranelift_codegen::ir::{types, InstBuilder, Value};
+use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 use kerf_ir::op::ReduceKind;
 use kerf_ir::{DType, Op};
 
@@ -112,7 +112,6 @@ pub fn lower(k: &mut Kernel) -> LResult {
 /// integers (Sum, Max, Min, Prod, L1, SumSquare; wrapping like the
 /// reference's machine integers): scalar accumulation in the input type.
 fn reduce_other(k: &mut Kernel, kind: ReduceKind, axes: &[usize]) -> LResult {
-    use cranelift_codegen::ir::condcodes::IntCC;
     let d = k.in_dtype(0);
     let Some(ty) = super::cl_type(d) else { return Err(format!("dtype {d} is not supported")) };
     let float = d == DType::F64;
@@ -143,29 +142,11 @@ fn reduce_other(k: &mut Kernel, kind: ReduceKind, axes: &[usize]) -> LResult {
     let es = d.size() as i64;
     let (src, dst) = (k.input(0), k.output(0));
     let ost = kerf_ir::eval::strides(&kshape);
-    let bits = ty.bits();
     // one output costs about two operations per reduced element
     k.parallel_nest(&kshape, 2 * count as u64, &mut |k, idx| {
         let base = k.linear(idx, &kstr);
         let o = k.linear(idx, &ost);
-        let init = if float {
-            k.b.ins().f64const(match kind {
-                ReduceKind::Max => f64::NEG_INFINITY,
-                ReduceKind::Min => f64::INFINITY,
-                ReduceKind::Prod => 1.0,
-                _ => 0.0,
-            })
-        } else {
-            let v: i64 = match (kind, signed) {
-                (ReduceKind::Max, true) => i64::MIN >> (64 - bits),
-                (ReduceKind::Max, false) => 0,
-                (ReduceKind::Min, true) => i64::MAX >> (64 - bits),
-                (ReduceKind::Min, false) => (u64::MAX >> (64 - bits)) as i64,
-                (ReduceKind::Prod, _) => 1,
-                _ => 0,
-            };
-            k.b.ins().iconst(ty, v)
-        };
+        let init = other_init(k, kind, ty, float, signed);
         // LogSumExp: a first pass finds the maximum m, the sum is of e^(v - m)
         let lse_max = if kind == ReduceKind::LogSumExp {
             let ninf = k.b.ins().f64const(f64::NEG_INFINITY);
@@ -193,60 +174,96 @@ fn reduce_other(k: &mut Kernel, kind: ReduceKind, axes: &[usize]) -> LResult {
                 let e = math::exp64(&mut k.b, t);
                 return vec![k.b.ins().fadd(a, e)];
             }
-            let ins = k.b.ins();
-            vec![match (kind, float) {
-                (ReduceKind::Sum | ReduceKind::Mean, true) => ins.fadd(a, v),
-                (ReduceKind::Sum, false) => ins.iadd(a, v),
-                (ReduceKind::Max, true) => ins.fmax(a, v),
-                (ReduceKind::Min, true) => ins.fmin(a, v),
-                (ReduceKind::Max, false) => {
-                    let c = ins.icmp(if signed { IntCC::SignedGreaterThan } else { IntCC::UnsignedGreaterThan }, v, a);
-                    k.b.ins().select(c, v, a)
-                }
-                (ReduceKind::Min, false) => {
-                    let c = ins.icmp(if signed { IntCC::SignedLessThan } else { IntCC::UnsignedLessThan }, v, a);
-                    k.b.ins().select(c, v, a)
-                }
-                (ReduceKind::Prod, true) => ins.fmul(a, v),
-                (ReduceKind::Prod, false) => ins.imul(a, v),
-                (ReduceKind::L1, true) => {
-                    let t = ins.fabs(v);
-                    k.b.ins().fadd(a, t)
-                }
-                (ReduceKind::L1, false) => {
-                    let t = if signed { ins.iabs(v) } else { v };
-                    k.b.ins().iadd(a, t)
-                }
-                (ReduceKind::LogSum, true) => ins.fadd(a, v),
-                (_, true) => {
-                    // L2, SumSquare
-                    let t = ins.fmul(v, v);
-                    k.b.ins().fadd(a, t)
-                }
-                (_, false) => {
-                    let t = ins.imul(v, v);
-                    k.b.ins().iadd(a, t)
-                }
-            }]
+            vec![other_step(k, kind, (float, signed), a, v)]
         });
-        let a = acc[0];
-        let r = match kind {
-            ReduceKind::Mean => {
-                let c = k.b.ins().f64const(count as f64);
-                k.b.ins().fdiv(a, c)
-            }
-            ReduceKind::L2 => k.b.ins().sqrt(a),
-            ReduceKind::LogSum => math::log64(&mut k.b, a),
-            ReduceKind::LogSumExp => {
-                let l = math::log64(&mut k.b, a);
-                let m = lse_max.unwrap_or(a);
-                k.b.ins().fadd(l, m)
-            }
-            _ => a,
-        };
+        let r = other_finish(k, kind, count, acc[0], lse_max);
         k.st_at(r, dst, o, es, 0);
     })?;
     Ok(())
+}
+
+/// The first value of a reduction's accumulator: the identity of `kind`
+/// (−inf for Max, the type's least integer, …).
+fn other_init(k: &mut Kernel, kind: ReduceKind, ty: Type, float: bool, signed: bool) -> Value {
+    let bits = ty.bits();
+    if float {
+        k.b.ins().f64const(match kind {
+            ReduceKind::Max => f64::NEG_INFINITY,
+            ReduceKind::Min => f64::INFINITY,
+            ReduceKind::Prod => 1.0,
+            _ => 0.0,
+        })
+    } else {
+        let v: i64 = match (kind, signed) {
+            (ReduceKind::Max, true) => i64::MIN >> (64 - bits),
+            (ReduceKind::Max, false) => 0,
+            (ReduceKind::Min, true) => i64::MAX >> (64 - bits),
+            (ReduceKind::Min, false) => (u64::MAX >> (64 - bits)) as i64,
+            (ReduceKind::Prod, _) => 1,
+            _ => 0,
+        };
+        k.b.ins().iconst(ty, v)
+    }
+}
+
+/// One step of a reduction: accumulator `a` and the element `v` (f64 when
+/// `float`, else an integer of the input's type, `signed` or not).
+fn other_step(k: &mut Kernel, kind: ReduceKind, (float, signed): (bool, bool), a: Value, v: Value) -> Value {
+    use cranelift_codegen::ir::condcodes::IntCC;
+    let ins = k.b.ins();
+    match (kind, float) {
+        (ReduceKind::Sum | ReduceKind::Mean, true) => ins.fadd(a, v),
+        (ReduceKind::Sum, false) => ins.iadd(a, v),
+        (ReduceKind::Max, true) => ins.fmax(a, v),
+        (ReduceKind::Min, true) => ins.fmin(a, v),
+        (ReduceKind::Max, false) => {
+            let c = ins.icmp(if signed { IntCC::SignedGreaterThan } else { IntCC::UnsignedGreaterThan }, v, a);
+            k.b.ins().select(c, v, a)
+        }
+        (ReduceKind::Min, false) => {
+            let c = ins.icmp(if signed { IntCC::SignedLessThan } else { IntCC::UnsignedLessThan }, v, a);
+            k.b.ins().select(c, v, a)
+        }
+        (ReduceKind::Prod, true) => ins.fmul(a, v),
+        (ReduceKind::Prod, false) => ins.imul(a, v),
+        (ReduceKind::L1, true) => {
+            let t = ins.fabs(v);
+            k.b.ins().fadd(a, t)
+        }
+        (ReduceKind::L1, false) => {
+            let t = if signed { ins.iabs(v) } else { v };
+            k.b.ins().iadd(a, t)
+        }
+        (ReduceKind::LogSum, true) => ins.fadd(a, v),
+        (_, true) => {
+            // L2, SumSquare
+            let t = ins.fmul(v, v);
+            k.b.ins().fadd(a, t)
+        }
+        (_, false) => {
+            let t = ins.imul(v, v);
+            k.b.ins().iadd(a, t)
+        }
+    }
+}
+
+/// The output from the accumulator: Mean divides by `count`, L2 takes the
+/// root, LogSum the log, LogSumExp the log plus the first pass's maximum.
+fn other_finish(k: &mut Kernel, kind: ReduceKind, count: usize, a: Value, lse_max: Option<Value>) -> Value {
+    match kind {
+        ReduceKind::Mean => {
+            let c = k.b.ins().f64const(count as f64);
+            k.b.ins().fdiv(a, c)
+        }
+        ReduceKind::L2 => k.b.ins().sqrt(a),
+        ReduceKind::LogSum => math::log64(&mut k.b, a),
+        ReduceKind::LogSumExp => {
+            let l = math::log64(&mut k.b, a);
+            let m = lse_max.unwrap_or(a);
+            k.b.ins().fadd(l, m)
+        }
+        _ => a,
+    }
 }
 
 /// Element offset of the `r`-th element (row-major counter) of the reduced
