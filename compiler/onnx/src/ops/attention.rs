@@ -136,17 +136,8 @@ fn attention(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let v = repeat(cx, v)?;
 
     let qk = scores(cx, dt, (q, k), d, scale, softcap)?;
-    let offset = match nonpad {
-        Some(np) => {
-            let nt = cx.ty(np).clone();
-            if nt.dtype != DType::I64 || nt.numel() != b {
-                return Err(cx.err(format!("nonpad_kv_seqlen {nt} must be int64 with {b} elements")));
-            }
-            Offset::PerBatch(np)
-        }
-        None => Offset::Fixed(past_len as i64),
-    };
-    let masks = Masks { mask, is_causal, window: (left >= 0 || right >= 0).then_some((left, right)), nonpad, offset };
+    let window = (left >= 0 || right >= 0).then_some((left, right));
+    let masks = Masks { mask, is_causal, window, nonpad, past_len };
     let bias = bias(cx, dt, &masks, (b, sq, skv))?;
     let with_bias = match bias {
         Some(bv) => cx.add1(Op::Binary(BinaryOp::Add), vec![qk, bv])?,
@@ -192,23 +183,24 @@ fn scores(
     let kt = cx.add1(Op::Transpose { perm: vec![0, 1, 3, 2] }, vec![ksc])?;
     let layer = cx.layer();
     let qk = cx.add1(Op::MatMul(layer), vec![qsc, kt])?;
-    if softcap <= 0.0 {
-        return Ok(qk);
+    if softcap > 0.0 {
+        let c = konst_f(cx, dt, "softcap", vec![], &[f64::from(softcap)])?;
+        let t = cx.add1(Op::Binary(BinaryOp::Div), vec![qk, c])?;
+        let t = cx.add1(Op::Unary(UnaryOp::Tanh), vec![t])?;
+        return cx.add1(Op::Binary(BinaryOp::Mul), vec![t, c]);
     }
-    let c = konst_f(cx, dt, "softcap", vec![], &[f64::from(softcap)])?;
-    let t = cx.add1(Op::Binary(BinaryOp::Div), vec![qk, c])?;
-    let t = cx.add1(Op::Unary(UnaryOp::Tanh), vec![t])?;
-    cx.add1(Op::Binary(BinaryOp::Mul), vec![t, c])
+    Ok(qk)
 }
 
 /// What masks the scores: the attention mask, the causal and sliding-window
-/// masks at their offset, and the key padding of `nonpad_kv_seqlen`.
+/// masks at their offset (the past length, or per batch from
+/// `nonpad_kv_seqlen`), and the key padding of `nonpad_kv_seqlen`.
 struct Masks {
     mask: Option<ValueId>,
     is_causal: bool,
     window: Option<(i64, i64)>,
     nonpad: Option<ValueId>,
-    offset: Offset,
+    past_len: usize,
 }
 
 /// The bias added to the scores (`None`: no mask at all): the attention
@@ -241,12 +233,22 @@ fn bias(
         }
         bias = Some(mf);
     }
+    let offset = match m.nonpad {
+        Some(np) => {
+            let nt = cx.ty(np).clone();
+            if nt.dtype != DType::I64 || nt.numel() != b {
+                return Err(cx.err(format!("nonpad_kv_seqlen {nt} must be int64 with {b} elements")));
+            }
+            Offset::PerBatch(np)
+        }
+        None => Offset::Fixed(m.past_len as i64),
+    };
     let mut extra = Vec::new();
     if m.is_causal {
-        extra.push(position_mask(cx, dt, &m.offset, sq, skv, None, b)?);
+        extra.push(position_mask(cx, dt, &offset, sq, skv, None, b)?);
     }
     if let Some(w) = m.window {
-        extra.push(position_mask(cx, dt, &m.offset, sq, skv, Some(w), b)?);
+        extra.push(position_mask(cx, dt, &offset, sq, skv, Some(w), b)?);
     }
     if let Some(np) = m.nonpad {
         extra.push(key_padding(cx, dt, np, skv, b)?);
