@@ -218,7 +218,8 @@ int main(void) {
     for (int r = 0; r < 5; r++) {
         double reg = pair(spin, (void *)n, (void *)n);
         double mem = pair(stream, (void *)0, (void *)1);
-        sweep(buf[0], L3_WORDS, 1); /* warm this thread's 4 MiB */
+        sweep(buf[0], L3_WORDS, 1); /* both threads' 4 MiB into the L3 first */
+        sweep(buf[1], L3_WORDS, 1);
         double l3 = pair(stream_l3, (void *)0, (void *)1);
         printf("%.3f %.3f %.3f\n", reg, mem, l3);
     }
