@@ -28,7 +28,7 @@
 //! consecutive tiles of one tile row, which move whole vectors
 //! (`quads`: transposes of vector loads, vector stores).
 //!
-//! Steps 3-4 run per chunk of at most [`MC`] output channels. Threads split
+//! Steps 3-4 run per chunk of at most [`MC`](plan::MC) output channels. Threads split
 //! the blocks and, when there are fewer blocks than
 //! [`super::gemm::SPLIT_UNITS`], the output channels too (GEMM row blocks).
 //!
@@ -262,24 +262,6 @@ fn sandwich(k: &mut Kernel, ty: Type, p_mat: &[f64], p: usize, n: usize, x: &[Va
         y.extend(combine(k, ty, p_mat, p, n, &tmp[a * n..(a + 1) * n]));
     }
     y
-}
-
-/// Rows of the products `M` computed and transformed at a time: bounds
-/// the per-task `M` buffer (`n² · MC · tiles` floats) independently of the
-/// output channel count.
-const MC: usize = 8 * MR;
-
-/// `bytes` rounded up to an odd number of 64-byte lines: the stride
-/// between the n² positions ξ of V and of M. The output transform reads a
-/// vector at each of the n² positions, the input transform writes one;
-/// with a stride of an even number of lines those addresses fall into a
-/// fraction of L1's 64 sets (a 16 → 64 conv on 55x55 had M's 7168-byte
-/// stride: its 36 loads went to 4 sets of 8 ways, 8.2 µs per output
-/// channel where 60 or 72 channels took 6.5; Zen 4); with an odd number
-/// they cycle through all 64.
-fn odd_lines(bytes: usize) -> usize {
-    let lines = bytes.div_ceil(64);
-    64 * (lines | 1)
 }
 
 /// Lowers a Winograd conv (`Conv.algo = Winograd { tile }`) with its fused

@@ -6,7 +6,6 @@ use kerf_ir::op::Conv;
 
 use super::super::gemm::{panel_group, Panels, MR, SPLIT_UNITS, TASK_SCRATCH_BUDGET};
 use super::super::Kernel;
-use super::{odd_lines, MC};
 
 /// What a Winograd conv's code is built from.
 pub(super) struct Plan {
@@ -154,4 +153,22 @@ impl Plan {
     pub(super) fn units(&self) -> usize {
         self.batch * self.nblk * self.rbu
     }
+}
+
+/// Rows of the products `M` computed and transformed at a time: bounds
+/// the per-task `M` buffer (`n² · MC · tiles` floats) independently of the
+/// output channel count.
+pub(super) const MC: usize = 8 * MR;
+
+/// `bytes` rounded up to an odd number of 64-byte lines: the stride
+/// between the n² positions ξ of V and of M. The output transform reads a
+/// vector at each of the n² positions, the input transform writes one;
+/// with a stride of an even number of lines those addresses fall into a
+/// fraction of L1's 64 sets (a 16 → 64 conv on 55x55 had M's 7168-byte
+/// stride: its 36 loads went to 4 sets of 8 ways, 8.2 µs per output
+/// channel where 60 or 72 channels took 6.5; Zen 4); with an odd number
+/// they cycle through all 64.
+fn odd_lines(bytes: usize) -> usize {
+    let lines = bytes.div_ceil(64);
+    64 * (lines | 1)
 }
