@@ -105,35 +105,9 @@ fn attention(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     if dk != d || hk != hv || hk == 0 || !hq.is_multiple_of(hk) {
         return Err(cx.err(format!("Q {qs:?}, K {ks:?} and V {vs:?} do not fit together")));
     }
-    let past_len = match past_k {
-        Some(p) => cx.shape(p).get(2).copied().unwrap_or(0),
-        None => 0,
-    };
-    let k = match past_k {
-        Some(p) => cx.add1(Op::Concat { axis: 2 }, vec![p, k])?,
-        None => k,
-    };
-    let v = match past_v {
-        Some(p) => cx.add1(Op::Concat { axis: 2 }, vec![p, v])?,
-        None => v,
-    };
-    let (present_k, present_v) = (k, v);
-    let skv = cx.shape(k).get(2).copied().unwrap_or(0);
-
-    // Grouped-query attention: each K/V head serves hq/hk query heads.
-    let rep = hq / hk;
-    let repeat = |cx: &mut Cx, x: ValueId| -> Result<ValueId, ImportError> {
-        if rep == 1 {
-            return Ok(x);
-        }
-        let s = cx.shape(x);
-        let (n, e) = (s.get(2).copied().unwrap_or(0), s.get(3).copied().unwrap_or(0));
-        let r = cx.add1(Op::Reshape { shape: vec![b, hk, 1, n, e] }, vec![x])?;
-        let r = cx.add1(Op::Expand { shape: vec![b, hk, rep, n, e] }, vec![r])?;
-        cx.add1(Op::Reshape { shape: vec![b, hq, n, e] }, vec![r])
-    };
-    let k = repeat(cx, k)?;
-    let v = repeat(cx, v)?;
+    let kv = with_past(cx, (k, v), (past_k, past_v), (b, hq, hk))?;
+    let (k, v, skv, past_len) = (kv.k, kv.v, kv.skv, kv.past_len);
+    let (present_k, present_v) = kv.present;
 
     let qk = scores(cx, dt, (q, k), d, scale, softcap)?;
     let window = (left >= 0 || right >= 0).then_some((left, right));
@@ -164,6 +138,55 @@ fn attention(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         }
     }
     Ok(outs)
+}
+
+/// K and V as the scores and the weighted sum read them ([`with_past`]).
+struct KeysValues {
+    /// K and V with every query head's copy (grouped-query attention).
+    k: ValueId,
+    v: ValueId,
+    /// K and V after the past: the `present_key` and `present_value` outputs.
+    present: (ValueId, ValueId),
+    /// Keys in all (past and new).
+    skv: usize,
+    /// Keys of the past.
+    past_len: usize,
+}
+
+/// K and V after their past values (`Concat` on the sequence axis), then
+/// each K/V head repeated for the `hq / hk` query heads it serves.
+fn with_past(
+    cx: &mut Cx,
+    (k, v): (ValueId, ValueId),
+    (past_k, past_v): (Option<ValueId>, Option<ValueId>),
+    (b, hq, hk): (usize, usize, usize),
+) -> Result<KeysValues, ImportError> {
+    let past_len = match past_k {
+        Some(p) => cx.shape(p).get(2).copied().unwrap_or(0),
+        None => 0,
+    };
+    let k = match past_k {
+        Some(p) => cx.add1(Op::Concat { axis: 2 }, vec![p, k])?,
+        None => k,
+    };
+    let v = match past_v {
+        Some(p) => cx.add1(Op::Concat { axis: 2 }, vec![p, v])?,
+        None => v,
+    };
+    let skv = cx.shape(k).get(2).copied().unwrap_or(0);
+    let rep = hq / hk;
+    let repeat = |cx: &mut Cx, x: ValueId| -> Result<ValueId, ImportError> {
+        if rep == 1 {
+            return Ok(x);
+        }
+        let s = cx.shape(x);
+        let (n, e) = (s.get(2).copied().unwrap_or(0), s.get(3).copied().unwrap_or(0));
+        let r = cx.add1(Op::Reshape { shape: vec![b, hk, 1, n, e] }, vec![x])?;
+        let r = cx.add1(Op::Expand { shape: vec![b, hk, rep, n, e] }, vec![r])?;
+        cx.add1(Op::Reshape { shape: vec![b, hq, n, e] }, vec![r])
+    };
+    let (rk, rv) = (repeat(cx, k)?, repeat(cx, v)?);
+    Ok(KeysValues { k: rk, v: rv, present: (k, v), skv, past_len })
 }
 
 /// `qk = (Q·√scale)(K·√scale)ᵀ` (the scale defaults to `1/√d`), then

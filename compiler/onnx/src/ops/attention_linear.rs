@@ -80,32 +80,7 @@ fn heads(cx: &mut Cx, x: ValueId, h: usize, what: &str) -> Result<ValueId, Impor
 fn linear_attention(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let (q, k, v) = (cx.input(0)?, cx.input(1)?, cx.input(2)?);
     let (past, decay, beta) = (cx.opt_input(3), cx.opt_input(4), cx.opt_input(5));
-    let a = cx.attrs();
-    let rule = a.string("update_rule", "gated_delta")?;
-    let hq = a.int_req("q_num_heads")?;
-    let hk = a.int_req("kv_num_heads")?;
-    let scale = a.float("scale", 0.0)?;
-    let (gating, delta) = match rule.as_str() {
-        "linear" => (false, false),
-        "gated" => (true, false),
-        "delta" => (false, true),
-        "gated_delta" => (true, true),
-        r => return Err(cx.err(format!("update_rule '{r}' is not one of linear, gated, delta, gated_delta"))),
-    };
-    if hq <= 0 || hk <= 0 || hq % hk != 0 {
-        return Err(cx.err(format!("q_num_heads {hq} must be a positive multiple of kv_num_heads {hk}")));
-    }
-    let (hq, hk) = (hq as usize, hk as usize);
-    if gating != decay.is_some() {
-        return Err(
-            cx.err(format!("update_rule '{rule}' {} the decay input", if gating { "requires" } else { "forbids" }))
-        );
-    }
-    if delta != beta.is_some() {
-        return Err(
-            cx.err(format!("update_rule '{rule}' {} the beta input", if delta { "requires" } else { "forbids" }))
-        );
-    }
+    let Rule { hq, hk, scale } = Rule::read(cx, decay.is_some(), beta.is_some())?;
     let out_dt = cx.ty(q).dtype;
     if !out_dt.is_float() {
         return Err(cx.err(format!("query must be floating point, got {}", cx.ty(q))));
@@ -128,37 +103,8 @@ fn linear_attention(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         )));
     }
     let dt = cx.ty(q4).dtype;
-    // decay → [B, H_kv, T, 1 | d_k]; beta → [B, H_kv | 1, T, 1].
-    let decay4 = match decay {
-        None => None,
-        Some(g) => {
-            let g = widen(cx, g)?;
-            let gs = cx.shape(g);
-            if gs.len() != 3 || gs[0] != b || gs[1] != t {
-                return Err(cx.err(format!("decay must be [B, T, H_kv or H_kv*d_k], got {gs:?}")));
-            }
-            Some(if gs[2] == hk {
-                let r = cx.add1(Op::Reshape { shape: vec![b, t, hk, 1] }, vec![g])?;
-                cx.add1(Op::Transpose { perm: vec![0, 2, 1, 3] }, vec![r])?
-            } else if gs[2] == hk * dk {
-                heads(cx, g, hk, "decay")?
-            } else {
-                return Err(cx.err(format!("decay last dim {} must be kv_num_heads or kv_num_heads*d_k", gs[2])));
-            })
-        }
-    };
-    let beta4 = match beta {
-        None => None,
-        Some(be) => {
-            let be = widen(cx, be)?;
-            let bs = cx.shape(be);
-            if bs.len() != 3 || bs[0] != b || bs[1] != t || (bs[2] != hk && bs[2] != 1) {
-                return Err(cx.err(format!("beta must be [B, T, H_kv or 1], got {bs:?}")));
-            }
-            let r = cx.add1(Op::Reshape { shape: vec![b, t, bs[2], 1] }, vec![be])?;
-            Some(cx.add1(Op::Transpose { perm: vec![0, 2, 1, 3] }, vec![r])?)
-        }
-    };
+    let decay4 = decay.map(|g| decay_heads(cx, g, (b, t, hk, dk))).transpose()?;
+    let beta4 = beta.map(|be| beta_heads(cx, be, (b, t, hk))).transpose()?;
     let state_shape = vec![b, hk, dk, dv];
     let (mut s, state_dt) = match past {
         Some(p) => {
@@ -175,38 +121,11 @@ fn linear_attention(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     };
     let scale = if scale == 0.0 { 1.0 / (dk as f64).sqrt() } else { f64::from(scale) };
     let scale_c = konst_f(cx, dt, "scale", vec![], &[scale])?;
-    let group = hq / hk;
     let mut outs = Vec::with_capacity(t);
     for i in 0..t {
-        let qt = slice(cx, q4, 2, i, i + 1)?; // [B, Hq, 1, dk]
-        let kt = slice(cx, k4, 2, i, i + 1)?; // [B, Hkv, 1, dk]
-        let mut vt = slice(cx, v4, 2, i, i + 1)?; // [B, Hkv, 1, dv]
-        if let Some(g4) = decay4 {
-            let gt = slice(cx, g4, 2, i, i + 1)?; // [B, Hkv, 1, X]
-            let x = cx.shape(gt)[3];
-            let gt = cx.add1(Op::Reshape { shape: vec![b, hk, x, 1] }, vec![gt])?;
-            let e = cx.add1(Op::Unary(UnaryOp::Exp), vec![gt])?;
-            s = cx.add1(Op::Binary(BinaryOp::Mul), vec![s, e])?;
-        }
-        if let Some(b4) = beta4 {
-            let layer = cx.layer();
-            let retrieved = cx.add1(Op::MatMul(layer), vec![kt, s])?; // [B, Hkv, 1, dv]
-            let diff = cx.add1(Op::Binary(BinaryOp::Sub), vec![vt, retrieved])?;
-            let bt = slice(cx, b4, 2, i, i + 1)?; // [B, Hb, 1, 1]
-            vt = cx.add1(Op::Binary(BinaryOp::Mul), vec![bt, diff])?;
-        }
-        let kcol = cx.add1(Op::Reshape { shape: vec![b, hk, dk, 1] }, vec![kt])?;
-        let outer = cx.add1(Op::Binary(BinaryOp::Mul), vec![kcol, vt])?; // [B, Hkv, dk, dv]
-        s = cx.add1(Op::Binary(BinaryOp::Add), vec![s, outer])?;
-        let read = if group == 1 {
-            s
-        } else {
-            let r = cx.add1(Op::Reshape { shape: vec![b, hk, 1, dk, dv] }, vec![s])?;
-            let r = cx.add1(Op::Expand { shape: vec![b, hk, group, dk, dv] }, vec![r])?;
-            cx.add1(Op::Reshape { shape: vec![b, hq, dk, dv] }, vec![r])?
-        };
-        let layer = cx.layer();
-        let o = cx.add1(Op::MatMul(layer), vec![qt, read])?; // [B, Hq, 1, dv]
+        let inputs = Step { q4, k4, v4, decay4, beta4, i };
+        let o;
+        (s, o) = step(cx, s, inputs, (b, hq, hk, dk, dv))?;
         outs.push(cx.add1(Op::Binary(BinaryOp::Mul), vec![o, scale_c])?);
     }
     let o = if outs.len() == 1 { outs[0] } else { cx.add1(Op::Concat { axis: 2 }, outs)? };
@@ -215,6 +134,127 @@ fn linear_attention(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let y = narrow(cx, o, out_dt)?;
     let present = narrow(cx, s, state_dt)?;
     Ok(vec![y, present])
+}
+
+/// A LinearAttention node's heads and scale, its update rule checked
+/// against the inputs it has (gated rules need the decay, delta rules beta).
+struct Rule {
+    hq: usize,
+    hk: usize,
+    /// The `scale` attribute (0: `1/√d_k`).
+    scale: f32,
+}
+
+impl Rule {
+    fn read(cx: &Cx, has_decay: bool, has_beta: bool) -> Result<Rule, ImportError> {
+        let a = cx.attrs();
+        let rule = a.string("update_rule", "gated_delta")?;
+        let hq = a.int_req("q_num_heads")?;
+        let hk = a.int_req("kv_num_heads")?;
+        let scale = a.float("scale", 0.0)?;
+        let (gating, delta) = match rule.as_str() {
+            "linear" => (false, false),
+            "gated" => (true, false),
+            "delta" => (false, true),
+            "gated_delta" => (true, true),
+            r => return Err(cx.err(format!("update_rule '{r}' is not one of linear, gated, delta, gated_delta"))),
+        };
+        if hq <= 0 || hk <= 0 || hq % hk != 0 {
+            return Err(cx.err(format!("q_num_heads {hq} must be a positive multiple of kv_num_heads {hk}")));
+        }
+        let need = |yes: bool| if yes { "requires" } else { "forbids" };
+        if gating != has_decay {
+            return Err(cx.err(format!("update_rule '{rule}' {} the decay input", need(gating))));
+        }
+        if delta != has_beta {
+            return Err(cx.err(format!("update_rule '{rule}' {} the beta input", need(delta))));
+        }
+        Ok(Rule { hq: hq as usize, hk: hk as usize, scale })
+    }
+}
+
+/// The decay `[B, T, H_kv | H_kv·d_k]` as `[B, H_kv, T, 1 | d_k]`.
+fn decay_heads(
+    cx: &mut Cx,
+    g: ValueId,
+    (b, t, hk, dk): (usize, usize, usize, usize),
+) -> Result<ValueId, ImportError> {
+    let g = widen(cx, g)?;
+    let gs = cx.shape(g);
+    if gs.len() != 3 || gs[0] != b || gs[1] != t {
+        return Err(cx.err(format!("decay must be [B, T, H_kv or H_kv*d_k], got {gs:?}")));
+    }
+    if gs[2] == hk {
+        let r = cx.add1(Op::Reshape { shape: vec![b, t, hk, 1] }, vec![g])?;
+        cx.add1(Op::Transpose { perm: vec![0, 2, 1, 3] }, vec![r])
+    } else if gs[2] == hk * dk {
+        heads(cx, g, hk, "decay")
+    } else {
+        Err(cx.err(format!("decay last dim {} must be kv_num_heads or kv_num_heads*d_k", gs[2])))
+    }
+}
+
+/// Beta `[B, T, H_kv | 1]` as `[B, H_kv | 1, T, 1]`.
+fn beta_heads(cx: &mut Cx, be: ValueId, (b, t, hk): (usize, usize, usize)) -> Result<ValueId, ImportError> {
+    let be = widen(cx, be)?;
+    let bs = cx.shape(be);
+    if bs.len() != 3 || bs[0] != b || bs[1] != t || (bs[2] != hk && bs[2] != 1) {
+        return Err(cx.err(format!("beta must be [B, T, H_kv or 1], got {bs:?}")));
+    }
+    let r = cx.add1(Op::Reshape { shape: vec![b, t, bs[2], 1] }, vec![be])?;
+    cx.add1(Op::Transpose { perm: vec![0, 2, 1, 3] }, vec![r])
+}
+
+/// What one step of [`step`] reads: the per-head sequences and the step.
+#[derive(Clone, Copy)]
+struct Step {
+    q4: ValueId,
+    k4: ValueId,
+    v4: ValueId,
+    decay4: Option<ValueId>,
+    beta4: Option<ValueId>,
+    i: usize,
+}
+
+/// Step `i` of the recurrence from state `s`: the decayed, delta-corrected,
+/// updated state and the unscaled output `q_t S` (`[B, Hq, 1, dv]`).
+fn step(
+    cx: &mut Cx,
+    mut s: ValueId,
+    Step { q4, k4, v4, decay4, beta4, i }: Step,
+    (b, hq, hk, dk, dv): (usize, usize, usize, usize, usize),
+) -> Result<(ValueId, ValueId), ImportError> {
+    let qt = slice(cx, q4, 2, i, i + 1)?; // [B, Hq, 1, dk]
+    let kt = slice(cx, k4, 2, i, i + 1)?; // [B, Hkv, 1, dk]
+    let mut vt = slice(cx, v4, 2, i, i + 1)?; // [B, Hkv, 1, dv]
+    if let Some(g4) = decay4 {
+        let gt = slice(cx, g4, 2, i, i + 1)?; // [B, Hkv, 1, X]
+        let x = cx.shape(gt)[3];
+        let gt = cx.add1(Op::Reshape { shape: vec![b, hk, x, 1] }, vec![gt])?;
+        let e = cx.add1(Op::Unary(UnaryOp::Exp), vec![gt])?;
+        s = cx.add1(Op::Binary(BinaryOp::Mul), vec![s, e])?;
+    }
+    if let Some(b4) = beta4 {
+        let layer = cx.layer();
+        let retrieved = cx.add1(Op::MatMul(layer), vec![kt, s])?; // [B, Hkv, 1, dv]
+        let diff = cx.add1(Op::Binary(BinaryOp::Sub), vec![vt, retrieved])?;
+        let bt = slice(cx, b4, 2, i, i + 1)?; // [B, Hb, 1, 1]
+        vt = cx.add1(Op::Binary(BinaryOp::Mul), vec![bt, diff])?;
+    }
+    let kcol = cx.add1(Op::Reshape { shape: vec![b, hk, dk, 1] }, vec![kt])?;
+    let outer = cx.add1(Op::Binary(BinaryOp::Mul), vec![kcol, vt])?; // [B, Hkv, dk, dv]
+    s = cx.add1(Op::Binary(BinaryOp::Add), vec![s, outer])?;
+    let group = hq / hk;
+    let read = if group == 1 {
+        s
+    } else {
+        let r = cx.add1(Op::Reshape { shape: vec![b, hk, 1, dk, dv] }, vec![s])?;
+        let r = cx.add1(Op::Expand { shape: vec![b, hk, group, dk, dv] }, vec![r])?;
+        cx.add1(Op::Reshape { shape: vec![b, hq, dk, dv] }, vec![r])?
+    };
+    let layer = cx.layer();
+    let o = cx.add1(Op::MatMul(layer), vec![qt, read])?; // [B, Hq, 1, dv]
+    Ok((s, o))
 }
 
 fn causal_conv_with_state(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {

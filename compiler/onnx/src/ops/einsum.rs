@@ -55,9 +55,63 @@ fn expand(cx: &Cx, term: &str, rank: usize, total: &mut usize) -> Result<Vec<cha
 fn einsum(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let eq: String = cx.attrs().string("equation", "")?.chars().filter(|c| !c.is_whitespace()).collect();
     let (lhs, rhs) = match eq.split_once("->") {
-        Some((l, r)) => (l.to_string(), Some(r.to_string())),
-        None => (eq.clone(), None),
+        Some((l, r)) => (l, Some(r)),
+        None => (eq.as_str(), None),
     };
+    let (mut xs, labels, total) = operands(cx, &eq, lhs)?;
+    let n_in = xs.len();
+    let dtype = cx.ty(xs[0]).dtype;
+    if xs.iter().any(|&x| cx.ty(x).dtype != dtype) || !(dtype.is_int() || dtype.is_float()) {
+        return Err(cx.err("operands must share one numeric type"));
+    }
+    let half = matches!(dtype, DType::F16 | DType::BF16);
+    if half {
+        for x in &mut xs {
+            *x = cx.add1(Op::Cast(DType::F32), vec![*x])?;
+        }
+    }
+    let work = if half { DType::F32 } else { dtype };
+    let size = label_sizes(cx, &xs, &labels)?;
+    let out = output_labels(cx, rhs, &labels, &size, total)?;
+    // every label: the output's first, then the summed ones
+    let mut order = out.clone();
+    for l in &labels {
+        for &c in l {
+            if !order.contains(&c) {
+                order.push(c);
+            }
+        }
+    }
+    let mut prod: Option<ValueId> = None;
+    for (x, mut l) in xs.into_iter().zip(labels) {
+        let x = diagonal(cx, x, &mut l, work)?;
+        let x = aligned(cx, x, &l, &order)?;
+        prod = Some(match prod {
+            None => x,
+            Some(p) => cx.add1(Op::Binary(BinaryOp::Mul), vec![p, x])?,
+        });
+    }
+    let mut r = prod.ok_or_else(|| cx.err("Einsum needs at least one operand"))?;
+    let summed: Vec<usize> = (out.len()..order.len()).collect();
+    if !summed.is_empty() {
+        r = cx.add1(Op::Reduce { kind: ReduceKind::Sum, axes: summed, keepdims: false }, vec![r])?;
+    }
+    // output labels of size 1 in every operand but broadcast: expand to the full size
+    let want: Vec<usize> = out.iter().map(|c| size[c]).collect();
+    if cx.shape(r) != want {
+        r = cx.add1(Op::Expand { shape: want }, vec![r])?;
+    }
+    if half {
+        r = cx.add1(Op::Cast(dtype), vec![r])?;
+    } else if n_in == 1 && cx.opt_input(0) == Some(r) {
+        r = cx.add1(Op::Identity, vec![r])?;
+    }
+    Ok(vec![r])
+}
+
+/// The node's operands with their labels (`...` expanded, right-aligned
+/// among the `total` ellipsis labels) and `total`.
+fn operands(cx: &Cx, eq: &str, lhs: &str) -> Result<(Vec<ValueId>, Vec<Vec<char>>, usize), ImportError> {
     let terms: Vec<&str> = lhs.split(',').collect();
     let n_in = cx.node.inputs.len();
     if terms.len() != n_in {
@@ -80,21 +134,13 @@ fn einsum(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
             }
         }
     }
-    let dtype = cx.ty(xs[0]).dtype;
-    if xs.iter().any(|&x| cx.ty(x).dtype != dtype) || !(dtype.is_int() || dtype.is_float()) {
-        return Err(cx.err("operands must share one numeric type"));
-    }
-    let half = matches!(dtype, DType::F16 | DType::BF16);
-    if half {
-        for x in &mut xs {
-            *x = cx.add1(Op::Cast(DType::F32), vec![*x])?;
-        }
-    }
-    let work = if half { DType::F32 } else { dtype };
+    Ok((xs, labels, total))
+}
 
-    // sizes (1 broadcasts against the others)
+/// Each label's size (1 broadcasts against the others).
+fn label_sizes(cx: &Cx, xs: &[ValueId], labels: &[Vec<char>]) -> Result<BTreeMap<char, usize>, ImportError> {
     let mut size: BTreeMap<char, usize> = BTreeMap::new();
-    for (x, l) in xs.iter().zip(&labels) {
+    for (x, l) in xs.iter().zip(labels) {
         for (&c, &d) in l.iter().zip(&cx.shape(*x)) {
             let s = size.entry(c).or_insert(d);
             if *s == 1 {
@@ -104,94 +150,80 @@ fn einsum(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
             }
         }
     }
-    let ell: Vec<char> = (0..total).map(ellipsis_label).collect();
-    let out: Vec<char> = match &rhs {
-        Some(r) => {
-            let mut v = Vec::new();
-            let (pre, post) = r.split_once("...").unwrap_or((r.as_str(), ""));
-            v.extend(pre.chars());
-            if r.contains("...") {
-                v.extend(&ell);
-            }
-            v.extend(post.chars());
-            if v.iter().any(|c| !size.contains_key(c)) {
-                return Err(cx.err(format!("output '{r}' names a label no operand has")));
-            }
-            v
-        }
-        None => {
-            let mut count: BTreeMap<char, usize> = BTreeMap::new();
-            for l in &labels {
-                for &c in l {
-                    *count.entry(c).or_default() += 1;
-                }
-            }
-            let mut v = ell.clone();
-            v.extend(count.iter().filter(|(c, &n)| n == 1 && c.is_ascii_alphabetic()).map(|(&c, _)| c));
-            v
-        }
-    };
-    let mut order = out.clone();
-    for l in &labels {
-        for &c in l {
-            if !order.contains(&c) {
-                order.push(c);
-            }
-        }
-    }
+    Ok(size)
+}
 
-    let mut prod: Option<ValueId> = None;
-    for (mut x, mut l) in xs.into_iter().zip(labels) {
-        // repeated labels: keep the diagonal
-        while let Some((p, q)) = repeated(&l) {
-            let shape = cx.shape(x);
-            let n = shape[p];
-            let mut eye_shape = vec![1; shape.len()];
-            eye_shape[p] = n;
-            eye_shape[q] = n;
-            let eye: Vec<i64> = (0..n * n).map(|k| i64::from(k / n == k % n)).collect();
-            let eye = Tensor::from_i64_values(DType::Bool, eye_shape, &eye).map_err(|e| cx.err(e.to_string()))?;
-            let eye = cx.derived("diagonal", eye);
-            let zero = Tensor::from_f64_values(work, vec![], &[0.0]).map_err(|e| cx.err(e.to_string()))?;
-            let zero = cx.derived("zero", zero);
-            let masked = cx.add1(Op::Where, vec![eye, x, zero])?;
-            x = cx.add1(Op::Reduce { kind: ReduceKind::Sum, axes: vec![q], keepdims: false }, vec![masked])?;
-            l.remove(q);
+/// The output's labels: the equation's right-hand side, or without one the
+/// ellipsis labels then every letter used once, alphabetically.
+fn output_labels(
+    cx: &Cx,
+    rhs: Option<&str>,
+    labels: &[Vec<char>],
+    size: &BTreeMap<char, usize>,
+    total: usize,
+) -> Result<Vec<char>, ImportError> {
+    let ell: Vec<char> = (0..total).map(ellipsis_label).collect();
+    let Some(r) = rhs else {
+        let mut count: BTreeMap<char, usize> = BTreeMap::new();
+        for l in labels {
+            for &c in l {
+                *count.entry(c).or_default() += 1;
+            }
         }
-        let mut perm: Vec<usize> = (0..l.len()).collect();
-        perm.sort_by_key(|&a| order.iter().position(|&c| c == l[a]).unwrap_or(usize::MAX));
-        if perm.iter().enumerate().any(|(a, &p)| a != p) {
-            x = cx.add1(Op::Transpose { perm: perm.clone() }, vec![x])?;
-        }
+        let mut v = ell;
+        v.extend(count.iter().filter(|(c, &n)| n == 1 && c.is_ascii_alphabetic()).map(|(&c, _)| c));
+        return Ok(v);
+    };
+    let mut v = Vec::new();
+    let (pre, post) = r.split_once("...").unwrap_or((r, ""));
+    v.extend(pre.chars());
+    if r.contains("...") {
+        v.extend(&ell);
+    }
+    v.extend(post.chars());
+    if v.iter().any(|c| !size.contains_key(c)) {
+        return Err(cx.err(format!("output '{r}' names a label no operand has")));
+    }
+    Ok(v)
+}
+
+/// `x` with each repeated label reduced to its diagonal (`l` loses the
+/// second copy): `Where(eye, x, 0)` summed over that axis.
+fn diagonal(cx: &mut Cx, mut x: ValueId, l: &mut Vec<char>, work: DType) -> Result<ValueId, ImportError> {
+    while let Some((p, q)) = repeated(l) {
         let shape = cx.shape(x);
-        let sorted: Vec<char> = perm.iter().map(|&p| l[p]).collect();
-        let full: Vec<usize> =
-            order.iter().map(|c| sorted.iter().position(|d| d == c).map_or(1, |k| shape[k])).collect();
-        // leading size-1 axes are implied by broadcasting; keep rank explicit anyway
-        if full != shape {
-            x = cx.add1(Op::Reshape { shape: full }, vec![x])?;
-        }
-        prod = Some(match prod {
-            None => x,
-            Some(p) => cx.add1(Op::Binary(BinaryOp::Mul), vec![p, x])?,
-        });
+        let n = shape[p];
+        let mut eye_shape = vec![1; shape.len()];
+        eye_shape[p] = n;
+        eye_shape[q] = n;
+        let eye: Vec<i64> = (0..n * n).map(|k| i64::from(k / n == k % n)).collect();
+        let eye = Tensor::from_i64_values(DType::Bool, eye_shape, &eye).map_err(|e| cx.err(e.to_string()))?;
+        let eye = cx.derived("diagonal", eye);
+        let zero = Tensor::from_f64_values(work, vec![], &[0.0]).map_err(|e| cx.err(e.to_string()))?;
+        let zero = cx.derived("zero", zero);
+        let masked = cx.add1(Op::Where, vec![eye, x, zero])?;
+        x = cx.add1(Op::Reduce { kind: ReduceKind::Sum, axes: vec![q], keepdims: false }, vec![masked])?;
+        l.remove(q);
     }
-    let mut r = prod.ok_or_else(|| cx.err("Einsum needs at least one operand"))?;
-    let summed: Vec<usize> = (out.len()..order.len()).collect();
-    if !summed.is_empty() {
-        r = cx.add1(Op::Reduce { kind: ReduceKind::Sum, axes: summed, keepdims: false }, vec![r])?;
+    Ok(x)
+}
+
+/// `x` (labels `l`, each once) transposed into `order` and reshaped with a
+/// size-1 axis for every label of `order` it lacks.
+fn aligned(cx: &mut Cx, mut x: ValueId, l: &[char], order: &[char]) -> Result<ValueId, ImportError> {
+    let mut perm: Vec<usize> = (0..l.len()).collect();
+    perm.sort_by_key(|&a| order.iter().position(|&c| c == l[a]).unwrap_or(usize::MAX));
+    if perm.iter().enumerate().any(|(a, &p)| a != p) {
+        x = cx.add1(Op::Transpose { perm: perm.clone() }, vec![x])?;
     }
-    // output labels of size 1 in every operand but broadcast: expand to the full size
-    let want: Vec<usize> = out.iter().map(|c| size[c]).collect();
-    if cx.shape(r) != want {
-        r = cx.add1(Op::Expand { shape: want }, vec![r])?;
+    let shape = cx.shape(x);
+    let sorted: Vec<char> = perm.iter().map(|&p| l[p]).collect();
+    let full: Vec<usize> = order.iter().map(|c| sorted.iter().position(|d| d == c).map_or(1, |k| shape[k])).collect();
+    // leading size-1 axes are implied by broadcasting; keep rank explicit anyway
+    if full != shape {
+        x = cx.add1(Op::Reshape { shape: full }, vec![x])?;
     }
-    if half {
-        r = cx.add1(Op::Cast(dtype), vec![r])?;
-    } else if n_in == 1 && cx.opt_input(0) == Some(r) {
-        r = cx.add1(Op::Identity, vec![r])?;
-    }
-    Ok(vec![r])
+    Ok(x)
 }
 
 /// The first label that appears twice: (first position, second position).

@@ -98,17 +98,7 @@ fn resize(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let a = cx.attrs();
     let mode = a.string("mode", "nearest")?;
     if cx.opset < 11 {
-        let scales = cx.konst(1, "scales")?.map(|t| floats(&t));
-        let (scales, sizes) = resolve(cx, &xs, scales, None)?;
-        let rz = Resize {
-            mode: mode_of(cx, &mode, NearestMode::Floor)?,
-            coord: CoordMode::Asymmetric,
-            cubic_coeff: F32::new(-0.75),
-            exclude_outside: false,
-            scales,
-            sizes,
-        };
-        return Ok(vec![cx.add1(Op::Resize(rz), vec![x])?]);
+        return resize_v10(cx, x, &mode);
     }
     let nearest = match a.string("nearest_mode", "round_prefer_floor")?.as_str() {
         "round_prefer_floor" => NearestMode::RoundPreferFloor,
@@ -135,13 +125,66 @@ fn resize(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let scales = scales.map(|s| on_axes(cx, s, &axes, rank, &ones)).transpose()?;
     let sizes = sizes.map(|s| on_axes(cx, s, &axes, rank, &dims)).transpose()?;
     let on: Vec<usize> = axes.clone().unwrap_or_else(|| (0..rank).collect());
-    // Per-axis scale in f64 as the reference computes it (sizes / input
-    // when sizes are given), and the output sizes.
-    let (scales64, sizes) = match (&scales, &sizes) {
+    let (scales64, sizes) = scales_f64(cx, &xs, (&scales, &sizes), &policy, &on)?;
+    let (scales, sizes) = match (&scales, sizes) {
+        (None, Some(sz)) if policy != "stretch" => {
+            let sz = super::non_neg(cx, "sizes", &sz)?;
+            super::fits(cx, &sz)?;
+            let sc = scales64.iter().flatten().map(|&v| F32::new(v as f32)).collect();
+            (sc, sz)
+        }
+        (scales, sizes) => resolve(cx, &xs, scales.clone(), sizes)?,
+    };
+    let mode = mode_of(cx, &mode, nearest)?;
+    if antialias || coord == CoordMode::TfCropAndResize {
+        let scales64 = scales64.ok_or_else(|| cx.err("needs either constant 'scales' or 'sizes'"))?;
+        return matrix_resize(cx, x, (mode, coord, antialias), (&axes, &on), &scales64, &sizes);
+    }
+    let rz = Resize {
+        mode,
+        coord,
+        cubic_coeff: F32::new(a.float("cubic_coeff_a", -0.75)?),
+        exclude_outside: a.bool("exclude_outside", false)?,
+        scales,
+        sizes,
+    };
+    Ok(vec![cx.add1(Op::Resize(rz), vec![x])?])
+}
+
+/// Resize before opset 11: scales only (input 1), floor rounding, asymmetric
+/// coordinates.
+fn resize_v10(cx: &mut Cx, x: ValueId, mode: &str) -> Result<Vec<ValueId>, ImportError> {
+    let xs = cx.shape(x);
+    let scales = cx.konst(1, "scales")?.map(|t| floats(&t));
+    let (scales, sizes) = resolve(cx, &xs, scales, None)?;
+    let rz = Resize {
+        mode: mode_of(cx, mode, NearestMode::Floor)?,
+        coord: CoordMode::Asymmetric,
+        cubic_coeff: F32::new(-0.75),
+        exclude_outside: false,
+        scales,
+        sizes,
+    };
+    Ok(vec![cx.add1(Op::Resize(rz), vec![x])?])
+}
+
+/// Per-axis scales in f64 as the reference computes them (sizes / input
+/// when sizes are given; one scale for the resized axes under a
+/// `keep_aspect_ratio_policy` other than `stretch`), and the output sizes
+/// that policy gives (else `sizes` as given).
+fn scales_f64(
+    cx: &Cx,
+    xs: &[usize],
+    (scales, sizes): (&Option<Vec<f32>>, &Option<Vec<i64>>),
+    policy: &str,
+    on: &[usize],
+) -> Result<(Option<Vec<f64>>, Option<Vec<i64>>), ImportError> {
+    let rank = xs.len();
+    Ok(match (scales, sizes) {
         (None, Some(sz)) if policy != "stretch" => {
             let sz = super::non_neg(cx, "sizes", sz)?;
             let ratios = on.iter().filter(|&&i| xs[i] > 0).map(|&i| sz[i] as f64 / xs[i] as f64);
-            let scale = match policy.as_str() {
+            let scale = match policy {
                 "not_larger" => ratios.fold(f64::INFINITY, f64::min),
                 "not_smaller" => ratios.fold(0.0, f64::max),
                 other => return Err(cx.err(format!("unknown keep_aspect_ratio_policy '{other}'"))),
@@ -157,58 +200,46 @@ fn resize(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
             (Some(sc), Some(out))
         }
         (None, Some(sz)) => {
-            let sc = sz.iter().zip(&xs).map(|(&o, &i)| if i == 0 { 1.0 } else { o as f64 / i as f64 }).collect();
+            let sc = sz.iter().zip(xs).map(|(&o, &i)| if i == 0 { 1.0 } else { o as f64 / i as f64 }).collect();
             (Some(sc), sizes.clone())
         }
         (Some(sc), _) => (Some(sc.iter().map(|&v| v as f64).collect()), None),
         (None, None) => (None, None),
-    };
-    let (scales, sizes) = match (&scales, sizes) {
-        (None, Some(sz)) if policy != "stretch" => {
-            let sz = super::non_neg(cx, "sizes", &sz)?;
-            super::fits(cx, &sz)?;
-            let sc = scales64.iter().flatten().map(|&v| F32::new(v as f32)).collect();
-            (sc, sz)
-        }
-        (scales, sizes) => resolve(cx, &xs, scales.clone(), sizes)?,
-    };
-    let mode = mode_of(cx, &mode, nearest)?;
-    if antialias || coord == CoordMode::TfCropAndResize {
-        let scales64 = scales64.ok_or_else(|| cx.err("needs either constant 'scales' or 'sizes'"))?;
-        let m = MatrixResize {
-            mode,
-            coord,
-            antialias,
-            cubic_coeff: a.float("cubic_coeff_a", -0.75)? as f64,
-            exclude_outside: a.bool("exclude_outside", false)?,
-            extrapolation: a.float("extrapolation_value", 0.0)? as f64,
-        };
-        if let Some(roi) =
-            cx.opt_input(1).filter(|&v| cx.g.const_of(v).is_none() && coord == CoordMode::TfCropAndResize)
-        {
-            return Ok(vec![super::resize_matrix::resize_runtime_roi(cx, x, &m, &on, &scales64, &sizes, roi)?]);
-        }
-        let roi = match cx.konst(1, "roi")?.filter(|t| t.numel() > 0) {
-            Some(t) => {
-                let v = on_axes_roi(cx, t.to_f64_vec(), &axes, rank)?;
-                Some(v)
-            }
-            None if coord == CoordMode::TfCropAndResize => {
-                return Err(cx.err("tf_crop_and_resize needs a constant 'roi'"));
-            }
-            None => None,
-        };
-        return Ok(vec![super::resize_matrix::resize(cx, x, &m, &on, &scales64, &sizes, roi.as_deref())?]);
-    }
-    let rz = Resize {
+    })
+}
+
+/// Antialiased and `tf_crop_and_resize` resizes, as per-axis interpolation
+/// matrices (`resize_matrix`), the ROI constant or (crop and resize only)
+/// computed at run time.
+fn matrix_resize(
+    cx: &mut Cx,
+    x: ValueId,
+    (mode, coord, antialias): (ResizeMode, CoordMode, bool),
+    (axes, on): (&Option<Vec<usize>>, &[usize]),
+    scales64: &[f64],
+    sizes: &[usize],
+) -> Result<Vec<ValueId>, ImportError> {
+    let a = cx.attrs();
+    let m = MatrixResize {
         mode,
         coord,
-        cubic_coeff: F32::new(a.float("cubic_coeff_a", -0.75)?),
+        antialias,
+        cubic_coeff: a.float("cubic_coeff_a", -0.75)? as f64,
         exclude_outside: a.bool("exclude_outside", false)?,
-        scales,
-        sizes,
+        extrapolation: a.float("extrapolation_value", 0.0)? as f64,
     };
-    Ok(vec![cx.add1(Op::Resize(rz), vec![x])?])
+    if let Some(roi) = cx.opt_input(1).filter(|&v| cx.g.const_of(v).is_none() && coord == CoordMode::TfCropAndResize) {
+        return Ok(vec![super::resize_matrix::resize_runtime_roi(cx, x, &m, on, scales64, sizes, roi)?]);
+    }
+    let rank = cx.shape(x).len();
+    let roi = match cx.konst(1, "roi")?.filter(|t| t.numel() > 0) {
+        Some(t) => Some(on_axes_roi(cx, t.to_f64_vec(), axes, rank)?),
+        None if coord == CoordMode::TfCropAndResize => {
+            return Err(cx.err("tf_crop_and_resize needs a constant 'roi'"));
+        }
+        None => None,
+    };
+    Ok(vec![super::resize_matrix::resize(cx, x, &m, on, scales64, sizes, roi.as_deref())?])
 }
 
 fn upsample(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
