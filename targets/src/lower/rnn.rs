@@ -239,7 +239,6 @@ impl Rec {
         if h == 0 || batch == 0 {
             return Ok(()); // every output is empty
         }
-        let hp = nub * l;
         let nw = nub * ng * l;
         let w = Src::of(k, 1);
         let rr = Src::of(k, 2);
@@ -258,20 +257,7 @@ impl Rec {
         let y = k.output(0);
         let yh = k.output(1);
         let yc = if self.kind == Kind::Lstm { Some(k.output(2)) } else { None };
-        let hbytes = batch * hp * 4;
-        let hbuf = k.scratch(2 * hbytes);
-        let cbuf = if self.kind == Kind::Lstm { Some(k.scratch(hbytes)) } else { None };
-        // GRU without lbr: z (activated) and r ⊙ h_prev between the phases
-        let (zbuf, rhbuf) =
-            if self.phases().len() > 1 { (Some(k.scratch(hbytes)), Some(k.scratch(hbytes))) } else { (None, None) };
-        let xw = k.scratch((seq * batch * nw).max(1) * 4);
-        // With per-row lengths: the lengths, and (LSTM) the cell state
-        // before each step, restored on rows past their length.
-        let lens = self.lens.map(|i| k.input(i));
-        let csave = match (lens, cbuf) {
-            (Some(_), Some(_)) => Some(k.scratch(hbytes)),
-            _ => None,
-        };
+        let bufs = self.buffers(k, y);
         let all: Vec<usize> = (0..ng).collect();
         let na = match self.kind {
             Kind::Lstm => 3,
@@ -289,75 +275,106 @@ impl Rec {
             // X is never written by this kernel (no in-place for recurrent
             // ops), so its loads may be folded into broadcasts (rule 2)
             let ax = AView { ptr: xp, sm: self.input, sk: 1, ro: true };
-            let ox = OutView { ptr: xw, ldo: nw, bias: None };
+            let ox = OutView { ptr: bufs.xw, ldo: nw, bias: None };
             gemm_core(k, seq * batch, nw, self.input, ax, zero, (wp.ptr, wp.ro), ox, zero);
             // 2. state init (padded; pad lanes zero)
-            self.init_state(k, h0, d, hbuf);
-            if let (Some(c0), Some(cb)) = (c0, cbuf) {
+            self.init_state(k, h0, d, bufs.hbuf);
+            if let (Some(c0), Some(cb)) = (c0, bufs.cbuf) {
                 self.init_state(k, c0, d, cb);
             }
             let dir = Dir {
                 d,
                 reverse: self.r.direction == Direction::Reverse || d == 1,
                 acts: self.r.activations[d * na..(d + 1) * na].to_vec(),
-                xw,
+                xw: bufs.xw,
                 xb,
                 rb,
                 rp,
                 peep,
             };
-            // first error of the step body (the loop builder's closures return ())
+            // 3. the steps; the first error of the step body (the loop
+            // builder's closures return ())
             let mut res: LResult = Ok(());
-            k.for_n(0, seq as i64, 1, |k, s| {
-                let t = if dir.reverse {
-                    let last = k.ic(seq as i64 - 1);
-                    k.b.ins().isub(last, s)
-                } else {
-                    s
-                };
-                // h double buffer: read hbuf[s & 1], write hbuf[(s + 1) & 1]
-                let par = k.b.ins().band_imm_s(s, 1);
-                let off = k.b.ins().imul_imm_s(par, hbytes as i64);
-                let hcur = k.b.ins().iadd(hbuf, off);
-                let other = k.add_c(hbuf, hbytes as i64);
-                let hnext = k.b.ins().isub(other, off);
-                let st = Step { t, hcur, hnext, cbuf, zbuf, rhbuf, y };
-                if let (Some(cb), Some(cs)) = (cbuf, csave) {
-                    k.for_n(0, (batch * hp) as i64, 1, |k, i| {
-                        let v = k.ld_at(types::F32, cb, i, 4, 0);
-                        k.st_at(v, cs, i, 4, 0);
-                    });
-                }
-                for (phase, gs) in self.phases().iter().enumerate() {
-                    if res.is_ok() {
-                        res = self.phase(k, &dir, &st, phase, gs);
-                    }
-                }
-                if h % l != 0 {
-                    // Y rows are not padded: copy the valid units
-                    k.for_n(0, batch as i64, 1, |k, b| {
-                        let yrow = self.y_row(k, y, t, d, b);
-                        let so = k.b.ins().imul_imm_s(b, hp as i64);
-                        let hrow = k.addr(hnext, so, 4);
-                        k.for_n(0, h as i64, 1, |k, u| {
-                            let v = k.ld_at(types::F32, hrow, u, 4, 0);
-                            k.st_at(v, yrow, u, 4, 0);
-                        });
-                    });
-                }
-                if let Some(lp) = lens {
-                    self.hold_finished_rows(k, &st, d, lp, csave);
-                }
-            });
+            k.for_n(0, seq as i64, 1, |k, s| res = self.time_step(k, &dir, &bufs, s));
             res?;
             // final state: hbuf[seq & 1] and cbuf into Y_h / Y_c
-            let fin = k.add_c(hbuf, ((seq & 1) * hbytes) as i64);
+            let fin = k.add_c(bufs.hbuf, ((seq & 1) * bufs.hbytes) as i64);
             self.store_state(k, fin, d, yh);
-            if let (Some(cb), Some(yc)) = (cbuf, yc) {
+            if let (Some(cb), Some(yc)) = (bufs.cbuf, yc) {
                 self.store_state(k, cb, d, yc);
             }
         }
         Ok(())
+    }
+
+    /// The scratch state of [`Rec::lower`] (and the inputs it needs per step).
+    fn buffers(&self, k: &mut Kernel, y: Value) -> Buffers {
+        let Geo { l, nub, .. } = self.geo;
+        let (hp, nw) = (nub * l, nub * self.ng * l);
+        let hbytes = self.batch * hp * 4;
+        let hbuf = k.scratch(2 * hbytes);
+        let cbuf = if self.kind == Kind::Lstm { Some(k.scratch(hbytes)) } else { None };
+        // GRU without lbr: z (activated) and r ⊙ h_prev between the phases
+        let (zbuf, rhbuf) =
+            if self.phases().len() > 1 { (Some(k.scratch(hbytes)), Some(k.scratch(hbytes))) } else { (None, None) };
+        let xw = k.scratch((self.seq * self.batch * nw).max(1) * 4);
+        // With per-row lengths: the lengths, and (LSTM) the cell state
+        // before each step, restored on rows past their length.
+        let lens = self.lens.map(|i| k.input(i));
+        let csave = match (lens, cbuf) {
+            (Some(_), Some(_)) => Some(k.scratch(hbytes)),
+            _ => None,
+        };
+        Buffers { hbytes, hbuf, cbuf, zbuf, rhbuf, xw, lens, csave, y }
+    }
+
+    /// Loop step `s` of direction `dir` (time `t = s`, or `seq − 1 − s`
+    /// reversed): the phases from `h` in one half of the double buffer into
+    /// the other, Y's rows, and held rows past their length.
+    fn time_step(&self, k: &mut Kernel, dir: &Dir, bufs: &Buffers, s: Value) -> LResult {
+        let Geo { h, l, nub } = self.geo;
+        let (hp, hbytes, y) = (nub * l, bufs.hbytes, bufs.y);
+        let t = if dir.reverse {
+            let last = k.ic(self.seq as i64 - 1);
+            k.b.ins().isub(last, s)
+        } else {
+            s
+        };
+        // h double buffer: read hbuf[s & 1], write hbuf[(s + 1) & 1]
+        let par = k.b.ins().band_imm_s(s, 1);
+        let off = k.b.ins().imul_imm_s(par, hbytes as i64);
+        let hcur = k.b.ins().iadd(bufs.hbuf, off);
+        let other = k.add_c(bufs.hbuf, hbytes as i64);
+        let hnext = k.b.ins().isub(other, off);
+        let st = Step { t, hcur, hnext, cbuf: bufs.cbuf, zbuf: bufs.zbuf, rhbuf: bufs.rhbuf, y };
+        if let (Some(cb), Some(cs)) = (bufs.cbuf, bufs.csave) {
+            k.for_n(0, (self.batch * hp) as i64, 1, |k, i| {
+                let v = k.ld_at(types::F32, cb, i, 4, 0);
+                k.st_at(v, cs, i, 4, 0);
+            });
+        }
+        let mut res = Ok(());
+        for (phase, gs) in self.phases().iter().enumerate() {
+            if res.is_ok() {
+                res = self.phase(k, dir, &st, phase, gs);
+            }
+        }
+        if h % l != 0 {
+            // Y rows are not padded: copy the valid units
+            k.for_n(0, self.batch as i64, 1, |k, b| {
+                let yrow = self.y_row(k, y, t, dir.d, b);
+                let so = k.b.ins().imul_imm_s(b, hp as i64);
+                let hrow = k.addr(hnext, so, 4);
+                k.for_n(0, h as i64, 1, |k, u| {
+                    let v = k.ld_at(types::F32, hrow, u, 4, 0);
+                    k.st_at(v, yrow, u, 4, 0);
+                });
+            });
+        }
+        if let Some(lp) = bufs.lens {
+            self.hold_finished_rows(k, &st, dir.d, lp, bufs.csave);
+        }
+        res
     }
 
     /// After step `st.t`: every batch row `b` with `t >= lens[b]` keeps its
@@ -747,6 +764,28 @@ struct TileAt {
     xb: Value,
     xbf: MemFlagsData,
 }
+
+/// The scratch buffers of a recurrent kernel ([`Rec::buffers`]).
+struct Buffers {
+    /// Bytes of one state (`batch` padded rows).
+    hbytes: usize,
+    /// `h`, double-buffered (`2 · hbytes`).
+    hbuf: Value,
+    /// LSTM: the cell state.
+    cbuf: Option<Value>,
+    /// GRU without `linear_before_reset`: z and r ⊙ h between the phases.
+    zbuf: Option<Value>,
+    rhbuf: Option<Value>,
+    /// The input projection of every step.
+    xw: Value,
+    /// The per-row lengths (an input), if any.
+    lens: Option<Value>,
+    /// LSTM with lengths: the cell state before the step.
+    csave: Option<Value>,
+    /// The Y output.
+    y: Value,
+}
+
 
 /// Per-step values.
 struct Step {
