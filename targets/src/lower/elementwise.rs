@@ -309,16 +309,52 @@ pub fn lower(k: &mut Kernel) -> LResult {
     let ptrs: Vec<Value> = (0..n_in).map(|i| k.input(i)).collect();
     let out = k.output(0);
     let sizes: Vec<i64> = in_d.iter().map(|d| d.size() as i64).collect();
-    let osize = od.size() as i64;
     let r = shape.len();
-    let inner = shape[r - 1];
+    let rows = Rows { op: &op, in_d: &in_d, od, pow_exp, mixed_pow, vec_ok, ptrs, out, sizes, inner: shape[r - 1] };
     let mut first_err: Option<String> = None;
     k.nest(&shape[..r - 1], &mut |k, idx| {
         let offs: Vec<Value> = st.iter().map(|s| k.linear(idx, &s[..r - 1])).collect();
+        let inner_strides: Vec<usize> = st.iter().map(|s| s[r - 1]).collect();
+        if let Err(e) = rows.row(k, &offs, &inner_strides) {
+            first_err.get_or_insert(e);
+        }
+    });
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// What every innermost row of an elementwise kernel computes ([`lower`]).
+struct Rows<'a> {
+    op: &'a Op,
+    in_d: &'a [DType],
+    od: DType,
+    /// A Pow's constant exponent.
+    pow_exp: Option<f32>,
+    /// A Pow with an integer operand.
+    mixed_pow: bool,
+    /// All f32: the vector path.
+    vec_ok: bool,
+    ptrs: Vec<Value>,
+    out: Value,
+    /// Bytes per element of each input.
+    sizes: Vec<i64>,
+    /// Elements of the innermost (collapsed) axis.
+    inner: usize,
+}
+
+impl Rows<'_> {
+    /// One row: the operands at element offsets `offs` (the output's last),
+    /// `strides` their innermost strides (0: broadcast along the row).
+    fn row(&self, k: &mut Kernel, offs: &[Value], strides: &[usize]) -> LResult {
+        let Rows { op, in_d, od, pow_exp, mixed_pow, vec_ok, ref ptrs, out, ref sizes, inner } = *self;
+        let n_in = in_d.len();
+        let osize = od.size() as i64;
         // Operands broadcast along the inner axis: load once here.
         let mut hoisted: Vec<Option<Value>> = vec![None; n_in];
         for i in 0..n_in {
-            if st[i][r - 1] == 0 {
+            if strides[i] == 0 {
                 let p = k.addr(ptrs[i], offs[i], sizes[i]);
                 let t = cl_type(in_d[i]).unwrap_or(types::I8);
                 hoisted[i] = Some(k.ld(t, p, 0));
@@ -349,25 +385,20 @@ pub fn lower(k: &mut Kernel) -> LResult {
             }
             args
         };
-        if let Op::Chain(steps) = &op {
+        if let Op::Chain(steps) = op {
             if vec_ok && has_streams(k, inner) && steps.iter().any(|s| step_stream(s).is_some()) {
                 let ob = k.addr(out, offs[n_in], 4);
-                if let Err(e) = chain_streamed(k, steps, inner, ob, &load_args) {
-                    first_err.get_or_insert(e);
-                }
-                return;
+                return chain_streamed(k, steps, inner, ob, &load_args);
             }
         }
         let mut body = |k: &mut Kernel, ty: Type, j: Value| {
             let args = load_args(k, ty, j, None);
             let res = if ty.is_vector() {
-                apply_vec(k, &op, ty, &args, pow_exp)
+                apply_vec(k, op, ty, &args, pow_exp)
+            } else if mixed_pow {
+                pow_mixed(k, in_d, od, args[0], args[1])
             } else {
-                if mixed_pow {
-                    pow_mixed(k, &in_d, od, args[0], args[1])
-                } else {
-                    apply_scalar(k, &op, &in_d, od, &args, pow_exp)
-                }
+                apply_scalar(k, op, in_d, od, &args, pow_exp)
             };
             match res {
                 Ok(v) => {
@@ -380,7 +411,7 @@ pub fn lower(k: &mut Kernel) -> LResult {
             }
         };
         if vec_ok {
-            let done = match (unary_stream(&op), hoisted[0]) {
+            let done = match (unary_stream(op), hoisted[0]) {
                 (Some(f), None) => {
                     let src = k.addr(ptrs[0], offs[0], 4);
                     let dst = k.addr(out, offs[n_in], 4);
@@ -392,13 +423,7 @@ pub fn lower(k: &mut Kernel) -> LResult {
         } else {
             k.for_n(0, inner as i64, 1, |k, j| body(k, types::F32, j));
         }
-        if let Some(e) = failed {
-            first_err.get_or_insert(e);
-        }
-    });
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(()),
+        failed.map_or(Ok(()), Err)
     }
 }
 
