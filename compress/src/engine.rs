@@ -278,22 +278,10 @@ fn compress_layer(
         .map(|sc| kerf_ir::WeightGrid { axis: site.channel_axis(), scales: sc.iter().map(|&x| x as f32).collect() });
     rewrite::set_weight(&mut next, site.weight, tensor.clone(), sparsity.clone(), grid)?;
     // 3. bias correction: the mean output error moves into the bias
-    let mut bias = None;
-    // a factored layer's input side has no bias to move into (nor one its
-    // export could carry): its error is the output side's to correct
-    let input_side = job.parent.as_deref().is_some_and(|p| rewrite::factor_names(p).1 != job.layer);
-    if s.bias_correction && input_side {
-        notes.push("bias correction: left to the factored layer's output side".to_string());
-    } else if s.bias_correction {
-        let shift = mean_output_error(site, &rows_fp, &final_rows, &m);
-        match rewrite::shift_bias(&next, site, &shift)? {
-            Some((g, b)) => {
-                next = g;
-                bias = Some(b);
-            }
-            None => notes.push("bias correction applies to Conv and Gemm: left out".to_string()),
-        }
-    }
+    let bias = match s.bias_correction {
+        true => correct_bias(&mut next, job, site, (&rows_fp, &final_rows, &m), &mut notes)?,
+        false => None,
+    };
     if let Some(q) = input_quant {
         next = rewrite::quantize_input(&next, site.node, &site.layer, q)?;
     }
@@ -301,6 +289,36 @@ fn compress_layer(
     rep.parent = job.parent.clone();
     rep.bias = bias;
     Ok((next, rep, Vec::new()))
+}
+
+/// Bias correction of the layer just compressed in `next`: the mean
+/// output error over the calibration data (FP32 rows against the stored
+/// ones) moves into the bias. The bias written, if any; a factored layer's
+/// input side has no bias to move into (nor one its export could carry):
+/// its error is the output side's to correct.
+fn correct_bias(
+    next: &mut Graph,
+    job: &Job,
+    site: &Site,
+    (rows_fp, final_rows, m): (&[Vec<f64>], &[Vec<f64>], &Moments),
+    notes: &mut Vec<String>,
+) -> Result<Option<Tensor>, CompressError> {
+    let input_side = job.parent.as_deref().is_some_and(|p| rewrite::factor_names(p).1 != job.layer);
+    if input_side {
+        notes.push("bias correction: left to the factored layer's output side".to_string());
+        return Ok(None);
+    }
+    let shift = mean_output_error(site, rows_fp, final_rows, m);
+    match rewrite::shift_bias(next, site, &shift)? {
+        Some((g, b)) => {
+            *next = g;
+            Ok(Some(b))
+        }
+        None => {
+            notes.push("bias correction applies to Conv and Gemm: left out".to_string());
+            Ok(None)
+        }
+    }
 }
 
 /// A layer's pruned structure: the weights (compensated), the mask, the
