@@ -107,6 +107,34 @@ fn extract_impl(
     cost: impl Fn(&KEGraph, Id, &KNode) -> f64,
     max_set_classes: usize,
 ) -> Result<Extraction, String> {
+    let (ids, index, cands) = candidates(eg, cost)?;
+    let idx = |id: Id| index.get(&eg.find(id)).copied();
+    // Step 1: greedy fixpoint over needed sets.
+    let choice = greedy(&cands, ids.len() <= max_set_classes);
+    let root_idx: Vec<usize> =
+        roots.iter().map(|&r| idx(r).ok_or_else(|| format!("root {r} is not an e-class"))).collect::<Result<_, _>>()?;
+    for &r in &root_idx {
+        if choice[r].is_none() {
+            return Err(format!("class {} has no acyclic term", ids[r]));
+        }
+    }
+    let choice: Vec<usize> = choice.into_iter().map(|c| c.unwrap_or(usize::MAX)).collect();
+    // Step 2: refine on the cost of the whole program.
+    let (choice, best) = refine(&cands, choice, &root_idx)?;
+    let mut out = BTreeMap::new();
+    for c in reach(&cands, &choice, &root_idx) {
+        out.insert(ids[c], cands[c][choice[c]].node.clone());
+    }
+    Ok(Extraction { choice: out, cost: best })
+}
+
+/// Every class in id order, its index, and its distinct nodes (children
+/// canonical) as candidates with their costs.
+#[allow(clippy::type_complexity)]
+fn candidates(
+    eg: &KEGraph,
+    cost: impl Fn(&KEGraph, Id, &KNode) -> f64,
+) -> Result<(Vec<Id>, HashMap<Id, usize>, Vec<Vec<Cand>>), String> {
     let mut ids: Vec<Id> = eg.classes().map(|c| c.id).collect();
     ids.sort();
     let index: HashMap<Id, usize> = ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
@@ -125,13 +153,19 @@ fn extract_impl(
         }
         cands.push(cs);
     }
-    let n = ids.len();
+    Ok((ids, index, cands))
+}
 
-    // Step 1: greedy fixpoint over needed sets.
+/// Step 1 of the extraction: each class's cheapest candidate whose
+/// children have one, to a fixpoint. With `use_sets` a candidate's cost
+/// counts every class it needs once (the union of its children's needed
+/// sets, which also rejects cycles); without (large e-graphs) it is the
+/// tree cost.
+fn greedy(cands: &[Vec<Cand>], use_sets: bool) -> Vec<Option<usize>> {
+    let n = cands.len();
     let mut choice: Vec<Option<usize>> = vec![None; n];
     let mut sets: Vec<Vec<u32>> = vec![Vec::new(); n];
     let mut totals: Vec<f64> = vec![f64::INFINITY; n];
-    let use_sets = n <= max_set_classes;
     for _ in 0..MAX_SWEEPS {
         let mut changed = false;
         for c in 0..n {
@@ -158,7 +192,7 @@ fn extract_impl(
                 if set.binary_search(&(c as u32)).is_ok() {
                     continue; // cycle through this class
                 }
-                let total = cand.cost + set.iter().map(|&s| own_cost(&cands, &choice, s as usize)).sum::<f64>();
+                let total = cand.cost + set.iter().map(|&s| own_cost(cands, &choice, s as usize)).sum::<f64>();
                 if total < totals[c] {
                     set = union(&set, &[c as u32]);
                     choice[c] = Some(k);
@@ -172,21 +206,18 @@ fn extract_impl(
             break;
         }
     }
+    choice
+}
 
-    let root_idx: Vec<usize> =
-        roots.iter().map(|&r| idx(r).ok_or_else(|| format!("root {r} is not an e-class"))).collect::<Result<_, _>>()?;
-    for &r in &root_idx {
-        if choice[r].is_none() {
-            return Err(format!("class {} has no acyclic term", ids[r]));
-        }
-    }
-    let mut choice: Vec<usize> = choice.into_iter().map(|c| c.unwrap_or(usize::MAX)).collect();
-
-    // Step 2: refine on the cost of the whole program.
-    let mut best = dag_cost(&cands, &choice, &root_idx).ok_or("greedy extraction produced a cycle")?;
+/// Step 2 of the extraction: every reachable class tries its other
+/// candidates, each judged by the whole program's cost (children it newly
+/// reaches re-picked), until no change lowers it. The choices and that cost.
+fn refine(cands: &[Vec<Cand>], mut choice: Vec<usize>, root_idx: &[usize]) -> Result<(Vec<usize>, f64), String> {
+    let n = cands.len();
+    let mut best = dag_cost(cands, &choice, root_idx).ok_or("greedy extraction produced a cycle")?;
     for _ in 0..MAX_REFINE_ROUNDS {
         let mut improved = false;
-        let reachable = reach(&cands, &choice, &root_idx);
+        let reachable = reach(cands, &choice, root_idx);
         let mut reached = vec![false; n];
         reachable.iter().for_each(|&c| reached[c] = true);
         for c in reachable {
@@ -196,13 +227,13 @@ fn extract_impl(
                 }
                 let old = choice[c];
                 choice[c] = k;
-                let (cost, repicked) = repick_new_children(&cands, &mut choice, &root_idx, &reached, c);
+                let (cost, repicked) = repick_new_children(cands, &mut choice, root_idx, &reached, c);
                 match cost {
                     Some(t) if t < best => {
                         best = t;
                         improved = true;
                         reached.fill(false);
-                        reach(&cands, &choice, &root_idx).iter().for_each(|&c| reached[c] = true);
+                        reach(cands, &choice, root_idx).iter().for_each(|&c| reached[c] = true);
                     }
                     _ => {
                         choice[c] = old;
@@ -215,12 +246,7 @@ fn extract_impl(
             break;
         }
     }
-
-    let mut out = BTreeMap::new();
-    for c in reach(&cands, &choice, &root_idx) {
-        out.insert(ids[c], cands[c][choice[c]].node.clone());
-    }
-    Ok(Extraction { choice: out, cost: best })
+    Ok((choice, best))
 }
 
 /// The whole program's cost after class `c` took a new candidate, with each
