@@ -151,52 +151,71 @@ fn fixture_models_threaded_equal_serial() {
 /// and at stride 2 (a phase-split image per task), with a residual and
 /// Relu fused (the tiles' epilogue). Filters of equal length, and of very
 /// unequal ones (some removed whole): tasks take ranges of work, not of
-/// filters (`lower/conv_pattern/work.rs`).
+/// filters (`lower/conv_pattern/work.rs`). With an activation the tiles do
+/// not fuse (LeakyRelu), and on `baseline` (the 128-bit passes fuse none),
+/// each task applies the epilogue to its own channels: it once ran as a
+/// pass over the whole output inside every task, adding the residual once
+/// per task and clamping other tasks' partial sums; the values are checked
+/// against the reference evaluator too.
 #[test]
 fn pattern_convs_split_over_output_channels() {
     for (st, h, w, uneven) in [(1, 20, 21, false), (2, 29, 30, false), (1, 20, 21, true), (2, 29, 30, true)] {
-        let (n, c, o) = (2, 16, 32);
-        let (oh, ow) = ((h - 1) / st + 1, (w - 1) / st + 1);
-        let masks = [0b000_111_010u32, 0b001_010_101, 0b110_100_000, 0];
-        // uneven: filter f keeps its first 2·(f mod 8) + 1 kernels, none when f is a multiple of 11
-        let kept = |f: usize, ch: usize| !uneven || !f.is_multiple_of(11) && ch <= 2 * (f % 8);
-        let vals = xs(o * c * 9);
-        let weights: Vec<f32> = (0..o * c * 9)
-            .map(|i| {
-                let on = masks[(i / 9) % masks.len()] & (1 << (i % 9)) != 0 && kept(i / (9 * c), (i / 9) % c);
-                if on {
-                    vals[i] * 0.3 + 0.05
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let list = |v: &[f32]| format!("[{}]", v.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(","));
-        let text = format!(
-            "graph \"p\"\n  input %0 \"x\": f32[{n},{c},{h},{w}]\n  input %9 \"r\": f32[{n},{o},{oh},{ow}]\n  \
-             const %1 \"w\": f32[{o},{c},3,3] = {}\n  const %2 \"b\": f32[{o}] = {}\n  \
-             %3 = ConvFused{{kernel=[3,3], strides=[{st},{st}], dilations=[1,1], pads=[1,1,1,1], group=1, layer=\"c\", act=Relu, residual=true}}(%0, %1, %2, %9): f32[{n},{o},{oh},{ow}] @\"c\"\n  \
-             output \"y\" = %3\n",
-            list(&weights),
-            list(&(0..o).map(|i| 0.01 * i as f32).collect::<Vec<_>>()),
-        );
-        let g = kerf_ir::text::parse(&text).unwrap();
-        let weight = g.const_of(g.nodes[0].inputs[1]).unwrap();
-        assert!(kerf_ir::Sparsity::detect(weight).is_some(), "the weight must read as pattern-pruned");
-        let x = Tensor::from_f32(vec![n, c, h, w], &xs(n * c * h * w)).unwrap();
-        let r = Tensor::from_f32(vec![n, o, oh, ow], &xs(n * o * oh * ow + 3)[3..]).unwrap();
-        let calls = check_same(&format!("pattern conv, stride {st}, uneven {uneven}"), &g, &[x, r]);
-        // stride 2 runs on the pattern kernel only with AVX2 + FMA (the
-        // register tiles); elsewhere the dense kernel splits its own way
-        if st == 1 && !uneven {
-            assert_eq!(calls, vec![4], "one parallel_for of 4 tasks at 4 threads");
-        } else if st == 1 || host_has_avx2() {
-            // (stride 2: a quarter of the work, so the cost split gives
-            // fewer tasks; uneven: ranges of work, whatever their count)
-            assert!(calls.len() == 1 && calls[0] >= 2, "stride {st}: {calls:?}: one parallel_for, split");
-        } else {
-            eprintln!("stride 2: the task count not checked: the host has no AVX2 + FMA, so the dense kernel runs");
+        for act in ["act=Relu", "act=LeakyRelu, act_alpha=0.1"] {
+            pattern_conv_splits(st, (h, w), uneven, act);
         }
+    }
+}
+
+fn pattern_conv_splits(st: usize, (h, w): (usize, usize), uneven: bool, act: &str) {
+    let (n, c, o) = (2, 16, 32);
+    let (oh, ow) = ((h - 1) / st + 1, (w - 1) / st + 1);
+    let masks = [0b000_111_010u32, 0b001_010_101, 0b110_100_000, 0];
+    // uneven: filter f keeps its first 2·(f mod 8) + 1 kernels, none when f is a multiple of 11
+    let kept = |f: usize, ch: usize| !uneven || !f.is_multiple_of(11) && ch <= 2 * (f % 8);
+    let vals = xs(o * c * 9);
+    let weights: Vec<f32> = (0..o * c * 9)
+        .map(|i| {
+            let on = masks[(i / 9) % masks.len()] & (1 << (i % 9)) != 0 && kept(i / (9 * c), (i / 9) % c);
+            if on {
+                vals[i] * 0.3 + 0.05
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let list = |v: &[f32]| format!("[{}]", v.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(","));
+    let text = format!(
+        "graph \"p\"\n  input %0 \"x\": f32[{n},{c},{h},{w}]\n  input %9 \"r\": f32[{n},{o},{oh},{ow}]\n  \
+         const %1 \"w\": f32[{o},{c},3,3] = {}\n  const %2 \"b\": f32[{o}] = {}\n  \
+         %3 = ConvFused{{kernel=[3,3], strides=[{st},{st}], dilations=[1,1], pads=[1,1,1,1], group=1, layer=\"c\", {act}, residual=true}}(%0, %1, %2, %9): f32[{n},{o},{oh},{ow}] @\"c\"\n  \
+         output \"y\" = %3\n",
+        list(&weights),
+        list(&(0..o).map(|i| 0.01 * i as f32).collect::<Vec<_>>()),
+    );
+    let g = kerf_ir::text::parse(&text).unwrap();
+    let weight = g.const_of(g.nodes[0].inputs[1]).unwrap();
+    assert!(kerf_ir::Sparsity::detect(weight).is_some(), "the weight must read as pattern-pruned");
+    let x = Tensor::from_f32(vec![n, c, h, w], &xs(n * c * h * w)).unwrap();
+    let r = Tensor::from_f32(vec![n, o, oh, ow], &xs(n * o * oh * ow + 3)[3..]).unwrap();
+    let name = format!("pattern conv, stride {st}, uneven {uneven}, {act}");
+    let inputs = [x, r];
+    let calls = check_same(&name, &g, &inputs);
+    check_same_on(&format!("{name}, baseline"), &g, &inputs, "baseline");
+    for cpu in ["native", "baseline"] {
+        let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap();
+        let pool = ThreadPool::new(3);
+        assert_matches_reference(&g, &inputs, &run(jm.model(), &inputs, Some(&pool.runtime())));
+    }
+    // stride 2 runs on the pattern kernel only with AVX2 + FMA (the
+    // register tiles); elsewhere the dense kernel splits its own way
+    if st == 1 && !uneven {
+        assert_eq!(calls, vec![4], "one parallel_for of 4 tasks at 4 threads");
+    } else if st == 1 || host_has_avx2() {
+        // (stride 2: a quarter of the work, so the cost split gives
+        // fewer tasks; uneven: ranges of work, whatever their count)
+        assert!(calls.len() == 1 && calls[0] >= 2, "stride {st}: {calls:?}: one parallel_for, split");
+    } else {
+        eprintln!("stride 2: the task count not checked: the host has no AVX2 + FMA, so the dense kernel runs");
     }
 }
 

@@ -21,10 +21,11 @@ use super::conv_geo::{geometry, pad_input, tap_range, Geo};
 use super::epilogue::{apply_act, Act, Epilogue};
 use super::{Kernel, LResult};
 
-/// Conv and ConvFused. The packed-GEMM, depthwise, Winograd, small-K and
-/// pattern (register tiles)
-/// kernels apply a fused epilogue before their stores; every other path
-/// runs it as a second pass over the output.
+/// Conv and ConvFused. The packed-GEMM, depthwise, Winograd and small-K
+/// kernels apply a fused epilogue before their stores, the pattern kernel
+/// before its stores or per task over its own channels; every other path
+/// (none of which splits into tasks) runs it as a second pass over the
+/// output.
 pub fn conv(k: &mut Kernel) -> LResult {
     k.require_f32()?;
     let (c, fused) = match &k.node.op {

@@ -50,7 +50,7 @@ use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 
 use super::conv_geo::Geo;
-use super::epilogue::Epilogue;
+use super::epilogue::{apply_act, Act, Epilogue};
 use super::gemm_wide::act_epi;
 use super::{Family, Kernel, LResult};
 use crate::ukernel::epi::TileEpi;
@@ -104,9 +104,11 @@ pub(super) struct Weights<'a> {
     pub assignment: &'a [Option<u8>],
 }
 
-/// Emits the pattern conv; `Ok(true)` when the kernel applied `epi` (the
-/// register tiles, for the epilogues they have), else `conv` runs it as
-/// a second pass.
+/// Emits the pattern conv with `epi` applied (`Ok(true)`): the register
+/// tiles apply the epilogues they have before their stores; any other
+/// (and every one on the 128-bit passes) runs as a pass over the task's
+/// own output channels once they are complete ([`epilogue_pass`]), never
+/// over the whole output, which other tasks are still writing.
 pub(super) fn conv(k: &mut Kernel, gm: &Geo, wt: &Weights, epi: Epilogue) -> LResult<bool> {
     let lanes = tile_lanes(k, gm, Elem::F32);
     let ph = Phases::new(gm, lanes);
@@ -118,16 +120,47 @@ pub(super) fn conv(k: &mut Kernel, gm: &Geo, wt: &Weights, epi: Epilogue) -> LRe
     let f = Frame::new(k, gm, &prog, per_channel, &ph, (epi.residual.map(|r| (r, 4)), false))?;
     if k.caps.pattern_tiles() {
         let tile_epi = act_epi(epi.act, epi.residual.is_some());
-        let epi = tile_epi.filter(|e| *e != TileEpi::default());
-        let tiles = Tiles { elem: Elem::F32, epi, lanes, quant: None, res_u8: None };
+        let fused = tile_epi.filter(|e| *e != TileEpi::default());
+        let tiles = Tiles { elem: Elem::F32, epi: fused, lanes, quant: None, res_u8: None };
         ph.clear(k, gm, f.img);
         let (x, img) = (f.x, f.img);
         conv_tiles(k, gm, &prog, &ph, &f, &tiles, &mut |k, n| ph.pad(k, gm, x, n, img))?;
-        Ok(tile_epi.is_some())
+        if tile_epi.is_none() {
+            epilogue_pass(k, gm, &f, epi);
+        }
     } else {
         conv_passes(k, gm, &prog, &ph, &f);
-        Ok(false)
+        epilogue_pass(k, gm, &f, epi);
     }
+    Ok(true)
+}
+
+/// `y = act(y + residual)` over this task's output channels (`f.lo..f.hi`)
+/// of every image, for an epilogue the conv itself did not apply: the
+/// operations of `conv`'s pass over the whole output, so a conv split into
+/// tasks gives the bits of one run whole.
+fn epilogue_pass(k: &mut Kernel, g: &Geo, f: &Frame, epi: Epilogue) {
+    if epi.act == Act::None && epi.residual.is_none() {
+        return;
+    }
+    let plane = g.oh * g.ow;
+    k.for_n(0, g.n as i64, 1, |k, n| {
+        k.for_acc(f.lo, f.hi, 1, &[], |k, oc, _| {
+            let zero = k.ic(0);
+            let y_at = f.out_at(k, g, n, oc, zero);
+            let r_at = epi.residual.map(|r| out_at(k, g, r, (n, oc, zero), 4));
+            k.for_vec(plane, &mut |k, ty, i| {
+                let mut y = k.ld_at(ty, y_at, i, 4, 0);
+                if let Some(r) = r_at {
+                    let x = k.ld_at(ty, r, i, 4, 0);
+                    y = k.b.ins().fadd(y, x);
+                }
+                let y = apply_act(k, ty, epi.act, y);
+                k.st_at(y, y_at, i, 4, 0);
+            });
+            vec![]
+        });
+    });
 }
 
 /// A layer's kept kernels as [`Program::new`] reads them: per (output

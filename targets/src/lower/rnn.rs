@@ -786,7 +786,6 @@ struct Buffers {
     y: Value,
 }
 
-
 /// Per-step values.
 struct Step {
     t: Value,

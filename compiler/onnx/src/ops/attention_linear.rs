@@ -174,11 +174,7 @@ impl Rule {
 }
 
 /// The decay `[B, T, H_kv | H_kv·d_k]` as `[B, H_kv, T, 1 | d_k]`.
-fn decay_heads(
-    cx: &mut Cx,
-    g: ValueId,
-    (b, t, hk, dk): (usize, usize, usize, usize),
-) -> Result<ValueId, ImportError> {
+fn decay_heads(cx: &mut Cx, g: ValueId, (b, t, hk, dk): (usize, usize, usize, usize)) -> Result<ValueId, ImportError> {
     let g = widen(cx, g)?;
     let gs = cx.shape(g);
     if gs.len() != 3 || gs[0] != b || gs[1] != t {

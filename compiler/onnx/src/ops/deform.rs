@@ -129,7 +129,9 @@ impl Geometry {
             let eff = dil[i] * (kernel[i] - 1) + 1;
             let span = inp + pads[i] + pads[2 + i];
             if span < eff || (span - eff) / strides[i] + 1 != o {
-                return Err(cx.err(format!("offset spatial size {o} on axis {i} does not match the convolution geometry")));
+                return Err(
+                    cx.err(format!("offset spatial size {o} on axis {i} does not match the convolution geometry"))
+                );
             }
         }
         if let Some(m) = mask {
