@@ -529,63 +529,9 @@ fn pack_rows(
                 let dky = k.b.ins().iadd(dch, dkyo);
                 let (xrow, ok, bad) = input_row(k, &g, xch, oy, t);
                 k.if_then(ok, |k| {
-                    for (kx, &(vlo, vhi)) in valid.iter().enumerate() {
+                    for (kx, &span) in valid.iter().enumerate() {
                         let dkx = k.add_c(dky, (kx * kstep) as i64);
-                        // ix of output column 0 for this kx (may be negative)
-                        let ix0 = (kx * g.dw) as i64 - g.pw as i64;
-                        let (c_lo, c_pair, c_hi) = panel_spans(&g, (vlo, vhi), ix0, l);
-                        let lane = |k: &mut Kernel, c: usize| {
-                            for q in 0..l {
-                                let ox = c * l + q;
-                                let v = if ox >= vlo && ox < vhi {
-                                    let ix = ox as i64 * g.sw as i64 + ix0;
-                                    k.ld(types::F32, xrow, (ix * 4) as i32)
-                                } else {
-                                    k.fc(0.0)
-                                };
-                                k.st(v, dkx, pan.at(c) as i32 + (q * 4) as i32);
-                            }
-                        };
-                        for c in (0..c_lo).chain(c_hi..ppr) {
-                            lane(k, c);
-                        }
-                        // stride 2 with vectors: panels whose 2L floats lie in
-                        // the row take their even lanes (one shuffle); the rest
-                        // of the interior goes lane by lane
-                        // the whole groups among the even-lane panels, if assembled
-                        let grp = pan.group();
-                        let (g_lo, g_hi) = match even {
-                            Some(_) => whole_groups(c_lo, c_pair, grp),
-                            None => (c_pair, c_pair),
-                        };
-                        if let (Some((code, sig)), true) = (even, g_hi > g_lo) {
-                            let src = k.add_c(xrow, (ix0 + (2 * l * g_lo) as i64) * 4);
-                            let dst = k.add_c(dkx, pan.at(g_lo));
-                            let n = k.ic(((g_hi - g_lo) / grp) as i64);
-                            k.b.ins().call_indirect(sig, code, &[src, dst, n]);
-                        }
-                        let g_hi = g_hi.max(g_lo);
-                        let spans = [(c_lo, g_lo, true), (g_hi, c_pair, true), (c_pair, c_hi, false)];
-                        for (a, b, pairs) in spans.into_iter().filter(|&(a, b, _)| b > a) {
-                            k.for_n(a as i64, b as i64, 1, |k, c| {
-                                let d = pan.at_dyn(k, c);
-                                let d = k.b.ins().iadd(dkx, d);
-                                let s = k.b.ins().imul_imm_s(c, (l * g.sw * 4) as i64);
-                                let s = k.b.ins().iadd(xrow, s);
-                                if g.sw == 1 || l == 1 {
-                                    let v = k.ld(vty, s, (ix0 * 4) as i32);
-                                    k.st(v, d, 0);
-                                } else if pairs && g.sw == 2 && l == 4 {
-                                    let v = even_lanes(k, s, (ix0 * 4) as i32);
-                                    k.st(v, d, 0);
-                                } else {
-                                    for q in 0..l {
-                                        let v = k.ld(types::F32, s, ((ix0 + (q * g.sw) as i64) * 4) as i32);
-                                        k.st(v, d, (q * 4) as i32);
-                                    }
-                                }
-                            });
-                        }
+                        pack_column(k, (&g, &pan, even), (xrow, dkx), kx, span, ppr);
                     }
                 });
                 k.if_then(bad, |k| {
@@ -602,6 +548,77 @@ fn pack_rows(
             });
         });
     });
+}
+
+/// Kernel column `kx`'s panels of one input row at `xrow` into `dkx`:
+/// output columns `vlo..vhi` read the image, the others zeros; interior
+/// panels as vector copies (at stride 2 their even lanes, by whole groups
+/// through the assembled packer `even` where there is one), border panels
+/// lane by lane.
+fn pack_column(
+    k: &mut Kernel,
+    (g, pan, even): (&Geo, &gemm::Panels, Option<(Value, cranelift_codegen::ir::SigRef)>),
+    (xrow, dkx): (Value, Value),
+    kx: usize,
+    (vlo, vhi): (usize, usize),
+    ppr: usize,
+) {
+    let (l, vty) = (k.lanes(), k.vty());
+    // ix of output column 0 for this kx (may be negative)
+    let ix0 = (kx * g.dw) as i64 - g.pw as i64;
+    let (c_lo, c_pair, c_hi) = panel_spans(g, (vlo, vhi), ix0, l);
+    let lane = |k: &mut Kernel, c: usize| {
+        for q in 0..l {
+            let ox = c * l + q;
+            let v = if ox >= vlo && ox < vhi {
+                let ix = ox as i64 * g.sw as i64 + ix0;
+                k.ld(types::F32, xrow, (ix * 4) as i32)
+            } else {
+                k.fc(0.0)
+            };
+            k.st(v, dkx, pan.at(c) as i32 + (q * 4) as i32);
+        }
+    };
+    for c in (0..c_lo).chain(c_hi..ppr) {
+        lane(k, c);
+    }
+    // stride 2 with vectors: panels whose 2L floats lie in
+    // the row take their even lanes (one shuffle); the rest
+    // of the interior goes lane by lane
+    // the whole groups among the even-lane panels, if assembled
+    let grp = pan.group();
+    let (g_lo, g_hi) = match even {
+        Some(_) => whole_groups(c_lo, c_pair, grp),
+        None => (c_pair, c_pair),
+    };
+    if let (Some((code, sig)), true) = (even, g_hi > g_lo) {
+        let src = k.add_c(xrow, (ix0 + (2 * l * g_lo) as i64) * 4);
+        let dst = k.add_c(dkx, pan.at(g_lo));
+        let n = k.ic(((g_hi - g_lo) / grp) as i64);
+        k.b.ins().call_indirect(sig, code, &[src, dst, n]);
+    }
+    let g_hi = g_hi.max(g_lo);
+    let spans = [(c_lo, g_lo, true), (g_hi, c_pair, true), (c_pair, c_hi, false)];
+    for (a, b, pairs) in spans.into_iter().filter(|&(a, b, _)| b > a) {
+        k.for_n(a as i64, b as i64, 1, |k, c| {
+            let d = pan.at_dyn(k, c);
+            let d = k.b.ins().iadd(dkx, d);
+            let s = k.b.ins().imul_imm_s(c, (l * g.sw * 4) as i64);
+            let s = k.b.ins().iadd(xrow, s);
+            if g.sw == 1 || l == 1 {
+                let v = k.ld(vty, s, (ix0 * 4) as i32);
+                k.st(v, d, 0);
+            } else if pairs && g.sw == 2 && l == 4 {
+                let v = even_lanes(k, s, (ix0 * 4) as i32);
+                k.st(v, d, 0);
+            } else {
+                for q in 0..l {
+                    let v = k.ld(types::F32, s, ((ix0 + (q * g.sw) as i64) * 4) as i32);
+                    k.st(v, d, (q * 4) as i32);
+                }
+            }
+        });
+    }
 }
 
 /// A pixel block count of at least `count` that threads share evenly: from
