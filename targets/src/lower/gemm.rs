@@ -403,37 +403,9 @@ fn tile(
 ) {
     let (bps, kstep) = bps;
     let np = bps.len();
-    let l = k.lanes();
     let vty = k.vty();
     let op = k.addr(g.out, oe, 4);
-    let mut init = Vec::with_capacity(h * np);
-    if pass.first {
-        let bias_p = k.addr(g.bias, m0, 4);
-        for r in 0..h {
-            let x = k.ld_ro(types::F32, bias_p, (r * 4) as i32);
-            let v = k.widen(vty, x);
-            init.extend(std::iter::repeat_n(v, np));
-        }
-    } else {
-        for r in 0..h {
-            for j in 0..np {
-                let off = ((r * g.ldo + j * l) * 4) as i32;
-                let w = if j + 1 == np { w_last } else { l };
-                let v = if w == l {
-                    k.ld(vty, op, off)
-                } else {
-                    let x = k.ld(types::F32, op, off);
-                    let mut v = k.widen(vty, x);
-                    for q in 1..w {
-                        let x = k.ld(types::F32, op, off + (q * 4) as i32);
-                        v = k.b.ins().insertlane(v, x, q as u8);
-                    }
-                    v
-                };
-                init.push(v);
-            }
-        }
-    }
+    let init = tile_start(k, g, (m0, op), h, np, w_last, pass.first);
     let step = |k: &mut Kernel, kv: Value, koff: usize, accs: &[Value]| -> Vec<Value> {
         let ko = k.b.ins().imul_imm_s(kv, kstep);
         let bvs: Vec<Value> = bps
@@ -464,6 +436,65 @@ fn tile(
         accs = step(k, kv, 0, &accs);
     }
     let epi = if pass.last { g.epi } else { Epilogue::NONE };
+    tile_store(k, g, &accs, (op, oe), (h, np, w_last), epi);
+}
+
+/// A micro-tile's accumulators at the start of a K pass: the rows' biases
+/// (`first`) or the partial sums at `op` (the last panel's `w_last` lanes,
+/// the others zero).
+fn tile_start(
+    k: &mut Kernel,
+    g: &Gemm,
+    (m0, op): (Value, Value),
+    h: usize,
+    np: usize,
+    w_last: usize,
+    first: bool,
+) -> Vec<Value> {
+    let (l, vty) = (k.lanes(), k.vty());
+    let mut init = Vec::with_capacity(h * np);
+    if first {
+        let bias_p = k.addr(g.bias, m0, 4);
+        for r in 0..h {
+            let x = k.ld_ro(types::F32, bias_p, (r * 4) as i32);
+            let v = k.widen(vty, x);
+            init.extend(std::iter::repeat_n(v, np));
+        }
+        return init;
+    }
+    for r in 0..h {
+        for j in 0..np {
+            let off = ((r * g.ldo + j * l) * 4) as i32;
+            let w = if j + 1 == np { w_last } else { l };
+            let v = if w == l {
+                k.ld(vty, op, off)
+            } else {
+                let x = k.ld(types::F32, op, off);
+                let mut v = k.widen(vty, x);
+                for q in 1..w {
+                    let x = k.ld(types::F32, op, off + (q * 4) as i32);
+                    v = k.b.ins().insertlane(v, x, q as u8);
+                }
+                v
+            };
+            init.push(v);
+        }
+    }
+    init
+}
+
+/// Stores a micro-tile's accumulators at `op` (output element offset `oe`)
+/// through `epi` (residual, then activation), the last panel only its
+/// `w_last` lanes.
+fn tile_store(
+    k: &mut Kernel,
+    g: &Gemm,
+    accs: &[Value],
+    (op, oe): (Value, Value),
+    (h, np, w_last): (usize, usize, usize),
+    epi: Epilogue,
+) {
+    let (l, vty) = (k.lanes(), k.vty());
     let rp = epi.residual.map(|r| k.addr(r, oe, 4));
     for r in 0..h {
         for j in 0..np {
