@@ -268,6 +268,9 @@ impl Rule for Int8Conv {
     }
     fn apply(&self, eg: &mut KEGraph, class: Id, m: &Int8Match) -> Vec<Id> {
         let Some([q, sc, b]) = weights(eg, m) else { return vec![] };
+        if !sums_fit_i32(eg.analysis.weights.tensor(q), m.z) {
+            return vec![];
+        }
         let konst = |eg: &mut KEGraph, w: WeightId| eg.add(KNode::leaf(NodeOp::Const(w)));
         let wd = &m.conv.window;
         // the quantiser, padding with z (what a padded zero quantises to),
@@ -379,6 +382,21 @@ fn product_match(eg: &KEGraph, n: &KNode, class: Id) -> Option<Int8Match> {
     Some(Int8Match { conv, gemm, epi, x: q.x, s: q.s, z: q.z, w, b, residual, res_q: None })
 }
 
+/// Whether every output channel's sum `Σ (u8 − z)·q` fits the integer
+/// kernels' i32 accumulators for any input: `max(z, 255 − z) · Σ|q| < 2³¹`
+/// per row of the codes `q` (`[M, ..]`). The f32 layer cannot overflow, so
+/// a layer past it (a reduction of more than about 65,800 worst-case
+/// codes) stays f32; kernels that sum raw bytes and subtract `z·Σq` after
+/// (VNNI, `sdot`) wrap modulo 2³² on the way and land on the same sum.
+fn sums_fit_i32(q: &Tensor, z: u8) -> bool {
+    let most = u64::from(z.max(255 - z));
+    let per_row = q.numel() / q.shape().first().copied().unwrap_or(1).max(1);
+    q.bytes().chunks(per_row.max(1)).all(|row| {
+        let abs: u64 = row.iter().map(|&c| u64::from((c as i8).unsigned_abs())).sum();
+        most * abs < 1 << 31
+    })
+}
+
 /// The codes, steps and bias of a match (memoized by the source weights).
 fn weights(eg: &mut KEGraph, m: &Int8Match) -> Option<[WeightId; 3]> {
     let mut inputs = vec![m.w];
@@ -432,6 +450,25 @@ pub fn rules() -> Vec<KRewrite> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use kerf_ir::{text, Graph, Tensor};
+
+    /// The i32 bound: a row of K codes of −128 with the input zero point
+    /// 0 (|u8 − z| up to 255) fits up to K = 65,793 and not one more; a zero
+    /// point of 128 halves the input's reach; one row past the bound is
+    /// enough to keep the layer f32.
+    #[test]
+    fn integer_sums_must_fit_i32() {
+        let codes = |rows: &[usize]| {
+            let bytes: Vec<u8> = rows
+                .iter()
+                .flat_map(|&k| std::iter::repeat_n(0x80u8, k).chain(std::iter::repeat_n(0, 70_000 - k)))
+                .collect();
+            Tensor::from_bytes(kerf_ir::DType::I8, vec![rows.len(), 70_000, 1, 1], bytes).unwrap()
+        };
+        assert!(super::sums_fit_i32(&codes(&[65_793, 10]), 0));
+        assert!(!super::sums_fit_i32(&codes(&[10, 65_794]), 0));
+        assert!(!super::sums_fit_i32(&codes(&[65_794]), 255));
+        assert!(super::sums_fit_i32(&codes(&[65_794]), 128), "|u8 − 128| ≤ 128: 2^31 / (128·128) = 131,072 codes");
+    }
 
     use crate::testutil::{interpret, random};
     use crate::{Int8Dot, PassOptions};
