@@ -472,12 +472,22 @@ def constants_variant(path: str) -> onnx.ModelProto:
     return m
 
 
+def unnamed_variant(path: str) -> onnx.ModelProto:
+    """The model at `path` with every node's name cleared, as some converters
+    write them: layers are then named `<op>_<index>`, and the exporter must
+    find them by those names although it inserts nodes before them."""
+    m = onnx.load(path)
+    for n in m.graph.node:
+        n.name = ""
+    return m
+
+
 # ------------------------------------------------------------------------------------------
 # driver
 # ------------------------------------------------------------------------------------------
 NAMES = ["mobilenet_v2", "mobilenet_v2_bn", "resnet18", "resnet18_bn", "squeezenet1_1", "tiny_transformer",
          "tiny_transformer_affine", "lstm_kws", "gru_kws", "lstm_bidir_kws", "bn_convnet", "residual_cnn",
-         "pattern_pruned_cnn", "digits_cnn_constants", "upsample_head", "upsample_odd"]
+         "pattern_pruned_cnn", "digits_cnn_constants", "digits_cnn_unnamed", "upsample_head", "upsample_odd"]
 
 
 def _io(shape_in, shape_out):
@@ -572,6 +582,10 @@ def make_all(only: set[str] | None):
         fixture = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../fixtures/models/digits_cnn")
         yield "digits_cnn_constants", "the digits_cnn fixture with its weights in Constant nodes, 1x1x8x8", 117, \
             constants_variant(os.path.join(fixture, "model.onnx")), np.load(os.path.join(fixture, "input_0.npy"))
+    if want("digits_cnn_unnamed"):
+        fixture = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../fixtures/models/digits_cnn")
+        yield "digits_cnn_unnamed", "the digits_cnn fixture with every node's name cleared, 1x1x8x8", 123, \
+            unnamed_variant(os.path.join(fixture, "model.onnx")), np.load(os.path.join(fixture, "input_0.npy"))
     if want("pattern_pruned_cnn"):
         b = build_pattern_pruned_cnn(115)
         shape = [1, 3, 28, 28]

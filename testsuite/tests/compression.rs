@@ -677,6 +677,31 @@ fn weights_in_constant_nodes_compress_and_export_like_initializers() {
     assert_eq!(reimported, top1, "the exported model's top-1");
 }
 
+/// A model whose nodes have no names (`digits_cnn_unnamed`: layers named
+/// `conv_0`, `gemm_7`, ... by their index) exports too: the exporter finds
+/// every layer before it inserts the first layer's quantiser nodes, which
+/// shift the indices (it looked `conv_3` up after and found no node of
+/// that name), and the exported file computes the compressed model.
+#[test]
+fn unnamed_nodes_compress_and_export() {
+    use kerf_pipeline::compression::export_onnx;
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("generated/digits_cnn_unnamed/model.onnx");
+    assert!(model.is_file(), "{} is missing: run testsuite/run-all.sh (make_models.py)", model.display());
+    let plan = "[default]\nquant = \"int8\"\n";
+    let s = Session::new(&model)
+        .target(kerf_targets::Target::host_baseline())
+        .compression(Plan::parse(plan).unwrap(), calib());
+    let o = s.graph().unwrap();
+    let report = o.compression.unwrap();
+    let names: Vec<&str> = report.layers.iter().map(|l| l.layer.as_str()).collect();
+    assert!(names.iter().all(|n| n.contains('_') && !n.contains('/')), "index names: {names:?}");
+    let top1 = top1_on(&s, &o.graph, "digits_cnn");
+    let (bytes, edited) = export_onnx(&model, &report).unwrap();
+    assert_eq!(edited, 3, "both convs and the Gemm are edited");
+    let (_, reimported) = with_exported(&bytes, "unnamed", text_and_top1);
+    assert_eq!(reimported, top1, "the exported model's top-1");
+}
+
 #[test]
 fn export_errors_name_the_layer() {
     use kerf_onnx::export::{export_edited, AxisQuant, LayerEdit};

@@ -127,17 +127,17 @@ pub fn export_edited(model: &Path, edits: &[LayerEdit]) -> Result<Vec<u8>, Impor
     }
     let g = m.graph.as_mut().ok_or_else(|| ImportError::model("model has no graph"))?;
     let mut names = Names::of(g);
-    // the residuals' layers by their outputs, named before any node moves
-    let mut residuals = Vec::new();
-    for e in edits {
-        if let Some(q) = e.residual_quant {
-            let at = layer_node(g, &e.layer)?;
-            let out = g.node[at].output.first().cloned().ok_or_else(|| err(&e.layer, "has no output"))?;
-            residuals.push((e.layer.as_str(), out, q));
-        }
-    }
-    for e in edits {
-        edit_layer(g, &mut names, e)?;
+    // every layer's node by its first output, found before any node moves
+    // (an unnamed node's display name holds its index, which the nodes
+    // inserted for an earlier layer shift)
+    let outs = edits.iter().map(|e| layer_output(g, &e.layer)).collect::<Result<Vec<_>, _>>()?;
+    let residuals: Vec<_> = edits
+        .iter()
+        .zip(&outs)
+        .filter_map(|(e, out)| e.residual_quant.map(|q| (e.layer.as_str(), out.clone(), q)))
+        .collect();
+    for (e, out) in edits.iter().zip(&outs) {
+        edit_layer(g, &mut names, e, out)?;
     }
     for (layer, out, q) in residuals {
         quantize_residual(g, &mut names, layer, &out, q)?;
@@ -177,14 +177,21 @@ fn display_name(n: &NodeProto, index: usize) -> String {
     crate::import::node_display_name(&n.name, &n.op_type, index)
 }
 
-/// The index of the one node named `layer`.
-fn layer_node(g: &GraphProto, layer: &str) -> Result<usize, ImportError> {
+/// The first output of the one node named `layer`.
+fn layer_output(g: &GraphProto, layer: &str) -> Result<String, ImportError> {
     let found: Vec<usize> = (0..g.node.len()).filter(|&i| display_name(&g.node[i], i) == layer).collect();
-    match found.as_slice() {
-        [i] => Ok(*i),
-        [] => Err(err(layer, "no node of that name")),
-        _ => Err(err(layer, "several nodes have that name")),
-    }
+    let at = match found.as_slice() {
+        [i] => *i,
+        [] => return Err(err(layer, "no node of that name")),
+        _ => return Err(err(layer, "several nodes have that name")),
+    };
+    g.node[at].output.first().filter(|o| !o.is_empty()).cloned().ok_or_else(|| err(layer, "has no output"))
+}
+
+/// The index of the node whose first output is `out` (layer `layer`'s,
+/// [`layer_output`]).
+fn node_with_output(g: &GraphProto, layer: &str, out: &str) -> Result<usize, ImportError> {
+    g.node.iter().position(|n| n.output.first().is_some_and(|o| o == out)).ok_or_else(|| err(layer, "its node is gone"))
 }
 
 /// The one two-input `Add` reading `layer`'s output `out` (or the output
@@ -227,9 +234,9 @@ fn quantize_residual(
     Ok(())
 }
 
-fn edit_layer(g: &mut GraphProto, names: &mut Names, e: &LayerEdit) -> Result<(), ImportError> {
+fn edit_layer(g: &mut GraphProto, names: &mut Names, e: &LayerEdit, out: &str) -> Result<(), ImportError> {
     let layer = e.layer.as_str();
-    let at = layer_node(g, layer)?;
+    let at = node_with_output(g, layer, out)?;
     let op = g.node[at].op_type.clone();
     if !g.node[at].domain.is_empty() || !["Conv", "ConvTranspose", "Gemm", "MatMul"].contains(&op.as_str()) {
         return Err(err(layer, format!("is a {op}; only Conv, ConvTranspose, Gemm and MatMul layers are exported")));
