@@ -651,54 +651,53 @@ fn exported_qdq_model_computes_the_compressed_model() {
     assert_eq!(reimported, top1, "top-1 of the exported model {reimported} vs the compressed graph {top1}");
 }
 
+/// A generated variant of the digits CNN (`generated/<name>`), compressed
+/// to int8 on the host's baseline target: its report, its top-1 and the
+/// top-1 of its exported QDQ file imported again (which must edit both
+/// convs and the Gemm).
+fn int8_and_exported(name: &str) -> (Report, f64, f64) {
+    use kerf_pipeline::compression::export_onnx;
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("generated/{name}/model.onnx"));
+    assert!(model.is_file(), "{} is missing: run testsuite/run-all.sh (make_models.py)", model.display());
+    let s = Session::new(&model)
+        .target(kerf_targets::Target::host_baseline())
+        .compression(Plan::parse(INT8).unwrap(), calib());
+    let o = s.graph().unwrap();
+    let report = o.compression.unwrap();
+    let top1 = top1_on(&s, &o.graph, "digits_cnn");
+    let (bytes, edited) = export_onnx(&model, &report).unwrap();
+    assert_eq!(edited, 3, "{name}: both convs and the Gemm are edited");
+    let (_, reimported) = with_exported(&bytes, name, text_and_top1);
+    (report, top1, reimported)
+}
+
+const INT8: &str = "[default]\nquant = \"int8\"\n";
+
 /// Weights in `Constant` nodes (as converters write them; the generated
 /// `digits_cnn_constants` is the fixture so rewritten) compress and export
 /// like initializers: the same layers, bytes and top-1 as the fixture's
 /// own int8 model, and the exported QDQ file imports to the same top-1.
 #[test]
 fn weights_in_constant_nodes_compress_and_export_like_initializers() {
-    use kerf_pipeline::compression::export_onnx;
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("generated/digits_cnn_constants/model.onnx");
-    assert!(model.is_file(), "{} is missing: run testsuite/run-all.sh (make_models.py)", model.display());
-    let plan = "[default]\nquant = \"int8\"\n";
-    let s = Session::new(&model)
-        .target(kerf_targets::Target::host_baseline())
-        .compression(Plan::parse(plan).unwrap(), calib());
-    let o = s.graph().unwrap();
-    let report = o.compression.unwrap();
-    let (top1, _, want) = evaluate(Some(plan));
+    let (report, top1, reimported) = int8_and_exported("digits_cnn_constants");
+    let (want_top1, _, want) = evaluate(Some(INT8));
     let want = want.unwrap();
     let layers = |r: &Report| r.layers.iter().map(|l| (l.layer.clone(), l.bytes_after)).collect::<Vec<_>>();
     assert_eq!(layers(&report), layers(&want), "the same layers compressed to the same bytes");
-    assert_eq!(top1_on(&s, &o.graph, "digits_cnn"), top1, "top-1 as the fixture's int8 model");
-    let (bytes, edited) = export_onnx(&model, &report).unwrap();
-    assert_eq!(edited, 3, "both convs and the Gemm are edited");
-    let (_, reimported) = with_exported(&bytes, "constants", text_and_top1);
+    assert_eq!(top1, want_top1, "top-1 as the fixture's int8 model");
     assert_eq!(reimported, top1, "the exported model's top-1");
 }
 
 /// A model whose nodes have no names (`digits_cnn_unnamed`: layers named
 /// `conv_0`, `gemm_7`, ... by their index) exports too: the exporter finds
 /// every layer before it inserts the first layer's quantiser nodes, which
-/// shift the indices (it looked `conv_3` up after and found no node of
+/// shift the indices (it looked `conv_2` up after and found no node of
 /// that name), and the exported file computes the compressed model.
 #[test]
 fn unnamed_nodes_compress_and_export() {
-    use kerf_pipeline::compression::export_onnx;
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("generated/digits_cnn_unnamed/model.onnx");
-    assert!(model.is_file(), "{} is missing: run testsuite/run-all.sh (make_models.py)", model.display());
-    let plan = "[default]\nquant = \"int8\"\n";
-    let s = Session::new(&model)
-        .target(kerf_targets::Target::host_baseline())
-        .compression(Plan::parse(plan).unwrap(), calib());
-    let o = s.graph().unwrap();
-    let report = o.compression.unwrap();
+    let (report, top1, reimported) = int8_and_exported("digits_cnn_unnamed");
     let names: Vec<&str> = report.layers.iter().map(|l| l.layer.as_str()).collect();
     assert!(names.iter().all(|n| n.contains('_') && !n.contains('/')), "index names: {names:?}");
-    let top1 = top1_on(&s, &o.graph, "digits_cnn");
-    let (bytes, edited) = export_onnx(&model, &report).unwrap();
-    assert_eq!(edited, 3, "both convs and the Gemm are edited");
-    let (_, reimported) = with_exported(&bytes, "unnamed", text_and_top1);
     assert_eq!(reimported, top1, "the exported model's top-1");
 }
 

@@ -154,8 +154,19 @@ fn resize(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
 /// Resize before opset 11: scales only (input 1), floor rounding, asymmetric
 /// coordinates.
 fn resize_v10(cx: &mut Cx, x: ValueId, mode: &str) -> Result<Vec<ValueId>, ImportError> {
-    let xs = cx.shape(x);
     let scales = cx.konst(1, "scales")?.map(|t| floats(&t));
+    floor_asymmetric(cx, x, mode, scales)
+}
+
+/// A resize by `scales` with floor rounding and asymmetric coordinates:
+/// `Upsample`, and `Resize` before opset 11.
+fn floor_asymmetric(
+    cx: &mut Cx,
+    x: ValueId,
+    mode: &str,
+    scales: Option<Vec<f32>>,
+) -> Result<Vec<ValueId>, ImportError> {
+    let xs = cx.shape(x);
     let (scales, sizes) = resolve(cx, &xs, scales, None)?;
     let rz = Resize {
         mode: mode_of(cx, mode, NearestMode::Floor)?,
@@ -244,7 +255,6 @@ fn matrix_resize(
 
 fn upsample(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     let x = cx.input(0)?;
-    let xs = cx.shape(x);
     let a = cx.attrs();
     let mode = a.string("mode", "nearest")?;
     let scales = if cx.opset < 9 {
@@ -252,16 +262,7 @@ fn upsample(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     } else {
         cx.konst(1, "scales")?.map(|t| floats(&t))
     };
-    let (scales, sizes) = resolve(cx, &xs, scales, None)?;
-    let rz = Resize {
-        mode: mode_of(cx, &mode, NearestMode::Floor)?,
-        coord: CoordMode::Asymmetric,
-        cubic_coeff: F32::new(-0.75),
-        exclude_outside: false,
-        scales,
-        sizes,
-    };
-    Ok(vec![cx.add1(Op::Resize(rz), vec![x])?])
+    floor_asymmetric(cx, x, &mode, scales)
 }
 
 /// Expands a roi given for `axes` (starts then ends) to all axes (others
