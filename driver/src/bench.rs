@@ -68,9 +68,19 @@ extern "C" fn prof_hook(i: u32) {
     MARKS.with(|m| m.borrow_mut().push((i, now)));
 }
 
+/// Most threads `--threads` takes (each is an OS thread with its stack).
+const MAX_THREADS: usize = 1024;
+/// Most timed (or warm-up) runs: their times are kept for the median.
+const MAX_RUNS: usize = 10_000_000;
+
 pub fn run(args: &BenchArgs) -> Result<()> {
-    if args.threads == 0 {
-        bail!("--threads must be at least 1");
+    if !(1..=MAX_THREADS).contains(&args.threads) {
+        bail!("--threads {} must be in 1..={MAX_THREADS}", args.threads);
+    }
+    for (flag, n) in [("--iters", args.iters), ("--warmup", args.warmup)] {
+        if n.is_some_and(|n| n > MAX_RUNS) {
+            bail!("{flag} {} is more than {MAX_RUNS} runs", n.unwrap_or(0));
+        }
     }
     if args.iters == Some(0) {
         bail!("--iters must be at least 1");

@@ -299,7 +299,8 @@ impl DataArgs {
     pub fn load(&self, base: Session, limit: Option<usize>) -> Result<DataSet> {
         let stacked = read_stacked(&data_files(&self.data, &base.model_inputs()?)?)?;
         let session = base.sample_shapes(&stacked)?;
-        let mut samples = samples_for(&session.import()?, &stacked)?;
+        let g = session.import()?;
+        let mut samples = samples_for(&g, &stacked)?;
         let mut labels = self.labels.as_ref().map(|p| read_labels(p)).transpose()?;
         if let (Some(l), Some(p)) = (&labels, &self.labels) {
             if l.len() != samples.len() {
@@ -312,8 +313,30 @@ impl DataArgs {
                 l.truncate(n);
             }
         }
+        if samples.is_empty() {
+            bail!("no samples to run (the data holds none, or --limit 0)");
+        }
+        if let (Some(l), Some(out)) = (&labels, g.outputs.first()) {
+            classes_fit(&g.ty(out.value).shape, l)?;
+        }
         Ok(DataSet { session, samples, labels })
     }
+}
+
+/// Labels name classes of output 0, which top-1 reads as one score per
+/// class: it must be a vector (`[C]`, `[1, C]`, ... one axis past 1), and
+/// every label in `0..C`.
+fn classes_fit(out: &[usize], labels: &[i64]) -> Result<()> {
+    if out.iter().filter(|&&d| d > 1).count() > 1 {
+        bail!(
+            "top-1 reads output 0 as one score per class, but it has shape {out:?}: labels need a classifier's output"
+        );
+    }
+    let classes: usize = out.iter().product();
+    if let Some((i, l)) = labels.iter().enumerate().find(|(_, &l)| usize::try_from(l).map_or(true, |l| l >= classes)) {
+        bail!("label {l} (sample {i}) is not a class of output 0's {classes}");
+    }
+    Ok(())
 }
 
 /// Reads `--input` specs for the model's inputs and gives them to the

@@ -46,6 +46,11 @@ pub struct RunArgs {
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
+    for (flag, v) in [("--atol", args.atol), ("--rtol", args.rtol)] {
+        if !(v.is_finite() && v >= 0.0) {
+            bail!("{flag} {v} must be a non-negative number");
+        }
+    }
     let (session, files) = with_input_files(
         args.model.session()?.target(kerf_targets::Target::host(&args.cpu)?).micro_kernels(!args.no_micro_kernels),
         &args.inputs,

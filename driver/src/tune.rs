@@ -131,6 +131,16 @@ pub fn run(args: &TuneArgs) -> Result<()> {
     if !(args.max_drop.is_finite() && args.max_drop >= 0.0) {
         bail!("--max-drop {} must be a non-negative number", args.max_drop);
     }
+    if args.min_snr.is_some_and(|d| !d.is_finite()) {
+        bail!("--max-drop-snr must be a number of dB");
+    }
+    // (a week at most: Duration takes any finite non-negative number)
+    if args.time_budget.is_some_and(|t| !(t.is_finite() && t > 0.0 && t <= 604_800.0)) {
+        bail!("--time-budget {} must be a number of seconds in (0, 604800]", args.time_budget.unwrap_or(0.0));
+    }
+    if !(1..=10_000_000).contains(&args.iters) {
+        bail!("--iters {} must be in 1..=10000000", args.iters);
+    }
     let host = args.target == "host" || args.target == kerf_targets::Target::host_baseline().triple();
     let cpu = args.cpu.clone().unwrap_or_else(|| if host { "native".into() } else { "baseline".into() });
     let target = kerf_targets::Target::parse(&args.target, &cpu)?;

@@ -478,3 +478,67 @@ fn eval_saves_the_outputs_it_scored() {
     assert_user_error(&o, &["--save-outputs", "/nonexistent-dir/o.npy"]);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Numbers past what a flag means, labels that are not classes of a
+/// classifier's output, and an empty evaluation are clear errors (a review
+/// found each one accepted, or aborting: `--threads 100000` failed to set up
+/// thread stacks, `--iters 2^64−1` overflowed a capacity, a negative
+/// `--time-budget` panicked converting to a duration, out-of-range labels
+/// were counted as misses, a transformer's `[1, 64, 128]` output was
+/// ranked as 8,192 classes); `kerf compress` refuses to write over its
+/// input model.
+#[test]
+fn out_of_range_flags_labels_and_outputs_are_clear_errors() {
+    let d = fixtures().join("models/digits_cnn");
+    let p = |f: &str| d.join(f).to_str().unwrap().to_string();
+    let (model, x, y) = (p("model.onnx"), p("test_x.npy"), p("test_y.npy"));
+    let dir = std::env::temp_dir().join(format!("kerf-cli-ranges-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let labels = |name: &str, v: &[i64]| {
+        let path = dir.join(name);
+        let t = kerf_ir::Tensor::from_i64_values(kerf_ir::DType::I64, vec![v.len()], v).unwrap();
+        kerf_pipeline::npy::write(&path, &t).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let mut bad: Vec<i64> = vec![0; 450];
+    bad[7] = 10;
+    let oob = labels("oob.npy", &bad);
+    bad[7] = -1;
+    let neg = labels("neg.npy", &bad);
+    assert_user_error(&kerf(&["eval", &model, "--data", &x, "--labels", &oob]), &["label 10 (sample 7)"]);
+    assert_user_error(&kerf(&["eval", &model, "--data", &x, "--labels", &neg]), &["label -1 (sample 7)"]);
+    assert_user_error(&kerf(&["eval", &model, "--data", &x, "--labels", &y, "--limit", "0"]), &["no samples"]);
+    assert_user_error(&kerf(&["bench", &model, "--threads", "100000"]), &["--threads 100000"]);
+    assert_user_error(&kerf(&["bench", &model, "--iters", "18446744073709551615"]), &["--iters"]);
+    let calib = p("calib_x.npy");
+    let tune = |budget: &str| {
+        let flag = format!("--time-budget={budget}");
+        kerf(&["tune", &model, "--calib", &calib, "--data", &x, "--labels", &y, &flag])
+    };
+    assert_user_error(&tune("-1"), &["--time-budget"]);
+    assert_user_error(&tune("nan"), &["--time-budget"]);
+    let out = p("output_0.npy");
+    let input = p("input_0.npy");
+    assert_user_error(&kerf(&["run", &model, "-i", &input, "--expect", &out, "--atol", "nan"]), &["--atol"]);
+    // a model whose output is not one score per class
+    let t = fixtures().join("models/tiny_transformer");
+    let tx = t.join("input_0.npy");
+    let stacked = dir.join("tt_x.npy");
+    let one = kerf_pipeline::npy::read(&tx).unwrap();
+    let shape = [vec![1], one.shape().to_vec()].concat();
+    let one = kerf_ir::Tensor::from_bytes(one.dtype(), shape, one.bytes().to_vec()).unwrap();
+    kerf_pipeline::npy::write(&stacked, &one).unwrap();
+    let tl = labels("tt_y.npy", &[3]);
+    let tm = t.join("model.onnx");
+    let e = kerf(&["eval", tm.to_str().unwrap(), "--data", stacked.to_str().unwrap(), "--labels", &tl]);
+    assert_user_error(&e, &["one score per class", "[1, 64, 128]"]);
+    // compress onto its own input
+    let copy = dir.join("m.onnx");
+    std::fs::copy(&model, &copy).unwrap();
+    let before = std::fs::read(&copy).unwrap();
+    let c = copy.to_str().unwrap();
+    let o = kerf(&["compress", c, "--quantize", "int8", "--calib", &calib, "-o", c]);
+    assert_user_error(&o, &["is the model being compressed"]);
+    assert_eq!(std::fs::read(&copy).unwrap(), before, "the model is untouched");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -96,15 +96,24 @@ pub fn window_out(
     pe: usize,
     ceil: bool,
 ) -> Result<usize, String> {
-    let eff = dil * (k - 1) + 1;
-    let padded = input + pb + pe;
+    let too_large = || format!("window (kernel {k}, dilation {dil}) or padded input ({input} + {pb} + {pe}) too large");
+    let eff =
+        k.checked_sub(1).and_then(|k1| dil.checked_mul(k1)).and_then(|e| e.checked_add(1)).ok_or_else(too_large)?;
+    let padded = input.checked_add(pb).and_then(|p| p.checked_add(pe)).ok_or_else(too_large)?;
+    // (past 2^40 the kernels' element offsets, multiplied out, leave i64)
+    if padded.max(eff) > MAX_ELEMENTS {
+        return Err(too_large());
+    }
     if padded < eff {
         return Err(format!("window of extent {eff} does not fit padded input of {padded}"));
+    }
+    if stride == 0 {
+        return Err("stride 0".to_string());
     }
     let span = padded - eff;
     let mut out = if ceil { span.div_ceil(stride) + 1 } else { span / stride + 1 };
     // ONNX/PyTorch rule: the last window must start inside the input or left padding.
-    if ceil && (out - 1) * stride >= input + pb {
+    if ceil && (out - 1).checked_mul(stride).is_none_or(|s| s >= input + pb) {
         out -= 1;
     }
     Ok(out)
@@ -122,8 +131,27 @@ fn spatial(x: &TensorType, w: &Window, ceil: bool) -> Result<Vec<usize>, String>
         .collect()
 }
 
-/// The output types of `op` applied to inputs of types `ins`, or a message saying what was expected.
+/// Most elements of one value: 2^40 (4 TiB of f32), far past any device
+/// kerf targets, and small enough that byte sizes and offsets stay within
+/// `usize` and `i64` arithmetic everywhere.
+pub const MAX_ELEMENTS: usize = 1 << 40;
+
+/// The output types of `op` applied to inputs of types `ins`, or a message
+/// saying what was expected; no output has more than [`MAX_ELEMENTS`]
+/// elements (an attribute such as a stride of 2^62 gives an error here,
+/// not a shape whose size overflows later).
 pub fn infer(op: &Op, ins: &[&TensorType]) -> R {
+    let outs = infer_types(op, ins)?;
+    for t in &outs {
+        let n = t.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if n.is_none_or(|n| n > MAX_ELEMENTS) {
+            return Err(format!("output {t} has more than 2^40 elements"));
+        }
+    }
+    Ok(outs)
+}
+
+fn infer_types(op: &Op, ins: &[&TensorType]) -> R {
     narrow_inputs(op, ins)?;
     match op {
         Op::Unary(u) => {
@@ -780,6 +808,24 @@ mod tests {
 
     fn t(shape: &[usize]) -> TensorType {
         TensorType::new(DType::F32, shape.to_vec())
+    }
+
+    /// Window arithmetic that would overflow, or axes past 2^40 elements
+    /// (whose byte offsets leave i64 in the kernels), are errors: a conv
+    /// with dilations and pads of 2^62 once compiled to code that crashed,
+    /// a ConvTranspose with strides of 2^62 to a shape of 1.4e19.
+    #[test]
+    fn sizes_that_overflow_are_errors() {
+        let big = 1usize << 62;
+        assert!(window_out(4, 3, 1, big, big, big, false).is_err(), "extent 2^63 + 1");
+        assert!(window_out(4, 3, 1, usize::MAX, 0, 0, false).is_err(), "extent overflows");
+        assert!(window_out(4, 3, 1, 1, usize::MAX, 1, false).is_err(), "padding overflows");
+        assert!(window_out(4, 3, 0, 1, 1, 1, false).is_err(), "stride 0");
+        assert_eq!(window_out(1 << 20, 3, 2, 1, 1, 1, true), Ok((1 << 19) + 1), "ceil mode, last window inside");
+        let huge = Op::Unary(UnaryOp::Relu);
+        let e = infer(&huge, &[&t(&[1 << 21, 1 << 20])]).unwrap_err();
+        assert!(e.contains("2^40"), "{e}");
+        assert!(infer(&huge, &[&t(&[1 << 20, 1 << 20])]).is_ok(), "2^40 elements exactly");
     }
 
     /// Only a depthwise QConv (one input and one output channel per
