@@ -58,7 +58,7 @@ fn einsum(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
         Some((l, r)) => (l, Some(r)),
         None => (eq.as_str(), None),
     };
-    let (mut xs, labels, total) = operands(cx, &eq, lhs)?;
+    let Operands { mut xs, labels, total } = operands(cx, &eq, lhs)?;
     let n_in = xs.len();
     let dtype = cx.ty(xs[0]).dtype;
     if xs.iter().any(|&x| cx.ty(x).dtype != dtype) || !(dtype.is_int() || dtype.is_float()) {
@@ -109,9 +109,18 @@ fn einsum(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     Ok(vec![r])
 }
 
-/// The node's operands with their labels (`...` expanded, right-aligned
-/// among the `total` ellipsis labels) and `total`.
-fn operands(cx: &Cx, eq: &str, lhs: &str) -> Result<(Vec<ValueId>, Vec<Vec<char>>, usize), ImportError> {
+/// The node's operands with their labels.
+struct Operands {
+    xs: Vec<ValueId>,
+    /// Per operand, one label per axis (`...` expanded, right-aligned among
+    /// the `total` ellipsis labels).
+    labels: Vec<Vec<char>>,
+    /// Axes the ellipsis stands for in the widest operand.
+    total: usize,
+}
+
+/// The node's operands and their labels from the equation's left side.
+fn operands(cx: &Cx, eq: &str, lhs: &str) -> Result<Operands, ImportError> {
     let terms: Vec<&str> = lhs.split(',').collect();
     let n_in = cx.node.inputs.len();
     if terms.len() != n_in {
@@ -134,7 +143,7 @@ fn operands(cx: &Cx, eq: &str, lhs: &str) -> Result<(Vec<ValueId>, Vec<Vec<char>
             }
         }
     }
-    Ok((xs, labels, total))
+    Ok(Operands { xs, labels, total })
 }
 
 /// Each label's size (1 broadcasts against the others).

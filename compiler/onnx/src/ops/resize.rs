@@ -179,6 +179,9 @@ fn floor_asymmetric(
     Ok(vec![cx.add1(Op::Resize(rz), vec![x])?])
 }
 
+/// Per-axis scales in f64 and output sizes, each if known.
+type ScalesAndSizes = (Option<Vec<f64>>, Option<Vec<i64>>);
+
 /// Per-axis scales in f64 as the reference computes them (sizes / input
 /// when sizes are given; one scale for the resized axes under a
 /// `keep_aspect_ratio_policy` other than `stretch`), and the output sizes
@@ -189,7 +192,7 @@ fn scales_f64(
     (scales, sizes): (&Option<Vec<f32>>, &Option<Vec<i64>>),
     policy: &str,
     on: &[usize],
-) -> Result<(Option<Vec<f64>>, Option<Vec<i64>>), ImportError> {
+) -> Result<ScalesAndSizes, ImportError> {
     let rank = xs.len();
     Ok(match (scales, sizes) {
         (None, Some(sz)) if policy != "stretch" => {
