@@ -204,6 +204,20 @@ fn attribute_of_the_wrong_type() {
 }
 
 #[test]
+fn attribute_given_twice() {
+    case("attr_duplicate.onnx", is_model, "node 'sm' (Softmax) has attribute 'axis' twice");
+}
+
+#[test]
+fn constant_gather_index_out_of_range() {
+    case(
+        "gather_index_out_of_range.onnx",
+        is_node("ga", "Gather"),
+        "node 'ga' (Gather): index 4 is out of range for axis 1 of size 4",
+    );
+}
+
+#[test]
 fn required_attribute_missing() {
     case("attr_missing.onnx", is_node("cat", "Concat"), "node 'cat' (Concat): missing required attribute 'axis'");
 }

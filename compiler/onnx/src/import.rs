@@ -430,6 +430,12 @@ pub(crate) fn run_nodes(
                 n.op_type, n.domain
             )));
         }
+        // (the ONNX checker's rule; the attribute lookups would take the first)
+        if let Some(a) =
+            n.attrs.iter().enumerate().find_map(|(j, a)| n.attrs[..j].iter().any(|b| b.name == a.name).then_some(a))
+        {
+            return Err(ImportError::model(format!("node '{name}' ({}) has attribute '{}' twice", n.op_type, a.name)));
+        }
         let mut ins: Vec<Option<Val>> = Vec::with_capacity(n.inputs.len());
         for s in &n.inputs {
             if s.is_empty() {

@@ -280,6 +280,12 @@ fn gather(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     if n_idx > 0 && cx.shape(x).get(axis) == Some(&0) {
         return Err(cx.err(format!("gathers {n_idx} indices from axis {axis}, which has size 0")));
     }
+    // constant indices out of range are the model's error, said here (the
+    // kernel clamps run-time ones, so it never reads outside the tensor)
+    let d = cx.shape(x).get(axis).copied().unwrap_or(0) as i64;
+    if let Some(bad) = cx.const_ints(1, "indices")?.and_then(|ix| ix.into_iter().find(|&i| i < -d || i >= d)) {
+        return Err(cx.err(format!("index {bad} is out of range for axis {axis} of size {d}")));
+    }
     Ok(vec![cx.add1(Op::Gather { axis }, vec![x, idx])?])
 }
 
