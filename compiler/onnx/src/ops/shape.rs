@@ -282,8 +282,10 @@ fn gather(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     }
     // constant indices out of range are the model's error, said here (the
     // kernel clamps run-time ones, so it never reads outside the tensor)
+    // (read without `const_ints`, which would ask for run-time indices to be bound)
     let d = cx.shape(x).get(axis).copied().unwrap_or(0) as i64;
-    if let Some(bad) = cx.const_ints(1, "indices")?.and_then(|ix| ix.into_iter().find(|&i| i < -d || i >= d)) {
+    let known = cx.g.const_of(idx).filter(|t| t.dtype().is_int()).map(|t| t.to_i64_vec());
+    if let Some(bad) = known.and_then(|ix| ix.into_iter().find(|&i| i < -d || i >= d)) {
         return Err(cx.err(format!("index {bad} is out of range for axis {axis} of size {d}")));
     }
     Ok(vec![cx.add1(Op::Gather { axis }, vec![x, idx])?])
