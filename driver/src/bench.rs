@@ -27,7 +27,7 @@ use kerf_pipeline::measure::{median, MeasureOptions, Runner};
 use kerf_pipeline::Session;
 use kerf_runtime::ThreadPool;
 
-use crate::options::{note_bound, warn, with_input_files, ModelArgs};
+use crate::options::{note_bound, warn, with_input_files, ModelArgs, MAX_RUNS};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -70,16 +70,14 @@ extern "C" fn prof_hook(i: u32) {
 
 /// Most threads `--threads` takes (each is an OS thread with its stack).
 const MAX_THREADS: usize = 1024;
-/// Most timed (or warm-up) runs: their times are kept for the median.
-const MAX_RUNS: usize = 10_000_000;
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     if !(1..=MAX_THREADS).contains(&args.threads) {
         bail!("--threads {} must be in 1..={MAX_THREADS}", args.threads);
     }
     for (flag, n) in [("--iters", args.iters), ("--warmup", args.warmup)] {
-        if n.is_some_and(|n| n > MAX_RUNS) {
-            bail!("{flag} {} is more than {MAX_RUNS} runs", n.unwrap_or(0));
+        if let Some(n) = n.filter(|&n| n > MAX_RUNS) {
+            bail!("{flag} {n} is more than {MAX_RUNS} runs");
         }
     }
     if args.iters == Some(0) {

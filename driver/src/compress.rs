@@ -28,10 +28,9 @@ pub fn run(args: &CompressCmdArgs) -> Result<()> {
             "nothing to compress: give --quantize, --prune-patterns, --connectivity, --prune-nm, --low-rank, --tucker or --plan"
         );
     }
-    // the compressed file must not replace the model it comes from (nor the
-    // data beside it): the same file by any path is refused up front
-    let same = |a: &std::path::Path, b: &std::path::Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
-    if same(&args.output, &args.model.model) {
+    // the compressed file must not replace the model it comes from: the
+    // same file by any path is refused up front
+    if matches!((args.output.canonicalize(), args.model.model.canonicalize()), (Ok(x), Ok(y)) if x == y) {
         bail!(
             "-o '{}' is the model being compressed; write the compressed model to another file",
             args.output.display()

@@ -323,6 +323,10 @@ impl DataArgs {
     }
 }
 
+/// Most timed (or warm-up) runs a measurement takes (`bench`, `tune`): their
+/// times are kept for the median.
+pub const MAX_RUNS: usize = 10_000_000;
+
 /// Labels name classes of output 0, which top-1 reads as one score per
 /// class: it must be a vector (`[C]`, `[1, C]`, ... one axis past 1), and
 /// every label in `0..C`.

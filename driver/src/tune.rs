@@ -12,7 +12,7 @@ use clap::Args;
 use kerf_pipeline::Session;
 use kerf_tune::{tune, write_report, Data, Metric, Objective, Outcome, Progress, TuneOptions};
 
-use crate::options::{DataArgs, DataSet, ModelArgs};
+use crate::options::{DataArgs, DataSet, ModelArgs, MAX_RUNS};
 
 #[derive(Args, Debug)]
 pub struct TuneArgs {
@@ -138,8 +138,8 @@ pub fn run(args: &TuneArgs) -> Result<()> {
     if args.time_budget.is_some_and(|t| !(t.is_finite() && t > 0.0 && t <= 604_800.0)) {
         bail!("--time-budget {} must be a number of seconds in (0, 604800]", args.time_budget.unwrap_or(0.0));
     }
-    if !(1..=10_000_000).contains(&args.iters) {
-        bail!("--iters {} must be in 1..=10000000", args.iters);
+    if !(1..=MAX_RUNS).contains(&args.iters) {
+        bail!("--iters {} must be in 1..={MAX_RUNS}", args.iters);
     }
     let host = args.target == "host" || args.target == kerf_targets::Target::host_baseline().triple();
     let cpu = args.cpu.clone().unwrap_or_else(|| if host { "native".into() } else { "baseline".into() });

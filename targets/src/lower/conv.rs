@@ -18,7 +18,7 @@ use cranelift_codegen::ir::{types, InstBuilder, Value};
 use kerf_ir::Op;
 
 use super::conv_geo::{geometry, pad_input, tap_range, Geo};
-use super::epilogue::{apply_act, Act, Epilogue};
+use super::epilogue::{epilogue_pass, Act, Epilogue};
 use super::{Kernel, LResult};
 
 /// Conv and ConvFused. The packed-GEMM, depthwise, Winograd and small-K
@@ -47,19 +47,9 @@ pub fn conv(k: &mut Kernel) -> LResult {
         return super::matmul::pointwise_on_one_pixel(k, c.layer.clone(), fused.unwrap_or_default(), shape);
     }
     let done = conv_inner(k, &c, epi)?;
-    if !done && (epi.act != Act::None || epi.residual.is_some()) {
-        let out = k.output(0);
-        let n: usize = k.out_shape(0).iter().product();
-        k.for_vec(n, &mut |k, ty, i| {
-            let p = k.addr(out, i, 4);
-            let mut y = k.ld(ty, p, 0);
-            if let Some(r) = epi.residual {
-                let x = k.ld_at(ty, r, i, 4, 0);
-                y = k.b.ins().fadd(y, x);
-            }
-            let y = apply_act(k, ty, epi.act, y);
-            k.st(y, p, 0);
-        });
+    if !done {
+        let (out, n) = (k.output(0), k.out_shape(0).iter().product());
+        epilogue_pass(k, epi, (out, epi.residual), n);
     }
     Ok(())
 }

@@ -50,7 +50,7 @@ use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 
 use super::conv_geo::Geo;
-use super::epilogue::{apply_act, Act, Epilogue};
+use super::epilogue::{epilogue_pass, Act, Epilogue};
 use super::gemm_wide::act_epi;
 use super::{Family, Kernel, LResult};
 use crate::ukernel::epi::TileEpi;
@@ -107,7 +107,7 @@ pub(super) struct Weights<'a> {
 /// Emits the pattern conv with `epi` applied (`Ok(true)`): the register
 /// tiles apply the epilogues they have before their stores; any other
 /// (and every one on the 128-bit passes) runs as a pass over the task's
-/// own output channels once they are complete ([`epilogue_pass`]), never
+/// own output channels once they are complete ([`task_epilogue`]), never
 /// over the whole output, which other tasks are still writing.
 pub(super) fn conv(k: &mut Kernel, gm: &Geo, wt: &Weights, epi: Epilogue) -> LResult<bool> {
     let lanes = tile_lanes(k, gm, Elem::F32);
@@ -126,11 +126,11 @@ pub(super) fn conv(k: &mut Kernel, gm: &Geo, wt: &Weights, epi: Epilogue) -> LRe
         let (x, img) = (f.x, f.img);
         conv_tiles(k, gm, &prog, &ph, &f, &tiles, &mut |k, n| ph.pad(k, gm, x, n, img))?;
         if tile_epi.is_none() {
-            epilogue_pass(k, gm, &f, epi);
+            task_epilogue(k, gm, &f, epi);
         }
     } else {
         conv_passes(k, gm, &prog, &ph, &f);
-        epilogue_pass(k, gm, &f, epi);
+        task_epilogue(k, gm, &f, epi);
     }
     Ok(true)
 }
@@ -139,25 +139,16 @@ pub(super) fn conv(k: &mut Kernel, gm: &Geo, wt: &Weights, epi: Epilogue) -> LRe
 /// of every image, for an epilogue the conv itself did not apply: the
 /// operations of `conv`'s pass over the whole output, so a conv split into
 /// tasks gives the bits of one run whole.
-fn epilogue_pass(k: &mut Kernel, g: &Geo, f: &Frame, epi: Epilogue) {
+fn task_epilogue(k: &mut Kernel, g: &Geo, f: &Frame, epi: Epilogue) {
     if epi.act == Act::None && epi.residual.is_none() {
         return;
     }
-    let plane = g.oh * g.ow;
     k.for_n(0, g.n as i64, 1, |k, n| {
         k.for_acc(f.lo, f.hi, 1, &[], |k, oc, _| {
             let zero = k.ic(0);
-            let y_at = f.out_at(k, g, n, oc, zero);
-            let r_at = epi.residual.map(|r| out_at(k, g, r, (n, oc, zero), 4));
-            k.for_vec(plane, &mut |k, ty, i| {
-                let mut y = k.ld_at(ty, y_at, i, 4, 0);
-                if let Some(r) = r_at {
-                    let x = k.ld_at(ty, r, i, 4, 0);
-                    y = k.b.ins().fadd(y, x);
-                }
-                let y = apply_act(k, ty, epi.act, y);
-                k.st_at(y, y_at, i, 4, 0);
-            });
+            let y = f.out_at(k, g, n, oc, zero);
+            let r = epi.residual.map(|r| out_at(k, g, r, (n, oc, zero), 4));
+            epilogue_pass(k, epi, (y, r), g.oh * g.ow);
             vec![]
         });
     });

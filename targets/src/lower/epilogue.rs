@@ -77,6 +77,26 @@ impl Epilogue {
     pub const NONE: Epilogue = Epilogue { act: Act::None, residual: None };
 }
 
+/// `y = act(y + residual)` in place over `n` floats at `y`, the residual's
+/// `n` at `r` (the same layout): the epilogue as a pass of its own, for a
+/// kernel that did not apply it before its stores (nothing when `epi` is
+/// [`Epilogue::NONE`]).
+pub fn epilogue_pass(k: &mut Kernel, epi: Epilogue, (y, r): (Value, Option<Value>), n: usize) {
+    if epi.act == Act::None && r.is_none() {
+        return;
+    }
+    k.for_vec(n, &mut |k, ty, i| {
+        let p = k.addr(y, i, 4);
+        let mut v = k.ld(ty, p, 0);
+        if let Some(r) = r {
+            let x = k.ld_at(ty, r, i, 4, 0);
+            v = k.b.ins().fadd(v, x);
+        }
+        let v = apply_act(k, ty, epi.act, v);
+        k.st(v, p, 0);
+    });
+}
+
 /// `act(x)` on `ty` (`F32` or `F32X4`). Uses only min/max/mul/add/select
 /// paths that every ISA lowers natively. Max/min operand order follows the
 /// reference evaluator: NaN inputs stay NaN through Relu and Clip. The
