@@ -127,8 +127,12 @@ pub struct CompressArgs {
 
 impl CompressArgs {
     /// The plan these flags ask for, or `None` when they ask for nothing.
+    /// A flag that only tunes a technique not asked for is an error, not
+    /// ignored (`kerf tune` reads them through [`CompressArgs::parsed_plan`]
+    /// as the settings of every variant it tries).
     pub fn plan(&self) -> Result<Option<Plan>> {
         let plan = self.parsed_plan()?;
+        self.settings_have_a_technique()?;
         let asked = self.plan.is_some()
             || self.quantize.is_some()
             || self.prune_patterns.is_some()
@@ -143,6 +147,34 @@ impl CompressArgs {
             || self.residual.is_some()
             || self.bias_correction;
         Ok(asked.then_some(plan))
+    }
+
+    /// Settings flags of int8 need `--quantize int8`, and pruning's need a
+    /// pruning flag, unless a plan file (which may ask per layer) is given.
+    fn settings_have_a_technique(&self) -> Result<()> {
+        if self.plan.is_some() {
+            return Ok(());
+        }
+        let int8 = [
+            ("--rounding", self.rounding.is_some()),
+            ("--observer", self.observer.is_some()),
+            ("--granularity", self.granularity.is_some()),
+            ("--weight-bits", self.weight_bits.is_some()),
+            ("--byte-pairs", self.byte_pairs.is_some()),
+            ("--residual", self.residual.is_some()),
+        ];
+        let quantising = self.quantize.as_deref().is_some_and(|q| q != "f32");
+        if let Some((flag, _)) = int8.iter().find(|(_, given)| *given).filter(|_| !quantising) {
+            bail!("{flag} sets how int8 quantises: it needs --quantize int8 (or a --plan that quantises); alone it changes nothing");
+        }
+        let pruning = [("--selection", self.selection.is_some()), ("--pattern-group", self.pattern_group.is_some())];
+        let prunes = self.prune_patterns.is_some() || self.connectivity.is_some() || self.prune_nm.is_some();
+        if let Some((flag, _)) = pruning.iter().find(|(_, given)| *given).filter(|_| !prunes) {
+            bail!(
+                "{flag} sets how pruning chooses: it needs --prune-patterns, --connectivity or --prune-nm (or a --plan that prunes); alone it changes nothing"
+            );
+        }
+        Ok(())
     }
 
     /// The plan file (if any) with every flag given written into its
@@ -298,6 +330,7 @@ impl DataArgs {
     /// first samples (and labels) only.
     pub fn load(&self, base: Session, limit: Option<usize>) -> Result<DataSet> {
         let stacked = read_stacked(&data_files(&self.data, &base.model_inputs()?)?)?;
+        note_non_finite(&stacked);
         let session = base.sample_shapes(&stacked)?;
         let g = session.import()?;
         let mut samples = samples_for(&g, &stacked)?;
@@ -320,6 +353,30 @@ impl DataArgs {
             classes_fit(&g.ty(out.value).shape, l)?;
         }
         Ok(DataSet { session, samples, labels })
+    }
+}
+
+/// A note for data that holds NaN or Inf (calibration data is an error
+/// there; data to score may mean it, but its outputs, and so its top-1,
+/// are rarely what the user expects): how many values, in which input.
+fn note_non_finite(stacked: &[(String, Tensor)]) {
+    for (name, t) in stacked {
+        let bad = match t.dtype() {
+            // (a float is NaN or Inf exactly when its exponent bits are all ones)
+            kerf_ir::DType::F32 => {
+                t.bytes().chunks_exact(4).filter(|b| b[3] & 0x7f == 0x7f && b[2] & 0x80 != 0).count()
+            }
+            kerf_ir::DType::F64 => {
+                t.bytes().chunks_exact(8).filter(|b| b[7] & 0x7f == 0x7f && b[6] & 0xf0 == 0xf0).count()
+            }
+            _ => 0,
+        };
+        if bad > 0 {
+            eprintln!(
+                "note: input '{name}' holds {bad} NaN or Inf value(s) of {}: their samples are scored as they are",
+                t.numel()
+            );
+        }
     }
 }
 

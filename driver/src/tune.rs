@@ -141,6 +141,13 @@ pub fn run(args: &TuneArgs) -> Result<()> {
     if !(1..=MAX_RUNS).contains(&args.iters) {
         bail!("--iters {} must be in 1..={MAX_RUNS}", args.iters);
     }
+    // before the search, not after it: both are folders
+    let cache = if args.no_cache { None } else { args.cache.clone().or_else(default_cache) };
+    for (flag, dir) in [("--report", args.report.as_ref()), ("--cache", cache.as_ref())] {
+        if let Some(dir) = dir.filter(|d| d.exists() && !d.is_dir()) {
+            bail!("{flag} {}: is a file; {flag} takes a folder (created if missing)", dir.display());
+        }
+    }
     let host = args.target == "host" || args.target == kerf_targets::Target::host_baseline().triple();
     let cpu = args.cpu.clone().unwrap_or_else(|| if host { "native".into() } else { "baseline".into() });
     let target = kerf_targets::Target::parse(&args.target, &cpu)?;
@@ -172,7 +179,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         time_budget: args.time_budget.map(std::time::Duration::from_secs_f64),
         runner,
         estimate_for,
-        cache: if args.no_cache { None } else { args.cache.clone().or_else(default_cache) },
+        cache,
         base: settings,
     };
     let data = Data { calib, val: samples, labels };

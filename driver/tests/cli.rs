@@ -416,7 +416,11 @@ fn compression_flags_are_checked() {
     let folder = dir.join("calib");
     std::fs::create_dir_all(&folder).unwrap();
     let o = compile(&["--quantize", "int8", "--calib", folder.to_str().unwrap()]);
-    assert_user_error(&o, &["'input'", "input.npy", "no calibration file"]);
+    assert_user_error(&o, &["'input'", "input.npy", "no calibration file", "it holds no .npy file"]);
+    // a file under another name: the message lists what the folder holds
+    std::fs::copy(&calib, folder.join("x.npy")).unwrap();
+    let o = compile(&["--quantize", "int8", "--calib", folder.to_str().unwrap()]);
+    assert_user_error(&o, &["input.npy", "it holds x.npy"]);
     std::fs::copy(&calib, folder.join("input.npy")).unwrap();
     let o = compile(&["--quantize", "int8", "--calib", folder.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -540,5 +544,53 @@ fn out_of_range_flags_labels_and_outputs_are_clear_errors() {
     let o = kerf(&["compress", c, "--quantize", "int8", "--calib", &calib, "-o", c]);
     assert_user_error(&o, &["is the model being compressed"]);
     assert_eq!(std::fs::read(&copy).unwrap(), before, "the model is untouched");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Flags that would change nothing, or fail only after minutes of work,
+/// are errors up front that name the flag or file: a setting of a
+/// technique not asked for, `tune --report`/`--cache` onto a file, and a
+/// truncated `.npy`.
+#[test]
+fn flags_that_would_do_nothing_and_cut_files_are_named() {
+    let d = fixtures().join("models/digits_cnn");
+    let p = |f: &str| d.join(f).to_str().unwrap().to_string();
+    let (model, x, y, calib) = (p("model.onnx"), p("test_x.npy"), p("test_y.npy"), p("calib_x.npy"));
+    let alone =
+        |flags: &[&str]| kerf(&[&["eval", &model, "--data", &x, "--labels", &y, "--calib", &calib], flags].concat());
+    assert_user_error(&alone(&["--weight-bits", "7"]), &["--weight-bits", "needs --quantize int8"]);
+    assert_user_error(
+        &alone(&["--quantize", "f32", "--rounding", "nearest"]),
+        &["--rounding", "needs --quantize int8"],
+    );
+    assert_user_error(
+        &alone(&["--low-rank", "0.9", "--selection", "magnitude"]),
+        &["--selection", "needs --prune-patterns"],
+    );
+    let ok = alone(&["--quantize", "int8", "--weight-bits", "7", "--limit", "20"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let dir = std::env::temp_dir().join(format!("kerf-cli-named-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("taken");
+    std::fs::write(&file, "x").unwrap();
+    let f = file.to_str().unwrap();
+    for flag in ["--report", "--cache"] {
+        let o = kerf(&["tune", &model, "--calib", &calib, "--data", &x, "--labels", &y, flag, f]);
+        assert_user_error(&o, &[flag, f, "takes a folder"]);
+    }
+    let cut = dir.join("cut.npy");
+    let whole = std::fs::read(&x).unwrap();
+    std::fs::write(&cut, &whole[..whole.len() - 100]).unwrap();
+    let o = kerf(&["eval", &model, "--data", cut.to_str().unwrap(), "--labels", &y]);
+    assert_user_error(&o, &["cut.npy", "truncated"]);
+    // data to score may hold NaN: scored, with a note
+    let t = kerf_pipeline::npy::read(Path::new(&x)).unwrap();
+    let mut bytes = t.bytes().to_vec();
+    bytes[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let nan = dir.join("nan.npy");
+    kerf_pipeline::npy::write(&nan, &kerf_ir::Tensor::from_bytes(t.dtype(), t.shape().to_vec(), bytes).unwrap())
+        .unwrap();
+    let o = kerf(&["eval", &model, "--data", nan.to_str().unwrap(), "--labels", &y, "--limit", "5"]);
+    assert!(o.status.success() && stderr(&o).contains("holds 1 NaN or Inf value(s)"), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -140,7 +140,7 @@ pub fn data_files(specs: &[String], inputs: &[String]) -> Result<Vec<(String, Pa
                     } else {
                         Err(PipelineError::Input {
                             input: n.clone(),
-                            msg: format!("no calibration file '{}' in the folder", f.display()),
+                            msg: format!("no calibration file '{}' in the folder ({})", f.display(), npy_files(p)),
                         })
                     }
                 })
@@ -158,6 +158,24 @@ pub fn data_files(specs: &[String], inputs: &[String]) -> Result<Vec<(String, Pa
             })
         })
         .collect()
+}
+
+/// What `.npy` files folder `dir` holds, sorted, for a message: "it holds
+/// a.npy, b.npy" or "it holds no .npy file".
+fn npy_files(dir: &Path) -> String {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".npy"))
+        .collect();
+    names.sort();
+    match names.len() {
+        0 => "it holds no .npy file".into(),
+        1..=8 => format!("it holds {}", names.join(", ")),
+        n => format!("it holds {}, ... ({n} .npy files)", names[..8].join(", ")),
+    }
 }
 
 /// Reads stacked samples, one file per input.

@@ -40,6 +40,7 @@ pub fn read(path: &Path) -> Result<Tensor> {
         }};
     }
     let descr = descr.trim_matches('\'');
+    check_length(&bytes, &shape, descr).map_err(|e| err(path, e))?;
     if descr.starts_with('>') && !descr.ends_with('1') {
         return Err(err(
             path,
@@ -80,6 +81,31 @@ pub fn read(path: &Path) -> Result<Tensor> {
         }
     };
     Ok(t)
+}
+
+/// Whether the data after the header holds the `shape`'s elements of
+/// `descr` (its trailing digits: bytes per element): a truncated file
+/// (a copy cut short, a download stopped) says so instead of the reader's
+/// "failed to fill whole buffer".
+fn check_length(bytes: &[u8], shape: &[usize], descr: &str) -> std::result::Result<(), String> {
+    let Ok(size) = descr.trim_start_matches(|c: char| !c.is_ascii_digit()).parse::<usize>() else {
+        return Ok(()); // not a dtype kerf reads: the match below says so
+    };
+    // magic (6), version (2), header length (u16 in version 1, else u32), header
+    let start = match bytes.get(6) {
+        Some(1) => bytes.get(8..10).map(|b| 10 + usize::from(u16::from_le_bytes([b[0], b[1]]))),
+        Some(_) => bytes.get(8..12).map(|b| 12 + u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize),
+        None => None,
+    };
+    let data = start.map_or(0, |s| bytes.len().saturating_sub(s));
+    let need = shape.iter().try_fold(size, |n, &d| n.checked_mul(d));
+    match need {
+        Some(need) if data >= need => Ok(()),
+        _ => Err(format!(
+            "truncated: the header says {shape:?} of '{descr}' ({} bytes) but {data} bytes of data follow it",
+            need.map_or("more than 2^64".to_string(), |n| n.to_string())
+        )),
+    }
 }
 
 /// Writes a tensor as a C-order `.npy` file.
@@ -210,5 +236,27 @@ mod tests {
         let p = dir.join("big.npy");
         std::fs::write(&p, file(">f2", &[0x3e, 0x00, 0xc0, 0x00])).unwrap();
         assert!(read(&p).unwrap_err().to_string().contains("big-endian"));
+    }
+
+    /// A file cut short names what is missing, for every element size
+    /// (bfloat16's raw read included, which would otherwise take the
+    /// header's last bytes as data).
+    #[test]
+    fn truncated_files_say_so() {
+        let dir = std::env::temp_dir().join(format!("kerf-npy-cut-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for dtype in [DType::F32, DType::BF16, DType::U8, DType::I64] {
+            let t = Tensor::from_f64_values(dtype, vec![2, 3], &[1.0; 6]).unwrap();
+            let p = dir.join(format!("{dtype}.npy"));
+            write(&p, &t).unwrap();
+            let whole = std::fs::read(&p).unwrap();
+            std::fs::write(&p, &whole[..whole.len() - 1]).unwrap();
+            let e = read(&p).unwrap_err().to_string();
+            let need = t.bytes().len();
+            assert!(
+                e.contains("truncated") && e.contains(&format!("({need} bytes) but {} bytes", need - 1)),
+                "{dtype}: {e}"
+            );
+        }
     }
 }

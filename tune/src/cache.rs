@@ -45,7 +45,7 @@ impl Cache {
     /// The cache in `dir` (created if needed) for tuning `base` (whose
     /// imported graph is `g`) on `data` with `opts`.
     pub fn new(dir: PathBuf, base: &Session, g: &Graph, data: &Data, opts: &TuneOptions) -> Result<Cache, TuneError> {
-        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(&dir).map_err(|e| TuneError::Config(format!("--cache {}: {e}", dir.display())))?;
         let mut c = format!("kerf-tune-cache 4 {}\n{}\n", env!("CARGO_PKG_VERSION"), base.fingerprint(g));
         // the build itself: a rebuilt kerf may generate other code
         if let Some(m) = std::env::current_exe().ok().and_then(|p| std::fs::metadata(p).ok()) {
@@ -147,7 +147,8 @@ impl Cache {
 /// no torn file.
 fn write_whole(path: &std::path::Path, text: &str) -> Result<(), TuneError> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)?;
+    let named = |e: std::io::Error| TuneError::Config(format!("--cache: writing {}: {e}", path.display()));
+    std::fs::write(&tmp, text).map_err(named)?;
+    std::fs::rename(&tmp, path).map_err(named)?;
     Ok(())
 }

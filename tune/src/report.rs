@@ -13,7 +13,7 @@ use crate::TuneError;
 
 /// Writes the report files into `dir` (created if needed).
 pub fn write_report(dir: &Path, o: &Outcome) -> Result<(), TuneError> {
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir).map_err(|e| TuneError::Config(format!("--report {}: {e}", dir.display())))?;
     let m = o.metric.name();
     let mut csv = format!("plan,{m},latency_ms,weight_bytes,macs,chosen\n");
     for (i, e) in o.evaluated.iter().enumerate() {
@@ -28,7 +28,7 @@ pub fn write_report(dir: &Path, o: &Outcome) -> Result<(), TuneError> {
             i == o.chosen
         );
     }
-    std::fs::write(dir.join("pareto.csv"), csv)?;
+    write(&dir.join("pareto.csv"), csv)?;
     let mut csv = format!("layer,variant,{m},sensitivity,error,layer_us,latency_ms,weight_bytes,chosen\n");
     let opt = |v: Option<f64>, scale: f64| v.map(|x| format!("{:.6}", x * scale)).unwrap_or_default();
     for l in &o.layers {
@@ -46,10 +46,15 @@ pub fn write_report(dir: &Path, o: &Outcome) -> Result<(), TuneError> {
             l.chosen
         );
     }
-    std::fs::write(dir.join("layers.csv"), csv)?;
-    std::fs::write(dir.join("pareto.svg"), svg(o)?)?;
-    std::fs::write(dir.join("report.md"), markdown(o))?;
+    write(&dir.join("layers.csv"), csv)?;
+    write(&dir.join("pareto.svg"), svg(o)?)?;
+    write(&dir.join("report.md"), markdown(o))?;
     Ok(())
+}
+
+/// Writes one of the report's files; a failure names it.
+fn write(path: &Path, contents: impl AsRef<[u8]>) -> Result<(), TuneError> {
+    std::fs::write(path, contents).map_err(|e| TuneError::Config(format!("--report: writing {}: {e}", path.display())))
 }
 
 fn markdown(o: &Outcome) -> String {

@@ -663,6 +663,46 @@ mod tests {
         assert!(!run(&gemm(1, false), 1).0.contains("QConv"));
     }
 
+    /// The i32 bound at rule level: a one-row Gemm head whose codes are all
+    /// ±127 on a quantiser with zero point 100 (`max(z, 255 − z)` = 155)
+    /// can reach `155 · 127 · K`, past 2³¹ from K = 109,100: at K = 120,000
+    /// it stays f32 (and computes the reference's value); the same codes
+    /// at K = 24 become the integer conv.
+    #[test]
+    fn products_whose_integer_sums_could_overflow_stay_f32() {
+        let head = |k: usize| {
+            let w: Vec<String> = (0..k).map(|i| format!("{:?}", if i % 2 == 0 { 1.27f32 } else { -1.27 })).collect();
+            format!(
+                r#"graph "g"
+  input %0 "x": f32[1,{k}]
+  const %1 "w": f32[1,{k}] = [{}] grid=int8(axis=0, scales=[0.01])
+  const %2 "b": f32[1] = [0.5]
+  const %3 "s": f32[] = [0.02]
+  %4 = Div(%0, %3): f32[1,{k}] @"d"
+  %5 = Round(%4): f32[1,{k}] @"r"
+  %6 = Clip{{min=-100.0, max=155.0}}(%5): f32[1,{k}] @"c"
+  %7 = Mul(%6, %3): f32[1,{k}] @"q"
+  %8 = Gemm{{alpha=1.0, beta=1.0, trans_a=false, trans_b=true, layer="fc"}}(%7, %1, %2): f32[1,1] @"fc"
+  output "y" = %8
+"#,
+                w.join(",")
+            )
+        };
+        let int8 = |k: usize| {
+            let g = text::parse(&head(k)).unwrap();
+            let (out, _) = crate::run_groups(&g, &["fusion", "int8"], &PassOptions::default()).unwrap();
+            // the worst case: +3.1 on the codes of +127, -2.0 on the others
+            let x: Vec<f32> = (0..k).map(|i| if i % 2 == 0 { 3.1 } else { -2.0 }).collect();
+            let x = Tensor::from_f32(vec![1, k], &x).unwrap();
+            let want = interpret(&g, std::slice::from_ref(&x)).remove(0).to_f32_vec()[0];
+            let got = interpret(&out, &[x]).remove(0).to_f32_vec()[0];
+            assert!((got - want).abs() <= 1e-4 * want.abs(), "K = {k}: {got} against {want}");
+            text::print(&out).contains("QConv{")
+        };
+        assert!(int8(24), "a short head becomes the integer conv");
+        assert!(!int8(120_000), "a head whose sums could pass 2^31 stays f32");
+    }
+
     /// A multi-row product `x[2, 3, 8] · w[8, 12] + b (+ r)` through the
     /// quantiser, `w` on a per-column grid, fused with an activation: on
     /// `Int8Dot::Bytes` (VNNI) and `ExactBytes` (AVX2) it becomes the 1x1
