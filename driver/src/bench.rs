@@ -97,7 +97,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
     let pool = (args.threads > 1).then(|| ThreadPool::new(args.threads));
     let threads = pool.as_ref().map_or(1, ThreadPool::threads);
-    let mut r = Runner::new(jit.model(), &inputs, pool.as_ref());
+    let mut r = Runner::new(jit.model(), &inputs, pool.as_ref())?;
     let t = r.measure(&MeasureOptions { warmup: args.warmup, iters: args.iters })?;
     println!("model: {}", args.model.model.display());
     println!("threads: {threads}");
@@ -149,7 +149,7 @@ fn profile(
     let splits = jit.splits();
     let families = jit.families();
     let nk = kernels.len();
-    let mut r = Runner::new(jit.model(), inputs, pool);
+    let mut r = Runner::new(jit.model(), inputs, pool)?;
     for _ in 0..warmup {
         r.once()?;
     }

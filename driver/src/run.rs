@@ -61,7 +61,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     note_bound(&session, &g, &files);
     let inputs = arrange(&g, &files, Missing::Error)?;
     let jit = session.jit(&g)?;
-    let mut runner = Runner::new(jit.model(), &inputs, None);
+    let mut runner = Runner::new(jit.model(), &inputs, None)?;
     runner.once()?;
     let mut results = Vec::new();
     for (k, (buf, o)) in runner.outputs().iter().zip(&g.outputs).enumerate() {

@@ -593,4 +593,9 @@ fn flags_that_would_do_nothing_and_cut_files_are_named() {
     let o = kerf(&["eval", &model, "--data", nan.to_str().unwrap(), "--labels", &y, "--limit", "5"]);
     assert!(o.status.success() && stderr(&o).contains("holds 1 NaN or Inf value(s)"), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).ok();
+    // memory a run cannot have: an error from the runtime's arena, not an abort
+    let (huge, one) = (cli_fixture("huge_activation.onnx"), format!("x={}", cli_fixture("one_x.npy")));
+    for run in [&["run", &huge, "-i", &one][..], &["bench", &huge, "--iters", "1"]] {
+        assert_user_error(&kerf(run), &["cannot allocate 6400000000", "GB) for the arena"]);
+    }
 }

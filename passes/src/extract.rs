@@ -107,7 +107,7 @@ fn extract_impl(
     cost: impl Fn(&KEGraph, Id, &KNode) -> f64,
     max_set_classes: usize,
 ) -> Result<Extraction, String> {
-    let (ids, index, cands) = candidates(eg, cost)?;
+    let Classes { ids, index, cands } = candidates(eg, cost)?;
     let idx = |id: Id| index.get(&eg.find(id)).copied();
     // Step 1: greedy fixpoint over needed sets.
     let choice = greedy(&cands, ids.len() <= max_set_classes);
@@ -128,13 +128,19 @@ fn extract_impl(
     Ok(Extraction { choice: out, cost: best })
 }
 
-/// Every class in id order, its index, and its distinct nodes (children
-/// canonical) as candidates with their costs.
-#[allow(clippy::type_complexity)]
-fn candidates(
-    eg: &KEGraph,
-    cost: impl Fn(&KEGraph, Id, &KNode) -> f64,
-) -> Result<(Vec<Id>, HashMap<Id, usize>, Vec<Vec<Cand>>), String> {
+/// The e-graph's classes as the extraction indexes them.
+struct Classes {
+    /// Every class, in id order: index `i` is class `ids[i]`.
+    ids: Vec<Id>,
+    /// Each class's index in `ids`.
+    index: HashMap<Id, usize>,
+    /// Per class (by index) its distinct nodes, children canonical, as
+    /// candidates with their costs.
+    cands: Vec<Vec<Cand>>,
+}
+
+/// The classes of `eg` and their candidates under `cost`.
+fn candidates(eg: &KEGraph, cost: impl Fn(&KEGraph, Id, &KNode) -> f64) -> Result<Classes, String> {
     let mut ids: Vec<Id> = eg.classes().map(|c| c.id).collect();
     ids.sort();
     let index: HashMap<Id, usize> = ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
@@ -153,7 +159,7 @@ fn candidates(
         }
         cands.push(cs);
     }
-    Ok((ids, index, cands))
+    Ok(Classes { ids, index, cands })
 }
 
 /// Step 1 of the extraction: each class's cheapest candidate whose

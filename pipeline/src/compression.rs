@@ -62,9 +62,9 @@ impl Probe for JitProbe {
 fn compiled(part: &Graph) -> Result<ProbeFn, CompressError> {
     let opts = CompileOptions::new(kerf_targets::Target::host_baseline(), "kerf_probe");
     let jit = kerf_targets::jit_compile(part, &opts).map_err(|e| CompressError::Run(e.to_string()))?;
-    let mut arena = jit.model().new_arena();
-    let out_bytes = jit.model().info().outputs.first().map(|t| t.bytes).unwrap_or(0);
-    let mut out = vec![0u8; out_bytes];
+    let memory = |e: kerf_runtime::RuntimeError| CompressError::Run(e.to_string());
+    let mut arena = jit.model().new_arena().map_err(memory)?;
+    let mut out = jit.model().output_buffers().map_err(memory)?.into_iter().next().unwrap_or_default();
     Ok(Box::new(move |inputs: &[Tensor]| {
         let ins: Vec<&[u8]> = inputs.iter().map(Tensor::bytes).collect();
         jit.model().run(&ins, &mut [out.as_mut_slice()], &mut arena).map_err(|e| CompressError::Run(e.to_string()))?;

@@ -40,15 +40,21 @@ impl std::fmt::Debug for Runner<'_> {
 
 impl<'a> Runner<'a> {
     /// A runner for `model` on `inputs` (in the model's input order);
-    /// `pool` runs split kernels on its threads.
-    pub fn new(model: &'a Model, inputs: &'a [Tensor], pool: Option<&'a ThreadPool>) -> Runner<'a> {
-        Runner {
+    /// `pool` runs split kernels on its threads. An error where the arena
+    /// or an output buffer cannot be allocated.
+    pub fn new(
+        model: &'a Model,
+        inputs: &'a [Tensor],
+        pool: Option<&'a ThreadPool>,
+    ) -> Result<Runner<'a>, PipelineError> {
+        let memory = |e: kerf_runtime::RuntimeError| PipelineError::Run(e.to_string());
+        Ok(Runner {
             model,
             ins: inputs.iter().map(Tensor::bytes).collect(),
-            outs: model.info().outputs.iter().map(|t| vec![0u8; t.bytes]).collect(),
-            arena: model.new_arena(),
+            outs: model.output_buffers().map_err(memory)?,
+            arena: model.new_arena().map_err(memory)?,
             pool,
-        }
+        })
     }
 
     /// One call of the entry point; returns its wall time.

@@ -530,7 +530,7 @@ impl Session {
     pub fn jit(&self, g: &Graph) -> Result<JitModel, PipelineError> {
         let jm = kerf_targets::jit_compile(g, &self.compile_options())
             .map_err(|source| PipelineError::Compile { path: self.model.clone(), source })?;
-        memory_fits(&jm).map(|()| jm)
+        Ok(jm)
     }
 
     /// Like [`Session::jit`], with `hook(i)` called before kernel `i` and
@@ -538,24 +538,8 @@ impl Session {
     pub fn jit_profiled(&self, g: &Graph, hook: ProfileHook) -> Result<JitModel, PipelineError> {
         let jm = kerf_targets::jit::jit_compile_profiled(g, &self.compile_options(), hook)
             .map_err(|source| PipelineError::Compile { path: self.model.clone(), source })?;
-        memory_fits(&jm).map(|()| jm)
+        Ok(jm)
     }
-}
-
-/// Whether this process can allocate a run's memory (the arena and the
-/// outputs, each once), checked before any run so that a model too large
-/// for the machine is an error, not an abort in the allocator.
-fn memory_fits(jm: &JitModel) -> Result<(), PipelineError> {
-    let info = jm.model().info();
-    let outputs = info.outputs.iter().map(|t| t.bytes).fold(0usize, usize::saturating_add);
-    let bytes = info.arena_bytes.saturating_add(outputs);
-    let mut probe: Vec<u8> = Vec::new();
-    probe.try_reserve_exact(bytes).map_err(|_| {
-        PipelineError::Run(format!(
-            "the model needs {bytes} bytes for its activations and outputs ({:.1} GB), more than this process can allocate",
-            bytes as f64 / 1e9
-        ))
-    })
 }
 
 /// The host CPU's model name and feature flags (`/proc/cpuinfo`), or the

@@ -260,6 +260,13 @@ pub enum RuntimeError {
     },
     /// The arena is too small, or an input or output buffer is not aligned to its element size.
     Arena(String),
+    /// Memory for a run (the arena, an output buffer) cannot be allocated.
+    Memory {
+        /// What it was for: `"the arena"`, `"output 0 ('y')"`.
+        what: String,
+        /// The bytes asked for.
+        bytes: usize,
+    },
     /// The generated code returned a nonzero status.
     Status(i32),
     /// [`Model::run_guarded`]: the run wrote outside an output buffer.
@@ -287,6 +294,11 @@ impl fmt::Display for RuntimeError {
                 write!(f, "{what} {index} ('{name}') must be {expected} bytes, got {actual}")
             }
             RuntimeError::Arena(m) => write!(f, "arena: {m}"),
+            RuntimeError::Memory { what, bytes } => write!(
+                f,
+                "cannot allocate {bytes} bytes ({:.1} GB) for {what}: more than this process can have",
+                *bytes as f64 / 1e9
+            ),
             RuntimeError::Status(s) => write!(f, "generated code returned status {s}"),
             RuntimeError::Stray { index, name, side, bytes } => {
                 write!(f, "output {index} ('{name}'): a store {bytes} bytes {side}")
@@ -404,16 +416,18 @@ impl fmt::Debug for Arena {
 }
 
 impl Arena {
-    /// An owned, zeroed arena of `bytes` bytes aligned to [`ARENA_ALIGN`].
-    pub fn new(bytes: usize) -> Arena {
-        let buf = vec![0u8; bytes + ARENA_ALIGN];
+    /// An owned, zeroed arena of `bytes` bytes aligned to [`ARENA_ALIGN`];
+    /// [`RuntimeError::Memory`], not an abort, when the memory cannot be had.
+    pub fn new(bytes: usize) -> Result<Arena, RuntimeError> {
+        let memory = |_| RuntimeError::Memory { what: "the arena".into(), bytes };
+        let buf = zeroed(bytes.saturating_add(ARENA_ALIGN), String::new).map_err(memory)?;
         let addr = buf.as_ptr() as usize;
         let offset = addr.next_multiple_of(ARENA_ALIGN) - addr;
-        Arena { buf, offset, len: bytes }
+        Ok(Arena { buf, offset, len: bytes })
     }
 
     /// An arena sized for `info`.
-    pub fn for_model(info: &ModelInfo) -> Arena {
+    pub fn for_model(info: &ModelInfo) -> Result<Arena, RuntimeError> {
         Arena::new(info.arena_bytes)
     }
 
@@ -453,6 +467,15 @@ fn aligned(p: *const u8, size: usize) -> bool {
     size <= 1 || (p as usize).is_multiple_of(size)
 }
 
+/// `len` zero bytes, or [`RuntimeError::Memory`] for `what` where the
+/// allocator cannot give them (as `vec![0; len]` would abort).
+pub fn zeroed(len: usize, what: impl FnOnce() -> String) -> Result<Vec<u8>, RuntimeError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| RuntimeError::Memory { what: what(), bytes: len })?;
+    v.resize(len, 0);
+    Ok(v)
+}
+
 impl Model {
     /// Wraps a raw entry point.
     ///
@@ -471,9 +494,17 @@ impl Model {
         &self.info
     }
 
-    /// A fresh arena of the right size.
-    pub fn new_arena(&self) -> Arena {
+    /// A fresh arena of the right size ([`RuntimeError::Memory`] where it
+    /// cannot be allocated).
+    pub fn new_arena(&self) -> Result<Arena, RuntimeError> {
         Arena::for_model(&self.info)
+    }
+
+    /// A zeroed buffer for each output ([`RuntimeError::Memory`] naming
+    /// the output where one cannot be allocated).
+    pub fn output_buffers(&self) -> Result<Vec<Vec<u8>>, RuntimeError> {
+        let outs = self.info.outputs.iter().enumerate();
+        outs.map(|(i, t)| zeroed(t.bytes, || format!("output {i} ('{}')", t.name))).collect()
     }
 
     /// Runs the model single-threaded. Inputs and outputs are raw
@@ -590,19 +621,31 @@ impl Model {
     /// # Safety
     /// As for [`Model::run_with`].
     pub unsafe fn run_guarded(&self, inputs: &[&[u8]], rt: Option<&KerfRuntime>) -> Result<Vec<Vec<u8>>, RuntimeError> {
-        let words = |bytes: usize, fill: u8| vec![u64::from_ne_bytes([fill; 8]); bytes.div_ceil(8)];
-        let mut in_store: Vec<Vec<u64>> = inputs.iter().map(|b| words(b.len(), 0)).collect();
+        let words = |bytes: usize, fill: u8, what: String| {
+            let mut v = Vec::new();
+            v.try_reserve_exact(bytes.div_ceil(8)).map_err(|_| RuntimeError::Memory { what, bytes })?;
+            v.resize(bytes.div_ceil(8), u64::from_ne_bytes([fill; 8]));
+            Ok::<_, RuntimeError>(v)
+        };
+        let mut in_store: Vec<Vec<u64>> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, b)| words(b.len(), 0, format!("a copy of input {i}")))
+            .collect::<Result<_, _>>()?;
         for (s, b) in in_store.iter_mut().zip(inputs) {
             bytes_of_mut(s)[..b.len()].copy_from_slice(b);
         }
         let in_views: Vec<&[u8]> = in_store.iter().zip(inputs).map(|(s, b)| &bytes_of(s)[..b.len()]).collect();
         let head = GUARD_BYTES;
         let lens: Vec<usize> = self.info.outputs.iter().map(|t| t.bytes).collect();
-        let mut out_store: Vec<Vec<u64>> = lens.iter().map(|&n| words(head + n + GUARD_BYTES, GUARD)).collect();
+        let outs = self.info.outputs.iter().enumerate();
+        let mut out_store: Vec<Vec<u64>> = outs
+            .map(|(i, t)| words(head + t.bytes + GUARD_BYTES, GUARD, format!("output {i} ('{}')", t.name)))
+            .collect::<Result<_, _>>()?;
         {
             let mut out_views: Vec<&mut [u8]> =
                 out_store.iter_mut().zip(&lens).map(|(s, &n)| &mut bytes_of_mut(s)[head..head + n]).collect();
-            let mut arena = self.new_arena();
+            let mut arena = self.new_arena()?;
             arena.poison(0xFF);
             // SAFETY: the caller's guarantee for `rt`.
             unsafe { self.run_with(&in_views, &mut out_views, &mut arena, rt) }?;
@@ -703,10 +746,24 @@ mod tests {
     #[test]
     fn arena_is_aligned() {
         for n in [0, 1, 63, 64, 1000] {
-            let mut a = Arena::new(n);
+            let mut a = Arena::new(n).unwrap();
             assert_eq!(a.as_mut_ptr() as usize % ARENA_ALIGN, 0);
             assert_eq!(a.len(), n);
         }
+    }
+
+    /// Memory the allocator cannot give is an error naming what it was
+    /// for, not an abort (`vec![0; n]` aborts).
+    #[test]
+    fn arenas_too_large_are_errors() {
+        for bytes in [1usize << 60, usize::MAX] {
+            match Arena::new(bytes) {
+                Err(RuntimeError::Memory { what, bytes: b }) => assert_eq!((what.as_str(), b), ("the arena", bytes)),
+                other => panic!("{bytes} bytes: {:?}", other.map(|a| a.len())),
+            }
+        }
+        let e = zeroed(1 << 61, || "output 0 ('y')".into()).unwrap_err();
+        assert!(e.to_string().contains("for output 0 ('y')"), "{e}");
     }
 
     #[test]
@@ -798,7 +855,7 @@ mod tests {
     fn wrapper_checks_and_runs() {
         let m = model(DOUBLE_IT);
         assert_eq!(m.info().inputs[0].dims, vec![1, 3]);
-        let mut arena = m.new_arena();
+        let mut arena = m.new_arena().unwrap();
         let out = m.run_f32(&[&[1.0, 2.0, 3.0]], &mut arena).unwrap();
         assert_eq!(out, vec![vec![2.0, 4.0, 6.0]]);
         let err = m.run_f32(&[&[1.0, 2.0]], &mut arena).unwrap_err();

@@ -154,7 +154,7 @@ pub fn generate(g: &Graph, name: &str) -> String {
     );
     let _ = writeln!(
         m,
-        "            let arena = model.new_arena();\n            Ok(Model {{ model, arena }})\n        }}\n"
+        "            let arena = model.new_arena()?;\n            Ok(Model {{ model, arena }})\n        }}\n"
     );
     let _ = writeln!(m, "        /// Runs the model once.");
     let _ = writeln!(m, "        pub fn run(&mut self, {}) -> Result<{ret}, RuntimeError> {{", params.join(", "));

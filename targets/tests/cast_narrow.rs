@@ -48,7 +48,7 @@ fn run(op: &str, from: DType, to: DType, input: &Tensor, cpu: &str) -> Vec<u8> {
     {
         // SAFETY: as above; any byte pattern is a valid u64.
         let o = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, out_bytes) };
-        let mut arena = m.new_arena();
+        let mut arena = m.new_arena().unwrap();
         m.run(&[view], &mut [o], &mut arena).unwrap();
     }
     // SAFETY: as above.
@@ -216,7 +216,7 @@ fn data_movement_moves_narrow_elements() {
         let xo = unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr() as *mut u8, 24) };
         // SAFETY: as above.
         let yo = unsafe { std::slice::from_raw_parts_mut(y.as_mut_ptr() as *mut u8, 16) };
-        let mut arena = m.new_arena();
+        let mut arena = m.new_arena().unwrap();
         m.run(&[&sa, &sb], &mut [xo, yo], &mut arena).unwrap();
     }
     assert_eq!(x, vec![-8.0, 1.0, -1.0, 5.0, 0.0, 7.0]);

@@ -25,7 +25,7 @@ fn run_model(name: &str) {
     let x = read_npy(&dir.join("input_0.npy"));
     let want = read_npy(&dir.join("output_0.npy"));
     let m = jm.model();
-    let mut arena = m.new_arena();
+    let mut arena = m.new_arena().unwrap();
     let got = m.run_f32(&[&x], &mut arena).unwrap();
     assert_eq!(got[0].len(), want.len(), "{name}: output length");
     let maxref = want.iter().fold(0f32, |a, &b| a.max(b.abs()));

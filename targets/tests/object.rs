@@ -217,7 +217,7 @@ fn input_bytes() -> (Vec<f32>, Vec<u8>) {
 fn jit_reference() -> Vec<f32> {
     let jm = jit_compile(&graph(), &CompileOptions::host("small")).unwrap();
     let (x, _) = input_bytes();
-    let mut arena = jm.model().new_arena();
+    let mut arena = jm.model().new_arena().unwrap();
     let out = jm.model().run_f32(&[&x], &mut arena).unwrap();
     out.concat()
 }

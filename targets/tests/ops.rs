@@ -39,7 +39,7 @@ fn run_jit(g: &Graph, inputs: &[Tensor], cpu: &str) -> Vec<Vec<u8>> {
     {
         let mut ov: Vec<&mut [u8]> =
             outs.iter_mut().zip(&sizes).map(|(o, &n)| &mut kerf_runtime_bytes(o)[..n]).collect();
-        let mut arena = m.new_arena();
+        let mut arena = m.new_arena().unwrap();
         m.run(&views, &mut ov, &mut arena).unwrap();
     }
     outs.iter().zip(&sizes).map(|(o, &n)| as_bytes(o)[..n].to_vec()).collect()

@@ -18,7 +18,7 @@ use kerf_targets::{jit_compile, CompileOptions};
 fn run(m: &Model, inputs: &[Tensor], rt: Option<&KerfRuntime>) -> Vec<Vec<u8>> {
     let ins: Vec<&[u8]> = inputs.iter().map(|t| t.bytes()).collect();
     let mut outs: Vec<Vec<u8>> = m.info().outputs.iter().map(|t| vec![0u8; t.bytes]).collect();
-    let mut arena = m.new_arena();
+    let mut arena = m.new_arena().unwrap();
     let mut ov: Vec<&mut [u8]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
     // SAFETY: every runtime passed here is a pool's live runtime or uses
     // `reverse_parallel_for`, which honours the parallel_for contract.

@@ -31,7 +31,7 @@ fn run_on(cpu: &str, text: &str, inputs: &[Tensor], ukernels: bool) -> (Vec<f32>
     let bytes: Vec<&[u8]> = inputs.iter().map(|t| t.bytes()).collect();
     let n = m.info().outputs[0].bytes;
     let mut out = vec![0u8; n];
-    let mut arena = m.new_arena();
+    let mut arena = m.new_arena().unwrap();
     m.run(&bytes, &mut [&mut out[..]], &mut arena).unwrap();
     let y = out.chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     (y, jm.report().micro_kernels, jm.report().caps)

@@ -77,7 +77,7 @@ fn winograd_threaded_equals_serial() {
     let xt = t(&[1, c, hw, hw], &x);
     let run = |pool: Option<&kerf_runtime::ThreadPool>| {
         let mut out = vec![0u8; k * hw * hw * 4];
-        let mut arena = m.new_arena();
+        let mut arena = m.new_arena().unwrap();
         let mut outs = [out.as_mut_slice()];
         match pool {
             Some(p) => m.run_with_pool(&[xt.bytes()], &mut outs, &mut arena, p).unwrap(),

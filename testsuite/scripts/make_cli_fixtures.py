@@ -9,6 +9,8 @@ testsuite/fixtures/cli/ (committed; rerun after a change here):
 - `if_rate.onnx`: y = If(sr == 16000, x * 2, x * 3) with `sr` an `i64[]` input (a
   sample-rate switch as in voice-activity models); `sr16k.npy` = 16000, `sr8k.npy` = 8000
   (with `sr_y16k.npy`/`sr_y8k.npy`, the outputs for each), `sr_x.npy`.
+- `huge_activation.onnx`: y = ReduceSum(Relu(Expand(x, [400000, 400000]))) on `f32[1]`
+  (`one_x.npy`): a 640 GB intermediate, which compiles but cannot be allocated.
 
 Usage: make_cli_fixtures.py OUT_DIR
 """
@@ -94,7 +96,25 @@ def main(argv: list[str]) -> int:
     # the other branch, for the run-time condition
     common.save_npy(os.path.join(out, "sr8k.npy"), np.array(8000, dtype=np.int64))
     common.save_npy(os.path.join(out, "sr_y8k.npy"), common.run(m, {"x": x, "sr": np.array(8000, dtype=np.int64)})[0])
+
+    m = huge_model()
+    common.check(m)
+    common.save_model(m, os.path.join(out, "huge_activation.onnx"))
+    common.save_npy(os.path.join(out, "one_x.npy"), np.ones([1], dtype=np.float32))
     return 0
+
+
+def huge_model() -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [])
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [400000, 400000])
+    nodes = [
+        helper.make_node("Expand", ["x", "shape"], ["big"], name="expand"),
+        helper.make_node("Relu", ["big"], ["r"], name="relu"),
+        helper.make_node("ReduceSum", ["r"], ["y"], name="sum", keepdims=0),
+    ]
+    g = helper.make_graph(nodes, "huge_activation", [x], [y], [shape])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
 
 
 if __name__ == "__main__":

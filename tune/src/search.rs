@@ -155,7 +155,7 @@ impl Ctx<'_> {
                 if self.opts.estimate_for.is_some() {
                     return Ok((outs, estimated_cost(g)));
                 }
-                let mut runner = Runner::new(jit.model(), &samples[0], None);
+                let mut runner = Runner::new(jit.model(), &samples[0], None)?;
                 let m = MeasureOptions { warmup: Some(iters / 4 + 1), iters: Some(iters) };
                 let mut latency_ms = f64::INFINITY;
                 for _ in 0..3 {
@@ -540,7 +540,8 @@ fn retime(
         return Ok(None);
     }
     let jits = picked.iter().map(|&(_, g)| ctx.base.jit(g)).collect::<Result<Vec<_>, _>>()?;
-    let mut runners: Vec<Runner> = jits.iter().map(|j| Runner::new(j.model(), &ctx.data.val[0], None)).collect();
+    let mut runners: Vec<Runner> =
+        jits.iter().map(|j| Runner::new(j.model(), &ctx.data.val[0], None)).collect::<Result<_, _>>()?;
     let m = MeasureOptions { warmup: Some(ctx.opts.iters / 4 + 1), iters: Some(ctx.opts.iters) };
     let mut best = vec![f64::INFINITY; runners.len()];
     for _ in 0..RETIME_ROUNDS {
