@@ -38,12 +38,14 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     // compressed, optimised and run for this host: what `kerf run` and
     // `kerf bench` build (target-dependent plan settings included)
     let native = kerf_targets::Target::host("native")?;
+    // the compression flags are checked before the FP32 pass, not after it
+    let compressing = args.model.compressing()?;
     let DataSet { session: fp, samples, labels } =
         args.data.load(args.model.uncompressed()?.target(native), args.limit)?;
     let fp_graph = fp.graph()?;
     let fp_out = outputs(&fp, &fp_graph, &samples)?;
     println!("samples: {}", samples.len());
-    if !args.model.compressing()? {
+    if !compressing {
         if let Some(l) = &labels {
             println!("top1: {:.4}", top1(&fp_out, l));
         }

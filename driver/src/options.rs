@@ -150,7 +150,8 @@ impl CompressArgs {
     }
 
     /// Settings flags of int8 need `--quantize int8`, and pruning's need a
-    /// pruning flag, unless a plan file (which may ask per layer) is given.
+    /// pruning flag, unless a plan file is given (which may ask per layer;
+    /// it is not read for whether it does).
     fn settings_have_a_technique(&self) -> Result<()> {
         if self.plan.is_some() {
             return Ok(());
@@ -165,13 +166,17 @@ impl CompressArgs {
         ];
         let quantising = self.quantize.as_deref().is_some_and(|q| q != "f32");
         if let Some((flag, _)) = int8.iter().find(|(_, given)| *given).filter(|_| !quantising) {
-            bail!("{flag} sets how int8 quantises: it needs --quantize int8 (or a --plan that quantises); alone it changes nothing");
+            bail!("{flag} sets how int8 quantises: it needs --quantize int8 (or a --plan); alone it changes nothing");
         }
-        let pruning = [("--selection", self.selection.is_some()), ("--pattern-group", self.pattern_group.is_some())];
-        let prunes = self.prune_patterns.is_some() || self.connectivity.is_some() || self.prune_nm.is_some();
-        if let Some((flag, _)) = pruning.iter().find(|(_, given)| *given).filter(|_| !prunes) {
+        let patterns = self.prune_patterns.is_some() || self.connectivity.is_some();
+        if self.pattern_group.is_some() && !patterns {
             bail!(
-                "{flag} sets how pruning chooses: it needs --prune-patterns, --connectivity or --prune-nm (or a --plan that prunes); alone it changes nothing"
+                "--pattern-group groups the kernels pattern pruning keeps: it needs --prune-patterns or --connectivity (or a --plan); alone it changes nothing"
+            );
+        }
+        if self.selection.is_some() && !patterns && self.prune_nm.is_none() {
+            bail!(
+                "--selection sets how pruning chooses: it needs --prune-patterns, --connectivity or --prune-nm (or a --plan); alone it changes nothing"
             );
         }
         Ok(())
@@ -330,7 +335,6 @@ impl DataArgs {
     /// first samples (and labels) only.
     pub fn load(&self, base: Session, limit: Option<usize>) -> Result<DataSet> {
         let stacked = read_stacked(&data_files(&self.data, &base.model_inputs()?)?)?;
-        note_non_finite(&stacked);
         let session = base.sample_shapes(&stacked)?;
         let g = session.import()?;
         let mut samples = samples_for(&g, &stacked)?;
@@ -349,6 +353,7 @@ impl DataArgs {
         if samples.is_empty() {
             bail!("no samples to run (the data holds none, or --limit 0)");
         }
+        note_non_finite(&g, &samples);
         if let (Some(l), Some(out)) = (&labels, g.outputs.first()) {
             classes_fit(&g.ty(out.value).shape, l)?;
         }
@@ -358,26 +363,38 @@ impl DataArgs {
 
 /// A note for data that holds NaN or Inf (calibration data is an error
 /// there; data to score may mean it, but its outputs, and so its top-1,
-/// are rarely what the user expects): how many values, in which input.
-fn note_non_finite(stacked: &[(String, Tensor)]) {
-    for (name, t) in stacked {
-        let bad = match t.dtype() {
-            // (a float is NaN or Inf exactly when its exponent bits are all ones)
-            kerf_ir::DType::F32 => {
-                t.bytes().chunks_exact(4).filter(|b| b[3] & 0x7f == 0x7f && b[2] & 0x80 != 0).count()
-            }
-            kerf_ir::DType::F64 => {
-                t.bytes().chunks_exact(8).filter(|b| b[7] & 0x7f == 0x7f && b[6] & 0xf0 == 0xf0).count()
-            }
-            _ => 0,
-        };
+/// are rarely what the user expects): per input of `g`, how many values
+/// of the samples to be run.
+fn note_non_finite(g: &Graph, samples: &[Vec<Tensor>]) {
+    for (i, &v) in g.inputs.iter().enumerate() {
+        let (mut bad, mut all) = (0, 0);
+        for t in samples.iter().filter_map(|s| s.get(i)) {
+            bad += non_finite(t);
+            all += t.numel();
+        }
         if bad > 0 {
+            let name = &g.value(v).name;
             eprintln!(
-                "note: input '{name}' holds {bad} NaN or Inf value(s) of {}: their samples are scored as they are",
-                t.numel()
+                "note: input '{name}' holds {bad} NaN or Inf value(s) of {all}: their samples are scored as they are"
             );
         }
     }
+}
+
+/// How many NaN or Inf values a float tensor holds: those whose exponent
+/// bits are all ones (read from the little-endian bytes).
+fn non_finite(t: &Tensor) -> usize {
+    use kerf_ir::DType;
+    // (element bytes, byte and mask of the exponent's high bits, of its low bits)
+    let (size, hi, lo) = match t.dtype() {
+        DType::F64 => (8, (7, 0x7f), (6, 0xf0)),
+        DType::F32 => (4, (3, 0x7f), (2, 0x80)),
+        DType::BF16 => (2, (1, 0x7f), (0, 0x80)),
+        DType::F16 => (2, (1, 0x7c), (1, 0x7c)),
+        _ => return 0,
+    };
+    let ones = |b: &[u8], (at, mask): (usize, u8)| b[at] & mask == mask;
+    t.bytes().chunks_exact(size).filter(|b| ones(b, hi) && ones(b, lo)).count()
 }
 
 /// Most timed (or warm-up) runs a measurement takes (`bench`, `tune`): their
@@ -511,5 +528,21 @@ mod tests {
         assert!(parse_input_shape("x=1,-3").unwrap_err().contains("'-3'"));
         assert!(parse_input_shape("x").is_err());
         assert!(parse_input_shape("=1").is_err());
+    }
+
+    /// NaN and Inf counted in every float type, from the bytes; finite
+    /// values (the largest included) are not.
+    #[test]
+    fn non_finite_values_in_every_float_type() {
+        use kerf_ir::DType;
+        let values = [0.0, -1.5, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e-30, -2.0];
+        for (dtype, max) in
+            [(DType::F64, f64::MAX), (DType::F32, f32::MAX as f64), (DType::BF16, 3.0e38), (DType::F16, 65504.0)]
+        {
+            let t = Tensor::from_f64_values(dtype, vec![8], &[&values[..], &[max]].concat()).unwrap();
+            assert_eq!(super::non_finite(&t), 3, "{dtype}");
+        }
+        let ints = Tensor::from_f64_values(DType::I32, vec![2], &[-1.0, 7.0]).unwrap();
+        assert_eq!(super::non_finite(&ints), 0);
     }
 }

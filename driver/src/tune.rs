@@ -144,8 +144,12 @@ pub fn run(args: &TuneArgs) -> Result<()> {
     // before the search, not after it: both are folders
     let cache = if args.no_cache { None } else { args.cache.clone().or_else(default_cache) };
     for (flag, dir) in [("--report", args.report.as_ref()), ("--cache", cache.as_ref())] {
-        if let Some(dir) = dir.filter(|d| d.exists() && !d.is_dir()) {
-            bail!("{flag} {}: is a file; {flag} takes a folder (created if missing)", dir.display());
+        if let Some(dir) = dir {
+            if dir.exists() && !dir.is_dir() {
+                bail!("{flag} {}: is a file; {flag} takes a folder (created if missing)", dir.display());
+            }
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("{flag} {}: cannot create the folder", dir.display()))?;
         }
     }
     let host = args.target == "host" || args.target == kerf_targets::Target::host_baseline().triple();

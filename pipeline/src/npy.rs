@@ -50,9 +50,9 @@ pub fn read(path: &Path) -> Result<Tensor> {
     let t = match descr.trim_start_matches(['<', '|', '=', '>']) {
         "f2" => typed!(half::f16, DType::F16),
         "V2" => {
-            // bfloat16 (ml_dtypes): the last numel*2 bytes are the data
+            // bfloat16 (ml_dtypes): raw, from the data's start (`check_length`: all there)
             let n: usize = shape.iter().product();
-            let data = bytes.len().checked_sub(2 * n).map(|start| bytes[start..].to_vec());
+            let data = data_start(&bytes).and_then(|s| bytes.get(s..s + 2 * n)).map(<[u8]>::to_vec);
             let data = data.ok_or_else(|| err(path, "shorter than its header says"))?;
             Tensor::from_bytes(DType::BF16, shape, data).map_err(|e| err(path, e))?
         }
@@ -83,6 +83,16 @@ pub fn read(path: &Path) -> Result<Tensor> {
     Ok(t)
 }
 
+/// Where a `.npy` file's data starts: after the magic (6 bytes), the
+/// version (2), the header's length (a u16 in version 1, else a u32) and
+/// the header.
+fn data_start(bytes: &[u8]) -> Option<usize> {
+    match bytes.get(6)? {
+        1 => bytes.get(8..10).map(|b| 10 + usize::from(u16::from_le_bytes([b[0], b[1]]))),
+        _ => bytes.get(8..12).map(|b| 12 + u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize),
+    }
+}
+
 /// Whether the data after the header holds the `shape`'s elements of
 /// `descr` (its trailing digits: bytes per element): a truncated file
 /// (a copy cut short, a download stopped) says so instead of the reader's
@@ -91,13 +101,7 @@ fn check_length(bytes: &[u8], shape: &[usize], descr: &str) -> std::result::Resu
     let Ok(size) = descr.trim_start_matches(|c: char| !c.is_ascii_digit()).parse::<usize>() else {
         return Ok(()); // not a dtype kerf reads: the match below says so
     };
-    // magic (6), version (2), header length (u16 in version 1, else u32), header
-    let start = match bytes.get(6) {
-        Some(1) => bytes.get(8..10).map(|b| 10 + usize::from(u16::from_le_bytes([b[0], b[1]]))),
-        Some(_) => bytes.get(8..12).map(|b| 12 + u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize),
-        None => None,
-    };
-    let data = start.map_or(0, |s| bytes.len().saturating_sub(s));
+    let data = data_start(bytes).map_or(0, |s| bytes.len().saturating_sub(s));
     let need = shape.iter().try_fold(size, |n, &d| n.checked_mul(d));
     match need {
         Some(need) if data >= need => Ok(()),

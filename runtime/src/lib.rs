@@ -468,12 +468,24 @@ fn aligned(p: *const u8, size: usize) -> bool {
 }
 
 /// `len` zero bytes, or [`RuntimeError::Memory`] for `what` where the
-/// allocator cannot give them (as `vec![0; len]` would abort).
+/// allocator cannot give them (where `vec![0; len]` would abort). Like
+/// `vec!`, through the allocator's zeroed allocation: the pages are not
+/// written here.
 pub fn zeroed(len: usize, what: impl FnOnce() -> String) -> Result<Vec<u8>, RuntimeError> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| RuntimeError::Memory { what: what(), bytes: len })?;
-    v.resize(len, 0);
-    Ok(v)
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    // (no layout for more than isize::MAX bytes, and null where the allocator fails)
+    let ptr = std::alloc::Layout::array::<u8>(len).ok().map(|layout| {
+        // SAFETY: `layout` has a nonzero size.
+        unsafe { std::alloc::alloc_zeroed(layout) }
+    });
+    let Some(ptr) = ptr.filter(|p| !p.is_null()) else {
+        return Err(RuntimeError::Memory { what: what(), bytes: len });
+    };
+    // SAFETY: `ptr` comes from the global allocator with `u8`'s layout for
+    // `len` bytes, all initialised (zero): a Vec of length and capacity `len`.
+    Ok(unsafe { Vec::from_raw_parts(ptr, len, len) })
 }
 
 impl Model {
