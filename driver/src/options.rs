@@ -381,20 +381,13 @@ fn note_non_finite(g: &Graph, samples: &[Vec<Tensor>]) {
     }
 }
 
-/// How many NaN or Inf values a float tensor holds: those whose exponent
-/// bits are all ones (read from the little-endian bytes).
+/// How many NaN or Inf values a float tensor holds (the calibration
+/// check's reading, `compress`'s `engine.rs`: `get_f64` of each element).
 fn non_finite(t: &Tensor) -> usize {
-    use kerf_ir::DType;
-    // (element bytes, byte and mask of the exponent's high bits, of its low bits)
-    let (size, hi, lo) = match t.dtype() {
-        DType::F64 => (8, (7, 0x7f), (6, 0xf0)),
-        DType::F32 => (4, (3, 0x7f), (2, 0x80)),
-        DType::BF16 => (2, (1, 0x7f), (0, 0x80)),
-        DType::F16 => (2, (1, 0x7c), (1, 0x7c)),
-        _ => return 0,
-    };
-    let ones = |b: &[u8], (at, mask): (usize, u8)| b[at] & mask == mask;
-    t.bytes().chunks_exact(size).filter(|b| ones(b, hi) && ones(b, lo)).count()
+    if !t.dtype().is_float() {
+        return 0;
+    }
+    (0..t.numel()).filter(|&i| !t.get_f64(i).is_finite()).count()
 }
 
 /// Most timed (or warm-up) runs a measurement takes (`bench`, `tune`): their

@@ -130,9 +130,8 @@ pub fn run_samples_all(
     let types: Vec<_> = g.outputs.iter().map(|o| g.ty(o.value).clone()).collect();
     let mut res: Vec<(String, Vec<Tensor>)> =
         g.outputs.iter().map(|o| (o.name.clone(), Vec::with_capacity(samples.len()))).collect();
-    let memory = |e: kerf_runtime::RuntimeError| PipelineError::Run(e.to_string());
-    let mut arena = model.new_arena().map_err(memory)?;
-    let mut bufs = model.output_buffers().map_err(memory)?;
+    let mut arena = model.new_arena()?;
+    let mut bufs = model.output_buffers()?;
     for s in samples {
         let ins: Vec<&[u8]> = s.iter().map(Tensor::bytes).collect();
         let mut ov: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();

@@ -103,4 +103,8 @@ pub enum PipelineError {
     /// The generated code returned an error status.
     #[error("run failed: {0}")]
     Run(String),
+    /// The runtime refused before any run: memory for the arena or an
+    /// output that cannot be allocated.
+    #[error("{0}")]
+    Runtime(#[from] kerf_runtime::RuntimeError),
 }

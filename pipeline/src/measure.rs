@@ -47,12 +47,11 @@ impl<'a> Runner<'a> {
         inputs: &'a [Tensor],
         pool: Option<&'a ThreadPool>,
     ) -> Result<Runner<'a>, PipelineError> {
-        let memory = |e: kerf_runtime::RuntimeError| PipelineError::Run(e.to_string());
         Ok(Runner {
             model,
             ins: inputs.iter().map(Tensor::bytes).collect(),
-            outs: model.output_buffers().map_err(memory)?,
-            arena: model.new_arena().map_err(memory)?,
+            outs: model.output_buffers()?,
+            arena: model.new_arena()?,
             pool,
         })
     }
