@@ -455,6 +455,7 @@ fn pattern_tiles() -> Vec<(String, Vec<u8>, usize)> {
                         vecs,
                         lanes: 4,
                         last_lanes,
+                        back: 0,
                         out_row,
                         in_row,
                         accumulate,

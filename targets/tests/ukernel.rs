@@ -1342,16 +1342,19 @@ fn other_kernels() -> Vec<(String, Vec<u8>)> {
     let kinds: Vec<EntryKind> =
         [vec![0], vec![0, 1], vec![0, 2], vec![0, 1, 2], vec![0, 2, 4]].into_iter().map(EntryKind::Column).collect();
     let kinds = [kinds, vec![EntryKind::Kernel(1), EntryKind::Kernel(4), EntryKind::Kernel(5)]].concat();
-    for (accumulate, last_lanes, rows, vecs, lanes) in [
-        (false, 8, 12, 1, 8),
-        (true, 7, 7, 1, 8),
-        (true, 1, 3, 4, 8),
-        (false, 3, 2, 6, 8),
-        (true, 6, 1, 2, 8),
-        (true, 4, 6, 2, 8),
-        (false, 16, 12, 1, 16),
-        (true, 9, 3, 4, 16),
-        (true, 1, 2, 6, 16),
+    for (accumulate, last_lanes, rows, vecs, lanes, back) in [
+        (false, 8, 12, 1, 8, 0),
+        (true, 7, 7, 1, 8, 0),
+        (true, 1, 3, 4, 8, 0),
+        (false, 3, 2, 6, 8, 0),
+        (true, 6, 1, 2, 8, 0),
+        (true, 4, 6, 2, 8, 0),
+        // a row's last vector starting early (14 pixels: at 0 and 6)
+        (true, 8, 5, 2, 8, 2),
+        (false, 8, 3, 3, 8, 7),
+        (false, 16, 12, 1, 16, 0),
+        (true, 9, 3, 4, 16, 0),
+        (true, 1, 2, 6, 16, 0),
     ] {
         let relu = TileEpi { clamp: Some(Clamp { lo: 0.0, hi: None }), ..TileEpi::default() };
         for (epi, quant) in [
@@ -1371,6 +1374,7 @@ fn other_kernels() -> Vec<(String, Vec<u8>)> {
                     vecs,
                     lanes,
                     last_lanes,
+                    back,
                     out_row: 224,
                     in_row: 256,
                     accumulate,

@@ -111,7 +111,8 @@ pub(super) struct Weights<'a> {
 /// over the whole output, which other tasks are still writing.
 pub(super) fn conv(k: &mut Kernel, gm: &Geo, wt: &Weights, epi: Epilogue) -> LResult<bool> {
     let lanes = tile_lanes(k, gm, Elem::F32);
-    let ph = Phases::new(gm, lanes);
+    let back = if k.caps.pattern_tiles() { last_back(gm, Elem::F32, lanes) } else { 0 };
+    let ph = Phases::new(gm, lanes, back);
     let area = gm.kh * gm.kw;
     let weight = |o: usize, c: usize, tap: usize| wt.w[(o * gm.c + c) * area + tap].to_le_bytes();
     let layout = Layout { patterns: wt.patterns, assignment: wt.assignment, weight: &weight };
@@ -596,6 +597,32 @@ pub(super) fn tile_lanes(k: &Kernel, g: &Geo, elem: Elem) -> usize {
     }
 }
 
+/// Pixels the last vector of each output row starts early
+/// ([`PatternTile::back`]): on `ymm` tiles (8 lanes) whose rows end in a
+/// partial vector held by the same tile as the one before it (14-pixel
+/// rows: vectors at 0 and 6). The image's rows are then `ow + kw − 1`
+/// floats at stride 1 (16 for 14 pixels: 64 bytes, [`Phases::new`]), so
+/// no tap of columns 1 and 2 loads across a cache line and no store is
+/// partial. Measured on Zen 4 (1 thread, `kerf bench --iters 300`,
+/// alternating builds): the 256-channel 14x14 layer of
+/// `make_pattern_layers.py` 0.79–0.89 → see `docs/compression.md`. Not
+/// on `zmm` (16 lanes, where moving the last vector back makes its
+/// first-column loads cross a line) nor AArch64's 4 lanes.
+pub(super) fn last_back(g: &Geo, elem: Elem, lanes: usize) -> usize {
+    let rem = g.ow % lanes;
+    if lanes != 8 || rem == 0 {
+        return 0;
+    }
+    let sch = schedule(g.oh, g.ow, max_accs(elem, lanes), lanes);
+    // vectors of the row's last column block ([`conv_tiles`]' `cols`)
+    let last_block = (g.ow.div_ceil(lanes) - 1) % sch.vecs + 1;
+    if last_block >= 2 {
+        lanes - rem
+    } else {
+        0
+    }
+}
+
 impl Tiles {
     /// Bytes per output channel of the frame's per-channel data (an f32
     /// bias, or the integer epilogue's `(corr, scale, bias)` row).
@@ -614,7 +641,7 @@ impl Tiles {
         &self,
         k: &mut Kernel,
         p: &Program,
-        (rows, vecs, last_lanes): (usize, usize, usize),
+        (rows, vecs, last_lanes, back): (usize, usize, usize, usize),
         (out_row, in_row): (usize, usize),
     ) -> LResult<[Value; 3]> {
         let many = p.blocks > 1;
@@ -629,6 +656,7 @@ impl Tiles {
                 vecs,
                 lanes,
                 last_lanes,
+                back,
                 out_row,
                 in_row,
                 accumulate,
@@ -676,23 +704,30 @@ pub(super) fn conv_tiles(
     let l = tiles.lanes;
     let sch = schedule(g.oh, g.ow, max_accs(tiles.elem, l), l);
     let nvec = g.ow.div_ceil(l);
-    // column blocks: (first vector, vectors, lanes stored from the last)
+    // column blocks: (first vector, vectors, lanes stored from the last,
+    // pixels the last starts early)
     let mut cols = Vec::new();
     for v0 in (0..nvec).step_by(sch.vecs) {
         let vecs = sch.vecs.min(nvec - v0);
-        let last = if v0 + vecs == nvec { g.ow - l * (nvec - 1) } else { l };
-        cols.push((v0, vecs, last));
+        let shape = match v0 + vecs == nvec {
+            true if ph.back > 0 => (l, ph.back),
+            true => (g.ow - l * (nvec - 1), 0),
+            false => (l, 0),
+        };
+        cols.push((v0, vecs, shape));
     }
     let many = p.blocks > 1;
     let strides = (g.ow * 4, ph.wq * 4);
-    let codes = |k: &mut Kernel, rows: usize, vecs: usize, last: usize| tiles.codes(k, p, (rows, vecs, last), strides);
+    let codes = |k: &mut Kernel, rows: usize, vecs: usize, (last, back): (usize, usize)| {
+        tiles.codes(k, p, (rows, vecs, last, back), strides)
+    };
     let sig = k.ukernel_sig(6);
     // the row blocks: `full` blocks of `sch.rows`, then one of `rest` rows
     let (full, rest) = (g.oh / sch.rows, g.oh % sch.rows);
     let mut blocks = Vec::new();
     for (rows, count) in [(sch.rows, full), (rest, usize::from(rest > 0))] {
         if count > 0 {
-            let codes = cols.iter().map(|&(_, v, last)| codes(k, rows, v, last)).collect::<LResult<Vec<_>>>()?;
+            let codes = cols.iter().map(|&(_, v, shape)| codes(k, rows, v, shape)).collect::<LResult<Vec<_>>>()?;
             blocks.push((rows, count, codes));
         }
     }

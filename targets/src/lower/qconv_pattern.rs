@@ -43,7 +43,7 @@ use kerf_ir::op::{QConv, QOut};
 use kerf_ir::{ChannelQuads, Tensor};
 
 use super::conv_geo::{geometry, Geo};
-use super::conv_pattern::{conv_tiles, tile_lanes, Frame, Layout, Phases, Program, Tiles};
+use super::conv_pattern::{conv_tiles, last_back, tile_lanes, Frame, Layout, Phases, Program, Tiles};
 use super::epilogue::Act;
 use super::gemm_wide::act_epi;
 use super::qconv::epilogue_table;
@@ -120,7 +120,7 @@ pub(super) fn conv(
     };
     let layout = Layout { patterns: &patterns, assignment: &assignment, weight: &weight };
     let lanes = tile_lanes(k, &gq, quad_elem(k));
-    let ph = Phases::new(&gq, lanes);
+    let ph = Phases::new(&gq, lanes, last_back(&gq, quad_elem(k), lanes));
     if ph.s == 1 && ph.hq != g.h {
         return Err(format!("internal: integer pattern conv: {} quad-image rows for a {}-row input", ph.hq, g.h));
     }

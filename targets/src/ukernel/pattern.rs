@@ -13,7 +13,8 @@ use super::epi::TileEpi;
 /// held in accumulators (at most [`max_accs`]) while every kept
 /// kernel of the channel adds its taps. The output is stored once, after
 /// the last kernel (no accumulator traffic per kernel), the last vector of
-/// each row only its `last_lanes` pixels.
+/// each row only its `last_lanes` pixels (or, starting early, all of
+/// them: [`PatternTile::back`]).
 ///
 /// The taps come from the channel's *program* as entries of a few
 /// [`EntryKind`]s: for each kind an `i64` count, then per entry its byte
@@ -38,6 +39,15 @@ pub struct PatternTile {
     pub lanes: usize,
     /// Pixels stored from each row's last vector (1..=`lanes`).
     pub last_lanes: usize,
+    /// Pixels each row's last vector starts before `(vecs − 1) · lanes`
+    /// (0..`lanes`; then it is whole, `last_lanes == lanes`, and `vecs ≥
+    /// 2`; x86 only): a row of 14 pixels as vectors at 0 and 6 rather than
+    /// at 0 and 8 with 6 lanes stored, so that on an image of 16-float
+    /// rows no tap's load crosses a cache line and no store is partial
+    /// ([`PatternTile::start`]). The pixels both vectors hold are computed
+    /// by the same operations in the same order from the same values, so
+    /// storing them twice stores the same bits.
+    pub back: usize,
     /// Bytes between output rows (f32 outputs and i32 partial sums alike).
     pub out_row: usize,
     /// Bytes between the input rows the tile's output rows start at (and
@@ -169,6 +179,13 @@ impl PatternTile {
     /// Most taps of a column entry.
     pub const MAX_TAPS: usize = 3;
 
+    /// The first pixel of vector `v` of a row: `v · lanes`, the last
+    /// vector `back` pixels earlier.
+    pub fn start(&self, v: usize) -> usize {
+        let back = if v + 1 == self.vecs { self.back } else { 0 };
+        v * self.lanes - back
+    }
+
     /// Whether the tile fits the registers and its shape is well formed.
     pub fn fits(&self) -> bool {
         let accs = self.rows * self.vecs;
@@ -199,7 +216,10 @@ impl PatternTile {
             16 => matches!(self.elem, Elem::F32 | Elem::QuadsVnni),
             _ => false,
         };
+        let back_ok = self.back == 0
+            || self.lanes != 4 && self.vecs >= 2 && self.last_lanes == self.lanes && self.back < self.lanes;
         width_ok
+            && back_ok
             && (1..=max_accs(self.elem, self.lanes)).contains(&accs)
             && (1..=self.lanes).contains(&self.last_lanes)
             && self.kinds.iter().all(kind_ok)

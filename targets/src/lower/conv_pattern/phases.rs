@@ -22,6 +22,10 @@ pub(in crate::lower) struct Phases {
     /// Floats of each phase row that any tile or pass reads (whole vectors
     /// from every tap's column offset); the rest of a row is never zeroed.
     pub(in crate::lower) read: usize,
+    /// Pixels each output row's last vector starts early
+    /// ([`crate::ukernel::pattern::PatternTile::back`], decided by
+    /// [`super::last_back`]).
+    pub(in crate::lower) back: usize,
     dh: usize,
     dw: usize,
     kw: usize,
@@ -29,14 +33,16 @@ pub(in crate::lower) struct Phases {
 
 impl Phases {
     /// The phases of `g`'s input for register tiles of `lanes`-pixel
-    /// vectors ([`tile_lanes`]: 4, 8 or 16; the 128-bit passes take 8).
-    pub(in crate::lower) fn new(g: &Geo, lanes: usize) -> Phases {
+    /// vectors ([`super::tile_lanes`]: 4, 8 or 16; the 128-bit passes take
+    /// 8) whose rows' last vector starts `back` pixels early.
+    pub(in crate::lower) fn new(g: &Geo, lanes: usize, back: usize) -> Phases {
         let s = g.sh;
-        // every tile reads whole vectors, `ow.div_ceil(lanes)` of them per row
+        // every tile reads whole vectors, `ow.div_ceil(lanes)` of them per
+        // row, the last `back` pixels early
         let hq = (g.h + g.ph).div_ceil(s).max(g.oh + (g.kh - 1) * g.dh / s);
-        let read = g.ow.div_ceil(lanes) * lanes + (g.kw - 1) * g.dw / s;
+        let read = g.ow.div_ceil(lanes) * lanes - back + (g.kw - 1) * g.dw / s;
         let wq = (g.w + g.pw).div_ceil(s).max(read).next_multiple_of(lanes);
-        Phases { s, hq, wq, read, dh: g.dh, dw: g.dw, kw: g.kw }
+        Phases { s, hq, wq, read, back, dh: g.dh, dw: g.dw, kw: g.kw }
     }
 
     pub(in crate::lower) fn channel_bytes(&self) -> usize {

@@ -48,7 +48,7 @@ where
     a.mov(res_p, r8)?;
     let tile = |r: usize, v: usize| {
         let lanes = if v + 1 == t.vecs { t.last_lanes } else { R::LANES };
-        ((r * t.out_row + 4 * R::LANES * v) as i64, lanes, r * t.vecs + v)
+        ((r * t.out_row + 4 * t.start(v)) as i64, lanes, r * t.vecs + v)
     };
     for r in 0..t.rows {
         for v in 0..t.vecs {
@@ -98,7 +98,7 @@ where
                 for r in 0..t.rows {
                     for v in 0..t.vecs {
                         let (_, lanes, i) = tile(r, v);
-                        let at = (r * t.out_row / 4 + R::LANES * v) as i64;
+                        let at = (r * t.out_row / 4 + t.start(v)) as i64;
                         R::load_bytes_part(&mut a, scratch, (base, at), lanes)?;
                         a.vpsubd(scratch, scratch, z)?;
                         a.vcvtdq2ps(scratch, scratch)?;
@@ -115,7 +115,7 @@ where
             for r in 0..t.rows {
                 for v in 0..t.vecs {
                     let (_, lanes, i) = tile(r, v);
-                    let at = (r * t.out_row / 4 + R::LANES * v) as i64;
+                    let at = (r * t.out_row / 4 + t.start(v)) as i64;
                     R::store_bytes_part(&mut a, accs[i], (res_p, at), lanes)?;
                 }
             }
@@ -163,7 +163,7 @@ where
         let taps: Vec<(usize, usize)> =
             (0..nt).filter(|&j| ir >= rows[j] && ir - rows[j] < t.rows).map(|j| (j, ir - rows[j])).collect();
         for v in 0..t.vecs {
-            let at = src + rax + (ir * t.in_row + 4 * R::LANES * v) as i64;
+            let at = src + rax + (ir * t.in_row + 4 * t.start(v)) as i64;
             match taps[..] {
                 [] => {}
                 [(j, r)] => mac_at::<R>(a, e, accs[r * t.vecs + v], wregs[j], at)?,
@@ -195,7 +195,7 @@ where
         broadcast::<R>(a, e, w, dword_ptr(prog + (4 * (nt + j)) as i64))?;
         for r in 0..t.rows {
             for v in 0..t.vecs {
-                let at = (r * t.in_row + 4 * R::LANES * v) as i64;
+                let at = (r * t.in_row + 4 * t.start(v)) as i64;
                 mac_at::<R>(a, e, accs[r * t.vecs + v], w, src + off + at)?;
             }
         }
