@@ -143,6 +143,12 @@ fn stride_one() -> Vec<Shape> {
         Shape::new([2, 5, 6, 6], 4, 3, (1, 1, 1), &MASKS).fused("act=Clip, act_min=-0.5, act_max=0.75"),
         Shape::new([1, 4, 9, 9], 3, 3, (1, 1, 1), &MASKS).fused("act=HardSwish"),
         Shape::new([1, 80, 9, 9], 6, 3, (1, 1, 1), &MASKS),
+        // rows of 14 and 28 pixels (`ymm` tiles whose last vector starts
+        // early: at 6, and at 20) and of 32 (whole `zmm` vectors where
+        // the target has AVX-512)
+        Shape::new([1, 6, 14, 14], 5, 3, (1, 1, 1), &MASKS).fused("act=Relu"),
+        Shape::new([1, 4, 5, 28], 3, 3, (1, 1, 1), &MASKS),
+        Shape::new([1, 3, 4, 32], 4, 3, (1, 1, 1), &MASKS),
     ]
 }
 
@@ -160,6 +166,9 @@ fn stride_two() -> Vec<Shape> {
         Shape::new([1, 12, 13, 12], 9, 3, (1, 1, 2), &UNEVEN),
         Shape::new([1, 3, 17, 15], 4, 5, (2, 1, 2), &FIVE),
         Shape::new([1, 5, 14, 14], 6, 3, (1, 1, 2), &MASKS).fused("act=Relu"),
+        // 28- and 14-pixel output rows (early last vectors)
+        Shape::new([1, 3, 9, 56], 4, 3, (1, 1, 2), &MASKS),
+        Shape::new([1, 4, 12, 28], 5, 3, (1, 1, 2), &MASKS),
     ]
 }
 

@@ -1552,10 +1552,11 @@ fn tile_fmas(text: &str, cpu: &str) -> (usize, usize) {
 
 /// Which tiles an object's code calls is decided at compile time, so any
 /// host checks it: a 1x1 conv (its product on the GEMM engine), a MatMul
-/// and a pattern-pruned 3x3 conv on 28-pixel rows compiled for
+/// and a pattern-pruned 3x3 conv on 32-pixel rows compiled for
 /// `sapphirerapids` call micro-kernels whose FMAs are on `zmm` registers
 /// (the 512-bit tiles, B in groups of four panels; the pattern tile at 16
-/// pixels per vector); for `haswell`, on `ymm` only. A conv's last vector
+/// pixels per vector); for `haswell`, on `ymm` only; the pattern conv on
+/// 28-pixel rows on `ymm` for both (`conv_pattern::tile_lanes`). A conv's last vector
 /// of at most 8 pixels runs on the 256-bit tile at either width: a 3x3
 /// conv on rows of 20 pixels (16 + 4) calls it for `sapphirerapids`, one
 /// on rows of 25 (16 + 9) does not.
@@ -1573,21 +1574,28 @@ fn sapphirerapids_objects_call_the_zmm_tiles() {
             }
         })
         .collect();
-    let pattern = format!(
-        "graph \"p\"\n  input %0 \"x\": f32[1,16,12,28]\n  const %1 \"w\": f32[8,16,3,3] = [{}]\n  \
-         %2 = Conv{{kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[1,1,1,1], group=1, layer=\"c\"}}(%0, %1): f32[1,8,12,28] @\"c\"\n  \
-         output \"y\" = %2\n",
-        w.join(",")
-    );
+    let pattern = |width: usize| {
+        format!(
+            "graph \"p\"\n  input %0 \"x\": f32[1,16,12,{width}]\n  const %1 \"w\": f32[8,16,3,3] = [{}]\n  \
+             %2 = Conv{{kernel=[3,3], strides=[1,1], dilations=[1,1], pads=[1,1,1,1], group=1, layer=\"c\"}}(%0, %1): f32[1,8,12,{width}] @\"c\"\n  \
+             output \"y\" = %2\n",
+            w.join(",")
+        )
+    };
+    let (whole, early) = (pattern(32), pattern(28));
     // the conv engine's last vector of at most 8 on the 256-bit tile: the
     // 1x1 conv's two pixel blocks of 200 (12 vectors and 8); the MatMul
-    // and the pattern tile stay on `zmm` alone
-    for (text, last_ymm) in [(conv.as_str(), true), (matmul, false), (pattern.as_str(), false)] {
+    // and the pattern tile on whole 16-pixel vectors stay on `zmm` alone
+    for (text, last_ymm) in [(conv.as_str(), true), (matmul, false), (whole.as_str(), false)] {
         let (zmm, other) = tile_fmas(text, "sapphirerapids");
         assert!(zmm > 0 && (other > 0) == last_ymm, "sapphirerapids: {zmm} zmm FMAs, {other} others ({text})");
         let (zmm, other) = tile_fmas(text, "haswell");
         assert!(zmm == 0 && other > 0, "haswell: {zmm} zmm FMAs, {other} others ({text})");
     }
+    // 28-pixel rows: `ymm` tiles whose last vector starts early (at 20)
+    // rather than `zmm` ones with a partial second vector
+    let (zmm, other) = tile_fmas(&early, "sapphirerapids");
+    assert!(zmm == 0 && other > 0, "28-pixel pattern rows: {zmm} zmm FMAs, {other} others");
     for (w, last_ymm) in [(20, true), (25, false)] {
         let h = 6;
         let (text, _) = graph(&(16, 24, (h, w), 3, (1, 1), "", "Relu", false));

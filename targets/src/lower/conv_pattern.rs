@@ -578,19 +578,29 @@ pub(super) struct Tiles {
 }
 
 /// Pixels per vector of the register tiles for `elem` on this conv: 4 on
-/// AArch64 ([`crate::isa::Caps::pattern_tiles`]); on x86-64 16
-/// (`zmm`) where the target has AVX-512F, the output rows are at least 16
-/// pixels wide and 16-pixel vectors cover them with no more lanes to spare
-/// than 8-pixel ones (28 pixels: yes; 56: no), else 8 (`ymm`). Measured
-/// on an Intel Xeon with two 512-bit FMA ports (f32, 22% of the weights
-/// kept, 1 thread): 28-pixel rows 0.91 → 0.82 ms with `zmm`, 56 → 28 at
-/// stride 2 1.26 → 1.18 ms; 56-pixel rows no faster (0.89 ms either way),
-/// 14-pixel rows 10% slower (one 16-lane vector holds 14).
+/// AArch64 ([`crate::isa::Caps::pattern_tiles`]); on x86-64 16 (`zmm`)
+/// where the target has AVX-512F and the output rows are whole 16-pixel
+/// vectors, or at least 16 pixels that 16-pixel vectors cover with no
+/// more lanes to spare than 8-pixel ones while 8-pixel tiles would have to
+/// store a partial vector ([`last_back`] finds no earlier start); else 8
+/// (`ymm`). Measured on an Intel Xeon with two 512-bit FMA ports (f32, 22%
+/// of the weights kept, 1 thread, before [`last_back`]): 28-pixel rows
+/// 0.91 → 0.82 ms with `zmm`, 56 → 28 at stride 2 1.26 → 1.18 ms;
+/// 56-pixel rows no faster, 14-pixel rows 10% slower. On Zen 4 (its
+/// 512-bit FMAs are two 256-bit halves) `ymm` tiles whose last vector
+/// starts early beat `zmm` on 28-pixel rows, 0.79 → 0.70 ms at stride 1
+/// and 1.11 → 0.90 at stride 2 (VNNI quads 0.211 → 0.201 and 0.355 →
+/// 0.300), and tie or lose where `zmm` vectors are whole (32-pixel rows
+/// 0.89 either way, 48-pixel rows 1.19 against 1.27): so whole `zmm`
+/// vectors, or `ymm` with an early last vector. (Not measured on Intel
+/// since; `docs/compression.md`, "Early last vectors".)
 pub(super) fn tile_lanes(k: &Kernel, g: &Geo, elem: Elem) -> usize {
-    let fills = g.ow >= 16 && g.ow.div_ceil(16) * 16 <= g.ow.div_ceil(8) * 8;
     if !k.caps.avx2 && k.caps.neon {
-        crate::ukernel::neon::PATTERN_LANES
-    } else if k.caps.avx512 && elem != Elem::Quads && fills {
+        return crate::ukernel::neon::PATTERN_LANES;
+    }
+    let zmm = k.caps.avx512 && elem != Elem::Quads && g.ow >= 16;
+    let fills = g.ow.div_ceil(16) * 16 <= g.ow.div_ceil(8) * 8;
+    if zmm && (g.ow.is_multiple_of(16) || fills && last_back(g, elem, 8) == 0) {
         16
     } else {
         8
@@ -600,14 +610,14 @@ pub(super) fn tile_lanes(k: &Kernel, g: &Geo, elem: Elem) -> usize {
 /// Pixels the last vector of each output row starts early
 /// ([`PatternTile::back`]): on `ymm` tiles (8 lanes) whose rows end in a
 /// partial vector held by the same tile as the one before it (14-pixel
-/// rows: vectors at 0 and 6). The image's rows are then `ow + kw − 1`
-/// floats at stride 1 (16 for 14 pixels: 64 bytes, [`Phases::new`]), so
-/// no tap of columns 1 and 2 loads across a cache line and no store is
-/// partial. Measured on Zen 4 (1 thread, `kerf bench --iters 300`,
-/// alternating builds): the 256-channel 14x14 layer of
-/// `make_pattern_layers.py` 0.79–0.89 → see `docs/compression.md`. Not
-/// on `zmm` (16 lanes, where moving the last vector back makes its
-/// first-column loads cross a line) nor AArch64's 4 lanes.
+/// rows: vectors at 0 and 6; 28: 0, 8, 16 and 20). The image's rows are
+/// then `ow + kw − 1` floats at stride 1 (16 for 14 pixels: 64 bytes,
+/// [`Phases::new`]), so fewer taps of kernel columns 1 and 2 load across
+/// a cache line (none on 14-pixel rows), and no store goes lane by lane.
+/// Measured on Zen 4 (1 thread, alternating builds): the 256-channel
+/// 14x14 layer of `make_pattern_layers.py` 0.79 → 0.70 ms, 28x28 → 14x14
+/// at stride 2 1.08 → 0.90 ms. Not on `zmm` (16 lanes: an early vector's
+/// first-column loads would cross a line too) nor AArch64's 4 lanes.
 pub(super) fn last_back(g: &Geo, elem: Elem, lanes: usize) -> usize {
     let rem = g.ow % lanes;
     if lanes != 8 || rem == 0 {
