@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use kerf_compress::Plan;
+use kerf_compress::{NmSetting, Plan, Precision};
 use kerf_ir::{Graph, Tensor};
 use kerf_pipeline::compression::{data_files, read_stacked, samples_for};
 use kerf_pipeline::dataset::read_labels;
@@ -127,12 +127,13 @@ pub struct CompressArgs {
 
 impl CompressArgs {
     /// The plan these flags ask for, or `None` when they ask for nothing.
-    /// A flag that only tunes a technique not asked for is an error, not
-    /// ignored (`kerf tune` reads them through [`CompressArgs::parsed_plan`]
-    /// as the settings of every variant it tries).
+    /// A flag that only tunes a technique no layer is given is an error,
+    /// not ignored (`kerf tune` reads them through
+    /// [`CompressArgs::parsed_plan`] as the settings of every variant it
+    /// tries).
     pub fn plan(&self) -> Result<Option<Plan>> {
         let plan = self.parsed_plan()?;
-        self.settings_have_a_technique()?;
+        self.settings_have_a_technique(&plan)?;
         let asked = self.plan.is_some()
             || self.quantize.is_some()
             || self.prune_patterns.is_some()
@@ -149,13 +150,18 @@ impl CompressArgs {
         Ok(asked.then_some(plan))
     }
 
-    /// Settings flags of int8 need `--quantize int8`, and pruning's need a
-    /// pruning flag, unless a plan file is given (which may ask per layer;
-    /// it is not read for whether it does).
-    fn settings_have_a_technique(&self) -> Result<()> {
-        if self.plan.is_some() {
-            return Ok(());
-        }
+    /// Settings flags of int8 need a layer that quantises, and pruning's a
+    /// layer that prunes: in `plan`, the plan file with the flags written
+    /// into its defaults, so a `[[layer]]` rule asking for it counts.
+    fn settings_have_a_technique(&self, plan: &Plan) -> Result<()> {
+        let all = || std::iter::once(&plan.default).chain(plan.layers.iter().map(|r| &r.settings));
+        let quantising = all().any(|s| s.quant == Some(Precision::Int8));
+        let patterns = all().any(|s| s.patterns.is_some_and(|k| k > 0) || s.connectivity.is_some_and(|c| c > 0.0));
+        let nm = all().any(|s| matches!(s.nm, Some(NmSetting::Sparse(_))));
+        let none = match &self.plan {
+            Some(p) => format!(", and the plan '{}' has none", p.display()),
+            None => String::new(),
+        };
         let int8 = [
             ("--rounding", self.rounding.is_some()),
             ("--observer", self.observer.is_some()),
@@ -164,19 +170,19 @@ impl CompressArgs {
             ("--byte-pairs", self.byte_pairs.is_some()),
             ("--residual", self.residual.is_some()),
         ];
-        let quantising = self.quantize.as_deref().is_some_and(|q| q != "f32");
         if let Some((flag, _)) = int8.iter().find(|(_, given)| *given).filter(|_| !quantising) {
-            bail!("{flag} sets how int8 quantises: it needs --quantize int8 (or a --plan); alone it changes nothing");
-        }
-        let patterns = self.prune_patterns.is_some() || self.connectivity.is_some();
-        if self.pattern_group.is_some() && !patterns {
             bail!(
-                "--pattern-group groups the kernels pattern pruning keeps: it needs --prune-patterns or --connectivity (or a --plan); alone it changes nothing"
+                "{flag} sets how int8 quantises: it needs --quantize int8 or a plan layer with quant = \"int8\"{none}; alone it changes nothing"
             );
         }
-        if self.selection.is_some() && !patterns && self.prune_nm.is_none() {
+        if self.pattern_group.is_some() && !patterns {
             bail!(
-                "--selection sets how pruning chooses: it needs --prune-patterns, --connectivity or --prune-nm (or a --plan); alone it changes nothing"
+                "--pattern-group groups the kernels pattern pruning keeps: it needs --prune-patterns or --connectivity, or a plan layer with patterns or connectivity{none}; alone it changes nothing"
+            );
+        }
+        if self.selection.is_some() && !patterns && !nm {
+            bail!(
+                "--selection sets how pruning chooses: it needs --prune-patterns, --connectivity or --prune-nm, or a plan layer with patterns, connectivity or nm{none}; alone it changes nothing"
             );
         }
         Ok(())
@@ -222,7 +228,7 @@ impl CompressArgs {
             d.tucker = Some(parse_ranks(ranks).map_err(|e| anyhow!("--tucker {e}"))?);
         }
         if let Some(nm) = &self.prune_nm {
-            d.nm = Some(kerf_compress::NmSetting::Sparse(nm.parse().map_err(|e| anyhow!("--prune-nm {e}"))?));
+            d.nm = Some(NmSetting::Sparse(nm.parse().map_err(|e| anyhow!("--prune-nm {e}"))?));
         }
         if self.bias_correction {
             d.bias_correction = Some(true);

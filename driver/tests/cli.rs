@@ -571,6 +571,29 @@ fn flags_that_would_do_nothing_and_cut_files_are_named() {
         &alone(&["--prune-nm", "2:4", "--pattern-group", "4"]),
         &["--pattern-group", "needs --prune-patterns"],
     );
+    // a plan counts for what its layers ask, not for being given
+    let dir = std::env::temp_dir().join(format!("kerf-cli-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plan = |name: &str, text: &str| {
+        let f = dir.join(name);
+        std::fs::write(&f, text).unwrap();
+        f.to_str().unwrap().to_string()
+    };
+    let (low_rank, one_int8) = (
+        plan("low_rank.toml", "[default]\nlow_rank = 0.9\n"),
+        plan("one_int8.toml", "[[layer]]\nmatch = \"*\"\nquant = \"int8\"\n"),
+    );
+    assert_user_error(
+        &alone(&["--plan", &low_rank, "--rounding", "nearest"]),
+        &["--rounding", "needs --quantize int8", "low_rank.toml' has none"],
+    );
+    assert_user_error(
+        &alone(&["--plan", &low_rank, "--pattern-group", "4"]),
+        &["--pattern-group", "low_rank.toml' has none"],
+    );
+    let ok = alone(&["--plan", &one_int8, "--rounding", "nearest", "--limit", "20"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    std::fs::remove_dir_all(&dir).ok();
     // eval says so before its FP32 pass (which prints the sample count)
     assert!(!String::from_utf8_lossy(&alone(&["--weight-bits", "7"]).stdout).contains("samples:"));
     let ok = alone(&["--quantize", "int8", "--weight-bits", "7", "--limit", "20"]);
