@@ -98,7 +98,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let pool = (args.threads > 1).then(|| ThreadPool::new(args.threads));
     let threads = pool.as_ref().map_or(1, ThreadPool::threads);
     let mut r = Runner::new(jit.model(), &inputs, pool.as_ref())?;
-    let t = r.measure(&MeasureOptions { warmup: args.warmup, iters: args.iters })?;
+    let t = r.measure(&MeasureOptions { warmup: args.warmup, iters: args.iters }).map_err(|e| e.in_graph(&g))?;
     println!("model: {}", args.model.model.display());
     println!("threads: {threads}");
     println!("compile: {compile_ms:.1} ms");

@@ -62,7 +62,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let inputs = arrange(&g, &files, Missing::Error)?;
     let jit = session.jit(&g)?;
     let mut runner = Runner::new(jit.model(), &inputs, None)?;
-    runner.once()?;
+    runner.once().map_err(|e| e.in_graph(&g))?;
     let mut results = Vec::new();
     for (k, (buf, o)) in runner.outputs().iter().zip(&g.outputs).enumerate() {
         let ty = g.ty(o.value);

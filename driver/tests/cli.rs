@@ -635,3 +635,18 @@ fn flags_that_would_do_nothing_and_cut_files_are_named() {
         assert_user_error(&kerf(run), &["cannot allocate 640000000", "(640.0 GB) for the arena"]);
     }
 }
+
+/// An index input outside its axis at run time (an embedding lookup past
+/// the table): `run` and `bench` exit 1 naming the Gather and its axis'
+/// size, where the kernel had clamped to the last row; in range it runs.
+#[test]
+fn run_time_indices_out_of_range_name_the_gather() {
+    let model = cli_fixture("embed.onnx");
+    let (ok, bad) = (format!("ids={}", cli_fixture("ids_ok.npy")), format!("ids={}", cli_fixture("ids_bad.npy")));
+    let y = format!("y={}", cli_fixture("embed_y.npy"));
+    let o = kerf(&["run", &model, "-i", &ok, "--expect", &y]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for cmd in [&["run", &model, "-i", &bad][..], &["bench", &model, "-i", &bad, "--iters", "2"]] {
+        assert_user_error(&kerf(cmd), &["outside its axis", "Gather 'embed' (axis 0 of size 10)"]);
+    }
+}

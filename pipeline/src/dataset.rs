@@ -135,7 +135,7 @@ pub fn run_samples_all(
     for s in samples {
         let ins: Vec<&[u8]> = s.iter().map(Tensor::bytes).collect();
         let mut ov: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
-        model.run(&ins, &mut ov, &mut arena).map_err(|e| PipelineError::Run(e.to_string()))?;
+        model.run(&ins, &mut ov, &mut arena).map_err(|e| PipelineError::from(e).in_graph(g))?;
         for ((ty, buf), (_, outs)) in types.iter().zip(&bufs).zip(res.iter_mut()) {
             let t = Tensor::from_bytes(ty.dtype, ty.shape.clone(), buf.clone())
                 .map_err(|e| PipelineError::Config(e.to_string()))?;

@@ -100,11 +100,43 @@ pub enum PipelineError {
         /// What is wrong.
         msg: String,
     },
-    /// The generated code returned an error status.
-    #[error("run failed: {0}")]
-    Run(String),
-    /// The runtime refused before any run: memory for the arena or an
-    /// output that cannot be allocated.
+    /// The runtime refused (memory for the arena or an output that cannot
+    /// be allocated) or the generated code returned an error status.
     #[error("{0}")]
     Runtime(#[from] kerf_runtime::RuntimeError),
+    /// An index read at run time was outside its axis
+    /// ([`kerf_runtime::status::INDEX_OUT_OF_RANGE`]), in one of these nodes
+    /// (each Gather whose indices the model computes or takes as an input,
+    /// with its axis' size; [`PipelineError::in_graph`]).
+    #[error(
+        "an index read at run time was outside its axis in {}: a Gather's indices must lie in [-n, n) for an axis of n; the run stopped there",
+        .0.join(" or ")
+    )]
+    IndexOutOfRange(Vec<String>),
+}
+
+impl PipelineError {
+    /// This error with what `g` (the graph the model was compiled from)
+    /// says of it: a run's index fault names the nodes that can raise it.
+    pub fn in_graph(self, g: &kerf_ir::Graph) -> PipelineError {
+        use kerf_runtime::{status, RuntimeError};
+        if !matches!(self, PipelineError::Runtime(RuntimeError::Status(status::INDEX_OUT_OF_RANGE))) {
+            return self;
+        }
+        let nodes: Vec<String> = g
+            .nodes
+            .iter()
+            .filter_map(|n| match n.op {
+                kerf_ir::Op::Gather { axis } if g.const_of(n.inputs[1]).is_none() => {
+                    let size = g.ty(n.inputs[0]).shape[axis];
+                    Some(format!("Gather '{}' (axis {axis} of size {size})", n.name))
+                }
+                _ => None,
+            })
+            .collect();
+        if nodes.is_empty() {
+            return self;
+        }
+        PipelineError::IndexOutOfRange(nodes)
+    }
 }

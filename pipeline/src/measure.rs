@@ -64,7 +64,7 @@ impl<'a> Runner<'a> {
             Some(p) => self.model.run_with_pool(&self.ins, &mut ov, &mut self.arena, p),
             None => self.model.run(&self.ins, &mut ov, &mut self.arena),
         }
-        .map_err(|e| PipelineError::Run(e.to_string()))?;
+        .map_err(PipelineError::Runtime)?;
         Ok(t0.elapsed())
     }
 

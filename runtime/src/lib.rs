@@ -39,6 +39,11 @@ pub mod status {
     pub const MISALIGNED_ARENA: i32 = 2;
     /// `rt` is not NULL and its `abi_version` differs from [`super::ABI_VERSION`].
     pub const ABI_MISMATCH: i32 = 3;
+    /// An index read at run time was outside its axis (a Gather's indices
+    /// must lie in `[-n, n)` for an axis of `n`; ONNX leaves other values
+    /// undefined): the run stopped after that node, and the outputs hold
+    /// nothing meaningful.
+    pub const INDEX_OUT_OF_RANGE: i32 = 4;
 }
 
 /// ONNX `TensorProto.DataType` codes used in descriptors.
@@ -298,6 +303,10 @@ impl fmt::Display for RuntimeError {
                 f,
                 "cannot allocate {bytes} bytes ({:.1} GB) for {what}: more than this process can have",
                 *bytes as f64 / 1e9
+            ),
+            RuntimeError::Status(status::INDEX_OUT_OF_RANGE) => write!(
+                f,
+                "an index input held a value outside its axis (a Gather's indices must lie in [-n, n) for an axis of n); the run stopped there"
             ),
             RuntimeError::Status(s) => write!(f, "generated code returned status {s}"),
             RuntimeError::Stray { index, name, side, bytes } => {
@@ -753,6 +762,15 @@ mod tests {
         assert!(b.ends_with("#endif /* KERF_RUNTIME_TYPES */\n"), "{b}");
         assert!(b.contains(&format!("#define KERF_ABI_VERSION {ABI_VERSION}\n")), "{b}");
         assert!(b.contains("} kerf_model_desc;"), "{b}");
+        for (name, code) in [
+            ("OK", status::OK),
+            ("NULL_POINTER", status::NULL_POINTER),
+            ("MISALIGNED_ARENA", status::MISALIGNED_ARENA),
+            ("ABI_MISMATCH", status::ABI_MISMATCH),
+            ("INDEX_OUT_OF_RANGE", status::INDEX_OUT_OF_RANGE),
+        ] {
+            assert!(b.contains(&format!("#define KERF_STATUS_{name} {code}\n")), "{name}: {b}");
+        }
     }
 
     #[test]

@@ -765,3 +765,47 @@ fn pixel_shuffles_interleave_rows() {
         check(&text);
     }
 }
+
+/// A Gather's indices read at run time: in range (negative ones counting
+/// from the end) the reference's values; outside `[-n, n)`, on either side
+/// and in either index type, the run ends with
+/// `status::INDEX_OUT_OF_RANGE` instead of a clamped result (the
+/// runtime's guarded run: no store outside the outputs either way), and
+/// the next run with good indices is right again (the word is zeroed per
+/// run).
+#[test]
+fn gather_indices_out_of_range_end_the_run() {
+    use kerf_runtime::{status, RuntimeError};
+    for it in ["i64", "i32"] {
+        let text = format!(
+            "graph \"gather_rt\"\n  input %0 \"x\": f32[4,5]\n  input %1 \"i\": {it}[2,3]\n  \
+             %2 = Gather{{axis=1}}(%0, %1): f32[4,2,3] @\"g\"\n  %3 = Relu(%2): f32[4,2,3] @\"r\"\n  output \"y\" = %3\n"
+        );
+        let g = kerf_ir::text::parse(&text).unwrap();
+        let x = input_for(&g, 0);
+        let idx = |v: &[f64]| Tensor::from_f64_values(g.ty(g.inputs[1]).dtype, vec![2, 3], v).unwrap();
+        let good = idx(&[4.0, -5.0, 0.0, -1.0, 2.0, 3.0]);
+        let want = reference(&g, &[x.clone(), good.clone()]);
+        for cpu in ["native", "baseline"] {
+            let jm = jit_compile(&g, &CompileOptions::parse("host", cpu, "t").unwrap()).unwrap();
+            let m = jm.model();
+            let run = |i: &Tensor| {
+                let views = [x.bytes(), i.bytes()];
+                // SAFETY: no runtime is passed (serial run).
+                unsafe { m.run_guarded(&views, None) }
+            };
+            let got = run(&good).unwrap_or_else(|e| panic!("{it} ({cpu}): {e}"));
+            compare(&format!("gather {it} ({cpu})"), &got[0], &want[0]);
+            for bad in [5.0, -6.0, 1e6] {
+                let err = run(&idx(&[0.0, 1.0, bad, 2.0, 3.0, 4.0])).expect_err("an index out of range");
+                assert!(
+                    matches!(err, RuntimeError::Status(s) if s == status::INDEX_OUT_OF_RANGE),
+                    "{it} ({cpu}) index {bad}: {err}"
+                );
+                assert!(err.to_string().contains("outside its axis"), "{err}");
+            }
+            let again = run(&good).unwrap();
+            compare(&format!("gather {it} ({cpu}) after a fault"), &again[0], &want[0]);
+        }
+    }
+}

@@ -11,6 +11,9 @@ testsuite/fixtures/cli/ (committed; rerun after a change here):
   (with `sr_y16k.npy`/`sr_y8k.npy`, the outputs for each), `sr_x.npy`.
 - `huge_activation.onnx`: y = ReduceSum(Relu(Expand(x, [400000, 400000]))) on `f32[1]`
   (`one_x.npy`): a 640 GB intermediate, which compiles but cannot be allocated.
+- `embed.onnx`: y = Gather(table, ids) with `table` a constant `f32[10, 4]` and `ids` an
+  `i64[3]` input (an embedding lookup); `ids_ok.npy` [1, 9, -10] with `embed_y.npy` its
+  output, and `ids_bad.npy` [1, 10, 2], whose 10 is outside the table's 10 rows.
 
 Usage: make_cli_fixtures.py OUT_DIR
 """
@@ -101,7 +104,25 @@ def main(argv: list[str]) -> int:
     common.check(m)
     common.save_model(m, os.path.join(out, "huge_activation.onnx"))
     common.save_npy(os.path.join(out, "one_x.npy"), np.ones([1], dtype=np.float32))
+
+    m = embed_model()
+    common.check(m)
+    common.save_model(m, os.path.join(out, "embed.onnx"))
+    ok = np.array([1, 9, -10], dtype=np.int64)
+    common.save_npy(os.path.join(out, "ids_ok.npy"), ok)
+    common.save_npy(os.path.join(out, "embed_y.npy"), common.run(m, {"ids": ok})[0])
+    common.save_npy(os.path.join(out, "ids_bad.npy"), np.array([1, 10, 2], dtype=np.int64))
     return 0
+
+
+def embed_model() -> onnx.ModelProto:
+    ids = helper.make_tensor_value_info("ids", TensorProto.INT64, [3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4])
+    table = np.arange(40, dtype=np.float32).reshape(10, 4) * 0.5 - 3
+    t = helper.make_tensor("table", TensorProto.FLOAT, [10, 4], table.flatten().tolist())
+    nodes = [helper.make_node("Gather", ["table", "ids"], ["y"], name="embed", axis=0)]
+    g = helper.make_graph(nodes, "embed", [ids], [y], [t])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
 
 
 def huge_model() -> onnx.ModelProto:

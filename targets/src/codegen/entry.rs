@@ -235,6 +235,11 @@ impl<M: Module> Entry<'_, '_, '_, M> {
                     soff += scratch_slot(*s) * n;
                     a
                 }
+                Param::Fault => {
+                    let a = self.b.ins().iadd_imm_s(self.arena, soff as i64);
+                    soff += scratch_slot(4);
+                    a
+                }
                 Param::RangeLo => self.b.ins().iconst(PTR, 0),
                 Param::RangeHi => self.b.ins().iconst(PTR, k.split.map_or(0, |s| s.total) as i64),
             };
@@ -246,10 +251,36 @@ impl<M: Module> Entry<'_, '_, '_, M> {
     /// Calls kernel `k`: over `n = min(threads, max_tasks)` tasks through
     /// `parallel_for` when it is split and `n >= 2`, else directly.
     fn call_kernel(&mut self, k: &KernelInfo, trampoline: Option<FuncId>, threading: Option<Threading>) {
-        let fref = func_in_func(self.module, k.func, self.b.func, self.p.addressing);
         let args = self.args(k);
+        let fault = k.params.iter().position(|p| *p == Param::Fault).map(|i| args[i]);
+        if let Some(w) = fault {
+            let z = self.b.ins().iconst(types::I32, 0);
+            self.b.ins().store(mem(), z, w, 0);
+        }
+        self.call_with(k, &args, trampoline, threading);
+        if let Some(w) = fault {
+            let code = self.b.ins().load(types::I32, mem(), w, 0);
+            self.fail_with(code);
+        }
+    }
+
+    /// Returns the status in `code` when it is not OK ([`Param::Fault`]).
+    fn fail_with(&mut self, code: Value) {
+        let b = &mut *self.b;
+        let (bad, ok) = (b.create_block(), b.create_block());
+        b.ins().brif(code, bad, &[], ok, &[]);
+        b.switch_to_block(bad);
+        b.seal_block(bad);
+        b.ins().return_(&[code]);
+        b.switch_to_block(ok);
+        b.seal_block(ok);
+    }
+
+    /// The call of [`Entry::call_kernel`] with its arguments made.
+    fn call_with(&mut self, k: &KernelInfo, args: &[Value], trampoline: Option<FuncId>, threading: Option<Threading>) {
+        let fref = func_in_func(self.module, k.func, self.b.func, self.p.addressing);
         let (Some(sp), Some(tramp), Some(t)) = (k.split, trampoline, threading) else {
-            self.b.ins().call(fref, &args);
+            self.b.ins().call(fref, args);
             return;
         };
         let b = &mut *self.b;
@@ -263,7 +294,7 @@ impl<M: Module> Entry<'_, '_, '_, M> {
         // the block: [n, every pointer argument but the range]
         b.ins().stack_store(PTR, n, t.block, 0);
         let mut w = 1;
-        for (p, &a) in k.params.iter().zip(&args) {
+        for (p, &a) in k.params.iter().zip(args) {
             if !matches!(p, Param::RangeLo | Param::RangeHi) {
                 b.ins().stack_store(PTR, a, t.block, 8 * w);
                 w += 1;
@@ -278,7 +309,7 @@ impl<M: Module> Entry<'_, '_, '_, M> {
         b.ins().jump(done, &[]);
         b.switch_to_block(ser);
         b.seal_block(ser);
-        b.ins().call(fref, &args);
+        b.ins().call(fref, args);
         b.ins().jump(done, &[]);
         b.switch_to_block(done);
         b.seal_block(done);

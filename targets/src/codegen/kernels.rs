@@ -69,6 +69,7 @@ pub(super) fn lower_all<M: Module>(
             .map(|p| match p {
                 Param::Scratch(s) => scratch_slot(*s),
                 Param::TaskScratch(s) => scratch_slot(*s) * copies,
+                Param::Fault => scratch_slot(4),
                 _ => 0,
             })
             .sum();

@@ -64,7 +64,7 @@ impl<'n> Rodata<'n> {
                         self.code.insert(bytes.clone(), id);
                     }
                 }
-                Param::Scratch(_) | Param::TaskScratch(_) | Param::RangeLo | Param::RangeHi => {}
+                Param::Scratch(_) | Param::TaskScratch(_) | Param::Fault | Param::RangeLo | Param::RangeHi => {}
             }
         }
         Ok(())

@@ -110,6 +110,11 @@ pub enum Param {
     /// defined once per object however many kernels call it, and the
     /// family its instructions belong to.
     Code(Vec<u8>, Family),
+    /// A 4-byte word in the arena that `<name>_run` zeroes before the call
+    /// and reads after it: the kernel stores a status there
+    /// ([`Kernel::fault`]) when its run-time input is outside what the op
+    /// defines, and the run returns that status instead of going on.
+    Fault,
 }
 
 /// Smallest total cost (FLOP-like units, see [`Kernel::parallel_range`]) a
@@ -244,6 +249,12 @@ impl<'a, 'g> Kernel<'a, 'g> {
     /// Pointer to f32 values packed as a blob.
     pub fn blob_f32(&mut self, v: &[f32]) -> Value {
         self.blob(v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    }
+    /// Pointer to the kernel's fault word ([`Param::Fault`]): storing a
+    /// nonzero `kerf_runtime::status` code there ends the run with it. Tasks
+    /// of a split kernel may all store to it (the same code).
+    pub fn fault(&mut self) -> Value {
+        self.param(Param::Fault)
     }
     /// Pointer to scratch memory (shared by all tasks of a parallel kernel).
     pub fn scratch(&mut self, bytes: usize) -> Value {

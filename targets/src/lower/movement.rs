@@ -424,6 +424,7 @@ fn gather(k: &mut Kernel, axis: usize) -> LResult {
     let inner: usize = xs[axis + 1..].iter().product();
     let dim = xs[axis] as i64;
     let (src, idxp, dst) = (k.input(0), k.input(1), k.output(0));
+    let fault = k.fault();
     let ity = if id == DType::I32 { types::I32 } else { types::I64 };
     k.nest(&[outer, nidx], &mut |k, ij| {
         let raw = k.ld_at(ity, idxp, ij[1], id.size() as i64, 0);
@@ -431,7 +432,21 @@ fn gather(k: &mut Kernel, axis: usize) -> LResult {
         let neg = k.b.ins().icmp_imm_s(IntCC::SignedLessThan, i, 0);
         let wrapped = k.b.ins().iadd_imm_s(i, dim);
         let i = k.b.ins().select(neg, wrapped, i);
-        // clamp so that a bad index cannot read out of bounds
+        // outside [-dim, dim): the run ends with INDEX_OUT_OF_RANGE
+        let below = k.b.ins().icmp_imm_s(IntCC::SignedLessThan, i, 0);
+        let above = k.b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, i, dim);
+        let bad = k.b.ins().bor(below, above);
+        let (set, join) = (k.b.create_block(), k.b.create_block());
+        k.b.ins().brif(bad, set, &[], join, &[]);
+        k.b.switch_to_block(set);
+        k.b.seal_block(set);
+        let code = k.b.ins().iconst(types::I32, i64::from(kerf_runtime::status::INDEX_OUT_OF_RANGE));
+        k.b.ins().store(super::loops::mem(), code, fault, 0);
+        k.b.ins().jump(join, &[]);
+        k.b.switch_to_block(join);
+        k.b.seal_block(join);
+        // clamped as well, so that no load leaves the tensor before the
+        // entry sees the fault
         let zero = k.ic(0);
         let hi = k.ic(dim - 1);
         let i = super::loops::imax(k, i, zero);
