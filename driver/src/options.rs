@@ -159,7 +159,7 @@ impl CompressArgs {
         let patterns = all().any(|s| s.patterns.is_some_and(|k| k > 0) || s.connectivity.is_some_and(|c| c > 0.0));
         let nm = all().any(|s| matches!(s.nm, Some(NmSetting::Sparse(_))));
         let none = match &self.plan {
-            Some(p) => format!(", and the plan '{}' has none", p.display()),
+            Some(p) => format!(", and no layer of the plan '{}' (with the flags given) has one", p.display()),
             None => String::new(),
         };
         let int8 = [
@@ -169,10 +169,11 @@ impl CompressArgs {
             ("--weight-bits", self.weight_bits.is_some()),
             ("--byte-pairs", self.byte_pairs.is_some()),
             ("--residual", self.residual.is_some()),
+            ("--no-int8-kernels", self.no_int8_kernels),
         ];
         if let Some((flag, _)) = int8.iter().find(|(_, given)| *given).filter(|_| !quantising) {
             bail!(
-                "{flag} sets how int8 quantises: it needs --quantize int8 or a plan layer with quant = \"int8\"{none}; alone it changes nothing"
+                "{flag} is a setting of int8: it needs --quantize int8 or a plan layer with quant = \"int8\"{none}; alone it changes nothing"
             );
         }
         if self.pattern_group.is_some() && !patterns {
@@ -289,9 +290,6 @@ impl ModelArgs {
     /// `s` with the compression flags' plan and calibration data.
     fn compressed(&self, s: Session) -> Result<Session> {
         let Some(plan) = self.compress.plan()? else {
-            if self.compress.no_int8_kernels {
-                bail!("--no-int8-kernels is about int8 layers: it needs --quantize int8 (or a --plan that quantises)");
-            }
             if !self.compress.calib.is_empty() {
                 bail!(
                     "--calib given without a compression flag (--quantize, --prune-patterns, --connectivity, --prune-nm, --low-rank, --tucker or --plan)"

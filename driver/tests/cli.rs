@@ -585,11 +585,15 @@ fn flags_that_would_do_nothing_and_cut_files_are_named() {
     );
     assert_user_error(
         &alone(&["--plan", &low_rank, "--rounding", "nearest"]),
-        &["--rounding", "needs --quantize int8", "low_rank.toml' has none"],
+        &["--rounding", "needs --quantize int8", "low_rank.toml' (with the flags given) has one"],
     );
     assert_user_error(
         &alone(&["--plan", &low_rank, "--pattern-group", "4"]),
-        &["--pattern-group", "low_rank.toml' has none"],
+        &["--pattern-group", "low_rank.toml' (with the flags given) has one"],
+    );
+    assert_user_error(
+        &alone(&["--plan", &low_rank, "--no-int8-kernels"]),
+        &["--no-int8-kernels", "needs --quantize int8"],
     );
     let ok = alone(&["--plan", &one_int8, "--rounding", "nearest", "--limit", "20"]);
     assert!(ok.status.success(), "{}", stderr(&ok));

@@ -41,8 +41,9 @@ pub mod status {
     pub const ABI_MISMATCH: i32 = 3;
     /// An index read at run time was outside its axis (a Gather's indices
     /// must lie in `[-n, n)` for an axis of `n`; ONNX leaves other values
-    /// undefined): the run stopped after that node, and the outputs hold
-    /// nothing meaningful.
+    /// undefined; the importer's Gathers for RoiAlign's `batch_indices` and
+    /// RotaryEmbedding's `position_ids` too): the run stopped after that
+    /// node, and the outputs hold nothing meaningful.
     pub const INDEX_OUT_OF_RANGE: i32 = 4;
 }
 
@@ -306,7 +307,7 @@ impl fmt::Display for RuntimeError {
             ),
             RuntimeError::Status(status::INDEX_OUT_OF_RANGE) => write!(
                 f,
-                "an index input held a value outside its axis (a Gather's indices must lie in [-n, n) for an axis of n); the run stopped there"
+                "an index read at run time was outside its axis (a Gather's indices must lie in [-n, n) for an axis of n); the run stopped there"
             ),
             RuntimeError::Status(s) => write!(f, "generated code returned status {s}"),
             RuntimeError::Stray { index, name, side, bytes } => {

@@ -1,6 +1,8 @@
 //! `<name>_run`: checks its arguments, reads the threading hook once, calls
-//! the kernels in node order (split kernels through `parallel_for`), then
-//! copies the graph outputs that are not produced in place. The contract is
+//! the kernels in node order (split kernels through `parallel_for`;
+//! returning at once the status a kernel leaves in its fault word,
+//! [`Param::Fault`], with the outputs unfinished), then copies the graph
+//! outputs that are not produced in place. The contract is
 //! in the module docs of [`super`] and `docs/abi.md`; the runtime struct's
 //! field offsets come from its `#[repr(C)]` mirror.
 

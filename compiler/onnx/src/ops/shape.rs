@@ -280,8 +280,8 @@ fn gather(cx: &mut Cx) -> Result<Vec<ValueId>, ImportError> {
     if n_idx > 0 && cx.shape(x).get(axis) == Some(&0) {
         return Err(cx.err(format!("gathers {n_idx} indices from axis {axis}, which has size 0")));
     }
-    // constant indices out of range are the model's error, said here (the
-    // kernel clamps run-time ones, so it never reads outside the tensor)
+    // constant indices out of range are the model's error, said here
+    // (run-time ones end the run with a status: the kernel's fault word)
     // (read without `const_ints`, which would ask for run-time indices to be bound)
     let d = cx.shape(x).get(axis).copied().unwrap_or(0) as i64;
     let known = cx.g.const_of(idx).filter(|t| t.dtype().is_int()).map(|t| t.to_i64_vec());

@@ -17,7 +17,8 @@ pub(in crate::lower) struct Phases {
     pub(in crate::lower) s: usize,
     pub(in crate::lower) hq: usize,
     /// Floats per phase row (a multiple of `lanes`: the taps of the first
-    /// kernel column load aligned).
+    /// kernel column load aligned, but for a row's early last vector,
+    /// [`Phases::back`]).
     pub(in crate::lower) wq: usize,
     /// Floats of each phase row that any tile or pass reads (whole vectors
     /// from every tap's column offset); the rest of a row is never zeroed.
