@@ -63,8 +63,7 @@ impl<'a> Runner<'a> {
         match self.pool {
             Some(p) => self.model.run_with_pool(&self.ins, &mut ov, &mut self.arena, p),
             None => self.model.run(&self.ins, &mut ov, &mut self.arena),
-        }
-        .map_err(PipelineError::Runtime)?;
+        }?;
         Ok(t0.elapsed())
     }
 

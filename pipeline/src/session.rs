@@ -528,17 +528,15 @@ impl Session {
     /// Stage `jit`: the same code generation, loaded into this process. The
     /// session's target must be the host.
     pub fn jit(&self, g: &Graph) -> Result<JitModel, PipelineError> {
-        let jm = kerf_targets::jit_compile(g, &self.compile_options())
-            .map_err(|source| PipelineError::Compile { path: self.model.clone(), source })?;
-        Ok(jm)
+        kerf_targets::jit_compile(g, &self.compile_options())
+            .map_err(|source| PipelineError::Compile { path: self.model.clone(), source })
     }
 
     /// Like [`Session::jit`], with `hook(i)` called before kernel `i` and
     /// after the last one (per-kernel profiling).
     pub fn jit_profiled(&self, g: &Graph, hook: ProfileHook) -> Result<JitModel, PipelineError> {
-        let jm = kerf_targets::jit::jit_compile_profiled(g, &self.compile_options(), hook)
-            .map_err(|source| PipelineError::Compile { path: self.model.clone(), source })?;
-        Ok(jm)
+        kerf_targets::jit::jit_compile_profiled(g, &self.compile_options(), hook)
+            .map_err(|source| PipelineError::Compile { path: self.model.clone(), source })
     }
 }
 

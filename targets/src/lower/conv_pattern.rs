@@ -779,3 +779,50 @@ pub(super) fn conv_tiles(
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A square 3x3 "same" conv of `c` channels on `hw`-pixel planes at `stride`.
+    fn geo(c: usize, hw: usize, stride: usize) -> Geo {
+        let o = (hw + 2 - 3) / stride + 1;
+        Geo {
+            n: 1,
+            c,
+            h: hw,
+            w: hw,
+            oc: c,
+            oh: o,
+            ow: o,
+            kh: 3,
+            kw: 3,
+            sh: stride,
+            sw: stride,
+            dh: 1,
+            dw: 1,
+            ph: 1,
+            pw: 1,
+            group: 1,
+        }
+    }
+
+    /// Which rows end in an early vector, by how much, and the image rows
+    /// the tiles then read: 14 pixels from 6 (rows of 16 floats, one
+    /// line), 28 from 20; whole vectors (56), a row of one vector (7) and
+    /// other widths than `ymm`'s none.
+    #[test]
+    fn early_last_vectors_where_a_tile_holds_the_one_before() {
+        for (hw, stride, back, read) in
+            [(14, 1, 2, 16usize), (28, 1, 4, 30), (56, 1, 0, 58), (7, 1, 0, 10), (28, 2, 2, 15)]
+        {
+            let g = geo(64, hw, stride);
+            assert_eq!(last_back(&g, Elem::F32, 8), back, "{hw} pixels, stride {stride}");
+            let ph = Phases::new(&g, 8, back);
+            assert_eq!((ph.read, ph.wq), (read, read.next_multiple_of(8)), "{hw} pixels, stride {stride}");
+        }
+        for lanes in [4, 16] {
+            assert_eq!(last_back(&geo(64, 14, 1), Elem::F32, lanes), 0, "{lanes} lanes");
+        }
+    }
+}

@@ -228,3 +228,40 @@ impl PatternTile {
             && res_ok
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An early last vector is whole, within one vector's lanes, after
+    /// another vector of its row, and x86's only.
+    #[test]
+    fn early_last_vectors_are_well_formed() {
+        let t = PatternTile {
+            elem: Elem::F32,
+            kinds: vec![EntryKind::Column(vec![0, 1]), EntryKind::Kernel(4)],
+            rows: 6,
+            vecs: 2,
+            lanes: 8,
+            last_lanes: 8,
+            back: 2,
+            out_row: 56,
+            in_row: 64,
+            accumulate: true,
+            epi: None,
+            quant: None,
+            res_u8: None,
+        };
+        assert!(t.fits());
+        assert_eq!((t.start(0), t.start(1)), (0, 6));
+        assert!(PatternTile { back: 0, last_lanes: 6, ..t.clone() }.fits());
+        for bad in [
+            PatternTile { vecs: 1, rows: 12, ..t.clone() },
+            PatternTile { last_lanes: 6, ..t.clone() },
+            PatternTile { back: 8, ..t.clone() },
+            PatternTile { lanes: 4, ..t.clone() },
+        ] {
+            assert!(!bad.fits(), "{bad:?}");
+        }
+    }
+}
